@@ -1,0 +1,87 @@
+//! Host hypercall numbers and error codes.
+//!
+//! A host hypercall is made through the stub's `hypercall` entry (see [`crate::StubTable`]):
+//! `rdi` = number (low 32 bits) | flags (high 32 bits), `rsi, rdx, rcx, r8, r9` = arguments
+//! 0..4. It returns in `rax` a non-negative result or a negative [`HcError`]. Guest buffers are
+//! named by **guest-physical** address and length; the host checks every range against guest
+//! memory before copying, and copies before it looks.
+
+/// Flag (in the number's high half): do not spin waiting for the host; block at once.
+pub const HC_FLAG_NOSPIN: u64 = 1 << 32;
+/// Mask of the call number in the first argument.
+pub const HC_NR_MASK: u64 = 0xffff_ffff;
+/// Largest buffer one console write may pass (longer writes return [`HcError::TooLarge`]).
+pub const CONSOLE_WRITE_MAX: u64 = 64 * 1024;
+/// Largest panic message the host reads.
+pub const PANIC_MSG_MAX: u64 = 4096;
+
+/// Host hypercalls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+#[repr(u32)]
+pub enum Hypercall {
+    /// Does nothing and returns 0 (round-trip benchmark).
+    Nop = 0,
+    /// `console_write(gpa, len) -> len`: write bytes to the tenant's console.
+    ConsoleWrite = 1,
+    /// `shutdown(code) -> !`: the tenant exits with `code & 0xff`.
+    Shutdown = 2,
+    /// `panic(gpa, len) -> !`: the guest kernel panicked with the UTF-8 message at `gpa`; the
+    /// host records a crash report with the caller's registers.
+    Panic = 3,
+    /// `wall_clock() -> ns`: nanoseconds since the Unix epoch, now.
+    WallClock = 4,
+}
+
+impl Hypercall {
+    /// Decodes a call number; `None` for numbers this ABI version does not know.
+    pub const fn from_raw(nr: u32) -> Option<Self> {
+        Some(match nr {
+            0 => Self::Nop,
+            1 => Self::ConsoleWrite,
+            2 => Self::Shutdown,
+            3 => Self::Panic,
+            4 => Self::WallClock,
+            _ => return None,
+        })
+    }
+}
+
+/// Errors a hypercall or stub call returns, as negative values in `rax`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+#[repr(i64)]
+pub enum HcError {
+    /// No such call.
+    UnknownCall = -1,
+    /// An argument is out of range or malformed.
+    InvalidArgument = -2,
+    /// A guest address range lies outside guest memory (or the window).
+    BadAddress = -3,
+    /// A length exceeds the call's limit.
+    TooLarge = -4,
+    /// The object is busy (e.g. starting a vCPU that is already running).
+    Busy = -5,
+    /// The host ran out of a resource (e.g. host mappings) and could not recover.
+    NoResources = -6,
+}
+
+impl HcError {
+    /// Decodes a negative return value; `None` for non-errors and unknown codes.
+    pub const fn from_ret(ret: i64) -> Option<Self> {
+        Some(match ret {
+            -1 => Self::UnknownCall,
+            -2 => Self::InvalidArgument,
+            -3 => Self::BadAddress,
+            -4 => Self::TooLarge,
+            -5 => Self::Busy,
+            -6 => Self::NoResources,
+            _ => return None,
+        })
+    }
+
+    /// The value placed in `rax`.
+    pub const fn to_ret(self) -> i64 {
+        self as i64
+    }
+}

@@ -1,0 +1,81 @@
+//! The sandbox header: page 0 of the control memfd, written by the host before it starts the
+//! stub, and reported back into by the stub.
+//!
+//! The stub is started with exactly two file descriptors: [`GUEST_MEM_FD`] (guest-physical
+//! memory) and [`CTL_FD`] (the control region). It maps both, checks this header, prepares
+//! every vCPU thread, installs its seccomp filter, and only then enters the guest.
+
+use core::mem::{offset_of, size_of};
+use core::sync::atomic::{AtomicU32, AtomicU64};
+use zerocopy::{FromBytes, KnownLayout};
+
+/// File descriptor of the guest-memory memfd inside a sandbox.
+pub const GUEST_MEM_FD: i32 = 3;
+/// File descriptor of the control memfd inside a sandbox.
+pub const CTL_FD: i32 = 4;
+/// Exit status of a sandbox whose stub recorded a crash in a [`crate::VcpuShared`] page.
+pub const STUB_EXIT_CRASH: i32 = 124;
+/// Exit status of a sandbox whose stub failed before entering the guest (see `stub_error`).
+pub const STUB_EXIT_SETUP: i32 = 125;
+
+/// Stub start-up progress, in [`SandboxHeader::stub_status`].
+pub mod status {
+    /// The stub has not reported yet.
+    pub const STARTING: u32 = 0;
+    /// Seccomp is installed and every vCPU thread is parked; vCPU 0 is about to enter.
+    pub const READY: u32 = 1;
+    /// vCPU 0 executed (is about to execute) the first guest instruction.
+    pub const RUNNING: u32 = 2;
+    /// Start-up failed at step `stub_step` with errno `stub_error`.
+    pub const FAILED: u32 = 3;
+}
+
+/// Page 0 of the control region.
+#[derive(Debug, FromBytes, KnownLayout)]
+#[repr(C)]
+pub struct SandboxHeader {
+    /// [`crate::ABI_MAGIC`] (host).
+    pub magic: u64,
+    /// [`crate::ABI_VERSION`] (host).
+    pub abi_version: u32,
+    /// Number of vCPUs (host).
+    pub nr_vcpus: u32,
+    /// Guest memory size, the guest memfd's size (host).
+    pub mem_size: u64,
+    /// Guest-virtual entry point of vCPU 0 (host).
+    pub entry_rip: u64,
+    /// Initial `rsp` of vCPU 0 (host).
+    pub entry_rsp: u64,
+    /// Initial `rdi` of vCPU 0: the boot info's guest-virtual address (host).
+    pub entry_rdi: u64,
+    /// Guest-physical address of the initial PML4 (host).
+    pub page_table_root: u64,
+    /// TSC value at guest time 0 (host).
+    pub tsc_base: u64,
+    /// CLOCK_MONOTONIC in ns at guest time 0 (host).
+    pub mono_base_ns: u64,
+    /// TSC-to-ns multiplier (host).
+    pub clock_mult: u64,
+    /// TSC-to-ns shift (host).
+    pub clock_shift: u32,
+    /// Pages the stub maps around a shadow miss (host default; the guest may change it).
+    pub fault_around_pages: u32,
+    /// Start-up progress, a [`status`] value (stub).
+    pub stub_status: AtomicU32,
+    /// Start-up step that failed (stub).
+    pub stub_step: AtomicU32,
+    /// errno of the failed start-up step (stub).
+    pub stub_error: AtomicU32,
+    /// Reserved.
+    pub _reserved0: u32,
+    /// Address of the stub's [`crate::StubTable`] (stub).
+    pub stub_table: AtomicU64,
+    /// TSC just before the first guest instruction (stub).
+    pub first_insn_tsc: AtomicU64,
+    /// TSC when the stub started executing (stub).
+    pub stub_start_tsc: AtomicU64,
+}
+
+const _: () = assert!(offset_of!(SandboxHeader, stub_status) == 88);
+const _: () = assert!(offset_of!(SandboxHeader, stub_table) == 104);
+const _: () = assert!(size_of::<SandboxHeader>() == 128);

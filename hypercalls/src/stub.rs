@@ -1,0 +1,83 @@
+//! The stub's entry table: the guest's "PV firmware".
+//!
+//! At the guest entry point `rsi` holds the address of a [`StubTable`] in stub memory (outside
+//! the guest window, readable by the guest). Each entry is the address of a function with the
+//! System V AMD64 calling convention: arguments in `rdi, rsi, rdx, rcx, r8, r9`, result in
+//! `rax`, caller-saved registers clobbered, callee-saved preserved, direction flag clear on
+//! call. An entry runs on the caller's stack and needs at most [`STUB_STACK_NEED`] bytes of it.
+//! Entries marked *in-sandbox* make no host round trip. Errors are negative
+//! [`crate::HcError`] values.
+
+use core::mem::{offset_of, size_of};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+/// Stack a stub call may use below the caller's `rsp`.
+pub const STUB_STACK_NEED: u64 = 4096;
+
+/// Table of stub entry points (all `u64` code addresses).
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct StubTable {
+    /// [`crate::ABI_MAGIC`].
+    pub magic: u64,
+    /// [`crate::ABI_VERSION`].
+    pub abi_version: u32,
+    /// Number of entry points that follow (a newer stub may have more).
+    pub nr_entries: u32,
+    /// `hypercall(nr | flags, a0, a1, a2, a3, a4) -> i64`: host hypercall through the
+    /// per-vCPU doorbell (bounded spin, then futex; no spin with `HC_FLAG_NOSPIN`).
+    pub hypercall: u64,
+    /// `set_callbacks(trap_entry, event_entry) -> i64` *in-sandbox*: register the entries
+    /// exceptions and events are delivered to (tenant-wide). 0 = none.
+    pub set_callbacks: u64,
+    /// `iret(frame: *const TrapFrame) -> !` *in-sandbox*: resume the context in `frame`
+    /// (all GPRs, `rip`, `rsp`, the user bits of `rflags`) and set the virtual interrupt flag
+    /// from its IF bit; if that enables events and some are pending they are delivered at once
+    /// with the same frame. A non-canonical or out-of-window `rip`/`rsp` is an ABI violation.
+    pub iret: u64,
+    /// `irq_enable()` *in-sandbox*: set the virtual interrupt flag; deliver pending events
+    /// (the event handler's `iret` returns to the caller).
+    pub irq_enable: u64,
+    /// `irq_disable() -> u64` *in-sandbox*: clear the flag, return its previous value (0/1).
+    pub irq_disable: u64,
+    /// `halt()` *in-sandbox*: with events disabled, sleep until a pending bit is set (returns
+    /// at once if one is). Returns with events still disabled; the caller then enables them.
+    pub halt: u64,
+    /// `timer_arm(deadline_ns) -> i64` *in-sandbox*: one-shot timer at guest time
+    /// `deadline_ns` (absolute; in the past = fire now); 0 disarms. Sets `pending::TIMER`.
+    pub timer_arm: u64,
+    /// `clock_ns() -> u64` *in-sandbox*: guest time in ns (TSC based, see `BootInfo`).
+    pub clock_ns: u64,
+    /// `vcpu_start(id, rip, rsp, arg) -> i64` *in-sandbox*: start parked vCPU `id` at `rip`
+    /// with `rsp` and `rdi = arg`, events disabled. `Busy` if already started.
+    pub vcpu_start: u64,
+    /// `vcpu_kick(id) -> i64` *in-sandbox*: set `pending::KICK` on vCPU `id` and wake it
+    /// (from `halt`, or interrupt it if it is running).
+    pub vcpu_kick: u64,
+    /// `vcpu_self() -> *mut VcpuShared` *in-sandbox*: this vCPU's shared page.
+    pub vcpu_self: u64,
+    /// `vcpu_id() -> u64` *in-sandbox*: this vCPU's index.
+    pub vcpu_id: u64,
+    /// `load_root(pml4_gpa) -> i64` *in-sandbox*: switch to another PML4 (CR3 load) and
+    /// flush the whole shadow.
+    pub load_root: u64,
+    /// `tlb_flush(va, len) -> i64` *in-sandbox*: invalidate shadow mappings of
+    /// `[va, va+len)` (all vCPUs: the shadow is shared).
+    pub tlb_flush: u64,
+    /// `tlb_flush_all() -> i64` *in-sandbox*: invalidate the whole shadow.
+    pub tlb_flush_all: u64,
+    /// `prefault(va, len, write) -> i64` *in-sandbox*: fill the shadow for `[va, va+len)`
+    /// now; returns pages mapped, or `BadAddress` at the first page the guest tables refuse.
+    pub prefault: u64,
+    /// `set_fault_around(pages) -> i64` *in-sandbox*: pages mapped around a shadow miss
+    /// (1 = no fault-around, max 512); returns the previous value.
+    pub set_fault_around: u64,
+    /// `null() -> u64` *in-sandbox*: returns 0 (call-cost benchmark).
+    pub null: u64,
+}
+
+/// Number of entry points in this ABI version's [`StubTable`].
+pub const STUB_ENTRIES: u32 = 18;
+
+const _: () = assert!(offset_of!(StubTable, hypercall) == 16);
+const _: () = assert!(size_of::<StubTable>() == 16 + 8 * STUB_ENTRIES as usize);

@@ -41,7 +41,9 @@ impl MemRegionKind {
 }
 
 /// One range of guest-physical memory.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 #[repr(C)]
 pub struct MemRegion {
     /// Guest-physical start (page aligned).

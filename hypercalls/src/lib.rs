@@ -12,6 +12,7 @@
 pub mod boot;
 pub mod frame;
 pub mod hypercall;
+pub mod image;
 pub mod layout;
 pub mod sandbox;
 pub mod stub;
@@ -20,6 +21,7 @@ pub mod vcpu;
 pub use boot::{BootInfo, MemRegion, MemRegionKind};
 pub use frame::{TrapFrame, Vector};
 pub use hypercall::{HcError, Hypercall, HC_FLAG_NOSPIN};
+pub use image::KernelAbiHeader;
 pub use sandbox::SandboxHeader;
 pub use stub::StubTable;
 pub use vcpu::{CrashInfo, CrashReason, VcpuShared};

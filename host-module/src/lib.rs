@@ -1,0 +1,1 @@
+//! pvmux host runtime (placeholder).

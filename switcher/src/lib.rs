@@ -1,0 +1,2 @@
+//! pvmux world switch (placeholder).
+#![no_std]

@@ -1,0 +1,1 @@
+//! Helpers for pvmux integration tests (placeholder).

@@ -1,0 +1,3 @@
+//! pvmux CLI (placeholder).
+#![forbid(unsafe_code)]
+fn main() {}

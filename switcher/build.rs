@@ -1,6 +1,12 @@
 //! Links the sandbox stub as a libc-free static-pie.
 fn main() {
-    for arg in ["-nostartfiles", "-nostdlib", "-static-pie", "-Wl,--no-dynamic-linker", "-Wl,-z,noexecstack"] {
+    for arg in [
+        "-nostartfiles",
+        "-nostdlib",
+        "-static-pie",
+        "-Wl,--no-dynamic-linker",
+        "-Wl,-z,noexecstack",
+    ] {
         println!("cargo:rustc-link-arg-bin=pvmux-stub={arg}");
     }
 }

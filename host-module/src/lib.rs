@@ -1,1 +1,39 @@
-//! pvmux host runtime (placeholder).
+//! The pvmux host runtime.
+//!
+//! A [`Host`] holds the sandbox stub and launches [`Tenant`]s: each tenant is a guest kernel
+//! loaded by the [`domain_builder`] into its own sealed memfd of [`GuestMemory`], run in an
+//! unprivileged sandbox process, and served by one host thread per vCPU ([`Vcpu`]) that
+//! answers hypercalls. Every tenant failure ends in a [`TenantOutcome`], a crash as a
+//! human-readable [`CrashReport`].
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod clock;
+mod console;
+pub mod control;
+pub mod crash;
+pub mod domain_builder;
+mod error;
+mod host;
+mod hypercall;
+pub mod kernel_image;
+#[cfg(test)]
+mod lifecycle_tests;
+pub mod memory;
+pub mod page_table;
+pub mod sandbox;
+mod shm;
+mod tenant;
+#[cfg(test)]
+mod test_elf;
+#[cfg(test)]
+mod test_stub;
+pub mod vcpu;
+
+pub use console::CONSOLE_TAIL_LINES;
+pub use crash::{CrashCause, CrashReport, Frame};
+pub use error::{HostError, ImageError, MemoryError};
+pub use host::{Host, DEFAULT_FAULT_AROUND};
+pub use kernel_image::KernelImage;
+pub use memory::GuestMemory;
+pub use tenant::{BootTimes, Tenant, TenantConfig, TenantOutcome, TenantState};
+pub use vcpu::{Vcpu, VcpuExit};

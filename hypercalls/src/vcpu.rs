@@ -54,7 +54,8 @@ pub enum CrashReason {
     DoubleFault = 2,
     /// A fault inside stub code that is not a shadow miss (a bad pointer passed to a stub call).
     StubFault = 3,
-    /// A malformed stub call (bad frame, non-canonical `rip`, bad vCPU number...).
+    /// A malformed `iret` (frame, `rip` or `rsp` outside the window) or a raw system call made
+    /// from stub code.
     AbiViolation = 4,
     /// The host refused a mapping even after evicting the whole shadow.
     OutOfHostMappings = 5,

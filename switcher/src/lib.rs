@@ -1,2 +1,9 @@
-//! pvmux world switch (placeholder).
+//! pvmux world switch: the pieces of the sandbox that can be built and tested on the host.
+//!
+//! The sandbox stub itself (a `no_std`, libc-free static-pie) lives in `src/bin/pvmux-stub`;
+//! this library holds what it shares with the host and with tests: the seccomp filter
+//! ([`seccomp`]), built at run time by the stub from its own code range.
 #![no_std]
+#![forbid(unsafe_code)]
+
+pub mod seccomp;

@@ -1,3 +1,6 @@
-//! pvmux CLI (placeholder).
+//! `pvmux`: run paravirtual guest kernels in unprivileged sandboxes.
 #![forbid(unsafe_code)]
-fn main() {}
+
+fn main() -> std::process::ExitCode {
+    pvmux::cli::main()
+}

@@ -1,10 +1,33 @@
-//! The pvmux sandbox stub (placeholder).
+//! The pvmux sandbox stub: the guest kernel's "PV firmware" and the only code in a kernel
+//! sandbox process that may make system calls.
+//!
+//! A libc-free static-pie, started by the host with exactly two fds (guest memory and the
+//! control region). It relocates itself, maps the control region and a physmap of guest
+//! memory, prepares every vCPU thread, installs the seccomp filter on all of them and enters
+//! the guest. From then on it runs only as signal handlers (shadow misses, exceptions,
+//! events) and as entry points the guest calls (see `pvmux_hypercalls::StubTable`).
 #![no_std]
 #![no_main]
+#![deny(unsafe_op_in_unsafe_fn)]
 
-core::arch::global_asm!(".globl _start", "_start:", "mov eax, 231", "mov edi, 125", "syscall", "ud2");
+mod doorbell;
+mod entries;
+mod mem;
+mod shadow;
+mod start;
+mod state;
+mod sys;
+mod trap;
 
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
-    loop {}
+    // Stub code does not panic by design; if it ever does, end the sandbox with a crash
+    // record the host can report.
+    let frame = pvmux_hypercalls::TrapFrame::default();
+    trap::crash(
+        state::StubCpu::current().shared(),
+        pvmux_hypercalls::CrashReason::StubFault,
+        &frame,
+        0,
+    )
 }

@@ -1,0 +1,132 @@
+//! The TSC: frequency discovery and the guest clock parameters.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use raw_cpuid::CpuId;
+use rustix::time::{clock_gettime, ClockId};
+
+/// Shift used for TSC-to-ns conversion: `ns = (ticks * mult) >> CLOCK_SHIFT`.
+pub const CLOCK_SHIFT: u32 = 32;
+
+/// Reads the time-stamp counter.
+pub fn rdtsc() -> u64 {
+    // SAFETY: `rdtsc` has no memory effects; every x86-64 CPU pvmux supports has it.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+fn ns_of(clock: ClockId) -> u64 {
+    let t = clock_gettime(clock);
+    (t.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(t.tv_nsec as u64)
+}
+
+/// CLOCK_MONOTONIC in nanoseconds.
+pub fn monotonic_ns() -> u64 {
+    ns_of(ClockId::Monotonic)
+}
+
+/// CLOCK_REALTIME in nanoseconds since the Unix epoch.
+pub fn realtime_ns() -> u64 {
+    ns_of(ClockId::Realtime)
+}
+
+/// The TSC frequency in kHz: from CPUID (leaf 0x15 or the hypervisor's TSC leaf), else
+/// calibrated once per process against CLOCK_MONOTONIC.
+pub fn tsc_khz() -> u64 {
+    static KHZ: OnceLock<u64> = OnceLock::new();
+    *KHZ.get_or_init(|| {
+        let khz = cpuid_tsc_khz().unwrap_or_else(calibrate_tsc_khz);
+        tracing::debug!(tsc_khz = khz, "TSC frequency");
+        khz.max(1)
+    })
+}
+
+fn cpuid_tsc_khz() -> Option<u64> {
+    let cpuid = CpuId::new();
+    if let Some(hz) = cpuid.get_tsc_info().and_then(|t| t.tsc_frequency()) {
+        if hz >= 1_000_000 {
+            return Some(hz / 1000);
+        }
+    }
+    let khz = cpuid.get_hypervisor_info()?.tsc_frequency()?;
+    (khz >= 1000).then_some(u64::from(khz))
+}
+
+fn calibrate_tsc_khz() -> u64 {
+    let t0 = Instant::now();
+    let c0 = rdtsc();
+    std::thread::sleep(Duration::from_millis(10));
+    let c1 = rdtsc();
+    let ns = t0.elapsed().as_nanos().max(1);
+    let khz = (u128::from(c1.wrapping_sub(c0)) * 1_000_000 / ns) as u64;
+    tracing::debug!(khz, "calibrated the TSC against CLOCK_MONOTONIC");
+    khz
+}
+
+/// The guest clock's origin and conversion factors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClockParams {
+    /// TSC frequency in kHz.
+    pub tsc_khz: u64,
+    /// TSC at guest time 0.
+    pub tsc_base: u64,
+    /// CLOCK_MONOTONIC (ns) at guest time 0.
+    pub mono_base_ns: u64,
+    /// CLOCK_REALTIME (ns since the epoch) at guest time 0.
+    pub wall_base_ns: u64,
+    /// TSC-to-ns multiplier.
+    pub mult: u64,
+    /// TSC-to-ns shift ([`CLOCK_SHIFT`]).
+    pub shift: u32,
+}
+
+impl ClockParams {
+    /// Samples the clocks now: guest time 0 is this instant.
+    pub fn now() -> Self {
+        let tsc_khz = tsc_khz();
+        let tsc_base = rdtsc();
+        let mono_base_ns = monotonic_ns();
+        let wall_base_ns = realtime_ns();
+        Self {
+            tsc_khz,
+            tsc_base,
+            mono_base_ns,
+            wall_base_ns,
+            mult: mult_for(tsc_khz),
+            shift: CLOCK_SHIFT,
+        }
+    }
+
+    /// Guest nanoseconds for a TSC value (0 before the base).
+    pub fn tsc_to_ns(&self, tsc: u64) -> u64 {
+        let ticks = tsc.saturating_sub(self.tsc_base);
+        ((u128::from(ticks) * u128::from(self.mult)) >> self.shift) as u64
+    }
+}
+
+/// `mult` such that `ns = (ticks * mult) >> 32` for a TSC of `khz` kHz.
+pub fn mult_for(khz: u64) -> u64 {
+    ((1_000_000u128 << CLOCK_SHIFT) / u128::from(khz.max(1))) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conversion() {
+        let p = ClockParams {
+            tsc_khz: 2_000_000,
+            tsc_base: 1000,
+            mono_base_ns: 0,
+            wall_base_ns: 0,
+            mult: mult_for(2_000_000),
+            shift: CLOCK_SHIFT,
+        };
+        assert_eq!(p.tsc_to_ns(1000 + 2_000_000_000), 1_000_000_000);
+        assert_eq!(p.tsc_to_ns(0), 0);
+        assert!(tsc_khz() > 100_000);
+    }
+}

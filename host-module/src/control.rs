@@ -1,0 +1,181 @@
+//! The control region: the sandbox header page and one shared page per vCPU.
+
+use std::sync::atomic::{AtomicU32, AtomicU64};
+
+use pvmux_hypercalls::layout::{ctl_size, CTL_HEADER_OFFSET, CTL_VCPU_OFFSET};
+use pvmux_hypercalls::{SandboxHeader, VcpuShared, PAGE_SIZE};
+
+use crate::shm::SharedMemfd;
+use crate::HostError;
+
+/// The values the host writes into the [`SandboxHeader`] before the sandbox starts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeaderInit {
+    /// Number of vCPUs.
+    pub nr_vcpus: u32,
+    /// Guest memory size.
+    pub mem_size: u64,
+    /// Entry point.
+    pub entry_rip: u64,
+    /// Initial stack pointer.
+    pub entry_rsp: u64,
+    /// Initial `rdi` (boot info gva).
+    pub entry_rdi: u64,
+    /// Root page table gpa.
+    pub page_table_root: u64,
+    /// TSC at guest time 0.
+    pub tsc_base: u64,
+    /// CLOCK_MONOTONIC at guest time 0.
+    pub mono_base_ns: u64,
+    /// TSC-to-ns multiplier.
+    pub clock_mult: u64,
+    /// TSC-to-ns shift.
+    pub clock_shift: u32,
+    /// Fault-around default.
+    pub fault_around_pages: u32,
+}
+
+/// A tenant's control memfd, mapped into the host.
+#[derive(Debug)]
+pub struct ControlRegion {
+    shm: SharedMemfd,
+    nr_vcpus: u32,
+}
+
+impl ControlRegion {
+    /// Creates the control memfd for `nr_vcpus` vCPUs and writes the header.
+    pub fn new(init: &HeaderInit) -> Result<Self, HostError> {
+        let shm = SharedMemfd::new("pvmux-ctl", ctl_size(init.nr_vcpus))?;
+        let header = SandboxHeader {
+            magic: pvmux_hypercalls::ABI_MAGIC,
+            abi_version: pvmux_hypercalls::ABI_VERSION,
+            nr_vcpus: init.nr_vcpus,
+            mem_size: init.mem_size,
+            entry_rip: init.entry_rip,
+            entry_rsp: init.entry_rsp,
+            entry_rdi: init.entry_rdi,
+            page_table_root: init.page_table_root,
+            tsc_base: init.tsc_base,
+            mono_base_ns: init.mono_base_ns,
+            clock_mult: init.clock_mult,
+            clock_shift: init.clock_shift,
+            fault_around_pages: init.fault_around_pages,
+            stub_status: AtomicU32::new(0),
+            stub_step: AtomicU32::new(0),
+            stub_error: AtomicU32::new(0),
+            _reserved0: 0,
+            stub_table: AtomicU64::new(0),
+            first_insn_tsc: AtomicU64::new(0),
+            stub_start_tsc: AtomicU64::new(0),
+        };
+        // SAFETY: page 0 of a fresh, page-aligned mapping of at least one page that no other
+        // process has mapped yet; `SandboxHeader` (128 bytes, align 8) fits.
+        unsafe {
+            shm.as_ptr()
+                .add(CTL_HEADER_OFFSET as usize)
+                .cast::<SandboxHeader>()
+                .write(header);
+        }
+        Ok(Self {
+            shm,
+            nr_vcpus: init.nr_vcpus,
+        })
+    }
+
+    /// Number of vCPU pages.
+    pub fn nr_vcpus(&self) -> u32 {
+        self.nr_vcpus
+    }
+
+    pub(crate) fn raw_fd(&self) -> std::os::fd::RawFd {
+        self.shm.raw_fd()
+    }
+
+    /// vCPU `i`'s shared page, `None` if out of range. Every field is an atomic, so a
+    /// reference into memory the sandbox writes concurrently is sound.
+    pub fn vcpu(&self, i: u32) -> Option<&VcpuShared> {
+        if i >= self.nr_vcpus {
+            return None;
+        }
+        let off = CTL_VCPU_OFFSET + u64::from(i) * PAGE_SIZE;
+        debug_assert!(off + PAGE_SIZE <= self.shm.len() as u64);
+        // SAFETY: the page lies inside the mapping (i < nr_vcpus, the region has
+        // ctl_size(nr_vcpus) bytes), is page aligned, and lives as long as `&self`.
+        // `VcpuShared` is all atomics plus private padding the host never reads, valid for any
+        // bit pattern (FromBytes).
+        Some(unsafe { &*self.shm.as_ptr().add(off as usize).cast::<VcpuShared>() })
+    }
+
+    fn header_u32(&self, field_offset: usize) -> &AtomicU32 {
+        // SAFETY: `field_offset` is the offset of an AtomicU32 field of the header, inside
+        // page 0 of the mapping, 4-byte aligned; the reference lives as long as `&self`.
+        unsafe { &*self.shm.as_ptr().add(field_offset).cast::<AtomicU32>() }
+    }
+
+    fn header_u64(&self, field_offset: usize) -> &AtomicU64 {
+        // SAFETY: as in `header_u32`, for an 8-byte aligned AtomicU64 field.
+        unsafe { &*self.shm.as_ptr().add(field_offset).cast::<AtomicU64>() }
+    }
+
+    /// Stub start-up status (untrusted).
+    pub fn stub_status(&self) -> &AtomicU32 {
+        self.header_u32(std::mem::offset_of!(SandboxHeader, stub_status))
+    }
+
+    /// Failed start-up step (untrusted).
+    pub fn stub_step(&self) -> &AtomicU32 {
+        self.header_u32(std::mem::offset_of!(SandboxHeader, stub_step))
+    }
+
+    /// errno of the failed start-up step (untrusted).
+    pub fn stub_error(&self) -> &AtomicU32 {
+        self.header_u32(std::mem::offset_of!(SandboxHeader, stub_error))
+    }
+
+    /// TSC when the stub started (untrusted).
+    pub fn stub_start_tsc(&self) -> &AtomicU64 {
+        self.header_u64(std::mem::offset_of!(SandboxHeader, stub_start_tsc))
+    }
+
+    /// TSC at the first guest instruction (untrusted).
+    pub fn first_insn_tsc(&self) -> &AtomicU64 {
+        self.header_u64(std::mem::offset_of!(SandboxHeader, first_insn_tsc))
+    }
+
+    /// Copies the header bytes out (for tests and diagnostics).
+    pub fn header_bytes(&self) -> [u8; 128] {
+        let mut b = [0; 128];
+        // SAFETY: page 0 of the mapping holds at least 128 bytes; bytewise copy, no reference.
+        unsafe { std::ptr::copy_nonoverlapping(self.shm.as_ptr(), b.as_mut_ptr(), b.len()) };
+        b
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    #[test]
+    fn header_and_vcpus() {
+        let init = HeaderInit {
+            nr_vcpus: 3,
+            mem_size: 16 << 20,
+            entry_rip: 0x1234,
+            clock_shift: 32,
+            fault_around_pages: 16,
+            ..Default::default()
+        };
+        let c = ControlRegion::new(&init).unwrap();
+        let b = c.header_bytes();
+        assert_eq!(&b[0..8], b"PVMUXABI");
+        assert_eq!(u32::from_le_bytes(b[8..12].try_into().unwrap()), 1);
+        assert_eq!(u32::from_le_bytes(b[12..16].try_into().unwrap()), 3);
+        assert_eq!(u64::from_le_bytes(b[24..32].try_into().unwrap()), 0x1234);
+        assert!(c.vcpu(2).is_some());
+        assert!(c.vcpu(3).is_none());
+        c.vcpu(2).unwrap().hc_req.store(5, Relaxed);
+        assert_eq!(c.vcpu(2).unwrap().hc_req.load(Relaxed), 5);
+        assert_eq!(c.stub_status().load(Relaxed), 0);
+    }
+}

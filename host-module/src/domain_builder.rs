@@ -1,0 +1,351 @@
+//! The domain builder: loads a kernel into a tenant's guest memory, builds its initial page
+//! tables, boot information and boot stack, like a Xen PV domain builder.
+//!
+//! Guest-physical layout (all page aligned):
+//!
+//! ```text
+//!  0x0000            page 0, never used (Boot region)
+//!  0x1000            BootInfo                          (Boot)
+//!  0x2000..0x12000   boot stack, 64 KiB                (Boot)
+//!  0x12000..         page-table pages                  (Boot)
+//!  ..2 MiB aligned   slack                             (Usable)
+//!  kernel_phys_base  kernel image (span bytes)         (Kernel)
+//!  ..mem_size        everything else                   (Usable)
+//! ```
+//!
+//! Guest-virtual layout at entry: the direct map of all guest memory at `DIRECT_MAP_BASE`
+//! (read-write, no-execute, 2 MiB pages); the kernel at a random 2 MiB-aligned base in the
+//! kernel region (4 KiB pages with the segments' permissions); the boot info page read-only at
+//! [`BOOT_INFO_GVA`]; the boot stack (read-write) at [`BOOT_STACK_BOTTOM_GVA`], with an unmapped
+//! guard page below it.
+
+use pvmux_hypercalls::boot::{BootInfo, MemRegion, MemRegionKind, CMDLINE_MAX, MAX_MEM_REGIONS};
+use pvmux_hypercalls::layout::{
+    vcpu_shared_addr, DIRECT_MAP_BASE, KERNEL_REGION_BASE, KERNEL_REGION_SIZE,
+};
+use pvmux_hypercalls::{ABI_MAGIC, ABI_VERSION, PAGE_SIZE};
+use rand::Rng;
+use zerocopy::{FromZeros, IntoBytes};
+
+use crate::clock::ClockParams;
+use crate::kernel_image::KERNEL_ALIGN;
+use crate::page_table::{tables_needed, MapFlags, PageTableBuilder};
+use crate::{GuestMemory, HostError, KernelImage};
+
+/// Guest-physical address of the boot info page.
+pub const BOOT_INFO_GPA: u64 = 0x1000;
+/// Guest-physical address of the boot stack's lowest byte.
+pub const BOOT_STACK_GPA: u64 = 0x2000;
+/// Size of the boot stack.
+pub const BOOT_STACK_SIZE: u64 = 64 * 1024;
+/// First page-table page (the PML4).
+pub const PAGE_TABLE_GPA: u64 = BOOT_STACK_GPA + BOOT_STACK_SIZE;
+/// Guest-virtual address of the (read-only) boot info page: 1 GiB below the kernel region.
+pub const BOOT_INFO_GVA: u64 = KERNEL_REGION_BASE - (1 << 30);
+/// Guest-virtual address of the boot stack's lowest byte; the page below it is never mapped.
+pub const BOOT_STACK_BOTTOM_GVA: u64 = BOOT_INFO_GVA + 0x10000;
+/// Guest-virtual top of the boot stack.
+pub const BOOT_STACK_TOP_GVA: u64 = BOOT_STACK_BOTTOM_GVA + BOOT_STACK_SIZE;
+/// Free memory a tenant must have beyond the boot structures and the kernel.
+pub const MIN_FREE_MEM: u64 = 2 << 20;
+
+/// What the domain builder produced: the entry state and where things are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DomainLayout {
+    /// Randomised guest-virtual base of the kernel.
+    pub kernel_base: u64,
+    /// Guest-physical address of the kernel image.
+    pub kernel_phys: u64,
+    /// Kernel footprint in bytes.
+    pub kernel_span: u64,
+    /// Entry point (guest virtual).
+    pub entry_rip: u64,
+    /// Initial stack pointer (≡ 8 mod 16).
+    pub entry_rsp: u64,
+    /// Initial `rdi`: guest-virtual address of the boot info.
+    pub entry_rdi: u64,
+    /// Guest-physical address of the PML4.
+    pub page_table_root: u64,
+    /// First guest-physical byte not used by boot structures or the kernel.
+    pub first_free_gpa: u64,
+    /// The memory map given to the guest.
+    pub mem_map: Vec<MemRegion>,
+}
+
+/// Inputs of the domain builder besides memory and kernel.
+#[derive(Clone, Copy, Debug)]
+pub struct BuildParams<'a> {
+    /// Number of vCPUs.
+    pub nr_vcpus: u32,
+    /// Kernel command line.
+    pub cmdline: &'a str,
+    /// Guest clock origin.
+    pub clock: &'a ClockParams,
+}
+
+/// Picks a random 2 MiB-aligned kernel base such that an image of `span` bytes fits in the
+/// kernel region.
+pub fn random_kernel_base(span: u64) -> u64 {
+    let span = span.next_multiple_of(KERNEL_ALIGN);
+    let slots = (KERNEL_REGION_SIZE.saturating_sub(span) / KERNEL_ALIGN).max(1);
+    KERNEL_REGION_BASE + rand::rng().random_range(0..slots) * KERNEL_ALIGN
+}
+
+/// Builds the domain in `mem` with the kernel at guest-virtual `base` (2 MiB aligned, from
+/// [`random_kernel_base`]). `mem` must be freshly zeroed.
+pub fn build(
+    mem: &GuestMemory,
+    kernel: &KernelImage,
+    params: &BuildParams<'_>,
+    base: u64,
+) -> Result<DomainLayout, HostError> {
+    let cmdline = params.cmdline.as_bytes();
+    if cmdline.len() > CMDLINE_MAX {
+        return Err(HostError::CmdlineTooLong {
+            len: cmdline.len(),
+            max: CMDLINE_MAX,
+        });
+    }
+    if !base.is_multiple_of(KERNEL_ALIGN)
+        || base < KERNEL_REGION_BASE
+        || base + kernel.span() > KERNEL_REGION_BASE + KERNEL_REGION_SIZE
+    {
+        return Err(HostError::InvalidConfig(format!(
+            "bad kernel base {base:#x}"
+        )));
+    }
+    let mem_size = mem.size();
+    let span = kernel.span();
+    let pool_pages = 1
+        + tables_needed(mem_size, 2 << 20)
+        + tables_needed(span, PAGE_SIZE)
+        + tables_needed(BOOT_STACK_TOP_GVA - BOOT_INFO_GVA, PAGE_SIZE);
+    let pool_end = PAGE_TABLE_GPA + pool_pages * PAGE_SIZE;
+    let kernel_phys = pool_end.next_multiple_of(KERNEL_ALIGN);
+    let kernel_end = kernel_phys + span;
+    let needed = kernel_end + MIN_FREE_MEM;
+    if needed > mem_size {
+        return Err(HostError::MemoryTooSmall { mem_size, needed });
+    }
+
+    // Kernel image.
+    mem.write(kernel_phys, &kernel.relocated(base))?;
+
+    // Page tables.
+    let mut pt = PageTableBuilder::new(mem, PAGE_TABLE_GPA, pool_end)?;
+    for (i, flags) in kernel.page_flags().iter().enumerate() {
+        if let Some(f) = flags {
+            let off = i as u64 * PAGE_SIZE;
+            pt.map_4k(base + off, kernel_phys + off, *f)?;
+        }
+    }
+    let mut gpa = 0;
+    while gpa < mem_size {
+        pt.map_2m(DIRECT_MAP_BASE + gpa, gpa, MapFlags::RW)?;
+        gpa += 2 << 20;
+    }
+    pt.map_4k(BOOT_INFO_GVA, BOOT_INFO_GPA, MapFlags::RO)?;
+    for off in (0..BOOT_STACK_SIZE).step_by(PAGE_SIZE as usize) {
+        pt.map_4k(
+            BOOT_STACK_BOTTOM_GVA + off,
+            BOOT_STACK_GPA + off,
+            MapFlags::RW,
+        )?;
+    }
+    let root = pt.root();
+
+    // Memory map.
+    let mut mem_map = vec![MemRegion {
+        base: 0,
+        len: pool_end,
+        kind: MemRegionKind::Boot as u32,
+        _reserved: 0,
+    }];
+    if kernel_phys > pool_end {
+        mem_map.push(region(
+            pool_end,
+            kernel_phys - pool_end,
+            MemRegionKind::Usable,
+        ));
+    }
+    mem_map.push(region(kernel_phys, span, MemRegionKind::Kernel));
+    mem_map.push(region(
+        kernel_end,
+        mem_size - kernel_end,
+        MemRegionKind::Usable,
+    ));
+    debug_assert!(mem_map.len() <= MAX_MEM_REGIONS);
+
+    // Boot info.
+    let clock = params.clock;
+    let mut info = BootInfo::new_zeroed();
+    info.magic = ABI_MAGIC;
+    info.abi_version = ABI_VERSION;
+    info.nr_vcpus = params.nr_vcpus;
+    info.mem_size = mem_size;
+    info.nr_mem_regions = mem_map.len() as u32;
+    info.mem_map[..mem_map.len()].copy_from_slice(&mem_map);
+    info.cmdline_len = cmdline.len() as u32;
+    info.cmdline[..cmdline.len()].copy_from_slice(cmdline);
+    info.tsc_khz = clock.tsc_khz;
+    info.tsc_base = clock.tsc_base;
+    info.clock_mult = clock.mult;
+    info.clock_shift = clock.shift;
+    info.wall_clock_epoch_ns = clock.wall_base_ns;
+    info.kernel_phys_base = kernel_phys;
+    info.kernel_virt_base = base;
+    info.kernel_size = span;
+    info.direct_map_base = DIRECT_MAP_BASE;
+    info.page_table_root = root;
+    info.boot_stack_top = BOOT_STACK_TOP_GVA;
+    info.boot_stack_size = BOOT_STACK_SIZE;
+    info.first_free_gpa = kernel_end;
+    info.vcpu_shared_base = vcpu_shared_addr(0);
+    mem.write(BOOT_INFO_GPA, info.as_bytes())?;
+
+    let layout = DomainLayout {
+        kernel_base: base,
+        kernel_phys,
+        kernel_span: span,
+        entry_rip: base + kernel.entry(),
+        entry_rsp: BOOT_STACK_TOP_GVA - 8,
+        entry_rdi: BOOT_INFO_GVA,
+        page_table_root: root,
+        first_free_gpa: kernel_end,
+        mem_map,
+    };
+    tracing::debug!(?layout, "domain built");
+    Ok(layout)
+}
+
+fn region(base: u64, len: u64, kind: MemRegionKind) -> MemRegion {
+    MemRegion {
+        base,
+        len,
+        kind: kind as u32,
+        _reserved: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::page_table::{read_virt, read_virt_u64, translate};
+    use crate::test_elf::TestElf;
+    use zerocopy::FromBytes;
+
+    fn clock() -> ClockParams {
+        ClockParams {
+            tsc_khz: 1_000_000,
+            tsc_base: 5,
+            mono_base_ns: 6,
+            wall_base_ns: 7,
+            mult: 1 << 32,
+            shift: 32,
+        }
+    }
+
+    #[test]
+    fn builds_a_bootable_layout() {
+        let kernel = KernelImage::parse(TestElf::default().build()).unwrap();
+        let mem = GuestMemory::new(32 << 20).unwrap();
+        let base = random_kernel_base(kernel.span());
+        assert_eq!(base % (2 << 20), 0);
+        let c = clock();
+        let params = BuildParams {
+            nr_vcpus: 2,
+            cmdline: "selftest",
+            clock: &c,
+        };
+        let l = build(&mem, &kernel, &params, base).unwrap();
+        let root = l.page_table_root;
+        assert_eq!(l.entry_rip, base + 0x1000);
+        assert_eq!(l.entry_rsp % 16, 8);
+
+        // Entry is executable, read-only, and holds the kernel's bytes.
+        let t = translate(&mem, root, l.entry_rip).unwrap();
+        assert!(t.executable && !t.writable);
+        assert_eq!(t.gpa, l.kernel_phys + 0x1000);
+        assert_eq!(mem.read_vec(t.gpa, 4).unwrap(), vec![0xcc; 4]);
+        // Data is RW NX and relocated; bss is mapped; beyond the image is not.
+        let t = translate(&mem, root, base + 0x2000).unwrap();
+        assert!(t.writable && !t.executable);
+        assert_eq!(
+            read_virt_u64(&mem, root, base + 0x20c0),
+            Some(base + 0x1008)
+        );
+        assert!(translate(&mem, root, base + 0x5ff8).is_some());
+        assert!(translate(&mem, root, base + 0x6000).is_none());
+        assert!(translate(&mem, root, base).is_none());
+
+        // Stack: mapped RW below rsp, guard page below the bottom unmapped.
+        let t = translate(&mem, root, l.entry_rsp).unwrap();
+        assert!(t.writable && !t.executable);
+        assert!(translate(&mem, root, BOOT_STACK_BOTTOM_GVA).is_some());
+        assert!(translate(&mem, root, BOOT_STACK_BOTTOM_GVA - 1).is_none());
+        assert!(translate(&mem, root, BOOT_STACK_TOP_GVA).is_none());
+
+        // Boot info through rdi: read-only, valid.
+        let t = translate(&mem, root, l.entry_rdi).unwrap();
+        assert!(!t.writable && !t.executable);
+        let mut buf = vec![0u8; size_of::<BootInfo>()];
+        read_virt(&mem, root, l.entry_rdi, &mut buf).unwrap();
+        let info = BootInfo::read_from_bytes(&buf).unwrap();
+        assert_eq!(info.magic, ABI_MAGIC);
+        assert_eq!(info.nr_vcpus, 2);
+        assert_eq!(info.cmdline(), b"selftest");
+        assert_eq!(info.kernel_virt_base, base);
+        assert_eq!(info.page_table_root, root);
+        assert_eq!(info.wall_clock_epoch_ns, 7);
+        assert_eq!(info.vcpu_shared_base, vcpu_shared_addr(0));
+
+        // Memory map: sorted, contiguous, covering all memory.
+        let regions = info.mem_regions();
+        let mut next = 0;
+        for r in regions {
+            assert_eq!(r.base, next);
+            assert!(r.len > 0 && r.base % PAGE_SIZE == 0 && r.len % PAGE_SIZE == 0);
+            next = r.base + r.len;
+        }
+        assert_eq!(next, mem.size());
+        assert_eq!(regions.last().unwrap().kind, MemRegionKind::Usable as u32);
+
+        // Direct map covers every byte RW NX.
+        let t = translate(&mem, root, DIRECT_MAP_BASE + mem.size() - 1).unwrap();
+        assert_eq!(t.gpa, mem.size() - 1);
+        assert!(t.writable && !t.executable);
+        assert!(translate(&mem, root, DIRECT_MAP_BASE + mem.size()).is_none());
+    }
+
+    #[test]
+    fn errors() {
+        let c = clock();
+        let kernel = KernelImage::parse(TestElf::default().build()).unwrap();
+        let mem = GuestMemory::new(16 << 20).unwrap();
+        let long = "x".repeat(CMDLINE_MAX + 1);
+        let p = BuildParams {
+            nr_vcpus: 1,
+            cmdline: &long,
+            clock: &c,
+        };
+        let base = random_kernel_base(kernel.span());
+        assert!(matches!(
+            build(&mem, &kernel, &p, base),
+            Err(HostError::CmdlineTooLong { .. })
+        ));
+        let p = BuildParams { cmdline: "", ..p };
+        assert!(build(&mem, &kernel, &p, base + 4096).is_err());
+        let big = KernelImage::parse(
+            TestElf {
+                bss: 20 << 20,
+                ..Default::default()
+            }
+            .build(),
+        )
+        .unwrap();
+        assert!(matches!(
+            build(&mem, &big, &p, base),
+            Err(HostError::MemoryTooSmall { .. })
+        ));
+    }
+}

@@ -1,0 +1,76 @@
+//! The host runtime: owns the sandbox stub and launches tenants.
+
+use std::sync::Arc;
+
+use pvmux_hypercalls::MAX_VCPUS;
+
+use crate::clock::ClockParams;
+use crate::control::{ControlRegion, HeaderInit};
+use crate::domain_builder::{self, BuildParams};
+use crate::memory::validate_mem_size;
+use crate::sandbox::Stub;
+use crate::tenant::TenantParts;
+use crate::{GuestMemory, HostError, Tenant, TenantConfig};
+
+/// Pages the stub maps around a shadow-paging miss by default.
+pub const DEFAULT_FAULT_AROUND: u32 = 16;
+
+/// The pvmux host runtime. Launches any number of independent tenants.
+#[derive(Debug)]
+pub struct Host {
+    stub: Arc<Stub>,
+}
+
+impl Host {
+    /// Creates a host that runs sandboxes from the stub executable `stub_elf`.
+    pub fn new(stub_elf: &[u8]) -> Result<Self, HostError> {
+        Ok(Self {
+            stub: Arc::new(Stub::new(stub_elf)?),
+        })
+    }
+
+    /// Builds a tenant from `cfg` and starts its sandbox.
+    pub fn launch(&self, cfg: TenantConfig) -> Result<Tenant, HostError> {
+        if cfg.vcpus == 0 || cfg.vcpus > MAX_VCPUS {
+            return Err(HostError::InvalidConfig(format!(
+                "{} vCPUs requested; the range is 1..={MAX_VCPUS}",
+                cfg.vcpus
+            )));
+        }
+        validate_mem_size(cfg.mem_size)?;
+        let mem = GuestMemory::new(cfg.mem_size)?;
+        let clock = ClockParams::now();
+        let params = BuildParams {
+            nr_vcpus: cfg.vcpus,
+            cmdline: &cfg.cmdline,
+            clock: &clock,
+        };
+        let base = domain_builder::random_kernel_base(cfg.kernel.span());
+        let layout = domain_builder::build(&mem, &cfg.kernel, &params, base)?;
+        let ctl = ControlRegion::new(&HeaderInit {
+            nr_vcpus: cfg.vcpus,
+            mem_size: cfg.mem_size,
+            entry_rip: layout.entry_rip,
+            entry_rsp: layout.entry_rsp,
+            entry_rdi: layout.entry_rdi,
+            page_table_root: layout.page_table_root,
+            tsc_base: clock.tsc_base,
+            mono_base_ns: clock.mono_base_ns,
+            clock_mult: clock.mult,
+            clock_shift: clock.shift,
+            fault_around_pages: DEFAULT_FAULT_AROUND,
+        })?;
+        Tenant::start(
+            TenantParts {
+                name: cfg.name,
+                mem,
+                ctl,
+                kernel: cfg.kernel,
+                layout,
+                clock,
+                console: cfg.console,
+            },
+            Arc::clone(&self.stub),
+        )
+    }
+}

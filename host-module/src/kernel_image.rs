@@ -1,0 +1,467 @@
+//! Parsing and validating a pvmux guest kernel image (an x86-64 ELF64 static-pie).
+//!
+//! [`KernelImage::parse`] does all validation up front: it builds the image's memory footprint
+//! at link address 0 (segments copied, bss zeroed), the per-page permissions, the list of
+//! relative relocations to apply for a chosen base, and the symbol table for crash reports.
+
+use object::elf;
+use object::read::elf::{Dyn, ElfFile64, FileHeader, ProgramHeader};
+use object::{Endianness, Object, ObjectSection, ObjectSymbol, SymbolKind};
+use pvmux_hypercalls::layout::KERNEL_REGION_SIZE;
+use pvmux_hypercalls::{KernelAbiHeader, ABI_MAGIC, ABI_VERSION, PAGE_SIZE};
+use zerocopy::FromBytes;
+
+use crate::page_table::MapFlags;
+use crate::ImageError;
+
+/// `DT_RELRSZ` (not in `object` 0.36).
+const DT_RELRSZ: u32 = 35;
+/// `DT_RELR` (not in `object` 0.36).
+const DT_RELR: u32 = 36;
+
+/// Alignment of the randomised kernel base.
+pub const KERNEL_ALIGN: u64 = 2 << 20;
+/// Largest image footprint accepted.
+pub const MAX_IMAGE_SPAN: u64 = KERNEL_REGION_SIZE - KERNEL_ALIGN;
+
+/// One relocation to apply: `*(base + offset) = base + addend`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Relocation {
+    pub(crate) offset: u64,
+    pub(crate) addend: u64,
+}
+
+/// A symbol of the kernel image (link-time address).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Symbol {
+    addr: u64,
+    size: u64,
+    name: String,
+}
+
+/// A validated pvmux kernel image.
+#[derive(Debug)]
+pub struct KernelImage {
+    image: Vec<u8>,
+    page_flags: Vec<Option<MapFlags>>,
+    relocations: Vec<Relocation>,
+    entry: u64,
+    symbols: Vec<Symbol>,
+}
+
+fn malformed(what: impl std::fmt::Display) -> ImageError {
+    ImageError::Malformed(what.to_string())
+}
+
+impl KernelImage {
+    /// Parses and validates a kernel image.
+    pub fn parse(bytes: Vec<u8>) -> Result<Self, ImageError> {
+        if bytes.len() < 16 || &bytes[..4] != b"\x7fELF" {
+            return Err(ImageError::NotElf);
+        }
+        if bytes[4] != elf::ELFCLASS64 || bytes[5] != elf::ELFDATA2LSB {
+            return Err(ImageError::WrongArch);
+        }
+        let file = ElfFile64::<Endianness>::parse(&*bytes).map_err(malformed)?;
+        let e = file.endian();
+        let hdr = file.elf_header();
+        if hdr.e_machine(e) != elf::EM_X86_64 {
+            return Err(ImageError::WrongArch);
+        }
+        if hdr.e_type(e) != elf::ET_DYN {
+            return Err(ImageError::NotPie);
+        }
+        check_abi_header(&file)?;
+
+        // Loadable segments.
+        let mut segs = Vec::new();
+        for ph in file.elf_program_headers() {
+            if ph.p_type(e) != elf::PT_LOAD || ph.p_memsz(e) == 0 {
+                continue;
+            }
+            let (vaddr, memsz, filesz, off) =
+                (ph.p_vaddr(e), ph.p_memsz(e), ph.p_filesz(e), ph.p_offset(e));
+            let end = vaddr
+                .checked_add(memsz)
+                .filter(|&end| end <= MAX_IMAGE_SPAN)
+                .ok_or(ImageError::TooBig {
+                    span: vaddr.saturating_add(memsz),
+                    max: MAX_IMAGE_SPAN,
+                })?;
+            if filesz > memsz
+                || off
+                    .checked_add(filesz)
+                    .is_none_or(|fe| fe > bytes.len() as u64)
+            {
+                return Err(malformed("segment file range out of bounds"));
+            }
+            let flags = ph.p_flags(e);
+            segs.push((vaddr, end, off, filesz, flags));
+        }
+        if segs.is_empty() {
+            return Err(ImageError::NoSegments);
+        }
+        segs.sort_by_key(|s| s.0);
+        for w in segs.windows(2) {
+            if w[1].0 < w[0].1 {
+                return Err(ImageError::OverlappingSegments(w[1].0));
+            }
+        }
+        let span = segs
+            .iter()
+            .map(|s| s.1)
+            .max()
+            .unwrap_or(0)
+            .next_multiple_of(PAGE_SIZE);
+        if span > MAX_IMAGE_SPAN {
+            return Err(ImageError::TooBig {
+                span,
+                max: MAX_IMAGE_SPAN,
+            });
+        }
+        let mut image = vec![0u8; span as usize];
+        let mut page_flags: Vec<Option<MapFlags>> = vec![None; (span / PAGE_SIZE) as usize];
+        for &(vaddr, end, off, filesz, flags) in &segs {
+            let (v, o, n) = (vaddr as usize, off as usize, filesz as usize);
+            image[v..v + n].copy_from_slice(&bytes[o..o + n]);
+            for p in vaddr / PAGE_SIZE..end.div_ceil(PAGE_SIZE) {
+                let slot = &mut page_flags[p as usize];
+                let old = slot.unwrap_or(MapFlags::RO);
+                *slot = Some(MapFlags {
+                    write: old.write || flags & elf::PF_W != 0,
+                    exec: old.exec || flags & elf::PF_X != 0,
+                });
+            }
+        }
+
+        let entry = hdr.e_entry(e);
+        let entry_ok =
+            entry < span && page_flags[(entry / PAGE_SIZE) as usize].is_some_and(|f| f.exec);
+        if !entry_ok {
+            return Err(ImageError::BadEntry(entry));
+        }
+
+        let relocations = read_relocations(&file, &image, &page_flags)?;
+        let symbols = read_symbols(&file);
+        tracing::debug!(
+            span,
+            entry,
+            relocations = relocations.len(),
+            symbols = symbols.len(),
+            "parsed kernel image"
+        );
+        Ok(Self {
+            image,
+            page_flags,
+            relocations,
+            entry,
+            symbols,
+        })
+    }
+
+    /// Size of the image's memory footprint (page aligned).
+    pub fn span(&self) -> u64 {
+        self.image.len() as u64
+    }
+
+    /// Link-time entry point (an offset from the base).
+    pub fn entry(&self) -> u64 {
+        self.entry
+    }
+
+    /// Number of relocations applied at load time.
+    pub fn nr_relocations(&self) -> usize {
+        self.relocations.len()
+    }
+
+    /// The image's bytes at link address 0, relocated for `base`.
+    pub(crate) fn relocated(&self, base: u64) -> Vec<u8> {
+        let mut img = self.image.clone();
+        for r in &self.relocations {
+            let o = r.offset as usize;
+            img[o..o + 8].copy_from_slice(&base.wrapping_add(r.addend).to_le_bytes());
+        }
+        img
+    }
+
+    /// Mapping flags of each page (`None` = hole, not mapped).
+    pub(crate) fn page_flags(&self) -> &[Option<MapFlags>] {
+        &self.page_flags
+    }
+
+    /// Names the function containing link-time address `addr`: `(demangled name, offset)`.
+    pub fn symbolize(&self, addr: u64) -> Option<(String, u64)> {
+        let i = self
+            .symbols
+            .partition_point(|s| s.addr <= addr)
+            .checked_sub(1)?;
+        let s = &self.symbols[i];
+        let off = addr - s.addr;
+        if s.size != 0 && off >= s.size {
+            return None;
+        }
+        Some((format!("{:#}", rustc_demangle::demangle(&s.name)), off))
+    }
+}
+
+fn check_abi_header(file: &ElfFile64<'_, Endianness>) -> Result<(), ImageError> {
+    let section = file
+        .section_by_name(pvmux_hypercalls::image::ABI_SECTION)
+        .ok_or(ImageError::NotPvmuxKernel)?;
+    let data = section.data().map_err(|_| ImageError::BadAbiHeader)?;
+    let (h, _) = KernelAbiHeader::read_from_prefix(data).map_err(|_| ImageError::BadAbiHeader)?;
+    if h.magic != ABI_MAGIC {
+        return Err(ImageError::BadAbiHeader);
+    }
+    if h.abi_version != ABI_VERSION {
+        return Err(ImageError::AbiVersionMismatch {
+            kernel: h.abi_version,
+            host: ABI_VERSION,
+        });
+    }
+    Ok(())
+}
+
+/// Reads `len` bytes at link address `vaddr` of the built image.
+fn image_slice(image: &[u8], vaddr: u64, len: u64) -> Result<&[u8], ImageError> {
+    let end = vaddr
+        .checked_add(len)
+        .filter(|&e| e <= image.len() as u64)
+        .ok_or_else(|| malformed("dynamic table points outside the image"))?;
+    Ok(&image[vaddr as usize..end as usize])
+}
+
+fn read_relocations(
+    file: &ElfFile64<'_, Endianness>,
+    image: &[u8],
+    page_flags: &[Option<MapFlags>],
+) -> Result<Vec<Relocation>, ImageError> {
+    let e = file.endian();
+    let data = file.data();
+    let mut dynamic = None;
+    for ph in file.elf_program_headers() {
+        if let Some(d) = ph.dynamic(e, data).map_err(malformed)? {
+            dynamic = Some(d);
+        }
+    }
+    let Some(dynamic) = dynamic else {
+        return Ok(Vec::new());
+    };
+    let mut tag = std::collections::HashMap::new();
+    for d in dynamic {
+        let t = d.d_tag(e) as i64;
+        if t == i64::from(elf::DT_NULL) {
+            break;
+        }
+        tag.insert(t, d.d_val(e));
+    }
+    let get = |t: u32| tag.get(&i64::from(t)).copied();
+    if get(elf::DT_RELSZ).unwrap_or(0) != 0 {
+        return Err(ImageError::UnsupportedRelocationTable(
+            "DT_REL (implicit addends)",
+        ));
+    }
+    if get(elf::DT_JMPREL).is_some()
+        && get(elf::DT_PLTREL).is_some_and(|p| p != u64::from(elf::DT_RELA))
+    {
+        return Err(ImageError::UnsupportedRelocationTable(
+            "DT_JMPREL with DT_REL entries",
+        ));
+    }
+    let target_ok = |off: u64| {
+        off.checked_add(8)
+            .is_some_and(|end| end <= image.len() as u64)
+            && page_flags[(off / PAGE_SIZE) as usize].is_some()
+            && page_flags[((off + 7) / PAGE_SIZE) as usize].is_some()
+    };
+    let mut out = Vec::new();
+    let rela_size = std::mem::size_of::<elf::Rela64<Endianness>>() as u64;
+    if let Some(ent) = get(elf::DT_RELAENT) {
+        if ent != rela_size {
+            return Err(malformed("DT_RELAENT is not 24"));
+        }
+    }
+    let tables = [
+        (get(elf::DT_RELA), get(elf::DT_RELASZ)),
+        (get(elf::DT_JMPREL), get(elf::DT_PLTRELSZ)),
+    ];
+    for (addr, size) in tables {
+        let (Some(addr), Some(size)) = (addr, size) else {
+            continue;
+        };
+        let bytes = image_slice(image, addr, size)?;
+        for chunk in bytes.chunks_exact(rela_size as usize) {
+            let word = |i: usize| {
+                u64::from_le_bytes(chunk[i * 8..i * 8 + 8].try_into().unwrap_or_default())
+            };
+            let (r_offset, r_info, r_addend) = (word(0), word(1), word(2));
+            match (r_info & 0xffff_ffff) as u32 {
+                elf::R_X86_64_NONE => {}
+                elf::R_X86_64_RELATIVE => {
+                    let off = r_offset;
+                    if !target_ok(off) {
+                        return Err(ImageError::RelocationOutOfImage(off));
+                    }
+                    out.push(Relocation {
+                        offset: off,
+                        addend: r_addend,
+                    });
+                }
+                other => return Err(ImageError::UnsupportedRelocation(other)),
+            }
+        }
+    }
+    if let (Some(addr), Some(size)) = (get(DT_RELR), get(DT_RELRSZ)) {
+        let bytes = image_slice(image, addr, size)?;
+        let mut next = 0u64;
+        let mut push = |off: u64| -> Result<(), ImageError> {
+            if !target_ok(off) {
+                return Err(ImageError::RelocationOutOfImage(off));
+            }
+            let o = off as usize;
+            let addend = u64::from_le_bytes(image[o..o + 8].try_into().unwrap_or_default());
+            out.push(Relocation {
+                offset: off,
+                addend,
+            });
+            Ok(())
+        };
+        for w in bytes.chunks_exact(8) {
+            let word = u64::from_le_bytes(w.try_into().unwrap_or_default());
+            if word & 1 == 0 {
+                push(word)?;
+                next = word.wrapping_add(8);
+            } else {
+                for i in 0..63u64 {
+                    if (word >> (i + 1)) & 1 != 0 {
+                        push(next.wrapping_add(i * 8))?;
+                    }
+                }
+                next = next.wrapping_add(63 * 8);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn read_symbols(file: &ElfFile64<'_, Endianness>) -> Vec<Symbol> {
+    let mut syms: Vec<Symbol> = file
+        .symbols()
+        .filter(|s| matches!(s.kind(), SymbolKind::Text) && s.address() != 0)
+        .filter_map(|s| {
+            Some(Symbol {
+                addr: s.address(),
+                size: s.size(),
+                name: s.name().ok()?.to_owned(),
+            })
+        })
+        .collect();
+    syms.sort_by(|a, b| a.addr.cmp(&b.addr).then(b.size.cmp(&a.size)));
+    syms.dedup_by_key(|s| s.addr);
+    syms
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_elf::TestElf;
+
+    #[test]
+    fn parses_valid_image() {
+        let img = KernelImage::parse(TestElf::default().build()).unwrap();
+        assert_eq!(img.entry(), 0x1000);
+        assert_eq!(img.span(), 0x6000);
+        assert_eq!(img.nr_relocations(), 1);
+        let r = img.relocated(0x1_0000_0000);
+        assert_eq!(
+            u64::from_le_bytes(r[0x20c0..0x20c8].try_into().unwrap()),
+            0x1_0000_1008
+        );
+        assert_eq!(
+            img.page_flags()[1],
+            Some(MapFlags {
+                write: false,
+                exec: true
+            })
+        );
+        assert_eq!(img.page_flags()[2], Some(MapFlags::RW));
+        assert_eq!(img.page_flags()[0], None);
+        assert_eq!(img.symbolize(0x1004), Some(("_start".to_owned(), 4)));
+        assert_eq!(img.symbolize(0x1010), None);
+        assert_eq!(img.symbolize(0x10), None);
+        assert_eq!(
+            img.symbolize(0x1008),
+            Some(("pvmux_kernel::main".to_owned(), 0))
+        );
+    }
+
+    #[test]
+    fn rejects_bad_images() {
+        let err = |e: TestElf| KernelImage::parse(e.build()).unwrap_err().to_string();
+        assert_eq!(
+            KernelImage::parse(b"#!/bin/sh\n".to_vec())
+                .unwrap_err()
+                .to_string(),
+            "not an ELF file"
+        );
+        assert!(KernelImage::parse(Vec::new()).is_err());
+        assert_eq!(
+            err(TestElf {
+                abi_version: 7,
+                ..Default::default()
+            }),
+            "kernel built for ABI v7, host speaks v1"
+        );
+        assert!(err(TestElf {
+            abi_section: false,
+            ..Default::default()
+        })
+        .contains("not a pvmux kernel"));
+        assert!(err(TestElf {
+            e_type: elf::ET_EXEC,
+            ..Default::default()
+        })
+        .contains("ET_DYN"));
+        assert!(err(TestElf {
+            machine: elf::EM_AARCH64,
+            ..Default::default()
+        })
+        .contains("x86-64"));
+        assert!(err(TestElf {
+            reloc_type: elf::R_X86_64_64,
+            ..Default::default()
+        })
+        .contains("unsupported relocation type 1"));
+        assert!(err(TestElf {
+            reloc_offset: 0x9000,
+            ..Default::default()
+        })
+        .contains("outside"));
+        assert!(err(TestElf {
+            data_vaddr: 0x1008,
+            ..Default::default()
+        })
+        .contains("overlap"));
+        assert!(err(TestElf {
+            entry: 0x2000,
+            ..Default::default()
+        })
+        .contains("entry point"));
+        assert!(err(TestElf {
+            bss: 1 << 40,
+            ..Default::default()
+        })
+        .contains("spans"));
+        // Truncations anywhere must give an error, never a panic.
+        let good = TestElf::default().build();
+        for n in 0..good.len() {
+            let _ = KernelImage::parse(good[..n].to_vec());
+        }
+        // Byte flips must never panic.
+        for i in 0..0x100 {
+            let mut b = good.clone();
+            b[i] ^= 0xff;
+            let _ = KernelImage::parse(b);
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! Spawn and lifecycle tests with the hand-assembled stub of [`crate::test_stub`].
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use crate::test_elf::TestElf;
+use crate::test_stub::stub;
+use crate::{CrashCause, Host, KernelImage, TenantConfig, TenantOutcome, TenantState};
+
+/// A console sink the test can read back.
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn config(name: &str, vcpus: u32, console: Capture) -> TenantConfig {
+    TenantConfig {
+        name: name.to_owned(),
+        kernel: Arc::new(KernelImage::parse(TestElf::default().build()).unwrap()),
+        mem_size: 16 << 20,
+        vcpus,
+        cmdline: "test".to_owned(),
+        console: Box::new(console),
+    }
+}
+
+fn run(stub_elf: Vec<u8>, vcpus: u32) -> (TenantOutcome, String) {
+    let host = Host::new(&stub_elf).unwrap();
+    let cap = Capture::default();
+    let t = host.launch(config("t", vcpus, cap.clone())).unwrap();
+    assert!(t.sandbox_pid() > 0);
+    assert_ne!(t.state(), TenantState::Created);
+    let out = t.wait();
+    let console = String::from_utf8_lossy(&cap.0.lock().unwrap()).into_owned();
+    (out, console)
+}
+
+fn crash(out: TenantOutcome) -> Box<crate::CrashReport> {
+    match out {
+        TenantOutcome::Crashed(r) => r,
+        other => panic!("expected a crash, got {other:?}"),
+    }
+}
+
+#[test]
+fn setup_failure_is_reported() {
+    let r = crash(run(stub(0, 125, 0, 0), 1).0);
+    assert!(matches!(r.cause, CrashCause::SetupFailed { .. }), "{r}");
+    assert!(
+        r.to_string().contains("sandbox start-up failed at step 0"),
+        "{r}"
+    );
+}
+
+#[test]
+fn unexpected_exit_is_reported() {
+    let r = crash(run(stub(0, 3, 0, 0), 2).0);
+    assert_eq!(r.cause, CrashCause::UnexpectedExit { status: 3 }, "{r}");
+}
+
+#[test]
+fn stub_crash_record_is_reported() {
+    let r = crash(run(stub(1, 0, 0, 0), 2).0);
+    let s = r.to_string();
+    assert!(
+        matches!(
+            r.cause,
+            CrashCause::Stub {
+                reason: 1,
+                vector: 14,
+                ..
+            }
+        ),
+        "{s}"
+    );
+    assert!(
+        s.contains("#PF, error code 0x6, fault address 0xdead000"),
+        "{s}"
+    );
+    assert!(s.contains("<_start+0x4>"), "{s}");
+    assert_eq!(r.vcpu, Some(0));
+}
+
+#[test]
+fn hypercalls_console_and_shutdown() {
+    let (out, console) = run(stub(2, 0, 2, 0x12a), 1);
+    assert_eq!(out, TenantOutcome::Exited(42));
+    assert_eq!(console, "hello from stub\n");
+}
+
+#[test]
+fn guest_panic_is_reported() {
+    let (out, _) = run(stub(2, 0, 3, 0x100000), 1);
+    let r = crash(out);
+    let s = r.to_string();
+    assert!(s.contains("guest kernel panicked: hello from stub"), "{s}");
+    assert!(s.contains("| hello from stub"), "{s}");
+}
+
+#[test]
+fn kill_and_drop() {
+    let host = Host::new(&stub(2, 0, 0, 0)).unwrap();
+    // nr2 = Nop: the stub spins forever after two calls.
+    let t = host.launch(config("k", 2, Capture::default())).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert_eq!(t.state(), TenantState::Running);
+    t.kill();
+    let r = crash(t.wait());
+    assert_eq!(r.cause, CrashCause::KilledByHost);
+    // Dropping a running tenant kills and reaps it.
+    let t = host.launch(config("d", 1, Capture::default())).unwrap();
+    let pid = t.sandbox_pid();
+    drop(t);
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+}
+
+#[test]
+fn bad_stub_and_config() {
+    assert!(Host::new(b"nope").is_err());
+    let host = Host::new(&stub(0, 0, 0, 0)).unwrap();
+    let mut c = config("x", 0, Capture::default());
+    assert!(host.launch(c).is_err());
+    c = config("x", 65, Capture::default());
+    assert!(host.launch(c).is_err());
+    c = config("x", 1, Capture::default());
+    c.mem_size = (16 << 20) + 4096;
+    assert!(host.launch(c).is_err());
+}

@@ -1,0 +1,174 @@
+//! Guest-physical memory: one sealed memfd per tenant, mapped shared into the host.
+//!
+//! The guest writes this memory concurrently with the host. [`GuestMemory`] therefore never
+//! hands out references into it: every access copies, and every range is bounds-checked.
+
+use std::os::fd::{BorrowedFd, RawFd};
+
+use pvmux_hypercalls::layout::MAX_GUEST_MEM;
+
+use crate::shm::SharedMemfd;
+use crate::{HostError, MemoryError};
+
+/// Granularity of guest memory sizes (one 2 MiB page of the direct map).
+pub const MEM_SIZE_ALIGN: u64 = 2 << 20;
+/// Smallest guest memory size a tenant may have.
+pub const MIN_MEM_SIZE: u64 = 16 << 20;
+
+/// Checks a guest memory size: a multiple of 2 MiB in `16 MiB..=MAX_GUEST_MEM`.
+pub fn validate_mem_size(size: u64) -> Result<(), HostError> {
+    if !(MIN_MEM_SIZE..=MAX_GUEST_MEM).contains(&size) {
+        return Err(HostError::InvalidConfig(format!(
+            "guest memory size {size:#x} is outside {MIN_MEM_SIZE:#x}..={MAX_GUEST_MEM:#x}"
+        )));
+    }
+    if !size.is_multiple_of(MEM_SIZE_ALIGN) {
+        return Err(HostError::InvalidConfig(format!(
+            "guest memory size {size:#x} is not a multiple of 2 MiB"
+        )));
+    }
+    Ok(())
+}
+
+/// A tenant's guest-physical memory.
+#[derive(Debug)]
+pub struct GuestMemory {
+    shm: SharedMemfd,
+    size: u64,
+}
+
+impl GuestMemory {
+    /// Creates zeroed guest memory of `size` bytes (see [`validate_mem_size`]).
+    pub fn new(size: u64) -> Result<Self, HostError> {
+        validate_mem_size(size)?;
+        Ok(Self {
+            shm: SharedMemfd::new("pvmux-guest", size)?,
+            size,
+        })
+    }
+
+    /// Size of guest memory in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The memfd backing guest memory.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.shm.fd()
+    }
+
+    pub(crate) fn raw_fd(&self) -> RawFd {
+        self.shm.raw_fd()
+    }
+
+    /// Checks `[gpa, gpa + len)` against guest memory and returns the offset as `usize`.
+    pub fn check_range(&self, gpa: u64, len: u64) -> Result<usize, MemoryError> {
+        let err = MemoryError {
+            gpa,
+            len,
+            size: self.size,
+        };
+        match gpa.checked_add(len) {
+            Some(end) if end <= self.size => usize::try_from(gpa).map_err(|_| err),
+            _ => Err(err),
+        }
+    }
+
+    /// Copies guest memory at `gpa` into `buf`.
+    pub fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        let off = self.check_range(gpa, buf.len() as u64)?;
+        // SAFETY: `off + buf.len() <= size == mapping length` (checked above); the source is
+        // shared memory another process may write concurrently, so it is copied bytewise
+        // with no reference formed to it; `buf` is a distinct host buffer.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.shm.as_ptr().add(off), buf.as_mut_ptr(), buf.len());
+        }
+        Ok(())
+    }
+
+    /// Copies `len` bytes of guest memory at `gpa` into a new vector.
+    pub fn read_vec(&self, gpa: u64, len: usize) -> Result<Vec<u8>, MemoryError> {
+        self.check_range(gpa, len as u64)?;
+        let mut v = vec![0; len];
+        self.read(gpa, &mut v)?;
+        Ok(v)
+    }
+
+    /// Copies `data` into guest memory at `gpa`.
+    pub fn write(&self, gpa: u64, data: &[u8]) -> Result<(), MemoryError> {
+        let off = self.check_range(gpa, data.len() as u64)?;
+        // SAFETY: bounds checked above; the destination is shared memory addressed only
+        // through raw pointers; `data` is a distinct host buffer.
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), self.shm.as_ptr().add(off), data.len());
+        }
+        Ok(())
+    }
+
+    /// Fills `[gpa, gpa + len)` with zeroes.
+    pub fn zero(&self, gpa: u64, len: u64) -> Result<(), MemoryError> {
+        let off = self.check_range(gpa, len)?;
+        // SAFETY: bounds checked above (`len` fits in usize because `off + len <= size`, which
+        // is the length of a host mapping).
+        unsafe { std::ptr::write_bytes(self.shm.as_ptr().add(off), 0, len as usize) };
+        Ok(())
+    }
+
+    /// Reads a little-endian `u64` at `gpa`.
+    pub fn read_u64(&self, gpa: u64) -> Result<u64, MemoryError> {
+        let mut b = [0; 8];
+        self.read(gpa, &mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    /// Writes a little-endian `u64` at `gpa`.
+    pub fn write_u64(&self, gpa: u64, value: u64) -> Result<(), MemoryError> {
+        self.write(gpa, &value.to_le_bytes())
+    }
+
+    /// Reads a little-endian `u32` at `gpa`.
+    pub fn read_u32(&self, gpa: u64) -> Result<u32, MemoryError> {
+        let mut b = [0; 4];
+        self.read(gpa, &mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert!(validate_mem_size(16 << 20).is_ok());
+        assert!(validate_mem_size(0).is_err());
+        assert!(validate_mem_size(14 << 20).is_err());
+        assert!(validate_mem_size((16 << 20) + 4096).is_err());
+        assert!(validate_mem_size(MAX_GUEST_MEM + MEM_SIZE_ALIGN).is_err());
+        assert!(GuestMemory::new(17 << 20).is_err());
+    }
+
+    #[test]
+    fn bounds() {
+        let m = GuestMemory::new(16 << 20).unwrap();
+        let size = m.size();
+        m.write_u64(0, 0x1122_3344_5566_7788).unwrap();
+        assert_eq!(m.read_u64(0).unwrap(), 0x1122_3344_5566_7788);
+        assert_eq!(m.read_u32(4).unwrap(), 0x1122_3344);
+        m.write_u64(size - 8, 7).unwrap();
+        assert_eq!(m.read_u64(size - 8).unwrap(), 7);
+        assert!(m.read_u64(size - 7).is_err());
+        assert!(m.read_u64(size).is_err());
+        assert!(m.read_u64(u64::MAX).is_err());
+        assert!(m.read_u64(u64::MAX - 3).is_err());
+        assert!(m.write(size, &[]).is_ok());
+        assert!(m.write(size + 1, &[]).is_err());
+        assert!(m.check_range(1, u64::MAX).is_err());
+        assert!(m.check_range(u64::MAX, 1).is_err());
+        assert!(m.zero(0, size).is_ok());
+        assert!(m.zero(1, size).is_err());
+        assert_eq!(m.read_u64(0).unwrap(), 0);
+        assert!(m.read_vec(size - 1, 2).is_err());
+        assert_eq!(m.read_vec(size - 2, 2).unwrap(), vec![0, 0]);
+    }
+}

@@ -1,0 +1,461 @@
+//! Tenants: one guest kernel in one sandbox process, its vCPU service threads and its
+//! lifecycle (Created -> Running -> Exited | Crashed).
+
+use std::io::Write;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU32};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
+
+use pvmux_hypercalls::sandbox::{STUB_EXIT_CRASH, STUB_EXIT_SETUP};
+use pvmux_hypercalls::TrapFrame;
+
+use crate::clock::ClockParams;
+use crate::console::Console;
+use crate::control::ControlRegion;
+use crate::crash::{CrashCause, CrashReport, Symbolizer};
+use crate::domain_builder::DomainLayout;
+use crate::hypercall::{handle, HcAction};
+use crate::sandbox::{self, SandboxExit, Stub};
+use crate::vcpu::{Vcpu, VcpuExit};
+use crate::{GuestMemory, HostError, KernelImage};
+
+/// What to run in a tenant.
+pub struct TenantConfig {
+    /// Name used in logs and crash reports.
+    pub name: String,
+    /// The kernel image.
+    pub kernel: Arc<KernelImage>,
+    /// Guest memory size (a multiple of 2 MiB, at least 16 MiB).
+    pub mem_size: u64,
+    /// Number of vCPUs (1..=`MAX_VCPUS`).
+    pub vcpus: u32,
+    /// Kernel command line.
+    pub cmdline: String,
+    /// Where the guest console goes.
+    pub console: Box<dyn Write + Send>,
+}
+
+impl std::fmt::Debug for TenantConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantConfig")
+            .field("name", &self.name)
+            .field("mem_size", &self.mem_size)
+            .field("vcpus", &self.vcpus)
+            .field("cmdline", &self.cmdline)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Lifecycle state of a tenant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TenantState {
+    /// Built, sandbox not started yet.
+    Created,
+    /// The sandbox is running.
+    Running,
+    /// The guest shut down with this exit code.
+    Exited(i32),
+    /// The tenant crashed (see [`TenantOutcome::Crashed`]).
+    Crashed,
+}
+
+/// How a tenant ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TenantOutcome {
+    /// The guest shut down with this exit code (0..=255).
+    Exited(i32),
+    /// The tenant crashed.
+    Crashed(Box<CrashReport>),
+}
+
+/// Start-up timestamps reported by the stub, in ns of guest time (since launch).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BootTimes {
+    /// When the stub started executing.
+    pub stub_start_ns: Option<u64>,
+    /// When vCPU 0 entered the guest.
+    pub first_insn_ns: Option<u64>,
+}
+
+/// State shared by the tenant handle, its monitor thread and its vCPU threads.
+struct Shared {
+    name: String,
+    mem: GuestMemory,
+    ctl: Arc<ControlRegion>,
+    kernel: Arc<KernelImage>,
+    layout: DomainLayout,
+    clock: ClockParams,
+    console: Console,
+    stop: Arc<AtomicBool>,
+    killed_by_host: AtomicBool,
+    pidfd: OnceLock<OwnedFd>,
+    status: Mutex<(TenantState, Option<TenantOutcome>)>,
+    /// vCPU that is reporting a guest-initiated end, to keep the first one.
+    ending: AtomicU32,
+}
+
+impl Shared {
+    /// Records the outcome unless one is already recorded.
+    fn finish(&self, outcome: TenantOutcome) {
+        let mut st = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        if st.1.is_some() {
+            return;
+        }
+        st.0 = match &outcome {
+            TenantOutcome::Exited(c) => TenantState::Exited(*c),
+            TenantOutcome::Crashed(_) => TenantState::Crashed,
+        };
+        match &outcome {
+            TenantOutcome::Exited(c) => tracing::info!(tenant = %self.name, code = c, "exited"),
+            TenantOutcome::Crashed(r) => {
+                tracing::info!(tenant = %self.name, cause = %r.cause, "crashed")
+            }
+        }
+        st.1 = Some(outcome);
+    }
+
+    fn has_outcome(&self) -> bool {
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .is_some()
+    }
+
+    fn kill(&self) {
+        if let Some(fd) = self.pidfd.get() {
+            sandbox::kill(fd);
+        }
+    }
+
+    fn symbolizer(&self) -> Symbolizer<'_> {
+        Symbolizer {
+            kernel: &self.kernel,
+            kernel_base: self.layout.kernel_base,
+            mem: &self.mem,
+            root: self.layout.page_table_root,
+        }
+    }
+
+    fn report(&self, cause: CrashCause) -> CrashReport {
+        let mut r = CrashReport::new(&self.name, cause);
+        r.console_tail = self.console.tail();
+        r
+    }
+
+    /// Crash report from the records the stub left in the vCPU pages.
+    fn stub_crash_report(&self) -> CrashReport {
+        for i in 0..self.ctl.nr_vcpus() {
+            let Some(v) = self.ctl.vcpu(i) else { continue };
+            let c = v.read_crash();
+            if c.reason == 0 {
+                continue;
+            }
+            let mut r = self.report(CrashCause::Stub {
+                reason: c.reason,
+                vector: c.vector,
+                error_code: c.error_code,
+                fault_addr: c.fault_addr,
+                detail: c.detail,
+            });
+            r.vcpu = Some(i);
+            r.regs = Some(c.regs);
+            r.backtrace = self.symbolizer().backtrace(c.regs.rip, c.regs.rbp);
+            for (what, addr) in [("detail", c.detail), ("fault address", c.fault_addr)] {
+                if let Some(sym) = self.symbolizer().symbol(addr) {
+                    r.notes.push(format!("{what} {addr:#x} is <{sym}>"));
+                }
+            }
+            return r;
+        }
+        self.report(CrashCause::CrashWithoutRecord)
+    }
+
+    /// Handles the end of the sandbox process.
+    fn sandbox_ended(&self, exit: SandboxExit) {
+        tracing::debug!(tenant = %self.name, ?exit, "sandbox ended");
+        if self.has_outcome() {
+            return;
+        }
+        let cause = match exit {
+            _ if self.killed_by_host.load(SeqCst) => CrashCause::KilledByHost,
+            SandboxExit::Exited(STUB_EXIT_CRASH) => {
+                let r = self.stub_crash_report();
+                self.finish(TenantOutcome::Crashed(Box::new(r)));
+                return;
+            }
+            SandboxExit::Exited(STUB_EXIT_SETUP) => CrashCause::SetupFailed {
+                step: self.ctl.stub_step().load(Relaxed),
+                errno: self.ctl.stub_error().load(Relaxed),
+            },
+            SandboxExit::Exited(status) => CrashCause::UnexpectedExit { status },
+            SandboxExit::Signaled(signo) => CrashCause::Signal { signo },
+        };
+        self.finish(TenantOutcome::Crashed(Box::new(self.report(cause))));
+    }
+
+    /// One vCPU service thread.
+    fn vcpu_thread(self: Arc<Self>, index: u32) {
+        let Some(mut vcpu) = Vcpu::new(Arc::clone(&self.ctl), index, Arc::clone(&self.stop)) else {
+            return;
+        };
+        loop {
+            let (nr, args) = match vcpu.run() {
+                VcpuExit::Hypercall { nr, args } => (nr, args),
+                _ => return,
+            };
+            let mut out = |b: &[u8]| self.console.write(b);
+            match handle(&self.mem, &mut out, nr, args) {
+                HcAction::Return(ret) => vcpu.complete(ret),
+                HcAction::Shutdown(code) => {
+                    self.end_from_guest(TenantOutcome::Exited(code));
+                    return;
+                }
+                HcAction::Panic(message) => {
+                    let s = vcpu.shared();
+                    let regs = TrapFrame {
+                        rip: s.hc_caller_rip.load(Relaxed),
+                        rsp: s.hc_caller_rsp.load(Relaxed),
+                        rbp: s.hc_caller_rbp.load(Relaxed),
+                        ..Default::default()
+                    };
+                    let mut r = self.report(CrashCause::GuestPanic { message });
+                    r.vcpu = Some(index);
+                    r.regs = Some(regs);
+                    r.backtrace = self.symbolizer().backtrace(regs.rip, regs.rbp);
+                    self.end_from_guest(TenantOutcome::Crashed(Box::new(r)));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn end_from_guest(&self, outcome: TenantOutcome) {
+        if self.ending.swap(1, SeqCst) == 0 {
+            self.finish(outcome);
+        }
+        self.kill();
+    }
+}
+
+/// A running guest kernel. Dropping it kills the sandbox and releases everything.
+pub struct Tenant {
+    shared: Arc<Shared>,
+    pid: u32,
+    monitor: Option<JoinHandle<()>>,
+    vcpus: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Tenant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tenant")
+            .field("name", &self.shared.name)
+            .field("pid", &self.pid)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything [`Tenant::start`] needs.
+pub(crate) struct TenantParts {
+    pub(crate) name: String,
+    pub(crate) mem: GuestMemory,
+    pub(crate) ctl: ControlRegion,
+    pub(crate) kernel: Arc<KernelImage>,
+    pub(crate) layout: DomainLayout,
+    pub(crate) clock: ClockParams,
+    pub(crate) console: Box<dyn Write + Send>,
+}
+
+impl Tenant {
+    /// Spawns the sandbox and the service threads of a built tenant.
+    pub(crate) fn start(parts: TenantParts, stub: Arc<Stub>) -> Result<Self, HostError> {
+        let nr_vcpus = parts.ctl.nr_vcpus();
+        let shared = Arc::new(Shared {
+            name: parts.name,
+            mem: parts.mem,
+            ctl: Arc::new(parts.ctl),
+            kernel: parts.kernel,
+            layout: parts.layout,
+            clock: parts.clock,
+            console: Console::new(parts.console),
+            stop: Arc::new(AtomicBool::new(false)),
+            killed_by_host: AtomicBool::new(false),
+            pidfd: OnceLock::new(),
+            status: Mutex::new((TenantState::Created, None)),
+            ending: AtomicU32::new(0),
+        });
+        let (tx, rx) = mpsc::channel();
+        let s = Arc::clone(&shared);
+        let monitor = std::thread::Builder::new()
+            .name(format!("pvmux-mon-{}", shared.name))
+            .spawn(move || monitor_thread(&s, &stub, &tx))
+            .map_err(|e| HostError::os("spawning the monitor thread", e))?;
+        let pid = match rx.recv() {
+            Ok(Ok(pid)) => pid,
+            Ok(Err(e)) => {
+                let _ = monitor.join();
+                return Err(e);
+            }
+            Err(_) => {
+                let _ = monitor.join();
+                return Err(HostError::BadStub("monitor thread died before spawning"));
+            }
+        };
+        let mut tenant = Self {
+            shared: Arc::clone(&shared),
+            pid,
+            monitor: Some(monitor),
+            vcpus: Vec::new(),
+        };
+        for i in 0..nr_vcpus {
+            let s = Arc::clone(&shared);
+            let h = std::thread::Builder::new()
+                .name(format!("pvmux-vcpu{i}-{}", shared.name))
+                .spawn(move || s.vcpu_thread(i))
+                .map_err(|e| HostError::os("spawning a vCPU thread", e))?;
+            tenant.vcpus.push(h);
+        }
+        tracing::info!(tenant = %shared.name, pid, vcpus = nr_vcpus, "tenant started");
+        Ok(tenant)
+    }
+
+    /// The tenant's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// Process id of the sandbox.
+    pub fn sandbox_pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Current lifecycle state.
+    pub fn state(&self) -> TenantState {
+        self.shared
+            .status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+    }
+
+    /// The domain layout the tenant was built with.
+    pub fn layout(&self) -> &DomainLayout {
+        &self.shared.layout
+    }
+
+    /// Start-up timestamps the stub reported so far.
+    pub fn boot_times(&self) -> BootTimes {
+        let conv = |t: u64| (t != 0).then(|| self.shared.clock.tsc_to_ns(t));
+        BootTimes {
+            stub_start_ns: conv(self.shared.ctl.stub_start_tsc().load(Relaxed)),
+            first_insn_ns: conv(self.shared.ctl.first_insn_tsc().load(Relaxed)),
+        }
+    }
+
+    /// Kills the sandbox; the outcome becomes a crash "killed by the host" unless the tenant
+    /// had already ended.
+    pub fn kill(&self) {
+        self.shared.killed_by_host.store(true, SeqCst);
+        self.shared.kill();
+    }
+
+    /// Waits until the sandbox's stub has entered the guest (seccomp installed, vCPU 0
+    /// running), start-up failed, or the tenant already ended; at most `timeout`.
+    ///
+    /// Returns `true` if the guest is running (or ran). A `false` return means start-up
+    /// failed or timed out; [`Tenant::wait`] then reports why.
+    pub fn wait_started(&self, timeout: std::time::Duration) -> bool {
+        use pvmux_hypercalls::sandbox::status;
+        use rustix::thread::futex;
+        let word = self.shared.ctl.stub_status();
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            match word.load(SeqCst) {
+                status::RUNNING => return true,
+                status::FAILED => return false,
+                _ => {}
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline || self.shared.has_outcome() {
+                return false;
+            }
+            // Short slices: the stub wakes this futex, but a dead sandbox cannot.
+            let left = (deadline - now).min(std::time::Duration::from_millis(10));
+            let ts = futex::Timespec {
+                tv_sec: 0,
+                tv_nsec: left.as_nanos() as _,
+            };
+            let seen = word.load(SeqCst);
+            if seen == status::STARTING || seen == status::READY {
+                let _ = futex::wait(word, futex::Flags::empty(), seen, Some(&ts));
+            }
+        }
+    }
+
+    /// Waits for the tenant to end and releases everything it holds.
+    pub fn wait(mut self) -> TenantOutcome {
+        self.join();
+        let st = self.shared.status.lock().unwrap_or_else(|e| e.into_inner());
+        st.1.clone().unwrap_or_else(|| {
+            TenantOutcome::Crashed(Box::new(CrashReport::new(
+                &self.shared.name,
+                CrashCause::KilledByHost,
+            )))
+        })
+    }
+
+    fn join(&mut self) {
+        if let Some(m) = self.monitor.take() {
+            let _ = m.join();
+        }
+        self.shared.stop.store(true, SeqCst);
+        for i in 0..self.shared.ctl.nr_vcpus() {
+            Vcpu::wake(&self.shared.ctl, i);
+        }
+        for h in self.vcpus.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Tenant {
+    fn drop(&mut self) {
+        if self.monitor.is_some() {
+            self.kill();
+            self.join();
+        }
+    }
+}
+
+fn monitor_thread(s: &Arc<Shared>, stub: &Stub, tx: &mpsc::Sender<Result<u32, HostError>>) {
+    let child = match sandbox::spawn(stub, s.mem.raw_fd(), s.ctl.raw_fd()) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = tx.send(Err(e));
+            return;
+        }
+    };
+    let pid = child.pid;
+    let _ = s.pidfd.set(child.pidfd);
+    {
+        let mut st = s.status.lock().unwrap_or_else(|e| e.into_inner());
+        if st.0 == TenantState::Created {
+            st.0 = TenantState::Running;
+        }
+    }
+    let _ = tx.send(Ok(pid.as_raw_nonzero().get() as u32));
+    let exit = match sandbox::reap(pid) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::error!(tenant = %s.name, "{e}");
+            SandboxExit::Signaled(0)
+        }
+    };
+    s.stop.store(true, SeqCst);
+    s.sandbox_ended(exit);
+    for i in 0..s.ctl.nr_vcpus() {
+        Vcpu::wake(&s.ctl, i);
+    }
+}

@@ -1,0 +1,53 @@
+//! Launching and waiting many tenants must not grow the host's fds, threads or children.
+//! (Its own test binary, so no other test's fds disturb the count.)
+
+use std::io::Write;
+use std::sync::Arc;
+
+use pvmux_host::{Host, KernelImage, TenantConfig, TenantOutcome};
+
+#[path = "../src/test_elf.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod test_elf;
+#[path = "../src/test_stub.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod test_stub;
+
+fn count(dir: &str) -> usize {
+    std::fs::read_dir(dir).unwrap().count()
+}
+
+fn config(i: usize) -> TenantConfig {
+    TenantConfig {
+        name: format!("m{i}"),
+        kernel: Arc::new(KernelImage::parse(test_elf::TestElf::default().build()).unwrap()),
+        mem_size: 16 << 20,
+        vcpus: 2,
+        cmdline: String::new(),
+        console: Box::new(std::io::sink()) as Box<dyn Write + Send>,
+    }
+}
+
+#[test]
+fn many_tenants_leak_nothing() {
+    // Each guest writes to the console and shuts down with code 0.
+    let host = Host::new(&test_stub::stub(2, 0, 2, 0x100)).unwrap();
+    let batch = || {
+        let ts: Vec<_> = (0..8).map(|i| host.launch(config(i)).unwrap()).collect();
+        for t in ts {
+            assert_eq!(t.wait(), TenantOutcome::Exited(0));
+        }
+    };
+    batch();
+    let (fds, threads) = (count("/proc/self/fd"), count("/proc/self/task"));
+    for _ in 0..5 {
+        batch();
+    }
+    assert_eq!(count("/proc/self/fd"), fds);
+    assert_eq!(count("/proc/self/task"), threads);
+    // No child is left, reaped or not.
+    assert_eq!(
+        rustix::process::waitpid(None, rustix::process::WaitOptions::NOHANG).unwrap_err(),
+        rustix::io::Errno::CHILD
+    );
+}

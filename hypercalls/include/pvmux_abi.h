@@ -1,0 +1,497 @@
+/*
+ * pvmux_abi.h - the pvmux guest <-> host ABI, version 1, for C guest kernels.
+ *
+ * This header mirrors the Rust crate `pvmux-hypercalls` (hypercalls/src/), which is the
+ * normative definition; docs/ABI.md is the prose specification. Every struct size and key
+ * offset below is checked with _Static_assert against the values the Rust crate asserts, and
+ * `cargo test -p pvmux-hypercalls` (tests/c_header.rs) compiles this header and compares its
+ * sizes, offsets and constants with the Rust definitions.
+ *
+ * Conventions:
+ *  - Every integer is little endian, every struct is naturally aligned (x86-64 SysV layout).
+ *  - Fields that the Rust side declares as atomics (SandboxHeader, VcpuShared) are plain
+ *    integers here: access them with single aligned loads and stores (e.g. __atomic_load_n /
+ *    __atomic_store_n / __atomic_exchange_n), never with multi-word copies.
+ *  - "gpa" = guest-physical address (an offset in guest memory), "gva" = guest-virtual address
+ *    (equal to the sandbox virtual address inside the guest window).
+ *  - Requires C11 (_Static_assert, _Alignas) and an x86-64 SysV (LP64) compiler.
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if !defined(__x86_64__)
+#error "pvmux_abi.h: pvmux guests are x86-64 only"
+#endif
+
+#ifdef __cplusplus
+#define PVMUX_ALIGNAS(n) alignas(n)
+extern "C" {
+#else
+#define PVMUX_ALIGNAS(n) _Alignas(n)
+#endif
+
+/* ------------------------------------------------------------------------------------------
+ * Versioning (lib.rs)
+ * ---------------------------------------------------------------------------------------- */
+
+/* "PVMUXABI" read as a little-endian u64. */
+#define PVMUX_ABI_MAGIC UINT64_C(0x49424158554d5650)
+#define PVMUX_ABI_VERSION 1u
+/* Guest and host page size (pvmux requires 4 KiB host pages). */
+#define PVMUX_PAGE_SIZE UINT64_C(4096)
+/* Largest number of vCPUs of a tenant. */
+#define PVMUX_MAX_VCPUS 64u
+
+/* ------------------------------------------------------------------------------------------
+ * Sandbox address-space layout (layout.rs)
+ * ---------------------------------------------------------------------------------------- */
+
+/* Control region (ctl memfd): page 0 = SandboxHeader, page 1+i = VcpuShared of vCPU i. */
+#define PVMUX_CTL_BASE UINT64_C(0x0000080000000000)
+#define PVMUX_CTL_HEADER_OFFSET UINT64_C(0)
+#define PVMUX_CTL_VCPU_OFFSET UINT64_C(0x1000)
+#define PVMUX_CTL_SIZE(nr_vcpus) (PVMUX_CTL_VCPU_OFFSET + (uint64_t)(nr_vcpus) * PVMUX_PAGE_SIZE)
+#define PVMUX_VCPU_SHARED_ADDR(i) \
+    (PVMUX_CTL_BASE + PVMUX_CTL_VCPU_OFFSET + (uint64_t)(i) * PVMUX_PAGE_SIZE)
+/* The stub's private linear map of all guest memory (not part of the guest's contract). */
+#define PVMUX_PHYSMAP_BASE UINT64_C(0x00000c0000000000)
+/* Largest guest memory of a tenant (1 TiB). */
+#define PVMUX_MAX_GUEST_MEM UINT64_C(0x0000010000000000)
+/* The guest window: gva == sandbox va, realised from the guest's own page tables. */
+#define PVMUX_WINDOW_BASE UINT64_C(0x0000100000000000)
+#define PVMUX_WINDOW_SIZE UINT64_C(0x0000100000000000) /* 16 TiB: PML4 slots 32..63 */
+#define PVMUX_WINDOW_END UINT64_C(0x0000200000000000)
+/* Guard after the window, never mapped. */
+#define PVMUX_GUARD_END UINT64_C(0x0000300000000000)
+/* Direct map placed by the domain builder: gpa p is at gva DIRECT_MAP_BASE + p. */
+#define PVMUX_DIRECT_MAP_BASE UINT64_C(0x0000100000000000)
+/* Region holding the kernel image at a randomised 2 MiB-aligned base. */
+#define PVMUX_KERNEL_REGION_BASE UINT64_C(0x0000120000000000)
+#define PVMUX_KERNEL_REGION_SIZE UINT64_C(0x0000000040000000) /* 1 GiB */
+/* Start of the window area left entirely to the guest. */
+#define PVMUX_GUEST_FREE_BASE UINT64_C(0x0000140000000000)
+
+/* True if [addr, addr + len) lies inside the guest window (same as layout::in_window). */
+static inline int pvmux_in_window(uint64_t addr, uint64_t len)
+{
+    return addr >= PVMUX_WINDOW_BASE && len <= PVMUX_WINDOW_SIZE &&
+           addr - PVMUX_WINDOW_BASE <= PVMUX_WINDOW_SIZE - len;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Kernel image (image.rs)
+ * ---------------------------------------------------------------------------------------- */
+
+#define PVMUX_ABI_SECTION ".pvmux_abi"
+
+/* Must be present in section ".pvmux_abi" of the kernel ELF. */
+struct pvmux_kernel_abi_header {
+    uint64_t magic;       /* PVMUX_ABI_MAGIC */
+    uint32_t abi_version; /* PVMUX_ABI_VERSION */
+    uint32_t flags;       /* reserved, 0 */
+};
+
+#if defined(__GNUC__)
+/* Defines the image's ABI header: use once, at file scope, in the kernel. */
+#define PVMUX_DECLARE_KERNEL_ABI_HEADER()                                                  \
+    __attribute__((section(".pvmux_abi"), used, aligned(8)))                               \
+    const struct pvmux_kernel_abi_header pvmux_kernel_abi_header = {                       \
+        PVMUX_ABI_MAGIC, PVMUX_ABI_VERSION, 0u}
+#endif
+
+/* ------------------------------------------------------------------------------------------
+ * Boot information (boot.rs)
+ * ---------------------------------------------------------------------------------------- */
+
+#define PVMUX_MAX_MEM_REGIONS 32
+#define PVMUX_CMDLINE_MAX 2048
+
+/* MemRegion.kind. Unknown kinds must be treated as reserved (not usable). */
+enum pvmux_mem_region_kind {
+    PVMUX_MEM_USABLE = 1, /* free memory the guest may allocate */
+    PVMUX_MEM_KERNEL = 2, /* the kernel image (all loaded segments) */
+    PVMUX_MEM_BOOT = 3,   /* initial page tables, boot info, boot stack (and page 0) */
+    PVMUX_MEM_INITRD = 4, /* the initial RAM disk */
+};
+
+struct pvmux_mem_region {
+    uint64_t base;      /* gpa, page aligned */
+    uint64_t len;       /* bytes, page aligned */
+    uint32_t kind;      /* enum pvmux_mem_region_kind */
+    uint32_t _reserved; /* 0 */
+};
+
+struct pvmux_boot_info {
+    uint64_t magic;          /* PVMUX_ABI_MAGIC */
+    uint32_t abi_version;    /* PVMUX_ABI_VERSION */
+    uint32_t nr_vcpus;       /* 1..=PVMUX_MAX_VCPUS; vCPU 0 runs the entry point */
+    uint64_t mem_size;       /* guest memory in bytes */
+    uint32_t nr_mem_regions; /* valid entries in mem_map (clamp to PVMUX_MAX_MEM_REGIONS) */
+    uint32_t cmdline_len;    /* valid bytes in cmdline (clamp to PVMUX_CMDLINE_MAX) */
+    struct pvmux_mem_region mem_map[PVMUX_MAX_MEM_REGIONS]; /* sorted, non-overlapping */
+    uint8_t cmdline[PVMUX_CMDLINE_MAX];                     /* UTF-8, NOT NUL-terminated */
+    uint64_t initrd_gpa;          /* 0 if none */
+    uint64_t initrd_len;          /* 0 if none */
+    uint64_t tsc_khz;             /* TSC frequency in kHz */
+    uint64_t tsc_base;            /* TSC at guest time 0 */
+    uint64_t clock_mult;          /* ns = ((tsc - tsc_base) * clock_mult) >> clock_shift */
+    uint32_t clock_shift;         /*   (128-bit product) */
+    uint32_t _reserved0;          /* 0 */
+    uint64_t wall_clock_epoch_ns; /* Unix-epoch ns at guest time 0 */
+    uint64_t kernel_phys_base;    /* gpa of the kernel image */
+    uint64_t kernel_virt_base;    /* randomised gva the image was relocated to */
+    uint64_t kernel_size;         /* memory footprint of the image in bytes */
+    uint64_t direct_map_base;     /* gva of the direct map of all guest memory */
+    uint64_t page_table_root;     /* gpa of the PML4 in use at entry */
+    uint64_t boot_stack_top;      /* gva, top of vCPU 0's boot stack */
+    uint64_t boot_stack_size;     /* bytes */
+    uint64_t first_free_gpa;      /* first gpa not used by the host's boot structures */
+    uint64_t vcpu_shared_base;    /* address of vCPU 0's VcpuShared; vCPU i at + i*4096 */
+    uint64_t _reserved[8];        /* 0 */
+};
+
+/* Guest time in ns for a TSC value, exactly as StubTable.clock_ns computes it: ticks before
+ * tsc_base count as 0, the product is 128-bit, and the stub clamps clock_shift to 63. */
+#if defined(__SIZEOF_INT128__) && defined(__GNUC__)
+__extension__ typedef unsigned __int128 pvmux_u128;
+static inline uint64_t pvmux_guest_ns(const struct pvmux_boot_info *bi, uint64_t tsc)
+{
+    uint64_t ticks = tsc > bi->tsc_base ? tsc - bi->tsc_base : 0;
+    unsigned shift = bi->clock_shift > 63 ? 63 : bi->clock_shift;
+    return (uint64_t)(((pvmux_u128)ticks * bi->clock_mult) >> shift);
+}
+#endif
+
+/* ------------------------------------------------------------------------------------------
+ * Trap frame and vectors (frame.rs)
+ * ---------------------------------------------------------------------------------------- */
+
+struct pvmux_trap_frame {
+    uint64_t rax, rbx, rcx, rdx, rsi, rdi, rbp;
+    uint64_t r8, r9, r10, r11, r12, r13, r14, r15;
+    uint64_t vector;     /* enum pvmux_vector */
+    uint64_t error_code; /* #PF/#GP error code; syscall number; pending bits for events */
+    uint64_t fault_addr; /* #PF address (CR2), else 0 */
+    uint64_t rip;        /* where to resume */
+    uint64_t rflags;     /* bit 9 = virtual interrupt flag */
+    uint64_t rsp;        /* stack pointer to resume with */
+};
+
+#define PVMUX_TRAP_FRAME_SIZE 168
+/* Bytes below the interrupted rsp the stub never touches (SysV red zone). */
+#define PVMUX_RED_ZONE UINT64_C(128)
+/* rflags bit holding the virtual interrupt flag in a trap frame. */
+#define PVMUX_RFLAGS_IF (UINT64_C(1) << 9)
+/* rflags bits the guest may change through iret (CF PF AF ZF SF TF DF OF AC). */
+#define PVMUX_RFLAGS_USER_MASK UINT64_C(0x00040dd5)
+
+enum pvmux_vector {
+    PVMUX_VEC_DE = 0,   /* divide error */
+    PVMUX_VEC_DB = 1,   /* debug (single step, int1) */
+    PVMUX_VEC_BP = 3,   /* int3; rip is after the int3 */
+    PVMUX_VEC_OF = 4,   /* overflow (unused in 64-bit mode) */
+    PVMUX_VEC_UD = 6,   /* invalid opcode */
+    PVMUX_VEC_GP = 13,  /* general protection (privileged insn, non-canonical, bad int n) */
+    PVMUX_VEC_PF = 14,  /* page fault: fault_addr, error_code = PVMUX_PF_* bits */
+    PVMUX_VEC_MF = 16,  /* x87 floating point */
+    PVMUX_VEC_AC = 17,  /* alignment check */
+    PVMUX_VEC_XM = 19,  /* SIMD floating point */
+    PVMUX_VEC_EVENT = 32,    /* virtual interrupt; error_code = PVMUX_PENDING_* bits taken */
+    PVMUX_VEC_SYSCALL = 128, /* raw syscall/int 0x80, not executed; error_code = number
+                                (bit 63 set for a non-x86-64 ABI, i.e. int 0x80) */
+};
+
+/* #PF error-code bits. */
+#define PVMUX_PF_PRESENT (UINT64_C(1) << 0)  /* protection violation on a present page */
+#define PVMUX_PF_WRITE (UINT64_C(1) << 1)    /* the access was a write */
+#define PVMUX_PF_RESERVED (UINT64_C(1) << 3) /* a PTE points outside guest memory */
+#define PVMUX_PF_FETCH (UINT64_C(1) << 4)    /* instruction fetch */
+/* Bit 63 of a PVMUX_VEC_SYSCALL error code: the call used a non-native ABI (int 0x80). */
+#define PVMUX_SYSCALL_COMPAT (UINT64_C(1) << 63)
+
+/* ------------------------------------------------------------------------------------------
+ * Stub entry table (stub.rs)
+ * ---------------------------------------------------------------------------------------- */
+
+/* Stack a stub call may use below the caller's rsp. */
+#define PVMUX_STUB_STACK_NEED UINT64_C(4096)
+/* Entry points in this ABI version's table. */
+#define PVMUX_STUB_ENTRIES 18u
+
+struct pvmux_vcpu_shared;
+struct pvmux_stub_table;
+
+/* A trap/event entry: entered (jumped to, never returns) with rdi = frame, rsp = frame - 8
+ * holding a 0 "return address" (so rsp % 16 == 8 as after a call), events disabled. Leaves
+ * through StubTable.iret. */
+typedef void (*pvmux_entry_fn)(struct pvmux_trap_frame *frame);
+/* The kernel entry point (vCPU 0): rdi = boot info, rsi = stub table. Never returns. */
+typedef void (*pvmux_kernel_entry_fn)(const struct pvmux_boot_info *boot_info,
+                                      const struct pvmux_stub_table *stubs);
+/* A secondary vCPU's entry (vcpu_start): rdi = arg, rsi = stub table. Never returns. */
+typedef void (*pvmux_vcpu_entry_fn)(uint64_t arg, const struct pvmux_stub_table *stubs);
+
+/* Every entry uses the SysV AMD64 calling convention; errors are negative PVMUX_E* values. */
+struct pvmux_stub_table {
+    uint64_t magic;       /* PVMUX_ABI_MAGIC */
+    uint32_t abi_version; /* PVMUX_ABI_VERSION */
+    uint32_t nr_entries;  /* >= PVMUX_STUB_ENTRIES; a newer stub may have more */
+    /* Host hypercall through the doorbell. nr_flags = number | PVMUX_HC_FLAG_* flags. */
+    int64_t (*hypercall)(uint64_t nr_flags, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3,
+                         uint64_t a4);
+    /* In-sandbox. Registers the tenant-wide entries (0/NULL = none; a NULL event entry
+     * means events go to the trap entry). 0 or PVMUX_EINVAL (outside the window). */
+    int64_t (*set_callbacks)(pvmux_entry_fn trap_entry, pvmux_entry_fn event_entry);
+    /* In-sandbox. Resumes the context in frame; does not return. */
+    void (*iret)(const struct pvmux_trap_frame *frame);
+    /* In-sandbox. Sets the virtual IF and synchronously delivers pending events. */
+    void (*irq_enable)(void);
+    /* In-sandbox. Clears the virtual IF, returns its previous value (0/1). */
+    uint64_t (*irq_disable)(void);
+    /* In-sandbox. Sleeps until a pending bit is set (events stay disabled). May return
+     * spuriously. */
+    void (*halt)(void);
+    /* In-sandbox. One-shot timer at absolute guest time deadline_ns; 0 disarms. */
+    int64_t (*timer_arm)(uint64_t deadline_ns);
+    /* In-sandbox. Guest time in ns. */
+    uint64_t (*clock_ns)(void);
+    /* In-sandbox. Starts parked vCPU id at rip (a pvmux_vcpu_entry_fn) on rsp, rdi = arg. */
+    int64_t (*vcpu_start)(uint64_t id, uint64_t rip, uint64_t rsp, uint64_t arg);
+    /* In-sandbox. Sets PVMUX_PENDING_KICK on vCPU id and wakes or interrupts it. */
+    int64_t (*vcpu_kick)(uint64_t id);
+    /* In-sandbox. This vCPU's shared page. */
+    struct pvmux_vcpu_shared *(*vcpu_self)(void);
+    /* In-sandbox. This vCPU's index. */
+    uint64_t (*vcpu_id)(void);
+    /* In-sandbox. Switches the (tenant-wide) root page table, flushes the whole shadow. */
+    int64_t (*load_root)(uint64_t pml4_gpa);
+    /* In-sandbox. Invalidates the shadow of [va, va+len) (all vCPUs). */
+    int64_t (*tlb_flush)(uint64_t va, uint64_t len);
+    /* In-sandbox. Invalidates the whole shadow. */
+    int64_t (*tlb_flush_all)(void);
+    /* In-sandbox. Fills the shadow for [va, va+len) now; pages mapped or PVMUX_EBADADDR. */
+    int64_t (*prefault)(uint64_t va, uint64_t len, uint64_t write);
+    /* In-sandbox. Fault-around block in pages (power of two, 1..=512); previous value. */
+    int64_t (*set_fault_around)(uint64_t pages);
+    /* In-sandbox. Returns 0 (call-cost benchmark). */
+    uint64_t (*null)(void);
+};
+
+/* ------------------------------------------------------------------------------------------
+ * Host hypercalls and errors (hypercall.rs)
+ * ---------------------------------------------------------------------------------------- */
+
+/* Flag in the high half of the number: do not spin waiting for the host; block at once. */
+#define PVMUX_HC_FLAG_NOSPIN (UINT64_C(1) << 32)
+/* Mask of the call number in the first argument. */
+#define PVMUX_HC_NR_MASK UINT64_C(0xffffffff)
+/* Largest console_write length (longer: PVMUX_ETOOLARGE). */
+#define PVMUX_CONSOLE_WRITE_MAX UINT64_C(65536)
+/* Largest panic message the host reads (longer messages are truncated). */
+#define PVMUX_PANIC_MSG_MAX UINT64_C(4096)
+
+enum pvmux_hypercall {
+    PVMUX_HC_NOP = 0,           /* () -> 0 */
+    PVMUX_HC_CONSOLE_WRITE = 1, /* (gpa, len) -> len */
+    PVMUX_HC_SHUTDOWN = 2,      /* (code) -> does not return; exit code & 0xff */
+    PVMUX_HC_PANIC = 3,         /* (gpa, len) -> does not return; crash report */
+    PVMUX_HC_WALL_CLOCK = 4,    /* () -> ns since the Unix epoch */
+};
+
+/* Negative results of hypercalls and stub calls (int64_t in rax). */
+enum pvmux_error {
+    PVMUX_EUNKNOWN_CALL = -1, /* no such call */
+    PVMUX_EINVAL = -2,        /* argument out of range or malformed */
+    PVMUX_EBADADDR = -3,      /* address range outside guest memory (or the window) */
+    PVMUX_ETOOLARGE = -4,     /* length exceeds the call's limit */
+    PVMUX_EBUSY = -5,         /* object busy (vCPU already started) */
+    PVMUX_ENORESOURCES = -6,  /* host out of a resource */
+};
+
+/* ------------------------------------------------------------------------------------------
+ * Sandbox header (sandbox.rs) - host/stub only, a guest never needs it
+ * ---------------------------------------------------------------------------------------- */
+
+#define PVMUX_GUEST_MEM_FD 3
+#define PVMUX_CTL_FD 4
+#define PVMUX_STUB_EXIT_CRASH 124
+#define PVMUX_STUB_EXIT_SETUP 125
+
+/* SandboxHeader.stub_status */
+#define PVMUX_STUB_STATUS_STARTING 0u
+#define PVMUX_STUB_STATUS_READY 1u
+#define PVMUX_STUB_STATUS_RUNNING 2u
+#define PVMUX_STUB_STATUS_FAILED 3u
+
+struct pvmux_sandbox_header {
+    uint64_t magic;              /* host */
+    uint32_t abi_version;        /* host */
+    uint32_t nr_vcpus;           /* host */
+    uint64_t mem_size;           /* host */
+    uint64_t entry_rip;          /* host */
+    uint64_t entry_rsp;          /* host */
+    uint64_t entry_rdi;          /* host */
+    uint64_t page_table_root;    /* host */
+    uint64_t tsc_base;           /* host */
+    uint64_t mono_base_ns;       /* host: CLOCK_MONOTONIC at guest time 0 */
+    uint64_t clock_mult;         /* host */
+    uint32_t clock_shift;        /* host */
+    uint32_t fault_around_pages; /* host */
+    uint32_t stub_status;        /* stub (atomic) */
+    uint32_t stub_step;          /* stub (atomic) */
+    uint32_t stub_error;         /* stub (atomic) */
+    uint32_t _reserved0;
+    uint64_t stub_table;     /* stub (atomic) */
+    uint64_t first_insn_tsc; /* stub (atomic) */
+    uint64_t stub_start_tsc; /* stub (atomic) */
+};
+
+/* ------------------------------------------------------------------------------------------
+ * Per-vCPU shared page (vcpu.rs)
+ * ---------------------------------------------------------------------------------------- */
+
+/* VcpuShared.pending bits */
+#define PVMUX_PENDING_TIMER (1u << 0)
+#define PVMUX_PENDING_KICK (1u << 1)
+#define PVMUX_PENDING_HOST (1u << 2)
+#define PVMUX_PENDING_ALL (PVMUX_PENDING_TIMER | PVMUX_PENDING_KICK | PVMUX_PENDING_HOST)
+
+/* Indices into VcpuShared.stats */
+#define PVMUX_STAT_SHADOW_FILLS 0
+#define PVMUX_STAT_SHADOW_PAGES 1
+#define PVMUX_STAT_EXCEPTIONS 2
+#define PVMUX_STAT_EVENTS 3
+#define PVMUX_STAT_HYPERCALLS 4
+#define PVMUX_STAT_TLB_FLUSHES 5
+#define PVMUX_STAT_EVICTIONS 6
+#define PVMUX_STAT_SYSCALL_TRAPS 7
+
+enum pvmux_crash_reason {
+    PVMUX_CRASH_UNHANDLED_EXCEPTION = 1,
+    PVMUX_CRASH_DOUBLE_FAULT = 2,
+    PVMUX_CRASH_STUB_FAULT = 3,
+    PVMUX_CRASH_ABI_VIOLATION = 4,
+    PVMUX_CRASH_OUT_OF_HOST_MAPPINGS = 5,
+    PVMUX_CRASH_STUB_SYSCALL_FAILED = 6,
+};
+
+/* Every field is accessed atomically (single aligned load/store/RMW). */
+struct pvmux_vcpu_shared {
+    /* 0x000: interrupt state */
+    PVMUX_ALIGNAS(4096) uint32_t irq_enabled; /* guest may store 0; set 1 only via irq_enable */
+    uint32_t pending;                    /* PVMUX_PENDING_* bits; futex word of halt */
+    uint32_t halted;                     /* stub */
+    uint32_t online;                     /* stub */
+    uint32_t tid;                        /* stub, informational */
+    uint32_t vcpu_id;                    /* stub */
+    uint32_t _pad0[10];
+    /* 0x040: doorbell, guest -> host */
+    uint32_t hc_req;        /* request sequence; host futex word */
+    uint32_t guest_waiting; /* 1 while the guest sleeps on hc_resp */
+    uint64_t hc_nr;         /* number | flags */
+    uint64_t hc_args[6];    /* a0..a4; a5 is always 0 in ABI v1 */
+    /* 0x080: doorbell, host -> guest */
+    uint32_t hc_resp;      /* response sequence; guest futex word */
+    uint32_t host_waiting; /* 1 while the host sleeps on hc_req */
+    uint64_t hc_ret;       /* int64_t result */
+    uint64_t _pad2[6];
+    /* 0x0c0: hypercall caller context (stub) */
+    uint64_t hc_caller_rip;
+    uint64_t hc_caller_rsp;
+    uint64_t hc_caller_rbp;
+    uint64_t _pad3[5];
+    /* 0x100: crash record (stub -> host); crash_reason written last */
+    uint32_t crash_reason; /* enum pvmux_crash_reason, 0 = none */
+    uint32_t crash_vector;
+    uint64_t crash_error_code;
+    uint64_t crash_fault_addr;
+    uint64_t crash_detail;
+    uint64_t crash_regs[21]; /* struct pvmux_trap_frame order */
+    uint64_t _pad4[7];
+    /* 0x200: counters (stub), PVMUX_STAT_* */
+    uint64_t stats[16];
+    /* 0x280: guest-owned scratch */
+    uint64_t guest[16];
+    uint64_t _reserved[416];
+};
+
+/* ------------------------------------------------------------------------------------------
+ * Compile-time layout checks (the same values the Rust crate asserts)
+ * ---------------------------------------------------------------------------------------- */
+
+_Static_assert(sizeof(struct pvmux_kernel_abi_header) == 16, "KernelAbiHeader size");
+_Static_assert(offsetof(struct pvmux_kernel_abi_header, abi_version) == 8, "KernelAbiHeader");
+_Static_assert(offsetof(struct pvmux_kernel_abi_header, flags) == 12, "KernelAbiHeader");
+
+_Static_assert(sizeof(struct pvmux_mem_region) == 24, "MemRegion size");
+_Static_assert(offsetof(struct pvmux_mem_region, kind) == 16, "MemRegion.kind");
+_Static_assert(offsetof(struct pvmux_boot_info, abi_version) == 8, "BootInfo.abi_version");
+_Static_assert(offsetof(struct pvmux_boot_info, nr_vcpus) == 12, "BootInfo.nr_vcpus");
+_Static_assert(offsetof(struct pvmux_boot_info, mem_size) == 16, "BootInfo.mem_size");
+_Static_assert(offsetof(struct pvmux_boot_info, nr_mem_regions) == 24, "BootInfo");
+_Static_assert(offsetof(struct pvmux_boot_info, cmdline_len) == 28, "BootInfo.cmdline_len");
+_Static_assert(offsetof(struct pvmux_boot_info, mem_map) == 32, "BootInfo.mem_map");
+_Static_assert(offsetof(struct pvmux_boot_info, cmdline) == 32 + 24 * PVMUX_MAX_MEM_REGIONS,
+               "BootInfo.cmdline");
+_Static_assert(offsetof(struct pvmux_boot_info, initrd_gpa) ==
+                   32 + 24 * PVMUX_MAX_MEM_REGIONS + PVMUX_CMDLINE_MAX,
+               "BootInfo.initrd_gpa");
+_Static_assert(offsetof(struct pvmux_boot_info, tsc_base) == 2872, "BootInfo.tsc_base");
+_Static_assert(offsetof(struct pvmux_boot_info, clock_mult) == 2880, "BootInfo.clock_mult");
+_Static_assert(offsetof(struct pvmux_boot_info, clock_shift) == 2888, "BootInfo.clock_shift");
+_Static_assert(offsetof(struct pvmux_boot_info, wall_clock_epoch_ns) == 2896, "BootInfo");
+_Static_assert(offsetof(struct pvmux_boot_info, page_table_root) == 2936, "BootInfo");
+_Static_assert(offsetof(struct pvmux_boot_info, vcpu_shared_base) == 2968, "BootInfo");
+_Static_assert(offsetof(struct pvmux_boot_info, _reserved) == 2976, "BootInfo._reserved");
+_Static_assert(sizeof(struct pvmux_boot_info) == 3040, "BootInfo size");
+_Static_assert(sizeof(struct pvmux_boot_info) <= 4096, "BootInfo fits a page");
+
+_Static_assert(sizeof(struct pvmux_trap_frame) == PVMUX_TRAP_FRAME_SIZE, "TrapFrame size");
+_Static_assert(offsetof(struct pvmux_trap_frame, rdi) == 40, "TrapFrame.rdi");
+_Static_assert(offsetof(struct pvmux_trap_frame, r15) == 112, "TrapFrame.r15");
+_Static_assert(offsetof(struct pvmux_trap_frame, vector) == 120, "TrapFrame.vector");
+_Static_assert(offsetof(struct pvmux_trap_frame, error_code) == 128, "TrapFrame.error_code");
+_Static_assert(offsetof(struct pvmux_trap_frame, fault_addr) == 136, "TrapFrame.fault_addr");
+_Static_assert(offsetof(struct pvmux_trap_frame, rip) == 144, "TrapFrame.rip");
+_Static_assert(offsetof(struct pvmux_trap_frame, rflags) == 152, "TrapFrame.rflags");
+_Static_assert(offsetof(struct pvmux_trap_frame, rsp) == 160, "TrapFrame.rsp");
+
+_Static_assert(offsetof(struct pvmux_stub_table, hypercall) == 16, "StubTable.hypercall");
+_Static_assert(offsetof(struct pvmux_stub_table, iret) == 32, "StubTable.iret");
+_Static_assert(offsetof(struct pvmux_stub_table, null) == 16 + 8 * (PVMUX_STUB_ENTRIES - 1),
+               "StubTable.null");
+_Static_assert(sizeof(struct pvmux_stub_table) == 16 + 8 * PVMUX_STUB_ENTRIES, "StubTable size");
+
+_Static_assert(offsetof(struct pvmux_sandbox_header, clock_shift) == 80, "SandboxHeader");
+_Static_assert(offsetof(struct pvmux_sandbox_header, stub_status) == 88, "SandboxHeader");
+_Static_assert(offsetof(struct pvmux_sandbox_header, stub_error) == 96, "SandboxHeader");
+_Static_assert(offsetof(struct pvmux_sandbox_header, stub_table) == 104, "SandboxHeader");
+_Static_assert(sizeof(struct pvmux_sandbox_header) == 128, "SandboxHeader size");
+
+_Static_assert(sizeof(struct pvmux_vcpu_shared) == 4096, "VcpuShared size");
+_Static_assert(_Alignof(struct pvmux_vcpu_shared) == 4096, "VcpuShared alignment");
+_Static_assert(offsetof(struct pvmux_vcpu_shared, pending) == 4, "VcpuShared.pending");
+_Static_assert(offsetof(struct pvmux_vcpu_shared, hc_req) == 0x40, "VcpuShared.hc_req");
+_Static_assert(offsetof(struct pvmux_vcpu_shared, hc_nr) == 0x48, "VcpuShared.hc_nr");
+_Static_assert(offsetof(struct pvmux_vcpu_shared, hc_args) == 0x50, "VcpuShared.hc_args");
+_Static_assert(offsetof(struct pvmux_vcpu_shared, hc_resp) == 0x80, "VcpuShared.hc_resp");
+_Static_assert(offsetof(struct pvmux_vcpu_shared, hc_ret) == 0x88, "VcpuShared.hc_ret");
+_Static_assert(offsetof(struct pvmux_vcpu_shared, hc_caller_rip) == 0xc0, "VcpuShared");
+_Static_assert(offsetof(struct pvmux_vcpu_shared, crash_reason) == 0x100, "VcpuShared");
+_Static_assert(offsetof(struct pvmux_vcpu_shared, crash_regs) == 0x120, "VcpuShared");
+_Static_assert(offsetof(struct pvmux_vcpu_shared, stats) == 0x200, "VcpuShared.stats");
+_Static_assert(offsetof(struct pvmux_vcpu_shared, guest) == 0x280, "VcpuShared.guest");
+
+_Static_assert(PVMUX_CTL_BASE + PVMUX_CTL_SIZE(PVMUX_MAX_VCPUS) <= PVMUX_PHYSMAP_BASE, "layout");
+_Static_assert(PVMUX_PHYSMAP_BASE + PVMUX_MAX_GUEST_MEM <= PVMUX_WINDOW_BASE, "layout");
+_Static_assert(PVMUX_WINDOW_BASE + PVMUX_WINDOW_SIZE == PVMUX_WINDOW_END, "layout");
+_Static_assert(PVMUX_WINDOW_END + PVMUX_WINDOW_SIZE == PVMUX_GUARD_END, "layout");
+_Static_assert(PVMUX_DIRECT_MAP_BASE + PVMUX_MAX_GUEST_MEM <= PVMUX_KERNEL_REGION_BASE, "layout");
+_Static_assert(PVMUX_KERNEL_REGION_BASE + PVMUX_KERNEL_REGION_SIZE <= PVMUX_GUEST_FREE_BASE,
+               "layout");
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,49 @@
+//! The kernel command line: space-separated words.
+
+/// One command-line word.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Command<'a> {
+    /// `selftest`: run the checks and exit with the number of failures.
+    Selftest,
+    /// `exit=N`: exit with code N.
+    Exit(u64),
+    /// `sleep=MS`: sleep that many milliseconds, then go on with the next word.
+    Sleep(u64),
+    /// `panic`: panic on purpose.
+    Panic,
+    /// `syscall`: execute raw Linux system calls and show they are trapped.
+    Syscall,
+    /// Anything else (ignored with a warning).
+    Unknown(&'a str),
+}
+
+/// Parses one word.
+fn parse_word(word: &str) -> Command<'_> {
+    match word {
+        "selftest" => Command::Selftest,
+        "panic" => Command::Panic,
+        "syscall" => Command::Syscall,
+        _ => {
+            let num = |prefix: &str| {
+                word.strip_prefix(prefix)
+                    .and_then(|v| v.parse::<u64>().ok())
+            };
+            if let Some(n) = num("exit=") {
+                Command::Exit(n)
+            } else if let Some(ms) = num("sleep=") {
+                Command::Sleep(ms)
+            } else {
+                Command::Unknown(word)
+            }
+        }
+    }
+}
+
+/// The commands of `cmdline`, in order; an empty command line means `selftest`.
+pub(crate) fn parse(cmdline: &str) -> impl Iterator<Item = Command<'_>> {
+    let empty = cmdline.split_ascii_whitespace().next().is_none();
+    empty
+        .then_some(Command::Selftest)
+        .into_iter()
+        .chain(cmdline.split_ascii_whitespace().map(parse_word))
+}

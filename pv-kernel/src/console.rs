@@ -1,0 +1,70 @@
+//! `print!`/`println!` over the console hypercall.
+//!
+//! One [`IrqLock`]-protected buffer in the kernel image: a whole `print!` is formatted and
+//! written under the lock, so lines from several vCPUs never interleave (unless one call
+//! formats more than [`BUF_SIZE`] bytes, which is then written in pieces).
+
+use core::fmt::{self, Write};
+
+use crate::irq::IrqLock;
+
+/// Size of the console buffer.
+const BUF_SIZE: usize = 1024;
+
+/// A console line buffer.
+struct Console {
+    buf: [u8; BUF_SIZE],
+    len: usize,
+}
+
+impl Console {
+    /// Hands the buffered bytes to the host.
+    fn flush(&mut self) {
+        if self.len > 0 {
+            crate::hcall::console_write(&self.buf[..self.len]);
+            self.len = 0;
+        }
+    }
+}
+
+impl Write for Console {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let mut bytes = s.as_bytes();
+        while !bytes.is_empty() {
+            if self.len == BUF_SIZE {
+                self.flush();
+            }
+            let n = bytes.len().min(BUF_SIZE - self.len);
+            self.buf[self.len..self.len + n].copy_from_slice(&bytes[..n]);
+            self.len += n;
+            bytes = &bytes[n..];
+        }
+        Ok(())
+    }
+}
+
+/// The console (a static in the image, so its guest-physical address is known).
+static CONSOLE: IrqLock<Console> = IrqLock::new(Console {
+    buf: [0; BUF_SIZE],
+    len: 0,
+});
+
+/// Formats `args` and writes them to the console in one piece.
+pub(crate) fn print_fmt(args: fmt::Arguments<'_>) {
+    let mut console = CONSOLE.lock();
+    let _ = console.write_fmt(args);
+    console.flush();
+}
+
+/// Prints to the tenant console.
+#[macro_export]
+macro_rules! print {
+    ($($arg:tt)*) => { $crate::console::print_fmt(format_args!($($arg)*)) };
+}
+
+/// Prints a line to the tenant console.
+#[macro_export]
+macro_rules! println {
+    () => { $crate::print!("\n") };
+    ($($arg:tt)*) => { $crate::console::print_fmt(format_args!("{}\n", format_args!($($arg)*))) };
+}

@@ -1,0 +1,46 @@
+//! Host hypercalls (console, shutdown, panic, wall clock) over the stub's doorbell.
+//!
+//! Every call runs with events disabled: the doorbell is per vCPU, so a thread must neither be
+//! preempted and migrated nor interrupted by an event handler that rings the same doorbell.
+//! Buffers are passed by guest-physical address ([`crate::boot::virt_to_phys`]).
+
+use pvmux_hypercalls::{hypercall::CONSOLE_WRITE_MAX, hypercall::PANIC_MSG_MAX, Hypercall};
+
+use crate::irq::IrqGuard;
+
+/// Makes host hypercall `nr` with up to three arguments.
+fn call(nr: Hypercall, a0: u64, a1: u64, a2: u64) -> i64 {
+    let _irq = IrqGuard::new();
+    crate::stub::hypercall(nr as u64, a0, a1, a2, 0, 0)
+}
+
+/// Writes `bytes` to the tenant console. Bytes outside the image and direct map are dropped.
+pub(crate) fn console_write(bytes: &[u8]) {
+    for chunk in bytes.chunks(CONSOLE_WRITE_MAX as usize) {
+        let va = chunk.as_ptr() as u64;
+        if let Some(gpa) = crate::boot::virt_to_phys(va, chunk.len() as u64) {
+            call(Hypercall::ConsoleWrite, gpa, chunk.len() as u64, 0);
+        }
+    }
+}
+
+/// Ends the tenant with exit code `code & 0xff`.
+pub(crate) fn shutdown(code: u64) -> ! {
+    call(Hypercall::Shutdown, code, 0, 0);
+    // The host does not return from a shutdown; if it does, crash loudly.
+    crate::arch::die()
+}
+
+/// Reports a kernel panic with `msg`; the host records a crash report. Does not return.
+pub(crate) fn panic(msg: &[u8]) -> ! {
+    let len = msg.len().min(PANIC_MSG_MAX as usize);
+    if let Some(gpa) = crate::boot::virt_to_phys(msg.as_ptr() as u64, len as u64) {
+        call(Hypercall::Panic, gpa, len as u64, 0);
+    }
+    shutdown(125)
+}
+
+/// Host wall-clock time in ns since the Unix epoch.
+pub(crate) fn wall_clock_ns() -> u64 {
+    call(Hypercall::WallClock, 0, 0, 0).max(0) as u64
+}

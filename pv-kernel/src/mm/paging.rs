@@ -1,0 +1,69 @@
+//! The kernel's page tables, through the `x86_64` crate's [`OffsetPageTable`].
+//!
+//! The root is the one the domain builder made (`BootInfo::page_table_root`); page-table
+//! frames are reached through the direct map. No privileged instruction is used: after a live
+//! mapping changes, the stub's `tlb_flush` invalidates the shadow.
+
+use x86_64::structures::paging::mapper::{MapToError, Translate};
+use x86_64::structures::paging::{
+    Mapper, OffsetPageTable, Page, PageTable, PageTableFlags, PhysFrame, Size4KiB,
+};
+use x86_64::VirtAddr;
+
+use crate::irq::IrqLock;
+use crate::mm::frame::KernelFrames;
+
+static MAPPER: IrqLock<Option<OffsetPageTable<'static>>> = IrqLock::new(None);
+
+/// Takes over the boot page tables.
+pub(crate) fn init() {
+    let bi = crate::boot::info();
+    let root = crate::boot::phys_to_virt(bi.page_table_root) as *mut PageTable;
+    // SAFETY: the domain builder's root table lies in guest memory (a Boot region), which the
+    // direct map at `direct_map_base` covers read-write; from now on only this mapper (under
+    // its lock) modifies the tables.
+    let table = unsafe { OffsetPageTable::new(&mut *root, VirtAddr::new(bi.direct_map_base)) };
+    *MAPPER.lock() = Some(table);
+}
+
+/// Runs `f` with the mapper locked.
+fn with_mapper<R>(f: impl FnOnce(&mut OffsetPageTable<'static>) -> R) -> R {
+    let mut guard = MAPPER.lock();
+    match guard.as_mut() {
+        Some(m) => f(m),
+        None => panic!("paging used before paging::init"),
+    }
+}
+
+/// Maps the 4 KiB page at `va` to `frame` with `flags` (PRESENT is added), then flushes it.
+///
+/// # Safety
+/// `frame` must be owned by the caller and not mapped or used anywhere else in a way that
+/// this new alias could break.
+pub(crate) unsafe fn map_page(
+    va: u64,
+    frame: PhysFrame<Size4KiB>,
+    flags: PageTableFlags,
+) -> Result<(), MapToError<Size4KiB>> {
+    let page = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
+    with_mapper(|m| {
+        // SAFETY: the caller guarantees the frame is not aliased.
+        let flush = unsafe {
+            m.map_to(
+                page,
+                frame,
+                flags | PageTableFlags::PRESENT,
+                &mut KernelFrames,
+            )
+        }?;
+        flush.ignore();
+        Ok::<(), MapToError<Size4KiB>>(())
+    })?;
+    crate::stub::tlb_flush(page.start_address().as_u64(), 4096);
+    Ok(())
+}
+
+/// Guest-physical address `va` maps to, if any.
+pub(crate) fn translate(va: u64) -> Option<u64> {
+    with_mapper(|m| m.translate_addr(VirtAddr::new(va)).map(|p| p.as_u64()))
+}

@@ -1,0 +1,426 @@
+//! The preemptive scheduler: one global run queue, per-vCPU idle threads, a sleep list.
+//!
+//! * All scheduler state sits behind one [`IrqLock`] ([`SCHED`]); thread state transitions
+//!   happen only under it, always with events disabled on the acting vCPU.
+//! * [`schedule`] is called with events disabled (from `yield_now`, blocking primitives, the
+//!   event handler on a timer tick, the idle loop). The outgoing thread is parked in its vCPU's
+//!   `prev` slot and is only re-queued by [`finish_switch`], which runs on the *incoming*
+//!   context after the switch stored the outgoing `rsp`; a thread is thus never in the run
+//!   queue before its context is saved, and no vCPU ever waits for another.
+//! * A wake-up of a thread that is still on a vCPU (between deciding to block and having
+//!   switched out) only marks it READY: `schedule` then keeps it running, or `finish_switch`
+//!   queues it.
+//! * Time slices are [`SLICE_NS`]; each vCPU's one-shot timer is armed to the earlier of its
+//!   slice end (not when idle) and the earliest sleeper's deadline ([`rearm_timer`]).
+//! * Making a thread runnable kicks an idle vCPU that may run it (`vcpu_kick`).
+
+pub(crate) mod switch;
+pub(crate) mod thread;
+pub(crate) mod wait;
+
+use alloc::collections::VecDeque;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use pvmux_hypercalls::MAX_VCPUS;
+
+use crate::irq::{IrqGuard, IrqLock};
+use crate::stub;
+use thread::{state, Thread};
+
+pub(crate) use thread::spawn;
+pub(crate) use wait::Completion;
+
+/// Length of a time slice.
+pub(crate) const SLICE_NS: u64 = 10_000_000;
+
+const NR: usize = MAX_VCPUS as usize;
+
+/// Scheduler state of one vCPU.
+struct CpuSlot {
+    /// The thread running on it.
+    current: Option<Arc<Thread>>,
+    /// Its idle thread.
+    idle: Option<Arc<Thread>>,
+    /// The thread being switched away from (see [`finish_switch`]).
+    prev: Option<Arc<Thread>>,
+    /// End of the current thread's slice (guest ns).
+    slice_end: u64,
+}
+
+impl CpuSlot {
+    const EMPTY: Self = Self {
+        current: None,
+        idle: None,
+        prev: None,
+        slice_end: 0,
+    };
+}
+
+/// All scheduler state.
+struct Sched {
+    /// Runnable threads (never idle threads, never a thread whose context is not saved).
+    rq: VecDeque<Arc<Thread>>,
+    /// Sleeping threads by deadline, ascending.
+    sleepers: Vec<(u64, Arc<Thread>)>,
+    cpus: [CpuSlot; NR],
+}
+
+static SCHED: IrqLock<Sched> = IrqLock::new(Sched {
+    rq: VecDeque::new(),
+    sleepers: Vec::new(),
+    cpus: [CpuSlot::EMPTY; NR],
+});
+
+/// Per-vCPU counters.
+pub(crate) struct CpuStats {
+    /// The vCPU runs the scheduler.
+    pub(crate) online: AtomicBool,
+    /// Events handled.
+    pub(crate) events: AtomicU64,
+    /// Threads preempted at the end of their slice.
+    pub(crate) preemptions: AtomicU64,
+    /// Context switches.
+    pub(crate) switches: AtomicU64,
+    /// Calls to `halt`.
+    pub(crate) halts: AtomicU64,
+    /// Kicks sent to other vCPUs.
+    pub(crate) kicks_sent: AtomicU64,
+}
+
+impl CpuStats {
+    /// All zero, offline.
+    const fn new() -> Self {
+        Self {
+            online: AtomicBool::new(false),
+            events: AtomicU64::new(0),
+            preemptions: AtomicU64::new(0),
+            switches: AtomicU64::new(0),
+            halts: AtomicU64::new(0),
+            kicks_sent: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Per-vCPU counters, indexed by vCPU id.
+pub(crate) static CPU_STATS: [CpuStats; NR] = [const { CpuStats::new() }; NR];
+
+/// This vCPU's index (stable only while events are disabled).
+fn cpu() -> usize {
+    stub::vcpu_id() as usize % NR
+}
+
+impl Sched {
+    /// True if `t` may run on `cpu`.
+    fn eligible(t: &Thread, cpu: usize) -> bool {
+        t.affinity.is_none_or(|a| a as usize == cpu)
+    }
+
+    /// Removes and returns the first runnable thread `cpu` may run.
+    fn take_next(&mut self, cpu: usize) -> Option<Arc<Thread>> {
+        let i = self.rq.iter().position(|t| Self::eligible(t, cpu))?;
+        self.rq.remove(i)
+    }
+
+    /// True if a thread in the run queue may run on `cpu`.
+    fn has_work(&self, cpu: usize) -> bool {
+        self.rq.iter().any(|t| Self::eligible(t, cpu))
+    }
+
+    /// True if `cpu` is online and runs its idle thread.
+    fn is_idle(&self, cpu: usize) -> bool {
+        self.cpus[cpu].current.as_ref().is_some_and(|t| t.is_idle)
+    }
+
+    /// Queues `t` (context saved, state READY); returns an idle vCPU to kick, if one (other
+    /// than `me`) may run it.
+    fn enqueue(&mut self, t: Arc<Thread>, me: usize) -> Option<usize> {
+        let affinity = t.affinity;
+        self.rq.push_back(t);
+        match affinity {
+            Some(c) => (c as usize != me && self.is_idle(c as usize)).then_some(c as usize),
+            None => (0..NR).find(|&c| c != me && self.is_idle(c)),
+        }
+    }
+
+    /// Makes a BLOCKED thread runnable (see the module docs); returns a vCPU to kick.
+    fn make_ready(&mut self, t: &Arc<Thread>, me: usize) -> Option<usize> {
+        if t.state() != state::BLOCKED || t.is_idle {
+            return None;
+        }
+        t.set_state(state::READY);
+        if t.on_cpu.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.enqueue(t.clone(), me)
+    }
+}
+
+/// Sends a kick to `cpu`.
+fn kick(target: Option<usize>) {
+    if let Some(c) = target {
+        CPU_STATS[cpu()].kicks_sent.fetch_add(1, Ordering::Relaxed);
+        stub::vcpu_kick(c as u32);
+    }
+}
+
+/// Makes the context running on this vCPU its idle thread. Called once per vCPU at start.
+pub(crate) fn init_cpu() {
+    let mut s = SCHED.lock();
+    let me = cpu();
+    let idle = Thread::new_idle(me as u32);
+    s.cpus[me].current = Some(idle.clone());
+    s.cpus[me].idle = Some(idle);
+    CPU_STATS[me].online.store(true, Ordering::Release);
+}
+
+/// The current thread.
+pub(crate) fn current() -> Arc<Thread> {
+    let s = SCHED.lock();
+    match s.cpus[cpu()].current.clone() {
+        Some(t) => t,
+        None => panic!("no current thread on vCPU {}", cpu()),
+    }
+}
+
+/// Marks the current thread as about to block (before re-checking its wake-up condition).
+pub(crate) fn prepare_block(cur: &Arc<Thread>) {
+    let _s = SCHED.lock();
+    cur.set_state(state::BLOCKED);
+}
+
+/// Undoes [`prepare_block`] (the condition became true before blocking).
+pub(crate) fn cancel_block(cur: &Arc<Thread>) {
+    let _s = SCHED.lock();
+    if matches!(cur.state(), state::BLOCKED | state::READY) {
+        cur.set_state(state::RUNNING);
+    }
+}
+
+/// Marks the current thread dead (it then calls [`schedule`] and never returns).
+pub(crate) fn mark_dead(cur: &Arc<Thread>) {
+    let _s = SCHED.lock();
+    cur.set_state(state::DEAD);
+}
+
+/// Makes `t` runnable if it is blocked (a no-op otherwise: wake-ups may be spurious).
+pub(crate) fn wake(t: &Arc<Thread>) {
+    let target = {
+        let mut s = SCHED.lock();
+        let me = cpu();
+        s.make_ready(t, me)
+    };
+    kick(target);
+}
+
+/// Gives up the vCPU to another runnable thread, if any.
+pub(crate) fn yield_now() {
+    let _irq = IrqGuard::new();
+    schedule();
+}
+
+/// Picks the next thread for this vCPU and switches to it (see the module docs). Returns when
+/// the current thread runs again (possibly on another vCPU), or at once if it keeps running.
+pub(crate) fn schedule() {
+    let _irq = IrqGuard::new();
+    let mut s = SCHED.lock();
+    let me = cpu();
+    let now = stub::clock_ns();
+    let Some(cur) = s.cpus[me].current.clone() else {
+        panic!("schedule on vCPU {me} before init_cpu");
+    };
+    let st = cur.state();
+    if st == state::READY {
+        // Woken between deciding to block and getting here: keep running.
+        cur.set_state(state::RUNNING);
+        return;
+    }
+    let next = match s.take_next(me) {
+        Some(n) => n,
+        None if st == state::RUNNING => {
+            s.cpus[me].slice_end = now + SLICE_NS;
+            return;
+        }
+        None => match s.cpus[me].idle.clone() {
+            Some(idle) => idle,
+            None => panic!("vCPU {me} has no idle thread"),
+        },
+    };
+    if st == state::RUNNING {
+        cur.set_state(if cur.is_idle {
+            state::BLOCKED
+        } else {
+            state::READY
+        });
+    }
+    next.set_state(state::RUNNING);
+    next.on_cpu.store(true, Ordering::Relaxed);
+    next.last_cpu.store(me as u32, Ordering::Relaxed);
+    // SAFETY: `next` was in the run queue (or is this vCPU's idle thread, switched out
+    // here earlier), so its `on_cpu` was false: the vCPU that switched it out has stored its
+    // `rsp` and released the lock since, which orders that store before this read.
+    let next_rsp = unsafe { *next.ctx_rsp.get() };
+    let prev_rsp = cur.ctx_rsp.get();
+    s.cpus[me].slice_end = now + SLICE_NS;
+    s.cpus[me].current = Some(next);
+    s.cpus[me].prev = Some(cur);
+    drop(s);
+    CPU_STATS[me].switches.fetch_add(1, Ordering::Relaxed);
+    // SAFETY: events are disabled; `prev_rsp` points into the outgoing thread, kept alive by
+    // the `prev` slot until `finish_switch` runs on the incoming context, i.e. after the
+    // switch stored it; `next_rsp` is `next`'s saved context on its own live stack, and
+    // `on_cpu` (set above under the lock) keeps every other vCPU away from it.
+    unsafe { switch::switch_context(prev_rsp, next_rsp) };
+    finish_switch();
+}
+
+/// Completes a switch on the incoming context: releases the outgoing thread (re-queueing it if
+/// it is runnable) and re-arms this vCPU's timer.
+pub(crate) fn finish_switch() {
+    let (target, released) = {
+        let mut s = SCHED.lock();
+        let me = cpu();
+        match s.cpus[me].prev.take() {
+            Some(p) => {
+                p.on_cpu.store(false, Ordering::Relaxed);
+                if p.state() == state::READY && !p.is_idle {
+                    (s.enqueue(p, me), None)
+                } else {
+                    (None, Some(p))
+                }
+            }
+            None => (None, None),
+        }
+    };
+    // A dead thread's stack is freed here (outside the scheduler lock) if no one holds it.
+    drop(released);
+    kick(target);
+    rearm_timer();
+}
+
+/// Arms this vCPU's timer to the earlier of the slice end (unless idle) and the earliest
+/// sleeper's deadline; disarms it if neither exists.
+pub(crate) fn rearm_timer() {
+    let _irq = IrqGuard::new();
+    let deadline = {
+        let s = SCHED.lock();
+        let me = cpu();
+        let mut dl = if s.is_idle(me) {
+            u64::MAX
+        } else {
+            s.cpus[me].slice_end
+        };
+        if let Some(&(d, _)) = s.sleepers.first() {
+            dl = dl.min(d);
+        }
+        dl
+    };
+    stub::timer_arm(if deadline == u64::MAX {
+        0
+    } else {
+        deadline.max(1)
+    });
+}
+
+/// Handles an event delivered with `bits` (the pending bits the stub took; see the ABI).
+///
+/// The guest also takes whatever is pending now (`pending.swap(0)`): the handling below is
+/// idempotent (it looks at the clock and the run queue, not at counts), so taking bits early
+/// merges events and never loses one, and `halt` cannot keep returning on a stale bit.
+pub(crate) fn handle_event(bits: u32) {
+    // TIMER, KICK and HOST all lead to the same checks below.
+    let _taken = bits | stub::vcpu_self().pending.swap(0, Ordering::AcqRel);
+    let now = stub::clock_ns();
+    let mut kicks: u64 = 0;
+    let resched = {
+        let mut s = SCHED.lock();
+        let me = cpu();
+        CPU_STATS[me].events.fetch_add(1, Ordering::Relaxed);
+        while let Some(&(deadline, _)) = s.sleepers.first() {
+            if deadline > now {
+                break;
+            }
+            let (_, t) = s.sleepers.remove(0);
+            if let Some(c) = s.make_ready(&t, me) {
+                kicks |= 1 << c;
+            }
+        }
+        if s.is_idle(me) {
+            s.has_work(me)
+        } else if now >= s.cpus[me].slice_end {
+            if s.has_work(me) {
+                CPU_STATS[me].preemptions.fetch_add(1, Ordering::Relaxed);
+                true
+            } else {
+                s.cpus[me].slice_end = now + SLICE_NS;
+                false
+            }
+        } else {
+            false
+        }
+    };
+    for c in 0..NR {
+        if kicks & (1 << c) != 0 {
+            kick(Some(c));
+        }
+    }
+    if resched {
+        schedule();
+    }
+    rearm_timer();
+}
+
+/// Sleeps until guest time `deadline` (ns).
+pub(crate) fn sleep_until(deadline: u64) {
+    loop {
+        let _irq = IrqGuard::new();
+        if stub::clock_ns() >= deadline {
+            return;
+        }
+        let cur = current();
+        {
+            let mut s = SCHED.lock();
+            cur.set_state(state::BLOCKED);
+            let pos = s.sleepers.partition_point(|&(d, _)| d <= deadline);
+            s.sleepers.insert(pos, (deadline, cur.clone()));
+        }
+        schedule();
+        // Drop our entry if the wake-up came from elsewhere (spurious).
+        SCHED.lock().sleepers.retain(|(_, t)| !Arc::ptr_eq(t, &cur));
+    }
+}
+
+/// The idle loop of a vCPU: run whatever is runnable, else halt until an event.
+pub(crate) fn idle_loop() -> ! {
+    loop {
+        stub::irq_disable();
+        let work = {
+            let s = SCHED.lock();
+            s.has_work(cpu())
+        };
+        if work {
+            schedule();
+        } else {
+            rearm_timer();
+            CPU_STATS[cpu()].halts.fetch_add(1, Ordering::Relaxed);
+            stub::halt();
+        }
+        // Delivers whatever woke us (the event handler may switch to a woken thread).
+        stub::irq_enable();
+    }
+}
+
+/// True if vCPU `cpu` currently runs its idle thread.
+pub(crate) fn cpu_is_idle(cpu: u32) -> bool {
+    SCHED.lock().is_idle(cpu as usize % NR)
+}
+
+/// Name of the thread running on this vCPU, without waiting for the scheduler lock (for
+/// diagnostics from the trap path, which may interrupt a lock holder).
+pub(crate) fn current_name() -> &'static str {
+    match SCHED.try_lock() {
+        Some(s) => s.cpus[cpu()].current.as_ref().map_or("<none>", |t| t.name),
+        None => "<scheduler locked>",
+    }
+}

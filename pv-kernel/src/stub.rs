@@ -1,0 +1,168 @@
+//! Typed wrappers around the stub's entry table (the guest's "PV firmware", ABI `stub.rs`).
+//!
+//! The table is validated and copied once at boot ([`install`]); every wrapper then reads the
+//! entry's code address from the copy and calls it with the System V convention. All entries
+//! are *in-sandbox* except `hypercall`.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use pvmux_hypercalls::{StubTable, VcpuShared, ABI_MAGIC, ABI_VERSION, PAGE_SIZE};
+
+/// The validated copy of the stub table.
+static TABLE: spin::Once<StubTable> = spin::Once::new();
+
+/// Code address of the stub's `iret` entry; read by the trap entry assembly.
+pub(crate) static IRET_ADDR: AtomicU64 = AtomicU64::new(0);
+
+/// Guest-virtual address of vCPU 0's shared page (from `BootInfo::vcpu_shared_base`).
+static VCPU_SHARED_BASE: AtomicU64 = AtomicU64::new(0);
+
+/// Why a stub table was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TableError {
+    /// Wrong magic or ABI version.
+    Version,
+    /// Fewer entries than this ABI version needs, or a null entry.
+    Entries,
+}
+
+/// Number of stub entries this kernel calls (all of ABI v1).
+const ENTRIES: usize = pvmux_hypercalls::stub::STUB_ENTRIES as usize;
+
+/// The entry addresses of `table` in declaration order.
+fn entries(t: &StubTable) -> [u64; ENTRIES] {
+    [
+        t.hypercall,
+        t.set_callbacks,
+        t.iret,
+        t.irq_enable,
+        t.irq_disable,
+        t.halt,
+        t.timer_arm,
+        t.clock_ns,
+        t.vcpu_start,
+        t.vcpu_kick,
+        t.vcpu_self,
+        t.vcpu_id,
+        t.load_root,
+        t.tlb_flush,
+        t.tlb_flush_all,
+        t.prefault,
+        t.set_fault_around,
+        t.null,
+    ]
+}
+
+/// Checks a stub table and installs a copy of it for the wrappers below.
+pub(crate) fn install(table: &StubTable, vcpu_shared_base: u64) -> Result<(), TableError> {
+    if table.magic != ABI_MAGIC || table.abi_version != ABI_VERSION {
+        return Err(TableError::Version);
+    }
+    if (table.nr_entries as usize) < ENTRIES || entries(table).contains(&0) {
+        return Err(TableError::Entries);
+    }
+    TABLE.call_once(|| *table);
+    IRET_ADDR.store(table.iret, Ordering::Relaxed);
+    VCPU_SHARED_BASE.store(vcpu_shared_base, Ordering::Relaxed);
+    Ok(())
+}
+
+/// True once [`install`] succeeded.
+pub(crate) fn installed() -> bool {
+    TABLE.is_completed()
+}
+
+/// The installed table. Stub calls before [`install`] are a kernel bug: trap with `ud2`.
+fn table() -> &'static StubTable {
+    match TABLE.get() {
+        Some(t) => t,
+        None => crate::arch::die(),
+    }
+}
+
+/// Turns a stub entry address into a callable function pointer of the given signature.
+macro_rules! entry {
+    ($field:ident: fn($($arg:ty),*) $(-> $ret:ty)?) => {{
+        let addr = table().$field;
+        // SAFETY: `install` checked the table's magic/version and that this entry is
+        // non-null; the ABI (stub.rs) defines this entry as a System V function with exactly
+        // this signature that only needs 4 KiB of the caller's stack.
+        unsafe { core::mem::transmute::<u64, extern "sysv64" fn($($arg),*) $(-> $ret)?>(addr) }
+    }};
+}
+
+/// Raw host hypercall (`nr | flags`, five arguments). Prefer [`crate::hcall`].
+pub(crate) fn hypercall(nr: u64, a0: u64, a1: u64, a2: u64, a3: u64, a4: u64) -> i64 {
+    entry!(hypercall: fn(u64, u64, u64, u64, u64, u64) -> i64)(nr, a0, a1, a2, a3, a4)
+}
+
+/// Registers the tenant-wide trap and event entries.
+pub(crate) fn set_callbacks(trap_entry: u64, event_entry: u64) -> i64 {
+    entry!(set_callbacks: fn(u64, u64) -> i64)(trap_entry, event_entry)
+}
+
+/// Sets the virtual interrupt flag and delivers pending events before returning.
+pub(crate) fn irq_enable() {
+    entry!(irq_enable: fn())()
+}
+
+/// Clears the virtual interrupt flag; returns whether it was set.
+pub(crate) fn irq_disable() -> bool {
+    entry!(irq_disable: fn() -> u64)() != 0
+}
+
+/// With events disabled: sleeps until a pending bit is set (returns at once if one is).
+pub(crate) fn halt() {
+    entry!(halt: fn())()
+}
+
+/// Arms this vCPU's one-shot timer at guest time `deadline_ns` (0 disarms).
+pub(crate) fn timer_arm(deadline_ns: u64) -> i64 {
+    entry!(timer_arm: fn(u64) -> i64)(deadline_ns)
+}
+
+/// Guest time in nanoseconds.
+pub(crate) fn clock_ns() -> u64 {
+    entry!(clock_ns: fn() -> u64)()
+}
+
+/// Starts parked vCPU `id` at `rip` on stack `rsp` with `rdi = arg`, events disabled.
+pub(crate) fn vcpu_start(id: u32, rip: u64, rsp: u64, arg: u64) -> i64 {
+    entry!(vcpu_start: fn(u64, u64, u64, u64) -> i64)(u64::from(id), rip, rsp, arg)
+}
+
+/// Sets `pending::KICK` on vCPU `id` and wakes it.
+pub(crate) fn vcpu_kick(id: u32) -> i64 {
+    entry!(vcpu_kick: fn(u64) -> i64)(u64::from(id))
+}
+
+/// This vCPU's index.
+pub(crate) fn vcpu_id() -> u32 {
+    entry!(vcpu_id: fn() -> u64)() as u32
+}
+
+/// This vCPU's shared page.
+pub(crate) fn vcpu_self() -> &'static VcpuShared {
+    let ptr = entry!(vcpu_self: fn() -> *mut VcpuShared)();
+    // SAFETY: the stub returns the address of this vCPU's shared page, which stays mapped
+    // read-write for the sandbox's whole life; all its fields are atomics.
+    unsafe { &*ptr }
+}
+
+/// vCPU `id`'s shared page (read-only use: e.g. to observe `halted`).
+pub(crate) fn vcpu_shared(id: u32) -> &'static VcpuShared {
+    let addr = VCPU_SHARED_BASE.load(Ordering::Relaxed) + u64::from(id) * PAGE_SIZE;
+    // SAFETY: BootInfo promises vCPU `i`'s shared page at `vcpu_shared_base + i * PAGE_SIZE`,
+    // mapped for the sandbox's whole life; callers pass `id < nr_vcpus`; all fields are atomics.
+    unsafe { &*(addr as *const VcpuShared) }
+}
+
+/// Invalidates the (shared) shadow mappings of `[va, va + len)`.
+pub(crate) fn tlb_flush(va: u64, len: u64) -> i64 {
+    entry!(tlb_flush: fn(u64, u64) -> i64)(va, len)
+}
+
+/// Fills the shadow for `[va, va + len)` now; returns pages mapped or an error.
+pub(crate) fn prefault(va: u64, len: u64, write: bool) -> i64 {
+    entry!(prefault: fn(u64, u64, u64) -> i64)(va, len, u64::from(write))
+}

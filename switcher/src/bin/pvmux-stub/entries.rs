@@ -1,0 +1,458 @@
+//! The guest's "PV firmware": the entry points of the [`StubTable`].
+//!
+//! All but `hypercall` are *in-sandbox*: no host round trip. Each is an `extern "sysv64"`
+//! function running on the guest's stack; the few that must restore or capture a complete
+//! register context (`iret`, `irq_enable`) are assembly.
+
+use core::arch::global_asm;
+use core::sync::atomic::Ordering::*;
+use pvmux_hypercalls::frame::{pf, RFLAGS_IF, RFLAGS_USER_MASK, TRAP_FRAME_SIZE};
+use pvmux_hypercalls::layout::{in_window, WINDOW_BASE};
+use pvmux_hypercalls::stub::STUB_ENTRIES;
+use pvmux_hypercalls::vcpu::{pending, stat};
+use pvmux_hypercalls::{
+    CrashReason, HcError, StubTable, TrapFrame, Vector, ABI_MAGIC, ABI_VERSION, PAGE_SIZE,
+};
+
+use crate::shadow::{self, MAX_FAULT_AROUND};
+use crate::state::{self, cpu, StubCpu, G, OFF_IRET_SCRATCH, OFF_XMM_SAVE, SIG_EVENT};
+use crate::{doorbell, sys, trap};
+
+extern "sysv64" {
+    fn pvmux_stub_hypercall(nr: u64, a0: u64, a1: u64, a2: u64, a3: u64, a4: u64) -> i64;
+    fn pvmux_stub_iret(frame: u64) -> !;
+    fn pvmux_stub_irq_enable();
+    fn pvmux_stub_null() -> u64;
+}
+
+/// Fills the stub table with the entry addresses.
+pub(crate) fn table() -> StubTable {
+    StubTable {
+        magic: ABI_MAGIC,
+        abi_version: ABI_VERSION,
+        nr_entries: STUB_ENTRIES,
+        hypercall: pvmux_stub_hypercall as *const () as u64,
+        set_callbacks: set_callbacks as *const () as u64,
+        iret: pvmux_stub_iret as *const () as u64,
+        irq_enable: pvmux_stub_irq_enable as *const () as u64,
+        irq_disable: irq_disable as *const () as u64,
+        halt: halt as *const () as u64,
+        timer_arm: timer_arm as *const () as u64,
+        clock_ns: clock_ns as *const () as u64,
+        vcpu_start: vcpu_start as *const () as u64,
+        vcpu_kick: vcpu_kick as *const () as u64,
+        vcpu_self: vcpu_self as *const () as u64,
+        vcpu_id: vcpu_id as *const () as u64,
+        load_root: load_root as *const () as u64,
+        tlb_flush: tlb_flush as *const () as u64,
+        tlb_flush_all: tlb_flush_all as *const () as u64,
+        prefault: prefault as *const () as u64,
+        set_fault_around: set_fault_around as *const () as u64,
+        null: pvmux_stub_null as *const () as u64,
+    }
+}
+
+const ERR_INVAL: i64 = HcError::InvalidArgument.to_ret();
+const ERR_BADADDR: i64 = HcError::BadAddress.to_ret();
+
+global_asm!(
+    // hypercall(nr, a0..a4): record the caller's context for host reports, then the doorbell.
+    ".globl pvmux_stub_hypercall",
+    "pvmux_stub_hypercall:",
+    "mov rax, fs:[8]",
+    "mov r11, [rsp]",
+    "mov [rax + 0xc0], r11",
+    "lea r11, [rsp + 8]",
+    "mov [rax + 0xc8], r11",
+    "mov [rax + 0xd0], rbp",
+    "jmp {hypercall}",
+    //
+    ".globl pvmux_stub_null",
+    "pvmux_stub_null:",
+    "xor eax, eax",
+    "ret",
+    //
+    // irq_enable(): set the virtual IF (xchg: a full fence against vcpu_kick), and if events
+    // are pending deliver them now as if interrupted at the return address.
+    ".globl pvmux_stub_irq_enable",
+    "pvmux_stub_irq_enable:",
+    "mov rax, fs:[8]",
+    "mov r11d, 1",
+    "xchg dword ptr [rax], r11d",
+    "cmp dword ptr [rax + 4], 0",
+    "jne 2f",
+    "ret",
+    "2:",
+    "push rax",
+    "lea rax, [rsp + 16]",
+    "sub rax, {below}",
+    "and rax, -16",
+    "mov [rax + 8], rbx",
+    "mov [rax + 16], rcx",
+    "mov [rax + 24], rdx",
+    "mov [rax + 32], rsi",
+    "mov [rax + 40], rdi",
+    "mov [rax + 48], rbp",
+    "mov [rax + 56], r8",
+    "mov [rax + 64], r9",
+    "mov [rax + 72], r10",
+    "mov [rax + 80], r11",
+    "mov [rax + 88], r12",
+    "mov [rax + 96], r13",
+    "mov [rax + 104], r14",
+    "mov [rax + 112], r15",
+    "pop rbx",
+    "mov [rax], rbx",
+    "pop rbx",
+    "mov [rax + 144], rbx",
+    "mov [rax + 160], rsp",
+    "pushfq",
+    "pop rbx",
+    "or rbx, {rflags_if}",
+    "mov [rax + 152], rbx",
+    "mov rbx, rax",
+    "lea rsp, [rax - 16]",
+    "mov rdi, rax",
+    "call {event_prepare}",
+    "test rax, rax",
+    "jnz 4f",
+    // No event entry registered: leave the events pending and resume the caller.
+    "mov rdi, rbx",
+    "jmp pvmux_stub_iret",
+    "4:",
+    "lea rsp, [rbx - 8]",
+    "mov qword ptr [rsp], 0",
+    "mov rdi, rbx",
+    "jmp rax",
+    //
+    // iret(frame): validate and copy the frame (Rust), then restore every register. rip and
+    // rflags go below the target stack's red zone so that `popfq; ret 128` lands exactly on
+    // the target rsp without touching the red zone.
+    ".globl pvmux_stub_iret",
+    "pvmux_stub_iret:",
+    "and rsp, -16",
+    "mov rax, fs:[0]",
+    "movdqa [rax + {xmm} + 0], xmm0",
+    "movdqa [rax + {xmm} + 16], xmm1",
+    "movdqa [rax + {xmm} + 32], xmm2",
+    "movdqa [rax + {xmm} + 48], xmm3",
+    "movdqa [rax + {xmm} + 64], xmm4",
+    "movdqa [rax + {xmm} + 80], xmm5",
+    "movdqa [rax + {xmm} + 96], xmm6",
+    "movdqa [rax + {xmm} + 112], xmm7",
+    "movdqa [rax + {xmm} + 128], xmm8",
+    "movdqa [rax + {xmm} + 144], xmm9",
+    "movdqa [rax + {xmm} + 160], xmm10",
+    "movdqa [rax + {xmm} + 176], xmm11",
+    "movdqa [rax + {xmm} + 192], xmm12",
+    "movdqa [rax + {xmm} + 208], xmm13",
+    "movdqa [rax + {xmm} + 224], xmm14",
+    "movdqa [rax + {xmm} + 240], xmm15",
+    "call {iret_prepare}",
+    "mov rcx, fs:[0]",
+    "movdqa xmm0, [rcx + {xmm} + 0]",
+    "movdqa xmm1, [rcx + {xmm} + 16]",
+    "movdqa xmm2, [rcx + {xmm} + 32]",
+    "movdqa xmm3, [rcx + {xmm} + 48]",
+    "movdqa xmm4, [rcx + {xmm} + 64]",
+    "movdqa xmm5, [rcx + {xmm} + 80]",
+    "movdqa xmm6, [rcx + {xmm} + 96]",
+    "movdqa xmm7, [rcx + {xmm} + 112]",
+    "movdqa xmm8, [rcx + {xmm} + 128]",
+    "movdqa xmm9, [rcx + {xmm} + 144]",
+    "movdqa xmm10, [rcx + {xmm} + 160]",
+    "movdqa xmm11, [rcx + {xmm} + 176]",
+    "movdqa xmm12, [rcx + {xmm} + 192]",
+    "movdqa xmm13, [rcx + {xmm} + 208]",
+    "movdqa xmm14, [rcx + {xmm} + 224]",
+    "movdqa xmm15, [rcx + {xmm} + 240]",
+    "test rax, rax",
+    "jnz 3f",
+    "mov rbx, rdx",
+    "mov rsp, [rbx + 160]",
+    "sub rsp, 144",
+    "mov rax, [rbx]",
+    "mov rcx, [rbx + 16]",
+    "mov rdx, [rbx + 24]",
+    "mov rsi, [rbx + 32]",
+    "mov rdi, [rbx + 40]",
+    "mov rbp, [rbx + 48]",
+    "mov r8, [rbx + 56]",
+    "mov r9, [rbx + 64]",
+    "mov r10, [rbx + 72]",
+    "mov r11, [rbx + 80]",
+    "mov r12, [rbx + 88]",
+    "mov r13, [rbx + 96]",
+    "mov r14, [rbx + 104]",
+    "mov r15, [rbx + 112]",
+    "mov rbx, [rbx + 8]",
+    "popfq",
+    "ret 128",
+    "3:",
+    "lea rsp, [rdx - 8]",
+    "mov qword ptr [rsp], 0",
+    "mov rdi, rdx",
+    "jmp rax",
+    hypercall = sym doorbell::hypercall,
+    event_prepare = sym event_prepare,
+    iret_prepare = sym iret_prepare,
+    below = const 128 + TRAP_FRAME_SIZE,
+    xmm = const OFF_XMM_SAVE,
+    rflags_if = const RFLAGS_IF,
+);
+
+/// Two-register return (`rax`, `rdx`) for the assembly.
+#[repr(C)]
+struct Pair(u64, u64);
+
+/// The entry events are delivered to.
+fn event_entry() -> u64 {
+    match G.event_entry.load(Acquire) {
+        0 => G.trap_entry.load(Acquire),
+        e => e,
+    }
+}
+
+/// Turns the frame the assembly built into an event frame; returns the entry to jump to, or
+/// 0 (events left pending) if the guest registered none.
+extern "sysv64" fn event_prepare(frame: *mut TrapFrame) -> u64 {
+    let shared = StubCpu::current().shared();
+    let entry = event_entry();
+    if entry == 0 {
+        return 0;
+    }
+    let bits = shared.pending.swap(0, SeqCst);
+    shared.irq_enabled.store(0, SeqCst);
+    // SAFETY: the assembly just wrote this frame on the guest stack (so it is mapped).
+    let f = unsafe { &mut *frame };
+    f.vector = Vector::Event as u64;
+    f.error_code = u64::from(bits);
+    f.fault_addr = 0;
+    crate::state::count(shared, stat::EVENTS);
+    entry
+}
+
+/// Validates and copies the frame for `iret`; writes rip/rflags below the target's red zone.
+/// Returns `(0, scratch)` to restore, or `(entry, frame)` to deliver pending events instead.
+extern "sysv64" fn iret_prepare(frame: u64) -> Pair {
+    let cpu = StubCpu::current();
+    let shared = cpu.shared();
+    let bad = |detail: u64| -> ! {
+        let f = TrapFrame {
+            rip: frame,
+            vector: 0,
+            ..Default::default()
+        };
+        trap::crash(shared, CrashReason::AbiViolation, &f, detail)
+    };
+    if !frame.is_multiple_of(8) || !in_window(frame, TRAP_FRAME_SIZE as u64) {
+        bad(frame);
+    }
+    let mut words = [0u64; 21];
+    for (i, w) in words.iter_mut().enumerate() {
+        // SAFETY: the frame lies in the window; a shadow miss here is filled by the signal
+        // handler (or is a crash if the guest's tables do not map it).
+        *w = unsafe { ((frame + 8 * i as u64) as *const u64).read_volatile() };
+    }
+    let f: TrapFrame = zerocopy::transmute!(words);
+    if !in_window(f.rip, 1) || f.rsp < WINDOW_BASE + 4096 || !in_window(f.rsp - 144, 144) {
+        bad(f.rip);
+    }
+    for (slot, w) in cpu.iret_scratch.iter().zip(words) {
+        slot.store(w, Relaxed);
+    }
+    if f.rflags & RFLAGS_IF != 0 {
+        shared.irq_enabled.swap(1, SeqCst);
+        let entry = event_entry();
+        if shared.pending.load(SeqCst) != 0 && entry != 0 {
+            // Deliver the pending events with the same frame, untouched but for the event
+            // fields (nothing below the target stack has been written yet).
+            let bits = shared.pending.swap(0, SeqCst);
+            shared.irq_enabled.store(0, SeqCst);
+            // SAFETY: as above: the frame is in the window and was just read.
+            unsafe {
+                ((frame + 120) as *mut u64).write_volatile(Vector::Event as u64);
+                ((frame + 128) as *mut u64).write_volatile(u64::from(bits));
+                ((frame + 136) as *mut u64).write_volatile(0);
+            }
+            crate::state::count(shared, stat::EVENTS);
+            return Pair(entry, frame);
+        }
+    } else {
+        shared.irq_enabled.store(0, SeqCst);
+    }
+    // Restore path: rip and rflags go just below the target's red zone (they may overlap the
+    // guest's frame, which is why the frame was copied to the scratch area first).
+    let rflags = (f.rflags & RFLAGS_USER_MASK) | 0x202;
+    // SAFETY: both slots lie in the window below the target stack; a miss is filled.
+    unsafe {
+        ((f.rsp - 136) as *mut u64).write_volatile(f.rip);
+        ((f.rsp - 144) as *mut u64).write_volatile(rflags);
+    }
+    Pair(0, cpu as *const StubCpu as u64 + OFF_IRET_SCRATCH as u64)
+}
+
+extern "sysv64" fn set_callbacks(trap_entry: u64, event_entry: u64) -> i64 {
+    let ok = |e: u64| e == 0 || in_window(e, 1);
+    if !ok(trap_entry) || !ok(event_entry) {
+        return ERR_INVAL;
+    }
+    G.trap_entry.store(trap_entry, Release);
+    G.event_entry.store(event_entry, Release);
+    0
+}
+
+extern "sysv64" fn irq_disable() -> u64 {
+    u64::from(StubCpu::current().shared().irq_enabled.swap(0, SeqCst) != 0)
+}
+
+extern "sysv64" fn halt() {
+    let shared = StubCpu::current().shared();
+    if shared.pending.load(SeqCst) != 0 {
+        return;
+    }
+    shared.halted.swap(1, SeqCst);
+    if shared.pending.load(SeqCst) == 0 {
+        let _ = sys::futex_wait(&shared.pending, 0);
+    }
+    shared.halted.store(0, SeqCst);
+}
+
+extern "sysv64" fn timer_arm(deadline_ns: u64) -> i64 {
+    let cpu = StubCpu::current();
+    let mut spec = sys::Itimerspec::default();
+    if deadline_ns != 0 {
+        let abs = G
+            .mono_base_ns
+            .load(Relaxed)
+            .saturating_add(deadline_ns)
+            .max(1);
+        spec.value = sys::Timespec {
+            sec: (abs / 1_000_000_000) as i64,
+            nsec: (abs % 1_000_000_000) as i64,
+        };
+    }
+    match sys::timer_settime(
+        cpu.timer_id.load(Relaxed),
+        1, /* TIMER_ABSTIME */
+        &spec,
+    ) {
+        Ok(()) => 0,
+        Err(_) => ERR_INVAL,
+    }
+}
+
+extern "sysv64" fn clock_ns() -> u64 {
+    state::clock_ns()
+}
+
+extern "sysv64" fn vcpu_start(id: u64, rip: u64, rsp: u64, arg: u64) -> i64 {
+    if id >= u64::from(G.nr_vcpus.load(Relaxed))
+        || !in_window(rip, 1)
+        || !in_window(rsp.wrapping_sub(8), 8)
+    {
+        return ERR_INVAL;
+    }
+    let target = cpu(id as u32);
+    if target
+        .started
+        .compare_exchange(0, 1, AcqRel, Relaxed)
+        .is_err()
+    {
+        return HcError::Busy.to_ret();
+    }
+    target.start_rip.store(rip, Relaxed);
+    target.start_rsp.store(rsp, Relaxed);
+    target.start_arg.store(arg, Relaxed);
+    target.start_word.store(1, Release);
+    sys::futex_wake(&target.start_word, 1);
+    0
+}
+
+extern "sysv64" fn vcpu_kick(id: u64) -> i64 {
+    if id >= u64::from(G.nr_vcpus.load(Relaxed)) {
+        return ERR_INVAL;
+    }
+    let target = state::shared(id as u32);
+    target.pending.fetch_or(pending::KICK, SeqCst);
+    if target.halted.load(SeqCst) != 0 {
+        sys::futex_wake(&target.pending, 1);
+    } else if id != u64::from(StubCpu::current().id.load(Relaxed))
+        && target.irq_enabled.load(SeqCst) != 0
+    {
+        let tid = cpu(id as u32).tid.load(Relaxed);
+        if tid != 0 {
+            let _ = sys::tgkill(G.pid.load(Relaxed), tid, SIG_EVENT);
+        }
+    }
+    0
+}
+
+extern "sysv64" fn vcpu_self() -> u64 {
+    StubCpu::current().shared.load(Relaxed)
+}
+
+extern "sysv64" fn vcpu_id() -> u64 {
+    u64::from(StubCpu::current().id.load(Relaxed))
+}
+
+extern "sysv64" fn load_root(gpa: u64) -> i64 {
+    if !gpa.is_multiple_of(PAGE_SIZE)
+        || gpa
+            .checked_add(PAGE_SIZE)
+            .is_none_or(|e| e > G.mem_size.load(Relaxed))
+    {
+        return ERR_BADADDR;
+    }
+    G.root.store(gpa, Release);
+    shadow::flush_all();
+    crate::state::count(StubCpu::current().shared(), stat::TLB_FLUSHES);
+    0
+}
+
+extern "sysv64" fn tlb_flush(va: u64, len: u64) -> i64 {
+    shadow::flush(va, len);
+    crate::state::count(StubCpu::current().shared(), stat::TLB_FLUSHES);
+    0
+}
+
+extern "sysv64" fn tlb_flush_all() -> i64 {
+    shadow::flush_all();
+    crate::state::count(StubCpu::current().shared(), stat::TLB_FLUSHES);
+    0
+}
+
+extern "sysv64" fn prefault(va: u64, len: u64, write: u64) -> i64 {
+    if !in_window(va, len) {
+        return ERR_BADADDR;
+    }
+    let shared = StubCpu::current().shared();
+    let access = if write != 0 { pf::WRITE } else { 0 };
+    let (mut page, end) = (va & !(PAGE_SIZE - 1), va + len);
+    let mut mapped = 0i64;
+    while page < end {
+        let leaf = match shadow::walk(page) {
+            Ok(l) => l,
+            Err(_) => return ERR_BADADDR,
+        };
+        if shadow::fill(page, access, shared).is_err() {
+            return ERR_BADADDR;
+        }
+        let step = if leaf.size > PAGE_SIZE {
+            leaf.size - (page - leaf.va)
+        } else {
+            PAGE_SIZE * u64::from(G.fault_around.load(Relaxed).max(1))
+                - (page % (PAGE_SIZE * u64::from(G.fault_around.load(Relaxed).max(1))))
+        };
+        mapped += (step / PAGE_SIZE) as i64;
+        page = page.saturating_add(step);
+    }
+    mapped
+}
+
+extern "sysv64" fn set_fault_around(pages: u64) -> i64 {
+    if pages == 0 || pages > u64::from(MAX_FAULT_AROUND) || !pages.is_power_of_two() {
+        return ERR_INVAL;
+    }
+    i64::from(G.fault_around.swap(pages as u32, Relaxed))
+}

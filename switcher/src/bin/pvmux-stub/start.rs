@@ -1,0 +1,509 @@
+//! Start of day: self-relocation, mappings, vCPU threads, signal handlers, seccomp, guest entry.
+//!
+//! Order matters: everything that needs a system call the filter forbids (mapping the control
+//! region and the physmap, per-vCPU areas, signal stacks, timers, FS bases, every vCPU thread)
+//! happens first; then the filter goes on for all threads at once (TSYNC); only then does
+//! vCPU 0 jump to the guest. Parked vCPUs wait on a futex until `vcpu_start`.
+
+use core::arch::global_asm;
+use core::sync::atomic::Ordering::*;
+use pvmux_hypercalls::frame::pf;
+use pvmux_hypercalls::layout::{
+    ctl_size, in_window, vcpu_shared_addr, CTL_BASE, MAX_GUEST_MEM, PHYSMAP_BASE,
+};
+use pvmux_hypercalls::sandbox::{status, CTL_FD, GUEST_MEM_FD, STUB_EXIT_SETUP};
+use pvmux_hypercalls::{StubTable, ABI_MAGIC, ABI_VERSION, MAX_VCPUS, PAGE_SIZE};
+use pvmux_switcher::seccomp::{build_kernel_filter, FilterParams, SockFilter, MAX_FILTER_LEN};
+
+use crate::state::{
+    cpu, header, StubCpu, ALTSTACK_SIZE, AREA_ALTSTACK, AREA_SIZE, AREA_STACK_TOP, G,
+    RETRY_TIMER_VALUE, SIG_EVENT,
+};
+use crate::sys::{self, nr, syscall6};
+use crate::{entries, shadow, trap};
+
+global_asm!(
+    ".globl _start",
+    "_start:",
+    "xor ebp, ebp",
+    "lea rdi, [rip + __ehdr_start]",
+    "lea rsi, [rip + _DYNAMIC]",
+    "and rsp, -16",
+    "call {main}",
+    "ud2",
+    // Signal restorer: must be stub code (the filter allows rt_sigreturn only from here).
+    ".globl pvmux_stub_restorer",
+    "pvmux_stub_restorer:",
+    "mov eax, 15",
+    "syscall",
+    "ud2",
+    // clone(flags, stack, tls, cpu): the child calls ap_main(cpu) on its new stack.
+    ".globl pvmux_stub_clone",
+    "pvmux_stub_clone:",
+    "mov r8, rdx",
+    "xor edx, edx",
+    "xor r10d, r10d",
+    "mov r9, rcx",
+    "mov eax, 56",
+    "syscall",
+    "test rax, rax",
+    "jnz 1f",
+    "mov rdi, r9",
+    "xor ebp, ebp",
+    "and rsp, -16",
+    "call {ap_main}",
+    "ud2",
+    "1:",
+    "ret",
+    // enter_guest(rip, rsp, rdi, rsi): clear everything the guest should not inherit.
+    ".globl pvmux_stub_enter_guest",
+    "pvmux_stub_enter_guest:",
+    "mov rsp, rsi",
+    "mov rax, rdi",
+    "mov rdi, rdx",
+    "mov rsi, rcx",
+    "xor ebx, ebx",
+    "xor ecx, ecx",
+    "xor edx, edx",
+    "xor ebp, ebp",
+    "xor r8d, r8d",
+    "xor r9d, r9d",
+    "xor r10d, r10d",
+    "xor r11d, r11d",
+    "xor r12d, r12d",
+    "xor r13d, r13d",
+    "xor r14d, r14d",
+    "xor r15d, r15d",
+    "push 0x202",
+    "popfq",
+    "jmp rax",
+    main = sym stub_main,
+    ap_main = sym ap_main,
+);
+
+extern "sysv64" {
+    fn pvmux_stub_restorer();
+    fn pvmux_stub_clone(flags: u64, stack: u64, tls: u64, cpu: u64) -> i64;
+    fn pvmux_stub_enter_guest(rip: u64, rsp: u64, rdi: u64, rsi: u64) -> !;
+}
+
+/// The stub's entry table; its address is handed to the guest in `rsi`.
+static mut TABLE: StubTable = StubTable {
+    magic: 0,
+    abi_version: 0,
+    nr_entries: 0,
+    hypercall: 0,
+    set_callbacks: 0,
+    iret: 0,
+    irq_enable: 0,
+    irq_disable: 0,
+    halt: 0,
+    timer_arm: 0,
+    clock_ns: 0,
+    vcpu_start: 0,
+    vcpu_kick: 0,
+    vcpu_self: 0,
+    vcpu_id: 0,
+    load_root: 0,
+    tlb_flush: 0,
+    tlb_flush_all: 0,
+    prefault: 0,
+    set_fault_around: 0,
+    null: 0,
+};
+
+const PROT_RW: u32 = 3;
+const MAP_SHARED: u32 = 0x01;
+const MAP_PRIVATE: u32 = 0x02;
+const MAP_FIXED: u32 = 0x10;
+const MAP_ANONYMOUS: u32 = 0x20;
+const MAP_FIXED_NOREPLACE: u32 = 0x10_0000;
+
+/// Start-up steps, reported in `SandboxHeader::stub_step` on failure.
+#[derive(Clone, Copy)]
+#[repr(u32)]
+enum Step {
+    MapHeader = 1,
+    BadHeader = 2,
+    MapControl = 3,
+    MapPhysmap = 4,
+    MapAreas = 5,
+    SigAction = 6,
+    NoNewPrivs = 7,
+    ThreadSetup = 8,
+    Clone = 9,
+    Filter = 10,
+    Seccomp = 11,
+}
+
+fn fail(step: Step, errno: u32) -> ! {
+    if step as u32 > Step::MapHeader as u32 {
+        let h = header();
+        h.stub_step.store(step as u32, Relaxed);
+        h.stub_error.store(errno, Relaxed);
+        h.stub_status.store(status::FAILED, Release);
+        sys::futex_wake(&h.stub_status, u32::MAX);
+    }
+    sys::exit_group(STUB_EXIT_SETUP)
+}
+
+/// Applies the stub's own `R_X86_64_RELATIVE` relocations (it is a static-pie with no loader).
+///
+/// # Safety
+/// `base` must be the load address and `dynamic` the `_DYNAMIC` array of this image; must run
+/// before anything reads a relocated pointer.
+unsafe fn relocate(base: u64, dynamic: *const [u64; 2]) {
+    const DT_RELA: u64 = 7;
+    const DT_RELASZ: u64 = 8;
+    const R_X86_64_RELATIVE: u64 = 8;
+    let (mut rela, mut relasz) = (0u64, 0u64);
+    let mut d = dynamic;
+    // SAFETY: _DYNAMIC is a DT_NULL-terminated array of (tag, value) pairs.
+    unsafe {
+        while (*d)[0] != 0 {
+            match (*d)[0] {
+                DT_RELA => rela = (*d)[1],
+                DT_RELASZ => relasz = (*d)[1],
+                _ => {}
+            }
+            d = d.add(1);
+        }
+    }
+    let mut off = 0;
+    while off + 24 <= relasz {
+        let r = (base + rela + off) as *const [u64; 3];
+        // SAFETY: the relocation table lies in the image; RELATIVE targets are writable
+        // (the kernel maps RELRO data writable; nothing has protected it yet).
+        unsafe {
+            let [r_offset, r_info, addend] = *r;
+            if r_info & 0xffff_ffff == R_X86_64_RELATIVE {
+                ((base + r_offset) as *mut u64).write(base.wrapping_add(addend));
+            }
+        }
+        off += 24;
+    }
+}
+
+/// The stub's executable segment, from its own program headers.
+///
+/// # Safety
+/// `base` must be the address of this image's (mapped) ELF header.
+unsafe fn text_range(base: u64) -> (u64, u64) {
+    const PT_LOAD: u32 = 1;
+    const PF_X: u32 = 1;
+    // SAFETY: ELF64 header: e_phoff at 32, e_phentsize at 54, e_phnum at 56; the program
+    // headers are mapped with the first segment.
+    unsafe {
+        let phoff = ((base + 32) as *const u64).read();
+        let phentsize = u64::from(((base + 54) as *const u16).read());
+        let phnum = u64::from(((base + 56) as *const u16).read());
+        for i in 0..phnum {
+            let ph = base + phoff + i * phentsize;
+            let (ty, flags) = ((ph as *const u32).read(), ((ph + 4) as *const u32).read());
+            if ty == PT_LOAD && flags & PF_X != 0 {
+                let vaddr = ((ph + 16) as *const u64).read();
+                let memsz = ((ph + 40) as *const u64).read();
+                return (base + vaddr, base + vaddr + memsz);
+            }
+        }
+    }
+    (0, 0)
+}
+
+#[repr(C)]
+struct SigAction {
+    handler: u64,
+    flags: u64,
+    restorer: u64,
+    mask: u64,
+}
+
+#[repr(C)]
+struct StackT {
+    sp: u64,
+    flags: i32,
+    _pad: i32,
+    size: u64,
+}
+
+#[repr(C)]
+struct SigEvent {
+    value: u64,
+    signo: i32,
+    notify: i32,
+    tid: i32,
+    _pad: [i32; 11],
+}
+
+/// Per-thread set-up, done by each vCPU thread itself before the filter: FS base, signal
+/// stack, timers, tid.
+fn thread_setup(c: &StubCpu) -> Result<(), u32> {
+    let base = c as *const StubCpu as u64;
+    // SAFETY: ARCH_SET_FS changes only this thread's FS base; the stub uses no TLS.
+    sys::check(unsafe { syscall6(nr::ARCH_PRCTL, [0x1002, base as usize, 0, 0, 0, 0]) })?;
+    let ss = StackT {
+        sp: base + AREA_ALTSTACK,
+        flags: 0,
+        _pad: 0,
+        size: ALTSTACK_SIZE,
+    };
+    // SAFETY: the alternate stack lies in this vCPU's area, which is never freed.
+    sys::check(unsafe { syscall6(nr::SIGALTSTACK, [&ss as *const _ as usize, 0, 0, 0, 0, 0]) })?;
+    let tid = sys::gettid();
+    c.tid.store(tid, Relaxed);
+    c.shared().tid.store(tid, Relaxed);
+    for (value, slot) in [(0, &c.timer_id), (RETRY_TIMER_VALUE, &c.retry_timer_id)] {
+        let ev = SigEvent {
+            value,
+            signo: SIG_EVENT as i32,
+            notify: 4, /* SIGEV_THREAD_ID */
+            tid: tid as i32,
+            _pad: [0; 11],
+        };
+        let mut id: i32 = -1;
+        // SAFETY: valid sigevent and out pointer; CLOCK_MONOTONIC.
+        sys::check(unsafe {
+            syscall6(
+                nr::TIMER_CREATE,
+                [
+                    1,
+                    &ev as *const _ as usize,
+                    &mut id as *mut i32 as usize,
+                    0,
+                    0,
+                    0,
+                ],
+            )
+        })?;
+        slot.store(id, Relaxed);
+    }
+    Ok(())
+}
+
+fn install_handlers() -> Result<(), u32> {
+    const SA_SIGINFO: u64 = 4;
+    const SA_ONSTACK: u64 = 0x0800_0000;
+    const SA_RESTORER: u64 = 0x0400_0000;
+    let act = SigAction {
+        handler: trap::on_signal as *const () as u64,
+        flags: SA_SIGINFO | SA_ONSTACK | SA_RESTORER,
+        restorer: pvmux_stub_restorer as *const () as u64,
+        mask: !0,
+    };
+    for sig in [4u32, 5, 7, 8, 11, 31, SIG_EVENT] {
+        // SAFETY: valid sigaction; the handler and restorer are stub code.
+        sys::check(unsafe {
+            syscall6(
+                nr::RT_SIGACTION,
+                [sig as usize, &act as *const _ as usize, 0, 8, 0, 0],
+            )
+        })?;
+    }
+    // Unblock everything (the mask survives exec).
+    let empty = 0u64;
+    // SAFETY: SIG_SETMASK with a valid 8-byte set.
+    sys::check(unsafe { syscall6(14, [2, &empty as *const u64 as usize, 0, 8, 0, 0]) })?;
+    Ok(())
+}
+
+/// Main thread (vCPU 0).
+extern "sysv64" fn stub_main(base: u64, dynamic: u64) -> ! {
+    // SAFETY: the assembly passes this image's base and _DYNAMIC; nothing ran before.
+    unsafe { relocate(base, dynamic as *const [u64; 2]) };
+    // SAFETY: base is this image's ELF header, mapped by the kernel.
+    let (text_start, text_end) = unsafe { text_range(base) };
+    // SAFETY: rdtsc has no memory effects.
+    let start_tsc = unsafe { core::arch::x86_64::_rdtsc() };
+    // SAFETY: CTL_BASE is reserved by the layout for the control region; NOREPLACE.
+    if let Err(e) = unsafe {
+        sys::mmap(
+            CTL_BASE,
+            PAGE_SIZE,
+            PROT_RW,
+            MAP_SHARED | MAP_FIXED_NOREPLACE,
+            CTL_FD,
+            0,
+        )
+    } {
+        fail(Step::MapHeader, e);
+    }
+    let h = header();
+    h.stub_start_tsc.store(start_tsc, Relaxed);
+    let (n, mem) = (h.nr_vcpus, h.mem_size);
+    if h.magic != ABI_MAGIC
+        || h.abi_version != ABI_VERSION
+        || n == 0
+        || n > MAX_VCPUS
+        || mem == 0
+        || mem > MAX_GUEST_MEM
+        || mem % PAGE_SIZE != 0
+        || !h.page_table_root.is_multiple_of(PAGE_SIZE)
+        || h.page_table_root >= mem
+        || !in_window(h.entry_rip, 1)
+        || !in_window(h.entry_rsp.wrapping_sub(8), 8)
+    {
+        fail(Step::BadHeader, 22);
+    }
+    // SAFETY: extends the header mapping over the whole control region, same place.
+    if let Err(e) = unsafe {
+        sys::mmap(
+            CTL_BASE,
+            ctl_size(n),
+            PROT_RW,
+            MAP_SHARED | MAP_FIXED,
+            CTL_FD,
+            0,
+        )
+    } {
+        fail(Step::MapControl, e);
+    }
+    // SAFETY: PHYSMAP_BASE is reserved by the layout; NOREPLACE.
+    if let Err(e) = unsafe {
+        sys::mmap(
+            PHYSMAP_BASE,
+            mem,
+            PROT_RW,
+            MAP_SHARED | MAP_FIXED_NOREPLACE,
+            GUEST_MEM_FD,
+            0,
+        )
+    } {
+        fail(Step::MapPhysmap, e);
+    }
+    G.nr_vcpus.store(n, Relaxed);
+    G.mem_size.store(mem, Relaxed);
+    G.root.store(h.page_table_root, Relaxed);
+    G.tsc_base.store(h.tsc_base, Relaxed);
+    G.mono_base_ns.store(h.mono_base_ns, Relaxed);
+    G.clock_mult.store(h.clock_mult, Relaxed);
+    G.clock_shift.store(h.clock_shift.min(63), Relaxed);
+    G.fault_around.store(
+        h.fault_around_pages
+            .clamp(1, shadow::MAX_FAULT_AROUND)
+            .next_power_of_two(),
+        Relaxed,
+    );
+    G.text_start.store(text_start, Relaxed);
+    G.text_end.store(text_end, Relaxed);
+    G.pid.store(sys::getpid(), Relaxed);
+
+    let span = u64::from(n + 1) * AREA_SIZE;
+    // SAFETY: a fresh private anonymous mapping chosen by the kernel.
+    let raw = match unsafe { sys::mmap(0, span, PROT_RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) } {
+        Ok(a) => a,
+        Err(e) => fail(Step::MapAreas, e),
+    };
+    G.areas
+        .store((raw + AREA_SIZE - 1) & !(AREA_SIZE - 1), Relaxed);
+    for id in 0..n {
+        let c = cpu(id);
+        c.self_ptr.store(c as *const StubCpu as u64, Relaxed);
+        c.shared.store(vcpu_shared_addr(id), Relaxed);
+        c.id.store(id, Relaxed);
+        c.shared().vcpu_id.store(id, Relaxed);
+    }
+    // SAFETY: single-threaded here; the guest only reads the table.
+    unsafe { TABLE = entries::table() };
+
+    if let Err(e) = install_handlers() {
+        fail(Step::SigAction, e);
+    }
+    // SAFETY: PR_SET_NO_NEW_PRIVS; inherited by every thread created below.
+    if let Err(e) = sys::check(unsafe { syscall6(nr::PRCTL, [38, 1, 0, 0, 0, 0]) }) {
+        fail(Step::NoNewPrivs, e);
+    }
+    if let Err(e) = thread_setup(cpu(0)) {
+        fail(Step::ThreadSetup, e);
+    }
+    const CLONE_THREAD_FLAGS: u64 = 0x100 | 0x200 | 0x400 | 0x800 | 0x1_0000 | 0x4_0000 | 0x8_0000;
+    for id in 1..n {
+        let c = cpu(id);
+        let base = c as *const StubCpu as u64;
+        // SAFETY: thread-only clone onto this vCPU's parking stack, TLS = its StubCpu.
+        let r = unsafe { pvmux_stub_clone(CLONE_THREAD_FLAGS, base + AREA_STACK_TOP, base, base) };
+        if r < 0 {
+            fail(Step::Clone, (-r) as u32);
+        }
+    }
+    while G.ready.load(Acquire) < n - 1 {
+        let seen = G.ready.load(Acquire);
+        if seen >= n - 1 {
+            break;
+        }
+        let _ = sys::futex_wait(&G.ready, seen);
+    }
+
+    let mut prog = [SockFilter::default(); MAX_FILTER_LEN];
+    let params = FilterParams {
+        text_start,
+        text_end,
+        pid: G.pid.load(Relaxed),
+        event_signal: SIG_EVENT,
+    };
+    let len = match build_kernel_filter(&params, &mut prog) {
+        Ok(l) => l,
+        Err(_) => fail(Step::Filter, 22),
+    };
+    #[repr(C)]
+    struct Fprog {
+        len: u16,
+        filter: *const SockFilter,
+    }
+    let fprog = Fprog {
+        len: len as u16,
+        filter: prog.as_ptr(),
+    };
+    // SAFETY: SECCOMP_SET_MODE_FILTER with TSYNC and a valid program.
+    let r = unsafe {
+        syscall6(
+            nr::SECCOMP,
+            [1, 1, &fprog as *const Fprog as usize, 0, 0, 0],
+        )
+    };
+    if r != 0 {
+        fail(Step::Seccomp, if r < 0 { (-r) as u32 } else { 1 });
+    }
+    // From here on the filter is in force for every thread.
+    let table = &raw const TABLE as u64;
+    h.stub_table.store(table, Relaxed);
+    h.stub_status.store(status::READY, Release);
+    // Pre-fill the first instruction and stack pages to save two round trips through the
+    // signal handler on boot (failures just fall back to demand filling).
+    let shared0 = cpu(0).shared();
+    let _ = shadow::fill(h.entry_rip, pf::FETCH, shared0);
+    let _ = shadow::fill(h.entry_rsp - 8, pf::WRITE, shared0);
+    cpu(0).started.store(1, Relaxed);
+    shared0.online.store(1, Relaxed);
+    // SAFETY: rdtsc has no memory effects.
+    h.first_insn_tsc
+        .store(unsafe { core::arch::x86_64::_rdtsc() }, Relaxed);
+    h.stub_status.store(status::RUNNING, Release);
+    sys::futex_wake(&h.stub_status, u32::MAX);
+    // SAFETY: the header was validated: entry and stack lie in the window.
+    unsafe { pvmux_stub_enter_guest(h.entry_rip, h.entry_rsp, h.entry_rdi, table) }
+}
+
+/// Body of vCPU threads 1..n: set up, report ready, park until `vcpu_start`, enter the guest.
+extern "sysv64" fn ap_main(cpu_addr: u64) -> ! {
+    // SAFETY: the creator passes this vCPU's StubCpu, which lives for the process.
+    let c = unsafe { &*(cpu_addr as *const StubCpu) };
+    if let Err(e) = thread_setup(c) {
+        fail(Step::ThreadSetup, e);
+    }
+    G.ready.fetch_add(1, AcqRel);
+    sys::futex_wake(&G.ready, 1);
+    while c.start_word.load(Acquire) == 0 {
+        let _ = sys::futex_wait(&c.start_word, 0);
+    }
+    c.shared().online.store(1, Relaxed);
+    let table = &raw const TABLE as u64;
+    // SAFETY: vcpu_start validated rip and rsp (both in the window).
+    unsafe {
+        pvmux_stub_enter_guest(
+            c.start_rip.load(Relaxed),
+            c.start_rsp.load(Relaxed),
+            c.start_arg.load(Relaxed),
+            table,
+        )
+    }
+}

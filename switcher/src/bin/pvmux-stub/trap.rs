@@ -1,0 +1,271 @@
+//! Signal handling: shadow misses, exception and event delivery to the guest, crash records.
+//!
+//! Every guest exception arrives as a host signal on the vCPU's alternate stack. The handler
+//! resolves shadow misses on the spot; anything else is turned into a [`TrapFrame`] written on
+//! the guest's stack (through the guest's tables, so delivery itself never faults), and the
+//! signal's saved context is redirected to the guest's entry, so `rt_sigreturn` lands there.
+
+use core::sync::atomic::Ordering::*;
+use pvmux_hypercalls::frame::{pf, RED_ZONE, RFLAGS_IF, TRAP_FRAME_SIZE};
+use pvmux_hypercalls::layout::in_window;
+use pvmux_hypercalls::sandbox::STUB_EXIT_CRASH;
+use pvmux_hypercalls::vcpu::{pending, stat};
+use pvmux_hypercalls::{CrashReason, TrapFrame, VcpuShared, Vector};
+
+use crate::shadow::{self, FillError};
+use crate::state::{is_stub_code, StubCpu, G, RETRY_TIMER_VALUE, SIG_EVENT};
+use crate::sys;
+
+const SIGILL: i32 = 4;
+const SIGTRAP: i32 = 5;
+const SIGBUS: i32 = 7;
+const SIGFPE: i32 = 8;
+const SIGSEGV: i32 = 11;
+const SIGSYS: i32 = 31;
+const SI_TIMER: i32 = -2;
+
+// Indices into the kernel's `struct sigcontext` (x86-64), at offset 40 of the ucontext.
+const R8: usize = 0;
+const R9: usize = 1;
+const R10: usize = 2;
+const R11: usize = 3;
+const R12: usize = 4;
+const R13: usize = 5;
+const R14: usize = 6;
+const R15: usize = 7;
+const RDI: usize = 8;
+const RSI: usize = 9;
+const RBP: usize = 10;
+const RBX: usize = 11;
+const RDX: usize = 12;
+const RAX: usize = 13;
+const RCX: usize = 14;
+const RSP: usize = 15;
+const RIP: usize = 16;
+const EFLAGS: usize = 17;
+const ERR: usize = 19;
+const TRAPNO: usize = 20;
+const CR2: usize = 22;
+const UC_MCONTEXT: usize = 40;
+
+/// Rflags the guest entry starts with: reserved bit 1 and the real IF (always set in user
+/// mode); TF, DF and AC cleared.
+const ENTRY_RFLAGS: u64 = 0x202;
+
+/// The saved registers of the interrupted context.
+struct Regs<'a>(&'a mut [u64; 32]);
+
+impl Regs<'_> {
+    fn frame(&self, vector: u64, error_code: u64, fault_addr: u64, vif: bool) -> TrapFrame {
+        let g = &self.0;
+        TrapFrame {
+            rax: g[RAX],
+            rbx: g[RBX],
+            rcx: g[RCX],
+            rdx: g[RDX],
+            rsi: g[RSI],
+            rdi: g[RDI],
+            rbp: g[RBP],
+            r8: g[R8],
+            r9: g[R9],
+            r10: g[R10],
+            r11: g[R11],
+            r12: g[R12],
+            r13: g[R13],
+            r14: g[R14],
+            r15: g[R15],
+            vector,
+            error_code,
+            fault_addr,
+            rip: g[RIP],
+            rflags: (g[EFLAGS] & !RFLAGS_IF) | if vif { RFLAGS_IF } else { 0 },
+            rsp: g[RSP],
+        }
+    }
+}
+
+/// The stub's handler for every signal it takes (installed with SA_SIGINFO|SA_ONSTACK).
+///
+/// # Safety
+/// Called only by the kernel, with valid `info` and `uc` pointers, on the alternate stack.
+pub(crate) unsafe extern "C" fn on_signal(sig: i32, info: *const u8, uc: *mut u8) {
+    let cpu = StubCpu::from_stack();
+    let shared = cpu.shared();
+    // SAFETY: the kernel passes a valid ucontext; its mcontext holds 32 u64 words at offset 40.
+    let regs = Regs(unsafe { &mut *(uc.add(UC_MCONTEXT) as *mut [u64; 32]) });
+    // SAFETY: the kernel passes a valid siginfo (128 bytes): si_code at 8; at 24 the timer's
+    // sigev_value, or si_syscall (low half) and si_arch (high half) for SIGSYS.
+    let (si_code, si_word24) = unsafe {
+        (
+            (info.add(8) as *const i32).read(),
+            (info.add(24) as *const u64).read(),
+        )
+    };
+    let rip = regs.0[RIP];
+    let in_stub = is_stub_code(rip);
+    if sig == SIG_EVENT as i32 {
+        return on_event(cpu, shared, regs, si_code, si_word24, in_stub);
+    }
+    let trapno = regs.0[TRAPNO];
+    let (vector, error, addr) = match sig {
+        SIGSEGV | SIGBUS => {
+            let addr = regs.0[CR2];
+            if sig == SIGSEGV && trapno == 14 {
+                let access = regs.0[ERR] & (pf::WRITE | pf::FETCH);
+                if in_window(addr, 1) {
+                    match shadow::fill(addr, access, shared) {
+                        Ok(()) => return,
+                        Err(FillError::Guest(r)) => (Vector::PageFault, r.0 | access, addr),
+                        Err(FillError::Host(e)) => crash(
+                            shared,
+                            CrashReason::OutOfHostMappings,
+                            &regs.frame(14, access, addr, false),
+                            u64::from(e),
+                        ),
+                    }
+                } else {
+                    (
+                        Vector::PageFault,
+                        regs.0[ERR] & (pf::PRESENT | pf::WRITE | pf::FETCH),
+                        addr,
+                    )
+                }
+            } else if sig == SIGBUS {
+                (Vector::PageFault, pf::RESERVED | pf::PRESENT, regs.0[CR2])
+            } else {
+                (Vector::GeneralProtection, regs.0[ERR] & 0xffff, 0)
+            }
+        }
+        SIGILL => (Vector::InvalidOpcode, 0, 0),
+        SIGFPE => match trapno {
+            16 => (Vector::X87Fp, 0, 0),
+            19 => (Vector::SimdFp, 0, 0),
+            _ => (Vector::DivideError, 0, 0),
+        },
+        SIGTRAP => match trapno {
+            3 => (Vector::Breakpoint, 0, 0),
+            _ => (Vector::Debug, 0, 0),
+        },
+        SIGSYS => {
+            let (nr, arch) = (si_word24 & 0xffff_ffff, (si_word24 >> 32) as u32);
+            let compat = if arch == pvmux_switcher::seccomp::AUDIT_ARCH_X86_64 {
+                0
+            } else {
+                1 << 63
+            };
+            crate::state::count(shared, stat::SYSCALL_TRAPS);
+            (Vector::Syscall, nr | compat, 0)
+        }
+        _ => (Vector::GeneralProtection, 0, 0),
+    };
+    let vif = shared.irq_enabled.load(Relaxed) != 0;
+    if in_stub {
+        let reason = if vector == Vector::Syscall {
+            CrashReason::AbiViolation
+        } else {
+            CrashReason::StubFault
+        };
+        crash(
+            shared,
+            reason,
+            &regs.frame(vector as u64, error, addr, vif),
+            addr,
+        );
+    }
+    let entry = G.trap_entry.load(Acquire);
+    let frame = regs.frame(vector as u64, error, addr, vif);
+    if entry == 0 {
+        crash(shared, CrashReason::UnhandledException, &frame, 0);
+    }
+    crate::state::count(shared, stat::EXCEPTIONS);
+    deliver(shared, regs, &frame, entry);
+}
+
+fn on_event(
+    cpu: &StubCpu,
+    shared: &VcpuShared,
+    regs: Regs<'_>,
+    si_code: i32,
+    value: u64,
+    in_stub: bool,
+) {
+    if si_code == SI_TIMER {
+        if value == RETRY_TIMER_VALUE {
+            cpu.retry_armed.store(0, Relaxed);
+        } else {
+            shared.pending.fetch_or(pending::TIMER, SeqCst);
+        }
+    }
+    if shared.pending.load(SeqCst) == 0 || shared.irq_enabled.load(SeqCst) == 0 {
+        return; // taken by irq_enable / iret / halt
+    }
+    if in_stub {
+        // Inside a stub call: try again shortly rather than interrupt stub code.
+        arm_retry(cpu);
+        return;
+    }
+    let entry = match G.event_entry.load(Acquire) {
+        0 => G.trap_entry.load(Acquire),
+        e => e,
+    };
+    if entry == 0 {
+        return;
+    }
+    let bits = shared.pending.swap(0, SeqCst);
+    let frame = regs.frame(Vector::Event as u64, u64::from(bits), 0, true);
+    crate::state::count(shared, stat::EVENTS);
+    deliver(shared, regs, &frame, entry);
+}
+
+fn arm_retry(cpu: &StubCpu) {
+    if cpu.retry_armed.swap(1, Relaxed) == 0 {
+        let spec = sys::Itimerspec {
+            value: sys::Timespec {
+                sec: 0,
+                nsec: 50_000,
+            },
+            ..Default::default()
+        };
+        let _ = sys::timer_settime(cpu.retry_timer_id.load(Relaxed), 0, &spec);
+    }
+}
+
+/// Writes `frame` below the interrupted stack's red zone and redirects the signal context to
+/// `entry` with `rdi` = the frame and events disabled.
+fn deliver(shared: &VcpuShared, regs: Regs<'_>, frame: &TrapFrame, entry: u64) {
+    let fa = frame.rsp.wrapping_sub(RED_ZONE + TRAP_FRAME_SIZE as u64) & !15;
+    let mut words = [0u64; 1 + TRAP_FRAME_SIZE / 8];
+    words[1..].copy_from_slice(zerocopy::transmute_ref!(frame));
+    // Fake return address 0 at fa - 8, then the frame.
+    if !in_window(fa.wrapping_sub(8), words.len() as u64 * 8) {
+        crash(shared, CrashReason::DoubleFault, frame, fa);
+    }
+    if let Err(r) = shadow::write_guest(fa - 8, &words) {
+        crash(
+            shared,
+            CrashReason::DoubleFault,
+            frame,
+            fa | (r.0 & 0xff) << 56,
+        );
+    }
+    shared.irq_enabled.store(0, SeqCst);
+    let g = regs.0;
+    g[RIP] = entry;
+    g[RSP] = fa - 8;
+    g[RDI] = fa;
+    g[EFLAGS] = ENTRY_RFLAGS;
+}
+
+/// Records a crash in this vCPU's shared page and ends the sandbox.
+pub(crate) fn crash(shared: &VcpuShared, reason: CrashReason, regs: &TrapFrame, detail: u64) -> ! {
+    let words: &[u64; 21] = zerocopy::transmute_ref!(regs);
+    for (slot, w) in shared.crash_regs.iter().zip(words) {
+        slot.store(*w, Relaxed);
+    }
+    shared.crash_vector.store(regs.vector as u32, Relaxed);
+    shared.crash_error_code.store(regs.error_code, Relaxed);
+    shared.crash_fault_addr.store(regs.fault_addr, Relaxed);
+    shared.crash_detail.store(detail, Relaxed);
+    shared.crash_reason.store(reason as u32, Release);
+    sys::exit_group(STUB_EXIT_CRASH)
+}

@@ -1,0 +1,67 @@
+//! Booting the embedded guest kernel: the self-test on 1 and 4 vCPUs, exit codes, and two
+//! tenants side by side in one host.
+
+use pvmux_host::TenantOutcome;
+use pvmux_tests::{host, launch};
+
+fn run_selftest(vcpus: u32) {
+    let host = host();
+    let (tenant, console) = launch(&host, "selftest", "selftest", vcpus);
+    let outcome = tenant.wait();
+    let out = console.text();
+    assert_eq!(
+        outcome,
+        TenantOutcome::Exited(0),
+        "selftest on {vcpus} vCPUs failed:\n{out}"
+    );
+    assert!(out.contains("PASS smp_online"), "{out}");
+    for check in [
+        "demand_paging",
+        "exception_breakpoint",
+        "exception_invalid_opcode",
+        "exception_divide_error",
+        "exception_general_protection",
+        "exception_page_fault_unmapped",
+        "exception_raw_syscall",
+        "preemption",
+        "timer_accuracy",
+        "kernel_threads",
+    ] {
+        assert!(
+            out.contains(&format!("PASS {check}")),
+            "check {check} did not pass on {vcpus} vCPUs:\n{out}"
+        );
+    }
+    assert!(!out.contains("FAIL"), "{out}");
+    if vcpus > 1 {
+        assert!(out.contains("PASS cross_vcpu_wakeup"), "{out}");
+    }
+}
+
+#[test]
+fn selftest_passes_on_one_vcpu() {
+    run_selftest(1);
+}
+
+#[test]
+fn selftest_passes_on_four_vcpus() {
+    run_selftest(4);
+}
+
+#[test]
+fn two_tenants_run_concurrently_with_their_own_exit_codes() {
+    let host = host();
+    let (a, out_a) = launch(&host, "a", "sleep=300 exit=3", 2);
+    let (b, out_b) = launch(&host, "b", "sleep=300 exit=7", 1);
+    // Both sandboxes are alive at the same time.
+    for t in [&a, &b] {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", t.sandbox_pid()))
+            .expect("sandbox is running");
+        assert!(status.contains("Seccomp:\t2"), "{status}");
+    }
+    assert_ne!(a.sandbox_pid(), b.sandbox_pid());
+    assert_eq!(a.wait(), TenantOutcome::Exited(3), "{}", out_a.text());
+    assert_eq!(b.wait(), TenantOutcome::Exited(7), "{}", out_b.text());
+    assert!(out_a.text().contains("exiting with 3"), "{}", out_a.text());
+    assert!(out_b.text().contains("exiting with 7"), "{}", out_b.text());
+}

@@ -1,0 +1,74 @@
+//! A crashing or misbehaving guest is reported and contained; its neighbour carries on.
+
+use pvmux_host::TenantOutcome;
+use pvmux_tests::{host, launch};
+
+#[test]
+fn guest_panic_is_reported_and_neighbour_completes() {
+    let host = host();
+    let (bad, bad_out) = launch(&host, "panicker", "panic", 2);
+    let (good, good_out) = launch(&host, "healthy", "sleep=200 exit=5", 2);
+    let report = match bad.wait() {
+        TenantOutcome::Crashed(r) => r,
+        other => panic!(
+            "panicking guest did not crash: {other:?}\n{}",
+            bad_out.text()
+        ),
+    };
+    let text = report.to_string();
+    assert!(
+        text.contains("requested panic"),
+        "report lacks the message:\n{text}"
+    );
+    assert!(
+        text.contains("pv-kernel/src/"),
+        "report lacks the panic location:\n{text}"
+    );
+    assert!(text.contains("rip"), "report lacks registers:\n{text}");
+    assert_eq!(good.wait(), TenantOutcome::Exited(5), "{}", good_out.text());
+}
+
+#[test]
+fn raw_host_syscalls_from_the_guest_are_trapped() {
+    let host = host();
+    let (t, out) = launch(&host, "syscaller", "syscall", 1);
+    let outcome = t.wait();
+    let text = out.text();
+    // The guest saw every raw syscall as an exception: nothing was opened, read or written.
+    assert!(text.contains("raw syscall open trapped: nr=2"), "{text}");
+    assert!(text.contains("raw syscall write trapped: nr=1"), "{text}");
+    assert!(!text.contains("root:"), "guest read a host file:\n{text}");
+    assert_eq!(outcome, TenantOutcome::Exited(0), "{text}");
+}
+
+#[test]
+fn sandbox_is_seccomp_locked_with_only_its_two_memfds() {
+    let host = host();
+    let (t, out) = launch(&host, "inspect", "sleep=400 exit=0", 3);
+    let pid = t.sandbox_pid();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    assert!(status.contains("Seccomp:\t2"), "{status}");
+    assert!(status.contains("NoNewPrivs:\t1"), "{status}");
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("tasks")
+        .count();
+    assert_eq!(threads, 3, "one thread per vCPU");
+    let mut fds: Vec<(String, String)> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("fd dir")
+        .map(|e| {
+            let e = e.expect("fd entry");
+            let target = std::fs::read_link(e.path()).expect("fd link");
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                target.to_string_lossy().into_owned(),
+            )
+        })
+        .collect();
+    fds.sort();
+    assert_eq!(fds.len(), 2, "unexpected fds: {fds:?}");
+    assert_eq!(fds[0].0, "3");
+    assert!(fds[0].1.starts_with("/memfd:pvmux-guest"), "{fds:?}");
+    assert_eq!(fds[1].0, "4");
+    assert!(fds[1].1.starts_with("/memfd:pvmux-ctl"), "{fds:?}");
+    assert_eq!(t.wait(), TenantOutcome::Exited(0), "{}", out.text());
+}

@@ -1,0 +1,13 @@
+//! Process exit codes of `pvmux`.
+
+/// The guest kernel crashed; the crash report is printed on stderr.
+pub const EXIT_GUEST_CRASH: u8 = 124;
+/// A host-side error: bad flag, bad kernel image, sandbox spawn failure.
+pub const EXIT_HOST_ERROR: u8 = 125;
+
+/// Text for `--help` describing the exit codes.
+pub const EXIT_CODES_HELP: &str = "\
+Exit status:
+  0..=255  the guest's exit code (from its shutdown hypercall)
+  124      the guest crashed; a crash report is printed on stderr
+  125      host-side error (bad flag, unusable kernel image, sandbox spawn failure)";

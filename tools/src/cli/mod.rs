@@ -1,0 +1,109 @@
+//! Command-line parsing and dispatch.
+
+mod exit;
+mod logging;
+mod run;
+mod size;
+
+use std::process::ExitCode;
+
+use clap::error::ErrorKind;
+use clap::{Parser, Subcommand};
+
+pub use exit::{EXIT_CODES_HELP, EXIT_GUEST_CRASH, EXIT_HOST_ERROR};
+pub use run::RunArgs;
+pub use size::{format_size, parse_mem_size, parse_size};
+
+/// pvmux: run paravirtual guest kernels in unprivileged sandbox processes.
+#[derive(Debug, Parser)]
+#[command(
+    name = "pvmux",
+    version,
+    about = "Run paravirtual guest kernels in unprivileged sandbox processes",
+    long_about = "pvmux runs paravirtual guest kernels (\"tenants\") side by side in unprivileged \
+                  sandbox processes on an x86-64 Linux host, with no KVM, VT-x or kernel module.",
+    after_help = EXIT_CODES_HELP,
+    propagate_version = true
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Host log level or filter (e.g. warn, info, debug, pvmux_host=trace); RUST_LOG, if set,
+    /// takes precedence.
+    #[arg(long, global = true, value_name = "LEVEL", default_value = "warn")]
+    pub log: String,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Boot a guest kernel and run it to completion; its console goes to stdout and its exit
+    /// code becomes pvmux's.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Run(RunArgs),
+}
+
+/// Parses the command line, runs the command, and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => 0,
+                _ => EXIT_HOST_ERROR,
+            };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    if let Err(e) = logging::init(&cli.log) {
+        eprintln!("pvmux: error: {e:#}");
+        return ExitCode::from(EXIT_HOST_ERROR);
+    }
+    let result = match cli.command {
+        Command::Run(args) => run::run(&args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("pvmux: error: {e:#}");
+            ExitCode::from(EXIT_HOST_ERROR)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_run() {
+        let cli = Cli::try_parse_from(["pvmux", "run", "--mem", "64M", "--vcpus", "4"]).unwrap();
+        let Command::Run(a) = cli.command;
+        assert_eq!(a.mem, 64 << 20);
+        assert_eq!(a.vcpus, 4);
+        assert_eq!(a.cmdline, "selftest");
+        assert!(a.kernel.is_none());
+        let d = Cli::try_parse_from(["pvmux", "run"]).unwrap();
+        let Command::Run(a) = d.command;
+        assert_eq!((a.mem, a.vcpus), (256 << 20, 2));
+        for bad in [
+            &["pvmux", "run", "--vcpus", "0"][..],
+            &["pvmux", "run", "--vcpus", "65"],
+            &["pvmux", "run", "--mem", "garbage"],
+            &["pvmux", "run", "--mem", "0"],
+            &["pvmux", "run", "--mem", "17M"],
+            &["pvmux", "frobnicate"],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
+        }
+    }
+}

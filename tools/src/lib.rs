@@ -1,0 +1,6 @@
+//! The pvmux command-line interface: argument parsing and the commands, plus the images
+//! (sandbox stub and default kernel) embedded at build time.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod images;

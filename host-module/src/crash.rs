@@ -258,6 +258,14 @@ impl Symbolizer<'_> {
         Some(format!("{name}+{off:#x}"))
     }
 
+    /// Like [`Self::symbol`] for a return address: the call instruction is just before it
+    /// (a call to a `noreturn` function may be the last instruction of its function).
+    fn return_symbol(&self, ret: u64) -> Option<String> {
+        let link = ret.checked_sub(self.kernel_base)?.checked_sub(1)?;
+        let (name, off) = self.kernel.symbolize(link)?;
+        Some(format!("{name}+{:#x}", off + 1))
+    }
+
     /// Frames starting at `rip`, following the `rbp` chain through the guest's page tables;
     /// stops at anything invalid or after [`MAX_BACKTRACE_FRAMES`].
     pub(crate) fn backtrace(&self, rip: u64, mut rbp: u64) -> Vec<Frame> {
@@ -283,7 +291,7 @@ impl Symbolizer<'_> {
             }
             frames.push(Frame {
                 addr: ret,
-                symbol: self.symbol(ret),
+                symbol: self.return_symbol(ret),
             });
             if next <= rbp {
                 break;

@@ -25,6 +25,10 @@ fn guest_panic_is_reported_and_neighbour_completes() {
         "report lacks the panic location:\n{text}"
     );
     assert!(text.contains("rip"), "report lacks registers:\n{text}");
+    assert!(
+        text.contains("requested_panic"),
+        "backtrace lacks the panicking function:\n{text}"
+    );
     assert_eq!(good.wait(), TenantOutcome::Exited(5), "{}", good_out.text());
 }
 

@@ -8,6 +8,7 @@ pub const EXIT_HOST_ERROR: u8 = 125;
 /// Text for `--help` describing the exit codes.
 pub const EXIT_CODES_HELP: &str = "\
 Exit status:
-  0..=255  the guest's exit code (from its shutdown hypercall)
   124      the guest crashed; a crash report is printed on stderr
-  125      host-side error (bad flag, unusable kernel image, sandbox spawn failure)";
+  125      host-side error (bad flag, unusable kernel image, sandbox spawn failure)
+  other    the guest's exit code (from its shutdown hypercall, modulo 256; guests
+           should not use 124 or 125)";

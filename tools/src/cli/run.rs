@@ -2,7 +2,8 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
@@ -39,14 +40,39 @@ pub struct RunArgs {
     pub cmdline: String,
 }
 
-/// The guest console: stdout, flushed after every write so output appears promptly.
-struct Stdout;
+/// The guest console: stdout, flushed after every write so output appears promptly. Output
+/// is held back until [`Console::open`] so the banner comes first.
+#[derive(Clone, Default)]
+struct Console(Arc<Mutex<Option<Vec<u8>>>>);
 
-impl Write for Stdout {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+impl Console {
+    fn held() -> Self {
+        Self(Arc::new(Mutex::new(Some(Vec::new()))))
+    }
+
+    /// Writes out what was held back; later writes go straight through.
+    fn open(&self) -> std::io::Result<()> {
+        let held = self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match held {
+            Some(bytes) => Self::emit(&bytes),
+            None => Ok(()),
+        }
+    }
+
+    fn emit(buf: &[u8]) -> std::io::Result<()> {
         let mut out = std::io::stdout().lock();
         out.write_all(buf)?;
-        out.flush()?;
+        out.flush()
+    }
+}
+
+impl Write for Console {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match held.as_mut() {
+            Some(pending) => pending.extend_from_slice(buf),
+            None => Self::emit(buf)?,
+        }
         Ok(buf.len())
     }
 
@@ -68,6 +94,7 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<u8> {
     let kernel =
         KernelImage::parse(bytes).with_context(|| format!("kernel image {label} is not usable"))?;
     let host = Host::new(images::STUB).context("cannot prepare the sandbox stub")?;
+    let console = Console::held();
     let tenant = host
         .launch(TenantConfig {
             name: "guest".to_owned(),
@@ -75,9 +102,11 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<u8> {
             mem_size: args.mem,
             vcpus: args.vcpus,
             cmdline: args.cmdline.clone(),
-            console: Box::new(Stdout),
+            console: Box::new(console.clone()),
         })
         .context("cannot launch the guest")?;
+    // The banner names the running sandbox; guest output held until then follows it.
+    tenant.wait_started(Duration::from_secs(10));
     eprintln!(
         "pvmux {}: ABI v{}, {} vCPU{}, {}, kernel {label}, sandbox pid {}",
         env!("CARGO_PKG_VERSION"),
@@ -87,7 +116,14 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<u8> {
         format_size(args.mem),
         tenant.sandbox_pid()
     );
-    match tenant.wait() {
+    console
+        .open()
+        .context("cannot write the guest console to stdout")?;
+    let outcome = tenant.wait();
+    console
+        .open()
+        .context("cannot write the guest console to stdout")?;
+    match outcome {
         TenantOutcome::Exited(code) => Ok(u8::try_from(code & 0xff).unwrap_or(u8::MAX)),
         TenantOutcome::Crashed(report) => {
             eprint!("{report}");

@@ -1,0 +1,140 @@
+//! The `pvmux` command line: defaults boot the embedded kernel, exit codes carry through, and
+//! bad input gets a clear error and exit status 125, never a panic.
+
+use std::process::{Command, Output};
+
+fn pvmux(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pvmux"))
+        .args(args)
+        .output()
+        .expect("pvmux runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn assert_host_error(args: &[&str], needle: &str) {
+    let o = pvmux(args);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(125), "{args:?}: {err}");
+    assert!(
+        err.contains(needle),
+        "{args:?}: expected {needle:?} in: {err}"
+    );
+    assert!(!err.contains("panicked"), "{args:?}: {err}");
+}
+
+#[test]
+fn default_run_boots_the_embedded_kernel_and_passes_its_selftest() {
+    let o = pvmux(&["run"]);
+    let (out, err) = (stdout(&o), stderr(&o));
+    assert_eq!(o.status.code(), Some(0), "stdout:\n{out}\nstderr:\n{err}");
+    assert!(err.contains("ABI v1, 2 vCPUs, 256 MiB"), "banner: {err}");
+    assert!(err.contains("sandbox pid"), "banner: {err}");
+    assert!(out.contains("selftest: 12/12 checks passed"), "{out}");
+}
+
+#[test]
+fn guest_exit_code_becomes_the_exit_status() {
+    let o = pvmux(&[
+        "run",
+        "--vcpus",
+        "1",
+        "--mem",
+        "32M",
+        "--cmdline",
+        "exit=42",
+    ]);
+    assert_eq!(o.status.code(), Some(42), "{}", stderr(&o));
+    assert!(stdout(&o).contains("exiting with 42"));
+}
+
+#[test]
+fn crashed_guest_exits_124_with_a_report() {
+    let o = pvmux(&["run", "--cmdline", "panic"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(124), "{err}");
+    assert!(err.contains("requested panic"), "{err}");
+    assert!(
+        err.contains("pvmux_kernel::commands::requested_panic"),
+        "backtrace names the function: {err}"
+    );
+}
+
+#[test]
+fn missing_kernel_file_is_a_clear_error() {
+    assert_host_error(
+        &["run", "--kernel", "/nonexistent/kernel.elf"],
+        "cannot read kernel image",
+    );
+}
+
+#[test]
+fn non_elf_kernel_is_refused() {
+    let path = std::env::temp_dir().join(format!("pvmux-not-elf-{}", std::process::id()));
+    std::fs::write(&path, b"#!/bin/sh\necho not a kernel\n").expect("write temp file");
+    assert_host_error(
+        &["run", "--kernel", path.to_str().expect("utf-8 path")],
+        "not an ELF",
+    );
+    let _ = std::fs::remove_file(path);
+}
+
+#[test]
+fn elf_that_is_not_a_pvmux_kernel_is_refused() {
+    assert_host_error(
+        &["run", "--kernel", env!("CARGO_BIN_EXE_pvmux")],
+        "not a pvmux kernel",
+    );
+}
+
+#[test]
+fn kernel_with_another_abi_version_is_refused() {
+    let mut image = pvmux::images::KERNEL.to_vec();
+    let mut marker = pvmux_hypercalls::ABI_MAGIC.to_le_bytes().to_vec();
+    marker.extend_from_slice(&pvmux_hypercalls::ABI_VERSION.to_le_bytes());
+    let at = image
+        .windows(marker.len())
+        .position(|w| w == marker)
+        .expect("ABI header in image");
+    image[at + 8..at + 12].copy_from_slice(&99u32.to_le_bytes());
+    let path = std::env::temp_dir().join(format!("pvmux-abi99-{}", std::process::id()));
+    std::fs::write(&path, image).expect("write temp file");
+    assert_host_error(
+        &["run", "--kernel", path.to_str().expect("utf-8 path")],
+        "ABI v99",
+    );
+    let _ = std::fs::remove_file(path);
+}
+
+#[test]
+fn bad_flags_are_clear_errors() {
+    assert_host_error(&["run", "--vcpus", "65"], "1..=64");
+    assert_host_error(&["run", "--vcpus", "0"], "--vcpus");
+    assert_host_error(&["run", "--mem", "3M"], "multiple of 2M");
+    assert_host_error(&["run", "--mem", "lots"], "invalid size");
+    assert_host_error(&["run", "--bogus"], "unexpected argument");
+}
+
+#[test]
+fn help_explains_exit_codes() {
+    let o = pvmux(&["run", "--help"]);
+    assert_eq!(o.status.code(), Some(0));
+    let out = stdout(&o);
+    for needle in [
+        "--kernel",
+        "--mem",
+        "--vcpus",
+        "--cmdline",
+        "--log",
+        "124",
+        "125",
+    ] {
+        assert!(out.contains(needle), "help lacks {needle}: {out}");
+    }
+}

@@ -11,6 +11,10 @@ pub(crate) enum Command<'a> {
     Sleep(u64),
     /// `panic`: panic on purpose.
     Panic,
+    /// `crash=double-fault`: make exception delivery itself fault.
+    DoubleFault,
+    /// `crash=stub-syscall`: jump onto a `syscall` inside stub code with crafted registers.
+    StubSyscall,
     /// `syscall`: execute raw Linux system calls and show they are trapped.
     Syscall,
     /// Anything else (ignored with a warning).
@@ -23,6 +27,8 @@ fn parse_word(word: &str) -> Command<'_> {
         "selftest" => Command::Selftest,
         "panic" => Command::Panic,
         "syscall" => Command::Syscall,
+        "crash=double-fault" => Command::DoubleFault,
+        "crash=stub-syscall" => Command::StubSyscall,
         _ => {
             let num = |prefix: &str| {
                 word.strip_prefix(prefix)

@@ -19,6 +19,46 @@ pub(crate) fn requested_panic() -> ! {
     panic!("requested panic")
 }
 
+/// `crash=double-fault`: raise #UD on a stack the page tables do not map, so the stub cannot
+/// deliver the exception (the host reports a double fault).
+#[inline(never)]
+pub(crate) fn double_fault() -> ! {
+    println!("pvmux-kernel: raising #UD on an unmapped stack");
+    let bad_stack = pvmux_hypercalls::layout::GUEST_FREE_BASE + (3 << 40);
+    // SAFETY: deliberately crashes this tenant; nothing returns.
+    unsafe { core::arch::asm!("mov rsp, {0}", "ud2", in(reg) bad_stack, options(noreturn)) }
+}
+
+/// `crash=stub-syscall`: a hostile kernel jumps straight onto a `syscall` instruction inside
+/// stub code with `open("/etc/passwd")` in its registers. The seccomp filter refuses it (the
+/// call is not executed) and the stub ends the tenant with an ABI-violation record.
+#[inline(never)]
+pub(crate) fn stub_syscall() -> ! {
+    static PATH: &[u8] = b"/etc/passwd\0";
+    let start = crate::stub::halt_entry_address();
+    let target = (start..start + 0x1_0000).find(|&a| {
+        // SAFETY: stub code is mapped readable in the sandbox; scanning stops at the first hit.
+        unsafe { (a as *const [u8; 2]).read_unaligned() == [0x0f, 0x05] }
+    });
+    let Some(target) = target else {
+        println!("pvmux-kernel: no syscall instruction found in stub code");
+        hcall::shutdown(1)
+    };
+    println!("pvmux-kernel: jumping into stub code at {target:#x} with open(\"/etc/passwd\")");
+    // SAFETY: deliberately hostile; the filter refuses the call and the tenant ends.
+    unsafe {
+        core::arch::asm!(
+            "jmp {t}",
+            t = in(reg) target,
+            in("rax") 2u64,
+            in("rdi") PATH.as_ptr(),
+            in("rsi") 0u64,
+            in("rdx") 0u64,
+            options(noreturn)
+        )
+    }
+}
+
 /// Runs one raw system call and reports whether it was trapped; returns (trapped, result).
 fn trapped_syscall(name: &str, nr: u64, a0: u64, a1: u64, a2: u64) -> (bool, i64) {
     let _irq = IrqGuard::new();

@@ -164,6 +164,8 @@ fn kmain() {
             Command::Sleep(ms) => time::sleep_ms(ms),
             Command::Panic => commands::requested_panic(),
             Command::Syscall => commands::raw_syscalls(),
+            Command::DoubleFault => commands::double_fault(),
+            Command::StubSyscall => commands::stub_syscall(),
             Command::Unknown(word) => {
                 println!("pvmux-kernel: warning: ignoring unknown command-line word \"{word}\"")
             }

@@ -27,7 +27,7 @@ enum Outcome {
 
 /// Runs every check, prints the summary and shuts down with the number of failures.
 pub(crate) fn run() -> ! {
-    let checks: [Check; 12] = [
+    let checks: [Check; 13] = [
         ("smp_online", smp_online),
         ("demand_paging", demand_paging),
         ("exception_breakpoint", exception_breakpoint),
@@ -43,6 +43,7 @@ pub(crate) fn run() -> ! {
         ("preemption", preemption),
         ("cross_vcpu_wakeup", cross_vcpu_wakeup),
         ("timer_accuracy", timer_accuracy),
+        ("shadow_vma_budget", shadow_vma_budget),
     ];
     let (mut passed, mut failed, mut skipped) = (0u64, 0u64, 0u64);
     for (name, check) in checks {
@@ -569,5 +570,67 @@ fn timer_accuracy() -> Outcome {
         Outcome::Pass
     } else {
         Outcome::Fail(format!("sleep(50 ms) took {text}"))
+    }
+}
+
+/// Shadow evictions the stub reported on all vCPUs.
+fn shadow_evictions() -> u64 {
+    (0..boot::nr_vcpus())
+        .map(|id| {
+            stub::vcpu_shared(id).stats[pvmux_hypercalls::vcpu::stat::EVICTIONS]
+                .load(Ordering::Relaxed)
+        })
+        .sum()
+}
+
+/// More live shadow mappings than the stub's host-VMA budget: one frame aliased at 40,000
+/// pages (so no two mappings can merge) must still read back correctly, with the stub
+/// evicting its shadow instead of failing.
+fn shadow_vma_budget() -> Outcome {
+    use x86_64::structures::paging::PageTableFlags as F;
+    const PAGES: u64 = 40_000;
+    const PATTERN: u64 = 0x7076_6d75_7856_4d41;
+    let Some(base) = demand::reserve(PAGES * PAGE_SIZE) else {
+        return Outcome::Fail("demand area exhausted".into());
+    };
+    let Some(frame) = crate::mm::frame::alloc_zeroed() else {
+        return Outcome::Fail("out of frames".into());
+    };
+    let dm = boot::phys_to_virt(frame.start_address().as_u64()) as *mut u64;
+    // SAFETY: a freshly allocated frame, reached through the direct map.
+    unsafe { dm.write_volatile(PATTERN) };
+    for i in 0..PAGES {
+        // SAFETY: read-only aliases of a frame this check owns, in its own reservation.
+        let mapped =
+            unsafe { crate::mm::paging::map_page(base + i * PAGE_SIZE, frame, F::NO_EXECUTE) };
+        if let Err(e) = mapped {
+            return Outcome::Fail(format!("mapping page {i} failed: {e:?}"));
+        }
+    }
+    let before = shadow_evictions();
+    let mut bad = 0u64;
+    for round in 0..2 {
+        for i in 0..PAGES {
+            // SAFETY: mapped just above (read-only), 8-byte aligned.
+            let v = unsafe { ((base + i * PAGE_SIZE) as *const u64).read_volatile() };
+            if v != PATTERN {
+                bad += 1;
+                if bad == 1 {
+                    note!("shadow_vma_budget", "round {round} page {i}: read {v:#x}");
+                }
+            }
+        }
+    }
+    let evictions = shadow_evictions() - before;
+    note!(
+        "shadow_vma_budget",
+        "{PAGES} aliases read twice, {evictions} shadow evictions, {bad} bad reads"
+    );
+    if bad > 0 {
+        Outcome::Fail(format!("{bad} reads returned wrong data"))
+    } else if evictions == 0 {
+        Outcome::Fail("the stub never evicted its shadow".into())
+    } else {
+        Outcome::Pass
     }
 }

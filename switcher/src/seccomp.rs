@@ -8,8 +8,10 @@
 //!   (`SECCOMP_RET_TRAP`): it is not executed, and the stub delivers it to the guest as the
 //!   `Syscall` exception vector;
 //! * from stub code, only the calls below are allowed, with the argument checks BPF can
-//!   express; anything else **kills the sandbox** (`SECCOMP_RET_KILL_PROCESS`), because stub
-//!   code only makes such a call when a guest jumped into it with crafted registers.
+//!   express; anything else is refused ([`RET_REFUSE`]: not executed, and the stub ends the
+//!   sandbox with a crash record naming the call), because stub code only makes such a call
+//!   when a guest jumped into it with crafted registers. Non-native system calls (x32,
+//!   `int 0x80`) from stub code kill the sandbox outright.
 //!
 //! | call | check | why |
 //! |---|---|---|
@@ -17,8 +19,8 @@
 //! | `exit`, `exit_group` | - | vCPU thread / sandbox exit (crash path) |
 //! | `futex` | op is `FUTEX_WAIT` or `FUTEX_WAKE` (private flag allowed) | halt, doorbell, parking |
 //! | `sched_yield` | - | bounded spinning backs off |
-//! | `mmap` | fd == guest memfd, flags == `MAP_SHARED\|MAP_FIXED`, addr in window, len < window | shadow fill |
-//! | `munmap` | addr in window, len < window | shadow invalidation |
+//! | `mmap` | fd == guest memfd, flags == `MAP_SHARED\|MAP_FIXED`, addr in window, len <= window + 4 GiB | shadow fill |
+//! | `munmap` | addr in window, len <= window + 4 GiB | shadow invalidation |
 //! | `timer_settime` | - | arming the vCPU timer (timers were created before the filter) |
 //! | `tgkill` | tgid == the sandbox's pid, signal == the event signal | kicking another vCPU |
 //!
@@ -51,6 +53,11 @@ pub const RET_KILL_PROCESS: u32 = 0x8000_0000;
 pub const RET_TRAP: u32 = 0x0003_0000;
 /// `SECCOMP_RET_ALLOW`.
 pub const RET_ALLOW: u32 = 0x7fff_0000;
+/// What a refused call from stub code gets: `SECCOMP_RET_TRAP` with `SECCOMP_RET_DATA` = 1.
+/// The call is not executed; the stub's SIGSYS handler sees `si_errno` = 1 and a stub
+/// instruction pointer, records an ABI violation naming the call, and ends the sandbox.
+/// (If a guest managed to block SIGSYS, the kernel kills the process instead.)
+pub const RET_REFUSE: u32 = RET_TRAP | 1;
 
 /// System-call numbers the policy names.
 pub mod nr {
@@ -114,8 +121,9 @@ pub const MAX_FILTER_LEN: usize = 128;
 enum Target {
     Next,
     Allow,
-    Kill,
+    Refuse,
     Trap,
+    Die,
     /// Skip to the start of the next syscall block.
     NextBlock,
 }
@@ -156,7 +164,7 @@ impl Builder {
         self.ld(OFF_NR);
         self.jmp(JEQ_K, nr, Target::Next, Target::NextBlock);
     }
-    /// Kills unless the 64-bit argument `i` lies in `[WINDOW_BASE, WINDOW_END)`.
+    /// Refuses unless the 64-bit argument `i` lies in `[WINDOW_BASE, WINDOW_END)`.
     fn arg_in_window(&mut self, i: u32) {
         // WINDOW_BASE and WINDOW_END are 4 GiB aligned, so the high half decides.
         self.ld(arg_hi(i));
@@ -164,44 +172,51 @@ impl Builder {
             JGE_K,
             (WINDOW_BASE >> 32) as u32,
             Target::Next,
-            Target::Kill,
+            Target::Refuse,
         );
-        self.jmp(JGE_K, (WINDOW_END >> 32) as u32, Target::Kill, Target::Next);
-    }
-    /// Kills unless the 64-bit argument `i` is below `WINDOW_SIZE`.
-    fn arg_below_window_size(&mut self, i: u32) {
-        self.ld(arg_hi(i));
         self.jmp(
             JGE_K,
-            (WINDOW_SIZE >> 32) as u32,
-            Target::Kill,
+            (WINDOW_END >> 32) as u32,
+            Target::Refuse,
             Target::Next,
         );
     }
-    /// Kills unless the 64-bit argument `i` equals `v` (as a 32-bit value, high half zero).
+    /// Refuses unless the 64-bit argument `i` is below `WINDOW_SIZE + 4 GiB` (so a
+    /// whole-window `munmap` passes, and `addr + len` stays inside the window and its guard).
+    fn arg_at_most_window_size(&mut self, i: u32) {
+        self.ld(arg_hi(i));
+        self.jmp(
+            JGT_K,
+            (WINDOW_SIZE >> 32) as u32,
+            Target::Refuse,
+            Target::Next,
+        );
+    }
+    /// Refuses unless the 64-bit argument `i` equals `v` (as a 32-bit value, high half zero).
     fn arg_eq32(&mut self, i: u32, v: u32) {
         self.ld(arg_hi(i));
-        self.jmp(JEQ_K, 0, Target::Next, Target::Kill);
+        self.jmp(JEQ_K, 0, Target::Next, Target::Refuse);
         self.ld(arg_lo(i));
-        self.jmp(JEQ_K, v, Target::Next, Target::Kill);
+        self.jmp(JEQ_K, v, Target::Next, Target::Refuse);
     }
 
     fn finish(self, out: &mut [SockFilter]) -> Result<usize, FilterError> {
-        let n = self.len + 3;
+        let n = self.len + 4;
         if out.len() < n {
             return Err(FilterError::BufferTooSmall);
         }
-        let (allow, kill, trap) = (self.len, self.len + 1, self.len + 2);
+        let (allow, refuse, trap, die) = (self.len, self.len + 1, self.len + 2, self.len + 3);
         for (i, &(mut insn, jt, jf, block)) in self.insns[..self.len].iter().enumerate() {
             let resolve = |t: Target| -> Result<u8, FilterError> {
                 let dest = match t {
                     Target::Next => i + 1,
                     Target::Allow => allow,
-                    Target::Kill => kill,
+                    Target::Refuse => refuse,
                     Target::Trap => trap,
+                    Target::Die => die,
                     Target::NextBlock => (i + 1..self.len)
                         .find(|&j| self.insns[j].3 > block)
-                        .unwrap_or(kill),
+                        .unwrap_or(refuse),
                 };
                 u8::try_from(dest - i - 1).map_err(|_| FilterError::BufferTooSmall)
             };
@@ -211,24 +226,16 @@ impl Builder {
             }
             out[i] = insn;
         }
-        out[allow] = SockFilter {
+        let ret = |k: u32| SockFilter {
             code: RET_K,
             jt: 0,
             jf: 0,
-            k: RET_ALLOW,
+            k,
         };
-        out[kill] = SockFilter {
-            code: RET_K,
-            jt: 0,
-            jf: 0,
-            k: RET_KILL_PROCESS,
-        };
-        out[trap] = SockFilter {
-            code: RET_K,
-            jt: 0,
-            jf: 0,
-            k: RET_TRAP,
-        };
+        out[allow] = ret(RET_ALLOW);
+        out[refuse] = ret(RET_REFUSE);
+        out[trap] = ret(RET_TRAP);
+        out[die] = ret(RET_KILL_PROCESS);
         Ok(n)
     }
 }
@@ -257,7 +264,7 @@ pub fn build_kernel_filter(p: &FilterParams, out: &mut [SockFilter]) -> Result<u
     b.jmp(JGT_K, end as u32, Target::Trap, Target::Next);
     // 2. From stub code: native x86-64 calls only (no x32, no int 0x80).
     b.ld(OFF_ARCH);
-    b.jmp(JEQ_K, AUDIT_ARCH_X86_64, Target::Next, Target::Kill);
+    b.jmp(JEQ_K, AUDIT_ARCH_X86_64, Target::Next, Target::Die);
     // 3. The allow-list.
     for n in [
         nr::RT_SIGRETURN,
@@ -273,16 +280,16 @@ pub fn build_kernel_filter(p: &FilterParams, out: &mut [SockFilter]) -> Result<u
     b.ld(arg_lo(1));
     b.push(AND_K, !0x180, Target::Next, Target::Next); // strip PRIVATE and CLOCK_REALTIME
     b.jmp(JEQ_K, 0, Target::Allow, Target::Next); // FUTEX_WAIT
-    b.jmp(JEQ_K, 1, Target::Allow, Target::Kill); // FUTEX_WAKE
+    b.jmp(JEQ_K, 1, Target::Allow, Target::Refuse); // FUTEX_WAKE
     b.block(nr::MMAP);
     b.arg_in_window(0);
-    b.arg_below_window_size(1);
+    b.arg_at_most_window_size(1);
     b.arg_eq32(3, 0x11); // MAP_SHARED | MAP_FIXED, nothing else
     b.arg_eq32(4, GUEST_MEM_FD as u32);
     b.ret(RET_ALLOW);
     b.block(nr::MUNMAP);
     b.arg_in_window(0);
-    b.arg_below_window_size(1);
+    b.arg_at_most_window_size(1);
     b.ret(RET_ALLOW);
     b.block(nr::TGKILL);
     b.arg_eq32(0, p.pid);
@@ -290,7 +297,7 @@ pub fn build_kernel_filter(p: &FilterParams, out: &mut [SockFilter]) -> Result<u
     b.ret(RET_ALLOW);
     // Anything else from stub code: a guest is abusing stub code.
     b.block(u32::MAX);
-    b.ret(RET_KILL_PROCESS);
+    b.ret(RET_REFUSE);
     b.finish(out)
 }
 
@@ -372,12 +379,12 @@ mod tests {
         assert_eq!(eval(nr::FUTEX, ip, [0, 129, 0, 0, 0, 0]), RET_ALLOW);
         assert_eq!(
             eval(nr::FUTEX, ip, [0, 9, 0, 0, 0, 0]),
-            RET_KILL_PROCESS,
+            RET_REFUSE,
             "FUTEX_WAIT_BITSET"
         );
         assert_eq!(
             eval(nr::FUTEX, ip, [0, 4, 0, 0, 0, 0]),
-            RET_KILL_PROCESS,
+            RET_REFUSE,
             "FUTEX_CMP_REQUEUE"
         );
         let good_mmap = [WINDOW_BASE + 0x5000, 0x1000, 3, 0x11, 3, 0];
@@ -390,21 +397,21 @@ mod tests {
     }
 
     #[test]
-    fn stub_bad_arguments_kill() {
+    fn stub_bad_arguments_are_refused() {
         let ip = TEXT + 0x100;
-        let kill = RET_KILL_PROCESS;
+        let refuse = RET_REFUSE;
         // Anonymous, private, or foreign-fd mappings; mappings outside the window.
         assert_eq!(
             eval(nr::MMAP, ip, [WINDOW_BASE, 0x1000, 3, 0x31, u64::MAX, 0]),
-            kill
+            refuse
         );
         assert_eq!(
             eval(nr::MMAP, ip, [WINDOW_BASE, 0x1000, 3, 0x12, 3, 0]),
-            kill
+            refuse
         );
         assert_eq!(
             eval(nr::MMAP, ip, [WINDOW_BASE, 0x1000, 3, 0x11, 4, 0]),
-            kill
+            refuse
         );
         assert_eq!(
             eval(
@@ -412,20 +419,25 @@ mod tests {
                 ip,
                 [WINDOW_BASE, 0x1000, 3, 0x11, 3 | (1 << 32), 0]
             ),
-            kill
+            refuse
         );
-        assert_eq!(eval(nr::MMAP, ip, [TEXT, 0x1000, 7, 0x11, 3, 0]), kill);
+        assert_eq!(eval(nr::MMAP, ip, [TEXT, 0x1000, 7, 0x11, 3, 0]), refuse);
         assert_eq!(
             eval(nr::MMAP, ip, [WINDOW_END, 0x1000, 3, 0x11, 3, 0]),
-            kill
+            refuse
+        );
+        let too_long = WINDOW_SIZE + (4 << 30);
+        assert_eq!(
+            eval(nr::MMAP, ip, [WINDOW_BASE, too_long, 3, 0x11, 3, 0]),
+            refuse
         );
         assert_eq!(
-            eval(nr::MMAP, ip, [WINDOW_BASE, WINDOW_SIZE, 3, 0x11, 3, 0]),
-            kill
+            eval(nr::MUNMAP, ip, [WINDOW_BASE, too_long, 0, 0, 0, 0]),
+            refuse
         );
-        assert_eq!(eval(nr::MUNMAP, ip, [TEXT, 0x1000, 0, 0, 0, 0]), kill);
-        assert_eq!(eval(nr::TGKILL, ip, [1, 1, 34, 0, 0, 0]), kill);
-        assert_eq!(eval(nr::TGKILL, ip, [4242, 4243, 9, 0, 0, 0]), kill);
+        assert_eq!(eval(nr::MUNMAP, ip, [TEXT, 0x1000, 0, 0, 0, 0]), refuse);
+        assert_eq!(eval(nr::TGKILL, ip, [1, 1, 34, 0, 0, 0]), refuse);
+        assert_eq!(eval(nr::TGKILL, ip, [4242, 4243, 9, 0, 0, 0]), refuse);
         for nr in [
             0,
             1,
@@ -444,11 +456,14 @@ mod tests {
             435,
             0x4000_0000,
         ] {
-            assert_eq!(eval(nr, ip, [0; 6]), kill, "nr {nr}");
+            assert_eq!(eval(nr, ip, [0; 6]), refuse, "nr {nr}");
         }
         // Non-native architectures from stub code.
         let (p, n) = prog();
-        assert_eq!(evaluate(&p[..n], nr::EXIT, 0x4000_0003, ip, [0; 6]), kill);
+        assert_eq!(
+            evaluate(&p[..n], nr::EXIT, 0x4000_0003, ip, [0; 6]),
+            RET_KILL_PROCESS
+        );
     }
 
     #[test]

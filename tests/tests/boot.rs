@@ -25,6 +25,7 @@ fn run_selftest(vcpus: u32) {
         "exception_raw_syscall",
         "preemption",
         "timer_accuracy",
+        "shadow_vma_budget",
         "kernel_threads",
     ] {
         assert!(

@@ -76,3 +76,41 @@ fn sandbox_is_seccomp_locked_with_only_its_two_memfds() {
     assert!(fds[1].1.starts_with("/memfd:pvmux-ctl"), "{fds:?}");
     assert_eq!(t.wait(), TenantOutcome::Exited(0), "{}", out.text());
 }
+
+#[test]
+fn fault_during_exception_delivery_is_reported_as_double_fault() {
+    let host = host();
+    let (t, out) = launch(&host, "double-fault", "crash=double-fault", 1);
+    let report = match t.wait() {
+        TenantOutcome::Crashed(r) => r.to_string(),
+        other => panic!("expected a crash, got {other:?}\n{}", out.text()),
+    };
+    assert!(report.contains("double fault"), "{report}");
+    assert!(report.contains("#UD"), "{report}");
+    assert!(
+        report.contains("pvmux_kernel::commands::double_fault"),
+        "{report}"
+    );
+}
+
+#[test]
+fn guest_jumping_onto_a_stub_syscall_is_refused_and_stopped() {
+    let host = host();
+    let (bad, bad_out) = launch(&host, "hostile", "crash=stub-syscall", 1);
+    let (good, good_out) = launch(&host, "healthy", "sleep=100 exit=9", 1);
+    let report = match bad.wait() {
+        TenantOutcome::Crashed(r) => r.to_string(),
+        other => panic!("expected a crash, got {other:?}\n{}", bad_out.text()),
+    };
+    assert!(
+        bad_out.text().contains("jumping into stub code"),
+        "{}",
+        bad_out.text()
+    );
+    assert!(report.contains("ABI violation"), "{report}");
+    assert!(
+        report.contains("detail 0x2"),
+        "the refused call (open = 2) is named: {report}"
+    );
+    assert_eq!(good.wait(), TenantOutcome::Exited(9), "{}", good_out.text());
+}

@@ -160,16 +160,18 @@ pub(crate) unsafe extern "C" fn on_signal(sig: i32, info: *const u8, uc: *mut u8
     };
     let vif = shared.irq_enabled.load(Relaxed) != 0;
     if in_stub {
-        let reason = if vector == Vector::Syscall {
-            CrashReason::AbiViolation
-        } else {
-            CrashReason::StubFault
+        // A refused system call from stub code (the guest jumped into it with crafted
+        // registers; `detail` = the call's number) or a fault inside a stub call (`detail` =
+        // the address): the tenant ends with a record of it.
+        let (reason, detail) = match vector {
+            Vector::Syscall => (CrashReason::AbiViolation, error),
+            _ => (CrashReason::StubFault, addr),
         };
         crash(
             shared,
             reason,
             &regs.frame(vector as u64, error, addr, vif),
-            addr,
+            detail,
         );
     }
     let entry = G.trap_entry.load(Acquire);

@@ -17,6 +17,11 @@ pub(crate) enum Command<'a> {
     StubSyscall,
     /// `syscall`: execute raw Linux system calls and show they are trapped.
     Syscall,
+    /// `bench=all` or `bench=NAME[,NAME...]`: run those micro-benchmarks, print one `@bench`
+    /// line each, then shut down (see [`crate::bench`]).
+    Bench(&'a str),
+    /// `bench_quick`: fewer repetitions for `bench=` (applies wherever it appears).
+    BenchQuick,
     /// Anything else (ignored with a warning).
     Unknown(&'a str),
 }
@@ -29,6 +34,7 @@ fn parse_word(word: &str) -> Command<'_> {
         "syscall" => Command::Syscall,
         "crash=double-fault" => Command::DoubleFault,
         "crash=stub-syscall" => Command::StubSyscall,
+        "bench_quick" => Command::BenchQuick,
         _ => {
             let num = |prefix: &str| {
                 word.strip_prefix(prefix)
@@ -38,6 +44,8 @@ fn parse_word(word: &str) -> Command<'_> {
                 Command::Exit(n)
             } else if let Some(ms) = num("sleep=") {
                 Command::Sleep(ms)
+            } else if let Some(list) = word.strip_prefix("bench=") {
+                Command::Bench(list)
             } else {
                 Command::Unknown(word)
             }

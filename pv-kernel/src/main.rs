@@ -12,6 +12,7 @@
 extern crate alloc;
 
 mod arch;
+mod bench;
 mod boot;
 mod cmdline;
 mod commands;
@@ -157,8 +158,11 @@ extern "sysv64" fn kernel_entry(bi: *const BootInfo, table: *const StubTable) ->
 
 /// The `main` kernel thread: runs the command line.
 fn kmain() {
+    let bench_quick = cmdline::parse(boot::cmdline()).any(|c| c == Command::BenchQuick);
     for cmd in cmdline::parse(boot::cmdline()) {
         match cmd {
+            Command::Bench(list) => bench::run(list, bench_quick),
+            Command::BenchQuick => {}
             Command::Selftest => selftest::run(),
             Command::Exit(code) => commands::exit(code),
             Command::Sleep(ms) => time::sleep_ms(ms),

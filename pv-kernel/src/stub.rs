@@ -169,6 +169,18 @@ pub(crate) fn tlb_flush(va: u64, len: u64) -> i64 {
     entry!(tlb_flush: fn(u64, u64) -> i64)(va, len)
 }
 
+/// Sets the tenant-wide shadow fault-around block (a power of two in 1..=512 pages); returns
+/// the previous value or an error.
+pub(crate) fn set_fault_around(pages: u64) -> i64 {
+    entry!(set_fault_around: fn(u64) -> i64)(pages)
+}
+
+/// The stub's `null` entry (returns 0, no syscall) as a function pointer, so a benchmark can
+/// call it in a loop without re-reading the table each time.
+pub(crate) fn null_entry() -> extern "sysv64" fn() -> u64 {
+    entry!(null: fn() -> u64)
+}
+
 /// Fills the shadow for `[va, va + len)` now; returns pages mapped or an error.
 pub(crate) fn prefault(va: u64, len: u64, write: bool) -> i64 {
     entry!(prefault: fn(u64, u64, u64) -> i64)(va, len, u64::from(write))

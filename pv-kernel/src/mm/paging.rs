@@ -63,6 +63,20 @@ pub(crate) unsafe fn map_page(
     Ok(())
 }
 
+/// Unmaps the 4 KiB page at `va` and returns its frame (the caller owns it again), then
+/// flushes the page. `None` if it was not mapped with a 4 KiB page.
+pub(crate) fn unmap_page(va: u64) -> Option<PhysFrame<Size4KiB>> {
+    let page = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
+    let frame = with_mapper(|m| {
+        m.unmap(page).ok().map(|(frame, flush)| {
+            flush.ignore();
+            frame
+        })
+    })?;
+    crate::stub::tlb_flush(page.start_address().as_u64(), 4096);
+    Some(frame)
+}
+
 /// Guest-physical address `va` maps to, if any.
 pub(crate) fn translate(va: u64) -> Option<u64> {
     with_mapper(|m| m.translate_addr(VirtAddr::new(va)).map(|p| p.as_u64()))

@@ -318,25 +318,22 @@ extern "sysv64" fn halt() {
     shared.halted.store(0, SeqCst);
 }
 
+/// Arms the timer *relative* to now on the guest's own (TSC) clock, so it fires when
+/// `clock_ns()` reaches the deadline whatever the TSC calibration error: an absolute
+/// CLOCK_MONOTONIC deadline would drift by (error × uptime) and fire early, which makes a
+/// guest that re-arms for the same deadline see an event storm.
 extern "sysv64" fn timer_arm(deadline_ns: u64) -> i64 {
     let cpu = StubCpu::current();
     let mut spec = sys::Itimerspec::default();
     if deadline_ns != 0 {
-        let abs = G
-            .mono_base_ns
-            .load(Relaxed)
-            .saturating_add(deadline_ns)
-            .max(1);
+        // A deadline already reached fires at once (1 ns: zero would disarm).
+        let rel = deadline_ns.saturating_sub(state::clock_ns()).max(1);
         spec.value = sys::Timespec {
-            sec: (abs / 1_000_000_000) as i64,
-            nsec: (abs % 1_000_000_000) as i64,
+            sec: (rel / 1_000_000_000) as i64,
+            nsec: (rel % 1_000_000_000) as i64,
         };
     }
-    match sys::timer_settime(
-        cpu.timer_id.load(Relaxed),
-        1, /* TIMER_ABSTIME */
-        &spec,
-    ) {
+    match sys::timer_settime(cpu.timer_id.load(Relaxed), 0, &spec) {
         Ok(()) => 0,
         Err(_) => ERR_INVAL,
     }

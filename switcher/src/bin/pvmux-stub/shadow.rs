@@ -298,13 +298,23 @@ pub(crate) fn flush_all() {
 /// Writes `words` to guest-virtual `va` through the guest's tables and the physmap (never
 /// faults). Fails with the #PF bits of the first page the guest's tables refuse.
 pub(crate) fn write_guest(va: u64, words: &[u64]) -> Result<(), Refused> {
+    if !va.is_multiple_of(8) {
+        return Err(Refused(pf::RESERVED));
+    }
+    // One walk per guest page touched (a frame spans at most two).
+    let mut page: Option<(u64, u64)> = None; // (guest page va, its gpa)
     for (i, w) in words.iter().enumerate() {
         let a = va.checked_add(8 * i as u64).ok_or(Refused(0))?;
-        if a % 8 != 0 {
-            return Err(Refused(pf::RESERVED));
-        }
-        let gpa = translate(a, pf::WRITE)?;
-        entry_at(gpa)
+        let page_va = a & !(PAGE_SIZE - 1);
+        let gpa_page = match page {
+            Some((pva, gpa)) if pva == page_va => gpa,
+            _ => {
+                let gpa = translate(page_va, pf::WRITE)?;
+                page = Some((page_va, gpa));
+                gpa
+            }
+        };
+        entry_at(gpa_page + (a - page_va))
             .ok_or(Refused(pf::RESERVED))?
             .store(*w, Relaxed);
     }

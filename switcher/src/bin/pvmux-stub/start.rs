@@ -374,7 +374,6 @@ extern "sysv64" fn stub_main(base: u64, dynamic: u64) -> ! {
     G.mem_size.store(mem, Relaxed);
     G.root.store(h.page_table_root, Relaxed);
     G.tsc_base.store(h.tsc_base, Relaxed);
-    G.mono_base_ns.store(h.mono_base_ns, Relaxed);
     G.clock_mult.store(h.clock_mult, Relaxed);
     G.clock_shift.store(h.clock_shift.min(63), Relaxed);
     G.fault_around.store(

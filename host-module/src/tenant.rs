@@ -345,6 +345,14 @@ impl Tenant {
         &self.shared.layout
     }
 
+    /// The tenant's clock: guest time 0 is the instant these parameters were sampled during
+    /// [`crate::Host::launch`] (after guest memory was created, before the domain was built).
+    /// `mono_base_ns` puts guest time on the host's CLOCK_MONOTONIC, e.g. to time a boot from
+    /// a [`crate::clock::monotonic_ns`] taken before the launch.
+    pub fn clock(&self) -> ClockParams {
+        self.shared.clock
+    }
+
     /// Start-up timestamps the stub reported so far.
     pub fn boot_times(&self) -> BootTimes {
         let conv = |t: u64| (t != 0).then(|| self.shared.clock.tsc_to_ns(t));

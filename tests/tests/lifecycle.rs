@@ -9,11 +9,11 @@ fn count(dir: &str) -> usize {
     std::fs::read_dir(dir).expect("proc dir").count()
 }
 
-fn maps() -> usize {
-    std::fs::read_to_string("/proc/self/maps")
-        .expect("maps")
-        .lines()
-        .count()
+/// (all mappings, mappings of pvmux memfds: guest memory and control regions)
+fn maps() -> (usize, usize) {
+    let text = std::fs::read_to_string("/proc/self/maps").expect("maps");
+    let ours = text.lines().filter(|l| l.contains("memfd:pvmux")).count();
+    (text.lines().count(), ours)
 }
 
 #[test]
@@ -47,11 +47,15 @@ fn ended_tenants_leave_nothing_behind() {
     }
     assert_eq!(count("/proc/self/fd"), fds, "fds leaked");
     assert_eq!(count("/proc/self/task"), threads, "threads leaked");
+    let (all, ours) = maps();
+    // Every tenant's guest-memory and control mappings are gone...
+    assert_eq!(ours, mappings.1, "memfd mappings leaked");
+    // ...and the rest stays bounded (glibc may still create a few per-thread malloc arenas;
+    // a per-tenant leak would add 30+ here).
     assert!(
-        maps() <= mappings + 2,
-        "mappings leaked: {} -> {}",
-        mappings,
-        maps()
+        all <= mappings.0 + 24,
+        "mappings leaked: {} -> {all}",
+        mappings.0
     );
     // Every sandbox was reaped: no thread of this process has a child left, zombie or not.
     for task in std::fs::read_dir("/proc/self/task").expect("tasks") {

@@ -1,5 +1,6 @@
 //! Command-line parsing and dispatch.
 
+mod bench;
 mod exit;
 mod logging;
 mod run;
@@ -10,6 +11,7 @@ use std::process::ExitCode;
 use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
 
+pub use bench::BenchArgs;
 pub use exit::{EXIT_CODES_HELP, EXIT_GUEST_CRASH, EXIT_HOST_ERROR};
 pub use run::RunArgs;
 pub use size::{format_size, parse_mem_size, parse_size};
@@ -43,6 +45,11 @@ pub enum Command {
     /// code becomes pvmux's.
     #[command(after_help = EXIT_CODES_HELP)]
     Run(RunArgs),
+    /// Measure pvmux's transitions (in a real guest and on the host) next to peers measured
+    /// on the same host in the same run: native system calls, seccomp traps, ptrace, futexes
+    /// and KVM exits.
+    #[command(after_help = bench::BENCH_AFTER_HELP.as_str())]
+    Bench(BenchArgs),
 }
 
 /// Parses the command line, runs the command, and returns the process exit code.
@@ -64,6 +71,7 @@ pub fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Run(args) => run::run(&args),
+        Command::Bench(args) => bench::run(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -85,15 +93,36 @@ mod tests {
     }
 
     #[test]
+    fn parses_bench() {
+        let cli =
+            Cli::try_parse_from(["pvmux", "bench", "--quick", "--json", "--only", "native.*"])
+                .unwrap();
+        let Command::Bench(a) = cli.command else {
+            panic!("not bench")
+        };
+        assert!(a.quick && a.json);
+        assert_eq!(a.only, ["native.*"]);
+        let d = Cli::try_parse_from(["pvmux", "bench"]).unwrap();
+        let Command::Bench(a) = d.command else {
+            panic!("not bench")
+        };
+        assert!(!a.quick && !a.json && a.only.is_empty());
+    }
+
+    #[test]
     fn parses_run() {
         let cli = Cli::try_parse_from(["pvmux", "run", "--mem", "64M", "--vcpus", "4"]).unwrap();
-        let Command::Run(a) = cli.command;
+        let Command::Run(a) = cli.command else {
+            panic!("not run")
+        };
         assert_eq!(a.mem, 64 << 20);
         assert_eq!(a.vcpus, 4);
         assert_eq!(a.cmdline, "selftest");
         assert!(a.kernel.is_none());
         let d = Cli::try_parse_from(["pvmux", "run"]).unwrap();
-        let Command::Run(a) = d.command;
+        let Command::Run(a) = d.command else {
+            panic!("not run")
+        };
         assert_eq!((a.mem, a.vcpus), (256 << 20, 2));
         for bad in [
             &["pvmux", "run", "--vcpus", "0"][..],

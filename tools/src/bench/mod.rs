@@ -1,0 +1,477 @@
+//! `pvmux bench`: pvmux's transitions measured inside a real guest and on the host, next to
+//! peers (native system calls, seccomp traps, ptrace, futexes, KVM) measured on the same host
+//! in the same run. The names, units and methodology are documented in docs/BENCHMARKS.md.
+
+pub mod boot;
+pub mod guest;
+pub mod hostinfo;
+pub mod progress;
+pub mod report;
+pub mod rss;
+pub mod select;
+pub mod stats;
+pub mod tenants;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pvmux_bench_peers::{KvmReport, PeerError, Placement, Plan, Samples};
+use pvmux_host::{Host, HostError, ImageError, KernelImage};
+
+use crate::images;
+use hostinfo::{HostInfo, KvmInfo};
+use progress::Progress;
+use stats::Summary;
+
+/// The unit of a figure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    /// Nanoseconds (a time per operation).
+    Ns,
+    /// Bytes (memory).
+    Bytes,
+}
+
+impl Unit {
+    /// The name used in JSON output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unit::Ns => "ns",
+            Unit::Bytes => "bytes",
+        }
+    }
+}
+
+/// One benchmark of the catalogue.
+#[derive(Clone, Copy, Debug)]
+pub struct BenchDef {
+    /// Stable name (`pvmux.*`, `native.*`, `kvm.*`).
+    pub name: &'static str,
+    /// Unit of its figures.
+    pub unit: Unit,
+    /// The design target for the median, if there is one (in `unit`).
+    pub target: Option<f64>,
+    /// One line saying what one operation is.
+    pub about: &'static str,
+}
+
+const fn def(name: &'static str, unit: Unit, target: Option<f64>, about: &'static str) -> BenchDef {
+    BenchDef {
+        name,
+        unit,
+        target,
+        about,
+    }
+}
+
+/// Every benchmark, in output order. Names are stable (documented in docs/BENCHMARKS.md).
+pub const BENCHMARKS: &[BenchDef] = &[
+    def(
+        "pvmux.call.in_sandbox",
+        Unit::Ns,
+        Some(50.0),
+        "guest call of a stub entry that needs no system call",
+    ),
+    def(
+        "pvmux.hypercall.spin",
+        Unit::Ns,
+        Some(250.0),
+        "host hypercall round trip, both sides spinning",
+    ),
+    def(
+        "pvmux.hypercall.block",
+        Unit::Ns,
+        Some(8000.0),
+        "host hypercall round trip, both sides blocking on futexes",
+    ),
+    def(
+        "pvmux.exception.int3",
+        Unit::Ns,
+        Some(4000.0),
+        "int3 to the guest kernel's trap handler and back",
+    ),
+    def(
+        "pvmux.interrupt.timer",
+        Unit::Ns,
+        None,
+        "timer deadline to the guest's event handler (latency)",
+    ),
+    def(
+        "pvmux.shadow_fill.page",
+        Unit::Ns,
+        Some(2000.0),
+        "first touch of a fresh guest page, amortised, fault-around 16",
+    ),
+    def(
+        "pvmux.shadow_fill.page_nofaultaround",
+        Unit::Ns,
+        None,
+        "first touch of a fresh guest page, one miss per page",
+    ),
+    def(
+        "pvmux.halt_wake",
+        Unit::Ns,
+        None,
+        "waking a halted vCPU from another vCPU, until its thread runs",
+    ),
+    def(
+        "pvmux.thread_switch",
+        Unit::Ns,
+        None,
+        "guest kernel thread switch on one vCPU",
+    ),
+    def(
+        "pvmux.boot.first_instruction",
+        Unit::Ns,
+        Some(5e6),
+        "launch call to the guest's first instruction",
+    ),
+    def(
+        "pvmux.boot.selftest_done",
+        Unit::Ns,
+        None,
+        "launch call to the end of a full self-test (incl. a 50 ms sleep)",
+    ),
+    def(
+        "pvmux.host_rss_per_tenant",
+        Unit::Bytes,
+        Some(4.0 * 1024.0 * 1024.0),
+        "host memory of an idle tenant beyond its guest RAM",
+    ),
+    def(
+        "native.syscall.getppid",
+        Unit::Ns,
+        None,
+        "getppid system call",
+    ),
+    def(
+        "native.seccomp_trap",
+        Unit::Ns,
+        None,
+        "getppid trapped by seccomp into a SIGSYS handler and back",
+    ),
+    def(
+        "native.ptrace_sysemu",
+        Unit::Ns,
+        None,
+        "getppid caught by a PTRACE_SYSEMU tracer (UML-style) and resumed",
+    ),
+    def(
+        "native.futex_pingpong.same_core",
+        Unit::Ns,
+        None,
+        "futex wake/wait round trip, two processes on one CPU",
+    ),
+    def(
+        "native.futex_pingpong.cross_core",
+        Unit::Ns,
+        None,
+        "futex wake/wait round trip, two processes on two CPUs",
+    ),
+    def(
+        "kvm.exit_to_user",
+        Unit::Ns,
+        None,
+        "KVM tiny guest: out to a port, exit to user space and back",
+    ),
+    def(
+        "kvm.exit_in_kernel",
+        Unit::Ns,
+        None,
+        "KVM tiny guest: cpuid, exit handled in the host kernel",
+    ),
+];
+
+/// Name of the reference every figure is compared to.
+pub const BASELINE: &str = "native.syscall.getppid";
+/// Name of the second reference, when available.
+pub const KVM_BASELINE: &str = "kvm.exit_to_user";
+
+/// What to run.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Fewer repetitions (`--quick`).
+    pub quick: bool,
+    /// Select benchmarks by substring or glob; empty: all (`--only`).
+    pub only: Vec<String>,
+    /// Report progress on stderr.
+    pub progress: bool,
+}
+
+/// One figure.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BenchResult {
+    /// The benchmark.
+    pub name: &'static str,
+    /// Its unit.
+    pub unit: Unit,
+    /// Its statistics, or why there are none.
+    pub value: Result<Summary, String>,
+}
+
+/// Everything a run produced.
+#[derive(Clone, Debug)]
+pub struct BenchReport {
+    /// The host.
+    pub host: HostInfo,
+    /// The selected benchmarks, in catalogue order.
+    pub results: Vec<BenchResult>,
+    /// Median of [`BASELINE`] (measured even when not selected), for the ratios.
+    pub baseline_ns: Option<f64>,
+    /// Median of [`KVM_BASELINE`] (from the KVM probe, which always runs), for the ratios.
+    pub kvm_baseline_ns: Option<f64>,
+}
+
+/// Errors that stop `pvmux bench` (a benchmark that cannot run is reported, not an error).
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// `--only` selected nothing.
+    #[error("no benchmark matches {0:?}; `pvmux bench --help` lists the names")]
+    NoMatch(Vec<String>),
+    /// The embedded sandbox stub is unusable.
+    #[error("cannot prepare the sandbox stub: {0}")]
+    Host(#[from] HostError),
+    /// The embedded kernel is unusable.
+    #[error("the embedded kernel image is not usable: {0}")]
+    Image(#[from] ImageError),
+}
+
+/// Repetition counts of one run.
+#[derive(Clone, Copy, Debug)]
+struct Reps {
+    peers: Plan,
+    boots: usize,
+    selftests: usize,
+    idle_tenants: usize,
+    guest_timeout: Duration,
+}
+
+impl Reps {
+    fn new(quick: bool) -> Self {
+        if quick {
+            Self {
+                peers: Plan::QUICK,
+                boots: 8,
+                selftests: 3,
+                idle_tenants: 4,
+                guest_timeout: Duration::from_secs(60),
+            }
+        } else {
+            Self {
+                peers: Plan::FULL,
+                boots: 20,
+                selftests: 10,
+                idle_tenants: 8,
+                guest_timeout: Duration::from_secs(600),
+            }
+        }
+    }
+}
+
+/// The catalogue entries `only` selects (all if empty).
+pub fn selected(only: &[String]) -> Vec<&'static BenchDef> {
+    BENCHMARKS
+        .iter()
+        .filter(|b| only.is_empty() || only.iter().any(|p| select::matches(p, b.name)))
+        .collect()
+}
+
+fn summarize(r: Result<Samples, String>) -> Result<Summary, String> {
+    let mut samples = r?;
+    Summary::of(&mut samples).ok_or_else(|| "no valid samples".to_owned())
+}
+
+fn peer(r: Result<Samples, PeerError>) -> Result<Summary, String> {
+    summarize(r.map_err(|e| e.to_string()))
+}
+
+/// Runs the selected benchmarks.
+pub fn run(opts: &Options) -> Result<BenchReport, BenchError> {
+    let defs = selected(&opts.only);
+    if defs.is_empty() {
+        return Err(BenchError::NoMatch(opts.only.clone()));
+    }
+    let want = |name: &str| defs.iter().any(|d| d.name == name);
+    let reps = Reps::new(opts.quick);
+    let host = Host::new(images::STUB)?;
+    let kernel = Arc::new(KernelImage::parse(images::KERNEL.to_vec())?);
+
+    let guest_wanted: Vec<&'static str> = guest::GUEST_NAMES
+        .iter()
+        .copied()
+        .filter(|n| want(&format!("pvmux.{n}")))
+        .collect();
+    let natives = [
+        "native.syscall.getppid",
+        "native.seccomp_trap",
+        "native.ptrace_sysemu",
+        "native.futex_pingpong.same_core",
+        "native.futex_pingpong.cross_core",
+    ];
+    let steps = natives
+        .iter()
+        .filter(|&&n| want(n) || n == BASELINE)
+        .count()
+        + 1
+        + guest_wanted.len()
+        + if want("pvmux.boot.first_instruction") {
+            reps.boots + 1
+        } else {
+            0
+        }
+        + if want("pvmux.boot.selftest_done") {
+            reps.selftests
+        } else {
+            0
+        }
+        + usize::from(want("pvmux.host_rss_per_tenant"));
+    let progress = Progress::stderr(opts.progress);
+    progress.set_total(steps as u64);
+
+    let mut values: Vec<(&'static str, Result<Summary, String>)> = Vec::new();
+    let plan = &reps.peers;
+    // The baseline of every ratio is measured even when not selected (it takes ~0.1 s).
+    let natives_run = natives
+        .into_iter()
+        .filter(|&n| want(n) || n == BASELINE)
+        .collect::<Vec<_>>();
+    for name in natives_run {
+        progress.start(name);
+        let r = match name {
+            "native.syscall.getppid" => pvmux_bench_peers::getppid(plan),
+            "native.seccomp_trap" => pvmux_bench_peers::seccomp_trap(plan),
+            "native.ptrace_sysemu" => pvmux_bench_peers::ptrace_sysemu(plan),
+            "native.futex_pingpong.same_core" => {
+                pvmux_bench_peers::futex_pingpong(plan, Placement::SameCore)
+            }
+            _ => pvmux_bench_peers::futex_pingpong(plan, Placement::CrossCore),
+        };
+        values.push((name, peer(r)));
+        progress.inc();
+    }
+
+    // KVM is always probed (the header says whether it works); measured fully only if wanted.
+    progress.start("kvm");
+    let kvm_wanted = want("kvm.exit_to_user") || want("kvm.exit_in_kernel");
+    let kvm_plan = if kvm_wanted {
+        *plan
+    } else {
+        Plan {
+            warmup: 1,
+            samples: Plan::MIN_SAMPLES,
+            ..*plan
+        }
+    };
+    let kvm: KvmReport = pvmux_bench_peers::kvm(&kvm_plan);
+    values.push(("kvm.exit_to_user", peer(kvm.exit_to_user.clone())));
+    values.push(("kvm.exit_in_kernel", peer(kvm.exit_in_kernel.clone())));
+    progress.inc();
+
+    if !guest_wanted.is_empty() {
+        progress.start(&format!(
+            "{} guest micro-benchmark(s) in one tenant",
+            guest_wanted.len()
+        ));
+        for (name, r) in guest::run(
+            &host,
+            &kernel,
+            &guest_wanted,
+            opts.quick,
+            reps.guest_timeout,
+            &progress,
+        ) {
+            values.push((guest_full_name(name), r));
+        }
+    }
+    if want("pvmux.boot.first_instruction") {
+        progress.start("pvmux.boot.first_instruction");
+        let r = boot::first_instruction(&host, &kernel, reps.boots, &progress);
+        values.push(("pvmux.boot.first_instruction", summarize(r)));
+    }
+    if want("pvmux.boot.selftest_done") {
+        progress.start("pvmux.boot.selftest_done");
+        let r = boot::selftest_done(&host, &kernel, reps.selftests, &progress);
+        values.push(("pvmux.boot.selftest_done", summarize(r)));
+    }
+    if want("pvmux.host_rss_per_tenant") {
+        progress.start("pvmux.host_rss_per_tenant");
+        let r = rss::per_tenant(&host, &kernel, reps.idle_tenants);
+        values.push(("pvmux.host_rss_per_tenant", summarize(r)));
+        progress.inc();
+    }
+    progress.finish();
+
+    let median = |name: &str| {
+        values
+            .iter()
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, v)| v.as_ref().ok())
+            .map(|s| s.median)
+            .filter(|&m| m > 0.0)
+    };
+    let (baseline_ns, kvm_baseline_ns) = (median(BASELINE), median(KVM_BASELINE));
+    let results = defs
+        .iter()
+        .map(|d| BenchResult {
+            name: d.name,
+            unit: d.unit,
+            value: values
+                .iter()
+                .find(|(n, _)| *n == d.name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| Err("not measured".to_owned())),
+        })
+        .collect();
+    Ok(BenchReport {
+        host: HostInfo::collect(KvmInfo::from_report(&kvm), opts.quick),
+        results,
+        baseline_ns,
+        kvm_baseline_ns,
+    })
+}
+
+/// `pvmux.` + a guest benchmark name, as a catalogue name.
+fn guest_full_name(short: &str) -> &'static str {
+    BENCHMARKS
+        .iter()
+        .find(|d| d.name.strip_prefix("pvmux.") == Some(short))
+        .map_or("pvmux.unknown", |d| d.name)
+}
+
+/// The `--help` text listing every benchmark.
+pub fn help_text() -> String {
+    let mut s = String::from("Benchmarks (select with --only; see docs/BENCHMARKS.md):\n");
+    for d in BENCHMARKS {
+        s.push_str(&format!("  {:38} {}\n", d.name, d.about));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalogue_is_consistent() {
+        let mut names: Vec<_> = BENCHMARKS.iter().map(|d| d.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), BENCHMARKS.len(), "duplicate names");
+        for g in guest::GUEST_NAMES {
+            assert_ne!(guest_full_name(g), "pvmux.unknown", "{g}");
+        }
+        assert!(BENCHMARKS.iter().any(|d| d.name == BASELINE));
+        assert!(BENCHMARKS.iter().any(|d| d.name == KVM_BASELINE));
+    }
+
+    #[test]
+    fn selection() {
+        assert_eq!(selected(&[]).len(), BENCHMARKS.len());
+        let n = selected(&["native.*".to_owned()]);
+        assert_eq!(n.len(), 5);
+        assert!(n.iter().all(|d| d.name.starts_with("native.")));
+        let both = selected(&["kvm".to_owned(), "boot".to_owned()]);
+        assert_eq!(both.len(), 4);
+        assert!(selected(&["nothing-like-this".to_owned()]).is_empty());
+    }
+}

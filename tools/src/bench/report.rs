@@ -1,0 +1,290 @@
+//! Output: the human table and the JSON document.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::hostinfo::HostInfo;
+use super::{BenchReport, BenchResult, Unit, BENCHMARKS};
+
+/// Formats a figure in its unit with a readable scale (`142.3 ns`, `2.41 µs`, `1.50 MiB`).
+pub fn format_value(v: f64, unit: Unit) -> String {
+    match unit {
+        Unit::Ns if v < 1e3 => format!("{v:.1} ns"),
+        Unit::Ns if v < 1e6 => format!("{:.2} µs", v / 1e3),
+        Unit::Ns if v < 1e9 => format!("{:.2} ms", v / 1e6),
+        Unit::Ns => format!("{:.2} s", v / 1e9),
+        Unit::Bytes if v < 1024.0 => format!("{v:.0} B"),
+        Unit::Bytes if v < 1024.0 * 1024.0 => format!("{:.1} KiB", v / 1024.0),
+        Unit::Bytes => format!("{:.2} MiB", v / (1024.0 * 1024.0)),
+    }
+}
+
+/// A ratio with three significant digits (`0.0912×`, `17.6×`, `243×`; at most six decimals).
+pub fn format_ratio(r: f64) -> String {
+    if r >= 100.0 || r <= 0.0 || !r.is_finite() {
+        return format!("{r:.0}×");
+    }
+    let decimals = (2 - r.log10().floor() as i32).clamp(0, 6) as usize;
+    format!("{r:.decimals$}×")
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+/// The header describing the host.
+pub fn header(report: &BenchReport) -> String {
+    let h = &report.host;
+    let hyper = match (&h.hypervisor, &h.hypervisor_vendor) {
+        (true, Some(v)) => format!("yes ({v})"),
+        (b, _) => yes_no(*b).to_owned(),
+    };
+    let kvm = if h.kvm.works {
+        format!("works ({})", h.kvm.detail)
+    } else if h.kvm.dev_kvm_opens {
+        format!("/dev/kvm opens but KVM does not work: {}", h.kvm.detail)
+    } else {
+        format!("unavailable: {}", h.kvm.detail)
+    };
+    format!(
+        "pvmux {} bench{}: {}, Linux {}, {} CPU{}\n\
+         host: VT-x {}, SVM {}, hypervisor {}; KVM {}\n",
+        h.pvmux_version,
+        if h.quick { " (quick)" } else { "" },
+        h.cpu_model,
+        h.kernel,
+        h.nr_cpus,
+        if h.nr_cpus == 1 { "" } else { "s" },
+        yes_no(h.vmx),
+        yes_no(h.svm),
+        hyper,
+        kvm
+    )
+}
+
+/// The human-readable table: header, then one row per figure with its ratios to
+/// `native.syscall.getppid` and `kvm.exit_to_user` and its target.
+pub fn table(report: &BenchReport) -> String {
+    let (base, kvm) = (report.baseline_ns, report.kvm_baseline_ns);
+    let mut out = header(report);
+    out.push('\n');
+    let _ = writeln!(
+        out,
+        "{:38} {:>11} {:>11} {:>8} {:>9} {:>9}  target",
+        "benchmark", "median", "p99", "samples", "/getppid", "/kvm-exit"
+    );
+    for r in &report.results {
+        out.push_str(&row(r, base, kvm));
+        out.push('\n');
+    }
+    out
+}
+
+fn row(r: &BenchResult, base: Option<f64>, kvm: Option<f64>) -> String {
+    let s = match &r.value {
+        Err(why) => return format!("{:38} unavailable: {why}", r.name),
+        Ok(s) => s,
+    };
+    let ratio = |b: Option<f64>| match (r.unit, b) {
+        (Unit::Ns, Some(b)) => format_ratio(s.median / b),
+        _ => "-".to_owned(),
+    };
+    let target = BENCHMARKS
+        .iter()
+        .find(|d| d.name == r.name)
+        .and_then(|d| d.target)
+        .map(|t| {
+            let verdict = if s.median <= t {
+                "met".to_owned()
+            } else {
+                format!("missed, {} of it", format_ratio(s.median / t))
+            };
+            format!("≤ {} ({verdict})", format_value(t, r.unit))
+        })
+        .unwrap_or_default();
+    format!(
+        "{:38} {:>11} {:>11} {:>8} {:>9} {:>9}  {target}",
+        r.name,
+        format_value(s.median, r.unit),
+        format_value(s.p99, r.unit),
+        s.samples,
+        ratio(base),
+        ratio(kvm),
+    )
+    .trim_end()
+    .to_owned()
+}
+
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+/// The JSON document: `{"host": {...}, "results": [...]}`.
+#[derive(Debug, Serialize)]
+pub struct JsonReport<'a> {
+    /// The host.
+    pub host: &'a HostInfo,
+    /// One entry per selected benchmark.
+    pub results: Vec<JsonResult>,
+}
+
+/// One entry of [`JsonReport::results`]: the numbers, or `unavailable` with the reason.
+#[derive(Debug, Serialize)]
+pub struct JsonResult {
+    /// Benchmark name.
+    pub name: &'static str,
+    /// Median, in `unit` (the key says ns for every unit, for a uniform schema).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub median_ns: Option<f64>,
+    /// 99th percentile, in `unit`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p99_ns: Option<f64>,
+    /// Number of samples.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub samples: Option<u64>,
+    /// Why there are no numbers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<String>,
+    /// `ns` or `bytes`.
+    pub unit: &'static str,
+}
+
+/// The JSON document of a report.
+pub fn json(report: &BenchReport) -> JsonReport<'_> {
+    let results = report
+        .results
+        .iter()
+        .map(|r| {
+            let (s, why) = match &r.value {
+                Ok(s) => (Some(s), None),
+                Err(why) => (None, Some(why.clone())),
+            };
+            JsonResult {
+                name: r.name,
+                median_ns: s.map(|s| round3(s.median)),
+                p99_ns: s.map(|s| round3(s.p99)),
+                samples: s.map(|s| s.samples),
+                unavailable: why,
+                unit: r.unit.as_str(),
+            }
+        })
+        .collect();
+    JsonReport {
+        host: &report.host,
+        results,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::hostinfo::KvmInfo;
+    use crate::bench::stats::Summary;
+    use crate::bench::{BASELINE, KVM_BASELINE};
+
+    fn report() -> BenchReport {
+        let s = |m| {
+            Ok(Summary {
+                median: m,
+                p99: m * 2.0,
+                samples: 100,
+            })
+        };
+        BenchReport {
+            host: HostInfo {
+                cpu_model: "Test CPU".into(),
+                kernel: "6.0".into(),
+                nr_cpus: 2,
+                vmx: false,
+                svm: false,
+                hypervisor: true,
+                hypervisor_vendor: Some("KVM".into()),
+                kvm: KvmInfo {
+                    dev_kvm_opens: false,
+                    vm_creatable: None,
+                    guest_mode: None,
+                    works: false,
+                    detail: "/dev/kvm: No such file or directory".into(),
+                },
+                pvmux_version: "0.1.0".into(),
+                quick: true,
+            },
+            results: vec![
+                BenchResult {
+                    name: "pvmux.hypercall.spin",
+                    unit: Unit::Ns,
+                    value: s(300.0),
+                },
+                BenchResult {
+                    name: "pvmux.host_rss_per_tenant",
+                    unit: Unit::Bytes,
+                    value: s(1048576.0),
+                },
+                BenchResult {
+                    name: BASELINE,
+                    unit: Unit::Ns,
+                    value: s(150.0),
+                },
+                BenchResult {
+                    name: KVM_BASELINE,
+                    unit: Unit::Ns,
+                    value: Err("/dev/kvm: No such file or directory".into()),
+                },
+            ],
+            baseline_ns: Some(150.0),
+            kvm_baseline_ns: None,
+        }
+    }
+
+    #[test]
+    fn table_has_ratios_targets_and_reasons() {
+        let t = table(&report());
+        assert!(t.contains("hypervisor yes (KVM)"), "{t}");
+        let spin = t
+            .lines()
+            .find(|l| l.starts_with("pvmux.hypercall.spin"))
+            .unwrap();
+        assert!(spin.contains("2.00×"), "{spin}");
+        assert!(spin.contains("missed, 1.20× of it"), "{spin}");
+        let rss = t.lines().find(|l| l.starts_with("pvmux.host_rss")).unwrap();
+        assert!(rss.contains("1.00 MiB") && rss.contains("(met)"), "{rss}");
+        assert!(t.contains("kvm.exit_to_user                       unavailable: /dev/kvm"));
+    }
+
+    #[test]
+    fn json_schema() {
+        let r = report();
+        let text = serde_json::to_string(&json(&r)).unwrap();
+        assert!(
+            text.starts_with(r#"{"host":{"cpu_model":"Test CPU""#),
+            "{text}"
+        );
+        assert!(text.contains(r#"{"name":"pvmux.hypercall.spin","median_ns":300.0,"p99_ns":600.0,"samples":100,"unit":"ns"}"#), "{text}");
+        let j: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(j["host"]["cpu_model"], "Test CPU");
+        let r = j["results"].as_array().unwrap();
+        assert_eq!(r[0]["median_ns"], 300.0);
+        assert_eq!(r[0]["unit"], "ns");
+        assert_eq!(r[1]["unit"], "bytes");
+        assert!(r[3].get("median_ns").is_none());
+        assert_eq!(r[3]["unavailable"], "/dev/kvm: No such file or directory");
+    }
+
+    #[test]
+    fn formats() {
+        assert_eq!(format_value(142.34, Unit::Ns), "142.3 ns");
+        assert_eq!(format_value(2410.0, Unit::Ns), "2.41 µs");
+        assert_eq!(format_value(3.5e6, Unit::Ns), "3.50 ms");
+        assert_eq!(format_value(1536.0, Unit::Bytes), "1.5 KiB");
+        assert_eq!(format_ratio(0.09123), "0.0912×");
+        assert_eq!(format_ratio(0.000333), "0.000333×");
+        assert_eq!(format_ratio(17.64), "17.6×");
+        assert_eq!(format_ratio(2.0), "2.00×");
+        assert_eq!(format_ratio(243.4), "243×");
+    }
+}

@@ -1,0 +1,66 @@
+//! Launching benchmark tenants and waiting for them with a timeout.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pvmux_host::clock::monotonic_ns;
+use pvmux_host::{Host, HostError, KernelImage, Tenant, TenantConfig, TenantOutcome, TenantState};
+
+/// Guest memory of the benchmark guests (the `pvmux run` default).
+pub const GUEST_MEM: u64 = 256 << 20;
+/// vCPUs of every benchmark guest (the `pvmux run` default).
+pub const GUEST_VCPUS: u32 = 2;
+/// How often [`wait`] looks at the tenant's state.
+const POLL: Duration = Duration::from_millis(1);
+
+/// A launched tenant and when its launch started.
+pub struct Launched {
+    /// The tenant.
+    pub tenant: Tenant,
+    /// CLOCK_MONOTONIC (ns) just before [`Host::launch`] was called.
+    pub start_mono_ns: u64,
+}
+
+/// Launches the kernel with `cmdline` and [`GUEST_VCPUS`] vCPUs.
+pub fn launch(
+    host: &Host,
+    kernel: &Arc<KernelImage>,
+    name: &str,
+    mem_size: u64,
+    cmdline: &str,
+    console: Box<dyn Write + Send>,
+) -> Result<Launched, HostError> {
+    let cfg = TenantConfig {
+        name: name.to_owned(),
+        kernel: Arc::clone(kernel),
+        mem_size,
+        vcpus: GUEST_VCPUS,
+        cmdline: cmdline.to_owned(),
+        console,
+    };
+    let start_mono_ns = monotonic_ns();
+    let tenant = host.launch(cfg)?;
+    Ok(Launched {
+        tenant,
+        start_mono_ns,
+    })
+}
+
+/// Waits for the tenant to end, killing it after `timeout`. Returns its outcome and, unless it
+/// timed out, CLOCK_MONOTONIC (ns) when its end was first seen (polled every millisecond:
+/// the guest's shutdown hypercall sets the state before the sandbox is reaped).
+pub fn wait(tenant: Tenant, timeout: Duration) -> (TenantOutcome, Option<u64>) {
+    let deadline = Instant::now() + timeout;
+    let ended = loop {
+        if !matches!(tenant.state(), TenantState::Created | TenantState::Running) {
+            break Some(monotonic_ns());
+        }
+        if Instant::now() >= deadline {
+            tenant.kill();
+            break None;
+        }
+        std::thread::sleep(POLL);
+    };
+    (tenant.wait(), ended)
+}

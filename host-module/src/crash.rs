@@ -53,6 +53,29 @@ pub enum CrashCause {
         /// Exit status.
         status: i32,
     },
+    /// The watchdog found a vCPU that did not take events (see [`crate::watchdog`]).
+    Watchdog {
+        /// The vCPU.
+        vcpu: u32,
+        /// The watchdog timeout it exceeded.
+        timeout: std::time::Duration,
+    },
+}
+
+impl CrashCause {
+    /// A short machine-readable name of the kind of cause.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::GuestPanic { .. } => "guest_panic",
+            Self::Stub { .. } => "stub",
+            Self::CrashWithoutRecord => "crash_without_record",
+            Self::SetupFailed { .. } => "setup_failed",
+            Self::Signal { .. } => "signal",
+            Self::KilledByHost => "killed_by_host",
+            Self::UnexpectedExit { .. } => "unexpected_exit",
+            Self::Watchdog { .. } => "watchdog",
+        }
+    }
 }
 
 /// Name of a signal number.
@@ -126,11 +149,20 @@ impl fmt::Display for CrashCause {
                 "sandbox killed by SIGSYS: killed by seccomp: a system call outside the \
                  sandbox policy"
             ),
+            Self::Signal { signo } if *signo == libc::SIGXCPU => write!(
+                f,
+                "sandbox killed by SIGXCPU: its CPU-time budget (RLIMIT_CPU) is exhausted"
+            ),
             Self::Signal { signo } => write!(f, "sandbox killed by {}", signal_name(*signo)),
             Self::KilledByHost => write!(f, "tenant killed by the host"),
             Self::UnexpectedExit { status } => {
                 write!(f, "sandbox exited unexpectedly (status {status})")
             }
+            Self::Watchdog { vcpu, timeout } => write!(
+                f,
+                "watchdog: vCPU {vcpu} did not take events for {}",
+                crate::watchdog::format_secs(*timeout)
+            ),
         }
     }
 }
@@ -356,6 +388,26 @@ mod tests {
             s.contains("sandbox start-up failed at step 3: errno 1"),
             "{s}"
         );
+        let s = CrashReport::new(
+            "t",
+            CrashCause::Watchdog {
+                vcpu: 1,
+                timeout: std::time::Duration::from_secs(10),
+            },
+        )
+        .to_string();
+        assert!(
+            s.contains("watchdog: vCPU 1 did not take events for 10 s"),
+            "{s}"
+        );
+        let s = CrashReport::new(
+            "t",
+            CrashCause::Signal {
+                signo: libc::SIGXCPU,
+            },
+        )
+        .to_string();
+        assert!(s.contains("CPU-time budget"), "{s}");
         let s = CrashReport::new("t", CrashCause::UnexpectedExit { status: 9 }).to_string();
         assert!(s.contains("sandbox exited unexpectedly (status 9)"), "{s}");
         let s = CrashReport::new(

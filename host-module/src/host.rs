@@ -9,7 +9,7 @@ use crate::control::{ControlRegion, HeaderInit};
 use crate::domain_builder::{self, BuildParams};
 use crate::memory::validate_mem_size;
 use crate::sandbox::Stub;
-use crate::tenant::TenantParts;
+use crate::tenant::{Limits, TenantParts};
 use crate::{GuestMemory, HostError, Tenant, TenantConfig};
 
 /// Pages the stub maps around a shadow-paging miss by default.
@@ -69,6 +69,13 @@ impl Host {
                 layout,
                 clock,
                 console: cfg.console,
+                console_rate: cfg.console_rate,
+                limits: Limits {
+                    watchdog: cfg.watchdog,
+                    cpu_limit: cfg.cpu_limit,
+                    cpu_seconds: cfg.cpu_seconds,
+                    crash_dump: cfg.crash_dump,
+                },
             },
             Arc::clone(&self.stub),
         )

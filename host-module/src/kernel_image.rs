@@ -141,7 +141,11 @@ impl KernelImage {
             return Err(ImageError::BadEntry(entry));
         }
 
-        let relocations = read_relocations(&file, &image, &page_flags)?;
+        // A real image relocates distinct pointer slots of its file-backed data, so it has
+        // fewer relocations than the file has 8-byte words; the cap keeps a tiny hostile
+        // table (e.g. RELR over zeroed bss) from producing billions of them.
+        let max_relocations = bytes.len() / 8;
+        let relocations = read_relocations(&file, &image, &page_flags, max_relocations)?;
         let symbols = read_symbols(&file);
         tracing::debug!(
             span,
@@ -235,6 +239,7 @@ fn read_relocations(
     file: &ElfFile64<'_, Endianness>,
     image: &[u8],
     page_flags: &[Option<MapFlags>],
+    max: usize,
 ) -> Result<Vec<Relocation>, ImageError> {
     let e = file.endian();
     let data = file.data();
@@ -289,6 +294,9 @@ fn read_relocations(
         let (Some(addr), Some(size)) = (addr, size) else {
             continue;
         };
+        if size > data.len() as u64 {
+            return Err(malformed("relocation table larger than the file"));
+        }
         let bytes = image_slice(image, addr, size)?;
         for chunk in bytes.chunks_exact(rela_size as usize) {
             let word = |i: usize| {
@@ -302,6 +310,9 @@ fn read_relocations(
                     if !target_ok(off) {
                         return Err(ImageError::RelocationOutOfImage(off));
                     }
+                    if out.len() >= max {
+                        return Err(malformed("more relocations than the image has words"));
+                    }
                     out.push(Relocation {
                         offset: off,
                         addend: r_addend,
@@ -312,11 +323,17 @@ fn read_relocations(
         }
     }
     if let (Some(addr), Some(size)) = (get(DT_RELR), get(DT_RELRSZ)) {
+        if size > data.len() as u64 {
+            return Err(malformed("relocation table larger than the file"));
+        }
         let bytes = image_slice(image, addr, size)?;
         let mut next = 0u64;
         let mut push = |off: u64| -> Result<(), ImageError> {
             if !target_ok(off) {
                 return Err(ImageError::RelocationOutOfImage(off));
+            }
+            if out.len() >= max {
+                return Err(malformed("more relocations than the image has words"));
             }
             let o = off as usize;
             let addend = u64::from_le_bytes(image[o..o + 8].try_into().unwrap_or_default());

@@ -12,14 +12,19 @@ mod console;
 pub mod control;
 pub mod crash;
 pub mod domain_builder;
+pub mod dump;
 mod error;
+#[cfg(test)]
+mod fuzz_tests;
 mod host;
 mod hypercall;
 pub mod kernel_image;
 #[cfg(test)]
 mod lifecycle_tests;
+pub mod limits;
 pub mod memory;
 pub mod page_table;
+pub mod restart;
 pub mod sandbox;
 mod shm;
 mod tenant;
@@ -28,12 +33,14 @@ mod test_elf;
 #[cfg(test)]
 mod test_stub;
 pub mod vcpu;
+pub mod watchdog;
 
-pub use console::CONSOLE_TAIL_LINES;
+pub use console::{TokenBucket, CONSOLE_TAIL_LINES};
 pub use crash::{CrashCause, CrashReport, Frame};
 pub use error::{HostError, ImageError, MemoryError};
 pub use host::{Host, DEFAULT_FAULT_AROUND};
 pub use kernel_image::KernelImage;
 pub use memory::GuestMemory;
+pub use restart::{run_with_restarts, RestartPolicy};
 pub use tenant::{BootTimes, Tenant, TenantConfig, TenantOutcome, TenantState};
 pub use vcpu::{Vcpu, VcpuExit};

@@ -29,6 +29,11 @@ fn config(name: &str, vcpus: u32, console: Capture) -> TenantConfig {
         vcpus,
         cmdline: "test".to_owned(),
         console: Box::new(console),
+        watchdog: None,
+        console_rate: None,
+        cpu_limit: None,
+        cpu_seconds: None,
+        crash_dump: None,
     }
 }
 
@@ -133,4 +138,98 @@ fn bad_stub_and_config() {
     c = config("x", 1, Capture::default());
     c.mem_size = (16 << 20) + 4096;
     assert!(host.launch(c).is_err());
+}
+
+/// CPU seconds (user + system) a process has used so far, from `/proc/PID/stat`.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // After the command name: state is field 3, utime 14 and stime 15 (1-based).
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
+        .sum();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    ticks as f64 / hz
+}
+
+/// The CPU limit is enforced by whatever this host supports: a cgroup v2 `cpu.max` of
+/// 0.2 CPUs keeps a busy loop to <= ~0.35 s of CPU in 1 s of wall time; without writable
+/// cgroup v2, a 1 s `RLIMIT_CPU` budget ends the busy tenant with SIGXCPU.
+#[test]
+fn cpu_limit_is_enforced_by_the_available_mechanism() {
+    use crate::limits::{check_parent, CgroupProbe};
+    let host = Host::new(&stub(2, 0, 0, 0)).unwrap(); // spins forever after two calls
+    let probe = CgroupProbe::detect();
+    match probe.own_dir().and_then(|d| check_parent(&d)) {
+        Ok(()) => {
+            let mut c = config("cpu", 1, Capture::default());
+            c.cpu_limit = Some(0.2);
+            let t = host.launch(c).unwrap();
+            let pid = t.sandbox_pid();
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            let used = cpu_secs(pid);
+            t.kill();
+            let _ = t.wait();
+            eprintln!("cgroup v2: busy loop used {used:.2} s of CPU in 1 s at --cpus 0.2");
+            assert!(used <= 0.35, "{used} s of CPU");
+        }
+        Err(why) => {
+            eprintln!("cgroup v2 unusable here ({why}); testing the RLIMIT_CPU fallback");
+            let mut c = config("cpu", 1, Capture::default());
+            c.cpu_limit = Some(0.2);
+            c.cpu_seconds = Some(1);
+            let start = std::time::Instant::now();
+            let t = host.launch(c).unwrap();
+            let r = crash(t.wait());
+            let elapsed = start.elapsed();
+            assert!(
+                matches!(r.cause, CrashCause::Signal { signo } if signo == libc::SIGXCPU || signo == libc::SIGKILL),
+                "{r}"
+            );
+            assert!(
+                elapsed >= std::time::Duration::from_millis(900)
+                    && elapsed < std::time::Duration::from_secs(20),
+                "{elapsed:?}"
+            );
+        }
+    }
+}
+
+/// The watchdog leaves a sandbox that has not started a vCPU (the test stub never marks one
+/// online) alone, and a tenant with it still ends normally.
+#[test]
+fn watchdog_ignores_offline_vcpus() {
+    let host = Host::new(&stub(2, 0, 2, 0x105)).unwrap();
+    let mut c = config("w", 2, Capture::default());
+    c.watchdog = Some(std::time::Duration::from_millis(40));
+    let t = host.launch(c).unwrap();
+    assert_eq!(t.wait(), TenantOutcome::Exited(5));
+    let host = Host::new(&stub(2, 0, 0, 0)).unwrap();
+    let mut c = config("w", 1, Capture::default());
+    c.watchdog = Some(std::time::Duration::from_millis(40));
+    let t = host.launch(c).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(t.state(), TenantState::Running);
+    t.kill();
+    assert_eq!(crash(t.wait()).cause, CrashCause::KilledByHost);
+}
+
+/// A crash dump that cannot be written is noted in the report; the crash is still reported.
+#[test]
+fn failing_crash_dump_never_masks_the_crash() {
+    let host = Host::new(&stub(2, 0, 3, 0x100000)).unwrap();
+    let mut c = config("dumpfail", 1, Capture::default());
+    c.crash_dump = Some("/proc/self/pvmux-cannot-create-this".into());
+    let r = crash(host.launch(c).unwrap().wait());
+    let s = r.to_string();
+    assert!(s.contains("guest kernel panicked: hello from stub"), "{s}");
+    assert!(
+        s.contains("crash dump to /proc/self/pvmux-cannot-create-this failed"),
+        "{s}"
+    );
 }

@@ -2,11 +2,13 @@
 //! lifecycle (Created -> Running -> Exited | Crashed).
 
 use std::io::Write;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::atomic::{AtomicBool, AtomicU32};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use pvmux_hypercalls::sandbox::{STUB_EXIT_CRASH, STUB_EXIT_SETUP};
 use pvmux_hypercalls::TrapFrame;
@@ -19,6 +21,7 @@ use crate::domain_builder::DomainLayout;
 use crate::hypercall::{handle, HcAction};
 use crate::sandbox::{self, SandboxExit, Stub};
 use crate::vcpu::{Vcpu, VcpuExit};
+use crate::watchdog::{Action as WatchAction, VcpuSnapshot, Watchdog};
 use crate::{GuestMemory, HostError, KernelImage};
 
 /// What to run in a tenant.
@@ -35,6 +38,45 @@ pub struct TenantConfig {
     pub cmdline: String,
     /// Where the guest console goes.
     pub console: Box<dyn Write + Send>,
+    /// Liveness watchdog: a tenant with a vCPU that takes no events for this long is
+    /// killed and reported as crashed (see [`crate::watchdog`]); `None` disables it.
+    pub watchdog: Option<Duration>,
+    /// Console rate limit in bytes per second (burst: one second's worth); excess output is
+    /// dropped and counted. `None` = unlimited.
+    pub console_rate: Option<u64>,
+    /// CPU rate limit in CPUs (e.g. 0.5), enforced with a cgroup v2 `cpu.max` when the
+    /// host's cgroup is writable (see [`crate::limits`]); `None` = unlimited.
+    pub cpu_limit: Option<f64>,
+    /// Total CPU-time budget of the sandbox in seconds (`RLIMIT_CPU`); `None` = unlimited.
+    pub cpu_seconds: Option<u64>,
+    /// Directory for crash dumps (see [`crate::dump`]); `None` = no dumps.
+    pub crash_dump: Option<PathBuf>,
+}
+
+impl TenantConfig {
+    /// A configuration with the given essentials and no limits, watchdog or dumps.
+    pub fn new(
+        name: impl Into<String>,
+        kernel: Arc<KernelImage>,
+        mem_size: u64,
+        vcpus: u32,
+        cmdline: impl Into<String>,
+        console: Box<dyn Write + Send>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            kernel,
+            mem_size,
+            vcpus,
+            cmdline: cmdline.into(),
+            console,
+            watchdog: None,
+            console_rate: None,
+            cpu_limit: None,
+            cpu_seconds: None,
+            crash_dump: None,
+        }
+    }
 }
 
 impl std::fmt::Debug for TenantConfig {
@@ -44,6 +86,11 @@ impl std::fmt::Debug for TenantConfig {
             .field("mem_size", &self.mem_size)
             .field("vcpus", &self.vcpus)
             .field("cmdline", &self.cmdline)
+            .field("watchdog", &self.watchdog)
+            .field("console_rate", &self.console_rate)
+            .field("cpu_limit", &self.cpu_limit)
+            .field("cpu_seconds", &self.cpu_seconds)
+            .field("crash_dump", &self.crash_dump)
             .finish_non_exhaustive()
     }
 }
@@ -94,6 +141,18 @@ struct Shared {
     status: Mutex<(TenantState, Option<TenantOutcome>)>,
     /// vCPU that is reporting a guest-initiated end, to keep the first one.
     ending: AtomicU32,
+    /// Per vCPU: the host is serving one of its hypercalls (host-owned; read by the watchdog).
+    in_host: Vec<AtomicBool>,
+    limits: Limits,
+}
+
+/// The options of [`TenantConfig`] the monitor thread applies.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Limits {
+    pub(crate) watchdog: Option<Duration>,
+    pub(crate) cpu_limit: Option<f64>,
+    pub(crate) cpu_seconds: Option<u64>,
+    pub(crate) crash_dump: Option<PathBuf>,
 }
 
 impl Shared {
@@ -207,7 +266,11 @@ impl Shared {
                 _ => return,
             };
             let mut out = |b: &[u8]| self.console.write(b);
-            match handle(&self.mem, &mut out, nr, args) {
+            let flag = &self.in_host[index as usize];
+            flag.store(true, SeqCst);
+            let action = handle(&self.mem, &mut out, nr, args);
+            flag.store(false, SeqCst);
+            match action {
                 HcAction::Return(ret) => vcpu.complete(ret),
                 HcAction::Shutdown(code) => {
                     self.end_from_guest(TenantOutcome::Exited(code));
@@ -228,6 +291,68 @@ impl Shared {
                     self.end_from_guest(TenantOutcome::Crashed(Box::new(r)));
                     return;
                 }
+            }
+        }
+    }
+
+    /// The watchdog's crash report for stuck vCPU `index` (what the host can see of it).
+    fn watchdog_report(&self, index: u32, snap: &VcpuSnapshot, since: Duration) -> CrashReport {
+        let timeout = self.limits.watchdog.unwrap_or(since);
+        let mut r = self.report(CrashCause::Watchdog {
+            vcpu: index,
+            timeout,
+        });
+        r.vcpu = Some(index);
+        r.notes.push(format!(
+            "heartbeat pending for {}; irq_enabled {}, halted {}, pending bits {:#x} ({})",
+            crate::watchdog::format_secs(Duration::from_millis(since.as_millis() as u64)),
+            snap.irq_enabled,
+            snap.halted,
+            snap.pending,
+            pending_names(snap.pending)
+        ));
+        r.notes
+            .push(format!("events taken so far: {}", snap.events));
+        let sym = self.symbolizer().symbol(snap.hc_caller_rip);
+        r.notes.push(format!(
+            "last hypercall caller rip {:#x}{}",
+            snap.hc_caller_rip,
+            sym.map(|s| format!(" <{s}>")).unwrap_or_default()
+        ));
+        if snap.hc_caller_rip != 0 {
+            r.backtrace = self
+                .symbolizer()
+                .backtrace(snap.hc_caller_rip, snap.hc_caller_rbp);
+            if !r.backtrace.is_empty() {
+                r.notes
+                    .push("backtrace: from the last hypercall (not the stuck instruction)".into());
+            }
+        }
+        r
+    }
+
+    /// After the sandbox is gone: writes the crash dump, if configured, and notes it (or its
+    /// failure) in the stored report.
+    fn write_dump(&self) {
+        let Some(dir) = &self.limits.crash_dump else {
+            return;
+        };
+        let mut st = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(TenantOutcome::Crashed(report)) = st.1.as_mut() else {
+            return;
+        };
+        match crate::dump::write_crash_dump(dir, report, &self.mem) {
+            Ok(path) => {
+                tracing::info!(tenant = %self.name, "crash dump written to {}", path.display());
+                report
+                    .notes
+                    .push(format!("crash dump written to {}", path.display()));
+            }
+            Err(e) => {
+                tracing::error!(tenant = %self.name, "cannot write the crash dump: {e}");
+                report
+                    .notes
+                    .push(format!("crash dump to {} failed: {e}", dir.display()));
             }
         }
     }
@@ -266,6 +391,8 @@ pub(crate) struct TenantParts {
     pub(crate) layout: DomainLayout,
     pub(crate) clock: ClockParams,
     pub(crate) console: Box<dyn Write + Send>,
+    pub(crate) console_rate: Option<u64>,
+    pub(crate) limits: Limits,
 }
 
 impl Tenant {
@@ -279,12 +406,14 @@ impl Tenant {
             kernel: parts.kernel,
             layout: parts.layout,
             clock: parts.clock,
-            console: Console::new(parts.console),
+            console: Console::new(parts.console, parts.console_rate),
             stop: Arc::new(AtomicBool::new(false)),
             killed_by_host: AtomicBool::new(false),
             pidfd: OnceLock::new(),
             status: Mutex::new((TenantState::Created, None)),
             ending: AtomicU32::new(0),
+            in_host: (0..nr_vcpus).map(|_| AtomicBool::new(false)).collect(),
+            limits: parts.limits,
         });
         let (tx, rx) = mpsc::channel();
         let s = Arc::clone(&shared);
@@ -446,14 +575,23 @@ fn monitor_thread(s: &Arc<Shared>, stub: &Stub, tx: &mpsc::Sender<Result<u32, Ho
         }
     };
     let pid = child.pid;
+    let raw_pid = pid.as_raw_nonzero().get() as u32;
     let _ = s.pidfd.set(child.pidfd);
+    // CPU limits before the guest gets far (the stub's start-up takes milliseconds).
+    let cgroup =
+        crate::limits::apply_cpu(&s.name, raw_pid, s.limits.cpu_limit, s.limits.cpu_seconds);
     {
         let mut st = s.status.lock().unwrap_or_else(|e| e.into_inner());
         if st.0 == TenantState::Created {
             st.0 = TenantState::Running;
         }
     }
-    let _ = tx.send(Ok(pid.as_raw_nonzero().get() as u32));
+    let _ = tx.send(Ok(raw_pid));
+    if let Some(timeout) = s.limits.watchdog {
+        watch(s, raw_pid, timeout);
+    }
+    // Only this thread reaps, and it signals nothing after this point: the watchdog cannot
+    // hit a recycled pid.
     let exit = match sandbox::reap(pid) {
         Ok(e) => e,
         Err(e) => {
@@ -461,9 +599,81 @@ fn monitor_thread(s: &Arc<Shared>, stub: &Stub, tx: &mpsc::Sender<Result<u32, Ho
             SandboxExit::Signaled(0)
         }
     };
+    drop(cgroup);
     s.stop.store(true, SeqCst);
     s.sandbox_ended(exit);
+    s.console.finish();
+    s.write_dump();
     for i in 0..s.ctl.nr_vcpus() {
         Vcpu::wake(&s.ctl, i);
+    }
+}
+
+/// Runs the watchdog until the sandbox `pid` has exited (not reaped yet): polls the pidfd
+/// with a period of a quarter of `timeout`, and on each period checks every vCPU.
+fn watch(s: &Arc<Shared>, pid: u32, timeout: Duration) {
+    use rustix::event::{poll, PollFd, PollFlags};
+    let Some(pidfd) = s.pidfd.get() else { return };
+    let mut dog = Watchdog::new(timeout, s.ctl.nr_vcpus());
+    let period = dog.period();
+    let ts = rustix::event::Timespec {
+        tv_sec: period.as_secs() as _,
+        tv_nsec: period.subsec_nanos() as _,
+    };
+    let mut fired = false;
+    loop {
+        let fd = pidfd.as_fd();
+        let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+        match poll(&mut fds, Some(&ts)) {
+            Ok(0) | Err(rustix::io::Errno::INTR) => {}
+            // Readable: the process exited. Any other error: stop watching and just reap.
+            _ => return,
+        }
+        if fired {
+            continue; // killed; waiting for it to be gone
+        }
+        let now = Instant::now();
+        for i in 0..s.ctl.nr_vcpus() {
+            let Some(v) = s.ctl.vcpu(i) else { continue };
+            let in_host = s.in_host.get(i as usize).is_some_and(|f| f.load(SeqCst));
+            let snap = VcpuSnapshot::read(v, in_host);
+            match dog.tick(i as usize, &snap, now) {
+                WatchAction::None => {}
+                WatchAction::Heartbeat => crate::watchdog::heartbeat(v, pid),
+                WatchAction::Stuck { since } => {
+                    tracing::warn!(tenant = %s.name, vcpu = i, "watchdog: vCPU not taking events");
+                    let r = s.watchdog_report(i, &snap, since);
+                    if s.ending.swap(1, SeqCst) == 0 {
+                        s.finish(TenantOutcome::Crashed(Box::new(r)));
+                    }
+                    s.kill();
+                    fired = true;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Names of pending bits, e.g. `TIMER|HOST`.
+fn pending_names(bits: u32) -> String {
+    use pvmux_hypercalls::vcpu::pending;
+    let mut v: Vec<String> = [
+        (pending::TIMER, "TIMER"),
+        (pending::KICK, "KICK"),
+        (pending::HOST, "HOST"),
+    ]
+    .iter()
+    .filter(|(b, _)| bits & b != 0)
+    .map(|(_, n)| (*n).to_owned())
+    .collect();
+    let unknown = bits & !pending::ALL;
+    if unknown != 0 {
+        v.push(format!("{unknown:#x}"));
+    }
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join("|")
     }
 }

@@ -25,6 +25,11 @@ fn config(i: usize) -> TenantConfig {
         vcpus: 2,
         cmdline: String::new(),
         console: Box::new(std::io::sink()) as Box<dyn Write + Send>,
+        watchdog: None,
+        console_rate: None,
+        cpu_limit: None,
+        cpu_seconds: None,
+        crash_dump: None,
     }
 }
 

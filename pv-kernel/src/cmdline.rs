@@ -22,6 +22,10 @@ pub(crate) enum Command<'a> {
     Bench(&'a str),
     /// `bench_quick`: fewer repetitions for `bench=` (applies wherever it appears).
     BenchQuick,
+    /// `hostile=CASE`: run one adversarial case (see [`crate::hostile`]).
+    Hostile(&'a str),
+    /// `hostpid=N`, `canary=PATH`, `seed=N`: parameters of `hostile=` cases.
+    HostileParam,
     /// Anything else (ignored with a warning).
     Unknown(&'a str),
 }
@@ -44,6 +48,13 @@ fn parse_word(word: &str) -> Command<'_> {
                 Command::Exit(n)
             } else if let Some(ms) = num("sleep=") {
                 Command::Sleep(ms)
+            } else if let Some(case) = word.strip_prefix("hostile=") {
+                Command::Hostile(case)
+            } else if ["hostpid=", "canary=", "seed="]
+                .iter()
+                .any(|p| word.starts_with(p))
+            {
+                Command::HostileParam
             } else if let Some(list) = word.strip_prefix("bench=") {
                 Command::Bench(list)
             } else {

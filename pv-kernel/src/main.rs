@@ -18,6 +18,7 @@ mod cmdline;
 mod commands;
 mod console;
 mod hcall;
+mod hostile;
 mod irq;
 mod mem;
 mod mm;
@@ -170,6 +171,8 @@ fn kmain() {
             Command::Syscall => commands::raw_syscalls(),
             Command::DoubleFault => commands::double_fault(),
             Command::StubSyscall => commands::stub_syscall(),
+            Command::Hostile(case) => hostile::run(case),
+            Command::HostileParam => {}
             Command::Unknown(word) => {
                 println!("pvmux-kernel: warning: ignoring unknown command-line word \"{word}\"")
             }

@@ -198,6 +198,9 @@ extern "sysv64" fn trap_dispatch(frame: *mut TrapFrame) {
     if vector == Some(Vector::Event) {
         crate::bench::on_event(entry_tsc);
         STATS.events.fetch_add(1, Ordering::Relaxed);
+        // Every pending bit is accepted: TIMER, KICK, HOST (the host watchdog's heartbeat,
+        // which needs no action beyond being taken) and bits a newer host may define are all
+        // consumed by the same idempotent checks.
         crate::sched::handle_event(frame.error_code as u32);
         return;
     }

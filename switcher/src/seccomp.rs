@@ -16,11 +16,11 @@
 //! | call | check | why |
 //! |---|---|---|
 //! | `rt_sigreturn` | - | return from the stub's signal handler |
-//! | `exit`, `exit_group` | - | vCPU thread / sandbox exit (crash path) |
+//! | `exit_group` | - | sandbox exit (crash path; a single vCPU thread can never exit alone) |
 //! | `futex` | op is `FUTEX_WAIT` or `FUTEX_WAKE` (private flag allowed) | halt, doorbell, parking |
 //! | `sched_yield` | - | bounded spinning backs off |
-//! | `mmap` | fd == guest memfd, flags == `MAP_SHARED\|MAP_FIXED`, addr in window, len <= window + 4 GiB | shadow fill |
-//! | `munmap` | addr in window, len <= window + 4 GiB | shadow invalidation |
+//! | `mmap` | fd == guest memfd, flags == `MAP_SHARED\|MAP_FIXED`, addr in window, len <= window size | shadow fill |
+//! | `munmap` | addr in window, len <= window size | shadow invalidation |
 //! | `timer_settime` | - | arming the vCPU timer (timers were created before the filter) |
 //! | `tgkill` | tgid == the sandbox's pid, signal == the event signal | kicking another vCPU |
 //!
@@ -126,6 +126,8 @@ enum Target {
     Die,
     /// Skip to the start of the next syscall block.
     NextBlock,
+    /// Skip this many instructions after the next one.
+    Skip(usize),
 }
 
 struct Builder {
@@ -181,9 +183,12 @@ impl Builder {
             Target::Next,
         );
     }
-    /// Refuses unless the 64-bit argument `i` is below `WINDOW_SIZE + 4 GiB` (so a
-    /// whole-window `munmap` passes, and `addr + len` stays inside the window and its guard).
+    /// Refuses unless the 64-bit argument `i` is at most `WINDOW_SIZE` (so a whole-window
+    /// `munmap` passes, and `addr + len` of an address in the window stays inside the window
+    /// and its guard).
     fn arg_at_most_window_size(&mut self, i: u32) {
+        // WINDOW_SIZE is 4 GiB aligned: a high half above its high half is too long; equal
+        // high halves are fine only with a zero low half.
         self.ld(arg_hi(i));
         self.jmp(
             JGT_K,
@@ -191,6 +196,14 @@ impl Builder {
             Target::Refuse,
             Target::Next,
         );
+        self.jmp(
+            JEQ_K,
+            (WINDOW_SIZE >> 32) as u32,
+            Target::Next,
+            Target::Skip(2),
+        );
+        self.ld(arg_lo(i));
+        self.jmp(JEQ_K, 0, Target::Next, Target::Refuse);
     }
     /// Refuses unless the 64-bit argument `i` equals `v` (as a 32-bit value, high half zero).
     fn arg_eq32(&mut self, i: u32, v: u32) {
@@ -214,6 +227,7 @@ impl Builder {
                     Target::Refuse => refuse,
                     Target::Trap => trap,
                     Target::Die => die,
+                    Target::Skip(n) => i + 1 + n,
                     Target::NextBlock => (i + 1..self.len)
                         .find(|&j| self.insns[j].3 > block)
                         .unwrap_or(refuse),
@@ -243,7 +257,11 @@ impl Builder {
 /// Builds the kernel-sandbox filter into `out`; returns the number of instructions.
 pub fn build_kernel_filter(p: &FilterParams, out: &mut [SockFilter]) -> Result<usize, FilterError> {
     let end = p.text_end;
-    if p.text_start >= end || p.text_start >> 32 != end >> 32 {
+    // seccomp reports the address *after* the 2-byte `syscall`, so a call made by stub code
+    // reports an IP in [text_start + 2, text_end]; text_start or text_start + 1 would mean a
+    // `syscall` in the bytes just before the stub's code.
+    let first = p.text_start.wrapping_add(2);
+    if first > end || p.text_start >> 32 != end >> 32 || first >> 32 != end >> 32 {
         return Err(FilterError::BadTextRange);
     }
     let mut b = Builder {
@@ -260,7 +278,7 @@ pub fn build_kernel_filter(p: &FilterParams, out: &mut [SockFilter]) -> Result<u
         Target::Trap,
     );
     b.ld(OFF_IP_LO);
-    b.jmp(JGE_K, p.text_start as u32, Target::Next, Target::Trap);
+    b.jmp(JGE_K, first as u32, Target::Next, Target::Trap);
     b.jmp(JGT_K, end as u32, Target::Trap, Target::Next);
     // 2. From stub code: native x86-64 calls only (no x32, no int 0x80).
     b.ld(OFF_ARCH);
@@ -268,7 +286,6 @@ pub fn build_kernel_filter(p: &FilterParams, out: &mut [SockFilter]) -> Result<u
     // 3. The allow-list.
     for n in [
         nr::RT_SIGRETURN,
-        nr::EXIT,
         nr::EXIT_GROUP,
         nr::SCHED_YIELD,
         nr::TIMER_SETTIME,
@@ -366,6 +383,9 @@ mod tests {
         for nr in [0, 2, 9, 11, 15, 57, 59, 60, 101, 202, 231, 317, 425] {
             assert_eq!(eval(nr, WINDOW_BASE + 0x1000, [0; 6]), RET_TRAP, "nr {nr}");
             assert_eq!(eval(nr, TEXT - 1, [0; 6]), RET_TRAP, "nr {nr}");
+            // A `syscall` in the two bytes before the stub's code reports TEXT or TEXT + 1.
+            assert_eq!(eval(nr, TEXT, [0; 6]), RET_TRAP, "nr {nr}");
+            assert_eq!(eval(nr, TEXT + 1, [0; 6]), RET_TRAP, "nr {nr}");
             assert_eq!(eval(nr, TEXT + 0x8001, [0; 6]), RET_TRAP, "nr {nr}");
         }
     }
@@ -374,6 +394,12 @@ mod tests {
     fn stub_allowed_calls() {
         let ip = TEXT + 0x100;
         assert_eq!(eval(nr::RT_SIGRETURN, ip, [0; 6]), RET_ALLOW);
+        assert_eq!(eval(nr::RT_SIGRETURN, TEXT + 2, [0; 6]), RET_ALLOW);
+        assert_eq!(
+            eval(nr::EXIT, ip, [0; 6]),
+            RET_REFUSE,
+            "a lone vCPU thread may not exit"
+        );
         assert_eq!(eval(nr::EXIT_GROUP, TEXT + 0x8000, [0; 6]), RET_ALLOW);
         assert_eq!(eval(nr::FUTEX, ip, [0, 0, 0, 0, 0, 0]), RET_ALLOW);
         assert_eq!(eval(nr::FUTEX, ip, [0, 129, 0, 0, 0, 0]), RET_ALLOW);

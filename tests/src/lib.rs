@@ -48,6 +48,11 @@ pub fn launch(host: &Host, name: &str, cmdline: &str, vcpus: u32) -> (Tenant, Ca
         vcpus,
         cmdline: cmdline.to_owned(),
         console: Box::new(console.clone()),
+        watchdog: None,
+        console_rate: None,
+        cpu_limit: None,
+        cpu_seconds: None,
+        crash_dump: None,
     };
     let tenant = host.launch(cfg).expect("tenant launches");
     assert!(

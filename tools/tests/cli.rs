@@ -150,3 +150,124 @@ fn help_explains_exit_codes() {
         assert!(out.contains(needle), "help lacks {needle}: {out}");
     }
 }
+
+#[test]
+fn crash_dump_writes_report_registers_memory_and_console() {
+    let dir = std::env::temp_dir().join(format!("pvmux-cli-dump-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let target = dir.join("not/yet/there");
+    let o = pvmux(&[
+        "run",
+        "--mem",
+        "32M",
+        "--cmdline",
+        "panic",
+        "--crash-dump",
+        target.to_str().expect("utf-8 path"),
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(124), "{err}");
+    assert!(err.contains("crash dump written to"), "{err}");
+    let dumps: Vec<_> = std::fs::read_dir(&target)
+        .expect("dump dir created")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(dumps.len(), 1, "{dumps:?}");
+    let d = &dumps[0];
+    assert!(
+        d.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("guest-")),
+        "{d:?}"
+    );
+    let report = std::fs::read_to_string(d.join("report.txt")).expect("report.txt");
+    assert!(report.contains("requested panic"), "{report}");
+    assert!(report.contains("requested_panic"), "symbolised: {report}");
+    let regs: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("registers.json")).expect("registers.json"))
+            .expect("registers.json parses");
+    assert_eq!(regs["kind"], "guest_panic");
+    assert!(
+        regs["registers"]["rip"].as_u64().is_some_and(|r| r != 0),
+        "{regs}"
+    );
+    assert!(
+        regs["backtrace"].as_array().is_some_and(|b| !b.is_empty()),
+        "{regs}"
+    );
+    let mem = std::fs::metadata(d.join("guest-memory.bin")).expect("guest-memory.bin");
+    assert_eq!(mem.len(), 32 << 20);
+    let console = std::fs::read_to_string(d.join("console.txt")).expect("console.txt");
+    assert!(console.contains("pvmux-kernel"), "{console}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn crashed_guest_is_restarted_then_reported() {
+    let o = pvmux(&[
+        "run",
+        "--mem",
+        "32M",
+        "--cmdline",
+        "panic",
+        "--restart",
+        "on-crash:2",
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(124), "{err}");
+    assert_eq!(err.matches("guest kernel panicked").count(), 3, "{err}");
+    assert!(err.contains("pvmux: restart 1/2 after crash"), "{err}");
+    assert!(err.contains("pvmux: restart 2/2 after crash"), "{err}");
+    assert!(!err.contains("restart 3/"), "{err}");
+    // Each crash report comes before its restart line.
+    let first_crash = err.find("guest kernel panicked").expect("crash");
+    assert!(first_crash < err.find("restart 1/2").expect("restart"));
+}
+
+#[test]
+fn clean_exit_is_never_restarted() {
+    let o = pvmux(&[
+        "run",
+        "--mem",
+        "32M",
+        "--cmdline",
+        "exit=5",
+        "--restart",
+        "on-crash",
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(5), "{err}");
+    assert!(!err.contains("restart"), "{err}");
+    assert_eq!(err.matches("sandbox pid").count(), 1, "{err}");
+}
+
+#[test]
+fn limit_flags_are_accepted_and_documented() {
+    let o = pvmux(&[
+        "run",
+        "--mem",
+        "32M",
+        "--cmdline",
+        "exit=0",
+        "--watchdog",
+        "2",
+        "--console-rate",
+        "64K",
+        "--cpus",
+        "0.5",
+        "--cpu-seconds",
+        "30",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let help = stdout(&pvmux(&["run", "--help"]));
+    for flag in [
+        "--watchdog",
+        "--console-rate",
+        "--cpus",
+        "--cpu-seconds",
+        "--restart",
+        "--crash-dump",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from:\n{help}");
+    }
+}

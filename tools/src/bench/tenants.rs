@@ -38,6 +38,11 @@ pub fn launch(
         vcpus: GUEST_VCPUS,
         cmdline: cmdline.to_owned(),
         console,
+        watchdog: None,
+        console_rate: None,
+        cpu_limit: None,
+        cpu_seconds: None,
+        crash_dump: None,
     };
     let start_mono_ns = monotonic_ns();
     let tenant = host.launch(cfg)?;

@@ -124,6 +124,43 @@ mod tests {
             panic!("not run")
         };
         assert_eq!((a.mem, a.vcpus), (256 << 20, 2));
+        assert_eq!(a.watchdog, Some(std::time::Duration::from_secs(10)));
+        assert_eq!(a.console_rate, 1 << 20);
+        assert_eq!(
+            (a.cpus, a.cpu_seconds, a.crash_dump.as_ref()),
+            (None, None, None)
+        );
+        assert_eq!(a.restart, pvmux_host::RestartPolicy::never());
+        let cli = Cli::try_parse_from([
+            "pvmux",
+            "run",
+            "--watchdog",
+            "0",
+            "--console-rate",
+            "64K",
+            "--cpus",
+            "0.25",
+            "--cpu-seconds",
+            "3",
+            "--restart",
+            "on-crash:2",
+            "--crash-dump",
+            "/tmp/d",
+        ])
+        .unwrap();
+        let Command::Run(a) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(a.watchdog, None);
+        assert_eq!(a.console_rate, 64 << 10);
+        assert_eq!((a.cpus, a.cpu_seconds), (Some(0.25), Some(3)));
+        assert_eq!(a.restart, pvmux_host::RestartPolicy::on_crash(2));
+        assert_eq!(a.crash_dump, Some("/tmp/d".into()));
+        let half = Cli::try_parse_from(["pvmux", "run", "--watchdog", "0.5"]).unwrap();
+        let Command::Run(a) = half.command else {
+            panic!("not run")
+        };
+        assert_eq!(a.watchdog, Some(std::time::Duration::from_millis(500)));
         for bad in [
             &["pvmux", "run", "--vcpus", "0"][..],
             &["pvmux", "run", "--vcpus", "65"],
@@ -131,6 +168,13 @@ mod tests {
             &["pvmux", "run", "--mem", "0"],
             &["pvmux", "run", "--mem", "17M"],
             &["pvmux", "frobnicate"],
+            &["pvmux", "run", "--watchdog", "-1"],
+            &["pvmux", "run", "--watchdog", "soon"],
+            &["pvmux", "run", "--cpus", "0"],
+            &["pvmux", "run", "--cpus", "lots"],
+            &["pvmux", "run", "--cpu-seconds", "0"],
+            &["pvmux", "run", "--restart", "always"],
+            &["pvmux", "run", "--console-rate", "fast"],
         ] {
             assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
         }

@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use pvmux_host::{Host, KernelImage, TenantConfig, TenantOutcome};
+use pvmux_host::{
+    run_with_restarts, Host, KernelImage, RestartPolicy, TenantConfig, TenantOutcome,
+};
 
 use super::exit::EXIT_GUEST_CRASH;
-use super::size::{format_size, parse_mem_size};
+use super::size::{format_size, parse_mem_size, parse_size};
 use crate::images;
 
 /// Arguments of `pvmux run`.
@@ -38,6 +40,64 @@ pub struct RunArgs {
     /// Kernel command line.
     #[arg(long, value_name = "STR", default_value = "selftest")]
     pub cmdline: String,
+
+    /// Liveness watchdog: a guest with a vCPU that takes no events (timer, kick, host
+    /// heartbeat) for SECS seconds is killed and reported as crashed. 0 disables it.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_watchdog)]
+    // Fully qualified: clap treats a plain `Option` field as an optional flag of `Duration`,
+    // while here the parser itself yields `None` for 0.
+    pub watchdog: std::option::Option<Duration>,
+
+    /// Console output limit in bytes per second, with a K/M/G suffix (burst: one second's
+    /// worth). Excess output is dropped and a line `[pvmux: console output throttled, N
+    /// bytes dropped]` says so. 0 disables the limit.
+    #[arg(long, value_name = "BYTES", default_value = "1M", value_parser = parse_size)]
+    pub console_rate: u64,
+
+    /// CPU rate limit in CPUs (e.g. 0.5), enforced with a cgroup v2 `cpu.max` when the
+    /// host's cgroup is writable; otherwise it cannot be enforced (use --cpu-seconds).
+    #[arg(long, value_name = "FRACTION", value_parser = parse_cpus)]
+    pub cpus: Option<f64>,
+
+    /// Total CPU-time budget of the sandbox in seconds (RLIMIT_CPU): beyond it the guest is
+    /// killed and reported as crashed.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub cpu_seconds: Option<u64>,
+
+    /// Restart a crashed guest: `no`, `on-crash` (up to 3 times) or `on-crash:N`, with
+    /// backoff 100 ms, 200 ms, 400 ms ... (at most 5 s). A clean exit is never restarted;
+    /// the exit status is that of the last run.
+    #[arg(long, value_name = "POLICY", default_value = "no")]
+    pub restart: RestartPolicy,
+
+    /// Write a crash dump for each crash to DIR/<tenant>-<unix time>-<n>/: report.txt,
+    /// registers.json, guest-memory.bin (sparse) and console.txt. DIR is created if missing.
+    #[arg(long, value_name = "DIR")]
+    pub crash_dump: Option<PathBuf>,
+}
+
+/// `--watchdog SECS`: seconds (fractions allowed); 0 = disabled.
+fn parse_watchdog(s: &str) -> Result<Option<Duration>, String> {
+    let secs: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid watchdog timeout {s:?}: expected seconds, e.g. 10 or 0.5"))?;
+    if !secs.is_finite() || !(0.0..=86_400.0).contains(&secs) {
+        return Err(format!("watchdog timeout {s} is outside 0..=86400 seconds"));
+    }
+    Ok((secs > 0.0).then(|| Duration::from_secs_f64(secs)))
+}
+
+/// `--cpus FRACTION`: a positive number of CPUs.
+fn parse_cpus(s: &str) -> Result<f64, String> {
+    let c: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid CPU limit {s:?}: expected a number of CPUs, e.g. 0.5"))?;
+    if !c.is_finite() || c <= 0.0 || c > 1024.0 {
+        return Err(format!("CPU limit {s} is outside (0, 1024]"));
+    }
+    Ok(c)
 }
 
 /// The guest console: stdout, flushed after every write so output appears promptly. Output
@@ -94,15 +154,48 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<u8> {
     let kernel =
         KernelImage::parse(bytes).with_context(|| format!("kernel image {label} is not usable"))?;
     let host = Host::new(images::STUB).context("cannot prepare the sandbox stub")?;
+    let kernel = Arc::new(kernel);
+    let outcome = run_with_restarts(
+        &args.restart,
+        |_| run_once(&host, &kernel, args, &label),
+        |r| {
+            eprint!("{}", r.report);
+            eprintln!(
+                "pvmux: restart {}/{} after crash",
+                r.restart, r.max_restarts
+            );
+        },
+    )?;
+    match outcome {
+        TenantOutcome::Exited(code) => Ok(u8::try_from(code & 0xff).unwrap_or(u8::MAX)),
+        TenantOutcome::Crashed(report) => {
+            eprint!("{report}");
+            Ok(EXIT_GUEST_CRASH)
+        }
+    }
+}
+
+/// Boots the guest once and waits for it.
+fn run_once(
+    host: &Host,
+    kernel: &Arc<KernelImage>,
+    args: &RunArgs,
+    label: &str,
+) -> anyhow::Result<TenantOutcome> {
     let console = Console::held();
     let tenant = host
         .launch(TenantConfig {
             name: "guest".to_owned(),
-            kernel: Arc::new(kernel),
+            kernel: Arc::clone(kernel),
             mem_size: args.mem,
             vcpus: args.vcpus,
             cmdline: args.cmdline.clone(),
             console: Box::new(console.clone()),
+            watchdog: args.watchdog,
+            console_rate: (args.console_rate > 0).then_some(args.console_rate),
+            cpu_limit: args.cpus,
+            cpu_seconds: args.cpu_seconds,
+            crash_dump: args.crash_dump.clone(),
         })
         .context("cannot launch the guest")?;
     // The banner names the running sandbox; guest output held until then follows it.
@@ -123,11 +216,5 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<u8> {
     console
         .open()
         .context("cannot write the guest console to stdout")?;
-    match outcome {
-        TenantOutcome::Exited(code) => Ok(u8::try_from(code & 0xff).unwrap_or(u8::MAX)),
-        TenantOutcome::Crashed(report) => {
-            eprint!("{report}");
-            Ok(EXIT_GUEST_CRASH)
-        }
-    }
+    Ok(outcome)
 }

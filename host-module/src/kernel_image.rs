@@ -361,10 +361,26 @@ fn read_relocations(
     Ok(out)
 }
 
+/// A function symbol, or an untyped one (an assembly label such as `_start`) defined in an
+/// executable section.
+fn is_code_symbol(
+    file: &ElfFile64<'_, Endianness>,
+    s: &object::read::elf::ElfSymbol64<'_, '_, Endianness>,
+) -> bool {
+    match s.kind() {
+        SymbolKind::Text => true,
+        SymbolKind::Unknown => s
+            .section_index()
+            .and_then(|i| file.section_by_index(i).ok())
+            .is_some_and(|sec| sec.kind() == object::SectionKind::Text),
+        _ => false,
+    }
+}
+
 fn read_symbols(file: &ElfFile64<'_, Endianness>) -> Vec<Symbol> {
     let mut syms: Vec<Symbol> = file
         .symbols()
-        .filter(|s| matches!(s.kind(), SymbolKind::Text) && s.address() != 0)
+        .filter(|s| s.address() != 0 && is_code_symbol(file, s))
         .filter_map(|s| {
             Some(Symbol {
                 addr: s.address(),

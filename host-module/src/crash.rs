@@ -228,26 +228,7 @@ impl fmt::Display for CrashReport {
                 .unwrap_or_default();
             writeln!(f, "  rip {:#018x}{sym}", r.rip)?;
             writeln!(f, "  registers:")?;
-            let regs = [
-                ("rax", r.rax),
-                ("rbx", r.rbx),
-                ("rcx", r.rcx),
-                ("rdx", r.rdx),
-                ("rsi", r.rsi),
-                ("rdi", r.rdi),
-                ("rbp", r.rbp),
-                ("rsp", r.rsp),
-                ("r8", r.r8),
-                ("r9", r.r9),
-                ("r10", r.r10),
-                ("r11", r.r11),
-                ("r12", r.r12),
-                ("r13", r.r13),
-                ("r14", r.r14),
-                ("r15", r.r15),
-                ("rip", r.rip),
-                ("rflags", r.rflags),
-            ];
+            let regs = r.named_registers();
             for row in regs.chunks(3) {
                 write!(f, "   ")?;
                 for (name, v) in row {

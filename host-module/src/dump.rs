@@ -65,28 +65,7 @@ pub struct DumpRegisters {
 
 /// Named registers of a trap frame.
 fn registers(r: &TrapFrame) -> std::collections::BTreeMap<&'static str, u64> {
-    [
-        ("rax", r.rax),
-        ("rbx", r.rbx),
-        ("rcx", r.rcx),
-        ("rdx", r.rdx),
-        ("rsi", r.rsi),
-        ("rdi", r.rdi),
-        ("rbp", r.rbp),
-        ("rsp", r.rsp),
-        ("r8", r.r8),
-        ("r9", r.r9),
-        ("r10", r.r10),
-        ("r11", r.r11),
-        ("r12", r.r12),
-        ("r13", r.r13),
-        ("r14", r.r14),
-        ("r15", r.r15),
-        ("rip", r.rip),
-        ("rflags", r.rflags),
-    ]
-    .into_iter()
-    .collect()
+    r.named_registers().into_iter().collect()
 }
 
 impl DumpRegisters {

@@ -48,6 +48,32 @@ pub struct TrapFrame {
     pub rsp: u64,
 }
 
+impl TrapFrame {
+    /// The registers with their names, in the order crash reports print them.
+    pub const fn named_registers(&self) -> [(&'static str, u64); 18] {
+        [
+            ("rax", self.rax),
+            ("rbx", self.rbx),
+            ("rcx", self.rcx),
+            ("rdx", self.rdx),
+            ("rsi", self.rsi),
+            ("rdi", self.rdi),
+            ("rbp", self.rbp),
+            ("rsp", self.rsp),
+            ("r8", self.r8),
+            ("r9", self.r9),
+            ("r10", self.r10),
+            ("r11", self.r11),
+            ("r12", self.r12),
+            ("r13", self.r13),
+            ("r14", self.r14),
+            ("r15", self.r15),
+            ("rip", self.rip),
+            ("rflags", self.rflags),
+        ]
+    }
+}
+
 /// Size of [`TrapFrame`] in bytes.
 pub const TRAP_FRAME_SIZE: usize = 168;
 /// Bytes below the interrupted `rsp` the stub leaves untouched (the System V red zone).

@@ -76,6 +76,32 @@ pub struct StubTable {
     pub null: u64,
 }
 
+impl StubTable {
+    /// The entry addresses in declaration order.
+    pub const fn entries(&self) -> [u64; STUB_ENTRIES as usize] {
+        [
+            self.hypercall,
+            self.set_callbacks,
+            self.iret,
+            self.irq_enable,
+            self.irq_disable,
+            self.halt,
+            self.timer_arm,
+            self.clock_ns,
+            self.vcpu_start,
+            self.vcpu_kick,
+            self.vcpu_self,
+            self.vcpu_id,
+            self.load_root,
+            self.tlb_flush,
+            self.tlb_flush_all,
+            self.prefault,
+            self.set_fault_around,
+            self.null,
+        ]
+    }
+}
+
 /// Number of entry points in this ABI version's [`StubTable`].
 pub const STUB_ENTRIES: u32 = 18;
 

@@ -31,26 +31,7 @@ const ENTRIES: usize = pvmux_hypercalls::stub::STUB_ENTRIES as usize;
 
 /// The entry addresses of `table` in declaration order.
 fn entries(t: &StubTable) -> [u64; ENTRIES] {
-    [
-        t.hypercall,
-        t.set_callbacks,
-        t.iret,
-        t.irq_enable,
-        t.irq_disable,
-        t.halt,
-        t.timer_arm,
-        t.clock_ns,
-        t.vcpu_start,
-        t.vcpu_kick,
-        t.vcpu_self,
-        t.vcpu_id,
-        t.load_root,
-        t.tlb_flush,
-        t.tlb_flush_all,
-        t.prefault,
-        t.set_fault_around,
-        t.null,
-    ]
+    t.entries()
 }
 
 /// Checks a stub table and installs a copy of it for the wrappers below.

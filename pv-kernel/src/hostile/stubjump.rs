@@ -87,28 +87,11 @@ fn stub_syscall_insn() -> u64 {
     }
 }
 
-/// The 18 v1 entry addresses.
-fn entries(t: &pvmux_hypercalls::StubTable) -> [u64; 18] {
-    [
-        t.hypercall,
-        t.set_callbacks,
-        t.iret,
-        t.irq_enable,
-        t.irq_disable,
-        t.halt,
-        t.timer_arm,
-        t.clock_ns,
-        t.vcpu_start,
-        t.vcpu_kick,
-        t.vcpu_self,
-        t.vcpu_id,
-        t.load_root,
-        t.tlb_flush,
-        t.tlb_flush_all,
-        t.prefault,
-        t.set_fault_around,
-        t.null,
-    ]
+/// The v1 entry addresses.
+fn entries(
+    t: &pvmux_hypercalls::StubTable,
+) -> [u64; pvmux_hypercalls::stub::STUB_ENTRIES as usize] {
+    t.entries()
 }
 
 /// Jumps to `target` with the Linux system-call registers set to `nr` and `a`.

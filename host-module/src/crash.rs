@@ -414,6 +414,7 @@ mod tests {
             nr_vcpus: 1,
             cmdline: "",
             clock: &clock,
+            initrd: None,
         };
         let base = random_kernel_base(kernel.span());
         let l = build(&mem, &kernel, &p, base).unwrap();

@@ -10,8 +10,14 @@
 //!  0x12000..         page-table pages                  (Boot)
 //!  ..2 MiB aligned   slack                             (Usable)
 //!  kernel_phys_base  kernel image (span bytes)         (Kernel)
-//!  ..mem_size        everything else                   (Usable)
+//!  ..                everything else                   (Usable)
+//!  initrd_gpa        initial RAM disk, if any, up to   (Initrd)
+//!    ..mem_size      the end of memory
 //! ```
+//!
+//! The initial RAM disk (a validated plain cpio newc archive, see [`crate::initramfs`]) sits
+//! page aligned at the top of guest memory, so the free memory below it stays one region; its
+//! last page is zero-padded. The guest reads it through the direct map.
 //!
 //! Guest-virtual layout at entry: the direct map of all guest memory at `DIRECT_MAP_BASE`
 //! (read-write, no-execute, 2 MiB pages); the kernel at a random 2 MiB-aligned base in the
@@ -29,6 +35,7 @@ use zerocopy::{FromZeros, IntoBytes};
 
 use crate::clock::ClockParams;
 use crate::kernel_image::KERNEL_ALIGN;
+use crate::memory::MEM_SIZE_ALIGN;
 use crate::page_table::{tables_needed, MapFlags, PageTableBuilder};
 use crate::{GuestMemory, HostError, KernelImage};
 
@@ -70,6 +77,10 @@ pub struct DomainLayout {
     pub first_free_gpa: u64,
     /// The memory map given to the guest.
     pub mem_map: Vec<MemRegion>,
+    /// Guest-physical address of the initial RAM disk, 0 if none.
+    pub initrd_gpa: u64,
+    /// Length of the initial RAM disk in bytes, 0 if none.
+    pub initrd_len: u64,
 }
 
 /// Inputs of the domain builder besides memory and kernel.
@@ -81,6 +92,9 @@ pub struct BuildParams<'a> {
     pub cmdline: &'a str,
     /// Guest clock origin.
     pub clock: &'a ClockParams,
+    /// Initial RAM disk: a plain cpio newc archive the caller has checked with
+    /// [`crate::initramfs::validate`]; `None` (or empty) for none.
+    pub initrd: Option<&'a [u8]>,
 }
 
 /// Picks a random 2 MiB-aligned kernel base such that an image of `span` bytes fits in the
@@ -127,9 +141,28 @@ pub fn build(
     if needed > mem_size {
         return Err(HostError::MemoryTooSmall { mem_size, needed });
     }
+    let initrd = params.initrd.unwrap_or_default();
+    let initrd_len = initrd.len() as u64;
+    let initrd_span = initrd_len.next_multiple_of(PAGE_SIZE);
+    if initrd_span > mem_size - needed {
+        return Err(HostError::InitrdTooBig {
+            initrd_len,
+            mem_size,
+            needed: (needed + initrd_span).next_multiple_of(MEM_SIZE_ALIGN),
+        });
+    }
+    let initrd_gpa = if initrd.is_empty() {
+        0
+    } else {
+        mem_size - initrd_span
+    };
+    let usable_end = mem_size - initrd_span;
 
-    // Kernel image.
+    // Kernel image and initial RAM disk.
     mem.write(kernel_phys, &kernel.relocated(base))?;
+    if !initrd.is_empty() {
+        mem.write(initrd_gpa, initrd)?;
+    }
 
     // Page tables.
     let mut pt = PageTableBuilder::new(mem, PAGE_TABLE_GPA, pool_end)?;
@@ -171,9 +204,12 @@ pub fn build(
     mem_map.push(region(kernel_phys, span, MemRegionKind::Kernel));
     mem_map.push(region(
         kernel_end,
-        mem_size - kernel_end,
+        usable_end - kernel_end,
         MemRegionKind::Usable,
     ));
+    if initrd_span > 0 {
+        mem_map.push(region(initrd_gpa, initrd_span, MemRegionKind::Initrd));
+    }
     debug_assert!(mem_map.len() <= MAX_MEM_REGIONS);
 
     // Boot info.
@@ -201,6 +237,8 @@ pub fn build(
     info.boot_stack_size = BOOT_STACK_SIZE;
     info.first_free_gpa = kernel_end;
     info.vcpu_shared_base = vcpu_shared_addr(0);
+    info.initrd_gpa = initrd_gpa;
+    info.initrd_len = initrd_len;
     mem.write(BOOT_INFO_GPA, info.as_bytes())?;
 
     let layout = DomainLayout {
@@ -213,6 +251,8 @@ pub fn build(
         page_table_root: root,
         first_free_gpa: kernel_end,
         mem_map,
+        initrd_gpa,
+        initrd_len,
     };
     tracing::debug!(?layout, "domain built");
     Ok(layout)
@@ -256,6 +296,7 @@ mod tests {
             nr_vcpus: 2,
             cmdline: "selftest",
             clock: &c,
+            initrd: None,
         };
         let l = build(&mem, &kernel, &params, base).unwrap();
         let root = l.page_table_root;
@@ -318,6 +359,141 @@ mod tests {
     }
 
     #[test]
+    fn places_the_initrd_at_the_top_of_memory() {
+        let kernel = KernelImage::parse(TestElf::default().build()).unwrap();
+        let mem = GuestMemory::new(32 << 20).unwrap();
+        let base = random_kernel_base(kernel.span());
+        let c = clock();
+        // Not a multiple of the page size: the last page is zero-padded.
+        let initrd: Vec<u8> = (0..3 * PAGE_SIZE as usize + 123)
+            .map(|i| (i % 253) as u8 | 1)
+            .collect();
+        let params = BuildParams {
+            nr_vcpus: 1,
+            cmdline: "",
+            clock: &c,
+            initrd: Some(&initrd),
+        };
+        let l = build(&mem, &kernel, &params, base).unwrap();
+        let span = 4 * PAGE_SIZE;
+        assert_eq!(l.initrd_gpa, mem.size() - span);
+        assert_eq!(l.initrd_len, initrd.len() as u64);
+        assert_eq!(l.initrd_gpa % PAGE_SIZE, 0);
+        assert!(l.initrd_gpa >= l.first_free_gpa + MIN_FREE_MEM);
+        assert_eq!(mem.read_vec(l.initrd_gpa, initrd.len()).unwrap(), initrd);
+        assert_eq!(
+            mem.read_vec(l.initrd_gpa + initrd.len() as u64, 4096 - 123)
+                .unwrap(),
+            vec![0; 4096 - 123]
+        );
+
+        let mut buf = vec![0u8; size_of::<BootInfo>()];
+        mem.read(BOOT_INFO_GPA, &mut buf).unwrap();
+        let info = BootInfo::read_from_bytes(&buf).unwrap();
+        assert_eq!(info.initrd_gpa, l.initrd_gpa);
+        assert_eq!(info.initrd_len, initrd.len() as u64);
+        let regions = info.mem_regions();
+        assert_eq!(regions, &l.mem_map[..]);
+        let (last, rest) = regions.split_last().unwrap();
+        assert_eq!(*last, region(l.initrd_gpa, span, MemRegionKind::Initrd));
+        let below = rest.last().unwrap();
+        assert_eq!(below.kind, MemRegionKind::Usable as u32);
+        assert_eq!(below.base + below.len, l.initrd_gpa);
+        let mut next = 0;
+        for r in regions {
+            assert_eq!(r.base, next);
+            assert!(r.len > 0 && r.base % PAGE_SIZE == 0 && r.len % PAGE_SIZE == 0);
+            next = r.base + r.len;
+        }
+        assert_eq!(next, mem.size());
+        assert_eq!(
+            regions
+                .iter()
+                .filter(|r| r.kind == MemRegionKind::Usable as u32)
+                .filter(|r| r.base < l.initrd_gpa + span && l.initrd_gpa < r.base + r.len)
+                .count(),
+            0,
+            "no usable region overlaps the initrd"
+        );
+        // Readable through the direct map.
+        let t = translate(&mem, l.page_table_root, DIRECT_MAP_BASE + l.initrd_gpa).unwrap();
+        assert_eq!(t.gpa, l.initrd_gpa);
+
+        // Without an initrd (or an empty one) the fields are zero and there is no region.
+        for none in [None, Some(&[][..])] {
+            let mem = GuestMemory::new(32 << 20).unwrap();
+            let p = BuildParams {
+                initrd: none,
+                ..params
+            };
+            let l = build(&mem, &kernel, &p, base).unwrap();
+            assert_eq!((l.initrd_gpa, l.initrd_len), (0, 0));
+            assert!(l
+                .mem_map
+                .iter()
+                .all(|r| r.kind != MemRegionKind::Initrd as u32));
+        }
+    }
+
+    #[test]
+    fn an_initrd_too_big_for_memory_says_how_much_is_needed() {
+        let kernel = KernelImage::parse(TestElf::default().build()).unwrap();
+        let mem = GuestMemory::new(16 << 20).unwrap();
+        let base = random_kernel_base(kernel.span());
+        let c = clock();
+        let initrd = vec![1u8; 15 << 20];
+        let params = BuildParams {
+            nr_vcpus: 1,
+            cmdline: "",
+            clock: &c,
+            initrd: Some(&initrd),
+        };
+        let e = build(&mem, &kernel, &params, base).unwrap_err();
+        let HostError::InitrdTooBig {
+            initrd_len,
+            mem_size,
+            needed,
+        } = e
+        else {
+            panic!("{e}")
+        };
+        assert_eq!((initrd_len, mem_size), (15 << 20, 16 << 20));
+        assert_eq!(needed % (2 << 20), 0);
+        assert!(needed > (15 << 20) + MIN_FREE_MEM);
+        let msg = e.to_string();
+        assert!(
+            msg.contains("does not fit in guest memory of 16 MiB"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains(&format!("at least {} MiB", needed >> 20)),
+            "{msg}"
+        );
+        // With the memory it asked for, it fits.
+        let mem = GuestMemory::new(needed).unwrap();
+        let l = build(&mem, &kernel, &params, base).unwrap();
+        assert_eq!(l.initrd_len, 15 << 20);
+        // The largest initrd that fits in 16 MiB fits, one page more does not.
+        let mem = GuestMemory::new(16 << 20).unwrap();
+        let free = mem.size() - l.first_free_gpa - MIN_FREE_MEM;
+        let fits = vec![1u8; free as usize];
+        let p = BuildParams {
+            initrd: Some(&fits),
+            ..params
+        };
+        assert!(build(&mem, &kernel, &p, base).is_ok());
+        let too_big = vec![1u8; free as usize + 1];
+        let p = BuildParams {
+            initrd: Some(&too_big),
+            ..params
+        };
+        assert!(matches!(
+            build(&mem, &kernel, &p, base),
+            Err(HostError::InitrdTooBig { .. })
+        ));
+    }
+
+    #[test]
     fn errors() {
         let c = clock();
         let kernel = KernelImage::parse(TestElf::default().build()).unwrap();
@@ -327,6 +503,7 @@ mod tests {
             nr_vcpus: 1,
             cmdline: &long,
             clock: &c,
+            initrd: None,
         };
         let base = random_kernel_base(kernel.span());
         assert!(matches!(

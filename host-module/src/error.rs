@@ -78,6 +78,22 @@ pub enum HostError {
         /// Bytes the boot layout needs (plus some free memory).
         needed: u64,
     },
+    /// The initial RAM disk does not fit in guest memory.
+    #[error(
+        "the initial RAM disk ({initrd_len} bytes) does not fit in guest memory of {} MiB: \
+         guest memory of at least {} MiB is needed",
+        mem_size >> 20,
+        needed >> 20
+    )]
+    InitrdTooBig {
+        /// Length of the initial RAM disk.
+        initrd_len: u64,
+        /// Configured guest memory size.
+        mem_size: u64,
+        /// Guest memory size (a multiple of 2 MiB) that the boot layout, the kernel, the
+        /// minimum free memory and the initial RAM disk need.
+        needed: u64,
+    },
     /// The kernel command line is too long.
     #[error("kernel command line is {len} bytes, the maximum is {max}")]
     CmdlineTooLong {

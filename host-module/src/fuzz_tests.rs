@@ -194,6 +194,7 @@ fn test_domain(base_slot: u64) -> (KernelImage, GuestMemory, DomainLayout) {
         nr_vcpus: 1,
         cmdline: "",
         clock: &c,
+        initrd: None,
     };
     let layout = build(&mem, &kernel, &p, base).expect("test ELF builds");
     (kernel, mem, layout)
@@ -481,7 +482,7 @@ proptest! {
         let _ = img.symbolize(probe % img.span());
         let mem = GuestMemory::new(MEM).expect("guest memory");
         let c = clock();
-        let p = BuildParams { nr_vcpus: 1, cmdline: "fuzz", clock: &c };
+        let p = BuildParams { nr_vcpus: 1, cmdline: "fuzz", clock: &c, initrd: None };
         let slots = KERNEL_REGION_SIZE / KERNEL_ALIGN;
         let base = KERNEL_REGION_BASE + (base_slot % slots) * KERNEL_ALIGN;
         if let Ok(l) = build(&mem, &img, &p, base) {

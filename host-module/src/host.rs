@@ -44,6 +44,7 @@ impl Host {
             nr_vcpus: cfg.vcpus,
             cmdline: &cfg.cmdline,
             clock: &clock,
+            initrd: cfg.initrd.as_deref().map(Vec::as_slice),
         };
         let base = domain_builder::random_kernel_base(cfg.kernel.span());
         let layout = domain_builder::build(&mem, &cfg.kernel, &params, base)?;

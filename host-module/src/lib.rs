@@ -18,6 +18,7 @@ mod error;
 mod fuzz_tests;
 mod host;
 mod hypercall;
+pub mod initramfs;
 pub mod kernel_image;
 #[cfg(test)]
 mod lifecycle_tests;

@@ -34,6 +34,7 @@ fn config(name: &str, vcpus: u32, console: Capture) -> TenantConfig {
         cpu_limit: None,
         cpu_seconds: None,
         crash_dump: None,
+        initrd: None,
     }
 }
 

@@ -51,6 +51,10 @@ pub struct TenantConfig {
     pub cpu_seconds: Option<u64>,
     /// Directory for crash dumps (see [`crate::dump`]); `None` = no dumps.
     pub crash_dump: Option<PathBuf>,
+    /// Initial RAM disk: a plain cpio newc archive, already checked with
+    /// [`crate::initramfs::validate`] (see [`crate::initramfs::prepare`]); placed at the top
+    /// of guest memory. `None` = no initial RAM disk.
+    pub initrd: Option<Arc<Vec<u8>>>,
 }
 
 impl TenantConfig {
@@ -75,6 +79,7 @@ impl TenantConfig {
             cpu_limit: None,
             cpu_seconds: None,
             crash_dump: None,
+            initrd: None,
         }
     }
 }
@@ -91,6 +96,7 @@ impl std::fmt::Debug for TenantConfig {
             .field("cpu_limit", &self.cpu_limit)
             .field("cpu_seconds", &self.cpu_seconds)
             .field("crash_dump", &self.crash_dump)
+            .field("initrd_len", &self.initrd.as_ref().map(|i| i.len()))
             .finish_non_exhaustive()
     }
 }

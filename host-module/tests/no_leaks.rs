@@ -30,6 +30,7 @@ fn config(i: usize) -> TenantConfig {
         cpu_limit: None,
         cpu_seconds: None,
         crash_dump: None,
+        initrd: None,
     }
 }
 

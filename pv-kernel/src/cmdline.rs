@@ -26,6 +26,12 @@ pub(crate) enum Command<'a> {
     Hostile(&'a str),
     /// `hostpid=N`, `canary=PATH`, `seed=N`: parameters of `hostile=` cases.
     HostileParam,
+    /// `fs-selftest`: check every filesystem operation and exit with the number of failures.
+    FsSelftest,
+    /// `ls=PATH`: list a directory of the in-guest filesystem (see [`crate::commands::fs`]).
+    Ls(&'a str),
+    /// `cat=PATH`: print a file of the in-guest filesystem verbatim.
+    Cat(&'a str),
     /// Anything else (ignored with a warning).
     Unknown(&'a str),
 }
@@ -39,6 +45,7 @@ fn parse_word(word: &str) -> Command<'_> {
         "crash=double-fault" => Command::DoubleFault,
         "crash=stub-syscall" => Command::StubSyscall,
         "bench_quick" => Command::BenchQuick,
+        "fs-selftest" => Command::FsSelftest,
         _ => {
             let num = |prefix: &str| {
                 word.strip_prefix(prefix)
@@ -57,6 +64,10 @@ fn parse_word(word: &str) -> Command<'_> {
                 Command::HostileParam
             } else if let Some(list) = word.strip_prefix("bench=") {
                 Command::Bench(list)
+            } else if let Some(path) = word.strip_prefix("ls=") {
+                Command::Ls(path)
+            } else if let Some(path) = word.strip_prefix("cat=") {
+                Command::Cat(path)
             } else {
                 Command::Unknown(word)
             }

@@ -1,4 +1,7 @@
-//! The non-selftest command-line commands: `exit=N`, `panic`, `syscall`.
+//! The non-selftest command-line commands: `exit=N`, `panic`, `syscall`, and the filesystem
+//! commands in [`fs`].
+
+pub(crate) mod fs;
 
 use core::sync::atomic::Ordering;
 

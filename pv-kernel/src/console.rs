@@ -56,6 +56,13 @@ pub(crate) fn print_fmt(args: fmt::Arguments<'_>) {
     console.flush();
 }
 
+/// Writes raw bytes to the console (not necessarily UTF-8), not interleaved with prints.
+pub(crate) fn write_bytes(bytes: &[u8]) {
+    let mut console = CONSOLE.lock();
+    console.flush();
+    crate::hcall::console_write(bytes);
+}
+
 /// Prints to the tenant console.
 #[macro_export]
 macro_rules! print {

@@ -17,6 +17,7 @@ mod boot;
 mod cmdline;
 mod commands;
 mod console;
+mod fs;
 mod hcall;
 mod hostile;
 mod irq;
@@ -157,9 +158,11 @@ extern "sysv64" fn kernel_entry(bi: *const BootInfo, table: *const StubTable) ->
     sched::idle_loop()
 }
 
-/// The `main` kernel thread: runs the command line.
+/// The `main` kernel thread: fills the filesystem from the initramfs, then runs the command
+/// line.
 fn kmain() {
     let bench_quick = cmdline::parse(boot::cmdline()).any(|c| c == Command::BenchQuick);
+    fs::init();
     for cmd in cmdline::parse(boot::cmdline()) {
         match cmd {
             Command::Bench(list) => bench::run(list, bench_quick),
@@ -173,6 +176,9 @@ fn kmain() {
             Command::StubSyscall => commands::stub_syscall(),
             Command::Hostile(case) => hostile::run(case),
             Command::HostileParam => {}
+            Command::FsSelftest => fs::selftest::run(),
+            Command::Ls(path) => commands::fs::ls(path),
+            Command::Cat(path) => commands::fs::cat(path),
             Command::Unknown(word) => {
                 println!("pvmux-kernel: warning: ignoring unknown command-line word \"{word}\"")
             }

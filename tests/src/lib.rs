@@ -53,6 +53,7 @@ pub fn launch(host: &Host, name: &str, cmdline: &str, vcpus: u32) -> (Tenant, Ca
         cpu_limit: None,
         cpu_seconds: None,
         crash_dump: None,
+        initrd: None,
     };
     let tenant = host.launch(cfg).expect("tenant launches");
     assert!(

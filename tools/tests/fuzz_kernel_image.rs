@@ -215,6 +215,7 @@ fn exercise(bytes: Vec<u8>, pick: u64) -> (bool, bool) {
         nr_vcpus: 1,
         cmdline: "fuzz",
         clock: &c,
+        initrd: None,
     };
     let base = KERNEL_REGION_BASE + (pick % (KERNEL_REGION_SIZE / ALIGN)) * ALIGN;
     match build(&mem, &img, &p, base) {

@@ -43,6 +43,7 @@ pub fn launch(
         cpu_limit: None,
         cpu_seconds: None,
         crash_dump: None,
+        initrd: None,
     };
     let start_mono_ns = monotonic_ns();
     let tenant = host.launch(cfg)?;

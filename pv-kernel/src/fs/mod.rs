@@ -1,0 +1,124 @@
+//! The in-guest filesystem: one in-memory filesystem ([`ramfs::Fs`]) behind an [`IrqLock`],
+//! filled at boot from the initramfs the host placed in guest memory.
+//!
+//! * [`cpio`] parses the newc archive (strictly, trusting nothing),
+//! * [`initramfs`] unpacks it (file bytes stay in the initrd region, zero copy),
+//! * [`ramfs`] is the filesystem with Linux semantics and [`errno::Errno`] errors,
+//! * [`selftest`] is `fs-selftest`.
+//!
+//! Every operation runs under the lock with events disabled (the rule for all kernel locks,
+//! see [`crate::irq`]), so operations are atomic with respect to each other; they copy at
+//! most the caller's buffer, which keeps the time with events off short.
+
+pub(crate) mod cpio;
+pub(crate) mod errno;
+pub(crate) mod initramfs;
+pub(crate) mod ramfs;
+pub(crate) mod selftest;
+
+use pvmux_hypercalls::MemRegionKind;
+
+use crate::irq::IrqLock;
+use crate::println;
+
+pub(crate) use errno::Errno;
+pub(crate) use ramfs::Fs;
+
+/// The filesystem (created on first use).
+static FS: IrqLock<Option<Fs>> = IrqLock::new(None);
+
+/// Wall-clock time for timestamps: the boot-time epoch plus guest time (no hypercall).
+fn clock() -> u64 {
+    crate::boot::info()
+        .wall_clock_epoch_ns
+        .saturating_add(crate::time::now_ns())
+}
+
+/// Runs `f` on the filesystem under its lock.
+pub(crate) fn with<R>(f: impl FnOnce(&mut Fs) -> R) -> R {
+    let mut fs = FS.lock();
+    f(fs.get_or_insert_with(|| Fs::new(clock)))
+}
+
+/// Why the initrd was not used.
+enum InitrdError {
+    /// Its range overflows or is not inside guest memory.
+    OutOfMemory,
+    /// It is not covered by one `Initrd` region of the memory map, or overlaps memory the
+    /// kernel allocates from.
+    NotReserved,
+}
+
+/// The initrd bytes, after checking that the host's memory map reserves them.
+fn initrd() -> Result<Option<&'static [u8]>, InitrdError> {
+    let bi = crate::boot::info();
+    let (gpa, len) = (bi.initrd_gpa, bi.initrd_len);
+    if len == 0 {
+        return Ok(None);
+    }
+    let end = gpa.checked_add(len).ok_or(InitrdError::OutOfMemory)?;
+    if gpa == 0 || end > bi.mem_size || usize::try_from(len).is_err() {
+        return Err(InitrdError::OutOfMemory);
+    }
+    let regions = bi.mem_regions();
+    let covered = regions.iter().any(|r| {
+        MemRegionKind::from_raw(r.kind) == Some(MemRegionKind::Initrd)
+            && r.base <= gpa
+            && r.base.checked_add(r.len).is_some_and(|e| end <= e)
+    });
+    // Do not rely on the map being non-overlapping: no other region may touch the initrd.
+    let overlaps = regions.iter().any(|r| {
+        MemRegionKind::from_raw(r.kind) != Some(MemRegionKind::Initrd)
+            && r.base < end
+            && r.base.saturating_add(r.len) > gpa
+    });
+    if !covered || overlaps {
+        return Err(InitrdError::NotReserved);
+    }
+    let va = crate::boot::phys_to_virt(gpa);
+    // SAFETY: `[gpa, end)` lies inside guest memory, which the direct map covers read-write
+    // for the kernel's lifetime; the memory map reserves it as the initrd (checked above),
+    // so neither the frame allocator nor anything else ever writes it, and nothing frees it:
+    // a shared `'static` slice is sound.
+    Ok(Some(unsafe {
+        core::slice::from_raw_parts(va as *const u8, len as usize)
+    }))
+}
+
+/// Fills the filesystem from the initrd, if the host gave one. A malformed archive is
+/// reported and the filesystem stays empty (boot goes on).
+pub(crate) fn init() {
+    let archive = match initrd() {
+        Ok(Some(a)) => a,
+        Ok(None) => return,
+        Err(InitrdError::OutOfMemory) => {
+            println!("pvmux-kernel: initramfs: error: the initrd lies outside guest memory; continuing with an empty filesystem");
+            return;
+        }
+        Err(InitrdError::NotReserved) => {
+            println!("pvmux-kernel: initramfs: error: the initrd is not reserved in the memory map; continuing with an empty filesystem");
+            return;
+        }
+    };
+    // Unpack into a scratch filesystem without holding the lock, then install it whole.
+    let mut fs = Fs::new(clock);
+    match initramfs::unpack(&mut fs, archive) {
+        Ok(s) => {
+            println!(
+                "pvmux-kernel: initramfs: {} entries, {} bytes",
+                s.entries,
+                archive.len()
+            );
+            if s.skipped > 0 {
+                println!(
+                    "pvmux-kernel: initramfs: skipped {} device nodes, FIFOs and sockets",
+                    s.skipped
+                );
+            }
+            *FS.lock() = Some(fs);
+        }
+        Err(e) => {
+            println!("pvmux-kernel: initramfs: error: {e}; continuing with an empty filesystem")
+        }
+    }
+}

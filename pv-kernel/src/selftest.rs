@@ -277,20 +277,12 @@ fn exception_page_fault_unmapped() -> Outcome {
     if crate::mm::paging::translate(addr).is_some() {
         return Outcome::Skip(format!("{addr:#x} is unexpectedly mapped"));
     }
-    let hit = with_fixup(Vector::PageFault, |slot| {
-        // SAFETY: as for #UD; the load from the unmapped `addr` raises #PF, resumed at label 2
-        // with `tmp` unchanged garbage (declared as an output).
-        unsafe {
-            core::arch::asm!(
-                "lea {tmp}, [rip + 2f]",
-                "mov qword ptr [{slot}], {tmp}",
-                "mov {tmp}, qword ptr [{addr}]",
-                "2:",
-                slot = in(reg) slot,
-                addr = in(reg) addr,
-                tmp = out(reg) _,
-            )
-        }
+    let hit = trap::read_u64_or_fault(addr).err().map(|f| Hit {
+        vector: Vector::PageFault as u64,
+        error_code: f.error_code,
+        fault_addr: f.fault_addr,
+        rip: f.rip,
+        resume: f.resume,
     });
     if let Some(h) = &hit {
         note!(

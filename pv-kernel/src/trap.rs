@@ -187,6 +187,55 @@ pub(crate) fn this_fixup() -> &'static Fixup {
     &FIXUPS[stub::vcpu_id() as usize % MAX_VCPUS as usize]
 }
 
+/// A page fault caught by [`read_u64_or_fault`], as the trap handler recorded it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CaughtFault {
+    /// The #PF error code.
+    pub(crate) error_code: u64,
+    /// The faulting address.
+    pub(crate) fault_addr: u64,
+    /// `rip` of the faulting load.
+    pub(crate) rip: u64,
+    /// Where execution resumed.
+    pub(crate) resume: u64,
+}
+
+/// Reads the u64 at `va` with events disabled and a #PF fixup armed on this vCPU: the value
+/// if the read worked, or the fault the trap handler recorded (execution resumes right after
+/// the load).
+pub(crate) fn read_u64_or_fault(va: u64) -> Result<u64, CaughtFault> {
+    let _irq = crate::irq::IrqGuard::new();
+    let fixup = this_fixup();
+    fixup.arm(Vector::PageFault);
+    let slot = fixup.resume_slot();
+    let value: u64;
+    // SAFETY: a load that may fault; the armed fixup resumes at label 2 on #PF, leaving
+    // `value` as garbage (it is discarded then). Events stay disabled, so the thread cannot
+    // migrate away from this vCPU's fixup.
+    unsafe {
+        core::arch::asm!(
+            "lea {tmp}, [rip + 2f]",
+            "mov qword ptr [{slot}], {tmp}",
+            "mov {tmp}, qword ptr [{addr}]",
+            "2:",
+            slot = in(reg) slot,
+            addr = in(reg) va,
+            tmp = out(reg) value,
+        )
+    };
+    // SAFETY: `slot` points at this vCPU's fixup resume word (a live static atomic).
+    let resume = unsafe { slot.read_volatile() };
+    match fixup.disarm() {
+        None => Ok(value),
+        Some(_) => Err(CaughtFault {
+            error_code: fixup.hit_error_code.load(Ordering::Relaxed),
+            fault_addr: fixup.hit_fault_addr.load(Ordering::Relaxed),
+            rip: fixup.hit_rip.load(Ordering::Relaxed),
+            resume,
+        }),
+    }
+}
+
 /// Rust side of the trap/event entry.
 extern "sysv64" fn trap_dispatch(frame: *mut TrapFrame) {
     // First thing: the entry time for the `interrupt.timer` benchmark (a few ns).

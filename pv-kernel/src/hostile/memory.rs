@@ -4,7 +4,7 @@
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use pvmux_hypercalls::frame::pf;
-use pvmux_hypercalls::{Vector, PAGE_SIZE};
+use pvmux_hypercalls::PAGE_SIZE;
 
 use crate::irq::IrqGuard;
 use crate::mm::{demand, frame};
@@ -35,29 +35,12 @@ fn set_entry(table_gpa: u64, idx: u64, value: u64) {
     unsafe { e.write_volatile(value) };
 }
 
-/// Reads `va` with a #PF fixup; returns the delivered error code, or None if the read worked.
+/// Reads `va` with a #PF fixup; returns the delivered (error code, fault address), or None if
+/// the read worked.
 fn read_fault(va: u64) -> Option<(u64, u64)> {
-    let _irq = IrqGuard::new();
-    let fixup = crate::trap::this_fixup();
-    fixup.arm(Vector::PageFault);
-    let slot = fixup.resume_slot();
-    // SAFETY: a read that may fault; the armed fixup resumes at label 2 on #PF.
-    unsafe {
-        core::arch::asm!(
-            "lea {tmp}, [rip + 2f]",
-            "mov qword ptr [{slot}], {tmp}",
-            "mov {tmp}, qword ptr [{addr}]",
-            "2:",
-            slot = in(reg) slot,
-            addr = in(reg) va,
-            tmp = out(reg) _,
-        )
-    };
-    fixup.disarm()?;
-    Some((
-        fixup.hit_error_code.load(Ordering::Relaxed),
-        fixup.hit_fault_addr.load(Ordering::Relaxed),
-    ))
+    crate::trap::read_u64_or_fault(va)
+        .err()
+        .map(|f| (f.error_code, f.fault_addr))
 }
 
 /// `hostile=map-beyond`: entries that point past the end of guest memory (1 GiB, 2 MiB and

@@ -5,30 +5,13 @@
 use alloc::boxed::Box;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use pvmux_hypercalls::{Vector, PAGE_SIZE};
+use pvmux_hypercalls::PAGE_SIZE;
 
-use crate::irq::IrqGuard;
 use crate::{hcall, println};
 
-/// Reads the byte at `addr` if it is readable (a fault is fixed up, not fatal).
+/// True if the byte at `addr` is readable (a fault is fixed up, not fatal).
 fn probe(addr: u64) -> bool {
-    let _irq = IrqGuard::new();
-    let fixup = crate::trap::this_fixup();
-    fixup.arm(Vector::PageFault);
-    let slot = fixup.resume_slot();
-    // SAFETY: a read that may fault; the armed fixup resumes at label 2 on #PF.
-    unsafe {
-        core::arch::asm!(
-            "lea {tmp}, [rip + 2f]",
-            "mov qword ptr [{slot}], {tmp}",
-            "mov {tmp:l}, byte ptr [{addr}]",
-            "2:",
-            slot = in(reg) slot,
-            addr = in(reg) addr,
-            tmp = out(reg) _,
-        )
-    };
-    fixup.disarm().is_none()
+    crate::trap::read_u64_or_fault(addr & !7).is_ok()
 }
 
 /// The readable pages around stub code, as one range `[lo, hi)` (found by probing from the

@@ -6,6 +6,10 @@
 //! `RUSTFLAGS`, `RUSTC`, `RUSTDOC`, the rustc wrappers and `__CARGO_FIX_PLZ`, so the outer
 //! build's profile, target, flags and wrappers (e.g. clippy-driver) never leak into the images.
 //! The images are built with frame pointers so crash reports can walk the guest stack.
+//!
+//! It also builds `pvmux-user-bench`, the user-mode workload of `pvmux bench`, as a static
+//! executable (`+crt-static`, for the host's target) in `target/embedded-user`: a separate
+//! invocation and target directory, since its flags differ from the images'.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,14 +27,14 @@ fn main() {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let target_dir = workspace.join("target").join("embedded");
 
-    for dir in ["hypercalls", "switcher", "pv-kernel"] {
+    for dir in ["hypercalls", "switcher", "pv-kernel", "tools/user-bench"] {
         println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
     }
     for file in ["Cargo.toml", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", workspace.join(file).display());
     }
 
-    let mut cmd = Command::new(cargo);
+    let mut cmd = Command::new(&cargo);
     cmd.args(["build", "--profile", "guest"])
         .args(["-p", "pvmux-switcher", "--bin", "pvmux-stub"])
         .args(["-p", "pvmux-kernel", "--bin", "pvmux-kernel"])
@@ -38,6 +42,39 @@ fn main() {
         .arg(workspace.join("Cargo.toml"))
         .arg("--target-dir")
         .arg(&target_dir);
+    scrub(&mut cmd);
+    cmd.env("CARGO_ENCODED_RUSTFLAGS", "-Cforce-frame-pointers=yes");
+    run(cmd, "the embedded images");
+    for image in IMAGES {
+        copy(&target_dir.join("guest").join(image), &out_dir.join(image));
+    }
+
+    // The user-mode workload: static, for the host target given explicitly so that the flags
+    // do not reach build scripts.
+    let target = std::env::var("TARGET").expect("TARGET");
+    let user_dir = workspace.join("target").join("embedded-user");
+    let mut cmd = Command::new(&cargo);
+    cmd.args(["build", "--profile", "guest"])
+        .args(["-p", "pvmux-user-bench", "--bin", "pvmux-user-bench"])
+        .args(["--target", &target])
+        .arg("--manifest-path")
+        .arg(workspace.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&user_dir);
+    scrub(&mut cmd);
+    cmd.env("CARGO_ENCODED_RUSTFLAGS", "-Ctarget-feature=+crt-static");
+    run(cmd, "the user-mode benchmark workload");
+    copy(
+        &user_dir
+            .join(&target)
+            .join("guest")
+            .join("pvmux-user-bench"),
+        &out_dir.join("pvmux-user-bench"),
+    );
+}
+
+/// Removes the outer build's variables that must not leak into a nested cargo (see above).
+fn scrub(cmd: &mut Command) {
     for (key, _) in std::env::vars_os() {
         let Some(key) = key.to_str() else { continue };
         let scrub = (key.starts_with("CARGO_") && key != "CARGO_HOME")
@@ -54,20 +91,19 @@ fn main() {
             cmd.env_remove(key);
         }
     }
-    cmd.env("CARGO_ENCODED_RUSTFLAGS", "-Cforce-frame-pointers=yes");
+}
 
+/// Runs a nested cargo build of `what`, failing the build script with its output on error.
+fn run(mut cmd: Command, what: &str) {
     let output = cmd
         .output()
         .unwrap_or_else(|e| panic!("cannot run nested cargo: {e}"));
     if !output.status.success() {
         eprintln!("{}", String::from_utf8_lossy(&output.stderr));
         panic!(
-            "building the embedded images failed ({}); see the nested cargo output above",
+            "building {what} failed ({}); see the nested cargo output above",
             output.status
         );
-    }
-    for image in IMAGES {
-        copy(&target_dir.join("guest").join(image), &out_dir.join(image));
     }
 }
 

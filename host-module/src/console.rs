@@ -54,61 +54,129 @@ impl TokenBucket {
     }
 }
 
-struct Inner {
-    sink: Box<dyn Write + Send>,
-    tail: VecDeque<String>,
-    partial: Vec<u8>,
+/// Where the guest kernel's log (`ConsoleWrite` stream 1) goes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KernelLog {
+    /// To the console's standard output, interleaved with program output (the default).
+    #[default]
+    Stdout,
+    /// Nowhere: kept only in the console tail, for crash reports.
+    Hidden,
+    /// To the console's standard error.
+    Stderr,
+}
+
+/// A console output stream, decoded from the `ConsoleWrite` stream argument.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stream {
+    /// The program's standard output.
+    Stdout,
+    /// The kernel log (routed by [`KernelLog`]).
+    KernelLog,
+    /// The program's standard error.
+    Stderr,
+}
+
+impl Stream {
+    /// Decodes a guest-supplied stream number; `None` for unknown streams.
+    pub(crate) fn from_raw(raw: u64) -> Option<Self> {
+        use pvmux_hypercalls::hypercall::stream;
+        match raw {
+            stream::STDOUT => Some(Self::Stdout),
+            stream::KERNEL_LOG => Some(Self::KernelLog),
+            stream::STDERR => Some(Self::Stderr),
+            _ => None,
+        }
+    }
+}
+
+/// One output of the console: a sink (or none: hidden) and its line state.
+struct Out {
+    sink: Option<Box<dyn Write + Send>>,
     failed: bool,
-    bucket: Option<TokenBucket>,
-    /// Bytes dropped since output was last let through.
-    dropped: u64,
-    /// The last byte written to the sink was a newline (or nothing was written yet).
+    /// The current unterminated line (for the tail).
+    partial: Vec<u8>,
+    /// The last byte written was a newline (or nothing was written yet).
     at_line_start: bool,
 }
 
+impl Out {
+    fn new(sink: Option<Box<dyn Write + Send>>) -> Self {
+        Self {
+            sink,
+            failed: false,
+            partial: Vec::new(),
+            at_line_start: true,
+        }
+    }
+}
+
+/// Index of the hidden output in [`Inner::outs`] (stdout is 0, stderr 2).
+const HIDDEN: usize = 1;
+
+struct Inner {
+    /// Standard output, hidden (kernel log kept for the tail only), standard error.
+    outs: [Out; 3],
+    kernel_log: KernelLog,
+    tail: VecDeque<String>,
+    bucket: Option<TokenBucket>,
+    /// Bytes dropped since output was last let through.
+    dropped: u64,
+}
+
 impl Inner {
-    /// Writes to the sink and records lines in the tail.
-    fn emit(&mut self, bytes: &[u8]) {
+    /// Index into `outs` of `stream`.
+    fn out_index(&self, stream: Stream) -> usize {
+        match (stream, self.kernel_log) {
+            (Stream::Stdout, _) | (Stream::KernelLog, KernelLog::Stdout) => 0,
+            (Stream::KernelLog, KernelLog::Hidden) => HIDDEN,
+            (Stream::Stderr, _) | (Stream::KernelLog, KernelLog::Stderr) => 2,
+        }
+    }
+
+    /// Writes to output `i`'s sink and records lines in the tail.
+    fn emit(&mut self, i: usize, bytes: &[u8]) {
         if bytes.is_empty() {
             return;
         }
-        if !self.failed {
-            if let Err(e) = self.sink.write_all(bytes).and_then(|()| self.sink.flush()) {
+        let out = &mut self.outs[i];
+        if let (Some(sink), false) = (out.sink.as_mut(), out.failed) {
+            if let Err(e) = sink.write_all(bytes).and_then(|()| sink.flush()) {
                 tracing::warn!("console sink failed, dropping further output: {e}");
-                self.failed = true;
+                out.failed = true;
             }
         }
-        self.at_line_start = bytes.last() == Some(&b'\n');
+        out.at_line_start = bytes.last() == Some(&b'\n');
         for &b in bytes {
             if b == b'\n' {
-                let line = String::from_utf8_lossy(&self.partial).into_owned();
-                self.partial.clear();
+                let line = String::from_utf8_lossy(&out.partial).into_owned();
+                out.partial.clear();
                 if self.tail.len() == CONSOLE_TAIL_LINES {
                     self.tail.pop_front();
                 }
                 self.tail.push_back(line);
-            } else if self.partial.len() < TAIL_LINE_MAX {
-                self.partial.push(b);
+            } else if out.partial.len() < TAIL_LINE_MAX {
+                out.partial.push(b);
             }
         }
     }
 
-    /// Emits the throttling notice if bytes were dropped.
-    fn notice(&mut self) {
+    /// Emits the throttling notice on output `i` if bytes were dropped.
+    fn notice(&mut self, i: usize) {
         if self.dropped == 0 {
             return;
         }
-        let nl = if self.at_line_start { "" } else { "\n" };
+        let nl = if self.outs[i].at_line_start { "" } else { "\n" };
         let text = format!(
             "{nl}[pvmux: console output throttled, {} bytes dropped]\n",
             self.dropped
         );
         self.dropped = 0;
-        self.emit(text.as_bytes());
+        self.emit(i, text.as_bytes());
     }
 }
 
-/// The console of one tenant.
+/// The console of one tenant: standard output, standard error and the kernel log.
 pub(crate) struct Console {
     inner: Mutex<Inner>,
 }
@@ -120,34 +188,58 @@ impl std::fmt::Debug for Console {
 }
 
 impl Console {
-    /// A console writing to `sink`, limited to `rate` bytes/s if given.
+    /// A console writing standard output to `sink` (and the kernel log too), standard error
+    /// to the host's stderr, limited to `rate` bytes/s if given.
+    #[cfg(test)]
     pub(crate) fn new(sink: Box<dyn Write + Send>, rate: Option<u64>) -> Self {
+        Self::with_streams(sink, Box::new(std::io::stderr()), KernelLog::Stdout, rate)
+    }
+
+    /// A console writing standard output to `stdout`, standard error to `stderr` and the
+    /// kernel log as `kernel_log` says, all streams together limited to `rate` bytes/s if
+    /// given.
+    pub(crate) fn with_streams(
+        stdout: Box<dyn Write + Send>,
+        stderr: Box<dyn Write + Send>,
+        kernel_log: KernelLog,
+        rate: Option<u64>,
+    ) -> Self {
         Self {
             inner: Mutex::new(Inner {
-                sink,
+                outs: [
+                    Out::new(Some(stdout)),
+                    Out::new(None),
+                    Out::new(Some(stderr)),
+                ],
+                kernel_log,
                 tail: VecDeque::new(),
-                partial: Vec::new(),
-                failed: false,
                 bucket: rate
                     .filter(|&r| r > 0)
                     .map(|r| TokenBucket::new(r, Instant::now())),
                 dropped: 0,
-                at_line_start: true,
             }),
         }
     }
 
-    /// Writes guest output to the sink (errors are logged once, then ignored: a closed
-    /// stdout must not take the tenant down) and records complete lines in the tail. Beyond
-    /// the rate limit, bytes are dropped and counted; when output resumes (the bucket is half
-    /// full again) a single notice line says how many were dropped.
+    /// Writes guest output to standard output (see [`Console::write_stream`]).
+    #[cfg(test)]
     pub(crate) fn write(&self, bytes: &[u8]) {
-        self.write_at(bytes, Instant::now());
+        self.write_at(Stream::Stdout, bytes, Instant::now());
     }
 
-    fn write_at(&self, bytes: &[u8], now: Instant) {
+    /// Writes guest output to `stream`'s sink (errors are logged once, then ignored: a closed
+    /// stdout must not take the tenant down) and records complete lines in the tail. Beyond
+    /// the rate limit (shared by all streams), bytes are dropped and counted; when output
+    /// resumes (the bucket is half full again) a single notice line says how many were
+    /// dropped, on the stream that resumes.
+    pub(crate) fn write_stream(&self, stream: Stream, bytes: &[u8]) {
+        self.write_at(stream, bytes, Instant::now());
+    }
+
+    fn write_at(&self, stream: Stream, bytes: &[u8], now: Instant) {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let inner = &mut *g;
+        let i = inner.out_index(stream);
         let throttled = inner.dropped > 0;
         let allowed = match inner.bucket.as_mut() {
             None => bytes.len(),
@@ -160,9 +252,9 @@ impl Console {
             }
         };
         if allowed > 0 {
-            inner.notice();
+            inner.notice(i);
         }
-        inner.emit(&bytes[..allowed]);
+        inner.emit(i, &bytes[..allowed]);
         inner.dropped += (bytes.len() - allowed) as u64;
     }
 
@@ -172,24 +264,25 @@ impl Console {
         self.inner.lock().unwrap_or_else(|e| e.into_inner()).dropped
     }
 
-    /// At the end of the tenant: reports bytes still dropped.
+    /// At the end of the tenant: reports bytes still dropped (on standard output).
     pub(crate) fn finish(&self) {
         self.inner
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .notice();
+            .notice(0);
     }
 
-    /// The last lines of output (an unterminated last line included).
+    /// The last lines of output of every stream (unterminated last lines included).
     pub(crate) fn tail(&self) -> Vec<String> {
         let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let mut v: Vec<String> = g.tail.iter().cloned().collect();
-        if !g.partial.is_empty() {
-            v.push(String::from_utf8_lossy(&g.partial).into_owned());
-            if v.len() > CONSOLE_TAIL_LINES {
-                v.remove(0);
+        for out in &g.outs {
+            if !out.partial.is_empty() {
+                v.push(String::from_utf8_lossy(&out.partial).into_owned());
             }
         }
+        let extra = v.len().saturating_sub(CONSOLE_TAIL_LINES);
+        v.drain(..extra);
         v
     }
 }
@@ -253,16 +346,16 @@ mod tests {
         for _ in 0..100 {
             let mut l = line.to_vec();
             l.push(b'\n');
-            c.write_at(&l, t0);
+            c.write_at(Stream::Stdout, &l, t0);
         }
         assert_eq!(cap.0.lock().unwrap().len(), 8192);
         assert_eq!(c.dropped(), 100_000 - 8192);
         // Shortly after: still throttled (bucket not half full), more is dropped silently.
-        c.write_at(b"more\n", t0 + ms(100));
+        c.write_at(Stream::Stdout, b"more\n", t0 + ms(100));
         assert_eq!(c.dropped(), 100_000 - 8192 + 5);
         assert_eq!(cap.0.lock().unwrap().len(), 8192);
         // After it refilled: one notice line, then the output.
-        c.write_at(b"resumed\n", t0 + ms(1000));
+        c.write_at(Stream::Stdout, b"resumed\n", t0 + ms(1000));
         let text = String::from_utf8_lossy(&cap.0.lock().unwrap()).into_owned();
         let tail: Vec<_> = text.lines().rev().take(2).collect();
         assert_eq!(tail[0], "resumed");
@@ -276,7 +369,7 @@ mod tests {
         assert_eq!(text.matches("throttled").count(), 1);
         assert_eq!(c.dropped(), 0);
         // Dropped at exit: reported by finish(), on a line of its own.
-        c.write_at(&[b'y'; 9000], t0 + ms(1000));
+        c.write_at(Stream::Stdout, &[b'y'; 9000], t0 + ms(1000));
         c.finish();
         let text = String::from_utf8_lossy(&cap.0.lock().unwrap()).into_owned();
         // 8192 tokens minus "resumed\n" were left: 816 of the 9000 bytes are dropped.
@@ -288,7 +381,39 @@ mod tests {
         assert!(c.tail().last().unwrap().contains("bytes dropped"));
         // Unlimited consoles never drop.
         let u = Console::new(Box::new(std::io::sink()), None);
-        u.write_at(&[0; 100_000], t0);
+        u.write_at(Stream::Stdout, &[0; 100_000], t0);
         assert_eq!(u.dropped(), 0);
+    }
+
+    #[test]
+    fn streams_are_routed_and_all_reach_the_tail() {
+        for (log, want_out, want_err) in [
+            (KernelLog::Stdout, "out\nklog\n", "err\n"),
+            (KernelLog::Hidden, "out\n", "err\n"),
+            (KernelLog::Stderr, "out\n", "err\nklog\n"),
+        ] {
+            let (out, err) = (Cap::default(), Cap::default());
+            let c = Console::with_streams(Box::new(out.clone()), Box::new(err.clone()), log, None);
+            c.write_stream(Stream::Stdout, b"out\n");
+            c.write_stream(Stream::Stderr, b"err\n");
+            c.write_stream(Stream::KernelLog, b"klog\n");
+            c.write_stream(Stream::Stderr, b"partial-err");
+            c.write_stream(Stream::Stdout, b"partial-out");
+            let text = |c: &Cap| String::from_utf8(c.0.lock().unwrap().clone()).unwrap();
+            assert_eq!(text(&out), format!("{want_out}partial-out"), "{log:?}");
+            assert_eq!(text(&err), format!("{want_err}partial-err"), "{log:?}");
+            // Lines of separate streams do not run together in the tail.
+            assert_eq!(
+                c.tail(),
+                ["out", "err", "klog", "partial-out", "partial-err"],
+                "{log:?}"
+            );
+        }
+        assert_eq!(Stream::from_raw(0), Some(Stream::Stdout));
+        assert_eq!(Stream::from_raw(1), Some(Stream::KernelLog));
+        assert_eq!(Stream::from_raw(2), Some(Stream::Stderr));
+        for bad in [3, 4, u64::MAX, 1 << 32] {
+            assert_eq!(Stream::from_raw(bad), None);
+        }
     }
 }

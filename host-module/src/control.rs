@@ -1,8 +1,10 @@
 //! The control region: the sandbox header page and one shared page per vCPU.
 
+use std::mem::size_of;
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
 use pvmux_hypercalls::layout::{ctl_size, CTL_HEADER_OFFSET, CTL_VCPU_OFFSET};
+use pvmux_hypercalls::sandbox::kind;
 use pvmux_hypercalls::{SandboxHeader, VcpuShared, PAGE_SIZE};
 
 use crate::shm::SharedMemfd;
@@ -33,19 +35,36 @@ pub struct HeaderInit {
     pub clock_shift: u32,
     /// Fault-around default.
     pub fault_around_pages: u32,
+    /// [`pvmux_hypercalls::sandbox::kind`] of the sandbox (0 = kernel sandbox).
+    pub kind: u32,
+    /// User sandboxes: first guest-physical byte of the user pool.
+    pub user_pool_base: u64,
+    /// User sandboxes: guest-physical address of the context region.
+    pub user_ctx_gpa: u64,
+    /// User sandboxes: length of the context region.
+    pub user_ctx_len: u64,
 }
 
-/// A tenant's control memfd, mapped into the host.
+/// A sandbox's control memfd, mapped into the host.
 #[derive(Debug)]
 pub struct ControlRegion {
     shm: SharedMemfd,
     nr_vcpus: u32,
+    /// vCPU pages in the region: `nr_vcpus` for a kernel sandbox, 0 for a user sandbox.
+    vcpu_pages: u32,
 }
 
 impl ControlRegion {
-    /// Creates the control memfd for `nr_vcpus` vCPUs and writes the header.
+    /// Creates the control memfd and writes the header: for a kernel sandbox the header page
+    /// plus one `VcpuShared` page per vCPU, for a user sandbox ([`kind::USER`]) the header
+    /// page alone.
     pub fn new(init: &HeaderInit) -> Result<Self, HostError> {
-        let shm = SharedMemfd::new("pvmux-ctl", ctl_size(init.nr_vcpus))?;
+        let (name, vcpu_pages) = if init.kind == kind::USER {
+            ("pvmux-uctl", 0)
+        } else {
+            ("pvmux-ctl", init.nr_vcpus)
+        };
+        let shm = SharedMemfd::new(name, ctl_size(vcpu_pages))?;
         let header = SandboxHeader {
             magic: pvmux_hypercalls::ABI_MAGIC,
             abi_version: pvmux_hypercalls::ABI_VERSION,
@@ -67,9 +86,15 @@ impl ControlRegion {
             stub_table: AtomicU64::new(0),
             first_insn_tsc: AtomicU64::new(0),
             stub_start_tsc: AtomicU64::new(0),
+            kind: init.kind,
+            _reserved1: 0,
+            user_pool_base: init.user_pool_base,
+            user_ctx_gpa: init.user_ctx_gpa,
+            user_ctx_len: init.user_ctx_len,
         };
+        const _: () = assert!(size_of::<SandboxHeader>() as u64 <= PAGE_SIZE);
         // SAFETY: page 0 of a fresh, page-aligned mapping of at least one page that no other
-        // process has mapped yet; `SandboxHeader` (128 bytes, align 8) fits.
+        // process has mapped yet; `SandboxHeader` (160 bytes, align 8) fits.
         unsafe {
             shm.as_ptr()
                 .add(CTL_HEADER_OFFSET as usize)
@@ -79,10 +104,11 @@ impl ControlRegion {
         Ok(Self {
             shm,
             nr_vcpus: init.nr_vcpus,
+            vcpu_pages,
         })
     }
 
-    /// Number of vCPU pages.
+    /// Number of vCPUs of the tenant (of vCPU pages, for a kernel sandbox's region).
     pub fn nr_vcpus(&self) -> u32 {
         self.nr_vcpus
     }
@@ -94,13 +120,13 @@ impl ControlRegion {
     /// vCPU `i`'s shared page, `None` if out of range. Every field is an atomic, so a
     /// reference into memory the sandbox writes concurrently is sound.
     pub fn vcpu(&self, i: u32) -> Option<&VcpuShared> {
-        if i >= self.nr_vcpus {
+        if i >= self.vcpu_pages {
             return None;
         }
         let off = CTL_VCPU_OFFSET + u64::from(i) * PAGE_SIZE;
         debug_assert!(off + PAGE_SIZE <= self.shm.len() as u64);
-        // SAFETY: the page lies inside the mapping (i < nr_vcpus, the region has
-        // ctl_size(nr_vcpus) bytes), is page aligned, and lives as long as `&self`.
+        // SAFETY: the page lies inside the mapping (i < vcpu_pages, the region has
+        // ctl_size(vcpu_pages) bytes), is page aligned, and lives as long as `&self`.
         // `VcpuShared` is all atomics plus private padding the host never reads, valid for any
         // bit pattern (FromBytes).
         Some(unsafe { &*self.shm.as_ptr().add(off as usize).cast::<VcpuShared>() })
@@ -143,8 +169,8 @@ impl ControlRegion {
     }
 
     /// Copies the header bytes out (for tests and diagnostics).
-    pub fn header_bytes(&self) -> [u8; 128] {
-        let mut b = [0; 128];
+    pub fn header_bytes(&self) -> [u8; size_of::<SandboxHeader>()] {
+        let mut b = [0; size_of::<SandboxHeader>()];
         // SAFETY: page 0 of the mapping holds at least 128 bytes; bytewise copy, no reference.
         unsafe { std::ptr::copy_nonoverlapping(self.shm.as_ptr(), b.as_mut_ptr(), b.len()) };
         b
@@ -169,7 +195,14 @@ mod tests {
         let c = ControlRegion::new(&init).unwrap();
         let b = c.header_bytes();
         assert_eq!(&b[0..8], b"PVMUXABI");
-        assert_eq!(u32::from_le_bytes(b[8..12].try_into().unwrap()), 1);
+        assert_eq!(
+            u32::from_le_bytes(b[8..12].try_into().unwrap()),
+            pvmux_hypercalls::ABI_VERSION
+        );
+        assert_eq!(
+            u32::from_le_bytes(b[128..132].try_into().unwrap()),
+            kind::KERNEL
+        );
         assert_eq!(u32::from_le_bytes(b[12..16].try_into().unwrap()), 3);
         assert_eq!(u64::from_le_bytes(b[24..32].try_into().unwrap()), 0x1234);
         assert!(c.vcpu(2).is_some());
@@ -177,5 +210,32 @@ mod tests {
         c.vcpu(2).unwrap().hc_req.store(5, Relaxed);
         assert_eq!(c.vcpu(2).unwrap().hc_req.load(Relaxed), 5);
         assert_eq!(c.stub_status().load(Relaxed), 0);
+    }
+
+    #[test]
+    fn user_header_is_one_page_without_vcpu_pages() {
+        let init = HeaderInit {
+            nr_vcpus: 2,
+            mem_size: 32 << 20,
+            kind: kind::USER,
+            user_pool_base: 16 << 20,
+            user_ctx_gpa: 0x0123_4000,
+            user_ctx_len: pvmux_hypercalls::user::user_ctx_size(2),
+            ..Default::default()
+        };
+        let c = ControlRegion::new(&init).unwrap();
+        assert_eq!(c.shm.len() as u64, PAGE_SIZE);
+        assert!(c.vcpu(0).is_none());
+        assert_eq!(c.nr_vcpus(), 2);
+        let b = c.header_bytes();
+        let word = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
+        assert_eq!(
+            u32::from_le_bytes(b[128..132].try_into().unwrap()),
+            kind::USER
+        );
+        assert_eq!(word(136), 16 << 20);
+        assert_eq!(word(144), 0x0123_4000);
+        assert_eq!(word(152), PAGE_SIZE + 2 * 4 * PAGE_SIZE);
+        assert_eq!(word(16), 32 << 20);
     }
 }

@@ -10,14 +10,24 @@
 //!  0x12000..         page-table pages                  (Boot)
 //!  ..2 MiB aligned   slack                             (Usable)
 //!  kernel_phys_base  kernel image (span bytes)         (Kernel)
-//!  ..                everything else                   (Usable)
+//!  ..                the kernel's free memory          (Usable)
 //!  initrd_gpa        initial RAM disk, if any, up to   (Initrd)
-//!    ..mem_size      the end of memory
+//!    ..pool_base     the end of the kernel part
+//!  pool_base         the user pool, up to mem_size     (UserPool)
 //! ```
 //!
+//! The **user pool** is the upper half of guest memory, rounded down to 2 MiB (at least
+//! 2 MiB; see [`user_pool_size`]): the only guest-physical memory a user sandbox may map, so
+//! the kernel keeps none of its own data there. Half is a fixed, simple rule: guest programs
+//! (busybox, static binaries) need memory of the same order as the kernel's heap and page
+//! cache, and the kernel can always tell from its memory map where the pool starts. The boot
+//! structures, the kernel, its free memory and the initial RAM disk all lie below
+//! `pool_base`.
+//!
 //! The initial RAM disk (a validated plain cpio newc archive, see [`crate::initramfs`]) sits
-//! page aligned at the top of guest memory, so the free memory below it stays one region; its
-//! last page is zero-padded. The guest reads it through the direct map.
+//! page aligned at the top of the kernel part (just below the user pool), so the kernel's
+//! free memory below it stays one region; its last page is zero-padded. The guest reads it
+//! through the direct map.
 //!
 //! Guest-virtual layout at entry: the direct map of all guest memory at `DIRECT_MAP_BASE`
 //! (read-write, no-execute, 2 MiB pages); the kernel at a random 2 MiB-aligned base in the
@@ -56,6 +66,37 @@ pub const BOOT_STACK_TOP_GVA: u64 = BOOT_STACK_BOTTOM_GVA + BOOT_STACK_SIZE;
 /// Free memory a tenant must have beyond the boot structures and the kernel.
 pub const MIN_FREE_MEM: u64 = 2 << 20;
 
+/// Bytes of the user pool of a guest with `mem_size` bytes of memory: half of it rounded
+/// down to 2 MiB, at least 2 MiB (and never more than `mem_size`).
+pub const fn user_pool_size(mem_size: u64) -> u64 {
+    let half = mem_size / 2 / MEM_SIZE_ALIGN * MEM_SIZE_ALIGN;
+    let pool = if half < MEM_SIZE_ALIGN {
+        MEM_SIZE_ALIGN
+    } else {
+        half
+    };
+    if pool > mem_size {
+        mem_size
+    } else {
+        pool
+    }
+}
+
+/// First guest-physical byte of the user pool of a guest with `mem_size` bytes of memory.
+pub const fn user_pool_base(mem_size: u64) -> u64 {
+    mem_size - user_pool_size(mem_size)
+}
+
+/// The smallest guest memory size (a multiple of 2 MiB, at least 16 MiB) whose kernel part
+/// (everything below the user pool) holds `kernel_part` bytes.
+pub fn mem_size_for(kernel_part: u64) -> u64 {
+    // With mem = 2 MiB * k, pool_base = 2 MiB * ceil(k / 2): k = 2 * ceil(part / 2 MiB) - 1.
+    let c = kernel_part.div_ceil(MEM_SIZE_ALIGN).max(1);
+    (c.saturating_mul(2) - 1)
+        .saturating_mul(MEM_SIZE_ALIGN)
+        .max(crate::memory::MIN_MEM_SIZE)
+}
+
 /// What the domain builder produced: the entry state and where things are.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DomainLayout {
@@ -81,6 +122,9 @@ pub struct DomainLayout {
     pub initrd_gpa: u64,
     /// Length of the initial RAM disk in bytes, 0 if none.
     pub initrd_len: u64,
+    /// First guest-physical byte of the user pool (a `UserPool` region up to the end of
+    /// guest memory; see [`user_pool_size`]).
+    pub pool_base: u64,
 }
 
 /// Inputs of the domain builder besides memory and kernel.
@@ -137,26 +181,26 @@ pub fn build(
     let pool_end = PAGE_TABLE_GPA + pool_pages * PAGE_SIZE;
     let kernel_phys = pool_end.next_multiple_of(KERNEL_ALIGN);
     let kernel_end = kernel_phys + span;
+    let pool_base = user_pool_base(mem_size);
     let needed = kernel_end + MIN_FREE_MEM;
-    if needed > mem_size {
-        return Err(HostError::MemoryTooSmall { mem_size, needed });
+    if needed > pool_base {
+        return Err(HostError::MemoryTooSmall {
+            mem_size,
+            needed: mem_size_for(needed),
+        });
     }
     let initrd = params.initrd.unwrap_or_default();
     let initrd_len = initrd.len() as u64;
     let initrd_span = initrd_len.next_multiple_of(PAGE_SIZE);
-    if initrd_span > mem_size - needed {
+    if initrd_span > pool_base - needed {
         return Err(HostError::InitrdTooBig {
             initrd_len,
             mem_size,
-            needed: (needed + initrd_span).next_multiple_of(MEM_SIZE_ALIGN),
+            needed: mem_size_for(needed.saturating_add(initrd_span)),
         });
     }
-    let initrd_gpa = if initrd.is_empty() {
-        0
-    } else {
-        mem_size - initrd_span
-    };
-    let usable_end = mem_size - initrd_span;
+    let usable_end = pool_base - initrd_span;
+    let initrd_gpa = if initrd.is_empty() { 0 } else { usable_end };
 
     // Kernel image and initial RAM disk.
     mem.write(kernel_phys, &kernel.relocated(base))?;
@@ -210,6 +254,11 @@ pub fn build(
     if initrd_span > 0 {
         mem_map.push(region(initrd_gpa, initrd_span, MemRegionKind::Initrd));
     }
+    mem_map.push(region(
+        pool_base,
+        mem_size - pool_base,
+        MemRegionKind::UserPool,
+    ));
     debug_assert!(mem_map.len() <= MAX_MEM_REGIONS);
 
     // Boot info.
@@ -253,6 +302,7 @@ pub fn build(
         mem_map,
         initrd_gpa,
         initrd_len,
+        pool_base,
     };
     tracing::debug!(?layout, "domain built");
     Ok(layout)
@@ -349,7 +399,15 @@ mod tests {
             next = r.base + r.len;
         }
         assert_eq!(next, mem.size());
-        assert_eq!(regions.last().unwrap().kind, MemRegionKind::Usable as u32);
+        let (pool, rest) = regions.split_last().unwrap();
+        assert_eq!(
+            *pool,
+            region(16 << 20, 16 << 20, MemRegionKind::UserPool),
+            "the upper half is the user pool"
+        );
+        assert_eq!(l.pool_base, 16 << 20);
+        assert_eq!(rest.last().unwrap().kind, MemRegionKind::Usable as u32);
+        assert!(l.first_free_gpa + MIN_FREE_MEM <= l.pool_base);
 
         // Direct map covers every byte RW NX.
         let t = translate(&mem, root, DIRECT_MAP_BASE + mem.size() - 1).unwrap();
@@ -359,7 +417,7 @@ mod tests {
     }
 
     #[test]
-    fn places_the_initrd_at_the_top_of_memory() {
+    fn places_the_initrd_at_the_top_of_the_kernel_part() {
         let kernel = KernelImage::parse(TestElf::default().build()).unwrap();
         let mem = GuestMemory::new(32 << 20).unwrap();
         let base = random_kernel_base(kernel.span());
@@ -376,7 +434,8 @@ mod tests {
         };
         let l = build(&mem, &kernel, &params, base).unwrap();
         let span = 4 * PAGE_SIZE;
-        assert_eq!(l.initrd_gpa, mem.size() - span);
+        assert_eq!(l.pool_base, user_pool_base(mem.size()));
+        assert_eq!(l.initrd_gpa, l.pool_base - span);
         assert_eq!(l.initrd_len, initrd.len() as u64);
         assert_eq!(l.initrd_gpa % PAGE_SIZE, 0);
         assert!(l.initrd_gpa >= l.first_free_gpa + MIN_FREE_MEM);
@@ -394,7 +453,9 @@ mod tests {
         assert_eq!(info.initrd_len, initrd.len() as u64);
         let regions = info.mem_regions();
         assert_eq!(regions, &l.mem_map[..]);
-        let (last, rest) = regions.split_last().unwrap();
+        let (pool, rest) = regions.split_last().unwrap();
+        assert_eq!(pool.kind, MemRegionKind::UserPool as u32);
+        let (last, rest) = rest.split_last().unwrap();
         assert_eq!(*last, region(l.initrd_gpa, span, MemRegionKind::Initrd));
         let below = rest.last().unwrap();
         assert_eq!(below.kind, MemRegionKind::Usable as u32);
@@ -475,7 +536,7 @@ mod tests {
         assert_eq!(l.initrd_len, 15 << 20);
         // The largest initrd that fits in 16 MiB fits, one page more does not.
         let mem = GuestMemory::new(16 << 20).unwrap();
-        let free = mem.size() - l.first_free_gpa - MIN_FREE_MEM;
+        let free = user_pool_base(mem.size()) - l.first_free_gpa - MIN_FREE_MEM;
         let fits = vec![1u8; free as usize];
         let p = BuildParams {
             initrd: Some(&fits),
@@ -491,6 +552,82 @@ mod tests {
             build(&mem, &kernel, &p, base),
             Err(HostError::InitrdTooBig { .. })
         ));
+    }
+
+    #[test]
+    fn pool_sizes_and_the_memory_they_need() {
+        assert_eq!(user_pool_size(16 << 20), 8 << 20);
+        assert_eq!(user_pool_size(18 << 20), 8 << 20);
+        assert_eq!(user_pool_base(18 << 20), 10 << 20);
+        assert_eq!(user_pool_size(256 << 20), 128 << 20);
+        assert_eq!(user_pool_size(2 << 20), 2 << 20);
+        assert_eq!(user_pool_size(1 << 20), 1 << 20);
+        for part in [
+            1,
+            4096,
+            8 << 20,
+            (8 << 20) + 1,
+            (9 << 20) + 5,
+            100 << 20,
+            1 << 39,
+        ] {
+            let m = mem_size_for(part);
+            assert_eq!(m % MEM_SIZE_ALIGN, 0);
+            assert!(user_pool_base(m) >= part, "{part:#x}: {m:#x}");
+            if m > crate::memory::MIN_MEM_SIZE {
+                assert!(
+                    user_pool_base(m - MEM_SIZE_ALIGN) < part,
+                    "{part:#x} minimal"
+                );
+            }
+        }
+    }
+
+    /// Only the user pool lies at or above `pool_base`, no other region overlaps it, and the
+    /// kernel's own memory (boot, kernel, usable, initrd) lies entirely below it, for many
+    /// memory sizes and initrd lengths.
+    #[test]
+    fn no_other_region_overlaps_the_user_pool() {
+        let kernel = KernelImage::parse(TestElf::default().build()).unwrap();
+        let c = clock();
+        for (mem_mib, initrd_len) in [(16, 0), (16, 5000), (18, 1 << 20), (64, 20 << 20), (34, 1)] {
+            let mem = GuestMemory::new(mem_mib << 20).unwrap();
+            let initrd = vec![7u8; initrd_len];
+            let params = BuildParams {
+                nr_vcpus: 1,
+                cmdline: "",
+                clock: &c,
+                initrd: Some(&initrd),
+            };
+            let base = random_kernel_base(kernel.span());
+            let l = build(&mem, &kernel, &params, base).unwrap();
+            let pools: Vec<_> = l
+                .mem_map
+                .iter()
+                .filter(|r| r.kind == MemRegionKind::UserPool as u32)
+                .collect();
+            assert_eq!(pools.len(), 1);
+            assert_eq!(
+                (pools[0].base, pools[0].len),
+                (l.pool_base, mem.size() - l.pool_base)
+            );
+            assert_eq!(l.pool_base, user_pool_base(mem.size()));
+            for r in l
+                .mem_map
+                .iter()
+                .filter(|r| r.kind != MemRegionKind::UserPool as u32)
+            {
+                assert!(r.base + r.len <= l.pool_base, "{r:?} overlaps the pool");
+            }
+            assert!(l.initrd_gpa + l.initrd_len <= l.pool_base);
+            assert!(l.kernel_phys + l.kernel_span <= l.pool_base);
+            if initrd_len > 0 {
+                assert_eq!(
+                    l.initrd_gpa + (initrd_len as u64).next_multiple_of(PAGE_SIZE),
+                    l.pool_base
+                );
+            }
+        }
     }
 
     #[test]

@@ -70,12 +70,16 @@ pub enum HostError {
     /// An invalid tenant configuration.
     #[error("invalid tenant configuration: {0}")]
     InvalidConfig(String),
-    /// The guest memory is too small for the kernel and boot structures.
-    #[error("guest memory of {mem_size:#x} bytes is too small: the boot layout needs {needed:#x}")]
+    /// The guest memory is too small for the kernel, the boot structures and the user pool.
+    #[error(
+        "guest memory of {mem_size:#x} bytes is too small: the boot layout, the kernel and the \
+         user pool need {needed:#x}"
+    )]
     MemoryTooSmall {
         /// Configured guest memory size.
         mem_size: u64,
-        /// Bytes the boot layout needs (plus some free memory).
+        /// Guest memory size (a multiple of 2 MiB) the boot layout, the kernel, some free
+        /// memory and the user pool (half of it) need.
         needed: u64,
     },
     /// The initial RAM disk does not fit in guest memory.
@@ -91,7 +95,8 @@ pub enum HostError {
         /// Configured guest memory size.
         mem_size: u64,
         /// Guest memory size (a multiple of 2 MiB) that the boot layout, the kernel, the
-        /// minimum free memory and the initial RAM disk need.
+        /// minimum free memory and the initial RAM disk need below the user pool (which takes
+        /// the other half).
         needed: u64,
     },
     /// The kernel command line is too long.

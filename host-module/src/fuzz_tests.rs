@@ -20,7 +20,7 @@ use crate::crash::{CrashCause, CrashReport, Symbolizer, MAX_BACKTRACE_FRAMES};
 use crate::domain_builder::{
     build, BuildParams, DomainLayout, BOOT_STACK_BOTTOM_GVA, BOOT_STACK_TOP_GVA,
 };
-use crate::hypercall::{handle, HcAction};
+use crate::hypercall::{handle, HcAction, TestEnv};
 use crate::kernel_image::KERNEL_ALIGN;
 use crate::page_table::translate;
 use crate::test_elf::TestElf;
@@ -100,9 +100,12 @@ proptest! {
     #[test]
     fn hypercalls_follow_their_model(nr in call_nr(), a0 in gpa(), a1 in len(), rest in any::<[u64; 4]>()) {
         let mem = patterned_memory();
-        let args = [a0, a1, rest[0], rest[1], rest[2], rest[3]];
-        let mut writes: Vec<Vec<u8>> = Vec::new();
-        let action = handle(&mem, &mut |b: &[u8]| writes.push(b.to_vec()), nr, args);
+        // Half the cases use a valid console stream (0..=2) or just past them.
+        let stream = if rest[0] & 1 == 0 { (rest[0] >> 1) % 4 } else { rest[0] };
+        let args = [a0, a1, stream, rest[1], rest[2], rest[3]];
+        let env = TestEnv::default();
+        let action = handle(&mem, &env, nr, args);
+        let writes: Vec<Vec<u8>> = env.out.borrow().iter().map(|(_, b)| b.clone()).collect();
         let in_mem = |gpa: u64, len: u64| gpa.checked_add(len).is_some_and(|e| e <= MEM);
         let call = u32::try_from(nr & HC_NR_MASK).ok().and_then(Hypercall::from_raw);
         if let HcAction::Return(v) = action {
@@ -111,7 +114,9 @@ proptest! {
         match call {
             Some(Hypercall::Nop) => prop_assert_eq!(action, HcAction::Return(0)),
             Some(Hypercall::ConsoleWrite) => {
-                let want = if a1 > CONSOLE_WRITE_MAX {
+                let want = if stream > 2 {
+                    HcError::InvalidArgument.to_ret()
+                } else if a1 > CONSOLE_WRITE_MAX {
                     HcError::TooLarge.to_ret()
                 } else if !in_mem(a0, a1) {
                     HcError::BadAddress.to_ret()
@@ -145,6 +150,20 @@ proptest! {
             Some(Hypercall::WallClock) => {
                 prop_assert!(matches!(action, HcAction::Return(v) if v > 0));
             }
+            // The fake tenant has no input: end of input, for any valid range.
+            Some(Hypercall::ConsoleRead) => {
+                let want = if in_mem(a0, a1.min(CONSOLE_WRITE_MAX)) {
+                    0
+                } else {
+                    HcError::BadAddress.to_ret()
+                };
+                prop_assert_eq!(action, HcAction::Return(want));
+            }
+            Some(Hypercall::SpaceCreate) => prop_assert_eq!(action, HcAction::Return(7)),
+            Some(Hypercall::SpaceDestroy) => {
+                let want = if a0 == 7 { 0 } else { HcError::InvalidArgument.to_ret() };
+                prop_assert_eq!(action, HcAction::Return(want));
+            }
             _ => prop_assert_eq!(action, HcAction::Return(HcError::UnknownCall.to_ret())),
         }
         if call != Some(Hypercall::ConsoleWrite) {
@@ -159,13 +178,9 @@ proptest! {
 fn console_write_edges() {
     let mem = patterned_memory();
     let call = |gpa: u64, len: u64| {
-        let mut n = 0;
-        let a = handle(
-            &mem,
-            &mut |b: &[u8]| n += b.len(),
-            1,
-            [gpa, len, 0, 0, 0, 0],
-        );
+        let env = TestEnv::default();
+        let a = handle(&mem, &env, 1, [gpa, len, 0, 0, 0, 0]);
+        let n: usize = env.out.borrow().iter().map(|(_, b)| b.len()).sum();
         (a, n)
     };
     let bad = HcAction::Return(HcError::BadAddress.to_ret());

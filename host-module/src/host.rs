@@ -19,13 +19,26 @@ pub const DEFAULT_FAULT_AROUND: u32 = 16;
 #[derive(Debug)]
 pub struct Host {
     stub: Arc<Stub>,
+    /// The stub user sandboxes run (the same as `stub` except in tests).
+    user_stub: Arc<Stub>,
 }
 
 impl Host {
     /// Creates a host that runs sandboxes from the stub executable `stub_elf`.
     pub fn new(stub_elf: &[u8]) -> Result<Self, HostError> {
+        let stub = Arc::new(Stub::new(stub_elf)?);
+        Ok(Self {
+            user_stub: Arc::clone(&stub),
+            stub,
+        })
+    }
+
+    /// A host whose user sandboxes run another executable (tests).
+    #[cfg(test)]
+    pub(crate) fn with_user_stub(stub_elf: &[u8], user_elf: &[u8]) -> Result<Self, HostError> {
         Ok(Self {
             stub: Arc::new(Stub::new(stub_elf)?),
+            user_stub: Arc::new(Stub::new(user_elf)?),
         })
     }
 
@@ -60,6 +73,7 @@ impl Host {
             clock_mult: clock.mult,
             clock_shift: clock.shift,
             fault_around_pages: DEFAULT_FAULT_AROUND,
+            ..HeaderInit::default()
         })?;
         Tenant::start(
             TenantParts {
@@ -70,7 +84,12 @@ impl Host {
                 layout,
                 clock,
                 console: cfg.console,
+                console_stderr: cfg.console_stderr,
+                kernel_log: cfg.kernel_log,
+                console_input: cfg.console_input,
                 console_rate: cfg.console_rate,
+                fault_around_pages: DEFAULT_FAULT_AROUND,
+                hostfs: cfg.hostfs,
                 limits: Limits {
                     watchdog: cfg.watchdog,
                     cpu_limit: cfg.cpu_limit,
@@ -79,6 +98,7 @@ impl Host {
                 },
             },
             Arc::clone(&self.stub),
+            Arc::clone(&self.user_stub),
         )
     }
 }

@@ -5,6 +5,7 @@ use pvmux_hypercalls::hypercall::{CONSOLE_WRITE_MAX, HC_NR_MASK, PANIC_MSG_MAX};
 use pvmux_hypercalls::{HcError, Hypercall};
 
 use crate::clock::realtime_ns;
+use crate::console::Stream;
 use crate::GuestMemory;
 
 /// What the vCPU thread does after a hypercall.
@@ -18,41 +19,77 @@ pub(crate) enum HcAction {
     Panic(String),
 }
 
-/// Handles hypercall `nr` (flags in the high half) with `args`, writing console output to
-/// `console`.
-pub(crate) fn handle(
-    mem: &GuestMemory,
-    console: &mut dyn FnMut(&[u8]),
-    nr: u64,
-    args: [u64; 6],
-) -> HcAction {
+/// The tenant services hypercalls use besides guest memory.
+pub(crate) trait HcEnv {
+    /// Writes console output to `stream`.
+    fn console_write(&self, stream: Stream, bytes: &[u8]);
+    /// Takes up to `max` bytes of console input (see [`crate::console_input`]).
+    fn console_read(&self, max: usize) -> Result<Vec<u8>, HcError>;
+    /// `SpaceCreate(ctx_gpa)`.
+    fn space_create(&self, ctx_gpa: u64) -> Result<u64, HcError>;
+    /// `SpaceDestroy(handle)`.
+    fn space_destroy(&self, handle: u64) -> Result<(), HcError>;
+    /// The host directory shared with `--rootfs`, if any.
+    fn hostfs(&self) -> Option<&crate::hostfs::HostFs> {
+        None
+    }
+}
+
+/// Handles hypercall `nr` (flags in the high half) with `args`.
+pub(crate) fn handle(mem: &GuestMemory, env: &dyn HcEnv, nr: u64, args: [u64; 6]) -> HcAction {
     let Some(call) = u32::try_from(nr & HC_NR_MASK)
         .ok()
         .and_then(Hypercall::from_raw)
     else {
         return HcAction::Return(HcError::UnknownCall.to_ret());
     };
+    let ret = |r: Result<u64, HcError>| {
+        HcAction::Return(match r {
+            Ok(v) => v.min(i64::MAX as u64) as i64,
+            Err(e) => e.to_ret(),
+        })
+    };
     match call {
         Hypercall::Nop => HcAction::Return(0),
-        Hypercall::ConsoleWrite => HcAction::Return(console_write(mem, console, args[0], args[1])),
+        Hypercall::ConsoleWrite => ret(console_write(mem, env, args[0], args[1], args[2])),
         Hypercall::Shutdown => HcAction::Shutdown((args[0] & 0xff) as i32),
         Hypercall::Panic => HcAction::Panic(panic_message(mem, args[0], args[1])),
         Hypercall::WallClock => HcAction::Return(realtime_ns().min(i64::MAX as u64) as i64),
+        Hypercall::SpaceCreate => ret(env.space_create(args[0])),
+        Hypercall::SpaceDestroy => ret(env.space_destroy(args[0]).map(|()| 0)),
+        Hypercall::ConsoleRead => ret(console_read(mem, env, args[0], args[1])),
+        Hypercall::HostfsList => ret(crate::hostfs::hc_list(mem, env.hostfs(), args)),
+        Hypercall::HostfsRead => ret(crate::hostfs::hc_read(mem, env.hostfs(), args)),
         _ => HcAction::Return(HcError::UnknownCall.to_ret()),
     }
 }
 
-fn console_write(mem: &GuestMemory, console: &mut dyn FnMut(&[u8]), gpa: u64, len: u64) -> i64 {
+fn console_write(
+    mem: &GuestMemory,
+    env: &dyn HcEnv,
+    gpa: u64,
+    len: u64,
+    stream: u64,
+) -> Result<u64, HcError> {
+    let stream = Stream::from_raw(stream).ok_or(HcError::InvalidArgument)?;
     if len > CONSOLE_WRITE_MAX {
-        return HcError::TooLarge.to_ret();
+        return Err(HcError::TooLarge);
     }
-    match mem.read_vec(gpa, len as usize) {
-        Ok(bytes) => {
-            console(&bytes);
-            len as i64
-        }
-        Err(_) => HcError::BadAddress.to_ret(),
-    }
+    let bytes = mem
+        .read_vec(gpa, len as usize)
+        .map_err(|_| HcError::BadAddress)?;
+    env.console_write(stream, &bytes);
+    Ok(len)
+}
+
+/// `ConsoleRead(gpa, len)`: at most [`CONSOLE_WRITE_MAX`] bytes per call (longer requests
+/// are short reads); the whole requested range (up to that cap) must be guest memory.
+fn console_read(mem: &GuestMemory, env: &dyn HcEnv, gpa: u64, len: u64) -> Result<u64, HcError> {
+    let len = len.min(CONSOLE_WRITE_MAX);
+    mem.check_range(gpa, len).map_err(|_| HcError::BadAddress)?;
+    let bytes = env.console_read(len as usize)?;
+    mem.write(gpa, &bytes).map_err(|_| HcError::BadAddress)?;
+    Ok(bytes.len() as u64)
 }
 
 fn panic_message(mem: &GuestMemory, gpa: u64, len: u64) -> String {
@@ -63,14 +100,58 @@ fn panic_message(mem: &GuestMemory, gpa: u64, len: u64) -> String {
     }
 }
 
+/// A fake tenant for tests: records console output per stream and space calls, serves
+/// input (`None`: no source, end of input; empty: `Busy`); destroy accepts only handle 7.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct TestEnv {
+    pub(crate) out: std::cell::RefCell<Vec<(Stream, Vec<u8>)>>,
+    pub(crate) input: std::cell::RefCell<Option<Vec<u8>>>,
+    pub(crate) spaces: std::cell::RefCell<Vec<String>>,
+}
+
+#[cfg(test)]
+impl HcEnv for TestEnv {
+    fn console_write(&self, stream: Stream, bytes: &[u8]) {
+        self.out.borrow_mut().push((stream, bytes.to_vec()));
+    }
+    fn console_read(&self, max: usize) -> Result<Vec<u8>, HcError> {
+        match self.input.borrow_mut().as_mut() {
+            None => Ok(vec![]),
+            Some(v) if v.is_empty() => Err(HcError::Busy),
+            Some(v) => Ok(v.drain(..max.min(v.len())).collect()),
+        }
+    }
+    fn space_create(&self, ctx_gpa: u64) -> Result<u64, HcError> {
+        self.spaces
+            .borrow_mut()
+            .push(format!("create {ctx_gpa:#x}"));
+        Ok(7)
+    }
+    fn space_destroy(&self, handle: u64) -> Result<(), HcError> {
+        self.spaces.borrow_mut().push(format!("destroy {handle}"));
+        if handle == 7 {
+            Ok(())
+        } else {
+            Err(HcError::InvalidArgument)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use pvmux_hypercalls::HC_FLAG_NOSPIN;
 
     fn call(mem: &GuestMemory, nr: u64, args: [u64; 6]) -> (HcAction, Vec<u8>) {
-        let mut out = Vec::new();
-        let a = handle(mem, &mut |b: &[u8]| out.extend_from_slice(b), nr, args);
+        let env = TestEnv::default();
+        let a = handle(mem, &env, nr, args);
+        let out = env
+            .out
+            .borrow()
+            .iter()
+            .flat_map(|(_, b)| b.clone())
+            .collect();
         (a, out)
     }
 
@@ -137,5 +218,85 @@ mod tests {
             panic!()
         };
         assert_eq!(m.len(), PANIC_MSG_MAX as usize);
+    }
+
+    #[test]
+    fn console_write_streams() {
+        let mem = GuestMemory::new(16 << 20).unwrap();
+        mem.write(0x5000, b"abc").unwrap();
+        let env = TestEnv::default();
+        for (stream, want) in [
+            (0, Stream::Stdout),
+            (1, Stream::KernelLog),
+            (2, Stream::Stderr),
+        ] {
+            assert_eq!(
+                handle(&mem, &env, 1, [0x5000, 3, stream, 0, 0, 0]),
+                HcAction::Return(3)
+            );
+            assert_eq!(env.out.borrow_mut().pop(), Some((want, b"abc".to_vec())));
+        }
+        for bad in [3, 0x100, u64::MAX] {
+            assert_eq!(
+                handle(&mem, &env, 1, [0x5000, 3, bad, 0, 0, 0]),
+                HcAction::Return(HcError::InvalidArgument.to_ret())
+            );
+        }
+        assert!(env.out.borrow().is_empty());
+    }
+
+    #[test]
+    fn console_read() {
+        let mem = GuestMemory::new(16 << 20).unwrap();
+        let size = mem.size();
+        let env = TestEnv::default();
+        let r = |gpa, len| handle(&mem, &env, 7, [gpa, len, 0, 0, 0, 0]);
+        // No input source: end of input.
+        assert_eq!(r(0x6000, 10), HcAction::Return(0));
+        *env.input.borrow_mut() = Some(b"hello world".to_vec());
+        assert_eq!(r(0x6000, 5), HcAction::Return(5));
+        assert_eq!(mem.read_vec(0x6000, 5).unwrap(), b"hello");
+        // Bad ranges consume nothing.
+        for (gpa, len) in [(size, 1), (size - 2, 3), (u64::MAX, 2), (u64::MAX - 1, 4)] {
+            assert_eq!(
+                r(gpa, len),
+                HcAction::Return(HcError::BadAddress.to_ret()),
+                "{gpa:#x}"
+            );
+        }
+        // Huge lengths are short reads (capped at 64 KiB, which must be guest memory).
+        assert_eq!(r(0x7000, u64::MAX), HcAction::Return(6));
+        assert_eq!(mem.read_vec(0x7000, 6).unwrap(), b" world");
+        assert_eq!(r(0x7000, 1), HcAction::Return(HcError::Busy.to_ret()));
+        assert_eq!(
+            r(size - 100, u64::MAX),
+            HcAction::Return(HcError::BadAddress.to_ret())
+        );
+    }
+
+    #[test]
+    fn space_calls_reach_the_tenant() {
+        let mem = GuestMemory::new(16 << 20).unwrap();
+        let env = TestEnv::default();
+        assert_eq!(
+            handle(&mem, &env, 5, [0x80_0000, 9, 9, 9, 9, 9]),
+            HcAction::Return(7)
+        );
+        assert_eq!(
+            handle(&mem, &env, 6, [7, 0, 0, 0, 0, 0]),
+            HcAction::Return(0)
+        );
+        assert_eq!(
+            handle(&mem, &env, 6, [u64::MAX, 0, 0, 0, 0, 0]),
+            HcAction::Return(HcError::InvalidArgument.to_ret())
+        );
+        assert_eq!(
+            *env.spaces.borrow(),
+            [
+                "create 0x800000",
+                "destroy 7",
+                &format!("destroy {}", u64::MAX)
+            ]
+        );
     }
 }

@@ -443,7 +443,7 @@ mod tests {
                 abi_version: 7,
                 ..Default::default()
             }),
-            "kernel built for ABI v7, host speaks v1"
+            format!("kernel built for ABI v7, host speaks v{ABI_VERSION}")
         );
         assert!(err(TestElf {
             abi_section: false,

@@ -9,6 +9,7 @@
 
 pub mod clock;
 mod console;
+pub mod console_input;
 pub mod control;
 pub mod crash;
 pub mod domain_builder;
@@ -17,6 +18,7 @@ mod error;
 #[cfg(test)]
 mod fuzz_tests;
 mod host;
+pub mod hostfs;
 mod hypercall;
 pub mod initramfs;
 pub mod kernel_image;
@@ -28,6 +30,7 @@ pub mod page_table;
 pub mod restart;
 pub mod sandbox;
 mod shm;
+mod space;
 mod tenant;
 #[cfg(test)]
 mod test_elf;
@@ -36,12 +39,14 @@ mod test_stub;
 pub mod vcpu;
 pub mod watchdog;
 
-pub use console::{TokenBucket, CONSOLE_TAIL_LINES};
+pub use console::{KernelLog, TokenBucket, CONSOLE_TAIL_LINES};
+pub use console_input::{ConsoleInput, HostTerminals};
 pub use crash::{CrashCause, CrashReport, Frame};
 pub use error::{HostError, ImageError, MemoryError};
 pub use host::{Host, DEFAULT_FAULT_AROUND};
 pub use kernel_image::KernelImage;
 pub use memory::GuestMemory;
 pub use restart::{run_with_restarts, RestartPolicy};
+pub use space::{DESTROY_WAIT, MAX_PROCESSES, MAX_SPACES};
 pub use tenant::{BootTimes, Tenant, TenantConfig, TenantOutcome, TenantState};
 pub use vcpu::{Vcpu, VcpuExit};

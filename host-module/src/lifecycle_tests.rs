@@ -29,12 +29,16 @@ fn config(name: &str, vcpus: u32, console: Capture) -> TenantConfig {
         vcpus,
         cmdline: "test".to_owned(),
         console: Box::new(console),
+        console_stderr: Box::new(std::io::stderr()),
+        kernel_log: crate::KernelLog::Stdout,
+        console_input: None,
         watchdog: None,
         console_rate: None,
         cpu_limit: None,
         cpu_seconds: None,
         crash_dump: None,
         initrd: None,
+        hostfs: None,
     }
 }
 
@@ -233,4 +237,113 @@ fn failing_crash_dump_never_masks_the_crash() {
         s.contains("crash dump to /proc/self/pvmux-cannot-create-this failed"),
         "{s}"
     );
+}
+
+/// Polls `f` every 2 ms for up to 10 s.
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let t = std::time::Instant::now();
+    while !f() {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(10),
+            "timed out: {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+/// The test stub's second hypercall is `SpaceCreate(8 MiB)` (the pool of a 16 MiB guest): the
+/// user sandbox (the same test stub) dies of SIGBUS on its first doorbell write (its control
+/// memfd has no vCPU pages), and the host marks it dead in guest memory; the kernel sandbox
+/// keeps running.
+#[test]
+fn a_space_that_dies_is_marked_dead_in_guest_memory() {
+    const CTX: u64 = 8 << 20;
+    let host = Host::new(&stub(2, 0, 5, CTX)).unwrap();
+    let t = host.launch(config("sp", 2, Capture::default())).unwrap();
+    assert_eq!(t.layout().pool_base, CTX);
+    let mem = t.guest_memory();
+    wait_for("death mark", || mem.read_u32(CTX + 20).unwrap() == 1);
+    assert_eq!(mem.read_u32(CTX + 24).unwrap(), 0x100 | libc::SIGBUS as u32);
+    for i in 0..2 {
+        let slot = CTX + pvmux_hypercalls::user::user_slot_offset(i);
+        assert_eq!(
+            mem.read_u32(slot + 0x30).unwrap(),
+            pvmux_hypercalls::user::UserExit::Dead as u32
+        );
+    }
+    wait_for("reaped", || t.user_sandbox_pids().is_empty());
+    assert_eq!(t.state(), TenantState::Running);
+    t.kill();
+    assert_eq!(crash(t.wait()).cause, CrashCause::KilledByHost);
+}
+
+/// Live user sandboxes die with their tenant however it ends: killed by the host, dropped,
+/// or its kernel sandbox dying on its own.
+#[test]
+fn spaces_end_with_their_tenant() {
+    const SPIN: &[u8] = &[0xf3, 0x90, 0xeb, 0xfc];
+    let user = crate::test_stub::raw_elf(SPIN);
+    for how in ["kill", "drop", "exit"] {
+        let host = Host::with_user_stub(&stub(2, 0, 5, 8 << 20), &user).unwrap();
+        let t = host.launch(config(how, 1, Capture::default())).unwrap();
+        wait_for("space spawned", || !t.user_sandbox_pids().is_empty());
+        let pids = t.user_sandbox_pids();
+        assert_eq!(pids.len(), 1);
+        match how {
+            "kill" => {
+                t.kill();
+                let _ = t.wait();
+            }
+            "drop" => drop(t),
+            _ => {
+                // The kernel sandbox dies by itself (here: a SIGKILL from outside).
+                // SAFETY: kill takes plain integers; the pid is our unreaped child.
+                unsafe { libc::kill(t.sandbox_pid() as i32, libc::SIGKILL) };
+                let r = crash(t.wait());
+                assert_eq!(
+                    r.cause,
+                    CrashCause::Signal {
+                        signo: libc::SIGKILL
+                    }
+                );
+            }
+        }
+        for p in pids {
+            assert!(
+                !std::path::Path::new(&format!("/proc/{p}")).exists(),
+                "{how}: user sandbox {p} left behind"
+            );
+        }
+    }
+}
+
+/// Console input raises `pending::INPUT` on vCPU 0 and is served by `ConsoleRead`: the test
+/// stub's second call is `ConsoleRead(0x200000, 16)` (made once, so it may come before the
+/// input: then it is `Busy`).
+#[test]
+fn console_input_reaches_the_guest() {
+    use pvmux_hypercalls::vcpu::pending;
+    let host = Host::new(&stub(2, 0, 7, 0x20_0000)).unwrap();
+    let mut c = config("in", 1, Capture::default());
+    c.console_input = Some(crate::ConsoleInput::Reader(Box::new(std::io::Cursor::new(
+        b"typed".to_vec(),
+    ))));
+    let t = host.launch(c).unwrap();
+    let v0 = t.control().vcpu(0).unwrap();
+    wait_for("INPUT raised", || {
+        v0.pending.load(std::sync::atomic::Ordering::SeqCst) & pending::INPUT != 0
+    });
+    // The stub's ConsoleRead returned either the bytes (copied into guest memory) or Busy
+    // (it ran before the input arrived); both are in its hc_ret.
+    wait_for("ConsoleRead answered", || {
+        v0.hc_resp.load(std::sync::atomic::Ordering::SeqCst) >= 2
+    });
+    let ret = v0.hc_ret.load(std::sync::atomic::Ordering::SeqCst) as i64;
+    if ret == 5 {
+        assert_eq!(t.guest_memory().read_vec(0x20_0000, 5).unwrap(), b"typed");
+    } else {
+        assert_eq!(ret, pvmux_hypercalls::HcError::Busy.to_ret(), "{ret}");
+    }
+    t.kill();
+    let _ = t.wait();
 }

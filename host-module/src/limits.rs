@@ -251,14 +251,71 @@ pub fn set_cpu_rlimit(pid: u32, seconds: u64) -> io::Result<()> {
         .map_err(io::Error::from)
 }
 
+/// The CPU limits applied to a tenant's kernel sandbox, to apply to its user sandboxes too.
+#[derive(Debug, Default)]
+pub(crate) struct AppliedCpu {
+    /// The tenant's cgroup (removed on drop, once every sandbox in it was reaped).
+    pub(crate) cgroup: Option<TenantCgroup>,
+    /// The `RLIMIT_CPU` budget set, in seconds.
+    pub(crate) rlimit_secs: Option<u64>,
+}
+
+/// What a user sandbox of the tenant gets: the same cgroup, the same `RLIMIT_CPU` budget
+/// (per process: each sandbox has its own budget of that many seconds).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SpaceCpu {
+    pub(crate) cgroup_dir: Option<PathBuf>,
+    pub(crate) rlimit_secs: Option<u64>,
+}
+
+impl AppliedCpu {
+    /// What user sandboxes of the tenant get.
+    pub(crate) fn for_spaces(&self) -> SpaceCpu {
+        SpaceCpu {
+            cgroup_dir: self.cgroup.as_ref().map(|c| c.dir().to_owned()),
+            rlimit_secs: self.rlimit_secs,
+        }
+    }
+}
+
+impl SpaceCpu {
+    /// Puts user sandbox `pid` into the tenant's cgroup and sets its budget. Failures are
+    /// logged.
+    pub(crate) fn apply(&self, name: &str, pid: u32) {
+        if let Some(dir) = &self.cgroup_dir {
+            if let Err(e) = std::fs::write(dir.join("cgroup.procs"), pid.to_string()) {
+                tracing::error!(tenant = %name, pid, "cannot move a user sandbox into {}: {e}", dir.display());
+            }
+        }
+        if let Some(secs) = self.rlimit_secs {
+            if let Err(e) = set_cpu_rlimit(pid, secs) {
+                tracing::error!(tenant = %name, pid, "cannot set RLIMIT_CPU of a user sandbox: {e}");
+            }
+        }
+    }
+}
+
 /// Applies the CPU limits to a freshly spawned sandbox `pid` of tenant `name`; returns the
-/// cgroup to remove when the tenant ends, if one was created. Failures are logged: a tenant
-/// whose limit cannot be applied still runs (a budget that cannot be set is an error log).
+/// cgroup to remove when the tenant ends, if one was created, and the budget set. Failures
+/// are logged: a tenant whose limit cannot be applied still runs (a budget that cannot be set
+/// is an error log).
 pub(crate) fn apply_cpu(
     name: &str,
     pid: u32,
     cpus: Option<f64>,
     cpu_seconds: Option<u64>,
+) -> AppliedCpu {
+    let mut applied = AppliedCpu::default();
+    applied.cgroup = apply_cpu_inner(name, pid, cpus, cpu_seconds, &mut applied.rlimit_secs);
+    applied
+}
+
+fn apply_cpu_inner(
+    name: &str,
+    pid: u32,
+    cpus: Option<f64>,
+    cpu_seconds: Option<u64>,
+    rlimit_set: &mut Option<u64>,
 ) -> Option<TenantCgroup> {
     if cpus.is_none() && cpu_seconds.is_none() {
         return None;
@@ -271,8 +328,11 @@ pub(crate) fn apply_cpu(
         check_parent,
         &cgroup_name(std::process::id(), name),
     );
-    let rlimit = |secs: u64| match set_cpu_rlimit(pid, secs) {
-        Ok(()) => tracing::info!(tenant = %name, pid, "CPU budget: RLIMIT_CPU {secs} s"),
+    let mut rlimit = |secs: u64| match set_cpu_rlimit(pid, secs) {
+        Ok(()) => {
+            *rlimit_set = Some(secs);
+            tracing::info!(tenant = %name, pid, "CPU budget: RLIMIT_CPU {secs} s")
+        }
         Err(e) => tracing::error!(tenant = %name, pid, "cannot set RLIMIT_CPU: {e}"),
     };
     match plan {

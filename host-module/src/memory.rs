@@ -4,6 +4,7 @@
 //! hands out references into it: every access copies, and every range is bounds-checked.
 
 use std::os::fd::{BorrowedFd, RawFd};
+use std::sync::atomic::AtomicU32;
 
 use pvmux_hypercalls::layout::MAX_GUEST_MEM;
 
@@ -126,6 +127,21 @@ impl GuestMemory {
         self.write(gpa, &value.to_le_bytes())
     }
 
+    /// The 32-bit word at `gpa` as an atomic (for futex words and flags shared with the
+    /// guest); `None` unless `gpa` is 4-byte aligned and the word lies in guest memory. The
+    /// value is guest-controlled: treat whatever is loaded as untrusted.
+    pub fn atomic_u32(&self, gpa: u64) -> Option<&AtomicU32> {
+        if !gpa.is_multiple_of(4) {
+            return None;
+        }
+        let off = self.check_range(gpa, 4).ok()?;
+        // SAFETY: `off + 4 <= size` (checked), the mapping is page aligned so `off` 4-byte
+        // aligned means the address is too; the reference lives as long as `&self` (the
+        // mapping); an `AtomicU32` is valid for any bit pattern, and every access through it
+        // is atomic, so concurrent writes by other processes are sound.
+        Some(unsafe { &*self.shm.as_ptr().add(off).cast::<AtomicU32>() })
+    }
+
     /// Reads a little-endian `u32` at `gpa`.
     pub fn read_u32(&self, gpa: u64) -> Result<u32, MemoryError> {
         let mut b = [0; 4];
@@ -170,5 +186,18 @@ mod tests {
         assert_eq!(m.read_u64(0).unwrap(), 0);
         assert!(m.read_vec(size - 1, 2).is_err());
         assert_eq!(m.read_vec(size - 2, 2).unwrap(), vec![0, 0]);
+    }
+
+    #[test]
+    fn atomic_words() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let m = GuestMemory::new(16 << 20).unwrap();
+        let size = m.size();
+        m.atomic_u32(0x100).unwrap().store(0xdead_beef, SeqCst);
+        assert_eq!(m.read_u32(0x100).unwrap(), 0xdead_beef);
+        assert!(m.atomic_u32(size - 4).is_some());
+        for bad in [0x102, size, size - 2, u64::MAX - 3, u64::MAX] {
+            assert!(m.atomic_u32(bad).is_none(), "{bad:#x}");
+        }
     }
 }

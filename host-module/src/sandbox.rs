@@ -153,6 +153,43 @@ pub(crate) fn reap(pid: Pid) -> Result<SandboxExit, HostError> {
     }
 }
 
+/// Waits until the process of `pidfd` has exited (not reaped: its pid stays reserved), at
+/// most `timeout` (`None`: no limit). Returns whether it has exited. Once it has, none of its
+/// threads runs any more and its memory mappings are gone.
+pub(crate) fn wait_exited(pidfd: &OwnedFd, timeout: Option<std::time::Duration>) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let deadline = timeout.map(|t| std::time::Instant::now() + t);
+    loop {
+        let ts = deadline.map(|d| {
+            let left = d.saturating_duration_since(std::time::Instant::now());
+            Timespec {
+                tv_sec: left.as_secs() as _,
+                tv_nsec: left.subsec_nanos() as _,
+            }
+        });
+        let mut fds = [PollFd::new(pidfd, PollFlags::IN)];
+        match poll(&mut fds, ts.as_ref()) {
+            Ok(0) => return false,
+            Ok(_) => return true,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => {
+                tracing::warn!("poll(pidfd) failed: {e}");
+                return false;
+            }
+        }
+    }
+}
+
+impl SandboxExit {
+    /// The `dead_status` encoding of user sandboxes: the exit status, or `0x100 | signal`.
+    pub fn dead_status(self) -> u32 {
+        match self {
+            Self::Exited(code) => (code as u32) & 0xff,
+            Self::Signaled(sig) => 0x100 | ((sig as u32) & 0xff),
+        }
+    }
+}
+
 /// Sends SIGKILL through a pidfd (harmless after the process was reaped).
 pub(crate) fn kill(pidfd: &OwnedFd) {
     match rustix::process::pidfd_send_signal(pidfd, rustix::process::Signal::KILL) {

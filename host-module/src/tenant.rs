@@ -11,15 +11,17 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use pvmux_hypercalls::sandbox::{STUB_EXIT_CRASH, STUB_EXIT_SETUP};
-use pvmux_hypercalls::TrapFrame;
+use pvmux_hypercalls::{HcError, TrapFrame};
 
 use crate::clock::ClockParams;
-use crate::console::Console;
+use crate::console::{Console, KernelLog, Stream};
+use crate::console_input::{ConsoleInput, InputBuffer};
 use crate::control::ControlRegion;
 use crate::crash::{CrashCause, CrashReport, Symbolizer};
 use crate::domain_builder::DomainLayout;
-use crate::hypercall::{handle, HcAction};
+use crate::hypercall::{handle, HcAction, HcEnv};
 use crate::sandbox::{self, SandboxExit, Stub};
+use crate::space::{SpaceConfig, Spaces};
 use crate::vcpu::{Vcpu, VcpuExit};
 use crate::watchdog::{Action as WatchAction, VcpuSnapshot, Watchdog};
 use crate::{GuestMemory, HostError, KernelImage};
@@ -36,8 +38,14 @@ pub struct TenantConfig {
     pub vcpus: u32,
     /// Kernel command line.
     pub cmdline: String,
-    /// Where the guest console goes.
+    /// Where the guest console's standard output goes (`ConsoleWrite` stream 0).
     pub console: Box<dyn Write + Send>,
+    /// Where the guest console's standard error goes (stream 2); default: the host's stderr.
+    pub console_stderr: Box<dyn Write + Send>,
+    /// Where the kernel log (stream 1) goes; default: with standard output.
+    pub kernel_log: KernelLog,
+    /// Console input for `ConsoleRead`; `None`: the guest sees the end of input at once.
+    pub console_input: Option<ConsoleInput>,
     /// Liveness watchdog: a tenant with a vCPU that takes no events for this long is
     /// killed and reported as crashed (see [`crate::watchdog`]); `None` disables it.
     pub watchdog: Option<Duration>,
@@ -55,6 +63,9 @@ pub struct TenantConfig {
     /// [`crate::initramfs::validate`] (see [`crate::initramfs::prepare`]); placed at the top
     /// of guest memory. `None` = no initial RAM disk.
     pub initrd: Option<Arc<Vec<u8>>>,
+    /// Host directory shared read-only with the guest (`--rootfs`, see [`crate::hostfs`]);
+    /// the guest uses it when its command line has the word `hostfs`. `None` = no share.
+    pub hostfs: Option<Arc<crate::hostfs::HostFs>>,
 }
 
 impl TenantConfig {
@@ -74,12 +85,16 @@ impl TenantConfig {
             vcpus,
             cmdline: cmdline.into(),
             console,
+            console_stderr: Box::new(std::io::stderr()),
+            kernel_log: KernelLog::Stdout,
+            console_input: None,
             watchdog: None,
             console_rate: None,
             cpu_limit: None,
             cpu_seconds: None,
             crash_dump: None,
             initrd: None,
+            hostfs: None,
         }
     }
 }
@@ -91,12 +106,15 @@ impl std::fmt::Debug for TenantConfig {
             .field("mem_size", &self.mem_size)
             .field("vcpus", &self.vcpus)
             .field("cmdline", &self.cmdline)
+            .field("kernel_log", &self.kernel_log)
+            .field("console_input", &self.console_input)
             .field("watchdog", &self.watchdog)
             .field("console_rate", &self.console_rate)
             .field("cpu_limit", &self.cpu_limit)
             .field("cpu_seconds", &self.cpu_seconds)
             .field("crash_dump", &self.crash_dump)
             .field("initrd_len", &self.initrd.as_ref().map(|i| i.len()))
+            .field("hostfs", &self.hostfs.as_ref().map(|h| h.path()))
             .finish_non_exhaustive()
     }
 }
@@ -135,7 +153,7 @@ pub struct BootTimes {
 /// State shared by the tenant handle, its monitor thread and its vCPU threads.
 struct Shared {
     name: String,
-    mem: GuestMemory,
+    mem: Arc<GuestMemory>,
     ctl: Arc<ControlRegion>,
     kernel: Arc<KernelImage>,
     layout: DomainLayout,
@@ -150,6 +168,15 @@ struct Shared {
     /// Per vCPU: the host is serving one of its hypercalls (host-owned; read by the watchdog).
     in_host: Vec<AtomicBool>,
     limits: Limits,
+    /// The guest's user sandboxes.
+    spaces: Spaces,
+    /// Console input waiting for `ConsoleRead`.
+    input: Arc<InputBuffer>,
+    /// The kernel sandbox's pid while it may be signalled (it has not exited yet, so its pid
+    /// cannot be reused); threads other than the monitor signal only under this lock.
+    signal_gate: Mutex<Option<u32>>,
+    /// The host directory shared with `--rootfs`.
+    hostfs: Option<Arc<crate::hostfs::HostFs>>,
 }
 
 /// The options of [`TenantConfig`] the monitor thread applies.
@@ -261,6 +288,19 @@ impl Shared {
         self.finish(TenantOutcome::Crashed(Box::new(self.report(cause))));
     }
 
+    /// Console input arrived (or ended): raises `pending::INPUT` on vCPU 0 and wakes it, the
+    /// way the watchdog's heartbeat does, unless the sandbox has already exited.
+    fn raise_input(&self) {
+        use pvmux_hypercalls::vcpu::pending;
+        let gate = self.signal_gate.lock().unwrap_or_else(|e| e.into_inner());
+        let (Some(pid), Some(v)) = (*gate, self.ctl.vcpu(0)) else {
+            return;
+        };
+        if v.pending.fetch_or(pending::INPUT, SeqCst) & pending::INPUT == 0 {
+            crate::watchdog::wake_vcpu(v, pid);
+        }
+    }
+
     /// One vCPU service thread.
     fn vcpu_thread(self: Arc<Self>, index: u32) {
         let Some(mut vcpu) = Vcpu::new(Arc::clone(&self.ctl), index, Arc::clone(&self.stop)) else {
@@ -271,10 +311,9 @@ impl Shared {
                 VcpuExit::Hypercall { nr, args } => (nr, args),
                 _ => return,
             };
-            let mut out = |b: &[u8]| self.console.write(b);
             let flag = &self.in_host[index as usize];
             flag.store(true, SeqCst);
-            let action = handle(&self.mem, &mut out, nr, args);
+            let action = handle(&self.mem, &*self, nr, args);
             flag.store(false, SeqCst);
             match action {
                 HcAction::Return(ret) => vcpu.complete(ret),
@@ -371,12 +410,35 @@ impl Shared {
     }
 }
 
+impl HcEnv for Shared {
+    fn console_write(&self, stream: Stream, bytes: &[u8]) {
+        self.console.write_stream(stream, bytes);
+    }
+
+    fn console_read(&self, max: usize) -> Result<Vec<u8>, HcError> {
+        self.input.take(max)
+    }
+
+    fn space_create(&self, ctx_gpa: u64) -> Result<u64, HcError> {
+        self.spaces.create(ctx_gpa)
+    }
+
+    fn space_destroy(&self, handle: u64) -> Result<(), HcError> {
+        self.spaces.destroy(handle)
+    }
+
+    fn hostfs(&self) -> Option<&crate::hostfs::HostFs> {
+        self.hostfs.as_deref()
+    }
+}
+
 /// A running guest kernel. Dropping it kills the sandbox and releases everything.
 pub struct Tenant {
     shared: Arc<Shared>,
     pid: u32,
     monitor: Option<JoinHandle<()>>,
     vcpus: Vec<JoinHandle<()>>,
+    input: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Tenant {
@@ -397,22 +459,52 @@ pub(crate) struct TenantParts {
     pub(crate) layout: DomainLayout,
     pub(crate) clock: ClockParams,
     pub(crate) console: Box<dyn Write + Send>,
+    pub(crate) console_stderr: Box<dyn Write + Send>,
+    pub(crate) kernel_log: KernelLog,
+    pub(crate) console_input: Option<ConsoleInput>,
     pub(crate) console_rate: Option<u64>,
     pub(crate) limits: Limits,
+    pub(crate) fault_around_pages: u32,
+    pub(crate) hostfs: Option<Arc<crate::hostfs::HostFs>>,
 }
 
 impl Tenant {
     /// Spawns the sandbox and the service threads of a built tenant.
-    pub(crate) fn start(parts: TenantParts, stub: Arc<Stub>) -> Result<Self, HostError> {
+    pub(crate) fn start(
+        parts: TenantParts,
+        stub: Arc<Stub>,
+        user_stub: Arc<Stub>,
+    ) -> Result<Self, HostError> {
         let nr_vcpus = parts.ctl.nr_vcpus();
+        let mem = Arc::new(parts.mem);
+        let spaces = Spaces::new(
+            SpaceConfig {
+                name: parts.name.clone(),
+                nr_vcpus,
+                pool_base: parts.layout.pool_base,
+                clock: parts.clock,
+                fault_around_pages: parts.fault_around_pages,
+            },
+            Arc::clone(&mem),
+            user_stub,
+        );
+        let input = Arc::new(match parts.console_input {
+            Some(_) => InputBuffer::default(),
+            None => InputBuffer::without_source(),
+        });
         let shared = Arc::new(Shared {
             name: parts.name,
-            mem: parts.mem,
+            mem,
             ctl: Arc::new(parts.ctl),
             kernel: parts.kernel,
             layout: parts.layout,
             clock: parts.clock,
-            console: Console::new(parts.console, parts.console_rate),
+            console: Console::with_streams(
+                parts.console,
+                parts.console_stderr,
+                parts.kernel_log,
+                parts.console_rate,
+            ),
             stop: Arc::new(AtomicBool::new(false)),
             killed_by_host: AtomicBool::new(false),
             pidfd: OnceLock::new(),
@@ -420,6 +512,10 @@ impl Tenant {
             ending: AtomicU32::new(0),
             in_host: (0..nr_vcpus).map(|_| AtomicBool::new(false)).collect(),
             limits: parts.limits,
+            spaces,
+            input,
+            signal_gate: Mutex::new(None),
+            hostfs: parts.hostfs,
         });
         let (tx, rx) = mpsc::channel();
         let s = Arc::clone(&shared);
@@ -443,7 +539,21 @@ impl Tenant {
             pid,
             monitor: Some(monitor),
             vcpus: Vec::new(),
+            input: None,
         };
+        if let Some(source) = parts.console_input {
+            let weak = Arc::downgrade(&shared);
+            tenant.input = crate::console_input::start_reader(
+                &shared.name,
+                source,
+                Arc::clone(&shared.input),
+                Box::new(move || {
+                    if let Some(s) = weak.upgrade() {
+                        s.raise_input();
+                    }
+                }),
+            )?;
+        }
         for i in 0..nr_vcpus {
             let s = Arc::clone(&shared);
             let h = std::thread::Builder::new()
@@ -473,6 +583,23 @@ impl Tenant {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .0
+    }
+
+    /// Pids of the tenant's user sandboxes that have not been reaped yet.
+    pub fn user_sandbox_pids(&self) -> Vec<u32> {
+        self.shared.spaces.pids()
+    }
+
+    /// The tenant's guest memory (tests read what the host wrote there).
+    #[cfg(test)]
+    pub(crate) fn guest_memory(&self) -> &GuestMemory {
+        &self.shared.mem
+    }
+
+    /// The tenant's control region (tests look at the vCPU pages).
+    #[cfg(test)]
+    pub(crate) fn control(&self) -> &ControlRegion {
+        &self.shared.ctl
     }
 
     /// The domain layout the tenant was built with.
@@ -560,6 +687,10 @@ impl Tenant {
         for h in self.vcpus.drain(..) {
             let _ = h.join();
         }
+        self.shared.input.close();
+        if let Some(h) = self.input.take() {
+            let _ = h.join();
+        }
     }
 }
 
@@ -584,8 +715,9 @@ fn monitor_thread(s: &Arc<Shared>, stub: &Stub, tx: &mpsc::Sender<Result<u32, Ho
     let raw_pid = pid.as_raw_nonzero().get() as u32;
     let _ = s.pidfd.set(child.pidfd);
     // CPU limits before the guest gets far (the stub's start-up takes milliseconds).
-    let cgroup =
-        crate::limits::apply_cpu(&s.name, raw_pid, s.limits.cpu_limit, s.limits.cpu_seconds);
+    let cpu = crate::limits::apply_cpu(&s.name, raw_pid, s.limits.cpu_limit, s.limits.cpu_seconds);
+    s.spaces.set_cpu(cpu.for_spaces());
+    *s.signal_gate.lock().unwrap_or_else(|e| e.into_inner()) = Some(raw_pid);
     {
         let mut st = s.status.lock().unwrap_or_else(|e| e.into_inner());
         if st.0 == TenantState::Created {
@@ -596,8 +728,13 @@ fn monitor_thread(s: &Arc<Shared>, stub: &Stub, tx: &mpsc::Sender<Result<u32, Ho
     if let Some(timeout) = s.limits.watchdog {
         watch(s, raw_pid, timeout);
     }
-    // Only this thread reaps, and it signals nothing after this point: the watchdog cannot
-    // hit a recycled pid.
+    if let Some(fd) = s.pidfd.get() {
+        sandbox::wait_exited(fd, None);
+    }
+    // The sandbox has exited: nothing signals it from now on (the gate), so nothing can hit
+    // its pid once it is reaped and recycled.
+    *s.signal_gate.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    // Only this thread reaps the kernel sandbox.
     let exit = match sandbox::reap(pid) {
         Ok(e) => e,
         Err(e) => {
@@ -605,7 +742,9 @@ fn monitor_thread(s: &Arc<Shared>, stub: &Stub, tx: &mpsc::Sender<Result<u32, Ho
             SandboxExit::Signaled(0)
         }
     };
-    drop(cgroup);
+    // Every user sandbox goes with the kernel sandbox, before the cgroup they share.
+    s.spaces.shutdown();
+    drop(cpu);
     s.stop.store(true, SeqCst);
     s.sandbox_ended(exit);
     s.console.finish();
@@ -668,6 +807,7 @@ fn pending_names(bits: u32) -> String {
         (pending::TIMER, "TIMER"),
         (pending::KICK, "KICK"),
         (pending::HOST, "HOST"),
+        (pending::INPUT, "INPUT"),
     ]
     .iter()
     .filter(|(b, _)| bits & b != 0)

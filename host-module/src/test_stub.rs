@@ -44,7 +44,12 @@ pub(crate) fn stub(mode: u32, status: u32, nr2: u64, a0: u64) -> Vec<u8> {
     code[n - 20..n - 16].copy_from_slice(&status.to_le_bytes());
     code[n - 16..n - 8].copy_from_slice(&nr2.to_le_bytes());
     code[n - 8..].copy_from_slice(&a0.to_le_bytes());
-    // ELF64 header + one PT_LOAD (R+X) mapping the whole file at 0x400000.
+    raw_elf(&code)
+}
+
+/// A minimal static ELF executable whose entry point runs `code` (for tests that need a
+/// sandbox process with a given behaviour, e.g. spin forever or exit with a status).
+pub(crate) fn raw_elf(code: &[u8]) -> Vec<u8> {
     let total = (64 + 56 + code.len()) as u64;
     let mut e = Vec::new();
     e.extend(b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0");

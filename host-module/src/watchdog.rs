@@ -164,6 +164,13 @@ impl Watchdog {
 /// The caller must guarantee that `pid` has not been reaped yet (so it cannot be reused).
 pub(crate) fn heartbeat(s: &VcpuShared, pid: u32) {
     s.pending.fetch_or(pending::HOST, SeqCst);
+    wake_vcpu(s, pid);
+}
+
+/// Wakes the vCPU of page `s` of the sandbox `pid` to look at its pending bits: `futex_wake`
+/// if it is halted, else `tgkill` with the event signal (see [`heartbeat`] for why a forged
+/// thread id is harmless). The caller must guarantee that `pid` has not been reaped yet.
+pub(crate) fn wake_vcpu(s: &VcpuShared, pid: u32) {
     if s.halted.load(SeqCst) != 0 {
         let _ = futex::wake(&s.pending, futex::Flags::empty(), 1);
         return;

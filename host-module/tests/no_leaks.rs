@@ -25,12 +25,16 @@ fn config(i: usize) -> TenantConfig {
         vcpus: 2,
         cmdline: String::new(),
         console: Box::new(std::io::sink()) as Box<dyn Write + Send>,
+        console_stderr: Box::new(std::io::stderr()),
+        kernel_log: pvmux_host::KernelLog::Stdout,
+        console_input: None,
         watchdog: None,
         console_rate: None,
         cpu_limit: None,
         cpu_seconds: None,
         crash_dump: None,
         initrd: None,
+        hostfs: None,
     }
 }
 
@@ -51,6 +55,32 @@ fn many_tenants_leak_nothing() {
     }
     assert_eq!(count("/proc/self/fd"), fds);
     assert_eq!(count("/proc/self/task"), threads);
+    // Tenants with user sandboxes: the test stub's second call is SpaceCreate (8 MiB is the
+    // pool of a 16 MiB guest); the space (the same stub) dies of SIGBUS and is reaped by the
+    // tenant's reaper thread, then the spinning kernel sandbox is killed.
+    let spaces = Host::new(&test_stub::stub(2, 0, 5, 8 << 20)).unwrap();
+    let batch = || {
+        let ts: Vec<_> = (0..8).map(|i| spaces.launch(config(i)).unwrap()).collect();
+        // Time for every space to be spawned, die and be reaped (or to be killed below).
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        for t in &ts {
+            t.kill();
+        }
+        for t in ts {
+            assert!(matches!(t.wait(), TenantOutcome::Crashed(_)));
+        }
+    };
+    batch();
+    let (fds, threads) = (count("/proc/self/fd"), count("/proc/self/task"));
+    for _ in 0..3 {
+        batch();
+    }
+    assert_eq!(count("/proc/self/fd"), fds, "fds leaked by spaces");
+    assert_eq!(
+        count("/proc/self/task"),
+        threads,
+        "threads leaked by spaces"
+    );
     // No child is left, reaped or not.
     assert_eq!(
         rustix::process::waitpid(None, rustix::process::WaitOptions::NOHANG).unwrap_err(),

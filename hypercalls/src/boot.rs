@@ -25,6 +25,9 @@ pub enum MemRegionKind {
     Boot = 3,
     /// The initial RAM disk.
     Initrd = 4,
+    /// Guest memory reserved for user pages: the only guest-physical range a user sandbox
+    /// may map (the kernel must not keep its own data there).
+    UserPool = 5,
 }
 
 impl MemRegionKind {
@@ -35,6 +38,7 @@ impl MemRegionKind {
             2 => Self::Kernel,
             3 => Self::Boot,
             4 => Self::Initrd,
+            5 => Self::UserPool,
             _ => return None,
         })
     }

@@ -6,6 +6,17 @@
 //! named by **guest-physical** address and length; the host checks every range against guest
 //! memory before copying, and copies before it looks.
 
+/// `ConsoleWrite` streams (argument 2).
+pub mod stream {
+    /// The program's standard output (the host's stdout).
+    pub const STDOUT: u64 = 0;
+    /// Kernel messages (the host routes them: stdout by default, hidden or stderr when a
+    /// program runs).
+    pub const KERNEL_LOG: u64 = 1;
+    /// The program's standard error (the host's stderr).
+    pub const STDERR: u64 = 2;
+}
+
 /// Flag (in the number's high half): do not spin waiting for the host; block at once.
 pub const HC_FLAG_NOSPIN: u64 = 1 << 32;
 /// Mask of the call number in the first argument.
@@ -22,7 +33,8 @@ pub const PANIC_MSG_MAX: u64 = 4096;
 pub enum Hypercall {
     /// Does nothing and returns 0 (round-trip benchmark).
     Nop = 0,
-    /// `console_write(gpa, len) -> len`: write bytes to the tenant's console.
+    /// `console_write(gpa, len, stream) -> len`: write bytes to the tenant's console.
+    /// `stream` ([`stream`]): 0 = standard output, 1 = kernel log, 2 = standard error.
     ConsoleWrite = 1,
     /// `shutdown(code) -> !`: the tenant exits with `code & 0xff`.
     Shutdown = 2,
@@ -31,6 +43,21 @@ pub enum Hypercall {
     Panic = 3,
     /// `wall_clock() -> ns`: nanoseconds since the Unix epoch, now.
     WallClock = 4,
+    /// Creates a user sandbox for a new guest address space (docs/ABI.md §user mode):
+    /// `a0` = guest-physical address of its context region (page aligned, inside the user
+    /// pool, `user_ctx_size(nr_vcpus)` bytes, header filled in). Returns a space handle
+    /// (>= 0). The sandbox starts asynchronously; its slots take requests once it is up.
+    SpaceCreate = 5,
+    /// Ends the user sandbox `a0` (a handle from `SpaceCreate`): the host kills and reaps it.
+    SpaceDestroy = 6,
+    /// Reads console input: up to `a1` bytes into guest-physical `a0`. Returns the count,
+    /// 0 at end of input, or `Busy` when nothing is buffered (the host raises
+    /// `pending::INPUT` when input arrives).
+    ConsoleRead = 7,
+    /// Lists a directory of the host root shared with `--rootfs` (docs/ABI.md §hostfs).
+    HostfsList = 8,
+    /// Reads a regular file of the host root shared with `--rootfs` (docs/ABI.md §hostfs).
+    HostfsRead = 9,
 }
 
 impl Hypercall {
@@ -42,6 +69,11 @@ impl Hypercall {
             2 => Self::Shutdown,
             3 => Self::Panic,
             4 => Self::WallClock,
+            5 => Self::SpaceCreate,
+            6 => Self::SpaceDestroy,
+            7 => Self::ConsoleRead,
+            8 => Self::HostfsList,
+            9 => Self::HostfsRead,
             _ => return None,
         })
     }

@@ -11,11 +11,13 @@
 
 pub mod boot;
 pub mod frame;
+pub mod hostfs;
 pub mod hypercall;
 pub mod image;
 pub mod layout;
 pub mod sandbox;
 pub mod stub;
+pub mod user;
 pub mod vcpu;
 
 pub use boot::{BootInfo, MemRegion, MemRegionKind};
@@ -30,7 +32,7 @@ pub use vcpu::{CrashInfo, CrashReason, VcpuShared};
 pub const ABI_MAGIC: u64 = u64::from_le_bytes(*b"PVMUXABI");
 
 /// ABI version. Bumped on any incompatible change; both sides refuse a mismatch at boot.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// Size of a guest page (and of a host page: pvmux requires 4 KiB host pages).
 pub const PAGE_SIZE: u64 = 4096;

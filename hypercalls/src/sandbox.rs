@@ -74,8 +74,29 @@ pub struct SandboxHeader {
     pub first_insn_tsc: AtomicU64,
     /// TSC when the stub started executing (stub).
     pub stub_start_tsc: AtomicU64,
+    /// [`kind`] of sandbox to become (host).
+    pub kind: u32,
+    /// Reserved.
+    pub _reserved1: u32,
+    /// User sandboxes: first guest-physical byte of the user pool; the filter refuses
+    /// mappings of lower memfd offsets (host).
+    pub user_pool_base: u64,
+    /// User sandboxes: guest-physical address of the context region (host, validated).
+    pub user_ctx_gpa: u64,
+    /// User sandboxes: length of the context region (host).
+    pub user_ctx_len: u64,
+}
+
+/// [`SandboxHeader::kind`] values.
+pub mod kind {
+    /// A kernel sandbox: stub + guest kernel, one thread per vCPU.
+    pub const KERNEL: u32 = 0;
+    /// A user sandbox: stub + one guest address space's user code, one thread per vCPU.
+    pub const USER: u32 = 1;
 }
 
 const _: () = assert!(offset_of!(SandboxHeader, stub_status) == 88);
 const _: () = assert!(offset_of!(SandboxHeader, stub_table) == 104);
-const _: () = assert!(size_of::<SandboxHeader>() == 128);
+const _: () = assert!(offset_of!(SandboxHeader, kind) == 128);
+const _: () = assert!(offset_of!(SandboxHeader, user_ctx_gpa) == 144);
+const _: () = assert!(size_of::<SandboxHeader>() == 160);

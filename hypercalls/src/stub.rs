@@ -74,6 +74,14 @@ pub struct StubTable {
     pub set_fault_around: u64,
     /// `null() -> u64` *in-sandbox*: returns 0 (call-cost benchmark).
     pub null: u64,
+    /// `user_wait(gpa, expected, timeout_ns) -> i64` *in-sandbox*: shared-futex wait on the
+    /// 32-bit word at guest-physical `gpa` (4-byte aligned) while it equals `expected`, at most
+    /// `timeout_ns` (0 = no limit). Returns 0 (woken or value changed), `Busy` on timeout or
+    /// interruption by an event (the caller re-checks), `BadAddress` for a bad `gpa`.
+    pub user_wait: u64,
+    /// `user_wake(gpa) -> i64` *in-sandbox*: shared-futex wake of every waiter on the word at
+    /// guest-physical `gpa` (the user sandbox side of a context slot). Returns the count woken.
+    pub user_wake: u64,
 }
 
 impl StubTable {
@@ -98,12 +106,14 @@ impl StubTable {
             self.prefault,
             self.set_fault_around,
             self.null,
+            self.user_wait,
+            self.user_wake,
         ]
     }
 }
 
 /// Number of entry points in this ABI version's [`StubTable`].
-pub const STUB_ENTRIES: u32 = 18;
+pub const STUB_ENTRIES: u32 = 20;
 
 const _: () = assert!(offset_of!(StubTable, hypercall) == 16);
 const _: () = assert!(size_of::<StubTable>() == 16 + 8 * STUB_ENTRIES as usize);

@@ -19,8 +19,10 @@ pub mod pending {
     pub const KICK: u32 = 1 << 1;
     /// The host has something for the guest.
     pub const HOST: u32 = 1 << 2;
+    /// Console input arrived (`ConsoleRead` has data or end of input).
+    pub const INPUT: u32 = 1 << 3;
     /// All bits defined by this ABI version.
-    pub const ALL: u32 = TIMER | KICK | HOST;
+    pub const ALL: u32 = TIMER | KICK | HOST | INPUT;
 }
 
 /// Indices into [`VcpuShared::stats`] (maintained by the stub, informational).

@@ -125,3 +125,31 @@ pub(crate) fn raw_syscalls() -> ! {
     );
     hcall::shutdown(code)
 }
+
+/// `-- PROGRAM ARGS...`: runs the program as init and shuts down with its status: the exit
+/// code, or 128 + the signal that killed it (the shell convention). A program that cannot
+/// be started ends the tenant with 127 (not found) or 126 (not executable).
+pub(crate) fn run_init(words: &str) -> ! {
+    let argv = crate::cmdline::decode_argv(words);
+    let name = alloc::string::String::from_utf8_lossy(&argv[0]).into_owned();
+    let code = match crate::linux::task::run_init(argv) {
+        Ok(status) => {
+            if status & 0x7f == 0 {
+                ((status >> 8) & 0xff) as u64
+            } else {
+                128 + (status & 0x7f) as u64
+            }
+        }
+        Err(e) => {
+            crate::println!("pvmux-kernel: cannot run {name}: {e}");
+            match e {
+                crate::fs::Errno::ENOENT | crate::fs::Errno::ENOTDIR => 127,
+                _ => 126,
+            }
+        }
+    };
+    if crate::cmdline::has_option("syscall-report") {
+        crate::linux::dispatch::report_unknown();
+    }
+    hcall::shutdown(code)
+}

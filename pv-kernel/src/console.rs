@@ -1,4 +1,6 @@
-//! `print!`/`println!` over the console hypercall.
+//! `print!`/`println!` over the console hypercall, on the kernel-log stream (stream 1: the
+//! host shows it with standard output by default, hides it or sends it to standard error
+//! when a program runs). Program output uses [`crate::hcall::console_write_stream`].
 //!
 //! One [`IrqLock`]-protected buffer in the kernel image: a whole `print!` is formatted and
 //! written under the lock, so lines from several vCPUs never interleave (unless one call

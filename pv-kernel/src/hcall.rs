@@ -1,10 +1,12 @@
 //! Host hypercalls (console, shutdown, panic, wall clock) over the stub's doorbell.
+//! (User-mode calls such as `SpaceCreate` and `ConsoleRead` belong to `crate::linux`.)
 //!
 //! Every call runs with events disabled: the doorbell is per vCPU, so a thread must neither be
 //! preempted and migrated nor interrupted by an event handler that rings the same doorbell.
 //! Buffers are passed by guest-physical address ([`crate::boot::virt_to_phys`]).
 
-use pvmux_hypercalls::{hypercall::CONSOLE_WRITE_MAX, hypercall::PANIC_MSG_MAX, Hypercall};
+use pvmux_hypercalls::hypercall::{stream, CONSOLE_WRITE_MAX, PANIC_MSG_MAX};
+use pvmux_hypercalls::Hypercall;
 
 use crate::irq::IrqGuard;
 
@@ -14,12 +16,19 @@ fn call(nr: Hypercall, a0: u64, a1: u64, a2: u64) -> i64 {
     crate::stub::hypercall(nr as u64, a0, a1, a2, 0, 0)
 }
 
-/// Writes `bytes` to the tenant console. Bytes outside the image and direct map are dropped.
+/// Writes `bytes` to the kernel log (console stream 1, which the host routes: with standard
+/// output by default, hidden or to standard error when a program runs).
 pub(crate) fn console_write(bytes: &[u8]) {
+    console_write_stream(stream::KERNEL_LOG, bytes);
+}
+
+/// Writes `bytes` to console `stream` ([`stream::STDOUT`], [`stream::KERNEL_LOG`] or
+/// [`stream::STDERR`]). Bytes outside the image and direct map are dropped.
+pub(crate) fn console_write_stream(stream: u64, bytes: &[u8]) {
     for chunk in bytes.chunks(CONSOLE_WRITE_MAX as usize) {
         let va = chunk.as_ptr() as u64;
         if let Some(gpa) = crate::boot::virt_to_phys(va, chunk.len() as u64) {
-            call(Hypercall::ConsoleWrite, gpa, chunk.len() as u64, 0);
+            call(Hypercall::ConsoleWrite, gpa, chunk.len() as u64, stream);
         }
     }
 }

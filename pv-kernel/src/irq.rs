@@ -56,6 +56,11 @@ impl<T> IrqLock<T> {
         }
     }
 
+    /// Exclusive access without locking (the caller owns the lock).
+    pub(crate) fn get_mut(&mut self) -> &mut T {
+        self.inner.get_mut()
+    }
+
     /// Disables events, then takes the lock.
     pub(crate) fn lock(&self) -> IrqLockGuard<'_, T> {
         let irq = IrqGuard::new();

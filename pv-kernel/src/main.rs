@@ -21,6 +21,7 @@ mod fs;
 mod hcall;
 mod hostile;
 mod irq;
+mod linux;
 mod mem;
 mod mm;
 mod panic;
@@ -179,6 +180,8 @@ fn kmain() {
             Command::FsSelftest => fs::selftest::run(),
             Command::Ls(path) => commands::fs::ls(path),
             Command::Cat(path) => commands::fs::cat(path),
+            Command::Init(words) => commands::run_init(words),
+            Command::Option => {}
             Command::Unknown(word) => {
                 println!("pvmux-kernel: warning: ignoring unknown command-line word \"{word}\"")
             }

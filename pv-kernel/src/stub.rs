@@ -166,3 +166,15 @@ pub(crate) fn null_entry() -> extern "sysv64" fn() -> u64 {
 pub(crate) fn prefault(va: u64, len: u64, write: bool) -> i64 {
     entry!(prefault: fn(u64, u64, u64) -> i64)(va, len, u64::from(write))
 }
+
+/// Shared-futex wait on the 32-bit word at guest-physical `gpa` while it equals `expected`,
+/// at most `timeout_ns` (0 = no limit). 0 = woken or changed; negative = timeout,
+/// interruption by an event, or a bad address (the caller re-checks in every case).
+pub(crate) fn user_wait(gpa: u64, expected: u32, timeout_ns: u64) -> i64 {
+    entry!(user_wait: fn(u64, u64, u64) -> i64)(gpa, u64::from(expected), timeout_ns)
+}
+
+/// Shared-futex wake of every waiter on the word at guest-physical `gpa`.
+pub(crate) fn user_wake(gpa: u64) -> i64 {
+    entry!(user_wake: fn(u64) -> i64)(gpa)
+}

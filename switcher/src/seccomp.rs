@@ -1,4 +1,6 @@
-//! The kernel sandbox's seccomp filter.
+//! The sandbox stub's seccomp filters: one for kernel sandboxes, one for user sandboxes.
+//!
+//! # Kernel sandboxes ([`build_kernel_filter`])
 //!
 //! The stub builds this filter from its own code range and installs it (with
 //! `SECCOMP_FILTER_FLAG_TSYNC`, on every vCPU thread at once) before the first guest
@@ -27,9 +29,50 @@
 //! No `clone`: every vCPU thread exists before the filter is installed. No `open`, `socket`,
 //! `execve`, `ptrace`, `kill`, anonymous `mmap`, `mprotect`, `prctl`, `seccomp`,
 //! `memfd_create`, `io_uring_*` or anything else.
+//!
+//! # User sandboxes ([`build_user_filter`])
+//!
+//! A user sandbox runs untrusted guest user code next to the stub, so its filter is stricter:
+//!
+//! * a non-native system call (x32 is native-arch but numbered above the table and traps;
+//!   `int 0x80` is `AUDIT_ARCH_I386`) **kills** the sandbox, whoever makes it;
+//! * a system call whose instruction pointer is outside the stub's code is **trapped**
+//!   (`SECCOMP_RET_TRAP`): the stub reports it to the guest kernel as `UserExit::Syscall`;
+//! * from stub code, only the calls below pass; anything else, or a bad argument,
+//!   **kills** the sandbox (`SECCOMP_RET_KILL_PROCESS`): stub code never makes such a call, so
+//!   user code jumped into it. The guest kernel sees the sandbox as `Dead`.
+//!
+//! The *user window* is `[USER_BASE, USER_END)`; lengths are capped at [`USER_LEN_MAX`]
+//! (`USER_CTX_BASE - USER_END`), so an allowed range starting in the window ends below
+//! `USER_CTX_BASE`: `[USER_END, USER_CTX_BASE)` is a guard the stub never maps, and the stub
+//! refuses to start unless its image and all its own mappings lie at or above
+//! `USER_CTX_BASE`. All 64-bit comparisons test both halves.
+//!
+//! | call | check | why |
+//! |---|---|---|
+//! | `rt_sigreturn` | - | entering user code / returning from the handler |
+//! | `exit_group` | - | crash or `dead` exit |
+//! | `sched_yield` | - | back-off while spinning |
+//! | `futex` | op is `FUTEX_WAIT` or `FUTEX_WAKE` (private flag allowed) | slot hand-off |
+//! | `timer_settime`, `timer_gettime` | - | the slice timer (created before the filter); `gettime` tells a stale expiry from a live one |
+//! | `tgkill` | tgid == the sandbox's pid, signal == the timer signal | each thread's first entry into its handler |
+//! | `arch_prctl` | option is `ARCH_SET_FS` or `ARCH_GET_FS` | the user FS base (TLS) |
+//! | `mmap` | addr in the user window, len <= [`USER_LEN_MAX`], prot within RWX, flags == `MAP_SHARED\|MAP_FIXED`, fd == guest memfd, `user_pool_base <= offset < mem_size` | `UserOp` MAP |
+//! | `munmap` | addr in the user window, len <= [`USER_LEN_MAX`] | `UserOp` UNMAP |
+//! | `mprotect` | addr in the user window, len <= [`USER_LEN_MAX`], prot within RWX | `UserOp` PROTECT |
+//!
+//! Note what this does *not* protect: user code can write the stub's memory and jump into
+//! its code, so it can make any call above with any arguments the checks pass, e.g. map any
+//! page of the user pool (which other address spaces of the tenant share) into its window.
+//! The filter confines a user sandbox to the user pool, never to its own pages.
 
 use pvmux_hypercalls::layout::{WINDOW_BASE, WINDOW_END, WINDOW_SIZE};
 use pvmux_hypercalls::sandbox::GUEST_MEM_FD;
+use pvmux_hypercalls::user::{USER_BASE, USER_CTX_BASE, USER_END};
+
+/// Longest range one `mmap`/`munmap`/`mprotect` of a user sandbox may cover (8 TiB): a range
+/// that starts in the user window then ends below `USER_CTX_BASE`.
+pub const USER_LEN_MAX: u64 = USER_CTX_BASE - USER_END;
 
 /// One classic-BPF instruction (`struct sock_filter`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -63,12 +106,15 @@ pub const RET_REFUSE: u32 = RET_TRAP | 1;
 pub mod nr {
     #![allow(missing_docs)]
     pub const MMAP: u32 = 9;
+    pub const MPROTECT: u32 = 10;
     pub const MUNMAP: u32 = 11;
     pub const RT_SIGRETURN: u32 = 15;
     pub const SCHED_YIELD: u32 = 24;
     pub const EXIT: u32 = 60;
+    pub const ARCH_PRCTL: u32 = 158;
     pub const FUTEX: u32 = 202;
     pub const TIMER_SETTIME: u32 = 223;
+    pub const TIMER_GETTIME: u32 = 224;
     pub const EXIT_GROUP: u32 = 231;
     pub const TGKILL: u32 = 234;
 }
@@ -104,6 +150,17 @@ pub struct FilterParams {
     pub event_signal: u32,
 }
 
+/// Inputs of the user-sandbox filter.
+#[derive(Clone, Copy, Debug)]
+pub struct UserFilterParams {
+    /// Stub code range, pid and timer signal (`event_signal`).
+    pub common: FilterParams,
+    /// First guest-physical byte of the user pool: the lowest memfd offset `mmap` may map.
+    pub pool_base: u64,
+    /// Guest memory size: `mmap` offsets must be below it.
+    pub mem_size: u64,
+}
+
 /// Errors building a filter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FilterError {
@@ -111,10 +168,17 @@ pub enum FilterError {
     BadTextRange,
     /// The output buffer is too small.
     BufferTooSmall,
+    /// The user pool is empty (`pool_base >= mem_size`).
+    BadPool,
 }
 
-/// Maximum length of the filter in instructions.
-pub const MAX_FILTER_LEN: usize = 128;
+/// Maximum length of a filter in instructions.
+pub const MAX_FILTER_LEN: usize = 192;
+
+/// `arch_prctl` options a user sandbox may use.
+pub const ARCH_SET_FS: u32 = 0x1002;
+/// See [`ARCH_SET_FS`].
+pub const ARCH_GET_FS: u32 = 0x1003;
 
 /// Jump targets resolved when the program is finished.
 #[derive(Clone, Copy)]
@@ -134,10 +198,28 @@ struct Builder {
     insns: [(SockFilter, Target, Target, usize); MAX_FILTER_LEN],
     len: usize,
     block: usize,
+    /// Where a failed argument check (and an unknown call) goes.
+    fail: Target,
+    /// More than [`MAX_FILTER_LEN`] instructions were pushed.
+    overflow: bool,
 }
 
 impl Builder {
+    fn new(fail: Target) -> Self {
+        Self {
+            insns: [(SockFilter::default(), Target::Next, Target::Next, 0); MAX_FILTER_LEN],
+            len: 0,
+            block: 0,
+            fail,
+            overflow: false,
+        }
+    }
     fn push(&mut self, code: u16, k: u32, jt: Target, jf: Target) {
+        // Overflow is reported by `finish` (the program is cut at MAX_FILTER_LEN).
+        if self.len == MAX_FILTER_LEN {
+            self.overflow = true;
+            return;
+        }
         self.insns[self.len] = (
             SockFilter {
                 code,
@@ -166,59 +248,117 @@ impl Builder {
         self.ld(OFF_NR);
         self.jmp(JEQ_K, nr, Target::Next, Target::NextBlock);
     }
-    /// Refuses unless the 64-bit argument `i` lies in `[WINDOW_BASE, WINDOW_END)`.
+    /// Fails unless the 64-bit argument `i` lies in `[WINDOW_BASE, WINDOW_END)`.
     fn arg_in_window(&mut self, i: u32) {
         // WINDOW_BASE and WINDOW_END are 4 GiB aligned, so the high half decides.
+        let fail = self.fail;
         self.ld(arg_hi(i));
-        self.jmp(
-            JGE_K,
-            (WINDOW_BASE >> 32) as u32,
-            Target::Next,
-            Target::Refuse,
-        );
-        self.jmp(
-            JGE_K,
-            (WINDOW_END >> 32) as u32,
-            Target::Refuse,
-            Target::Next,
-        );
+        self.jmp(JGE_K, (WINDOW_BASE >> 32) as u32, Target::Next, fail);
+        self.jmp(JGE_K, (WINDOW_END >> 32) as u32, fail, Target::Next);
     }
-    /// Refuses unless the 64-bit argument `i` is at most `WINDOW_SIZE` (so a whole-window
+    /// Fails unless the 64-bit argument `i` is at most `WINDOW_SIZE` (so a whole-window
     /// `munmap` passes, and `addr + len` of an address in the window stays inside the window
     /// and its guard).
     fn arg_at_most_window_size(&mut self, i: u32) {
-        // WINDOW_SIZE is 4 GiB aligned: a high half above its high half is too long; equal
-        // high halves are fine only with a zero low half.
+        self.arg_le(i, WINDOW_SIZE);
+    }
+    /// Fails unless the 64-bit argument `i` is at most `k` (unsigned).
+    fn arg_le(&mut self, i: u32, k: u64) {
+        let fail = self.fail;
+        let (hi, lo) = ((k >> 32) as u32, k as u32);
         self.ld(arg_hi(i));
-        self.jmp(
-            JGT_K,
-            (WINDOW_SIZE >> 32) as u32,
-            Target::Refuse,
-            Target::Next,
-        );
+        self.jmp(JGT_K, hi, fail, Target::Next);
+        self.jmp(JEQ_K, hi, Target::Next, Target::Skip(2));
+        self.ld(arg_lo(i));
+        self.jmp(JGT_K, lo, fail, Target::Next);
+    }
+    /// Fails unless the 64-bit argument `i` is below `k` (unsigned).
+    fn arg_lt(&mut self, i: u32, k: u64) {
+        let fail = self.fail;
+        let (hi, lo) = ((k >> 32) as u32, k as u32);
+        self.ld(arg_hi(i));
+        self.jmp(JGT_K, hi, fail, Target::Next);
+        self.jmp(JEQ_K, hi, Target::Next, Target::Skip(2));
+        self.ld(arg_lo(i));
+        self.jmp(JGE_K, lo, fail, Target::Next);
+    }
+    /// Fails unless the 64-bit argument `i` is at least `k` (unsigned).
+    fn arg_ge(&mut self, i: u32, k: u64) {
+        let fail = self.fail;
+        let (hi, lo) = ((k >> 32) as u32, k as u32);
+        self.ld(arg_hi(i));
+        self.jmp(JGT_K, hi, Target::Skip(3), Target::Next);
+        self.jmp(JEQ_K, hi, Target::Next, fail);
+        self.ld(arg_lo(i));
+        self.jmp(JGE_K, lo, Target::Next, fail);
+    }
+    /// Fails unless the 64-bit argument `i` equals `v` (as a 32-bit value, high half zero).
+    fn arg_eq32(&mut self, i: u32, v: u32) {
+        let fail = self.fail;
+        self.ld(arg_hi(i));
+        self.jmp(JEQ_K, 0, Target::Next, fail);
+        self.ld(arg_lo(i));
+        self.jmp(JEQ_K, v, Target::Next, fail);
+    }
+    /// Fails unless the 64-bit argument `i` has no bit outside `mask` (`mask` is 32-bit).
+    fn arg_within_bits(&mut self, i: u32, mask: u32) {
+        let fail = self.fail;
+        self.ld(arg_hi(i));
+        self.jmp(JEQ_K, 0, Target::Next, fail);
+        self.ld(arg_lo(i));
+        self.push(AND_K, !mask, Target::Next, Target::Next);
+        self.jmp(JEQ_K, 0, Target::Next, fail);
+    }
+    /// Fails unless `[arg i, arg i + arg j)` starts in the user window and `arg j` is at most
+    /// [`USER_LEN_MAX`] (so the range ends below `USER_CTX_BASE`).
+    fn user_range(&mut self, addr: u32, len: u32) {
+        self.arg_ge(addr, USER_BASE);
+        self.arg_lt(addr, USER_END);
+        self.arg_le(len, USER_LEN_MAX);
+    }
+    /// The futex block shared by both filters: `FUTEX_WAIT` or `FUTEX_WAKE` only.
+    fn futex_block(&mut self) {
+        let fail = self.fail;
+        self.block(nr::FUTEX);
+        self.ld(arg_lo(1));
+        self.push(AND_K, !0x180, Target::Next, Target::Next); // strip PRIVATE and CLOCK_REALTIME
+        self.jmp(JEQ_K, 0, Target::Allow, Target::Next); // FUTEX_WAIT
+        self.jmp(JEQ_K, 1, Target::Allow, fail); // FUTEX_WAKE
+    }
+    /// Traps every call whose IP is outside `[text_start + 2, text_end]` (see
+    /// [`build_kernel_filter`]); checks the range first.
+    fn trap_outside_text(&mut self, p: &FilterParams) -> Result<(), FilterError> {
+        let end = p.text_end;
+        // seccomp reports the address *after* the 2-byte `syscall`, so a call made by stub
+        // code reports an IP in [text_start + 2, text_end]; text_start or text_start + 1 would
+        // mean a `syscall` in the bytes just before the stub's code.
+        let first = p.text_start.wrapping_add(2);
+        if first > end || p.text_start >> 32 != end >> 32 || first >> 32 != end >> 32 {
+            return Err(FilterError::BadTextRange);
+        }
+        self.ld(OFF_IP_HI);
         self.jmp(
             JEQ_K,
-            (WINDOW_SIZE >> 32) as u32,
+            (p.text_start >> 32) as u32,
             Target::Next,
-            Target::Skip(2),
+            Target::Trap,
         );
-        self.ld(arg_lo(i));
-        self.jmp(JEQ_K, 0, Target::Next, Target::Refuse);
-    }
-    /// Refuses unless the 64-bit argument `i` equals `v` (as a 32-bit value, high half zero).
-    fn arg_eq32(&mut self, i: u32, v: u32) {
-        self.ld(arg_hi(i));
-        self.jmp(JEQ_K, 0, Target::Next, Target::Refuse);
-        self.ld(arg_lo(i));
-        self.jmp(JEQ_K, v, Target::Next, Target::Refuse);
+        self.ld(OFF_IP_LO);
+        self.jmp(JGE_K, first as u32, Target::Next, Target::Trap);
+        self.jmp(JGT_K, end as u32, Target::Trap, Target::Next);
+        Ok(())
     }
 
     fn finish(self, out: &mut [SockFilter]) -> Result<usize, FilterError> {
         let n = self.len + 4;
-        if out.len() < n {
+        if self.overflow || out.len() < n {
             return Err(FilterError::BufferTooSmall);
         }
         let (allow, refuse, trap, die) = (self.len, self.len + 1, self.len + 2, self.len + 3);
+        let fail = match self.fail {
+            Target::Die => die,
+            _ => refuse,
+        };
         for (i, &(mut insn, jt, jf, block)) in self.insns[..self.len].iter().enumerate() {
             let resolve = |t: Target| -> Result<u8, FilterError> {
                 let dest = match t {
@@ -230,7 +370,7 @@ impl Builder {
                     Target::Skip(n) => i + 1 + n,
                     Target::NextBlock => (i + 1..self.len)
                         .find(|&j| self.insns[j].3 > block)
-                        .unwrap_or(refuse),
+                        .unwrap_or(fail),
                 };
                 u8::try_from(dest - i - 1).map_err(|_| FilterError::BufferTooSmall)
             };
@@ -256,30 +396,9 @@ impl Builder {
 
 /// Builds the kernel-sandbox filter into `out`; returns the number of instructions.
 pub fn build_kernel_filter(p: &FilterParams, out: &mut [SockFilter]) -> Result<usize, FilterError> {
-    let end = p.text_end;
-    // seccomp reports the address *after* the 2-byte `syscall`, so a call made by stub code
-    // reports an IP in [text_start + 2, text_end]; text_start or text_start + 1 would mean a
-    // `syscall` in the bytes just before the stub's code.
-    let first = p.text_start.wrapping_add(2);
-    if first > end || p.text_start >> 32 != end >> 32 || first >> 32 != end >> 32 {
-        return Err(FilterError::BadTextRange);
-    }
-    let mut b = Builder {
-        insns: [(SockFilter::default(), Target::Next, Target::Next, 0); MAX_FILTER_LEN],
-        len: 0,
-        block: 0,
-    };
+    let mut b = Builder::new(Target::Refuse);
     // 1. Only system calls made by stub code run at all; the rest trap to the guest.
-    b.ld(OFF_IP_HI);
-    b.jmp(
-        JEQ_K,
-        (p.text_start >> 32) as u32,
-        Target::Next,
-        Target::Trap,
-    );
-    b.ld(OFF_IP_LO);
-    b.jmp(JGE_K, first as u32, Target::Next, Target::Trap);
-    b.jmp(JGT_K, end as u32, Target::Trap, Target::Next);
+    b.trap_outside_text(p)?;
     // 2. From stub code: native x86-64 calls only (no x32, no int 0x80).
     b.ld(OFF_ARCH);
     b.jmp(JEQ_K, AUDIT_ARCH_X86_64, Target::Next, Target::Die);
@@ -293,11 +412,7 @@ pub fn build_kernel_filter(p: &FilterParams, out: &mut [SockFilter]) -> Result<u
         b.block(n);
         b.ret(RET_ALLOW);
     }
-    b.block(nr::FUTEX);
-    b.ld(arg_lo(1));
-    b.push(AND_K, !0x180, Target::Next, Target::Next); // strip PRIVATE and CLOCK_REALTIME
-    b.jmp(JEQ_K, 0, Target::Allow, Target::Next); // FUTEX_WAIT
-    b.jmp(JEQ_K, 1, Target::Allow, Target::Refuse); // FUTEX_WAKE
+    b.futex_block();
     b.block(nr::MMAP);
     b.arg_in_window(0);
     b.arg_at_most_window_size(1);
@@ -315,6 +430,64 @@ pub fn build_kernel_filter(p: &FilterParams, out: &mut [SockFilter]) -> Result<u
     // Anything else from stub code: a guest is abusing stub code.
     b.block(u32::MAX);
     b.ret(RET_REFUSE);
+    b.finish(out)
+}
+
+/// Builds the user-sandbox filter into `out` (policy in the module documentation); returns
+/// the number of instructions.
+pub fn build_user_filter(
+    p: &UserFilterParams,
+    out: &mut [SockFilter],
+) -> Result<usize, FilterError> {
+    if p.pool_base >= p.mem_size {
+        return Err(FilterError::BadPool);
+    }
+    let mut b = Builder::new(Target::Die);
+    // 1. Native x86-64 calls only, from anywhere (`int 0x80` and friends kill).
+    b.ld(OFF_ARCH);
+    b.jmp(JEQ_K, AUDIT_ARCH_X86_64, Target::Next, Target::Die);
+    // 2. Calls from user code trap: they are the guest program's system calls.
+    b.trap_outside_text(&p.common)?;
+    // 3. The allow-list for stub code.
+    for n in [
+        nr::RT_SIGRETURN,
+        nr::EXIT_GROUP,
+        nr::SCHED_YIELD,
+        nr::TIMER_SETTIME,
+        nr::TIMER_GETTIME,
+    ] {
+        b.block(n);
+        b.ret(RET_ALLOW);
+    }
+    b.futex_block();
+    b.block(nr::TGKILL);
+    b.arg_eq32(0, p.common.pid);
+    b.arg_eq32(2, p.common.event_signal);
+    b.ret(RET_ALLOW);
+    b.block(nr::ARCH_PRCTL);
+    b.ld(arg_hi(0));
+    b.jmp(JEQ_K, 0, Target::Next, Target::Die);
+    b.ld(arg_lo(0));
+    b.jmp(JEQ_K, ARCH_SET_FS, Target::Allow, Target::Next);
+    b.jmp(JEQ_K, ARCH_GET_FS, Target::Allow, Target::Die);
+    b.block(nr::MMAP);
+    b.user_range(0, 1);
+    b.arg_within_bits(2, 7); // PROT_READ | PROT_WRITE | PROT_EXEC
+    b.arg_eq32(3, 0x11); // MAP_SHARED | MAP_FIXED, nothing else
+    b.arg_eq32(4, GUEST_MEM_FD as u32);
+    b.arg_ge(5, p.pool_base);
+    b.arg_lt(5, p.mem_size);
+    b.ret(RET_ALLOW);
+    b.block(nr::MUNMAP);
+    b.user_range(0, 1);
+    b.ret(RET_ALLOW);
+    b.block(nr::MPROTECT);
+    b.user_range(0, 1);
+    b.arg_within_bits(2, 7);
+    b.ret(RET_ALLOW);
+    // Anything else from stub code: user code is abusing stub code.
+    b.block(u32::MAX);
+    b.ret(RET_KILL_PROCESS);
     b.finish(out)
 }
 
@@ -506,6 +679,238 @@ mod tests {
         );
         assert_eq!(
             build_kernel_filter(&P, &mut out[..4]),
+            Err(FilterError::BufferTooSmall)
+        );
+    }
+
+    const POOL: u64 = 0x1_0000_0000; // 4 GiB: the pool's start has a non-zero high half
+    const MEM: u64 = 0x2_0000_0000;
+    const UP: UserFilterParams = UserFilterParams {
+        common: P,
+        pool_base: POOL,
+        mem_size: MEM,
+    };
+
+    fn user_eval(nr: u32, ip: u64, args: [u64; 6]) -> u32 {
+        let mut out = [SockFilter::default(); MAX_FILTER_LEN];
+        let n = build_user_filter(&UP, &mut out).expect("user filter builds");
+        evaluate(&out[..n], nr, X86, ip, args)
+    }
+
+    const GOOD_MAP: [u64; 6] = [0x40_0000, 0x2000, 5, 0x11, 3, POOL + 0x3000];
+
+    #[test]
+    fn user_code_syscalls_trap_and_foreign_arches_die() {
+        for nr in [0, 1, 9, 10, 11, 15, 39, 60, 158, 202, 231, 0x4000_0001] {
+            for ip in [0x40_1000, TEXT, TEXT + 1, TEXT + 0x8001, USER_END + 0x100] {
+                assert_eq!(user_eval(nr, ip, GOOD_MAP), RET_TRAP, "nr {nr} ip {ip:#x}");
+            }
+        }
+        let mut out = [SockFilter::default(); MAX_FILTER_LEN];
+        let n = build_user_filter(&UP, &mut out).expect("builds");
+        for ip in [0x40_1000, TEXT + 0x100] {
+            assert_eq!(
+                evaluate(&out[..n], 1, 0x4000_0003, ip, [0; 6]),
+                RET_KILL_PROCESS,
+                "int 0x80 at {ip:#x}"
+            );
+        }
+    }
+
+    #[test]
+    fn user_stub_allowed_calls() {
+        let ip = TEXT + 0x100;
+        for nr in [
+            nr::RT_SIGRETURN,
+            nr::EXIT_GROUP,
+            nr::SCHED_YIELD,
+            nr::TIMER_SETTIME,
+            nr::TIMER_GETTIME,
+        ] {
+            assert_eq!(user_eval(nr, ip, [0; 6]), RET_ALLOW, "nr {nr}");
+        }
+        assert_eq!(user_eval(nr::FUTEX, ip, [0, 0, 5, 0x1000, 0, 0]), RET_ALLOW);
+        assert_eq!(user_eval(nr::FUTEX, ip, [0, 129, 0, 0, 0, 0]), RET_ALLOW);
+        assert_eq!(
+            user_eval(nr::TGKILL, ip, [4242, 4243, 34, 0, 0, 0]),
+            RET_ALLOW
+        );
+        assert_eq!(
+            user_eval(nr::ARCH_PRCTL, ip, [0x1002, 7, 0, 0, 0, 0]),
+            RET_ALLOW
+        );
+        assert_eq!(
+            user_eval(nr::ARCH_PRCTL, ip, [0x1003, 7, 0, 0, 0, 0]),
+            RET_ALLOW
+        );
+        assert_eq!(user_eval(nr::MMAP, ip, GOOD_MAP), RET_ALLOW);
+        let mut m = GOOD_MAP;
+        m[5] = POOL; // the pool's first page
+        assert_eq!(user_eval(nr::MMAP, ip, m), RET_ALLOW);
+        m[5] = MEM - 0x1000; // its last page
+        assert_eq!(user_eval(nr::MMAP, ip, m), RET_ALLOW);
+        m = [USER_BASE, USER_LEN_MAX, 0, 0x11, 3, POOL];
+        assert_eq!(user_eval(nr::MMAP, ip, m), RET_ALLOW);
+        m = [USER_END - 0x1000, 0x1000, 7, 0x11, 3, POOL];
+        assert_eq!(user_eval(nr::MMAP, ip, m), RET_ALLOW);
+        assert_eq!(
+            user_eval(nr::MUNMAP, ip, [USER_BASE, USER_LEN_MAX, 0, 0, 0, 0]),
+            RET_ALLOW
+        );
+        assert_eq!(
+            user_eval(nr::MPROTECT, ip, [0x40_0000, 0x1000, 7, 0, 0, 0]),
+            RET_ALLOW
+        );
+    }
+
+    #[test]
+    fn user_stub_bad_arguments_kill() {
+        let ip = TEXT + 0x100;
+        let kill = RET_KILL_PROCESS;
+        let with = |i: usize, v: u64| {
+            let mut m = GOOD_MAP;
+            m[i] = v;
+            user_eval(nr::MMAP, ip, m)
+        };
+        // Offsets below the pool (guest kernel memory), at or past the end of memory, with a
+        // high half that would pass a 32-bit compare.
+        for off in [
+            0,
+            0x1000,
+            POOL - 0x1000,
+            POOL - 1,
+            MEM,
+            MEM + 0x1000,
+            POOL | 1 << 40,
+        ] {
+            assert_eq!(with(5, off), kill, "offset {off:#x}");
+        }
+        assert_eq!(
+            with(5, (POOL & 0xffff_ffff) | 0x3000),
+            kill,
+            "low half only"
+        );
+        // Another fd, private / anonymous / extra flags.
+        for fd in [0, 4, 5, u64::MAX, 3 | 1 << 32] {
+            assert_eq!(with(4, fd), kill, "fd {fd:#x}");
+        }
+        for flags in [
+            0x01,
+            0x10,
+            0x12,
+            0x22,
+            0x31,
+            0x11 | 0x100,
+            0x11 | 0x10_0000,
+            0x11 | 1 << 32,
+        ] {
+            assert_eq!(with(3, flags), kill, "flags {flags:#x}");
+        }
+        // Prot beyond RWX (PROT_SEM, PROT_GROWSDOWN, high bits).
+        for prot in [8, 0x0100_0000, 1 << 32] {
+            assert_eq!(with(2, prot), kill, "prot {prot:#x}");
+        }
+        // Addresses outside the user window, lengths past the guard.
+        for addr in [
+            0,
+            USER_BASE - 0x1000,
+            USER_END,
+            USER_CTX_BASE,
+            TEXT,
+            1 << 47,
+            !0xfff,
+        ] {
+            assert_eq!(with(0, addr), kill, "addr {addr:#x}");
+            assert_eq!(
+                user_eval(nr::MUNMAP, ip, [addr, 0x1000, 0, 0, 0, 0]),
+                kill,
+                "munmap {addr:#x}"
+            );
+            assert_eq!(
+                user_eval(nr::MPROTECT, ip, [addr, 0x1000, 1, 0, 0, 0]),
+                kill,
+                "mprotect {addr:#x}"
+            );
+        }
+        for len in [
+            USER_LEN_MAX + 1,
+            USER_LEN_MAX + 0x1000,
+            USER_END,
+            u64::MAX,
+            1 << 32 | USER_LEN_MAX,
+        ] {
+            assert_eq!(with(1, len), kill, "len {len:#x}");
+            assert_eq!(
+                user_eval(nr::MUNMAP, ip, [USER_BASE, len, 0, 0, 0, 0]),
+                kill,
+                "munmap len {len:#x}"
+            );
+            assert_eq!(
+                user_eval(nr::MPROTECT, ip, [USER_BASE, len, 0, 0, 0, 0]),
+                kill,
+                "mprotect len {len:#x}"
+            );
+        }
+        assert_eq!(
+            user_eval(nr::MPROTECT, ip, [0x40_0000, 0x1000, 8, 0, 0, 0]),
+            kill
+        );
+        assert_eq!(
+            user_eval(nr::FUTEX, ip, [0, 9, 0, 0, 0, 0]),
+            kill,
+            "WAIT_BITSET"
+        );
+        assert_eq!(
+            user_eval(nr::FUTEX, ip, [0, 4, 0, 0, 0, 0]),
+            kill,
+            "CMP_REQUEUE"
+        );
+        assert_eq!(user_eval(nr::TGKILL, ip, [1, 1, 34, 0, 0, 0]), kill);
+        assert_eq!(user_eval(nr::TGKILL, ip, [4242, 4243, 9, 0, 0, 0]), kill);
+        for opt in [0x1001, 0x1004, 0x1002 | 1 << 32, 0x3001, 0x4001] {
+            assert_eq!(
+                user_eval(nr::ARCH_PRCTL, ip, [opt, 0, 0, 0, 0, 0]),
+                kill,
+                "arch_prctl {opt:#x}"
+            );
+        }
+        // Calls the kernel filter allows or nobody should make: all kill here.
+        for nr in [
+            0,
+            1,
+            2,
+            13,
+            14,
+            39,
+            56,
+            57,
+            59,
+            60,
+            62,
+            101,
+            131,
+            157,
+            186,
+            222,
+            317,
+            425,
+            0x4000_0000,
+        ] {
+            assert_eq!(user_eval(nr, ip, [0; 6]), kill, "nr {nr}");
+        }
+    }
+
+    #[test]
+    fn user_filter_rejects_an_empty_pool() {
+        let mut out = [SockFilter::default(); MAX_FILTER_LEN];
+        let bad = UserFilterParams {
+            pool_base: MEM,
+            ..UP
+        };
+        assert_eq!(build_user_filter(&bad, &mut out), Err(FilterError::BadPool));
+        let n = build_user_filter(&UP, &mut out).expect("builds");
+        assert_eq!(
+            build_user_filter(&UP, &mut out[..n - 1]),
             Err(FilterError::BufferTooSmall)
         );
     }

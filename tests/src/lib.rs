@@ -48,12 +48,16 @@ pub fn launch(host: &Host, name: &str, cmdline: &str, vcpus: u32) -> (Tenant, Ca
         vcpus,
         cmdline: cmdline.to_owned(),
         console: Box::new(console.clone()),
+        console_stderr: Box::new(std::io::stderr()),
+        kernel_log: pvmux_host::KernelLog::Stdout,
+        console_input: None,
         watchdog: None,
         console_rate: None,
         cpu_limit: None,
         cpu_seconds: None,
         crash_dump: None,
         initrd: None,
+        hostfs: None,
     };
     let tenant = host.launch(cfg).expect("tenant launches");
     assert!(

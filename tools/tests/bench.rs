@@ -1,12 +1,13 @@
 //! `pvmux bench --quick --json`: the schema, every pvmux figure present, positive and finite,
-//! every documented name exactly once, unavailable peers reported as such.
+//! every documented name exactly once, unavailable peers reported as such; the user-mode
+//! figures (`*.user.*`): native ones measured, peers measured or unavailable with a reason.
 
 use std::process::Command;
 
 use serde_json::Value;
 
 /// The documented names (docs/BENCHMARKS.md), in output order.
-const NAMES: [&str; 19] = [
+const NAMES: [&str; 39] = [
     "pvmux.call.in_sandbox",
     "pvmux.hypercall.spin",
     "pvmux.hypercall.block",
@@ -26,12 +27,46 @@ const NAMES: [&str; 19] = [
     "native.futex_pingpong.cross_core",
     "kvm.exit_to_user",
     "kvm.exit_in_kernel",
+    "native.user.syscall_getppid",
+    "uml.user.syscall_getppid",
+    "gvisor.user.syscall_getppid",
+    "pvmux.user.syscall_getppid",
+    "native.user.page_fault",
+    "uml.user.page_fault",
+    "gvisor.user.page_fault",
+    "pvmux.user.page_fault",
+    "native.user.fork_exit_wait",
+    "uml.user.fork_exit_wait",
+    "gvisor.user.fork_exit_wait",
+    "pvmux.user.fork_exit_wait",
+    "native.user.pipe_pingpong",
+    "uml.user.pipe_pingpong",
+    "gvisor.user.pipe_pingpong",
+    "pvmux.user.pipe_pingpong",
+    "native.user.boot_to_init",
+    "uml.user.boot_to_init",
+    "gvisor.user.boot_to_init",
+    "pvmux.user.boot_to_init",
 ];
 
+/// The user-mode figures of `peer` in `NAMES`.
+fn user_names(peer: &str) -> Vec<&'static str> {
+    NAMES
+        .iter()
+        .copied()
+        .filter(|n| n.starts_with(&format!("{peer}.user.")))
+        .collect()
+}
+
 fn bench(args: &[&str]) -> (Value, String) {
+    bench_env(args, &[])
+}
+
+fn bench_env(args: &[&str], env: &[(&str, &str)]) -> (Value, String) {
     let o = Command::new(env!("CARGO_BIN_EXE_pvmux"))
         .arg("bench")
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .expect("pvmux runs");
     let (out, err) = (
@@ -86,9 +121,14 @@ fn quick_json_run_reports_every_documented_figure() {
                 let why = why.as_str().expect("reason is a string");
                 assert!(!why.is_empty(), "{r}");
                 assert!(r.get("median_ns").is_none(), "{r}");
+                // Guest user mode is being built: its figures may be unavailable for now.
                 assert!(
-                    !name.starts_with("pvmux."),
+                    !name.starts_with("pvmux.") || name.starts_with("pvmux.user."),
                     "pvmux figure {name} is unavailable: {why}"
+                );
+                assert!(
+                    !name.starts_with("native.user."),
+                    "native figure {name} is unavailable: {why}"
                 );
             }
             None => {
@@ -110,10 +150,80 @@ fn only_selects_by_glob_and_substring() {
         .iter()
         .map(|r| r["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, &NAMES[12..17]);
-    let (v, _) = bench(&["--quick", "--json", "--only", "getppid"]);
+    let mut expected = NAMES[12..17].to_vec();
+    expected.extend(user_names("native"));
+    assert_eq!(names, expected);
+    let (v, _) = bench(&["--quick", "--json", "--only", "syscall.getppid"]);
     assert_eq!(v["results"][0]["name"], "native.syscall.getppid");
     assert_eq!(v["results"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn native_user_figures_are_measured_and_ordered() {
+    let (v, _) = bench(&["--quick", "--json", "--only", "native.user.*"]);
+    let results = v["results"].as_array().unwrap();
+    let names: Vec<&str> = results
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, user_names("native"));
+    let median = |name: &str| {
+        let r = results.iter().find(|r| r["name"] == name).unwrap();
+        assert!(r.get("unavailable").is_none(), "{r}");
+        assert!(
+            r["p99_ns"].as_f64().unwrap() >= r["median_ns"].as_f64().unwrap(),
+            "{r}"
+        );
+        assert!(r["samples"].as_u64().is_some_and(|n| n >= 10), "{r}");
+        positive_finite(r, "median_ns")
+    };
+    let getppid = median("native.user.syscall_getppid");
+    let fork = median("native.user.fork_exit_wait");
+    // getppid takes well under 20 µs even nested; a fork and wait takes far longer.
+    assert!(getppid < 20_000.0, "getppid {getppid} ns");
+    assert!(
+        fork > 10.0 * getppid,
+        "fork {fork} ns vs getppid {getppid} ns"
+    );
+    assert!(median("native.user.page_fault") > 0.0);
+    assert!(median("native.user.pipe_pingpong") > getppid);
+    // Exec of a small static program to its first line: between 10 µs and 1 s.
+    let boot = median("native.user.boot_to_init");
+    assert!((1e4..1e9).contains(&boot), "boot {boot} ns");
+}
+
+#[test]
+fn missing_peers_are_unavailable_fast() {
+    let t0 = std::time::Instant::now();
+    let (v, _) = bench_env(
+        &[
+            "--quick",
+            "--json",
+            "--only",
+            "uml.user.*",
+            "--only",
+            "gvisor.user.*",
+        ],
+        &[
+            ("PVMUX_BENCH_UML", "/nonexistent/linux.uml"),
+            ("PVMUX_BENCH_RUNSC", "/nonexistent/runsc"),
+        ],
+    );
+    let results = v["results"].as_array().unwrap();
+    let mut expected = user_names("uml");
+    expected.extend(user_names("gvisor"));
+    expected.sort_by_key(|n| NAMES.iter().position(|m| m == n));
+    let names: Vec<&str> = results
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, expected);
+    for r in results {
+        let why = r["unavailable"].as_str().unwrap_or_else(|| panic!("{r}"));
+        assert!(why.contains("is not installed"), "{r}");
+        assert!(r.get("median_ns").is_none(), "{r}");
+    }
+    assert!(t0.elapsed().as_secs() < 20, "{:?}", t0.elapsed());
 }
 
 #[test]

@@ -34,7 +34,13 @@ fn default_run_boots_the_embedded_kernel_and_passes_its_selftest() {
     let o = pvmux(&["run"]);
     let (out, err) = (stdout(&o), stderr(&o));
     assert_eq!(o.status.code(), Some(0), "stdout:\n{out}\nstderr:\n{err}");
-    assert!(err.contains("ABI v1, 2 vCPUs, 256 MiB"), "banner: {err}");
+    assert!(
+        err.contains(&format!(
+            "ABI v{}, 2 vCPUs, 256 MiB",
+            pvmux_hypercalls::ABI_VERSION
+        )),
+        "banner: {err}"
+    );
     assert!(err.contains("sandbox pid"), "banner: {err}");
     let summary = out
         .lines()
@@ -146,9 +152,34 @@ fn help_explains_exit_codes() {
         "--log",
         "124",
         "125",
+        "-- PROGRAM [ARGS...]",
+        "0-255",
+        "128+N",
+        "shared\n  read-only",
+        "2048 bytes",
+        "percent-encoded",
     ] {
         assert!(out.contains(needle), "help lacks {needle}: {out}");
     }
+}
+
+#[test]
+fn program_command_lines_are_checked_before_boot() {
+    // Percent-encoding triples spaces: 700 of them alone exceed the 2048-byte limit.
+    let spaces = " ".repeat(700);
+    assert_host_error(
+        &["run", "--", "/bin/sh", "-c", &spaces],
+        "more than the limit of 2048",
+    );
+    assert_host_error(
+        &["run", "--cmdline", &"x".repeat(2049)],
+        "more than the limit of 2048",
+    );
+    assert_host_error(&["run", "--", "/bin/echo", ""], "is empty");
+    assert_host_error(
+        &["run", "--cmdline", "selftest -- /x", "--", "/bin/true"],
+        "must not contain the word --",
+    );
 }
 
 #[test]

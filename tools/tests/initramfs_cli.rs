@@ -1,4 +1,4 @@
-//! `pvmux run --initrd FILE | --rootfs DIR`: a usable archive boots, and a missing, malformed
+//! `pvmux run --initrd FILE | --rootfs-pack DIR` (and `--rootfs DIR`, the lazy share): a usable archive boots, and a missing, malformed
 //! or too large one is a clear host error (exit status 125) before the guest starts.
 
 use std::io::Write;
@@ -106,12 +106,12 @@ fn truncated_and_corrupt_initrds_are_refused() {
 }
 
 #[test]
-fn initrd_and_rootfs_are_mutually_exclusive() {
+fn initrd_and_rootfs_pack_are_mutually_exclusive() {
     let t = TempDir::new("both");
     let root = rootfs(&t);
     assert_host_error(
-        &["run", "--initrd", "/tmp/x.cpio", "--rootfs", &root],
-        &["--initrd", "--rootfs", "cannot be used with"],
+        &["run", "--initrd", "/tmp/x.cpio", "--rootfs-pack", &root],
+        &["--initrd", "--rootfs-pack", "cannot be used with"],
     );
 }
 
@@ -126,7 +126,18 @@ fn rootfs_must_be_a_directory() {
     );
     assert_host_error(
         &["run", "--rootfs", "/nonexistent/root"],
-        &["cannot pack --rootfs /nonexistent/root", "No such file"],
+        &["--rootfs /nonexistent/root is not usable", "No such file"],
+    );
+    assert_host_error(
+        &["run", "--rootfs-pack", &path],
+        &["--rootfs-pack", "is not a directory"],
+    );
+    assert_host_error(
+        &["run", "--rootfs-pack", "/nonexistent/root"],
+        &[
+            "cannot pack --rootfs-pack /nonexistent/root",
+            "No such file",
+        ],
     );
 }
 
@@ -141,32 +152,34 @@ fn initrd_too_big_for_mem_says_how_much_is_needed() {
         .collect();
     std::fs::write(format!("{root}/blob"), data).expect("write");
     assert_host_error(
-        &["run", "--mem", "16M", "--rootfs", &root],
+        &["run", "--mem", "16M", "--rootfs-pack", &root],
         &["does not fit in guest memory of 16 MiB", "at least"],
     );
 }
 
 #[test]
-fn rootfs_boots_and_exits() {
+fn rootfs_and_rootfs_pack_boot_and_exit() {
     let t = TempDir::new("boot");
     let root = rootfs(&t);
-    let o = pvmux(&[
-        "run",
-        "--vcpus",
-        "1",
-        "--mem",
-        "32M",
-        "--rootfs",
-        &root,
-        "--cmdline",
-        "exit=0",
-    ]);
-    let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(0), "{err}");
-    assert!(
-        err.contains(&format!("rootfs {root} (5 entries")),
-        "banner: {err}"
-    );
+    for (flag, banner) in [
+        ("--rootfs-pack", format!("rootfs {root} (5 entries")),
+        ("--rootfs", format!("rootfs {root} (shared read-only)")),
+    ] {
+        let o = pvmux(&[
+            "run",
+            "--vcpus",
+            "1",
+            "--mem",
+            "32M",
+            flag,
+            &root,
+            "--cmdline",
+            "exit=0",
+        ]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(0), "{flag}: {err}");
+        assert!(err.contains(&banner), "{flag}: banner: {err}");
+    }
 }
 
 #[test]
@@ -205,7 +218,13 @@ fn help_documents_the_initrd_flags() {
     let o = pvmux(&["run", "--help"]);
     assert_eq!(o.status.code(), Some(0));
     let out = String::from_utf8_lossy(&o.stdout);
-    for needle in ["--initrd <FILE>", "--rootfs <DIR>", "newc", "gzip"] {
+    for needle in [
+        "--initrd <FILE>",
+        "--rootfs <DIR>",
+        "--rootfs-pack <DIR>",
+        "newc",
+        "gzip",
+    ] {
         assert!(out.contains(needle), "help lacks {needle}: {out}");
     }
 }

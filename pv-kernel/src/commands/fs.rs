@@ -41,7 +41,7 @@ pub(crate) fn escape(name: &[u8]) -> String {
 }
 
 /// One `ls` line: type character, permissions in octal, size, name (and a link's target).
-fn ls_line(fs: &fs::Fs, dir: fs::ramfs::Ino, name: &[u8]) -> Result<String, Errno> {
+fn ls_line(fs: &mut fs::Fs, dir: fs::ramfs::Ino, name: &[u8]) -> Result<String, Errno> {
     let st = fs.lstat(dir, name)?;
     let mut line = format!(
         "{} {:04o} {} {}",

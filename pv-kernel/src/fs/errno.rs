@@ -8,6 +8,7 @@ use core::fmt;
 /// layer returns `-(e as i64)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(i32)]
+#[allow(dead_code)] // the complete Linux set the system-call layer may return
 #[allow(clippy::upper_case_acronyms)] // the Linux names, as everyone knows them
 pub(crate) enum Errno {
     /// Operation not permitted (e.g. a hard link to a directory).
@@ -46,6 +47,54 @@ pub(crate) enum Errno {
     ELOOP = 40,
     /// Value too large for defined data type.
     EOVERFLOW = 75,
+    /// No such process.
+    ESRCH = 3,
+    /// Interrupted system call.
+    EINTR = 4,
+    /// No such device or address.
+    ENXIO = 6,
+    /// Argument list too long.
+    E2BIG = 7,
+    /// Exec format error.
+    ENOEXEC = 8,
+    /// No child processes.
+    ECHILD = 10,
+    /// Resource temporarily unavailable.
+    EAGAIN = 11,
+    /// Permission denied.
+    EACCES = 13,
+    /// Bad address.
+    EFAULT = 14,
+    /// Invalid cross-device link.
+    EXDEV = 18,
+    /// No such device.
+    ENODEV = 19,
+    /// Too many open files in system.
+    ENFILE = 23,
+    /// Inappropriate ioctl for device.
+    ENOTTY = 25,
+    /// Text file busy.
+    ETXTBSY = 26,
+    /// Illegal seek.
+    ESPIPE = 29,
+    /// Read-only file system.
+    EROFS = 30,
+    /// Broken pipe.
+    EPIPE = 32,
+    /// Numerical argument out of domain.
+    EDOM = 33,
+    /// Numerical result out of range.
+    ERANGE = 34,
+    /// Function not implemented.
+    ENOSYS = 38,
+    /// Operation not supported.
+    ENOTSUP = 95,
+    /// Socket operation on non-socket.
+    ENOTSOCK = 88,
+    /// Address family not supported by protocol.
+    EAFNOSUPPORT = 97,
+    /// Connection timed out.
+    ETIMEDOUT = 110,
 }
 
 impl Errno {
@@ -75,6 +124,30 @@ impl Errno {
             Self::ENOTEMPTY => "ENOTEMPTY",
             Self::ELOOP => "ELOOP",
             Self::EOVERFLOW => "EOVERFLOW",
+            Self::ESRCH => "ESRCH",
+            Self::EINTR => "EINTR",
+            Self::ENXIO => "ENXIO",
+            Self::E2BIG => "E2BIG",
+            Self::ENOEXEC => "ENOEXEC",
+            Self::ECHILD => "ECHILD",
+            Self::EAGAIN => "EAGAIN",
+            Self::EACCES => "EACCES",
+            Self::EFAULT => "EFAULT",
+            Self::EXDEV => "EXDEV",
+            Self::ENODEV => "ENODEV",
+            Self::ENFILE => "ENFILE",
+            Self::ENOTTY => "ENOTTY",
+            Self::ETXTBSY => "ETXTBSY",
+            Self::ESPIPE => "ESPIPE",
+            Self::EROFS => "EROFS",
+            Self::EPIPE => "EPIPE",
+            Self::EDOM => "EDOM",
+            Self::ERANGE => "ERANGE",
+            Self::ENOSYS => "ENOSYS",
+            Self::ENOTSUP => "ENOTSUP",
+            Self::ENOTSOCK => "ENOTSOCK",
+            Self::EAFNOSUPPORT => "EAFNOSUPPORT",
+            Self::ETIMEDOUT => "ETIMEDOUT",
         }
     }
 
@@ -99,6 +172,30 @@ impl Errno {
             Self::ENOTEMPTY => "Directory not empty",
             Self::ELOOP => "Too many levels of symbolic links",
             Self::EOVERFLOW => "Value too large for defined data type",
+            Self::ESRCH => "No such process",
+            Self::EINTR => "Interrupted system call",
+            Self::ENXIO => "No such device or address",
+            Self::E2BIG => "Argument list too long",
+            Self::ENOEXEC => "Exec format error",
+            Self::ECHILD => "No child processes",
+            Self::EAGAIN => "Resource temporarily unavailable",
+            Self::EACCES => "Permission denied",
+            Self::EFAULT => "Bad address",
+            Self::EXDEV => "Invalid cross-device link",
+            Self::ENODEV => "No such device",
+            Self::ENFILE => "Too many open files in system",
+            Self::ENOTTY => "Inappropriate ioctl for device",
+            Self::ETXTBSY => "Text file busy",
+            Self::ESPIPE => "Illegal seek",
+            Self::EROFS => "Read-only file system",
+            Self::EPIPE => "Broken pipe",
+            Self::EDOM => "Numerical argument out of domain",
+            Self::ERANGE => "Numerical result out of range",
+            Self::ENOSYS => "Function not implemented",
+            Self::ENOTSUP => "Operation not supported",
+            Self::ENOTSOCK => "Socket operation on non-socket",
+            Self::EAFNOSUPPORT => "Address family not supported by protocol",
+            Self::ETIMEDOUT => "Connection timed out",
         }
     }
 }

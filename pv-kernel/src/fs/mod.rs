@@ -1,8 +1,11 @@
 //! The in-guest filesystem: one in-memory filesystem ([`ramfs::Fs`]) behind an [`IrqLock`],
-//! filled at boot from the initramfs the host placed in guest memory.
+//! backed at boot by the host share (`--rootfs DIR`, when the command line has the word
+//! `hostfs`), then filled from the initramfs the host placed in guest memory (whose members
+//! overlay the share's entries of the same name).
 //!
 //! * [`cpio`] parses the newc archive (strictly, trusting nothing),
 //! * [`initramfs`] unpacks it (file bytes stay in the initrd region, zero copy),
+//! * [`hostfs`] calls the host for lazy host-backed directories and files,
 //! * [`ramfs`] is the filesystem with Linux semantics and [`errno::Errno`] errors,
 //! * [`selftest`] is `fs-selftest`.
 //!
@@ -12,6 +15,7 @@
 
 pub(crate) mod cpio;
 pub(crate) mod errno;
+pub(crate) mod hostfs;
 pub(crate) mod initramfs;
 pub(crate) mod ramfs;
 pub(crate) mod selftest;
@@ -85,23 +89,55 @@ fn initrd() -> Result<Option<&'static [u8]>, InitrdError> {
     }))
 }
 
-/// Fills the filesystem from the initrd, if the host gave one. A malformed archive is
-/// reported and the filesystem stays empty (boot goes on).
+/// A fresh filesystem: empty, or lazily showing the host share if `share`.
+fn fresh(share: bool) -> Fs {
+    let mut fs = Fs::new(clock);
+    if share && fs.attach_host(hostfs::OPS).is_err() {
+        println!("pvmux-kernel: hostfs: error: cannot attach the host share");
+    }
+    fs
+}
+
+/// Sets up the filesystem: the host share if the command line asks for it (`hostfs`) and
+/// the host has one, then the initrd, if the host gave one, on top. A malformed archive is
+/// reported and boot goes on without it (with an empty filesystem if there is no share).
 pub(crate) fn init() {
+    let share = crate::cmdline::has_option("hostfs") && {
+        let ok = hostfs::present();
+        if ok {
+            println!("pvmux-kernel: hostfs: host directory shared read-only at /");
+        } else {
+            println!(
+                "pvmux-kernel: hostfs: error: the host shares no directory; continuing without it"
+            );
+        }
+        ok
+    };
+    let empty = if share {
+        "continuing with the host share only"
+    } else {
+        "continuing with an empty filesystem"
+    };
     let archive = match initrd() {
         Ok(Some(a)) => a,
-        Ok(None) => return,
-        Err(InitrdError::OutOfMemory) => {
-            println!("pvmux-kernel: initramfs: error: the initrd lies outside guest memory; continuing with an empty filesystem");
+        Ok(None) => {
+            if share {
+                *FS.lock() = Some(fresh(true));
+            }
             return;
         }
-        Err(InitrdError::NotReserved) => {
-            println!("pvmux-kernel: initramfs: error: the initrd is not reserved in the memory map; continuing with an empty filesystem");
+        Err(e) => {
+            let why = match e {
+                InitrdError::OutOfMemory => "the initrd lies outside guest memory",
+                InitrdError::NotReserved => "the initrd is not reserved in the memory map",
+            };
+            println!("pvmux-kernel: initramfs: error: {why}; {empty}");
+            *FS.lock() = Some(fresh(share));
             return;
         }
     };
     // Unpack into a scratch filesystem without holding the lock, then install it whole.
-    let mut fs = Fs::new(clock);
+    let mut fs = fresh(share);
     match initramfs::unpack(&mut fs, archive) {
         Ok(s) => {
             println!(
@@ -118,7 +154,8 @@ pub(crate) fn init() {
             *FS.lock() = Some(fs);
         }
         Err(e) => {
-            println!("pvmux-kernel: initramfs: error: {e}; continuing with an empty filesystem")
+            println!("pvmux-kernel: initramfs: error: {e}; {empty}");
+            *FS.lock() = Some(fresh(share));
         }
     }
 }

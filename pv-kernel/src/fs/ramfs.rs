@@ -12,12 +12,24 @@
 //! * Open files are [`Handle`]s into a table of open file descriptions (inode, offset,
 //!   flags). A process layer maps its file descriptors onto them.
 //!
+//! * With a host share attached ([`Fs::attach_host`]), directories and regular files can be
+//!   *lazy*: a lazy directory lists its host directory (through [`HostOps::list`]) the
+//!   first time its entries are needed (lookup, listing, emptiness check), creating lazy
+//!   children; a lazy regular file has its size and metadata from the listing and reads go
+//!   through to the host ([`HostOps::read`]) — no file data is cached, so memory use is
+//!   bounded by what the guest writes. The first write copies the host bytes up into an
+//!   owned buffer; the host is never written. A failed host call is `EIO` (the directory
+//!   stays lazy and is retried next time). Host entries that are neither directories,
+//!   regular files nor symbolic links are not shown.
+//!
 //! There are no permission checks (everything runs as root) and no device nodes.
 //!
 //! Pure code (`alloc` only; the clock is a function pointer), so the host tests compile it too.
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
+
+use pvmux_hypercalls::hostfs::{self as abi, parse_record};
 
 use super::errno::Errno::{self, *};
 
@@ -38,6 +50,39 @@ pub(crate) const MAX_FILE_SIZE: u64 = 1 << 40;
 pub(crate) const MAX_HANDLES: usize = 1 << 16;
 /// Reported block size.
 const BLKSIZE: u64 = 4096;
+/// Size of the buffer a lazy directory is listed into.
+const HOST_LIST_BUF: usize = 16 << 10;
+/// Most entries taken from one host directory (the rest are not shown).
+pub(crate) const HOST_DIR_MAX: u64 = 1 << 16;
+
+/// `HostOps::list` / `HostOps::read`: `(path, cookie or offset, buffer) -> bytes`.
+pub(crate) type HostFn = fn(&[u8], u64, &mut [u8]) -> Result<usize, Errno>;
+
+/// The host share behind lazy nodes: plain functions so this module stays pure (the kernel
+/// passes hypercall wrappers, tests pass fakes). Paths are absolute within the share.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct HostOps {
+    /// Lists directory `path` from entry number `cookie` into `buf` as packed
+    /// `pvmux_hypercalls::hostfs` records: the bytes used, 0 at the end.
+    pub(crate) list: HostFn,
+    /// Reads regular file `path` at `off` into `buf`: the bytes read (may be short), 0 at
+    /// the end.
+    pub(crate) read: HostFn,
+}
+
+/// Fills `buf` from host file `path` at `off`; bytes the host no longer has read as zeros.
+fn host_read_full(ops: &HostOps, path: &[u8], off: u64, buf: &mut [u8]) -> Result<(), Errno> {
+    let mut done = 0;
+    while done < buf.len() {
+        let n = (ops.read)(path, off + done as u64, &mut buf[done..])?;
+        if n == 0 || n > buf.len() - done {
+            break;
+        }
+        done += n;
+    }
+    buf[done..].fill(0);
+    Ok(())
+}
 
 /// `st_mode` type and permission bits (Linux values).
 pub(crate) mod mode {
@@ -146,27 +191,43 @@ enum Data {
     Static(&'static [u8]),
     /// Owned by the filesystem.
     Owned(Vec<u8>),
+    /// The first `len` bytes of host file `path` (read through, never cached).
+    Host { path: Vec<u8>, len: u64 },
 }
 
 impl Data {
-    fn bytes(&self) -> &[u8] {
+    /// Bytes stored (or backed by the host); the rest up to the size reads as zeros.
+    fn stored_len(&self) -> u64 {
         match self {
-            Self::Static(s) => s,
-            Self::Owned(v) => v,
+            Self::Static(s) => s.len() as u64,
+            Self::Owned(v) => v.len() as u64,
+            Self::Host { len, .. } => *len,
         }
     }
 
-    /// The bytes as an owned vector (copying borrowed bytes once).
-    fn owned(&mut self) -> Result<&mut Vec<u8>, Errno> {
-        if let Self::Static(s) = *self {
-            let mut v = Vec::new();
-            v.try_reserve_exact(s.len()).map_err(|_| ENOSPC)?;
-            v.extend_from_slice(s);
-            *self = Self::Owned(v);
+    /// The bytes as an owned vector (copying borrowed or host bytes once).
+    fn owned(&mut self, host: Option<&HostOps>) -> Result<&mut Vec<u8>, Errno> {
+        match self {
+            Self::Owned(_) => {}
+            Self::Static(s) => {
+                let mut v = Vec::new();
+                v.try_reserve_exact(s.len()).map_err(|_| ENOSPC)?;
+                v.extend_from_slice(s);
+                *self = Self::Owned(v);
+            }
+            Self::Host { path, len } => {
+                let ops = host.ok_or(EIO)?;
+                let len = usize::try_from(*len).map_err(|_| ENOSPC)?;
+                let mut v = Vec::new();
+                v.try_reserve_exact(len).map_err(|_| ENOSPC)?;
+                v.resize(len, 0);
+                host_read_full(ops, path, 0, &mut v)?;
+                *self = Self::Owned(v);
+            }
         }
         match self {
             Self::Owned(v) => Ok(v),
-            Self::Static(_) => Err(EIO),
+            _ => Err(EIO),
         }
     }
 }
@@ -181,6 +242,8 @@ struct Dir {
     next_cookie: u64,
     /// The parent directory (the root is its own parent).
     parent: Ino,
+    /// Lazy: the host directory whose entries have not been loaded yet.
+    host: Option<Vec<u8>>,
 }
 
 impl Dir {
@@ -190,6 +253,7 @@ impl Dir {
             by_cookie: BTreeMap::new(),
             next_cookie: 3,
             parent,
+            host: None,
         }
     }
 
@@ -394,6 +458,8 @@ pub(crate) struct Fs {
     next_handle: u32,
     /// Wall-clock time in ns since the epoch.
     clock: fn() -> u64,
+    /// The host share behind lazy nodes, if attached.
+    host: Option<HostOps>,
 }
 
 /// Splits a path into its non-empty components, last first (a stack).
@@ -451,7 +517,124 @@ impl Fs {
             handles: BTreeMap::new(),
             next_handle: 0,
             clock,
+            host: None,
         }
+    }
+
+    /// Attaches a host share: the root directory lists the host's `/` (now), its
+    /// subdirectories and files are lazy. Entries already in the root stay and win over
+    /// host entries of the same name.
+    pub(crate) fn attach_host(&mut self, ops: HostOps) -> Result<(), Errno> {
+        self.host = Some(ops);
+        let mut root = Vec::new();
+        root.try_reserve_exact(1).map_err(|_| ENOMEM)?;
+        root.push(b'/');
+        self.dir_mut(ROOT_INO)?.host = Some(root);
+        // The root is needed at once anyway; loading it now keeps inode counts taken after
+        // boot stable (fs-selftest's leak check).
+        self.load(ROOT_INO)
+    }
+
+    /// Loads a lazy directory's entries from the host (a no-op for anything else). On
+    /// failure (`EIO`, `ENOMEM`) the directory stays lazy; entries already added stay (a
+    /// retry skips names that exist).
+    fn load(&mut self, ino: Ino) -> Result<(), Errno> {
+        let path = match &self.inode(ino)?.node {
+            Node::Dir(Dir { host: Some(p), .. }) => p.clone(),
+            _ => return Ok(()),
+        };
+        let ops = self.host.ok_or(EIO)?;
+        let mut buf = Vec::new();
+        buf.try_reserve_exact(HOST_LIST_BUF).map_err(|_| ENOMEM)?;
+        buf.resize(HOST_LIST_BUF, 0);
+        let mut cookie = 0;
+        'calls: while cookie < HOST_DIR_MAX {
+            let n = (ops.list)(&path, cookie, &mut buf)?;
+            if n == 0 {
+                break;
+            }
+            let recs = buf.get(..n).ok_or(EIO)?;
+            let mut pos = 0;
+            while pos < recs.len() {
+                let (rec, len) = parse_record(&recs[pos..]).ok_or(EIO)?;
+                pos += len;
+                cookie += 1;
+                self.add_host_entry(ino, &path, &rec)?;
+                if cookie >= HOST_DIR_MAX {
+                    break 'calls;
+                }
+            }
+        }
+        self.dir_mut(ino)?.host = None;
+        Ok(())
+    }
+
+    /// Adds one listed host entry to lazy directory `dir` (host path `path`) unless the
+    /// name exists or the entry cannot be shown.
+    fn add_host_entry(
+        &mut self,
+        dir: Ino,
+        path: &[u8],
+        rec: &abi::Record<'_>,
+    ) -> Result<(), Errno> {
+        let name = rec.name;
+        if name.is_empty()
+            || name == b"."
+            || name == b".."
+            || name.contains(&b'/')
+            || name.contains(&0)
+            || self.dir(dir)?.get(name).is_some()
+        {
+            return Ok(());
+        }
+        let e = &rec.entry;
+        let child_path = || -> Result<Vec<u8>, Errno> {
+            let mut p = Vec::new();
+            p.try_reserve_exact(path.len() + 1 + name.len())
+                .map_err(|_| ENOMEM)?;
+            p.extend_from_slice(path);
+            if !path.ends_with(b"/") {
+                p.push(b'/');
+            }
+            p.extend_from_slice(name);
+            Ok(p)
+        };
+        let too_long = path.len() + 1 + name.len() > abi::PATH_MAX as usize;
+        let node = match e.kind {
+            abi::kind::DIR if !too_long => {
+                let mut d = Dir::new(dir);
+                d.host = Some(child_path()?);
+                Node::Dir(d)
+            }
+            abi::kind::REG if !too_long && e.size <= MAX_FILE_SIZE => Node::File {
+                data: Data::Host {
+                    path: child_path()?,
+                    len: e.size,
+                },
+                size: e.size,
+            },
+            abi::kind::SYMLINK if !rec.target.is_empty() && rec.target.len() <= PATH_MAX => {
+                let mut t = Vec::new();
+                t.try_reserve_exact(rec.target.len()).map_err(|_| ENOMEM)?;
+                t.extend_from_slice(rec.target);
+                Node::Symlink(t)
+            }
+            _ => return Ok(()),
+        };
+        let mut key = Vec::new();
+        key.try_reserve_exact(name.len()).map_err(|_| ENOMEM)?;
+        key.extend_from_slice(name);
+        let is_dir = matches!(node, Node::Dir(_));
+        let ino = self.new_inode(node, e.perm, if is_dir { 2 } else { 1 });
+        if let Ok(i) = self.inode_mut(ino) {
+            (i.uid, i.gid) = (e.uid, e.gid);
+            (i.atime, i.mtime, i.ctime) = (e.mtime_ns, e.mtime_ns, e.mtime_ns);
+        }
+        self.dir_mut(dir)?.insert(key, ino);
+        if is_dir {
+            self.inode_mut(dir)?.nlink += 1;
+        }
+        Ok(())
     }
 
     /// Number of live inodes (for tests and statistics).
@@ -536,7 +719,8 @@ impl Fs {
 
     /// Resolves `path` (relative to `cwd` unless absolute) up to its last component,
     /// following symbolic links on the way; `links` counts links followed.
-    fn walk_parent(&self, cwd: Ino, path: &[u8], links: &mut u32) -> Result<Walk, Errno> {
+    /// The directory it ends in is loaded (see [`Fs::load`]).
+    fn walk_parent(&mut self, cwd: Ino, path: &[u8], links: &mut u32) -> Result<Walk, Errno> {
         if path.is_empty() {
             return Err(ENOENT);
         }
@@ -549,6 +733,7 @@ impl Fs {
         let mut stack = Vec::new();
         push_components(&mut stack, path)?;
         if stack.is_empty() {
+            self.load(ROOT_INO)?;
             return Ok(Walk {
                 dir: ROOT_INO,
                 last: Last::Root,
@@ -561,6 +746,7 @@ impl Fs {
                 b"." => {}
                 b".." => dir = self.dir(dir)?.parent,
                 name => {
+                    self.load(dir)?;
                     let child = self.dir(dir)?.get(name).ok_or(ENOENT)?;
                     match &self.inode(child)?.node {
                         Node::Dir(_) => dir = child,
@@ -581,6 +767,7 @@ impl Fs {
         }
         // The directory we ended in must still be one (a symlink may have led elsewhere).
         self.dir(dir)?;
+        self.load(dir)?;
         let last = match stack.pop() {
             Some(c) if c == b"." => Last::Dot,
             Some(c) if c == b".." => Last::DotDot,
@@ -595,7 +782,8 @@ impl Fs {
     }
 
     /// Looks up the last component of a walk.
-    fn lookup_last(&self, w: &Walk) -> Result<Option<Ino>, Errno> {
+    fn lookup_last(&mut self, w: &Walk) -> Result<Option<Ino>, Errno> {
+        self.load(w.dir)?;
         Ok(match &w.last {
             Last::Root => Some(ROOT_INO),
             Last::Dot => Some(w.dir),
@@ -606,27 +794,28 @@ impl Fs {
 
     /// Resolves a whole path; a final symbolic link is followed if `follow` (or if the path
     /// ends in `/`). A missing last component is `ino: None`, not an error.
-    fn resolve_full(&self, cwd: Ino, path: &[u8], follow: bool) -> Result<Resolved, Errno> {
+    fn resolve_full(&mut self, cwd: Ino, path: &[u8], follow: bool) -> Result<Resolved, Errno> {
         let mut links = 0;
         let mut walk = self.walk_parent(cwd, path, &mut links)?;
         loop {
             let Some(ino) = self.lookup_last(&walk)? else {
                 return Ok(Resolved { walk, ino: None });
             };
-            let inode = self.inode(ino)?;
-            if let Node::Symlink(target) = &inode.node {
-                if follow || walk.must_dir {
-                    links += 1;
-                    if links > SYMLOOP_MAX {
-                        return Err(ELOOP);
-                    }
-                    let must_dir = walk.must_dir;
-                    walk = self.walk_parent(walk.dir, target, &mut links)?;
-                    walk.must_dir |= must_dir;
-                    continue;
+            let target = match &self.inode(ino)?.node {
+                Node::Symlink(t) if follow || walk.must_dir => Some(t.clone()),
+                _ => None,
+            };
+            if let Some(target) = target {
+                links += 1;
+                if links > SYMLOOP_MAX {
+                    return Err(ELOOP);
                 }
+                let must_dir = walk.must_dir;
+                walk = self.walk_parent(walk.dir, &target, &mut links)?;
+                walk.must_dir |= must_dir;
+                continue;
             }
-            if walk.must_dir && !matches!(inode.node, Node::Dir(_)) {
+            if walk.must_dir && !self.is_dir(ino) {
                 return Err(ENOTDIR);
             }
             return Ok(Resolved {
@@ -637,12 +826,12 @@ impl Fs {
     }
 
     /// The inode `path` names, following a final symbolic link if `follow`.
-    pub(crate) fn lookup(&self, cwd: Ino, path: &[u8], follow: bool) -> Result<Ino, Errno> {
+    pub(crate) fn lookup(&mut self, cwd: Ino, path: &[u8], follow: bool) -> Result<Ino, Errno> {
         self.resolve_full(cwd, path, follow)?.ino.ok_or(ENOENT)
     }
 
     /// The directory `path` names (for `chdir`): `ENOTDIR` if it is something else.
-    pub(crate) fn lookup_dir(&self, cwd: Ino, path: &[u8]) -> Result<Ino, Errno> {
+    pub(crate) fn lookup_dir(&mut self, cwd: Ino, path: &[u8]) -> Result<Ino, Errno> {
         let ino = self.lookup(cwd, path, true)?;
         self.dir(ino)?;
         Ok(ino)
@@ -652,7 +841,7 @@ impl Fs {
     pub(crate) fn stat_ino(&self, ino: Ino) -> Result<Stat, Errno> {
         let i = self.inode(ino)?;
         let stored = match &i.node {
-            Node::File { data, .. } => data.bytes().len() as u64,
+            Node::File { data, .. } => data.stored_len(),
             _ => i.size(),
         };
         Ok(Stat {
@@ -672,13 +861,15 @@ impl Fs {
     }
 
     /// `stat(path)`: follows symbolic links.
-    pub(crate) fn stat(&self, cwd: Ino, path: &[u8]) -> Result<Stat, Errno> {
-        self.stat_ino(self.lookup(cwd, path, true)?)
+    pub(crate) fn stat(&mut self, cwd: Ino, path: &[u8]) -> Result<Stat, Errno> {
+        let ino = self.lookup(cwd, path, true)?;
+        self.stat_ino(ino)
     }
 
     /// `lstat(path)`: does not follow a final symbolic link.
-    pub(crate) fn lstat(&self, cwd: Ino, path: &[u8]) -> Result<Stat, Errno> {
-        self.stat_ino(self.lookup(cwd, path, false)?)
+    pub(crate) fn lstat(&mut self, cwd: Ino, path: &[u8]) -> Result<Stat, Errno> {
+        let ino = self.lookup(cwd, path, false)?;
+        self.stat_ino(ino)
     }
 
     /// `fstat(handle)`.
@@ -796,6 +987,7 @@ impl Fs {
     /// Reads at `off` from a regular file's inode.
     fn read_at(&mut self, ino: Ino, off: u64, buf: &mut [u8]) -> Result<usize, Errno> {
         let now = self.now();
+        let host = self.host;
         let i = self.inode_mut(ino)?;
         let Node::File { data, size } = &i.node else {
             return Err(EISDIR);
@@ -804,10 +996,15 @@ impl Fs {
             return Ok(0);
         }
         let n = buf.len().min((*size - off).min(usize::MAX as u64) as usize);
-        let bytes = data.bytes();
-        let start = (off.min(bytes.len() as u64)) as usize;
-        let stored = bytes.len().saturating_sub(start).min(n);
-        buf[..stored].copy_from_slice(&bytes[start..start + stored]);
+        let start = off.min(data.stored_len());
+        let stored = (data.stored_len() - start).min(n as u64) as usize;
+        match data {
+            Data::Static(b) => buf[..stored].copy_from_slice(&b[start as usize..][..stored]),
+            Data::Owned(b) => buf[..stored].copy_from_slice(&b[start as usize..][..stored]),
+            Data::Host { path, .. } => {
+                host_read_full(host.as_ref().ok_or(EIO)?, path, start, &mut buf[..stored])?
+            }
+        }
         buf[stored..n].fill(0);
         i.atime = now;
         Ok(n)
@@ -820,6 +1017,7 @@ impl Fs {
         if end > MAX_FILE_SIZE {
             return Err(EFBIG);
         }
+        let host = self.host;
         let i = self.inode_mut(ino)?;
         let Node::File { data, size } = &mut i.node else {
             return Err(EISDIR);
@@ -827,7 +1025,7 @@ impl Fs {
         if buf.is_empty() {
             return Ok(0);
         }
-        let v = data.owned()?;
+        let v = data.owned(host.as_ref())?;
         let (off, end) = (off as usize, end as usize);
         if v.len() < end {
             v.try_reserve(end - v.len()).map_err(|_| ENOSPC)?;
@@ -850,13 +1048,14 @@ impl Fs {
         let Node::File { data, size } = &mut i.node else {
             return Err(EISDIR);
         };
-        if (len as usize) < data.bytes().len() {
+        if len < data.stored_len() {
             match data {
                 Data::Static(s) => *s = &s[..len as usize],
                 Data::Owned(v) => {
                     v.truncate(len as usize);
                     v.shrink_to_fit();
                 }
+                Data::Host { len: l, .. } => *l = len,
             }
         }
         *size = len;
@@ -984,6 +1183,7 @@ impl Fs {
             Last::Root => return Err(EBUSY),
         };
         let ino = self.dir(walk.dir)?.get(&name).ok_or(ENOENT)?;
+        self.load(ino)?;
         if !self.dir(ino)?.entries.is_empty() {
             return Err(ENOTEMPTY);
         }
@@ -1096,8 +1296,9 @@ impl Fs {
     }
 
     /// `readlink(path)`: the target of a symbolic link (`EINVAL` for anything else).
-    pub(crate) fn readlink(&self, cwd: Ino, path: &[u8]) -> Result<Vec<u8>, Errno> {
-        match &self.inode(self.lookup(cwd, path, false)?)?.node {
+    pub(crate) fn readlink(&mut self, cwd: Ino, path: &[u8]) -> Result<Vec<u8>, Errno> {
+        let ino = self.lookup(cwd, path, false)?;
+        match &self.inode(ino)?.node {
             Node::Symlink(t) => Ok(t.clone()),
             _ => Err(EINVAL),
         }
@@ -1121,6 +1322,7 @@ impl Fs {
             if dst == src {
                 return Ok(());
             }
+            self.load(dst)?;
             match (src_dir, self.is_dir(dst)) {
                 (false, true) => return Err(EISDIR),
                 (true, false) => return Err(ENOTDIR),
@@ -1214,7 +1416,8 @@ impl Fs {
     }
 
     /// The entries of directory `ino` (without `.` and `..`), sorted by name.
-    pub(crate) fn list(&self, ino: Ino) -> Result<Vec<DirEntry>, Errno> {
+    pub(crate) fn list(&mut self, ino: Ino) -> Result<Vec<DirEntry>, Errno> {
+        self.load(ino)?;
         let d = self.dir(ino)?;
         let mut out = Vec::new();
         out.try_reserve_exact(d.entries.len()).map_err(|_| ENOMEM)?;
@@ -1235,6 +1438,7 @@ impl Fs {
     pub(crate) fn getdents64(&mut self, h: Handle, buf: &mut [u8]) -> Result<usize, Errno> {
         let f = self.handle(h)?;
         let (ino, mut cookie) = (f.ino, f.offset);
+        self.load(ino)?;
         let inode = self.inode(ino)?;
         let Node::Dir(d) = &inode.node else {
             return Err(ENOTDIR);

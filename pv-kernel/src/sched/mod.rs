@@ -331,7 +331,11 @@ pub(crate) fn rearm_timer() {
 /// merges events and never loses one, and `halt` cannot keep returning on a stale bit.
 pub(crate) fn handle_event(bits: u32) {
     // TIMER, KICK and HOST all lead to the same checks below.
-    let _taken = bits | stub::vcpu_self().pending.swap(0, Ordering::AcqRel);
+    let taken = bits | stub::vcpu_self().pending.swap(0, Ordering::AcqRel);
+    if taken & pvmux_hypercalls::vcpu::pending::INPUT != 0 {
+        // Console input arrived: wake terminal readers and pollers.
+        crate::linux::files::console_input();
+    }
     let now = stub::clock_ns();
     let mut kicks: u64 = 0;
     let resched = {
@@ -388,6 +392,30 @@ pub(crate) fn sleep_until(deadline: u64) {
         }
         schedule();
         // Drop our entry if the wake-up came from elsewhere (spurious).
+        SCHED.lock().sleepers.retain(|(_, t)| !Arc::ptr_eq(t, &cur));
+    }
+}
+
+/// Blocks the current thread, which the caller marked with [`prepare_block`] (after
+/// registering where it can be woken and re-checking its condition), until a wake-up or guest
+/// time `deadline` (`u64::MAX`: no deadline). Callers loop over their own condition: wake-ups
+/// may be spurious.
+pub(crate) fn timed_block(deadline: u64) {
+    let _irq = IrqGuard::new();
+    let cur = current();
+    if deadline != u64::MAX {
+        let mut s = SCHED.lock();
+        if stub::clock_ns() >= deadline {
+            if matches!(cur.state(), state::BLOCKED | state::READY) {
+                cur.set_state(state::RUNNING);
+            }
+            return;
+        }
+        let pos = s.sleepers.partition_point(|&(d, _)| d <= deadline);
+        s.sleepers.insert(pos, (deadline, cur.clone()));
+    }
+    schedule();
+    if deadline != u64::MAX {
         SCHED.lock().sleepers.retain(|(_, t)| !Arc::ptr_eq(t, &cur));
     }
 }

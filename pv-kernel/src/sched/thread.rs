@@ -89,6 +89,8 @@ pub(crate) struct Thread {
     pub(crate) exited: AtomicBool,
     /// Joiners.
     pub(crate) exit_wq: WaitQueue,
+    /// The guest user task this kernel thread runs, if any.
+    pub(crate) task: spin::Once<Arc<crate::linux::task::Task>>,
     /// Code to run, taken on first run.
     entry: spin::Mutex<Option<Entry>>,
     /// The stack (none for idle threads, which run on their vCPU's boot stack).
@@ -115,6 +117,7 @@ impl Thread {
             last_cpu: AtomicU32::new(cpu),
             exited: AtomicBool::new(false),
             exit_wq: WaitQueue::new(),
+            task: spin::Once::new(),
             entry: spin::Mutex::new(None),
             _stack: None,
         })
@@ -185,6 +188,7 @@ pub(crate) fn spawn(
         last_cpu: AtomicU32::new(u32::MAX),
         exited: AtomicBool::new(false),
         exit_wq: WaitQueue::new(),
+        task: spin::Once::new(),
         entry: spin::Mutex::new(Some(Box::new(f))),
         _stack: Some(stack),
     });

@@ -9,7 +9,8 @@
 //! @bench-done
 //! ```
 //!
-//! (NAME without the `pvmux.` prefix) and then shuts down with exit code 0.
+//! (NAME without the `pvmux.` prefix) and then shuts down with exit code 0. The user-mode
+//! workload (`user.rs`) speaks the same protocol and also prints `@ready` when it starts.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -55,11 +56,13 @@ pub enum GuestFigure {
 }
 
 /// Parses the guest console: buffers partial lines and records every `@bench` line.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Parser {
     partial: Vec<u8>,
     figures: BTreeMap<String, GuestFigure>,
     done: bool,
+    ready_ns: Option<u64>,
+    last_line: String,
 }
 
 impl Parser {
@@ -82,6 +85,17 @@ impl Parser {
         self.done
     }
 
+    /// CLOCK_MONOTONIC (ns) when the first `@ready` line was complete, if one was.
+    pub fn ready_ns(&self) -> Option<u64> {
+        self.ready_ns
+    }
+
+    /// The last non-empty line that was not a protocol line (`@...`), trimmed, for error
+    /// messages; empty if there was none.
+    pub fn last_line(&self) -> &str {
+        &self.last_line
+    }
+
     /// The figures reported so far, by guest name.
     pub fn figures(&self) -> &BTreeMap<String, GuestFigure> {
         &self.figures
@@ -93,7 +107,16 @@ impl Parser {
         let (Some(tag), name) = (words.next(), words.next()) else {
             return false;
         };
+        if !tag.starts_with('@') {
+            self.last_line = line.trim().chars().take(200).collect();
+        }
         let figure = match tag {
+            "@ready" => {
+                if self.ready_ns.is_none() {
+                    self.ready_ns = Some(pvmux_host::clock::monotonic_ns());
+                }
+                return false;
+            }
             "@bench-done" => {
                 self.done = true;
                 return false;
@@ -299,6 +322,20 @@ mod tests {
         long.feed(&vec![b'x'; 100_000]);
         long.feed(b"\n@bench-done\n");
         assert!(long.done());
+    }
+
+    #[test]
+    fn ready_and_last_line() {
+        let before = pvmux_host::clock::monotonic_ns();
+        let p = parse_in_pieces(
+            "booting\r\n\n@ready\nhello world \n@bench-done\n@ready\n",
+            3,
+        );
+        let ready = p.ready_ns().expect("@ready seen");
+        assert!(ready >= before && ready <= pvmux_host::clock::monotonic_ns());
+        assert_eq!(p.last_line(), "hello world");
+        assert!(p.done());
+        assert_eq!(Parser::default().ready_ns(), None);
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod rss;
 pub mod select;
 pub mod stats;
 pub mod tenants;
+pub mod user;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -180,6 +181,126 @@ pub const BENCHMARKS: &[BenchDef] = &[
         None,
         "KVM tiny guest: cpuid, exit handled in the host kernel",
     ),
+    def(
+        "native.user.syscall_getppid",
+        Unit::Ns,
+        None,
+        "user: raw getppid, native",
+    ),
+    def(
+        "uml.user.syscall_getppid",
+        Unit::Ns,
+        None,
+        "user: raw getppid, as UML init",
+    ),
+    def(
+        "gvisor.user.syscall_getppid",
+        Unit::Ns,
+        None,
+        "user: raw getppid, in gVisor (ptrace)",
+    ),
+    def(
+        "pvmux.user.syscall_getppid",
+        Unit::Ns,
+        None,
+        "user: raw getppid, as pvmux guest init",
+    ),
+    def(
+        "native.user.page_fault",
+        Unit::Ns,
+        None,
+        "user: first write to a fresh anonymous page, native",
+    ),
+    def(
+        "uml.user.page_fault",
+        Unit::Ns,
+        None,
+        "user: first write to a fresh anonymous page, as UML init",
+    ),
+    def(
+        "gvisor.user.page_fault",
+        Unit::Ns,
+        None,
+        "user: first write to a fresh anonymous page, in gVisor (ptrace)",
+    ),
+    def(
+        "pvmux.user.page_fault",
+        Unit::Ns,
+        None,
+        "user: first write to a fresh anonymous page, as pvmux guest init",
+    ),
+    def(
+        "native.user.fork_exit_wait",
+        Unit::Ns,
+        None,
+        "user: fork, child _exit(0), waitpid, native",
+    ),
+    def(
+        "uml.user.fork_exit_wait",
+        Unit::Ns,
+        None,
+        "user: fork, child _exit(0), waitpid, as UML init",
+    ),
+    def(
+        "gvisor.user.fork_exit_wait",
+        Unit::Ns,
+        None,
+        "user: fork, child _exit(0), waitpid, in gVisor (ptrace)",
+    ),
+    def(
+        "pvmux.user.fork_exit_wait",
+        Unit::Ns,
+        None,
+        "user: fork, child _exit(0), waitpid, as pvmux guest init",
+    ),
+    def(
+        "native.user.pipe_pingpong",
+        Unit::Ns,
+        None,
+        "user: pipe round trip between two processes, native",
+    ),
+    def(
+        "uml.user.pipe_pingpong",
+        Unit::Ns,
+        None,
+        "user: pipe round trip between two processes, as UML init",
+    ),
+    def(
+        "gvisor.user.pipe_pingpong",
+        Unit::Ns,
+        None,
+        "user: pipe round trip between two processes, in gVisor (ptrace)",
+    ),
+    def(
+        "pvmux.user.pipe_pingpong",
+        Unit::Ns,
+        None,
+        "user: pipe round trip between two processes, as pvmux guest init",
+    ),
+    def(
+        "native.user.boot_to_init",
+        Unit::Ns,
+        None,
+        "user: launch to the workload's @ready line, native",
+    ),
+    def(
+        "uml.user.boot_to_init",
+        Unit::Ns,
+        None,
+        "user: launch to the workload's @ready line, as UML init",
+    ),
+    def(
+        "gvisor.user.boot_to_init",
+        Unit::Ns,
+        None,
+        "user: launch to the workload's @ready line, in gVisor (ptrace)",
+    ),
+    def(
+        "pvmux.user.boot_to_init",
+        Unit::Ns,
+        None,
+        "user: launch to the workload's @ready line, as pvmux guest init",
+    ),
 ];
 
 /// Name of the reference every figure is compared to.
@@ -301,6 +422,11 @@ pub fn run(opts: &Options) -> Result<BenchReport, BenchError> {
         .copied()
         .filter(|n| want(&format!("pvmux.{n}")))
         .collect();
+    let user_wanted: Vec<&'static str> = defs
+        .iter()
+        .map(|d| d.name)
+        .filter(|n| user::split(n).is_some())
+        .collect();
     let natives = [
         "native.syscall.getppid",
         "native.seccomp_trap",
@@ -324,7 +450,15 @@ pub fn run(opts: &Options) -> Result<BenchReport, BenchError> {
         } else {
             0
         }
-        + usize::from(want("pvmux.host_rss_per_tenant"));
+        + usize::from(want("pvmux.host_rss_per_tenant"))
+        + user::Peer::ALL
+            .iter()
+            .filter(|p| {
+                user_wanted
+                    .iter()
+                    .any(|n| user::split(n).is_some_and(|(q, _)| q == **p))
+            })
+            .count();
     let progress = Progress::stderr(opts.progress);
     progress.set_total(steps as u64);
 
@@ -399,6 +533,15 @@ pub fn run(opts: &Options) -> Result<BenchReport, BenchError> {
         values.push(("pvmux.host_rss_per_tenant", summarize(r)));
         progress.inc();
     }
+    if !user_wanted.is_empty() {
+        values.extend(user::run(
+            &host,
+            &kernel,
+            &user_wanted,
+            opts.quick,
+            &progress,
+        ));
+    }
     progress.finish();
 
     let median = |name: &str| {
@@ -462,16 +605,25 @@ mod tests {
         }
         assert!(BENCHMARKS.iter().any(|d| d.name == BASELINE));
         assert!(BENCHMARKS.iter().any(|d| d.name == KVM_BASELINE));
+        for peer in user::Peer::ALL {
+            for f in user::WORKLOAD.iter().chain([&user::BOOT]) {
+                let name = format!("{}.user.{f}", peer.prefix());
+                assert!(BENCHMARKS.iter().any(|d| d.name == name), "{name}");
+            }
+        }
     }
 
     #[test]
     fn selection() {
         assert_eq!(selected(&[]).len(), BENCHMARKS.len());
         let n = selected(&["native.*".to_owned()]);
-        assert_eq!(n.len(), 5);
+        assert_eq!(n.len(), 10);
         assert!(n.iter().all(|d| d.name.starts_with("native.")));
         let both = selected(&["kvm".to_owned(), "boot".to_owned()]);
-        assert_eq!(both.len(), 4);
+        assert_eq!(both.len(), 8);
+        let user = selected(&["*.user.*".to_owned()]);
+        assert_eq!(user.len(), 20);
+        assert!(user.iter().all(|d| user::split(d.name).is_some()));
         assert!(selected(&["nothing-like-this".to_owned()]).is_empty());
     }
 }

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::hostinfo::HostInfo;
+use super::user::{self, Peer};
 use super::{BenchReport, BenchResult, Unit, BENCHMARKS};
 
 /// Formats a figure in its unit with a readable scale (`142.3 ns`, `2.41 µs`, `1.50 MiB`).
@@ -68,19 +69,102 @@ pub fn header(report: &BenchReport) -> String {
 }
 
 /// The human-readable table: header, then one row per figure with its ratios to
-/// `native.syscall.getppid` and `kvm.exit_to_user` and its target.
+/// `native.syscall.getppid` and `kvm.exit_to_user` and its target; the user-mode figures
+/// (`*.user.*`) follow in their own table (see [`user_table`]).
 pub fn table(report: &BenchReport) -> String {
     let (base, kvm) = (report.baseline_ns, report.kvm_baseline_ns);
     let mut out = header(report);
-    out.push('\n');
-    let _ = writeln!(
-        out,
-        "{:38} {:>11} {:>11} {:>8} {:>9} {:>9}  target",
-        "benchmark", "median", "p99", "samples", "/getppid", "/kvm-exit"
-    );
-    for r in &report.results {
-        out.push_str(&row(r, base, kvm));
+    let (users, others): (Vec<&BenchResult>, Vec<&BenchResult>) = report
+        .results
+        .iter()
+        .partition(|r| user::split(r.name).is_some());
+    if !others.is_empty() {
         out.push('\n');
+        let _ = writeln!(
+            out,
+            "{:38} {:>11} {:>11} {:>8} {:>9} {:>9}  target",
+            "benchmark", "median", "p99", "samples", "/getppid", "/kvm-exit"
+        );
+        for r in others {
+            out.push_str(&row(r, base, kvm));
+            out.push('\n');
+        }
+    }
+    if !users.is_empty() {
+        out.push('\n');
+        out.push_str(&user_table(&users));
+    }
+    out
+}
+
+/// Width of a cell of the user-mode table.
+const CELL: usize = 21;
+
+/// The user-mode figures side by side: one row per figure, one column per peer (native, UML,
+/// gVisor, pvmux), each cell the median and its ratio to the native median; then why the
+/// missing cells are missing (once per peer when one reason covers all its figures).
+pub fn user_table(results: &[&BenchResult]) -> String {
+    let find = |peer: Peer, figure: &str| {
+        results
+            .iter()
+            .find(|r| user::split(r.name) == Some((peer, figure)))
+    };
+    let mut out = String::from(
+        "user mode: the same static program (pvmux-user-bench) on each system; \
+         median (ratio to native)\n",
+    );
+    let _ = write!(out, "{:16}", "figure");
+    for p in Peer::ALL {
+        let _ = write!(out, " {:>CELL$}", p.prefix());
+    }
+    out.push('\n');
+    for figure in user::WORKLOAD.iter().chain([&user::BOOT]) {
+        if Peer::ALL.iter().all(|&p| find(p, figure).is_none()) {
+            continue;
+        }
+        let native = find(Peer::Native, figure)
+            .and_then(|r| r.value.as_ref().ok())
+            .map(|s| s.median)
+            .filter(|&m| m > 0.0);
+        let _ = write!(out, "{figure:16}");
+        for p in Peer::ALL {
+            let cell = match find(p, figure).map(|r| &r.value) {
+                None => "-".to_owned(),
+                Some(Err(_)) => "unavailable".to_owned(),
+                Some(Ok(s)) => match native {
+                    Some(n) if p != Peer::Native => format!(
+                        "{} ({})",
+                        format_value(s.median, Unit::Ns),
+                        format_ratio(s.median / n)
+                    ),
+                    _ => format_value(s.median, Unit::Ns),
+                },
+            };
+            let _ = write!(out, " {cell:>CELL$}");
+        }
+        out.push('\n');
+    }
+    for p in Peer::ALL {
+        let reasons: Vec<(&str, &str)> = results
+            .iter()
+            .filter(|r| user::split(r.name).is_some_and(|(q, _)| q == p))
+            .filter_map(|r| r.value.as_ref().err().map(|why| (r.name, why.as_str())))
+            .collect();
+        let all = results
+            .iter()
+            .filter(|r| user::split(r.name).is_some_and(|(q, _)| q == p))
+            .count();
+        match reasons.first() {
+            None => {}
+            Some((_, why)) if reasons.len() == all && reasons.iter().all(|(_, w)| w == why) => {
+                let _ = writeln!(out, "{}.user.*: unavailable: {why}", p.prefix());
+            }
+            Some(_) => {
+                for (name, why) in reasons {
+                    let _ = writeln!(out, "{name}: unavailable: {why}");
+                }
+            }
+        }
     }
     out
 }
@@ -273,6 +357,77 @@ mod tests {
         assert_eq!(r[1]["unit"], "bytes");
         assert!(r[3].get("median_ns").is_none());
         assert_eq!(r[3]["unavailable"], "/dev/kvm: No such file or directory");
+    }
+
+    #[test]
+    fn user_figures_are_side_by_side() {
+        let s = |m: f64| {
+            Ok(Summary {
+                median: m,
+                p99: m,
+                samples: 10,
+            })
+        };
+        let mut r = report();
+        let user = |name, value| BenchResult {
+            name,
+            unit: Unit::Ns,
+            value,
+        };
+        r.results.extend([
+            user("native.user.syscall_getppid", s(200.0)),
+            user("uml.user.syscall_getppid", s(60_000.0)),
+            user(
+                "gvisor.user.syscall_getppid",
+                Err("runsc is not installed".into()),
+            ),
+            user("pvmux.user.syscall_getppid", Err("no @ready".into())),
+            user("native.user.boot_to_init", s(600_000.0)),
+            user("uml.user.boot_to_init", s(1.5e9)),
+            user("gvisor.user.boot_to_init", s(1.4e8)),
+            user("pvmux.user.boot_to_init", Err("no @ready".into())),
+        ]);
+        let t = table(&r);
+        assert!(
+            !t.contains("\nnative.user."),
+            "no plain rows for user figures:\n{t}"
+        );
+        let line = |start: &str| {
+            t.lines()
+                .find(|l| l.starts_with(start))
+                .unwrap_or_else(|| panic!("no {start} in\n{t}"))
+                .to_owned()
+        };
+        let getppid = line("syscall_getppid");
+        let cells: Vec<&str> = getppid
+            .split("  ")
+            .filter(|c| !c.trim().is_empty())
+            .collect();
+        assert_eq!(
+            cells.iter().map(|c| c.trim()).collect::<Vec<_>>(),
+            [
+                "syscall_getppid",
+                "200.0 ns",
+                "60.00 µs (300×)",
+                "unavailable",
+                "unavailable"
+            ],
+            "{t}"
+        );
+        assert!(line("boot_to_init").contains("1.50 s (2500×)"), "{t}");
+        assert!(
+            !t.contains("page_fault"),
+            "unselected figures have no row:\n{t}"
+        );
+        assert_eq!(line("pvmux.user.*"), "pvmux.user.*: unavailable: no @ready");
+        assert_eq!(
+            line("gvisor.user.syscall_getppid"),
+            "gvisor.user.syscall_getppid: unavailable: runsc is not installed"
+        );
+        assert!(
+            t.contains("pvmux.hypercall.spin"),
+            "the other figures stay:\n{t}"
+        );
     }
 
     #[test]

@@ -31,6 +31,19 @@ pub fn launch(
     cmdline: &str,
     console: Box<dyn Write + Send>,
 ) -> Result<Launched, HostError> {
+    launch_with_initrd(host, kernel, name, mem_size, cmdline, console, None)
+}
+
+/// [`launch`] with an initial RAM disk (a validated plain newc archive).
+pub fn launch_with_initrd(
+    host: &Host,
+    kernel: &Arc<KernelImage>,
+    name: &str,
+    mem_size: u64,
+    cmdline: &str,
+    console: Box<dyn Write + Send>,
+    initrd: Option<Arc<Vec<u8>>>,
+) -> Result<Launched, HostError> {
     let cfg = TenantConfig {
         name: name.to_owned(),
         kernel: Arc::clone(kernel),
@@ -38,12 +51,16 @@ pub fn launch(
         vcpus: GUEST_VCPUS,
         cmdline: cmdline.to_owned(),
         console,
+        console_stderr: Box::new(std::io::stderr()),
+        kernel_log: pvmux_host::KernelLog::Stdout,
+        console_input: None,
         watchdog: None,
         console_rate: None,
         cpu_limit: None,
         cpu_seconds: None,
         crash_dump: None,
-        initrd: None,
+        initrd,
+        hostfs: None,
     };
     let start_mono_ns = monotonic_ns();
     let tenant = host.launch(cfg)?;

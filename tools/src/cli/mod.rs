@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 
 pub use bench::BenchArgs;
 pub use exit::{EXIT_CODES_HELP, EXIT_GUEST_CRASH, EXIT_HOST_ERROR};
-pub use run::RunArgs;
+pub use run::{build_cmdline, percent_encode, ConsoleWords, RunArgs, RUN_AFTER_HELP};
 pub use size::{format_size, parse_mem_size, parse_size};
 
 /// pvmux: run paravirtual guest kernels in unprivileged sandbox processes.
@@ -41,10 +41,10 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Boot a guest kernel and run it to completion; its console goes to stdout and its exit
-    /// code becomes pvmux's.
-    #[command(after_help = EXIT_CODES_HELP)]
-    Run(RunArgs),
+    /// Boot a guest kernel (and optionally run a program in it: `-- PROGRAM [ARGS...]`) to
+    /// completion; its console goes to stdout and its exit code becomes pvmux's.
+    #[command(after_help = run::RUN_AFTER_HELP)]
+    Run(Box<RunArgs>),
     /// Measure pvmux's transitions (in a real guest and on the host) next to peers measured
     /// on the same host in the same run: native system calls, seccomp traps, ptrace, futexes
     /// and KVM exits.
@@ -70,7 +70,7 @@ pub fn main() -> ExitCode {
         return ExitCode::from(EXIT_HOST_ERROR);
     }
     let result = match cli.command {
-        Command::Run(args) => run::run(&args),
+        Command::Run(args) => run::run(&args, &cli.log),
         Command::Bench(args) => bench::run(&args),
     };
     match result {
@@ -117,7 +117,8 @@ mod tests {
         };
         assert_eq!(a.mem, 64 << 20);
         assert_eq!(a.vcpus, 4);
-        assert_eq!(a.cmdline, "selftest");
+        assert_eq!(a.cmdline, None);
+        assert!(a.program.is_empty());
         assert!(a.kernel.is_none());
         let d = Cli::try_parse_from(["pvmux", "run"]).unwrap();
         let Command::Run(a) = d.command else {
@@ -156,6 +157,13 @@ mod tests {
         assert_eq!((a.cpus, a.cpu_seconds), (Some(0.25), Some(3)));
         assert_eq!(a.restart, pvmux_host::RestartPolicy::on_crash(2));
         assert_eq!(a.crash_dump, Some("/tmp/d".into()));
+        let p = Cli::try_parse_from(["pvmux", "run", "--mem", "64M", "--", "/bin/sh", "-c", "--x"])
+            .unwrap();
+        let Command::Run(a) = p.command else {
+            panic!("not run")
+        };
+        assert_eq!(a.program, ["/bin/sh", "-c", "--x"]);
+        assert_eq!(a.mem, 64 << 20);
         let half = Cli::try_parse_from(["pvmux", "run", "--watchdog", "0.5"]).unwrap();
         let Command::Run(a) = half.command else {
             panic!("not run")

@@ -1,20 +1,45 @@
 //! `pvmux run`: boot one guest and run it to completion.
 
+use std::ffi::OsString;
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use pvmux_host::console_input::terminal_size;
+use pvmux_host::hostfs::HostFs;
 use pvmux_host::initramfs::{self, DEFAULT_MAX_SIZE};
 use pvmux_host::{
-    run_with_restarts, Host, KernelImage, RestartPolicy, TenantConfig, TenantOutcome,
+    run_with_restarts, ConsoleInput, Host, HostTerminals, KernelImage, KernelLog, RestartPolicy,
+    TenantConfig, TenantOutcome,
 };
+use pvmux_hypercalls::boot::CMDLINE_MAX;
 
 use super::exit::EXIT_GUEST_CRASH;
 use super::size::{format_size, parse_mem_size, parse_size};
 use crate::images;
+
+/// Text for `pvmux run --help` after the options: running programs.
+pub const RUN_AFTER_HELP: &str = "\
+Running a program:
+  pvmux run [OPTIONS] -- PROGRAM [ARGS...] runs PROGRAM (a static Linux x86-64 binary, e.g.
+  busybox) as the guest's init process, with ARGS. With --rootfs DIR, DIR is shared
+  read-only with the guest and PROGRAM is a path inside it; with --initrd FILE, inside the
+  archive. Without PROGRAM, --initrd/--rootfs run /init. The program's stdout and stderr are
+  pvmux's, host stdin feeds its console input, and the kernel's own log is hidden (shown on
+  stderr with --log debug, which also reports unknown system calls). PROGRAM and ARGS are
+  passed on the kernel command line after the word --, percent-encoded; the whole command
+  line is limited to 2048 bytes.
+
+Exit status:
+  0-255    the guest's exit status: the program's exit code, or 128+N when it was killed
+           by signal N (from the kernel's shutdown; a guest should not use 124 or 125)
+  124      the guest kernel crashed; a crash report is printed on stderr
+  125      host-side error (bad flag, unusable kernel image or rootfs, command line too
+           long, sandbox spawn failure)";
 
 /// Arguments of `pvmux run`.
 #[derive(Debug, Args)]
@@ -38,9 +63,11 @@ pub struct RunArgs {
     )]
     pub vcpus: u32,
 
-    /// Kernel command line.
-    #[arg(long, value_name = "STR", default_value = "selftest")]
-    pub cmdline: String,
+    /// Kernel command line (at most 2048 bytes in all) [default: `selftest`, or empty when a
+    /// PROGRAM, --initrd or --rootfs is given]. With a PROGRAM, pvmux appends its own words
+    /// (console-tty=N, console-size=CxR, -- PROGRAM ARGS...).
+    #[arg(long, value_name = "STR")]
+    pub cmdline: Option<String>,
 
     /// Liveness watchdog: a guest with a vCPU that takes no events (timer, kick, host
     /// heartbeat) for SECS seconds is killed and reported as crashed. 0 disables it.
@@ -72,22 +99,33 @@ pub struct RunArgs {
     pub restart: RestartPolicy,
 
     /// Initial RAM disk: a cpio "newc" archive, plain or gzip-compressed. It is checked
-    /// before boot and handed to the guest uncompressed, page aligned at the top of guest
-    /// memory (BootInfo.initrd_gpa/initrd_len); at most 1 GiB uncompressed, and it must fit in
-    /// --mem.
-    #[arg(long, value_name = "FILE", conflicts_with = "rootfs")]
+    /// before boot and handed to the guest uncompressed, page aligned just below the user pool
+    /// (the upper half of guest memory; BootInfo.initrd_gpa/initrd_len); at most 1 GiB
+    /// uncompressed, and it must fit in the lower half of --mem.
+    #[arg(long, value_name = "FILE", conflicts_with = "rootfs_pack")]
     pub initrd: Option<PathBuf>,
+
+    /// Host directory shared read-only with the guest as its root filesystem, read lazily
+    /// (nothing is copied up front, so `--rootfs /` works): paths cannot leave DIR, host
+    /// pseudo filesystems (/proc, /sys, ...) show empty, devices, FIFOs and sockets are not
+    /// shown; the guest's writes stay in guest memory. An --initrd overlays it.
+    #[arg(long, value_name = "DIR")]
+    pub rootfs: Option<PathBuf>,
 
     /// Host directory packed on the fly into the guest's initial RAM disk (cpio newc):
     /// regular files, directories and symbolic links (not followed), owned by root, with
     /// their permissions and mtimes; sockets, FIFOs and devices are skipped.
     #[arg(long, value_name = "DIR")]
-    pub rootfs: Option<PathBuf>,
+    pub rootfs_pack: Option<PathBuf>,
 
     /// Write a crash dump for each crash to DIR/<tenant>-<unix time>-<n>/: report.txt,
     /// registers.json, guest-memory.bin (sparse) and console.txt. DIR is created if missing.
     #[arg(long, value_name = "DIR")]
     pub crash_dump: Option<PathBuf>,
+
+    /// The program to run as init, and its arguments (after `--`; see below).
+    #[arg(last = true, value_name = "PROGRAM [ARGS]")]
+    pub program: Vec<OsString>,
 }
 
 /// `--watchdog SECS`: seconds (fractions allowed); 0 = disabled.
@@ -112,6 +150,102 @@ fn parse_cpus(s: &str) -> Result<f64, String> {
         return Err(format!("CPU limit {s} is outside (0, 1024]"));
     }
     Ok(c)
+}
+
+/// Percent-encodes one argument for the kernel command line: every byte that is not
+/// printable ASCII (0x21..=0x7e), and `%` itself, becomes `%XX` (uppercase hex).
+pub fn percent_encode(arg: &[u8]) -> String {
+    let mut out = String::with_capacity(arg.len());
+    for &b in arg {
+        if (0x21..=0x7e).contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// How the guest's console is set up when a program runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConsoleWords {
+    /// Which host streams are terminals.
+    pub ttys: HostTerminals,
+    /// Size of the stdout terminal (columns, rows), if it is one.
+    pub size: Option<(u16, u16)>,
+    /// Ask the kernel to report the system calls it does not implement.
+    pub syscall_report: bool,
+}
+
+/// The kernel command line for `--cmdline` (`None`: not given), `program` (with its
+/// arguments; empty: none) and whether an initial RAM disk or root is given. Returns the
+/// command line and whether a program (PROGRAM, or /init) runs.
+pub fn build_cmdline(
+    cmdline: Option<&str>,
+    program: &[OsString],
+    has_root: bool,
+    words: &ConsoleWords,
+) -> anyhow::Result<(String, bool)> {
+    let argv: Vec<&[u8]> = if !program.is_empty() {
+        if cmdline.is_some_and(|c| c.split_ascii_whitespace().any(|w| w == "--")) {
+            anyhow::bail!("--cmdline must not contain the word -- when a PROGRAM is given");
+        }
+        program.iter().map(|a| a.as_bytes()).collect()
+    } else if has_root && cmdline.is_none() {
+        vec![b"/init"]
+    } else {
+        let line = cmdline.unwrap_or("selftest").to_owned();
+        check_len(&line)?;
+        return Ok((line, false));
+    };
+    if let Some(i) = argv.iter().position(|a| a.is_empty()) {
+        anyhow::bail!(
+            "argument {i} after -- is empty; the kernel command line cannot carry empty arguments"
+        );
+    }
+    let mut line = cmdline.unwrap_or("").trim().to_owned();
+    let mut push = |w: &str| {
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(w);
+    };
+    push(&format!("console-tty={}", words.ttys.mask()));
+    if let Some((cols, rows)) = words.size {
+        push(&format!("console-size={cols}x{rows}"));
+    }
+    if words.syscall_report {
+        push("syscall-report");
+    }
+    push("--");
+    for a in argv {
+        push(&percent_encode(a));
+    }
+    check_len(&line)?;
+    Ok((line, true))
+}
+
+fn check_len(line: &str) -> anyhow::Result<()> {
+    if line.len() > CMDLINE_MAX {
+        anyhow::bail!(
+            "the kernel command line is {} bytes, more than the limit of {CMDLINE_MAX} \
+             (arguments after -- count percent-encoded)",
+            line.len()
+        );
+    }
+    Ok(())
+}
+
+/// Whether the effective log filter (RUST_LOG if set, else `--log`) enables debug output.
+fn debug_logging(log: &str) -> bool {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.is_empty() => v,
+        _ => log.to_owned(),
+    };
+    tracing_subscriber::EnvFilter::try_new(filter)
+        .ok()
+        .and_then(|f| f.max_level_hint())
+        .is_some_and(|l| l >= tracing_subscriber::filter::LevelFilter::DEBUG)
 }
 
 /// The guest console: stdout, flushed after every write so output appears promptly. Output
@@ -155,8 +289,56 @@ impl Write for Console {
     }
 }
 
-/// Runs a guest; returns pvmux's exit code.
-pub(crate) fn run(args: &RunArgs) -> anyhow::Result<u8> {
+/// What `run_once` needs besides the arguments.
+struct Plan {
+    cmdline: String,
+    /// A program (PROGRAM or /init) runs: its console setup applies.
+    program: bool,
+    kernel_log: KernelLog,
+    /// The `--rootfs` share.
+    hostfs: Option<Arc<HostFs>>,
+}
+
+/// Runs a guest; returns pvmux's exit code. `log` is the `--log` filter.
+pub(crate) fn run(args: &RunArgs, log: &str) -> anyhow::Result<u8> {
+    let debug = debug_logging(log);
+    let ttys = HostTerminals::detect();
+    let words = ConsoleWords {
+        ttys,
+        size: ttys
+            .stdout
+            .then(|| terminal_size(std::io::stdout()))
+            .flatten(),
+        syscall_report: debug,
+    };
+    let has_root = args.initrd.is_some() || args.rootfs.is_some() || args.rootfs_pack.is_some();
+    let (cmdline, program) =
+        build_cmdline(args.cmdline.as_deref(), &args.program, has_root, &words)?;
+    // The share: opened once, before anything boots (fails early if DIR is unusable); the
+    // kernel uses it when its command line has the word `hostfs`.
+    let hostfs = match &args.rootfs {
+        Some(dir) => {
+            Some(Arc::new(HostFs::open(dir).with_context(|| {
+                format!("--rootfs {} is not usable", dir.display())
+            })?))
+        }
+        None => None,
+    };
+    let cmdline = match hostfs {
+        Some(_) => format!("hostfs {cmdline}"),
+        None => cmdline,
+    };
+    let plan = Plan {
+        hostfs,
+        cmdline,
+        program,
+        kernel_log: match (program, debug) {
+            (false, _) => KernelLog::Stdout,
+            (true, false) => KernelLog::Hidden,
+            (true, true) => KernelLog::Stderr,
+        },
+    };
+    tracing::debug!(cmdline = %plan.cmdline, "kernel command line");
     let (bytes, label) = match &args.kernel {
         Some(path) => (
             std::fs::read(path)
@@ -172,7 +354,7 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<u8> {
     let kernel = Arc::new(kernel);
     let outcome = run_with_restarts(
         &args.restart,
-        |_| run_once(&host, &kernel, initrd.as_ref(), args, &label),
+        |_| run_once(&host, &kernel, initrd.as_ref(), args, &plan, &label),
         |r| {
             eprint!("{}", r.report);
             eprintln!(
@@ -196,19 +378,23 @@ struct Initrd {
     label: String,
 }
 
-/// Reads `--initrd` or packs `--rootfs` into a validated plain newc archive.
+/// Reads `--initrd` or packs `--rootfs-pack` into a validated plain newc archive.
 fn load_initrd(args: &RunArgs) -> anyhow::Result<Option<Initrd>> {
     let (bytes, summary, what) = if let Some(path) = &args.initrd {
         let (bytes, summary) = initramfs::load_file(path, DEFAULT_MAX_SIZE)
             .with_context(|| format!("--initrd {} is not usable", path.display()))?;
         (bytes, summary, format!("initrd {}", path.display()))
-    } else if let Some(dir) = &args.rootfs {
+    } else if let Some(dir) = &args.rootfs_pack {
         let bytes = initramfs::pack_dir(dir)
-            .with_context(|| format!("cannot pack --rootfs {}", dir.display()))?;
+            .with_context(|| format!("cannot pack --rootfs-pack {}", dir.display()))?;
         // Packing writes well-formed archives; checking anyway keeps one rule: the guest
         // only ever receives what `validate` accepted.
-        let summary = initramfs::validate(&bytes)
-            .with_context(|| format!("packed --rootfs {} is not a valid archive", dir.display()))?;
+        let summary = initramfs::validate(&bytes).with_context(|| {
+            format!(
+                "packed --rootfs-pack {} is not a valid archive",
+                dir.display()
+            )
+        })?;
         (bytes, summary, format!("rootfs {}", dir.display()))
     } else {
         return Ok(None);
@@ -231,37 +417,41 @@ fn run_once(
     kernel: &Arc<KernelImage>,
     initrd: Option<&Initrd>,
     args: &RunArgs,
+    plan: &Plan,
     label: &str,
 ) -> anyhow::Result<TenantOutcome> {
-    let console = Console::held();
+    // A program's output is not preceded by a banner (unless logging at info or more).
+    let banner = !plan.program || tracing::enabled!(tracing::Level::INFO);
+    let console = if banner {
+        Console::held()
+    } else {
+        Console::default()
+    };
     let tenant = host
         .launch(TenantConfig {
             name: "guest".to_owned(),
             kernel: Arc::clone(kernel),
             mem_size: args.mem,
             vcpus: args.vcpus,
-            cmdline: args.cmdline.clone(),
+            cmdline: plan.cmdline.clone(),
             console: Box::new(console.clone()),
+            console_stderr: Box::new(std::io::stderr()),
+            kernel_log: plan.kernel_log,
+            console_input: plan.program.then_some(ConsoleInput::HostStdin),
             watchdog: args.watchdog,
             console_rate: (args.console_rate > 0).then_some(args.console_rate),
             cpu_limit: args.cpus,
             cpu_seconds: args.cpu_seconds,
             crash_dump: args.crash_dump.clone(),
             initrd: initrd.map(|i| Arc::clone(&i.bytes)),
+            hostfs: plan.hostfs.clone(),
         })
         .context("cannot launch the guest")?;
     // The banner names the running sandbox; guest output held until then follows it.
-    tenant.wait_started(Duration::from_secs(10));
-    eprintln!(
-        "pvmux {}: ABI v{}, {} vCPU{}, {}, kernel {label}{}, sandbox pid {}",
-        env!("CARGO_PKG_VERSION"),
-        pvmux_hypercalls::ABI_VERSION,
-        args.vcpus,
-        if args.vcpus == 1 { "" } else { "s" },
-        format_size(args.mem),
-        initrd.map(|i| format!(", {}", i.label)).unwrap_or_default(),
-        tenant.sandbox_pid()
-    );
+    if banner {
+        tenant.wait_started(Duration::from_secs(10));
+        print_banner(args, initrd, label, tenant.sandbox_pid());
+    }
     console
         .open()
         .context("cannot write the guest console to stdout")?;
@@ -270,4 +460,104 @@ fn run_once(
         .open()
         .context("cannot write the guest console to stdout")?;
     Ok(outcome)
+}
+
+fn print_banner(args: &RunArgs, initrd: Option<&Initrd>, label: &str, pid: u32) {
+    eprintln!(
+        "pvmux {}: ABI v{}, {} vCPU{}, {}, kernel {label}{}{}, sandbox pid {}",
+        env!("CARGO_PKG_VERSION"),
+        pvmux_hypercalls::ABI_VERSION,
+        args.vcpus,
+        if args.vcpus == 1 { "" } else { "s" },
+        format_size(args.mem),
+        args.rootfs
+            .as_ref()
+            .map(|d| format!(", rootfs {} (shared read-only)", d.display()))
+            .unwrap_or_default(),
+        initrd.map(|i| format!(", {}", i.label)).unwrap_or_default(),
+        pid
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_encoding() {
+        assert_eq!(percent_encode(b"/bin/sh"), "/bin/sh");
+        assert_eq!(percent_encode(b"a b%c"), "a%20b%25c");
+        assert_eq!(percent_encode(b"\t\n\x7f\xff\x00~!"), "%09%0A%7F%FF%00~!");
+        assert_eq!(percent_encode("é".as_bytes()), "%C3%A9");
+    }
+
+    fn os(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn command_lines() {
+        let plain = ConsoleWords::default();
+        let tty = ConsoleWords {
+            ttys: HostTerminals {
+                stdin: true,
+                stdout: true,
+                stderr: false,
+            },
+            size: Some((80, 24)),
+            syscall_report: true,
+        };
+        let b = |c: Option<&str>, p: &[&str], root: bool, w: &ConsoleWords| {
+            build_cmdline(c, &os(p), root, w).map_err(|e| e.to_string())
+        };
+        assert_eq!(b(None, &[], false, &plain), Ok(("selftest".into(), false)));
+        assert_eq!(
+            b(Some("exit=3"), &[], true, &plain),
+            Ok(("exit=3".into(), false))
+        );
+        assert_eq!(
+            b(None, &[], true, &plain),
+            Ok(("console-tty=0 -- /init".into(), true))
+        );
+        assert_eq!(
+            b(None, &["/bin/sh", "-c", "echo 100% done"], false, &tty),
+            Ok((
+                "console-tty=3 console-size=80x24 syscall-report -- /bin/sh -c echo%20100%25%20done"
+                    .into(),
+                true
+            ))
+        );
+        assert_eq!(
+            b(Some(" fs-selftest "), &["/x"], true, &plain),
+            Ok(("fs-selftest console-tty=0 -- /x".into(), true))
+        );
+        assert!(b(Some("a -- b"), &["/x"], false, &plain)
+            .unwrap_err()
+            .contains("must not contain"));
+        assert!(b(None, &["/x", ""], false, &plain)
+            .unwrap_err()
+            .contains("argument 1 after -- is empty"));
+        // Non-UTF-8 arguments are encoded byte by byte.
+        let raw = OsString::from(std::ffi::OsStr::from_bytes(b"\xff"));
+        assert_eq!(
+            build_cmdline(None, &[raw], false, &plain).unwrap().0,
+            "console-tty=0 -- %FF"
+        );
+        // The limit counts the encoded words.
+        let fits = "a".repeat(CMDLINE_MAX - "console-tty=0 -- ".len());
+        assert_eq!(
+            b(None, &[&fits], false, &plain).unwrap().0.len(),
+            CMDLINE_MAX
+        );
+        let long = format!("{fits}a");
+        assert!(b(None, &[&long], false, &plain)
+            .unwrap_err()
+            .contains("more than the limit of 2048"));
+        let spaces = " ".repeat(700);
+        assert!(
+            b(None, &["/x", &spaces], false, &plain).is_err(),
+            "3 bytes per space"
+        );
+        assert!(b(Some(&"x".repeat(2049)), &[], false, &plain).is_err());
+    }
 }

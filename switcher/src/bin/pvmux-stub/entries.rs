@@ -7,7 +7,7 @@
 use core::arch::global_asm;
 use core::sync::atomic::Ordering::*;
 use pvmux_hypercalls::frame::{pf, RFLAGS_IF, RFLAGS_USER_MASK, TRAP_FRAME_SIZE};
-use pvmux_hypercalls::layout::{in_window, WINDOW_BASE};
+use pvmux_hypercalls::layout::{in_window, PHYSMAP_BASE, WINDOW_BASE};
 use pvmux_hypercalls::stub::STUB_ENTRIES;
 use pvmux_hypercalls::vcpu::{pending, stat};
 use pvmux_hypercalls::{
@@ -49,6 +49,8 @@ pub(crate) fn table() -> StubTable {
         prefault: prefault as *const () as u64,
         set_fault_around: set_fault_around as *const () as u64,
         null: pvmux_stub_null as *const () as u64,
+        user_wait: user_wait as *const () as u64,
+        user_wake: user_wake as *const () as u64,
     }
 }
 
@@ -452,4 +454,42 @@ extern "sysv64" fn set_fault_around(pages: u64) -> i64 {
         return ERR_INVAL;
     }
     i64::from(G.fault_around.swap(pages as u32, Relaxed))
+}
+
+/// The futex word at guest-physical `gpa` in the physmap, if `gpa` is 4-byte aligned and the
+/// word lies inside guest memory.
+fn user_word(gpa: u64) -> Option<&'static core::sync::atomic::AtomicU32> {
+    if !gpa.is_multiple_of(4) || gpa.checked_add(4)? > G.mem_size.load(Relaxed) {
+        return None;
+    }
+    // SAFETY: the physmap maps all of guest memory (MAP_SHARED, for the life of the process)
+    // and the word lies inside it, aligned; an AtomicU32 may alias memory other processes
+    // (the user sandbox, the host) change concurrently.
+    Some(unsafe { &*((PHYSMAP_BASE + gpa) as *const core::sync::atomic::AtomicU32) })
+}
+
+extern "sysv64" fn user_wait(gpa: u64, expected: u64, timeout_ns: u64) -> i64 {
+    const EAGAIN: u32 = 11;
+    let Some(word) = user_word(gpa) else {
+        return ERR_BADADDR;
+    };
+    let Ok(expected) = u32::try_from(expected) else {
+        return ERR_INVAL;
+    };
+    let timeout = (timeout_ns != 0).then_some(sys::Timespec {
+        sec: (timeout_ns / 1_000_000_000) as i64,
+        nsec: (timeout_ns % 1_000_000_000) as i64,
+    });
+    match sys::futex_wait_shared(word, expected, timeout.as_ref()) {
+        Ok(()) | Err(EAGAIN) => 0,
+        // ETIMEDOUT, EINTR (an event signal arrived: the guest re-checks).
+        Err(_) => HcError::Busy.to_ret(),
+    }
+}
+
+extern "sysv64" fn user_wake(gpa: u64) -> i64 {
+    match user_word(gpa) {
+        Some(word) => i64::from(sys::futex_wake(word, i32::MAX as u32)),
+        None => ERR_BADADDR,
+    }
 }

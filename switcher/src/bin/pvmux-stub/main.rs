@@ -6,6 +6,9 @@
 //! memory, prepares every vCPU thread, installs the seccomp filter on all of them and enters
 //! the guest. From then on it runs only as signal handlers (shadow misses, exceptions,
 //! events) and as entry points the guest calls (see `pvmux_hypercalls::StubTable`).
+//!
+//! The same binary is the stub of a *user sandbox* (`SandboxHeader::kind == kind::USER`),
+//! which runs one guest address space's user code for the guest kernel (see `user`).
 #![no_std]
 #![no_main]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -18,11 +21,15 @@ mod start;
 mod state;
 mod sys;
 mod trap;
+mod user;
 
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
     // Stub code does not panic by design; if it ever does, end the sandbox with a crash
-    // record the host can report.
+    // record the host can report (a user sandbox has no record: FS is the user's there).
+    if user::active() {
+        sys::exit_group(pvmux_hypercalls::sandbox::STUB_EXIT_CRASH);
+    }
     let frame = pvmux_hypercalls::TrapFrame::default();
     trap::crash(
         state::StubCpu::current().shared(),

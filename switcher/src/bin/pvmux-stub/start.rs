@@ -11,7 +11,7 @@ use pvmux_hypercalls::frame::pf;
 use pvmux_hypercalls::layout::{
     ctl_size, in_window, vcpu_shared_addr, CTL_BASE, MAX_GUEST_MEM, PHYSMAP_BASE,
 };
-use pvmux_hypercalls::sandbox::{status, CTL_FD, GUEST_MEM_FD, STUB_EXIT_SETUP};
+use pvmux_hypercalls::sandbox::{kind, status, CTL_FD, GUEST_MEM_FD, STUB_EXIT_SETUP};
 use pvmux_hypercalls::{StubTable, ABI_MAGIC, ABI_VERSION, MAX_VCPUS, PAGE_SIZE};
 use pvmux_switcher::seccomp::{build_kernel_filter, FilterParams, SockFilter, MAX_FILTER_LEN};
 
@@ -82,7 +82,7 @@ global_asm!(
 );
 
 extern "sysv64" {
-    fn pvmux_stub_restorer();
+    pub(crate) fn pvmux_stub_restorer();
     fn pvmux_stub_clone(flags: u64, stack: u64, tls: u64, cpu: u64) -> i64;
     fn pvmux_stub_enter_guest(rip: u64, rsp: u64, rdi: u64, rsi: u64) -> !;
 }
@@ -110,19 +110,21 @@ static mut TABLE: StubTable = StubTable {
     prefault: 0,
     set_fault_around: 0,
     null: 0,
+    user_wait: 0,
+    user_wake: 0,
 };
 
-const PROT_RW: u32 = 3;
-const MAP_SHARED: u32 = 0x01;
-const MAP_PRIVATE: u32 = 0x02;
-const MAP_FIXED: u32 = 0x10;
-const MAP_ANONYMOUS: u32 = 0x20;
-const MAP_FIXED_NOREPLACE: u32 = 0x10_0000;
+pub(crate) const PROT_RW: u32 = 3;
+pub(crate) const MAP_SHARED: u32 = 0x01;
+pub(crate) const MAP_PRIVATE: u32 = 0x02;
+pub(crate) const MAP_FIXED: u32 = 0x10;
+pub(crate) const MAP_ANONYMOUS: u32 = 0x20;
+pub(crate) const MAP_FIXED_NOREPLACE: u32 = 0x10_0000;
 
 /// Start-up steps, reported in `SandboxHeader::stub_step` on failure.
 #[derive(Clone, Copy)]
 #[repr(u32)]
-enum Step {
+pub(crate) enum Step {
     MapHeader = 1,
     BadHeader = 2,
     MapControl = 3,
@@ -134,9 +136,13 @@ enum Step {
     Clone = 9,
     Filter = 10,
     Seccomp = 11,
+    /// User sandbox: the context region's header does not match the sandbox header.
+    BadUserCtx = 12,
+    /// User sandbox: the stub image lies below `USER_CTX_BASE` (it could be mapped over).
+    Layout = 13,
 }
 
-fn fail(step: Step, errno: u32) -> ! {
+pub(crate) fn fail(step: Step, errno: u32) -> ! {
     if step as u32 > Step::MapHeader as u32 {
         let h = header();
         h.stub_step.store(step as u32, Relaxed);
@@ -211,28 +217,28 @@ unsafe fn text_range(base: u64) -> (u64, u64) {
 }
 
 #[repr(C)]
-struct SigAction {
-    handler: u64,
-    flags: u64,
-    restorer: u64,
-    mask: u64,
+pub(crate) struct SigAction {
+    pub(crate) handler: u64,
+    pub(crate) flags: u64,
+    pub(crate) restorer: u64,
+    pub(crate) mask: u64,
 }
 
 #[repr(C)]
-struct StackT {
-    sp: u64,
-    flags: i32,
-    _pad: i32,
-    size: u64,
+pub(crate) struct StackT {
+    pub(crate) sp: u64,
+    pub(crate) flags: i32,
+    pub(crate) _pad: i32,
+    pub(crate) size: u64,
 }
 
 #[repr(C)]
-struct SigEvent {
-    value: u64,
-    signo: i32,
-    notify: i32,
-    tid: i32,
-    _pad: [i32; 11],
+pub(crate) struct SigEvent {
+    pub(crate) value: u64,
+    pub(crate) signo: i32,
+    pub(crate) notify: i32,
+    pub(crate) tid: i32,
+    pub(crate) _pad: [i32; 11],
 }
 
 /// Per-thread set-up, done by each vCPU thread itself before the filter: FS base, signal
@@ -329,9 +335,13 @@ extern "sysv64" fn stub_main(base: u64, dynamic: u64) -> ! {
     }
     let h = header();
     h.stub_start_tsc.store(start_tsc, Relaxed);
+    if h.kind == kind::USER {
+        crate::user::main(base, text_start, text_end)
+    }
     let (n, mem) = (h.nr_vcpus, h.mem_size);
     if h.magic != ABI_MAGIC
         || h.abi_version != ABI_VERSION
+        || h.kind != kind::KERNEL
         || n == 0
         || n > MAX_VCPUS
         || mem == 0

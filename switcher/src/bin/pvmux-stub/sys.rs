@@ -6,6 +6,7 @@ use core::arch::asm;
 /// System-call numbers used by the stub.
 pub(crate) mod nr {
     pub(crate) const MMAP: usize = 9;
+    pub(crate) const MPROTECT: usize = 10;
     pub(crate) const MUNMAP: usize = 11;
     pub(crate) const RT_SIGACTION: usize = 13;
     pub(crate) const SCHED_YIELD: usize = 24;
@@ -17,6 +18,7 @@ pub(crate) mod nr {
     pub(crate) const FUTEX: usize = 202;
     pub(crate) const TIMER_CREATE: usize = 222;
     pub(crate) const TIMER_SETTIME: usize = 223;
+    pub(crate) const TIMER_GETTIME: usize = 224;
     pub(crate) const EXIT_GROUP: usize = 231;
     pub(crate) const TGKILL: usize = 234;
     pub(crate) const SECCOMP: usize = 317;
@@ -104,10 +106,29 @@ pub(crate) fn futex_wait(word: &core::sync::atomic::AtomicU32, expected: u32) ->
     .map(|_| ())
 }
 
-/// `futex(FUTEX_WAKE)` of up to `n` waiters.
-pub(crate) fn futex_wake(word: &core::sync::atomic::AtomicU32, n: u32) {
+/// `futex(FUTEX_WAIT)` (shared) with an optional relative timeout.
+pub(crate) fn futex_wait_shared(
+    word: &core::sync::atomic::AtomicU32,
+    expected: u32,
+    timeout: Option<&Timespec>,
+) -> Result<(), u32> {
+    let ts = timeout.map_or(0, |t| t as *const Timespec as usize);
+    // SAFETY: `word` is a valid, aligned u32 and `ts` is NULL or a valid timespec for the
+    // duration of the call.
+    check(unsafe {
+        syscall6(
+            nr::FUTEX,
+            [word.as_ptr() as usize, 0, expected as usize, ts, 0, 0],
+        )
+    })
+    .map(|_| ())
+}
+
+/// `futex(FUTEX_WAKE)` (shared) of up to `n` waiters; returns the number woken.
+pub(crate) fn futex_wake(word: &core::sync::atomic::AtomicU32, n: u32) -> u32 {
     // SAFETY: `word` is a valid, aligned u32; FUTEX_WAKE does not write memory.
-    unsafe { syscall6(nr::FUTEX, [word.as_ptr() as usize, 1, n as usize, 0, 0, 0]) };
+    let r = unsafe { syscall6(nr::FUTEX, [word.as_ptr() as usize, 1, n as usize, 0, 0, 0]) };
+    check(r).map_or(0, |n| n as u32)
 }
 
 /// `sched_yield`.
@@ -182,4 +203,51 @@ pub(crate) fn timer_settime(id: i32, flags: u32, spec: &Itimerspec) -> Result<()
         )
     })
     .map(|_| ())
+}
+
+/// `timer_gettime(id, spec)`.
+pub(crate) fn timer_gettime(id: i32) -> Result<Itimerspec, u32> {
+    let mut spec = Itimerspec::default();
+    // SAFETY: `spec` is a valid, writable itimerspec.
+    check(unsafe {
+        syscall6(
+            nr::TIMER_GETTIME,
+            [id as usize, &mut spec as *mut _ as usize, 0, 0, 0, 0],
+        )
+    })
+    .map(|_| spec)
+}
+
+/// `mprotect`.
+///
+/// # Safety
+/// Nothing the stub relies on may live in the range.
+pub(crate) unsafe fn mprotect(addr: u64, len: u64, prot: u32) -> Result<(), u32> {
+    // SAFETY: forwarded caller contract.
+    check(unsafe {
+        syscall6(
+            nr::MPROTECT,
+            [addr as usize, len as usize, prot as usize, 0, 0, 0],
+        )
+    })
+    .map(|_| ())
+}
+
+/// `arch_prctl(ARCH_SET_FS, base)`: this thread's FS base (the stub's user mode never uses FS).
+pub(crate) fn set_fs(base: u64) -> Result<(), u32> {
+    // SAFETY: changes only this thread's FS base, which no stub code of a user sandbox reads.
+    check(unsafe { syscall6(nr::ARCH_PRCTL, [0x1002, base as usize, 0, 0, 0, 0]) }).map(|_| ())
+}
+
+/// `arch_prctl(ARCH_GET_FS, &out)`: this thread's FS base.
+pub(crate) fn get_fs() -> Result<u64, u32> {
+    let mut out = 0u64;
+    // SAFETY: the kernel writes 8 bytes to `out`, a valid local.
+    check(unsafe {
+        syscall6(
+            nr::ARCH_PRCTL,
+            [0x1003, &mut out as *mut u64 as usize, 0, 0, 0, 0],
+        )
+    })
+    .map(|_| out)
 }

@@ -1,0 +1,649 @@
+//! The host side of the read-only host filesystem share (`--rootfs DIR`; docs/ABI.md §hostfs).
+//!
+//! [`HostFs::open`] opens DIR once (`O_PATH | O_DIRECTORY`). Every guest path is then opened
+//! with `openat2(root, path, ..., RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`, so `..`, absolute
+//! symbolic links and links pointing out of DIR all resolve inside DIR, and `/proc` magic
+//! links are refused; a final symbolic link is never followed (`O_NOFOLLOW`: the guest
+//! resolves links itself from the listed targets). Nothing is ever opened for writing.
+//! Directories are opened with `O_DIRECTORY`, so a device is never opened by a list; a read
+//! first checks the file through an `O_PATH` descriptor and opens it only if it is regular
+//! (with `O_NONBLOCK | O_NOCTTY`), then checks again that the opened file is the same
+//! regular file. Files on host pseudo filesystems (procfs, sysfs, debugfs, ...) are refused:
+//! such directories list as empty and their files cannot be read.
+//!
+//! Guest arguments are validated before any host work: path length (at most
+//! [`hostfs::PATH_MAX`]) and guest ranges; paths are copied out of guest memory first.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use pvmux_hypercalls::hostfs::{
+    self, kind, put_record, HostfsEntry, LIST_MAX_BUF, NAME_MAX, READ_MAX, TARGET_MAX,
+};
+use pvmux_hypercalls::HcError;
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat};
+use rustix::io::Errno;
+
+use crate::GuestMemory;
+
+/// Most entries of one directory the share lists (the rest are not listed).
+pub const MAX_DIR_ENTRIES: usize = 1 << 20;
+
+/// Why a directory cannot be shared.
+#[derive(Debug, thiserror::Error)]
+pub enum HostfsError {
+    /// The path is not a directory.
+    #[error("{} is not a directory", .0.display())]
+    NotADirectory(PathBuf),
+    /// Opening it failed.
+    #[error("cannot open {}: {source}", path.display())]
+    Open {
+        /// The directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// A host directory shared read-only with a guest.
+#[derive(Debug)]
+pub struct HostFs {
+    root: OwnedFd,
+    path: PathBuf,
+}
+
+/// Filesystem magic numbers (`statfs.f_type`) of pseudo filesystems whose files are never
+/// shared: process and kernel state, not files (`/proc/self/mem` would expose the host).
+const DENIED_FS: &[u64] = &[
+    0x9fa0,      // proc
+    0x6265_6572, // sysfs
+    0x6462_6720, // debugfs
+    0x7472_6163, // tracefs
+    0x7363_6673, // securityfs
+    0xcafe_4a11, // bpf
+    0x0027_e0eb, // cgroup
+    0x6367_7270, // cgroup2
+    0xde5e_81e4, // efivarfs
+    0x6265_6570, // configfs
+    0x6165_676c, // pstore
+    0x6573_5543, // fusectl
+    0x4249_4e4d, // binfmt_misc
+    0x6e73_6673, // nsfs
+];
+
+fn denied_fs(fd: BorrowedFd<'_>) -> bool {
+    match rfs::fstatfs(fd) {
+        Ok(s) => DENIED_FS.contains(&(s.f_type as u64)),
+        Err(_) => true,
+    }
+}
+
+/// Maps a host error: "no such file / not allowed / wrong type" is `InvalidArgument`,
+/// anything else (I/O errors, descriptor or memory exhaustion) `NoResources`.
+fn map_errno(e: Errno) -> HcError {
+    match e {
+        Errno::NOENT
+        | Errno::NOTDIR
+        | Errno::LOOP
+        | Errno::XDEV
+        | Errno::ACCESS
+        | Errno::PERM
+        | Errno::ISDIR
+        | Errno::NAMETOOLONG
+        | Errno::INVAL
+        | Errno::NXIO
+        | Errno::NODEV => HcError::InvalidArgument,
+        _ => HcError::NoResources,
+    }
+}
+
+/// The path relative to the root: leading slashes dropped, empty means the root itself.
+fn rel_path(path: &[u8]) -> Result<&Path, HcError> {
+    use std::os::unix::ffi::OsStrExt;
+    if path.len() as u64 > hostfs::PATH_MAX {
+        return Err(HcError::TooLarge);
+    }
+    if path.contains(&0) {
+        return Err(HcError::InvalidArgument);
+    }
+    let start = path.iter().position(|&b| b != b'/').unwrap_or(path.len());
+    let rel = &path[start..];
+    Ok(Path::new(std::ffi::OsStr::from_bytes(if rel.is_empty() {
+        b"."
+    } else {
+        rel
+    })))
+}
+
+fn is_type(st: &Stat, ft: FileType) -> bool {
+    FileType::from_raw_mode(st.st_mode) == ft
+}
+
+/// The listing record header for a `stat` result.
+fn entry_of(st: &Stat, kind: u8) -> HostfsEntry {
+    let mtime_ns = u64::try_from(st.st_mtime)
+        .ok()
+        .and_then(|s| s.checked_mul(1_000_000_000))
+        .and_then(|ns| ns.checked_add(st.st_mtime_nsec % 1_000_000_000))
+        .unwrap_or(0);
+    HostfsEntry {
+        size: u64::try_from(st.st_size).unwrap_or(0),
+        mtime_ns,
+        perm: st.st_mode & 0o7777,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        kind,
+        ..HostfsEntry::default()
+    }
+}
+
+impl HostFs {
+    /// Opens `dir` for sharing; fails unless it is a directory.
+    pub fn open(dir: &Path) -> Result<Self, HostfsError> {
+        let fd = rfs::open(
+            dir,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| match e {
+            Errno::NOTDIR => HostfsError::NotADirectory(dir.to_owned()),
+            e => HostfsError::Open {
+                path: dir.to_owned(),
+                source: e.into(),
+            },
+        })?;
+        Ok(Self {
+            root: fd,
+            path: dir.to_owned(),
+        })
+    }
+
+    /// The shared directory as given to [`HostFs::open`].
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Opens `rel` inside the root (retrying the rare `EAGAIN` of a concurrent rename).
+    fn open_in_root(&self, rel: &Path, flags: OFlags) -> Result<OwnedFd, HcError> {
+        let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+        // openat2 refuses O_PATH with anything but O_DIRECTORY, O_NOFOLLOW and O_CLOEXEC.
+        let extra = if flags.contains(OFlags::PATH) {
+            OFlags::empty()
+        } else {
+            OFlags::NOCTTY
+        };
+        let flags = flags | extra | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let mut tries = 0;
+        loop {
+            match rfs::openat2(&self.root, rel, flags, Mode::empty(), resolve) {
+                Ok(fd) => return Ok(fd),
+                Err(Errno::AGAIN | Errno::INTR) if tries < 8 => tries += 1,
+                Err(e) => return Err(map_errno(e)),
+            }
+        }
+    }
+
+    /// Lists directory `path` from entry number `cookie` into `buf` (docs/ABI.md §hostfs):
+    /// the bytes used, 0 when no entries remain, `TooLarge` if one record does not fit.
+    pub fn list(&self, path: &[u8], cookie: u64, buf: &mut [u8]) -> Result<usize, HcError> {
+        let rel = rel_path(path)?;
+        let fd = self.open_in_root(rel, OFlags::RDONLY | OFlags::DIRECTORY)?;
+        if denied_fs(fd.as_fd()) {
+            return Ok(0);
+        }
+        let dirfd = fd.try_clone().map_err(|_| HcError::NoResources)?;
+        let mut names: Vec<Vec<u8>> = Vec::new();
+        let dir = rfs::Dir::new(fd).map_err(map_errno)?;
+        for e in dir {
+            let e = e.map_err(map_errno)?;
+            let name = e.file_name().to_bytes();
+            if name == b"." || name == b".." || name.is_empty() || name.len() > NAME_MAX {
+                continue;
+            }
+            if names.len() >= MAX_DIR_ENTRIES {
+                break;
+            }
+            names.push(name.to_vec());
+        }
+        names.sort_unstable();
+        let start = usize::try_from(cookie).unwrap_or(usize::MAX);
+        let mut pos = 0;
+        for name in names.iter().skip(start) {
+            let (entry, target) = self.describe(dirfd.as_fd(), name);
+            let mut entry = entry;
+            entry.name_len = name.len() as u16;
+            entry.target_len = target.len() as u16;
+            if !put_record(buf, &mut pos, &entry, name, &target) {
+                if pos == 0 {
+                    return Err(HcError::TooLarge);
+                }
+                break;
+            }
+        }
+        Ok(pos)
+    }
+
+    /// The record header (without lengths) and link target of `name` in `dirfd`; entries
+    /// that vanished or cannot be examined are `OTHER` (so entry numbers stay stable).
+    fn describe(&self, dirfd: BorrowedFd<'_>, name: &[u8]) -> (HostfsEntry, Vec<u8>) {
+        use std::os::unix::ffi::OsStrExt;
+        let p = std::ffi::OsStr::from_bytes(name);
+        let Ok(st) = rfs::statat(dirfd, p, AtFlags::SYMLINK_NOFOLLOW) else {
+            return (
+                HostfsEntry {
+                    kind: kind::OTHER,
+                    ..Default::default()
+                },
+                Vec::new(),
+            );
+        };
+        let ft = FileType::from_raw_mode(st.st_mode);
+        let k = match ft {
+            FileType::Directory => kind::DIR,
+            FileType::RegularFile => kind::REG,
+            FileType::Symlink => kind::SYMLINK,
+            _ => kind::OTHER,
+        };
+        if k == kind::SYMLINK {
+            match rfs::readlinkat(dirfd, p, Vec::new()) {
+                Ok(t) if !t.as_bytes().is_empty() && t.as_bytes().len() <= TARGET_MAX => {
+                    let t = t.into_bytes();
+                    let mut e = entry_of(&st, k);
+                    e.size = t.len() as u64;
+                    return (e, t);
+                }
+                _ => return (entry_of(&st, kind::OTHER), Vec::new()),
+            }
+        }
+        let mut e = entry_of(&st, k);
+        if k == kind::OTHER {
+            e.size = 0;
+        }
+        (e, Vec::new())
+    }
+
+    /// Reads regular file `path` at `offset` into `buf` (at most [`READ_MAX`] bytes): the
+    /// bytes read, 0 at or past the end.
+    pub fn read(&self, path: &[u8], offset: u64, buf: &mut [u8]) -> Result<usize, HcError> {
+        let rel = rel_path(path)?;
+        // Look before opening for reading: only a regular file is ever opened.
+        let probe = self.open_in_root(rel, OFlags::PATH)?;
+        let st = rfs::fstat(&probe).map_err(map_errno)?;
+        if !is_type(&st, FileType::RegularFile) || denied_fs(probe.as_fd()) {
+            return Err(HcError::InvalidArgument);
+        }
+        let fd = self.open_in_root(rel, OFlags::RDONLY | OFlags::NONBLOCK)?;
+        let st2 = rfs::fstat(&fd).map_err(map_errno)?;
+        if !is_type(&st2, FileType::RegularFile)
+            || (st2.st_dev, st2.st_ino) != (st.st_dev, st.st_ino)
+            || denied_fs(fd.as_fd())
+        {
+            return Err(HcError::InvalidArgument);
+        }
+        let want = buf.len().min(READ_MAX as usize);
+        let mut done = 0;
+        while done < want {
+            let at = offset
+                .checked_add(done as u64)
+                .ok_or(HcError::InvalidArgument)?;
+            match rustix::io::pread(&fd, &mut buf[done..want], at) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(Errno::INTR) => {}
+                Err(e) if done == 0 => return Err(map_errno(e)),
+                Err(_) => break,
+            }
+        }
+        Ok(done)
+    }
+}
+
+/// Reads the guest path argument: `TooLarge` beyond [`hostfs::PATH_MAX`], `BadAddress`
+/// outside guest memory.
+fn guest_path(mem: &GuestMemory, gpa: u64, len: u64) -> Result<Vec<u8>, HcError> {
+    if len > hostfs::PATH_MAX {
+        return Err(HcError::TooLarge);
+    }
+    mem.read_vec(gpa, len as usize)
+        .map_err(|_| HcError::BadAddress)
+}
+
+/// `HostfsList(path_gpa, path_len, buf_gpa, buf_len, cookie)`.
+pub(crate) fn hc_list(
+    mem: &GuestMemory,
+    share: Option<&HostFs>,
+    a: [u64; 6],
+) -> Result<u64, HcError> {
+    let share = share.ok_or(HcError::UnknownCall)?;
+    let (buf_gpa, buf_len) = (a[2], a[3]);
+    if buf_len > LIST_MAX_BUF {
+        return Err(HcError::TooLarge);
+    }
+    let path = guest_path(mem, a[0], a[1])?;
+    mem.check_range(buf_gpa, buf_len)
+        .map_err(|_| HcError::BadAddress)?;
+    let mut buf = vec![0u8; buf_len as usize];
+    let n = share.list(&path, a[4], &mut buf)?;
+    mem.write(buf_gpa, &buf[..n])
+        .map_err(|_| HcError::BadAddress)?;
+    Ok(n as u64)
+}
+
+/// `HostfsRead(path_gpa, path_len, offset, buf_gpa, len)`: `len` is capped at
+/// [`READ_MAX`] (a short read); the capped range must be guest memory.
+pub(crate) fn hc_read(
+    mem: &GuestMemory,
+    share: Option<&HostFs>,
+    a: [u64; 6],
+) -> Result<u64, HcError> {
+    let share = share.ok_or(HcError::UnknownCall)?;
+    let (offset, buf_gpa, len) = (a[2], a[3], a[4].min(READ_MAX));
+    let path = guest_path(mem, a[0], a[1])?;
+    mem.check_range(buf_gpa, len)
+        .map_err(|_| HcError::BadAddress)?;
+    let mut buf = vec![0u8; len as usize];
+    let n = share.read(&path, offset, &mut buf)?;
+    mem.write(buf_gpa, &buf[..n])
+        .map_err(|_| HcError::BadAddress)?;
+    Ok(n as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pvmux_hypercalls::hostfs::parse_record;
+    use std::os::unix::fs::symlink;
+
+    /// `tmp/root` (the share) and `tmp/outside/secret` (must stay unreachable).
+    struct Tree {
+        tmp: PathBuf,
+    }
+
+    impl Drop for Tree {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.tmp);
+        }
+    }
+
+    fn tree(tag: &str) -> Tree {
+        let tmp = std::env::temp_dir().join(format!("pvmux-hostfs-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        let root = tmp.join("root");
+        std::fs::create_dir_all(root.join("d/sub")).unwrap();
+        std::fs::create_dir_all(tmp.join("outside")).unwrap();
+        std::fs::write(tmp.join("outside/secret"), b"SECRET").unwrap();
+        std::fs::write(root.join("a"), b"hello").unwrap();
+        std::fs::write(root.join("d/f"), b"in d").unwrap();
+        symlink("/d", root.join("abs")).unwrap();
+        symlink("../outside", root.join("esc")).unwrap();
+        symlink("../outside/secret", root.join("escfile")).unwrap();
+        symlink("/proc/self/root", root.join("magic")).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            root.join("fifo"),
+            FileType::Fifo,
+            Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        Tree { tmp }
+    }
+
+    fn list_all(fs: &HostFs, path: &[u8], bufsize: usize) -> Vec<(Vec<u8>, u8, Vec<u8>, u64)> {
+        let mut out = vec![];
+        let mut cookie = 0;
+        loop {
+            let mut buf = vec![0u8; bufsize];
+            let n = fs.list(path, cookie, &mut buf).unwrap();
+            if n == 0 {
+                return out;
+            }
+            let mut pos = 0;
+            while pos < n {
+                let (r, len) = parse_record(&buf[pos..n]).expect("well-formed record");
+                out.push((
+                    r.name.to_vec(),
+                    r.entry.kind,
+                    r.target.to_vec(),
+                    r.entry.size,
+                ));
+                pos += len;
+                cookie += 1;
+            }
+        }
+    }
+
+    fn read(fs: &HostFs, path: &[u8]) -> Result<Vec<u8>, HcError> {
+        let mut buf = vec![0u8; 64];
+        let n = fs.read(path, 0, &mut buf)?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    #[test]
+    fn lists_sorted_with_kinds_targets_and_cookies() {
+        let t = tree("list");
+        let fs = HostFs::open(&t.tmp.join("root")).unwrap();
+        let all = list_all(&fs, b"/", 1 << 16);
+        let names: Vec<&[u8]> = all.iter().map(|e| e.0.as_slice()).collect();
+        assert_eq!(
+            names,
+            [
+                &b"a"[..],
+                b"abs",
+                b"d",
+                b"esc",
+                b"escfile",
+                b"fifo",
+                b"magic"
+            ]
+        );
+        assert_eq!(all[0], (b"a".to_vec(), kind::REG, vec![], 5));
+        assert_eq!(all[1], (b"abs".to_vec(), kind::SYMLINK, b"/d".to_vec(), 2));
+        assert_eq!(all[2].1, kind::DIR);
+        assert_eq!(all[5], (b"fifo".to_vec(), kind::OTHER, vec![], 0));
+        // One record per call with the smallest buffer gives the same listing.
+        assert_eq!(list_all(&fs, b"", hostfs::LIST_MIN_BUF as usize), all);
+        let d: Vec<_> = list_all(&fs, b"//d/", 64)
+            .into_iter()
+            .map(|(n, k, _, s)| (n, k, if k == kind::REG { s } else { 0 }))
+            .collect();
+        assert_eq!(
+            d,
+            [
+                (b"f".to_vec(), kind::REG, 4),
+                (b"sub".to_vec(), kind::DIR, 0)
+            ]
+        );
+        // A buffer too small for one record; a cookie past the end.
+        assert_eq!(fs.list(b"/", 0, &mut [0u8; 40]), Err(HcError::TooLarge));
+        assert_eq!(fs.list(b"/", 99, &mut [0u8; 4096]), Ok(0));
+        assert_eq!(fs.list(b"/", u64::MAX, &mut [0u8; 4096]), Ok(0));
+        // Not directories (a final symlink is not followed), missing.
+        for p in [&b"/a"[..], b"/abs", b"/fifo", b"/nope", b"/esc"] {
+            assert_eq!(
+                fs.list(p, 0, &mut [0u8; 4096]),
+                Err(HcError::InvalidArgument),
+                "{p:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn paths_stay_inside_the_root() {
+        let t = tree("confine");
+        let fs = HostFs::open(&t.tmp.join("root")).unwrap();
+        assert_eq!(read(&fs, b"/a").unwrap(), b"hello");
+        assert_eq!(read(&fs, b"a").unwrap(), b"hello");
+        // `..` stops at the root.
+        assert_eq!(read(&fs, b"/../../a").unwrap(), b"hello");
+        assert_eq!(read(&fs, b"/d/../../a").unwrap(), b"hello");
+        let inval = Err(HcError::InvalidArgument);
+        assert_eq!(read(&fs, b"/../outside/secret"), inval);
+        // An absolute symlink on the way resolves inside the root.
+        assert_eq!(read(&fs, b"/abs/f").unwrap(), b"in d");
+        // A relative symlink pointing out lands inside the root (where nothing is).
+        assert_eq!(read(&fs, b"/esc/secret"), inval);
+        // A final symlink is never followed, even to a file inside.
+        assert_eq!(read(&fs, b"/escfile"), inval);
+        assert_eq!(read(&fs, b"/abs"), inval);
+        // With a decoy inside the root, the escaping symlink reaches the decoy.
+        std::fs::create_dir(t.tmp.join("root/outside")).unwrap();
+        std::fs::write(t.tmp.join("root/outside/secret"), b"decoy").unwrap();
+        assert_eq!(read(&fs, b"/esc/secret").unwrap(), b"decoy");
+        assert_eq!(read(&fs, b"/../outside/secret").unwrap(), b"decoy");
+        // Magic links are refused (and /proc/self/root is not in this root anyway).
+        assert_eq!(read(&fs, b"/magic/etc/passwd"), inval);
+        // Wrong types and special files.
+        assert_eq!(read(&fs, b"/d"), inval);
+        assert_eq!(read(&fs, b"/"), inval);
+        assert_eq!(read(&fs, b"/fifo"), inval);
+        assert_eq!(read(&fs, b"/a\0x"), inval);
+        assert_eq!(read(&fs, &[b'a'; 4097]), Err(HcError::TooLarge));
+        assert_eq!(
+            read(&fs, &[b'/'; 4096]),
+            inval,
+            "the root itself is a directory"
+        );
+        // Offsets.
+        let mut b = [0u8; 3];
+        assert_eq!(fs.read(b"/a", 3, &mut b), Ok(2));
+        assert_eq!(&b[..2], b"lo");
+        assert_eq!(fs.read(b"/a", 5, &mut b), Ok(0));
+        assert_eq!(fs.read(b"/a", 1 << 40, &mut b), Ok(0));
+        assert_eq!(
+            fs.read(b"/a", u64::MAX, &mut b),
+            Err(HcError::InvalidArgument)
+        );
+    }
+
+    #[test]
+    fn magic_links_and_pseudo_filesystems_are_refused_when_sharing_slash() {
+        let t = tree("slash");
+        let fs = HostFs::open(Path::new("/")).unwrap();
+        let inside = t.tmp.join("root/a");
+        assert_eq!(
+            read(&fs, inside.as_os_str().as_encoded_bytes()).unwrap(),
+            b"hello"
+        );
+        let inval = Err(HcError::InvalidArgument);
+        // A magic link on the way.
+        let via_magic = format!("/proc/self/root{}", inside.display());
+        assert_eq!(read(&fs, via_magic.as_bytes()), inval);
+        let magic_in_tree = t.tmp.join("root/magic/etc/passwd");
+        assert_eq!(
+            read(&fs, magic_in_tree.as_os_str().as_encoded_bytes()),
+            inval
+        );
+        // procfs and sysfs: not listed, not read (/proc/self/mem is the host's memory).
+        if Path::new("/proc/self/mem").exists() {
+            assert_eq!(fs.list(b"/proc", 0, &mut [0u8; 4096]), Ok(0));
+            assert_eq!(fs.list(b"/proc/sys", 0, &mut [0u8; 4096]), Ok(0));
+            // A final symlink is never followed.
+            assert_eq!(
+                fs.list(b"/proc/self", 0, &mut [0u8; 4096]),
+                Err(HcError::InvalidArgument)
+            );
+            for p in [
+                "/proc/self/mem",
+                "/proc/self/environ",
+                "/proc/self/status",
+                "/proc/version",
+            ] {
+                assert_eq!(read(&fs, p.as_bytes()), inval, "{p}");
+            }
+        }
+        if Path::new("/sys/kernel").exists() {
+            assert_eq!(fs.list(b"/sys/kernel", 0, &mut [0u8; 4096]), Ok(0));
+        }
+    }
+
+    #[test]
+    fn open_requires_a_directory() {
+        let t = tree("open");
+        assert!(matches!(
+            HostFs::open(&t.tmp.join("root/a")),
+            Err(HostfsError::NotADirectory(_))
+        ));
+        assert!(matches!(
+            HostFs::open(&t.tmp.join("nope")),
+            Err(HostfsError::Open { .. })
+        ));
+    }
+
+    #[test]
+    fn hypercalls_validate_guest_ranges() {
+        let t = tree("hc");
+        let fs = HostFs::open(&t.tmp.join("root")).unwrap();
+        let mem = GuestMemory::new(16 << 20).unwrap();
+        let size = mem.size();
+        mem.write(0x1000, b"/d/f").unwrap();
+        let list = |a: [u64; 6]| hc_list(&mem, Some(&fs), a);
+        let rd = |a: [u64; 6]| hc_read(&mem, Some(&fs), a);
+        assert_eq!(rd([0x1000, 4, 1, 0x2000, 100, 0]), Ok(3));
+        assert_eq!(mem.read_vec(0x2000, 3).unwrap(), b"n d");
+        // No share: the calls do not exist.
+        assert_eq!(
+            hc_read(&mem, None, [0x1000, 4, 0, 0x2000, 1, 0]),
+            Err(HcError::UnknownCall)
+        );
+        assert_eq!(
+            hc_list(&mem, None, [0x1000, 1, 0x2000, 4096, 0, 0]),
+            Err(HcError::UnknownCall)
+        );
+        let bad = Err(HcError::BadAddress);
+        let big = Err(HcError::TooLarge);
+        // Path ranges.
+        for (gpa, len) in [(size, 1), (size - 1, 2), (u64::MAX, 1), (u64::MAX - 1, 4)] {
+            assert_eq!(rd([gpa, len, 0, 0x2000, 10, 0]), bad, "{gpa:#x}");
+            assert_eq!(list([gpa, len, 0x2000, 4096, 0, 0]), bad, "{gpa:#x}");
+        }
+        assert_eq!(rd([0x1000, 4097, 0, 0x2000, 10, 0]), big);
+        assert_eq!(rd([0x1000, u64::MAX, 0, 0x2000, 10, 0]), big);
+        assert_eq!(list([0x1000, u64::MAX, 0x2000, 4096, 0, 0]), big);
+        // Buffer ranges: checked before any host work, nothing written.
+        mem.write(0x1000, b"/a").unwrap();
+        for (gpa, len) in [(size, 1), (size - 2, 5), (u64::MAX, 2), (u64::MAX - 1, 4)] {
+            assert_eq!(rd([0x1000, 2, 0, gpa, len, 0]), bad, "{gpa:#x}");
+            assert_eq!(list([0x1000, 1, gpa, len, 0, 0]), bad, "{gpa:#x}");
+        }
+        assert_eq!(list([0x1000, 1, 0x2000, LIST_MAX_BUF + 1, 0, 0]), big);
+        assert_eq!(list([0x1000, 1, 0x2000, u64::MAX, 0, 0]), big);
+        // A huge read length is capped at READ_MAX (which must be guest memory).
+        assert_eq!(rd([0x1000, 2, 0, 0x10_0000, u64::MAX, 0]), Ok(5));
+        assert_eq!(mem.read_vec(0x10_0000, 5).unwrap(), b"hello");
+        assert_eq!(rd([0x1000, 2, 0, size - 100, u64::MAX, 0]), bad);
+        // A listing lands in guest memory.
+        let n = list([0x1000, 1, 0x3000, 4096, 2, 0]).unwrap();
+        let recs = mem.read_vec(0x3000, n as usize).unwrap();
+        let (r, _) = parse_record(&recs).unwrap();
+        assert_eq!(r.name, b"d");
+        // Argument fuzz: never a panic, errors only from the documented set.
+        let mut x: u64 = 0x1234_5678_9abc_def1;
+        for _ in 0..2000 {
+            let mut a = [0u64; 6];
+            for v in &mut a {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *v = match x % 4 {
+                    0 => x,
+                    1 => x % 8192,
+                    2 => size - (x % 64),
+                    _ => 0x1000,
+                };
+            }
+            for r in [rd(a), list(a)] {
+                if let Err(e) = r {
+                    assert!(
+                        matches!(
+                            e,
+                            HcError::BadAddress | HcError::TooLarge | HcError::InvalidArgument
+                        ),
+                        "{e:?} for {a:x?}"
+                    );
+                }
+            }
+        }
+    }
+}

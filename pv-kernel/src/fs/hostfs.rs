@@ -1,0 +1,105 @@
+//! The guest side of the host share (`pvmux run --rootfs DIR`, docs/ABI.md §hostfs): the
+//! `HostfsList` / `HostfsRead` hypercalls as [`HostOps`] for the lazy nodes of
+//! [`super::ramfs`]. Every failure of the host is `EIO` to the filesystem.
+//!
+//! The calls run under the filesystem lock (events disabled, like every hypercall); one
+//! call moves at most `HostfsRead`'s limit, so the time is bounded per call.
+
+use alloc::vec::Vec;
+
+use pvmux_hypercalls::hostfs::{LIST_MAX_BUF, PATH_MAX, READ_MAX};
+use pvmux_hypercalls::Hypercall;
+
+use super::ramfs::HostOps;
+use super::Errno;
+use crate::irq::IrqGuard;
+
+/// The share's operations.
+pub(crate) const OPS: HostOps = HostOps { list, read };
+
+/// Largest bounce buffer used when the caller's buffer is not in the direct map.
+const BOUNCE_MAX: usize = 64 << 10;
+
+fn call(nr: Hypercall, a: [u64; 5]) -> i64 {
+    let _irq = IrqGuard::new();
+    crate::stub::hypercall(nr as u64, a[0], a[1], a[2], a[3], a[4])
+}
+
+/// Guest-physical address of `bytes` (heap and image memory are in the direct map or the
+/// image; anything else is not passed to the host).
+fn gpa_of(bytes: &[u8]) -> Option<u64> {
+    crate::boot::virt_to_phys(bytes.as_ptr() as u64, bytes.len() as u64)
+}
+
+/// The path as a buffer the host can read (a heap copy if `path` is elsewhere).
+fn with_path<R>(path: &[u8], f: impl FnOnce(u64) -> Result<R, Errno>) -> Result<R, Errno> {
+    if path.len() as u64 > PATH_MAX {
+        return Err(Errno::ENAMETOOLONG);
+    }
+    if let Some(gpa) = gpa_of(path) {
+        return f(gpa);
+    }
+    let mut copy = Vec::new();
+    copy.try_reserve_exact(path.len())
+        .map_err(|_| Errno::ENOMEM)?;
+    copy.extend_from_slice(path);
+    f(gpa_of(&copy).ok_or(Errno::EIO)?)
+}
+
+fn result(ret: i64) -> Result<usize, Errno> {
+    usize::try_from(ret).map_err(|_| Errno::EIO)
+}
+
+/// `HostfsList(path, cookie)` into `buf` (at most `LIST_MAX_BUF` bytes of it are used).
+fn list(path: &[u8], cookie: u64, buf: &mut [u8]) -> Result<usize, Errno> {
+    let len = buf.len().min(LIST_MAX_BUF as usize);
+    let buf = &mut buf[..len];
+    let bgpa = gpa_of(buf).ok_or(Errno::EIO)?;
+    with_path(path, |pgpa| {
+        let n = result(call(
+            Hypercall::HostfsList,
+            [pgpa, path.len() as u64, bgpa, len as u64, cookie],
+        ))?;
+        if n > len {
+            return Err(Errno::EIO);
+        }
+        Ok(n)
+    })
+}
+
+/// `HostfsRead(path, off)` into `buf`: one call (a short read is possible).
+fn read(path: &[u8], off: u64, buf: &mut [u8]) -> Result<usize, Errno> {
+    let len = buf.len().min(READ_MAX as usize);
+    if len == 0 {
+        return Ok(0);
+    }
+    with_path(path, |pgpa| {
+        let once = |bgpa: u64, len: usize| -> Result<usize, Errno> {
+            let n = result(call(
+                Hypercall::HostfsRead,
+                [pgpa, path.len() as u64, off, bgpa, len as u64],
+            ))?;
+            if n > len {
+                return Err(Errno::EIO);
+            }
+            Ok(n)
+        };
+        if let Some(bgpa) = gpa_of(&buf[..len]) {
+            return once(bgpa, len);
+        }
+        // A buffer outside the direct map (a kernel stack, say): bounce through the heap.
+        let len = len.min(BOUNCE_MAX);
+        let mut bounce = Vec::new();
+        bounce.try_reserve_exact(len).map_err(|_| Errno::ENOMEM)?;
+        bounce.resize(len, 0);
+        let n = once(gpa_of(&bounce).ok_or(Errno::EIO)?, len)?;
+        buf[..n].copy_from_slice(&bounce[..n]);
+        Ok(n)
+    })
+}
+
+/// Whether the host has a share for this tenant (a list call past the end of `/`).
+pub(crate) fn present() -> bool {
+    let mut buf = alloc::vec![0u8; 64];
+    list(b"/", u64::MAX, &mut buf).is_ok()
+}

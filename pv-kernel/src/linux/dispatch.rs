@@ -1,0 +1,293 @@
+//! The system-call table: decodes arguments and calls the handlers. Unknown calls return
+//! `ENOSYS` and are counted (`syscall-report` prints the counts at shutdown).
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use super::abi::nr;
+use super::space::UserState;
+use super::task::{self, Task, WaitFor};
+use super::uaccess::{read_cstr, read_path, read_val, write_val};
+use super::{futex, memory, misc, signal, Errno, SysResult};
+
+/// Counts of unknown system calls, by number.
+static UNKNOWN: [AtomicU32; 512] = [const { AtomicU32::new(0) }; 512];
+
+/// Prints the unknown-syscall counts (kernel log).
+pub(crate) fn report_unknown() {
+    let mut any = false;
+    for (i, c) in UNKNOWN.iter().enumerate() {
+        let n = c.load(Ordering::Relaxed);
+        if n != 0 {
+            any = true;
+            crate::println!(
+                "pvmux-kernel: unknown syscall {} ({}): {} call(s), returned ENOSYS",
+                i,
+                super::abi::name(i as u64),
+                n
+            );
+        }
+    }
+    if !any {
+        crate::println!("pvmux-kernel: no unknown syscalls");
+    }
+}
+
+/// Reads a NULL-terminated array of string pointers (argv/envp).
+fn read_str_array(va: u64) -> Result<Vec<Vec<u8>>, Errno> {
+    let mut out = Vec::new();
+    if va == 0 {
+        return Ok(out);
+    }
+    let mut total = 0usize;
+    for i in 0..(1u64 << 16) {
+        let p: u64 = read_val(va + i * 8)?;
+        if p == 0 {
+            return Ok(out);
+        }
+        let s = read_cstr(p, 128 * 1024)?;
+        total += s.len() + 1;
+        if total > 2 << 20 {
+            return Err(Errno::E2BIG);
+        }
+        out.push(s);
+    }
+    Err(Errno::E2BIG)
+}
+
+fn wait_status_out(ws: u64, status: i32) -> Result<(), Errno> {
+    if ws != 0 {
+        write_val(ws, &status)?;
+    }
+    Ok(())
+}
+
+/// Runs system call `nr` with `a` for `t`, whose user state is `st`.
+pub(crate) fn syscall(
+    t: &Arc<Task>,
+    st: &mut UserState,
+    fresh: &mut bool,
+    n: u64,
+    a: [u64; 6],
+) -> SysResult {
+    if let Some(r) = super::files::syscall(n, a) {
+        return r;
+    }
+    let p = &t.process;
+    match n {
+        nr::GETPID => Ok(p.pid as u64),
+        nr::GETTID => Ok(t.tid as u64),
+        nr::GETPPID => Ok(p.ppid() as u64),
+        nr::GETUID | nr::GETEUID | nr::GETGID | nr::GETEGID => Ok(0),
+        nr::SETUID
+        | nr::SETGID
+        | nr::SETREUID
+        | nr::SETREGID
+        | nr::SETRESUID
+        | nr::SETRESGID
+        | nr::SETGROUPS => Ok(0),
+        nr::GETRESUID | nr::GETRESGID => {
+            for va in [a[0], a[1], a[2]] {
+                if va != 0 {
+                    write_val(va, &0u32)?;
+                }
+            }
+            Ok(0)
+        }
+        nr::GETGROUPS => Ok(0),
+        nr::EXIT => {
+            // Only this thread; the process ends with its last thread.
+            {
+                let mut s = p.exit_status.lock();
+                if s.is_none() && p.threads.lock().len() == 1 {
+                    *s = Some(task::exit_status(a[0] as i32));
+                }
+            }
+            t.must_exit.store(true, Ordering::Release);
+            Ok(0)
+        }
+        nr::EXIT_GROUP => {
+            task::exit_group(p, task::exit_status(a[0] as i32));
+            Ok(0)
+        }
+        nr::SET_TID_ADDRESS => {
+            t.clear_child_tid.store(a[0], Ordering::Relaxed);
+            Ok(t.tid as u64)
+        }
+        nr::SET_ROBUST_LIST => Ok(0),
+        nr::GET_ROBUST_LIST => Err(Errno::ENOSYS),
+        nr::RSEQ => Err(Errno::ENOSYS),
+        nr::ARCH_PRCTL => match a[0] {
+            0x1002 => {
+                if !pvmux_hypercalls::user::in_user_window(a[1], 0) && a[1] != 0 {
+                    return Err(Errno::EPERM);
+                }
+                st.fs_base = a[1];
+                Ok(0)
+            }
+            0x1003 => {
+                write_val(a[1], &st.fs_base)?;
+                Ok(0)
+            }
+            0x1001 => Ok(0), // ARCH_SET_GS: accepted (not used by static programs)
+            _ => Err(Errno::EINVAL),
+        },
+        nr::BRK => memory::sys_brk(a[0]),
+        nr::MMAP => memory::sys_mmap(a[0], a[1], a[2], a[3], a[4], a[5]),
+        nr::MUNMAP => memory::sys_munmap(a[0], a[1]),
+        nr::MPROTECT => memory::sys_mprotect(a[0], a[1], a[2]),
+        nr::MREMAP => memory::sys_mremap(a[0], a[1], a[2], a[3], a[4]),
+        nr::MADVISE => memory::sys_madvise(a[0], a[1], a[2]),
+        nr::MLOCK | nr::MUNLOCK | nr::MSYNC => Ok(0),
+        nr::UNAME => misc::sys_uname(a[0]),
+        nr::SYSINFO => misc::sys_sysinfo(a[0]),
+        nr::GETRANDOM => misc::sys_getrandom(a[0], a[1]),
+        nr::CLOCK_GETTIME => misc::sys_clock_gettime(a[0], a[1]),
+        nr::CLOCK_GETRES => misc::sys_clock_getres(a[0], a[1]),
+        nr::GETTIMEOFDAY => misc::sys_gettimeofday(a[0]),
+        nr::TIME => misc::sys_time(a[0]),
+        nr::NANOSLEEP => misc::sys_nanosleep(a[0], a[1]),
+        nr::CLOCK_NANOSLEEP => misc::sys_clock_nanosleep(a[0], a[1], a[2], a[3]),
+        nr::PRLIMIT64 => misc::sys_prlimit64(a[0], a[1], a[2], a[3]),
+        nr::GETRLIMIT => misc::sys_prlimit64(0, a[0], 0, a[1]),
+        nr::SETRLIMIT => misc::sys_prlimit64(0, a[0], a[1], 0),
+        nr::GETRUSAGE => misc::sys_getrusage(a[1]),
+        nr::TIMES => misc::sys_times(a[0]),
+        nr::SCHED_YIELD => {
+            crate::sched::yield_now();
+            Ok(0)
+        }
+        nr::SCHED_GETAFFINITY => misc::sys_sched_getaffinity(a[1], a[2]),
+        nr::SCHED_SETAFFINITY => Ok(0),
+        nr::GETCPU => {
+            if a[0] != 0 {
+                write_val(a[0], &crate::stub::vcpu_id())?;
+            }
+            if a[1] != 0 {
+                write_val(a[1], &0u32)?;
+            }
+            Ok(0)
+        }
+        nr::PRCTL => match a[0] {
+            15 | 16 => Ok(0), // PR_SET_NAME / PR_GET_NAME (name not kept)
+            38 | 39 => Ok(0), // NO_NEW_PRIVS
+            _ => Err(Errno::EINVAL),
+        },
+        nr::GETPRIORITY => Ok(20),
+        nr::SETPRIORITY => Ok(0),
+        nr::UMASK => Ok(u64::from(
+            p.umask.swap(a[0] as u32 & 0o777, Ordering::Relaxed),
+        )),
+        // Signals.
+        nr::RT_SIGACTION => signal::sys_rt_sigaction(a[0], a[1], a[2], a[3]),
+        nr::RT_SIGPROCMASK => signal::sys_rt_sigprocmask(a[0], a[1], a[2], a[3]),
+        nr::RT_SIGPENDING => signal::sys_rt_sigpending(a[0]),
+        nr::RT_SIGRETURN => signal::sigreturn(t, st),
+        nr::RT_SIGSUSPEND => signal::sys_rt_sigsuspend(a[0]),
+        nr::SIGALTSTACK => signal::sys_sigaltstack(a[0], a[1]),
+        nr::KILL => signal::sys_kill(a[0] as i32 as i64, a[1]),
+        nr::TGKILL => signal::sys_tgkill(a[0] as i32 as i64, a[1] as i32 as i64, a[2]),
+        nr::TKILL => signal::sys_tgkill(-1, a[0] as i32 as i64, a[1]),
+        nr::PAUSE => {
+            while !signal::pending() {
+                let cur = crate::sched::current();
+                crate::sched::prepare_block(&cur);
+                if signal::pending() {
+                    crate::sched::cancel_block(&cur);
+                    break;
+                }
+                crate::sched::timed_block(u64::MAX);
+            }
+            Err(Errno::EINTR)
+        }
+        // Processes.
+        nr::FORK => task::do_clone(t, st, 17, 0, 0, 0, 0),
+        nr::VFORK => task::do_clone(t, st, 0x4000 | 0x100 | 17, 0, 0, 0, 0),
+        nr::CLONE => task::do_clone(t, st, a[0], a[1], a[2], a[3], a[4]),
+        nr::CLONE3 => Err(Errno::ENOSYS),
+        nr::EXECVE => {
+            let path = read_path(a[0])?;
+            let argv = read_str_array(a[1])?;
+            let envp = read_str_array(a[2])?;
+            task::do_execve(t, st, fresh, path, argv, envp)
+        }
+        nr::WAIT4 => {
+            let pid = a[0] as i32;
+            let which = match pid {
+                -1 => WaitFor::Any,
+                0 => WaitFor::Pgid(p.pgid()),
+                x if x > 0 => WaitFor::Pid(x),
+                x => WaitFor::Pgid(-x),
+            };
+            match task::wait_child(which, a[2] as u32 & 1)? {
+                Some((cpid, status)) => {
+                    wait_status_out(a[1], status)?;
+                    if a[3] != 0 {
+                        super::uaccess::copy_to_user(a[3], &[0u8; 144])?;
+                    }
+                    Ok(cpid as u64)
+                }
+                None => Ok(0),
+            }
+        }
+        nr::WAITID => {
+            let which = match a[0] {
+                0 => WaitFor::Any,
+                1 => WaitFor::Pid(a[1] as i32),
+                2 => WaitFor::Pgid(if a[1] == 0 { p.pgid() } else { a[1] as i32 }),
+                _ => return Err(Errno::EINVAL),
+            };
+            let opts = a[3] as u32;
+            match task::wait_child(which, (opts & 1) | (opts & task::WNOWAIT))? {
+                Some((cpid, status)) => {
+                    if a[2] != 0 {
+                        let mut si = [0u8; 128];
+                        si[0..4].copy_from_slice(&17i32.to_le_bytes());
+                        let (code, val) = if status & 0x7f == 0 {
+                            (1i32, (status >> 8) & 0xff)
+                        } else {
+                            (2i32, status & 0x7f)
+                        };
+                        si[8..12].copy_from_slice(&code.to_le_bytes());
+                        si[16..20].copy_from_slice(&cpid.to_le_bytes());
+                        si[24..28].copy_from_slice(&val.to_le_bytes());
+                        super::uaccess::copy_to_user(a[2], &si)?;
+                    }
+                    Ok(0)
+                }
+                None => {
+                    if a[2] != 0 {
+                        super::uaccess::copy_to_user(a[2], &[0u8; 128])?;
+                    }
+                    Ok(0)
+                }
+            }
+        }
+        nr::GETPGID => {
+            if a[0] == 0 {
+                Ok(p.pgid() as u64)
+            } else {
+                Ok(task::find_process(a[0] as i32).ok_or(Errno::ESRCH)?.pgid() as u64)
+            }
+        }
+        nr::GETPGRP => Ok(p.pgid() as u64),
+        nr::SETPGID => task::setpgid(a[0] as i32, a[1] as i32),
+        nr::GETSID => {
+            if a[0] == 0 {
+                Ok(p.sid() as u64)
+            } else {
+                Ok(task::find_process(a[0] as i32).ok_or(Errno::ESRCH)?.sid() as u64)
+            }
+        }
+        nr::SETSID => task::setsid(),
+        nr::FUTEX => futex::sys_futex(a),
+        nr::MEMBARRIER => Err(Errno::ENOSYS),
+        _ => {
+            if let Some(c) = UNKNOWN.get(n as usize) {
+                c.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(Errno::ENOSYS)
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! File descriptors and every file-related system call.
+//!
+//! * [`file`] open file descriptions ([`OpenFile`]), the descriptor table ([`FdTable`]),
+//!   reading and writing, `stat` results,
+//! * [`pipe`] pipes, [`dev`] `/dev` devices and the console, [`random`] the random bytes,
+//! * [`fdops`] calls on descriptors, [`path`] calls on path names, [`poll`] readiness waits.
+//!
+//! Files live in the in-memory filesystem ([`crate::fs`]); each open regular file or
+//! directory holds a ramfs handle. Semantics follow Linux (errno values included); every
+//! process runs as root, so there are no permission checks except execute bits.
+
+pub(crate) mod dev;
+pub(crate) mod fdops;
+pub(crate) mod file;
+pub(crate) mod path;
+pub(crate) mod pipe;
+pub(crate) mod poll;
+pub(crate) mod random;
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use super::abi::nr;
+use super::SysResult;
+use crate::fs::ramfs::{mode, oflag, Ino, ROOT_INO};
+use crate::fs::{self, Errno};
+
+#[allow(unused_imports)] // for file mappings (the memory layer)
+pub(crate) use fdops::read_fd_at;
+pub(crate) use file::{FdTable, OpenFile};
+
+/// A process's filesystem context: its working directory.
+#[derive(Clone)]
+pub(crate) struct FsContext {
+    /// Inode of the working directory.
+    pub(crate) cwd: Ino,
+}
+
+impl FsContext {
+    /// Working directory `/`.
+    pub(crate) fn root() -> Self {
+        Self { cwd: ROOT_INO }
+    }
+}
+
+/// Creates the `/dev` nodes. Call once the initramfs is unpacked (idempotent; the first
+/// process's [`FdTable::with_console`] calls it too).
+pub(crate) fn init() {
+    dev::init();
+}
+
+/// Console input arrived (`pending::INPUT`): wakes terminal readers and pollers. Safe in
+/// event context.
+pub(crate) fn console_input() {
+    dev::input_arrived();
+}
+
+/// The open file of descriptor `fd` of the current process.
+pub(crate) fn fd_file(fd: i32) -> Result<Arc<OpenFile>, Errno> {
+    super::task::current_process().files.lock().get(fd)
+}
+
+/// The current process's working directory (`/` outside a process).
+fn cwd() -> Ino {
+    super::task::try_current_task().map_or(ROOT_INO, |t| t.process.fs.lock().cwd)
+}
+
+/// Wall-clock time in ns since the epoch (as the filesystem stamps files).
+fn wall_now() -> u64 {
+    crate::boot::info()
+        .wall_clock_epoch_ns
+        .saturating_add(crate::time::now_ns())
+}
+
+/// Largest executable [`read_whole_file`] reads.
+const MAX_EXEC_FILE: u64 = 1 << 30;
+
+/// Reads the whole file at `path` for `execve`: resolved against the current working
+/// directory, following symbolic links. `EACCES` unless a regular file with an execute bit
+/// (Linux gives `EACCES` for directories and devices too), `ENOENT`/`ENOTDIR`/`ELOOP` from
+/// the lookup, `ENOMEM` if too large.
+pub(crate) fn read_whole_file(path: &[u8]) -> Result<Vec<u8>, Errno> {
+    if path.is_empty() {
+        return Err(Errno::ENOENT);
+    }
+    let base = cwd();
+    let (h, size) = fs::with(|fs| {
+        let ino = fs.lookup(base, path, true)?;
+        let st = fs.stat_ino(ino)?;
+        if !is_executable(ino, st.mode) {
+            return Err(Errno::EACCES);
+        }
+        if st.size > MAX_EXEC_FILE {
+            return Err(Errno::ENOMEM);
+        }
+        Ok((fs.open(base, path, oflag::O_RDONLY, 0)?, st.size as usize))
+    })?;
+    let mut out = Vec::new();
+    let result = (|| {
+        out.try_reserve_exact(size).map_err(|_| Errno::ENOMEM)?;
+        out.resize(size, 0);
+        let mut off = 0;
+        // One megabyte per lock hold keeps the time with events off short.
+        while off < size {
+            let end = (off + (1 << 20)).min(size);
+            let n = fs::with(|fs| fs.pread(h, &mut out[off..end], off as u64))?;
+            if n == 0 {
+                break;
+            }
+            off += n;
+        }
+        out.truncate(off);
+        Ok(())
+    })();
+    let _ = fs::with(|fs| fs.close(h));
+    result.map(|()| out)
+}
+
+/// A regular file (not a device node) with an execute bit.
+fn is_executable(ino: Ino, m: u32) -> bool {
+    m & mode::S_IFMT == mode::S_IFREG && m & 0o111 != 0 && dev::node(ino).is_none()
+}
+
+/// `AT_FDCWD` as a raw argument.
+const FDCWD: u64 = path::AT_FDCWD as i64 as u64;
+
+/// Handles system call `nr` if it is a file system call; `None` otherwise.
+pub(crate) fn syscall(n: u64, a: [u64; 6]) -> Option<SysResult> {
+    use fdops::*;
+    use path::*;
+    Some(match n {
+        nr::READ => sys_read(a[0], a[1], a[2]),
+        nr::WRITE => sys_write(a[0], a[1], a[2]),
+        nr::READV => sys_readv(a[0], a[1], a[2]),
+        nr::WRITEV => sys_writev(a[0], a[1], a[2]),
+        nr::PREAD64 => sys_pread64(a[0], a[1], a[2], a[3]),
+        nr::PWRITE64 => sys_pwrite64(a[0], a[1], a[2], a[3]),
+        nr::PREADV => sys_preadv(a[0], a[1], a[2], a[3], false),
+        nr::PWRITEV => sys_pwritev(a[0], a[1], a[2], a[3], false),
+        nr::PREADV2 => sys_preadv(a[0], a[1], a[2], a[3], true),
+        nr::PWRITEV2 => sys_pwritev(a[0], a[1], a[2], a[3], true),
+        nr::LSEEK => sys_lseek(a[0], a[1], a[2]),
+        nr::SENDFILE => sys_sendfile(a[0], a[1], a[2], a[3]),
+
+        nr::OPEN => sys_openat(FDCWD, a[0], a[1], a[2]),
+        nr::OPENAT => sys_openat(a[0], a[1], a[2], a[3]),
+        nr::CREAT => sys_openat(
+            FDCWD,
+            a[0],
+            u64::from(oflag::O_CREAT | oflag::O_WRONLY | oflag::O_TRUNC),
+            a[1],
+        ),
+        nr::CLOSE => sys_close(a[0]),
+        nr::CLOSE_RANGE => sys_close_range(a[0], a[1], a[2]),
+        nr::DUP => sys_dup(a[0]),
+        nr::DUP2 => sys_dup3(a[0], a[1], 0, false),
+        nr::DUP3 => sys_dup3(a[0], a[1], a[2], true),
+        nr::FCNTL => sys_fcntl(a[0], a[1], a[2]),
+        nr::PIPE => sys_pipe2(a[0], 0),
+        nr::PIPE2 => sys_pipe2(a[0], a[1]),
+        nr::IOCTL => sys_ioctl(a[0], a[1], a[2]),
+
+        nr::STAT => sys_newfstatat(FDCWD, a[0], a[1], 0),
+        nr::LSTAT => sys_newfstatat(FDCWD, a[0], a[1], AT_SYMLINK_NOFOLLOW),
+        nr::FSTAT => sys_fstat(a[0], a[1]),
+        nr::NEWFSTATAT => sys_newfstatat(a[0], a[1], a[2], a[3]),
+        nr::STATX => sys_statx(a[0], a[1], a[2], a[3], a[4]),
+        nr::STATFS => sys_statfs(a[0], a[1]),
+        nr::FSTATFS => sys_fstatfs(a[0], a[1]),
+        nr::GETDENTS64 => sys_getdents(a[0], a[1], a[2], false),
+        nr::GETDENTS => sys_getdents(a[0], a[1], a[2], true),
+
+        nr::MKDIR => sys_mkdirat(FDCWD, a[0], a[1]),
+        nr::MKDIRAT => sys_mkdirat(a[0], a[1], a[2]),
+        nr::MKNOD => sys_mknodat(FDCWD, a[0], a[1], a[2]),
+        nr::MKNODAT => sys_mknodat(a[0], a[1], a[2], a[3]),
+        nr::RMDIR => sys_unlinkat(FDCWD, a[0], AT_REMOVEDIR),
+        nr::UNLINK => sys_unlinkat(FDCWD, a[0], 0),
+        nr::UNLINKAT => sys_unlinkat(a[0], a[1], a[2]),
+        nr::LINK => sys_linkat(FDCWD, a[0], FDCWD, a[1], 0),
+        nr::LINKAT => sys_linkat(a[0], a[1], a[2], a[3], a[4]),
+        nr::SYMLINK => sys_symlinkat(a[0], FDCWD, a[1]),
+        nr::SYMLINKAT => sys_symlinkat(a[0], a[1], a[2]),
+        nr::READLINK => sys_readlinkat(FDCWD, a[0], a[1], a[2]),
+        nr::READLINKAT => sys_readlinkat(a[0], a[1], a[2], a[3]),
+        nr::RENAME => sys_renameat2(FDCWD, a[0], FDCWD, a[1], 0),
+        nr::RENAMEAT => sys_renameat2(a[0], a[1], a[2], a[3], 0),
+        nr::RENAMEAT2 => sys_renameat2(a[0], a[1], a[2], a[3], a[4]),
+        nr::TRUNCATE => sys_truncate(a[0], a[1]),
+        nr::FTRUNCATE => sys_ftruncate(a[0], a[1]),
+        nr::FALLOCATE => sys_fallocate(a[0], a[1], a[2], a[3]),
+
+        nr::ACCESS => sys_faccessat2(FDCWD, a[0], a[1], 0),
+        nr::FACCESSAT => sys_faccessat2(a[0], a[1], a[2], 0),
+        nr::FACCESSAT2 => sys_faccessat2(a[0], a[1], a[2], a[3]),
+        nr::CHDIR => sys_chdir(a[0]),
+        nr::FCHDIR => sys_fchdir(a[0]),
+        nr::GETCWD => sys_getcwd(a[0], a[1]),
+        nr::CHMOD => sys_fchmodat(FDCWD, a[0], a[1]),
+        nr::FCHMOD => sys_fchmod(a[0], a[1]),
+        nr::FCHMODAT => sys_fchmodat(a[0], a[1], a[2]),
+        nr::CHOWN => sys_fchownat(FDCWD, a[0], a[1], a[2], 0),
+        nr::LCHOWN => sys_fchownat(FDCWD, a[0], a[1], a[2], AT_SYMLINK_NOFOLLOW),
+        nr::FCHOWN => sys_fchown(a[0], a[1], a[2]),
+        nr::FCHOWNAT => sys_fchownat(a[0], a[1], a[2], a[3], a[4]),
+        nr::UMASK => sys_umask(a[0]),
+        nr::UTIMENSAT => sys_utimensat(a[0], a[1], a[2], a[3]),
+        nr::FUTIMESAT => sys_futimesat(a[0], a[1], a[2]),
+        nr::UTIMES => sys_futimesat(FDCWD, a[0], a[1]),
+        nr::UTIME => sys_utime(a[0], a[1]),
+
+        nr::SYNC => Ok(0),
+        nr::FSYNC | nr::FDATASYNC | nr::SYNCFS => sys_fd_noop(a[0]),
+        nr::SYNC_FILE_RANGE | nr::READAHEAD => sys_fd_noop(a[0]),
+        nr::FLOCK => sys_flock(a[0], a[1]),
+        nr::FADVISE64 => sys_fadvise64(a[0], a[3]),
+
+        nr::POLL => poll::sys_poll(a[0], a[1], a[2]),
+        nr::PPOLL => poll::sys_ppoll(a[0], a[1], a[2], a[3], a[4]),
+        nr::SELECT => poll::sys_select(a[0], a[1], a[2], a[3], a[4]),
+        nr::PSELECT6 => poll::sys_pselect6(a[0], a[1], a[2], a[3], a[4], a[5]),
+        _ => return None,
+    })
+}

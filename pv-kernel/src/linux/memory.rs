@@ -1,0 +1,245 @@
+//! Memory system calls: brk, mmap, munmap, mprotect, mremap, madvise.
+
+use pvmux_hypercalls::user::{in_user_window, prot};
+use pvmux_hypercalls::PAGE_SIZE;
+
+use super::space::Mm;
+use super::task::current_process;
+use super::{Errno, SysResult};
+
+const MAP_SHARED: u64 = 0x01;
+const MAP_PRIVATE: u64 = 0x02;
+const MAP_FIXED: u64 = 0x10;
+const MAP_ANONYMOUS: u64 = 0x20;
+const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
+const MREMAP_MAYMOVE: u64 = 1;
+const MREMAP_FIXED: u64 = 2;
+
+fn page_up(v: u64) -> Option<u64> {
+    v.checked_add(PAGE_SIZE - 1).map(|x| x & !(PAGE_SIZE - 1))
+}
+
+/// Finds a free range of `len` bytes below the mmap cursor (top-down).
+fn find_free(mm: &mut Mm, len: u64) -> Result<u64, Errno> {
+    let mut top = mm.mmap_top;
+    loop {
+        let start = top.checked_sub(len).ok_or(Errno::ENOMEM)?;
+        if start < mm.brk.max(0x1000_0000) {
+            return Err(Errno::ENOMEM);
+        }
+        if mm.is_free(start, top) {
+            mm.mmap_top = start;
+            return Ok(start);
+        }
+        // Skip below the region in the way.
+        let mut lowest = start;
+        for (s, v) in mm.vmas() {
+            if s < top && v.end > start {
+                lowest = lowest.min(s);
+            }
+        }
+        top = lowest;
+    }
+}
+
+/// `brk(addr)`.
+pub(crate) fn sys_brk(addr: u64) -> SysResult {
+    let p = current_process();
+    let space = p.space().ok_or(Errno::ENOMEM)?;
+    let mut mm = space.mm.lock();
+    let cur = mm.brk;
+    if addr == 0 || addr < mm.brk_base {
+        return Ok(cur);
+    }
+    let (Some(new_end), Some(old_end)) = (page_up(addr), page_up(cur)) else {
+        return Ok(cur);
+    };
+    if new_end > old_end {
+        if !in_user_window(old_end, new_end - old_end)
+            || !mm.is_free(old_end, new_end)
+            || new_end > mm.mmap_top
+        {
+            return Ok(cur);
+        }
+        mm.add_vma(old_end, new_end, prot::READ | prot::WRITE, false);
+    } else if new_end < old_end {
+        mm.unmap(new_end, old_end);
+    }
+    mm.brk = addr;
+    Ok(addr)
+}
+
+/// `mmap(addr, len, prot, flags, fd, off)`.
+pub(crate) fn sys_mmap(
+    addr: u64,
+    len: u64,
+    prot_bits: u64,
+    flags: u64,
+    fd: u64,
+    off: u64,
+) -> SysResult {
+    if len == 0 || !addr.is_multiple_of(PAGE_SIZE) || !off.is_multiple_of(PAGE_SIZE) {
+        return Err(Errno::EINVAL);
+    }
+    let len = page_up(len).ok_or(Errno::ENOMEM)?;
+    if prot_bits & !7 != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let shared = match flags & 3 {
+        MAP_SHARED => true,
+        MAP_PRIVATE => false,
+        _ => return Err(Errno::EINVAL),
+    };
+    let anon = flags & MAP_ANONYMOUS != 0;
+    // File mappings: a private snapshot of the file's bytes (read into fresh pages). Shared
+    // writable file mappings are not supported.
+    let file_bytes = if anon {
+        None
+    } else {
+        if shared && prot_bits & 2 != 0 {
+            return Err(Errno::ENODEV);
+        }
+        Some(read_file_range(fd as i32, off, len)?)
+    };
+    let p = current_process();
+    let space = p.space().ok_or(Errno::ENOMEM)?;
+    let mut mm = space.mm.lock();
+    let start = if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0 {
+        if !in_user_window(addr, len) {
+            return Err(Errno::ENOMEM);
+        }
+        if flags & MAP_FIXED_NOREPLACE != 0 && !mm.is_free(addr, addr + len) {
+            return Err(Errno::EEXIST);
+        }
+        mm.unmap(addr, addr + len);
+        addr
+    } else if addr != 0 && in_user_window(addr, len) && mm.is_free(addr, addr + len) {
+        addr
+    } else {
+        find_free(&mut mm, len)?
+    };
+    mm.add_vma(start, start + len, prot_bits as u32, shared && anon);
+    if let Some(bytes) = file_bytes {
+        let mut o = 0usize;
+        while o < bytes.len() {
+            let va = start + o as u64;
+            let gpa = mm.populate(va)?;
+            let n = (PAGE_SIZE as usize).min(bytes.len() - o);
+            // SAFETY: a fresh zeroed pool frame of this space; `n` bytes fit in it.
+            unsafe {
+                core::ptr::copy_nonoverlapping(bytes[o..].as_ptr(), super::pool::frame_ptr(gpa), n)
+            };
+            o += PAGE_SIZE as usize;
+        }
+    }
+    Ok(start)
+}
+
+/// `munmap(addr, len)`.
+pub(crate) fn sys_munmap(addr: u64, len: u64) -> SysResult {
+    if !addr.is_multiple_of(PAGE_SIZE) || len == 0 {
+        return Err(Errno::EINVAL);
+    }
+    let len = page_up(len).ok_or(Errno::EINVAL)?;
+    if !in_user_window(addr, len) {
+        return Err(Errno::EINVAL);
+    }
+    let space = current_process().space().ok_or(Errno::EINVAL)?;
+    space.mm.lock().unmap(addr, addr + len);
+    Ok(0)
+}
+
+/// `mprotect(addr, len, prot)`.
+pub(crate) fn sys_mprotect(addr: u64, len: u64, prot_bits: u64) -> SysResult {
+    if !addr.is_multiple_of(PAGE_SIZE) || prot_bits & !7 != 0 {
+        return Err(Errno::EINVAL);
+    }
+    if len == 0 {
+        return Ok(0);
+    }
+    let len = page_up(len).ok_or(Errno::ENOMEM)?;
+    if !in_user_window(addr, len) {
+        return Err(Errno::ENOMEM);
+    }
+    let space = current_process().space().ok_or(Errno::ENOMEM)?;
+    space
+        .mm
+        .lock()
+        .protect(addr, addr + len, prot_bits as u32)?;
+    Ok(0)
+}
+
+/// `mremap(old, old_len, new_len, flags, new_addr)`.
+pub(crate) fn sys_mremap(
+    old: u64,
+    old_len: u64,
+    new_len: u64,
+    flags: u64,
+    new_addr: u64,
+) -> SysResult {
+    if !old.is_multiple_of(PAGE_SIZE)
+        || new_len == 0
+        || flags & !(MREMAP_MAYMOVE | MREMAP_FIXED) != 0
+    {
+        return Err(Errno::EINVAL);
+    }
+    let old_len = page_up(old_len).ok_or(Errno::EINVAL)?;
+    let new_len = page_up(new_len).ok_or(Errno::EINVAL)?;
+    let space = current_process().space().ok_or(Errno::EFAULT)?;
+    let mut mm = space.mm.lock();
+    let (_, vma) = mm.vma_at(old).ok_or(Errno::EFAULT)?;
+    if old + old_len > vma.end {
+        return Err(Errno::EFAULT);
+    }
+    if flags & MREMAP_FIXED == 0 {
+        if new_len <= old_len {
+            mm.unmap(old + new_len, old + old_len);
+            return Ok(old);
+        }
+        // Grow in place?
+        if in_user_window(old, new_len) && mm.is_free(old + old_len, old + new_len) {
+            mm.add_vma(old + old_len, old + new_len, vma.prot, vma.shared);
+            return Ok(old);
+        }
+        if flags & MREMAP_MAYMOVE == 0 {
+            return Err(Errno::ENOMEM);
+        }
+    }
+    let dest = if flags & MREMAP_FIXED != 0 {
+        if !new_addr.is_multiple_of(PAGE_SIZE) || !in_user_window(new_addr, new_len) {
+            return Err(Errno::EINVAL);
+        }
+        mm.unmap(new_addr, new_addr + new_len);
+        new_addr
+    } else {
+        find_free(&mut mm, new_len)?
+    };
+    mm.add_vma(dest, dest + new_len, vma.prot, vma.shared);
+    mm.move_pages(old, dest, old_len.min(new_len));
+    mm.unmap(old, old + old_len);
+    Ok(dest)
+}
+
+/// `madvise(addr, len, advice)`: MADV_DONTNEED/FREE discard pages; the rest is accepted.
+pub(crate) fn sys_madvise(addr: u64, len: u64, advice: u64) -> SysResult {
+    if !addr.is_multiple_of(PAGE_SIZE) {
+        return Err(Errno::EINVAL);
+    }
+    if matches!(advice, 4 | 8) {
+        let len = page_up(len).ok_or(Errno::EINVAL)?;
+        let space = current_process().space().ok_or(Errno::EINVAL)?;
+        space.mm.lock().discard(addr, addr + len);
+    }
+    Ok(0)
+}
+
+/// The bytes of open file `fd` at `[off, off + len)` for a private file mapping.
+fn read_file_range(fd: i32, off: u64, len: u64) -> Result<alloc::vec::Vec<u8>, Errno> {
+    if len > 256 << 20 {
+        return Err(Errno::ENOMEM);
+    }
+    let mut buf = alloc::vec![0u8; len as usize];
+    let n = super::files::read_fd_at(fd, off, &mut buf)?;
+    buf.truncate(n);
+    Ok(buf)
+}

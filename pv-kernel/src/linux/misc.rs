@@ -1,0 +1,262 @@
+//! Small system calls: identity, time, randomness, limits, system information.
+
+use super::uaccess::{copy_to_user, write_val};
+use super::{Errno, SysResult};
+
+/// Wall-clock time (ns since the epoch) without a hypercall.
+pub(crate) fn realtime_ns() -> u64 {
+    crate::boot::info()
+        .wall_clock_epoch_ns
+        .saturating_add(crate::time::now_ns())
+}
+
+/// State of the kernel PRNG (xorshift64*, seeded from the TSC and RDRAND when present).
+static RNG: crate::irq::IrqLock<u64> = crate::irq::IrqLock::new(0);
+
+fn rdrand() -> Option<u64> {
+    let ecx = core::arch::x86_64::__cpuid(1).ecx;
+    if ecx & (1 << 30) == 0 {
+        return None;
+    }
+    let mut v = 0u64;
+    // SAFETY: RDRAND is supported (checked above); it writes only `v`.
+    let ok = unsafe { core::arch::x86_64::_rdrand64_step(&mut v) };
+    (ok == 1).then_some(v)
+}
+
+/// Fills `buf` with random bytes.
+pub(crate) fn fill_random(buf: &mut [u8]) {
+    let mut s = RNG.lock();
+    if *s == 0 {
+        // SAFETY: rdtsc has no memory effects.
+        *s =
+            unsafe { core::arch::x86_64::_rdtsc() } ^ rdrand().unwrap_or(0x9e37_79b9_7f4a_7c15) | 1;
+    }
+    for chunk in buf.chunks_mut(8) {
+        let mut x = *s;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        *s = x;
+        let v = x.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ rdrand().unwrap_or(0);
+        chunk.copy_from_slice(&v.to_le_bytes()[..chunk.len()]);
+    }
+}
+
+/// `AT_HWCAP`: CPUID leaf 1 EDX, as Linux reports it.
+pub(crate) fn cpuid_hwcap() -> u64 {
+    u64::from(core::arch::x86_64::__cpuid(1).edx)
+}
+
+fn put_str(b: &mut [u8], off: usize, s: &[u8]) {
+    b[off..off + s.len()].copy_from_slice(s);
+}
+
+/// `uname(buf)`.
+pub(crate) fn sys_uname(buf: u64) -> SysResult {
+    let mut u = [0u8; 65 * 6];
+    put_str(&mut u, 0, b"Linux");
+    put_str(&mut u, 65, b"pvmux");
+    put_str(&mut u, 130, b"6.1.0-pvmux");
+    put_str(&mut u, 195, b"#1 SMP pvmux guest kernel");
+    put_str(&mut u, 260, b"x86_64");
+    put_str(&mut u, 325, b"(none)");
+    copy_to_user(buf, &u)?;
+    Ok(0)
+}
+
+/// `sysinfo(info)`.
+pub(crate) fn sys_sysinfo(info: u64) -> SysResult {
+    let mut b = [0u8; 112];
+    let up = crate::time::now_ns() / 1_000_000_000;
+    let (free, total) = super::pool::stats();
+    b[0..8].copy_from_slice(&up.to_le_bytes());
+    b[32..40].copy_from_slice(&(total as u64 * 4096).to_le_bytes());
+    b[40..48].copy_from_slice(&(free as u64 * 4096).to_le_bytes());
+    let procs = super::task::all_processes().len() as u16;
+    b[80..82].copy_from_slice(&procs.to_le_bytes());
+    b[104..108].copy_from_slice(&1u32.to_le_bytes()); // mem_unit
+    copy_to_user(info, &b)?;
+    Ok(0)
+}
+
+/// `getrandom(buf, len, flags)`.
+pub(crate) fn sys_getrandom(buf: u64, len: u64) -> SysResult {
+    let n = len.min(1 << 20) as usize;
+    let mut tmp = alloc::vec![0u8; n];
+    fill_random(&mut tmp);
+    copy_to_user(buf, &tmp)?;
+    Ok(n as u64)
+}
+
+fn write_timespec(va: u64, ns: u64) -> Result<(), Errno> {
+    write_val(
+        va,
+        &[(ns / 1_000_000_000) as i64, (ns % 1_000_000_000) as i64],
+    )
+}
+
+/// `clock_gettime(clk, ts)`.
+pub(crate) fn sys_clock_gettime(clk: u64, ts: u64) -> SysResult {
+    let ns = match clk {
+        0 | 5 | 8 => realtime_ns(), // REALTIME, REALTIME_COARSE, REALTIME_ALARM
+        1 | 4 | 6 | 7 | 9 => crate::time::now_ns(), // MONOTONIC(_RAW,_COARSE), BOOTTIME
+        2 | 3 => crate::time::now_ns(), // process/thread CPU time (approximation)
+        _ => return Err(Errno::EINVAL),
+    };
+    write_timespec(ts, ns)?;
+    Ok(0)
+}
+
+/// `clock_getres(clk, ts)`.
+pub(crate) fn sys_clock_getres(clk: u64, ts: u64) -> SysResult {
+    if clk > 11 {
+        return Err(Errno::EINVAL);
+    }
+    if ts != 0 {
+        write_timespec(ts, 1)?;
+    }
+    Ok(0)
+}
+
+/// `gettimeofday(tv, tz)`.
+pub(crate) fn sys_gettimeofday(tv: u64) -> SysResult {
+    if tv != 0 {
+        let ns = realtime_ns();
+        write_val(
+            tv,
+            &[
+                (ns / 1_000_000_000) as i64,
+                ((ns % 1_000_000_000) / 1000) as i64,
+            ],
+        )?;
+    }
+    Ok(0)
+}
+
+/// `time(t)`.
+pub(crate) fn sys_time(t: u64) -> SysResult {
+    let s = realtime_ns() / 1_000_000_000;
+    if t != 0 {
+        write_val(t, &s)?;
+    }
+    Ok(s)
+}
+
+/// Sleeps until guest time `deadline`, or a signal (`EINTR`).
+pub(crate) fn sleep_until(deadline: u64) -> Result<(), Errno> {
+    let cur = crate::sched::current();
+    loop {
+        if crate::time::now_ns() >= deadline {
+            return Ok(());
+        }
+        if super::signal::pending() {
+            return Err(Errno::EINTR);
+        }
+        crate::sched::prepare_block(&cur);
+        if super::signal::pending() {
+            crate::sched::cancel_block(&cur);
+            continue;
+        }
+        crate::sched::timed_block(deadline);
+    }
+}
+
+/// `nanosleep(req, rem)`.
+pub(crate) fn sys_nanosleep(req: u64, rem: u64) -> SysResult {
+    let ns = super::futex::read_timespec(req)?;
+    let deadline = crate::time::now_ns().saturating_add(ns);
+    match sleep_until(deadline) {
+        Ok(()) => Ok(0),
+        Err(e) => {
+            if rem != 0 {
+                write_timespec(rem, deadline.saturating_sub(crate::time::now_ns()))?;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// `clock_nanosleep(clk, flags, req, rem)`.
+pub(crate) fn sys_clock_nanosleep(clk: u64, flags: u64, req: u64, rem: u64) -> SysResult {
+    let ns = super::futex::read_timespec(req)?;
+    let deadline = if flags & 1 != 0 {
+        // TIMER_ABSTIME
+        if clk == 0 {
+            crate::time::now_ns().saturating_add(ns.saturating_sub(realtime_ns()))
+        } else {
+            ns
+        }
+    } else {
+        crate::time::now_ns().saturating_add(ns)
+    };
+    match sleep_until(deadline) {
+        Ok(()) => Ok(0),
+        Err(e) => {
+            if rem != 0 && flags & 1 == 0 {
+                write_timespec(rem, deadline.saturating_sub(crate::time::now_ns()))?;
+            }
+            Err(e)
+        }
+    }
+}
+
+const RLIM_INFINITY: u64 = u64::MAX;
+
+fn rlimit(resource: u64) -> Result<[u64; 2], Errno> {
+    Ok(match resource {
+        3 => [8 << 20, RLIM_INFINITY], // STACK
+        7 => [1024, 1024],             // NOFILE
+        6 => [4096, 4096],             // NPROC
+        0..=15 => [RLIM_INFINITY, RLIM_INFINITY],
+        _ => return Err(Errno::EINVAL),
+    })
+}
+
+/// `prlimit64(pid, resource, new, old)` (limits are fixed; setting is accepted if not
+/// raising above the maximum).
+pub(crate) fn sys_prlimit64(pid: u64, resource: u64, new: u64, old: u64) -> SysResult {
+    if pid != 0 && super::task::find_process(pid as i32).is_none() {
+        return Err(Errno::ESRCH);
+    }
+    let cur = rlimit(resource)?;
+    if old != 0 {
+        write_val(old, &cur)?;
+    }
+    if new != 0 {
+        let n: [u64; 2] = super::uaccess::read_val(new)?;
+        if n[0] > n[1] {
+            return Err(Errno::EINVAL);
+        }
+    }
+    Ok(0)
+}
+
+/// `getrusage(who, usage)`: zeros except nothing measured.
+pub(crate) fn sys_getrusage(usage: u64) -> SysResult {
+    copy_to_user(usage, &[0u8; 144])?;
+    Ok(0)
+}
+
+/// `times(buf)`.
+pub(crate) fn sys_times(buf: u64) -> SysResult {
+    if buf != 0 {
+        copy_to_user(buf, &[0u8; 32])?;
+    }
+    Ok(crate::time::now_ns() / 10_000_000)
+}
+
+/// `sched_getaffinity(pid, len, mask)`.
+pub(crate) fn sys_sched_getaffinity(len: u64, mask: u64) -> SysResult {
+    let n = crate::boot::nr_vcpus();
+    let bytes = (n as u64).div_ceil(64) * 8;
+    if len < bytes {
+        return Err(Errno::EINVAL);
+    }
+    let mut m = alloc::vec![0u8; bytes as usize];
+    for i in 0..n as usize {
+        m[i / 8] |= 1 << (i % 8);
+    }
+    copy_to_user(mask, &m)?;
+    Ok(bytes)
+}

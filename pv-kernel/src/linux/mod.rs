@@ -1,0 +1,30 @@
+//! The Linux system-call layer: guest user programs (static x86-64 Linux binaries) run in user
+//! sandboxes and their system calls come here.
+//!
+//! * [`space`] guest address spaces: user sandboxes, their page maps and operation queues,
+//! * [`pool`] the user-page pool (the only memory user sandboxes can map),
+//! * [`exec`] loading ELF programs and their initial stack,
+//! * [`task`] processes and threads, the run loop that hands a vCPU to user code,
+//! * [`signal`] POSIX signals,
+//! * [`files`] file descriptors, pipes, devices and every file system call,
+//! * [`memory`], [`futex`], [`misc`] the other system calls,
+//! * [`dispatch`] the system-call table,
+//! * [`uaccess`] copying from and to the current process's user memory.
+
+pub(crate) mod abi;
+pub(crate) mod dispatch;
+pub(crate) mod exec;
+pub(crate) mod files;
+pub(crate) mod futex;
+pub(crate) mod memory;
+pub(crate) mod misc;
+pub(crate) mod pool;
+pub(crate) mod signal;
+pub(crate) mod space;
+pub(crate) mod task;
+pub(crate) mod uaccess;
+
+pub(crate) use crate::fs::Errno;
+
+/// A system call's result: a non-negative value or an errno.
+pub(crate) type SysResult = Result<u64, Errno>;

@@ -1,0 +1,150 @@
+//! The user-page pool: the frames of the boot memory map's `UserPool` region, the only
+//! guest memory a user sandbox can map. Reference counted (copy-on-write sharing after
+//! `fork`); kernel data never lives here.
+
+use alloc::vec::Vec;
+use pvmux_hypercalls::{MemRegionKind, PAGE_SIZE};
+
+use super::Errno;
+use crate::irq::IrqLock;
+
+/// Pool state.
+struct Pool {
+    /// First guest-physical address of the pool.
+    base: u64,
+    /// Reference count per frame (0 = free).
+    refs: Vec<u16>,
+    /// Free frame indices (a stack; pushed in reverse so fresh allocations ascend).
+    free: Vec<u32>,
+}
+
+static POOL: IrqLock<Option<Pool>> = IrqLock::new(None);
+
+/// Takes over the `UserPool` region of the memory map (the largest one, if several).
+pub(crate) fn init() {
+    let bi = crate::boot::info();
+    let region = bi
+        .mem_regions()
+        .iter()
+        .filter(|r| MemRegionKind::from_raw(r.kind) == Some(MemRegionKind::UserPool))
+        .filter(|r| {
+            r.base % PAGE_SIZE == 0 && r.base.checked_add(r.len).is_some_and(|e| e <= bi.mem_size)
+        })
+        .max_by_key(|r| r.len);
+    let Some(r) = region else {
+        return;
+    };
+    let n = (r.len / PAGE_SIZE) as usize;
+    let mut free = Vec::with_capacity(n);
+    free.extend((0..n as u32).rev());
+    *POOL.lock() = Some(Pool {
+        base: r.base,
+        refs: alloc::vec![0; n],
+        free,
+    });
+}
+
+/// `(base, len)` of the pool, if there is one.
+pub(crate) fn range() -> Option<(u64, u64)> {
+    POOL.lock()
+        .as_ref()
+        .map(|p| (p.base, p.refs.len() as u64 * PAGE_SIZE))
+}
+
+/// Free and total frames.
+pub(crate) fn stats() -> (usize, usize) {
+    POOL.lock()
+        .as_ref()
+        .map_or((0, 0), |p| (p.free.len(), p.refs.len()))
+}
+
+/// Allocates one frame (reference count 1), contents undefined.
+pub(crate) fn alloc() -> Result<u64, Errno> {
+    let mut g = POOL.lock();
+    let p = g.as_mut().ok_or(Errno::ENOMEM)?;
+    let i = p.free.pop().ok_or(Errno::ENOMEM)?;
+    p.refs[i as usize] = 1;
+    Ok(p.base + u64::from(i) * PAGE_SIZE)
+}
+
+/// Allocates one zero-filled frame.
+pub(crate) fn alloc_zeroed() -> Result<u64, Errno> {
+    let gpa = alloc()?;
+    // SAFETY: the frame was just allocated (nobody else refers to it) and the direct map
+    // covers all guest memory read-write.
+    unsafe { (crate::boot::phys_to_virt(gpa) as *mut u8).write_bytes(0, PAGE_SIZE as usize) };
+    Ok(gpa)
+}
+
+fn index(p: &Pool, gpa: u64) -> usize {
+    let i = ((gpa - p.base) / PAGE_SIZE) as usize;
+    assert!(
+        gpa >= p.base && i < p.refs.len(),
+        "frame {gpa:#x} is not a pool frame"
+    );
+    i
+}
+
+/// Adds a reference (a second mapping after `fork`).
+pub(crate) fn get(gpa: u64) {
+    let mut g = POOL.lock();
+    let p = g.as_mut().expect("user pool");
+    let i = index(p, gpa);
+    p.refs[i] = p.refs[i].checked_add(1).expect("pool refcount overflow");
+}
+
+/// Drops a reference; the frame is free when the last one goes.
+pub(crate) fn put(gpa: u64) {
+    let mut g = POOL.lock();
+    let p = g.as_mut().expect("user pool");
+    let i = index(p, gpa);
+    assert!(p.refs[i] > 0, "double free of pool frame {gpa:#x}");
+    p.refs[i] -= 1;
+    if p.refs[i] == 0 {
+        p.free.push(i as u32);
+    }
+}
+
+/// The frame's reference count.
+pub(crate) fn refs(gpa: u64) -> u16 {
+    let g = POOL.lock();
+    let p = g.as_ref().expect("user pool");
+    p.refs[index(p, gpa)]
+}
+
+/// Kernel pointer to a frame's bytes through the direct map.
+pub(crate) fn frame_ptr(gpa: u64) -> *mut u8 {
+    crate::boot::phys_to_virt(gpa) as *mut u8
+}
+
+/// Allocates `pages` physically contiguous frames (for context regions), zero-filled.
+pub(crate) fn alloc_contiguous_zeroed(pages: usize) -> Result<u64, Errno> {
+    let mut g = POOL.lock();
+    let p = g.as_mut().ok_or(Errno::ENOMEM)?;
+    // Find a run of free frames; the free stack is mostly ordered, so scan the refcounts.
+    let n = p.refs.len();
+    let mut run = 0usize;
+    let mut start = None;
+    for i in (0..n).rev() {
+        if p.refs[i] == 0 {
+            run += 1;
+            if run == pages {
+                start = Some(i);
+                break;
+            }
+        } else {
+            run = 0;
+        }
+    }
+    let s = start.ok_or(Errno::ENOMEM)?;
+    for i in s..s + pages {
+        p.refs[i] = 1;
+    }
+    p.free
+        .retain(|&i| (i as usize) < s || (i as usize) >= s + pages);
+    let gpa = p.base + s as u64 * PAGE_SIZE;
+    drop(g);
+    // SAFETY: freshly allocated frames, covered by the direct map.
+    unsafe { frame_ptr(gpa).write_bytes(0, pages * PAGE_SIZE as usize) };
+    Ok(gpa)
+}

@@ -1,0 +1,809 @@
+//! Guest address spaces: the kernel's record of a process's memory (mappings and pages) and
+//! the user sandbox that realises it.
+//!
+//! The kernel keeps, per space, the mapped regions ([`Vma`]) and the user pages
+//! ([`Pte`]: a pool frame, possibly copy-on-write). User memory is never mapped in the kernel
+//! sandbox: the kernel reads and writes it through the direct map after translating here.
+//! Changes are queued as [`UserOp`]s that the user sandbox applies before it next runs user
+//! code ([`Space::run`]); frames whose mappings are being removed are freed only after that.
+
+use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::ptr::addr_of_mut;
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use pvmux_hypercalls::frame::pf;
+use pvmux_hypercalls::user::{
+    command, in_user_window, op, prot, user_ctx_size, user_slot_offset, UserCtxHeader, UserExit,
+    UserOp, UserSlot, USER_CTX_MAGIC, USER_FPSTATE_MAX, USER_OPS_MAX,
+};
+use pvmux_hypercalls::{Hypercall, TrapFrame, ABI_VERSION, PAGE_SIZE};
+
+use super::{pool, Errno};
+use crate::irq::{IrqGuard, IrqLock};
+
+/// Pages mapped around an anonymous fault (aligned block, inside the region).
+const FAULT_AROUND: u64 = 16;
+/// How long the kernel spins for a slot to come back before sleeping.
+const SPIN_NS: u64 = 30_000;
+/// Sleep slices while waiting (re-checks the sandbox's death flag in between).
+const WAIT_SLICE_NS: u64 = 20_000_000;
+
+/// A mapped region `[start, end)`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Vma {
+    /// End (exclusive).
+    pub(crate) end: u64,
+    /// `PROT_*` bits.
+    pub(crate) prot: u32,
+    /// `MAP_SHARED` anonymous memory: stays shared (not copy-on-write) across `fork`.
+    pub(crate) shared: bool,
+}
+
+/// One user page.
+#[derive(Clone, Copy, Debug)]
+struct Pte {
+    /// Pool frame.
+    gpa: u64,
+    /// Shared with another space after `fork`: the first write copies it.
+    cow: bool,
+}
+
+/// The memory map of a space (under its lock).
+pub(crate) struct Mm {
+    vmas: BTreeMap<u64, Vma>,
+    pages: BTreeMap<u64, Pte>,
+    ops: Vec<UserOp>,
+    /// Frames to release once the queued operations have been applied.
+    deferred: Vec<u64>,
+    /// Start of the heap (`brk` cannot go below).
+    pub(crate) brk_base: u64,
+    /// Current program break.
+    pub(crate) brk: u64,
+    /// Next top-down `mmap` placement hint.
+    pub(crate) mmap_top: u64,
+}
+
+/// What came back from running user code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Exit {
+    /// A system call (number in `regs.rax`).
+    Syscall,
+    /// An exception.
+    Exception {
+        /// Vector.
+        vector: u32,
+        /// Error code.
+        error_code: u64,
+        /// Fault address.
+        addr: u64,
+    },
+    /// The time slice ended.
+    Interrupt,
+    /// The sandbox is gone (killed, crashed) or misbehaved.
+    Dead,
+}
+
+/// A thread's user-mode state, carried into and out of [`Space::run`].
+pub(crate) struct UserState {
+    /// Registers.
+    pub(crate) regs: TrapFrame,
+    /// FS base (TLS).
+    pub(crate) fs_base: u64,
+    /// Saved FPU state (XSAVE image); empty = initial state.
+    pub(crate) fp: Vec<u8>,
+}
+
+impl UserState {
+    /// A fresh state entering at `rip` with stack `rsp`.
+    pub(crate) fn new(rip: u64, rsp: u64) -> Self {
+        Self {
+            regs: TrapFrame {
+                rip,
+                rsp,
+                rflags: 0x202,
+                ..Default::default()
+            },
+            fs_base: 0,
+            fp: Vec::new(),
+        }
+    }
+}
+
+/// A guest address space and its user sandbox.
+pub(crate) struct Space {
+    /// Host handle of the user sandbox.
+    handle: u64,
+    /// Guest-physical address of the context region.
+    ctx_gpa: u64,
+    /// Its size in pages.
+    ctx_pages: usize,
+    /// The memory map.
+    pub(crate) mm: IrqLock<Mm>,
+}
+
+/// Spaces destroyed but possibly not dead yet: their frames are released once the host
+/// reports the sandbox gone (it may still touch them until then).
+static GRAVEYARD: IrqLock<Vec<(u64, usize, Vec<u64>)>> = IrqLock::new(Vec::new());
+
+/// Live spaces (statistics).
+pub(crate) static LIVE: AtomicU32 = AtomicU32::new(0);
+
+fn header(ctx_gpa: u64) -> *mut UserCtxHeader {
+    crate::boot::phys_to_virt(ctx_gpa) as *mut UserCtxHeader
+}
+
+fn is_dead(ctx_gpa: u64) -> bool {
+    // SAFETY: the context region stays allocated while any reference to it exists (it is
+    // released from the graveyard only after this flag was seen); `dead` is an atomic.
+    unsafe { (*header(ctx_gpa)).dead.load(Ordering::Acquire) != 0 }
+}
+
+/// Releases the frames of destroyed spaces whose sandboxes have ended.
+pub(crate) fn reap_graveyard() {
+    let done: Vec<(u64, usize, Vec<u64>)> = {
+        let mut g = GRAVEYARD.lock();
+        let mut done = Vec::new();
+        let mut i = 0;
+        while i < g.len() {
+            if is_dead(g[i].0) {
+                done.push(g.swap_remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        done
+    };
+    for (ctx, pages, frames) in done {
+        for f in frames {
+            pool::put(f);
+        }
+        for p in 0..pages as u64 {
+            pool::put(ctx + p * PAGE_SIZE);
+        }
+    }
+}
+
+impl Mm {
+    fn new() -> Self {
+        Self {
+            vmas: BTreeMap::new(),
+            pages: BTreeMap::new(),
+            ops: Vec::new(),
+            deferred: Vec::new(),
+            brk_base: 0,
+            brk: 0,
+            mmap_top: super::exec::MMAP_TOP,
+        }
+    }
+
+    /// The region containing `va`.
+    pub(crate) fn vma_at(&self, va: u64) -> Option<(u64, Vma)> {
+        let (&s, v) = self.vmas.range(..=va).next_back()?;
+        (va < v.end).then_some((s, *v))
+    }
+
+    /// True if `[start, end)` overlaps no region.
+    pub(crate) fn is_free(&self, start: u64, end: u64) -> bool {
+        if let Some((_, v)) = self.vmas.range(..end).next_back() {
+            if v.end > start {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn push_op(&mut self, kind: u32, prot_bits: u32, addr: u64, len: u64, offset: u64) {
+        if let Some(last) = self.ops.last_mut() {
+            let contiguous = last.kind == kind
+                && last.prot == prot_bits
+                && last.addr + last.len == addr
+                && (kind != op::MAP || last.offset + last.len == offset);
+            if contiguous {
+                last.len += len;
+                return;
+            }
+        }
+        self.ops.push(UserOp {
+            kind,
+            prot: prot_bits,
+            addr,
+            len,
+            offset,
+        });
+    }
+
+    fn map_prot(vma: &Vma, pte: &Pte) -> u32 {
+        let mut p = vma.prot & prot::ALL;
+        if pte.cow {
+            p &= !prot::WRITE;
+        }
+        if p != 0 {
+            p |= prot::READ;
+        }
+        p
+    }
+
+    fn queue_map(&mut self, va: u64, vma: &Vma, pte: &Pte) {
+        let p = Self::map_prot(vma, pte);
+        self.push_op(op::MAP, p, va, PAGE_SIZE, pte.gpa);
+    }
+
+    /// Adds a region (the range must be free). Pages are populated on demand.
+    pub(crate) fn add_vma(&mut self, start: u64, end: u64, prot_bits: u32, shared: bool) {
+        self.vmas.insert(
+            start,
+            Vma {
+                end,
+                prot: prot_bits,
+                shared,
+            },
+        );
+    }
+
+    /// Removes `[start, end)` from the map: regions are trimmed or split, pages released
+    /// (after the sandbox has unmapped them).
+    pub(crate) fn unmap(&mut self, start: u64, end: u64) {
+        let keys: Vec<u64> = self
+            .vmas
+            .range(..end)
+            .filter(|(_, v)| v.end > start)
+            .map(|(&s, _)| s)
+            .collect();
+        if keys.is_empty() {
+            return;
+        }
+        for s in keys {
+            let v = self.vmas.remove(&s).expect("region");
+            if s < start {
+                self.vmas.insert(s, Vma { end: start, ..v });
+            }
+            if v.end > end {
+                self.vmas.insert(end, v);
+            }
+        }
+        let pages: Vec<u64> = self.pages.range(start..end).map(|(&va, _)| va).collect();
+        for va in pages {
+            if let Some(p) = self.pages.remove(&va) {
+                self.deferred.push(p.gpa);
+            }
+        }
+        self.push_op(op::UNMAP, 0, start, end - start, 0);
+    }
+
+    /// Changes the protection of `[start, end)` (which must be fully mapped).
+    pub(crate) fn protect(&mut self, start: u64, end: u64, prot_bits: u32) -> Result<(), Errno> {
+        // Check coverage first.
+        let mut at = start;
+        while at < end {
+            let (_, v) = self.vma_at(at).ok_or(Errno::ENOMEM)?;
+            at = v.end;
+        }
+        let keys: Vec<u64> = self
+            .vmas
+            .range(..end)
+            .filter(|(_, v)| v.end > start)
+            .map(|(&s, _)| s)
+            .collect();
+        for s in keys {
+            let v = self.vmas.remove(&s).expect("region");
+            if s < start {
+                self.vmas.insert(s, Vma { end: start, ..v });
+            }
+            let (ns, ne) = (s.max(start), v.end.min(end));
+            self.vmas.insert(
+                ns,
+                Vma {
+                    end: ne,
+                    prot: prot_bits,
+                    shared: v.shared,
+                },
+            );
+            if v.end > end {
+                self.vmas.insert(end, v);
+            }
+        }
+        // Re-map the present pages with the new rights (or unmap them for PROT_NONE).
+        let pages: Vec<(u64, Pte)> = self
+            .pages
+            .range(start..end)
+            .map(|(&va, &p)| (va, p))
+            .collect();
+        for (va, pte) in pages {
+            let (_, v) = self.vma_at(va).expect("covered");
+            if v.prot & prot::ALL == 0 {
+                self.push_op(op::UNMAP, 0, va, PAGE_SIZE, 0);
+            } else {
+                self.queue_map(va, &v, &pte);
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves a user access to `va`, populating or copying the page as a fault would.
+    /// Returns the frame. `Err(EFAULT)` if the access is not allowed.
+    pub(crate) fn touch(&mut self, va: u64, write: bool, exec: bool) -> Result<u64, Errno> {
+        let page = va & !(PAGE_SIZE - 1);
+        let (vstart, vma) = self.vma_at(page).ok_or(Errno::EFAULT)?;
+        let p = vma.prot;
+        if p & prot::ALL == 0 || (write && p & prot::WRITE == 0) || (exec && p & prot::EXEC == 0) {
+            return Err(Errno::EFAULT);
+        }
+        if let Some(pte) = self.pages.get(&page).copied() {
+            if write && pte.cow {
+                let npte = if pool::refs(pte.gpa) == 1 {
+                    Pte {
+                        gpa: pte.gpa,
+                        cow: false,
+                    }
+                } else {
+                    let new = pool::alloc()?;
+                    // SAFETY: both are pool frames covered by the direct map; `new` is ours
+                    // alone, `pte.gpa` is only read.
+                    unsafe {
+                        core::ptr::copy_nonoverlapping(
+                            pool::frame_ptr(pte.gpa),
+                            pool::frame_ptr(new),
+                            PAGE_SIZE as usize,
+                        )
+                    };
+                    self.deferred.push(pte.gpa);
+                    Pte {
+                        gpa: new,
+                        cow: false,
+                    }
+                };
+                self.pages.insert(page, npte);
+                self.queue_map(page, &vma, &npte);
+                return Ok(npte.gpa);
+            }
+            return Ok(pte.gpa);
+        }
+        // Populate: this page and, for anonymous memory, an aligned block around it.
+        let block = FAULT_AROUND * PAGE_SIZE;
+        let lo = (page & !(block - 1)).max(vstart);
+        let hi = ((page & !(block - 1)) + block).min(vma.end);
+        let mut first = 0;
+        let mut va_i = lo;
+        while va_i < hi {
+            if va_i == page || (!self.pages.contains_key(&va_i) && pool::stats().0 > 64) {
+                if self.pages.contains_key(&va_i) {
+                    va_i += PAGE_SIZE;
+                    continue;
+                }
+                let gpa = match pool::alloc_zeroed() {
+                    Ok(g) => g,
+                    Err(e) if va_i == page => return Err(e),
+                    Err(_) => break,
+                };
+                let pte = Pte { gpa, cow: false };
+                self.pages.insert(va_i, pte);
+                self.queue_map(va_i, &vma, &pte);
+                if va_i == page {
+                    first = gpa;
+                }
+            }
+            va_i += PAGE_SIZE;
+        }
+        Ok(first)
+    }
+
+    /// The frame at `va`, allocating a zero page if none (kernel use: ignores protection;
+    /// the page must be inside a region).
+    pub(crate) fn populate(&mut self, va: u64) -> Result<u64, Errno> {
+        let page = va & !(PAGE_SIZE - 1);
+        if let Some(p) = self.pages.get(&page) {
+            return Ok(p.gpa);
+        }
+        let (_, vma) = self.vma_at(page).ok_or(Errno::EFAULT)?;
+        let gpa = pool::alloc_zeroed()?;
+        let pte = Pte { gpa, cow: false };
+        self.pages.insert(page, pte);
+        self.queue_map(page, &vma, &pte);
+        Ok(gpa)
+    }
+
+    /// Adds `[s, e)` with `prot_bits`; parts already mapped get the union of both rights
+    /// (ELF segments sharing a page).
+    pub(crate) fn add_region_merging(&mut self, s: u64, e: u64, prot_bits: u32) {
+        let mut at = s;
+        while at < e {
+            if let Some((_, v)) = self.vma_at(at) {
+                let end = v.end.min(e);
+                let _ = self.protect(at, end, v.prot | prot_bits);
+                at = end;
+            } else {
+                let next = self.vmas.range(at..).next().map_or(e, |(&k, _)| k).min(e);
+                self.add_vma(at, next, prot_bits, false);
+                at = next;
+            }
+        }
+    }
+
+    /// Frame of a present page (no population).
+    pub(crate) fn frame_of(&self, va: u64) -> Option<u64> {
+        self.pages.get(&(va & !(PAGE_SIZE - 1))).map(|p| p.gpa)
+    }
+
+    /// Discards the pages of `[start, end)` (MADV_DONTNEED: they read as zero again).
+    pub(crate) fn discard(&mut self, start: u64, end: u64) {
+        let pages: Vec<u64> = self.pages.range(start..end).map(|(&va, _)| va).collect();
+        for va in pages {
+            if let Some(p) = self.pages.remove(&va) {
+                self.deferred.push(p.gpa);
+                self.push_op(op::UNMAP, 0, va, PAGE_SIZE, 0);
+            }
+        }
+    }
+
+    /// Regions, for `/proc`-like listings and `mremap`.
+    pub(crate) fn vmas(&self) -> impl Iterator<Item = (u64, Vma)> + '_ {
+        self.vmas.iter().map(|(&s, &v)| (s, v))
+    }
+
+    /// Moves the pages of `[old, old+len)` to `[new, new+len)` (mremap with a move).
+    pub(crate) fn move_pages(&mut self, old: u64, new: u64, len: u64) {
+        let pages: Vec<(u64, Pte)> = self
+            .pages
+            .range(old..old + len)
+            .map(|(&va, &p)| (va, p))
+            .collect();
+        for (va, pte) in pages {
+            self.pages.remove(&va);
+            self.push_op(op::UNMAP, 0, va, PAGE_SIZE, 0);
+            let nva = va - old + new;
+            self.pages.insert(nva, pte);
+            if let Some((_, v)) = self.vma_at(nva) {
+                self.queue_map(nva, &v, &pte);
+            }
+        }
+    }
+}
+
+impl Space {
+    /// Creates an empty space and asks the host for its user sandbox.
+    pub(crate) fn new() -> Result<Arc<Self>, Errno> {
+        reap_graveyard();
+        let n = crate::boot::nr_vcpus();
+        let size = user_ctx_size(n);
+        let pages = (size / PAGE_SIZE) as usize;
+        let ctx_gpa = pool::alloc_contiguous_zeroed(pages)?;
+        let h = header(ctx_gpa);
+        // SAFETY: the region was just allocated and zeroed; the header is plain data that
+        // nobody else sees before `SpaceCreate`.
+        unsafe {
+            addr_of_mut!((*h).magic).write_volatile(USER_CTX_MAGIC);
+            addr_of_mut!((*h).abi_version).write_volatile(ABI_VERSION);
+            addr_of_mut!((*h).nr_slots).write_volatile(n);
+        }
+        let r = crate::stub::hypercall(Hypercall::SpaceCreate as u64, ctx_gpa, 0, 0, 0, 0);
+        if r < 0 {
+            for p in 0..pages as u64 {
+                pool::put(ctx_gpa + p * PAGE_SIZE);
+            }
+            return Err(Errno::EAGAIN);
+        }
+        LIVE.fetch_add(1, Ordering::Relaxed);
+        Ok(Arc::new(Self {
+            handle: r as u64,
+            ctx_gpa,
+            ctx_pages: pages,
+            mm: IrqLock::new(Mm::new()),
+        }))
+    }
+
+    /// A copy-on-write copy of this space (`fork`).
+    pub(crate) fn fork(&self) -> Result<Arc<Self>, Errno> {
+        let child = Self::new()?;
+        let mut pm = self.mm.lock();
+        let mut cm = child.mm.lock();
+        cm.vmas = pm.vmas.clone();
+        cm.brk_base = pm.brk_base;
+        cm.brk = pm.brk;
+        cm.mmap_top = pm.mmap_top;
+        let pages: Vec<(u64, Pte)> = pm.pages.iter().map(|(&va, &p)| (va, p)).collect();
+        for (va, pte) in pages {
+            let Some((_, vma)) = pm.vma_at(va) else {
+                continue;
+            };
+            pool::get(pte.gpa);
+            let share = vma.shared;
+            let npte = Pte {
+                gpa: pte.gpa,
+                cow: !share,
+            };
+            if !share && !pte.cow {
+                pm.pages.insert(va, npte);
+                if vma.prot & prot::WRITE != 0 {
+                    pm.queue_map(va, &vma, &npte);
+                }
+            }
+            cm.pages.insert(va, npte);
+            cm.queue_map(va, &vma, &npte);
+        }
+        drop(cm);
+        drop(pm);
+        Ok(child)
+    }
+
+    /// Runs user code on this vCPU's slot until it comes back. Applies queued operations
+    /// first (in several rounds if there are many).
+    pub(crate) fn run(&self, st: &mut UserState, fp_init: bool) -> Exit {
+        let _irq = IrqGuard::new();
+        let cpu = crate::stub::vcpu_id();
+        let slot_gpa = self.ctx_gpa + user_slot_offset(cpu);
+        let slot = crate::boot::phys_to_virt(slot_gpa) as *mut UserSlot;
+        loop {
+            let (ops, freed) = {
+                let mut mm = self.mm.lock();
+                let n = mm.ops.len().min(USER_OPS_MAX);
+                let ops: Vec<UserOp> = mm.ops.drain(..n).collect();
+                let more = !mm.ops.is_empty();
+                let freed = if more {
+                    Vec::new()
+                } else {
+                    core::mem::take(&mut mm.deferred)
+                };
+                (ops, (more, freed))
+            };
+            let (more, freed) = freed;
+            // SAFETY: the slot lies in our context region (allocated for this space's
+            // lifetime); the user side may scribble on it concurrently, which only affects
+            // this process's own state: every field is written with volatile stores and read
+            // back with volatile loads, and nothing read is trusted.
+            let exit = unsafe { self.hand_over(slot, slot_gpa, &ops, more, st, fp_init) };
+            for f in freed {
+                pool::put(f);
+            }
+            if let Some(e) = exit {
+                return e;
+            }
+        }
+    }
+
+    /// One request on a slot. Returns `None` for a completed OPS_ONLY round.
+    ///
+    /// # Safety
+    /// `slot` must point to this space's slot for the current vCPU (`slot_gpa`).
+    unsafe fn hand_over(
+        &self,
+        slot: *mut UserSlot,
+        slot_gpa: u64,
+        ops: &[UserOp],
+        ops_only: bool,
+        st: &mut UserState,
+        fp_init: bool,
+    ) -> Option<Exit> {
+        use core::ptr::{read_volatile as rv, write_volatile as wv};
+        // SAFETY: per the function contract `slot` is valid; see `run` for the sharing rules.
+        unsafe {
+            let s = &*slot;
+            for (i, o) in ops.iter().enumerate() {
+                wv(addr_of_mut!((*slot).ops[i]), *o);
+            }
+            wv(addr_of_mut!((*slot).nr_ops), ops.len() as u32);
+            wv(
+                addr_of_mut!((*slot).command),
+                if ops_only {
+                    command::OPS_ONLY
+                } else {
+                    command::RUN
+                },
+            );
+            if !ops_only {
+                wv(addr_of_mut!((*slot).regs), st.regs);
+                wv(addr_of_mut!((*slot).fs_base), st.fs_base);
+                wv(addr_of_mut!((*slot).slice_ns), super::task::SLICE_NS);
+                let fl = st.fp.len().min(USER_FPSTATE_MAX);
+                if fl > 0 {
+                    core::ptr::copy_nonoverlapping(
+                        st.fp.as_ptr(),
+                        addr_of_mut!((*slot).fpstate) as *mut u8,
+                        fl,
+                    );
+                }
+                wv(addr_of_mut!((*slot).fp_len), fl as u32);
+                wv(addr_of_mut!((*slot).fp_init), u32::from(fp_init && fl == 0));
+            }
+            let seq = s.run_seq.load(Ordering::Relaxed).wrapping_add(1);
+            let old_done = s.done_seq.load(Ordering::Relaxed);
+            s.run_seq.store(seq, Ordering::SeqCst);
+            if s.user_waiting.load(Ordering::SeqCst) != 0 {
+                crate::stub::user_wake(slot_gpa);
+            }
+            let done_gpa = slot_gpa + 4;
+            let start = crate::stub::clock_ns();
+            loop {
+                let d = s.done_seq.load(Ordering::Acquire);
+                if d == seq {
+                    break;
+                }
+                if is_dead(self.ctx_gpa) {
+                    return Some(Exit::Dead);
+                }
+                if crate::stub::clock_ns().wrapping_sub(start) < SPIN_NS {
+                    core::hint::spin_loop();
+                    continue;
+                }
+                s.kernel_waiting.store(1, Ordering::SeqCst);
+                let d2 = s.done_seq.load(Ordering::SeqCst);
+                if d2 != seq {
+                    crate::stub::user_wait(done_gpa, d2, WAIT_SLICE_NS);
+                }
+                s.kernel_waiting.store(0, Ordering::Relaxed);
+                let _ = old_done;
+            }
+            let reason = rv(addr_of_mut!((*slot).exit_reason));
+            let exit = match UserExit::from_raw(reason) {
+                Some(UserExit::OpsDone) if ops_only => return None,
+                Some(UserExit::Syscall) => Exit::Syscall,
+                Some(UserExit::Exception) => Exit::Exception {
+                    vector: rv(addr_of_mut!((*slot).exit_vector)),
+                    error_code: rv(addr_of_mut!((*slot).exit_error_code)),
+                    addr: rv(addr_of_mut!((*slot).exit_addr)),
+                },
+                Some(UserExit::Interrupt) => Exit::Interrupt,
+                // A failed operation means the sandbox refused a mapping we validated:
+                // treat it as broken. Anything else is garbage.
+                _ => return Some(Exit::Dead),
+            };
+            if ops_only {
+                return Some(Exit::Dead);
+            }
+            let mut regs: TrapFrame = rv(addr_of_mut!((*slot).regs));
+            regs.vector = 0;
+            regs.error_code = 0;
+            regs.fault_addr = 0;
+            st.regs = regs;
+            st.fs_base = rv(addr_of_mut!((*slot).fs_base));
+            let saved = (rv(addr_of_mut!((*slot).fp_saved_len)) as usize).min(USER_FPSTATE_MAX);
+            st.fp.clear();
+            st.fp.extend_from_slice(core::slice::from_raw_parts(
+                addr_of_mut!((*slot).fpstate) as *const u8,
+                saved,
+            ));
+            Some(exit)
+        }
+    }
+}
+
+impl Drop for Space {
+    fn drop(&mut self) {
+        // The host returns once the sandbox process is gone: its pages can be reused at
+        // once. If it refuses (it should not), keep them until the sandbox is marked dead.
+        let r = crate::stub::hypercall(Hypercall::SpaceDestroy as u64, self.handle, 0, 0, 0, 0);
+        LIVE.fetch_sub(1, Ordering::Relaxed);
+        let mm = self.mm.get_mut();
+        let mut frames: Vec<u64> = mm.pages.values().map(|p| p.gpa).collect();
+        frames.append(&mut mm.deferred);
+        mm.pages.clear();
+        if r == 0 {
+            for f in frames {
+                pool::put(f);
+            }
+            for p in 0..self.ctx_pages as u64 {
+                pool::put(self.ctx_gpa + p * PAGE_SIZE);
+            }
+        } else {
+            GRAVEYARD
+                .lock()
+                .push((self.ctx_gpa, self.ctx_pages, frames));
+        }
+    }
+}
+
+/// The current task's address space.
+fn current_space() -> Result<Arc<Space>, Errno> {
+    let t = super::task::try_current_task().ok_or(Errno::EFAULT)?;
+    let s = t.process.space.lock().clone();
+    s.ok_or(Errno::EFAULT)
+}
+
+/// Walks `[va, va+len)` of the current address space, calling `f(offset, bytes)` per page
+/// chunk (populating pages as a user access would; `write` breaks copy-on-write).
+pub(crate) fn current_copy(
+    va: u64,
+    len: usize,
+    write: bool,
+    mut f: impl FnMut(usize, &[u8]),
+) -> Result<(), Errno> {
+    if len == 0 {
+        return Ok(());
+    }
+    if !in_user_window(va, len as u64) {
+        return Err(Errno::EFAULT);
+    }
+    let space = current_space()?;
+    let mut mm = space.mm.lock();
+    let mut off = 0usize;
+    while off < len {
+        let a = va + off as u64;
+        let in_page = (PAGE_SIZE - (a & (PAGE_SIZE - 1))) as usize;
+        let n = in_page.min(len - off);
+        let gpa = mm.touch(a, write, false)?;
+        let p = pool::frame_ptr(gpa + (a & (PAGE_SIZE - 1)));
+        // SAFETY: `gpa` is a pool frame of this space (held by its page map while we hold
+        // the lock); the chunk stays inside the frame.
+        f(off, unsafe { core::slice::from_raw_parts(p, n) });
+        off += n;
+    }
+    Ok(())
+}
+
+/// Copies `data` into the current address space at `va`.
+pub(crate) fn current_copy_out(va: u64, data: &[u8]) -> Result<(), Errno> {
+    if data.is_empty() {
+        return Ok(());
+    }
+    if !in_user_window(va, data.len() as u64) {
+        return Err(Errno::EFAULT);
+    }
+    let space = current_space()?;
+    let mut mm = space.mm.lock();
+    let mut off = 0usize;
+    while off < data.len() {
+        let a = va + off as u64;
+        let in_page = (PAGE_SIZE - (a & (PAGE_SIZE - 1))) as usize;
+        let n = in_page.min(data.len() - off);
+        let gpa = mm.touch(a, true, false)?;
+        // SAFETY: as in `current_copy`; the page is writable and not shared copy-on-write.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                data[off..].as_ptr(),
+                pool::frame_ptr(gpa + (a & (PAGE_SIZE - 1))),
+                n,
+            )
+        };
+        off += n;
+    }
+    Ok(())
+}
+
+/// Handles a user page fault; `Err` means SIGSEGV.
+pub(crate) fn handle_fault(space: &Space, addr: u64, error_code: u64) -> Result<(), Errno> {
+    if !in_user_window(addr, 1) {
+        return Err(Errno::EFAULT);
+    }
+    let write = error_code & pf::WRITE != 0;
+    let exec = error_code & pf::FETCH != 0;
+    let mut mm = space.mm.lock();
+    let page = addr & !(PAGE_SIZE - 1);
+    let before = mm.pages.get(&page).copied();
+    mm.touch(addr, write, exec)?;
+    let after = mm.pages.get(&page).copied();
+    // A present page that did not change (no copy-on-write break) faulted because the
+    // sandbox does not map it (yet): map it again.
+    if let (Some(b), Some(a)) = (before, after) {
+        if b.gpa == a.gpa && b.cow == a.cow {
+            if let Some((_, v)) = mm.vma_at(page) {
+                mm.queue_map(page, &v, &a);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Copies `data` into `space` at `va` (not necessarily the current space).
+pub(crate) fn copy_out(space: &Space, va: u64, data: &[u8]) -> Result<(), Errno> {
+    if !in_user_window(va, data.len() as u64) {
+        return Err(Errno::EFAULT);
+    }
+    let mut mm = space.mm.lock();
+    let mut off = 0usize;
+    while off < data.len() {
+        let a = va + off as u64;
+        let n = ((PAGE_SIZE - (a & (PAGE_SIZE - 1))) as usize).min(data.len() - off);
+        let gpa = mm.touch(a, true, false)?;
+        // SAFETY: as in `current_copy_out`.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                data[off..].as_ptr(),
+                pool::frame_ptr(gpa + (a & (PAGE_SIZE - 1))),
+                n,
+            )
+        };
+        off += n;
+    }
+    Ok(())
+}

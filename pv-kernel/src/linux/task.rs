@@ -1,0 +1,777 @@
+//! Processes and threads (tasks) of guest user programs, and the loop that runs a task's user
+//! code in its address space's user sandbox.
+//!
+//! Every guest thread is a kernel thread running [`task_main`]: it hands its vCPU to the user
+//! sandbox ([`Space::run`]), and handles what comes back (system calls, faults, time-slice
+//! ends) in kernel context, where it may block like any kernel thread.
+
+use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
+
+use pvmux_hypercalls::frame::RFLAGS_USER_MASK;
+
+use super::files::{FdTable, FsContext};
+use super::signal::{sig, SigAction, SigState};
+use super::space::{Exit, Space, UserState};
+use super::{exec, Errno, SysResult};
+use crate::irq::IrqLock;
+use crate::sched::wait::{Completion, WaitQueue};
+
+/// Time slice handed to user code before the kernel gets its vCPU back.
+pub(crate) const SLICE_NS: u64 = crate::sched::SLICE_NS;
+
+/// `clone` flags.
+#[allow(dead_code)]
+pub(crate) mod clone_flags {
+    pub(crate) const CSIGNAL: u64 = 0xff;
+    pub(crate) const CLONE_VM: u64 = 0x100;
+    pub(crate) const CLONE_FS: u64 = 0x200;
+    pub(crate) const CLONE_FILES: u64 = 0x400;
+    pub(crate) const CLONE_SIGHAND: u64 = 0x800;
+    pub(crate) const CLONE_VFORK: u64 = 0x4000;
+    pub(crate) const CLONE_PARENT: u64 = 0x8000;
+    pub(crate) const CLONE_THREAD: u64 = 0x10000;
+    pub(crate) const CLONE_SETTLS: u64 = 0x80000;
+    pub(crate) const CLONE_PARENT_SETTID: u64 = 0x100000;
+    pub(crate) const CLONE_CHILD_CLEARTID: u64 = 0x200000;
+    pub(crate) const CLONE_CHILD_SETTID: u64 = 0x1000000;
+}
+use clone_flags::*;
+
+/// Parent/child bookkeeping of a process (under its lock).
+pub(crate) struct Relations {
+    /// Parent pid (0 for init).
+    pub(crate) ppid: i32,
+    /// Children, live or zombie.
+    pub(crate) children: Vec<Arc<Process>>,
+}
+
+/// A guest process: an address space, file descriptors, a working directory, signal
+/// actions, and its threads.
+pub(crate) struct Process {
+    /// Process id (= thread-group id).
+    pub(crate) pid: i32,
+    /// Process group id.
+    pgid_: AtomicI32,
+    /// Session id.
+    sid_: AtomicI32,
+    /// File descriptors.
+    pub(crate) files: IrqLock<FdTable>,
+    /// Working directory.
+    pub(crate) fs: IrqLock<FsContext>,
+    /// The address space (None once the process has exited).
+    pub(crate) space: IrqLock<Option<Arc<Space>>>,
+    /// Parent and children.
+    pub(crate) rel: IrqLock<Relations>,
+    /// Live threads.
+    pub(crate) threads: IrqLock<Vec<Arc<Task>>>,
+    /// Signal actions.
+    pub(crate) sigactions: IrqLock<[SigAction; 64]>,
+    /// Set once the process is exiting: its wait status (exit_group, fatal signal, exec).
+    pub(crate) exit_status: IrqLock<Option<i32>>,
+    /// True once every thread has exited (a zombie until reaped).
+    pub(crate) zombie: AtomicBool,
+    /// Signal sent to the parent on exit (usually SIGCHLD; 0 = none).
+    pub(crate) exit_signal: u32,
+    /// Woken when a child changes state (wait4 sleeps here).
+    pub(crate) child_wq: WaitQueue,
+    /// Signalled when this process (a vfork child) execs or exits.
+    pub(crate) vfork_done: Completion,
+    /// File-mode creation mask.
+    pub(crate) umask: AtomicU32,
+    /// Path of the running program (what `/proc/self/exe` names).
+    pub(crate) exe: IrqLock<Vec<u8>>,
+}
+
+impl Process {
+    /// Process group id.
+    pub(crate) fn pgid(&self) -> i32 {
+        self.pgid_.load(Ordering::Relaxed)
+    }
+
+    /// Session id.
+    pub(crate) fn sid(&self) -> i32 {
+        self.sid_.load(Ordering::Relaxed)
+    }
+
+    /// Parent pid.
+    pub(crate) fn ppid(&self) -> i32 {
+        self.rel.lock().ppid
+    }
+
+    /// The address space.
+    pub(crate) fn space(&self) -> Option<Arc<Space>> {
+        self.space.lock().clone()
+    }
+}
+
+/// A guest thread.
+pub(crate) struct Task {
+    /// Thread id.
+    pub(crate) tid: i32,
+    /// Its process.
+    pub(crate) process: Arc<Process>,
+    /// Signal state (pending, blocked, alternate stack).
+    pub(crate) sig: SigState,
+    /// `CLONE_CHILD_CLEARTID` / `set_tid_address` word.
+    pub(crate) clear_child_tid: AtomicU64,
+    /// The kernel thread running it (to wake it for signals).
+    pub(crate) thread: spin::Once<Arc<crate::sched::thread::Thread>>,
+    /// Set to make the task exit at its next chance (exit_group, exec, fatal signal).
+    pub(crate) must_exit: AtomicBool,
+    /// FPU states saved by signal delivery (restored by rt_sigreturn).
+    pub(crate) fp_stack: IrqLock<Vec<Vec<u8>>>,
+}
+
+impl Task {
+    /// True if an unblocked signal is pending (or the task must exit).
+    pub(crate) fn signal_pending(&self) -> bool {
+        self.must_exit.load(Ordering::Acquire) || self.sig.has_deliverable()
+    }
+
+    /// Marks `signo` pending and wakes the task if it is blocked.
+    pub(crate) fn send_signal(&self, signo: u32) {
+        self.sig.raise(signo);
+        self.kick();
+    }
+
+    /// Wakes the task's kernel thread (it re-checks why it sleeps).
+    pub(crate) fn kick(&self) {
+        if let Some(t) = self.thread.get() {
+            crate::sched::wake(t);
+        }
+    }
+}
+
+/// Every live process, by pid.
+static PROCS: IrqLock<BTreeMap<i32, Arc<Process>>> = IrqLock::new(BTreeMap::new());
+/// Next id for processes and threads.
+static NEXT_ID: AtomicI32 = AtomicI32::new(1);
+/// Wait status of init (pid 1) once it has ended.
+static INIT_STATUS: IrqLock<Option<i32>> = IrqLock::new(None);
+/// Woken when init ends.
+static INIT_WQ: WaitQueue = WaitQueue::new();
+
+/// The task the current kernel thread runs, if any.
+pub(crate) fn try_current_task() -> Option<Arc<Task>> {
+    crate::sched::current().task.get().cloned()
+}
+
+/// The current task (panics in a kernel thread that runs no task).
+pub(crate) fn current_task() -> Arc<Task> {
+    try_current_task().expect("no current task")
+}
+
+/// The current task's process.
+pub(crate) fn current_process() -> Arc<Process> {
+    current_task().process.clone()
+}
+
+/// Looks a process up by pid.
+pub(crate) fn find_process(pid: i32) -> Option<Arc<Process>> {
+    PROCS.lock().get(&pid).cloned()
+}
+
+/// All live processes (snapshot).
+pub(crate) fn all_processes() -> Vec<Arc<Process>> {
+    PROCS.lock().values().cloned().collect()
+}
+
+/// Looks a thread up by tid.
+pub(crate) fn find_task(tid: i32) -> Option<Arc<Task>> {
+    for p in all_processes() {
+        if let Some(t) = p.threads.lock().iter().find(|t| t.tid == tid) {
+            return Some(t.clone());
+        }
+    }
+    None
+}
+
+#[allow(clippy::too_many_arguments)] // one call per kind of process creation
+fn new_process(
+    ppid: i32,
+    pgid: i32,
+    sid: i32,
+    files: FdTable,
+    fs: FsContext,
+    space: Arc<Space>,
+    sigactions: [SigAction; 64],
+    exit_signal: u32,
+    umask: u32,
+) -> Arc<Process> {
+    let pid = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let p = Arc::new(Process {
+        pid,
+        pgid_: AtomicI32::new(if pgid == 0 { pid } else { pgid }),
+        sid_: AtomicI32::new(if sid == 0 { pid } else { sid }),
+        files: IrqLock::new(files),
+        fs: IrqLock::new(fs),
+        space: IrqLock::new(Some(space)),
+        rel: IrqLock::new(Relations {
+            ppid,
+            children: Vec::new(),
+        }),
+        threads: IrqLock::new(Vec::new()),
+        sigactions: IrqLock::new(sigactions),
+        exit_status: IrqLock::new(None),
+        zombie: AtomicBool::new(false),
+        exit_signal,
+        child_wq: WaitQueue::new(),
+        vfork_done: Completion::new(),
+        umask: AtomicU32::new(umask),
+        exe: IrqLock::new(Vec::new()),
+    });
+    PROCS.lock().insert(pid, p.clone());
+    p
+}
+
+fn new_task(tid: i32, process: &Arc<Process>, blocked: u64) -> Arc<Task> {
+    let t = Arc::new(Task {
+        tid,
+        process: process.clone(),
+        sig: SigState::new(blocked),
+        clear_child_tid: AtomicU64::new(0),
+        thread: spin::Once::new(),
+        must_exit: AtomicBool::new(false),
+        fp_stack: IrqLock::new(Vec::new()),
+    });
+    process.threads.lock().push(t.clone());
+    t
+}
+
+/// Starts the kernel thread of `task` with user state `st`.
+fn start(task: Arc<Task>, st: UserState, fresh: bool) -> Result<(), Errno> {
+    let t2 = task.clone();
+    let h = crate::sched::spawn("user", None, move || task_main(t2, st, fresh))
+        .map_err(|_| Errno::ENOMEM)?;
+    task.thread.call_once(|| h.thread().clone());
+    Ok(())
+}
+
+/// The default environment of init.
+const INIT_ENV: [&[u8]; 4] = [
+    b"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    b"HOME=/",
+    b"TERM=linux",
+    b"SHELL=/bin/sh",
+];
+
+/// Resolves a program name without `/` through the default PATH.
+fn resolve_init(name: &[u8]) -> Vec<u8> {
+    if name.contains(&b'/') {
+        return name.to_vec();
+    }
+    for dir in [
+        &b"/usr/local/bin"[..],
+        b"/usr/bin",
+        b"/bin",
+        b"/usr/sbin",
+        b"/sbin",
+    ] {
+        let mut p = dir.to_vec();
+        p.push(b'/');
+        p.extend_from_slice(name);
+        if crate::fs::with(|fs| fs.stat(crate::fs::ramfs::ROOT_INO, &p)).is_ok() {
+            return p;
+        }
+    }
+    name.to_vec()
+}
+
+/// Runs `argv` as init (pid 1) and waits for it; returns its wait status, or the errno of
+/// a failed start.
+pub(crate) fn run_init(argv: Vec<Vec<u8>>) -> Result<i32, Errno> {
+    super::pool::init();
+    if super::pool::range().is_none() {
+        crate::println!("pvmux-kernel: no user pool in the memory map: cannot run programs");
+        return Err(Errno::ENOMEM);
+    }
+    let path = resolve_init(&argv[0]);
+    let env: Vec<Vec<u8>> = INIT_ENV.iter().map(|e| e.to_vec()).collect();
+    let root = |p: &[u8]| exec::read_file(crate::fs::ramfs::ROOT_INO, p);
+    let (file, argv2) = load_file_with_shebang(&root, &path, argv)?;
+    let space = Space::new()?;
+    let loaded = exec::load(&space, &file, &argv2, &env, &path)?;
+    let p = new_process(
+        0,
+        0,
+        0,
+        FdTable::with_console(),
+        FsContext::root(),
+        space,
+        [SigAction::DEFAULT; 64],
+        0,
+        0o022,
+    );
+    *p.exe.lock() = path.clone();
+    let t = new_task(p.pid, &p, 0);
+    start(t, UserState::new(loaded.entry, loaded.rsp), true)?;
+    INIT_WQ.wait_until(|| INIT_STATUS.lock().is_some());
+    let status = INIT_STATUS.lock().unwrap_or(0);
+    Ok(status)
+}
+
+/// Reads `path` and follows `#!` interpreters (up to 4 levels); returns the ELF bytes and the
+/// final argv.
+/// Reads a program file by path.
+type ReadFile<'a> = &'a dyn Fn(&[u8]) -> Result<Vec<u8>, Errno>;
+
+fn load_file_with_shebang(
+    read: ReadFile<'_>,
+    path: &[u8],
+    mut argv: Vec<Vec<u8>>,
+) -> Result<(Vec<u8>, Vec<Vec<u8>>), Errno> {
+    let mut file = read(path)?;
+    let mut cur_path = path.to_vec();
+    for _ in 0..4 {
+        let Some((interp, arg)) = exec::shebang(&file) else {
+            return Ok((file, argv));
+        };
+        let mut nargv = alloc::vec![interp.clone()];
+        if let Some(a) = arg {
+            nargv.push(a);
+        }
+        nargv.push(cur_path.clone());
+        nargv.extend(argv.into_iter().skip(1));
+        argv = nargv;
+        file = read(&interp)?;
+        cur_path = interp;
+    }
+    Err(Errno::ELOOP)
+}
+
+/// Wait status for a normal exit.
+pub(crate) fn exit_status(code: i32) -> i32 {
+    (code & 0xff) << 8
+}
+
+/// Body of every guest thread's kernel thread.
+fn task_main(task: Arc<Task>, mut st: UserState, mut fresh: bool) {
+    crate::sched::current().task.call_once(|| task.clone());
+    let mut last_fault = (0u64, 0u32);
+    loop {
+        if task.must_exit.load(Ordering::Acquire) {
+            break;
+        }
+        if super::signal::deliver(&task, &mut st, &mut fresh).is_err() {
+            break;
+        }
+        if task.must_exit.load(Ordering::Acquire) {
+            break;
+        }
+        let Some(space) = task.process.space() else {
+            break;
+        };
+        let exit = space.run(&mut st, fresh);
+        fresh = false;
+        match exit {
+            Exit::Syscall => {
+                let nr = st.regs.rax;
+                let args = [
+                    st.regs.rdi,
+                    st.regs.rsi,
+                    st.regs.rdx,
+                    st.regs.r10,
+                    st.regs.r8,
+                    st.regs.r9,
+                ];
+                let r = super::dispatch::syscall(&task, &mut st, &mut fresh, nr, args);
+                st.regs.rax = match r {
+                    Ok(v) => v,
+                    Err(e) => {
+                        if e == Errno::EINTR {
+                            task.sig.note_interrupted(nr);
+                        }
+                        (-(e.code() as i64)) as u64
+                    }
+                };
+            }
+            Exit::Exception {
+                vector,
+                error_code,
+                addr,
+            } => {
+                let signo = match vector {
+                    14 => {
+                        if (last_fault.0 == addr) && last_fault.1 > 8 {
+                            Some(sig::SIGSEGV)
+                        } else if super::space::handle_fault(&space, addr, error_code).is_ok() {
+                            last_fault = if last_fault.0 == addr {
+                                (addr, last_fault.1 + 1)
+                            } else {
+                                (addr, 0)
+                            };
+                            None
+                        } else {
+                            Some(sig::SIGSEGV)
+                        }
+                    }
+                    0 | 16 | 19 => Some(sig::SIGFPE),
+                    6 => Some(sig::SIGILL),
+                    1 | 3 => Some(sig::SIGTRAP),
+                    17 => Some(sig::SIGBUS),
+                    _ => Some(sig::SIGSEGV),
+                };
+                if let Some(s) = signo {
+                    task.sig.set_fault_info(addr);
+                    super::signal::force(&task, s);
+                }
+            }
+            Exit::Interrupt => crate::sched::yield_now(),
+            Exit::Dead => {
+                // The sandbox died under us (killed, crashed, or misbehaved).
+                kill_process(&task.process, sig::SIGKILL);
+            }
+        }
+        // Let events (timers, kicks) run between user slices.
+        st.regs.rflags = (st.regs.rflags & RFLAGS_USER_MASK) | 0x202;
+    }
+    exit_thread(&task);
+}
+
+/// Makes every thread of `p` exit with wait status `status` (first caller wins).
+pub(crate) fn exit_group(p: &Arc<Process>, status: i32) {
+    {
+        let mut s = p.exit_status.lock();
+        if s.is_none() {
+            *s = Some(status);
+        }
+    }
+    let threads: Vec<Arc<Task>> = p.threads.lock().clone();
+    for t in threads {
+        t.must_exit.store(true, Ordering::Release);
+        t.kick();
+    }
+}
+
+/// Ends `p` as if killed by `signo`.
+pub(crate) fn kill_process(p: &Arc<Process>, signo: u32) {
+    exit_group(p, (signo & 0x7f) as i32);
+}
+
+/// Thread exit: clears `clear_child_tid`, and ends the process with its last thread.
+fn exit_thread(task: &Arc<Task>) {
+    let ctid = task.clear_child_tid.swap(0, Ordering::AcqRel);
+    let p = task.process.clone();
+    if ctid != 0 {
+        let _ = super::uaccess::write_val(ctid, &0u32);
+        let _ = super::futex::wake_addr(ctid, 1);
+    }
+    let last = {
+        let mut th = p.threads.lock();
+        th.retain(|t| !Arc::ptr_eq(t, task));
+        th.is_empty()
+    };
+    if last {
+        exit_process(&p);
+    }
+}
+
+fn exit_process(p: &Arc<Process>) {
+    let status = p.exit_status.lock().unwrap_or(0);
+    p.files.lock().close_all();
+    let space = p.space.lock().take();
+    drop(space);
+    p.vfork_done.signal();
+    // Orphans go to init (pid 1), or nowhere when init itself ends.
+    let children = core::mem::take(&mut p.rel.lock().children);
+    if p.pid != 1 {
+        if let Some(init) = find_process(1) {
+            for c in &children {
+                c.rel.lock().ppid = 1;
+            }
+            init.rel.lock().children.extend(children);
+            init.child_wq.wake_all();
+        }
+    }
+    p.zombie.store(true, Ordering::Release);
+    let ppid = p.ppid();
+    if p.pid == 1 || ppid == 0 {
+        PROCS.lock().remove(&p.pid);
+        *INIT_STATUS.lock() = Some(status);
+        INIT_WQ.wake_all();
+        return;
+    }
+    if let Some(parent) = find_process(ppid) {
+        if p.exit_signal != 0 {
+            super::signal::send_to_process(&parent, p.exit_signal);
+        }
+        parent.child_wq.wake_all();
+    } else {
+        PROCS.lock().remove(&p.pid);
+    }
+}
+
+/// `clone`/`fork`/`vfork`.
+pub(crate) fn do_clone(
+    task: &Arc<Task>,
+    st: &UserState,
+    flags: u64,
+    newsp: u64,
+    ptid: u64,
+    ctid: u64,
+    tls: u64,
+) -> SysResult {
+    let p = &task.process;
+    let mut cst = UserState {
+        regs: st.regs,
+        fs_base: st.fs_base,
+        fp: st.fp.clone(),
+    };
+    cst.regs.rax = 0;
+    if newsp != 0 {
+        cst.regs.rsp = newsp;
+    }
+    if flags & CLONE_SETTLS != 0 {
+        cst.fs_base = tls;
+    }
+    let blocked = task.sig.blocked();
+    if flags & CLONE_THREAD != 0 {
+        if flags & CLONE_VM == 0 || flags & CLONE_SIGHAND == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let tid = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let t = new_task(tid, p, blocked);
+        if flags & CLONE_PARENT_SETTID != 0 {
+            super::uaccess::write_val(ptid, &tid)?;
+        }
+        if flags & CLONE_CHILD_SETTID != 0 {
+            super::uaccess::write_val(ctid, &tid)?;
+        }
+        if flags & CLONE_CHILD_CLEARTID != 0 {
+            t.clear_child_tid.store(ctid, Ordering::Relaxed);
+        }
+        start(t, cst, false)?;
+        return Ok(tid as u64);
+    }
+    // A new process.
+    let space = p.space().ok_or(Errno::ESRCH)?;
+    let child_space = if flags & CLONE_VM != 0 {
+        space.clone()
+    } else {
+        space.fork()?
+    };
+    let files = p.files.lock().fork();
+    let fs = p.fs.lock().clone();
+    let actions = *p.sigactions.lock();
+    let ppid = if flags & CLONE_PARENT != 0 {
+        p.ppid()
+    } else {
+        p.pid
+    };
+    let exe = p.exe.lock().clone();
+    let c = new_process(
+        ppid,
+        p.pgid(),
+        p.sid(),
+        files,
+        fs,
+        child_space.clone(),
+        actions,
+        (flags & CSIGNAL) as u32,
+        p.umask.load(Ordering::Relaxed),
+    );
+    *c.exe.lock() = exe;
+    let t = new_task(c.pid, &c, blocked);
+    if flags & CLONE_PARENT_SETTID != 0 {
+        super::uaccess::write_val(ptid, &c.pid)?;
+    }
+    if flags & CLONE_CHILD_SETTID != 0 {
+        super::space::copy_out(&child_space, ctid, &c.pid.to_le_bytes())?;
+    }
+    if flags & CLONE_CHILD_CLEARTID != 0 {
+        t.clear_child_tid.store(ctid, Ordering::Relaxed);
+    }
+    match find_process(ppid) {
+        Some(par) => par.rel.lock().children.push(c.clone()),
+        None => p.rel.lock().children.push(c.clone()),
+    }
+    drop(child_space);
+    start(t, cst, false)?;
+    if flags & CLONE_VFORK != 0 {
+        c.vfork_done.wait();
+    }
+    Ok(c.pid as u64)
+}
+
+/// `execve`: replaces the current process's image. On success the new image's state is in
+/// `st`.
+pub(crate) fn do_execve(
+    task: &Arc<Task>,
+    st: &mut UserState,
+    fresh: &mut bool,
+    path: Vec<u8>,
+    argv: Vec<Vec<u8>>,
+    envp: Vec<Vec<u8>>,
+) -> SysResult {
+    let p = &task.process;
+    let argv = if argv.is_empty() {
+        alloc::vec![path.clone()]
+    } else {
+        argv
+    };
+    // `/proc/self/exe` (busybox re-executes itself through it): the running program.
+    let path = if path == b"/proc/self/exe" {
+        p.exe.lock().clone()
+    } else {
+        path
+    };
+    let (file, argv) = load_file_with_shebang(&super::files::read_whole_file, &path, argv)?;
+    let space = Space::new()?;
+    let loaded = exec::load(&space, &file, &argv, &envp, &path)?;
+    // Point of no return: other threads die, the old image goes.
+    let others: Vec<Arc<Task>> = p
+        .threads
+        .lock()
+        .iter()
+        .filter(|t| !Arc::ptr_eq(t, task))
+        .cloned()
+        .collect();
+    for t in others {
+        t.must_exit.store(true, Ordering::Release);
+        t.kick();
+    }
+    *p.exe.lock() = absolute_path(p, &path);
+    let old = p.space.lock().replace(space);
+    drop(old);
+    p.files.lock().close_on_exec();
+    super::signal::reset_on_exec(task);
+    *st = UserState::new(loaded.entry, loaded.rsp);
+    *fresh = true;
+    p.vfork_done.signal();
+    Ok(0)
+}
+
+/// Which children a wait call selects.
+#[derive(Clone, Copy)]
+pub(crate) enum WaitFor {
+    /// Any child.
+    Any,
+    /// This pid.
+    Pid(i32),
+    /// Members of this process group.
+    Pgid(i32),
+}
+
+/// Wait options.
+pub(crate) const WNOHANG: u32 = 1;
+/// `waitid`: do not reap.
+pub(crate) const WNOWAIT: u32 = 0x0100_0000;
+
+/// Waits for a child to end: `Ok(Some((pid, status)))`, `Ok(None)` with WNOHANG when none
+/// has ended yet.
+pub(crate) fn wait_child(which: WaitFor, options: u32) -> Result<Option<(i32, i32)>, Errno> {
+    let me = current_process();
+    loop {
+        let mut found_any = false;
+        let mut reaped = None;
+        {
+            let mut rel = me.rel.lock();
+            let mut idx = None;
+            for (i, c) in rel.children.iter().enumerate() {
+                let m = match which {
+                    WaitFor::Any => true,
+                    WaitFor::Pid(pid) => c.pid == pid,
+                    WaitFor::Pgid(g) => c.pgid() == g,
+                };
+                if !m {
+                    continue;
+                }
+                found_any = true;
+                if c.zombie.load(Ordering::Acquire) {
+                    idx = Some(i);
+                    break;
+                }
+            }
+            if let Some(i) = idx {
+                let c = if options & WNOWAIT != 0 {
+                    rel.children[i].clone()
+                } else {
+                    rel.children.remove(i)
+                };
+                let status = c.exit_status.lock().unwrap_or(0);
+                reaped = Some((c.pid, status));
+                if options & WNOWAIT == 0 {
+                    PROCS.lock().remove(&c.pid);
+                }
+            }
+        }
+        if let Some(r) = reaped {
+            return Ok(Some(r));
+        }
+        if !found_any {
+            return Err(Errno::ECHILD);
+        }
+        if options & WNOHANG != 0 {
+            return Ok(None);
+        }
+        if super::signal::pending() {
+            return Err(Errno::EINTR);
+        }
+        let me2 = me.clone();
+        me.child_wq.wait_until(move || {
+            super::signal::pending()
+                || me2.rel.lock().children.iter().any(|c| {
+                    c.zombie.load(Ordering::Acquire)
+                        && match which {
+                            WaitFor::Any => true,
+                            WaitFor::Pid(pid) => c.pid == pid,
+                            WaitFor::Pgid(g) => c.pgid() == g,
+                        }
+                })
+        });
+    }
+}
+
+/// `setpgid(pid, pgid)`.
+pub(crate) fn setpgid(pid: i32, pgid: i32) -> SysResult {
+    let me = current_process();
+    let target = if pid == 0 || pid == me.pid {
+        me.clone()
+    } else {
+        let c = find_process(pid).ok_or(Errno::ESRCH)?;
+        if c.ppid() != me.pid {
+            return Err(Errno::ESRCH);
+        }
+        c
+    };
+    if pgid < 0 {
+        return Err(Errno::EINVAL);
+    }
+    let g = if pgid == 0 { target.pid } else { pgid };
+    if target.sid() == target.pid {
+        return Err(Errno::EPERM);
+    }
+    target.pgid_.store(g, Ordering::Relaxed);
+    Ok(0)
+}
+
+/// `setsid()`.
+pub(crate) fn setsid() -> SysResult {
+    let me = current_process();
+    if all_processes().iter().any(|p| p.pgid() == me.pid) && me.pgid() != me.pid {
+        return Err(Errno::EPERM);
+    }
+    if me.pgid() == me.pid {
+        return Err(Errno::EPERM);
+    }
+    me.sid_.store(me.pid, Ordering::Relaxed);
+    me.pgid_.store(me.pid, Ordering::Relaxed);
+    Ok(me.pid as u64)
+}
+
+/// `path` made absolute against the process's working directory (for `/proc/self/exe`).
+fn absolute_path(p: &Process, path: &[u8]) -> Vec<u8> {
+    if path.starts_with(b"/") {
+        return path.to_vec();
+    }
+    let cwd = p.fs.lock().cwd;
+    let mut out = super::files::path::dir_path(cwd).unwrap_or_else(|_| b"/".to_vec());
+    if !out.ends_with(b"/") {
+        out.push(b'/');
+    }
+    out.extend_from_slice(path);
+    out
+}

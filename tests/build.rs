@@ -1,0 +1,144 @@
+//! Builds the guest test programs (`tests/programs`) as static executables for the tests:
+//! the Rust programs with a nested `cargo build --release` (`+crt-static`, for the host's
+//! target given explicitly so the flags do not reach build scripts) and `programs/c/hello.c`
+//! with `cc -static -O2` (as `hello-c`). They are copied into `<target>/guest-programs/bin`,
+//! whose path the tests get as `PVMUX_PROG_DIR`.
+//!
+//! The nested cargo uses its own target directory (`<target>/guest-programs`, no lock shared
+//! with the outer build, no RUSTFLAGS leaking into it) and a scrubbed environment, exactly
+//! like `tools/build.rs`: every `CARGO_*` variable except `CARGO_HOME` is removed, as are
+//! `RUSTFLAGS`, `RUSTC`, `RUSTDOC`, the rustc wrappers and `__CARGO_FIX_PLZ`.
+//!
+//! Without a static glibc (`libc.a`) the C program is skipped with a `cargo:warning`; the
+//! test that runs it then says so.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The Rust programs of `pvmux-guest-programs`.
+const PROGRAMS: [&str; 6] = ["hello", "threads", "fsdemo", "spawn", "segv", "exitcode"];
+
+fn main() {
+    let manifest_dir =
+        PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let workspace = manifest_dir
+        .parent()
+        .expect("tests/ has a parent directory")
+        .to_path_buf();
+    let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR"));
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let target = std::env::var("TARGET").expect("TARGET");
+
+    println!(
+        "cargo:rerun-if-changed={}",
+        manifest_dir.join("programs").display()
+    );
+    for file in ["Cargo.toml", "Cargo.lock"] {
+        println!("cargo:rerun-if-changed={}", workspace.join(file).display());
+    }
+    println!("cargo:rerun-if-env-changed=CC");
+
+    let build_dir = target_root(&out_dir).join("guest-programs");
+    let bin_dir = build_dir.join("bin");
+    std::fs::create_dir_all(&bin_dir)
+        .unwrap_or_else(|e| panic!("creating {}: {e}", bin_dir.display()));
+
+    let mut cmd = Command::new(&cargo);
+    cmd.args(["build", "--release", "-p", "pvmux-guest-programs", "--bins"])
+        .args(["--target", &target])
+        .arg("--manifest-path")
+        .arg(workspace.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&build_dir);
+    scrub(&mut cmd);
+    cmd.env("CARGO_ENCODED_RUSTFLAGS", "-Ctarget-feature=+crt-static")
+        // Small binaries (they are packed into every test rootfs); symbols are kept.
+        .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
+        .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo");
+    let output = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run nested cargo: {e}"));
+    if !output.status.success() {
+        eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+        panic!(
+            "building the guest test programs failed ({}); see the nested cargo output above",
+            output.status
+        );
+    }
+    let built = build_dir.join(&target).join("release");
+    for program in PROGRAMS {
+        copy(&built.join(program), &bin_dir.join(program));
+    }
+
+    build_c(
+        &manifest_dir.join("programs/c/hello.c"),
+        &bin_dir.join("hello-c"),
+    );
+    println!("cargo:rustc-env=PVMUX_PROG_DIR={}", bin_dir.display());
+}
+
+/// The outer build's target directory (or `<target>/<triple>`): the parent of the profile
+/// directory that holds `build/<package>-<hash>/out`.
+fn target_root(out_dir: &Path) -> PathBuf {
+    out_dir
+        .ancestors()
+        .find(|p| p.file_name().is_some_and(|n| n == "build"))
+        .and_then(Path::parent)
+        .and_then(Path::parent)
+        .unwrap_or(out_dir)
+        .to_path_buf()
+}
+
+/// Compiles the C program statically; on failure (typically: no static glibc) removes any
+/// stale output and warns instead of failing the build.
+fn build_c(source: &Path, output: &Path) {
+    let cc = std::env::var_os("CC").unwrap_or_else(|| "cc".into());
+    let result = Command::new(&cc)
+        .args(["-static", "-O2", "-Wall", "-Wextra", "-o"])
+        .arg(output)
+        .arg(source)
+        .output();
+    let failure = match result {
+        Ok(o) if o.status.success() => return,
+        Ok(o) => format!(
+            "{} ({})",
+            String::from_utf8_lossy(&o.stderr)
+                .lines()
+                .next()
+                .unwrap_or(""),
+            o.status
+        ),
+        Err(e) => format!("cannot run {}: {e}", cc.to_string_lossy()),
+    };
+    // Ignoring the error: the file usually does not exist.
+    let _ = std::fs::remove_file(output);
+    println!(
+        "cargo:warning=skipping the static C test program (is static glibc, libc.a, \
+         installed?): {failure}"
+    );
+}
+
+/// Removes the outer build's variables that must not leak into a nested cargo (see above).
+fn scrub(cmd: &mut Command) {
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        let scrub = (key.starts_with("CARGO_") && key != "CARGO_HOME")
+            || matches!(
+                key,
+                "RUSTFLAGS"
+                    | "RUSTC_WRAPPER"
+                    | "RUSTC_WORKSPACE_WRAPPER"
+                    | "RUSTC"
+                    | "RUSTDOC"
+                    | "__CARGO_FIX_PLZ"
+            );
+        if scrub {
+            cmd.env_remove(key);
+        }
+    }
+}
+
+fn copy(from: &Path, to: &Path) {
+    std::fs::copy(from, to)
+        .unwrap_or_else(|e| panic!("copying {} to {}: {e}", from.display(), to.display()));
+}

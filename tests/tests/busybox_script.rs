@@ -1,0 +1,223 @@
+//! A busybox shell script (`tests/scripts/busybox.sh`: pipes, redirections, subshells,
+//! loops, functions, command substitution, exit statuses and the common applets) run
+//! natively with the host's static `/bin/busybox` as the reference, and as a pvmux guest
+//! (`pvmux run --rootfs DIR -- /bin/busybox sh /script.sh`), where stdout and exit status
+//! must be identical. Skipped, with the reason printed, when the host has no busybox.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// The host's busybox (a static build, e.g. Debian's busybox-static).
+const BUSYBOX: &str = "/bin/busybox";
+/// The `pvmux` command line.
+const PVMUX: &str = env!("CARGO_BIN_EXE_pvmux-cli");
+/// Longest any single run may take.
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/busybox.sh")
+}
+
+/// Whether the host has busybox; prints why a test is skipped when not.
+fn have_busybox() -> bool {
+    let found = Path::new(BUSYBOX).is_file();
+    if !found {
+        println!("skipped: {BUSYBOX} is not installed (e.g. apt-get install busybox-static)");
+    }
+    found
+}
+
+/// A fresh directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(what: &str) -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "pvmux-busybox-{}-{}-{what}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        // Ignoring the error: a leftover of an earlier run usually does not exist.
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        Self(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        // Ignoring the error: cleanup is best effort.
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// What a finished process left: exit status, stdout and stderr.
+struct Run {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `cmd` with null stdin, killing it after [`TIMEOUT`]. The environment is cleared
+/// except for `env`.
+fn run(mut cmd: Command, env: &[(&str, &Path)]) -> Run {
+    cmd.env_clear();
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let what = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    let mut out = child.stdout.take().expect("stdout is piped");
+    let mut err = child.stderr.take().expect("stderr is piped");
+    let out_reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        out.read_to_end(&mut v).map(|_| v)
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        err.read_to_end(&mut v).map(|_| v)
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for child") {
+            break status;
+        }
+        if start.elapsed() > TIMEOUT {
+            // Ignoring the errors: the child may have exited just now.
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not finish within {TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let text = |v: Vec<u8>| String::from_utf8_lossy(&v).into_owned();
+    Run {
+        status,
+        stdout: text(out_reader.join().expect("reader").expect("read stdout")),
+        stderr: text(err_reader.join().expect("reader").expect("read stderr")),
+    }
+}
+
+/// Runs the script natively in a fresh directory (cwd and `TMPDIR`).
+fn native_script() -> Run {
+    let dir = TempDir::new("native");
+    let mut cmd = Command::new(BUSYBOX);
+    cmd.arg("sh").arg(script()).current_dir(&dir.0);
+    run(cmd, &[("TMPDIR", &dir.0)])
+}
+
+/// A rootfs holding `/bin/busybox`, `/script.sh` and an empty `/tmp`.
+fn rootfs() -> TempDir {
+    let root = TempDir::new("rootfs");
+    std::fs::create_dir(root.0.join("bin")).expect("mkdir bin");
+    std::fs::create_dir(root.0.join("tmp")).expect("mkdir tmp");
+    std::fs::copy(BUSYBOX, root.0.join("bin/busybox")).expect("copy busybox");
+    std::fs::copy(script(), root.0.join("script.sh")).expect("copy script");
+    root
+}
+
+/// Runs `/bin/busybox ARGS...` under pvmux with `root` as its rootfs.
+fn guest(root: &TempDir, args: &[&str]) -> Run {
+    let mut cmd = Command::new(PVMUX);
+    cmd.arg("run")
+        .arg("--rootfs")
+        .arg(&root.0)
+        .arg("--")
+        .arg("/bin/busybox")
+        .args(args);
+    run(cmd, &[])
+}
+
+#[test]
+fn busybox_script_native_reference() {
+    if !have_busybox() {
+        return;
+    }
+    let first = native_script();
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "failed checks:\n{}\nstderr:\n{}",
+        first.stdout,
+        first.stderr
+    );
+    assert!(!first.stdout.contains("FAIL"), "{}", first.stdout);
+    assert!(
+        first.stdout.ends_with("ok removed\nfailed checks: 0\n"),
+        "{}",
+        first.stdout
+    );
+    for section in [
+        "setup",
+        "redirections",
+        "pipes",
+        "subshells",
+        "loops",
+        "case",
+        "functions",
+        "exit statuses",
+        "files",
+        "sleep",
+        "cleanup",
+    ] {
+        assert!(
+            first.stdout.contains(&format!("== {section}\n")),
+            "section {section} missing:\n{}",
+            first.stdout
+        );
+    }
+    // Deterministic: another run (other directory, other pids) prints the same bytes.
+    let second = native_script();
+    assert_eq!(first.stdout, second.stdout);
+}
+
+#[test]
+fn busybox_pipe_native_reference() {
+    if !have_busybox() {
+        return;
+    }
+    let mut cmd = Command::new(BUSYBOX);
+    cmd.args(["sh", "-c", "echo hello | wc -c"]);
+    let r = run(cmd, &[]);
+    assert_eq!(r.stdout, "6\n");
+    assert_eq!(r.status.code(), Some(0));
+}
+
+#[test]
+fn busybox_script_under_pvmux() {
+    if !have_busybox() {
+        return;
+    }
+    let native = native_script();
+    let root = rootfs();
+    let g = guest(&root, &["sh", "/script.sh"]);
+    assert_eq!(
+        g.stdout, native.stdout,
+        "guest stdout differs from the native run (guest stderr:\n{})",
+        g.stderr
+    );
+    assert_eq!(g.status.code(), native.status.code(), "{}", g.stderr);
+}
+
+#[test]
+fn busybox_pipe_and_exit_status_under_pvmux() {
+    if !have_busybox() {
+        return;
+    }
+    let root = rootfs();
+    let g = guest(&root, &["sh", "-c", "echo hello | wc -c"]);
+    assert_eq!(g.stdout, "6\n", "stderr:\n{}", g.stderr);
+    assert_eq!(g.status.code(), Some(0));
+    let g = guest(&root, &["sh", "-c", "echo out; exit 9"]);
+    assert_eq!(g.stdout, "out\n", "stderr:\n{}", g.stderr);
+    assert_eq!(g.status.code(), Some(9));
+}

@@ -11,7 +11,7 @@ use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::ptr::addr_of_mut;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use pvmux_hypercalls::frame::pf;
 use pvmux_hypercalls::user::{
@@ -27,6 +27,8 @@ use crate::irq::{IrqGuard, IrqLock};
 const FAULT_AROUND: u64 = 16;
 /// How long the kernel spins for a slot to come back before sleeping.
 const SPIN_NS: u64 = 30_000;
+/// Shortest spin the adaptive budget goes down to.
+const SPIN_MIN_NS: u64 = 1_000;
 /// Sleep slices while waiting (re-checks the sandbox's death flag in between).
 const WAIT_SLICE_NS: u64 = 20_000_000;
 
@@ -121,6 +123,9 @@ pub(crate) struct Space {
     ctx_pages: usize,
     /// The memory map.
     pub(crate) mm: IrqLock<Mm>,
+    /// Per slot: guest time at which its slice timer fires (0 = not armed). The timer is
+    /// re-armed only once it has fired, which saves a host timer call per entry.
+    slice_deadline: [AtomicU64; pvmux_hypercalls::MAX_VCPUS as usize],
 }
 
 /// Spaces destroyed but possibly not dead yet: their frames are released once the host
@@ -129,6 +134,15 @@ static GRAVEYARD: IrqLock<Vec<(u64, usize, Vec<u64>)>> = IrqLock::new(Vec::new()
 
 /// Live spaces (statistics).
 pub(crate) static LIVE: AtomicU32 = AtomicU32::new(0);
+
+/// Per vCPU: current spin budget (ns) of the kernel side of the hand-off.
+static SPIN_BUDGET: [AtomicU64; pvmux_hypercalls::MAX_VCPUS as usize] =
+    [const { AtomicU64::new(SPIN_NS) }; pvmux_hypercalls::MAX_VCPUS as usize];
+
+/// The slot index of `slot_gpa` in the context region at `ctx_gpa`.
+fn cpu_of(slot_gpa: u64, ctx_gpa: u64) -> usize {
+    ((slot_gpa - ctx_gpa - user_slot_offset(0)) / pvmux_hypercalls::user::USER_SLOT_SIZE) as usize
+}
 
 fn header(ctx_gpa: u64) -> *mut UserCtxHeader {
     crate::boot::phys_to_virt(ctx_gpa) as *mut UserCtxHeader
@@ -490,6 +504,7 @@ impl Space {
             ctx_gpa,
             ctx_pages: pages,
             mm: IrqLock::new(Mm::new()),
+            slice_deadline: [const { AtomicU64::new(0) }; pvmux_hypercalls::MAX_VCPUS as usize],
         }))
     }
 
@@ -594,7 +609,15 @@ impl Space {
             if !ops_only {
                 wv(addr_of_mut!((*slot).regs), st.regs);
                 wv(addr_of_mut!((*slot).fs_base), st.fs_base);
-                wv(addr_of_mut!((*slot).slice_ns), super::task::SLICE_NS);
+                let now = crate::stub::clock_ns();
+                let dl = &self.slice_deadline[cpu_of(slot_gpa, self.ctx_gpa)];
+                let slice = if dl.load(Ordering::Relaxed) <= now {
+                    dl.store(now + super::task::SLICE_NS, Ordering::Relaxed);
+                    super::task::SLICE_NS
+                } else {
+                    0
+                };
+                wv(addr_of_mut!((*slot).slice_ns), slice);
                 let fl = st.fp.len().min(USER_FPSTATE_MAX);
                 if fl > 0 {
                     core::ptr::copy_nonoverlapping(
@@ -614,6 +637,12 @@ impl Space {
             }
             let done_gpa = slot_gpa + 4;
             let start = crate::stub::clock_ns();
+            // Adaptive spin (per vCPU): spinning pays off when the user thread runs on
+            // another host CPU and comes back soon; when it did not (host CPUs busy, long
+            // user work), spin less next time so a busy host is not burnt on waiting.
+            let budget = &SPIN_BUDGET[cpu_of(slot_gpa, self.ctx_gpa) % SPIN_BUDGET.len()];
+            let spin = budget.load(Ordering::Relaxed).clamp(SPIN_MIN_NS, SPIN_NS);
+            let mut slept = false;
             loop {
                 let d = s.done_seq.load(Ordering::Acquire);
                 if d == seq {
@@ -622,10 +651,11 @@ impl Space {
                 if is_dead(self.ctx_gpa) {
                     return Some(Exit::Dead);
                 }
-                if crate::stub::clock_ns().wrapping_sub(start) < SPIN_NS {
+                if !slept && crate::stub::clock_ns().wrapping_sub(start) < spin {
                     core::hint::spin_loop();
                     continue;
                 }
+                slept = true;
                 s.kernel_waiting.store(1, Ordering::SeqCst);
                 let d2 = s.done_seq.load(Ordering::SeqCst);
                 if d2 != seq {
@@ -634,6 +664,8 @@ impl Space {
                 s.kernel_waiting.store(0, Ordering::Relaxed);
                 let _ = old_done;
             }
+            let next = if slept { spin / 2 } else { (spin * 2).min(SPIN_NS) };
+            budget.store(next.max(SPIN_MIN_NS), Ordering::Relaxed);
             let reason = rv(addr_of_mut!((*slot).exit_reason));
             let exit = match UserExit::from_raw(reason) {
                 Some(UserExit::OpsDone) if ops_only => return None,
@@ -643,7 +675,10 @@ impl Space {
                     error_code: rv(addr_of_mut!((*slot).exit_error_code)),
                     addr: rv(addr_of_mut!((*slot).exit_addr)),
                 },
-                Some(UserExit::Interrupt) => Exit::Interrupt,
+                Some(UserExit::Interrupt) => {
+                    self.slice_deadline[cpu_of(slot_gpa, self.ctx_gpa)].store(0, Ordering::Relaxed);
+                    Exit::Interrupt
+                }
                 // A failed operation means the sandbox refused a mapping we validated:
                 // treat it as broken. Anything else is garbage.
                 _ => return Some(Exit::Dead),

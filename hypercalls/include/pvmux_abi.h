@@ -1,5 +1,5 @@
 /*
- * pvmux_abi.h - the pvmux guest <-> host ABI, version 1, for C guest kernels.
+ * pvmux_abi.h - the pvmux guest <-> host ABI, version 2, for C guest kernels.
  *
  * This header mirrors the Rust crate `pvmux-hypercalls` (hypercalls/src/), which is the
  * normative definition; docs/ABI.md is the prose specification. Every struct size and key
@@ -9,9 +9,9 @@
  *
  * Conventions:
  *  - Every integer is little endian, every struct is naturally aligned (x86-64 SysV layout).
- *  - Fields that the Rust side declares as atomics (SandboxHeader, VcpuShared) are plain
- *    integers here: access them with single aligned loads and stores (e.g. __atomic_load_n /
- *    __atomic_store_n / __atomic_exchange_n), never with multi-word copies.
+ *  - Fields that the Rust side declares as atomics (SandboxHeader, VcpuShared, UserCtxHeader,
+ *    UserSlot) are plain integers here: access them with single aligned loads and stores (e.g.
+ *    __atomic_load_n / __atomic_store_n / __atomic_exchange_n), never with multi-word copies.
  *  - "gpa" = guest-physical address (an offset in guest memory), "gva" = guest-virtual address
  *    (equal to the sandbox virtual address inside the guest window).
  *  - Requires C11 (_Static_assert, _Alignas) and an x86-64 SysV (LP64) compiler.
@@ -38,7 +38,7 @@ extern "C" {
 
 /* "PVMUXABI" read as a little-endian u64. */
 #define PVMUX_ABI_MAGIC UINT64_C(0x49424158554d5650)
-#define PVMUX_ABI_VERSION 1u
+#define PVMUX_ABI_VERSION 2u
 /* Guest and host page size (pvmux requires 4 KiB host pages). */
 #define PVMUX_PAGE_SIZE UINT64_C(4096)
 /* Largest number of vCPUs of a tenant. */
@@ -114,6 +114,9 @@ enum pvmux_mem_region_kind {
     PVMUX_MEM_KERNEL = 2, /* the kernel image (all loaded segments) */
     PVMUX_MEM_BOOT = 3,   /* initial page tables, boot info, boot stack (and page 0) */
     PVMUX_MEM_INITRD = 4, /* the initial RAM disk */
+    /* Guest memory reserved for user pages: the only guest-physical range a user sandbox may
+     * map (the kernel must not keep its own data there). Always the last region. */
+    PVMUX_MEM_USER_POOL = 5,
 };
 
 struct pvmux_mem_region {
@@ -218,7 +221,7 @@ enum pvmux_vector {
 /* Stack a stub call may use below the caller's rsp. */
 #define PVMUX_STUB_STACK_NEED UINT64_C(4096)
 /* Entry points in this ABI version's table. */
-#define PVMUX_STUB_ENTRIES 18u
+#define PVMUX_STUB_ENTRIES 20u
 
 struct pvmux_vcpu_shared;
 struct pvmux_stub_table;
@@ -277,6 +280,14 @@ struct pvmux_stub_table {
     int64_t (*set_fault_around)(uint64_t pages);
     /* In-sandbox. Returns 0 (call-cost benchmark). */
     uint64_t (*null)(void);
+    /* In-sandbox. Shared-futex wait on the 32-bit word at guest-physical gpa (4-byte aligned,
+     * inside guest memory) while it equals expected (a u32), at most timeout_ns (0 = no
+     * limit). 0 (woken, or the value differed), PVMUX_EBUSY (timeout or interrupted by a
+     * signal: re-check), PVMUX_EBADADDR (bad gpa), PVMUX_EINVAL (expected > UINT32_MAX). */
+    int64_t (*user_wait)(uint64_t gpa, uint64_t expected, uint64_t timeout_ns);
+    /* In-sandbox. Shared-futex wake of every waiter on the word at guest-physical gpa (the
+     * kernel side of a user context slot). The number woken, or PVMUX_EBADADDR. */
+    int64_t (*user_wake)(uint64_t gpa);
 };
 
 /* ------------------------------------------------------------------------------------------
@@ -292,12 +303,22 @@ struct pvmux_stub_table {
 /* Largest panic message the host reads (longer messages are truncated). */
 #define PVMUX_PANIC_MSG_MAX UINT64_C(4096)
 
+/* console_write streams (argument a2). */
+#define PVMUX_STREAM_STDOUT UINT64_C(0)     /* the program's standard output (host stdout) */
+#define PVMUX_STREAM_KERNEL_LOG UINT64_C(1) /* kernel messages (routed by the host) */
+#define PVMUX_STREAM_STDERR UINT64_C(2)     /* the program's standard error (host stderr) */
+
 enum pvmux_hypercall {
     PVMUX_HC_NOP = 0,           /* () -> 0 */
-    PVMUX_HC_CONSOLE_WRITE = 1, /* (gpa, len) -> len */
+    PVMUX_HC_CONSOLE_WRITE = 1, /* (gpa, len, stream) -> len; PVMUX_STREAM_* */
     PVMUX_HC_SHUTDOWN = 2,      /* (code) -> does not return; exit code & 0xff */
     PVMUX_HC_PANIC = 3,         /* (gpa, len) -> does not return; crash report */
     PVMUX_HC_WALL_CLOCK = 4,    /* () -> ns since the Unix epoch */
+    PVMUX_HC_SPACE_CREATE = 5,  /* (ctx_gpa) -> space handle (>= 1); see "Guest user mode" */
+    PVMUX_HC_SPACE_DESTROY = 6, /* (handle) -> 0 once the user sandbox has exited */
+    PVMUX_HC_CONSOLE_READ = 7,  /* (gpa, len) -> bytes, 0 at end of input, PVMUX_EBUSY if none */
+    PVMUX_HC_HOSTFS_LIST = 8,   /* (path_gpa, path_len, buf_gpa, buf_len, cookie) -> bytes */
+    PVMUX_HC_HOSTFS_READ = 9,   /* (path_gpa, path_len, offset, buf_gpa, len) -> bytes */
 };
 
 /* Negative results of hypercalls and stub calls (int64_t in rax). */
@@ -318,6 +339,10 @@ enum pvmux_error {
 #define PVMUX_CTL_FD 4
 #define PVMUX_STUB_EXIT_CRASH 124
 #define PVMUX_STUB_EXIT_SETUP 125
+
+/* SandboxHeader.kind */
+#define PVMUX_SANDBOX_KIND_KERNEL 0u /* stub + guest kernel, one thread per vCPU */
+#define PVMUX_SANDBOX_KIND_USER 1u   /* stub + one guest address space's user code */
 
 /* SandboxHeader.stub_status */
 #define PVMUX_STUB_STATUS_STARTING 0u
@@ -346,6 +371,11 @@ struct pvmux_sandbox_header {
     uint64_t stub_table;     /* stub (atomic) */
     uint64_t first_insn_tsc; /* stub (atomic) */
     uint64_t stub_start_tsc; /* stub (atomic) */
+    uint32_t kind;           /* host: PVMUX_SANDBOX_KIND_* */
+    uint32_t _reserved1;
+    uint64_t user_pool_base; /* host, user sandboxes: first gpa of the user pool */
+    uint64_t user_ctx_gpa;   /* host, user sandboxes: gpa of the context region */
+    uint64_t user_ctx_len;   /* host, user sandboxes: PVMUX_USER_CTX_SIZE(nr_vcpus) */
 };
 
 /* ------------------------------------------------------------------------------------------
@@ -356,7 +386,9 @@ struct pvmux_sandbox_header {
 #define PVMUX_PENDING_TIMER (1u << 0)
 #define PVMUX_PENDING_KICK (1u << 1)
 #define PVMUX_PENDING_HOST (1u << 2)
-#define PVMUX_PENDING_ALL (PVMUX_PENDING_TIMER | PVMUX_PENDING_KICK | PVMUX_PENDING_HOST)
+#define PVMUX_PENDING_INPUT (1u << 3) /* console input (or its end) arrived: console_read */
+#define PVMUX_PENDING_ALL                                                                  \
+    (PVMUX_PENDING_TIMER | PVMUX_PENDING_KICK | PVMUX_PENDING_HOST | PVMUX_PENDING_INPUT)
 
 /* Indices into VcpuShared.stats */
 #define PVMUX_STAT_SHADOW_FILLS 0
@@ -391,7 +423,7 @@ struct pvmux_vcpu_shared {
     uint32_t hc_req;        /* request sequence; host futex word */
     uint32_t guest_waiting; /* 1 while the guest sleeps on hc_resp */
     uint64_t hc_nr;         /* number | flags */
-    uint64_t hc_args[6];    /* a0..a4; a5 is always 0 in ABI v1 */
+    uint64_t hc_args[6];    /* a0..a4; a5 is always 0 */
     /* 0x080: doorbell, host -> guest */
     uint32_t hc_resp;      /* response sequence; guest futex word */
     uint32_t host_waiting; /* 1 while the host sleeps on hc_req */
@@ -415,6 +447,164 @@ struct pvmux_vcpu_shared {
     /* 0x280: guest-owned scratch */
     uint64_t guest[16];
     uint64_t _reserved[416];
+};
+
+/* ------------------------------------------------------------------------------------------
+ * Guest user mode: user sandboxes and their context regions (user.rs)
+ * ---------------------------------------------------------------------------------------- */
+
+/* Guest user virtual addresses: [PVMUX_USER_BASE, PVMUX_USER_END) (64 TiB). */
+#define PVMUX_USER_BASE UINT64_C(0x0000000000010000)
+#define PVMUX_USER_END UINT64_C(0x0000400000000000)
+/* Where the user stub maps the context region (above USER_END, below the stub). */
+#define PVMUX_USER_CTX_BASE UINT64_C(0x0000480000000000)
+/* Bytes of one struct pvmux_user_slot, and the offset of slot 0 in a context region. */
+#define PVMUX_USER_SLOT_SIZE UINT64_C(0x4000)
+#define PVMUX_USER_SLOT_OFFSET UINT64_C(0x1000)
+/* Size of the context region of a tenant with nr_vcpus vCPUs (= user_ctx_size). */
+#define PVMUX_USER_CTX_SIZE(nr_vcpus) \
+    (PVMUX_USER_SLOT_OFFSET + (uint64_t)(nr_vcpus) * PVMUX_USER_SLOT_SIZE)
+/* Offset of slot i in a context region (= user_slot_offset). */
+#define PVMUX_USER_SLOT_OFFSET_OF(i) (PVMUX_USER_SLOT_OFFSET + (uint64_t)(i) * PVMUX_USER_SLOT_SIZE)
+/* "PVMUXUSR" read as a little-endian u64: UserCtxHeader.magic. */
+#define PVMUX_USER_CTX_MAGIC UINT64_C(0x52535558554d5650)
+
+/* True if [addr, addr + len) lies inside the guest user window (same as in_user_window). */
+static inline int pvmux_in_user_window(uint64_t addr, uint64_t len)
+{
+    return addr >= PVMUX_USER_BASE && len <= PVMUX_USER_END - PVMUX_USER_BASE &&
+           addr - PVMUX_USER_BASE <= PVMUX_USER_END - PVMUX_USER_BASE - len;
+}
+
+/* Page 0 of a context region; the guest kernel fills magic, abi_version, nr_slots (the rest
+ * zero) before SpaceCreate. Everything in a context region is writable by user code. */
+struct pvmux_user_ctx_header {
+    uint64_t magic;       /* PVMUX_USER_CTX_MAGIC */
+    uint32_t abi_version; /* PVMUX_ABI_VERSION */
+    uint32_t nr_slots;    /* = the tenant's nr_vcpus */
+    uint32_t ready;       /* user stub: 1 once every slot thread serves (informational) */
+    uint32_t dead;        /* host: 1 once the user sandbox process has ended */
+    uint32_t dead_status; /* host, before dead: exit status, or 0x100 | signal */
+    uint32_t _reserved0;
+};
+
+/* UserSlot.command */
+#define PVMUX_USER_COMMAND_RUN 1u      /* apply the queued operations, then run user code */
+#define PVMUX_USER_COMMAND_OPS_ONLY 2u /* apply the queued operations, report OPS_DONE */
+
+/* UserSlot.exit_reason. Unknown values: treat the sandbox as hostile. */
+enum pvmux_user_exit {
+    PVMUX_USER_EXIT_SYSCALL = 1,   /* regs.rax = number, rdi rsi rdx r10 r8 r9 = arguments */
+    PVMUX_USER_EXIT_EXCEPTION = 2, /* exit_vector, exit_error_code, exit_addr */
+    PVMUX_USER_EXIT_INTERRUPT = 3, /* the slice timer fired (vector PVMUX_VEC_EVENT) */
+    PVMUX_USER_EXIT_OPS_DONE = 4,  /* an OPS_ONLY request was applied */
+    PVMUX_USER_EXIT_OP_FAILED = 5, /* op_failed / op_errno; no user code ran */
+    PVMUX_USER_EXIT_DEAD = 6,      /* the host marked the sandbox dead */
+};
+
+/* UserOp.kind */
+#define PVMUX_USER_OP_MAP 1u     /* mmap(addr, len, prot, MAP_SHARED|MAP_FIXED, memfd, offset) */
+#define PVMUX_USER_OP_UNMAP 2u   /* munmap(addr, len) */
+#define PVMUX_USER_OP_PROTECT 3u /* mprotect(addr, len, prot) */
+
+/* UserOp.prot bits (Linux PROT_*) */
+#define PVMUX_USER_PROT_READ 1u
+#define PVMUX_USER_PROT_WRITE 2u
+#define PVMUX_USER_PROT_EXEC 4u
+#define PVMUX_USER_PROT_ALL (PVMUX_USER_PROT_READ | PVMUX_USER_PROT_WRITE | PVMUX_USER_PROT_EXEC)
+
+/* One queued address-space operation: addr, len, offset page aligned, len > 0, [addr,
+ * addr + len) in the user window; for MAP, [offset, offset + len) in the user pool. */
+struct pvmux_user_op {
+    uint32_t kind;   /* PVMUX_USER_OP_* */
+    uint32_t prot;   /* PVMUX_USER_PROT_* (MAP, PROTECT) */
+    uint64_t addr;   /* guest user virtual address */
+    uint64_t len;    /* bytes */
+    uint64_t offset; /* MAP: gpa of the first page */
+};
+
+/* Operations per request, and bytes reserved for the user FPU state (XSAVE image). */
+#define PVMUX_USER_OPS_MAX 200
+#define PVMUX_USER_FPSTATE_MAX 8192
+
+/* Indices into UserSlot.stats (user stub, informational) */
+#define PVMUX_USER_STAT_RUNS 0
+#define PVMUX_USER_STAT_SYSCALLS 1
+#define PVMUX_USER_STAT_EXCEPTIONS 2
+#define PVMUX_USER_STAT_INTERRUPTS 3
+#define PVMUX_USER_STAT_OPS 4
+#define PVMUX_USER_STAT_SLEEPS 5
+
+/* One vCPU's slot of a context region (PVMUX_USER_SLOT_SIZE bytes). */
+struct pvmux_user_slot {
+    /* 0x00: hand-off words (atomic; shared futexes) */
+    uint32_t run_seq;        /* kernel: incremented to hand the slot over; user futex word */
+    uint32_t done_seq;       /* user: set to run_seq when done; kernel futex word */
+    uint32_t user_waiting;   /* user: 1 while it sleeps on run_seq */
+    uint32_t kernel_waiting; /* kernel: 1 while it sleeps on done_seq */
+    /* 0x10: request (kernel -> user) */
+    uint32_t command;  /* PVMUX_USER_COMMAND_* */
+    uint32_t nr_ops;   /* valid entries of ops (<= PVMUX_USER_OPS_MAX) */
+    uint64_t fs_base;  /* FS base to load (written back on every exit) */
+    uint64_t slice_ns; /* arm the slice timer this many ns from now (0: leave it) */
+    uint32_t fp_len;   /* bytes of fpstate to load (0: keep the thread's state) */
+    uint32_t fp_init;  /* 1 (with fp_len 0): reset the FPU state to its initial state */
+    /* 0x30: result (user -> kernel) */
+    uint32_t exit_reason;     /* enum pvmux_user_exit */
+    uint32_t exit_vector;     /* enum pvmux_vector */
+    uint64_t exit_error_code; /* exception error code; syscall number */
+    uint64_t exit_addr;       /* fault address */
+    uint32_t op_failed;       /* OP_FAILED: index of the failed op; nr_ops: FS base load
+                                 failed; UINT32_MAX: bad command or nr_ops (docs/ABI.md) */
+    uint32_t op_errno;        /* OP_FAILED: positive errno */
+    uint32_t fp_saved_len;    /* bytes of fpstate saved */
+    uint32_t _pad0;
+    /* 0x58: user registers, both directions (vector, error_code, fault_addr: see docs) */
+    struct pvmux_trap_frame regs;
+    /* 0x100: counters (user stub), PVMUX_USER_STAT_* */
+    uint64_t stats[8];
+    uint64_t _reserved[56];
+    /* 0x300: queued operations, applied in order */
+    struct pvmux_user_op ops[PVMUX_USER_OPS_MAX];
+    uint8_t _pad1[0x2000 - 0x300 - 32 * PVMUX_USER_OPS_MAX];
+    /* 0x2000: XSAVE image of the user FPU state (signal-frame layout) */
+    uint8_t fpstate[PVMUX_USER_FPSTATE_MAX];
+};
+
+/* ------------------------------------------------------------------------------------------
+ * Host filesystem share (hostfs.rs): HostfsList / HostfsRead
+ * ---------------------------------------------------------------------------------------- */
+
+#define PVMUX_HOSTFS_PATH_MAX UINT64_C(4096)         /* longest path accepted */
+#define PVMUX_HOSTFS_READ_MAX UINT64_C(0x100000)     /* largest HostfsRead transfer */
+#define PVMUX_HOSTFS_LIST_MAX_BUF UINT64_C(0x100000) /* largest HostfsList buffer */
+#define PVMUX_HOSTFS_LIST_MIN_BUF UINT64_C(4392)     /* always holds at least one record */
+#define PVMUX_HOSTFS_NAME_MAX 255                    /* longest listed name */
+#define PVMUX_HOSTFS_TARGET_MAX 4095                 /* longest listed symlink target */
+#define PVMUX_HOSTFS_ENTRY_ALIGN 8                   /* records start at multiples of this */
+#define PVMUX_HOSTFS_ENTRY_HEADER 40                 /* sizeof(struct pvmux_hostfs_entry) */
+/* Length of a record with a name_len-byte name and a target_len-byte target. */
+#define PVMUX_HOSTFS_RECORD_LEN(name_len, target_len) \
+    (((uint64_t)PVMUX_HOSTFS_ENTRY_HEADER + (name_len) + (target_len) + 7) & ~(uint64_t)7)
+
+/* HostfsEntry.kind */
+#define PVMUX_HOSTFS_KIND_DIR 1u
+#define PVMUX_HOSTFS_KIND_REG 2u
+#define PVMUX_HOSTFS_KIND_SYMLINK 3u /* the target follows the name */
+#define PVMUX_HOSTFS_KIND_OTHER 4u   /* device, FIFO, socket, ...: listed, never read */
+
+/* The fixed header of one HostfsList record; then the name, a symlink's target, zero padding
+ * to PVMUX_HOSTFS_ENTRY_ALIGN. */
+struct pvmux_hostfs_entry {
+    uint64_t size;       /* st_size (a symlink: its target's length) */
+    uint64_t mtime_ns;   /* modification time, ns since the Unix epoch (0 if before) */
+    uint32_t perm;       /* st_mode & 07777 */
+    uint32_t uid;        /* owner */
+    uint32_t gid;        /* group */
+    uint16_t name_len;   /* 1..=PVMUX_HOSTFS_NAME_MAX */
+    uint16_t target_len; /* 0 unless kind == PVMUX_HOSTFS_KIND_SYMLINK */
+    uint8_t kind;        /* PVMUX_HOSTFS_KIND_* */
+    uint8_t reserved[7]; /* 0 */
 };
 
 /* ------------------------------------------------------------------------------------------
@@ -460,15 +650,20 @@ _Static_assert(offsetof(struct pvmux_trap_frame, rsp) == 160, "TrapFrame.rsp");
 
 _Static_assert(offsetof(struct pvmux_stub_table, hypercall) == 16, "StubTable.hypercall");
 _Static_assert(offsetof(struct pvmux_stub_table, iret) == 32, "StubTable.iret");
-_Static_assert(offsetof(struct pvmux_stub_table, null) == 16 + 8 * (PVMUX_STUB_ENTRIES - 1),
-               "StubTable.null");
+_Static_assert(offsetof(struct pvmux_stub_table, null) == 152, "StubTable.null");
+_Static_assert(offsetof(struct pvmux_stub_table, user_wait) == 160, "StubTable.user_wait");
+_Static_assert(offsetof(struct pvmux_stub_table, user_wake) ==
+                   16 + 8 * (PVMUX_STUB_ENTRIES - 1),
+               "StubTable.user_wake");
 _Static_assert(sizeof(struct pvmux_stub_table) == 16 + 8 * PVMUX_STUB_ENTRIES, "StubTable size");
 
 _Static_assert(offsetof(struct pvmux_sandbox_header, clock_shift) == 80, "SandboxHeader");
 _Static_assert(offsetof(struct pvmux_sandbox_header, stub_status) == 88, "SandboxHeader");
 _Static_assert(offsetof(struct pvmux_sandbox_header, stub_error) == 96, "SandboxHeader");
 _Static_assert(offsetof(struct pvmux_sandbox_header, stub_table) == 104, "SandboxHeader");
-_Static_assert(sizeof(struct pvmux_sandbox_header) == 128, "SandboxHeader size");
+_Static_assert(offsetof(struct pvmux_sandbox_header, kind) == 128, "SandboxHeader.kind");
+_Static_assert(offsetof(struct pvmux_sandbox_header, user_ctx_gpa) == 144, "SandboxHeader");
+_Static_assert(sizeof(struct pvmux_sandbox_header) == 160, "SandboxHeader size");
 
 _Static_assert(sizeof(struct pvmux_vcpu_shared) == 4096, "VcpuShared size");
 _Static_assert(_Alignof(struct pvmux_vcpu_shared) == 4096, "VcpuShared alignment");
@@ -484,7 +679,29 @@ _Static_assert(offsetof(struct pvmux_vcpu_shared, crash_regs) == 0x120, "VcpuSha
 _Static_assert(offsetof(struct pvmux_vcpu_shared, stats) == 0x200, "VcpuShared.stats");
 _Static_assert(offsetof(struct pvmux_vcpu_shared, guest) == 0x280, "VcpuShared.guest");
 
+_Static_assert(sizeof(struct pvmux_user_ctx_header) == 32, "UserCtxHeader size");
+_Static_assert(offsetof(struct pvmux_user_ctx_header, dead) == 20, "UserCtxHeader.dead");
+_Static_assert(sizeof(struct pvmux_user_op) == 32, "UserOp size");
+_Static_assert(sizeof(struct pvmux_user_slot) == PVMUX_USER_SLOT_SIZE, "UserSlot size");
+_Static_assert(offsetof(struct pvmux_user_slot, command) == 0x10, "UserSlot.command");
+_Static_assert(offsetof(struct pvmux_user_slot, exit_reason) == 0x30, "UserSlot.exit_reason");
+_Static_assert(offsetof(struct pvmux_user_slot, regs) == 0x58, "UserSlot.regs");
+_Static_assert(offsetof(struct pvmux_user_slot, stats) == 0x100, "UserSlot.stats");
+_Static_assert(offsetof(struct pvmux_user_slot, ops) == 0x300, "UserSlot.ops");
+_Static_assert(offsetof(struct pvmux_user_slot, fpstate) == 0x2000, "UserSlot.fpstate");
+_Static_assert(PVMUX_USER_CTX_SIZE(1) == PVMUX_USER_SLOT_OFFSET_OF(1), "user_ctx_size");
+
+_Static_assert(sizeof(struct pvmux_hostfs_entry) == PVMUX_HOSTFS_ENTRY_HEADER, "HostfsEntry");
+_Static_assert(offsetof(struct pvmux_hostfs_entry, perm) == 16, "HostfsEntry.perm");
+_Static_assert(offsetof(struct pvmux_hostfs_entry, name_len) == 28, "HostfsEntry.name_len");
+_Static_assert(offsetof(struct pvmux_hostfs_entry, kind) == 32, "HostfsEntry.kind");
+_Static_assert(PVMUX_HOSTFS_LIST_MIN_BUF ==
+                   PVMUX_HOSTFS_RECORD_LEN(PVMUX_HOSTFS_NAME_MAX, PVMUX_HOSTFS_TARGET_MAX),
+               "hostfs::LIST_MIN_BUF");
+
 _Static_assert(PVMUX_CTL_BASE + PVMUX_CTL_SIZE(PVMUX_MAX_VCPUS) <= PVMUX_PHYSMAP_BASE, "layout");
+_Static_assert(PVMUX_USER_BASE < PVMUX_USER_END && PVMUX_USER_END < PVMUX_USER_CTX_BASE,
+               "user layout");
 _Static_assert(PVMUX_PHYSMAP_BASE + PVMUX_MAX_GUEST_MEM <= PVMUX_WINDOW_BASE, "layout");
 _Static_assert(PVMUX_WINDOW_BASE + PVMUX_WINDOW_SIZE == PVMUX_WINDOW_END, "layout");
 _Static_assert(PVMUX_WINDOW_END + PVMUX_WINDOW_SIZE == PVMUX_GUARD_END, "layout");

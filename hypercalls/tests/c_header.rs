@@ -14,14 +14,25 @@ use std::process::Command;
 
 use pvmux_hypercalls::boot::{MemRegion, CMDLINE_MAX, MAX_MEM_REGIONS};
 use pvmux_hypercalls::frame::{pf, RED_ZONE, RFLAGS_IF, RFLAGS_USER_MASK, TRAP_FRAME_SIZE};
-use pvmux_hypercalls::hypercall::{CONSOLE_WRITE_MAX, HC_NR_MASK, PANIC_MSG_MAX};
+use pvmux_hypercalls::hostfs::{
+    self, record_len, HostfsEntry, ENTRY_ALIGN, ENTRY_HEADER, LIST_MAX_BUF, LIST_MIN_BUF, NAME_MAX,
+    PATH_MAX, READ_MAX, TARGET_MAX,
+};
+use pvmux_hypercalls::hypercall::{stream, CONSOLE_WRITE_MAX, HC_NR_MASK, PANIC_MSG_MAX};
 use pvmux_hypercalls::layout::{
     ctl_size, vcpu_shared_addr, CTL_BASE, CTL_HEADER_OFFSET, CTL_VCPU_OFFSET, DIRECT_MAP_BASE,
     GUARD_END, GUEST_FREE_BASE, KERNEL_REGION_BASE, KERNEL_REGION_SIZE, MAX_GUEST_MEM,
     PHYSMAP_BASE, WINDOW_BASE, WINDOW_END, WINDOW_SIZE,
 };
-use pvmux_hypercalls::sandbox::{status, CTL_FD, GUEST_MEM_FD, STUB_EXIT_CRASH, STUB_EXIT_SETUP};
+use pvmux_hypercalls::sandbox::{
+    kind, status, CTL_FD, GUEST_MEM_FD, STUB_EXIT_CRASH, STUB_EXIT_SETUP,
+};
 use pvmux_hypercalls::stub::{STUB_ENTRIES, STUB_STACK_NEED};
+use pvmux_hypercalls::user::{
+    command, op, prot, user_ctx_size, user_slot_offset, user_stat, UserCtxHeader, UserExit, UserOp,
+    UserSlot, USER_BASE, USER_CTX_BASE, USER_CTX_MAGIC, USER_END, USER_FPSTATE_MAX, USER_OPS_MAX,
+    USER_SLOT_OFFSET, USER_SLOT_SIZE,
+};
 use pvmux_hypercalls::vcpu::{pending, stat};
 use pvmux_hypercalls::{
     BootInfo, CrashReason, HcError, Hypercall, KernelAbiHeader, MemRegionKind, SandboxHeader,
@@ -91,6 +102,8 @@ fn header_compiles_with_static_asserts() {
              r += t->load_root(0) + t->tlb_flush(PVMUX_WINDOW_BASE, 4096) + t->tlb_flush_all();\n\
              r += t->prefault(PVMUX_WINDOW_BASE, 4096, 1) + t->set_fault_around(16);\n\
              r += (int64_t)t->null() + pvmux_in_window(PVMUX_WINDOW_BASE, 1);\n\
+             r += t->user_wait(0x1000, 1, 0) + t->user_wake(0x1000);\n\
+             r += pvmux_in_user_window(PVMUX_USER_BASE, 4096);\n\
              if (r == PVMUX_EBADADDR) t->iret(f);\n\
              return r;\n\
          }\n",
@@ -127,8 +140,10 @@ const PRINTER: &str = r#"#include <inttypes.h>
 int main(void) {
     S(pvmux_kernel_abi_header); S(pvmux_mem_region); S(pvmux_boot_info);
     S(pvmux_trap_frame); S(pvmux_stub_table); S(pvmux_sandbox_header); S(pvmux_vcpu_shared);
+    S(pvmux_user_ctx_header); S(pvmux_user_op); S(pvmux_user_slot); S(pvmux_hostfs_entry);
     A(pvmux_boot_info); A(pvmux_trap_frame); A(pvmux_stub_table); A(pvmux_sandbox_header);
-    A(pvmux_vcpu_shared);
+    A(pvmux_vcpu_shared); A(pvmux_user_ctx_header); A(pvmux_user_op); A(pvmux_user_slot);
+    A(pvmux_hostfs_entry);
     O(pvmux_kernel_abi_header, abi_version); O(pvmux_kernel_abi_header, flags);
     O(pvmux_mem_region, len); O(pvmux_mem_region, kind);
     O(pvmux_boot_info, nr_vcpus); O(pvmux_boot_info, mem_size); O(pvmux_boot_info, mem_map);
@@ -145,12 +160,16 @@ int main(void) {
     O(pvmux_trap_frame, rflags); O(pvmux_trap_frame, rsp);
     O(pvmux_stub_table, nr_entries); O(pvmux_stub_table, hypercall); O(pvmux_stub_table, iret);
     O(pvmux_stub_table, halt); O(pvmux_stub_table, vcpu_start); O(pvmux_stub_table, load_root);
-    O(pvmux_stub_table, prefault); O(pvmux_stub_table, null);
+    O(pvmux_stub_table, prefault); O(pvmux_stub_table, null); O(pvmux_stub_table, user_wait);
+    O(pvmux_stub_table, user_wake);
     O(pvmux_sandbox_header, entry_rip); O(pvmux_sandbox_header, mono_base_ns);
     O(pvmux_sandbox_header, clock_shift); O(pvmux_sandbox_header, fault_around_pages);
     O(pvmux_sandbox_header, stub_status); O(pvmux_sandbox_header, stub_step);
     O(pvmux_sandbox_header, stub_error); O(pvmux_sandbox_header, stub_table);
     O(pvmux_sandbox_header, first_insn_tsc); O(pvmux_sandbox_header, stub_start_tsc);
+    O(pvmux_sandbox_header, kind); O(pvmux_sandbox_header, _reserved1);
+    O(pvmux_sandbox_header, user_pool_base); O(pvmux_sandbox_header, user_ctx_gpa);
+    O(pvmux_sandbox_header, user_ctx_len);
     O(pvmux_vcpu_shared, pending); O(pvmux_vcpu_shared, halted); O(pvmux_vcpu_shared, online);
     O(pvmux_vcpu_shared, tid); O(pvmux_vcpu_shared, vcpu_id); O(pvmux_vcpu_shared, hc_req);
     O(pvmux_vcpu_shared, guest_waiting); O(pvmux_vcpu_shared, hc_nr);
@@ -161,6 +180,22 @@ int main(void) {
     O(pvmux_vcpu_shared, crash_vector); O(pvmux_vcpu_shared, crash_error_code);
     O(pvmux_vcpu_shared, crash_fault_addr); O(pvmux_vcpu_shared, crash_detail);
     O(pvmux_vcpu_shared, crash_regs); O(pvmux_vcpu_shared, stats); O(pvmux_vcpu_shared, guest);
+    O(pvmux_user_ctx_header, abi_version); O(pvmux_user_ctx_header, nr_slots);
+    O(pvmux_user_ctx_header, ready); O(pvmux_user_ctx_header, dead);
+    O(pvmux_user_ctx_header, dead_status);
+    O(pvmux_user_op, prot); O(pvmux_user_op, addr); O(pvmux_user_op, len);
+    O(pvmux_user_op, offset);
+    O(pvmux_user_slot, done_seq); O(pvmux_user_slot, user_waiting);
+    O(pvmux_user_slot, kernel_waiting); O(pvmux_user_slot, command); O(pvmux_user_slot, nr_ops);
+    O(pvmux_user_slot, fs_base); O(pvmux_user_slot, slice_ns); O(pvmux_user_slot, fp_len);
+    O(pvmux_user_slot, fp_init); O(pvmux_user_slot, exit_reason); O(pvmux_user_slot, exit_vector);
+    O(pvmux_user_slot, exit_error_code); O(pvmux_user_slot, exit_addr);
+    O(pvmux_user_slot, op_failed); O(pvmux_user_slot, op_errno); O(pvmux_user_slot, fp_saved_len);
+    O(pvmux_user_slot, regs); O(pvmux_user_slot, stats); O(pvmux_user_slot, ops);
+    O(pvmux_user_slot, fpstate);
+    O(pvmux_hostfs_entry, mtime_ns); O(pvmux_hostfs_entry, perm); O(pvmux_hostfs_entry, uid);
+    O(pvmux_hostfs_entry, gid); O(pvmux_hostfs_entry, name_len); O(pvmux_hostfs_entry, target_len);
+    O(pvmux_hostfs_entry, kind); O(pvmux_hostfs_entry, reserved);
     P("ABI_MAGIC", PVMUX_ABI_MAGIC); P("ABI_VERSION", PVMUX_ABI_VERSION);
     P("PAGE_SIZE", PVMUX_PAGE_SIZE); P("MAX_VCPUS", PVMUX_MAX_VCPUS);
     P("CTL_BASE", PVMUX_CTL_BASE); P("CTL_HEADER_OFFSET", PVMUX_CTL_HEADER_OFFSET);
@@ -174,6 +209,7 @@ int main(void) {
     P("MAX_MEM_REGIONS", PVMUX_MAX_MEM_REGIONS); P("CMDLINE_MAX", PVMUX_CMDLINE_MAX);
     P("MEM_USABLE", PVMUX_MEM_USABLE); P("MEM_KERNEL", PVMUX_MEM_KERNEL);
     P("MEM_BOOT", PVMUX_MEM_BOOT); P("MEM_INITRD", PVMUX_MEM_INITRD);
+    P("MEM_USER_POOL", PVMUX_MEM_USER_POOL);
     P("TRAP_FRAME_SIZE", PVMUX_TRAP_FRAME_SIZE); P("RED_ZONE", PVMUX_RED_ZONE);
     P("RFLAGS_IF", PVMUX_RFLAGS_IF); P("RFLAGS_USER_MASK", PVMUX_RFLAGS_USER_MASK);
     P("VEC_DE", PVMUX_VEC_DE); P("VEC_DB", PVMUX_VEC_DB); P("VEC_BP", PVMUX_VEC_BP);
@@ -188,7 +224,11 @@ int main(void) {
     P("CONSOLE_WRITE_MAX", PVMUX_CONSOLE_WRITE_MAX); P("PANIC_MSG_MAX", PVMUX_PANIC_MSG_MAX);
     P("HC_NOP", PVMUX_HC_NOP); P("HC_CONSOLE_WRITE", PVMUX_HC_CONSOLE_WRITE);
     P("HC_SHUTDOWN", PVMUX_HC_SHUTDOWN); P("HC_PANIC", PVMUX_HC_PANIC);
-    P("HC_WALL_CLOCK", PVMUX_HC_WALL_CLOCK);
+    P("HC_WALL_CLOCK", PVMUX_HC_WALL_CLOCK); P("HC_SPACE_CREATE", PVMUX_HC_SPACE_CREATE);
+    P("HC_SPACE_DESTROY", PVMUX_HC_SPACE_DESTROY); P("HC_CONSOLE_READ", PVMUX_HC_CONSOLE_READ);
+    P("HC_HOSTFS_LIST", PVMUX_HC_HOSTFS_LIST); P("HC_HOSTFS_READ", PVMUX_HC_HOSTFS_READ);
+    P("STREAM_STDOUT", PVMUX_STREAM_STDOUT); P("STREAM_KERNEL_LOG", PVMUX_STREAM_KERNEL_LOG);
+    P("STREAM_STDERR", PVMUX_STREAM_STDERR);
     P("-EUNKNOWN_CALL", -PVMUX_EUNKNOWN_CALL); P("-EINVAL", -PVMUX_EINVAL);
     P("-EBADADDR", -PVMUX_EBADADDR); P("-ETOOLARGE", -PVMUX_ETOOLARGE);
     P("-EBUSY", -PVMUX_EBUSY); P("-ENORESOURCES", -PVMUX_ENORESOURCES);
@@ -196,8 +236,11 @@ int main(void) {
     P("STUB_EXIT_CRASH", PVMUX_STUB_EXIT_CRASH); P("STUB_EXIT_SETUP", PVMUX_STUB_EXIT_SETUP);
     P("STATUS_STARTING", PVMUX_STUB_STATUS_STARTING); P("STATUS_READY", PVMUX_STUB_STATUS_READY);
     P("STATUS_RUNNING", PVMUX_STUB_STATUS_RUNNING); P("STATUS_FAILED", PVMUX_STUB_STATUS_FAILED);
+    P("SANDBOX_KIND_KERNEL", PVMUX_SANDBOX_KIND_KERNEL);
+    P("SANDBOX_KIND_USER", PVMUX_SANDBOX_KIND_USER);
     P("PENDING_TIMER", PVMUX_PENDING_TIMER); P("PENDING_KICK", PVMUX_PENDING_KICK);
-    P("PENDING_HOST", PVMUX_PENDING_HOST); P("PENDING_ALL", PVMUX_PENDING_ALL);
+    P("PENDING_HOST", PVMUX_PENDING_HOST); P("PENDING_INPUT", PVMUX_PENDING_INPUT);
+    P("PENDING_ALL", PVMUX_PENDING_ALL);
     P("STAT_SHADOW_FILLS", PVMUX_STAT_SHADOW_FILLS); P("STAT_SHADOW_PAGES", PVMUX_STAT_SHADOW_PAGES);
     P("STAT_EXCEPTIONS", PVMUX_STAT_EXCEPTIONS); P("STAT_EVENTS", PVMUX_STAT_EVENTS);
     P("STAT_HYPERCALLS", PVMUX_STAT_HYPERCALLS); P("STAT_TLB_FLUSHES", PVMUX_STAT_TLB_FLUSHES);
@@ -208,6 +251,40 @@ int main(void) {
     P("CRASH_ABI_VIOLATION", PVMUX_CRASH_ABI_VIOLATION);
     P("CRASH_OUT_OF_HOST_MAPPINGS", PVMUX_CRASH_OUT_OF_HOST_MAPPINGS);
     P("CRASH_STUB_SYSCALL_FAILED", PVMUX_CRASH_STUB_SYSCALL_FAILED);
+    P("USER_BASE", PVMUX_USER_BASE); P("USER_END", PVMUX_USER_END);
+    P("USER_CTX_BASE", PVMUX_USER_CTX_BASE); P("USER_SLOT_SIZE", PVMUX_USER_SLOT_SIZE);
+    P("USER_SLOT_OFFSET", PVMUX_USER_SLOT_OFFSET); P("USER_CTX_SIZE(3)", PVMUX_USER_CTX_SIZE(3));
+    P("USER_CTX_SIZE(64)", PVMUX_USER_CTX_SIZE(64));
+    P("USER_SLOT_OFFSET_OF(5)", PVMUX_USER_SLOT_OFFSET_OF(5));
+    P("USER_CTX_MAGIC", PVMUX_USER_CTX_MAGIC);
+    P("USER_COMMAND_RUN", PVMUX_USER_COMMAND_RUN);
+    P("USER_COMMAND_OPS_ONLY", PVMUX_USER_COMMAND_OPS_ONLY);
+    P("USER_EXIT_SYSCALL", PVMUX_USER_EXIT_SYSCALL);
+    P("USER_EXIT_EXCEPTION", PVMUX_USER_EXIT_EXCEPTION);
+    P("USER_EXIT_INTERRUPT", PVMUX_USER_EXIT_INTERRUPT);
+    P("USER_EXIT_OPS_DONE", PVMUX_USER_EXIT_OPS_DONE);
+    P("USER_EXIT_OP_FAILED", PVMUX_USER_EXIT_OP_FAILED);
+    P("USER_EXIT_DEAD", PVMUX_USER_EXIT_DEAD);
+    P("USER_OP_MAP", PVMUX_USER_OP_MAP); P("USER_OP_UNMAP", PVMUX_USER_OP_UNMAP);
+    P("USER_OP_PROTECT", PVMUX_USER_OP_PROTECT);
+    P("USER_PROT_READ", PVMUX_USER_PROT_READ); P("USER_PROT_WRITE", PVMUX_USER_PROT_WRITE);
+    P("USER_PROT_EXEC", PVMUX_USER_PROT_EXEC); P("USER_PROT_ALL", PVMUX_USER_PROT_ALL);
+    P("USER_OPS_MAX", PVMUX_USER_OPS_MAX); P("USER_FPSTATE_MAX", PVMUX_USER_FPSTATE_MAX);
+    P("USER_STAT_RUNS", PVMUX_USER_STAT_RUNS); P("USER_STAT_SYSCALLS", PVMUX_USER_STAT_SYSCALLS);
+    P("USER_STAT_EXCEPTIONS", PVMUX_USER_STAT_EXCEPTIONS);
+    P("USER_STAT_INTERRUPTS", PVMUX_USER_STAT_INTERRUPTS);
+    P("USER_STAT_OPS", PVMUX_USER_STAT_OPS); P("USER_STAT_SLEEPS", PVMUX_USER_STAT_SLEEPS);
+    P("HOSTFS_PATH_MAX", PVMUX_HOSTFS_PATH_MAX); P("HOSTFS_READ_MAX", PVMUX_HOSTFS_READ_MAX);
+    P("HOSTFS_LIST_MAX_BUF", PVMUX_HOSTFS_LIST_MAX_BUF);
+    P("HOSTFS_LIST_MIN_BUF", PVMUX_HOSTFS_LIST_MIN_BUF);
+    P("HOSTFS_NAME_MAX", PVMUX_HOSTFS_NAME_MAX); P("HOSTFS_TARGET_MAX", PVMUX_HOSTFS_TARGET_MAX);
+    P("HOSTFS_ENTRY_ALIGN", PVMUX_HOSTFS_ENTRY_ALIGN);
+    P("HOSTFS_ENTRY_HEADER", PVMUX_HOSTFS_ENTRY_HEADER);
+    P("HOSTFS_RECORD_LEN(3,5)", PVMUX_HOSTFS_RECORD_LEN(3, 5));
+    P("HOSTFS_RECORD_LEN(8,0)", PVMUX_HOSTFS_RECORD_LEN(8, 0));
+    P("HOSTFS_KIND_DIR", PVMUX_HOSTFS_KIND_DIR); P("HOSTFS_KIND_REG", PVMUX_HOSTFS_KIND_REG);
+    P("HOSTFS_KIND_SYMLINK", PVMUX_HOSTFS_KIND_SYMLINK);
+    P("HOSTFS_KIND_OTHER", PVMUX_HOSTFS_KIND_OTHER);
     return 0;
 }
 "#;
@@ -233,6 +310,13 @@ fn rust_values() -> Vec<(&'static str, u64)> {
             size_of::<SandboxHeader>() as u64,
         ),
         ("sizeof pvmux_vcpu_shared", size_of::<VcpuShared>() as u64),
+        (
+            "sizeof pvmux_user_ctx_header",
+            size_of::<UserCtxHeader>() as u64,
+        ),
+        ("sizeof pvmux_user_op", size_of::<UserOp>() as u64),
+        ("sizeof pvmux_user_slot", size_of::<UserSlot>() as u64),
+        ("sizeof pvmux_hostfs_entry", size_of::<HostfsEntry>() as u64),
         ("alignof pvmux_boot_info", align_of::<BootInfo>() as u64),
         ("alignof pvmux_trap_frame", align_of::<TrapFrame>() as u64),
         ("alignof pvmux_stub_table", align_of::<StubTable>() as u64),
@@ -241,6 +325,16 @@ fn rust_values() -> Vec<(&'static str, u64)> {
             align_of::<SandboxHeader>() as u64,
         ),
         ("alignof pvmux_vcpu_shared", align_of::<VcpuShared>() as u64),
+        (
+            "alignof pvmux_user_ctx_header",
+            align_of::<UserCtxHeader>() as u64,
+        ),
+        ("alignof pvmux_user_op", align_of::<UserOp>() as u64),
+        ("alignof pvmux_user_slot", align_of::<UserSlot>() as u64),
+        (
+            "alignof pvmux_hostfs_entry",
+            align_of::<HostfsEntry>() as u64,
+        ),
         o!("pvmux_kernel_abi_header", KernelAbiHeader, abi_version),
         o!("pvmux_kernel_abi_header", KernelAbiHeader, flags),
         o!("pvmux_mem_region", MemRegion, len),
@@ -281,6 +375,8 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         o!("pvmux_stub_table", StubTable, load_root),
         o!("pvmux_stub_table", StubTable, prefault),
         o!("pvmux_stub_table", StubTable, null),
+        o!("pvmux_stub_table", StubTable, user_wait),
+        o!("pvmux_stub_table", StubTable, user_wake),
         o!("pvmux_sandbox_header", SandboxHeader, entry_rip),
         o!("pvmux_sandbox_header", SandboxHeader, mono_base_ns),
         o!("pvmux_sandbox_header", SandboxHeader, clock_shift),
@@ -291,6 +387,11 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         o!("pvmux_sandbox_header", SandboxHeader, stub_table),
         o!("pvmux_sandbox_header", SandboxHeader, first_insn_tsc),
         o!("pvmux_sandbox_header", SandboxHeader, stub_start_tsc),
+        o!("pvmux_sandbox_header", SandboxHeader, kind),
+        o!("pvmux_sandbox_header", SandboxHeader, _reserved1),
+        o!("pvmux_sandbox_header", SandboxHeader, user_pool_base),
+        o!("pvmux_sandbox_header", SandboxHeader, user_ctx_gpa),
+        o!("pvmux_sandbox_header", SandboxHeader, user_ctx_len),
         o!("pvmux_vcpu_shared", VcpuShared, pending),
         o!("pvmux_vcpu_shared", VcpuShared, halted),
         o!("pvmux_vcpu_shared", VcpuShared, online),
@@ -314,6 +415,43 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         o!("pvmux_vcpu_shared", VcpuShared, crash_regs),
         o!("pvmux_vcpu_shared", VcpuShared, stats),
         o!("pvmux_vcpu_shared", VcpuShared, guest),
+        o!("pvmux_user_ctx_header", UserCtxHeader, abi_version),
+        o!("pvmux_user_ctx_header", UserCtxHeader, nr_slots),
+        o!("pvmux_user_ctx_header", UserCtxHeader, ready),
+        o!("pvmux_user_ctx_header", UserCtxHeader, dead),
+        o!("pvmux_user_ctx_header", UserCtxHeader, dead_status),
+        o!("pvmux_user_op", UserOp, prot),
+        o!("pvmux_user_op", UserOp, addr),
+        o!("pvmux_user_op", UserOp, len),
+        o!("pvmux_user_op", UserOp, offset),
+        o!("pvmux_user_slot", UserSlot, done_seq),
+        o!("pvmux_user_slot", UserSlot, user_waiting),
+        o!("pvmux_user_slot", UserSlot, kernel_waiting),
+        o!("pvmux_user_slot", UserSlot, command),
+        o!("pvmux_user_slot", UserSlot, nr_ops),
+        o!("pvmux_user_slot", UserSlot, fs_base),
+        o!("pvmux_user_slot", UserSlot, slice_ns),
+        o!("pvmux_user_slot", UserSlot, fp_len),
+        o!("pvmux_user_slot", UserSlot, fp_init),
+        o!("pvmux_user_slot", UserSlot, exit_reason),
+        o!("pvmux_user_slot", UserSlot, exit_vector),
+        o!("pvmux_user_slot", UserSlot, exit_error_code),
+        o!("pvmux_user_slot", UserSlot, exit_addr),
+        o!("pvmux_user_slot", UserSlot, op_failed),
+        o!("pvmux_user_slot", UserSlot, op_errno),
+        o!("pvmux_user_slot", UserSlot, fp_saved_len),
+        o!("pvmux_user_slot", UserSlot, regs),
+        o!("pvmux_user_slot", UserSlot, stats),
+        o!("pvmux_user_slot", UserSlot, ops),
+        o!("pvmux_user_slot", UserSlot, fpstate),
+        o!("pvmux_hostfs_entry", HostfsEntry, mtime_ns),
+        o!("pvmux_hostfs_entry", HostfsEntry, perm),
+        o!("pvmux_hostfs_entry", HostfsEntry, uid),
+        o!("pvmux_hostfs_entry", HostfsEntry, gid),
+        o!("pvmux_hostfs_entry", HostfsEntry, name_len),
+        o!("pvmux_hostfs_entry", HostfsEntry, target_len),
+        o!("pvmux_hostfs_entry", HostfsEntry, kind),
+        o!("pvmux_hostfs_entry", HostfsEntry, reserved),
         ("ABI_MAGIC", ABI_MAGIC),
         ("ABI_VERSION", u64::from(ABI_VERSION)),
         ("PAGE_SIZE", PAGE_SIZE),
@@ -339,6 +477,7 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         ("MEM_KERNEL", MemRegionKind::Kernel as u64),
         ("MEM_BOOT", MemRegionKind::Boot as u64),
         ("MEM_INITRD", MemRegionKind::Initrd as u64),
+        ("MEM_USER_POOL", MemRegionKind::UserPool as u64),
         ("TRAP_FRAME_SIZE", TRAP_FRAME_SIZE as u64),
         ("RED_ZONE", RED_ZONE),
         ("RFLAGS_IF", RFLAGS_IF),
@@ -370,6 +509,14 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         ("HC_SHUTDOWN", Hypercall::Shutdown as u64),
         ("HC_PANIC", Hypercall::Panic as u64),
         ("HC_WALL_CLOCK", Hypercall::WallClock as u64),
+        ("HC_SPACE_CREATE", Hypercall::SpaceCreate as u64),
+        ("HC_SPACE_DESTROY", Hypercall::SpaceDestroy as u64),
+        ("HC_CONSOLE_READ", Hypercall::ConsoleRead as u64),
+        ("HC_HOSTFS_LIST", Hypercall::HostfsList as u64),
+        ("HC_HOSTFS_READ", Hypercall::HostfsRead as u64),
+        ("STREAM_STDOUT", stream::STDOUT),
+        ("STREAM_KERNEL_LOG", stream::KERNEL_LOG),
+        ("STREAM_STDERR", stream::STDERR),
         (
             "-EUNKNOWN_CALL",
             HcError::UnknownCall.to_ret().unsigned_abs(),
@@ -390,9 +537,12 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         ("STATUS_READY", u64::from(status::READY)),
         ("STATUS_RUNNING", u64::from(status::RUNNING)),
         ("STATUS_FAILED", u64::from(status::FAILED)),
+        ("SANDBOX_KIND_KERNEL", u64::from(kind::KERNEL)),
+        ("SANDBOX_KIND_USER", u64::from(kind::USER)),
         ("PENDING_TIMER", u64::from(pending::TIMER)),
         ("PENDING_KICK", u64::from(pending::KICK)),
         ("PENDING_HOST", u64::from(pending::HOST)),
+        ("PENDING_INPUT", u64::from(pending::INPUT)),
         ("PENDING_ALL", u64::from(pending::ALL)),
         ("STAT_SHADOW_FILLS", stat::SHADOW_FILLS as u64),
         ("STAT_SHADOW_PAGES", stat::SHADOW_PAGES as u64),
@@ -417,6 +567,52 @@ fn rust_values() -> Vec<(&'static str, u64)> {
             "CRASH_STUB_SYSCALL_FAILED",
             CrashReason::StubSyscallFailed as u64,
         ),
+        ("USER_BASE", USER_BASE),
+        ("USER_END", USER_END),
+        ("USER_CTX_BASE", USER_CTX_BASE),
+        ("USER_SLOT_SIZE", USER_SLOT_SIZE),
+        ("USER_SLOT_OFFSET", USER_SLOT_OFFSET),
+        ("USER_CTX_SIZE(3)", user_ctx_size(3)),
+        ("USER_CTX_SIZE(64)", user_ctx_size(64)),
+        ("USER_SLOT_OFFSET_OF(5)", user_slot_offset(5)),
+        ("USER_CTX_MAGIC", USER_CTX_MAGIC),
+        ("USER_COMMAND_RUN", u64::from(command::RUN)),
+        ("USER_COMMAND_OPS_ONLY", u64::from(command::OPS_ONLY)),
+        ("USER_EXIT_SYSCALL", UserExit::Syscall as u64),
+        ("USER_EXIT_EXCEPTION", UserExit::Exception as u64),
+        ("USER_EXIT_INTERRUPT", UserExit::Interrupt as u64),
+        ("USER_EXIT_OPS_DONE", UserExit::OpsDone as u64),
+        ("USER_EXIT_OP_FAILED", UserExit::OpFailed as u64),
+        ("USER_EXIT_DEAD", UserExit::Dead as u64),
+        ("USER_OP_MAP", u64::from(op::MAP)),
+        ("USER_OP_UNMAP", u64::from(op::UNMAP)),
+        ("USER_OP_PROTECT", u64::from(op::PROTECT)),
+        ("USER_PROT_READ", u64::from(prot::READ)),
+        ("USER_PROT_WRITE", u64::from(prot::WRITE)),
+        ("USER_PROT_EXEC", u64::from(prot::EXEC)),
+        ("USER_PROT_ALL", u64::from(prot::ALL)),
+        ("USER_OPS_MAX", USER_OPS_MAX as u64),
+        ("USER_FPSTATE_MAX", USER_FPSTATE_MAX as u64),
+        ("USER_STAT_RUNS", user_stat::RUNS as u64),
+        ("USER_STAT_SYSCALLS", user_stat::SYSCALLS as u64),
+        ("USER_STAT_EXCEPTIONS", user_stat::EXCEPTIONS as u64),
+        ("USER_STAT_INTERRUPTS", user_stat::INTERRUPTS as u64),
+        ("USER_STAT_OPS", user_stat::OPS as u64),
+        ("USER_STAT_SLEEPS", user_stat::SLEEPS as u64),
+        ("HOSTFS_PATH_MAX", PATH_MAX),
+        ("HOSTFS_READ_MAX", READ_MAX),
+        ("HOSTFS_LIST_MAX_BUF", LIST_MAX_BUF),
+        ("HOSTFS_LIST_MIN_BUF", LIST_MIN_BUF),
+        ("HOSTFS_NAME_MAX", NAME_MAX as u64),
+        ("HOSTFS_TARGET_MAX", TARGET_MAX as u64),
+        ("HOSTFS_ENTRY_ALIGN", ENTRY_ALIGN as u64),
+        ("HOSTFS_ENTRY_HEADER", ENTRY_HEADER as u64),
+        ("HOSTFS_RECORD_LEN(3,5)", record_len(3, 5) as u64),
+        ("HOSTFS_RECORD_LEN(8,0)", record_len(8, 0) as u64),
+        ("HOSTFS_KIND_DIR", u64::from(hostfs::kind::DIR)),
+        ("HOSTFS_KIND_REG", u64::from(hostfs::kind::REG)),
+        ("HOSTFS_KIND_SYMLINK", u64::from(hostfs::kind::SYMLINK)),
+        ("HOSTFS_KIND_OTHER", u64::from(hostfs::kind::OTHER)),
     ]
 }
 

@@ -26,12 +26,17 @@ const KNOWN_VECTORS: [Vector; 12] = [
     Vector::Event,
     Vector::Syscall,
 ];
-const KNOWN_CALLS: [Hypercall; 5] = [
+const KNOWN_CALLS: [Hypercall; 10] = [
     Hypercall::Nop,
     Hypercall::ConsoleWrite,
     Hypercall::Shutdown,
     Hypercall::Panic,
     Hypercall::WallClock,
+    Hypercall::SpaceCreate,
+    Hypercall::SpaceDestroy,
+    Hypercall::ConsoleRead,
+    Hypercall::HostfsList,
+    Hypercall::HostfsRead,
 ];
 const KNOWN_ERRORS: [HcError; 6] = [
     HcError::UnknownCall,
@@ -49,11 +54,12 @@ const KNOWN_REASONS: [CrashReason; 6] = [
     CrashReason::OutOfHostMappings,
     CrashReason::StubSyscallFailed,
 ];
-const KNOWN_KINDS: [MemRegionKind; 4] = [
+const KNOWN_KINDS: [MemRegionKind; 5] = [
     MemRegionKind::Usable,
     MemRegionKind::Kernel,
     MemRegionKind::Boot,
     MemRegionKind::Initrd,
+    MemRegionKind::UserPool,
 ];
 
 fn vector_ok(raw: u64) {

@@ -53,9 +53,12 @@ pub(crate) fn run() -> bool {
     let mem = crate::boot::info().mem_size;
     let msg = b"hostile: console write from the last bytes of memory\n";
     let mut ok = true;
+    // A pseudo-flag of this test only: pass 3 as the third argument (a console stream).
+    const STREAM3: u64 = 1 << 40;
     let mut call = |what: &str, nr: u64, a0: u64, a1: u64, want: i64| {
         let _irq = IrqGuard::new();
-        let got = hc(nr, a0, a1, 0, 0, 0);
+        let a2 = if nr & STREAM3 != 0 { 3 } else { 0 };
+        let got = hc(nr & !STREAM3, a0, a1, a2, 0, 0);
         drop(_irq);
         ok &= expect(what, got, eq(want), &alloc::format!("{want}"));
     };
@@ -114,7 +117,18 @@ pub(crate) fn run() -> bool {
         msg.len() as i64,
     );
     // Unknown numbers, flags.
-    call("hypercall nr=5", 5, 0, 0, UNKNOWN);
+    call("hypercall nr=10 (first unassigned)", 10, 0, 0, UNKNOWN);
+    // User-mode and console-input calls with bad arguments (SpaceCreate outside the user
+    // pool, unaligned, past the end; SpaceDestroy of handles never created; ConsoleRead
+    // outside memory).
+    call("SpaceCreate gpa=0 (kernel memory)", 5, 0, 0, BADADDR);
+    call("SpaceCreate gpa unaligned", 5, mem - 4096 + 8, 0, BADADDR);
+    call("SpaceCreate gpa=mem_size", 5, mem, 0, BADADDR);
+    call("SpaceCreate gpa=u64::MAX", 5, u64::MAX, 0, BADADDR);
+    call("SpaceDestroy handle=0", 6, 0, 0, INVAL);
+    call("SpaceDestroy handle=u64::MAX", 6, u64::MAX, 0, INVAL);
+    call("ConsoleRead gpa=mem_size", 7, mem, 1, BADADDR);
+    call("ConsoleWrite stream=3", 1 | STREAM3, 0, 0, INVAL);
     call("hypercall nr=0x7fff_ffff", 0x7fff_ffff, 0, 0, UNKNOWN);
     call("hypercall nr=u32::MAX", 0xffff_ffff, 0, 0, UNKNOWN);
     call("hypercall nr=u64::MAX (all flags)", u64::MAX, 0, 0, UNKNOWN);

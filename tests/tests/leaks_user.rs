@@ -98,12 +98,12 @@ fn one(host: &Host, share: &Arc<HostFs>, i: usize) {
     }
     let outcome = tenant.wait();
     let text = String::from_utf8_lossy(&out.0.lock().expect("sink")).into_owned();
-    let want = if i % 3 == 0 { 2 } else { 128 + 9 };
+    let want = if i.is_multiple_of(3) { 2 } else { 128 + 9 };
     assert!(
         matches!(outcome, TenantOutcome::Exited(c) if c == want),
         "tenant {i}: {outcome:?}, output {text:?}"
     );
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         assert_eq!(text, "2\n2\n2\n", "tenant {i}");
     }
 }

@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The Rust programs of `pvmux-guest-programs`.
-const PROGRAMS: [&str; 6] = ["hello", "threads", "fsdemo", "spawn", "segv", "exitcode"];
+const PROGRAMS: [&str; 7] = [
+    "hello", "threads", "fsdemo", "spawn", "segv", "exitcode", "hostile",
+];
 
 fn main() {
     let manifest_dir =

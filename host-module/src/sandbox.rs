@@ -1,9 +1,13 @@
 //! Spawning and reaping sandbox processes.
 //!
-//! The stub ELF lives in a sealed memfd. A sandbox is a forked child that keeps exactly two
-//! file descriptors, [`GUEST_MEM_FD`] and [`CTL_FD`], and `execveat`s the stub memfd. The
-//! fork happens on the tenant's monitor thread, which lives until the sandbox is reaped, so
-//! `PR_SET_PDEATHSIG` (tied to the forking *thread*) fires only if the host dies.
+//! The stub ELF lives in a sealed memfd. A sandbox is a child that keeps exactly two file
+//! descriptors, [`GUEST_MEM_FD`] and [`CTL_FD`], and `execveat`s the stub memfd. The child is
+//! created like `posix_spawn` does, with `clone(CLONE_VM | CLONE_VFORK)` on a stack of its
+//! own: the host's page tables are not copied (the host may be large), and the calling
+//! thread is suspended until the child has exec'd. `PR_SET_PDEATHSIG` is tied to the
+//! creating *thread*: a kernel sandbox is spawned by the tenant's monitor thread, which lives
+//! until it is reaped; a user sandbox by the vCPU thread that asked for it or, for spares, by
+//! the tenant's reaper thread (see `space`), both of which live until the tenant ends.
 
 use std::ffi::c_char;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -55,23 +59,57 @@ pub(crate) struct Child {
     pub(crate) pidfd: OwnedFd,
 }
 
-/// Forks and execs a sandbox with `guest_fd` as fd 3 and `ctl_fd` as fd 4.
+/// Bytes of the stack the spawned child runs on until it execs.
+const CHILD_STACK: usize = 64 * 1024;
+
+/// What the child needs, prepared by the parent (read-only in the child).
+struct ChildArgs {
+    parent: libc::pid_t,
+    fds: [RawFd; 3],
+    argv: [*const c_char; 2],
+    envp: [*const c_char; 1],
+}
+
+/// Spawns a sandbox with `guest_fd` as fd 3 and `ctl_fd` as fd 4 and execs the stub.
 pub(crate) fn spawn(stub: &Stub, guest_fd: RawFd, ctl_fd: RawFd) -> Result<Child, HostError> {
-    let argv: [*const c_char; 2] = [SANDBOX_ARGV0.as_ptr(), std::ptr::null()];
-    let envp: [*const c_char; 1] = [std::ptr::null()];
-    let fds = [guest_fd, ctl_fd, stub.fd.as_raw_fd()];
-    // SAFETY: getpid has no preconditions.
-    let parent = unsafe { libc::getpid() };
-    // SAFETY: the child runs only `exec_child`, which makes async-signal-safe system calls on
-    // data prepared before the fork (no allocation, no locks) and never returns.
-    let pid = unsafe { libc::fork() };
-    if pid == 0 {
-        // SAFETY: we are the freshly forked child; the pointers stay valid (copied address
-        // space) until exec.
-        unsafe { exec_child(parent, fds, &argv, &envp) }
+    let args = ChildArgs {
+        // SAFETY: getpid has no preconditions.
+        parent: unsafe { libc::getpid() },
+        fds: [guest_fd, ctl_fd, stub.fd.as_raw_fd()],
+        argv: [SANDBOX_ARGV0.as_ptr(), std::ptr::null()],
+        envp: [std::ptr::null()],
+    };
+    let mut stack = vec![0u8; CHILD_STACK];
+    // 16-byte aligned top of the child's stack.
+    let top = (stack.as_mut_ptr() as usize + CHILD_STACK) & !15;
+    // Block every signal around the clone: no handler of the host may run in the child,
+    // which shares the host's memory until it execs (the stub unblocks what it needs).
+    // SAFETY: an all-zero sigset_t is a valid (empty) set.
+    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: valid set pointers; this thread's mask is restored below.
+    unsafe {
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
     }
+    // SAFETY: the child runs `child_main` on its own stack, sharing our memory (CLONE_VM)
+    // while this thread is suspended (CLONE_VFORK) until it execs or exits; it makes only
+    // async-signal-safe system calls on `args`, which outlives the call, and never returns.
+    let pid = unsafe {
+        libc::clone(
+            child_main,
+            top as *mut libc::c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            &args as *const ChildArgs as *mut libc::c_void,
+        )
+    };
+    let err = std::io::Error::last_os_error();
+    // SAFETY: restores this thread's mask saved above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+    drop(stack);
     if pid < 0 {
-        return Err(HostError::os("fork", std::io::Error::last_os_error()));
+        return Err(HostError::os("clone", err));
     }
     let pid = Pid::from_raw(pid).ok_or(HostError::BadStub("fork returned pid 0"))?;
     match rustix::process::pidfd_open(pid, PidfdFlags::empty()) {
@@ -85,12 +123,23 @@ pub(crate) fn spawn(stub: &Stub, guest_fd: RawFd, ctl_fd: RawFd) -> Result<Child
     }
 }
 
-/// The forked child: arrange fds 3 and 4, close everything else, exec the stub.
+/// Entry of the cloned child (`arg` is the parent's [`ChildArgs`]).
+extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `spawn` passes a valid `ChildArgs` that outlives the child's use of it (the
+    // parent is suspended until the child execs or exits).
+    let a = unsafe { &*(arg as *const ChildArgs) };
+    // SAFETY: we are the freshly cloned child, on our own stack.
+    unsafe { exec_child(a.parent, a.fds, &a.argv, &a.envp) }
+}
+
+/// The cloned child: arrange fds 3 and 4, close everything else, exec the stub.
 ///
 /// # Safety
 ///
-/// Must be called only in a child just forked from a multi-threaded process; it performs only
-/// async-signal-safe system calls and never returns.
+/// Must be called only in a child just cloned (`CLONE_VM | CLONE_VFORK`) from a
+/// multi-threaded process, with every signal blocked; it performs only async-signal-safe
+/// system calls, writes no memory of the parent but its own stack (and, at worst, the
+/// parent thread's `errno`), and never returns.
 unsafe fn exec_child(
     parent: libc::pid_t,
     [guest, ctl, stub]: [RawFd; 3],

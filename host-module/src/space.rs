@@ -5,22 +5,39 @@
 //! A space is the stub, started with fd 3 = the guest memfd and fd 4 = a one-page control
 //! memfd whose [`SandboxHeader`] says [`kind::USER`] and where the space's context region is.
 //! `SpaceCreate` returns at once; the guest's first request waits on its slot until the stub
-//! is up. One reaper thread per tenant (started with the first space) waits on the pidfds of
-//! all its spaces with epoll, reaps each as it ends and, unless the guest already destroyed
-//! it, marks it dead in guest memory: [`UserCtxHeader::dead`] = 1, `dead_status` (exit status,
-//! or `0x100 | signal`), then in every slot `exit_reason = Dead`, `done_seq = run_seq` and a
-//! shared futex wake on `done_seq` (futex keys of shared memfd pages are per page, so the
-//! guest's waiters in the kernel sandbox are woken through the host's own mapping).
+//! is up.
+//!
+//! **Spares.** To keep process creation off the guest's critical path, each tenant keeps up
+//! to [`SPARES`] *spare* user sandboxes: started with `user_ctx_gpa = user_ctx_len = 0`, their
+//! stub does all of its start-up that does not need the context region (mappings, handlers,
+//! slot threads, timers, the filter program) and then sleeps on a futex on the low 32 bits of
+//! `user_ctx_len` in its control header. `SpaceCreate` hands a spare the validated region
+//! (writes `user_ctx_gpa`, then `user_ctx_len`, then wakes it) and asks the reaper thread for
+//! a replacement; with no spare at hand it spawns on the calling thread as before. Spares are
+//! forked by the reaper thread (their `PDEATHSIG` is tied to it, and it outlives every
+//! sandbox of the tenant), get the tenant's CPU limits like any space, count against
+//! [`MAX_PROCESSES`], and are killed with the tenant. A spare that dies before it is used
+//! turns spares off for the tenant (a broken stub must not be respawned in a loop).
+//!
+//! One reaper thread per tenant (started with the first space or spare) waits on the pidfds
+//! of all its sandboxes with epoll, reaps each as it ends and marks it dead in guest memory:
+//! [`UserCtxHeader::dead`] = 1, `dead_status` (exit status, or `0x100 | signal`), then in
+//! every slot `exit_reason = Dead`, `done_seq = run_seq` and a shared futex wake on
+//! `done_seq` (futex keys of shared memfd pages are per page, so the guest's waiters in the
+//! kernel sandbox are woken through the host's own mapping). Destroyed spaces are marked too:
+//! `SpaceDestroy` only kills, and the mark tells the guest kernel when the space's memory is
+//! no longer used by the sandbox.
 //!
 //! Limits: at most [`MAX_SPACES`] undestroyed handles per tenant, and at most
 //! [`MAX_PROCESSES`] user sandbox processes (destroyed ones wait to be reaped). Handles are
 //! never reused within a tenant. When the tenant ends, [`Spaces::shutdown`] kills every
-//! space and waits until the reaper has reaped them all.
+//! space and spare and waits until the reaper has reaped them all.
 
 use std::collections::HashMap;
 use std::mem::offset_of;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -42,10 +59,15 @@ use crate::GuestMemory;
 pub const MAX_SPACES: usize = 1024;
 /// Most user sandbox processes a tenant may have (live or destroyed and not yet reaped).
 pub const MAX_PROCESSES: usize = 2 * MAX_SPACES;
-/// Longest `SpaceDestroy` waits for the killed sandbox to be gone.
+/// Longest the host blocks for a killed user sandbox to exit (only for a spare found
+/// unusable that cannot be left to the reaper; `SpaceDestroy` itself no longer waits).
 pub const DESTROY_WAIT: Duration = Duration::from_secs(5);
+/// Most spare user sandboxes a tenant keeps ready.
+pub(crate) const SPARES: usize = 2;
 /// epoll token of the reaper's wake-up eventfd (handles are smaller).
 const WAKE_TOKEN: u64 = u64::MAX;
+/// epoll tokens of spares: `SPARE_TOKEN | spare id` (handles are smaller).
+const SPARE_TOKEN: u64 = 1 << 62;
 
 // The context-region words the host writes (checked against the ABI structs).
 const HDR_DEAD: u64 = offset_of!(UserCtxHeader, dead) as u64;
@@ -54,6 +76,10 @@ const SLOT_RUN_SEQ: u64 = offset_of!(UserSlot, run_seq) as u64;
 const SLOT_DONE_SEQ: u64 = offset_of!(UserSlot, done_seq) as u64;
 const SLOT_EXIT_REASON: u64 = offset_of!(UserSlot, exit_reason) as u64;
 const _: () = assert!(std::mem::size_of::<SandboxHeader>() as u64 <= PAGE_SIZE);
+// The control-header words the host writes to assign a spare.
+const CTL_CTX_GPA: usize = offset_of!(SandboxHeader, user_ctx_gpa);
+const CTL_CTX_LEN: usize = offset_of!(SandboxHeader, user_ctx_len);
+const _: () = assert!(CTL_CTX_GPA.is_multiple_of(8) && CTL_CTX_LEN.is_multiple_of(8));
 
 /// What every space of a tenant shares.
 #[derive(Clone, Debug)]
@@ -74,11 +100,71 @@ pub(crate) struct SpaceConfig {
 struct Entry {
     pid: Pid,
     pidfd: Arc<OwnedFd>,
-    ctx_gpa: u64,
-    /// The guest destroyed it: the handle is gone, its memory may be reused, no death mark.
+    /// Where its death is marked (`None`: nowhere, for a spare found unusable).
+    ctx_gpa: Option<u64>,
+    /// The guest destroyed it: the handle is gone; it is marked dead once reaped.
     destroyed: bool,
     /// The control memfd (kept for diagnostics until the sandbox is reaped).
     ctl: ControlRegion,
+}
+
+/// A spare user sandbox: started without a context region, waiting for one.
+struct Spare {
+    id: u64,
+    pid: Pid,
+    pidfd: Arc<OwnedFd>,
+    ctl: ControlRegion,
+    /// The host's own mapping of the control header (to assign the context region).
+    words: CtlMap,
+}
+
+/// A host mapping of page 0 of a user sandbox's control memfd.
+struct CtlMap {
+    addr: usize,
+}
+
+impl CtlMap {
+    fn new(ctl: &ControlRegion) -> std::io::Result<Self> {
+        // SAFETY: a fresh shared mapping of the first page of a memfd we own (at least one
+        // page long, sealed against shrinking); the kernel chooses the address.
+        let p = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                PAGE_SIZE as usize,
+                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+                rustix::mm::MapFlags::SHARED,
+                std::os::fd::BorrowedFd::borrow_raw(ctl.raw_fd()),
+                0,
+            )?
+        };
+        Ok(Self { addr: p as usize })
+    }
+
+    fn u64_at(&self, off: usize) -> &AtomicU64 {
+        // SAFETY: `off` is an 8-aligned offset inside the mapped page (the header is smaller
+        // than a page), which lives as long as `self`; any bit pattern is a valid AtomicU64
+        // and every access is atomic (the stub accesses the page concurrently).
+        unsafe { &*((self.addr + off) as *const AtomicU64) }
+    }
+
+    /// Hands the spare its context region: `user_ctx_gpa`, then `user_ctx_len` (the stub's
+    /// futex word is its low half), then a shared futex wake.
+    fn assign(&self, ctx_gpa: u64, ctx_len: u64) {
+        self.u64_at(CTL_CTX_GPA).store(ctx_gpa, SeqCst);
+        let len = self.u64_at(CTL_CTX_LEN);
+        len.store(ctx_len, SeqCst);
+        // SAFETY: the low half of the (8-aligned, little-endian) `user_ctx_len` word, inside
+        // the mapping; only used as a futex address.
+        let word = unsafe { &*(len as *const AtomicU64 as *const AtomicU32) };
+        let _ = futex::wake(word, futex::Flags::empty(), u32::MAX);
+    }
+}
+
+impl Drop for CtlMap {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping of one page, no reference into it outlives `self`.
+        let _ = unsafe { rustix::mm::munmap(self.addr as *mut _, PAGE_SIZE as usize) };
+    }
 }
 
 /// The reaper thread and how to reach it.
@@ -92,9 +178,21 @@ struct Reaper {
 struct State {
     entries: HashMap<u64, Entry>,
     next_handle: u64,
+    /// Spares, oldest first.
+    spares: Vec<Spare>,
+    next_spare: u64,
+    /// A spare died before it was used: no more spares for this tenant.
+    spares_off: bool,
     /// The tenant is ending: no new spaces.
     closed: bool,
     reaper: Option<Reaper>,
+}
+
+impl State {
+    /// User sandbox processes not reaped yet.
+    fn processes(&self) -> usize {
+        self.entries.len() + self.spares.len()
+    }
 }
 
 struct Inner {
@@ -105,6 +203,8 @@ struct Inner {
     state: Mutex<State>,
     /// [`MAX_SPACES`] (lower in tests).
     max_spaces: usize,
+    /// [`SPARES`] (0 in most tests).
+    max_spares: usize,
 }
 
 /// The user sandboxes of one tenant.
@@ -134,13 +234,50 @@ impl Spaces {
                     ..State::default()
                 }),
                 max_spaces: MAX_SPACES,
+                max_spares: SPARES,
             }),
         }
     }
 
-    /// Sets the CPU limits every later space gets (once, when the kernel sandbox got them).
+    /// Sets the CPU limits every space gets (once, when the kernel sandbox got them): applies
+    /// them to the sandboxes that already exist, then starts the first spares (the kernel
+    /// is still booting).
     pub(crate) fn set_cpu(&self, cpu: SpaceCpu) {
-        let _ = self.inner.cpu.set(cpu);
+        let mut st = self.lock();
+        if self.inner.cpu.set(cpu).is_ok() {
+            if let Some(cpu) = self.inner.cpu.get() {
+                let pids = st
+                    .entries
+                    .values()
+                    .map(|e| e.pid)
+                    .chain(st.spares.iter().map(|s| s.pid));
+                for pid in pids {
+                    cpu.apply(&self.inner.cfg.name, pid.as_raw_nonzero().get() as u32);
+                }
+            }
+        }
+        self.want_spares(&mut st);
+    }
+
+    /// Starts the reaper if needed and wakes it to top up the spares.
+    fn want_spares(&self, st: &mut State) {
+        if st.closed || st.spares_off || st.spares.len() >= self.inner.max_spares {
+            return;
+        }
+        if st.reaper.is_none() {
+            match self.start_reaper() {
+                Ok(r) => st.reaper = Some(r),
+                Err(e) => {
+                    tracing::error!(tenant = %self.inner.cfg.name, "cannot start the space reaper: {e}");
+                    return;
+                }
+            }
+        }
+        if let Some(r) = &st.reaper {
+            if let Err(e) = rustix::io::write(&*r.wake, &1u64.to_ne_bytes()) {
+                tracing::error!("cannot wake the space reaper: {e}");
+            }
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -164,7 +301,14 @@ impl Spaces {
         let mut st = self.lock();
         let live = st.entries.values().filter(|e| !e.destroyed).count();
         let max = self.inner.max_spaces;
-        if st.closed || live >= max || st.entries.len() >= max * (MAX_PROCESSES / MAX_SPACES) {
+        if st.closed || live >= max {
+            return Err(HcError::NoResources);
+        }
+        if let Some(handle) = self.use_spare(&mut st, ctx_gpa, ctx_len) {
+            self.want_spares(&mut st);
+            return Ok(handle);
+        }
+        if st.processes() >= max * (MAX_PROCESSES / MAX_SPACES) {
             return Err(HcError::NoResources);
         }
         if st.reaper.is_none() {
@@ -222,36 +366,94 @@ impl Spaces {
             Entry {
                 pid: child.pid,
                 pidfd: Arc::new(child.pidfd),
-                ctx_gpa,
+                ctx_gpa: Some(ctx_gpa),
                 destroyed: false,
                 ctl,
             },
         );
         tracing::debug!(tenant = %cfg.name, handle, pid = raw_pid, ctx_gpa, "user sandbox spawned");
+        self.want_spares(&mut st);
         Ok(handle)
     }
 
-    /// `SpaceDestroy(handle)`: kills the space and returns once its process has exited (no
-    /// thread of it runs and its mappings are gone: the guest may reuse its context region
-    /// and user pages at once). The reaper reaps it. `InvalidArgument` for a handle that is
-    /// not an undestroyed space of this tenant.
-    pub(crate) fn destroy(&self, handle: u64) -> Result<(), HcError> {
-        let pidfd = {
-            let mut st = self.lock();
-            let Some(e) = st.entries.get_mut(&handle).filter(|e| !e.destroyed) else {
-                return Err(HcError::InvalidArgument);
-            };
-            e.destroyed = true;
-            Arc::clone(&e.pidfd)
-        };
-        sandbox::kill(&pidfd);
-        if !sandbox::wait_exited(&pidfd, Some(DESTROY_WAIT)) {
-            tracing::warn!(tenant = %self.inner.cfg.name, handle, "user sandbox slow to die");
+    /// Gives the oldest live spare the (validated) context region and makes it space
+    /// `next_handle`; `None` if there is none (or it cannot be used).
+    fn use_spare(&self, st: &mut State, ctx_gpa: u64, ctx_len: u64) -> Option<u64> {
+        let name = &self.inner.cfg.name;
+        let ep = Arc::clone(&st.reaper.as_ref()?.epoll);
+        while !st.spares.is_empty() {
+            let sp = st.spares.remove(0);
+            let handle = st.next_handle;
+            // A spare whose stub failed, or that is already gone, is left to the reaper.
+            let failed =
+                sp.ctl.stub_status().load(SeqCst) == pvmux_hypercalls::sandbox::status::FAILED;
+            let watched = !failed
+                && epoll::modify(
+                    &*ep,
+                    &*sp.pidfd,
+                    epoll::EventData::new_u64(handle),
+                    epoll::EventFlags::IN,
+                )
+                .is_ok();
+            if !watched || sandbox::wait_exited(&sp.pidfd, Some(Duration::ZERO)) {
+                tracing::warn!(tenant = %name, pid = sp.pid.as_raw_nonzero().get(), "spare user sandbox unusable");
+                st.spares_off = true;
+                sandbox::kill(&sp.pidfd);
+                // Keep it as a destroyed entry so the reaper reaps it (token: the handle,
+                // if the modification went through; else its spare token finds nothing
+                // and the fallback below reaps it).
+                if watched {
+                    st.next_handle += 1;
+                    st.entries.insert(
+                        handle,
+                        Entry {
+                            pid: sp.pid,
+                            pidfd: sp.pidfd,
+                            ctx_gpa: None,
+                            destroyed: true,
+                            ctl: sp.ctl,
+                        },
+                    );
+                } else {
+                    let _ = epoll::delete(&*ep, &*sp.pidfd);
+                    sandbox::wait_exited(&sp.pidfd, Some(DESTROY_WAIT));
+                    let _ = sandbox::reap(sp.pid);
+                }
+                continue;
+            }
+            sp.words.assign(ctx_gpa, ctx_len);
+            st.next_handle += 1;
+            tracing::debug!(tenant = %name, handle, pid = sp.pid.as_raw_nonzero().get(), spare = sp.id, ctx_gpa, "spare user sandbox assigned");
+            st.entries.insert(
+                handle,
+                Entry {
+                    pid: sp.pid,
+                    pidfd: sp.pidfd,
+                    ctx_gpa: Some(ctx_gpa),
+                    destroyed: false,
+                    ctl: sp.ctl,
+                },
+            );
+            return Some(handle);
         }
+        None
+    }
+
+    /// `SpaceDestroy(handle)`: kills the space and returns at once. The reaper reaps it and
+    /// then marks it dead like a space that died by itself: until the guest kernel sees
+    /// `dead`, the sandbox may still use the context region and the user pages.
+    /// `InvalidArgument` for a handle that is not an undestroyed space of this tenant.
+    pub(crate) fn destroy(&self, handle: u64) -> Result<(), HcError> {
+        let mut st = self.lock();
+        let Some(e) = st.entries.get_mut(&handle).filter(|e| !e.destroyed) else {
+            return Err(HcError::InvalidArgument);
+        };
+        e.destroyed = true;
+        sandbox::kill(&e.pidfd);
         Ok(())
     }
 
-    /// Pids of the user sandboxes not reaped yet.
+    /// Pids of the (assigned) user sandboxes not reaped yet; spares are not included.
     pub(crate) fn pids(&self) -> Vec<u32> {
         self.lock()
             .entries
@@ -260,14 +462,17 @@ impl Spaces {
             .collect()
     }
 
-    /// The tenant is ending: refuses new spaces, kills every space and waits until all are
-    /// reaped (joins the reaper).
+    /// The tenant is ending: refuses new spaces, kills every space and spare and waits until
+    /// all are reaped (joins the reaper).
     pub(crate) fn shutdown(&self) {
         let reaper = {
             let mut st = self.lock();
             st.closed = true;
             for e in st.entries.values() {
                 sandbox::kill(&e.pidfd);
+            }
+            for s in &st.spares {
+                sandbox::kill(&s.pidfd);
             }
             st.reaper.take()
         };
@@ -304,8 +509,8 @@ impl Spaces {
     }
 }
 
-/// Waits on the pidfds of every space (and the wake eventfd) and reaps each space as it
-/// ends, until the tenant is closed and no space is left.
+/// Waits on the pidfds of every space and spare (and the wake eventfd), reaps each as it
+/// ends and tops up the spares, until the tenant is closed and no sandbox is left.
 fn reaper_thread(inner: &Inner, ep: &OwnedFd, wake: &OwnedFd) {
     let mut events = Vec::with_capacity(64);
     loop {
@@ -324,14 +529,128 @@ fn reaper_thread(inner: &Inner, ep: &OwnedFd, wake: &OwnedFd) {
             if token == WAKE_TOKEN {
                 let mut b = [0u8; 8];
                 let _ = rustix::io::read(wake, &mut b);
+            } else if token & SPARE_TOKEN != 0 {
+                reap_spare(inner, ep, token & !SPARE_TOKEN);
             } else {
                 reap_one(inner, ep, token);
             }
         }
+        top_up_spares(inner, ep);
         let st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
-        if st.closed && st.entries.is_empty() {
+        if st.closed && st.processes() == 0 {
             return;
         }
+    }
+}
+
+/// Spawns spares until there are `max_spares` (called on the reaper thread, which stays
+/// alive as long as any sandbox of the tenant: the spares' `PDEATHSIG` is tied to it).
+/// Forks without the state lock; the vCPU threads only ever take spares that are ready.
+fn top_up_spares(inner: &Inner, ep: &OwnedFd) {
+    let cfg = &inner.cfg;
+    loop {
+        {
+            let st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
+            let limit = inner.max_spaces * (MAX_PROCESSES / MAX_SPACES);
+            if st.closed
+                || st.spares_off
+                || st.spares.len() >= inner.max_spares
+                || st.processes() >= limit
+            {
+                return;
+            }
+        }
+        let spawned = ControlRegion::new(&HeaderInit {
+            nr_vcpus: cfg.nr_vcpus,
+            mem_size: inner.mem.size(),
+            tsc_base: cfg.clock.tsc_base,
+            mono_base_ns: cfg.clock.mono_base_ns,
+            clock_mult: cfg.clock.mult,
+            clock_shift: cfg.clock.shift,
+            fault_around_pages: cfg.fault_around_pages,
+            kind: kind::USER,
+            user_pool_base: cfg.pool_base,
+            user_ctx_gpa: 0,
+            user_ctx_len: 0,
+            ..HeaderInit::default()
+        })
+        .map_err(|e| e.to_string())
+        .and_then(|ctl| {
+            let words = CtlMap::new(&ctl).map_err(|e| format!("mmap: {e}"))?;
+            let child = sandbox::spawn(&inner.stub, inner.mem.raw_fd(), ctl.raw_fd())
+                .map_err(|e| e.to_string())?;
+            Ok((ctl, words, child))
+        });
+        let (ctl, words, child) = match spawned {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(tenant = %cfg.name, "cannot spawn a spare user sandbox: {e}");
+                inner
+                    .state
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .spares_off = true;
+                return;
+            }
+        };
+        let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
+        let id = st.next_spare;
+        let raw_pid = child.pid.as_raw_nonzero().get() as u32;
+        let added = epoll::add(
+            ep,
+            &child.pidfd,
+            epoll::EventData::new_u64(SPARE_TOKEN | id),
+            epoll::EventFlags::IN,
+        );
+        if st.closed || added.is_err() {
+            if let Err(e) = added {
+                tracing::error!(tenant = %cfg.name, "cannot watch a spare user sandbox: {e}");
+                st.spares_off = true;
+            } else {
+                let _ = epoll::delete(ep, &child.pidfd);
+            }
+            drop(st);
+            sandbox::kill(&child.pidfd);
+            let _ = sandbox::reap(child.pid);
+            return;
+        }
+        if let Some(cpu) = inner.cpu.get() {
+            cpu.apply(&cfg.name, raw_pid);
+        }
+        st.next_spare += 1;
+        st.spares.push(Spare {
+            id,
+            pid: child.pid,
+            pidfd: Arc::new(child.pidfd),
+            ctl,
+            words,
+        });
+        tracing::debug!(tenant = %cfg.name, pid = raw_pid, spare = id, "spare user sandbox spawned");
+    }
+}
+
+/// Reaps spare `id`, whose pidfd is readable: it died before it was used (or the tenant is
+/// closing). Nothing to mark; a spare that dies by itself turns spares off.
+fn reap_spare(inner: &Inner, ep: &OwnedFd, id: u64) {
+    let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
+    // Not found: it was just assigned (the next report carries its handle).
+    let Some(i) = st.spares.iter().position(|s| s.id == id) else {
+        return;
+    };
+    let sp = st.spares.remove(i);
+    let _ = epoll::delete(ep, &*sp.pidfd);
+    let exit = sandbox::reap(sp.pid);
+    if !st.closed {
+        st.spares_off = true;
+        tracing::warn!(
+            tenant = %inner.cfg.name,
+            pid = sp.pid.as_raw_nonzero().get(),
+            ?exit,
+            stub_status = sp.ctl.stub_status().load(SeqCst),
+            stub_step = sp.ctl.stub_step().load(SeqCst),
+            stub_error = sp.ctl.stub_error().load(SeqCst),
+            "spare user sandbox died unused; no more spares"
+        );
     }
 }
 
@@ -345,9 +664,9 @@ fn reap_one(inner: &Inner, ep: &OwnedFd, handle: u64) {
     finish(inner, &st, e);
 }
 
-/// Reaps an entry whose process has exited (or is being killed), marking it dead unless it
-/// was destroyed or the tenant is closing. Called with the state locked, so a concurrent
-/// `SpaceDestroy` either happened before (no mark) or waits until the mark is written.
+/// Reaps an entry whose process has exited (or is being killed) and marks it dead, whether
+/// it was destroyed or not (the guest kernel keeps a destroyed space's memory until it sees
+/// the mark), unless the tenant is closing.
 fn finish(inner: &Inner, st: &State, e: Entry) {
     let exit = match sandbox::reap(e.pid) {
         Ok(x) => x,
@@ -367,20 +686,27 @@ fn finish(inner: &Inner, st: &State, e: Entry) {
         destroyed = e.destroyed,
         "user sandbox ended"
     );
-    if !e.destroyed && !st.closed {
+    if let (Some(ctx_gpa), false) = (e.ctx_gpa, st.closed) {
         mark_dead(
             &inner.mem,
-            e.ctx_gpa,
+            ctx_gpa,
             inner.cfg.nr_vcpus,
             exit.dead_status(),
+            !e.destroyed,
         );
     }
 }
 
-/// Reaps every space, blocking (the reaper's fallback when epoll fails).
+/// Reaps every space and spare, blocking (the reaper's fallback when epoll fails).
 fn reap_all_blocking(inner: &Inner) {
     loop {
         let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
+        // Spares are of no use without a reaper: kill them.
+        st.spares_off = true;
+        for sp in std::mem::take(&mut st.spares) {
+            sandbox::kill(&sp.pidfd);
+            let _ = sandbox::reap(sp.pid);
+        }
         let Some(&h) = st.entries.keys().next() else {
             return;
         };
@@ -398,27 +724,38 @@ fn reap_all_blocking(inner: &Inner) {
 }
 
 /// Writes the death of the space whose context region is at `ctx_gpa` (validated at
-/// creation: page aligned, in the pool, `user_ctx_size(nr_vcpus)` bytes) into guest memory
-/// and wakes every waiter of its slots.
-pub(crate) fn mark_dead(mem: &GuestMemory, ctx_gpa: u64, nr_vcpus: u32, status: u32) {
+/// creation: page aligned, in the pool, `user_ctx_size(nr_vcpus)` bytes) into guest memory.
+/// With `slots` (a space the guest has not destroyed, whose vCPUs may wait on it): first, in
+/// every slot, `exit_reason = Dead` and `done_seq = run_seq`; then `dead_status` and
+/// `dead = 1`, the last write into the region (the guest kernel may reuse a destroyed space's
+/// memory as soon as it sees `dead`); then, with `slots`, a futex wake of every slot's
+/// `done_seq` (a wake that hits a reused page is only a spurious wake-up).
+pub(crate) fn mark_dead(mem: &GuestMemory, ctx_gpa: u64, nr_vcpus: u32, status: u32, slots: bool) {
     let word = |off: u64| ctx_gpa.checked_add(off).and_then(|a| mem.atomic_u32(a));
+    let done_words: Vec<&AtomicU32> = if slots {
+        (0..nr_vcpus)
+            .filter_map(|i| {
+                let slot = user_slot_offset(i);
+                let (run, done, reason) = (
+                    word(slot + SLOT_RUN_SEQ)?,
+                    word(slot + SLOT_DONE_SEQ)?,
+                    word(slot + SLOT_EXIT_REASON)?,
+                );
+                reason.store(UserExit::Dead as u32, SeqCst);
+                done.store(run.load(SeqCst), SeqCst);
+                Some(done)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     if let Some(w) = word(HDR_DEAD_STATUS) {
         w.store(status, SeqCst);
     }
     if let Some(w) = word(HDR_DEAD) {
         w.store(1, SeqCst);
     }
-    for i in 0..nr_vcpus {
-        let slot = user_slot_offset(i);
-        let (Some(run), Some(done), Some(reason)) = (
-            word(slot + SLOT_RUN_SEQ),
-            word(slot + SLOT_DONE_SEQ),
-            word(slot + SLOT_EXIT_REASON),
-        ) else {
-            continue;
-        };
-        reason.store(UserExit::Dead as u32, SeqCst);
-        done.store(run.load(SeqCst), SeqCst);
+    for done in done_words {
         // Shared (not private) futex: the waiters are in other processes.
         let _ = futex::wake(done, futex::Flags::empty(), u32::MAX);
     }
@@ -450,7 +787,23 @@ mod tests {
             fault_around_pages: 16,
         };
         let stub = Arc::new(Stub::new(&raw_elf(code)).unwrap());
-        (Spaces::new(cfg, Arc::clone(&mem), stub), mem)
+        let mut s = Spaces::new(cfg, Arc::clone(&mem), stub);
+        Arc::get_mut(&mut s.inner).unwrap().max_spares = 0;
+        (s, mem)
+    }
+
+    fn with_spares(code: &[u8], n: usize) -> (Spaces, Arc<GuestMemory>) {
+        let (mut s, mem) = spaces(code, 1);
+        Arc::get_mut(&mut s.inner).unwrap().max_spares = n;
+        (s, mem)
+    }
+
+    fn spare_pids(s: &Spaces) -> Vec<u32> {
+        s.lock()
+            .spares
+            .iter()
+            .map(|sp| sp.pid.as_raw_nonzero().get() as u32)
+            .collect()
     }
 
     fn alive(pid: u32) -> bool {
@@ -543,7 +896,7 @@ mod tests {
     }
 
     #[test]
-    fn killed_spaces_report_the_signal_and_destroyed_ones_are_not_marked() {
+    fn killed_spaces_report_the_signal_and_destroyed_ones_are_marked_once_reaped() {
         let (s, mem) = spaces(SPIN, 1);
         let (a, b) = (POOL, POOL + 0x10_0000);
         let ha = s.create(a).unwrap();
@@ -560,12 +913,15 @@ mod tests {
         unsafe { libc::kill(pid_a as i32, libc::SIGKILL) };
         wait_for("death mark", || mem.read_u32(a + HDR_DEAD).unwrap() == 1);
         assert_eq!(mem.read_u32(a + HDR_DEAD_STATUS).unwrap(), 0x100 | 9);
-        // Destroyed: gone when destroy returns, never marked.
+        // Destroyed: killed at once, marked dead once reaped (the guest kernel frees the
+        // space's memory when it sees the mark).
         let pid_b = *s.pids().iter().find(|&&p| p != pid_a).unwrap();
         s.destroy(hb).unwrap();
-        assert!(!alive(pid_b), "destroy returns after the process exited");
+        assert_eq!(s.destroy(hb), Err(HcError::InvalidArgument));
         wait_for("reaped", || s.pids().is_empty());
-        assert_eq!(mem.read_u32(b + HDR_DEAD).unwrap(), 0);
+        assert!(!alive(pid_b));
+        assert_eq!(mem.read_u32(b + HDR_DEAD).unwrap(), 1);
+        assert_eq!(mem.read_u32(b + HDR_DEAD_STATUS).unwrap(), 0x100 | 9);
         assert!(!std::path::Path::new(&format!("/proc/{pid_b}")).exists());
         s.shutdown();
     }
@@ -604,5 +960,60 @@ mod tests {
         assert_eq!(s.create(POOL), Err(HcError::NoResources));
         s.shutdown();
         assert!(s.pids().is_empty());
+    }
+
+    #[test]
+    fn spares_are_used_replaced_and_killed_with_the_tenant() {
+        let (s, mem) = with_spares(SPIN, 2);
+        s.set_cpu(SpaceCpu::default());
+        wait_for("two spares", || spare_pids(&s).len() == 2);
+        let before = spare_pids(&s);
+        let h = s.create(POOL).unwrap();
+        assert_eq!(h, 1);
+        let used = s.pids();
+        assert_eq!(used, [before[0]], "the oldest spare became the space");
+        // Its control header got the context region.
+        {
+            let st = s.lock();
+            let e = &st.entries[&h];
+            let b = e.ctl.header_bytes();
+            let gpa = u64::from_le_bytes(b[CTL_CTX_GPA..CTL_CTX_GPA + 8].try_into().unwrap());
+            let len = u64::from_le_bytes(b[CTL_CTX_LEN..CTL_CTX_LEN + 8].try_into().unwrap());
+            assert_eq!((gpa, len), (POOL, user_ctx_size(1)));
+        }
+        wait_for("replaced", || spare_pids(&s).len() == 2);
+        let h2 = s.create(POOL + 0x10_0000).unwrap();
+        assert_eq!(h2, 2);
+        s.destroy(h).unwrap();
+        wait_for("destroyed space reaped", || s.pids().len() == 1);
+        assert_eq!(mem.read_u32(POOL + HDR_DEAD).unwrap(), 1);
+        let mut all = s.pids();
+        all.extend(spare_pids(&s));
+        all.extend(before);
+        s.shutdown();
+        assert!(s.pids().is_empty() && spare_pids(&s).is_empty());
+        for p in all {
+            assert!(
+                !std::path::Path::new(&format!("/proc/{p}")).exists(),
+                "{p} left"
+            );
+        }
+        assert_eq!(s.create(POOL), Err(HcError::NoResources), "closed");
+    }
+
+    #[test]
+    fn a_spare_that_dies_unused_turns_spares_off() {
+        let (s, mem) = with_spares(EXIT7, 2);
+        s.set_cpu(SpaceCpu::default());
+        wait_for("spares off", || s.lock().spares_off);
+        wait_for("spare reaped", || spare_pids(&s).is_empty());
+        // Spaces are still spawned directly.
+        let h = s.create(POOL).unwrap();
+        wait_for("death mark", || mem.read_u32(POOL + HDR_DEAD).unwrap() == 1);
+        assert_eq!(mem.read_u32(POOL + HDR_DEAD_STATUS).unwrap(), 7);
+        wait_for("reaped", || s.pids().is_empty());
+        assert_eq!(s.destroy(h), Err(HcError::InvalidArgument));
+        assert!(spare_pids(&s).is_empty());
+        s.shutdown();
     }
 }

@@ -82,8 +82,12 @@ pub struct SandboxHeader {
     /// mappings of lower memfd offsets (host).
     pub user_pool_base: u64,
     /// User sandboxes: guest-physical address of the context region (host, validated).
+    /// 0 in a *spare* until the host assigns it, written before `user_ctx_len`.
     pub user_ctx_gpa: u64,
-    /// User sandboxes: length of the context region (host).
+    /// User sandboxes: length of the context region (host). 0 in a *spare* (a user sandbox
+    /// started before it has a space): its stub does the start-up that needs no context
+    /// region, then sleeps on a shared futex on the low 32 bits of this word until the host
+    /// writes it (after `user_ctx_gpa`) and wakes it.
     pub user_ctx_len: u64,
 }
 

@@ -31,6 +31,11 @@ const SPIN_NS: u64 = 30_000;
 const SPIN_MIN_NS: u64 = 1_000;
 /// Sleep slices while waiting (re-checks the sandbox's death flag in between).
 const WAIT_SLICE_NS: u64 = 20_000_000;
+/// Longest a request may stay unanswered before the space is treated as dead. An honest
+/// user stub answers within a time slice; a user program can keep it from ever answering
+/// (it can write its slot's sequence words, or stop its slice timer from stub code), and
+/// this vCPU must not wait for it forever.
+const RUN_TIMEOUT_NS: u64 = 2_000_000_000;
 
 /// A mapped region `[start, end)`.
 #[derive(Clone, Copy, Debug)]
@@ -129,8 +134,16 @@ pub(crate) struct Space {
 }
 
 /// Spaces destroyed but possibly not dead yet: their frames are released once the host
-/// reports the sandbox gone (it may still touch them until then).
+/// reports the sandbox gone (it may still touch them until then). `SpaceDestroy` returns
+/// at once and the host marks the space dead once it has reaped the sandbox, so every
+/// destroyed space passes through here.
 static GRAVEYARD: IrqLock<Vec<(u64, usize, Vec<u64>)>> = IrqLock::new(Vec::new());
+/// Entries in [`GRAVEYARD`] (checked without the lock on hot paths).
+static GRAVE_LEN: AtomicU32 = AtomicU32::new(0);
+/// Longest [`Space::new`] waits for destroyed spaces to die when the pool is short.
+const RECLAIM_WAIT_NS: u64 = 50_000_000;
+/// Poll period of that wait.
+const RECLAIM_POLL_NS: u64 = 100_000;
 
 /// Live spaces (statistics).
 pub(crate) static LIVE: AtomicU32 = AtomicU32::new(0);
@@ -154,8 +167,12 @@ fn is_dead(ctx_gpa: u64) -> bool {
     unsafe { (*header(ctx_gpa)).dead.load(Ordering::Acquire) != 0 }
 }
 
-/// Releases the frames of destroyed spaces whose sandboxes have ended.
-pub(crate) fn reap_graveyard() {
+/// Releases the frames of destroyed spaces whose sandboxes have ended. Returns whether it
+/// released any. Cheap when the graveyard is empty.
+pub(crate) fn reap_graveyard() -> bool {
+    if GRAVE_LEN.load(Ordering::Acquire) == 0 {
+        return false;
+    }
     let done: Vec<(u64, usize, Vec<u64>)> = {
         let mut g = GRAVEYARD.lock();
         let mut done = Vec::new();
@@ -167,8 +184,10 @@ pub(crate) fn reap_graveyard() {
                 i += 1;
             }
         }
+        GRAVE_LEN.store(g.len() as u32, Ordering::Release);
         done
     };
+    let any = !done.is_empty();
     for (ctx, pages, frames) in done {
         for f in frames {
             pool::put(f);
@@ -177,6 +196,13 @@ pub(crate) fn reap_graveyard() {
             pool::put(ctx + p * PAGE_SIZE);
         }
     }
+    any
+}
+
+/// A pool allocation that, when the pool is empty, first releases what the graveyard can
+/// (without waiting: callers may hold locks) and tries once more.
+fn alloc_reclaiming(f: impl Fn() -> Result<u64, Errno>) -> Result<u64, Errno> {
+    f().or_else(|e| if reap_graveyard() { f() } else { Err(e) })
 }
 
 impl Mm {
@@ -352,7 +378,7 @@ impl Mm {
                         cow: false,
                     }
                 } else {
-                    let new = pool::alloc()?;
+                    let new = alloc_reclaiming(pool::alloc)?;
                     // SAFETY: both are pool frames covered by the direct map; `new` is ours
                     // alone, `pte.gpa` is only read.
                     unsafe {
@@ -386,7 +412,7 @@ impl Mm {
                     va_i += PAGE_SIZE;
                     continue;
                 }
-                let gpa = match pool::alloc_zeroed() {
+                let gpa = match alloc_reclaiming(pool::alloc_zeroed) {
                     Ok(g) => g,
                     Err(e) if va_i == page => return Err(e),
                     Err(_) => break,
@@ -411,7 +437,7 @@ impl Mm {
             return Ok(p.gpa);
         }
         let (_, vma) = self.vma_at(page).ok_or(Errno::EFAULT)?;
-        let gpa = pool::alloc_zeroed()?;
+        let gpa = alloc_reclaiming(pool::alloc_zeroed)?;
         let pte = Pte { gpa, cow: false };
         self.pages.insert(page, pte);
         self.queue_map(page, &vma, &pte);
@@ -482,7 +508,24 @@ impl Space {
         let n = crate::boot::nr_vcpus();
         let size = user_ctx_size(n);
         let pages = (size / PAGE_SIZE) as usize;
-        let ctx_gpa = pool::alloc_contiguous_zeroed(pages)?;
+        // Short of memory with destroyed spaces not dead yet: their sandboxes are being
+        // reaped (a matter of microseconds to milliseconds); wait for them a little.
+        let deadline = crate::stub::clock_ns() + RECLAIM_WAIT_NS;
+        let ctx_gpa = loop {
+            match pool::alloc_contiguous_zeroed(pages) {
+                Ok(g) => break g,
+                Err(e) => {
+                    let now = crate::stub::clock_ns();
+                    if reap_graveyard() {
+                        continue;
+                    }
+                    if GRAVE_LEN.load(Ordering::Acquire) == 0 || now >= deadline {
+                        return Err(e);
+                    }
+                    crate::sched::sleep_until(now + RECLAIM_POLL_NS);
+                }
+            }
+        };
         let h = header(ctx_gpa);
         // SAFETY: the region was just allocated and zeroed; the header is plain data that
         // nobody else sees before `SpaceCreate`.
@@ -545,6 +588,9 @@ impl Space {
     /// Runs user code on this vCPU's slot until it comes back. Applies queued operations
     /// first (in several rounds if there are many).
     pub(crate) fn run(&self, st: &mut UserState, fp_init: bool) -> Exit {
+        // Release destroyed spaces that have died since (exit + wait4 + fork loops would
+        // otherwise only release them in `Space::new`).
+        reap_graveyard();
         let _irq = IrqGuard::new();
         let cpu = crate::stub::vcpu_id();
         let slot_gpa = self.ctx_gpa + user_slot_offset(cpu);
@@ -651,7 +697,11 @@ impl Space {
                 if is_dead(self.ctx_gpa) {
                     return Some(Exit::Dead);
                 }
-                if !slept && crate::stub::clock_ns().wrapping_sub(start) < spin {
+                let waited = crate::stub::clock_ns().wrapping_sub(start);
+                if waited > RUN_TIMEOUT_NS {
+                    return Some(Exit::Dead);
+                }
+                if !slept && waited < spin {
                     core::hint::spin_loop();
                     continue;
                 }
@@ -664,7 +714,11 @@ impl Space {
                 s.kernel_waiting.store(0, Ordering::Relaxed);
                 let _ = old_done;
             }
-            let next = if slept { spin / 2 } else { (spin * 2).min(SPIN_NS) };
+            let next = if slept {
+                spin / 2
+            } else {
+                (spin * 2).min(SPIN_NS)
+            };
             budget.store(next.max(SPIN_MIN_NS), Ordering::Relaxed);
             let reason = rv(addr_of_mut!((*slot).exit_reason));
             let exit = match UserExit::from_raw(reason) {
@@ -705,26 +759,22 @@ impl Space {
 
 impl Drop for Space {
     fn drop(&mut self) {
-        // The host returns once the sandbox process is gone: its pages can be reused at
-        // once. If it refuses (it should not), keep them until the sandbox is marked dead.
-        let r = crate::stub::hypercall(Hypercall::SpaceDestroy as u64, self.handle, 0, 0, 0, 0);
+        // The host kills the sandbox and returns at once; it marks the space dead once the
+        // process is reaped. Until then the sandbox may still touch the context region and
+        // the pages, so they wait in the graveyard. (If the host refuses the handle, the
+        // sandbox already died and was marked dead: the graveyard releases it at once.)
+        let _ = crate::stub::hypercall(Hypercall::SpaceDestroy as u64, self.handle, 0, 0, 0, 0);
         LIVE.fetch_sub(1, Ordering::Relaxed);
         let mm = self.mm.get_mut();
         let mut frames: Vec<u64> = mm.pages.values().map(|p| p.gpa).collect();
         frames.append(&mut mm.deferred);
         mm.pages.clear();
-        if r == 0 {
-            for f in frames {
-                pool::put(f);
-            }
-            for p in 0..self.ctx_pages as u64 {
-                pool::put(self.ctx_gpa + p * PAGE_SIZE);
-            }
-        } else {
-            GRAVEYARD
-                .lock()
-                .push((self.ctx_gpa, self.ctx_pages, frames));
+        {
+            let mut g = GRAVEYARD.lock();
+            g.push((self.ctx_gpa, self.ctx_pages, frames));
+            GRAVE_LEN.store(g.len() as u32, Ordering::Release);
         }
+        reap_graveyard();
     }
 }
 

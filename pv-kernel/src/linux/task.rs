@@ -6,7 +6,7 @@
 //! ends) in kernel context, where it may block like any kernel thread.
 
 use alloc::collections::BTreeMap;
-use alloc::sync::Arc;
+use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 
@@ -117,8 +117,9 @@ pub(crate) struct Task {
     pub(crate) sig: SigState,
     /// `CLONE_CHILD_CLEARTID` / `set_tid_address` word.
     pub(crate) clear_child_tid: AtomicU64,
-    /// The kernel thread running it (to wake it for signals).
-    pub(crate) thread: spin::Once<Arc<crate::sched::thread::Thread>>,
+    /// The kernel thread running it (to wake it for signals). Weak: the thread owns the task
+    /// (`Thread::task`), not the other way round, so an exited thread and its task are freed.
+    pub(crate) thread: spin::Once<Weak<crate::sched::thread::Thread>>,
     /// Set to make the task exit at its next chance (exit_group, exec, fatal signal).
     pub(crate) must_exit: AtomicBool,
     /// FPU states saved by signal delivery (restored by rt_sigreturn).
@@ -139,9 +140,26 @@ impl Task {
 
     /// Wakes the task's kernel thread (it re-checks why it sleeps).
     pub(crate) fn kick(&self) {
-        if let Some(t) = self.thread.get() {
-            crate::sched::wake(t);
+        if let Some(t) = self.thread.get().and_then(Weak::upgrade) {
+            crate::sched::wake(&t);
         }
+    }
+}
+
+/// Live tasks (guest threads), for the task limit.
+static LIVE_TASKS: AtomicU32 = AtomicU32::new(0);
+
+/// The most guest threads at once: each costs a kernel stack and bookkeeping from the kernel
+/// heap, so the limit follows the heap size (one task per 128 KiB of heap); `fork`/`clone`
+/// beyond it fail with `EAGAIN` (like `RLIMIT_NPROC`) instead of exhausting the heap.
+pub(crate) fn max_tasks() -> u32 {
+    let (_, heap) = crate::mm::heap::stats();
+    ((heap / (128 << 10)) as u32).clamp(16, 4096)
+}
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        LIVE_TASKS.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -228,6 +246,7 @@ fn new_process(
 }
 
 fn new_task(tid: i32, process: &Arc<Process>, blocked: u64) -> Arc<Task> {
+    LIVE_TASKS.fetch_add(1, Ordering::Relaxed);
     let t = Arc::new(Task {
         tid,
         process: process.clone(),
@@ -246,7 +265,7 @@ fn start(task: Arc<Task>, st: UserState, fresh: bool) -> Result<(), Errno> {
     let t2 = task.clone();
     let h = crate::sched::spawn("user", None, move || task_main(t2, st, fresh))
         .map_err(|_| Errno::ENOMEM)?;
-    task.thread.call_once(|| h.thread().clone());
+    task.thread.call_once(|| Arc::downgrade(h.thread()));
     Ok(())
 }
 
@@ -528,6 +547,9 @@ pub(crate) fn do_clone(
         cst.fs_base = tls;
     }
     let blocked = task.sig.blocked();
+    if LIVE_TASKS.load(Ordering::Relaxed) >= max_tasks() {
+        return Err(Errno::EAGAIN);
+    }
     if flags & CLONE_THREAD != 0 {
         if flags & CLONE_VM == 0 || flags & CLONE_SIGHAND == 0 {
             return Err(Errno::EINVAL);

@@ -1,9 +1,12 @@
 //! User sandboxes (`SandboxHeader::kind == kind::USER`): the stub runs guest user code for one
 //! guest address space, one thread per context slot (see `pvmux_hypercalls::user`).
 //!
-//! Start-up maps the context region at `USER_CTX_BASE` and the per-slot areas just above it,
-//! installs the handlers, creates every slot thread and its slice timer, then installs the
-//! user filter (TSYNC) and releases the threads. Each thread then raises a signal to itself
+//! Start-up maps the per-slot areas just above `USER_CTX_BASE`, installs the handlers, creates
+//! every slot thread and its slice timer and builds the filter program; then it waits until
+//! the host has written the context region into the control header (at once for a sandbox
+//! spawned for a space; a *spare* sleeps here, on a futex on the low half of
+//! `user_ctx_len`, until `SpaceCreate` assigns it one), maps the region at `USER_CTX_BASE`,
+//! installs the user filter (TSYNC) and releases the threads. Each thread then raises a signal to itself
 //! and *lives in its signal handler*: it waits for a request on its slot, applies the queued
 //! operations, writes the requested registers into the signal's saved context and returns,
 //! which `rt_sigreturn`s into user code. The next signal from user code (a trapped system
@@ -237,7 +240,6 @@ pub(crate) fn main(image_base: u64, text_start: u64, text_end: u64) -> ! {
     USER_MODE.store(1, Relaxed);
     let h = header();
     let (n, mem, pool) = (h.nr_vcpus, h.mem_size, h.user_pool_base);
-    let (ctx, ctx_len) = (h.user_ctx_gpa, h.user_ctx_len);
     if h.magic != ABI_MAGIC
         || h.abi_version != ABI_VERSION
         || n == 0
@@ -247,10 +249,6 @@ pub(crate) fn main(image_base: u64, text_start: u64, text_end: u64) -> ! {
         || !mem.is_multiple_of(PAGE_SIZE)
         || !pool.is_multiple_of(PAGE_SIZE)
         || pool >= mem
-        || !ctx.is_multiple_of(PAGE_SIZE)
-        || ctx < pool
-        || ctx_len != user_ctx_size(n)
-        || ctx.checked_add(ctx_len).is_none_or(|e| e > mem)
     {
         fail(Step::BadHeader, EINVAL);
     }
@@ -265,31 +263,6 @@ pub(crate) fn main(image_base: u64, text_start: u64, text_end: u64) -> ! {
     G.text_end.store(text_end, Relaxed);
     G.pid.store(sys::getpid(), Relaxed);
 
-    // SAFETY: USER_CTX_BASE is reserved for the context region; NOREPLACE.
-    if let Err(e) = unsafe {
-        sys::mmap(
-            USER_CTX_BASE,
-            ctx_len,
-            PROT_RW,
-            MAP_SHARED | MAP_FIXED_NOREPLACE,
-            GUEST_MEM_FD,
-            ctx,
-        )
-    } {
-        fail(Step::MapControl, e);
-    }
-    let ch = ctx_header();
-    // SAFETY: plain fields of the mapped header, read once.
-    let (magic, version, slots) = unsafe {
-        (
-            vread(addr_of!(ch.magic)),
-            vread(addr_of!(ch.abi_version)),
-            vread(addr_of!(ch.nr_slots)),
-        )
-    };
-    if magic != USER_CTX_MAGIC || version != ABI_VERSION || slots != n {
-        fail(Step::BadUserCtx, EINVAL);
-    }
     // SAFETY: a fresh private anonymous mapping at an address reserved for it; NOREPLACE.
     if let Err(e) = unsafe {
         sys::mmap(
@@ -355,6 +328,41 @@ pub(crate) fn main(image_base: u64, text_start: u64, text_end: u64) -> ! {
         Ok(l) => l,
         Err(_) => fail(Step::Filter, EINVAL),
     };
+    // Everything that does not need the context region is done: wait for it (a spare
+    // waits here until `SpaceCreate` assigns it one).
+    let (ctx, ctx_len) = wait_for_context();
+    if !ctx.is_multiple_of(PAGE_SIZE)
+        || ctx < pool
+        || ctx_len != user_ctx_size(n)
+        || ctx.checked_add(ctx_len).is_none_or(|e| e > mem)
+    {
+        fail(Step::BadHeader, EINVAL);
+    }
+    // SAFETY: USER_CTX_BASE is reserved for the context region; NOREPLACE.
+    if let Err(e) = unsafe {
+        sys::mmap(
+            USER_CTX_BASE,
+            ctx_len,
+            PROT_RW,
+            MAP_SHARED | MAP_FIXED_NOREPLACE,
+            GUEST_MEM_FD,
+            ctx,
+        )
+    } {
+        fail(Step::MapControl, e);
+    }
+    let ch = ctx_header();
+    // SAFETY: plain fields of the mapped header, read once.
+    let (magic, version, slots) = unsafe {
+        (
+            vread(addr_of!(ch.magic)),
+            vread(addr_of!(ch.abi_version)),
+            vread(addr_of!(ch.nr_slots)),
+        )
+    };
+    if magic != USER_CTX_MAGIC || version != ABI_VERSION || slots != n {
+        fail(Step::BadUserCtx, EINVAL);
+    }
     #[repr(C)]
     struct Fprog {
         len: u16,
@@ -381,6 +389,33 @@ pub(crate) fn main(image_base: u64, text_start: u64, text_end: u64) -> ! {
     sys::futex_wake(&h.stub_status, i32::MAX as u32);
     ch.ready.store(1, Release);
     enter(ucpu(0))
+}
+
+/// Waits until the host has written the context region into the control header:
+/// `user_ctx_len` becomes non-zero last (its low half is the futex word), then
+/// `user_ctx_gpa` is read. Returns `(user_ctx_gpa, user_ctx_len)`, still to be validated.
+fn wait_for_context() -> (u64, u64) {
+    let h = header();
+    // SAFETY: both fields are 8-aligned words of the control header, mapped for the life
+    // of the process; the host writes them concurrently, so they are accessed atomically
+    // (the low half of `user_ctx_len`, little-endian, is the futex word).
+    let (gpa, len, word) = unsafe {
+        let len = addr_of!(h.user_ctx_len);
+        (
+            &*(addr_of!(h.user_ctx_gpa) as *const AtomicU64),
+            &*(len as *const AtomicU64),
+            &*(len as *const AtomicU32),
+        )
+    };
+    loop {
+        let l = len.load(Acquire);
+        if l != 0 {
+            return (gpa.load(Acquire), l);
+        }
+        if word.load(Acquire) == 0 {
+            let _ = sys::futex_wait_shared(word, 0, None);
+        }
+    }
 }
 
 /// Body of slot threads 1..n: set up, report, wait for the filter, enter the handler loop.

@@ -1,0 +1,468 @@
+//! Hostile guest user programs: `tests/programs/src/bin/hostile.rs` run as guest processes
+//! with `pvmux run --rootfs DIR -- /hostile SUBCOMMAND`, each in its own user sandbox.
+//!
+//! Every test asserts what the program reports (one line per attempt), the tenant's exit
+//! status, that the user sandboxes the tenant spawned are all gone once `pvmux` has exited,
+//! and that a normal program still runs in a new tenant afterwards. The security model these
+//! tests back is docs/SECURITY.md, "User sandboxes (guest user mode)".
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// The directory holding the static test programs.
+const PROG_DIR: &str = env!("PVMUX_PROG_DIR");
+/// The `pvmux` command line.
+const PVMUX: &str = env!("CARGO_BIN_EXE_pvmux-cli");
+/// Longest any single run may take.
+const TIMEOUT: Duration = Duration::from_secs(60);
+/// `argv[0]` of every sandbox process.
+const SANDBOX_ARGV0: &[u8] = b"pvmux-sandbox";
+/// Guest memory of most runs, in bytes (`--mem 64M`).
+const MEM: u64 = 64 << 20;
+
+fn prog(name: &str) -> PathBuf {
+    Path::new(PROG_DIR).join(name)
+}
+
+/// A fresh directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(what: &str) -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "pvmux-hostile-user-{}-{}-{what}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        // Ignoring the error: a leftover of an earlier run usually does not exist.
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        Self(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        // Ignoring the error: cleanup is best effort.
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A rootfs with `/hostile`, `/hello` and an empty `/tmp`.
+fn rootfs() -> TempDir {
+    let dir = TempDir::new("rootfs");
+    for name in ["hostile", "hello"] {
+        std::fs::copy(prog(name), dir.0.join(name)).expect("copy program");
+    }
+    std::fs::create_dir(dir.0.join("tmp")).expect("mkdir tmp");
+    dir
+}
+
+/// What a finished `pvmux run` left.
+struct Run {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+    /// User (and kernel) sandbox pids seen as children of the `pvmux` process.
+    sandboxes: BTreeSet<u32>,
+}
+
+impl Run {
+    fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+
+    fn has_line(&self, line: &str) -> bool {
+        self.stdout.lines().any(|l| l == line)
+    }
+
+    fn context(&self) -> String {
+        format!("stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr)
+    }
+}
+
+/// `argv[0]` and parent pid of process `pid`, if it exists.
+fn proc_info(pid: u32) -> Option<(Vec<u8>, u32)> {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let argv0 = cmdline.split(|&b| b == 0).next().unwrap_or(&[]).to_vec();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name (which may contain spaces) start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let ppid = rest.split(' ').nth(1)?.parse().ok()?;
+    Some((argv0, ppid))
+}
+
+/// Sandbox processes whose parent is `parent`.
+fn sandboxes_of(parent: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&pid| {
+            proc_info(pid).is_some_and(|(argv0, ppid)| ppid == parent && argv0 == SANDBOX_ARGV0)
+        })
+        .collect()
+}
+
+/// Runs `pvmux run [--mem 64M] [EXTRA...] --rootfs ROOT -- PROGRAM ARGS...` with a clean
+/// environment, recording the sandboxes it spawns, killing it after [`TIMEOUT`].
+fn guest(root: &TempDir, extra: &[&str], program: &str, args: &[&str]) -> Run {
+    let mut cmd = Command::new(PVMUX);
+    cmd.arg("run");
+    if !extra.contains(&"--mem") {
+        cmd.args(["--mem", "64M"]);
+    }
+    cmd.args(extra)
+        .arg("--rootfs")
+        .arg(&root.0)
+        .arg("--")
+        .arg(program)
+        .args(args);
+    let what = format!("{cmd:?}");
+    let mut child = cmd
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    let pid = child.id();
+    let mut out = child.stdout.take().expect("stdout is piped");
+    let mut err = child.stderr.take().expect("stderr is piped");
+    let out_reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        out.read_to_end(&mut v).map(|_| v)
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        err.read_to_end(&mut v).map(|_| v)
+    });
+    let start = Instant::now();
+    let mut sandboxes = BTreeSet::new();
+    let status = loop {
+        sandboxes.extend(sandboxes_of(pid));
+        if let Some(status) = child.try_wait().expect("wait for child") {
+            break status;
+        }
+        if start.elapsed() > TIMEOUT {
+            // Ignoring the errors: the child may have exited just now.
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not finish within {TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let text = |v: Vec<u8>| String::from_utf8_lossy(&v).into_owned();
+    let run = Run {
+        status,
+        stdout: text(out_reader.join().expect("reader").expect("read stdout")),
+        stderr: text(err_reader.join().expect("reader").expect("read stderr")),
+        sandboxes,
+    };
+    assert_no_leftover_sandboxes(&run);
+    run
+}
+
+/// Every sandbox seen during the run is gone (a pid that still exists but is no sandbox
+/// any more was reused). A short grace period covers the host kernel's own bookkeeping.
+fn assert_no_leftover_sandboxes(run: &Run) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let alive: Vec<u32> = run
+            .sandboxes
+            .iter()
+            .copied()
+            .filter(|&p| proc_info(p).is_some_and(|(argv0, _)| argv0 == SANDBOX_ARGV0))
+            .collect();
+        if alive.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sandboxes {alive:?} outlived their pvmux process\n{}",
+            run.context()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A normal program runs in a new tenant after a hostile one.
+fn assert_new_tenant_works(root: &TempDir) {
+    let run = guest(root, &[], "/hello", &["0", "after"]);
+    assert_eq!(
+        run.code(),
+        Some(0),
+        "hello after a hostile run\n{}",
+        run.context()
+    );
+    assert!(
+        run.has_line("hello from a guest program") && run.has_line("argv[2]: \"after\""),
+        "hello output\n{}",
+        run.context()
+    );
+}
+
+/// Runs `/hostile ARGS` and asserts it ended with `hostile: contained`, exit 0, having
+/// started at least one sandbox that the sampling saw.
+fn contained(root: &TempDir, extra: &[&str], args: &[&str], min_sandboxes: usize) -> Run {
+    let run = guest(root, extra, "/hostile", args);
+    assert!(
+        run.has_line("hostile: contained") && run.code() == Some(0),
+        "/hostile {args:?}: status {:?}\n{}",
+        run.status,
+        run.context()
+    );
+    // Sampling every 5 ms misses short-lived sandboxes: this only shows the tracking works.
+    assert!(
+        run.sandboxes.len() >= min_sandboxes.min(1),
+        "/hostile {args:?}: no sandbox seen"
+    );
+    run
+}
+
+#[test]
+fn host_syscalls_from_a_user_program_are_refused_and_the_canary_is_untouched() {
+    let root = rootfs();
+    let host = TempDir::new("canary");
+    let canary = host.0.join("canary");
+    std::fs::write(&canary, b"host secret\n").expect("write canary");
+    let canary_str = canary.to_str().expect("utf-8 temp path");
+    let me = std::process::id().to_string();
+    let run = contained(&root, &[], &["host-syscalls", canary_str, &me], 1);
+    for call in [
+        "socket(AF_INET)",
+        "ptrace(ATTACH host pid)",
+        "kill(host pid, SIGKILL)",
+        "open(canary)",
+        "open(/../..canary)",
+        "open(canary, O_CREAT|O_WRONLY|O_TRUNC)",
+        "execve(canary)",
+        "memfd_create",
+        "io_uring_setup",
+        "bpf",
+        "mount(tmpfs)",
+        "reboot(POWER_OFF)",
+        "unshare(NEWUSER|NEWNET)",
+        "setns(0, 0)",
+        "process_vm_readv(host pid)",
+        "personality(PER_LINUX32)",
+        "x32 getpid",
+    ] {
+        assert!(
+            run.stdout
+                .lines()
+                .any(|l| l.starts_with(&format!("{call}: refused (errno "))),
+            "{call} was not refused\n{}",
+            run.context()
+        );
+    }
+    // The 32-bit entry kills the child's sandbox (seccomp), or #GPs without ia32 emulation.
+    assert!(
+        run.has_line("int 0x80: child killed by signal 9")
+            || run.has_line("int 0x80: child killed by signal 11"),
+        "{}",
+        run.context()
+    );
+    assert!(!run.stdout.contains("SUCCEEDED") && !run.stdout.contains("host secret"));
+    assert_eq!(
+        std::fs::read(&canary).expect("canary still there"),
+        b"host secret\n"
+    );
+    assert_eq!(
+        std::fs::read_dir(&host.0).expect("canary dir").count(),
+        1,
+        "nothing was created next to the canary"
+    );
+    assert_new_tenant_works(&root);
+}
+
+#[test]
+fn stub_code_can_map_the_user_pool_but_mapping_kernel_memory_kills_only_that_process() {
+    let root = rootfs();
+    let mem = MEM.to_string();
+    let run = contained(&root, &[], &["stub-jump", &mem], 4);
+    // The documented weakness: any page of the user pool (here the last page of memory).
+    assert!(
+        run.stdout.lines().any(|l| l.starts_with(&format!(
+            "stub-jump: mmap of pool page {:#x} from stub code mapped it",
+            MEM - 4096
+        ))),
+        "{}",
+        run.context()
+    );
+    // Kernel memory (below the pool): the filter kills the sandbox, the guest kernel
+    // reports SIGKILL, and the next fork works.
+    for off in ["0x0", "0x200000"] {
+        assert!(
+            run.has_line(&format!(
+                "stub-jump: kernel-memory child (offset {off}) killed by signal 9"
+            )),
+            "{}",
+            run.context()
+        );
+    }
+    assert!(run.has_line("stub-jump: normal child exited 0"));
+    assert!(!run.stdout.contains("RETURNED"));
+    assert!(
+        !run.stderr.contains("crashed"),
+        "the tenant is not hurt\n{}",
+        run.context()
+    );
+    assert_new_tenant_works(&root);
+}
+
+#[test]
+fn context_region_scribbling_kills_only_the_scribbler() {
+    let root = rootfs();
+    for mode in ["slots", "all"] {
+        let run = contained(&root, &["--vcpus", "2"], &["ctx-scribble", mode], 2);
+        assert!(
+            run.has_line(
+                "ctx-scribble: 2 slot(s), writing garbage over 0x480000001000..0x480000009000"
+            ) || run.has_line(
+                "ctx-scribble: 2 slot(s), writing garbage over 0x480000000000..0x480000009000"
+            ),
+            "{}",
+            run.context()
+        );
+        assert!(
+            run.has_line("ctx-scribble: scribbling child killed by signal 9")
+                || run.has_line("ctx-scribble: scribbling child exited 7"),
+            "{}",
+            run.context()
+        );
+        assert!(run.has_line("ctx-scribble: normal child exited 0"));
+        assert!(!run.stderr.contains("crashed"), "{}", run.context());
+    }
+    assert_new_tenant_works(&root);
+}
+
+#[test]
+fn guest_kernel_addresses_are_unmapped_in_a_user_sandbox() {
+    let root = rootfs();
+    let run = contained(&root, &[], &["read-kernel"], 7);
+    for addr in [
+        "0x100000000000",
+        "0x100000100000",
+        "0x120000000000",
+        "0x120000200000",
+        "0x0",
+        "0x400000000000",
+        "0x47fffffff000",
+    ] {
+        assert!(
+            run.stdout.lines().any(|l| l.starts_with("read-kernel: ")
+                && l.ends_with(&format!(" {addr}: child killed by signal 11"))),
+            "reading {addr}\n{}",
+            run.context()
+        );
+    }
+    for addr in ["0x100000000000", "0x120000000000"] {
+        assert!(run.has_line(&format!(
+            "read-kernel: anonymous mapping at {addr}: 0 non-zero word(s) sampled"
+        )));
+    }
+    assert!(!run.stdout.contains("READ"));
+    assert_new_tenant_works(&root);
+}
+
+/// The fork bomb's first lines: `N children, then fork failed with errno E`, all N reaped.
+fn fork_bomb(root: &TempDir, mem: &str) -> (Run, usize) {
+    let run = guest(root, &["--mem", mem], "/hostile", &["fork-bomb", "3000"]);
+    let n = run
+        .stdout
+        .lines()
+        .find_map(|l| {
+            let rest = l.strip_prefix("fork-bomb: ")?;
+            let (n, tail) = rest.split_once(" children, then fork failed with errno ")?;
+            matches!(tail, "11" | "12").then(|| n.parse::<usize>().ok())?
+        })
+        .unwrap_or_else(|| panic!("fork never failed with EAGAIN/ENOMEM\n{}", run.context()));
+    (run, n)
+}
+
+#[test]
+fn a_fork_bomb_is_stopped_cleanly_and_its_sandboxes_are_reaped() {
+    let root = rootfs();
+    let (run, n) = fork_bomb(&root, "64M");
+    assert!(n >= 10, "only {n} children\n{}", run.context());
+    assert!(
+        run.has_line(&format!("fork-bomb: {n} children killed and reaped")),
+        "{}",
+        run.context()
+    );
+    assert!(
+        run.sandboxes.len() > n / 2,
+        "saw {} sandboxes for {n} children",
+        run.sandboxes.len()
+    );
+    // The tenant ends normally (no crash), whatever the final verdict (see the next test).
+    assert!(matches!(run.code(), Some(0 | 1)), "{}", run.context());
+    assert!(!run.stderr.contains("crashed"), "{}", run.context());
+    assert_new_tenant_works(&root);
+}
+
+#[test]
+fn after_a_fork_bomb_fork_works_again() {
+    let root = rootfs();
+    let (run, _) = fork_bomb(&root, "64M");
+    assert!(
+        run.has_line("fork-bomb: fork after cleanup: child exited 0")
+            && run.has_line("hostile: contained")
+            && run.code() == Some(0),
+        "{}",
+        run.context()
+    );
+}
+
+#[test]
+fn a_fork_bomb_with_a_large_pool_does_not_panic_the_guest_kernel() {
+    // With 256 MiB the task limit (from the kernel heap size) stops the bomb with EAGAIN
+    // before the pool or the heap runs out; afterwards fork works again.
+    let root = rootfs();
+    let (run, _) = fork_bomb(&root, "256M");
+    assert!(!run.stderr.contains("crashed"), "{}", run.context());
+    assert!(
+        run.has_line("fork-bomb: fork after cleanup: child exited 0") && run.code() == Some(0),
+        "{}",
+        run.context()
+    );
+}
+
+#[test]
+fn a_memory_hog_is_stopped_and_the_kernel_survives() {
+    let root = rootfs();
+    let run = contained(&root, &[], &["memory-hog"], 2);
+    assert!(
+        run.has_line("memory-hog: hog child killed by signal 11")
+            || run.has_line("memory-hog: hog child killed by signal 9")
+            || run.has_line("memory-hog: hog child exited 0"),
+        "{}",
+        run.context()
+    );
+    assert!(
+        run.has_line("memory-hog: the parent then touched 4 MiB (mmap result 0)"),
+        "{}",
+        run.context()
+    );
+    assert_new_tenant_works(&root);
+}
+
+#[test]
+fn a_spinning_process_does_not_starve_its_siblings() {
+    let root = rootfs();
+    for vcpus in ["1", "2"] {
+        let run = contained(&root, &["--vcpus", vcpus], &["spin-and-check"], 2);
+        assert!(
+            run.has_line("spin-and-check: spinning child killed by signal 9"),
+            "{}",
+            run.context()
+        );
+    }
+    assert_new_tenant_works(&root);
+}

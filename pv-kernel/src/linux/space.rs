@@ -141,12 +141,29 @@ static GRAVEYARD: IrqLock<Vec<(u64, usize, Vec<u64>)>> = IrqLock::new(Vec::new()
 /// Entries in [`GRAVEYARD`] (checked without the lock on hot paths).
 static GRAVE_LEN: AtomicU32 = AtomicU32::new(0);
 /// Longest [`Space::new`] waits for destroyed spaces to die when the pool is short.
-const RECLAIM_WAIT_NS: u64 = 50_000_000;
+const RECLAIM_WAIT_NS: u64 = 1_000_000_000;
 /// Poll period of that wait.
 const RECLAIM_POLL_NS: u64 = 100_000;
 
 /// Live spaces (statistics).
 pub(crate) static LIVE: AtomicU32 = AtomicU32::new(0);
+
+/// Waits (at most [`RECLAIM_WAIT_NS`]) until destroyed spaces die and their memory returns to
+/// the pool; true if anything was released. For callers that ran out of pool memory (must not
+/// hold a space lock).
+pub(crate) fn wait_for_reclaim() -> bool {
+    let deadline = crate::stub::clock_ns() + RECLAIM_WAIT_NS;
+    loop {
+        if reap_graveyard() {
+            return true;
+        }
+        let now = crate::stub::clock_ns();
+        if GRAVE_LEN.load(Ordering::Acquire) == 0 || now >= deadline {
+            return false;
+        }
+        crate::sched::sleep_until(now + RECLAIM_POLL_NS);
+    }
+}
 
 /// Per vCPU: current spin budget (ns) of the kernel side of the hand-off.
 static SPIN_BUDGET: [AtomicU64; pvmux_hypercalls::MAX_VCPUS as usize] =

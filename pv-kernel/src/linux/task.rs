@@ -416,7 +416,18 @@ fn task_main(task: Arc<Task>, mut st: UserState, mut fresh: bool) {
                     14 => {
                         if (last_fault.0 == addr) && last_fault.1 > 8 {
                             Some(sig::SIGSEGV)
-                        } else if super::space::handle_fault(&space, addr, error_code).is_ok() {
+                        } else if super::space::handle_fault(&space, addr, error_code)
+                            .or_else(|e| {
+                                // Out of pool memory while exited processes' pages are still
+                                // on their way back: wait for them, then try once more.
+                                if e == Errno::ENOMEM && super::space::wait_for_reclaim() {
+                                    super::space::handle_fault(&space, addr, error_code)
+                                } else {
+                                    Err(e)
+                                }
+                            })
+                            .is_ok()
+                        {
                             last_fault = if last_fault.0 == addr {
                                 (addr, last_fault.1 + 1)
                             } else {

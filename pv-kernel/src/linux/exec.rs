@@ -5,9 +5,9 @@ use alloc::vec::Vec;
 use pvmux_hypercalls::user::{in_user_window, prot};
 use pvmux_hypercalls::PAGE_SIZE;
 
+use super::imagecache::CachedFile;
 use super::space::{Mm, Space};
 use super::{pool, Errno};
-use crate::fs::ramfs::Ino;
 
 /// Top of the initial stack.
 pub(crate) const STACK_TOP: u64 = 0x3ff0_0000_0000;
@@ -17,8 +17,6 @@ pub(crate) const STACK_SIZE: u64 = 8 << 20;
 pub(crate) const MMAP_TOP: u64 = 0x3f00_0000_0000;
 /// Load address of position-independent executables.
 const PIE_BASE: u64 = 0x1555_5555_4000;
-/// Largest executable accepted.
-const MAX_IMAGE: usize = 256 << 20;
 /// Largest total size of argv + envp strings (Linux: a quarter of the stack; we use 2 MiB).
 const MAX_ARGS: usize = 2 << 20;
 
@@ -57,43 +55,6 @@ fn rd64(b: &[u8], o: usize) -> Result<u64, Errno> {
             .try_into()
             .map_err(|_| Errno::ENOEXEC)?,
     ))
-}
-
-/// Reads an executable file: resolves `path` from `cwd`, requires a regular file with an
-/// execute bit.
-pub(crate) fn read_file(cwd: Ino, path: &[u8]) -> Result<Vec<u8>, Errno> {
-    use crate::fs::ramfs::FileType;
-    crate::fs::with(|fs| {
-        let st = fs.stat(cwd, path)?;
-        if st.file_type() == FileType::Directory {
-            return Err(Errno::EACCES);
-        }
-        if st.mode & 0o111 == 0 {
-            return Err(Errno::EACCES);
-        }
-        if st.size as usize > MAX_IMAGE {
-            return Err(Errno::ENOMEM);
-        }
-        let h = fs.open(cwd, path, 0, 0)?;
-        let mut buf = alloc::vec![0u8; st.size as usize];
-        let mut off = 0;
-        while off < buf.len() {
-            let n = match fs.read(h, &mut buf[off..]) {
-                Ok(n) => n,
-                Err(e) => {
-                    let _ = fs.close(h);
-                    return Err(e);
-                }
-            };
-            if n == 0 {
-                break;
-            }
-            off += n;
-        }
-        let _ = fs.close(h);
-        buf.truncate(off);
-        Ok(buf)
-    })
 }
 
 /// Parses a `#!` line: `(interpreter, optional argument)`.
@@ -136,7 +97,7 @@ fn poke(mm: &mut Mm, va: u64, bytes: &[u8]) -> Result<(), Errno> {
     while off < bytes.len() {
         let a = va + off as u64;
         let n = ((PAGE_SIZE - (a & (PAGE_SIZE - 1))) as usize).min(bytes.len() - off);
-        let gpa = mm.populate(a)?;
+        let gpa = mm.populate_private(a)?;
         // SAFETY: a pool frame of this (not yet running) space, covered by the direct map;
         // the chunk stays inside the frame.
         unsafe {
@@ -161,11 +122,12 @@ fn page_up(v: u64) -> Option<u64> {
 /// Loads ELF image `file` into the empty `space` and builds the initial stack.
 pub(crate) fn load(
     space: &Space,
-    file: &[u8],
+    image: &CachedFile,
     argv: &[Vec<u8>],
     envp: &[Vec<u8>],
     execfn: &[u8],
 ) -> Result<Loaded, Errno> {
+    let file = image.bytes();
     if file.len() < 64 || &file[..4] != b"\x7fELF" {
         return Err(Errno::ENOEXEC);
     }
@@ -244,10 +206,27 @@ pub(crate) fn load(
         }
         let (s, e) = (page_down(va), page_up(end).ok_or(Errno::ENOEXEC)?);
         mm.add_region_merging(s, e, p);
-        poke(&mut mm, va, &file[off as usize..(off + filesz) as usize])?;
-        // The rest up to memsz is already zero (fresh pages), except the tail of a page
-        // shared with the file part: poke covered the file bytes only, and the fresh
-        // frames were zero-filled.
+        // Whole pages of file data whose file offset is congruent with their address are
+        // the cached frames themselves, mapped copy-on-write; the edges are private
+        // copies; the rest up to memsz (.bss) is demand-zero.
+        let congruent = va % PAGE_SIZE == off % PAGE_SIZE;
+        let file_end = off + filesz;
+        let mut page = page_down(va);
+        while page < va + filesz {
+            let lo = page.max(va);
+            let hi = (page + PAGE_SIZE).min(va + filesz);
+            let fo = off + (lo - va); // file offset of `lo`
+            let whole =
+                congruent && lo == page && hi == page + PAGE_SIZE && fo + PAGE_SIZE <= file_end;
+            if whole && mm.frame_of(page).is_none() {
+                let frame = image.frame_at(fo);
+                pool::get(frame);
+                mm.install_cow(page, frame);
+            } else {
+                poke(&mut mm, lo, &file[fo as usize..(fo + (hi - lo)) as usize])?;
+            }
+            page += PAGE_SIZE;
+        }
     }
     let brk = page_up(brk).ok_or(Errno::ENOEXEC)?;
     mm.brk_base = brk;

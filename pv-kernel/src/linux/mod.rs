@@ -3,7 +3,8 @@
 //!
 //! * [`space`] guest address spaces: user sandboxes, their page maps and operation queues,
 //! * [`pool`] the user-page pool (the only memory user sandboxes can map),
-//! * [`exec`] loading ELF programs and their initial stack,
+//! * [`exec`] loading ELF programs and their initial stack, [`imagecache`] the programs
+//!   themselves, shared copy-on-write,
 //! * [`task`] processes and threads, the run loop that hands a vCPU to user code,
 //! * [`signal`] POSIX signals,
 //! * [`files`] file descriptors, pipes, devices and every file system call,
@@ -16,6 +17,7 @@ pub(crate) mod dispatch;
 pub(crate) mod exec;
 pub(crate) mod files;
 pub(crate) mod futex;
+pub(crate) mod imagecache;
 pub(crate) mod memory;
 pub(crate) mod misc;
 pub(crate) mod pool;

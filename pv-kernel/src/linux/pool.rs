@@ -119,6 +119,18 @@ pub(crate) fn frame_ptr(gpa: u64) -> *mut u8 {
 
 /// Allocates `pages` physically contiguous frames (for context regions), zero-filled.
 pub(crate) fn alloc_contiguous_zeroed(pages: usize) -> Result<u64, Errno> {
+    let gpa = alloc_contiguous(pages)?;
+    // SAFETY: freshly allocated frames, covered by the direct map.
+    unsafe { frame_ptr(gpa).write_bytes(0, pages * PAGE_SIZE as usize) };
+    Ok(gpa)
+}
+
+/// Allocates `pages` physically contiguous frames (reference count 1 each), contents
+/// undefined.
+pub(crate) fn alloc_contiguous(pages: usize) -> Result<u64, Errno> {
+    if pages == 0 {
+        return Err(Errno::EINVAL);
+    }
     let mut g = POOL.lock();
     let p = g.as_mut().ok_or(Errno::ENOMEM)?;
     // Find a run of free frames; the free stack is mostly ordered, so scan the refcounts.
@@ -142,9 +154,5 @@ pub(crate) fn alloc_contiguous_zeroed(pages: usize) -> Result<u64, Errno> {
     }
     p.free
         .retain(|&i| (i as usize) < s || (i as usize) >= s + pages);
-    let gpa = p.base + s as u64 * PAGE_SIZE;
-    drop(g);
-    // SAFETY: freshly allocated frames, covered by the direct map.
-    unsafe { frame_ptr(gpa).write_bytes(0, pages * PAGE_SIZE as usize) };
-    Ok(gpa)
+    Ok(p.base + s as u64 * PAGE_SIZE)
 }

@@ -211,9 +211,16 @@ pub(crate) fn reap_graveyard() -> bool {
 }
 
 /// A pool allocation that, when the pool is empty, first releases what the graveyard can
-/// (without waiting: callers may hold locks) and tries once more.
+/// (without waiting: callers may hold locks) or else the program image cache, and tries once
+/// more.
 fn alloc_reclaiming(f: impl Fn() -> Result<u64, Errno>) -> Result<u64, Errno> {
-    f().or_else(|e| if reap_graveyard() { f() } else { Err(e) })
+    f().or_else(|e| {
+        if reap_graveyard() || super::imagecache::shrink() {
+            f()
+        } else {
+            Err(e)
+        }
+    })
 }
 
 impl Mm {
@@ -453,6 +460,50 @@ impl Mm {
         self.pages.insert(page, pte);
         self.queue_map(page, &vma, &pte);
         Ok(gpa)
+    }
+
+    /// The private frame at `va` for the kernel to write into: allocated (zeroed) if absent,
+    /// copied first if shared copy-on-write. Ignores protection (exec, signal frames).
+    pub(crate) fn populate_private(&mut self, va: u64) -> Result<u64, Errno> {
+        let page = va & !(PAGE_SIZE - 1);
+        match self.pages.get(&page).copied() {
+            Some(p) if p.cow => {
+                let new = alloc_reclaiming(pool::alloc)?;
+                // SAFETY: both pool frames are covered by the direct map; `new` is ours alone.
+                unsafe {
+                    core::ptr::copy_nonoverlapping(
+                        pool::frame_ptr(p.gpa),
+                        pool::frame_ptr(new),
+                        PAGE_SIZE as usize,
+                    )
+                };
+                self.deferred.push(p.gpa);
+                let npte = Pte {
+                    gpa: new,
+                    cow: false,
+                };
+                self.pages.insert(page, npte);
+                if let Some((_, v)) = self.vma_at(page) {
+                    self.queue_map(page, &v, &npte);
+                }
+                Ok(new)
+            }
+            _ => self.populate(va),
+        }
+    }
+
+    /// Maps pool frame `gpa` (the caller gave this space one reference) at `va` copy-on-write:
+    /// shared read-only until the first write copies it. `va` must be in a region and
+    /// unpopulated.
+    pub(crate) fn install_cow(&mut self, va: u64, gpa: u64) {
+        let page = va & !(PAGE_SIZE - 1);
+        let pte = Pte { gpa, cow: true };
+        if let Some(old) = self.pages.insert(page, pte) {
+            self.deferred.push(old.gpa);
+        }
+        if let Some((_, v)) = self.vma_at(page) {
+            self.queue_map(page, &v, &pte);
+        }
     }
 
     /// Adds `[s, e)` with `prot_bits`; parts already mapped get the union of both rights

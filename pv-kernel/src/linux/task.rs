@@ -309,8 +309,7 @@ pub(crate) fn run_init(argv: Vec<Vec<u8>>) -> Result<i32, Errno> {
     }
     let path = resolve_init(&argv[0]);
     let env: Vec<Vec<u8>> = INIT_ENV.iter().map(|e| e.to_vec()).collect();
-    let root = |p: &[u8]| exec::read_file(crate::fs::ramfs::ROOT_INO, p);
-    let (file, argv2) = load_file_with_shebang(&root, &path, argv)?;
+    let (file, argv2) = load_file_with_shebang(crate::fs::ramfs::ROOT_INO, &path, argv)?;
     let space = Space::new()?;
     let loaded = exec::load(&space, &file, &argv2, &env, &path)?;
     let p = new_process(
@@ -334,18 +333,16 @@ pub(crate) fn run_init(argv: Vec<Vec<u8>>) -> Result<i32, Errno> {
 
 /// Reads `path` and follows `#!` interpreters (up to 4 levels); returns the ELF bytes and the
 /// final argv.
-/// Reads a program file by path.
-type ReadFile<'a> = &'a dyn Fn(&[u8]) -> Result<Vec<u8>, Errno>;
-
 fn load_file_with_shebang(
-    read: ReadFile<'_>,
+    cwd: crate::fs::ramfs::Ino,
     path: &[u8],
     mut argv: Vec<Vec<u8>>,
-) -> Result<(Vec<u8>, Vec<Vec<u8>>), Errno> {
+) -> Result<(Arc<super::imagecache::CachedFile>, Vec<Vec<u8>>), Errno> {
+    let read = |p: &[u8]| super::imagecache::load(cwd, p);
     let mut file = read(path)?;
     let mut cur_path = path.to_vec();
     for _ in 0..4 {
-        let Some((interp, arg)) = exec::shebang(&file) else {
+        let Some((interp, arg)) = exec::shebang(file.bytes()) else {
             return Ok((file, argv));
         };
         let mut nargv = alloc::vec![interp.clone()];
@@ -651,7 +648,8 @@ pub(crate) fn do_execve(
     } else {
         path
     };
-    let (file, argv) = load_file_with_shebang(&super::files::read_whole_file, &path, argv)?;
+    let cwd = p.fs.lock().cwd;
+    let (file, argv) = load_file_with_shebang(cwd, &path, argv)?;
     let space = Space::new()?;
     let loaded = exec::load(&space, &file, &argv, &envp, &path)?;
     // Point of no return: other threads die, the old image goes.

@@ -18,12 +18,11 @@ pub(crate) mod poll;
 pub(crate) mod random;
 
 use alloc::sync::Arc;
-use alloc::vec::Vec;
 
 use super::abi::nr;
 use super::SysResult;
-use crate::fs::ramfs::{mode, oflag, Ino, ROOT_INO};
-use crate::fs::{self, Errno};
+use crate::fs::ramfs::{oflag, Ino, ROOT_INO};
+use crate::fs::Errno;
 
 #[allow(unused_imports)] // for file mappings (the memory layer)
 pub(crate) use fdops::read_fd_at;
@@ -70,55 +69,6 @@ fn wall_now() -> u64 {
     crate::boot::info()
         .wall_clock_epoch_ns
         .saturating_add(crate::time::now_ns())
-}
-
-/// Largest executable [`read_whole_file`] reads.
-const MAX_EXEC_FILE: u64 = 1 << 30;
-
-/// Reads the whole file at `path` for `execve`: resolved against the current working
-/// directory, following symbolic links. `EACCES` unless a regular file with an execute bit
-/// (Linux gives `EACCES` for directories and devices too), `ENOENT`/`ENOTDIR`/`ELOOP` from
-/// the lookup, `ENOMEM` if too large.
-pub(crate) fn read_whole_file(path: &[u8]) -> Result<Vec<u8>, Errno> {
-    if path.is_empty() {
-        return Err(Errno::ENOENT);
-    }
-    let base = cwd();
-    let (h, size) = fs::with(|fs| {
-        let ino = fs.lookup(base, path, true)?;
-        let st = fs.stat_ino(ino)?;
-        if !is_executable(ino, st.mode) {
-            return Err(Errno::EACCES);
-        }
-        if st.size > MAX_EXEC_FILE {
-            return Err(Errno::ENOMEM);
-        }
-        Ok((fs.open(base, path, oflag::O_RDONLY, 0)?, st.size as usize))
-    })?;
-    let mut out = Vec::new();
-    let result = (|| {
-        out.try_reserve_exact(size).map_err(|_| Errno::ENOMEM)?;
-        out.resize(size, 0);
-        let mut off = 0;
-        // One megabyte per lock hold keeps the time with events off short.
-        while off < size {
-            let end = (off + (1 << 20)).min(size);
-            let n = fs::with(|fs| fs.pread(h, &mut out[off..end], off as u64))?;
-            if n == 0 {
-                break;
-            }
-            off += n;
-        }
-        out.truncate(off);
-        Ok(())
-    })();
-    let _ = fs::with(|fs| fs.close(h));
-    result.map(|()| out)
-}
-
-/// A regular file (not a device node) with an execute bit.
-fn is_executable(ino: Ino, m: u32) -> bool {
-    m & mode::S_IFMT == mode::S_IFREG && m & 0o111 != 0 && dev::node(ino).is_none()
 }
 
 /// `AT_FDCWD` as a raw argument.
@@ -221,4 +171,9 @@ pub(crate) fn syscall(n: u64, a: [u64; 6]) -> Option<SysResult> {
         nr::PSELECT6 => poll::sys_pselect6(a[0], a[1], a[2], a[3], a[4], a[5]),
         _ => return None,
     })
+}
+
+/// True if `ino` is one of the `/dev` device nodes (not a regular file to execute).
+pub(crate) fn is_device(ino: Ino) -> bool {
+    dev::node(ino).is_some()
 }

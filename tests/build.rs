@@ -72,9 +72,16 @@ fn main() {
         copy(&built.join(program), &bin_dir.join(program));
     }
 
+    let hello_c = manifest_dir.join("programs/c/hello.c");
+    let cc = std::env::var_os("CC").unwrap_or_else(|| "cc".into());
+    // glibc static, glibc static-pie, and musl static (when musl-gcc is installed).
+    build_c(&cc, "-static", &hello_c, &bin_dir.join("hello-c"));
+    build_c(&cc, "-static-pie", &hello_c, &bin_dir.join("hello-c-pie"));
     build_c(
-        &manifest_dir.join("programs/c/hello.c"),
-        &bin_dir.join("hello-c"),
+        "musl-gcc".as_ref(),
+        "-static",
+        &hello_c,
+        &bin_dir.join("hello-musl"),
     );
     println!("cargo:rustc-env=PVMUX_PROG_DIR={}", bin_dir.display());
 }
@@ -93,10 +100,9 @@ fn target_root(out_dir: &Path) -> PathBuf {
 
 /// Compiles the C program statically; on failure (typically: no static glibc) removes any
 /// stale output and warns instead of failing the build.
-fn build_c(source: &Path, output: &Path) {
-    let cc = std::env::var_os("CC").unwrap_or_else(|| "cc".into());
-    let result = Command::new(&cc)
-        .args(["-static", "-O2", "-Wall", "-Wextra", "-o"])
+fn build_c(cc: &std::ffi::OsStr, link: &str, source: &Path, output: &Path) {
+    let result = Command::new(cc)
+        .args([link, "-O2", "-Wall", "-Wextra", "-o"])
         .arg(output)
         .arg(source)
         .output();
@@ -115,8 +121,9 @@ fn build_c(source: &Path, output: &Path) {
     // Ignoring the error: the file usually does not exist.
     let _ = std::fs::remove_file(output);
     println!(
-        "cargo:warning=skipping the static C test program (is static glibc, libc.a, \
-         installed?): {failure}"
+        "cargo:warning=skipping the static C test program {} (is static glibc, libc.a, or \
+         musl-gcc installed?): {failure}",
+        output.display()
     );
 }
 

@@ -141,6 +141,12 @@ pub(crate) fn run_init(words: &str) -> ! {
             }
         }
         Err(e) => {
+            // The program's own stderr (visible without --log debug), and the kernel log.
+            let msg = alloc::format!("pvmux: cannot run {name}: {}\n", e.message());
+            crate::hcall::console_write_stream(
+                pvmux_hypercalls::hypercall::stream::STDERR,
+                msg.as_bytes(),
+            );
             crate::println!("pvmux-kernel: cannot run {name}: {e}");
             match e {
                 crate::fs::Errno::ENOENT | crate::fs::Errno::ENOTDIR => 127,

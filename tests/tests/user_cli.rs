@@ -114,3 +114,25 @@ fn debug_log_shows_the_kernel_log_on_stderr() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("pvmux-kernel"), "{err}");
 }
+
+#[test]
+fn a_missing_or_dynamic_program_is_explained_with_127_or_126() {
+    let o = run(
+        &["run", "--rootfs", "/", "--", "/no/such/program", "arg"],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(127));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("cannot run /no/such/program: No such file or directory"),
+        "{err}"
+    );
+    // A directory is not executable.
+    let o = run(&["run", "--rootfs", "/", "--", "/etc"], b"");
+    assert_eq!(o.status.code(), Some(126));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("Permission denied"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

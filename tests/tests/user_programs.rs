@@ -116,7 +116,10 @@ fn native(name: &str, args: &[&str]) -> Run {
 /// A rootfs with every test program at `/NAME` and an empty `/tmp`.
 fn rootfs() -> TempDir {
     let dir = TempDir::new("rootfs");
-    for name in RUST_PROGRAMS.iter().chain([&C_HELLO]) {
+    for name in RUST_PROGRAMS
+        .iter()
+        .chain(&[C_HELLO, "hello-c-pie", "hello-musl"])
+    {
         if prog(name).exists() {
             std::fs::copy(prog(name), dir.0.join(name)).expect("copy program");
         }
@@ -376,4 +379,24 @@ fn exitcode_under_pvmux() {
     assert_eq!(g.code(), Some(7), "stderr:\n{}", g.stderr);
     assert_eq!(g.stdout, "");
     assert_eq!(guest(&root, "/exitcode", &["0"]).code(), Some(0));
+}
+
+/// The same C program as glibc static-pie and as musl static (built when the toolchains are
+/// there: CI installs musl-tools); output and status identical to the native run.
+#[test]
+fn c_static_pie_and_musl_under_pvmux() {
+    let root = rootfs();
+    let mut ran = 0;
+    for name in ["hello-c-pie", "hello-musl"] {
+        if !prog(name).exists() {
+            println!("skipped {name}: not built (see the build warning)");
+            continue;
+        }
+        let g = guest(&root, &format!("/{name}"), &["6", "y"]);
+        assert_same(name, &native(name, &["6", "y"]), &g);
+        assert_eq!(g.code(), Some(6), "{name}");
+        ran += 1;
+    }
+    // glibc's static-pie needs nothing beyond libc.a, which the static C test needs anyway.
+    assert!(ran >= 1 || !prog(C_HELLO).exists(), "no C variant ran");
 }

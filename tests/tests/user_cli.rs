@@ -136,3 +136,29 @@ fn a_missing_or_dynamic_program_is_explained_with_127_or_126() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+#[test]
+fn several_tenants_run_programs_at_once() {
+    let Some(bb) = busybox() else {
+        eprintln!("busybox not installed; skipping");
+        return;
+    };
+    let children: Vec<_> = (1..=4)
+        .map(|i| {
+            let script =
+                format!("for j in 1 2 3 4 5; do echo t{i}-$j | wc -c; done | sort -u; exit {i}");
+            Command::new(pvmux_bin())
+                .args(["run", "--rootfs", "/", "--", bb, "sh", "-c", &script])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("pvmux runs")
+        })
+        .collect();
+    for (i, c) in (1..=4).zip(children) {
+        let o = c.wait_with_output().expect("pvmux ends");
+        assert_eq!(o.status.code(), Some(i), "tenant {i}: {o:?}");
+        assert_eq!(o.stdout, b"5\n", "tenant {i}: each line is 5 bytes");
+    }
+}

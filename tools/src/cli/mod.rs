@@ -5,6 +5,7 @@ mod exit;
 mod logging;
 mod run;
 mod size;
+mod terminal;
 
 use std::process::ExitCode;
 

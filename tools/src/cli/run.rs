@@ -20,6 +20,7 @@ use pvmux_hypercalls::boot::CMDLINE_MAX;
 
 use super::exit::EXIT_GUEST_CRASH;
 use super::size::{format_size, parse_mem_size, parse_size};
+use super::terminal::RawTerminal;
 use crate::images;
 
 /// Text for `pvmux run --help` after the options: running programs.
@@ -29,7 +30,9 @@ Running a program:
   busybox) as the guest's init process, with ARGS. With --rootfs DIR, DIR is shared
   read-only with the guest and PROGRAM is a path inside it; with --initrd FILE, inside the
   archive. Without PROGRAM, --initrd/--rootfs run /init. The program's stdout and stderr are
-  pvmux's, host stdin feeds its console input, and the kernel's own log is hidden (shown on
+  pvmux's, host stdin feeds its console input (a host terminal is put into raw mode while the
+  program runs, and restored: the guest kernel echoes and edits lines, and ^C interrupts the
+  guest's foreground programs), and the kernel's own log is hidden (shown on
   stderr with --log debug, which also reports unknown system calls). PROGRAM and ARGS are
   passed on the kernel command line after the word --, percent-encoded; the whole command
   line is limited to 2048 bytes.
@@ -352,6 +355,13 @@ pub(crate) fn run(args: &RunArgs, log: &str) -> anyhow::Result<u8> {
     let initrd = load_initrd(args)?;
     let host = Host::new(images::STUB).context("cannot prepare the sandbox stub")?;
     let kernel = Arc::new(kernel);
+    // The guest kernel does the line editing and echo of a terminal: the host terminal passes
+    // keys through raw while the program runs (restored when this guard drops). Only when
+    // the guest can echo to a host terminal (stdout or stderr); otherwise the host's own
+    // echo is all the user would see.
+    let _raw = (program && ttys.stdin && (ttys.stdout || ttys.stderr))
+        .then(RawTerminal::enable)
+        .flatten();
     let outcome = run_with_restarts(
         &args.restart,
         |_| run_once(&host, &kernel, initrd.as_ref(), args, &plan, &label),

@@ -9,13 +9,17 @@
 //! The console reads the host's stdin (`ConsoleRead`, buffered here so `poll` can look
 //! ahead) and writes the host's stdout or stderr (`ConsoleWrite` streams). Whether each host
 //! stream is a terminal comes from the `console-tty=N` boot word (bit 0 stdin, 1 stdout,
-//! 2 stderr); only terminal streams answer terminal `ioctl`s. Terminal settings are recorded
-//! and reported back, but the line discipline is the host terminal's own: the kernel does no
-//! echo or line editing (it does return at most one line per read in canonical mode).
+//! 2 stderr); only terminal streams answer terminal `ioctl`s. When stdin is a terminal, the
+//! host puts it into raw mode and the console is the line discipline, following the termios
+//! settings programs set (Linux's defaults at boot): canonical mode with line editing (erase,
+//! word erase, kill, end of file), echo to the terminal among stdout and stderr, `^C`/`^\`
+//! sending `SIGINT`/`SIGQUIT` to the foreground process group (`^Z` is dropped: no job
+//! control), and `VMIN`/`VTIME` in non-canonical mode. Otherwise input is passed through as
+//! it comes, without echo (a terminal fd in canonical mode still reads at most one line).
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use pvmux_hypercalls::hypercall::stream;
 use pvmux_hypercalls::Hypercall;
@@ -219,8 +223,45 @@ struct Termios {
     ospeed: u32,
 }
 
-/// `c_lflag` canonical mode.
-const ICANON: u32 = 0o2;
+/// `c_lflag` bits.
+mod lflag {
+    pub(super) const ISIG: u32 = 0o1;
+    pub(super) const ICANON: u32 = 0o2;
+    pub(super) const ECHO: u32 = 0o10;
+    pub(super) const ECHOE: u32 = 0o20;
+    pub(super) const ECHOK: u32 = 0o40;
+    pub(super) const ECHONL: u32 = 0o100;
+    pub(super) const NOFLSH: u32 = 0o200;
+    pub(super) const ECHOCTL: u32 = 0o1000;
+    pub(super) const ECHOKE: u32 = 0o4000;
+    pub(super) const IEXTEN: u32 = 0o100000;
+}
+
+/// `c_iflag` bits.
+mod iflag {
+    pub(super) const ISTRIP: u32 = 0o40;
+    pub(super) const INLCR: u32 = 0o100;
+    pub(super) const IGNCR: u32 = 0o200;
+    pub(super) const ICRNL: u32 = 0o400;
+}
+
+/// `c_cc` indices.
+mod vc {
+    pub(super) const VINTR: usize = 0;
+    pub(super) const VQUIT: usize = 1;
+    pub(super) const VERASE: usize = 2;
+    pub(super) const VKILL: usize = 3;
+    pub(super) const VEOF: usize = 4;
+    pub(super) const VTIME: usize = 5;
+    pub(super) const VMIN: usize = 6;
+    pub(super) const VSUSP: usize = 10;
+    pub(super) const VEOL: usize = 11;
+    pub(super) const VWERASE: usize = 14;
+    pub(super) const VEOL2: usize = 16;
+}
+
+use lflag::ICANON;
+
 /// `c_cflag` speed bits and the "other speed" code.
 const CBAUD: u32 = 0o10017;
 /// `B38400`.
@@ -285,9 +326,27 @@ impl Termios {
 }
 
 /// The console's shared state.
+///
+/// When the host's stdin is a terminal (`console-tty` bit 0), the console is its line
+/// discipline: every byte from the host goes through [`Console::receive`] as it arrives
+/// (also from the input event, so `^C` works while nothing reads), which applies the
+/// termios settings: input translation, signals, echo, and in canonical mode line editing.
+/// Otherwise input bytes are passed through untouched, and never echoed.
 struct Console {
-    /// Input read from the host but not yet by a program.
+    /// Input ready for programs: raw bytes, or with the line discipline the completed lines
+    /// (canonical mode) or the received bytes (non-canonical mode).
     input: VecDeque<u8>,
+    /// Line discipline, canonical mode: the length of each completed line in `input`, in
+    /// order (0: an end of file typed at the start of a line).
+    lines: VecDeque<usize>,
+    /// Line discipline, canonical mode: the line being typed.
+    edit: Vec<u8>,
+    /// Line discipline: echo to write out (after the lock is released).
+    echo: Vec<u8>,
+    /// Line discipline: signals (bit N: signal N) for the foreground process group.
+    signals: u64,
+    /// Line discipline: guest time of the last byte received (for `VTIME`).
+    last_rx: u64,
     /// The host reported end of input; the next read returns 0 (once).
     eof: bool,
     /// Bounce buffer for `ConsoleRead` (allocated on first use).
@@ -302,6 +361,11 @@ struct Console {
 /// The console.
 static CONSOLE: IrqLock<Console> = IrqLock::new(Console {
     input: VecDeque::new(),
+    lines: VecDeque::new(),
+    edit: Vec::new(),
+    echo: Vec::new(),
+    signals: 0,
+    last_rx: 0,
     eof: false,
     scratch: Vec::new(),
     termios: Termios::initial(),
@@ -316,9 +380,88 @@ static INPUT_WQ: WaitQueue = WaitQueue::new();
 
 /// Bytes asked of the host per `ConsoleRead`.
 const READ_CHUNK: usize = 4096;
+/// Line discipline: input buffered in the guest before the host's buffer is left to fill.
+const INPUT_MAX: usize = 64 * 1024;
+/// Line discipline: the longest line in canonical mode, newline included (Linux's
+/// `N_TTY_BUF_SIZE`); further characters are dropped.
+const LINE_MAX: usize = 4096;
 
-/// Console input arrived (the `pending::INPUT` event): wakes readers and pollers.
+/// `console-tty` bits, parsed once (`u32::MAX`: not yet).
+static TTY_BITS: AtomicU32 = AtomicU32::new(u32::MAX);
+
+/// True if the host's stdin is a terminal: the console is then the line discipline.
+fn ldisc() -> bool {
+    let mut bits = TTY_BITS.load(Ordering::Relaxed);
+    if bits == u32::MAX {
+        bits = tty_bits();
+        TTY_BITS.store(bits, Ordering::Relaxed);
+    }
+    bits & 1 != 0
+}
+
+/// The host stream that echo goes to: the terminal among stdout and stderr, if any.
+fn echo_stream() -> Option<u64> {
+    let bits = tty_bits();
+    if bits & 2 != 0 {
+        Some(stream::STDOUT)
+    } else if bits & 4 != 0 {
+        Some(stream::STDERR)
+    } else {
+        None
+    }
+}
+
+/// Runs `f` on the console, then (unlocked) writes the echo it produced and sends the
+/// signals it raised to the foreground process group.
+fn with_console<R>(f: impl FnOnce(&mut Console) -> R) -> R {
+    let (r, echo, signals, pgrp) = {
+        let mut c = CONSOLE.lock();
+        let r = f(&mut c);
+        let echo = core::mem::take(&mut c.echo);
+        let signals = core::mem::replace(&mut c.signals, 0);
+        (r, echo, signals, c.fg_pgrp)
+    };
+    if !echo.is_empty() {
+        if let Some(out) = echo_stream() {
+            crate::hcall::console_write_stream(out, &echo);
+        }
+    }
+    if signals != 0 {
+        signal_foreground(pgrp, signals);
+    }
+    r
+}
+
+/// Sends the signals in `set` (bit N: signal N) to the processes of process group `pgrp`
+/// (0: not set, the group of process 1).
+fn signal_foreground(pgrp: i32, set: u64) {
+    use crate::linux::task;
+    let pgrp = match pgrp {
+        0 => match task::find_process(1) {
+            Some(p) => p.pgid(),
+            None => return,
+        },
+        g => g,
+    };
+    let targets: Vec<_> = task::all_processes()
+        .into_iter()
+        .filter(|p| p.pgid() == pgrp && !p.zombie.load(Ordering::Acquire))
+        .collect();
+    for signo in 1..64u32 {
+        if set & (1 << signo) != 0 {
+            for p in &targets {
+                signal::send_to_process(p, signo);
+            }
+        }
+    }
+}
+
+/// Console input arrived (the `pending::INPUT` event): runs it through the line discipline
+/// (if any), wakes readers and pollers.
 pub(crate) fn input_arrived() {
+    if ldisc() {
+        with_console(|c| c.pump());
+    }
     INPUT_SEQ.fetch_add(1, Ordering::AcqRel);
     INPUT_WQ.wake_all();
     poll::notify();
@@ -326,16 +469,24 @@ pub(crate) fn input_arrived() {
 
 /// What one `ConsoleRead` gave.
 enum Fill {
-    /// Bytes were appended to the input.
-    Data,
+    /// This many bytes arrived in `scratch`.
+    Data(usize),
     /// End of input.
     Eof,
     /// Nothing buffered on the host yet (or the call failed).
     Empty,
 }
 
+/// Which part of the line an erase character removes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Erase {
+    Char,
+    Word,
+    Line,
+}
+
 impl Console {
-    /// Asks the host for input (never blocks).
+    /// Asks the host for input (never blocks); data lands in `scratch`.
     fn fill(&mut self) -> Fill {
         if self.scratch.len() != READ_CHUNK {
             self.scratch = alloc::vec![0; READ_CHUNK];
@@ -357,24 +508,23 @@ impl Console {
         };
         match usize::try_from(ret) {
             Ok(0) => Fill::Eof,
-            Ok(n) => {
-                let n = n.min(READ_CHUNK);
-                self.input.extend(&self.scratch[..n]);
-                Fill::Data
-            }
+            Ok(n) => Fill::Data(n.min(READ_CHUNK)),
             // `Busy` (nothing yet) and any error: nothing to read now.
             Err(_) => Fill::Empty,
         }
     }
 
     /// True if a read would not block (input buffered, or end of input), asking the host if
-    /// needed.
+    /// needed. Without the line discipline.
     fn ready(&mut self) -> bool {
         if !self.input.is_empty() || self.eof {
             return true;
         }
         match self.fill() {
-            Fill::Data => true,
+            Fill::Data(n) => {
+                self.input.extend(&self.scratch[..n]);
+                true
+            }
             Fill::Eof => {
                 self.eof = true;
                 true
@@ -384,6 +534,7 @@ impl Console {
     }
 
     /// Moves buffered input to `out`: at most one line in canonical mode on a terminal.
+    /// Without the line discipline.
     fn take(&mut self, out: &mut [u8], lines: bool) -> usize {
         let mut n = out.len().min(self.input.len());
         if lines && self.termios.lflag & ICANON != 0 {
@@ -391,11 +542,276 @@ impl Console {
                 n = nl + 1;
             }
         }
+        self.drain_to(out, n)
+    }
+
+    fn drain_to(&mut self, out: &mut [u8], n: usize) -> usize {
         for (dst, src) in out[..n].iter_mut().zip(self.input.drain(..n)) {
             *dst = src;
         }
         n
     }
+
+    fn canonical(&self) -> bool {
+        self.termios.lflag & ICANON != 0
+    }
+
+    // -- The line discipline.
+
+    /// Takes everything the host has (up to [`INPUT_MAX`] buffered) through the line
+    /// discipline.
+    fn pump(&mut self) {
+        while !self.eof && self.input.len() + self.edit.len() < INPUT_MAX {
+            match self.fill() {
+                Fill::Data(n) => {
+                    let scratch = core::mem::take(&mut self.scratch);
+                    for &b in &scratch[..n] {
+                        self.receive(b);
+                    }
+                    self.scratch = scratch;
+                    self.last_rx = crate::stub::clock_ns();
+                }
+                Fill::Eof => {
+                    self.eof = true;
+                    // A partial line is delivered as it is.
+                    if self.canonical() && !self.edit.is_empty() {
+                        self.push_line();
+                    }
+                }
+                Fill::Empty => break,
+            }
+        }
+    }
+
+    /// Input ready for a read (line discipline): a line, or any byte in non-canonical mode.
+    fn tty_available(&self) -> bool {
+        if self.canonical() {
+            !self.lines.is_empty()
+        } else {
+            !self.input.is_empty()
+        }
+    }
+
+    /// True if a read would not block (line discipline), asking the host first.
+    fn tty_ready(&mut self) -> bool {
+        self.pump();
+        self.eof || self.tty_available()
+    }
+
+    /// Bytes a read could take now (line discipline).
+    fn tty_pending(&self) -> usize {
+        if self.canonical() {
+            self.lines.iter().sum()
+        } else {
+            self.input.len()
+        }
+    }
+
+    /// One byte typed on the terminal.
+    fn receive(&mut self, mut c: u8) {
+        use vc::*;
+        let t = self.termios;
+        let on = |flag: u32| t.lflag & flag != 0;
+        // A control character, unless disabled (`_POSIX_VDISABLE` is 0).
+        let is = |i: usize, c: u8| t.cc[i] != 0 && t.cc[i] == c;
+        if t.iflag & iflag::ISTRIP != 0 {
+            c &= 0x7f;
+        }
+        if c == b'\r' {
+            if t.iflag & iflag::IGNCR != 0 {
+                return;
+            }
+            if t.iflag & iflag::ICRNL != 0 {
+                c = b'\n';
+            }
+        } else if c == b'\n' && t.iflag & iflag::INLCR != 0 {
+            c = b'\r';
+        }
+        if on(lflag::ISIG) {
+            let signo = if is(VINTR, c) {
+                signal::sig::SIGINT
+            } else if is(VQUIT, c) {
+                signal::sig::SIGQUIT
+            } else if is(VSUSP, c) {
+                // No job control: suspending is not supported; the key is dropped.
+                return;
+            } else {
+                0
+            };
+            if signo != 0 {
+                self.signals |= 1 << signo;
+                if !on(lflag::NOFLSH) {
+                    self.flush_input();
+                }
+                if on(lflag::ECHO) {
+                    self.echo_char(c);
+                }
+                return;
+            }
+        }
+        if !on(ICANON) {
+            if on(lflag::ECHO) {
+                self.echo_char(c);
+            }
+            self.input.push_back(c);
+            return;
+        }
+        let iexten = on(lflag::IEXTEN);
+        if is(VERASE, c) || c == 0x08 {
+            self.erase(Erase::Char, c);
+        } else if is(VKILL, c) {
+            self.erase(Erase::Line, c);
+        } else if iexten && is(VWERASE, c) {
+            self.erase(Erase::Word, c);
+        } else if is(VEOF, c) {
+            // End of file: the line so far is delivered (none: a read returns 0).
+            self.push_line();
+        } else if c == b'\n' || is(VEOL, c) || (iexten && is(VEOL2, c)) {
+            if on(lflag::ECHO) || (c == b'\n' && on(lflag::ECHONL)) {
+                self.echo.push(c);
+            }
+            self.edit.push(c);
+            self.push_line();
+        } else if self.edit.len() < LINE_MAX - 1 {
+            if on(lflag::ECHO) {
+                self.echo_char(c);
+            }
+            self.edit.push(c);
+        }
+    }
+
+    /// Echoes `c`, a control character as `^X` with `ECHOCTL`.
+    fn echo_char(&mut self, c: u8) {
+        if self.termios.lflag & lflag::ECHOCTL != 0 && is_ctl(c) {
+            self.echo.extend_from_slice(&[b'^', c ^ 0x40]);
+        } else {
+            self.echo.push(c);
+        }
+    }
+
+    /// Canonical mode: erases a character, word (trailing blanks, then non-blanks) or the
+    /// whole line, typed as `key`, and echoes the erasure.
+    fn erase(&mut self, kind: Erase, key: u8) {
+        let t = self.termios;
+        let on = |flag: u32| t.lflag & flag != 0;
+        if self.edit.is_empty() {
+            return;
+        }
+        let echo = on(lflag::ECHO);
+        // Erasing visually ("\b \b"); otherwise the key itself is echoed (Linux without
+        // ECHOE, or a kill without ECHOKE: then a newline too with ECHOK).
+        let visual = on(lflag::ECHOE) && (kind != Erase::Line || on(lflag::ECHOKE));
+        let mut seen_word = false;
+        while let Some(&last) = self.edit.last() {
+            if kind == Erase::Word {
+                let blank = last == b' ' || last == b'\t';
+                if blank && seen_word {
+                    break;
+                }
+                seen_word |= !blank;
+            }
+            let width = self.pop_char();
+            if echo && visual {
+                for _ in 0..width {
+                    self.echo.extend_from_slice(b"\x08 \x08");
+                }
+            }
+            if kind == Erase::Char {
+                break;
+            }
+        }
+        if echo && !visual {
+            self.echo_char(key);
+            if kind == Erase::Line && on(lflag::ECHOK) {
+                self.echo.push(b'\n');
+            }
+        }
+    }
+
+    /// Removes the last character of the line (a UTF-8 sequence counts as one): the columns
+    /// its echo took.
+    fn pop_char(&mut self) -> usize {
+        let Some(mut c) = self.edit.pop() else {
+            return 0;
+        };
+        // A continuation byte: pop up to the sequence's first byte.
+        while c & 0xc0 == 0x80 {
+            match self.edit.last() {
+                Some(&b) if b & 0x80 != 0 => c = self.edit.pop().unwrap_or(b),
+                _ => break,
+            }
+        }
+        if self.termios.lflag & lflag::ECHOCTL != 0 && is_ctl(c) {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// Delivers the line being typed.
+    fn push_line(&mut self) {
+        self.lines.push_back(self.edit.len());
+        self.input.extend(self.edit.drain(..));
+    }
+
+    /// Drops all input (`^C`, `TCFLSH`, `TCSETSF`).
+    fn flush_input(&mut self) {
+        self.input.clear();
+        self.lines.clear();
+        self.edit.clear();
+    }
+
+    /// New terminal settings: switching between canonical and non-canonical mode keeps the
+    /// input (a line being typed becomes readable bytes, readable bytes become a line).
+    fn set_termios(&mut self, t: Termios) {
+        let was = self.canonical();
+        self.termios = t;
+        match (was, self.canonical()) {
+            (true, false) => {
+                self.input.extend(self.edit.drain(..));
+                self.lines.clear();
+            }
+            (false, true) => {
+                self.lines.clear();
+                if !self.input.is_empty() {
+                    self.lines.push_back(self.input.len());
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Moves input to `out` (line discipline; the caller checked [`Self::tty_available`]): up to
+    /// the end of the first line in canonical mode (0 for an end of file).
+    fn tty_take(&mut self, out: &mut [u8]) -> usize {
+        if !self.canonical() {
+            let n = out.len().min(self.input.len());
+            return self.drain_to(out, n);
+        }
+        let Some(&len) = self.lines.front() else {
+            return 0;
+        };
+        let n = out.len().min(len);
+        if n == len {
+            self.lines.pop_front();
+        } else if let Some(rest) = self.lines.front_mut() {
+            *rest -= n;
+        }
+        self.drain_to(out, n)
+    }
+}
+
+/// A character echoed as `^X` with `ECHOCTL` (not tab or newline).
+fn is_ctl(c: u8) -> bool {
+    (c < 0x20 && c != b'\t' && c != b'\n') || c == 0x7f
+}
+
+/// What a read on the terminal does next.
+enum Step {
+    /// Return this.
+    Done(usize),
+    /// Wait for input, or until this guest time (`VTIME`).
+    Wait(Option<u64>),
 }
 
 /// Reads console input into `out`: blocks until some arrives (unless `nonblock`); 0 at end
@@ -403,6 +819,9 @@ impl Console {
 pub(crate) fn console_read(out: &mut [u8], nonblock: bool, tty: bool) -> Result<usize, Errno> {
     if out.is_empty() {
         return Ok(0);
+    }
+    if ldisc() {
+        return tty_read(out, nonblock);
     }
     loop {
         let seq = INPUT_SEQ.load(Ordering::Acquire);
@@ -426,13 +845,86 @@ pub(crate) fn console_read(out: &mut [u8], nonblock: bool, tty: bool) -> Result<
     }
 }
 
+/// How often a read with a `VTIME` timeout looks at the clock.
+const VTIME_TICK_NS: u64 = 10_000_000;
+
+/// A read through the line discipline: canonical mode waits for a line; non-canonical mode
+/// follows `VMIN` and `VTIME` (in tenths of a second).
+fn tty_read(out: &mut [u8], nonblock: bool) -> Result<usize, Errno> {
+    let start = crate::stub::clock_ns();
+    loop {
+        let seq = INPUT_SEQ.load(Ordering::Acquire);
+        let step = with_console(|c| {
+            c.pump();
+            if c.tty_available() {
+                if c.canonical() {
+                    return Step::Done(c.tty_take(out));
+                }
+                let vmin = usize::from(c.termios.cc[vc::VMIN]).min(out.len());
+                let vtime = u64::from(c.termios.cc[vc::VTIME]) * 100_000_000;
+                let now = crate::stub::clock_ns();
+                if c.input.len() >= vmin || c.eof || (vtime > 0 && now >= c.last_rx + vtime) {
+                    return Step::Done(c.tty_take(out));
+                }
+                return Step::Wait((vtime > 0).then_some(c.last_rx + vtime));
+            }
+            if c.eof {
+                c.eof = false;
+                return Step::Done(0);
+            }
+            if c.canonical() {
+                return Step::Wait(None);
+            }
+            match (c.termios.cc[vc::VMIN], c.termios.cc[vc::VTIME]) {
+                (0, 0) => Step::Done(0),
+                (0, vtime) => {
+                    let deadline = start + u64::from(vtime) * 100_000_000;
+                    if crate::stub::clock_ns() >= deadline {
+                        Step::Done(0)
+                    } else {
+                        Step::Wait(Some(deadline))
+                    }
+                }
+                _ => Step::Wait(None),
+            }
+        });
+        let deadline = match step {
+            Step::Done(n) => return Ok(n),
+            Step::Wait(d) => d,
+        };
+        if nonblock {
+            return Err(Errno::EAGAIN);
+        }
+        if signal::pending() {
+            return Err(Errno::EINTR);
+        }
+        match deadline {
+            None => INPUT_WQ
+                .wait_until(|| INPUT_SEQ.load(Ordering::Acquire) != seq || signal::pending()),
+            Some(d) => {
+                let now = crate::stub::clock_ns();
+                crate::sched::sleep_until(d.min(now + VTIME_TICK_NS));
+            }
+        }
+    }
+}
+
 /// True if a console read would not block.
 pub(crate) fn console_readable() -> bool {
+    if ldisc() {
+        return with_console(|c| c.tty_ready());
+    }
     CONSOLE.lock().ready()
 }
 
 /// Bytes of console input buffered (`FIONREAD`), after asking the host for more.
 pub(crate) fn console_available() -> usize {
+    if ldisc() {
+        return with_console(|c| {
+            c.pump();
+            c.tty_pending()
+        });
+    }
     let mut c = CONSOLE.lock();
     c.ready();
     c.input.len()
@@ -495,10 +987,16 @@ pub(crate) fn tty_ioctl(cmd: u64, arg: u64) -> SysResult {
             let len = if two { 44 } else { 36 };
             copy_from_user(arg, &mut b[..len])?;
             let mut c = CONSOLE.lock();
-            c.termios = Termios::from_bytes(&b[..len], &c.termios);
+            let t = Termios::from_bytes(&b[..len], &c.termios);
+            c.set_termios(t);
             if matches!(cmd, TCSETSF | TCSETSF2) {
-                c.input.clear();
+                c.flush_input();
             }
+            drop(c);
+            // What a read waits for may have changed (canonical or not).
+            INPUT_SEQ.fetch_add(1, Ordering::AcqRel);
+            INPUT_WQ.wake_all();
+            poll::notify();
             Ok(0)
         }
         TIOCGWINSZ => {
@@ -543,7 +1041,7 @@ pub(crate) fn tty_ioctl(cmd: u64, arg: u64) -> SysResult {
         TCFLSH => {
             // TCIFLUSH (0) and TCIOFLUSH (2) drop pending input; TCOFLUSH (1) has nothing.
             match arg {
-                0 | 2 => CONSOLE.lock().input.clear(),
+                0 | 2 => CONSOLE.lock().flush_input(),
                 1 => {}
                 _ => return Err(Errno::EINVAL),
             }

@@ -26,7 +26,7 @@ pub(crate) trait HcEnv {
     /// Takes up to `max` bytes of console input (see [`crate::console_input`]).
     fn console_read(&self, max: usize) -> Result<Vec<u8>, HcError>;
     /// `SpaceCreate(ctx_gpa)`.
-    fn space_create(&self, ctx_gpa: u64) -> Result<u64, HcError>;
+    fn space_create(&self, ctx_gpa: u64, reaped_gpa: u64) -> Result<u64, HcError>;
     /// `SpaceDestroy(handle)`.
     fn space_destroy(&self, handle: u64) -> Result<(), HcError>;
     /// The host directory shared with `--rootfs`, if any.
@@ -55,7 +55,7 @@ pub(crate) fn handle(mem: &GuestMemory, env: &dyn HcEnv, nr: u64, args: [u64; 6]
         Hypercall::Shutdown => HcAction::Shutdown((args[0] & 0xff) as i32),
         Hypercall::Panic => HcAction::Panic(panic_message(mem, args[0], args[1])),
         Hypercall::WallClock => HcAction::Return(realtime_ns().min(i64::MAX as u64) as i64),
-        Hypercall::SpaceCreate => ret(env.space_create(args[0])),
+        Hypercall::SpaceCreate => ret(env.space_create(args[0], args[1])),
         Hypercall::SpaceDestroy => ret(env.space_destroy(args[0]).map(|()| 0)),
         Hypercall::ConsoleRead => ret(console_read(mem, env, args[0], args[1])),
         Hypercall::HostfsList => ret(crate::hostfs::hc_list(mem, env.hostfs(), args)),
@@ -122,7 +122,7 @@ impl HcEnv for TestEnv {
             Some(v) => Ok(v.drain(..max.min(v.len())).collect()),
         }
     }
-    fn space_create(&self, ctx_gpa: u64) -> Result<u64, HcError> {
+    fn space_create(&self, ctx_gpa: u64, _reaped_gpa: u64) -> Result<u64, HcError> {
         self.spaces
             .borrow_mut()
             .push(format!("create {ctx_gpa:#x}"));

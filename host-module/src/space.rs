@@ -104,6 +104,10 @@ struct Entry {
     ctx_gpa: Option<u64>,
     /// The guest destroyed it: the handle is gone; it is marked dead once reaped.
     destroyed: bool,
+    /// Guest-physical address of a word *below the user pool* (guest-kernel memory the
+    /// sandbox cannot map) set to 1 once the sandbox is reaped: the only proof of death the
+    /// guest kernel may trust (the context region is writable by the sandbox itself).
+    reaped_gpa: Option<u64>,
     /// The control memfd (kept for diagnostics until the sandbox is reaped).
     ctl: ControlRegion,
 }
@@ -284,9 +288,26 @@ impl Spaces {
         self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// `SpaceCreate(ctx_gpa)`: validates the context region and spawns a user sandbox for it.
-    /// Returns the handle, or `BadAddress` / `NoResources`.
+    /// `SpaceCreate(ctx_gpa)` without a reaped word (tests).
+    #[cfg(test)]
     pub(crate) fn create(&self, ctx_gpa: u64) -> Result<u64, HcError> {
+        self.create_reporting(ctx_gpa, 0)
+    }
+
+    /// `SpaceCreate(ctx_gpa, reaped_gpa)`: validates the context region (and the reaped word:
+    /// 4-byte aligned, below the user pool, or 0 for none) and spawns a user sandbox for it.
+    /// Returns the handle, or `BadAddress` / `NoResources`.
+    pub(crate) fn create_reporting(&self, ctx_gpa: u64, reaped_gpa: u64) -> Result<u64, HcError> {
+        let reaped = match reaped_gpa {
+            0 => None,
+            g if g.is_multiple_of(4)
+                && g.checked_add(4)
+                    .is_some_and(|e| e <= self.inner.cfg.pool_base) =>
+            {
+                Some(g)
+            }
+            _ => return Err(HcError::BadAddress),
+        };
         let cfg = &self.inner.cfg;
         let mem_size = self.inner.mem.size();
         let ctx_len = user_ctx_size(cfg.nr_vcpus);
@@ -304,7 +325,7 @@ impl Spaces {
         if st.closed || live >= max {
             return Err(HcError::NoResources);
         }
-        if let Some(handle) = self.use_spare(&mut st, ctx_gpa, ctx_len) {
+        if let Some(handle) = self.use_spare(&mut st, ctx_gpa, ctx_len, reaped) {
             self.want_spares(&mut st);
             return Ok(handle);
         }
@@ -368,6 +389,7 @@ impl Spaces {
                 pidfd: Arc::new(child.pidfd),
                 ctx_gpa: Some(ctx_gpa),
                 destroyed: false,
+                reaped_gpa: reaped,
                 ctl,
             },
         );
@@ -378,7 +400,13 @@ impl Spaces {
 
     /// Gives the oldest live spare the (validated) context region and makes it space
     /// `next_handle`; `None` if there is none (or it cannot be used).
-    fn use_spare(&self, st: &mut State, ctx_gpa: u64, ctx_len: u64) -> Option<u64> {
+    fn use_spare(
+        &self,
+        st: &mut State,
+        ctx_gpa: u64,
+        ctx_len: u64,
+        reaped_gpa: Option<u64>,
+    ) -> Option<u64> {
         let name = &self.inner.cfg.name;
         let ep = Arc::clone(&st.reaper.as_ref()?.epoll);
         while !st.spares.is_empty() {
@@ -411,6 +439,7 @@ impl Spaces {
                             pidfd: sp.pidfd,
                             ctx_gpa: None,
                             destroyed: true,
+                            reaped_gpa: None,
                             ctl: sp.ctl,
                         },
                     );
@@ -431,6 +460,7 @@ impl Spaces {
                     pidfd: sp.pidfd,
                     ctx_gpa: Some(ctx_gpa),
                     destroyed: false,
+                    reaped_gpa,
                     ctl: sp.ctl,
                 },
             );
@@ -694,6 +724,13 @@ fn finish(inner: &Inner, st: &State, e: Entry) {
             exit.dead_status(),
             !e.destroyed,
         );
+    }
+    // Last: the proof of death in guest-kernel memory (validated at creation: aligned,
+    // below the pool); the guest kernel frees the space's memory only after seeing it.
+    if let (Some(gpa), false) = (e.reaped_gpa, st.closed) {
+        if let Some(w) = inner.mem.atomic_u32(gpa) {
+            w.store(1, SeqCst);
+        }
     }
 }
 

@@ -419,8 +419,8 @@ impl HcEnv for Shared {
         self.input.take(max)
     }
 
-    fn space_create(&self, ctx_gpa: u64) -> Result<u64, HcError> {
-        self.spaces.create(ctx_gpa)
+    fn space_create(&self, ctx_gpa: u64, reaped_gpa: u64) -> Result<u64, HcError> {
+        self.spaces.create_reporting(ctx_gpa, reaped_gpa)
     }
 
     fn space_destroy(&self, handle: u64) -> Result<(), HcError> {

@@ -314,7 +314,7 @@ enum pvmux_hypercall {
     PVMUX_HC_SHUTDOWN = 2,      /* (code) -> does not return; exit code & 0xff */
     PVMUX_HC_PANIC = 3,         /* (gpa, len) -> does not return; crash report */
     PVMUX_HC_WALL_CLOCK = 4,    /* () -> ns since the Unix epoch */
-    PVMUX_HC_SPACE_CREATE = 5,  /* (ctx_gpa) -> space handle (>= 1); see "Guest user mode" */
+    PVMUX_HC_SPACE_CREATE = 5,  /* (ctx_gpa, reaped_gpa) -> space handle (>= 1); see "Guest user mode" */
     PVMUX_HC_SPACE_DESTROY = 6, /* (handle) -> 0 once the user sandbox has exited */
     PVMUX_HC_CONSOLE_READ = 7,  /* (gpa, len) -> bytes, 0 at end of input, PVMUX_EBUSY if none */
     PVMUX_HC_HOSTFS_LIST = 8,   /* (path_gpa, path_len, buf_gpa, buf_len, cookie) -> bytes */

@@ -45,8 +45,12 @@ pub enum Hypercall {
     WallClock = 4,
     /// Creates a user sandbox for a new guest address space (docs/ABI.md §user mode):
     /// `a0` = guest-physical address of its context region (page aligned, inside the user
-    /// pool, `user_ctx_size(nr_vcpus)` bytes, header filled in). Returns a space handle
-    /// (>= 0). The sandbox starts asynchronously; its slots take requests once it is up.
+    /// pool, `user_ctx_size(nr_vcpus)` bytes, header filled in); `a1` = guest-physical
+    /// address of a 32-bit word *below* the user pool (4-byte aligned; 0 = none) that the host
+    /// sets to 1 once the sandbox process is gone — the only proof of death a guest kernel
+    /// may trust before reusing the space's memory (the context region is writable by the
+    /// sandbox). Returns a space handle (>= 0). The sandbox starts asynchronously; its slots
+    /// take requests once it is up.
     SpaceCreate = 5,
     /// Ends the user sandbox `a0` (a handle from `SpaceCreate`): the host kills and reaps it.
     SpaceDestroy = 6,

@@ -16,6 +16,20 @@ struct Pool {
     refs: Vec<u16>,
     /// Free frame indices (a stack; pushed in reverse so fresh allocations ascend).
     free: Vec<u32>,
+    /// Per frame: ever handed out since boot. Frames never used still hold the zeros the
+    /// host's fresh memfd pages start with, so zero-filled allocations can skip clearing
+    /// them (and skip touching the page at all, which in a nested VM is a host page fault).
+    used: Vec<u64>,
+}
+
+impl Pool {
+    /// Marks frame `i` used; returns whether it had never been used (still all zeros).
+    fn first_use(&mut self, i: usize) -> bool {
+        let (w, b) = (i / 64, 1u64 << (i % 64));
+        let fresh = self.used[w] & b == 0;
+        self.used[w] |= b;
+        fresh
+    }
 }
 
 static POOL: IrqLock<Option<Pool>> = IrqLock::new(None);
@@ -41,6 +55,7 @@ pub(crate) fn init() {
         base: r.base,
         refs: alloc::vec![0; n],
         free,
+        used: alloc::vec![0; n.div_ceil(64)],
     });
 }
 
@@ -60,19 +75,27 @@ pub(crate) fn stats() -> (usize, usize) {
 
 /// Allocates one frame (reference count 1), contents undefined.
 pub(crate) fn alloc() -> Result<u64, Errno> {
+    alloc_inner().map(|(gpa, _)| gpa)
+}
+
+/// One frame: `(gpa, never used before)`.
+fn alloc_inner() -> Result<(u64, bool), Errno> {
     let mut g = POOL.lock();
     let p = g.as_mut().ok_or(Errno::ENOMEM)?;
     let i = p.free.pop().ok_or(Errno::ENOMEM)?;
     p.refs[i as usize] = 1;
-    Ok(p.base + u64::from(i) * PAGE_SIZE)
+    let fresh = p.first_use(i as usize);
+    Ok((p.base + u64::from(i) * PAGE_SIZE, fresh))
 }
 
-/// Allocates one zero-filled frame.
+/// Allocates one zero-filled frame (cleared only if it was used before).
 pub(crate) fn alloc_zeroed() -> Result<u64, Errno> {
-    let gpa = alloc()?;
-    // SAFETY: the frame was just allocated (nobody else refers to it) and the direct map
-    // covers all guest memory read-write.
-    unsafe { (crate::boot::phys_to_virt(gpa) as *mut u8).write_bytes(0, PAGE_SIZE as usize) };
+    let (gpa, fresh) = alloc_inner()?;
+    if !fresh {
+        // SAFETY: the frame was just allocated (nobody else refers to it) and the direct map
+        // covers all guest memory read-write.
+        unsafe { (crate::boot::phys_to_virt(gpa) as *mut u8).write_bytes(0, PAGE_SIZE as usize) };
+    }
     Ok(gpa)
 }
 
@@ -151,6 +174,7 @@ pub(crate) fn alloc_contiguous(pages: usize) -> Result<u64, Errno> {
     let s = start.ok_or(Errno::ENOMEM)?;
     for i in s..s + pages {
         p.refs[i] = 1;
+        p.first_use(i);
     }
     p.free
         .retain(|&i| (i as usize) < s || (i as usize) >= s + pages);

@@ -126,6 +126,9 @@ pub(crate) struct Space {
     ctx_pages: usize,
     /// The memory map.
     pub(crate) mm: IrqLock<Mm>,
+    /// The host's proof of death for this space's sandbox (see [`Grave::reaped`]); moved
+    /// into the graveyard on drop.
+    reaped: spin::Mutex<Option<alloc::boxed::Box<AtomicU32>>>,
     /// Per slot: guest time at which its slice timer fires (0 = not armed). The timer is
     /// re-armed only once it has fired, which saves a host timer call per entry.
     slice_deadline: [AtomicU64; pvmux_hypercalls::MAX_VCPUS as usize],
@@ -135,7 +138,21 @@ pub(crate) struct Space {
 /// reports the sandbox gone (it may still touch them until then). `SpaceDestroy` returns
 /// at once and the host marks the space dead once it has reaped the sandbox, so every
 /// destroyed space passes through here.
-static GRAVEYARD: IrqLock<Vec<(u64, usize, Vec<u64>)>> = IrqLock::new(Vec::new());
+static GRAVEYARD: IrqLock<Vec<Grave>> = IrqLock::new(Vec::new());
+
+/// A destroyed space waiting for its sandbox to be gone.
+struct Grave {
+    /// Context region and its size in pages.
+    ctx_gpa: u64,
+    ctx_pages: usize,
+    /// Its user pages.
+    frames: Vec<u64>,
+    /// Set to 1 by the host once the sandbox process is reaped. It lives in kernel memory
+    /// (below the user pool), so unlike the context region's `dead` flag — which the sandbox
+    /// itself can write — a hostile program cannot fake it to get its memory reused while
+    /// it still runs.
+    reaped: alloc::boxed::Box<AtomicU32>,
+}
 /// Entries in [`GRAVEYARD`] (checked without the lock on hot paths).
 static GRAVE_LEN: AtomicU32 = AtomicU32::new(0);
 /// Longest [`Space::new`] waits for destroyed spaces to die when the pool is short.
@@ -184,12 +201,12 @@ pub(crate) fn reap_graveyard() -> bool {
     if GRAVE_LEN.load(Ordering::Acquire) == 0 {
         return false;
     }
-    let done: Vec<(u64, usize, Vec<u64>)> = {
+    let done: Vec<Grave> = {
         let mut g = GRAVEYARD.lock();
         let mut done = Vec::new();
         let mut i = 0;
         while i < g.len() {
-            if is_dead(g[i].0) {
+            if g[i].reaped.load(Ordering::Acquire) != 0 {
                 done.push(g.swap_remove(i));
             } else {
                 i += 1;
@@ -199,12 +216,12 @@ pub(crate) fn reap_graveyard() -> bool {
         done
     };
     let any = !done.is_empty();
-    for (ctx, pages, frames) in done {
-        for f in frames {
+    for grave in done {
+        for f in grave.frames {
             pool::put(f);
         }
-        for p in 0..pages as u64 {
-            pool::put(ctx + p * PAGE_SIZE);
+        for p in 0..grave.ctx_pages as u64 {
+            pool::put(grave.ctx_gpa + p * PAGE_SIZE);
         }
     }
     any
@@ -596,7 +613,10 @@ impl Space {
             addr_of_mut!((*h).abi_version).write_volatile(ABI_VERSION);
             addr_of_mut!((*h).nr_slots).write_volatile(n);
         }
-        let r = crate::stub::hypercall(Hypercall::SpaceCreate as u64, ctx_gpa, 0, 0, 0, 0);
+        let reaped = alloc::boxed::Box::new(AtomicU32::new(0));
+        let reaped_gpa = crate::boot::virt_to_phys(&*reaped as *const AtomicU32 as u64, 4)
+            .ok_or(Errno::ENOMEM)?;
+        let r = crate::stub::hypercall(Hypercall::SpaceCreate as u64, ctx_gpa, reaped_gpa, 0, 0, 0);
         if r < 0 {
             for p in 0..pages as u64 {
                 pool::put(ctx_gpa + p * PAGE_SIZE);
@@ -608,6 +628,7 @@ impl Space {
             handle: r as u64,
             ctx_gpa,
             ctx_pages: pages,
+            reaped: spin::Mutex::new(Some(reaped)),
             mm: IrqLock::new(Mm::new()),
             slice_deadline: [const { AtomicU64::new(0) }; pvmux_hypercalls::MAX_VCPUS as usize],
         }))
@@ -814,10 +835,10 @@ impl Space {
 
 impl Drop for Space {
     fn drop(&mut self) {
-        // The host kills the sandbox and returns at once; it marks the space dead once the
+        // The host kills the sandbox and returns at once; it sets our `reaped` word once the
         // process is reaped. Until then the sandbox may still touch the context region and
-        // the pages, so they wait in the graveyard. (If the host refuses the handle, the
-        // sandbox already died and was marked dead: the graveyard releases it at once.)
+        // the pages, so they wait in the graveyard. (A sandbox that died on its own was
+        // reaped already: the word is set and the graveyard releases it at once.)
         let _ = crate::stub::hypercall(Hypercall::SpaceDestroy as u64, self.handle, 0, 0, 0, 0);
         LIVE.fetch_sub(1, Ordering::Relaxed);
         let mm = self.mm.get_mut();
@@ -825,8 +846,14 @@ impl Drop for Space {
         frames.append(&mut mm.deferred);
         mm.pages.clear();
         {
+            let reaped = self.reaped.lock().take().expect("reaped word");
             let mut g = GRAVEYARD.lock();
-            g.push((self.ctx_gpa, self.ctx_pages, frames));
+            g.push(Grave {
+                ctx_gpa: self.ctx_gpa,
+                ctx_pages: self.ctx_pages,
+                frames,
+                reaped,
+            });
             GRAVE_LEN.store(g.len() as u32, Ordering::Release);
         }
         reap_graveyard();

@@ -314,6 +314,8 @@ struct Process {
     child: Child,
     program: String,
     stderr_tail: Arc<Mutex<String>>,
+    /// Set by the stderr reader at end of file.
+    stderr_eof: Arc<std::sync::atomic::AtomicBool>,
     exited: Option<String>,
 }
 
@@ -321,6 +323,14 @@ impl Running for Process {
     fn ended(&mut self) -> Option<String> {
         if self.exited.is_none() {
             if let Ok(Some(status)) = self.child.try_wait() {
+                // Let the reader take what the child wrote last (bounded: a helper process
+                // left in the group may keep the pipe open).
+                let deadline = Instant::now() + Duration::from_millis(200);
+                while !self.stderr_eof.load(std::sync::atomic::Ordering::Acquire)
+                    && Instant::now() < deadline
+                {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
                 let tail = self
                     .stderr_tail
                     .lock()
@@ -372,8 +382,10 @@ fn spawn(mut cmd: Command, console: &Console) -> Result<(Box<dyn Running>, u64),
         });
     }
     let stderr_tail = Arc::new(Mutex::new(String::new()));
+    let stderr_eof = Arc::new(std::sync::atomic::AtomicBool::new(false));
     if let Some(mut err) = child.stderr.take() {
         let tail = Arc::clone(&stderr_tail);
+        let eof = Arc::clone(&stderr_eof);
         std::thread::spawn(move || {
             let mut text = Vec::new();
             let mut buf = [0u8; 4096];
@@ -386,13 +398,17 @@ fn spawn(mut cmd: Command, console: &Console) -> Result<(Box<dyn Running>, u64),
                 *tail.lock().unwrap_or_else(|e| e.into_inner()) =
                     last.trim().chars().take(200).collect();
             }
+            eof.store(true, std::sync::atomic::Ordering::Release);
         });
+    } else {
+        stderr_eof.store(true, std::sync::atomic::Ordering::Release);
     }
     Ok((
         Box::new(Process {
             child,
             program,
             stderr_tail,
+            stderr_eof,
             exited: None,
         }),
         start_ns,

@@ -58,11 +58,13 @@ pub(crate) fn print_fmt(args: fmt::Arguments<'_>) {
     console.flush();
 }
 
-/// Writes raw bytes to the console (not necessarily UTF-8), not interleaved with prints.
-pub(crate) fn write_bytes(bytes: &[u8]) {
+/// Writes several raw pieces in order with nothing from other vCPUs in between.
+pub(crate) fn write_pieces(pieces: &[&[u8]]) {
     let mut console = CONSOLE.lock();
     console.flush();
-    crate::hcall::console_write(bytes);
+    for p in pieces {
+        crate::hcall::console_write(p);
+    }
 }
 
 /// Prints to the tenant console.

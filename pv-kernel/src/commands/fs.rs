@@ -103,16 +103,14 @@ pub(crate) fn cat(path: &str) {
         Ok(v) => v,
         Err(e) => fail("cat", path, e),
     };
-    println!("pvmux-kernel: cat {path}: {size} bytes");
+    // Read everything first, then write header and bytes in one piece, so that a message
+    // from another vCPU cannot land between them.
+    let mut data = alloc::vec::Vec::new();
     let mut buf = vec![0u8; CAT_CHUNK];
-    let mut last = b'\n';
     loop {
         match fs::with(|fs| fs.read(h, &mut buf)) {
             Ok(0) => break,
-            Ok(n) => {
-                console::write_bytes(&buf[..n]);
-                last = buf[n - 1];
-            }
+            Ok(n) => data.extend_from_slice(&buf[..n]),
             Err(e) => {
                 let _ = fs::with(|fs| fs.close(h));
                 fail("cat", path, e)
@@ -120,7 +118,11 @@ pub(crate) fn cat(path: &str) {
         }
     }
     let _ = fs::with(|fs| fs.close(h));
-    if last != b'\n' {
-        console::write_bytes(b"\n");
-    }
+    let header = alloc::format!("pvmux-kernel: cat {path}: {size} bytes\n");
+    let tail: &[u8] = if data.last().is_some_and(|&b| b != b'\n') {
+        b"\n"
+    } else {
+        b""
+    };
+    console::write_pieces(&[header.as_bytes(), &data, tail]);
 }

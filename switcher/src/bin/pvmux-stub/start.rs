@@ -28,6 +28,7 @@ global_asm!(
     "xor ebp, ebp",
     "lea rdi, [rip + __ehdr_start]",
     "lea rsi, [rip + _DYNAMIC]",
+    "mov rdx, rsp",
     "and rsp, -16",
     "call {main}",
     "ud2",
@@ -312,8 +313,41 @@ fn install_handlers() -> Result<(), u32> {
     Ok(())
 }
 
+/// `AT_HWCAP2` in the auxiliary vector.
+const AT_HWCAP2: u64 = 26;
+/// `AT_HWCAP2` bit: the kernel lets user space use `rdfsbase`/`wrfsbase`.
+const HWCAP2_FSGSBASE: u64 = 1 << 1;
+
+/// The value of auxiliary-vector entry `key`.
+///
+/// # Safety
+/// `sp` must be the initial stack pointer of the process (argc, argv..., 0, envp..., 0, auxv).
+unsafe fn auxv(sp: u64, key: u64) -> Option<u64> {
+    // SAFETY: per the contract, the words from `sp` are the initial stack the kernel built:
+    // argc, argc + 1 argv words, the envp words up to a 0, then (key, value) pairs up to
+    // AT_NULL; every read stays inside it.
+    unsafe {
+        let argc = (sp as *const u64).read();
+        let mut p = (sp as *const u64).add(1 + argc as usize + 1);
+        while p.read() != 0 {
+            p = p.add(1);
+        }
+        p = p.add(1);
+        loop {
+            let (k, v) = (p.read(), p.add(1).read());
+            if k == 0 {
+                return None;
+            }
+            if k == key {
+                return Some(v);
+            }
+            p = p.add(2);
+        }
+    }
+}
+
 /// Main thread (vCPU 0).
-extern "sysv64" fn stub_main(base: u64, dynamic: u64) -> ! {
+extern "sysv64" fn stub_main(base: u64, dynamic: u64, initial_sp: u64) -> ! {
     // SAFETY: the assembly passes this image's base and _DYNAMIC; nothing ran before.
     unsafe { relocate(base, dynamic as *const [u64; 2]) };
     // SAFETY: base is this image's ELF header, mapped by the kernel.
@@ -336,7 +370,10 @@ extern "sysv64" fn stub_main(base: u64, dynamic: u64) -> ! {
     let h = header();
     h.stub_start_tsc.store(start_tsc, Relaxed);
     if h.kind == kind::USER {
-        crate::user::main(base, text_start, text_end)
+        // SAFETY: `initial_sp` is the process's initial stack pointer, as the kernel laid
+        // out argc, argv, envp and the auxiliary vector (read before anything overwrote it).
+        let hwcap2 = unsafe { auxv(initial_sp, AT_HWCAP2) }.unwrap_or(0);
+        crate::user::main(base, text_start, text_end, hwcap2 & HWCAP2_FSGSBASE != 0)
     }
     let (n, mem) = (h.nr_vcpus, h.mem_size);
     if h.magic != ABI_MAGIC

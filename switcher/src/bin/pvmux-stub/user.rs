@@ -236,8 +236,9 @@ extern "sysv64" {
 }
 
 /// Start of a user sandbox (called by `stub_main` on the main thread, which becomes slot 0).
-pub(crate) fn main(image_base: u64, text_start: u64, text_end: u64) -> ! {
+pub(crate) fn main(image_base: u64, text_start: u64, text_end: u64, fsgsbase: bool) -> ! {
     USER_MODE.store(1, Relaxed);
+    FSGSBASE.store(u32::from(fsgsbase), Relaxed);
     let h = header();
     let (n, mem, pool) = (h.nr_vcpus, h.mem_size, h.user_pool_base);
     if h.magic != ABI_MAGIC
@@ -620,6 +621,37 @@ fn classify(
     })
 }
 
+/// 1 when the host kernel lets user space read and write the FS base directly
+/// (`AT_HWCAP2 & HWCAP2_FSGSBASE`): the hot path then avoids two `arch_prctl` calls.
+static FSGSBASE: AtomicU32 = AtomicU32::new(0);
+
+/// This thread's FS base (the interrupted user code's: signal delivery does not change it).
+fn get_fs() -> Result<u64, u32> {
+    if FSGSBASE.load(Relaxed) != 0 {
+        let v: u64;
+        // SAFETY: `rdfsbase` is enabled for user space (AT_HWCAP2); it only reads FS base.
+        unsafe {
+            core::arch::asm!("rdfsbase {}", out(reg) v, options(nomem, nostack, preserves_flags))
+        };
+        return Ok(v);
+    }
+    sys::get_fs()
+}
+
+/// Sets this thread's FS base for the user code about to run. Addresses outside the lower
+/// canonical half fail (`EPERM`, as `arch_prctl` would) instead of faulting in the stub.
+fn set_fs(v: u64) -> Result<(), u32> {
+    if FSGSBASE.load(Relaxed) != 0 && v < 0x0000_8000_0000_0000 {
+        // SAFETY: `wrfsbase` is enabled for user space (AT_HWCAP2) and `v` is canonical; it
+        // changes only this thread's FS base, which no stub code of a user sandbox reads.
+        unsafe {
+            core::arch::asm!("wrfsbase {}", in(reg) v, options(nomem, nostack, preserves_flags))
+        };
+        return Ok(());
+    }
+    sys::set_fs(v)
+}
+
 /// Saves the interrupted user state into the slot.
 fn record(c: &UserCpu, slot: Slot, g: &[u64; 32], exit: &Exit) {
     let rax = if exit.reason == UserExit::Syscall {
@@ -650,7 +682,7 @@ fn record(c: &UserCpu, slot: Slot, g: &[u64; 32], exit: &Exit) {
         rflags: g[EFLAGS],
         rsp: g[RSP],
     };
-    let fs = match sys::get_fs() {
+    let fs = match get_fs() {
         Ok(v) => {
             c.last_fs.store(v, Relaxed);
             c.fs_known.store(1, Relaxed);
@@ -837,7 +869,7 @@ fn prepare_run(c: &UserCpu, slot: Slot, g: &mut [u64; 32], uc: *mut u8) -> Resul
     };
     if c.fs_known.load(Relaxed) == 0 || c.last_fs.load(Relaxed) != fs {
         c.fs_known.store(0, Relaxed);
-        sys::set_fs(fs)?;
+        set_fs(fs)?;
         c.last_fs.store(fs, Relaxed);
         c.fs_known.store(1, Relaxed);
     }

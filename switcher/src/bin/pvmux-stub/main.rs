@@ -17,6 +17,7 @@ mod doorbell;
 mod entries;
 mod mem;
 mod shadow;
+mod sigctx;
 mod start;
 mod state;
 mod sys;

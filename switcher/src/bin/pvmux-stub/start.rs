@@ -218,7 +218,7 @@ unsafe fn text_range(base: u64) -> (u64, u64) {
 }
 
 #[repr(C)]
-pub(crate) struct SigAction {
+struct SigAction {
     pub(crate) handler: u64,
     pub(crate) flags: u64,
     pub(crate) restorer: u64,
@@ -226,7 +226,7 @@ pub(crate) struct SigAction {
 }
 
 #[repr(C)]
-pub(crate) struct StackT {
+struct StackT {
     pub(crate) sp: u64,
     pub(crate) flags: i32,
     pub(crate) _pad: i32,
@@ -234,7 +234,7 @@ pub(crate) struct StackT {
 }
 
 #[repr(C)]
-pub(crate) struct SigEvent {
+struct SigEvent {
     pub(crate) value: u64,
     pub(crate) signo: i32,
     pub(crate) notify: i32,
@@ -242,62 +242,70 @@ pub(crate) struct SigEvent {
     pub(crate) _pad: [i32; 11],
 }
 
-/// Per-thread set-up, done by each vCPU thread itself before the filter: FS base, signal
-/// stack, timers, tid.
-fn thread_setup(c: &StubCpu) -> Result<(), u32> {
-    let base = c as *const StubCpu as u64;
-    // SAFETY: ARCH_SET_FS changes only this thread's FS base; the stub uses no TLS.
-    sys::check(unsafe { syscall6(nr::ARCH_PRCTL, [0x1002, base as usize, 0, 0, 0, 0]) })?;
+/// Gives the calling thread its alternate signal stack `[sp, sp + size)`.
+pub(crate) fn set_altstack(sp: u64, size: u64) -> Result<(), u32> {
     let ss = StackT {
-        sp: base + AREA_ALTSTACK,
+        sp,
         flags: 0,
         _pad: 0,
-        size: ALTSTACK_SIZE,
+        size,
     };
-    // SAFETY: the alternate stack lies in this vCPU's area, which is never freed.
-    sys::check(unsafe { syscall6(nr::SIGALTSTACK, [&ss as *const _ as usize, 0, 0, 0, 0, 0]) })?;
-    let tid = sys::gettid();
-    c.tid.store(tid, Relaxed);
-    c.shared().tid.store(tid, Relaxed);
-    for (value, slot) in [(0, &c.timer_id), (RETRY_TIMER_VALUE, &c.retry_timer_id)] {
-        let ev = SigEvent {
-            value,
-            signo: SIG_EVENT as i32,
-            notify: 4, /* SIGEV_THREAD_ID */
-            tid: tid as i32,
-            _pad: [0; 11],
-        };
-        let mut id: i32 = -1;
-        // SAFETY: valid sigevent and out pointer; CLOCK_MONOTONIC.
-        sys::check(unsafe {
-            syscall6(
-                nr::TIMER_CREATE,
-                [
-                    1,
-                    &ev as *const _ as usize,
-                    &mut id as *mut i32 as usize,
-                    0,
-                    0,
-                    0,
-                ],
-            )
-        })?;
-        slot.store(id, Relaxed);
-    }
-    Ok(())
+    // SAFETY: valid stack_t; callers pass a stack in their thread's area, never freed.
+    sys::check(unsafe { syscall6(nr::SIGALTSTACK, [&ss as *const _ as usize, 0, 0, 0, 0, 0]) })
+        .map(|_| ())
 }
 
-fn install_handlers() -> Result<(), u32> {
+/// Creates a CLOCK_MONOTONIC timer that signals [`SIG_EVENT`] (with `value`) to thread
+/// `tid` only; returns its id.
+pub(crate) fn thread_timer(tid: u32, value: u64) -> Result<i32, u32> {
+    let ev = SigEvent {
+        value,
+        signo: SIG_EVENT as i32,
+        notify: 4, /* SIGEV_THREAD_ID */
+        tid: tid as i32,
+        _pad: [0; 11],
+    };
+    let mut id: i32 = -1;
+    // SAFETY: valid sigevent and out pointer; CLOCK_MONOTONIC.
+    sys::check(unsafe {
+        syscall6(
+            nr::TIMER_CREATE,
+            [
+                1,
+                &ev as *const _ as usize,
+                &mut id as *mut i32 as usize,
+                0,
+                0,
+                0,
+            ],
+        )
+    })?;
+    Ok(id)
+}
+
+/// Installs `handler` (on the alternate stack, every signal blocked while it runs, returning
+/// through the stub's restorer) for the fault signals and [`SIG_EVENT`], then unblocks
+/// every signal (the mask survives exec).
+pub(crate) fn install_handlers(handler: u64) -> Result<(), u32> {
     const SA_SIGINFO: u64 = 4;
     const SA_ONSTACK: u64 = 0x0800_0000;
     const SA_RESTORER: u64 = 0x0400_0000;
     let act = SigAction {
-        handler: trap::on_signal as *const () as u64,
+        handler,
         flags: SA_SIGINFO | SA_ONSTACK | SA_RESTORER,
         restorer: pvmux_stub_restorer as *const () as u64,
         mask: !0,
     };
-    for sig in [4u32, 5, 7, 8, 11, 31, SIG_EVENT] {
+    use crate::sigctx::{SIGBUS, SIGFPE, SIGILL, SIGSEGV, SIGSYS, SIGTRAP};
+    for sig in [
+        SIGILL,
+        SIGTRAP,
+        SIGBUS,
+        SIGFPE,
+        SIGSEGV,
+        SIGSYS,
+        SIG_EVENT as i32,
+    ] {
         // SAFETY: valid sigaction; the handler and restorer are stub code.
         sys::check(unsafe {
             syscall6(
@@ -306,10 +314,25 @@ fn install_handlers() -> Result<(), u32> {
             )
         })?;
     }
-    // Unblock everything (the mask survives exec).
     let empty = 0u64;
     // SAFETY: SIG_SETMASK with a valid 8-byte set.
     sys::check(unsafe { syscall6(14, [2, &empty as *const u64 as usize, 0, 8, 0, 0]) })?;
+    Ok(())
+}
+
+/// Per-thread set-up, done by each vCPU thread itself before the filter: FS base, signal
+/// stack, timers, tid.
+fn thread_setup(c: &StubCpu) -> Result<(), u32> {
+    let base = c as *const StubCpu as u64;
+    // SAFETY: ARCH_SET_FS changes only this thread's FS base; the stub uses no TLS.
+    sys::check(unsafe { syscall6(nr::ARCH_PRCTL, [0x1002, base as usize, 0, 0, 0, 0]) })?;
+    set_altstack(base + AREA_ALTSTACK, ALTSTACK_SIZE)?;
+    let tid = sys::gettid();
+    c.tid.store(tid, Relaxed);
+    c.shared().tid.store(tid, Relaxed);
+    c.timer_id.store(thread_timer(tid, 0)?, Relaxed);
+    c.retry_timer_id
+        .store(thread_timer(tid, RETRY_TIMER_VALUE)?, Relaxed);
     Ok(())
 }
 
@@ -451,7 +474,7 @@ extern "sysv64" fn stub_main(base: u64, dynamic: u64, initial_sp: u64) -> ! {
     // SAFETY: single-threaded here; the guest only reads the table.
     unsafe { TABLE = entries::table() };
 
-    if let Err(e) = install_handlers() {
+    if let Err(e) = install_handlers(trap::on_signal as *const () as u64) {
         fail(Step::SigAction, e);
     }
     // SAFETY: PR_SET_NO_NEW_PRIVS; inherited by every thread created below.

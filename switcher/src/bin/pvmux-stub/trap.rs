@@ -5,6 +5,7 @@
 //! the guest's stack (through the guest's tables, so delivery itself never faults), and the
 //! signal's saved context is redirected to the guest's entry, so `rt_sigreturn` lands there.
 
+use crate::sigctx::*;
 use core::sync::atomic::Ordering::*;
 use pvmux_hypercalls::frame::{pf, RED_ZONE, RFLAGS_IF, TRAP_FRAME_SIZE};
 use pvmux_hypercalls::layout::in_window;
@@ -15,38 +16,6 @@ use pvmux_hypercalls::{CrashReason, TrapFrame, VcpuShared, Vector};
 use crate::shadow::{self, FillError};
 use crate::state::{is_stub_code, StubCpu, G, RETRY_TIMER_VALUE, SIG_EVENT};
 use crate::sys;
-
-const SIGILL: i32 = 4;
-const SIGTRAP: i32 = 5;
-const SIGBUS: i32 = 7;
-const SIGFPE: i32 = 8;
-const SIGSEGV: i32 = 11;
-const SIGSYS: i32 = 31;
-const SI_TIMER: i32 = -2;
-
-// Indices into the kernel's `struct sigcontext` (x86-64), at offset 40 of the ucontext.
-const R8: usize = 0;
-const R9: usize = 1;
-const R10: usize = 2;
-const R11: usize = 3;
-const R12: usize = 4;
-const R13: usize = 5;
-const R14: usize = 6;
-const R15: usize = 7;
-const RDI: usize = 8;
-const RSI: usize = 9;
-const RBP: usize = 10;
-const RBX: usize = 11;
-const RDX: usize = 12;
-const RAX: usize = 13;
-const RCX: usize = 14;
-const RSP: usize = 15;
-const RIP: usize = 16;
-const EFLAGS: usize = 17;
-const ERR: usize = 19;
-const TRAPNO: usize = 20;
-const CR2: usize = 22;
-const UC_MCONTEXT: usize = 40;
 
 /// Rflags the guest entry starts with: reserved bit 1 and the real IF (always set in user
 /// mode); TF, DF and AC cleared.

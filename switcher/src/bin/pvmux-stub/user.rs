@@ -17,6 +17,7 @@
 //! FS; a handler finds its slot from its stack pointer (areas are `AREA_SIZE` aligned) and
 //! checks the area is one of ours. A fault in stub code ends the sandbox (status 124).
 
+use crate::sigctx::*;
 use core::arch::global_asm;
 use core::mem::offset_of;
 use core::ptr::{addr_of, addr_of_mut};
@@ -34,8 +35,8 @@ use pvmux_switcher::seccomp::{
 };
 
 use crate::start::{
-    fail, pvmux_stub_restorer, SigAction, SigEvent, StackT, Step, MAP_ANONYMOUS,
-    MAP_FIXED_NOREPLACE, MAP_PRIVATE, MAP_SHARED, PROT_RW,
+    fail, install_handlers, set_altstack, thread_timer, Step, MAP_ANONYMOUS, MAP_FIXED_NOREPLACE,
+    MAP_PRIVATE, MAP_SHARED, PROT_RW,
 };
 use crate::state::{header, is_stub_code, ALTSTACK_SIZE, AREA_ALTSTACK, AREA_SIZE, G, SIG_EVENT};
 use crate::sys::{self, nr, syscall6};
@@ -47,41 +48,6 @@ const AREA_CLONE_STACK_TOP: u64 = AREA_ALTSTACK;
 /// How long a slot thread spins for its next request before it sleeps (TSC ticks, ~20 µs).
 const SPIN_TICKS: u64 = 50_000;
 const EINVAL: u32 = 22;
-
-const SIGILL: i32 = 4;
-const SIGTRAP: i32 = 5;
-const SIGBUS: i32 = 7;
-const SIGFPE: i32 = 8;
-const SIGSEGV: i32 = 11;
-const SIGSYS: i32 = 31;
-const SI_TIMER: i32 = -2;
-
-// The kernel's `ucontext`: `struct sigcontext` (32 words) at 40, the signal mask at 296.
-const UC_MCONTEXT: usize = 40;
-const UC_SIGMASK: usize = 296;
-// Word indices into `struct sigcontext`.
-const R8: usize = 0;
-const R9: usize = 1;
-const R10: usize = 2;
-const R11: usize = 3;
-const R12: usize = 4;
-const R13: usize = 5;
-const R14: usize = 6;
-const R15: usize = 7;
-const RDI: usize = 8;
-const RSI: usize = 9;
-const RBP: usize = 10;
-const RBX: usize = 11;
-const RDX: usize = 12;
-const RAX: usize = 13;
-const RCX: usize = 14;
-const RSP: usize = 15;
-const RIP: usize = 16;
-const EFLAGS: usize = 17;
-const ERR: usize = 19;
-const TRAPNO: usize = 20;
-const CR2: usize = 22;
-const FPSTATE: usize = 23;
 
 // The FP area of a signal frame (FXSAVE layout, then the XSAVE header and extended state).
 const FX_FCW: usize = 0;
@@ -281,7 +247,7 @@ pub(crate) fn main(image_base: u64, text_start: u64, text_end: u64, fsgsbase: bo
     for i in 0..n {
         ucpu(i).slot.store(i, Relaxed);
     }
-    if let Err(e) = install_handlers() {
+    if let Err(e) = install_handlers(on_signal as *const () as u64) {
         fail(Step::SigAction, e);
     }
     // SAFETY: PR_SET_NO_NEW_PRIVS; inherited by every thread created below.
@@ -443,72 +409,10 @@ fn enter(c: &UserCpu) -> ! {
 /// Per-thread set-up before the filter: signal stack, tid, slice timer.
 fn thread_setup(c: &UserCpu) -> Result<(), u32> {
     let area = c as *const UserCpu as u64;
-    let ss = StackT {
-        sp: area + AREA_ALTSTACK,
-        flags: 0,
-        _pad: 0,
-        size: ALTSTACK_SIZE,
-    };
-    // SAFETY: the alternate stack lies in this slot's area, which is never freed.
-    sys::check(unsafe { syscall6(nr::SIGALTSTACK, [&ss as *const _ as usize, 0, 0, 0, 0, 0]) })?;
+    set_altstack(area + AREA_ALTSTACK, ALTSTACK_SIZE)?;
     let tid = sys::gettid();
     c.tid.store(tid, Relaxed);
-    let ev = SigEvent {
-        value: 0,
-        signo: SIG_EVENT as i32,
-        notify: 4, /* SIGEV_THREAD_ID */
-        tid: tid as i32,
-        _pad: [0; 11],
-    };
-    let mut id: i32 = -1;
-    // SAFETY: valid sigevent and out pointer; CLOCK_MONOTONIC.
-    sys::check(unsafe {
-        syscall6(
-            nr::TIMER_CREATE,
-            [
-                1,
-                &ev as *const _ as usize,
-                &mut id as *mut i32 as usize,
-                0,
-                0,
-                0,
-            ],
-        )
-    })?;
-    c.timer_id.store(id, Relaxed);
-    Ok(())
-}
-
-fn install_handlers() -> Result<(), u32> {
-    const SA_SIGINFO: u64 = 4;
-    const SA_ONSTACK: u64 = 0x0800_0000;
-    const SA_RESTORER: u64 = 0x0400_0000;
-    let act = SigAction {
-        handler: on_signal as *const () as u64,
-        flags: SA_SIGINFO | SA_ONSTACK | SA_RESTORER,
-        restorer: pvmux_stub_restorer as *const () as u64,
-        mask: !0,
-    };
-    for sig in [
-        SIGILL as u32,
-        SIGTRAP as u32,
-        SIGBUS as u32,
-        SIGFPE as u32,
-        SIGSEGV as u32,
-        SIGSYS as u32,
-        SIG_EVENT,
-    ] {
-        // SAFETY: valid sigaction; the handler and restorer are stub code.
-        sys::check(unsafe {
-            syscall6(
-                nr::RT_SIGACTION,
-                [sig as usize, &act as *const _ as usize, 0, 8, 0, 0],
-            )
-        })?;
-    }
-    let empty = 0u64;
-    // SAFETY: SIG_SETMASK with a valid 8-byte set.
-    sys::check(unsafe { syscall6(14, [2, &empty as *const u64 as usize, 0, 8, 0, 0]) })?;
+    c.timer_id.store(thread_timer(tid, 0)?, Relaxed);
     Ok(())
 }
 

@@ -1,0 +1,42 @@
+//! The host kernel's signal frame as the stub's handlers see it (x86-64 Linux): signal
+//! numbers, and word indices into `struct sigcontext`, which starts at byte
+//! [`UC_MCONTEXT`] of the `ucontext`.
+
+pub(crate) const SIGILL: i32 = 4;
+pub(crate) const SIGTRAP: i32 = 5;
+pub(crate) const SIGBUS: i32 = 7;
+pub(crate) const SIGFPE: i32 = 8;
+pub(crate) const SIGSEGV: i32 = 11;
+pub(crate) const SIGSYS: i32 = 31;
+/// `si_code` of a POSIX timer expiry.
+pub(crate) const SI_TIMER: i32 = -2;
+
+/// Byte offset of `struct sigcontext` (32 words) in the `ucontext`.
+pub(crate) const UC_MCONTEXT: usize = 40;
+/// Byte offset of the signal mask in the `ucontext`.
+pub(crate) const UC_SIGMASK: usize = 296;
+
+// Word indices into `struct sigcontext`.
+pub(crate) const R8: usize = 0;
+pub(crate) const R9: usize = 1;
+pub(crate) const R10: usize = 2;
+pub(crate) const R11: usize = 3;
+pub(crate) const R12: usize = 4;
+pub(crate) const R13: usize = 5;
+pub(crate) const R14: usize = 6;
+pub(crate) const R15: usize = 7;
+pub(crate) const RDI: usize = 8;
+pub(crate) const RSI: usize = 9;
+pub(crate) const RBP: usize = 10;
+pub(crate) const RBX: usize = 11;
+pub(crate) const RDX: usize = 12;
+pub(crate) const RAX: usize = 13;
+pub(crate) const RCX: usize = 14;
+pub(crate) const RSP: usize = 15;
+pub(crate) const RIP: usize = 16;
+pub(crate) const EFLAGS: usize = 17;
+pub(crate) const ERR: usize = 19;
+pub(crate) const TRAPNO: usize = 20;
+pub(crate) const CR2: usize = 22;
+/// Pointer to the FPU/XSAVE state.
+pub(crate) const FPSTATE: usize = 23;

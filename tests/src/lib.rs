@@ -1,11 +1,21 @@
 //! Helpers for pvmux integration tests: a host with the embedded stub, the embedded kernel,
-//! and tenants whose console is captured.
+//! tenants whose console is captured, parsers for the guest's `ls=`/`cat=` output, temporary
+//! directories, and running a command (such as the `pvmux` CLI) with a timeout.
+//!
+//! `CARGO_BIN_EXE_pvmux-cli` is only known to integration tests, so helpers that run the CLI
+//! take the command from the test.
 #![forbid(unsafe_code)]
 
-use std::io::Write;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use pvmux_host::{Host, KernelImage, Tenant, TenantConfig};
+
+pub mod procfs;
 
 /// A host running the embedded stub.
 pub fn host() -> Host {
@@ -22,6 +32,11 @@ pub fn kernel() -> Arc<KernelImage> {
 pub struct Capture(Arc<Mutex<Vec<u8>>>);
 
 impl Capture {
+    /// Everything captured so far, as raw bytes (`cat=` output need not be UTF-8).
+    pub fn bytes(&self) -> Vec<u8> {
+        self.0.lock().expect("capture lock").clone()
+    }
+
     /// Everything captured so far, as (lossy) UTF-8.
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().expect("capture lock")).into_owned()
@@ -66,4 +81,154 @@ pub fn launch(host: &Host, name: &str, cmdline: &str, vcpus: u32) -> (Tenant, Ca
         tenant.state()
     );
     (tenant, console)
+}
+
+/// The lines printed after `pvmux-kernel: ls PATH: N entries` (which must be present).
+pub fn ls_lines(out: &str, path: &str) -> Vec<String> {
+    let prefix = format!("pvmux-kernel: ls {path}: ");
+    let mut lines = out.lines();
+    let header = lines
+        .by_ref()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no `ls {path}` output:\n{out}"));
+    let n: usize = header[prefix.len()..]
+        .strip_suffix(" entries")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("bad ls header {header:?}"));
+    lines.take(n).map(str::to_owned).collect()
+}
+
+/// The bytes printed by `cat=PATH` (after its `N bytes` header line).
+pub fn cat_bytes(out: &[u8], path: &str) -> Vec<u8> {
+    let prefix = format!("pvmux-kernel: cat {path}: ");
+    let at = out
+        .windows(prefix.len())
+        .position(|w| w == prefix.as_bytes())
+        .unwrap_or_else(|| panic!("no `cat {path}` output:\n{}", String::from_utf8_lossy(out)));
+    let rest = &out[at + prefix.len()..];
+    let eol = rest
+        .iter()
+        .position(|&b| b == b'\n')
+        .expect("header line ends");
+    let n: usize = std::str::from_utf8(&rest[..eol])
+        .ok()
+        .and_then(|s| s.strip_suffix(" bytes"))
+        .and_then(|n| n.parse().ok())
+        .expect("cat header has a byte count");
+    rest[eol + 1..eol + 1 + n].to_vec()
+}
+
+/// A fresh directory under the system temp dir, removed (best effort) on drop.
+pub struct TempDir(
+    /// The directory's path.
+    pub PathBuf,
+);
+
+impl TempDir {
+    /// Creates `path` as a fresh, empty directory (removing a leftover of an earlier run).
+    pub fn at(path: PathBuf) -> Self {
+        // Ignoring the error: a leftover of an earlier run usually does not exist.
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        Self(path)
+    }
+
+    /// `TMP/PREFIX-PID-N-WHAT`, with `N` counting the directories made so far by this
+    /// process, so every call gets its own directory.
+    pub fn unique(prefix: &str, what: &str) -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        Self::at(std::env::temp_dir().join(format!(
+            "{prefix}-{}-{}-{what}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        )))
+    }
+
+    /// `TMP/PREFIX-TAG-PID`: one directory per tag and test process.
+    pub fn per_process(prefix: &str, tag: &str) -> Self {
+        Self::at(std::env::temp_dir().join(format!("{prefix}-{tag}-{}", std::process::id())))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        // Ignoring the error: cleanup is best effort.
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// What a finished process left: exit status, stdout and stderr.
+pub struct Run {
+    /// How the process ended.
+    pub status: ExitStatus,
+    /// Everything it wrote to stdout, as (lossy) UTF-8.
+    pub stdout: String,
+    /// Everything it wrote to stderr, as (lossy) UTF-8.
+    pub stderr: String,
+}
+
+impl Run {
+    /// The exit code, or `None` when the process was killed by a signal.
+    pub fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+
+    /// Whether stdout has exactly this line.
+    pub fn has_line(&self, line: &str) -> bool {
+        self.stdout.lines().any(|l| l == line)
+    }
+
+    /// Stdout and stderr, for assertion messages.
+    pub fn context(&self) -> String {
+        format!("stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr)
+    }
+}
+
+/// Runs `cmd` with null stdin, capturing stdout and stderr, and panics (after killing it) if
+/// it has not finished within `timeout`. `what` names the command in panic messages. Every
+/// `poll`, `sample` is called with the child's pid, then the child is checked for exit.
+pub fn run_with_timeout(
+    mut cmd: Command,
+    what: &str,
+    timeout: Duration,
+    poll: Duration,
+    mut sample: impl FnMut(u32),
+) -> Run {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    let pid = child.id();
+    let mut out = child.stdout.take().expect("stdout is piped");
+    let mut err = child.stderr.take().expect("stderr is piped");
+    let out_reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        out.read_to_end(&mut v).map(|_| v)
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        err.read_to_end(&mut v).map(|_| v)
+    });
+    let start = Instant::now();
+    let status = loop {
+        sample(pid);
+        if let Some(status) = child.try_wait().expect("wait for child") {
+            break status;
+        }
+        if start.elapsed() > timeout {
+            // Ignoring the errors: the child may have exited just now.
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not finish within {timeout:?}");
+        }
+        std::thread::sleep(poll);
+    };
+    let text = |v: Vec<u8>| String::from_utf8_lossy(&v).into_owned();
+    Run {
+        status,
+        stdout: text(out_reader.join().expect("reader").expect("read stdout")),
+        stderr: text(err_reader.join().expect("reader").expect("read stderr")),
+    }
 }

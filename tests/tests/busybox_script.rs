@@ -4,11 +4,11 @@
 //! (`pvmux run --rootfs DIR -- /bin/busybox sh /script.sh`), where stdout and exit status
 //! must be identical. Skipped, with the reason printed, when the host has no busybox.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+use pvmux_tests::{run_with_timeout, Run, TempDir};
 
 /// The host's busybox (a static build, e.g. Debian's busybox-static).
 const BUSYBOX: &str = "/bin/busybox";
@@ -30,38 +30,6 @@ fn have_busybox() -> bool {
     found
 }
 
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(what: &str) -> Self {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "pvmux-busybox-{}-{}-{what}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        // Ignoring the error: a leftover of an earlier run usually does not exist.
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create temp dir");
-        Self(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        // Ignoring the error: cleanup is best effort.
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// What a finished process left: exit status, stdout and stderr.
-struct Run {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
 /// Runs `cmd` with null stdin, killing it after [`TIMEOUT`]. The environment is cleared
 /// except for `env`.
 fn run(mut cmd: Command, env: &[(&str, &Path)]) -> Run {
@@ -70,46 +38,12 @@ fn run(mut cmd: Command, env: &[(&str, &Path)]) -> Run {
         cmd.env(k, v);
     }
     let what = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
-    let mut out = child.stdout.take().expect("stdout is piped");
-    let mut err = child.stderr.take().expect("stderr is piped");
-    let out_reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        out.read_to_end(&mut v).map(|_| v)
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        err.read_to_end(&mut v).map(|_| v)
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for child") {
-            break status;
-        }
-        if start.elapsed() > TIMEOUT {
-            // Ignoring the errors: the child may have exited just now.
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} did not finish within {TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let text = |v: Vec<u8>| String::from_utf8_lossy(&v).into_owned();
-    Run {
-        status,
-        stdout: text(out_reader.join().expect("reader").expect("read stdout")),
-        stderr: text(err_reader.join().expect("reader").expect("read stderr")),
-    }
+    run_with_timeout(cmd, &what, TIMEOUT, Duration::from_millis(10), |_| {})
 }
 
 /// Runs the script natively in a fresh directory (cwd and `TMPDIR`).
 fn native_script() -> Run {
-    let dir = TempDir::new("native");
+    let dir = TempDir::unique("pvmux-busybox", "native");
     let mut cmd = Command::new(BUSYBOX);
     cmd.arg("sh").arg(script()).current_dir(&dir.0);
     run(cmd, &[("TMPDIR", &dir.0)])
@@ -117,7 +51,7 @@ fn native_script() -> Run {
 
 /// A rootfs holding `/bin/busybox`, `/script.sh` and an empty `/tmp`.
 fn rootfs() -> TempDir {
-    let root = TempDir::new("rootfs");
+    let root = TempDir::unique("pvmux-busybox", "rootfs");
     std::fs::create_dir(root.0.join("bin")).expect("mkdir bin");
     std::fs::create_dir(root.0.join("tmp")).expect("mkdir tmp");
     std::fs::copy(BUSYBOX, root.0.join("bin/busybox")).expect("copy busybox");

@@ -3,49 +3,21 @@
 //! outside the root through symbolic links, runs `fs-selftest` (writes stay in the guest) on
 //! top of it, sees an initramfs overlay it, and boots quickly with the whole host root `/`.
 
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pvmux_host::hostfs::HostFs;
 use pvmux_host::{initramfs, TenantConfig, TenantOutcome};
-use pvmux_tests::{host, kernel};
+use pvmux_tests::{cat_bytes, host, kernel, ls_lines, Capture, TempDir};
 
 /// Exit code of a failed `ls=`/`cat=`: 64 + the Linux errno (pv-kernel `commands::fs`).
 const EXIT_ENOENT: i32 = 64 + 2;
 
-/// A console sink keeping the raw bytes.
-#[derive(Clone, Default)]
-struct RawCapture(Arc<Mutex<Vec<u8>>>);
-
-impl RawCapture {
-    fn bytes(&self) -> Vec<u8> {
-        self.0.lock().expect("capture lock").clone()
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.bytes()).into_owned()
-    }
-}
-
-impl Write for RawCapture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("capture lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Boots the embedded kernel with `cmdline`, sharing `share` and placing `initrd`.
-fn boot(
-    cmdline: &str,
-    share: Option<&Path>,
-    initrd: Option<Vec<u8>>,
-) -> (TenantOutcome, RawCapture) {
-    let console = RawCapture::default();
+fn boot(cmdline: &str, share: Option<&Path>, initrd: Option<Vec<u8>>) -> (TenantOutcome, Capture) {
+    let console = Capture::default();
     let mut cfg = TenantConfig::new(
         "hostfs",
         kernel(),
@@ -64,59 +36,6 @@ fn boot(
     (tenant.wait(), console)
 }
 
-/// The lines printed after `pvmux-kernel: ls PATH: N entries`.
-fn ls_lines(out: &str, path: &str) -> Vec<String> {
-    let prefix = format!("pvmux-kernel: ls {path}: ");
-    let mut lines = out.lines();
-    let header = lines
-        .by_ref()
-        .find(|l| l.starts_with(&prefix))
-        .unwrap_or_else(|| panic!("no `ls {path}` output:\n{out}"));
-    let n: usize = header[prefix.len()..]
-        .strip_suffix(" entries")
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("bad ls header {header:?}"));
-    lines.take(n).map(str::to_owned).collect()
-}
-
-/// The bytes printed by `cat=PATH` (after its `N bytes` header line).
-fn cat_bytes(out: &[u8], path: &str) -> Vec<u8> {
-    let prefix = format!("pvmux-kernel: cat {path}: ");
-    let at = out
-        .windows(prefix.len())
-        .position(|w| w == prefix.as_bytes())
-        .unwrap_or_else(|| panic!("no `cat {path}` output:\n{}", String::from_utf8_lossy(out)));
-    let rest = &out[at + prefix.len()..];
-    let eol = rest
-        .iter()
-        .position(|&b| b == b'\n')
-        .expect("header line ends");
-    let n: usize = std::str::from_utf8(&rest[..eol])
-        .ok()
-        .and_then(|s| s.strip_suffix(" bytes"))
-        .and_then(|n| n.parse().ok())
-        .expect("cat header has a byte count");
-    rest[eol + 1..eol + 1 + n].to_vec()
-}
-
-/// A fresh temporary directory (removed on drop).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("pvmux-hostfs-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("create temp dir");
-        Self(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// 1.5 MiB of varied bytes (more than one host read and many `cat` chunks).
 fn big_bytes() -> Vec<u8> {
     (0..3u32 << 19)
@@ -128,7 +47,7 @@ fn big_bytes() -> Vec<u8> {
 /// `/esc -> ../outside`, `/escfile -> ../outside/secret`, `/abs -> /../../outside/secret`,
 /// `/fifo`; and `tmp/outside/secret`.
 fn tree(tag: &str) -> TempDir {
-    let t = TempDir::new(tag);
+    let t = TempDir::per_process("pvmux-hostfs", tag);
     let root = t.0.join("root");
     std::fs::create_dir_all(root.join("dir/sub")).expect("mkdir");
     std::fs::create_dir_all(t.0.join("outside")).expect("mkdir");

@@ -7,11 +7,11 @@
 //! tests back is docs/SECURITY.md, "User sandboxes (guest user mode)".
 
 use std::collections::BTreeSet;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use pvmux_tests::{run_with_timeout, TempDir};
 
 /// The directory holding the static test programs.
 const PROG_DIR: &str = env!("PVMUX_PROG_DIR");
@@ -28,34 +28,9 @@ fn prog(name: &str) -> PathBuf {
     Path::new(PROG_DIR).join(name)
 }
 
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(what: &str) -> Self {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "pvmux-hostile-user-{}-{}-{what}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        // Ignoring the error: a leftover of an earlier run usually does not exist.
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create temp dir");
-        Self(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        // Ignoring the error: cleanup is best effort.
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// A rootfs with `/hostile`, `/hello` and an empty `/tmp`.
 fn rootfs() -> TempDir {
-    let dir = TempDir::new("rootfs");
+    let dir = TempDir::unique("pvmux-hostile-user", "rootfs");
     for name in ["hostile", "hello"] {
         std::fs::copy(prog(name), dir.0.join(name)).expect("copy program");
     }
@@ -63,26 +38,18 @@ fn rootfs() -> TempDir {
     dir
 }
 
-/// What a finished `pvmux run` left.
+/// What a finished `pvmux run` left (status, stdout and stderr through `Deref`).
 struct Run {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
+    run: pvmux_tests::Run,
     /// User (and kernel) sandbox pids seen as children of the `pvmux` process.
     sandboxes: BTreeSet<u32>,
 }
 
-impl Run {
-    fn code(&self) -> Option<i32> {
-        self.status.code()
-    }
+impl std::ops::Deref for Run {
+    type Target = pvmux_tests::Run;
 
-    fn has_line(&self, line: &str) -> bool {
-        self.stdout.lines().any(|l| l == line)
-    }
-
-    fn context(&self) -> String {
-        format!("stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr)
+    fn deref(&self) -> &pvmux_tests::Run {
+        &self.run
     }
 }
 
@@ -124,46 +91,12 @@ fn guest(root: &TempDir, extra: &[&str], program: &str, args: &[&str]) -> Run {
         .arg(program)
         .args(args);
     let what = format!("{cmd:?}");
-    let mut child = cmd
-        .env_clear()
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
-    let pid = child.id();
-    let mut out = child.stdout.take().expect("stdout is piped");
-    let mut err = child.stderr.take().expect("stderr is piped");
-    let out_reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        out.read_to_end(&mut v).map(|_| v)
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        err.read_to_end(&mut v).map(|_| v)
-    });
-    let start = Instant::now();
+    cmd.env_clear();
     let mut sandboxes = BTreeSet::new();
-    let status = loop {
+    let run = run_with_timeout(cmd, &what, TIMEOUT, Duration::from_millis(5), |pid| {
         sandboxes.extend(sandboxes_of(pid));
-        if let Some(status) = child.try_wait().expect("wait for child") {
-            break status;
-        }
-        if start.elapsed() > TIMEOUT {
-            // Ignoring the errors: the child may have exited just now.
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} did not finish within {TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let text = |v: Vec<u8>| String::from_utf8_lossy(&v).into_owned();
-    let run = Run {
-        status,
-        stdout: text(out_reader.join().expect("reader").expect("read stdout")),
-        stderr: text(err_reader.join().expect("reader").expect("read stderr")),
-        sandboxes,
-    };
+    });
+    let run = Run { run, sandboxes };
     assert_no_leftover_sandboxes(&run);
     run
 }
@@ -228,7 +161,7 @@ fn contained(root: &TempDir, extra: &[&str], args: &[&str], min_sandboxes: usize
 #[test]
 fn host_syscalls_from_a_user_program_are_refused_and_the_canary_is_untouched() {
     let root = rootfs();
-    let host = TempDir::new("canary");
+    let host = TempDir::unique("pvmux-hostile-user", "canary");
     let canary = host.0.join("canary");
     std::fs::write(&canary, b"host secret\n").expect("write canary");
     let canary_str = canary.to_str().expect("utf-8 temp path");

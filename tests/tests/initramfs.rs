@@ -4,14 +4,13 @@
 //! malformed archives placed directly in guest memory (bypassing host validation), which the
 //! kernel reports and then boots on with an empty filesystem.
 
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use pvmux_host::{initramfs, TenantConfig, TenantOutcome};
-use pvmux_tests::{host, kernel};
+use pvmux_tests::{cat_bytes, host, kernel, ls_lines, Capture, TempDir};
 
 /// Exit code of a failed `ls=`/`cat=`: 64 + the Linux errno (pv-kernel `commands::fs`).
 const EXIT_FS_ERROR_BASE: i32 = 64;
@@ -20,34 +19,11 @@ const ENOENT: i32 = 2;
 const ENOTDIR: i32 = 20;
 const EISDIR: i32 = 21;
 
-/// A console sink keeping the raw bytes (`cat=` output need not be UTF-8).
-#[derive(Clone, Default)]
-struct RawCapture(Arc<Mutex<Vec<u8>>>);
-
-impl RawCapture {
-    fn bytes(&self) -> Vec<u8> {
-        self.0.lock().expect("capture lock").clone()
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.bytes()).into_owned()
-    }
-}
-
-impl Write for RawCapture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("capture lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Boots the embedded kernel with `cmdline` and `initrd` (placed as is, not validated) and
 /// runs it to completion.
-fn boot(cmdline: &str, initrd: Option<Vec<u8>>) -> (TenantOutcome, RawCapture) {
+fn boot(cmdline: &str, initrd: Option<Vec<u8>>) -> (TenantOutcome, Capture) {
     let host = host();
-    let console = RawCapture::default();
+    let console = Capture::default();
     let mut cfg = TenantConfig::new(
         "initramfs",
         kernel(),
@@ -64,59 +40,6 @@ fn boot(cmdline: &str, initrd: Option<Vec<u8>>) -> (TenantOutcome, RawCapture) {
         tenant.state()
     );
     (tenant.wait(), console)
-}
-
-/// The lines printed after `pvmux-kernel: ls PATH: N entries` (which must be present).
-fn ls_lines(out: &str, path: &str) -> Vec<String> {
-    let prefix = format!("pvmux-kernel: ls {path}: ");
-    let mut lines = out.lines();
-    let header = lines
-        .by_ref()
-        .find(|l| l.starts_with(&prefix))
-        .unwrap_or_else(|| panic!("no `ls {path}` output:\n{out}"));
-    let n: usize = header[prefix.len()..]
-        .strip_suffix(" entries")
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("bad ls header {header:?}"));
-    lines.take(n).map(str::to_owned).collect()
-}
-
-/// The bytes printed by `cat=PATH` (after its `N bytes` header line).
-fn cat_bytes(out: &[u8], path: &str) -> Vec<u8> {
-    let prefix = format!("pvmux-kernel: cat {path}: ");
-    let at = out
-        .windows(prefix.len())
-        .position(|w| w == prefix.as_bytes())
-        .unwrap_or_else(|| panic!("no `cat {path}` output:\n{}", String::from_utf8_lossy(out)));
-    let rest = &out[at + prefix.len()..];
-    let eol = rest
-        .iter()
-        .position(|&b| b == b'\n')
-        .expect("header line ends");
-    let n: usize = std::str::from_utf8(&rest[..eol])
-        .ok()
-        .and_then(|s| s.strip_suffix(" bytes"))
-        .and_then(|n| n.parse().ok())
-        .expect("cat header has a byte count");
-    rest[eol + 1..eol + 1 + n].to_vec()
-}
-
-/// A fresh temporary directory (removed on drop).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("pvmux-initramfs-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("create temp dir");
-        Self(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn write_file(p: &Path, bytes: &[u8], mode: u32) {
@@ -139,7 +62,7 @@ fn binary_bytes() -> Vec<u8> {
 /// Packs the test tree:
 /// `/dir/{file (binary), empty, sub/deep.txt}`, `/link -> dir/file`, `/top.txt`.
 fn test_tree_archive() -> Vec<u8> {
-    let tmp = TempDir::new("tree");
+    let tmp = TempDir::per_process("pvmux-initramfs", "tree");
     let root = &tmp.0;
     make_dir(&root.join("dir"), 0o755);
     write_file(&root.join("dir/file"), &binary_bytes(), 0o644);

@@ -9,6 +9,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use pvmux_host::{Host, TenantConfig, TenantOutcome};
+use pvmux_tests::procfs::{children, count, memfd_mappings};
 use pvmux_tests::{host, kernel};
 
 /// RSS may grow by at most this much over the warm-up level.
@@ -18,18 +19,6 @@ const TENANTS: usize = 200;
 /// Warm-up tenants before the baseline is taken.
 const WARMUP: usize = 10;
 
-fn count(dir: &str) -> usize {
-    std::fs::read_dir(dir).expect("proc dir").count()
-}
-
-fn memfd_mappings() -> usize {
-    std::fs::read_to_string("/proc/self/maps")
-        .expect("maps")
-        .lines()
-        .filter(|l| l.contains("memfd:pvmux"))
-        .count()
-}
-
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .expect("status")
@@ -37,19 +26,6 @@ fn rss_kib() -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("VmRSS")
-}
-
-fn children() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .expect("tasks")
-        .map(|t| {
-            let p = t.expect("task").path().join("children");
-            std::fs::read_to_string(p)
-                .unwrap_or_default()
-                .split_whitespace()
-                .count()
-        })
-        .sum()
 }
 
 fn one(host: &Host, kernel: &std::sync::Arc<pvmux_host::KernelImage>, i: usize) {

@@ -5,53 +5,16 @@
 //! exactly back to their warm-up level and no user sandbox is left. (Its own test binary, so
 //! no other test disturbs the counts.)
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use pvmux_host::hostfs::HostFs;
 use pvmux_host::{Host, TenantConfig, TenantOutcome};
-use pvmux_tests::{host, kernel};
+use pvmux_tests::procfs::{children, count, memfd_mappings};
+use pvmux_tests::{host, kernel, Capture};
 
 const TENANTS: usize = 40;
 const WARMUP: usize = 4;
-
-fn count(dir: &str) -> usize {
-    std::fs::read_dir(dir).expect("proc dir").count()
-}
-
-fn memfd_mappings() -> usize {
-    std::fs::read_to_string("/proc/self/maps")
-        .expect("maps")
-        .lines()
-        .filter(|l| l.contains("memfd:pvmux"))
-        .count()
-}
-
-fn children() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .expect("tasks")
-        .map(|t| {
-            let p = t.expect("task").path().join("children");
-            std::fs::read_to_string(p)
-                .unwrap_or_default()
-                .split_whitespace()
-                .count()
-        })
-        .sum()
-}
-
-#[derive(Clone, Default)]
-struct Sink(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Sink {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("sink").extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 fn one(host: &Host, share: &Arc<HostFs>, i: usize) {
     let script = match i % 3 {
@@ -72,7 +35,7 @@ fn one(host: &Host, share: &Arc<HostFs>, i: usize) {
             }
         })
         .collect();
-    let out = Sink::default();
+    let out = Capture::default();
     let mut cfg = TenantConfig::new(
         format!("leak{i}"),
         kernel(),
@@ -97,7 +60,7 @@ fn one(host: &Host, share: &Arc<HostFs>, i: usize) {
         return;
     }
     let outcome = tenant.wait();
-    let text = String::from_utf8_lossy(&out.0.lock().expect("sink")).into_owned();
+    let text = out.text();
     let want = if i.is_multiple_of(3) { 2 } else { 128 + 9 };
     assert!(
         matches!(outcome, TenantOutcome::Exited(c) if c == want),

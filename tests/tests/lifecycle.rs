@@ -3,11 +3,8 @@
 //! process and mapping. (Its own test binary, so no other test disturbs the counts.)
 
 use pvmux_host::TenantOutcome;
+use pvmux_tests::procfs::count;
 use pvmux_tests::{host, launch};
-
-fn count(dir: &str) -> usize {
-    std::fs::read_dir(dir).expect("proc dir").count()
-}
 
 /// (all mappings, mappings of pvmux memfds: guest memory and control regions)
 fn maps() -> (usize, usize) {

@@ -3,12 +3,12 @@
 //! same programs run as guest user processes with `pvmux run --rootfs DIR -- /PROGRAM`,
 //! whose output and exit status must match the native run.
 
-use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+use pvmux_tests::{run_with_timeout, Run, TempDir};
 
 /// The directory holding the static test programs.
 const PROG_DIR: &str = env!("PVMUX_PROG_DIR");
@@ -27,83 +27,11 @@ fn prog(name: &str) -> PathBuf {
     Path::new(PROG_DIR).join(name)
 }
 
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(what: &str) -> Self {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "pvmux-user-programs-{}-{}-{what}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        // Ignoring the error: a leftover of an earlier run usually does not exist.
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create temp dir");
-        Self(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        // Ignoring the error: cleanup is best effort.
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// What a finished process left: exit status, stdout and stderr.
-struct Run {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn code(&self) -> Option<i32> {
-        self.status.code()
-    }
-}
-
 /// Runs `cmd` with null stdin and a clean environment, killing it after [`TIMEOUT`].
 fn run(mut cmd: Command) -> Run {
     let what = format!("{cmd:?}");
-    let mut child = cmd
-        .env_clear()
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
-    let mut out = child.stdout.take().expect("stdout is piped");
-    let mut err = child.stderr.take().expect("stderr is piped");
-    let out_reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        out.read_to_end(&mut v).map(|_| v)
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        err.read_to_end(&mut v).map(|_| v)
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for child") {
-            break status;
-        }
-        if start.elapsed() > TIMEOUT {
-            // Ignoring the errors: the child may have exited just now.
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} did not finish within {TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let text = |v: Vec<u8>| String::from_utf8_lossy(&v).into_owned();
-    Run {
-        status,
-        stdout: text(out_reader.join().expect("reader").expect("read stdout")),
-        stderr: text(err_reader.join().expect("reader").expect("read stderr")),
-    }
+    cmd.env_clear();
+    run_with_timeout(cmd, &what, TIMEOUT, Duration::from_millis(10), |_| {})
 }
 
 /// Runs test program `name` natively with `args`.
@@ -115,7 +43,7 @@ fn native(name: &str, args: &[&str]) -> Run {
 
 /// A rootfs with every test program at `/NAME` and an empty `/tmp`.
 fn rootfs() -> TempDir {
-    let dir = TempDir::new("rootfs");
+    let dir = TempDir::unique("pvmux-user-programs", "rootfs");
     for name in RUST_PROGRAMS
         .iter()
         .chain(&[C_HELLO, "hello-c-pie", "hello-musl"])
@@ -220,7 +148,10 @@ fn threads_native_reference() {
 
 #[test]
 fn fsdemo_native_reference() {
-    let (a, b) = (TempDir::new("fs-a"), TempDir::new("fs-b"));
+    let (a, b) = (
+        TempDir::unique("pvmux-user-programs", "fs-a"),
+        TempDir::unique("pvmux-user-programs", "fs-b"),
+    );
     let ra = native("fsdemo", &[a.0.to_str().expect("utf-8 path")]);
     let rb = native("fsdemo", &[b.0.to_str().expect("utf-8 path")]);
     assert_eq!(ra.code(), Some(0), "{}", ra.stdout);
@@ -329,7 +260,7 @@ fn threads_under_pvmux() {
 #[test]
 fn fsdemo_under_pvmux() {
     let root = rootfs();
-    let host_dir = TempDir::new("fs-native");
+    let host_dir = TempDir::unique("pvmux-user-programs", "fs-native");
     let n = native("fsdemo", &[host_dir.0.to_str().expect("utf-8 path")]);
     assert_eq!(n.code(), Some(0));
     let g = guest(&root, "/fsdemo", &["/tmp"]);

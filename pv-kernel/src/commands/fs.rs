@@ -73,10 +73,13 @@ pub(crate) fn ls(path: &str) {
     });
     match lines {
         Ok(lines) => {
-            println!("pvmux-kernel: ls {path}: {} entries", lines.len());
+            // One piece, so that a message from another vCPU cannot land inside the listing.
+            let mut out = alloc::format!("pvmux-kernel: ls {path}: {} entries\n", lines.len());
             for l in lines {
-                println!("{l}");
+                out.push_str(&l);
+                out.push('\n');
             }
+            console::write_pieces(&[out.as_bytes()]);
         }
         Err(e) => fail("ls", path, e),
     }

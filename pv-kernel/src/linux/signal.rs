@@ -184,6 +184,15 @@ pub(crate) fn send_to_process(p: &Arc<Process>, signo: u32) {
     }
 }
 
+/// True if `p` ignores `signo` (explicitly, or by default action); never for SIGKILL.
+pub(crate) fn is_ignored(p: &Process, signo: u32) -> bool {
+    if signo == sig::SIGKILL || !(1..=sig::NSIG).contains(&signo) {
+        return false;
+    }
+    let act = p.sigactions.lock()[(signo - 1) as usize];
+    act.handler == SIG_IGN || (act.handler == SIG_DFL && !default_terminates(signo))
+}
+
 /// Default action of a signal: true = terminate, false = ignore.
 fn default_terminates(signo: u32) -> bool {
     !matches!(

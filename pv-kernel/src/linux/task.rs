@@ -132,8 +132,18 @@ impl Task {
         self.must_exit.load(Ordering::Acquire) || self.sig.has_deliverable()
     }
 
-    /// Marks `signo` pending and wakes the task if it is blocked.
+    /// Marks `signo` pending and wakes the task if it is blocked. A signal whose action is
+    /// to ignore it (SIG_IGN, or the default for SIGCHLD, SIGWINCH, SIGURG, SIGCONT ...) is
+    /// discarded right away unless blocked, as Linux does: it must not interrupt a blocking
+    /// system call with `EINTR`.
     pub(crate) fn send_signal(&self, signo: u32) {
+        if !(1..=64).contains(&signo) {
+            return;
+        }
+        let blocked = self.sig.blocked() & (1 << (signo - 1)) != 0;
+        if !blocked && super::signal::is_ignored(&self.process, signo) {
+            return;
+        }
         self.sig.raise(signo);
         self.kick();
     }

@@ -242,6 +242,31 @@ struct SigEvent {
     pub(crate) _pad: [i32; 11],
 }
 
+/// Installs the seccomp filter `prog` on every thread of the process at once (TSYNC).
+pub(crate) fn install_filter(prog: &[SockFilter]) -> Result<(), u32> {
+    #[repr(C)]
+    struct Fprog {
+        len: u16,
+        filter: *const SockFilter,
+    }
+    let fprog = Fprog {
+        len: prog.len() as u16,
+        filter: prog.as_ptr(),
+    };
+    // SAFETY: SECCOMP_SET_MODE_FILTER with TSYNC and a valid program that outlives the call.
+    let r = unsafe {
+        syscall6(
+            nr::SECCOMP,
+            [1, 1, &fprog as *const Fprog as usize, 0, 0, 0],
+        )
+    };
+    match r {
+        0 => Ok(()),
+        r if r < 0 => Err((-r) as u32),
+        _ => Err(1),
+    }
+}
+
 /// Gives the calling thread its alternate signal stack `[sp, sp + size)`.
 pub(crate) fn set_altstack(sp: u64, size: u64) -> Result<(), u32> {
     let ss = StackT {
@@ -513,24 +538,8 @@ extern "sysv64" fn stub_main(base: u64, dynamic: u64, initial_sp: u64) -> ! {
         Ok(l) => l,
         Err(_) => fail(Step::Filter, 22),
     };
-    #[repr(C)]
-    struct Fprog {
-        len: u16,
-        filter: *const SockFilter,
-    }
-    let fprog = Fprog {
-        len: len as u16,
-        filter: prog.as_ptr(),
-    };
-    // SAFETY: SECCOMP_SET_MODE_FILTER with TSYNC and a valid program.
-    let r = unsafe {
-        syscall6(
-            nr::SECCOMP,
-            [1, 1, &fprog as *const Fprog as usize, 0, 0, 0],
-        )
-    };
-    if r != 0 {
-        fail(Step::Seccomp, if r < 0 { (-r) as u32 } else { 1 });
+    if let Err(e) = install_filter(&prog[..len]) {
+        fail(Step::Seccomp, e);
     }
     // From here on the filter is in force for every thread.
     let table = &raw const TABLE as u64;

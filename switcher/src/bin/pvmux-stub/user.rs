@@ -35,8 +35,8 @@ use pvmux_switcher::seccomp::{
 };
 
 use crate::start::{
-    fail, install_handlers, set_altstack, thread_timer, Step, MAP_ANONYMOUS, MAP_FIXED_NOREPLACE,
-    MAP_PRIVATE, MAP_SHARED, PROT_RW,
+    fail, install_filter, install_handlers, set_altstack, thread_timer, Step, MAP_ANONYMOUS,
+    MAP_FIXED_NOREPLACE, MAP_PRIVATE, MAP_SHARED, PROT_RW,
 };
 use crate::state::{header, is_stub_code, ALTSTACK_SIZE, AREA_ALTSTACK, AREA_SIZE, G, SIG_EVENT};
 use crate::sys::{self, nr, syscall6};
@@ -330,24 +330,8 @@ pub(crate) fn main(image_base: u64, text_start: u64, text_end: u64, fsgsbase: bo
     if magic != USER_CTX_MAGIC || version != ABI_VERSION || slots != n {
         fail(Step::BadUserCtx, EINVAL);
     }
-    #[repr(C)]
-    struct Fprog {
-        len: u16,
-        filter: *const SockFilter,
-    }
-    let fprog = Fprog {
-        len: len as u16,
-        filter: prog.as_ptr(),
-    };
-    // SAFETY: SECCOMP_SET_MODE_FILTER with TSYNC and a valid program.
-    let r = unsafe {
-        syscall6(
-            nr::SECCOMP,
-            [1, 1, &fprog as *const Fprog as usize, 0, 0, 0],
-        )
-    };
-    if r != 0 {
-        fail(Step::Seccomp, if r < 0 { (-r) as u32 } else { 1 });
+    if let Err(e) = install_filter(&prog[..len]) {
+        fail(Step::Seccomp, e);
     }
     // From here on the filter is in force for every thread: release them.
     GO.store(1, Release);

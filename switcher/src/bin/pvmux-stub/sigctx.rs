@@ -2,6 +2,8 @@
 //! numbers, and word indices into `struct sigcontext`, which starts at byte
 //! [`UC_MCONTEXT`] of the `ucontext`.
 
+use pvmux_hypercalls::TrapFrame;
+
 pub(crate) const SIGILL: i32 = 4;
 pub(crate) const SIGTRAP: i32 = 5;
 pub(crate) const SIGBUS: i32 = 7;
@@ -40,3 +42,36 @@ pub(crate) const TRAPNO: usize = 20;
 pub(crate) const CR2: usize = 22;
 /// Pointer to the FPU/XSAVE state.
 pub(crate) const FPSTATE: usize = 23;
+
+/// The registers of `struct sigcontext` words `g` as a [`TrapFrame`] with the given
+/// exception fields (rflags as the kernel saved them).
+pub(crate) fn trap_frame(
+    g: &[u64; 32],
+    vector: u64,
+    error_code: u64,
+    fault_addr: u64,
+) -> TrapFrame {
+    TrapFrame {
+        rax: g[RAX],
+        rbx: g[RBX],
+        rcx: g[RCX],
+        rdx: g[RDX],
+        rsi: g[RSI],
+        rdi: g[RDI],
+        rbp: g[RBP],
+        r8: g[R8],
+        r9: g[R9],
+        r10: g[R10],
+        r11: g[R11],
+        r12: g[R12],
+        r13: g[R13],
+        r14: g[R14],
+        r15: g[R15],
+        vector,
+        error_code,
+        fault_addr,
+        rip: g[RIP],
+        rflags: g[EFLAGS],
+        rsp: g[RSP],
+    }
+}

@@ -26,30 +26,9 @@ struct Regs<'a>(&'a mut [u64; 32]);
 
 impl Regs<'_> {
     fn frame(&self, vector: u64, error_code: u64, fault_addr: u64, vif: bool) -> TrapFrame {
-        let g = &self.0;
-        TrapFrame {
-            rax: g[RAX],
-            rbx: g[RBX],
-            rcx: g[RCX],
-            rdx: g[RDX],
-            rsi: g[RSI],
-            rdi: g[RDI],
-            rbp: g[RBP],
-            r8: g[R8],
-            r9: g[R9],
-            r10: g[R10],
-            r11: g[R11],
-            r12: g[R12],
-            r13: g[R13],
-            r14: g[R14],
-            r15: g[R15],
-            vector,
-            error_code,
-            fault_addr,
-            rip: g[RIP],
-            rflags: (g[EFLAGS] & !RFLAGS_IF) | if vif { RFLAGS_IF } else { 0 },
-            rsp: g[RSP],
-        }
+        let mut f = trap_frame(self.0, vector, error_code, fault_addr);
+        f.rflags = (f.rflags & !RFLAGS_IF) | if vif { RFLAGS_IF } else { 0 };
+        f
     }
 }
 

@@ -29,7 +29,7 @@ use pvmux_hypercalls::user::{
     command, in_user_window, op, prot, user_ctx_size, user_slot_offset, user_stat, UserCtxHeader,
     UserExit, UserOp, UserSlot, USER_CTX_BASE, USER_CTX_MAGIC, USER_FPSTATE_MAX, USER_OPS_MAX,
 };
-use pvmux_hypercalls::{TrapFrame, Vector, ABI_MAGIC, ABI_VERSION, MAX_VCPUS, PAGE_SIZE};
+use pvmux_hypercalls::{Vector, ABI_MAGIC, ABI_VERSION, MAX_VCPUS, PAGE_SIZE};
 use pvmux_switcher::seccomp::{
     build_user_filter, FilterParams, SockFilter, UserFilterParams, MAX_FILTER_LEN, USER_LEN_MAX,
 };
@@ -547,29 +547,8 @@ fn record(c: &UserCpu, slot: Slot, g: &[u64; 32], exit: &Exit) {
     } else {
         g[RAX]
     };
-    let regs = TrapFrame {
-        rax,
-        rbx: g[RBX],
-        rcx: g[RCX],
-        rdx: g[RDX],
-        rsi: g[RSI],
-        rdi: g[RDI],
-        rbp: g[RBP],
-        r8: g[R8],
-        r9: g[R9],
-        r10: g[R10],
-        r11: g[R11],
-        r12: g[R12],
-        r13: g[R13],
-        r14: g[R14],
-        r15: g[R15],
-        vector: exit.vector,
-        error_code: exit.error_code,
-        fault_addr: exit.addr,
-        rip: g[RIP],
-        rflags: g[EFLAGS],
-        rsp: g[RSP],
-    };
+    let mut regs = trap_frame(g, exit.vector, exit.error_code, exit.addr);
+    regs.rax = rax;
     let fs = match get_fs() {
         Ok(v) => {
             c.last_fs.store(v, Relaxed);

@@ -1,5 +1,12 @@
-//! Builds the embedded images (the sandbox stub and the default guest kernel) with a nested
-//! cargo invocation into `target/embedded`, and copies them into `OUT_DIR`.
+//! Builds the embedded images with nested cargo invocations into `target/embedded`, and copies
+//! them into `OUT_DIR`:
+//!
+//! - `pvmux-stub`, the sandbox stub (package `pvmux-switcher` of this workspace);
+//! - `pvmux-kernel`, the default guest kernel, and `pvmux-kernel-test`, the same kernel with
+//!   its `diagnostics` feature (self-tests, hostile cases, in-guest benchmarks), both from
+//!   `pv-kernel/image`, a workspace of its own (see its Cargo.toml for why);
+//! - `pvmux-user-bench`, the user-mode workload of `pvmux bench`, a static executable for the
+//!   host's target (`+crt-static`), in `target/embedded-user` since its flags differ.
 //!
 //! The nested cargo uses its own target directory (no lock shared with the outer build) and a
 //! scrubbed environment: every `CARGO_*` variable except `CARGO_HOME` is removed, as are
@@ -7,14 +14,11 @@
 //! build's profile, target, flags and wrappers (e.g. clippy-driver) never leak into the images.
 //! The images are built with frame pointers so crash reports can walk the guest stack.
 //!
-//! It also builds `pvmux-user-bench`, the user-mode workload of `pvmux bench`, as a static
-//! executable (`+crt-static`, for the host's target) in `target/embedded-user`: a separate
-//! invocation and target directory, since its flags differ from the images'.
+//! A nested build that fails prints the compiler's own messages and ends this build script with
+//! an error (no panic backtrace over them).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-const IMAGES: [&str; 2] = ["pvmux-stub", "pvmux-kernel"];
 
 fn main() {
     let manifest_dir =
@@ -34,35 +38,54 @@ fn main() {
         println!("cargo:rerun-if-changed={}", workspace.join(file).display());
     }
 
-    let mut cmd = Command::new(&cargo);
-    cmd.args(["build", "--profile", "guest"])
-        .args(["-p", "pvmux-switcher", "--bin", "pvmux-stub"])
-        .args(["-p", "pvmux-kernel", "--bin", "pvmux-kernel"])
-        .arg("--manifest-path")
-        .arg(workspace.join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target_dir);
-    scrub(&mut cmd);
-    cmd.env("CARGO_ENCODED_RUSTFLAGS", "-Cforce-frame-pointers=yes");
-    run(cmd, "the embedded images");
-    for image in IMAGES {
-        copy(&target_dir.join("guest").join(image), &out_dir.join(image));
+    let nested = |manifest: &Path, target_dir: &Path, rustflags: &str| {
+        let mut cmd = Command::new(&cargo);
+        cmd.args(["build", "--profile", "guest"])
+            .arg("--manifest-path")
+            .arg(manifest)
+            .arg("--target-dir")
+            .arg(target_dir);
+        scrub(&mut cmd);
+        cmd.env("CARGO_ENCODED_RUSTFLAGS", rustflags);
+        cmd
+    };
+    let images_flags = "-Cforce-frame-pointers=yes";
+
+    let mut cmd = nested(&workspace.join("Cargo.toml"), &target_dir, images_flags);
+    cmd.args(["-p", "pvmux-switcher", "--bin", "pvmux-stub"]);
+    run(cmd, "the sandbox stub");
+    copy(
+        &target_dir.join("guest").join("pvmux-stub"),
+        &out_dir.join("pvmux-stub"),
+    );
+
+    let kernel_manifest = workspace.join("pv-kernel").join("image").join("Cargo.toml");
+    for (features, name) in [
+        (None, "pvmux-kernel"),
+        (Some("diagnostics"), "pvmux-kernel-test"),
+    ] {
+        let mut cmd = nested(&kernel_manifest, &target_dir, images_flags);
+        if let Some(features) = features {
+            cmd.args(["--features", features]);
+        }
+        run(cmd, name);
+        copy(
+            &target_dir.join("guest").join("pvmux-kernel"),
+            &out_dir.join(name),
+        );
     }
 
     // The user-mode workload: static, for the host target given explicitly so that the flags
     // do not reach build scripts.
     let target = std::env::var("TARGET").expect("TARGET");
     let user_dir = workspace.join("target").join("embedded-user");
-    let mut cmd = Command::new(&cargo);
-    cmd.args(["build", "--profile", "guest"])
-        .args(["-p", "pvmux-user-bench", "--bin", "pvmux-user-bench"])
-        .args(["--target", &target])
-        .arg("--manifest-path")
-        .arg(workspace.join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&user_dir);
-    scrub(&mut cmd);
-    cmd.env("CARGO_ENCODED_RUSTFLAGS", "-Ctarget-feature=+crt-static");
+    let mut cmd = nested(
+        &workspace.join("Cargo.toml"),
+        &user_dir,
+        "-Ctarget-feature=+crt-static",
+    );
+    cmd.args(["-p", "pvmux-user-bench", "--bin", "pvmux-user-bench"])
+        .args(["--target", &target]);
     run(cmd, "the user-mode benchmark workload");
     copy(
         &user_dir
@@ -93,21 +116,37 @@ fn scrub(cmd: &mut Command) {
     }
 }
 
-/// Runs a nested cargo build of `what`, failing the build script with its output on error.
+/// Runs a nested cargo build of `what`. On failure, prints the nested cargo's own output (the
+/// compiler's messages) and exits with an error; its warnings are passed on as build warnings.
 fn run(mut cmd: Command, what: &str) {
-    let output = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run nested cargo: {e}"));
+    let output = match cmd.output() {
+        Ok(output) => output,
+        Err(e) => fail(&format!("cannot run a nested cargo to build {what}: {e}")),
+    };
+    let stderr = String::from_utf8_lossy(&output.stderr);
     if !output.status.success() {
-        eprintln!("{}", String::from_utf8_lossy(&output.stderr));
-        panic!(
-            "building {what} failed ({}); see the nested cargo output above",
+        eprintln!("{stderr}");
+        fail(&format!(
+            "building {what} failed ({}): the compiler's messages are above",
             output.status
-        );
+        ));
+    }
+    for line in stderr.lines().filter(|l| l.starts_with("warning")) {
+        println!("cargo:warning={what}: {line}");
     }
 }
 
 fn copy(from: &Path, to: &Path) {
-    std::fs::copy(from, to)
-        .unwrap_or_else(|e| panic!("copying {} to {}: {e}", from.display(), to.display()));
+    if let Err(e) = std::fs::copy(from, to) {
+        fail(&format!(
+            "copying {} to {}: {e}",
+            from.display(),
+            to.display()
+        ));
+    }
+}
+
+fn fail(msg: &str) -> ! {
+    eprintln!("error: {msg}");
+    std::process::exit(1)
 }

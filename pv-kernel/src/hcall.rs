@@ -50,6 +50,7 @@ pub(crate) fn panic(msg: &[u8]) -> ! {
 }
 
 /// Host wall-clock time in ns since the Unix epoch.
+#[cfg(feature = "diagnostics")]
 pub(crate) fn wall_clock_ns() -> u64 {
     call(Hypercall::WallClock, 0, 0, 0).max(0) as u64
 }

@@ -2,6 +2,7 @@
 //! the precompiled `core`/`alloc` call them). Written in assembly (`rep movsb`/`rep stosb`,
 //! fast on every modern x86-64) so the compiler cannot turn them back into calls to themselves.
 
+#[cfg(not(test))]
 core::arch::global_asm!(
     ".pushsection .text.pvmux_mem, \"ax\", @progbits",
     ".globl memcpy",

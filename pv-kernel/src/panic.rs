@@ -32,8 +32,8 @@ impl Write for SliceWriter<'_> {
     }
 }
 
-#[panic_handler]
-fn panic(info: &PanicInfo<'_>) -> ! {
+/// Reports a panic: the image's `#[panic_handler]` calls this.
+pub fn report(info: &PanicInfo<'_>) -> ! {
     if !crate::stub::installed() {
         crate::arch::die();
     }

@@ -11,7 +11,7 @@ use pvmux_hypercalls::{frame::pf, layout::GUEST_FREE_BASE, Vector, PAGE_SIZE};
 use crate::irq::IrqGuard;
 use crate::mm::demand;
 use crate::sched::{self, thread::state, Completion};
-use crate::time::{now_ns, sleep_ms, wall_ns};
+use crate::time::{host_wall_ns, now_ns, sleep_ms};
 use crate::trap::{self, STATS};
 use crate::{boot, println, smp, stub};
 
@@ -549,9 +549,9 @@ fn cross_vcpu_wakeup() -> Outcome {
 }
 
 fn timer_accuracy() -> Outcome {
-    let w0 = wall_ns();
+    let w0 = host_wall_ns();
     sleep_ms(50);
-    let w1 = wall_ns();
+    let w1 = host_wall_ns();
     let us = w1.saturating_sub(w0) / 1000;
     let text = format!("{}.{:03} ms", us / 1000, us % 1000);
     note!(

@@ -6,7 +6,7 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use pvmux_hypercalls::{StubTable, VcpuShared, ABI_MAGIC, ABI_VERSION, PAGE_SIZE};
+use pvmux_hypercalls::{StubTable, VcpuShared, ABI_MAGIC, ABI_VERSION};
 
 /// The validated copy of the stub table.
 static TABLE: spin::Once<StubTable> = spin::Once::new();
@@ -72,6 +72,7 @@ macro_rules! entry {
     }};
 }
 
+#[cfg(feature = "diagnostics")]
 /// Raw host hypercall (`nr | flags`, five arguments). Prefer [`crate::hcall`].
 /// Address of the stub's `halt` entry (the hostile `crash=stub-syscall` command scans stub
 /// code from there).
@@ -137,9 +138,11 @@ pub(crate) fn vcpu_self() -> &'static VcpuShared {
     unsafe { &*ptr }
 }
 
+#[cfg(feature = "diagnostics")]
 /// vCPU `id`'s shared page (read-only use: e.g. to observe `halted`).
 pub(crate) fn vcpu_shared(id: u32) -> &'static VcpuShared {
-    let addr = VCPU_SHARED_BASE.load(Ordering::Relaxed) + u64::from(id) * PAGE_SIZE;
+    let addr =
+        VCPU_SHARED_BASE.load(Ordering::Relaxed) + u64::from(id) * pvmux_hypercalls::PAGE_SIZE;
     // SAFETY: BootInfo promises vCPU `i`'s shared page at `vcpu_shared_base + i * PAGE_SIZE`,
     // mapped for the sandbox's whole life; callers pass `id < nr_vcpus`; all fields are atomics.
     unsafe { &*(addr as *const VcpuShared) }
@@ -150,12 +153,14 @@ pub(crate) fn tlb_flush(va: u64, len: u64) -> i64 {
     entry!(tlb_flush: fn(u64, u64) -> i64)(va, len)
 }
 
+#[cfg(feature = "diagnostics")]
 /// Sets the tenant-wide shadow fault-around block (a power of two in 1..=512 pages); returns
 /// the previous value or an error.
 pub(crate) fn set_fault_around(pages: u64) -> i64 {
     entry!(set_fault_around: fn(u64) -> i64)(pages)
 }
 
+#[cfg(feature = "diagnostics")]
 /// The stub's `null` entry (returns 0, no syscall) as a function pointer, so a benchmark can
 /// call it in a loop without re-reading the table each time.
 pub(crate) fn null_entry() -> extern "sysv64" fn() -> u64 {

@@ -141,6 +141,7 @@ impl Fixup {
         }
     }
 
+    #[cfg(feature = "diagnostics")]
     /// Arms the fixup for `vector`. The resume address is stored by the faulting asm block
     /// itself into [`Fixup::resume_slot`].
     pub(crate) fn arm(&self, vector: Vector) {
@@ -149,6 +150,7 @@ impl Fixup {
         self.vector.store(vector as u64, Ordering::Relaxed);
     }
 
+    #[cfg(feature = "diagnostics")]
     /// Disarms the fixup; returns the recorded hit's vector, if any.
     pub(crate) fn disarm(&self) -> Option<u64> {
         self.vector.store(NO_FIXUP, Ordering::Relaxed);
@@ -156,6 +158,7 @@ impl Fixup {
         (v != NO_FIXUP).then_some(v)
     }
 
+    #[cfg(feature = "diagnostics")]
     /// Address of the resume-address slot (written by the faulting asm block).
     pub(crate) fn resume_slot(&self) -> *mut u64 {
         self.resume.as_ptr()
@@ -187,6 +190,7 @@ pub(crate) fn this_fixup() -> &'static Fixup {
     &FIXUPS[stub::vcpu_id() as usize % MAX_VCPUS as usize]
 }
 
+#[cfg(feature = "diagnostics")]
 /// A page fault caught by [`read_u64_or_fault`], as the trap handler recorded it.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct CaughtFault {
@@ -200,6 +204,7 @@ pub(crate) struct CaughtFault {
     pub(crate) resume: u64,
 }
 
+#[cfg(feature = "diagnostics")]
 /// Reads the u64 at `va` with events disabled and a #PF fixup armed on this vCPU: the value
 /// if the read worked, or the fault the trap handler recorded (execution resumes right after
 /// the load).
@@ -239,12 +244,14 @@ pub(crate) fn read_u64_or_fault(va: u64) -> Result<u64, CaughtFault> {
 /// Rust side of the trap/event entry.
 extern "sysv64" fn trap_dispatch(frame: *mut TrapFrame) {
     // First thing: the entry time for the `interrupt.timer` benchmark (a few ns).
-    let entry_tsc = crate::bench::clock::rdtsc();
+    #[cfg(feature = "diagnostics")]
+    let entry_tsc = crate::arch::rdtsc();
     // SAFETY: the entry passes the stub's frame, which lies on this stack above us, is
     // 16-byte aligned, and is used by nothing else until we return and `iret` it.
     let frame = unsafe { &mut *frame };
     let vector = Vector::from_raw(frame.vector);
     if vector == Some(Vector::Event) {
+        #[cfg(feature = "diagnostics")]
         crate::bench::on_event(entry_tsc);
         STATS.events.fetch_add(1, Ordering::Relaxed);
         // Every pending bit is accepted: TIMER, KICK, HOST (the host watchdog's heartbeat,

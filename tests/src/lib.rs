@@ -22,8 +22,16 @@ pub fn host() -> Host {
     Host::new(pvmux::images::STUB).expect("host starts")
 }
 
-/// The embedded guest kernel.
+/// The embedded test kernel (the guest kernel with its `diagnostics` feature: `selftest`,
+/// `hostile=`, `bench=`, the crash commands), which the library-level tests boot.
 pub fn kernel() -> Arc<KernelImage> {
+    Arc::new(
+        KernelImage::parse(pvmux::images::KERNEL_TEST.to_vec()).expect("embedded kernel parses"),
+    )
+}
+
+/// The embedded default kernel: what `pvmux run` boots for programs (no diagnostics).
+pub fn default_kernel() -> Arc<KernelImage> {
     Arc::new(KernelImage::parse(pvmux::images::KERNEL.to_vec()).expect("embedded kernel parses"))
 }
 
@@ -53,16 +61,16 @@ impl Write for Capture {
     }
 }
 
-/// Launches the embedded kernel with `cmdline` on `vcpus` vCPUs and 64 MiB of memory.
-pub fn launch(host: &Host, name: &str, cmdline: &str, vcpus: u32) -> (Tenant, Capture) {
-    let console = Capture::default();
-    let cfg = TenantConfig {
+/// The test configuration every helper starts from: the test kernel, 64 MiB, the console
+/// discarded and the kernel log on stdout, no limits, no initrd or share.
+pub fn config(name: &str, cmdline: &str, vcpus: u32) -> TenantConfig {
+    TenantConfig {
         name: name.to_owned(),
         kernel: kernel(),
         mem_size: 64 << 20,
         vcpus,
         cmdline: cmdline.to_owned(),
-        console: Box::new(console.clone()),
+        console: Box::new(std::io::sink()),
         console_stderr: Box::new(std::io::stderr()),
         kernel_log: pvmux_host::KernelLog::Stdout,
         console_input: None,
@@ -73,6 +81,15 @@ pub fn launch(host: &Host, name: &str, cmdline: &str, vcpus: u32) -> (Tenant, Ca
         crash_dump: None,
         initrd: None,
         hostfs: None,
+    }
+}
+
+/// Launches the embedded kernel with `cmdline` on `vcpus` vCPUs and 64 MiB of memory.
+pub fn launch(host: &Host, name: &str, cmdline: &str, vcpus: u32) -> (Tenant, Capture) {
+    let console = Capture::default();
+    let cfg = TenantConfig {
+        console: Box::new(console.clone()),
+        ..config(name, cmdline, vcpus)
     };
     let tenant = host.launch(cfg).expect("tenant launches");
     assert!(

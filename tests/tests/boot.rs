@@ -66,3 +66,26 @@ fn two_tenants_run_concurrently_with_their_own_exit_codes() {
     assert!(out_a.text().contains("exiting with 3"), "{}", out_a.text());
     assert!(out_b.text().contains("exiting with 7"), "{}", out_b.text());
 }
+
+/// The default kernel (what `pvmux run` boots for programs) has no test commands: asked for
+/// one, it says so and exits 123 instead of pretending; ordinary words still work.
+#[test]
+fn default_kernel_refuses_test_commands_and_runs_the_rest() {
+    let host = host();
+    for (word, code, says) in [
+        ("selftest", 123, "is a command of the test kernel"),
+        ("hostile=ipi-storm", 123, "is a command of the test kernel"),
+        ("sleep=10 exit=9", 9, "exiting with 9"),
+    ] {
+        let console = pvmux_tests::Capture::default();
+        let cfg = pvmux_host::TenantConfig {
+            kernel: pvmux_tests::default_kernel(),
+            console: Box::new(console.clone()),
+            ..pvmux_tests::config("default", word, 1)
+        };
+        let outcome = host.launch(cfg).expect("tenant launches").wait();
+        let out = console.text();
+        assert_eq!(outcome, TenantOutcome::Exited(code), "{word}: {out}");
+        assert!(out.contains(says), "{word}: {out}");
+    }
+}

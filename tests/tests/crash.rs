@@ -88,7 +88,7 @@ fn fault_during_exception_delivery_is_reported_as_double_fault() {
     assert!(report.contains("double fault"), "{report}");
     assert!(report.contains("#UD"), "{report}");
     assert!(
-        report.contains("pvmux_kernel::commands::double_fault"),
+        report.contains("pvmux_kernel::commands::crash::double_fault"),
         "{report}"
     );
 }

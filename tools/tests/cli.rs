@@ -79,7 +79,7 @@ fn crashed_guest_exits_124_with_a_report() {
     assert_eq!(o.status.code(), Some(124), "{err}");
     assert!(err.contains("requested panic"), "{err}");
     assert!(
-        err.contains("pvmux_kernel::commands::requested_panic"),
+        err.contains("pvmux_kernel::commands::crash::requested_panic"),
         "backtrace names the function: {err}"
     );
 }

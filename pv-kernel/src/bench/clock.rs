@@ -4,25 +4,7 @@
 //! Durations are kept in picoseconds (ns × 1000) so that a batch of K operations divided by K
 //! keeps three fractional nanosecond digits.
 
-/// Reads the TSC, ordered against surrounding instructions (`lfence` on both sides), without a
-/// stub call. Also a compiler barrier (no `nomem`), so timed memory accesses stay inside.
-#[inline(always)]
-pub(crate) fn rdtsc() -> u64 {
-    let (lo, hi): (u32, u32);
-    // SAFETY: `rdtsc` is allowed in the sandbox (ABI §6); `lfence` only orders execution.
-    // Neither touches memory or the stack.
-    unsafe {
-        core::arch::asm!(
-            "lfence",
-            "rdtsc",
-            "lfence",
-            out("eax") lo,
-            out("edx") hi,
-            options(nostack, preserves_flags)
-        )
-    };
-    (u64::from(hi) << 32) | u64::from(lo)
-}
+pub(crate) use crate::arch::rdtsc;
 
 /// `ticks * clock_mult * scale >> clock_shift` in 128-bit arithmetic, saturated to `u64`.
 fn scale(ticks: u64, scale: u128) -> u64 {

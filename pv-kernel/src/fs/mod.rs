@@ -18,6 +18,7 @@ pub(crate) mod errno;
 pub(crate) mod hostfs;
 pub(crate) mod initramfs;
 pub(crate) mod ramfs;
+#[cfg(feature = "diagnostics")]
 pub(crate) mod selftest;
 
 use pvmux_hypercalls::MemRegionKind;
@@ -31,17 +32,10 @@ pub(crate) use ramfs::Fs;
 /// The filesystem (created on first use).
 static FS: IrqLock<Option<Fs>> = IrqLock::new(None);
 
-/// Wall-clock time for timestamps: the boot-time epoch plus guest time (no hypercall).
-fn clock() -> u64 {
-    crate::boot::info()
-        .wall_clock_epoch_ns
-        .saturating_add(crate::time::now_ns())
-}
-
 /// Runs `f` on the filesystem under its lock.
 pub(crate) fn with<R>(f: impl FnOnce(&mut Fs) -> R) -> R {
     let mut fs = FS.lock();
-    f(fs.get_or_insert_with(|| Fs::new(clock)))
+    f(fs.get_or_insert_with(|| Fs::new(crate::time::realtime_ns)))
 }
 
 /// Why the initrd was not used.
@@ -91,7 +85,7 @@ fn initrd() -> Result<Option<&'static [u8]>, InitrdError> {
 
 /// A fresh filesystem: empty, or lazily showing the host share if `share`.
 fn fresh(share: bool) -> Fs {
-    let mut fs = Fs::new(clock);
+    let mut fs = Fs::new(crate::time::realtime_ns);
     if share && fs.attach_host(hostfs::OPS).is_err() {
         println!("pvmux-kernel: hostfs: error: cannot attach the host share");
     }

@@ -642,6 +642,7 @@ impl Fs {
         self.inodes.len()
     }
 
+    #[cfg(any(test, feature = "diagnostics"))]
     /// Number of open handles.
     pub(crate) fn handle_count(&self) -> usize {
         self.handles.len()
@@ -1091,6 +1092,7 @@ impl Fs {
         self.read_at(f.ino, off, buf)
     }
 
+    #[cfg(any(test, feature = "diagnostics"))]
     /// `write(handle, buf)`: writes at the handle's offset (at the end with `O_APPEND`) and
     /// advances it.
     pub(crate) fn write(&mut self, h: Handle, buf: &[u8]) -> Result<usize, Errno> {
@@ -1218,6 +1220,7 @@ impl Fs {
         Ok(())
     }
 
+    #[cfg(any(test, feature = "diagnostics"))]
     /// `link(old, new)`: a new name for a non-directory (`old` is not followed).
     pub(crate) fn link(&mut self, cwd: Ino, old: &[u8], new: &[u8]) -> Result<(), Errno> {
         let ino = self.lookup(cwd, old, false)?;

@@ -41,7 +41,7 @@ pub(crate) fn run(case: &str) {
         "map-beyond" => memory::map_beyond(),
         "vma-flood" => memory::vma_flood(),
         "spin-masked" => spin_masked(),
-        "double-fault" => crate::commands::double_fault(),
+        "double-fault" => crate::commands::crash::double_fault(),
         "stack-overflow" => memory::stack_overflow(),
         "corrupt-pt" => memory::corrupt_page_tables(),
         "oom" => memory::oom(),

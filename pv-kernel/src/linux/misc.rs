@@ -3,12 +3,7 @@
 use super::uaccess::{copy_to_user, write_val};
 use super::{Errno, SysResult};
 
-/// Wall-clock time (ns since the epoch) without a hypercall.
-pub(crate) fn realtime_ns() -> u64 {
-    crate::boot::info()
-        .wall_clock_epoch_ns
-        .saturating_add(crate::time::now_ns())
-}
+pub(crate) use crate::time::realtime_ns;
 
 /// State of the kernel PRNG (xorshift64*, seeded from the TSC and RDRAND when present).
 static RNG: crate::irq::IrqLock<u64> = crate::irq::IrqLock::new(0);

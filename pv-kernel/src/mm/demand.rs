@@ -3,12 +3,13 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use pvmux_hypercalls::{frame::pf, layout::GUEST_FREE_BASE, PAGE_SIZE};
+use pvmux_hypercalls::{frame::pf, layout::GUEST_FREE_BASE};
 use x86_64::structures::paging::mapper::MapToError;
 use x86_64::structures::paging::PageTableFlags;
 
 /// Start of the demand-mapped area.
 pub(crate) const DEMAND_BASE: u64 = GUEST_FREE_BASE;
+#[cfg(feature = "diagnostics")]
 /// Size of the demand-mapped area (1 TiB).
 pub(crate) const DEMAND_SIZE: u64 = 1 << 40;
 
@@ -17,14 +18,17 @@ static NEXT: AtomicU64 = AtomicU64::new(DEMAND_BASE);
 /// Page faults resolved by mapping a page.
 static FAULTS: AtomicU64 = AtomicU64::new(0);
 
+#[cfg(feature = "diagnostics")]
 /// Reserves `len` bytes (rounded up to pages) of the area; pages are mapped on first touch.
 /// Reservations are never returned.
 pub(crate) fn reserve(len: u64) -> Option<u64> {
-    let len = len.checked_add(PAGE_SIZE - 1)? & !(PAGE_SIZE - 1);
+    let len =
+        len.checked_add(pvmux_hypercalls::PAGE_SIZE - 1)? & !(pvmux_hypercalls::PAGE_SIZE - 1);
     let va = NEXT.fetch_add(len, Ordering::Relaxed);
     (va.checked_add(len)? <= DEMAND_BASE + DEMAND_SIZE).then_some(va)
 }
 
+#[cfg(feature = "diagnostics")]
 /// Number of demand faults resolved so far.
 pub(crate) fn faults() -> u64 {
     FAULTS.load(Ordering::Relaxed)

@@ -15,7 +15,7 @@ use crate::irq::IrqLock;
 /// The global allocator.
 struct KernelHeap(IrqLock<Heap>);
 
-#[global_allocator]
+#[cfg_attr(not(test), global_allocator)]
 static HEAP: KernelHeap = KernelHeap(IrqLock::new(Heap::empty()));
 
 // SAFETY: `Heap` hands out non-overlapping blocks of at least the requested layout from memory

@@ -4,7 +4,9 @@
 //! frames are reached through the direct map. No privileged instruction is used: after a live
 //! mapping changes, the stub's `tlb_flush` invalidates the shadow.
 
-use x86_64::structures::paging::mapper::{MapToError, Translate};
+use x86_64::structures::paging::mapper::MapToError;
+#[cfg(feature = "diagnostics")]
+use x86_64::structures::paging::mapper::Translate;
 use x86_64::structures::paging::{
     Mapper, OffsetPageTable, Page, PageTable, PageTableFlags, PhysFrame, Size4KiB,
 };
@@ -63,6 +65,7 @@ pub(crate) unsafe fn map_page(
     Ok(())
 }
 
+#[cfg(feature = "diagnostics")]
 /// Unmaps the 4 KiB page at `va` and returns its frame (the caller owns it again), then
 /// flushes the page. `None` if it was not mapped with a 4 KiB page.
 pub(crate) fn unmap_page(va: u64) -> Option<PhysFrame<Size4KiB>> {
@@ -77,6 +80,7 @@ pub(crate) fn unmap_page(va: u64) -> Option<PhysFrame<Size4KiB>> {
     Some(frame)
 }
 
+#[cfg(feature = "diagnostics")]
 /// Guest-physical address `va` maps to, if any.
 pub(crate) fn translate(va: u64) -> Option<u64> {
     with_mapper(|m| m.translate_addr(VirtAddr::new(va)).map(|p| p.as_u64()))

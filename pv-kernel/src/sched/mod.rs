@@ -30,6 +30,7 @@ use crate::stub;
 use thread::{state, Thread};
 
 pub(crate) use thread::spawn;
+#[cfg(feature = "diagnostics")]
 pub(crate) use wait::Completion;
 
 /// Length of a time slice.
@@ -315,7 +316,9 @@ pub(crate) fn rearm_timer() {
             dl = dl.min(d);
         }
         // A benchmark's deadline (`interrupt.timer`), if one is armed on this vCPU.
-        dl.min(crate::bench::timer_deadline(me))
+        #[cfg(feature = "diagnostics")]
+        let dl = dl.min(crate::bench::timer_deadline(me));
+        dl
     };
     stub::timer_arm(if deadline == u64::MAX {
         0
@@ -440,6 +443,7 @@ pub(crate) fn idle_loop() -> ! {
     }
 }
 
+#[cfg(feature = "diagnostics")]
 /// True if vCPU `cpu` currently runs its idle thread.
 pub(crate) fn cpu_is_idle(cpu: u32) -> bool {
     SCHED.lock().is_idle(cpu as usize % NR)

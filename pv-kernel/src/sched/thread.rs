@@ -149,12 +149,14 @@ pub(crate) struct JoinHandle {
 }
 
 impl JoinHandle {
+    #[cfg(feature = "diagnostics")]
     /// Waits until the thread has exited.
     pub(crate) fn join(self) {
         let t = &self.thread;
         t.exit_wq.wait_until(|| t.exited.load(Ordering::SeqCst));
     }
 
+    #[cfg(feature = "diagnostics")]
     /// True once the thread has exited.
     pub(crate) fn is_finished(&self) -> bool {
         self.thread.exited.load(Ordering::SeqCst)

@@ -121,7 +121,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     pub rootfs_pack: Option<PathBuf>,
 
-    /// Write a crash dump for each crash to DIR/<tenant>-<unix time>-<n>/: report.txt,
+    /// Write a crash dump for each crash to `DIR/<tenant>-<unix time>-<n>/`: report.txt,
     /// registers.json, guest-memory.bin (sparse) and console.txt. DIR is created if missing.
     #[arg(long, value_name = "DIR")]
     pub crash_dump: Option<PathBuf>,
@@ -226,6 +226,23 @@ pub fn build_cmdline(
     }
     check_len(&line)?;
     Ok((line, true))
+}
+
+/// True if the kernel words of `cmdline` (before `--`) ask for a command only the test kernel
+/// has (self-tests, hostile cases, benchmarks, crash commands): the embedded test kernel then
+/// boots instead of the default one.
+pub(crate) fn needs_test_kernel(cmdline: &str) -> bool {
+    cmdline
+        .split_ascii_whitespace()
+        .take_while(|w| *w != "--")
+        .any(|w| {
+            matches!(
+                w,
+                "selftest" | "fs-selftest" | "panic" | "syscall" | "bench_quick"
+            ) || ["crash=", "bench=", "hostile="]
+                .iter()
+                .any(|p| w.starts_with(p))
+        })
 }
 
 fn check_len(line: &str) -> anyhow::Result<()> {
@@ -348,6 +365,9 @@ pub(crate) fn run(args: &RunArgs, log: &str) -> anyhow::Result<u8> {
                 .with_context(|| format!("cannot read kernel image {}", path.display()))?,
             path.display().to_string(),
         ),
+        None if needs_test_kernel(&plan.cmdline) => {
+            (images::KERNEL_TEST.to_vec(), "embedded (test)".to_owned())
+        }
         None => (images::KERNEL.to_vec(), "embedded".to_owned()),
     };
     let kernel =

@@ -64,12 +64,7 @@ fn cwd() -> Ino {
     super::task::try_current_task().map_or(ROOT_INO, |t| t.process.fs.lock().cwd)
 }
 
-/// Wall-clock time in ns since the epoch (as the filesystem stamps files).
-fn wall_now() -> u64 {
-    crate::boot::info()
-        .wall_clock_epoch_ns
-        .saturating_add(crate::time::now_ns())
-}
+use crate::time::realtime_ns as wall_now;
 
 /// `AT_FDCWD` as a raw argument.
 const FDCWD: u64 = path::AT_FDCWD as i64 as u64;

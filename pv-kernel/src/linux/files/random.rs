@@ -108,12 +108,12 @@ fn mix(x: &mut u64) -> u64 {
 /// A freshly seeded generator.
 fn seed() -> Rng {
     let hw = has_rdrand();
-    let mut x = crate::bench::clock::rdtsc()
+    let mut x = crate::arch::rdtsc()
         ^ crate::time::now_ns().rotate_left(17)
         ^ crate::boot::info().wall_clock_epoch_ns.rotate_left(41);
     let mut key = [0u32; 8];
     for pair in key.chunks_mut(2) {
-        let mut v = mix(&mut x) ^ crate::bench::clock::rdtsc().rotate_left(23);
+        let mut v = mix(&mut x) ^ crate::arch::rdtsc().rotate_left(23);
         if hw {
             v ^= rdrand().unwrap_or(0);
         }
@@ -140,6 +140,6 @@ pub(crate) fn fill(buf: &mut [u8]) {
             *k = u32::from_le_bytes([b[i * 4], b[i * 4 + 1], b[i * 4 + 2], b[i * 4 + 3]]);
         }
         // Keep a little timing jitter flowing in.
-        rng.key[7] ^= crate::bench::clock::rdtsc() as u32;
+        rng.key[7] ^= crate::arch::rdtsc() as u32;
     }
 }

@@ -1,17 +1,22 @@
 //! The pvmux guest kernel: a no_std paravirtual kernel written only against the pvmux ABI
 //! (`pvmux-hypercalls`). It runs in ring 3 inside a sandbox process; privileged operations go
-//! through the stub's entry table ([`stub`]) and host hypercalls ([`hcall`]).
+//! through the stub's entry table (`stub`) and host hypercalls (`hcall`).
 //!
 //! Boot (vCPU 0, [`kernel_entry`]): check the ABI structures, console, frame allocator, page
 //! tables, heap, trap/event entries, per-vCPU scheduler state, start the other vCPUs, then run
 //! the command line in the `main` kernel thread while vCPU 0 idles.
-#![no_std]
-#![no_main]
+//!
+//! This crate is the whole kernel as a library, so that `cargo test` runs its pure parts on the
+//! host (`cfg(test)` links `std`). The bootable image is the tiny `pvmux-kernel-image` crate in
+//! `image/` (its own workspace, built only by the nested build in `tools/build.rs`): it holds
+//! the entry point `_start` and the panic handler, and calls [`kernel_entry`].
+#![cfg_attr(not(test), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 extern crate alloc;
 
 mod arch;
+#[cfg(feature = "diagnostics")]
 mod bench;
 mod boot;
 mod cmdline;
@@ -19,13 +24,15 @@ mod commands;
 mod console;
 mod fs;
 mod hcall;
+#[cfg(feature = "diagnostics")]
 mod hostile;
 mod irq;
 mod linux;
 mod mem;
 mod mm;
-mod panic;
+pub mod panic;
 mod sched;
+#[cfg(feature = "diagnostics")]
 mod selftest;
 mod smp;
 mod stub;
@@ -47,20 +54,9 @@ const EXIT_BAD_BOOT_INFO: u64 = 120;
 const EXIT_BAD_STUB_TABLE: u64 = 121;
 /// Exit code: the stub table has too few (or null) entries.
 const EXIT_STUB_TOO_OLD: u64 = 122;
-
-core::arch::global_asm!(
-    ".pushsection .text._start, \"ax\", @progbits",
-    ".globl _start",
-    ".p2align 4",
-    // rdi = &BootInfo, rsi = &StubTable, rsp ≡ 8 (mod 16), events disabled.
-    "_start:",
-    "    and rsp, -16",
-    "    xor ebp, ebp",
-    "    call {entry}",
-    "    ud2",
-    ".popsection",
-    entry = sym kernel_entry,
-);
+/// Exit code: the command line asks for a test-kernel command this kernel was built without.
+#[cfg(not(feature = "diagnostics"))]
+const EXIT_NO_DIAGNOSTICS: u64 = 123;
 
 /// Best-effort message and shutdown before the ABI structures were accepted: uses the raw
 /// table entry and the raw boot information to find the message's guest-physical address.
@@ -91,8 +87,14 @@ fn early_fail(bi: &BootInfo, table: &StubTable, msg: &'static [u8], code: u64) -
     arch::die()
 }
 
-/// Rust entry on vCPU 0.
-extern "sysv64" fn kernel_entry(bi: *const BootInfo, table: *const StubTable) -> ! {
+/// Rust entry on vCPU 0, called by the image's `_start` with `rdi` = &BootInfo and
+/// `rsi` = &StubTable (ABI `image.rs`), events disabled.
+///
+/// # Safety
+///
+/// Only the image's `_start` may call this, once, with the two pointers the domain builder
+/// passed at the guest entry point.
+pub unsafe extern "sysv64" fn kernel_entry(bi: *const BootInfo, table: *const StubTable) -> ! {
     // SAFETY: `ABI` is our own static; the volatile read keeps the section referenced.
     let abi = unsafe { core::ptr::read_volatile(&raw const ABI) };
     // SAFETY: the domain builder passes a mapped (read-only) boot information page and the
@@ -162,28 +164,50 @@ extern "sysv64" fn kernel_entry(bi: *const BootInfo, table: *const StubTable) ->
 /// The `main` kernel thread: fills the filesystem from the initramfs, then runs the command
 /// line.
 fn kmain() {
+    #[cfg(feature = "diagnostics")]
     let bench_quick = cmdline::parse(boot::cmdline()).any(|c| c == Command::BenchQuick);
     fs::init();
     for cmd in cmdline::parse(boot::cmdline()) {
         match cmd {
-            Command::Bench(list) => bench::run(list, bench_quick),
-            Command::BenchQuick => {}
-            Command::Selftest => selftest::run(),
             Command::Exit(code) => commands::exit(code),
             Command::Sleep(ms) => time::sleep_ms(ms),
-            Command::Panic => commands::requested_panic(),
-            Command::Syscall => commands::raw_syscalls(),
-            Command::DoubleFault => commands::double_fault(),
-            Command::StubSyscall => commands::stub_syscall(),
-            Command::Hostile(case) => hostile::run(case),
-            Command::HostileParam => {}
-            Command::FsSelftest => fs::selftest::run(),
             Command::Ls(path) => commands::fs::ls(path),
             Command::Cat(path) => commands::fs::cat(path),
             Command::Init(words) => commands::run_init(words),
-            Command::Option => {}
+            Command::BenchQuick | Command::HostileParam | Command::Option => {}
             Command::Unknown(word) => {
                 println!("pvmux-kernel: warning: ignoring unknown command-line word \"{word}\"")
+            }
+            #[cfg(feature = "diagnostics")]
+            Command::Bench(list) => bench::run(list, bench_quick),
+            #[cfg(feature = "diagnostics")]
+            Command::Selftest => selftest::run(),
+            #[cfg(feature = "diagnostics")]
+            Command::Panic => commands::crash::requested_panic(),
+            #[cfg(feature = "diagnostics")]
+            Command::Syscall => commands::crash::raw_syscalls(),
+            #[cfg(feature = "diagnostics")]
+            Command::DoubleFault => commands::crash::double_fault(),
+            #[cfg(feature = "diagnostics")]
+            Command::StubSyscall => commands::crash::stub_syscall(),
+            #[cfg(feature = "diagnostics")]
+            Command::Hostile(case) => hostile::run(case),
+            #[cfg(feature = "diagnostics")]
+            Command::FsSelftest => fs::selftest::run(),
+            #[cfg(not(feature = "diagnostics"))]
+            Command::Bench(_)
+            | Command::Selftest
+            | Command::Panic
+            | Command::Syscall
+            | Command::DoubleFault
+            | Command::StubSyscall
+            | Command::Hostile(_)
+            | Command::FsSelftest => {
+                println!(
+                    "pvmux-kernel: {cmd:?} is a command of the test kernel (built with the \
+                     `diagnostics` feature); this kernel does not have it"
+                );
+                hcall::shutdown(EXIT_NO_DIAGNOSTICS)
             }
         }
     }

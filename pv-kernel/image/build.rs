@@ -7,6 +7,6 @@ fn main() {
         "-Wl,--no-dynamic-linker",
         "-Wl,-z,noexecstack",
     ] {
-        println!("cargo:rustc-link-arg-bin=pvmux-kernel={arg}");
+        println!("cargo:rustc-link-arg-bins={arg}");
     }
 }

@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The Rust programs of `pvmux-guest-programs`.
-const PROGRAMS: [&str; 7] = [
-    "hello", "threads", "fsdemo", "spawn", "segv", "exitcode", "hostile",
+const PROGRAMS: [&str; 8] = [
+    "hello", "threads", "fsdemo", "spawn", "segv", "exitcode", "hostile", "toolbox",
 ];
 
 fn main() {

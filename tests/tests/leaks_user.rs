@@ -1,10 +1,12 @@
-//! Leak test for guest user mode: 40 tenants each run a busybox shell that forks, pipes and
-//! execs (every guest process is a user-sandbox process on the host); a third of them are
-//! killed by the host while their programs run, a third end with a program killed by a
-//! signal. Afterwards the host's fds, threads, child processes and guest-memory mappings are
-//! exactly back to their warm-up level and no user sandbox is left. (Its own test binary, so
-//! no other test disturbs the counts.)
+//! Leak test for guest user mode: 40 tenants each run workspace test programs
+//! (`tests/programs`) that fork, pipe and exec (every guest process is a user-sandbox process
+//! on the host); a third of them are killed by the host while their programs fork and exec,
+//! a third end with their program killed by a signal. Afterwards the host's fds, threads,
+//! child processes and guest-memory mappings are exactly back to their warm-up level and no
+//! user sandbox is left. (Its own test binary, so no other test disturbs the counts.)
 
+use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,33 +17,35 @@ use pvmux_tests::{host, kernel, Capture};
 
 const TENANTS: usize = 40;
 const WARMUP: usize = 4;
+/// The directory holding the static test programs (the guest's root).
+const PROG_DIR: &str = env!("PVMUX_PROG_DIR");
 
-fn one(host: &Host, share: &Arc<HostFs>, i: usize) {
-    let script = match i % 3 {
-        // Pipes, subshells, command substitution: several processes at once.
-        0 => "for i in 1 2 3; do echo $i | wc -c; done; x=$(echo a b | wc -w); (exit $x)",
-        // Killed by the host while programs run.
-        1 => "while true; do /bin/busybox true; done",
-        // A program killed by a signal ends the shell with 128+9.
-        _ => "/bin/busybox sleep 5 & kill -9 $!; wait $!",
+/// What `spawn /hello` prints (natively, the same as in the guest).
+fn spawn_transcript() -> String {
+    let o = Command::new(format!("{PROG_DIR}/spawn"))
+        .arg(format!("{PROG_DIR}/hello"))
+        .output()
+        .expect("spawn runs natively");
+    assert!(o.status.success(), "native spawn: {o:?}");
+    String::from_utf8(o.stdout).expect("UTF-8 transcript")
+}
+
+fn one(host: &Host, share: &Arc<HostFs>, spawn_out: &str, i: usize) {
+    let argv = match i % 3 {
+        // Children with arguments, captured output, pipes between them.
+        0 => "/spawn /hello",
+        // Killed by the host while it forks, execs and reaps.
+        1 => "/toolbox respawn",
+        // Killed by a signal: 128 + SIGSEGV.
+        _ => "/segv",
     };
-    let enc: String = script
-        .bytes()
-        .map(|b| {
-            if (0x21..=0x7e).contains(&b) && b != b'%' {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
     let out = Capture::default();
     let mut cfg = TenantConfig::new(
         format!("leak{i}"),
         kernel(),
         64 << 20,
         2,
-        format!("hostfs -- /bin/busybox sh -c {enc}"),
+        format!("hostfs -- {argv}"),
         Box::new(out.clone()),
     );
     cfg.console_stderr = Box::new(out.clone());
@@ -61,29 +65,28 @@ fn one(host: &Host, share: &Arc<HostFs>, i: usize) {
     }
     let outcome = tenant.wait();
     let text = out.text();
-    let want = if i.is_multiple_of(3) { 2 } else { 128 + 9 };
+    let want = if i.is_multiple_of(3) { 0 } else { 128 + 11 };
     assert!(
         matches!(outcome, TenantOutcome::Exited(c) if c == want),
         "tenant {i}: {outcome:?}, output {text:?}"
     );
     if i.is_multiple_of(3) {
-        assert_eq!(text, "2\n2\n2\n", "tenant {i}");
+        assert_eq!(text, spawn_out, "tenant {i}");
+    } else {
+        assert!(
+            text.starts_with("segv: writing to 0x10\n"),
+            "tenant {i}: {text:?}"
+        );
     }
 }
 
 #[test]
 fn user_mode_tenants_leak_nothing() {
-    if !std::path::Path::new("/bin/busybox").exists() {
-        eprintln!("skipped: /bin/busybox (busybox-static) is not installed");
-        return;
-    }
-    let dir = std::env::temp_dir().join(format!("pvmux-leaks-user-{}", std::process::id()));
-    std::fs::create_dir_all(dir.join("bin")).expect("mkdir");
-    std::fs::copy("/bin/busybox", dir.join("bin/busybox")).expect("copy busybox");
-    let share = Arc::new(HostFs::open(&dir).expect("share opens"));
+    let share = Arc::new(HostFs::open(Path::new(PROG_DIR)).expect("share opens"));
+    let spawn_out = spawn_transcript();
     let host = host();
     for i in 0..WARMUP {
-        one(&host, &share, i);
+        one(&host, &share, &spawn_out, i);
     }
     let (fds, threads, kids, maps) = (
         count("/proc/self/fd"),
@@ -92,7 +95,7 @@ fn user_mode_tenants_leak_nothing() {
         memfd_mappings(),
     );
     for i in WARMUP..TENANTS {
-        one(&host, &share, i);
+        one(&host, &share, &spawn_out, i);
     }
     // Reaper and console threads end asynchronously right after a tenant ends.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
@@ -106,5 +109,4 @@ fn user_mode_tenants_leak_nothing() {
     assert_eq!(children(), kids, "child processes (user sandboxes)");
     assert_eq!(memfd_mappings(), maps, "guest memory mappings");
     assert_eq!(maps, 0, "no guest memory stays mapped");
-    let _ = std::fs::remove_dir_all(&dir);
 }

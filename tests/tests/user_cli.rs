@@ -1,5 +1,6 @@
 //! `pvmux run -- PROGRAM ARGS...` end to end: real static programs as the guest's init.
-//! They run the `pvmux` CLI as a user would, with busybox-static (skipped when absent).
+//! They run the `pvmux` CLI as a user would, with the workspace's static test programs
+//! (`tests/programs`) as the guest programs.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -11,102 +12,134 @@ fn pvmux_bin() -> PathBuf {
 }
 
 fn run(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(pvmux_bin())
-        .args(args)
+    let mut cmd = Command::new(pvmux_bin());
+    cmd.args(args);
+    output(cmd, stdin)
+}
+
+/// Runs `cmd` with `stdin` written by another thread (the program may write more than a pipe
+/// holds before it has read everything) and its output captured.
+fn output(mut cmd: Command, stdin: &[u8]) -> Output {
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("pvmux runs");
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     let mut input = child.stdin.take().expect("stdin");
-    input.write_all(stdin).expect("write stdin");
-    drop(input);
-    child.wait_with_output().expect("pvmux ends")
+    let bytes = stdin.to_vec();
+    let writer = std::thread::spawn(move || input.write_all(&bytes));
+    let out = child.wait_with_output().expect("wait for the program");
+    writer.join().expect("stdin writer").expect("write stdin");
+    out
 }
 
-/// A busybox-static binary on the host, if installed.
-fn busybox() -> Option<&'static str> {
-    ["/bin/busybox", "/usr/bin/busybox"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
+/// The workspace's static test program `name` (`tests/programs`); with `--rootfs /` the
+/// guest finds it at the same path as the host.
+fn prog(name: &str) -> String {
+    format!("{}/{name}", env!("PVMUX_PROG_DIR"))
+}
+
+/// Runs test program `name` natively with `args` and `stdin`.
+fn native(name: &str, args: &[&str], stdin: &[u8]) -> Output {
+    let mut cmd = Command::new(prog(name));
+    cmd.args(args);
+    output(cmd, stdin)
+}
+
+/// `pvmux run --rootfs / -- PROGRAM ARGS...` with test program `name`.
+fn guest(name: &str, args: &[&str], stdin: &[u8]) -> Output {
+    let program = prog(name);
+    let mut argv = vec!["run", "--rootfs", "/", "--", &program];
+    argv.extend_from_slice(args);
+    run(&argv, stdin)
 }
 
 #[test]
 fn program_output_and_exit_status() {
-    let Some(bb) = busybox() else {
-        eprintln!("busybox not installed; skipping");
-        return;
-    };
-    let o = run(
-        &["run", "--rootfs", "/", "--", bb, "echo", "hello  world"],
-        b"",
+    // The kernel log is hidden: stdout is the program's output, byte for byte as natively.
+    let args = ["42", "hello  world"];
+    let o = guest("hello", &args, b"");
+    let n = native("hello", &args, b"");
+    assert_eq!(
+        o.status.code(),
+        Some(42),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
     );
+    assert_eq!(o.stdout, n.stdout);
+    assert!(
+        String::from_utf8_lossy(&o.stdout)
+            .contains("argc: 3\nargv[1]: \"42\"\nargv[2]: \"hello  world\"\n"),
+        "one argument with two spaces: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let o = guest("exitcode", &["0"], b"");
+    assert_eq!(o.status.code(), Some(0));
+    assert!(o.stdout.is_empty() && o.stderr.is_empty(), "{o:?}");
+    let o = guest("toolbox", &["stderr", "to stderr", "3"], b"");
+    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(
+        o.stderr, b"to stderr\n",
+        "program stderr goes to pvmux's stderr"
+    );
+    assert!(o.stdout.is_empty(), "{o:?}");
+    // Killed by a signal: 128 + SIGSEGV.
+    let o = guest("segv", &[], b"");
+    assert_eq!(o.status.code(), Some(128 + 11), "{o:?}");
+    assert_eq!(o.stdout, b"segv: writing to 0x10\n");
+}
+
+#[test]
+fn stdin_feeds_the_program() {
+    // Every byte value, lines of every length, more than a pipe buffer in all.
+    let input: Vec<u8> = (0..70_000u32)
+        .map(|i| u8::try_from((i * 7 + i / 300) % 256).expect("byte"))
+        .collect();
+    let o = guest("toolbox", &["cat"], &input);
     assert_eq!(
         o.status.code(),
         Some(0),
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    assert_eq!(o.stdout, b"hello  world\n", "one argument with two spaces");
-    // The kernel log is hidden: nothing but the program's output.
-    let o = run(
-        &["run", "--rootfs", "/", "--", bb, "sh", "-c", "exit 42"],
-        b"",
+    assert!(
+        o.stdout == input,
+        "stdin reaches the program byte for byte ({} bytes back)",
+        o.stdout.len()
     );
-    assert_eq!(o.status.code(), Some(42));
-    let o = run(
-        &[
-            "run",
-            "--rootfs",
-            "/",
-            "--",
-            bb,
-            "sh",
-            "-c",
-            "echo err >&2; kill -9 $$",
-        ],
-        b"",
-    );
-    assert_eq!(o.status.code(), Some(128 + 9));
-    assert_eq!(o.stderr, b"err\n", "program stderr goes to pvmux's stderr");
-}
-
-#[test]
-fn stdin_feeds_the_program() {
-    let Some(bb) = busybox() else {
-        eprintln!("busybox not installed; skipping");
-        return;
-    };
-    let o = run(&["run", "--rootfs", "/", "--", bb, "wc", "-c"], b"12345\n");
+    let o = guest("toolbox", &["cat"], b"");
     assert_eq!(o.status.code(), Some(0));
-    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "6");
+    assert!(o.stdout.is_empty(), "end of file at once: {o:?}");
 }
 
 #[test]
 fn arguments_survive_percent_encoding() {
-    let Some(bb) = busybox() else {
-        eprintln!("busybox not installed; skipping");
-        return;
-    };
-    let weird = "100% tab\there é";
-    let o = run(
-        &[
-            "run", "--rootfs", "/", "--", bb, "printf", "%s|", weird, "x",
-        ],
-        b"",
+    let weird = ["100% tab\there \u{e9}", "%41", "a=b;c", "'\"\\"];
+    let o = guest("hello", &weird, b"");
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
     );
-    assert_eq!(o.status.code(), Some(0));
-    assert_eq!(String::from_utf8_lossy(&o.stdout), format!("{weird}|x|"));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&native("hello", &weird, b"").stdout)
+    );
+    for (i, w) in weird.iter().enumerate() {
+        let line = format!("argv[{}]: {w:?}\n", i + 1);
+        assert!(String::from_utf8_lossy(&o.stdout).contains(&line), "{line}");
+    }
 }
 
 #[test]
 fn debug_log_shows_the_kernel_log_on_stderr() {
-    let Some(bb) = busybox() else {
-        eprintln!("busybox not installed; skipping");
-        return;
-    };
+    let program = prog("exitcode");
     let o = run(
-        &["run", "--log", "debug", "--rootfs", "/", "--", bb, "true"],
+        &[
+            "run", "--log", "debug", "--rootfs", "/", "--", &program, "0",
+        ],
         b"",
     );
     assert_eq!(o.status.code(), Some(0));
@@ -137,18 +170,24 @@ fn a_missing_or_dynamic_program_is_explained_with_127_or_126() {
     );
 }
 
+/// Four tenants at once, each running programs that fork, exec and pipe (`spawn`) or exit
+/// with their own status (`hello`): each gets its own output and status.
 #[test]
 fn several_tenants_run_programs_at_once() {
-    let Some(bb) = busybox() else {
-        eprintln!("busybox not installed; skipping");
-        return;
-    };
+    let (spawn, hello) = (prog("spawn"), prog("hello"));
+    let native_spawn = native("spawn", &[&hello], b"");
+    assert_eq!(native_spawn.status.code(), Some(0));
     let children: Vec<_> = (1..=4)
         .map(|i| {
-            let script =
-                format!("for j in 1 2 3 4 5; do echo t{i}-$j | wc -c; done | sort -u; exit {i}");
+            let tag = format!("tenant-{i}");
+            let args: Vec<&str> = if i % 2 == 0 {
+                vec![&spawn, &hello]
+            } else {
+                vec![&hello, if i == 1 { "1" } else { "3" }, &tag]
+            };
             Command::new(pvmux_bin())
-                .args(["run", "--rootfs", "/", "--", bb, "sh", "-c", &script])
+                .args(["run", "--rootfs", "/", "--"])
+                .args(&args)
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
@@ -158,7 +197,14 @@ fn several_tenants_run_programs_at_once() {
         .collect();
     for (i, c) in (1..=4).zip(children) {
         let o = c.wait_with_output().expect("pvmux ends");
-        assert_eq!(o.status.code(), Some(i), "tenant {i}: {o:?}");
-        assert_eq!(o.stdout, b"5\n", "tenant {i}: each line is 5 bytes");
+        if i % 2 == 0 {
+            assert_eq!(o.status.code(), Some(0), "tenant {i}: {o:?}");
+            assert_eq!(o.stdout, native_spawn.stdout, "tenant {i}");
+        } else {
+            let code = if i == 1 { "1" } else { "3" };
+            let n = native("hello", &[code, &format!("tenant-{i}")], b"");
+            assert_eq!(o.status.code(), n.status.code(), "tenant {i}: {o:?}");
+            assert_eq!(o.stdout, n.stdout, "tenant {i}");
+        }
     }
 }

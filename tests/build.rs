@@ -9,11 +9,18 @@
 //! like `tools/build.rs`: every `CARGO_*` variable except `CARGO_HOME` is removed, as are
 //! `RUSTFLAGS`, `RUSTC`, `RUSTDOC`, the rustc wrappers and `__CARGO_FIX_PLZ`.
 //!
-//! Without a static glibc (`libc.a`) the C program is skipped with a `cargo:warning`; the
-//! test that runs it then says so.
+//! It also detects the optional host tools some tests need ([`optional_tools`]: busybox-static,
+//! static glibc, musl-gcc, `script`, User-Mode Linux, runsc) and sets `--cfg have_NAME` for
+//! each one found; a test that needs one is ignored without it, and a `cargo:warning` names
+//! those tests and the package to install. The C programs are built with the C toolchains
+//! found (glibc static when `have_static_glibc`, musl when `have_musl`); a compile error
+//! with a toolchain present fails the build.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+#[path = "build/optional_tools.rs"]
+mod optional_tools;
 
 /// The Rust programs of `pvmux-guest-programs`.
 const PROGRAMS: [&str; 8] = [
@@ -72,17 +79,16 @@ fn main() {
         copy(&built.join(program), &bin_dir.join(program));
     }
 
-    let hello_c = manifest_dir.join("programs/c/hello.c");
     let cc = std::env::var_os("CC").unwrap_or_else(|| "cc".into());
-    // glibc static, glibc static-pie, and musl static (when musl-gcc is installed).
-    build_c(&cc, "-static", &hello_c, &bin_dir.join("hello-c"));
-    build_c(&cc, "-static-pie", &hello_c, &bin_dir.join("hello-c-pie"));
-    build_c(
-        "musl-gcc".as_ref(),
-        "-static",
-        &hello_c,
-        &bin_dir.join("hello-musl"),
-    );
+    let found = optional_tools::detect(&manifest_dir.join("tests"), &cc);
+
+    let hello_c = manifest_dir.join("programs/c/hello.c");
+    // glibc static and static-pie, and musl static.
+    let glibc = found.static_glibc.then_some(cc.as_os_str());
+    build_c(glibc, "-static", &hello_c, &bin_dir.join("hello-c"));
+    build_c(glibc, "-static-pie", &hello_c, &bin_dir.join("hello-c-pie"));
+    let musl = found.musl_gcc.as_deref().map(Path::as_os_str);
+    build_c(musl, "-static", &hello_c, &bin_dir.join("hello-musl"));
     println!("cargo:rustc-env=PVMUX_PROG_DIR={}", bin_dir.display());
 }
 
@@ -98,33 +104,30 @@ fn target_root(out_dir: &Path) -> PathBuf {
         .to_path_buf()
 }
 
-/// Compiles the C program statically; on failure (typically: no static glibc) removes any
-/// stale output and warns instead of failing the build.
-fn build_c(cc: &std::ffi::OsStr, link: &str, source: &Path, output: &Path) {
+/// Compiles the C program statically with `cc`; without that toolchain (`None`), removes
+/// any stale output instead (the tests that need it are ignored). A compile error fails the
+/// build with the compiler's messages.
+fn build_c(cc: Option<&std::ffi::OsStr>, link: &str, source: &Path, output: &Path) {
+    let Some(cc) = cc else {
+        // Ignoring the error: the file usually does not exist.
+        let _ = std::fs::remove_file(output);
+        return;
+    };
     let result = Command::new(cc)
         .args([link, "-O2", "-Wall", "-Wextra", "-o"])
         .arg(output)
         .arg(source)
-        .output();
-    let failure = match result {
-        Ok(o) if o.status.success() => return,
-        Ok(o) => format!(
-            "{} ({})",
-            String::from_utf8_lossy(&o.stderr)
-                .lines()
-                .next()
-                .unwrap_or(""),
-            o.status
-        ),
-        Err(e) => format!("cannot run {}: {e}", cc.to_string_lossy()),
-    };
-    // Ignoring the error: the file usually does not exist.
-    let _ = std::fs::remove_file(output);
-    println!(
-        "cargo:warning=skipping the static C test program {} (is static glibc, libc.a, or \
-         musl-gcc installed?): {failure}",
-        output.display()
-    );
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", cc.to_string_lossy()));
+    if !result.status.success() {
+        eprintln!("{}", String::from_utf8_lossy(&result.stderr));
+        panic!(
+            "{} {link} {} failed ({}); see its messages above",
+            cc.to_string_lossy(),
+            source.display(),
+            result.status
+        );
+    }
 }
 
 /// Removes the outer build's variables that must not leak into a nested cargo (see above).

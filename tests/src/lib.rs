@@ -4,6 +4,41 @@
 //!
 //! `CARGO_BIN_EXE_pvmux-cli` is only known to integration tests, so helpers that run the CLI
 //! take the command from the test.
+//!
+//! # Guest programs
+//!
+//! Tests run the workspace's own static programs as guest programs: the Rust programs in
+//! `tests/programs/src/bin/` and the C programs in `tests/programs/c/`, built by `build.rs`
+//! into the directory `env!("PVMUX_PROG_DIR")` (see `toolbox` for small commands such as
+//! `cat`, `sleep` and a fork-exec loop). Prefer them to host tools: they are always there.
+//!
+//! # Tests that need an optional host tool
+//!
+//! A test that needs a tool the workspace does not build (busybox-static to test a real
+//! shell, a C toolchain, a pseudo-terminal, a benchmark peer) is *ignored* without it, never
+//! silently passed: `build.rs` detects each tool once (`tests/build/optional_tools.rs`) and
+//! sets a cfg, and the test carries one attribute saying what it needs and how to get it:
+//!
+//! ```text
+//! #[test]
+//! #[cfg_attr(not(have_busybox), ignore = "needs /bin/busybox: apt-get install busybox-static")]
+//! fn my_busybox_test() { ... }
+//! ```
+//!
+//! | cfg                 | tool                     | Debian package    |
+//! |---------------------|--------------------------|-------------------|
+//! | `have_busybox`      | static `/bin/busybox`    | `busybox-static`  |
+//! | `have_static_glibc` | `libc.a` (C programs)    | `libc6-dev`       |
+//! | `have_musl`         | `musl-gcc` (C programs)  | `musl-tools`      |
+//! | `have_script`       | `script` (a terminal)    | `bsdutils`        |
+//! | `have_uml`          | `linux.uml` (bench peer) | `user-mode-linux` |
+//! | `have_runsc`        | `runsc` (bench peer)     | `runsc`           |
+//!
+//! Without the tool, libtest prints `ignored, needs ...` for the test and counts it in the
+//! summary, and the build prints one warning per missing tool naming the ignored tests and
+//! the package. With `PVMUX_REQUIRE_ALL_TESTS=1` (CI) a missing tool is a build error. Several
+//! tools: `not(all(have_busybox, have_script))`. A new tool is one entry in `TOOLS` in
+//! `tests/build/optional_tools.rs`.
 #![forbid(unsafe_code)]
 
 use std::io::{Read, Write};

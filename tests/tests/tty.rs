@@ -1,11 +1,11 @@
 //! `pvmux run` on a terminal: the host terminal goes raw while the program runs (and is
 //! restored), and the guest kernel is the line discipline (echo, line editing, `^C`).
 //!
-//! The CLI runs under a pseudo-terminal made by util-linux `script`, with busybox-static as the
-//! guest program; the test is skipped when either is missing.
+//! The CLI runs under a pseudo-terminal made by util-linux `script` (ignored without it), with
+//! the workspace's `toolbox cat` as the guest program, and with a busybox-static shell
+//! (ignored without busybox).
 
 use std::io::{Read, Write};
-use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -16,27 +16,25 @@ const STEP: Duration = Duration::from_secs(8);
 /// The busybox prompt of the guest's root shell.
 const PROMPT: &[u8] = b"/ # ";
 
-/// A busybox-static binary on the host and `script`, if installed.
-fn tools() -> Option<&'static str> {
-    let script = ["/usr/bin/script", "/bin/script"]
-        .into_iter()
-        .any(|p| Path::new(p).exists());
-    let bb = ["/bin/busybox", "/usr/bin/busybox"]
-        .into_iter()
-        .find(|p| Path::new(p).exists());
-    match (script, bb) {
-        (true, Some(bb)) => Some(bb),
-        _ => {
-            eprintln!("busybox or script not installed; skipping");
-            None
-        }
-    }
+/// The host's busybox (a static build, Debian's busybox-static).
+const BUSYBOX: &str = "/bin/busybox";
+
+/// `toolbox cat PROMPT`: the workspace test program that copies its input to its output.
+fn toolbox_cat() -> String {
+    format!(
+        "{}/toolbox cat {}",
+        env!("PVMUX_PROG_DIR"),
+        String::from_utf8_lossy(CAT_PROMPT)
+    )
 }
+
+/// What `toolbox_cat` prints before it reads.
+const CAT_PROMPT: &[u8] = b"cat-ready:";
 
 /// Output collected so far, and a signal for each chunk (or the end).
 type Output = Arc<(Mutex<(Vec<u8>, bool)>, Condvar)>;
 
-/// `pvmux run --rootfs / -- BUSYBOX sh` on a new pseudo-terminal, between two `stty -g`.
+/// `pvmux run --rootfs / -- PROGRAM ARGS...` on a new pseudo-terminal, between two `stty -g`.
 struct Session {
     child: Child,
     stdin: Option<ChildStdin>,
@@ -44,10 +42,11 @@ struct Session {
 }
 
 impl Session {
-    fn start(bb: &str) -> Self {
+    /// Starts `program` (words separated by spaces, none quoted) on the terminal.
+    fn start(program: &str) -> Self {
         let pvmux = env!("CARGO_BIN_EXE_pvmux-cli");
         let cmd = format!(
-            "echo \"BEFORE=$(stty -g)\"; '{pvmux}' run --rootfs / -- {bb} sh; \
+            "echo \"BEFORE=$(stty -g)\"; '{pvmux}' run --rootfs / -- {program}; \
              echo \"STATUS=$?\"; echo \"AFTER=$(stty -g)\""
         );
         let mut child = Command::new("script")
@@ -162,9 +161,52 @@ fn count(hay: &[u8], pat: &[u8]) -> usize {
 }
 
 #[test]
+#[cfg_attr(not(have_script), ignore = "needs script(1): apt-get install bsdutils")]
+fn canonical_line_editing_and_end_of_file() {
+    let mut s = Session::start(&toolbox_cat());
+    let at = s.wait_for(0, CAT_PROMPT);
+    // The kernel echoes the line (once), with line editing, and delivers it on Enter.
+    s.send(b"typed linx\x7fe\r");
+    let end = s.wait_for(at, b"typed line\r\n");
+    let out = s.output();
+    let part = &out[at..end];
+    assert_eq!(
+        count(part, b"typed lin"),
+        2,
+        "echo once, output once:\n{}",
+        String::from_utf8_lossy(part)
+    );
+    assert_eq!(count(part, b"x\x08 \x08e"), 1, "erase echoed as \\b \\b");
+    // ^W erases a word, ^U the line; ^D on an empty line is end of file.
+    s.send(b"one two\x17three\r");
+    let end = s.wait_for(end, b"one three\r\n");
+    s.send(b"gone\x15kept\r");
+    s.wait_for(end, b"kept\r\nkept\r\n");
+    s.send(b"\x04");
+    let (status, out) = s.finish();
+    assert_eq!(status, 0, "{}", String::from_utf8_lossy(&out));
+}
+
+#[test]
+#[cfg_attr(not(have_script), ignore = "needs script(1): apt-get install bsdutils")]
+fn interrupt_ends_the_program_with_130() {
+    let mut s = Session::start(&toolbox_cat());
+    let at = s.wait_for(0, CAT_PROMPT);
+    s.send(b"first\r");
+    s.wait_for(at, b"first\r\nfirst\r\n");
+    // ^C: SIGINT for the foreground process group, which ends the program (128 + 2).
+    s.send(b"\x03");
+    let (status, out) = s.finish();
+    assert_eq!(status, 130, "{}", String::from_utf8_lossy(&out));
+}
+
+#[test]
+#[cfg_attr(
+    not(all(have_busybox, have_script)),
+    ignore = "needs /bin/busybox and script(1): apt-get install busybox-static bsdutils"
+)]
 fn shell_line_is_echoed_once() {
-    let Some(bb) = tools() else { return };
-    let mut s = Session::start(bb);
+    let mut s = Session::start(&format!("{BUSYBOX} sh"));
     let at = s.wait_for(0, PROMPT);
     s.send(b"echo hi; exit 3\r");
     let after = s.wait_for(at, b"hi\r\n");
@@ -181,9 +223,12 @@ fn shell_line_is_echoed_once() {
 }
 
 #[test]
-fn canonical_read_and_interrupt() {
-    let Some(bb) = tools() else { return };
-    let mut s = Session::start(bb);
+#[cfg_attr(
+    not(all(have_busybox, have_script)),
+    ignore = "needs /bin/busybox and script(1): apt-get install busybox-static bsdutils"
+)]
+fn shell_canonical_read_and_interrupt() {
+    let mut s = Session::start(&format!("{BUSYBOX} sh"));
     let at = s.wait_for(0, PROMPT);
     // A program reading the terminal in canonical mode: the kernel echoes the line (once),
     // with line editing, and delivers it on Enter. R2Y shows the shell is done with its own

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use pvmux_host::hostfs::HostFs;
 use pvmux_host::{Host, TenantConfig, TenantOutcome};
+use pvmux_hypercalls::bootargs::{BootArgsBuf, Options};
 use pvmux_tests::procfs::{children, count, memfd_mappings};
 use pvmux_tests::{host, kernel, Capture};
 
@@ -25,23 +26,18 @@ fn one(host: &Host, share: &Arc<HostFs>, i: usize) {
         // A program killed by a signal ends the shell with 128+9.
         _ => "/bin/busybox sleep 5 & kill -9 $!; wait $!",
     };
-    let enc: String = script
-        .bytes()
-        .map(|b| {
-            if (0x21..=0x7e).contains(&b) && b != b'%' {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
     let out = Capture::default();
+    let options = Options {
+        hostfs: true,
+        ..Options::default()
+    };
+    let argv = ["/bin/busybox", "sh", "-c", script];
     let mut cfg = TenantConfig::new(
         format!("leak{i}"),
         kernel(),
         64 << 20,
         2,
-        format!("hostfs -- /bin/busybox sh -c {enc}"),
+        BootArgsBuf::new(&options, [], argv).expect("boot arguments fit"),
         Box::new(out.clone()),
     );
     cfg.console_stderr = Box::new(out.clone());

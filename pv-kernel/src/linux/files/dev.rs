@@ -7,9 +7,9 @@
 //! device, and `stat` reports it as a character device with the Linux device number.
 //!
 //! The console reads the host's stdin (`ConsoleRead`, buffered here so `poll` can look
-//! ahead) and writes the host's stdout or stderr (`ConsoleWrite` streams). Whether each host
-//! stream is a terminal comes from the `console-tty=N` boot word (bit 0 stdin, 1 stdout,
-//! 2 stderr); only terminal streams answer terminal `ioctl`s. When stdin is a terminal, the
+//! ahead) and writes the host's stdout or stderr (`ConsoleWrite` streams). Which host streams
+//! are terminals comes from the boot arguments ([`Terminals`]); only terminal streams answer
+//! terminal `ioctl`s. When stdin is a terminal, the
 //! host puts it into raw mode and the console is the line discipline, following the termios
 //! settings programs set (Linux's defaults at boot): canonical mode with line editing (erase,
 //! word erase, kill, end of file), echo to the terminal among stdout and stderr, `^C`/`^\`
@@ -19,8 +19,9 @@
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 
+use pvmux_hypercalls::bootargs::{ConsoleSize, Terminals};
 use pvmux_hypercalls::hypercall::stream;
 use pvmux_hypercalls::Hypercall;
 
@@ -178,33 +179,25 @@ pub(crate) fn write(dev: Dev, len: usize) -> Result<usize, Errno> {
 }
 
 // ---------------------------------------------------------------------------------------
-// The boot words.
+// The console options of the boot arguments.
 
-/// `console-tty=N`: bit 0/1/2 set if the host's stdin/stdout/stderr is a terminal.
-pub(crate) fn tty_bits() -> u32 {
-    word("console-tty=")
-        .and_then(|v| v.parse::<u32>().ok())
-        .unwrap_or(0)
-        & 7
+/// Which host streams are terminals.
+pub(crate) fn terminals() -> Terminals {
+    crate::boot::args().options.terminals
 }
 
-/// `console-size=COLSxROWS` (default 80x24).
-fn console_size() -> (u16, u16) {
-    word("console-size=")
-        .and_then(|v| {
-            let (c, r) = v.split_once('x')?;
-            Some((c.parse::<u16>().ok()?, r.parse::<u16>().ok()?))
-        })
-        .filter(|&(c, r)| c > 0 && r > 0)
-        .unwrap_or((80, 24))
-}
+/// The terminal size assumed when the host did not give one.
+const DEFAULT_SIZE: ConsoleSize = match ConsoleSize::new(80, 24) {
+    Some(size) => size,
+    None => panic!("80x24 has no zero dimension"),
+};
 
-/// The value of boot word `prefix...` (kernel words only: not the init's argv after `--`).
-fn word(prefix: &str) -> Option<&'static str> {
-    crate::boot::cmdline()
-        .split_ascii_whitespace()
-        .take_while(|&w| w != "--")
-        .find_map(|w| w.strip_prefix(prefix))
+/// The terminal's size at boot.
+fn console_size() -> ConsoleSize {
+    crate::boot::args()
+        .options
+        .console_size
+        .unwrap_or(DEFAULT_SIZE)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -327,7 +320,7 @@ impl Termios {
 
 /// The console's shared state.
 ///
-/// When the host's stdin is a terminal (`console-tty` bit 0), the console is its line
+/// When the host's stdin is a terminal, the console is its line
 /// discipline: every byte from the host goes through [`Console::receive`] as it arrives
 /// (also from the input event, so `^C` works while nothing reads), which applies the
 /// termios settings: input translation, signals, echo, and in canonical mode line editing.
@@ -386,25 +379,17 @@ const INPUT_MAX: usize = 64 * 1024;
 /// `N_TTY_BUF_SIZE`); further characters are dropped.
 const LINE_MAX: usize = 4096;
 
-/// `console-tty` bits, parsed once (`u32::MAX`: not yet).
-static TTY_BITS: AtomicU32 = AtomicU32::new(u32::MAX);
-
 /// True if the host's stdin is a terminal: the console is then the line discipline.
 fn ldisc() -> bool {
-    let mut bits = TTY_BITS.load(Ordering::Relaxed);
-    if bits == u32::MAX {
-        bits = tty_bits();
-        TTY_BITS.store(bits, Ordering::Relaxed);
-    }
-    bits & 1 != 0
+    terminals().stdin
 }
 
 /// The host stream that echo goes to: the terminal among stdout and stderr, if any.
 fn echo_stream() -> Option<u64> {
-    let bits = tty_bits();
-    if bits & 2 != 0 {
+    let t = terminals();
+    if t.stdout {
         Some(stream::STDOUT)
-    } else if bits & 4 != 0 {
+    } else if t.stderr {
         Some(stream::STDERR)
     } else {
         None
@@ -1003,8 +988,8 @@ pub(crate) fn tty_ioctl(cmd: u64, arg: u64) -> SysResult {
             let ws = {
                 let mut c = CONSOLE.lock();
                 if c.winsize[0] == 0 {
-                    let (cols, rows) = console_size();
-                    c.winsize = [rows, cols, 0, 0];
+                    let size = console_size();
+                    c.winsize = [size.rows.get(), size.cols.get(), 0, 0];
                 }
                 c.winsize
             };
@@ -1060,23 +1045,11 @@ pub(crate) fn tty_ioctl(cmd: u64, arg: u64) -> SysResult {
 /// fds 1 and 2 write its stdout and stderr; a terminal stream is read-write, like a real
 /// terminal's fds. Returns (flags, output stream, is a terminal) per fd.
 pub(crate) fn initial_console_fds() -> [(u32, u64, bool); 3] {
-    let bits = tty_bits();
-    let t = |b: u32| bits & (1 << b) != 0;
+    let t = terminals();
+    let rw = |tty: bool, plain: u32| if tty { oflag::O_RDWR } else { plain };
     [
-        (
-            if t(0) { oflag::O_RDWR } else { oflag::O_RDONLY },
-            stream::STDOUT,
-            t(0),
-        ),
-        (
-            if t(1) { oflag::O_RDWR } else { oflag::O_WRONLY },
-            stream::STDOUT,
-            t(1),
-        ),
-        (
-            if t(2) { oflag::O_RDWR } else { oflag::O_WRONLY },
-            stream::STDERR,
-            t(2),
-        ),
+        (rw(t.stdin, oflag::O_RDONLY), stream::STDOUT, t.stdin),
+        (rw(t.stdout, oflag::O_WRONLY), stream::STDOUT, t.stdout),
+        (rw(t.stderr, oflag::O_WRONLY), stream::STDERR, t.stderr),
     ]
 }

@@ -160,7 +160,7 @@ pub(crate) fn sys_openat(dirfd: u64, path_va: u64, flags: u64, mode: u64) -> Sys
             let _ = fs::with(|fs| fs.close(h));
             match d {
                 Dev::Tty | Dev::Console => {
-                    let t = dev::terminals();
+                    let t = super::tty::terminals();
                     if d == Dev::Tty && t == Terminals::default() && !path_only {
                         // No controlling terminal.
                         return Err(Errno::ENXIO);

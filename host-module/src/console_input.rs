@@ -1,7 +1,7 @@
 //! Console input: a reader thread moves bytes from the tenant's input source into a bounded
 //! buffer, raises `pending::INPUT` on vCPU 0 when input (or its end) arrives, and the guest
 //! drains the buffer with the `ConsoleRead` hypercall. Also: which host standard streams are
-//! terminals, and the terminal size (for the CLI's `console-tty=` / `console-size=` words).
+//! terminals, and the terminal size (for the boot arguments' console options).
 
 use std::collections::VecDeque;
 use std::io::Read;
@@ -9,6 +9,8 @@ use std::os::fd::AsFd;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+use pvmux_hypercalls::bootargs::{ConsoleSize, Terminals};
 
 use pvmux_hypercalls::HcError;
 
@@ -207,39 +209,22 @@ fn stdin_reader(buf: &InputBuffer, notify: &dyn Fn()) {
     }
 }
 
-/// Which of the host's standard streams are terminals.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct HostTerminals {
-    /// Standard input is a terminal.
-    pub stdin: bool,
-    /// Standard output is a terminal.
-    pub stdout: bool,
-    /// Standard error is a terminal.
-    pub stderr: bool,
-}
-
-impl HostTerminals {
-    /// Looks at the host's fds 0, 1 and 2.
-    pub fn detect() -> Self {
-        use std::io::IsTerminal;
-        Self {
-            stdin: std::io::stdin().is_terminal(),
-            stdout: std::io::stdout().is_terminal(),
-            stderr: std::io::stderr().is_terminal(),
-        }
-    }
-
-    /// The `console-tty=` mask: bit 0 stdin, bit 1 stdout, bit 2 stderr.
-    pub fn mask(self) -> u8 {
-        u8::from(self.stdin) | u8::from(self.stdout) << 1 | u8::from(self.stderr) << 2
+/// Which of the host's standard streams (fds 0, 1 and 2) are terminals: the boot
+/// arguments' [`Terminals`].
+pub fn host_terminals() -> Terminals {
+    use std::io::IsTerminal;
+    Terminals {
+        stdin: std::io::stdin().is_terminal(),
+        stdout: std::io::stdout().is_terminal(),
+        stderr: std::io::stderr().is_terminal(),
     }
 }
 
-/// The size (columns, rows) of the terminal `fd` refers to; `None` if it is not a terminal
-/// or reports a zero size.
-pub fn terminal_size(fd: impl AsFd) -> Option<(u16, u16)> {
+/// The size of the terminal `fd` refers to; `None` if it is not a terminal or reports a zero
+/// size.
+pub fn terminal_size(fd: impl AsFd) -> Option<ConsoleSize> {
     let ws = rustix::termios::tcgetwinsize(fd).ok()?;
-    (ws.ws_col > 0 && ws.ws_row > 0).then_some((ws.ws_col, ws.ws_row))
+    ConsoleSize::new(ws.ws_col, ws.ws_row)
 }
 
 #[cfg(test)]
@@ -313,15 +298,7 @@ mod tests {
     }
 
     #[test]
-    fn terminal_mask() {
-        let t = HostTerminals {
-            stdin: true,
-            stdout: false,
-            stderr: true,
-        };
-        assert_eq!(t.mask(), 0b101);
-        assert_eq!(HostTerminals::default().mask(), 0);
-        // A pipe is not a terminal.
+    fn a_pipe_is_not_a_terminal() {
         let (r, _w) = rustix::pipe::pipe().unwrap();
         assert_eq!(terminal_size(&r), None);
     }

@@ -412,7 +412,7 @@ mod tests {
         let clock = ClockParams::now();
         let p = BuildParams {
             nr_vcpus: 1,
-            cmdline: "",
+            boot_args: &pvmux_hypercalls::BootArgsBuf::default(),
             clock: &clock,
             initrd: None,
         };

@@ -35,10 +35,11 @@
 //! [`BOOT_INFO_GVA`]; the boot stack (read-write) at [`BOOT_STACK_BOTTOM_GVA`], with an unmapped
 //! guard page below it.
 
-use pvmux_hypercalls::boot::{BootInfo, MemRegion, MemRegionKind, CMDLINE_MAX, MAX_MEM_REGIONS};
+use pvmux_hypercalls::boot::{BootInfo, MemRegion, MemRegionKind, MAX_MEM_REGIONS};
 use pvmux_hypercalls::layout::{
     vcpu_shared_addr, DIRECT_MAP_BASE, KERNEL_REGION_BASE, KERNEL_REGION_SIZE,
 };
+use pvmux_hypercalls::BootArgsBuf;
 use pvmux_hypercalls::{ABI_MAGIC, ABI_VERSION, PAGE_SIZE};
 use rand::Rng;
 use zerocopy::{FromZeros, IntoBytes};
@@ -132,8 +133,8 @@ pub struct DomainLayout {
 pub struct BuildParams<'a> {
     /// Number of vCPUs.
     pub nr_vcpus: u32,
-    /// Kernel command line.
-    pub cmdline: &'a str,
+    /// The boot arguments (encoded, so they fit `BootInfo.boot_args`).
+    pub boot_args: &'a BootArgsBuf,
     /// Guest clock origin.
     pub clock: &'a ClockParams,
     /// Initial RAM disk: a plain cpio newc archive the caller has checked with
@@ -157,13 +158,6 @@ pub fn build(
     params: &BuildParams<'_>,
     base: u64,
 ) -> Result<DomainLayout, HostError> {
-    let cmdline = params.cmdline.as_bytes();
-    if cmdline.len() > CMDLINE_MAX {
-        return Err(HostError::CmdlineTooLong {
-            len: cmdline.len(),
-            max: CMDLINE_MAX,
-        });
-    }
     if !base.is_multiple_of(KERNEL_ALIGN)
         || base < KERNEL_REGION_BASE
         || base + kernel.span() > KERNEL_REGION_BASE + KERNEL_REGION_SIZE
@@ -270,8 +264,9 @@ pub fn build(
     info.mem_size = mem_size;
     info.nr_mem_regions = mem_map.len() as u32;
     info.mem_map[..mem_map.len()].copy_from_slice(&mem_map);
-    info.cmdline_len = cmdline.len() as u32;
-    info.cmdline[..cmdline.len()].copy_from_slice(cmdline);
+    let boot_args = params.boot_args.as_bytes();
+    info.boot_args_len = boot_args.len() as u32;
+    info.boot_args[..boot_args.len()].copy_from_slice(boot_args);
     info.tsc_khz = clock.tsc_khz;
     info.tsc_base = clock.tsc_base;
     info.clock_mult = clock.mult;
@@ -344,7 +339,7 @@ mod tests {
         let c = clock();
         let params = BuildParams {
             nr_vcpus: 2,
-            cmdline: "selftest",
+            boot_args: &BootArgsBuf::from_words("selftest exit=3").unwrap(),
             clock: &c,
             initrd: None,
         };
@@ -384,7 +379,11 @@ mod tests {
         let info = BootInfo::read_from_bytes(&buf).unwrap();
         assert_eq!(info.magic, ABI_MAGIC);
         assert_eq!(info.nr_vcpus, 2);
-        assert_eq!(info.cmdline(), b"selftest");
+        let args = pvmux_hypercalls::BootArgs::decode(info.boot_args()).unwrap();
+        assert!(args.commands().eq([
+            pvmux_hypercalls::bootargs::Command::Selftest,
+            pvmux_hypercalls::bootargs::Command::Exit(3)
+        ]));
         assert_eq!(info.kernel_virt_base, base);
         assert_eq!(info.page_table_root, root);
         assert_eq!(info.wall_clock_epoch_ns, 7);
@@ -428,7 +427,7 @@ mod tests {
             .collect();
         let params = BuildParams {
             nr_vcpus: 1,
-            cmdline: "",
+            boot_args: &BootArgsBuf::default(),
             clock: &c,
             initrd: Some(&initrd),
         };
@@ -505,7 +504,7 @@ mod tests {
         let initrd = vec![1u8; 15 << 20];
         let params = BuildParams {
             nr_vcpus: 1,
-            cmdline: "",
+            boot_args: &BootArgsBuf::default(),
             clock: &c,
             initrd: Some(&initrd),
         };
@@ -595,7 +594,7 @@ mod tests {
             let initrd = vec![7u8; initrd_len];
             let params = BuildParams {
                 nr_vcpus: 1,
-                cmdline: "",
+                boot_args: &BootArgsBuf::default(),
                 clock: &c,
                 initrd: Some(&initrd),
             };
@@ -635,19 +634,13 @@ mod tests {
         let c = clock();
         let kernel = KernelImage::parse(TestElf::default().build()).unwrap();
         let mem = GuestMemory::new(16 << 20).unwrap();
-        let long = "x".repeat(CMDLINE_MAX + 1);
         let p = BuildParams {
             nr_vcpus: 1,
-            cmdline: &long,
+            boot_args: &BootArgsBuf::default(),
             clock: &c,
             initrd: None,
         };
         let base = random_kernel_base(kernel.span());
-        assert!(matches!(
-            build(&mem, &kernel, &p, base),
-            Err(HostError::CmdlineTooLong { .. })
-        ));
-        let p = BuildParams { cmdline: "", ..p };
         assert!(build(&mem, &kernel, &p, base + 4096).is_err());
         let big = KernelImage::parse(
             TestElf {

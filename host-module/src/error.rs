@@ -99,14 +99,6 @@ pub enum HostError {
         /// the other half).
         needed: u64,
     },
-    /// The kernel command line is too long.
-    #[error("kernel command line is {len} bytes, the maximum is {max}")]
-    CmdlineTooLong {
-        /// Length of the given command line.
-        len: usize,
-        /// [`pvmux_hypercalls::boot::CMDLINE_MAX`].
-        max: usize,
-    },
     /// A system call failed while setting up a tenant.
     #[error("{what} failed: {source}")]
     Os {

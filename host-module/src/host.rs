@@ -55,7 +55,7 @@ impl Host {
         let clock = ClockParams::now();
         let params = BuildParams {
             nr_vcpus: cfg.vcpus,
-            cmdline: &cfg.cmdline,
+            boot_args: &cfg.boot_args,
             clock: &clock,
             initrd: cfg.initrd.as_deref().map(Vec::as_slice),
         };

@@ -40,7 +40,7 @@ pub mod vcpu;
 pub mod watchdog;
 
 pub use console::{KernelLog, TokenBucket, CONSOLE_TAIL_LINES};
-pub use console_input::{ConsoleInput, HostTerminals};
+pub use console_input::ConsoleInput;
 pub use crash::{CrashCause, CrashReport, Frame};
 pub use error::{HostError, ImageError, MemoryError};
 pub use host::{Host, DEFAULT_FAULT_AROUND};

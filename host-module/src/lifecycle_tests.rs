@@ -27,7 +27,7 @@ fn config(name: &str, vcpus: u32, console: Capture) -> TenantConfig {
         kernel: Arc::new(KernelImage::parse(TestElf::default().build()).unwrap()),
         mem_size: 16 << 20,
         vcpus,
-        cmdline: "test".to_owned(),
+        boot_args: pvmux_hypercalls::BootArgsBuf::default(),
         console: Box::new(console),
         console_stderr: Box::new(std::io::stderr()),
         kernel_log: crate::KernelLog::Stdout,

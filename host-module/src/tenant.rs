@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use pvmux_hypercalls::sandbox::{STUB_EXIT_CRASH, STUB_EXIT_SETUP};
-use pvmux_hypercalls::{HcError, TrapFrame};
+use pvmux_hypercalls::{BootArgsBuf, HcError, TrapFrame};
 
 use crate::clock::ClockParams;
 use crate::console::{Console, KernelLog, Stream};
@@ -36,8 +36,10 @@ pub struct TenantConfig {
     pub mem_size: u64,
     /// Number of vCPUs (1..=`MAX_VCPUS`).
     pub vcpus: u32,
-    /// Kernel command line.
-    pub cmdline: String,
+    /// The boot arguments: what the kernel is asked to do (options, commands, the init
+    /// program). Build them typed ([`BootArgsBuf::new`]) or from the words of a command line
+    /// ([`BootArgsBuf::from_words`]).
+    pub boot_args: BootArgsBuf,
     /// Where the guest console's standard output goes (`ConsoleWrite` stream 0).
     pub console: Box<dyn Write + Send>,
     /// Where the guest console's standard error goes (stream 2); default: the host's stderr.
@@ -64,7 +66,7 @@ pub struct TenantConfig {
     /// of guest memory. `None` = no initial RAM disk.
     pub initrd: Option<Arc<Vec<u8>>>,
     /// Host directory shared read-only with the guest (`--rootfs`, see [`crate::hostfs`]);
-    /// the guest uses it when its command line has the word `hostfs`. `None` = no share.
+    /// the guest uses it when its boot arguments have the `hostfs` option. `None` = no share.
     pub hostfs: Option<Arc<crate::hostfs::HostFs>>,
 }
 
@@ -75,7 +77,7 @@ impl TenantConfig {
         kernel: Arc<KernelImage>,
         mem_size: u64,
         vcpus: u32,
-        cmdline: impl Into<String>,
+        boot_args: BootArgsBuf,
         console: Box<dyn Write + Send>,
     ) -> Self {
         Self {
@@ -83,7 +85,7 @@ impl TenantConfig {
             kernel,
             mem_size,
             vcpus,
-            cmdline: cmdline.into(),
+            boot_args,
             console,
             console_stderr: Box::new(std::io::stderr()),
             kernel_log: KernelLog::Stdout,
@@ -105,7 +107,7 @@ impl std::fmt::Debug for TenantConfig {
             .field("name", &self.name)
             .field("mem_size", &self.mem_size)
             .field("vcpus", &self.vcpus)
-            .field("cmdline", &self.cmdline)
+            .field("boot_args", &self.boot_args)
             .field("kernel_log", &self.kernel_log)
             .field("console_input", &self.console_input)
             .field("watchdog", &self.watchdog)

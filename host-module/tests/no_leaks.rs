@@ -23,7 +23,7 @@ fn config(i: usize) -> TenantConfig {
         kernel: Arc::new(KernelImage::parse(test_elf::TestElf::default().build()).unwrap()),
         mem_size: 16 << 20,
         vcpus: 2,
-        cmdline: String::new(),
+        boot_args: pvmux_hypercalls::BootArgsBuf::default(),
         console: Box::new(std::io::sink()) as Box<dyn Write + Send>,
         console_stderr: Box::new(std::io::stderr()),
         kernel_log: pvmux_host::KernelLog::Stdout,

@@ -1,5 +1,5 @@
 /*
- * pvmux_abi.h - the pvmux guest <-> host ABI, version 2, for C guest kernels.
+ * pvmux_abi.h - the pvmux guest <-> host ABI, version 3, for C guest kernels.
  *
  * This header mirrors the Rust crate `pvmux-hypercalls` (hypercalls/src/), which is the
  * normative definition; docs/ABI.md is the prose specification. Every struct size and key
@@ -38,7 +38,7 @@ extern "C" {
 
 /* "PVMUXABI" read as a little-endian u64. */
 #define PVMUX_ABI_MAGIC UINT64_C(0x49424158554d5650)
-#define PVMUX_ABI_VERSION 2u
+#define PVMUX_ABI_VERSION 3u
 /* Guest and host page size (pvmux requires 4 KiB host pages). */
 #define PVMUX_PAGE_SIZE UINT64_C(4096)
 /* Largest number of vCPUs of a tenant. */
@@ -106,7 +106,7 @@ struct pvmux_kernel_abi_header {
  * ---------------------------------------------------------------------------------------- */
 
 #define PVMUX_MAX_MEM_REGIONS 32
-#define PVMUX_CMDLINE_MAX 2048
+#define PVMUX_BOOT_ARGS_MAX 2048 /* size of BootInfo.boot_args */
 
 /* MemRegion.kind. Unknown kinds must be treated as reserved (not usable). */
 enum pvmux_mem_region_kind {
@@ -132,9 +132,9 @@ struct pvmux_boot_info {
     uint32_t nr_vcpus;       /* 1..=PVMUX_MAX_VCPUS; vCPU 0 runs the entry point */
     uint64_t mem_size;       /* guest memory in bytes */
     uint32_t nr_mem_regions; /* valid entries in mem_map (clamp to PVMUX_MAX_MEM_REGIONS) */
-    uint32_t cmdline_len;    /* valid bytes in cmdline (clamp to PVMUX_CMDLINE_MAX) */
+    uint32_t boot_args_len;  /* valid bytes in boot_args (clamp to PVMUX_BOOT_ARGS_MAX) */
     struct pvmux_mem_region mem_map[PVMUX_MAX_MEM_REGIONS]; /* sorted, non-overlapping */
-    uint8_t cmdline[PVMUX_CMDLINE_MAX];                     /* UTF-8, NOT NUL-terminated */
+    uint8_t boot_args[PVMUX_BOOT_ARGS_MAX]; /* struct pvmux_boot_args_header + records */
     uint64_t initrd_gpa;          /* 0 if none */
     uint64_t initrd_len;          /* 0 if none */
     uint64_t tsc_khz;             /* TSC frequency in kHz */
@@ -572,6 +572,75 @@ struct pvmux_user_slot {
 };
 
 /* ------------------------------------------------------------------------------------------
+ * Boot arguments (bootargs.rs): BootInfo.boot_args, what the kernel is asked to do
+ *
+ * Layout (little endian, records unaligned and unpadded; total_len == boot_args_len):
+ *   struct pvmux_boot_args_header
+ *   canary_len bytes of UTF-8: the hostile canary path (0 = none)
+ *   nr_commands records: struct pvmux_boot_args_record, then `len` payload bytes
+ *   nr_args records: uint16_t length, then that many bytes (init argv[i], any bytes)
+ * A reader must refuse: another magic/version/header_len, total_len != boot_args_len,
+ * undefined flag or tty bits, non-zero reserved fields, host_pid/seed non-zero without their
+ * flag, one console dimension 0, unknown command kinds, wrong payloads (none for plain
+ * commands, 8 bytes for EXIT/SLEEP, non-empty UTF-8 for text commands), anything past the
+ * end, bytes after the last argument.
+ * ---------------------------------------------------------------------------------------- */
+
+#define PVMUX_BOOT_ARGS_MAGIC 0x41425650u /* "PVBA" */
+#define PVMUX_BOOT_ARGS_VERSION 1u
+
+/* pvmux_boot_args_header.flags */
+#define PVMUX_BOOT_ARGS_SYSCALL_REPORT (1u << 0) /* report unimplemented syscalls at init end */
+#define PVMUX_BOOT_ARGS_QUIET (1u << 1)          /* no start-up banner */
+#define PVMUX_BOOT_ARGS_HOSTFS (1u << 2)         /* the host share is the root filesystem */
+#define PVMUX_BOOT_ARGS_BENCH_QUICK (1u << 3)    /* fewer benchmark repetitions */
+#define PVMUX_BOOT_ARGS_HOST_PID (1u << 4)       /* host_pid is given */
+#define PVMUX_BOOT_ARGS_SEED (1u << 5)           /* seed is given */
+#define PVMUX_BOOT_ARGS_FLAGS_ALL 0x3fu
+
+/* pvmux_boot_args_header.terminals: host streams that are terminals */
+#define PVMUX_BOOT_ARGS_TTY_STDIN 1u
+#define PVMUX_BOOT_ARGS_TTY_STDOUT 2u
+#define PVMUX_BOOT_ARGS_TTY_STDERR 4u
+
+/* pvmux_boot_args_record.kind, in the order given; payload in brackets */
+#define PVMUX_BOOT_CMD_SELFTEST 1u           /* [none] self-tests (test kernel) */
+#define PVMUX_BOOT_CMD_FS_SELFTEST 2u        /* [none] filesystem self-test (test kernel) */
+#define PVMUX_BOOT_CMD_EXIT 3u               /* [uint64 exit code] shut down */
+#define PVMUX_BOOT_CMD_SLEEP 4u              /* [uint64 ms] sleep */
+#define PVMUX_BOOT_CMD_PANIC 5u              /* [none] panic on purpose (test kernel) */
+#define PVMUX_BOOT_CMD_SYSCALL 6u            /* [none] raw Linux syscalls (test kernel) */
+#define PVMUX_BOOT_CMD_CRASH_DOUBLE_FAULT 7u /* [none] faulting delivery (test kernel) */
+#define PVMUX_BOOT_CMD_CRASH_STUB_SYSCALL 8u /* [none] jump to a stub syscall (test kernel) */
+#define PVMUX_BOOT_CMD_BENCH 9u              /* [text: all | names,...] benchmarks (test) */
+#define PVMUX_BOOT_CMD_HOSTILE 10u           /* [text: case] adversarial case (test kernel) */
+#define PVMUX_BOOT_CMD_LS 11u                /* [text: path] list a directory */
+#define PVMUX_BOOT_CMD_CAT 12u               /* [text: path] print a file */
+
+struct pvmux_boot_args_header {
+    uint32_t magic;         /* PVMUX_BOOT_ARGS_MAGIC */
+    uint16_t version;       /* PVMUX_BOOT_ARGS_VERSION */
+    uint16_t header_len;    /* sizeof(struct pvmux_boot_args_header) */
+    uint32_t total_len;     /* bytes, header included */
+    uint32_t flags;         /* PVMUX_BOOT_ARGS_* */
+    uint64_t host_pid;      /* if PVMUX_BOOT_ARGS_HOST_PID, else 0 */
+    uint64_t seed;          /* if PVMUX_BOOT_ARGS_SEED, else 0 */
+    uint16_t console_cols;  /* stdout terminal size; 0 x 0 = not given */
+    uint16_t console_rows;  /*   */
+    uint8_t terminals;      /* PVMUX_BOOT_ARGS_TTY_* */
+    uint8_t _reserved0;     /* 0 */
+    uint16_t canary_len;    /* bytes of canary path after the header */
+    uint16_t nr_commands;   /* command records */
+    uint16_t nr_args;       /* argument records (0: no init program) */
+    uint32_t _reserved1;    /* 0 */
+};
+
+struct pvmux_boot_args_record {
+    uint16_t kind; /* PVMUX_BOOT_CMD_* */
+    uint16_t len;  /* payload bytes that follow */
+};
+
+/* ------------------------------------------------------------------------------------------
  * Host filesystem share (hostfs.rs): HostfsList / HostfsRead
  * ---------------------------------------------------------------------------------------- */
 
@@ -621,12 +690,12 @@ _Static_assert(offsetof(struct pvmux_boot_info, abi_version) == 8, "BootInfo.abi
 _Static_assert(offsetof(struct pvmux_boot_info, nr_vcpus) == 12, "BootInfo.nr_vcpus");
 _Static_assert(offsetof(struct pvmux_boot_info, mem_size) == 16, "BootInfo.mem_size");
 _Static_assert(offsetof(struct pvmux_boot_info, nr_mem_regions) == 24, "BootInfo");
-_Static_assert(offsetof(struct pvmux_boot_info, cmdline_len) == 28, "BootInfo.cmdline_len");
+_Static_assert(offsetof(struct pvmux_boot_info, boot_args_len) == 28, "BootInfo.boot_args_len");
 _Static_assert(offsetof(struct pvmux_boot_info, mem_map) == 32, "BootInfo.mem_map");
-_Static_assert(offsetof(struct pvmux_boot_info, cmdline) == 32 + 24 * PVMUX_MAX_MEM_REGIONS,
-               "BootInfo.cmdline");
+_Static_assert(offsetof(struct pvmux_boot_info, boot_args) == 32 + 24 * PVMUX_MAX_MEM_REGIONS,
+               "BootInfo.boot_args");
 _Static_assert(offsetof(struct pvmux_boot_info, initrd_gpa) ==
-                   32 + 24 * PVMUX_MAX_MEM_REGIONS + PVMUX_CMDLINE_MAX,
+                   32 + 24 * PVMUX_MAX_MEM_REGIONS + PVMUX_BOOT_ARGS_MAX,
                "BootInfo.initrd_gpa");
 _Static_assert(offsetof(struct pvmux_boot_info, tsc_base) == 2872, "BootInfo.tsc_base");
 _Static_assert(offsetof(struct pvmux_boot_info, clock_mult) == 2880, "BootInfo.clock_mult");
@@ -637,6 +706,17 @@ _Static_assert(offsetof(struct pvmux_boot_info, vcpu_shared_base) == 2968, "Boot
 _Static_assert(offsetof(struct pvmux_boot_info, _reserved) == 2976, "BootInfo._reserved");
 _Static_assert(sizeof(struct pvmux_boot_info) == 3040, "BootInfo size");
 _Static_assert(sizeof(struct pvmux_boot_info) <= 4096, "BootInfo fits a page");
+
+_Static_assert(sizeof(struct pvmux_boot_args_header) == 48, "BootArgsHeader size");
+_Static_assert(offsetof(struct pvmux_boot_args_header, flags) == 12, "BootArgsHeader.flags");
+_Static_assert(offsetof(struct pvmux_boot_args_header, host_pid) == 16, "BootArgsHeader");
+_Static_assert(offsetof(struct pvmux_boot_args_header, seed) == 24, "BootArgsHeader.seed");
+_Static_assert(offsetof(struct pvmux_boot_args_header, console_cols) == 32, "BootArgsHeader");
+_Static_assert(offsetof(struct pvmux_boot_args_header, terminals) == 36, "BootArgsHeader");
+_Static_assert(offsetof(struct pvmux_boot_args_header, canary_len) == 38, "BootArgsHeader");
+_Static_assert(offsetof(struct pvmux_boot_args_header, nr_commands) == 40, "BootArgsHeader");
+_Static_assert(offsetof(struct pvmux_boot_args_header, nr_args) == 42, "BootArgsHeader");
+_Static_assert(sizeof(struct pvmux_boot_args_record) == 4, "RecordHeader size");
 
 _Static_assert(sizeof(struct pvmux_trap_frame) == PVMUX_TRAP_FRAME_SIZE, "TrapFrame size");
 _Static_assert(offsetof(struct pvmux_trap_frame, rdi) == 40, "TrapFrame.rdi");

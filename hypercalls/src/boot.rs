@@ -9,8 +9,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// Maximum number of entries in [`BootInfo::mem_map`].
 pub const MAX_MEM_REGIONS: usize = 32;
-/// Maximum length of the kernel command line in bytes.
-pub const CMDLINE_MAX: usize = 2048;
+pub use crate::bootargs::BOOT_ARGS_MAX;
 
 /// What a region of guest-physical memory holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,12 +73,13 @@ pub struct BootInfo {
     pub mem_size: u64,
     /// Number of valid entries in `mem_map`.
     pub nr_mem_regions: u32,
-    /// Length of the command line in `cmdline`.
-    pub cmdline_len: u32,
+    /// Length of the boot arguments in `boot_args`.
+    pub boot_args_len: u32,
     /// Guest-physical memory map, sorted by base, non-overlapping.
     pub mem_map: [MemRegion; MAX_MEM_REGIONS],
-    /// Kernel command line (UTF-8, not NUL-terminated).
-    pub cmdline: [u8; CMDLINE_MAX],
+    /// The boot arguments: what the kernel is asked to do, encoded as
+    /// [`crate::bootargs`] describes (decode with [`crate::bootargs::BootArgs::decode`]).
+    pub boot_args: [u8; BOOT_ARGS_MAX],
     /// Guest-physical address of the initial RAM disk, 0 if none.
     pub initrd_gpa: u64,
     /// Length of the initial RAM disk in bytes, 0 if none.
@@ -120,10 +120,10 @@ pub struct BootInfo {
 }
 
 impl BootInfo {
-    /// The valid part of the command line.
-    pub fn cmdline(&self) -> &[u8] {
-        let len = (self.cmdline_len as usize).min(CMDLINE_MAX);
-        &self.cmdline[..len]
+    /// The valid part of `boot_args`: `boot_args_len` bytes (clamped to the array).
+    pub fn boot_args(&self) -> &[u8] {
+        let len = (self.boot_args_len as usize).min(BOOT_ARGS_MAX);
+        &self.boot_args[..len]
     }
 
     /// The valid entries of the memory map.
@@ -135,7 +135,9 @@ impl BootInfo {
 
 const _: () = assert!(size_of::<MemRegion>() == 24);
 const _: () = assert!(offset_of!(BootInfo, mem_map) == 32);
-const _: () = assert!(offset_of!(BootInfo, cmdline) == 32 + 24 * MAX_MEM_REGIONS);
-const _: () = assert!(offset_of!(BootInfo, initrd_gpa) == 32 + 24 * MAX_MEM_REGIONS + CMDLINE_MAX);
+const _: () = assert!(offset_of!(BootInfo, boot_args_len) == 28);
+const _: () = assert!(offset_of!(BootInfo, boot_args) == 32 + 24 * MAX_MEM_REGIONS);
+const _: () =
+    assert!(offset_of!(BootInfo, initrd_gpa) == 32 + 24 * MAX_MEM_REGIONS + BOOT_ARGS_MAX);
 const _: () = assert!(size_of::<BootInfo>() == 3040);
 const _: () = assert!(size_of::<BootInfo>() <= crate::PAGE_SIZE as usize);

@@ -2,7 +2,7 @@
 //!
 //! Everything a pvmux guest kernel, the sandbox stub and the host runtime share lives here and
 //! nowhere else: address-space layout, the boot information page, the per-vCPU shared page
-//! (interrupt state, hypercall doorbell, crash record), the trap frame, the stub's entry table,
+//! (interrupt state, hypercall doorbell, crash record), the boot arguments, the trap frame, the stub's entry table,
 //! hypercall numbers and error codes. Every shared struct is `#[repr(C)]`, has zerocopy derives
 //! and compile-time size/offset assertions; the ABI is versioned by [`ABI_MAGIC`] and
 //! [`ABI_VERSION`], checked at boot by both sides. `docs/ABI.md` is the prose specification.
@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod boot;
+pub mod bootargs;
 pub mod frame;
 pub mod hostfs;
 pub mod hypercall;
@@ -21,6 +22,7 @@ pub mod user;
 pub mod vcpu;
 
 pub use boot::{BootInfo, MemRegion, MemRegionKind};
+pub use bootargs::{BootArgs, BootArgsBuf};
 pub use frame::{TrapFrame, Vector};
 pub use hypercall::{HcError, Hypercall, HC_FLAG_NOSPIN};
 pub use image::KernelAbiHeader;
@@ -32,7 +34,7 @@ pub use vcpu::{CrashInfo, CrashReason, VcpuShared};
 pub const ABI_MAGIC: u64 = u64::from_le_bytes(*b"PVMUXABI");
 
 /// ABI version. Bumped on any incompatible change; both sides refuse a mismatch at boot.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 
 /// Size of a guest page (and of a host page: pvmux requires 4 KiB host pages).
 pub const PAGE_SIZE: u64 = 4096;

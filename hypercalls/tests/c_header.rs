@@ -12,7 +12,11 @@ use std::mem::{align_of, offset_of, size_of};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use pvmux_hypercalls::boot::{MemRegion, CMDLINE_MAX, MAX_MEM_REGIONS};
+use pvmux_hypercalls::boot::{MemRegion, BOOT_ARGS_MAX, MAX_MEM_REGIONS};
+use pvmux_hypercalls::bootargs::{
+    command as boot_cmd, flag, tty, BootArgsHeader, RecordHeader, BOOT_ARGS_MAGIC,
+    BOOT_ARGS_VERSION,
+};
 use pvmux_hypercalls::frame::{pf, RED_ZONE, RFLAGS_IF, RFLAGS_USER_MASK, TRAP_FRAME_SIZE};
 use pvmux_hypercalls::hostfs::{
     self, record_len, HostfsEntry, ENTRY_ALIGN, ENTRY_HEADER, LIST_MAX_BUF, LIST_MIN_BUF, NAME_MAX,
@@ -141,13 +145,15 @@ int main(void) {
     S(pvmux_kernel_abi_header); S(pvmux_mem_region); S(pvmux_boot_info);
     S(pvmux_trap_frame); S(pvmux_stub_table); S(pvmux_sandbox_header); S(pvmux_vcpu_shared);
     S(pvmux_user_ctx_header); S(pvmux_user_op); S(pvmux_user_slot); S(pvmux_hostfs_entry);
+    S(pvmux_boot_args_header); S(pvmux_boot_args_record);
     A(pvmux_boot_info); A(pvmux_trap_frame); A(pvmux_stub_table); A(pvmux_sandbox_header);
     A(pvmux_vcpu_shared); A(pvmux_user_ctx_header); A(pvmux_user_op); A(pvmux_user_slot);
     A(pvmux_hostfs_entry);
     O(pvmux_kernel_abi_header, abi_version); O(pvmux_kernel_abi_header, flags);
     O(pvmux_mem_region, len); O(pvmux_mem_region, kind);
     O(pvmux_boot_info, nr_vcpus); O(pvmux_boot_info, mem_size); O(pvmux_boot_info, mem_map);
-    O(pvmux_boot_info, cmdline); O(pvmux_boot_info, initrd_gpa); O(pvmux_boot_info, tsc_khz);
+    O(pvmux_boot_info, boot_args_len); O(pvmux_boot_info, boot_args);
+    O(pvmux_boot_info, initrd_gpa); O(pvmux_boot_info, tsc_khz);
     O(pvmux_boot_info, tsc_base); O(pvmux_boot_info, clock_mult); O(pvmux_boot_info, clock_shift);
     O(pvmux_boot_info, wall_clock_epoch_ns); O(pvmux_boot_info, kernel_phys_base);
     O(pvmux_boot_info, kernel_virt_base); O(pvmux_boot_info, kernel_size);
@@ -155,6 +161,14 @@ int main(void) {
     O(pvmux_boot_info, boot_stack_top); O(pvmux_boot_info, boot_stack_size);
     O(pvmux_boot_info, first_free_gpa); O(pvmux_boot_info, vcpu_shared_base);
     O(pvmux_boot_info, _reserved);
+    O(pvmux_boot_args_header, version); O(pvmux_boot_args_header, header_len);
+    O(pvmux_boot_args_header, total_len); O(pvmux_boot_args_header, flags);
+    O(pvmux_boot_args_header, host_pid); O(pvmux_boot_args_header, seed);
+    O(pvmux_boot_args_header, console_cols); O(pvmux_boot_args_header, console_rows);
+    O(pvmux_boot_args_header, terminals); O(pvmux_boot_args_header, _reserved0);
+    O(pvmux_boot_args_header, canary_len); O(pvmux_boot_args_header, nr_commands);
+    O(pvmux_boot_args_header, nr_args); O(pvmux_boot_args_header, _reserved1);
+    O(pvmux_boot_args_record, len);
     O(pvmux_trap_frame, rdi); O(pvmux_trap_frame, r15); O(pvmux_trap_frame, vector);
     O(pvmux_trap_frame, error_code); O(pvmux_trap_frame, fault_addr); O(pvmux_trap_frame, rip);
     O(pvmux_trap_frame, rflags); O(pvmux_trap_frame, rsp);
@@ -206,7 +220,25 @@ int main(void) {
     P("WINDOW_END", PVMUX_WINDOW_END); P("GUARD_END", PVMUX_GUARD_END);
     P("DIRECT_MAP_BASE", PVMUX_DIRECT_MAP_BASE); P("KERNEL_REGION_BASE", PVMUX_KERNEL_REGION_BASE);
     P("KERNEL_REGION_SIZE", PVMUX_KERNEL_REGION_SIZE); P("GUEST_FREE_BASE", PVMUX_GUEST_FREE_BASE);
-    P("MAX_MEM_REGIONS", PVMUX_MAX_MEM_REGIONS); P("CMDLINE_MAX", PVMUX_CMDLINE_MAX);
+    P("MAX_MEM_REGIONS", PVMUX_MAX_MEM_REGIONS); P("BOOT_ARGS_MAX", PVMUX_BOOT_ARGS_MAX);
+    P("BOOT_ARGS_MAGIC", PVMUX_BOOT_ARGS_MAGIC);
+    P("BOOT_ARGS_VERSION", PVMUX_BOOT_ARGS_VERSION);
+    P("BOOT_ARGS_SYSCALL_REPORT", PVMUX_BOOT_ARGS_SYSCALL_REPORT);
+    P("BOOT_ARGS_QUIET", PVMUX_BOOT_ARGS_QUIET); P("BOOT_ARGS_HOSTFS", PVMUX_BOOT_ARGS_HOSTFS);
+    P("BOOT_ARGS_BENCH_QUICK", PVMUX_BOOT_ARGS_BENCH_QUICK);
+    P("BOOT_ARGS_HOST_PID", PVMUX_BOOT_ARGS_HOST_PID); P("BOOT_ARGS_SEED", PVMUX_BOOT_ARGS_SEED);
+    P("BOOT_ARGS_FLAGS_ALL", PVMUX_BOOT_ARGS_FLAGS_ALL);
+    P("BOOT_ARGS_TTY_STDIN", PVMUX_BOOT_ARGS_TTY_STDIN);
+    P("BOOT_ARGS_TTY_STDOUT", PVMUX_BOOT_ARGS_TTY_STDOUT);
+    P("BOOT_ARGS_TTY_STDERR", PVMUX_BOOT_ARGS_TTY_STDERR);
+    P("BOOT_CMD_SELFTEST", PVMUX_BOOT_CMD_SELFTEST);
+    P("BOOT_CMD_FS_SELFTEST", PVMUX_BOOT_CMD_FS_SELFTEST);
+    P("BOOT_CMD_EXIT", PVMUX_BOOT_CMD_EXIT); P("BOOT_CMD_SLEEP", PVMUX_BOOT_CMD_SLEEP);
+    P("BOOT_CMD_PANIC", PVMUX_BOOT_CMD_PANIC); P("BOOT_CMD_SYSCALL", PVMUX_BOOT_CMD_SYSCALL);
+    P("BOOT_CMD_CRASH_DOUBLE_FAULT", PVMUX_BOOT_CMD_CRASH_DOUBLE_FAULT);
+    P("BOOT_CMD_CRASH_STUB_SYSCALL", PVMUX_BOOT_CMD_CRASH_STUB_SYSCALL);
+    P("BOOT_CMD_BENCH", PVMUX_BOOT_CMD_BENCH); P("BOOT_CMD_HOSTILE", PVMUX_BOOT_CMD_HOSTILE);
+    P("BOOT_CMD_LS", PVMUX_BOOT_CMD_LS); P("BOOT_CMD_CAT", PVMUX_BOOT_CMD_CAT);
     P("MEM_USABLE", PVMUX_MEM_USABLE); P("MEM_KERNEL", PVMUX_MEM_KERNEL);
     P("MEM_BOOT", PVMUX_MEM_BOOT); P("MEM_INITRD", PVMUX_MEM_INITRD);
     P("MEM_USER_POOL", PVMUX_MEM_USER_POOL);
@@ -317,6 +349,14 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         ("sizeof pvmux_user_op", size_of::<UserOp>() as u64),
         ("sizeof pvmux_user_slot", size_of::<UserSlot>() as u64),
         ("sizeof pvmux_hostfs_entry", size_of::<HostfsEntry>() as u64),
+        (
+            "sizeof pvmux_boot_args_header",
+            size_of::<BootArgsHeader>() as u64,
+        ),
+        (
+            "sizeof pvmux_boot_args_record",
+            size_of::<RecordHeader>() as u64,
+        ),
         ("alignof pvmux_boot_info", align_of::<BootInfo>() as u64),
         ("alignof pvmux_trap_frame", align_of::<TrapFrame>() as u64),
         ("alignof pvmux_stub_table", align_of::<StubTable>() as u64),
@@ -342,7 +382,8 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         o!("pvmux_boot_info", BootInfo, nr_vcpus),
         o!("pvmux_boot_info", BootInfo, mem_size),
         o!("pvmux_boot_info", BootInfo, mem_map),
-        o!("pvmux_boot_info", BootInfo, cmdline),
+        o!("pvmux_boot_info", BootInfo, boot_args_len),
+        o!("pvmux_boot_info", BootInfo, boot_args),
         o!("pvmux_boot_info", BootInfo, initrd_gpa),
         o!("pvmux_boot_info", BootInfo, tsc_khz),
         o!("pvmux_boot_info", BootInfo, tsc_base),
@@ -359,6 +400,21 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         o!("pvmux_boot_info", BootInfo, first_free_gpa),
         o!("pvmux_boot_info", BootInfo, vcpu_shared_base),
         o!("pvmux_boot_info", BootInfo, _reserved),
+        o!("pvmux_boot_args_header", BootArgsHeader, version),
+        o!("pvmux_boot_args_header", BootArgsHeader, header_len),
+        o!("pvmux_boot_args_header", BootArgsHeader, total_len),
+        o!("pvmux_boot_args_header", BootArgsHeader, flags),
+        o!("pvmux_boot_args_header", BootArgsHeader, host_pid),
+        o!("pvmux_boot_args_header", BootArgsHeader, seed),
+        o!("pvmux_boot_args_header", BootArgsHeader, console_cols),
+        o!("pvmux_boot_args_header", BootArgsHeader, console_rows),
+        o!("pvmux_boot_args_header", BootArgsHeader, terminals),
+        o!("pvmux_boot_args_header", BootArgsHeader, _reserved0),
+        o!("pvmux_boot_args_header", BootArgsHeader, canary_len),
+        o!("pvmux_boot_args_header", BootArgsHeader, nr_commands),
+        o!("pvmux_boot_args_header", BootArgsHeader, nr_args),
+        o!("pvmux_boot_args_header", BootArgsHeader, _reserved1),
+        o!("pvmux_boot_args_record", RecordHeader, len),
         o!("pvmux_trap_frame", TrapFrame, rdi),
         o!("pvmux_trap_frame", TrapFrame, r15),
         o!("pvmux_trap_frame", TrapFrame, vector),
@@ -472,7 +528,37 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         ("KERNEL_REGION_SIZE", KERNEL_REGION_SIZE),
         ("GUEST_FREE_BASE", GUEST_FREE_BASE),
         ("MAX_MEM_REGIONS", MAX_MEM_REGIONS as u64),
-        ("CMDLINE_MAX", CMDLINE_MAX as u64),
+        ("BOOT_ARGS_MAX", BOOT_ARGS_MAX as u64),
+        ("BOOT_ARGS_MAGIC", u64::from(BOOT_ARGS_MAGIC)),
+        ("BOOT_ARGS_VERSION", u64::from(BOOT_ARGS_VERSION)),
+        ("BOOT_ARGS_SYSCALL_REPORT", u64::from(flag::SYSCALL_REPORT)),
+        ("BOOT_ARGS_QUIET", u64::from(flag::QUIET)),
+        ("BOOT_ARGS_HOSTFS", u64::from(flag::HOSTFS)),
+        ("BOOT_ARGS_BENCH_QUICK", u64::from(flag::BENCH_QUICK)),
+        ("BOOT_ARGS_HOST_PID", u64::from(flag::HOST_PID)),
+        ("BOOT_ARGS_SEED", u64::from(flag::SEED)),
+        ("BOOT_ARGS_FLAGS_ALL", u64::from(flag::ALL)),
+        ("BOOT_ARGS_TTY_STDIN", u64::from(tty::STDIN)),
+        ("BOOT_ARGS_TTY_STDOUT", u64::from(tty::STDOUT)),
+        ("BOOT_ARGS_TTY_STDERR", u64::from(tty::STDERR)),
+        ("BOOT_CMD_SELFTEST", u64::from(boot_cmd::SELFTEST)),
+        ("BOOT_CMD_FS_SELFTEST", u64::from(boot_cmd::FS_SELFTEST)),
+        ("BOOT_CMD_EXIT", u64::from(boot_cmd::EXIT)),
+        ("BOOT_CMD_SLEEP", u64::from(boot_cmd::SLEEP)),
+        ("BOOT_CMD_PANIC", u64::from(boot_cmd::PANIC)),
+        ("BOOT_CMD_SYSCALL", u64::from(boot_cmd::SYSCALL)),
+        (
+            "BOOT_CMD_CRASH_DOUBLE_FAULT",
+            u64::from(boot_cmd::CRASH_DOUBLE_FAULT),
+        ),
+        (
+            "BOOT_CMD_CRASH_STUB_SYSCALL",
+            u64::from(boot_cmd::CRASH_STUB_SYSCALL),
+        ),
+        ("BOOT_CMD_BENCH", u64::from(boot_cmd::BENCH)),
+        ("BOOT_CMD_HOSTILE", u64::from(boot_cmd::HOSTILE)),
+        ("BOOT_CMD_LS", u64::from(boot_cmd::LS)),
+        ("BOOT_CMD_CAT", u64::from(boot_cmd::CAT)),
         ("MEM_USABLE", MemRegionKind::Usable as u64),
         ("MEM_KERNEL", MemRegionKind::Kernel as u64),
         ("MEM_BOOT", MemRegionKind::Boot as u64),

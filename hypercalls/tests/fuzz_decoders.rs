@@ -3,12 +3,18 @@
 //! Every `from_raw`/`from_ret` must round-trip the values this ABI version defines and return
 //! `None` for everything else: exhaustively over small ranges (where all defined values live),
 //! and with proptest over the whole input type. `VcpuShared::read_crash` must copy any bit
-//! pattern of the shared page out faithfully, field by field.
+//! pattern of the shared page out faithfully, field by field. The boot-argument decoder must
+//! be total on any bytes (and on mutations of valid encodings), accept exactly what the
+//! encoder writes, and give back what was encoded; the word parser must be total too.
 //!
 //! Case counts are bounded (`PROPTEST_CASES` raises them).
 
 use proptest::prelude::*;
 use pvmux_hypercalls::boot::MemRegionKind;
+use pvmux_hypercalls::bootargs::words::Words;
+use pvmux_hypercalls::bootargs::{
+    BootArgs, BootArgsBuf, Command, ConsoleSize, EncodeError, Options, Terminals, BOOT_ARGS_MAX,
+};
 use pvmux_hypercalls::{CrashReason, HcError, Hypercall, VcpuShared, Vector};
 use zerocopy::FromBytes;
 
@@ -212,5 +218,208 @@ proptest! {
         reason_ok(c.reason);
         vector_ok(u64::from(c.vector));
         vector_ok(c.regs.vector);
+    }
+}
+
+/// A command from generated parts: `kind` picks the variant, `n` and `text` its payload.
+fn command(kind: u8, n: u64, text: &str) -> Command<'_> {
+    match kind % 12 {
+        0 => Command::Selftest,
+        1 => Command::FsSelftest,
+        2 => Command::Exit(n),
+        3 => Command::Sleep(n),
+        4 => Command::Panic,
+        5 => Command::Syscall,
+        6 => Command::CrashDoubleFault,
+        7 => Command::CrashStubSyscall,
+        8 => Command::Bench(text),
+        9 => Command::Hostile(text),
+        10 => Command::Ls(text),
+        _ => Command::Cat(text),
+    }
+}
+
+/// Options from generated parts.
+fn options(bits: u16, size: (u16, u16), pid: u64, seed: u64, canary: &str) -> Options<'_> {
+    let on = |b: u16| bits & (1 << b) != 0;
+    Options {
+        terminals: Terminals {
+            stdin: on(0),
+            stdout: on(1),
+            stderr: on(2),
+        },
+        console_size: ConsoleSize::new(size.0, size.1),
+        syscall_report: on(3),
+        quiet: on(4),
+        hostfs: on(5),
+        bench_quick: on(6),
+        host_pid: on(7).then_some(pid),
+        seed: on(8).then_some(seed),
+        canary: (on(9) && !canary.is_empty()).then_some(canary),
+    }
+}
+
+/// Decodes `bytes`; when they decode, re-encoding the result must give the same bytes (the
+/// encoding is canonical: nothing the decoder accepts is lost or ignored).
+fn decode_is_canonical(bytes: &[u8]) -> Result<(), TestCaseError> {
+    if let Ok(args) = BootArgs::decode(bytes) {
+        let again = BootArgsBuf::new(&args.options, args.commands(), args.argv())
+            .map_err(|e| TestCaseError::fail(format!("re-encoding failed: {e}")))?;
+        prop_assert_eq!(again.as_bytes(), bytes);
+        prop_assert!(args.commands().count() <= bytes.len() / 4);
+        prop_assert!(args.argv().count() <= bytes.len() / 2);
+        // Display never panics.
+        let _ = args.to_string();
+    }
+    Ok(())
+}
+
+/// A strategy for generated commands: (kind, number, text).
+fn commands() -> impl Strategy<Value = Vec<(u8, u64, String)>> {
+    proptest::collection::vec((any::<u8>(), any::<u64>(), "[a-z0-9/,._é-]{1,24}"), 0..12)
+}
+
+/// A strategy for generated arguments (any bytes, empty ones included).
+fn arguments() -> impl Strategy<Value = Vec<Vec<u8>>> {
+    proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 0..12)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+    /// Any bytes: decoding never panics; what decodes is canonical.
+    #[test]
+    fn boot_args_decode_any_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..2100)) {
+        decode_is_canonical(&bytes)?;
+    }
+
+    /// A well-formed header over garbage records: kinds around the defined ones, payloads
+    /// of any bytes and lengths, counts that may be off.
+    #[test]
+    fn boot_args_decode_garbage_records(
+        flags in 0u32..64,
+        records in proptest::collection::vec((0u16..14, proptest::collection::vec(any::<u8>(), 0..12)), 0..10),
+        args in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..12), 0..6),
+        skew in (-1i32..=1, -1i32..=1),
+    ) {
+        let mut body = Vec::new();
+        for (kind, payload) in &records {
+            body.extend_from_slice(&kind.to_le_bytes());
+            body.extend_from_slice(&(payload.len() as u16).to_le_bytes());
+            body.extend_from_slice(payload);
+        }
+        for a in &args {
+            body.extend_from_slice(&(a.len() as u16).to_le_bytes());
+            body.extend_from_slice(a);
+        }
+        let header = pvmux_hypercalls::bootargs::BootArgsHeader {
+            magic: pvmux_hypercalls::bootargs::BOOT_ARGS_MAGIC,
+            version: pvmux_hypercalls::bootargs::BOOT_ARGS_VERSION,
+            header_len: 48,
+            total_len: 48 + body.len() as u32,
+            flags: flags & !0x30,
+            nr_commands: (records.len() as i32 + skew.0).max(0) as u16,
+            nr_args: (args.len() as i32 + skew.1).max(0) as u16,
+            ..Default::default()
+        };
+        let mut bytes = zerocopy::IntoBytes::as_bytes(&header).to_vec();
+        bytes.extend_from_slice(&body);
+        decode_is_canonical(&bytes)?;
+        if skew == (0, 0) && records.iter().all(|(k, p)| match k {
+            1 | 2 | 5..=8 => p.is_empty(),
+            3 | 4 => p.len() == 8,
+            9..=12 => std::str::from_utf8(p).is_ok_and(|s| !s.is_empty()),
+            _ => false,
+        }) {
+            prop_assert!(BootArgs::decode(&bytes).is_ok());
+        }
+    }
+
+    /// Valid encodings with a few bytes changed, or cut short: never a panic; what still
+    /// decodes is canonical.
+    #[test]
+    fn boot_args_decode_mutated(
+        bits in any::<u16>(),
+        size in any::<(u16, u16)>(),
+        pid in any::<u64>(),
+        seed in any::<u64>(),
+        canary in "[a-z/]{0,12}",
+        cmds in commands(),
+        argv in arguments(),
+        flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6),
+        cut in any::<usize>(),
+    ) {
+        let o = options(bits, size, pid, seed, &canary);
+        let cmds = cmds.iter().map(|(k, n, t)| command(*k, *n, t));
+        let Ok(buf) = BootArgsBuf::new(&o, cmds, &argv) else {
+            return Ok(());
+        };
+        let mut bytes = buf.as_bytes().to_vec();
+        for (at, v) in flips {
+            let at = at % bytes.len();
+            bytes[at] ^= v | 1;
+        }
+        decode_is_canonical(&bytes)?;
+        decode_is_canonical(&bytes[..cut % bytes.len()])?;
+        decode_is_canonical(&buf.as_bytes()[..cut % buf.as_bytes().len()])?;
+    }
+
+    /// Any typed value round-trips through the encoding, or is refused as too long.
+    #[test]
+    fn boot_args_round_trip(
+        bits in any::<u16>(),
+        size in any::<(u16, u16)>(),
+        pid in any::<u64>(),
+        seed in any::<u64>(),
+        canary in "[a-z/é]{0,300}",
+        cmds in commands(),
+        argv in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..400), 0..12),
+    ) {
+        let o = options(bits, size, pid, seed, &canary);
+        let cmds: Vec<Command<'_>> = cmds.iter().map(|(k, n, t)| command(*k, *n, t)).collect();
+        let need = 48
+            + o.canary.map_or(0, str::len)
+            + cmds.iter().map(|c| 4 + match c {
+                Command::Exit(_) | Command::Sleep(_) => 8,
+                Command::Bench(t) | Command::Hostile(t) | Command::Ls(t) | Command::Cat(t) => {
+                    t.len()
+                }
+                _ => 0,
+            }).sum::<usize>()
+            + argv.iter().map(|a| 2 + a.len()).sum::<usize>();
+        match BootArgsBuf::new(&o, cmds.iter().copied(), &argv) {
+            Ok(buf) => {
+                prop_assert_eq!(buf.as_bytes().len(), need);
+                let args = BootArgs::decode(buf.as_bytes()).expect("decodes");
+                prop_assert_eq!(args.options, o);
+                prop_assert!(args.commands().eq(cmds.iter().copied()));
+                prop_assert!(args.argv().eq(argv.iter().map(Vec::as_slice)));
+                prop_assert_eq!(
+                    args.needs_diagnostics(),
+                    cmds.iter().any(|c| !matches!(
+                        c,
+                        Command::Exit(_) | Command::Sleep(_) | Command::Ls(_) | Command::Cat(_)
+                    ))
+                );
+            }
+            Err(EncodeError::TooLong { limit, .. }) => {
+                prop_assert_eq!(limit, BOOT_ARGS_MAX);
+                prop_assert!(need > BOOT_ARGS_MAX);
+            }
+            Err(e) => prop_assert!(false, "unexpected {e}"),
+        }
+    }
+
+    /// Any text: the word parser never panics; what it accepts encodes (or is too long), and
+    /// the encoding's words parse back to the same arguments when its arguments are plain.
+    #[test]
+    fn words_parse_any_text(line in "(( |[a-z_=x/,-]{1,8}|exit=[0-9]{1,3}|--|console-size=[0-9x]{1,6}|console-tty=[0-9])){0,16}") {
+        if let Ok(w) = Words::parse(&line) {
+            if let Ok(buf) = w.encode() {
+                let text = buf.to_string();
+                let again = BootArgsBuf::from_words(&text).expect("display parses");
+                prop_assert_eq!(again.args(), buf.args());
+            }
+        }
     }
 }

@@ -1,9 +1,13 @@
-//! The boot information page: validation, a private copy, and address conversions.
+//! The boot information page: validation, a private copy, the decoded boot arguments, and
+//! address conversions.
 
-use pvmux_hypercalls::{BootInfo, MemRegionKind, ABI_MAGIC, ABI_VERSION, MAX_VCPUS};
+use pvmux_hypercalls::bootargs::DecodeError;
+use pvmux_hypercalls::{BootArgs, BootInfo, MemRegionKind, ABI_MAGIC, ABI_VERSION, MAX_VCPUS};
 
 /// The kernel's copy of the boot information (the original is mapped read-only).
 static BOOT: spin::Once<BootInfo> = spin::Once::new();
+/// The boot arguments, decoded once from [`BOOT`]: what everything in the kernel reads.
+static ARGS: spin::Once<BootArgs<'static>> = spin::Once::new();
 
 /// Why a boot information page was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -12,9 +16,11 @@ pub(crate) enum BootError {
     Version,
     /// Inconsistent contents (vCPU count, memory map, kernel placement).
     Contents,
+    /// Malformed boot arguments.
+    Args(DecodeError),
 }
 
-/// Checks `bi` and keeps a copy of it.
+/// Checks `bi`, keeps a copy of it and decodes its boot arguments.
 pub(crate) fn install(bi: &BootInfo) -> Result<&'static BootInfo, BootError> {
     if bi.magic != ABI_MAGIC || bi.abi_version != ABI_VERSION {
         return Err(BootError::Version);
@@ -22,7 +28,10 @@ pub(crate) fn install(bi: &BootInfo) -> Result<&'static BootInfo, BootError> {
     if bi.nr_vcpus == 0 || bi.nr_vcpus > MAX_VCPUS || bi.mem_size == 0 || bi.kernel_size == 0 {
         return Err(BootError::Contents);
     }
-    Ok(BOOT.call_once(|| *bi))
+    let bi: &'static BootInfo = BOOT.call_once(|| *bi);
+    let args = BootArgs::decode(bi.boot_args()).map_err(BootError::Args)?;
+    ARGS.call_once(|| args);
+    Ok(bi)
 }
 
 /// The boot information (after [`install`]).
@@ -57,12 +66,11 @@ pub(crate) fn virt_to_phys(va: u64, len: u64) -> Option<u64> {
     None
 }
 
-/// The command line as text (invalid UTF-8 is cut at the first bad byte).
-pub(crate) fn cmdline() -> &'static str {
-    let bytes = info().cmdline();
-    match core::str::from_utf8(bytes) {
-        Ok(s) => s,
-        Err(e) => core::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or(""),
+/// The boot arguments (after [`install`]): the options, the commands, the init program.
+pub(crate) fn args() -> &'static BootArgs<'static> {
+    match ARGS.get() {
+        Some(args) => args,
+        None => crate::arch::die(),
     }
 }
 

@@ -1,4 +1,4 @@
-//! The command-line commands other than the self-tests: `exit=N`, running init, the
+//! The boot-argument commands other than the self-tests: `exit=N`, running init, the
 //! filesystem commands in [`fs`], and (test kernel only) the crash commands in [`crash`].
 
 #[cfg(feature = "diagnostics")]
@@ -13,12 +13,13 @@ pub(crate) fn exit(code: u64) -> ! {
     hcall::shutdown(code)
 }
 
-/// `-- PROGRAM ARGS...`: runs the program as init and shuts down with its status: the exit
-/// code, or 128 + the signal that killed it (the shell convention). A program that cannot
-/// be started ends the tenant with 127 (not found) or 126 (not executable).
-pub(crate) fn run_init(words: &str) -> ! {
-    let argv = crate::cmdline::decode_argv(words);
-    let name = alloc::string::String::from_utf8_lossy(&argv[0]).into_owned();
+/// The init program (`argv`, not empty): runs it as init and shuts down with its status: the
+/// exit code, or 128 + the signal that killed it (the shell convention). A program that
+/// cannot be started ends the tenant with 127 (not found) or 126 (not executable).
+pub(crate) fn run_init(argv: pvmux_hypercalls::bootargs::Argv<'_>) -> ! {
+    let argv: alloc::vec::Vec<alloc::vec::Vec<u8>> = argv.map(<[u8]>::to_vec).collect();
+    let name =
+        alloc::string::String::from_utf8_lossy(argv.first().map_or(&[][..], |a| a)).into_owned();
     let code = match crate::linux::task::run_init(argv) {
         Ok(status) => {
             if status & 0x7f == 0 {
@@ -41,7 +42,7 @@ pub(crate) fn run_init(words: &str) -> ! {
             }
         }
     };
-    if crate::cmdline::has_option("syscall-report") {
+    if crate::boot::args().options.syscall_report {
         crate::linux::dispatch::report_unknown();
     }
     hcall::shutdown(code)

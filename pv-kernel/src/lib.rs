@@ -4,7 +4,8 @@
 //!
 //! Boot (vCPU 0, [`kernel_entry`]): check the ABI structures, console, frame allocator, page
 //! tables, heap, trap/event entries, per-vCPU scheduler state, start the other vCPUs, then run
-//! the command line in the `main` kernel thread while vCPU 0 idles.
+//! the commands of the boot arguments (decoded once by `boot`) in the `main` kernel thread
+//! while vCPU 0 idles.
 //!
 //! This crate is the whole kernel as a library, so that `cargo test` runs its pure parts on the
 //! host (`cfg(test)` links `std`). The bootable image is the tiny `pvmux-kernel-image` crate in
@@ -19,7 +20,6 @@ mod arch;
 #[cfg(feature = "diagnostics")]
 mod bench;
 mod boot;
-mod cmdline;
 mod commands;
 mod console;
 mod fs;
@@ -39,9 +39,8 @@ mod stub;
 mod time;
 mod trap;
 
+use pvmux_hypercalls::bootargs::Command;
 use pvmux_hypercalls::{BootInfo, KernelAbiHeader, StubTable, ABI_MAGIC, ABI_VERSION};
-
-use cmdline::Command;
 
 /// The ABI declaration the domain builder checks before loading us.
 #[used]
@@ -54,8 +53,7 @@ const EXIT_BAD_BOOT_INFO: u64 = 120;
 const EXIT_BAD_STUB_TABLE: u64 = 121;
 /// Exit code: the stub table has too few (or null) entries.
 const EXIT_STUB_TOO_OLD: u64 = 122;
-/// Exit code: the command line asks for a test-kernel command this kernel was built without.
-#[cfg(not(feature = "diagnostics"))]
+/// Exit code: the boot arguments ask for a test-kernel command this kernel was built without.
 const EXIT_NO_DIAGNOSTICS: u64 = 123;
 
 /// Best-effort message and shutdown before the ABI structures were accepted: uses the raw
@@ -129,29 +127,35 @@ pub unsafe extern "sysv64" fn kernel_entry(bi: *const BootInfo, table: *const St
             let msg: &'static [u8] = match e {
                 boot::BootError::Version => b"pvmux-kernel: boot info magic/ABI version mismatch\n",
                 boot::BootError::Contents => b"pvmux-kernel: inconsistent boot info\n",
+                boot::BootError::Args(_) => b"pvmux-kernel: malformed boot arguments\n",
             };
             early_fail(bi, table, msg, EXIT_BAD_BOOT_INFO)
         }
     };
-    println!(
-        "pvmux-kernel: ABI v{}, {} vCPUs, {} MiB, cmdline \"{}\"",
-        ABI_VERSION,
-        bi.nr_vcpus,
-        bi.mem_size >> 20,
-        boot::cmdline()
-    );
+    let quiet = boot::args().options.quiet;
+    if !quiet {
+        println!(
+            "pvmux-kernel: ABI v{}, {} vCPUs, {} MiB, boot arguments \"{}\"",
+            ABI_VERSION,
+            bi.nr_vcpus,
+            bi.mem_size >> 20,
+            boot::args()
+        );
+    }
     mm::frame::init();
     mm::paging::init();
     let heap = mm::heap::init();
     let (used, total) = mm::frame::stats();
-    println!(
-        "pvmux-kernel: heap {} KiB, {} of {} frames in use, kernel at {:#x} (phys {:#x})",
-        heap >> 10,
-        used,
-        total,
-        bi.kernel_virt_base,
-        bi.kernel_phys_base
-    );
+    if !quiet {
+        println!(
+            "pvmux-kernel: heap {} KiB, {} of {} frames in use, kernel at {:#x} (phys {:#x})",
+            heap >> 10,
+            used,
+            total,
+            bi.kernel_virt_base,
+            bi.kernel_phys_base
+        );
+    }
     trap::init();
     smp::cpu_init();
     smp::start_aps();
@@ -161,25 +165,19 @@ pub unsafe extern "sysv64" fn kernel_entry(bi: *const BootInfo, table: *const St
     sched::idle_loop()
 }
 
-/// The `main` kernel thread: fills the filesystem from the initramfs, then runs the command
-/// line.
+/// The `main` kernel thread: fills the filesystem from the initramfs, then runs the commands
+/// of the boot arguments in order, then the init program if there is one.
 fn kmain() {
-    #[cfg(feature = "diagnostics")]
-    let bench_quick = cmdline::parse(boot::cmdline()).any(|c| c == Command::BenchQuick);
+    let args = boot::args();
     fs::init();
-    for cmd in cmdline::parse(boot::cmdline()) {
+    for cmd in args.commands() {
         match cmd {
             Command::Exit(code) => commands::exit(code),
             Command::Sleep(ms) => time::sleep_ms(ms),
             Command::Ls(path) => commands::fs::ls(path),
             Command::Cat(path) => commands::fs::cat(path),
-            Command::Init(words) => commands::run_init(words),
-            Command::BenchQuick | Command::HostileParam | Command::Option => {}
-            Command::Unknown(word) => {
-                println!("pvmux-kernel: warning: ignoring unknown command-line word \"{word}\"")
-            }
             #[cfg(feature = "diagnostics")]
-            Command::Bench(list) => bench::run(list, bench_quick),
+            Command::Bench(list) => bench::run(list, args.options.bench_quick),
             #[cfg(feature = "diagnostics")]
             Command::Selftest => selftest::run(),
             #[cfg(feature = "diagnostics")]
@@ -187,29 +185,25 @@ fn kmain() {
             #[cfg(feature = "diagnostics")]
             Command::Syscall => commands::crash::raw_syscalls(),
             #[cfg(feature = "diagnostics")]
-            Command::DoubleFault => commands::crash::double_fault(),
+            Command::CrashDoubleFault => commands::crash::double_fault(),
             #[cfg(feature = "diagnostics")]
-            Command::StubSyscall => commands::crash::stub_syscall(),
+            Command::CrashStubSyscall => commands::crash::stub_syscall(),
             #[cfg(feature = "diagnostics")]
             Command::Hostile(case) => hostile::run(case),
             #[cfg(feature = "diagnostics")]
             Command::FsSelftest => fs::selftest::run(),
-            #[cfg(not(feature = "diagnostics"))]
-            Command::Bench(_)
-            | Command::Selftest
-            | Command::Panic
-            | Command::Syscall
-            | Command::DoubleFault
-            | Command::StubSyscall
-            | Command::Hostile(_)
-            | Command::FsSelftest => {
+            // The test kernel's commands (and any the ABI adds later).
+            _ => {
                 println!(
-                    "pvmux-kernel: {cmd:?} is a command of the test kernel (built with the \
+                    "pvmux-kernel: \"{cmd}\" is a command of the test kernel (built with the \
                      `diagnostics` feature); this kernel does not have it"
                 );
                 hcall::shutdown(EXIT_NO_DIAGNOSTICS)
             }
         }
+    }
+    if args.argv().next().is_some() {
+        commands::run_init(args.argv());
     }
     println!("pvmux-kernel: nothing left to do, shutting down");
     hcall::shutdown(0)

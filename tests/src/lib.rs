@@ -49,6 +49,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pvmux_host::{Host, KernelImage, Tenant, TenantConfig};
+use pvmux_hypercalls::BootArgsBuf;
 
 pub mod procfs;
 
@@ -96,15 +97,22 @@ impl Write for Capture {
     }
 }
 
+/// The boot arguments of kernel command-line `words` (as `pvmux run --cmdline` takes them);
+/// an unknown or malformed word fails the test.
+pub fn args(words: &str) -> BootArgsBuf {
+    BootArgsBuf::from_words(words).unwrap_or_else(|e| panic!("--cmdline {words:?}: {e}"))
+}
+
 /// The test configuration every helper starts from: the test kernel, 64 MiB, the console
-/// discarded and the kernel log on stdout, no limits, no initrd or share.
-pub fn config(name: &str, cmdline: &str, vcpus: u32) -> TenantConfig {
+/// discarded and the kernel log on stdout, no limits, no initrd or share. `words` are the
+/// kernel command line ([`args`]).
+pub fn config(name: &str, words: &str, vcpus: u32) -> TenantConfig {
     TenantConfig {
         name: name.to_owned(),
         kernel: kernel(),
         mem_size: 64 << 20,
         vcpus,
-        cmdline: cmdline.to_owned(),
+        boot_args: args(words),
         console: Box::new(std::io::sink()),
         console_stderr: Box::new(std::io::stderr()),
         kernel_log: pvmux_host::KernelLog::Stdout,
@@ -119,12 +127,13 @@ pub fn config(name: &str, cmdline: &str, vcpus: u32) -> TenantConfig {
     }
 }
 
-/// Launches the embedded kernel with `cmdline` on `vcpus` vCPUs and 64 MiB of memory.
-pub fn launch(host: &Host, name: &str, cmdline: &str, vcpus: u32) -> (Tenant, Capture) {
+/// Launches the embedded kernel with the command-line `words` on `vcpus` vCPUs and 64 MiB
+/// of memory.
+pub fn launch(host: &Host, name: &str, words: &str, vcpus: u32) -> (Tenant, Capture) {
     let console = Capture::default();
     let cfg = TenantConfig {
         console: Box::new(console.clone()),
-        ..config(name, cmdline, vcpus)
+        ..config(name, words, vcpus)
     };
     let tenant = host.launch(cfg).expect("tenant launches");
     assert!(

@@ -1,4 +1,4 @@
-//! The lazy host share (`--rootfs DIR`, `TenantConfig::hostfs` + the kernel word `hostfs`):
+//! The lazy host share (`--rootfs DIR`, `TenantConfig::hostfs` + the boot option `hostfs`):
 //! the guest lists and reads a host tree with `ls=`/`cat=` byte for byte, cannot reach a file
 //! outside the root through symbolic links, runs `fs-selftest` (writes stay in the guest) on
 //! top of it, sees an initramfs overlay it, and boots quickly with the whole host root `/`.
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use pvmux_host::hostfs::HostFs;
 use pvmux_host::{initramfs, TenantConfig, TenantOutcome};
-use pvmux_tests::{cat_bytes, host, kernel, ls_lines, Capture, TempDir};
+use pvmux_tests::{args, cat_bytes, host, kernel, ls_lines, Capture, TempDir};
 
 /// Exit code of a failed `ls=`/`cat=`: 64 + the Linux errno (pv-kernel `commands::fs`).
 const EXIT_ENOENT: i32 = 64 + 2;
@@ -23,7 +23,7 @@ fn boot(cmdline: &str, share: Option<&Path>, initrd: Option<Vec<u8>>) -> (Tenant
         kernel(),
         64 << 20,
         2,
-        cmdline,
+        args(cmdline),
         Box::new(console.clone()),
     );
     cfg.hostfs = share.map(|d| Arc::new(HostFs::open(d).expect("share opens")));

@@ -16,6 +16,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use pvmux_host::{Host, Tenant, TenantConfig, TenantOutcome, TenantState};
+use pvmux_hypercalls::bootargs::words::Words;
 use pvmux_tests::{host, kernel, Capture};
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -123,18 +124,17 @@ impl Drop for Canary {
 
 fn launch(host: &Host, c: &Case, canary: &Canary) -> (Tenant, Capture) {
     let console = Capture::default();
-    let cmdline = format!(
-        "{} hostpid={} canary={}",
-        c.cmdline,
-        std::process::id(),
-        canary.path()
-    );
+    // The case's words, with the host's pid and the canary as typed options.
+    let mut words = Words::parse(&c.cmdline).expect("case words parse");
+    words.options.host_pid = Some(u64::from(std::process::id()));
+    let path = canary.path();
+    words.options.canary = Some(&path);
     let mut cfg = TenantConfig::new(
         c.name.clone(),
         kernel(),
         32 << 20,
         c.vcpus,
-        cmdline,
+        words.encode().expect("boot arguments fit"),
         Box::new(console.clone()),
     );
     cfg.watchdog = c.watchdog;

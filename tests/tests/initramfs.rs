@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pvmux_host::{initramfs, TenantConfig, TenantOutcome};
-use pvmux_tests::{cat_bytes, host, kernel, ls_lines, Capture, TempDir};
+use pvmux_tests::{args, cat_bytes, host, kernel, ls_lines, Capture, TempDir};
 
 /// Exit code of a failed `ls=`/`cat=`: 64 + the Linux errno (pv-kernel `commands::fs`).
 const EXIT_FS_ERROR_BASE: i32 = 64;
@@ -29,7 +29,7 @@ fn boot(cmdline: &str, initrd: Option<Vec<u8>>) -> (TenantOutcome, Capture) {
         kernel(),
         64 << 20,
         2,
-        cmdline,
+        args(cmdline),
         Box::new(console.clone()),
     );
     cfg.initrd = initrd.map(Arc::new);

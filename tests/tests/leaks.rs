@@ -40,7 +40,7 @@ fn one(host: &Host, kernel: &std::sync::Arc<pvmux_host::KernelImage>, i: usize) 
         std::sync::Arc::clone(kernel),
         16 << 20,
         1,
-        cmdline,
+        pvmux_tests::args(cmdline),
         Box::new(std::io::sink()) as Box<dyn Write + Send>,
     );
     cfg.watchdog = Some(Duration::from_secs(10));

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use pvmux_host::hostfs::HostFs;
 use pvmux_host::{Host, TenantConfig, TenantOutcome};
+use pvmux_hypercalls::bootargs::{BootArgsBuf, Options};
 use pvmux_tests::procfs::{children, count, memfd_mappings};
 use pvmux_tests::{host, kernel, Capture};
 
@@ -40,12 +41,16 @@ fn one(host: &Host, share: &Arc<HostFs>, spawn_out: &str, i: usize) {
         _ => "/segv",
     };
     let out = Capture::default();
+    let options = Options {
+        hostfs: true,
+        ..Options::default()
+    };
     let mut cfg = TenantConfig::new(
         format!("leak{i}"),
         kernel(),
         64 << 20,
         2,
-        format!("hostfs -- {argv}"),
+        BootArgsBuf::new(&options, [], argv.split(' ')).expect("boot arguments fit"),
         Box::new(out.clone()),
     );
     cfg.console_stderr = Box::new(out.clone());

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use pvmux_host::{CrashCause, Host, TenantConfig, TenantOutcome};
-use pvmux_tests::{host, kernel, Capture};
+use pvmux_tests::{args, host, kernel, Capture};
 
 fn config(name: &str, cmdline: &str, vcpus: u32, console: Capture) -> TenantConfig {
     TenantConfig::new(
@@ -14,7 +14,7 @@ fn config(name: &str, cmdline: &str, vcpus: u32, console: Capture) -> TenantConf
         kernel(),
         32 << 20,
         vcpus,
-        cmdline,
+        args(cmdline),
         Box::new(console) as Box<dyn Write + Send>,
     )
 }

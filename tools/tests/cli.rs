@@ -156,30 +156,67 @@ fn help_explains_exit_codes() {
         "0-255",
         "128+N",
         "shared\n  read-only",
-        "2048 bytes",
-        "percent-encoded",
+        "limited to 2048",
+        "Kernel command line (--cmdline",
+        "exit=N",
+        "hostile=CASE",
+        "crash=stub-syscall",
+        "unknown --cmdline word",
     ] {
         assert!(out.contains(needle), "help lacks {needle}: {out}");
     }
 }
 
 #[test]
-fn program_command_lines_are_checked_before_boot() {
-    // Percent-encoding triples spaces: 700 of them alone exceed the 2048-byte limit.
-    let spaces = " ".repeat(700);
+fn boot_arguments_are_checked_before_boot() {
+    // 2,000 bytes of argument plus the header and prefixes exceed the 2048-byte limit.
+    let long = "x".repeat(2000);
     assert_host_error(
-        &["run", "--", "/bin/sh", "-c", &spaces],
-        "more than the limit of 2048",
+        &["run", "--", "/bin/sh", "-c", &long],
+        "beyond the limit of 2048",
     );
     assert_host_error(
-        &["run", "--cmdline", &"x".repeat(2049)],
-        "more than the limit of 2048",
+        &["run", "--cmdline", &"ls=/ ".repeat(500)],
+        "beyond the limit of 2048",
     );
-    assert_host_error(&["run", "--", "/bin/echo", ""], "is empty");
     assert_host_error(
         &["run", "--cmdline", "selftest -- /x", "--", "/bin/true"],
         "must not contain the word --",
     );
+    // An unknown or malformed word is refused, naming it, before anything boots.
+    assert_host_error(
+        &["run", "--cmdline", "exit=3 bogus"],
+        "unknown kernel command-line word \"bogus\"",
+    );
+    assert_host_error(
+        &["run", "--cmdline", "console-size=80"],
+        "\"console-size=80\": expected COLSxROWS",
+    );
+    assert_host_error(
+        &["run", "--cmdline", "crash=sideways", "--", "/bin/true"],
+        "unknown kernel command-line word \"crash=sideways\"",
+    );
+}
+
+#[test]
+fn quiet_hides_the_kernel_banner() {
+    let o = pvmux(&["run", "--mem", "32M", "--vcpus", "1", "--cmdline", "exit=7"]);
+    assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
+    assert!(stdout(&o).contains("pvmux-kernel: ABI v"), "{}", stdout(&o));
+    let o = pvmux(&[
+        "run",
+        "--mem",
+        "32M",
+        "--vcpus",
+        "1",
+        "--cmdline",
+        "quiet exit=7",
+    ]);
+    assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(!out.contains("pvmux-kernel: ABI v"), "{out}");
+    assert!(!out.contains("pvmux-kernel: heap"), "{out}");
+    assert!(out.contains("exiting with 7"), "{out}");
 }
 
 #[test]

@@ -213,7 +213,7 @@ fn exercise(bytes: Vec<u8>, pick: u64) -> (bool, bool) {
     let c = clock();
     let p = BuildParams {
         nr_vcpus: 1,
-        cmdline: "fuzz",
+        boot_args: &pvmux_hypercalls::BootArgsBuf::default(),
         clock: &c,
         initrd: None,
     };

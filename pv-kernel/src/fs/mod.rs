@@ -92,11 +92,11 @@ fn fresh(share: bool) -> Fs {
     fs
 }
 
-/// Sets up the filesystem: the host share if the command line asks for it (`hostfs`) and
+/// Sets up the filesystem: the host share if the boot arguments ask for it (`hostfs`) and
 /// the host has one, then the initrd, if the host gave one, on top. A malformed archive is
 /// reported and boot goes on without it (with an empty filesystem if there is no share).
 pub(crate) fn init() {
-    let share = crate::cmdline::has_option("hostfs") && {
+    let share = crate::boot::args().options.hostfs && {
         let ok = hostfs::present();
         if ok {
             println!("pvmux-kernel: hostfs: host directory shared read-only at /");

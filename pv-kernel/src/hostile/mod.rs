@@ -9,7 +9,7 @@
 //! must end the tenant (a refused stub system call, a bad `iret`, a corrupted page table, ...)
 //! print what they are about to do and never return; the host reports why the tenant ended.
 //!
-//! Parameters come from other command-line words: `hostpid=N` (the host's pid, a target for
+//! Parameters come from the boot-argument options: `hostpid=N` (the host's pid, a target for
 //! `kill`/`ptrace`), `canary=PATH` (a host file that must never be created), `seed=N`.
 
 mod args;
@@ -54,7 +54,7 @@ pub(crate) fn run(case: &str) {
         | "sigreturn-bad-stack"
         | "sigreturn-cs32"
         | "sigreturn-no-altstack" => stubjump::sigreturn(case),
-        "stub-random" => stubjump::random(param("seed").unwrap_or(1)),
+        "stub-random" => stubjump::random(seed().unwrap_or(1)),
         _ => match case.strip_prefix("stub-syscall:") {
             Some(call) => stubjump::stub_syscall(call),
             None => {
@@ -71,16 +71,17 @@ pub(crate) fn run(case: &str) {
     }
 }
 
-/// The numeric value of command-line word `name=N`, if present.
-pub(crate) fn param(name: &str) -> Option<u64> {
-    text_param(name).and_then(|v| v.parse().ok())
+/// The seed of randomised cases (`seed=N`), if given.
+pub(crate) fn seed() -> Option<u64> {
+    crate::boot::args().options.seed
 }
 
-/// The text of command-line word `name=...`, if present.
-pub(crate) fn text_param(name: &str) -> Option<&'static str> {
-    crate::boot::cmdline()
-        .split_ascii_whitespace()
-        .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))
+/// The canary path (`canary=PATH`), or a fixed harmless default.
+pub(crate) fn canary_path() -> &'static str {
+    crate::boot::args()
+        .options
+        .canary
+        .unwrap_or("/tmp/pvmux-hostile-canary")
 }
 
 /// A NUL-terminated copy of `s` (leaked: hostile cases end the tenant anyway).
@@ -93,12 +94,12 @@ pub(crate) fn c_string(s: &str) -> &'static [u8] {
 
 /// The canary path (NUL-terminated); a fixed harmless default without `canary=`.
 pub(crate) fn canary() -> &'static [u8] {
-    c_string(text_param("canary").unwrap_or("/tmp/pvmux-hostile-canary"))
+    c_string(canary_path())
 }
 
 /// The host pid to attack; our own sandbox would be pointless, so 1 (init) without `hostpid=`.
 pub(crate) fn host_pid() -> u64 {
-    param("hostpid").unwrap_or(1)
+    crate::boot::args().options.host_pid.unwrap_or(1)
 }
 
 /// The stub table, found the way a hostile guest would: through the `SandboxHeader` in the

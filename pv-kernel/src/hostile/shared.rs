@@ -64,7 +64,7 @@ pub(crate) fn scribble() -> bool {
     }
     let stop: &'static AtomicBool =
         alloc::boxed::Box::leak(alloc::boxed::Box::new(AtomicBool::new(false)));
-    let seed = super::param("seed").unwrap_or(7);
+    let seed = super::seed().unwrap_or(7);
     let caller = crate::sched::spawn("hc-stream", Some(0), move || {
         let msg = b"hostile: hypercall under scribbling\n";
         let mut i = 0u64;

@@ -59,7 +59,7 @@ pub(crate) fn run() -> bool {
     static DASH_C: &[u8] = b"-c\0";
     let script = {
         let mut s = alloc::string::String::from("echo pwned > ");
-        s.push_str(super::text_param("canary").unwrap_or("/tmp/pvmux-hostile-canary"));
+        s.push_str(super::canary_path());
         super::c_string(&s)
     };
     let argv: &'static [u64; 4] = alloc::boxed::Box::leak(alloc::boxed::Box::new([

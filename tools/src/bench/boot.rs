@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pvmux_host::{Host, KernelImage, TenantOutcome};
+use pvmux_hypercalls::bootargs::Command;
 
 use super::progress::Progress;
 use super::tenants::{self, GUEST_MEM};
@@ -29,7 +30,7 @@ pub fn first_instruction(
             kernel,
             "boot",
             GUEST_MEM,
-            "exit=0",
+            tenants::commands(&[Command::Exit(0)])?,
             Box::new(std::io::sink()),
         )
         .map_err(|e| format!("cannot launch: {e}"))?;
@@ -66,7 +67,7 @@ pub fn selftest_done(
             kernel,
             "selftest",
             GUEST_MEM,
-            "selftest",
+            tenants::commands(&[Command::Selftest])?,
             Box::new(std::io::sink()),
         )
         .map_err(|e| format!("cannot launch: {e}"))?;

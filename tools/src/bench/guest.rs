@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pvmux_host::{Host, KernelImage, TenantOutcome};
+use pvmux_hypercalls::bootargs::{BootArgsBuf, Command, Options};
 
 use super::progress::Progress;
 use super::stats::Summary;
@@ -182,15 +183,20 @@ impl Write for Sink {
     }
 }
 
-/// The kernel command line that runs `wanted` (guest names).
-pub fn cmdline(wanted: &[&str], quick: bool) -> String {
+/// The boot arguments that run `wanted` (guest names): `bench=LIST`, and `bench_quick` if
+/// quick.
+pub fn boot_args(wanted: &[&str], quick: bool) -> Result<BootArgsBuf, String> {
     let list = if GUEST_NAMES.iter().all(|n| wanted.contains(n)) {
         "all".to_owned()
     } else {
         wanted.join(",")
     };
-    let quick = if quick { " bench_quick" } else { "" };
-    format!("bench={list}{quick}")
+    let options = Options {
+        bench_quick: quick,
+        ..Options::default()
+    };
+    BootArgsBuf::new(&options, [Command::Bench(&list)], [b""; 0])
+        .map_err(|e| format!("cannot encode the boot arguments: {e}"))
 }
 
 /// Turns what the guest said, and how it ended, into one result per wanted benchmark.
@@ -228,9 +234,12 @@ pub fn run(
         parser: Arc::clone(&parser),
         progress: progress.clone(),
     };
-    let cmdline = cmdline(wanted, quick);
-    let end = match tenants::launch(host, kernel, "bench", GUEST_MEM, &cmdline, Box::new(sink)) {
-        Err(e) => Err(format!("cannot launch the guest: {e}")),
+    let launched = boot_args(wanted, quick).and_then(|args| {
+        tenants::launch(host, kernel, "bench", GUEST_MEM, args, Box::new(sink))
+            .map_err(|e| format!("cannot launch the guest: {e}"))
+    });
+    let end = match launched {
+        Err(e) => Err(e),
         Ok(l) => match tenants::wait(l.tenant, timeout) {
             (_, None) => Err(format!("guest timed out after {} s", timeout.as_secs())),
             (TenantOutcome::Exited(0), _) => Ok(()),
@@ -339,12 +348,13 @@ mod tests {
     }
 
     #[test]
-    fn command_lines() {
-        assert_eq!(cmdline(&GUEST_NAMES, false), "bench=all");
-        assert_eq!(cmdline(&GUEST_NAMES, true), "bench=all bench_quick");
+    fn boot_arguments() {
+        let words = |w: &[&str], q| boot_args(w, q).unwrap().to_string();
+        assert_eq!(words(&GUEST_NAMES, false), "bench=all");
+        assert_eq!(words(&GUEST_NAMES, true), "bench_quick bench=all");
         assert_eq!(
-            cmdline(&["hypercall.spin", "halt_wake"], true),
-            "bench=hypercall.spin,halt_wake bench_quick"
+            words(&["hypercall.spin", "halt_wake"], true),
+            "bench_quick bench=hypercall.spin,halt_wake"
         );
     }
 }

@@ -10,13 +10,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pvmux_host::{Host, KernelImage};
+use pvmux_hypercalls::bootargs::Command;
 
 use super::tenants;
 
 /// Guest memory of each idle tenant.
 pub const IDLE_MEM: u64 = 64 << 20;
-/// Command line of each idle tenant.
-pub const IDLE_CMDLINE: &str = "sleep=5000 exit=0";
+/// What each idle tenant does: `sleep=5000 exit=0`.
+pub const IDLE_COMMANDS: [Command<'static>; 2] = [Command::Sleep(5000), Command::Exit(0)];
 /// Time given to the idle tenants to finish booting and settle before measuring.
 const SETTLE: Duration = Duration::from_millis(300);
 
@@ -93,7 +94,7 @@ pub fn per_tenant(host: &Host, kernel: &Arc<KernelImage>, n: usize) -> Result<Ve
                 kernel,
                 &format!("idle{i}"),
                 IDLE_MEM,
-                IDLE_CMDLINE,
+                tenants::commands(&IDLE_COMMANDS)?,
                 Box::new(std::io::sink()),
             )
             .map_err(|e| format!("cannot launch tenant {i}: {e}"))?;

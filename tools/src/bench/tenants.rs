@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use pvmux_host::clock::monotonic_ns;
 use pvmux_host::{Host, HostError, KernelImage, Tenant, TenantConfig, TenantOutcome, TenantState};
+use pvmux_hypercalls::bootargs::{BootArgsBuf, Command, Options};
 
 /// Guest memory of the benchmark guests (the `pvmux run` default).
 pub const GUEST_MEM: u64 = 256 << 20;
@@ -22,16 +23,22 @@ pub struct Launched {
     pub start_mono_ns: u64,
 }
 
-/// Launches the kernel with `cmdline` and [`GUEST_VCPUS`] vCPUs.
+/// Boot arguments that run `commands`, with no options and no program.
+pub fn commands(commands: &[Command<'_>]) -> Result<BootArgsBuf, String> {
+    BootArgsBuf::new(&Options::default(), commands.iter().copied(), [b""; 0])
+        .map_err(|e| format!("cannot encode the boot arguments: {e}"))
+}
+
+/// Launches the kernel with `boot_args` and [`GUEST_VCPUS`] vCPUs.
 pub fn launch(
     host: &Host,
     kernel: &Arc<KernelImage>,
     name: &str,
     mem_size: u64,
-    cmdline: &str,
+    boot_args: BootArgsBuf,
     console: Box<dyn Write + Send>,
 ) -> Result<Launched, HostError> {
-    launch_with_initrd(host, kernel, name, mem_size, cmdline, console, None)
+    launch_with_initrd(host, kernel, name, mem_size, boot_args, console, None)
 }
 
 /// [`launch`] with an initial RAM disk (a validated plain newc archive).
@@ -40,7 +47,7 @@ pub fn launch_with_initrd(
     kernel: &Arc<KernelImage>,
     name: &str,
     mem_size: u64,
-    cmdline: &str,
+    boot_args: BootArgsBuf,
     console: Box<dyn Write + Send>,
     initrd: Option<Arc<Vec<u8>>>,
 ) -> Result<Launched, HostError> {
@@ -49,7 +56,7 @@ pub fn launch_with_initrd(
         kernel: Arc::clone(kernel),
         mem_size,
         vcpus: GUEST_VCPUS,
-        cmdline: cmdline.to_owned(),
+        boot_args,
         console,
         console_stderr: Box::new(std::io::stderr()),
         kernel_log: pvmux_host::KernelLog::Stdout,

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use pvmux_host::clock::monotonic_ns;
 use pvmux_host::{initramfs, Host, KernelImage, Tenant, TenantState};
+use pvmux_hypercalls::bootargs::{BootArgsBuf, Options};
 
 use super::guest::{GuestFigure, Parser, MALFORMED, MISSING};
 use super::progress::Progress;
@@ -100,24 +101,10 @@ pub fn split(name: &str) -> Option<(Peer, &str)> {
     (WORKLOAD.contains(&figure) || figure == BOOT).then_some((peer, figure))
 }
 
-/// Percent-encodes one argv word for the pvmux kernel command line: bytes outside
-/// `0x21..=0x7e`, and `%`, become `%XX`.
-pub fn percent_encode(word: &str) -> String {
-    let mut s = String::with_capacity(word.len());
-    for &b in word.as_bytes() {
-        if (0x21..=0x7e).contains(&b) && b != b'%' {
-            s.push(char::from(b));
-        } else {
-            s.push_str(&format!("%{b:02X}"));
-        }
-    }
-    s
-}
-
-/// The pvmux kernel command line running `argv` as init.
-pub fn program_cmdline(argv: &[String]) -> String {
-    let words: Vec<String> = argv.iter().map(|w| percent_encode(w)).collect();
-    format!("-- {}", words.join(" "))
+/// The pvmux kernel boot arguments running `argv` as init.
+pub fn program_args(argv: &[String]) -> Result<BootArgsBuf, String> {
+    BootArgsBuf::new(&Options::default(), [], argv)
+        .map_err(|e| format!("cannot encode the boot arguments: {e}"))
 }
 
 /// The workload's arguments: `--ready`, `--quick` if quick, then the figures.
@@ -534,7 +521,7 @@ impl Launcher<'_> {
             self.kernel,
             "user-bench",
             GUEST_MEM,
-            &program_cmdline(&argv),
+            program_args(&argv)?,
             Box::new(console.clone()),
             Some(initrd),
         )
@@ -690,11 +677,11 @@ mod tests {
     }
 
     #[test]
-    fn program_command_lines_are_percent_encoded() {
-        assert_eq!(percent_encode("/pvmux-user-bench"), "/pvmux-user-bench");
-        assert_eq!(percent_encode("a b%c\u{e9}"), "a%20b%25c%C3%A9");
-        let argv = ["/x".to_owned(), "--ready".to_owned(), "".to_owned()];
-        assert_eq!(program_cmdline(&argv), "-- /x --ready ");
+    fn program_arguments_pass_unchanged() {
+        let argv = ["/x".to_owned(), "a b%c\u{e9}".to_owned(), "".to_owned()];
+        let args = program_args(&argv).unwrap();
+        assert!(args.args().argv().eq(argv.iter().map(|a| a.as_bytes())));
+        assert_eq!(args.args().commands().count(), 0);
         assert_eq!(
             workload_args(&["page_fault"], true),
             ["--ready", "--quick", "page_fault"]

@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
 
 pub use bench::BenchArgs;
 pub use exit::{EXIT_CODES_HELP, EXIT_GUEST_CRASH, EXIT_HOST_ERROR};
-pub use run::{build_cmdline, percent_encode, ConsoleWords, RunArgs, RUN_AFTER_HELP};
+pub use run::{boot_args, ConsoleSetup, RunArgs, RUN_AFTER_HELP};
 pub use size::{format_size, parse_mem_size, parse_size};
 
 /// pvmux: run paravirtual guest kernels in unprivileged sandbox processes.
@@ -44,7 +44,7 @@ pub struct Cli {
 pub enum Command {
     /// Boot a guest kernel (and optionally run a program in it: `-- PROGRAM [ARGS...]`) to
     /// completion; its console goes to stdout and its exit code becomes pvmux's.
-    #[command(after_help = run::RUN_AFTER_HELP)]
+    #[command(after_help = run::RUN_AFTER_HELP.as_str())]
     Run(Box<RunArgs>),
     /// Measure pvmux's transitions (in a real guest and on the host) next to peers measured
     /// on the same host in the same run: native system calls, seccomp traps, ptrace, futexes

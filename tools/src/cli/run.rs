@@ -4,27 +4,37 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use pvmux_host::console_input::terminal_size;
+use pvmux_host::console_input::{host_terminals, terminal_size};
 use pvmux_host::hostfs::HostFs;
 use pvmux_host::initramfs::{self, DEFAULT_MAX_SIZE};
 use pvmux_host::{
-    run_with_restarts, ConsoleInput, Host, HostTerminals, KernelImage, KernelLog, RestartPolicy,
-    TenantConfig, TenantOutcome,
+    run_with_restarts, ConsoleInput, Host, KernelImage, KernelLog, RestartPolicy, TenantConfig,
+    TenantOutcome,
 };
-use pvmux_hypercalls::boot::CMDLINE_MAX;
+use pvmux_hypercalls::bootargs::words::{self, Words};
+use pvmux_hypercalls::bootargs::{
+    BootArgsBuf, Command, ConsoleSize, EncodeError, Terminals, BOOT_ARGS_MAX,
+};
 
 use super::exit::EXIT_GUEST_CRASH;
 use super::size::{format_size, parse_mem_size, parse_size};
 use super::terminal::RawTerminal;
 use crate::images;
 
-/// Text for `pvmux run --help` after the options: running programs.
-pub const RUN_AFTER_HELP: &str = "\
+/// Text for `pvmux run --help` after the options: running programs, the kernel command-line
+/// words (from the ABI's table) and the exit status.
+pub static RUN_AFTER_HELP: LazyLock<String> = LazyLock::new(|| {
+    let mut words = String::new();
+    for (word, help) in words::HELP {
+        words.push_str(&format!("  {word:<30} {help}\n"));
+    }
+    format!(
+        "\
 Running a program:
   pvmux run [OPTIONS] -- PROGRAM [ARGS...] runs PROGRAM (a static Linux x86-64 binary, e.g.
   busybox) as the guest's init process, with ARGS. With --rootfs DIR, DIR is shared
@@ -33,16 +43,21 @@ Running a program:
   pvmux's, host stdin feeds its console input (a host terminal is put into raw mode while the
   program runs, and restored: the guest kernel echoes and edits lines, and ^C interrupts the
   guest's foreground programs), and the kernel's own log is hidden (shown on
-  stderr with --log debug, which also reports unknown system calls). PROGRAM and ARGS are
-  passed on the kernel command line after the word --, percent-encoded; the whole command
-  line is limited to 2048 bytes.
+  stderr with --log debug, which also reports unknown system calls). PROGRAM and ARGS (any
+  bytes) reach the kernel in its typed boot arguments, which are limited to {BOOT_ARGS_MAX}
+  bytes in all (each argument takes its length plus 2).
 
+Kernel command line (--cmdline \"WORDS\"), separated by spaces; an unknown word is an error.
+(*) marks commands of the test kernel, which pvmux then boots instead of the default one:
+{words}
 Exit status:
   0-255    the guest's exit status: the program's exit code, or 128+N when it was killed
            by signal N (from the kernel's shutdown; a guest should not use 124 or 125)
   124      the guest kernel crashed; a crash report is printed on stderr
-  125      host-side error (bad flag, unusable kernel image or rootfs, command line too
-           long, sandbox spawn failure)";
+  125      host-side error (bad flag, unknown --cmdline word, unusable kernel image or
+           rootfs, boot arguments too long, sandbox spawn failure)"
+    )
+});
 
 /// Arguments of `pvmux run`.
 #[derive(Debug, Args)]
@@ -66,10 +81,10 @@ pub struct RunArgs {
     )]
     pub vcpus: u32,
 
-    /// Kernel command line (at most 2048 bytes in all) [default: `selftest`, or empty when a
-    /// PROGRAM, --initrd or --rootfs is given]. With a PROGRAM, pvmux appends its own words
-    /// (console-tty=N, console-size=CxR, -- PROGRAM ARGS...).
-    #[arg(long, value_name = "STR")]
+    /// Kernel command line: words (listed below) that pvmux turns into the kernel's typed
+    /// boot arguments [default: `selftest`, or none when a PROGRAM, --initrd or --rootfs is
+    /// given]. With a PROGRAM, pvmux adds the console options and the program itself.
+    #[arg(long, value_name = "WORDS")]
     pub cmdline: Option<String>,
 
     /// Liveness watchdog: a guest with a vCPU that takes no events (timer, kick, host
@@ -155,105 +170,66 @@ fn parse_cpus(s: &str) -> Result<f64, String> {
     Ok(c)
 }
 
-/// Percent-encodes one argument for the kernel command line: every byte that is not
-/// printable ASCII (0x21..=0x7e), and `%` itself, becomes `%XX` (uppercase hex).
-pub fn percent_encode(arg: &[u8]) -> String {
-    let mut out = String::with_capacity(arg.len());
-    for &b in arg {
-        if (0x21..=0x7e).contains(&b) && b != b'%' {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// How the guest's console is set up when a program runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ConsoleWords {
+pub struct ConsoleSetup {
     /// Which host streams are terminals.
-    pub ttys: HostTerminals,
-    /// Size of the stdout terminal (columns, rows), if it is one.
-    pub size: Option<(u16, u16)>,
+    pub terminals: Terminals,
+    /// Size of the stdout terminal, if it is one.
+    pub size: Option<ConsoleSize>,
     /// Ask the kernel to report the system calls it does not implement.
     pub syscall_report: bool,
 }
 
-/// The kernel command line for `--cmdline` (`None`: not given), `program` (with its
-/// arguments; empty: none) and whether an initial RAM disk or root is given. Returns the
-/// command line and whether a program (PROGRAM, or /init) runs.
-pub fn build_cmdline(
+/// The boot arguments for `--cmdline` (`None`: not given), `program` (with its arguments;
+/// empty: none), whether an initial RAM disk or root is given and whether the host shares a
+/// directory. Returns them and whether a program (PROGRAM, or /init) runs with its console
+/// set up. An unknown or malformed word, or arguments beyond the limit, are errors.
+pub fn boot_args(
     cmdline: Option<&str>,
     program: &[OsString],
     has_root: bool,
-    words: &ConsoleWords,
-) -> anyhow::Result<(String, bool)> {
+    hostfs: bool,
+    console: &ConsoleSetup,
+) -> anyhow::Result<(BootArgsBuf, bool)> {
+    let words = Words::parse(cmdline.unwrap_or(""))
+        .map_err(|e| anyhow::anyhow!("--cmdline: {e} (`pvmux run --help` lists the words)"))?;
+    let mut options = words.options;
+    options.hostfs |= hostfs;
     let argv: Vec<&[u8]> = if !program.is_empty() {
-        if cmdline.is_some_and(|c| c.split_ascii_whitespace().any(|w| w == "--")) {
+        if words.has_separator() {
             anyhow::bail!("--cmdline must not contain the word -- when a PROGRAM is given");
         }
         program.iter().map(|a| a.as_bytes()).collect()
     } else if has_root && cmdline.is_none() {
         vec![b"/init"]
     } else {
-        let line = cmdline.unwrap_or("selftest").to_owned();
-        check_len(&line)?;
-        return Ok((line, false));
+        // The words alone: `selftest` when none were given.
+        let default = [Command::Selftest];
+        let commands: Vec<Command<'_>> = match cmdline {
+            Some(_) => words.commands().collect(),
+            None => default.to_vec(),
+        };
+        let args = BootArgsBuf::new(&options, commands, words.argv()).map_err(too_long)?;
+        return Ok((args, false));
     };
-    if let Some(i) = argv.iter().position(|a| a.is_empty()) {
-        anyhow::bail!(
-            "argument {i} after -- is empty; the kernel command line cannot carry empty arguments"
-        );
+    options.terminals = console.terminals;
+    if let Some(size) = console.size {
+        options.console_size = Some(size);
     }
-    let mut line = cmdline.unwrap_or("").trim().to_owned();
-    let mut push = |w: &str| {
-        if !line.is_empty() {
-            line.push(' ');
-        }
-        line.push_str(w);
-    };
-    push(&format!("console-tty={}", words.ttys.mask()));
-    if let Some((cols, rows)) = words.size {
-        push(&format!("console-size={cols}x{rows}"));
-    }
-    if words.syscall_report {
-        push("syscall-report");
-    }
-    push("--");
-    for a in argv {
-        push(&percent_encode(a));
-    }
-    check_len(&line)?;
-    Ok((line, true))
+    options.syscall_report |= console.syscall_report;
+    let args = BootArgsBuf::new(&options, words.commands(), argv).map_err(too_long)?;
+    Ok((args, true))
 }
 
-/// True if the kernel words of `cmdline` (before `--`) ask for a command only the test kernel
-/// has (self-tests, hostile cases, benchmarks, crash commands): the embedded test kernel then
-/// boots instead of the default one.
-pub(crate) fn needs_test_kernel(cmdline: &str) -> bool {
-    cmdline
-        .split_ascii_whitespace()
-        .take_while(|w| *w != "--")
-        .any(|w| {
-            matches!(
-                w,
-                "selftest" | "fs-selftest" | "panic" | "syscall" | "bench_quick"
-            ) || ["crash=", "bench=", "hostile="]
-                .iter()
-                .any(|p| w.starts_with(p))
-        })
-}
-
-fn check_len(line: &str) -> anyhow::Result<()> {
-    if line.len() > CMDLINE_MAX {
-        anyhow::bail!(
-            "the kernel command line is {} bytes, more than the limit of {CMDLINE_MAX} \
-             (arguments after -- count percent-encoded)",
-            line.len()
-        );
+fn too_long(e: EncodeError) -> anyhow::Error {
+    match e {
+        EncodeError::TooLong { needed, limit } => anyhow::anyhow!(
+            "the kernel's boot arguments need at least {needed} bytes, beyond the limit of \
+             {limit} (each program argument takes its length plus 2)"
+        ),
+        e => anyhow::anyhow!("cannot encode the kernel's boot arguments: {e}"),
     }
-    Ok(())
 }
 
 /// Whether the effective log filter (RUST_LOG if set, else `--log`) enables debug output.
@@ -311,7 +287,7 @@ impl Write for Console {
 
 /// What `run_once` needs besides the arguments.
 struct Plan {
-    cmdline: String,
+    boot_args: BootArgsBuf,
     /// A program (PROGRAM or /init) runs: its console setup applies.
     program: bool,
     kernel_log: KernelLog,
@@ -322,9 +298,9 @@ struct Plan {
 /// Runs a guest; returns pvmux's exit code. `log` is the `--log` filter.
 pub(crate) fn run(args: &RunArgs, log: &str) -> anyhow::Result<u8> {
     let debug = debug_logging(log);
-    let ttys = HostTerminals::detect();
-    let words = ConsoleWords {
-        ttys,
+    let ttys = host_terminals();
+    let console = ConsoleSetup {
+        terminals: ttys,
         size: ttys
             .stdout
             .then(|| terminal_size(std::io::stdout()))
@@ -332,10 +308,15 @@ pub(crate) fn run(args: &RunArgs, log: &str) -> anyhow::Result<u8> {
         syscall_report: debug,
     };
     let has_root = args.initrd.is_some() || args.rootfs.is_some() || args.rootfs_pack.is_some();
-    let (cmdline, program) =
-        build_cmdline(args.cmdline.as_deref(), &args.program, has_root, &words)?;
+    let (boot_args, program) = boot_args(
+        args.cmdline.as_deref(),
+        &args.program,
+        has_root,
+        args.rootfs.is_some(),
+        &console,
+    )?;
     // The share: opened once, before anything boots (fails early if DIR is unusable); the
-    // kernel uses it when its command line has the word `hostfs`.
+    // kernel uses it because its boot arguments have the `hostfs` option.
     let hostfs = match &args.rootfs {
         Some(dir) => {
             Some(Arc::new(HostFs::open(dir).with_context(|| {
@@ -344,13 +325,9 @@ pub(crate) fn run(args: &RunArgs, log: &str) -> anyhow::Result<u8> {
         }
         None => None,
     };
-    let cmdline = match hostfs {
-        Some(_) => format!("hostfs {cmdline}"),
-        None => cmdline,
-    };
     let plan = Plan {
         hostfs,
-        cmdline,
+        boot_args,
         program,
         kernel_log: match (program, debug) {
             (false, _) => KernelLog::Stdout,
@@ -358,14 +335,15 @@ pub(crate) fn run(args: &RunArgs, log: &str) -> anyhow::Result<u8> {
             (true, true) => KernelLog::Stderr,
         },
     };
-    tracing::debug!(cmdline = %plan.cmdline, "kernel command line");
+    tracing::debug!(boot_args = %plan.boot_args, "kernel boot arguments");
     let (bytes, label) = match &args.kernel {
         Some(path) => (
             std::fs::read(path)
                 .with_context(|| format!("cannot read kernel image {}", path.display()))?,
             path.display().to_string(),
         ),
-        None if needs_test_kernel(&plan.cmdline) => {
+        // The test kernel has the self-tests, hostile cases, benchmarks and crash commands.
+        None if plan.boot_args.args().needs_diagnostics() => {
             (images::KERNEL_TEST.to_vec(), "embedded (test)".to_owned())
         }
         None => (images::KERNEL.to_vec(), "embedded".to_owned()),
@@ -463,7 +441,7 @@ fn run_once(
             kernel: Arc::clone(kernel),
             mem_size: args.mem,
             vcpus: args.vcpus,
-            cmdline: plan.cmdline.clone(),
+            boot_args: plan.boot_args.clone(),
             console: Box::new(console.clone()),
             console_stderr: Box::new(std::io::stderr()),
             kernel_log: plan.kernel_log,
@@ -513,81 +491,136 @@ fn print_banner(args: &RunArgs, initrd: Option<&Initrd>, label: &str, pid: u32) 
 mod tests {
     use super::*;
 
-    #[test]
-    fn percent_encoding() {
-        assert_eq!(percent_encode(b"/bin/sh"), "/bin/sh");
-        assert_eq!(percent_encode(b"a b%c"), "a%20b%25c");
-        assert_eq!(percent_encode(b"\t\n\x7f\xff\x00~!"), "%09%0A%7F%FF%00~!");
-        assert_eq!(percent_encode("é".as_bytes()), "%C3%A9");
-    }
-
     fn os(v: &[&str]) -> Vec<OsString> {
         v.iter().map(OsString::from).collect()
     }
 
+    /// The boot arguments as words, and whether a program runs.
+    fn words(
+        c: Option<&str>,
+        p: &[&str],
+        root: bool,
+        share: bool,
+        setup: &ConsoleSetup,
+    ) -> Result<(String, bool), String> {
+        boot_args(c, &os(p), root, share, setup)
+            .map(|(a, program)| (a.to_string(), program))
+            .map_err(|e| e.to_string())
+    }
+
     #[test]
-    fn command_lines() {
-        let plain = ConsoleWords::default();
-        let tty = ConsoleWords {
-            ttys: HostTerminals {
+    fn boot_arguments() {
+        let plain = ConsoleSetup::default();
+        let tty = ConsoleSetup {
+            terminals: Terminals {
                 stdin: true,
                 stdout: true,
                 stderr: false,
             },
-            size: Some((80, 24)),
+            size: ConsoleSize::new(80, 24),
             syscall_report: true,
         };
-        let b = |c: Option<&str>, p: &[&str], root: bool, w: &ConsoleWords| {
-            build_cmdline(c, &os(p), root, w).map_err(|e| e.to_string())
-        };
+        let b = |c, p: &[&str], root, w: &ConsoleSetup| words(c, p, root, false, w);
         assert_eq!(b(None, &[], false, &plain), Ok(("selftest".into(), false)));
         assert_eq!(
             b(Some("exit=3"), &[], true, &plain),
             Ok(("exit=3".into(), false))
         );
-        assert_eq!(
-            b(None, &[], true, &plain),
-            Ok(("console-tty=0 -- /init".into(), true))
-        );
+        assert_eq!(b(Some(""), &[], false, &plain), Ok(("".into(), false)));
+        assert_eq!(b(None, &[], true, &plain), Ok(("-- /init".into(), true)));
         assert_eq!(
             b(None, &["/bin/sh", "-c", "echo 100% done"], false, &tty),
             Ok((
-                "console-tty=3 console-size=80x24 syscall-report -- /bin/sh -c echo%20100%25%20done"
+                "console-tty=3 console-size=80x24 syscall-report -- /bin/sh -c \"echo 100% done\""
                     .into(),
                 true
             ))
         );
         assert_eq!(
-            b(Some(" fs-selftest "), &["/x"], true, &plain),
-            Ok(("fs-selftest console-tty=0 -- /x".into(), true))
+            b(Some(" fs-selftest quiet "), &["/x"], true, &plain),
+            Ok(("quiet fs-selftest -- /x".into(), true))
         );
-        assert!(b(Some("a -- b"), &["/x"], false, &plain)
+        // The share adds `hostfs`, program or not; the host's console options win.
+        assert_eq!(
+            words(Some("console-tty=7 ls=/"), &["/x"], false, true, &plain),
+            Ok(("hostfs ls=/ -- /x".into(), true))
+        );
+        assert_eq!(
+            words(Some("ls=/"), &[], false, true, &plain),
+            Ok(("hostfs ls=/".into(), false))
+        );
+        // Without PROGRAM, the words after -- are the program's arguments.
+        assert_eq!(
+            b(Some("exit=1 -- /bin/echo a"), &[], false, &plain),
+            Ok(("exit=1 -- /bin/echo a".into(), false))
+        );
+        assert!(b(Some("exit=1 -- b"), &["/x"], false, &plain)
             .unwrap_err()
             .contains("must not contain"));
-        assert!(b(None, &["/x", ""], false, &plain)
-            .unwrap_err()
-            .contains("argument 1 after -- is empty"));
-        // Non-UTF-8 arguments are encoded byte by byte.
-        let raw = OsString::from(std::ffi::OsStr::from_bytes(b"\xff"));
-        assert_eq!(
-            build_cmdline(None, &[raw], false, &plain).unwrap().0,
-            "console-tty=0 -- %FF"
-        );
-        // The limit counts the encoded words.
-        let fits = "a".repeat(CMDLINE_MAX - "console-tty=0 -- ".len());
-        assert_eq!(
-            b(None, &[&fits], false, &plain).unwrap().0.len(),
-            CMDLINE_MAX
-        );
-        let long = format!("{fits}a");
-        assert!(b(None, &[&long], false, &plain)
-            .unwrap_err()
-            .contains("more than the limit of 2048"));
-        let spaces = " ".repeat(700);
+        let e = b(Some("selftest bogus"), &[], false, &plain).unwrap_err();
         assert!(
-            b(None, &["/x", &spaces], false, &plain).is_err(),
-            "3 bytes per space"
+            e.contains("unknown kernel command-line word \"bogus\""),
+            "{e}"
         );
-        assert!(b(Some(&"x".repeat(2049)), &[], false, &plain).is_err());
+        let e = b(Some("exit=-1"), &["/x"], false, &plain).unwrap_err();
+        assert!(e.contains("\"exit=-1\": expected a decimal number"), "{e}");
+        // Empty and non-UTF-8 arguments pass as they are.
+        let raw = OsString::from(std::ffi::OsStr::from_bytes(b"\xff"));
+        let (a, _) = boot_args(None, &[raw, OsString::new()], false, false, &plain).unwrap();
+        assert!(a.args().argv().eq([&b"\xff"[..], b""]));
+        // The limit: header (48) and each argument's length prefix (2) count.
+        let fits = "a".repeat(BOOT_ARGS_MAX - 48 - 2);
+        let (a, _) = boot_args(None, &os(&[&fits]), false, false, &plain).unwrap();
+        assert_eq!(a.as_bytes().len(), BOOT_ARGS_MAX);
+        let long = format!("{fits}a");
+        let e = b(None, &[&long], false, &plain).unwrap_err();
+        assert!(e.contains("beyond the limit of 2048"), "{e}");
+        assert!(
+            b(None, &["/x"; 600], false, &plain).is_err(),
+            "4 bytes per /x"
+        );
+        assert!(b(Some(&"ls=/ ".repeat(600)), &[], false, &plain).is_err());
+    }
+
+    #[test]
+    fn test_kernel_only_for_test_commands() {
+        let needs = |c: &str| {
+            boot_args(Some(c), &[], false, false, &ConsoleSetup::default())
+                .unwrap()
+                .0
+                .args()
+                .needs_diagnostics()
+        };
+        for c in [
+            "selftest",
+            "fs-selftest",
+            "panic",
+            "syscall",
+            "crash=double-fault",
+            "crash=stub-syscall",
+            "bench=all",
+            "hostile=storm hostpid=1",
+            "exit=0 selftest",
+        ] {
+            assert!(needs(c), "{c}");
+        }
+        for c in [
+            "",
+            "exit=3",
+            "sleep=1 ls=/ cat=/x",
+            "bench_quick quiet",
+            "-- selftest",
+        ] {
+            assert!(!needs(c), "{c}");
+        }
+        let default = boot_args(None, &[], false, false, &ConsoleSetup::default()).unwrap();
+        assert!(default.0.args().needs_diagnostics(), "selftest by default");
+    }
+
+    #[test]
+    fn help_lists_the_words() {
+        for (word, _) in words::HELP {
+            assert!(RUN_AFTER_HELP.contains(word), "{word}");
+        }
     }
 }

@@ -1,12 +1,13 @@
 //! System calls on file descriptors: I/O, seeking, descriptor management, `fcntl`, `ioctl`,
 //! pipes, `fstat`, directory listing and the `f*` metadata calls.
 
-use super::dev::{self, ioc};
+use super::dev;
 use super::file::{
     fl, fstat, kbuf, read_kernel, read_user, write_kernel, write_user, Kind, OpenFile, UserBuf,
     MAX_RW, NOFILE,
 };
 use super::pipe::{Pipe, PIPE_SIZE};
+use super::tty::{self, ioc};
 use super::{fd_file, wall_now};
 use crate::fs::ramfs::{dt, oflag, whence, Ino, DIRENT64_HEADER};
 use crate::fs::{self, Errno};
@@ -374,7 +375,7 @@ pub(crate) fn sys_ioctl(fd: u64, cmd: u64, arg: u64) -> SysResult {
         ioc::FIONREAD => {
             let n: usize = match &f.kind {
                 Kind::PipeRead(pipe) => pipe.available(),
-                Kind::Console { .. } => dev::console_available(),
+                Kind::Console { .. } => tty::console_available(),
                 Kind::Node { h, dir: false, .. } => {
                     let h = *h;
                     let pos = *f.pos();
@@ -387,7 +388,7 @@ pub(crate) fn sys_ioctl(fd: u64, cmd: u64, arg: u64) -> SysResult {
             Ok(0)
         }
         _ => match f.kind {
-            Kind::Console { tty: true, .. } => dev::tty_ioctl(cmd, arg),
+            Kind::Console { tty: true, .. } => tty::tty_ioctl(cmd, arg),
             _ => Err(Errno::ENOTTY),
         },
     }

@@ -219,7 +219,7 @@ impl FdTable {
     pub(crate) fn with_console() -> Self {
         super::init();
         let mut t = Self::new();
-        for (flags, out, tty) in dev::initial_console_fds() {
+        for (flags, out, tty) in super::tty::initial_console_fds() {
             let f = OpenFile::new(
                 Kind::Console {
                     out,
@@ -507,7 +507,7 @@ pub(crate) fn read_kernel(f: &OpenFile, buf: &mut [u8], off: Option<u64>) -> Res
             if off.is_some() {
                 return Err(Errno::ESPIPE);
             }
-            dev::console_read(buf, f.nonblock(), *tty)
+            super::tty::console_read(buf, f.nonblock(), *tty)
         }
     }
 }
@@ -554,7 +554,7 @@ pub(crate) fn write_kernel(
             if off.is_some() {
                 return Err(Errno::ESPIPE);
             }
-            dev::console_write(*out, data);
+            super::tty::console_write(*out, data);
             Ok(data.len())
         }
     }

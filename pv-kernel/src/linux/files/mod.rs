@@ -2,7 +2,8 @@
 //!
 //! * [`file`] open file descriptions ([`OpenFile`]), the descriptor table ([`FdTable`]),
 //!   reading and writing, `stat` results,
-//! * [`pipe`] pipes, [`dev`] `/dev` devices and the console, [`random`] the random bytes,
+//! * [`pipe`] pipes, [`dev`] the `/dev` devices, [`tty`] the console terminal, [`random`] the
+//!   random bytes,
 //! * [`fdops`] calls on descriptors, [`path`] calls on path names, [`poll`] readiness waits.
 //!
 //! Files live in the in-memory filesystem ([`crate::fs`]); each open regular file or
@@ -16,6 +17,7 @@ pub(crate) mod path;
 pub(crate) mod pipe;
 pub(crate) mod poll;
 pub(crate) mod random;
+pub(crate) mod tty;
 
 use alloc::sync::Arc;
 
@@ -51,7 +53,7 @@ pub(crate) fn init() {
 /// Console input arrived (`pending::INPUT`): wakes terminal readers and pollers. Safe in
 /// event context.
 pub(crate) fn console_input() {
-    dev::input_arrived();
+    tty::input_arrived();
 }
 
 /// The open file of descriptor `fd` of the current process.

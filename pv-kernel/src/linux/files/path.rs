@@ -5,6 +5,7 @@
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
+use pvmux_hypercalls::bootargs::Terminals;
 use pvmux_hypercalls::hypercall::stream;
 
 use super::dev::{self, Dev};
@@ -159,14 +160,14 @@ pub(crate) fn sys_openat(dirfd: u64, path_va: u64, flags: u64, mode: u64) -> Sys
             let _ = fs::with(|fs| fs.close(h));
             match d {
                 Dev::Tty | Dev::Console => {
-                    let bits = dev::tty_bits();
-                    if d == Dev::Tty && bits == 0 && !path_only {
+                    let t = super::tty::terminals();
+                    if d == Dev::Tty && t == Terminals::default() && !path_only {
                         // No controlling terminal.
                         return Err(Errno::ENXIO);
                     }
                     Kind::Console {
                         out: stream::STDOUT,
-                        tty: bits & 0b011 != 0,
+                        tty: t.stdin || t.stdout,
                         dev: d,
                     }
                 }

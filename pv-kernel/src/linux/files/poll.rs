@@ -8,7 +8,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use super::file::{Kind, OpenFile, NOFILE};
-use super::{dev, fd_file};
+use super::{fd_file, tty};
 use crate::fs::Errno;
 use crate::irq::{IrqGuard, IrqLock};
 use crate::linux::uaccess::{copy_from_user, copy_to_user, read_val, write_val};
@@ -63,7 +63,7 @@ pub(crate) fn poll_mask(f: &OpenFile) -> u16 {
         }
         Kind::Console { .. } => {
             let mut m = 0;
-            if f.readable() && dev::console_readable() {
+            if f.readable() && tty::console_readable() {
                 m |= rd;
             }
             if f.writable() {

@@ -1,0 +1,987 @@
+//! The boot arguments: what the host asks the guest kernel to do, as a typed, versioned,
+//! length-checked structure in [`crate::BootInfo::boot_args`] (docs/ABI.md §5.1).
+//!
+//! They replace a kernel command line of text words. The host builds them (from `pvmux run`'s
+//! options, its `--cmdline` words and the program to run) with [`Encoder`] or
+//! [`BootArgsBuf::new`]; the kernel decodes them once at boot with [`BootArgs::decode`] into
+//! one [`BootArgs`] value that everything reads. Both sides use the functions of this module,
+//! so the layout lives in one place. [`words`] is the text form users type
+//! (`pvmux run --cmdline "exit=3"`), parsed by the host only.
+//!
+//! ```text
+//! BootArgsHeader (48 bytes)
+//! canary        canary_len bytes of UTF-8 (hostile cases only)
+//! commands      nr_commands records: RecordHeader { kind, len }, then len payload bytes
+//! argv          nr_args records: u16 length, then that many bytes (any bytes, empty allowed)
+//! ```
+//!
+//! Everything is little endian and unaligned (records follow each other without padding);
+//! `total_len` is the exact length. The decoder is total: any byte string gives either a
+//! [`BootArgs`] or a [`DecodeError`], in time linear in its length, without allocating.
+
+use core::fmt;
+use core::mem::{offset_of, size_of};
+use core::num::NonZeroU16;
+
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+pub mod words;
+
+/// "PVBA" in little endian: the first four bytes of the boot arguments.
+pub const BOOT_ARGS_MAGIC: u32 = u32::from_le_bytes(*b"PVBA");
+/// Version of the boot-argument layout. Bumped on any incompatible change.
+pub const BOOT_ARGS_VERSION: u16 = 1;
+/// Largest encoded size in bytes (the size of [`crate::BootInfo::boot_args`]).
+pub const BOOT_ARGS_MAX: usize = 2048;
+
+/// The fixed start of the boot arguments: the options and the sizes of what follows.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct BootArgsHeader {
+    /// [`BOOT_ARGS_MAGIC`].
+    pub magic: u32,
+    /// [`BOOT_ARGS_VERSION`].
+    pub version: u16,
+    /// `size_of::<BootArgsHeader>()` (48).
+    pub header_len: u16,
+    /// Length of the whole encoding, header included.
+    pub total_len: u32,
+    /// Option bits, [`flag`].
+    pub flags: u32,
+    /// Host pid for hostile cases to attack, if [`flag::HOST_PID`]; else 0.
+    pub host_pid: u64,
+    /// Seed for randomised hostile cases, if [`flag::SEED`]; else 0.
+    pub seed: u64,
+    /// Columns of the stdout terminal; 0 (with `console_rows` 0) = not given.
+    pub console_cols: u16,
+    /// Rows of the stdout terminal; 0 (with `console_cols` 0) = not given.
+    pub console_rows: u16,
+    /// Which host streams are terminals, [`tty`] bits.
+    pub terminals: u8,
+    /// Zero.
+    pub _reserved0: u8,
+    /// Length of the canary path after the header (0 = none).
+    pub canary_len: u16,
+    /// Number of command records.
+    pub nr_commands: u16,
+    /// Number of init argument records (0 = no init program).
+    pub nr_args: u16,
+    /// Zero.
+    pub _reserved1: u32,
+}
+
+/// Size of [`BootArgsHeader`].
+pub const HEADER_LEN: usize = size_of::<BootArgsHeader>();
+
+const _: () = assert!(HEADER_LEN == 48);
+const _: () = assert!(offset_of!(BootArgsHeader, flags) == 12);
+const _: () = assert!(offset_of!(BootArgsHeader, host_pid) == 16);
+const _: () = assert!(offset_of!(BootArgsHeader, seed) == 24);
+const _: () = assert!(offset_of!(BootArgsHeader, console_cols) == 32);
+const _: () = assert!(offset_of!(BootArgsHeader, terminals) == 36);
+const _: () = assert!(offset_of!(BootArgsHeader, canary_len) == 38);
+const _: () = assert!(offset_of!(BootArgsHeader, nr_commands) == 40);
+const _: () = assert!(offset_of!(BootArgsHeader, nr_args) == 42);
+
+/// The header of one command record.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct RecordHeader {
+    /// A [`command`] kind.
+    pub kind: u16,
+    /// Length of the payload that follows.
+    pub len: u16,
+}
+
+/// Size of [`RecordHeader`].
+pub const RECORD_HEADER_LEN: usize = size_of::<RecordHeader>();
+const _: () = assert!(RECORD_HEADER_LEN == 4);
+
+/// [`BootArgsHeader::flags`] bits.
+pub mod flag {
+    /// Report the system calls the kernel does not implement when init ends.
+    pub const SYSCALL_REPORT: u32 = 1 << 0;
+    /// No start-up banner on the kernel log.
+    pub const QUIET: u32 = 1 << 1;
+    /// Show the host's directory share (`--rootfs`) as the root filesystem.
+    pub const HOSTFS: u32 = 1 << 2;
+    /// Fewer repetitions for the in-guest benchmarks.
+    pub const BENCH_QUICK: u32 = 1 << 3;
+    /// [`super::BootArgsHeader::host_pid`] is given.
+    pub const HOST_PID: u32 = 1 << 4;
+    /// [`super::BootArgsHeader::seed`] is given.
+    pub const SEED: u32 = 1 << 5;
+    /// Every bit this version defines; others must be zero.
+    pub const ALL: u32 = (1 << 6) - 1;
+}
+
+/// [`BootArgsHeader::terminals`] bits: which of the host's streams are terminals.
+pub mod tty {
+    /// Standard input.
+    pub const STDIN: u8 = 1 << 0;
+    /// Standard output.
+    pub const STDOUT: u8 = 1 << 1;
+    /// Standard error.
+    pub const STDERR: u8 = 1 << 2;
+    /// Every bit this version defines; others must be zero.
+    pub const ALL: u8 = STDIN | STDOUT | STDERR;
+}
+
+/// [`RecordHeader::kind`] values and their payloads.
+pub mod command {
+    /// Run the kernel self-tests and exit with the number of failures. No payload.
+    pub const SELFTEST: u16 = 1;
+    /// Check every filesystem operation and exit with the number of failures. No payload.
+    pub const FS_SELFTEST: u16 = 2;
+    /// Shut down with an exit code: payload u64.
+    pub const EXIT: u16 = 3;
+    /// Sleep, then go on with the next command: payload u64 milliseconds.
+    pub const SLEEP: u16 = 4;
+    /// Panic on purpose. No payload.
+    pub const PANIC: u16 = 5;
+    /// Execute raw Linux system calls and show they are trapped. No payload.
+    pub const SYSCALL: u16 = 6;
+    /// Make exception delivery itself fault. No payload.
+    pub const CRASH_DOUBLE_FAULT: u16 = 7;
+    /// Jump onto a `syscall` instruction inside stub code. No payload.
+    pub const CRASH_STUB_SYSCALL: u16 = 8;
+    /// Run in-guest benchmarks: payload UTF-8 text, `all` or names separated by `,`.
+    pub const BENCH: u16 = 9;
+    /// Run one adversarial case: payload UTF-8 text, the case's name.
+    pub const HOSTILE: u16 = 10;
+    /// List a directory of the in-guest filesystem: payload UTF-8 text, the path.
+    pub const LS: u16 = 11;
+    /// Print a file of the in-guest filesystem: payload UTF-8 text, the path.
+    pub const CAT: u16 = 12;
+}
+
+/// Which of the host's standard streams are terminals.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Terminals {
+    /// Standard input is a terminal.
+    pub stdin: bool,
+    /// Standard output is a terminal.
+    pub stdout: bool,
+    /// Standard error is a terminal.
+    pub stderr: bool,
+}
+
+impl Terminals {
+    /// The [`tty`] bits.
+    pub fn bits(self) -> u8 {
+        let bit = |on: bool, bit: u8| if on { bit } else { 0 };
+        bit(self.stdin, tty::STDIN) | bit(self.stdout, tty::STDOUT) | bit(self.stderr, tty::STDERR)
+    }
+
+    /// Decodes [`tty`] bits; `None` if an undefined bit is set.
+    pub const fn from_bits(bits: u8) -> Option<Self> {
+        if bits & !tty::ALL != 0 {
+            return None;
+        }
+        Some(Self {
+            stdin: bits & tty::STDIN != 0,
+            stdout: bits & tty::STDOUT != 0,
+            stderr: bits & tty::STDERR != 0,
+        })
+    }
+}
+
+/// The size of the stdout terminal in character cells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConsoleSize {
+    /// Columns.
+    pub cols: NonZeroU16,
+    /// Rows.
+    pub rows: NonZeroU16,
+}
+
+impl ConsoleSize {
+    /// `cols` x `rows`; `None` if either is 0.
+    pub const fn new(cols: u16, rows: u16) -> Option<Self> {
+        match (NonZeroU16::new(cols), NonZeroU16::new(rows)) {
+            (Some(cols), Some(rows)) => Some(Self { cols, rows }),
+            _ => None,
+        }
+    }
+}
+
+/// The options: settings that hold for the whole boot, wherever they were given.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Options<'a> {
+    /// Which host streams are terminals (the console's fds 0, 1 and 2 follow them).
+    pub terminals: Terminals,
+    /// The stdout terminal's size, if known (the kernel assumes 80x24 otherwise).
+    pub console_size: Option<ConsoleSize>,
+    /// Report the unimplemented system calls programs made when init ends.
+    pub syscall_report: bool,
+    /// No start-up banner on the kernel log.
+    pub quiet: bool,
+    /// Show the host's directory share as the root filesystem.
+    pub hostfs: bool,
+    /// Fewer repetitions for [`Command::Bench`].
+    pub bench_quick: bool,
+    /// Hostile cases: the host pid to attack (the kernel uses 1 if not given).
+    pub host_pid: Option<u64>,
+    /// Hostile cases: the seed of randomised cases (each case has its own default).
+    pub seed: Option<u64>,
+    /// Hostile cases: a host file that must never be created.
+    pub canary: Option<&'a str>,
+}
+
+/// One thing for the kernel to do, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Command<'a> {
+    /// Run the self-tests and exit with the number of failures.
+    Selftest,
+    /// Check every filesystem operation and exit with the number of failures.
+    FsSelftest,
+    /// Shut down with this exit code.
+    Exit(u64),
+    /// Sleep this many milliseconds.
+    Sleep(u64),
+    /// Panic on purpose.
+    Panic,
+    /// Execute raw Linux system calls and show they are trapped.
+    Syscall,
+    /// Make exception delivery itself fault.
+    CrashDoubleFault,
+    /// Jump onto a `syscall` instruction inside stub code with crafted registers.
+    CrashStubSyscall,
+    /// Run the in-guest benchmarks named (`all`, or names separated by `,`).
+    Bench(&'a str),
+    /// Run the adversarial case named.
+    Hostile(&'a str),
+    /// List a directory of the in-guest filesystem.
+    Ls(&'a str),
+    /// Print a file of the in-guest filesystem.
+    Cat(&'a str),
+}
+
+impl Command<'_> {
+    /// True for the commands only the test kernel (built with its `diagnostics` feature) has:
+    /// self-tests, crash commands, benchmarks and hostile cases.
+    pub const fn needs_diagnostics(&self) -> bool {
+        !matches!(
+            self,
+            Self::Exit(_) | Self::Sleep(_) | Self::Ls(_) | Self::Cat(_)
+        )
+    }
+
+    /// The record kind ([`command`]).
+    const fn kind(&self) -> u16 {
+        match self {
+            Self::Selftest => command::SELFTEST,
+            Self::FsSelftest => command::FS_SELFTEST,
+            Self::Exit(_) => command::EXIT,
+            Self::Sleep(_) => command::SLEEP,
+            Self::Panic => command::PANIC,
+            Self::Syscall => command::SYSCALL,
+            Self::CrashDoubleFault => command::CRASH_DOUBLE_FAULT,
+            Self::CrashStubSyscall => command::CRASH_STUB_SYSCALL,
+            Self::Bench(_) => command::BENCH,
+            Self::Hostile(_) => command::HOSTILE,
+            Self::Ls(_) => command::LS,
+            Self::Cat(_) => command::CAT,
+        }
+    }
+}
+
+/// Why bytes are not valid boot arguments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// Shorter than the header, or longer than [`BOOT_ARGS_MAX`].
+    Size(usize),
+    /// Not [`BOOT_ARGS_MAGIC`].
+    Magic(u32),
+    /// Another [`BOOT_ARGS_VERSION`] or header length.
+    Version(u16, u16),
+    /// `total_len` is not the length given.
+    Length {
+        /// `total_len`.
+        declared: u32,
+        /// The length given.
+        actual: usize,
+    },
+    /// An undefined option, terminal bit, or a non-zero reserved field or absent value.
+    Options,
+    /// A console size with one dimension 0.
+    ConsoleSize,
+    /// The canary, a record or an argument runs past the end.
+    Truncated,
+    /// A record of an unknown kind.
+    UnknownCommand(u16),
+    /// A record whose payload does not fit its kind (wrong length, empty or not UTF-8 text).
+    Payload(u16),
+    /// Bytes after the last argument, or text (the canary) that is not UTF-8.
+    Malformed,
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Size(n) => write!(
+                f,
+                "{n} bytes: boot arguments are {HEADER_LEN}..={BOOT_ARGS_MAX} bytes"
+            ),
+            Self::Magic(m) => write!(f, "bad magic {m:#x}"),
+            Self::Version(v, h) => write!(
+                f,
+                "version {v} with a {h}-byte header (this side knows version \
+                 {BOOT_ARGS_VERSION}, {HEADER_LEN} bytes)"
+            ),
+            Self::Length { declared, actual } => {
+                write!(f, "declared length {declared}, actual {actual}")
+            }
+            Self::Options => f.write_str("undefined option bits or non-zero reserved fields"),
+            Self::ConsoleSize => f.write_str("console size with a zero dimension"),
+            Self::Truncated => f.write_str("a record runs past the end"),
+            Self::UnknownCommand(k) => write!(f, "unknown command kind {k}"),
+            Self::Payload(k) => write!(f, "bad payload for command kind {k}"),
+            Self::Malformed => f.write_str("trailing bytes or non-UTF-8 text"),
+        }
+    }
+}
+
+impl core::error::Error for DecodeError {}
+
+/// Why boot arguments cannot be encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EncodeError {
+    /// They need more than the buffer (at most [`BOOT_ARGS_MAX`] bytes).
+    TooLong {
+        /// Bytes needed so far (at least).
+        needed: usize,
+        /// Bytes available.
+        limit: usize,
+    },
+    /// A command's text (a path, a name) is empty.
+    EmptyText,
+    /// A command was added after an init argument (commands come first).
+    CommandAfterArgs,
+}
+
+impl fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooLong { needed, limit } => write!(
+                f,
+                "the boot arguments need at least {needed} bytes, more than the limit of {limit}"
+            ),
+            Self::EmptyText => f.write_str("a command's path or name is empty"),
+            Self::CommandAfterArgs => f.write_str("a command follows the init arguments"),
+        }
+    }
+}
+
+impl core::error::Error for EncodeError {}
+
+/// A list of validated records inside the encoding (commands or arguments).
+#[derive(Clone, Copy, Debug, Default)]
+struct Records<'a> {
+    bytes: &'a [u8],
+    count: u16,
+}
+
+/// Decoded boot arguments: the options, the commands in order, and the init program's
+/// arguments. Borrowed from the encoding, which [`BootArgs::decode`] checked in full, so the
+/// iterators never fail.
+#[derive(Clone, Copy, Default)]
+pub struct BootArgs<'a> {
+    /// The options.
+    pub options: Options<'a>,
+    commands: Records<'a>,
+    argv: Records<'a>,
+}
+
+impl<'a> BootArgs<'a> {
+    /// Decodes and checks `bytes` (exactly the encoding: [`crate::BootInfo::boot_args()`]).
+    pub fn decode(bytes: &'a [u8]) -> Result<Self, DecodeError> {
+        if bytes.len() > BOOT_ARGS_MAX {
+            return Err(DecodeError::Size(bytes.len()));
+        }
+        let Ok((h, rest)) = BootArgsHeader::read_from_prefix(bytes) else {
+            return Err(DecodeError::Size(bytes.len()));
+        };
+        if h.magic != BOOT_ARGS_MAGIC {
+            return Err(DecodeError::Magic(h.magic));
+        }
+        if h.version != BOOT_ARGS_VERSION || usize::from(h.header_len) != HEADER_LEN {
+            return Err(DecodeError::Version(h.version, h.header_len));
+        }
+        if h.total_len as usize != bytes.len() {
+            return Err(DecodeError::Length {
+                declared: h.total_len,
+                actual: bytes.len(),
+            });
+        }
+        let options = decode_options(&h)?;
+        let (canary, rest) = split(rest, usize::from(h.canary_len))?;
+        let canary = match canary {
+            [] => None,
+            c => Some(core::str::from_utf8(c).map_err(|_| DecodeError::Malformed)?),
+        };
+        let mut pos = 0;
+        for _ in 0..h.nr_commands {
+            let (_, len) = read_command(&rest[pos..])?;
+            pos += len;
+        }
+        let (commands, rest) = rest.split_at(pos);
+        let mut pos = 0;
+        for _ in 0..h.nr_args {
+            let (_, len) = read_arg(&rest[pos..])?;
+            pos += len;
+        }
+        if pos != rest.len() {
+            return Err(DecodeError::Malformed);
+        }
+        Ok(Self {
+            options: Options { canary, ..options },
+            commands: Records {
+                bytes: commands,
+                count: h.nr_commands,
+            },
+            argv: Records {
+                bytes: rest,
+                count: h.nr_args,
+            },
+        })
+    }
+
+    /// The commands, in order.
+    pub fn commands(&self) -> Commands<'a> {
+        Commands(self.commands)
+    }
+
+    /// The init program's arguments (`argv[0]` first); empty if no program runs.
+    pub fn argv(&self) -> Argv<'a> {
+        Argv(self.argv)
+    }
+
+    /// True if a command needs the test kernel ([`Command::needs_diagnostics`]).
+    pub fn needs_diagnostics(&self) -> bool {
+        self.commands().any(|c| c.needs_diagnostics())
+    }
+}
+
+impl PartialEq for BootArgs<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.options == other.options
+            && self.commands().eq(other.commands())
+            && self.argv().eq(other.argv())
+    }
+}
+
+impl Eq for BootArgs<'_> {}
+
+impl fmt::Debug for BootArgs<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct List<I>(I);
+        impl<I: Iterator<Item = T> + Clone, T: fmt::Debug> fmt::Debug for List<I> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_list().entries(self.0.clone()).finish()
+            }
+        }
+        f.debug_struct("BootArgs")
+            .field("options", &self.options)
+            .field("commands", &List(self.commands()))
+            .field("argv", &List(self.argv().map(<[u8]>::escape_ascii)))
+            .finish()
+    }
+}
+
+fn decode_options(h: &BootArgsHeader) -> Result<Options<'static>, DecodeError> {
+    let given = |bit: u32, v: u64| match (h.flags & bit != 0, v) {
+        (true, v) => Ok(Some(v)),
+        (false, 0) => Ok(None),
+        (false, _) => Err(DecodeError::Options),
+    };
+    if h.flags & !flag::ALL != 0 || h._reserved0 != 0 || h._reserved1 != 0 {
+        return Err(DecodeError::Options);
+    }
+    let terminals = Terminals::from_bits(h.terminals).ok_or(DecodeError::Options)?;
+    let console_size = match (h.console_cols, h.console_rows) {
+        (0, 0) => None,
+        (c, r) => Some(ConsoleSize::new(c, r).ok_or(DecodeError::ConsoleSize)?),
+    };
+    Ok(Options {
+        terminals,
+        console_size,
+        syscall_report: h.flags & flag::SYSCALL_REPORT != 0,
+        quiet: h.flags & flag::QUIET != 0,
+        hostfs: h.flags & flag::HOSTFS != 0,
+        bench_quick: h.flags & flag::BENCH_QUICK != 0,
+        host_pid: given(flag::HOST_PID, h.host_pid)?,
+        seed: given(flag::SEED, h.seed)?,
+        canary: None,
+    })
+}
+
+/// `(bytes[..n], bytes[n..])`, or `Truncated`.
+fn split(bytes: &[u8], n: usize) -> Result<(&[u8], &[u8]), DecodeError> {
+    bytes.split_at_checked(n).ok_or(DecodeError::Truncated)
+}
+
+/// The command record at the start of `bytes` and its length.
+fn read_command(bytes: &[u8]) -> Result<(Command<'_>, usize), DecodeError> {
+    let (h, rest) = RecordHeader::read_from_prefix(bytes).map_err(|_| DecodeError::Truncated)?;
+    let (payload, _) = split(rest, usize::from(h.len))?;
+    let bad = DecodeError::Payload(h.kind);
+    let none = |c: Command<'static>| if payload.is_empty() { Ok(c) } else { Err(bad) };
+    let number = || {
+        <[u8; 8]>::try_from(payload)
+            .map(u64::from_le_bytes)
+            .map_err(|_| bad)
+    };
+    let text = || match core::str::from_utf8(payload) {
+        Ok(s) if !s.is_empty() => Ok(s),
+        _ => Err(bad),
+    };
+    let c = match h.kind {
+        command::SELFTEST => none(Command::Selftest)?,
+        command::FS_SELFTEST => none(Command::FsSelftest)?,
+        command::EXIT => Command::Exit(number()?),
+        command::SLEEP => Command::Sleep(number()?),
+        command::PANIC => none(Command::Panic)?,
+        command::SYSCALL => none(Command::Syscall)?,
+        command::CRASH_DOUBLE_FAULT => none(Command::CrashDoubleFault)?,
+        command::CRASH_STUB_SYSCALL => none(Command::CrashStubSyscall)?,
+        command::BENCH => Command::Bench(text()?),
+        command::HOSTILE => Command::Hostile(text()?),
+        command::LS => Command::Ls(text()?),
+        command::CAT => Command::Cat(text()?),
+        k => return Err(DecodeError::UnknownCommand(k)),
+    };
+    Ok((c, RECORD_HEADER_LEN + payload.len()))
+}
+
+/// The argument record at the start of `bytes` and its length.
+fn read_arg(bytes: &[u8]) -> Result<(&[u8], usize), DecodeError> {
+    let (len, rest) = split(bytes, 2)?;
+    let len = usize::from(u16::from_le_bytes([len[0], len[1]]));
+    let (arg, _) = split(rest, len)?;
+    Ok((arg, 2 + len))
+}
+
+/// The commands of [`BootArgs`], in order.
+#[derive(Clone, Debug)]
+pub struct Commands<'a>(Records<'a>);
+
+impl<'a> Iterator for Commands<'a> {
+    type Item = Command<'a>;
+
+    fn next(&mut self) -> Option<Command<'a>> {
+        if self.0.count == 0 {
+            return None;
+        }
+        // Checked by `decode`: cannot fail (and ends the iteration if it did).
+        let (c, len) = read_command(self.0.bytes).ok()?;
+        self.0.bytes = &self.0.bytes[len..];
+        self.0.count -= 1;
+        Some(c)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, Some(usize::from(self.0.count)))
+    }
+}
+
+/// The init arguments of [`BootArgs`], in order.
+#[derive(Clone, Debug)]
+pub struct Argv<'a>(Records<'a>);
+
+impl<'a> Iterator for Argv<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.0.count == 0 {
+            return None;
+        }
+        // Checked by `decode`: cannot fail (and ends the iteration if it did).
+        let (arg, len) = read_arg(self.0.bytes).ok()?;
+        self.0.bytes = &self.0.bytes[len..];
+        self.0.count -= 1;
+        Some(arg)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, Some(usize::from(self.0.count)))
+    }
+}
+
+/// Writes boot arguments into a buffer: the options first ([`Encoder::new`]), then the
+/// commands in order, then the init arguments; [`Encoder::finish`] completes the header.
+pub struct Encoder<'b> {
+    out: &'b mut [u8],
+    pos: usize,
+    header: BootArgsHeader,
+}
+
+impl<'b> Encoder<'b> {
+    /// Starts an encoding of `options` in `out` (at most [`BOOT_ARGS_MAX`] bytes of it are
+    /// used).
+    pub fn new(out: &'b mut [u8], options: &Options<'_>) -> Result<Self, EncodeError> {
+        let limit = out.len().min(BOOT_ARGS_MAX);
+        let out = &mut out[..limit];
+        let canary = options.canary.unwrap_or("").as_bytes();
+        let mut flags = 0;
+        for (on, bit) in [
+            (options.syscall_report, flag::SYSCALL_REPORT),
+            (options.quiet, flag::QUIET),
+            (options.hostfs, flag::HOSTFS),
+            (options.bench_quick, flag::BENCH_QUICK),
+            (options.host_pid.is_some(), flag::HOST_PID),
+            (options.seed.is_some(), flag::SEED),
+        ] {
+            if on {
+                flags |= bit;
+            }
+        }
+        let (console_cols, console_rows) = options
+            .console_size
+            .map_or((0, 0), |s| (s.cols.get(), s.rows.get()));
+        let header = BootArgsHeader {
+            magic: BOOT_ARGS_MAGIC,
+            version: BOOT_ARGS_VERSION,
+            header_len: HEADER_LEN as u16,
+            total_len: 0,
+            flags,
+            host_pid: options.host_pid.unwrap_or(0),
+            seed: options.seed.unwrap_or(0),
+            console_cols,
+            console_rows,
+            terminals: options.terminals.bits(),
+            _reserved0: 0,
+            canary_len: 0,
+            nr_commands: 0,
+            nr_args: 0,
+            _reserved1: 0,
+        };
+        let mut enc = Self {
+            out,
+            pos: HEADER_LEN,
+            header,
+        };
+        if enc.out.len() < HEADER_LEN {
+            return Err(enc.too_long(0));
+        }
+        enc.put(&[canary])?;
+        // `put` succeeded: the canary is shorter than the buffer, so it fits a u16.
+        enc.header.canary_len = canary.len() as u16;
+        Ok(enc)
+    }
+
+    /// Appends a command.
+    pub fn command(&mut self, c: &Command<'_>) -> Result<(), EncodeError> {
+        if self.header.nr_args != 0 {
+            return Err(EncodeError::CommandAfterArgs);
+        }
+        let number;
+        let payload: &[u8] = match c {
+            Command::Exit(n) | Command::Sleep(n) => {
+                number = n.to_le_bytes();
+                &number
+            }
+            Command::Bench(s) | Command::Hostile(s) | Command::Ls(s) | Command::Cat(s) => {
+                if s.is_empty() {
+                    return Err(EncodeError::EmptyText);
+                }
+                s.as_bytes()
+            }
+            _ => &[],
+        };
+        let len = self.len_u16(payload)?;
+        let rec = RecordHeader {
+            kind: c.kind(),
+            len,
+        };
+        self.put(&[rec.as_bytes(), payload])?;
+        self.header.nr_commands += 1;
+        Ok(())
+    }
+
+    /// Appends an init argument (`argv[0]` first).
+    pub fn arg(&mut self, arg: &[u8]) -> Result<(), EncodeError> {
+        let len = self.len_u16(arg)?;
+        self.put(&[&len.to_le_bytes(), arg])?;
+        self.header.nr_args += 1;
+        Ok(())
+    }
+
+    /// Completes the header; returns the length of the encoding (the start of the buffer).
+    pub fn finish(mut self) -> usize {
+        // `pos` never exceeds the buffer, at most BOOT_ARGS_MAX bytes.
+        self.header.total_len = self.pos as u32;
+        self.out[..HEADER_LEN].copy_from_slice(self.header.as_bytes());
+        self.pos
+    }
+
+    fn too_long(&self, extra: usize) -> EncodeError {
+        EncodeError::TooLong {
+            needed: self.pos.saturating_add(extra).max(HEADER_LEN),
+            limit: self.out.len(),
+        }
+    }
+
+    /// `data.len()` as u16 if it is shorter than the buffer.
+    fn len_u16(&self, data: &[u8]) -> Result<u16, EncodeError> {
+        match u16::try_from(data.len()) {
+            Ok(n) if data.len() <= self.out.len() => Ok(n),
+            _ => Err(self.too_long(data.len())),
+        }
+    }
+
+    /// Appends `pieces`, all or nothing.
+    fn put(&mut self, pieces: &[&[u8]]) -> Result<(), EncodeError> {
+        let total = pieces.iter().map(|p| p.len()).sum::<usize>();
+        let end = self
+            .pos
+            .checked_add(total)
+            .filter(|&e| e <= self.out.len())
+            .ok_or_else(|| self.too_long(total))?;
+        for p in pieces {
+            self.out[self.pos..self.pos + p.len()].copy_from_slice(p);
+            self.pos += p.len();
+        }
+        debug_assert_eq!(self.pos, end);
+        Ok(())
+    }
+}
+
+/// Encoded boot arguments, owned: what the host hands to the domain builder. Built only by
+/// the encoder, so [`BootArgsBuf::args`] always decodes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BootArgsBuf {
+    bytes: [u8; BOOT_ARGS_MAX],
+    len: usize,
+}
+
+impl BootArgsBuf {
+    /// Encodes `options`, then `commands` in order, then the init program's `argv` (empty:
+    /// no program).
+    pub fn new<'c, A: AsRef<[u8]>>(
+        options: &Options<'_>,
+        commands: impl IntoIterator<Item = Command<'c>>,
+        argv: impl IntoIterator<Item = A>,
+    ) -> Result<Self, EncodeError> {
+        let mut bytes = [0; BOOT_ARGS_MAX];
+        let mut enc = Encoder::new(&mut bytes, options)?;
+        for c in commands {
+            enc.command(&c)?;
+        }
+        for a in argv {
+            enc.arg(a.as_ref())?;
+        }
+        let len = enc.finish();
+        Ok(Self { bytes, len })
+    }
+
+    /// Parses the text form ([`words::Words::parse`]) and encodes it.
+    pub fn from_words(line: &str) -> Result<Self, words::Error<'_>> {
+        words::Words::parse(line)?
+            .encode()
+            .map_err(words::Error::Encode)
+    }
+
+    /// The encoding.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+
+    /// The decoded boot arguments.
+    pub fn args(&self) -> BootArgs<'_> {
+        // The encoder only writes valid encodings; the fallback is never taken.
+        BootArgs::decode(self.as_bytes()).unwrap_or_default()
+    }
+}
+
+impl Default for BootArgsBuf {
+    /// No options, no commands, no program.
+    fn default() -> Self {
+        let mut bytes = [0; BOOT_ARGS_MAX];
+        let len = match Encoder::new(&mut bytes, &Options::default()) {
+            Ok(enc) => enc.finish(),
+            Err(_) => 0,
+        };
+        Self { bytes, len }
+    }
+}
+
+impl fmt::Debug for BootArgsBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BootArgsBuf({})", self.args())
+    }
+}
+
+impl fmt::Display for BootArgsBuf {
+    /// The text form of the arguments.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.args(), f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_options() -> Options<'static> {
+        Options {
+            terminals: Terminals {
+                stdin: true,
+                stdout: false,
+                stderr: true,
+            },
+            console_size: ConsoleSize::new(132, 43),
+            syscall_report: true,
+            quiet: false,
+            hostfs: true,
+            bench_quick: false,
+            host_pid: Some(4242),
+            seed: Some(0),
+            canary: Some("/tmp/c"),
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let cmds = [
+            Command::Selftest,
+            Command::Exit(u64::MAX),
+            Command::Sleep(5),
+            Command::Hostile("stub-random"),
+            Command::Ls("/dir"),
+            Command::Cat("/é"),
+            Command::Bench("all"),
+            Command::CrashStubSyscall,
+        ];
+        let argv: [&[u8]; 4] = [b"/bin/sh", b"", b"a b\x00\xff", b"%20"];
+        let buf = BootArgsBuf::new(&sample_options(), cmds, argv).unwrap();
+        let args = BootArgs::decode(buf.as_bytes()).unwrap();
+        assert_eq!(args.options, sample_options());
+        assert!(args.commands().eq(cmds));
+        assert!(args.argv().eq(argv));
+        assert!(args.needs_diagnostics());
+        assert_eq!(buf.args(), args);
+        // Header, canary, 8 record headers and their payloads, 4 length prefixes and args.
+        let expect = 48 + 6 + 8 * 4 + (8 + 8 + 11 + 4 + 3 + 3) + 4 * 2 + (7 + 5 + 3);
+        assert_eq!(buf.as_bytes().len(), expect);
+    }
+
+    #[test]
+    fn default_is_empty() {
+        let buf = BootArgsBuf::default();
+        let args = buf.args();
+        assert_eq!(buf.as_bytes().len(), HEADER_LEN);
+        assert_eq!(args.options, Options::default());
+        assert_eq!((args.commands().count(), args.argv().count()), (0, 0));
+        assert!(!args.needs_diagnostics());
+        let exit = BootArgsBuf::new(&Options::default(), [Command::Exit(3)], [b"x"]).unwrap();
+        assert!(!exit.args().needs_diagnostics());
+    }
+
+    #[test]
+    fn encoder_limits() {
+        // Exactly full, then one byte too many.
+        let arg = [b'a'; BOOT_ARGS_MAX - HEADER_LEN - 2];
+        let full = BootArgsBuf::new(&Options::default(), [], [&arg[..]]).unwrap();
+        assert_eq!(full.as_bytes().len(), BOOT_ARGS_MAX);
+        let more = [b'a'; BOOT_ARGS_MAX - HEADER_LEN - 1];
+        assert_eq!(
+            BootArgsBuf::new(&Options::default(), [], [&more[..]]),
+            Err(EncodeError::TooLong {
+                needed: BOOT_ARGS_MAX + 1,
+                limit: BOOT_ARGS_MAX
+            })
+        );
+        assert_eq!(
+            BootArgsBuf::new(&Options::default(), [Command::Ls("")], [b""; 0]),
+            Err(EncodeError::EmptyText)
+        );
+        let mut small = [0u8; 10];
+        assert!(Encoder::new(&mut small, &Options::default()).is_err());
+        let mut out = [0u8; 100];
+        let mut enc = Encoder::new(&mut out, &Options::default()).unwrap();
+        enc.arg(b"x").unwrap();
+        assert_eq!(
+            enc.command(&Command::Panic),
+            Err(EncodeError::CommandAfterArgs)
+        );
+        // A failed append leaves the encoding as it was.
+        assert!(enc.arg(&[0; 60]).is_err());
+        let n = enc.finish();
+        let args = BootArgs::decode(&out[..n]).unwrap();
+        assert!(args.argv().eq([&b"x"[..]]));
+        assert_eq!(args.commands().count(), 0);
+    }
+
+    #[test]
+    fn decoder_rejects_bad_headers() {
+        let good = BootArgsBuf::new(&sample_options(), [Command::Exit(1)], [b"/x"]).unwrap();
+        let good = good.as_bytes();
+        let mut b = [0u8; BOOT_ARGS_MAX];
+        let mut patched = |off: usize, val: &[u8]| {
+            b[..good.len()].copy_from_slice(good);
+            b[off..off + val.len()].copy_from_slice(val);
+            // The kind of the first command.
+            BootArgs::decode(&b[..good.len()]).map(|a| a.commands().next().map(|c| c.kind()))
+        };
+        assert_eq!(BootArgs::decode(&good[..47]), Err(DecodeError::Size(47)));
+        assert_eq!(
+            BootArgs::decode(&good[..good.len() - 1]),
+            Err(DecodeError::Length {
+                declared: good.len() as u32,
+                actual: good.len() - 1
+            })
+        );
+        assert!(matches!(patched(0, b"PVBB"), Err(DecodeError::Magic(_))));
+        assert_eq!(patched(4, &[2, 0]), Err(DecodeError::Version(2, 48)));
+        assert_eq!(patched(6, &[40, 0]), Err(DecodeError::Version(1, 48 - 8)));
+        assert_eq!(patched(14, &[1]), Err(DecodeError::Options));
+        assert_eq!(patched(36, &[8]), Err(DecodeError::Options));
+        assert_eq!(patched(37, &[1]), Err(DecodeError::Options));
+        assert_eq!(patched(44, &[1]), Err(DecodeError::Options));
+        assert_eq!(patched(32, &[0, 0]), Err(DecodeError::ConsoleSize));
+        // A value without its flag: seed flag (bit 5) cleared while seed = 0 is fine, host
+        // pid flag (bit 4) cleared while host_pid != 0 is not.
+        let flags = u32::from_le_bytes(good[12..16].try_into().unwrap());
+        assert_eq!(
+            patched(12, &(flags & !flag::SEED).to_le_bytes()),
+            Ok(Some(command::EXIT))
+        );
+        assert_eq!(
+            patched(12, &(flags & !flag::HOST_PID).to_le_bytes()),
+            Err(DecodeError::Options)
+        );
+        // Canary not UTF-8; counts that run past the end; a leftover byte.
+        assert_eq!(patched(48, &[0xff]), Err(DecodeError::Malformed));
+        assert_eq!(patched(40, &[2, 0]), Err(DecodeError::Truncated));
+        assert_eq!(patched(42, &[2, 0]), Err(DecodeError::Truncated));
+        assert_eq!(patched(42, &[0, 0]), Err(DecodeError::Malformed));
+        // Records: unknown kind, wrong payload length.
+        let rec = 48 + 6;
+        assert_eq!(patched(rec, &[99, 0]), Err(DecodeError::UnknownCommand(99)));
+        assert_eq!(
+            patched(rec, &[command::PANIC as u8, 0]),
+            Err(DecodeError::Payload(command::PANIC))
+        );
+        // The exit code's 8 bytes read as a path: any UTF-8 text is one.
+        assert_eq!(patched(rec, &[command::LS as u8, 0]), Ok(Some(command::LS)));
+        let mut copy = [0u8; BOOT_ARGS_MAX];
+        let c = &mut copy[..good.len()];
+        c.copy_from_slice(good);
+        c[rec] = command::LS as u8;
+        assert_eq!(
+            BootArgs::decode(c).unwrap().commands().next(),
+            Some(Command::Ls("\u{1}\0\0\0\0\0\0\0"))
+        );
+        c[rec + 4] = 0xff;
+        assert_eq!(BootArgs::decode(c), Err(DecodeError::Payload(command::LS)));
+        assert!(BootArgs::decode(&[0; BOOT_ARGS_MAX + 1]).is_err());
+    }
+}

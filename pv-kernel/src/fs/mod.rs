@@ -21,6 +21,8 @@ pub(crate) mod ramfs;
 #[cfg(feature = "diagnostics")]
 pub(crate) mod selftest;
 
+use alloc::sync::Arc;
+
 use pvmux_hypercalls::MemRegionKind;
 
 use crate::irq::IrqLock;
@@ -86,7 +88,7 @@ fn initrd() -> Result<Option<&'static [u8]>, InitrdError> {
 /// A fresh filesystem: empty, or lazily showing the host share if `share`.
 fn fresh(share: bool) -> Fs {
     let mut fs = Fs::new(crate::time::realtime_ns);
-    if share && fs.attach_host(hostfs::OPS).is_err() {
+    if share && fs.attach_host(Arc::new(hostfs::Share)).is_err() {
         println!("pvmux-kernel: hostfs: error: cannot attach the host share");
     }
     fs

@@ -41,6 +41,8 @@ mod host;
 mod inode;
 mod names;
 mod path;
+#[cfg(test)]
+mod tests;
 
 pub(crate) use encode::{dt, mode, Stat, DIRENT64_HEADER};
 pub(crate) use handle::{oflag, whence, Handle};

@@ -134,13 +134,16 @@ impl Fs {
         if self.is_dir(ino) {
             return Err(EPERM);
         }
+        // Check the inode before adding the name: a failure must leave no name behind.
+        if self.inode(ino)?.nlink == u32::MAX {
+            return Err(EMLINK);
+        }
         let walk = self.walk_parent(cwd, path, &mut 0)?;
         let Last::Name(name) = walk.last else {
             return Err(EEXIST);
         };
         self.link_into(walk.dir, name, ino)?;
-        let i = self.inode_mut(ino)?;
-        i.nlink = i.nlink.checked_add(1).ok_or(EMLINK)?;
+        self.inode_mut(ino)?.nlink += 1;
         Ok(())
     }
 

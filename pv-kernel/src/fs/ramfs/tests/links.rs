@@ -77,6 +77,7 @@ fn link_ino_adds_names_for_archive_hard_links() {
     assert_eq!(fs.link_ino(d, b"..", ino), Err(EEXIST));
     assert_eq!(fs.link_ino(d, b"h", d), Err(EPERM));
     assert_eq!(fs.link_ino(d, b"h", 9999), Err(ENOENT));
+    assert_eq!(names(&mut fs, d), ["f", "g"], "a failed link adds no name");
 }
 
 #[test]

@@ -26,6 +26,8 @@ pub(crate) mod initramfs;
 pub(crate) mod ramfs;
 #[cfg(feature = "diagnostics")]
 pub(crate) mod selftest;
+#[cfg(test)]
+mod testdata;
 
 use alloc::sync::Arc;
 

@@ -8,7 +8,7 @@
 //! Concatenated archives (each ending in `TRAILER!!!`, separated by zero padding) are
 //! accepted, as Linux does.
 //!
-//! Pure code (only `core`), so the host tests compile it too.
+//! Pure code (only `core`), unit-tested on the host (`cargo test -p pvmux-kernel`).
 
 use core::fmt;
 
@@ -475,6 +475,45 @@ mod tests {
         assert_eq!(entries[3].data, b"a/b/f");
         assert_eq!(entries[4].data, vec![9u8; 5000]);
         assert_eq!(kind(entries[0].mode), Some(Kind::Directory));
+    }
+
+    #[test]
+    fn mutants_never_panic_and_whatever_the_host_accepts_parses() {
+        // xorshift: deterministic mutations (bit flips, truncations, digit splices, cuts).
+        let base = testdata::GNU_NEWC;
+        pvmux_host::initramfs::validate(base).expect("the host accepts the GNU archive");
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let (mut host_accepted, mut guest_accepted) = (0, 0);
+        for _ in 0..20_000 {
+            let mut m = base.to_vec();
+            let i = (next() as usize) % m.len();
+            match next() % 4 {
+                0 => m[i] ^= 1 << (next() % 8),
+                1 => m.truncate(i),
+                2 => m[i] = b"0123456789abcdefABCDEFxyz/.\0"[(next() % 28) as usize],
+                _ => {
+                    let len = (next() as usize % 16).min(m.len() - i);
+                    m.drain(i..i + len);
+                }
+            }
+            let guest = parse(&m); // must not panic
+            if pvmux_host::initramfs::validate(&m).is_ok() {
+                host_accepted += 1;
+                assert!(guest.is_ok(), "a host-valid archive refused: {guest:?}");
+            }
+            guest_accepted += usize::from(guest.is_ok());
+        }
+        assert!(
+            host_accepted > 100,
+            "too few valid mutants ({host_accepted})"
+        );
+        assert!(guest_accepted >= host_accepted);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! skipped and counted. Directory mtimes are applied last, so adding children does not
 //! disturb them.
 //!
-//! Pure code (`alloc` only), so the host tests compile it too.
+//! Pure code (`alloc` only), unit-tested on the host (`cargo test -p pvmux-kernel`).
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;

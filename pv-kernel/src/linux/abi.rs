@@ -1,7 +1,8 @@
 //! Linux x86-64 ABI constants shared by the system-call layer: the system-call table.
 //!
-//! One table, [`syscall_table!`], lists every x86-64 system call once as `NAME = number`;
-//! it generates both the [`nr`] constants and [`name`] (the lower-case name, for reports).
+//! One table, the `syscall_table!` invocation below, lists every x86-64 system call once as
+//! `NAME = number`; it generates both the [`nr`] constants and [`name`] (the lower-case
+//! name, for reports).
 
 /// `s` in ASCII lower case, as an array of `N` bytes (`N` = `s.len()`): the report name of a
 /// system call, derived at compile time from its constant's name.
@@ -28,7 +29,7 @@ macro_rules! lower_name {
     }};
 }
 
-/// Generates [`nr`], [`SYSCALLS`] and [`name`] from one `NAME = number,` list.
+/// Generates [`nr`], `SYSCALLS` (tests only) and [`name`] from one `NAME = number,` list.
 macro_rules! syscall_table {
     ($($id:ident = $nr:literal,)*) => {
         /// System-call numbers (x86-64), from the kernel's `unistd_64.h`.

@@ -1,4 +1,4 @@
-//! An in-memory filesystem with Linux semantics and [`Errno`] errors, in small parts:
+//! An in-memory filesystem with Linux semantics and [`Errno`](crate::fs::Errno) errors, in small parts:
 //!
 //! * [`inode`]: inodes and the inode table. Inodes live in a map by inode number; numbers
 //!   are never reused, so a stale number (a removed working directory, say) just fails with

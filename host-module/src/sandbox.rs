@@ -20,9 +20,9 @@ use crate::HostError;
 
 /// `argv[0]` of every sandbox process.
 pub const SANDBOX_ARGV0: &std::ffi::CStr = c"pvmux-sandbox";
-/// Exit status of a forked child whose `execveat` of the stub failed.
+/// Exit status of a spawned child whose `execveat` of the stub failed.
 pub const EXEC_FAILED_STATUS: i32 = 127;
-/// Fd of the stub memfd in the child between fork and exec (close-on-exec).
+/// Fd of the stub memfd in the child between clone and exec (close-on-exec).
 const STUB_FD: RawFd = 5;
 
 /// The sandbox stub executable, sealed in a memfd.
@@ -111,7 +111,7 @@ pub(crate) fn spawn(stub: &Stub, guest_fd: RawFd, ctl_fd: RawFd) -> Result<Child
     if pid < 0 {
         return Err(HostError::os("clone", err));
     }
-    let pid = Pid::from_raw(pid).ok_or(HostError::BadStub("fork returned pid 0"))?;
+    let pid = Pid::from_raw(pid).ok_or(HostError::BadStub("clone returned pid 0"))?;
     match rustix::process::pidfd_open(pid, PidfdFlags::empty()) {
         Ok(pidfd) => Ok(Child { pid, pidfd }),
         Err(e) => {

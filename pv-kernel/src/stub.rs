@@ -26,7 +26,7 @@ pub(crate) enum TableError {
     Entries,
 }
 
-/// Number of stub entries this kernel calls (all of ABI v1).
+/// Number of stub entries this kernel calls (every entry of the current ABI version).
 const ENTRIES: usize = pvmux_hypercalls::stub::STUB_ENTRIES as usize;
 
 /// The entry addresses of `table` in declaration order.

@@ -131,24 +131,21 @@ fn fs_selftest_passes_without_an_initrd() {
         !out.contains("initramfs"),
         "no initrd, no initramfs line:\n{out}"
     );
+    // The in-guest smoke pass; every operation's edge cases are the kernel's host unit
+    // tests (`cargo test -p pvmux-kernel`).
     for check in [
-        "create_excl",
         "write_read",
-        "lseek_hole",
-        "truncate",
         "unlink_open_file",
         "mkdir_rmdir",
         "rename",
-        "rename_dirs",
         "symlinks",
         "getdents64_layout",
-        "getdents64_resume",
-        "path_edges",
+        "stat_times",
         "cleanup_no_leaks",
     ] {
         assert!(out.contains(&format!("PASS {check}\n")), "{check}:\n{out}");
     }
-    assert!(out.contains("fs-selftest: 17/17 checks passed"), "{out}");
+    assert!(out.contains("fs-selftest: 8/8 checks passed"), "{out}");
 }
 
 #[test]
@@ -197,7 +194,7 @@ fn fs_selftest_passes_next_to_initramfs_contents() {
     let out = console.text();
     assert_eq!(outcome, TenantOutcome::Exited(0), "{out}");
     assert!(out.contains("pvmux-kernel: initramfs: 7 entries"), "{out}");
-    assert!(out.contains("fs-selftest: 17/17 checks passed"), "{out}");
+    assert!(out.contains("fs-selftest: 8/8 checks passed"), "{out}");
 }
 
 #[test]
@@ -303,66 +300,4 @@ fn malformed_initrd_is_reported_and_boot_continues_empty() {
         );
         assert!(ls_lines(&out, "/").is_empty(), "{what}: not empty:\n{out}");
     }
-}
-
-/// The guest's parser, compiled for the host (it only uses `core`).
-#[allow(dead_code, unreachable_pub)]
-#[path = "../../pv-kernel/src/fs/cpio.rs"]
-mod guest_cpio;
-
-/// Parses with the guest's parser: the members' names, or the error.
-fn guest_parse(bytes: &[u8]) -> Result<Vec<Vec<u8>>, guest_cpio::Error> {
-    guest_cpio::Parser::new(bytes)
-        .map(|e| e.map(|e| e.name.to_vec()))
-        .collect()
-}
-
-#[test]
-fn guest_parser_survives_mutations_and_accepts_what_the_host_accepts() {
-    let base = test_tree_archive();
-    let host_ok = initramfs::validate(&base).expect("valid");
-    let names = guest_parse(&base).expect("the guest accepts the packed tree");
-    assert_eq!(names.len() as u64, host_ok.entries);
-    // xorshift: deterministic mutations (flip, truncate, splice digits) of the archive.
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut next = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
-    let (mut host_accepted, mut guest_accepted) = (0, 0);
-    for _ in 0..20_000 {
-        let mut m = base.clone();
-        match next() % 4 {
-            0 => {
-                let i = (next() as usize) % m.len();
-                m[i] ^= 1 << (next() % 8);
-            }
-            1 => m.truncate((next() as usize) % m.len()),
-            2 => {
-                let i = (next() as usize) % m.len();
-                m[i] = b"0123456789abcdefABCDEFxyz/.\0"[(next() % 28) as usize];
-            }
-            _ => {
-                let i = (next() as usize) % m.len();
-                let len = (next() as usize % 16).min(m.len() - i);
-                m.drain(i..i + len);
-            }
-        }
-        let guest = guest_parse(&m); // must not panic
-        if initramfs::validate(&m).is_ok() {
-            host_accepted += 1;
-            assert!(
-                guest.is_ok(),
-                "host-valid archive refused by the guest: {guest:?}"
-            );
-        }
-        guest_accepted += usize::from(guest.is_ok());
-    }
-    assert!(
-        host_accepted > 100,
-        "too few valid mutants ({host_accepted})"
-    );
-    assert!(guest_accepted >= host_accepted);
 }

@@ -1,6 +1,6 @@
 //! Linux error numbers (x86-64 values) returned by the filesystem operations.
 //!
-//! Pure code (only `core`), so the host tests can compile it too.
+//! Pure code (only `core`).
 
 use core::fmt;
 

@@ -1,5 +1,5 @@
 //! The guest side of the host share (`pvmux run --rootfs DIR`, docs/ABI.md §hostfs): the
-//! `HostfsList` / `HostfsRead` hypercalls as [`HostOps`] for the lazy nodes of
+//! `HostfsList` / `HostfsRead` hypercalls as the [`HostShare`] behind the lazy nodes of
 //! [`super::ramfs`]. Every failure of the host is `EIO` to the filesystem.
 //!
 //! The calls run under the filesystem lock (events disabled, like every hypercall); one
@@ -10,12 +10,22 @@ use alloc::vec::Vec;
 use pvmux_hypercalls::hostfs::{LIST_MAX_BUF, PATH_MAX, READ_MAX};
 use pvmux_hypercalls::Hypercall;
 
-use super::ramfs::HostOps;
+use super::ramfs::HostShare;
 use super::Errno;
 use crate::irq::IrqGuard;
 
-/// The share's operations.
-pub(crate) const OPS: HostOps = HostOps { list, read };
+/// The host's share, reached by hypercalls.
+pub(crate) struct Share;
+
+impl HostShare for Share {
+    fn list(&self, path: &[u8], cookie: u64, buf: &mut [u8]) -> Result<usize, Errno> {
+        list(path, cookie, buf)
+    }
+
+    fn read(&self, path: &[u8], off: u64, buf: &mut [u8]) -> Result<usize, Errno> {
+        read(path, off, buf)
+    }
+}
 
 /// Largest bounce buffer used when the caller's buffer is not in the direct map.
 const BOUNCE_MAX: usize = 64 << 10;

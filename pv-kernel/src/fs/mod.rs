@@ -9,9 +9,15 @@
 //! * [`ramfs`] is the filesystem with Linux semantics and [`errno::Errno`] errors,
 //! * [`selftest`] is `fs-selftest`.
 //!
+//! Safe code only (`forbid(unsafe_code)`): the initrd bytes come from [`crate::mm::initrd`],
+//! which owns the raw access. Everything but this file's lock and boot glue, and `hostfs`'s
+//! hypercalls, is pure and unit-tested on the host (`cargo test -p pvmux-kernel`).
+//!
 //! Every operation runs under the lock with events disabled (the rule for all kernel locks,
 //! see [`crate::irq`]), so operations are atomic with respect to each other; they copy at
 //! most the caller's buffer, which keeps the time with events off short.
+
+#![forbid(unsafe_code)]
 
 pub(crate) mod cpio;
 pub(crate) mod errno;
@@ -20,10 +26,13 @@ pub(crate) mod initramfs;
 pub(crate) mod ramfs;
 #[cfg(feature = "diagnostics")]
 pub(crate) mod selftest;
+#[cfg(test)]
+mod testdata;
 
-use pvmux_hypercalls::MemRegionKind;
+use alloc::sync::Arc;
 
 use crate::irq::IrqLock;
+use crate::mm::initrd;
 use crate::println;
 
 pub(crate) use errno::Errno;
@@ -38,55 +47,10 @@ pub(crate) fn with<R>(f: impl FnOnce(&mut Fs) -> R) -> R {
     f(fs.get_or_insert_with(|| Fs::new(crate::time::realtime_ns)))
 }
 
-/// Why the initrd was not used.
-enum InitrdError {
-    /// Its range overflows or is not inside guest memory.
-    OutOfMemory,
-    /// It is not covered by one `Initrd` region of the memory map, or overlaps memory the
-    /// kernel allocates from.
-    NotReserved,
-}
-
-/// The initrd bytes, after checking that the host's memory map reserves them.
-fn initrd() -> Result<Option<&'static [u8]>, InitrdError> {
-    let bi = crate::boot::info();
-    let (gpa, len) = (bi.initrd_gpa, bi.initrd_len);
-    if len == 0 {
-        return Ok(None);
-    }
-    let end = gpa.checked_add(len).ok_or(InitrdError::OutOfMemory)?;
-    if gpa == 0 || end > bi.mem_size || usize::try_from(len).is_err() {
-        return Err(InitrdError::OutOfMemory);
-    }
-    let regions = bi.mem_regions();
-    let covered = regions.iter().any(|r| {
-        MemRegionKind::from_raw(r.kind) == Some(MemRegionKind::Initrd)
-            && r.base <= gpa
-            && r.base.checked_add(r.len).is_some_and(|e| end <= e)
-    });
-    // Do not rely on the map being non-overlapping: no other region may touch the initrd.
-    let overlaps = regions.iter().any(|r| {
-        MemRegionKind::from_raw(r.kind) != Some(MemRegionKind::Initrd)
-            && r.base < end
-            && r.base.saturating_add(r.len) > gpa
-    });
-    if !covered || overlaps {
-        return Err(InitrdError::NotReserved);
-    }
-    let va = crate::boot::phys_to_virt(gpa);
-    // SAFETY: `[gpa, end)` lies inside guest memory, which the direct map covers read-write
-    // for the kernel's lifetime; the memory map reserves it as the initrd (checked above),
-    // so neither the frame allocator nor anything else ever writes it, and nothing frees it:
-    // a shared `'static` slice is sound.
-    Ok(Some(unsafe {
-        core::slice::from_raw_parts(va as *const u8, len as usize)
-    }))
-}
-
 /// A fresh filesystem: empty, or lazily showing the host share if `share`.
 fn fresh(share: bool) -> Fs {
     let mut fs = Fs::new(crate::time::realtime_ns);
-    if share && fs.attach_host(hostfs::OPS).is_err() {
+    if share && fs.attach_host(Arc::new(hostfs::Share)).is_err() {
         println!("pvmux-kernel: hostfs: error: cannot attach the host share");
     }
     fs
@@ -112,7 +76,7 @@ pub(crate) fn init() {
     } else {
         "continuing with an empty filesystem"
     };
-    let archive = match initrd() {
+    let archive = match initrd::bytes() {
         Ok(Some(a)) => a,
         Ok(None) => {
             if share {
@@ -121,11 +85,7 @@ pub(crate) fn init() {
             return;
         }
         Err(e) => {
-            let why = match e {
-                InitrdError::OutOfMemory => "the initrd lies outside guest memory",
-                InitrdError::NotReserved => "the initrd is not reserved in the memory map",
-            };
-            println!("pvmux-kernel: initramfs: error: {why}; {empty}");
+            println!("pvmux-kernel: initramfs: error: {}; {empty}", e.reason());
             *FS.lock() = Some(fresh(share));
             return;
         }

@@ -70,7 +70,7 @@ fn stub_syscall_insn() -> u64 {
     }
 }
 
-/// The v1 entry addresses.
+/// The addresses of every stub entry of the current ABI version.
 fn entries(
     t: &pvmux_hypercalls::StubTable,
 ) -> [u64; pvmux_hypercalls::stub::STUB_ENTRIES as usize] {

@@ -1,737 +1,565 @@
-//! Linux x86-64 ABI constants shared by the system-call layer.
+//! Linux x86-64 ABI constants shared by the system-call layer: the system-call table.
+//!
+//! One table, the `syscall_table!` invocation below, lists every x86-64 system call once as
+//! `NAME = number`; it generates both the [`nr`] constants and [`name`] (the lower-case
+//! name, for reports).
 
-/// System-call numbers (x86-64), from the kernel's `unistd_64.h`.
-#[allow(dead_code)]
-pub(crate) mod nr {
-    pub(crate) const READ: u64 = 0;
-    pub(crate) const WRITE: u64 = 1;
-    pub(crate) const OPEN: u64 = 2;
-    pub(crate) const CLOSE: u64 = 3;
-    pub(crate) const STAT: u64 = 4;
-    pub(crate) const FSTAT: u64 = 5;
-    pub(crate) const LSTAT: u64 = 6;
-    pub(crate) const POLL: u64 = 7;
-    pub(crate) const LSEEK: u64 = 8;
-    pub(crate) const MMAP: u64 = 9;
-    pub(crate) const MPROTECT: u64 = 10;
-    pub(crate) const MUNMAP: u64 = 11;
-    pub(crate) const BRK: u64 = 12;
-    pub(crate) const RT_SIGACTION: u64 = 13;
-    pub(crate) const RT_SIGPROCMASK: u64 = 14;
-    pub(crate) const RT_SIGRETURN: u64 = 15;
-    pub(crate) const IOCTL: u64 = 16;
-    pub(crate) const PREAD64: u64 = 17;
-    pub(crate) const PWRITE64: u64 = 18;
-    pub(crate) const READV: u64 = 19;
-    pub(crate) const WRITEV: u64 = 20;
-    pub(crate) const ACCESS: u64 = 21;
-    pub(crate) const PIPE: u64 = 22;
-    pub(crate) const SELECT: u64 = 23;
-    pub(crate) const SCHED_YIELD: u64 = 24;
-    pub(crate) const MREMAP: u64 = 25;
-    pub(crate) const MSYNC: u64 = 26;
-    pub(crate) const MINCORE: u64 = 27;
-    pub(crate) const MADVISE: u64 = 28;
-    pub(crate) const SHMGET: u64 = 29;
-    pub(crate) const SHMAT: u64 = 30;
-    pub(crate) const SHMCTL: u64 = 31;
-    pub(crate) const DUP: u64 = 32;
-    pub(crate) const DUP2: u64 = 33;
-    pub(crate) const PAUSE: u64 = 34;
-    pub(crate) const NANOSLEEP: u64 = 35;
-    pub(crate) const GETITIMER: u64 = 36;
-    pub(crate) const ALARM: u64 = 37;
-    pub(crate) const SETITIMER: u64 = 38;
-    pub(crate) const GETPID: u64 = 39;
-    pub(crate) const SENDFILE: u64 = 40;
-    pub(crate) const SOCKET: u64 = 41;
-    pub(crate) const CONNECT: u64 = 42;
-    pub(crate) const ACCEPT: u64 = 43;
-    pub(crate) const SENDTO: u64 = 44;
-    pub(crate) const RECVFROM: u64 = 45;
-    pub(crate) const SENDMSG: u64 = 46;
-    pub(crate) const RECVMSG: u64 = 47;
-    pub(crate) const SHUTDOWN: u64 = 48;
-    pub(crate) const BIND: u64 = 49;
-    pub(crate) const LISTEN: u64 = 50;
-    pub(crate) const GETSOCKNAME: u64 = 51;
-    pub(crate) const GETPEERNAME: u64 = 52;
-    pub(crate) const SOCKETPAIR: u64 = 53;
-    pub(crate) const SETSOCKOPT: u64 = 54;
-    pub(crate) const GETSOCKOPT: u64 = 55;
-    pub(crate) const CLONE: u64 = 56;
-    pub(crate) const FORK: u64 = 57;
-    pub(crate) const VFORK: u64 = 58;
-    pub(crate) const EXECVE: u64 = 59;
-    pub(crate) const EXIT: u64 = 60;
-    pub(crate) const WAIT4: u64 = 61;
-    pub(crate) const KILL: u64 = 62;
-    pub(crate) const UNAME: u64 = 63;
-    pub(crate) const SEMGET: u64 = 64;
-    pub(crate) const SEMOP: u64 = 65;
-    pub(crate) const SEMCTL: u64 = 66;
-    pub(crate) const SHMDT: u64 = 67;
-    pub(crate) const MSGGET: u64 = 68;
-    pub(crate) const MSGSND: u64 = 69;
-    pub(crate) const MSGRCV: u64 = 70;
-    pub(crate) const MSGCTL: u64 = 71;
-    pub(crate) const FCNTL: u64 = 72;
-    pub(crate) const FLOCK: u64 = 73;
-    pub(crate) const FSYNC: u64 = 74;
-    pub(crate) const FDATASYNC: u64 = 75;
-    pub(crate) const TRUNCATE: u64 = 76;
-    pub(crate) const FTRUNCATE: u64 = 77;
-    pub(crate) const GETDENTS: u64 = 78;
-    pub(crate) const GETCWD: u64 = 79;
-    pub(crate) const CHDIR: u64 = 80;
-    pub(crate) const FCHDIR: u64 = 81;
-    pub(crate) const RENAME: u64 = 82;
-    pub(crate) const MKDIR: u64 = 83;
-    pub(crate) const RMDIR: u64 = 84;
-    pub(crate) const CREAT: u64 = 85;
-    pub(crate) const LINK: u64 = 86;
-    pub(crate) const UNLINK: u64 = 87;
-    pub(crate) const SYMLINK: u64 = 88;
-    pub(crate) const READLINK: u64 = 89;
-    pub(crate) const CHMOD: u64 = 90;
-    pub(crate) const FCHMOD: u64 = 91;
-    pub(crate) const CHOWN: u64 = 92;
-    pub(crate) const FCHOWN: u64 = 93;
-    pub(crate) const LCHOWN: u64 = 94;
-    pub(crate) const UMASK: u64 = 95;
-    pub(crate) const GETTIMEOFDAY: u64 = 96;
-    pub(crate) const GETRLIMIT: u64 = 97;
-    pub(crate) const GETRUSAGE: u64 = 98;
-    pub(crate) const SYSINFO: u64 = 99;
-    pub(crate) const TIMES: u64 = 100;
-    pub(crate) const PTRACE: u64 = 101;
-    pub(crate) const GETUID: u64 = 102;
-    pub(crate) const SYSLOG: u64 = 103;
-    pub(crate) const GETGID: u64 = 104;
-    pub(crate) const SETUID: u64 = 105;
-    pub(crate) const SETGID: u64 = 106;
-    pub(crate) const GETEUID: u64 = 107;
-    pub(crate) const GETEGID: u64 = 108;
-    pub(crate) const SETPGID: u64 = 109;
-    pub(crate) const GETPPID: u64 = 110;
-    pub(crate) const GETPGRP: u64 = 111;
-    pub(crate) const SETSID: u64 = 112;
-    pub(crate) const SETREUID: u64 = 113;
-    pub(crate) const SETREGID: u64 = 114;
-    pub(crate) const GETGROUPS: u64 = 115;
-    pub(crate) const SETGROUPS: u64 = 116;
-    pub(crate) const SETRESUID: u64 = 117;
-    pub(crate) const GETRESUID: u64 = 118;
-    pub(crate) const SETRESGID: u64 = 119;
-    pub(crate) const GETRESGID: u64 = 120;
-    pub(crate) const GETPGID: u64 = 121;
-    pub(crate) const SETFSUID: u64 = 122;
-    pub(crate) const SETFSGID: u64 = 123;
-    pub(crate) const GETSID: u64 = 124;
-    pub(crate) const CAPGET: u64 = 125;
-    pub(crate) const CAPSET: u64 = 126;
-    pub(crate) const RT_SIGPENDING: u64 = 127;
-    pub(crate) const RT_SIGTIMEDWAIT: u64 = 128;
-    pub(crate) const RT_SIGQUEUEINFO: u64 = 129;
-    pub(crate) const RT_SIGSUSPEND: u64 = 130;
-    pub(crate) const SIGALTSTACK: u64 = 131;
-    pub(crate) const UTIME: u64 = 132;
-    pub(crate) const MKNOD: u64 = 133;
-    pub(crate) const USELIB: u64 = 134;
-    pub(crate) const PERSONALITY: u64 = 135;
-    pub(crate) const USTAT: u64 = 136;
-    pub(crate) const STATFS: u64 = 137;
-    pub(crate) const FSTATFS: u64 = 138;
-    pub(crate) const SYSFS: u64 = 139;
-    pub(crate) const GETPRIORITY: u64 = 140;
-    pub(crate) const SETPRIORITY: u64 = 141;
-    pub(crate) const SCHED_SETPARAM: u64 = 142;
-    pub(crate) const SCHED_GETPARAM: u64 = 143;
-    pub(crate) const SCHED_SETSCHEDULER: u64 = 144;
-    pub(crate) const SCHED_GETSCHEDULER: u64 = 145;
-    pub(crate) const SCHED_GET_PRIORITY_MAX: u64 = 146;
-    pub(crate) const SCHED_GET_PRIORITY_MIN: u64 = 147;
-    pub(crate) const SCHED_RR_GET_INTERVAL: u64 = 148;
-    pub(crate) const MLOCK: u64 = 149;
-    pub(crate) const MUNLOCK: u64 = 150;
-    pub(crate) const MLOCKALL: u64 = 151;
-    pub(crate) const MUNLOCKALL: u64 = 152;
-    pub(crate) const VHANGUP: u64 = 153;
-    pub(crate) const MODIFY_LDT: u64 = 154;
-    pub(crate) const PIVOT_ROOT: u64 = 155;
-    pub(crate) const _SYSCTL: u64 = 156;
-    pub(crate) const PRCTL: u64 = 157;
-    pub(crate) const ARCH_PRCTL: u64 = 158;
-    pub(crate) const ADJTIMEX: u64 = 159;
-    pub(crate) const SETRLIMIT: u64 = 160;
-    pub(crate) const CHROOT: u64 = 161;
-    pub(crate) const SYNC: u64 = 162;
-    pub(crate) const ACCT: u64 = 163;
-    pub(crate) const SETTIMEOFDAY: u64 = 164;
-    pub(crate) const MOUNT: u64 = 165;
-    pub(crate) const UMOUNT2: u64 = 166;
-    pub(crate) const SWAPON: u64 = 167;
-    pub(crate) const SWAPOFF: u64 = 168;
-    pub(crate) const REBOOT: u64 = 169;
-    pub(crate) const SETHOSTNAME: u64 = 170;
-    pub(crate) const SETDOMAINNAME: u64 = 171;
-    pub(crate) const IOPL: u64 = 172;
-    pub(crate) const IOPERM: u64 = 173;
-    pub(crate) const CREATE_MODULE: u64 = 174;
-    pub(crate) const INIT_MODULE: u64 = 175;
-    pub(crate) const DELETE_MODULE: u64 = 176;
-    pub(crate) const GET_KERNEL_SYMS: u64 = 177;
-    pub(crate) const QUERY_MODULE: u64 = 178;
-    pub(crate) const QUOTACTL: u64 = 179;
-    pub(crate) const NFSSERVCTL: u64 = 180;
-    pub(crate) const GETPMSG: u64 = 181;
-    pub(crate) const PUTPMSG: u64 = 182;
-    pub(crate) const AFS_SYSCALL: u64 = 183;
-    pub(crate) const TUXCALL: u64 = 184;
-    pub(crate) const SECURITY: u64 = 185;
-    pub(crate) const GETTID: u64 = 186;
-    pub(crate) const READAHEAD: u64 = 187;
-    pub(crate) const SETXATTR: u64 = 188;
-    pub(crate) const LSETXATTR: u64 = 189;
-    pub(crate) const FSETXATTR: u64 = 190;
-    pub(crate) const GETXATTR: u64 = 191;
-    pub(crate) const LGETXATTR: u64 = 192;
-    pub(crate) const FGETXATTR: u64 = 193;
-    pub(crate) const LISTXATTR: u64 = 194;
-    pub(crate) const LLISTXATTR: u64 = 195;
-    pub(crate) const FLISTXATTR: u64 = 196;
-    pub(crate) const REMOVEXATTR: u64 = 197;
-    pub(crate) const LREMOVEXATTR: u64 = 198;
-    pub(crate) const FREMOVEXATTR: u64 = 199;
-    pub(crate) const TKILL: u64 = 200;
-    pub(crate) const TIME: u64 = 201;
-    pub(crate) const FUTEX: u64 = 202;
-    pub(crate) const SCHED_SETAFFINITY: u64 = 203;
-    pub(crate) const SCHED_GETAFFINITY: u64 = 204;
-    pub(crate) const SET_THREAD_AREA: u64 = 205;
-    pub(crate) const IO_SETUP: u64 = 206;
-    pub(crate) const IO_DESTROY: u64 = 207;
-    pub(crate) const IO_GETEVENTS: u64 = 208;
-    pub(crate) const IO_SUBMIT: u64 = 209;
-    pub(crate) const IO_CANCEL: u64 = 210;
-    pub(crate) const GET_THREAD_AREA: u64 = 211;
-    pub(crate) const LOOKUP_DCOOKIE: u64 = 212;
-    pub(crate) const EPOLL_CREATE: u64 = 213;
-    pub(crate) const EPOLL_CTL_OLD: u64 = 214;
-    pub(crate) const EPOLL_WAIT_OLD: u64 = 215;
-    pub(crate) const REMAP_FILE_PAGES: u64 = 216;
-    pub(crate) const GETDENTS64: u64 = 217;
-    pub(crate) const SET_TID_ADDRESS: u64 = 218;
-    pub(crate) const RESTART_SYSCALL: u64 = 219;
-    pub(crate) const SEMTIMEDOP: u64 = 220;
-    pub(crate) const FADVISE64: u64 = 221;
-    pub(crate) const TIMER_CREATE: u64 = 222;
-    pub(crate) const TIMER_SETTIME: u64 = 223;
-    pub(crate) const TIMER_GETTIME: u64 = 224;
-    pub(crate) const TIMER_GETOVERRUN: u64 = 225;
-    pub(crate) const TIMER_DELETE: u64 = 226;
-    pub(crate) const CLOCK_SETTIME: u64 = 227;
-    pub(crate) const CLOCK_GETTIME: u64 = 228;
-    pub(crate) const CLOCK_GETRES: u64 = 229;
-    pub(crate) const CLOCK_NANOSLEEP: u64 = 230;
-    pub(crate) const EXIT_GROUP: u64 = 231;
-    pub(crate) const EPOLL_WAIT: u64 = 232;
-    pub(crate) const EPOLL_CTL: u64 = 233;
-    pub(crate) const TGKILL: u64 = 234;
-    pub(crate) const UTIMES: u64 = 235;
-    pub(crate) const VSERVER: u64 = 236;
-    pub(crate) const MBIND: u64 = 237;
-    pub(crate) const SET_MEMPOLICY: u64 = 238;
-    pub(crate) const GET_MEMPOLICY: u64 = 239;
-    pub(crate) const MQ_OPEN: u64 = 240;
-    pub(crate) const MQ_UNLINK: u64 = 241;
-    pub(crate) const MQ_TIMEDSEND: u64 = 242;
-    pub(crate) const MQ_TIMEDRECEIVE: u64 = 243;
-    pub(crate) const MQ_NOTIFY: u64 = 244;
-    pub(crate) const MQ_GETSETATTR: u64 = 245;
-    pub(crate) const KEXEC_LOAD: u64 = 246;
-    pub(crate) const WAITID: u64 = 247;
-    pub(crate) const ADD_KEY: u64 = 248;
-    pub(crate) const REQUEST_KEY: u64 = 249;
-    pub(crate) const KEYCTL: u64 = 250;
-    pub(crate) const IOPRIO_SET: u64 = 251;
-    pub(crate) const IOPRIO_GET: u64 = 252;
-    pub(crate) const INOTIFY_INIT: u64 = 253;
-    pub(crate) const INOTIFY_ADD_WATCH: u64 = 254;
-    pub(crate) const INOTIFY_RM_WATCH: u64 = 255;
-    pub(crate) const MIGRATE_PAGES: u64 = 256;
-    pub(crate) const OPENAT: u64 = 257;
-    pub(crate) const MKDIRAT: u64 = 258;
-    pub(crate) const MKNODAT: u64 = 259;
-    pub(crate) const FCHOWNAT: u64 = 260;
-    pub(crate) const FUTIMESAT: u64 = 261;
-    pub(crate) const NEWFSTATAT: u64 = 262;
-    pub(crate) const UNLINKAT: u64 = 263;
-    pub(crate) const RENAMEAT: u64 = 264;
-    pub(crate) const LINKAT: u64 = 265;
-    pub(crate) const SYMLINKAT: u64 = 266;
-    pub(crate) const READLINKAT: u64 = 267;
-    pub(crate) const FCHMODAT: u64 = 268;
-    pub(crate) const FACCESSAT: u64 = 269;
-    pub(crate) const PSELECT6: u64 = 270;
-    pub(crate) const PPOLL: u64 = 271;
-    pub(crate) const UNSHARE: u64 = 272;
-    pub(crate) const SET_ROBUST_LIST: u64 = 273;
-    pub(crate) const GET_ROBUST_LIST: u64 = 274;
-    pub(crate) const SPLICE: u64 = 275;
-    pub(crate) const TEE: u64 = 276;
-    pub(crate) const SYNC_FILE_RANGE: u64 = 277;
-    pub(crate) const VMSPLICE: u64 = 278;
-    pub(crate) const MOVE_PAGES: u64 = 279;
-    pub(crate) const UTIMENSAT: u64 = 280;
-    pub(crate) const EPOLL_PWAIT: u64 = 281;
-    pub(crate) const SIGNALFD: u64 = 282;
-    pub(crate) const TIMERFD_CREATE: u64 = 283;
-    pub(crate) const EVENTFD: u64 = 284;
-    pub(crate) const FALLOCATE: u64 = 285;
-    pub(crate) const TIMERFD_SETTIME: u64 = 286;
-    pub(crate) const TIMERFD_GETTIME: u64 = 287;
-    pub(crate) const ACCEPT4: u64 = 288;
-    pub(crate) const SIGNALFD4: u64 = 289;
-    pub(crate) const EVENTFD2: u64 = 290;
-    pub(crate) const EPOLL_CREATE1: u64 = 291;
-    pub(crate) const DUP3: u64 = 292;
-    pub(crate) const PIPE2: u64 = 293;
-    pub(crate) const INOTIFY_INIT1: u64 = 294;
-    pub(crate) const PREADV: u64 = 295;
-    pub(crate) const PWRITEV: u64 = 296;
-    pub(crate) const RT_TGSIGQUEUEINFO: u64 = 297;
-    pub(crate) const PERF_EVENT_OPEN: u64 = 298;
-    pub(crate) const RECVMMSG: u64 = 299;
-    pub(crate) const FANOTIFY_INIT: u64 = 300;
-    pub(crate) const FANOTIFY_MARK: u64 = 301;
-    pub(crate) const PRLIMIT64: u64 = 302;
-    pub(crate) const NAME_TO_HANDLE_AT: u64 = 303;
-    pub(crate) const OPEN_BY_HANDLE_AT: u64 = 304;
-    pub(crate) const CLOCK_ADJTIME: u64 = 305;
-    pub(crate) const SYNCFS: u64 = 306;
-    pub(crate) const SENDMMSG: u64 = 307;
-    pub(crate) const SETNS: u64 = 308;
-    pub(crate) const GETCPU: u64 = 309;
-    pub(crate) const PROCESS_VM_READV: u64 = 310;
-    pub(crate) const PROCESS_VM_WRITEV: u64 = 311;
-    pub(crate) const KCMP: u64 = 312;
-    pub(crate) const FINIT_MODULE: u64 = 313;
-    pub(crate) const SCHED_SETATTR: u64 = 314;
-    pub(crate) const SCHED_GETATTR: u64 = 315;
-    pub(crate) const RENAMEAT2: u64 = 316;
-    pub(crate) const SECCOMP: u64 = 317;
-    pub(crate) const GETRANDOM: u64 = 318;
-    pub(crate) const MEMFD_CREATE: u64 = 319;
-    pub(crate) const KEXEC_FILE_LOAD: u64 = 320;
-    pub(crate) const BPF: u64 = 321;
-    pub(crate) const EXECVEAT: u64 = 322;
-    pub(crate) const USERFAULTFD: u64 = 323;
-    pub(crate) const MEMBARRIER: u64 = 324;
-    pub(crate) const MLOCK2: u64 = 325;
-    pub(crate) const COPY_FILE_RANGE: u64 = 326;
-    pub(crate) const PREADV2: u64 = 327;
-    pub(crate) const PWRITEV2: u64 = 328;
-    pub(crate) const PKEY_MPROTECT: u64 = 329;
-    pub(crate) const PKEY_ALLOC: u64 = 330;
-    pub(crate) const PKEY_FREE: u64 = 331;
-    pub(crate) const STATX: u64 = 332;
-    pub(crate) const IO_PGETEVENTS: u64 = 333;
-    pub(crate) const RSEQ: u64 = 334;
-    pub(crate) const PIDFD_SEND_SIGNAL: u64 = 424;
-    pub(crate) const IO_URING_SETUP: u64 = 425;
-    pub(crate) const IO_URING_ENTER: u64 = 426;
-    pub(crate) const IO_URING_REGISTER: u64 = 427;
-    pub(crate) const OPEN_TREE: u64 = 428;
-    pub(crate) const MOVE_MOUNT: u64 = 429;
-    pub(crate) const FSOPEN: u64 = 430;
-    pub(crate) const FSCONFIG: u64 = 431;
-    pub(crate) const FSMOUNT: u64 = 432;
-    pub(crate) const FSPICK: u64 = 433;
-    pub(crate) const PIDFD_OPEN: u64 = 434;
-    pub(crate) const CLONE3: u64 = 435;
-    pub(crate) const CLOSE_RANGE: u64 = 436;
-    pub(crate) const OPENAT2: u64 = 437;
-    pub(crate) const PIDFD_GETFD: u64 = 438;
-    pub(crate) const FACCESSAT2: u64 = 439;
-    pub(crate) const PROCESS_MADVISE: u64 = 440;
-    pub(crate) const EPOLL_PWAIT2: u64 = 441;
-    pub(crate) const MOUNT_SETATTR: u64 = 442;
-    pub(crate) const QUOTACTL_FD: u64 = 443;
-    pub(crate) const LANDLOCK_CREATE_RULESET: u64 = 444;
-    pub(crate) const LANDLOCK_ADD_RULE: u64 = 445;
-    pub(crate) const LANDLOCK_RESTRICT_SELF: u64 = 446;
-    pub(crate) const MEMFD_SECRET: u64 = 447;
-    pub(crate) const PROCESS_MRELEASE: u64 = 448;
-    pub(crate) const FUTEX_WAITV: u64 = 449;
-    pub(crate) const SET_MEMPOLICY_HOME_NODE: u64 = 450;
+/// `s` in ASCII lower case, as an array of `N` bytes (`N` = `s.len()`): the report name of a
+/// system call, derived at compile time from its constant's name.
+const fn ascii_lower<const N: usize>(s: &str) -> [u8; N] {
+    let b = s.as_bytes();
+    let mut out = [0u8; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = b[i].to_ascii_lowercase();
+        i += 1;
+    }
+    out
 }
 
-/// The name of system call `n` (for reports).
-pub(crate) fn name(n: u64) -> &'static str {
-    match n {
-        0 => "read",
-        1 => "write",
-        2 => "open",
-        3 => "close",
-        4 => "stat",
-        5 => "fstat",
-        6 => "lstat",
-        7 => "poll",
-        8 => "lseek",
-        9 => "mmap",
-        10 => "mprotect",
-        11 => "munmap",
-        12 => "brk",
-        13 => "rt_sigaction",
-        14 => "rt_sigprocmask",
-        15 => "rt_sigreturn",
-        16 => "ioctl",
-        17 => "pread64",
-        18 => "pwrite64",
-        19 => "readv",
-        20 => "writev",
-        21 => "access",
-        22 => "pipe",
-        23 => "select",
-        24 => "sched_yield",
-        25 => "mremap",
-        26 => "msync",
-        27 => "mincore",
-        28 => "madvise",
-        29 => "shmget",
-        30 => "shmat",
-        31 => "shmctl",
-        32 => "dup",
-        33 => "dup2",
-        34 => "pause",
-        35 => "nanosleep",
-        36 => "getitimer",
-        37 => "alarm",
-        38 => "setitimer",
-        39 => "getpid",
-        40 => "sendfile",
-        41 => "socket",
-        42 => "connect",
-        43 => "accept",
-        44 => "sendto",
-        45 => "recvfrom",
-        46 => "sendmsg",
-        47 => "recvmsg",
-        48 => "shutdown",
-        49 => "bind",
-        50 => "listen",
-        51 => "getsockname",
-        52 => "getpeername",
-        53 => "socketpair",
-        54 => "setsockopt",
-        55 => "getsockopt",
-        56 => "clone",
-        57 => "fork",
-        58 => "vfork",
-        59 => "execve",
-        60 => "exit",
-        61 => "wait4",
-        62 => "kill",
-        63 => "uname",
-        64 => "semget",
-        65 => "semop",
-        66 => "semctl",
-        67 => "shmdt",
-        68 => "msgget",
-        69 => "msgsnd",
-        70 => "msgrcv",
-        71 => "msgctl",
-        72 => "fcntl",
-        73 => "flock",
-        74 => "fsync",
-        75 => "fdatasync",
-        76 => "truncate",
-        77 => "ftruncate",
-        78 => "getdents",
-        79 => "getcwd",
-        80 => "chdir",
-        81 => "fchdir",
-        82 => "rename",
-        83 => "mkdir",
-        84 => "rmdir",
-        85 => "creat",
-        86 => "link",
-        87 => "unlink",
-        88 => "symlink",
-        89 => "readlink",
-        90 => "chmod",
-        91 => "fchmod",
-        92 => "chown",
-        93 => "fchown",
-        94 => "lchown",
-        95 => "umask",
-        96 => "gettimeofday",
-        97 => "getrlimit",
-        98 => "getrusage",
-        99 => "sysinfo",
-        100 => "times",
-        101 => "ptrace",
-        102 => "getuid",
-        103 => "syslog",
-        104 => "getgid",
-        105 => "setuid",
-        106 => "setgid",
-        107 => "geteuid",
-        108 => "getegid",
-        109 => "setpgid",
-        110 => "getppid",
-        111 => "getpgrp",
-        112 => "setsid",
-        113 => "setreuid",
-        114 => "setregid",
-        115 => "getgroups",
-        116 => "setgroups",
-        117 => "setresuid",
-        118 => "getresuid",
-        119 => "setresgid",
-        120 => "getresgid",
-        121 => "getpgid",
-        122 => "setfsuid",
-        123 => "setfsgid",
-        124 => "getsid",
-        125 => "capget",
-        126 => "capset",
-        127 => "rt_sigpending",
-        128 => "rt_sigtimedwait",
-        129 => "rt_sigqueueinfo",
-        130 => "rt_sigsuspend",
-        131 => "sigaltstack",
-        132 => "utime",
-        133 => "mknod",
-        134 => "uselib",
-        135 => "personality",
-        136 => "ustat",
-        137 => "statfs",
-        138 => "fstatfs",
-        139 => "sysfs",
-        140 => "getpriority",
-        141 => "setpriority",
-        142 => "sched_setparam",
-        143 => "sched_getparam",
-        144 => "sched_setscheduler",
-        145 => "sched_getscheduler",
-        146 => "sched_get_priority_max",
-        147 => "sched_get_priority_min",
-        148 => "sched_rr_get_interval",
-        149 => "mlock",
-        150 => "munlock",
-        151 => "mlockall",
-        152 => "munlockall",
-        153 => "vhangup",
-        154 => "modify_ldt",
-        155 => "pivot_root",
-        156 => "_sysctl",
-        157 => "prctl",
-        158 => "arch_prctl",
-        159 => "adjtimex",
-        160 => "setrlimit",
-        161 => "chroot",
-        162 => "sync",
-        163 => "acct",
-        164 => "settimeofday",
-        165 => "mount",
-        166 => "umount2",
-        167 => "swapon",
-        168 => "swapoff",
-        169 => "reboot",
-        170 => "sethostname",
-        171 => "setdomainname",
-        172 => "iopl",
-        173 => "ioperm",
-        174 => "create_module",
-        175 => "init_module",
-        176 => "delete_module",
-        177 => "get_kernel_syms",
-        178 => "query_module",
-        179 => "quotactl",
-        180 => "nfsservctl",
-        181 => "getpmsg",
-        182 => "putpmsg",
-        183 => "afs_syscall",
-        184 => "tuxcall",
-        185 => "security",
-        186 => "gettid",
-        187 => "readahead",
-        188 => "setxattr",
-        189 => "lsetxattr",
-        190 => "fsetxattr",
-        191 => "getxattr",
-        192 => "lgetxattr",
-        193 => "fgetxattr",
-        194 => "listxattr",
-        195 => "llistxattr",
-        196 => "flistxattr",
-        197 => "removexattr",
-        198 => "lremovexattr",
-        199 => "fremovexattr",
-        200 => "tkill",
-        201 => "time",
-        202 => "futex",
-        203 => "sched_setaffinity",
-        204 => "sched_getaffinity",
-        205 => "set_thread_area",
-        206 => "io_setup",
-        207 => "io_destroy",
-        208 => "io_getevents",
-        209 => "io_submit",
-        210 => "io_cancel",
-        211 => "get_thread_area",
-        212 => "lookup_dcookie",
-        213 => "epoll_create",
-        214 => "epoll_ctl_old",
-        215 => "epoll_wait_old",
-        216 => "remap_file_pages",
-        217 => "getdents64",
-        218 => "set_tid_address",
-        219 => "restart_syscall",
-        220 => "semtimedop",
-        221 => "fadvise64",
-        222 => "timer_create",
-        223 => "timer_settime",
-        224 => "timer_gettime",
-        225 => "timer_getoverrun",
-        226 => "timer_delete",
-        227 => "clock_settime",
-        228 => "clock_gettime",
-        229 => "clock_getres",
-        230 => "clock_nanosleep",
-        231 => "exit_group",
-        232 => "epoll_wait",
-        233 => "epoll_ctl",
-        234 => "tgkill",
-        235 => "utimes",
-        236 => "vserver",
-        237 => "mbind",
-        238 => "set_mempolicy",
-        239 => "get_mempolicy",
-        240 => "mq_open",
-        241 => "mq_unlink",
-        242 => "mq_timedsend",
-        243 => "mq_timedreceive",
-        244 => "mq_notify",
-        245 => "mq_getsetattr",
-        246 => "kexec_load",
-        247 => "waitid",
-        248 => "add_key",
-        249 => "request_key",
-        250 => "keyctl",
-        251 => "ioprio_set",
-        252 => "ioprio_get",
-        253 => "inotify_init",
-        254 => "inotify_add_watch",
-        255 => "inotify_rm_watch",
-        256 => "migrate_pages",
-        257 => "openat",
-        258 => "mkdirat",
-        259 => "mknodat",
-        260 => "fchownat",
-        261 => "futimesat",
-        262 => "newfstatat",
-        263 => "unlinkat",
-        264 => "renameat",
-        265 => "linkat",
-        266 => "symlinkat",
-        267 => "readlinkat",
-        268 => "fchmodat",
-        269 => "faccessat",
-        270 => "pselect6",
-        271 => "ppoll",
-        272 => "unshare",
-        273 => "set_robust_list",
-        274 => "get_robust_list",
-        275 => "splice",
-        276 => "tee",
-        277 => "sync_file_range",
-        278 => "vmsplice",
-        279 => "move_pages",
-        280 => "utimensat",
-        281 => "epoll_pwait",
-        282 => "signalfd",
-        283 => "timerfd_create",
-        284 => "eventfd",
-        285 => "fallocate",
-        286 => "timerfd_settime",
-        287 => "timerfd_gettime",
-        288 => "accept4",
-        289 => "signalfd4",
-        290 => "eventfd2",
-        291 => "epoll_create1",
-        292 => "dup3",
-        293 => "pipe2",
-        294 => "inotify_init1",
-        295 => "preadv",
-        296 => "pwritev",
-        297 => "rt_tgsigqueueinfo",
-        298 => "perf_event_open",
-        299 => "recvmmsg",
-        300 => "fanotify_init",
-        301 => "fanotify_mark",
-        302 => "prlimit64",
-        303 => "name_to_handle_at",
-        304 => "open_by_handle_at",
-        305 => "clock_adjtime",
-        306 => "syncfs",
-        307 => "sendmmsg",
-        308 => "setns",
-        309 => "getcpu",
-        310 => "process_vm_readv",
-        311 => "process_vm_writev",
-        312 => "kcmp",
-        313 => "finit_module",
-        314 => "sched_setattr",
-        315 => "sched_getattr",
-        316 => "renameat2",
-        317 => "seccomp",
-        318 => "getrandom",
-        319 => "memfd_create",
-        320 => "kexec_file_load",
-        321 => "bpf",
-        322 => "execveat",
-        323 => "userfaultfd",
-        324 => "membarrier",
-        325 => "mlock2",
-        326 => "copy_file_range",
-        327 => "preadv2",
-        328 => "pwritev2",
-        329 => "pkey_mprotect",
-        330 => "pkey_alloc",
-        331 => "pkey_free",
-        332 => "statx",
-        333 => "io_pgetevents",
-        334 => "rseq",
-        424 => "pidfd_send_signal",
-        425 => "io_uring_setup",
-        426 => "io_uring_enter",
-        427 => "io_uring_register",
-        428 => "open_tree",
-        429 => "move_mount",
-        430 => "fsopen",
-        431 => "fsconfig",
-        432 => "fsmount",
-        433 => "fspick",
-        434 => "pidfd_open",
-        435 => "clone3",
-        436 => "close_range",
-        437 => "openat2",
-        438 => "pidfd_getfd",
-        439 => "faccessat2",
-        440 => "process_madvise",
-        441 => "epoll_pwait2",
-        442 => "mount_setattr",
-        443 => "quotactl_fd",
-        444 => "landlock_create_ruleset",
-        445 => "landlock_add_rule",
-        446 => "landlock_restrict_self",
-        447 => "memfd_secret",
-        448 => "process_mrelease",
-        449 => "futex_waitv",
-        450 => "set_mempolicy_home_node",
-        _ => "?",
+/// The lower-case name of constant `$id`, as a `&'static str` computed at compile time.
+macro_rules! lower_name {
+    ($id:ident) => {{
+        const BYTES: [u8; stringify!($id).len()] = ascii_lower(stringify!($id));
+        const NAME: &str = match core::str::from_utf8(&BYTES) {
+            Ok(s) => s,
+            Err(_) => panic!("a system-call name is not ASCII"),
+        };
+        NAME
+    }};
+}
+
+/// Generates [`nr`], `SYSCALLS` (tests only) and [`name`] from one `NAME = number,` list.
+macro_rules! syscall_table {
+    ($($id:ident = $nr:literal,)*) => {
+        /// System-call numbers (x86-64), from the kernel's `unistd_64.h`.
+        #[allow(dead_code)]
+        pub(crate) mod nr {
+            $(pub(crate) const $id: u64 = $nr;)*
+        }
+
+        /// Every system call as `(number, name)`, by number.
+        #[cfg(test)]
+        pub(crate) const SYSCALLS: &[(u64, &str)] = &[$(($nr, lower_name!($id)),)*];
+
+        /// The name of system call `n` (for reports); `"?"` for a number Linux does not use.
+        pub(crate) fn name(n: u64) -> &'static str {
+            match n {
+                $($nr => lower_name!($id),)*
+                _ => "?",
+            }
+        }
+    };
+}
+
+syscall_table! {
+    READ = 0,
+    WRITE = 1,
+    OPEN = 2,
+    CLOSE = 3,
+    STAT = 4,
+    FSTAT = 5,
+    LSTAT = 6,
+    POLL = 7,
+    LSEEK = 8,
+    MMAP = 9,
+    MPROTECT = 10,
+    MUNMAP = 11,
+    BRK = 12,
+    RT_SIGACTION = 13,
+    RT_SIGPROCMASK = 14,
+    RT_SIGRETURN = 15,
+    IOCTL = 16,
+    PREAD64 = 17,
+    PWRITE64 = 18,
+    READV = 19,
+    WRITEV = 20,
+    ACCESS = 21,
+    PIPE = 22,
+    SELECT = 23,
+    SCHED_YIELD = 24,
+    MREMAP = 25,
+    MSYNC = 26,
+    MINCORE = 27,
+    MADVISE = 28,
+    SHMGET = 29,
+    SHMAT = 30,
+    SHMCTL = 31,
+    DUP = 32,
+    DUP2 = 33,
+    PAUSE = 34,
+    NANOSLEEP = 35,
+    GETITIMER = 36,
+    ALARM = 37,
+    SETITIMER = 38,
+    GETPID = 39,
+    SENDFILE = 40,
+    SOCKET = 41,
+    CONNECT = 42,
+    ACCEPT = 43,
+    SENDTO = 44,
+    RECVFROM = 45,
+    SENDMSG = 46,
+    RECVMSG = 47,
+    SHUTDOWN = 48,
+    BIND = 49,
+    LISTEN = 50,
+    GETSOCKNAME = 51,
+    GETPEERNAME = 52,
+    SOCKETPAIR = 53,
+    SETSOCKOPT = 54,
+    GETSOCKOPT = 55,
+    CLONE = 56,
+    FORK = 57,
+    VFORK = 58,
+    EXECVE = 59,
+    EXIT = 60,
+    WAIT4 = 61,
+    KILL = 62,
+    UNAME = 63,
+    SEMGET = 64,
+    SEMOP = 65,
+    SEMCTL = 66,
+    SHMDT = 67,
+    MSGGET = 68,
+    MSGSND = 69,
+    MSGRCV = 70,
+    MSGCTL = 71,
+    FCNTL = 72,
+    FLOCK = 73,
+    FSYNC = 74,
+    FDATASYNC = 75,
+    TRUNCATE = 76,
+    FTRUNCATE = 77,
+    GETDENTS = 78,
+    GETCWD = 79,
+    CHDIR = 80,
+    FCHDIR = 81,
+    RENAME = 82,
+    MKDIR = 83,
+    RMDIR = 84,
+    CREAT = 85,
+    LINK = 86,
+    UNLINK = 87,
+    SYMLINK = 88,
+    READLINK = 89,
+    CHMOD = 90,
+    FCHMOD = 91,
+    CHOWN = 92,
+    FCHOWN = 93,
+    LCHOWN = 94,
+    UMASK = 95,
+    GETTIMEOFDAY = 96,
+    GETRLIMIT = 97,
+    GETRUSAGE = 98,
+    SYSINFO = 99,
+    TIMES = 100,
+    PTRACE = 101,
+    GETUID = 102,
+    SYSLOG = 103,
+    GETGID = 104,
+    SETUID = 105,
+    SETGID = 106,
+    GETEUID = 107,
+    GETEGID = 108,
+    SETPGID = 109,
+    GETPPID = 110,
+    GETPGRP = 111,
+    SETSID = 112,
+    SETREUID = 113,
+    SETREGID = 114,
+    GETGROUPS = 115,
+    SETGROUPS = 116,
+    SETRESUID = 117,
+    GETRESUID = 118,
+    SETRESGID = 119,
+    GETRESGID = 120,
+    GETPGID = 121,
+    SETFSUID = 122,
+    SETFSGID = 123,
+    GETSID = 124,
+    CAPGET = 125,
+    CAPSET = 126,
+    RT_SIGPENDING = 127,
+    RT_SIGTIMEDWAIT = 128,
+    RT_SIGQUEUEINFO = 129,
+    RT_SIGSUSPEND = 130,
+    SIGALTSTACK = 131,
+    UTIME = 132,
+    MKNOD = 133,
+    USELIB = 134,
+    PERSONALITY = 135,
+    USTAT = 136,
+    STATFS = 137,
+    FSTATFS = 138,
+    SYSFS = 139,
+    GETPRIORITY = 140,
+    SETPRIORITY = 141,
+    SCHED_SETPARAM = 142,
+    SCHED_GETPARAM = 143,
+    SCHED_SETSCHEDULER = 144,
+    SCHED_GETSCHEDULER = 145,
+    SCHED_GET_PRIORITY_MAX = 146,
+    SCHED_GET_PRIORITY_MIN = 147,
+    SCHED_RR_GET_INTERVAL = 148,
+    MLOCK = 149,
+    MUNLOCK = 150,
+    MLOCKALL = 151,
+    MUNLOCKALL = 152,
+    VHANGUP = 153,
+    MODIFY_LDT = 154,
+    PIVOT_ROOT = 155,
+    _SYSCTL = 156,
+    PRCTL = 157,
+    ARCH_PRCTL = 158,
+    ADJTIMEX = 159,
+    SETRLIMIT = 160,
+    CHROOT = 161,
+    SYNC = 162,
+    ACCT = 163,
+    SETTIMEOFDAY = 164,
+    MOUNT = 165,
+    UMOUNT2 = 166,
+    SWAPON = 167,
+    SWAPOFF = 168,
+    REBOOT = 169,
+    SETHOSTNAME = 170,
+    SETDOMAINNAME = 171,
+    IOPL = 172,
+    IOPERM = 173,
+    CREATE_MODULE = 174,
+    INIT_MODULE = 175,
+    DELETE_MODULE = 176,
+    GET_KERNEL_SYMS = 177,
+    QUERY_MODULE = 178,
+    QUOTACTL = 179,
+    NFSSERVCTL = 180,
+    GETPMSG = 181,
+    PUTPMSG = 182,
+    AFS_SYSCALL = 183,
+    TUXCALL = 184,
+    SECURITY = 185,
+    GETTID = 186,
+    READAHEAD = 187,
+    SETXATTR = 188,
+    LSETXATTR = 189,
+    FSETXATTR = 190,
+    GETXATTR = 191,
+    LGETXATTR = 192,
+    FGETXATTR = 193,
+    LISTXATTR = 194,
+    LLISTXATTR = 195,
+    FLISTXATTR = 196,
+    REMOVEXATTR = 197,
+    LREMOVEXATTR = 198,
+    FREMOVEXATTR = 199,
+    TKILL = 200,
+    TIME = 201,
+    FUTEX = 202,
+    SCHED_SETAFFINITY = 203,
+    SCHED_GETAFFINITY = 204,
+    SET_THREAD_AREA = 205,
+    IO_SETUP = 206,
+    IO_DESTROY = 207,
+    IO_GETEVENTS = 208,
+    IO_SUBMIT = 209,
+    IO_CANCEL = 210,
+    GET_THREAD_AREA = 211,
+    LOOKUP_DCOOKIE = 212,
+    EPOLL_CREATE = 213,
+    EPOLL_CTL_OLD = 214,
+    EPOLL_WAIT_OLD = 215,
+    REMAP_FILE_PAGES = 216,
+    GETDENTS64 = 217,
+    SET_TID_ADDRESS = 218,
+    RESTART_SYSCALL = 219,
+    SEMTIMEDOP = 220,
+    FADVISE64 = 221,
+    TIMER_CREATE = 222,
+    TIMER_SETTIME = 223,
+    TIMER_GETTIME = 224,
+    TIMER_GETOVERRUN = 225,
+    TIMER_DELETE = 226,
+    CLOCK_SETTIME = 227,
+    CLOCK_GETTIME = 228,
+    CLOCK_GETRES = 229,
+    CLOCK_NANOSLEEP = 230,
+    EXIT_GROUP = 231,
+    EPOLL_WAIT = 232,
+    EPOLL_CTL = 233,
+    TGKILL = 234,
+    UTIMES = 235,
+    VSERVER = 236,
+    MBIND = 237,
+    SET_MEMPOLICY = 238,
+    GET_MEMPOLICY = 239,
+    MQ_OPEN = 240,
+    MQ_UNLINK = 241,
+    MQ_TIMEDSEND = 242,
+    MQ_TIMEDRECEIVE = 243,
+    MQ_NOTIFY = 244,
+    MQ_GETSETATTR = 245,
+    KEXEC_LOAD = 246,
+    WAITID = 247,
+    ADD_KEY = 248,
+    REQUEST_KEY = 249,
+    KEYCTL = 250,
+    IOPRIO_SET = 251,
+    IOPRIO_GET = 252,
+    INOTIFY_INIT = 253,
+    INOTIFY_ADD_WATCH = 254,
+    INOTIFY_RM_WATCH = 255,
+    MIGRATE_PAGES = 256,
+    OPENAT = 257,
+    MKDIRAT = 258,
+    MKNODAT = 259,
+    FCHOWNAT = 260,
+    FUTIMESAT = 261,
+    NEWFSTATAT = 262,
+    UNLINKAT = 263,
+    RENAMEAT = 264,
+    LINKAT = 265,
+    SYMLINKAT = 266,
+    READLINKAT = 267,
+    FCHMODAT = 268,
+    FACCESSAT = 269,
+    PSELECT6 = 270,
+    PPOLL = 271,
+    UNSHARE = 272,
+    SET_ROBUST_LIST = 273,
+    GET_ROBUST_LIST = 274,
+    SPLICE = 275,
+    TEE = 276,
+    SYNC_FILE_RANGE = 277,
+    VMSPLICE = 278,
+    MOVE_PAGES = 279,
+    UTIMENSAT = 280,
+    EPOLL_PWAIT = 281,
+    SIGNALFD = 282,
+    TIMERFD_CREATE = 283,
+    EVENTFD = 284,
+    FALLOCATE = 285,
+    TIMERFD_SETTIME = 286,
+    TIMERFD_GETTIME = 287,
+    ACCEPT4 = 288,
+    SIGNALFD4 = 289,
+    EVENTFD2 = 290,
+    EPOLL_CREATE1 = 291,
+    DUP3 = 292,
+    PIPE2 = 293,
+    INOTIFY_INIT1 = 294,
+    PREADV = 295,
+    PWRITEV = 296,
+    RT_TGSIGQUEUEINFO = 297,
+    PERF_EVENT_OPEN = 298,
+    RECVMMSG = 299,
+    FANOTIFY_INIT = 300,
+    FANOTIFY_MARK = 301,
+    PRLIMIT64 = 302,
+    NAME_TO_HANDLE_AT = 303,
+    OPEN_BY_HANDLE_AT = 304,
+    CLOCK_ADJTIME = 305,
+    SYNCFS = 306,
+    SENDMMSG = 307,
+    SETNS = 308,
+    GETCPU = 309,
+    PROCESS_VM_READV = 310,
+    PROCESS_VM_WRITEV = 311,
+    KCMP = 312,
+    FINIT_MODULE = 313,
+    SCHED_SETATTR = 314,
+    SCHED_GETATTR = 315,
+    RENAMEAT2 = 316,
+    SECCOMP = 317,
+    GETRANDOM = 318,
+    MEMFD_CREATE = 319,
+    KEXEC_FILE_LOAD = 320,
+    BPF = 321,
+    EXECVEAT = 322,
+    USERFAULTFD = 323,
+    MEMBARRIER = 324,
+    MLOCK2 = 325,
+    COPY_FILE_RANGE = 326,
+    PREADV2 = 327,
+    PWRITEV2 = 328,
+    PKEY_MPROTECT = 329,
+    PKEY_ALLOC = 330,
+    PKEY_FREE = 331,
+    STATX = 332,
+    IO_PGETEVENTS = 333,
+    RSEQ = 334,
+    PIDFD_SEND_SIGNAL = 424,
+    IO_URING_SETUP = 425,
+    IO_URING_ENTER = 426,
+    IO_URING_REGISTER = 427,
+    OPEN_TREE = 428,
+    MOVE_MOUNT = 429,
+    FSOPEN = 430,
+    FSCONFIG = 431,
+    FSMOUNT = 432,
+    FSPICK = 433,
+    PIDFD_OPEN = 434,
+    CLONE3 = 435,
+    CLOSE_RANGE = 436,
+    OPENAT2 = 437,
+    PIDFD_GETFD = 438,
+    FACCESSAT2 = 439,
+    PROCESS_MADVISE = 440,
+    EPOLL_PWAIT2 = 441,
+    MOUNT_SETATTR = 442,
+    QUOTACTL_FD = 443,
+    LANDLOCK_CREATE_RULESET = 444,
+    LANDLOCK_ADD_RULE = 445,
+    LANDLOCK_RESTRICT_SELF = 446,
+    MEMFD_SECRET = 447,
+    PROCESS_MRELEASE = 448,
+    FUTEX_WAITV = 449,
+    SET_MEMPOLICY_HOME_NODE = 450,
+    CACHESTAT = 451,
+    FCHMODAT2 = 452,
+    MAP_SHADOW_STACK = 453,
+    FUTEX_WAKE = 454,
+    FUTEX_WAIT = 455,
+    FUTEX_REQUEUE = 456,
+    STATMOUNT = 457,
+    LISTMOUNT = 458,
+    LSM_GET_SELF_ATTR = 459,
+    LSM_SET_SELF_ATTR = 460,
+    LSM_LIST_MODULES = 461,
+    MSEAL = 462,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{name, nr, SYSCALLS};
+
+    #[test]
+    fn the_table_is_sorted_by_number_and_names_are_unique_lower_case() {
+        assert!(SYSCALLS.windows(2).all(|w| w[0].0 < w[1].0));
+        let mut names: Vec<&str> = SYSCALLS.iter().map(|&(_, n)| n).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), SYSCALLS.len(), "a name twice");
+        for &(_, n) in SYSCALLS {
+            assert!(
+                !n.is_empty()
+                    && n.bytes()
+                        .all(|b| b == b'_' || b.is_ascii_lowercase() || b.is_ascii_digit()),
+                "{n:?}"
+            );
+        }
+        // Everything from read to rseq, then the numbers shared by all architectures.
+        assert_eq!(SYSCALLS.len(), 335 + (462 - 424 + 1));
+        assert_eq!(SYSCALLS.first(), Some(&(0, "read")));
+        assert_eq!(SYSCALLS.last(), Some(&(462, "mseal")));
+    }
+
+    #[test]
+    fn name_looks_up_every_number_of_the_table_and_nothing_else() {
+        for &(n, want) in SYSCALLS {
+            assert_eq!(name(n), want, "{n}");
+        }
+        for n in [335, 400, 423, 463, 512, u64::MAX] {
+            assert_eq!(name(n), "?", "{n}");
+        }
+        assert_eq!(name(nr::EXIT_GROUP), "exit_group");
+        assert_eq!(name(nr::_SYSCTL), "_sysctl");
+        assert_eq!(name(nr::PREAD64), "pread64");
+    }
+
+    #[test]
+    fn numbers_match_the_host_x86_64_linux_table() {
+        // A sample across the whole table, against the libc crate's `SYS_*` constants.
+        let sample: &[(u64, libc::c_long)] = &[
+            (nr::READ, libc::SYS_read),
+            (nr::WRITE, libc::SYS_write),
+            (nr::OPEN, libc::SYS_open),
+            (nr::CLOSE, libc::SYS_close),
+            (nr::STAT, libc::SYS_stat),
+            (nr::LSEEK, libc::SYS_lseek),
+            (nr::MMAP, libc::SYS_mmap),
+            (nr::BRK, libc::SYS_brk),
+            (nr::RT_SIGRETURN, libc::SYS_rt_sigreturn),
+            (nr::IOCTL, libc::SYS_ioctl),
+            (nr::PREAD64, libc::SYS_pread64),
+            (nr::ACCESS, libc::SYS_access),
+            (nr::SELECT, libc::SYS_select),
+            (nr::MREMAP, libc::SYS_mremap),
+            (nr::SHMCTL, libc::SYS_shmctl),
+            (nr::DUP2, libc::SYS_dup2),
+            (nr::NANOSLEEP, libc::SYS_nanosleep),
+            (nr::GETPID, libc::SYS_getpid),
+            (nr::SOCKET, libc::SYS_socket),
+            (nr::GETSOCKOPT, libc::SYS_getsockopt),
+            (nr::CLONE, libc::SYS_clone),
+            (nr::FORK, libc::SYS_fork),
+            (nr::VFORK, libc::SYS_vfork),
+            (nr::EXECVE, libc::SYS_execve),
+            (nr::EXIT, libc::SYS_exit),
+            (nr::WAIT4, libc::SYS_wait4),
+            (nr::KILL, libc::SYS_kill),
+            (nr::UNAME, libc::SYS_uname),
+            (nr::MSGCTL, libc::SYS_msgctl),
+            (nr::FCNTL, libc::SYS_fcntl),
+            (nr::GETDENTS, libc::SYS_getdents),
+            (nr::RENAME, libc::SYS_rename),
+            (nr::READLINK, libc::SYS_readlink),
+            (nr::UMASK, libc::SYS_umask),
+            (nr::GETRUSAGE, libc::SYS_getrusage),
+            (nr::GETUID, libc::SYS_getuid),
+            (nr::GETPPID, libc::SYS_getppid),
+            (nr::GETRESGID, libc::SYS_getresgid),
+            (nr::CAPSET, libc::SYS_capset),
+            (nr::SIGALTSTACK, libc::SYS_sigaltstack),
+            (nr::STATFS, libc::SYS_statfs),
+            (nr::SCHED_RR_GET_INTERVAL, libc::SYS_sched_rr_get_interval),
+            (nr::_SYSCTL, libc::SYS__sysctl),
+            (nr::ARCH_PRCTL, libc::SYS_arch_prctl),
+            (nr::SETRLIMIT, libc::SYS_setrlimit),
+            (nr::REBOOT, libc::SYS_reboot),
+            (nr::GETTID, libc::SYS_gettid),
+            (nr::FREMOVEXATTR, libc::SYS_fremovexattr),
+            (nr::FUTEX, libc::SYS_futex),
+            (nr::SET_THREAD_AREA, libc::SYS_set_thread_area),
+            (nr::GETDENTS64, libc::SYS_getdents64),
+            (nr::SET_TID_ADDRESS, libc::SYS_set_tid_address),
+            (nr::CLOCK_GETTIME, libc::SYS_clock_gettime),
+            (nr::EXIT_GROUP, libc::SYS_exit_group),
+            (nr::TGKILL, libc::SYS_tgkill),
+            (nr::VSERVER, libc::SYS_vserver),
+            (nr::WAITID, libc::SYS_waitid),
+            (nr::OPENAT, libc::SYS_openat),
+            (nr::NEWFSTATAT, libc::SYS_newfstatat),
+            (nr::FACCESSAT, libc::SYS_faccessat),
+            (nr::PSELECT6, libc::SYS_pselect6),
+            (nr::PPOLL, libc::SYS_ppoll),
+            (nr::SET_ROBUST_LIST, libc::SYS_set_robust_list),
+            (nr::UTIMENSAT, libc::SYS_utimensat),
+            (nr::EVENTFD2, libc::SYS_eventfd2),
+            (nr::PIPE2, libc::SYS_pipe2),
+            (nr::PRLIMIT64, libc::SYS_prlimit64),
+            (nr::GETCPU, libc::SYS_getcpu),
+            (nr::RENAMEAT2, libc::SYS_renameat2),
+            (nr::GETRANDOM, libc::SYS_getrandom),
+            (nr::MEMFD_CREATE, libc::SYS_memfd_create),
+            (nr::EXECVEAT, libc::SYS_execveat),
+            (nr::STATX, libc::SYS_statx),
+            (nr::RSEQ, libc::SYS_rseq),
+            (nr::PIDFD_SEND_SIGNAL, libc::SYS_pidfd_send_signal),
+            (nr::IO_URING_SETUP, libc::SYS_io_uring_setup),
+            (nr::CLONE3, libc::SYS_clone3),
+            (nr::CLOSE_RANGE, libc::SYS_close_range),
+            (nr::FACCESSAT2, libc::SYS_faccessat2),
+            (nr::FUTEX_WAITV, libc::SYS_futex_waitv),
+            (
+                nr::SET_MEMPOLICY_HOME_NODE,
+                libc::SYS_set_mempolicy_home_node,
+            ),
+            (nr::FCHMODAT2, libc::SYS_fchmodat2),
+            (nr::MSEAL, libc::SYS_mseal),
+        ];
+        for &(ours, linux) in sample {
+            assert_eq!(Some(ours), u64::try_from(linux).ok(), "{}", name(ours));
+        }
     }
 }

@@ -176,9 +176,6 @@ pub(crate) fn syscall(
         },
         nr::GETPRIORITY => Ok(20),
         nr::SETPRIORITY => Ok(0),
-        nr::UMASK => Ok(u64::from(
-            p.umask.swap(a[0] as u32 & 0o777, Ordering::Relaxed),
-        )),
         // Signals.
         nr::RT_SIGACTION => signal::sys_rt_sigaction(a[0], a[1], a[2], a[3]),
         nr::RT_SIGPROCMASK => signal::sys_rt_sigprocmask(a[0], a[1], a[2], a[3]),

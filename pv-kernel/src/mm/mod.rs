@@ -3,4 +3,5 @@
 pub(crate) mod demand;
 pub(crate) mod frame;
 pub(crate) mod heap;
+pub(crate) mod initrd;
 pub(crate) mod paging;

@@ -262,7 +262,7 @@ pub fn run(
 mod tests {
     use super::*;
 
-    const SAMPLE: &str = "pvmux-kernel: ABI v1, 2 vCPUs\n\
+    const SAMPLE: &str = "pvmux-kernel: ABI v2, 2 vCPUs\n\
         @bench call.in_sandbox median_ns=12.345 p99_ns=20.000 samples=1000\n\
         @bench hypercall.spin median_ns=310.5 p99_ns=900 samples=500 extra=1\n\
         @bench-unavailable halt_wake needs 2 vCPUs\n\

@@ -1,0 +1,166 @@
+//! The host share: lazy directories listed from the host on first use, regular files read
+//! through to it ([`HostShare`]).
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use pvmux_hypercalls::hostfs::{self as abi, parse_record};
+
+use super::contents::{Data, MAX_FILE_SIZE};
+use super::inode::{Dir, Ino, Node, ROOT_INO};
+use super::path::PATH_MAX;
+use super::Fs;
+use crate::fs::errno::Errno::{self, *};
+
+/// Size of the buffer a lazy directory is listed into.
+const HOST_LIST_BUF: usize = 16 << 10;
+/// Most entries taken from one host directory (the rest are not shown).
+pub(crate) const HOST_DIR_MAX: u64 = 1 << 16;
+
+/// The host share behind lazy nodes (`pvmux run --rootfs DIR`). The kernel's implementation
+/// makes hypercalls (`fs::hostfs`); tests pass fakes. Paths are absolute within the share.
+pub(crate) trait HostShare: Send + Sync {
+    /// Lists directory `path` from entry number `cookie` into `buf` as packed
+    /// `pvmux_hypercalls::hostfs` records: the bytes used, 0 at the end.
+    fn list(&self, path: &[u8], cookie: u64, buf: &mut [u8]) -> Result<usize, Errno>;
+    /// Reads regular file `path` at `off` into `buf`: the bytes read (may be short), 0 at
+    /// the end.
+    fn read(&self, path: &[u8], off: u64, buf: &mut [u8]) -> Result<usize, Errno>;
+}
+
+/// Fills `buf` from host file `path` at `off`; bytes the host no longer has read as zeros.
+pub(super) fn host_read_full(
+    host: &dyn HostShare,
+    path: &[u8],
+    off: u64,
+    buf: &mut [u8],
+) -> Result<(), Errno> {
+    let mut done = 0;
+    while done < buf.len() {
+        let n = host.read(path, off + done as u64, &mut buf[done..])?;
+        if n == 0 || n > buf.len() - done {
+            break;
+        }
+        done += n;
+    }
+    buf[done..].fill(0);
+    Ok(())
+}
+
+impl Fs {
+    /// Attaches a host share: the root directory lists the host's `/` (now), its
+    /// subdirectories and files are lazy. Entries already in the root stay and win over
+    /// host entries of the same name.
+    pub(crate) fn attach_host(&mut self, share: Arc<dyn HostShare>) -> Result<(), Errno> {
+        self.host = Some(share);
+        let mut root = Vec::new();
+        root.try_reserve_exact(1).map_err(|_| ENOMEM)?;
+        root.push(b'/');
+        self.dir_mut(ROOT_INO)?.host = Some(root);
+        // The root is needed at once anyway; loading it now keeps inode counts taken after
+        // boot stable (fs-selftest's leak check).
+        self.load(ROOT_INO)
+    }
+
+    /// Loads a lazy directory's entries from the host (a no-op for anything else). On
+    /// failure (`EIO`, `ENOMEM`) the directory stays lazy; entries already added stay (a
+    /// retry skips names that exist).
+    pub(super) fn load(&mut self, ino: Ino) -> Result<(), Errno> {
+        let path = match &self.inode(ino)?.node {
+            Node::Dir(Dir { host: Some(p), .. }) => p.clone(),
+            _ => return Ok(()),
+        };
+        let host = self.host.clone().ok_or(EIO)?;
+        let mut buf = Vec::new();
+        buf.try_reserve_exact(HOST_LIST_BUF).map_err(|_| ENOMEM)?;
+        buf.resize(HOST_LIST_BUF, 0);
+        let mut cookie = 0;
+        'calls: while cookie < HOST_DIR_MAX {
+            let n = host.list(&path, cookie, &mut buf)?;
+            if n == 0 {
+                break;
+            }
+            let recs = buf.get(..n).ok_or(EIO)?;
+            let mut pos = 0;
+            while pos < recs.len() {
+                let (rec, len) = parse_record(&recs[pos..]).ok_or(EIO)?;
+                pos += len;
+                cookie += 1;
+                self.add_host_entry(ino, &path, &rec)?;
+                if cookie >= HOST_DIR_MAX {
+                    break 'calls;
+                }
+            }
+        }
+        self.dir_mut(ino)?.host = None;
+        Ok(())
+    }
+
+    /// Adds one listed host entry to lazy directory `dir` (host path `path`) unless the
+    /// name exists or the entry cannot be shown.
+    pub(super) fn add_host_entry(
+        &mut self,
+        dir: Ino,
+        path: &[u8],
+        rec: &abi::Record<'_>,
+    ) -> Result<(), Errno> {
+        let name = rec.name;
+        if name.is_empty()
+            || name == b"."
+            || name == b".."
+            || name.contains(&b'/')
+            || name.contains(&0)
+            || self.dir(dir)?.get(name).is_some()
+        {
+            return Ok(());
+        }
+        let e = &rec.entry;
+        let child_path = || -> Result<Vec<u8>, Errno> {
+            let mut p = Vec::new();
+            p.try_reserve_exact(path.len() + 1 + name.len())
+                .map_err(|_| ENOMEM)?;
+            p.extend_from_slice(path);
+            if !path.ends_with(b"/") {
+                p.push(b'/');
+            }
+            p.extend_from_slice(name);
+            Ok(p)
+        };
+        let too_long = path.len() + 1 + name.len() > abi::PATH_MAX as usize;
+        let node = match e.kind {
+            abi::kind::DIR if !too_long => {
+                let mut d = Dir::new(dir);
+                d.host = Some(child_path()?);
+                Node::Dir(d)
+            }
+            abi::kind::REG if !too_long && e.size <= MAX_FILE_SIZE => Node::File {
+                data: Data::Host {
+                    path: child_path()?,
+                    len: e.size,
+                },
+                size: e.size,
+            },
+            abi::kind::SYMLINK if !rec.target.is_empty() && rec.target.len() <= PATH_MAX => {
+                let mut t = Vec::new();
+                t.try_reserve_exact(rec.target.len()).map_err(|_| ENOMEM)?;
+                t.extend_from_slice(rec.target);
+                Node::Symlink(t)
+            }
+            _ => return Ok(()),
+        };
+        let mut key = Vec::new();
+        key.try_reserve_exact(name.len()).map_err(|_| ENOMEM)?;
+        key.extend_from_slice(name);
+        let is_dir = matches!(node, Node::Dir(_));
+        let ino = self.new_inode(node, e.perm, if is_dir { 2 } else { 1 });
+        if let Ok(i) = self.inode_mut(ino) {
+            (i.uid, i.gid) = (e.uid, e.gid);
+            (i.atime, i.mtime, i.ctime) = (e.mtime_ns, e.mtime_ns, e.mtime_ns);
+        }
+        self.dir_mut(dir)?.insert(key, ino);
+        if is_dir {
+            self.inode_mut(dir)?.nlink += 1;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,97 @@
+//! An in-memory filesystem with Linux semantics and [`Errno`](crate::fs::Errno) errors, in small parts:
+//!
+//! * [`inode`]: inodes and the inode table. Inodes live in a map by inode number; numbers
+//!   are never reused, so a stale number (a removed working directory, say) just fails with
+//!   `ENOENT`. Link counts follow Linux: a file has one per name; a directory has 2 plus one
+//!   per subdirectory. An unlinked inode lives on while handles are open. A directory maps
+//!   names to inodes (sorted) and gives each entry a stable cookie used as the `getdents64`
+//!   offset, so listing resumes correctly even if entries come and go.
+//! * [`contents`]: a regular file's bytes, either borrowed from the initramfs (zero copy,
+//!   `'static`), owned, or read through from the host share; the first write or growing
+//!   truncate copies them. Bytes between the stored data and `size` read as zeros (a
+//!   growing truncate allocates nothing).
+//! * [`path`]: path walking (`.`, `..`, symbolic links, `ELOOP`, length limits).
+//! * [`names`]: the operations on names: create, link, unlink, rename, `stat`, ...
+//! * [`handle`]: open files are [`Handle`]s into a table of open file descriptions (inode,
+//!   offset, flags); read, write, seek, `getdents64`. A process layer maps its file
+//!   descriptors onto them.
+//! * [`host`]: the host share. With one attached ([`Fs::attach_host`]), directories and
+//!   regular files can be *lazy*: a lazy directory lists its host directory (through
+//!   [`HostShare::list`]) the first time its entries are needed (lookup, listing, emptiness
+//!   check), creating lazy children; a lazy regular file has its size and metadata from the
+//!   listing and reads go through to the host ([`HostShare::read`]) — no file data is
+//!   cached, so memory use is bounded by what the guest writes. The first write copies the
+//!   host bytes up into an owned buffer; the host is never written. A failed host call is
+//!   `EIO` (the directory stays lazy and is retried next time). Host entries that are
+//!   neither directories, regular files nor symbolic links are not shown.
+//! * [`encode`]: the Linux encodings (`st_mode` bits, `struct stat`, `linux_dirent64`).
+//!
+//! There are no permission checks (everything runs as root) and no device nodes.
+//!
+//! Pure code (`alloc` only; the clock is a function pointer and the host share a
+//! [`HostShare`] object), so `cargo test` runs it on the host: see `tests`.
+
+use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
+
+mod contents;
+mod encode;
+mod handle;
+mod host;
+mod inode;
+mod names;
+mod path;
+#[cfg(test)]
+mod tests;
+
+pub(crate) use encode::{dt, mode, Stat, DIRENT64_HEADER};
+pub(crate) use handle::{oflag, whence, Handle};
+pub(crate) use host::HostShare;
+pub(crate) use inode::{FileType, Ino, ROOT_INO};
+pub(crate) use path::PATH_MAX;
+#[cfg(feature = "diagnostics")]
+pub(crate) use path::{NAME_MAX, SYMLOOP_MAX};
+
+use handle::OpenFile;
+use inode::{Dir, Inode, Node};
+
+/// The filesystem.
+pub(crate) struct Fs {
+    inodes: BTreeMap<Ino, Inode>,
+    next_ino: Ino,
+    handles: BTreeMap<Handle, OpenFile>,
+    next_handle: u32,
+    /// Wall-clock time in ns since the epoch.
+    clock: fn() -> u64,
+    /// The host share behind lazy nodes, if attached.
+    host: Option<Arc<dyn HostShare>>,
+}
+
+impl Fs {
+    /// An empty filesystem (just `/`, mode 0755) whose timestamps come from `clock`.
+    pub(crate) fn new(clock: fn() -> u64) -> Self {
+        let now = clock();
+        let mut inodes = BTreeMap::new();
+        inodes.insert(
+            ROOT_INO,
+            Inode::new(Node::Dir(Dir::new(ROOT_INO)), 0o755, 2, now),
+        );
+        Self {
+            inodes,
+            next_ino: ROOT_INO + 1,
+            handles: BTreeMap::new(),
+            next_handle: 0,
+            clock,
+            host: None,
+        }
+    }
+
+    pub(super) fn now(&self) -> u64 {
+        (self.clock)()
+    }
+
+    /// Number of live inodes (for tests and statistics).
+    pub(crate) fn inode_count(&self) -> usize {
+        self.inodes.len()
+    }
+}

@@ -1,0 +1,296 @@
+//! Operations on names: creating, linking, unlinking and renaming entries (Linux's
+//! replacement rules and link counts), symbolic links, `stat`/`lstat`, `chmod`, `truncate`
+//! and directory listing.
+
+use alloc::vec::Vec;
+
+use super::encode::{DirEntry, Stat};
+use super::inode::{Dir, Ino, Node, ROOT_INO};
+use super::path::{Last, Walk, PATH_MAX};
+use super::Fs;
+use crate::fs::errno::Errno::{self, *};
+
+impl Fs {
+    /// Adds `name → ino` to directory `dir` (which must still be linked).
+    pub(super) fn link_into(&mut self, dir: Ino, name: Vec<u8>, ino: Ino) -> Result<(), Errno> {
+        if self.inode(dir)?.nlink == 0 {
+            return Err(ENOENT);
+        }
+        let d = self.dir_mut(dir)?;
+        if d.entries.contains_key(&name) {
+            return Err(EEXIST);
+        }
+        d.insert(name, ino);
+        self.touch_dir(dir);
+        Ok(())
+    }
+
+    /// Creates a new inode named by the walk's last component.
+    pub(super) fn create_at(&mut self, walk: Walk, node: Node, perm: u32) -> Result<Ino, Errno> {
+        let Last::Name(name) = walk.last else {
+            return Err(EEXIST);
+        };
+        if self.inode(walk.dir)?.nlink == 0 {
+            return Err(ENOENT);
+        }
+        if self.dir(walk.dir)?.get(&name).is_some() {
+            return Err(EEXIST);
+        }
+        let is_dir = matches!(node, Node::Dir(_));
+        let ino = self.new_inode(node, perm, if is_dir { 2 } else { 1 });
+        self.link_into(walk.dir, name, ino)?;
+        if is_dir {
+            self.inode_mut(walk.dir)?.nlink += 1;
+        }
+        Ok(ino)
+    }
+
+    /// `mkdir(path, perm)`.
+    pub(crate) fn mkdir(&mut self, cwd: Ino, path: &[u8], perm: u32) -> Result<Ino, Errno> {
+        let walk = self.walk_parent(cwd, path, &mut 0)?;
+        if self.lookup_last(&walk)?.is_some() {
+            return Err(EEXIST);
+        }
+        let dir = walk.dir;
+        self.create_at(walk, Node::Dir(Dir::new(dir)), perm)
+    }
+
+    /// `rmdir(path)`: the directory must be empty.
+    pub(crate) fn rmdir(&mut self, cwd: Ino, path: &[u8]) -> Result<(), Errno> {
+        let walk = self.walk_parent(cwd, path, &mut 0)?;
+        let name = match walk.last {
+            Last::Name(n) => n,
+            Last::Dot => return Err(EINVAL),
+            Last::DotDot => return Err(ENOTEMPTY),
+            Last::Root => return Err(EBUSY),
+        };
+        let ino = self.dir(walk.dir)?.get(&name).ok_or(ENOENT)?;
+        self.load(ino)?;
+        if !self.dir(ino)?.entries.is_empty() {
+            return Err(ENOTEMPTY);
+        }
+        self.dir_mut(walk.dir)?.remove(&name);
+        self.inode_mut(walk.dir)?.nlink -= 1;
+        self.touch_dir(walk.dir);
+        self.inode_mut(ino)?.nlink = 0;
+        self.maybe_free(ino);
+        Ok(())
+    }
+
+    /// `unlink(path)`: removes a name of a non-directory.
+    pub(crate) fn unlink(&mut self, cwd: Ino, path: &[u8]) -> Result<(), Errno> {
+        let walk = self.walk_parent(cwd, path, &mut 0)?;
+        let Last::Name(name) = walk.last else {
+            return Err(EISDIR);
+        };
+        let ino = self.dir(walk.dir)?.get(&name).ok_or(ENOENT)?;
+        if self.is_dir(ino) {
+            return Err(EISDIR);
+        }
+        if walk.must_dir {
+            return Err(ENOTDIR);
+        }
+        self.dir_mut(walk.dir)?.remove(&name);
+        self.touch_dir(walk.dir);
+        let now = self.now();
+        let i = self.inode_mut(ino)?;
+        i.nlink = i.nlink.saturating_sub(1);
+        i.ctime = now;
+        self.maybe_free(ino);
+        Ok(())
+    }
+
+    #[cfg(any(test, feature = "diagnostics"))]
+    /// `link(old, new)`: a new name for a non-directory (`old` is not followed).
+    pub(crate) fn link(&mut self, cwd: Ino, old: &[u8], new: &[u8]) -> Result<(), Errno> {
+        let ino = self.lookup(cwd, old, false)?;
+        if self.is_dir(ino) {
+            return Err(EPERM);
+        }
+        let walk = self.walk_parent(cwd, new, &mut 0)?;
+        let Last::Name(name) = walk.last else {
+            return Err(EEXIST);
+        };
+        if self.dir(walk.dir)?.get(&name).is_some() {
+            return Err(EEXIST);
+        }
+        if walk.must_dir {
+            return Err(ENOENT);
+        }
+        let i = self.inode(ino)?;
+        if i.nlink == u32::MAX {
+            return Err(EMLINK);
+        }
+        self.link_into(walk.dir, name, ino)?;
+        let now = self.now();
+        let i = self.inode_mut(ino)?;
+        i.nlink += 1;
+        i.ctime = now;
+        Ok(())
+    }
+
+    /// Adds the name `path` for the non-directory inode `ino` (used for archive hard links).
+    pub(crate) fn link_ino(&mut self, cwd: Ino, path: &[u8], ino: Ino) -> Result<(), Errno> {
+        if self.is_dir(ino) {
+            return Err(EPERM);
+        }
+        // Check the inode before adding the name: a failure must leave no name behind.
+        if self.inode(ino)?.nlink == u32::MAX {
+            return Err(EMLINK);
+        }
+        let walk = self.walk_parent(cwd, path, &mut 0)?;
+        let Last::Name(name) = walk.last else {
+            return Err(EEXIST);
+        };
+        self.link_into(walk.dir, name, ino)?;
+        self.inode_mut(ino)?.nlink += 1;
+        Ok(())
+    }
+
+    /// `symlink(target, linkpath)`.
+    pub(crate) fn symlink(
+        &mut self,
+        cwd: Ino,
+        target: &[u8],
+        linkpath: &[u8],
+    ) -> Result<Ino, Errno> {
+        if target.is_empty() {
+            return Err(ENOENT);
+        }
+        if target.len() > PATH_MAX {
+            return Err(ENAMETOOLONG);
+        }
+        let walk = self.walk_parent(cwd, linkpath, &mut 0)?;
+        if self.lookup_last(&walk)?.is_some() {
+            return Err(EEXIST);
+        }
+        if walk.must_dir {
+            return Err(ENOENT);
+        }
+        let mut t = Vec::new();
+        t.try_reserve_exact(target.len()).map_err(|_| ENOMEM)?;
+        t.extend_from_slice(target);
+        self.create_at(walk, Node::Symlink(t), 0o777)
+    }
+
+    /// `readlink(path)`: the target of a symbolic link (`EINVAL` for anything else).
+    pub(crate) fn readlink(&mut self, cwd: Ino, path: &[u8]) -> Result<Vec<u8>, Errno> {
+        let ino = self.lookup(cwd, path, false)?;
+        match &self.inode(ino)?.node {
+            Node::Symlink(t) => Ok(t.clone()),
+            _ => Err(EINVAL),
+        }
+    }
+
+    /// `rename(old, new)` with Linux's replacement rules: a file may replace a file, a
+    /// directory an empty directory; a directory cannot move into its own subtree.
+    pub(crate) fn rename(&mut self, cwd: Ino, old: &[u8], new: &[u8]) -> Result<(), Errno> {
+        let wo = self.walk_parent(cwd, old, &mut 0)?;
+        let wn = self.walk_parent(cwd, new, &mut 0)?;
+        let (Last::Name(oname), Last::Name(nname)) = (&wo.last, &wn.last) else {
+            return Err(EBUSY);
+        };
+        let src = self.dir(wo.dir)?.get(oname).ok_or(ENOENT)?;
+        let src_dir = self.is_dir(src);
+        if (wo.must_dir || wn.must_dir) && !src_dir {
+            return Err(ENOTDIR);
+        }
+        let dst = self.dir(wn.dir)?.get(nname);
+        if let Some(dst) = dst {
+            if dst == src {
+                return Ok(());
+            }
+            self.load(dst)?;
+            match (src_dir, self.is_dir(dst)) {
+                (false, true) => return Err(EISDIR),
+                (true, false) => return Err(ENOTDIR),
+                (true, true) if !self.dir(dst)?.entries.is_empty() => return Err(ENOTEMPTY),
+                _ => {}
+            }
+        }
+        if src_dir {
+            // The new parent must not be the source or inside it.
+            let mut p = wn.dir;
+            loop {
+                if p == src {
+                    return Err(EINVAL);
+                }
+                if p == ROOT_INO {
+                    break;
+                }
+                p = self.dir(p)?.parent;
+            }
+        }
+        if self.inode(wn.dir)?.nlink == 0 {
+            return Err(ENOENT);
+        }
+        let (odir, ndir, oname, nname) = (wo.dir, wn.dir, oname.clone(), nname.clone());
+        if let Some(dst) = dst {
+            self.dir_mut(ndir)?.remove(&nname);
+            let dst_is_dir = self.is_dir(dst);
+            let d = self.inode_mut(dst)?;
+            if dst_is_dir {
+                d.nlink = 0;
+            } else {
+                d.nlink = d.nlink.saturating_sub(1);
+            }
+            if dst_is_dir {
+                self.inode_mut(ndir)?.nlink -= 1;
+            }
+            self.maybe_free(dst);
+        }
+        self.dir_mut(odir)?.remove(&oname);
+        self.dir_mut(ndir)?.insert(nname, src);
+        if src_dir && odir != ndir {
+            self.dir_mut(src)?.parent = ndir;
+            self.inode_mut(odir)?.nlink -= 1;
+            self.inode_mut(ndir)?.nlink += 1;
+        }
+        self.touch_dir(odir);
+        self.touch_dir(ndir);
+        let now = self.now();
+        self.inode_mut(src)?.ctime = now;
+        Ok(())
+    }
+
+    /// `chmod(path, perm)`.
+    pub(crate) fn chmod(&mut self, cwd: Ino, path: &[u8], perm: u32) -> Result<(), Errno> {
+        let ino = self.lookup(cwd, path, true)?;
+        self.set_meta(ino, perm, None, None)
+    }
+
+    /// `truncate(path, len)`.
+    pub(crate) fn truncate(&mut self, cwd: Ino, path: &[u8], len: i64) -> Result<(), Errno> {
+        let len = u64::try_from(len).map_err(|_| EINVAL)?;
+        let ino = self.lookup(cwd, path, true)?;
+        self.truncate_ino(ino, len)
+    }
+
+    /// `stat(path)`: follows symbolic links.
+    pub(crate) fn stat(&mut self, cwd: Ino, path: &[u8]) -> Result<Stat, Errno> {
+        let ino = self.lookup(cwd, path, true)?;
+        self.stat_ino(ino)
+    }
+
+    /// `lstat(path)`: does not follow a final symbolic link.
+    pub(crate) fn lstat(&mut self, cwd: Ino, path: &[u8]) -> Result<Stat, Errno> {
+        let ino = self.lookup(cwd, path, false)?;
+        self.stat_ino(ino)
+    }
+
+    /// The entries of directory `ino` (without `.` and `..`), sorted by name.
+    pub(crate) fn list(&mut self, ino: Ino) -> Result<Vec<DirEntry>, Errno> {
+        self.load(ino)?;
+        let d = self.dir(ino)?;
+        let mut out = Vec::new();
+        out.try_reserve_exact(d.entries.len()).map_err(|_| ENOMEM)?;
+        for (name, &(child, _)) in &d.entries {
+            out.push(DirEntry {
+                name: name.clone(),
+                ino: child,
+                file_type: self.inode(child)?.file_type(),
+            });
+        }
+        Ok(out)
+    }
+}

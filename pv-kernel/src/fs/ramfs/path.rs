@@ -1,0 +1,191 @@
+//! Path walking: components, `.` and `..` (the root is its own parent), symbolic links
+//! (relative to the directory holding them, at most [`SYMLOOP_MAX`] per lookup), trailing
+//! slashes and the `PATH_MAX` / `NAME_MAX` limits.
+
+use alloc::vec::Vec;
+
+use super::inode::{Ino, Node, ROOT_INO};
+use super::Fs;
+use crate::fs::errno::Errno::{self, *};
+
+/// Longest path in bytes (`PATH_MAX` without the NUL).
+pub(crate) const PATH_MAX: usize = 4095;
+/// Longest path component (`NAME_MAX`).
+pub(crate) const NAME_MAX: usize = 255;
+/// Symbolic links followed in one lookup before `ELOOP` (Linux's limit).
+pub(crate) const SYMLOOP_MAX: u32 = 40;
+
+/// The final component of a path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Last {
+    /// A name to look up.
+    Name(Vec<u8>),
+    /// `.`
+    Dot,
+    /// `..`
+    DotDot,
+    /// The path was only slashes.
+    Root,
+}
+
+/// A path resolved up to its last component.
+pub(super) struct Walk {
+    /// The directory holding the last component.
+    pub(super) dir: Ino,
+    pub(super) last: Last,
+    /// The path ended in `/`: the result must be a directory (and symlinks are followed).
+    pub(super) must_dir: bool,
+}
+
+/// A fully resolved path.
+pub(super) struct Resolved {
+    pub(super) walk: Walk,
+    /// The inode, or `None` if the last component does not exist in `walk.dir`.
+    pub(super) ino: Option<Ino>,
+}
+
+/// Splits a path into its non-empty components, last first (a stack).
+pub(super) fn push_components(stack: &mut Vec<Vec<u8>>, path: &[u8]) -> Result<(), Errno> {
+    let start = stack.len();
+    for c in path.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
+        if c.len() > NAME_MAX {
+            return Err(ENAMETOOLONG);
+        }
+        stack.try_reserve(1).map_err(|_| ENOMEM)?;
+        stack.push(c.to_vec());
+    }
+    stack[start..].reverse();
+    Ok(())
+}
+
+impl Fs {
+    /// Resolves `path` (relative to `cwd` unless absolute) up to its last component,
+    /// following symbolic links on the way; `links` counts links followed.
+    /// The directory it ends in is loaded (see [`Fs::load`]).
+    pub(super) fn walk_parent(
+        &mut self,
+        cwd: Ino,
+        path: &[u8],
+        links: &mut u32,
+    ) -> Result<Walk, Errno> {
+        if path.is_empty() {
+            return Err(ENOENT);
+        }
+        if path.len() > PATH_MAX {
+            return Err(ENAMETOOLONG);
+        }
+        let mut dir = if path[0] == b'/' { ROOT_INO } else { cwd };
+        self.dir(dir)?;
+        let must_dir = path.ends_with(b"/");
+        let mut stack = Vec::new();
+        push_components(&mut stack, path)?;
+        if stack.is_empty() {
+            self.load(ROOT_INO)?;
+            return Ok(Walk {
+                dir: ROOT_INO,
+                last: Last::Root,
+                must_dir: true,
+            });
+        }
+        while stack.len() > 1 {
+            let Some(comp) = stack.pop() else { break };
+            match comp.as_slice() {
+                b"." => {}
+                b".." => dir = self.dir(dir)?.parent,
+                name => {
+                    self.load(dir)?;
+                    let child = self.dir(dir)?.get(name).ok_or(ENOENT)?;
+                    match &self.inode(child)?.node {
+                        Node::Dir(_) => dir = child,
+                        Node::Symlink(target) => {
+                            *links += 1;
+                            if *links > SYMLOOP_MAX {
+                                return Err(ELOOP);
+                            }
+                            if target.first() == Some(&b'/') {
+                                dir = ROOT_INO;
+                            }
+                            push_components(&mut stack, target)?;
+                        }
+                        Node::File { .. } => return Err(ENOTDIR),
+                    }
+                }
+            }
+        }
+        // The directory we ended in must still be one (a symlink may have led elsewhere).
+        self.dir(dir)?;
+        self.load(dir)?;
+        let last = match stack.pop() {
+            Some(c) if c == b"." => Last::Dot,
+            Some(c) if c == b".." => Last::DotDot,
+            Some(c) => Last::Name(c),
+            None => Last::Dot,
+        };
+        Ok(Walk {
+            dir,
+            last,
+            must_dir,
+        })
+    }
+
+    /// Looks up the last component of a walk.
+    pub(super) fn lookup_last(&mut self, w: &Walk) -> Result<Option<Ino>, Errno> {
+        self.load(w.dir)?;
+        Ok(match &w.last {
+            Last::Root => Some(ROOT_INO),
+            Last::Dot => Some(w.dir),
+            Last::DotDot => Some(self.dir(w.dir)?.parent),
+            Last::Name(n) => self.dir(w.dir)?.get(n),
+        })
+    }
+
+    /// Resolves a whole path; a final symbolic link is followed if `follow` (or if the path
+    /// ends in `/`). A missing last component is `ino: None`, not an error.
+    pub(super) fn resolve_full(
+        &mut self,
+        cwd: Ino,
+        path: &[u8],
+        follow: bool,
+    ) -> Result<Resolved, Errno> {
+        let mut links = 0;
+        let mut walk = self.walk_parent(cwd, path, &mut links)?;
+        loop {
+            let Some(ino) = self.lookup_last(&walk)? else {
+                return Ok(Resolved { walk, ino: None });
+            };
+            let target = match &self.inode(ino)?.node {
+                Node::Symlink(t) if follow || walk.must_dir => Some(t.clone()),
+                _ => None,
+            };
+            if let Some(target) = target {
+                links += 1;
+                if links > SYMLOOP_MAX {
+                    return Err(ELOOP);
+                }
+                let must_dir = walk.must_dir;
+                walk = self.walk_parent(walk.dir, &target, &mut links)?;
+                walk.must_dir |= must_dir;
+                continue;
+            }
+            if walk.must_dir && !self.is_dir(ino) {
+                return Err(ENOTDIR);
+            }
+            return Ok(Resolved {
+                walk,
+                ino: Some(ino),
+            });
+        }
+    }
+
+    /// The inode `path` names, following a final symbolic link if `follow`.
+    pub(crate) fn lookup(&mut self, cwd: Ino, path: &[u8], follow: bool) -> Result<Ino, Errno> {
+        self.resolve_full(cwd, path, follow)?.ino.ok_or(ENOENT)
+    }
+
+    /// The directory `path` names (for `chdir`): `ENOTDIR` if it is something else.
+    pub(crate) fn lookup_dir(&mut self, cwd: Ino, path: &[u8]) -> Result<Ino, Errno> {
+        let ino = self.lookup(cwd, path, true)?;
+        self.dir(ino)?;
+        Ok(ino)
+    }
+}

@@ -68,7 +68,21 @@ pub(crate) struct Mm {
     pub(crate) brk: u64,
     /// Next top-down `mmap` placement hint.
     pub(crate) mmap_top: u64,
+    /// Bumped by every change to the page map or the regions (each one queues an op), not
+    /// by a fault that only re-sends a mapping the sandbox should already have: see
+    /// [`MapGeneration`].
+    generation: u64,
 }
+
+/// A version of a space's memory map, returned by [`handle_fault`]: two faults of a thread at
+/// one address that come back with the same generation mean nothing at all changed in the
+/// address space in between — the handler found the page already resolved both times and
+/// only re-sent its mapping — so the sandbox is not honouring that mapping (a fault loop).
+/// A fault that repeats *with* changes in between is progress: e.g. a parent that forks in a
+/// loop write-faults at the same stack slot after every `fork` (each time a new
+/// copy-on-write break).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub(crate) struct MapGeneration(u64);
 
 /// What came back from running user code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -250,6 +264,7 @@ impl Mm {
             brk_base: 0,
             brk: 0,
             mmap_top: super::exec::MMAP_TOP,
+            generation: 0,
         }
     }
 
@@ -269,7 +284,15 @@ impl Mm {
         true
     }
 
+    /// Queues a change of the sandbox's mappings (a new [`MapGeneration`]).
     fn push_op(&mut self, kind: u32, prot_bits: u32, addr: u64, len: u64, offset: u64) {
+        self.generation += 1;
+        self.push_op_again(kind, prot_bits, addr, len, offset);
+    }
+
+    /// Queues an operation that changes nothing in the map: it re-sends what the sandbox
+    /// should already have (see [`handle_fault`]).
+    fn push_op_again(&mut self, kind: u32, prot_bits: u32, addr: u64, len: u64, offset: u64) {
         if let Some(last) = self.ops.last_mut() {
             let contiguous = last.kind == kind
                 && last.prot == prot_bits
@@ -927,8 +950,13 @@ pub(crate) fn current_copy_out(va: u64, data: &[u8]) -> Result<(), Errno> {
     Ok(())
 }
 
-/// Handles a user page fault; `Err` means SIGSEGV.
-pub(crate) fn handle_fault(space: &Space, addr: u64, error_code: u64) -> Result<(), Errno> {
+/// Handles a user page fault; `Err` means SIGSEGV. Returns the space's map generation
+/// afterwards (see [`MapGeneration`]).
+pub(crate) fn handle_fault(
+    space: &Space,
+    addr: u64,
+    error_code: u64,
+) -> Result<MapGeneration, Errno> {
     if !in_user_window(addr, 1) {
         return Err(Errno::EFAULT);
     }
@@ -940,15 +968,16 @@ pub(crate) fn handle_fault(space: &Space, addr: u64, error_code: u64) -> Result<
     mm.touch(addr, write, exec)?;
     let after = mm.pages.get(&page).copied();
     // A present page that did not change (no copy-on-write break) faulted because the
-    // sandbox does not map it (yet): map it again.
+    // sandbox does not map it (yet): send its mapping again, without a new generation.
     if let (Some(b), Some(a)) = (before, after) {
         if b.gpa == a.gpa && b.cow == a.cow {
             if let Some((_, v)) = mm.vma_at(page) {
-                mm.queue_map(page, &v, &a);
+                let p = Mm::map_prot(&v, &a);
+                mm.push_op_again(op::MAP, p, page, PAGE_SIZE, a.gpa);
             }
         }
     }
-    Ok(())
+    Ok(MapGeneration(mm.generation))
 }
 
 /// Copies `data` into `space` at `va` (not necessarily the current space).

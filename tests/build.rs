@@ -1,8 +1,10 @@
 //! Builds the guest test programs (`tests/programs`) as static executables for the tests:
 //! the Rust programs with a nested `cargo build --release` (`+crt-static`, for the host's
-//! target given explicitly so the flags do not reach build scripts) and `programs/c/hello.c`
-//! with `cc -static -O2` (as `hello-c`). They are copied into `<target>/guest-programs/bin`,
-//! whose path the tests get as `PVMUX_PROG_DIR`.
+//! target given explicitly so the flags do not reach build scripts), `programs/c/hello.c`
+//! with `cc -static -O2` (as `hello-c`; also `hello-c-pie` and `hello-musl`) and the stress
+//! programs `programs/c/stress_*.c` with glibc (`stress-NAME`) and musl (`stress-NAME-musl`).
+//! They are copied into `<target>/guest-programs/bin`, whose path the tests get as
+//! `PVMUX_PROG_DIR`.
 //!
 //! The nested cargo uses its own target directory (`<target>/guest-programs`, no lock shared
 //! with the outer build, no RUSTFLAGS leaking into it) and a scrubbed environment, exactly
@@ -18,6 +20,14 @@ use std::process::Command;
 /// The Rust programs of `pvmux-guest-programs`.
 const PROGRAMS: [&str; 7] = [
     "hello", "threads", "fsdemo", "spawn", "segv", "exitcode", "hostile",
+];
+
+/// The C stress programs (`programs/c/SOURCE` → `NAME` with glibc, `NAME-musl` with musl).
+const STRESS_PROGRAMS: [(&str, &str); 4] = [
+    ("stress_fork.c", "stress-fork"),
+    ("stress_vfork_exec.c", "stress-vfork-exec"),
+    ("stress_fork_fault.c", "stress-fork-fault"),
+    ("stress_exit_fork.c", "stress-exit-fork"),
 ];
 
 fn main() {
@@ -83,6 +93,17 @@ fn main() {
         &hello_c,
         &bin_dir.join("hello-musl"),
     );
+    // The process-lifecycle stress family, glibc static and musl static.
+    for (source, name) in STRESS_PROGRAMS {
+        let source = manifest_dir.join("programs/c").join(source);
+        build_c(&cc, "-static", &source, &bin_dir.join(name));
+        build_c(
+            "musl-gcc".as_ref(),
+            "-static",
+            &source,
+            &bin_dir.join(format!("{name}-musl")),
+        );
+    }
     println!("cargo:rustc-env=PVMUX_PROG_DIR={}", bin_dir.display());
 }
 
@@ -102,7 +123,7 @@ fn target_root(out_dir: &Path) -> PathBuf {
 /// stale output and warns instead of failing the build.
 fn build_c(cc: &std::ffi::OsStr, link: &str, source: &Path, output: &Path) {
     let result = Command::new(cc)
-        .args([link, "-O2", "-Wall", "-Wextra", "-o"])
+        .args([link, "-O2", "-pthread", "-Wall", "-Wextra", "-o"])
         .arg(output)
         .arg(source)
         .output();

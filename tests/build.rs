@@ -1,8 +1,10 @@
 //! Builds the guest test programs (`tests/programs`) as static executables for the tests:
 //! the Rust programs with a nested `cargo build --release` (`+crt-static`, for the host's
-//! target given explicitly so the flags do not reach build scripts) and `programs/c/hello.c`
-//! with `cc -static -O2` (as `hello-c`). They are copied into `<target>/guest-programs/bin`,
-//! whose path the tests get as `PVMUX_PROG_DIR`.
+//! target given explicitly so the flags do not reach build scripts), `programs/c/hello.c`
+//! with `cc -static -O2` (as `hello-c`; also `hello-c-pie` and `hello-musl`) and the stress
+//! programs `programs/c/stress_*.c` with glibc (`stress-NAME`) and musl (`stress-NAME-musl`).
+//! They are copied into `<target>/guest-programs/bin`, whose path the tests get as
+//! `PVMUX_PROG_DIR`.
 //!
 //! The nested cargo uses its own target directory (`<target>/guest-programs`, no lock shared
 //! with the outer build, no RUSTFLAGS leaking into it) and a scrubbed environment, exactly
@@ -25,6 +27,14 @@ mod optional_tools;
 /// The Rust programs of `pvmux-guest-programs`.
 const PROGRAMS: [&str; 8] = [
     "hello", "threads", "fsdemo", "spawn", "segv", "exitcode", "hostile", "toolbox",
+];
+
+/// The C stress programs (`programs/c/SOURCE` → `NAME` with glibc, `NAME-musl` with musl).
+const STRESS_PROGRAMS: [(&str, &str); 4] = [
+    ("stress_fork.c", "stress-fork"),
+    ("stress_vfork_exec.c", "stress-vfork-exec"),
+    ("stress_fork_fault.c", "stress-fork-fault"),
+    ("stress_exit_fork.c", "stress-exit-fork"),
 ];
 
 fn main() {
@@ -89,6 +99,17 @@ fn main() {
     build_c(glibc, "-static-pie", &hello_c, &bin_dir.join("hello-c-pie"));
     let musl = found.musl_gcc.as_deref().map(Path::as_os_str);
     build_c(musl, "-static", &hello_c, &bin_dir.join("hello-musl"));
+    // The process-lifecycle stress family, glibc static and musl static.
+    for (source, name) in STRESS_PROGRAMS {
+        let source = manifest_dir.join("programs/c").join(source);
+        build_c(glibc, "-static", &source, &bin_dir.join(name));
+        build_c(
+            musl,
+            "-static",
+            &source,
+            &bin_dir.join(format!("{name}-musl")),
+        );
+    }
     println!("cargo:rustc-env=PVMUX_PROG_DIR={}", bin_dir.display());
 }
 
@@ -114,7 +135,7 @@ fn build_c(cc: Option<&std::ffi::OsStr>, link: &str, source: &Path, output: &Pat
         return;
     };
     let result = Command::new(cc)
-        .args([link, "-O2", "-Wall", "-Wextra", "-o"])
+        .args([link, "-O2", "-pthread", "-Wall", "-Wextra", "-o"])
         .arg(output)
         .arg(source)
         .output()

@@ -19,6 +19,12 @@
 //! different processes); each side spins briefly, then sleeps, and announces sleeping with its
 //! `*_waiting` flag.
 //!
+//! The slots of a space are served by different threads of one sandbox process, so the
+//! operations the kernel queued for the space in one order could be applied in another. They
+//! are not: every request names its place in the space's order ([`UserSlot::ops_seq`]), and a
+//! slot thread applies its operations, and runs user code, only after everything queued before
+//! was applied — by whichever slot carried it.
+//!
 //! Everything in the context region is writable by the user program (it is in the user
 //! sandbox's address space): the guest kernel must validate all it reads there.
 
@@ -223,7 +229,16 @@ pub struct UserSlot {
     // ---- 0x100: counters (user stub, informational) ----
     /// Runs, syscalls, exceptions, interrupts, ops applied, futex sleeps.
     pub stats: [AtomicU64; 8],
-    _reserved: [u64; 56],
+    // ---- 0x140: operation ordering (kernel -> user) ----
+    /// The space's operation *batches* — the `ops` of the requests of all its slots — are
+    /// numbered 1, 2, 3 ... in the order the guest kernel took them from the space's queue.
+    /// With `nr_ops > 0` this is the number of the batch this request carries: the stub
+    /// applies it only after every lower-numbered batch (carried by other slots) was applied.
+    /// Either way it runs user code or reports `OpsDone` only once every batch up to this
+    /// number is applied (with `nr_ops == 0`: the last batch taken before this request).
+    /// 0: no ordering (the request's operations are applied at once).
+    pub ops_seq: u64,
+    _reserved: [u64; 55],
     // ---- 0x300: operations ----
     /// Queued operations, applied in order before user code runs.
     pub ops: [UserOp; USER_OPS_MAX],
@@ -254,6 +269,7 @@ const _: () = assert!(offset_of!(UserSlot, command) == 0x10);
 const _: () = assert!(offset_of!(UserSlot, exit_reason) == 0x30);
 const _: () = assert!(offset_of!(UserSlot, regs) == 0x58);
 const _: () = assert!(offset_of!(UserSlot, stats) == 0x100);
+const _: () = assert!(offset_of!(UserSlot, ops_seq) == 0x140);
 const _: () = assert!(offset_of!(UserSlot, ops) == 0x300);
 const _: () = assert!(offset_of!(UserSlot, fpstate) == 0x2000);
 

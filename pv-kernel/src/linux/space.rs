@@ -6,6 +6,21 @@
 //! sandbox: the kernel reads and writes it through the direct map after translating here.
 //! Changes are queued as [`UserOp`]s that the user sandbox applies before it next runs user
 //! code ([`Space::run`]); frames whose mappings are being removed are freed only after that.
+//!
+//! The threads of a process take queued operations from the space's one queue in *batches*
+//! and hand them to their own slots, i.e. to different threads of the sandbox process. Each
+//! batch is numbered (`UserSlot::ops_seq`), and the user stub applies them in that order and
+//! runs a thread's user code only once every batch taken before its request is applied: a
+//! thread never runs on a mapping another thread's operations already changed, and an old
+//! mapping can never be applied after a newer one of the same page (e.g. a fault's writable
+//! mapping after `fork`'s write protection).
+//!
+//! `fork` ([`Space::fork`]) is a snapshot: the child gets the parent's page map with every
+//! private page copy-on-write, and the parent's write protection is in force — applied on the
+//! forking thread's slot, [`Space::sync_ops`] — before `fork` returns and the child can run.
+//! Until then the parent's other threads do not enter user code ([`Space::run`] waits for the
+//! fork): one of them could otherwise fault in a page the child does not have, and then write
+//! into a page the two still share (the child would see the second write without the first).
 
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
@@ -22,6 +37,7 @@ use pvmux_hypercalls::{Hypercall, TrapFrame, ABI_VERSION, PAGE_SIZE};
 
 use super::{pool, Errno};
 use crate::irq::{IrqGuard, IrqLock};
+use crate::sched::wait::WaitQueue;
 
 /// Pages mapped around an anonymous fault (aligned block, inside the region).
 const FAULT_AROUND: u64 = 16;
@@ -68,7 +84,34 @@ pub(crate) struct Mm {
     pub(crate) brk: u64,
     /// Next top-down `mmap` placement hint.
     pub(crate) mmap_top: u64,
+    /// Bumped by every change to the page map or the regions (each one queues an op), not
+    /// by a fault that only re-sends a mapping the sandbox should already have: see
+    /// [`MapGeneration`].
+    generation: u64,
+    /// Number of the last batch of operations taken from `ops` (`UserSlot::ops_seq`).
+    ops_seq: u64,
 }
+
+/// Operations taken from a space's queue for one request.
+struct Batch {
+    ops: Vec<UserOp>,
+    /// Its number, or with no operations the number of the last batch taken before.
+    seq: u64,
+    /// More operations are queued after these.
+    more: bool,
+    /// Frames to release once the request has come back (with the last batch only).
+    freed: Vec<u64>,
+}
+
+/// A version of a space's memory map, returned by [`handle_fault`]: two faults of a thread at
+/// one address that come back with the same generation mean nothing at all changed in the
+/// address space in between — the handler found the page already resolved both times and
+/// only re-sent its mapping — so the sandbox is not honouring that mapping (a fault loop).
+/// A fault that repeats *with* changes in between is progress: e.g. a parent that forks in a
+/// loop write-faults at the same stack slot after every `fork` (each time a new
+/// copy-on-write break).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub(crate) struct MapGeneration(u64);
 
 /// What came back from running user code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,6 +175,11 @@ pub(crate) struct Space {
     /// Per slot: guest time at which its slice timer fires (0 = not armed). The timer is
     /// re-armed only once it has fired, which saves a host timer call per entry.
     slice_deadline: [AtomicU64; pvmux_hypercalls::MAX_VCPUS as usize],
+    /// Forks of this space under way ([`Space::fork`]): its threads wait in [`Space::run`]
+    /// until there are none.
+    forking: AtomicU32,
+    /// Woken when a fork of this space is done.
+    fork_done: WaitQueue,
 }
 
 /// Spaces destroyed but possibly not dead yet: their frames are released once the host
@@ -250,6 +298,31 @@ impl Mm {
             brk_base: 0,
             brk: 0,
             mmap_top: super::exec::MMAP_TOP,
+            generation: 0,
+            ops_seq: 0,
+        }
+    }
+
+    /// Takes the next batch of queued operations (at most a slot's worth).
+    fn take_batch(&mut self) -> Batch {
+        let n = self.ops.len().min(USER_OPS_MAX);
+        let ops: Vec<UserOp> = self.ops.drain(..n).collect();
+        if n > 0 {
+            self.ops_seq += 1;
+        }
+        let more = !self.ops.is_empty();
+        // The frames queued for release so far are unmapped by the operations taken up to
+        // now: once this batch (and so every earlier one) is applied, they are unused.
+        let freed = if more {
+            Vec::new()
+        } else {
+            core::mem::take(&mut self.deferred)
+        };
+        Batch {
+            ops,
+            seq: self.ops_seq,
+            more,
+            freed,
         }
     }
 
@@ -269,7 +342,15 @@ impl Mm {
         true
     }
 
+    /// Queues a change of the sandbox's mappings (a new [`MapGeneration`]).
     fn push_op(&mut self, kind: u32, prot_bits: u32, addr: u64, len: u64, offset: u64) {
+        self.generation += 1;
+        self.push_op_again(kind, prot_bits, addr, len, offset);
+    }
+
+    /// Queues an operation that changes nothing in the map: it re-sends what the sandbox
+    /// should already have (see [`handle_fault`]).
+    fn push_op_again(&mut self, kind: u32, prot_bits: u32, addr: u64, len: u64, offset: u64) {
         if let Some(last) = self.ops.last_mut() {
             let contiguous = last.kind == kind
                 && last.prot == prot_bits
@@ -631,13 +712,21 @@ impl Space {
             reaped: spin::Mutex::new(Some(reaped)),
             mm: IrqLock::new(Mm::new()),
             slice_deadline: [const { AtomicU64::new(0) }; pvmux_hypercalls::MAX_VCPUS as usize],
+            forking: AtomicU32::new(0),
+            fork_done: WaitQueue::new(),
         }))
     }
 
-    /// A copy-on-write copy of this space (`fork`).
+    /// A copy-on-write copy of this space (`fork`): a snapshot of the parent at one instant.
+    /// Returns once the parent's write protection is in force in its sandbox (so no thread of
+    /// the parent can write into a page it now shares with the child); meanwhile the parent's
+    /// other threads wait before entering user code.
     pub(crate) fn fork(&self) -> Result<Arc<Self>, Errno> {
         let child = Self::new()?;
         let mut pm = self.mm.lock();
+        // Under the lock that the page map is copied under: a thread that changes the map
+        // after the copy sees the fork when it next wants to run user code.
+        self.forking.fetch_add(1, Ordering::SeqCst);
         let mut cm = child.mm.lock();
         cm.vmas = pm.vmas.clone();
         cm.brk_base = pm.brk_base;
@@ -665,7 +754,33 @@ impl Space {
         }
         drop(cm);
         drop(pm);
-        Ok(child)
+        let synced = self.sync_ops();
+        self.forking.fetch_sub(1, Ordering::SeqCst);
+        self.fork_done.wake_all();
+        // A parent whose sandbox is gone is being killed (its next run says so).
+        synced.map(|()| child).map_err(|()| Errno::EAGAIN)
+    }
+
+    /// Puts every operation queued so far in force now, on this vCPU's slot (in rounds if
+    /// there are many), and waits until the batches other threads took before are applied
+    /// too. `Err` if the sandbox is dead.
+    fn sync_ops(&self) -> Result<(), ()> {
+        let _irq = IrqGuard::new();
+        let cpu = crate::stub::vcpu_id();
+        let slot_gpa = self.ctx_gpa + user_slot_offset(cpu);
+        let slot = crate::boot::phys_to_virt(slot_gpa) as *mut UserSlot;
+        let mut unused = UserState::new(0, 0);
+        loop {
+            let batch = self.mm.lock().take_batch();
+            // SAFETY: the slot lies in our context region (as in `run`).
+            let exit = unsafe { self.hand_over(slot, slot_gpa, &batch, true, &mut unused, false) };
+            self.release(batch.freed, exit.is_some());
+            match exit {
+                None if batch.more => continue,
+                None => return Ok(()),
+                Some(_) => return Err(()),
+            }
+        }
     }
 
     /// Runs user code on this vCPU's slot until it comes back. Applies queued operations
@@ -674,34 +789,39 @@ impl Space {
         // Release destroyed spaces that have died since (exit + wait4 + fork loops would
         // otherwise only release them in `Space::new`).
         reap_graveyard();
+        // A fork of this space is under way: user code waits until its write protection is
+        // in force (see the module documentation).
+        if self.forking.load(Ordering::SeqCst) != 0 {
+            self.fork_done
+                .wait_until(|| self.forking.load(Ordering::SeqCst) == 0);
+        }
         let _irq = IrqGuard::new();
         let cpu = crate::stub::vcpu_id();
         let slot_gpa = self.ctx_gpa + user_slot_offset(cpu);
         let slot = crate::boot::phys_to_virt(slot_gpa) as *mut UserSlot;
         loop {
-            let (ops, freed) = {
-                let mut mm = self.mm.lock();
-                let n = mm.ops.len().min(USER_OPS_MAX);
-                let ops: Vec<UserOp> = mm.ops.drain(..n).collect();
-                let more = !mm.ops.is_empty();
-                let freed = if more {
-                    Vec::new()
-                } else {
-                    core::mem::take(&mut mm.deferred)
-                };
-                (ops, (more, freed))
-            };
-            let (more, freed) = freed;
+            let batch = self.mm.lock().take_batch();
             // SAFETY: the slot lies in our context region (allocated for this space's
             // lifetime); the user side may scribble on it concurrently, which only affects
             // this process's own state: every field is written with volatile stores and read
             // back with volatile loads, and nothing read is trusted.
-            let exit = unsafe { self.hand_over(slot, slot_gpa, &ops, more, st, fp_init) };
-            for f in freed {
-                pool::put(f);
-            }
+            let exit = unsafe { self.hand_over(slot, slot_gpa, &batch, batch.more, st, fp_init) };
+            self.release(batch.freed, exit == Some(Exit::Dead));
             if let Some(e) = exit {
                 return e;
+            }
+        }
+    }
+
+    /// Releases the frames a batch unmapped, once its request came back. If it came back
+    /// `dead` the operations may not have been applied (a sandbox that did not answer in time
+    /// may still run): the frames go back to the space, to wait in the graveyard with it.
+    fn release(&self, freed: Vec<u64>, dead: bool) {
+        if dead {
+            self.mm.lock().deferred.extend(freed);
+        } else {
+            for f in freed {
+                pool::put(f);
             }
         }
     }
@@ -714,7 +834,7 @@ impl Space {
         &self,
         slot: *mut UserSlot,
         slot_gpa: u64,
-        ops: &[UserOp],
+        batch: &Batch,
         ops_only: bool,
         st: &mut UserState,
         fp_init: bool,
@@ -723,10 +843,11 @@ impl Space {
         // SAFETY: per the function contract `slot` is valid; see `run` for the sharing rules.
         unsafe {
             let s = &*slot;
-            for (i, o) in ops.iter().enumerate() {
+            for (i, o) in batch.ops.iter().enumerate() {
                 wv(addr_of_mut!((*slot).ops[i]), *o);
             }
-            wv(addr_of_mut!((*slot).nr_ops), ops.len() as u32);
+            wv(addr_of_mut!((*slot).nr_ops), batch.ops.len() as u32);
+            wv(addr_of_mut!((*slot).ops_seq), batch.seq);
             wv(
                 addr_of_mut!((*slot).command),
                 if ops_only {
@@ -927,8 +1048,13 @@ pub(crate) fn current_copy_out(va: u64, data: &[u8]) -> Result<(), Errno> {
     Ok(())
 }
 
-/// Handles a user page fault; `Err` means SIGSEGV.
-pub(crate) fn handle_fault(space: &Space, addr: u64, error_code: u64) -> Result<(), Errno> {
+/// Handles a user page fault; `Err` means SIGSEGV. Returns the space's map generation
+/// afterwards (see [`MapGeneration`]).
+pub(crate) fn handle_fault(
+    space: &Space,
+    addr: u64,
+    error_code: u64,
+) -> Result<MapGeneration, Errno> {
     if !in_user_window(addr, 1) {
         return Err(Errno::EFAULT);
     }
@@ -940,15 +1066,16 @@ pub(crate) fn handle_fault(space: &Space, addr: u64, error_code: u64) -> Result<
     mm.touch(addr, write, exec)?;
     let after = mm.pages.get(&page).copied();
     // A present page that did not change (no copy-on-write break) faulted because the
-    // sandbox does not map it (yet): map it again.
+    // sandbox does not map it (yet): send its mapping again, without a new generation.
     if let (Some(b), Some(a)) = (before, after) {
         if b.gpa == a.gpa && b.cow == a.cow {
             if let Some((_, v)) = mm.vma_at(page) {
-                mm.queue_map(page, &v, &a);
+                let p = Mm::map_prot(&v, &a);
+                mm.push_op_again(op::MAP, p, page, PAGE_SIZE, a.gpa);
             }
         }
     }
-    Ok(())
+    Ok(MapGeneration(mm.generation))
 }
 
 /// Copies `data` into `space` at `va` (not necessarily the current space).

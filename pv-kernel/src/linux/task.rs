@@ -14,7 +14,7 @@ use pvmux_hypercalls::frame::RFLAGS_USER_MASK;
 
 use super::files::{FdTable, FsContext};
 use super::signal::{sig, SigAction, SigState};
-use super::space::{Exit, Space, UserState};
+use super::space::{Exit, MapGeneration, Space, UserState};
 use super::{exec, Errno, SysResult};
 use crate::irq::IrqLock;
 use crate::sched::wait::{Completion, WaitQueue};
@@ -373,10 +373,45 @@ pub(crate) fn exit_status(code: i32) -> i32 {
     (code & 0xff) << 8
 }
 
+/// Most times a thread may fault at one address in a row with its address space unchanged
+/// before the fault counts as a loop (SIGSEGV).
+const MAX_UNCHANGED_FAULTS: u32 = 8;
+
+/// A thread's last page fault, to detect a fault loop: the sandbox keeps faulting at an
+/// address although the page is resolved and its mapping was sent again each time (a stub
+/// that does not apply it, or a misreported access). Only repeats with *no change at all* to
+/// the address space in between count ([`MapGeneration`]); a fault at the same address after
+/// something changed is a new fault — a parent forking in a loop write-faults at the same
+/// stack slot after every `fork`, each time a real copy-on-write break. (Counting every fault
+/// at the same address, as this once did, killed a plain `fork`/`_exit`/`waitpid` loop with
+/// SIGSEGV after about ten iterations; a `printf` in the loop hid it by faulting elsewhere.)
+#[derive(Default)]
+struct FaultLoop {
+    addr: u64,
+    generation: MapGeneration,
+    repeats: u32,
+}
+
+impl FaultLoop {
+    /// Records a resolved fault at `addr`; true if it is one unchanged repeat too many.
+    fn is_stuck(&mut self, addr: u64, generation: MapGeneration) -> bool {
+        if self.addr == addr && self.generation == generation {
+            self.repeats += 1;
+        } else {
+            *self = Self {
+                addr,
+                generation,
+                repeats: 0,
+            };
+        }
+        self.repeats > MAX_UNCHANGED_FAULTS
+    }
+}
+
 /// Body of every guest thread's kernel thread.
 fn task_main(task: Arc<Task>, mut st: UserState, mut fresh: bool) {
     crate::sched::current().task.call_once(|| task.clone());
-    let mut last_fault = (0u64, 0u32);
+    let mut fault_loop = FaultLoop::default();
     loop {
         if task.must_exit.load(Ordering::Acquire) {
             break;
@@ -421,10 +456,8 @@ fn task_main(task: Arc<Task>, mut st: UserState, mut fresh: bool) {
             } => {
                 let signo = match vector {
                     14 => {
-                        if (last_fault.0 == addr) && last_fault.1 > 8 {
-                            Some(sig::SIGSEGV)
-                        } else if super::space::handle_fault(&space, addr, error_code)
-                            .or_else(|e| {
+                        let handled =
+                            super::space::handle_fault(&space, addr, error_code).or_else(|e| {
                                 // Out of pool memory while exited processes' pages are still
                                 // on their way back: wait for them, then try once more.
                                 if e == Errno::ENOMEM && super::space::wait_for_reclaim() {
@@ -432,17 +465,10 @@ fn task_main(task: Arc<Task>, mut st: UserState, mut fresh: bool) {
                                 } else {
                                     Err(e)
                                 }
-                            })
-                            .is_ok()
-                        {
-                            last_fault = if last_fault.0 == addr {
-                                (addr, last_fault.1 + 1)
-                            } else {
-                                (addr, 0)
-                            };
-                            None
-                        } else {
-                            Some(sig::SIGSEGV)
+                            });
+                        match handled {
+                            Ok(generation) if !fault_loop.is_stuck(addr, generation) => None,
+                            _ => Some(sig::SIGSEGV),
                         }
                     }
                     0 | 16 | 19 => Some(sig::SIGFPE),

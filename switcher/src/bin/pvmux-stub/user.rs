@@ -8,7 +8,9 @@
 //! `user_ctx_len`, until `SpaceCreate` assigns it one), maps the region at `USER_CTX_BASE`,
 //! installs the user filter (TSYNC) and releases the threads. Each thread then raises a signal to itself
 //! and *lives in its signal handler*: it waits for a request on its slot, applies the queued
-//! operations, writes the requested registers into the signal's saved context and returns,
+//! operations (in the space's batch order, `UserSlot::ops_seq`: after the batches other slots
+//! carry that were queued before, and user code runs only once all of those are applied),
+//! writes the requested registers into the signal's saved context and returns,
 //! which `rt_sigreturn`s into user code. The next signal from user code (a trapped system
 //! call, a fault, the slice timer) enters the handler afresh on the alternate stack: the
 //! handler saves the user state into the slot, hands the slot back, and waits again.
@@ -62,6 +64,13 @@ const FP_XSTATE_MAGIC1: u32 = 0x4650_5853;
 
 /// Set once a user sandbox starts (the panic handler must not use kernel-mode state).
 static USER_MODE: AtomicU32 = AtomicU32::new(0);
+/// The highest operation batch of this space applied so far (`UserSlot::ops_seq`: the slot
+/// threads apply the batches in the order the guest kernel numbered them).
+static OPS_APPLIED: AtomicU64 = AtomicU64::new(0);
+/// Bumped after every change of `OPS_APPLIED`: the futex word of the threads waiting for it.
+static OPS_EVENT: AtomicU32 = AtomicU32::new(0);
+/// Slot threads sleeping on `OPS_EVENT`.
+static OPS_WAITERS: AtomicU32 = AtomicU32::new(0);
 /// Start gate of the slot threads: 1 once the filter is in force.
 static GO: AtomicU32 = AtomicU32::new(0);
 
@@ -607,19 +616,35 @@ fn serve(c: &UserCpu, slot: Slot, g: &mut [u64; 32], uc: *mut u8) {
         c.cur_seq.store(seq, Relaxed);
         slot.count(user_stat::RUNS);
         // SAFETY: plain fields of the slot, read once.
-        let (cmd, nr_ops) = unsafe {
+        let (cmd, nr_ops, ops_seq) = unsafe {
             (
                 vread(addr_of!((*slot.0).command)),
                 vread(addr_of!((*slot.0).nr_ops)),
+                vread(addr_of!((*slot.0).ops_seq)),
             )
         };
         if !matches!(cmd, command::RUN | command::OPS_ONLY) || nr_ops as usize > USER_OPS_MAX {
             op_failed(c, slot, u32::MAX, EINVAL);
             continue;
         }
-        if let Err((i, e)) = apply_ops(slot, nr_ops) {
+        // This request's batch goes after every earlier one (other slots carry them), and
+        // nothing runs before all batches up to `ops_seq` are in force.
+        let ordered = ops_seq != 0;
+        if ordered && nr_ops > 0 {
+            wait_ops_applied(ops_seq - 1);
+        }
+        let applied = apply_ops(slot, nr_ops);
+        if ordered && nr_ops > 0 {
+            // Failed or not, later batches must not wait for this one forever (a failure
+            // ends the space anyway).
+            ops_done(ops_seq);
+        }
+        if let Err((i, e)) = applied {
             op_failed(c, slot, i, e);
             continue;
+        }
+        if ordered {
+            wait_ops_applied(ops_seq);
         }
         if cmd == command::OPS_ONLY {
             publish(c, slot, UserExit::OpsDone);
@@ -660,6 +685,50 @@ fn wait_request(slot: Slot) -> u32 {
             let _ = sys::futex_wait_shared(run, r, None);
         }
         waiting.store(0, Relaxed);
+    }
+}
+
+/// Waits until every operation batch up to `seq` is applied (by any slot thread). Exits the
+/// sandbox if the host marked it dead.
+fn wait_ops_applied(seq: u64) {
+    if OPS_APPLIED.load(Acquire) >= seq {
+        return;
+    }
+    // SAFETY: rdtsc has no memory effects.
+    let start = unsafe { core::arch::x86_64::_rdtsc() };
+    loop {
+        let event = OPS_EVENT.load(SeqCst);
+        if OPS_APPLIED.load(Acquire) >= seq {
+            return;
+        }
+        if ctx_header().dead.load(Relaxed) != 0 {
+            sys::exit_group(0);
+        }
+        // SAFETY: as above.
+        if unsafe { core::arch::x86_64::_rdtsc() }.wrapping_sub(start) < SPIN_TICKS {
+            core::hint::spin_loop();
+            continue;
+        }
+        // Another slot is applying (or about to be handed) the earlier batch: sleep until it
+        // is done, re-checking `dead` now and then.
+        OPS_WAITERS.fetch_add(1, SeqCst);
+        if OPS_APPLIED.load(SeqCst) < seq {
+            let timeout = sys::Timespec {
+                sec: 0,
+                nsec: 10_000_000,
+            };
+            let _ = sys::futex_wait_shared(&OPS_EVENT, event, Some(&timeout));
+        }
+        OPS_WAITERS.fetch_sub(1, SeqCst);
+    }
+}
+
+/// Records batch `seq` as applied and wakes the slot threads waiting for it.
+fn ops_done(seq: u64) {
+    OPS_APPLIED.fetch_max(seq, SeqCst);
+    OPS_EVENT.fetch_add(1, SeqCst);
+    if OPS_WAITERS.load(SeqCst) != 0 {
+        sys::futex_wake(&OPS_EVENT, i32::MAX as u32);
     }
 }
 

@@ -3,7 +3,8 @@
 //! Everything a pvmux guest kernel, the sandbox stub and the host runtime share lives here and
 //! nowhere else: address-space layout, the boot information page, the per-vCPU shared page
 //! (interrupt state, hypercall doorbell, crash record), the trap frame, the stub's entry table,
-//! hypercall numbers and error codes. Every shared struct is `#[repr(C)]`, has zerocopy derives
+//! hypercall numbers and error codes — and, where the no_std code of both sides can share
+//! them, the protocols themselves: the guest page-table walk ([`paging`]). Every shared struct is `#[repr(C)]`, has zerocopy derives
 //! and compile-time size/offset assertions; the ABI is versioned by [`ABI_MAGIC`] and
 //! [`ABI_VERSION`], checked at boot by both sides. `docs/ABI.md` is the prose specification.
 #![no_std]
@@ -15,6 +16,7 @@ pub mod hostfs;
 pub mod hypercall;
 pub mod image;
 pub mod layout;
+pub mod paging;
 pub mod sandbox;
 pub mod stub;
 pub mod user;

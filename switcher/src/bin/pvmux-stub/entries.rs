@@ -437,8 +437,8 @@ extern "sysv64" fn prefault(va: u64, len: u64, write: u64) -> i64 {
         if shadow::fill(page, access, shared).is_err() {
             return ERR_BADADDR;
         }
-        let step = if leaf.size > PAGE_SIZE {
-            leaf.size - (page - leaf.va)
+        let step = if leaf.size.bytes() > PAGE_SIZE {
+            leaf.size.bytes() - (page - leaf.page_va)
         } else {
             PAGE_SIZE * u64::from(G.fault_around.load(Relaxed).max(1))
                 - (page % (PAGE_SIZE * u64::from(G.fault_around.load(Relaxed).max(1))))

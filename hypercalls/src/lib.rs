@@ -4,13 +4,15 @@
 //! nowhere else: address-space layout, the boot information page, the per-vCPU shared page
 //! (interrupt state, hypercall doorbell, crash record), the trap frame, the stub's entry table,
 //! hypercall numbers and error codes — and, where the no_std code of both sides can share
-//! them, the protocols themselves: the guest page-table walk ([`paging`]). Every shared struct is `#[repr(C)]`, has zerocopy derives
+//! them, the protocols themselves: the hypercall doorbell ([`doorbell`]) and the guest
+//! page-table walk ([`paging`]). Every shared struct is `#[repr(C)]`, has zerocopy derives
 //! and compile-time size/offset assertions; the ABI is versioned by [`ABI_MAGIC`] and
 //! [`ABI_VERSION`], checked at boot by both sides. `docs/ABI.md` is the prose specification.
 #![no_std]
 #![forbid(unsafe_code)]
 
 pub mod boot;
+pub mod doorbell;
 pub mod frame;
 pub mod hostfs;
 pub mod hypercall;

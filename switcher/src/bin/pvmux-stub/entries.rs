@@ -5,13 +5,15 @@
 //! register context (`iret`, `irq_enable`) are assembly.
 
 use core::arch::global_asm;
+use core::mem::offset_of;
 use core::sync::atomic::Ordering::*;
 use pvmux_hypercalls::frame::{pf, RFLAGS_IF, RFLAGS_USER_MASK, TRAP_FRAME_SIZE};
 use pvmux_hypercalls::layout::{in_window, PHYSMAP_BASE, WINDOW_BASE};
 use pvmux_hypercalls::stub::STUB_ENTRIES;
 use pvmux_hypercalls::vcpu::{pending, stat};
 use pvmux_hypercalls::{
-    CrashReason, HcError, StubTable, TrapFrame, Vector, ABI_MAGIC, ABI_VERSION, PAGE_SIZE,
+    CrashReason, HcError, StubTable, TrapFrame, VcpuShared, Vector, ABI_MAGIC, ABI_VERSION,
+    PAGE_SIZE,
 };
 
 use crate::shadow::{self, MAX_FAULT_AROUND};
@@ -63,10 +65,10 @@ global_asm!(
     "pvmux_stub_hypercall:",
     "mov rax, fs:[8]",
     "mov r11, [rsp]",
-    "mov [rax + 0xc0], r11",
+    "mov [rax + {caller_rip}], r11",
     "lea r11, [rsp + 8]",
-    "mov [rax + 0xc8], r11",
-    "mov [rax + 0xd0], rbp",
+    "mov [rax + {caller_rsp}], r11",
+    "mov [rax + {caller_rbp}], rbp",
     "jmp {hypercall}",
     //
     ".globl pvmux_stub_null",
@@ -196,6 +198,9 @@ global_asm!(
     "mov rdi, rdx",
     "jmp rax",
     hypercall = sym doorbell::hypercall,
+    caller_rip = const offset_of!(VcpuShared, hc_caller_rip),
+    caller_rsp = const offset_of!(VcpuShared, hc_caller_rsp),
+    caller_rbp = const offset_of!(VcpuShared, hc_caller_rbp),
     event_prepare = sym event_prepare,
     iret_prepare = sym iret_prepare,
     below = const 128 + TRAP_FRAME_SIZE,

@@ -22,12 +22,11 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use pvmux_hypercalls::hypercall::stream;
-use pvmux_hypercalls::Hypercall;
 
 use super::poll;
 use crate::fs::ramfs::{oflag, FileType, Ino};
 use crate::fs::Errno;
-use crate::irq::{IrqGuard, IrqLock};
+use crate::irq::IrqLock;
 use crate::linux::uaccess::{copy_from_user, copy_to_user, read_val, write_val};
 use crate::linux::{signal, SysResult};
 use crate::sched::wait::WaitQueue;
@@ -495,20 +494,9 @@ impl Console {
         else {
             return Fill::Empty;
         };
-        let ret = {
-            let _irq = IrqGuard::new();
-            crate::stub::hypercall(
-                Hypercall::ConsoleRead as u64,
-                gpa,
-                READ_CHUNK as u64,
-                0,
-                0,
-                0,
-            )
-        };
-        match usize::try_from(ret) {
+        match crate::hcall::console_read(gpa, READ_CHUNK as u64) {
             Ok(0) => Fill::Eof,
-            Ok(n) => Fill::Data(n.min(READ_CHUNK)),
+            Ok(n) => Fill::Data(usize::try_from(n).map_or(READ_CHUNK, |n| n.min(READ_CHUNK))),
             // `Busy` (nothing yet) and any error: nothing to read now.
             Err(_) => Fill::Empty,
         }

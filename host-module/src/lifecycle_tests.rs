@@ -4,8 +4,11 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use crate::test_elf::TestElf;
-use crate::test_stub::stub;
+use crate::test_stub::{stub, Behaviour};
 use crate::{CrashCause, Host, KernelImage, TenantConfig, TenantOutcome, TenantState};
+use core::mem::offset_of;
+use pvmux_hypercalls::user::{UserCtxHeader, UserSlot};
+use pvmux_hypercalls::Hypercall;
 
 /// A console sink the test can read back.
 #[derive(Clone, Default)]
@@ -62,7 +65,7 @@ fn crash(out: TenantOutcome) -> Box<crate::CrashReport> {
 
 #[test]
 fn setup_failure_is_reported() {
-    let r = crash(run(stub(0, 125, 0, 0), 1).0);
+    let r = crash(run(stub(Behaviour::Exit(125)), 1).0);
     assert!(matches!(r.cause, CrashCause::SetupFailed { .. }), "{r}");
     assert!(
         r.to_string().contains("sandbox start-up failed at step 0"),
@@ -72,13 +75,13 @@ fn setup_failure_is_reported() {
 
 #[test]
 fn unexpected_exit_is_reported() {
-    let r = crash(run(stub(0, 3, 0, 0), 2).0);
+    let r = crash(run(stub(Behaviour::Exit(3)), 2).0);
     assert_eq!(r.cause, CrashCause::UnexpectedExit { status: 3 }, "{r}");
 }
 
 #[test]
 fn stub_crash_record_is_reported() {
-    let r = crash(run(stub(1, 0, 0, 0), 2).0);
+    let r = crash(run(stub(Behaviour::Crash), 2).0);
     let s = r.to_string();
     assert!(
         matches!(
@@ -101,14 +104,26 @@ fn stub_crash_record_is_reported() {
 
 #[test]
 fn hypercalls_console_and_shutdown() {
-    let (out, console) = run(stub(2, 0, 2, 0x12a), 1);
+    let (out, console) = run(
+        stub(Behaviour::Hypercalls {
+            then: Hypercall::Shutdown,
+            arg: 0x12a,
+        }),
+        1,
+    );
     assert_eq!(out, TenantOutcome::Exited(42));
     assert_eq!(console, "hello from stub\n");
 }
 
 #[test]
 fn guest_panic_is_reported() {
-    let (out, _) = run(stub(2, 0, 3, 0x100000), 1);
+    let (out, _) = run(
+        stub(Behaviour::Hypercalls {
+            then: Hypercall::Panic,
+            arg: 0x100000,
+        }),
+        1,
+    );
     let r = crash(out);
     let s = r.to_string();
     assert!(s.contains("guest kernel panicked: hello from stub"), "{s}");
@@ -117,7 +132,11 @@ fn guest_panic_is_reported() {
 
 #[test]
 fn kill_and_drop() {
-    let host = Host::new(&stub(2, 0, 0, 0)).unwrap();
+    let host = Host::new(&stub(Behaviour::Hypercalls {
+        then: Hypercall::Nop,
+        arg: 0,
+    }))
+    .unwrap();
     // nr2 = Nop: the stub spins forever after two calls.
     let t = host.launch(config("k", 2, Capture::default())).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(20));
@@ -135,7 +154,7 @@ fn kill_and_drop() {
 #[test]
 fn bad_stub_and_config() {
     assert!(Host::new(b"nope").is_err());
-    let host = Host::new(&stub(0, 0, 0, 0)).unwrap();
+    let host = Host::new(&stub(Behaviour::Exit(0))).unwrap();
     let mut c = config("x", 0, Capture::default());
     assert!(host.launch(c).is_err());
     c = config("x", 65, Capture::default());
@@ -168,7 +187,11 @@ fn cpu_secs(pid: u32) -> f64 {
 #[test]
 fn cpu_limit_is_enforced_by_the_available_mechanism() {
     use crate::limits::{check_parent, CgroupProbe};
-    let host = Host::new(&stub(2, 0, 0, 0)).unwrap(); // spins forever after two calls
+    let host = Host::new(&stub(Behaviour::Hypercalls {
+        then: Hypercall::Nop,
+        arg: 0,
+    }))
+    .unwrap(); // spins forever after two calls
     let probe = CgroupProbe::detect();
     match probe.own_dir().and_then(|d| check_parent(&d)) {
         Ok(()) => {
@@ -209,12 +232,20 @@ fn cpu_limit_is_enforced_by_the_available_mechanism() {
 /// online) alone, and a tenant with it still ends normally.
 #[test]
 fn watchdog_ignores_offline_vcpus() {
-    let host = Host::new(&stub(2, 0, 2, 0x105)).unwrap();
+    let host = Host::new(&stub(Behaviour::Hypercalls {
+        then: Hypercall::Shutdown,
+        arg: 0x105,
+    }))
+    .unwrap();
     let mut c = config("w", 2, Capture::default());
     c.watchdog = Some(std::time::Duration::from_millis(40));
     let t = host.launch(c).unwrap();
     assert_eq!(t.wait(), TenantOutcome::Exited(5));
-    let host = Host::new(&stub(2, 0, 0, 0)).unwrap();
+    let host = Host::new(&stub(Behaviour::Hypercalls {
+        then: Hypercall::Nop,
+        arg: 0,
+    }))
+    .unwrap();
     let mut c = config("w", 1, Capture::default());
     c.watchdog = Some(std::time::Duration::from_millis(40));
     let t = host.launch(c).unwrap();
@@ -227,7 +258,11 @@ fn watchdog_ignores_offline_vcpus() {
 /// A crash dump that cannot be written is noted in the report; the crash is still reported.
 #[test]
 fn failing_crash_dump_never_masks_the_crash() {
-    let host = Host::new(&stub(2, 0, 3, 0x100000)).unwrap();
+    let host = Host::new(&stub(Behaviour::Hypercalls {
+        then: Hypercall::Panic,
+        arg: 0x100000,
+    }))
+    .unwrap();
     let mut c = config("dumpfail", 1, Capture::default());
     c.crash_dump = Some("/proc/self/pvmux-cannot-create-this".into());
     let r = crash(host.launch(c).unwrap().wait());
@@ -258,16 +293,30 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
 #[test]
 fn a_space_that_dies_is_marked_dead_in_guest_memory() {
     const CTX: u64 = 8 << 20;
-    let host = Host::new(&stub(2, 0, 5, CTX)).unwrap();
+    let host = Host::new(&stub(Behaviour::Hypercalls {
+        then: Hypercall::SpaceCreate,
+        arg: CTX,
+    }))
+    .unwrap();
     let t = host.launch(config("sp", 2, Capture::default())).unwrap();
     assert_eq!(t.layout().pool_base, CTX);
     let mem = t.guest_memory();
-    wait_for("death mark", || mem.read_u32(CTX + 20).unwrap() == 1);
-    assert_eq!(mem.read_u32(CTX + 24).unwrap(), 0x100 | libc::SIGBUS as u32);
+    let field = |off: usize| CTX + off as u64;
+    wait_for("death mark", || {
+        mem.read_u32(field(offset_of!(UserCtxHeader, dead)))
+            .unwrap()
+            == 1
+    });
+    assert_eq!(
+        mem.read_u32(field(offset_of!(UserCtxHeader, dead_status)))
+            .unwrap(),
+        0x100 | libc::SIGBUS as u32
+    );
     for i in 0..2 {
         let slot = CTX + pvmux_hypercalls::user::user_slot_offset(i);
         assert_eq!(
-            mem.read_u32(slot + 0x30).unwrap(),
+            mem.read_u32(slot + offset_of!(UserSlot, exit_reason) as u64)
+                .unwrap(),
             pvmux_hypercalls::user::UserExit::Dead as u32
         );
     }
@@ -281,10 +330,16 @@ fn a_space_that_dies_is_marked_dead_in_guest_memory() {
 /// or its kernel sandbox dying on its own.
 #[test]
 fn spaces_end_with_their_tenant() {
-    const SPIN: &[u8] = &[0xf3, 0x90, 0xeb, 0xfc];
-    let user = crate::test_stub::raw_elf(SPIN);
+    let user = crate::test_stub::spin_forever();
     for how in ["kill", "drop", "exit"] {
-        let host = Host::with_user_stub(&stub(2, 0, 5, 8 << 20), &user).unwrap();
+        let host = Host::with_user_stub(
+            &stub(Behaviour::Hypercalls {
+                then: Hypercall::SpaceCreate,
+                arg: 8 << 20,
+            }),
+            &user,
+        )
+        .unwrap();
         let t = host.launch(config(how, 1, Capture::default())).unwrap();
         wait_for("space spawned", || !t.user_sandbox_pids().is_empty());
         let pids = t.user_sandbox_pids();
@@ -323,7 +378,11 @@ fn spaces_end_with_their_tenant() {
 #[test]
 fn console_input_reaches_the_guest() {
     use pvmux_hypercalls::vcpu::pending;
-    let host = Host::new(&stub(2, 0, 7, 0x20_0000)).unwrap();
+    let host = Host::new(&stub(Behaviour::Hypercalls {
+        then: Hypercall::ConsoleRead,
+        arg: 0x20_0000,
+    }))
+    .unwrap();
     let mut c = config("in", 1, Capture::default());
     c.console_input = Some(crate::ConsoleInput::Reader(Box::new(std::io::Cursor::new(
         b"typed".to_vec(),

@@ -1,15 +1,17 @@
-//! x86-64 4-level page tables in guest memory: the domain builder's mapper and the host-side
-//! walker used for backtraces.
+//! x86-64 4-level page tables in guest memory: the domain builder's mapper, and the host's
+//! reads through the guest's tables (crash backtraces) with the ABI's one walker
+//! (`pvmux_hypercalls::paging`, the same the stub's shadow paging uses), reading guest memory
+//! through the host's bounds-checked copies.
 
-use x86_64::structures::paging::PageTableFlags as F;
+use pvmux_hypercalls::paging::{self, pte, Level, TableReader};
+use x86_64::structures::paging::{PageSize, PageTableFlags as F, Size1GiB, Size2MiB, Size4KiB};
+use x86_64::VirtAddr;
 
 use crate::{GuestMemory, HostError};
 
-/// Physical-address bits of a page-table entry (bits 12..52).
-const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
-const SIZE_4K: u64 = 1 << 12;
-const SIZE_2M: u64 = 1 << 21;
-const SIZE_1G: u64 = 1 << 30;
+const SIZE_4K: u64 = Size4KiB::SIZE;
+const SIZE_2M: u64 = Size2MiB::SIZE;
+const SIZE_1G: u64 = Size1GiB::SIZE;
 
 /// Flags of a leaf mapping.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,8 +46,9 @@ impl MapFlags {
     }
 }
 
-fn index(va: u64, level: u32) -> u64 {
-    (va >> (12 + 9 * (level - 1))) & 0x1ff
+/// Byte offset of `va`'s entry in its table at `level`.
+fn slot_offset(va: u64, level: Level) -> u64 {
+    level.index(va) * 8
 }
 
 /// Builds page tables in guest memory, taking table pages from a fixed gpa pool.
@@ -91,12 +94,13 @@ impl<'m> PageTableBuilder<'m> {
         Ok(p)
     }
 
-    /// Returns the table for `va` at `level` (3 = PDPT, 2 = PD, 1 = PT), creating
-    /// intermediate tables as needed.
-    fn table_for(&mut self, va: u64, level: u32) -> Result<u64, HostError> {
+    /// Returns the table for `va` at `level` (PDPT, PD or PT), creating intermediate
+    /// tables as needed.
+    fn table_for(&mut self, va: u64, level: Level) -> Result<u64, HostError> {
         let mut table = self.root;
-        for l in (level + 1..=4).rev() {
-            let slot = table + index(va, l) * 8;
+        let mut l = Level::Pml4;
+        while l != level {
+            let slot = table + slot_offset(va, l);
             let e = self.mem.read_u64(slot)?;
             if e & F::PRESENT.bits() != 0 {
                 if e & F::HUGE_PAGE.bits() != 0 {
@@ -104,13 +108,17 @@ impl<'m> PageTableBuilder<'m> {
                         "mapping {va:#x} collides with a huge page"
                     )));
                 }
-                table = e & ADDR_MASK;
+                table = e & pte::ADDR_MASK;
             } else {
                 let t = self.alloc()?;
                 self.mem
                     .write_u64(slot, t | (F::PRESENT | F::WRITABLE).bits())?;
                 table = t;
             }
+            l = match l.next_lower() {
+                Some(next) => next,
+                None => unreachable!("a page table is never above another level"),
+            };
         }
         Ok(table)
     }
@@ -118,18 +126,18 @@ impl<'m> PageTableBuilder<'m> {
     /// Maps the 4 KiB page at `va` to `gpa`.
     pub fn map_4k(&mut self, va: u64, gpa: u64, flags: MapFlags) -> Result<(), HostError> {
         debug_assert!(va.is_multiple_of(SIZE_4K) && gpa.is_multiple_of(SIZE_4K));
-        let pt = self.table_for(va, 1)?;
+        let pt = self.table_for(va, Level::Pt)?;
         self.mem
-            .write_u64(pt + index(va, 1) * 8, gpa | flags.bits().bits())?;
+            .write_u64(pt + slot_offset(va, Level::Pt), gpa | flags.bits().bits())?;
         Ok(())
     }
 
     /// Maps the 2 MiB page at `va` to `gpa`.
     pub fn map_2m(&mut self, va: u64, gpa: u64, flags: MapFlags) -> Result<(), HostError> {
         debug_assert!(va.is_multiple_of(SIZE_2M) && gpa.is_multiple_of(SIZE_2M));
-        let pd = self.table_for(va, 2)?;
+        let pd = self.table_for(va, Level::Pd)?;
         self.mem.write_u64(
-            pd + index(va, 2) * 8,
+            pd + slot_offset(va, Level::Pd),
             gpa | (flags.bits() | F::HUGE_PAGE).bits(),
         )?;
         Ok(())
@@ -159,49 +167,31 @@ pub struct Translation {
     pub page_size: u64,
 }
 
-/// Translates `gva` by walking the guest's page tables rooted at `root` (a gpa). Supports
-/// 1 GiB, 2 MiB and 4 KiB pages. Returns `None` for anything odd: non-canonical address,
-/// non-present entry, table or page outside guest memory, reserved bits.
+/// The host reads page-table entries with its bounds-checked copies out of the mapping.
+impl TableReader for GuestMemory {
+    fn read_entry(&self, gpa: u64) -> Option<u64> {
+        self.read_u64(gpa).ok()
+    }
+
+    fn mem_size(&self) -> u64 {
+        self.size()
+    }
+}
+
+/// Translates `gva` by walking the guest's page tables rooted at `root` (a gpa), as the stub
+/// does (ABI §9: 1 GiB, 2 MiB and 4 KiB pages). Returns `None` for anything the stub would
+/// not map (and a non-canonical address): a non-present entry, an unaligned root, a table
+/// or page outside guest memory. The tables are the guest's: every entry is copied once and
+/// nothing else is trusted (a walk reads at most four entries).
 pub fn translate(mem: &GuestMemory, root: u64, gva: u64) -> Option<Translation> {
-    // Canonical 48-bit address.
-    if ((gva as i64) << 16 >> 16) as u64 != gva || !root.is_multiple_of(SIZE_4K) {
-        return None;
-    }
-    let mut table = root;
-    let mut writable = true;
-    let mut executable = true;
-    for level in (1..=4u32).rev() {
-        let e = mem.read_u64(table + index(gva, level) * 8).ok()?;
-        if e & F::PRESENT.bits() == 0 {
-            return None;
-        }
-        writable &= e & F::WRITABLE.bits() != 0;
-        executable &= e & F::NO_EXECUTE.bits() == 0;
-        let addr = e & ADDR_MASK;
-        let huge = e & F::HUGE_PAGE.bits() != 0;
-        let page_size = match (level, huge) {
-            (1, _) => SIZE_4K,
-            (2, true) => SIZE_2M,
-            (3, true) => SIZE_1G,
-            (4, true) => return None,
-            _ => {
-                table = addr;
-                continue;
-            }
-        };
-        if !addr.is_multiple_of(page_size) {
-            return None; // reserved bits set in a huge entry
-        }
-        let gpa = addr | (gva & (page_size - 1));
-        mem.check_range(addr, page_size).ok()?;
-        return Some(Translation {
-            gpa,
-            writable,
-            executable,
-            page_size,
-        });
-    }
-    None
+    VirtAddr::try_new(gva).ok()?;
+    let leaf = paging::walk(mem, root, gva).ok()?;
+    Some(Translation {
+        gpa: leaf.gpa_of(gva),
+        writable: leaf.writable,
+        executable: leaf.executable,
+        page_size: leaf.size.bytes(),
+    })
 }
 
 /// Reads an aligned `u64` at guest-virtual `gva`.
@@ -277,7 +267,8 @@ mod tests {
     #[test]
     fn walker_survives_garbage() {
         let mem = GuestMemory::new(16 << 20).unwrap();
-        // PML4 entry pointing outside memory, huge PML4 entry, 1 GiB page beyond memory.
+        // PML4 entry pointing outside memory, a PML4 entry with the huge bit (ignored: its
+        // PDPT is empty), 1 GiB pages beyond memory.
         mem.write_u64(0, 0x7fff_ffff_f000 | 1).unwrap();
         mem.write_u64(8, 0x1000 | 0x81).unwrap();
         mem.write_u64(16, 0x2000 | 1).unwrap();
@@ -289,5 +280,22 @@ mod tests {
         // A self-referencing PML4 stays bounded (4 levels at most).
         mem.write_u64(24 * 8, 3).unwrap();
         let _ = translate(&mem, 0, 24 << 39);
+    }
+
+    /// The host reads through the tables exactly as the stub maps them (ABI §9): the huge bit
+    /// of a PML4 entry is ignored, and a large page's frame is its address aligned down (PAT
+    /// and reserved low bits are not checked).
+    #[test]
+    fn walker_follows_the_abi_like_the_stub() {
+        let mem = GuestMemory::new(16 << 20).unwrap();
+        let (p, w, ps) = (F::PRESENT.bits(), F::WRITABLE.bits(), F::HUGE_PAGE.bits());
+        mem.write_u64(0, 0x1000 | p | w | ps).unwrap();
+        mem.write_u64(0x1000, 0x2000 | p | w).unwrap();
+        mem.write_u64(0x2000 + 8, 0x40_0000 | 0x1000 | p | ps)
+            .unwrap();
+        let t = translate(&mem, 0, (1 << 21) + 0x1234).unwrap();
+        assert_eq!(t.gpa, 0x40_1234);
+        assert_eq!(t.page_size, SIZE_2M);
+        assert!(!t.writable && t.executable);
     }
 }

@@ -801,20 +801,23 @@ pub(crate) fn mark_dead(mem: &GuestMemory, ctx_gpa: u64, nr_vcpus: u32, status: 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_stub::raw_elf;
+    use crate::test_stub::{spin_forever, stub, Behaviour};
     use std::time::Instant;
 
     const MEM: u64 = 32 << 20;
     const POOL: u64 = 16 << 20;
 
-    /// `pause; jmp` back: spins forever.
-    const SPIN: &[u8] = &[0xf3, 0x90, 0xeb, 0xfc];
-    /// `mov edi, 7; mov eax, 231 (exit_group); syscall`.
-    const EXIT7: &[u8] = &[
-        0xbf, 0x07, 0x00, 0x00, 0x00, 0xb8, 0xe7, 0x00, 0x00, 0x00, 0x0f, 0x05,
-    ];
+    /// A user sandbox that spins forever.
+    fn spin() -> Vec<u8> {
+        spin_forever()
+    }
 
-    fn spaces(code: &[u8], nr_vcpus: u32) -> (Spaces, Arc<GuestMemory>) {
+    /// A user sandbox that exits with status 7 (after checking it has only fds 3 and 4).
+    fn exit7() -> Vec<u8> {
+        stub(Behaviour::Exit(7))
+    }
+
+    fn spaces(elf: Vec<u8>, nr_vcpus: u32) -> (Spaces, Arc<GuestMemory>) {
         let mem = Arc::new(GuestMemory::new(MEM).unwrap());
         let cfg = SpaceConfig {
             name: "sp".into(),
@@ -823,14 +826,14 @@ mod tests {
             clock: ClockParams::now(),
             fault_around_pages: 16,
         };
-        let stub = Arc::new(Stub::new(&raw_elf(code)).unwrap());
+        let stub = Arc::new(Stub::new(&elf).unwrap());
         let mut s = Spaces::new(cfg, Arc::clone(&mem), stub);
         Arc::get_mut(&mut s.inner).unwrap().max_spares = 0;
         (s, mem)
     }
 
-    fn with_spares(code: &[u8], n: usize) -> (Spaces, Arc<GuestMemory>) {
-        let (mut s, mem) = spaces(code, 1);
+    fn with_spares(elf: Vec<u8>, n: usize) -> (Spaces, Arc<GuestMemory>) {
+        let (mut s, mem) = spaces(elf, 1);
         Arc::get_mut(&mut s.inner).unwrap().max_spares = n;
         (s, mem)
     }
@@ -861,7 +864,7 @@ mod tests {
 
     #[test]
     fn context_regions_are_validated() {
-        let (s, _) = spaces(SPIN, 2);
+        let (s, _) = spaces(spin(), 2);
         let len = user_ctx_size(2);
         for bad in [
             0,
@@ -892,7 +895,7 @@ mod tests {
 
     #[test]
     fn an_exiting_space_is_marked_dead_and_its_waiters_woken() {
-        let (s, mem) = spaces(EXIT7, 3);
+        let (s, mem) = spaces(exit7(), 3);
         let ctx = POOL + 0x10_0000;
         for i in 0..3 {
             let slot = ctx + user_slot_offset(i);
@@ -934,7 +937,7 @@ mod tests {
 
     #[test]
     fn killed_spaces_report_the_signal_and_destroyed_ones_are_marked_once_reaped() {
-        let (s, mem) = spaces(SPIN, 1);
+        let (s, mem) = spaces(spin(), 1);
         let (a, b) = (POOL, POOL + 0x10_0000);
         let ha = s.create(a).unwrap();
         let hb = s.create(b).unwrap();
@@ -965,7 +968,7 @@ mod tests {
 
     #[test]
     fn shutdown_kills_and_reaps_every_space() {
-        let (s, _) = spaces(SPIN, 1);
+        let (s, _) = spaces(spin(), 1);
         for i in 0..4 {
             s.create(POOL + i * 0x10_0000).unwrap();
         }
@@ -983,7 +986,7 @@ mod tests {
 
     #[test]
     fn at_most_max_spaces_are_live_and_handles_are_not_reused() {
-        let (mut s, _) = spaces(SPIN, 1);
+        let (mut s, _) = spaces(spin(), 1);
         Arc::get_mut(&mut s.inner).unwrap().max_spaces = 3;
         let hs: Vec<u64> = (0..3).map(|_| s.create(POOL).unwrap()).collect();
         assert_eq!(hs, [1, 2, 3]);
@@ -1001,7 +1004,7 @@ mod tests {
 
     #[test]
     fn spares_are_used_replaced_and_killed_with_the_tenant() {
-        let (s, mem) = with_spares(SPIN, 2);
+        let (s, mem) = with_spares(spin(), 2);
         s.set_cpu(SpaceCpu::default());
         wait_for("two spares", || spare_pids(&s).len() == 2);
         let before = spare_pids(&s);
@@ -1040,7 +1043,7 @@ mod tests {
 
     #[test]
     fn a_spare_that_dies_unused_turns_spares_off() {
-        let (s, mem) = with_spares(EXIT7, 2);
+        let (s, mem) = with_spares(exit7(), 2);
         s.set_cpu(SpaceCpu::default());
         wait_for("spares off", || s.lock().spares_off);
         wait_for("spare reaped", || spare_pids(&s).is_empty());

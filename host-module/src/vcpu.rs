@@ -1,29 +1,51 @@
 //! The host half of a vCPU's hypercall doorbell.
 //!
-//! Protocol (the stub implements the guest half identically): the guest writes `hc_nr` and
-//! `hc_args`, stores `hc_req = seq` and futex-wakes `hc_req` if `host_waiting` is set, then
-//! waits for `hc_resp == seq`. The host waits for `hc_req != last` (a bounded adaptive spin,
-//! then `host_waiting = 1` and a futex wait with a timeout), copies the request out once,
-//! handles it, stores `hc_ret`, then `hc_resp = seq`, and futex-wakes `hc_resp` if
-//! `guest_waiting` is set. Futexes are shared (the words live in a `MAP_SHARED` memfd).
+//! The protocol (states, sequence numbers, spin-then-futex rules) is defined once, for both
+//! halves, in `pvmux_hypercalls::doorbell`; the stub's `hypercall` entry is the guest half.
+//! [`Vcpu`] runs the host half ([`HostDoorbell`]) on one vCPU's page with the host's clock and
+//! shared futexes (the words live in a `MAP_SHARED` memfd), and adds the stop flag: a waiting
+//! thread re-checks it at least every [`WAIT_TIMEOUT`].
 
 use std::sync::atomic::AtomicBool;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, SeqCst};
+use std::sync::atomic::AtomicU32;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crossbeam_utils::Backoff;
-use pvmux_hypercalls::{VcpuShared, HC_FLAG_NOSPIN};
+use pvmux_hypercalls::doorbell::{HostDoorbell, Request, Waiter};
+use pvmux_hypercalls::VcpuShared;
 use rustix::thread::futex;
 
 use crate::control::ControlRegion;
 
-/// Longest the host spins waiting for the next request.
-pub const SPIN_BUDGET: Duration = Duration::from_micros(30);
-/// The host spins only if the previous request completed at most this long ago.
-pub const SPIN_RECENCY: Duration = Duration::from_micros(500);
 /// Futex wait timeout: how often a waiting vCPU thread checks for a stop request.
 pub const WAIT_TIMEOUT: Duration = Duration::from_millis(50);
+
+/// The host's clock and shared futexes, for the doorbell protocol.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct HostWaiter;
+
+impl Waiter for HostWaiter {
+    fn now_ns(&self) -> u64 {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+        (t.tv_sec as u64)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(t.tv_nsec as u64)
+    }
+
+    fn wait(&self, word: &AtomicU32, expected: u32, timeout_ns: Option<u64>) {
+        let ts = timeout_ns.map(|ns| futex::Timespec {
+            tv_sec: (ns / 1_000_000_000) as _,
+            tv_nsec: (ns % 1_000_000_000) as _,
+        });
+        // EAGAIN (value changed), ETIMEDOUT and EINTR all just mean "look again".
+        let _ = futex::wait(word, futex::Flags::empty(), expected, ts.as_ref());
+    }
+
+    fn wake(&self, word: &AtomicU32, count: u32) {
+        let _ = futex::wake(word, futex::Flags::empty(), count);
+    }
+}
 
 /// Why [`Vcpu::run`] returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,10 +69,7 @@ pub struct Vcpu {
     ctl: Arc<ControlRegion>,
     index: u32,
     stop: Arc<AtomicBool>,
-    last: u32,
-    pending: Option<u32>,
-    last_done: Option<Instant>,
-    last_nospin: bool,
+    doorbell: HostDoorbell,
 }
 
 impl Vcpu {
@@ -61,10 +80,7 @@ impl Vcpu {
             ctl,
             index,
             stop,
-            last: 0,
-            pending: None,
-            last_done: None,
-            last_nospin: false,
+            doorbell: HostDoorbell::new(),
         })
     }
 
@@ -82,79 +98,33 @@ impl Vcpu {
     /// Waits for the next hypercall or a stop request. Never blocks longer than
     /// [`WAIT_TIMEOUT`] without checking the stop flag.
     pub fn run(&mut self) -> VcpuExit {
-        if let Some(seq) = self.pending.take() {
-            // The previous request was not completed (a call that does not return).
-            self.last = seq;
-        }
         let ctl = Arc::clone(&self.ctl);
         let Some(s) = ctl.vcpu(self.index) else {
             return VcpuExit::Stopped;
         };
-        let spin = !self.last_nospin && self.last_done.is_some_and(|t| t.elapsed() < SPIN_RECENCY);
-        if spin {
-            // On timeout, fall through to blocking.
-            let _ = self.spin_wait(s);
-        }
-        loop {
-            if s.hc_req.load(Acquire) != self.last {
-                break;
-            }
-            if self.stop.load(Relaxed) {
-                return VcpuExit::Stopped;
-            }
-            s.host_waiting.store(1, SeqCst);
-            if s.hc_req.load(SeqCst) == self.last {
-                let ts = futex::Timespec {
-                    tv_sec: 0,
-                    tv_nsec: WAIT_TIMEOUT.as_nanos() as _,
-                };
-                // EAGAIN (value changed), ETIMEDOUT and EINTR all just mean "look again".
-                let _ = futex::wait(&s.hc_req, futex::Flags::empty(), self.last, Some(&ts));
-            }
-            s.host_waiting.store(0, SeqCst);
-        }
-        let seq = s.hc_req.load(Acquire);
-        let nr = s.hc_nr.load(Relaxed);
-        let args: [u64; 6] = std::array::from_fn(|i| s.hc_args[i].load(Relaxed));
-        self.pending = Some(seq);
-        self.last_nospin = nr & HC_FLAG_NOSPIN != 0;
-        VcpuExit::Hypercall { nr, args }
-    }
-
-    /// Bounded spin for a new request; true if one arrived.
-    fn spin_wait(&self, s: &VcpuShared) -> bool {
-        let start = Instant::now();
-        let backoff = Backoff::new();
-        loop {
-            if s.hc_req.load(Acquire) != self.last {
-                return true;
-            }
-            if start.elapsed() >= SPIN_BUDGET {
-                return false;
-            }
-            backoff.spin();
+        let stop = &self.stop;
+        match self
+            .doorbell
+            .next(s, &HostWaiter, WAIT_TIMEOUT.as_nanos() as u64, || {
+                stop.load(Relaxed)
+            }) {
+            Some(Request { nr, args, .. }) => VcpuExit::Hypercall { nr, args },
+            None => VcpuExit::Stopped,
         }
     }
 
     /// Answers the request returned by the last [`Vcpu::run`] with `ret`.
     pub fn complete(&mut self, ret: i64) {
-        let Some(seq) = self.pending.take() else {
-            return;
-        };
-        let s = self.shared();
-        s.hc_ret.store(ret as u64, Relaxed);
-        s.hc_resp.store(seq, SeqCst);
-        if s.guest_waiting.load(SeqCst) == 1 {
-            let _ = futex::wake(&s.hc_resp, futex::Flags::empty(), u32::MAX);
+        let ctl = Arc::clone(&self.ctl);
+        if let Some(s) = ctl.vcpu(self.index) {
+            self.doorbell.complete(s, &HostWaiter, ret);
         }
-        self.last = seq;
-        self.last_done = Some(Instant::now());
     }
 
     /// Wakes a host thread blocked in [`Vcpu::run`] on this vCPU (after setting the stop flag).
     pub fn wake(ctl: &ControlRegion, index: u32) {
         if let Some(s) = ctl.vcpu(index) {
-            let _ = futex::wake(&s.hc_req, futex::Flags::empty(), u32::MAX);
+            HostDoorbell::wake_host(s, &HostWaiter);
         }
     }
 }
@@ -163,34 +133,14 @@ impl Vcpu {
 mod tests {
     use super::*;
     use crate::control::HeaderInit;
+    use pvmux_hypercalls::doorbell::GuestDoorbell;
+    use pvmux_hypercalls::HC_FLAG_NOSPIN;
+    use std::sync::atomic::Ordering::SeqCst;
 
-    /// Plays the guest side of the protocol from another thread.
+    /// The guest half of the protocol, exactly as the stub runs it, from another thread
+    /// with the host's futexes.
     fn guest_call(s: &VcpuShared, nr: u64, a0: u64) -> u64 {
-        s.hc_nr.store(nr, Relaxed);
-        s.hc_args[0].store(a0, Relaxed);
-        let seq = s.hc_req.load(Relaxed).wrapping_add(1);
-        s.hc_req.store(seq, SeqCst);
-        if s.host_waiting.load(SeqCst) == 1 {
-            let _ = futex::wake(&s.hc_req, futex::Flags::empty(), 1);
-        }
-        loop {
-            s.guest_waiting.store(1, SeqCst);
-            if s.hc_resp.load(SeqCst) == seq {
-                break;
-            }
-            let ts = futex::Timespec {
-                tv_sec: 1,
-                tv_nsec: 0,
-            };
-            let _ = futex::wait(
-                &s.hc_resp,
-                futex::Flags::empty(),
-                seq.wrapping_sub(1),
-                Some(&ts),
-            );
-        }
-        s.guest_waiting.store(0, SeqCst);
-        s.hc_ret.load(Relaxed)
+        GuestDoorbell::new(s).call(&HostWaiter, nr, [a0, 0, 0, 0, 0, 0]) as u64
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! Property tests of the host-side walker of guest page tables (`page_table::translate`,
+//! Property tests of the host's reads through guest page tables (`page_table::translate`,
 //! `read_virt`, `read_virt_u64`), which backtraces use on memory the guest fully controls.
+//! `translate` is the ABI's one walker (`pvmux_hypercalls::paging::walk`, also the stub's and
+//! the kernel's) over the host's bounds-checked reads of guest memory.
 //!
 //! Guest memory gets a handful of pages of random page-table entries, biased so that walks go
 //! deep: entries point at the other random table pages, at the last pages of memory, just
@@ -85,7 +87,7 @@ fn random_tables(seed: u64, n: usize) -> (GuestMemory, Vec<u64>) {
     (mem, tables)
 }
 
-/// The walk as docs/ABI.md and the walker's doc describe it, written independently.
+/// The walk as docs/ABI.md §9 describes it (the stub's shadow paging), written independently.
 fn reference(mem: &GuestMemory, root: u64, gva: u64) -> Option<Translation> {
     let canonical = if gva >> 47 == 0 {
         true
@@ -109,21 +111,23 @@ fn reference(mem: &GuestMemory, root: u64, gva: u64) -> Option<Translation> {
         w &= e & 2 != 0;
         x &= e >> 63 == 0;
         let addr = e & 0x000f_ffff_ffff_f000;
+        // The huge bit counts at the PDPT and PD levels only (ignored in a PML4 entry).
         let size = match (level, e & 0x80 != 0) {
             (1, _) => PAGE,
             (2, true) => 2 << 20,
             (3, true) => 1 << 30,
-            (4, true) => return None,
             _ => {
                 table = addr;
                 continue;
             }
         };
-        if !addr.is_multiple_of(size) || addr + size > mem.size() {
+        // A large page's frame: the address aligned down (PAT, reserved bits not checked).
+        let frame = addr - addr % size;
+        if frame + size > mem.size() {
             return None;
         }
         return Some(Translation {
-            gpa: addr + (gva % size),
+            gpa: frame + (gva % size),
             writable: w,
             executable: x,
             page_size: size,

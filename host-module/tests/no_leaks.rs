@@ -5,6 +5,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 use pvmux_host::{Host, KernelImage, TenantConfig, TenantOutcome};
+use pvmux_hypercalls::Hypercall;
 
 #[path = "../src/test_elf.rs"]
 #[allow(dead_code, unreachable_pub)]
@@ -12,6 +13,7 @@ mod test_elf;
 #[path = "../src/test_stub.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod test_stub;
+use test_stub::Behaviour;
 
 fn count(dir: &str) -> usize {
     std::fs::read_dir(dir).unwrap().count()
@@ -41,7 +43,11 @@ fn config(i: usize) -> TenantConfig {
 #[test]
 fn many_tenants_leak_nothing() {
     // Each guest writes to the console and shuts down with code 0.
-    let host = Host::new(&test_stub::stub(2, 0, 2, 0x100)).unwrap();
+    let host = Host::new(&test_stub::stub(Behaviour::Hypercalls {
+        then: Hypercall::Shutdown,
+        arg: 0x100,
+    }))
+    .unwrap();
     let batch = || {
         let ts: Vec<_> = (0..8).map(|i| host.launch(config(i)).unwrap()).collect();
         for t in ts {
@@ -58,7 +64,11 @@ fn many_tenants_leak_nothing() {
     // Tenants with user sandboxes: the test stub's second call is SpaceCreate (8 MiB is the
     // pool of a 16 MiB guest); the space (the same stub) dies of SIGBUS and is reaped by the
     // tenant's reaper thread, then the spinning kernel sandbox is killed.
-    let spaces = Host::new(&test_stub::stub(2, 0, 5, 8 << 20)).unwrap();
+    let spaces = Host::new(&test_stub::stub(Behaviour::Hypercalls {
+        then: Hypercall::SpaceCreate,
+        arg: 8 << 20,
+    }))
+    .unwrap();
     let batch = || {
         let ts: Vec<_> = (0..8).map(|i| spaces.launch(config(i)).unwrap()).collect();
         // Time for every space to be spawned, die and be reaped (or to be killed below).

@@ -209,6 +209,7 @@ enum pvmux_vector {
 /* #PF error-code bits. */
 #define PVMUX_PF_PRESENT (UINT64_C(1) << 0)  /* protection violation on a present page */
 #define PVMUX_PF_WRITE (UINT64_C(1) << 1)    /* the access was a write */
+#define PVMUX_PF_USER (UINT64_C(1) << 2)     /* user mode (user-sandbox exits only) */
 #define PVMUX_PF_RESERVED (UINT64_C(1) << 3) /* a PTE points outside guest memory */
 #define PVMUX_PF_FETCH (UINT64_C(1) << 4)    /* instruction fetch */
 /* Bit 63 of a PVMUX_VEC_SYSCALL error code: the call used a non-native ABI (int 0x80). */

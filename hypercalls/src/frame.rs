@@ -119,8 +119,8 @@ pub enum Vector {
     /// (see [`crate::vcpu::pending`]). Delivered at the event entry.
     Event = 32,
     /// The guest executed a raw Linux `syscall` (or `int 0x80`); it was not executed.
-    /// `error_code` is the system-call number (bit 63 set for `int 0x80`); `rip` is after
-    /// the instruction.
+    /// `error_code` is the system-call number ([`SYSCALL_COMPAT`] set for `int 0x80`); `rip`
+    /// is after the instruction.
     Syscall = 128,
 }
 
@@ -163,12 +163,19 @@ impl Vector {
     }
 }
 
+/// Bit of a [`Vector::Syscall`] error code: the call used a non-x86-64 system-call ABI
+/// (`int 0x80`, `AUDIT_ARCH_I386`); the low 32 bits are its number in that ABI.
+pub const SYSCALL_COMPAT: u64 = 1 << 63;
+
 /// #PF error code bits.
 pub mod pf {
     /// The page was present (protection violation).
     pub const PRESENT: u64 = 1 << 0;
     /// The access was a write.
     pub const WRITE: u64 = 1 << 1;
+    /// The access came from guest user mode (set only in a user sandbox's exits; the kernel
+    /// sandbox has one privilege level).
+    pub const USER: u64 = 1 << 2;
     /// A page-table entry pointed outside guest memory or had reserved bits set.
     pub const RESERVED: u64 = 1 << 3;
     /// The access was an instruction fetch.

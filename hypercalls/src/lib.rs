@@ -2,8 +2,11 @@
 //!
 //! Everything a pvmux guest kernel, the sandbox stub and the host runtime share lives here and
 //! nowhere else: address-space layout, the boot information page, the per-vCPU shared page
-//! (interrupt state, hypercall doorbell, crash record), the boot arguments, the trap frame, the stub's entry table,
-//! hypercall numbers and error codes. Every shared struct is `#[repr(C)]`, has zerocopy derives
+//! (interrupt state, hypercall doorbell, crash record), the boot arguments, the trap frame,
+//! the stub's entry table, hypercall numbers and error codes — and, where the no_std code of
+//! both sides can share them, the protocols themselves: the boot-argument encoder and decoder
+//! ([`bootargs`]), the hypercall doorbell ([`doorbell`]) and the guest page-table walk
+//! ([`paging`]). Every shared struct is `#[repr(C)]`, has zerocopy derives
 //! and compile-time size/offset assertions; the ABI is versioned by [`ABI_MAGIC`] and
 //! [`ABI_VERSION`], checked at boot by both sides. `docs/ABI.md` is the prose specification.
 #![no_std]
@@ -11,11 +14,13 @@
 
 pub mod boot;
 pub mod bootargs;
+pub mod doorbell;
 pub mod frame;
 pub mod hostfs;
 pub mod hypercall;
 pub mod image;
 pub mod layout;
+pub mod paging;
 pub mod sandbox;
 pub mod stub;
 pub mod user;

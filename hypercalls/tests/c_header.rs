@@ -17,7 +17,9 @@ use pvmux_hypercalls::bootargs::{
     command as boot_cmd, flag, tty, BootArgsHeader, RecordHeader, BOOT_ARGS_MAGIC,
     BOOT_ARGS_VERSION,
 };
-use pvmux_hypercalls::frame::{pf, RED_ZONE, RFLAGS_IF, RFLAGS_USER_MASK, TRAP_FRAME_SIZE};
+use pvmux_hypercalls::frame::{
+    pf, RED_ZONE, RFLAGS_IF, RFLAGS_USER_MASK, SYSCALL_COMPAT, TRAP_FRAME_SIZE,
+};
 use pvmux_hypercalls::hostfs::{
     self, record_len, HostfsEntry, ENTRY_ALIGN, ENTRY_HEADER, LIST_MAX_BUF, LIST_MIN_BUF, NAME_MAX,
     PATH_MAX, READ_MAX, TARGET_MAX,
@@ -251,6 +253,7 @@ int main(void) {
     P("VEC_SYSCALL", PVMUX_VEC_SYSCALL);
     P("PF_PRESENT", PVMUX_PF_PRESENT); P("PF_WRITE", PVMUX_PF_WRITE);
     P("PF_RESERVED", PVMUX_PF_RESERVED); P("PF_FETCH", PVMUX_PF_FETCH);
+    P("PF_USER", PVMUX_PF_USER); P("SYSCALL_COMPAT", PVMUX_SYSCALL_COMPAT);
     P("STUB_STACK_NEED", PVMUX_STUB_STACK_NEED); P("STUB_ENTRIES", PVMUX_STUB_ENTRIES);
     P("HC_FLAG_NOSPIN", PVMUX_HC_FLAG_NOSPIN); P("HC_NR_MASK", PVMUX_HC_NR_MASK);
     P("CONSOLE_WRITE_MAX", PVMUX_CONSOLE_WRITE_MAX); P("PANIC_MSG_MAX", PVMUX_PANIC_MSG_MAX);
@@ -584,6 +587,8 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         ("PF_WRITE", pf::WRITE),
         ("PF_RESERVED", pf::RESERVED),
         ("PF_FETCH", pf::FETCH),
+        ("PF_USER", pf::USER),
+        ("SYSCALL_COMPAT", SYSCALL_COMPAT),
         ("STUB_STACK_NEED", STUB_STACK_NEED),
         ("STUB_ENTRIES", u64::from(STUB_ENTRIES)),
         ("HC_FLAG_NOSPIN", HC_FLAG_NOSPIN),

@@ -1,19 +1,31 @@
-//! Host hypercalls (console, shutdown, panic, wall clock) over the stub's doorbell.
-//! (User-mode calls such as `SpaceCreate` and `ConsoleRead` belong to `crate::linux`.)
+//! Host hypercalls over the stub's doorbell: every hypercall the kernel makes goes through
+//! this module (console, shutdown, panic, wall clock, user sandboxes, console input, the host
+//! share), so the numbers and argument conventions of ABI §12 live in one place.
 //!
 //! Every call runs with events disabled: the doorbell is per vCPU, so a thread must neither be
 //! preempted and migrated nor interrupted by an event handler that rings the same doorbell.
 //! Buffers are passed by guest-physical address ([`crate::boot::virt_to_phys`]).
 
 use pvmux_hypercalls::hypercall::{stream, CONSOLE_WRITE_MAX, PANIC_MSG_MAX};
-use pvmux_hypercalls::Hypercall;
+use pvmux_hypercalls::{HcError, Hypercall};
 
 use crate::irq::IrqGuard;
 
-/// Makes host hypercall `nr` with up to three arguments.
-fn call(nr: Hypercall, a0: u64, a1: u64, a2: u64) -> i64 {
+/// Makes host hypercall `nr` (number | flags) with five arguments, events disabled.
+fn call_raw(nr: u64, a: [u64; 5]) -> i64 {
     let _irq = IrqGuard::new();
-    crate::stub::hypercall(nr as u64, a0, a1, a2, 0, 0)
+    crate::stub::hypercall(nr, a[0], a[1], a[2], a[3], a[4])
+}
+
+/// Makes host hypercall `nr` with five arguments.
+fn call(nr: Hypercall, a: [u64; 5]) -> i64 {
+    call_raw(nr as u64, a)
+}
+
+/// A hypercall's return value as a result: the value, or its error.
+fn result(ret: i64) -> Result<u64, HcError> {
+    // A host of this ABI version (checked at boot) returns only known codes.
+    u64::try_from(ret).map_err(|_| HcError::from_ret(ret).unwrap_or(HcError::InvalidArgument))
 }
 
 /// Writes `bytes` to the kernel log (console stream 1, which the host routes: with standard
@@ -28,14 +40,64 @@ pub(crate) fn console_write_stream(stream: u64, bytes: &[u8]) {
     for chunk in bytes.chunks(CONSOLE_WRITE_MAX as usize) {
         let va = chunk.as_ptr() as u64;
         if let Some(gpa) = crate::boot::virt_to_phys(va, chunk.len() as u64) {
-            call(Hypercall::ConsoleWrite, gpa, chunk.len() as u64, stream);
+            call(
+                Hypercall::ConsoleWrite,
+                [gpa, chunk.len() as u64, stream, 0, 0],
+            );
         }
     }
 }
 
+/// `ConsoleRead`: up to `len` bytes of console input into guest-physical `gpa`. `Ok(0)` at
+/// end of input, `Err(Busy)` when nothing is buffered yet.
+pub(crate) fn console_read(gpa: u64, len: u64) -> Result<u64, HcError> {
+    result(call(Hypercall::ConsoleRead, [gpa, len, 0, 0, 0]))
+}
+
+/// `SpaceCreate`: a user sandbox for the context region at `ctx_gpa`; the host sets the
+/// 32-bit word at `reaped_gpa` once the sandbox process is gone. Returns its handle.
+pub(crate) fn space_create(ctx_gpa: u64, reaped_gpa: u64) -> Result<u64, HcError> {
+    result(call(Hypercall::SpaceCreate, [ctx_gpa, reaped_gpa, 0, 0, 0]))
+}
+
+/// `SpaceDestroy`: the host kills the user sandbox `handle` (and reaps it asynchronously).
+pub(crate) fn space_destroy(handle: u64) -> Result<u64, HcError> {
+    result(call(Hypercall::SpaceDestroy, [handle, 0, 0, 0, 0]))
+}
+
+/// `HostfsList`: the directory at the path (`path_gpa`, `path_len`) of the host share, from
+/// `cookie`, into the buffer (`buf_gpa`, `buf_len`). Returns the bytes written.
+pub(crate) fn hostfs_list(
+    path_gpa: u64,
+    path_len: u64,
+    buf_gpa: u64,
+    buf_len: u64,
+    cookie: u64,
+) -> Result<u64, HcError> {
+    result(call(
+        Hypercall::HostfsList,
+        [path_gpa, path_len, buf_gpa, buf_len, cookie],
+    ))
+}
+
+/// `HostfsRead`: bytes of the regular file at the path (`path_gpa`, `path_len`) of the host
+/// share from offset `off` into the buffer (`buf_gpa`, `buf_len`). Returns the bytes read.
+pub(crate) fn hostfs_read(
+    path_gpa: u64,
+    path_len: u64,
+    off: u64,
+    buf_gpa: u64,
+    buf_len: u64,
+) -> Result<u64, HcError> {
+    result(call(
+        Hypercall::HostfsRead,
+        [path_gpa, path_len, off, buf_gpa, buf_len],
+    ))
+}
+
 /// Ends the tenant with exit code `code & 0xff`.
 pub(crate) fn shutdown(code: u64) -> ! {
-    call(Hypercall::Shutdown, code, 0, 0);
+    call(Hypercall::Shutdown, [code, 0, 0, 0, 0]);
     // The host does not return from a shutdown; if it does, crash loudly.
     crate::arch::die()
 }
@@ -44,7 +106,7 @@ pub(crate) fn shutdown(code: u64) -> ! {
 pub(crate) fn panic(msg: &[u8]) -> ! {
     let len = msg.len().min(PANIC_MSG_MAX as usize);
     if let Some(gpa) = crate::boot::virt_to_phys(msg.as_ptr() as u64, len as u64) {
-        call(Hypercall::Panic, gpa, len as u64, 0);
+        call(Hypercall::Panic, [gpa, len as u64, 0, 0, 0]);
     }
     shutdown(125)
 }
@@ -52,5 +114,49 @@ pub(crate) fn panic(msg: &[u8]) -> ! {
 /// Host wall-clock time in ns since the Unix epoch.
 #[cfg(feature = "diagnostics")]
 pub(crate) fn wall_clock_ns() -> u64 {
-    call(Hypercall::WallClock, 0, 0, 0).max(0) as u64
+    call(Hypercall::WallClock, [0; 5]).max(0) as u64
+}
+
+/// `Nop` with `flags` (e.g. `HC_FLAG_NOSPIN`): the round trip the benchmarks time.
+#[cfg(feature = "diagnostics")]
+pub(crate) fn nop(flags: u64) -> i64 {
+    call_raw(Hypercall::Nop as u64 | flags, [0; 5])
+}
+
+/// Any number and arguments, as they are: for the hostile cases, which send what no
+/// well-formed caller would (unassigned numbers, bad flags, buffers crossing the end of
+/// memory).
+#[cfg(feature = "diagnostics")]
+pub(crate) fn raw(nr: u64, args: [u64; 5]) -> i64 {
+    call_raw(nr, args)
+}
+
+/// Before the stub table was validated ([`crate::stub::install`]): best effort to write the
+/// message at guest-physical `msg` (address, length), if any, and shut down with `code`,
+/// through `entry`, the `hypercall` entry of the unvalidated table (the ABI places it at the
+/// same offset in every version). Events are still disabled at this point (entry state), and
+/// the typed calls above cannot be used: they go through the validated table.
+pub(crate) fn before_install(entry: u64, msg: Option<(u64, u64)>, code: u64) -> ! {
+    if entry != 0 {
+        // SAFETY: best effort on a table we could not validate (the caller tried everything
+        // else first): the ABI defines this entry as a System V function with this signature.
+        let hc = unsafe {
+            core::mem::transmute::<u64, extern "sysv64" fn(u64, u64, u64, u64, u64, u64) -> i64>(
+                entry,
+            )
+        };
+        if let Some((gpa, len)) = msg {
+            // Standard output: the host's log routing may not apply to a kernel this broken.
+            hc(
+                Hypercall::ConsoleWrite as u64,
+                gpa,
+                len,
+                stream::STDOUT,
+                0,
+                0,
+            );
+        }
+        hc(Hypercall::Shutdown as u64, code, 0, 0, 0, 0);
+    }
+    crate::arch::die()
 }

@@ -56,33 +56,15 @@ const EXIT_STUB_TOO_OLD: u64 = 122;
 /// Exit code: the boot arguments ask for a test-kernel command this kernel was built without.
 const EXIT_NO_DIAGNOSTICS: u64 = 123;
 
-/// Best-effort message and shutdown before the ABI structures were accepted: uses the raw
-/// table entry and the raw boot information to find the message's guest-physical address.
+/// Best-effort message and shutdown before the ABI structures were accepted: the raw table
+/// entry (through [`hcall::before_install`]) and the raw boot information to find the
+/// message's guest-physical address.
 fn early_fail(bi: &BootInfo, table: &StubTable, msg: &'static [u8], code: u64) -> ! {
-    if table.hypercall != 0 {
-        // SAFETY: best effort on a table we could not validate (the caller tried everything
-        // else first): the ABI places `hypercall` at offset 16 in every version.
-        let hc = unsafe {
-            core::mem::transmute::<u64, extern "sysv64" fn(u64, u64, u64, u64, u64, u64) -> i64>(
-                table.hypercall,
-            )
-        };
-        let va = msg.as_ptr() as u64;
-        if va >= bi.kernel_virt_base {
-            let gpa = va - bi.kernel_virt_base + bi.kernel_phys_base;
-            let nr = pvmux_hypercalls::Hypercall::ConsoleWrite as u64;
-            hc(nr, gpa, msg.len() as u64, 0, 0, 0);
-        }
-        hc(
-            pvmux_hypercalls::Hypercall::Shutdown as u64,
-            code,
-            0,
-            0,
-            0,
-            0,
-        );
-    }
-    arch::die()
+    let va = msg.as_ptr() as u64;
+    let gpa = va
+        .checked_sub(bi.kernel_virt_base)
+        .and_then(|off| off.checked_add(bi.kernel_phys_base));
+    hcall::before_install(table.hypercall, gpa.map(|g| (g, msg.len() as u64)), code)
 }
 
 /// Rust entry on vCPU 0, called by the image's `_start` with `rdi` = &BootInfo and

@@ -73,14 +73,14 @@ macro_rules! entry {
 }
 
 #[cfg(feature = "diagnostics")]
-/// Raw host hypercall (`nr | flags`, five arguments). Prefer [`crate::hcall`].
 /// Address of the stub's `halt` entry (the hostile `crash=stub-syscall` command scans stub
 /// code from there).
 pub(crate) fn halt_entry_address() -> u64 {
     table().halt
 }
 
-/// Host hypercall through the doorbell.
+/// Host hypercall through the doorbell. Only [`crate::hcall`] calls it: every hypercall the
+/// kernel makes goes through that module.
 pub(crate) fn hypercall(nr: u64, a0: u64, a1: u64, a2: u64, a3: u64, a4: u64) -> i64 {
     entry!(hypercall: fn(u64, u64, u64, u64, u64, u64) -> i64)(nr, a0, a1, a2, a3, a4)
 }

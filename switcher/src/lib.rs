@@ -2,8 +2,10 @@
 //!
 //! The sandbox stub itself (a `no_std`, libc-free static-pie) lives in `src/bin/pvmux-stub`;
 //! this library holds what it shares with the host and with tests: the seccomp filter
-//! ([`seccomp`]), built at run time by the stub from its own code range.
+//! ([`seccomp`]), built at run time by the stub from its own code range, and the
+//! classification of host signals into guest exceptions ([`exception`]).
 #![no_std]
 #![forbid(unsafe_code)]
 
+pub mod exception;
 pub mod seccomp;

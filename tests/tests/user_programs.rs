@@ -24,6 +24,8 @@ const C_HELLO: &str = "hello-c";
 const TIMEOUT: Duration = Duration::from_secs(60);
 /// SIGSEGV on x86-64 Linux.
 const SIGSEGV: i32 = 11;
+/// SIGBUS on x86-64 Linux.
+const SIGBUS: i32 = 7;
 
 fn prog(name: &str) -> PathBuf {
     Path::new(PROG_DIR).join(name)
@@ -213,6 +215,13 @@ fn segv_native_reference() {
 }
 
 #[test]
+fn segv_align_native_reference() {
+    let r = native("segv", &["align"]);
+    assert_eq!(r.status.signal(), Some(SIGBUS), "{:?}", r.status);
+    assert_eq!(r.stdout, "segv: unaligned load with AC set\n");
+}
+
+#[test]
 fn exitcode_native_reference() {
     for code in [0, 7, 255] {
         assert_eq!(native("exitcode", &[&code.to_string()]).code(), Some(code));
@@ -304,6 +313,19 @@ fn segv_exits_139_and_the_next_run_works() {
     let g = guest(&root, "/hello", &["42", "a", "b c"]);
     assert_eq!(g.stdout, HELLO_42, "stderr:\n{}", g.stderr);
     assert_eq!(g.code(), Some(42));
+}
+
+/// An alignment check (#AC) in user code is a SIGBUS, as natively: the host's SIGBUS with
+/// trap 17 reaches the guest kernel as `AlignmentCheck`, not as a page fault at address 0.
+#[test]
+fn alignment_check_is_sigbus_as_natively() {
+    let root = rootfs();
+    let n = native("segv", &["align"]);
+    let g = guest(&root, "/segv", &["align"]);
+    // pvmux exits with 128 + the signal that killed the program.
+    assert_eq!(n.status.signal(), Some(SIGBUS), "native: {:?}", n.status);
+    assert_eq!(g.code(), Some(128 + SIGBUS), "stderr:\n{}", g.stderr);
+    assert_eq!(g.stdout, n.stdout, "stderr:\n{}", g.stderr);
 }
 
 #[test]

@@ -5,7 +5,7 @@ use alloc::format;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
-use pvmux_hypercalls::{hypercall::HC_FLAG_NOSPIN, Hypercall};
+use pvmux_hypercalls::hypercall::HC_FLAG_NOSPIN;
 
 use super::clock::{elapsed_ps, rdtsc};
 use super::{collect, BenchError, Mode};
@@ -40,7 +40,7 @@ pub(super) fn call_in_sandbox(mode: Mode) -> Result<Vec<u64>, BenchError> {
 fn timed_nop(flags: u64) -> Result<u64, BenchError> {
     let _irq = IrqGuard::new();
     let t0 = rdtsc();
-    let ret = stub::hypercall(Hypercall::Nop as u64 | flags, 0, 0, 0, 0, 0);
+    let ret = crate::hcall::nop(flags);
     let t1 = rdtsc();
     if ret != 0 {
         return Err(BenchError::Failed(format!("Nop returned {ret}")));

@@ -8,11 +8,11 @@
 use alloc::vec::Vec;
 
 use pvmux_hypercalls::hostfs::{LIST_MAX_BUF, PATH_MAX, READ_MAX};
-use pvmux_hypercalls::Hypercall;
+use pvmux_hypercalls::HcError;
 
 use super::ramfs::HostShare;
 use super::Errno;
-use crate::irq::IrqGuard;
+use crate::hcall;
 
 /// The host's share, reached by hypercalls.
 pub(crate) struct Share;
@@ -29,11 +29,6 @@ impl HostShare for Share {
 
 /// Largest bounce buffer used when the caller's buffer is not in the direct map.
 const BOUNCE_MAX: usize = 64 << 10;
-
-fn call(nr: Hypercall, a: [u64; 5]) -> i64 {
-    let _irq = IrqGuard::new();
-    crate::stub::hypercall(nr as u64, a[0], a[1], a[2], a[3], a[4])
-}
 
 /// Guest-physical address of `bytes` (heap and image memory are in the direct map or the
 /// image; anything else is not passed to the host).
@@ -56,8 +51,10 @@ fn with_path<R>(path: &[u8], f: impl FnOnce(u64) -> Result<R, Errno>) -> Result<
     f(gpa_of(&copy).ok_or(Errno::EIO)?)
 }
 
-fn result(ret: i64) -> Result<usize, Errno> {
-    usize::try_from(ret).map_err(|_| Errno::EIO)
+fn result(ret: Result<u64, HcError>) -> Result<usize, Errno> {
+    ret.ok()
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or(Errno::EIO)
 }
 
 /// `HostfsList(path, cookie)` into `buf` (at most `LIST_MAX_BUF` bytes of it are used).
@@ -66,9 +63,12 @@ fn list(path: &[u8], cookie: u64, buf: &mut [u8]) -> Result<usize, Errno> {
     let buf = &mut buf[..len];
     let bgpa = gpa_of(buf).ok_or(Errno::EIO)?;
     with_path(path, |pgpa| {
-        let n = result(call(
-            Hypercall::HostfsList,
-            [pgpa, path.len() as u64, bgpa, len as u64, cookie],
+        let n = result(hcall::hostfs_list(
+            pgpa,
+            path.len() as u64,
+            bgpa,
+            len as u64,
+            cookie,
         ))?;
         if n > len {
             return Err(Errno::EIO);
@@ -85,9 +85,12 @@ fn read(path: &[u8], off: u64, buf: &mut [u8]) -> Result<usize, Errno> {
     }
     with_path(path, |pgpa| {
         let once = |bgpa: u64, len: usize| -> Result<usize, Errno> {
-            let n = result(call(
-                Hypercall::HostfsRead,
-                [pgpa, path.len() as u64, off, bgpa, len as u64],
+            let n = result(hcall::hostfs_read(
+                pgpa,
+                path.len() as u64,
+                off,
+                bgpa,
+                len as u64,
             ))?;
             if n > len {
                 return Err(Errno::EIO);

@@ -4,10 +4,18 @@
 
 use pvmux_hypercalls::hypercall::CONSOLE_WRITE_MAX;
 use pvmux_hypercalls::layout::{WINDOW_BASE, WINDOW_END};
-use pvmux_hypercalls::{HcError, StubTable, HC_FLAG_NOSPIN, PAGE_SIZE};
+use pvmux_hypercalls::{HcError, Hypercall, StubTable, HC_FLAG_NOSPIN, PAGE_SIZE};
 
 use crate::irq::IrqGuard;
 use crate::{hcall, println};
+
+// The calls, as raw numbers (flags and garbage are or'ed into them below).
+const CONSOLE_WRITE: u64 = Hypercall::ConsoleWrite as u64;
+const WALL_CLOCK: u64 = Hypercall::WallClock as u64;
+const PANIC: u64 = Hypercall::Panic as u64;
+const SPACE_CREATE: u64 = Hypercall::SpaceCreate as u64;
+const SPACE_DESTROY: u64 = Hypercall::SpaceDestroy as u64;
+const CONSOLE_READ: u64 = Hypercall::ConsoleRead as u64;
 
 const UNKNOWN: i64 = HcError::UnknownCall.to_ret();
 const INVAL: i64 = HcError::InvalidArgument.to_ret();
@@ -19,7 +27,6 @@ type Fn1 = extern "sysv64" fn(u64) -> i64;
 type Fn2 = extern "sysv64" fn(u64, u64) -> i64;
 type Fn3 = extern "sysv64" fn(u64, u64, u64) -> i64;
 type Fn4 = extern "sysv64" fn(u64, u64, u64, u64) -> i64;
-type Fn6 = extern "sysv64" fn(u64, u64, u64, u64, u64, u64) -> i64;
 
 /// Raw entry `addr` as a function pointer of type `F`.
 ///
@@ -48,52 +55,83 @@ fn eq(v: i64) -> impl Fn(i64) -> bool {
 /// low byte is 0 if everything matched (1 otherwise).
 pub(crate) fn run() -> bool {
     let t = super::stub_table();
-    // SAFETY: each field is the entry with the signature named (ABI stub.rs).
-    let hc: Fn6 = unsafe { entry(t.hypercall) };
     let mem = crate::boot::info().mem_size;
     let msg = b"hostile: console write from the last bytes of memory\n";
     let mut ok = true;
     // A pseudo-flag of this test only: pass 3 as the third argument (a console stream).
     const STREAM3: u64 = 1 << 40;
     let mut call = |what: &str, nr: u64, a0: u64, a1: u64, want: i64| {
-        let _irq = IrqGuard::new();
         let a2 = if nr & STREAM3 != 0 { 3 } else { 0 };
-        let got = hc(nr & !STREAM3, a0, a1, a2, 0, 0);
-        drop(_irq);
+        let got = hcall::raw(nr & !STREAM3, [a0, a1, a2, 0, 0]);
         ok &= expect(what, got, eq(want), &alloc::format!("{want}"));
     };
-    // ConsoleWrite(1)
-    call("ConsoleWrite gpa=mem_size len=1", 1, mem, 1, BADADDR);
-    call("ConsoleWrite gpa=mem_size-1 len=2", 1, mem - 1, 2, BADADDR);
-    call("ConsoleWrite gpa=u64::MAX len=1", 1, u64::MAX, 1, BADADDR);
+    call(
+        "ConsoleWrite gpa=mem_size len=1",
+        CONSOLE_WRITE,
+        mem,
+        1,
+        BADADDR,
+    );
+    call(
+        "ConsoleWrite gpa=mem_size-1 len=2",
+        CONSOLE_WRITE,
+        mem - 1,
+        2,
+        BADADDR,
+    );
+    call(
+        "ConsoleWrite gpa=u64::MAX len=1",
+        CONSOLE_WRITE,
+        u64::MAX,
+        1,
+        BADADDR,
+    );
     call(
         "ConsoleWrite gpa+len wraps u64",
-        1,
+        CONSOLE_WRITE,
         u64::MAX - 2,
         16,
         BADADDR,
     );
-    call("ConsoleWrite gpa=2^63 len=8", 1, 1 << 63, 8, BADADDR);
+    call(
+        "ConsoleWrite gpa=2^63 len=8",
+        CONSOLE_WRITE,
+        1 << 63,
+        8,
+        BADADDR,
+    );
     call(
         "ConsoleWrite len=CONSOLE_WRITE_MAX+1",
-        1,
+        CONSOLE_WRITE,
         0,
         CONSOLE_WRITE_MAX + 1,
         TOOLARGE,
     );
-    call("ConsoleWrite len=u64::MAX", 1, 0, u64::MAX, TOOLARGE);
+    call(
+        "ConsoleWrite len=u64::MAX",
+        CONSOLE_WRITE,
+        0,
+        u64::MAX,
+        TOOLARGE,
+    );
     call(
         "ConsoleWrite gpa=u64::MAX len=u64::MAX",
-        1,
+        CONSOLE_WRITE,
         u64::MAX,
         u64::MAX,
         TOOLARGE,
     );
-    call("ConsoleWrite len=0", 1, 0x1000, 0, 0);
-    call("ConsoleWrite len=0 gpa=u64::MAX", 1, u64::MAX, 0, BADADDR);
+    call("ConsoleWrite len=0", CONSOLE_WRITE, 0x1000, 0, 0);
+    call(
+        "ConsoleWrite len=0 gpa=u64::MAX",
+        CONSOLE_WRITE,
+        u64::MAX,
+        0,
+        BADADDR,
+    );
     call(
         "ConsoleWrite last page, crossing the end",
-        1,
+        CONSOLE_WRITE,
         mem - PAGE_SIZE + 16,
         2 * PAGE_SIZE,
         BADADDR,
@@ -111,7 +149,7 @@ pub(crate) fn run() -> bool {
     };
     call(
         "ConsoleWrite ending exactly at mem_size",
-        1,
+        CONSOLE_WRITE,
         end_gpa,
         msg.len() as u64,
         msg.len() as i64,
@@ -121,23 +159,51 @@ pub(crate) fn run() -> bool {
     // User-mode and console-input calls with bad arguments (SpaceCreate outside the user
     // pool, unaligned, past the end; SpaceDestroy of handles never created; ConsoleRead
     // outside memory).
-    call("SpaceCreate gpa=0 (kernel memory)", 5, 0, 0, BADADDR);
-    call("SpaceCreate gpa unaligned", 5, mem - 4096 + 8, 0, BADADDR);
-    call("SpaceCreate gpa=mem_size", 5, mem, 0, BADADDR);
-    call("SpaceCreate gpa=u64::MAX", 5, u64::MAX, 0, BADADDR);
-    call("SpaceDestroy handle=0", 6, 0, 0, INVAL);
-    call("SpaceDestroy handle=u64::MAX", 6, u64::MAX, 0, INVAL);
-    call("ConsoleRead gpa=mem_size", 7, mem, 1, BADADDR);
-    call("ConsoleWrite stream=3", 1 | STREAM3, 0, 0, INVAL);
+    call(
+        "SpaceCreate gpa=0 (kernel memory)",
+        SPACE_CREATE,
+        0,
+        0,
+        BADADDR,
+    );
+    call(
+        "SpaceCreate gpa unaligned",
+        SPACE_CREATE,
+        mem - 4096 + 8,
+        0,
+        BADADDR,
+    );
+    call("SpaceCreate gpa=mem_size", SPACE_CREATE, mem, 0, BADADDR);
+    call(
+        "SpaceCreate gpa=u64::MAX",
+        SPACE_CREATE,
+        u64::MAX,
+        0,
+        BADADDR,
+    );
+    call("SpaceDestroy handle=0", SPACE_DESTROY, 0, 0, INVAL);
+    call(
+        "SpaceDestroy handle=u64::MAX",
+        SPACE_DESTROY,
+        u64::MAX,
+        0,
+        INVAL,
+    );
+    call("ConsoleRead gpa=mem_size", CONSOLE_READ, mem, 1, BADADDR);
+    call(
+        "ConsoleWrite stream=3",
+        CONSOLE_WRITE | STREAM3,
+        0,
+        0,
+        INVAL,
+    );
     call("hypercall nr=0x7fff_ffff", 0x7fff_ffff, 0, 0, UNKNOWN);
     call("hypercall nr=u32::MAX", 0xffff_ffff, 0, 0, UNKNOWN);
     call("hypercall nr=u64::MAX (all flags)", u64::MAX, 0, 0, UNKNOWN);
     call("Nop with unknown flag bits", 0xffff_fffe_0000_0000, 0, 0, 0);
     call("Nop with NOSPIN", HC_FLAG_NOSPIN, 0, 0, 0);
     {
-        let _irq = IrqGuard::new();
-        let got = hc(4 | 0xabcd_0000_0000_0000, 0, 0, 0, 0, 0);
-        drop(_irq);
+        let got = hcall::raw(WALL_CLOCK | 0xabcd_0000_0000_0000, [0; 5]);
         ok &= expect("WallClock with flag bits", got, |g| g > 0, "> 0");
     }
 
@@ -156,9 +222,7 @@ pub(crate) fn run() -> bool {
             "MISMATCHES"
         }
     );
-    let _irq = IrqGuard::new();
-    hc(2, code, 0, 0, 0, 0);
-    crate::arch::die()
+    hcall::shutdown(code)
 }
 
 /// Every in-sandbox entry with bad arguments.
@@ -402,8 +466,7 @@ pub(crate) fn extra_vcpus() -> bool {
 pub(crate) fn panic_bad_address() -> bool {
     let mem = crate::boot::info().mem_size;
     println!("hostile: Panic hypercall with a message at gpa mem_size-16, len 4096");
-    let _irq = IrqGuard::new();
-    crate::stub::hypercall(3, mem - 16, 4096, 0, 0, 0);
+    hcall::raw(PANIC, [mem - 16, 4096, 0, 0, 0]);
     println!("hostile: the host returned from Panic");
     hcall::shutdown(super::EXIT_NOT_CONTAINED)
 }

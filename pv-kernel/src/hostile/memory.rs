@@ -4,16 +4,17 @@
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use pvmux_hypercalls::frame::pf;
+use pvmux_hypercalls::paging::pte;
 use pvmux_hypercalls::PAGE_SIZE;
 
 use crate::irq::IrqGuard;
 use crate::mm::{demand, frame};
 use crate::{boot, println};
 
-const P: u64 = 1;
-const W: u64 = 2;
-const PS: u64 = 1 << 7;
-const NX: u64 = 1 << 63;
+const P: u64 = pte::PRESENT;
+const W: u64 = pte::WRITABLE;
+const PS: u64 = pte::HUGE_PAGE;
+const NX: u64 = pte::NO_EXECUTE;
 
 /// The live PML4 through the direct map.
 fn pml4() -> *mut u64 {
@@ -66,7 +67,7 @@ pub(crate) fn map_beyond() -> bool {
     set_entry(pd, 0, pt | P | W);
     set_entry(pd, 1, (mem & !0x1f_ffff) | P | W | PS | NX); // 2 MiB page at mem_size
     set_entry(pt, 0, mem | P | W | NX);
-    set_entry(pt, 1, 0x000f_ffff_ffff_f000 | P | W | NX);
+    set_entry(pt, 1, pte::ADDR_MASK | P | W | NX);
     set_entry(pt, 2, (mem - PAGE_SIZE) | P | W | NX); // the last page: fine
     set_entry(pt, 3, data | P | W | NX); // control
                                          // SAFETY: installs our own table in an unused slot of our own PML4.

@@ -5,11 +5,14 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use pvmux_hypercalls::layout::{vcpu_shared_addr, CTL_BASE};
-use pvmux_hypercalls::{HC_FLAG_NOSPIN, PAGE_SIZE};
+use pvmux_hypercalls::{Hypercall, HC_FLAG_NOSPIN, PAGE_SIZE};
 
 use crate::irq::IrqGuard;
 use crate::time::now_ns;
 use crate::{hcall, println};
+
+const NOP: u64 = Hypercall::Nop as u64;
+const CONSOLE_WRITE: u64 = Hypercall::ConsoleWrite as u64;
 
 /// `hostile=storm`: every vCPU makes Nop / empty ConsoleWrite / short ConsoleWrite hypercalls
 /// as fast as it can for ~1 s.
@@ -28,12 +31,12 @@ pub(crate) fn storm() -> bool {
                     let _irq = IrqGuard::new();
                     for _ in 0..64 {
                         let (nr, a0, a1) = match i % 1024 {
-                            0 => (1, line_gpa, LINE.len() as u64),
-                            k if k.is_multiple_of(2) => (0, 0, 0),
-                            k if k.is_multiple_of(3) => (HC_FLAG_NOSPIN, 0, 0),
-                            _ => (1, line_gpa, 0),
+                            0 => (CONSOLE_WRITE, line_gpa, LINE.len() as u64),
+                            k if k.is_multiple_of(2) => (NOP, 0, 0),
+                            k if k.is_multiple_of(3) => (NOP | HC_FLAG_NOSPIN, 0, 0),
+                            _ => (CONSOLE_WRITE, line_gpa, 0),
                         };
-                        crate::stub::hypercall(nr, a0, a1, 0, 0, 0);
+                        hcall::raw(nr, [a0, a1, 0, 0, 0]);
                         i += 1;
                     }
                 }
@@ -72,19 +75,11 @@ pub(crate) fn scribble() -> bool {
             if i.is_multiple_of(256) {
                 hcall::console_write(msg);
             } else {
-                let _irq = IrqGuard::new();
-                crate::stub::hypercall(
-                    if i.is_multiple_of(3) {
-                        HC_FLAG_NOSPIN
-                    } else {
-                        0
-                    },
-                    0,
-                    0,
-                    0,
-                    0,
-                    0,
-                );
+                hcall::nop(if i.is_multiple_of(3) {
+                    HC_FLAG_NOSPIN
+                } else {
+                    0
+                });
             }
             i += 1;
         }

@@ -4,6 +4,8 @@
 
 use core::sync::atomic::Ordering;
 
+use pvmux_hypercalls::frame::SYSCALL_COMPAT;
+
 use crate::irq::IrqGuard;
 use crate::println;
 use crate::trap::STATS;
@@ -31,14 +33,14 @@ pub(crate) fn raw6(nr: u64, a: [u64; 6]) -> i64 {
 }
 
 /// Runs one raw call and checks that it was trapped with the right number and answered
-/// -ENOSYS. `compat` expects the non-native bit (bit 63) in the trapped number.
+/// -ENOSYS. `compat` expects the non-native bit ([`SYSCALL_COMPAT`]) in the trapped number.
 fn check(name: &str, nr: u64, run: impl FnOnce() -> i64, compat: bool) -> bool {
     let _irq = IrqGuard::new();
     let n0 = STATS.syscalls.load(Ordering::Relaxed);
     let ret = run();
     let trapped = STATS.syscalls.load(Ordering::Relaxed) == n0 + 1;
     let got = STATS.last_syscall_nr.load(Ordering::Relaxed);
-    let want = nr | if compat { 1 << 63 } else { 0 };
+    let want = nr | if compat { SYSCALL_COMPAT } else { 0 };
     let ok = trapped && got == want && ret == ENOSYS;
     if ok {
         println!("hostile: raw syscall {name} (nr {nr}) trapped, returned {ret}");

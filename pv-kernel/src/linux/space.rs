@@ -33,7 +33,7 @@ use pvmux_hypercalls::user::{
     command, in_user_window, op, prot, user_ctx_size, user_slot_offset, UserCtxHeader, UserExit,
     UserOp, UserSlot, USER_CTX_MAGIC, USER_FPSTATE_MAX, USER_OPS_MAX,
 };
-use pvmux_hypercalls::{Hypercall, TrapFrame, ABI_VERSION, PAGE_SIZE};
+use pvmux_hypercalls::{TrapFrame, ABI_VERSION, PAGE_SIZE};
 
 use super::{pool, Errno};
 use crate::irq::{IrqGuard, IrqLock};
@@ -697,16 +697,15 @@ impl Space {
         let reaped = alloc::boxed::Box::new(AtomicU32::new(0));
         let reaped_gpa = crate::boot::virt_to_phys(&*reaped as *const AtomicU32 as u64, 4)
             .ok_or(Errno::ENOMEM)?;
-        let r = crate::stub::hypercall(Hypercall::SpaceCreate as u64, ctx_gpa, reaped_gpa, 0, 0, 0);
-        if r < 0 {
+        let Ok(handle) = crate::hcall::space_create(ctx_gpa, reaped_gpa) else {
             for p in 0..pages as u64 {
                 pool::put(ctx_gpa + p * PAGE_SIZE);
             }
             return Err(Errno::EAGAIN);
-        }
+        };
         LIVE.fetch_add(1, Ordering::Relaxed);
         Ok(Arc::new(Self {
-            handle: r as u64,
+            handle,
             ctx_gpa,
             ctx_pages: pages,
             reaped: spin::Mutex::new(Some(reaped)),
@@ -960,7 +959,7 @@ impl Drop for Space {
         // process is reaped. Until then the sandbox may still touch the context region and
         // the pages, so they wait in the graveyard. (A sandbox that died on its own was
         // reaped already: the word is set and the graveyard releases it at once.)
-        let _ = crate::stub::hypercall(Hypercall::SpaceDestroy as u64, self.handle, 0, 0, 0, 0);
+        let _ = crate::hcall::space_destroy(self.handle);
         LIVE.fetch_sub(1, Ordering::Relaxed);
         let mm = self.mm.get_mut();
         let mut frames: Vec<u64> = mm.pages.values().map(|p| p.gpa).collect();

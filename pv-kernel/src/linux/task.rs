@@ -11,6 +11,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 
 use pvmux_hypercalls::frame::RFLAGS_USER_MASK;
+use pvmux_hypercalls::Vector;
 
 use super::files::{FdTable, FsContext};
 use super::signal::{sig, SigAction, SigState};
@@ -454,8 +455,9 @@ fn task_main(task: Arc<Task>, mut st: UserState, mut fresh: bool) {
                 error_code,
                 addr,
             } => {
-                let signo = match vector {
-                    14 => {
+                // The vector is the user stub's word in the slot: untrusted, decoded here.
+                let signo = match Vector::from_raw(u64::from(vector)) {
+                    Some(Vector::PageFault) => {
                         let handled =
                             super::space::handle_fault(&space, addr, error_code).or_else(|e| {
                                 // Out of pool memory while exited processes' pages are still
@@ -471,10 +473,10 @@ fn task_main(task: Arc<Task>, mut st: UserState, mut fresh: bool) {
                             _ => Some(sig::SIGSEGV),
                         }
                     }
-                    0 | 16 | 19 => Some(sig::SIGFPE),
-                    6 => Some(sig::SIGILL),
-                    1 | 3 => Some(sig::SIGTRAP),
-                    17 => Some(sig::SIGBUS),
+                    Some(Vector::DivideError | Vector::X87Fp | Vector::SimdFp) => Some(sig::SIGFPE),
+                    Some(Vector::InvalidOpcode) => Some(sig::SIGILL),
+                    Some(Vector::Debug | Vector::Breakpoint) => Some(sig::SIGTRAP),
+                    Some(Vector::AlignmentCheck) => Some(sig::SIGBUS),
                     _ => Some(sig::SIGSEGV),
                 };
                 if let Some(s) = signo {

@@ -1,12 +1,12 @@
-//! The kernel's page tables, through the `x86_64` crate's [`OffsetPageTable`].
+//! The kernel's page tables: changed through the `x86_64` crate's [`OffsetPageTable`], read
+//! (`translate`) with the ABI's walker (`pvmux_hypercalls::paging`), the same one the stub's
+//! shadow paging and the host use, so the kernel sees its tables exactly as they are mapped.
 //!
 //! The root is the one the domain builder made (`BootInfo::page_table_root`); page-table
 //! frames are reached through the direct map. No privileged instruction is used: after a live
 //! mapping changes, the stub's `tlb_flush` invalidates the shadow.
 
 use x86_64::structures::paging::mapper::MapToError;
-#[cfg(feature = "diagnostics")]
-use x86_64::structures::paging::mapper::Translate;
 use x86_64::structures::paging::{
     Mapper, OffsetPageTable, Page, PageTable, PageTableFlags, PhysFrame, Size4KiB,
 };
@@ -80,8 +80,33 @@ pub(crate) fn unmap_page(va: u64) -> Option<PhysFrame<Size4KiB>> {
     Some(frame)
 }
 
+/// Guest memory through the direct map, for the ABI's page-table walker.
+#[cfg(feature = "diagnostics")]
+struct DirectMap;
+
+#[cfg(feature = "diagnostics")]
+impl pvmux_hypercalls::paging::TableReader for DirectMap {
+    fn read_entry(&self, gpa: u64) -> Option<u64> {
+        if !gpa.is_multiple_of(8) || gpa.checked_add(8)? > self.mem_size() {
+            return None;
+        }
+        let p = crate::boot::phys_to_virt(gpa) as *const u64;
+        // SAFETY: the direct map covers all of guest memory read-write for the kernel's life;
+        // the word is 8-aligned and inside it (checked). One volatile load copies the entry.
+        Some(unsafe { p.read_volatile() })
+    }
+
+    fn mem_size(&self) -> u64 {
+        crate::boot::info().mem_size
+    }
+}
+
 #[cfg(feature = "diagnostics")]
 /// Guest-physical address `va` maps to, if any.
 pub(crate) fn translate(va: u64) -> Option<u64> {
-    with_mapper(|m| m.translate_addr(VirtAddr::new(va)).map(|p| p.as_u64()))
+    VirtAddr::try_new(va).ok()?;
+    let root = crate::boot::info().page_table_root;
+    // Under the mapper's lock: no table changes during the walk.
+    with_mapper(|_| pvmux_hypercalls::paging::walk(&DirectMap, root, va).ok())
+        .map(|leaf| leaf.gpa_of(va))
 }

@@ -5,13 +5,15 @@
 //! register context (`iret`, `irq_enable`) are assembly.
 
 use core::arch::global_asm;
+use core::mem::offset_of;
 use core::sync::atomic::Ordering::*;
 use pvmux_hypercalls::frame::{pf, RFLAGS_IF, RFLAGS_USER_MASK, TRAP_FRAME_SIZE};
 use pvmux_hypercalls::layout::{in_window, PHYSMAP_BASE, WINDOW_BASE};
 use pvmux_hypercalls::stub::STUB_ENTRIES;
 use pvmux_hypercalls::vcpu::{pending, stat};
 use pvmux_hypercalls::{
-    CrashReason, HcError, StubTable, TrapFrame, Vector, ABI_MAGIC, ABI_VERSION, PAGE_SIZE,
+    CrashReason, HcError, StubTable, TrapFrame, VcpuShared, Vector, ABI_MAGIC, ABI_VERSION,
+    PAGE_SIZE,
 };
 
 use crate::shadow::{self, MAX_FAULT_AROUND};
@@ -63,10 +65,10 @@ global_asm!(
     "pvmux_stub_hypercall:",
     "mov rax, fs:[8]",
     "mov r11, [rsp]",
-    "mov [rax + 0xc0], r11",
+    "mov [rax + {caller_rip}], r11",
     "lea r11, [rsp + 8]",
-    "mov [rax + 0xc8], r11",
-    "mov [rax + 0xd0], rbp",
+    "mov [rax + {caller_rsp}], r11",
+    "mov [rax + {caller_rbp}], rbp",
     "jmp {hypercall}",
     //
     ".globl pvmux_stub_null",
@@ -80,8 +82,8 @@ global_asm!(
     "pvmux_stub_irq_enable:",
     "mov rax, fs:[8]",
     "mov r11d, 1",
-    "xchg dword ptr [rax], r11d",
-    "cmp dword ptr [rax + 4], 0",
+    "xchg dword ptr [rax + {irq_enabled}], r11d",
+    "cmp dword ptr [rax + {pending}], 0",
     "jne 2f",
     "ret",
     "2:",
@@ -89,29 +91,29 @@ global_asm!(
     "lea rax, [rsp + 16]",
     "sub rax, {below}",
     "and rax, -16",
-    "mov [rax + 8], rbx",
-    "mov [rax + 16], rcx",
-    "mov [rax + 24], rdx",
-    "mov [rax + 32], rsi",
-    "mov [rax + 40], rdi",
-    "mov [rax + 48], rbp",
-    "mov [rax + 56], r8",
-    "mov [rax + 64], r9",
-    "mov [rax + 72], r10",
-    "mov [rax + 80], r11",
-    "mov [rax + 88], r12",
-    "mov [rax + 96], r13",
-    "mov [rax + 104], r14",
-    "mov [rax + 112], r15",
+    "mov [rax + {f_rbx}], rbx",
+    "mov [rax + {f_rcx}], rcx",
+    "mov [rax + {f_rdx}], rdx",
+    "mov [rax + {f_rsi}], rsi",
+    "mov [rax + {f_rdi}], rdi",
+    "mov [rax + {f_rbp}], rbp",
+    "mov [rax + {f_r8}], r8",
+    "mov [rax + {f_r9}], r9",
+    "mov [rax + {f_r10}], r10",
+    "mov [rax + {f_r11}], r11",
+    "mov [rax + {f_r12}], r12",
+    "mov [rax + {f_r13}], r13",
+    "mov [rax + {f_r14}], r14",
+    "mov [rax + {f_r15}], r15",
     "pop rbx",
-    "mov [rax], rbx",
+    "mov [rax + {f_rax}], rbx",
     "pop rbx",
-    "mov [rax + 144], rbx",
-    "mov [rax + 160], rsp",
+    "mov [rax + {f_rip}], rbx",
+    "mov [rax + {f_rsp}], rsp",
     "pushfq",
     "pop rbx",
     "or rbx, {rflags_if}",
-    "mov [rax + 152], rbx",
+    "mov [rax + {f_rflags}], rbx",
     "mov rbx, rax",
     "lea rsp, [rax - 16]",
     "mov rdi, rax",
@@ -171,23 +173,23 @@ global_asm!(
     "test rax, rax",
     "jnz 3f",
     "mov rbx, rdx",
-    "mov rsp, [rbx + 160]",
+    "mov rsp, [rbx + {f_rsp}]",
     "sub rsp, 144",
-    "mov rax, [rbx]",
-    "mov rcx, [rbx + 16]",
-    "mov rdx, [rbx + 24]",
-    "mov rsi, [rbx + 32]",
-    "mov rdi, [rbx + 40]",
-    "mov rbp, [rbx + 48]",
-    "mov r8, [rbx + 56]",
-    "mov r9, [rbx + 64]",
-    "mov r10, [rbx + 72]",
-    "mov r11, [rbx + 80]",
-    "mov r12, [rbx + 88]",
-    "mov r13, [rbx + 96]",
-    "mov r14, [rbx + 104]",
-    "mov r15, [rbx + 112]",
-    "mov rbx, [rbx + 8]",
+    "mov rax, [rbx + {f_rax}]",
+    "mov rcx, [rbx + {f_rcx}]",
+    "mov rdx, [rbx + {f_rdx}]",
+    "mov rsi, [rbx + {f_rsi}]",
+    "mov rdi, [rbx + {f_rdi}]",
+    "mov rbp, [rbx + {f_rbp}]",
+    "mov r8, [rbx + {f_r8}]",
+    "mov r9, [rbx + {f_r9}]",
+    "mov r10, [rbx + {f_r10}]",
+    "mov r11, [rbx + {f_r11}]",
+    "mov r12, [rbx + {f_r12}]",
+    "mov r13, [rbx + {f_r13}]",
+    "mov r14, [rbx + {f_r14}]",
+    "mov r15, [rbx + {f_r15}]",
+    "mov rbx, [rbx + {f_rbx}]",
     "popfq",
     "ret 128",
     "3:",
@@ -196,8 +198,31 @@ global_asm!(
     "mov rdi, rdx",
     "jmp rax",
     hypercall = sym doorbell::hypercall,
+    caller_rip = const offset_of!(VcpuShared, hc_caller_rip),
+    caller_rsp = const offset_of!(VcpuShared, hc_caller_rsp),
+    caller_rbp = const offset_of!(VcpuShared, hc_caller_rbp),
+    irq_enabled = const offset_of!(VcpuShared, irq_enabled),
+    pending = const offset_of!(VcpuShared, pending),
     event_prepare = sym event_prepare,
     iret_prepare = sym iret_prepare,
+    f_rax = const offset_of!(TrapFrame, rax),
+    f_rbx = const offset_of!(TrapFrame, rbx),
+    f_rcx = const offset_of!(TrapFrame, rcx),
+    f_rdx = const offset_of!(TrapFrame, rdx),
+    f_rsi = const offset_of!(TrapFrame, rsi),
+    f_rdi = const offset_of!(TrapFrame, rdi),
+    f_rbp = const offset_of!(TrapFrame, rbp),
+    f_r8 = const offset_of!(TrapFrame, r8),
+    f_r9 = const offset_of!(TrapFrame, r9),
+    f_r10 = const offset_of!(TrapFrame, r10),
+    f_r11 = const offset_of!(TrapFrame, r11),
+    f_r12 = const offset_of!(TrapFrame, r12),
+    f_r13 = const offset_of!(TrapFrame, r13),
+    f_r14 = const offset_of!(TrapFrame, r14),
+    f_r15 = const offset_of!(TrapFrame, r15),
+    f_rip = const offset_of!(TrapFrame, rip),
+    f_rflags = const offset_of!(TrapFrame, rflags),
+    f_rsp = const offset_of!(TrapFrame, rsp),
     below = const 128 + TRAP_FRAME_SIZE,
     xmm = const OFF_XMM_SAVE,
     rflags_if = const RFLAGS_IF,
@@ -273,9 +298,10 @@ extern "sysv64" fn iret_prepare(frame: u64) -> Pair {
             shared.irq_enabled.store(0, SeqCst);
             // SAFETY: as above: the frame is in the window and was just read.
             unsafe {
-                ((frame + 120) as *mut u64).write_volatile(Vector::Event as u64);
-                ((frame + 128) as *mut u64).write_volatile(u64::from(bits));
-                ((frame + 136) as *mut u64).write_volatile(0);
+                let field = |off: usize| (frame + off as u64) as *mut u64;
+                field(offset_of!(TrapFrame, vector)).write_volatile(Vector::Event as u64);
+                field(offset_of!(TrapFrame, error_code)).write_volatile(u64::from(bits));
+                field(offset_of!(TrapFrame, fault_addr)).write_volatile(0);
             }
             crate::state::count(shared, stat::EVENTS);
             return Pair(entry, frame);
@@ -437,8 +463,8 @@ extern "sysv64" fn prefault(va: u64, len: u64, write: u64) -> i64 {
         if shadow::fill(page, access, shared).is_err() {
             return ERR_BADADDR;
         }
-        let step = if leaf.size > PAGE_SIZE {
-            leaf.size - (page - leaf.va)
+        let step = if leaf.size.bytes() > PAGE_SIZE {
+            leaf.size.bytes() - (page - leaf.page_va)
         } else {
             PAGE_SIZE * u64::from(G.fault_around.load(Relaxed).max(1))
                 - (page % (PAGE_SIZE * u64::from(G.fault_around.load(Relaxed).max(1))))

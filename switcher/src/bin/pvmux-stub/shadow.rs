@@ -1,6 +1,7 @@
 //! Shadow paging: the guest's own x86-64 page tables, realised as `mmap`s of the guest memfd.
 //!
-//! A miss (SIGSEGV in the window) walks the guest's tables through the physmap; if the guest
+//! A miss (SIGSEGV in the window) walks the guest's tables through the physmap (the ABI's one
+//! walker, `pvmux_hypercalls::paging`, reading each entry with one volatile load); if the guest
 //! allows the access, the page and its present neighbours in the same fault-around block are
 //! mapped with one `mmap` per physically contiguous run (a 2 MiB or 1 GiB guest page with one
 //! `mmap`), and the faulting access is retried. TLB flushes `munmap`. When the host refuses a
@@ -10,20 +11,13 @@
 use core::sync::atomic::{AtomicU64, Ordering::*};
 use pvmux_hypercalls::frame::pf;
 use pvmux_hypercalls::layout::{PHYSMAP_BASE, WINDOW_BASE, WINDOW_END, WINDOW_SIZE};
+use pvmux_hypercalls::paging::{self, pte, LeafSize, TableReader};
 use pvmux_hypercalls::sandbox::GUEST_MEM_FD;
 use pvmux_hypercalls::vcpu::stat;
 use pvmux_hypercalls::{VcpuShared, PAGE_SIZE};
 
 use crate::state::G;
 use crate::sys;
-
-const PTE_P: u64 = 1 << 0;
-const PTE_W: u64 = 1 << 1;
-const PTE_A: u64 = 1 << 5;
-const PTE_D: u64 = 1 << 6;
-const PTE_PS: u64 = 1 << 7;
-const PTE_NX: u64 = 1 << 63;
-const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
 
 /// Mappings the stub makes before it evicts the whole shadow (the host default
 /// `vm.max_map_count` is 65530 per process).
@@ -37,97 +31,57 @@ const PROT_EXEC: u32 = 4;
 const MAP_SHARED_FIXED: u32 = 0x11;
 const ENOMEM: u32 = 12;
 
-/// A translated guest-virtual address.
-#[derive(Clone, Copy)]
-pub(crate) struct Leaf {
-    /// Guest-virtual start of the (possibly large) page.
-    pub(crate) va: u64,
-    /// Guest-physical start of the page.
-    pub(crate) gpa: u64,
-    /// Page size: 4 KiB, 2 MiB or 1 GiB.
-    pub(crate) size: u64,
-    /// Writable at every level.
-    pub(crate) writable: bool,
-    /// Executable at every level.
-    pub(crate) exec: bool,
-    /// Guest-physical address of the leaf entry.
-    pub(crate) pte_gpa: u64,
-}
+/// A translated guest-virtual address: the leaf mapping that contains it.
+pub(crate) type Leaf = paging::Leaf;
 
 /// Why a translation failed: the #PF error-code bits the guest should see.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Refused(pub(crate) u64);
 
-/// Reads a page-table entry through the physmap.
-fn entry_at(gpa: u64) -> Option<&'static AtomicU64> {
-    if !gpa.is_multiple_of(8) || gpa.checked_add(8)? > G.mem_size.load(Relaxed) {
-        return None;
+/// Guest memory through the physmap.
+struct Physmap;
+
+impl Physmap {
+    /// Address of the 8-byte word at `gpa` in the physmap, if `gpa` is 8-aligned and the
+    /// word lies inside guest memory.
+    fn word(gpa: u64) -> Option<*mut u64> {
+        if !gpa.is_multiple_of(8) || gpa.checked_add(8)? > G.mem_size.load(Relaxed) {
+            return None;
+        }
+        Some((PHYSMAP_BASE + gpa) as *mut u64)
     }
-    // SAFETY: the physmap maps all `mem_size` bytes of guest memory for the life of the
-    // process, and gpa is 8-aligned and in range. The guest may change the entry at any time;
-    // every access is a single atomic operation.
-    Some(unsafe { &*((PHYSMAP_BASE + gpa) as *const AtomicU64) })
 }
 
-/// Walks the guest tables from the current root for `va`.
-pub(crate) fn walk(va: u64) -> Result<Leaf, Refused> {
-    let mut table = G.root.load(Acquire);
-    let (mut writable, mut exec) = (true, true);
-    for level in (1..=4u32).rev() {
-        let shift = 12 + 9 * (level - 1);
-        let idx = (va >> shift) & 511;
-        let slot = table + idx * 8;
-        let e = entry_at(slot)
-            .ok_or(Refused(pf::RESERVED | pf::PRESENT))?
-            .load(Relaxed);
-        if e & PTE_P == 0 {
-            return Err(Refused(0));
-        }
-        writable &= e & PTE_W != 0;
-        exec &= e & PTE_NX == 0;
-        let leaf_size = match level {
-            1 => Some(PAGE_SIZE),
-            2 | 3 if e & PTE_PS != 0 => Some(1u64 << shift),
-            _ => None,
-        };
-        if let Some(size) = leaf_size {
-            let gpa = e & ADDR_MASK & !(size - 1);
-            if gpa
-                .checked_add(size)
-                .is_none_or(|end| end > G.mem_size.load(Relaxed))
-            {
-                return Err(Refused(pf::RESERVED | pf::PRESENT));
-            }
-            return Ok(Leaf {
-                va: va & !(size - 1),
-                gpa,
-                size,
-                writable,
-                exec,
-                pte_gpa: slot,
-            });
-        }
-        table = e & ADDR_MASK;
+impl TableReader for Physmap {
+    fn read_entry(&self, gpa: u64) -> Option<u64> {
+        let p = Self::word(gpa)?;
+        // SAFETY: the physmap maps all `mem_size` bytes of guest memory for the life of the
+        // process, and the word is 8-aligned and in range. The guest may change it at any
+        // time: it is copied with one volatile (single `mov`) load, no reference is formed.
+        Some(unsafe { p.read_volatile() })
     }
-    Err(Refused(0))
+
+    fn mem_size(&self) -> u64 {
+        G.mem_size.load(Relaxed)
+    }
+}
+
+/// Walks the guest tables from the current root (page aligned and inside guest memory: the
+/// stub checks it when it takes it) for `va` (a window address, so canonical).
+pub(crate) fn walk(va: u64) -> Result<Leaf, Refused> {
+    paging::walk(&Physmap, G.root.load(Acquire), va).map_err(|e| Refused(e.pf_bits()))
 }
 
 /// Checks an access (#PF error-code bits `access`: WRITE, FETCH) against a leaf.
 fn permits(leaf: &Leaf, access: u64) -> Result<(), Refused> {
-    if access & pf::WRITE != 0 && !leaf.writable {
-        return Err(Refused(pf::PRESENT | (access & (pf::WRITE | pf::FETCH))));
-    }
-    if access & pf::FETCH != 0 && !leaf.exec {
-        return Err(Refused(pf::PRESENT | (access & (pf::WRITE | pf::FETCH))));
-    }
-    Ok(())
+    leaf.permits(access).map_err(Refused)
 }
 
 /// Translates `va` for an access, returning the guest-physical address.
 pub(crate) fn translate(va: u64, access: u64) -> Result<u64, Refused> {
     let leaf = walk(va)?;
     permits(&leaf, access)?;
-    Ok(leaf.gpa + (va - leaf.va))
+    Ok(leaf.gpa_of(va))
 }
 
 /// Tenant-wide lock ordering fills against invalidations.
@@ -172,8 +126,12 @@ fn prot(writable: bool, exec: bool) -> u32 {
 
 /// Marks a leaf accessed (and dirty if it is mapped writable: the stub cannot see later writes).
 fn mark(leaf: &Leaf) {
-    if let Some(e) = entry_at(leaf.pte_gpa) {
-        e.fetch_or(PTE_A | if leaf.writable { PTE_D } else { 0 }, Relaxed);
+    let bits = pte::ACCESSED | if leaf.writable { pte::DIRTY } else { 0 };
+    if let Some(p) = Physmap::word(leaf.entry_gpa) {
+        // SAFETY: an 8-aligned word of the physmap (mapped for the life of the process). The
+        // guest may write the entry concurrently, so the bits are set with one atomic RMW; the
+        // `AtomicU64` view lives only for this operation.
+        unsafe { AtomicU64::from_ptr(p) }.fetch_or(bits, Relaxed);
     }
 }
 
@@ -198,18 +156,20 @@ pub(crate) fn fill(va: u64, access: u64, shared: &VcpuShared) -> Result<(), Fill
     let leaf = walk(va).map_err(FillError::Guest)?;
     permits(&leaf, access).map_err(FillError::Guest)?;
     crate::state::count(shared, stat::SHADOW_FILLS);
-    if leaf.size > PAGE_SIZE {
+    let (leaf_va, leaf_gpa) = (leaf.page_va, leaf.frame_gpa);
+    if leaf.size != LeafSize::Size4KiB {
+        let size = leaf.size.bytes();
         mark(&leaf);
         map_run(
-            leaf.va,
-            leaf.size,
-            leaf.gpa,
+            leaf_va,
+            size,
+            leaf_gpa,
             leaf.writable,
-            leaf.exec,
+            leaf.executable,
             shared,
         )
         .map_err(FillError::Host)?;
-        shared.stats[stat::SHADOW_PAGES].fetch_add(leaf.size / PAGE_SIZE, Relaxed);
+        shared.stats[stat::SHADOW_PAGES].fetch_add(size / PAGE_SIZE, Relaxed);
         return Ok(());
     }
     // Fault-around: the aligned block of `fa` pages around va, one mmap per contiguous run
@@ -221,14 +181,17 @@ pub(crate) fn fill(va: u64, access: u64, shared: &VcpuShared) -> Result<(), Fill
     let mut covered = false;
     for i in 0..fa {
         let pva = block + i * PAGE_SIZE;
-        let this = if pva == leaf.va {
+        let this = if pva == leaf_va {
             Some(leaf)
         } else {
-            walk(pva).ok().filter(|l| l.size == PAGE_SIZE)
+            walk(pva).ok().filter(|l| l.size == LeafSize::Size4KiB)
         };
         let extend = match (&mut run, &this) {
             (Some((rva, rgpa, rlen, w, x)), Some(l)) => {
-                *rva + *rlen == pva && *rgpa + *rlen == l.gpa && *w == l.writable && *x == l.exec
+                *rva + *rlen == pva
+                    && *rgpa + *rlen == l.frame_gpa
+                    && *w == l.writable
+                    && *x == l.executable
             }
             _ => false,
         };
@@ -239,9 +202,9 @@ pub(crate) fn fill(va: u64, access: u64, shared: &VcpuShared) -> Result<(), Fill
         } else {
             if let Some((rva, rgpa, rlen, w, x)) = run.take() {
                 map_run(rva, rlen, rgpa, w, x, shared).map_err(FillError::Host)?;
-                covered |= (rva..rva + rlen).contains(&leaf.va);
+                covered |= (rva..rva + rlen).contains(&leaf_va);
             }
-            run = this.map(|l| (pva, l.gpa, PAGE_SIZE, l.writable, l.exec));
+            run = this.map(|l| (pva, l.frame_gpa, PAGE_SIZE, l.writable, l.executable));
         }
         if let Some(l) = this {
             mark(&l);
@@ -250,15 +213,15 @@ pub(crate) fn fill(va: u64, access: u64, shared: &VcpuShared) -> Result<(), Fill
     }
     if let Some((rva, rgpa, rlen, w, x)) = run.take() {
         map_run(rva, rlen, rgpa, w, x, shared).map_err(FillError::Host)?;
-        covered |= (rva..rva + rlen).contains(&leaf.va);
+        covered |= (rva..rva + rlen).contains(&leaf_va);
     }
     if !covered {
         map_run(
-            leaf.va,
+            leaf_va,
             PAGE_SIZE,
-            leaf.gpa,
+            leaf_gpa,
             leaf.writable,
-            leaf.exec,
+            leaf.executable,
             shared,
         )
         .map_err(FillError::Host)?;
@@ -314,9 +277,10 @@ pub(crate) fn write_guest(va: u64, words: &[u64]) -> Result<(), Refused> {
                 gpa
             }
         };
-        entry_at(gpa_page + (a - page_va))
-            .ok_or(Refused(pf::RESERVED))?
-            .store(*w, Relaxed);
+        let p = Physmap::word(gpa_page + (a - page_va)).ok_or(Refused(pf::RESERVED))?;
+        // SAFETY: an 8-aligned word of the physmap inside guest memory (checked by `word`);
+        // written with one volatile store, no reference formed.
+        unsafe { p.write_volatile(*w) };
     }
     Ok(())
 }

@@ -1,15 +1,11 @@
 //! The host kernel's signal frame as the stub's handlers see it (x86-64 Linux): signal
-//! numbers, and word indices into `struct sigcontext`, which starts at byte
-//! [`UC_MCONTEXT`] of the `ucontext`.
+//! numbers, the `siginfo` fields the stub reads, and word indices into `struct sigcontext`,
+//! which starts at byte [`UC_MCONTEXT`] of the `ucontext`.
 
 use pvmux_hypercalls::TrapFrame;
+pub(crate) use pvmux_switcher::exception::signo::*;
+use pvmux_switcher::exception::HostSignal;
 
-pub(crate) const SIGILL: i32 = 4;
-pub(crate) const SIGTRAP: i32 = 5;
-pub(crate) const SIGBUS: i32 = 7;
-pub(crate) const SIGFPE: i32 = 8;
-pub(crate) const SIGSEGV: i32 = 11;
-pub(crate) const SIGSYS: i32 = 31;
 /// `si_code` of a POSIX timer expiry.
 pub(crate) const SI_TIMER: i32 = -2;
 
@@ -42,6 +38,50 @@ pub(crate) const TRAPNO: usize = 20;
 pub(crate) const CR2: usize = 22;
 /// Pointer to the FPU/XSAVE state.
 pub(crate) const FPSTATE: usize = 23;
+
+/// The `siginfo` fields the stub reads (128 bytes from the host kernel).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SigInfo {
+    /// `si_code`.
+    pub(crate) code: i32,
+    /// `si_addr` (faults).
+    pub(crate) addr: u64,
+    /// The word at byte 24: a POSIX timer's `sigev_value`, or `si_syscall` (low half) and
+    /// `si_arch` (high half) for SIGSYS.
+    pub(crate) word24: u64,
+}
+
+impl SigInfo {
+    /// Copies the fields out of the `siginfo` the kernel passed to a handler.
+    ///
+    /// # Safety
+    /// `info` must be the handler's `siginfo` pointer (128 readable bytes).
+    pub(crate) unsafe fn read(info: *const u8) -> Self {
+        // SAFETY: the caller passes the kernel's siginfo: si_code at 8, si_addr at 16, the
+        // union word at 24, all inside its 128 bytes and naturally aligned.
+        unsafe {
+            Self {
+                code: (info.add(8) as *const i32).read(),
+                addr: (info.add(16) as *const u64).read(),
+                word24: (info.add(24) as *const u64).read(),
+            }
+        }
+    }
+
+    /// The signal as [`pvmux_switcher::exception::classify`] takes it, with the fault
+    /// registers of the context words `g`.
+    pub(crate) fn host_signal(&self, signo: i32, g: &[u64; 32]) -> HostSignal {
+        HostSignal {
+            signo,
+            si_addr: self.addr,
+            si_syscall: self.word24 as u32,
+            si_arch: (self.word24 >> 32) as u32,
+            trapno: g[TRAPNO],
+            err: g[ERR],
+            cr2: g[CR2],
+        }
+    }
+}
 
 /// The registers of `struct sigcontext` words `g` as a [`TrapFrame`] with the given
 /// exception fields (rflags as the kernel saved them).

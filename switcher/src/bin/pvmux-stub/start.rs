@@ -78,12 +78,50 @@ global_asm!(
     "push 0x202",
     "popfq",
     "jmp rax",
+    // Signal entries, one per sandbox kind. The host kernel enters a handler with the
+    // interrupted code's AC flag (alignment check): clear it before any Rust code runs, or
+    // the first unaligned access the compiler emits would fault with every signal blocked
+    // and kill the sandbox. (`rt_sigreturn` gives the interrupted code its flags back.)
+    // (`popfq` is slow: only when AC is actually set.)
+    ".globl pvmux_stub_signal_kernel",
+    "pvmux_stub_signal_kernel:",
+    "pushfq",
+    "test dword ptr [rsp], {ac}",
+    "jnz 2f",
+    "add rsp, 8",
+    "jmp {kernel_handler}",
+    "2:",
+    "and dword ptr [rsp], {no_ac}",
+    "popfq",
+    "jmp {kernel_handler}",
+    ".globl pvmux_stub_signal_user",
+    "pvmux_stub_signal_user:",
+    "pushfq",
+    "test dword ptr [rsp], {ac}",
+    "jnz 3f",
+    "add rsp, 8",
+    "jmp {user_handler}",
+    "3:",
+    "and dword ptr [rsp], {no_ac}",
+    "popfq",
+    "jmp {user_handler}",
     main = sym stub_main,
     ap_main = sym ap_main,
+    kernel_handler = sym trap::on_signal,
+    user_handler = sym crate::user::on_signal,
+    ac = const RFLAGS_AC as u32,
+    no_ac = const !RFLAGS_AC as u32,
 );
+
+/// The `rflags` alignment-check flag.
+const RFLAGS_AC: u64 = 1 << 18;
 
 extern "sysv64" {
     pub(crate) fn pvmux_stub_restorer();
+    /// The signal handler of a kernel sandbox (AC cleared, then `trap::on_signal`).
+    pub(crate) fn pvmux_stub_signal_kernel();
+    /// The signal handler of a user sandbox (AC cleared, then `user::on_signal`).
+    pub(crate) fn pvmux_stub_signal_user();
     fn pvmux_stub_clone(flags: u64, stack: u64, tls: u64, cpu: u64) -> i64;
     fn pvmux_stub_enter_guest(rip: u64, rsp: u64, rdi: u64, rsi: u64) -> !;
 }
@@ -499,7 +537,7 @@ extern "sysv64" fn stub_main(base: u64, dynamic: u64, initial_sp: u64) -> ! {
     // SAFETY: single-threaded here; the guest only reads the table.
     unsafe { TABLE = entries::table() };
 
-    if let Err(e) = install_handlers(trap::on_signal as *const () as u64) {
+    if let Err(e) = install_handlers(pvmux_stub_signal_kernel as *const () as u64) {
         fail(Step::SigAction, e);
     }
     // SAFETY: PR_SET_NO_NEW_PRIVS; inherited by every thread created below.

@@ -12,6 +12,7 @@ use pvmux_hypercalls::layout::in_window;
 use pvmux_hypercalls::sandbox::STUB_EXIT_CRASH;
 use pvmux_hypercalls::vcpu::{pending, stat};
 use pvmux_hypercalls::{CrashReason, TrapFrame, VcpuShared, Vector};
+use pvmux_switcher::exception::{classify, Classified, SandboxKind};
 
 use crate::shadow::{self, FillError};
 use crate::state::{is_stub_code, StubCpu, G, RETRY_TIMER_VALUE, SIG_EVENT};
@@ -32,7 +33,8 @@ impl Regs<'_> {
     }
 }
 
-/// The stub's handler for every signal it takes (installed with SA_SIGINFO|SA_ONSTACK).
+/// The stub's handler for every signal it takes (installed with SA_SIGINFO|SA_ONSTACK,
+/// entered through `pvmux_stub_signal_kernel`, which clears AC).
 ///
 /// # Safety
 /// Called only by the kernel, with valid `info` and `uc` pointers, on the alternate stack.
@@ -41,70 +43,43 @@ pub(crate) unsafe extern "C" fn on_signal(sig: i32, info: *const u8, uc: *mut u8
     let shared = cpu.shared();
     // SAFETY: the kernel passes a valid ucontext; its mcontext holds 32 u64 words at offset 40.
     let regs = Regs(unsafe { &mut *(uc.add(UC_MCONTEXT) as *mut [u64; 32]) });
-    // SAFETY: the kernel passes a valid siginfo (128 bytes): si_code at 8; at 24 the timer's
-    // sigev_value, or si_syscall (low half) and si_arch (high half) for SIGSYS.
-    let (si_code, si_word24) = unsafe {
-        (
-            (info.add(8) as *const i32).read(),
-            (info.add(24) as *const u64).read(),
-        )
-    };
-    let rip = regs.0[RIP];
-    let in_stub = is_stub_code(rip);
+    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
+    let si = unsafe { SigInfo::read(info) };
+    let in_stub = is_stub_code(regs.0[RIP]);
     if sig == SIG_EVENT as i32 {
-        return on_event(cpu, shared, regs, si_code, si_word24, in_stub);
+        return on_event(cpu, shared, regs, si, in_stub);
     }
-    let trapno = regs.0[TRAPNO];
-    let (vector, error, addr) = match sig {
-        SIGSEGV | SIGBUS => {
-            let addr = regs.0[CR2];
-            if sig == SIGSEGV && trapno == 14 {
-                let access = regs.0[ERR] & (pf::WRITE | pf::FETCH);
-                if in_window(addr, 1) {
-                    match shadow::fill(addr, access, shared) {
-                        Ok(()) => return,
-                        Err(FillError::Guest(r)) => (Vector::PageFault, r.0 | access, addr),
-                        Err(FillError::Host(e)) => crash(
-                            shared,
-                            CrashReason::OutOfHostMappings,
-                            &regs.frame(14, access, addr, false),
-                            u64::from(e),
-                        ),
-                    }
-                } else {
-                    (
-                        Vector::PageFault,
-                        regs.0[ERR] & (pf::PRESENT | pf::WRITE | pf::FETCH),
-                        addr,
-                    )
+    let (vector, error, addr) = match classify(&si.host_signal(sig, regs.0), SandboxKind::Kernel) {
+        // A miss in the window may be a shadow miss: fill it and retry the access.
+        Classified::Exception {
+            vector: Vector::PageFault,
+            error_code,
+            fault_addr,
+        } if sig == SIGSEGV && in_window(fault_addr, 1) => {
+            let access = error_code & (pf::WRITE | pf::FETCH);
+            match shadow::fill(fault_addr, access, shared) {
+                Ok(()) => return,
+                Err(FillError::Guest(refused)) => {
+                    (Vector::PageFault, refused.0 | access, fault_addr)
                 }
-            } else if sig == SIGBUS {
-                (Vector::PageFault, pf::RESERVED | pf::PRESENT, regs.0[CR2])
-            } else {
-                (Vector::GeneralProtection, regs.0[ERR] & 0xffff, 0)
+                Err(FillError::Host(e)) => crash(
+                    shared,
+                    CrashReason::OutOfHostMappings,
+                    &regs.frame(Vector::PageFault as u64, access, fault_addr, false),
+                    u64::from(e),
+                ),
             }
         }
-        SIGILL => (Vector::InvalidOpcode, 0, 0),
-        SIGFPE => match trapno {
-            16 => (Vector::X87Fp, 0, 0),
-            19 => (Vector::SimdFp, 0, 0),
-            _ => (Vector::DivideError, 0, 0),
-        },
-        SIGTRAP => match trapno {
-            3 => (Vector::Breakpoint, 0, 0),
-            _ => (Vector::Debug, 0, 0),
-        },
-        SIGSYS => {
-            let (nr, arch) = (si_word24 & 0xffff_ffff, (si_word24 >> 32) as u32);
-            let compat = if arch == pvmux_switcher::seccomp::AUDIT_ARCH_X86_64 {
-                0
-            } else {
-                1 << 63
-            };
+        Classified::Exception {
+            vector,
+            error_code,
+            fault_addr,
+        } => (vector, error_code, fault_addr),
+        Classified::Syscall { nr } => {
             crate::state::count(shared, stat::SYSCALL_TRAPS);
-            (Vector::Syscall, nr | compat, 0)
+            (Vector::Syscall, nr, 0)
         }
-        _ => (Vector::GeneralProtection, 0, 0),
+        Classified::Other => (Vector::GeneralProtection, 0, 0),
     };
     let vif = shared.irq_enabled.load(Relaxed) != 0;
     if in_stub {
@@ -131,16 +106,10 @@ pub(crate) unsafe extern "C" fn on_signal(sig: i32, info: *const u8, uc: *mut u8
     deliver(shared, regs, &frame, entry);
 }
 
-fn on_event(
-    cpu: &StubCpu,
-    shared: &VcpuShared,
-    regs: Regs<'_>,
-    si_code: i32,
-    value: u64,
-    in_stub: bool,
-) {
-    if si_code == SI_TIMER {
-        if value == RETRY_TIMER_VALUE {
+fn on_event(cpu: &StubCpu, shared: &VcpuShared, regs: Regs<'_>, si: SigInfo, in_stub: bool) {
+    if si.code == SI_TIMER {
+        // A timer's `sigev_value` says which one.
+        if si.word24 == RETRY_TIMER_VALUE {
             cpu.retry_armed.store(0, Relaxed);
         } else {
             shared.pending.fetch_or(pending::TIMER, SeqCst);

@@ -24,7 +24,7 @@ use core::arch::global_asm;
 use core::mem::offset_of;
 use core::ptr::{addr_of, addr_of_mut};
 use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering::*};
-use pvmux_hypercalls::frame::{pf, RFLAGS_USER_MASK};
+use pvmux_hypercalls::frame::RFLAGS_USER_MASK;
 use pvmux_hypercalls::layout::MAX_GUEST_MEM;
 use pvmux_hypercalls::sandbox::{status, GUEST_MEM_FD, STUB_EXIT_CRASH};
 use pvmux_hypercalls::user::{
@@ -32,6 +32,7 @@ use pvmux_hypercalls::user::{
     UserExit, UserOp, UserSlot, USER_CTX_BASE, USER_CTX_MAGIC, USER_FPSTATE_MAX, USER_OPS_MAX,
 };
 use pvmux_hypercalls::{Vector, ABI_MAGIC, ABI_VERSION, MAX_VCPUS, PAGE_SIZE};
+use pvmux_switcher::exception::{classify, Classified, SandboxKind};
 use pvmux_switcher::seccomp::{
     build_user_filter, FilterParams, SockFilter, UserFilterParams, MAX_FILTER_LEN, USER_LEN_MAX,
 };
@@ -256,7 +257,7 @@ pub(crate) fn main(image_base: u64, text_start: u64, text_end: u64, fsgsbase: bo
     for i in 0..n {
         ucpu(i).slot.store(i, Relaxed);
     }
-    if let Err(e) = install_handlers(on_signal as *const () as u64) {
+    if let Err(e) = install_handlers(crate::start::pvmux_stub_signal_user as *const () as u64) {
         fail(Step::SigAction, e);
     }
     // SAFETY: PR_SET_NO_NEW_PRIVS; inherited by every thread created below.
@@ -419,24 +420,17 @@ struct Exit {
 }
 
 /// The handler of every signal of a user sandbox (SA_SIGINFO | SA_ONSTACK, all signals
-/// blocked while it runs).
+/// blocked while it runs; entered through `pvmux_stub_signal_user`, which clears AC).
 ///
 /// # Safety
 /// Called only by the kernel, with valid `info` and `uc` pointers, on the alternate stack.
-unsafe extern "C" fn on_signal(sig: i32, info: *const u8, uc: *mut u8) {
+pub(crate) unsafe extern "C" fn on_signal(sig: i32, info: *const u8, uc: *mut u8) {
     let c = ucpu_from_stack();
     let slot = Slot::get(c.slot.load(Relaxed));
     // SAFETY: the kernel passes a valid ucontext: 32 sigcontext words at offset 40.
     let g = unsafe { &mut *(uc.add(UC_MCONTEXT) as *mut [u64; 32]) };
-    // SAFETY: the kernel passes a valid siginfo (128 bytes): si_code at 8, si_addr (faults)
-    // at 16, si_syscall / si_arch (SIGSYS) at 24.
-    let (si_code, si_addr, si_word24) = unsafe {
-        (
-            (info.add(8) as *const i32).read(),
-            (info.add(16) as *const u64).read(),
-            (info.add(24) as *const u64).read(),
-        )
-    };
+    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
+    let si = unsafe { SigInfo::read(info) };
     if c.started.load(Relaxed) == 0 {
         // The thread's own first signal (`enter`): start serving.
         if sig != SIG_EVENT as i32 || !is_stub_code(g[RIP]) {
@@ -448,7 +442,7 @@ unsafe extern "C" fn on_signal(sig: i32, info: *const u8, uc: *mut u8) {
             // A fault in stub code (user code jumped into it, or corrupted its state).
             sys::exit_group(STUB_EXIT_CRASH);
         }
-        let Some(exit) = classify(c, sig, si_code, si_addr, si_word24, g) else {
+        let Some(exit) = exit_for(c, sig, si, g) else {
             return; // a stale slice-timer expiry: resume user code
         };
         record(c, slot, g, &exit);
@@ -457,51 +451,29 @@ unsafe extern "C" fn on_signal(sig: i32, info: *const u8, uc: *mut u8) {
     serve(c, slot, g, uc);
 }
 
-/// Maps a signal from user code to an exit; `None` for a stale slice-timer expiry (the timer
-/// was re-armed after it fired while the thread was in its handler).
-fn classify(
-    c: &UserCpu,
-    sig: i32,
-    si_code: i32,
-    si_addr: u64,
-    si_word24: u64,
-    g: &[u64; 32],
-) -> Option<Exit> {
-    let exc = |v: Vector, error_code: u64, addr: u64| Exit {
-        reason: UserExit::Exception,
-        vector: v as u64,
-        error_code,
-        addr,
-    };
-    let trapno = g[TRAPNO];
-    Some(match sig {
-        SIGSYS => Exit {
+/// Maps a signal from user code to an exit (the classification is the one the kernel
+/// sandbox uses, [`classify`]); `None` for a stale slice-timer expiry (the timer was re-armed
+/// after it fired while the thread was in its handler).
+fn exit_for(c: &UserCpu, sig: i32, si: SigInfo, g: &[u64; 32]) -> Option<Exit> {
+    Some(match classify(&si.host_signal(sig, g), SandboxKind::User) {
+        Classified::Syscall { nr } => Exit {
             reason: UserExit::Syscall,
             vector: Vector::Syscall as u64,
-            error_code: si_word24 & 0xffff_ffff,
+            error_code: nr,
             addr: 0,
         },
-        SIGSEGV if trapno == 14 => exc(
-            Vector::PageFault,
-            g[ERR] & (pf::PRESENT | pf::WRITE | 4 | pf::RESERVED | pf::FETCH),
-            g[CR2],
-        ),
-        SIGSEGV => exc(Vector::GeneralProtection, g[ERR] & 0xffff, 0),
-        SIGBUS => exc(
-            Vector::PageFault,
-            pf::PRESENT | pf::RESERVED | (g[ERR] & (pf::WRITE | pf::FETCH)),
-            si_addr,
-        ),
-        SIGILL => exc(Vector::InvalidOpcode, 0, 0),
-        SIGFPE => match trapno {
-            16 => exc(Vector::X87Fp, 0, 0),
-            19 => exc(Vector::SimdFp, 0, 0),
-            _ => exc(Vector::DivideError, 0, 0),
+        Classified::Exception {
+            vector,
+            error_code,
+            fault_addr,
+        } => Exit {
+            reason: UserExit::Exception,
+            vector: vector as u64,
+            error_code,
+            addr: fault_addr,
         },
-        SIGTRAP if trapno == 3 => exc(Vector::Breakpoint, 0, 0),
-        SIGTRAP => exc(Vector::Debug, 0, 0),
-        _ => {
-            if si_code == SI_TIMER {
+        Classified::Other => {
+            if si.code == SI_TIMER {
                 if let Ok(t) = sys::timer_gettime(c.timer_id.load(Relaxed)) {
                     if t.value.sec != 0 || t.value.nsec != 0 {
                         return None;

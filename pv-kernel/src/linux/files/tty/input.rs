@@ -3,12 +3,9 @@
 
 use core::sync::atomic::Ordering;
 
-use pvmux_hypercalls::Hypercall;
-
 use super::termios::vc;
 use super::{ldisc, with_console, Console, CONSOLE, INPUT_SEQ, INPUT_WQ};
 use crate::fs::Errno;
-use crate::irq::IrqGuard;
 use crate::linux::signal;
 
 /// Bytes asked of the host per `ConsoleRead`.
@@ -34,20 +31,9 @@ impl Console {
         else {
             return Fill::Empty;
         };
-        let ret = {
-            let _irq = IrqGuard::new();
-            crate::stub::hypercall(
-                Hypercall::ConsoleRead as u64,
-                gpa,
-                READ_CHUNK as u64,
-                0,
-                0,
-                0,
-            )
-        };
-        match usize::try_from(ret) {
+        match crate::hcall::console_read(gpa, READ_CHUNK as u64) {
             Ok(0) => Fill::Eof,
-            Ok(n) => Fill::Data(n.min(READ_CHUNK)),
+            Ok(n) => Fill::Data(usize::try_from(n).map_or(READ_CHUNK, |n| n.min(READ_CHUNK))),
             // `Busy` (nothing yet) and any error: nothing to read now.
             Err(_) => Fill::Empty,
         }

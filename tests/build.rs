@@ -1,8 +1,9 @@
 //! Builds the guest test programs (`tests/programs`) as static executables for the tests:
 //! the Rust programs with a nested `cargo build --release` (`+crt-static`, for the host's
-//! target given explicitly so the flags do not reach build scripts) and `programs/c/hello.c`
-//! with `cc -static -O2` (as `hello-c`). They are copied into `<target>/guest-programs/bin`,
-//! whose path the tests get as `PVMUX_PROG_DIR`.
+//! target given explicitly so the flags do not reach build scripts), `programs/c/hello.c`
+//! with `cc -static -O2` (as `hello-c`), and the other C programs of [`C_PROGRAMS`] with
+//! `cc -static` (as `NAME`, `_` written `-`) and `musl-gcc -static` (as `NAME-musl`). They are
+//! copied into `<target>/guest-programs/bin`, whose path the tests get as `PVMUX_PROG_DIR`.
 //!
 //! The nested cargo uses its own target directory (`<target>/guest-programs`, no lock shared
 //! with the outer build, no RUSTFLAGS leaking into it) and a scrubbed environment, exactly
@@ -19,6 +20,9 @@ use std::process::Command;
 const PROGRAMS: [&str; 7] = [
     "hello", "threads", "fsdemo", "spawn", "segv", "exitcode", "hostile",
 ];
+
+/// The C programs of `programs/c/` (besides `hello.c`), each built for glibc and musl.
+const C_PROGRAMS: [&str; 1] = ["shared_anon"];
 
 fn main() {
     let manifest_dir =
@@ -83,6 +87,17 @@ fn main() {
         &hello_c,
         &bin_dir.join("hello-musl"),
     );
+    for name in C_PROGRAMS {
+        let source = manifest_dir.join(format!("programs/c/{name}.c"));
+        let out = name.replace('_', "-");
+        build_c(&cc, "-static", &source, &bin_dir.join(&out));
+        build_c(
+            "musl-gcc".as_ref(),
+            "-static",
+            &source,
+            &bin_dir.join(format!("{out}-musl")),
+        );
+    }
     println!("cargo:rustc-env=PVMUX_PROG_DIR={}", bin_dir.display());
 }
 
@@ -102,7 +117,7 @@ fn target_root(out_dir: &Path) -> PathBuf {
 /// stale output and warns instead of failing the build.
 fn build_c(cc: &std::ffi::OsStr, link: &str, source: &Path, output: &Path) {
     let result = Command::new(cc)
-        .args([link, "-O2", "-Wall", "-Wextra", "-o"])
+        .args([link, "-O2", "-Wall", "-Wextra", "-pthread", "-o"])
         .arg(output)
         .arg(source)
         .output();

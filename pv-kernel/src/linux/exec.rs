@@ -237,7 +237,7 @@ pub(crate) fn load(
         STACK_TOP - STACK_SIZE,
         STACK_TOP,
         prot::READ | prot::WRITE,
-        false,
+        None,
     );
     let strings: usize = argv.iter().chain(envp.iter()).map(|s| s.len() + 1).sum();
     if strings > MAX_ARGS {

@@ -2,7 +2,8 @@
 //! sandboxes and their system calls come here.
 //!
 //! * [`space`] guest address spaces: user sandboxes, their page maps and operation queues,
-//! * [`pool`] the user-page pool (the only memory user sandboxes can map),
+//! * [`pool`] the user-page pool (the only memory user sandboxes can map), [`shmem`] the
+//!   objects behind shared anonymous memory,
 //! * [`exec`] loading ELF programs and their initial stack, [`imagecache`] the programs
 //!   themselves, shared copy-on-write,
 //! * [`task`] processes and threads, the run loop that hands a vCPU to user code,
@@ -21,6 +22,7 @@ pub(crate) mod imagecache;
 pub(crate) mod memory;
 pub(crate) mod misc;
 pub(crate) mod pool;
+pub(crate) mod shmem;
 pub(crate) mod signal;
 pub(crate) mod space;
 pub(crate) mod task;

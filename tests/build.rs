@@ -22,7 +22,7 @@ const PROGRAMS: [&str; 7] = [
 ];
 
 /// The C programs of `programs/c/` (besides `hello.c`), each built for glibc and musl.
-const C_PROGRAMS: [&str; 1] = ["shared_anon"];
+const C_PROGRAMS: [&str; 2] = ["shared_anon", "random_sources"];
 
 fn main() {
     let manifest_dir =

@@ -152,7 +152,9 @@ struct pvmux_boot_info {
     uint64_t boot_stack_size;     /* bytes */
     uint64_t first_free_gpa;      /* first gpa not used by the host's boot structures */
     uint64_t vcpu_shared_base;    /* address of vCPU 0's VcpuShared; vCPU i at + i*4096 */
-    uint64_t _reserved[8];        /* 0 */
+    uint8_t entropy[32];          /* random bytes from the host, to seed the guest's RNG
+                                     (zero from an older host: not the only source) */
+    uint64_t _reserved[4];        /* 0 */
 };
 
 /* Guest time in ns for a TSC value, exactly as StubTable.clock_ns computes it: ticks before
@@ -634,7 +636,8 @@ _Static_assert(offsetof(struct pvmux_boot_info, clock_shift) == 2888, "BootInfo.
 _Static_assert(offsetof(struct pvmux_boot_info, wall_clock_epoch_ns) == 2896, "BootInfo");
 _Static_assert(offsetof(struct pvmux_boot_info, page_table_root) == 2936, "BootInfo");
 _Static_assert(offsetof(struct pvmux_boot_info, vcpu_shared_base) == 2968, "BootInfo");
-_Static_assert(offsetof(struct pvmux_boot_info, _reserved) == 2976, "BootInfo._reserved");
+_Static_assert(offsetof(struct pvmux_boot_info, entropy) == 2976, "BootInfo.entropy");
+_Static_assert(offsetof(struct pvmux_boot_info, _reserved) == 3008, "BootInfo._reserved");
 _Static_assert(sizeof(struct pvmux_boot_info) == 3040, "BootInfo size");
 _Static_assert(sizeof(struct pvmux_boot_info) <= 4096, "BootInfo fits a page");
 

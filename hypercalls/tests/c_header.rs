@@ -154,7 +154,7 @@ int main(void) {
     O(pvmux_boot_info, direct_map_base); O(pvmux_boot_info, page_table_root);
     O(pvmux_boot_info, boot_stack_top); O(pvmux_boot_info, boot_stack_size);
     O(pvmux_boot_info, first_free_gpa); O(pvmux_boot_info, vcpu_shared_base);
-    O(pvmux_boot_info, _reserved);
+    O(pvmux_boot_info, entropy); O(pvmux_boot_info, _reserved);
     O(pvmux_trap_frame, rdi); O(pvmux_trap_frame, r15); O(pvmux_trap_frame, vector);
     O(pvmux_trap_frame, error_code); O(pvmux_trap_frame, fault_addr); O(pvmux_trap_frame, rip);
     O(pvmux_trap_frame, rflags); O(pvmux_trap_frame, rsp);
@@ -358,6 +358,7 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         o!("pvmux_boot_info", BootInfo, boot_stack_size),
         o!("pvmux_boot_info", BootInfo, first_free_gpa),
         o!("pvmux_boot_info", BootInfo, vcpu_shared_base),
+        o!("pvmux_boot_info", BootInfo, entropy),
         o!("pvmux_boot_info", BootInfo, _reserved),
         o!("pvmux_trap_frame", TrapFrame, rdi),
         o!("pvmux_trap_frame", TrapFrame, r15),

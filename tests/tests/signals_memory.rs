@@ -106,3 +106,27 @@ fn shared_anonymous_memory_stays_shared() {
         }
     }
 }
+
+/// A program that checks its own behaviour ("NAME: ok" lines, the failures as exit status)
+/// prints and returns under pvmux what it does natively, with glibc and musl, on 1 and 2
+/// vCPUs.
+fn same_as_native(program: &str) {
+    let names = variants(program);
+    let root = rootfs(&names);
+    for name in &names {
+        let n = native(name, &[]);
+        assert_eq!(n.code(), Some(0), "native {name}:\n{}", n.stdout);
+        assert!(n.has_line("failures: 0"), "native {name}:\n{}", n.stdout);
+        for vcpus in [1, 2] {
+            let g = guest(&root, vcpus, &[], name, &[]);
+            assert_same(&format!("{name} on {vcpus} vCPUs"), &n, &g);
+        }
+    }
+}
+
+/// `getrandom`, `/dev/urandom`, `/dev/random` and `AT_RANDOM` give fresh random bytes, and
+/// `AT_RANDOM` differs on every exec.
+#[test]
+fn random_sources_are_random() {
+    same_as_native("random-sources");
+}

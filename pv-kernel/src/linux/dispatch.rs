@@ -142,7 +142,7 @@ pub(crate) fn syscall(
         nr::MLOCK | nr::MUNLOCK | nr::MSYNC => Ok(0),
         nr::UNAME => misc::sys_uname(a[0]),
         nr::SYSINFO => misc::sys_sysinfo(a[0]),
-        nr::GETRANDOM => misc::sys_getrandom(a[0], a[1]),
+        nr::GETRANDOM => misc::sys_getrandom(a[0], a[1], a[2]),
         nr::CLOCK_GETTIME => misc::sys_clock_gettime(a[0], a[1]),
         nr::CLOCK_GETRES => misc::sys_clock_getres(a[0], a[1]),
         nr::GETTIMEOFDAY => misc::sys_gettimeofday(a[0]),

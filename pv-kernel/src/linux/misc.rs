@@ -5,39 +5,6 @@ use super::{Errno, SysResult};
 
 pub(crate) use crate::time::realtime_ns;
 
-/// State of the kernel PRNG (xorshift64*, seeded from the TSC and RDRAND when present).
-static RNG: crate::irq::IrqLock<u64> = crate::irq::IrqLock::new(0);
-
-fn rdrand() -> Option<u64> {
-    let ecx = core::arch::x86_64::__cpuid(1).ecx;
-    if ecx & (1 << 30) == 0 {
-        return None;
-    }
-    let mut v = 0u64;
-    // SAFETY: RDRAND is supported (checked above); it writes only `v`.
-    let ok = unsafe { core::arch::x86_64::_rdrand64_step(&mut v) };
-    (ok == 1).then_some(v)
-}
-
-/// Fills `buf` with random bytes.
-pub(crate) fn fill_random(buf: &mut [u8]) {
-    let mut s = RNG.lock();
-    if *s == 0 {
-        // SAFETY: rdtsc has no memory effects.
-        *s =
-            unsafe { core::arch::x86_64::_rdtsc() } ^ rdrand().unwrap_or(0x9e37_79b9_7f4a_7c15) | 1;
-    }
-    for chunk in buf.chunks_mut(8) {
-        let mut x = *s;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        *s = x;
-        let v = x.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ rdrand().unwrap_or(0);
-        chunk.copy_from_slice(&v.to_le_bytes()[..chunk.len()]);
-    }
-}
-
 /// `AT_HWCAP`: CPUID leaf 1 EDX, as Linux reports it.
 pub(crate) fn cpuid_hwcap() -> u64 {
     u64::from(core::arch::x86_64::__cpuid(1).edx)
@@ -75,11 +42,15 @@ pub(crate) fn sys_sysinfo(info: u64) -> SysResult {
     Ok(0)
 }
 
-/// `getrandom(buf, len, flags)`.
-pub(crate) fn sys_getrandom(buf: u64, len: u64) -> SysResult {
+/// `getrandom(buf, len, flags)`: bytes of the kernel's generator (never blocks: it is
+/// seeded at first use). Flags: `GRND_NONBLOCK` (1), `GRND_RANDOM` (2), `GRND_INSECURE` (4).
+pub(crate) fn sys_getrandom(buf: u64, len: u64, flags: u64) -> SysResult {
+    if flags & !7 != 0 || flags & 6 == 6 {
+        return Err(Errno::EINVAL);
+    }
     let n = len.min(1 << 20) as usize;
     let mut tmp = alloc::vec![0u8; n];
-    fill_random(&mut tmp);
+    super::files::random::fill(&mut tmp);
     copy_to_user(buf, &tmp)?;
     Ok(n as u64)
 }

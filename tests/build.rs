@@ -22,7 +22,14 @@ const PROGRAMS: [&str; 7] = [
 ];
 
 /// The C programs of `programs/c/` (besides `hello.c`), each built for glibc and musl.
-const C_PROGRAMS: [&str; 2] = ["shared_anon", "random_sources"];
+const C_PROGRAMS: [&str; 6] = [
+    "shared_anon",
+    "fatal",
+    "oom",
+    "siginfo",
+    "sigmask_wait",
+    "random_sources",
+];
 
 fn main() {
     let manifest_dir =

@@ -313,7 +313,8 @@ struct pvmux_stub_table {
 enum pvmux_hypercall {
     PVMUX_HC_NOP = 0,           /* () -> 0 */
     PVMUX_HC_CONSOLE_WRITE = 1, /* (gpa, len, stream) -> len; PVMUX_STREAM_* */
-    PVMUX_HC_SHUTDOWN = 2,      /* (code) -> does not return; exit code & 0xff */
+    PVMUX_HC_SHUTDOWN = 2,      /* (code, record_gpa) -> does not return; exit code & 0xff;
+                                   record_gpa: 0 or a struct pvmux_shutdown_record */
     PVMUX_HC_PANIC = 3,         /* (gpa, len) -> does not return; crash report */
     PVMUX_HC_WALL_CLOCK = 4,    /* () -> ns since the Unix epoch */
     PVMUX_HC_SPACE_CREATE = 5,  /* (ctx_gpa, reaped_gpa) -> space handle (>= 1); see "Guest user mode" */
@@ -610,6 +611,43 @@ struct pvmux_hostfs_entry {
 };
 
 /* ------------------------------------------------------------------------------------------
+ * Shutdown record (shutdown.rs): how init ended when it was killed, Shutdown's second
+ * argument. Exit code = 128 + signal.
+ * ---------------------------------------------------------------------------------------- */
+
+#define PVMUX_SHUTDOWN_RECORD_MAGIC 0x584d5650u /* "PVMX" little endian */
+#define PVMUX_SHUTDOWN_EXE_MAX 256
+#define PVMUX_SHUTDOWN_RECORD_SIZE 360
+
+/* pvmux_shutdown_record.kind */
+#define PVMUX_PROGRAM_SIGNALED 1u      /* killed by `signal` */
+#define PVMUX_PROGRAM_OUT_OF_MEMORY 2u /* killed by the out-of-memory killer (SIGKILL) */
+/* pvmux_shutdown_record.flags */
+#define PVMUX_SHUTDOWN_FLAG_FAULT 1u /* the fault_* fields are valid */
+
+struct pvmux_shutdown_record {
+    uint32_t magic;             /* PVMUX_SHUTDOWN_RECORD_MAGIC */
+    uint32_t kind;              /* PVMUX_PROGRAM_* */
+    uint32_t flags;             /* PVMUX_SHUTDOWN_FLAG_* */
+    int32_t pid;                /* the program's pid (1 for init) */
+    uint32_t signal;            /* Linux signal number; SIGKILL for out of memory */
+    int32_t code;               /* the signal's si_code (Linux values) */
+    int32_t sender_pid;         /* sending process, 0 = the kernel or a fault */
+    uint32_t fault_vector;      /* PVMUX_VEC_*, if PVMUX_SHUTDOWN_FLAG_FAULT */
+    uint64_t fault_addr;        /* faulting address (#PF), else the instruction's */
+    uint64_t fault_ip;
+    uint64_t fault_sp;
+    uint64_t fault_error_code;  /* x86 error code (#PF: 1 present, 2 write, 4 user, 16 fetch) */
+    uint64_t total_vm_kib;      /* mapped memory */
+    uint64_t anon_rss_kib;      /* resident private memory */
+    uint64_t file_rss_kib;      /* resident file-backed memory */
+    uint64_t shmem_rss_kib;     /* resident shared memory */
+    uint32_t exe_len;           /* bytes of exe */
+    uint32_t _reserved;         /* 0 */
+    uint8_t exe[PVMUX_SHUTDOWN_EXE_MAX]; /* the program's path, not NUL-terminated */
+};
+
+/* ------------------------------------------------------------------------------------------
  * Compile-time layout checks (the same values the Rust crate asserts)
  * ---------------------------------------------------------------------------------------- */
 
@@ -693,6 +731,14 @@ _Static_assert(offsetof(struct pvmux_user_slot, stats) == 0x100, "UserSlot.stats
 _Static_assert(offsetof(struct pvmux_user_slot, ops) == 0x300, "UserSlot.ops");
 _Static_assert(offsetof(struct pvmux_user_slot, fpstate) == 0x2000, "UserSlot.fpstate");
 _Static_assert(PVMUX_USER_CTX_SIZE(1) == PVMUX_USER_SLOT_OFFSET_OF(1), "user_ctx_size");
+
+_Static_assert(sizeof(struct pvmux_shutdown_record) == PVMUX_SHUTDOWN_RECORD_SIZE,
+               "ShutdownRecord size");
+_Static_assert(offsetof(struct pvmux_shutdown_record, fault_vector) == 28, "ShutdownRecord");
+_Static_assert(offsetof(struct pvmux_shutdown_record, fault_addr) == 32, "ShutdownRecord");
+_Static_assert(offsetof(struct pvmux_shutdown_record, total_vm_kib) == 64, "ShutdownRecord");
+_Static_assert(offsetof(struct pvmux_shutdown_record, exe_len) == 96, "ShutdownRecord");
+_Static_assert(offsetof(struct pvmux_shutdown_record, exe) == 104, "ShutdownRecord.exe");
 
 _Static_assert(sizeof(struct pvmux_hostfs_entry) == PVMUX_HOSTFS_ENTRY_HEADER, "HostfsEntry");
 _Static_assert(offsetof(struct pvmux_hostfs_entry, perm) == 16, "HostfsEntry.perm");

@@ -3,9 +3,10 @@
 //! Everything a pvmux guest kernel, the sandbox stub and the host runtime share lives here and
 //! nowhere else: address-space layout, the boot information page, the per-vCPU shared page
 //! (interrupt state, hypercall doorbell, crash record), the trap frame, the stub's entry table,
-//! hypercall numbers and error codes. Every shared struct is `#[repr(C)]`, has zerocopy derives
-//! and compile-time size/offset assertions; the ABI is versioned by [`ABI_MAGIC`] and
-//! [`ABI_VERSION`], checked at boot by both sides. `docs/ABI.md` is the prose specification.
+//! hypercall numbers and error codes, the shutdown record. Every shared struct is
+//! `#[repr(C)]`, has zerocopy derives and compile-time size/offset assertions; the ABI is
+//! versioned by [`ABI_MAGIC`] and [`ABI_VERSION`], checked at boot by both sides.
+//! `docs/ABI.md` is the prose specification.
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -16,6 +17,7 @@ pub mod hypercall;
 pub mod image;
 pub mod layout;
 pub mod sandbox;
+pub mod shutdown;
 pub mod stub;
 pub mod user;
 pub mod vcpu;
@@ -25,6 +27,7 @@ pub use frame::{TrapFrame, Vector};
 pub use hypercall::{HcError, Hypercall, HC_FLAG_NOSPIN};
 pub use image::KernelAbiHeader;
 pub use sandbox::SandboxHeader;
+pub use shutdown::{ProgramEnd, ShutdownRecord};
 pub use stub::StubTable;
 pub use vcpu::{CrashInfo, CrashReason, VcpuShared};
 

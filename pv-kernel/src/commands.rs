@@ -14,13 +14,18 @@ pub(crate) fn exit(code: u64) -> ! {
 }
 
 /// `-- PROGRAM ARGS...`: runs the program as init and shuts down with its status: the exit
-/// code, or 128 + the signal that killed it (the shell convention). A program that cannot
-/// be started ends the tenant with 127 (not found) or 126 (not executable).
+/// code, or 128 + the signal that killed it (the shell convention), with a shutdown record
+/// saying how it was killed. A program that cannot be started ends the tenant with 127 (not
+/// found) or 126 (not executable).
 pub(crate) fn run_init(words: &str) -> ! {
     let argv = crate::cmdline::decode_argv(words);
     let name = alloc::string::String::from_utf8_lossy(&argv[0]).into_owned();
+    let exe = argv[0].clone();
+    let mut record = None;
     let code = match crate::linux::task::run_init(argv) {
         Ok(status) => {
+            // Killed: the host learns how (the kernel log is hidden unless --log debug).
+            record = crate::linux::death::shutdown_record(status, &exe).map(alloc::boxed::Box::new);
             if status & 0x7f == 0 {
                 ((status >> 8) & 0xff) as u64
             } else {
@@ -44,5 +49,8 @@ pub(crate) fn run_init(words: &str) -> ! {
     if crate::cmdline::has_option("syscall-report") {
         crate::linux::dispatch::report_unknown();
     }
-    hcall::shutdown(code)
+    match record {
+        Some(r) => hcall::shutdown_with_record(code, &r),
+        None => hcall::shutdown(code),
+    }
 }

@@ -1,4 +1,4 @@
-//! Host hypercalls (console, shutdown, panic, wall clock) over the stub's doorbell.
+//! Host hypercalls (console, shutdown and its record, panic, wall clock) over the doorbell.
 //! (User-mode calls such as `SpaceCreate` and `ConsoleRead` belong to `crate::linux`.)
 //!
 //! Every call runs with events disabled: the doorbell is per vCPU, so a thread must neither be
@@ -37,6 +37,15 @@ pub(crate) fn console_write_stream(stream: u64, bytes: &[u8]) {
 pub(crate) fn shutdown(code: u64) -> ! {
     call(Hypercall::Shutdown, code, 0, 0);
     // The host does not return from a shutdown; if it does, crash loudly.
+    crate::arch::die()
+}
+
+/// Ends the tenant with exit code `code & 0xff`, telling the host how init ended.
+pub(crate) fn shutdown_with_record(code: u64, record: &pvmux_hypercalls::ShutdownRecord) -> ! {
+    let va = record as *const _ as u64;
+    let len = core::mem::size_of_val(record) as u64;
+    let gpa = crate::boot::virt_to_phys(va, len).unwrap_or(0);
+    call(Hypercall::Shutdown, code, gpa, 0);
     crate::arch::die()
 }
 

@@ -184,7 +184,12 @@ pub(crate) fn syscall(
         nr::RT_SIGPROCMASK => signal::sys_rt_sigprocmask(a[0], a[1], a[2], a[3]),
         nr::RT_SIGPENDING => signal::sys_rt_sigpending(a[0]),
         nr::RT_SIGRETURN => signal::sigreturn(t, st),
-        nr::RT_SIGSUSPEND => signal::sys_rt_sigsuspend(a[0]),
+        nr::RT_SIGSUSPEND => signal::sys_rt_sigsuspend(a[0], a[1]),
+        nr::RT_SIGTIMEDWAIT => signal::sys_rt_sigtimedwait(a[0], a[1], a[2], a[3]),
+        nr::RT_SIGQUEUEINFO => signal::sys_rt_sigqueueinfo(a[0] as i32 as i64, a[1], a[2]),
+        nr::RT_TGSIGQUEUEINFO => {
+            signal::sys_rt_tgsigqueueinfo(a[0] as i32 as i64, a[1] as i32 as i64, a[2], a[3])
+        }
         nr::SIGALTSTACK => signal::sys_sigaltstack(a[0], a[1]),
         nr::KILL => signal::sys_kill(a[0] as i32 as i64, a[1]),
         nr::TGKILL => signal::sys_tgkill(a[0] as i32 as i64, a[1] as i32 as i64, a[2]),

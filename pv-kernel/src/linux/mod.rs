@@ -7,15 +7,19 @@
 //! * [`exec`] loading ELF programs and their initial stack, [`imagecache`] the programs
 //!   themselves, shared copy-on-write,
 //! * [`task`] processes and threads, the run loop that hands a vCPU to user code,
-//! * [`signal`] POSIX signals,
+//! * [`signal`] POSIX signals, [`fault`] exceptions of user code (page faults, the
+//!   out-of-memory killer, fault signals), [`death`] how programs die (the kernel log's
+//!   lines, the shutdown record of init),
 //! * [`files`] file descriptors, pipes, devices and every file system call,
 //! * [`memory`], [`futex`], [`misc`] the other system calls,
 //! * [`dispatch`] the system-call table,
 //! * [`uaccess`] copying from and to the current process's user memory.
 
 pub(crate) mod abi;
+pub(crate) mod death;
 pub(crate) mod dispatch;
 pub(crate) mod exec;
+pub(crate) mod fault;
 pub(crate) mod files;
 pub(crate) mod futex;
 pub(crate) mod imagecache;

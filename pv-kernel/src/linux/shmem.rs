@@ -61,11 +61,6 @@ impl ShmObject {
         pool::get(gpa);
         Some(gpa)
     }
-
-    /// Number of pages the object holds (resident shared memory).
-    pub(crate) fn resident(&self) -> usize {
-        self.pages.lock().len()
-    }
 }
 
 impl Drop for ShmObject {

@@ -88,6 +88,17 @@ pub(crate) struct Mm {
     pub(crate) mmap_top: u64,
 }
 
+/// Memory use of a space (for the out-of-memory killer).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct MemUsage {
+    /// Bytes mapped (all regions).
+    pub(crate) mapped: u64,
+    /// Resident pages of private memory.
+    pub(crate) private_pages: usize,
+    /// Resident pages of shared memory.
+    pub(crate) shared_pages: usize,
+}
+
 /// What came back from running user code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Exit {
@@ -473,7 +484,7 @@ impl Mm {
         let mut first = 0;
         let mut va_i = lo;
         while va_i < hi {
-            if !self.pages.contains_key(&va_i) {
+            if let alloc::collections::btree_map::Entry::Vacant(slot) = self.pages.entry(va_i) {
                 let gpa = if va_i == page {
                     Some(Self::fresh_frame(&vma, vstart, va_i)?)
                 } else {
@@ -481,8 +492,7 @@ impl Mm {
                 };
                 match gpa {
                     Some(gpa) => {
-                        let pte = Pte { gpa, cow: false };
-                        self.pages.insert(va_i, pte);
+                        let pte = *slot.insert(Pte { gpa, cow: false });
                         self.queue_map(va_i, &vma, &pte);
                         if va_i == page {
                             first = gpa;
@@ -610,6 +620,23 @@ impl Mm {
                 self.push_op(op::UNMAP, 0, va, PAGE_SIZE, 0);
             }
         }
+    }
+
+    /// What the space uses: mapped bytes and resident pages, private and shared.
+    pub(crate) fn usage(&self) -> MemUsage {
+        let mut u = MemUsage {
+            mapped: self.vmas.iter().map(|(&s, v)| v.end - s).sum(),
+            ..MemUsage::default()
+        };
+        for (&s, v) in &self.vmas {
+            let n = self.pages.range(s..v.end).count();
+            if v.shm.is_some() {
+                u.shared_pages += n;
+            } else {
+                u.private_pages += n;
+            }
+        }
+        u
     }
 
     /// Regions, for `/proc`-like listings and `mremap`.

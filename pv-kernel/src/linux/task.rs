@@ -13,7 +13,7 @@ use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 use pvmux_hypercalls::frame::RFLAGS_USER_MASK;
 
 use super::files::{FdTable, FsContext};
-use super::signal::{sig, SigAction, SigState};
+use super::signal::{sig, SigAction, SigInfo, SigState};
 use super::space::{Exit, Space, UserState};
 use super::{exec, Errno, SysResult};
 use crate::irq::IrqLock;
@@ -132,20 +132,22 @@ impl Task {
         self.must_exit.load(Ordering::Acquire) || self.sig.has_deliverable()
     }
 
-    /// Marks `signo` pending and wakes the task if it is blocked. A signal whose action is
-    /// to ignore it (SIG_IGN, or the default for SIGCHLD, SIGWINCH, SIGURG, SIGCONT ...) is
-    /// discarded right away unless blocked, as Linux does: it must not interrupt a blocking
-    /// system call with `EINTR`.
-    pub(crate) fn send_signal(&self, signo: u32) {
+    /// Marks `info`'s signal pending and wakes the task if it is blocked. A signal whose
+    /// action is to ignore it (SIG_IGN, or the default for SIGCHLD, SIGWINCH, SIGURG, SIGCONT
+    /// ...) is discarded right away unless blocked, as Linux does: it must not interrupt a
+    /// blocking system call with `EINTR`. `EAGAIN` if the signal queue is full.
+    pub(crate) fn send_signal(&self, info: SigInfo) -> Result<(), Errno> {
+        let signo = info.signo;
         if !(1..=64).contains(&signo) {
-            return;
+            return Ok(());
         }
         let blocked = self.sig.blocked() & (1 << (signo - 1)) != 0;
         if !blocked && super::signal::is_ignored(&self.process, signo) {
-            return;
+            return Ok(());
         }
-        self.sig.raise(signo);
+        self.sig.raise(info)?;
         self.kick();
+        Ok(())
     }
 
     /// Wakes the task's kernel thread (it re-checks why it sleeps).
@@ -418,48 +420,21 @@ fn task_main(task: Arc<Task>, mut st: UserState, mut fresh: bool) {
                 vector,
                 error_code,
                 addr,
-            } => {
-                let signo = match vector {
-                    14 => {
-                        if (last_fault.0 == addr) && last_fault.1 > 8 {
-                            Some(sig::SIGSEGV)
-                        } else if super::space::handle_fault(&space, addr, error_code)
-                            .or_else(|e| {
-                                // Out of pool memory while exited processes' pages are still
-                                // on their way back: wait for them, then try once more.
-                                if e == Errno::ENOMEM && super::space::wait_for_reclaim() {
-                                    super::space::handle_fault(&space, addr, error_code)
-                                } else {
-                                    Err(e)
-                                }
-                            })
-                            .is_ok()
-                        {
-                            last_fault = if last_fault.0 == addr {
-                                (addr, last_fault.1 + 1)
-                            } else {
-                                (addr, 0)
-                            };
-                            None
-                        } else {
-                            Some(sig::SIGSEGV)
-                        }
-                    }
-                    0 | 16 | 19 => Some(sig::SIGFPE),
-                    6 => Some(sig::SIGILL),
-                    1 | 3 => Some(sig::SIGTRAP),
-                    17 => Some(sig::SIGBUS),
-                    _ => Some(sig::SIGSEGV),
-                };
-                if let Some(s) = signo {
-                    task.sig.set_fault_info(addr);
-                    super::signal::force(&task, s);
-                }
-            }
+            } => super::fault::user_exception(
+                &task,
+                &space,
+                &st.regs,
+                super::fault::Trap {
+                    vector,
+                    error_code,
+                    addr,
+                },
+                &mut last_fault,
+            ),
             Exit::Interrupt => crate::sched::yield_now(),
             Exit::Dead => {
                 // The sandbox died under us (killed, crashed, or misbehaved).
-                kill_process(&task.process, sig::SIGKILL);
+                super::death::killed(&task.process, &SigInfo::kernel(sig::SIGKILL));
             }
         }
         // Let events (timers, kicks) run between user slices.
@@ -532,10 +507,7 @@ fn exit_process(p: &Arc<Process>) {
         return;
     }
     if let Some(parent) = find_process(ppid) {
-        if p.exit_signal != 0 {
-            super::signal::send_to_process(&parent, p.exit_signal);
-        }
-        parent.child_wq.wake_all();
+        super::signal::notify_parent(&parent, p, status);
     } else {
         PROCS.lock().remove(&p.pid);
     }

@@ -22,12 +22,13 @@ const PROGRAMS: [&str; 7] = [
 ];
 
 /// The C programs of `programs/c/` (besides `hello.c`), each built for glibc and musl.
-const C_PROGRAMS: [&str; 6] = [
+const C_PROGRAMS: [&str; 7] = [
     "shared_anon",
     "fatal",
     "oom",
     "siginfo",
     "sigmask_wait",
+    "cputime",
     "random_sources",
 ];
 

@@ -537,6 +537,7 @@ struct pvmux_user_op {
 #define PVMUX_USER_STAT_INTERRUPTS 3
 #define PVMUX_USER_STAT_OPS 4
 #define PVMUX_USER_STAT_SLEEPS 5
+#define PVMUX_USER_STAT_USER_TICKS 6 /* TSC ticks spent running user code */
 
 /* One vCPU's slot of a context region (PVMUX_USER_SLOT_SIZE bytes). */
 struct pvmux_user_slot {

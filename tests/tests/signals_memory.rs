@@ -1,6 +1,6 @@
 //! Regression tests for what a new user hit first (issue 9): shared anonymous memory across
-//! `fork`, how a program's death is reported, signal information, `ppoll`/`pselect6` signal
-//! masks and the random sources. Each runs a static C program of
+//! `fork`, how a program's death is reported, signal information, CPU-time accounting,
+//! `ppoll`/`pselect6` signal masks and the random sources. Each runs a static C program of
 //! `tests/programs/c/` (glibc, and musl where built) under `pvmux run --rootfs`, and compares
 //! with the native run of the same program where the behaviour is Linux's.
 
@@ -137,6 +137,13 @@ fn siginfo_names_the_sender() {
 #[test]
 fn ppoll_pselect_and_sigsuspend_apply_their_mask() {
     same_as_native("sigmask-wait");
+}
+
+/// `getrusage` (self, children, thread), `wait4`'s rusage, `times`, `SIGCHLD`'s `si_utime` and
+/// the CPU-time clocks report real, consistent CPU time.
+#[test]
+fn cpu_time_is_accounted() {
+    same_as_native("cputime");
 }
 
 /// `getrandom`, `/dev/urandom`, `/dev/random` and `AT_RANDOM` give fresh random bytes, and

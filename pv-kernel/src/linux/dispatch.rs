@@ -152,7 +152,7 @@ pub(crate) fn syscall(
         nr::PRLIMIT64 => misc::sys_prlimit64(a[0], a[1], a[2], a[3]),
         nr::GETRLIMIT => misc::sys_prlimit64(0, a[0], 0, a[1]),
         nr::SETRLIMIT => misc::sys_prlimit64(0, a[0], a[1], 0),
-        nr::GETRUSAGE => misc::sys_getrusage(a[1]),
+        nr::GETRUSAGE => misc::sys_getrusage(a[0] as i32, a[1]),
         nr::TIMES => misc::sys_times(a[0]),
         nr::SCHED_YIELD => {
             crate::sched::yield_now();
@@ -226,10 +226,10 @@ pub(crate) fn syscall(
                 x => WaitFor::Pgid(-x),
             };
             match task::wait_child(which, a[2] as u32 & 1)? {
-                Some((cpid, status)) => {
+                Some((cpid, status, usage)) => {
                     wait_status_out(a[1], status)?;
                     if a[3] != 0 {
-                        super::uaccess::copy_to_user(a[3], &[0u8; 144])?;
+                        super::uaccess::copy_to_user(a[3], &usage.to_rusage())?;
                     }
                     Ok(cpid as u64)
                 }
@@ -245,7 +245,10 @@ pub(crate) fn syscall(
             };
             let opts = a[3] as u32;
             match task::wait_child(which, (opts & 1) | (opts & task::WNOWAIT))? {
-                Some((cpid, status)) => {
+                Some((cpid, status, usage)) => {
+                    if a[4] != 0 {
+                        super::uaccess::copy_to_user(a[4], &usage.to_rusage())?;
+                    }
                     if a[2] != 0 {
                         let mut si = [0u8; 128];
                         si[0..4].copy_from_slice(&17i32.to_le_bytes());

@@ -68,6 +68,7 @@ pub(crate) fn user_exception(
                     } else {
                         (trap.addr, 0)
                     };
+                    task.process.times.fault(space.mm.lock().resident_pages());
                     return;
                 }
                 // Killed for memory (this process, or the fault could not wait).

@@ -10,12 +10,14 @@
 //! * [`signal`] POSIX signals, [`fault`] exceptions of user code (page faults, the
 //!   out-of-memory killer, fault signals), [`death`] how programs die (the kernel log's
 //!   lines, the shutdown record of init),
+//! * [`cputime`] CPU-time accounting,
 //! * [`files`] file descriptors, pipes, devices and every file system call,
 //! * [`memory`], [`futex`], [`misc`] the other system calls,
 //! * [`dispatch`] the system-call table,
 //! * [`uaccess`] copying from and to the current process's user memory.
 
 pub(crate) mod abi;
+pub(crate) mod cputime;
 pub(crate) mod death;
 pub(crate) mod dispatch;
 pub(crate) mod exec;

@@ -491,7 +491,7 @@ pub(crate) fn send_info_to_process(p: &Arc<Process>, info: SigInfo) -> Result<()
 }
 
 /// Tells `parent` that `child` ended with wait status `status` (its exit signal, usually
-/// `SIGCHLD`, with the child's pid and status), and wakes its waiters.
+/// `SIGCHLD`, with the child's pid, status and CPU times), and wakes its waiters.
 pub(crate) fn notify_parent(parent: &Arc<Process>, child: &Process, status: i32) {
     if child.exit_signal != 0 {
         let (code, value) = if status & 0x7f == 0 {
@@ -499,6 +499,7 @@ pub(crate) fn notify_parent(parent: &Arc<Process>, child: &Process, status: i32)
         } else {
             (code::CLD_KILLED, status & 0x7f)
         };
+        let usage = child.times.total();
         let info = SigInfo {
             signo: child.exit_signal,
             code,
@@ -506,8 +507,8 @@ pub(crate) fn notify_parent(parent: &Arc<Process>, child: &Process, status: i32)
                 pid: child.pid,
                 uid: 0,
                 status: value,
-                utime: 0,
-                stime: 0,
+                utime: super::cputime::ticks(usage.user_ns),
+                stime: super::cputime::ticks(usage.system_ns),
             },
         };
         let _ = send_info_to_process(parent, info);

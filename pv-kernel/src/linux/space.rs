@@ -15,8 +15,8 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use pvmux_hypercalls::frame::pf;
 use pvmux_hypercalls::user::{
-    command, in_user_window, op, prot, user_ctx_size, user_slot_offset, UserCtxHeader, UserExit,
-    UserOp, UserSlot, USER_CTX_MAGIC, USER_FPSTATE_MAX, USER_OPS_MAX,
+    command, in_user_window, op, prot, user_ctx_size, user_slot_offset, user_stat, UserCtxHeader,
+    UserExit, UserOp, UserSlot, USER_CTX_MAGIC, USER_FPSTATE_MAX, USER_OPS_MAX,
 };
 use pvmux_hypercalls::{Hypercall, TrapFrame, ABI_VERSION, PAGE_SIZE};
 
@@ -88,7 +88,7 @@ pub(crate) struct Mm {
     pub(crate) mmap_top: u64,
 }
 
-/// Memory use of a space (for the out-of-memory killer).
+/// Memory use of a space (for the out-of-memory killer and `getrusage`).
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct MemUsage {
     /// Bytes mapped (all regions).
@@ -127,6 +127,9 @@ pub(crate) struct UserState {
     pub(crate) fs_base: u64,
     /// Saved FPU state (XSAVE image); empty = initial state.
     pub(crate) fp: Vec<u8>,
+    /// Time user code ran in the runs since this was last taken (the user sandbox's count,
+    /// clamped to how long each run took).
+    pub(crate) user_ns: u64,
 }
 
 impl UserState {
@@ -141,6 +144,7 @@ impl UserState {
             },
             fs_base: 0,
             fp: Vec::new(),
+            user_ns: 0,
         }
     }
 }
@@ -207,6 +211,12 @@ pub(crate) fn wait_for_reclaim() -> bool {
         }
         crate::sched::sleep_until(now + RECLAIM_POLL_NS);
     }
+}
+
+/// TSC ticks as nanoseconds (the boot information's clock scale).
+fn ticks_to_ns(ticks: u64) -> u64 {
+    let bi = crate::boot::info();
+    ((u128::from(ticks) * u128::from(bi.clock_mult)) >> bi.clock_shift.min(63)) as u64
 }
 
 /// The slot index of `slot_gpa` in the context region at `ctx_gpa`.
@@ -622,6 +632,11 @@ impl Mm {
         }
     }
 
+    /// Number of resident pages.
+    pub(crate) fn resident_pages(&self) -> usize {
+        self.pages.len()
+    }
+
     /// What the space uses: mapped bytes and resident pages, private and shared.
     pub(crate) fn usage(&self) -> MemUsage {
         let mut u = MemUsage {
@@ -843,6 +858,9 @@ impl Space {
             }
             let seq = s.run_seq.load(Ordering::Relaxed).wrapping_add(1);
             let old_done = s.done_seq.load(Ordering::Relaxed);
+            let user_ticks = &s.stats[user_stat::USER_TICKS];
+            let (ticks_before, tsc_before) =
+                (user_ticks.load(Ordering::Relaxed), crate::arch::rdtsc());
             s.run_seq.store(seq, Ordering::SeqCst);
             if s.user_waiting.load(Ordering::SeqCst) != 0 {
                 crate::stub::user_wake(slot_gpa);
@@ -899,6 +917,12 @@ impl Space {
             if ops_only {
                 return Some(Exit::Dead);
             }
+            // User time: what the sandbox counted, at most the whole run.
+            let ticks = user_ticks
+                .load(Ordering::Relaxed)
+                .wrapping_sub(ticks_before)
+                .min(crate::arch::rdtsc().wrapping_sub(tsc_before));
+            st.user_ns += ticks_to_ns(ticks);
             let mut regs: TrapFrame = rv(addr_of_mut!((*slot).regs));
             regs.vector = 0;
             regs.error_code = 0;

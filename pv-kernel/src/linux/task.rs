@@ -12,6 +12,7 @@ use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 
 use pvmux_hypercalls::frame::RFLAGS_USER_MASK;
 
+use super::cputime::{ProcessTimes, TaskTimes};
 use super::files::{FdTable, FsContext};
 use super::signal::{sig, SigAction, SigInfo, SigState};
 use super::space::{Exit, Space, UserState};
@@ -83,6 +84,8 @@ pub(crate) struct Process {
     pub(crate) umask: AtomicU32,
     /// Path of the running program (what `/proc/self/exe` names).
     pub(crate) exe: IrqLock<Vec<u8>>,
+    /// CPU time of its ended threads and reaped children, its largest resident set.
+    pub(crate) times: ProcessTimes,
 }
 
 impl Process {
@@ -124,6 +127,8 @@ pub(crate) struct Task {
     pub(crate) must_exit: AtomicBool,
     /// FPU states saved by signal delivery (restored by rt_sigreturn).
     pub(crate) fp_stack: IrqLock<Vec<Vec<u8>>>,
+    /// Its user CPU time.
+    pub(crate) times: TaskTimes,
 }
 
 impl Task {
@@ -252,6 +257,7 @@ fn new_process(
         vfork_done: Completion::new(),
         umask: AtomicU32::new(umask),
         exe: IrqLock::new(Vec::new()),
+        times: ProcessTimes::default(),
     });
     PROCS.lock().insert(pid, p.clone());
     p
@@ -267,6 +273,7 @@ fn new_task(tid: i32, process: &Arc<Process>, blocked: u64) -> Arc<Task> {
         thread: spin::Once::new(),
         must_exit: AtomicBool::new(false),
         fp_stack: IrqLock::new(Vec::new()),
+        times: TaskTimes::default(),
     });
     process.threads.lock().push(t.clone());
     t
@@ -393,6 +400,7 @@ fn task_main(task: Arc<Task>, mut st: UserState, mut fresh: bool) {
             break;
         };
         let exit = space.run(&mut st, fresh);
+        task.times.add_user(core::mem::take(&mut st.user_ns));
         fresh = false;
         match exit {
             Exit::Syscall => {
@@ -471,6 +479,7 @@ fn exit_thread(task: &Arc<Task>) {
         let _ = super::uaccess::write_val(ctid, &0u32);
         let _ = super::futex::wake_addr(ctid, 1);
     }
+    super::cputime::thread_ended(task);
     let last = {
         let mut th = p.threads.lock();
         th.retain(|t| !Arc::ptr_eq(t, task));
@@ -528,6 +537,7 @@ pub(crate) fn do_clone(
         regs: st.regs,
         fs_base: st.fs_base,
         fp: st.fp.clone(),
+        user_ns: 0,
     };
     cst.regs.rax = 0;
     if newsp != 0 {
@@ -673,9 +683,12 @@ pub(crate) const WNOHANG: u32 = 1;
 /// `waitid`: do not reap.
 pub(crate) const WNOWAIT: u32 = 0x0100_0000;
 
-/// Waits for a child to end: `Ok(Some((pid, status)))`, `Ok(None)` with WNOHANG when none
-/// has ended yet.
-pub(crate) fn wait_child(which: WaitFor, options: u32) -> Result<Option<(i32, i32)>, Errno> {
+/// Waits for a child to end: `Ok(Some((pid, status, usage)))` (`usage`: what the child and
+/// the children it reaped used), `Ok(None)` with WNOHANG when none has ended yet.
+pub(crate) fn wait_child(
+    which: WaitFor,
+    options: u32,
+) -> Result<Option<(i32, i32, super::cputime::Usage)>, Errno> {
     let me = current_process();
     loop {
         let mut found_any = false;
@@ -705,9 +718,11 @@ pub(crate) fn wait_child(which: WaitFor, options: u32) -> Result<Option<(i32, i3
                     rel.children.remove(i)
                 };
                 let status = c.exit_status.lock().unwrap_or(0);
-                reaped = Some((c.pid, status));
+                let usage = c.times.total();
+                reaped = Some((c.pid, status, usage));
                 if options & WNOWAIT == 0 {
                     PROCS.lock().remove(&c.pid);
+                    me.times.child_reaped(&usage);
                 }
             }
         }

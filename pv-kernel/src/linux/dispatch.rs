@@ -192,8 +192,8 @@ pub(crate) fn syscall(
         }
         nr::SIGALTSTACK => signal::sys_sigaltstack(a[0], a[1]),
         nr::KILL => signal::sys_kill(a[0] as i32 as i64, a[1]),
-        nr::TGKILL => signal::sys_tgkill(a[0] as i32 as i64, a[1] as i32 as i64, a[2]),
-        nr::TKILL => signal::sys_tgkill(-1, a[0] as i32 as i64, a[1]),
+        nr::TGKILL => signal::sys_tgkill(Some(a[0] as i32 as i64), a[1] as i32 as i64, a[2]),
+        nr::TKILL => signal::sys_tgkill(None, a[0] as i32 as i64, a[1]),
         nr::PAUSE => {
             while !signal::pending() {
                 let cur = crate::sched::current();

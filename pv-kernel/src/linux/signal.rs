@@ -874,12 +874,12 @@ fn send_to_thread(t: &Arc<Task>, info: SigInfo) -> Result<(), Errno> {
     }
 }
 
-/// `tgkill(tgid, tid, sig)` / `tkill(tid, sig)` (tgid < 0).
-pub(crate) fn sys_tgkill(tgid: i64, tid: i64, signo: u64) -> SysResult {
-    if signo > u64::from(sig::NSIG) || tgid == 0 {
+/// `tgkill(tgid, tid, sig)` / `tkill(tid, sig)` (no `tgid`).
+pub(crate) fn sys_tgkill(tgid: Option<i64>, tid: i64, signo: u64) -> SysResult {
+    if signo > u64::from(sig::NSIG) || tgid.is_some_and(|g| g <= 0) {
         return Err(Errno::EINVAL);
     }
-    let t = target_thread(tgid, tid)?;
+    let t = target_thread(tgid.unwrap_or(-1), tid)?;
     let me = task::current_process();
     send_to_thread(
         &t,

@@ -106,6 +106,9 @@ static void tgkill_self(void) {
     errno = 0;
     long r = syscall(SYS_tgkill, getpid() + 100000, gettid(), SIGUSR1);
     report("tgkill with the wrong tgid: ESRCH", r == -1 && errno == ESRCH, strerror(errno));
+    errno = 0;
+    r = syscall(SYS_tgkill, -1, gettid(), SIGUSR1);
+    report("tgkill with a negative tgid: EINVAL", r == -1 && errno == EINVAL, strerror(errno));
 }
 
 static void sigqueue_value(void) {

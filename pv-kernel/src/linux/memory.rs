@@ -91,7 +91,8 @@ pub(crate) fn sys_mmap(
         MAP_PRIVATE => false,
         _ => return Err(Errno::EINVAL),
     };
-    let anon = flags & MAP_ANONYMOUS != 0;
+    // A shared mapping of /dev/zero is shared anonymous memory (as Linux).
+    let anon = flags & MAP_ANONYMOUS != 0 || (shared && super::files::is_dev_zero(fd as i32));
     // File mappings: a private snapshot of the file's bytes (read into fresh pages). Shared
     // writable file mappings are not supported.
     let file_bytes = if anon {

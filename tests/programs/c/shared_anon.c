@@ -7,6 +7,7 @@
  * With the argument "exec-child" it is the program a sharer execs (it exits at once). */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -505,6 +506,21 @@ static void sparse_large(void) {
     munmap(p, len);
 }
 
+/* A shared mapping of /dev/zero is shared anonymous memory. */
+static void dev_zero(void) {
+    int fd = open("/dev/zero", O_RDWR);
+    unsigned char *p = mmap(NULL, PAGE * 4, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED) {
+        report("MAP_SHARED /dev/zero is shared after fork", 0, strerror(errno));
+        return;
+    }
+    int st = in_child(child_writes_untouched, p);
+    report("MAP_SHARED /dev/zero is shared after fork", st == 0 && p[0] == 0xa1 && p[PAGE * 3 + 7] == 0xa2,
+           "write lost");
+    munmap(p, PAGE * 4);
+}
+
 /* Private anonymous memory stays private (the control). */
 static int child_writes_private(unsigned char *p) {
     p[0] = 0xee;
@@ -541,6 +557,7 @@ int main(int argc, char **argv) {
     shared_futex();
     shared_mutex();
     sparse_large();
+    dev_zero();
     private_control();
     printf("failures: %d\n", failures);
     return failures;

@@ -68,7 +68,11 @@ fn program_output_and_exit_status() {
         b"",
     );
     assert_eq!(o.status.code(), Some(128 + 9));
-    assert_eq!(o.stderr, b"err\n", "program stderr goes to pvmux's stderr");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        format!("err\npvmux: {bb} (pid 1) killed by SIGKILL (sent by itself)\n"),
+        "program stderr goes to pvmux's stderr, then pvmux says how the program died"
+    );
 }
 
 #[test]

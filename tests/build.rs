@@ -1,10 +1,10 @@
 //! Builds the guest test programs (`tests/programs`) as static executables for the tests:
 //! the Rust programs with a nested `cargo build --release` (`+crt-static`, for the host's
 //! target given explicitly so the flags do not reach build scripts), `programs/c/hello.c`
-//! with `cc -static -O2` (as `hello-c`; also `hello-c-pie` and `hello-musl`) and the stress
-//! programs `programs/c/stress_*.c` with glibc (`stress-NAME`) and musl (`stress-NAME-musl`).
-//! They are copied into `<target>/guest-programs/bin`, whose path the tests get as
-//! `PVMUX_PROG_DIR`.
+//! with `cc -static -O2` (as `hello-c`; also `hello-c-pie` and `hello-musl`), and the other C
+//! programs of [`C_PROGRAMS`] (among them the stress family `stress_*.c`) with `cc -static`
+//! (as `NAME`, `_` written `-`) and `musl-gcc -static` (as `NAME-musl`). They are copied into
+//! `<target>/guest-programs/bin`, whose path the tests get as `PVMUX_PROG_DIR`.
 //!
 //! The nested cargo uses its own target directory (`<target>/guest-programs`, no lock shared
 //! with the outer build, no RUSTFLAGS leaking into it) and a scrubbed environment, exactly
@@ -29,12 +29,19 @@ const PROGRAMS: [&str; 8] = [
     "hello", "threads", "fsdemo", "spawn", "segv", "exitcode", "hostile", "toolbox",
 ];
 
-/// The C stress programs (`programs/c/SOURCE` → `NAME` with glibc, `NAME-musl` with musl).
-const STRESS_PROGRAMS: [(&str, &str); 4] = [
-    ("stress_fork.c", "stress-fork"),
-    ("stress_vfork_exec.c", "stress-vfork-exec"),
-    ("stress_fork_fault.c", "stress-fork-fault"),
-    ("stress_exit_fork.c", "stress-exit-fork"),
+/// The C programs of `programs/c/` (besides `hello.c`), each built for glibc and musl.
+const C_PROGRAMS: [&str; 11] = [
+    "stress_fork",
+    "stress_vfork_exec",
+    "stress_fork_fault",
+    "stress_exit_fork",
+    "shared_anon",
+    "fatal",
+    "oom",
+    "siginfo",
+    "sigmask_wait",
+    "cputime",
+    "random_sources",
 ];
 
 fn main() {
@@ -99,15 +106,17 @@ fn main() {
     build_c(glibc, "-static-pie", &hello_c, &bin_dir.join("hello-c-pie"));
     let musl = found.musl_gcc.as_deref().map(Path::as_os_str);
     build_c(musl, "-static", &hello_c, &bin_dir.join("hello-musl"));
-    // The process-lifecycle stress family, glibc static and musl static.
-    for (source, name) in STRESS_PROGRAMS {
-        let source = manifest_dir.join("programs/c").join(source);
-        build_c(glibc, "-static", &source, &bin_dir.join(name));
+    // The other C programs (the process-lifecycle stress family among them), glibc static and
+    // musl static.
+    for name in C_PROGRAMS {
+        let source = manifest_dir.join(format!("programs/c/{name}.c"));
+        let out = name.replace('_', "-");
+        build_c(glibc, "-static", &source, &bin_dir.join(&out));
         build_c(
             musl,
             "-static",
             &source,
-            &bin_dir.join(format!("{name}-musl")),
+            &bin_dir.join(format!("{out}-musl")),
         );
     }
     println!("cargo:rustc-env=PVMUX_PROG_DIR={}", bin_dir.display());

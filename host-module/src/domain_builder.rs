@@ -283,6 +283,7 @@ pub fn build(
     info.vcpu_shared_base = vcpu_shared_addr(0);
     info.initrd_gpa = initrd_gpa;
     info.initrd_len = initrd_len;
+    rand::fill(&mut info.entropy);
     mem.write(BOOT_INFO_GPA, info.as_bytes())?;
 
     let layout = DomainLayout {

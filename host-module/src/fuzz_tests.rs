@@ -132,7 +132,10 @@ proptest! {
                 }
             }
             Some(Hypercall::Shutdown) => {
-                prop_assert_eq!(action, HcAction::Shutdown((a0 & 0xff) as i32));
+                let HcAction::Shutdown(code, _) = action else {
+                    return Err(TestCaseError::fail("shutdown call must end in Shutdown"));
+                };
+                prop_assert_eq!(code, (a0 & 0xff) as i32);
             }
             Some(Hypercall::Panic) => {
                 let HcAction::Panic(msg) = action else {

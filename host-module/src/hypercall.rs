@@ -4,8 +4,12 @@
 use pvmux_hypercalls::hypercall::{CONSOLE_WRITE_MAX, HC_NR_MASK, PANIC_MSG_MAX};
 use pvmux_hypercalls::{HcError, Hypercall};
 
+use pvmux_hypercalls::shutdown::{ShutdownRecord, SHUTDOWN_RECORD_SIZE};
+use zerocopy::FromBytes;
+
 use crate::clock::realtime_ns;
 use crate::console::Stream;
+use crate::program_end::ProgramDeath;
 use crate::GuestMemory;
 
 /// What the vCPU thread does after a hypercall.
@@ -13,8 +17,9 @@ use crate::GuestMemory;
 pub(crate) enum HcAction {
     /// Respond with this value.
     Return(i64),
-    /// The guest asked to exit with this code (already masked to 0..=255).
-    Shutdown(i32),
+    /// The guest asked to exit with this code (already masked to 0..=255), saying how its
+    /// program died if it was killed (a valid shutdown record).
+    Shutdown(i32, Option<Box<ProgramDeath>>),
     /// The guest kernel panicked with this message.
     Panic(String),
 }
@@ -52,7 +57,10 @@ pub(crate) fn handle(mem: &GuestMemory, env: &dyn HcEnv, nr: u64, args: [u64; 6]
     match call {
         Hypercall::Nop => HcAction::Return(0),
         Hypercall::ConsoleWrite => ret(console_write(mem, env, args[0], args[1], args[2])),
-        Hypercall::Shutdown => HcAction::Shutdown((args[0] & 0xff) as i32),
+        Hypercall::Shutdown => {
+            let code = (args[0] & 0xff) as i32;
+            HcAction::Shutdown(code, shutdown_record(mem, args[1], code))
+        }
         Hypercall::Panic => HcAction::Panic(panic_message(mem, args[0], args[1])),
         Hypercall::WallClock => HcAction::Return(realtime_ns().min(i64::MAX as u64) as i64),
         Hypercall::SpaceCreate => ret(env.space_create(args[0], args[1])),
@@ -90,6 +98,17 @@ fn console_read(mem: &GuestMemory, env: &dyn HcEnv, gpa: u64, len: u64) -> Resul
     let bytes = env.console_read(len as usize)?;
     mem.write(gpa, &bytes).map_err(|_| HcError::BadAddress)?;
     Ok(bytes.len() as u64)
+}
+
+/// The program's death from the shutdown record at `gpa` (0: none), if it is readable and
+/// well formed for exit code `code`; anything else is ignored (the exit code stands).
+fn shutdown_record(mem: &GuestMemory, gpa: u64, code: i32) -> Option<Box<ProgramDeath>> {
+    if gpa == 0 {
+        return None;
+    }
+    let bytes = mem.read_vec(gpa, SHUTDOWN_RECORD_SIZE).ok()?;
+    let record = ShutdownRecord::read_from_bytes(&bytes).ok()?;
+    ProgramDeath::decode(&record, code).map(Box::new)
 }
 
 fn panic_message(mem: &GuestMemory, gpa: u64, len: u64) -> String {
@@ -198,9 +217,33 @@ mod tests {
         assert_eq!(call(&mem, u64::MAX, [0; 6]).0, unknown);
         assert_eq!(
             call(&mem, 2, [0x1_0000_0107, 0, 0, 0, 0, 0]).0,
-            HcAction::Shutdown(7)
+            HcAction::Shutdown(7, None)
         );
-        assert_eq!(call(&mem, 2, [u64::MAX; 6]).0, HcAction::Shutdown(255));
+        assert_eq!(
+            call(&mem, 2, [u64::MAX; 6]).0,
+            HcAction::Shutdown(255, None)
+        );
+        // A shutdown record: decoded when well formed for the code, else ignored.
+        let mut r = pvmux_hypercalls::ShutdownRecord::new(pvmux_hypercalls::ProgramEnd::Signaled);
+        r.pid = 1;
+        r.signal = 11;
+        r.sender_pid = 1;
+        r.set_exe(b"/prog");
+        mem.write(0x2000, zerocopy::IntoBytes::as_bytes(&r))
+            .unwrap();
+        let HcAction::Shutdown(139, Some(d)) = call(&mem, 2, [139, 0x2000, 0, 0, 0, 0]).0 else {
+            panic!("record not decoded")
+        };
+        assert_eq!(d.to_string(), "killed by SIGSEGV (sent by itself)");
+        assert_eq!(
+            call(&mem, 2, [137, 0x2000, 0, 0, 0, 0]).0,
+            HcAction::Shutdown(137, None),
+            "a record that does not match the code is ignored"
+        );
+        assert_eq!(
+            call(&mem, 2, [139, u64::MAX - 8, 0, 0, 0, 0]).0,
+            HcAction::Shutdown(139, None)
+        );
         let HcAction::Return(t) = call(&mem, 4, [0; 6]).0 else {
             panic!()
         };

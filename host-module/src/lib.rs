@@ -4,7 +4,8 @@
 //! loaded by the [`domain_builder`] into its own sealed memfd of [`GuestMemory`], run in an
 //! unprivileged sandbox process, and served by one host thread per vCPU ([`Vcpu`]) that
 //! answers hypercalls. Every tenant failure ends in a [`TenantOutcome`], a crash as a
-//! human-readable [`CrashReport`].
+//! human-readable [`CrashReport`], a guest whose program was killed with how it died
+//! ([`ProgramDeath`]).
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod clock;
@@ -27,6 +28,7 @@ mod lifecycle_tests;
 pub mod limits;
 pub mod memory;
 pub mod page_table;
+pub mod program_end;
 pub mod restart;
 pub mod sandbox;
 mod shm;
@@ -46,6 +48,7 @@ pub use error::{HostError, ImageError, MemoryError};
 pub use host::{Host, DEFAULT_FAULT_AROUND};
 pub use kernel_image::KernelImage;
 pub use memory::GuestMemory;
+pub use program_end::{DeathCause, ProgramDeath, Signal};
 pub use restart::{run_with_restarts, RestartPolicy};
 pub use space::{DESTROY_WAIT, MAX_PROCESSES, MAX_SPACES};
 pub use tenant::{BootTimes, Tenant, TenantConfig, TenantOutcome, TenantState};

@@ -20,6 +20,7 @@ use crate::control::ControlRegion;
 use crate::crash::{CrashCause, CrashReport, Symbolizer};
 use crate::domain_builder::DomainLayout;
 use crate::hypercall::{handle, HcAction, HcEnv};
+use crate::program_end::ProgramDeath;
 use crate::sandbox::{self, SandboxExit, Stub};
 use crate::space::{SpaceConfig, Spaces};
 use crate::vcpu::{Vcpu, VcpuExit};
@@ -139,8 +140,22 @@ pub enum TenantState {
 pub enum TenantOutcome {
     /// The guest shut down with this exit code (0..=255).
     Exited(i32),
+    /// The guest shut down because the program it ran as init was killed — by a signal or
+    /// for memory — and said how (its exit code is [`ProgramDeath::code`], 128 + the signal).
+    ProgramKilled(Box<ProgramDeath>),
     /// The tenant crashed.
     Crashed(Box<CrashReport>),
+}
+
+impl TenantOutcome {
+    /// The guest's exit code, unless the tenant crashed.
+    pub fn exit_code(&self) -> Option<i32> {
+        match self {
+            Self::Exited(c) => Some(*c),
+            Self::ProgramKilled(d) => Some(d.code),
+            Self::Crashed(_) => None,
+        }
+    }
 }
 
 /// Start-up timestamps reported by the stub, in ns of guest time (since launch).
@@ -199,10 +214,17 @@ impl Shared {
         }
         st.0 = match &outcome {
             TenantOutcome::Exited(c) => TenantState::Exited(*c),
+            TenantOutcome::ProgramKilled(d) => TenantState::Exited(d.code),
             TenantOutcome::Crashed(_) => TenantState::Crashed,
         };
         match &outcome {
             TenantOutcome::Exited(c) => tracing::info!(tenant = %self.name, code = c, "exited"),
+            TenantOutcome::ProgramKilled(d) => tracing::info!(
+                tenant = %self.name,
+                code = d.code,
+                program = %d.program,
+                "exited: {d}"
+            ),
             TenantOutcome::Crashed(r) => {
                 tracing::info!(tenant = %self.name, cause = %r.cause, "crashed")
             }
@@ -319,8 +341,11 @@ impl Shared {
             flag.store(false, SeqCst);
             match action {
                 HcAction::Return(ret) => vcpu.complete(ret),
-                HcAction::Shutdown(code) => {
-                    self.end_from_guest(TenantOutcome::Exited(code));
+                HcAction::Shutdown(code, death) => {
+                    self.end_from_guest(match death {
+                        Some(d) => TenantOutcome::ProgramKilled(d),
+                        None => TenantOutcome::Exited(code),
+                    });
                     return;
                 }
                 HcAction::Panic(message) => {

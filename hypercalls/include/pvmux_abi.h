@@ -152,7 +152,9 @@ struct pvmux_boot_info {
     uint64_t boot_stack_size;     /* bytes */
     uint64_t first_free_gpa;      /* first gpa not used by the host's boot structures */
     uint64_t vcpu_shared_base;    /* address of vCPU 0's VcpuShared; vCPU i at + i*4096 */
-    uint64_t _reserved[8];        /* 0 */
+    uint8_t entropy[32];          /* random bytes from the host, to seed the guest's RNG
+                                     (zero from an older host: not the only source) */
+    uint64_t _reserved[4];        /* 0 */
 };
 
 /* Guest time in ns for a TSC value, exactly as StubTable.clock_ns computes it: ticks before
@@ -312,7 +314,8 @@ struct pvmux_stub_table {
 enum pvmux_hypercall {
     PVMUX_HC_NOP = 0,           /* () -> 0 */
     PVMUX_HC_CONSOLE_WRITE = 1, /* (gpa, len, stream) -> len; PVMUX_STREAM_* */
-    PVMUX_HC_SHUTDOWN = 2,      /* (code) -> does not return; exit code & 0xff */
+    PVMUX_HC_SHUTDOWN = 2,      /* (code, record_gpa) -> does not return; exit code & 0xff;
+                                   record_gpa: 0 or a struct pvmux_shutdown_record */
     PVMUX_HC_PANIC = 3,         /* (gpa, len) -> does not return; crash report */
     PVMUX_HC_WALL_CLOCK = 4,    /* () -> ns since the Unix epoch */
     PVMUX_HC_SPACE_CREATE = 5,  /* (ctx_gpa, reaped_gpa) -> space handle (>= 1); see "Guest user mode" */
@@ -535,6 +538,7 @@ struct pvmux_user_op {
 #define PVMUX_USER_STAT_INTERRUPTS 3
 #define PVMUX_USER_STAT_OPS 4
 #define PVMUX_USER_STAT_SLEEPS 5
+#define PVMUX_USER_STAT_USER_TICKS 6 /* TSC ticks spent running user code */
 
 /* One vCPU's slot of a context region (PVMUX_USER_SLOT_SIZE bytes). */
 struct pvmux_user_slot {
@@ -678,6 +682,43 @@ struct pvmux_hostfs_entry {
 };
 
 /* ------------------------------------------------------------------------------------------
+ * Shutdown record (shutdown.rs): how init ended when it was killed, Shutdown's second
+ * argument. Exit code = 128 + signal.
+ * ---------------------------------------------------------------------------------------- */
+
+#define PVMUX_SHUTDOWN_RECORD_MAGIC 0x584d5650u /* "PVMX" little endian */
+#define PVMUX_SHUTDOWN_EXE_MAX 256
+#define PVMUX_SHUTDOWN_RECORD_SIZE 360
+
+/* pvmux_shutdown_record.kind */
+#define PVMUX_PROGRAM_SIGNALED 1u      /* killed by `signal` */
+#define PVMUX_PROGRAM_OUT_OF_MEMORY 2u /* killed by the out-of-memory killer (SIGKILL) */
+/* pvmux_shutdown_record.flags */
+#define PVMUX_SHUTDOWN_FLAG_FAULT 1u /* the fault_* fields are valid */
+
+struct pvmux_shutdown_record {
+    uint32_t magic;             /* PVMUX_SHUTDOWN_RECORD_MAGIC */
+    uint32_t kind;              /* PVMUX_PROGRAM_* */
+    uint32_t flags;             /* PVMUX_SHUTDOWN_FLAG_* */
+    int32_t pid;                /* the program's pid (1 for init) */
+    uint32_t signal;            /* Linux signal number; SIGKILL for out of memory */
+    int32_t code;               /* the signal's si_code (Linux values) */
+    int32_t sender_pid;         /* sending process, 0 = the kernel or a fault */
+    uint32_t fault_vector;      /* PVMUX_VEC_*, if PVMUX_SHUTDOWN_FLAG_FAULT */
+    uint64_t fault_addr;        /* faulting address (#PF), else the instruction's */
+    uint64_t fault_ip;
+    uint64_t fault_sp;
+    uint64_t fault_error_code;  /* x86 error code (#PF: 1 present, 2 write, 4 user, 16 fetch) */
+    uint64_t total_vm_kib;      /* mapped memory */
+    uint64_t anon_rss_kib;      /* resident private memory */
+    uint64_t file_rss_kib;      /* resident file-backed memory */
+    uint64_t shmem_rss_kib;     /* resident shared memory */
+    uint32_t exe_len;           /* bytes of exe */
+    uint32_t _reserved;         /* 0 */
+    uint8_t exe[PVMUX_SHUTDOWN_EXE_MAX]; /* the program's path, not NUL-terminated */
+};
+
+/* ------------------------------------------------------------------------------------------
  * Compile-time layout checks (the same values the Rust crate asserts)
  * ---------------------------------------------------------------------------------------- */
 
@@ -704,7 +745,8 @@ _Static_assert(offsetof(struct pvmux_boot_info, clock_shift) == 2888, "BootInfo.
 _Static_assert(offsetof(struct pvmux_boot_info, wall_clock_epoch_ns) == 2896, "BootInfo");
 _Static_assert(offsetof(struct pvmux_boot_info, page_table_root) == 2936, "BootInfo");
 _Static_assert(offsetof(struct pvmux_boot_info, vcpu_shared_base) == 2968, "BootInfo");
-_Static_assert(offsetof(struct pvmux_boot_info, _reserved) == 2976, "BootInfo._reserved");
+_Static_assert(offsetof(struct pvmux_boot_info, entropy) == 2976, "BootInfo.entropy");
+_Static_assert(offsetof(struct pvmux_boot_info, _reserved) == 3008, "BootInfo._reserved");
 _Static_assert(sizeof(struct pvmux_boot_info) == 3040, "BootInfo size");
 _Static_assert(sizeof(struct pvmux_boot_info) <= 4096, "BootInfo fits a page");
 
@@ -771,6 +813,14 @@ _Static_assert(offsetof(struct pvmux_user_slot, stats) == 0x100, "UserSlot.stats
 _Static_assert(offsetof(struct pvmux_user_slot, ops) == 0x300, "UserSlot.ops");
 _Static_assert(offsetof(struct pvmux_user_slot, fpstate) == 0x2000, "UserSlot.fpstate");
 _Static_assert(PVMUX_USER_CTX_SIZE(1) == PVMUX_USER_SLOT_OFFSET_OF(1), "user_ctx_size");
+
+_Static_assert(sizeof(struct pvmux_shutdown_record) == PVMUX_SHUTDOWN_RECORD_SIZE,
+               "ShutdownRecord size");
+_Static_assert(offsetof(struct pvmux_shutdown_record, fault_vector) == 28, "ShutdownRecord");
+_Static_assert(offsetof(struct pvmux_shutdown_record, fault_addr) == 32, "ShutdownRecord");
+_Static_assert(offsetof(struct pvmux_shutdown_record, total_vm_kib) == 64, "ShutdownRecord");
+_Static_assert(offsetof(struct pvmux_shutdown_record, exe_len) == 96, "ShutdownRecord");
+_Static_assert(offsetof(struct pvmux_shutdown_record, exe) == 104, "ShutdownRecord.exe");
 
 _Static_assert(sizeof(struct pvmux_hostfs_entry) == PVMUX_HOSTFS_ENTRY_HEADER, "HostfsEntry");
 _Static_assert(offsetof(struct pvmux_hostfs_entry, perm) == 16, "HostfsEntry.perm");

@@ -115,8 +115,12 @@ pub struct BootInfo {
     /// Guest-virtual address of vCPU 0's [`crate::VcpuShared`] page; vCPU `i` is at
     /// `vcpu_shared_base + i * PAGE_SIZE`.
     pub vcpu_shared_base: u64,
+    /// Random bytes from the host's own generator (`getrandom`), to seed the guest's random
+    /// number generator together with what the CPU offers (`rdseed`, `rdrand`). Zero from a
+    /// host that predates the field: a guest must not rely on it alone.
+    pub entropy: [u8; 32],
     /// Reserved for future use, zero.
-    pub _reserved: [u64; 8],
+    pub _reserved: [u64; 4],
 }
 
 impl BootInfo {
@@ -139,5 +143,6 @@ const _: () = assert!(offset_of!(BootInfo, boot_args_len) == 28);
 const _: () = assert!(offset_of!(BootInfo, boot_args) == 32 + 24 * MAX_MEM_REGIONS);
 const _: () =
     assert!(offset_of!(BootInfo, initrd_gpa) == 32 + 24 * MAX_MEM_REGIONS + BOOT_ARGS_MAX);
+const _: () = assert!(offset_of!(BootInfo, entropy) == 2976);
 const _: () = assert!(size_of::<BootInfo>() == 3040);
 const _: () = assert!(size_of::<BootInfo>() <= crate::PAGE_SIZE as usize);

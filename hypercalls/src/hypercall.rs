@@ -36,7 +36,9 @@ pub enum Hypercall {
     /// `console_write(gpa, len, stream) -> len`: write bytes to the tenant's console.
     /// `stream` ([`stream`]): 0 = standard output, 1 = kernel log, 2 = standard error.
     ConsoleWrite = 1,
-    /// `shutdown(code) -> !`: the tenant exits with `code & 0xff`.
+    /// `shutdown(code, record) -> !`: the tenant exits with `code & 0xff`. `record` is 0 or
+    /// the guest-physical address of a [`crate::ShutdownRecord`] saying how the program the
+    /// guest ran as init ended when it was killed (by a signal or for memory).
     Shutdown = 2,
     /// `panic(gpa, len) -> !`: the guest kernel panicked with the UTF-8 message at `gpa`; the
     /// host records a crash report with the caller's registers.

@@ -3,10 +3,10 @@
 //! Everything a pvmux guest kernel, the sandbox stub and the host runtime share lives here and
 //! nowhere else: address-space layout, the boot information page, the per-vCPU shared page
 //! (interrupt state, hypercall doorbell, crash record), the boot arguments, the trap frame,
-//! the stub's entry table, hypercall numbers and error codes — and, where the no_std code of
-//! both sides can share them, the protocols themselves: the boot-argument encoder and decoder
-//! ([`bootargs`]), the hypercall doorbell ([`doorbell`]) and the guest page-table walk
-//! ([`paging`]). Every shared struct is `#[repr(C)]`, has zerocopy derives
+//! the stub's entry table, hypercall numbers and error codes, the shutdown record — and, where
+//! the no_std code of both sides can share them, the protocols themselves: the boot-argument
+//! encoder and decoder ([`bootargs`]), the hypercall doorbell ([`doorbell`]) and the guest
+//! page-table walk ([`paging`]). Every shared struct is `#[repr(C)]`, has zerocopy derives
 //! and compile-time size/offset assertions; the ABI is versioned by [`ABI_MAGIC`] and
 //! [`ABI_VERSION`], checked at boot by both sides. `docs/ABI.md` is the prose specification.
 #![no_std]
@@ -22,6 +22,7 @@ pub mod image;
 pub mod layout;
 pub mod paging;
 pub mod sandbox;
+pub mod shutdown;
 pub mod stub;
 pub mod user;
 pub mod vcpu;
@@ -32,6 +33,7 @@ pub use frame::{TrapFrame, Vector};
 pub use hypercall::{HcError, Hypercall, HC_FLAG_NOSPIN};
 pub use image::KernelAbiHeader;
 pub use sandbox::SandboxHeader;
+pub use shutdown::{ProgramEnd, ShutdownRecord};
 pub use stub::StubTable;
 pub use vcpu::{CrashInfo, CrashReason, VcpuShared};
 

@@ -262,6 +262,9 @@ pub mod user_stat {
     pub const OPS: usize = 4;
     /// Futex sleeps while waiting for work.
     pub const SLEEPS: usize = 5;
+    /// TSC ticks spent running user code: from entering it until the signal that brought it
+    /// back (the guest kernel's user-time accounting; untrusted, like every slot field).
+    pub const USER_TICKS: usize = 6;
 }
 
 const _: () = assert!(size_of::<UserSlot>() == USER_SLOT_SIZE as usize);

@@ -33,6 +33,7 @@ use pvmux_hypercalls::layout::{
 use pvmux_hypercalls::sandbox::{
     kind, status, CTL_FD, GUEST_MEM_FD, STUB_EXIT_CRASH, STUB_EXIT_SETUP,
 };
+use pvmux_hypercalls::shutdown::{self, ProgramEnd, ShutdownRecord};
 use pvmux_hypercalls::stub::{STUB_ENTRIES, STUB_STACK_NEED};
 use pvmux_hypercalls::user::{
     command, op, prot, user_ctx_size, user_slot_offset, user_stat, UserCtxHeader, UserExit, UserOp,
@@ -148,6 +149,7 @@ int main(void) {
     S(pvmux_trap_frame); S(pvmux_stub_table); S(pvmux_sandbox_header); S(pvmux_vcpu_shared);
     S(pvmux_user_ctx_header); S(pvmux_user_op); S(pvmux_user_slot); S(pvmux_hostfs_entry);
     S(pvmux_boot_args_header); S(pvmux_boot_args_record);
+    S(pvmux_shutdown_record); A(pvmux_shutdown_record);
     A(pvmux_boot_info); A(pvmux_trap_frame); A(pvmux_stub_table); A(pvmux_sandbox_header);
     A(pvmux_vcpu_shared); A(pvmux_user_ctx_header); A(pvmux_user_op); A(pvmux_user_slot);
     A(pvmux_hostfs_entry);
@@ -162,7 +164,7 @@ int main(void) {
     O(pvmux_boot_info, direct_map_base); O(pvmux_boot_info, page_table_root);
     O(pvmux_boot_info, boot_stack_top); O(pvmux_boot_info, boot_stack_size);
     O(pvmux_boot_info, first_free_gpa); O(pvmux_boot_info, vcpu_shared_base);
-    O(pvmux_boot_info, _reserved);
+    O(pvmux_boot_info, entropy); O(pvmux_boot_info, _reserved);
     O(pvmux_boot_args_header, version); O(pvmux_boot_args_header, header_len);
     O(pvmux_boot_args_header, total_len); O(pvmux_boot_args_header, flags);
     O(pvmux_boot_args_header, host_pid); O(pvmux_boot_args_header, seed);
@@ -171,6 +173,15 @@ int main(void) {
     O(pvmux_boot_args_header, canary_len); O(pvmux_boot_args_header, nr_commands);
     O(pvmux_boot_args_header, nr_args); O(pvmux_boot_args_header, _reserved1);
     O(pvmux_boot_args_record, len);
+    O(pvmux_shutdown_record, kind); O(pvmux_shutdown_record, flags);
+    O(pvmux_shutdown_record, pid); O(pvmux_shutdown_record, signal);
+    O(pvmux_shutdown_record, code); O(pvmux_shutdown_record, sender_pid);
+    O(pvmux_shutdown_record, fault_vector); O(pvmux_shutdown_record, fault_addr);
+    O(pvmux_shutdown_record, fault_ip); O(pvmux_shutdown_record, fault_sp);
+    O(pvmux_shutdown_record, fault_error_code); O(pvmux_shutdown_record, total_vm_kib);
+    O(pvmux_shutdown_record, anon_rss_kib); O(pvmux_shutdown_record, file_rss_kib);
+    O(pvmux_shutdown_record, shmem_rss_kib); O(pvmux_shutdown_record, exe_len);
+    O(pvmux_shutdown_record, exe);
     O(pvmux_trap_frame, rdi); O(pvmux_trap_frame, r15); O(pvmux_trap_frame, vector);
     O(pvmux_trap_frame, error_code); O(pvmux_trap_frame, fault_addr); O(pvmux_trap_frame, rip);
     O(pvmux_trap_frame, rflags); O(pvmux_trap_frame, rsp);
@@ -309,6 +320,7 @@ int main(void) {
     P("USER_STAT_EXCEPTIONS", PVMUX_USER_STAT_EXCEPTIONS);
     P("USER_STAT_INTERRUPTS", PVMUX_USER_STAT_INTERRUPTS);
     P("USER_STAT_OPS", PVMUX_USER_STAT_OPS); P("USER_STAT_SLEEPS", PVMUX_USER_STAT_SLEEPS);
+    P("USER_STAT_USER_TICKS", PVMUX_USER_STAT_USER_TICKS);
     P("HOSTFS_PATH_MAX", PVMUX_HOSTFS_PATH_MAX); P("HOSTFS_READ_MAX", PVMUX_HOSTFS_READ_MAX);
     P("HOSTFS_LIST_MAX_BUF", PVMUX_HOSTFS_LIST_MAX_BUF);
     P("HOSTFS_LIST_MIN_BUF", PVMUX_HOSTFS_LIST_MIN_BUF);
@@ -320,6 +332,12 @@ int main(void) {
     P("HOSTFS_KIND_DIR", PVMUX_HOSTFS_KIND_DIR); P("HOSTFS_KIND_REG", PVMUX_HOSTFS_KIND_REG);
     P("HOSTFS_KIND_SYMLINK", PVMUX_HOSTFS_KIND_SYMLINK);
     P("HOSTFS_KIND_OTHER", PVMUX_HOSTFS_KIND_OTHER);
+    P("SHUTDOWN_RECORD_MAGIC", PVMUX_SHUTDOWN_RECORD_MAGIC);
+    P("SHUTDOWN_EXE_MAX", PVMUX_SHUTDOWN_EXE_MAX);
+    P("SHUTDOWN_RECORD_SIZE", PVMUX_SHUTDOWN_RECORD_SIZE);
+    P("PROGRAM_SIGNALED", PVMUX_PROGRAM_SIGNALED);
+    P("PROGRAM_OUT_OF_MEMORY", PVMUX_PROGRAM_OUT_OF_MEMORY);
+    P("SHUTDOWN_FLAG_FAULT", PVMUX_SHUTDOWN_FLAG_FAULT);
     return 0;
 }
 "#;
@@ -359,6 +377,14 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         (
             "sizeof pvmux_boot_args_record",
             size_of::<RecordHeader>() as u64,
+        ),
+        (
+            "sizeof pvmux_shutdown_record",
+            size_of::<ShutdownRecord>() as u64,
+        ),
+        (
+            "alignof pvmux_shutdown_record",
+            align_of::<ShutdownRecord>() as u64,
         ),
         ("alignof pvmux_boot_info", align_of::<BootInfo>() as u64),
         ("alignof pvmux_trap_frame", align_of::<TrapFrame>() as u64),
@@ -402,6 +428,7 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         o!("pvmux_boot_info", BootInfo, boot_stack_size),
         o!("pvmux_boot_info", BootInfo, first_free_gpa),
         o!("pvmux_boot_info", BootInfo, vcpu_shared_base),
+        o!("pvmux_boot_info", BootInfo, entropy),
         o!("pvmux_boot_info", BootInfo, _reserved),
         o!("pvmux_boot_args_header", BootArgsHeader, version),
         o!("pvmux_boot_args_header", BootArgsHeader, header_len),
@@ -511,6 +538,23 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         o!("pvmux_hostfs_entry", HostfsEntry, target_len),
         o!("pvmux_hostfs_entry", HostfsEntry, kind),
         o!("pvmux_hostfs_entry", HostfsEntry, reserved),
+        o!("pvmux_shutdown_record", ShutdownRecord, kind),
+        o!("pvmux_shutdown_record", ShutdownRecord, flags),
+        o!("pvmux_shutdown_record", ShutdownRecord, pid),
+        o!("pvmux_shutdown_record", ShutdownRecord, signal),
+        o!("pvmux_shutdown_record", ShutdownRecord, code),
+        o!("pvmux_shutdown_record", ShutdownRecord, sender_pid),
+        o!("pvmux_shutdown_record", ShutdownRecord, fault_vector),
+        o!("pvmux_shutdown_record", ShutdownRecord, fault_addr),
+        o!("pvmux_shutdown_record", ShutdownRecord, fault_ip),
+        o!("pvmux_shutdown_record", ShutdownRecord, fault_sp),
+        o!("pvmux_shutdown_record", ShutdownRecord, fault_error_code),
+        o!("pvmux_shutdown_record", ShutdownRecord, total_vm_kib),
+        o!("pvmux_shutdown_record", ShutdownRecord, anon_rss_kib),
+        o!("pvmux_shutdown_record", ShutdownRecord, file_rss_kib),
+        o!("pvmux_shutdown_record", ShutdownRecord, shmem_rss_kib),
+        o!("pvmux_shutdown_record", ShutdownRecord, exe_len),
+        o!("pvmux_shutdown_record", ShutdownRecord, exe),
         ("ABI_MAGIC", ABI_MAGIC),
         ("ABI_VERSION", u64::from(ABI_VERSION)),
         ("PAGE_SIZE", PAGE_SIZE),
@@ -690,6 +734,7 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         ("USER_STAT_INTERRUPTS", user_stat::INTERRUPTS as u64),
         ("USER_STAT_OPS", user_stat::OPS as u64),
         ("USER_STAT_SLEEPS", user_stat::SLEEPS as u64),
+        ("USER_STAT_USER_TICKS", user_stat::USER_TICKS as u64),
         ("HOSTFS_PATH_MAX", PATH_MAX),
         ("HOSTFS_READ_MAX", READ_MAX),
         ("HOSTFS_LIST_MAX_BUF", LIST_MAX_BUF),
@@ -704,6 +749,21 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         ("HOSTFS_KIND_REG", u64::from(hostfs::kind::REG)),
         ("HOSTFS_KIND_SYMLINK", u64::from(hostfs::kind::SYMLINK)),
         ("HOSTFS_KIND_OTHER", u64::from(hostfs::kind::OTHER)),
+        (
+            "SHUTDOWN_RECORD_MAGIC",
+            u64::from(shutdown::SHUTDOWN_RECORD_MAGIC),
+        ),
+        ("SHUTDOWN_EXE_MAX", shutdown::SHUTDOWN_EXE_MAX as u64),
+        (
+            "SHUTDOWN_RECORD_SIZE",
+            shutdown::SHUTDOWN_RECORD_SIZE as u64,
+        ),
+        ("PROGRAM_SIGNALED", ProgramEnd::Signaled as u64),
+        ("PROGRAM_OUT_OF_MEMORY", ProgramEnd::OutOfMemory as u64),
+        (
+            "SHUTDOWN_FLAG_FAULT",
+            u64::from(shutdown::record_flags::FAULT),
+        ),
     ]
 }
 

@@ -15,7 +15,7 @@ use pvmux_hypercalls::bootargs::words::Words;
 use pvmux_hypercalls::bootargs::{
     BootArgs, BootArgsBuf, Command, ConsoleSize, EncodeError, Options, Terminals, BOOT_ARGS_MAX,
 };
-use pvmux_hypercalls::{CrashReason, HcError, Hypercall, VcpuShared, Vector};
+use pvmux_hypercalls::{CrashReason, HcError, Hypercall, ProgramEnd, VcpuShared, Vector};
 use zerocopy::FromBytes;
 
 const KNOWN_VECTORS: [Vector; 12] = [
@@ -67,6 +67,18 @@ const KNOWN_KINDS: [MemRegionKind; 5] = [
     MemRegionKind::Initrd,
     MemRegionKind::UserPool,
 ];
+
+const KNOWN_ENDS: [ProgramEnd; 2] = [ProgramEnd::Signaled, ProgramEnd::OutOfMemory];
+
+fn end_ok(raw: u32) {
+    match ProgramEnd::from_raw(raw) {
+        Some(e) => {
+            assert_eq!(e as u32, raw);
+            assert!(KNOWN_ENDS.contains(&e));
+        }
+        None => assert!(KNOWN_ENDS.iter().all(|&e| e as u32 != raw), "{raw}"),
+    }
+}
 
 fn vector_ok(raw: u64) {
     match Vector::from_raw(raw) {
@@ -139,6 +151,9 @@ fn known_values_round_trip() {
     for k in KNOWN_KINDS {
         assert_eq!(MemRegionKind::from_raw(k as u32), Some(k));
     }
+    for e in KNOWN_ENDS {
+        assert_eq!(ProgramEnd::from_raw(e as u32), Some(e));
+    }
 }
 
 /// Exhaustive over the ranges holding every defined value (and well beyond), plus the
@@ -150,6 +165,7 @@ fn small_ranges_exhaustive() {
         call_ok(raw as u32);
         reason_ok(raw as u32);
         kind_ok(raw as u32);
+        end_ok(raw as u32);
         error_ok(raw as i64);
         error_ok(-(raw as i64));
     }
@@ -166,6 +182,7 @@ fn small_ranges_exhaustive() {
         call_ok(raw);
         reason_ok(raw);
         kind_ok(raw);
+        end_ok(raw);
     }
     for ret in [i64::MIN, i64::MIN + 1, i64::MAX, -1 << 32, (-1 << 32) - 1] {
         error_ok(ret);
@@ -181,12 +198,14 @@ proptest! {
         vector_ok(raw);
     }
 
-    /// `Hypercall::from_raw`, `CrashReason::from_raw`, `MemRegionKind::from_raw` on any `u32`.
+    /// `Hypercall::from_raw`, `CrashReason::from_raw`, `MemRegionKind::from_raw`,
+    /// `ProgramEnd::from_raw` on any `u32`.
     #[test]
     fn u32_decoders_any(raw in any::<u32>()) {
         call_ok(raw);
         reason_ok(raw);
         kind_ok(raw);
+        end_ok(raw);
     }
 
     /// `HcError::from_ret` on any `i64`: `Some` exactly for the six defined errors.

@@ -29,6 +29,65 @@ pub(crate) fn rdtsc() -> u64 {
     (u64::from(hi) << 32) | u64::from(lo)
 }
 
+/// True if the CPU implements `rdrand` (CPUID.1:ECX bit 30).
+pub(crate) fn has_rdrand() -> bool {
+    core::arch::x86_64::__cpuid(1).ecx & (1 << 30) != 0
+}
+
+/// True if the CPU implements `rdseed` (CPUID.(7,0):EBX bit 18).
+pub(crate) fn has_rdseed() -> bool {
+    core::arch::x86_64::__cpuid(0).eax >= 7
+        && core::arch::x86_64::__cpuid_count(7, 0).ebx & (1 << 18) != 0
+}
+
+/// One `rdrand` value (the CPU's DRBG), if it delivered one within a few tries. Call only
+/// when [`has_rdrand`].
+pub(crate) fn rdrand() -> Option<u64> {
+    for _ in 0..10 {
+        let v: u64;
+        let ok: u8;
+        // SAFETY: the caller checked CPUID for `rdrand`; it writes the named registers and
+        // the flags, touches no memory. It is allowed in the sandbox (not a system call).
+        unsafe {
+            core::arch::asm!(
+                "rdrand {v}",
+                "setc {ok}",
+                v = out(reg) v,
+                ok = out(reg_byte) ok,
+                options(nomem, nostack),
+            );
+        }
+        if ok != 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// One `rdseed` value (the CPU's entropy source, for seeding), if it delivered one within a
+/// few tries (it may run dry). Call only when [`has_rdseed`].
+pub(crate) fn rdseed() -> Option<u64> {
+    for _ in 0..100 {
+        let v: u64;
+        let ok: u8;
+        // SAFETY: the caller checked CPUID for `rdseed`; as `rdrand` above.
+        unsafe {
+            core::arch::asm!(
+                "rdseed {v}",
+                "setc {ok}",
+                v = out(reg) v,
+                ok = out(reg_byte) ok,
+                options(nomem, nostack),
+            );
+        }
+        if ok != 0 {
+            return Some(v);
+        }
+        core::hint::spin_loop();
+    }
+    None
+}
+
 /// The precompiled `alloc` library was built with unwinding and references this symbol from
 /// its landing pads. This kernel is built with `panic = "abort"`, so no unwind ever starts
 /// and the landing pads are unreachable; a call would be a bug, so it traps.

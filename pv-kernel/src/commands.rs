@@ -14,14 +14,18 @@ pub(crate) fn exit(code: u64) -> ! {
 }
 
 /// The init program (`argv`, not empty): runs it as init and shuts down with its status: the
-/// exit code, or 128 + the signal that killed it (the shell convention). A program that
-/// cannot be started ends the tenant with 127 (not found) or 126 (not executable).
+/// exit code, or 128 + the signal that killed it (the shell convention), with a shutdown
+/// record saying how it was killed. A program that cannot be started ends the tenant with 127
+/// (not found) or 126 (not executable).
 pub(crate) fn run_init(argv: pvmux_hypercalls::bootargs::Argv<'_>) -> ! {
     let argv: alloc::vec::Vec<alloc::vec::Vec<u8>> = argv.map(<[u8]>::to_vec).collect();
-    let name =
-        alloc::string::String::from_utf8_lossy(argv.first().map_or(&[][..], |a| a)).into_owned();
+    let exe = argv.first().cloned().unwrap_or_default();
+    let name = alloc::string::String::from_utf8_lossy(&exe).into_owned();
+    let mut record = None;
     let code = match crate::linux::task::run_init(argv) {
         Ok(status) => {
+            // Killed: the host learns how (the kernel log is hidden unless --log debug).
+            record = crate::linux::death::shutdown_record(status, &exe).map(alloc::boxed::Box::new);
             if status & 0x7f == 0 {
                 ((status >> 8) & 0xff) as u64
             } else {
@@ -45,5 +49,8 @@ pub(crate) fn run_init(argv: pvmux_hypercalls::bootargs::Argv<'_>) -> ! {
     if crate::boot::args().options.syscall_report {
         crate::linux::dispatch::report_unknown();
     }
-    hcall::shutdown(code)
+    match record {
+        Some(r) => hcall::shutdown_with_record(code, &r),
+        None => hcall::shutdown(code),
+    }
 }

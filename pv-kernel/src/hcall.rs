@@ -1,6 +1,7 @@
 //! Host hypercalls over the stub's doorbell: every hypercall the kernel makes goes through
-//! this module (console, shutdown, panic, wall clock, user sandboxes, console input, the host
-//! share), so the numbers and argument conventions of ABI §12 live in one place.
+//! this module (console, shutdown and its record, panic, wall clock, user sandboxes, console
+//! input, the host share), so the numbers and argument conventions of ABI §12 live in one
+//! place.
 //!
 //! Every call runs with events disabled: the doorbell is per vCPU, so a thread must neither be
 //! preempted and migrated nor interrupted by an event handler that rings the same doorbell.
@@ -99,6 +100,15 @@ pub(crate) fn hostfs_read(
 pub(crate) fn shutdown(code: u64) -> ! {
     call(Hypercall::Shutdown, [code, 0, 0, 0, 0]);
     // The host does not return from a shutdown; if it does, crash loudly.
+    crate::arch::die()
+}
+
+/// Ends the tenant with exit code `code & 0xff`, telling the host how init ended.
+pub(crate) fn shutdown_with_record(code: u64, record: &pvmux_hypercalls::ShutdownRecord) -> ! {
+    let va = record as *const _ as u64;
+    let len = core::mem::size_of_val(record) as u64;
+    let gpa = crate::boot::virt_to_phys(va, len).unwrap_or(0);
+    call(Hypercall::Shutdown, [code, gpa, 0, 0, 0]);
     crate::arch::die()
 }
 

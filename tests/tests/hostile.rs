@@ -194,6 +194,7 @@ fn run_suite(test: &str, cases: Vec<Case>) {
             let text = out.text();
             let summary = match &outcome {
                 TenantOutcome::Exited(code) => format!("exited {code}"),
+                TenantOutcome::ProgramKilled(d) => format!("exited {}: {d}", d.code),
                 TenantOutcome::Crashed(r) => {
                     format!("crashed: {}", r.cause)
                 }
@@ -209,7 +210,7 @@ fn run_suite(test: &str, cases: Vec<Case>) {
             );
             let report = match &outcome {
                 TenantOutcome::Crashed(r) => Some(r.to_string()),
-                TenantOutcome::Exited(_) => None,
+                TenantOutcome::Exited(_) | TenantOutcome::ProgramKilled(_) => None,
             };
             let ok = !killed
                 && match c.expect {

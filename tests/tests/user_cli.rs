@@ -88,6 +88,14 @@ fn program_output_and_exit_status() {
     let o = guest("segv", &[], b"");
     assert_eq!(o.status.code(), Some(128 + 11), "{o:?}");
     assert_eq!(o.stdout, b"segv: writing to 0x10\n");
+    // ... and pvmux says so in one line on stderr, as Linux's kernel log would.
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("pvmux: ")
+            && err.contains("(pid 1) killed by SIGSEGV: segfault at 0x10 ip "),
+        "{err}"
+    );
 }
 
 #[test]

@@ -142,7 +142,7 @@ pub(crate) fn syscall(
         nr::MLOCK | nr::MUNLOCK | nr::MSYNC => Ok(0),
         nr::UNAME => misc::sys_uname(a[0]),
         nr::SYSINFO => misc::sys_sysinfo(a[0]),
-        nr::GETRANDOM => misc::sys_getrandom(a[0], a[1]),
+        nr::GETRANDOM => misc::sys_getrandom(a[0], a[1], a[2]),
         nr::CLOCK_GETTIME => misc::sys_clock_gettime(a[0], a[1]),
         nr::CLOCK_GETRES => misc::sys_clock_getres(a[0], a[1]),
         nr::GETTIMEOFDAY => misc::sys_gettimeofday(a[0]),
@@ -152,7 +152,7 @@ pub(crate) fn syscall(
         nr::PRLIMIT64 => misc::sys_prlimit64(a[0], a[1], a[2], a[3]),
         nr::GETRLIMIT => misc::sys_prlimit64(0, a[0], 0, a[1]),
         nr::SETRLIMIT => misc::sys_prlimit64(0, a[0], a[1], 0),
-        nr::GETRUSAGE => misc::sys_getrusage(a[1]),
+        nr::GETRUSAGE => misc::sys_getrusage(a[0] as i32, a[1]),
         nr::TIMES => misc::sys_times(a[0]),
         nr::SCHED_YIELD => {
             crate::sched::yield_now();
@@ -181,11 +181,16 @@ pub(crate) fn syscall(
         nr::RT_SIGPROCMASK => signal::sys_rt_sigprocmask(a[0], a[1], a[2], a[3]),
         nr::RT_SIGPENDING => signal::sys_rt_sigpending(a[0]),
         nr::RT_SIGRETURN => signal::sigreturn(t, st),
-        nr::RT_SIGSUSPEND => signal::sys_rt_sigsuspend(a[0]),
+        nr::RT_SIGSUSPEND => signal::sys_rt_sigsuspend(a[0], a[1]),
+        nr::RT_SIGTIMEDWAIT => signal::sys_rt_sigtimedwait(a[0], a[1], a[2], a[3]),
+        nr::RT_SIGQUEUEINFO => signal::sys_rt_sigqueueinfo(a[0] as i32 as i64, a[1], a[2]),
+        nr::RT_TGSIGQUEUEINFO => {
+            signal::sys_rt_tgsigqueueinfo(a[0] as i32 as i64, a[1] as i32 as i64, a[2], a[3])
+        }
         nr::SIGALTSTACK => signal::sys_sigaltstack(a[0], a[1]),
         nr::KILL => signal::sys_kill(a[0] as i32 as i64, a[1]),
-        nr::TGKILL => signal::sys_tgkill(a[0] as i32 as i64, a[1] as i32 as i64, a[2]),
-        nr::TKILL => signal::sys_tgkill(-1, a[0] as i32 as i64, a[1]),
+        nr::TGKILL => signal::sys_tgkill(Some(a[0] as i32 as i64), a[1] as i32 as i64, a[2]),
+        nr::TKILL => signal::sys_tgkill(None, a[0] as i32 as i64, a[1]),
         nr::PAUSE => {
             while !signal::pending() {
                 let cur = crate::sched::current();
@@ -218,10 +223,10 @@ pub(crate) fn syscall(
                 x => WaitFor::Pgid(-x),
             };
             match task::wait_child(which, a[2] as u32 & 1)? {
-                Some((cpid, status)) => {
+                Some((cpid, status, usage)) => {
                     wait_status_out(a[1], status)?;
                     if a[3] != 0 {
-                        super::uaccess::copy_to_user(a[3], &[0u8; 144])?;
+                        super::uaccess::copy_to_user(a[3], &usage.to_rusage())?;
                     }
                     Ok(cpid as u64)
                 }
@@ -237,7 +242,10 @@ pub(crate) fn syscall(
             };
             let opts = a[3] as u32;
             match task::wait_child(which, (opts & 1) | (opts & task::WNOWAIT))? {
-                Some((cpid, status)) => {
+                Some((cpid, status, usage)) => {
+                    if a[4] != 0 {
+                        super::uaccess::copy_to_user(a[4], &usage.to_rusage())?;
+                    }
                     if a[2] != 0 {
                         let mut si = [0u8; 128];
                         si[0..4].copy_from_slice(&17i32.to_le_bytes());

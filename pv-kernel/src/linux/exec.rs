@@ -237,15 +237,16 @@ pub(crate) fn load(
         STACK_TOP - STACK_SIZE,
         STACK_TOP,
         prot::READ | prot::WRITE,
-        false,
+        None,
     );
     let strings: usize = argv.iter().chain(envp.iter()).map(|s| s.len() + 1).sum();
     if strings > MAX_ARGS {
         return Err(Errno::E2BIG);
     }
     let mut sp = STACK_TOP - 16;
+    // AT_RANDOM: the C library's stack-protector canary and pointer guard.
     let mut random = [0u8; 16];
-    super::misc::fill_random(&mut random);
+    super::files::random::fill(&mut random);
     sp -= 16;
     let at_random = sp;
     poke(&mut mm, sp, &random)?;

@@ -1,5 +1,8 @@
-//! Futexes. A futex is keyed by the guest-physical address of its word, so private and
-//! shared futexes (MAP_SHARED memory between processes) both work.
+//! Futexes, keyed like Linux keys them: a word in shared memory (`MAP_SHARED` anonymous
+//! memory, whose frames never change) by the guest-physical address of the word, so that
+//! processes sharing the memory meet on it; any other word by its address space and virtual
+//! address — not by its frame, which a copy-on-write break after `fork` replaces between a
+//! thread's `FUTEX_WAIT` and the `FUTEX_WAKE` meant for it.
 
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
@@ -16,7 +19,16 @@ struct Waiter {
     bitset: u32,
 }
 
-static TABLE: IrqLock<BTreeMap<u64, Vec<Arc<Waiter>>>> = IrqLock::new(BTreeMap::new());
+/// What identifies a futex.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Key {
+    /// A word in shared memory: its guest-physical address.
+    Shared(u64),
+    /// A word in private memory: the address space (its address) and the word's address.
+    Private(usize, u64),
+}
+
+static TABLE: IrqLock<BTreeMap<Key, Vec<Arc<Waiter>>>> = IrqLock::new(BTreeMap::new());
 
 const FUTEX_WAIT: u64 = 0;
 const FUTEX_WAKE: u64 = 1;
@@ -29,22 +41,21 @@ const FUTEX_CMD_MASK: u64 = 0x7f;
 const FUTEX_CLOCK_REALTIME: u64 = 256;
 
 /// The key of the futex word at user address `uaddr` of the current process.
-fn key(uaddr: u64) -> Result<u64, Errno> {
+fn key(uaddr: u64) -> Result<Key, Errno> {
     if !uaddr.is_multiple_of(4) {
         return Err(Errno::EINVAL);
     }
-    let mut gpa = 0;
+    // The word must be readable (this also populates it).
     super::space::current_copy(uaddr, 4, false, |_, _| {})?;
     let t = super::task::current_task();
     let space = t.process.space().ok_or(Errno::EFAULT)?;
     let mm = space.mm.lock();
-    if let Some(f) = mm.frame_of(uaddr) {
-        gpa = f + (uaddr & 4095);
+    let (_, vma) = mm.vma_at(uaddr).ok_or(Errno::EFAULT)?;
+    if vma.shm.is_none() {
+        return Ok(Key::Private(Arc::as_ptr(&space) as usize, uaddr));
     }
-    if gpa == 0 {
-        return Err(Errno::EFAULT);
-    }
-    Ok(gpa)
+    let frame = mm.frame_of(uaddr).ok_or(Errno::EFAULT)?;
+    Ok(Key::Shared(frame + (uaddr & 4095)))
 }
 
 /// Wakes up to `n` waiters on `uaddr` (also used for CLONE_CHILD_CLEARTID).
@@ -53,7 +64,7 @@ pub(crate) fn wake_addr(uaddr: u64, n: u32) -> SysResult {
     Ok(wake_key(k, n, u32::MAX))
 }
 
-fn wake_key(k: u64, n: u32, bitset: u32) -> u64 {
+fn wake_key(k: Key, n: u32, bitset: u32) -> u64 {
     let woken: Vec<Arc<Waiter>> = {
         let mut t = TABLE.lock();
         let Some(list) = t.get_mut(&k) else { return 0 };

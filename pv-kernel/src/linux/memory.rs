@@ -3,6 +3,7 @@
 use pvmux_hypercalls::user::{in_user_window, prot};
 use pvmux_hypercalls::PAGE_SIZE;
 
+use super::shmem::ShmRef;
 use super::space::Mm;
 use super::task::current_process;
 use super::{Errno, SysResult};
@@ -61,7 +62,7 @@ pub(crate) fn sys_brk(addr: u64) -> SysResult {
         {
             return Ok(cur);
         }
-        mm.add_vma(old_end, new_end, prot::READ | prot::WRITE, false);
+        mm.add_vma(old_end, new_end, prot::READ | prot::WRITE, None);
     } else if new_end < old_end {
         mm.unmap(new_end, old_end);
     }
@@ -90,7 +91,8 @@ pub(crate) fn sys_mmap(
         MAP_PRIVATE => false,
         _ => return Err(Errno::EINVAL),
     };
-    let anon = flags & MAP_ANONYMOUS != 0;
+    // A shared mapping of /dev/zero is shared anonymous memory (as Linux).
+    let anon = flags & MAP_ANONYMOUS != 0 || (shared && super::files::is_dev_zero(fd as i32));
     // File mappings: a private snapshot of the file's bytes (read into fresh pages). Shared
     // writable file mappings are not supported.
     let file_bytes = if anon {
@@ -118,7 +120,10 @@ pub(crate) fn sys_mmap(
     } else {
         find_free(&mut mm, len)?
     };
-    mm.add_vma(start, start + len, prot_bits as u32, shared && anon);
+    // Shared anonymous memory is an object of its own that every `fork` copy of the region
+    // maps too (`shmem`); private memory is copy-on-write after `fork`.
+    let shm = (shared && anon).then(ShmRef::new_object);
+    mm.add_vma(start, start + len, prot_bits as u32, shm);
     if let Some(bytes) = file_bytes {
         let mut o = 0usize;
         while o < bytes.len() {
@@ -187,7 +192,7 @@ pub(crate) fn sys_mremap(
     let new_len = page_up(new_len).ok_or(Errno::EINVAL)?;
     let space = current_process().space().ok_or(Errno::EFAULT)?;
     let mut mm = space.mm.lock();
-    let (_, vma) = mm.vma_at(old).ok_or(Errno::EFAULT)?;
+    let (vstart, vma) = mm.vma_at(old).ok_or(Errno::EFAULT)?;
     if old + old_len > vma.end {
         return Err(Errno::EFAULT);
     }
@@ -198,7 +203,12 @@ pub(crate) fn sys_mremap(
         }
         // Grow in place?
         if in_user_window(old, new_len) && mm.is_free(old + old_len, old + new_len) {
-            mm.add_vma(old + old_len, old + new_len, vma.prot, vma.shared);
+            mm.add_vma(
+                old + old_len,
+                old + new_len,
+                vma.prot,
+                vma.shm_at(vstart, old + old_len),
+            );
             return Ok(old);
         }
         if flags & MREMAP_MAYMOVE == 0 {
@@ -214,7 +224,7 @@ pub(crate) fn sys_mremap(
     } else {
         find_free(&mut mm, new_len)?
     };
-    mm.add_vma(dest, dest + new_len, vma.prot, vma.shared);
+    mm.add_vma(dest, dest + new_len, vma.prot, vma.shm_at(vstart, old));
     mm.move_pages(old, dest, old_len.min(new_len));
     mm.unmap(old, old + old_len);
     Ok(dest)

@@ -1,42 +1,9 @@
-//! Small system calls: identity, time, randomness, limits, system information.
+//! Small system calls: identity, time, randomness, limits, CPU time, system information.
 
 use super::uaccess::{copy_to_user, write_val};
 use super::{Errno, SysResult};
 
 pub(crate) use crate::time::realtime_ns;
-
-/// State of the kernel PRNG (xorshift64*, seeded from the TSC and RDRAND when present).
-static RNG: crate::irq::IrqLock<u64> = crate::irq::IrqLock::new(0);
-
-fn rdrand() -> Option<u64> {
-    let ecx = core::arch::x86_64::__cpuid(1).ecx;
-    if ecx & (1 << 30) == 0 {
-        return None;
-    }
-    let mut v = 0u64;
-    // SAFETY: RDRAND is supported (checked above); it writes only `v`.
-    let ok = unsafe { core::arch::x86_64::_rdrand64_step(&mut v) };
-    (ok == 1).then_some(v)
-}
-
-/// Fills `buf` with random bytes.
-pub(crate) fn fill_random(buf: &mut [u8]) {
-    let mut s = RNG.lock();
-    if *s == 0 {
-        // SAFETY: rdtsc has no memory effects.
-        *s =
-            unsafe { core::arch::x86_64::_rdtsc() } ^ rdrand().unwrap_or(0x9e37_79b9_7f4a_7c15) | 1;
-    }
-    for chunk in buf.chunks_mut(8) {
-        let mut x = *s;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        *s = x;
-        let v = x.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ rdrand().unwrap_or(0);
-        chunk.copy_from_slice(&v.to_le_bytes()[..chunk.len()]);
-    }
-}
 
 /// `AT_HWCAP`: CPUID leaf 1 EDX, as Linux reports it.
 pub(crate) fn cpuid_hwcap() -> u64 {
@@ -75,11 +42,15 @@ pub(crate) fn sys_sysinfo(info: u64) -> SysResult {
     Ok(0)
 }
 
-/// `getrandom(buf, len, flags)`.
-pub(crate) fn sys_getrandom(buf: u64, len: u64) -> SysResult {
+/// `getrandom(buf, len, flags)`: bytes of the kernel's generator (never blocks: it is
+/// seeded at first use). Flags: `GRND_NONBLOCK` (1), `GRND_RANDOM` (2), `GRND_INSECURE` (4).
+pub(crate) fn sys_getrandom(buf: u64, len: u64, flags: u64) -> SysResult {
+    if flags & !7 != 0 || flags & 6 == 6 {
+        return Err(Errno::EINVAL);
+    }
     let n = len.min(1 << 20) as usize;
     let mut tmp = alloc::vec![0u8; n];
-    fill_random(&mut tmp);
+    super::files::random::fill(&mut tmp);
     copy_to_user(buf, &tmp)?;
     Ok(n as u64)
 }
@@ -91,12 +62,54 @@ fn write_timespec(va: u64, ns: u64) -> Result<(), Errno> {
     )
 }
 
+/// The CPU time of a CPU-time clock: `CLOCK_PROCESS_CPUTIME_ID` (2),
+/// `CLOCK_THREAD_CPUTIME_ID` (3), or a negative clock id of `clock_getcpuclockid` /
+/// `pthread_getcpuclockid` (`(~pid << 3) | flags`: bit 2 = thread, low bits 0 = user +
+/// system, 1 = user, 2 = scheduled time).
+fn cpu_clock_ns(clk: i32) -> Result<u64, Errno> {
+    use super::cputime::{process_usage, thread_usage};
+    use super::task;
+    let (usage, which) = match clk {
+        2 => (process_usage(&task::current_process()), 2),
+        3 => (thread_usage(&task::current_task()), 2),
+        c if c < 0 => {
+            let id = !(c >> 3);
+            let which = c & 3;
+            if which == 3 {
+                return Err(Errno::EINVAL);
+            }
+            let usage = if c & 4 != 0 {
+                let t = if id == 0 {
+                    task::current_task()
+                } else {
+                    task::find_task(id).ok_or(Errno::EINVAL)?
+                };
+                thread_usage(&t)
+            } else {
+                let p = if id == 0 {
+                    task::current_process()
+                } else {
+                    task::find_process(id).ok_or(Errno::EINVAL)?
+                };
+                process_usage(&p)
+            };
+            (usage, which)
+        }
+        _ => return Err(Errno::EINVAL),
+    };
+    Ok(if which == 1 {
+        usage.user_ns
+    } else {
+        usage.cpu_ns()
+    })
+}
+
 /// `clock_gettime(clk, ts)`.
 pub(crate) fn sys_clock_gettime(clk: u64, ts: u64) -> SysResult {
-    let ns = match clk {
+    let ns = match clk as i32 {
         0 | 5 | 8 => realtime_ns(), // REALTIME, REALTIME_COARSE, REALTIME_ALARM
         1 | 4 | 6 | 7 | 9 => crate::time::now_ns(), // MONOTONIC(_RAW,_COARSE), BOOTTIME
-        2 | 3 => crate::time::now_ns(), // process/thread CPU time (approximation)
+        c if c == 2 || c == 3 || c < 0 => cpu_clock_ns(c)?,
         _ => return Err(Errno::EINVAL),
     };
     write_timespec(ts, ns)?;
@@ -105,7 +118,8 @@ pub(crate) fn sys_clock_gettime(clk: u64, ts: u64) -> SysResult {
 
 /// `clock_getres(clk, ts)`.
 pub(crate) fn sys_clock_getres(clk: u64, ts: u64) -> SysResult {
-    if clk > 11 {
+    let c = clk as i32;
+    if c > 11 || (c < 0 && cpu_clock_ns(c).is_err()) {
         return Err(Errno::EINVAL);
     }
     if ts != 0 {
@@ -227,18 +241,36 @@ pub(crate) fn sys_prlimit64(pid: u64, resource: u64, new: u64, old: u64) -> SysR
     Ok(0)
 }
 
-/// `getrusage(who, usage)`: zeros except nothing measured.
-pub(crate) fn sys_getrusage(usage: u64) -> SysResult {
-    copy_to_user(usage, &[0u8; 144])?;
+/// `getrusage(who, usage)`: `RUSAGE_SELF` (0), `RUSAGE_CHILDREN` (-1), `RUSAGE_THREAD` (1).
+pub(crate) fn sys_getrusage(who: i32, usage: u64) -> SysResult {
+    use super::cputime::{process_usage, thread_usage};
+    let u = match who {
+        0 => process_usage(&super::task::current_process()),
+        -1 => super::task::current_process().times.children(),
+        1 => thread_usage(&super::task::current_task()),
+        _ => return Err(Errno::EINVAL),
+    };
+    copy_to_user(usage, &u.to_rusage())?;
     Ok(0)
 }
 
-/// `times(buf)`.
+/// `times(buf)`: the process's and its reaped children's user and system time in clock
+/// ticks; returns the ticks since boot.
 pub(crate) fn sys_times(buf: u64) -> SysResult {
+    use super::cputime::{process_usage, ticks};
     if buf != 0 {
-        copy_to_user(buf, &[0u8; 32])?;
+        let p = super::task::current_process();
+        let own = process_usage(&p);
+        let children = p.times.children();
+        let tms = [
+            ticks(own.user_ns),
+            ticks(own.system_ns),
+            ticks(children.user_ns),
+            ticks(children.system_ns),
+        ];
+        write_val(buf, &tms)?;
     }
-    Ok(crate::time::now_ns() / 10_000_000)
+    Ok(crate::time::now_ns() / (1_000_000_000 / super::cputime::CLK_TCK))
 }
 
 /// `sched_getaffinity(pid, len, mask)`.

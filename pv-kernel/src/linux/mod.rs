@@ -2,25 +2,33 @@
 //! sandboxes and their system calls come here.
 //!
 //! * [`space`] guest address spaces: user sandboxes, their page maps and operation queues,
-//! * [`pool`] the user-page pool (the only memory user sandboxes can map),
+//! * [`pool`] the user-page pool (the only memory user sandboxes can map), [`shmem`] the
+//!   objects behind shared anonymous memory,
 //! * [`exec`] loading ELF programs and their initial stack, [`imagecache`] the programs
 //!   themselves, shared copy-on-write,
 //! * [`task`] processes and threads, the run loop that hands a vCPU to user code,
-//! * [`signal`] POSIX signals,
+//! * [`signal`] POSIX signals, [`fault`] exceptions of user code (page faults, the
+//!   out-of-memory killer, fault signals), [`death`] how programs die (the kernel log's
+//!   lines, the shutdown record of init),
+//! * [`cputime`] CPU-time accounting,
 //! * [`files`] file descriptors, pipes, devices and every file system call,
 //! * [`memory`], [`futex`], [`misc`] the other system calls,
 //! * [`dispatch`] the system-call table,
 //! * [`uaccess`] copying from and to the current process's user memory.
 
 pub(crate) mod abi;
+pub(crate) mod cputime;
+pub(crate) mod death;
 pub(crate) mod dispatch;
 pub(crate) mod exec;
+pub(crate) mod fault;
 pub(crate) mod files;
 pub(crate) mod futex;
 pub(crate) mod imagecache;
 pub(crate) mod memory;
 pub(crate) mod misc;
 pub(crate) mod pool;
+pub(crate) mod shmem;
 pub(crate) mod signal;
 pub(crate) mod space;
 pub(crate) mod task;

@@ -30,11 +30,12 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use pvmux_hypercalls::frame::pf;
 use pvmux_hypercalls::user::{
-    command, in_user_window, op, prot, user_ctx_size, user_slot_offset, UserCtxHeader, UserExit,
-    UserOp, UserSlot, USER_CTX_MAGIC, USER_FPSTATE_MAX, USER_OPS_MAX,
+    command, in_user_window, op, prot, user_ctx_size, user_slot_offset, user_stat, UserCtxHeader,
+    UserExit, UserOp, UserSlot, USER_CTX_MAGIC, USER_FPSTATE_MAX, USER_OPS_MAX,
 };
 use pvmux_hypercalls::{TrapFrame, ABI_VERSION, PAGE_SIZE};
 
+use super::shmem::ShmRef;
 use super::{pool, Errno};
 use crate::irq::{IrqGuard, IrqLock};
 use crate::sched::wait::WaitQueue;
@@ -52,14 +53,31 @@ const WAIT_SLICE_NS: u64 = 20_000_000;
 const RUN_TIMEOUT_NS: u64 = 2_000_000_000;
 
 /// A mapped region `[start, end)`.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Vma {
     /// End (exclusive).
     pub(crate) end: u64,
     /// `PROT_*` bits.
     pub(crate) prot: u32,
-    /// `MAP_SHARED` anonymous memory: stays shared (not copy-on-write) across `fork`.
-    pub(crate) shared: bool,
+    /// `MAP_SHARED` anonymous memory: the object whose pages the region maps, shared (not
+    /// copy-on-write) with every other region of it, in this space or another.
+    pub(crate) shm: Option<ShmRef>,
+}
+
+impl Vma {
+    /// The part of this region (which starts at `start`) from `at` on.
+    fn tail(&self, start: u64, at: u64) -> Self {
+        Self {
+            end: self.end,
+            prot: self.prot,
+            shm: self.shm.as_ref().map(|s| s.advanced(at - start)),
+        }
+    }
+
+    /// The shared object seen from `va` of this region (which starts at `start`), if any.
+    pub(crate) fn shm_at(&self, start: u64, va: u64) -> Option<ShmRef> {
+        self.shm.as_ref().map(|s| s.advanced(va - start))
+    }
 }
 
 /// One user page.
@@ -113,6 +131,17 @@ struct Batch {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub(crate) struct MapGeneration(u64);
 
+/// Memory use of a space (for the out-of-memory killer and `getrusage`).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct MemUsage {
+    /// Bytes mapped (all regions).
+    pub(crate) mapped: u64,
+    /// Resident pages of private memory.
+    pub(crate) private_pages: usize,
+    /// Resident pages of shared memory.
+    pub(crate) shared_pages: usize,
+}
+
 /// What came back from running user code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Exit {
@@ -141,6 +170,9 @@ pub(crate) struct UserState {
     pub(crate) fs_base: u64,
     /// Saved FPU state (XSAVE image); empty = initial state.
     pub(crate) fp: Vec<u8>,
+    /// Time user code ran in the runs since this was last taken (the user sandbox's count,
+    /// clamped to how long each run took).
+    pub(crate) user_ns: u64,
 }
 
 impl UserState {
@@ -155,6 +187,7 @@ impl UserState {
             },
             fs_base: 0,
             fp: Vec::new(),
+            user_ns: 0,
         }
     }
 }
@@ -226,6 +259,12 @@ pub(crate) fn wait_for_reclaim() -> bool {
         }
         crate::sched::sleep_until(now + RECLAIM_POLL_NS);
     }
+}
+
+/// TSC ticks as nanoseconds (the boot information's clock scale).
+fn ticks_to_ns(ticks: u64) -> u64 {
+    let bi = crate::boot::info();
+    ((u128::from(ticks) * u128::from(bi.clock_mult)) >> bi.clock_shift.min(63)) as u64
 }
 
 /// The slot index of `slot_gpa` in the context region at `ctx_gpa`.
@@ -329,7 +368,7 @@ impl Mm {
     /// The region containing `va`.
     pub(crate) fn vma_at(&self, va: u64) -> Option<(u64, Vma)> {
         let (&s, v) = self.vmas.range(..=va).next_back()?;
-        (va < v.end).then_some((s, *v))
+        (va < v.end).then(|| (s, v.clone()))
     }
 
     /// True if `[start, end)` overlaps no region.
@@ -386,14 +425,15 @@ impl Mm {
         self.push_op(op::MAP, p, va, PAGE_SIZE, pte.gpa);
     }
 
-    /// Adds a region (the range must be free). Pages are populated on demand.
-    pub(crate) fn add_vma(&mut self, start: u64, end: u64, prot_bits: u32, shared: bool) {
+    /// Adds a region (the range must be free), mapping the shared object `shm` if given.
+    /// Pages are populated on demand.
+    pub(crate) fn add_vma(&mut self, start: u64, end: u64, prot_bits: u32, shm: Option<ShmRef>) {
         self.vmas.insert(
             start,
             Vma {
                 end,
                 prot: prot_bits,
-                shared,
+                shm,
             },
         );
     }
@@ -413,10 +453,16 @@ impl Mm {
         for s in keys {
             let v = self.vmas.remove(&s).expect("region");
             if s < start {
-                self.vmas.insert(s, Vma { end: start, ..v });
+                self.vmas.insert(
+                    s,
+                    Vma {
+                        end: start,
+                        ..v.clone()
+                    },
+                );
             }
             if v.end > end {
-                self.vmas.insert(end, v);
+                self.vmas.insert(end, v.tail(s, end));
             }
         }
         let pages: Vec<u64> = self.pages.range(start..end).map(|(&va, _)| va).collect();
@@ -445,7 +491,13 @@ impl Mm {
         for s in keys {
             let v = self.vmas.remove(&s).expect("region");
             if s < start {
-                self.vmas.insert(s, Vma { end: start, ..v });
+                self.vmas.insert(
+                    s,
+                    Vma {
+                        end: start,
+                        ..v.clone()
+                    },
+                );
             }
             let (ns, ne) = (s.max(start), v.end.min(end));
             self.vmas.insert(
@@ -453,11 +505,11 @@ impl Mm {
                 Vma {
                     end: ne,
                     prot: prot_bits,
-                    shared: v.shared,
+                    shm: v.shm_at(s, ns),
                 },
             );
             if v.end > end {
-                self.vmas.insert(end, v);
+                self.vmas.insert(end, v.tail(s, end));
             }
         }
         // Re-map the present pages with the new rights (or unmap them for PROT_NONE).
@@ -523,26 +575,50 @@ impl Mm {
         let mut first = 0;
         let mut va_i = lo;
         while va_i < hi {
-            if va_i == page || (!self.pages.contains_key(&va_i) && pool::stats().0 > 64) {
-                if self.pages.contains_key(&va_i) {
-                    va_i += PAGE_SIZE;
-                    continue;
-                }
-                let gpa = match alloc_reclaiming(pool::alloc_zeroed) {
-                    Ok(g) => g,
-                    Err(e) if va_i == page => return Err(e),
-                    Err(_) => break,
+            if let alloc::collections::btree_map::Entry::Vacant(slot) = self.pages.entry(va_i) {
+                let gpa = if va_i == page {
+                    Some(Self::fresh_frame(&vma, vstart, va_i)?)
+                } else {
+                    Self::around_frame(&vma, vstart, va_i)
                 };
-                let pte = Pte { gpa, cow: false };
-                self.pages.insert(va_i, pte);
-                self.queue_map(va_i, &vma, &pte);
-                if va_i == page {
-                    first = gpa;
+                match gpa {
+                    Some(gpa) => {
+                        let pte = *slot.insert(Pte { gpa, cow: false });
+                        self.queue_map(va_i, &vma, &pte);
+                        if va_i == page {
+                            first = gpa;
+                        }
+                    }
+                    // Private memory: the pool is short, stop the fault-around.
+                    None if vma.shm.is_none() => break,
+                    None => {}
                 }
             }
             va_i += PAGE_SIZE;
         }
         Ok(first)
+    }
+
+    /// The frame for a first access to `va` in `vma` (starting at `vstart`), with one
+    /// reference for this space: the shared object's page (created zeroed if it has none)
+    /// for shared memory, else a fresh zeroed frame.
+    fn fresh_frame(vma: &Vma, vstart: u64, va: u64) -> Result<u64, Errno> {
+        match &vma.shm {
+            Some(shm) => shm.obj.frame(shm.index(vstart, va), || {
+                alloc_reclaiming(pool::alloc_zeroed)
+            }),
+            None => alloc_reclaiming(pool::alloc_zeroed),
+        }
+    }
+
+    /// A frame to map ahead at `va` around a fault: for shared memory only a page the object
+    /// already has; for private memory a fresh zeroed frame while the pool is not short.
+    fn around_frame(vma: &Vma, vstart: u64, va: u64) -> Option<u64> {
+        match &vma.shm {
+            Some(shm) => shm.obj.existing(shm.index(vstart, va)),
+            None if pool::stats().0 > 64 => alloc_reclaiming(pool::alloc_zeroed).ok(),
+            None => None,
+        }
     }
 
     /// The frame at `va`, allocating a zero page if none (kernel use: ignores protection;
@@ -552,8 +628,8 @@ impl Mm {
         if let Some(p) = self.pages.get(&page) {
             return Ok(p.gpa);
         }
-        let (_, vma) = self.vma_at(page).ok_or(Errno::EFAULT)?;
-        let gpa = alloc_reclaiming(pool::alloc_zeroed)?;
+        let (vstart, vma) = self.vma_at(page).ok_or(Errno::EFAULT)?;
+        let gpa = Self::fresh_frame(&vma, vstart, page)?;
         let pte = Pte { gpa, cow: false };
         self.pages.insert(page, pte);
         self.queue_map(page, &vma, &pte);
@@ -615,7 +691,7 @@ impl Mm {
                 at = end;
             } else {
                 let next = self.vmas.range(at..).next().map_or(e, |(&k, _)| k).min(e);
-                self.add_vma(at, next, prot_bits, false);
+                self.add_vma(at, next, prot_bits, None);
                 at = next;
             }
         }
@@ -637,9 +713,31 @@ impl Mm {
         }
     }
 
+    /// Number of resident pages.
+    pub(crate) fn resident_pages(&self) -> usize {
+        self.pages.len()
+    }
+
+    /// What the space uses: mapped bytes and resident pages, private and shared.
+    pub(crate) fn usage(&self) -> MemUsage {
+        let mut u = MemUsage {
+            mapped: self.vmas.iter().map(|(&s, v)| v.end - s).sum(),
+            ..MemUsage::default()
+        };
+        for (&s, v) in &self.vmas {
+            let n = self.pages.range(s..v.end).count();
+            if v.shm.is_some() {
+                u.shared_pages += n;
+            } else {
+                u.private_pages += n;
+            }
+        }
+        u
+    }
+
     /// Regions, for `/proc`-like listings and `mremap`.
-    pub(crate) fn vmas(&self) -> impl Iterator<Item = (u64, Vma)> + '_ {
-        self.vmas.iter().map(|(&s, &v)| (s, v))
+    pub(crate) fn vmas(&self) -> impl Iterator<Item = (u64, &Vma)> + '_ {
+        self.vmas.iter().map(|(&s, v)| (s, v))
     }
 
     /// Moves the pages of `[old, old+len)` to `[new, new+len)` (mremap with a move).
@@ -737,7 +835,7 @@ impl Space {
                 continue;
             };
             pool::get(pte.gpa);
-            let share = vma.shared;
+            let share = vma.shm.is_some();
             let npte = Pte {
                 gpa: pte.gpa,
                 cow: !share,
@@ -880,6 +978,9 @@ impl Space {
             }
             let seq = s.run_seq.load(Ordering::Relaxed).wrapping_add(1);
             let old_done = s.done_seq.load(Ordering::Relaxed);
+            let user_ticks = &s.stats[user_stat::USER_TICKS];
+            let (ticks_before, tsc_before) =
+                (user_ticks.load(Ordering::Relaxed), crate::arch::rdtsc());
             s.run_seq.store(seq, Ordering::SeqCst);
             if s.user_waiting.load(Ordering::SeqCst) != 0 {
                 crate::stub::user_wake(slot_gpa);
@@ -936,6 +1037,12 @@ impl Space {
             if ops_only {
                 return Some(Exit::Dead);
             }
+            // User time: what the sandbox counted, at most the whole run.
+            let ticks = user_ticks
+                .load(Ordering::Relaxed)
+                .wrapping_sub(ticks_before)
+                .min(crate::arch::rdtsc().wrapping_sub(tsc_before));
+            st.user_ns += ticks_to_ns(ticks);
             let mut regs: TrapFrame = rv(addr_of_mut!((*slot).regs));
             regs.vector = 0;
             regs.error_code = 0;

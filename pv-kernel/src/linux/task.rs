@@ -11,11 +11,11 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 
 use pvmux_hypercalls::frame::RFLAGS_USER_MASK;
-use pvmux_hypercalls::Vector;
 
+use super::cputime::{ProcessTimes, TaskTimes};
 use super::files::{FdTable, FsContext};
-use super::signal::{sig, SigAction, SigState};
-use super::space::{Exit, MapGeneration, Space, UserState};
+use super::signal::{sig, SigAction, SigInfo, SigState};
+use super::space::{Exit, Space, UserState};
 use super::{exec, Errno, SysResult};
 use crate::irq::IrqLock;
 use crate::sched::wait::{Completion, WaitQueue};
@@ -84,6 +84,8 @@ pub(crate) struct Process {
     pub(crate) umask: AtomicU32,
     /// Path of the running program (what `/proc/self/exe` names).
     pub(crate) exe: IrqLock<Vec<u8>>,
+    /// CPU time of its ended threads and reaped children, its largest resident set.
+    pub(crate) times: ProcessTimes,
 }
 
 impl Process {
@@ -125,6 +127,8 @@ pub(crate) struct Task {
     pub(crate) must_exit: AtomicBool,
     /// FPU states saved by signal delivery (restored by rt_sigreturn).
     pub(crate) fp_stack: IrqLock<Vec<Vec<u8>>>,
+    /// Its user CPU time.
+    pub(crate) times: TaskTimes,
 }
 
 impl Task {
@@ -133,20 +137,22 @@ impl Task {
         self.must_exit.load(Ordering::Acquire) || self.sig.has_deliverable()
     }
 
-    /// Marks `signo` pending and wakes the task if it is blocked. A signal whose action is
-    /// to ignore it (SIG_IGN, or the default for SIGCHLD, SIGWINCH, SIGURG, SIGCONT ...) is
-    /// discarded right away unless blocked, as Linux does: it must not interrupt a blocking
-    /// system call with `EINTR`.
-    pub(crate) fn send_signal(&self, signo: u32) {
+    /// Marks `info`'s signal pending and wakes the task if it is blocked. A signal whose
+    /// action is to ignore it (SIG_IGN, or the default for SIGCHLD, SIGWINCH, SIGURG, SIGCONT
+    /// ...) is discarded right away unless blocked, as Linux does: it must not interrupt a
+    /// blocking system call with `EINTR`. `EAGAIN` if the signal queue is full.
+    pub(crate) fn send_signal(&self, info: SigInfo) -> Result<(), Errno> {
+        let signo = info.signo;
         if !(1..=64).contains(&signo) {
-            return;
+            return Ok(());
         }
         let blocked = self.sig.blocked() & (1 << (signo - 1)) != 0;
         if !blocked && super::signal::is_ignored(&self.process, signo) {
-            return;
+            return Ok(());
         }
-        self.sig.raise(signo);
+        self.sig.raise(info)?;
         self.kick();
+        Ok(())
     }
 
     /// Wakes the task's kernel thread (it re-checks why it sleeps).
@@ -251,6 +257,7 @@ fn new_process(
         vfork_done: Completion::new(),
         umask: AtomicU32::new(umask),
         exe: IrqLock::new(Vec::new()),
+        times: ProcessTimes::default(),
     });
     PROCS.lock().insert(pid, p.clone());
     p
@@ -266,6 +273,7 @@ fn new_task(tid: i32, process: &Arc<Process>, blocked: u64) -> Arc<Task> {
         thread: spin::Once::new(),
         must_exit: AtomicBool::new(false),
         fp_stack: IrqLock::new(Vec::new()),
+        times: TaskTimes::default(),
     });
     process.threads.lock().push(t.clone());
     t
@@ -374,45 +382,10 @@ pub(crate) fn exit_status(code: i32) -> i32 {
     (code & 0xff) << 8
 }
 
-/// Most times a thread may fault at one address in a row with its address space unchanged
-/// before the fault counts as a loop (SIGSEGV).
-const MAX_UNCHANGED_FAULTS: u32 = 8;
-
-/// A thread's last page fault, to detect a fault loop: the sandbox keeps faulting at an
-/// address although the page is resolved and its mapping was sent again each time (a stub
-/// that does not apply it, or a misreported access). Only repeats with *no change at all* to
-/// the address space in between count ([`MapGeneration`]); a fault at the same address after
-/// something changed is a new fault — a parent forking in a loop write-faults at the same
-/// stack slot after every `fork`, each time a real copy-on-write break. (Counting every fault
-/// at the same address, as this once did, killed a plain `fork`/`_exit`/`waitpid` loop with
-/// SIGSEGV after about ten iterations; a `printf` in the loop hid it by faulting elsewhere.)
-#[derive(Default)]
-struct FaultLoop {
-    addr: u64,
-    generation: MapGeneration,
-    repeats: u32,
-}
-
-impl FaultLoop {
-    /// Records a resolved fault at `addr`; true if it is one unchanged repeat too many.
-    fn is_stuck(&mut self, addr: u64, generation: MapGeneration) -> bool {
-        if self.addr == addr && self.generation == generation {
-            self.repeats += 1;
-        } else {
-            *self = Self {
-                addr,
-                generation,
-                repeats: 0,
-            };
-        }
-        self.repeats > MAX_UNCHANGED_FAULTS
-    }
-}
-
 /// Body of every guest thread's kernel thread.
 fn task_main(task: Arc<Task>, mut st: UserState, mut fresh: bool) {
     crate::sched::current().task.call_once(|| task.clone());
-    let mut fault_loop = FaultLoop::default();
+    let mut fault_loop = super::fault::FaultLoop::default();
     loop {
         if task.must_exit.load(Ordering::Acquire) {
             break;
@@ -427,6 +400,7 @@ fn task_main(task: Arc<Task>, mut st: UserState, mut fresh: bool) {
             break;
         };
         let exit = space.run(&mut st, fresh);
+        task.times.add_user(core::mem::take(&mut st.user_ns));
         fresh = false;
         match exit {
             Exit::Syscall => {
@@ -454,40 +428,21 @@ fn task_main(task: Arc<Task>, mut st: UserState, mut fresh: bool) {
                 vector,
                 error_code,
                 addr,
-            } => {
-                // The vector is the user stub's word in the slot: untrusted, decoded here.
-                let signo = match Vector::from_raw(u64::from(vector)) {
-                    Some(Vector::PageFault) => {
-                        let handled =
-                            super::space::handle_fault(&space, addr, error_code).or_else(|e| {
-                                // Out of pool memory while exited processes' pages are still
-                                // on their way back: wait for them, then try once more.
-                                if e == Errno::ENOMEM && super::space::wait_for_reclaim() {
-                                    super::space::handle_fault(&space, addr, error_code)
-                                } else {
-                                    Err(e)
-                                }
-                            });
-                        match handled {
-                            Ok(generation) if !fault_loop.is_stuck(addr, generation) => None,
-                            _ => Some(sig::SIGSEGV),
-                        }
-                    }
-                    Some(Vector::DivideError | Vector::X87Fp | Vector::SimdFp) => Some(sig::SIGFPE),
-                    Some(Vector::InvalidOpcode) => Some(sig::SIGILL),
-                    Some(Vector::Debug | Vector::Breakpoint) => Some(sig::SIGTRAP),
-                    Some(Vector::AlignmentCheck) => Some(sig::SIGBUS),
-                    _ => Some(sig::SIGSEGV),
-                };
-                if let Some(s) = signo {
-                    task.sig.set_fault_info(addr);
-                    super::signal::force(&task, s);
-                }
-            }
+            } => super::fault::user_exception(
+                &task,
+                &space,
+                &st.regs,
+                super::fault::Trap {
+                    vector,
+                    error_code,
+                    addr,
+                },
+                &mut fault_loop,
+            ),
             Exit::Interrupt => crate::sched::yield_now(),
             Exit::Dead => {
                 // The sandbox died under us (killed, crashed, or misbehaved).
-                kill_process(&task.process, sig::SIGKILL);
+                super::death::killed(&task.process, &SigInfo::kernel(sig::SIGKILL));
             }
         }
         // Let events (timers, kicks) run between user slices.
@@ -524,6 +479,7 @@ fn exit_thread(task: &Arc<Task>) {
         let _ = super::uaccess::write_val(ctid, &0u32);
         let _ = super::futex::wake_addr(ctid, 1);
     }
+    super::cputime::thread_ended(task);
     let last = {
         let mut th = p.threads.lock();
         th.retain(|t| !Arc::ptr_eq(t, task));
@@ -560,10 +516,7 @@ fn exit_process(p: &Arc<Process>) {
         return;
     }
     if let Some(parent) = find_process(ppid) {
-        if p.exit_signal != 0 {
-            super::signal::send_to_process(&parent, p.exit_signal);
-        }
-        parent.child_wq.wake_all();
+        super::signal::notify_parent(&parent, p, status);
     } else {
         PROCS.lock().remove(&p.pid);
     }
@@ -584,6 +537,7 @@ pub(crate) fn do_clone(
         regs: st.regs,
         fs_base: st.fs_base,
         fp: st.fp.clone(),
+        user_ns: 0,
     };
     cst.regs.rax = 0;
     if newsp != 0 {
@@ -729,9 +683,12 @@ pub(crate) const WNOHANG: u32 = 1;
 /// `waitid`: do not reap.
 pub(crate) const WNOWAIT: u32 = 0x0100_0000;
 
-/// Waits for a child to end: `Ok(Some((pid, status)))`, `Ok(None)` with WNOHANG when none
-/// has ended yet.
-pub(crate) fn wait_child(which: WaitFor, options: u32) -> Result<Option<(i32, i32)>, Errno> {
+/// Waits for a child to end: `Ok(Some((pid, status, usage)))` (`usage`: what the child and
+/// the children it reaped used), `Ok(None)` with WNOHANG when none has ended yet.
+pub(crate) fn wait_child(
+    which: WaitFor,
+    options: u32,
+) -> Result<Option<(i32, i32, super::cputime::Usage)>, Errno> {
     let me = current_process();
     loop {
         let mut found_any = false;
@@ -761,9 +718,11 @@ pub(crate) fn wait_child(which: WaitFor, options: u32) -> Result<Option<(i32, i3
                     rel.children.remove(i)
                 };
                 let status = c.exit_status.lock().unwrap_or(0);
-                reaped = Some((c.pid, status));
+                let usage = c.times.total();
+                reaped = Some((c.pid, status, usage));
                 if options & WNOWAIT == 0 {
                     PROCS.lock().remove(&c.pid);
+                    me.times.child_reaped(&usage);
                 }
             }
         }

@@ -256,6 +256,10 @@ pub(crate) fn schedule() {
         });
     }
     next.set_state(state::RUNNING);
+    // CPU time: the outgoing thread's run ends, the incoming one's starts.
+    let ran = now.saturating_sub(cur.ran_since.load(Ordering::Relaxed));
+    cur.cpu_ns.fetch_add(ran, Ordering::AcqRel);
+    next.ran_since.store(now, Ordering::Release);
     next.on_cpu.store(true, Ordering::Relaxed);
     next.last_cpu.store(me as u32, Ordering::Relaxed);
     // SAFETY: `next` was in the run queue (or is this vCPU's idle thread, switched out

@@ -5,7 +5,7 @@ use alloc::boxed::Box;
 use alloc::sync::Arc;
 use core::alloc::Layout;
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use super::wait::WaitQueue;
 
@@ -91,6 +91,10 @@ pub(crate) struct Thread {
     pub(crate) exit_wq: WaitQueue,
     /// The guest user task this kernel thread runs, if any.
     pub(crate) task: spin::Once<Arc<crate::linux::task::Task>>,
+    /// Guest time the thread has spent on a vCPU (up to its last switch out).
+    pub(crate) cpu_ns: AtomicU64,
+    /// Guest time at which it was last switched in.
+    pub(crate) ran_since: AtomicU64,
     /// Code to run, taken on first run.
     entry: spin::Mutex<Option<Entry>>,
     /// The stack (none for idle threads, which run on their vCPU's boot stack).
@@ -118,6 +122,8 @@ impl Thread {
             exited: AtomicBool::new(false),
             exit_wq: WaitQueue::new(),
             task: spin::Once::new(),
+            cpu_ns: AtomicU64::new(0),
+            ran_since: AtomicU64::new(0),
             entry: spin::Mutex::new(None),
             _stack: None,
         })
@@ -131,6 +137,18 @@ impl Thread {
     /// Sets the state (scheduler lock held).
     pub(crate) fn set_state(&self, s: u8) {
         self.state.store(s, Ordering::Relaxed);
+    }
+
+    /// Guest time the thread has spent on a vCPU so far (CPU time), including its current
+    /// run if it is on one.
+    pub(crate) fn cpu_time_ns(&self) -> u64 {
+        let done = self.cpu_ns.load(Ordering::Acquire);
+        if self.on_cpu.load(Ordering::Acquire) {
+            let since = self.ran_since.load(Ordering::Acquire);
+            done + crate::stub::clock_ns().saturating_sub(since)
+        } else {
+            done
+        }
     }
 }
 
@@ -191,6 +209,8 @@ pub(crate) fn spawn(
         exited: AtomicBool::new(false),
         exit_wq: WaitQueue::new(),
         task: spin::Once::new(),
+        cpu_ns: AtomicU64::new(0),
+        ran_since: AtomicU64::new(0),
         entry: spin::Mutex::new(Some(Box::new(f))),
         _stack: Some(stack),
     });

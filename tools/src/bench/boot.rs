@@ -87,6 +87,9 @@ pub fn selftest_done(
 pub fn describe(outcome: &TenantOutcome) -> String {
     match outcome {
         TenantOutcome::Exited(code) => format!("guest exited with code {code}"),
+        TenantOutcome::ProgramKilled(d) => {
+            format!("guest exited with code {}: its program was {d}", d.code)
+        }
         TenantOutcome::Crashed(r) => format!("guest crashed: {}", r.cause),
     }
 }

@@ -248,6 +248,10 @@ pub fn run(
                 tracing::warn!(code, "the benchmark guest exited with a non-zero code");
                 Ok(())
             }
+            (TenantOutcome::ProgramKilled(d), _) => {
+                tracing::warn!(code = d.code, "the benchmark guest's program was {d}");
+                Ok(())
+            }
             (TenantOutcome::Crashed(r), _) => Err(format!("guest crashed: {}", r.cause)),
         },
     };

@@ -1,6 +1,7 @@
 //! Command-line parsing and dispatch.
 
 mod bench;
+mod death;
 mod exit;
 mod logging;
 mod run;

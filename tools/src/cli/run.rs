@@ -52,7 +52,10 @@ Kernel command line (--cmdline \"WORDS\"), separated by spaces; an unknown word 
 {words}
 Exit status:
   0-255    the guest's exit status: the program's exit code, or 128+N when it was killed
-           by signal N (from the kernel's shutdown; a guest should not use 124 or 125)
+           by signal N (from the kernel's shutdown; a guest should not use 124 or 125).
+           A program killed by a signal other than SIGINT or SIGPIPE, or for memory, gets
+           one line on stderr saying how (e.g. `pvmux: /bin/prog (pid 1) killed by
+           SIGSEGV: segfault at 0x0 ip 0x401136 sp 0x7ffc3b5f10 error 6`)
   124      the guest kernel crashed; a crash report is printed on stderr
   125      host-side error (bad flag, unknown --cmdline word, unusable kernel image or
            rootfs, boot arguments too long, sandbox spawn failure)"
@@ -373,6 +376,12 @@ pub(crate) fn run(args: &RunArgs, log: &str) -> anyhow::Result<u8> {
     )?;
     match outcome {
         TenantOutcome::Exited(code) => Ok(u8::try_from(code & 0xff).unwrap_or(u8::MAX)),
+        TenantOutcome::ProgramKilled(death) => {
+            if let Some(line) = super::death::killed_line(&death, args.mem) {
+                eprintln!("{line}");
+            }
+            Ok(u8::try_from(death.code & 0xff).unwrap_or(u8::MAX))
+        }
         TenantOutcome::Crashed(report) => {
             eprint!("{report}");
             Ok(EXIT_GUEST_CRASH)

@@ -637,6 +637,19 @@ pub(crate) fn sys_sendfile(out_fd: u64, in_fd: u64, offp: u64, count: u64) -> Sy
     }
 }
 
+/// True if `fd` is open on `/dev/zero` (whose shared mappings are shared anonymous memory).
+pub(crate) fn is_dev_zero(fd: i32) -> bool {
+    fd_file(fd).is_ok_and(|f| {
+        matches!(
+            f.kind,
+            Kind::Dev {
+                dev: super::dev::Dev::Zero,
+                ..
+            }
+        )
+    })
+}
+
 /// Reads a regular file's bytes at `off` through descriptor `fd` without moving its offset
 /// (for file mappings). `EACCES` unless open for reading, `ENODEV` for pipes and terminals;
 /// `/dev/zero` reads zeros.

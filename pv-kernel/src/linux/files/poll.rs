@@ -183,7 +183,9 @@ fn do_poll(fds_va: u64, nfds: u64, deadline: Option<u64>) -> SysResult {
 }
 
 /// Runs `f` with the calling thread's signal mask replaced by the one at `mask_va` (if
-/// non-zero; `sigsetsize` must be 8).
+/// non-zero; `sigsetsize` must be 8) for its duration: a signal it unblocks interrupts the
+/// wait with `EINTR` and is handled before the old mask comes back (see
+/// [`signal::with_temporary_mask`]).
 fn with_sigmask(mask_va: u64, sigsetsize: u64, f: impl FnOnce() -> SysResult) -> SysResult {
     if mask_va == 0 {
         return f();
@@ -191,10 +193,8 @@ fn with_sigmask(mask_va: u64, sigsetsize: u64, f: impl FnOnce() -> SysResult) ->
     if sigsetsize != 8 {
         return Err(Errno::EINVAL);
     }
-    // Validated, but not applied: the signal layer has no temporary-mask primitive yet, so
-    // the wait runs with the thread's current mask.
-    let _mask: u64 = read_val(mask_va)?;
-    f()
+    let mask: u64 = read_val(mask_va)?;
+    signal::with_temporary_mask(Some(mask), f)
 }
 
 /// `poll(fds, nfds, timeout_ms)`.

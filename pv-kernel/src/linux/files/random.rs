@@ -1,6 +1,8 @@
-//! The kernel's random bytes (`/dev/urandom`, `/dev/random`): a ChaCha20 keystream with fast
-//! key erasure (each request ends by replacing the key with fresh keystream), seeded from
-//! `rdrand` when the CPU has it, the time-stamp counter and the clocks.
+//! The kernel's one random number generator, for everything random it hands out:
+//! `getrandom`, `/dev/random`, `/dev/urandom`, `AT_RANDOM` (which seeds the C library's stack
+//! protector and pointer guard). A ChaCha20 keystream with fast key erasure (each request
+//! ends by replacing the key with fresh keystream), seeded from the host's entropy, the
+//! CPU's `rdseed`/`rdrand` when it has them, and timing (see [`seed`]).
 
 use crate::irq::IrqLock;
 
@@ -52,51 +54,7 @@ fn block(key: &[u32; 8], counter: u64) -> [u8; 64] {
     out
 }
 
-/// True if the CPU implements `rdrand` (CPUID.1:ECX bit 30).
-fn has_rdrand() -> bool {
-    let ecx: u32;
-    // SAFETY: `cpuid` only writes the named registers; rbx is saved and restored around it
-    // because LLVM reserves it. CPUID is available on every x86-64 CPU and allowed in the
-    // sandbox (the exec path reads it for AT_HWCAP).
-    unsafe {
-        core::arch::asm!(
-            "mov {tmp}, rbx",
-            "cpuid",
-            "mov rbx, {tmp}",
-            tmp = out(reg) _,
-            inout("eax") 1u32 => _,
-            inout("ecx") 0u32 => ecx,
-            out("edx") _,
-            options(nostack, preserves_flags),
-        );
-    }
-    ecx & (1 << 30) != 0
-}
-
-/// One `rdrand` value, if the hardware delivered one within a few tries.
-fn rdrand() -> Option<u64> {
-    for _ in 0..10 {
-        let v: u64;
-        let ok: u8;
-        // SAFETY: only called after CPUID reported `rdrand`; it writes the named registers
-        // and the flags, touches no memory.
-        unsafe {
-            core::arch::asm!(
-                "rdrand {v}",
-                "setc {ok}",
-                v = out(reg) v,
-                ok = out(reg_byte) ok,
-                options(nomem, nostack),
-            );
-        }
-        if ok != 0 {
-            return Some(v);
-        }
-    }
-    None
-}
-
-/// splitmix64 step: spreads weak seed material over all bits.
+/// splitmix64 step: spreads the timing words over all bits before they join the key.
 fn mix(x: &mut u64) -> u64 {
     *x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
     let mut z = *x;
@@ -105,20 +63,36 @@ fn mix(x: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// A freshly seeded generator.
+/// A freshly seeded generator. The seed key is the host's entropy (`BootInfo.entropy`, from
+/// the host's `getrandom`) XOR the CPU's entropy source (`rdseed`, else its DRBG `rdrand`)
+/// XOR timing words (TSC, clocks: weak, but never harmful); one ChaCha20 block of it is the
+/// first key, so no input is used raw.
 fn seed() -> Rng {
-    let hw = has_rdrand();
+    let bi = crate::boot::info();
+    let mut key = [0u32; 8];
+    for (i, k) in key.iter_mut().enumerate() {
+        *k = u32::from_le_bytes([
+            bi.entropy[i * 4],
+            bi.entropy[i * 4 + 1],
+            bi.entropy[i * 4 + 2],
+            bi.entropy[i * 4 + 3],
+        ]);
+    }
+    let (seed_hw, rand_hw) = (crate::arch::has_rdseed(), crate::arch::has_rdrand());
     let mut x = crate::arch::rdtsc()
         ^ crate::time::now_ns().rotate_left(17)
-        ^ crate::boot::info().wall_clock_epoch_ns.rotate_left(41);
-    let mut key = [0u32; 8];
+        ^ bi.wall_clock_epoch_ns.rotate_left(41);
     for pair in key.chunks_mut(2) {
         let mut v = mix(&mut x) ^ crate::arch::rdtsc().rotate_left(23);
-        if hw {
-            v ^= rdrand().unwrap_or(0);
-        }
-        pair[0] = v as u32;
-        pair[1] = (v >> 32) as u32;
+        let hw = if seed_hw { crate::arch::rdseed() } else { None };
+        let hw = hw.or_else(|| if rand_hw { crate::arch::rdrand() } else { None });
+        v ^= hw.unwrap_or(0);
+        pair[0] ^= v as u32;
+        pair[1] ^= (v >> 32) as u32;
+    }
+    let b = block(&key, crate::arch::rdtsc());
+    for (i, k) in key.iter_mut().enumerate() {
+        *k = u32::from_le_bytes([b[i * 4], b[i * 4 + 1], b[i * 4 + 2], b[i * 4 + 3]]);
     }
     Rng { key, counter: 0 }
 }
@@ -141,5 +115,24 @@ pub(crate) fn fill(buf: &mut [u8]) {
         }
         // Keep a little timing jitter flowing in.
         rng.key[7] ^= crate::arch::rdtsc() as u32;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::block;
+
+    /// RFC 8439 appendix A.1, test vector #1: all-zero key and nonce, block counter 0.
+    #[test]
+    fn chacha20_block_matches_rfc_8439() {
+        let expected: [u8; 64] = [
+            0x76, 0xb8, 0xe0, 0xad, 0xa0, 0xf1, 0x3d, 0x90, 0x40, 0x5d, 0x6a, 0xe5, 0x53, 0x86,
+            0xbd, 0x28, 0xbd, 0xd2, 0x19, 0xb8, 0xa0, 0x8d, 0xed, 0x1a, 0xa8, 0x36, 0xef, 0xcc,
+            0x8b, 0x77, 0x0d, 0xc7, 0xda, 0x41, 0x59, 0x7c, 0x51, 0x57, 0x48, 0x8d, 0x77, 0x24,
+            0xe0, 0x3f, 0xb8, 0xd8, 0x4a, 0x37, 0x6a, 0x43, 0xb8, 0xf4, 0x15, 0x18, 0xa1, 0x1c,
+            0xc3, 0x87, 0xb6, 0x69, 0xb2, 0xee, 0x65, 0x86,
+        ];
+        assert_eq!(block(&[0; 8], 0), expected);
+        assert_ne!(block(&[0; 8], 1), expected);
     }
 }

@@ -97,6 +97,8 @@ struct UserCpu {
     fs_known: AtomicU32,
     /// The FS base last set or observed.
     last_fs: AtomicU64,
+    /// TSC when user code was last entered (0: not running it), for `user_stat::USER_TICKS`.
+    user_since: AtomicU64,
 }
 
 const _: () = assert!(core::mem::size_of::<UserCpu>() <= 4096);
@@ -159,10 +161,13 @@ impl Slot {
         self.atomic32(offset_of!(UserSlot, kernel_waiting))
     }
     fn count(&self, idx: usize) {
+        self.add(idx, 1);
+    }
+    fn add(&self, idx: usize, n: u64) {
         // SAFETY: as in `atomic32`; `stats` is an array of atomics in the slot.
         let stats = unsafe { &*addr_of!((*self.0).stats) };
         if let Some(c) = stats.get(idx) {
-            c.fetch_add(1, Relaxed);
+            c.fetch_add(n, Relaxed);
         }
     }
 }
@@ -442,7 +447,13 @@ pub(crate) unsafe extern "C" fn on_signal(sig: i32, info: *const u8, uc: *mut u8
             // A fault in stub code (user code jumped into it, or corrupted its state).
             sys::exit_group(STUB_EXIT_CRASH);
         }
+        // User code ran from `user_since` until this signal.
+        let since = c.user_since.swap(0, Relaxed);
+        if since != 0 {
+            slot.add(user_stat::USER_TICKS, rdtsc().saturating_sub(since));
+        }
         let Some(exit) = exit_for(c, sig, si, g) else {
+            c.user_since.store(rdtsc(), Relaxed);
             return; // a stale slice-timer expiry: resume user code
         };
         record(c, slot, g, &exit);
@@ -519,6 +530,12 @@ fn set_fs(v: u64) -> Result<(), u32> {
         return Ok(());
     }
     sys::set_fs(v)
+}
+
+/// The time-stamp counter.
+fn rdtsc() -> u64 {
+    // SAFETY: rdtsc has no memory effects and is allowed in user mode on pvmux hosts.
+    unsafe { core::arch::x86_64::_rdtsc() }
 }
 
 /// Saves the interrupted user state into the slot.
@@ -623,7 +640,10 @@ fn serve(c: &UserCpu, slot: Slot, g: &mut [u64; 32], uc: *mut u8) {
             continue;
         }
         match prepare_run(c, slot, g, uc) {
-            Ok(()) => return,
+            Ok(()) => {
+                c.user_since.store(rdtsc(), Relaxed);
+                return;
+            }
             Err(e) => op_failed(c, slot, nr_ops, e),
         }
     }

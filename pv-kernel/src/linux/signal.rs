@@ -491,7 +491,8 @@ pub(crate) fn send_info_to_process(p: &Arc<Process>, info: SigInfo) -> Result<()
 }
 
 /// Tells `parent` that `child` ended with wait status `status` (its exit signal, usually
-/// `SIGCHLD`, with the child's pid, status and CPU times), and wakes its waiters.
+/// `SIGCHLD`, with the child's pid, status and CPU times), then marks `child` a zombie and
+/// wakes the parent's waiters: whoever reaps the child finds the signal already pending.
 pub(crate) fn notify_parent(parent: &Arc<Process>, child: &Process, status: i32) {
     if child.exit_signal != 0 {
         let (code, value) = if status & 0x7f == 0 {
@@ -513,6 +514,7 @@ pub(crate) fn notify_parent(parent: &Arc<Process>, child: &Process, status: i32)
         };
         let _ = send_info_to_process(parent, info);
     }
+    child.zombie.store(true, Ordering::Release);
     parent.child_wq.wake_all();
 }
 

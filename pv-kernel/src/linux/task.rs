@@ -507,17 +507,21 @@ fn exit_process(p: &Arc<Process>) {
             init.child_wq.wake_all();
         }
     }
-    p.zombie.store(true, Ordering::Release);
     let ppid = p.ppid();
     if p.pid == 1 || ppid == 0 {
+        p.zombie.store(true, Ordering::Release);
         PROCS.lock().remove(&p.pid);
         *INIT_STATUS.lock() = Some(status);
         INIT_WQ.wake_all();
         return;
     }
     if let Some(parent) = find_process(ppid) {
+        // Marks `p` a zombie only after its exit signal is pending, as Linux's
+        // `do_notify_parent`: a `wait4` that reaps it returns with SIGCHLD already pending,
+        // so the handler runs before the program goes on.
         super::signal::notify_parent(&parent, p, status);
     } else {
+        p.zombie.store(true, Ordering::Release);
         PROCS.lock().remove(&p.pid);
     }
 }

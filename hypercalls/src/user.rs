@@ -27,12 +27,17 @@
 //!
 //! Everything in the context region is writable by the user program (it is in the user
 //! sandbox's address space): the guest kernel must validate all it reads there.
+//!
+//! The protocol itself — both halves of the hand-off, the batch order, who writes which field
+//! — is [`handoff`], used by the pvmux kernel, the user stub and the stub's host test.
 
 use core::mem::{offset_of, size_of};
 use core::sync::atomic::{AtomicU32, AtomicU64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::{TrapFrame, PAGE_SIZE};
+
+pub mod handoff;
 
 /// Lowest guest user virtual address.
 pub const USER_BASE: u64 = 0x1_0000;

@@ -1,0 +1,801 @@
+//! The hand-off of a [`UserSlot`] between a guest kernel and the user sandbox's slot thread:
+//! both halves of the protocol, defined once (docs/ABI.md §16.4 is the prose specification).
+//!
+//! The guest kernel uses [`KernelSlot`], the user stub [`UserSide`] (with one [`OpsOrder`]
+//! per sandbox process), and `tools/tests/user_stub.rs` plays the guest kernel with
+//! [`KernelSlot`] too. What differs between them comes from two traits each side implements:
+//! [`SlotMem`], how it reaches the slot's memory, and [`Waiter`] (shared with the doorbell), its
+//! clock and futexes.
+//!
+//! ```text
+//!  kernel                                          user (the slot's thread)
+//!  write the request: ops, nr_ops, ops_seq,        (waiting for run_seq != done_seq:
+//!    command; for RUN regs, fs_base, slice_ns,       spin USER_SPIN_NS, then user_waiting = 1
+//!    fpstate, fp_len, fp_init                        and futex-wait on run_seq, re-checking;
+//!  run_seq += 1                      ──────►         leave if the space is dead)
+//!  if user_waiting: wake(run_seq)                  validate command, nr_ops
+//!                                                  wait for batch ops_seq - 1 (other slots)
+//!                                                  apply ops[..nr_ops]; batch ops_seq applied
+//!                                                  wait for every batch up to ops_seq
+//!                                                  OPS_ONLY: reply OpsDone
+//!                                                  RUN: load the state, run user code ... trap:
+//!  (waiting for done_seq == run_seq: spin            save regs, fs_base, fpstate, exit_*
+//!   KERNEL_SPIN_NS, then kernel_waiting = 1  ◄────── exit_reason = why
+//!   and futex-wait on done_seq in slices of          done_seq = run_seq
+//!   KERNEL_WAIT_SLICE_NS; give up when the           if kernel_waiting: wake(done_seq)
+//!   header says dead or after a timeout)
+//!  read and validate the reply once
+//! ```
+//!
+//! Who writes what: the kernel writes `run_seq`, `kernel_waiting` and the request fields
+//! (`command`, `nr_ops`, `ops_seq`, `ops`, `slice_ns`, `fp_len`, `fp_init`; `regs`, `fs_base`
+//! and `fpstate` as the request); the user side writes `done_seq`, `user_waiting`, the result
+//! fields (`exit_*`, `op_failed`, `op_errno`, `fp_saved_len`; `regs`, `fs_base` and `fpstate`
+//! as the result) and the counters; the host writes `exit_reason = Dead` and
+//! `done_seq = run_seq` when the sandbox has died ([`mark_dead`]). Each side announces
+//! sleeping *before* its last check (store, full fence, load) and publishes *before* it looks
+//! at the other side's flag, so no wake-up is lost.
+//!
+//! **Nothing in a slot can be trusted by the kernel half**: the user program can write its
+//! own slots at any time. So [`SlotMem`] has no way to form a Rust reference over a plain
+//! field (only the atomic hand-off words and counters are shared as atomics), every field is
+//! copied once, and [`KernelSlot::reply`] validates what it copied: an unknown exit reason, or
+//! one that does not answer the command, is [`HandOffError::Garbage`]; lengths are clamped.
+//! A program that scribbles on its slot only confuses its own thread's state, or makes the
+//! kernel give up on the space ([`HandOffError::Timeout`]).
+
+use core::fmt;
+use core::mem::offset_of;
+use core::sync::atomic::Ordering::{Acquire, Relaxed, SeqCst};
+use core::sync::atomic::{AtomicU32, AtomicU64};
+
+use zerocopy::{FromBytes, Immutable, IntoBytes};
+
+use super::{
+    command, in_user_window, op, prot, user_stat, UserExit, UserOp, UserSlot, USER_FPSTATE_MAX,
+    USER_OPS_MAX,
+};
+use crate::{TrapFrame, PAGE_SIZE};
+
+pub use crate::doorbell::Waiter;
+
+/// How long the kernel spins for a reply before it sleeps (ns). (An adaptive budget that
+/// shrank after sleeps was measured: once below the user side's turnaround it never
+/// recovered, and every system call paid a futex wake-up: 7-10 µs instead of 4 µs.)
+pub const KERNEL_SPIN_NS: u64 = 30_000;
+/// Longest single sleep of the kernel on `done_seq` (ns): it re-checks the header's `dead`
+/// flag and its timeout in between, even if a wake-up was missed.
+pub const KERNEL_WAIT_SLICE_NS: u64 = 20_000_000;
+/// How long a slot thread spins for its next request, or for an earlier batch, before it
+/// sleeps (ns).
+pub const USER_SPIN_NS: u64 = 20_000;
+/// Longest single sleep of a slot thread waiting for an earlier batch (ns): it re-checks
+/// `dead` in between.
+pub const ORDER_WAIT_SLICE_NS: u64 = 10_000_000;
+/// Spin iterations between two clock reads.
+const SPIN_CLOCK_EVERY: u32 = 64;
+
+/// Linux `EINVAL`: what the user side reports for a request or operation it refuses.
+pub const EINVAL: u32 = 22;
+
+/// The atomic hand-off words of a slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Word {
+    /// [`UserSlot::run_seq`]: written by the kernel; the user side's futex word.
+    RunSeq,
+    /// [`UserSlot::done_seq`]: written by the user side (the host on death); the kernel's
+    /// futex word.
+    DoneSeq,
+    /// [`UserSlot::user_waiting`]: written by the user side.
+    UserWaiting,
+    /// [`UserSlot::kernel_waiting`]: written by the kernel.
+    KernelWaiting,
+}
+
+impl Word {
+    /// Byte offset of the word in the slot (what a side that addresses the slot by
+    /// guest-physical address adds to the slot's address).
+    pub const fn offset(self) -> usize {
+        match self {
+            Self::RunSeq => offset_of!(UserSlot, run_seq),
+            Self::DoneSeq => offset_of!(UserSlot, done_seq),
+            Self::UserWaiting => offset_of!(UserSlot, user_waiting),
+            Self::KernelWaiting => offset_of!(UserSlot, kernel_waiting),
+        }
+    }
+}
+
+/// How one side reaches one slot of a context region (and the region's `dead` flag).
+///
+/// The slot is memory the other process — and, on the kernel's side, a hostile user program —
+/// writes concurrently. Implementations reach the plain fields only by copying (volatile or
+/// otherwise opaque accesses, never a Rust reference over them); the hand-off words and the
+/// counters are shared as atomics, which is what they are.
+pub trait SlotMem {
+    /// The hand-off word `w`.
+    fn word(&self, w: Word) -> &AtomicU32;
+    /// Counter `index` (< 8) of [`UserSlot::stats`].
+    fn counter(&self, index: usize) -> &AtomicU64;
+    /// Copies `buf.len()` bytes at byte offset `off` of the slot into `buf`.
+    fn read(&self, off: usize, buf: &mut [u8]);
+    /// Copies `data` to byte offset `off` of the slot.
+    fn write(&self, off: usize, data: &[u8]);
+    /// Whether the host has marked the sandbox dead ([`super::UserCtxHeader::dead`]).
+    fn dead(&self) -> bool;
+}
+
+// Byte offsets of the plain fields.
+const COMMAND: usize = offset_of!(UserSlot, command);
+const NR_OPS: usize = offset_of!(UserSlot, nr_ops);
+const FS_BASE: usize = offset_of!(UserSlot, fs_base);
+const SLICE_NS: usize = offset_of!(UserSlot, slice_ns);
+const FP_LEN: usize = offset_of!(UserSlot, fp_len);
+const FP_INIT: usize = offset_of!(UserSlot, fp_init);
+const EXIT_REASON: usize = offset_of!(UserSlot, exit_reason);
+const EXIT_VECTOR: usize = offset_of!(UserSlot, exit_vector);
+const EXIT_ERROR_CODE: usize = offset_of!(UserSlot, exit_error_code);
+const EXIT_ADDR: usize = offset_of!(UserSlot, exit_addr);
+const OP_FAILED: usize = offset_of!(UserSlot, op_failed);
+const OP_ERRNO: usize = offset_of!(UserSlot, op_errno);
+const FP_SAVED_LEN: usize = offset_of!(UserSlot, fp_saved_len);
+const REGS: usize = offset_of!(UserSlot, regs);
+const OPS_SEQ: usize = offset_of!(UserSlot, ops_seq);
+const OPS: usize = offset_of!(UserSlot, ops);
+/// Byte offset of [`UserSlot::fpstate`] (the FPU image, [`USER_FPSTATE_MAX`] bytes).
+pub const FPSTATE: usize = offset_of!(UserSlot, fpstate);
+
+/// Copies a field of type `T` out of the slot (once).
+fn get<T: FromBytes + IntoBytes>(m: &(impl SlotMem + ?Sized), off: usize) -> T {
+    let mut v = T::new_zeroed();
+    m.read(off, v.as_mut_bytes());
+    v
+}
+
+/// Copies `v` into a field of the slot.
+fn put<T: IntoBytes + Immutable>(m: &(impl SlotMem + ?Sized), off: usize, v: &T) {
+    m.write(off, v.as_bytes());
+}
+
+/// Spins (bounded by `budget_ns`) until `done()`; true if it became true.
+fn spin_until(w: &(impl Waiter + ?Sized), budget_ns: u64, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = w.now_ns().saturating_add(budget_ns);
+    let mut i = 0u32;
+    loop {
+        if done() {
+            return true;
+        }
+        core::hint::spin_loop();
+        i = i.wrapping_add(1);
+        if i.is_multiple_of(SPIN_CLOCK_EVERY) && w.now_ns() > deadline {
+            return false;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The kernel half.
+// ---------------------------------------------------------------------------------------------
+
+/// What a request asks the slot thread to do with user code.
+#[derive(Clone, Copy, Debug)]
+pub struct RunRequest<'a> {
+    /// User registers to load (`vector`, `error_code`, `fault_addr` are ignored).
+    pub regs: TrapFrame,
+    /// FS base to load.
+    pub fs_base: u64,
+    /// Arm the slice timer to fire this many ns from now (0: leave it as it is).
+    pub slice_ns: u64,
+    /// FPU image to load (at most [`USER_FPSTATE_MAX`] bytes are sent); empty: keep the
+    /// thread's state, or reset it with `fp_init`.
+    pub fp: &'a [u8],
+    /// With an empty `fp`: reset the FPU state to its initial configuration.
+    pub fp_init: bool,
+}
+
+/// One request of the kernel to a slot.
+#[derive(Clone, Copy, Debug)]
+pub struct Request<'a> {
+    /// Operations to apply first (at most [`USER_OPS_MAX`]; more is a caller bug and panics).
+    pub ops: &'a [UserOp],
+    /// The batch number of `ops` in the space's order ([`UserSlot::ops_seq`]), or with no
+    /// operations the number of the last batch taken before; 0: unordered.
+    pub ops_seq: u64,
+    /// `Some`: [`command::RUN`] user code with this state; `None`: [`command::OPS_ONLY`].
+    pub run: Option<RunRequest<'a>>,
+}
+
+/// Why user code came back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// A system call (number in `regs.rax`).
+    Syscall,
+    /// An exception.
+    Exception {
+        /// Vector (not validated: compare it with [`crate::Vector`] values).
+        vector: u32,
+        /// Error code.
+        error_code: u64,
+        /// Fault address.
+        addr: u64,
+    },
+    /// The time slice ended.
+    Interrupt,
+}
+
+/// What a `RUN` request brought back (copied once; the values are whatever the slot held).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Returned {
+    /// Why user code stopped.
+    pub exit: Exit,
+    /// User registers (`vector`, `error_code` and `fault_addr` zeroed).
+    pub regs: TrapFrame,
+    /// FS base.
+    pub fs_base: u64,
+    /// Bytes of FPU image saved in the slot, at most [`USER_FPSTATE_MAX`]: read them with
+    /// [`KernelSlot::read_fp`].
+    pub fp_len: usize,
+    /// TSC ticks user code ran during the request, as the user side counted them
+    /// (untrusted: clamp it to what the kernel measured).
+    pub user_ticks: u64,
+}
+
+/// A slot's answer to a request.
+// No allocator to box the large variant (and it is moved once per request).
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// The operations of an `OPS_ONLY` request are in force.
+    OpsDone,
+    /// User code ran and came back.
+    Ran(Returned),
+}
+
+/// Why a request got no valid answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HandOffError {
+    /// The sandbox is gone (the header's `dead` flag, or the host's `Dead` reply).
+    Dead,
+    /// No answer within the caller's timeout: a hostile program can keep its slot from
+    /// answering, so the caller must treat the space as dead.
+    Timeout,
+    /// The user side refused operation `index` (`u32::MAX`: the request as a whole) with
+    /// `errno`; nothing after it was applied and no user code ran.
+    OpFailed {
+        /// The operation's index.
+        index: u32,
+        /// Its (positive) errno.
+        errno: u32,
+    },
+    /// An exit reason that is unknown or does not answer the request.
+    Garbage {
+        /// The raw `exit_reason`.
+        reason: u32,
+    },
+}
+
+impl fmt::Display for HandOffError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Dead => write!(f, "the user sandbox is dead"),
+            Self::Timeout => write!(f, "the user sandbox did not answer in time"),
+            Self::OpFailed { index, errno } => {
+                write!(f, "operation {index} failed with errno {errno}")
+            }
+            Self::Garbage { reason } => write!(f, "invalid exit reason {reason}"),
+        }
+    }
+}
+
+impl core::error::Error for HandOffError {}
+
+/// A request handed over and not yet answered.
+#[derive(Debug)]
+#[must_use = "a handed-over slot must be waited for"]
+pub struct Pending {
+    seq: u32,
+    ops_only: bool,
+    ticks_before: u64,
+}
+
+impl Pending {
+    /// The request's `run_seq`.
+    pub const fn seq(&self) -> u32 {
+        self.seq
+    }
+}
+
+/// The kernel half of one slot.
+#[derive(Clone, Copy, Debug)]
+pub struct KernelSlot<'a, M: ?Sized> {
+    mem: &'a M,
+}
+
+impl<'a, M: SlotMem + ?Sized> KernelSlot<'a, M> {
+    /// The kernel half on the slot `mem` reaches.
+    pub const fn new(mem: &'a M) -> Self {
+        Self { mem }
+    }
+
+    /// Writes `req` into the slot, hands it over, waits at most `timeout_ns` for the answer
+    /// and reads it.
+    pub fn hand_over(
+        &self,
+        w: &(impl Waiter + ?Sized),
+        req: &Request<'_>,
+        timeout_ns: u64,
+    ) -> Result<Reply, HandOffError> {
+        self.write_request(req);
+        let pending = self.ring(w, req.run.is_none());
+        self.wait(w, &pending, timeout_ns)?;
+        self.reply(&pending)
+    }
+
+    /// Writes the request fields (the slot must be the kernel's: `done_seq == run_seq`).
+    pub fn write_request(&self, req: &Request<'_>) {
+        let m = self.mem;
+        assert!(req.ops.len() <= USER_OPS_MAX, "too many operations");
+        m.write(OPS, req.ops.as_bytes());
+        put(m, NR_OPS, &(req.ops.len() as u32));
+        put(m, OPS_SEQ, &req.ops_seq);
+        let cmd = match &req.run {
+            None => command::OPS_ONLY,
+            Some(run) => {
+                put(m, REGS, &run.regs);
+                put(m, FS_BASE, &run.fs_base);
+                put(m, SLICE_NS, &run.slice_ns);
+                let fp = &run.fp[..run.fp.len().min(USER_FPSTATE_MAX)];
+                if !fp.is_empty() {
+                    m.write(FPSTATE, fp);
+                }
+                put(m, FP_LEN, &(fp.len() as u32));
+                put(m, FP_INIT, &u32::from(run.fp_init && fp.is_empty()));
+                command::RUN
+            }
+        };
+        put(m, COMMAND, &cmd);
+    }
+
+    /// Writes a raw `command` (tests of the user side's validation).
+    pub fn write_raw_command(&self, cmd: u32) {
+        put(self.mem, COMMAND, &cmd);
+    }
+
+    /// Hands the slot over: publishes the next `run_seq` and wakes the user thread if it
+    /// sleeps. `ops_only`: the request written is `OPS_ONLY` (so only `OpsDone` answers it).
+    pub fn ring(&self, w: &(impl Waiter + ?Sized), ops_only: bool) -> Pending {
+        let m = self.mem;
+        let run = m.word(Word::RunSeq);
+        let seq = run.load(Relaxed).wrapping_add(1);
+        let ticks_before = m.counter(user_stat::USER_TICKS).load(Relaxed);
+        run.store(seq, SeqCst);
+        if m.word(Word::UserWaiting).load(SeqCst) != 0 {
+            w.wake(run, u32::MAX);
+        }
+        Pending {
+            seq,
+            ops_only,
+            ticks_before,
+        }
+    }
+
+    /// Waits until the slot comes back: spins up to [`KERNEL_SPIN_NS`], then sleeps on
+    /// `done_seq` in slices of [`KERNEL_WAIT_SLICE_NS`]. `Err(Dead)` as soon as the header says
+    /// the sandbox is dead (checked after publishing and before every sleep, so a death the
+    /// host marked after it read `run_seq` is not missed), `Err(Timeout)` after `timeout_ns`.
+    pub fn wait(
+        &self,
+        w: &(impl Waiter + ?Sized),
+        pending: &Pending,
+        timeout_ns: u64,
+    ) -> Result<(), HandOffError> {
+        let m = self.mem;
+        let done = m.word(Word::DoneSeq);
+        let waiting = m.word(Word::KernelWaiting);
+        let seq = pending.seq;
+        let start = w.now_ns();
+        let mut slept = false;
+        let mut i = 0u32;
+        loop {
+            if done.load(Acquire) == seq {
+                return Ok(());
+            }
+            if m.dead() {
+                return Err(HandOffError::Dead);
+            }
+            if !slept {
+                i = i.wrapping_add(1);
+                if !i.is_multiple_of(SPIN_CLOCK_EVERY) {
+                    core::hint::spin_loop();
+                    continue;
+                }
+            }
+            let waited = w.now_ns().saturating_sub(start);
+            if waited > timeout_ns {
+                return Err(HandOffError::Timeout);
+            }
+            if !slept && waited < KERNEL_SPIN_NS {
+                core::hint::spin_loop();
+                continue;
+            }
+            slept = true;
+            waiting.store(1, SeqCst);
+            let seen = done.load(SeqCst);
+            if seen != seq && !m.dead() {
+                let left = timeout_ns - waited;
+                w.wait(done, seen, Some(left.clamp(1, KERNEL_WAIT_SLICE_NS)));
+            }
+            waiting.store(0, Relaxed);
+        }
+    }
+
+    /// Reads the answer to `pending` (after [`KernelSlot::wait`]) once and validates it.
+    pub fn reply(&self, pending: &Pending) -> Result<Reply, HandOffError> {
+        let m = self.mem;
+        let reason: u32 = get(m, EXIT_REASON);
+        let exit = match UserExit::from_raw(reason) {
+            Some(UserExit::OpsDone) if pending.ops_only => return Ok(Reply::OpsDone),
+            Some(UserExit::Dead) => return Err(HandOffError::Dead),
+            Some(UserExit::OpFailed) => {
+                return Err(HandOffError::OpFailed {
+                    index: get(m, OP_FAILED),
+                    errno: get(m, OP_ERRNO),
+                })
+            }
+            Some(UserExit::Syscall) if !pending.ops_only => Exit::Syscall,
+            Some(UserExit::Exception) if !pending.ops_only => Exit::Exception {
+                vector: get(m, EXIT_VECTOR),
+                error_code: get(m, EXIT_ERROR_CODE),
+                addr: get(m, EXIT_ADDR),
+            },
+            Some(UserExit::Interrupt) if !pending.ops_only => Exit::Interrupt,
+            _ => return Err(HandOffError::Garbage { reason }),
+        };
+        let mut regs: TrapFrame = get(m, REGS);
+        regs.vector = 0;
+        regs.error_code = 0;
+        regs.fault_addr = 0;
+        let fp_saved: u32 = get(m, FP_SAVED_LEN);
+        let ticks = m.counter(user_stat::USER_TICKS).load(Relaxed);
+        Ok(Reply::Ran(Returned {
+            exit,
+            regs,
+            fs_base: get(m, FS_BASE),
+            fp_len: (fp_saved as usize).min(USER_FPSTATE_MAX),
+            user_ticks: ticks.wrapping_sub(pending.ticks_before),
+        }))
+    }
+
+    /// Copies the first `out.len()` (at most [`USER_FPSTATE_MAX`]) bytes of the saved FPU
+    /// image into `out`.
+    pub fn read_fp(&self, out: &mut [u8]) {
+        let n = out.len().min(USER_FPSTATE_MAX);
+        self.mem.read(FPSTATE, &mut out[..n]);
+    }
+}
+
+/// The host's answer for a slot whose sandbox has died: `exit_reason = Dead`, then
+/// `done_seq = run_seq`. The caller then sets the header's `dead_status` and `dead` and wakes
+/// every waiter on `done_seq` ([`Waiter::wake`] of [`Word::DoneSeq`]).
+pub fn mark_dead(m: &(impl SlotMem + ?Sized)) {
+    put(m, EXIT_REASON, &(UserExit::Dead as u32));
+    let run = m.word(Word::RunSeq).load(SeqCst);
+    m.word(Word::DoneSeq).store(run, SeqCst);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The user half.
+// ---------------------------------------------------------------------------------------------
+
+/// Checks one operation against §16.5 (sizes, alignment, the user window, `prot` bits, and
+/// for `MAP` an offset inside guest memory of `mem_size` bytes). `Err(EINVAL)` otherwise.
+/// (That a `MAP` lies inside the user pool is the seccomp filter's to enforce.)
+pub fn check_op(o: &UserOp, mem_size: u64) -> Result<(), u32> {
+    if o.len == 0
+        || !o.addr.is_multiple_of(PAGE_SIZE)
+        || !o.len.is_multiple_of(PAGE_SIZE)
+        || !in_user_window(o.addr, o.len)
+    {
+        return Err(EINVAL);
+    }
+    let prot_ok = o.prot & !prot::ALL == 0;
+    match o.kind {
+        op::MAP
+            if prot_ok
+                && o.offset.is_multiple_of(PAGE_SIZE)
+                && o.offset.checked_add(o.len).is_some_and(|e| e <= mem_size) =>
+        {
+            Ok(())
+        }
+        op::UNMAP => Ok(()),
+        op::PROTECT if prot_ok => Ok(()),
+        _ => Err(EINVAL),
+    }
+}
+
+/// The order in which one sandbox process has applied its space's operation batches
+/// ([`UserSlot::ops_seq`]): one per process, shared by its slot threads.
+#[derive(Debug, Default)]
+pub struct OpsOrder {
+    /// The highest batch applied so far.
+    applied: AtomicU64,
+    /// Bumped after every change of `applied`: the futex word of the threads waiting for it.
+    event: AtomicU32,
+    /// Threads sleeping on `event`.
+    waiters: AtomicU32,
+}
+
+impl OpsOrder {
+    /// Nothing applied yet.
+    pub const fn new() -> Self {
+        Self {
+            applied: AtomicU64::new(0),
+            event: AtomicU32::new(0),
+            waiters: AtomicU32::new(0),
+        }
+    }
+
+    /// The highest batch applied so far.
+    pub fn applied(&self) -> u64 {
+        self.applied.load(Acquire)
+    }
+
+    /// Waits until every batch up to `seq` is applied (by any slot thread): spins up to
+    /// [`USER_SPIN_NS`], then sleeps in slices of [`ORDER_WAIT_SLICE_NS`]. False if `dead()`
+    /// became true first.
+    pub fn wait_for(&self, seq: u64, w: &(impl Waiter + ?Sized), dead: impl Fn() -> bool) -> bool {
+        if self.applied.load(Acquire) >= seq {
+            return true;
+        }
+        let start = w.now_ns();
+        loop {
+            let event = self.event.load(SeqCst);
+            if self.applied.load(Acquire) >= seq {
+                return true;
+            }
+            if dead() {
+                return false;
+            }
+            if w.now_ns().saturating_sub(start) < USER_SPIN_NS {
+                core::hint::spin_loop();
+                continue;
+            }
+            // Another slot is applying (or about to be handed) the earlier batch.
+            self.waiters.fetch_add(1, SeqCst);
+            if self.applied.load(SeqCst) < seq {
+                w.wait(&self.event, event, Some(ORDER_WAIT_SLICE_NS));
+            }
+            self.waiters.fetch_sub(1, SeqCst);
+        }
+    }
+
+    /// Records batch `seq` as applied and wakes the threads waiting for it.
+    pub fn done(&self, seq: u64, w: &(impl Waiter + ?Sized)) {
+        self.applied.fetch_max(seq, SeqCst);
+        self.event.fetch_add(1, SeqCst);
+        if self.waiters.load(SeqCst) != 0 {
+            w.wake(&self.event, u32::MAX);
+        }
+    }
+}
+
+/// A `RUN` request's state for the user thread to load (copied once, lengths clamped).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunLoad {
+    /// Registers (`rflags` still to be masked with [`crate::frame::RFLAGS_USER_MASK`]).
+    pub regs: TrapFrame,
+    /// FS base.
+    pub fs_base: u64,
+    /// Slice timer: fire this many ns from now (0: leave it).
+    pub slice_ns: u64,
+    /// Bytes of `fpstate` to load, at most [`USER_FPSTATE_MAX`] (0: keep or reset).
+    pub fp_len: usize,
+    /// Reset the FPU state (only meaningful with `fp_len == 0`).
+    pub fp_init: bool,
+}
+
+/// What the user half needs from the stub: the system calls behind a request.
+pub trait UserPlatform {
+    /// Applies one operation that passed [`check_op`]; `Err(errno)` if its system call
+    /// failed.
+    fn apply(&mut self, op: &UserOp) -> Result<(), u32>;
+    /// Loads a `RUN` request into the thread about to enter user code (FS base, FPU image
+    /// from the slot, registers, slice timer); `Err(errno)` if that fails (no user code runs).
+    fn load(&mut self, run: &RunLoad) -> Result<(), u32>;
+}
+
+/// What the slot thread does next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Served {
+    /// Enter user code for request `run_seq` (report its exit with [`UserSide::publish`]).
+    Run(u32),
+    /// The sandbox is dead: leave.
+    Dead,
+}
+
+/// Why user code came back, as the user side saves it into the slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UserTrap {
+    /// [`UserExit::Syscall`], [`UserExit::Exception`] or [`UserExit::Interrupt`].
+    pub reason: UserExit,
+    /// Vector.
+    pub vector: u32,
+    /// Error code (the system-call number for a system call).
+    pub error_code: u64,
+    /// Fault address.
+    pub addr: u64,
+}
+
+/// The user half of one slot (the slot's thread in the user stub).
+#[derive(Clone, Copy, Debug)]
+pub struct UserSide<'a, M: ?Sized> {
+    mem: &'a M,
+    /// Guest memory size (the bound of `MAP` offsets).
+    mem_size: u64,
+}
+
+impl<'a, M: SlotMem + ?Sized> UserSide<'a, M> {
+    /// The user half on the slot `mem` reaches, for guest memory of `mem_size` bytes.
+    pub const fn new(mem: &'a M, mem_size: u64) -> Self {
+        Self { mem, mem_size }
+    }
+
+    /// Waits until the slot is handed over (`run_seq != done_seq`): spins up to
+    /// [`USER_SPIN_NS`], then sleeps on `run_seq`. Returns the `run_seq` to serve, or `None`
+    /// once the sandbox is marked dead.
+    pub fn wait_request(&self, w: &(impl Waiter + ?Sized)) -> Option<u32> {
+        let m = self.mem;
+        let (run, done, waiting) = (
+            m.word(Word::RunSeq),
+            m.word(Word::DoneSeq),
+            m.word(Word::UserWaiting),
+        );
+        loop {
+            if m.dead() {
+                return None;
+            }
+            let mut r = 0;
+            if spin_until(w, USER_SPIN_NS, || {
+                r = run.load(Acquire);
+                r != done.load(Relaxed)
+            }) {
+                return Some(r);
+            }
+            waiting.store(1, SeqCst);
+            let r = run.load(SeqCst);
+            if r == done.load(SeqCst) && !m.dead() {
+                m.counter(user_stat::SLEEPS).fetch_add(1, Relaxed);
+                w.wait(run, r, None);
+            }
+            waiting.store(0, Relaxed);
+        }
+    }
+
+    /// Serves requests (applying their operations in the space's batch order, reporting
+    /// `OpsDone` and failures) until one is to run user code, whose state `p` has then
+    /// loaded; or until the sandbox is dead.
+    pub fn serve(
+        &self,
+        w: &(impl Waiter + ?Sized),
+        order: &OpsOrder,
+        p: &mut impl UserPlatform,
+    ) -> Served {
+        let m = self.mem;
+        loop {
+            let Some(seq) = self.wait_request(w) else {
+                return Served::Dead;
+            };
+            m.counter(user_stat::RUNS).fetch_add(1, Relaxed);
+            let (cmd, nr_ops, ops_seq): (u32, u32, u64) =
+                (get(m, COMMAND), get(m, NR_OPS), get(m, OPS_SEQ));
+            if !matches!(cmd, command::RUN | command::OPS_ONLY) || nr_ops as usize > USER_OPS_MAX {
+                self.op_failed(w, seq, u32::MAX, EINVAL);
+                continue;
+            }
+            // This request's batch goes after every earlier one (other slots carry them),
+            // and nothing runs before all batches up to `ops_seq` are in force.
+            let ordered = ops_seq != 0;
+            if ordered && nr_ops > 0 && !order.wait_for(ops_seq - 1, w, || m.dead()) {
+                return Served::Dead;
+            }
+            let applied = self.apply_ops(p, nr_ops);
+            if ordered && nr_ops > 0 {
+                // Failed or not, later batches must not wait for this one forever (a failure
+                // ends the space anyway).
+                order.done(ops_seq, w);
+            }
+            if let Err((i, e)) = applied {
+                self.op_failed(w, seq, i, e);
+                continue;
+            }
+            if ordered && !order.wait_for(ops_seq, w, || m.dead()) {
+                return Served::Dead;
+            }
+            if cmd == command::OPS_ONLY {
+                self.publish(w, seq, UserExit::OpsDone);
+                continue;
+            }
+            let fp_len: u32 = get(m, FP_LEN);
+            let fp_init: u32 = get(m, FP_INIT);
+            let run = RunLoad {
+                regs: get(m, REGS),
+                fs_base: get(m, FS_BASE),
+                slice_ns: get(m, SLICE_NS),
+                fp_len: (fp_len as usize).min(USER_FPSTATE_MAX),
+                fp_init: fp_init == 1,
+            };
+            match p.load(&run) {
+                Ok(()) => return Served::Run(seq),
+                Err(e) => self.op_failed(w, seq, nr_ops, e),
+            }
+        }
+    }
+
+    /// Applies `ops[0..nr_ops]` in order; `Err((index, errno))` at the first failure.
+    fn apply_ops(&self, p: &mut impl UserPlatform, nr_ops: u32) -> Result<(), (u32, u32)> {
+        let m = self.mem;
+        for i in 0..nr_ops {
+            let o: UserOp = get(m, OPS + i as usize * core::mem::size_of::<UserOp>());
+            check_op(&o, self.mem_size)
+                .and_then(|()| p.apply(&o))
+                .map_err(|e| (i, e))?;
+            m.counter(user_stat::OPS).fetch_add(1, Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Copies the first `out.len()` (at most [`USER_FPSTATE_MAX`]) bytes of the request's
+    /// FPU image into `out`.
+    pub fn read_fp(&self, out: &mut [u8]) {
+        let n = out.len().min(USER_FPSTATE_MAX);
+        self.mem.read(FPSTATE, &mut out[..n]);
+    }
+
+    /// Saves the state user code left into the slot: registers (`rax` as given: for a system
+    /// call the caller puts the number there), FS base, how many bytes of FPU image it wrote
+    /// to `fpstate` (0: none), and why it came back; counts the exit.
+    pub fn record(&self, trap: &UserTrap, regs: &TrapFrame, fs_base: u64, fp_saved_len: u32) {
+        let m = self.mem;
+        put(m, REGS, regs);
+        put(m, FS_BASE, &fs_base);
+        put(m, FP_SAVED_LEN, &fp_saved_len);
+        put(m, EXIT_VECTOR, &trap.vector);
+        put(m, EXIT_ERROR_CODE, &trap.error_code);
+        put(m, EXIT_ADDR, &trap.addr);
+        let counter = match trap.reason {
+            UserExit::Syscall => user_stat::SYSCALLS,
+            UserExit::Exception => user_stat::EXCEPTIONS,
+            _ => user_stat::INTERRUPTS,
+        };
+        m.counter(counter).fetch_add(1, Relaxed);
+    }
+
+    /// Adds `ticks` of time spent running user code ([`user_stat::USER_TICKS`]).
+    pub fn add_user_ticks(&self, ticks: u64) {
+        self.mem
+            .counter(user_stat::USER_TICKS)
+            .fetch_add(ticks, Relaxed);
+    }
+
+    /// Hands the slot back: `exit_reason`, then `done_seq = run_seq`, then a wake if the
+    /// kernel sleeps.
+    pub fn publish(&self, w: &(impl Waiter + ?Sized), run_seq: u32, reason: UserExit) {
+        let m = self.mem;
+        put(m, EXIT_REASON, &(reason as u32));
+        let done = m.word(Word::DoneSeq);
+        done.store(run_seq, SeqCst);
+        if m.word(Word::KernelWaiting).load(SeqCst) != 0 {
+            w.wake(done, u32::MAX);
+        }
+    }
+
+    /// Reports a failed request: nothing after operation `index` was applied, no user code
+    /// ran.
+    fn op_failed(&self, w: &(impl Waiter + ?Sized), run_seq: u32, index: u32, errno: u32) {
+        put(self.mem, OP_FAILED, &index);
+        put(self.mem, OP_ERRNO, &errno);
+        self.publish(w, run_seq, UserExit::OpFailed);
+    }
+}
+
+#[cfg(test)]
+mod tests;

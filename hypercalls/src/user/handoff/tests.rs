@@ -1,0 +1,743 @@
+//! Both halves of the hand-off on threads: a kernel thread and slot threads over slots in
+//! ordinary memory, with a waiter that yields instead of sleeping on a futex.
+
+extern crate std;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+use std::vec::Vec;
+
+use super::super::USER_SLOT_SIZE;
+use super::*;
+
+/// Guest memory size the user side checks `MAP` offsets against.
+const MEM: u64 = 64 << 20;
+/// A timeout no test should reach on a loaded machine.
+const LONG: u64 = 60_000_000_000;
+
+/// A slot in ordinary memory: the words and counters as atomics, the plain fields as bytes
+/// behind a lock (the layout is the trait's business, not the protocol's).
+struct TestSlot {
+    words: [AtomicU32; 4],
+    counters: [AtomicU64; 8],
+    bytes: Mutex<Vec<u8>>,
+    dead: AtomicBool,
+}
+
+impl TestSlot {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            words: Default::default(),
+            counters: Default::default(),
+            bytes: Mutex::new(std::vec![0; USER_SLOT_SIZE as usize]),
+            dead: AtomicBool::new(false),
+        })
+    }
+
+    fn put<T: IntoBytes + Immutable>(&self, off: usize, v: T) {
+        self.write(off, v.as_bytes());
+    }
+}
+
+impl SlotMem for TestSlot {
+    fn word(&self, w: Word) -> &AtomicU32 {
+        &self.words[w.offset() / 4]
+    }
+    fn counter(&self, index: usize) -> &AtomicU64 {
+        &self.counters[index]
+    }
+    fn read(&self, off: usize, buf: &mut [u8]) {
+        buf.copy_from_slice(&self.bytes.lock().unwrap()[off..off + buf.len()]);
+    }
+    fn write(&self, off: usize, data: &[u8]) {
+        self.bytes.lock().unwrap()[off..off + data.len()].copy_from_slice(data);
+    }
+    fn dead(&self) -> bool {
+        self.dead.load(SeqCst)
+    }
+}
+
+/// A waiter without futexes: waits are yields (spurious returns are allowed), wakes are
+/// no-ops; the clock is real.
+struct Yield(Instant);
+
+impl Yield {
+    fn new() -> Self {
+        Self(Instant::now())
+    }
+}
+
+impl Waiter for Yield {
+    fn now_ns(&self) -> u64 {
+        self.0.elapsed().as_nanos() as u64
+    }
+    fn wait(&self, _: &AtomicU32, _: u32, _: Option<u64>) {
+        thread::yield_now();
+    }
+    fn wake(&self, _: &AtomicU32, _: u32) {}
+}
+
+/// The user side's system calls, recorded: applied operations go to a log shared by every
+/// slot thread of a "process"; an operation at `fail_addr` fails with `EPERM` (1), a load
+/// with `fs_base == BAD_FS` with `EPERM`.
+#[derive(Default)]
+struct Fake {
+    log: Arc<Mutex<Vec<UserOp>>>,
+    fail_addr: Option<u64>,
+    loaded: Option<RunLoad>,
+}
+
+const BAD_FS: u64 = 0xdead_0000_0000_0000;
+
+impl UserPlatform for Fake {
+    fn apply(&mut self, o: &UserOp) -> Result<(), u32> {
+        if Some(o.addr) == self.fail_addr {
+            return Err(1);
+        }
+        self.log.lock().unwrap().push(*o);
+        Ok(())
+    }
+    fn load(&mut self, run: &RunLoad) -> Result<(), u32> {
+        if run.fs_base == BAD_FS {
+            return Err(1);
+        }
+        self.loaded = Some(*run);
+        Ok(())
+    }
+}
+
+/// A slot thread whose "user code" makes a system call at once: number = `rax + 1`, FS base
+/// plus 1, and an FPU image of `fp_len + 16` bytes, each byte the loaded one + 1. Returns the
+/// number of requests that ran user code when the sandbox is marked dead.
+fn serve_forever(slot: Arc<TestSlot>, order: Arc<OpsOrder>, mut p: Fake) -> u64 {
+    let w = Yield::new();
+    let side = UserSide::new(&*slot, MEM);
+    let mut runs = 0;
+    loop {
+        match side.serve(&w, &order, &mut p) {
+            Served::Dead => return runs,
+            Served::Run(seq) => {
+                let run = p.loaded.take().expect("loaded");
+                let mut fp = std::vec![0u8; run.fp_len];
+                side.read_fp(&mut fp);
+                let saved: Vec<u8> = (0..run.fp_len + 16)
+                    .map(|i| fp.get(i).map_or(0xee, |b| b.wrapping_add(1)))
+                    .collect();
+                slot.write(FPSTATE, &saved);
+                let mut regs = run.regs;
+                regs.rax += 1;
+                regs.vector = 99; // what a careless user side might leave there
+                let trap = UserTrap {
+                    reason: UserExit::Syscall,
+                    vector: crate::Vector::Syscall as u32,
+                    error_code: regs.rax,
+                    addr: 0,
+                };
+                side.add_user_ticks(10);
+                side.record(&trap, &regs, run.fs_base + 1, saved.len() as u32);
+                side.publish(&w, seq, UserExit::Syscall);
+                runs += 1;
+            }
+        }
+    }
+}
+
+fn map_op(addr: u64, gpa: u64) -> UserOp {
+    UserOp {
+        kind: op::MAP,
+        prot: prot::READ | prot::WRITE,
+        addr,
+        len: PAGE_SIZE,
+        offset: gpa,
+    }
+}
+
+fn run_req<'a>(rax: u64, fs: u64, fp: &'a [u8]) -> RunRequest<'a> {
+    RunRequest {
+        regs: TrapFrame {
+            rax,
+            rip: 0x40_1000,
+            ..TrapFrame::default()
+        },
+        fs_base: fs,
+        slice_ns: 0,
+        fp,
+        fp_init: fp.is_empty(),
+    }
+}
+
+/// Many requests, RUN and OPS_ONLY, with and without operations: each gets its own answer,
+/// the registers, FS base and FPU image make the round trip, every operation is applied once
+/// and in order, and the counters agree.
+#[test]
+fn halves_agree() {
+    let slot = TestSlot::new();
+    let order = Arc::new(OpsOrder::new());
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let user = {
+        let (slot, order) = (Arc::clone(&slot), Arc::clone(&order));
+        let p = Fake {
+            log: Arc::clone(&log),
+            ..Fake::default()
+        };
+        thread::spawn(move || serve_forever(slot, order, p))
+    };
+    let w = Yield::new();
+    let k = KernelSlot::new(&*slot);
+    let mut want_ops = Vec::new();
+    let mut fp = std::vec![1u8, 2, 3];
+    let mut runs = 0;
+    // Batches are numbered as a kernel numbers them; a request without operations carries
+    // the last number taken (every other one: 0, unordered).
+    let mut batch = 0;
+    for i in 0..2000u64 {
+        let ops: Vec<UserOp> = (0..i % 4)
+            .map(|j| map_op(0x10_0000 + (i * 4 + j) * PAGE_SIZE, 0x20_0000))
+            .collect();
+        want_ops.extend_from_slice(&ops);
+        if !ops.is_empty() {
+            batch += 1;
+        }
+        let ops_seq = if ops.is_empty() && i % 2 == 0 {
+            0
+        } else {
+            batch
+        };
+        if i % 5 == 0 {
+            let r = k.hand_over(
+                &w,
+                &Request {
+                    ops: &ops,
+                    ops_seq,
+                    run: None,
+                },
+                LONG,
+            );
+            assert_eq!(r, Ok(Reply::OpsDone), "request {i}");
+            continue;
+        }
+        let req = Request {
+            ops: &ops,
+            ops_seq,
+            run: Some(run_req(i * 10, 0x7000 + i, &fp)),
+        };
+        let Ok(Reply::Ran(back)) = k.hand_over(&w, &req, LONG) else {
+            panic!("request {i} did not run");
+        };
+        runs += 1;
+        assert_eq!(back.exit, Exit::Syscall);
+        assert_eq!(back.regs.rax, i * 10 + 1);
+        assert_eq!(back.regs.rip, 0x40_1000);
+        assert_eq!(back.regs.vector, 0, "exit fields of the frame are cleared");
+        assert_eq!(back.fs_base, 0x7000 + i + 1);
+        assert_eq!(back.user_ticks, 10);
+        assert_eq!(back.fp_len, fp.len() + 16);
+        let mut saved = std::vec![0u8; back.fp_len];
+        k.read_fp(&mut saved);
+        for (j, b) in fp.iter().enumerate() {
+            assert_eq!(saved[j], b.wrapping_add(1));
+        }
+        fp = saved;
+        fp.truncate(64);
+    }
+    slot.dead.store(true, SeqCst);
+    assert_eq!(user.join().unwrap(), runs);
+    assert_eq!(*log.lock().unwrap(), want_ops);
+    assert_eq!(slot.counter(user_stat::RUNS).load(SeqCst), 2000);
+    assert_eq!(slot.counter(user_stat::SYSCALLS).load(SeqCst), runs);
+    assert_eq!(
+        slot.counter(user_stat::OPS).load(SeqCst),
+        want_ops.len() as u64
+    );
+    assert_eq!(order.applied(), batch);
+}
+
+/// Sequence numbers wrap around `u32::MAX`.
+#[test]
+fn sequence_numbers_wrap() {
+    let slot = TestSlot::new();
+    slot.word(Word::RunSeq).store(u32::MAX - 2, SeqCst);
+    slot.word(Word::DoneSeq).store(u32::MAX - 2, SeqCst);
+    let user = {
+        let slot = Arc::clone(&slot);
+        thread::spawn(move || serve_forever(slot, Arc::new(OpsOrder::new()), Fake::default()))
+    };
+    let w = Yield::new();
+    let k = KernelSlot::new(&*slot);
+    for i in 0..6u64 {
+        let req = Request {
+            ops: &[],
+            ops_seq: 0,
+            run: Some(run_req(i, 0, &[])),
+        };
+        let Ok(Reply::Ran(back)) = k.hand_over(&w, &req, LONG) else {
+            panic!("request {i}");
+        };
+        assert_eq!(back.regs.rax, i + 1);
+    }
+    assert_eq!(slot.word(Word::RunSeq).load(SeqCst), 3);
+    assert_eq!(slot.word(Word::DoneSeq).load(SeqCst), 3);
+    slot.dead.store(true, SeqCst);
+    assert_eq!(user.join().unwrap(), 6);
+}
+
+/// Two slot threads of one process, two kernel threads taking numbered batches from one
+/// queue and handing them to their own slots: whatever order the batches reach the slots in,
+/// they are applied in their numbered order, and a request comes back only once every batch
+/// up to its number is in force.
+#[test]
+fn batches_apply_in_order_across_slots() {
+    const BATCHES: u64 = 400;
+    let order = Arc::new(OpsOrder::new());
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let slots = [TestSlot::new(), TestSlot::new()];
+    let users: Vec<_> = slots
+        .iter()
+        .map(|s| {
+            let (s, order) = (Arc::clone(s), Arc::clone(&order));
+            let p = Fake {
+                log: Arc::clone(&log),
+                ..Fake::default()
+            };
+            thread::spawn(move || serve_forever(s, order, p))
+        })
+        .collect();
+    // The space's queue: the next batch number to take.
+    let queue = Arc::new(Mutex::new(0u64));
+    let kernels: Vec<_> = slots
+        .iter()
+        .enumerate()
+        .map(|(n, s)| {
+            let (s, queue, order) = (Arc::clone(s), Arc::clone(&queue), Arc::clone(&order));
+            thread::spawn(move || {
+                let w = Yield::new();
+                let k = KernelSlot::new(&*s);
+                loop {
+                    let seq = {
+                        let mut q = queue.lock().unwrap();
+                        if *q == BATCHES {
+                            return;
+                        }
+                        *q += 1;
+                        *q
+                    };
+                    // Let the other thread overtake now and then.
+                    if seq % 7 == n as u64 {
+                        thread::yield_now();
+                    }
+                    let ops = [map_op(seq * PAGE_SIZE + 0x10_0000, 0)];
+                    let run = (seq % 3 == 0).then(|| run_req(seq, 0, &[]));
+                    let r = k.hand_over(
+                        &w,
+                        &Request {
+                            ops: &ops,
+                            ops_seq: seq,
+                            run,
+                        },
+                        LONG,
+                    );
+                    assert!(r.is_ok(), "batch {seq}: {r:?}");
+                    assert!(order.applied() >= seq, "batch {seq} came back too early");
+                }
+            })
+        })
+        .collect();
+    for k in kernels {
+        k.join().unwrap();
+    }
+    // A barrier (no operations, the last number taken): back once everything is applied.
+    let w = Yield::new();
+    let r = KernelSlot::new(&*slots[0]).hand_over(
+        &w,
+        &Request {
+            ops: &[],
+            ops_seq: BATCHES,
+            run: None,
+        },
+        LONG,
+    );
+    assert_eq!(r, Ok(Reply::OpsDone));
+    for s in &slots {
+        s.dead.store(true, SeqCst);
+    }
+    for u in users {
+        u.join().unwrap();
+    }
+    let applied: Vec<u64> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|o| (o.addr - 0x10_0000) / PAGE_SIZE)
+        .collect();
+    assert_eq!(applied, (1..=BATCHES).collect::<Vec<_>>());
+}
+
+/// A later batch handed over first waits for the earlier one, on another slot.
+#[test]
+fn a_later_batch_waits_for_the_earlier_one() {
+    let order = Arc::new(OpsOrder::new());
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (a, b) = (TestSlot::new(), TestSlot::new());
+    let users: Vec<_> = [&a, &b]
+        .into_iter()
+        .map(|s| {
+            let (s, order) = (Arc::clone(s), Arc::clone(&order));
+            let p = Fake {
+                log: Arc::clone(&log),
+                ..Fake::default()
+            };
+            thread::spawn(move || serve_forever(s, order, p))
+        })
+        .collect();
+    let second = {
+        let b = Arc::clone(&b);
+        thread::spawn(move || {
+            let ops = [map_op(0x20_0000, 0)];
+            KernelSlot::new(&*b).hand_over(
+                &Yield::new(),
+                &Request {
+                    ops: &ops,
+                    ops_seq: 2,
+                    run: Some(run_req(0, 0, &[])),
+                },
+                LONG,
+            )
+        })
+    };
+    // Slot b has the request; whether or not its thread is already waiting, nothing of
+    // batch 2 may be applied before batch 1.
+    while b.word(Word::RunSeq).load(SeqCst) == 0 {
+        thread::yield_now();
+    }
+    thread::sleep(Duration::from_millis(20));
+    assert!(
+        log.lock().unwrap().is_empty(),
+        "batch 2 applied before batch 1"
+    );
+    let ops = [map_op(0x10_0000, 0)];
+    let first = KernelSlot::new(&*a).hand_over(
+        &Yield::new(),
+        &Request {
+            ops: &ops,
+            ops_seq: 1,
+            run: None,
+        },
+        LONG,
+    );
+    assert_eq!(first, Ok(Reply::OpsDone));
+    assert!(matches!(second.join().unwrap(), Ok(Reply::Ran(_))));
+    let addrs: Vec<u64> = log.lock().unwrap().iter().map(|o| o.addr).collect();
+    assert_eq!(addrs, [0x10_0000, 0x20_0000]);
+    a.dead.store(true, SeqCst);
+    b.dead.store(true, SeqCst);
+    for u in users {
+        u.join().unwrap();
+    }
+}
+
+/// A user side that never answers: the kernel gives up after its timeout; a dead flag ends
+/// the wait at once; the host's death reply is `Dead`.
+#[test]
+fn an_unanswering_or_dead_user_side_ends_the_wait() {
+    let w = Yield::new();
+    let slot = TestSlot::new();
+    let k = KernelSlot::new(&*slot);
+    let req = Request {
+        ops: &[],
+        ops_seq: 0,
+        run: Some(run_req(0, 0, &[])),
+    };
+    let t = Instant::now();
+    assert_eq!(
+        k.hand_over(&w, &req, 50_000_000),
+        Err(HandOffError::Timeout)
+    );
+    assert!(t.elapsed() >= Duration::from_millis(50));
+
+    // The host marks the sandbox dead while the kernel waits.
+    let host = {
+        let slot = Arc::clone(&slot);
+        thread::spawn(move || {
+            while slot.word(Word::RunSeq).load(SeqCst) != 2 {
+                thread::yield_now();
+            }
+            mark_dead(&*slot);
+            slot.dead.store(true, SeqCst);
+        })
+    };
+    // The earlier request is abandoned: the next one goes on from `run_seq`.
+    slot.word(Word::DoneSeq).store(1, SeqCst);
+    assert_eq!(k.hand_over(&w, &req, LONG), Err(HandOffError::Dead));
+    host.join().unwrap();
+    assert_eq!(slot.word(Word::DoneSeq).load(SeqCst), 2);
+
+    // Dead before the request: no wait at all.
+    assert_eq!(k.hand_over(&w, &req, LONG), Err(HandOffError::Dead));
+}
+
+/// A slot thread waiting for work, or for an earlier batch, leaves once the sandbox is dead.
+#[test]
+fn a_dead_space_ends_the_user_side() {
+    let slot = TestSlot::new();
+    let order = Arc::new(OpsOrder::new());
+    let user = {
+        let (slot, order) = (Arc::clone(&slot), Arc::clone(&order));
+        thread::spawn(move || serve_forever(slot, order, Fake::default()))
+    };
+    thread::sleep(Duration::from_millis(10));
+    slot.dead.store(true, SeqCst);
+    assert_eq!(user.join().unwrap(), 0);
+
+    // Batch 5 can never be applied (1..4 never come): the dead flag ends the wait.
+    let slot = TestSlot::new();
+    let user = {
+        let (slot, order) = (Arc::clone(&slot), Arc::clone(&order));
+        thread::spawn(move || serve_forever(slot, order, Fake::default()))
+    };
+    let k = KernelSlot::new(&*slot);
+    let ops = [map_op(0x10_0000, 0)];
+    k.write_request(&Request {
+        ops: &ops,
+        ops_seq: 5,
+        run: None,
+    });
+    let pending = k.ring(&Yield::new(), true);
+    thread::sleep(Duration::from_millis(10));
+    slot.dead.store(true, SeqCst);
+    assert_eq!(user.join().unwrap(), 0);
+    assert_eq!(
+        k.wait(&Yield::new(), &pending, LONG),
+        Err(HandOffError::Dead)
+    );
+    assert_eq!(order.applied(), 0);
+}
+
+/// What a hostile user side writes is copied once and checked: unknown reasons, and reasons
+/// that do not answer the request, are garbage; lengths are clamped; a failure report is
+/// decoded.
+#[test]
+fn garbage_from_a_hostile_user_side_is_rejected() {
+    let w = Yield::new();
+    let slot = TestSlot::new();
+    let k = KernelSlot::new(&*slot);
+    // Answers the next request with `reason`, after `scribble` wrote whatever it likes.
+    let answer = |ops_only: bool, reason: u32, scribble: &dyn Fn(&TestSlot)| {
+        let run = (!ops_only).then(|| run_req(0, 0, &[]));
+        k.write_request(&Request {
+            ops: &[],
+            ops_seq: 0,
+            run,
+        });
+        let pending = k.ring(&w, ops_only);
+        scribble(&slot);
+        slot.put(EXIT_REASON, reason);
+        slot.word(Word::DoneSeq).store(pending.seq(), SeqCst);
+        k.wait(&w, &pending, LONG).expect("answered");
+        k.reply(&pending)
+    };
+    let nothing = |_: &TestSlot| {};
+    assert_eq!(
+        answer(false, 77, &nothing),
+        Err(HandOffError::Garbage { reason: 77 })
+    );
+    assert_eq!(
+        answer(false, 0, &nothing),
+        Err(HandOffError::Garbage { reason: 0 })
+    );
+    // Answers that do not fit the request.
+    assert_eq!(
+        answer(false, UserExit::OpsDone as u32, &nothing),
+        Err(HandOffError::Garbage { reason: 4 })
+    );
+    for r in [UserExit::Syscall, UserExit::Exception, UserExit::Interrupt] {
+        assert_eq!(
+            answer(true, r as u32, &nothing),
+            Err(HandOffError::Garbage { reason: r as u32 })
+        );
+    }
+    // The host's death mark, a failure report.
+    assert_eq!(
+        answer(false, UserExit::Dead as u32, &nothing),
+        Err(HandOffError::Dead)
+    );
+    let fail = |s: &TestSlot| {
+        s.put(OP_FAILED, 3u32);
+        s.put(OP_ERRNO, 12u32);
+    };
+    assert_eq!(
+        answer(true, UserExit::OpFailed as u32, &fail),
+        Err(HandOffError::OpFailed {
+            index: 3,
+            errno: 12
+        })
+    );
+    // A huge saved FPU length is clamped; the frame's exit fields are cleared; the counter
+    // may go backwards (the caller clamps the difference).
+    let wild = |s: &TestSlot| {
+        s.put(FP_SAVED_LEN, u32::MAX);
+        s.put(EXIT_VECTOR, 14u32);
+        s.put(EXIT_ERROR_CODE, 7u64);
+        s.put(EXIT_ADDR, 0x1234u64);
+        s.put(
+            REGS,
+            TrapFrame {
+                vector: 3,
+                error_code: 4,
+                fault_addr: 5,
+                rip: 6,
+                ..TrapFrame::default()
+            },
+        );
+        s.counter(user_stat::USER_TICKS).store(0, SeqCst);
+    };
+    slot.counter(user_stat::USER_TICKS).store(100, SeqCst);
+    let Ok(Reply::Ran(r)) = answer(false, UserExit::Exception as u32, &wild) else {
+        panic!("an exception is a valid answer");
+    };
+    assert_eq!(r.fp_len, USER_FPSTATE_MAX);
+    assert_eq!(
+        r.exit,
+        Exit::Exception {
+            vector: 14,
+            error_code: 7,
+            addr: 0x1234
+        }
+    );
+    assert_eq!(
+        (r.regs.vector, r.regs.error_code, r.regs.fault_addr),
+        (0, 0, 0)
+    );
+    assert_eq!(r.regs.rip, 6);
+    assert_eq!(r.user_ticks, 0u64.wrapping_sub(100));
+}
+
+/// The user side refuses what §16.5 refuses, reports which operation failed, applies
+/// nothing after it and runs no user code.
+#[test]
+fn the_user_side_refuses_bad_requests() {
+    let slot = TestSlot::new();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let user = {
+        let slot = Arc::clone(&slot);
+        let p = Fake {
+            log: Arc::clone(&log),
+            fail_addr: Some(0x30_0000),
+            ..Fake::default()
+        };
+        thread::spawn(move || serve_forever(slot, Arc::new(OpsOrder::new()), p))
+    };
+    let w = Yield::new();
+    let k = KernelSlot::new(&*slot);
+    let raw = |cmd: u32, nr_ops: u32| {
+        k.write_request(&Request {
+            ops: &[],
+            ops_seq: 0,
+            run: None,
+        });
+        k.write_raw_command(cmd);
+        slot.put(NR_OPS, nr_ops);
+        let pending = k.ring(&w, true);
+        k.wait(&w, &pending, LONG).unwrap();
+        k.reply(&pending)
+    };
+    let whole = Err(HandOffError::OpFailed {
+        index: u32::MAX,
+        errno: EINVAL,
+    });
+    assert_eq!(raw(7, 0), whole);
+    assert_eq!(raw(0, 0), whole);
+    assert_eq!(raw(command::OPS_ONLY, USER_OPS_MAX as u32 + 1), whole);
+    // Operation 1 fails its check, operation 1 fails its system call.
+    let bad = UserOp {
+        addr: 0x10_0001,
+        ..map_op(0x10_0000, 0)
+    };
+    for (second, errno) in [(bad, EINVAL), (map_op(0x30_0000, 0), 1)] {
+        let ops = [map_op(0x10_0000, 0), second, map_op(0x40_0000, 0)];
+        let r = k.hand_over(
+            &w,
+            &Request {
+                ops: &ops,
+                ops_seq: 0,
+                run: Some(run_req(0, 0, &[])),
+            },
+            LONG,
+        );
+        assert_eq!(r, Err(HandOffError::OpFailed { index: 1, errno }));
+    }
+    // The state cannot be loaded: reported after all operations.
+    let ops = [map_op(0x50_0000, 0)];
+    let r = k.hand_over(
+        &w,
+        &Request {
+            ops: &ops,
+            ops_seq: 0,
+            run: Some(run_req(0, BAD_FS, &[])),
+        },
+        LONG,
+    );
+    assert_eq!(r, Err(HandOffError::OpFailed { index: 1, errno: 1 }));
+    slot.dead.store(true, SeqCst);
+    assert_eq!(user.join().unwrap(), 0, "no user code ran");
+    let addrs: Vec<u64> = log.lock().unwrap().iter().map(|o| o.addr).collect();
+    assert_eq!(addrs, [0x10_0000, 0x10_0000, 0x50_0000]);
+}
+
+#[test]
+fn operations_are_checked_like_the_abi_says() {
+    let ok = map_op(0x10_0000, 0x20_0000);
+    assert_eq!(check_op(&ok, MEM), Ok(()));
+    let unmap = UserOp {
+        kind: op::UNMAP,
+        prot: 0xff, // ignored
+        offset: u64::MAX,
+        ..ok
+    };
+    assert_eq!(check_op(&unmap, MEM), Ok(()));
+    let protect = UserOp {
+        kind: op::PROTECT,
+        prot: prot::READ,
+        ..ok
+    };
+    assert_eq!(check_op(&protect, MEM), Ok(()));
+    for bad in [
+        UserOp { len: 0, ..ok },
+        UserOp {
+            addr: ok.addr + 1,
+            ..ok
+        },
+        UserOp { len: 100, ..ok },
+        UserOp { addr: 0, ..ok },
+        UserOp {
+            addr: super::super::USER_END - PAGE_SIZE,
+            len: 2 * PAGE_SIZE,
+            ..ok
+        },
+        UserOp { prot: 8, ..ok },
+        UserOp { offset: 1, ..ok },
+        UserOp {
+            offset: MEM - PAGE_SIZE + PAGE_SIZE,
+            ..ok
+        },
+        UserOp {
+            offset: u64::MAX - PAGE_SIZE + 1,
+            ..ok
+        },
+        UserOp { kind: 0, ..ok },
+        UserOp { kind: 4, ..ok },
+        UserOp { prot: 9, ..protect },
+    ] {
+        assert_eq!(check_op(&bad, MEM), Err(EINVAL), "{bad:?}");
+    }
+}
+
+#[test]
+fn word_offsets_are_the_slot_layout() {
+    assert_eq!(Word::RunSeq.offset(), 0);
+    assert_eq!(Word::DoneSeq.offset(), 4);
+    assert_eq!(Word::UserWaiting.offset(), 8);
+    assert_eq!(Word::KernelWaiting.offset(), 12);
+    assert_eq!(FPSTATE, 0x2000);
+}

@@ -2,26 +2,32 @@
 //! plays the guest kernel. It creates the guest memfd (32 MiB, user pool from 16 MiB) and a
 //! one-page control memfd whose `SandboxHeader` says `kind::USER`, writes a context region
 //! into the pool and a few snippets of x86 code into a pool page, starts the embedded stub
-//! (`pvmux::images::STUB`) with fds 3 and 4, and drives slots with the spin-then-futex
-//! protocol of `pvmux_hypercalls::user` on its own shared mapping of the memfd.
+//! (`pvmux::images::STUB`) with fds 3 and 4, and drives slots with the kernel half of the
+//! ABI's hand-off protocol (`pvmux_hypercalls::user::handoff`), on its own shared mapping of
+//! the memfd — the protocol the guest kernel uses, not a copy of it.
 
 use std::mem::{offset_of, ManuallyDrop};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::ptr::{addr_of, addr_of_mut};
-use std::sync::atomic::{AtomicU32, Ordering::*};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
 use std::time::{Duration, Instant};
 
+use pvmux_host::clock::ClockParams;
 use pvmux_hypercalls::sandbox::{kind, status, CTL_FD, GUEST_MEM_FD, STUB_EXIT_SETUP};
+use pvmux_hypercalls::user::handoff::{
+    Exit, HandOffError, KernelSlot, Reply, Request, Returned, RunRequest, SlotMem, Waiter, Word,
+    EINVAL,
+};
 use pvmux_hypercalls::user::{
-    command, op, prot, user_ctx_size, user_slot_offset, user_stat, UserExit, UserOp, UserSlot,
-    USER_CTX_MAGIC, USER_FPSTATE_MAX,
+    op, prot, user_ctx_size, user_slot_offset, user_stat, UserCtxHeader, UserExit, UserOp,
+    UserSlot, USER_CTX_MAGIC, USER_FPSTATE_MAX, USER_SLOT_SIZE,
 };
 use pvmux_hypercalls::{SandboxHeader, TrapFrame, ABI_MAGIC, ABI_VERSION, PAGE_SIZE};
 use rustix::fs::{ftruncate, memfd_create, MemfdFlags};
 use rustix::io::{dup2, fcntl_dupfd_cloexec, fcntl_setfd, FdFlags};
 use rustix::mm::{mmap, munmap, MapFlags, ProtFlags};
+use rustix::process::{waitid, Pid, WaitId, WaitIdOptions};
 use rustix::thread::futex;
 
 const MEM: u64 = 32 << 20;
@@ -79,8 +85,9 @@ const PUSH_POP: u64 = CODE + 0x140;
 const INT80: u64 = CODE + 0x180;
 const UD2: u64 = CODE + 0x1c0;
 
-const EINVAL: u32 = 22;
 const SIGSYS: i32 = 31;
+/// Longest a request may take to come back (the machine may be loaded).
+const REQUEST_TIMEOUT_NS: u64 = 10_000_000_000;
 
 /// A shared read-write mapping of a whole memfd.
 struct Map {
@@ -108,28 +115,46 @@ impl Map {
         }
     }
 
-    fn at(&self, off: u64) -> *mut u8 {
-        assert!((off as usize) < self.len);
+    fn at(&self, off: u64, len: usize) -> *mut u8 {
+        assert!(off as usize <= self.len && len <= self.len - off as usize);
         // SAFETY: inside the mapping (checked).
         unsafe { self.ptr.add(off as usize) }
     }
 
+    /// Copies bytes out (the stub writes this memory concurrently: never a reference).
+    fn read_bytes(&self, off: u64, buf: &mut [u8]) {
+        let p = self.at(off, buf.len());
+        // SAFETY: inside the mapping (checked); `buf` is ours.
+        unsafe { std::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), buf.len()) }
+    }
+
+    fn write_bytes(&self, off: u64, data: &[u8]) {
+        let p = self.at(off, data.len());
+        // SAFETY: inside the mapping (checked).
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), p, data.len()) }
+    }
+
     fn write<T: Copy>(&self, off: u64, v: T) {
-        assert!(off as usize + size_of::<T>() <= self.len);
         // SAFETY: inside the mapping (checked); unaligned write.
-        unsafe { (self.at(off) as *mut T).write_unaligned(v) }
+        unsafe { (self.at(off, size_of::<T>()) as *mut T).write_unaligned(v) }
     }
 
     fn read<T: Copy>(&self, off: u64) -> T {
-        assert!(off as usize + size_of::<T>() <= self.len);
         // SAFETY: inside the mapping (checked); any bit pattern of these integers is valid.
-        unsafe { (self.at(off) as *const T).read_unaligned() }
+        unsafe { (self.at(off, size_of::<T>()) as *const T).read_unaligned() }
     }
 
     fn atomic32(&self, off: u64) -> &AtomicU32 {
-        assert!(off.is_multiple_of(4) && off as usize + 4 <= self.len);
-        // SAFETY: aligned, inside the mapping, which lives as long as `self`.
-        unsafe { &*(self.at(off) as *const AtomicU32) }
+        assert!(off.is_multiple_of(4));
+        // SAFETY: aligned, inside the mapping, which lives as long as `self`; only accessed
+        // atomically.
+        unsafe { &*(self.at(off, 4) as *const AtomicU32) }
+    }
+
+    fn atomic64(&self, off: u64) -> &AtomicU64 {
+        assert!(off.is_multiple_of(8));
+        // SAFETY: as in `atomic32`.
+        unsafe { &*(self.at(off, 8) as *const AtomicU64) }
     }
 }
 
@@ -140,13 +165,86 @@ impl Drop for Map {
     }
 }
 
+/// Slot `index` of the context region, as the "guest kernel" reaches it: the ABI's
+/// [`SlotMem`] over the test's mapping of guest memory. The sandbox counts as dead once the
+/// host would say so: its process has exited (the test plays the host too) or the header's
+/// `dead` flag is set.
+struct HostSlot<'a> {
+    mem: &'a Map,
+    off: u64,
+    pid: Pid,
+}
+
+impl SlotMem for HostSlot<'_> {
+    fn word(&self, w: Word) -> &AtomicU32 {
+        self.mem.atomic32(self.off + w.offset() as u64)
+    }
+    fn counter(&self, index: usize) -> &AtomicU64 {
+        self.mem
+            .atomic64(self.off + (offset_of!(UserSlot, stats) + 8 * index) as u64)
+    }
+    fn read(&self, off: usize, buf: &mut [u8]) {
+        assert!(off + buf.len() <= USER_SLOT_SIZE as usize);
+        self.mem.read_bytes(self.off + off as u64, buf);
+    }
+    fn write(&self, off: usize, data: &[u8]) {
+        assert!(off + data.len() <= USER_SLOT_SIZE as usize);
+        self.mem.write_bytes(self.off + off as u64, data);
+    }
+    fn dead(&self) -> bool {
+        let flag = self
+            .mem
+            .atomic32(CTX + offset_of!(UserCtxHeader, dead) as u64)
+            .load(SeqCst);
+        // Exited (not reaped here: `Child::wait` gets the status later).
+        let exited = waitid(
+            WaitId::Pid(self.pid),
+            WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT,
+        );
+        flag != 0 || matches!(exited, Ok(Some(_)))
+    }
+}
+
+/// The test's clock and shared futexes.
+struct HostWaiter(Instant);
+
+impl Waiter for HostWaiter {
+    fn now_ns(&self) -> u64 {
+        self.0.elapsed().as_nanos() as u64
+    }
+    fn wait(&self, word: &AtomicU32, expected: u32, timeout_ns: Option<u64>) {
+        let ts = timeout_ns.map(|ns| futex::Timespec {
+            tv_sec: (ns / 1_000_000_000) as _,
+            tv_nsec: (ns % 1_000_000_000) as _,
+        });
+        let _ = futex::wait(word, futex::Flags::empty(), expected, ts.as_ref());
+    }
+    fn wake(&self, word: &AtomicU32, count: u32) {
+        let _ = futex::wake(word, futex::Flags::empty(), count.min(i32::MAX as u32));
+    }
+}
+
 /// How a request ended.
 #[derive(Debug)]
 enum Outcome {
-    /// The slot came back with this raw exit reason.
-    Exit(u32),
+    /// The slot answered.
+    Reply(Reply),
+    /// The slot refused the request (or answered nonsense).
+    Failed(HandOffError),
     /// The sandbox process ended.
     Died(ExitStatus),
+}
+
+/// What the next `RUN` on a slot loads — the thread state a guest kernel would carry. The
+/// registers are what the last run brought back, as in a kernel.
+#[derive(Clone, Default)]
+struct Next {
+    regs: TrapFrame,
+    fs_base: u64,
+    slice_ns: u64,
+    /// An FPU image to load (empty: keep the thread's, or reset with `fp_init`).
+    fp: Vec<u8>,
+    fp_init: bool,
 }
 
 /// The "guest kernel": guest memory, the control page and one user sandbox.
@@ -154,6 +252,9 @@ struct Guest {
     mem: Map,
     ctl: Map,
     child: Child,
+    next: [Next; SLOTS as usize],
+    /// What the last run of each slot brought back.
+    last: [Option<Returned>; SLOTS as usize],
     _fds: [OwnedFd; 2],
 }
 
@@ -162,6 +263,7 @@ struct Guest {
 struct Tweak {
     ctx_len_delta: u64,
     ctx_magic: Option<u64>,
+    no_clock: bool,
 }
 
 impl Guest {
@@ -177,10 +279,16 @@ impl Guest {
         let mem = Map::new(&memfd, MEM);
         let ctl = Map::new(&ctlfd, PAGE_SIZE);
 
+        let clock = ClockParams::now();
         ctl.write(offset_of!(SandboxHeader, magic) as u64, ABI_MAGIC);
         ctl.write(offset_of!(SandboxHeader, abi_version) as u64, ABI_VERSION);
         ctl.write(offset_of!(SandboxHeader, nr_vcpus) as u64, SLOTS);
         ctl.write(offset_of!(SandboxHeader, mem_size) as u64, MEM);
+        ctl.write(offset_of!(SandboxHeader, tsc_base) as u64, clock.tsc_base);
+        if !t.no_clock {
+            ctl.write(offset_of!(SandboxHeader, clock_mult) as u64, clock.mult);
+            ctl.write(offset_of!(SandboxHeader, clock_shift) as u64, clock.shift);
+        }
         ctl.write(offset_of!(SandboxHeader, kind) as u64, kind::USER);
         ctl.write(offset_of!(SandboxHeader, user_pool_base) as u64, POOL);
         ctl.write(offset_of!(SandboxHeader, user_ctx_gpa) as u64, CTX);
@@ -192,9 +300,7 @@ impl Guest {
         mem.write(CTX + 8, ABI_VERSION);
         mem.write(CTX + 12, SLOTS);
         for &(off, bytes) in SNIPPETS {
-            for (i, b) in bytes.iter().enumerate() {
-                mem.write(CODE_GPA + off + i as u64, *b);
-            }
+            mem.write_bytes(CODE_GPA + off, bytes);
         }
 
         let stub = memfd_create("pvmux-stub", MemfdFlags::CLOEXEC).expect("memfd");
@@ -229,6 +335,8 @@ impl Guest {
             mem,
             ctl,
             child,
+            next: Default::default(),
+            last: [None; SLOTS as usize],
             _fds: [memfd, ctlfd],
         }
     }
@@ -271,96 +379,95 @@ impl Guest {
         CTX + user_slot_offset(i)
     }
 
-    fn slot(&self, i: u32) -> *mut UserSlot {
-        self.mem.at(Self::slot_off(i)).cast()
+    fn slot(&self, i: u32) -> HostSlot<'_> {
+        HostSlot {
+            mem: &self.mem,
+            off: Self::slot_off(i),
+            pid: Pid::from_child(&self.child),
+        }
     }
 
-    fn word(&self, i: u32, field: usize) -> &AtomicU32 {
-        self.mem.atomic32(Self::slot_off(i) + field as u64)
+    fn word(&self, i: u32, w: Word) -> &AtomicU32 {
+        self.mem.atomic32(Self::slot_off(i) + w.offset() as u64)
     }
 
-    fn regs(&self, i: u32) -> TrapFrame {
-        // SAFETY: the slot lies in the mapping.
-        unsafe { addr_of!((*self.slot(i)).regs).read_volatile() }
-    }
-
-    fn set_regs(&self, i: u32, r: TrapFrame) {
-        // SAFETY: the slot lies in the mapping.
-        unsafe { addr_of_mut!((*self.slot(i)).regs).write_volatile(r) }
-    }
-
+    /// A field of slot `i` as the stub left it (raw inspection).
     fn field<T: Copy>(&self, i: u32, off: usize) -> T {
         self.mem.read(Self::slot_off(i) + off as u64)
     }
 
-    fn set_field<T: Copy>(&self, i: u32, off: usize, v: T) {
-        self.mem.write(Self::slot_off(i) + off as u64, v)
-    }
-
     fn stat(&self, i: u32, idx: usize) -> u64 {
-        // SAFETY: the slot lies in the mapping; the counters are atomics.
-        let stats = unsafe { &*addr_of!((*self.slot(i)).stats) };
-        stats[idx].load(SeqCst)
+        self.slot(i).counter(idx).load(SeqCst)
     }
 
-    /// Hands slot `i` a request and waits for it to come back, like the guest kernel does:
-    /// bump `run_seq`, wake the user thread if it sleeps, spin briefly on `done_seq`, then
-    /// announce `kernel_waiting` and sleep on it (10 ms at a time, checking the child).
-    fn request(&mut self, i: u32, cmd: u32, ops: &[UserOp]) -> Outcome {
-        for (k, o) in ops.iter().enumerate() {
-            // SAFETY: the slot lies in the mapping; k < USER_OPS_MAX in these tests.
-            unsafe { addr_of_mut!((*self.slot(i)).ops[k]).write_volatile(*o) };
-        }
-        self.set_field(i, offset_of!(UserSlot, nr_ops), ops.len() as u32);
-        self.set_field(i, offset_of!(UserSlot, command), cmd);
-        let run = self.word(i, offset_of!(UserSlot, run_seq));
-        let seq = run.load(SeqCst).wrapping_add(1);
-        run.store(seq, SeqCst);
-        if self
-            .word(i, offset_of!(UserSlot, user_waiting))
-            .load(SeqCst)
-            != 0
-        {
-            futex::wake(run, futex::Flags::empty(), u32::MAX).expect("futex wake");
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let spin_until = Instant::now() + Duration::from_micros(50);
-        loop {
-            let done = self.word(i, offset_of!(UserSlot, done_seq));
-            if done.load(SeqCst) == seq {
-                return Outcome::Exit(self.field(i, offset_of!(UserSlot, exit_reason)));
-            }
-            if Instant::now() < spin_until {
-                std::hint::spin_loop();
-                continue;
-            }
-            let waiting = self.word(i, offset_of!(UserSlot, kernel_waiting));
-            waiting.store(1, SeqCst);
-            let seen = done.load(SeqCst);
-            if seen != seq {
-                let ts = futex::Timespec {
-                    tv_sec: 0,
-                    tv_nsec: 10_000_000,
-                };
-                let _ = futex::wait(done, futex::Flags::empty(), seen, Some(&ts));
-            }
-            waiting.store(0, SeqCst);
-            if done.load(SeqCst) != seq {
-                if let Some(st) = self.child.try_wait().expect("try_wait") {
-                    return Outcome::Died(st);
+    /// Hands slot `i` a request with the kernel half of the protocol, like the guest kernel
+    /// does: `ops` (unordered), then for `run` user code with the slot's [`Next`] state.
+    fn request(&mut self, i: u32, run: bool, ops: &[UserOp]) -> Outcome {
+        let next = &self.next[i as usize];
+        let req = Request {
+            ops,
+            ops_seq: 0,
+            run: run.then(|| RunRequest {
+                regs: next.regs,
+                fs_base: next.fs_base,
+                slice_ns: next.slice_ns,
+                fp: &next.fp,
+                fp_init: next.fp_init,
+            }),
+        };
+        let slot = self.slot(i);
+        let r =
+            KernelSlot::new(&slot).hand_over(&HostWaiter(Instant::now()), &req, REQUEST_TIMEOUT_NS);
+        self.outcome(i, r)
+    }
+
+    /// A request whose `command` is `cmd` as written (no run state, no operations).
+    fn raw_request(&mut self, i: u32, cmd: u32) -> Outcome {
+        let slot = self.slot(i);
+        let k = KernelSlot::new(&slot);
+        k.write_request(&Request {
+            ops: &[],
+            ops_seq: 0,
+            run: None,
+        });
+        k.write_raw_command(cmd);
+        let w = HostWaiter(Instant::now());
+        let pending = k.ring(&w, true);
+        let r = k
+            .wait(&w, &pending, REQUEST_TIMEOUT_NS)
+            .and_then(|()| k.reply(&pending));
+        self.outcome(i, r)
+    }
+
+    fn outcome(&mut self, i: u32, r: Result<Reply, HandOffError>) -> Outcome {
+        match r {
+            Ok(reply) => {
+                if let Reply::Ran(back) = reply {
+                    self.next[i as usize].regs = back.regs;
+                    self.last[i as usize] = Some(back);
                 }
-                assert!(Instant::now() < deadline, "slot {i} did not come back");
+                Outcome::Reply(reply)
             }
+            Err(HandOffError::Dead) => Outcome::Died(self.wait_exit()),
+            Err(HandOffError::Timeout) => panic!("slot {i} did not come back"),
+            Err(e) => Outcome::Failed(e),
         }
     }
 
-    /// A RUN request that must come back with `want`.
+    /// A RUN request that must come back with `want`; returns the registers.
     fn run(&mut self, i: u32, ops: &[UserOp], want: UserExit) -> TrapFrame {
-        match self.request(i, command::RUN, ops) {
-            Outcome::Exit(r) => assert_eq!(UserExit::from_raw(r), Some(want), "slot {i}"),
-            Outcome::Died(st) => panic!("sandbox died: {st:?}"),
+        match self.request(i, true, ops) {
+            Outcome::Reply(Reply::Ran(back)) => {
+                let got = match back.exit {
+                    Exit::Syscall => UserExit::Syscall,
+                    Exit::Exception { .. } => UserExit::Exception,
+                    Exit::Interrupt => UserExit::Interrupt,
+                };
+                assert_eq!(got, want, "slot {i}");
+                back.regs
+            }
+            other => panic!("slot {i}: {other:?}"),
         }
-        self.regs(i)
     }
 
     /// Sets rip (and optionally other registers) and runs until an exception of `vector`.
@@ -371,26 +478,33 @@ impl Guest {
         f: impl FnOnce(&mut TrapFrame),
         vector: u32,
     ) -> TrapFrame {
-        let mut r = self.regs(i);
+        let r = &mut self.next[i as usize].regs;
         r.rip = rip;
         r.rsp = STACK + PAGE_SIZE - 64;
-        f(&mut r);
-        self.set_regs(i, r);
+        f(r);
         let out = self.run(i, &[], UserExit::Exception);
-        assert_eq!(self.exit_vector(i), vector, "exit vector at {rip:#x}");
+        assert_eq!(self.exception(i).0, vector, "exit vector at {rip:#x}");
         out
     }
 
-    fn exit_vector(&self, i: u32) -> u32 {
-        self.field(i, offset_of!(UserSlot, exit_vector))
+    /// The last run's exception: `(vector, error_code, addr)`.
+    fn exception(&self, i: u32) -> (u32, u64, u64) {
+        match self.last[i as usize].map(|b| b.exit) {
+            Some(Exit::Exception {
+                vector,
+                error_code,
+                addr,
+            }) => (vector, error_code, addr),
+            other => panic!("slot {i}: no exception but {other:?}"),
+        }
     }
 
-    fn exit_addr(&self, i: u32) -> u64 {
-        self.field(i, offset_of!(UserSlot, exit_addr))
-    }
-
-    fn exit_error(&self, i: u32) -> u64 {
-        self.field(i, offset_of!(UserSlot, exit_error_code))
+    /// The FPU image the last run saved.
+    fn saved_fp(&self, i: u32) -> Vec<u8> {
+        let back = self.last[i as usize].expect("a run");
+        let mut image = vec![0u8; back.fp_len];
+        KernelSlot::new(&self.slot(i)).read_fp(&mut image);
+        image
     }
 
     fn map_program(&mut self, i: u32) {
@@ -400,9 +514,9 @@ impl Guest {
             map(STACK, STACK_GPA, prot::READ | prot::WRITE),
         ];
         let before = self.stat(i, user_stat::OPS);
-        match self.request(i, command::OPS_ONLY, &ops) {
-            Outcome::Exit(r) => assert_eq!(UserExit::from_raw(r), Some(UserExit::OpsDone)),
-            Outcome::Died(st) => panic!("sandbox died: {st:?}"),
+        match self.request(i, false, &ops) {
+            Outcome::Reply(Reply::OpsDone) => {}
+            other => panic!("mapping the program: {other:?}"),
         }
         assert_eq!(self.stat(i, user_stat::OPS), before + 3);
     }
@@ -439,39 +553,40 @@ fn map(addr: u64, gpa: u64, prot: u32) -> UserOp {
 fn syscalls_faults_fs_and_fpu_round_trip() {
     let mut g = Guest::start();
     g.wait_ready();
-    // UserCtxHeader::ready is at offset 16.
-    assert_eq!(g.mem.atomic32(CTX + 16).load(SeqCst), 1, "ctx ready");
+    assert_eq!(
+        g.mem
+            .atomic32(CTX + offset_of!(UserCtxHeader, ready) as u64)
+            .load(SeqCst),
+        1,
+        "ctx ready"
+    );
     // Let both threads go to sleep, so the first request exercises the futex wake.
     std::thread::sleep(Duration::from_millis(50));
-    assert_eq!(
-        g.word(0, offset_of!(UserSlot, user_waiting)).load(SeqCst),
-        1
-    );
+    assert_eq!(g.word(0, Word::UserWaiting).load(SeqCst), 1);
     g.map_program(0);
     assert!(g.stat(0, user_stat::SLEEPS) >= 1);
 
     // A system call: not executed, reported with its number and the IP after it.
-    let mut r = TrapFrame {
+    g.next[0].regs = TrapFrame {
         rip: CODE,
         rsp: STACK + PAGE_SIZE - 64,
         rflags: 0x202,
         ..Default::default()
     };
-    g.set_regs(0, r);
-    g.set_field(0, offset_of!(UserSlot, fp_init), 1u32);
-    r = g.run(0, &[], UserExit::Syscall);
+    g.next[0].fp_init = true;
+    let mut r = g.run(0, &[], UserExit::Syscall);
     assert_eq!(r.rax, 39);
     assert_eq!(r.rip, AFTER_SYSCALL);
-    assert_eq!(g.exit_vector(0), 128);
-    assert_eq!(g.exit_error(0), 39);
+    assert_eq!(g.field::<u32>(0, offset_of!(UserSlot, exit_vector)), 128);
+    assert_eq!(g.field::<u64>(0, offset_of!(UserSlot, exit_error_code)), 39);
     assert_eq!(r.rsp, STACK + PAGE_SIZE - 64);
-    g.set_field(0, offset_of!(UserSlot, fp_init), 0u32);
+    g.next[0].fp_init = false;
 
     // The "kernel" returns 1234: the code continues after the syscall, stores it, int3.
     r.rax = 1234;
-    g.set_regs(0, r);
+    g.next[0].regs = r;
     let r = g.run(0, &[], UserExit::Exception);
-    assert_eq!(g.exit_vector(0), 3);
+    assert_eq!(g.exception(0).0, 3);
     assert_eq!(r.rbx, 1234);
     assert_eq!(r.rip, AFTER_STORE_INT3);
     assert_eq!(
@@ -487,14 +602,16 @@ fn syscalls_faults_fs_and_fpu_round_trip() {
 
     // Page faults: unmapped (write, not present) and read-only (write, present).
     let r = g.run_at(0, FAULT, |r| (r.rcx, r.rdx) = (UNMAPPED + 0x18, 7), 14);
-    assert_eq!(g.exit_addr(0), UNMAPPED + 0x18);
-    assert_eq!(g.exit_error(0) & 3, 2, "write, not present");
+    let (_, err, addr) = g.exception(0);
+    assert_eq!(addr, UNMAPPED + 0x18);
+    assert_eq!(err & 3, 2, "write, not present");
     assert_eq!(r.rip, FAULT, "rip at the faulting instruction");
     g.run_at(0, FAULT, |r| r.rcx = CODE + 8, 14);
-    assert_eq!(g.exit_addr(0), CODE + 8);
+    let (_, err, addr) = g.exception(0);
+    assert_eq!(addr, CODE + 8);
     // Present or not depends on whether the host populated the page-table entry (it did: the
     // page was executed from), as for any Linux process; the write bit is what counts.
-    assert_eq!(g.exit_error(0) & 2, 2, "write");
+    assert_eq!(err & 2, 2, "write");
     g.run_at(0, UD2, |_| {}, 6);
 
     // FS base: loaded before running, read back at the exit.
@@ -505,41 +622,40 @@ fn syscalls_faults_fs_and_fpu_round_trip() {
         (DATA + 0x200, 0x99aa_bbcc_ddee_ff00),
         (DATA + 0x200, 0x99aa_bbcc_ddee_ff00),
     ] {
-        g.set_field(0, offset_of!(UserSlot, fs_base), fs);
+        g.next[0].fs_base = fs;
         let r = g.run_at(0, READ_FS, |_| {}, 3);
         assert_eq!(r.rax, want, "fs:[0] with fs = {fs:#x}");
-        assert_eq!(g.field::<u64>(0, offset_of!(UserSlot, fs_base)), fs);
+        assert_eq!(g.last[0].map(|b| b.fs_base), Some(fs));
     }
 
     // FPU: a fresh state has xmm0 = 0; the saved image carries xmm0 to a later run.
-    g.set_field(0, offset_of!(UserSlot, fp_init), 1u32);
+    g.next[0].fp_init = true;
     let r = g.run_at(0, XMM, |r| r.rbx = 0xdead_beef, 3);
     assert_eq!(r.rax, 0, "xmm0 after fp_init");
-    let saved: u32 = g.field(0, offset_of!(UserSlot, fp_saved_len));
-    assert!((512..=USER_FPSTATE_MAX as u32).contains(&saved), "{saved}");
-    let fp = Guest::slot_off(0) + offset_of!(UserSlot, fpstate) as u64;
+    let image = g.saved_fp(0);
+    assert!(
+        (512..=USER_FPSTATE_MAX).contains(&image.len()),
+        "{}",
+        image.len()
+    );
     assert_eq!(
-        g.mem.read::<u64>(fp + 160),
+        u64::from_le_bytes(image[160..168].try_into().unwrap()),
         0xdead_beef,
         "xmm0 in the saved image"
     );
-    let image: Vec<u8> = (0..u64::from(saved)).map(|k| g.mem.read(fp + k)).collect();
-    // Without fp_len the thread keeps its state; fp_init resets it.
-    g.set_field(0, offset_of!(UserSlot, fp_init), 0u32);
+    // Without an image the thread keeps its state; fp_init resets it.
+    g.next[0].fp_init = false;
     let r = g.run_at(0, XMM, |r| r.rbx = 1, 3);
     assert_eq!(r.rax, 0xdead_beef, "state kept");
-    g.set_field(0, offset_of!(UserSlot, fp_init), 1u32);
+    g.next[0].fp_init = true;
     let r = g.run_at(0, XMM, |r| r.rbx = 2, 3);
     assert_eq!(r.rax, 0, "state reset");
     // Loading the image restores xmm0 = 0xdeadbeef.
-    for (k, b) in image.iter().enumerate() {
-        g.mem.write(fp + k as u64, *b);
-    }
-    g.set_field(0, offset_of!(UserSlot, fp_init), 0u32);
-    g.set_field(0, offset_of!(UserSlot, fp_len), saved);
+    g.next[0].fp_init = false;
+    g.next[0].fp = image;
     let r = g.run_at(0, XMM, |r| r.rbx = 3, 3);
     assert_eq!(r.rax, 0xdead_beef, "state loaded from fpstate");
-    g.set_field(0, offset_of!(UserSlot, fp_len), 0u32);
+    g.next[0].fp.clear();
     assert!(g.stat(0, user_stat::EXCEPTIONS) >= 10);
 }
 
@@ -548,15 +664,12 @@ fn slice_timer_interrupts_a_spinning_thread_on_another_slot() {
     let mut g = Guest::start();
     g.wait_ready();
     g.map_program(1);
-    g.set_regs(
-        1,
-        TrapFrame {
-            rip: SPIN,
-            rsp: STACK + PAGE_SIZE,
-            ..Default::default()
-        },
-    );
-    g.set_field(1, offset_of!(UserSlot, slice_ns), 20_000_000u64);
+    g.next[1].regs = TrapFrame {
+        rip: SPIN,
+        rsp: STACK + PAGE_SIZE,
+        ..Default::default()
+    };
+    g.next[1].slice_ns = 20_000_000;
     let t = Instant::now();
     let r = g.run(1, &[], UserExit::Interrupt);
     assert!(
@@ -569,21 +682,19 @@ fn slice_timer_interrupts_a_spinning_thread_on_another_slot() {
     // A slice that ends while the slot is away (here: after a ud2 came back) is reported at
     // the next run if the slice is left as it is (slice_ns = 0)...
     let away = |g: &mut Guest| {
-        g.set_field(1, offset_of!(UserSlot, slice_ns), 5_000_000u64);
+        g.next[1].slice_ns = 5_000_000;
         g.run_at(1, UD2, |_| {}, 6);
         std::thread::sleep(Duration::from_millis(30));
     };
     away(&mut g);
-    g.set_field(1, offset_of!(UserSlot, slice_ns), 0u64);
-    let mut r = g.regs(1);
-    r.rip = SPIN;
-    g.set_regs(1, r);
+    g.next[1].slice_ns = 0;
+    g.next[1].regs.rip = SPIN;
     g.run(1, &[], UserExit::Interrupt);
     assert_eq!(g.stat(1, user_stat::INTERRUPTS), 2);
     // ... but not once a new slice is armed: that one runs its full length.
     away(&mut g);
-    g.set_field(1, offset_of!(UserSlot, slice_ns), 20_000_000u64);
-    g.set_regs(1, r);
+    g.next[1].slice_ns = 20_000_000;
+    g.next[1].regs.rip = SPIN;
     let t = Instant::now();
     g.run(1, &[], UserExit::Interrupt);
     assert!(
@@ -593,14 +704,11 @@ fn slice_timer_interrupts_a_spinning_thread_on_another_slot() {
     );
     // Slot 0 is independent and still serves.
     g.map_program(0);
-    g.set_regs(
-        0,
-        TrapFrame {
-            rip: CODE,
-            rsp: STACK + PAGE_SIZE,
-            ..Default::default()
-        },
-    );
+    g.next[0].regs = TrapFrame {
+        rip: CODE,
+        rsp: STACK + PAGE_SIZE,
+        ..Default::default()
+    };
     assert_eq!(g.run(0, &[], UserExit::Syscall).rax, 39);
 }
 
@@ -637,32 +745,35 @@ fn bad_operations_fail_without_running_and_protect_unmap_work() {
     for b in bad {
         // A good op first: it is applied, the bad one (index 1) is reported.
         let ops = [map(DATA, DATA_GPA, prot::READ | prot::WRITE), b];
-        g.set_regs(
-            0,
-            TrapFrame {
-                rip: CODE,
-                rsp: STACK + PAGE_SIZE,
-                ..Default::default()
-            },
-        );
-        match g.request(0, command::RUN, &ops) {
-            Outcome::Exit(r) => assert_eq!(UserExit::from_raw(r), Some(UserExit::OpFailed)),
-            Outcome::Died(st) => panic!("{b:?}: sandbox died: {st:?}"),
+        g.next[0].regs = TrapFrame {
+            rip: CODE,
+            rsp: STACK + PAGE_SIZE,
+            ..Default::default()
+        };
+        match g.request(0, true, &ops) {
+            Outcome::Failed(e) => assert_eq!(
+                e,
+                HandOffError::OpFailed {
+                    index: 1,
+                    errno: EINVAL
+                },
+                "{b:?}"
+            ),
+            other => panic!("{b:?}: {other:?}"),
         }
-        assert_eq!(
-            g.field::<u32>(0, offset_of!(UserSlot, op_failed)),
-            1,
-            "{b:?}"
-        );
-        assert_eq!(g.field::<u32>(0, offset_of!(UserSlot, op_errno)), EINVAL);
     }
     assert_eq!(g.stat(0, user_stat::SYSCALLS), 0, "no user code ran");
-    // An unknown command and too many ops fail as a whole.
-    match g.request(0, 7, &[]) {
-        Outcome::Exit(r) => assert_eq!(UserExit::from_raw(r), Some(UserExit::OpFailed)),
-        Outcome::Died(st) => panic!("sandbox died: {st:?}"),
+    // An unknown command fails as a whole.
+    match g.raw_request(0, 7) {
+        Outcome::Failed(e) => assert_eq!(
+            e,
+            HandOffError::OpFailed {
+                index: u32::MAX,
+                errno: EINVAL
+            }
+        ),
+        other => panic!("unknown command: {other:?}"),
     }
-    assert_eq!(g.field::<u32>(0, offset_of!(UserSlot, op_failed)), u32::MAX);
 
     // PROTECT: the data page becomes read-only; UNMAP: it is gone.
     let ro = UserOp {
@@ -672,30 +783,27 @@ fn bad_operations_fail_without_running_and_protect_unmap_work() {
         len: PAGE_SIZE,
         offset: 0,
     };
-    g.set_regs(
-        0,
-        TrapFrame {
-            rip: FAULT,
-            rcx: DATA,
-            rsp: STACK + PAGE_SIZE,
-            ..Default::default()
-        },
-    );
+    g.next[0].regs = TrapFrame {
+        rip: FAULT,
+        rcx: DATA,
+        rsp: STACK + PAGE_SIZE,
+        ..Default::default()
+    };
     g.run(0, &[ro], UserExit::Exception);
-    assert_eq!((g.exit_vector(0), g.exit_addr(0)), (14, DATA));
+    let (vector, err, addr) = g.exception(0);
+    assert_eq!((vector, addr), (14, DATA));
     // The page was never touched, so the host reports it not present: the guest kernel must
     // judge protection faults by its own tables, not by the present bit.
-    assert_eq!(g.exit_error(0) & 2, 2, "write to a read-only page");
+    assert_eq!(err & 2, 2, "write to a read-only page");
     let gone = UserOp {
         kind: op::UNMAP,
         ..ro
     };
-    let mut r = g.regs(0);
-    r.rip = FAULT;
-    g.set_regs(0, r);
+    g.next[0].regs.rip = FAULT;
     g.run(0, &[gone], UserExit::Exception);
-    assert_eq!((g.exit_vector(0), g.exit_addr(0)), (14, DATA));
-    assert_eq!(g.exit_error(0) & 3, 2, "write to an unmapped page");
+    let (vector, err, addr) = g.exception(0);
+    assert_eq!((vector, addr), (14, DATA));
+    assert_eq!(err & 3, 2, "write to an unmapped page");
 }
 
 #[test]
@@ -705,9 +813,9 @@ fn mapping_below_the_user_pool_kills_the_sandbox() {
     g.map_program(0);
     // The stub's own checks pass (aligned, inside memory): the filter must stop it.
     let secret = map(DATA, POOL - PAGE_SIZE, prot::READ);
-    match g.request(0, command::OPS_ONLY, &[secret]) {
+    match g.request(0, false, &[secret]) {
         Outcome::Died(st) => assert_eq!(st.signal(), Some(SIGSYS), "{st:?}"),
-        Outcome::Exit(r) => panic!("mapped below the pool: exit {r}"),
+        other => panic!("mapped below the pool: {other:?}"),
     }
 }
 
@@ -716,18 +824,15 @@ fn int80_from_user_code_kills_the_sandbox() {
     let mut g = Guest::start();
     g.wait_ready();
     g.map_program(0);
-    g.set_regs(
-        0,
-        TrapFrame {
-            rip: INT80,
-            rax: 20,
-            rsp: STACK + PAGE_SIZE,
-            ..Default::default()
-        },
-    );
-    match g.request(0, command::RUN, &[]) {
+    g.next[0].regs = TrapFrame {
+        rip: INT80,
+        rax: 20,
+        rsp: STACK + PAGE_SIZE,
+        ..Default::default()
+    };
+    match g.request(0, true, &[]) {
         Outcome::Died(st) => assert_eq!(st.signal(), Some(SIGSYS), "{st:?}"),
-        Outcome::Exit(r) => panic!("int 0x80 came back: exit {r}"),
+        other => panic!("int 0x80 came back: {other:?}"),
     }
 }
 
@@ -736,14 +841,11 @@ fn dead_flag_ends_the_sandbox_cleanly() {
     let mut g = Guest::start();
     g.wait_ready();
     std::thread::sleep(Duration::from_millis(20));
-    g.mem.atomic32(CTX + 20).store(1, SeqCst);
+    g.mem
+        .atomic32(CTX + offset_of!(UserCtxHeader, dead) as u64)
+        .store(1, SeqCst);
     for i in 0..SLOTS {
-        futex::wake(
-            g.word(i, offset_of!(UserSlot, run_seq)),
-            futex::Flags::empty(),
-            u32::MAX,
-        )
-        .expect("wake");
+        futex::wake(g.word(i, Word::RunSeq), futex::Flags::empty(), u32::MAX).expect("wake");
     }
     assert_eq!(g.wait_exit().code(), Some(0));
 }
@@ -757,6 +859,13 @@ fn bad_headers_fail_start_up_with_their_step() {
                 ..Tweak::default()
             },
             2, // BadHeader
+        ),
+        (
+            Tweak {
+                no_clock: true,
+                ..Tweak::default()
+            },
+            2, // BadHeader: the hand-off's spin budgets need the clock
         ),
         (
             Tweak {

@@ -1,0 +1,59 @@
+//! The stub's per-slot state ([`UserCpu`], at the start of each slot's private area) and how
+//! a handler finds it: from its stack pointer, since user code owns FS.
+
+use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering::Relaxed};
+
+use pvmux_hypercalls::sandbox::STUB_EXIT_CRASH;
+use pvmux_hypercalls::user::USER_CTX_BASE;
+
+use crate::state::{AREA_SIZE, G};
+use crate::sys;
+
+/// Where the per-slot areas start (above the context region, below the stub).
+pub(super) const USER_AREAS_BASE: u64 = USER_CTX_BASE + 0x4000_0000;
+
+/// Per-slot stub state at the start of the slot's area (only its own thread uses it).
+#[repr(C)]
+pub(super) struct UserCpu {
+    /// Slot index.
+    pub(super) slot: AtomicU32,
+    /// Host thread id.
+    pub(super) tid: AtomicU32,
+    /// Kernel id of the slice timer.
+    pub(super) timer_id: AtomicI32,
+    /// 1 once the thread is in its handler loop.
+    pub(super) started: AtomicU32,
+    /// `run_seq` of the request being served.
+    pub(super) cur_seq: AtomicU32,
+    /// 1 while `last_fs` is this thread's FS base.
+    pub(super) fs_known: AtomicU32,
+    /// The FS base last set or observed.
+    pub(super) last_fs: AtomicU64,
+    /// TSC when user code was last entered (0: not running it), for `user_stat::USER_TICKS`.
+    pub(super) user_since: AtomicU64,
+}
+
+const _: () = assert!(core::mem::size_of::<UserCpu>() <= 4096);
+
+/// Slot `i`'s state.
+pub(super) fn ucpu(i: u32) -> &'static UserCpu {
+    // SAFETY: start-up maps one zeroed area per slot at USER_AREAS_BASE (all-zero is a valid
+    // UserCpu: every field is atomic) and never unmaps them; callers pass i < nr_vcpus.
+    unsafe { &*((USER_AREAS_BASE + u64::from(i) * AREA_SIZE) as *const UserCpu) }
+}
+
+/// The current thread's `UserCpu`, from the stack pointer (handlers run on the alternate
+/// stack inside the slot's area). Anything else is a stub crash.
+pub(super) fn ucpu_from_stack() -> &'static UserCpu {
+    let sp: u64;
+    // SAFETY: reads rsp.
+    unsafe {
+        core::arch::asm!("mov {}, rsp", out(reg) sp, options(nostack, nomem, preserves_flags))
+    };
+    let area = sp & !(AREA_SIZE - 1);
+    let n = u64::from(G.nr_vcpus.load(Relaxed));
+    if area < USER_AREAS_BASE || area >= USER_AREAS_BASE + n * AREA_SIZE {
+        sys::exit_group(STUB_EXIT_CRASH);
+    }
+    ucpu(((area - USER_AREAS_BASE) / AREA_SIZE) as u32)
+}

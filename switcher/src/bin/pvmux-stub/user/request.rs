@@ -1,0 +1,135 @@
+//! Serving requests: the user half of the hand-off (`pvmux_hypercalls::user::handoff`) with
+//! the stub's system calls behind it — `mmap`/`munmap`/`mprotect` of guest memory for the
+//! operations, and loading a `RUN` request's state into the signal frame the handler returns
+//! through.
+
+use core::sync::atomic::Ordering::Relaxed;
+
+use pvmux_hypercalls::frame::RFLAGS_USER_MASK;
+use pvmux_hypercalls::sandbox::GUEST_MEM_FD;
+use pvmux_hypercalls::user::handoff::{OpsOrder, RunLoad, Served, UserPlatform, UserSide};
+use pvmux_hypercalls::user::{op, UserOp};
+use pvmux_switcher::seccomp::USER_LEN_MAX;
+
+use super::cpu::UserCpu;
+use super::fpu::{init_fpu, load_fpu};
+use super::fsbase::set_fs;
+use super::slot::{Futex, Slot};
+use crate::sigctx::*;
+use crate::start::{MAP_FIXED, MAP_SHARED};
+use crate::state::G;
+use crate::sys;
+
+/// The order in which this process has applied its space's operation batches
+/// (`UserSlot::ops_seq`), shared by the slot threads.
+static ORDER: OpsOrder = OpsOrder::new();
+
+/// The user half of `slot` in this sandbox.
+pub(super) fn side(slot: &Slot) -> UserSide<'_, Slot> {
+    UserSide::new(slot, G.mem_size.load(Relaxed))
+}
+
+/// Serves requests until one runs user code (then returns, so the handler's `rt_sigreturn`
+/// enters it, with the request's `run_seq` in `c.cur_seq`). Exits the sandbox once it is
+/// marked dead.
+pub(super) fn serve(c: &UserCpu, slot: Slot, g: &mut [u64; 32], uc: *mut u8) {
+    let mut stub = Stub { c, slot, g, uc };
+    match side(&slot).serve(&Futex, &ORDER, &mut stub) {
+        Served::Run(seq) => {
+            c.cur_seq.store(seq, Relaxed);
+            c.user_since.store(super::rdtsc(), Relaxed);
+        }
+        Served::Dead => sys::exit_group(0),
+    }
+}
+
+/// The stub's system calls for one request, and the signal frame to load a run into.
+struct Stub<'a> {
+    c: &'a UserCpu,
+    slot: Slot,
+    g: &'a mut [u64; 32],
+    uc: *mut u8,
+}
+
+impl UserPlatform for Stub<'_> {
+    /// Applies one checked operation (ranges longer than [`USER_LEN_MAX`], which the filter
+    /// refuses, are split).
+    fn apply(&mut self, o: &UserOp) -> Result<(), u32> {
+        let mut done = 0;
+        while done < o.len {
+            let (addr, len) = (o.addr + done, (o.len - done).min(USER_LEN_MAX));
+            // SAFETY: the range lies in the user window (checked by `check_op`), where the
+            // stub keeps nothing (its image, areas and context region are above
+            // USER_CTX_BASE, checked at start-up).
+            unsafe {
+                match o.kind {
+                    op::MAP => sys::mmap(
+                        addr,
+                        len,
+                        o.prot,
+                        MAP_SHARED | MAP_FIXED,
+                        GUEST_MEM_FD,
+                        o.offset + done,
+                    )
+                    .map(|_| ()),
+                    op::UNMAP => sys::munmap(addr, len),
+                    _ => sys::mprotect(addr, len, o.prot),
+                }
+            }?;
+            done += len;
+        }
+        Ok(())
+    }
+
+    /// Loads the requested user state into the signal context (registers, FS base, FPU
+    /// state) and arms the slice timer. `Err(errno)` if the FS base cannot be loaded.
+    fn load(&mut self, run: &RunLoad) -> Result<(), u32> {
+        let (c, g) = (self.c, &mut *self.g);
+        let fs = run.fs_base;
+        if c.fs_known.load(Relaxed) == 0 || c.last_fs.load(Relaxed) != fs {
+            c.fs_known.store(0, Relaxed);
+            set_fs(fs)?;
+            c.last_fs.store(fs, Relaxed);
+            c.fs_known.store(1, Relaxed);
+        }
+        if run.fp_len != 0 {
+            load_fpu(self.slot, g, run.fp_len);
+        } else if run.fp_init {
+            init_fpu(g);
+        }
+        let regs = &run.regs;
+        g[RAX] = regs.rax;
+        g[RBX] = regs.rbx;
+        g[RCX] = regs.rcx;
+        g[RDX] = regs.rdx;
+        g[RSI] = regs.rsi;
+        g[RDI] = regs.rdi;
+        g[RBP] = regs.rbp;
+        g[R8] = regs.r8;
+        g[R9] = regs.r9;
+        g[R10] = regs.r10;
+        g[R11] = regs.r11;
+        g[R12] = regs.r12;
+        g[R13] = regs.r13;
+        g[R14] = regs.r14;
+        g[R15] = regs.r15;
+        g[RIP] = regs.rip;
+        g[RSP] = regs.rsp;
+        g[EFLAGS] = (g[EFLAGS] & !RFLAGS_USER_MASK) | (regs.rflags & RFLAGS_USER_MASK);
+        // SAFETY: the ucontext's signal mask (8 bytes at 296): user code runs with nothing
+        // blocked, whatever the frame says.
+        unsafe { (self.uc.add(UC_SIGMASK) as *mut u64).write(0) };
+        let slice = run.slice_ns;
+        if slice != 0 {
+            let spec = sys::Itimerspec {
+                value: sys::Timespec {
+                    sec: (slice / 1_000_000_000).min(i64::MAX as u64) as i64,
+                    nsec: (slice % 1_000_000_000) as i64,
+                },
+                ..Default::default()
+            };
+            let _ = sys::timer_settime(c.timer_id.load(Relaxed), 0, &spec);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,264 @@
+//! Start-up of a user sandbox: check the header, map the per-slot areas, install the
+//! handlers, create the slot threads (each with its alternate signal stack and slice timer),
+//! build the filter, wait for a context region (a spare waits here until `SpaceCreate`
+//! assigns it one), map and check it, install the filter on every thread, and enter the
+//! handler loop.
+
+use core::arch::global_asm;
+use core::mem::offset_of;
+use core::ptr::addr_of;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
+
+use pvmux_hypercalls::layout::MAX_GUEST_MEM;
+use pvmux_hypercalls::sandbox::{status, GUEST_MEM_FD, STUB_EXIT_CRASH};
+use pvmux_hypercalls::user::{user_ctx_size, UserCtxHeader, USER_CTX_BASE, USER_CTX_MAGIC};
+use pvmux_hypercalls::{ABI_MAGIC, ABI_VERSION, MAX_VCPUS, PAGE_SIZE};
+use pvmux_switcher::seccomp::MAX_FILTER_LEN;
+use pvmux_switcher::seccomp::{build_user_filter, FilterParams, SockFilter, UserFilterParams};
+
+use super::cpu::{ucpu, UserCpu, USER_AREAS_BASE};
+use super::fsbase::FSGSBASE;
+use super::slot::{ctx_read, ctx_ready};
+use super::USER_MODE;
+use crate::start::{
+    fail, install_filter, install_handlers, set_altstack, thread_timer, Step, MAP_ANONYMOUS,
+    MAP_FIXED_NOREPLACE, MAP_PRIVATE, MAP_SHARED, PROT_RW,
+};
+use crate::state::{header, ALTSTACK_SIZE, AREA_ALTSTACK, AREA_SIZE, G, SIG_EVENT};
+use crate::sys::{self, nr, syscall6};
+
+/// Top of the stack a cloned slot thread starts on (it leaves it at its first signal).
+const AREA_CLONE_STACK_TOP: u64 = AREA_ALTSTACK;
+const EINVAL: u32 = 22;
+
+/// Start gate of the slot threads: 1 once the filter is in force.
+static GO: AtomicU32 = AtomicU32::new(0);
+
+global_asm!(
+    // clone(flags, stack, slot): the child calls user_ap_main(slot) on its new stack.
+    ".globl pvmux_user_clone",
+    "pvmux_user_clone:",
+    "mov r9, rdx",
+    "xor edx, edx",
+    "xor r10d, r10d",
+    "xor r8d, r8d",
+    "mov eax, 56",
+    "syscall",
+    "test rax, rax",
+    "jnz 1f",
+    "mov rdi, r9",
+    "xor ebp, ebp",
+    "and rsp, -16",
+    "call {ap_main}",
+    "ud2",
+    "1:",
+    "ret",
+    ap_main = sym user_ap_main,
+);
+
+extern "sysv64" {
+    fn pvmux_user_clone(flags: u64, stack: u64, slot: u64) -> i64;
+}
+
+/// Start of a user sandbox (called by `stub_main` on the main thread, which becomes slot 0).
+pub(crate) fn main(image_base: u64, text_start: u64, text_end: u64, fsgsbase: bool) -> ! {
+    USER_MODE.store(1, Relaxed);
+    FSGSBASE.store(u32::from(fsgsbase), Relaxed);
+    let h = header();
+    let (n, mem, pool) = (h.nr_vcpus, h.mem_size, h.user_pool_base);
+    if h.magic != ABI_MAGIC
+        || h.abi_version != ABI_VERSION
+        || n == 0
+        || n > MAX_VCPUS
+        || mem == 0
+        || mem > MAX_GUEST_MEM
+        || !mem.is_multiple_of(PAGE_SIZE)
+        || !pool.is_multiple_of(PAGE_SIZE)
+        || pool >= mem
+        || h.clock_mult == 0
+    {
+        fail(Step::BadHeader, EINVAL);
+    }
+    // The filter lets user code map over anything below USER_CTX_BASE: the stub must live
+    // above it (the kernel places a static-pie high unless the legacy layout is forced).
+    if image_base < USER_CTX_BASE {
+        fail(Step::Layout, EINVAL);
+    }
+    G.nr_vcpus.store(n, Relaxed);
+    G.mem_size.store(mem, Relaxed);
+    // The guest clock, for the hand-off's spin budgets.
+    G.tsc_base.store(h.tsc_base, Relaxed);
+    G.clock_mult.store(h.clock_mult, Relaxed);
+    G.clock_shift.store(h.clock_shift.min(63), Relaxed);
+    G.text_start.store(text_start, Relaxed);
+    G.text_end.store(text_end, Relaxed);
+    G.pid.store(sys::getpid(), Relaxed);
+
+    // SAFETY: a fresh private anonymous mapping at an address reserved for it; NOREPLACE.
+    if let Err(e) = unsafe {
+        sys::mmap(
+            USER_AREAS_BASE,
+            u64::from(n) * AREA_SIZE,
+            PROT_RW,
+            MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+            -1,
+            0,
+        )
+    } {
+        fail(Step::MapAreas, e);
+    }
+    G.areas.store(USER_AREAS_BASE, Relaxed);
+    for i in 0..n {
+        ucpu(i).slot.store(i, Relaxed);
+    }
+    if let Err(e) = install_handlers(crate::start::pvmux_stub_signal_user as *const () as u64) {
+        fail(Step::SigAction, e);
+    }
+    // SAFETY: PR_SET_NO_NEW_PRIVS; inherited by every thread created below.
+    if let Err(e) = sys::check(unsafe { syscall6(nr::PRCTL, [38, 1, 0, 0, 0, 0]) }) {
+        fail(Step::NoNewPrivs, e);
+    }
+    if let Err(e) = thread_setup(ucpu(0)) {
+        fail(Step::ThreadSetup, e);
+    }
+    // CLONE_VM | FS | FILES | SIGHAND | THREAD | SYSVSEM; no SETTLS: nothing uses FS.
+    const CLONE_THREAD_FLAGS: u64 = 0x100 | 0x200 | 0x400 | 0x800 | 0x1_0000 | 0x4_0000;
+    for i in 1..n {
+        let area = USER_AREAS_BASE + u64::from(i) * AREA_SIZE;
+        // SAFETY: thread-only clone onto this slot's start stack, which nothing else uses.
+        let r = unsafe {
+            pvmux_user_clone(
+                CLONE_THREAD_FLAGS,
+                area + AREA_CLONE_STACK_TOP,
+                u64::from(i),
+            )
+        };
+        if r < 0 {
+            fail(Step::Clone, (-r) as u32);
+        }
+    }
+    loop {
+        let seen = G.ready.load(Acquire);
+        if seen >= n - 1 {
+            break;
+        }
+        let _ = sys::futex_wait(&G.ready, seen);
+    }
+    let mut prog = [SockFilter::default(); MAX_FILTER_LEN];
+    let params = UserFilterParams {
+        common: FilterParams {
+            text_start,
+            text_end,
+            pid: G.pid.load(Relaxed),
+            event_signal: SIG_EVENT,
+        },
+        pool_base: pool,
+        mem_size: mem,
+    };
+    let len = match build_user_filter(&params, &mut prog) {
+        Ok(l) => l,
+        Err(_) => fail(Step::Filter, EINVAL),
+    };
+    // Everything that does not need the context region is done: wait for it (a spare
+    // waits here until `SpaceCreate` assigns it one).
+    let (ctx, ctx_len) = wait_for_context();
+    if !ctx.is_multiple_of(PAGE_SIZE)
+        || ctx < pool
+        || ctx_len != user_ctx_size(n)
+        || ctx.checked_add(ctx_len).is_none_or(|e| e > mem)
+    {
+        fail(Step::BadHeader, EINVAL);
+    }
+    // SAFETY: USER_CTX_BASE is reserved for the context region; NOREPLACE.
+    if let Err(e) = unsafe {
+        sys::mmap(
+            USER_CTX_BASE,
+            ctx_len,
+            PROT_RW,
+            MAP_SHARED | MAP_FIXED_NOREPLACE,
+            GUEST_MEM_FD,
+            ctx,
+        )
+    } {
+        fail(Step::MapControl, e);
+    }
+    // SAFETY: the region is mapped; plain, aligned fields of its header, read once.
+    let (magic, version, slots): (u64, u32, u32) = unsafe {
+        (
+            ctx_read(offset_of!(UserCtxHeader, magic)),
+            ctx_read(offset_of!(UserCtxHeader, abi_version)),
+            ctx_read(offset_of!(UserCtxHeader, nr_slots)),
+        )
+    };
+    if magic != USER_CTX_MAGIC || version != ABI_VERSION || slots != n {
+        fail(Step::BadUserCtx, EINVAL);
+    }
+    if let Err(e) = install_filter(&prog[..len]) {
+        fail(Step::Seccomp, e);
+    }
+    // From here on the filter is in force for every thread: release them.
+    GO.store(1, Release);
+    sys::futex_wake(&GO, i32::MAX as u32);
+    h.stub_status.store(status::READY, Release);
+    sys::futex_wake(&h.stub_status, i32::MAX as u32);
+    ctx_ready().store(1, Release);
+    enter(ucpu(0))
+}
+
+/// Waits until the host has written the context region into the control header:
+/// `user_ctx_len` becomes non-zero last (its low half is the futex word), then
+/// `user_ctx_gpa` is read. Returns `(user_ctx_gpa, user_ctx_len)`, still to be validated.
+fn wait_for_context() -> (u64, u64) {
+    let h = header();
+    // SAFETY: both fields are 8-aligned words of the control header, mapped for the life
+    // of the process; the host writes them concurrently, so they are accessed atomically
+    // (the low half of `user_ctx_len`, little-endian, is the futex word).
+    let (gpa, len, word) = unsafe {
+        let len = addr_of!(h.user_ctx_len);
+        (
+            &*(addr_of!(h.user_ctx_gpa) as *const AtomicU64),
+            &*(len as *const AtomicU64),
+            &*(len as *const AtomicU32),
+        )
+    };
+    loop {
+        let l = len.load(Acquire);
+        if l != 0 {
+            return (gpa.load(Acquire), l);
+        }
+        if word.load(Acquire) == 0 {
+            let _ = sys::futex_wait_shared(word, 0, None);
+        }
+    }
+}
+
+/// Body of slot threads 1..n: set up, report, wait for the filter, enter the handler loop.
+extern "sysv64" fn user_ap_main(slot: u64) -> ! {
+    let c = ucpu(slot as u32);
+    if let Err(e) = thread_setup(c) {
+        fail(Step::ThreadSetup, e);
+    }
+    G.ready.fetch_add(1, AcqRel);
+    sys::futex_wake(&G.ready, 1);
+    while GO.load(Acquire) == 0 {
+        let _ = sys::futex_wait(&GO, 0);
+    }
+    enter(c)
+}
+
+/// Raises the timer signal at this thread: its handler never returns here (it returns into
+/// user code), so this is where the thread starts living in its handler.
+fn enter(c: &UserCpu) -> ! {
+    let _ = sys::tgkill(G.pid.load(Relaxed), c.tid.load(Relaxed), SIG_EVENT);
+    sys::exit_group(STUB_EXIT_CRASH)
+}
+
+/// Per-thread set-up before the filter: signal stack, tid, slice timer.
+fn thread_setup(c: &UserCpu) -> Result<(), u32> {
+    let area = c as *const UserCpu as u64;
+    set_altstack(area + AREA_ALTSTACK, ALTSTACK_SIZE)?;
+    let tid = sys::gettid();
+    c.tid.store(tid, Relaxed);
+    c.timer_id.store(thread_timer(tid, 0)?, Relaxed);
+    Ok(())
+}

@@ -8,6 +8,7 @@ use pvmux_hypercalls::PAGE_SIZE;
 use super::imagecache::CachedFile;
 use super::space::{Mm, Space};
 use super::{pool, Errno};
+use crate::mm::pool_mem;
 
 /// Top of the initial stack.
 pub(crate) const STACK_TOP: u64 = 0x3ff0_0000_0000;
@@ -98,17 +99,21 @@ fn poke(mm: &mut Mm, va: u64, bytes: &[u8]) -> Result<(), Errno> {
         let a = va + off as u64;
         let n = ((PAGE_SIZE - (a & (PAGE_SIZE - 1))) as usize).min(bytes.len() - off);
         let gpa = mm.populate_private(a)?;
-        // SAFETY: a pool frame of this (not yet running) space, covered by the direct map;
-        // the chunk stays inside the frame.
-        unsafe {
-            core::ptr::copy_nonoverlapping(
-                bytes[off..].as_ptr(),
-                pool::frame_ptr(gpa + (a & (PAGE_SIZE - 1))),
-                n,
-            )
-        };
+        pool_mem::write(gpa + (a & (PAGE_SIZE - 1)), &bytes[off..off + n]);
         off += n;
     }
+    Ok(())
+}
+
+/// Copies `len` bytes of `image` from file offset `fo` into `space` at `va` (inside one
+/// page), populating the page regardless of protection.
+fn poke_image(mm: &mut Mm, va: u64, image: &CachedFile, fo: u64, len: u64) -> Result<(), Errno> {
+    let gpa = mm.populate_private(va)?;
+    pool_mem::copy(
+        gpa + (va & (PAGE_SIZE - 1)),
+        image.gpa_at(fo, len)?,
+        len as usize,
+    );
     Ok(())
 }
 
@@ -127,7 +132,9 @@ pub(crate) fn load(
     envp: &[Vec<u8>],
     execfn: &[u8],
 ) -> Result<Loaded, Errno> {
-    let file = image.bytes();
+    // The ELF and program headers, copied when the image was read (the image's frames are
+    // user-pool memory a program may write: never parsed in place).
+    let file = image.head();
     if file.len() < 64 || &file[..4] != b"\x7fELF" {
         return Err(Errno::ENOEXEC);
     }
@@ -170,7 +177,7 @@ pub(crate) fn load(
                 if p_filesz > p_memsz
                     || p_offset
                         .checked_add(p_filesz)
-                        .is_none_or(|e| e > file.len() as u64)
+                        .is_none_or(|e| e > image.len() as u64)
                     || !in_user_window(
                         page_down(va),
                         page_up(end).ok_or(Errno::ENOEXEC)? - page_down(va),
@@ -223,7 +230,7 @@ pub(crate) fn load(
                 pool::get(frame);
                 mm.install_cow(page, frame);
             } else {
-                poke(&mut mm, lo, &file[fo as usize..(fo + (hi - lo)) as usize])?;
+                poke_image(&mut mm, lo, image, fo, hi - lo)?;
             }
             page += PAGE_SIZE;
         }

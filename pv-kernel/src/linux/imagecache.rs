@@ -3,11 +3,15 @@
 //!
 //! `execve` of a cached program copies nothing: the ELF loader maps the cached frames of
 //! page-aligned segment parts into the new space as copy-on-write pages; only partial pages
-//! (segment edges, `.bss`) get private copies. The file is read straight into the frames
-//! (for the host share: `HostfsRead` into guest-physical memory), so even the first exec
-//! copies the program once, not twice. Entries are keyed by inode, size and modification
-//! time (a rewritten file is read again) and bounded to a quarter of the pool; the least
-//! recently used go first, and all of them when the pool runs short.
+//! (segment edges, `.bss`) get private copies. The file is read once, through a kernel bounce
+//! buffer, into the frames. Entries are keyed by inode, size and modification time (a
+//! rewritten file is read again) and bounded to a quarter of the pool; the least recently
+//! used go first, and all of them when the pool runs short.
+//!
+//! The frames are user-pool memory, which a hostile program can map and write (see
+//! docs/SECURITY.md): the kernel never parses them in place. What the loader parses — the ELF
+//! header and program headers, or a `#!` line — is the entry's [`CachedFile::head`], a copy
+//! in kernel memory taken while the file was read; segment edges are copied frame to frame.
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -18,6 +22,7 @@ use pvmux_hypercalls::PAGE_SIZE;
 use super::{pool, Errno};
 use crate::fs::ramfs::{mode, Ino};
 use crate::irq::IrqLock;
+use crate::mm::pool_mem;
 
 /// A program file's bytes in contiguous pool frames.
 pub(crate) struct CachedFile {
@@ -29,23 +34,62 @@ pub(crate) struct CachedFile {
     pages: usize,
     /// File size in bytes.
     size: usize,
+    /// The file's first bytes, in kernel memory: at least [`HEAD_MIN`] (or the whole file),
+    /// and for an ELF file up to the end of its program headers (at most [`HEAD_MAX`]).
+    head: Vec<u8>,
     /// Last use (guest ns), for LRU eviction.
     used: AtomicU64,
 }
 
+/// Bytes of a file's head kept in kernel memory at least (the ELF header and a `#!` line fit).
+const HEAD_MIN: usize = 4096;
+/// At most (program headers further into the file are not loaded: `ENOEXEC`).
+const HEAD_MAX: usize = 64 << 10;
+
 impl CachedFile {
-    /// The file's bytes.
-    pub(crate) fn bytes(&self) -> &[u8] {
-        // SAFETY: the frames are held by this entry (one pool reference each) until it is
-        // dropped, lie in guest memory covered by the direct map, and are never written
-        // after loading (users map them copy-on-write).
-        unsafe { core::slice::from_raw_parts(pool::frame_ptr(self.base), self.size) }
+    /// The file's first bytes (see [`CachedFile::head`]'s field): what the loader parses.
+    pub(crate) fn head(&self) -> &[u8] {
+        &self.head
+    }
+
+    /// The file's size in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.size
     }
 
     /// Guest-physical address of the frame holding file offset `off` (page aligned).
     pub(crate) fn frame_at(&self, off: u64) -> u64 {
         self.base + off / PAGE_SIZE * PAGE_SIZE
     }
+
+    /// Guest-physical address of file offset `off`, whose next `len` bytes must lie in the
+    /// file (`ENOEXEC` otherwise).
+    pub(crate) fn gpa_at(&self, off: u64, len: u64) -> Result<u64, Errno> {
+        match off.checked_add(len) {
+            Some(end) if end <= self.size as u64 => Ok(self.base + off),
+            _ => Err(Errno::ENOEXEC),
+        }
+    }
+}
+
+/// How many bytes of a file starting with `first` (its first bytes, at least 64 if the file
+/// has them) to keep as its head, for a file of `size` bytes.
+fn head_len(first: &[u8], size: usize) -> usize {
+    let word = |o: usize, n: usize| {
+        first.get(o..o + n).map_or(0, |b| {
+            b.iter().rev().fold(0u64, |v, &x| v << 8 | u64::from(x))
+        })
+    };
+    let mut want = HEAD_MIN;
+    if first.starts_with(b"\x7fELF") {
+        let (phoff, phentsize, phnum) = (word(32, 8), word(54, 2), word(56, 2));
+        let end = phentsize
+            .checked_mul(phnum)
+            .and_then(|n| n.checked_add(phoff))
+            .unwrap_or(u64::MAX);
+        want = want.max(end.min(HEAD_MAX as u64) as usize);
+    }
+    want.min(size)
 }
 
 impl Drop for CachedFile {
@@ -60,8 +104,9 @@ static CACHE: IrqLock<Vec<Arc<CachedFile>>> = IrqLock::new(Vec::new());
 
 /// Largest file cached (bigger programs are read into kernel memory each time).
 const MAX_FILE: u64 = 64 << 20;
-/// Bytes read per filesystem call (bounds the time the filesystem lock is held).
-const CHUNK: usize = 1 << 20;
+/// Bytes read per filesystem call (bounds the time the filesystem lock is held, and the
+/// kernel buffer the file goes through).
+const CHUNK: usize = 256 << 10;
 
 fn cached_pages() -> usize {
     CACHE.lock().iter().map(|c| c.pages).sum()
@@ -132,34 +177,65 @@ pub(crate) fn load(cwd: Ino, path: &[u8]) -> Result<Arc<CachedFile>, Errno> {
             }
         }
     };
+    // Read the file through a kernel buffer into the frames, keeping its head.
+    let r = read_into(cwd, path, base, size);
+    let head = match r {
+        Ok(head) => head,
+        Err(e) => {
+            for i in 0..pages as u64 {
+                pool::put(base + i * PAGE_SIZE);
+            }
+            return Err(e);
+        }
+    };
+    // Zero the tail of the last page (the loader may map it).
+    let tail = pages * PAGE_SIZE as usize - size;
+    pool_mem::zero(base + size as u64, tail);
     let entry = Arc::new(CachedFile {
         key,
         base,
         pages,
         size,
+        head,
         used: AtomicU64::new(now),
     });
-    // Zero the tail of the last page (the loader may map it).
-    let tail = pages * PAGE_SIZE as usize - size;
-    // SAFETY: the frames were just allocated for this entry alone.
-    unsafe { pool::frame_ptr(base + size as u64).write_bytes(0, tail) };
-    // SAFETY: as in `bytes`, and nobody else sees the entry yet, so it may be written.
-    let buf = unsafe { core::slice::from_raw_parts_mut(pool::frame_ptr(base), size) };
+    CACHE.lock().push(entry.clone());
+    Ok(entry)
+}
+
+/// Reads the `size` bytes of the file at `path` into the pool frames at `base`, in chunks of
+/// at most [`CHUNK`] through a kernel buffer; returns the file's head (see
+/// [`CachedFile::head`]).
+fn read_into(cwd: Ino, path: &[u8], base: u64, size: usize) -> Result<Vec<u8>, Errno> {
+    let mut buf = Vec::new();
+    buf.try_reserve_exact(size.min(CHUNK))
+        .map_err(|_| Errno::ENOMEM)?;
+    buf.resize(size.min(CHUNK), 0);
+    let mut head = Vec::new();
+    // The head's length, known once the first bytes are in.
+    let mut want = 0;
     let h = crate::fs::with(|fs| fs.open(cwd, path, 0, 0))?;
     let mut off = 0;
     let r = loop {
         if off == size {
             break Ok(());
         }
-        let end = (off + CHUNK).min(size);
-        match crate::fs::with(|fs| fs.pread(h, &mut buf[off..end], off as u64)) {
+        let n = (size - off).min(buf.len());
+        match crate::fs::with(|fs| fs.pread(h, &mut buf[..n], off as u64)) {
             Ok(0) => break Err(Errno::EIO), // shrank under us
-            Ok(n) => off += n,
+            Ok(got) => {
+                if off == 0 {
+                    want = head_len(&buf[..got], size);
+                }
+                if off < want {
+                    head.extend_from_slice(&buf[..(want - off).min(got)]);
+                }
+                pool_mem::write(base + off as u64, &buf[..got]);
+                off += got;
+            }
             Err(e) => break Err(e),
         }
     };
     let _ = crate::fs::with(|fs| fs.close(h));
-    r?;
-    CACHE.lock().push(entry.clone());
-    Ok(entry)
+    r.map(|()| head)
 }

@@ -1,10 +1,9 @@
 //! Memory system calls: brk, mmap, munmap, mprotect, mremap, madvise.
 
-use pvmux_hypercalls::user::{in_user_window, prot};
+use pvmux_hypercalls::user::in_user_window;
 use pvmux_hypercalls::PAGE_SIZE;
 
 use super::shmem::ShmRef;
-use super::space::Mm;
 use super::task::current_process;
 use super::{Errno, SysResult};
 
@@ -20,54 +19,12 @@ fn page_up(v: u64) -> Option<u64> {
     v.checked_add(PAGE_SIZE - 1).map(|x| x & !(PAGE_SIZE - 1))
 }
 
-/// Finds a free range of `len` bytes below the mmap cursor (top-down).
-fn find_free(mm: &mut Mm, len: u64) -> Result<u64, Errno> {
-    let mut top = mm.mmap_top;
-    loop {
-        let start = top.checked_sub(len).ok_or(Errno::ENOMEM)?;
-        if start < mm.brk.max(0x1000_0000) {
-            return Err(Errno::ENOMEM);
-        }
-        if mm.is_free(start, top) {
-            mm.mmap_top = start;
-            return Ok(start);
-        }
-        // Skip below the region in the way.
-        let mut lowest = start;
-        for (s, v) in mm.vmas() {
-            if s < top && v.end > start {
-                lowest = lowest.min(s);
-            }
-        }
-        top = lowest;
-    }
-}
-
 /// `brk(addr)`.
 pub(crate) fn sys_brk(addr: u64) -> SysResult {
     let p = current_process();
     let space = p.space().ok_or(Errno::ENOMEM)?;
     let mut mm = space.mm.lock();
-    let cur = mm.brk;
-    if addr == 0 || addr < mm.brk_base {
-        return Ok(cur);
-    }
-    let (Some(new_end), Some(old_end)) = (page_up(addr), page_up(cur)) else {
-        return Ok(cur);
-    };
-    if new_end > old_end {
-        if !in_user_window(old_end, new_end - old_end)
-            || !mm.is_free(old_end, new_end)
-            || new_end > mm.mmap_top
-        {
-            return Ok(cur);
-        }
-        mm.add_vma(old_end, new_end, prot::READ | prot::WRITE, None);
-    } else if new_end < old_end {
-        mm.unmap(new_end, old_end);
-    }
-    mm.brk = addr;
-    Ok(addr)
+    Ok(mm.set_brk(addr))
 }
 
 /// `mmap(addr, len, prot, flags, fd, off)`.
@@ -118,7 +75,7 @@ pub(crate) fn sys_mmap(
     } else if addr != 0 && in_user_window(addr, len) && mm.is_free(addr, addr + len) {
         addr
     } else {
-        find_free(&mut mm, len)?
+        mm.find_free(len)?
     };
     // Shared anonymous memory is an object of its own that every `fork` copy of the region
     // maps too (`shmem`); private memory is copy-on-write after `fork`.
@@ -130,10 +87,7 @@ pub(crate) fn sys_mmap(
             let va = start + o as u64;
             let gpa = mm.populate(va)?;
             let n = (PAGE_SIZE as usize).min(bytes.len() - o);
-            // SAFETY: a fresh zeroed pool frame of this space; `n` bytes fit in it.
-            unsafe {
-                core::ptr::copy_nonoverlapping(bytes[o..].as_ptr(), super::pool::frame_ptr(gpa), n)
-            };
+            crate::mm::pool_mem::write(gpa, &bytes[o..o + n]);
             o += PAGE_SIZE as usize;
         }
     }
@@ -222,7 +176,7 @@ pub(crate) fn sys_mremap(
         mm.unmap(new_addr, new_addr + new_len);
         new_addr
     } else {
-        find_free(&mut mm, new_len)?
+        mm.find_free(new_len)?
     };
     mm.add_vma(dest, dest + new_len, vma.prot, vma.shm_at(vstart, old));
     mm.move_pages(old, dest, old_len.min(new_len));

@@ -1,7 +1,8 @@
 //! The Linux system-call layer: guest user programs (static x86-64 Linux binaries) run in user
 //! sandboxes and their system calls come here.
 //!
-//! * [`space`] guest address spaces: user sandboxes, their page maps and operation queues,
+//! * [`space`] guest address spaces: their memory maps and operation queues, the user
+//!   sandboxes' lifecycle, the hand-off that runs user code, copies to and from user memory,
 //! * [`pool`] the user-page pool (the only memory user sandboxes can map), [`shmem`] the
 //!   objects behind shared anonymous memory,
 //! * [`exec`] loading ELF programs and their initial stack, [`imagecache`] the programs
@@ -15,6 +16,12 @@
 //! * [`memory`], [`futex`], [`misc`] the other system calls,
 //! * [`dispatch`] the system-call table,
 //! * [`uaccess`] copying from and to the current process's user memory.
+//!
+//! The layer is safe code (`forbid(unsafe_code)`): every raw memory access — the user pool's
+//! bytes, the context regions shared with user sandboxes — goes through the framework in
+//! `crate::mm` (`pool_mem`, `user_ctx`), which copies and never hands out a reference to
+//! memory a user program can write.
+#![forbid(unsafe_code)]
 
 pub(crate) mod abi;
 pub(crate) mod cputime;

@@ -1,12 +1,14 @@
 //! The user-page pool: the frames of the boot memory map's `UserPool` region, the only
 //! guest memory a user sandbox can map. Reference counted (copy-on-write sharing after
-//! `fork`); kernel data never lives here.
+//! `fork`); kernel data never lives here. This module only keeps the books: the frames'
+//! bytes are reached through the framework's copies (`crate::mm::pool_mem`).
 
 use alloc::vec::Vec;
 use pvmux_hypercalls::{MemRegionKind, PAGE_SIZE};
 
 use super::Errno;
 use crate::irq::IrqLock;
+use crate::mm::pool_mem;
 
 /// Pool state.
 struct Pool {
@@ -48,16 +50,34 @@ pub(crate) fn init() {
     let Some(r) = region else {
         return;
     };
-    let n = (r.len / PAGE_SIZE) as usize;
+    take_over(r.base, r.len / PAGE_SIZE);
+}
+
+/// Makes the `pages` frames from `base` the pool.
+fn take_over(base: u64, pages: u64) {
+    pool_mem::init(base, pages * PAGE_SIZE);
+    let n = pages as usize;
     let mut free = Vec::with_capacity(n);
     free.extend((0..n as u32).rev());
     *POOL.lock() = Some(Pool {
-        base: r.base,
+        base,
         refs: alloc::vec![0; n],
         free,
         used: alloc::vec![0; n.div_ceil(64)],
     });
 }
+
+/// Host unit tests: a pool of 8192 frames at a made-up guest-physical address, in heap memory
+/// (`pool_mem`), set up once for the whole test process.
+#[cfg(test)]
+pub(crate) fn init_for_tests() {
+    static ONCE: spin::Once<()> = spin::Once::new();
+    ONCE.call_once(|| take_over(TEST_POOL_BASE, 8192));
+}
+
+/// Where the host unit tests' pool starts.
+#[cfg(test)]
+pub(crate) const TEST_POOL_BASE: u64 = 0x4000_0000;
 
 /// `(base, len)` of the pool, if there is one.
 pub(crate) fn range() -> Option<(u64, u64)> {
@@ -92,9 +112,7 @@ fn alloc_inner() -> Result<(u64, bool), Errno> {
 pub(crate) fn alloc_zeroed() -> Result<u64, Errno> {
     let (gpa, fresh) = alloc_inner()?;
     if !fresh {
-        // SAFETY: the frame was just allocated (nobody else refers to it) and the direct map
-        // covers all guest memory read-write.
-        unsafe { (crate::boot::phys_to_virt(gpa) as *mut u8).write_bytes(0, PAGE_SIZE as usize) };
+        pool_mem::zero(gpa, PAGE_SIZE as usize);
     }
     Ok(gpa)
 }
@@ -135,16 +153,10 @@ pub(crate) fn refs(gpa: u64) -> u16 {
     p.refs[index(p, gpa)]
 }
 
-/// Kernel pointer to a frame's bytes through the direct map.
-pub(crate) fn frame_ptr(gpa: u64) -> *mut u8 {
-    crate::boot::phys_to_virt(gpa) as *mut u8
-}
-
 /// Allocates `pages` physically contiguous frames (for context regions), zero-filled.
 pub(crate) fn alloc_contiguous_zeroed(pages: usize) -> Result<u64, Errno> {
     let gpa = alloc_contiguous(pages)?;
-    // SAFETY: freshly allocated frames, covered by the direct map.
-    unsafe { frame_ptr(gpa).write_bytes(0, pages * PAGE_SIZE as usize) };
+    pool_mem::zero(gpa, pages * PAGE_SIZE as usize);
     Ok(gpa)
 }
 

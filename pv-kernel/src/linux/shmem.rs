@@ -1,7 +1,7 @@
 //! Shared anonymous memory (`MAP_SHARED|MAP_ANONYMOUS`): the object that owns its pages.
 //!
 //! Like Linux's shmem file behind such a mapping, a [`ShmObject`] holds the pool frames of the
-//! memory by page index, created on first touch. Every region ([`super::space::Vma`]) that maps
+//! memory by page index, created on first touch. Every region ([`super::space::mm::Vma`]) that maps
 //! it — in any address space: the `fork` child's copy, an `mremap`ed or split part — refers to
 //! the object and its page offset ([`ShmRef`]), so a page first touched after the `fork`, by
 //! either side, is the same frame for both. The object holds one reference on each of its

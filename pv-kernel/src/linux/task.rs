@@ -361,7 +361,7 @@ fn load_file_with_shebang(
     let mut file = read(path)?;
     let mut cur_path = path.to_vec();
     for _ in 0..4 {
-        let Some((interp, arg)) = exec::shebang(file.bytes()) else {
+        let Some((interp, arg)) = exec::shebang(file.head()) else {
             return Ok((file, argv));
         };
         let mut nargv = alloc::vec![interp.clone()];

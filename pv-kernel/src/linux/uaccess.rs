@@ -1,8 +1,9 @@
 //! Copying between the kernel and the current process's user memory.
 //!
 //! User addresses are translated through the current address space's page map (not the
-//! hardware: user memory is not mapped in the kernel sandbox) and accessed through the direct
-//! map. Pages not populated yet are populated as a fault would (anonymous zero pages, copy on
+//! hardware: user memory is not mapped in the kernel sandbox) and the bytes copied by the
+//! framework (`crate::mm::pool_mem`), never referenced: the program may write them meanwhile.
+//! Pages not populated yet are populated as a fault would (anonymous zero pages, copy on
 //! write); addresses outside every mapping give `EFAULT`.
 
 use alloc::vec::Vec;
@@ -12,9 +13,7 @@ use super::Errno;
 
 /// Copies `buf.len()` bytes from user address `va`.
 pub(crate) fn copy_from_user(va: u64, buf: &mut [u8]) -> Result<(), Errno> {
-    super::space::current_copy(va, buf.len(), false, |off, chunk| {
-        buf[off..off + chunk.len()].copy_from_slice(chunk);
-    })
+    super::space::current_copy_in(va, buf)
 }
 
 /// Copies `data` to user address `va` (the pages must be writable by the user).

@@ -1,0 +1,120 @@
+//! Destroyed spaces whose sandboxes may still run: the graveyard. `SpaceDestroy` only kills
+//! (the host reaps the sandbox asynchronously), so a destroyed space's context region and
+//! user pages wait here until the host sets the space's *reaped word* — which lives in kernel
+//! memory, unlike the context region's `dead` flag that the sandbox itself can forge — and
+//! only then go back to the pool.
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use pvmux_hypercalls::PAGE_SIZE;
+
+use crate::irq::IrqLock;
+use crate::linux::{pool, Errno};
+
+/// Spaces destroyed but possibly not dead yet: their frames are released once the host
+/// reports the sandbox gone (it may still touch them until then). `SpaceDestroy` returns
+/// at once and the host marks the space dead once it has reaped the sandbox, so every
+/// destroyed space passes through here.
+static GRAVEYARD: IrqLock<Vec<Grave>> = IrqLock::new(Vec::new());
+
+/// A destroyed space waiting for its sandbox to be gone.
+pub(super) struct Grave {
+    /// Context region and its size in pages.
+    pub(super) ctx_gpa: u64,
+    pub(super) ctx_pages: usize,
+    /// Its user pages.
+    pub(super) frames: Vec<u64>,
+    /// Set to 1 by the host once the sandbox process is reaped. It lives in kernel memory
+    /// (below the user pool), so unlike the context region's `dead` flag — which the sandbox
+    /// itself can write — a hostile program cannot fake it to get its memory reused while
+    /// it still runs.
+    pub(super) reaped: Box<AtomicU32>,
+}
+
+/// Entries in [`GRAVEYARD`] (checked without the lock on hot paths).
+static GRAVE_LEN: AtomicU32 = AtomicU32::new(0);
+/// Longest [`wait_for_reclaim`] (and `Space::new`) waits for destroyed spaces to die when the
+/// pool is short.
+pub(super) const RECLAIM_WAIT_NS: u64 = 1_000_000_000;
+/// Poll period of that wait.
+pub(super) const RECLAIM_POLL_NS: u64 = 100_000;
+
+/// Buries a destroyed space; releases what it can at once (a sandbox that died on its own
+/// was reaped already).
+pub(super) fn bury(grave: Grave) {
+    {
+        let mut g = GRAVEYARD.lock();
+        g.push(grave);
+        GRAVE_LEN.store(g.len() as u32, Ordering::Release);
+    }
+    reap_graveyard();
+}
+
+/// Whether destroyed spaces are waiting for their sandboxes to end.
+pub(super) fn occupied() -> bool {
+    GRAVE_LEN.load(Ordering::Acquire) != 0
+}
+
+/// Waits (at most [`RECLAIM_WAIT_NS`]) until destroyed spaces die and their memory returns to
+/// the pool; true if anything was released. For callers that ran out of pool memory (must not
+/// hold a space lock).
+pub(crate) fn wait_for_reclaim() -> bool {
+    let deadline = crate::stub::clock_ns() + RECLAIM_WAIT_NS;
+    loop {
+        if reap_graveyard() {
+            return true;
+        }
+        let now = crate::stub::clock_ns();
+        if !occupied() || now >= deadline {
+            return false;
+        }
+        crate::sched::sleep_until(now + RECLAIM_POLL_NS);
+    }
+}
+
+/// Releases the frames of destroyed spaces whose sandboxes have ended. Returns whether it
+/// released any. Cheap when the graveyard is empty.
+pub(crate) fn reap_graveyard() -> bool {
+    if !occupied() {
+        return false;
+    }
+    let done: Vec<Grave> = {
+        let mut g = GRAVEYARD.lock();
+        let mut done = Vec::new();
+        let mut i = 0;
+        while i < g.len() {
+            if g[i].reaped.load(Ordering::Acquire) != 0 {
+                done.push(g.swap_remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        GRAVE_LEN.store(g.len() as u32, Ordering::Release);
+        done
+    };
+    let any = !done.is_empty();
+    for grave in done {
+        for f in grave.frames {
+            pool::put(f);
+        }
+        for p in 0..grave.ctx_pages as u64 {
+            pool::put(grave.ctx_gpa + p * PAGE_SIZE);
+        }
+    }
+    any
+}
+
+/// A pool allocation that, when the pool is empty, first releases what the graveyard can
+/// (without waiting: callers may hold locks) or else the program image cache, and tries once
+/// more.
+pub(super) fn alloc_reclaiming(f: impl Fn() -> Result<u64, Errno>) -> Result<u64, Errno> {
+    f().or_else(|e| {
+        if reap_graveyard() || crate::linux::imagecache::shrink() {
+            f()
+        } else {
+            Err(e)
+        }
+    })
+}

@@ -1,0 +1,110 @@
+//! A space's sandbox from birth to grave: `SpaceCreate` (the host hands out a warm spare user
+//! sandbox, so there is no host `fork`/`exec` on the guest's `fork` path) with a fresh context
+//! region and a reaped word, `fork` as a snapshot, and destruction — `SpaceDestroy` only kills,
+//! the frames wait in the graveyard until the host has reaped the sandbox.
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use pvmux_hypercalls::user::user_ctx_size;
+use pvmux_hypercalls::PAGE_SIZE;
+
+use super::graveyard::{self, reap_graveyard, Grave, RECLAIM_POLL_NS, RECLAIM_WAIT_NS};
+use super::{Mm, Space};
+use crate::irq::IrqLock;
+use crate::linux::{pool, Errno};
+use crate::mm::user_ctx;
+use crate::sched::wait::WaitQueue;
+
+/// Live spaces (statistics).
+pub(crate) static LIVE: AtomicU32 = AtomicU32::new(0);
+
+impl Space {
+    /// Creates an empty space and asks the host for its user sandbox.
+    pub(crate) fn new() -> Result<Arc<Self>, Errno> {
+        reap_graveyard();
+        let n = crate::boot::nr_vcpus();
+        let size = user_ctx_size(n);
+        let pages = (size / PAGE_SIZE) as usize;
+        // The host's proof of death lives in kernel memory (see `Grave::reaped`).
+        let reaped = Box::new(AtomicU32::new(0));
+        let reaped_gpa = crate::boot::virt_to_phys(&*reaped as *const AtomicU32 as u64, 4)
+            .ok_or(Errno::ENOMEM)?;
+        // Short of memory with destroyed spaces not dead yet: their sandboxes are being
+        // reaped (a matter of microseconds to milliseconds); wait for them a little.
+        let deadline = crate::stub::clock_ns() + RECLAIM_WAIT_NS;
+        let ctx_gpa = loop {
+            match pool::alloc_contiguous_zeroed(pages) {
+                Ok(g) => break g,
+                Err(e) => {
+                    let now = crate::stub::clock_ns();
+                    if reap_graveyard() {
+                        continue;
+                    }
+                    if !graveyard::occupied() || now >= deadline {
+                        return Err(e);
+                    }
+                    crate::sched::sleep_until(now + RECLAIM_POLL_NS);
+                }
+            }
+        };
+        // Nobody else sees the (zeroed) region before `SpaceCreate`.
+        user_ctx::init_header(ctx_gpa, n);
+        let Ok(handle) = crate::hcall::space_create(ctx_gpa, reaped_gpa) else {
+            for p in 0..pages as u64 {
+                pool::put(ctx_gpa + p * PAGE_SIZE);
+            }
+            return Err(Errno::EAGAIN);
+        };
+        LIVE.fetch_add(1, Ordering::Relaxed);
+        Ok(Arc::new(Self {
+            handle,
+            ctx_gpa,
+            ctx_pages: pages,
+            reaped: spin::Mutex::new(Some(reaped)),
+            mm: IrqLock::new(Mm::new()),
+            slice_deadline: [const { AtomicU64::new(0) }; pvmux_hypercalls::MAX_VCPUS as usize],
+            forking: AtomicU32::new(0),
+            fork_done: WaitQueue::new(),
+        }))
+    }
+
+    /// A copy-on-write copy of this space (`fork`): a snapshot of the parent at one instant.
+    /// Returns once the parent's write protection is in force in its sandbox (so no thread of
+    /// the parent can write into a page it now shares with the child); meanwhile the parent's
+    /// other threads wait before entering user code.
+    pub(crate) fn fork(&self) -> Result<Arc<Self>, Errno> {
+        let child = Self::new()?;
+        let mut pm = self.mm.lock();
+        // Under the lock that the page map is copied under: a thread that changes the map
+        // after the copy sees the fork when it next wants to run user code.
+        self.forking.fetch_add(1, Ordering::SeqCst);
+        pm.fork_into(&mut child.mm.lock());
+        drop(pm);
+        let synced = self.sync_ops();
+        self.forking.fetch_sub(1, Ordering::SeqCst);
+        self.fork_done.wake_all();
+        // A parent whose sandbox is gone is being killed (its next run says so).
+        synced.map(|()| child).map_err(|()| Errno::EAGAIN)
+    }
+}
+
+impl Drop for Space {
+    fn drop(&mut self) {
+        // The host kills the sandbox and returns at once; it sets our `reaped` word once the
+        // process is reaped. Until then the sandbox may still touch the context region and
+        // the pages, so they wait in the graveyard. (A sandbox that died on its own was
+        // reaped already: the word is set and the graveyard releases it at once.)
+        let _ = crate::hcall::space_destroy(self.handle);
+        LIVE.fetch_sub(1, Ordering::Relaxed);
+        let frames = self.mm.get_mut().take_frames();
+        let reaped = self.reaped.lock().take().expect("reaped word");
+        graveyard::bury(Grave {
+            ctx_gpa: self.ctx_gpa,
+            ctx_pages: self.ctx_pages,
+            frames,
+            reaped,
+        });
+    }
+}

@@ -1,0 +1,665 @@
+//! The memory map of a guest address space ([`Mm`]): its regions ([`Vma`]), its user pages
+//! (a pool frame each, possibly copy-on-write), and the queue of operations ([`UserOp`]) that
+//! tell the user sandbox to realise changes, taken in numbered batches. Pure bookkeeping over
+//! the pool allocator: it runs unchanged in the host unit tests (`tests.rs`).
+//!
+//! Every change queues an operation and bumps the map's generation ([`MapGeneration`]); a
+//! frame whose mapping is removed is released only once the operations taken up to then have
+//! been applied ([`Mm::take_batch`] hands such frames out with the last batch). After `fork`
+//! ([`Mm::fork_into`]) the private pages of both spaces are copy-on-write; shared anonymous
+//! regions map the same object's frames in both.
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+
+use pvmux_hypercalls::frame::pf;
+use pvmux_hypercalls::user::{in_user_window, op, prot, UserOp, USER_OPS_MAX};
+use pvmux_hypercalls::PAGE_SIZE;
+
+use super::graveyard::alloc_reclaiming;
+use crate::linux::shmem::ShmRef;
+use crate::linux::{pool, Errno};
+use crate::mm::pool_mem;
+
+/// Pages mapped around an anonymous fault (aligned block, inside the region).
+const FAULT_AROUND: u64 = 16;
+/// Lowest address `mmap` places a mapping at by itself.
+const MMAP_FLOOR: u64 = 0x1000_0000;
+
+/// `v` rounded up to a page (`None` on overflow).
+fn page_up(v: u64) -> Option<u64> {
+    v.checked_add(PAGE_SIZE - 1).map(|x| x & !(PAGE_SIZE - 1))
+}
+
+/// A mapped region `[start, end)`.
+#[derive(Clone, Debug)]
+pub(crate) struct Vma {
+    /// End (exclusive).
+    pub(crate) end: u64,
+    /// `PROT_*` bits.
+    pub(crate) prot: u32,
+    /// `MAP_SHARED` anonymous memory: the object whose pages the region maps, shared (not
+    /// copy-on-write) with every other region of it, in this space or another.
+    pub(crate) shm: Option<ShmRef>,
+}
+
+impl Vma {
+    /// The part of this region (which starts at `start`) from `at` on.
+    fn tail(&self, start: u64, at: u64) -> Self {
+        Self {
+            end: self.end,
+            prot: self.prot,
+            shm: self.shm.as_ref().map(|s| s.advanced(at - start)),
+        }
+    }
+
+    /// The shared object seen from `va` of this region (which starts at `start`), if any.
+    pub(crate) fn shm_at(&self, start: u64, va: u64) -> Option<ShmRef> {
+        self.shm.as_ref().map(|s| s.advanced(va - start))
+    }
+}
+
+/// One user page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Pte {
+    /// Pool frame.
+    gpa: u64,
+    /// Shared with another space after `fork`: the first write copies it.
+    cow: bool,
+}
+
+/// The memory map of a space (under its lock).
+pub(crate) struct Mm {
+    vmas: BTreeMap<u64, Vma>,
+    pages: BTreeMap<u64, Pte>,
+    ops: Vec<UserOp>,
+    /// Frames to release once the queued operations have been applied.
+    deferred: Vec<u64>,
+    /// Start of the heap (`brk` cannot go below).
+    pub(crate) brk_base: u64,
+    /// Current program break.
+    pub(crate) brk: u64,
+    /// Next top-down `mmap` placement hint.
+    pub(crate) mmap_top: u64,
+    /// Bumped by every change to the page map or the regions (each one queues an op), not
+    /// by a fault that only re-sends a mapping the sandbox should already have: see
+    /// [`MapGeneration`].
+    generation: u64,
+    /// Number of the last batch of operations taken from `ops` (`UserSlot::ops_seq`).
+    ops_seq: u64,
+}
+
+/// Operations taken from a space's queue for one request.
+#[derive(Debug)]
+pub(crate) struct Batch {
+    /// The operations (at most a slot's worth, [`USER_OPS_MAX`]).
+    pub(crate) ops: Vec<UserOp>,
+    /// Its number, or with no operations the number of the last batch taken before.
+    pub(crate) seq: u64,
+    /// More operations are queued after these.
+    pub(crate) more: bool,
+    /// Frames to release once the request has come back (with the last batch only).
+    pub(crate) freed: Vec<u64>,
+}
+
+/// A version of a space's memory map, returned by [`Mm::fault`]: two faults of a thread at
+/// one address that come back with the same generation mean nothing at all changed in the
+/// address space in between — the handler found the page already resolved both times and
+/// only re-sent its mapping — so the sandbox is not honouring that mapping (a fault loop).
+/// A fault that repeats *with* changes in between is progress: e.g. a parent that forks in a
+/// loop write-faults at the same stack slot after every `fork` (each time a new
+/// copy-on-write break).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub(crate) struct MapGeneration(u64);
+
+/// Memory use of a space (for the out-of-memory killer and `getrusage`).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct MemUsage {
+    /// Bytes mapped (all regions).
+    pub(crate) mapped: u64,
+    /// Resident pages of private memory.
+    pub(crate) private_pages: usize,
+    /// Resident pages of shared memory.
+    pub(crate) shared_pages: usize,
+}
+
+impl Mm {
+    /// An empty map.
+    pub(crate) fn new() -> Self {
+        Self {
+            vmas: BTreeMap::new(),
+            pages: BTreeMap::new(),
+            ops: Vec::new(),
+            deferred: Vec::new(),
+            brk_base: 0,
+            brk: 0,
+            mmap_top: crate::linux::exec::MMAP_TOP,
+            generation: 0,
+            ops_seq: 0,
+        }
+    }
+
+    /// Takes the next batch of queued operations (at most a slot's worth).
+    pub(crate) fn take_batch(&mut self) -> Batch {
+        let n = self.ops.len().min(USER_OPS_MAX);
+        let ops: Vec<UserOp> = self.ops.drain(..n).collect();
+        if n > 0 {
+            self.ops_seq += 1;
+        }
+        let more = !self.ops.is_empty();
+        // The frames queued for release so far are unmapped by the operations taken up to
+        // now: once this batch (and so every earlier one) is applied, they are unused.
+        let freed = if more {
+            Vec::new()
+        } else {
+            core::mem::take(&mut self.deferred)
+        };
+        Batch {
+            ops,
+            seq: self.ops_seq,
+            more,
+            freed,
+        }
+    }
+
+    /// The region containing `va`.
+    pub(crate) fn vma_at(&self, va: u64) -> Option<(u64, Vma)> {
+        let (&s, v) = self.vmas.range(..=va).next_back()?;
+        (va < v.end).then(|| (s, v.clone()))
+    }
+
+    /// True if `[start, end)` overlaps no region.
+    pub(crate) fn is_free(&self, start: u64, end: u64) -> bool {
+        if let Some((_, v)) = self.vmas.range(..end).next_back() {
+            if v.end > start {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Queues a change of the sandbox's mappings (a new [`MapGeneration`]).
+    fn push_op(&mut self, kind: u32, prot_bits: u32, addr: u64, len: u64, offset: u64) {
+        self.generation += 1;
+        self.push_op_again(kind, prot_bits, addr, len, offset);
+    }
+
+    /// Queues an operation that changes nothing in the map: it re-sends what the sandbox
+    /// should already have (see [`Mm::fault`]).
+    fn push_op_again(&mut self, kind: u32, prot_bits: u32, addr: u64, len: u64, offset: u64) {
+        if let Some(last) = self.ops.last_mut() {
+            let contiguous = last.kind == kind
+                && last.prot == prot_bits
+                && last.addr + last.len == addr
+                && (kind != op::MAP || last.offset + last.len == offset);
+            if contiguous {
+                last.len += len;
+                return;
+            }
+        }
+        self.ops.push(UserOp {
+            kind,
+            prot: prot_bits,
+            addr,
+            len,
+            offset,
+        });
+    }
+
+    fn map_prot(vma: &Vma, pte: &Pte) -> u32 {
+        let mut p = vma.prot & prot::ALL;
+        if pte.cow {
+            p &= !prot::WRITE;
+        }
+        if p != 0 {
+            p |= prot::READ;
+        }
+        p
+    }
+
+    fn queue_map(&mut self, va: u64, vma: &Vma, pte: &Pte) {
+        let p = Self::map_prot(vma, pte);
+        self.push_op(op::MAP, p, va, PAGE_SIZE, pte.gpa);
+    }
+
+    /// Adds a region (the range must be free), mapping the shared object `shm` if given.
+    /// Pages are populated on demand.
+    pub(crate) fn add_vma(&mut self, start: u64, end: u64, prot_bits: u32, shm: Option<ShmRef>) {
+        self.vmas.insert(
+            start,
+            Vma {
+                end,
+                prot: prot_bits,
+                shm,
+            },
+        );
+    }
+
+    /// Removes `[start, end)` from the map: regions are trimmed or split, pages released
+    /// (after the sandbox has unmapped them).
+    pub(crate) fn unmap(&mut self, start: u64, end: u64) {
+        let keys: Vec<u64> = self
+            .vmas
+            .range(..end)
+            .filter(|(_, v)| v.end > start)
+            .map(|(&s, _)| s)
+            .collect();
+        if keys.is_empty() {
+            return;
+        }
+        for s in keys {
+            let v = self.vmas.remove(&s).expect("region");
+            if s < start {
+                self.vmas.insert(
+                    s,
+                    Vma {
+                        end: start,
+                        ..v.clone()
+                    },
+                );
+            }
+            if v.end > end {
+                self.vmas.insert(end, v.tail(s, end));
+            }
+        }
+        let pages: Vec<u64> = self.pages.range(start..end).map(|(&va, _)| va).collect();
+        for va in pages {
+            if let Some(p) = self.pages.remove(&va) {
+                self.deferred.push(p.gpa);
+            }
+        }
+        self.push_op(op::UNMAP, 0, start, end - start, 0);
+    }
+
+    /// Changes the protection of `[start, end)` (which must be fully mapped).
+    pub(crate) fn protect(&mut self, start: u64, end: u64, prot_bits: u32) -> Result<(), Errno> {
+        // Check coverage first.
+        let mut at = start;
+        while at < end {
+            let (_, v) = self.vma_at(at).ok_or(Errno::ENOMEM)?;
+            at = v.end;
+        }
+        let keys: Vec<u64> = self
+            .vmas
+            .range(..end)
+            .filter(|(_, v)| v.end > start)
+            .map(|(&s, _)| s)
+            .collect();
+        for s in keys {
+            let v = self.vmas.remove(&s).expect("region");
+            if s < start {
+                self.vmas.insert(
+                    s,
+                    Vma {
+                        end: start,
+                        ..v.clone()
+                    },
+                );
+            }
+            let (ns, ne) = (s.max(start), v.end.min(end));
+            self.vmas.insert(
+                ns,
+                Vma {
+                    end: ne,
+                    prot: prot_bits,
+                    shm: v.shm_at(s, ns),
+                },
+            );
+            if v.end > end {
+                self.vmas.insert(end, v.tail(s, end));
+            }
+        }
+        // Re-map the present pages with the new rights (or unmap them for PROT_NONE).
+        let pages: Vec<(u64, Pte)> = self
+            .pages
+            .range(start..end)
+            .map(|(&va, &p)| (va, p))
+            .collect();
+        for (va, pte) in pages {
+            let (_, v) = self.vma_at(va).expect("covered");
+            if v.prot & prot::ALL == 0 {
+                self.push_op(op::UNMAP, 0, va, PAGE_SIZE, 0);
+            } else {
+                self.queue_map(va, &v, &pte);
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves a user access to `va`, populating or copying the page as a fault would.
+    /// Returns the frame. `Err(EFAULT)` if the access is not allowed.
+    pub(crate) fn touch(&mut self, va: u64, write: bool, exec: bool) -> Result<u64, Errno> {
+        let page = va & !(PAGE_SIZE - 1);
+        let (vstart, vma) = self.vma_at(page).ok_or(Errno::EFAULT)?;
+        let p = vma.prot;
+        if p & prot::ALL == 0 || (write && p & prot::WRITE == 0) || (exec && p & prot::EXEC == 0) {
+            return Err(Errno::EFAULT);
+        }
+        if let Some(pte) = self.pages.get(&page).copied() {
+            if write && pte.cow {
+                let npte = if pool::refs(pte.gpa) == 1 {
+                    Pte {
+                        gpa: pte.gpa,
+                        cow: false,
+                    }
+                } else {
+                    let new = alloc_reclaiming(pool::alloc)?;
+                    pool_mem::copy(new, pte.gpa, PAGE_SIZE as usize);
+                    self.deferred.push(pte.gpa);
+                    Pte {
+                        gpa: new,
+                        cow: false,
+                    }
+                };
+                self.pages.insert(page, npte);
+                self.queue_map(page, &vma, &npte);
+                return Ok(npte.gpa);
+            }
+            return Ok(pte.gpa);
+        }
+        // Populate: this page and, for anonymous memory, an aligned block around it.
+        let block = FAULT_AROUND * PAGE_SIZE;
+        let lo = (page & !(block - 1)).max(vstart);
+        let hi = ((page & !(block - 1)) + block).min(vma.end);
+        let mut first = 0;
+        let mut va_i = lo;
+        while va_i < hi {
+            if let alloc::collections::btree_map::Entry::Vacant(slot) = self.pages.entry(va_i) {
+                let gpa = if va_i == page {
+                    Some(Self::fresh_frame(&vma, vstart, va_i)?)
+                } else {
+                    Self::around_frame(&vma, vstart, va_i)
+                };
+                match gpa {
+                    Some(gpa) => {
+                        let pte = *slot.insert(Pte { gpa, cow: false });
+                        self.queue_map(va_i, &vma, &pte);
+                        if va_i == page {
+                            first = gpa;
+                        }
+                    }
+                    // Private memory: the pool is short, stop the fault-around.
+                    None if vma.shm.is_none() => break,
+                    None => {}
+                }
+            }
+            va_i += PAGE_SIZE;
+        }
+        Ok(first)
+    }
+
+    /// The frame for a first access to `va` in `vma` (starting at `vstart`), with one
+    /// reference for this space: the shared object's page (created zeroed if it has none)
+    /// for shared memory, else a fresh zeroed frame.
+    fn fresh_frame(vma: &Vma, vstart: u64, va: u64) -> Result<u64, Errno> {
+        match &vma.shm {
+            Some(shm) => shm.obj.frame(shm.index(vstart, va), || {
+                alloc_reclaiming(pool::alloc_zeroed)
+            }),
+            None => alloc_reclaiming(pool::alloc_zeroed),
+        }
+    }
+
+    /// A frame to map ahead at `va` around a fault: for shared memory only a page the object
+    /// already has; for private memory a fresh zeroed frame while the pool is not short.
+    fn around_frame(vma: &Vma, vstart: u64, va: u64) -> Option<u64> {
+        match &vma.shm {
+            Some(shm) => shm.obj.existing(shm.index(vstart, va)),
+            None if pool::stats().0 > 64 => alloc_reclaiming(pool::alloc_zeroed).ok(),
+            None => None,
+        }
+    }
+
+    /// The frame at `va`, allocating a zero page if none (kernel use: ignores protection;
+    /// the page must be inside a region).
+    pub(crate) fn populate(&mut self, va: u64) -> Result<u64, Errno> {
+        let page = va & !(PAGE_SIZE - 1);
+        if let Some(p) = self.pages.get(&page) {
+            return Ok(p.gpa);
+        }
+        let (vstart, vma) = self.vma_at(page).ok_or(Errno::EFAULT)?;
+        let gpa = Self::fresh_frame(&vma, vstart, page)?;
+        let pte = Pte { gpa, cow: false };
+        self.pages.insert(page, pte);
+        self.queue_map(page, &vma, &pte);
+        Ok(gpa)
+    }
+
+    /// The private frame at `va` for the kernel to write into: allocated (zeroed) if absent,
+    /// copied first if shared copy-on-write. Ignores protection (exec, signal frames).
+    pub(crate) fn populate_private(&mut self, va: u64) -> Result<u64, Errno> {
+        let page = va & !(PAGE_SIZE - 1);
+        match self.pages.get(&page).copied() {
+            Some(p) if p.cow => {
+                let new = alloc_reclaiming(pool::alloc)?;
+                pool_mem::copy(new, p.gpa, PAGE_SIZE as usize);
+                self.deferred.push(p.gpa);
+                let npte = Pte {
+                    gpa: new,
+                    cow: false,
+                };
+                self.pages.insert(page, npte);
+                if let Some((_, v)) = self.vma_at(page) {
+                    self.queue_map(page, &v, &npte);
+                }
+                Ok(new)
+            }
+            _ => self.populate(va),
+        }
+    }
+
+    /// Maps pool frame `gpa` (the caller gave this space one reference) at `va` copy-on-write:
+    /// shared read-only until the first write copies it. `va` must be in a region and
+    /// unpopulated.
+    pub(crate) fn install_cow(&mut self, va: u64, gpa: u64) {
+        let page = va & !(PAGE_SIZE - 1);
+        let pte = Pte { gpa, cow: true };
+        if let Some(old) = self.pages.insert(page, pte) {
+            self.deferred.push(old.gpa);
+        }
+        if let Some((_, v)) = self.vma_at(page) {
+            self.queue_map(page, &v, &pte);
+        }
+    }
+
+    /// Adds `[s, e)` with `prot_bits`; parts already mapped get the union of both rights
+    /// (ELF segments sharing a page).
+    pub(crate) fn add_region_merging(&mut self, s: u64, e: u64, prot_bits: u32) {
+        let mut at = s;
+        while at < e {
+            if let Some((_, v)) = self.vma_at(at) {
+                let end = v.end.min(e);
+                let _ = self.protect(at, end, v.prot | prot_bits);
+                at = end;
+            } else {
+                let next = self.vmas.range(at..).next().map_or(e, |(&k, _)| k).min(e);
+                self.add_vma(at, next, prot_bits, None);
+                at = next;
+            }
+        }
+    }
+
+    /// Frame of a present page (no population).
+    pub(crate) fn frame_of(&self, va: u64) -> Option<u64> {
+        self.pages.get(&(va & !(PAGE_SIZE - 1))).map(|p| p.gpa)
+    }
+
+    /// Discards the pages of `[start, end)` (MADV_DONTNEED: they read as zero again).
+    pub(crate) fn discard(&mut self, start: u64, end: u64) {
+        let pages: Vec<u64> = self.pages.range(start..end).map(|(&va, _)| va).collect();
+        for va in pages {
+            if let Some(p) = self.pages.remove(&va) {
+                self.deferred.push(p.gpa);
+                self.push_op(op::UNMAP, 0, va, PAGE_SIZE, 0);
+            }
+        }
+    }
+
+    /// Number of resident pages.
+    pub(crate) fn resident_pages(&self) -> usize {
+        self.pages.len()
+    }
+
+    /// What the space uses: mapped bytes and resident pages, private and shared.
+    pub(crate) fn usage(&self) -> MemUsage {
+        let mut u = MemUsage {
+            mapped: self.vmas.iter().map(|(&s, v)| v.end - s).sum(),
+            ..MemUsage::default()
+        };
+        for (&s, v) in &self.vmas {
+            let n = self.pages.range(s..v.end).count();
+            if v.shm.is_some() {
+                u.shared_pages += n;
+            } else {
+                u.private_pages += n;
+            }
+        }
+        u
+    }
+
+    /// Regions, for `/proc`-like listings and `mremap`.
+    pub(crate) fn vmas(&self) -> impl Iterator<Item = (u64, &Vma)> + '_ {
+        self.vmas.iter().map(|(&s, v)| (s, v))
+    }
+
+    /// Moves the pages of `[old, old+len)` to `[new, new+len)` (mremap with a move).
+    pub(crate) fn move_pages(&mut self, old: u64, new: u64, len: u64) {
+        let pages: Vec<(u64, Pte)> = self
+            .pages
+            .range(old..old + len)
+            .map(|(&va, &p)| (va, p))
+            .collect();
+        for (va, pte) in pages {
+            self.pages.remove(&va);
+            self.push_op(op::UNMAP, 0, va, PAGE_SIZE, 0);
+            let nva = va - old + new;
+            self.pages.insert(nva, pte);
+            if let Some((_, v)) = self.vma_at(nva) {
+                self.queue_map(nva, &v, &pte);
+            }
+        }
+    }
+
+    /// `brk(addr)`: moves the program break to `addr` if it is at or above the heap's start
+    /// and the heap can grow there (inside the user window, over free space, below the
+    /// `mmap` area); returns the break in force afterwards (the old one on failure).
+    pub(crate) fn set_brk(&mut self, addr: u64) -> u64 {
+        let cur = self.brk;
+        if addr == 0 || addr < self.brk_base {
+            return cur;
+        }
+        let (Some(new_end), Some(old_end)) = (page_up(addr), page_up(cur)) else {
+            return cur;
+        };
+        if new_end > old_end {
+            if !in_user_window(old_end, new_end - old_end)
+                || !self.is_free(old_end, new_end)
+                || new_end > self.mmap_top
+            {
+                return cur;
+            }
+            self.add_vma(old_end, new_end, prot::READ | prot::WRITE, None);
+        } else if new_end < old_end {
+            self.unmap(new_end, old_end);
+        }
+        self.brk = addr;
+        addr
+    }
+
+    /// Finds a free range of `len` bytes for `mmap` below the placement hint (top-down, above
+    /// the heap and 256 MiB) and moves the hint to it.
+    pub(crate) fn find_free(&mut self, len: u64) -> Result<u64, Errno> {
+        let mut top = self.mmap_top;
+        loop {
+            let start = top.checked_sub(len).ok_or(Errno::ENOMEM)?;
+            if start < self.brk.max(MMAP_FLOOR) {
+                return Err(Errno::ENOMEM);
+            }
+            if self.is_free(start, top) {
+                self.mmap_top = start;
+                return Ok(start);
+            }
+            // Skip below the region in the way.
+            let mut lowest = start;
+            for (s, v) in self.vmas() {
+                if s < top && v.end > start {
+                    lowest = lowest.min(s);
+                }
+            }
+            top = lowest;
+        }
+    }
+
+    /// Handles a user page fault at `addr` with x86 `error_code`: populates or copies the
+    /// page as [`Mm::touch`] does; `Err` means SIGSEGV (or `ENOMEM`). Returns the map's
+    /// generation afterwards (see [`MapGeneration`]).
+    pub(crate) fn fault(&mut self, addr: u64, error_code: u64) -> Result<MapGeneration, Errno> {
+        if !in_user_window(addr, 1) {
+            return Err(Errno::EFAULT);
+        }
+        let write = error_code & pf::WRITE != 0;
+        let exec = error_code & pf::FETCH != 0;
+        let page = addr & !(PAGE_SIZE - 1);
+        let before = self.pages.get(&page).copied();
+        self.touch(addr, write, exec)?;
+        let after = self.pages.get(&page).copied();
+        // A present page that did not change (no copy-on-write break) faulted because the
+        // sandbox does not map it (yet): send its mapping again, without a new generation.
+        if let (Some(b), Some(a)) = (before, after) {
+            if b == a {
+                if let Some((_, v)) = self.vma_at(page) {
+                    let p = Self::map_prot(&v, &a);
+                    self.push_op_again(op::MAP, p, page, PAGE_SIZE, a.gpa);
+                }
+            }
+        }
+        Ok(MapGeneration(self.generation))
+    }
+
+    /// Makes `child` (an empty map) a copy of this one for `fork`: the same regions, heap and
+    /// placement hints, and every page with a reference of its own — private pages
+    /// copy-on-write in both maps (this map's writable ones are queued read-only again),
+    /// pages of shared regions shared as they are.
+    pub(crate) fn fork_into(&mut self, child: &mut Mm) {
+        child.vmas = self.vmas.clone();
+        child.brk_base = self.brk_base;
+        child.brk = self.brk;
+        child.mmap_top = self.mmap_top;
+        let pages: Vec<(u64, Pte)> = self.pages.iter().map(|(&va, &p)| (va, p)).collect();
+        for (va, pte) in pages {
+            let Some((_, vma)) = self.vma_at(va) else {
+                continue;
+            };
+            pool::get(pte.gpa);
+            let share = vma.shm.is_some();
+            let npte = Pte {
+                gpa: pte.gpa,
+                cow: !share,
+            };
+            if !share && !pte.cow {
+                self.pages.insert(va, npte);
+                if vma.prot & prot::WRITE != 0 {
+                    self.queue_map(va, &vma, &npte);
+                }
+            }
+            child.pages.insert(va, npte);
+            child.queue_map(va, &vma, &npte);
+        }
+    }
+
+    /// Frames to release once the operations queued so far are applied (a request that
+    /// took them came back without saying they were).
+    pub(crate) fn defer(&mut self, frames: Vec<u64>) {
+        self.deferred.extend(frames);
+    }
+
+    /// Empties the map of pages, returning every frame it holds a reference to (its pages
+    /// and those waiting for release), for a space being destroyed.
+    pub(crate) fn take_frames(&mut self) -> Vec<u64> {
+        let mut frames: Vec<u64> = self.pages.values().map(|p| p.gpa).collect();
+        frames.append(&mut self.deferred);
+        self.pages.clear();
+        frames
+    }
+}
+

@@ -1,0 +1,91 @@
+//! Guest address spaces: the kernel's record of a process's memory and the user sandbox that
+//! realises it.
+//!
+//! * [`mm`]: the memory map ([`Mm`]) — regions ([`Vma`]), user pages (a pool frame each,
+//!   possibly copy-on-write), the queue of [`UserOp`](pvmux_hypercalls::user::UserOp)s for the
+//!   sandbox and its numbered batches; pure bookkeeping, unit-tested on the host;
+//! * [`lifecycle`]: creating a space (a warm spare sandbox from the host), `fork`, destroying;
+//! * [`graveyard`]: destroyed spaces whose sandboxes may still run, until the host's reaped
+//!   word says they are gone;
+//! * [`handoff`]: running user code ([`Space::run`]) — the kernel half of the ABI's slot
+//!   hand-off (`pvmux_hypercalls::user::handoff`) on this vCPU's slot of the context region;
+//! * [`copy`]: copies between the kernel and a space's user memory.
+//!
+//! User memory is never mapped in the kernel sandbox: the kernel reads and writes it through
+//! the framework's copies (`crate::mm::pool_mem`) after translating here. Changes are queued
+//! as operations that the user sandbox applies before it next runs user code
+//! ([`Space::run`]); frames whose mappings are being removed are freed only after that.
+//!
+//! The threads of a process take queued operations from the space's one queue in *batches*
+//! and hand them to their own slots, i.e. to different threads of the sandbox process. Each
+//! batch is numbered (`UserSlot::ops_seq`), and the user stub applies them in that order and
+//! runs a thread's user code only once every batch taken before its request is applied: a
+//! thread never runs on a mapping another thread's operations already changed, and an old
+//! mapping can never be applied after a newer one of the same page (e.g. a fault's writable
+//! mapping after `fork`'s write protection).
+//!
+//! `fork` ([`Space::fork`]) is a snapshot: the child gets the parent's page map with every
+//! private page copy-on-write, and the parent's write protection is in force — applied on the
+//! forking thread's slot ([`Space::sync_ops`]) — before `fork` returns and the child can run.
+//! Until then the parent's other threads do not enter user code ([`Space::run`] waits for the
+//! fork): one of them could otherwise fault in a page the child does not have, and then write
+//! into a page the two still share (the child would see the second write without the first).
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicU32, AtomicU64};
+
+use super::Errno;
+use crate::irq::IrqLock;
+use crate::sched::wait::WaitQueue;
+
+mod copy;
+mod graveyard;
+mod handoff;
+mod lifecycle;
+pub(crate) mod mm;
+
+pub(crate) use copy::{copy_out, current_copy, current_copy_in, current_copy_out};
+pub(crate) use graveyard::wait_for_reclaim;
+pub(crate) use handoff::{Exit, UserState};
+pub(crate) use mm::{MapGeneration, MemUsage, Mm};
+
+/// A guest address space and its user sandbox.
+pub(crate) struct Space {
+    /// Host handle of the user sandbox.
+    handle: u64,
+    /// Guest-physical address of the context region.
+    ctx_gpa: u64,
+    /// Its size in pages.
+    ctx_pages: usize,
+    /// The memory map.
+    pub(crate) mm: IrqLock<Mm>,
+    /// The host's proof of death for this space's sandbox (see `graveyard::Grave::reaped`);
+    /// moved into the graveyard on drop.
+    reaped: spin::Mutex<Option<Box<AtomicU32>>>,
+    /// Per slot: guest time at which its slice timer fires (0 = not armed). The timer is
+    /// re-armed only once it has fired, which saves a host timer call per entry.
+    slice_deadline: [AtomicU64; pvmux_hypercalls::MAX_VCPUS as usize],
+    /// Forks of this space under way ([`Space::fork`]): its threads wait in [`Space::run`]
+    /// until there are none.
+    forking: AtomicU32,
+    /// Woken when a fork of this space is done.
+    fork_done: WaitQueue,
+}
+
+/// Handles a user page fault of `space`; `Err` means SIGSEGV. Returns the space's map
+/// generation afterwards (see [`MapGeneration`]).
+pub(crate) fn handle_fault(
+    space: &Space,
+    addr: u64,
+    error_code: u64,
+) -> Result<MapGeneration, Errno> {
+    space.mm.lock().fault(addr, error_code)
+}
+
+/// The current task's address space.
+fn current_space() -> Result<Arc<Space>, Errno> {
+    let t = super::task::try_current_task().ok_or(Errno::EFAULT)?;
+    let s = t.process.space.lock().clone();
+    s.ok_or(Errno::EFAULT)
+}

@@ -1,0 +1,219 @@
+//! User-pool memory, accessed only by copying: the framework's one door to the bytes of the
+//! frames user programs can map (user pages, program images, context regions).
+//!
+//! docs/SECURITY.md: a hostile guest program can map *any* page of its tenant's user pool
+//! through the stub's `mmap`, and write it while the kernel works on it. So the kernel never
+//! forms a Rust reference (`&[u8]`, `&T`) over pool memory: that would promise the compiler
+//! the bytes cannot change, which a program can break at will. Every access here is a copy
+//! done by `rep movsb`/`rep stosb` in inline assembly, which the compiler treats as opaque
+//! (like a volatile access: each byte is read or written exactly once, and the result is
+//! whatever memory held — at worst garbage the caller must validate, never undefined
+//! behaviour). The one exception is words both sides use as atomics (the hand-off words of a
+//! context slot, [`atomic_u32`], [`atomic_u64`]): a shared `AtomicU32` is what they are, and
+//! any value a program writes there is a valid one. Kernel data structures never live in the
+//! pool (`linux/pool.rs`), and the direct map keeps all of it mapped for the kernel's
+//! lifetime, so a write here cannot corrupt the kernel and an access cannot fault: these
+//! functions are safe.
+//!
+//! Every range is checked against the pool (set once by [`init`]); a range outside it is a
+//! kernel bug and panics.
+//!
+//! In host unit tests (`cfg(test)`) the pool is ordinary heap memory standing in for the
+//! direct map, so the code above it (the pool allocator, the address-space bookkeeping) runs
+//! unchanged.
+
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use pvmux_hypercalls::PAGE_SIZE;
+
+/// First guest-physical address of the pool (0: no pool yet).
+static BASE: AtomicU64 = AtomicU64::new(0);
+/// Length of the pool in bytes.
+static LEN: AtomicU64 = AtomicU64::new(0);
+
+/// Declares `[base, base + len)` (page aligned, inside guest memory) the user pool. Called
+/// once by the pool allocator when it takes over the region.
+pub(crate) fn init(base: u64, len: u64) {
+    assert!(
+        base.is_multiple_of(PAGE_SIZE) && len.is_multiple_of(PAGE_SIZE) && base > 0,
+        "user pool {base:#x}+{len:#x} is not page aligned"
+    );
+    let end = base.checked_add(len).expect("user pool overflows");
+    backing::init(end, len);
+    LEN.store(len, Ordering::Relaxed);
+    BASE.store(base, Ordering::Release);
+}
+
+/// Whether `[gpa, gpa + len)` lies inside the pool.
+pub(crate) fn contains(gpa: u64, len: u64) -> bool {
+    let base = BASE.load(Ordering::Acquire);
+    let pool_len = LEN.load(Ordering::Relaxed);
+    base != 0 && gpa >= base && len <= pool_len && gpa - base <= pool_len - len
+}
+
+/// Kernel address of `[gpa, gpa + len)`, which must lie inside the pool.
+fn checked(gpa: u64, len: usize) -> usize {
+    assert!(
+        contains(gpa, len as u64),
+        "{gpa:#x}+{len:#x} is not user-pool memory (pool {:#x}+{:#x})",
+        BASE.load(Ordering::Relaxed),
+        LEN.load(Ordering::Relaxed)
+    );
+    backing::address(gpa - BASE.load(Ordering::Relaxed), gpa)
+}
+
+/// Copies `buf.len()` bytes from pool address `gpa` into `buf`.
+pub(crate) fn read(gpa: u64, buf: &mut [u8]) {
+    let src = checked(gpa, buf.len());
+    // SAFETY: `src` is the kernel address of `buf.len()` bytes of the pool (checked), all
+    // mapped read-write; `buf` is exclusively ours. The copy never forms a reference to pool
+    // memory (see the module documentation).
+    unsafe { copy_bytes(buf.as_mut_ptr(), src as *const u8, buf.len()) }
+}
+
+/// Copies `data` to pool address `gpa`.
+pub(crate) fn write(gpa: u64, data: &[u8]) {
+    let dst = checked(gpa, data.len());
+    // SAFETY: `dst` is the kernel address of `data.len()` bytes of the pool (checked); the
+    // pool holds no kernel data, so writing it cannot break any Rust invariant.
+    unsafe { copy_bytes(dst as *mut u8, data.as_ptr(), data.len()) }
+}
+
+/// Sets `len` bytes at pool address `gpa` to zero.
+pub(crate) fn zero(gpa: u64, len: usize) {
+    let dst = checked(gpa, len);
+    // SAFETY: as in `write`.
+    unsafe { fill_bytes(dst as *mut u8, 0, len) }
+}
+
+/// Copies `len` bytes from pool address `src` to pool address `dst` (the ranges must not
+/// overlap).
+pub(crate) fn copy(dst: u64, src: u64, len: usize) {
+    let (d, s) = (checked(dst, len), checked(src, len));
+    assert!(
+        d + len <= s || s + len <= d,
+        "overlapping pool copy {dst:#x} <- {src:#x} ({len:#x} bytes)"
+    );
+    // SAFETY: both ranges are pool memory (checked) and do not overlap; see `write`.
+    unsafe { copy_bytes(d as *mut u8, s as *const u8, len) }
+}
+
+/// The 32-bit word at pool address `gpa` (4-byte aligned) as an atomic shared with the user
+/// sandboxes that map it.
+pub(crate) fn atomic_u32(gpa: u64) -> &'static AtomicU32 {
+    assert!(gpa.is_multiple_of(4), "unaligned atomic at {gpa:#x}");
+    let p = checked(gpa, 4);
+    // SAFETY: 4 aligned bytes of the pool (checked), which stays mapped for the kernel's
+    // lifetime and holds no Rust data; every bit pattern is a valid `AtomicU32`, and the
+    // kernel only ever accesses such a word atomically (another process writing it
+    // concurrently is what atomics are for).
+    unsafe { &*(p as *const AtomicU32) }
+}
+
+/// The 64-bit word at pool address `gpa` (8-byte aligned) as a shared atomic (as
+/// [`atomic_u32`]).
+pub(crate) fn atomic_u64(gpa: u64) -> &'static AtomicU64 {
+    assert!(gpa.is_multiple_of(8), "unaligned atomic at {gpa:#x}");
+    let p = checked(gpa, 8);
+    // SAFETY: as in `atomic_u32`, for 8 aligned bytes.
+    unsafe { &*(p as *const AtomicU64) }
+}
+
+/// `rep movsb`: copies `n` bytes forward, opaque to the compiler.
+///
+/// # Safety
+///
+/// `src` must be readable and `dst` writable for `n` bytes; `dst` must not be memory the
+/// kernel holds a Rust reference to (other than through these pointers).
+unsafe fn copy_bytes(dst: *mut u8, src: *const u8, n: usize) {
+    // SAFETY: per the contract; `rep movsb` with the direction flag clear (the ABI keeps it
+    // clear) touches exactly [src, src + n) and [dst, dst + n).
+    unsafe {
+        core::arch::asm!(
+            "rep movsb",
+            inout("rcx") n => _,
+            inout("rdi") dst => _,
+            inout("rsi") src => _,
+            options(nostack, preserves_flags)
+        )
+    }
+}
+
+/// `rep stosb`: sets `n` bytes to `byte`, opaque to the compiler.
+///
+/// # Safety
+///
+/// `dst` must be writable for `n` bytes and not memory the kernel holds a Rust reference to.
+unsafe fn fill_bytes(dst: *mut u8, byte: u8, n: usize) {
+    // SAFETY: per the contract; `rep stosb` touches exactly [dst, dst + n).
+    unsafe {
+        core::arch::asm!(
+            "rep stosb",
+            inout("rcx") n => _,
+            inout("rdi") dst => _,
+            in("al") byte,
+            options(nostack, preserves_flags)
+        )
+    }
+}
+
+/// Where the pool's bytes are: the direct map.
+#[cfg(not(test))]
+mod backing {
+    /// Checks that the pool ends inside guest memory.
+    pub(super) fn init(end: u64, _len: u64) {
+        assert!(
+            end <= crate::boot::info().mem_size,
+            "user pool ends past guest memory"
+        );
+    }
+
+    /// The direct-map address of pool address `gpa` (`offset` bytes into the pool).
+    pub(super) fn address(_offset: u64, gpa: u64) -> usize {
+        crate::boot::phys_to_virt(gpa) as usize
+    }
+}
+
+/// Where the pool's bytes are in host unit tests: a heap buffer, allocated once.
+#[cfg(test)]
+mod backing {
+    use core::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Address of the buffer (0: none yet).
+    static BUF: AtomicUsize = AtomicUsize::new(0);
+
+    /// Allocates the buffer standing in for the pool's `len` bytes (leaked: it lives as long
+    /// as the test process).
+    pub(super) fn init(_end: u64, len: u64) {
+        let words = alloc::vec![0u64; (len / 8) as usize].leak();
+        let prev = BUF.swap(words.as_mut_ptr() as usize, Ordering::AcqRel);
+        assert_eq!(prev, 0, "the test pool is set up once");
+    }
+
+    /// The buffer address of the byte `offset` bytes into the pool.
+    pub(super) fn address(offset: u64, _gpa: u64) -> usize {
+        BUF.load(Ordering::Acquire) + offset as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{copy_bytes, fill_bytes};
+
+    #[test]
+    fn copy_and_fill_touch_exactly_their_range() {
+        let src: [u8; 64] = core::array::from_fn(|i| i as u8 + 1);
+        for (off, n) in [(0, 0), (0, 1), (3, 17), (1, 63), (0, 64)] {
+            let mut dst = [0xAAu8; 80];
+            // SAFETY: both buffers are ours and large enough.
+            unsafe { copy_bytes(dst.as_mut_ptr().add(8), src.as_ptr().add(off), n) };
+            assert!(dst[..8].iter().all(|&b| b == 0xAA));
+            assert_eq!(&dst[8..8 + n], &src[off..off + n]);
+            assert!(dst[8 + n..].iter().all(|&b| b == 0xAA));
+            // SAFETY: as above.
+            unsafe { fill_bytes(dst.as_mut_ptr().add(8), 0, n) };
+            assert!(dst[8..8 + n].iter().all(|&b| b == 0));
+            assert!(dst[8 + n..].iter().all(|&b| b == 0xAA));
+        }
+    }
+}

@@ -663,3 +663,5 @@ impl Mm {
     }
 }
 
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,470 @@
+//! The address-space bookkeeping on the host: regions, pages, copy-on-write, shared memory,
+//! the operation queue and its batches, over the test pool (`pool::init_for_tests`, heap
+//! memory standing in for the user pool).
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use super::*;
+use crate::linux::shmem::ShmRef;
+
+const RW: u32 = prot::READ | prot::WRITE;
+const P: u64 = PAGE_SIZE;
+/// A region base aligned to the fault-around block.
+const BASE: u64 = 0x40_0000;
+
+fn mm() -> Mm {
+    pool::init_for_tests();
+    Mm::new()
+}
+
+/// The regions as `(start, end, prot)`.
+fn regions(m: &Mm) -> Vec<(u64, u64, u32)> {
+    m.vmas().map(|(s, v)| (s, v.end, v.prot)).collect()
+}
+
+/// Every queued operation, taking them all.
+fn drain(m: &mut Mm) -> Vec<UserOp> {
+    let mut all = Vec::new();
+    loop {
+        let b = m.take_batch();
+        all.extend(b.ops);
+        for f in b.freed {
+            pool::put(f);
+        }
+        if !b.more {
+            return all;
+        }
+    }
+}
+
+fn map(addr: u64, len: u64, prot_bits: u32, offset: u64) -> UserOp {
+    UserOp {
+        kind: op::MAP,
+        prot: prot_bits,
+        addr,
+        len,
+        offset,
+    }
+}
+
+fn unmap_op(addr: u64, len: u64) -> UserOp {
+    UserOp {
+        kind: op::UNMAP,
+        prot: 0,
+        addr,
+        len,
+        offset: 0,
+    }
+}
+
+/// The bytes of a frame.
+fn frame_bytes(gpa: u64) -> Vec<u8> {
+    let mut b = vec![0u8; P as usize];
+    pool_mem::read(gpa, &mut b);
+    b
+}
+
+/// Releases everything `m` holds (the test pool is shared by all tests).
+fn release(mut m: Mm) {
+    drain(&mut m);
+    for f in m.take_frames() {
+        pool::put(f);
+    }
+}
+
+#[test]
+fn unmap_trims_and_splits_regions_and_queues_one_unmap() {
+    let mut m = mm();
+    m.add_vma(BASE, BASE + 8 * P, RW, None);
+    m.add_vma(BASE + 10 * P, BASE + 12 * P, prot::READ, None);
+    assert!(m.is_free(BASE + 8 * P, BASE + 10 * P));
+    assert!(!m.is_free(BASE + 7 * P, BASE + 9 * P));
+    // A hole in the middle of the first region, then the end of the first and the start
+    // of the second in one call.
+    m.unmap(BASE + 2 * P, BASE + 3 * P);
+    m.unmap(BASE + 6 * P, BASE + 11 * P);
+    assert_eq!(
+        regions(&m),
+        [
+            (BASE, BASE + 2 * P, RW),
+            (BASE + 3 * P, BASE + 6 * P, RW),
+            (BASE + 11 * P, BASE + 12 * P, prot::READ),
+        ]
+    );
+    assert_eq!(m.vma_at(BASE + 2 * P).map(|(s, _)| s), None);
+    assert_eq!(m.vma_at(BASE + 4 * P).map(|(s, _)| s), Some(BASE + 3 * P));
+    assert_eq!(
+        drain(&mut m),
+        [unmap_op(BASE + 2 * P, P), unmap_op(BASE + 6 * P, 5 * P)]
+    );
+    // Nothing mapped there: no operation.
+    m.unmap(BASE + 20 * P, BASE + 30 * P);
+    assert!(drain(&mut m).is_empty());
+    release(m);
+}
+
+#[test]
+fn protect_splits_regions_and_needs_them_mapped() {
+    let mut m = mm();
+    m.add_vma(BASE, BASE + 4 * P, RW, None);
+    m.add_vma(BASE + 5 * P, BASE + 6 * P, RW, None);
+    // Not fully mapped: nothing changes.
+    assert_eq!(
+        m.protect(BASE + 3 * P, BASE + 6 * P, prot::READ),
+        Err(Errno::ENOMEM)
+    );
+    assert_eq!(
+        regions(&m),
+        [(BASE, BASE + 4 * P, RW), (BASE + 5 * P, BASE + 6 * P, RW)]
+    );
+    m.protect(BASE + P, BASE + 3 * P, prot::READ).unwrap();
+    assert_eq!(
+        regions(&m),
+        [
+            (BASE, BASE + P, RW),
+            (BASE + P, BASE + 3 * P, prot::READ),
+            (BASE + 3 * P, BASE + 4 * P, RW),
+            (BASE + 5 * P, BASE + 6 * P, RW),
+        ]
+    );
+    // No pages yet: nothing to tell the sandbox.
+    assert!(drain(&mut m).is_empty());
+    release(m);
+}
+
+/// ELF segments sharing a page: the parts already mapped get the union of both rights, the
+/// gaps become regions of their own.
+#[test]
+fn overlapping_segments_merge_their_rights() {
+    let mut m = mm();
+    m.add_region_merging(BASE, BASE + 2 * P, prot::READ | prot::EXEC);
+    m.add_region_merging(BASE + P, BASE + 4 * P, RW);
+    assert_eq!(
+        regions(&m),
+        [
+            (BASE, BASE + P, prot::READ | prot::EXEC),
+            (BASE + P, BASE + 2 * P, prot::ALL),
+            (BASE + 2 * P, BASE + 4 * P, RW),
+        ]
+    );
+    release(m);
+}
+
+#[test]
+fn brk_grows_and_shrinks_the_heap() {
+    let mut m = mm();
+    let heap = 0x60_0000;
+    m.brk_base = heap;
+    m.brk = heap;
+    assert_eq!(m.set_brk(0), heap, "brk(0) asks");
+    assert_eq!(m.set_brk(heap - 1), heap, "not below the start");
+    assert_eq!(m.set_brk(heap + 5000), heap + 5000);
+    assert_eq!(regions(&m), [(heap, heap + 2 * P, RW)]);
+    assert_eq!(m.set_brk(heap + 3 * P), heap + 3 * P);
+    assert_eq!(m.set_brk(heap + 10), heap + 10);
+    assert_eq!(
+        regions(&m),
+        [(heap, heap + P, RW)],
+        "shrunk to the page of the break"
+    );
+    // Something in the way: the break stays.
+    m.add_vma(heap + 4 * P, heap + 5 * P, prot::READ, None);
+    assert_eq!(m.set_brk(heap + 6 * P), heap + 10);
+    assert_eq!(m.brk, heap + 10);
+    release(m);
+}
+
+#[test]
+fn mmap_places_top_down_and_skips_what_is_in_the_way() {
+    let mut m = mm();
+    let top = m.mmap_top;
+    let a = m.find_free(3 * P).unwrap();
+    assert_eq!(a, top - 3 * P);
+    m.add_vma(a, a + 3 * P, RW, None);
+    // Something mapped just below the hint (MAP_FIXED): the next placement goes below it.
+    m.add_vma(a - 2 * P, a - P, RW, None);
+    let b = m.find_free(2 * P).unwrap();
+    assert_eq!(b, a - 4 * P);
+    // Above the heap only.
+    m.brk = b - 3 * P;
+    assert_eq!(m.find_free(4 * P), Err(Errno::ENOMEM));
+    assert_eq!(m.find_free(u64::MAX), Err(Errno::ENOMEM));
+    release(m);
+}
+
+/// A first touch populates the aligned fault-around block inside the region with zeroed
+/// frames, queued as mappings (one operation per contiguous run).
+#[test]
+fn demand_zero_populates_the_fault_around_block() {
+    let mut m = mm();
+    // The region starts mid-block: the block is clipped to it.
+    m.add_vma(BASE + 3 * P, BASE + 40 * P, RW, None);
+    let gen = m.generation;
+    let gpa = m.touch(BASE + 5 * P + 12, true, false).unwrap();
+    assert_eq!(m.frame_of(BASE + 5 * P), Some(gpa));
+    assert_eq!(m.resident_pages(), 13, "pages 3..16 of the first block");
+    assert!(m.frame_of(BASE + 2 * P).is_none() && m.frame_of(BASE + 16 * P).is_none());
+    assert!(m.generation > gen);
+    assert!(frame_bytes(gpa).iter().all(|&b| b == 0));
+    let ops = drain(&mut m);
+    let mapped: u64 = ops.iter().map(|o| o.len).sum();
+    assert_eq!(mapped, 13 * P);
+    for o in &ops {
+        assert_eq!((o.kind, o.prot), (op::MAP, RW));
+        // Each run maps the frames the map holds.
+        for k in 0..o.len / P {
+            assert_eq!(m.frame_of(o.addr + k * P), Some(o.offset + k * P));
+        }
+    }
+    release(m);
+}
+
+#[test]
+fn accesses_the_region_does_not_allow_fault() {
+    let mut m = mm();
+    m.add_vma(BASE, BASE + P, prot::READ, None);
+    m.add_vma(BASE + P, BASE + 2 * P, prot::READ | prot::EXEC, None);
+    m.add_vma(BASE + 2 * P, BASE + 3 * P, 0, None);
+    assert_eq!(
+        m.touch(BASE, true, false),
+        Err(Errno::EFAULT),
+        "write to read-only"
+    );
+    assert_eq!(
+        m.touch(BASE, false, true),
+        Err(Errno::EFAULT),
+        "exec of data"
+    );
+    assert_eq!(
+        m.touch(BASE + 2 * P, false, false),
+        Err(Errno::EFAULT),
+        "PROT_NONE"
+    );
+    assert_eq!(
+        m.touch(BASE + 3 * P, false, false),
+        Err(Errno::EFAULT),
+        "unmapped"
+    );
+    assert!(m.touch(BASE + P, false, true).is_ok());
+    assert_eq!(
+        m.fault(0x10, pf::WRITE | pf::USER),
+        Err(Errno::EFAULT),
+        "below the user window"
+    );
+    release(m);
+}
+
+/// `fork`: private pages become copy-on-write in both maps with one reference each; a write
+/// in the child copies, a write in the parent (then alone) takes the frame back writable.
+#[test]
+fn fork_marks_private_pages_copy_on_write() {
+    let mut parent = mm();
+    parent.add_vma(BASE, BASE + P, RW, None);
+    parent.add_vma(BASE + P, BASE + 2 * P, prot::READ, None);
+    let data = parent.touch(BASE, true, false).unwrap();
+    let ro = parent.touch(BASE + P, false, false).unwrap();
+    pool_mem::write(data, b"parent");
+    drain(&mut parent);
+    let mut child = Mm::new();
+    parent.fork_into(&mut child);
+    assert_eq!(regions(&child), regions(&parent));
+    for (va, gpa) in [(BASE, data), (BASE + P, ro)] {
+        assert_eq!(pool::refs(gpa), 2);
+        assert_eq!(parent.pages[&va], Pte { gpa, cow: true });
+        assert_eq!(child.pages[&va], Pte { gpa, cow: true });
+    }
+    // The parent's writable page is mapped read-only again; the child maps both read-only.
+    assert_eq!(drain(&mut parent), [map(BASE, P, prot::READ, data)]);
+    assert_eq!(
+        drain(&mut child),
+        [
+            map(BASE, P, prot::READ, data),
+            map(BASE + P, P, prot::READ, ro)
+        ]
+    );
+
+    // The child writes: a copy with the same bytes, mapped writable; the shared frame is
+    // released once the child's sandbox has the new mapping.
+    let gen = child.generation;
+    let copy = child.touch(BASE + 3, true, false).unwrap();
+    assert_ne!(copy, data);
+    assert!(child.generation > gen);
+    assert_eq!(&frame_bytes(copy)[..6], b"parent");
+    assert_eq!(
+        child.pages[&BASE],
+        Pte {
+            gpa: copy,
+            cow: false
+        }
+    );
+    assert_eq!(pool::refs(data), 2, "released only after the batch");
+    let b = child.take_batch();
+    assert_eq!(b.ops, [map(BASE, P, RW, copy)]);
+    assert_eq!(b.freed, [data]);
+    for f in b.freed {
+        pool::put(f);
+    }
+    assert_eq!(pool::refs(data), 1);
+    // The parent is the last user: its write keeps the frame, now writable.
+    assert_eq!(parent.touch(BASE, true, false), Ok(data));
+    assert_eq!(
+        parent.pages[&BASE],
+        Pte {
+            gpa: data,
+            cow: false
+        }
+    );
+    assert_eq!(drain(&mut parent), [map(BASE, P, RW, data)]);
+    assert_eq!(&frame_bytes(data)[..6], b"parent");
+    release(parent);
+    release(child);
+    assert_eq!(pool::refs(ro), 0);
+}
+
+/// Shared anonymous memory stays shared across `fork`, also for pages neither side touched
+/// before it: both get the object's one frame, not copies.
+#[test]
+fn shared_regions_share_frames_across_fork() {
+    let mut parent = mm();
+    parent.add_vma(BASE, BASE + 4 * P, RW, Some(ShmRef::new_object()));
+    let first = parent.touch(BASE, true, false).unwrap();
+    let mut child = Mm::new();
+    parent.fork_into(&mut child);
+    assert_eq!(
+        child.pages[&BASE],
+        Pte {
+            gpa: first,
+            cow: false
+        }
+    );
+    assert_eq!(
+        parent.pages[&BASE],
+        Pte {
+            gpa: first,
+            cow: false
+        }
+    );
+    // Writable in both, no copy-on-write mapping queued for the parent.
+    assert!(drain(&mut parent).iter().all(|o| o.prot == RW));
+    assert!(drain(&mut child).iter().all(|o| o.prot == RW));
+    // A page touched first after the fork, by the child, is the parent's too.
+    let later = child.touch(BASE + 3 * P, true, false).unwrap();
+    pool_mem::write(later, b"shared");
+    assert_eq!(parent.touch(BASE + 3 * P, false, false), Ok(later));
+    assert_eq!(&frame_bytes(later)[..6], b"shared");
+    let usage = parent.usage();
+    assert_eq!(usage.mapped, 4 * P);
+    assert_eq!(
+        (usage.private_pages, usage.shared_pages),
+        (0, parent.resident_pages())
+    );
+    release(parent);
+    release(child);
+}
+
+/// Operations are coalesced when contiguous, taken a slot's worth at a time in numbered
+/// batches, and frames to release come with the last batch.
+#[test]
+fn the_queue_is_taken_in_numbered_batches() {
+    let mut m = mm();
+    assert_eq!(m.take_batch().seq, 0, "nothing taken yet");
+    m.add_vma(BASE, BASE + 1000 * P, RW, None);
+    // Every other page: no two mappings coalesce.
+    for i in 0..(USER_OPS_MAX as u64 + 50) {
+        m.populate(BASE + 2 * i * P).unwrap();
+    }
+    m.discard(BASE, BASE + P);
+    let b1 = m.take_batch();
+    assert_eq!((b1.ops.len(), b1.seq, b1.more), (USER_OPS_MAX, 1, true));
+    assert!(b1.freed.is_empty(), "not before the last batch is applied");
+    let b2 = m.take_batch();
+    assert_eq!((b2.ops.len(), b2.seq, b2.more), (51, 2, false));
+    assert_eq!(b2.ops[50], unmap_op(BASE, P));
+    assert_eq!(b2.freed.len(), 1);
+    for f in b2.freed {
+        pool::put(f);
+    }
+    // Empty: the number of the last batch taken, for ordering.
+    let b3 = m.take_batch();
+    assert_eq!((b3.ops.len(), b3.seq, b3.more), (0, 2, false));
+    // Contiguous unmaps of contiguous pages coalesce.
+    m.discard(BASE + 2 * P, BASE + 2 * P * 4);
+    let ops = drain(&mut m);
+    assert_eq!(
+        ops,
+        [
+            unmap_op(BASE + 2 * P, P),
+            unmap_op(BASE + 4 * P, P),
+            unmap_op(BASE + 6 * P, P)
+        ]
+    );
+    release(m);
+}
+
+/// A fault on a page that is already resolved re-sends its mapping without a new
+/// generation (a repeat means the sandbox ignores it); a real change is a new generation.
+#[test]
+fn map_generation_tells_a_fault_loop_from_progress() {
+    let mut m = mm();
+    m.add_vma(BASE, BASE + P, RW, None);
+    let g1 = m.fault(BASE, pf::WRITE | pf::USER).unwrap();
+    let gpa = m.frame_of(BASE).unwrap();
+    drain(&mut m);
+    let g2 = m.fault(BASE, pf::WRITE | pf::USER).unwrap();
+    assert_eq!(g1, g2, "nothing changed");
+    assert_eq!(
+        drain(&mut m),
+        [map(BASE, P, RW, gpa)],
+        "the mapping is sent again"
+    );
+    // After a fork, the same write is a copy-on-write break: progress.
+    let mut child = Mm::new();
+    m.fork_into(&mut child);
+    let g3 = m.fault(BASE, pf::WRITE | pf::USER).unwrap();
+    assert_ne!(g3, g2);
+    release(m);
+    release(child);
+}
+
+#[test]
+fn mremap_moves_pages_and_discard_drops_them() {
+    let mut m = mm();
+    m.add_vma(BASE, BASE + 2 * P, RW, None);
+    let a = m.populate(BASE).unwrap();
+    let b = m.populate(BASE + P).unwrap();
+    drain(&mut m);
+    let to = BASE + 64 * P;
+    m.add_vma(to, to + 2 * P, RW, None);
+    m.move_pages(BASE, to, 2 * P);
+    m.unmap(BASE, BASE + 2 * P);
+    assert_eq!((m.frame_of(to), m.frame_of(to + P)), (Some(a), Some(b)));
+    assert_eq!(m.frame_of(BASE), None);
+    let ops = drain(&mut m);
+    assert!(ops.contains(&map(to, P, RW, a)) || ops.contains(&map(to, 2 * P, RW, a)));
+    assert_eq!(pool::refs(a), 1, "moved, not released");
+    m.discard(to, to + 2 * P);
+    assert_eq!(m.resident_pages(), 0);
+    drain(&mut m);
+    assert_eq!((pool::refs(a), pool::refs(b)), (0, 0));
+    release(m);
+}
+
+#[test]
+fn destroying_a_map_returns_every_frame_once() {
+    let mut m = mm();
+    m.add_vma(BASE, BASE + 32 * P, RW, None);
+    m.touch(BASE, true, false).unwrap();
+    m.discard(BASE, BASE + P);
+    let resident = m.resident_pages();
+    let frames = m.take_frames();
+    assert_eq!(frames.len(), resident + 1, "pages and the deferred one");
+    let mut sorted = frames.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), frames.len());
+    for f in frames {
+        pool::put(f);
+    }
+    assert_eq!(m.resident_pages(), 0);
+}

@@ -219,6 +219,8 @@ fn fatal_faults_are_reported_like_linux() {
         ("segv-write", 11, "segfault"),
         ("segv-read", 11, "segfault"),
         ("segv-ro", 11, "segfault"),
+        ("segv-mprotect", 11, "segfault"),
+        ("segv-fork-ro", 11, "segfault"),
         ("gp", 11, "general protection fault"),
         ("ud", 4, "invalid opcode"),
         ("div", 8, "divide error"),
@@ -227,7 +229,7 @@ fn fatal_faults_are_reported_like_linux() {
         let n = parse_report(&native(name, &["--report", mode]));
         let mut g = parse_report(&guest(&root, 2, &[], name, &["--report", mode]));
         assert_eq!(n.signal, signal, "{mode}: native signal");
-        if mode == "segv-ro" {
+        if mode.starts_with("segv-") && mode != "segv-write" && mode != "segv-read" {
             g.addr = n.addr;
         }
         assert_eq!(g, n, "{mode}: siginfo and sigcontext under pvmux vs native");
@@ -265,7 +267,7 @@ fn fatal_faults_are_reported_like_linux() {
                 n.err
             );
         }
-        if mode != "segv-ro" {
+        if mode == "segv-write" || mode == "segv-read" {
             assert!(
                 lines[0].contains(&format!("{what} at {:#x} ", n.addr)) || what != "segfault",
                 "{mode}: {:?}",
@@ -279,7 +281,7 @@ fn fatal_faults_are_reported_like_linux() {
             "gp" => format!("traps: {name}[1] general protection fault ip:{:x} ", n.ip),
             "ud" => format!("traps: {name}[1] trap invalid opcode ip:{:x} ", n.ip),
             "div" => format!("traps: {name}[1] trap divide error ip:{:x} ", n.ip),
-            "segv-ro" => format!("{name}[1]: segfault at "),
+            "segv-ro" | "segv-mprotect" | "segv-fork-ro" => format!("{name}[1]: segfault at "),
             _ => format!("{name}[1]: segfault at {:x} ip {:016x} sp ", n.addr, n.ip),
         };
         assert!(

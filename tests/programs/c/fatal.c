@@ -3,6 +3,9 @@
  *   segv-write   writes to address 0 (SIGSEGV, page fault, error 6)
  *   segv-read    reads address 0x10 (SIGSEGV, page fault, error 4)
  *   segv-ro      writes to a read-only page (SIGSEGV, protection fault, error 7)
+ *   segv-mprotect writes to a page it wrote before and then made read-only with mprotect
+ *                (SIGSEGV, protection fault on a present page, error 7)
+ *   segv-fork-ro as segv-mprotect, with a fork (the page shared copy-on-write) in between
  *   gp           reads a non-canonical address (SIGSEGV, general protection)
  *   ud           executes ud2 (SIGILL)
  *   div          divides by zero (SIGFPE)
@@ -82,6 +85,23 @@ int main(int argc, char **argv) {
         /* Touched first, so the write is a protection fault on a present page. */
         char *p = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (p == MAP_FAILED || p[0] != 0)
+            return 2;
+        write_ro(p);
+    } else if (strcmp(mode, "segv-mprotect") == 0 || strcmp(mode, "segv-fork-ro") == 0) {
+        /* Written first (present and dirty), then read-only: the write is a protection
+         * fault on a present page, as after any mprotect of memory in use. */
+        char *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED)
+            return 2;
+        p[0] = 1;
+        if (mode[5] == 'f') {
+            pid_t pid = fork();
+            if (pid == 0)
+                _exit(0);
+            if (pid < 0 || waitpid(pid, NULL, 0) != pid)
+                return 2;
+        }
+        if (mprotect(p, 4096, PROT_READ) != 0)
             return 2;
         write_ro(p);
     } else if (strcmp(mode, "gp") == 0) {

@@ -48,6 +48,16 @@ fn map(addr: u64, len: u64, prot_bits: u32, offset: u64) -> UserOp {
     }
 }
 
+fn protect_op(addr: u64, len: u64, prot_bits: u32) -> UserOp {
+    UserOp {
+        kind: op::PROTECT,
+        prot: prot_bits,
+        addr,
+        len,
+        offset: 0,
+    }
+}
+
 fn unmap_op(addr: u64, len: u64) -> UserOp {
     UserOp {
         kind: op::UNMAP,
@@ -56,6 +66,14 @@ fn unmap_op(addr: u64, len: u64) -> UserOp {
         len,
         offset: 0,
     }
+}
+
+/// The pages `MAP` operations map: `(address, frame, prot)` each.
+fn pages_mapped(ops: &[UserOp]) -> Vec<(u64, u64, u32)> {
+    ops.iter()
+        .filter(|o| o.kind == op::MAP)
+        .flat_map(|o| (0..o.len / P).map(move |k| (o.addr + k * P, o.offset + k * P, o.prot)))
+        .collect()
 }
 
 /// The bytes of a frame.
@@ -131,6 +149,45 @@ fn protect_splits_regions_and_needs_them_mapped() {
     // No pages yet: nothing to tell the sandbox.
     assert!(drain(&mut m).is_empty());
     release(m);
+}
+
+/// `mprotect` of present pages changes their rights in place (the sandbox keeps them
+/// present, as Linux keeps the program's page-table entries: a write after `mprotect
+/// (PROT_READ)` is a protection fault, error 7); PROT_NONE unmaps them, and leaving
+/// PROT_NONE maps them again. Copy-on-write pages never become writable.
+#[test]
+fn protect_changes_present_pages_in_place() {
+    let mut m = mm();
+    m.add_vma(BASE, BASE + 16 * P, RW, None);
+    let a = m.populate(BASE).unwrap();
+    let b = m.populate(BASE + P).unwrap();
+    drain(&mut m);
+    m.protect(BASE, BASE + 16 * P, prot::READ).unwrap();
+    assert_eq!(drain(&mut m), [protect_op(BASE, 2 * P, prot::READ)]);
+    m.protect(BASE, BASE + 16 * P, 0).unwrap();
+    assert_eq!(
+        drain(&mut m),
+        [unmap_op(BASE, 2 * P)],
+        "PROT_NONE: gone from the sandbox"
+    );
+    assert_eq!(m.frame_of(BASE), Some(a), "but kept");
+    m.protect(BASE, BASE + 16 * P, RW).unwrap();
+    assert_eq!(
+        pages_mapped(&drain(&mut m)),
+        [(BASE, a, RW), (BASE + P, b, RW)],
+        "mapped again"
+    );
+    // After a fork the pages are copy-on-write: making them writable keeps them read-only.
+    let mut child = Mm::new();
+    m.fork_into(&mut child);
+    drain(&mut m);
+    m.protect(BASE, BASE + 16 * P, prot::ALL).unwrap();
+    assert_eq!(
+        drain(&mut m),
+        [protect_op(BASE, 2 * P, prot::READ | prot::EXEC)]
+    );
+    release(m);
+    release(child);
 }
 
 /// ELF segments sharing a page: the parts already mapped get the union of both rights, the
@@ -274,14 +331,12 @@ fn fork_marks_private_pages_copy_on_write() {
         assert_eq!(parent.pages[&va], Pte { gpa, cow: true });
         assert_eq!(child.pages[&va], Pte { gpa, cow: true });
     }
-    // The parent's writable page is mapped read-only again; the child maps both read-only.
-    assert_eq!(drain(&mut parent), [map(BASE, P, prot::READ, data)]);
+    // The parent's writable page is made read-only in place; the child maps both
+    // read-only.
+    assert_eq!(drain(&mut parent), [protect_op(BASE, P, prot::READ)]);
     assert_eq!(
-        drain(&mut child),
-        [
-            map(BASE, P, prot::READ, data),
-            map(BASE + P, P, prot::READ, ro)
-        ]
+        pages_mapped(&drain(&mut child)),
+        [(BASE, data, prot::READ), (BASE + P, ro, prot::READ)]
     );
 
     // The child writes: a copy with the same bytes, mapped writable; the shared frame is
@@ -441,7 +496,7 @@ fn mremap_moves_pages_and_discard_drops_them() {
     assert_eq!((m.frame_of(to), m.frame_of(to + P)), (Some(a), Some(b)));
     assert_eq!(m.frame_of(BASE), None);
     let ops = drain(&mut m);
-    assert!(ops.contains(&map(to, P, RW, a)) || ops.contains(&map(to, 2 * P, RW, a)));
+    assert_eq!(pages_mapped(&ops), [(to, a, RW), (to + P, b, RW)]);
     assert_eq!(pool::refs(a), 1, "moved, not released");
     m.discard(to, to + 2 * P);
     assert_eq!(m.resident_pages(), 0);

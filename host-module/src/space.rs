@@ -43,7 +43,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use pvmux_hypercalls::sandbox::kind;
-use pvmux_hypercalls::user::{user_ctx_size, user_slot_offset, UserCtxHeader, UserExit, UserSlot};
+use pvmux_hypercalls::user::{handoff, user_ctx_size, user_slot_offset, UserCtxHeader, UserSlot};
 use pvmux_hypercalls::{HcError, SandboxHeader, PAGE_SIZE};
 use rustix::event::epoll;
 use rustix::process::Pid;
@@ -778,8 +778,7 @@ pub(crate) fn mark_dead(mem: &GuestMemory, ctx_gpa: u64, nr_vcpus: u32, status: 
                     word(slot + SLOT_DONE_SEQ)?,
                     word(slot + SLOT_EXIT_REASON)?,
                 );
-                reason.store(UserExit::Dead as u32, SeqCst);
-                done.store(run.load(SeqCst), SeqCst);
+                handoff::mark_dead(run, done, reason);
                 Some(done)
             })
             .collect()
@@ -924,7 +923,7 @@ mod tests {
             let slot = ctx + user_slot_offset(i);
             assert_eq!(
                 mem.read_u32(slot + SLOT_EXIT_REASON).unwrap(),
-                UserExit::Dead as u32
+                pvmux_hypercalls::user::UserExit::Dead as u32
             );
             assert_eq!(mem.read_u32(slot + SLOT_DONE_SEQ).unwrap(), 5 + i);
         }

@@ -32,7 +32,7 @@
 //! and `fpstate` as the request); the user side writes `done_seq`, `user_waiting`, the result
 //! fields (`exit_*`, `op_failed`, `op_errno`, `fp_saved_len`; `regs`, `fs_base` and `fpstate`
 //! as the result) and the counters; the host writes `exit_reason = Dead` and
-//! `done_seq = run_seq` when the sandbox has died ([`mark_dead`]). Each side announces
+//! `done_seq = run_seq` when the sandbox has died ([`mark_dead`]), then the header's `dead`. Each side announces
 //! sleeping *before* its last check (store, full fence, load) and publishes *before* it looks
 //! at the other side's flag, so no wake-up is lost.
 //!
@@ -473,13 +473,13 @@ impl<'a, M: SlotMem + ?Sized> KernelSlot<'a, M> {
     }
 }
 
-/// The host's answer for a slot whose sandbox has died: `exit_reason = Dead`, then
-/// `done_seq = run_seq`. The caller then sets the header's `dead_status` and `dead` and wakes
-/// every waiter on `done_seq` ([`Waiter::wake`] of [`Word::DoneSeq`]).
-pub fn mark_dead(m: &(impl SlotMem + ?Sized)) {
-    put(m, EXIT_REASON, &(UserExit::Dead as u32));
-    let run = m.word(Word::RunSeq).load(SeqCst);
-    m.word(Word::DoneSeq).store(run, SeqCst);
+/// The host's answer for a slot whose sandbox has died (§16.7), given the slot's `run_seq`,
+/// `done_seq` and `exit_reason` words: `exit_reason = Dead`, then `done_seq = run_seq`. The
+/// host then sets the header's `dead_status` and `dead` and wakes every waiter on `done_seq`.
+/// (The host writes `exit_reason` atomically: nothing else writes the slot then.)
+pub fn mark_dead(run_seq: &AtomicU32, done_seq: &AtomicU32, exit_reason: &AtomicU32) {
+    exit_reason.store(UserExit::Dead as u32, SeqCst);
+    done_seq.store(run_seq.load(SeqCst), SeqCst);
 }
 
 // ---------------------------------------------------------------------------------------------

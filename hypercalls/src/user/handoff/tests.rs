@@ -463,7 +463,10 @@ fn an_unanswering_or_dead_user_side_ends_the_wait() {
             while slot.word(Word::RunSeq).load(SeqCst) != 2 {
                 thread::yield_now();
             }
-            mark_dead(&*slot);
+            // As the host's `mark_dead` does (this slot's `exit_reason` is not an atomic).
+            slot.put(EXIT_REASON, UserExit::Dead as u32);
+            let run = slot.word(Word::RunSeq).load(SeqCst);
+            slot.word(Word::DoneSeq).store(run, SeqCst);
             slot.dead.store(true, SeqCst);
         })
     };
@@ -731,6 +734,17 @@ fn operations_are_checked_like_the_abi_says() {
     ] {
         assert_eq!(check_op(&bad, MEM), Err(EINVAL), "{bad:?}");
     }
+}
+
+#[test]
+fn the_host_answers_for_a_dead_sandbox() {
+    let (run, done, reason) = (AtomicU32::new(7), AtomicU32::new(6), AtomicU32::new(1));
+    mark_dead(&run, &done, &reason);
+    assert_eq!(done.load(SeqCst), 7);
+    assert_eq!(
+        UserExit::from_raw(reason.load(SeqCst)),
+        Some(UserExit::Dead)
+    );
 }
 
 #[test]

@@ -228,7 +228,7 @@ impl Waiter for HostWaiter {
 #[derive(Debug)]
 enum Outcome {
     /// The slot answered.
-    Reply(Reply),
+    Reply(Box<Reply>),
     /// The slot refused the request (or answered nonsense).
     Failed(HandOffError),
     /// The sandbox process ended.
@@ -446,7 +446,7 @@ impl Guest {
                     self.next[i as usize].regs = back.regs;
                     self.last[i as usize] = Some(back);
                 }
-                Outcome::Reply(reply)
+                Outcome::Reply(Box::new(reply))
             }
             Err(HandOffError::Dead) => Outcome::Died(self.wait_exit()),
             Err(HandOffError::Timeout) => panic!("slot {i} did not come back"),
@@ -456,18 +456,20 @@ impl Guest {
 
     /// A RUN request that must come back with `want`; returns the registers.
     fn run(&mut self, i: u32, ops: &[UserOp], want: UserExit) -> TrapFrame {
-        match self.request(i, true, ops) {
-            Outcome::Reply(Reply::Ran(back)) => {
-                let got = match back.exit {
-                    Exit::Syscall => UserExit::Syscall,
-                    Exit::Exception { .. } => UserExit::Exception,
-                    Exit::Interrupt => UserExit::Interrupt,
-                };
-                assert_eq!(got, want, "slot {i}");
-                back.regs
-            }
+        let back = match self.request(i, true, ops) {
+            Outcome::Reply(reply) => match *reply {
+                Reply::Ran(back) => back,
+                other => panic!("slot {i}: {other:?}"),
+            },
             other => panic!("slot {i}: {other:?}"),
-        }
+        };
+        let got = match back.exit {
+            Exit::Syscall => UserExit::Syscall,
+            Exit::Exception { .. } => UserExit::Exception,
+            Exit::Interrupt => UserExit::Interrupt,
+        };
+        assert_eq!(got, want, "slot {i}");
+        back.regs
     }
 
     /// Sets rip (and optionally other registers) and runs until an exception of `vector`.
@@ -515,7 +517,7 @@ impl Guest {
         ];
         let before = self.stat(i, user_stat::OPS);
         match self.request(i, false, &ops) {
-            Outcome::Reply(Reply::OpsDone) => {}
+            Outcome::Reply(reply) if *reply == Reply::OpsDone => {}
             other => panic!("mapping the program: {other:?}"),
         }
         assert_eq!(self.stat(i, user_stat::OPS), before + 3);

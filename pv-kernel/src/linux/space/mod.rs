@@ -1,7 +1,7 @@
 //! Guest address spaces: the kernel's record of a process's memory and the user sandbox that
 //! realises it.
 //!
-//! * [`mm`]: the memory map ([`Mm`]) — regions ([`Vma`]), user pages (a pool frame each,
+//! * [`mm`]: the memory map ([`Mm`]) — regions ([`mm::Vma`]), user pages (a pool frame each,
 //!   possibly copy-on-write), the queue of [`UserOp`](pvmux_hypercalls::user::UserOp)s for the
 //!   sandbox and its numbered batches; pure bookkeeping, unit-tested on the host;
 //! * [`lifecycle`]: creating a space (a warm spare sandbox from the host), `fork`, destroying;

@@ -334,7 +334,9 @@ impl<'a, M: SlotMem + ?Sized> KernelSlot<'a, M> {
     pub fn write_request(&self, req: &Request<'_>) {
         let m = self.mem;
         assert!(req.ops.len() <= USER_OPS_MAX, "too many operations");
-        m.write(OPS, req.ops.as_bytes());
+        if !req.ops.is_empty() {
+            m.write(OPS, req.ops.as_bytes());
+        }
         put(m, NR_OPS, &(req.ops.len() as u32));
         put(m, OPS_SEQ, &req.ops_seq);
         let cmd = match &req.run {

@@ -65,18 +65,48 @@ fn checked(gpa: u64, len: usize) -> usize {
 /// Copies `buf.len()` bytes from pool address `gpa` into `buf`.
 pub(crate) fn read(gpa: u64, buf: &mut [u8]) {
     let src = checked(gpa, buf.len());
-    // SAFETY: `src` is the kernel address of `buf.len()` bytes of the pool (checked), all
-    // mapped read-write; `buf` is exclusively ours. The copy never forms a reference to pool
-    // memory (see the module documentation).
-    unsafe { copy_bytes(buf.as_mut_ptr(), src as *const u8, buf.len()) }
+    // An aligned word (the fields of a context slot): one volatile load, which is opaque to
+    // the compiler like the string copy, and cheaper for a single word.
+    match buf.len() {
+        4 if src.is_multiple_of(4) => {
+            // SAFETY: 4 aligned bytes of the pool (checked); any value is a valid u32.
+            let v = unsafe { (src as *const u32).read_volatile() };
+            buf.copy_from_slice(&v.to_ne_bytes());
+        }
+        8 if src.is_multiple_of(8) => {
+            // SAFETY: as above, 8 aligned bytes.
+            let v = unsafe { (src as *const u64).read_volatile() };
+            buf.copy_from_slice(&v.to_ne_bytes());
+        }
+        n => {
+            // SAFETY: `src` is the kernel address of `n` bytes of the pool (checked), all
+            // mapped read-write; `buf` is exclusively ours. The copy never forms a reference
+            // to pool memory (see the module documentation).
+            unsafe { copy_bytes(buf.as_mut_ptr(), src as *const u8, n) }
+        }
+    }
 }
 
 /// Copies `data` to pool address `gpa`.
 pub(crate) fn write(gpa: u64, data: &[u8]) {
     let dst = checked(gpa, data.len());
-    // SAFETY: `dst` is the kernel address of `data.len()` bytes of the pool (checked); the
-    // pool holds no kernel data, so writing it cannot break any Rust invariant.
-    unsafe { copy_bytes(dst as *mut u8, data.as_ptr(), data.len()) }
+    match *data {
+        [a, b, c, d] if dst.is_multiple_of(4) => {
+            // SAFETY: 4 aligned bytes of the pool (checked); the pool holds no kernel data,
+            // so writing it cannot break any Rust invariant.
+            unsafe { (dst as *mut u32).write_volatile(u32::from_ne_bytes([a, b, c, d])) }
+        }
+        [a, b, c, d, e, f, g, h] if dst.is_multiple_of(8) => {
+            let v = u64::from_ne_bytes([a, b, c, d, e, f, g, h]);
+            // SAFETY: as above, 8 aligned bytes.
+            unsafe { (dst as *mut u64).write_volatile(v) }
+        }
+        _ => {
+            // SAFETY: `dst` is the kernel address of `data.len()` bytes of the pool
+            // (checked); see above.
+            unsafe { copy_bytes(dst as *mut u8, data.as_ptr(), data.len()) }
+        }
+    }
 }
 
 /// Sets `len` bytes at pool address `gpa` to zero.
@@ -199,6 +229,58 @@ mod backing {
 #[cfg(test)]
 mod tests {
     use super::{copy_bytes, fill_bytes};
+    use crate::linux::pool;
+    use pvmux_hypercalls::PAGE_SIZE;
+
+    /// Words and byte runs, aligned or not, go in and out unchanged; nothing around them
+    /// moves; copies and atomics see the same bytes.
+    #[test]
+    fn reads_and_writes_of_every_shape_round_trip() {
+        pool::init_for_tests();
+        let a = pool::alloc_zeroed().unwrap();
+        let b = pool::alloc_zeroed().unwrap();
+        for (off, len) in [
+            (0, 4),
+            (8, 8),
+            (3, 4),
+            (5, 8),
+            (16, 1),
+            (32, 168),
+            (100, 3000),
+        ] {
+            let data: alloc::vec::Vec<u8> = (0..len).map(|i| (i * 7 + off + 1) as u8).collect();
+            super::write(a + off as u64, &data);
+            let mut back = alloc::vec![0u8; len + 2];
+            super::read(a + off as u64 - u64::from(off > 0), &mut back);
+            let skip = usize::from(off > 0);
+            assert_eq!(&back[skip..skip + len], &data[..], "({off}, {len})");
+            assert_eq!(back[skip + len], 0, "({off}, {len}): the byte after");
+            assert!(skip == 0 || back[0] == 0, "({off}, {len}): the byte before");
+            super::copy(b, a, PAGE_SIZE as usize);
+            let mut copied = alloc::vec![0u8; len];
+            super::read(b + off as u64, &mut copied);
+            assert_eq!(copied, data);
+            super::zero(a, PAGE_SIZE as usize);
+        }
+        super::write(a + 8, &0x1122_3344_5566_7788u64.to_ne_bytes());
+        assert_eq!(
+            super::atomic_u64(a + 8).load(core::sync::atomic::Ordering::SeqCst),
+            0x1122_3344_5566_7788
+        );
+        super::atomic_u32(a + 12).store(7, core::sync::atomic::Ordering::SeqCst);
+        let mut w = [0u8; 4];
+        super::read(a + 12, &mut w);
+        assert_eq!(u32::from_ne_bytes(w), 7);
+        pool::put(a);
+        pool::put(b);
+    }
+
+    #[test]
+    #[should_panic(expected = "is not user-pool memory")]
+    fn an_access_outside_the_pool_is_a_kernel_bug() {
+        pool::init_for_tests();
+        super::read(pool::TEST_POOL_BASE - 8, &mut [0u8; 8]);
+    }
 
     #[test]
     fn copy_and_fill_touch_exactly_their_range() {

@@ -14,8 +14,9 @@
 //! `user_ctx_len` in its control header. `SpaceCreate` hands a spare the validated region
 //! (writes `user_ctx_gpa`, then `user_ctx_len`, then wakes it) and asks the reaper thread for
 //! a replacement; with no spare at hand it spawns on the calling thread as before. Spares are
-//! forked by the reaper thread (their `PDEATHSIG` is tied to it, and it outlives every
-//! sandbox of the tenant), get the tenant's CPU limits like any space, count against
+//! spawned by the reaper thread (`clone(CLONE_VM | CLONE_VFORK)`, see `sandbox.rs`; their
+//! `PDEATHSIG` is tied to it, and it outlives every sandbox of the tenant), get the tenant's
+//! CPU limits like any space, count against
 //! [`MAX_PROCESSES`], and are killed with the tenant. A spare that dies before it is used
 //! turns spares off for the tenant (a broken stub must not be respawned in a loop).
 //!

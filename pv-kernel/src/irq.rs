@@ -3,10 +3,15 @@
 //! Rule: every lock in this kernel is an [`IrqLock`]. A lock holder can then neither be
 //! interrupted by an event handler on its own vCPU nor be preempted (preemption only happens
 //! from the event handler), so no vCPU ever spins on a lock held by a thread that cannot run.
+//!
+//! In host unit tests (`cfg(test)`) there is no stub and no virtual interrupt flag: disabling
+//! and enabling events are no-ops, so code that takes an [`IrqLock`] runs on the host as an
+//! ordinary spin lock.
 
 use core::marker::PhantomData;
 use core::ops::{Deref, DerefMut};
 
+#[cfg(not(test))]
 use crate::stub;
 
 /// Disables events on creation and restores the previous state on drop.
@@ -22,7 +27,7 @@ impl IrqGuard {
     /// Disables events, remembering whether they were enabled.
     pub(crate) fn new() -> Self {
         Self {
-            was_enabled: stub::irq_disable(),
+            was_enabled: disable(),
             _not_send: PhantomData,
         }
     }
@@ -31,10 +36,32 @@ impl IrqGuard {
 impl Drop for IrqGuard {
     fn drop(&mut self) {
         if self.was_enabled {
-            stub::irq_enable();
+            enable();
         }
     }
 }
+
+/// Clears the virtual interrupt flag; returns whether it was set.
+#[cfg(not(test))]
+fn disable() -> bool {
+    stub::irq_disable()
+}
+
+/// Sets the virtual interrupt flag.
+#[cfg(not(test))]
+fn enable() {
+    stub::irq_enable()
+}
+
+/// Host unit tests: no virtual interrupt flag (events are never "enabled").
+#[cfg(test)]
+fn disable() -> bool {
+    false
+}
+
+/// Host unit tests: never called (see [`disable`]).
+#[cfg(test)]
+fn enable() {}
 
 /// A spin lock whose holder runs with events disabled.
 pub(crate) struct IrqLock<T> {

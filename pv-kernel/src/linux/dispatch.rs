@@ -187,7 +187,7 @@ pub(crate) fn syscall(
         nr::RT_TGSIGQUEUEINFO => {
             signal::sys_rt_tgsigqueueinfo(a[0] as i32 as i64, a[1] as i32 as i64, a[2], a[3])
         }
-        nr::SIGALTSTACK => signal::sys_sigaltstack(a[0], a[1]),
+        nr::SIGALTSTACK => signal::sys_sigaltstack(a[0], a[1], st.regs.rsp),
         nr::KILL => signal::sys_kill(a[0] as i32 as i64, a[1]),
         nr::TGKILL => signal::sys_tgkill(Some(a[0] as i32 as i64), a[1] as i32 as i64, a[2]),
         nr::TKILL => signal::sys_tgkill(None, a[0] as i32 as i64, a[1]),

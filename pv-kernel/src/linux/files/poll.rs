@@ -193,7 +193,7 @@ fn with_sigmask(mask_va: u64, sigsetsize: u64, f: impl FnOnce() -> SysResult) ->
     if sigsetsize != 8 {
         return Err(Errno::EINVAL);
     }
-    let mask: u64 = read_val(mask_va)?;
+    let mask = signal::SigSet::from_bits(read_val(mask_va)?);
     signal::with_temporary_mask(Some(mask), f)
 }
 

@@ -1,11 +1,28 @@
-//! POSIX signals: per-process actions, per-thread masks and pending sets, delivery on the way
-//! back to user code (an x86-64 Linux `rt_sigframe` on the user stack), `rt_sigreturn`.
+//! POSIX signals: per-process actions, per-thread masks and pending queues, delivery on the
+//! way back to user code (an x86-64 Linux `rt_sigframe` on the user stack), `rt_sigreturn`,
+//! and the signal system calls.
+//!
+//! The pure parts, unit-tested on the host, are split by what they describe:
+//! * [`set`] signal numbers, signal sets and `rt_sigprocmask`'s arithmetic,
+//! * [`info`] a signal's information and its `siginfo_t` encoding,
+//! * [`queue`] a thread's pending signals and the order they are taken in,
+//! * [`action`] `struct sigaction`, default actions and what delivery does,
+//! * [`altstack`] the alternate signal stack (`sigaltstack`),
+//! * [`frame`] the signal frame a handler finds on its stack.
+//!
+//! This file holds the per-thread state ([`SigState`]) and the glue to tasks, processes and
+//! user memory.
+
+mod action;
+mod altstack;
+mod frame;
+mod info;
+mod queue;
+mod set;
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
-
-use pvmux_hypercalls::frame::RFLAGS_USER_MASK;
 
 use super::space::UserState;
 use super::task::{self, Process, Task};
@@ -13,309 +30,24 @@ use super::uaccess::{copy_from_user, copy_to_user, read_val, write_val};
 use super::{Errno, SysResult};
 use crate::irq::IrqLock;
 
-/// Signal numbers (x86-64 Linux).
-#[allow(dead_code)]
-pub(crate) mod sig {
-    pub(crate) const SIGHUP: u32 = 1;
-    pub(crate) const SIGINT: u32 = 2;
-    pub(crate) const SIGQUIT: u32 = 3;
-    pub(crate) const SIGILL: u32 = 4;
-    pub(crate) const SIGTRAP: u32 = 5;
-    pub(crate) const SIGABRT: u32 = 6;
-    pub(crate) const SIGBUS: u32 = 7;
-    pub(crate) const SIGFPE: u32 = 8;
-    pub(crate) const SIGKILL: u32 = 9;
-    pub(crate) const SIGUSR1: u32 = 10;
-    pub(crate) const SIGSEGV: u32 = 11;
-    pub(crate) const SIGUSR2: u32 = 12;
-    pub(crate) const SIGPIPE: u32 = 13;
-    pub(crate) const SIGALRM: u32 = 14;
-    pub(crate) const SIGTERM: u32 = 15;
-    pub(crate) const SIGCHLD: u32 = 17;
-    pub(crate) const SIGCONT: u32 = 18;
-    pub(crate) const SIGSTOP: u32 = 19;
-    pub(crate) const SIGTSTP: u32 = 20;
-    pub(crate) const SIGTTIN: u32 = 21;
-    pub(crate) const SIGTTOU: u32 = 22;
-    pub(crate) const SIGURG: u32 = 23;
-    pub(crate) const SIGWINCH: u32 = 28;
-    pub(crate) const SIGSYS: u32 = 31;
-    /// Highest signal number.
-    pub(crate) const NSIG: u32 = 64;
-}
-
-const SIG_DFL: u64 = 0;
-const SIG_IGN: u64 = 1;
-const SA_ONSTACK: u64 = 0x0800_0000;
-const SA_RESTART: u64 = 0x1000_0000;
-const SA_NODEFER: u64 = 0x4000_0000;
-const SA_RESETHAND: u64 = 0x8000_0000;
-const SS_ONSTACK: u32 = 1;
-const SS_DISABLE: u32 = 2;
-
-/// First real-time signal: from here on every instance is queued with its information.
-const SIGRTMIN: u32 = 32;
-/// Most queued signals per thread (Linux: `RLIMIT_SIGPENDING`); beyond it a real-time
-/// signal sent with information fails with `EAGAIN`, any other is merged without it.
-const MAX_QUEUED: usize = 256;
-
-/// `si_code` values (`<asm-generic/siginfo.h>`).
-pub(crate) mod code {
-    /// Sent by `kill`.
-    pub(crate) const SI_USER: i32 = 0;
-    /// Sent by the kernel.
-    pub(crate) const SI_KERNEL: i32 = 0x80;
-    /// Sent by `tkill`/`tgkill`.
-    pub(crate) const SI_TKILL: i32 = -6;
-    /// SIGSEGV: address not mapped.
-    pub(crate) const SEGV_MAPERR: i32 = 1;
-    /// SIGSEGV: no permission for the access.
-    pub(crate) const SEGV_ACCERR: i32 = 2;
-    /// SIGILL: illegal operand (what Linux reports for `#UD`).
-    pub(crate) const ILL_ILLOPN: i32 = 2;
-    /// SIGFPE: integer divide by zero.
-    pub(crate) const FPE_INTDIV: i32 = 1;
-    /// SIGFPE: floating-point invalid operation (x87/SIMD exceptions).
-    pub(crate) const FPE_FLTINV: i32 = 7;
-    /// SIGTRAP: trace trap.
-    pub(crate) const TRAP_TRACE: i32 = 2;
-    /// SIGBUS: invalid address alignment.
-    pub(crate) const BUS_ADRALN: i32 = 1;
-    /// SIGCHLD: the child exited.
-    pub(crate) const CLD_EXITED: i32 = 1;
-    /// SIGCHLD: the child was killed.
-    pub(crate) const CLD_KILLED: i32 = 2;
-}
-
-fn bit(signo: u32) -> u64 {
-    1u64 << (signo - 1)
-}
-
-/// Signals that can be neither caught nor blocked.
-const UNBLOCKABLE: u64 = (1 << (sig::SIGKILL - 1)) | (1 << (sig::SIGSTOP - 1));
-/// Signals a fault raises: delivered before any other pending signal (as Linux does).
-const SYNCHRONOUS: u64 = (1 << (sig::SIGSEGV - 1))
-    | (1 << (sig::SIGBUS - 1))
-    | (1 << (sig::SIGILL - 1))
-    | (1 << (sig::SIGTRAP - 1))
-    | (1 << (sig::SIGFPE - 1))
-    | (1 << (sig::SIGSYS - 1));
-
-/// What a fault signal carries besides `si_addr`: where the program was and what it did, for
-/// the signal frame's `uc_mcontext` and the kernel log's `segfault at` line.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Fault {
-    /// `si_addr`: the faulting address (page faults), else the instruction's.
-    pub(crate) addr: u64,
-    /// The exception vector (`uc_mcontext.trapno`).
-    pub(crate) vector: u32,
-    /// The exception's error code (`uc_mcontext.err`).
-    pub(crate) error_code: u64,
-    /// Instruction pointer of the faulting instruction.
-    pub(crate) ip: u64,
-    /// Stack pointer at the fault.
-    pub(crate) sp: u64,
-}
-
-/// The kind-specific part of a signal's information.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Detail {
-    /// Sent by a process (`kill`, `tgkill`, `SIGPIPE`), or by the kernel (pid 0).
-    Sender {
-        /// Sending process.
-        pid: i32,
-        /// Its real user id.
-        uid: u32,
-    },
-    /// `rt_sigqueueinfo`: the sender's own `siginfo_t` after the header, passed through.
-    Queued([u8; 112]),
-    /// A child's state change (`SIGCHLD`).
-    Child {
-        /// The child.
-        pid: i32,
-        /// Its real user id.
-        uid: u32,
-        /// Exit code or killing signal.
-        status: i32,
-        /// User CPU time in clock ticks.
-        utime: i64,
-        /// System CPU time in clock ticks.
-        stime: i64,
-    },
-    /// A fault of the program itself.
-    Fault(Fault),
-}
-
-/// One signal's information: what the `siginfo_t` of its delivery says.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct SigInfo {
-    /// Signal number.
-    pub(crate) signo: u32,
-    /// `si_code`.
-    pub(crate) code: i32,
-    /// The rest.
-    pub(crate) detail: Detail,
-}
-
-impl SigInfo {
-    /// A signal from the kernel itself (terminal keys, a dead sandbox).
-    pub(crate) const fn kernel(signo: u32) -> Self {
-        Self {
-            signo,
-            code: code::SI_KERNEL,
-            detail: Detail::Sender { pid: 0, uid: 0 },
-        }
-    }
-
-    /// A signal sent by process `pid` with `code` (`SI_USER`, `SI_TKILL`).
-    pub(crate) const fn from_process(signo: u32, code: i32, pid: i32) -> Self {
-        Self {
-            signo,
-            code,
-            detail: Detail::Sender { pid, uid: 0 },
-        }
-    }
-
-    /// A fault signal.
-    pub(crate) const fn fault(signo: u32, code: i32, fault: Fault) -> Self {
-        Self {
-            signo,
-            code,
-            detail: Detail::Fault(fault),
-        }
-    }
-
-    /// The fault, for fault signals.
-    pub(crate) const fn fault_info(&self) -> Option<Fault> {
-        match self.detail {
-            Detail::Fault(f) => Some(f),
-            _ => None,
-        }
-    }
-
-    /// The x86-64 `siginfo_t` (128 bytes).
-    pub(crate) fn to_bytes(self) -> [u8; 128] {
-        let mut b = [0u8; 128];
-        b[0..4].copy_from_slice(&(self.signo as i32).to_le_bytes());
-        b[8..12].copy_from_slice(&self.code.to_le_bytes());
-        match self.detail {
-            Detail::Sender { pid, uid } => {
-                b[16..20].copy_from_slice(&pid.to_le_bytes());
-                b[20..24].copy_from_slice(&uid.to_le_bytes());
-            }
-            Detail::Queued(rest) => b[16..].copy_from_slice(&rest),
-            Detail::Child {
-                pid,
-                uid,
-                status,
-                utime,
-                stime,
-            } => {
-                b[16..20].copy_from_slice(&pid.to_le_bytes());
-                b[20..24].copy_from_slice(&uid.to_le_bytes());
-                b[24..28].copy_from_slice(&status.to_le_bytes());
-                b[32..40].copy_from_slice(&utime.to_le_bytes());
-                b[40..48].copy_from_slice(&stime.to_le_bytes());
-            }
-            Detail::Fault(f) => b[16..24].copy_from_slice(&f.addr.to_le_bytes()),
-        }
-        b
-    }
-}
-
-/// One signal's action (the kernel `struct sigaction` of x86-64).
-#[derive(
-    Clone, Copy, Debug, Default, zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable,
-)]
-#[repr(C)]
-pub(crate) struct SigAction {
-    /// Handler address, SIG_DFL (0) or SIG_IGN (1).
-    pub(crate) handler: u64,
-    /// SA_* flags.
-    pub(crate) flags: u64,
-    /// Return trampoline (SA_RESTORER).
-    pub(crate) restorer: u64,
-    /// Signals blocked while the handler runs.
-    pub(crate) mask: u64,
-}
-
-impl SigAction {
-    /// The default action.
-    pub(crate) const DEFAULT: Self = Self {
-        handler: SIG_DFL,
-        flags: 0,
-        restorer: 0,
-        mask: 0,
-    };
-}
-
-/// The pending signals of a thread and their information: at most one instance of a
-/// standard signal, every instance of a real-time one, in the order sent.
-#[derive(Default)]
-struct SigQueue {
-    /// A bit per pending signal.
-    pending: u64,
-    /// The information of the pending signals.
-    entries: Vec<SigInfo>,
-}
-
-impl SigQueue {
-    /// Marks `info.signo` pending with its information. A standard signal already pending
-    /// is not queued twice. `Err(EAGAIN)` when the queue is full and the signal is a
-    /// real-time one sent with information (as Linux); any other is then merged without.
-    fn raise(&mut self, info: SigInfo) -> Result<(), Errno> {
-        let signo = info.signo;
-        if !(1..=sig::NSIG).contains(&signo) {
-            return Ok(());
-        }
-        if signo < SIGRTMIN && self.pending & bit(signo) != 0 {
-            return Ok(());
-        }
-        if self.entries.len() >= MAX_QUEUED {
-            if signo >= SIGRTMIN && info.code != code::SI_USER {
-                return Err(Errno::EAGAIN);
-            }
-        } else {
-            self.entries.push(info);
-        }
-        self.pending |= bit(signo);
-        Ok(())
-    }
-
-    /// Takes the next pending signal in `allowed`: fault signals first, then the lowest
-    /// number (as Linux), with its information.
-    fn dequeue(&mut self, allowed: u64) -> Option<SigInfo> {
-        let ready = self.pending & allowed;
-        if ready == 0 {
-            return None;
-        }
-        let sync = ready & SYNCHRONOUS;
-        let signo = (if sync != 0 { sync } else { ready }).trailing_zeros() + 1;
-        let info = match self.entries.iter().position(|i| i.signo == signo) {
-            Some(i) => self.entries.remove(i),
-            // Merged beyond the queue limit: the information was lost.
-            None => SigInfo::from_process(signo, code::SI_USER, 0),
-        };
-        if !self.entries.iter().any(|i| i.signo == signo) {
-            self.pending &= !bit(signo);
-        }
-        Some(info)
-    }
-
-    /// Drops every pending instance of the signals in `set`.
-    fn discard(&mut self, set: u64) {
-        self.entries.retain(|i| bit(i.signo) & set == 0);
-        self.pending &= !set;
-    }
-}
+pub(crate) use action::SigAction;
+use action::{sa, Disposition};
+use altstack::{AltStack, StackT, STACK_T_SIZE};
+use frame::{Frame, FRAME_SIZE, RED_ZONE, UCONTEXT_SIZE};
+use info::SIGINFO_SIZE;
+pub(crate) use info::{code, Detail, Fault, SigInfo};
+use queue::SigQueue;
+pub(crate) use set::{sig, SigSet};
+use set::{How, UNBLOCKABLE};
 
 /// No mask saved (a saved mask never has the unblockable bits).
 const NO_SAVED_MASK: u64 = u64::MAX;
 
 /// A thread's signal state.
 pub(crate) struct SigState {
-    /// Pending signals: a copy of the queue's bits, for lock-free checks.
+    /// Pending signals: a copy of the queue's set, for lock-free checks.
     pending: AtomicU64,
+    /// The signal mask (a [`SigSet`], never with SIGKILL or SIGSTOP).
     blocked: AtomicU64,
     /// The pending signals and their information.
     queue: IrqLock<SigQueue>,
@@ -325,104 +57,112 @@ pub(crate) struct SigState {
     saved_mask: AtomicU64,
     /// Signals `rt_sigtimedwait` is waiting for (a process-directed one goes to this thread).
     waiting: AtomicU64,
-    /// Alternate stack: (sp, size, flags).
-    altstack: IrqLock<(u64, u64, u32)>,
+    /// The alternate signal stack.
+    altstack: IrqLock<AltStack>,
     /// System call interrupted by a signal (for SA_RESTART), and its number.
     interrupted: AtomicU64,
 }
 
 impl SigState {
-    /// Nothing pending, `blocked` blocked.
-    pub(crate) fn new(blocked: u64) -> Self {
+    /// Nothing pending, `blocked` blocked, no alternate stack.
+    pub(crate) fn new(blocked: SigSet) -> Self {
         Self {
             pending: AtomicU64::new(0),
-            blocked: AtomicU64::new(blocked),
+            blocked: AtomicU64::new(blocked.blockable().bits()),
             queue: IrqLock::new(SigQueue::default()),
             saved_mask: AtomicU64::new(NO_SAVED_MASK),
             waiting: AtomicU64::new(0),
-            altstack: IrqLock::new((0, 0, SS_DISABLE)),
+            altstack: IrqLock::new(AltStack::DISABLED),
             interrupted: AtomicU64::new(u64::MAX),
         }
+    }
+
+    /// The state of a thread or process `clone` creates from this thread's: the same mask,
+    /// nothing pending, and the same alternate stack unless `shares_memory` — a thread (or
+    /// `CLONE_VM` child) that would share it starts without one, as Linux.
+    pub(crate) fn cloned(&self, shares_memory: bool) -> Self {
+        let s = Self::new(self.blocked());
+        if !shares_memory {
+            *s.altstack.lock() = *self.altstack.lock();
+        }
+        s
     }
 
     /// Marks `info.signo` pending (see [`SigQueue::raise`]).
     pub(crate) fn raise(&self, info: SigInfo) -> Result<(), Errno> {
         let mut q = self.queue.lock();
         let r = q.raise(info);
-        self.pending.store(q.pending, Ordering::Release);
+        self.pending.store(q.pending().bits(), Ordering::Release);
         r
     }
 
+    /// The pending signals.
+    fn pending(&self) -> SigSet {
+        SigSet::from_bits(self.pending.load(Ordering::Acquire))
+    }
+
     /// Takes the next pending signal in `allowed` (see [`SigQueue::dequeue`]).
-    fn dequeue(&self, allowed: u64) -> Option<SigInfo> {
-        if self.pending.load(Ordering::Acquire) & allowed == 0 {
+    fn dequeue(&self, allowed: SigSet) -> Option<SigInfo> {
+        if (self.pending() & allowed).is_empty() {
             return None;
         }
         let mut q = self.queue.lock();
         let info = q.dequeue(allowed);
-        self.pending.store(q.pending, Ordering::Release);
+        self.pending.store(q.pending().bits(), Ordering::Release);
         info
     }
 
     /// Drops every pending instance of the signals in `set`.
-    fn discard(&self, set: u64) {
+    fn discard(&self, set: SigSet) {
         let mut q = self.queue.lock();
         q.discard(set);
-        self.pending.store(q.pending, Ordering::Release);
+        self.pending.store(q.pending().bits(), Ordering::Release);
     }
 
     /// True if a pending signal is not blocked.
     pub(crate) fn has_deliverable(&self) -> bool {
-        self.pending.load(Ordering::Acquire) & !self.blocked.load(Ordering::Relaxed) != 0
+        !(self.pending() & !self.blocked()).is_empty()
     }
 
     /// The blocked mask.
-    pub(crate) fn blocked(&self) -> u64 {
-        self.blocked.load(Ordering::Relaxed)
+    pub(crate) fn blocked(&self) -> SigSet {
+        SigSet::from_bits(self.blocked.load(Ordering::Relaxed))
+    }
+
+    /// Makes `mask` the blocked mask (without SIGKILL and SIGSTOP).
+    fn set_blocked(&self, mask: SigSet) {
+        self.blocked
+            .store(mask.blockable().bits(), Ordering::Release);
     }
 
     /// Records that system call `nr` returned EINTR, for `SA_RESTART`; the calls Linux never
     /// restarts (waits for events, signals or time) are not recorded.
     pub(crate) fn note_interrupted(&self, nr: u64) {
-        use super::abi::nr;
-        let never = matches!(
-            nr,
-            nr::POLL
-                | nr::PPOLL
-                | nr::SELECT
-                | nr::PSELECT6
-                | nr::EPOLL_WAIT
-                | nr::EPOLL_PWAIT
-                | nr::RT_SIGSUSPEND
-                | nr::RT_SIGTIMEDWAIT
-                | nr::PAUSE
-                | nr::NANOSLEEP
-                | nr::CLOCK_NANOSLEEP
-        );
-        if !never {
+        if !action::never_restarted(nr) {
             self.interrupted.store(nr, Ordering::Relaxed);
         }
     }
 
     /// Blocks `mask` for the duration of a wait (`rt_sigsuspend`, `ppoll`, `pselect6`),
     /// remembering the mask to go back to.
-    fn set_temporary_mask(&self, mask: u64) {
+    fn set_temporary_mask(&self, mask: SigSet) {
         if self.saved_mask.load(Ordering::Relaxed) == NO_SAVED_MASK {
-            self.saved_mask.store(self.blocked(), Ordering::Relaxed);
+            self.saved_mask
+                .store(self.blocked().bits(), Ordering::Relaxed);
         }
-        self.blocked.store(mask & !UNBLOCKABLE, Ordering::Release);
+        self.set_blocked(mask);
     }
 
     /// Takes the mask saved by [`Self::set_temporary_mask`], if any.
-    fn take_saved_mask(&self) -> Option<u64> {
+    fn take_saved_mask(&self) -> Option<SigSet> {
         let m = self.saved_mask.swap(NO_SAVED_MASK, Ordering::Relaxed);
-        (m != NO_SAVED_MASK).then_some(m)
+        (m != NO_SAVED_MASK).then_some(SigSet::from_bits(m))
     }
 
     /// Goes back to the mask saved by [`Self::set_temporary_mask`], if any.
     fn restore_saved_mask(&self) {
         if let Some(m) = self.take_saved_mask() {
-            self.blocked.store(m, Ordering::Release);
+            self.set_blocked(m);
         }
     }
 }
@@ -446,13 +186,16 @@ pub(crate) fn raise_current(signo: u32) {
 /// logs it (`prog[pid]: segfault at ...`).
 pub(crate) fn force(t: &Arc<Task>, info: SigInfo) {
     let signo = info.signo;
-    t.sig.blocked.fetch_and(!bit(signo), Ordering::AcqRel);
+    t.sig
+        .blocked
+        .fetch_and(!SigSet::of(signo).bits(), Ordering::AcqRel);
     let handled = {
         let mut a = t.process.sigactions.lock();
-        if a[(signo - 1) as usize].handler == SIG_IGN {
-            a[(signo - 1) as usize] = SigAction::DEFAULT;
+        let act = &mut a[(signo - 1) as usize];
+        if act.handler == action::SIG_IGN {
+            *act = SigAction::DEFAULT;
         }
-        a[(signo - 1) as usize].handler != SIG_DFL
+        act.handler != action::SIG_DFL
     };
     if !handled {
         super::death::log_fatal_fault(&t.process, &info);
@@ -480,8 +223,8 @@ pub(crate) fn send_info_to_process(p: &Arc<Process>, info: SigInfo) -> Result<()
     let threads = p.threads.lock().clone();
     let target = threads
         .iter()
-        .find(|t| t.sig.waiting.load(Ordering::Acquire) & bit(signo) != 0)
-        .or_else(|| threads.iter().find(|t| t.sig.blocked() & bit(signo) == 0))
+        .find(|t| SigSet::from_bits(t.sig.waiting.load(Ordering::Acquire)).contains(signo))
+        .or_else(|| threads.iter().find(|t| !t.sig.blocked().contains(signo)))
         .or(threads.first())
         .cloned();
     match target {
@@ -520,26 +263,7 @@ pub(crate) fn notify_parent(parent: &Arc<Process>, child: &Process, status: i32)
 
 /// True if `p` ignores `signo` (explicitly, or by default action); never for SIGKILL.
 pub(crate) fn is_ignored(p: &Process, signo: u32) -> bool {
-    if signo == sig::SIGKILL || !(1..=sig::NSIG).contains(&signo) {
-        return false;
-    }
-    let act = p.sigactions.lock()[(signo - 1) as usize];
-    act.handler == SIG_IGN || (act.handler == SIG_DFL && !default_terminates(signo))
-}
-
-/// Default action of a signal: true = terminate, false = ignore.
-fn default_terminates(signo: u32) -> bool {
-    !matches!(
-        signo,
-        sig::SIGCHLD
-            | sig::SIGCONT
-            | sig::SIGURG
-            | sig::SIGWINCH
-            | sig::SIGSTOP
-            | sig::SIGTSTP
-            | sig::SIGTTIN
-            | sig::SIGTTOU
-    )
+    set::valid(signo) && p.sigactions.lock()[(signo - 1) as usize].ignores(signo)
 }
 
 /// Delivers pending signals before returning to user code: runs default actions, or builds
@@ -554,21 +278,19 @@ pub(crate) fn deliver(t: &Arc<Task>, st: &mut UserState, fresh: &mut bool) -> Re
         };
         let signo = info.signo;
         let act = t.process.sigactions.lock()[(signo - 1) as usize];
-        if signo == sig::SIGKILL || act.handler == SIG_DFL {
-            if default_terminates(signo) {
+        match act.disposition(signo) {
+            Disposition::Ignore => continue,
+            Disposition::Terminate => {
                 super::death::killed(&t.process, &info);
                 return Err(());
             }
-            continue;
-        }
-        if act.handler == SIG_IGN {
-            continue;
+            Disposition::Handle => {}
         }
         // Restart or fail the interrupted system call.
         let interrupted = t.sig.interrupted.swap(u64::MAX, Ordering::Relaxed);
         if interrupted != u64::MAX
             && st.regs.rax == (-(Errno::EINTR.code() as i64)) as u64
-            && act.flags & SA_RESTART != 0
+            && act.flags & sa::SA_RESTART != 0
         {
             st.regs.rax = interrupted;
             st.regs.rip -= 2;
@@ -582,141 +304,75 @@ pub(crate) fn deliver(t: &Arc<Task>, st: &mut UserState, fresh: &mut bool) -> Re
             return Err(());
         }
         *fresh = true;
-        if act.flags & SA_RESETHAND != 0 {
-            t.process.sigactions.lock()[(signo - 1) as usize] = SigAction::DEFAULT;
+        {
+            let mut a = t.process.sigactions.lock();
+            let cur = &mut a[(signo - 1) as usize];
+            // Unless the handler changed meanwhile (another thread's `rt_sigaction`).
+            if *cur == act {
+                *cur = act.after_delivery();
+            }
         }
-        let mut add = act.mask;
-        if act.flags & SA_NODEFER == 0 {
-            add |= bit(signo);
-        }
-        t.sig.blocked.fetch_or(add & !UNBLOCKABLE, Ordering::AcqRel);
+        t.sig.set_blocked(act.handler_mask(signo, t.sig.blocked()));
         return Ok(());
     }
 }
 
-/// Size of the kernel `struct ucontext` on x86-64.
-const UCONTEXT_SIZE: u64 = 304;
-/// Offset of `uc_mcontext` (struct sigcontext) in it.
-const MCTX: u64 = 40;
-/// Offset of `uc_sigmask`.
-const SIGMASK_OFF: u64 = MCTX + 256;
-
-/// Offsets in `uc_mcontext` (struct sigcontext) of `err`, `trapno` and `cr2`.
-const MCTX_ERR: u64 = MCTX + 152;
-const MCTX_TRAPNO: u64 = MCTX + 160;
-const MCTX_CR2: u64 = MCTX + 176;
-
-/// Builds the `rt_sigframe` for `info`'s handler on the user stack; `return_mask` is the
-/// mask `rt_sigreturn` restores.
+/// Builds the `rt_sigframe` for `info`'s handler on the user stack (or the alternate stack);
+/// `return_mask` is the mask `rt_sigreturn` restores. `EFAULT` (a fatal `SIGSEGV` for the
+/// caller) if the frame cannot be written, would overflow the alternate stack, or the
+/// action has no `SA_RESTORER` to return through (as Linux on x86-64).
 fn setup_frame(
     t: &Arc<Task>,
     st: &mut UserState,
     info: &SigInfo,
     act: &SigAction,
-    return_mask: u64,
+    return_mask: SigSet,
 ) -> Result<(), Errno> {
-    let signo = info.signo;
+    if act.flags & sa::SA_RESTORER == 0 {
+        return Err(Errno::EFAULT);
+    }
     let r = st.regs;
-    let (ss_sp, ss_size, ss_flags) = *t.sig.altstack.lock();
-    let on_alt = ss_flags & SS_DISABLE == 0 && r.rsp > ss_sp && r.rsp <= ss_sp + ss_size;
-    let mut sp = if act.flags & SA_ONSTACK != 0 && ss_flags & SS_DISABLE == 0 && !on_alt {
-        ss_sp + ss_size
-    } else {
-        r.rsp - 128
-    };
-    sp -= 128;
-    let siginfo = sp & !15;
-    sp = siginfo - UCONTEXT_SIZE;
-    sp &= !15;
-    let uc = sp;
-    let frame = uc - 8; // pretcode; (frame + 8) % 16 == 0 as for a function entry
-    copy_to_user(siginfo, &info.to_bytes())?;
-    // ucontext
-    let mut u = [0u8; UCONTEXT_SIZE as usize];
-    let mut put = |off: u64, v: u64| {
-        u[off as usize..off as usize + 8].copy_from_slice(&v.to_le_bytes());
-    };
-    put(16, ss_sp);
-    put(24, u64::from(if on_alt { SS_ONSTACK } else { ss_flags }));
-    put(32, ss_size);
-    let g = [
-        r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15, r.rdi, r.rsi, r.rbp, r.rbx, r.rdx,
-        r.rax, r.rcx, r.rsp, r.rip, r.rflags,
-    ];
-    for (i, v) in g.iter().enumerate() {
-        put(MCTX + 8 * i as u64, *v);
+    let alt = *t.sig.altstack.lock();
+    let (top, on_alt) = alt.frame_top(
+        r.rsp.wrapping_sub(RED_ZONE),
+        act.flags & sa::SA_ONSTACK != 0,
+    );
+    let frame = Frame::build(top, &r, info, act.restorer, return_mask, alt.saved());
+    if on_alt && !alt.holds(frame.sp, frame.sp.wrapping_add(FRAME_SIZE as u64)) {
+        return Err(Errno::EFAULT);
     }
-    put(MCTX + 144, 0x002b_0000_0000_0033); // cs = 0x33, ss = 0x2b
-    if let Some(f) = info.fault_info() {
-        put(MCTX_ERR, f.error_code);
-        put(MCTX_TRAPNO, u64::from(f.vector));
-        put(MCTX_CR2, f.addr);
-    }
-    put(SIGMASK_OFF, return_mask);
-    copy_to_user(uc, &u)?;
-    write_val(frame, &act.restorer)?;
+    copy_to_user(frame.sp, &frame.bytes)?;
+    t.sig.altstack.lock().disarm();
     t.fp_stack.lock().push(core::mem::take(&mut st.fp));
-    st.regs.rdi = u64::from(signo);
-    st.regs.rsi = siginfo;
-    st.regs.rdx = uc;
-    st.regs.rax = 0;
-    st.regs.rip = act.handler;
-    st.regs.rsp = frame;
-    st.regs.rflags &= !(1 << 10 | 1 << 8); // DF, TF
+    st.regs = frame.handler_regs(&r, info.signo, act.handler);
     Ok(())
 }
 
-/// `rt_sigreturn`: restores the state saved by [`setup_frame`].
+/// `rt_sigreturn`: restores the state saved by [`setup_frame`] (registers, mask, alternate
+/// stack, FPU state).
 pub(crate) fn sigreturn(t: &Arc<Task>, st: &mut UserState) -> SysResult {
     let uc = st.regs.rsp;
-    let mut u = [0u8; UCONTEXT_SIZE as usize];
+    let mut u = [0u8; UCONTEXT_SIZE];
     if copy_from_user(uc, &mut u).is_err() {
         super::death::killed(&t.process, &SigInfo::kernel(sig::SIGSEGV));
         return Err(Errno::EFAULT);
     }
-    let get = |off: u64| {
-        u64::from_le_bytes(
-            u[off as usize..off as usize + 8]
-                .try_into()
-                .unwrap_or([0; 8]),
-        )
-    };
-    let r = &mut st.regs;
-    let g: Vec<u64> = (0..18).map(|i| get(MCTX + 8 * i)).collect();
-    r.r8 = g[0];
-    r.r9 = g[1];
-    r.r10 = g[2];
-    r.r11 = g[3];
-    r.r12 = g[4];
-    r.r13 = g[5];
-    r.r14 = g[6];
-    r.r15 = g[7];
-    r.rdi = g[8];
-    r.rsi = g[9];
-    r.rbp = g[10];
-    r.rbx = g[11];
-    r.rdx = g[12];
-    r.rax = g[13];
-    r.rcx = g[14];
-    r.rsp = g[15];
-    r.rip = g[16];
-    r.rflags = (g[17] & RFLAGS_USER_MASK) | 0x202;
-    t.sig
-        .blocked
-        .store(get(SIGMASK_OFF) & !UNBLOCKABLE, Ordering::Release);
+    let back = frame::restore(&u, &st.regs);
+    st.regs = back.regs;
+    t.sig.set_blocked(back.mask);
+    // Errors are ignored, as Linux's `restore_altstack` does.
+    let _ = t.sig.altstack.lock().set(back.stack, st.regs.rsp);
     st.fp = t.fp_stack.lock().pop().unwrap_or_default();
     Ok(st.regs.rax)
 }
 
-/// Resets actions for `execve` (handlers become default; ignored stay ignored).
+/// Resets actions for `execve` (handlers become default; ignored stay ignored) and forgets
+/// the alternate stack.
 pub(crate) fn reset_on_exec(t: &Arc<Task>) {
-    let mut a = t.process.sigactions.lock();
-    for act in a.iter_mut() {
-        if act.handler != SIG_IGN {
-            *act = SigAction::DEFAULT;
-        }
+    for act in t.process.sigactions.lock().iter_mut() {
+        *act = act.after_exec();
     }
-    *t.sig.altstack.lock() = (0, 0, SS_DISABLE);
+    *t.sig.altstack.lock() = AltStack::DISABLED;
     t.fp_stack.lock().clear();
 }
 
@@ -728,10 +384,10 @@ pub(crate) fn sys_rt_sigaction(signo: u64, act: u64, old: u64, size: u64) -> Sys
     let signo = signo as u32;
     let p = task::current_process();
     let new = if act != 0 {
-        if signo == sig::SIGKILL || signo == sig::SIGSTOP {
+        if UNBLOCKABLE.contains(signo) {
             return Err(Errno::EINVAL);
         }
-        Some(read_val::<SigAction>(act)?)
+        Some(read_val::<SigAction>(act)?.installed())
     } else {
         None
     };
@@ -746,7 +402,7 @@ pub(crate) fn sys_rt_sigaction(signo: u64, act: u64, old: u64, size: u64) -> Sys
     // A signal that becomes ignored is discarded from every thread (as Linux).
     if new.is_some() && is_ignored(&p, signo) {
         for t in p.threads.lock().iter() {
-            t.sig.discard(bit(signo));
+            t.sig.discard(SigSet::of(signo));
         }
     }
     if old != 0 {
@@ -763,17 +419,11 @@ pub(crate) fn sys_rt_sigprocmask(how: u64, set: u64, old: u64, size: u64) -> Sys
     let t = task::current_task();
     let cur = t.sig.blocked();
     if set != 0 {
-        let s: u64 = read_val(set)?;
-        let n = match how {
-            0 => cur | s,
-            1 => cur & !s,
-            2 => s,
-            _ => return Err(Errno::EINVAL),
-        };
-        t.sig.blocked.store(n & !UNBLOCKABLE, Ordering::Release);
+        let s = SigSet::from_bits(read_val(set)?);
+        t.sig.set_blocked(How::from_raw(how)?.apply(cur, s));
     }
     if old != 0 {
-        write_val(old, &cur)?;
+        write_val(old, &cur.bits())?;
     }
     Ok(0)
 }
@@ -781,37 +431,30 @@ pub(crate) fn sys_rt_sigprocmask(how: u64, set: u64, old: u64, size: u64) -> Sys
 /// `rt_sigpending(set, size)`.
 pub(crate) fn sys_rt_sigpending(set: u64) -> SysResult {
     let t = task::current_task();
-    write_val(
-        set,
-        &(t.sig.pending.load(Ordering::Acquire) & t.sig.blocked()),
-    )?;
+    write_val(set, &(t.sig.pending() & t.sig.blocked()).bits())?;
     Ok(0)
 }
 
-/// `sigaltstack(ss, old_ss)`.
-pub(crate) fn sys_sigaltstack(ss: u64, old: u64) -> SysResult {
+/// `sigaltstack(ss, old_ss)` (see [`AltStack::set`] for the rules).
+pub(crate) fn sys_sigaltstack(ss: u64, old: u64, sp: u64) -> SysResult {
     let t = task::current_task();
-    let cur = *t.sig.altstack.lock();
-    if old != 0 {
-        let mut b = [0u8; 24];
-        b[0..8].copy_from_slice(&cur.0.to_le_bytes());
-        b[8..12].copy_from_slice(&cur.2.to_le_bytes());
-        b[16..24].copy_from_slice(&cur.1.to_le_bytes());
-        copy_to_user(old, &b)?;
-    }
-    if ss != 0 {
-        let mut b = [0u8; 24];
+    let new = if ss != 0 {
+        let mut b = [0u8; STACK_T_SIZE];
         copy_from_user(ss, &mut b)?;
-        let sp = u64::from_le_bytes(b[0..8].try_into().unwrap_or([0; 8]));
-        let flags = u32::from_le_bytes(b[8..12].try_into().unwrap_or([0; 4]));
-        let size = u64::from_le_bytes(b[16..24].try_into().unwrap_or([0; 8]));
-        if flags & !(SS_DISABLE | (1 << 31)) != 0 {
-            return Err(Errno::EINVAL);
+        Some(StackT::from_bytes(&b))
+    } else {
+        None
+    };
+    let report = {
+        let mut alt = t.sig.altstack.lock();
+        let report = alt.report(sp);
+        if let Some(n) = new {
+            alt.set(n, sp)?;
         }
-        if flags & SS_DISABLE == 0 && size < 2048 {
-            return Err(Errno::ENOMEM);
-        }
-        *t.sig.altstack.lock() = (sp, size, flags & SS_DISABLE);
+        report
+    };
+    if old != 0 {
+        copy_to_user(old, &report.to_bytes())?;
     }
     Ok(0)
 }
@@ -894,19 +537,13 @@ pub(crate) fn sys_tgkill(tgid: Option<i64>, tid: i64, signo: u64) -> SysResult {
 /// to process `to`: a process may not pretend to be `kill` or the kernel towards another
 /// (`EPERM` for a non-negative `si_code` or `SI_TKILL`, as Linux).
 fn queued_info(signo: u32, uinfo: u64, to: i32) -> Result<SigInfo, Errno> {
-    let mut raw = [0u8; 128];
+    let mut raw = [0u8; SIGINFO_SIZE];
     copy_from_user(uinfo, &mut raw)?;
-    let code = i32::from_le_bytes([raw[8], raw[9], raw[10], raw[11]]);
-    if (code >= 0 || code == code::SI_TKILL) && to != task::current_process().pid {
+    let info = SigInfo::queued(signo, &raw);
+    if (info.code >= 0 || info.code == code::SI_TKILL) && to != task::current_process().pid {
         return Err(Errno::EPERM);
     }
-    let mut rest = [0u8; 112];
-    rest.copy_from_slice(&raw[16..]);
-    Ok(SigInfo {
-        signo,
-        code,
-        detail: Detail::Queued(rest),
-    })
+    Ok(info)
 }
 
 /// `rt_sigqueueinfo(pid, sig, info)` (`sigqueue`).
@@ -953,7 +590,7 @@ pub(crate) fn sys_rt_sigsuspend(mask: u64, size: u64) -> SysResult {
         return Err(Errno::EINVAL);
     }
     let t = task::current_task();
-    let m: u64 = read_val(mask)?;
+    let m = SigSet::from_bits(read_val(mask)?);
     t.sig.set_temporary_mask(m);
     sleep_for_signal(&t);
     // The signal's delivery restores the saved mask (see `deliver`).
@@ -964,7 +601,10 @@ pub(crate) fn sys_rt_sigsuspend(mask: u64, size: u64) -> SysResult {
 /// set atomically with respect to signal delivery, and restored on return — unless the wait
 /// was interrupted by a signal, which is then delivered first, with `mask` still in force,
 /// and its `rt_sigreturn` restores the mask (Linux's `restore_saved_sigmask_unless`).
-pub(crate) fn with_temporary_mask(mask: Option<u64>, f: impl FnOnce() -> SysResult) -> SysResult {
+pub(crate) fn with_temporary_mask(
+    mask: Option<SigSet>,
+    f: impl FnOnce() -> SysResult,
+) -> SysResult {
     let Some(mask) = mask else {
         return f();
     };
@@ -985,13 +625,13 @@ pub(crate) fn sys_rt_sigtimedwait(set: u64, uinfo: u64, timeout: u64, size: u64)
         return Err(Errno::EINVAL);
     }
     let t = task::current_task();
-    let wanted: u64 = read_val::<u64>(set)? & !UNBLOCKABLE;
+    let wanted = SigSet::from_bits(read_val(set)?).blockable();
     let deadline = if timeout == 0 {
         u64::MAX
     } else {
         crate::time::now_ns().saturating_add(super::futex::read_timespec(timeout)?)
     };
-    t.sig.waiting.store(wanted, Ordering::Release);
+    t.sig.waiting.store(wanted.bits(), Ordering::Release);
     let got = loop {
         if let Some(info) = t.sig.dequeue(wanted) {
             break Ok(info);
@@ -1005,7 +645,7 @@ pub(crate) fn sys_rt_sigtimedwait(set: u64, uinfo: u64, timeout: u64, size: u64)
         }
         let cur = crate::sched::current();
         crate::sched::prepare_block(&cur);
-        if t.sig.pending.load(Ordering::Acquire) & wanted != 0 || t.signal_pending() {
+        if !(t.sig.pending() & wanted).is_empty() || t.signal_pending() {
             crate::sched::cancel_block(&cur);
             continue;
         }
@@ -1022,108 +662,89 @@ pub(crate) fn sys_rt_sigtimedwait(set: u64, uinfo: u64, timeout: u64, size: u64)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::linux::abi::nr;
 
-    /// `si_code` of `sigqueue`.
-    const SI_QUEUE: i32 = -1;
-
-    fn i32_at(b: &[u8], o: usize) -> i32 {
-        i32::from_le_bytes(b[o..o + 4].try_into().unwrap())
+    fn set(signals: &[u32]) -> SigSet {
+        signals.iter().fold(SigSet::EMPTY, |s, &n| s.with(n))
     }
 
     #[test]
-    fn siginfo_layouts() {
-        let b = SigInfo::from_process(sig::SIGUSR1, code::SI_USER, 42).to_bytes();
-        assert_eq!((i32_at(&b, 0), i32_at(&b, 8)), (10, 0));
-        assert_eq!((i32_at(&b, 16), i32_at(&b, 20)), (42, 0));
-        let c = SigInfo {
-            signo: sig::SIGCHLD,
-            code: code::CLD_KILLED,
-            detail: Detail::Child {
-                pid: 7,
-                uid: 0,
-                status: 9,
-                utime: 3,
-                stime: 4,
-            },
-        }
-        .to_bytes();
-        assert_eq!((i32_at(&c, 0), i32_at(&c, 8)), (17, 2));
-        assert_eq!((i32_at(&c, 16), i32_at(&c, 24)), (7, 9));
-        assert_eq!(i64::from_le_bytes(c[32..40].try_into().unwrap()), 3);
-        assert_eq!(i64::from_le_bytes(c[40..48].try_into().unwrap()), 4);
-        let f = SigInfo::fault(
-            sig::SIGSEGV,
-            code::SEGV_MAPERR,
-            Fault {
-                addr: 0xdead_0000,
-                ..Fault::default()
-            },
-        )
-        .to_bytes();
-        assert_eq!(
-            u64::from_le_bytes(f[16..24].try_into().unwrap()),
-            0xdead_0000
-        );
+    fn the_mask_never_holds_sigkill_or_sigstop() {
+        let s = SigState::new(SigSet::FULL);
+        assert_eq!(s.blocked(), SigSet::FULL.blockable());
+        s.set_blocked(set(&[sig::SIGKILL, sig::SIGUSR1]));
+        assert_eq!(s.blocked(), set(&[sig::SIGUSR1]));
     }
 
     #[test]
-    fn queue_merges_standard_signals_and_queues_realtime_ones() {
-        let mut q = SigQueue::default();
-        let from = |pid| SigInfo::from_process(sig::SIGUSR1, code::SI_USER, pid);
-        q.raise(from(5)).unwrap();
-        q.raise(from(6)).unwrap();
-        let rt = |pid| SigInfo::from_process(40, SI_QUEUE, pid);
-        q.raise(rt(1)).unwrap();
-        q.raise(rt(2)).unwrap();
-        // A fault signal goes first, whatever its number.
-        q.raise(SigInfo::fault(sig::SIGSEGV, 1, Fault::default()))
-            .unwrap();
-        assert_eq!(q.dequeue(!0).map(|i| i.signo), Some(sig::SIGSEGV));
-        assert_eq!(q.dequeue(!0), Some(from(5)));
-        // Blocked ones stay.
-        assert_eq!(q.dequeue(!bit(40)), None);
-        assert_eq!(q.dequeue(!0), Some(rt(1)));
-        assert_ne!(q.pending, 0);
-        assert_eq!(q.dequeue(!0), Some(rt(2)));
-        assert_eq!(q.dequeue(!0), None);
-        assert_eq!(q.pending, 0);
-        q.raise(rt(3)).unwrap();
-        q.raise(from(7)).unwrap();
-        q.discard(bit(40));
-        assert_eq!(q.dequeue(!0), Some(from(7)));
-        assert_eq!(q.dequeue(!0), None);
-    }
-
-    #[test]
-    fn full_queue_refuses_realtime_signals_with_information() {
-        let mut q = SigQueue::default();
-        for i in 0..MAX_QUEUED {
-            q.raise(SigInfo::from_process(40, SI_QUEUE, i as i32))
-                .unwrap();
-        }
-        assert_eq!(
-            q.raise(SigInfo::from_process(41, SI_QUEUE, 1)),
-            Err(Errno::EAGAIN)
-        );
-        // kill() of a standard signal still gets through, without its information.
-        q.raise(SigInfo::from_process(sig::SIGUSR2, code::SI_USER, 9))
-            .unwrap();
-        assert_eq!(
-            q.dequeue(bit(sig::SIGUSR2)),
-            Some(SigInfo::from_process(sig::SIGUSR2, code::SI_USER, 0))
-        );
+    fn pending_signals_are_deliverable_unless_blocked() {
+        let s = SigState::new(set(&[sig::SIGUSR1]));
+        assert!(!s.has_deliverable());
+        s.raise(SigInfo::kernel(sig::SIGUSR1)).unwrap();
+        assert!(!s.has_deliverable(), "blocked");
+        assert_eq!(s.pending(), set(&[sig::SIGUSR1]));
+        assert_eq!(s.dequeue(!s.blocked()), None);
+        s.raise(SigInfo::kernel(sig::SIGUSR2)).unwrap();
+        assert!(s.has_deliverable());
+        assert_eq!(s.dequeue(!s.blocked()).map(|i| i.signo), Some(sig::SIGUSR2));
+        s.set_blocked(SigSet::EMPTY);
+        assert!(s.has_deliverable());
+        s.discard(set(&[sig::SIGUSR1]));
+        assert!(!s.has_deliverable());
+        assert_eq!(s.pending(), SigSet::EMPTY);
     }
 
     #[test]
     fn temporary_mask_is_restored() {
-        let s = SigState::new(bit(sig::SIGUSR1));
-        s.set_temporary_mask(0);
-        assert_eq!(s.blocked(), 0);
+        let s = SigState::new(set(&[sig::SIGUSR1]));
+        s.set_temporary_mask(SigSet::EMPTY);
+        assert_eq!(s.blocked(), SigSet::EMPTY);
         // A nested temporary mask keeps the first saved one.
-        s.set_temporary_mask(bit(sig::SIGKILL) | bit(sig::SIGUSR2));
-        assert_eq!(s.blocked(), bit(sig::SIGUSR2), "SIGKILL cannot be blocked");
+        s.set_temporary_mask(set(&[sig::SIGKILL, sig::SIGUSR2]));
+        assert_eq!(
+            s.blocked(),
+            set(&[sig::SIGUSR2]),
+            "SIGKILL cannot be blocked"
+        );
         s.restore_saved_mask();
-        assert_eq!(s.blocked(), bit(sig::SIGUSR1));
+        assert_eq!(s.blocked(), set(&[sig::SIGUSR1]));
         assert_eq!(s.take_saved_mask(), None);
+        // A handler's frame takes the saved mask: rt_sigreturn restores it, not delivery.
+        s.set_temporary_mask(SigSet::EMPTY);
+        assert_eq!(s.take_saved_mask(), Some(set(&[sig::SIGUSR1])));
+        s.restore_saved_mask();
+        assert_eq!(s.blocked(), SigSet::EMPTY, "nothing left to restore");
+    }
+
+    #[test]
+    fn only_restartable_calls_are_noted_for_sa_restart() {
+        let s = SigState::new(SigSet::EMPTY);
+        s.note_interrupted(nr::PPOLL);
+        assert_eq!(s.interrupted.load(Ordering::Relaxed), u64::MAX);
+        s.note_interrupted(nr::READ);
+        assert_eq!(s.interrupted.load(Ordering::Relaxed), nr::READ);
+    }
+
+    #[test]
+    fn fork_keeps_the_alternate_stack_and_threads_start_without_one() {
+        let s = SigState::new(set(&[sig::SIGUSR1]));
+        let alt = StackT {
+            sp: 0x7000_0000,
+            flags: 0,
+            size: 0x4000,
+        };
+        s.altstack.lock().set(alt, 0).unwrap();
+        s.raise(SigInfo::kernel(sig::SIGUSR1)).unwrap();
+        let child = s.cloned(false);
+        assert_eq!(child.altstack.lock().saved(), alt);
+        assert_eq!(child.blocked(), set(&[sig::SIGUSR1]));
+        assert_eq!(
+            child.pending(),
+            SigSet::EMPTY,
+            "pending signals are not inherited"
+        );
+        let thread = s.cloned(true);
+        assert_eq!(*thread.altstack.lock(), AltStack::DISABLED);
+        assert_eq!(thread.blocked(), set(&[sig::SIGUSR1]));
     }
 }

@@ -1,8 +1,9 @@
 //! Regression tests for what a new user hit first (issue 9): shared anonymous memory across
 //! `fork`, how a program's death is reported, signal information, CPU-time accounting,
-//! `ppoll`/`pselect6` signal masks and the random sources. Each runs a static C program of
-//! `tests/programs/c/` (glibc, and musl where built) under `pvmux run --rootfs`, and compares
-//! with the native run of the same program where the behaviour is Linux's.
+//! `ppoll`/`pselect6` signal masks, the rules of `sigaltstack` and `sigaction`, and the
+//! random sources. Each runs a static C program of `tests/programs/c/` (glibc, and musl where
+//! built) under `pvmux run --rootfs`, and compares with the native run of the same program
+//! where the behaviour is Linux's.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -144,6 +145,19 @@ fn siginfo_names_the_sender() {
 )]
 fn ppoll_pselect_and_sigsuspend_apply_their_mask() {
     same_as_native("sigmask-wait");
+}
+
+/// `sigaltstack` (what it reports and refuses, `SS_AUTODISARM`, inheritance by `fork` but
+/// not threads), handlers on the alternate stack, `SA_RESETHAND`, `SA_NODEFER`, the masks
+/// `sigaction` and `sigprocmask` store and the frame's `uc_stack`/`uc_sigmask`/`oldmask` are
+/// Linux's.
+#[test]
+#[cfg_attr(
+    not(have_static_glibc),
+    ignore = "needs a static glibc: apt-get install libc6-dev"
+)]
+fn sigaltstack_and_sigaction_follow_linux_rules() {
+    same_as_native("signal-rules");
 }
 
 /// `getrusage` (self, children, thread), `wait4`'s rusage, `times`, `SIGCHLD`'s `si_utime` and

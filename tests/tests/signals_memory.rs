@@ -1,7 +1,7 @@
 //! Regression tests for what a new user hit first (issue 9): shared anonymous memory across
 //! `fork`, how a program's death is reported, signal information, CPU-time accounting,
-//! `ppoll`/`pselect6` signal masks, the rules of `sigaltstack` and `sigaction`, and the
-//! random sources. Each runs a static C program of `tests/programs/c/` (glibc, and musl where
+//! `ppoll`/`pselect6` signal masks, the rules of `sigaltstack` and `sigaction`, `futex`
+//! operations, and the random sources. Each runs a static C program of `tests/programs/c/` (glibc, and musl where
 //! built) under `pvmux run --rootfs`, and compares with the native run of the same program
 //! where the behaviour is Linux's.
 
@@ -158,6 +158,19 @@ fn ppoll_pselect_and_sigsuspend_apply_their_mask() {
 )]
 fn sigaltstack_and_sigaction_follow_linux_rules() {
     same_as_native("signal-rules");
+}
+
+/// `futex` called directly: `FUTEX_WAKE_OP` performs its operation on the second word and
+/// wakes there only when the comparison passes, with Linux's errors; a wake count of 0 wakes
+/// one; stray bits and misplaced `FUTEX_CLOCK_REALTIME` are `ENOSYS`; private and shared
+/// keys of shared memory differ.
+#[test]
+#[cfg_attr(
+    not(have_static_glibc),
+    ignore = "needs a static glibc: apt-get install libc6-dev"
+)]
+fn futex_operations_follow_linux() {
+    same_as_native("futex-ops");
 }
 
 /// `getrusage` (self, children, thread), `wait4`'s rusage, `times`, `SIGCHLD`'s `si_utime` and

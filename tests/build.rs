@@ -30,7 +30,7 @@ const PROGRAMS: [&str; 8] = [
 ];
 
 /// The C programs of `programs/c/` (besides `hello.c`), each built for glibc and musl.
-const C_PROGRAMS: [&str; 13] = [
+const C_PROGRAMS: [&str; 14] = [
     "stress_fork",
     "stress_vfork_exec",
     "stress_fork_fault",
@@ -44,6 +44,7 @@ const C_PROGRAMS: [&str; 13] = [
     "random_sources",
     "signal_rules",
     "futex_ops",
+    "exec_rules",
 ];
 
 fn main() {

@@ -1,7 +1,7 @@
 //! Regression tests for what a new user hit first (issue 9): shared anonymous memory across
 //! `fork`, how a program's death is reported, signal information, CPU-time accounting,
 //! `ppoll`/`pselect6` signal masks, the rules of `sigaltstack` and `sigaction`, `futex`
-//! operations, and the random sources. Each runs a static C program of `tests/programs/c/` (glibc, and musl where
+//! operations, `execve`'s rules, and the random sources. Each runs a static C program of `tests/programs/c/` (glibc, and musl where
 //! built) under `pvmux run --rootfs`, and compares with the native run of the same program
 //! where the behaviour is Linux's.
 
@@ -171,6 +171,17 @@ fn sigaltstack_and_sigaction_follow_linux_rules() {
 )]
 fn futex_operations_follow_linux() {
     same_as_native("futex-ops");
+}
+
+/// `execve`: an empty argv, `MAX_ARG_STRLEN`, malformed executables (`ENOEXEC`), `#!` lines
+/// split as Linux splits them, and the auxiliary vector the new program finds.
+#[test]
+#[cfg_attr(
+    not(have_static_glibc),
+    ignore = "needs a static glibc: apt-get install libc6-dev"
+)]
+fn execve_follows_linux_rules() {
+    same_as_native("exec-rules");
 }
 
 /// `getrusage` (self, children, thread), `wait4`'s rusage, `times`, `SIGCHLD`'s `si_utime` and

@@ -634,8 +634,9 @@ pub(crate) fn do_execve(
     envp: Vec<Vec<u8>>,
 ) -> SysResult {
     let p = &task.process;
+    // No arguments: one empty argv[0], as Linux (since 5.18) gives.
     let argv = if argv.is_empty() {
-        alloc::vec![path.clone()]
+        alloc::vec![Vec::new()]
     } else {
         argv
     };

@@ -30,7 +30,7 @@ const PROGRAMS: [&str; 8] = [
 ];
 
 /// The C programs of `programs/c/` (besides `hello.c`), each built for glibc and musl.
-const C_PROGRAMS: [&str; 14] = [
+const C_PROGRAMS: [&str; 15] = [
     "stress_fork",
     "stress_vfork_exec",
     "stress_fork_fault",
@@ -45,6 +45,7 @@ const C_PROGRAMS: [&str; 14] = [
     "signal_rules",
     "futex_ops",
     "exec_rules",
+    "path_rules",
 ];
 
 fn main() {

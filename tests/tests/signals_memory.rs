@@ -1,7 +1,7 @@
 //! Regression tests for what a new user hit first (issue 9): shared anonymous memory across
 //! `fork`, how a program's death is reported, signal information, CPU-time accounting,
 //! `ppoll`/`pselect6` signal masks, the rules of `sigaltstack` and `sigaction`, `futex`
-//! operations, `execve`'s rules, and the random sources. Each runs a static C program of `tests/programs/c/` (glibc, and musl where
+//! operations, `execve`'s rules, the path calls' rules, and the random sources. Each runs a static C program of `tests/programs/c/` (glibc, and musl where
 //! built) under `pvmux run --rootfs`, and compares with the native run of the same program
 //! where the behaviour is Linux's.
 
@@ -182,6 +182,18 @@ fn futex_operations_follow_linux() {
 )]
 fn execve_follows_linux_rules() {
     same_as_native("exec-rules");
+}
+
+/// The `*at` calls' conventions (absolute paths, bad or non-directory `dirfd`,
+/// `AT_EMPTY_PATH`), `open`'s flags (access mode 3, `O_RDONLY|O_TRUNC`, `O_PATH`,
+/// `O_TMPFILE`) and the errnos of `mknod`, `unlinkat`, `linkat`, `renameat2`, `utimensat`.
+#[test]
+#[cfg_attr(
+    not(have_static_glibc),
+    ignore = "needs a static glibc: apt-get install libc6-dev"
+)]
+fn path_calls_follow_linux_rules() {
+    same_as_native("path-rules");
 }
 
 /// `getrusage` (self, children, thread), `wait4`'s rusage, `times`, `SIGCHLD`'s `si_utime` and

@@ -30,7 +30,7 @@ const PROGRAMS: [&str; 8] = [
 ];
 
 /// The C programs of `programs/c/` (besides `hello.c`), each built for glibc and musl.
-const C_PROGRAMS: [&str; 15] = [
+const C_PROGRAMS: [&str; 16] = [
     "stress_fork",
     "stress_vfork_exec",
     "stress_fork_fault",
@@ -46,6 +46,7 @@ const C_PROGRAMS: [&str; 15] = [
     "futex_ops",
     "exec_rules",
     "path_rules",
+    "poll_rules",
 ];
 
 fn main() {

@@ -1,7 +1,8 @@
 //! Regression tests for what a new user hit first (issue 9): shared anonymous memory across
 //! `fork`, how a program's death is reported, signal information, CPU-time accounting,
 //! `ppoll`/`pselect6` signal masks, the rules of `sigaltstack` and `sigaction`, `futex`
-//! operations, `execve`'s rules, the path calls' rules, and the random sources. Each runs a static C program of `tests/programs/c/` (glibc, and musl where
+//! operations, `execve`'s rules, the path calls' rules, `poll`/`select`, and the random
+//! sources. Each runs a static C program of `tests/programs/c/` (glibc, and musl where
 //! built) under `pvmux run --rootfs`, and compares with the native run of the same program
 //! where the behaviour is Linux's.
 
@@ -194,6 +195,16 @@ fn execve_follows_linux_rules() {
 )]
 fn path_calls_follow_linux_rules() {
     same_as_native("path-rules");
+}
+
+/// `poll` and `select` on pipes and closed descriptors, `select`'s timeout and `nfds`.
+#[test]
+#[cfg_attr(
+    not(have_static_glibc),
+    ignore = "needs a static glibc: apt-get install libc6-dev"
+)]
+fn poll_and_select_follow_linux_rules() {
+    same_as_native("poll-rules");
 }
 
 /// `getrusage` (self, children, thread), `wait4`'s rusage, `times`, `SIGCHLD`'s `si_utime` and

@@ -14,6 +14,8 @@
 //! `RUSAGE_CHILDREN` — the children it has reaped (each with its own reaped children, as
 //! Linux).
 
+#![deny(unsafe_code)]
+
 use alloc::sync::{Arc, Weak};
 use core::sync::atomic::{AtomicU64, Ordering};
 

@@ -9,6 +9,8 @@
 //! than memory, a segment past the end of the file) or does not check at all (`EI_CLASS`,
 //! `EI_DATA`).
 
+#![deny(unsafe_code)]
+
 use alloc::vec::Vec;
 
 use pvmux_hypercalls::user::{in_user_window, prot};

@@ -1,5 +1,7 @@
 //! `#!` scripts: the interpreter line, parsed as Linux's `binfmt_script` does.
 
+#![deny(unsafe_code)]
+
 use alloc::vec::Vec;
 
 /// How much of a script Linux reads for its `#!` line (`BINPRM_BUF_SIZE`).

@@ -12,6 +12,8 @@
 //!  sp (16-byte aligned) ->  argc
 //! ```
 
+#![deny(unsafe_code)]
+
 use alloc::vec::Vec;
 
 use pvmux_hypercalls::PAGE_SIZE;

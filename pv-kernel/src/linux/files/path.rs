@@ -2,6 +2,8 @@
 //! the working directory. Relative paths resolve against the working directory or, for the
 //! `*at` calls, the directory a descriptor refers to.
 
+#![deny(unsafe_code)]
+
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 

@@ -6,6 +6,8 @@
 //! with other writers). `O_NONBLOCK` turns waiting into `EAGAIN`; a signal into `EINTR` (or a
 //! short count once something was transferred).
 
+#![deny(unsafe_code)]
+
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, Ordering};

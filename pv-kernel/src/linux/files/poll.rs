@@ -4,6 +4,8 @@
 //! input) calls [`notify`], which wakes all pollers; they re-check their files. Regular
 //! files, directories and memory devices are always ready.
 
+#![deny(unsafe_code)]
+
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 

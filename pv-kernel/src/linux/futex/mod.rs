@@ -10,6 +10,8 @@
 //! `FUTEX_REQUEUE` and `FUTEX_CMP_REQUEUE` wake every waiter instead of moving them (a
 //! spurious wake-up, which every futex user must accept).
 
+#![deny(unsafe_code)]
+
 mod op;
 mod queues;
 

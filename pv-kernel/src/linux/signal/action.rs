@@ -179,6 +179,20 @@ impl SigAction {
     }
 }
 
+/// The `rax` to resume with after the handler when system call `interrupted` (its number)
+/// returned `EINTR` (`rax`) because of a signal whose action has flags `flags`: with
+/// `SA_RESTART` the call is made again — `rax` becomes its number and the caller moves
+/// `rip` back over the 2-byte `syscall` — else it fails with `EINTR` (`None`). `interrupted`
+/// is `None` when the last system call did not return `EINTR` or is one of those
+/// [`never_restarted`].
+pub(crate) const fn restart(interrupted: Option<u64>, rax: u64, flags: u64) -> Option<u64> {
+    const EINTR: u64 = (-4i64) as u64;
+    match interrupted {
+        Some(nr) if rax == EINTR && flags & SA_RESTART != 0 => Some(nr),
+        _ => None,
+    }
+}
+
 /// True for the system calls Linux never restarts after a handler, whatever `SA_RESTART`
 /// says (`signal(7)`: waits for events, signals or time); they fail with `EINTR`.
 pub(crate) const fn never_restarted(nr: u64) -> bool {
@@ -348,6 +362,29 @@ mod tests {
             ..act
         };
         assert_eq!(ign.after_exec(), ign);
+    }
+
+    #[test]
+    fn sa_restart_restarts_an_interrupted_call() {
+        let eintr = (-(libc::EINTR as i64)) as u64;
+        assert_eq!(restart(Some(nr::READ), eintr, SA_RESTART), Some(nr::READ));
+        assert_eq!(
+            restart(Some(nr::READ), eintr, 0),
+            None,
+            "without SA_RESTART: EINTR"
+        );
+        assert_eq!(
+            restart(None, eintr, SA_RESTART),
+            None,
+            "nothing was interrupted"
+        );
+        // A call that finished (a short read) is not made again.
+        assert_eq!(restart(Some(nr::READ), 5, SA_RESTART), None);
+        assert_eq!(
+            restart(Some(nr::READ), (-11i64) as u64, SA_RESTART),
+            None,
+            "EAGAIN"
+        );
     }
 
     #[test]

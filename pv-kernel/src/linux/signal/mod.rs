@@ -13,6 +13,8 @@
 //! This file holds the per-thread state ([`SigState`]) and the glue to tasks, processes and
 //! user memory.
 
+#![deny(unsafe_code)]
+
 mod action;
 mod altstack;
 mod frame;
@@ -288,11 +290,9 @@ pub(crate) fn deliver(t: &Arc<Task>, st: &mut UserState, fresh: &mut bool) -> Re
         }
         // Restart or fail the interrupted system call.
         let interrupted = t.sig.interrupted.swap(u64::MAX, Ordering::Relaxed);
-        if interrupted != u64::MAX
-            && st.regs.rax == (-(Errno::EINTR.code() as i64)) as u64
-            && act.flags & sa::SA_RESTART != 0
-        {
-            st.regs.rax = interrupted;
+        let interrupted = (interrupted != u64::MAX).then_some(interrupted);
+        if let Some(nr) = action::restart(interrupted, st.regs.rax, act.flags) {
+            st.regs.rax = nr;
             st.regs.rip -= 2;
         }
         // The frame records the mask to return to: the one saved by a wait with a

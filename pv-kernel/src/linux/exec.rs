@@ -70,7 +70,7 @@ pub(crate) fn load(
     execfn: &[u8],
 ) -> Result<Loaded, Errno> {
     let file = image.bytes();
-    let elf = elf::parse(file, PIE_BASE, MMAP_TOP)?;
+    let elf = elf::parse(file, file.len() as u64, PIE_BASE, MMAP_TOP)?;
     let mut mm = space.mm.lock();
     for seg in &elf.segments {
         let (s, e) = seg.pages();

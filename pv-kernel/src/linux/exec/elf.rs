@@ -121,9 +121,12 @@ const fn rights(p_flags: u32) -> u32 {
     p
 }
 
-/// Parses executable `file`: a position-independent one is placed at `pie_base`; every
-/// segment must end below `limit`.
-pub(crate) fn parse(file: &[u8], pie_base: u64, limit: u64) -> Result<Image, Errno> {
+/// Parses an executable of `file_len` bytes from its first bytes `head`, which must hold the
+/// ELF header and the whole program-header table (the segments' data is not read, only
+/// checked to lie within `file_len`): a position-independent executable is placed at
+/// `pie_base`; every segment must end below `limit`.
+pub(crate) fn parse(head: &[u8], file_len: u64, pie_base: u64, limit: u64) -> Result<Image, Errno> {
+    let file = head;
     if file.len() < EHDR_SIZE || file[..4] != *b"\x7fELF" {
         return Err(Errno::ENOEXEC);
     }
@@ -143,7 +146,7 @@ pub(crate) fn parse(file: &[u8], pie_base: u64, limit: u64) -> Result<Image, Err
     if phentsize != PHENT_SIZE || phnum == 0 || phnum > MAX_PHNUM {
         return Err(Errno::ENOEXEC);
     }
-    // The whole table must be in the file.
+    // The whole table must be in the header bytes.
     let table_end = phoff
         .checked_add(phnum * PHENT_SIZE)
         .ok_or(Errno::ENOEXEC)?;
@@ -174,7 +177,7 @@ pub(crate) fn parse(file: &[u8], pie_base: u64, limit: u64) -> Result<Image, Err
                     .map(page_down)
                     .ok_or(Errno::ENOEXEC)?;
                 if p_filesz > p_memsz
-                    || file_end > file.len() as u64
+                    || file_end > file_len
                     || !in_user_window(first, last - first)
                     || end >= limit
                 {
@@ -288,6 +291,11 @@ pub(crate) mod tests {
         f
     }
 
+    /// Parses a whole file.
+    pub(crate) fn whole(f: &[u8]) -> Result<Image, Errno> {
+        parse(f, f.len() as u64, PIE, LIMIT)
+    }
+
     /// A valid static executable.
     pub(crate) fn static_exe() -> Vec<u8> {
         elf(ET_EXEC, 0x40_1000, &headers(), 0x2000)
@@ -311,7 +319,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_static_executable() {
-        let img = parse(&static_exe(), PIE, LIMIT).unwrap();
+        let img = whole(&static_exe()).unwrap();
         assert_eq!(img.entry, 0x40_1000);
         assert_eq!(img.phdr, 0x40_0040);
         assert_eq!(img.phnum, 3);
@@ -348,7 +356,7 @@ pub(crate) mod tests {
                 ..*p
             })
             .collect();
-        let img = parse(&elf(ET_DYN, 0x1000, &phs, 0x2000), PIE, LIMIT).unwrap();
+        let img = whole(&elf(ET_DYN, 0x1000, &phs, 0x2000)).unwrap();
         assert_eq!(img.entry, PIE + 0x1000);
         assert_eq!(img.phdr, PIE + 64, "inside the first PT_LOAD");
         assert_eq!(img.segments[0].va, PIE);
@@ -359,7 +367,7 @@ pub(crate) mod tests {
     fn what_is_refused() {
         let ok = static_exe();
         let refused = |f: &[u8], why: &str| {
-            assert_eq!(parse(f, PIE, LIMIT), Err(Errno::ENOEXEC), "{why}");
+            assert_eq!(whole(f), Err(Errno::ENOEXEC), "{why}");
         };
         let with = |edit: &dyn Fn(&mut Vec<u8>)| {
             let mut f = ok.clone();
@@ -427,6 +435,24 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_headers_alone_are_enough_and_segments_are_checked_against_the_file_length() {
+        let f = static_exe();
+        let head = &f[..64 + 3 * 56];
+        assert_eq!(parse(head, f.len() as u64, PIE, LIMIT), whole(&f));
+        // The data segment ends at 0x1910: a file one byte shorter cannot hold it.
+        assert_eq!(
+            parse(head, 0x1910, PIE, LIMIT).map(|i| i.segments.len()),
+            Ok(2)
+        );
+        assert_eq!(parse(head, 0x190f, PIE, LIMIT), Err(Errno::ENOEXEC));
+        // The program headers themselves must be in the head.
+        assert_eq!(
+            parse(&f[..64 + 2 * 56], f.len() as u64, PIE, LIMIT),
+            Err(Errno::ENOEXEC)
+        );
+    }
+
+    #[test]
     fn odd_but_harmless_headers_are_accepted() {
         // Segments out of order, overlapping, or not congruent with their file offset; an
         // entry point outside every segment (the program will fault, as on Linux); other
@@ -450,7 +476,7 @@ pub(crate) mod tests {
             filesz: 0,
             memsz: 0,
         });
-        let img = parse(&elf(ET_EXEC, 0x90_0000, &phs, 0x2000), PIE, LIMIT).unwrap();
+        let img = whole(&elf(ET_EXEC, 0x90_0000, &phs, 0x2000)).unwrap();
         assert_eq!(img.segments.len(), 3);
         assert!(!img.segments[0].congruent());
         assert_eq!(img.entry, 0x90_0000);
@@ -461,7 +487,7 @@ pub(crate) mod tests {
     fn the_host_test_binary_is_refused_for_its_interpreter_and_parses_without_it() {
         // A real ELF file: this test program (dynamically linked, a PIE).
         let mut me = std::fs::read("/proc/self/exe").unwrap();
-        assert_eq!(parse(&me, PIE, LIMIT), Err(Errno::ENOEXEC), "PT_INTERP");
+        assert_eq!(whole(&me), Err(Errno::ENOEXEC), "PT_INTERP");
         let phoff = u64::from_le_bytes(me[32..40].try_into().unwrap()) as usize;
         let phnum = u16::from_le_bytes(me[56..58].try_into().unwrap()) as usize;
         let mut loads = 0;
@@ -476,7 +502,7 @@ pub(crate) mod tests {
         if phnum as u64 > MAX_PHNUM {
             return; // a linker that wrote more headers than Linux would take
         }
-        let img = parse(&me, PIE, LIMIT).unwrap();
+        let img = whole(&me).unwrap();
         assert_eq!(img.segments.len(), loads);
         assert!(img.phdr >= PIE, "PT_PHDR relocated");
         for s in &img.segments {
@@ -562,7 +588,7 @@ pub(crate) mod tests {
                     m.drain(i..i + len);
                 }
             }
-            let Ok(img) = parse(&m, PIE, LIMIT) else {
+            let Ok(img) = whole(&m) else {
                 continue;
             };
             accepted += 1;

@@ -30,7 +30,7 @@ const PROGRAMS: [&str; 8] = [
 ];
 
 /// The C programs of `programs/c/` (besides `hello.c`), each built for glibc and musl.
-const C_PROGRAMS: [&str; 11] = [
+const C_PROGRAMS: [&str; 16] = [
     "stress_fork",
     "stress_vfork_exec",
     "stress_fork_fault",
@@ -42,6 +42,11 @@ const C_PROGRAMS: [&str; 11] = [
     "sigmask_wait",
     "cputime",
     "random_sources",
+    "signal_rules",
+    "futex_ops",
+    "exec_rules",
+    "path_rules",
+    "poll_rules",
 ];
 
 fn main() {

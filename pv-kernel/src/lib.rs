@@ -28,6 +28,8 @@ mod hcall;
 mod hostile;
 mod irq;
 mod linux;
+#[cfg(test)]
+mod linux_abi_tests;
 mod mem;
 mod mm;
 pub mod panic;

@@ -1,8 +1,10 @@
 //! Regression tests for what a new user hit first (issue 9): shared anonymous memory across
 //! `fork`, how a program's death is reported, signal information, CPU-time accounting,
-//! `ppoll`/`pselect6` signal masks and the random sources. Each runs a static C program of
-//! `tests/programs/c/` (glibc, and musl where built) under `pvmux run --rootfs`, and compares
-//! with the native run of the same program where the behaviour is Linux's.
+//! `ppoll`/`pselect6` signal masks, the rules of `sigaltstack` and `sigaction`, `futex`
+//! operations, `execve`'s rules, the path calls' rules, `poll`/`select`, and the random
+//! sources. Each runs a static C program of `tests/programs/c/` (glibc, and musl where
+//! built) under `pvmux run --rootfs`, and compares with the native run of the same program
+//! where the behaviour is Linux's.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -144,6 +146,65 @@ fn siginfo_names_the_sender() {
 )]
 fn ppoll_pselect_and_sigsuspend_apply_their_mask() {
     same_as_native("sigmask-wait");
+}
+
+/// `sigaltstack` (what it reports and refuses, `SS_AUTODISARM`, inheritance by `fork` but
+/// not threads), handlers on the alternate stack, `SA_RESETHAND`, `SA_NODEFER`, the masks
+/// `sigaction` and `sigprocmask` store and the frame's `uc_stack`/`uc_sigmask`/`oldmask` are
+/// Linux's.
+#[test]
+#[cfg_attr(
+    not(have_static_glibc),
+    ignore = "needs a static glibc: apt-get install libc6-dev"
+)]
+fn sigaltstack_and_sigaction_follow_linux_rules() {
+    same_as_native("signal-rules");
+}
+
+/// `futex` called directly: `FUTEX_WAKE_OP` performs its operation on the second word and
+/// wakes there only when the comparison passes, with Linux's errors; a wake count of 0 wakes
+/// one; stray bits and misplaced `FUTEX_CLOCK_REALTIME` are `ENOSYS`; private and shared
+/// keys of shared memory differ.
+#[test]
+#[cfg_attr(
+    not(have_static_glibc),
+    ignore = "needs a static glibc: apt-get install libc6-dev"
+)]
+fn futex_operations_follow_linux() {
+    same_as_native("futex-ops");
+}
+
+/// `execve`: an empty argv, `MAX_ARG_STRLEN`, malformed executables (`ENOEXEC`), `#!` lines
+/// split as Linux splits them, and the auxiliary vector the new program finds.
+#[test]
+#[cfg_attr(
+    not(have_static_glibc),
+    ignore = "needs a static glibc: apt-get install libc6-dev"
+)]
+fn execve_follows_linux_rules() {
+    same_as_native("exec-rules");
+}
+
+/// The `*at` calls' conventions (absolute paths, bad or non-directory `dirfd`,
+/// `AT_EMPTY_PATH`), `open`'s flags (access mode 3, `O_RDONLY|O_TRUNC`, `O_PATH`,
+/// `O_TMPFILE`) and the errnos of `mknod`, `unlinkat`, `linkat`, `renameat2`, `utimensat`.
+#[test]
+#[cfg_attr(
+    not(have_static_glibc),
+    ignore = "needs a static glibc: apt-get install libc6-dev"
+)]
+fn path_calls_follow_linux_rules() {
+    same_as_native("path-rules");
+}
+
+/// `poll` and `select` on pipes and closed descriptors, `select`'s timeout and `nfds`.
+#[test]
+#[cfg_attr(
+    not(have_static_glibc),
+    ignore = "needs a static glibc: apt-get install libc6-dev"
+)]
+fn poll_and_select_follow_linux_rules() {
+    same_as_native("poll-rules");
 }
 
 /// `getrusage` (self, children, thread), `wait4`'s rusage, `times`, `SIGCHLD`'s `si_utime` and

@@ -205,3 +205,122 @@ impl fmt::Display for Errno {
         write!(f, "{} ({})", self.name(), self.message())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Errno::{self, *};
+
+    /// Every variant.
+    const ALL: [Errno; 42] = [
+        EPERM,
+        ENOENT,
+        EIO,
+        EBADF,
+        ENOMEM,
+        EBUSY,
+        EEXIST,
+        ENOTDIR,
+        EISDIR,
+        EINVAL,
+        EMFILE,
+        EFBIG,
+        ENOSPC,
+        EMLINK,
+        ENAMETOOLONG,
+        ENOTEMPTY,
+        ELOOP,
+        EOVERFLOW,
+        ESRCH,
+        EINTR,
+        ENXIO,
+        E2BIG,
+        ENOEXEC,
+        ECHILD,
+        EAGAIN,
+        EACCES,
+        EFAULT,
+        EXDEV,
+        ENODEV,
+        ENFILE,
+        ENOTTY,
+        ETXTBSY,
+        ESPIPE,
+        EROFS,
+        EPIPE,
+        EDOM,
+        ERANGE,
+        ENOSYS,
+        ENOTSUP,
+        ENOTSOCK,
+        EAFNOSUPPORT,
+        ETIMEDOUT,
+    ];
+
+    #[test]
+    fn numbers_match_the_host_linux() {
+        let linux = [
+            (EPERM, libc::EPERM),
+            (ENOENT, libc::ENOENT),
+            (EIO, libc::EIO),
+            (EBADF, libc::EBADF),
+            (ENOMEM, libc::ENOMEM),
+            (EBUSY, libc::EBUSY),
+            (EEXIST, libc::EEXIST),
+            (ENOTDIR, libc::ENOTDIR),
+            (EISDIR, libc::EISDIR),
+            (EINVAL, libc::EINVAL),
+            (EMFILE, libc::EMFILE),
+            (EFBIG, libc::EFBIG),
+            (ENOSPC, libc::ENOSPC),
+            (EMLINK, libc::EMLINK),
+            (ENAMETOOLONG, libc::ENAMETOOLONG),
+            (ENOTEMPTY, libc::ENOTEMPTY),
+            (ELOOP, libc::ELOOP),
+            (EOVERFLOW, libc::EOVERFLOW),
+            (ESRCH, libc::ESRCH),
+            (EINTR, libc::EINTR),
+            (ENXIO, libc::ENXIO),
+            (E2BIG, libc::E2BIG),
+            (ENOEXEC, libc::ENOEXEC),
+            (ECHILD, libc::ECHILD),
+            (EAGAIN, libc::EAGAIN),
+            (EACCES, libc::EACCES),
+            (EFAULT, libc::EFAULT),
+            (EXDEV, libc::EXDEV),
+            (ENODEV, libc::ENODEV),
+            (ENFILE, libc::ENFILE),
+            (ENOTTY, libc::ENOTTY),
+            (ETXTBSY, libc::ETXTBSY),
+            (ESPIPE, libc::ESPIPE),
+            (EROFS, libc::EROFS),
+            (EPIPE, libc::EPIPE),
+            (EDOM, libc::EDOM),
+            (ERANGE, libc::ERANGE),
+            (ENOSYS, libc::ENOSYS),
+            (ENOTSUP, libc::ENOTSUP),
+            (ENOTSOCK, libc::ENOTSOCK),
+            (EAFNOSUPPORT, libc::EAFNOSUPPORT),
+            (ETIMEDOUT, libc::ETIMEDOUT),
+        ];
+        assert_eq!(linux.len(), ALL.len());
+        for (ours, l) in linux {
+            assert_eq!(ours.code(), l, "{}", ours.name());
+        }
+    }
+
+    #[test]
+    fn names_and_messages_are_the_c_librarys() {
+        for e in ALL {
+            // The host C library's strerror, through std.
+            let host = std::io::Error::from_raw_os_error(e.code()).to_string();
+            let want = host.split(" (os error").next().unwrap();
+            assert_eq!(e.message(), want, "{}", e.name());
+            assert!(e.name().starts_with('E') && e.name().len() > 2);
+        }
+        let mut names: Vec<&str> = ALL.iter().map(|e| e.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ALL.len(), "a name twice");
+        assert_eq!(ENOENT.to_string(), "ENOENT (No such file or directory)");
+    }
+}

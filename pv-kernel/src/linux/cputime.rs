@@ -14,6 +14,8 @@
 //! `RUSAGE_CHILDREN` — the children it has reaped (each with its own reaped children, as
 //! Linux).
 
+#![deny(unsafe_code)]
+
 use alloc::sync::{Arc, Weak};
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -185,4 +187,104 @@ pub(crate) fn process_usage(p: &Process) -> Usage {
 pub(crate) fn thread_ended(t: &Task) {
     let u = thread_usage(t);
     t.process.times.ended.lock().add(&u);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_are_hundredths_of_a_second_rounded_down() {
+        assert_eq!(ticks(0), 0);
+        assert_eq!(ticks(9_999_999), 0);
+        assert_eq!(ticks(10_000_000), 1);
+        assert_eq!(ticks(1_234_567_890), 123);
+        assert_eq!(ticks(u64::MAX), (u64::MAX / 10_000_000) as i64);
+        // What sysconf(_SC_CLK_TCK) says on the host too.
+        assert_eq!(CLK_TCK, 100);
+    }
+
+    #[test]
+    fn rusage_layout_matches_the_host_linux() {
+        use core::mem::offset_of;
+        assert_eq!(core::mem::size_of::<libc::rusage>(), 144);
+        let u = Usage {
+            user_ns: 3_250_000_999,
+            system_ns: 1_000_500,
+            maxrss_kib: 4096,
+            minflt: 77,
+        };
+        let b = u.to_rusage();
+        let at = |o: usize| i64::from_le_bytes(b[o..o + 8].try_into().unwrap());
+        let utime = offset_of!(libc::rusage, ru_utime);
+        let stime = offset_of!(libc::rusage, ru_stime);
+        assert_eq!(
+            (at(utime), at(utime + 8)),
+            (3, 250_000),
+            "s, µs rounded down"
+        );
+        assert_eq!((at(stime), at(stime + 8)), (0, 1_000));
+        assert_eq!(at(offset_of!(libc::rusage, ru_maxrss)), 4096);
+        assert_eq!(at(offset_of!(libc::rusage, ru_minflt)), 77);
+        assert_eq!(at(offset_of!(libc::rusage, ru_majflt)), 0);
+        assert_eq!(at(offset_of!(libc::rusage, ru_nvcsw)), 0);
+    }
+
+    #[test]
+    fn usages_add_up_and_the_resident_set_is_the_largest() {
+        let mut a = Usage {
+            user_ns: 5,
+            system_ns: 7,
+            maxrss_kib: 100,
+            minflt: 1,
+        };
+        a.add(&Usage {
+            user_ns: 1,
+            system_ns: 2,
+            maxrss_kib: 50,
+            minflt: 3,
+        });
+        assert_eq!(
+            a,
+            Usage {
+                user_ns: 6,
+                system_ns: 9,
+                maxrss_kib: 100,
+                minflt: 4
+            }
+        );
+        assert_eq!(a.cpu_ns(), 15);
+    }
+
+    #[test]
+    fn a_process_counts_its_ended_threads_and_reaped_children() {
+        let t = ProcessTimes::default();
+        t.fault(10);
+        t.fault(5);
+        t.note_rss(3);
+        t.ended.lock().add(&Usage {
+            user_ns: 100,
+            system_ns: 10,
+            ..Usage::default()
+        });
+        let child = Usage {
+            user_ns: 1000,
+            system_ns: 1,
+            maxrss_kib: 400,
+            minflt: 9,
+        };
+        t.child_reaped(&child);
+        assert_eq!(t.children(), child);
+        assert_eq!(
+            t.total(),
+            Usage {
+                user_ns: 1100,
+                system_ns: 11,
+                maxrss_kib: 400,
+                minflt: 11
+            },
+            "own faults plus the child's; the larger resident set"
+        );
+        assert_eq!(t.own_ended().maxrss_kib, 40, "10 pages at most");
+    }
 }

@@ -152,7 +152,7 @@ pub(crate) fn shutdown_record(status: i32, exe: &[u8]) -> Option<ShutdownRecord>
                     r.fault_sp = f.sp;
                     r.fault_error_code = f.error_code;
                 }
-                Detail::Queued(rest) => {
+                Detail::Queued { rest, .. } => {
                     r.sender_pid = i32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
                 }
                 Detail::Child { .. } => {}

@@ -34,7 +34,11 @@ pub(crate) fn report_unknown() {
     }
 }
 
-/// Reads a NULL-terminated array of string pointers (argv/envp).
+/// Longest argument or environment string, its NUL included (Linux's `MAX_ARG_STRLEN`).
+const MAX_ARG_STRLEN: usize = 32 * 4096;
+
+/// Reads a NULL-terminated array of string pointers (argv/envp); a string longer than
+/// [`MAX_ARG_STRLEN`] is `E2BIG`, as Linux.
 fn read_str_array(va: u64) -> Result<Vec<Vec<u8>>, Errno> {
     let mut out = Vec::new();
     if va == 0 {
@@ -46,7 +50,10 @@ fn read_str_array(va: u64) -> Result<Vec<Vec<u8>>, Errno> {
         if p == 0 {
             return Ok(out);
         }
-        let s = read_cstr(p, 128 * 1024)?;
+        let s = read_cstr(p, MAX_ARG_STRLEN - 1).map_err(|e| match e {
+            Errno::ENAMETOOLONG => Errno::E2BIG,
+            e => e,
+        })?;
         total += s.len() + 1;
         if total > 2 << 20 {
             return Err(Errno::E2BIG);
@@ -187,7 +194,7 @@ pub(crate) fn syscall(
         nr::RT_TGSIGQUEUEINFO => {
             signal::sys_rt_tgsigqueueinfo(a[0] as i32 as i64, a[1] as i32 as i64, a[2], a[3])
         }
-        nr::SIGALTSTACK => signal::sys_sigaltstack(a[0], a[1]),
+        nr::SIGALTSTACK => signal::sys_sigaltstack(a[0], a[1], st.regs.rsp),
         nr::KILL => signal::sys_kill(a[0] as i32 as i64, a[1]),
         nr::TGKILL => signal::sys_tgkill(Some(a[0] as i32 as i64), a[1] as i32 as i64, a[2]),
         nr::TKILL => signal::sys_tgkill(None, a[0] as i32 as i64, a[1]),

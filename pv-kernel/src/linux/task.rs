@@ -14,7 +14,7 @@ use pvmux_hypercalls::frame::RFLAGS_USER_MASK;
 
 use super::cputime::{ProcessTimes, TaskTimes};
 use super::files::{FdTable, FsContext};
-use super::signal::{sig, SigAction, SigInfo, SigState};
+use super::signal::{sig, SigAction, SigInfo, SigSet, SigState};
 use super::space::{Exit, Space, UserState};
 use super::{exec, Errno, SysResult};
 use crate::irq::IrqLock;
@@ -146,7 +146,7 @@ impl Task {
         if !(1..=64).contains(&signo) {
             return Ok(());
         }
-        let blocked = self.sig.blocked() & (1 << (signo - 1)) != 0;
+        let blocked = self.sig.blocked().contains(signo);
         if !blocked && super::signal::is_ignored(&self.process, signo) {
             return Ok(());
         }
@@ -263,12 +263,12 @@ fn new_process(
     p
 }
 
-fn new_task(tid: i32, process: &Arc<Process>, blocked: u64) -> Arc<Task> {
+fn new_task(tid: i32, process: &Arc<Process>, sig: SigState) -> Arc<Task> {
     LIVE_TASKS.fetch_add(1, Ordering::Relaxed);
     let t = Arc::new(Task {
         tid,
         process: process.clone(),
-        sig: SigState::new(blocked),
+        sig,
         clear_child_tid: AtomicU64::new(0),
         thread: spin::Once::new(),
         must_exit: AtomicBool::new(false),
@@ -343,7 +343,7 @@ pub(crate) fn run_init(argv: Vec<Vec<u8>>) -> Result<i32, Errno> {
         0o022,
     );
     *p.exe.lock() = path.clone();
-    let t = new_task(p.pid, &p, 0);
+    let t = new_task(p.pid, &p, SigState::new(SigSet::EMPTY));
     start(t, UserState::new(loaded.entry, loaded.rsp), true)?;
     INIT_WQ.wait_until(|| INIT_STATUS.lock().is_some());
     let status = INIT_STATUS.lock().unwrap_or(0);
@@ -550,7 +550,8 @@ pub(crate) fn do_clone(
     if flags & CLONE_SETTLS != 0 {
         cst.fs_base = tls;
     }
-    let blocked = task.sig.blocked();
+    // A thread or `CLONE_VM` child (not `vfork`) starts without an alternate stack.
+    let shares_stack = flags & CLONE_VM != 0 && flags & CLONE_VFORK == 0;
     if LIVE_TASKS.load(Ordering::Relaxed) >= max_tasks() {
         return Err(Errno::EAGAIN);
     }
@@ -559,7 +560,7 @@ pub(crate) fn do_clone(
             return Err(Errno::EINVAL);
         }
         let tid = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        let t = new_task(tid, p, blocked);
+        let t = new_task(tid, p, task.sig.cloned(shares_stack));
         if flags & CLONE_PARENT_SETTID != 0 {
             super::uaccess::write_val(ptid, &tid)?;
         }
@@ -600,7 +601,7 @@ pub(crate) fn do_clone(
         p.umask.load(Ordering::Relaxed),
     );
     *c.exe.lock() = exe;
-    let t = new_task(c.pid, &c, blocked);
+    let t = new_task(c.pid, &c, task.sig.cloned(shares_stack));
     if flags & CLONE_PARENT_SETTID != 0 {
         super::uaccess::write_val(ptid, &c.pid)?;
     }
@@ -633,8 +634,9 @@ pub(crate) fn do_execve(
     envp: Vec<Vec<u8>>,
 ) -> SysResult {
     let p = &task.process;
+    // No arguments: one empty argv[0], as Linux (since 5.18) gives.
     let argv = if argv.is_empty() {
-        alloc::vec![path.clone()]
+        alloc::vec![Vec::new()]
     } else {
         argv
     };

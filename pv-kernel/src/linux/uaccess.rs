@@ -33,6 +33,18 @@ pub(crate) fn write_val<T: IntoBytes + Immutable>(va: u64, v: &T) -> Result<(), 
     copy_to_user(va, v.as_bytes())
 }
 
+/// Changes the 32-bit word at user address `va` to `f(old)` in one atomic step, as the
+/// program's own locked instructions would (threads running on other vCPUs meanwhile see
+/// the old or the new value, never a mix), and returns `old`. The page must be writable
+/// (copy-on-write is broken first): `EFAULT` otherwise or if unmapped, `EINVAL` if `va` is
+/// not 4-byte aligned. `FUTEX_WAKE_OP` changes its second word with it.
+pub(crate) fn atomic_update_u32(va: u64, f: impl FnMut(u32) -> u32) -> Result<u32, Errno> {
+    if !va.is_multiple_of(4) {
+        return Err(Errno::EINVAL);
+    }
+    super::space::current_atomic_update_u32(va, f)
+}
+
 /// Reads a NUL-terminated string of at most `max` bytes (NUL excluded) from user address
 /// `va`. `ENAMETOOLONG` if longer, `EFAULT` if unmapped.
 pub(crate) fn read_cstr(va: u64, max: usize) -> Result<Vec<u8>, Errno> {

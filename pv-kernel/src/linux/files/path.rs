@@ -2,6 +2,8 @@
 //! the working directory. Relative paths resolve against the working directory or, for the
 //! `*at` calls, the directory a descriptor refers to.
 
+#![deny(unsafe_code)]
+
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
@@ -10,42 +12,30 @@ use pvmux_hypercalls::hypercall::stream;
 
 use super::dev::{self, Dev};
 use super::fdops::fd_arg;
-use super::file::{fl, fstat, KStat, Kind, OpenFile};
+use super::file::{fstat, KStat, Kind, OpenFile};
 use super::{cwd, fd_file, wall_now};
-use crate::fs::ramfs::{mode, oflag, FileType, Ino, PATH_MAX, ROOT_INO};
+use crate::fs::ramfs::{mode, oflag, FileType, Ino, PATH_MAX};
 use crate::fs::{self, Errno};
 use crate::linux::task::current_process;
 use crate::linux::uaccess::{copy_to_user, read_cstr, read_path, read_val, write_val};
 use crate::linux::SysResult;
 
-/// `dirfd` meaning the working directory.
-pub(crate) const AT_FDCWD: i32 = -100;
-/// Do not follow a final symbolic link.
-pub(crate) const AT_SYMLINK_NOFOLLOW: u64 = 0x100;
-/// `unlinkat`: remove a directory.
-pub(crate) const AT_REMOVEDIR: u64 = 0x200;
-/// `faccessat2`: check with the effective ids.
-pub(crate) const AT_EACCESS: u64 = 0x200;
-/// `linkat`: follow a final symbolic link of the source.
-pub(crate) const AT_SYMLINK_FOLLOW: u64 = 0x400;
-/// `statx`/`fstatat`: do not trigger automounts (ignored).
-pub(crate) const AT_NO_AUTOMOUNT: u64 = 0x800;
-/// An empty path means `dirfd` itself.
-pub(crate) const AT_EMPTY_PATH: u64 = 0x1000;
-/// `statx` sync flags (ignored).
-const AT_STATX_SYNC_TYPE: u64 = 0x6000;
+mod at;
+mod names;
+mod open;
+#[cfg(test)]
+mod tests;
 
-/// Where a path argument resolves from: `/` for absolute paths, else the working
-/// directory (`AT_FDCWD`) or the directory `dirfd` refers to (`ENOTDIR` if not a directory).
+use at::{AT_EACCESS, AT_EMPTY_PATH, AT_SYMLINK_FOLLOW, FSTATAT_FLAGS};
+pub(crate) use at::{AT_FDCWD, AT_REMOVEDIR, AT_SYMLINK_NOFOLLOW};
+use names::time_arg;
+use open::OpenHow;
+
+/// Where a path argument resolves from (see [`at::start`]).
 fn base(dirfd: u64, path: &[u8]) -> Result<Ino, Errno> {
-    if path.first() == Some(&b'/') {
-        return Ok(ROOT_INO);
-    }
-    let dirfd = fd_arg(dirfd);
-    if dirfd == AT_FDCWD {
-        return Ok(cwd());
-    }
-    fd_file(dirfd)?.dir_ino().ok_or(Errno::ENOTDIR)
+    at::start(fd_arg(dirfd), path, cwd(), |fd| {
+        fd_file(fd)?.dir_ino().ok_or(Errno::ENOTDIR)
+    })
 }
 
 /// A path argument that may be empty with `AT_EMPTY_PATH` (`None` then; also for a null
@@ -56,13 +46,7 @@ fn path_or_empty(va: u64, flags: u64) -> Result<Option<Vec<u8>>, Errno> {
     } else {
         read_cstr(va, PATH_MAX)?
     };
-    if p.is_empty() {
-        if flags & AT_EMPTY_PATH == 0 {
-            return Err(Errno::ENOENT);
-        }
-        return Ok(None);
-    }
-    Ok(Some(p))
+    Ok(at::path_or_dirfd(&p, flags)?.map(<[u8]>::to_vec))
 }
 
 /// The file `dirfd` refers to, for an empty path (`None` for `AT_FDCWD`: the working
@@ -115,41 +99,14 @@ fn ino_at(dirfd: u64, path_va: u64, flags: u64, follow: bool) -> Result<Option<I
 // ---------------------------------------------------------------------------------------
 // open.
 
-/// `openat(dirfd, path, flags, mode)` (`open` and `creat` too).
+/// `openat(dirfd, path, flags, mode)` (`open` and `creat` too); see [`OpenHow::decode`].
 pub(crate) fn sys_openat(dirfd: u64, path_va: u64, flags: u64, mode: u64) -> SysResult {
-    let flags = flags as u32;
     let path = read_path(path_va)?;
-    if flags & fl::O_TMPFILE_BIT != 0 {
-        return Err(Errno::ENOTSUP);
-    }
-    if flags & oflag::O_CREAT != 0 && flags & oflag::O_DIRECTORY != 0 {
-        return Err(Errno::EINVAL);
-    }
-    let b = base(dirfd, &path)?;
     let p = current_process();
-    let perm = mode as u32 & mode::PERM & !p.umask.load(Ordering::Relaxed);
-    let path_only = flags & fl::O_PATH != 0;
-    let rflags = if path_only {
-        flags & (oflag::O_DIRECTORY | oflag::O_NOFOLLOW)
-    } else {
-        flags
-            & (oflag::O_ACCMODE
-                | oflag::O_CREAT
-                | oflag::O_EXCL
-                | oflag::O_TRUNC
-                | oflag::O_DIRECTORY
-                | oflag::O_NOFOLLOW)
-    };
-    let (h, st) = fs::with(|fs| {
-        let h = fs.open(b, &path, rflags, perm)?;
-        match fs.fstat(h) {
-            Ok(st) => Ok((h, st)),
-            Err(e) => {
-                let _ = fs.close(h);
-                Err(e)
-            }
-        }
-    })?;
+    let how = OpenHow::decode(flags as u32, mode as u32, p.umask.load(Ordering::Relaxed))?;
+    let path_only = how.path_only;
+    let b = base(dirfd, &path)?;
+    let (h, st) = fs::with(|fs| open::open_node(fs, b, &path, &how))?;
     let kind = match dev::node(st.ino) {
         None => Kind::Node {
             h,
@@ -178,13 +135,8 @@ pub(crate) fn sys_openat(dirfd: u64, path_va: u64, flags: u64, mode: u64) -> Sys
             }
         }
     };
-    let keep = if path_only {
-        fl::O_PATH | (flags & fl::O_CLOEXEC)
-    } else {
-        flags
-    };
-    let file = OpenFile::new(kind, keep);
-    let r = p.files.lock().alloc(file, flags & fl::O_CLOEXEC != 0, 0);
+    let file = OpenFile::new(kind, how.file_flags);
+    let r = p.files.lock().alloc(file, how.cloexec, 0);
     r.map(|fd| fd as u64)
 }
 
@@ -193,9 +145,7 @@ pub(crate) fn sys_openat(dirfd: u64, path_va: u64, flags: u64, mode: u64) -> Sys
 
 /// `newfstatat(dirfd, path, buf, flags)` (`stat` and `lstat` too).
 pub(crate) fn sys_newfstatat(dirfd: u64, path_va: u64, buf: u64, flags: u64) -> SysResult {
-    if flags & !(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH | AT_NO_AUTOMOUNT) != 0 {
-        return Err(Errno::EINVAL);
-    }
+    at::only(flags, FSTATAT_FLAGS)?;
     let st = stat_at(dirfd, path_va, flags)?;
     write_val(buf, &st.to_linux())?;
     Ok(0)
@@ -203,10 +153,7 @@ pub(crate) fn sys_newfstatat(dirfd: u64, path_va: u64, buf: u64, flags: u64) -> 
 
 /// `statx(dirfd, path, flags, mask, buf)`.
 pub(crate) fn sys_statx(dirfd: u64, path_va: u64, flags: u64, _mask: u64, buf: u64) -> SysResult {
-    let known = AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH | AT_NO_AUTOMOUNT | AT_STATX_SYNC_TYPE;
-    if flags & !known != 0 || flags & AT_STATX_SYNC_TYPE == AT_STATX_SYNC_TYPE {
-        return Err(Errno::EINVAL);
-    }
+    at::statx_flags(flags)?;
     let st = stat_at(dirfd, path_va, flags)?;
     write_val(buf, &st.to_statx())?;
     Ok(0)
@@ -253,16 +200,10 @@ pub(crate) fn sys_mkdirat(dirfd: u64, path_va: u64, mode: u64) -> SysResult {
     Ok(0)
 }
 
-/// `mknodat(dirfd, path, mode, dev)`: regular files only (no device nodes or FIFOs).
+/// `mknodat(dirfd, path, mode, dev)`: regular files only (no device nodes or FIFOs; see
+/// [`names::mknod_type`]).
 pub(crate) fn sys_mknodat(dirfd: u64, path_va: u64, mode: u64, _dev: u64) -> SysResult {
-    let ty = mode as u32 & mode::S_IFMT;
-    if ty != 0 && ty != mode::S_IFREG {
-        return Err(if ty == mode::S_IFDIR {
-            Errno::EINVAL
-        } else {
-            Errno::EPERM
-        });
-    }
+    names::mknod_type(mode as u32)?;
     let path = read_path(path_va)?;
     let b = base(dirfd, &path)?;
     let umask = current_process().umask.load(Ordering::Relaxed);
@@ -281,45 +222,21 @@ pub(crate) fn sys_mknodat(dirfd: u64, path_va: u64, mode: u64, _dev: u64) -> Sys
 
 /// `unlinkat(dirfd, path, flags)` (`unlink` and `rmdir` too).
 pub(crate) fn sys_unlinkat(dirfd: u64, path_va: u64, flags: u64) -> SysResult {
-    if flags & !AT_REMOVEDIR != 0 {
-        return Err(Errno::EINVAL);
-    }
+    at::only(flags, AT_REMOVEDIR)?;
     let path = read_path(path_va)?;
     let b = base(dirfd, &path)?;
-    if flags & AT_REMOVEDIR != 0 {
-        fs::with(|fs| fs.rmdir(b, &path))?;
-    } else {
-        fs::with(|fs| fs.unlink(b, &path))?;
-    }
+    fs::with(|fs| names::unlink_at(fs, b, &path, flags))?;
     Ok(0)
 }
 
 /// `linkat(olddirfd, old, newdirfd, new, flags)` (`link` too).
 pub(crate) fn sys_linkat(od: u64, old_va: u64, nd: u64, new_va: u64, flags: u64) -> SysResult {
-    if flags & !(AT_SYMLINK_FOLLOW | AT_EMPTY_PATH) != 0 {
-        return Err(Errno::EINVAL);
-    }
+    at::only(flags, AT_SYMLINK_FOLLOW | AT_EMPTY_PATH)?;
     let follow = flags & AT_SYMLINK_FOLLOW != 0;
     let ino = ino_at(od, old_va, flags, follow)?.ok_or(Errno::ENOENT)?;
     let new = read_path(new_va)?;
     let nb = base(nd, &new)?;
-    if new.ends_with(b"/") {
-        let exists = fs::with(|fs| fs.lookup(nb, &new, false)).is_ok();
-        return Err(if exists { Errno::EEXIST } else { Errno::ENOENT });
-    }
-    fs::with(|fs| {
-        let st = fs.stat_ino(ino)?;
-        if st.file_type() == FileType::Directory {
-            return Err(Errno::EPERM);
-        }
-        if st.nlink == 0 {
-            return Err(Errno::ENOENT);
-        }
-        if fs.lookup(nb, &new, false).is_ok() {
-            return Err(Errno::EEXIST);
-        }
-        fs.link_ino(nb, &new, ino)
-    })?;
+    fs::with(|fs| names::link_at(fs, ino, nb, &new))?;
     Ok(0)
 }
 
@@ -348,78 +265,16 @@ pub(crate) fn sys_readlinkat(dirfd: u64, path_va: u64, buf: u64, size: u64) -> S
 
 /// The absolute path of directory `ino` (`ENOENT` if it was removed).
 pub(crate) fn dir_path(ino: Ino) -> Result<Vec<u8>, Errno> {
-    fs::with(|fs| {
-        if fs.stat_ino(ino)?.nlink == 0 {
-            return Err(Errno::ENOENT);
-        }
-        let mut names: Vec<Vec<u8>> = Vec::new();
-        let mut cur = ino;
-        let mut len = 0;
-        while cur != ROOT_INO {
-            let parent = fs.lookup(cur, b"..", false)?;
-            let name = fs
-                .list(parent)?
-                .into_iter()
-                .find(|e| e.ino == cur)
-                .ok_or(Errno::ENOENT)?
-                .name;
-            len += name.len() + 1;
-            if len > PATH_MAX {
-                return Err(Errno::ENAMETOOLONG);
-            }
-            names.push(name);
-            cur = parent;
-        }
-        let mut out = Vec::with_capacity(len.max(1));
-        for n in names.iter().rev() {
-            out.push(b'/');
-            out.extend_from_slice(n);
-        }
-        if out.is_empty() {
-            out.push(b'/');
-        }
-        Ok(out)
-    })
-}
-
-/// `path` made absolute against directory `base`.
-fn absolute(base: Ino, path: &[u8]) -> Result<Vec<u8>, Errno> {
-    if path.first() == Some(&b'/') {
-        return Ok(path.to_vec());
-    }
-    let mut p = dir_path(base)?;
-    if p != b"/" {
-        p.push(b'/');
-    }
-    p.extend_from_slice(path);
-    if p.len() > PATH_MAX {
-        return Err(Errno::ENAMETOOLONG);
-    }
-    Ok(p)
+    fs::with(|fs| names::dir_path(fs, ino))
 }
 
 /// `renameat2(olddirfd, old, newdirfd, new, flags)` (`rename` and `renameat` too).
 pub(crate) fn sys_renameat2(od: u64, old_va: u64, nd: u64, new_va: u64, flags: u64) -> SysResult {
-    const RENAME_NOREPLACE: u64 = 1;
-    if flags & !RENAME_NOREPLACE != 0 {
-        // RENAME_EXCHANGE and RENAME_WHITEOUT are not supported by this filesystem.
-        return Err(Errno::EINVAL);
-    }
     let old = read_path(old_va)?;
     let new = read_path(new_va)?;
     let ob = base(od, &old)?;
     let nb = base(nd, &new)?;
-    let (b, old, new) = if ob == nb {
-        (ob, old, new)
-    } else {
-        (ROOT_INO, absolute(ob, &old)?, absolute(nb, &new)?)
-    };
-    fs::with(|fs| {
-        if flags & RENAME_NOREPLACE != 0 && fs.lookup(b, &new, false).is_ok() {
-            return Err(Errno::EEXIST);
-        }
-        fs.rename(b, &old, &new)
-    })?;
+    fs::with(|fs| names::rename_at(fs, ob, &old, nb, &new, flags))?;
     Ok(0)
 }
 
@@ -448,9 +303,10 @@ pub(crate) fn sys_truncate(path_va: u64, len: u64) -> SysResult {
 /// root: only execute permission can be missing.
 pub(crate) fn sys_faccessat2(dirfd: u64, path_va: u64, amode: u64, flags: u64) -> SysResult {
     const X_OK: u64 = 1;
-    if amode & !7 != 0 || flags & !(AT_EACCESS | AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) != 0 {
+    if amode & !7 != 0 {
         return Err(Errno::EINVAL);
     }
+    at::only(flags, AT_EACCESS | AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH)?;
     let st = stat_at(dirfd, path_va, flags)?.st;
     if amode & X_OK != 0 && st.file_type() != FileType::Directory && st.mode & 0o111 == 0 {
         return Err(Errno::EACCES);
@@ -491,13 +347,7 @@ pub(crate) fn sys_fchmodat(dirfd: u64, path_va: u64, m: u64) -> SysResult {
 pub(crate) fn chown_ino(ino: Ino, uid: u32, gid: u32) -> Result<(), Errno> {
     fs::with(|fs| {
         let st = fs.stat_ino(ino)?;
-        let mut perm = st.mode & mode::PERM;
-        if st.file_type() != FileType::Directory && (uid != u32::MAX || gid != u32::MAX) {
-            perm &= !0o4000;
-            if perm & 0o010 != 0 {
-                perm &= !0o2000;
-            }
-        }
+        let perm = names::perm_after_chown(st.file_type(), st.mode & mode::PERM, uid, gid);
         let uid = if uid == u32::MAX { st.uid } else { uid };
         let gid = if gid == u32::MAX { st.gid } else { gid };
         fs.set_meta(ino, perm, Some((uid, gid)), None)
@@ -506,9 +356,7 @@ pub(crate) fn chown_ino(ino: Ino, uid: u32, gid: u32) -> Result<(), Errno> {
 
 /// `fchownat(dirfd, path, uid, gid, flags)` (`chown` and `lchown` too).
 pub(crate) fn sys_fchownat(dirfd: u64, path_va: u64, uid: u64, gid: u64, flags: u64) -> SysResult {
-    if flags & !(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) != 0 {
-        return Err(Errno::EINVAL);
-    }
+    at::only(flags, AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH)?;
     let follow = flags & AT_SYMLINK_NOFOLLOW == 0;
     if let Some(ino) = ino_at(dirfd, path_va, flags, follow)? {
         chown_ino(ino, uid as u32, gid as u32)?;
@@ -524,24 +372,6 @@ pub(crate) fn sys_umask(mask: u64) -> SysResult {
     Ok(u64::from(old))
 }
 
-/// `UTIME_NOW` and `UTIME_OMIT` (`tv_nsec` values).
-const UTIME_NOW: i64 = (1 << 30) - 1;
-const UTIME_OMIT: i64 = (1 << 30) - 2;
-
-/// One timestamp argument: `None` to leave it, else ns since the epoch.
-fn time_arg(sec: i64, nsec: i64) -> Result<Option<u64>, Errno> {
-    match nsec {
-        UTIME_NOW => Ok(Some(wall_now())),
-        UTIME_OMIT => Ok(None),
-        0..=999_999_999 => Ok(Some(
-            (sec.max(0) as u64)
-                .saturating_mul(1_000_000_000)
-                .saturating_add(nsec as u64),
-        )),
-        _ => Err(Errno::EINVAL),
-    }
-}
-
 /// Sets the timestamps of `ino`. The ramfs keeps access and modification times together:
 /// a new modification time sets both; an access time alone changes nothing.
 fn set_times(ino: Option<Ino>, _atime: Option<u64>, mtime: Option<u64>) -> SysResult {
@@ -553,7 +383,9 @@ fn set_times(ino: Option<Ino>, _atime: Option<u64>, mtime: Option<u64>) -> SysRe
 
 /// `utimensat(dirfd, path, times, flags)` (a null path acts on `dirfd`: `futimens`).
 pub(crate) fn sys_utimensat(dirfd: u64, path_va: u64, times: u64, flags: u64) -> SysResult {
-    if flags & !(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) != 0 {
+    at::only(flags, AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH)?;
+    // A null path acts on the descriptor itself, with no flags (Linux's `do_utimes_fd`).
+    if path_va == 0 && fd_arg(dirfd) != AT_FDCWD && flags != 0 {
         return Err(Errno::EINVAL);
     }
     let (atime, mtime) = if times == 0 {
@@ -561,7 +393,10 @@ pub(crate) fn sys_utimensat(dirfd: u64, path_va: u64, times: u64, flags: u64) ->
         (Some(now), Some(now))
     } else {
         let t: [i64; 4] = read_val(times)?;
-        (time_arg(t[0], t[1])?, time_arg(t[2], t[3])?)
+        (
+            time_arg(wall_now(), t[0], t[1])?,
+            time_arg(wall_now(), t[2], t[3])?,
+        )
     };
     let ino = if path_va == 0 {
         match dirfd_file(dirfd)? {
@@ -584,7 +419,10 @@ pub(crate) fn sys_futimesat(dirfd: u64, path_va: u64, tv: u64) -> SysResult {
         if !(0..1_000_000).contains(&t[1]) || !(0..1_000_000).contains(&t[3]) {
             return Err(Errno::EINVAL);
         }
-        (time_arg(t[0], t[1] * 1000)?, time_arg(t[2], t[3] * 1000)?)
+        (
+            time_arg(wall_now(), t[0], t[1] * 1000)?,
+            time_arg(wall_now(), t[2], t[3] * 1000)?,
+        )
     };
     let ino = if path_va == 0 {
         dirfd_file(dirfd)?.ok_or(Errno::EFAULT)?.ino()
@@ -601,7 +439,7 @@ pub(crate) fn sys_utime(path_va: u64, buf: u64) -> SysResult {
         (Some(now), Some(now))
     } else {
         let [a, m]: [i64; 2] = read_val(buf)?;
-        (time_arg(a, 0)?, time_arg(m, 0)?)
+        (time_arg(wall_now(), a, 0)?, time_arg(wall_now(), m, 0)?)
     };
     let ino = ino_at(AT_FDCWD as u64, path_va, 0, true)?;
     set_times(ino, atime, mtime)

@@ -6,6 +6,8 @@
 //! with other writers). `O_NONBLOCK` turns waiting into `EAGAIN`; a signal into `EINTR` (or a
 //! short count once something was transferred).
 
+#![deny(unsafe_code)]
+
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -24,11 +26,88 @@ pub(crate) const PIPE_SIZE: usize = 64 * 1024;
 /// Source of pipe inode numbers (for `fstat`).
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// The buffer and the number of open ends.
+/// The buffer and the number of open ends: the pipe's logic, without waiting.
 struct State {
     buf: VecDeque<u8>,
     readers: u32,
     writers: u32,
+}
+
+/// What one attempt to read found.
+#[derive(Debug, PartialEq, Eq)]
+enum Pull {
+    /// Bytes were taken.
+    Got(usize),
+    /// Nothing buffered and no writer left: end of file.
+    Eof,
+    /// Nothing buffered yet.
+    Empty,
+}
+
+/// What one attempt to write did.
+#[derive(Debug, PartialEq, Eq)]
+enum Push {
+    /// Bytes went in.
+    Wrote(usize),
+    /// Not enough room (none at all, or not for the whole of an atomic write).
+    Full,
+    /// No reader left: `EPIPE` and `SIGPIPE`.
+    NoReaders,
+}
+
+impl State {
+    const fn new() -> Self {
+        Self {
+            buf: VecDeque::new(),
+            readers: 1,
+            writers: 1,
+        }
+    }
+
+    /// Free space.
+    fn room(&self) -> usize {
+        PIPE_SIZE - self.buf.len()
+    }
+
+    /// Takes up to `out.len()` buffered bytes (`out` not empty).
+    fn pull(&mut self, out: &mut [u8]) -> Pull {
+        if !self.buf.is_empty() {
+            let n = out.len().min(self.buf.len());
+            for (dst, src) in out[..n].iter_mut().zip(self.buf.drain(..n)) {
+                *dst = src;
+            }
+            Pull::Got(n)
+        } else if self.writers == 0 {
+            Pull::Eof
+        } else {
+            Pull::Empty
+        }
+    }
+
+    /// Puts in as much of `data` (not empty) as fits — all of it or nothing if `atomic`.
+    fn push(&mut self, data: &[u8], atomic: bool) -> Result<Push, Errno> {
+        if self.readers == 0 {
+            return Ok(Push::NoReaders);
+        }
+        let free = self.room();
+        if free == 0 || (atomic && free < data.len()) {
+            return Ok(Push::Full);
+        }
+        let n = data.len().min(free);
+        self.buf.try_reserve(n).map_err(|_| Errno::ENOMEM)?;
+        self.buf.extend(&data[..n]);
+        Ok(Push::Wrote(n))
+    }
+
+    /// Readiness of the read end: (data, writers gone).
+    fn read_ready(&self) -> (bool, bool) {
+        (!self.buf.is_empty(), self.writers == 0)
+    }
+
+    /// Readiness of the write end: (room for an atomic write, readers gone).
+    fn write_ready(&self) -> (bool, bool) {
+        (self.room() >= PIPE_BUF, self.readers == 0)
+    }
 }
 
 /// A pipe shared by its read and write open file descriptions.
@@ -46,11 +125,7 @@ impl Pipe {
     /// A new pipe with one reader and one writer.
     pub(crate) fn new(now_ns: u64) -> Arc<Self> {
         Arc::new(Self {
-            state: IrqLock::new(State {
-                buf: VecDeque::new(),
-                readers: 1,
-                writers: 1,
-            }),
+            state: IrqLock::new(State::new()),
             wq: WaitQueue::new(),
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             ctime_ns: now_ns,
@@ -90,16 +165,14 @@ impl Pipe {
         self.state.lock().buf.len()
     }
 
-    /// Readiness of the read end: (data or end of file, writers gone).
+    /// Readiness of the read end: (data, writers gone).
     pub(crate) fn read_ready(&self) -> (bool, bool) {
-        let s = self.state.lock();
-        (!s.buf.is_empty(), s.writers == 0)
+        self.state.lock().read_ready()
     }
 
     /// Readiness of the write end: (room for an atomic write, readers gone).
     pub(crate) fn write_ready(&self) -> (bool, bool) {
-        let s = self.state.lock();
-        (PIPE_SIZE - s.buf.len() >= PIPE_BUF, s.readers == 0)
+        self.state.lock().write_ready()
     }
 
     /// Reads up to `out.len()` bytes; 0 at end of file (no writers and empty).
@@ -108,20 +181,14 @@ impl Pipe {
             return Ok(0);
         }
         loop {
-            {
-                let mut s = self.state.lock();
-                if !s.buf.is_empty() {
-                    let n = out.len().min(s.buf.len());
-                    for (dst, src) in out[..n].iter_mut().zip(s.buf.drain(..n)) {
-                        *dst = src;
-                    }
-                    drop(s);
+            let pulled = self.state.lock().pull(out);
+            match pulled {
+                Pull::Got(n) => {
                     self.notify();
                     return Ok(n);
                 }
-                if s.writers == 0 {
-                    return Ok(0);
-                }
+                Pull::Eof => return Ok(0),
+                Pull::Empty => {}
             }
             if nonblock {
                 return Err(Errno::EAGAIN);
@@ -146,10 +213,9 @@ impl Pipe {
         }
         let mut done = 0;
         loop {
-            {
-                let mut s = self.state.lock();
-                if s.readers == 0 {
-                    drop(s);
+            let pushed = self.state.lock().push(&data[done..], atomic)?;
+            match pushed {
+                Push::NoReaders => {
                     signal::raise_current(sig::SIGPIPE);
                     return if done > 0 {
                         Ok(done)
@@ -157,24 +223,15 @@ impl Pipe {
                         Err(Errno::EPIPE)
                     };
                 }
-                let free = PIPE_SIZE - s.buf.len();
-                let rest = data.len() - done;
-                let fits = if atomic { free >= rest } else { free > 0 };
-                if fits && rest > 0 {
-                    let n = rest.min(free);
-                    s.buf.try_reserve(n).map_err(|_| Errno::ENOMEM)?;
-                    s.buf.extend(&data[done..done + n]);
+                Push::Wrote(n) => {
                     done += n;
-                    drop(s);
                     self.notify();
                     if done == data.len() {
                         return Ok(done);
                     }
                     continue;
                 }
-                if rest == 0 {
-                    return Ok(done);
-                }
+                Push::Full => {}
             }
             if nonblock {
                 return if done > 0 {
@@ -193,8 +250,68 @@ impl Pipe {
             let need = if atomic { data.len() - done } else { 1 };
             self.wq.wait_until(|| {
                 let s = self.state.lock();
-                PIPE_SIZE - s.buf.len() >= need || s.readers == 0 || signal::pending()
+                s.room() >= need || s.readers == 0 || signal::pending()
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_match_the_host_linux() {
+        assert_eq!(PIPE_BUF, libc::PIPE_BUF);
+        // Linux's default pipe capacity: 16 pages.
+        assert_eq!(PIPE_SIZE, 16 * 4096);
+    }
+
+    #[test]
+    fn reads_take_what_is_there_in_order_then_end_of_file() {
+        let mut s = State::new();
+        let mut out = [0u8; 4];
+        assert_eq!(s.pull(&mut out), Pull::Empty);
+        assert_eq!(s.push(b"hello", false), Ok(Push::Wrote(5)));
+        assert_eq!(s.pull(&mut out), Pull::Got(4));
+        assert_eq!(&out, b"hell");
+        assert_eq!(s.read_ready(), (true, false));
+        s.writers = 0;
+        assert_eq!(
+            s.pull(&mut out),
+            Pull::Got(1),
+            "what is left, after the writers left"
+        );
+        assert_eq!(out[0], b'o');
+        assert_eq!(s.pull(&mut out), Pull::Eof);
+        assert_eq!(s.read_ready(), (false, true));
+    }
+
+    #[test]
+    fn small_writes_are_atomic_and_large_ones_fill_what_is_free() {
+        let mut s = State::new();
+        let big = vec![7u8; PIPE_SIZE - 100];
+        assert_eq!(s.push(&big, false), Ok(Push::Wrote(PIPE_SIZE - 100)));
+        assert_eq!(s.write_ready(), (false, false), "less than PIPE_BUF free");
+        // An atomic write of 200 bytes does not fit in 100: all or nothing.
+        assert_eq!(s.push(&[1; 200], true), Ok(Push::Full));
+        assert_eq!(s.room(), 100);
+        // A non-atomic one takes the 100.
+        assert_eq!(s.push(&[1; 200], false), Ok(Push::Wrote(100)));
+        assert_eq!(s.push(&[1; 1], false), Ok(Push::Full));
+        let mut out = vec![0u8; PIPE_BUF];
+        assert_eq!(s.pull(&mut out), Pull::Got(PIPE_BUF));
+        assert_eq!(s.write_ready(), (true, false));
+        assert_eq!(s.push(&[2; PIPE_BUF], true), Ok(Push::Wrote(PIPE_BUF)));
+    }
+
+    #[test]
+    fn no_readers_is_a_broken_pipe() {
+        let mut s = State::new();
+        s.push(b"abc", false).unwrap();
+        s.readers = 0;
+        assert_eq!(s.push(b"x", false), Ok(Push::NoReaders));
+        assert_eq!(s.push(b"x", true), Ok(Push::NoReaders));
+        assert!(s.write_ready().1);
     }
 }

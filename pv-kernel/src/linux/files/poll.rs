@@ -4,6 +4,8 @@
 //! input) calls [`notify`], which wakes all pollers; they re-check their files. Regular
 //! files, directories and memory devices are always ready.
 
+#![deny(unsafe_code)]
+
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
@@ -48,18 +50,12 @@ pub(crate) fn poll_mask(f: &OpenFile) -> u16 {
     match &f.kind {
         Kind::Node { .. } | Kind::Dev { .. } => rd | wr,
         Kind::PipeRead(p) => {
-            let (data, hup) = p.read_ready();
-            (if data { rd } else { 0 }) | (if hup { POLLHUP } else { 0 })
+            let (data, no_writers) = p.read_ready();
+            pipe_read_events(data, no_writers)
         }
         Kind::PipeWrite(p) => {
-            let (room, err) = p.write_ready();
-            if err {
-                POLLERR
-            } else if room {
-                wr
-            } else {
-                0
-            }
+            let (room, no_readers) = p.write_ready();
+            pipe_write_events(room, no_readers)
         }
         Kind::Console { .. } => {
             let mut m = 0;
@@ -72,6 +68,69 @@ pub(crate) fn poll_mask(f: &OpenFile) -> u16 {
             m
         }
     }
+}
+
+/// The events of a pipe's read end (Linux's `pipe_poll`): readable with data, `POLLHUP`
+/// once every writer is gone.
+const fn pipe_read_events(data: bool, no_writers: bool) -> u16 {
+    (if data { POLLIN | POLLRDNORM } else { 0 }) | (if no_writers { POLLHUP } else { 0 })
+}
+
+/// The events of a pipe's write end (Linux's `pipe_poll`): writable with room, `POLLERR`
+/// once every reader is gone — both at once when both hold.
+const fn pipe_write_events(room: bool, no_readers: bool) -> u16 {
+    (if room { POLLOUT | POLLWRNORM } else { 0 }) | (if no_readers { POLLERR } else { 0 })
+}
+
+/// The `revents` of a `pollfd` for descriptor `fd` asking for `events`, whose file has the
+/// events `mask` now (`None`: no such descriptor). A negative descriptor is skipped (0);
+/// `POLLERR` and `POLLHUP` are reported whether asked or not; a closed one is `POLLNVAL`.
+const fn revents(fd: i32, events: u16, mask: Option<u16>) -> u16 {
+    if fd < 0 {
+        return 0;
+    }
+    match mask {
+        None => POLLNVAL,
+        Some(m) => m & (events | POLLERR | POLLHUP),
+    }
+}
+
+/// Events that make a descriptor ready for `select`'s read, write and exception sets
+/// (Linux's `POLLIN_SET`, `POLLOUT_SET`, `POLLEX_SET`).
+const IN_SET: u16 = POLLRDNORM | POLLRDBAND | POLLIN | POLLHUP | POLLERR;
+const OUT_SET: u16 = POLLWRBAND | POLLWRNORM | POLLOUT | POLLERR;
+const EX_SET: u16 = POLLPRI;
+
+/// Which of `select`'s sets a descriptor with events `mask`, asked for in the sets `want`
+/// (read, write, exception), is ready in.
+const fn select_ready(mask: u16, want: [bool; 3]) -> [bool; 3] {
+    [
+        want[0] && mask & IN_SET != 0,
+        want[1] && mask & OUT_SET != 0,
+        want[2] && mask & EX_SET != 0,
+    ]
+}
+
+/// The number of descriptors `select` looks at: `EINVAL` for a negative `nfds`; more than
+/// the table can hold is cut to its size, as Linux does.
+fn select_nfds(nfds: u64) -> Result<usize, Errno> {
+    let n = nfds as i32;
+    if n < 0 {
+        return Err(Errno::EINVAL);
+    }
+    Ok((n as usize).min(NOFILE))
+}
+
+/// An `fd_set` (little-endian 64-bit words) as words.
+fn fd_set_words(raw: &[u8]) -> Vec<u64> {
+    raw.chunks_exact(8)
+        .map(|w| u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]))
+        .collect()
+}
+
+/// True if `fd` is in the `fd_set` `set`.
+fn fd_isset(set: &[u64], fd: usize) -> bool {
+    set.get(fd / 64).is_some_and(|w| w & (1 << (fd % 64)) != 0)
 }
 
 /// How a wait ended.
@@ -119,6 +178,15 @@ fn timespec_ns(sec: i64, nsec: i64) -> Result<u64, Errno> {
         .saturating_add(nsec as u64))
 }
 
+/// A timeout in ns from `select`'s `struct timeval`: microseconds of a second or more carry
+/// into the seconds, as Linux's `kern_select` does; what is still negative is `EINVAL`.
+fn timeval_ns(sec: i64, usec: i64) -> Result<u64, Errno> {
+    timespec_ns(
+        sec.saturating_add(usec / 1_000_000),
+        (usec % 1_000_000) * 1000,
+    )
+}
+
 /// The deadline for a relative timeout.
 fn deadline_after(ns: u64) -> u64 {
     crate::time::now_ns().saturating_add(ns)
@@ -140,13 +208,7 @@ struct Entry {
 impl Entry {
     /// The `revents` now.
     fn revents(&self) -> u16 {
-        if self.fd < 0 {
-            return 0;
-        }
-        match &self.file {
-            None => POLLNVAL,
-            Some(f) => poll_mask(f) & (self.events | POLLERR | POLLHUP),
-        }
+        revents(self.fd, self.events, self.file.as_deref().map(poll_mask))
     }
 }
 
@@ -193,7 +255,7 @@ fn with_sigmask(mask_va: u64, sigsetsize: u64, f: impl FnOnce() -> SysResult) ->
     if sigsetsize != 8 {
         return Err(Errno::EINVAL);
     }
-    let mask: u64 = read_val(mask_va)?;
+    let mask = signal::SigSet::from_bits(read_val(mask_va)?);
     signal::with_temporary_mask(Some(mask), f)
 }
 
@@ -222,36 +284,25 @@ pub(crate) fn sys_ppoll(fds: u64, nfds: u64, ts: u64, mask: u64, setsize: u64) -
 
 /// The common part of `select` and `pselect6`.
 fn do_select(nfds: u64, sets: [u64; 3], deadline: Option<u64>) -> SysResult {
-    if nfds > NOFILE as u64 {
-        return Err(Errno::EINVAL);
-    }
-    let n = nfds as usize;
+    let n = select_nfds(nfds)?;
     let words = n.div_ceil(64);
     let mut input = [Vec::new(), Vec::new(), Vec::new()];
     for (i, &va) in sets.iter().enumerate() {
         if va != 0 && words > 0 {
             let mut raw = super::file::kbuf(words * 8)?;
             copy_from_user(va, &mut raw)?;
-            input[i] = raw
-                .chunks_exact(8)
-                .map(|w| u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]))
-                .collect();
+            input[i] = fd_set_words(&raw);
         }
     }
-    let bit =
-        |set: &Vec<u64>, fd: usize| set.get(fd / 64).is_some_and(|w| w & (1 << (fd % 64)) != 0);
-    // (fd, file, wants read, write, except)
+    // (fd, file, wanted in the read, write and exception sets)
     let mut entries = Vec::new();
     for fd in 0..n {
-        let (r, w, x) = (bit(&input[0], fd), bit(&input[1], fd), bit(&input[2], fd));
-        if r || w || x {
+        let want = [0, 1, 2].map(|i| fd_isset(&input[i], fd));
+        if want.contains(&true) {
             let file = fd_file(fd as i32)?;
-            entries.push((fd, file, r, w, x));
+            entries.push((fd, file, want));
         }
     }
-    const IN_SET: u16 = POLLRDNORM | POLLRDBAND | POLLIN | POLLHUP | POLLERR;
-    const OUT_SET: u16 = POLLWRBAND | POLLWRNORM | POLLOUT | POLLERR;
-    const EX_SET: u16 = POLLPRI;
     let result = |fill: bool| -> ([Vec<u64>; 3], u64) {
         let mut out = [
             alloc::vec![0u64; words],
@@ -260,26 +311,20 @@ fn do_select(nfds: u64, sets: [u64; 3], deadline: Option<u64>) -> SysResult {
         ];
         let mut count = 0;
         if fill {
-            for (fd, f, r, w, x) in &entries {
-                let m = poll_mask(f);
-                for (i, (want, set)) in [(*r, IN_SET), (*w, OUT_SET), (*x, EX_SET)]
-                    .into_iter()
-                    .enumerate()
-                {
-                    if want && m & set != 0 {
-                        out[i][fd / 64] |= 1 << (fd % 64);
-                        count += 1;
-                    }
+            for (fd, f, want) in &entries {
+                let ready = select_ready(poll_mask(f), *want);
+                for (i, _) in ready.iter().enumerate().filter(|(_, r)| **r) {
+                    out[i][fd / 64] |= 1 << (fd % 64);
+                    count += 1;
                 }
             }
         }
         (out, count)
     };
     let ready = || {
-        entries.iter().any(|(_, f, r, w, x)| {
-            let m = poll_mask(f);
-            (*r && m & IN_SET != 0) || (*w && m & OUT_SET != 0) || (*x && m & EX_SET != 0)
-        })
+        entries
+            .iter()
+            .any(|(_, f, want)| select_ready(poll_mask(f), *want).contains(&true))
     };
     let waited = wait_for(deadline, ready)?;
     let (out, count) = result(matches!(waited, Waited::Ready));
@@ -298,10 +343,7 @@ pub(crate) fn sys_select(nfds: u64, r: u64, w: u64, x: u64, tv: u64) -> SysResul
         None
     } else {
         let [s, us]: [i64; 2] = read_val(tv)?;
-        if !(0..1_000_000).contains(&us) {
-            return Err(Errno::EINVAL);
-        }
-        Some(deadline_after(timespec_ns(s, us * 1000)?))
+        Some(deadline_after(timeval_ns(s, us)?))
     };
     let res = do_select(nfds, [r, w, x], deadline);
     if let Some(d) = deadline {
@@ -331,4 +373,113 @@ pub(crate) fn sys_pselect6(nfds: u64, r: u64, w: u64, x: u64, ts: u64, sig: u64)
         let _ = write_val(ts, &[s, ns]);
     }
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_bits_and_layouts_match_the_host_linux() {
+        let ours = [
+            (POLLIN, libc::POLLIN),
+            (POLLPRI, libc::POLLPRI),
+            (POLLOUT, libc::POLLOUT),
+            (POLLERR, libc::POLLERR),
+            (POLLHUP, libc::POLLHUP),
+            (POLLNVAL, libc::POLLNVAL),
+            (POLLRDNORM, libc::POLLRDNORM),
+            (POLLRDBAND, libc::POLLRDBAND),
+            (POLLWRNORM, libc::POLLWRNORM),
+            (POLLWRBAND, libc::POLLWRBAND),
+        ];
+        for (o, l) in ours {
+            assert_eq!(o, l as u16);
+        }
+        // The pollfd entries do_poll reads: fd at 0, events at 4, revents at 6.
+        assert_eq!(core::mem::size_of::<libc::pollfd>(), 8);
+        assert_eq!(core::mem::offset_of!(libc::pollfd, events), 4);
+        assert_eq!(core::mem::offset_of!(libc::pollfd, revents), 6);
+        assert_eq!(core::mem::size_of::<libc::fd_set>() * 8, libc::FD_SETSIZE);
+    }
+
+    #[test]
+    fn pipe_ends_poll_like_linux() {
+        assert_eq!(pipe_read_events(false, false), 0);
+        assert_eq!(pipe_read_events(true, false), POLLIN | POLLRDNORM);
+        assert_eq!(pipe_read_events(true, true), POLLIN | POLLRDNORM | POLLHUP);
+        assert_eq!(pipe_read_events(false, true), POLLHUP);
+        assert_eq!(pipe_write_events(true, false), POLLOUT | POLLWRNORM);
+        assert_eq!(pipe_write_events(false, false), 0);
+        // No reader left: POLLERR, and still POLLOUT when there is room (Linux reports both).
+        assert_eq!(
+            pipe_write_events(true, true),
+            POLLOUT | POLLWRNORM | POLLERR
+        );
+        assert_eq!(pipe_write_events(false, true), POLLERR);
+    }
+
+    #[test]
+    fn revents_report_errors_unasked_and_closed_descriptors() {
+        let m = POLLIN | POLLOUT | POLLHUP;
+        assert_eq!(revents(3, POLLIN, Some(m)), POLLIN | POLLHUP);
+        assert_eq!(revents(3, 0, Some(POLLERR | POLLIN)), POLLERR);
+        assert_eq!(revents(3, POLLIN, None), POLLNVAL);
+        assert_eq!(revents(-1, POLLIN, None), 0, "negative: ignored");
+        assert_eq!(revents(-5, POLLIN, Some(m)), 0);
+    }
+
+    #[test]
+    fn select_sets() {
+        // A hang-up or error counts as readable; an error as writable; POLLPRI as an
+        // exception.
+        assert_eq!(
+            select_ready(POLLHUP, [true, true, true]),
+            [true, false, false]
+        );
+        assert_eq!(
+            select_ready(POLLERR, [true, true, true]),
+            [true, true, false]
+        );
+        assert_eq!(
+            select_ready(POLLPRI, [true, true, true]),
+            [false, false, true]
+        );
+        assert_eq!(
+            select_ready(POLLIN | POLLOUT, [false, true, false]),
+            [false, true, false]
+        );
+        // fd_set words: bit fd % 64 of word fd / 64, little-endian.
+        let mut raw = [0u8; 24];
+        raw[0] = 0b101; // fds 0 and 2
+        raw[8 + 7] = 0x80; // fd 127
+        raw[16] = 1; // fd 128
+        let w = fd_set_words(&raw);
+        let set: Vec<usize> = (0..192).filter(|&fd| fd_isset(&w, fd)).collect();
+        assert_eq!(set, [0, 2, 127, 128]);
+        assert!(!fd_isset(&w, 500), "past the set");
+        assert_eq!(select_nfds(0), Ok(0));
+        assert_eq!(select_nfds(1024), Ok(1024));
+        assert_eq!(select_nfds(5000), Ok(NOFILE), "cut to the table's size");
+        assert_eq!(select_nfds(-1i64 as u64), Err(Errno::EINVAL));
+        assert_eq!(
+            select_nfds(0x8000_0000),
+            Err(Errno::EINVAL),
+            "a negative int"
+        );
+    }
+
+    #[test]
+    fn timeouts() {
+        assert_eq!(timespec_ns(1, 5), Ok(1_000_000_005));
+        assert_eq!(timespec_ns(-1, 0), Err(Errno::EINVAL));
+        assert_eq!(timespec_ns(0, 1_000_000_000), Err(Errno::EINVAL));
+        assert_eq!(timespec_ns(i64::MAX, 0), Ok(u64::MAX), "saturates");
+        // select: microseconds beyond a second carry over (Linux's kern_select).
+        assert_eq!(timeval_ns(0, 1_500_000), Ok(1_500_000_000));
+        assert_eq!(timeval_ns(2, 999_999), Ok(2_999_999_000));
+        assert_eq!(timeval_ns(0, -1), Err(Errno::EINVAL));
+        assert_eq!(timeval_ns(-1, 0), Err(Errno::EINVAL));
+        assert_eq!(timeval_ns(-1, 2_000_000), Ok(1_000_000_000));
+    }
 }

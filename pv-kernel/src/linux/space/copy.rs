@@ -4,6 +4,8 @@
 //! program may write its pages while the kernel copies them, so the kernel never holds a
 //! reference to them, only its own copy.
 
+use core::sync::atomic::Ordering;
+
 use pvmux_hypercalls::user::in_user_window;
 use pvmux_hypercalls::PAGE_SIZE;
 
@@ -79,6 +81,24 @@ pub(crate) fn current_copy(
 
 /// Largest piece [`current_copy`] hands out at once (a kernel-stack buffer).
 const PIECE: usize = 256;
+
+/// Changes the 32-bit word at `va` (4-byte aligned) of the current address space to
+/// `f(old)` in one atomic step, as the program's own locked instructions would, and returns
+/// `old`. The page must be writable (copy-on-write is broken first).
+pub(crate) fn current_atomic_update_u32(
+    va: u64,
+    mut f: impl FnMut(u32) -> u32,
+) -> Result<u32, Errno> {
+    let space = current_space()?;
+    let mut mm = space.mm.lock();
+    let mut old = 0;
+    chunks(&mut mm, va, 4, true, |_, gpa, _| {
+        old = pool_mem::atomic_u32(gpa)
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| Some(f(v)))
+            .unwrap_or_else(|v| v);
+    })?;
+    Ok(old)
+}
 
 /// Copies `data` into the current address space at `va`.
 pub(crate) fn current_copy_out(va: u64, data: &[u8]) -> Result<(), Errno> {

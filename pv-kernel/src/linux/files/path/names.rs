@@ -1,0 +1,181 @@
+//! The name operations of the `*at` calls over the filesystem, with the checks Linux makes
+//! before or around the filesystem's own: `unlinkat`, `linkat`, `renameat2`, `mknodat`'s
+//! file types, the path of a directory (`getcwd`), ownership changes and timestamps.
+
+use alloc::vec::Vec;
+
+use super::at::AT_REMOVEDIR;
+use crate::fs::ramfs::{mode, FileType, Ino, PATH_MAX, ROOT_INO};
+use crate::fs::{Errno, Fs};
+
+/// `renameat2`: fail if the target exists.
+pub(crate) const RENAME_NOREPLACE: u64 = 1;
+/// `renameat2`: swap the two names (not supported by this filesystem).
+pub(crate) const RENAME_EXCHANGE: u64 = 2;
+/// `renameat2`: leave a whiteout (overlay filesystems only).
+pub(crate) const RENAME_WHITEOUT: u64 = 4;
+
+/// `unlinkat(base, path, flags)`: `rmdir` with `AT_REMOVEDIR`, else `unlink`; any other
+/// flag is `EINVAL`.
+pub(crate) fn unlink_at(fs: &mut Fs, base: Ino, path: &[u8], flags: u64) -> Result<(), Errno> {
+    super::at::only(flags, AT_REMOVEDIR)?;
+    if flags & AT_REMOVEDIR != 0 {
+        fs.rmdir(base, path)
+    } else {
+        fs.unlink(base, path)
+    }
+}
+
+/// `linkat` once the source inode `ino` is known: a new name `new` (from `new_base`) for
+/// it. A directory is `EPERM`; an inode with no name left (unlinked while open) `ENOENT`;
+/// an existing name `EEXIST`; a new name with a trailing slash is `EEXIST` if it exists,
+/// else `ENOENT`.
+pub(crate) fn link_at(fs: &mut Fs, ino: Ino, new_base: Ino, new: &[u8]) -> Result<(), Errno> {
+    if new.ends_with(b"/") {
+        let exists = fs.lookup(new_base, new, false).is_ok();
+        return Err(if exists { Errno::EEXIST } else { Errno::ENOENT });
+    }
+    let st = fs.stat_ino(ino)?;
+    if st.file_type() == FileType::Directory {
+        return Err(Errno::EPERM);
+    }
+    if st.nlink == 0 {
+        return Err(Errno::ENOENT);
+    }
+    if fs.lookup(new_base, new, false).is_ok() {
+        return Err(Errno::EEXIST);
+    }
+    fs.link_ino(new_base, new, ino)
+}
+
+/// The absolute path of directory `ino` (`ENOENT` if it was removed, `ENAMETOOLONG` past
+/// `PATH_MAX`).
+pub(crate) fn dir_path(fs: &mut Fs, ino: Ino) -> Result<Vec<u8>, Errno> {
+    if fs.stat_ino(ino)?.nlink == 0 {
+        return Err(Errno::ENOENT);
+    }
+    let mut names: Vec<Vec<u8>> = Vec::new();
+    let mut cur = ino;
+    let mut len = 0;
+    while cur != ROOT_INO {
+        let parent = fs.lookup(cur, b"..", false)?;
+        let name = fs
+            .list(parent)?
+            .into_iter()
+            .find(|e| e.ino == cur)
+            .ok_or(Errno::ENOENT)?
+            .name;
+        len += name.len() + 1;
+        if len > PATH_MAX {
+            return Err(Errno::ENAMETOOLONG);
+        }
+        names.push(name);
+        cur = parent;
+    }
+    let mut out = Vec::with_capacity(len.max(1));
+    for n in names.iter().rev() {
+        out.push(b'/');
+        out.extend_from_slice(n);
+    }
+    if out.is_empty() {
+        out.push(b'/');
+    }
+    Ok(out)
+}
+
+/// `path` made absolute against directory `base`.
+fn absolute(fs: &mut Fs, base: Ino, path: &[u8]) -> Result<Vec<u8>, Errno> {
+    if path.first() == Some(&b'/') {
+        return Ok(path.to_vec());
+    }
+    let mut p = dir_path(fs, base)?;
+    if p != b"/" {
+        p.push(b'/');
+    }
+    p.extend_from_slice(path);
+    if p.len() > PATH_MAX {
+        return Err(Errno::ENAMETOOLONG);
+    }
+    Ok(p)
+}
+
+/// `renameat2(old_base, old, new_base, new, flags)`. `RENAME_NOREPLACE` makes an existing
+/// target `EEXIST`; unknown flags and `RENAME_NOREPLACE` with `RENAME_EXCHANGE` are
+/// `EINVAL`, as are `RENAME_EXCHANGE` and `RENAME_WHITEOUT` (this filesystem has neither).
+pub(crate) fn rename_at(
+    fs: &mut Fs,
+    old_base: Ino,
+    old: &[u8],
+    new_base: Ino,
+    new: &[u8],
+    flags: u64,
+) -> Result<(), Errno> {
+    super::at::only(flags, RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT)?;
+    if flags & (RENAME_EXCHANGE | RENAME_WHITEOUT) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    // The filesystem renames within one starting directory: paths from two different
+    // ones are made absolute.
+    let (base, old, new) = if old_base == new_base {
+        (old_base, old.to_vec(), new.to_vec())
+    } else {
+        (
+            ROOT_INO,
+            absolute(fs, old_base, old)?,
+            absolute(fs, new_base, new)?,
+        )
+    };
+    if flags & RENAME_NOREPLACE != 0 && fs.lookup(base, &new, false).is_ok() {
+        return Err(Errno::EEXIST);
+    }
+    fs.rename(base, &old, &new)
+}
+
+/// The file type bits `mknod` may be given (Linux's `may_mknod`): a regular file (or no
+/// type) is created; a directory is `EPERM`; FIFOs, devices and sockets are `EPERM` here
+/// (this filesystem has none; Linux creates them for root); anything else `EINVAL`.
+pub(crate) const fn mknod_type(m: u32) -> Result<(), Errno> {
+    const S_IFIFO: u32 = 0o010_000;
+    const S_IFCHR: u32 = 0o020_000;
+    const S_IFBLK: u32 = 0o060_000;
+    const S_IFSOCK: u32 = 0o140_000;
+    match m & mode::S_IFMT {
+        0 | mode::S_IFREG => Ok(()),
+        mode::S_IFDIR | S_IFIFO | S_IFCHR | S_IFBLK | S_IFSOCK => Err(Errno::EPERM),
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+/// The permission bits after a change of owner to `uid`/`gid` (`u32::MAX` keeps one):
+/// like Linux for root, a non-directory loses set-user-id, and set-group-id if it is
+/// group-executable.
+pub(crate) const fn perm_after_chown(ty: FileType, perm: u32, uid: u32, gid: u32) -> u32 {
+    let mut perm = perm;
+    if !matches!(ty, FileType::Directory) && (uid != u32::MAX || gid != u32::MAX) {
+        perm &= !0o4000;
+        if perm & 0o010 != 0 {
+            perm &= !0o2000;
+        }
+    }
+    perm
+}
+
+/// `UTIME_NOW` and `UTIME_OMIT` (`tv_nsec` values).
+pub(crate) const UTIME_NOW: i64 = (1 << 30) - 1;
+pub(crate) const UTIME_OMIT: i64 = (1 << 30) - 2;
+
+/// One timestamp argument of `utimensat` at wall-clock time `now`: `None` to leave it,
+/// else ns since the epoch (a time before the epoch is the epoch).
+pub(crate) const fn time_arg(now: u64, sec: i64, nsec: i64) -> Result<Option<u64>, Errno> {
+    match nsec {
+        UTIME_NOW => Ok(Some(now)),
+        UTIME_OMIT => Ok(None),
+        0..=999_999_999 => {
+            let s = if sec < 0 { 0 } else { sec as u64 };
+            Ok(Some(
+                s.saturating_mul(1_000_000_000).saturating_add(nsec as u64),
+            ))
+        }
+        _ => Err(Errno::EINVAL),
+    }
+}

@@ -1,0 +1,202 @@
+//! What a signal carries: its `siginfo_t` (who sent it, or the fault, or the child's state
+//! change), and the x86-64 encoding of it.
+
+/// `si_code` values (`<asm-generic/siginfo.h>`).
+#[allow(dead_code)]
+pub(crate) mod code {
+    /// Sent by `kill`.
+    pub(crate) const SI_USER: i32 = 0;
+    /// Sent by the kernel.
+    pub(crate) const SI_KERNEL: i32 = 0x80;
+    /// Sent by `sigqueue`.
+    pub(crate) const SI_QUEUE: i32 = -1;
+    /// Sent by `tkill`/`tgkill`.
+    pub(crate) const SI_TKILL: i32 = -6;
+    /// SIGSEGV: address not mapped.
+    pub(crate) const SEGV_MAPERR: i32 = 1;
+    /// SIGSEGV: no permission for the access.
+    pub(crate) const SEGV_ACCERR: i32 = 2;
+    /// SIGILL: illegal operand (what Linux reports for `#UD`).
+    pub(crate) const ILL_ILLOPN: i32 = 2;
+    /// SIGFPE: integer divide by zero.
+    pub(crate) const FPE_INTDIV: i32 = 1;
+    /// SIGFPE: floating-point invalid operation (x87/SIMD exceptions).
+    pub(crate) const FPE_FLTINV: i32 = 7;
+    /// SIGTRAP: trace trap.
+    pub(crate) const TRAP_TRACE: i32 = 2;
+    /// SIGBUS: invalid address alignment.
+    pub(crate) const BUS_ADRALN: i32 = 1;
+    /// SIGCHLD: the child exited.
+    pub(crate) const CLD_EXITED: i32 = 1;
+    /// SIGCHLD: the child was killed.
+    pub(crate) const CLD_KILLED: i32 = 2;
+}
+
+/// Size of the x86-64 `siginfo_t`.
+pub(crate) const SIGINFO_SIZE: usize = 128;
+
+/// What a fault signal carries besides `si_addr`: where the program was and what it did, for
+/// the signal frame's `uc_mcontext` and the kernel log's `segfault at` line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Fault {
+    /// `si_addr`: the faulting address (page faults), else the instruction's.
+    pub(crate) addr: u64,
+    /// The exception vector (`uc_mcontext.trapno`).
+    pub(crate) vector: u32,
+    /// The exception's error code (`uc_mcontext.err`).
+    pub(crate) error_code: u64,
+    /// Instruction pointer of the faulting instruction.
+    pub(crate) ip: u64,
+    /// Stack pointer at the fault.
+    pub(crate) sp: u64,
+}
+
+/// The kind-specific part of a signal's information.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Detail {
+    /// Sent by a process (`kill`, `tgkill`, `SIGPIPE`), or by the kernel (pid 0).
+    Sender {
+        /// Sending process.
+        pid: i32,
+        /// Its real user id.
+        uid: u32,
+    },
+    /// `rt_sigqueueinfo`: the sender's own `siginfo_t`, passed through.
+    Queued {
+        /// `si_errno`.
+        errno: i32,
+        /// Everything after the header (`si_pid`, `si_uid`, `si_value`, ...).
+        rest: [u8; SIGINFO_SIZE - 16],
+    },
+    /// A child's state change (`SIGCHLD`).
+    Child {
+        /// The child.
+        pid: i32,
+        /// Its real user id.
+        uid: u32,
+        /// Exit code or killing signal.
+        status: i32,
+        /// User CPU time in clock ticks.
+        utime: i64,
+        /// System CPU time in clock ticks.
+        stime: i64,
+    },
+    /// A fault of the program itself.
+    Fault(Fault),
+}
+
+/// One signal's information: what the `siginfo_t` of its delivery says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SigInfo {
+    /// Signal number.
+    pub(crate) signo: u32,
+    /// `si_code`.
+    pub(crate) code: i32,
+    /// The rest.
+    pub(crate) detail: Detail,
+}
+
+impl SigInfo {
+    /// A signal from the kernel itself (terminal keys, a dead sandbox).
+    pub(crate) const fn kernel(signo: u32) -> Self {
+        Self {
+            signo,
+            code: code::SI_KERNEL,
+            detail: Detail::Sender { pid: 0, uid: 0 },
+        }
+    }
+
+    /// A signal sent by process `pid` with `code` (`SI_USER`, `SI_TKILL`).
+    pub(crate) const fn from_process(signo: u32, code: i32, pid: i32) -> Self {
+        Self {
+            signo,
+            code,
+            detail: Detail::Sender { pid, uid: 0 },
+        }
+    }
+
+    /// A fault signal.
+    pub(crate) const fn fault(signo: u32, code: i32, fault: Fault) -> Self {
+        Self {
+            signo,
+            code,
+            detail: Detail::Fault(fault),
+        }
+    }
+
+    /// The information of `rt_sigqueueinfo`'s `siginfo_t` `raw` for signal `signo`: the
+    /// signal number is the system call's, the rest passes through (as Linux).
+    pub(crate) fn queued(signo: u32, raw: &[u8; SIGINFO_SIZE]) -> Self {
+        let word = |o: usize| i32::from_le_bytes([raw[o], raw[o + 1], raw[o + 2], raw[o + 3]]);
+        let mut rest = [0u8; SIGINFO_SIZE - 16];
+        rest.copy_from_slice(&raw[16..]);
+        Self {
+            signo,
+            code: word(8),
+            detail: Detail::Queued {
+                errno: word(4),
+                rest,
+            },
+        }
+    }
+
+    /// The fault, for fault signals.
+    pub(crate) const fn fault_info(&self) -> Option<Fault> {
+        match self.detail {
+            Detail::Fault(f) => Some(f),
+            _ => None,
+        }
+    }
+
+    /// The x86-64 `siginfo_t`.
+    pub(crate) fn to_bytes(self) -> [u8; SIGINFO_SIZE] {
+        let mut b = [0u8; SIGINFO_SIZE];
+        b[0..4].copy_from_slice(&(self.signo as i32).to_le_bytes());
+        b[8..12].copy_from_slice(&self.code.to_le_bytes());
+        match self.detail {
+            Detail::Sender { pid, uid } => {
+                b[16..20].copy_from_slice(&pid.to_le_bytes());
+                b[20..24].copy_from_slice(&uid.to_le_bytes());
+            }
+            Detail::Queued { errno, rest } => {
+                b[4..8].copy_from_slice(&errno.to_le_bytes());
+                b[16..].copy_from_slice(&rest);
+            }
+            Detail::Child {
+                pid,
+                uid,
+                status,
+                utime,
+                stime,
+            } => {
+                b[16..20].copy_from_slice(&pid.to_le_bytes());
+                b[20..24].copy_from_slice(&uid.to_le_bytes());
+                b[24..28].copy_from_slice(&status.to_le_bytes());
+                b[32..40].copy_from_slice(&utime.to_le_bytes());
+                b[40..48].copy_from_slice(&stime.to_le_bytes());
+            }
+            Detail::Fault(f) => b[16..24].copy_from_slice(&f.addr.to_le_bytes()),
+        }
+        b
+    }
+}
+
+/// The encoding read back through the libc crate's `siginfo_t` accessors: see
+/// `crate::linux_abi_tests` (those accessors are unsafe, and the Linux layer has no unsafe
+/// code, tests included).
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_match_the_host_linux() {
+        assert_eq!(code::SI_USER, libc::SI_USER);
+        assert_eq!(code::SI_KERNEL, libc::SI_KERNEL);
+        assert_eq!(code::SI_QUEUE, libc::SI_QUEUE);
+        assert_eq!(code::SI_TKILL, libc::SI_TKILL);
+        assert_eq!(code::BUS_ADRALN, libc::BUS_ADRALN);
+        assert_eq!(code::TRAP_TRACE, libc::TRAP_TRACE);
+        assert_eq!(code::CLD_EXITED, libc::CLD_EXITED);
+        assert_eq!(code::CLD_KILLED, libc::CLD_KILLED);
+    }
+}

@@ -242,7 +242,7 @@ fn event_entry() -> u64 {
 
 /// Turns the frame the assembly built into an event frame; returns the entry to jump to, or
 /// 0 (events left pending) if the guest registered none.
-extern "sysv64" fn event_prepare(frame: *mut TrapFrame) -> u64 {
+extern "sysv64" fn event_prepare(frame: u64) -> u64 {
     let shared = StubCpu::current().shared();
     let entry = event_entry();
     if entry == 0 {
@@ -250,13 +250,25 @@ extern "sysv64" fn event_prepare(frame: *mut TrapFrame) -> u64 {
     }
     let bits = shared.pending.swap(0, SeqCst);
     shared.irq_enabled.store(0, SeqCst);
-    // SAFETY: the assembly just wrote this frame on the guest stack (so it is mapped).
-    let f = unsafe { &mut *frame };
-    f.vector = Vector::Event as u64;
-    f.error_code = u64::from(bits);
-    f.fault_addr = 0;
+    set_event_fields(frame, bits);
     crate::state::count(shared, stat::EVENTS);
     entry
+}
+
+/// Turns the frame at `frame` into an event frame for the pending-event bits `bits`.
+///
+/// The frame lies on the guest's stack, which the guest (another vCPU) may write at any
+/// time, so no reference to it is formed: each field is one volatile store.
+fn set_event_fields(frame: u64, bits: u32) {
+    let field = |off: usize| (frame + off as u64) as *mut u64;
+    // SAFETY: callers pass an 8-aligned frame in the window that was just written (by the
+    // assembly) or read (by `iret_prepare`), so it is mapped; a shadow miss is filled by the
+    // signal handler.
+    unsafe {
+        field(offset_of!(TrapFrame, vector)).write_volatile(Vector::Event as u64);
+        field(offset_of!(TrapFrame, error_code)).write_volatile(u64::from(bits));
+        field(offset_of!(TrapFrame, fault_addr)).write_volatile(0);
+    }
 }
 
 /// Validates and copies the frame for `iret`; writes rip/rflags below the target's red zone.
@@ -296,13 +308,7 @@ extern "sysv64" fn iret_prepare(frame: u64) -> Pair {
             // fields (nothing below the target stack has been written yet).
             let bits = shared.pending.swap(0, SeqCst);
             shared.irq_enabled.store(0, SeqCst);
-            // SAFETY: as above: the frame is in the window and was just read.
-            unsafe {
-                let field = |off: usize| (frame + off as u64) as *mut u64;
-                field(offset_of!(TrapFrame, vector)).write_volatile(Vector::Event as u64);
-                field(offset_of!(TrapFrame, error_code)).write_volatile(u64::from(bits));
-                field(offset_of!(TrapFrame, fault_addr)).write_volatile(0);
-            }
+            set_event_fields(frame, bits);
             crate::state::count(shared, stat::EVENTS);
             return Pair(entry, frame);
         }
@@ -312,12 +318,26 @@ extern "sysv64" fn iret_prepare(frame: u64) -> Pair {
     // Restore path: rip and rflags go just below the target's red zone (they may overlap the
     // guest's frame, which is why the frame was copied to the scratch area first).
     let rflags = (f.rflags & RFLAGS_USER_MASK) | 0x202;
-    // SAFETY: both slots lie in the window below the target stack; a miss is filled.
-    unsafe {
-        ((f.rsp - 136) as *mut u64).write_volatile(f.rip);
-        ((f.rsp - 144) as *mut u64).write_volatile(rflags);
-    }
+    write_guest_stack_word(f.rsp - 136, f.rip);
+    write_guest_stack_word(f.rsp - 144, rflags);
     Pair(0, cpu as *const StubCpu as u64 + OFF_IRET_SCRATCH as u64)
+}
+
+/// Writes `value` at `addr` on a guest stack that `iret_prepare` checked lies in the window.
+/// The guest may resume with any `rsp`, 8-aligned or not: an unaligned word is written byte
+/// by byte (volatile stores of the alignment they have, never a reference).
+fn write_guest_stack_word(addr: u64, value: u64) {
+    // SAFETY: `addr..addr + 8` lies in the window (checked by the caller); a shadow miss is
+    // filled by the signal handler, a refused one is the guest's fault (a crash record).
+    unsafe {
+        if addr.is_multiple_of(8) {
+            (addr as *mut u64).write_volatile(value);
+        } else {
+            for (i, b) in value.to_le_bytes().into_iter().enumerate() {
+                ((addr + i as u64) as *mut u8).write_volatile(b);
+            }
+        }
+    }
 }
 
 extern "sysv64" fn set_callbacks(trap_entry: u64, event_entry: u64) -> i64 {

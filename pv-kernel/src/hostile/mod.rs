@@ -13,6 +13,7 @@
 //! `kill`/`ptrace`), `canary=PATH` (a host file that must never be created), `seed=N`.
 
 mod args;
+mod flags;
 mod memory;
 mod shared;
 mod stubjump;
@@ -41,6 +42,7 @@ pub(crate) fn run(case: &str) {
         "map-beyond" => memory::map_beyond(),
         "vma-flood" => memory::vma_flood(),
         "spin-masked" => spin_masked(),
+        "ac-entries" => flags::ac_entries(),
         "double-fault" => crate::commands::crash::double_fault(),
         "stack-overflow" => memory::stack_overflow(),
         "corrupt-pt" => memory::corrupt_page_tables(),

@@ -17,6 +17,7 @@ use pvmux_hypercalls::{
 };
 
 use crate::shadow::{self, MAX_FAULT_AROUND};
+use crate::start::RFLAGS_AC;
 use crate::state::{self, cpu, StubCpu, G, OFF_IRET_SCRATCH, OFF_XMM_SAVE, SIG_EVENT};
 use crate::{doorbell, sys, trap};
 
@@ -25,6 +26,22 @@ extern "sysv64" {
     fn pvmux_stub_iret(frame: u64) -> !;
     fn pvmux_stub_irq_enable();
     fn pvmux_stub_null() -> u64;
+    fn pvmux_stub_set_callbacks();
+    fn pvmux_stub_irq_disable();
+    fn pvmux_stub_halt();
+    fn pvmux_stub_timer_arm();
+    fn pvmux_stub_clock_ns();
+    fn pvmux_stub_vcpu_start();
+    fn pvmux_stub_vcpu_kick();
+    fn pvmux_stub_vcpu_self();
+    fn pvmux_stub_vcpu_id();
+    fn pvmux_stub_load_root();
+    fn pvmux_stub_tlb_flush();
+    fn pvmux_stub_tlb_flush_all();
+    fn pvmux_stub_prefault();
+    fn pvmux_stub_set_fault_around();
+    fn pvmux_stub_user_wait();
+    fn pvmux_stub_user_wake();
 }
 
 /// Fills the stub table with the entry addresses.
@@ -34,33 +51,100 @@ pub(crate) fn table() -> StubTable {
         abi_version: ABI_VERSION,
         nr_entries: STUB_ENTRIES,
         hypercall: pvmux_stub_hypercall as *const () as u64,
-        set_callbacks: set_callbacks as *const () as u64,
+        set_callbacks: pvmux_stub_set_callbacks as *const () as u64,
         iret: pvmux_stub_iret as *const () as u64,
         irq_enable: pvmux_stub_irq_enable as *const () as u64,
-        irq_disable: irq_disable as *const () as u64,
-        halt: halt as *const () as u64,
-        timer_arm: timer_arm as *const () as u64,
-        clock_ns: clock_ns as *const () as u64,
-        vcpu_start: vcpu_start as *const () as u64,
-        vcpu_kick: vcpu_kick as *const () as u64,
-        vcpu_self: vcpu_self as *const () as u64,
-        vcpu_id: vcpu_id as *const () as u64,
-        load_root: load_root as *const () as u64,
-        tlb_flush: tlb_flush as *const () as u64,
-        tlb_flush_all: tlb_flush_all as *const () as u64,
-        prefault: prefault as *const () as u64,
-        set_fault_around: set_fault_around as *const () as u64,
+        irq_disable: pvmux_stub_irq_disable as *const () as u64,
+        halt: pvmux_stub_halt as *const () as u64,
+        timer_arm: pvmux_stub_timer_arm as *const () as u64,
+        clock_ns: pvmux_stub_clock_ns as *const () as u64,
+        vcpu_start: pvmux_stub_vcpu_start as *const () as u64,
+        vcpu_kick: pvmux_stub_vcpu_kick as *const () as u64,
+        vcpu_self: pvmux_stub_vcpu_self as *const () as u64,
+        vcpu_id: pvmux_stub_vcpu_id as *const () as u64,
+        load_root: pvmux_stub_load_root as *const () as u64,
+        tlb_flush: pvmux_stub_tlb_flush as *const () as u64,
+        tlb_flush_all: pvmux_stub_tlb_flush_all as *const () as u64,
+        prefault: pvmux_stub_prefault as *const () as u64,
+        set_fault_around: pvmux_stub_set_fault_around as *const () as u64,
         null: pvmux_stub_null as *const () as u64,
-        user_wait: user_wait as *const () as u64,
-        user_wake: user_wake as *const () as u64,
+        user_wait: pvmux_stub_user_wait as *const () as u64,
+        user_wake: pvmux_stub_user_wake as *const () as u64,
     }
 }
+
+// The guest calls every entry with its own rflags. Stub code must not run with the guest's
+// AC (alignment check: the compiler's unaligned accesses would fault inside stub code and end
+// the tenant) or DF (the System V ABI wants it clear; the stub's string instructions would
+// run backwards). Each Rust entry is reached through a trampoline that, only when either flag
+// is set (`popfq` is slow), clears both for the call and gives the caller its flags back on
+// return. Arguments stay in their registers and results in rax/rdx; the stack stays aligned
+// as the callee expects (`pushfq` then `call` adds 16 bytes). The assembly entries clear the
+// flags themselves before they call Rust code; `null` runs no memory access that could fault.
+global_asm!(
+    ".macro pvmux_entry name, target",
+    ".globl \\name",
+    "\\name:",
+    "pushfq",
+    "test dword ptr [rsp], {ac_df}",
+    "jnz 1f",
+    "add rsp, 8",
+    "jmp \\target",
+    "1:",
+    "push qword ptr [rsp]",
+    "and dword ptr [rsp], {keep}",
+    "popfq",
+    "call \\target",
+    "popfq",
+    "ret",
+    ".endm",
+    "pvmux_entry pvmux_stub_set_callbacks, {set_callbacks}",
+    "pvmux_entry pvmux_stub_irq_disable, {irq_disable}",
+    "pvmux_entry pvmux_stub_halt, {halt}",
+    "pvmux_entry pvmux_stub_timer_arm, {timer_arm}",
+    "pvmux_entry pvmux_stub_clock_ns, {clock_ns}",
+    "pvmux_entry pvmux_stub_vcpu_start, {vcpu_start}",
+    "pvmux_entry pvmux_stub_vcpu_kick, {vcpu_kick}",
+    "pvmux_entry pvmux_stub_vcpu_self, {vcpu_self}",
+    "pvmux_entry pvmux_stub_vcpu_id, {vcpu_id}",
+    "pvmux_entry pvmux_stub_load_root, {load_root}",
+    "pvmux_entry pvmux_stub_tlb_flush, {tlb_flush}",
+    "pvmux_entry pvmux_stub_tlb_flush_all, {tlb_flush_all}",
+    "pvmux_entry pvmux_stub_prefault, {prefault}",
+    "pvmux_entry pvmux_stub_set_fault_around, {set_fault_around}",
+    "pvmux_entry pvmux_stub_user_wait, {user_wait}",
+    "pvmux_entry pvmux_stub_user_wake, {user_wake}",
+    ac_df = const FLAGS_CLEARED as u32,
+    keep = const !FLAGS_CLEARED as u32,
+    set_callbacks = sym set_callbacks,
+    irq_disable = sym irq_disable,
+    halt = sym halt,
+    timer_arm = sym timer_arm,
+    clock_ns = sym clock_ns,
+    vcpu_start = sym vcpu_start,
+    vcpu_kick = sym vcpu_kick,
+    vcpu_self = sym vcpu_self,
+    vcpu_id = sym vcpu_id,
+    load_root = sym load_root,
+    tlb_flush = sym tlb_flush,
+    tlb_flush_all = sym tlb_flush_all,
+    prefault = sym prefault,
+    set_fault_around = sym set_fault_around,
+    user_wait = sym user_wait,
+    user_wake = sym user_wake,
+);
+
+/// The `rflags` bits stub code runs without: AC (alignment check) and DF (direction).
+const FLAGS_CLEARED: u64 = RFLAGS_AC | RFLAGS_DF;
+/// The `rflags` direction flag.
+const RFLAGS_DF: u64 = 1 << 10;
 
 const ERR_INVAL: i64 = HcError::InvalidArgument.to_ret();
 const ERR_BADADDR: i64 = HcError::BadAddress.to_ret();
 
 global_asm!(
-    // hypercall(nr, a0..a4): record the caller's context for host reports, then the doorbell.
+    // hypercall(nr, a0..a4): record the caller's context for host reports, then the doorbell
+    // (with AC and DF cleared for the call when the caller had them set, as `pvmux_entry`).
     ".globl pvmux_stub_hypercall",
     "pvmux_stub_hypercall:",
     "mov rax, fs:[8]",
@@ -69,7 +153,18 @@ global_asm!(
     "lea r11, [rsp + 8]",
     "mov [rax + {caller_rsp}], r11",
     "mov [rax + {caller_rbp}], rbp",
+    "pushfq",
+    "test dword ptr [rsp], {ac_df}",
+    "jnz 5f",
+    "add rsp, 8",
     "jmp {hypercall}",
+    "5:",
+    "push qword ptr [rsp]",
+    "and dword ptr [rsp], {keep}",
+    "popfq",
+    "call {hypercall}",
+    "popfq",
+    "ret",
     //
     ".globl pvmux_stub_null",
     "pvmux_stub_null:",
@@ -116,6 +211,11 @@ global_asm!(
     "mov [rax + {f_rflags}], rbx",
     "mov rbx, rax",
     "lea rsp, [rax - 16]",
+    // Stub code runs with AC and DF clear (the frame keeps the caller's flags; the event
+    // entry starts with them clear, as after a trap).
+    "pushfq",
+    "and dword ptr [rsp], {keep}",
+    "popfq",
     "mov rdi, rax",
     "call {event_prepare}",
     "test rax, rax",
@@ -152,6 +252,10 @@ global_asm!(
     "movdqa [rax + {xmm} + 208], xmm13",
     "movdqa [rax + {xmm} + 224], xmm14",
     "movdqa [rax + {xmm} + 240], xmm15",
+    // Stub code runs with AC and DF clear (the frame's rflags are restored at the end).
+    "pushfq",
+    "and dword ptr [rsp], {keep}",
+    "popfq",
     "call {iret_prepare}",
     "mov rcx, fs:[0]",
     "movdqa xmm0, [rcx + {xmm} + 0]",
@@ -226,6 +330,8 @@ global_asm!(
     below = const 128 + TRAP_FRAME_SIZE,
     xmm = const OFF_XMM_SAVE,
     rflags_if = const RFLAGS_IF,
+    ac_df = const FLAGS_CLEARED as u32,
+    keep = const !FLAGS_CLEARED as u32,
 );
 
 /// Two-register return (`rax`, `rdx`) for the assembly.

@@ -510,3 +510,29 @@ fn a_kernel_with_the_alignment_check_flag_set_can_call_every_stub_entry() {
     ];
     run_suite("ac-entries", vec![c]);
 }
+
+/// Stub entries that change the shadow (`prefault` past the stub's mapping budget, so the
+/// whole window is evicted inside the entry; `tlb_flush` of the caller's own stack page;
+/// `tlb_flush_all`; `load_root`) unmap the caller's stack while the stub holds its shadow
+/// lock: they run on the stub's own stack, so they return instead of deadlocking the vCPU
+/// (which used to end the tenant by the watchdog).
+#[test]
+fn shadow_changing_entries_do_not_deadlock_on_the_callers_stack() {
+    let cases = [1, 2]
+        .into_iter()
+        .map(|vcpus| {
+            let mut c = case(
+                &format!("evict-in-entry-{vcpus}"),
+                "hostile=evict-in-entry",
+                vcpus,
+                Expect::Contained,
+            );
+            c.console = vec![
+                "tlb_flush of the own stack page -> 0, tlb_flush_all -> 0, load_root -> 0"
+                    .to_owned(),
+            ];
+            c
+        })
+        .collect();
+    run_suite("evict-in-entry", cases);
+}

@@ -18,7 +18,9 @@ use pvmux_hypercalls::{
 
 use crate::shadow::{self, MAX_FAULT_AROUND};
 use crate::start::RFLAGS_AC;
-use crate::state::{self, cpu, StubCpu, G, OFF_IRET_SCRATCH, OFF_XMM_SAVE, SIG_EVENT};
+use crate::state::{
+    self, cpu, StubCpu, AREA_STACK_TOP, G, OFF_IRET_SCRATCH, OFF_XMM_SAVE, SIG_EVENT,
+};
 use crate::{doorbell, sys, trap};
 
 extern "sysv64" {
@@ -98,6 +100,30 @@ global_asm!(
     "popfq",
     "ret",
     ".endm",
+    // The entries that change the shadow (prefault, tlb_flush, tlb_flush_all, load_root) run
+    // on the vCPU's own stub stack (the parking stack of its area, unused once the vCPU runs
+    // the guest): they hold the shadow lock, and an eviction of the whole window (VMA budget)
+    // or a flush that covers the caller's stack would unmap the very stack they run on; the
+    // next stack access would fault into the signal handler, which waits for the lock this
+    // thread holds. The caller's rsp is kept at the top of that stack; flags as above.
+    ".macro pvmux_entry_stub_stack name, target",
+    ".globl \\name",
+    "\\name:",
+    "mov rax, fs:[0]",
+    "add rax, {stack_top}",
+    "mov [rax - 8], rsp",
+    "lea rsp, [rax - 16]",
+    "pushfq",
+    "push qword ptr [rsp]",
+    "and dword ptr [rsp], {keep}",
+    "popfq",
+    "sub rsp, 8",
+    "call \\target",
+    "add rsp, 8",
+    "popfq",
+    "mov rsp, [rsp + 8]",
+    "ret",
+    ".endm",
     "pvmux_entry pvmux_stub_set_callbacks, {set_callbacks}",
     "pvmux_entry pvmux_stub_irq_disable, {irq_disable}",
     "pvmux_entry pvmux_stub_halt, {halt}",
@@ -107,15 +133,16 @@ global_asm!(
     "pvmux_entry pvmux_stub_vcpu_kick, {vcpu_kick}",
     "pvmux_entry pvmux_stub_vcpu_self, {vcpu_self}",
     "pvmux_entry pvmux_stub_vcpu_id, {vcpu_id}",
-    "pvmux_entry pvmux_stub_load_root, {load_root}",
-    "pvmux_entry pvmux_stub_tlb_flush, {tlb_flush}",
-    "pvmux_entry pvmux_stub_tlb_flush_all, {tlb_flush_all}",
-    "pvmux_entry pvmux_stub_prefault, {prefault}",
+    "pvmux_entry_stub_stack pvmux_stub_load_root, {load_root}",
+    "pvmux_entry_stub_stack pvmux_stub_tlb_flush, {tlb_flush}",
+    "pvmux_entry_stub_stack pvmux_stub_tlb_flush_all, {tlb_flush_all}",
+    "pvmux_entry_stub_stack pvmux_stub_prefault, {prefault}",
     "pvmux_entry pvmux_stub_set_fault_around, {set_fault_around}",
     "pvmux_entry pvmux_stub_user_wait, {user_wait}",
     "pvmux_entry pvmux_stub_user_wake, {user_wake}",
     ac_df = const FLAGS_CLEARED as u32,
     keep = const !FLAGS_CLEARED as u32,
+    stack_top = const AREA_STACK_TOP,
     set_callbacks = sym set_callbacks,
     irq_disable = sym irq_disable,
     halt = sym halt,

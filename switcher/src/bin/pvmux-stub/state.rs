@@ -11,7 +11,9 @@ use pvmux_hypercalls::{SandboxHeader, VcpuShared};
 
 /// Size (and alignment) of a per-vCPU area.
 pub(crate) const AREA_SIZE: u64 = 128 * 1024;
-/// Top of the parking stack inside an area (the stack grows down towards the `StubCpu`).
+/// Top of the parking stack inside an area (the stack grows down towards the `StubCpu`): a
+/// parked vCPU thread runs on it until it enters the guest; after that, the entries that
+/// change the shadow run on it (see `entries.rs`).
 pub(crate) const AREA_STACK_TOP: u64 = 40 * 1024;
 /// Start of the alternate signal stack inside an area.
 pub(crate) const AREA_ALTSTACK: u64 = 40 * 1024;

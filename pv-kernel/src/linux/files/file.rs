@@ -124,9 +124,13 @@ impl OpenFile {
         self.flags() & fl::O_PATH != 0
     }
 
-    /// True if open for reading.
+    /// True if open for reading (access mode `O_RDONLY` or `O_RDWR`; mode 3 is neither).
     pub(crate) fn readable(&self) -> bool {
-        !self.is_path() && self.flags() & oflag::O_ACCMODE != oflag::O_WRONLY
+        !self.is_path()
+            && matches!(
+                self.flags() & oflag::O_ACCMODE,
+                oflag::O_RDONLY | oflag::O_RDWR
+            )
     }
 
     /// True if open for writing.

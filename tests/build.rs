@@ -30,7 +30,7 @@ const PROGRAMS: [&str; 8] = [
 ];
 
 /// The C programs of `programs/c/` (besides `hello.c`), each built for glibc and musl.
-const C_PROGRAMS: [&str; 11] = [
+const C_PROGRAMS: [&str; 12] = [
     "stress_fork",
     "stress_vfork_exec",
     "stress_fork_fault",
@@ -42,6 +42,7 @@ const C_PROGRAMS: [&str; 11] = [
     "sigmask_wait",
     "cputime",
     "random_sources",
+    "edge_cases",
 ];
 
 fn main() {

@@ -30,7 +30,7 @@ const PROGRAMS: [&str; 8] = [
 ];
 
 /// The C programs of `programs/c/` (besides `hello.c`), each built for glibc and musl.
-const C_PROGRAMS: [&str; 16] = [
+const C_PROGRAMS: [&str; 17] = [
     "stress_fork",
     "stress_vfork_exec",
     "stress_fork_fault",
@@ -47,6 +47,7 @@ const C_PROGRAMS: [&str; 16] = [
     "exec_rules",
     "path_rules",
     "poll_rules",
+    "edge_cases",
 ];
 
 fn main() {

@@ -522,10 +522,11 @@ fn check_name(name: &[u8], offset: usize) -> Result<(), InitramfsError> {
 
 /// Checks a newc archive strictly and counts its entries.
 ///
-/// Every entry must have the `070701` magic (or `070702`, whose checksum is then verified),
-/// 8-digit hex fields (either case), a `namesize` of 2..=[`MAX_NAME_SIZE`] that counts the
-/// name's terminating NUL, a name without NUL bytes, `..` components or components longer
-/// than [`MAX_COMPONENT_LEN`], a known file type, zero padding to 4-byte alignment, and name
+/// Every entry must have the `070701` magic (or `070702`, whose checksum is then verified for
+/// regular files, as Linux does), 8-digit hex fields (either case), a `namesize` of
+/// 2..=[`MAX_NAME_SIZE`] that counts the name's terminating NUL, a name without NUL bytes,
+/// `..` components or components longer than [`MAX_COMPONENT_LEN`], a known file type, zero
+/// padding to 4-byte alignment, and name
 /// and data inside the archive; directories, devices, FIFOs and sockets carry no data and
 /// symbolic link targets are 1..=[`MAX_SYMLINK_LEN`] bytes without NUL. The archive must end
 /// with a `TRAILER!!!` entry, after which only zero bytes may follow, or zero padding (a
@@ -609,7 +610,9 @@ pub fn validate(bytes: &[u8]) -> Result<Summary, InitramfsError> {
         let data = &bytes[data_at..data_at + filesize];
         let end = align4(data_at + filesize);
         check_padding(bytes, off, data_at + filesize, end, "data padding")?;
-        if &header[..6] == NEWC_CRC_MAGIC {
+        // The checksum covers a regular file's data only: Linux's unpacker checks nothing
+        // else, and GNU `cpio -H crc` writes 0 for symbolic links (whose data is the target).
+        if &header[..6] == NEWC_CRC_MAGIC && mode & S_IFMT == S_IFREG {
             let sum = data.iter().fold(0u32, |s, &b| s.wrapping_add(u32::from(b)));
             if sum != check {
                 return Err(InitramfsError::Malformed {
@@ -986,6 +989,55 @@ mod tests {
     /// Rewrites header field `i` of the entry at `off`.
     fn set_field(a: &mut [u8], off: usize, i: usize, text: &[u8; 8]) {
         a[off + 6 + i * 8..off + 14 + i * 8].copy_from_slice(text);
+    }
+
+    /// An archive GNU cpio 2.13 made with `-H crc` (magic `070702`): the kernel's test data,
+    /// described in `pv-kernel/src/fs/testdata/mod.rs` (directories, regular files, hard
+    /// links, a FIFO and the symbolic link `link -> dir/file`).
+    const GNU_CRC: &[u8] = include_bytes!("../../pv-kernel/src/fs/testdata/gnu-crc.cpio");
+
+    /// Offset of the header of the member named `name` in `a`.
+    fn member_at(a: &[u8], name: &[u8]) -> usize {
+        let mut nul = name.to_vec();
+        nul.push(0);
+        let at = a
+            .windows(nul.len())
+            .position(|w| w == nul.as_slice())
+            .expect("member name");
+        at - HEADER_LEN
+    }
+
+    /// Field `i` of the header at `off`.
+    fn field(a: &[u8], off: usize, i: usize) -> u32 {
+        let text = std::str::from_utf8(&a[off + 6 + i * 8..off + 14 + i * 8]).unwrap();
+        u32::from_str_radix(text, 16).unwrap()
+    }
+
+    #[test]
+    fn gnu_cpio_crc_archive_with_a_symlink_validates() {
+        // GNU cpio writes checksum 0 for the symbolic link (not the sum of its target's
+        // bytes); Linux checks regular files only, and so does the host.
+        let link = member_at(GNU_CRC, b"link");
+        assert_eq!(&GNU_CRC[link..link + 6], NEWC_CRC_MAGIC);
+        assert_eq!(field(GNU_CRC, link, 1) & S_IFMT, S_IFLNK);
+        assert_eq!(
+            field(GNU_CRC, link, 12),
+            0,
+            "the fixture's symlink has checksum 0"
+        );
+        let s = validate(GNU_CRC).unwrap();
+        assert_eq!((s.files, s.dirs, s.symlinks, s.special), (6, 3, 1, 1));
+        // Any checksum on a symbolic link is ignored...
+        let mut a = GNU_CRC.to_vec();
+        set_field(&mut a, link, 12, b"DEADBEEF");
+        assert_eq!(validate(&a).unwrap().symlinks, 1);
+        // ... but a regular file's data must still match its checksum.
+        let file = member_at(GNU_CRC, b"dir/file");
+        let data = align4(file + HEADER_LEN + field(GNU_CRC, file, 11) as usize);
+        let mut a = GNU_CRC.to_vec();
+        a[data] ^= 1;
+        let e = validate(&a).unwrap_err().to_string();
+        assert!(e.contains("checksum mismatch for \"dir/file\""), "{e}");
     }
 
     #[test]

@@ -394,6 +394,7 @@ impl Spaces {
                 ctl,
             },
         );
+        // tests/tests/hostile_user.rs reads the pids of this line and the spare lines below.
         tracing::debug!(tenant = %cfg.name, handle, pid = raw_pid, ctx_gpa, "user sandbox spawned");
         self.want_spares(&mut st);
         Ok(handle)

@@ -144,6 +144,48 @@ pub fn launch(host: &Host, name: &str, words: &str, vcpus: u32) -> (Tenant, Capt
     (tenant, console)
 }
 
+/// Holds a [`launch_waiting`] tenant's program back: its console input stays open until
+/// [`Gate::open`] (or drop) ends it.
+pub struct Gate(Option<std::io::PipeWriter>);
+
+impl Gate {
+    /// Ends the console input: the program exits with its code.
+    pub fn open(&mut self) {
+        self.0.take();
+    }
+}
+
+/// Launches the embedded test kernel on `vcpus` vCPUs running `/toolbox wait-eof CODE` (the
+/// workspace's test programs are shared as the guest's root): the program exits with `code`
+/// only once its console input ends, when the returned [`Gate`] is opened. Until then the
+/// tenant cannot end by itself, so a test can look at its sandbox without racing its exit.
+pub fn launch_waiting(host: &Host, name: &str, vcpus: u32, code: u8) -> (Tenant, Capture, Gate) {
+    let (input, gate) = std::io::pipe().expect("pipe for the console input");
+    let options = pvmux_hypercalls::bootargs::Options {
+        hostfs: true,
+        ..Default::default()
+    };
+    let code_arg = code.to_string();
+    let argv = ["/toolbox", "wait-eof", code_arg.as_str()];
+    let share = pvmux_host::hostfs::HostFs::open(std::path::Path::new(env!("PVMUX_PROG_DIR")))
+        .expect("the test programs' directory can be shared");
+    let console = Capture::default();
+    let cfg = TenantConfig {
+        console: Box::new(console.clone()),
+        boot_args: BootArgsBuf::new(&options, [], argv).expect("boot arguments fit"),
+        console_input: Some(pvmux_host::ConsoleInput::Reader(Box::new(input))),
+        hostfs: Some(Arc::new(share)),
+        ..config(name, "", vcpus)
+    };
+    let tenant = host.launch(cfg).expect("tenant launches");
+    assert!(
+        tenant.wait_started(std::time::Duration::from_secs(10)),
+        "tenant {name} did not start: {:?}",
+        tenant.state()
+    );
+    (tenant, console, Gate(Some(gate)))
+}
+
 /// The lines printed after `pvmux-kernel: ls PATH: N entries` (which must be present).
 pub fn ls_lines(out: &str, path: &str) -> Vec<String> {
     let prefix = format!("pvmux-kernel: ls {path}: ");

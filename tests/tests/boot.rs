@@ -1,8 +1,8 @@
 //! Booting the embedded guest kernel: the self-test on 1 and 4 vCPUs, exit codes, and two
 //! tenants side by side in one host.
 
-use pvmux_host::TenantOutcome;
-use pvmux_tests::{host, launch};
+use pvmux_host::{TenantOutcome, TenantState};
+use pvmux_tests::{host, launch, launch_waiting};
 
 fn run_selftest(vcpus: u32) {
     let host = host();
@@ -52,8 +52,10 @@ fn selftest_passes_on_four_vcpus() {
 #[test]
 fn two_tenants_run_concurrently_with_their_own_exit_codes() {
     let host = host();
-    let (a, out_a) = launch(&host, "a", "sleep=300 exit=3", 2);
-    let (b, out_b) = launch(&host, "b", "sleep=300 exit=7", 1);
+    // Each guest program waits for the end of its console input: neither tenant can end
+    // before the test has seen both sandboxes.
+    let (a, out_a, mut gate_a) = launch_waiting(&host, "a", 2, 3);
+    let (b, out_b, mut gate_b) = launch_waiting(&host, "b", 1, 7);
     // Both sandboxes are alive at the same time.
     for t in [&a, &b] {
         let status = std::fs::read_to_string(format!("/proc/{}/status", t.sandbox_pid()))
@@ -61,10 +63,11 @@ fn two_tenants_run_concurrently_with_their_own_exit_codes() {
         assert!(status.contains("Seccomp:\t2"), "{status}");
     }
     assert_ne!(a.sandbox_pid(), b.sandbox_pid());
-    assert_eq!(a.wait(), TenantOutcome::Exited(3), "{}", out_a.text());
+    gate_b.open();
     assert_eq!(b.wait(), TenantOutcome::Exited(7), "{}", out_b.text());
-    assert!(out_a.text().contains("exiting with 3"), "{}", out_a.text());
-    assert!(out_b.text().contains("exiting with 7"), "{}", out_b.text());
+    assert_eq!(a.state(), TenantState::Running, "{}", out_a.text());
+    gate_a.open();
+    assert_eq!(a.wait(), TenantOutcome::Exited(3), "{}", out_a.text());
 }
 
 /// The default kernel (what `pvmux run` boots for programs) has no test commands: asked for

@@ -1,7 +1,7 @@
 //! A crashing or misbehaving guest is reported and contained; its neighbour carries on.
 
 use pvmux_host::TenantOutcome;
-use pvmux_tests::{host, launch};
+use pvmux_tests::{host, launch, launch_waiting};
 
 #[test]
 fn guest_panic_is_reported_and_neighbour_completes() {
@@ -48,7 +48,9 @@ fn raw_host_syscalls_from_the_guest_are_trapped() {
 #[test]
 fn sandbox_is_seccomp_locked_with_only_its_two_memfds() {
     let host = host();
-    let (t, out) = launch(&host, "inspect", "sleep=400 exit=0", 3);
+    // The guest program waits for the end of its console input: the sandbox cannot end
+    // while the test looks at it.
+    let (t, out, mut gate) = launch_waiting(&host, "inspect", 3, 0);
     let pid = t.sandbox_pid();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
     assert!(status.contains("Seccomp:\t2"), "{status}");
@@ -74,6 +76,7 @@ fn sandbox_is_seccomp_locked_with_only_its_two_memfds() {
     assert!(fds[0].1.starts_with("/memfd:pvmux-guest"), "{fds:?}");
     assert_eq!(fds[1].0, "4");
     assert!(fds[1].1.starts_with("/memfd:pvmux-ctl"), "{fds:?}");
+    gate.open();
     assert_eq!(t.wait(), TenantOutcome::Exited(0), "{}", out.text());
 }
 

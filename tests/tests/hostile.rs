@@ -494,3 +494,45 @@ fn a_guest_spinning_with_events_masked_is_ended_by_the_watchdog() {
     c.watchdog = Some(Duration::from_millis(300));
     run_suite("spin-masked", vec![c]);
 }
+
+/// A kernel running with the alignment-check flag (AC) set calls every stub entry (and takes
+/// an event through `irq_enable`), then `iret`s to a stack that is not 8-aligned: stub code
+/// runs with AC cleared, so it does not fault on its own unaligned accesses (the `iret` used
+/// to end the tenant with a stub fault), and each entry gives the caller its flags back.
+#[test]
+fn a_kernel_with_the_alignment_check_flag_set_can_call_every_stub_entry() {
+    let mut c = case("ac-entries", "hostile=ac-entries", 2, Expect::Contained);
+    c.console = vec![
+        "hostile: AC set before the calls: true".to_owned(),
+        "hostile: irq_enable with a pending event with AC set -> 0 (ok, AC still set on return)"
+            .to_owned(),
+        "hostile: iret with AC set to an unaligned stack -> landed 1, AC clear (ok)".to_owned(),
+    ];
+    run_suite("ac-entries", vec![c]);
+}
+
+/// Stub entries that change the shadow (`prefault` past the stub's mapping budget, so the
+/// whole window is evicted inside the entry; `tlb_flush` of the caller's own stack page;
+/// `tlb_flush_all`; `load_root`) unmap the caller's stack while the stub holds its shadow
+/// lock: they run on the stub's own stack, so they return instead of deadlocking the vCPU
+/// (which used to end the tenant by the watchdog).
+#[test]
+fn shadow_changing_entries_do_not_deadlock_on_the_callers_stack() {
+    let cases = [1, 2]
+        .into_iter()
+        .map(|vcpus| {
+            let mut c = case(
+                &format!("evict-in-entry-{vcpus}"),
+                "hostile=evict-in-entry",
+                vcpus,
+                Expect::Contained,
+            );
+            c.console = vec![
+                "tlb_flush of the own stack page -> 0, tlb_flush_all -> 0, load_root -> 0"
+                    .to_owned(),
+            ];
+            c
+        })
+        .collect();
+    run_suite("evict-in-entry", cases);
+}

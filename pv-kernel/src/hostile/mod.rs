@@ -13,6 +13,8 @@
 //! `kill`/`ptrace`), `canary=PATH` (a host file that must never be created), `seed=N`.
 
 mod args;
+mod evict;
+mod flags;
 mod memory;
 mod shared;
 mod stubjump;
@@ -41,6 +43,8 @@ pub(crate) fn run(case: &str) {
         "map-beyond" => memory::map_beyond(),
         "vma-flood" => memory::vma_flood(),
         "spin-masked" => spin_masked(),
+        "ac-entries" => flags::ac_entries(),
+        "evict-in-entry" => evict::evict_in_entry(),
         "double-fault" => crate::commands::crash::double_fault(),
         "stack-overflow" => memory::stack_overflow(),
         "corrupt-pt" => memory::corrupt_page_tables(),

@@ -215,6 +215,7 @@ const RLIM_INFINITY: u64 = u64::MAX;
 fn rlimit(resource: u64) -> Result<[u64; 2], Errno> {
     Ok(match resource {
         3 => [8 << 20, RLIM_INFINITY], // STACK
+        4 => [0, 0],                   // CORE: no core dump is ever written
         7 => [1024, 1024],             // NOFILE
         6 => [4096, 4096],             // NPROC
         0..=15 => [RLIM_INFINITY, RLIM_INFINITY],

@@ -550,6 +550,13 @@ pub(crate) fn do_clone(
     if flags & CLONE_SETTLS != 0 {
         cst.fs_base = tls;
     }
+    // An exiting process (exit_group, a fatal signal, exec in another thread) creates
+    // nothing: Linux's copy_process fails with EINTR when a fatal signal is pending, and the
+    // caller dies before it sees the result.
+    let exiting = || task.must_exit.load(Ordering::Acquire) || p.exit_status.lock().is_some();
+    if exiting() {
+        return Err(Errno::EINTR);
+    }
     // A thread or `CLONE_VM` child (not `vfork`) starts without an alternate stack.
     let shares_stack = flags & CLONE_VM != 0 && flags & CLONE_VFORK == 0;
     if LIVE_TASKS.load(Ordering::Relaxed) >= max_tasks() {
@@ -561,16 +568,31 @@ pub(crate) fn do_clone(
         }
         let tid = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let t = new_task(tid, p, task.sig.cloned(shares_stack));
+        // Checked again now that the thread is in `p.threads`: an `exit_group` that set the
+        // exit status before this check is refused here; one that sets it after takes its
+        // snapshot of the threads after the insertion, so it marks the new thread too.
+        if exiting() {
+            p.threads.lock().retain(|x| !Arc::ptr_eq(x, &t));
+            return Err(Errno::EINTR);
+        }
+        // As on Linux, a fault writing the thread id is ignored (the thread exists).
         if flags & CLONE_PARENT_SETTID != 0 {
-            super::uaccess::write_val(ptid, &tid)?;
+            let _ = super::uaccess::write_val(ptid, &tid);
         }
         if flags & CLONE_CHILD_SETTID != 0 {
-            super::uaccess::write_val(ctid, &tid)?;
+            let _ = super::uaccess::write_val(ctid, &tid);
         }
         if flags & CLONE_CHILD_CLEARTID != 0 {
             t.clear_child_tid.store(ctid, Ordering::Relaxed);
         }
-        start(t, cst, false)?;
+        start(t.clone(), cst, false)?;
+        // The new thread may run (and block) before `start` publishes its kernel thread, so
+        // an `exit_group` in that window marked it without being able to wake it: now that
+        // it can be woken, wake it again if the process is exiting.
+        if exiting() {
+            t.must_exit.store(true, Ordering::Release);
+            t.kick();
+        }
         return Ok(tid as u64);
     }
     // A new process.
@@ -580,6 +602,9 @@ pub(crate) fn do_clone(
     } else {
         space.fork()?
     };
+    if exiting() {
+        return Err(Errno::EINTR);
+    }
     let files = p.files.lock().fork();
     let fs = p.fs.lock().clone();
     let actions = *p.sigactions.lock();
@@ -602,11 +627,12 @@ pub(crate) fn do_clone(
     );
     *c.exe.lock() = exe;
     let t = new_task(c.pid, &c, task.sig.cloned(shares_stack));
+    // As on Linux, a fault writing the child's pid is ignored (the child exists).
     if flags & CLONE_PARENT_SETTID != 0 {
-        super::uaccess::write_val(ptid, &c.pid)?;
+        let _ = super::uaccess::write_val(ptid, &c.pid);
     }
     if flags & CLONE_CHILD_SETTID != 0 {
-        super::space::copy_out(&child_space, ctid, &c.pid.to_le_bytes())?;
+        let _ = super::space::copy_out(&child_space, ctid, &c.pid.to_le_bytes());
     }
     if flags & CLONE_CHILD_CLEARTID != 0 {
         t.clear_child_tid.store(ctid, Ordering::Relaxed);

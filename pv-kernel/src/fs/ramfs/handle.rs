@@ -60,7 +60,10 @@ pub(super) struct OpenFile {
 
 impl OpenFile {
     pub(super) fn readable(&self) -> bool {
-        self.flags & oflag::O_ACCMODE != oflag::O_WRONLY
+        matches!(
+            self.flags & oflag::O_ACCMODE,
+            oflag::O_RDONLY | oflag::O_RDWR
+        )
     }
     pub(super) fn writable(&self) -> bool {
         matches!(
@@ -86,10 +89,9 @@ impl Fs {
         perm: u32,
     ) -> Result<Handle, Errno> {
         use oflag::*;
+        // Access mode 3 (`O_ACCMODE`) is allowed, as on Linux: it asks for read and write
+        // permission and opens for neither (ioctl only; a directory is EISDIR below).
         let acc = flags & O_ACCMODE;
-        if acc == O_ACCMODE {
-            return Err(EINVAL);
-        }
         if self.handles.len() >= MAX_HANDLES {
             return Err(EMFILE);
         }
@@ -220,10 +222,11 @@ impl Fs {
             whence::SEEK_END if !is_dir => inode.size(),
             _ => return Err(EINVAL),
         };
+        // An offset beyond i64::MAX is EINVAL, as on Linux (where the sum wraps negative).
         let new = i64::try_from(base)
             .ok()
             .and_then(|b| b.checked_add(off))
-            .ok_or(EOVERFLOW)?;
+            .ok_or(EINVAL)?;
         if new < 0 {
             return Err(EINVAL);
         }

@@ -172,10 +172,11 @@ pub(crate) fn sys_lseek(fd: u64, off: u64, wh: u64) -> SysResult {
                 }
                 _ => return Err(Errno::EINVAL),
             };
+            // Beyond i64::MAX is EINVAL, as on Linux (where the sum wraps negative).
             let new = i64::try_from(base)
                 .ok()
                 .and_then(|b| b.checked_add(off))
-                .ok_or(Errno::EOVERFLOW)?;
+                .ok_or(Errno::EINVAL)?;
             if new < 0 {
                 return Err(Errno::EINVAL);
             }

@@ -17,7 +17,10 @@ use pvmux_hypercalls::{
 };
 
 use crate::shadow::{self, MAX_FAULT_AROUND};
-use crate::state::{self, cpu, StubCpu, G, OFF_IRET_SCRATCH, OFF_XMM_SAVE, SIG_EVENT};
+use crate::start::RFLAGS_AC;
+use crate::state::{
+    self, cpu, StubCpu, AREA_STACK_TOP, G, OFF_IRET_SCRATCH, OFF_XMM_SAVE, SIG_EVENT,
+};
 use crate::{doorbell, sys, trap};
 
 extern "sysv64" {
@@ -25,6 +28,22 @@ extern "sysv64" {
     fn pvmux_stub_iret(frame: u64) -> !;
     fn pvmux_stub_irq_enable();
     fn pvmux_stub_null() -> u64;
+    fn pvmux_stub_set_callbacks();
+    fn pvmux_stub_irq_disable();
+    fn pvmux_stub_halt();
+    fn pvmux_stub_timer_arm();
+    fn pvmux_stub_clock_ns();
+    fn pvmux_stub_vcpu_start();
+    fn pvmux_stub_vcpu_kick();
+    fn pvmux_stub_vcpu_self();
+    fn pvmux_stub_vcpu_id();
+    fn pvmux_stub_load_root();
+    fn pvmux_stub_tlb_flush();
+    fn pvmux_stub_tlb_flush_all();
+    fn pvmux_stub_prefault();
+    fn pvmux_stub_set_fault_around();
+    fn pvmux_stub_user_wait();
+    fn pvmux_stub_user_wake();
 }
 
 /// Fills the stub table with the entry addresses.
@@ -34,33 +53,125 @@ pub(crate) fn table() -> StubTable {
         abi_version: ABI_VERSION,
         nr_entries: STUB_ENTRIES,
         hypercall: pvmux_stub_hypercall as *const () as u64,
-        set_callbacks: set_callbacks as *const () as u64,
+        set_callbacks: pvmux_stub_set_callbacks as *const () as u64,
         iret: pvmux_stub_iret as *const () as u64,
         irq_enable: pvmux_stub_irq_enable as *const () as u64,
-        irq_disable: irq_disable as *const () as u64,
-        halt: halt as *const () as u64,
-        timer_arm: timer_arm as *const () as u64,
-        clock_ns: clock_ns as *const () as u64,
-        vcpu_start: vcpu_start as *const () as u64,
-        vcpu_kick: vcpu_kick as *const () as u64,
-        vcpu_self: vcpu_self as *const () as u64,
-        vcpu_id: vcpu_id as *const () as u64,
-        load_root: load_root as *const () as u64,
-        tlb_flush: tlb_flush as *const () as u64,
-        tlb_flush_all: tlb_flush_all as *const () as u64,
-        prefault: prefault as *const () as u64,
-        set_fault_around: set_fault_around as *const () as u64,
+        irq_disable: pvmux_stub_irq_disable as *const () as u64,
+        halt: pvmux_stub_halt as *const () as u64,
+        timer_arm: pvmux_stub_timer_arm as *const () as u64,
+        clock_ns: pvmux_stub_clock_ns as *const () as u64,
+        vcpu_start: pvmux_stub_vcpu_start as *const () as u64,
+        vcpu_kick: pvmux_stub_vcpu_kick as *const () as u64,
+        vcpu_self: pvmux_stub_vcpu_self as *const () as u64,
+        vcpu_id: pvmux_stub_vcpu_id as *const () as u64,
+        load_root: pvmux_stub_load_root as *const () as u64,
+        tlb_flush: pvmux_stub_tlb_flush as *const () as u64,
+        tlb_flush_all: pvmux_stub_tlb_flush_all as *const () as u64,
+        prefault: pvmux_stub_prefault as *const () as u64,
+        set_fault_around: pvmux_stub_set_fault_around as *const () as u64,
         null: pvmux_stub_null as *const () as u64,
-        user_wait: user_wait as *const () as u64,
-        user_wake: user_wake as *const () as u64,
+        user_wait: pvmux_stub_user_wait as *const () as u64,
+        user_wake: pvmux_stub_user_wake as *const () as u64,
     }
 }
+
+// The guest calls every entry with its own rflags. Stub code must not run with the guest's
+// AC (alignment check: the compiler's unaligned accesses would fault inside stub code and end
+// the tenant) or DF (the System V ABI wants it clear; the stub's string instructions would
+// run backwards). Each Rust entry is reached through a trampoline that, only when either flag
+// is set (`popfq` is slow), clears both for the call and gives the caller its flags back on
+// return. Arguments stay in their registers and results in rax/rdx; the stack stays aligned
+// as the callee expects (`pushfq` then `call` adds 16 bytes). The assembly entries clear the
+// flags themselves before they call Rust code; `null` runs no memory access that could fault.
+global_asm!(
+    ".macro pvmux_entry name, target",
+    ".globl \\name",
+    "\\name:",
+    "pushfq",
+    "test dword ptr [rsp], {ac_df}",
+    "jnz 1f",
+    "add rsp, 8",
+    "jmp \\target",
+    "1:",
+    "push qword ptr [rsp]",
+    "and dword ptr [rsp], {keep}",
+    "popfq",
+    "call \\target",
+    "popfq",
+    "ret",
+    ".endm",
+    // The entries that change the shadow (prefault, tlb_flush, tlb_flush_all, load_root) run
+    // on the vCPU's own stub stack (the parking stack of its area, unused once the vCPU runs
+    // the guest): they hold the shadow lock, and an eviction of the whole window (VMA budget)
+    // or a flush that covers the caller's stack would unmap the very stack they run on; the
+    // next stack access would fault into the signal handler, which waits for the lock this
+    // thread holds. The caller's rsp is kept at the top of that stack; flags as above.
+    ".macro pvmux_entry_stub_stack name, target",
+    ".globl \\name",
+    "\\name:",
+    "mov rax, fs:[0]",
+    "add rax, {stack_top}",
+    "mov [rax - 8], rsp",
+    "lea rsp, [rax - 16]",
+    "pushfq",
+    "push qword ptr [rsp]",
+    "and dword ptr [rsp], {keep}",
+    "popfq",
+    "sub rsp, 8",
+    "call \\target",
+    "add rsp, 8",
+    "popfq",
+    "mov rsp, [rsp + 8]",
+    "ret",
+    ".endm",
+    "pvmux_entry pvmux_stub_set_callbacks, {set_callbacks}",
+    "pvmux_entry pvmux_stub_irq_disable, {irq_disable}",
+    "pvmux_entry pvmux_stub_halt, {halt}",
+    "pvmux_entry pvmux_stub_timer_arm, {timer_arm}",
+    "pvmux_entry pvmux_stub_clock_ns, {clock_ns}",
+    "pvmux_entry pvmux_stub_vcpu_start, {vcpu_start}",
+    "pvmux_entry pvmux_stub_vcpu_kick, {vcpu_kick}",
+    "pvmux_entry pvmux_stub_vcpu_self, {vcpu_self}",
+    "pvmux_entry pvmux_stub_vcpu_id, {vcpu_id}",
+    "pvmux_entry_stub_stack pvmux_stub_load_root, {load_root}",
+    "pvmux_entry_stub_stack pvmux_stub_tlb_flush, {tlb_flush}",
+    "pvmux_entry_stub_stack pvmux_stub_tlb_flush_all, {tlb_flush_all}",
+    "pvmux_entry_stub_stack pvmux_stub_prefault, {prefault}",
+    "pvmux_entry pvmux_stub_set_fault_around, {set_fault_around}",
+    "pvmux_entry pvmux_stub_user_wait, {user_wait}",
+    "pvmux_entry pvmux_stub_user_wake, {user_wake}",
+    ac_df = const FLAGS_CLEARED as u32,
+    keep = const !FLAGS_CLEARED as u32,
+    stack_top = const AREA_STACK_TOP,
+    set_callbacks = sym set_callbacks,
+    irq_disable = sym irq_disable,
+    halt = sym halt,
+    timer_arm = sym timer_arm,
+    clock_ns = sym clock_ns,
+    vcpu_start = sym vcpu_start,
+    vcpu_kick = sym vcpu_kick,
+    vcpu_self = sym vcpu_self,
+    vcpu_id = sym vcpu_id,
+    load_root = sym load_root,
+    tlb_flush = sym tlb_flush,
+    tlb_flush_all = sym tlb_flush_all,
+    prefault = sym prefault,
+    set_fault_around = sym set_fault_around,
+    user_wait = sym user_wait,
+    user_wake = sym user_wake,
+);
+
+/// The `rflags` bits stub code runs without: AC (alignment check) and DF (direction).
+const FLAGS_CLEARED: u64 = RFLAGS_AC | RFLAGS_DF;
+/// The `rflags` direction flag.
+const RFLAGS_DF: u64 = 1 << 10;
 
 const ERR_INVAL: i64 = HcError::InvalidArgument.to_ret();
 const ERR_BADADDR: i64 = HcError::BadAddress.to_ret();
 
 global_asm!(
-    // hypercall(nr, a0..a4): record the caller's context for host reports, then the doorbell.
+    // hypercall(nr, a0..a4): record the caller's context for host reports, then the doorbell
+    // (with AC and DF cleared for the call when the caller had them set, as `pvmux_entry`).
     ".globl pvmux_stub_hypercall",
     "pvmux_stub_hypercall:",
     "mov rax, fs:[8]",
@@ -69,7 +180,18 @@ global_asm!(
     "lea r11, [rsp + 8]",
     "mov [rax + {caller_rsp}], r11",
     "mov [rax + {caller_rbp}], rbp",
+    "pushfq",
+    "test dword ptr [rsp], {ac_df}",
+    "jnz 5f",
+    "add rsp, 8",
     "jmp {hypercall}",
+    "5:",
+    "push qword ptr [rsp]",
+    "and dword ptr [rsp], {keep}",
+    "popfq",
+    "call {hypercall}",
+    "popfq",
+    "ret",
     //
     ".globl pvmux_stub_null",
     "pvmux_stub_null:",
@@ -116,6 +238,11 @@ global_asm!(
     "mov [rax + {f_rflags}], rbx",
     "mov rbx, rax",
     "lea rsp, [rax - 16]",
+    // Stub code runs with AC and DF clear (the frame keeps the caller's flags; the event
+    // entry starts with them clear, as after a trap).
+    "pushfq",
+    "and dword ptr [rsp], {keep}",
+    "popfq",
     "mov rdi, rax",
     "call {event_prepare}",
     "test rax, rax",
@@ -152,6 +279,10 @@ global_asm!(
     "movdqa [rax + {xmm} + 208], xmm13",
     "movdqa [rax + {xmm} + 224], xmm14",
     "movdqa [rax + {xmm} + 240], xmm15",
+    // Stub code runs with AC and DF clear (the frame's rflags are restored at the end).
+    "pushfq",
+    "and dword ptr [rsp], {keep}",
+    "popfq",
     "call {iret_prepare}",
     "mov rcx, fs:[0]",
     "movdqa xmm0, [rcx + {xmm} + 0]",
@@ -226,6 +357,8 @@ global_asm!(
     below = const 128 + TRAP_FRAME_SIZE,
     xmm = const OFF_XMM_SAVE,
     rflags_if = const RFLAGS_IF,
+    ac_df = const FLAGS_CLEARED as u32,
+    keep = const !FLAGS_CLEARED as u32,
 );
 
 /// Two-register return (`rax`, `rdx`) for the assembly.
@@ -242,7 +375,7 @@ fn event_entry() -> u64 {
 
 /// Turns the frame the assembly built into an event frame; returns the entry to jump to, or
 /// 0 (events left pending) if the guest registered none.
-extern "sysv64" fn event_prepare(frame: *mut TrapFrame) -> u64 {
+extern "sysv64" fn event_prepare(frame: u64) -> u64 {
     let shared = StubCpu::current().shared();
     let entry = event_entry();
     if entry == 0 {
@@ -250,13 +383,25 @@ extern "sysv64" fn event_prepare(frame: *mut TrapFrame) -> u64 {
     }
     let bits = shared.pending.swap(0, SeqCst);
     shared.irq_enabled.store(0, SeqCst);
-    // SAFETY: the assembly just wrote this frame on the guest stack (so it is mapped).
-    let f = unsafe { &mut *frame };
-    f.vector = Vector::Event as u64;
-    f.error_code = u64::from(bits);
-    f.fault_addr = 0;
+    set_event_fields(frame, bits);
     crate::state::count(shared, stat::EVENTS);
     entry
+}
+
+/// Turns the frame at `frame` into an event frame for the pending-event bits `bits`.
+///
+/// The frame lies on the guest's stack, which the guest (another vCPU) may write at any
+/// time, so no reference to it is formed: each field is one volatile store.
+fn set_event_fields(frame: u64, bits: u32) {
+    let field = |off: usize| (frame + off as u64) as *mut u64;
+    // SAFETY: callers pass an 8-aligned frame in the window that was just written (by the
+    // assembly) or read (by `iret_prepare`), so it is mapped; a shadow miss is filled by the
+    // signal handler.
+    unsafe {
+        field(offset_of!(TrapFrame, vector)).write_volatile(Vector::Event as u64);
+        field(offset_of!(TrapFrame, error_code)).write_volatile(u64::from(bits));
+        field(offset_of!(TrapFrame, fault_addr)).write_volatile(0);
+    }
 }
 
 /// Validates and copies the frame for `iret`; writes rip/rflags below the target's red zone.
@@ -296,13 +441,7 @@ extern "sysv64" fn iret_prepare(frame: u64) -> Pair {
             // fields (nothing below the target stack has been written yet).
             let bits = shared.pending.swap(0, SeqCst);
             shared.irq_enabled.store(0, SeqCst);
-            // SAFETY: as above: the frame is in the window and was just read.
-            unsafe {
-                let field = |off: usize| (frame + off as u64) as *mut u64;
-                field(offset_of!(TrapFrame, vector)).write_volatile(Vector::Event as u64);
-                field(offset_of!(TrapFrame, error_code)).write_volatile(u64::from(bits));
-                field(offset_of!(TrapFrame, fault_addr)).write_volatile(0);
-            }
+            set_event_fields(frame, bits);
             crate::state::count(shared, stat::EVENTS);
             return Pair(entry, frame);
         }
@@ -312,12 +451,26 @@ extern "sysv64" fn iret_prepare(frame: u64) -> Pair {
     // Restore path: rip and rflags go just below the target's red zone (they may overlap the
     // guest's frame, which is why the frame was copied to the scratch area first).
     let rflags = (f.rflags & RFLAGS_USER_MASK) | 0x202;
-    // SAFETY: both slots lie in the window below the target stack; a miss is filled.
-    unsafe {
-        ((f.rsp - 136) as *mut u64).write_volatile(f.rip);
-        ((f.rsp - 144) as *mut u64).write_volatile(rflags);
-    }
+    write_guest_stack_word(f.rsp - 136, f.rip);
+    write_guest_stack_word(f.rsp - 144, rflags);
     Pair(0, cpu as *const StubCpu as u64 + OFF_IRET_SCRATCH as u64)
+}
+
+/// Writes `value` at `addr` on a guest stack that `iret_prepare` checked lies in the window.
+/// The guest may resume with any `rsp`, 8-aligned or not: an unaligned word is written byte
+/// by byte (volatile stores of the alignment they have, never a reference).
+fn write_guest_stack_word(addr: u64, value: u64) {
+    // SAFETY: `addr..addr + 8` lies in the window (checked by the caller); a shadow miss is
+    // filled by the signal handler, a refused one is the guest's fault (a crash record).
+    unsafe {
+        if addr.is_multiple_of(8) {
+            (addr as *mut u64).write_volatile(value);
+        } else {
+            for (i, b) in value.to_le_bytes().into_iter().enumerate() {
+                ((addr + i as u64) as *mut u8).write_volatile(b);
+            }
+        }
+    }
 }
 
 extern "sysv64" fn set_callbacks(trap_entry: u64, event_entry: u64) -> i64 {

@@ -58,12 +58,13 @@ impl SigInfo {
     /// `info` must be the handler's `siginfo` pointer (128 readable bytes).
     pub(crate) unsafe fn read(info: *const u8) -> Self {
         // SAFETY: the caller passes the kernel's siginfo: si_code at 8, si_addr at 16, the
-        // union word at 24, all inside its 128 bytes and naturally aligned.
+        // union word at 24, all inside its 128 bytes and naturally aligned. Volatile loads,
+        // no reference: the frame is on a stack guest code could write (see trap.rs `Regs`).
         unsafe {
             Self {
-                code: (info.add(8) as *const i32).read(),
-                addr: (info.add(16) as *const u64).read(),
-                word24: (info.add(24) as *const u64).read(),
+                code: (info.add(8) as *const i32).read_volatile(),
+                addr: (info.add(16) as *const u64).read_volatile(),
+                word24: (info.add(24) as *const u64).read_volatile(),
             }
         }
     }

@@ -16,8 +16,8 @@ use pvmux_hypercalls::{StubTable, ABI_MAGIC, ABI_VERSION, MAX_VCPUS, PAGE_SIZE};
 use pvmux_switcher::seccomp::{build_kernel_filter, FilterParams, SockFilter, MAX_FILTER_LEN};
 
 use crate::state::{
-    cpu, header, StubCpu, ALTSTACK_SIZE, AREA_ALTSTACK, AREA_SIZE, AREA_STACK_TOP, G,
-    RETRY_TIMER_VALUE, SIG_EVENT,
+    cpu, header_atomics, header_read, StubCpu, ALTSTACK_SIZE, AREA_ALTSTACK, AREA_SIZE,
+    AREA_STACK_TOP, G, RETRY_TIMER_VALUE, SIG_EVENT,
 };
 use crate::sys::{self, nr, syscall6};
 use crate::{entries, shadow, trap};
@@ -114,7 +114,7 @@ global_asm!(
 );
 
 /// The `rflags` alignment-check flag.
-const RFLAGS_AC: u64 = 1 << 18;
+pub(crate) const RFLAGS_AC: u64 = 1 << 18;
 
 extern "sysv64" {
     pub(crate) fn pvmux_stub_restorer();
@@ -183,11 +183,11 @@ pub(crate) enum Step {
 
 pub(crate) fn fail(step: Step, errno: u32) -> ! {
     if step as u32 > Step::MapHeader as u32 {
-        let h = header();
+        let h = header_atomics();
         h.stub_step.store(step as u32, Relaxed);
         h.stub_error.store(errno, Relaxed);
         h.stub_status.store(status::FAILED, Release);
-        sys::futex_wake(&h.stub_status, u32::MAX);
+        sys::futex_wake(h.stub_status, u32::MAX);
     }
     sys::exit_group(STUB_EXIT_SETUP)
 }
@@ -453,27 +453,38 @@ extern "sysv64" fn stub_main(base: u64, dynamic: u64, initial_sp: u64) -> ! {
     } {
         fail(Step::MapHeader, e);
     }
-    let h = header();
+    let h = header_atomics();
     h.stub_start_tsc.store(start_tsc, Relaxed);
-    if h.kind == kind::USER {
+    let sandbox_kind = header_read!(kind);
+    if sandbox_kind == kind::USER {
         // SAFETY: `initial_sp` is the process's initial stack pointer, as the kernel laid
         // out argc, argv, envp and the auxiliary vector (read before anything overwrote it).
         let hwcap2 = unsafe { auxv(initial_sp, AT_HWCAP2) }.unwrap_or(0);
         crate::user::main(base, text_start, text_end, hwcap2 & HWCAP2_FSGSBASE != 0)
     }
-    let (n, mem) = (h.nr_vcpus, h.mem_size);
-    if h.magic != ABI_MAGIC
-        || h.abi_version != ABI_VERSION
-        || h.kind != kind::KERNEL
+    // The kernel sandbox's header fields, each read once.
+    let (n, mem, root) = (
+        header_read!(nr_vcpus),
+        header_read!(mem_size),
+        header_read!(page_table_root),
+    );
+    let (entry_rip, entry_rsp, entry_rdi) = (
+        header_read!(entry_rip),
+        header_read!(entry_rsp),
+        header_read!(entry_rdi),
+    );
+    if header_read!(magic) != ABI_MAGIC
+        || header_read!(abi_version) != ABI_VERSION
+        || sandbox_kind != kind::KERNEL
         || n == 0
         || n > MAX_VCPUS
         || mem == 0
         || mem > MAX_GUEST_MEM
         || mem % PAGE_SIZE != 0
-        || !h.page_table_root.is_multiple_of(PAGE_SIZE)
-        || h.page_table_root >= mem
-        || !in_window(h.entry_rip, 1)
-        || !in_window(h.entry_rsp.wrapping_sub(8), 8)
+        || !root.is_multiple_of(PAGE_SIZE)
+        || root >= mem
+        || !in_window(entry_rip, 1)
+        || !in_window(entry_rsp.wrapping_sub(8), 8)
     {
         fail(Step::BadHeader, 22);
     }
@@ -505,12 +516,13 @@ extern "sysv64" fn stub_main(base: u64, dynamic: u64, initial_sp: u64) -> ! {
     }
     G.nr_vcpus.store(n, Relaxed);
     G.mem_size.store(mem, Relaxed);
-    G.root.store(h.page_table_root, Relaxed);
-    G.tsc_base.store(h.tsc_base, Relaxed);
-    G.clock_mult.store(h.clock_mult, Relaxed);
-    G.clock_shift.store(h.clock_shift.min(63), Relaxed);
+    G.root.store(root, Relaxed);
+    G.tsc_base.store(header_read!(tsc_base), Relaxed);
+    G.clock_mult.store(header_read!(clock_mult), Relaxed);
+    G.clock_shift
+        .store(header_read!(clock_shift).min(63), Relaxed);
     G.fault_around.store(
-        h.fault_around_pages
+        header_read!(fault_around_pages)
             .clamp(1, shadow::MAX_FAULT_AROUND)
             .next_power_of_two(),
         Relaxed,
@@ -586,17 +598,17 @@ extern "sysv64" fn stub_main(base: u64, dynamic: u64, initial_sp: u64) -> ! {
     // Pre-fill the first instruction and stack pages to save two round trips through the
     // signal handler on boot (failures just fall back to demand filling).
     let shared0 = cpu(0).shared();
-    let _ = shadow::fill(h.entry_rip, pf::FETCH, shared0);
-    let _ = shadow::fill(h.entry_rsp - 8, pf::WRITE, shared0);
+    let _ = shadow::fill(entry_rip, pf::FETCH, shared0);
+    let _ = shadow::fill(entry_rsp - 8, pf::WRITE, shared0);
     cpu(0).started.store(1, Relaxed);
     shared0.online.store(1, Relaxed);
     // SAFETY: rdtsc has no memory effects.
     h.first_insn_tsc
         .store(unsafe { core::arch::x86_64::_rdtsc() }, Relaxed);
     h.stub_status.store(status::RUNNING, Release);
-    sys::futex_wake(&h.stub_status, u32::MAX);
+    sys::futex_wake(h.stub_status, u32::MAX);
     // SAFETY: the header was validated: entry and stack lie in the window.
-    unsafe { pvmux_stub_enter_guest(h.entry_rip, h.entry_rsp, h.entry_rdi, table) }
+    unsafe { pvmux_stub_enter_guest(entry_rip, entry_rsp, entry_rdi, table) }
 }
 
 /// Body of vCPU threads 1..n: set up, report ready, park until `vcpu_start`, enter the guest.

@@ -11,7 +11,9 @@ use pvmux_hypercalls::{SandboxHeader, VcpuShared};
 
 /// Size (and alignment) of a per-vCPU area.
 pub(crate) const AREA_SIZE: u64 = 128 * 1024;
-/// Top of the parking stack inside an area (the stack grows down towards the `StubCpu`).
+/// Top of the parking stack inside an area (the stack grows down towards the `StubCpu`): a
+/// parked vCPU thread runs on it until it enters the guest; after that, the entries that
+/// change the shadow run on it (see `entries.rs`).
 pub(crate) const AREA_STACK_TOP: u64 = 40 * 1024;
 /// Start of the alternate signal stack inside an area.
 pub(crate) const AREA_ALTSTACK: u64 = 40 * 1024;
@@ -141,10 +143,56 @@ pub(crate) static G: Globals = Globals {
 };
 
 /// The sandbox header (page 0 of the control region; mapped during start-up).
+///
+/// The host writes some plain fields after start-up (a spare's `user_ctx_gpa`/`user_ctx_len`)
+/// and guest code can write the page, so the kernel sandbox forms no reference to the whole
+/// header: it reads plain fields with [`header_read!`] and uses the atomic ones through
+/// [`header_atomics`]. (The user sandbox's `user.rs` still takes this reference.)
 pub(crate) fn header() -> &'static SandboxHeader {
     // SAFETY: start-up maps the control region at CTL_BASE before anything calls this, and it
     // stays mapped for the life of the process; every field written after start is atomic.
     unsafe { &*(CTL_BASE as *const SandboxHeader) }
+}
+
+/// Address of the sandbox header, for [`header_read!`].
+pub(crate) const HEADER: *const SandboxHeader = CTL_BASE as *const SandboxHeader;
+
+/// Reads plain field `$field` of the sandbox header with one volatile load (no reference to
+/// the header is formed). Only after start-up has mapped page 0 of the control region.
+macro_rules! header_read {
+    ($field:ident) => {
+        // SAFETY: start-up maps page 0 of the control region at CTL_BASE (for the life of the
+        // process) before any read; the field is naturally aligned in the `repr(C)` header.
+        unsafe { core::ptr::addr_of!((*$crate::state::HEADER).$field).read_volatile() }
+    };
+}
+pub(crate) use header_read;
+
+/// The atomic (stub-written) fields of the sandbox header.
+pub(crate) struct HeaderAtomics {
+    pub(crate) stub_status: &'static AtomicU32,
+    pub(crate) stub_step: &'static AtomicU32,
+    pub(crate) stub_error: &'static AtomicU32,
+    pub(crate) stub_table: &'static AtomicU64,
+    pub(crate) first_insn_tsc: &'static AtomicU64,
+    pub(crate) stub_start_tsc: &'static AtomicU64,
+}
+
+/// References to the sandbox header's atomic fields only (atomics may alias memory others
+/// write). Only after start-up has mapped page 0 of the control region.
+pub(crate) fn header_atomics() -> HeaderAtomics {
+    // SAFETY: as for `header_read!`; each reference covers one atomic field, never the
+    // header's plain fields.
+    unsafe {
+        HeaderAtomics {
+            stub_status: &*core::ptr::addr_of!((*HEADER).stub_status),
+            stub_step: &*core::ptr::addr_of!((*HEADER).stub_step),
+            stub_error: &*core::ptr::addr_of!((*HEADER).stub_error),
+            stub_table: &*core::ptr::addr_of!((*HEADER).stub_table),
+            first_insn_tsc: &*core::ptr::addr_of!((*HEADER).first_insn_tsc),
+            stub_start_tsc: &*core::ptr::addr_of!((*HEADER).stub_start_tsc),
+        }
+    }
 }
 
 /// vCPU `id`'s shared page (`id` must be below the vCPU count).

@@ -22,12 +22,42 @@ use crate::sys;
 /// mode); TF, DF and AC cleared.
 const ENTRY_RFLAGS: u64 = 0x202;
 
-/// The saved registers of the interrupted context.
-struct Regs<'a>(&'a mut [u64; 32]);
+/// The saved registers of the interrupted context: a copy of the signal frame's `struct
+/// sigcontext` words, and where they live (to redirect the context). The frame is on the
+/// vCPU's alternate stack, stub memory in the address space the guest kernel runs in (its
+/// other vCPUs could write it), so no reference to it is formed: it is read once with
+/// volatile loads, and only the redirected words are written back, with volatile stores.
+struct Regs {
+    words: [u64; 32],
+    at: *mut u64,
+}
 
-impl Regs<'_> {
+impl Regs {
+    /// # Safety
+    /// `mcontext` must be the handler's `struct sigcontext` (32 words, 8-aligned).
+    unsafe fn read(mcontext: *mut u64) -> Self {
+        let mut words = [0u64; 32];
+        for (i, w) in words.iter_mut().enumerate() {
+            // SAFETY: caller contract: word `i` of the sigcontext.
+            *w = unsafe { mcontext.add(i).read_volatile() };
+        }
+        Self {
+            words,
+            at: mcontext,
+        }
+    }
+
+    /// Sets sigcontext word `idx` (an index of `sigctx`), which `rt_sigreturn` loads.
+    fn set(&self, idx: usize, value: u64) {
+        if idx >= self.words.len() {
+            return;
+        }
+        // SAFETY: `at` is the handler's sigcontext (see `read`), `idx` one of its 32 words.
+        unsafe { self.at.add(idx).write_volatile(value) };
+    }
+
     fn frame(&self, vector: u64, error_code: u64, fault_addr: u64, vif: bool) -> TrapFrame {
-        let mut f = trap_frame(self.0, vector, error_code, fault_addr);
+        let mut f = trap_frame(&self.words, vector, error_code, fault_addr);
         f.rflags = (f.rflags & !RFLAGS_IF) | if vif { RFLAGS_IF } else { 0 };
         f
     }
@@ -42,14 +72,15 @@ pub(crate) unsafe extern "C" fn on_signal(sig: i32, info: *const u8, uc: *mut u8
     let cpu = StubCpu::from_stack();
     let shared = cpu.shared();
     // SAFETY: the kernel passes a valid ucontext; its mcontext holds 32 u64 words at offset 40.
-    let regs = Regs(unsafe { &mut *(uc.add(UC_MCONTEXT) as *mut [u64; 32]) });
+    let regs = unsafe { Regs::read(uc.add(UC_MCONTEXT) as *mut u64) };
     // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
     let si = unsafe { SigInfo::read(info) };
-    let in_stub = is_stub_code(regs.0[RIP]);
+    let in_stub = is_stub_code(regs.words[RIP]);
     if sig == SIG_EVENT as i32 {
         return on_event(cpu, shared, regs, si, in_stub);
     }
-    let (vector, error, addr) = match classify(&si.host_signal(sig, regs.0), SandboxKind::Kernel) {
+    let host = si.host_signal(sig, &regs.words);
+    let (vector, error, addr) = match classify(&host, SandboxKind::Kernel) {
         // A miss in the window may be a shadow miss: fill it and retry the access.
         Classified::Exception {
             vector: Vector::PageFault,
@@ -106,7 +137,7 @@ pub(crate) unsafe extern "C" fn on_signal(sig: i32, info: *const u8, uc: *mut u8
     deliver(shared, regs, &frame, entry);
 }
 
-fn on_event(cpu: &StubCpu, shared: &VcpuShared, regs: Regs<'_>, si: SigInfo, in_stub: bool) {
+fn on_event(cpu: &StubCpu, shared: &VcpuShared, regs: Regs, si: SigInfo, in_stub: bool) {
     if si.code == SI_TIMER {
         // A timer's `sigev_value` says which one.
         if si.word24 == RETRY_TIMER_VALUE {
@@ -151,7 +182,7 @@ fn arm_retry(cpu: &StubCpu) {
 
 /// Writes `frame` below the interrupted stack's red zone and redirects the signal context to
 /// `entry` with `rdi` = the frame and events disabled.
-fn deliver(shared: &VcpuShared, regs: Regs<'_>, frame: &TrapFrame, entry: u64) {
+fn deliver(shared: &VcpuShared, regs: Regs, frame: &TrapFrame, entry: u64) {
     let fa = frame.rsp.wrapping_sub(RED_ZONE + TRAP_FRAME_SIZE as u64) & !15;
     let mut words = [0u64; 1 + TRAP_FRAME_SIZE / 8];
     words[1..].copy_from_slice(zerocopy::transmute_ref!(frame));
@@ -168,11 +199,10 @@ fn deliver(shared: &VcpuShared, regs: Regs<'_>, frame: &TrapFrame, entry: u64) {
         );
     }
     shared.irq_enabled.store(0, SeqCst);
-    let g = regs.0;
-    g[RIP] = entry;
-    g[RSP] = fa - 8;
-    g[RDI] = fa;
-    g[EFLAGS] = ENTRY_RFLAGS;
+    regs.set(RIP, entry);
+    regs.set(RSP, fa - 8);
+    regs.set(RDI, fa);
+    regs.set(EFLAGS, ENTRY_RFLAGS);
 }
 
 /// Records a crash in this vCPU's shared page and ends the sandbox.

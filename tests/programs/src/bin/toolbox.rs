@@ -5,6 +5,8 @@
 //!   output byte for byte until end of file.
 //! * `stderr TEXT CODE`: writes `TEXT` and a newline to standard error, exits with `CODE`.
 //! * `sleep MS`: sleeps `MS` milliseconds.
+//! * `wait-eof CODE`: reads standard input to its end (discarding it), then exits with `CODE`:
+//!   a guest that cannot end before the test closes its console input.
 //! * `true`: exits 0.
 //! * `respawn`: runs `toolbox true` (this program, found through `argv[0]`) and waits for it,
 //!   over and over, until it is killed: a process that forks, execs and reaps forever.
@@ -36,6 +38,10 @@ fn main() -> ExitCode {
             }
             Err(_) => usage(),
         },
+        ["wait-eof", code] => match code.parse::<u8>() {
+            Ok(code) => wait_eof(code),
+            Err(_) => usage(),
+        },
         ["true"] => ExitCode::SUCCESS,
         ["respawn"] => respawn(args.first().map(PathBuf::from).unwrap_or_default()),
         _ => usage(),
@@ -43,7 +49,10 @@ fn main() -> ExitCode {
 }
 
 fn usage() -> ExitCode {
-    eprintln!("usage: toolbox cat [PROMPT] | stderr TEXT CODE | sleep MS | true | respawn");
+    eprintln!(
+        "usage: toolbox cat [PROMPT] | stderr TEXT CODE | sleep MS | wait-eof CODE | true | \
+         respawn"
+    );
     ExitCode::from(2)
 }
 
@@ -72,6 +81,23 @@ fn cat(prompt: &str) -> ExitCode {
         if let Err(e) = output.write_all(&buf[..n]).and_then(|()| output.flush()) {
             eprintln!("toolbox cat: writing: {e}");
             return ExitCode::FAILURE;
+        }
+    }
+}
+
+/// Standard input to its end, then exit `code`.
+fn wait_eof(code: u8) -> ExitCode {
+    let mut buf = [0u8; 4096];
+    let mut input = std::io::stdin().lock();
+    loop {
+        match input.read(&mut buf) {
+            Ok(0) => return ExitCode::from(code),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                eprintln!("toolbox wait-eof: reading: {e}");
+                return ExitCode::FAILURE;
+            }
         }
     }
 }

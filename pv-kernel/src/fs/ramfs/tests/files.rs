@@ -57,9 +57,31 @@ fn open_errors_follow_linux() {
     assert_eq!(fs.open(d, b"f", O_RDONLY | O_DIRECTORY, 0), Err(ENOTDIR));
     assert_eq!(fs.open(d, b"f/", O_RDONLY, 0), Err(ENOTDIR));
     assert_eq!(fs.open(d, b"f/x", O_CREAT | O_RDWR, 0o644), Err(ENOTDIR));
-    // Access mode 3 (Linux's ioctl-only opens) is refused by this filesystem.
-    assert_eq!(fs.open(d, b"f", O_ACCMODE, 0), Err(EINVAL));
+    // Access mode 3 (Linux's ioctl-only opens) asks for write access: EISDIR on a directory.
+    assert_eq!(fs.open(d, b"sub", O_ACCMODE, 0), Err(EISDIR));
     let h = fs.open(d, b"sub", O_RDONLY | O_DIRECTORY, 0).unwrap();
+    fs.close(h).unwrap();
+    assert_eq!(fs.handle_count(), 0);
+}
+
+/// Access mode 3 (`O_ACCMODE`, Linux's ioctl-only opens): allowed on a file, opens it for
+/// neither reading nor writing; with `O_TRUNC` it truncates (it asks for write access).
+#[test]
+fn access_mode_3_opens_for_neither_reading_nor_writing() {
+    let (mut fs, d) = fs_with_dir();
+    put(&mut fs, d, b"f", b"0123456789");
+    let h = fs.open(d, b"f", O_ACCMODE, 0).unwrap();
+    let mut buf = [0u8; 4];
+    assert_eq!(fs.read(h, &mut buf), Err(EBADF));
+    assert_eq!(fs.pread(h, &mut buf, 0), Err(EBADF));
+    assert_eq!(fs.write(h, b"x"), Err(EBADF));
+    assert_eq!(fs.pwrite(h, b"x", 0), Err(EBADF));
+    assert_eq!(fs.ftruncate(h, 0), Err(EINVAL));
+    assert_eq!(fs.lseek(h, 3, SEEK_SET), Ok(3));
+    assert_eq!(fs.fstat(h).unwrap().size, 10);
+    fs.close(h).unwrap();
+    let h = fs.open(d, b"f", O_ACCMODE | O_TRUNC, 0).unwrap();
+    assert_eq!(fs.fstat(h).unwrap().size, 0);
     fs.close(h).unwrap();
     assert_eq!(fs.handle_count(), 0);
 }
@@ -187,6 +209,11 @@ fn lseek_errors() {
     assert_eq!(fs.lseek(h, 0, 3), Err(EINVAL), "SEEK_DATA is not supported");
     assert_eq!(fs.lseek(h, 0, 7), Err(EINVAL));
     // A failed seek leaves the offset where it was.
+    assert_eq!(fs.lseek(h, 0, SEEK_CUR), Ok(5));
+    // Beyond i64::MAX is EINVAL, as on Linux (not EOVERFLOW), and leaves the offset too.
+    assert_eq!(fs.lseek(h, i64::MAX, SEEK_CUR), Err(EINVAL));
+    assert_eq!(fs.lseek(h, i64::MAX - 5, SEEK_END), Err(EINVAL));
+    assert_eq!(fs.lseek(h, i64::MIN, SEEK_CUR), Err(EINVAL));
     assert_eq!(fs.lseek(h, 0, SEEK_CUR), Ok(5));
     assert_eq!(fs.lseek(h, i64::MAX, SEEK_SET), Ok(i64::MAX as u64));
     assert_eq!(fs.lseek(h, 0, SEEK_END), Ok(10));

@@ -1,0 +1,75 @@
+//! Linux edge cases a guest program can run into (issue 9): `lseek` offsets that overflow,
+//! `open` with access mode 3, `RLIMIT_CORE`, `clone` with unwritable thread-id pointers, and
+//! `clone` racing `exit_group` in another thread. `tests/programs/c/edge_cases.c` checks each
+//! one; it runs natively and under `pvmux run --rootfs` (glibc, and musl where built; 1 and 4
+//! vCPUs), and both runs must print the same lines and exit 0.
+//!
+//! pvmux never writes a core dump, so it reports `RLIMIT_CORE` as 0/0: the native run is
+//! started with `ulimit -c 0` (soft and hard) to be the Linux it is compared with.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use pvmux_tests::{run_with_timeout, Run, TempDir};
+
+/// The directory holding the static test programs.
+const PROG_DIR: &str = env!("PVMUX_PROG_DIR");
+/// The `pvmux` command line.
+const PVMUX: &str = env!("CARGO_BIN_EXE_pvmux-cli");
+/// Longest any single run may take (generous: the machine is loaded).
+const TIMEOUT: Duration = Duration::from_secs(300);
+
+fn prog(name: &str) -> PathBuf {
+    Path::new(PROG_DIR).join(name)
+}
+
+/// Runs `cmd` with null stdin and a clean environment, killing it after [`TIMEOUT`].
+fn run(mut cmd: Command) -> Run {
+    let what = format!("{cmd:?}");
+    cmd.env_clear();
+    run_with_timeout(cmd, &what, TIMEOUT, Duration::from_millis(10), |_| {})
+}
+
+#[test]
+#[cfg_attr(
+    not(have_static_glibc),
+    ignore = "needs a static glibc: apt-get install libc6-dev"
+)]
+fn lseek_open_rlimit_and_clone_edge_cases_behave_as_on_linux() {
+    let mut names = vec!["edge-cases".to_owned()];
+    if cfg!(have_musl) {
+        names.push("edge-cases-musl".to_owned());
+    }
+    let root = TempDir::unique("pvmux-linux-edges", "rootfs");
+    for name in &names {
+        std::fs::copy(prog(name), root.0.join(name)).expect("copy program");
+    }
+    for name in &names {
+        let mut native = Command::new("/bin/sh");
+        native
+            .arg("-c")
+            .arg("ulimit -c 0 && exec \"$0\"")
+            .arg(prog(name));
+        let n = run(native);
+        assert_eq!(n.code(), Some(0), "native {name}:\n{}", n.context());
+        assert!(n.has_line("failures: 0"), "native {name}:\n{}", n.stdout);
+        for vcpus in [1, 4] {
+            let mut cmd = Command::new(PVMUX);
+            cmd.arg("run")
+                .arg(format!("--vcpus={vcpus}"))
+                .arg("--rootfs")
+                .arg(&root.0)
+                .arg("--")
+                .arg(format!("/{name}"));
+            let g = run(cmd);
+            assert_eq!(
+                g.stdout, n.stdout,
+                "{name} on {vcpus} vCPUs: guest stdout differs from the native run (guest \
+                 stderr:\n{})",
+                g.stderr
+            );
+            assert_eq!(g.code(), Some(0), "{name} on {vcpus} vCPUs:\n{}", g.stderr);
+        }
+    }
+}

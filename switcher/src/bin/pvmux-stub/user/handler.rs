@@ -28,8 +28,17 @@ use crate::sys;
 pub(crate) unsafe extern "C" fn on_signal(sig: i32, info: *const u8, uc: *mut u8) {
     let c = ucpu_from_stack();
     let slot = Slot::get(c.slot.load(Relaxed));
-    // SAFETY: the kernel passes a valid ucontext: 32 sigcontext words at offset 40.
-    let g = unsafe { &mut *(uc.add(UC_MCONTEXT) as *mut [u64; 32]) };
+    // The signal frame's 32 sigcontext words are copied in and written back before the
+    // return (`rt_sigreturn` loads them): the frame lies in memory user code of this
+    // sandbox's other threads can write, so no reference to it is formed.
+    // SAFETY: the kernel passes a valid ucontext: 32 sigcontext words at offset 40, 8-aligned.
+    let mcontext = unsafe { uc.add(UC_MCONTEXT) } as *mut u64;
+    let mut words = [0u64; 32];
+    for (i, w) in words.iter_mut().enumerate() {
+        // SAFETY: word `i` of the sigcontext (see above).
+        *w = unsafe { mcontext.add(i).read_volatile() };
+    }
+    let g = &mut words;
     // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
     let si = unsafe { SigInfo::read(info) };
     if c.started.load(Relaxed) == 0 {
@@ -56,6 +65,10 @@ pub(crate) unsafe extern "C" fn on_signal(sig: i32, info: *const u8, uc: *mut u8
         side(&slot).publish(&Futex, c.cur_seq.load(Relaxed), trap.reason);
     }
     serve(c, slot, g, uc);
+    for (i, w) in words.iter().enumerate() {
+        // SAFETY: as for the reads above.
+        unsafe { mcontext.add(i).write_volatile(*w) };
+    }
 }
 
 /// Maps a signal from user code to an exit (the classification is the one the kernel

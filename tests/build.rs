@@ -2,8 +2,8 @@
 //! the Rust programs with a nested `cargo build --release` (`+crt-static`, for the host's
 //! target given explicitly so the flags do not reach build scripts), `programs/c/hello.c`
 //! with `cc -static -O2` (as `hello-c`; also `hello-c-pie` and `hello-musl`), and the other C
-//! programs of [`C_PROGRAMS`] (among them the stress family `stress_*.c`) with `cc -static`
-//! (as `NAME`, `_` written `-`) and `musl-gcc -static` (as `NAME-musl`). They are copied into
+//! programs of `programs/c/` (every `*.c` there; among them the stress family `stress_*.c`)
+//! with `cc -static` (as `NAME`, `_` written `-`) and `musl-gcc -static` (as `NAME-musl`). They are copied into
 //! `<target>/guest-programs/bin`, whose path the tests get as `PVMUX_PROG_DIR`.
 //!
 //! The nested cargo uses its own target directory (`<target>/guest-programs`, no lock shared
@@ -29,26 +29,20 @@ const PROGRAMS: [&str; 8] = [
     "hello", "threads", "fsdemo", "spawn", "segv", "exitcode", "hostile", "toolbox",
 ];
 
-/// The C programs of `programs/c/` (besides `hello.c`), each built for glibc and musl.
-const C_PROGRAMS: [&str; 17] = [
-    "stress_fork",
-    "stress_vfork_exec",
-    "stress_fork_fault",
-    "stress_exit_fork",
-    "shared_anon",
-    "fatal",
-    "oom",
-    "siginfo",
-    "sigmask_wait",
-    "cputime",
-    "random_sources",
-    "signal_rules",
-    "futex_ops",
-    "exec_rules",
-    "path_rules",
-    "poll_rules",
-    "edge_cases",
-];
+/// The C programs of `programs/c/`: every `NAME.c` there but `hello.c`, sorted, each built for
+/// glibc and musl.
+fn c_programs(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name().into_string().ok()?;
+            let stem = name.strip_suffix(".c")?;
+            (stem != "hello").then(|| stem.to_owned())
+        })
+        .collect();
+    names.sort();
+    names
+}
 
 fn main() {
     let manifest_dir =
@@ -114,7 +108,9 @@ fn main() {
     build_c(musl, "-static", &hello_c, &bin_dir.join("hello-musl"));
     // The other C programs (the process-lifecycle stress family among them), glibc static and
     // musl static.
-    for name in C_PROGRAMS {
+    let c_dir = manifest_dir.join("programs/c");
+    println!("cargo:rerun-if-changed={}", c_dir.display());
+    for name in c_programs(&c_dir) {
         let source = manifest_dir.join(format!("programs/c/{name}.c"));
         let out = name.replace('_', "-");
         build_c(glibc, "-static", &source, &bin_dir.join(&out));

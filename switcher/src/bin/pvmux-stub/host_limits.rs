@@ -8,7 +8,9 @@
 //! * **No growable stack**: the host kernel starts the process on a `[stack]` mapping that
 //!   grows on demand up to `RLIMIT_STACK`. The stub copies what it needs from it (the
 //!   auxiliary vector), moves to a stack inside its own areas (mapped without
-//!   `MAP_GROWSDOWN`, see [`switch_stack`]) and unmaps the original ([`release_initial_stack`]).
+//!   `MAP_GROWSDOWN`, see [`switch_stack`]) and unmaps the original ([`release_initial_stack`];
+//!   the argument strings, at most two pages, are put back in a fixed private mapping so
+//!   `/proc/PID/cmdline` still names the sandbox).
 //! * **A bounded address space**: `RLIMIT_AS` from `pvmux_switcher::host_memory` (what the
 //!   sandbox legitimately maps plus its mapping budget), which bounds the host page tables
 //!   the process can build. Mappings past it fail with `ENOMEM`, which the stub handles like
@@ -35,6 +37,11 @@ const MAX_STACK_SCAN_PAGES: u64 = 4096;
 /// The original `[stack]` mapping, `[lo, hi)`, recorded by [`record_initial_stack`].
 static STACK_LO: AtomicU64 = AtomicU64::new(0);
 static STACK_HI: AtomicU64 = AtomicU64::new(0);
+/// The page holding `argv[0]`: from there to `STACK_HI` the strings are kept (see
+/// [`release_initial_stack`]).
+static ARGS_PAGE: AtomicU64 = AtomicU64::new(0);
+/// Most bytes of argument strings kept.
+const ARGS_KEEP_MAX: u64 = 2 * PAGE_SIZE;
 
 #[repr(C)]
 struct Rlimit {
@@ -84,7 +91,14 @@ fn mapped(page: u64) -> bool {
     let r = unsafe {
         syscall6(
             NR_MINCORE,
-            [page as usize, PAGE_SIZE as usize, &mut vec as *mut u8 as usize, 0, 0, 0],
+            [
+                page as usize,
+                PAGE_SIZE as usize,
+                &mut vec as *mut u8 as usize,
+                0,
+                0,
+                0,
+            ],
         )
     };
     sys::check(r).is_ok()
@@ -115,6 +129,12 @@ pub(crate) unsafe fn record_initial_stack(sp: u64, execfn: u64) -> Result<(), u3
     }
     STACK_LO.store(lo, Relaxed);
     STACK_HI.store(hi, Relaxed);
+    // SAFETY: `sp` points at argc, followed by the argv pointers (mapped, per the contract).
+    let (argc, argv0) = unsafe { ((sp as *const u64).read(), ((sp + 8) as *const u64).read()) };
+    let page = argv0 & !(PAGE_SIZE - 1);
+    if argc > 0 && page >= lo && page < hi && hi - page <= ARGS_KEEP_MAX {
+        ARGS_PAGE.store(page, Relaxed);
+    }
     Ok(())
 }
 
@@ -125,11 +145,36 @@ pub(crate) fn release_initial_stack() -> Result<(), u32> {
     if lo == 0 || hi <= lo {
         return Err(ENOMEM);
     }
+    // The argument strings stay readable (`/proc/PID/cmdline`, `ps`: the host names its
+    // sandboxes by `argv[0]`): copied out, and back into a fixed-size private mapping at the
+    // same place after the stack is gone.
+    let args = ARGS_PAGE.load(Relaxed);
+    let mut keep = [0u8; ARGS_KEEP_MAX as usize];
+    let keep_len = if args != 0 { hi - args } else { 0 };
+    // SAFETY: `[args, hi)` lies in the mapped initial stack (checked when recorded) and fits
+    // `keep`; nothing writes it concurrently (no other thread exists yet).
+    unsafe { crate::mem::memcpy(keep.as_mut_ptr(), args as *const u8, keep_len as usize) };
     // SAFETY: the range is the initial stack, which nothing uses any more: the stub runs on
     // its own stack and copied what it needed (the auxiliary vector's values) beforehand.
     unsafe { sys::munmap(lo, hi - lo) }?;
     if mapped(lo) || mapped(hi - PAGE_SIZE) {
         return Err(ENOMEM);
+    }
+    if keep_len != 0 {
+        use crate::start::{MAP_ANONYMOUS, MAP_FIXED_NOREPLACE, MAP_PRIVATE, PROT_RW};
+        // SAFETY: a fresh private mapping where the stack was (now a hole), without
+        // MAP_GROWSDOWN; the strings are copied back into it.
+        unsafe {
+            sys::mmap(
+                args,
+                keep_len,
+                PROT_RW,
+                MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+                -1,
+                0,
+            )?;
+            crate::mem::memcpy(args as *mut u8, keep.as_ptr(), keep_len as usize);
+        }
     }
     Ok(())
 }

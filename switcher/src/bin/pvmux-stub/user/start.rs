@@ -21,13 +21,13 @@ use super::cpu::{ucpu, UserCpu, USER_AREAS_BASE};
 use super::fsbase::FSGSBASE;
 use super::slot::{ctx_read, ctx_ready};
 use super::USER_MODE;
+use crate::host_limits;
 use crate::start::{
     fail, install_filter, install_handlers, set_altstack, thread_timer, Step, MAP_ANONYMOUS,
     MAP_FIXED_NOREPLACE, MAP_PRIVATE, MAP_SHARED, PROT_RW,
 };
 use crate::state::{header, ALTSTACK_SIZE, AREA_ALTSTACK, AREA_SIZE, G, SIG_EVENT};
 use crate::sys::{self, nr, syscall6};
-use crate::host_limits;
 
 /// Top of the stack a cloned slot thread starts on (it leaves it at its first signal).
 const AREA_CLONE_STACK_TOP: u64 = AREA_ALTSTACK;

@@ -15,6 +15,7 @@
 
 mod doorbell;
 mod entries;
+mod host_limits;
 mod mem;
 mod shadow;
 mod sigctx;

@@ -13,6 +13,7 @@ use pvmux_hypercalls::layout::{
 };
 use pvmux_hypercalls::sandbox::{kind, status, CTL_FD, GUEST_MEM_FD, STUB_EXIT_SETUP};
 use pvmux_hypercalls::{StubTable, ABI_MAGIC, ABI_VERSION, MAX_VCPUS, PAGE_SIZE};
+use pvmux_switcher::host_memory::kernel_address_space_limit;
 use pvmux_switcher::seccomp::{build_kernel_filter, FilterParams, SockFilter, MAX_FILTER_LEN};
 
 use crate::state::{
@@ -20,7 +21,7 @@ use crate::state::{
     AREA_STACK_TOP, G, RETRY_TIMER_VALUE, SIG_EVENT,
 };
 use crate::sys::{self, nr, syscall6};
-use crate::{entries, shadow, trap};
+use crate::{entries, host_limits, shadow, trap};
 
 global_asm!(
     ".globl _start",
@@ -179,6 +180,10 @@ pub(crate) enum Step {
     BadUserCtx = 12,
     /// User sandbox: the stub image lies below `USER_CTX_BASE` (it could be mapped over).
     Layout = 13,
+    /// No core dumps / address-space limit (`host_limits`).
+    Limits = 14,
+    /// Leaving the initial `[stack]` (`host_limits`).
+    Stack = 15,
 }
 
 pub(crate) fn fail(step: Step, errno: u32) -> ! {
@@ -401,6 +406,8 @@ fn thread_setup(c: &StubCpu) -> Result<(), u32> {
 
 /// `AT_HWCAP2` in the auxiliary vector.
 const AT_HWCAP2: u64 = 26;
+/// `AT_EXECFN` in the auxiliary vector: the executable's name, at the top of the stack.
+const AT_EXECFN: u64 = 31;
 /// `AT_HWCAP2` bit: the kernel lets user space use `rdfsbase`/`wrfsbase`.
 const HWCAP2_FSGSBASE: u64 = 1 << 1;
 
@@ -455,11 +462,25 @@ extern "sysv64" fn stub_main(base: u64, dynamic: u64, initial_sp: u64) -> ! {
     }
     let h = header_atomics();
     h.stub_start_tsc.store(start_tsc, Relaxed);
+    // Never dump core, whatever kills the sandbox (before anything else can).
+    if let Err(e) = host_limits::no_core_dumps() {
+        fail(Step::Limits, e);
+    }
+    // SAFETY: `initial_sp` is the process's initial stack pointer, as the kernel laid out
+    // argc, argv, envp and the auxiliary vector (read before anything overwrote it); the
+    // values are copied here, before the stub leaves that stack.
+    let (hwcap2, execfn) = unsafe {
+        (
+            auxv(initial_sp, AT_HWCAP2).unwrap_or(0),
+            auxv(initial_sp, AT_EXECFN).unwrap_or(0),
+        )
+    };
+    // SAFETY: AT_EXECFN of this process and a stack pointer on its initial stack.
+    if let Err(e) = unsafe { host_limits::record_initial_stack(initial_sp, execfn) } {
+        fail(Step::Stack, e);
+    }
     let sandbox_kind = header_read!(kind);
     if sandbox_kind == kind::USER {
-        // SAFETY: `initial_sp` is the process's initial stack pointer, as the kernel laid
-        // out argc, argv, envp and the auxiliary vector (read before anything overwrote it).
-        let hwcap2 = unsafe { auxv(initial_sp, AT_HWCAP2) }.unwrap_or(0);
         crate::user::main(base, text_start, text_end, hwcap2 & HWCAP2_FSGSBASE != 0)
     }
     // The kernel sandbox's header fields, each read once.
@@ -546,6 +567,22 @@ extern "sysv64" fn stub_main(base: u64, dynamic: u64, initial_sp: u64) -> ! {
         c.id.store(id, Relaxed);
         c.shared().vcpu_id.store(id, Relaxed);
     }
+    // Leave the growable initial stack for vCPU 0's parking stack (its thread is this one;
+    // it parks nowhere else) and unmap it.
+    let top = cpu(0) as *const StubCpu as u64 + AREA_STACK_TOP;
+    // SAFETY: vCPU 0's parking stack is mapped, writable and unused until the guest runs.
+    unsafe { host_limits::switch_stack(top, kernel_main, entry_rip, entry_rsp, entry_rdi) }
+}
+
+/// The rest of vCPU 0's start-up, on its parking stack: unmap the initial stack, handlers,
+/// vCPU threads, limits, filter, guest entry.
+extern "sysv64" fn kernel_main(entry_rip: u64, entry_rsp: u64, entry_rdi: u64) -> ! {
+    if let Err(e) = host_limits::release_initial_stack() {
+        fail(Step::Stack, e);
+    }
+    let h = header_atomics();
+    let (n, mem) = (G.nr_vcpus.load(Relaxed), G.mem_size.load(Relaxed));
+    let (text_start, text_end) = (G.text_start.load(Relaxed), G.text_end.load(Relaxed));
     // SAFETY: single-threaded here; the guest only reads the table.
     unsafe { TABLE = entries::table() };
 
@@ -577,6 +614,11 @@ extern "sysv64" fn stub_main(base: u64, dynamic: u64, initial_sp: u64) -> ! {
         let _ = sys::futex_wait(&G.ready, seen);
     }
 
+    // Every mapping of the stub's own is in place: bound the address space (physmap, shadow
+    // budget and the stub's own; the shadow evicts when it reaches it).
+    if let Err(e) = host_limits::limit_address_space(kernel_address_space_limit(mem, n)) {
+        fail(Step::Limits, e);
+    }
     let mut prog = [SockFilter::default(); MAX_FILTER_LEN];
     let params = FilterParams {
         text_start,

@@ -10,7 +10,7 @@ use pvmux_hypercalls::layout::{vcpu_shared_addr, CTL_BASE};
 use pvmux_hypercalls::{SandboxHeader, VcpuShared};
 
 /// Size (and alignment) of a per-vCPU area.
-pub(crate) const AREA_SIZE: u64 = 128 * 1024;
+pub(crate) const AREA_SIZE: u64 = pvmux_switcher::host_memory::STUB_AREA_SIZE;
 /// Top of the parking stack inside an area (the stack grows down towards the `StubCpu`): a
 /// parked vCPU thread runs on it until it enters the guest; after that, the entries that
 /// change the shadow run on it (see `entries.rs`).

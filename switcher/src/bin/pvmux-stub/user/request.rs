@@ -8,7 +8,7 @@ use core::sync::atomic::Ordering::Relaxed;
 use pvmux_hypercalls::frame::RFLAGS_USER_MASK;
 use pvmux_hypercalls::sandbox::GUEST_MEM_FD;
 use pvmux_hypercalls::user::handoff::{OpsOrder, RunLoad, Served, UserPlatform, UserSide};
-use pvmux_hypercalls::user::{op, UserOp};
+use pvmux_hypercalls::user::{op, UserOp, USER_BASE, USER_END};
 use pvmux_switcher::seccomp::USER_LEN_MAX;
 
 use super::cpu::UserCpu;
@@ -51,31 +51,66 @@ struct Stub<'a> {
     uc: *mut u8,
 }
 
+/// `ENOMEM`: the host refused a mapping (`RLIMIT_AS`, or `vm.max_map_count`).
+const ENOMEM: u32 = 12;
+
+/// Applies `len` bytes (at most [`USER_LEN_MAX`]) of operation `o` from byte `done` on.
+fn apply_part(o: &UserOp, done: u64, len: u64) -> Result<(), u32> {
+    let addr = o.addr + done;
+    // SAFETY: the range lies in the user window (checked by `check_op`), where the stub
+    // keeps nothing (its image, areas and context region are above USER_CTX_BASE, checked
+    // at start-up).
+    unsafe {
+        match o.kind {
+            op::MAP => sys::mmap(
+                addr,
+                len,
+                o.prot,
+                MAP_SHARED | MAP_FIXED,
+                GUEST_MEM_FD,
+                o.offset + done,
+            )
+            .map(|_| ()),
+            op::UNMAP => sys::munmap(addr, len),
+            _ => sys::mprotect(addr, len, o.prot),
+        }
+    }
+}
+
+/// Unmaps the whole user window: the host's answer to `ENOMEM` (the address-space limit or
+/// the VMA budget is reached), as the kernel sandbox evicts its shadow. Every page the guest
+/// kernel had mapped faults again and the kernel sends its mapping again (`Mm::fault`), so
+/// only speed is lost; rights are only ever taken away. A program that filled its address
+/// space through stub code loses those mappings too.
+fn evict_user_window() {
+    let mut a = USER_BASE;
+    while a < USER_END {
+        let len = (USER_END - a).min(USER_LEN_MAX);
+        // SAFETY: the user window holds nothing of the stub's (see `apply_part`). Whole VMAs
+        // go (no VMA crosses the window's ends), so this never needs a new one.
+        let _ = unsafe { sys::munmap(a, len) };
+        a += len;
+    }
+}
+
 impl UserPlatform for Stub<'_> {
     /// Applies one checked operation (ranges longer than [`USER_LEN_MAX`], which the filter
-    /// refuses, are split).
+    /// refuses, are split). On `ENOMEM` the user window is evicted and the part retried: a
+    /// `MAP` is then made again; an `UNMAP` or `PROTECT` has nothing left to act on (the
+    /// pages refault with the rights the kernel sends).
     fn apply(&mut self, o: &UserOp) -> Result<(), u32> {
         let mut done = 0;
         while done < o.len {
-            let (addr, len) = (o.addr + done, (o.len - done).min(USER_LEN_MAX));
-            // SAFETY: the range lies in the user window (checked by `check_op`), where the
-            // stub keeps nothing (its image, areas and context region are above
-            // USER_CTX_BASE, checked at start-up).
-            unsafe {
-                match o.kind {
-                    op::MAP => sys::mmap(
-                        addr,
-                        len,
-                        o.prot,
-                        MAP_SHARED | MAP_FIXED,
-                        GUEST_MEM_FD,
-                        o.offset + done,
-                    )
-                    .map(|_| ()),
-                    op::UNMAP => sys::munmap(addr, len),
-                    _ => sys::mprotect(addr, len, o.prot),
+            let len = (o.len - done).min(USER_LEN_MAX);
+            match apply_part(o, done, len) {
+                Err(ENOMEM) => {
+                    evict_user_window();
+                    if o.kind == op::MAP {
+                        apply_part(o, done, len)?;
+                    }
                 }
-            }?;
+                r => r?,
+            }
             done += len;
         }
         Ok(())

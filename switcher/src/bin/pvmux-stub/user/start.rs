@@ -13,6 +13,7 @@ use pvmux_hypercalls::layout::MAX_GUEST_MEM;
 use pvmux_hypercalls::sandbox::{status, GUEST_MEM_FD, STUB_EXIT_CRASH};
 use pvmux_hypercalls::user::{user_ctx_size, UserCtxHeader, USER_CTX_BASE, USER_CTX_MAGIC};
 use pvmux_hypercalls::{ABI_MAGIC, ABI_VERSION, MAX_VCPUS, PAGE_SIZE};
+use pvmux_switcher::host_memory::user_address_space_limit;
 use pvmux_switcher::seccomp::MAX_FILTER_LEN;
 use pvmux_switcher::seccomp::{build_user_filter, FilterParams, SockFilter, UserFilterParams};
 
@@ -20,6 +21,7 @@ use super::cpu::{ucpu, UserCpu, USER_AREAS_BASE};
 use super::fsbase::FSGSBASE;
 use super::slot::{ctx_read, ctx_ready};
 use super::USER_MODE;
+use crate::host_limits;
 use crate::start::{
     fail, install_filter, install_handlers, set_altstack, thread_timer, Step, MAP_ANONYMOUS,
     MAP_FIXED_NOREPLACE, MAP_PRIVATE, MAP_SHARED, PROT_RW,
@@ -111,6 +113,21 @@ pub(crate) fn main(image_base: u64, text_start: u64, text_end: u64, fsgsbase: bo
     for i in 0..n {
         ucpu(i).slot.store(i, Relaxed);
     }
+    // Leave the growable initial stack for slot 0's start stack (this thread is slot 0) and
+    // unmap it (`host_limits`).
+    let top = USER_AREAS_BASE + AREA_CLONE_STACK_TOP;
+    // SAFETY: slot 0's start stack is mapped, writable and used by no other thread.
+    unsafe { host_limits::switch_stack(top, main_on_own_stack, n.into(), mem, pool) }
+}
+
+/// The rest of a user sandbox's start-up, on slot 0's start stack.
+extern "sysv64" fn main_on_own_stack(n: u64, mem: u64, pool: u64) -> ! {
+    if let Err(e) = host_limits::release_initial_stack() {
+        fail(Step::Stack, e);
+    }
+    let h = header();
+    let n = n as u32;
+    let (text_start, text_end) = (G.text_start.load(Relaxed), G.text_end.load(Relaxed));
     if let Err(e) = install_handlers(crate::start::pvmux_stub_signal_user as *const () as u64) {
         fail(Step::SigAction, e);
     }
@@ -159,6 +176,11 @@ pub(crate) fn main(image_base: u64, text_start: u64, text_end: u64, fsgsbase: bo
         Ok(l) => l,
         Err(_) => fail(Step::Filter, EINVAL),
     };
+    // Bound the address space (the context region, mapped below, is part of the limit): the
+    // stub's own mappings plus the user-mapping budget (`request.rs` evicts at the limit).
+    if let Err(e) = host_limits::limit_address_space(user_address_space_limit(mem, pool, n)) {
+        fail(Step::Limits, e);
+    }
     // Everything that does not need the context region is done: wait for it (a spare
     // waits here until `SpaceCreate` assigns it one).
     let (ctx, ctx_len) = wait_for_context();

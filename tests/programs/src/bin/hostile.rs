@@ -793,8 +793,8 @@ fn patch_image(pool_base: u64, pool_len: u64, target: &str, from: &[u8], to: &[u
         let mut page = 0;
         while page + 4096 <= pool_len {
             let base = addr + page;
-            // SAFETY: the whole pool is mapped read-write at `addr`.
             let same = (0..4096u64).step_by(8).all(|i| {
+                // SAFETY: the whole pool is mapped read-write at `addr`; `base + i` is in it.
                 let w = unsafe { ((base + i) as *const u64).read_volatile() };
                 let want =
                     u64::from_le_bytes(first[i as usize..i as usize + 8].try_into().unwrap());

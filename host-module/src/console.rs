@@ -1,10 +1,18 @@
 //! A tenant's console: the host-side sink of `console_write` plus a tail of recent lines for
 //! crash reports.
+//!
+//! The program's standard output and standard error pass to the host's unchanged (they are
+//! its fds 1 and 2, as for a native run); the tail, which crash reports print, and the kernel
+//! log when it goes to the host's standard error are escaped with
+//! [`crate::escape::escape_guest`], so a guest cannot send terminal control sequences through
+//! a host message.
 
 use std::collections::VecDeque;
 use std::io::Write;
 use std::sync::Mutex;
 use std::time::Instant;
+
+use crate::escape::{escape_guest, Mode};
 
 /// Lines of console output kept for crash reports.
 pub const CONSOLE_TAIL_LINES: usize = 20;
@@ -134,14 +142,21 @@ impl Inner {
         }
     }
 
-    /// Writes to output `i`'s sink and records lines in the tail.
-    fn emit(&mut self, i: usize, bytes: &[u8]) {
+    /// Writes to output `i`'s sink (escaped if `escape`) and records lines in the tail.
+    fn emit(&mut self, i: usize, bytes: &[u8], escape: bool) {
         if bytes.is_empty() {
             return;
         }
         let out = &mut self.outs[i];
         if let (Some(sink), false) = (out.sink.as_mut(), out.failed) {
-            if let Err(e) = sink.write_all(bytes).and_then(|()| sink.flush()) {
+            let escaped;
+            let shown = if escape {
+                escaped = escape_guest(bytes, Mode::Text);
+                escaped.as_bytes()
+            } else {
+                bytes
+            };
+            if let Err(e) = sink.write_all(shown).and_then(|()| sink.flush()) {
                 tracing::warn!("console sink failed, dropping further output: {e}");
                 out.failed = true;
             }
@@ -149,7 +164,7 @@ impl Inner {
         out.at_line_start = bytes.last() == Some(&b'\n');
         for &b in bytes {
             if b == b'\n' {
-                let line = String::from_utf8_lossy(&out.partial).into_owned();
+                let line = escape_guest(&out.partial, Mode::Line);
                 out.partial.clear();
                 if self.tail.len() == CONSOLE_TAIL_LINES {
                     self.tail.pop_front();
@@ -172,7 +187,7 @@ impl Inner {
             self.dropped
         );
         self.dropped = 0;
-        self.emit(i, text.as_bytes());
+        self.emit(i, text.as_bytes(), false);
     }
 }
 
@@ -254,7 +269,10 @@ impl Console {
         if allowed > 0 {
             inner.notice(i);
         }
-        inner.emit(i, &bytes[..allowed]);
+        // The kernel log on the host's stderr is a host message about the guest (it names
+        // programs the guest's users chose); the program's own streams pass unchanged.
+        let escape = stream == Stream::KernelLog && i == 2;
+        inner.emit(i, &bytes[..allowed], escape);
         inner.dropped += (bytes.len() - allowed) as u64;
     }
 
@@ -278,7 +296,7 @@ impl Console {
         let mut v: Vec<String> = g.tail.iter().cloned().collect();
         for out in &g.outs {
             if !out.partial.is_empty() {
-                v.push(String::from_utf8_lossy(&out.partial).into_owned());
+                v.push(escape_guest(&out.partial, Mode::Line));
             }
         }
         let extra = v.len().saturating_sub(CONSOLE_TAIL_LINES);
@@ -301,7 +319,7 @@ mod tests {
         let t = c.tail();
         assert_eq!(t.len(), CONSOLE_TAIL_LINES);
         assert_eq!(t[0], "line 11");
-        assert_eq!(t.last().unwrap(), "partial \u{fffd}");
+        assert_eq!(t.last().unwrap(), "partial \\xff");
     }
 
     #[derive(Clone, Default)]
@@ -415,5 +433,38 @@ mod tests {
         for bad in [3, 4, u64::MAX, 1 << 32] {
             assert_eq!(Stream::from_raw(bad), None);
         }
+    }
+
+    #[test]
+    fn program_streams_pass_unchanged_but_the_tail_and_kernel_log_on_stderr_are_escaped() {
+        let (out, err) = (Cap::default(), Cap::default());
+        let c = Console::with_streams(
+            Box::new(out.clone()),
+            Box::new(err.clone()),
+            KernelLog::Stderr,
+            None,
+        );
+        c.write_stream(Stream::Stdout, b"\x1b]0;title\x07out\n");
+        c.write_stream(Stream::Stderr, b"\x1b[2Jerr\n");
+        c.write_stream(Stream::KernelLog, b"prog\x1b]52;c;eA==\x07[1]: segfault\n");
+        assert_eq!(*out.0.lock().unwrap(), b"\x1b]0;title\x07out\n");
+        assert_eq!(
+            String::from_utf8(err.0.lock().unwrap().clone()).unwrap(),
+            "\x1b[2Jerr\nprog\\x1b]52;c;eA==\\x07[1]: segfault\n"
+        );
+        assert_eq!(
+            c.tail(),
+            [
+                "\\x1b]0;title\\x07out",
+                "\\x1b[2Jerr",
+                "prog\\x1b]52;c;eA==\\x07[1]: segfault"
+            ]
+        );
+        // The kernel log as the console's standard output (a guest without a program) is
+        // the guest's output and passes unchanged.
+        let out = Cap::default();
+        let c = Console::new(Box::new(out.clone()), None);
+        c.write_stream(Stream::KernelLog, b"\x1b[1mbold\n");
+        assert_eq!(*out.0.lock().unwrap(), b"\x1b[1mbold\n");
     }
 }

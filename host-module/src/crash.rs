@@ -4,6 +4,7 @@ use std::fmt;
 
 use pvmux_hypercalls::{CrashReason, TrapFrame, Vector};
 
+use crate::escape::{escape_guest_str, Mode};
 use crate::page_table::read_virt_u64;
 use crate::{GuestMemory, KernelImage};
 
@@ -16,7 +17,7 @@ pub const MAX_BACKTRACE_FRAMES: usize = 32;
 pub enum CrashCause {
     /// The guest kernel called the `panic` hypercall.
     GuestPanic {
-        /// The panic message (lossy UTF-8).
+        /// The panic message, escaped for a terminal ([`crate::escape`]).
         message: String,
     },
     /// The stub recorded a crash in a vCPU's shared page.
@@ -268,7 +269,7 @@ impl Symbolizer<'_> {
     pub(crate) fn symbol(&self, addr: u64) -> Option<String> {
         let link = addr.checked_sub(self.kernel_base)?;
         let (name, off) = self.kernel.symbolize(link)?;
-        Some(format!("{name}+{off:#x}"))
+        Some(format!("{}+{off:#x}", escape_guest_str(&name, Mode::Line)))
     }
 
     /// Like [`Self::symbol`] for a return address: the call instruction is just before it
@@ -276,7 +277,11 @@ impl Symbolizer<'_> {
     fn return_symbol(&self, ret: u64) -> Option<String> {
         let link = ret.checked_sub(self.kernel_base)?.checked_sub(1)?;
         let (name, off) = self.kernel.symbolize(link)?;
-        Some(format!("{name}+{:#x}", off + 1))
+        Some(format!(
+            "{}+{:#x}",
+            escape_guest_str(&name, Mode::Line),
+            off + 1
+        ))
     }
 
     /// Frames starting at `rip`, following the `rbp` chain through the guest's page tables;

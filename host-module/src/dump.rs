@@ -8,6 +8,10 @@
 //! - `guest-memory.bin`: guest-physical memory from address 0, exactly the tenant's memory
 //!   size, with holes where 4 KiB pages are all zero;
 //! - `console.txt`: the last console lines.
+//!
+//! The text files hold the report's text, in which every guest string (console lines, panic
+//! message, symbols) is already escaped for a terminal ([`crate::escape`]); only
+//! `guest-memory.bin` holds raw guest bytes.
 
 use std::fs::File;
 use std::io::{self, Write};

@@ -144,7 +144,10 @@ proptest! {
                 let n = a1.min(PANIC_MSG_MAX);
                 if in_mem(a0, n) {
                     let bytes = mem.read_vec(a0, n as usize).unwrap();
-                    prop_assert_eq!(msg, String::from_utf8_lossy(&bytes).into_owned());
+                    prop_assert_eq!(
+                        msg,
+                        crate::escape::escape_guest(&bytes, crate::escape::Mode::Text)
+                    );
                 } else {
                     prop_assert!(msg.contains("invalid address"), "{}", msg);
                     prop_assert!(msg.len() < 128);

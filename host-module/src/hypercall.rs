@@ -114,7 +114,7 @@ fn shutdown_record(mem: &GuestMemory, gpa: u64, code: i32) -> Option<Box<Program
 fn panic_message(mem: &GuestMemory, gpa: u64, len: u64) -> String {
     let len = len.min(PANIC_MSG_MAX);
     match mem.read_vec(gpa, len as usize) {
-        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Ok(bytes) => crate::escape::escape_guest(&bytes, crate::escape::Mode::Text),
         Err(_) => format!("<panic message at invalid address {gpa:#x}+{len:#x}>"),
     }
 }
@@ -248,10 +248,10 @@ mod tests {
             panic!()
         };
         assert!(t > 1_600_000_000_000_000_000);
-        mem.write(0x100, b"oops \xff").unwrap();
+        mem.write(0x100, b"oops \xff\x1b]0;t\x07\n").unwrap();
         assert_eq!(
-            call(&mem, 3, [0x100, 6, 0, 0, 0, 0]).0,
-            HcAction::Panic("oops \u{fffd}".into())
+            call(&mem, 3, [0x100, 13, 0, 0, 0, 0]).0,
+            HcAction::Panic("oops \\xff\\x1b]0;t\\x07\n".into())
         );
         let HcAction::Panic(m) = call(&mem, 3, [u64::MAX, u64::MAX, 0, 0, 0, 0]).0 else {
             panic!()
@@ -260,7 +260,12 @@ mod tests {
         let HcAction::Panic(m) = call(&mem, 3, [0x2000, u64::MAX, 0, 0, 0, 0]).0 else {
             panic!()
         };
-        assert_eq!(m.len(), PANIC_MSG_MAX as usize);
+        // Cut at PANIC_MSG_MAX bytes, each escaped.
+        let raw = mem.read_vec(0x2000, PANIC_MSG_MAX as usize).unwrap();
+        assert_eq!(
+            m,
+            crate::escape::escape_guest(&raw, crate::escape::Mode::Text)
+        );
     }
 
     #[test]

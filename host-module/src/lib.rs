@@ -16,6 +16,7 @@ pub mod crash;
 pub mod domain_builder;
 pub mod dump;
 mod error;
+pub mod escape;
 #[cfg(test)]
 mod fuzz_tests;
 mod host;

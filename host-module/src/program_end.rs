@@ -231,20 +231,9 @@ fn kib(k: u64) -> String {
     }
 }
 
-/// The guest's bytes as text fit for a terminal: invalid UTF-8 replaced, control characters
-/// escaped (a guest must not be able to send terminal escapes through a host message).
+/// The guest's bytes as one line of text fit for a terminal ([`crate::escape`]).
 fn sanitize(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes)
-        .chars()
-        .flat_map(|c| {
-            let esc: Vec<char> = if c.is_control() {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            };
-            esc
-        })
-        .collect()
+    crate::escape::escape_guest(bytes, crate::escape::Mode::Line)
 }
 
 #[cfg(test)]
@@ -327,11 +316,7 @@ mod tests {
         evil.exe_len = 9999; // clamped
         let d = ProgramDeath::decode(&evil, 139).expect("valid");
         assert!(!d.program.contains('\x1b'), "{:?}", d.program);
-        assert!(
-            d.program.starts_with("/x\\u{1b}[2J\u{fffd}"),
-            "{:?}",
-            d.program
-        );
+        assert!(d.program.starts_with("/x\\x1b[2J\\xff"), "{:?}", d.program);
     }
 
     #[test]

@@ -36,6 +36,7 @@ pub(crate) fn run(case: &str) {
     let ok = match case {
         "syscalls" => syscalls::run(),
         "int80" => syscalls::int80(),
+        "uprobe-syscalls" => syscalls::uprobe_calls(),
         "args" => args::run(),
         "extra-vcpus" => args::extra_vcpus(),
         "storm" => shared::storm(),

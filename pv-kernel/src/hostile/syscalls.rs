@@ -193,3 +193,68 @@ fn int80_inner() -> bool {
 pub(crate) fn int80() -> bool {
     int80_inner()
 }
+
+/// Host `uretprobe` (335) and `uprobe` (336): Linux (6.11+ / 6.17+) runs them without
+/// consulting seccomp (`seccomp_uprobe_exception`), so they are *not* trapped on such hosts.
+/// Without a uprobe the host attached to this process they do nothing but fail: `uprobe`
+/// returns an error (`-ENXIO`; `-EPROTO` in some versions) because the caller is not in a
+/// `[uprobes-trampoline]` mapping, `uretprobe` sends `SIGILL` (no return-probe trampoline),
+/// which the stub delivers as `#UD` — caught here by a fixup. On older hosts both are trapped
+/// like any other call (`-ENOSYS`).
+pub(crate) fn uprobe_calls() -> bool {
+    const ENXIO: i64 = -6;
+    const EPROTO: i64 = -71;
+    let _irq = IrqGuard::new();
+    // uprobe (336).
+    let n0 = STATS.syscalls.load(Ordering::Relaxed);
+    let ret = raw6(336, [0; 6]);
+    let trapped = STATS.syscalls.load(Ordering::Relaxed) != n0;
+    let uprobe_ok = if trapped {
+        ret == ENOSYS
+    } else {
+        ret == ENXIO || ret == EPROTO
+    };
+    println!(
+        "hostile: uprobe (nr 336) {} returned {ret}",
+        if trapped {
+            "trapped,"
+        } else {
+            "passed seccomp,"
+        }
+    );
+    // uretprobe (335), with a #UD fixup armed around the `syscall`.
+    let fixup = crate::trap::this_fixup();
+    fixup.arm(pvmux_hypercalls::Vector::InvalidOpcode);
+    let slot = fixup.resume_slot();
+    let n0 = STATS.syscalls.load(Ordering::Relaxed);
+    let ret: i64;
+    // SAFETY: a raw `syscall` (335) from guest code: trapped (-ENOSYS), or run by the host
+    // kernel, which sends SIGILL after it (rip after the instruction); the armed #UD fixup
+    // resumes at label 2, which is the same place. `slot` is this vCPU's fixup resume word;
+    // events are disabled, so the thread stays on this vCPU.
+    unsafe {
+        core::arch::asm!(
+            "lea {tmp}, [rip + 2f]",
+            "mov qword ptr [{slot}], {tmp}",
+            "syscall",
+            "2:",
+            slot = in(reg) slot,
+            tmp = out(reg) _,
+            inlateout("rax") 335u64 => ret,
+            lateout("rcx") _, lateout("r11") _,
+            options(nostack),
+        )
+    };
+    let trapped = STATS.syscalls.load(Ordering::Relaxed) != n0;
+    let ud = fixup.disarm().is_some();
+    let uretprobe_ok = if trapped { ret == ENOSYS && !ud } else { ud };
+    println!(
+        "hostile: uretprobe (nr 335) {}",
+        match (trapped, ud) {
+            (true, _) => alloc::format!("trapped, returned {ret}"),
+            (false, true) => alloc::string::String::from("passed seccomp, SIGILL (#UD)"),
+            (false, false) => alloc::format!("passed seccomp, returned {ret}"),
+        }
+    );
+    uprobe_ok && uretprobe_ok
+}

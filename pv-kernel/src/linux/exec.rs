@@ -66,6 +66,28 @@ fn page_down(v: u64) -> u64 {
     v & !(PAGE_SIZE - 1)
 }
 
+/// The file byte ranges `[start, end)` the loader reads from a program's cached image (the
+/// page-rounded file data of every loadable segment), from its head: what the image cache
+/// must verify before an exec uses it. Empty for anything [`load`] would refuse (it reads
+/// nothing then) and for `#!` scripts (only their head is used).
+pub(crate) fn file_ranges(head: &[u8], len: u64) -> Vec<(u64, u64)> {
+    elf::parse(head, len, PIE_BASE, MMAP_TOP).map_or_else(
+        |_| Vec::new(),
+        |elf| {
+            elf.segments
+                .iter()
+                .filter(|s| s.filesz > 0)
+                .map(|s| {
+                    (
+                        page_down(s.offset),
+                        s.offset.saturating_add(s.filesz).min(len),
+                    )
+                })
+                .collect()
+        },
+    )
+}
+
 /// Loads ELF image `file` into the empty `space` and builds the initial stack.
 pub(crate) fn load(
     space: &Space,

@@ -12,6 +12,17 @@
 //! docs/SECURITY.md): the kernel never parses them in place. What the loader parses — the ELF
 //! header and program headers, or a `#!` line — is the entry's [`CachedFile::head`], a copy
 //! in kernel memory taken while the file was read; segment edges are copied frame to frame.
+//!
+//! **Verified before every reuse.** So that a program cannot plant code in the cache for
+//! every later exec of a binary (persistence after it exits), each entry keeps, in kernel
+//! memory, a SipHash-2-4 tag of every [`TAG_CHUNK`] bytes of the file, keyed with a secret
+//! drawn from the kernel's random generator at the first load (a program never sees the key
+//! nor the tags, so it cannot forge a matching change). A cache hit re-hashes the chunks the
+//! loader will read (the loadable segments' file data, [`super::exec::file_ranges`]) before
+//! handing the entry out; a mismatch drops the entry, logs `imagecache: cached image of ...
+//! was modified`, and reads the file again into fresh frames. Processes already running on
+//! the old frames keep them (a program alive at the same time can write their pages anyway:
+//! the documented same-tenant gap).
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -19,7 +30,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use pvmux_hypercalls::PAGE_SIZE;
 
-use super::{pool, Errno};
+use super::{exec, pool, Errno};
 use crate::fs::ramfs::{mode, Ino};
 use crate::irq::IrqLock;
 use crate::mm::pool_mem;
@@ -39,7 +50,16 @@ pub(crate) struct CachedFile {
     head: Vec<u8>,
     /// Last use (guest ns), for LRU eviction.
     used: AtomicU64,
+    /// SipHash-2-4 tag of every [`TAG_CHUNK`] bytes of the file (the last chunk may be
+    /// shorter), as read from the file system.
+    tags: Vec<u64>,
+    /// Indices of the chunks the loader reads (see [`super::exec::file_ranges`]): what a
+    /// reuse verifies.
+    checked: Vec<usize>,
 }
+
+/// Bytes of the file per tag.
+const TAG_CHUNK: usize = 64 << 10;
 
 /// Bytes of a file's head kept in kernel memory at least (the ELF header and a `#!` line fit).
 const HEAD_MIN: usize = 4096;
@@ -90,6 +110,69 @@ fn head_len(first: &[u8], size: usize) -> usize {
         want = want.max(end.min(HEAD_MAX as u64) as usize);
     }
     want.min(size)
+}
+
+/// The secret SipHash key of the image tags (one per boot).
+#[cfg(not(test))]
+fn tag_key() -> (u64, u64) {
+    static KEY: spin::Once<(u64, u64)> = spin::Once::new();
+    *KEY.call_once(|| {
+        let mut k = [0u8; 16];
+        super::files::random::fill(&mut k);
+        let (a, b) = k.split_at(8);
+        let word = |x: &[u8]| x.iter().rev().fold(0u64, |v, &b| v << 8 | u64::from(b));
+        (word(a), word(b))
+    })
+}
+
+/// Host unit tests: a fixed key (the kernel's random generator needs the stub).
+#[cfg(test)]
+fn tag_key() -> (u64, u64) {
+    (0x0706_0504_0302_0100, 0x0f0e_0d0c_0b0a_0908)
+}
+
+/// The tag of `bytes` (a chunk of a file).
+fn tag(bytes: &[u8]) -> u64 {
+    use core::hash::Hasher;
+    let (k0, k1) = tag_key();
+    // SipHash-2-4, a keyed pseudo-random function (core's implementation, deprecated only in
+    // favour of std's `DefaultHasher`, which is not available here and not keyable).
+    #[allow(deprecated)]
+    let mut h = core::hash::SipHasher::new_with_keys(k0, k1);
+    h.write(bytes);
+    h.finish()
+}
+
+/// The chunk indices covering the byte ranges `ranges` of a file of `size` bytes.
+fn chunks_of(ranges: &[(u64, u64)], size: usize) -> Vec<usize> {
+    let mut v: Vec<usize> = Vec::new();
+    for &(s, e) in ranges {
+        let e = e.min(size as u64);
+        if s >= e {
+            continue;
+        }
+        v.extend(s as usize / TAG_CHUNK..(e as usize).div_ceil(TAG_CHUNK));
+    }
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+impl CachedFile {
+    /// Whether every chunk the loader reads still holds the bytes read from the file.
+    fn intact(&self) -> bool {
+        let mut buf = Vec::new();
+        if buf.try_reserve_exact(TAG_CHUNK).is_err() {
+            return false;
+        }
+        buf.resize(TAG_CHUNK, 0);
+        self.checked.iter().all(|&i| {
+            let off = i * TAG_CHUNK;
+            let n = (self.size - off).min(TAG_CHUNK);
+            pool_mem::read(self.base + off as u64, &mut buf[..n]);
+            tag(&buf[..n]) == self.tags[i]
+        })
+    }
 }
 
 impl Drop for CachedFile {
@@ -155,13 +238,23 @@ pub(crate) fn load(cwd: Ino, path: &[u8]) -> Result<Arc<CachedFile>, Errno> {
     }
     let key = (ino, st.size, st.mtime_ns);
     let now = crate::time::now_ns();
-    {
+    let hit = {
         let mut c = CACHE.lock();
         c.retain(|e| e.key.0 != ino || e.key == key);
-        if let Some(e) = c.iter().find(|e| e.key == key) {
+        c.iter().find(|e| e.key == key).cloned()
+    };
+    if let Some(e) = hit {
+        // Verified outside the lock (it reads the whole loaded part of the file).
+        if e.intact() {
             e.used.store(now, Ordering::Relaxed);
-            return Ok(e.clone());
+            return Ok(e);
         }
+        CACHE.lock().retain(|x| !Arc::ptr_eq(x, &e));
+        crate::println!(
+            "imagecache: cached image of {} (inode {}) was modified; reading it again",
+            alloc::string::String::from_utf8_lossy(path),
+            ino
+        );
     }
     let size = st.size as usize;
     let pages = size.div_ceil(PAGE_SIZE as usize);
@@ -179,8 +272,8 @@ pub(crate) fn load(cwd: Ino, path: &[u8]) -> Result<Arc<CachedFile>, Errno> {
     };
     // Read the file through a kernel buffer into the frames, keeping its head.
     let r = read_into(cwd, path, base, size);
-    let head = match r {
-        Ok(head) => head,
+    let (head, tags) = match r {
+        Ok(v) => v,
         Err(e) => {
             for i in 0..pages as u64 {
                 pool::put(base + i * PAGE_SIZE);
@@ -191,6 +284,7 @@ pub(crate) fn load(cwd: Ino, path: &[u8]) -> Result<Arc<CachedFile>, Errno> {
     // Zero the tail of the last page (the loader may map it).
     let tail = pages * PAGE_SIZE as usize - size;
     pool_mem::zero(base + size as u64, tail);
+    let checked = chunks_of(&exec::file_ranges(&head, size as u64), size);
     let entry = Arc::new(CachedFile {
         key,
         base,
@@ -198,6 +292,8 @@ pub(crate) fn load(cwd: Ino, path: &[u8]) -> Result<Arc<CachedFile>, Errno> {
         size,
         head,
         used: AtomicU64::new(now),
+        tags,
+        checked,
     });
     CACHE.lock().push(entry.clone());
     Ok(entry)
@@ -205,13 +301,18 @@ pub(crate) fn load(cwd: Ino, path: &[u8]) -> Result<Arc<CachedFile>, Errno> {
 
 /// Reads the `size` bytes of the file at `path` into the pool frames at `base`, in chunks of
 /// at most [`CHUNK`] through a kernel buffer; returns the file's head (see
-/// [`CachedFile::head`]).
-fn read_into(cwd: Ino, path: &[u8], base: u64, size: usize) -> Result<Vec<u8>, Errno> {
+/// [`CachedFile::head`]) and the tags of its [`TAG_CHUNK`]s, computed from the kernel buffer.
+fn read_into(cwd: Ino, path: &[u8], base: u64, size: usize) -> Result<(Vec<u8>, Vec<u64>), Errno> {
     let mut buf = Vec::new();
     buf.try_reserve_exact(size.min(CHUNK))
         .map_err(|_| Errno::ENOMEM)?;
     buf.resize(size.min(CHUNK), 0);
     let mut head = Vec::new();
+    let mut tags = Vec::new();
+    tags.try_reserve_exact(size.div_ceil(TAG_CHUNK))
+        .map_err(|_| Errno::ENOMEM)?;
+    // The partial tag chunk carried over between reads.
+    let mut partial: Vec<u8> = Vec::new();
     // The head's length, known once the first bytes are in.
     let mut want = 0;
     let h = crate::fs::with(|fs| fs.open(cwd, path, 0, 0))?;
@@ -231,11 +332,88 @@ fn read_into(cwd: Ino, path: &[u8], base: u64, size: usize) -> Result<Vec<u8>, E
                     head.extend_from_slice(&buf[..(want - off).min(got)]);
                 }
                 pool_mem::write(base + off as u64, &buf[..got]);
+                tag_bytes(&mut tags, &mut partial, &buf[..got], off + got == size);
                 off += got;
             }
             Err(e) => break Err(e),
         }
     };
     let _ = crate::fs::with(|fs| fs.close(h));
-    r.map(|()| head)
+    r.map(|()| (head, tags))
+}
+
+/// Adds the tags of the complete [`TAG_CHUNK`]s in `partial` + `bytes` (and of the rest too
+/// when `last`), keeping an incomplete chunk in `partial`.
+fn tag_bytes(tags: &mut Vec<u64>, partial: &mut Vec<u8>, mut bytes: &[u8], last: bool) {
+    if !partial.is_empty() {
+        let n = (TAG_CHUNK - partial.len()).min(bytes.len());
+        partial.extend_from_slice(&bytes[..n]);
+        bytes = &bytes[n..];
+        if partial.len() == TAG_CHUNK {
+            tags.push(tag(partial));
+            partial.clear();
+        }
+    }
+    let mut chunks = bytes.chunks_exact(TAG_CHUNK);
+    for c in &mut chunks {
+        tags.push(tag(c));
+    }
+    partial.extend_from_slice(chunks.remainder());
+    if last && !partial.is_empty() {
+        tags.push(tag(partial));
+        partial.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_tags_do_not_depend_on_how_the_file_was_read() {
+        let data: Vec<u8> = (0..TAG_CHUNK * 3 + 1234)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        let whole: Vec<u64> = data.chunks(TAG_CHUNK).map(tag).collect();
+        for step in [1000, 4096, TAG_CHUNK, TAG_CHUNK + 1, 256 << 10, data.len()] {
+            let (mut tags, mut partial) = (Vec::new(), Vec::new());
+            let mut off = 0;
+            while off < data.len() {
+                let n = step.min(data.len() - off);
+                tag_bytes(
+                    &mut tags,
+                    &mut partial,
+                    &data[off..off + n],
+                    off + n == data.len(),
+                );
+                off += n;
+            }
+            assert_eq!(tags, whole, "step {step}");
+            assert!(partial.is_empty());
+        }
+        // SipHash-2-4's reference vector (key 00..0f, message 00..0e).
+        let msg: Vec<u8> = (0..15).collect();
+        assert_eq!(tag(&msg), 0xa129_ca61_49be_45e5);
+        // A one-byte change changes its chunk's tag only.
+        let mut evil = data.clone();
+        evil[TAG_CHUNK + 5] ^= 1;
+        let t: Vec<u64> = evil.chunks(TAG_CHUNK).map(tag).collect();
+        assert_eq!(t[0], whole[0]);
+        assert_ne!(t[1], whole[1]);
+    }
+
+    #[test]
+    fn checked_chunks_cover_the_ranges() {
+        let c = TAG_CHUNK as u64;
+        assert_eq!(chunks_of(&[], 10 * TAG_CHUNK), Vec::<usize>::new());
+        assert_eq!(chunks_of(&[(0, 1)], 10 * TAG_CHUNK), [0]);
+        assert_eq!(chunks_of(&[(c - 1, c + 1)], 10 * TAG_CHUNK), [0, 1]);
+        assert_eq!(chunks_of(&[(c, 2 * c), (0, 10)], 10 * TAG_CHUNK), [0, 1]);
+        // Clamped to the file.
+        assert_eq!(chunks_of(&[(0, u64::MAX)], 2 * TAG_CHUNK + 1), [0, 1, 2]);
+        assert_eq!(
+            chunks_of(&[(5 * c, 4 * c)], 10 * TAG_CHUNK),
+            Vec::<usize>::new()
+        );
+    }
 }

@@ -24,6 +24,11 @@
 //! * `memory-hog [MAX_MIB]`: a child maps and touches memory until it fails or dies; the
 //!   parent then allocates and touches 4 MiB itself.
 //! * `spin`: spins forever.
+//! * `patch-image POOL_BASE POOL_LEN TARGET FROM TO`: runs TARGET once (so the guest kernel
+//!   caches its image), then a child maps the whole user pool through stub code, finds every
+//!   pool copy of TARGET's first page and overwrites the first FROM in the file with TO
+//!   (same length) there, and exits; then TARGET runs again. The second run's output must be
+//!   the unpatched one: the kernel's image cache must not carry the patch past the attacker.
 //! * `spin-and-check`: a child spins while the parent sleeps 100 × 1 ms; the parent must be
 //!   done within 5 s, then kills the child.
 
@@ -196,6 +201,20 @@ fn main() -> ExitCode {
             core::hint::spin_loop();
         },
         Some("spin-and-check") => spin_and_check(),
+        Some("patch-image") => match (
+            arg(2).and_then(|m| m.parse().ok()),
+            arg(3).and_then(|m| m.parse().ok()),
+            arg(4),
+            arg(5),
+            arg(6),
+        ) {
+            (Some(base), Some(len), Some(target), Some(from), Some(to))
+                if from.len() == to.len() =>
+            {
+                patch_image(base, len, target, from.as_bytes(), to.as_bytes())
+            }
+            _ => return usage(),
+        },
         _ => return usage(),
     };
     match ok {
@@ -707,4 +726,112 @@ fn spin_and_check() -> Verdict {
     let st = wait(child).map_err(|e| format!("wait4: errno {e}"))?;
     say(&format!("spin-and-check: spinning child {st}"));
     Ok(took < Duration::from_secs(5) && st == Status::Signaled(SIGKILL))
+}
+
+/// Runs `target` (no arguments) in a child and waits for it.
+fn run_program(target: &str) -> Result<Status, String> {
+    let path = CString::new(target).map_err(|e| e.to_string())?;
+    let argv = [path.as_ptr(), std::ptr::null()];
+    let envp: [*const std::ffi::c_char; 1] = [std::ptr::null()];
+    let _ = std::io::stdout().flush();
+    match fork() {
+        Ok(0) => {
+            sys(
+                nr::EXECVE,
+                [
+                    path.as_ptr() as u64,
+                    argv.as_ptr() as u64,
+                    envp.as_ptr() as u64,
+                    0,
+                    0,
+                    0,
+                ],
+            );
+            exit_now(127)
+        }
+        Ok(pid) => wait(pid).map_err(|e| format!("wait4: {e}")),
+        Err(e) => Err(format!("fork: {e}")),
+    }
+}
+
+/// `patch-image`: see the module documentation.
+fn patch_image(pool_base: u64, pool_len: u64, target: &str, from: &[u8], to: &[u8]) -> Verdict {
+    let file = std::fs::read(target).map_err(|e| format!("read {target}: {e}"))?;
+    let off = file
+        .windows(from.len())
+        .position(|w| w == from)
+        .ok_or("FROM is not in TARGET")? as u64;
+    if file.len() < 4096 {
+        return Err("TARGET is smaller than a page".into());
+    }
+    // The first page, kept inverted so this process's own copy never matches.
+    let first: Vec<u8> = file[..4096].iter().map(|b| !b).collect();
+    drop(file);
+    say(&format!(
+        "patch-image: first run of {target}: {}",
+        run_program(target)?
+    ));
+    let st = in_child(|| {
+        let restorer = match find_restorer() {
+            Some(r) => r,
+            None => return 3,
+        };
+        let Some(gadget) = find_gadget(restorer) else {
+            return 3;
+        };
+        let addr = 0x3000_0000_0000u64;
+        let r = stub_call(
+            gadget,
+            nr::MMAP,
+            [addr, pool_len, 3, 0x01 | 0x10, GUEST_MEM_FD, pool_base],
+        );
+        if r != addr as i64 {
+            say(&format!("patch-image: mmap of the pool returned {r}"));
+            return 3;
+        }
+        let mut patched = 0;
+        let mut page = 0;
+        while page + 4096 <= pool_len {
+            let base = addr + page;
+            let same = (0..4096u64).step_by(8).all(|i| {
+                // SAFETY: the whole pool is mapped read-write at `addr`; `base + i` is in it.
+                let w = unsafe { ((base + i) as *const u64).read_volatile() };
+                let want =
+                    u64::from_le_bytes(first[i as usize..i as usize + 8].try_into().unwrap());
+                w == !want
+            });
+            if same && page + off + from.len() as u64 <= pool_len {
+                let at = base + off;
+                // SAFETY: inside the mapped pool (checked above).
+                let here: Vec<u8> = (0..from.len() as u64)
+                    .map(|i| unsafe { ((at + i) as *const u8).read_volatile() })
+                    .collect();
+                if here == from {
+                    for (i, &b) in to.iter().enumerate() {
+                        // SAFETY: as above; the pool is mapped writable.
+                        unsafe { ((at + i as u64) as *mut u8).write_volatile(b) };
+                    }
+                    patched += 1;
+                }
+            }
+            page += 4096;
+        }
+        say(&format!(
+            "patch-image: patched {patched} pool copies of {target}"
+        ));
+        if patched == 0 {
+            4
+        } else {
+            0
+        }
+    });
+    say(&format!("patch-image: attacker {st}"));
+    if st != Status::Exited(0) {
+        return Err(format!("the patch could not be applied: {st}"));
+    }
+    say(&format!(
+        "patch-image: second run of {target}: {}",
+        run_program(target)?
+    ));
+    Ok(true)
 }

@@ -1,0 +1,81 @@
+//! A program that rewrites the kernel's cached image of a binary (through stub code it can
+//! map every user-pool page, docs/SECURITY.md) must not change what later runs of that
+//! binary execute once it has exited: the guest kernel verifies a cached image before every
+//! exec that uses it and reads the file again if it was modified
+//! (`pv-kernel/src/linux/imagecache.rs`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use pvmux_tests::{run_with_timeout, Run, TempDir};
+
+const PROG_DIR: &str = env!("PVMUX_PROG_DIR");
+const PVMUX: &str = env!("CARGO_BIN_EXE_pvmux-cli");
+/// Guest memory of the run.
+const MEM: u64 = 64 << 20;
+/// What `hello` prints first, and the same length patched in.
+const FROM: &str = "hello from a guest program";
+const TO: &str = "HACKED from a guest progra";
+
+fn prog(name: &str) -> PathBuf {
+    Path::new(PROG_DIR).join(name)
+}
+
+fn run(mut cmd: Command) -> Run {
+    let what = format!("{cmd:?}");
+    cmd.env_clear();
+    run_with_timeout(
+        cmd,
+        &what,
+        Duration::from_secs(120),
+        Duration::from_millis(20),
+        |_| {},
+    )
+}
+
+#[test]
+fn a_patched_cached_image_does_not_outlive_the_attacker() {
+    let root = TempDir::unique("pvmux-image-cache", "rootfs");
+    for name in ["hostile", "hello"] {
+        std::fs::copy(prog(name), root.0.join(name)).expect("copy program");
+    }
+    let native = run(Command::new(prog("hello")));
+    assert_eq!(native.code(), Some(0), "{}", native.context());
+    let base = pvmux_host::domain_builder::user_pool_base(MEM);
+    let mut cmd = Command::new(PVMUX);
+    cmd.args(["run", "--mem", "64M", "--log", "debug", "--rootfs"])
+        .arg(&root.0)
+        .args(["--", "/hostile", "patch-image"])
+        .arg(base.to_string())
+        .arg((MEM - base).to_string())
+        .args(["/hello", FROM, TO]);
+    let guest = run(cmd);
+    let ctx = guest.context();
+    assert_eq!(guest.code(), Some(0), "{ctx}");
+    // The attack really happened: the attacker patched at least the cached copy.
+    let patched = guest
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("patch-image: patched "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse::<u32>().ok())
+        .unwrap_or_else(|| panic!("no patch report: {ctx}"));
+    assert!(patched >= 1, "{ctx}");
+    assert!(guest.has_line("patch-image: attacker exited 0"), "{ctx}");
+    // Both runs of hello printed exactly what the native run prints; nothing patched ran.
+    let hello: Vec<&str> = guest
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with("patch-image:") && !l.starts_with("hostile:"))
+        .collect();
+    let want: Vec<&str> = native.stdout.lines().chain(native.stdout.lines()).collect();
+    assert_eq!(hello, want, "{ctx}");
+    assert!(!guest.stdout.contains("HACKED"), "{ctx}");
+    assert!(guest.has_line("hostile: contained"), "{ctx}");
+    // The kernel noticed and said so (kernel log on stderr with --log debug).
+    assert!(
+        guest.stderr.contains("was modified"),
+        "the kernel did not report the modified image: {ctx}"
+    );
+}

@@ -95,6 +95,8 @@ pub(crate) struct SpaceConfig {
     pub(crate) clock: ClockParams,
     /// Fault-around default (copied into each header).
     pub(crate) fault_around_pages: u32,
+    /// Who the sandboxes run as when pvmux is root (`crate::jail`).
+    pub(crate) sandbox_user: crate::jail::SandboxUser,
 }
 
 /// One user sandbox.
@@ -357,7 +359,8 @@ impl Spaces {
             tracing::warn!(tenant = %cfg.name, "cannot create a user control region: {e}");
             HcError::NoResources
         })?;
-        let child = sandbox::spawn(&self.inner.stub, self.inner.mem.raw_fd(), ctl.raw_fd())
+        let jail = crate::jail::ChildJail::for_sandbox(cfg.sandbox_user);
+        let child = sandbox::spawn(&self.inner.stub, self.inner.mem.raw_fd(), ctl.raw_fd(), &jail)
             .map_err(|e| {
                 tracing::warn!(tenant = %cfg.name, "cannot spawn a user sandbox: {e}");
                 HcError::NoResources
@@ -609,7 +612,8 @@ fn top_up_spares(inner: &Inner, ep: &OwnedFd) {
         .map_err(|e| e.to_string())
         .and_then(|ctl| {
             let words = CtlMap::new(&ctl).map_err(|e| format!("mmap: {e}"))?;
-            let child = sandbox::spawn(&inner.stub, inner.mem.raw_fd(), ctl.raw_fd())
+            let jail = crate::jail::ChildJail::for_sandbox(cfg.sandbox_user);
+            let child = sandbox::spawn(&inner.stub, inner.mem.raw_fd(), ctl.raw_fd(), &jail)
                 .map_err(|e| e.to_string())?;
             Ok((ctl, words, child))
         });
@@ -826,6 +830,7 @@ mod tests {
             pool_base: POOL,
             clock: ClockParams::now(),
             fault_around_pages: 16,
+            sandbox_user: Default::default(),
         };
         let stub = Arc::new(Stub::new(&elf).unwrap());
         let mut s = Spaces::new(cfg, Arc::clone(&mem), stub);

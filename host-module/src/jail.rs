@@ -13,7 +13,7 @@
 //!    empty read-only tmpfs (`nosuid,nodev,noexec`), `pivot_root`s into it, detaches the old
 //!    root and changes to `/`: no host file is reachable by path, even to a process that got
 //!    past seccomp. (The stub is exec'd from its memfd, which needs no path.)
-//! 3. **Resource limits** ([`rlimits`]): no file may be written (`FSIZE` 0), no memory locked,
+//! 3. **Resource limits** ([`RLIMITS`]): no file may be written (`FSIZE` 0), no memory locked,
 //!    no message queue, no core dump, no real-time priority, no nice raise, no file lock, no
 //!    fd above the ones the stub holds (`NOFILE`).
 //! 4. **Credentials** — started as root, the child drops the capability bounding set, clears
@@ -142,23 +142,42 @@ impl std::fmt::Display for SandboxUser {
     }
 }
 
-/// The resource limits every sandbox gets (soft = hard), as `(resource, value)`.
+/// The resource limits every sandbox gets (soft = hard).
 /// `RLIMIT_AS` and `RLIMIT_STACK` are the stub's own business; `RLIMIT_CPU` is the tenant's
 /// CPU budget (set by the host after the spawn); `RLIMIT_NPROC` and `RLIMIT_SIGPENDING` count
 /// per user, not per sandbox, so they are left alone (threads are bounded by the filter: the
 /// stub creates one per vCPU and then has no `clone`), except that a sandbox switched from
 /// root to [`SandboxUser`] gets an unlimited `RLIMIT_NPROC` (see [`nproc_for_uid_change`]).
-pub fn rlimits() -> [(libc::__rlimit_resource_t, u64); 8] {
-    [
-        (libc::RLIMIT_NOFILE, SANDBOX_NOFILE),
-        (libc::RLIMIT_FSIZE, 0),
-        (libc::RLIMIT_MEMLOCK, 0),
-        (libc::RLIMIT_MSGQUEUE, 0),
-        (libc::RLIMIT_CORE, 0),
-        (libc::RLIMIT_RTPRIO, 0),
-        (libc::RLIMIT_NICE, 0),
-        (libc::RLIMIT_LOCKS, 0),
-    ]
+pub const RLIMITS: [Rlimit; 8] = [
+    Rlimit::new(libc::RLIMIT_NOFILE, "Max open files", SANDBOX_NOFILE),
+    Rlimit::new(libc::RLIMIT_FSIZE, "Max file size", 0),
+    Rlimit::new(libc::RLIMIT_MEMLOCK, "Max locked memory", 0),
+    Rlimit::new(libc::RLIMIT_MSGQUEUE, "Max msgqueue size", 0),
+    Rlimit::new(libc::RLIMIT_CORE, "Max core file size", 0),
+    Rlimit::new(libc::RLIMIT_RTPRIO, "Max realtime priority", 0),
+    Rlimit::new(libc::RLIMIT_NICE, "Max nice priority", 0),
+    Rlimit::new(libc::RLIMIT_LOCKS, "Max file locks", 0),
+];
+
+/// One resource limit of [`RLIMITS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rlimit {
+    /// The `RLIMIT_*` resource.
+    pub resource: libc::__rlimit_resource_t,
+    /// Its name in `/proc/PID/limits`.
+    pub proc_name: &'static str,
+    /// Soft and hard limit.
+    pub value: u64,
+}
+
+impl Rlimit {
+    const fn new(resource: libc::__rlimit_resource_t, proc_name: &'static str, value: u64) -> Self {
+        Self {
+            resource,
+            proc_name,
+            value,
+        }
+    }
 }
 
 /// `RLIMIT_NPROC` of a sandbox that switches from root to a [`SandboxUser`]: pvmux's own hard
@@ -339,9 +358,10 @@ impl ChildJail {
             (ub, ul, gb, gl)
         });
         let mut rl = [(libc::RLIMIT_NOFILE, 0u64); 9];
-        let base = rlimits();
-        rl[..base.len()].copy_from_slice(&base);
-        let mut n = base.len();
+        for (d, r) in rl.iter_mut().zip(RLIMITS) {
+            *d = (r.resource, r.value);
+        }
+        let mut n = RLIMITS.len();
         if l.root {
             rl[n] = (libc::RLIMIT_NPROC, nproc_for_uid_change());
             n += 1;

@@ -15,7 +15,8 @@
 //!    past seccomp. (The stub is exec'd from its memfd, which needs no path.)
 //! 3. **Resource limits** ([`RLIMITS`]): no file may be written (`FSIZE` 0), no memory locked,
 //!    no message queue, no core dump, no real-time priority, no nice raise, no file lock, no
-//!    fd above the ones the stub holds (`NOFILE`).
+//!    fd above the ones the stub holds (`NOFILE`); and the tenant's CPU budget (`RLIMIT_CPU`),
+//!    which the host may not be able to set after the uid change.
 //! 4. **Credentials** — started as root, the child drops the capability bounding set, clears
 //!    its supplementary groups and switches to the [`SandboxUser`] (all of real, effective and
 //!    saved ids), which empties its permitted, effective and ambient sets; then the
@@ -290,7 +291,7 @@ fn detect() -> Layers {
             empty_root,
             drop_bounding: root || namespaces & libc::CLONE_NEWUSER != 0,
         };
-        let j = ChildJail::new(&l, SandboxUser::DEFAULT, mount_point);
+        let j = ChildJail::new(&l, SandboxUser::DEFAULT, None, mount_point);
         crate::sandbox::probe(&j).then_some(l)
     };
     // Without a user namespace, an unprivileged process can make no namespace at all.
@@ -334,7 +335,8 @@ pub(crate) struct ChildJail {
     /// `(uid, gid)` to switch to (root only).
     creds: Option<(u32, u32)>,
     drop_bounding: bool,
-    rlimits: [(libc::__rlimit_resource_t, u64); 9],
+    /// `(resource, soft, hard)`.
+    rlimits: [(libc::__rlimit_resource_t, u64, u64); 10],
     nr_rlimits: usize,
     /// The child is pid 1 of a new pid namespace (it checks its parent through procfs).
     pid_namespace: bool,
@@ -349,7 +351,12 @@ fn id_map(id: u32) -> ([u8; 32], usize) {
 }
 
 impl ChildJail {
-    pub(crate) fn new(l: &Layers, user: SandboxUser, root_at: Option<&'static CStr>) -> Self {
+    pub(crate) fn new(
+        l: &Layers,
+        user: SandboxUser,
+        cpu_seconds: Option<u64>,
+        root_at: Option<&'static CStr>,
+    ) -> Self {
         let maps = (l.namespaces & libc::CLONE_NEWUSER != 0).then(|| {
             // SAFETY: geteuid/getegid have no preconditions.
             let (u, g) = unsafe { (libc::geteuid(), libc::getegid()) };
@@ -357,13 +364,21 @@ impl ChildJail {
             let (gb, gl) = id_map(g);
             (ub, ul, gb, gl)
         });
-        let mut rl = [(libc::RLIMIT_NOFILE, 0u64); 9];
+        let mut rl = [(libc::RLIMIT_NOFILE, 0u64, 0u64); 10];
         for (d, r) in rl.iter_mut().zip(RLIMITS) {
-            *d = (r.resource, r.value);
+            *d = (r.resource, r.value, r.value);
         }
         let mut n = RLIMITS.len();
         if l.root {
-            rl[n] = (libc::RLIMIT_NPROC, nproc_for_uid_change());
+            let nproc = nproc_for_uid_change();
+            rl[n] = (libc::RLIMIT_NPROC, nproc, nproc);
+            n += 1;
+        }
+        // The tenant's CPU budget (soft: SIGXCPU, hard one second later: SIGKILL), set here
+        // because once the uid changed the host may not be allowed to `prlimit` the sandbox
+        // (that needs CAP_SYS_RESOURCE, which a container's root may lack).
+        if let Some(secs) = cpu_seconds {
+            rl[n] = (libc::RLIMIT_CPU, secs, secs.saturating_add(1));
             n += 1;
         }
         Self {
@@ -378,8 +393,9 @@ impl ChildJail {
         }
     }
 
-    /// The jail for a sandbox of a tenant configured with `user`.
-    pub(crate) fn for_sandbox(user: SandboxUser) -> Self {
+    /// The jail for a sandbox of a tenant configured with `user` and the CPU budget
+    /// `cpu_seconds` (`RLIMIT_CPU`).
+    pub(crate) fn for_sandbox(user: SandboxUser, cpu_seconds: Option<u64>) -> Self {
         static MOUNT_POINT: OnceLock<Option<&'static CStr>> = OnceLock::new();
         let l = layers();
         let at = *MOUNT_POINT.get_or_init(|| {
@@ -387,7 +403,7 @@ impl ChildJail {
                 .into_iter()
                 .find(|p| std::fs::metadata(p.to_str().unwrap_or("/")).is_ok_and(|m| m.is_dir()))
         });
-        Self::new(&l, user, at)
+        Self::new(&l, user, cpu_seconds, at)
     }
 }
 
@@ -420,7 +436,9 @@ unsafe fn stat_ppid(fd: i32) -> Option<libc::pid_t> {
     let b = &buf[..n];
     // "pid (comm) S ppid ...": comm may hold anything, so start after the last ')'.
     let close = b.iter().rposition(|&c| c == b')')?;
-    let mut fields = b[close + 1..].split(|&c| c == b' ').filter(|f| !f.is_empty());
+    let mut fields = b[close + 1..]
+        .split(|&c| c == b' ')
+        .filter(|f| !f.is_empty());
     let _state = fields.next()?;
     let ppid = fields.next()?;
     let mut v: libc::pid_t = 0;
@@ -428,7 +446,9 @@ unsafe fn stat_ppid(fd: i32) -> Option<libc::pid_t> {
         if !d.is_ascii_digit() {
             return None;
         }
-        v = v.checked_mul(10)?.checked_add(libc::pid_t::from(d - b'0'))?;
+        v = v
+            .checked_mul(10)?
+            .checked_add(libc::pid_t::from(d - b'0'))?;
     }
     Some(v)
 }
@@ -454,7 +474,10 @@ pub(crate) unsafe fn enter(j: &ChildJail, parent: libc::pid_t) -> bool {
         }
         // Opened while the host's procfs is still reachable; closed on exec.
         let stat = if j.pid_namespace {
-            let fd = libc::open(c"/proc/self/stat".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+            let fd = libc::open(
+                c"/proc/self/stat".as_ptr(),
+                libc::O_RDONLY | libc::O_CLOEXEC,
+            );
             if fd < 0 {
                 return false;
             }
@@ -488,10 +511,10 @@ pub(crate) unsafe fn enter(j: &ChildJail, parent: libc::pid_t) -> bool {
         } else if libc::chdir(c"/".as_ptr()) != 0 {
             return false;
         }
-        for &(res, v) in &j.rlimits[..j.nr_rlimits] {
+        for &(res, soft, hard) in &j.rlimits[..j.nr_rlimits] {
             let lim = libc::rlimit {
-                rlim_cur: v,
-                rlim_max: v,
+                rlim_cur: soft,
+                rlim_max: hard,
             };
             if libc::setrlimit(res, &lim) != 0 {
                 return false;
@@ -540,7 +563,13 @@ pub(crate) unsafe fn enter(j: &ChildJail, parent: libc::pid_t) -> bool {
             permitted: 0,
             inheritable: 0,
         }; 2];
-        if libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0
+        if libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        ) != 0
             || libc::syscall(libc::SYS_capset, &mut hdr as *mut CapHeader, data.as_ptr()) != 0
             || libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
         {
@@ -606,7 +635,18 @@ mod tests {
         );
         assert_eq!("5:6".parse(), Ok(SandboxUser { uid: 5, gid: 6 }));
         assert_eq!("0:0".parse(), Ok(SandboxUser { uid: 0, gid: 0 }));
-        for bad in ["", ":", "1:", ":1", "a", "-1", "1:2:3", "+1", " 1", "99999999999"] {
+        for bad in [
+            "",
+            ":",
+            "1:",
+            ":1",
+            "a",
+            "-1",
+            "1:2:3",
+            "+1",
+            " 1",
+            "99999999999",
+        ] {
             assert!(bad.parse::<SandboxUser>().is_err(), "{bad:?}");
         }
         assert_eq!(
@@ -640,7 +680,10 @@ mod tests {
     fn detection_yields_a_usable_jail() {
         let l = layers();
         // The probe already ran the full jail once; a sandbox spawn with it must work too.
-        assert!(crate::sandbox::probe(&ChildJail::for_sandbox(SandboxUser::DEFAULT)));
+        assert!(crate::sandbox::probe(&ChildJail::for_sandbox(
+            SandboxUser::DEFAULT,
+            Some(100)
+        )));
         if l.root {
             assert!(l.drop_bounding);
         }

@@ -97,6 +97,8 @@ pub(crate) struct SpaceConfig {
     pub(crate) fault_around_pages: u32,
     /// Who the sandboxes run as when pvmux is root (`crate::jail`).
     pub(crate) sandbox_user: crate::jail::SandboxUser,
+    /// The tenant's `RLIMIT_CPU` budget, set by the jail (`crate::jail`).
+    pub(crate) cpu_seconds: Option<u64>,
 }
 
 /// One user sandbox.
@@ -359,12 +361,17 @@ impl Spaces {
             tracing::warn!(tenant = %cfg.name, "cannot create a user control region: {e}");
             HcError::NoResources
         })?;
-        let jail = crate::jail::ChildJail::for_sandbox(cfg.sandbox_user);
-        let child = sandbox::spawn(&self.inner.stub, self.inner.mem.raw_fd(), ctl.raw_fd(), &jail)
-            .map_err(|e| {
-                tracing::warn!(tenant = %cfg.name, "cannot spawn a user sandbox: {e}");
-                HcError::NoResources
-            })?;
+        let jail = crate::jail::ChildJail::for_sandbox(cfg.sandbox_user, cfg.cpu_seconds);
+        let child = sandbox::spawn(
+            &self.inner.stub,
+            self.inner.mem.raw_fd(),
+            ctl.raw_fd(),
+            &jail,
+        )
+        .map_err(|e| {
+            tracing::warn!(tenant = %cfg.name, "cannot spawn a user sandbox: {e}");
+            HcError::NoResources
+        })?;
         let raw_pid = child.pid.as_raw_nonzero().get() as u32;
         if let Some(cpu) = self.inner.cpu.get() {
             cpu.apply(&cfg.name, raw_pid);
@@ -612,7 +619,7 @@ fn top_up_spares(inner: &Inner, ep: &OwnedFd) {
         .map_err(|e| e.to_string())
         .and_then(|ctl| {
             let words = CtlMap::new(&ctl).map_err(|e| format!("mmap: {e}"))?;
-            let jail = crate::jail::ChildJail::for_sandbox(cfg.sandbox_user);
+            let jail = crate::jail::ChildJail::for_sandbox(cfg.sandbox_user, cfg.cpu_seconds);
             let child = sandbox::spawn(&inner.stub, inner.mem.raw_fd(), ctl.raw_fd(), &jail)
                 .map_err(|e| e.to_string())?;
             Ok((ctl, words, child))
@@ -831,6 +838,7 @@ mod tests {
             clock: ClockParams::now(),
             fault_around_pages: 16,
             sandbox_user: Default::default(),
+            cpu_seconds: None,
         };
         let stub = Arc::new(Stub::new(&elf).unwrap());
         let mut s = Spaces::new(cfg, Arc::clone(&mem), stub);

@@ -20,9 +20,9 @@ use crate::control::ControlRegion;
 use crate::crash::{CrashCause, CrashReport, Symbolizer};
 use crate::domain_builder::DomainLayout;
 use crate::hypercall::{handle, HcAction, HcEnv};
+use crate::jail::{ChildJail, SandboxUser};
 use crate::program_end::ProgramDeath;
 use crate::sandbox::{self, SandboxExit, Stub};
-use crate::jail::{ChildJail, SandboxUser};
 use crate::space::{SpaceConfig, Spaces};
 use crate::vcpu::{Vcpu, VcpuExit};
 use crate::watchdog::{Action as WatchAction, VcpuSnapshot, Watchdog};
@@ -519,6 +519,7 @@ impl Tenant {
                 clock: parts.clock,
                 fault_around_pages: parts.fault_around_pages,
                 sandbox_user: parts.limits.sandbox_user,
+                cpu_seconds: parts.limits.cpu_seconds,
             },
             Arc::clone(&mem),
             user_stub,
@@ -739,7 +740,7 @@ impl Drop for Tenant {
 }
 
 fn monitor_thread(s: &Arc<Shared>, stub: &Stub, tx: &mpsc::Sender<Result<u32, HostError>>) {
-    let jail = ChildJail::for_sandbox(s.limits.sandbox_user);
+    let jail = ChildJail::for_sandbox(s.limits.sandbox_user, s.limits.cpu_seconds);
     let child = match sandbox::spawn(stub, s.mem.raw_fd(), s.ctl.raw_fd(), &jail) {
         Ok(c) => c,
         Err(e) => {

@@ -8,12 +8,13 @@
 //!   `mprotect` stays below `USER_CTX_BASE`, and an allowed `mmap` maps only the user pool.
 
 use proptest::prelude::*;
-use pvmux_hypercalls::user::{USER_BASE, USER_CTX_BASE, USER_END};
 use pvmux_hypercalls::user::user_ctx_size;
+use pvmux_hypercalls::user::{USER_BASE, USER_CTX_BASE, USER_END};
 use pvmux_hypercalls::MAX_VCPUS;
 use pvmux_switcher::seccomp::{
-    build_user_base_filter, build_user_filter, evaluate, nr, FilterParams, SockFilter, UserFilterParams, AUDIT_ARCH_X86_64,
-    MAX_FILTER_LEN, RET_ALLOW, RET_KILL_PROCESS, RET_TRAP, USER_LEN_MAX,
+    build_user_base_filter, build_user_filter, evaluate, nr, FilterParams, SockFilter,
+    UserFilterParams, AUDIT_ARCH_X86_64, MAX_FILTER_LEN, RET_ALLOW, RET_KILL_PROCESS, RET_TRAP,
+    USER_LEN_MAX,
 };
 
 /// The documented policy for a native call from stub code.

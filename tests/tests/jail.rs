@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pvmux_host::jail::{
-    layers, Layers, RLIMITS, SandboxUser, DEFAULT_SANDBOX_ID, NAMESPACES, SANDBOX_FDS,
+    layers, Layers, SandboxUser, DEFAULT_SANDBOX_ID, NAMESPACES, RLIMITS, SANDBOX_FDS,
 };
 use pvmux_tests::{run_with_timeout, TempDir};
 
@@ -49,10 +49,19 @@ struct Waiting {
 }
 
 impl Waiting {
-    fn start(extra: &[&str]) -> Self {
+    /// `pvmux run` (run through `prefix`, e.g. `setpriv ...`, if not empty).
+    fn start(prefix: &[&str], extra: &[&str]) -> Self {
         let dir = TempDir::unique("jail", "log");
         let log = dir.0.join("stderr");
-        let mut child = Command::new(PVMUX)
+        let mut cmd = match prefix.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(PVMUX);
+                c
+            }
+            None => Command::new(PVMUX),
+        };
+        let mut child = cmd
             .arg("run")
             .args(["--mem", "64M", "--vcpus", "2"])
             .args(extra)
@@ -94,6 +103,7 @@ impl Waiting {
                 .collect();
             let have = |k: Kind| live.values().any(|&v| v == k);
             let settled = live.keys().all(|&pid| {
+                // (setpriv execs pvmux: same pid.)
                 status_field(pid, "PPid").as_deref() == Some(&pvmux.to_string())
                     && status_field(pid, "Seccomp").as_deref() == Some("2")
             });
@@ -186,7 +196,7 @@ fn detected() -> Layers {
     l
 }
 
-/// Every check of one sandbox; `user` is who it must run as (when pvmux is root).
+/// Every check of one sandbox jailed with layers `l`, running as `user`.
 fn check_sandbox(pid: u32, kind: Kind, l: &Layers, user: SandboxUser) {
     let what = format!("{kind:?} sandbox {pid}");
     for cap in ["CapInh", "CapPrm", "CapEff", "CapAmb"] {
@@ -202,17 +212,13 @@ fn check_sandbox(pid: u32, kind: Kind, l: &Layers, user: SandboxUser) {
     } else {
         eprintln!("{what}: bounding set kept (the host gives no CAP_SETPCAP): {bnd:?}");
     }
-    assert_eq!(status_field(pid, "NoNewPrivs").as_deref(), Some("1"), "{what}");
+    assert_eq!(
+        status_field(pid, "NoNewPrivs").as_deref(),
+        Some("1"),
+        "{what}"
+    );
     assert_eq!(status_field(pid, "Seccomp").as_deref(), Some("2"), "{what}");
-    let own = |field: &str| -> u32 {
-        let ids = status_field(std::process::id(), field).expect("own ids");
-        ids.split(' ').nth(1).expect("effective id").parse().expect("id")
-    };
-    let (uid, gid) = if l.root {
-        (user.uid, user.gid)
-    } else {
-        (own("Uid"), own("Gid"))
-    };
+    let (uid, gid) = (user.uid, user.gid);
     let ids = |v: u32| format!("{v} {v} {v} {v}");
     assert_eq!(status_field(pid, "Uid"), Some(ids(uid)), "{what}: Uid");
     assert_eq!(status_field(pid, "Gid"), Some(ids(gid)), "{what}: Gid");
@@ -229,7 +235,11 @@ fn check_sandbox(pid: u32, kind: Kind, l: &Layers, user: SandboxUser) {
     }
     if l.pid_namespace() {
         let nspid = status_field(pid, "NSpid").expect("NSpid");
-        assert_eq!(nspid, format!("{pid} 1"), "{what}: pid 1 of its own pid namespace");
+        assert_eq!(
+            nspid,
+            format!("{pid} 1"),
+            "{what}: pid 1 of its own pid namespace"
+        );
     }
     // File descriptors: exactly the documented set.
     let mut fds: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/fd"))
@@ -251,7 +261,11 @@ fn check_sandbox(pid: u32, kind: Kind, l: &Layers, user: SandboxUser) {
         std::fs::metadata(&root).expect("root"),
         std::fs::metadata(&cwd).expect("cwd"),
     );
-    assert_eq!((rm.dev(), rm.ino()), (cm.dev(), cm.ino()), "{what}: cwd is /");
+    assert_eq!(
+        (rm.dev(), rm.ino()),
+        (cm.dev(), cm.ino()),
+        "{what}: cwd is /"
+    );
     if l.empty_root {
         let entries: Vec<_> = std::fs::read_dir(&root).expect("root dir").collect();
         assert!(entries.is_empty(), "{what}: root not empty: {entries:?}");
@@ -283,7 +297,8 @@ fn check_sandbox(pid: u32, kind: Kind, l: &Layers, user: SandboxUser) {
 
 fn check_run(extra: &[&str], user: SandboxUser) {
     let l = detected();
-    let mut run = Waiting::start(extra);
+    assert!(l.root, "the test runs as root (as CI does)");
+    let mut run = Waiting::start(&[], extra);
     let sandboxes = run.sandboxes();
     let log = run.log();
     assert!(
@@ -326,7 +341,13 @@ fn a_configured_sandbox_user_is_used_by_every_sandbox() {
 fn a_bad_sandbox_user_is_a_host_error() {
     for bad in ["root", "1:", "-5", "4294967295"] {
         let mut cmd = Command::new(PVMUX);
-        cmd.args(["run", &format!("--sandbox-user={bad}"), "--", "/toolbox", "true"]);
+        cmd.args([
+            "run",
+            &format!("--sandbox-user={bad}"),
+            "--",
+            "/toolbox",
+            "true",
+        ]);
         let run = run_with_timeout(
             cmd,
             "pvmux run --sandbox-user",
@@ -350,8 +371,16 @@ fn a_multi_process_program_runs_as_natively() {
         .expect("native spawn");
     assert!(native.status.success(), "{native:?}");
     let mut cmd = Command::new(PVMUX);
-    cmd.args(["run", "--mem", "128M", "--rootfs", PROG_DIR, "--", "/spawn", "/hello"]);
-    let run = run_with_timeout(cmd, "pvmux run /spawn", SETTLE, Duration::from_millis(10), |_| {});
+    cmd.args([
+        "run", "--mem", "128M", "--rootfs", PROG_DIR, "--", "/spawn", "/hello",
+    ]);
+    let run = run_with_timeout(
+        cmd,
+        "pvmux run /spawn",
+        SETTLE,
+        Duration::from_millis(10),
+        |_| {},
+    );
     assert_eq!(run.code(), Some(0), "{}", run.context());
     assert_eq!(
         run.stdout,
@@ -360,4 +389,62 @@ fn a_multi_process_program_runs_as_natively() {
         run.context()
     );
     let _ = std::io::stderr().flush();
+}
+
+/// The same checks with pvmux started as an unprivileged user (`nobody`, through `setpriv`):
+/// the sandboxes keep that uid, and get every namespace (a user namespace mapping only that
+/// uid first) exactly when the host lets an unprivileged user make a user namespace — which
+/// the test detects itself by running `unshare -U` as that user.
+#[test]
+fn without_root_the_sandboxes_keep_the_uid_and_use_a_user_namespace() {
+    const NOBODY: u32 = 65534;
+    let ids = NOBODY.to_string();
+    let setpriv = [
+        "setpriv",
+        "--reuid",
+        ids.as_str(),
+        "--regid",
+        ids.as_str(),
+        "--clear-groups",
+        "--inh-caps=-all",
+    ];
+    let userns = Command::new(setpriv[0])
+        .args(&setpriv[1..])
+        .args(["unshare", "-U", "true"])
+        .status()
+        .expect("setpriv (util-linux) runs")
+        .success();
+    let root = detected();
+    eprintln!("unprivileged user namespaces on this host: {userns}");
+    let l = if userns {
+        Layers {
+            root: false,
+            namespaces: root.namespaces | NAMESPACES[0].0,
+            empty_root: root.empty_root,
+            drop_bounding: true,
+        }
+    } else {
+        Layers {
+            root: false,
+            namespaces: 0,
+            empty_root: false,
+            drop_bounding: false,
+        }
+    };
+    let mut run = Waiting::start(&setpriv, &[]);
+    let sandboxes = run.sandboxes();
+    let log = run.log();
+    assert!(
+        log.contains(&format!("sandbox jail: {}", l.describe())),
+        "pvmux as uid {NOBODY} did not detect {}:\n{log}",
+        l.describe()
+    );
+    let user = SandboxUser {
+        uid: NOBODY,
+        gid: NOBODY,
+    };
+    for (&pid, &kind) in &sandboxes {
+        check_sandbox(pid, kind, &l, user);
+    }
+    assert_eq!(run.finish(), Some(0), "{log}");
 }

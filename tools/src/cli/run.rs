@@ -119,7 +119,11 @@ pub struct RunArgs {
     /// id to separate tenants at the uid level too. Supplementary groups are always cleared
     /// and every capability is dropped. Ignored when pvmux is not root (sandboxes keep its
     /// uid, in a user namespace when the host allows one). Jail layers in force: `--log info`.
-    #[arg(long, value_name = "UID[:GID]", default_value = "2000000000:2000000000")]
+    #[arg(
+        long,
+        value_name = "UID[:GID]",
+        default_value = "2000000000:2000000000"
+    )]
     pub sandbox_user: pvmux_host::jail::SandboxUser,
 
     /// Restart a crashed guest: `no`, `on-crash` (up to 3 times) or `on-crash:N`, with

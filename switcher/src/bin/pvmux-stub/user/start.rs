@@ -15,7 +15,8 @@ use pvmux_hypercalls::user::{user_ctx_size, UserCtxHeader, USER_CTX_BASE, USER_C
 use pvmux_hypercalls::{ABI_MAGIC, ABI_VERSION, MAX_VCPUS, PAGE_SIZE};
 use pvmux_switcher::seccomp::MAX_FILTER_LEN;
 use pvmux_switcher::seccomp::{
-    build_user_base_filter, build_user_filter, FilterParams, CTX_MAP_FLAGS, CTX_MAP_PROT, SockFilter, UserFilterParams,
+    build_user_base_filter, build_user_filter, FilterParams, SockFilter, UserFilterParams,
+    CTX_MAP_FLAGS, CTX_MAP_PROT,
 };
 
 use super::cpu::{ucpu, UserCpu, USER_AREAS_BASE};

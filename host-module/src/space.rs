@@ -10,8 +10,9 @@
 //! **Spares.** To keep process creation off the guest's critical path, each tenant keeps up
 //! to [`SPARES`] *spare* user sandboxes: started with `user_ctx_gpa = user_ctx_len = 0`, their
 //! stub does all of its start-up that does not need the context region (mappings, handlers,
-//! slot threads, timers, the filter program) and then sleeps on a futex on the low 32 bits of
-//! `user_ctx_len` in its control header. `SpaceCreate` hands a spare the validated region
+//! slot threads, timers, the filter program), installs the *base* seccomp filter on every
+//! thread (so a spare never waits unfiltered; docs/SECURITY.md, "Layers") and then sleeps on
+//! a futex on the low 32 bits of `user_ctx_len` in its control header. `SpaceCreate` hands a spare the validated region
 //! (writes `user_ctx_gpa`, then `user_ctx_len`, then wakes it) and asks the reaper thread for
 //! a replacement; with no spare at hand it spawns on the calling thread as before. Spares are
 //! spawned by the reaper thread (`clone(CLONE_VM | CLONE_VFORK)`, see `sandbox.rs`; their

@@ -61,6 +61,12 @@
 //! | `munmap` | addr in the user window, len <= [`USER_LEN_MAX`] | `UserOp` UNMAP |
 //! | `mprotect` | addr in the user window, len <= [`USER_LEN_MAX`], prot within RWX | `UserOp` PROTECT |
 //!
+//! Every user sandbox first installs the *base filter* ([`build_user_base_filter`]) as soon as
+//! its threads exist, before it waits for its context region (a spare waits there until it
+//! is assigned): the same policy plus exactly the context mapping and the installation of the
+//! user filter on top. Both stay in force; since the base filter allows or traps everything
+//! the user filter allows or traps, the stack behaves as the user filter alone.
+//!
 //! Note what this does *not* protect: user code can write the stub's memory and jump into
 //! its code, so it can make any call above with any arguments the checks pass, e.g. map any
 //! page of the user pool (which other address spaces of the tenant share) into its window.

@@ -95,6 +95,7 @@ impl Host {
                     cpu_limit: cfg.cpu_limit,
                     cpu_seconds: cfg.cpu_seconds,
                     crash_dump: cfg.crash_dump,
+                    sandbox_user: cfg.sandbox_user,
                 },
             },
             Arc::clone(&self.stub),

@@ -23,6 +23,7 @@ mod host;
 pub mod hostfs;
 mod hypercall;
 pub mod initramfs;
+pub mod jail;
 pub mod kernel_image;
 #[cfg(test)]
 mod lifecycle_tests;

@@ -246,9 +246,28 @@ pub fn set_cpu_rlimit(pid: u32, seconds: u64) -> io::Result<()> {
         current: Some(seconds),
         maximum: Some(seconds.saturating_add(1)),
     };
-    rustix::process::prlimit(Some(pid), rustix::process::Resource::Cpu, lim)
-        .map(|_| ())
-        .map_err(io::Error::from)
+    match rustix::process::prlimit(Some(pid), rustix::process::Resource::Cpu, lim) {
+        Ok(_) => Ok(()),
+        // A sandbox under another uid, and no CAP_SYS_RESOURCE: the jail set the budget in
+        // the child already (`crate::jail`); fine if /proc shows exactly that budget.
+        Err(rustix::io::Errno::PERM)
+            if cpu_rlimit_of(pid.as_raw_nonzero().get()) == Some(seconds) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(io::Error::from(e)),
+    }
+}
+
+/// The soft `RLIMIT_CPU` of process `pid` in seconds, from `/proc/PID/limits`.
+fn cpu_rlimit_of(pid: i32) -> Option<u64> {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max cpu time"))?;
+    line["Max cpu time".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// The CPU limits applied to a tenant's kernel sandbox, to apply to its user sandboxes too.

@@ -4,7 +4,9 @@
 //! descriptors, [`GUEST_MEM_FD`] and [`CTL_FD`], and `execveat`s the stub memfd. The child is
 //! created like `posix_spawn` does, with `clone(CLONE_VM | CLONE_VFORK)` on a stack of its
 //! own: the host's page tables are not copied (the host may be large), and the calling
-//! thread is suspended until the child has exec'd. `PR_SET_PDEATHSIG` is tied to the
+//! thread is suspended until the child has exec'd. Before the exec the child jails itself
+//! (namespaces, empty root, rlimits, unprivileged uid, no capabilities: [`crate::jail`]).
+//! `PR_SET_PDEATHSIG` is tied to the
 //! creating *thread*: a kernel sandbox is spawned by the tenant's monitor thread, which lives
 //! until it is reaped; a user sandbox by the vCPU thread that asked for it or, for spares, by
 //! the tenant's reaper thread (see `space`), both of which live until the tenant ends.
@@ -15,6 +17,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use pvmux_hypercalls::sandbox::{CTL_FD, GUEST_MEM_FD};
 use rustix::process::{Pid, PidfdFlags, WaitOptions};
 
+use crate::jail::ChildJail;
 use crate::shm::sealed_blob;
 use crate::HostError;
 
@@ -63,54 +66,39 @@ pub(crate) struct Child {
 const CHILD_STACK: usize = 64 * 1024;
 
 /// What the child needs, prepared by the parent (read-only in the child).
-struct ChildArgs {
+struct ChildArgs<'a> {
     parent: libc::pid_t,
     fds: [RawFd; 3],
     argv: [*const c_char; 2],
     envp: [*const c_char; 1],
+    jail: &'a ChildJail,
 }
 
-/// Spawns a sandbox with `guest_fd` as fd 3 and `ctl_fd` as fd 4 and execs the stub.
-pub(crate) fn spawn(stub: &Stub, guest_fd: RawFd, ctl_fd: RawFd) -> Result<Child, HostError> {
+/// Spawns a sandbox with `guest_fd` as fd 3 and `ctl_fd` as fd 4, jails it (`crate::jail`)
+/// and execs the stub.
+pub(crate) fn spawn(
+    stub: &Stub,
+    guest_fd: RawFd,
+    ctl_fd: RawFd,
+    jail: &ChildJail,
+) -> Result<Child, HostError> {
     let args = ChildArgs {
         // SAFETY: getpid has no preconditions.
         parent: unsafe { libc::getpid() },
         fds: [guest_fd, ctl_fd, stub.fd.as_raw_fd()],
         argv: [SANDBOX_ARGV0.as_ptr(), std::ptr::null()],
         envp: [std::ptr::null()],
+        jail,
     };
-    let mut stack = vec![0u8; CHILD_STACK];
-    // 16-byte aligned top of the child's stack.
-    let top = (stack.as_mut_ptr() as usize + CHILD_STACK) & !15;
-    // Block every signal around the clone: no handler of the host may run in the child,
-    // which shares the host's memory until it execs (the stub unblocks what it needs).
-    // SAFETY: an all-zero sigset_t is a valid (empty) set.
-    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: valid set pointers; this thread's mask is restored below.
-    unsafe {
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-    }
-    // SAFETY: the child runs `child_main` on its own stack, sharing our memory (CLONE_VM)
-    // while this thread is suspended (CLONE_VFORK) until it execs or exits; it makes only
-    // async-signal-safe system calls on `args`, which outlives the call, and never returns.
+    // SAFETY: `child_main` is a valid child entry for a `ChildArgs` that outlives the clone.
     let pid = unsafe {
-        libc::clone(
+        clone_vfork(
             child_main,
-            top as *mut libc::c_void,
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-            &args as *const ChildArgs as *mut libc::c_void,
+            &args as *const ChildArgs<'_> as *mut libc::c_void,
+            jail.namespaces,
         )
     };
-    let err = std::io::Error::last_os_error();
-    // SAFETY: restores this thread's mask saved above.
-    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
-    drop(stack);
-    if pid < 0 {
-        return Err(HostError::os("clone", err));
-    }
+    let pid = pid.map_err(|e| HostError::os("clone", e))?;
     let pid = Pid::from_raw(pid).ok_or(HostError::BadStub("clone returned pid 0"))?;
     match rustix::process::pidfd_open(pid, PidfdFlags::empty()) {
         Ok(pidfd) => Ok(Child { pid, pidfd }),
@@ -123,16 +111,111 @@ pub(crate) fn spawn(stub: &Stub, guest_fd: RawFd, ctl_fd: RawFd) -> Result<Child
     }
 }
 
+/// Clones a child that runs `f(arg)` on a stack of its own, sharing the host's memory
+/// (`CLONE_VM`) while the calling thread is suspended (`CLONE_VFORK`) until it execs or
+/// exits, in the new namespaces `namespaces`. Every signal is blocked around the clone: no
+/// handler of the host may run in the child. Restores the host's dumpable flag, which a
+/// credential change in the child resets (the flag belongs to the shared memory).
+///
+/// # Safety
+/// `f` must make only async-signal-safe system calls, write no memory of the host but its
+/// own stack, and never return; `arg` must stay valid until this returns.
+unsafe fn clone_vfork(
+    f: extern "C" fn(*mut libc::c_void) -> libc::c_int,
+    arg: *mut libc::c_void,
+    namespaces: i32,
+) -> Result<libc::pid_t, std::io::Error> {
+    let mut stack = vec![0u8; CHILD_STACK];
+    // 16-byte aligned top of the child's stack.
+    let top = (stack.as_mut_ptr() as usize + CHILD_STACK) & !15;
+    // SAFETY: an all-zero sigset_t is a valid (empty) set.
+    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: PR_GET_DUMPABLE takes no pointer.
+    let dumpable = unsafe { libc::prctl(libc::PR_GET_DUMPABLE) };
+    // SAFETY: valid set pointers; this thread's mask is restored below.
+    unsafe {
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+    }
+    // SAFETY: the caller guarantees what `f` does; `stack` outlives the child's use of it
+    // (this thread is suspended until the child execs or exits).
+    let pid = unsafe {
+        libc::clone(
+            f,
+            top as *mut libc::c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD | namespaces,
+            arg,
+        )
+    };
+    let err = std::io::Error::last_os_error();
+    // SAFETY: PR_GET/SET_DUMPABLE take plain integers.
+    unsafe {
+        if dumpable >= 0 && libc::prctl(libc::PR_GET_DUMPABLE) != dumpable {
+            libc::prctl(libc::PR_SET_DUMPABLE, dumpable as libc::c_ulong);
+        }
+    }
+    // SAFETY: restores this thread's mask saved above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+    drop(stack);
+    if pid < 0 {
+        Err(err)
+    } else {
+        Ok(pid)
+    }
+}
+
+/// Whether a child jailed with `jail` can be started on this host: clones one that jails
+/// itself like a sandbox and exits (used once by `jail::layers`).
+pub(crate) fn probe(jail: &ChildJail) -> bool {
+    struct ProbeArgs<'a> {
+        parent: libc::pid_t,
+        jail: &'a ChildJail,
+    }
+    extern "C" fn probe_main(arg: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: `probe` passes a valid `ProbeArgs` that outlives the child.
+        let a = unsafe { &*(arg as *const ProbeArgs<'_>) };
+        // SAFETY: we are the freshly cloned child, with every signal blocked.
+        let ok = unsafe { crate::jail::enter(a.jail, a.parent) };
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+    }
+    let args = ProbeArgs {
+        // SAFETY: getpid has no preconditions.
+        parent: unsafe { libc::getpid() },
+        jail,
+    };
+    // SAFETY: `probe_main` only jails itself (async-signal-safe calls) and exits.
+    let pid = unsafe {
+        clone_vfork(
+            probe_main,
+            &args as *const ProbeArgs<'_> as *mut libc::c_void,
+            jail.namespaces,
+        )
+    };
+    let Ok(pid) = pid else {
+        return false;
+    };
+    match Pid::from_raw(pid).map(reap) {
+        Some(Ok(SandboxExit::Exited(0))) => true,
+        other => {
+            tracing::debug!(flags = jail.namespaces, "jail probe failed: {other:?}");
+            false
+        }
+    }
+}
+
 /// Entry of the cloned child (`arg` is the parent's [`ChildArgs`]).
 extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `spawn` passes a valid `ChildArgs` that outlives the child's use of it (the
     // parent is suspended until the child execs or exits).
-    let a = unsafe { &*(arg as *const ChildArgs) };
+    let a = unsafe { &*(arg as *const ChildArgs<'_>) };
     // SAFETY: we are the freshly cloned child, on our own stack.
-    unsafe { exec_child(a.parent, a.fds, &a.argv, &a.envp) }
+    unsafe { exec_child(a.parent, a.fds, &a.argv, &a.envp, a.jail) }
 }
 
-/// The cloned child: arrange fds 3 and 4, close everything else, exec the stub.
+/// The cloned child: arrange fds 3 and 4, close everything else, jail itself, exec the stub.
 ///
 /// # Safety
 ///
@@ -145,15 +228,11 @@ unsafe fn exec_child(
     [guest, ctl, stub]: [RawFd; 3],
     argv: &[*const c_char; 2],
     envp: &[*const c_char; 1],
+    jail: &ChildJail,
 ) -> ! {
     // SAFETY: raw async-signal-safe system calls on plain integers and on pointers to
     // NUL-terminated strings / NULL-terminated arrays that outlive the calls.
     unsafe {
-        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0
-            || libc::getppid() != parent
-        {
-            libc::_exit(EXEC_FAILED_STATUS);
-        }
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         // Move the three fds out of the way first, so the dup2s below cannot clobber them.
         let high = [
@@ -169,6 +248,11 @@ unsafe fn exec_child(
             || libc::syscall(libc::SYS_close_range, 0u32, 2u32, 0u32) < 0
             || libc::syscall(libc::SYS_close_range, STUB_FD as u32 + 1, u32::MAX, 0u32) < 0
         {
+            libc::_exit(EXEC_FAILED_STATUS);
+        }
+        // Namespaces' set-up, empty root, rlimits, credentials, capabilities,
+        // no_new_privs, then PR_SET_PDEATHSIG and the parent check (`crate::jail`).
+        if !crate::jail::enter(jail, parent) {
             libc::_exit(EXEC_FAILED_STATUS);
         }
         libc::syscall(

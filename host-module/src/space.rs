@@ -10,8 +10,9 @@
 //! **Spares.** To keep process creation off the guest's critical path, each tenant keeps up
 //! to [`SPARES`] *spare* user sandboxes: started with `user_ctx_gpa = user_ctx_len = 0`, their
 //! stub does all of its start-up that does not need the context region (mappings, handlers,
-//! slot threads, timers, the filter program) and then sleeps on a futex on the low 32 bits of
-//! `user_ctx_len` in its control header. `SpaceCreate` hands a spare the validated region
+//! slot threads, timers, the filter program), installs the *base* seccomp filter on every
+//! thread (so a spare never waits unfiltered; docs/SECURITY.md, "Layers") and then sleeps on
+//! a futex on the low 32 bits of `user_ctx_len` in its control header. `SpaceCreate` hands a spare the validated region
 //! (writes `user_ctx_gpa`, then `user_ctx_len`, then wakes it) and asks the reaper thread for
 //! a replacement; with no spare at hand it spawns on the calling thread as before. Spares are
 //! spawned by the reaper thread (`clone(CLONE_VM | CLONE_VFORK)`, see `sandbox.rs`; their
@@ -95,6 +96,10 @@ pub(crate) struct SpaceConfig {
     pub(crate) clock: ClockParams,
     /// Fault-around default (copied into each header).
     pub(crate) fault_around_pages: u32,
+    /// Who the sandboxes run as when pvmux is root (`crate::jail`).
+    pub(crate) sandbox_user: crate::jail::SandboxUser,
+    /// The tenant's `RLIMIT_CPU` budget, set by the jail (`crate::jail`).
+    pub(crate) cpu_seconds: Option<u64>,
 }
 
 /// One user sandbox.
@@ -357,11 +362,17 @@ impl Spaces {
             tracing::warn!(tenant = %cfg.name, "cannot create a user control region: {e}");
             HcError::NoResources
         })?;
-        let child = sandbox::spawn(&self.inner.stub, self.inner.mem.raw_fd(), ctl.raw_fd())
-            .map_err(|e| {
-                tracing::warn!(tenant = %cfg.name, "cannot spawn a user sandbox: {e}");
-                HcError::NoResources
-            })?;
+        let jail = crate::jail::ChildJail::for_sandbox(cfg.sandbox_user, cfg.cpu_seconds);
+        let child = sandbox::spawn(
+            &self.inner.stub,
+            self.inner.mem.raw_fd(),
+            ctl.raw_fd(),
+            &jail,
+        )
+        .map_err(|e| {
+            tracing::warn!(tenant = %cfg.name, "cannot spawn a user sandbox: {e}");
+            HcError::NoResources
+        })?;
         let raw_pid = child.pid.as_raw_nonzero().get() as u32;
         if let Some(cpu) = self.inner.cpu.get() {
             cpu.apply(&cfg.name, raw_pid);
@@ -609,7 +620,8 @@ fn top_up_spares(inner: &Inner, ep: &OwnedFd) {
         .map_err(|e| e.to_string())
         .and_then(|ctl| {
             let words = CtlMap::new(&ctl).map_err(|e| format!("mmap: {e}"))?;
-            let child = sandbox::spawn(&inner.stub, inner.mem.raw_fd(), ctl.raw_fd())
+            let jail = crate::jail::ChildJail::for_sandbox(cfg.sandbox_user, cfg.cpu_seconds);
+            let child = sandbox::spawn(&inner.stub, inner.mem.raw_fd(), ctl.raw_fd(), &jail)
                 .map_err(|e| e.to_string())?;
             Ok((ctl, words, child))
         });
@@ -826,6 +838,8 @@ mod tests {
             pool_base: POOL,
             clock: ClockParams::now(),
             fault_around_pages: 16,
+            sandbox_user: Default::default(),
+            cpu_seconds: None,
         };
         let stub = Arc::new(Stub::new(&elf).unwrap());
         let mut s = Spaces::new(cfg, Arc::clone(&mem), stub);

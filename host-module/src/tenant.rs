@@ -20,6 +20,7 @@ use crate::control::ControlRegion;
 use crate::crash::{CrashCause, CrashReport, Symbolizer};
 use crate::domain_builder::DomainLayout;
 use crate::hypercall::{handle, HcAction, HcEnv};
+use crate::jail::{ChildJail, SandboxUser};
 use crate::program_end::ProgramDeath;
 use crate::sandbox::{self, SandboxExit, Stub};
 use crate::space::{SpaceConfig, Spaces};
@@ -69,6 +70,9 @@ pub struct TenantConfig {
     /// Host directory shared read-only with the guest (`--rootfs`, see [`crate::hostfs`]);
     /// the guest uses it when its boot arguments have the `hostfs` option. `None` = no share.
     pub hostfs: Option<Arc<crate::hostfs::HostFs>>,
+    /// The uid and gid the tenant's sandboxes run as when pvmux runs as root (else ignored:
+    /// they keep pvmux's own uid); default [`SandboxUser::DEFAULT`] (see [`crate::jail`]).
+    pub sandbox_user: SandboxUser,
 }
 
 impl TenantConfig {
@@ -98,6 +102,7 @@ impl TenantConfig {
             crash_dump: None,
             initrd: None,
             hostfs: None,
+            sandbox_user: SandboxUser::DEFAULT,
         }
     }
 }
@@ -118,6 +123,7 @@ impl std::fmt::Debug for TenantConfig {
             .field("crash_dump", &self.crash_dump)
             .field("initrd_len", &self.initrd.as_ref().map(|i| i.len()))
             .field("hostfs", &self.hostfs.as_ref().map(|h| h.path()))
+            .field("sandbox_user", &self.sandbox_user)
             .finish_non_exhaustive()
     }
 }
@@ -203,6 +209,7 @@ pub(crate) struct Limits {
     pub(crate) cpu_limit: Option<f64>,
     pub(crate) cpu_seconds: Option<u64>,
     pub(crate) crash_dump: Option<PathBuf>,
+    pub(crate) sandbox_user: SandboxUser,
 }
 
 impl Shared {
@@ -511,6 +518,8 @@ impl Tenant {
                 pool_base: parts.layout.pool_base,
                 clock: parts.clock,
                 fault_around_pages: parts.fault_around_pages,
+                sandbox_user: parts.limits.sandbox_user,
+                cpu_seconds: parts.limits.cpu_seconds,
             },
             Arc::clone(&mem),
             user_stub,
@@ -731,7 +740,8 @@ impl Drop for Tenant {
 }
 
 fn monitor_thread(s: &Arc<Shared>, stub: &Stub, tx: &mpsc::Sender<Result<u32, HostError>>) {
-    let child = match sandbox::spawn(stub, s.mem.raw_fd(), s.ctl.raw_fd()) {
+    let jail = ChildJail::for_sandbox(s.limits.sandbox_user, s.limits.cpu_seconds);
+    let child = match sandbox::spawn(stub, s.mem.raw_fd(), s.ctl.raw_fd(), &jail) {
         Ok(c) => c,
         Err(e) => {
             let _ = tx.send(Err(e));

@@ -175,7 +175,10 @@ pub(crate) fn wake_vcpu(s: &VcpuShared, pid: u32) {
         let _ = futex::wake(&s.pending, futex::Flags::empty(), 1);
         return;
     }
-    let tid = s.tid.load(Relaxed);
+    // The stub publishes the tid of its own pid namespace; signal the host's number for it.
+    let Some(tid) = crate::jail::host_tid(pid, s.tid.load(Relaxed)) else {
+        return;
+    };
     let (Ok(pid), Ok(tid)) = (i32::try_from(pid), i32::try_from(tid)) else {
         return;
     };

@@ -37,6 +37,7 @@ fn config(i: usize) -> TenantConfig {
         crash_dump: None,
         initrd: None,
         hostfs: None,
+        sandbox_user: Default::default(),
     }
 }
 

@@ -61,6 +61,12 @@
 //! | `munmap` | addr in the user window, len <= [`USER_LEN_MAX`] | `UserOp` UNMAP |
 //! | `mprotect` | addr in the user window, len <= [`USER_LEN_MAX`], prot within RWX | `UserOp` PROTECT |
 //!
+//! Every user sandbox first installs the *base filter* ([`build_user_base_filter`]) as soon as
+//! its threads exist, before it waits for its context region (a spare waits there until it
+//! is assigned): the same policy plus exactly the context mapping and the installation of the
+//! user filter on top. Both stay in force; since the base filter allows or traps everything
+//! the user filter allows or traps, the stack behaves as the user filter alone.
+//!
 //! Note what this does *not* protect: user code can write the stub's memory and jump into
 //! its code, so it can make any call above with any arguments the checks pass, e.g. map any
 //! page of the user pool (which other address spaces of the tenant share) into its window.
@@ -68,7 +74,8 @@
 
 use pvmux_hypercalls::layout::{WINDOW_BASE, WINDOW_END, WINDOW_SIZE};
 use pvmux_hypercalls::sandbox::GUEST_MEM_FD;
-use pvmux_hypercalls::user::{USER_BASE, USER_CTX_BASE, USER_END};
+use pvmux_hypercalls::user::{user_ctx_size, USER_BASE, USER_CTX_BASE, USER_END};
+use pvmux_hypercalls::MAX_VCPUS;
 
 /// Longest range one `mmap`/`munmap`/`mprotect` of a user sandbox may cover (8 TiB): a range
 /// that starts in the user window then ends below `USER_CTX_BASE`.
@@ -117,6 +124,7 @@ pub mod nr {
     pub const TIMER_GETTIME: u32 = 224;
     pub const EXIT_GROUP: u32 = 231;
     pub const TGKILL: u32 = 234;
+    pub const SECCOMP: u32 = 317;
 }
 
 const LD_W_ABS: u16 = 0x20;
@@ -439,6 +447,43 @@ pub fn build_user_filter(
     p: &UserFilterParams,
     out: &mut [SockFilter],
 ) -> Result<usize, FilterError> {
+    user_filter(p, false, out)
+}
+
+/// `flags` of the stub's one `mmap` of its context region (`MAP_SHARED | MAP_FIXED_NOREPLACE`).
+pub const CTX_MAP_FLAGS: u32 = 0x01 | 0x10_0000;
+/// `prot` of that mapping (`PROT_READ | PROT_WRITE`).
+pub const CTX_MAP_PROT: u32 = 3;
+/// `seccomp(SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, ..)`: the only `seccomp` call
+/// the base filter lets through (installing the user filter on top of it).
+pub const SECCOMP_SET_MODE_FILTER_TSYNC: [u32; 2] = [1, 1];
+
+/// Builds the *base* filter of a user sandbox into `out`: the filter every user sandbox
+/// installs (on all its threads) as soon as its threads exist, before it waits for its context
+/// region — so a spare never waits without seccomp. It is [`build_user_filter`]'s policy plus
+/// exactly the two calls the stub still makes between the two filters:
+///
+/// * `seccomp(SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, prog)` (installing the user
+///   filter; the pointer cannot be checked);
+/// * `mmap(USER_CTX_BASE, len <= user_ctx_size(MAX_VCPUS), PROT_READ|PROT_WRITE,
+///   MAP_SHARED|MAP_FIXED_NOREPLACE, guest memfd, user_pool_base <= offset < mem_size)`
+///   (mapping the assigned context region).
+///
+/// Filters stack and the strictest answer wins, so once the user filter is installed on top,
+/// both extra calls kill the sandbox; and since the base filter allows (or traps) everything
+/// the user filter allows (or traps), stacking changes nothing else.
+pub fn build_user_base_filter(
+    p: &UserFilterParams,
+    out: &mut [SockFilter],
+) -> Result<usize, FilterError> {
+    user_filter(p, true, out)
+}
+
+fn user_filter(
+    p: &UserFilterParams,
+    base: bool,
+    out: &mut [SockFilter],
+) -> Result<usize, FilterError> {
     if p.pool_base >= p.mem_size {
         return Err(FilterError::BadPool);
     }
@@ -464,6 +509,25 @@ pub fn build_user_filter(
     b.arg_eq32(0, p.common.pid);
     b.arg_eq32(2, p.common.event_signal);
     b.ret(RET_ALLOW);
+    if base {
+        b.block(nr::SECCOMP);
+        b.arg_eq32(0, SECCOMP_SET_MODE_FILTER_TSYNC[0]);
+        b.arg_eq32(1, SECCOMP_SET_MODE_FILTER_TSYNC[1]);
+        b.ret(RET_ALLOW);
+        // The context mapping; any other `mmap` goes on to the user window's rules below.
+        b.fail = Target::NextBlock;
+        b.block(nr::MMAP);
+        b.arg_ge(0, USER_CTX_BASE);
+        b.arg_le(0, USER_CTX_BASE);
+        b.arg_le(1, user_ctx_size(MAX_VCPUS));
+        b.arg_eq32(2, CTX_MAP_PROT);
+        b.arg_eq32(3, CTX_MAP_FLAGS);
+        b.arg_eq32(4, GUEST_MEM_FD as u32);
+        b.arg_ge(5, p.pool_base);
+        b.arg_lt(5, p.mem_size);
+        b.ret(RET_ALLOW);
+        b.fail = Target::Die;
+    }
     b.block(nr::ARCH_PRCTL);
     b.ld(arg_hi(0));
     b.jmp(JEQ_K, 0, Target::Next, Target::Die);
@@ -913,5 +977,57 @@ mod tests {
             build_user_filter(&UP, &mut out[..n - 1]),
             Err(FilterError::BufferTooSmall)
         );
+    }
+
+    fn base_eval(nr: u32, ip: u64, args: [u64; 6]) -> u32 {
+        let mut out = [SockFilter::default(); MAX_FILTER_LEN];
+        let n = build_user_base_filter(&UP, &mut out).expect("base filter builds");
+        evaluate(&out[..n], nr, X86, ip, args)
+    }
+
+    #[test]
+    fn base_filter_adds_only_the_context_mapping_and_the_second_filter() {
+        let ip = TEXT + 0x100;
+        let ctx = [
+            USER_CTX_BASE,
+            user_ctx_size(2),
+            u64::from(CTX_MAP_PROT),
+            u64::from(CTX_MAP_FLAGS),
+            3,
+            POOL + 0x4000,
+        ];
+        let tsync = [1, 1, 0x7fff_0000_1000, 0, 0, 0];
+        assert_eq!(base_eval(nr::MMAP, ip, ctx), RET_ALLOW);
+        assert_eq!(base_eval(nr::SECCOMP, ip, tsync), RET_ALLOW);
+        // The user filter (stacked on top once assigned) kills both.
+        assert_eq!(user_eval(nr::MMAP, ip, ctx), RET_KILL_PROCESS);
+        assert_eq!(user_eval(nr::SECCOMP, ip, tsync), RET_KILL_PROCESS);
+        // Every other context mapping or seccomp call is killed by the base filter too.
+        let with = |i: usize, v: u64| {
+            let mut a = ctx;
+            a[i] = v;
+            a
+        };
+        for a in [
+            with(0, USER_CTX_BASE + 0x1000),
+            with(0, USER_CTX_BASE | (1 << 63)),
+            with(1, user_ctx_size(MAX_VCPUS) + 1),
+            with(2, 7),
+            with(3, 0x11 | 0x10_0000),
+            with(4, 4),
+            with(5, POOL - 0x1000),
+            with(5, MEM),
+        ] {
+            assert_eq!(base_eval(nr::MMAP, ip, a), RET_KILL_PROCESS, "{a:#x?}");
+        }
+        for a in [[0, 1, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0], [1, 9, 0, 0, 0, 0]] {
+            assert_eq!(base_eval(nr::SECCOMP, ip, a), RET_KILL_PROCESS, "{a:?}");
+        }
+        // And from user code they trap like any call.
+        assert_eq!(base_eval(nr::MMAP, 0x40_1000, ctx), RET_TRAP);
+        assert_eq!(base_eval(nr::SECCOMP, 0x40_1000, tsync), RET_TRAP);
+        // What the user filter allows, the base filter allows.
+        assert_eq!(base_eval(nr::MMAP, ip, GOOD_MAP), RET_ALLOW);
+        assert_eq!(base_eval(nr::FUTEX, ip, [0, 0, 5, 0, 0, 0]), RET_ALLOW);
     }
 }

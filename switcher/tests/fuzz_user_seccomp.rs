@@ -8,10 +8,13 @@
 //!   `mprotect` stays below `USER_CTX_BASE`, and an allowed `mmap` maps only the user pool.
 
 use proptest::prelude::*;
+use pvmux_hypercalls::user::user_ctx_size;
 use pvmux_hypercalls::user::{USER_BASE, USER_CTX_BASE, USER_END};
+use pvmux_hypercalls::MAX_VCPUS;
 use pvmux_switcher::seccomp::{
-    build_user_filter, evaluate, nr, FilterParams, SockFilter, UserFilterParams, AUDIT_ARCH_X86_64,
-    MAX_FILTER_LEN, RET_ALLOW, RET_KILL_PROCESS, RET_TRAP, USER_LEN_MAX,
+    build_user_base_filter, build_user_filter, evaluate, nr, FilterParams, SockFilter,
+    UserFilterParams, AUDIT_ARCH_X86_64, MAX_FILTER_LEN, RET_ALLOW, RET_KILL_PROCESS, RET_TRAP,
+    USER_LEN_MAX,
 };
 
 /// The documented policy for a native call from stub code.
@@ -38,6 +41,20 @@ fn model_allows(p: &UserFilterParams, nr: u32, a: [u64; 6]) -> bool {
         nr::MPROTECT => range(a[0], a[1]) && rwx(a[2]),
         _ => false,
     }
+}
+
+/// The documented base filter (spares, and every user sandbox before its context region is
+/// mapped): the user policy plus the second filter's installation and the context mapping.
+fn model_base_allows(p: &UserFilterParams, nr: u32, a: [u64; 6]) -> bool {
+    model_allows(p, nr, a)
+        || (nr == nr::SECCOMP && a[0] == 1 && a[1] == 1)
+        || (nr == nr::MMAP
+            && a[0] == USER_CTX_BASE
+            && a[1] <= user_ctx_size(MAX_VCPUS)
+            && a[2] == 3
+            && a[3] == 0x10_0001
+            && a[4] == 3
+            && (p.pool_base..p.mem_size).contains(&a[5]))
 }
 
 fn params() -> impl Strategy<Value = UserFilterParams> {
@@ -150,6 +167,26 @@ proptest! {
             if allowed && matches!(nr, nr::MMAP | nr::MUNMAP | nr::MPROTECT) {
                 prop_assert!(a[0].checked_add(a[1]).is_some_and(|end| end <= USER_CTX_BASE));
             }
+        }
+    }
+
+    /// The base filter obeys its documented policy; in particular it allows (or traps)
+    /// everything the user filter allows (or traps), so stacking the user filter on top of it
+    /// changes nothing but the two start-up calls.
+    #[test]
+    fn base_filter_matches_policy((p, nr, arch, ip, a) in input()) {
+        let mut out = [SockFilter::default(); MAX_FILTER_LEN];
+        let n = build_user_base_filter(&p, &mut out).expect("valid parameters build");
+        let ret = evaluate(&out[..n], nr, arch, ip, a);
+        let from_stub = (p.common.text_start + 2..=p.common.text_end).contains(&ip);
+        if arch != AUDIT_ARCH_X86_64 {
+            prop_assert_eq!(ret, RET_KILL_PROCESS);
+        } else if !from_stub {
+            prop_assert_eq!(ret, RET_TRAP);
+        } else {
+            let allowed = model_base_allows(&p, nr, a);
+            prop_assert_eq!(ret, if allowed { RET_ALLOW } else { RET_KILL_PROCESS },
+                "nr {} args {:#x?}", nr, a);
         }
     }
 }

@@ -124,6 +124,7 @@ pub fn config(name: &str, words: &str, vcpus: u32) -> TenantConfig {
         crash_dump: None,
         initrd: None,
         hostfs: None,
+        sandbox_user: Default::default(),
     }
 }
 

@@ -113,6 +113,19 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub cpu_seconds: Option<u64>,
 
+    /// When pvmux runs as root: the user (and group) the sandbox processes run as, numeric,
+    /// `UID` (group = UID) or `UID:GID` as podman's `--user` (Firecracker's jailer: `--uid`
+    /// and `--gid`). The default is a dedicated id no account uses; give each tenant its own
+    /// id to separate tenants at the uid level too. Supplementary groups are always cleared
+    /// and every capability is dropped. Ignored when pvmux is not root (sandboxes keep its
+    /// uid, in a user namespace when the host allows one). Jail layers in force: `--log info`.
+    #[arg(
+        long,
+        value_name = "UID[:GID]",
+        default_value = "2000000000:2000000000"
+    )]
+    pub sandbox_user: pvmux_host::jail::SandboxUser,
+
     /// Restart a crashed guest: `no`, `on-crash` (up to 3 times) or `on-crash:N`, with
     /// backoff 100 ms, 200 ms, 400 ms ... (at most 5 s). A clean exit is never restarted;
     /// the exit status is that of the last run.
@@ -462,6 +475,7 @@ fn run_once(
             crash_dump: args.crash_dump.clone(),
             initrd: initrd.map(|i| Arc::clone(&i.bytes)),
             hostfs: plan.hostfs.clone(),
+            sandbox_user: args.sandbox_user,
         })
         .context("cannot launch the guest")?;
     // The banner names the running sandbox; guest output held until then follows it.

@@ -1,6 +1,6 @@
 //! Start-up of a user sandbox: check the header, map the per-slot areas, install the
 //! handlers, create the slot threads (each with its alternate signal stack and slice timer),
-//! build the filter, wait for a context region (a spare waits here until `SpaceCreate`
+//! build the filter, install the base filter, wait for a context region (a spare waits here until `SpaceCreate`
 //! assigns it one), map and check it, install the filter on every thread, and enter the
 //! handler loop.
 
@@ -15,7 +15,10 @@ use pvmux_hypercalls::user::{user_ctx_size, UserCtxHeader, USER_CTX_BASE, USER_C
 use pvmux_hypercalls::{ABI_MAGIC, ABI_VERSION, MAX_VCPUS, PAGE_SIZE};
 use pvmux_switcher::host_memory::user_address_space_limit;
 use pvmux_switcher::seccomp::MAX_FILTER_LEN;
-use pvmux_switcher::seccomp::{build_user_filter, FilterParams, SockFilter, UserFilterParams};
+use pvmux_switcher::seccomp::{
+    build_user_base_filter, build_user_filter, FilterParams, SockFilter, UserFilterParams,
+    CTX_MAP_FLAGS, CTX_MAP_PROT,
+};
 
 use super::cpu::{ucpu, UserCpu, USER_AREAS_BASE};
 use super::fsbase::FSGSBASE;
@@ -24,7 +27,7 @@ use super::USER_MODE;
 use crate::host_limits;
 use crate::start::{
     fail, install_filter, install_handlers, set_altstack, thread_timer, Step, MAP_ANONYMOUS,
-    MAP_FIXED_NOREPLACE, MAP_PRIVATE, MAP_SHARED, PROT_RW,
+    MAP_FIXED_NOREPLACE, MAP_PRIVATE, PROT_RW,
 };
 use crate::state::{header, ALTSTACK_SIZE, AREA_ALTSTACK, AREA_SIZE, G, SIG_EVENT};
 use crate::sys::{self, nr, syscall6};
@@ -181,8 +184,19 @@ extern "sysv64" fn main_on_own_stack(n: u64, mem: u64, pool: u64) -> ! {
     if let Err(e) = host_limits::limit_address_space(user_address_space_limit(mem, pool, n)) {
         fail(Step::Limits, e);
     }
-    // Everything that does not need the context region is done: wait for it (a spare
-    // waits here until `SpaceCreate` assigns it one).
+    // Everything that does not need the context region is done. Before waiting for it (a
+    // spare waits here until `SpaceCreate` assigns it one), lock every thread into the base
+    // filter: the user policy plus the context mapping and the user filter's installation
+    // (docs/SECURITY.md, "Layers"). Both filters stay in force.
+    {
+        let mut base = [SockFilter::default(); MAX_FILTER_LEN];
+        let Ok(base_len) = build_user_base_filter(&params, &mut base) else {
+            fail(Step::Filter, EINVAL)
+        };
+        if let Err(e) = install_filter(&base[..base_len]) {
+            fail(Step::Seccomp, e);
+        }
+    }
     let (ctx, ctx_len) = wait_for_context();
     if !ctx.is_multiple_of(PAGE_SIZE)
         || ctx < pool
@@ -196,8 +210,8 @@ extern "sysv64" fn main_on_own_stack(n: u64, mem: u64, pool: u64) -> ! {
         sys::mmap(
             USER_CTX_BASE,
             ctx_len,
-            PROT_RW,
-            MAP_SHARED | MAP_FIXED_NOREPLACE,
+            CTX_MAP_PROT, // the exact call the base filter lets through
+            CTX_MAP_FLAGS,
             GUEST_MEM_FD,
             ctx,
         )

@@ -324,3 +324,10 @@ mod tests {
         assert_eq!(ENOENT.to_string(), "ENOENT (No such file or directory)");
     }
 }
+
+impl From<crate::mm::heap::OutOfMemory> for Errno {
+    /// No kernel-heap headroom for an allocation on a program's behalf: `ENOMEM`.
+    fn from(_: crate::mm::heap::OutOfMemory) -> Self {
+        Self::ENOMEM
+    }
+}

@@ -1,8 +1,6 @@
 //! Open file descriptions: [`Handle`]s with an offset and `open` flags; `open`, `close`,
 //! reads and writes at the offset, `lseek`, `ftruncate`, `fstat` and `getdents64`.
 
-use alloc::vec::Vec;
-
 use super::contents::Data;
 use super::encode::{dt, put_dirent, Stat};
 use super::inode::{FileType, Ino, Node};
@@ -107,7 +105,7 @@ impl Fs {
             None => self.create_at(
                 r.walk,
                 Node::File {
-                    data: Data::Owned(Vec::new()),
+                    data: Data::empty(),
                     size: 0,
                 },
                 perm,

@@ -55,10 +55,55 @@ pub(crate) use path::{NAME_MAX, SYMLOOP_MAX};
 use handle::OpenFile;
 use inode::{Dir, Inode, Node};
 
+/// Size and inode limits, like tmpfs's `size=` and `nr_inodes=`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Limits {
+    /// Most pages of file contents held in kernel frames (`ENOSPC` above).
+    pub(crate) max_pages: u64,
+    /// Most inodes created in the guest (files, directories, symlinks; `ENOSPC` above).
+    /// Inodes listed from the host share do not count.
+    pub(crate) max_inodes: u64,
+}
+
+impl Limits {
+    /// No limits (but memory's).
+    pub(crate) const UNLIMITED: Self = Self {
+        max_pages: u64::MAX,
+        max_inodes: u64::MAX,
+    };
+
+    /// tmpfs's defaults for `mem_size` bytes of memory: half of memory for contents, and as
+    /// many inodes as half of memory has pages (`nr_inodes` = totalram_pages / 2).
+    pub(crate) const fn tmpfs_defaults(mem_size: u64) -> Self {
+        let half_pages = mem_size / pvmux_hypercalls::PAGE_SIZE / 2;
+        Self {
+            max_pages: half_pages,
+            max_inodes: half_pages,
+        }
+    }
+}
+
+/// What the filesystem holds, against its [`Limits`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Usage {
+    /// Pages of file contents held.
+    pub(crate) pages: u64,
+    /// Inodes counted against the inode limit.
+    pub(crate) inodes: u64,
+    /// The limits.
+    pub(crate) limits: Limits,
+}
+
 /// The filesystem.
 pub(crate) struct Fs {
     inodes: BTreeMap<Ino, Inode>,
     next_ino: Ino,
+    /// Size and inode limits.
+    limits: Limits,
+    /// Pages of file contents held (against `limits.max_pages`).
+    data_pages: u64,
+    /// Inodes created in the guest (against `limits.max_inodes`).
+    counted_inodes: u64,
     handles: BTreeMap<Handle, OpenFile>,
     next_handle: u32,
     /// Wall-clock time in ns since the epoch.
@@ -79,6 +124,9 @@ impl Fs {
         Self {
             inodes,
             next_ino: ROOT_INO + 1,
+            limits: Limits::UNLIMITED,
+            data_pages: 0,
+            counted_inodes: 1,
             handles: BTreeMap::new(),
             next_handle: 0,
             clock,
@@ -93,5 +141,19 @@ impl Fs {
     /// Number of live inodes (for tests and statistics).
     pub(crate) fn inode_count(&self) -> usize {
         self.inodes.len()
+    }
+
+    /// Sets the size and inode limits (what is already held stays).
+    pub(crate) fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
+    /// What the filesystem holds against its limits (for `statfs`).
+    pub(crate) fn usage(&self) -> Usage {
+        Usage {
+            pages: self.data_pages,
+            inodes: self.counted_inodes,
+            limits: self.limits,
+        }
     }
 }

@@ -139,6 +139,7 @@ impl Fs {
     }
 
     /// Number of live inodes (for tests and statistics).
+    #[cfg(any(test, feature = "diagnostics"))]
     pub(crate) fn inode_count(&self) -> usize {
         self.inodes.len()
     }

@@ -324,3 +324,43 @@ fn an_initramfs_with_a_million_entries_ends_boot_with_a_clear_error() {
     );
     assert!(!r.stderr.contains("crashed"), "{}", r.context());
 }
+
+/// With the kernel's memory used up by file contents (`hold` keeps /tmp full), the kernel
+/// heap cannot grow: creating files then fails with ENOMEM (the heap's headroom gate, before
+/// the inode limit), nothing panics, the files made are removed and made again to the same
+/// count, and a last program still creates a file; the tenant exits 0. `--mem 2G`: the
+/// first heap arena (64 MiB) is too small for the inode limit's 262,144 files, so the gate,
+/// not the limit, stops the attack.
+#[test]
+#[cfg_attr(
+    not(have_static_glibc),
+    ignore = "needs a static glibc: apt-get install libc6-dev"
+)]
+fn with_kernel_memory_used_up_creating_files_is_enomem_and_the_kernel_goes_on() {
+    let root = rootfs();
+    let mut cmd = Command::new(PVMUX);
+    cmd.args(["run", "--vcpus=2", "--mem", "2G", "--rootfs"])
+        .arg(&root.0)
+        .args(["--", "/kheap-fs", "hold", "/tmp", "then"])
+        .args(["/kheap-fs", "files", "/t", "300000", "then"])
+        .args(["/kheap-fs", "bigfile", "/after", "0"]);
+    let g = run(cmd);
+    assert_eq!(g.code(), Some(0), "{}", g.context());
+    assert!(line(&g, "hold: ").ends_with("then ENOSPC"), "{}", g.context());
+    let created = number_after(&g, "files: created ");
+    assert!(
+        line(&g, "files: created ").ends_with("then ENOMEM") && created < 262_144 - 1000,
+        "the heap gate stops it before the inode limit:\n{}",
+        g.context()
+    );
+    assert!(
+        g.has_line(&format!("files: removed and created {created} again")),
+        "{}",
+        g.context()
+    );
+    assert!(
+        g.has_line("bigfile: 0 MiB written and read back, checksum ok"),
+        "{}",
+        g.context()
+    );
+}

@@ -10,6 +10,8 @@
  *   bigfile PATH MIB   write MIB MiB of pseudo-random bytes, read them back, compare checksums.
  *   fill DIR       write 1 MiB files into DIR until the filesystem is full; report the MiB and
  *                  errno; remove them; fill again to the same amount; remove.
+ *   hold DIR       write 1 MiB files into DIR until the filesystem is full and keep them (the
+ *                  "then" program runs with the kernel's memory used up).
  *
  * "files" and "dirs" first print the inodes the filesystem has in use (statfs), so a run can be
  * compared with Linux's tmpfs of the same nr_inodes. Any mode may be followed by
@@ -255,7 +257,18 @@ static int fill(const char *dir) {
     return same ? 0 : 1;
 }
 
+static int hold(const char *dir) {
+    enter(dir);
+    int err;
+    long n;
+    long mib = fill_once(&err, &n);
+    printf("hold: %ld MiB, then %s\n", mib, errname(err));
+    return 0;
+}
+
 static int run_mode(int argc, char **argv) {
+    if (argc == 3 && strcmp(argv[1], "hold") == 0)
+        return hold(argv[2]);
     if (argc == 4 && strcmp(argv[1], "files") == 0)
         return files(argv[2], atol(argv[3]));
     if (argc == 4 && strcmp(argv[1], "dirs") == 0)

@@ -157,7 +157,16 @@ fn inode_attack(mode: &str, made: &str, n: &str) {
         let g = guest(
             &root,
             &name,
-            &[mode, "/t", n, "then", &format!("/{name}"), "bigfile", "/tmp/after", "4"],
+            &[
+                mode,
+                "/t",
+                n,
+                "then",
+                &format!("/{name}"),
+                "bigfile",
+                "/tmp/after",
+                "4",
+            ],
         );
         assert_eq!(g.code(), Some(0), "{name} {mode}:\n{}", g.context());
         let (used, total, errno) = inode_outcome(&g, mode, made);
@@ -219,7 +228,15 @@ fn a_64_mib_file_reads_back_and_tmp_fills_to_enospc_and_empties() {
     let g = guest(
         &root,
         "kheap-fs",
-        &["bigfile", "/tmp/big", "64", "then", "/kheap-fs", "fill", "/tmp"],
+        &[
+            "bigfile",
+            "/tmp/big",
+            "64",
+            "then",
+            "/kheap-fs",
+            "fill",
+            "/tmp",
+        ],
     );
     assert_eq!(g.code(), Some(0), "{}", g.context());
     assert!(
@@ -252,11 +269,7 @@ fn a_64_mib_file_reads_back_and_tmp_fills_to_enospc_and_empties() {
             c
         });
         assert_eq!(r.code(), Some(0), "native:\n{}", r.context());
-        assert!(
-            r.has_line("fill: 128 MiB, then ENOSPC"),
-            "{}",
-            r.context()
-        );
+        assert!(r.has_line("fill: 128 MiB, then ENOSPC"), "{}", r.context());
     }
 }
 
@@ -346,7 +359,11 @@ fn with_kernel_memory_used_up_creating_files_is_enomem_and_the_kernel_goes_on() 
         .args(["/kheap-fs", "bigfile", "/after", "0"]);
     let g = run(cmd);
     assert_eq!(g.code(), Some(0), "{}", g.context());
-    assert!(line(&g, "hold: ").ends_with("then ENOSPC"), "{}", g.context());
+    assert!(
+        line(&g, "hold: ").ends_with("then ENOSPC"),
+        "{}",
+        g.context()
+    );
     let created = number_after(&g, "files: created ");
     assert!(
         line(&g, "files: created ").ends_with("then ENOMEM") && created < 262_144 - 1000,

@@ -93,6 +93,8 @@ impl Fs {
         if self.handles.len() >= MAX_HANDLES {
             return Err(EMFILE);
         }
+        // The handle's map entry (a created file's inode asks for itself).
+        crate::mm::heap::charge(64)?;
         let creat = flags & O_CREAT != 0;
         let excl = creat && flags & O_EXCL != 0;
         let follow = !excl && flags & O_NOFOLLOW == 0;

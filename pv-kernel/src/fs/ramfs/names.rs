@@ -289,6 +289,9 @@ impl Fs {
     pub(crate) fn list(&mut self, ino: Ino) -> Result<Vec<DirEntry>, Errno> {
         self.load(ino)?;
         let d = self.dir(ino)?;
+        // A copy of every name: ask the heap first (a directory can be huge).
+        let names: usize = d.entries.keys().map(|n| n.len() + 16).sum();
+        crate::mm::heap::charge(names + d.entries.len() * core::mem::size_of::<DirEntry>())?;
         let mut out = Vec::new();
         out.try_reserve_exact(d.entries.len()).map_err(|_| ENOMEM)?;
         for (name, &(child, _)) in &d.entries {

@@ -115,12 +115,18 @@ fn without_heap_headroom_creation_fails_with_enomem_and_changes_nothing() {
     let (mut fs, d) = fs_with_dir();
     put(&mut fs, d, b"f", b"abc");
     let before = (fs.inode_count(), names(&mut fs, d));
+    let h = fs.open(d, b"f", O_RDWR, 0).unwrap();
     set_test_headroom(Some(0));
+    assert_eq!(
+        fs.open(d, b"f", O_RDONLY, 0),
+        Err(ENOMEM),
+        "a handle's entry"
+    );
+    assert_eq!(fs.list(d), Err(ENOMEM), "a copy of the names");
     assert_eq!(fs.open(d, b"g", O_CREAT | O_WRONLY, 0o644), Err(ENOMEM));
     assert_eq!(fs.mkdir(d, b"sub", 0o755), Err(ENOMEM));
     assert_eq!(fs.symlink(d, b"f", b"l"), Err(ENOMEM));
     assert_eq!(fs.link(d, b"f", b"hard"), Err(ENOMEM));
-    let h = fs.open(d, b"f", O_RDWR, 0).unwrap();
     assert_eq!(
         fs.pwrite(h, b"x", 1 << 20),
         Err(ENOMEM),

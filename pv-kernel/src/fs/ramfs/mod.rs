@@ -7,9 +7,17 @@
 //!   names to inodes (sorted) and gives each entry a stable cookie used as the `getdents64`
 //!   offset, so listing resumes correctly even if entries come and go.
 //! * [`contents`]: a regular file's bytes, either borrowed from the initramfs (zero copy,
-//!   `'static`), owned, or read through from the host share; the first write or growing
-//!   truncate copies them. Bytes between the stored data and `size` read as zeros (a
-//!   growing truncate allocates nothing).
+//!   `'static`), owned in kernel frames (one `mm::frame::Page` per written 4 KiB page; holes
+//!   unstored), or read through from the host share; the first write copies borrowed or host
+//!   bytes up. Bytes not stored read as zeros (a growing truncate allocates nothing).
+//! * Limits ([`Limits`], like tmpfs's `size=` and `nr_inodes=`; the kernel sets tmpfs's
+//!   defaults for its memory): file pages past the size limit, or when the kernel can spare
+//!   no frame, are `ENOSPC` (a short write if some bytes fit); inodes created in the guest
+//!   past the inode limit are `ENOSPC` (host-share inodes do not count); whatever a program
+//!   makes the filesystem allocate on the kernel heap asks `mm::heap::charge` first and is
+//!   `ENOMEM` without headroom. Nothing is half done on failure. Walking, removal and listing
+//!   are iterative (inodes live in one flat map), so any depth or width is safe on a small
+//!   kernel stack.
 //! * [`path`]: path walking (`.`, `..`, symbolic links, `ELOOP`, length limits).
 //! * [`names`]: the operations on names: create, link, unlink, rename, `stat`, ...
 //! * [`handle`]: open files are [`Handle`]s into a table of open file descriptions (inode,

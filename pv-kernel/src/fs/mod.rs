@@ -81,7 +81,7 @@ pub(crate) fn init() {
         println!(
             "pvmux-kernel: fs: limits {} MiB of file contents, {} inodes; kernel heap grows \
              to {} MiB (reserve {} KiB)",
-            l.max_pages * pvmux_hypercalls::PAGE_SIZE >> 20,
+            (l.max_pages * pvmux_hypercalls::PAGE_SIZE) >> 20,
             l.max_inodes,
             crate::mm::heap::max_size() >> 20,
             crate::mm::heap::reserve() >> 10
@@ -145,7 +145,7 @@ pub(crate) fn init() {
                  memory); boot needs a smaller archive or more --mem\n",
                 archive.len(),
                 l.max_inodes,
-                l.max_pages * pvmux_hypercalls::PAGE_SIZE >> 20
+                (l.max_pages * pvmux_hypercalls::PAGE_SIZE) >> 20
             );
             crate::print!("{msg}");
             crate::hcall::console_write_stream(

@@ -71,6 +71,7 @@ pub(crate) fn free_frames() -> u64 {
 }
 
 /// Frames kept free from allocations on a program's behalf: 1/32 of all, at least 256 (1 MiB).
+#[cfg_attr(test, allow(dead_code))]
 pub(crate) fn reserve_frames() -> u64 {
     let total = FRAMES.lock().total;
     (total / 32).max(256)

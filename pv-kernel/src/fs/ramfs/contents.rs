@@ -7,6 +7,7 @@
 //! (`frame::reserve_frames` stay free). A write that finds neither gets `ENOSPC` — after the
 //! bytes it could store, as Linux's short write.
 
+use alloc::collections::btree_map::Entry;
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
@@ -86,10 +87,13 @@ impl Budget<'_> {
     }
 }
 
+/// Where copied-up bytes come from: fills the buffer with the bytes at an offset.
+type Source<'a> = dyn FnMut(u64, &mut [u8]) -> Result<(), Errno> + 'a;
+
 /// Copies `src` (the stored bytes of a borrowed or host file) into fresh pages.
 fn copy_up(
     budget: &mut Budget<'_>,
-    src: &mut dyn FnMut(u64, &mut [u8]) -> Result<(), Errno>,
+    src: &mut Source<'_>,
     len: u64,
 ) -> Result<BTreeMap<u64, Page>, Errno> {
     let n = len.div_ceil(PAGE_SIZE);
@@ -216,18 +220,15 @@ impl Fs {
             let pos = off + done as u64;
             let (idx, in_page) = (pos / PAGE_SIZE, (pos % PAGE_SIZE) as usize);
             let k = (PAGE - in_page).min(buf.len() - done);
-            if !pages.contains_key(&idx) {
-                match budget.take() {
-                    Ok(p) => {
-                        pages.insert(idx, p);
-                    }
+            let page = match pages.entry(idx) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(v) => match budget.take() {
+                    Ok(p) => v.insert(p),
                     Err(e) if done == 0 => return Err(e),
                     Err(_) => break,
-                }
-            }
-            if let Some(p) = pages.get_mut(&idx) {
-                p.bytes_mut()[in_page..in_page + k].copy_from_slice(&buf[done..done + k]);
-            }
+                },
+            };
+            page.bytes_mut()[in_page..in_page + k].copy_from_slice(&buf[done..done + k]);
             done += k;
         }
         *size = (*size).max(off + done as u64);

@@ -11,7 +11,11 @@
 //! Arenas live in the direct map, so every heap block is physically contiguous and has a
 //! guest-physical address (hypercall buffers and kernel stacks rely on that). The heap never
 //! shrinks: memory freed inside it is reused by later kernel allocations, not given back to
-//! the frame allocator.
+//! the frame allocator. Growth for an allocation that did not ask through [`charge`] may use
+//! the frame allocator's reserve if it is small (under [`GROW_STEP`]: kernel bookkeeping), not
+//! if it is large. Contiguous blocks come only from the frame allocator's bump area (its free
+//! list holds single frames), so once file pages used the bump area up, the heap stays at its
+//! size even if frames are free again, and the gate refuses program-driven allocations.
 //!
 //! # The headroom gate: [`charge`] / [`has_headroom`]
 //!
@@ -157,9 +161,15 @@ unsafe impl GlobalAlloc for KernelHeap {
         if let Some(p) = a.allocate(layout) {
             return p.as_ptr();
         }
-        // Grow for an allocation that did not ask: it may use the frame reserve too.
+        // Grow for an allocation that did not ask: a small one (kernel bookkeeping) may use
+        // the frame reserve too; a large one (a buffer sized by a program, say) may not.
         let want = layout.size().saturating_add(layout.align());
-        if a.grow(want, 0) {
+        let keep = if want >= GROW_STEP {
+            crate::mm::frame::reserve_frames()
+        } else {
+            0
+        };
+        if a.grow(want, keep) {
             let last = a.n - 1;
             if let Ok(p) = a.heaps[last].allocate_first_fit(layout) {
                 return p.as_ptr();

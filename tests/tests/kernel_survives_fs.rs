@@ -381,3 +381,35 @@ fn with_kernel_memory_used_up_creating_files_is_enomem_and_the_kernel_goes_on() 
         g.context()
     );
 }
+
+/// A directory of as many files as the inode limit allows is removed by busybox's `rm -rf`
+/// (a real program's removal: `getdents64` over the whole directory, one `unlink` per
+/// entry), and then as many files fit again.
+#[test]
+#[cfg_attr(
+    not(have_static_glibc),
+    ignore = "needs a static glibc: apt-get install libc6-dev"
+)]
+#[cfg_attr(not(have_busybox), ignore = "needs busybox-static")]
+fn rm_rf_of_a_full_directory_gives_every_inode_back() {
+    let root = rootfs();
+    std::fs::create_dir(root.0.join("bin")).expect("mkdir bin");
+    std::fs::copy("/bin/busybox", root.0.join("bin/busybox")).expect("copy busybox");
+    let script = "/kheap-fs mkfiles /w 150000 && /bin/busybox rm -rf /w && \
+                  /bin/busybox test ! -e /w && /kheap-fs mkfiles /w 150000";
+    let g = guest(&root, "bin/busybox", &["sh", "-c", script]);
+    assert_eq!(g.code(), Some(0), "{}", g.context());
+    let lines: Vec<&str> = g
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("mkfiles: "))
+        .collect();
+    assert_eq!(lines.len(), 2, "{}", g.context());
+    assert!(lines[0].ends_with("then ENOSPC"), "{}", g.context());
+    assert_eq!(
+        lines[0],
+        lines[1],
+        "as many files fit again:\n{}",
+        g.context()
+    );
+}

@@ -10,6 +10,7 @@
  *   bigfile PATH MIB   write MIB MiB of pseudo-random bytes, read them back, compare checksums.
  *   fill DIR       write 1 MiB files into DIR until the filesystem is full; report the MiB and
  *                  errno; remove them; fill again to the same amount; remove.
+ *   mkfiles DIR N  create up to N empty files in DIR and keep them (for an `rm -rf` after).
  *   hold DIR       write 1 MiB files into DIR until the filesystem is full and keep them (the
  *                  "then" program runs with the kernel's memory used up).
  *
@@ -266,7 +267,17 @@ static int hold(const char *dir) {
     return 0;
 }
 
+static int mkfiles(const char *dir, long n) {
+    enter(dir);
+    int err;
+    long made = make_files(n, &err);
+    printf("mkfiles: created %ld, then %s\n", made, errname(err));
+    return 0;
+}
+
 static int run_mode(int argc, char **argv) {
+    if (argc == 4 && strcmp(argv[1], "mkfiles") == 0)
+        return mkfiles(argv[2], atol(argv[3]));
     if (argc == 3 && strcmp(argv[1], "hold") == 0)
         return hold(argv[2]);
     if (argc == 4 && strcmp(argv[1], "files") == 0)

@@ -206,6 +206,13 @@ impl fmt::Display for Errno {
     }
 }
 
+impl From<crate::mm::heap::OutOfMemory> for Errno {
+    /// No kernel-heap headroom for an allocation on a program's behalf: `ENOMEM`.
+    fn from(_: crate::mm::heap::OutOfMemory) -> Self {
+        Self::ENOMEM
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::Errno::{self, *};

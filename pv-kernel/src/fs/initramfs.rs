@@ -43,6 +43,19 @@ pub(crate) enum Error {
     },
 }
 
+impl Error {
+    /// The filesystem ran out of room for the archive (its limits or the kernel's memory).
+    pub(crate) const fn out_of_space(&self) -> bool {
+        matches!(
+            self,
+            Self::Fs {
+                errno: Errno::ENOSPC | Errno::ENOMEM,
+                ..
+            }
+        )
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -269,6 +282,29 @@ mod tests {
         assert_eq!(read(&mut fs, "/abs"), b"127.0.0.1 localhost\n");
         assert_eq!(read(&mut fs, "/etc/sub/big"), vec![3u8; 70_000]);
         assert!(list(&mut fs, "/empty").is_empty());
+    }
+
+    #[test]
+    fn an_archive_past_the_inode_limit_is_out_of_space_not_a_panic() {
+        let mut a = Newc::new();
+        for i in 0..100 {
+            a = a.file(format!("d/f{i}").as_bytes(), b"x");
+        }
+        let mut fs = Fs::new(clock);
+        fs.set_limits(crate::fs::ramfs::Limits {
+            max_pages: u64::MAX,
+            max_inodes: 50,
+        });
+        let e = unpack(&mut fs, leak(a.finish())).unwrap_err();
+        assert!(e.out_of_space(), "{e}");
+        assert!(e.to_string().contains("ENOSPC"), "{e}");
+        assert_eq!(fs.inode_count(), 50, "root, d and 48 files");
+        // A malformed archive is not "out of space".
+        let bad = cpio::Error {
+            offset: 0,
+            kind: cpio::ErrorKind::Truncated,
+        };
+        assert!(!Error::Cpio(bad).out_of_space());
     }
 
     #[test]

@@ -36,7 +36,11 @@ use crate::mm::initrd;
 use crate::println;
 
 pub(crate) use errno::Errno;
-pub(crate) use ramfs::Fs;
+pub(crate) use ramfs::{Fs, Limits};
+
+/// Exit code: the initramfs does not fit the filesystem's limits or the kernel's memory
+/// (boot ends; run with more `--mem` or a smaller archive).
+pub(crate) const EXIT_INITRAMFS_TOO_LARGE: u64 = 119;
 
 /// The filesystem (created on first use).
 static FS: IrqLock<Option<Fs>> = IrqLock::new(None);
@@ -44,12 +48,22 @@ static FS: IrqLock<Option<Fs>> = IrqLock::new(None);
 /// Runs `f` on the filesystem under its lock.
 pub(crate) fn with<R>(f: impl FnOnce(&mut Fs) -> R) -> R {
     let mut fs = FS.lock();
-    f(fs.get_or_insert_with(|| Fs::new(crate::time::realtime_ns)))
+    f(fs.get_or_insert_with(|| {
+        let mut fs = Fs::new(crate::time::realtime_ns);
+        fs.set_limits(limits());
+        fs
+    }))
 }
 
-/// A fresh filesystem: empty, or lazily showing the host share if `share`.
+/// The filesystem's limits: tmpfs's defaults for the guest's memory.
+fn limits() -> Limits {
+    Limits::tmpfs_defaults(crate::boot::info().mem_size)
+}
+
+/// A fresh filesystem with [`limits`]: empty, or lazily showing the host share if `share`.
 fn fresh(share: bool) -> Fs {
     let mut fs = Fs::new(crate::time::realtime_ns);
+    fs.set_limits(limits());
     if share && fs.attach_host(Arc::new(hostfs::Share)).is_err() {
         println!("pvmux-kernel: hostfs: error: cannot attach the host share");
     }
@@ -58,8 +72,21 @@ fn fresh(share: bool) -> Fs {
 
 /// Sets up the filesystem: the host share if the boot arguments ask for it (`hostfs`) and
 /// the host has one, then the initrd, if the host gave one, on top. A malformed archive is
-/// reported and boot goes on without it (with an empty filesystem if there is no share).
+/// reported and boot goes on without it (with an empty filesystem if there is no share); an
+/// archive too large for the filesystem's limits or the kernel's memory ends boot with a
+/// message and [`EXIT_INITRAMFS_TOO_LARGE`].
 pub(crate) fn init() {
+    let l = limits();
+    if !crate::boot::args().options.quiet {
+        println!(
+            "pvmux-kernel: fs: limits {} MiB of file contents, {} inodes; kernel heap grows \
+             to {} MiB (reserve {} KiB)",
+            (l.max_pages * pvmux_hypercalls::PAGE_SIZE) >> 20,
+            l.max_inodes,
+            crate::mm::heap::max_size() >> 20,
+            crate::mm::heap::reserve() >> 10
+        );
+    }
     let share = crate::boot::args().options.hostfs && {
         let ok = hostfs::present();
         if ok {
@@ -106,6 +133,26 @@ pub(crate) fn init() {
                 );
             }
             *FS.lock() = Some(fs);
+        }
+        Err(e) if e.out_of_space() => {
+            // Free the partial tree before saying so (the message needs no heap, but the
+            // shutdown path should not start on an exhausted one).
+            drop(fs);
+            // On standard error too: the operator must see why boot ended.
+            let msg = alloc::format!(
+                "pvmux-kernel: initramfs: error: {e}: the archive ({} bytes) does not fit the \
+                 filesystem (at most {} inodes and {} MiB of file contents, in kernel \
+                 memory); boot needs a smaller archive or more --mem\n",
+                archive.len(),
+                l.max_inodes,
+                (l.max_pages * pvmux_hypercalls::PAGE_SIZE) >> 20
+            );
+            crate::print!("{msg}");
+            crate::hcall::console_write_stream(
+                pvmux_hypercalls::hypercall::stream::STDERR,
+                msg.as_bytes(),
+            );
+            crate::hcall::shutdown(EXIT_INITRAMFS_TOO_LARGE)
         }
         Err(e) => {
             println!("pvmux-kernel: initramfs: error: {e}; {empty}");

@@ -147,7 +147,7 @@ impl Fs {
     pub(crate) fn stat_ino(&self, ino: Ino) -> Result<Stat, Errno> {
         let i = self.inode(ino)?;
         let stored = match &i.node {
-            Node::File { data, .. } => data.stored_len(),
+            Node::File { data, .. } => data.stored_bytes(),
             _ => i.size(),
         };
         Ok(Stat {

@@ -1,8 +1,6 @@
 //! Open file descriptions: [`Handle`]s with an offset and `open` flags; `open`, `close`,
 //! reads and writes at the offset, `lseek`, `ftruncate`, `fstat` and `getdents64`.
 
-use alloc::vec::Vec;
-
 use super::contents::Data;
 use super::encode::{dt, put_dirent, Stat};
 use super::inode::{FileType, Ino, Node};
@@ -95,6 +93,8 @@ impl Fs {
         if self.handles.len() >= MAX_HANDLES {
             return Err(EMFILE);
         }
+        // The handle's map entry (a created file's inode asks for itself).
+        crate::mm::heap::charge(64)?;
         let creat = flags & O_CREAT != 0;
         let excl = creat && flags & O_EXCL != 0;
         let follow = !excl && flags & O_NOFOLLOW == 0;
@@ -107,7 +107,7 @@ impl Fs {
             None => self.create_at(
                 r.walk,
                 Node::File {
-                    data: Data::Owned(Vec::new()),
+                    data: Data::empty(),
                     size: 0,
                 },
                 perm,

@@ -152,7 +152,7 @@ impl Fs {
         key.try_reserve_exact(name.len()).map_err(|_| ENOMEM)?;
         key.extend_from_slice(name);
         let is_dir = matches!(node, Node::Dir(_));
-        let ino = self.new_inode(node, e.perm, if is_dir { 2 } else { 1 });
+        let ino = self.new_uncounted_inode(node, e.perm, if is_dir { 2 } else { 1 }, name.len())?;
         if let Ok(i) = self.inode_mut(ino) {
             (i.uid, i.gid) = (e.uid, e.gid);
             (i.atime, i.mtime, i.ctime) = (e.mtime_ns, e.mtime_ns, e.mtime_ns);

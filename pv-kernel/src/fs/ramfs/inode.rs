@@ -56,6 +56,12 @@ impl FileType {
     }
 }
 
+/// Kernel heap an inode named by a `name_len`-byte name costs, generously: the inode, the
+/// name twice (by name and by cookie) and three map entries.
+pub(super) const fn inode_cost(name_len: usize) -> usize {
+    core::mem::size_of::<Inode>() + 2 * name_len + 3 * 64
+}
+
 /// A directory's entries.
 pub(super) struct Dir {
     /// Name → (inode, cookie).
@@ -126,6 +132,8 @@ pub(super) struct Inode {
     pub(super) ctime: u64,
     /// Open handles referring to it.
     pub(super) open: u32,
+    /// Counted against the inode limit (created in the guest, not listed from the host).
+    pub(super) counted: bool,
 }
 
 impl Inode {
@@ -141,6 +149,7 @@ impl Inode {
             mtime: now,
             ctime: now,
             open: 0,
+            counted: true,
         }
     }
 
@@ -192,11 +201,17 @@ impl Fs {
         matches!(self.inodes.get(&ino).map(|i| &i.node), Some(Node::Dir(_)))
     }
 
-    /// Frees `ino` if it has neither names nor open handles.
+    /// Frees `ino` if it has neither names nor open handles (its pages go back to the frame
+    /// allocator, its heap memory to the heap).
     pub(super) fn maybe_free(&mut self, ino: Ino) {
         if let Some(i) = self.inodes.get(&ino) {
             if i.nlink == 0 && i.open == 0 && ino != ROOT_INO {
-                self.inodes.remove(&ino);
+                if let Some(i) = self.inodes.remove(&ino) {
+                    if let Node::File { data, .. } = &i.node {
+                        self.data_pages -= data.pages_held();
+                    }
+                    self.counted_inodes -= u64::from(i.counted);
+                }
             }
         }
     }
@@ -210,13 +225,48 @@ impl Fs {
         }
     }
 
-    /// Allocates a new inode.
-    pub(super) fn new_inode(&mut self, node: Node, perm: u32, nlink: u32) -> Ino {
+    /// Allocates a new inode created in the guest, to be named by a `name_len`-byte name:
+    /// `ENOSPC` at the inode limit, `ENOMEM` if the kernel heap has no headroom for it.
+    pub(super) fn new_inode(
+        &mut self,
+        node: Node,
+        perm: u32,
+        nlink: u32,
+        name_len: usize,
+    ) -> Result<Ino, Errno> {
+        if self.counted_inodes >= self.limits.max_inodes {
+            return Err(ENOSPC);
+        }
+        let ino = self.new_uncounted_inode(node, perm, nlink, name_len)?;
+        self.count(ino);
+        self.counted_inodes += 1;
+        Ok(ino)
+    }
+
+    /// Allocates a new inode that does not count against the inode limit (listed from the
+    /// host share): `ENOMEM` if the kernel heap has no headroom for it.
+    pub(super) fn new_uncounted_inode(
+        &mut self,
+        node: Node,
+        perm: u32,
+        nlink: u32,
+        name_len: usize,
+    ) -> Result<Ino, Errno> {
+        crate::mm::heap::charge(inode_cost(name_len))?;
         let now = self.now();
         let ino = self.next_ino;
         self.next_ino += 1;
-        self.inodes.insert(ino, Inode::new(node, perm, nlink, now));
-        ino
+        let mut inode = Inode::new(node, perm, nlink, now);
+        inode.counted = false;
+        self.inodes.insert(ino, inode);
+        Ok(ino)
+    }
+
+    /// Marks a fresh inode as counted (see [`Fs::new_inode`]).
+    fn count(&mut self, ino: Ino) {
+        if let Some(i) = self.inodes.get_mut(&ino) {
+            i.counted = true;
+        }
     }
 
     /// Sets permission bits, and optionally owner and mtime (ns) — used when unpacking.

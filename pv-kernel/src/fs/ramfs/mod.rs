@@ -7,9 +7,17 @@
 //!   names to inodes (sorted) and gives each entry a stable cookie used as the `getdents64`
 //!   offset, so listing resumes correctly even if entries come and go.
 //! * [`contents`]: a regular file's bytes, either borrowed from the initramfs (zero copy,
-//!   `'static`), owned, or read through from the host share; the first write or growing
-//!   truncate copies them. Bytes between the stored data and `size` read as zeros (a
-//!   growing truncate allocates nothing).
+//!   `'static`), owned in kernel frames (one `mm::frame::Page` per written 4 KiB page; holes
+//!   unstored), or read through from the host share; the first write copies borrowed or host
+//!   bytes up. Bytes not stored read as zeros (a growing truncate allocates nothing).
+//! * Limits ([`Limits`], like tmpfs's `size=` and `nr_inodes=`; the kernel sets tmpfs's
+//!   defaults for its memory): file pages past the size limit, or when the kernel can spare
+//!   no frame, are `ENOSPC` (a short write if some bytes fit); inodes created in the guest
+//!   past the inode limit are `ENOSPC` (host-share inodes do not count); whatever a program
+//!   makes the filesystem allocate on the kernel heap asks `mm::heap::charge` first and is
+//!   `ENOMEM` without headroom. Nothing is half done on failure. Walking, removal and listing
+//!   are iterative (inodes live in one flat map), so any depth or width is safe on a small
+//!   kernel stack.
 //! * [`path`]: path walking (`.`, `..`, symbolic links, `ELOOP`, length limits).
 //! * [`names`]: the operations on names: create, link, unlink, rename, `stat`, ...
 //! * [`handle`]: open files are [`Handle`]s into a table of open file descriptions (inode,
@@ -55,10 +63,55 @@ pub(crate) use path::{NAME_MAX, SYMLOOP_MAX};
 use handle::OpenFile;
 use inode::{Dir, Inode, Node};
 
+/// Size and inode limits, like tmpfs's `size=` and `nr_inodes=`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Limits {
+    /// Most pages of file contents held in kernel frames (`ENOSPC` above).
+    pub(crate) max_pages: u64,
+    /// Most inodes created in the guest (files, directories, symlinks; `ENOSPC` above).
+    /// Inodes listed from the host share do not count.
+    pub(crate) max_inodes: u64,
+}
+
+impl Limits {
+    /// No limits (but memory's).
+    pub(crate) const UNLIMITED: Self = Self {
+        max_pages: u64::MAX,
+        max_inodes: u64::MAX,
+    };
+
+    /// tmpfs's defaults for `mem_size` bytes of memory: half of memory for contents, and as
+    /// many inodes as half of memory has pages (`nr_inodes` = totalram_pages / 2).
+    pub(crate) const fn tmpfs_defaults(mem_size: u64) -> Self {
+        let half_pages = mem_size / pvmux_hypercalls::PAGE_SIZE / 2;
+        Self {
+            max_pages: half_pages,
+            max_inodes: half_pages,
+        }
+    }
+}
+
+/// What the filesystem holds, against its [`Limits`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Usage {
+    /// Pages of file contents held.
+    pub(crate) pages: u64,
+    /// Inodes counted against the inode limit.
+    pub(crate) inodes: u64,
+    /// The limits.
+    pub(crate) limits: Limits,
+}
+
 /// The filesystem.
 pub(crate) struct Fs {
     inodes: BTreeMap<Ino, Inode>,
     next_ino: Ino,
+    /// Size and inode limits.
+    limits: Limits,
+    /// Pages of file contents held (against `limits.max_pages`).
+    data_pages: u64,
+    /// Inodes created in the guest (against `limits.max_inodes`).
+    counted_inodes: u64,
     handles: BTreeMap<Handle, OpenFile>,
     next_handle: u32,
     /// Wall-clock time in ns since the epoch.
@@ -79,6 +132,9 @@ impl Fs {
         Self {
             inodes,
             next_ino: ROOT_INO + 1,
+            limits: Limits::UNLIMITED,
+            data_pages: 0,
+            counted_inodes: 1,
             handles: BTreeMap::new(),
             next_handle: 0,
             clock,
@@ -91,7 +147,22 @@ impl Fs {
     }
 
     /// Number of live inodes (for tests and statistics).
+    #[cfg(any(test, feature = "diagnostics"))]
     pub(crate) fn inode_count(&self) -> usize {
         self.inodes.len()
+    }
+
+    /// Sets the size and inode limits (what is already held stays).
+    pub(crate) fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
+    /// What the filesystem holds against its limits (for `statfs`).
+    pub(crate) fn usage(&self) -> Usage {
+        Usage {
+            pages: self.data_pages,
+            inodes: self.counted_inodes,
+            limits: self.limits,
+        }
     }
 }

@@ -16,10 +16,12 @@ impl Fs {
         if self.inode(dir)?.nlink == 0 {
             return Err(ENOENT);
         }
-        let d = self.dir_mut(dir)?;
-        if d.entries.contains_key(&name) {
+        if self.dir(dir)?.entries.contains_key(&name) {
             return Err(EEXIST);
         }
+        // The name is stored twice (by name and by cookie), with two map entries.
+        crate::mm::heap::charge(2 * name.len() + 2 * 64)?;
+        let d = self.dir_mut(dir)?;
         d.insert(name, ino);
         self.touch_dir(dir);
         Ok(())
@@ -37,8 +39,12 @@ impl Fs {
             return Err(EEXIST);
         }
         let is_dir = matches!(node, Node::Dir(_));
-        let ino = self.new_inode(node, perm, if is_dir { 2 } else { 1 });
-        self.link_into(walk.dir, name, ino)?;
+        let ino = self.new_inode(node, perm, if is_dir { 2 } else { 1 }, name.len())?;
+        if let Err(e) = self.link_into(walk.dir, name, ino) {
+            self.inode_mut(ino)?.nlink = 0;
+            self.maybe_free(ino);
+            return Err(e);
+        }
         if is_dir {
             self.inode_mut(walk.dir)?.nlink += 1;
         }
@@ -167,6 +173,7 @@ impl Fs {
         if walk.must_dir {
             return Err(ENOENT);
         }
+        crate::mm::heap::charge(target.len())?;
         let mut t = Vec::new();
         t.try_reserve_exact(target.len()).map_err(|_| ENOMEM)?;
         t.extend_from_slice(target);
@@ -282,6 +289,9 @@ impl Fs {
     pub(crate) fn list(&mut self, ino: Ino) -> Result<Vec<DirEntry>, Errno> {
         self.load(ino)?;
         let d = self.dir(ino)?;
+        // A copy of every name: ask the heap first (a directory can be huge).
+        let names: usize = d.entries.keys().map(|n| n.len() + 16).sum();
+        crate::mm::heap::charge(names + d.entries.len() * core::mem::size_of::<DirEntry>())?;
         let mut out = Vec::new();
         out.try_reserve_exact(d.entries.len()).map_err(|_| ENOMEM)?;
         for (name, &(child, _)) in &d.entries {

@@ -159,20 +159,22 @@ pub(crate) fn sys_statx(dirfd: u64, path_va: u64, flags: u64, _mask: u64, buf: u
     Ok(0)
 }
 
-/// The `struct statfs` (120 bytes) reported for every file: a tmpfs-like memory filesystem.
+/// The `struct statfs` (120 bytes) reported for every file: a tmpfs-like memory filesystem,
+/// with its size and inode limits and what it holds (`fs::Limits`, `ramfs::Usage`).
 pub(crate) fn statfs_bytes() -> [u8; 120] {
     let mut b = [0u8; 120];
     let mut put = |off: usize, v: u64| b[off..off + 8].copy_from_slice(&v.to_le_bytes());
-    let blocks = crate::boot::info().mem_size / 4096;
-    let files: u64 = 1 << 20;
-    let used = fs::with(|fs| fs.inode_count()) as u64;
+    let u = fs::with(|fs| fs.usage());
+    let blocks = u.limits.max_pages;
+    let files = u.limits.max_inodes;
+    let free = blocks.saturating_sub(u.pages);
     put(0, 0x0102_1994); // TMPFS_MAGIC
     put(8, 4096);
     put(16, blocks);
-    put(24, blocks / 2);
-    put(32, blocks / 2);
+    put(24, free);
+    put(32, free);
     put(40, files);
-    put(48, files.saturating_sub(used));
+    put(48, files.saturating_sub(u.inodes));
     put(64, 255);
     put(72, 4096);
     put(80, 0x20); // ST_VALID

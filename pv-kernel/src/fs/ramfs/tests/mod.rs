@@ -12,6 +12,7 @@ mod dirents;
 mod dirs;
 mod files;
 mod host;
+mod limits;
 mod links;
 mod paths;
 mod rename;

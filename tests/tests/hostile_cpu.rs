@@ -35,7 +35,15 @@ struct Measured {
 
 /// Runs `pvmux run --log info ARGS...` under `sh`, then `times`.
 fn measured(args: &[&str]) -> Measured {
+    measured_env(args, true)
+}
+
+/// [`measured`], with tenant cgroups turned off unless `cgroup`.
+fn measured_env(args: &[&str], cgroup: bool) -> Measured {
     let mut cmd = Command::new("/bin/sh");
+    if !cgroup {
+        cmd.env(pvmux_host::limits::NO_CGROUP_ENV, "0");
+    }
     cmd.arg("-c")
         .arg("\"$@\"; rc=$?; echo pvmux-exit $rc; echo pvmux-times; times; exit 0")
         .arg("sh")
@@ -114,7 +122,7 @@ fn host_has_cgroups() -> bool {
 
 fn assert_cgroup_gone(m: &Measured) {
     let dirs = cgroup_dirs(&m.run.stderr);
-    if host_has_cgroups() {
+    if host_has_cgroups() && !m.run.stderr.contains("no tenant cgroup") {
         assert!(
             !dirs.is_empty(),
             "no tenant cgroup logged:\n{}",
@@ -132,20 +140,30 @@ fn assert_cgroup_gone(m: &Measured) {
 /// 1 s, and pvmux with all its sandboxes used at most 1 s + the slack.
 #[test]
 fn forked_busy_children_share_one_budget() {
+    // With the tenant cgroup's counter, and (turned off) counted over the processes.
+    for cgroup in [true, false] {
+        fork_bomb(cgroup);
+    }
+}
+
+fn fork_bomb(cgroup: bool) {
     let p = prog("cpu-fork-busy");
-    let m = measured(&[
-        "--rootfs",
-        "/",
-        "--vcpus",
-        "2",
-        "--cpu-seconds",
-        "1",
-        "--",
-        &p,
-        "6",
-    ]);
+    let m = measured_env(
+        &[
+            "--rootfs",
+            "/",
+            "--vcpus",
+            "2",
+            "--cpu-seconds",
+            "1",
+            "--",
+            &p,
+            "6",
+        ],
+        cgroup,
+    );
     eprintln!(
-        "fork bomb under --cpu-seconds 1: {:.2} s of CPU in {:.2} s",
+        "fork bomb under --cpu-seconds 1 (cgroup {cgroup}): {:.2} s of CPU in {:.2} s",
         m.cpu_secs,
         m.wall.as_secs_f64()
     );
@@ -156,6 +174,13 @@ fn forked_busy_children_share_one_budget() {
         m.run.context()
     );
     assert!(m.run.stdout.contains("spinning 6"), "{}", m.run.context());
+    if !cgroup {
+        assert!(
+            m.run.stderr.contains("the sum over its processes"),
+            "{}",
+            m.run.context()
+        );
+    }
     // The attack ran (it used its budget) and was held to it.
     assert!(m.cpu_secs >= 0.9, "{:.2} s", m.cpu_secs);
     assert!(
@@ -244,5 +269,57 @@ fn a_tenant_at_its_limits_is_not_killed_by_the_cgroup() {
     let p = prog("stress-fork");
     let m = measured(&["--rootfs", "/", "--mem", "64M", "--", &p, "300"]);
     assert_eq!(exit_code(&m), Some(0), "{}", m.run.context());
+    assert_cgroup_gone(&m);
+}
+
+/// A host that dies (SIGKILL: no clean-up at all) leaves its tenant cgroup behind, emptied
+/// (its sandboxes die with it); the next pvmux removes it.
+#[test]
+fn a_dead_hosts_cgroup_is_removed_by_the_next_one() {
+    if !host_has_cgroups() {
+        eprintln!("no tenant cgroups on this host: nothing to leave behind");
+        return;
+    }
+    let p = prog("cpu-fork-busy");
+    let mut child = Command::new(pvmux_bin())
+        .args(["run", "--log", "info", "--rootfs", "/", "--", &p, "1"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("pvmux starts");
+    let mut err = child.stderr.take().expect("stderr");
+    // Read the log until the cgroup line, then kill pvmux.
+    let mut log = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !String::from_utf8_lossy(&log).contains("tenant started") {
+        use std::io::Read;
+        let n = err.read(&mut buf).expect("read pvmux's log");
+        assert!(
+            n > 0 && Instant::now() < deadline,
+            "{}",
+            String::from_utf8_lossy(&log)
+        );
+        log.extend_from_slice(&buf[..n]);
+    }
+    let dirs = cgroup_dirs(&String::from_utf8_lossy(&log));
+    assert!(!dirs.is_empty(), "{}", String::from_utf8_lossy(&log));
+    child.kill().expect("SIGKILL pvmux");
+    child.wait().expect("reap pvmux");
+    // Its sandboxes die with it (PDEATHSIG); wait until the cgroup is empty.
+    let procs = dirs[0].join("cgroup.procs");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_to_string(&procs).is_ok_and(|s| !s.trim().is_empty()) {
+        assert!(Instant::now() < deadline, "sandboxes outlived pvmux");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(dirs.iter().all(|d| d.exists()), "left behind, as expected");
+    let h = prog("hello");
+    let m = measured(&["--rootfs", "/", "--", &h]);
+    assert_eq!(exit_code(&m), Some(0), "{}", m.run.context());
+    for d in &dirs {
+        assert!(!d.exists(), "{} not removed by the next pvmux", d.display());
+    }
     assert_cgroup_gone(&m);
 }

@@ -65,8 +65,17 @@ pub fn is_unavailable(e: &io::Error) -> bool {
     )
 }
 
+/// Environment variable that turns tenant cgroups off when set to `0` (for hosts that
+/// manage cgroups themselves, and to test the accounting without them).
+pub const NO_CGROUP_ENV: &str = "PVMUX_TENANT_CGROUP";
+
 /// Probes what this host offers for tenant cgroups (v2, else v1, else none).
 pub fn detect_support() -> Support {
+    if std::env::var_os(NO_CGROUP_ENV).is_some_and(|v| v == "0") {
+        return Support::None {
+            reason: format!("{NO_CGROUP_ENV}=0"),
+        };
+    }
     plan::choose(CgroupProbe::detect().usable_dir(), cgroup_v1::detect)
 }
 

@@ -170,7 +170,7 @@ impl fmt::Display for CrashCause {
             ),
             Self::Signal { signo } if *signo == libc::SIGXCPU => write!(
                 f,
-                "sandbox killed by SIGXCPU: its CPU-time budget (RLIMIT_CPU) is exhausted"
+                "sandbox killed by SIGXCPU: its CPU-time budget (the RLIMIT_CPU backstop) is exhausted"
             ),
             Self::Signal { signo } => write!(f, "sandbox killed by {}", signal_name(*signo)),
             Self::KilledByHost => write!(f, "tenant killed by the host"),

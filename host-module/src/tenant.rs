@@ -55,10 +55,12 @@ pub struct TenantConfig {
     /// Console rate limit in bytes per second (burst: one second's worth); excess output is
     /// dropped and counted. `None` = unlimited.
     pub console_rate: Option<u64>,
-    /// CPU rate limit in CPUs (e.g. 0.5), enforced with a cgroup v2 `cpu.max` when the
-    /// host's cgroup is writable (see [`crate::limits`]); `None` = unlimited.
+    /// CPU rate limit of the whole tenant in CPUs (e.g. 0.5): the tenant cgroup's CFS
+    /// quota where the host allows one, and host work on its behalf throttled to it (see
+    /// [`crate::limits`]); `None` = unlimited.
     pub cpu_limit: Option<f64>,
-    /// Total CPU-time budget of the sandbox in seconds (`RLIMIT_CPU`); `None` = unlimited.
+    /// CPU-time budget of the whole tenant in seconds (all its sandboxes and host work on its
+    /// behalf, see [`crate::limits`]); `None` = unlimited.
     pub cpu_seconds: Option<u64>,
     /// Directory for crash dumps (see [`crate::dump`]); `None` = no dumps.
     pub crash_dump: Option<PathBuf>,

@@ -137,6 +137,9 @@ pub struct CgroupPlan {
     pub memory_bytes: u64,
     /// Task limit (when `pids` is available), see [`pids_limit`].
     pub pids: u64,
+    /// Scheduling weight in units of one thread's default weight: `vcpus` (the tenant
+    /// competes for the host's CPUs like its vCPU threads did as separate threads).
+    pub weight: u32,
 }
 
 /// Which hierarchy the tenant's cgroup lives in.
@@ -235,6 +238,7 @@ pub fn plan(req: &Request, support: Support, name: &str) -> Plan {
                 quota_us: quota,
                 memory_bytes: memory_limit(req.mem_bytes, req.vcpus),
                 pids: pids_limit(req.vcpus),
+                weight: req.vcpus.max(1),
             }),
             None,
         ),
@@ -244,6 +248,7 @@ pub fn plan(req: &Request, support: Support, name: &str) -> Plan {
                 kind: CgroupKind::V1(parents.join(name)),
                 memory_bytes: memory_limit(req.mem_bytes, req.vcpus),
                 pids: pids_limit(req.vcpus),
+                weight: req.vcpus.max(1),
             }),
             None,
         ),
@@ -354,6 +359,7 @@ mod tests {
         assert_eq!(cg.quota_us, Some(50_000));
         assert_eq!(cg.memory_bytes, memory_limit(64 << 20, 2));
         assert_eq!(cg.pids, pids_limit(2));
+        assert_eq!(cg.weight, 2);
         assert_eq!((p.accounting, p.rate), (Accounting::Cgroup, Rate::Cgroup));
         // A cgroup even without CPU flags (memory and pids bound the tenant).
         let p = plan(&req(None, None), s, "n");

@@ -23,6 +23,8 @@ pub struct TenantCgroup {
     /// The directories created, in creation order.
     dirs: Vec<PathBuf>,
     usage: Option<Usage>,
+    /// The memory controller's peak-usage file, if any (logged when the tenant ends).
+    peak: Option<PathBuf>,
     /// What is in force, for the log.
     desc: String,
 }
@@ -33,6 +35,7 @@ impl TenantCgroup {
         let mut cg = Self {
             dirs: Vec::new(),
             usage: None,
+            peak: None,
             desc: String::new(),
         };
         let mut desc = Vec::new();
@@ -40,6 +43,10 @@ impl TenantCgroup {
             CgroupKind::V2(dir) => {
                 cg.mkdir(dir)?;
                 cg.usage = Some(Usage::V2(dir.clone()));
+                // cpu.weight: 100 is one thread's default (range 1..=10000).
+                let w = (u64::from(plan.weight) * 100).clamp(1, 10_000);
+                std::fs::write(dir.join("cpu.weight"), w.to_string())?;
+                desc.push(format!("cpu.weight {w}"));
                 if let Some(q) = plan.quota_us {
                     std::fs::write(dir.join("cpu.max"), format!("{q} {CPU_PERIOD_US}"))?;
                     desc.push(format!("cpu.max {q} {CPU_PERIOD_US}"));
@@ -50,11 +57,18 @@ impl TenantCgroup {
                         desc.push(format!("{file} {v}"));
                     }
                 }
+                cg.peak = Some(dir.join("memory.peak")).filter(|p| p.exists());
                 cg.desc = format!("cgroup v2 {} ({})", dir.display(), desc.join(", "));
             }
             CgroupKind::V1(p) => {
                 for d in p.dirs() {
                     cg.mkdir(d)?;
+                }
+                if let Some(d) = &p.cpu {
+                    // cpu.shares: 1024 is one thread's default.
+                    let w = u64::from(plan.weight) * 1024;
+                    std::fs::write(d.join("cpu.shares"), w.to_string())?;
+                    desc.push(format!("cpu.shares {w}"));
                 }
                 if let (Some(d), Some(q)) = (&p.cpu, plan.quota_us) {
                     std::fs::write(d.join("cpu.cfs_period_us"), CPU_PERIOD_US.to_string())?;
@@ -71,6 +85,7 @@ impl TenantCgroup {
                         plan.memory_bytes.to_string(),
                     )?;
                     desc.push(format!("memory.limit_in_bytes {}", plan.memory_bytes));
+                    cg.peak = Some(d.join("memory.max_usage_in_bytes"));
                 }
                 if let Some(d) = &p.pids {
                     std::fs::write(d.join("pids.max"), plan.pids.to_string())?;
@@ -126,6 +141,18 @@ impl TenantCgroup {
 
 impl Drop for TenantCgroup {
     fn drop(&mut self) {
+        if let Some(peak) = self
+            .peak
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+        {
+            let dir = self.dirs.first().map(|d| d.display().to_string());
+            tracing::info!(
+                "tenant cgroup {}: peak memory {} bytes",
+                dir.unwrap_or_default(),
+                peak.trim()
+            );
+        }
         for d in self.dirs.iter().rev() {
             remove(d);
         }

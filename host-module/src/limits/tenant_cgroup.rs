@@ -211,3 +211,59 @@ fn sweep_stale(parent: &Path) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::plan::{plan, Request};
+    use crate::limits::{detect_support, Support};
+
+    /// On a host that offers tenant cgroups: created with its limits, joined by a process
+    /// whose CPU time it then counts, and removed (every directory) once that process is
+    /// reaped.
+    #[test]
+    fn a_real_tenant_cgroup_counts_and_is_removed() {
+        let support = detect_support();
+        if matches!(support, Support::None { .. }) {
+            eprintln!("no tenant cgroups on this host: {support:?}");
+            return;
+        }
+        let req = Request {
+            cpus: Some(0.5),
+            cpu_seconds: Some(1),
+            mem_bytes: 32 << 20,
+            vcpus: 1,
+        };
+        let name = format!("pvmux-{}-unit-test", std::process::id());
+        let p = plan(&req, support, &name);
+        let cg = TenantCgroup::create(p.cgroup.as_ref().expect("a cgroup plan")).unwrap();
+        assert!(cg.describe().contains(&name), "{}", cg.describe());
+        let dirs = cg.dirs().to_vec();
+        assert!(!dirs.is_empty());
+        // A busy child: `sh` spinning until killed.
+        let mut child = std::process::Command::new("/bin/sh")
+            .args(["-c", "while :; do :; done"])
+            .spawn()
+            .unwrap();
+        cg.join(child.id()).unwrap();
+        for d in &dirs {
+            let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap();
+            assert!(procs
+                .split_whitespace()
+                .any(|p| p == child.id().to_string()));
+        }
+        if cg.has_usage() {
+            let start = std::time::Instant::now();
+            while cg.usage_ns().unwrap_or(0) < 10_000_000 {
+                assert!(start.elapsed().as_secs() < 30, "no CPU time counted");
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        drop(cg);
+        for d in &dirs {
+            assert!(!d.exists(), "{} left behind", d.display());
+        }
+    }
+}

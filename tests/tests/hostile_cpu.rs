@@ -17,6 +17,10 @@ use pvmux_tests::{run_with_timeout, Run};
 /// machine delaying the monitor. docs/SECURITY.md states it.
 const SLACK_SECS: f64 = 0.75;
 
+/// The same for a rate: start-up and tear-down, and the host-work bucket's reserve (0.2 s
+/// worth of the rate). No sampling period: the sandboxes are held by the CFS quota.
+const RATE_SLACK_SECS: f64 = 0.25;
+
 fn pvmux_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_pvmux-cli"))
 }
@@ -194,12 +198,14 @@ fn fork_bomb(cgroup: bool) {
 
 /// Host work on the guest's behalf: reading `--rootfs` files in a loop made pvmux itself
 /// use 3.4 s of CPU under `--cpus 0.1`. Now the whole tenant — its sandboxes and the host
-/// threads serving it — stays at 0.1 CPUs: at most 0.1 × wall time + the slack.
+/// threads serving it — stays at 0.1 CPUs: at most 0.1 × wall time + the slack. (Without
+/// the host-work throttle, 10 s of this loop use about 1.8 s: the reads' host work comes on
+/// top of the sandboxes' quota.)
 #[test]
 fn rootfs_reads_are_held_to_the_rate() {
     let p = prog("cpu-read-loop");
-    let m = measured(&["--rootfs", "/", "--cpus", "0.1", "--", &p, &p, "4"]);
-    let bound = 0.1 * m.wall.as_secs_f64() + SLACK_SECS;
+    let m = measured(&["--rootfs", "/", "--cpus", "0.1", "--", &p, &p, "10"]);
+    let bound = 0.1 * m.wall.as_secs_f64() + RATE_SLACK_SECS;
     eprintln!(
         "read loop at --cpus 0.1: {:.2} s of CPU in {:.2} s (bound {bound:.2} s)",
         m.cpu_secs,

@@ -245,7 +245,16 @@ pub fn plan(req: &Request, support: Support, name: &str) -> Plan {
         Support::V1(parents) => (
             Some(CgroupPlan {
                 quota_us: quota.filter(|_| parents.cpu.is_some()),
-                kind: CgroupKind::V1(parents.join(name)),
+                // The `cpu` hierarchy only for a rate: a group there is a scheduling entity
+                // of its own, which would change how the tenant competes for the host's
+                // CPUs when nothing asked for it (`cpuacct` counts without scheduling).
+                kind: CgroupKind::V1(
+                    V1Parents {
+                        cpu: parents.cpu.clone().filter(|_| quota.is_some()),
+                        ..parents.clone()
+                    }
+                    .join(name),
+                ),
                 memory_bytes: memory_limit(req.mem_bytes, req.vcpus),
                 pids: pids_limit(req.vcpus),
                 weight: req.vcpus.max(1),
@@ -254,15 +263,22 @@ pub fn plan(req: &Request, support: Support, name: &str) -> Plan {
         ),
         Support::None { reason } => (None, Some(reason)),
     };
-    let (accounting, has_cpu) = match cgroup.as_ref().map(|c| &c.kind) {
-        Some(CgroupKind::V2(_)) => (Accounting::Cgroup, true),
-        Some(CgroupKind::V1(p)) => (
+    let (accounting, has_cpu) = match cgroup.as_ref() {
+        Some(CgroupPlan {
+            kind: CgroupKind::V2(_),
+            ..
+        }) => (Accounting::Cgroup, true),
+        Some(CgroupPlan {
+            kind: CgroupKind::V1(p),
+            quota_us,
+            ..
+        }) => (
             if p.cpuacct.is_some() {
                 Accounting::Cgroup
             } else {
                 Accounting::Processes
             },
-            p.cpu.is_some(),
+            quota_us.is_some(),
         ),
         None => (Accounting::Processes, false),
     };
@@ -374,6 +390,14 @@ mod tests {
         assert_eq!(cg.kind, CgroupKind::V1(v1_all().join("n")));
         assert_eq!(cg.quota_us, Some(20_000));
         assert_eq!((p.accounting, p.rate), (Accounting::Cgroup, Rate::Cgroup));
+        // Without a rate, no group in the `cpu` hierarchy (it would change scheduling).
+        let p = plan(&req(None, Some(5)), Support::V1(v1_all()), "n");
+        let CgroupKind::V1(dirs) = p.cgroup.unwrap().kind else {
+            panic!()
+        };
+        assert_eq!(dirs.cpu, None);
+        assert_eq!(dirs.cpuacct, Some("/cg/cpuacct/h/n".into()));
+        assert_eq!((p.accounting, p.rate), (Accounting::Cgroup, Rate::None));
         // Without cpuacct the budget counts processes; without cpu the rate is host-only.
         let partial = V1Parents {
             cpu: None,

@@ -35,6 +35,16 @@ pub enum CrashCause {
     },
     /// The sandbox exited with the crash status but recorded no crash.
     CrashWithoutRecord,
+    /// The whole tenant (its sandboxes and the host work on its behalf) used up its CPU-time
+    /// budget (`--cpu-seconds`); the host ended it.
+    CpuBudget {
+        /// CPU time used when it was found spent.
+        used: std::time::Duration,
+        /// Of it, host work on the tenant's behalf.
+        host: std::time::Duration,
+        /// The budget.
+        budget: std::time::Duration,
+    },
     /// The stub failed before entering the guest.
     SetupFailed {
         /// Start-up step that failed.
@@ -70,6 +80,7 @@ impl CrashCause {
             Self::GuestPanic { .. } => "guest_panic",
             Self::Stub { .. } => "stub",
             Self::CrashWithoutRecord => "crash_without_record",
+            Self::CpuBudget { .. } => "cpu_budget",
             Self::SetupFailed { .. } => "setup_failed",
             Self::Signal { .. } => "signal",
             Self::KilledByHost => "killed_by_host",
@@ -150,9 +161,17 @@ impl fmt::Display for CrashCause {
                 "sandbox killed by SIGSYS: killed by seccomp: a system call outside the \
                  sandbox policy"
             ),
+            Self::CpuBudget { used, host, budget } => write!(
+                f,
+                "CPU-time budget exhausted: the tenant used {:.2} s of CPU ({:.2} s of it host \
+                 work on its behalf), its budget is {} s",
+                used.as_secs_f64(),
+                host.as_secs_f64(),
+                budget.as_secs()
+            ),
             Self::Signal { signo } if *signo == libc::SIGXCPU => write!(
                 f,
-                "sandbox killed by SIGXCPU: its CPU-time budget (RLIMIT_CPU) is exhausted"
+                "sandbox killed by SIGXCPU: its CPU-time budget (the RLIMIT_CPU backstop) is exhausted"
             ),
             Self::Signal { signo } => write!(f, "sandbox killed by {}", signal_name(*signo)),
             Self::KilledByHost => write!(f, "tenant killed by the host"),

@@ -374,11 +374,15 @@ impl ChildJail {
             rl[n] = (libc::RLIMIT_NPROC, nproc, nproc);
             n += 1;
         }
-        // The tenant's CPU budget (soft: SIGXCPU, hard one second later: SIGKILL), set here
-        // because once the uid changed the host may not be allowed to `prlimit` the sandbox
-        // (that needs CAP_SYS_RESOURCE, which a container's root may lack).
+        // The per-sandbox backstop of the tenant's CPU budget (`crate::limits`: the monitor
+        // ends the tenant when the whole tenant has used its budget; this fires only if it
+        // did not: soft one second after the budget, SIGXCPU; hard one more second later,
+        // SIGKILL). Set here because once the uid changed the host may not be allowed to
+        // `prlimit` the sandbox (that needs CAP_SYS_RESOURCE, which a container's root may
+        // lack); `limits::set_cpu_rlimit` then accepts what it finds in /proc.
         if let Some(secs) = cpu_seconds {
-            rl[n] = (libc::RLIMIT_CPU, secs, secs.saturating_add(1));
+            let backstop = secs.saturating_add(1);
+            rl[n] = (libc::RLIMIT_CPU, backstop, backstop.saturating_add(1));
             n += 1;
         }
         Self {

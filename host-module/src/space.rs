@@ -262,7 +262,7 @@ impl Spaces {
                     .map(|e| e.pid)
                     .chain(st.spares.iter().map(|s| s.pid));
                 for pid in pids {
-                    cpu.apply(&self.inner.cfg.name, pid.as_raw_nonzero().get() as u32);
+                    cpu.apply(pid.as_raw_nonzero().get() as u32);
                 }
             }
         }
@@ -375,7 +375,7 @@ impl Spaces {
         })?;
         let raw_pid = child.pid.as_raw_nonzero().get() as u32;
         if let Some(cpu) = self.inner.cpu.get() {
-            cpu.apply(&cfg.name, raw_pid);
+            cpu.apply(raw_pid);
         }
         let handle = st.next_handle;
         let reaper = st.reaper.as_ref().map(|r| Arc::clone(&r.epoll));
@@ -459,7 +459,7 @@ impl Spaces {
                 } else {
                     let _ = epoll::delete(&*ep, &*sp.pidfd);
                     sandbox::wait_exited(&sp.pidfd, Some(DESTROY_WAIT));
-                    let _ = sandbox::reap(sp.pid);
+                    let _ = reap(&self.inner, sp.pid);
                 }
                 continue;
             }
@@ -494,6 +494,20 @@ impl Spaces {
         e.destroyed = true;
         sandbox::kill(&e.pidfd);
         Ok(())
+    }
+
+    /// Calls `f` with the pids of every user sandbox not reaped yet, spares included, under
+    /// the state lock (sandboxes are reaped under it, so `f` sees each either live or
+    /// reaped, never both or neither).
+    pub(crate) fn with_pids<R>(&self, f: impl FnOnce(&mut dyn Iterator<Item = u32>) -> R) -> R {
+        let st = self.lock();
+        let mut pids = st
+            .entries
+            .values()
+            .map(|e| e.pid)
+            .chain(st.spares.iter().map(|s| s.pid))
+            .map(|p| p.as_raw_nonzero().get() as u32);
+        f(&mut pids)
     }
 
     /// Pids of the (assigned) user sandboxes not reaped yet; spares are not included.
@@ -556,7 +570,12 @@ impl Spaces {
 /// ends and tops up the spares, until the tenant is closed and no sandbox is left.
 fn reaper_thread(inner: &Inner, ep: &OwnedFd, wake: &OwnedFd) {
     let mut events = Vec::with_capacity(64);
+    // Spawning spares and reaping is host work on the tenant's behalf.
+    let mut meter = crate::limits::budget::HostMeter::start();
     loop {
+        if let Some(cpu) = inner.cpu.get() {
+            meter.charge(cpu.account());
+        }
         events.clear();
         match epoll::wait(ep, rustix::buffer::spare_capacity(&mut events), None) {
             Ok(_) | Err(rustix::io::Errno::INTR) => {}
@@ -659,7 +678,7 @@ fn top_up_spares(inner: &Inner, ep: &OwnedFd) {
             return;
         }
         if let Some(cpu) = inner.cpu.get() {
-            cpu.apply(&cfg.name, raw_pid);
+            cpu.apply(raw_pid);
         }
         st.next_spare += 1;
         st.spares.push(Spare {
@@ -683,7 +702,7 @@ fn reap_spare(inner: &Inner, ep: &OwnedFd, id: u64) {
     };
     let sp = st.spares.remove(i);
     let _ = epoll::delete(ep, &*sp.pidfd);
-    let exit = sandbox::reap(sp.pid);
+    let exit = reap(inner, sp.pid);
     if !st.closed {
         st.spares_off = true;
         tracing::warn!(
@@ -712,7 +731,7 @@ fn reap_one(inner: &Inner, ep: &OwnedFd, handle: u64) {
 /// it was destroyed or not (the guest kernel keeps a destroyed space's memory until it sees
 /// the mark), unless the tenant is closing.
 fn finish(inner: &Inner, st: &State, e: Entry) {
-    let exit = match sandbox::reap(e.pid) {
+    let exit = match reap(inner, e.pid) {
         Ok(x) => x,
         Err(err) => {
             tracing::error!(tenant = %inner.cfg.name, "{err}");
@@ -748,6 +767,15 @@ fn finish(inner: &Inner, st: &State, e: Entry) {
     }
 }
 
+/// Reaps a sandbox of the tenant (with the state lock held), counting its CPU time if the
+/// tenant's limits need it.
+fn reap(inner: &Inner, pid: Pid) -> Result<SandboxExit, crate::HostError> {
+    match inner.cpu.get() {
+        Some(cpu) => cpu.reap(pid),
+        None => sandbox::reap(pid),
+    }
+}
+
 /// Reaps every space and spare, blocking (the reaper's fallback when epoll fails).
 fn reap_all_blocking(inner: &Inner) {
     loop {
@@ -756,7 +784,7 @@ fn reap_all_blocking(inner: &Inner) {
         st.spares_off = true;
         for sp in std::mem::take(&mut st.spares) {
             sandbox::kill(&sp.pidfd);
-            let _ = sandbox::reap(sp.pid);
+            let _ = reap(inner, sp.pid);
         }
         let Some(&h) = st.entries.keys().next() else {
             return;

@@ -56,10 +56,12 @@ pub struct TenantConfig {
     /// Console rate limit in bytes per second (burst: one second's worth); excess output is
     /// dropped and counted. `None` = unlimited.
     pub console_rate: Option<u64>,
-    /// CPU rate limit in CPUs (e.g. 0.5), enforced with a cgroup v2 `cpu.max` when the
-    /// host's cgroup is writable (see [`crate::limits`]); `None` = unlimited.
+    /// CPU rate limit of the whole tenant in CPUs (e.g. 0.5): the tenant cgroup's CFS
+    /// quota where the host allows one, and host work on its behalf throttled to it (see
+    /// [`crate::limits`]); `None` = unlimited.
     pub cpu_limit: Option<f64>,
-    /// Total CPU-time budget of the sandbox in seconds (`RLIMIT_CPU`); `None` = unlimited.
+    /// CPU-time budget of the whole tenant in seconds (all its sandboxes and host work on its
+    /// behalf, see [`crate::limits`]); `None` = unlimited.
     pub cpu_seconds: Option<u64>,
     /// Directory for crash dumps (see [`crate::dump`]); `None` = no dumps.
     pub crash_dump: Option<PathBuf>,
@@ -200,6 +202,8 @@ struct Shared {
     signal_gate: Mutex<Option<u32>>,
     /// The host directory shared with `--rootfs`.
     hostfs: Option<Arc<crate::hostfs::HostFs>>,
+    /// The tenant's CPU account (set by the monitor before the vCPU threads start).
+    cpu: OnceLock<Arc<crate::limits::budget::TenantCpu>>,
 }
 
 /// The options of [`TenantConfig`] the monitor thread applies.
@@ -337,6 +341,10 @@ impl Shared {
         let Some(mut vcpu) = Vcpu::new(Arc::clone(&self.ctl), index, Arc::clone(&self.stop)) else {
             return;
         };
+        // This thread serves only this tenant: its CPU time (waiting for and serving
+        // hypercalls: console, hostfs reads, spawning user sandboxes) is the tenant's.
+        let cpu = self.cpu.get().filter(|c| c.active()).cloned();
+        let mut meter = crate::limits::budget::HostMeter::start();
         loop {
             let (nr, args) = match vcpu.run() {
                 VcpuExit::Hypercall { nr, args } => (nr, args),
@@ -344,7 +352,20 @@ impl Shared {
             };
             let flag = &self.in_host[index as usize];
             flag.store(true, SeqCst);
+            if let Some(cpu) = &cpu {
+                // Over its rate, the tenant waits for its next request to be served.
+                meter.charge(cpu);
+                cpu.throttle(&self.stop);
+            }
             let action = handle(&self.mem, &*self, nr, args);
+            if let Some(cpu) = &cpu {
+                meter.charge(cpu);
+                if cpu.check_budget() {
+                    flag.store(false, SeqCst);
+                    self.end_cpu_budget(cpu);
+                    return;
+                }
+            }
             flag.store(false, SeqCst);
             match action {
                 HcAction::Return(ret) => vcpu.complete(ret),
@@ -434,6 +455,20 @@ impl Shared {
                     .push(format!("crash dump to {} failed: {e}", dir.display()));
             }
         }
+    }
+
+    /// Ends the tenant because its CPU-time budget is spent (the first caller reports it).
+    fn end_cpu_budget(&self, cpu: &crate::limits::budget::TenantCpu) {
+        if self.ending.swap(1, SeqCst) == 0 {
+            tracing::warn!(tenant = %self.name, used = ?cpu.used(), "CPU-time budget exhausted");
+            let cause = CrashCause::CpuBudget {
+                used: cpu.used(),
+                host: cpu.host_work(),
+                budget: cpu.budget().unwrap_or_default(),
+            };
+            self.finish(TenantOutcome::Crashed(Box::new(self.report(cause))));
+        }
+        self.kill();
     }
 
     fn end_from_guest(&self, outcome: TenantOutcome) {
@@ -552,6 +587,7 @@ impl Tenant {
             input,
             signal_gate: Mutex::new(None),
             hostfs: parts.hostfs,
+            cpu: OnceLock::new(),
         });
         let (tx, rx) = mpsc::channel();
         let s = Arc::clone(&shared);
@@ -751,9 +787,19 @@ fn monitor_thread(s: &Arc<Shared>, stub: &Stub, tx: &mpsc::Sender<Result<u32, Ho
     let pid = child.pid;
     let raw_pid = pid.as_raw_nonzero().get() as u32;
     let _ = s.pidfd.set(child.pidfd);
-    // CPU limits before the guest gets far (the stub's start-up takes milliseconds).
-    let cpu = crate::limits::apply_cpu(&s.name, raw_pid, s.limits.cpu_limit, s.limits.cpu_seconds);
-    s.spaces.set_cpu(cpu.for_spaces());
+    // Limits before the guest gets far (the stub's start-up takes milliseconds).
+    let limits = crate::limits::apply(
+        &s.name,
+        raw_pid,
+        crate::limits::Request {
+            cpus: s.limits.cpu_limit,
+            cpu_seconds: s.limits.cpu_seconds,
+            mem_bytes: s.mem.size(),
+            vcpus: s.ctl.nr_vcpus(),
+        },
+    );
+    let _ = s.cpu.set(Arc::clone(&limits.cpu));
+    s.spaces.set_cpu(limits.for_spaces(&s.name));
     *s.signal_gate.lock().unwrap_or_else(|e| e.into_inner()) = Some(raw_pid);
     {
         let mut st = s.status.lock().unwrap_or_else(|e| e.into_inner());
@@ -762,9 +808,7 @@ fn monitor_thread(s: &Arc<Shared>, stub: &Stub, tx: &mpsc::Sender<Result<u32, Ho
         }
     }
     let _ = tx.send(Ok(raw_pid));
-    if let Some(timeout) = s.limits.watchdog {
-        watch(s, raw_pid, timeout);
-    }
+    watch(s, raw_pid, &limits);
     if let Some(fd) = s.pidfd.get() {
         sandbox::wait_exited(fd, None);
     }
@@ -781,7 +825,7 @@ fn monitor_thread(s: &Arc<Shared>, stub: &Stub, tx: &mpsc::Sender<Result<u32, Ho
     };
     // Every user sandbox goes with the kernel sandbox, before the cgroup they share.
     s.spaces.shutdown();
-    drop(cpu);
+    drop(limits);
     s.stop.store(true, SeqCst);
     s.sandbox_ended(exit);
     s.console.finish();
@@ -791,17 +835,31 @@ fn monitor_thread(s: &Arc<Shared>, stub: &Stub, tx: &mpsc::Sender<Result<u32, Ho
     }
 }
 
-/// Runs the watchdog until the sandbox `pid` has exited (not reaped yet): polls the pidfd
-/// with a period of a quarter of `timeout`, and on each period checks every vCPU.
-fn watch(s: &Arc<Shared>, pid: u32, timeout: Duration) {
+/// Runs the watchdog and the CPU accounting until the sandbox `pid` has exited (not reaped
+/// yet): polls the pidfd with a period of a quarter of the watchdog's timeout (at most
+/// [`crate::limits::budget::SAMPLE_PERIOD`] when CPU is counted); on each period samples
+/// the tenant's CPU time and checks its budget, and checks every vCPU.
+fn watch(s: &Arc<Shared>, pid: u32, limits: &crate::limits::TenantLimits) {
     use rustix::event::{poll, PollFd, PollFlags};
     let Some(pidfd) = s.pidfd.get() else { return };
-    let mut dog = Watchdog::new(timeout, s.ctl.nr_vcpus());
-    let period = dog.period();
+    let counting = limits.cpu.active();
+    let mut dog = s
+        .limits
+        .watchdog
+        .map(|timeout| Watchdog::new(timeout, s.ctl.nr_vcpus()));
+    let period = match (&dog, counting) {
+        (Some(d), true) => d.period().min(crate::limits::budget::SAMPLE_PERIOD),
+        (Some(d), false) => d.period(),
+        (None, true) => crate::limits::budget::SAMPLE_PERIOD,
+        (None, false) => return,
+    };
     let ts = rustix::event::Timespec {
         tv_sec: period.as_secs() as _,
         tv_nsec: period.subsec_nanos() as _,
     };
+    let mut meter = crate::limits::budget::HostMeter::start();
+    let dog_period = dog.as_ref().map(Watchdog::period).unwrap_or_default();
+    let mut dog_due = Instant::now();
     let mut fired = false;
     loop {
         let fd = pidfd.as_fd();
@@ -814,7 +872,22 @@ fn watch(s: &Arc<Shared>, pid: u32, timeout: Duration) {
         if fired {
             continue; // killed; waiting for it to be gone
         }
+        if counting {
+            limits.sample(pid, &s.spaces);
+            meter.charge(&limits.cpu);
+            if limits.cpu.check_budget() {
+                s.end_cpu_budget(&limits.cpu);
+                fired = true;
+                continue;
+            }
+        }
+        let Some(dog) = dog.as_mut() else { continue };
         let now = Instant::now();
+        // The watchdog looks at its own period only (each look may send heartbeats).
+        if now < dog_due {
+            continue;
+        }
+        dog_due = now + dog_period;
         for i in 0..s.ctl.nr_vcpus() {
             let Some(v) = s.ctl.vcpu(i) else { continue };
             let in_host = s.in_host.get(i as usize).is_some_and(|f| f.load(SeqCst));

@@ -103,13 +103,16 @@ pub struct RunArgs {
     #[arg(long, value_name = "BYTES", default_value = "1M", value_parser = parse_size)]
     pub console_rate: u64,
 
-    /// CPU rate limit in CPUs (e.g. 0.5), enforced with a cgroup v2 `cpu.max` when the
-    /// host's cgroup is writable; otherwise it cannot be enforced (use --cpu-seconds).
+    /// CPU rate limit of the whole tenant in CPUs (e.g. 0.5): the tenant cgroup's CFS quota
+    /// on its sandboxes (cgroup v2 or v1, where the host allows one), and host work on its
+    /// behalf (e.g. --rootfs reads) is delayed to the same rate. Without a cgroup only host
+    /// work is throttled (add --cpu-seconds).
     #[arg(long, value_name = "FRACTION", value_parser = parse_cpus)]
     pub cpus: Option<f64>,
 
-    /// Total CPU-time budget of the sandbox in seconds (RLIMIT_CPU): beyond it the guest is
-    /// killed and reported as crashed.
+    /// CPU-time budget of the whole tenant in seconds: all its processes plus host work on
+    /// its behalf. Once spent, the guest is killed and reported as crashed ("CPU-time budget
+    /// exhausted").
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub cpu_seconds: Option<u64>,
 

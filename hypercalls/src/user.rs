@@ -37,6 +37,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::{TrapFrame, PAGE_SIZE};
 
+pub mod grant;
 pub mod handoff;
 
 /// Lowest guest user virtual address.

@@ -26,6 +26,7 @@ mod cpu;
 mod fpu;
 mod fsbase;
 mod handler;
+mod idle;
 mod request;
 mod slot;
 mod start;

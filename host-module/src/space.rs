@@ -563,7 +563,11 @@ fn reaper_thread(inner: &Inner, ep: &OwnedFd, wake: &OwnedFd) {
     loop {
         events.clear();
         let timeout = audit.timeout();
-        match epoll::wait(ep, rustix::buffer::spare_capacity(&mut events), Some(&timeout)) {
+        match epoll::wait(
+            ep,
+            rustix::buffer::spare_capacity(&mut events),
+            Some(&timeout),
+        ) {
             Ok(_) | Err(rustix::io::Errno::INTR) => {}
             Err(e) => {
                 // Cannot wait any more: fall back to reaping everything synchronously.

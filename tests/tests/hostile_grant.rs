@@ -102,16 +102,18 @@ impl Live {
     fn start(root: &TempDir, vcpus: u32, log_debug: bool, args: &[&str]) -> Self {
         let mut cmd = Command::new(PVMUX);
         cmd.args(["run", "--mem", "128M", "--vcpus", &vcpus.to_string()]);
+        cmd.env_clear();
         if log_debug {
+            // Kernel messages too (a RUST_LOG filter would hide them).
             cmd.arg("--log=debug");
+        } else {
+            cmd.env("RUST_LOG", "warn");
         }
         cmd.arg("--rootfs")
             .arg(&root.0)
             .arg("--")
             .arg("/grant-attack")
             .args(args)
-            .env_clear()
-            .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -157,13 +159,23 @@ impl Live {
     fn wait_line(&mut self, prefix: &str) {
         loop {
             self.note_sandboxes();
-            if self.lines.lock().unwrap().iter().any(|l| l.starts_with(prefix)) {
+            if self
+                .lines
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.starts_with(prefix))
+            {
                 return;
             }
             if let Some(st) = self.child.try_wait().expect("wait") {
                 panic!("pvmux ended ({st}) before {prefix:?}\n{}", self.context());
             }
-            assert!(self.start.elapsed() < TIMEOUT, "no {prefix:?} in time\n{}", self.context());
+            assert!(
+                self.start.elapsed() < TIMEOUT,
+                "no {prefix:?} in time\n{}",
+                self.context()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -209,7 +221,10 @@ impl Live {
             if alive.is_empty() {
                 return;
             }
-            assert!(Instant::now() < deadline, "sandboxes {alive:?} outlived pvmux");
+            assert!(
+                Instant::now() < deadline,
+                "sandboxes {alive:?} outlived pvmux"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }

@@ -218,7 +218,11 @@ mod tests {
     fn a_slot_serves_each_grant_once() {
         assert_eq!(next_grant(0, 0), None);
         assert_eq!(next_grant(5, 0), Some(5));
-        assert_eq!(next_grant(5, 5), None, "its own last grant, not yet cleared");
+        assert_eq!(
+            next_grant(5, 5),
+            None,
+            "its own last grant, not yet cleared"
+        );
         assert_eq!(next_grant(6, 5), Some(6));
         assert_eq!(next_grant(0, 5), None);
     }
@@ -234,10 +238,18 @@ mod tests {
     fn granted_time_counts_grants_and_linger() {
         let g = page();
         g.begin(0, 1_000);
-        assert_eq!(allowed_ns(&g, 2, 1_500), 500, "an open grant counts up to now");
+        assert_eq!(
+            allowed_ns(&g, 2, 1_500),
+            500,
+            "an open grant counts up to now"
+        );
         g.end(0, 2_000);
         assert_eq!(g.granted_ns.load(SeqCst), 1_000);
-        assert_eq!(allowed_ns(&g, 2, 2_010), 1_000 + LINGER_NS, "open linger: full credit");
+        assert_eq!(
+            allowed_ns(&g, 2, 2_010),
+            1_000 + LINGER_NS,
+            "open linger: full credit"
+        );
         // Next grant 10 µs later: 10 µs of linger.
         g.begin(0, 12_000);
         assert_eq!(g.granted_ns.load(SeqCst), 1_000 + 10_000);
@@ -278,6 +290,10 @@ mod tests {
         let g = page();
         g.since_ns[0].store(1, SeqCst);
         assert_eq!(allowed_ns(&g, 64, u64::MAX), u64::MAX - 1);
-        assert_eq!(allowed_ns(&g, 1000, 0), 0, "more slots than exist are ignored");
+        assert_eq!(
+            allowed_ns(&g, 1000, 0),
+            0,
+            "more slots than exist are ignored"
+        );
     }
 }

@@ -812,7 +812,11 @@ fn forged_requests_without_a_grant_are_not_served() {
     }
     thread::sleep(Duration::from_millis(50));
     assert_eq!(runs.load(SeqCst), 0, "a forged request ran user code");
-    assert_eq!(slot.word(Word::DoneSeq).load(SeqCst), 0, "a forged request was answered");
+    assert_eq!(
+        slot.word(Word::DoneSeq).load(SeqCst),
+        0,
+        "a forged request was answered"
+    );
     // The kernel's request: the slot is its own again (`done_seq == run_seq`).
     let r = slot.word(Word::RunSeq).load(SeqCst);
     slot.word(Word::DoneSeq).store(r, SeqCst);
@@ -825,10 +829,15 @@ fn forged_requests_without_a_grant_are_not_served() {
     let back = k.hand_over(&Yield::new(), &req, LONG);
     assert!(matches!(back, Ok(Reply::Ran(_))), "{back:?}");
     assert_eq!(runs.load(SeqCst), 1);
-    assert_eq!(slot.grant.load(SeqCst), 0, "the grant is taken back with the reply");
+    assert_eq!(
+        slot.grant.load(SeqCst),
+        0,
+        "the grant is taken back with the reply"
+    );
     // Its grant value left in place (as if the kernel had not cleared it yet) is not served
     // twice.
-    slot.grant.store(slot.word(Word::RunSeq).load(SeqCst), SeqCst);
+    slot.grant
+        .store(slot.word(Word::RunSeq).load(SeqCst), SeqCst);
     thread::sleep(Duration::from_millis(50));
     assert_eq!(runs.load(SeqCst), 1, "a grant was served twice");
     slot.dead.store(true, SeqCst);

@@ -54,8 +54,7 @@ impl Space {
     /// space is still in use).
     fn newly_gone(&self) -> Option<Gone> {
         let g = self.grants().page();
-        if g.reaped.load(Ordering::Acquire) == 0 || self.death_seen.swap(1, Ordering::AcqRel) != 0
-        {
+        if g.reaped.load(Ordering::Acquire) == 0 || self.death_seen.swap(1, Ordering::AcqRel) != 0 {
             return None;
         }
         Some(if g.audit_killed.load(Ordering::Acquire) == AUDIT_KILLED {

@@ -245,7 +245,10 @@ fn map_grant_page(pool: u64) {
     // SAFETY: an 8-aligned word of the control header, mapped for the life of the process,
     // written by the host before `user_ctx_len` (which was read with Acquire).
     let gpa = unsafe { &*(addr_of!(header().user_grant_gpa) as *const AtomicU64) }.load(Acquire);
-    if gpa == 0 || !gpa.is_multiple_of(PAGE_SIZE) || gpa.checked_add(PAGE_SIZE).is_none_or(|e| e > pool) {
+    if gpa == 0
+        || !gpa.is_multiple_of(PAGE_SIZE)
+        || gpa.checked_add(PAGE_SIZE).is_none_or(|e| e > pool)
+    {
         fail(Step::BadHeader, EINVAL);
     }
     // SAFETY: USER_GRANT_BASE is reserved for the grant page (between the context region

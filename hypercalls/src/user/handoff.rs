@@ -9,11 +9,12 @@
 //!
 //! ```text
 //!  kernel                                          user (the slot's thread)
-//!  write the request: ops, nr_ops, ops_seq,        (waiting for run_seq != done_seq:
-//!    command; for RUN regs, fs_base, slice_ns,       spin USER_SPIN_NS, then user_waiting = 1
-//!    fpstate, fp_len, fp_init                        and futex-wait on run_seq, re-checking;
-//!  run_seq += 1                      ──────►         leave if the space is dead)
-//!  if user_waiting: wake(run_seq)                  validate command, nr_ops
+//!  write the request: ops, nr_ops, ops_seq,        (waiting for a new grant: spin
+//!    command; for RUN regs, fs_base, slice_ns,       USER_SPIN_NS, then user_waiting = 1
+//!    fpstate, fp_len, fp_init                        and futex-wait on the grant word,
+//!  run_seq += 1 (skipping 0)                         re-checking; leave if the space is dead)
+//!  grant = run_seq                   ──────►
+//!  if user_waiting: wake(grant)                    validate command, nr_ops
 //!                                                  wait for batch ops_seq - 1 (other slots)
 //!                                                  apply ops[..nr_ops]; batch ops_seq applied
 //!                                                  wait for every batch up to ops_seq
@@ -24,10 +25,14 @@
 //!   and futex-wait on done_seq in slices of          done_seq = run_seq
 //!   KERNEL_WAIT_SLICE_NS; give up when the           if kernel_waiting: wake(done_seq)
 //!   header says dead or after a timeout)
-//!  read and validate the reply once
+//!  grant = 0; read and validate the reply once
 //! ```
 //!
-//! Who writes what: the kernel writes `run_seq`, `kernel_waiting` and the request fields
+//! The slot thread serves only what the slot's **grant word** names (in the space's grant
+//! page, kernel memory the program cannot write: [`super::grant`]), each grant once; a
+//! `run_seq` the program bumped itself is never served.
+//!
+//! Who writes what: the kernel writes `run_seq`, the grant word, `kernel_waiting` and the request fields
 //! (`command`, `nr_ops`, `ops_seq`, `ops`, `slice_ns`, `fp_len`, `fp_init`; `regs`, `fs_base`
 //! and `fpstate` as the request); the user side writes `done_seq`, `user_waiting`, the result
 //! fields (`exit_*`, `op_failed`, `op_errno`, `fp_saved_len`; `regs`, `fs_base` and `fpstate`

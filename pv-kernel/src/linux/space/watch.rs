@@ -41,6 +41,7 @@ fn run() {
 }
 
 /// Why a space's sandbox is gone.
+#[derive(Clone, Copy)]
 enum Gone {
     /// The host's CPU audit killed it: CPU time used and the bound it exceeded (ns).
     Audit { cpu_ns: u64, bound_ns: u64 },
@@ -70,15 +71,31 @@ impl Space {
     }
 }
 
-/// Kills every process whose sandbox is gone, once, and logs why.
+/// Kills every process whose sandbox is gone (every process sharing the space: `vfork`,
+/// `CLONE_VM`), once, and logs why.
 fn sweep() {
-    for p in task::all_processes() {
+    let procs = task::all_processes();
+    let mut gone = alloc::vec::Vec::new();
+    for p in &procs {
+        if let Some(space) = p.space() {
+            if let Some(why) = space.newly_gone() {
+                gone.push((alloc::sync::Arc::as_ptr(&space), why));
+            }
+        }
+    }
+    if gone.is_empty() {
+        return;
+    }
+    for p in &procs {
         let Some(space) = p.space() else { continue };
-        let Some(gone) = space.newly_gone() else {
+        let Some((_, why)) = gone
+            .iter()
+            .find(|(s, _)| core::ptr::eq(*s, alloc::sync::Arc::as_ptr(&space)))
+        else {
             continue;
         };
-        let name = death::comm(&p);
-        match gone {
+        let name = death::comm(p);
+        match *why {
             Gone::Audit { cpu_ns, bound_ns } => crate::println!(
                 "pvmux: killed process {} ({name}): its user sandbox used {} ms of CPU time, \
                  more than the {} ms its vCPU grants allow (a thread ran without a grant)",
@@ -91,6 +108,6 @@ fn sweep() {
                 p.pid
             ),
         }
-        death::killed(&p, &SigInfo::kernel(sig::SIGKILL));
+        death::killed(p, &SigInfo::kernel(sig::SIGKILL));
     }
 }

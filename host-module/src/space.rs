@@ -45,6 +45,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use pvmux_hypercalls::sandbox::kind;
+use pvmux_hypercalls::user::grant::REAPED_OFFSET;
 use pvmux_hypercalls::user::{handoff, user_ctx_size, user_slot_offset, UserCtxHeader, UserSlot};
 use pvmux_hypercalls::{HcError, SandboxHeader, PAGE_SIZE};
 use rustix::event::epoll;
@@ -56,6 +57,8 @@ use crate::control::{ControlRegion, HeaderInit};
 use crate::limits::SpaceCpu;
 use crate::sandbox::{self, SandboxExit, Stub};
 use crate::GuestMemory;
+
+mod grant_audit;
 
 /// Most undestroyed spaces a tenant may hold.
 pub const MAX_SPACES: usize = 1024;
@@ -80,6 +83,7 @@ const SLOT_EXIT_REASON: u64 = offset_of!(UserSlot, exit_reason) as u64;
 const _: () = assert!(std::mem::size_of::<SandboxHeader>() as u64 <= PAGE_SIZE);
 // The control-header words the host writes to assign a spare.
 const CTL_CTX_GPA: usize = offset_of!(SandboxHeader, user_ctx_gpa);
+const CTL_GRANT_GPA: usize = offset_of!(SandboxHeader, user_grant_gpa);
 const CTL_CTX_LEN: usize = offset_of!(SandboxHeader, user_ctx_len);
 const _: () = assert!(CTL_CTX_GPA.is_multiple_of(8) && CTL_CTX_LEN.is_multiple_of(8));
 
@@ -114,6 +118,9 @@ struct Entry {
     /// sandbox cannot map) set to 1 once the sandbox is reaped: the only proof of death the
     /// guest kernel may trust (the context region is writable by the sandbox itself).
     reaped_gpa: Option<u64>,
+    /// Guest-physical address of the space's grant page (kernel memory, validated), which the
+    /// reaper's CPU audit reads ([`grant_audit`]); `None` for a space created without one.
+    grant_gpa: Option<u64>,
     /// The control memfd (kept for diagnostics until the sandbox is reaped).
     ctl: ControlRegion,
 }
@@ -157,9 +164,10 @@ impl CtlMap {
         unsafe { &*((self.addr + off) as *const AtomicU64) }
     }
 
-    /// Hands the spare its context region: `user_ctx_gpa`, then `user_ctx_len` (the stub's
-    /// futex word is its low half), then a shared futex wake.
-    fn assign(&self, ctx_gpa: u64, ctx_len: u64) {
+    /// Hands the spare its grant page and context region: `user_grant_gpa`, `user_ctx_gpa`,
+    /// then `user_ctx_len` (the stub's futex word is its low half), then a shared futex wake.
+    fn assign(&self, ctx_gpa: u64, ctx_len: u64, grant_gpa: u64) {
+        self.u64_at(CTL_GRANT_GPA).store(grant_gpa, SeqCst);
         self.u64_at(CTL_CTX_GPA).store(ctx_gpa, SeqCst);
         let len = self.u64_at(CTL_CTX_LEN);
         len.store(ctx_len, SeqCst);
@@ -300,20 +308,22 @@ impl Spaces {
         self.create_reporting(ctx_gpa, 0)
     }
 
-    /// `SpaceCreate(ctx_gpa, reaped_gpa)`: validates the context region (and the reaped word:
-    /// 4-byte aligned, below the user pool, or 0 for none) and spawns a user sandbox for it.
-    /// Returns the handle, or `BadAddress` / `NoResources`.
-    pub(crate) fn create_reporting(&self, ctx_gpa: u64, reaped_gpa: u64) -> Result<u64, HcError> {
-        let reaped = match reaped_gpa {
+    /// `SpaceCreate(ctx_gpa, grant_gpa)`: validates the context region and the grant page
+    /// (page aligned, below the user pool, or 0 for none: host tests only, the stub refuses to
+    /// start without one) and spawns a user sandbox for it. The grant page's `reaped` word is
+    /// the space's reaped word. Returns the handle, or `BadAddress` / `NoResources`.
+    pub(crate) fn create_reporting(&self, ctx_gpa: u64, grant_gpa: u64) -> Result<u64, HcError> {
+        let grant = match grant_gpa {
             0 => None,
-            g if g.is_multiple_of(4)
-                && g.checked_add(4)
+            g if g.is_multiple_of(PAGE_SIZE)
+                && g.checked_add(PAGE_SIZE)
                     .is_some_and(|e| e <= self.inner.cfg.pool_base) =>
             {
                 Some(g)
             }
             _ => return Err(HcError::BadAddress),
         };
+        let reaped = grant.map(|g| g + REAPED_OFFSET);
         let cfg = &self.inner.cfg;
         let mem_size = self.inner.mem.size();
         let ctx_len = user_ctx_size(cfg.nr_vcpus);
@@ -331,7 +341,7 @@ impl Spaces {
         if st.closed || live >= max {
             return Err(HcError::NoResources);
         }
-        if let Some(handle) = self.use_spare(&mut st, ctx_gpa, ctx_len, reaped) {
+        if let Some(handle) = self.use_spare(&mut st, ctx_gpa, ctx_len, grant) {
             self.want_spares(&mut st);
             return Ok(handle);
         }
@@ -356,6 +366,7 @@ impl Spaces {
             user_pool_base: cfg.pool_base,
             user_ctx_gpa: ctx_gpa,
             user_ctx_len: ctx_len,
+            user_grant_gpa: grant.unwrap_or(0),
             ..HeaderInit::default()
         })
         .map_err(|e| {
@@ -402,6 +413,7 @@ impl Spaces {
                 ctx_gpa: Some(ctx_gpa),
                 destroyed: false,
                 reaped_gpa: reaped,
+                grant_gpa: grant,
                 ctl,
             },
         );
@@ -418,7 +430,7 @@ impl Spaces {
         st: &mut State,
         ctx_gpa: u64,
         ctx_len: u64,
-        reaped_gpa: Option<u64>,
+        grant_gpa: Option<u64>,
     ) -> Option<u64> {
         let name = &self.inner.cfg.name;
         let ep = Arc::clone(&st.reaper.as_ref()?.epoll);
@@ -453,6 +465,7 @@ impl Spaces {
                             ctx_gpa: None,
                             destroyed: true,
                             reaped_gpa: None,
+                            grant_gpa: None,
                             ctl: sp.ctl,
                         },
                     );
@@ -463,7 +476,7 @@ impl Spaces {
                 }
                 continue;
             }
-            sp.words.assign(ctx_gpa, ctx_len);
+            sp.words.assign(ctx_gpa, ctx_len, grant_gpa.unwrap_or(0));
             st.next_handle += 1;
             tracing::debug!(tenant = %name, handle, pid = sp.pid.as_raw_nonzero().get(), spare = sp.id, ctx_gpa, "spare user sandbox assigned");
             st.entries.insert(
@@ -473,7 +486,8 @@ impl Spaces {
                     pidfd: sp.pidfd,
                     ctx_gpa: Some(ctx_gpa),
                     destroyed: false,
-                    reaped_gpa,
+                    reaped_gpa: grant_gpa.map(|g| g + REAPED_OFFSET),
+                    grant_gpa,
                     ctl: sp.ctl,
                 },
             );
@@ -572,12 +586,18 @@ fn reaper_thread(inner: &Inner, ep: &OwnedFd, wake: &OwnedFd) {
     let mut events = Vec::with_capacity(64);
     // Spawning spares and reaping is host work on the tenant's behalf.
     let mut meter = crate::limits::budget::HostMeter::start();
+    let mut audit = grant_audit::Audit::new();
     loop {
         if let Some(cpu) = inner.cpu.get() {
             meter.charge(cpu.account());
         }
         events.clear();
-        match epoll::wait(ep, rustix::buffer::spare_capacity(&mut events), None) {
+        let timeout = audit.timeout();
+        match epoll::wait(
+            ep,
+            rustix::buffer::spare_capacity(&mut events),
+            Some(&timeout),
+        ) {
             Ok(_) | Err(rustix::io::Errno::INTR) => {}
             Err(e) => {
                 // Cannot wait any more: fall back to reaping everything synchronously.
@@ -598,6 +618,7 @@ fn reaper_thread(inner: &Inner, ep: &OwnedFd, wake: &OwnedFd) {
             }
         }
         top_up_spares(inner, ep);
+        audit.run_if_due(inner);
         let st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
         if st.closed && st.processes() == 0 {
             return;

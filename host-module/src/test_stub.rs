@@ -25,7 +25,7 @@ pub(crate) enum Behaviour {
     Crash,
     /// Map guest memory, copy "hello from stub\n" to gpa 1 MiB and `ConsoleWrite` it through
     /// the doorbell (exit 50 unless it returns 16), then make hypercall `then` with `a0 = arg`
-    /// (`a1` still 16), then spin forever.
+    /// (`a1` still 16, but 0 for `SpaceCreate`: no grant page), then spin forever.
     Hypercalls {
         /// The second call.
         then: Hypercall,
@@ -115,7 +115,10 @@ core::arch::global_asm!(
     "    jne 6f",
     "    mov rax, qword ptr [rip + pvmux_test_stub_params + 8]",
     "    mov qword ptr [rbx + {hc_nr}], rax",
-    "    mov rax, qword ptr [rip + pvmux_test_stub_params + 16]",
+    "    cmp rax, 5",                 // SpaceCreate: a1 = 0 (no grant page)
+    "    jne 23f",
+    "    mov qword ptr [rbx + {hc_args} + 8], 0",
+    "23: mov rax, qword ptr [rip + pvmux_test_stub_params + 16]",
     "    mov qword ptr [rbx + {hc_args}], rax",
     "    call 7f",
     "22: pause",

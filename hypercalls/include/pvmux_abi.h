@@ -38,7 +38,7 @@ extern "C" {
 
 /* "PVMUXABI" read as a little-endian u64. */
 #define PVMUX_ABI_MAGIC UINT64_C(0x49424158554d5650)
-#define PVMUX_ABI_VERSION 3u
+#define PVMUX_ABI_VERSION 4u
 /* Guest and host page size (pvmux requires 4 KiB host pages). */
 #define PVMUX_PAGE_SIZE UINT64_C(4096)
 /* Largest number of vCPUs of a tenant. */
@@ -380,6 +380,7 @@ struct pvmux_sandbox_header {
     uint64_t user_pool_base; /* host, user sandboxes: first gpa of the user pool */
     uint64_t user_ctx_gpa;   /* host, user sandboxes: gpa of the context region */
     uint64_t user_ctx_len;   /* host, user sandboxes: PVMUX_USER_CTX_SIZE(nr_vcpus) */
+    uint64_t user_grant_gpa; /* host, user sandboxes: gpa of the space's grant page */
 };
 
 /* ------------------------------------------------------------------------------------------
@@ -786,7 +787,8 @@ _Static_assert(offsetof(struct pvmux_sandbox_header, stub_error) == 96, "Sandbox
 _Static_assert(offsetof(struct pvmux_sandbox_header, stub_table) == 104, "SandboxHeader");
 _Static_assert(offsetof(struct pvmux_sandbox_header, kind) == 128, "SandboxHeader.kind");
 _Static_assert(offsetof(struct pvmux_sandbox_header, user_ctx_gpa) == 144, "SandboxHeader");
-_Static_assert(sizeof(struct pvmux_sandbox_header) == 160, "SandboxHeader size");
+_Static_assert(offsetof(struct pvmux_sandbox_header, user_grant_gpa) == 160, "SandboxHeader");
+_Static_assert(sizeof(struct pvmux_sandbox_header) == 168, "SandboxHeader size");
 
 _Static_assert(sizeof(struct pvmux_vcpu_shared) == 4096, "VcpuShared size");
 _Static_assert(_Alignof(struct pvmux_vcpu_shared) == 4096, "VcpuShared alignment");

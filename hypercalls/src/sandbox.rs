@@ -89,6 +89,13 @@ pub struct SandboxHeader {
     /// region, then sleeps on a shared futex on the low 32 bits of this word until the host
     /// writes it (after `user_ctx_gpa`) and wakes it.
     pub user_ctx_len: u64,
+    /// User sandboxes: guest-physical address of the space's
+    /// [`UserGrant`](crate::user::grant::UserGrant) page (host, validated: page aligned,
+    /// below the user pool), which the stub maps read-only at
+    /// [`USER_GRANT_BASE`](crate::user::grant::USER_GRANT_BASE). 0 in a *spare* until the
+    /// host assigns it, written before `user_ctx_gpa`; 0 in a space created without one
+    /// (the stub then refuses to start).
+    pub user_grant_gpa: u64,
 }
 
 /// [`SandboxHeader::kind`] values.
@@ -103,4 +110,5 @@ const _: () = assert!(offset_of!(SandboxHeader, stub_status) == 88);
 const _: () = assert!(offset_of!(SandboxHeader, stub_table) == 104);
 const _: () = assert!(offset_of!(SandboxHeader, kind) == 128);
 const _: () = assert!(offset_of!(SandboxHeader, user_ctx_gpa) == 144);
-const _: () = assert!(size_of::<SandboxHeader>() == 160);
+const _: () = assert!(offset_of!(SandboxHeader, user_grant_gpa) == 160);
+const _: () = assert!(size_of::<SandboxHeader>() == 168);

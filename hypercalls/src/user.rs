@@ -37,6 +37,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::{TrapFrame, PAGE_SIZE};
 
+pub mod grant;
 pub mod handoff;
 
 /// Lowest guest user virtual address.
@@ -194,7 +195,7 @@ pub struct UserSlot {
     /// User -> guest kernel: set equal to `run_seq` when the slot comes back. Futex word of
     /// the kernel side.
     pub done_seq: AtomicU32,
-    /// 1 while the user thread sleeps on `run_seq`: the kernel must futex-wake it.
+    /// 1 while the user thread sleeps on its grant word: the kernel must futex-wake that.
     pub user_waiting: AtomicU32,
     /// 1 while the kernel sleeps on `done_seq`: the user thread must futex-wake it.
     pub kernel_waiting: AtomicU32,

@@ -49,11 +49,12 @@ pub const fn user_mapping_budget(mem_size: u64, user_pool_base: u64) -> u64 {
 }
 
 /// `RLIMIT_AS` of a user sandbox with `nr_vcpus` slots: stub image and special mappings,
-/// the slot areas, the context region, and [`user_mapping_budget`].
+/// the slot areas, the context region, the grant page, and [`user_mapping_budget`].
 pub const fn user_address_space_limit(mem_size: u64, user_pool_base: u64, nr_vcpus: u32) -> u64 {
     STUB_FIXED
         + nr_vcpus as u64 * STUB_AREA_SIZE
         + user_ctx_size(nr_vcpus)
+        + pvmux_hypercalls::PAGE_SIZE
         + user_mapping_budget(mem_size, user_pool_base)
 }
 

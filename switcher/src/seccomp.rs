@@ -74,8 +74,9 @@
 
 use pvmux_hypercalls::layout::{WINDOW_BASE, WINDOW_END, WINDOW_SIZE};
 use pvmux_hypercalls::sandbox::GUEST_MEM_FD;
+use pvmux_hypercalls::user::grant::USER_GRANT_BASE;
 use pvmux_hypercalls::user::{user_ctx_size, USER_BASE, USER_CTX_BASE, USER_END};
-use pvmux_hypercalls::MAX_VCPUS;
+use pvmux_hypercalls::{MAX_VCPUS, PAGE_SIZE};
 
 /// Longest range one `mmap`/`munmap`/`mprotect` of a user sandbox may cover (8 TiB): a range
 /// that starts in the user window then ends below `USER_CTX_BASE`.
@@ -454,6 +455,8 @@ pub fn build_user_filter(
 pub const CTX_MAP_FLAGS: u32 = 0x01 | 0x10_0000;
 /// `prot` of that mapping (`PROT_READ | PROT_WRITE`).
 pub const CTX_MAP_PROT: u32 = 3;
+/// `prot` of the stub's one `mmap` of its grant page (`PROT_READ`).
+pub const GRANT_MAP_PROT: u32 = 1;
 /// `seccomp(SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, ..)`: the only `seccomp` call
 /// the base filter lets through (installing the user filter on top of it).
 pub const SECCOMP_SET_MODE_FILTER_TSYNC: [u32; 2] = [1, 1];
@@ -461,13 +464,17 @@ pub const SECCOMP_SET_MODE_FILTER_TSYNC: [u32; 2] = [1, 1];
 /// Builds the *base* filter of a user sandbox into `out`: the filter every user sandbox
 /// installs (on all its threads) as soon as its threads exist, before it waits for its context
 /// region — so a spare never waits without seccomp. It is [`build_user_filter`]'s policy plus
-/// exactly the two calls the stub still makes between the two filters:
+/// exactly the three calls the stub still makes between the two filters:
 ///
 /// * `seccomp(SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, prog)` (installing the user
 ///   filter; the pointer cannot be checked);
 /// * `mmap(USER_CTX_BASE, len <= user_ctx_size(MAX_VCPUS), PROT_READ|PROT_WRITE,
 ///   MAP_SHARED|MAP_FIXED_NOREPLACE, guest memfd, user_pool_base <= offset < mem_size)`
-///   (mapping the assigned context region).
+///   (mapping the assigned context region);
+/// * `mmap(USER_GRANT_BASE, len <= PAGE_SIZE, PROT_READ, MAP_SHARED|MAP_FIXED_NOREPLACE,
+///   guest memfd, offset < user_pool_base)` (mapping the space's grant page, which lives in
+///   guest-kernel memory below the pool; no untrusted code runs before the user filter is
+///   installed on top, and that filter kills this call).
 ///
 /// Filters stack and the strictest answer wins, so once the user filter is installed on top,
 /// both extra calls kill the sandbox; and since the base filter allows (or traps) everything
@@ -525,6 +532,16 @@ fn user_filter(
         b.arg_eq32(4, GUEST_MEM_FD as u32);
         b.arg_ge(5, p.pool_base);
         b.arg_lt(5, p.mem_size);
+        b.ret(RET_ALLOW);
+        // The grant page, read-only, from guest-kernel memory.
+        b.block(nr::MMAP);
+        b.arg_ge(0, USER_GRANT_BASE);
+        b.arg_le(0, USER_GRANT_BASE);
+        b.arg_le(1, PAGE_SIZE);
+        b.arg_eq32(2, GRANT_MAP_PROT);
+        b.arg_eq32(3, CTX_MAP_FLAGS);
+        b.arg_eq32(4, GUEST_MEM_FD as u32);
+        b.arg_lt(5, p.pool_base);
         b.ret(RET_ALLOW);
         b.fail = Target::Die;
     }
@@ -983,6 +1000,37 @@ mod tests {
         let mut out = [SockFilter::default(); MAX_FILTER_LEN];
         let n = build_user_base_filter(&UP, &mut out).expect("base filter builds");
         evaluate(&out[..n], nr, X86, ip, args)
+    }
+
+    #[test]
+    fn base_filter_adds_the_read_only_grant_page_mapping() {
+        let ip = TEXT + 0x100;
+        let grant = [
+            USER_GRANT_BASE,
+            PAGE_SIZE,
+            u64::from(GRANT_MAP_PROT),
+            u64::from(CTX_MAP_FLAGS),
+            3,
+            POOL - 0x1000,
+        ];
+        assert_eq!(base_eval(nr::MMAP, ip, grant), RET_ALLOW);
+        // The user filter on top kills it.
+        assert_eq!(user_eval(nr::MMAP, ip, grant), RET_KILL_PROCESS);
+        let with = |i: usize, v: u64| {
+            let mut a = grant;
+            a[i] = v;
+            a
+        };
+        for a in [
+            with(0, USER_GRANT_BASE + 0x1000),
+            with(1, 2 * PAGE_SIZE),
+            with(2, 3),
+            with(3, 0x11),
+            with(4, 4),
+            with(5, POOL),
+        ] {
+            assert_eq!(base_eval(nr::MMAP, ip, a), RET_KILL_PROCESS, "{a:#x?}");
+        }
     }
 
     #[test]

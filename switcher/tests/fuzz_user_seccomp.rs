@@ -10,7 +10,8 @@
 use proptest::prelude::*;
 use pvmux_hypercalls::user::user_ctx_size;
 use pvmux_hypercalls::user::{USER_BASE, USER_CTX_BASE, USER_END};
-use pvmux_hypercalls::MAX_VCPUS;
+use pvmux_hypercalls::user::grant::USER_GRANT_BASE;
+use pvmux_hypercalls::{MAX_VCPUS, PAGE_SIZE};
 use pvmux_switcher::seccomp::{
     build_user_base_filter, build_user_filter, evaluate, nr, FilterParams, SockFilter,
     UserFilterParams, AUDIT_ARCH_X86_64, MAX_FILTER_LEN, RET_ALLOW, RET_KILL_PROCESS, RET_TRAP,
@@ -55,6 +56,13 @@ fn model_base_allows(p: &UserFilterParams, nr: u32, a: [u64; 6]) -> bool {
             && a[3] == 0x10_0001
             && a[4] == 3
             && (p.pool_base..p.mem_size).contains(&a[5]))
+        || (nr == nr::MMAP
+            && a[0] == USER_GRANT_BASE
+            && a[1] <= PAGE_SIZE
+            && a[2] == 1
+            && a[3] == 0x10_0001
+            && a[4] == 3
+            && a[5] < p.pool_base)
 }
 
 fn params() -> impl Strategy<Value = UserFilterParams> {
@@ -109,6 +117,7 @@ fn arg(p: UserFilterParams) -> impl Strategy<Value = u64> {
         USER_END,
         USER_LEN_MAX,
         USER_CTX_BASE,
+        USER_GRANT_BASE,
         p.pool_base,
         p.mem_size,
         u64::from(p.common.pid),

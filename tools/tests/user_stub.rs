@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use pvmux_host::clock::ClockParams;
 use pvmux_hypercalls::sandbox::{kind, status, CTL_FD, GUEST_MEM_FD, STUB_EXIT_SETUP};
+use pvmux_hypercalls::user::grant::grant_offset;
 use pvmux_hypercalls::user::handoff::{
     Exit, HandOffError, KernelSlot, Reply, Request, Returned, RunRequest, SlotMem, Waiter, Word,
     EINVAL,
@@ -34,6 +35,8 @@ const MEM: u64 = 32 << 20;
 const POOL: u64 = 16 << 20;
 const CTX: u64 = POOL;
 const SLOTS: u32 = 2;
+/// The space's grant page: "guest-kernel" memory below the pool.
+const GRANT_GPA: u64 = POOL - PAGE_SIZE;
 const CODE_GPA: u64 = POOL + (1 << 20);
 const DATA_GPA: u64 = CODE_GPA + PAGE_SIZE;
 const STACK_GPA: u64 = CODE_GPA + 2 * PAGE_SIZE;
@@ -172,6 +175,7 @@ impl Drop for Map {
 struct HostSlot<'a> {
     mem: &'a Map,
     off: u64,
+    index: u32,
     pid: Pid,
 }
 
@@ -190,6 +194,9 @@ impl SlotMem for HostSlot<'_> {
     fn write(&self, off: usize, data: &[u8]) {
         assert!(off + data.len() <= USER_SLOT_SIZE as usize);
         self.mem.write_bytes(self.off + off as u64, data);
+    }
+    fn grant(&self) -> &AtomicU32 {
+        self.mem.atomic32(GRANT_GPA + grant_offset(self.index))
     }
     fn dead(&self) -> bool {
         let flag = self
@@ -292,6 +299,7 @@ impl Guest {
         ctl.write(offset_of!(SandboxHeader, kind) as u64, kind::USER);
         ctl.write(offset_of!(SandboxHeader, user_pool_base) as u64, POOL);
         ctl.write(offset_of!(SandboxHeader, user_ctx_gpa) as u64, CTX);
+        ctl.write(offset_of!(SandboxHeader, user_grant_gpa) as u64, GRANT_GPA);
         ctl.write(
             offset_of!(SandboxHeader, user_ctx_len) as u64,
             user_ctx_size(SLOTS) + t.ctx_len_delta,
@@ -383,6 +391,7 @@ impl Guest {
         HostSlot {
             mem: &self.mem,
             off: Self::slot_off(i),
+            index: i,
             pid: Pid::from_child(&self.child),
         }
     }
@@ -846,8 +855,10 @@ fn dead_flag_ends_the_sandbox_cleanly() {
     g.mem
         .atomic32(CTX + offset_of!(UserCtxHeader, dead) as u64)
         .store(1, SeqCst);
+    // Idle slot threads sleep on their grant words.
     for i in 0..SLOTS {
-        futex::wake(g.word(i, Word::RunSeq), futex::Flags::empty(), u32::MAX).expect("wake");
+        let grant = g.mem.atomic32(GRANT_GPA + grant_offset(i));
+        futex::wake(grant, futex::Flags::empty(), u32::MAX).expect("wake");
     }
     assert_eq!(g.wait_exit().code(), Some(0));
 }

@@ -9,11 +9,12 @@
 //!
 //! ```text
 //!  kernel                                          user (the slot's thread)
-//!  write the request: ops, nr_ops, ops_seq,        (waiting for run_seq != done_seq:
-//!    command; for RUN regs, fs_base, slice_ns,       spin USER_SPIN_NS, then user_waiting = 1
-//!    fpstate, fp_len, fp_init                        and futex-wait on run_seq, re-checking;
-//!  run_seq += 1                      ──────►         leave if the space is dead)
-//!  if user_waiting: wake(run_seq)                  validate command, nr_ops
+//!  write the request: ops, nr_ops, ops_seq,        (waiting for a new grant: spin
+//!    command; for RUN regs, fs_base, slice_ns,       USER_SPIN_NS, then user_waiting = 1
+//!    fpstate, fp_len, fp_init                        and futex-wait on the grant word,
+//!  run_seq += 1 (skipping 0)                         re-checking; leave if the space is dead)
+//!  grant = run_seq                   ──────►
+//!  if user_waiting: wake(grant)                    validate command, nr_ops
 //!                                                  wait for batch ops_seq - 1 (other slots)
 //!                                                  apply ops[..nr_ops]; batch ops_seq applied
 //!                                                  wait for every batch up to ops_seq
@@ -24,10 +25,14 @@
 //!   and futex-wait on done_seq in slices of          done_seq = run_seq
 //!   KERNEL_WAIT_SLICE_NS; give up when the           if kernel_waiting: wake(done_seq)
 //!   header says dead or after a timeout)
-//!  read and validate the reply once
+//!  grant = 0; read and validate the reply once
 //! ```
 //!
-//! Who writes what: the kernel writes `run_seq`, `kernel_waiting` and the request fields
+//! The slot thread serves only what the slot's **grant word** names (in the space's grant
+//! page, kernel memory the program cannot write: [`super::grant`]), each grant once; a
+//! `run_seq` the program bumped itself is never served.
+//!
+//! Who writes what: the kernel writes `run_seq`, the grant word, `kernel_waiting` and the request fields
 //! (`command`, `nr_ops`, `ops_seq`, `ops`, `slice_ns`, `fp_len`, `fp_init`; `regs`, `fs_base`
 //! and `fpstate` as the request); the user side writes `done_seq`, `user_waiting`, the result
 //! fields (`exit_*`, `op_failed`, `op_errno`, `fp_saved_len`; `regs`, `fs_base` and `fpstate`
@@ -51,6 +56,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64};
 
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
+use super::grant::next_grant;
 use super::{
     command, in_user_window, op, prot, user_stat, UserExit, UserOp, UserSlot, USER_FPSTATE_MAX,
     USER_OPS_MAX,
@@ -122,6 +128,9 @@ pub trait SlotMem {
     fn write(&self, off: usize, data: &[u8]);
     /// Whether the host has marked the sandbox dead ([`super::UserCtxHeader::dead`]).
     fn dead(&self) -> bool;
+    /// The slot's grant word ([`UserGrant::grant`](super::grant::UserGrant::grant)): in
+    /// guest-kernel memory, written only by the kernel (read-only in the user sandbox).
+    fn grant(&self) -> &AtomicU32;
 }
 
 // Byte offsets of the plain fields.
@@ -326,8 +335,17 @@ impl<'a, M: SlotMem + ?Sized> KernelSlot<'a, M> {
     ) -> Result<Reply, HandOffError> {
         self.write_request(req);
         let pending = self.ring(w, req.run.is_none());
-        self.wait(w, &pending, timeout_ns)?;
+        let waited = self.wait(w, &pending, timeout_ns);
+        // Back (or given up): the thread may not serve this request any more.
+        self.revoke();
+        waited?;
         self.reply(&pending)
+    }
+
+    /// Takes the slot's grant back (`grant = 0`): after the reply, or when the kernel gives
+    /// up on the request.
+    pub fn revoke(&self) {
+        self.mem.grant().store(0, SeqCst);
     }
 
     /// Writes the request fields (the slot must be the kernel's: `done_seq == run_seq`).
@@ -362,16 +380,19 @@ impl<'a, M: SlotMem + ?Sized> KernelSlot<'a, M> {
         put(self.mem, COMMAND, &cmd);
     }
 
-    /// Hands the slot over: publishes the next `run_seq` and wakes the user thread if it
+    /// Hands the slot over: publishes the next `run_seq` (never 0), then grants it
+    /// (`grant = run_seq`), and wakes the user thread — which sleeps on the grant word — if it
     /// sleeps. `ops_only`: the request written is `OPS_ONLY` (so only `OpsDone` answers it).
     pub fn ring(&self, w: &(impl Waiter + ?Sized), ops_only: bool) -> Pending {
         let m = self.mem;
         let run = m.word(Word::RunSeq);
-        let seq = run.load(Relaxed).wrapping_add(1);
+        let seq = super::grant::next_seq(run.load(Relaxed));
         let ticks_before = m.counter(user_stat::USER_TICKS).load(Relaxed);
         run.store(seq, SeqCst);
+        let grant = m.grant();
+        grant.store(seq, SeqCst);
         if m.word(Word::UserWaiting).load(SeqCst) != 0 {
-            w.wake(run, u32::MAX);
+            w.wake(grant, u32::MAX);
         }
         Pending {
             seq,
@@ -603,6 +624,10 @@ pub trait UserPlatform {
     /// Loads a `RUN` request into the thread about to enter user code (FS base, FPU image
     /// from the slot, registers, slice timer); `Err(errno)` if that fails (no user code runs).
     fn load(&mut self, run: &RunLoad) -> Result<(), u32>;
+    /// Waits until the slot's grant word holds a grant other than `last` (the last one this
+    /// thread served, 0 for none) and returns it, or `None` once the sandbox is dead.
+    /// [`UserSide::wait_request`] is the reference implementation.
+    fn wait_grant(&mut self, last: u32) -> Option<u32>;
 }
 
 /// What the slot thread does next.
@@ -641,32 +666,34 @@ impl<'a, M: SlotMem + ?Sized> UserSide<'a, M> {
         Self { mem, mem_size }
     }
 
-    /// Waits until the slot is handed over (`run_seq != done_seq`): spins up to
-    /// [`USER_SPIN_NS`], then sleeps on `run_seq`. Returns the `run_seq` to serve, or `None`
-    /// once the sandbox is marked dead.
-    pub fn wait_request(&self, w: &(impl Waiter + ?Sized)) -> Option<u32> {
+    /// Waits until the kernel grants the slot a request this thread has not served (the
+    /// grant word holds a `run_seq` other than 0 and `last`, [`next_grant`]): spins up to
+    /// [`USER_SPIN_NS`], then sleeps on the grant word. Returns the `run_seq` to serve, or
+    /// `None` once the sandbox is marked dead. The slot's own `run_seq` is never trusted for
+    /// this: the program can write it.
+    ///
+    /// The reference implementation ([`UserPlatform::wait_grant`]); the user stub waits with
+    /// a loop of its own that keeps its state in registers, since a program can write the
+    /// stack of a thread that waits here.
+    pub fn wait_request(&self, w: &(impl Waiter + ?Sized), last: u32) -> Option<u32> {
         let m = self.mem;
-        let (run, done, waiting) = (
-            m.word(Word::RunSeq),
-            m.word(Word::DoneSeq),
-            m.word(Word::UserWaiting),
-        );
+        let (grant, waiting) = (m.grant(), m.word(Word::UserWaiting));
         loop {
             if m.dead() {
                 return None;
             }
-            let mut r = 0;
+            let mut r = None;
             if spin_until(w, USER_SPIN_NS, || {
-                r = run.load(Acquire);
-                r != done.load(Relaxed)
+                r = next_grant(grant.load(Acquire), last);
+                r.is_some()
             }) {
-                return Some(r);
+                return r;
             }
             waiting.store(1, SeqCst);
-            let r = run.load(SeqCst);
-            if r == done.load(SeqCst) && !m.dead() {
+            let g = grant.load(SeqCst);
+            if next_grant(g, last).is_none() && !m.dead() {
                 m.counter(user_stat::SLEEPS).fetch_add(1, Relaxed);
-                w.wait(run, r, None);
+                w.wait(grant, g, None);
             }
             waiting.store(0, Relaxed);
         }
@@ -675,17 +702,21 @@ impl<'a, M: SlotMem + ?Sized> UserSide<'a, M> {
     /// Serves requests (applying their operations in the space's batch order, reporting
     /// `OpsDone` and failures) until one is to run user code, whose state `p` has then
     /// loaded; or until the sandbox is dead.
+    /// `last` is the grant this thread served last (0 for none): it only serves grants after
+    /// it ([`UserPlatform::wait_grant`]).
     pub fn serve(
         &self,
         w: &(impl Waiter + ?Sized),
         order: &OpsOrder,
         p: &mut impl UserPlatform,
+        mut last: u32,
     ) -> Served {
         let m = self.mem;
         loop {
-            let Some(seq) = self.wait_request(w) else {
+            let Some(seq) = p.wait_grant(last) else {
                 return Served::Dead;
             };
+            last = seq;
             m.counter(user_stat::RUNS).fetch_add(1, Relaxed);
             let (cmd, nr_ops, ops_seq): (u32, u32, u64) =
                 (get(m, COMMAND), get(m, NR_OPS), get(m, OPS_SEQ));

@@ -21,6 +21,7 @@ const LONG: u64 = 60_000_000_000;
 /// behind a lock (the layout is the trait's business, not the protocol's).
 struct TestSlot {
     words: [AtomicU32; 4],
+    grant: AtomicU32,
     counters: [AtomicU64; 8],
     bytes: Mutex<Vec<u8>>,
     dead: AtomicBool,
@@ -30,6 +31,7 @@ impl TestSlot {
     fn new() -> Arc<Self> {
         Arc::new(Self {
             words: Default::default(),
+            grant: AtomicU32::new(0),
             counters: Default::default(),
             bytes: Mutex::new(std::vec![0; USER_SLOT_SIZE as usize]),
             dead: AtomicBool::new(false),
@@ -56,6 +58,9 @@ impl SlotMem for TestSlot {
     }
     fn dead(&self) -> bool {
         self.dead.load(SeqCst)
+    }
+    fn grant(&self) -> &AtomicU32 {
+        &self.grant
     }
 }
 
@@ -84,6 +89,8 @@ impl Waiter for Yield {
 /// with `fs_base == BAD_FS` with `EPERM`.
 #[derive(Default)]
 struct Fake {
+    /// The slot it waits on (set by `serve_forever`).
+    slot: Option<Arc<TestSlot>>,
     log: Arc<Mutex<Vec<UserOp>>>,
     fail_addr: Option<u64>,
     loaded: Option<RunLoad>,
@@ -106,6 +113,10 @@ impl UserPlatform for Fake {
         self.loaded = Some(*run);
         Ok(())
     }
+    fn wait_grant(&mut self, last: u32) -> Option<u32> {
+        let slot = self.slot.as_ref().expect("slot");
+        UserSide::new(&**slot, MEM).wait_request(&Yield::new(), last)
+    }
 }
 
 /// A slot thread whose "user code" makes a system call at once: number = `rax + 1`, FS base
@@ -114,11 +125,14 @@ impl UserPlatform for Fake {
 fn serve_forever(slot: Arc<TestSlot>, order: Arc<OpsOrder>, mut p: Fake) -> u64 {
     let w = Yield::new();
     let side = UserSide::new(&*slot, MEM);
+    p.slot = Some(Arc::clone(&slot));
     let mut runs = 0;
+    let mut last = 0;
     loop {
-        match side.serve(&w, &order, &mut p) {
+        match side.serve(&w, &order, &mut p, last) {
             Served::Dead => return runs,
             Served::Run(seq) => {
+                last = seq;
                 let run = p.loaded.take().expect("loaded");
                 let mut fp = std::vec![0u8; run.fp_len];
                 side.read_fp(&mut fp);
@@ -254,7 +268,7 @@ fn halves_agree() {
     assert_eq!(order.applied(), batch);
 }
 
-/// Sequence numbers wrap around `u32::MAX`.
+/// Sequence numbers wrap around `u32::MAX`, skipping 0 (no grant).
 #[test]
 fn sequence_numbers_wrap() {
     let slot = TestSlot::new();
@@ -277,8 +291,9 @@ fn sequence_numbers_wrap() {
         };
         assert_eq!(back.regs.rax, i + 1);
     }
-    assert_eq!(slot.word(Word::RunSeq).load(SeqCst), 3);
-    assert_eq!(slot.word(Word::DoneSeq).load(SeqCst), 3);
+    assert_eq!(slot.word(Word::RunSeq).load(SeqCst), 4);
+    assert_eq!(slot.word(Word::DoneSeq).load(SeqCst), 4);
+    assert_eq!(slot.grant.load(SeqCst), 0, "revoked after the reply");
     slot.dead.store(true, SeqCst);
     assert_eq!(user.join().unwrap(), 6);
 }
@@ -754,4 +769,77 @@ fn word_offsets_are_the_slot_layout() {
     assert_eq!(Word::UserWaiting.offset(), 8);
     assert_eq!(Word::KernelWaiting.offset(), 12);
     assert_eq!(FPSTATE, 0x2000);
+}
+
+/// A request the program forged into an idle slot (a bumped `run_seq`, a `RUN` command,
+/// `user_waiting` cleared, a wake) is never served: the slot thread serves only what the
+/// kernel's grant word names, each grant once. The kernel's own request afterwards is served
+/// normally and its grant is taken back with the reply.
+#[test]
+fn forged_requests_without_a_grant_are_not_served() {
+    let slot = TestSlot::new();
+    let runs = Arc::new(AtomicU32::new(0));
+    let user = {
+        let (slot, runs) = (Arc::clone(&slot), Arc::clone(&runs));
+        thread::spawn(move || {
+            let w = Yield::new();
+            let side = UserSide::new(&*slot, MEM);
+            let mut p = Fake {
+                slot: Some(Arc::clone(&slot)),
+                ..Fake::default()
+            };
+            let mut last = 0;
+            loop {
+                match side.serve(&w, &OpsOrder::new(), &mut p, last) {
+                    Served::Dead => return,
+                    Served::Run(seq) => {
+                        last = seq;
+                        runs.fetch_add(1, SeqCst);
+                        side.publish(&w, seq, UserExit::Interrupt);
+                    }
+                }
+            }
+        })
+    };
+    // The program's forgery: a complete RUN request, published as the kernel would, but
+    // without the grant (which it cannot write).
+    slot.put(COMMAND, command::RUN);
+    slot.put(NR_OPS, 0u32);
+    for _ in 0..1000 {
+        let r = slot.word(Word::RunSeq).load(SeqCst);
+        slot.word(Word::RunSeq).store(r.wrapping_add(1), SeqCst);
+        thread::yield_now();
+    }
+    thread::sleep(Duration::from_millis(50));
+    assert_eq!(runs.load(SeqCst), 0, "a forged request ran user code");
+    assert_eq!(
+        slot.word(Word::DoneSeq).load(SeqCst),
+        0,
+        "a forged request was answered"
+    );
+    // The kernel's request: the slot is its own again (`done_seq == run_seq`).
+    let r = slot.word(Word::RunSeq).load(SeqCst);
+    slot.word(Word::DoneSeq).store(r, SeqCst);
+    let k = KernelSlot::new(&*slot);
+    let req = Request {
+        ops: &[],
+        ops_seq: 0,
+        run: Some(run_req(0, 0, &[])),
+    };
+    let back = k.hand_over(&Yield::new(), &req, LONG);
+    assert!(matches!(back, Ok(Reply::Ran(_))), "{back:?}");
+    assert_eq!(runs.load(SeqCst), 1);
+    assert_eq!(
+        slot.grant.load(SeqCst),
+        0,
+        "the grant is taken back with the reply"
+    );
+    // Its grant value left in place (as if the kernel had not cleared it yet) is not served
+    // twice.
+    slot.grant
+        .store(slot.word(Word::RunSeq).load(SeqCst), SeqCst);
+    thread::sleep(Duration::from_millis(50));
+    assert_eq!(runs.load(SeqCst), 1, "a grant was served twice");
+    slot.dead.store(true, SeqCst);
+    user.join().unwrap();
 }

@@ -4,7 +4,6 @@
 //! memory, unlike the context region's `dead` flag that the sandbox itself can forge — and
 //! only then go back to the pool.
 
-use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, Ordering};
 
@@ -12,6 +11,7 @@ use pvmux_hypercalls::PAGE_SIZE;
 
 use crate::irq::IrqLock;
 use crate::linux::{pool, Errno};
+use crate::mm::user_ctx::GrantPage;
 
 /// Spaces destroyed but possibly not dead yet: their frames are released once the host
 /// reports the sandbox gone (it may still touch them until then). `SpaceDestroy` returns
@@ -26,11 +26,12 @@ pub(super) struct Grave {
     pub(super) ctx_pages: usize,
     /// Its user pages.
     pub(super) frames: Vec<u64>,
-    /// Set to 1 by the host once the sandbox process is reaped. It lives in kernel memory
-    /// (below the user pool), so unlike the context region's `dead` flag — which the sandbox
-    /// itself can write — a hostile program cannot fake it to get its memory reused while
-    /// it still runs.
-    pub(super) reaped: Box<AtomicU32>,
+    /// The space's grant page, whose `reaped` word the host sets to 1 once the sandbox
+    /// process is reaped. It lives in kernel memory (below the user pool, read-only in the
+    /// sandbox), so unlike the context region's `dead` flag — which the sandbox itself can
+    /// write — a hostile program cannot fake it to get its memory reused while it still runs.
+    /// Freed with the rest.
+    pub(super) grants: GrantPage,
 }
 
 /// Entries in [`GRAVEYARD`] (checked without the lock on hot paths).
@@ -85,7 +86,7 @@ pub(crate) fn reap_graveyard() -> bool {
         let mut done = Vec::new();
         let mut i = 0;
         while i < g.len() {
-            if g[i].reaped.load(Ordering::Acquire) != 0 {
+            if g[i].grants.page().reaped.load(Ordering::Acquire) != 0 {
                 done.push(g.swap_remove(i));
             } else {
                 i += 1;

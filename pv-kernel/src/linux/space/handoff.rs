@@ -3,8 +3,9 @@
 //! context region, with the kernel's policies around it — queued operations taken in
 //! numbered batches (several rounds if there are many), the slice timer re-armed only after it
 //! fired, user time clamped to what the kernel measured, frames released only once the
-//! operations that unmapped them came back applied, and a sandbox that does not answer within
-//! [`RUN_TIMEOUT_NS`] treated as dead.
+//! operations that unmapped them came back applied, a sandbox that does not answer within
+//! [`RUN_TIMEOUT_NS`] treated as dead, and the time each slot holds a grant counted in the
+//! space's grant page for the host's CPU audit.
 
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
@@ -17,7 +18,7 @@ use super::mm::Batch;
 use super::Space;
 use crate::irq::IrqGuard;
 use crate::linux::pool;
-use crate::mm::user_ctx::{Slot, StubWaiter};
+use crate::mm::user_ctx::{GrantPage, Slot, StubWaiter};
 
 /// Longest a request may stay unanswered before the space is treated as dead. An honest
 /// user stub answers within a time slice; a user program can keep it from ever answering
@@ -82,9 +83,14 @@ fn ticks_to_ns(ticks: u64) -> u64 {
 }
 
 impl Space {
+    /// The space's grant page (present until the space is dropped).
+    pub(super) fn grants(&self) -> &GrantPage {
+        self.grants.as_ref().expect("grant page")
+    }
+
     /// This vCPU's slot of the context region.
-    fn slot(&self, cpu: u32) -> Slot {
-        Slot::new(self.ctx_gpa, cpu)
+    fn slot(&self, cpu: u32) -> Slot<'_> {
+        Slot::new(self.ctx_gpa, self.grants(), cpu)
     }
 
     /// Puts every operation queued so far in force now, on this vCPU's slot (in rounds if
@@ -162,7 +168,7 @@ impl Space {
     /// `ops_only` — user code with `st`. Returns `None` for a completed `OPS_ONLY` round.
     fn hand_over(
         &self,
-        slot: &Slot,
+        slot: &Slot<'_>,
         cpu: u32,
         batch: &Batch,
         ops_only: bool,
@@ -183,9 +189,16 @@ impl Space {
         };
         let k = KernelSlot::new(slot);
         let tsc_before = crate::arch::rdtsc();
+        // The slot holds a grant from here until the reply (or until we give up on it): that
+        // time, and the slot's linger after the reply, is what the host lets the sandbox's
+        // CPU time reach (`pvmux_hypercalls::user::grant`).
+        let grants = self.grants().page();
+        grants.begin(cpu as usize, crate::stub::clock_ns());
+        let answer = k.hand_over(&StubWaiter, &req, RUN_TIMEOUT_NS);
+        grants.end(cpu as usize, crate::stub::clock_ns());
         // A failed operation means the sandbox refused a mapping we validated: treat it as
         // broken, like a dead, unanswering or garbage-answering one.
-        let back = match k.hand_over(&StubWaiter, &req, RUN_TIMEOUT_NS) {
+        let back = match answer {
             Ok(Reply::OpsDone) => return None,
             Ok(Reply::Ran(back)) => back,
             Err(_) => return Some(Exit::Dead),

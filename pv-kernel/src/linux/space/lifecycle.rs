@@ -3,7 +3,6 @@
 //! region and a reaped word, `fork` as a snapshot, and destruction — `SpaceDestroy` only kills,
 //! the frames wait in the graveyard until the host has reaped the sandbox.
 
-use alloc::boxed::Box;
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -14,7 +13,7 @@ use super::graveyard::{self, reap_graveyard, Grave, RECLAIM_POLL_NS, RECLAIM_WAI
 use super::{Mm, Space};
 use crate::irq::IrqLock;
 use crate::linux::{pool, Errno};
-use crate::mm::user_ctx;
+use crate::mm::user_ctx::{self, GrantPage};
 use crate::sched::wait::WaitQueue;
 
 /// Live spaces (statistics).
@@ -27,10 +26,9 @@ impl Space {
         let n = crate::boot::nr_vcpus();
         let size = user_ctx_size(n);
         let pages = (size / PAGE_SIZE) as usize;
-        // The host's proof of death lives in kernel memory (see `Grave::reaped`).
-        let reaped = Box::new(AtomicU32::new(0));
-        let reaped_gpa = crate::boot::virt_to_phys(&*reaped as *const AtomicU32 as u64, 4)
-            .ok_or(Errno::ENOMEM)?;
+        // Grant words, granted time and the host's proof of death live in kernel memory
+        // (see `Grave::grants`).
+        let grants = GrantPage::new().ok_or(Errno::ENOMEM)?;
         // Short of memory with destroyed spaces not dead yet: their sandboxes are being
         // reaped (a matter of microseconds to milliseconds); wait for them a little.
         let deadline = crate::stub::clock_ns() + RECLAIM_WAIT_NS;
@@ -51,18 +49,20 @@ impl Space {
         };
         // Nobody else sees the (zeroed) region before `SpaceCreate`.
         user_ctx::init_header(ctx_gpa, n);
-        let Ok(handle) = crate::hcall::space_create(ctx_gpa, reaped_gpa) else {
+        let Ok(handle) = crate::hcall::space_create(ctx_gpa, grants.gpa()) else {
             for p in 0..pages as u64 {
                 pool::put(ctx_gpa + p * PAGE_SIZE);
             }
             return Err(Errno::EAGAIN);
         };
         LIVE.fetch_add(1, Ordering::Relaxed);
+        super::watch::start();
         Ok(Arc::new(Self {
             handle,
             ctx_gpa,
             ctx_pages: pages,
-            reaped: spin::Mutex::new(Some(reaped)),
+            grants: Some(grants),
+            death_seen: AtomicU32::new(0),
             mm: IrqLock::new(Mm::new()),
             slice_deadline: [const { AtomicU64::new(0) }; pvmux_hypercalls::MAX_VCPUS as usize],
             forking: AtomicU32::new(0),
@@ -99,12 +99,12 @@ impl Drop for Space {
         let _ = crate::hcall::space_destroy(self.handle);
         LIVE.fetch_sub(1, Ordering::Relaxed);
         let frames = self.mm.get_mut().take_frames();
-        let reaped = self.reaped.lock().take().expect("reaped word");
+        let grants = self.grants.take().expect("grant page");
         graveyard::bury(Grave {
             ctx_gpa: self.ctx_gpa,
             ctx_pages: self.ctx_pages,
             frames,
-            reaped,
+            grants,
         });
     }
 }

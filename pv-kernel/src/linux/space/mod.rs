@@ -9,7 +9,9 @@
 //!   word says they are gone;
 //! * [`handoff`]: running user code ([`Space::run`]) — the kernel half of the ABI's slot
 //!   hand-off (`pvmux_hypercalls::user::handoff`) on this vCPU's slot of the context region;
-//! * [`copy`]: copies between the kernel and a space's user memory.
+//! * [`copy`]: copies between the kernel and a space's user memory;
+//! * [`watch`]: notices sandboxes that died while their process was not running user code
+//!   (killed by the host's CPU audit, by its filter, ...) and kills the process.
 //!
 //! User memory is never mapped in the kernel sandbox: the kernel reads and writes it through
 //! the framework's copies (`crate::mm::pool_mem`) after translating here. Changes are queued
@@ -31,12 +33,12 @@
 //! fork): one of them could otherwise fault in a page the child does not have, and then write
 //! into a page the two still share (the child would see the second write without the first).
 
-use alloc::boxed::Box;
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU32, AtomicU64};
 
 use super::Errno;
 use crate::irq::IrqLock;
+use crate::mm::user_ctx::GrantPage;
 use crate::sched::wait::WaitQueue;
 
 mod copy;
@@ -44,6 +46,7 @@ mod graveyard;
 mod handoff;
 mod lifecycle;
 pub(crate) mod mm;
+mod watch;
 
 pub(crate) use copy::{
     copy_out, current_atomic_update_u32, current_copy, current_copy_in, current_copy_out,
@@ -62,9 +65,12 @@ pub(crate) struct Space {
     ctx_pages: usize,
     /// The memory map.
     pub(crate) mm: IrqLock<Mm>,
-    /// The host's proof of death for this space's sandbox (see `graveyard::Grave::reaped`);
-    /// moved into the graveyard on drop.
-    reaped: spin::Mutex<Option<Box<AtomicU32>>>,
+    /// The space's grant page (kernel memory: grant words, granted time, the host's reaped
+    /// word and audit verdict; see `graveyard::Grave::grants`); moved into the graveyard on
+    /// drop.
+    grants: Option<GrantPage>,
+    /// The death of its sandbox has been dealt with ([`watch`]).
+    death_seen: AtomicU32,
     /// Per slot: guest time at which its slice timer fires (0 = not armed). The timer is
     /// re-armed only once it has fired, which saves a host timer call per entry.
     slice_deadline: [AtomicU64; pvmux_hypercalls::MAX_VCPUS as usize],

@@ -7,7 +7,9 @@
 //! a sandbox spawned for a space; a *spare* sleeps here, on a futex on the low half of
 //! `user_ctx_len`, until `SpaceCreate` assigns it one), maps the region at `USER_CTX_BASE`,
 //! installs the user filter (TSYNC) and releases the threads. Each thread then raises a signal
-//! to itself and *lives in its signal handler* ([`handler`]): it serves requests on its slot
+//! to itself and *lives in its signal handler* ([`handler`]): it serves the requests the guest
+//! kernel *grants* its slot (the grant word in the read-only grant page, waited for in
+//! [`idle`]'s register-only loop: a program can forge requests, not grants) on its slot
 //! ([`request`]: the user half of the hand-off, `pvmux_hypercalls::user::handoff`, with the
 //! stub's system calls behind it) until one is to run user code, writes the requested
 //! registers into the signal's saved context and returns, which `rt_sigreturn`s into user
@@ -26,6 +28,7 @@ mod cpu;
 mod fpu;
 mod fsbase;
 mod handler;
+mod idle;
 mod request;
 mod slot;
 mod start;

@@ -1,14 +1,16 @@
 //! Serving requests: the user half of the hand-off (`pvmux_hypercalls::user::handoff`) with
-//! the stub's system calls behind it — `mmap`/`munmap`/`mprotect` of guest memory for the
-//! operations, and loading a `RUN` request's state into the signal frame the handler returns
-//! through.
+//! the stub's system calls behind it — waiting for the slot's next grant ([`super::idle`]),
+//! `mmap`/`munmap`/`mprotect` of guest memory for the operations, and loading a `RUN`
+//! request's state into the signal frame the handler returns through.
 
 use core::sync::atomic::Ordering::Relaxed;
 
 use pvmux_hypercalls::frame::RFLAGS_USER_MASK;
 use pvmux_hypercalls::sandbox::GUEST_MEM_FD;
-use pvmux_hypercalls::user::handoff::{OpsOrder, RunLoad, Served, UserPlatform, UserSide};
-use pvmux_hypercalls::user::{op, UserOp, USER_BASE, USER_END};
+use pvmux_hypercalls::user::handoff::{
+    OpsOrder, RunLoad, Served, SlotMem, UserPlatform, UserSide, USER_SPIN_NS,
+};
+use pvmux_hypercalls::user::{op, user_stat, UserOp, USER_BASE, USER_END};
 use pvmux_switcher::seccomp::USER_LEN_MAX;
 
 use super::cpu::UserCpu;
@@ -29,12 +31,20 @@ pub(super) fn side(slot: &Slot) -> UserSide<'_, Slot> {
     UserSide::new(slot, G.mem_size.load(Relaxed))
 }
 
+/// The hand-off's spin budget ([`USER_SPIN_NS`]) in TSC ticks of the guest clock.
+fn spin_ticks() -> u64 {
+    let (mult, shift) = (G.clock_mult.load(Relaxed), G.clock_shift.load(Relaxed));
+    ((u128::from(USER_SPIN_NS) << shift) / u128::from(mult.max(1))).min(u128::from(u32::MAX)) as u64
+}
+
 /// Serves requests until one runs user code (then returns, so the handler's `rt_sigreturn`
-/// enters it, with the request's `run_seq` in `c.cur_seq`). Exits the sandbox once it is
+/// enters it, with the request's `run_seq` in `c.cur_seq`): only requests the guest kernel
+/// granted, each once (`c.cur_seq` is the last one served). Exits the sandbox once it is
 /// marked dead.
 pub(super) fn serve(c: &UserCpu, slot: Slot, g: &mut [u64; 32], uc: *mut u8) {
     let mut stub = Stub { c, slot, g, uc };
-    match side(&slot).serve(&Futex, &ORDER, &mut stub) {
+    let last = c.cur_seq.load(Relaxed);
+    match side(&slot).serve(&Futex, &ORDER, &mut stub, last) {
         Served::Run(seq) => {
             c.cur_seq.store(seq, Relaxed);
             c.user_since.store(super::rdtsc(), Relaxed);
@@ -94,6 +104,22 @@ fn evict_user_window() {
 }
 
 impl UserPlatform for Stub<'_> {
+    /// Waits in [`super::idle`]'s register-only loop for a grant other than `last`.
+    fn wait_grant(&mut self, last: u32) -> Option<u32> {
+        let slot = self.slot;
+        let (grant, slept) = super::idle::wait_grant(
+            slot.grant_word(),
+            last,
+            slot.waiting_word(),
+            spin_ticks(),
+            super::slot::ctx_dead_word(),
+        );
+        if slept {
+            slot.counter(user_stat::SLEEPS).fetch_add(1, Relaxed);
+        }
+        Some(grant)
+    }
+
     /// Applies one checked operation (ranges longer than [`USER_LEN_MAX`], which the filter
     /// refuses, are split). On `ENOMEM` the user window is evicted and the part retried: a
     /// `MAP` is then made again; an `UNMAP` or `PROTECT` has nothing left to act on (the

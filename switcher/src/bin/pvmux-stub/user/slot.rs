@@ -1,12 +1,14 @@
 //! The context region as the user stub reaches it: the slots through the ABI's
 //! [`SlotMem`] (atomics for the hand-off words and counters, copies for every other field:
 //! user code of any slot can write the region at any time, so no Rust reference is formed over
-//! it), the header's `ready` and `dead` words, and the stub's clock and futexes for the
+//! it), the header's `ready` and `dead` words, each slot's grant word (in the space's grant
+//! page, mapped read-only at `USER_GRANT_BASE`), and the stub's clock and futexes for the
 //! hand-off ([`Futex`]).
 
 use core::mem::offset_of;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
+use pvmux_hypercalls::user::grant::{grant_offset, USER_GRANT_BASE};
 use pvmux_hypercalls::user::handoff::{SlotMem, Waiter, Word};
 use pvmux_hypercalls::user::{
     user_slot_offset, UserCtxHeader, UserSlot, USER_CTX_BASE, USER_FPSTATE_MAX, USER_SLOT_SIZE,
@@ -29,6 +31,11 @@ pub(super) fn ctx_dead() -> bool {
     header_word(offset_of!(UserCtxHeader, dead)).load(Relaxed) != 0
 }
 
+/// The address of the header's `dead` word (for the idle loop, which only loads it).
+pub(super) fn ctx_dead_word() -> *const u32 {
+    header_word(offset_of!(UserCtxHeader, dead)).as_ptr()
+}
+
 /// The header's `ready` word.
 pub(super) fn ctx_ready() -> &'static AtomicU32 {
     header_word(offset_of!(UserCtxHeader, ready))
@@ -48,6 +55,7 @@ pub(super) unsafe fn ctx_read<T: Copy>(off: usize) -> T {
 #[derive(Clone, Copy)]
 pub(super) struct Slot {
     base: u64,
+    index: u32,
 }
 
 impl Slot {
@@ -55,7 +63,19 @@ impl Slot {
     pub(super) const fn get(i: u32) -> Self {
         Self {
             base: USER_CTX_BASE + user_slot_offset(i),
+            index: i,
         }
+    }
+
+    /// The slot's grant word, in the read-only grant page (only ever read, and only used as
+    /// a futex address).
+    pub(super) fn grant_word(&self) -> *const u32 {
+        (USER_GRANT_BASE + grant_offset(self.index)) as *const u32
+    }
+
+    /// The slot's `user_waiting` word.
+    pub(super) fn waiting_word(&self) -> *mut u32 {
+        self.at(Word::UserWaiting.offset(), 4) as *mut u32
     }
 
     /// The address of `len` bytes at byte offset `off` of the slot (panics outside it).
@@ -133,6 +153,13 @@ impl SlotMem for Slot {
 
     fn dead(&self) -> bool {
         ctx_dead()
+    }
+
+    fn grant(&self) -> &AtomicU32 {
+        // SAFETY: an aligned u32 of the grant page, which start-up maps (read-only) before
+        // any slot thread serves and which stays mapped; the guest kernel writes it
+        // atomically, the stub only loads it (this reference is used for nothing else).
+        unsafe { &*(self.grant_word() as *const AtomicU32) }
     }
 }
 

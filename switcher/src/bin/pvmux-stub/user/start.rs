@@ -11,13 +11,14 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
 
 use pvmux_hypercalls::layout::MAX_GUEST_MEM;
 use pvmux_hypercalls::sandbox::{status, GUEST_MEM_FD, STUB_EXIT_CRASH};
+use pvmux_hypercalls::user::grant::USER_GRANT_BASE;
 use pvmux_hypercalls::user::{user_ctx_size, UserCtxHeader, USER_CTX_BASE, USER_CTX_MAGIC};
 use pvmux_hypercalls::{ABI_MAGIC, ABI_VERSION, MAX_VCPUS, PAGE_SIZE};
 use pvmux_switcher::host_memory::user_address_space_limit;
 use pvmux_switcher::seccomp::MAX_FILTER_LEN;
 use pvmux_switcher::seccomp::{
     build_user_base_filter, build_user_filter, FilterParams, SockFilter, UserFilterParams,
-    CTX_MAP_FLAGS, CTX_MAP_PROT,
+    CTX_MAP_FLAGS, CTX_MAP_PROT, GRANT_MAP_PROT,
 };
 
 use super::cpu::{ucpu, UserCpu, USER_AREAS_BASE};
@@ -64,6 +65,7 @@ global_asm!(
 extern "sysv64" {
     fn pvmux_user_clone(flags: u64, stack: u64, slot: u64) -> i64;
 }
+
 
 /// Start of a user sandbox (called by `stub_main` on the main thread, which becomes slot 0).
 pub(crate) fn main(image_base: u64, text_start: u64, text_end: u64, fsgsbase: bool) -> ! {
@@ -229,6 +231,7 @@ extern "sysv64" fn main_on_own_stack(n: u64, mem: u64, pool: u64) -> ! {
     if magic != USER_CTX_MAGIC || version != ABI_VERSION || slots != n {
         fail(Step::BadUserCtx, EINVAL);
     }
+    map_grant_page(pool);
     if let Err(e) = install_filter(&prog[..len]) {
         fail(Step::Seccomp, e);
     }
@@ -265,6 +268,36 @@ fn wait_for_context() -> (u64, u64) {
         if word.load(Acquire) == 0 {
             let _ = sys::futex_wait_shared(word, 0, None);
         }
+    }
+}
+
+/// Maps the space's grant page (`pvmux_hypercalls::user::grant`; guest-kernel memory below
+/// the user pool, validated by the host and again here) read-only at `USER_GRANT_BASE`,
+/// before the filter: the filter lets nothing map, unmap or re-protect anything outside the
+/// user window afterwards, so user code can read the page but never write it.
+fn map_grant_page(pool: u64) {
+    // SAFETY: an 8-aligned word of the control header, mapped for the life of the process,
+    // written by the host before `user_ctx_len` (which was read with Acquire).
+    let gpa = unsafe { &*(addr_of!(header().user_grant_gpa) as *const AtomicU64) }.load(Acquire);
+    if gpa == 0
+        || !gpa.is_multiple_of(PAGE_SIZE)
+        || gpa.checked_add(PAGE_SIZE).is_none_or(|e| e > pool)
+    {
+        fail(Step::BadHeader, EINVAL);
+    }
+    // SAFETY: USER_GRANT_BASE is reserved for the grant page (between the context region
+    // and the per-slot areas); NOREPLACE.
+    if let Err(e) = unsafe {
+        sys::mmap(
+            USER_GRANT_BASE,
+            PAGE_SIZE,
+            GRANT_MAP_PROT, // read-only; the exact call the base filter lets through
+            CTX_MAP_FLAGS,
+            GUEST_MEM_FD,
+            gpa,
+        )
+    } {
+        fail(Step::MapControl, e);
     }
 }
 

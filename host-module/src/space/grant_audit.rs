@@ -1,0 +1,155 @@
+//! The host's CPU audit of user sandboxes (docs/SECURITY.md, "User threads run only on a
+//! granted vCPU").
+//!
+//! A slot thread serves only requests the guest kernel granted it (the grant words of the
+//! space's `UserGrant` page), but a program whose thread *was* granted can forge that thread's
+//! exit and keep it running after the kernel took the grant back: nothing inside the process
+//! can stop that. So the reaper thread, every [`AUDIT_PERIOD_NS`], reads each user sandbox's
+//! CPU time (`/proc/PID/stat`, user + system, all its threads) and then what its kernel granted
+//! the space ([`allowed_ns`]: the time its slots held grants, plus the linger after each reply),
+//! and kills a sandbox whose CPU time exceeds [`cpu_bound_ns`] of that (granted + 1/32 +
+//! [`AUDIT_SLACK_NS`](pvmux_hypercalls::user::grant::AUDIT_SLACK_NS)). Before the kill it
+//! records the verdict in the grant page ([`UserGrant::audit_killed`], CPU and bound), where
+//! the guest kernel reads why the space died. The CPU time is read first, so the grants read
+//! afterwards cover at least as much time: the comparison never favours the host.
+//!
+//! A guest kernel that lies about its grants can only get its own programs killed, or spare
+//! them the audit: either way only its own tenant is affected (the tenant's CPU limits bound
+//! the whole tenant).
+
+use std::time::{Duration, Instant};
+
+use pvmux_hypercalls::user::grant::{allowed_ns, audit, AUDIT_KILLED, AUDIT_PERIOD_NS};
+use rustix::fs::Timespec;
+
+use super::Inner;
+use crate::sandbox;
+
+/// When the next audit is due.
+pub(super) struct Audit {
+    next: Instant,
+}
+
+impl Audit {
+    /// The first audit one period from now.
+    pub(super) fn new() -> Self {
+        Self {
+            next: Instant::now() + Duration::from_nanos(AUDIT_PERIOD_NS),
+        }
+    }
+
+    /// How long the reaper may wait for events before the next audit is due (at least 1 ms).
+    pub(super) fn timeout(&self) -> Timespec {
+        let left = self
+            .next
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1));
+        Timespec {
+            tv_sec: left.as_secs() as i64,
+            tv_nsec: i64::from(left.subsec_nanos()),
+        }
+    }
+
+    /// Audits every live user sandbox of the tenant if a period has passed.
+    pub(super) fn run_if_due(&mut self, inner: &Inner) {
+        let now = Instant::now();
+        if now < self.next {
+            return;
+        }
+        self.next = now + Duration::from_nanos(AUDIT_PERIOD_NS);
+        audit_all(inner);
+    }
+}
+
+/// One audit of every live (not destroyed) space that has a grant page. Runs on the reaper
+/// thread, the only thread that reaps: the pids read here stay ours while it runs.
+fn audit_all(inner: &Inner) {
+    let targets: Vec<_> = {
+        let st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.closed {
+            return;
+        }
+        st.entries
+            .values()
+            .filter(|e| !e.destroyed)
+            .filter_map(|e| Some((e.pid, e.grant_gpa?, std::sync::Arc::clone(&e.pidfd))))
+            .collect()
+    };
+    let clock = &inner.cfg.clock;
+    for (pid, gpa, pidfd) in targets {
+        let raw = pid.as_raw_nonzero().get();
+        // CPU first, then the grants (which only grow): see the module documentation.
+        let Some(cpu) = cpu_ns(raw) else { continue };
+        let Some(g) = inner.mem.user_grant(gpa) else {
+            continue;
+        };
+        let now = clock.tsc_to_ns(crate::clock::rdtsc());
+        let allowed = allowed_ns(g, inner.cfg.nr_vcpus, now);
+        let Some(bound) = audit(cpu, allowed) else {
+            continue;
+        };
+        if g.audit_killed.load(std::sync::atomic::Ordering::SeqCst) == AUDIT_KILLED {
+            continue; // killed already, being reaped
+        }
+        g.audit_cpu_ns
+            .store(cpu, std::sync::atomic::Ordering::SeqCst);
+        g.audit_allowed_ns
+            .store(bound, std::sync::atomic::Ordering::SeqCst);
+        g.audit_killed
+            .store(AUDIT_KILLED, std::sync::atomic::Ordering::SeqCst);
+        tracing::warn!(
+            tenant = %inner.cfg.name,
+            pid = raw,
+            cpu_ms = cpu / 1_000_000,
+            granted_ms = allowed / 1_000_000,
+            bound_ms = bound / 1_000_000,
+            "user sandbox used CPU time its guest kernel never granted: killed"
+        );
+        sandbox::kill(&pidfd);
+    }
+}
+
+/// Clock ticks per second of `/proc` (`USER_HZ`: 100 on x86-64, whatever the kernel's HZ).
+const USER_HZ: u64 = 100;
+
+/// CPU time (user + system, all threads) of process `pid` in ns, from `/proc/PID/stat`;
+/// `None` if it cannot be read (the process is gone).
+fn cpu_ns(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let ticks = parse_cpu_ticks(&stat)?;
+    Some(ticks.saturating_mul(1_000_000_000 / USER_HZ))
+}
+
+/// `utime + stime` (fields 14 and 15, clock ticks) of a `/proc/PID/stat` line. The command
+/// name (field 2) may hold spaces and parentheses: fields are counted after its last `)`.
+fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut f = rest.split_ascii_whitespace().skip(11);
+    let utime: u64 = f.next()?.parse().ok()?;
+    let stime: u64 = f.next()?.parse().ok()?;
+    Some(utime.saturating_add(stime))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_ticks_are_parsed_after_the_command_name() {
+        let line = "4242 (a) b (c)) R 1 2 3 4 5 6 7 8 9 10 250 17 0 0 20 0 3 0";
+        assert_eq!(parse_cpu_ticks(line), Some(267));
+        assert_eq!(parse_cpu_ticks("1 (x) R 1 2"), None);
+        assert_eq!(parse_cpu_ticks("garbage"), None);
+    }
+
+    #[test]
+    fn our_own_cpu_time_is_readable() {
+        let me = std::process::id() as i32;
+        let t0 = cpu_ns(me).expect("own /proc/PID/stat");
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_millis(50) {
+            std::hint::black_box(0u64);
+        }
+        assert!(cpu_ns(me).expect("again") >= t0);
+    }
+}

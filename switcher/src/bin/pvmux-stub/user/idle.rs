@@ -1,0 +1,107 @@
+//! Where an idle slot thread waits for its next grant (`pvmux_hypercalls::user::grant`).
+//!
+//! The program can write every byte of the process while the thread waits: its stack, its
+//! `UserCpu`, the context region. So the wait is one assembly loop that keeps all its state in
+//! registers — the grant word's address, the last grant served, the spin deadline — and
+//! leaves only when the grant word (in the read-only grant page, which only the guest kernel
+//! writes) holds a grant it has not served — or ends the process, there and then, once the
+//! context header says the sandbox is dead. The thread waits inside its signal handler, with
+//! every signal blocked (its own mask, which another thread cannot change), so neither a
+//! signal nor a futex wake the program sends can make it leave early: a spurious wake-up only
+//! re-checks the grant word. Whatever the program writes meanwhile (the return address on this
+//! stack included) can only take effect after the kernel has granted this slot a request — a
+//! thread that then runs more than it was granted is the host's CPU audit's to catch.
+
+use core::arch::global_asm;
+
+global_asm!(
+    // u64 pvmux_user_wait_grant(const u32 *grant, u32 last, u32 *waiting, u64 spin_ticks,
+    //                           const u32 *dead):
+    // spins on *grant until the TSC passes now + spin_ticks, then announces itself in
+    // *waiting and sleeps on *grant (shared FUTEX_WAIT, no timeout), until *grant is neither
+    // 0 nor `last`. Returns that grant, with bit 32 set if it slept. Once *dead (the context
+    // header's flag) is set it ends the process with exit_group(0) right here: a `ret` with
+    // no grant could return through an address the program wrote.
+    ".globl pvmux_user_wait_grant",
+    "pvmux_user_wait_grant:",
+    "push rbx",
+    "mov ebx, esi", // last (kept in a register the futex call preserves)
+    "mov r9, rdx",  // waiting
+    "rdtsc",
+    "shl rdx, 32",
+    "or rax, rdx",
+    "lea r10, [rax + rcx]", // spin deadline
+    "2:",
+    "cmp dword ptr [r8], 0",
+    "jne 7f",
+    "mov eax, dword ptr [rdi]",
+    "test eax, eax",
+    "jz 3f",
+    "cmp eax, ebx",
+    "jne 9f",
+    "3:",
+    "pause",
+    "rdtsc",
+    "shl rdx, 32",
+    "or rax, rdx",
+    "cmp rax, r10",
+    "jb 2b",
+    // Sleep: announce, full fence, re-check, wait; syscall keeps rbx, rdi, r8, r9.
+    "4:",
+    "mov dword ptr [r9], 1",
+    "mfence",
+    "cmp dword ptr [r8], 0",
+    "jne 7f",
+    "mov eax, dword ptr [rdi]",
+    "test eax, eax",
+    "jz 5f",
+    "cmp eax, ebx",
+    "jne 8f",
+    "5:",
+    "mov edx, eax",   // expected value
+    "xor esi, esi",   // FUTEX_WAIT, shared
+    "xor r10d, r10d", // no timeout
+    "mov eax, 202",   // futex
+    "syscall",
+    "jmp 4b", // woken, interrupted or changed: look again
+    "7:",
+    "xor edi, edi",
+    "mov eax, 231", // exit_group(0)
+    "syscall",
+    "ud2",
+    "8:",
+    "mov dword ptr [r9], 0",
+    "bts rax, 32",
+    "9:",
+    "pop rbx",
+    "ret",
+);
+
+extern "sysv64" {
+    fn pvmux_user_wait_grant(
+        grant: *const u32,
+        last: u32,
+        waiting: *mut u32,
+        spin: u64,
+        dead: *const u32,
+    ) -> u64;
+}
+
+/// Waits until `*grant` holds a grant other than 0 and `last`; returns it and whether the
+/// thread slept. Spins for `spin_ticks` TSC ticks first. Ends the process (status 0) once
+/// `*dead` is set.
+pub(super) fn wait_grant(
+    grant: *const u32,
+    last: u32,
+    waiting: *mut u32,
+    spin_ticks: u64,
+    dead: *const u32,
+) -> (u32, bool) {
+    // SAFETY: `grant` is a word of the read-only grant page, `waiting` and `dead` words of
+    // the context region, all mapped (at fixed addresses outside the user window, which the
+    // filter lets nothing unmap) for the life of the process; the loop only loads `grant` and
+    // `dead` and stores 0/1 into `waiting`, and makes only `futex` and `exit_group` calls,
+    // which the filter allows from stub code.
+    let r = unsafe { pvmux_user_wait_grant(grant, last, waiting, spin_ticks, dead) };
+    (r as u32, r >> 32 != 0)
+}

@@ -182,7 +182,7 @@ pub enum FilterError {
 }
 
 /// Maximum length of a filter in instructions.
-pub const MAX_FILTER_LEN: usize = 192;
+pub const MAX_FILTER_LEN: usize = 256;
 
 /// `arch_prctl` options a user sandbox may use.
 pub const ARCH_SET_FS: u32 = 0x1002;

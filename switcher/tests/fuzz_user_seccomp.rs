@@ -8,9 +8,9 @@
 //!   `mprotect` stays below `USER_CTX_BASE`, and an allowed `mmap` maps only the user pool.
 
 use proptest::prelude::*;
+use pvmux_hypercalls::user::grant::USER_GRANT_BASE;
 use pvmux_hypercalls::user::user_ctx_size;
 use pvmux_hypercalls::user::{USER_BASE, USER_CTX_BASE, USER_END};
-use pvmux_hypercalls::user::grant::USER_GRANT_BASE;
 use pvmux_hypercalls::{MAX_VCPUS, PAGE_SIZE};
 use pvmux_switcher::seccomp::{
     build_user_base_filter, build_user_filter, evaluate, nr, FilterParams, SockFilter,

@@ -66,7 +66,6 @@ extern "sysv64" {
     fn pvmux_user_clone(flags: u64, stack: u64, slot: u64) -> i64;
 }
 
-
 /// Start of a user sandbox (called by `stub_main` on the main thread, which becomes slot 0).
 pub(crate) fn main(image_base: u64, text_start: u64, text_end: u64, fsgsbase: bool) -> ! {
     USER_MODE.store(1, Relaxed);

@@ -125,8 +125,6 @@ pub(crate) struct Task {
     pub(crate) thread: spin::Once<Weak<crate::sched::thread::Thread>>,
     /// Set to make the task exit at its next chance (exit_group, exec, fatal signal).
     pub(crate) must_exit: AtomicBool,
-    /// FPU states saved by signal delivery (restored by rt_sigreturn).
-    pub(crate) fp_stack: IrqLock<Vec<Vec<u8>>>,
     /// Its user CPU time.
     pub(crate) times: TaskTimes,
 }
@@ -272,7 +270,6 @@ fn new_task(tid: i32, process: &Arc<Process>, sig: SigState) -> Arc<Task> {
         clear_child_tid: AtomicU64::new(0),
         thread: spin::Once::new(),
         must_exit: AtomicBool::new(false),
-        fp_stack: IrqLock::new(Vec::new()),
         times: TaskTimes::default(),
     });
     process.threads.lock().push(t.clone());

@@ -1,11 +1,76 @@
 //! Memory system calls: brk, mmap, munmap, mprotect, mremap, madvise.
+//!
+//! A process's regions are bounded like Linux's: at most [`limits::MAX_MAP_COUNT`] (Linux's
+//! `vm.max_map_count`) — `mmap` fails with `ENOMEM` beyond it, and so do the `munmap` and
+//! `mprotect` that would split a region at the limit ([`limits`]) — and by `RLIMIT_AS`
+//! (bytes mapped) and `RLIMIT_DATA` (the heap). Every region costs kernel heap, so before
+//! one is added the heap's headroom is checked too (`alloc_guard`). Unlike Linux, the
+//! memory map does not merge neighbouring regions with equal rights (`space/mm.rs`), so a
+//! program that maps more than [`limits::MAX_MAP_COUNT`] adjacent pieces one by one gets `ENOMEM`
+//! here where Linux would have merged them.
 
 use pvmux_hypercalls::user::in_user_window;
 use pvmux_hypercalls::PAGE_SIZE;
 
+use super::rlimit::{self, res, RLIM_INFINITY};
 use super::shmem::ShmRef;
+use super::space::Mm;
 use super::task::current_process;
 use super::{Errno, SysResult};
+
+pub(crate) mod limits;
+use limits::{splits_for_munmap, splits_for_protect};
+
+/// Kernel heap a region costs at most (its entry in the map, bookkeeping): checked against
+/// the heap's headroom before one is added.
+const VMA_COST: usize = 256;
+
+/// Number of regions of `mm` (in O(1): the map's exact length).
+fn map_count(mm: &Mm) -> usize {
+    mm.vmas().size_hint().0
+}
+
+/// Kernel heap a page of the memory map costs (its entry).
+const PAGE_ENTRY_COST: usize = 64;
+
+/// `ENOMEM` unless the kernel heap can afford a copy of `mm`'s map (`fork`).
+pub(crate) fn check_fork(mm: &Mm) -> Result<(), Errno> {
+    let cost = map_count(mm)
+        .saturating_mul(VMA_COST)
+        .saturating_add(mm.resident_pages().saturating_mul(PAGE_ENTRY_COST));
+    super::alloc_guard::reserve(cost)
+}
+
+/// `Ok` if `mm` may get `added` more regions: fewer than [`limits::MAX_MAP_COUNT`] now
+/// (`strict`: the splitting check of `munmap`/`mprotect`, `count + added <= MAX`; else
+/// Linux's `do_mmap` check, `count <= MAX`) and the kernel heap can afford them.
+fn may_add_regions(mm: &Mm, added: usize, strict: bool) -> Result<(), Errno> {
+    if added == 0 {
+        return Ok(());
+    }
+    if !limits::map_count_allows(map_count(mm), added, strict) {
+        return Err(Errno::ENOMEM);
+    }
+    super::alloc_guard::reserve(added * VMA_COST)
+}
+
+/// `ENOMEM` if mapping `more` bytes would take `mm` past the process's `RLIMIT_AS`.
+fn check_as(mm: &Mm, more: u64) -> Result<(), Errno> {
+    let limit = rlimit::current(res::AS);
+    if limit == RLIM_INFINITY {
+        return Ok(());
+    }
+    let mapped = mm.usage().mapped;
+    if mapped.saturating_add(more) > limit {
+        return Err(Errno::ENOMEM);
+    }
+    Ok(())
+}
+
+/// The region `[start, end)` of `mm` that contains `va`, if any.
+fn region(mm: &Mm, va: u64) -> Option<(u64, u64)> {
+    mm.vma_at(va).map(|(s, v)| (s, v.end))
+}
 
 const MAP_SHARED: u64 = 0x01;
 const MAP_PRIVATE: u64 = 0x02;
@@ -24,6 +89,19 @@ pub(crate) fn sys_brk(addr: u64) -> SysResult {
     let p = current_process();
     let space = p.space().ok_or(Errno::ENOMEM)?;
     let mut mm = space.mm.lock();
+    let cur = mm.brk;
+    if addr > cur {
+        // Growing adds a region (Linux's `do_brk_flags` checks the count the same way);
+        // `RLIMIT_DATA` bounds the heap and `RLIMIT_AS` everything mapped.
+        let data = rlimit::current(res::DATA);
+        let grows = addr.saturating_sub(cur.max(mm.brk_base));
+        if may_add_regions(&mm, 1, false).is_err()
+            || (data != RLIM_INFINITY && addr.saturating_sub(mm.brk_base) > data)
+            || check_as(&mm, grows).is_err()
+        {
+            return Ok(cur);
+        }
+    }
     Ok(mm.set_brk(addr))
 }
 
@@ -63,6 +141,8 @@ pub(crate) fn sys_mmap(
     let p = current_process();
     let space = p.space().ok_or(Errno::ENOMEM)?;
     let mut mm = space.mm.lock();
+    may_add_regions(&mm, 1, false)?;
+    check_as(&mm, len)?;
     let start = if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0 {
         if !in_user_window(addr, len) {
             return Err(Errno::ENOMEM);
@@ -70,6 +150,8 @@ pub(crate) fn sys_mmap(
         if flags & MAP_FIXED_NOREPLACE != 0 && !mm.is_free(addr, addr + len) {
             return Err(Errno::EEXIST);
         }
+        let split = splits_for_munmap(region(&mm, addr), addr, addr + len);
+        may_add_regions(&mm, split, true)?;
         mm.unmap(addr, addr + len);
         addr
     } else if addr != 0 && in_user_window(addr, len) && mm.is_free(addr, addr + len) {
@@ -104,7 +186,10 @@ pub(crate) fn sys_munmap(addr: u64, len: u64) -> SysResult {
         return Err(Errno::EINVAL);
     }
     let space = current_process().space().ok_or(Errno::EINVAL)?;
-    space.mm.lock().unmap(addr, addr + len);
+    let mut mm = space.mm.lock();
+    let split = splits_for_munmap(region(&mm, addr), addr, addr + len);
+    may_add_regions(&mm, split, true)?;
+    mm.unmap(addr, addr + len);
     Ok(0)
 }
 
@@ -121,10 +206,11 @@ pub(crate) fn sys_mprotect(addr: u64, len: u64, prot_bits: u64) -> SysResult {
         return Err(Errno::ENOMEM);
     }
     let space = current_process().space().ok_or(Errno::ENOMEM)?;
-    space
-        .mm
-        .lock()
-        .protect(addr, addr + len, prot_bits as u32)?;
+    let mut mm = space.mm.lock();
+    let end = addr + len;
+    let split = splits_for_protect(region(&mm, addr), region(&mm, end), addr, end);
+    may_add_regions(&mm, split, true)?;
+    mm.protect(addr, end, prot_bits as u32)?;
     Ok(0)
 }
 
@@ -150,13 +236,17 @@ pub(crate) fn sys_mremap(
     if old + old_len > vma.end {
         return Err(Errno::EFAULT);
     }
+    if new_len > old_len {
+        check_as(&mm, new_len - old_len)?;
+    }
     if flags & MREMAP_FIXED == 0 {
         if new_len <= old_len {
             mm.unmap(old + new_len, old + old_len);
             return Ok(old);
         }
-        // Grow in place?
+        // Grow in place? (A region more here: the map does not merge.)
         if in_user_window(old, new_len) && mm.is_free(old + old_len, old + new_len) {
+            may_add_regions(&mm, 1, false)?;
             mm.add_vma(
                 old + old_len,
                 old + new_len,
@@ -169,6 +259,8 @@ pub(crate) fn sys_mremap(
             return Err(Errno::ENOMEM);
         }
     }
+    // A move: Linux's `move_vma` wants room for up to 3 more regions.
+    may_add_regions(&mm, limits::MREMAP_MOVE_REGIONS, true)?;
     let dest = if flags & MREMAP_FIXED != 0 {
         if !new_addr.is_multiple_of(PAGE_SIZE) || !in_user_window(new_addr, new_len) {
             return Err(Errno::EINVAL);

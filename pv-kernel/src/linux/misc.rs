@@ -210,38 +210,6 @@ pub(crate) fn sys_clock_nanosleep(clk: u64, flags: u64, req: u64, rem: u64) -> S
     }
 }
 
-const RLIM_INFINITY: u64 = u64::MAX;
-
-fn rlimit(resource: u64) -> Result<[u64; 2], Errno> {
-    Ok(match resource {
-        3 => [8 << 20, RLIM_INFINITY], // STACK
-        4 => [0, 0],                   // CORE: no core dump is ever written
-        7 => [1024, 1024],             // NOFILE
-        6 => [4096, 4096],             // NPROC
-        0..=15 => [RLIM_INFINITY, RLIM_INFINITY],
-        _ => return Err(Errno::EINVAL),
-    })
-}
-
-/// `prlimit64(pid, resource, new, old)` (limits are fixed; setting is accepted if not
-/// raising above the maximum).
-pub(crate) fn sys_prlimit64(pid: u64, resource: u64, new: u64, old: u64) -> SysResult {
-    if pid != 0 && super::task::find_process(pid as i32).is_none() {
-        return Err(Errno::ESRCH);
-    }
-    let cur = rlimit(resource)?;
-    if old != 0 {
-        write_val(old, &cur)?;
-    }
-    if new != 0 {
-        let n: [u64; 2] = super::uaccess::read_val(new)?;
-        if n[0] > n[1] {
-            return Err(Errno::EINVAL);
-        }
-    }
-    Ok(0)
-}
-
 /// `getrusage(who, usage)`: `RUSAGE_SELF` (0), `RUSAGE_CHILDREN` (-1), `RUSAGE_THREAD` (1).
 pub(crate) fn sys_getrusage(who: i32, usage: u64) -> SysResult {
     use super::cputime::{process_usage, thread_usage};

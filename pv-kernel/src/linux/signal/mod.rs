@@ -42,7 +42,7 @@ use crate::irq::IrqLock;
 pub(crate) use action::SigAction;
 use action::{sa, Disposition};
 use altstack::{AltStack, StackT, STACK_T_SIZE};
-use frame::{Frame, FRAME_SIZE, RED_ZONE, UCONTEXT_SIZE};
+use frame::{Frame, RED_ZONE, UCONTEXT_SIZE};
 use info::SIGINFO_SIZE;
 pub(crate) use info::{code, Detail, Fault, SigInfo};
 use queue::SigQueue;

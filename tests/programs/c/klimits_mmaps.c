@@ -1,0 +1,65 @@
+/* Issue 10 (the guest kernel survives any program): a program maps small regions without
+ * end. Linux bounds the mappings of a process (vm.max_map_count, 65530): mmap, and the
+ * mprotect/munmap that would split a region, fail with ENOMEM beyond it. Usage:
+ * klimits-mmaps [MAX] (default 1000000). The regions alternate their rights so that no two
+ * neighbours merge (Linux merges neighbours with equal rights). Prints the number of
+ * successful mmaps, the error that stopped them, and what splitting calls do at the limit. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+static const char *name(int e) {
+    switch (e) {
+    case ENOMEM: return "ENOMEM";
+    case EINVAL: return "EINVAL";
+    case EAGAIN: return "EAGAIN";
+    case EFAULT: return "EFAULT";
+    default: return "other";
+    }
+}
+
+static const char *err(int r) { return r == 0 ? "ok" : name(errno); }
+
+int main(int argc, char **argv) {
+    long max = argc > 1 ? atol(argv[1]) : 1000000;
+    /* A region to split later. */
+    char *big = mmap(NULL, 16 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (big == MAP_FAILED) {
+        perror("mmap big");
+        return 1;
+    }
+    big[0] = 1;
+    long n = 0;
+    int e = 0;
+    void *last[4] = {0};
+    for (; n < max; n++) {
+        int prot = (n & 1) ? PROT_READ : PROT_READ | PROT_WRITE;
+        void *p = mmap(NULL, 4096, prot, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) {
+            e = errno;
+            break;
+        }
+        last[n & 3] = p;
+    }
+    printf("mmaps %ld stopped by %s\n", n / 64, e ? name(e) : "none");
+    fprintf(stderr, "exact mmaps: %ld\n", n);
+    if (n == max)
+        return 0;
+    /* At the limit: splitting a region needs one more mapping. */
+    printf("munmap middle: %s\n", err(munmap(big + 4096, 4096)));
+    printf("mprotect middle: %s\n", err(mprotect(big + 4096, 4096, PROT_READ)));
+    printf("munmap whole small: %s\n", err(munmap(last[0], 4096)));
+    printf("munmap whole small: %s\n", err(munmap(last[1], 4096)));
+    printf("munmap whole small: %s\n", err(munmap(last[2], 4096)));
+    printf("mprotect middle after freeing 3: %s\n",
+           err(mprotect(big + 4096, 4096, PROT_READ | PROT_WRITE)));
+    printf("mmap after: %s\n",
+           mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) == MAP_FAILED
+               ? name(errno)
+               : "ok");
+    return 0;
+}

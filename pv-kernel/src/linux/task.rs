@@ -151,7 +151,9 @@ impl Task {
         if !blocked && super::signal::is_ignored(&self.process, signo) {
             return Ok(());
         }
-        self.sig.raise(info)?;
+        let limit = super::rlimit::of(&self.process, super::rlimit::res::SIGPENDING);
+        self.sig
+            .raise_limited(info, usize::try_from(limit).unwrap_or(usize::MAX))?;
         self.kick();
         Ok(())
     }

@@ -98,9 +98,16 @@ impl SigState {
     }
 
     /// Marks `info.signo` pending (see [`SigQueue::raise`]).
+    #[cfg(test)]
     pub(crate) fn raise(&self, info: SigInfo) -> Result<(), Errno> {
+        self.raise_limited(info, queue::MAX_QUEUED)
+    }
+
+    /// Marks `info.signo` pending, with at most `limit` signals queued with their
+    /// information (the process's `RLIMIT_SIGPENDING`; see [`SigQueue::raise_limited`]).
+    pub(crate) fn raise_limited(&self, info: SigInfo, limit: usize) -> Result<(), Errno> {
         let mut q = self.queue.lock();
-        let r = q.raise(info);
+        let r = q.raise_limited(info, limit);
         self.pending.store(q.pending().bits(), Ordering::Release);
         r
     }

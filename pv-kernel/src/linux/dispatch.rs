@@ -54,10 +54,11 @@ fn read_str_array(va: u64) -> Result<Vec<Vec<u8>>, Errno> {
             Errno::ENAMETOOLONG => Errno::E2BIG,
             e => e,
         })?;
-        total += s.len() + 1;
+        total += s.len() + 1 + core::mem::size_of::<Vec<u8>>();
         if total > 2 << 20 {
             return Err(Errno::E2BIG);
         }
+        out.try_reserve(1).map_err(|_| Errno::ENOMEM)?;
         out.push(s);
     }
     Err(Errno::E2BIG)

@@ -254,7 +254,7 @@ mod tests {
             (res::RTPRIO, libc::RLIMIT_RTPRIO),
             (res::RTTIME, libc::RLIMIT_RTTIME),
         ] {
-            assert_eq!(ours as u32, theirs as u32);
+            assert_eq!(ours as u32, theirs);
         }
         assert_eq!(NLIMITS, 16, "RLIM_NLIMITS of x86-64 Linux");
         assert_eq!(RLIM_INFINITY, libc::RLIM_INFINITY);

@@ -82,7 +82,7 @@ impl Rlimit {
 pub(crate) struct Rlimits([Rlimit; NLIMITS]);
 
 impl Rlimits {
-    /// Linux's defaults for init (`INIT_RLIMITS`), with `RLIMIT_NPROC` and
+    /// Linux's defaults for init (`INIT_RLIMITS`) but `RLIMIT_CORE` 0/0, with `RLIMIT_NPROC` and
     /// `RLIMIT_SIGPENDING` from the kernel's task ceiling `max_tasks` (Linux derives both
     /// from its thread ceiling too).
     pub(crate) fn defaults(max_tasks: u64) -> Self {
@@ -91,10 +91,8 @@ impl Rlimits {
             cur: 8 << 20,
             max: RLIM_INFINITY,
         };
-        l[res::CORE] = Rlimit {
-            cur: 0,
-            max: RLIM_INFINITY,
-        };
+        // No core dump is ever written: 0/0, not Linux's 0/unlimited.
+        l[res::CORE] = Rlimit::both(0);
         l[res::NPROC] = Rlimit::both(max_tasks);
         l[res::NOFILE] = Rlimit {
             cur: 1024,
@@ -208,13 +206,7 @@ mod tests {
             }
         );
         assert_eq!(l.get(res::STACK).cur, 8 << 20);
-        assert_eq!(
-            l.get(res::CORE),
-            Rlimit {
-                cur: 0,
-                max: RLIM_INFINITY
-            }
-        );
+        assert_eq!(l.get(res::CORE), Rlimit::both(0), "no core dumps");
         assert_eq!(l.get(res::NPROC), Rlimit::both(256));
         assert_eq!(l.get(res::SIGPENDING), Rlimit::both(256));
         assert_eq!(

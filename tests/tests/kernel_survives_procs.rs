@@ -98,8 +98,9 @@ fn same_as_native(name: &str, args: &[&str]) -> Run {
 /// 50,000 SIGSEGVs each left with `siglongjmp` (no `rt_sigreturn`): the kernel keeps
 /// nothing per signal frame — the FPU state is in the user frame, as Linux — so the program
 /// ends normally (it used to panic the kernel heap after ~13,000). The handler finds the
-/// interrupted FPU state in `uc_mcontext.fpregs`, and an edit of it is what `rt_sigreturn`
-/// restores: the same as natively.
+/// interrupted FPU state in `uc_mcontext.fpregs`, an edit of it is what `rt_sigreturn`
+/// restores, and a frame (FPU state included) fits an alternate stack of `AT_MINSIGSTKSZ`
+/// bytes: the same as natively.
 #[test]
 #[cfg_attr(
     not(have_static_glibc),
@@ -110,7 +111,8 @@ fn signal_frames_left_by_siglongjmp_cost_the_kernel_nothing() {
         let g = same_as_native(&name, &["50000"]);
         assert_eq!(
             g.stdout,
-            "caught 50000 of 50000\nhandler saw rounding 1, after return 3\n"
+            "caught 50000 of 50000\nhandler saw rounding 1, after return 3\n\
+             handler on an alternate stack of AT_MINSIGSTKSZ bytes: ok\n"
         );
     }
 }

@@ -11,7 +11,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <ucontext.h>
+
+#ifndef AT_MINSIGSTKSZ
+#define AT_MINSIGSTKSZ 51
+#endif
 
 static sigjmp_buf env;
 static volatile long caught;
@@ -34,6 +39,12 @@ static void on_usr1(int sig, siginfo_t *si, void *ucv) {
         /* Edit the saved state: rounding mode "toward zero" (RC = 11b) after return. */
         uc->uc_mcontext.fpregs->mxcsr |= 0x6000;
     }
+}
+
+static volatile int on_alt;
+static void on_usr2(int sig) {
+    (void)sig;
+    on_alt = 1;
 }
 
 static unsigned get_mxcsr(void) {
@@ -67,5 +78,20 @@ int main(int argc, char **argv) {
     printf("handler saw rounding %u, after return %u\n", (mxcsr_seen >> 13) & 3,
            (after >> 13) & 3);
     set_mxcsr(0x1f80);
+    /* A handler on an alternate stack of the size the kernel says a frame needs at most
+     * (AT_MINSIGSTKSZ, which the frame's FPU state makes larger than MINSIGSTKSZ). */
+    long min = (long)getauxval(AT_MINSIGSTKSZ);
+    stack_t ss = {.ss_sp = malloc(min), .ss_size = min, .ss_flags = 0};
+    if (min < 2048 || !ss.ss_sp || sigaltstack(&ss, NULL) != 0) {
+        printf("sigaltstack of AT_MINSIGSTKSZ (%ld): failed\n", min);
+        return 1;
+    }
+    struct sigaction sa2;
+    memset(&sa2, 0, sizeof sa2);
+    sa2.sa_handler = on_usr2;
+    sa2.sa_flags = SA_ONSTACK;
+    sigaction(SIGUSR2, &sa2, NULL);
+    raise(SIGUSR2);
+    printf("handler on an alternate stack of AT_MINSIGSTKSZ bytes: %s\n", on_alt ? "ok" : "not run");
     return 0;
 }

@@ -74,6 +74,14 @@ pub(crate) const fn area_below(top: u64, len: usize) -> u64 {
     top.wrapping_sub((len + MAGIC2_SIZE) as u64) & !(FP_ALIGN - 1)
 }
 
+/// The most bytes a signal frame with an FP image of `fp_len` bytes takes below the top of
+/// its stack (`AT_MINSIGSTKSZ`): the `rt_sigframe`, the image and magic2, and the worst
+/// alignment of both, rounded up to 16 bytes.
+pub(crate) const fn max_frame_size(fp_len: usize) -> u64 {
+    let n = super::frame::FRAME_SIZE + 16 + fp_len + MAGIC2_SIZE + FP_ALIGN as usize;
+    ((n + 15) & !15) as u64
+}
+
 /// The bytes written at the FP area for image `img`: the image and, for an XSAVE image,
 /// `FP_XSTATE_MAGIC2` after it. `ENOMEM` if the kernel heap cannot hold the copy.
 pub(crate) fn frame_bytes(img: &[u8]) -> Result<Vec<u8>, Errno> {
@@ -187,6 +195,17 @@ mod tests {
         assert_eq!(u32_at(&bytes, SIZE), FP_XSTATE_MAGIC2);
         // An FXSAVE-only image gets no magic2.
         assert_eq!(frame_bytes(&img[..LEGACY]).unwrap().len(), LEGACY);
+    }
+
+    #[test]
+    fn the_largest_frame_fits_every_placement() {
+        // Every top alignment: the frame and the image fit in `max_frame_size` bytes.
+        for top in (0x7fff_0000u64..0x7fff_0000 + 128).step_by(8) {
+            let fp = area_below(top, SIZE);
+            let sp = (fp.wrapping_sub(super::super::frame::FRAME_SIZE as u64) & !15) - 8;
+            assert!(top - sp <= max_frame_size(SIZE), "top {top:#x}");
+        }
+        assert_eq!(max_frame_size(SIZE) % 16, 0);
     }
 
     #[test]

@@ -183,6 +183,14 @@ impl SigState {
     }
 }
 
+/// `AT_MINSIGSTKSZ`: the largest signal frame on this machine, with the FP image of the
+/// features the CPU has enabled (CPUID leaf 0xD; at most what the user stub can carry).
+pub(crate) fn min_sigstack_size() -> u64 {
+    let xsave = core::arch::x86_64::__cpuid_count(0xd, 0).ebx as usize;
+    let fp = xsave.clamp(512, pvmux_hypercalls::user::USER_FPSTATE_MAX);
+    fpframe::max_frame_size(fp)
+}
+
 /// True if the current thread has an unblocked signal pending: blocking system calls return
 /// `EINTR` (or restart) when this becomes true.
 pub(crate) fn pending() -> bool {

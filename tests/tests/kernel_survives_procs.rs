@@ -257,3 +257,41 @@ fn the_tenant_goes_on_after_every_attack() {
         g.stderr
     );
 }
+
+/// A private mapping of a file larger than the whole kernel heap (40 MiB; the heap of a
+/// 256 MiB guest is 32 MiB) is read through one 64 KiB kernel buffer, not a buffer of its
+/// size (which panicked the heap): the program sees the file's bytes, as natively.
+#[test]
+#[cfg_attr(
+    not(have_static_glibc),
+    ignore = "needs a static glibc: apt-get install libc6-dev"
+)]
+fn a_file_mapping_larger_than_the_kernel_heap_is_read_in_chunks() {
+    let names = variants("klimits-mmaps");
+    let root = rootfs(&names);
+    let page: Vec<u8> = (0..1usize << 20)
+        .map(|i| (i * 7 + i / 4096) as u8)
+        .collect();
+    let mut bytes = page.repeat(40);
+    bytes.extend_from_slice(&page[..12_345]);
+    let big = root.0.join("big");
+    std::fs::write(&big, &bytes).expect("write the file");
+    for name in &names {
+        let n = native(name, &["file", big.to_str().expect("utf-8 path")]);
+        assert_eq!(
+            n.code(),
+            Some(0),
+            "native {name}:\n{}{}",
+            n.stdout,
+            n.stderr
+        );
+        assert!(
+            n.stdout.starts_with("mapped 41955385 bytes, hash "),
+            "{}",
+            n.stdout
+        );
+        let g = guest(&root, &[], name, &["file", "/big"]);
+        assert_eq!(g.stdout, n.stdout, "{name}: guest stderr:\n{}", g.stderr);
+        assert_eq!(g.code(), Some(0), "{}", g.stderr);
+    }
+}

@@ -128,15 +128,18 @@ pub(crate) fn sys_mmap(
     };
     // A shared mapping of /dev/zero is shared anonymous memory (as Linux).
     let anon = flags & MAP_ANONYMOUS != 0 || (shared && super::files::is_dev_zero(fd as i32));
-    // File mappings: a private snapshot of the file's bytes (read into fresh pages). Shared
-    // writable file mappings are not supported.
-    let file_bytes = if anon {
+    // File mappings: a private snapshot of the file's bytes (read into fresh pages after the
+    // region is added). Shared writable file mappings are not supported.
+    let file = if anon {
         None
     } else {
         if shared && prot_bits & 2 != 0 {
             return Err(Errno::ENODEV);
         }
-        Some(read_file_range(fd as i32, off, len)?)
+        let fd = fd as i32;
+        // The errors Linux gives before mapping anything: not a readable file.
+        super::files::read_fd_at(fd, off, &mut [])?;
+        Some(fd)
     };
     let p = current_process();
     let space = p.space().ok_or(Errno::ENOMEM)?;
@@ -163,17 +166,57 @@ pub(crate) fn sys_mmap(
     // maps too (`shmem`); private memory is copy-on-write after `fork`.
     let shm = (shared && anon).then(ShmRef::new_object);
     mm.add_vma(start, start + len, prot_bits as u32, shm);
-    if let Some(bytes) = file_bytes {
-        let mut o = 0usize;
-        while o < bytes.len() {
-            let va = start + o as u64;
-            let gpa = mm.populate(va)?;
-            let n = (PAGE_SIZE as usize).min(bytes.len() - o);
-            crate::mm::pool_mem::write(gpa, &bytes[o..o + n]);
-            o += PAGE_SIZE as usize;
+    drop(mm);
+    if let Some(fd) = file {
+        if let Err(e) = fill_from_file(&space, fd, start, off, len) {
+            space.mm.lock().unmap(start, start + len);
+            return Err(e);
         }
     }
     Ok(start)
+}
+
+/// Bytes of a file mapping read at a time (through one kernel buffer, so a mapping of any
+/// size costs the kernel heap no more than this).
+const FILE_CHUNK: usize = 64 * 1024;
+
+/// Fills the new private file mapping `[start, start + len)` of `space` with the bytes of
+/// `fd` from `off`, chunk by chunk (the memory map is not locked while the file is read);
+/// pages past the end of the file stay demand-zero.
+fn fill_from_file(
+    space: &super::space::Space,
+    fd: i32,
+    start: u64,
+    off: u64,
+    len: u64,
+) -> Result<(), Errno> {
+    let mut buf = super::files::file::kbuf(FILE_CHUNK.min(len as usize))?;
+    let mut done = 0u64;
+    while done < len {
+        let want = ((len - done) as usize).min(FILE_CHUNK);
+        let mut got = 0usize;
+        while got < want {
+            let n = super::files::read_fd_at(fd, off + done + got as u64, &mut buf[got..want])?;
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        if got == 0 {
+            break;
+        }
+        let mut mm = space.mm.lock();
+        for (i, page) in buf[..got].chunks(PAGE_SIZE as usize).enumerate() {
+            let gpa = mm.populate(start + done + (i as u64) * PAGE_SIZE)?;
+            crate::mm::pool_mem::write(gpa, page);
+        }
+        drop(mm);
+        if got < want {
+            break;
+        }
+        done += got as u64;
+    }
+    Ok(())
 }
 
 /// `munmap(addr, len)`.
@@ -287,15 +330,4 @@ pub(crate) fn sys_madvise(addr: u64, len: u64, advice: u64) -> SysResult {
         space.mm.lock().discard(addr, addr + len);
     }
     Ok(0)
-}
-
-/// The bytes of open file `fd` at `[off, off + len)` for a private file mapping.
-fn read_file_range(fd: i32, off: u64, len: u64) -> Result<alloc::vec::Vec<u8>, Errno> {
-    if len > 256 << 20 {
-        return Err(Errno::ENOMEM);
-    }
-    let mut buf = alloc::vec![0u8; len as usize];
-    let n = super::files::read_fd_at(fd, off, &mut buf)?;
-    buf.truncate(n);
-    Ok(buf)
 }

@@ -3,13 +3,17 @@
  * mprotect/munmap that would split a region, fail with ENOMEM beyond it. Usage:
  * klimits-mmaps [MAX] (default 1000000). The regions alternate their rights so that no two
  * neighbours merge (Linux merges neighbours with equal rights). Prints the number of
- * successful mmaps, the error that stopped them, and what splitting calls do at the limit. */
+ * successful mmaps, the error that stopped them, and what splitting calls do at the limit.
+ * With "file PATH": maps the whole file privately (larger than the guest kernel's heap in
+ * the test) and prints its size and a hash of its bytes. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char *name(int e) {
@@ -24,7 +28,29 @@ static const char *name(int e) {
 
 static const char *err(int r) { return r == 0 ? "ok" : name(errno); }
 
+static int map_file(const char *path) {
+    int fd = open(path, O_RDONLY);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        perror(path);
+        return 1;
+    }
+    unsigned char *p = mmap(NULL, st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) {
+        printf("mmap of %lld bytes: %s\n", (long long)st.st_size, name(errno));
+        return 0;
+    }
+    unsigned long long h = 1469598103934665603ULL;
+    for (off_t i = 0; i < st.st_size; i++)
+        h = (h ^ p[i]) * 1099511628211ULL;
+    printf("mapped %lld bytes, hash %016llx\n", (long long)st.st_size, h);
+    printf("munmap: %s\n", err(munmap(p, st.st_size)));
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc > 2 && strcmp(argv[1], "file") == 0)
+        return map_file(argv[2]);
     long max = argc > 1 ? atol(argv[1]) : 1000000;
     /* A region to split later. */
     char *big = mmap(NULL, 16 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

@@ -295,3 +295,34 @@ fn a_file_mapping_larger_than_the_kernel_heap_is_read_in_chunks() {
         assert_eq!(g.code(), Some(0), "{}", g.stderr);
     }
 }
+
+/// `RLIMIT_SIGPENDING` bounds queued signals: with a limit of 100, `sigqueue` of a blocked
+/// real-time signal fails with `EAGAIN` after 100, and all 100 come back in order. Natively
+/// the limit counts every signal queued for the user (root) on the whole host, so the count
+/// there is at most 100; the guest's is exactly 100.
+#[test]
+#[cfg_attr(
+    not(have_static_glibc),
+    ignore = "needs a static glibc: apt-get install libc6-dev"
+)]
+fn rlimit_sigpending_bounds_queued_signals() {
+    let names = variants("klimits-rlimits");
+    let root = rootfs(&names);
+    for name in &names {
+        let n = native(name, &["sigpending"]);
+        assert_eq!(n.code(), Some(0), "native {name}:\n{}", n.stderr);
+        let queued: u32 = n
+            .stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("queued ")?.strip_suffix(" then EAGAIN"))
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("native {name}: {:?}", n.stdout));
+        assert!(queued <= 100, "{}", n.stdout);
+        let g = guest(&root, &[], name, &["sigpending"]);
+        assert_eq!(g.code(), Some(0), "{}", g.stderr);
+        assert_eq!(
+            g.stdout,
+            "queued 100 then EAGAIN\ntaken back 100, in order: yes\nsigqueue after: ok\n"
+        );
+    }
+}

@@ -3,7 +3,8 @@
  * argument: RLIMIT_NOFILE (what setrlimit/getrlimit/prlimit report, open until EMFILE, dup2
  * and F_DUPFD beyond the limit, poll with more entries than the limit, fork inherits the
  * limits). With "nproc": RLIMIT_NPROC (fork until EAGAIN; Linux exempts root, the guest
- * kernel does not). */
+ * kernel does not). With "sigpending": RLIMIT_SIGPENDING (sigqueue of a blocked real-time
+ * signal until EAGAIN, then every one taken back in order). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -14,6 +15,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char *name(int e) {
@@ -143,9 +145,41 @@ static int nproc(void) {
     return 0;
 }
 
+static int sigpending_limit(void) {
+    struct rlimit r = {.rlim_cur = 100, .rlim_max = 100};
+    setrlimit(RLIMIT_SIGPENDING, &r);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGRTMIN);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    int n = 0, e = 0;
+    for (; n < 100000; n++) {
+        union sigval v = {.sival_int = n};
+        if (sigqueue(getpid(), SIGRTMIN, v) != 0) {
+            e = errno;
+            break;
+        }
+    }
+    printf("queued %d then %s\n", n, name(e));
+    int in_order = 1, taken = 0;
+    siginfo_t si;
+    struct timespec zero = {0, 0};
+    while (sigtimedwait(&set, &si, &zero) == SIGRTMIN) {
+        if (si.si_value.sival_int != taken)
+            in_order = 0;
+        taken++;
+    }
+    printf("taken back %d, in order: %s\n", taken, in_order ? "yes" : "no");
+    union sigval v = {.sival_int = 0};
+    printf("sigqueue after: %s\n", name(sigqueue(getpid(), SIGRTMIN, v) ? errno : 0));
+    return 0;
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IONBF, 0);
     if (argc > 1 && strcmp(argv[1], "nproc") == 0)
         return nproc();
+    if (argc > 1 && strcmp(argv[1], "sigpending") == 0)
+        return sigpending_limit();
     return nofile();
 }

@@ -9,7 +9,7 @@ use super::abi::nr;
 use super::space::UserState;
 use super::task::{self, Task, WaitFor};
 use super::uaccess::{read_cstr, read_path, read_val, write_val};
-use super::{futex, memory, misc, signal, Errno, SysResult};
+use super::{futex, memory, misc, rlimit, signal, Errno, SysResult};
 
 /// Counts of unknown system calls, by number.
 static UNKNOWN: [AtomicU32; 512] = [const { AtomicU32::new(0) }; 512];
@@ -54,10 +54,11 @@ fn read_str_array(va: u64) -> Result<Vec<Vec<u8>>, Errno> {
             Errno::ENAMETOOLONG => Errno::E2BIG,
             e => e,
         })?;
-        total += s.len() + 1;
+        total += s.len() + 1 + core::mem::size_of::<Vec<u8>>();
         if total > 2 << 20 {
             return Err(Errno::E2BIG);
         }
+        out.try_reserve(1).map_err(|_| Errno::ENOMEM)?;
         out.push(s);
     }
     Err(Errno::E2BIG)
@@ -156,9 +157,9 @@ pub(crate) fn syscall(
         nr::TIME => misc::sys_time(a[0]),
         nr::NANOSLEEP => misc::sys_nanosleep(a[0], a[1]),
         nr::CLOCK_NANOSLEEP => misc::sys_clock_nanosleep(a[0], a[1], a[2], a[3]),
-        nr::PRLIMIT64 => misc::sys_prlimit64(a[0], a[1], a[2], a[3]),
-        nr::GETRLIMIT => misc::sys_prlimit64(0, a[0], 0, a[1]),
-        nr::SETRLIMIT => misc::sys_prlimit64(0, a[0], a[1], 0),
+        nr::PRLIMIT64 => rlimit::sys_prlimit64(a[0], a[1], a[2], a[3]),
+        nr::GETRLIMIT => rlimit::sys_prlimit64(0, a[0], 0, a[1]),
+        nr::SETRLIMIT => rlimit::sys_prlimit64(0, a[0], a[1], 0),
         nr::GETRUSAGE => misc::sys_getrusage(a[0] as i32, a[1]),
         nr::TIMES => misc::sys_times(a[0]),
         nr::SCHED_YIELD => {

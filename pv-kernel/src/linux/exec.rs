@@ -147,6 +147,7 @@ pub(crate) fn load(
             phdr: elf.phdr,
             phnum: elf.phnum,
             hwcap: super::misc::cpuid_hwcap(),
+            minsigstksz: super::signal::min_sigstack_size(),
         },
     )?;
     poke(&mut mm, st.sp, &st.bytes)?;

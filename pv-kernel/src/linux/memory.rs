@@ -1,11 +1,76 @@
 //! Memory system calls: brk, mmap, munmap, mprotect, mremap, madvise.
+//!
+//! A process's regions are bounded like Linux's: at most [`limits::MAX_MAP_COUNT`] (Linux's
+//! `vm.max_map_count`) — `mmap` fails with `ENOMEM` beyond it, and so do the `munmap` and
+//! `mprotect` that would split a region at the limit ([`limits`]) — and by `RLIMIT_AS`
+//! (bytes mapped) and `RLIMIT_DATA` (the heap). Every region costs kernel heap, so before
+//! one is added the heap's headroom is checked too (`alloc_guard`). Unlike Linux, the
+//! memory map does not merge neighbouring regions with equal rights (`space/mm.rs`), so a
+//! program that maps more than [`limits::MAX_MAP_COUNT`] adjacent pieces one by one gets `ENOMEM`
+//! here where Linux would have merged them.
 
 use pvmux_hypercalls::user::in_user_window;
 use pvmux_hypercalls::PAGE_SIZE;
 
+use super::rlimit::{self, res, RLIM_INFINITY};
 use super::shmem::ShmRef;
+use super::space::Mm;
 use super::task::current_process;
 use super::{Errno, SysResult};
+
+pub(crate) mod limits;
+use limits::{splits_for_munmap, splits_for_protect};
+
+/// Kernel heap a region costs at most (its entry in the map, bookkeeping): checked against
+/// the heap's headroom before one is added.
+const VMA_COST: usize = 256;
+
+/// Number of regions of `mm` (in O(1): the map's exact length).
+fn map_count(mm: &Mm) -> usize {
+    mm.vmas().size_hint().0
+}
+
+/// Kernel heap a page of the memory map costs (its entry).
+const PAGE_ENTRY_COST: usize = 64;
+
+/// `ENOMEM` unless the kernel heap can afford a copy of `mm`'s map (`fork`).
+pub(crate) fn check_fork(mm: &Mm) -> Result<(), Errno> {
+    let cost = map_count(mm)
+        .saturating_mul(VMA_COST)
+        .saturating_add(mm.resident_pages().saturating_mul(PAGE_ENTRY_COST));
+    super::alloc_guard::reserve(cost)
+}
+
+/// `Ok` if `mm` may get `added` more regions: fewer than [`limits::MAX_MAP_COUNT`] now
+/// (`strict`: the splitting check of `munmap`/`mprotect`, `count + added <= MAX`; else
+/// Linux's `do_mmap` check, `count <= MAX`) and the kernel heap can afford them.
+fn may_add_regions(mm: &Mm, added: usize, strict: bool) -> Result<(), Errno> {
+    if added == 0 {
+        return Ok(());
+    }
+    if !limits::map_count_allows(map_count(mm), added, strict) {
+        return Err(Errno::ENOMEM);
+    }
+    super::alloc_guard::reserve(added * VMA_COST)
+}
+
+/// `ENOMEM` if mapping `more` bytes would take `mm` past the process's `RLIMIT_AS`.
+fn check_as(mm: &Mm, more: u64) -> Result<(), Errno> {
+    let limit = rlimit::current(res::AS);
+    if limit == RLIM_INFINITY {
+        return Ok(());
+    }
+    let mapped = mm.usage().mapped;
+    if mapped.saturating_add(more) > limit {
+        return Err(Errno::ENOMEM);
+    }
+    Ok(())
+}
+
+/// The region `[start, end)` of `mm` that contains `va`, if any.
+fn region(mm: &Mm, va: u64) -> Option<(u64, u64)> {
+    mm.vma_at(va).map(|(s, v)| (s, v.end))
+}
 
 const MAP_SHARED: u64 = 0x01;
 const MAP_PRIVATE: u64 = 0x02;
@@ -24,6 +89,19 @@ pub(crate) fn sys_brk(addr: u64) -> SysResult {
     let p = current_process();
     let space = p.space().ok_or(Errno::ENOMEM)?;
     let mut mm = space.mm.lock();
+    let cur = mm.brk;
+    if addr > cur {
+        // Growing adds a region (Linux's `do_brk_flags` checks the count the same way);
+        // `RLIMIT_DATA` bounds the heap and `RLIMIT_AS` everything mapped.
+        let data = rlimit::current(res::DATA);
+        let grows = addr.saturating_sub(cur.max(mm.brk_base));
+        if may_add_regions(&mm, 1, false).is_err()
+            || (data != RLIM_INFINITY && addr.saturating_sub(mm.brk_base) > data)
+            || check_as(&mm, grows).is_err()
+        {
+            return Ok(cur);
+        }
+    }
     Ok(mm.set_brk(addr))
 }
 
@@ -50,19 +128,24 @@ pub(crate) fn sys_mmap(
     };
     // A shared mapping of /dev/zero is shared anonymous memory (as Linux).
     let anon = flags & MAP_ANONYMOUS != 0 || (shared && super::files::is_dev_zero(fd as i32));
-    // File mappings: a private snapshot of the file's bytes (read into fresh pages). Shared
-    // writable file mappings are not supported.
-    let file_bytes = if anon {
+    // File mappings: a private snapshot of the file's bytes (read into fresh pages after the
+    // region is added). Shared writable file mappings are not supported.
+    let file = if anon {
         None
     } else {
         if shared && prot_bits & 2 != 0 {
             return Err(Errno::ENODEV);
         }
-        Some(read_file_range(fd as i32, off, len)?)
+        let fd = fd as i32;
+        // The errors Linux gives before mapping anything: not a readable file.
+        super::files::read_fd_at(fd, off, &mut [])?;
+        Some(fd)
     };
     let p = current_process();
     let space = p.space().ok_or(Errno::ENOMEM)?;
     let mut mm = space.mm.lock();
+    may_add_regions(&mm, 1, false)?;
+    check_as(&mm, len)?;
     let start = if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0 {
         if !in_user_window(addr, len) {
             return Err(Errno::ENOMEM);
@@ -70,6 +153,8 @@ pub(crate) fn sys_mmap(
         if flags & MAP_FIXED_NOREPLACE != 0 && !mm.is_free(addr, addr + len) {
             return Err(Errno::EEXIST);
         }
+        let split = splits_for_munmap(region(&mm, addr), addr, addr + len);
+        may_add_regions(&mm, split, true)?;
         mm.unmap(addr, addr + len);
         addr
     } else if addr != 0 && in_user_window(addr, len) && mm.is_free(addr, addr + len) {
@@ -81,17 +166,57 @@ pub(crate) fn sys_mmap(
     // maps too (`shmem`); private memory is copy-on-write after `fork`.
     let shm = (shared && anon).then(ShmRef::new_object);
     mm.add_vma(start, start + len, prot_bits as u32, shm);
-    if let Some(bytes) = file_bytes {
-        let mut o = 0usize;
-        while o < bytes.len() {
-            let va = start + o as u64;
-            let gpa = mm.populate(va)?;
-            let n = (PAGE_SIZE as usize).min(bytes.len() - o);
-            crate::mm::pool_mem::write(gpa, &bytes[o..o + n]);
-            o += PAGE_SIZE as usize;
+    drop(mm);
+    if let Some(fd) = file {
+        if let Err(e) = fill_from_file(&space, fd, start, off, len) {
+            space.mm.lock().unmap(start, start + len);
+            return Err(e);
         }
     }
     Ok(start)
+}
+
+/// Bytes of a file mapping read at a time (through one kernel buffer, so a mapping of any
+/// size costs the kernel heap no more than this).
+const FILE_CHUNK: usize = 64 * 1024;
+
+/// Fills the new private file mapping `[start, start + len)` of `space` with the bytes of
+/// `fd` from `off`, chunk by chunk (the memory map is not locked while the file is read);
+/// pages past the end of the file stay demand-zero.
+fn fill_from_file(
+    space: &super::space::Space,
+    fd: i32,
+    start: u64,
+    off: u64,
+    len: u64,
+) -> Result<(), Errno> {
+    let mut buf = super::files::file::kbuf(FILE_CHUNK.min(len as usize))?;
+    let mut done = 0u64;
+    while done < len {
+        let want = ((len - done) as usize).min(FILE_CHUNK);
+        let mut got = 0usize;
+        while got < want {
+            let n = super::files::read_fd_at(fd, off + done + got as u64, &mut buf[got..want])?;
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        if got == 0 {
+            break;
+        }
+        let mut mm = space.mm.lock();
+        for (i, page) in buf[..got].chunks(PAGE_SIZE as usize).enumerate() {
+            let gpa = mm.populate(start + done + (i as u64) * PAGE_SIZE)?;
+            crate::mm::pool_mem::write(gpa, page);
+        }
+        drop(mm);
+        if got < want {
+            break;
+        }
+        done += got as u64;
+    }
+    Ok(())
 }
 
 /// `munmap(addr, len)`.
@@ -104,7 +229,10 @@ pub(crate) fn sys_munmap(addr: u64, len: u64) -> SysResult {
         return Err(Errno::EINVAL);
     }
     let space = current_process().space().ok_or(Errno::EINVAL)?;
-    space.mm.lock().unmap(addr, addr + len);
+    let mut mm = space.mm.lock();
+    let split = splits_for_munmap(region(&mm, addr), addr, addr + len);
+    may_add_regions(&mm, split, true)?;
+    mm.unmap(addr, addr + len);
     Ok(0)
 }
 
@@ -121,10 +249,11 @@ pub(crate) fn sys_mprotect(addr: u64, len: u64, prot_bits: u64) -> SysResult {
         return Err(Errno::ENOMEM);
     }
     let space = current_process().space().ok_or(Errno::ENOMEM)?;
-    space
-        .mm
-        .lock()
-        .protect(addr, addr + len, prot_bits as u32)?;
+    let mut mm = space.mm.lock();
+    let end = addr + len;
+    let split = splits_for_protect(region(&mm, addr), region(&mm, end), addr, end);
+    may_add_regions(&mm, split, true)?;
+    mm.protect(addr, end, prot_bits as u32)?;
     Ok(0)
 }
 
@@ -150,13 +279,17 @@ pub(crate) fn sys_mremap(
     if old + old_len > vma.end {
         return Err(Errno::EFAULT);
     }
+    if new_len > old_len {
+        check_as(&mm, new_len - old_len)?;
+    }
     if flags & MREMAP_FIXED == 0 {
         if new_len <= old_len {
             mm.unmap(old + new_len, old + old_len);
             return Ok(old);
         }
-        // Grow in place?
+        // Grow in place? (A region more here: the map does not merge.)
         if in_user_window(old, new_len) && mm.is_free(old + old_len, old + new_len) {
+            may_add_regions(&mm, 1, false)?;
             mm.add_vma(
                 old + old_len,
                 old + new_len,
@@ -169,6 +302,8 @@ pub(crate) fn sys_mremap(
             return Err(Errno::ENOMEM);
         }
     }
+    // A move: Linux's `move_vma` wants room for up to 3 more regions.
+    may_add_regions(&mm, limits::MREMAP_MOVE_REGIONS, true)?;
     let dest = if flags & MREMAP_FIXED != 0 {
         if !new_addr.is_multiple_of(PAGE_SIZE) || !in_user_window(new_addr, new_len) {
             return Err(Errno::EINVAL);
@@ -195,15 +330,4 @@ pub(crate) fn sys_madvise(addr: u64, len: u64, advice: u64) -> SysResult {
         space.mm.lock().discard(addr, addr + len);
     }
     Ok(0)
-}
-
-/// The bytes of open file `fd` at `[off, off + len)` for a private file mapping.
-fn read_file_range(fd: i32, off: u64, len: u64) -> Result<alloc::vec::Vec<u8>, Errno> {
-    if len > 256 << 20 {
-        return Err(Errno::ENOMEM);
-    }
-    let mut buf = alloc::vec![0u8; len as usize];
-    let n = super::files::read_fd_at(fd, off, &mut buf)?;
-    buf.truncate(n);
-    Ok(buf)
 }

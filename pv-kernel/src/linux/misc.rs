@@ -48,11 +48,20 @@ pub(crate) fn sys_getrandom(buf: u64, len: u64, flags: u64) -> SysResult {
     if flags & !7 != 0 || flags & 6 == 6 {
         return Err(Errno::EINVAL);
     }
-    let n = len.min(1 << 20) as usize;
-    let mut tmp = alloc::vec![0u8; n];
-    super::files::random::fill(&mut tmp);
-    copy_to_user(buf, &tmp)?;
-    Ok(n as u64)
+    // Through a small buffer on the stack: a request costs the kernel heap nothing.
+    let n = len.min(1 << 20);
+    let mut tmp = [0u8; 256];
+    let mut done = 0u64;
+    while done < n {
+        let k = (n - done).min(tmp.len() as u64) as usize;
+        super::files::random::fill(&mut tmp[..k]);
+        // A fault after some bytes returns those, as Linux.
+        if let Err(e) = copy_to_user(buf + done, &tmp[..k]) {
+            return if done > 0 { Ok(done) } else { Err(e) };
+        }
+        done += k as u64;
+    }
+    Ok(n)
 }
 
 fn write_timespec(va: u64, ns: u64) -> Result<(), Errno> {
@@ -208,38 +217,6 @@ pub(crate) fn sys_clock_nanosleep(clk: u64, flags: u64, req: u64, rem: u64) -> S
             Err(e)
         }
     }
-}
-
-const RLIM_INFINITY: u64 = u64::MAX;
-
-fn rlimit(resource: u64) -> Result<[u64; 2], Errno> {
-    Ok(match resource {
-        3 => [8 << 20, RLIM_INFINITY], // STACK
-        4 => [0, 0],                   // CORE: no core dump is ever written
-        7 => [1024, 1024],             // NOFILE
-        6 => [4096, 4096],             // NPROC
-        0..=15 => [RLIM_INFINITY, RLIM_INFINITY],
-        _ => return Err(Errno::EINVAL),
-    })
-}
-
-/// `prlimit64(pid, resource, new, old)` (limits are fixed; setting is accepted if not
-/// raising above the maximum).
-pub(crate) fn sys_prlimit64(pid: u64, resource: u64, new: u64, old: u64) -> SysResult {
-    if pid != 0 && super::task::find_process(pid as i32).is_none() {
-        return Err(Errno::ESRCH);
-    }
-    let cur = rlimit(resource)?;
-    if old != 0 {
-        write_val(old, &cur)?;
-    }
-    if new != 0 {
-        let n: [u64; 2] = super::uaccess::read_val(new)?;
-        if n[0] > n[1] {
-            return Err(Errno::EINVAL);
-        }
-    }
-    Ok(0)
 }
 
 /// `getrusage(who, usage)`: `RUSAGE_SELF` (0), `RUSAGE_CHILDREN` (-1), `RUSAGE_THREAD` (1).

@@ -13,7 +13,8 @@
 //!   lines, the shutdown record of init),
 //! * [`cputime`] CPU-time accounting,
 //! * [`files`] file descriptors, pipes, devices and every file system call,
-//! * [`memory`], [`futex`], [`misc`] the other system calls,
+//! * [`memory`], [`futex`], [`misc`] the other system calls, [`rlimit`] resource limits,
+//! * [`alloc_guard`] whether the kernel heap can afford what a program asks for,
 //! * [`dispatch`] the system-call table,
 //! * [`uaccess`] copying from and to the current process's user memory.
 //!
@@ -24,6 +25,7 @@
 #![forbid(unsafe_code)]
 
 pub(crate) mod abi;
+pub(crate) mod alloc_guard;
 pub(crate) mod cputime;
 pub(crate) mod death;
 pub(crate) mod dispatch;
@@ -35,6 +37,7 @@ pub(crate) mod imagecache;
 pub(crate) mod memory;
 pub(crate) mod misc;
 pub(crate) mod pool;
+pub(crate) mod rlimit;
 pub(crate) mod shmem;
 pub(crate) mod signal;
 pub(crate) mod space;

@@ -14,6 +14,7 @@ use pvmux_hypercalls::frame::RFLAGS_USER_MASK;
 
 use super::cputime::{ProcessTimes, TaskTimes};
 use super::files::{FdTable, FsContext};
+use super::rlimit::{self, Rlimits};
 use super::signal::{sig, SigAction, SigInfo, SigSet, SigState};
 use super::space::{Exit, Space, UserState};
 use super::{exec, Errno, SysResult};
@@ -86,6 +87,8 @@ pub(crate) struct Process {
     pub(crate) exe: IrqLock<Vec<u8>>,
     /// CPU time of its ended threads and reaped children, its largest resident set.
     pub(crate) times: ProcessTimes,
+    /// Resource limits (inherited by `fork`, kept by `execve`).
+    pub(crate) rlimits: IrqLock<Rlimits>,
 }
 
 impl Process {
@@ -125,8 +128,6 @@ pub(crate) struct Task {
     pub(crate) thread: spin::Once<Weak<crate::sched::thread::Thread>>,
     /// Set to make the task exit at its next chance (exit_group, exec, fatal signal).
     pub(crate) must_exit: AtomicBool,
-    /// FPU states saved by signal delivery (restored by rt_sigreturn).
-    pub(crate) fp_stack: IrqLock<Vec<Vec<u8>>>,
     /// Its user CPU time.
     pub(crate) times: TaskTimes,
 }
@@ -150,7 +151,9 @@ impl Task {
         if !blocked && super::signal::is_ignored(&self.process, signo) {
             return Ok(());
         }
-        self.sig.raise(info)?;
+        let limit = super::rlimit::of(&self.process, super::rlimit::res::SIGPENDING);
+        self.sig
+            .raise_limited(info, usize::try_from(limit).unwrap_or(usize::MAX))?;
         self.kick();
         Ok(())
     }
@@ -235,6 +238,7 @@ fn new_process(
     sigactions: [SigAction; 64],
     exit_signal: u32,
     umask: u32,
+    rlimits: Rlimits,
 ) -> Arc<Process> {
     let pid = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let p = Arc::new(Process {
@@ -258,6 +262,7 @@ fn new_process(
         umask: AtomicU32::new(umask),
         exe: IrqLock::new(Vec::new()),
         times: ProcessTimes::default(),
+        rlimits: IrqLock::new(rlimits),
     });
     PROCS.lock().insert(pid, p.clone());
     p
@@ -272,7 +277,6 @@ fn new_task(tid: i32, process: &Arc<Process>, sig: SigState) -> Arc<Task> {
         clear_child_tid: AtomicU64::new(0),
         thread: spin::Once::new(),
         must_exit: AtomicBool::new(false),
-        fp_stack: IrqLock::new(Vec::new()),
         times: TaskTimes::default(),
     });
     process.threads.lock().push(t.clone());
@@ -341,6 +345,7 @@ pub(crate) fn run_init(argv: Vec<Vec<u8>>) -> Result<i32, Errno> {
         [SigAction::DEFAULT; 64],
         0,
         0o022,
+        Rlimits::defaults(u64::from(max_tasks())),
     );
     *p.exe.lock() = path.clone();
     let t = new_task(p.pid, &p, SigState::new(SigSet::EMPTY));
@@ -559,7 +564,10 @@ pub(crate) fn do_clone(
     }
     // A thread or `CLONE_VM` child (not `vfork`) starts without an alternate stack.
     let shares_stack = flags & CLONE_VM != 0 && flags & CLONE_VFORK == 0;
-    if LIVE_TASKS.load(Ordering::Relaxed) >= max_tasks() {
+    // RLIMIT_NPROC counts the user's tasks, and every guest program runs as uid 0: all
+    // of them. The kernel's own ceiling applies whatever the limit.
+    let nproc = rlimit::of(p, rlimit::res::NPROC).min(u64::from(max_tasks()));
+    if u64::from(LIVE_TASKS.load(Ordering::Relaxed)) >= nproc {
         return Err(Errno::EAGAIN);
     }
     if flags & CLONE_THREAD != 0 {
@@ -600,6 +608,8 @@ pub(crate) fn do_clone(
     let child_space = if flags & CLONE_VM != 0 {
         space.clone()
     } else {
+        // The child's copy of the memory map comes from the kernel heap.
+        super::memory::check_fork(&space.mm.lock())?;
         space.fork()?
     };
     if exiting() {
@@ -614,6 +624,7 @@ pub(crate) fn do_clone(
         p.pid
     };
     let exe = p.exe.lock().clone();
+    let rlimits = *p.rlimits.lock();
     let c = new_process(
         ppid,
         p.pgid(),
@@ -624,6 +635,7 @@ pub(crate) fn do_clone(
         actions,
         (flags & CSIGNAL) as u32,
         p.umask.load(Ordering::Relaxed),
+        rlimits,
     );
     *c.exe.lock() = exe;
     let t = new_task(c.pid, &c, task.sig.cloned(shares_stack));

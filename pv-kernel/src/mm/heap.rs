@@ -275,10 +275,7 @@ pub(crate) fn charge(bytes: usize) -> Result<(), OutOfMemory> {
 }
 
 /// Whether [`charge`]`(bytes)` would succeed now (it may grow the heap).
-#[allow(
-    dead_code,
-    reason = "API for the process limits (RLIMIT_*, signal queues, mmaps)"
-)]
+#[allow(dead_code, reason = "API next to `charge`; callers use `charge` today")]
 pub(crate) fn has_headroom(bytes: usize) -> bool {
     charge(bytes).is_ok()
 }

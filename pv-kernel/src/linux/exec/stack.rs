@@ -46,6 +46,7 @@ pub(crate) mod at {
     pub(crate) const AT_RANDOM: u64 = 25;
     pub(crate) const AT_HWCAP2: u64 = 26;
     pub(crate) const AT_EXECFN: u64 = 31;
+    pub(crate) const AT_MINSIGSTKSZ: u64 = 51;
 }
 use at::*;
 
@@ -67,6 +68,9 @@ pub(crate) struct Params<'a> {
     pub(crate) phnum: u64,
     /// `AT_HWCAP`.
     pub(crate) hwcap: u64,
+    /// `AT_MINSIGSTKSZ`: the largest signal frame (the C library's `sysconf(_SC_MINSIGSTKSZ)`
+    /// and `SIGSTKSZ`).
+    pub(crate) minsigstksz: u64,
 }
 
 /// The initial stack: its bytes from `sp` up to the top.
@@ -117,7 +121,7 @@ pub(crate) fn build(top: u64, bottom: u64, p: &Params<'_>) -> Result<Stack, Errn
     }
     argv_va.reverse();
     cur &= !15;
-    let auxv: [(u64, u64); 18] = [
+    let auxv: [(u64, u64); 19] = [
         (AT_PHDR, p.phdr),
         (AT_PHENT, super::elf::PHENT_SIZE),
         (AT_PHNUM, p.phnum),
@@ -134,6 +138,7 @@ pub(crate) fn build(top: u64, bottom: u64, p: &Params<'_>) -> Result<Stack, Errn
         (AT_SECURE, 0),
         (AT_RANDOM, random),
         (AT_HWCAP2, 0),
+        (AT_MINSIGSTKSZ, p.minsigstksz),
         (AT_EXECFN, execfn),
         (AT_PLATFORM, platform),
     ];
@@ -190,6 +195,7 @@ mod tests {
             phdr: 0x40_0040,
             phnum: 7,
             hwcap: 0x178b_fbff,
+            minsigstksz: 3648,
         }
     }
 
@@ -266,6 +272,7 @@ mod tests {
             (AT_RANDOM, libc::AT_RANDOM),
             (AT_HWCAP2, libc::AT_HWCAP2),
             (AT_EXECFN, libc::AT_EXECFN),
+            (AT_MINSIGSTKSZ, 51),
         ];
         for (ours, linux) in keys {
             assert_eq!(ours, linux);
@@ -324,7 +331,8 @@ mod tests {
         let st = build(TOP, BOTTOM, &params(&[], &[])).unwrap();
         let (a, e, aux) = Reader { st: &st }.read();
         assert!(a.is_empty() && e.is_empty());
-        assert_eq!(aux.len(), 18);
+        assert_eq!(aux.len(), 19);
+        assert!(aux.contains(&(AT_MINSIGSTKSZ, 3648)));
     }
 
     #[test]

@@ -4,13 +4,14 @@
 use super::dev;
 use super::file::{
     fl, fstat, kbuf, read_kernel, read_user, write_kernel, write_user, Kind, OpenFile, UserBuf,
-    MAX_RW, NOFILE,
+    MAX_RW,
 };
 use super::pipe::{Pipe, PIPE_SIZE};
 use super::tty::{self, ioc};
 use super::{fd_file, wall_now};
 use crate::fs::ramfs::{dt, oflag, whence, Ino, DIRENT64_HEADER};
 use crate::fs::{self, Errno};
+use crate::linux::rlimit::nofile;
 use crate::linux::task::current_process;
 use crate::linux::uaccess::{copy_to_user, read_val, write_val};
 use crate::linux::SysResult;
@@ -223,7 +224,7 @@ pub(crate) fn sys_dup(fd: u64) -> SysResult {
     let p = current_process();
     let mut t = p.files.lock();
     let f = t.get(fd_arg(fd))?;
-    t.alloc(f, false, 0).map(|fd| fd as u64)
+    t.alloc(f, false, 0, nofile(&p)).map(|fd| fd as u64)
 }
 
 /// `dup2(old, new)` and `dup3(old, new, flags)`.
@@ -239,7 +240,12 @@ pub(crate) fn sys_dup3(old: u64, new: u64, flags: u64, three: bool) -> SysResult
         return Ok(new as u64);
     }
     let new_idx = usize::try_from(new).map_err(|_| Errno::EBADF)?;
-    let prev = t.put(new_idx, f, flags & u64::from(fl::O_CLOEXEC) != 0)?;
+    let prev = t.put(
+        new_idx,
+        f,
+        flags & u64::from(fl::O_CLOEXEC) != 0,
+        nofile(&p),
+    )?;
     drop(t);
     drop(prev);
     Ok(new as u64)
@@ -254,10 +260,11 @@ pub(crate) fn sys_fcntl(fd: u64, cmd: u64, arg: u64) -> SysResult {
     match cmd {
         F_DUPFD | F_DUPFD_CLOEXEC => {
             let min = usize::try_from(arg as i32).map_err(|_| Errno::EINVAL)?;
-            if min >= NOFILE {
+            let limit = nofile(&p);
+            if min >= limit {
                 return Err(Errno::EINVAL);
             }
-            let r = p.files.lock().alloc(f, cmd == F_DUPFD_CLOEXEC, min);
+            let r = p.files.lock().alloc(f, cmd == F_DUPFD_CLOEXEC, min, limit);
             r.map(|fd| fd as u64)
         }
         F_GETFD => Ok(if p.files.lock().cloexec(fd)? {
@@ -323,10 +330,11 @@ pub(crate) fn sys_pipe2(fds: u64, flags: u64) -> SysResult {
     let w = OpenFile::new(Kind::PipeWrite(pipe), oflag::O_WRONLY | status);
     let cloexec = flags & fl::O_CLOEXEC != 0;
     let p = current_process();
+    let limit = nofile(&p);
     let (rfd, wfd) = {
         let mut t = p.files.lock();
-        let rfd = t.alloc(r, cloexec, 0)?;
-        match t.alloc(w, cloexec, 0) {
+        let rfd = t.alloc(r, cloexec, 0, limit)?;
+        match t.alloc(w, cloexec, 0, limit) {
             Ok(wfd) => (rfd, wfd),
             Err(e) => {
                 let r = t.take(rfd);

@@ -22,8 +22,12 @@ use crate::irq::IrqLock;
 use crate::linux::uaccess::{copy_from_user, copy_to_user};
 use crate::linux::{signal, SysResult};
 
-/// Most descriptors a process may have open (`RLIMIT_NOFILE`).
-pub(crate) const NOFILE: usize = 1024;
+/// The most descriptors any process may have open (`RLIMIT_NOFILE`'s ceiling; each
+/// process's own limit is its `RLIMIT_NOFILE`, `crate::linux::rlimit::nofile`).
+pub(crate) const NOFILE: usize = crate::linux::rlimit::NR_OPEN as usize;
+/// Kernel heap a descriptor may cost (its slot, the open file description, a pipe's
+/// bookkeeping): checked against the heap's headroom before one is installed.
+const FD_COST: usize = 512;
 /// Most bytes one read or write transfers (Linux `MAX_RW_COUNT`).
 pub(crate) const MAX_RW: usize = 0x7fff_f000;
 /// Kernel bounce-buffer size for copying between user memory and files.
@@ -232,7 +236,7 @@ impl FdTable {
                 },
                 flags,
             );
-            let _ = t.alloc(f, false, 0);
+            let _ = t.alloc(f, false, 0, NOFILE);
         }
         t
     }
@@ -299,16 +303,19 @@ impl FdTable {
     }
 
     /// Installs `file` at the lowest free descriptor `>= min`; `EMFILE` if none below
-    /// [`NOFILE`].
+    /// `limit` (the process's `RLIMIT_NOFILE`, at most [`NOFILE`]), `ENOMEM` if the kernel
+    /// heap cannot afford another descriptor.
     pub(crate) fn alloc(
         &mut self,
         file: Arc<OpenFile>,
         cloexec: bool,
         min: usize,
+        limit: usize,
     ) -> Result<i32, Errno> {
-        let fd = (min..NOFILE)
+        let fd = (min..limit.min(NOFILE))
             .find(|&i| self.slots.get(i).is_none_or(Option::is_none))
             .ok_or(Errno::EMFILE)?;
+        crate::linux::alloc_guard::reserve(FD_COST)?;
         if fd >= self.slots.len() {
             self.slots
                 .try_reserve(fd + 1 - self.slots.len())
@@ -319,16 +326,19 @@ impl FdTable {
         Ok(fd as i32)
     }
 
-    /// Installs `file` at `fd` (`< NOFILE`), returning what was there.
+    /// Installs `file` at `fd`, returning what was there: `EBADF` if `fd` is not below
+    /// `limit` (the process's `RLIMIT_NOFILE`, at most [`NOFILE`]), as `dup2`.
     pub(crate) fn put(
         &mut self,
         fd: usize,
         file: Arc<OpenFile>,
         cloexec: bool,
+        limit: usize,
     ) -> Result<Option<Arc<OpenFile>>, Errno> {
-        if fd >= NOFILE {
+        if fd >= limit.min(NOFILE) {
             return Err(Errno::EBADF);
         }
+        crate::linux::alloc_guard::reserve(FD_COST)?;
         if fd >= self.slots.len() {
             self.slots
                 .try_reserve(fd + 1 - self.slots.len())

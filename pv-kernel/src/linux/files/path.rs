@@ -136,7 +136,8 @@ pub(crate) fn sys_openat(dirfd: u64, path_va: u64, flags: u64, mode: u64) -> Sys
         }
     };
     let file = OpenFile::new(kind, how.file_flags);
-    let r = p.files.lock().alloc(file, how.cloexec, 0);
+    let limit = crate::linux::rlimit::nofile(&p);
+    let r = p.files.lock().alloc(file, how.cloexec, 0, limit);
     r.map(|fd| fd as u64)
 }
 

@@ -76,6 +76,11 @@ impl State {
             for (dst, src) in out[..n].iter_mut().zip(self.buf.drain(..n)) {
                 *dst = src;
             }
+            if self.buf.is_empty() {
+                // An empty pipe holds no kernel heap: thousands of drained pipes must not
+                // keep 64 KiB each.
+                self.buf = VecDeque::new();
+            }
             Pull::Got(n)
         } else if self.writers == 0 {
             Pull::Eof
@@ -94,6 +99,16 @@ impl State {
             return Ok(Push::Full);
         }
         let n = data.len().min(free);
+        // Buffered bytes live in the kernel heap: when it runs short, a pipe that holds
+        // data is full (the writer waits for the reader, or gets EAGAIN), and an empty one
+        // fails the write with ENOMEM.
+        if crate::linux::alloc_guard::reserve(n).is_err() {
+            return if self.buf.is_empty() {
+                Err(Errno::ENOMEM)
+            } else {
+                Ok(Push::Full)
+            };
+        }
         self.buf.try_reserve(n).map_err(|_| Errno::ENOMEM)?;
         self.buf.extend(&data[..n]);
         Ok(Push::Wrote(n))

@@ -214,7 +214,8 @@ impl Entry {
 
 /// The common part of `poll` and `ppoll`.
 fn do_poll(fds_va: u64, nfds: u64, deadline: Option<u64>) -> SysResult {
-    if nfds > NOFILE as u64 {
+    // Linux: more entries than RLIMIT_NOFILE is EINVAL.
+    if nfds > crate::linux::rlimit::current(crate::linux::rlimit::res::NOFILE).min(NOFILE as u64) {
         return Err(Errno::EINVAL);
     }
     let n = nfds as usize;

@@ -8,8 +8,10 @@
 //!  frame + 312  siginfo       128 bytes
 //! ```
 //!
-//! `frame + 8` is 16-byte aligned, as at a function's entry. The FPU state is kept by the
-//! kernel (`Task::fp_stack`), not in the frame: `uc_mcontext.fpstate` is null.
+//! `frame + 8` is 16-byte aligned, as at a function's entry. The FPU state is in the user
+//! frame too, above the `rt_sigframe` (see [`super::fpframe`]): `uc_mcontext.fpstate`
+//! points at it, and `uc_flags` has `UC_FP_XSTATE` when it is an XSAVE image. The kernel
+//! keeps nothing per frame.
 
 use pvmux_hypercalls::frame::{TrapFrame, RFLAGS_USER_MASK};
 
@@ -30,6 +32,8 @@ const UC_STACK: usize = 16;
 const UC_MCONTEXT: usize = 40;
 /// Offset of `uc_sigmask`.
 const UC_SIGMASK: usize = UC_MCONTEXT + 256;
+/// `uc_flags`: the FP state is an XSAVE image.
+const UC_FP_XSTATE: u64 = 1;
 
 /// Indices of the 8-byte words of `struct sigcontext` (the C library's `REG_*`).
 mod greg {
@@ -57,6 +61,8 @@ mod greg {
     pub(super) const TRAPNO: usize = 20;
     pub(super) const OLDMASK: usize = 21;
     pub(super) const CR2: usize = 22;
+    /// `fpstate`: the address of the FP image (0: none).
+    pub(super) const FPSTATE: usize = 23;
 }
 
 /// User code and stack segments of x86-64 Linux (`__USER_CS`, `__USER_DS`).
@@ -104,8 +110,8 @@ pub(crate) struct Frame {
 impl Frame {
     /// The frame for a handler whose stack top is `top` (below the red zone, or the top of
     /// the alternate stack): `regs` interrupted, the signal `info`, the handler returning
-    /// to `restorer`, `rt_sigreturn` restoring the mask `mask` and the alternate stack
-    /// `uc_stack`.
+    /// to `restorer`, `rt_sigreturn` restoring the mask `mask`, the alternate stack
+    /// `uc_stack` and the FP image at `fp` (`(address, XSAVE?)`, or `None`).
     pub(crate) fn build(
         top: u64,
         regs: &TrapFrame,
@@ -113,12 +119,16 @@ impl Frame {
         restorer: u64,
         mask: SigSet,
         uc_stack: StackT,
+        fp: Option<(u64, bool)>,
     ) -> Self {
         // Linux's `align_sigframe`: `sp + 8` is 16-byte aligned.
         let sp = (top.wrapping_sub(FRAME_SIZE as u64) & !15).wrapping_sub(8);
         let mut b = [0u8; FRAME_SIZE];
         b[0..8].copy_from_slice(&restorer.to_le_bytes());
         let uc = &mut b[8..8 + UCONTEXT_SIZE];
+        if let Some((_, true)) = fp {
+            uc[0..8].copy_from_slice(&UC_FP_XSTATE.to_le_bytes());
+        }
         uc[UC_STACK..UC_STACK + STACK_T_SIZE].copy_from_slice(&uc_stack.to_bytes());
         let mut put = |word: usize, v: u64| {
             let o = UC_MCONTEXT + 8 * word;
@@ -134,6 +144,7 @@ impl Frame {
             put(greg::CR2, f.addr);
         }
         put(greg::OLDMASK, mask.bits());
+        put(greg::FPSTATE, fp.map_or(0, |(a, _)| a));
         uc[UC_SIGMASK..UC_SIGMASK + 8].copy_from_slice(&mask.bits().to_le_bytes());
         b[8 + UCONTEXT_SIZE..].copy_from_slice(&info.to_bytes());
         Self { sp, bytes: b }
@@ -175,6 +186,9 @@ pub(crate) struct Restored {
     pub(crate) mask: SigSet,
     /// The alternate stack to restore.
     pub(crate) stack: StackT,
+    /// Address of the FP image to restore (`uc_mcontext.fpstate`; 0: none, the initial
+    /// state).
+    pub(crate) fpstate: u64,
 }
 
 /// Reads the `ucontext` `uc` back (`rt_sigreturn`): the general registers, only the flags a
@@ -215,6 +229,7 @@ pub(crate) fn restore(uc: &[u8; UCONTEXT_SIZE], cur: &TrapFrame) -> Restored {
         regs,
         mask: SigSet::from_bits(u64_at(UC_SIGMASK)).blockable(),
         stack: StackT::from_bytes(&st),
+        fpstate: g(greg::FPSTATE),
     }
 }
 
@@ -311,7 +326,15 @@ mod tests {
             size: 0x8000,
         };
         let top = r.rsp - RED_ZONE;
-        let f = Frame::build(top, &r, &info, 0x40_0f00, mask, alt);
+        let f = Frame::build(
+            top,
+            &r,
+            &info,
+            0x40_0f00,
+            mask,
+            alt,
+            Some((0x7fff_f000_1000, true)),
+        );
         // Placement: below the top, `sp + 8` aligned like a function entry, and the whole
         // frame fits below the top.
         assert_eq!((f.sp + 8) % 16, 0);
@@ -338,9 +361,13 @@ mod tests {
         assert_eq!(gregs(libc::REG_TRAPNO), 14);
         assert_eq!(gregs(libc::REG_CR2), 0xdead_b000);
         assert_eq!(gregs(libc::REG_OLDMASK), mask.bits());
-        assert_eq!(gregs(23), 0, "fpstate: none in the frame");
+        assert_eq!(
+            gregs(23),
+            0x7fff_f000_1000,
+            "fpstate: the FP image's address"
+        );
         assert_eq!(w[UC_SIGMASK / 8], mask.bits());
-        assert_eq!(w[0], 0, "uc_flags");
+        assert_eq!(w[0], UC_FP_XSTATE, "uc_flags: an XSAVE image");
         assert_eq!(w[1], 0, "uc_link");
         let mut st = [0u8; STACK_T_SIZE];
         st.copy_from_slice(&f.bytes[8 + UC_STACK..8 + UC_STACK + STACK_T_SIZE]);
@@ -358,12 +385,21 @@ mod tests {
     fn non_fault_signals_leave_the_fault_words_clear() {
         let r = regs();
         let info = SigInfo::from_process(sig::SIGUSR1, code::SI_USER, 3);
-        let f = Frame::build(0x1000_0000, &r, &info, 1, SigSet::EMPTY, StackT::default());
+        let f = Frame::build(
+            0x1000_0000,
+            &r,
+            &info,
+            1,
+            SigSet::EMPTY,
+            StackT::default(),
+            None,
+        );
         let w = libc_words(&f);
         for reg in [libc::REG_ERR, libc::REG_TRAPNO, libc::REG_CR2] {
             assert_eq!(w[UC_MCONTEXT / 8 + reg as usize], 0);
         }
         assert_eq!(f.sp, 0x1000_0000 - 448 - 8);
+        assert_eq!((w[0], w[UC_MCONTEXT / 8 + 23]), (0, 0), "no FP image");
     }
 
     #[test]
@@ -376,7 +412,15 @@ mod tests {
             size: 0x8000,
         };
         let info = SigInfo::kernel(sig::SIGINT);
-        let f = Frame::build(r.rsp - RED_ZONE, &r, &info, 0, mask, alt);
+        let f = Frame::build(
+            r.rsp - RED_ZONE,
+            &r,
+            &info,
+            0,
+            mask,
+            alt,
+            Some((0x5000, false)),
+        );
         let handler = f.handler_regs(&r, sig::SIGINT, 0x40_2000);
         let mut uc = [0u8; UCONTEXT_SIZE];
         uc.copy_from_slice(&f.bytes[8..8 + UCONTEXT_SIZE]);
@@ -386,6 +430,7 @@ mod tests {
         assert_eq!(back.regs, want);
         assert_eq!(back.mask, mask);
         assert_eq!(back.stack, alt);
+        assert_eq!(back.fpstate, 0x5000);
         // A handler that edits its ucontext: privileged flags and unblockable signals are
         // refused (IOPL, the virtual interrupt flag's neighbours, SIGKILL, SIGSTOP).
         let efl = UC_MCONTEXT + 8 * greg::EFL;

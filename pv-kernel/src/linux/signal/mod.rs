@@ -8,7 +8,13 @@
 //! * [`queue`] a thread's pending signals and the order they are taken in,
 //! * [`action`] `struct sigaction`, default actions and what delivery does,
 //! * [`altstack`] the alternate signal stack (`sigaltstack`),
-//! * [`frame`] the signal frame a handler finds on its stack.
+//! * [`frame`] the signal frame a handler finds on its stack, [`fpframe`] the FPU state in
+//!   it.
+//!
+//! Like Linux, the kernel keeps nothing per signal frame: everything `rt_sigreturn` needs
+//! (registers, mask, alternate stack, FPU state) is in the user frame and validated when it
+//! comes back, so a program that leaves its handlers with `siglongjmp` costs the kernel
+//! nothing however often it does.
 //!
 //! This file holds the per-thread state ([`SigState`]) and the glue to tasks, processes and
 //! user memory.
@@ -17,6 +23,7 @@
 
 mod action;
 mod altstack;
+mod fpframe;
 mod frame;
 mod info;
 mod queue;
@@ -35,7 +42,7 @@ use crate::irq::IrqLock;
 pub(crate) use action::SigAction;
 use action::{sa, Disposition};
 use altstack::{AltStack, StackT, STACK_T_SIZE};
-use frame::{Frame, FRAME_SIZE, RED_ZONE, UCONTEXT_SIZE};
+use frame::{Frame, RED_ZONE, UCONTEXT_SIZE};
 use info::SIGINFO_SIZE;
 pub(crate) use info::{code, Detail, Fault, SigInfo};
 use queue::SigQueue;
@@ -91,9 +98,16 @@ impl SigState {
     }
 
     /// Marks `info.signo` pending (see [`SigQueue::raise`]).
+    #[cfg(test)]
     pub(crate) fn raise(&self, info: SigInfo) -> Result<(), Errno> {
+        self.raise_limited(info, queue::MAX_QUEUED)
+    }
+
+    /// Marks `info.signo` pending, with at most `limit` signals queued with their
+    /// information (the process's `RLIMIT_SIGPENDING`; see [`SigQueue::raise_limited`]).
+    pub(crate) fn raise_limited(&self, info: SigInfo, limit: usize) -> Result<(), Errno> {
         let mut q = self.queue.lock();
-        let r = q.raise(info);
+        let r = q.raise_limited(info, limit);
         self.pending.store(q.pending().bits(), Ordering::Release);
         r
     }
@@ -167,6 +181,14 @@ impl SigState {
             self.set_blocked(m);
         }
     }
+}
+
+/// `AT_MINSIGSTKSZ`: the largest signal frame on this machine, with the FP image of the
+/// features the CPU has enabled (CPUID leaf 0xD; at most what the user stub can carry).
+pub(crate) fn min_sigstack_size() -> u64 {
+    let xsave = core::arch::x86_64::__cpuid_count(0xd, 0).ebx as usize;
+    let fp = xsave.clamp(512, pvmux_hypercalls::user::USER_FPSTATE_MAX);
+    fpframe::max_frame_size(fp)
 }
 
 /// True if the current thread has an unblocked signal pending: blocking system calls return
@@ -317,10 +339,11 @@ pub(crate) fn deliver(t: &Arc<Task>, st: &mut UserState, fresh: &mut bool) -> Re
     }
 }
 
-/// Builds the `rt_sigframe` for `info`'s handler on the user stack (or the alternate stack);
-/// `return_mask` is the mask `rt_sigreturn` restores. `EFAULT` (a fatal `SIGSEGV` for the
-/// caller) if the frame cannot be written, would overflow the alternate stack, or the
-/// action has no `SA_RESTORER` to return through (as Linux on x86-64).
+/// Builds the `rt_sigframe` for `info`'s handler on the user stack (or the alternate stack),
+/// with the FPU state above it (see [`fpframe`]); `return_mask` is the mask `rt_sigreturn`
+/// restores. `EFAULT` (a fatal `SIGSEGV` for the caller) if the frame cannot be written,
+/// would overflow the alternate stack, or the action has no `SA_RESTORER` to return through
+/// (as Linux on x86-64). The handler starts with the initial FPU state, as on Linux.
 fn setup_frame(
     t: &Arc<Task>,
     st: &mut UserState,
@@ -337,19 +360,37 @@ fn setup_frame(
         r.rsp.wrapping_sub(RED_ZONE),
         act.flags & sa::SA_ONSTACK != 0,
     );
-    let frame = Frame::build(top, &r, info, act.restorer, return_mask, alt.saved());
-    if on_alt && !alt.holds(frame.sp, frame.sp.wrapping_add(FRAME_SIZE as u64)) {
+    let (frame_top, fp) = if st.fp.is_empty() {
+        (top, None)
+    } else {
+        let at = fpframe::area_below(top, st.fp.len());
+        (at, Some((at, fpframe::is_xsave(&st.fp))))
+    };
+    let frame = Frame::build(
+        frame_top,
+        &r,
+        info,
+        act.restorer,
+        return_mask,
+        alt.saved(),
+        fp,
+    );
+    if on_alt && !alt.holds(frame.sp, top) {
         return Err(Errno::EFAULT);
+    }
+    if let Some((at, _)) = fp {
+        copy_to_user(at, &fpframe::frame_bytes(&st.fp)?)?;
     }
     copy_to_user(frame.sp, &frame.bytes)?;
     t.sig.altstack.lock().disarm();
-    t.fp_stack.lock().push(core::mem::take(&mut st.fp));
+    st.fp = Vec::new();
     st.regs = frame.handler_regs(&r, info.signo, act.handler);
     Ok(())
 }
 
-/// `rt_sigreturn`: restores the state saved by [`setup_frame`] (registers, mask, alternate
-/// stack, FPU state).
+/// `rt_sigreturn`: restores the state [`setup_frame`] saved in the user frame (registers,
+/// mask, alternate stack, FPU state), as the handler may have edited it: whatever the CPU
+/// would refuse is sanitised. A frame that cannot be read is a fatal `SIGSEGV`.
 pub(crate) fn sigreturn(t: &Arc<Task>, st: &mut UserState) -> SysResult {
     let uc = st.regs.rsp;
     let mut u = [0u8; UCONTEXT_SIZE];
@@ -358,12 +399,35 @@ pub(crate) fn sigreturn(t: &Arc<Task>, st: &mut UserState) -> SysResult {
         return Err(Errno::EFAULT);
     }
     let back = frame::restore(&u, &st.regs);
+    let fp = if back.fpstate == 0 {
+        Ok(fpframe::initial(&st.fp))
+    } else {
+        read_fp_image(back.fpstate, st.fp.len()).map(|user| fpframe::restored(&user, &st.fp))
+    };
+    let Ok(fp) = fp else {
+        super::death::killed(&t.process, &SigInfo::kernel(sig::SIGSEGV));
+        return Err(Errno::EFAULT);
+    };
     st.regs = back.regs;
+    st.fp = fp;
     t.sig.set_blocked(back.mask);
     // Errors are ignored, as Linux's `restore_altstack` does.
     let _ = t.sig.altstack.lock().set(back.stack, st.regs.rsp);
-    st.fp = t.fp_stack.lock().pop().unwrap_or_default();
     Ok(st.regs.rax)
+}
+
+/// The bytes at a frame's `fpstate` for a thread whose FP image is `len` bytes: the image
+/// and magic2 after it (an FXSAVE-only frame needs only its 512 bytes readable).
+fn read_fp_image(at: u64, len: usize) -> Result<Vec<u8>, Errno> {
+    let mut buf = Vec::new();
+    let n = len + fpframe::MAGIC2_SIZE;
+    buf.try_reserve_exact(n).map_err(|_| Errno::ENOMEM)?;
+    buf.resize(n, 0);
+    if copy_from_user(at, &mut buf).is_err() {
+        buf.truncate(len.min(512));
+        copy_from_user(at, &mut buf)?;
+    }
+    Ok(buf)
 }
 
 /// Resets actions for `execve` (handlers become default; ignored stay ignored) and forgets
@@ -373,7 +437,6 @@ pub(crate) fn reset_on_exec(t: &Arc<Task>) {
         *act = act.after_exec();
     }
     *t.sig.altstack.lock() = AltStack::DISABLED;
-    t.fp_stack.lock().clear();
 }
 
 /// `rt_sigaction(signo, act, oldact, sigsetsize)`.

@@ -7,9 +7,10 @@ use super::info::{code, SigInfo};
 use super::set::{is_realtime, valid, SigSet, SYNCHRONOUS};
 use crate::fs::Errno;
 
-/// Most queued signals per thread (Linux: `RLIMIT_SIGPENDING`); beyond it a real-time
-/// signal sent with information fails with `EAGAIN`, a real-time one sent by `kill` is
-/// merged without its information, and a standard one is still queued (at most one each).
+/// Most queued signals per thread, whatever the process's `RLIMIT_SIGPENDING` (the lower
+/// of the two applies); beyond it a real-time signal sent with information fails with
+/// `EAGAIN`, a real-time one sent by `kill` is merged without its information, and a
+/// standard one is still queued (at most one each).
 pub(crate) const MAX_QUEUED: usize = 256;
 
 /// The pending signals of a thread and their information, in the order sent.
@@ -33,7 +34,14 @@ impl SigQueue {
     /// signal from `kill` or the kernel is queued anyway (there is at most one of each), a
     /// real-time signal sent with information fails with `EAGAIN`, and any other is marked
     /// pending without its information.
+    #[cfg(test)]
     pub(crate) fn raise(&mut self, info: SigInfo) -> Result<(), Errno> {
+        self.raise_limited(info, MAX_QUEUED)
+    }
+
+    /// [`Self::raise`] with at most `limit` (and never more than [`MAX_QUEUED`]) signals
+    /// queued with their information: the target's `RLIMIT_SIGPENDING`.
+    pub(crate) fn raise_limited(&mut self, info: SigInfo, limit: usize) -> Result<(), Errno> {
         let signo = info.signo;
         if !valid(signo) {
             return Ok(());
@@ -43,7 +51,8 @@ impl SigQueue {
             return Ok(());
         }
         let override_limit = !realtime && info.code >= 0;
-        if self.entries.len() < MAX_QUEUED || override_limit {
+        if self.entries.len() < limit.min(MAX_QUEUED) || override_limit {
+            self.entries.try_reserve(1).map_err(|_| Errno::EAGAIN)?;
             self.entries.push(info);
         } else if realtime && info.code != code::SI_USER {
             return Err(Errno::EAGAIN);
@@ -195,6 +204,10 @@ mod tests {
             q.dequeue(SigSet::of(sig::SIGINT)),
             Some(SigInfo::kernel(sig::SIGINT))
         );
+        // A lower RLIMIT_SIGPENDING refuses earlier.
+        let mut q2 = SigQueue::default();
+        q2.raise_limited(queued(40, 1), 1).unwrap();
+        assert_eq!(q2.raise_limited(queued(40, 2), 1), Err(Errno::EAGAIN));
         // A standard signal sent with sigqueue's information: pending, information lost.
         q.raise(queued(sig::SIGHUP, 4)).unwrap();
         assert_eq!(

@@ -370,8 +370,10 @@ fn with_kernel_memory_used_up_creating_files_is_enomem_and_the_kernel_goes_on() 
         "the heap gate stops it before the inode limit:\n{}",
         g.context()
     );
+    // The memory came back: as many files again (the program allows 1 in 1000 fewer when
+    // the heap gate stops them, for kernel work allocating at the same moment).
     assert!(
-        g.has_line(&format!("files: removed and created {created} again")),
+        g.has_line("files: removed and created as many again"),
         "{}",
         g.context()
     );

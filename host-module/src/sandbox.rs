@@ -234,6 +234,10 @@ unsafe fn exec_child(
     // NUL-terminated strings / NULL-terminated arrays that outlive the calls.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        // The tenant's shared namespaces first: their fds are closed with the rest below.
+        if !crate::jail::join(jail) {
+            libc::_exit(EXEC_FAILED_STATUS);
+        }
         // Move the three fds out of the way first, so the dup2s below cannot clobber them.
         let high = [
             libc::fcntl(guest, libc::F_DUPFD_CLOEXEC, 16),

@@ -104,6 +104,8 @@ pub(crate) struct SpaceConfig {
     pub(crate) sandbox_user: crate::jail::SandboxUser,
     /// The tenant's `RLIMIT_CPU` budget, set by the jail (`crate::jail`).
     pub(crate) cpu_seconds: Option<u64>,
+    /// The namespaces the tenant's sandboxes share (`crate::jail`).
+    pub(crate) namespaces: Arc<crate::jail::SharedNamespaces>,
 }
 
 /// One user sandbox.
@@ -373,7 +375,8 @@ impl Spaces {
             tracing::warn!(tenant = %cfg.name, "cannot create a user control region: {e}");
             HcError::NoResources
         })?;
-        let jail = crate::jail::ChildJail::for_sandbox(cfg.sandbox_user, cfg.cpu_seconds);
+        let jail =
+            crate::jail::ChildJail::for_sandbox(cfg.sandbox_user, cfg.cpu_seconds, &cfg.namespaces);
         let child = sandbox::spawn(
             &self.inner.stub,
             self.inner.mem.raw_fd(),
@@ -660,7 +663,11 @@ fn top_up_spares(inner: &Inner, ep: &OwnedFd) {
         .map_err(|e| e.to_string())
         .and_then(|ctl| {
             let words = CtlMap::new(&ctl).map_err(|e| format!("mmap: {e}"))?;
-            let jail = crate::jail::ChildJail::for_sandbox(cfg.sandbox_user, cfg.cpu_seconds);
+            let jail = crate::jail::ChildJail::for_sandbox(
+                cfg.sandbox_user,
+                cfg.cpu_seconds,
+                &cfg.namespaces,
+            );
             let child = sandbox::spawn(&inner.stub, inner.mem.raw_fd(), ctl.raw_fd(), &jail)
                 .map_err(|e| e.to_string())?;
             Ok((ctl, words, child))
@@ -889,6 +896,7 @@ mod tests {
             fault_around_pages: 16,
             sandbox_user: Default::default(),
             cpu_seconds: None,
+            namespaces: Arc::default(),
         };
         let stub = Arc::new(Stub::new(&elf).unwrap());
         let mut s = Spaces::new(cfg, Arc::clone(&mem), stub);

@@ -195,6 +195,8 @@ struct Shared {
     limits: Limits,
     /// The guest's user sandboxes.
     spaces: Spaces,
+    /// The namespaces all of the tenant's sandboxes share (`crate::jail`).
+    namespaces: Arc<crate::jail::SharedNamespaces>,
     /// Console input waiting for `ConsoleRead`.
     input: Arc<InputBuffer>,
     /// The kernel sandbox's pid while it may be signalled (it has not exited yet, so its pid
@@ -546,6 +548,7 @@ impl Tenant {
     ) -> Result<Self, HostError> {
         let nr_vcpus = parts.ctl.nr_vcpus();
         let mem = Arc::new(parts.mem);
+        let namespaces = Arc::new(crate::jail::SharedNamespaces::default());
         let spaces = Spaces::new(
             SpaceConfig {
                 name: parts.name.clone(),
@@ -555,6 +558,7 @@ impl Tenant {
                 fault_around_pages: parts.fault_around_pages,
                 sandbox_user: parts.limits.sandbox_user,
                 cpu_seconds: parts.limits.cpu_seconds,
+                namespaces: Arc::clone(&namespaces),
             },
             Arc::clone(&mem),
             user_stub,
@@ -584,6 +588,7 @@ impl Tenant {
             in_host: (0..nr_vcpus).map(|_| AtomicBool::new(false)).collect(),
             limits: parts.limits,
             spaces,
+            namespaces,
             input,
             signal_gate: Mutex::new(None),
             hostfs: parts.hostfs,
@@ -776,7 +781,7 @@ impl Drop for Tenant {
 }
 
 fn monitor_thread(s: &Arc<Shared>, stub: &Stub, tx: &mpsc::Sender<Result<u32, HostError>>) {
-    let jail = ChildJail::for_sandbox(s.limits.sandbox_user, s.limits.cpu_seconds);
+    let jail = ChildJail::for_sandbox(s.limits.sandbox_user, s.limits.cpu_seconds, &s.namespaces);
     let child = match sandbox::spawn(stub, s.mem.raw_fd(), s.ctl.raw_fd(), &jail) {
         Ok(c) => c,
         Err(e) => {
@@ -786,6 +791,8 @@ fn monitor_thread(s: &Arc<Shared>, stub: &Stub, tx: &mpsc::Sender<Result<u32, Ho
     };
     let pid = child.pid;
     let raw_pid = pid.as_raw_nonzero().get() as u32;
+    // Its net, ipc and uts namespaces become the tenant's: user sandboxes join them.
+    s.namespaces.adopt(raw_pid);
     let _ = s.pidfd.set(child.pidfd);
     // Limits before the guest gets far (the stub's start-up takes milliseconds).
     let limits = crate::limits::apply(

@@ -7,7 +7,7 @@
 //!    namespaces (and, when pvmux is not root, a new user namespace that maps only pvmux's own
 //!    uid and gid, which is what lets an unprivileged pvmux create the others). As root, the
 //!    net, ipc and uts namespaces are made once per tenant, by its kernel sandbox, and every
-//!    later sandbox of the tenant joins them ([`SharedNamespaces`], `setns` first thing in the
+//!    later sandbox of the tenant joins them (`SharedNamespaces`, `setns` first thing in the
 //!    child): they are empty (no interface but a down loopback, no IPC object, a default host
 //!    name) and the filter lets no sandbox use them, and a new network namespace per process
 //!    cost ~0.3 ms of host CPU per guest `fork` (its creation and its teardown). As root no user

@@ -24,7 +24,7 @@
 //! So the heap keeps a *reserve* ([`reserve`]: 1/16 of the first arena, at least 512 KiB)
 //! for itself, and anything a program can make the kernel allocate asks first:
 //!
-//! ```ignore
+//! ```text
 //! crate::mm::heap::charge(bytes)?; // Err(OutOfMemory) → ENOMEM / ENOSPC / EAGAIN to the program
 //! let v = Vec::with_capacity(n);    // now cannot exhaust the heap
 //! ```

@@ -622,6 +622,8 @@ struct pvmux_user_slot {
 #define PVMUX_BOOT_CMD_HOSTILE 10u           /* [text: case] adversarial case (test kernel) */
 #define PVMUX_BOOT_CMD_LS 11u                /* [text: path] list a directory */
 #define PVMUX_BOOT_CMD_CAT 12u               /* [text: path] print a file */
+#define PVMUX_BOOT_CMD_ENV 13u               /* [bytes: NAME=VALUE] init environment entry */
+#define PVMUX_BOOT_CMD_WORKDIR 14u           /* [bytes: absolute path] init working dir */
 
 struct pvmux_boot_args_header {
     uint32_t magic;         /* PVMUX_BOOT_ARGS_MAGIC */

@@ -157,6 +157,28 @@ pub mod command {
     pub const LS: u16 = 11;
     /// Print a file of the in-guest filesystem: payload UTF-8 text, the path.
     pub const CAT: u16 = 12;
+    /// One variable of the init program's environment: payload `NAME=VALUE` bytes (see
+    /// [`super::env_entry_ok`]). Not run: the entries, in order, are init's whole envp.
+    pub const ENV: u16 = 13;
+    /// The init program's working directory: payload an absolute path (bytes, no NUL). Not
+    /// run; the last one counts.
+    pub const WORKDIR: u16 = 14;
+}
+
+/// Whether `entry` is a valid environment entry for [`Command::Env`]: `NAME=VALUE` with a
+/// non-empty `NAME` without whitespace (`=` ends it), and no NUL byte anywhere.
+pub fn env_entry_ok(entry: &[u8]) -> bool {
+    match entry.iter().position(|&b| b == b'=') {
+        Some(eq) if eq > 0 => {
+            !entry.contains(&0) && !entry[..eq].iter().any(|b| b.is_ascii_whitespace())
+        }
+        _ => false,
+    }
+}
+
+/// Whether `path` is a valid [`Command::Workdir`]: absolute, without a NUL byte.
+pub fn workdir_ok(path: &[u8]) -> bool {
+    path.first() == Some(&b'/') && !path.contains(&0)
 }
 
 /// Which of the host's standard streams are terminals.
@@ -260,6 +282,12 @@ pub enum Command<'a> {
     Ls(&'a str),
     /// Print a file of the in-guest filesystem.
     Cat(&'a str),
+    /// A variable of the init program's environment, `NAME=VALUE` ([`env_entry_ok`]); not
+    /// run: [`BootArgs::env`] lists them.
+    Env(&'a [u8]),
+    /// The init program's working directory, an absolute path ([`workdir_ok`]); not run:
+    /// [`BootArgs::workdir`] gives the last one.
+    Workdir(&'a [u8]),
 }
 
 impl Command<'_> {
@@ -268,7 +296,12 @@ impl Command<'_> {
     pub const fn needs_diagnostics(&self) -> bool {
         !matches!(
             self,
-            Self::Exit(_) | Self::Sleep(_) | Self::Ls(_) | Self::Cat(_)
+            Self::Exit(_)
+                | Self::Sleep(_)
+                | Self::Ls(_)
+                | Self::Cat(_)
+                | Self::Env(_)
+                | Self::Workdir(_)
         )
     }
 
@@ -287,6 +320,8 @@ impl Command<'_> {
             Self::Hostile(_) => command::HOSTILE,
             Self::Ls(_) => command::LS,
             Self::Cat(_) => command::CAT,
+            Self::Env(_) => command::ENV,
+            Self::Workdir(_) => command::WORKDIR,
         }
     }
 }
@@ -365,6 +400,10 @@ pub enum EncodeError {
     EmptyText,
     /// A command was added after an init argument (commands come first).
     CommandAfterArgs,
+    /// An environment entry is not `NAME=VALUE` ([`env_entry_ok`]).
+    BadEnv,
+    /// A working directory is not an absolute path without NUL ([`workdir_ok`]).
+    BadWorkdir,
 }
 
 impl fmt::Display for EncodeError {
@@ -376,6 +415,13 @@ impl fmt::Display for EncodeError {
             ),
             Self::EmptyText => f.write_str("a command's path or name is empty"),
             Self::CommandAfterArgs => f.write_str("a command follows the init arguments"),
+            Self::BadEnv => f.write_str(
+                "an environment entry is not NAME=VALUE (a non-empty name without \
+                 whitespace, no NUL byte)",
+            ),
+            Self::BadWorkdir => {
+                f.write_str("a working directory is not an absolute path without NUL bytes")
+            }
         }
     }
 }
@@ -462,6 +508,25 @@ impl<'a> BootArgs<'a> {
     /// The init program's arguments (`argv[0]` first); empty if no program runs.
     pub fn argv(&self) -> Argv<'a> {
         Argv(self.argv)
+    }
+
+    /// The init program's environment (`NAME=VALUE` entries, in order), from the
+    /// [`Command::Env`] records. Empty: none given (the kernel then uses its own default).
+    pub fn env(&self) -> impl Iterator<Item = &'a [u8]> + Clone {
+        self.commands().filter_map(|c| match c {
+            Command::Env(e) => Some(e),
+            _ => None,
+        })
+    }
+
+    /// The init program's working directory: the last [`Command::Workdir`], if any.
+    pub fn workdir(&self) -> Option<&'a [u8]> {
+        self.commands()
+            .filter_map(|c| match c {
+                Command::Workdir(w) => Some(w),
+                _ => None,
+            })
+            .last()
     }
 
     /// True if a command needs the test kernel ([`Command::needs_diagnostics`]).
@@ -556,6 +621,9 @@ fn read_command(bytes: &[u8]) -> Result<(Command<'_>, usize), DecodeError> {
         command::HOSTILE => Command::Hostile(text()?),
         command::LS => Command::Ls(text()?),
         command::CAT => Command::Cat(text()?),
+        command::ENV if env_entry_ok(payload) => Command::Env(payload),
+        command::WORKDIR if workdir_ok(payload) => Command::Workdir(payload),
+        command::ENV | command::WORKDIR => return Err(bad),
         k => return Err(DecodeError::UnknownCommand(k)),
     };
     Ok((c, RECORD_HEADER_LEN + payload.len()))
@@ -694,6 +762,10 @@ impl<'b> Encoder<'b> {
                 }
                 s.as_bytes()
             }
+            Command::Env(e) if env_entry_ok(e) => e,
+            Command::Env(_) => return Err(EncodeError::BadEnv),
+            Command::Workdir(w) if workdir_ok(w) => w,
+            Command::Workdir(_) => return Err(EncodeError::BadWorkdir),
             _ => &[],
         };
         let len = self.len_u16(payload)?;
@@ -871,6 +943,62 @@ mod tests {
         // Header, canary, 8 record headers and their payloads, 4 length prefixes and args.
         let expect = 48 + 6 + 8 * 4 + (8 + 8 + 11 + 4 + 3 + 3) + 4 * 2 + (7 + 5 + 3);
         assert_eq!(buf.as_bytes().len(), expect);
+    }
+
+    #[test]
+    fn env_and_workdir() {
+        let cmds = [
+            Command::Env(b"PATH=/bin"),
+            Command::Workdir(b"/tmp"),
+            Command::Exit(1),
+            Command::Env(b"A=b c=\xff\n"),
+            Command::Env(b"EMPTY="),
+            Command::Workdir(b"/w\xfe"),
+        ];
+        let buf = BootArgsBuf::new(&Options::default(), cmds, [b"/p"]).unwrap();
+        let args = buf.args();
+        assert!(args.commands().eq(cmds));
+        assert!(args
+            .env()
+            .eq([&b"PATH=/bin"[..], b"A=b c=\xff\n", b"EMPTY="]));
+        assert_eq!(args.workdir(), Some(&b"/w\xfe"[..]));
+        assert!(!args.needs_diagnostics());
+        let none = BootArgsBuf::new(&Options::default(), [], [b"/p"]).unwrap();
+        assert_eq!(
+            (none.args().env().count(), none.args().workdir()),
+            (0, None)
+        );
+        // The encoder refuses what the decoder would.
+        for bad in [&b"=x"[..], b"NOEQ", b"A B=1", b"A=\0", b"\tA=1", b""] {
+            assert!(!env_entry_ok(bad));
+            assert_eq!(
+                BootArgsBuf::new(&Options::default(), [Command::Env(bad)], [b"/p"]),
+                Err(EncodeError::BadEnv)
+            );
+        }
+        for bad in [&b"rel"[..], b"", b"/a\0b"] {
+            assert_eq!(
+                BootArgsBuf::new(&Options::default(), [Command::Workdir(bad)], [b"/p"]),
+                Err(EncodeError::BadWorkdir)
+            );
+        }
+        // The decoder refuses a bad payload under either kind.
+        let good =
+            BootArgsBuf::new(&Options::default(), [Command::Env(b"AB=1")], [b""; 0]).unwrap();
+        let mut b = good.as_bytes().to_vec();
+        b[HEADER_LEN + RECORD_HEADER_LEN + 2] = b'x';
+        assert_eq!(
+            BootArgs::decode(&b),
+            Err(DecodeError::Payload(command::ENV))
+        );
+        let mut b = good.as_bytes().to_vec();
+        b[HEADER_LEN] = command::WORKDIR as u8;
+        assert_eq!(
+            BootArgs::decode(&b),
+            Err(DecodeError::Payload(command::WORKDIR))
+        );
+        b[HEADER_LEN + RECORD_HEADER_LEN] = b'/';
+        assert_eq!(BootArgs::decode(&b).unwrap().workdir(), Some(&b"/B=1"[..]));
     }
 
     #[test]

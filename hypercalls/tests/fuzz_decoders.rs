@@ -13,7 +13,8 @@ use proptest::prelude::*;
 use pvmux_hypercalls::boot::MemRegionKind;
 use pvmux_hypercalls::bootargs::words::Words;
 use pvmux_hypercalls::bootargs::{
-    BootArgs, BootArgsBuf, Command, ConsoleSize, EncodeError, Options, Terminals, BOOT_ARGS_MAX,
+    env_entry_ok, workdir_ok, BootArgs, BootArgsBuf, Command, ConsoleSize, EncodeError, Options,
+    Terminals, BOOT_ARGS_MAX,
 };
 use pvmux_hypercalls::{CrashReason, HcError, Hypercall, ProgramEnd, VcpuShared, Vector};
 use zerocopy::FromBytes;
@@ -242,7 +243,8 @@ proptest! {
 
 /// A command from generated parts: `kind` picks the variant, `n` and `text` its payload.
 fn command(kind: u8, n: u64, text: &str) -> Command<'_> {
-    match kind % 12 {
+    let t = text.as_bytes();
+    match kind % 14 {
         0 => Command::Selftest,
         1 => Command::FsSelftest,
         2 => Command::Exit(n),
@@ -254,6 +256,8 @@ fn command(kind: u8, n: u64, text: &str) -> Command<'_> {
         8 => Command::Bench(text),
         9 => Command::Hostile(text),
         10 => Command::Ls(text),
+        12 if env_entry_ok(t) => Command::Env(t),
+        13 if workdir_ok(t) => Command::Workdir(t),
         _ => Command::Cat(text),
     }
 }
@@ -295,7 +299,7 @@ fn decode_is_canonical(bytes: &[u8]) -> Result<(), TestCaseError> {
 
 /// A strategy for generated commands: (kind, number, text).
 fn commands() -> impl Strategy<Value = Vec<(u8, u64, String)>> {
-    proptest::collection::vec((any::<u8>(), any::<u64>(), "[a-z0-9/,._é-]{1,24}"), 0..12)
+    proptest::collection::vec((any::<u8>(), any::<u64>(), "[a-z0-9/,._é= -]{1,24}"), 0..12)
 }
 
 /// A strategy for generated arguments (any bytes, empty ones included).
@@ -317,7 +321,7 @@ proptest! {
     #[test]
     fn boot_args_decode_garbage_records(
         flags in 0u32..64,
-        records in proptest::collection::vec((0u16..14, proptest::collection::vec(any::<u8>(), 0..12)), 0..10),
+        records in proptest::collection::vec((0u16..16, proptest::collection::vec(any::<u8>(), 0..12)), 0..10),
         args in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..12), 0..6),
         skew in (-1i32..=1, -1i32..=1),
     ) {
@@ -348,6 +352,8 @@ proptest! {
             1 | 2 | 5..=8 => p.is_empty(),
             3 | 4 => p.len() == 8,
             9..=12 => std::str::from_utf8(p).is_ok_and(|s| !s.is_empty()),
+            13 => env_entry_ok(p),
+            14 => workdir_ok(p),
             _ => false,
         }) {
             prop_assert!(BootArgs::decode(&bytes).is_ok());
@@ -403,6 +409,7 @@ proptest! {
                 Command::Bench(t) | Command::Hostile(t) | Command::Ls(t) | Command::Cat(t) => {
                     t.len()
                 }
+                Command::Env(t) | Command::Workdir(t) => t.len(),
                 _ => 0,
             }).sum::<usize>()
             + argv.iter().map(|a| 2 + a.len()).sum::<usize>();
@@ -417,7 +424,12 @@ proptest! {
                     args.needs_diagnostics(),
                     cmds.iter().any(|c| !matches!(
                         c,
-                        Command::Exit(_) | Command::Sleep(_) | Command::Ls(_) | Command::Cat(_)
+                        Command::Exit(_)
+                            | Command::Sleep(_)
+                            | Command::Ls(_)
+                            | Command::Cat(_)
+                            | Command::Env(_)
+                            | Command::Workdir(_)
                     ))
                 );
             }

@@ -9,7 +9,10 @@
 
 use core::fmt;
 
-use super::{BootArgs, BootArgsBuf, Command, ConsoleSize, EncodeError, Options, Terminals};
+use super::{
+    env_entry_ok, workdir_ok, BootArgs, BootArgsBuf, Command, ConsoleSize, EncodeError, Options,
+    Terminals,
+};
 
 /// Every word, with what it does: `(word, help)`.
 pub const HELP: &[(&str, &str)] = &[
@@ -20,6 +23,14 @@ pub const HELP: &[(&str, &str)] = &[
     ),
     ("ls=PATH", "list a directory of the in-guest filesystem"),
     ("cat=PATH", "print a file of the in-guest filesystem"),
+    (
+        "env=NAME=VALUE",
+        "add a variable to init's environment (pvmux run --env)",
+    ),
+    (
+        "workdir=DIR",
+        "start init in DIR, an absolute path (pvmux run --workdir)",
+    ),
     (
         "hostfs",
         "show the --rootfs share as / (pvmux adds it with --rootfs)",
@@ -191,6 +202,10 @@ pub fn parse_word(word: &str) -> Result<Word<'_>, Error<'_>> {
         "hostile" => cmd(Command::Hostile(text(v, "a case name")?)),
         "ls" => cmd(Command::Ls(text(v, "a path")?)),
         "cat" => cmd(Command::Cat(text(v, "a path")?)),
+        "env" if env_entry_ok(v.as_bytes()) => cmd(Command::Env(v.as_bytes())),
+        "env" => Err(value("NAME=VALUE with a non-empty NAME")),
+        "workdir" if workdir_ok(v.as_bytes()) => cmd(Command::Workdir(v.as_bytes())),
+        "workdir" => Err(value("an absolute path")),
         "hostpid" => set(Setting::HostPid(number(v)?)),
         "seed" => set(Setting::Seed(number(v)?)),
         "canary" => set(Setting::Canary(text(v, "a path")?)),
@@ -301,6 +316,8 @@ impl fmt::Display for Command<'_> {
             Self::Hostile(c) => write!(f, "hostile={c}"),
             Self::Ls(p) => write!(f, "ls={p}"),
             Self::Cat(p) => write!(f, "cat={p}"),
+            Self::Env(e) => write!(f, "env={}", Arg(e)),
+            Self::Workdir(w) => write!(f, "workdir={}", Arg(w)),
         }
     }
 }
@@ -463,6 +480,27 @@ mod tests {
     #[test]
     fn bad_words_are_named() {
         for (line, err) in [
+            (
+                "env==x",
+                Error::Value {
+                    word: "env==x",
+                    expected: "NAME=VALUE with a non-empty NAME",
+                },
+            ),
+            (
+                "env=NOVALUE",
+                Error::Value {
+                    word: "env=NOVALUE",
+                    expected: "NAME=VALUE with a non-empty NAME",
+                },
+            ),
+            (
+                "workdir=rel",
+                Error::Value {
+                    word: "workdir=rel",
+                    expected: "an absolute path",
+                },
+            ),
             ("selftest bogus", Error::Unknown("bogus")),
             ("crash=other", Error::Unknown("crash=other")),
             ("test", Error::Unknown("test")),
@@ -523,6 +561,7 @@ mod tests {
                             "N" | "MS" => "1",
                             "CxR" => "80x24",
                             "all|NAME,..." => "all",
+                            "NAME=VALUE" => "A=b",
                             _ => "/p",
                         };
                         write!(s, "{key}={v}").unwrap();
@@ -542,7 +581,8 @@ mod tests {
         let all = Words::parse(
             "console-tty=1 console-size=1x1 syscall-report quiet hostfs bench_quick hostpid=1 \
              seed=1 canary=/c selftest fs-selftest exit=1 sleep=1 panic syscall \
-             crash=double-fault crash=stub-syscall bench=all hostile=x ls=/ cat=/",
+             crash=double-fault crash=stub-syscall bench=all hostile=x ls=/ cat=/ env=A=b \
+             workdir=/w",
         )
         .unwrap();
         let buf = all.encode().unwrap();

@@ -13,16 +13,39 @@ pub(crate) fn exit(code: u64) -> ! {
     hcall::shutdown(code)
 }
 
-/// The init program (`argv`, not empty): runs it as init and shuts down with its status: the
-/// exit code, or 128 + the signal that killed it (the shell convention), with a shutdown
-/// record saying how it was killed. A program that cannot be started ends the tenant with 127
-/// (not found) or 126 (not executable).
-pub(crate) fn run_init(argv: pvmux_hypercalls::bootargs::Argv<'_>) -> ! {
-    let argv: alloc::vec::Vec<alloc::vec::Vec<u8>> = argv.map(<[u8]>::to_vec).collect();
+/// The init program (`args.argv()`, not empty), with the environment of `args.env()` (the
+/// kernel's default when none is given) started in `args.workdir()` (default `/`): runs it as
+/// init and shuts down with its status: the exit code, or 128 + the signal that killed it
+/// (the shell convention), with a shutdown record saying how it was killed. A program that
+/// cannot be started ends the tenant with 127 (not found) or 126 (not executable, or a
+/// working directory that does not exist).
+pub(crate) fn run_init(args: &pvmux_hypercalls::bootargs::BootArgs<'_>) -> ! {
+    let argv: alloc::vec::Vec<alloc::vec::Vec<u8>> = args.argv().map(<[u8]>::to_vec).collect();
+    let env: alloc::vec::Vec<alloc::vec::Vec<u8>> = args.env().map(<[u8]>::to_vec).collect();
     let exe = argv.first().cloned().unwrap_or_default();
     let name = alloc::string::String::from_utf8_lossy(&exe).into_owned();
+    let cwd = match args.workdir() {
+        None => crate::fs::ramfs::ROOT_INO,
+        Some(dir) => match crate::fs::with(|fs| fs.lookup_dir(crate::fs::ramfs::ROOT_INO, dir)) {
+            Ok(ino) => ino,
+            Err(e) => {
+                let dir = alloc::string::String::from_utf8_lossy(dir);
+                let msg = alloc::format!(
+                    "pvmux: workdir \"{}\" does not exist in the guest: {}\n",
+                    dir.escape_debug(),
+                    e.message()
+                );
+                crate::hcall::console_write_stream(
+                    pvmux_hypercalls::hypercall::stream::STDERR,
+                    msg.as_bytes(),
+                );
+                crate::println!("pvmux-kernel: cannot enter workdir {dir:?}: {e}");
+                hcall::shutdown(126)
+            }
+        },
+    };
     let mut record = None;
-    let code = match crate::linux::task::run_init(argv) {
+    let code = match crate::linux::task::run_init(argv, (!env.is_empty()).then_some(env), cwd) {
         Ok(status) => {
             // Killed: the host learns how (the kernel log is hidden unless --log debug).
             record = crate::linux::death::shutdown_record(status, &exe).map(alloc::boxed::Box::new);

@@ -160,6 +160,8 @@ fn kmain() {
             Command::Sleep(ms) => time::sleep_ms(ms),
             Command::Ls(path) => commands::fs::ls(path),
             Command::Cat(path) => commands::fs::cat(path),
+            // Settings of the init program, read by `commands::run_init`.
+            Command::Env(_) | Command::Workdir(_) => {}
             #[cfg(feature = "diagnostics")]
             Command::Bench(list) => bench::run(list, args.options.bench_quick),
             #[cfg(feature = "diagnostics")]
@@ -187,7 +189,7 @@ fn kmain() {
         }
     }
     if args.argv().next().is_some() {
-        commands::run_init(args.argv());
+        commands::run_init(&args);
     }
     println!("pvmux-kernel: nothing left to do, shutting down");
     hcall::shutdown(0)

@@ -292,7 +292,8 @@ fn start(task: Arc<Task>, st: UserState, fresh: bool) -> Result<(), Errno> {
     Ok(())
 }
 
-/// The default environment of init.
+/// The environment of init when the boot arguments give none (`pvmux run` always gives
+/// one: its defaults and `--env`).
 const INIT_ENV: [&[u8]; 4] = [
     b"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     b"HOME=/",
@@ -300,7 +301,8 @@ const INIT_ENV: [&[u8]; 4] = [
     b"SHELL=/bin/sh",
 ];
 
-/// Resolves a program name without `/` through the default PATH.
+/// Resolves a program name without `/` through the default PATH (a name with a `/` is
+/// resolved against init's working directory by the loader).
 fn resolve_init(name: &[u8]) -> Vec<u8> {
     if name.contains(&b'/') {
         return name.to_vec();
@@ -322,17 +324,22 @@ fn resolve_init(name: &[u8]) -> Vec<u8> {
     name.to_vec()
 }
 
-/// Runs `argv` as init (pid 1) and waits for it; returns its wait status, or the errno of
-/// a failed start.
-pub(crate) fn run_init(argv: Vec<Vec<u8>>) -> Result<i32, Errno> {
+/// Runs `argv` as init (pid 1) with environment `env` ([`INIT_ENV`] if `None`) and working
+/// directory `cwd`, and waits for it; returns its wait status, or the errno of a failed
+/// start.
+pub(crate) fn run_init(
+    argv: Vec<Vec<u8>>,
+    env: Option<Vec<Vec<u8>>>,
+    cwd: crate::fs::ramfs::Ino,
+) -> Result<i32, Errno> {
     super::pool::init();
     if super::pool::range().is_none() {
         crate::println!("pvmux-kernel: no user pool in the memory map: cannot run programs");
         return Err(Errno::ENOMEM);
     }
     let path = resolve_init(&argv[0]);
-    let env: Vec<Vec<u8>> = INIT_ENV.iter().map(|e| e.to_vec()).collect();
-    let (file, argv2) = load_file_with_shebang(crate::fs::ramfs::ROOT_INO, &path, argv)?;
+    let env = env.unwrap_or_else(|| INIT_ENV.iter().map(|e| e.to_vec()).collect());
+    let (file, argv2) = load_file_with_shebang(cwd, &path, argv)?;
     let space = Space::new()?;
     let loaded = exec::load(&space, &file, &argv2, &env, &path)?;
     let p = new_process(
@@ -340,7 +347,7 @@ pub(crate) fn run_init(argv: Vec<Vec<u8>>) -> Result<i32, Errno> {
         0,
         0,
         FdTable::with_console(),
-        FsContext::root(),
+        FsContext::at(cwd),
         space,
         [SigAction::DEFAULT; 64],
         0,

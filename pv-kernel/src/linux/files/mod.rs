@@ -38,9 +38,9 @@ pub(crate) struct FsContext {
 }
 
 impl FsContext {
-    /// Working directory `/`.
-    pub(crate) fn root() -> Self {
-        Self { cwd: ROOT_INO }
+    /// Working directory `cwd` (a directory).
+    pub(crate) fn at(cwd: Ino) -> Self {
+        Self { cwd }
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod bench;
 mod death;
+mod environ;
 mod exit;
 mod logging;
 mod run;
@@ -14,8 +15,9 @@ use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
 
 pub use bench::BenchArgs;
+pub use environ::Environment;
 pub use exit::{EXIT_CODES_HELP, EXIT_GUEST_CRASH, EXIT_HOST_ERROR};
-pub use run::{boot_args, ConsoleSetup, RunArgs, RUN_AFTER_HELP};
+pub use run::{boot_args, ConsoleSetup, InitSetup, RunArgs, RUN_AFTER_HELP};
 pub use size::{format_size, parse_mem_size, parse_size};
 
 /// pvmux: run paravirtual guest kernels in unprivileged sandbox processes.

@@ -21,6 +21,7 @@ use pvmux_hypercalls::bootargs::{
     BootArgsBuf, Command, ConsoleSize, EncodeError, Terminals, BOOT_ARGS_MAX,
 };
 
+use super::environ::{check_workdir, Environment, ENV_HELP};
 use super::exit::EXIT_GUEST_CRASH;
 use super::size::{format_size, parse_mem_size, parse_size};
 use super::terminal::RawTerminal;
@@ -45,7 +46,10 @@ Running a program:
   guest's foreground programs), and the kernel's own log is hidden (shown on
   stderr with --log debug, which also reports unknown system calls). PROGRAM and ARGS (any
   bytes) reach the kernel in its typed boot arguments, which are limited to {BOOT_ARGS_MAX}
-  bytes in all (each argument takes its length plus 2).
+  bytes in all (each argument takes its length plus 2, each environment variable its length
+  plus 4).
+
+{ENV_HELP}
 
 Kernel command line (--cmdline \"WORDS\"), separated by spaces; an unknown word is an error.
 (*) marks commands of the test kernel, which pvmux then boots instead of the default one:
@@ -58,7 +62,9 @@ Exit status:
            SIGSEGV: segfault at 0x0 ip 0x401136 sp 0x7ffc3b5f10 error 6`)
   124      the guest kernel crashed; a crash report is printed on stderr
   125      host-side error (bad flag, unknown --cmdline word, unusable kernel image or
-           rootfs, boot arguments too long, sandbox spawn failure)"
+           rootfs, boot arguments too long, bad --env/--env-file/--workdir, sandbox spawn
+           failure)
+  126/127  the program (or --workdir) could not be used: 127 not found, 126 otherwise"
     )
 });
 
@@ -160,6 +166,22 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     pub crash_dump: Option<PathBuf>,
 
+    /// Set a variable of the program's environment: NAME=VALUE, or NAME to pass pvmux's own
+    /// value (skipped if unset), like podman's --env. Repeatable; overrides --env-file and
+    /// the defaults (see "Environment" below).
+    #[arg(short = 'e', long = "env", value_name = "NAME[=VALUE]")]
+    pub env: Vec<OsString>,
+
+    /// Read environment variables from FILE: NAME=VALUE (or NAME) lines, # comments and
+    /// blank lines ignored (podman's format). Repeatable, read in order; --env overrides.
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
+
+    /// Working directory of the program in the guest (an absolute path; default /). It must
+    /// exist in the guest: otherwise the run ends with exit status 126.
+    #[arg(short = 'w', long, value_name = "DIR")]
+    pub workdir: Option<OsString>,
+
     /// The program to run as init, and its arguments (after `--`; see below).
     #[arg(last = true, value_name = "PROGRAM [ARGS]")]
     pub program: Vec<OsString>,
@@ -200,6 +222,41 @@ pub struct ConsoleSetup {
     pub syscall_report: bool,
 }
 
+/// The init program's environment and working directory.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InitSetup {
+    /// The whole environment (defaults included); empty: the kernel's own default.
+    pub env: Environment,
+    /// The working directory, if not `/`.
+    pub workdir: Option<Vec<u8>>,
+    /// --env, --env-file or --workdir was given: an error when no program runs.
+    pub given: bool,
+}
+
+impl InitSetup {
+    /// From `pvmux run`'s flags; `terminal`: the guest's console is a terminal. Variables
+    /// named alone are looked up in pvmux's environment.
+    pub fn from_args(args: &RunArgs, terminal: bool) -> anyhow::Result<Self> {
+        let lookup = |n: &std::ffi::OsStr| std::env::var_os(n);
+        let mut env = Environment::defaults(terminal);
+        for file in &args.env_file {
+            env.apply_file(file, lookup)?;
+        }
+        for e in &args.env {
+            env.apply_flag(e, lookup)?;
+        }
+        let workdir = match &args.workdir {
+            Some(dir) => Some(check_workdir(dir)?.to_vec()),
+            None => None,
+        };
+        Ok(Self {
+            env,
+            workdir,
+            given: !args.env.is_empty() || !args.env_file.is_empty() || args.workdir.is_some(),
+        })
+    }
+}
+
 /// The boot arguments for `--cmdline` (`None`: not given), `program` (with its arguments;
 /// empty: none), whether an initial RAM disk or root is given and whether the host shares a
 /// directory. Returns them and whether a program (PROGRAM, or /init) runs with its console
@@ -210,6 +267,7 @@ pub fn boot_args(
     has_root: bool,
     hostfs: bool,
     console: &ConsoleSetup,
+    init: &InitSetup,
 ) -> anyhow::Result<(BootArgsBuf, bool)> {
     let words = Words::parse(cmdline.unwrap_or(""))
         .map_err(|e| anyhow::anyhow!("--cmdline: {e} (`pvmux run --help` lists the words)"))?;
@@ -224,6 +282,12 @@ pub fn boot_args(
         vec![b"/init"]
     } else {
         // The words alone: `selftest` when none were given.
+        if init.given {
+            anyhow::bail!(
+                "--env, --env-file and --workdir apply to a program: give one after `--` (or \
+                 --initrd/--rootfs, which run /init)"
+            );
+        }
         let default = [Command::Selftest];
         let commands: Vec<Command<'_>> = match cmdline {
             Some(_) => words.commands().collect(),
@@ -237,7 +301,12 @@ pub fn boot_args(
         options.console_size = Some(size);
     }
     options.syscall_report |= console.syscall_report;
-    let args = BootArgsBuf::new(&options, words.commands(), argv).map_err(too_long)?;
+    let setup = init
+        .env
+        .entries()
+        .map(Command::Env)
+        .chain(init.workdir.as_deref().map(Command::Workdir));
+    let args = BootArgsBuf::new(&options, words.commands().chain(setup), argv).map_err(too_long)?;
     Ok((args, true))
 }
 
@@ -245,7 +314,8 @@ fn too_long(e: EncodeError) -> anyhow::Error {
     match e {
         EncodeError::TooLong { needed, limit } => anyhow::anyhow!(
             "the kernel's boot arguments need at least {needed} bytes, beyond the limit of \
-             {limit} (each program argument takes its length plus 2)"
+             {limit} (each program argument takes its length plus 2, each environment \
+             variable its length plus 4)"
         ),
         e => anyhow::anyhow!("cannot encode the kernel's boot arguments: {e}"),
     }
@@ -333,6 +403,7 @@ pub(crate) fn run(args: &RunArgs, log: &str) -> anyhow::Result<u8> {
         has_root,
         args.rootfs.is_some(),
         &console,
+        &InitSetup::from_args(args, ttys.stdin || ttys.stdout)?,
     )?;
     // The share: opened once, before anything boots (fails early if DIR is unusable); the
     // kernel uses it because its boot arguments have the `hostfs` option.
@@ -529,7 +600,7 @@ mod tests {
         share: bool,
         setup: &ConsoleSetup,
     ) -> Result<(String, bool), String> {
-        boot_args(c, &os(p), root, share, setup)
+        boot_args(c, &os(p), root, share, setup, &InitSetup::default())
             .map(|(a, program)| (a.to_string(), program))
             .map_err(|e| e.to_string())
     }
@@ -592,11 +663,27 @@ mod tests {
         assert!(e.contains("\"exit=-1\": expected a decimal number"), "{e}");
         // Empty and non-UTF-8 arguments pass as they are.
         let raw = OsString::from(std::ffi::OsStr::from_bytes(b"\xff"));
-        let (a, _) = boot_args(None, &[raw, OsString::new()], false, false, &plain).unwrap();
+        let (a, _) = boot_args(
+            None,
+            &[raw, OsString::new()],
+            false,
+            false,
+            &plain,
+            &InitSetup::default(),
+        )
+        .unwrap();
         assert!(a.args().argv().eq([&b"\xff"[..], b""]));
         // The limit: header (48) and each argument's length prefix (2) count.
         let fits = "a".repeat(BOOT_ARGS_MAX - 48 - 2);
-        let (a, _) = boot_args(None, &os(&[&fits]), false, false, &plain).unwrap();
+        let (a, _) = boot_args(
+            None,
+            &os(&[&fits]),
+            false,
+            false,
+            &plain,
+            &InitSetup::default(),
+        )
+        .unwrap();
         assert_eq!(a.as_bytes().len(), BOOT_ARGS_MAX);
         let long = format!("{fits}a");
         let e = b(None, &[&long], false, &plain).unwrap_err();
@@ -609,13 +696,78 @@ mod tests {
     }
 
     #[test]
+    fn environment_and_workdir_follow_the_program() {
+        let init = InitSetup {
+            env: Environment::defaults(false),
+            workdir: Some(b"/srv".to_vec()),
+            given: true,
+        };
+        let run = |c: Option<&str>, p: &[&str], root| {
+            boot_args(c, &os(p), root, false, &ConsoleSetup::default(), &init)
+        };
+        let (a, program) = run(Some("exit=0"), &["/x"], false).unwrap();
+        assert!(program);
+        let args = a.args();
+        assert!(args.env().eq(init.env.entries()));
+        assert_eq!(args.workdir(), Some(&b"/srv"[..]));
+        assert!(!args.needs_diagnostics());
+        assert_eq!(
+            args.commands().next(),
+            Some(Command::Exit(0)),
+            "the words' commands first"
+        );
+        // /init of --initrd/--rootfs gets them too; without a program they are an error.
+        assert_eq!(
+            run(None, &[], true).unwrap().0.args().workdir(),
+            Some(&b"/srv"[..])
+        );
+        let e = run(Some("exit=1"), &[], false).unwrap_err().to_string();
+        assert!(e.contains("apply to a program"), "{e}");
+        // The size limit counts the environment: 4 bytes per record.
+        let mut big = Environment::default();
+        let value = format!("V={}", "x".repeat(1000));
+        let init = InitSetup {
+            env: {
+                big.apply_flag(std::ffi::OsStr::new(&value), |_| None)
+                    .unwrap();
+                big.apply_flag(std::ffi::OsStr::new(&value.replace('V', "W")), |_| None)
+                    .unwrap();
+                big
+            },
+            workdir: None,
+            given: true,
+        };
+        let e = boot_args(
+            None,
+            &os(&["/x"]),
+            false,
+            false,
+            &ConsoleSetup::default(),
+            &init,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("each environment variable its length plus 4"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn test_kernel_only_for_test_commands() {
         let needs = |c: &str| {
-            boot_args(Some(c), &[], false, false, &ConsoleSetup::default())
-                .unwrap()
-                .0
-                .args()
-                .needs_diagnostics()
+            boot_args(
+                Some(c),
+                &[],
+                false,
+                false,
+                &ConsoleSetup::default(),
+                &InitSetup::default(),
+            )
+            .unwrap()
+            .0
+            .args()
+            .needs_diagnostics()
         };
         for c in [
             "selftest",
@@ -639,7 +791,15 @@ mod tests {
         ] {
             assert!(!needs(c), "{c}");
         }
-        let default = boot_args(None, &[], false, false, &ConsoleSetup::default()).unwrap();
+        let default = boot_args(
+            None,
+            &[],
+            false,
+            false,
+            &ConsoleSetup::default(),
+            &InitSetup::default(),
+        )
+        .unwrap();
         assert!(default.0.args().needs_diagnostics(), "selftest by default");
     }
 

@@ -339,3 +339,64 @@ fn limit_flags_are_accepted_and_documented() {
         assert!(help.contains(flag), "{flag} missing from:\n{help}");
     }
 }
+
+#[test]
+fn environment_flags_are_checked_before_boot() {
+    assert_host_error(
+        &["run", "--env", "=x", "--", "/bin/true"],
+        "invalid environment variable: the name is empty",
+    );
+    assert_host_error(
+        &["run", "-e", "A B=1", "--", "/bin/true"],
+        "contains whitespace",
+    );
+    assert_host_error(
+        &["run", "--env-file", "/nonexistent/pvmux.env", "--", "/bin/true"],
+        "--env-file /nonexistent/pvmux.env: cannot read it",
+    );
+    let file = std::env::temp_dir().join(format!("pvmux-cli-env-{}", std::process::id()));
+    std::fs::write(&file, "# ok\nGOOD=1\n\n=bad\n").expect("write env file");
+    let path = file.to_str().expect("utf-8 temp path");
+    assert_host_error(
+        &["run", "--env-file", path, "--", "/bin/true"],
+        &format!("--env-file {path}, line 4"),
+    );
+    let _ = std::fs::remove_file(&file);
+    assert_host_error(
+        &["run", "-w", "relative/dir", "--", "/bin/true"],
+        "must be an absolute path",
+    );
+    assert_host_error(&["run", "--workdir"], "--workdir");
+    assert_host_error(
+        &["run", "--env", "A=1", "--cmdline", "exit=0"],
+        "apply to a program",
+    );
+    // The environment shares the boot arguments' limit.
+    let big = format!("BIG={}", "v".repeat(2000));
+    assert_host_error(
+        &["run", "--env", &big, "--", "/bin/true"],
+        "each environment variable its length plus 4",
+    );
+}
+
+#[test]
+fn help_documents_the_environment() {
+    let o = pvmux(&["run", "--help"]);
+    assert_eq!(o.status.code(), Some(0));
+    let out = stdout(&o);
+    for needle in [
+        "-e, --env <NAME[=VALUE]>",
+        "--env-file <FILE>",
+        "-w, --workdir <DIR>",
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME=/root",
+        "HOSTNAME=pvmux",
+        "TERM=xterm",
+        "does not exist\n  in the guest",
+        "126/127",
+        "env=NAME=VALUE",
+        "workdir=DIR",
+    ] {
+        assert!(out.contains(needle), "help lacks {needle}: {out}");
+    }
+}

@@ -189,7 +189,7 @@ fn kmain() {
         }
     }
     if args.argv().next().is_some() {
-        commands::run_init(&args);
+        commands::run_init(args);
     }
     println!("pvmux-kernel: nothing left to do, shutting down");
     hcall::shutdown(0)

@@ -240,7 +240,11 @@ fn bad_environment_input_is_a_host_error() {
     ] {
         let o = guest(&flags, &[bb, "env"], &[]);
         assert_eq!(o.status.code(), Some(125), "{flags:?}: {}", context(&o));
-        assert!(o.stdout.is_empty(), "{flags:?}: nothing ran: {}", context(&o));
+        assert!(
+            o.stdout.is_empty(),
+            "{flags:?}: nothing ran: {}",
+            context(&o)
+        );
         assert!(
             text(&o.stderr).contains(needle),
             "{flags:?}: expected {needle:?}: {}",

@@ -351,7 +351,13 @@ fn environment_flags_are_checked_before_boot() {
         "contains whitespace",
     );
     assert_host_error(
-        &["run", "--env-file", "/nonexistent/pvmux.env", "--", "/bin/true"],
+        &[
+            "run",
+            "--env-file",
+            "/nonexistent/pvmux.env",
+            "--",
+            "/bin/true",
+        ],
         "--env-file /nonexistent/pvmux.env: cannot read it",
     );
     let file = std::env::temp_dir().join(format!("pvmux-cli-env-{}", std::process::id()));

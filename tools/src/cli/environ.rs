@@ -15,7 +15,8 @@ use pvmux_hypercalls::bootargs::{env_entry_ok, workdir_ok};
 pub(crate) const GUEST_HOSTNAME: &str = "pvmux";
 
 /// `PATH` of the default environment: the one podman, docker and runc give.
-pub(crate) const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub(crate) const DEFAULT_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Text for `pvmux run --help`.
 pub(crate) const ENV_HELP: &str = "\

@@ -334,7 +334,14 @@ pub(crate) fn run_init(argv: Vec<Vec<u8>>) -> Result<i32, Errno> {
     let env: Vec<Vec<u8>> = INIT_ENV.iter().map(|e| e.to_vec()).collect();
     let (file, argv2) = load_file_with_shebang(crate::fs::ramfs::ROOT_INO, &path, argv)?;
     let space = Space::new()?;
-    let loaded = exec::load(&space, &file, &argv2, &env, &path)?;
+    let loaded = exec::load(
+        &space,
+        &file,
+        crate::fs::ramfs::ROOT_INO,
+        &argv2,
+        &env,
+        &path,
+    )?;
     let p = new_process(
         0,
         0,
@@ -687,7 +694,7 @@ pub(crate) fn do_execve(
     let cwd = p.fs.lock().cwd;
     let (file, argv) = load_file_with_shebang(cwd, &path, argv)?;
     let space = Space::new()?;
-    let loaded = exec::load(&space, &file, &argv, &envp, &path)?;
+    let loaded = exec::load(&space, &file, cwd, &argv, &envp, &path)?;
     // Point of no return: other threads die, the old image goes.
     let others: Vec<Arc<Task>> = p
         .threads

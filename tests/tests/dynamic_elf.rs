@@ -231,3 +231,68 @@ fn a_shell_running_programs_with_missing_bad_and_relative_interpreters_matches_n
         );
     }
 }
+
+/// The guest test programs.
+const PROG_DIR: &str = env!("PVMUX_PROG_DIR");
+
+/// A shell script running the `c-dynamic` programs built with `suffix` (`""` for glibc,
+/// `"-musl"`): a program linked against a shared library found through `LD_LIBRARY_PATH`,
+/// one that `dlopen`s it and one that fails to, and the linked program without its library.
+fn library_script(suffix: &str) -> String {
+    let d = PROG_DIR;
+    format!(
+        "LD_LIBRARY_PATH={d} {d}/dynelf-linked{suffix}; echo linked $?; \
+         {d}/dynelf-dlopen{suffix} {d}/libdynelf-plugin{suffix}.so; echo dlopen $?; \
+         {d}/dynelf-dlopen{suffix} /nonexistent/libnothing.so; echo missing $?; \
+         {d}/dynelf-linked{suffix}; echo unlinked $?"
+    )
+}
+
+/// Runs [`library_script`] natively and in a guest sharing the host root (so that paths,
+/// and with them the messages, are the same), on 1 and 2 vCPUs.
+fn libraries_match_native(suffix: &str) {
+    let script = library_script(suffix);
+    let argv = ["/bin/sh", "-c", script.as_str()];
+    let mut cmd = Command::new(argv[0]);
+    cmd.args(&argv[1..]);
+    let want = run(cmd);
+    assert!(
+        want.stdout.contains("plugin loaded\nmain 43\nlinked 7\n")
+            && want
+                .stdout
+                .contains("answer 42\nanswer 53\ndlclose 0\ndlopen 0\n")
+            && want.stdout.contains("missing 1\n")
+            && want.stdout.ends_with("unlinked 127\n"),
+        "native reference: {}",
+        want.context()
+    );
+    for vcpus in [1, 2] {
+        let mut cmd = Command::new(PVMUX);
+        cmd.arg("run")
+            .arg("--vcpus")
+            .arg(vcpus.to_string())
+            .args(["--rootfs", "/", "--"])
+            .args(argv);
+        let got = run(cmd);
+        assert_eq!(
+            (got.code(), &got.stdout, &got.stderr),
+            (want.code(), &want.stdout, &want.stderr),
+            "on {vcpus} vCPU(s)"
+        );
+    }
+}
+
+#[test]
+#[cfg_attr(
+    not(have_glibc_ld_so),
+    ignore = "needs glibc's dynamic loader /lib64/ld-linux-x86-64.so.2 and ldd: apt-get install libc6 libc-bin"
+)]
+fn glibc_shared_libraries_and_dlopen_match_native() {
+    libraries_match_native("");
+}
+
+#[test]
+#[cfg_attr(not(have_musl), ignore = "needs musl-gcc: apt-get install musl-tools")]
+fn musl_shared_libraries_and_dlopen_match_native() {
+    libraries_match_native("-musl");
+}

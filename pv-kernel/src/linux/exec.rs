@@ -128,8 +128,8 @@ fn map_segments(mm: &mut Mm, image: &CachedFile, elf: &elf::Image) -> Result<(),
 
 /// The program interpreter `path` of a dynamically linked program, read (through the image
 /// cache) and parsed for loading at [`INTERP_BASE`]. `ENOENT` (and the other errors of
-/// opening it) as Linux gives them; an interpreter that is not a loadable ELF file, or needs
-/// an interpreter itself, is `ELIBBAD`.
+/// opening it) as Linux gives them; an interpreter that is not a loadable ELF file is
+/// `ELIBBAD` (Linux: `ELIBBAD` too, but `EIO` for one shorter than an ELF header).
 fn interpreter(
     cwd: crate::fs::ramfs::Ino,
     path: &[u8],
@@ -151,8 +151,10 @@ fn interpreter(
         INTERP_BASE,
         STACK_TOP - STACK_SIZE,
     ) {
-        Ok(img) if img.interp.is_none() => Ok((file, img)),
-        _ => {
+        // Its own PT_INTERP, if any, is ignored (Linux maps only the loadable segments of an
+        // interpreter).
+        Ok(img) => Ok((file, img)),
+        Err(_) => {
             crate::println!(
                 "exec: program interpreter {} is not a loadable ELF file",
                 alloc::string::String::from_utf8_lossy(path)

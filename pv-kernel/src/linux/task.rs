@@ -301,7 +301,7 @@ const INIT_ENV: [&[u8]; 4] = [
 ];
 
 /// Resolves a program name without `/` through the default PATH.
-fn resolve_init(name: &[u8]) -> Vec<u8> {
+pub(crate) fn resolve_init(name: &[u8]) -> Vec<u8> {
     if name.contains(&b'/') {
         return name.to_vec();
     }

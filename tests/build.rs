@@ -3,7 +3,9 @@
 //! target given explicitly so the flags do not reach build scripts), `programs/c/hello.c`
 //! with `cc -static -O2` (as `hello-c`; also `hello-c-pie` and `hello-musl`), and the other C
 //! programs of `programs/c/` (every `*.c` there; among them the stress family `stress_*.c`)
-//! with `cc -static` (as `NAME`, `_` written `-`) and `musl-gcc -static` (as `NAME-musl`). They are copied into
+//! with `cc -static` (as `NAME`, `_` written `-`) and `musl-gcc -static` (as `NAME-musl`), and
+//! the dynamically linked programs of `programs/c-dynamic/` (a shared library
+//! `libdynelf-plugin.so`, `dynelf-dlopen`, `dynelf-linked`, and their `-musl` builds). They are copied into
 //! `<target>/guest-programs/bin`, whose path the tests get as `PVMUX_PROG_DIR`.
 //!
 //! The nested cargo uses its own target directory (`<target>/guest-programs`, no lock shared
@@ -121,6 +123,28 @@ fn main() {
             &bin_dir.join(format!("{out}-musl")),
         );
     }
+    // Dynamically linked programs (`programs/c-dynamic/`), for glibc (the C compiler as it
+    // is) and musl: a shared library and two programs using it (linked, and by `dlopen`).
+    let dyn_dir = manifest_dir.join("programs/c-dynamic");
+    println!("cargo:rerun-if-changed={}", dyn_dir.display());
+    let toolchains = [(Some(cc.as_os_str()), ""), (musl, "-musl")];
+    for (cc, suffix) in toolchains {
+        let lib = format!("dynelf-plugin{suffix}");
+        let plugin = bin_dir.join(format!("lib{lib}.so"));
+        let source = |n: &str| dyn_dir.join(format!("{n}.c"));
+        build_c_with(cc, &["-shared", "-fPIC"], &source("dynelf_plugin"), &plugin);
+        let dlopen = bin_dir.join(format!("dynelf-dlopen{suffix}"));
+        build_c_with(cc, &["-pie", "-fPIE"], &source("dynelf_dlopen"), &dlopen);
+        let linked = bin_dir.join(format!("dynelf-linked{suffix}"));
+        let link_dir = format!("-L{}", bin_dir.display());
+        let link_lib = format!("-l{lib}");
+        build_c_with(
+            cc,
+            &["-pie", "-fPIE", &link_dir, &link_lib],
+            &source("dynelf_linked"),
+            &linked,
+        );
+    }
     println!("cargo:rustc-env=PVMUX_PROG_DIR={}", bin_dir.display());
 }
 
@@ -140,21 +164,29 @@ fn target_root(out_dir: &Path) -> PathBuf {
 /// any stale output instead (the tests that need it are ignored). A compile error fails the
 /// build with the compiler's messages.
 fn build_c(cc: Option<&std::ffi::OsStr>, link: &str, source: &Path, output: &Path) {
+    build_c_with(cc, &[link], source, output);
+}
+
+/// [`build_c`] with the link options `link` (libraries among them, placed after the source).
+fn build_c_with(cc: Option<&std::ffi::OsStr>, link: &[&str], source: &Path, output: &Path) {
     let Some(cc) = cc else {
         // Ignoring the error: the file usually does not exist.
         let _ = std::fs::remove_file(output);
         return;
     };
+    let (libs, flags): (Vec<&str>, Vec<&str>) = link.iter().partition(|a| a.starts_with("-l"));
     let result = Command::new(cc)
-        .args([link, "-O2", "-pthread", "-Wall", "-Wextra", "-o"])
+        .args(&flags)
+        .args(["-O2", "-pthread", "-Wall", "-Wextra", "-o"])
         .arg(output)
         .arg(source)
+        .args(&libs)
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", cc.to_string_lossy()));
     if !result.status.success() {
         eprintln!("{}", String::from_utf8_lossy(&result.stderr));
         panic!(
-            "{} {link} {} failed ({}); see its messages above",
+            "{} {link:?} {} failed ({}); see its messages above",
             cc.to_string_lossy(),
             source.display(),
             result.status

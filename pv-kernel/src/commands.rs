@@ -57,7 +57,16 @@ pub(crate) fn run_init(args: &pvmux_hypercalls::bootargs::BootArgs<'_>) -> ! {
         }
         Err(e) => {
             // The program's own stderr (visible without --log debug), and the kernel log.
-            let msg = alloc::format!("pvmux: cannot run {name}: {}\n", e.message());
+            let msg = match crate::linux::exec::missing_interpreter(
+                cwd,
+                &crate::linux::task::resolve_init(&exe),
+            ) {
+                Some(interp) if e == crate::fs::Errno::ENOENT => alloc::format!(
+                    "pvmux: cannot run {name}: its program interpreter {} was not found\n",
+                    alloc::string::String::from_utf8_lossy(&interp)
+                ),
+                _ => alloc::format!("pvmux: cannot run {name}: {}\n", e.message()),
+            };
             crate::hcall::console_write_stream(
                 pvmux_hypercalls::hypercall::stream::STDERR,
                 msg.as_bytes(),

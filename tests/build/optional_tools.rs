@@ -1,5 +1,6 @@
 //! Optional host tools some integration tests need (busybox-static, a static glibc,
-//! musl-gcc, `script`, User-Mode Linux, gVisor's `runsc`), detected once per build.
+//! musl-gcc, `script`, glibc's dynamic loader, User-Mode Linux, gVisor's `runsc`), detected
+//! once per build.
 //!
 //! For each tool found, the test crate gets `--cfg have_NAME`; tests that need it carry
 //! `#[cfg_attr(not(have_NAME), ignore = "needs ...: apt-get install PACKAGE")]`, so that without
@@ -46,7 +47,7 @@ struct Tool {
 
 /// Every optional tool. A test needing one of them carries the attribute
 /// `#[cfg_attr(not(have_NAME), ignore = "needs WHAT: INSTALL")]`.
-const TOOLS: [Tool; 6] = [
+const TOOLS: [Tool; 7] = [
     Tool {
         cfg: "have_busybox",
         what: "static /bin/busybox",
@@ -86,6 +87,15 @@ const TOOLS: [Tool; 6] = [
         install: "apt-get install user-mode-linux",
         locate: Locate::Paths {
             paths: &["/usr/bin/linux.uml"],
+            static_elf: false,
+        },
+    },
+    Tool {
+        cfg: "have_glibc_ld_so",
+        what: "glibc's dynamic loader /lib64/ld-linux-x86-64.so.2 and ldd",
+        install: "apt-get install libc6 libc-bin",
+        locate: Locate::Paths {
+            paths: &["/lib64/ld-linux-x86-64.so.2"],
             static_elf: false,
         },
     },

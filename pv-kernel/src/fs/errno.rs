@@ -57,6 +57,8 @@ pub(crate) enum Errno {
     E2BIG = 7,
     /// Exec format error.
     ENOEXEC = 8,
+    /// Accessing a corrupted shared library (a program interpreter that cannot be loaded).
+    ELIBBAD = 80,
     /// No child processes.
     ECHILD = 10,
     /// Resource temporarily unavailable.
@@ -129,6 +131,7 @@ impl Errno {
             Self::ENXIO => "ENXIO",
             Self::E2BIG => "E2BIG",
             Self::ENOEXEC => "ENOEXEC",
+            Self::ELIBBAD => "ELIBBAD",
             Self::ECHILD => "ECHILD",
             Self::EAGAIN => "EAGAIN",
             Self::EACCES => "EACCES",
@@ -177,6 +180,7 @@ impl Errno {
             Self::ENXIO => "No such device or address",
             Self::E2BIG => "Argument list too long",
             Self::ENOEXEC => "Exec format error",
+            Self::ELIBBAD => "Accessing a corrupted shared library",
             Self::ECHILD => "No child processes",
             Self::EAGAIN => "Resource temporarily unavailable",
             Self::EACCES => "Permission denied",
@@ -218,7 +222,7 @@ mod tests {
     use super::Errno::{self, *};
 
     /// Every variant.
-    const ALL: [Errno; 42] = [
+    const ALL: [Errno; 43] = [
         EPERM,
         ENOENT,
         EIO,
@@ -242,6 +246,7 @@ mod tests {
         ENXIO,
         E2BIG,
         ENOEXEC,
+        ELIBBAD,
         ECHILD,
         EAGAIN,
         EACCES,
@@ -289,6 +294,7 @@ mod tests {
             (ENXIO, libc::ENXIO),
             (E2BIG, libc::E2BIG),
             (ENOEXEC, libc::ENOEXEC),
+            (ELIBBAD, libc::ELIBBAD),
             (ECHILD, libc::ECHILD),
             (EAGAIN, libc::EAGAIN),
             (EACCES, libc::EACCES),

@@ -1,5 +1,6 @@
-//! Loading programs: static and static-pie ELF executables (and `#!` scripts) into a fresh
-//! address space, with the initial stack Linux programs expect (argv, envp, auxv).
+//! Loading programs: static, static-pie and dynamically linked ELF executables (with their
+//! program interpreter, `PT_INTERP`) and `#!` scripts into a fresh address space, with the
+//! initial stack Linux programs expect (argv, envp, auxv).
 //!
 //! The pure parts are functions over byte slices, unit-tested on the host: [`elf`] reads and
 //! checks the headers, [`stack`] lays out the initial stack, [`shebang`] parses a `#!` line.
@@ -9,11 +10,12 @@ mod elf;
 mod shebang;
 mod stack;
 
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use pvmux_hypercalls::user::prot;
 use pvmux_hypercalls::PAGE_SIZE;
 
-use super::imagecache::CachedFile;
+use super::imagecache::{self, CachedFile};
 use super::space::{Mm, Space};
 use super::{pool, Errno};
 use crate::mm::pool_mem;
@@ -88,18 +90,12 @@ pub(crate) fn file_ranges(head: &[u8], len: u64) -> Vec<(u64, u64)> {
     )
 }
 
-/// Loads ELF image `file` into the empty `space` and builds the initial stack.
-pub(crate) fn load(
-    space: &Space,
-    image: &CachedFile,
-    argv: &[Vec<u8>],
-    envp: &[Vec<u8>],
-    execfn: &[u8],
-) -> Result<Loaded, Errno> {
-    // The ELF and program headers, copied when the image was read (the image's frames are
-    // user-pool memory a program may write: never parsed in place).
-    let elf = elf::parse(image.head(), image.len() as u64, PIE_BASE, MMAP_TOP)?;
-    let mut mm = space.mm.lock();
+/// Where a program interpreter (`ld.so`) is loaded: above the `mmap` area (which grows
+/// down from [`MMAP_TOP`]) and below the stack, so neither ever meets it.
+const INTERP_BASE: u64 = MMAP_TOP;
+
+/// Maps the loadable segments of `elf` (parsed from `image`) into `mm`.
+fn map_segments(mm: &mut Mm, image: &CachedFile, elf: &elf::Image) -> Result<(), Errno> {
     for seg in &elf.segments {
         let (s, e) = seg.pages();
         mm.add_region_merging(s, e, seg.prot);
@@ -122,11 +118,94 @@ pub(crate) fn load(
                 pool::get(frame);
                 mm.install_cow(page, frame);
             } else {
-                poke_image(&mut mm, lo, image, fo, hi - lo)?;
+                poke_image(mm, lo, image, fo, hi - lo)?;
             }
             page += PAGE_SIZE;
         }
     }
+    Ok(())
+}
+
+/// The program interpreter `path` of a dynamically linked program, read (through the image
+/// cache) and parsed for loading at [`INTERP_BASE`]. `ENOENT` (and the other errors of
+/// opening it) as Linux gives them; an interpreter that is not a loadable ELF file is
+/// `ELIBBAD` (Linux: `ELIBBAD` too, but `EIO` for one shorter than an ELF header).
+fn interpreter(
+    cwd: crate::fs::ramfs::Ino,
+    path: &[u8],
+) -> Result<(Arc<CachedFile>, elf::Image), Errno> {
+    let file = imagecache::load(cwd, path).map_err(|e| {
+        crate::println!(
+            "exec: program interpreter {} not loaded: {e}",
+            alloc::string::String::from_utf8_lossy(path)
+        );
+        if e == Errno::ENOEXEC {
+            Errno::ELIBBAD
+        } else {
+            e
+        }
+    })?;
+    match elf::parse(
+        file.head(),
+        file.len() as u64,
+        INTERP_BASE,
+        STACK_TOP - STACK_SIZE,
+    ) {
+        // Its own PT_INTERP, if any, is ignored (Linux maps only the loadable segments of an
+        // interpreter).
+        Ok(img) => Ok((file, img)),
+        Err(_) => {
+            crate::println!(
+                "exec: program interpreter {} is not a loadable ELF file",
+                alloc::string::String::from_utf8_lossy(path)
+            );
+            Err(Errno::ELIBBAD)
+        }
+    }
+}
+
+/// The interpreter a dynamically linked program `path` (looked up from `cwd`) names, if it
+/// is one and that interpreter cannot be found: for the error message of a program that
+/// could not start (`ENOENT` alone would blame the program).
+pub(crate) fn missing_interpreter(cwd: crate::fs::ramfs::Ino, path: &[u8]) -> Option<Vec<u8>> {
+    let file = imagecache::load(cwd, path).ok()?;
+    let interp = elf::parse(file.head(), file.len() as u64, PIE_BASE, MMAP_TOP)
+        .ok()?
+        .interp?;
+    match imagecache::load(cwd, &interp) {
+        Err(Errno::ENOENT | Errno::ENOTDIR) => Some(interp),
+        _ => None,
+    }
+}
+
+/// Loads ELF image `file` into the empty `space` and builds the initial stack; a
+/// dynamically linked program's interpreter (`PT_INTERP`, looked up from `cwd` when
+/// relative) is loaded too, at [`INTERP_BASE`], and started instead of the program (which
+/// it finds through `AT_PHDR`/`AT_ENTRY`; `AT_BASE` is its own base).
+pub(crate) fn load(
+    space: &Space,
+    image: &CachedFile,
+    cwd: crate::fs::ramfs::Ino,
+    argv: &[Vec<u8>],
+    envp: &[Vec<u8>],
+    execfn: &[u8],
+) -> Result<Loaded, Errno> {
+    // The ELF and program headers, copied when the image was read (the image's frames are
+    // user-pool memory a program may write: never parsed in place).
+    let elf = elf::parse(image.head(), image.len() as u64, PIE_BASE, MMAP_TOP)?;
+    let interp = match &elf.interp {
+        Some(path) => Some(interpreter(cwd, path)?),
+        None => None,
+    };
+    let mut mm = space.mm.lock();
+    map_segments(&mut mm, image, &elf)?;
+    let (start, base) = match &interp {
+        Some((file, ld)) => {
+            map_segments(&mut mm, file, ld)?;
+            (ld.entry, INTERP_BASE)
+        }
+        None => (elf.entry, 0),
+    };
     mm.brk_base = elf.brk;
     mm.brk = elf.brk;
 
@@ -143,6 +222,7 @@ pub(crate) fn load(
             envp,
             execfn,
             random,
+            base,
             entry: elf.entry,
             phdr: elf.phdr,
             phnum: elf.phnum,
@@ -152,7 +232,7 @@ pub(crate) fn load(
     )?;
     poke(&mut mm, st.sp, &st.bytes)?;
     Ok(Loaded {
-        entry: elf.entry,
+        entry: start,
         rsp: st.sp,
     })
 }

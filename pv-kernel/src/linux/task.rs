@@ -303,7 +303,7 @@ const INIT_ENV: [&[u8]; 4] = [
 
 /// Resolves a program name without `/` through the default PATH (a name with a `/` is
 /// resolved against init's working directory by the loader).
-fn resolve_init(name: &[u8]) -> Vec<u8> {
+pub(crate) fn resolve_init(name: &[u8]) -> Vec<u8> {
     if name.contains(&b'/') {
         return name.to_vec();
     }
@@ -341,7 +341,14 @@ pub(crate) fn run_init(
     let env = env.unwrap_or_else(|| INIT_ENV.iter().map(|e| e.to_vec()).collect());
     let (file, argv2) = load_file_with_shebang(cwd, &path, argv)?;
     let space = Space::new()?;
-    let loaded = exec::load(&space, &file, &argv2, &env, &path)?;
+    let loaded = exec::load(
+        &space,
+        &file,
+        crate::fs::ramfs::ROOT_INO,
+        &argv2,
+        &env,
+        &path,
+    )?;
     let p = new_process(
         0,
         0,
@@ -694,7 +701,7 @@ pub(crate) fn do_execve(
     let cwd = p.fs.lock().cwd;
     let (file, argv) = load_file_with_shebang(cwd, &path, argv)?;
     let space = Space::new()?;
-    let loaded = exec::load(&space, &file, &argv, &envp, &path)?;
+    let loaded = exec::load(&space, &file, cwd, &argv, &envp, &path)?;
     // Point of no return: other threads die, the old image goes.
     let others: Vec<Arc<Task>> = p
         .threads

@@ -37,8 +37,9 @@ pub static RUN_AFTER_HELP: LazyLock<String> = LazyLock::new(|| {
     format!(
         "\
 Running a program:
-  pvmux run [OPTIONS] -- PROGRAM [ARGS...] runs PROGRAM (a static Linux x86-64 binary, e.g.
-  busybox) as the guest's init process, with ARGS. With --rootfs DIR, DIR is shared
+  pvmux run [OPTIONS] -- PROGRAM [ARGS...] runs PROGRAM (a Linux x86-64 binary, static or
+  dynamically linked: its interpreter and libraries must be in the guest's files too, e.g.
+  --rootfs /) as the guest's init process, with ARGS. With --rootfs DIR, DIR is shared
   read-only with the guest and PROGRAM is a path inside it; with --initrd FILE, inside the
   archive. Without PROGRAM, --initrd/--rootfs run /init. The program's stdout and stderr are
   pvmux's, host stdin feeds its console input (a host terminal is put into raw mode while the

@@ -1,8 +1,9 @@
 //! Reading an executable's ELF header and program headers, trusting nothing: what `execve`
 //! maps, where the program starts, and what its auxiliary vector says about it.
 //!
-//! Accepted: little-endian 64-bit x86-64 `ET_EXEC` (static) and `ET_DYN` without `PT_INTERP`
-//! (static-pie, loaded at a fixed base), with Linux's limits on the program-header table
+//! Accepted: little-endian 64-bit x86-64 `ET_EXEC` and `ET_DYN` (position-independent,
+//! loaded at a base the caller chooses), with or without `PT_INTERP` (whose path, a
+//! NUL-terminated string, must lie in the header bytes), with Linux's limits on the program-header table
 //! (entries of exactly 56 bytes, at most one page of them). Every segment must lie in the
 //! file and map inside the user window below `limit`. Anything else is `ENOEXEC` — also
 //! what Linux lets through only to kill the program after the point of no return (more file
@@ -79,7 +80,13 @@ pub(crate) struct Image {
     pub(crate) segments: Vec<Segment>,
     /// Initial program break: the page after the highest segment.
     pub(crate) brk: u64,
+    /// The program interpreter's path (`PT_INTERP`, without its NUL) of a dynamically
+    /// linked program.
+    pub(crate) interp: Option<Vec<u8>>,
 }
+
+/// Longest interpreter path (Linux: `PATH_MAX`).
+const INTERP_MAX: u64 = 4096;
 
 const fn page_down(v: u64) -> u64 {
     v & !(PAGE_SIZE - 1)
@@ -154,6 +161,7 @@ pub(crate) fn parse(head: &[u8], file_len: u64, pie_base: u64, limit: u64) -> Re
         return Err(Errno::ENOEXEC);
     }
     let mut phdr = 0;
+    let mut interp = None;
     let mut segments = Vec::new();
     for i in 0..phnum {
         let ph = phoff + i * PHENT_SIZE;
@@ -164,8 +172,24 @@ pub(crate) fn parse(head: &[u8], file_len: u64, pie_base: u64, limit: u64) -> Re
         let p_filesz = u64_at(file, ph + 32)?;
         let p_memsz = u64_at(file, ph + 40)?;
         match p_type {
-            // Dynamically linked: not supported.
-            PT_INTERP => return Err(Errno::ENOEXEC),
+            // Dynamically linked: the interpreter's path, a NUL-terminated string that must
+            // lie in the header bytes (Linux's checks: 2..=PATH_MAX bytes, NUL last; the
+            // first PT_INTERP counts). A relative path is looked up from the working
+            // directory, as Linux does.
+            PT_INTERP if interp.is_none() => {
+                if !(2..=INTERP_MAX).contains(&p_filesz) {
+                    return Err(Errno::ENOEXEC);
+                }
+                let start = usize::try_from(p_offset).map_err(|_| Errno::ENOEXEC)?;
+                let end = start.checked_add(p_filesz as usize).ok_or(Errno::ENOEXEC)?;
+                let path = file.get(start..end).ok_or(Errno::ENOEXEC)?;
+                // Linux opens it as a C string: up to the first NUL.
+                if path.last() != Some(&0) {
+                    return Err(Errno::ENOEXEC);
+                }
+                let len = path.iter().position(|&b| b == 0).unwrap_or(path.len());
+                interp = Some(path[..len].to_vec());
+            }
             PT_PHDR => phdr = p_vaddr.wrapping_add(base),
             PT_LOAD => {
                 let va = p_vaddr.checked_add(base).ok_or(Errno::ENOEXEC)?;
@@ -205,6 +229,7 @@ pub(crate) fn parse(head: &[u8], file_len: u64, pie_base: u64, limit: u64) -> Re
         phnum,
         segments,
         brk: page_down(top + PAGE_SIZE - 1),
+        interp,
     })
 }
 
@@ -405,7 +430,10 @@ pub(crate) mod tests {
             edit(&mut phs[2]);
             elf(ET_EXEC, 0x40_1000, &phs, 0x2000)
         };
-        refused(&one(&|p| p.p_type = PT_INTERP), "dynamically linked");
+        refused(
+            &one(&|p| p.p_type = PT_INTERP),
+            "an interpreter path without its NUL",
+        );
         refused(&one(&|p| p.filesz = p.memsz + 1), "more file than memory");
         refused(
             &one(&|p| p.offset = 0x1f80),
@@ -483,11 +511,62 @@ pub(crate) mod tests {
         assert_eq!(img.brk, 0x40_6000);
     }
 
+    /// A position-independent program whose `PT_INTERP` (at file offset 0x300) holds `path`.
+    fn dynamic(path: &[u8]) -> Vec<u8> {
+        let mut phs = headers();
+        phs.push(Ph {
+            p_type: PT_INTERP,
+            flags: 4,
+            offset: 0x300,
+            vaddr: 0x40_0300,
+            filesz: path.len() as u64,
+            memsz: path.len() as u64,
+        });
+        let mut f = elf(ET_DYN, 0x1000, &phs, 0x2000);
+        f[0x300..0x300 + path.len()].copy_from_slice(path);
+        f
+    }
+
     #[test]
-    fn the_host_test_binary_is_refused_for_its_interpreter_and_parses_without_it() {
+    fn the_interpreter_path() {
+        let img = whole(&dynamic(b"/lib64/ld.so\0")).unwrap();
+        assert_eq!(img.interp.as_deref(), Some(&b"/lib64/ld.so"[..]));
+        assert_eq!(img.entry, PIE + 0x1000);
+        // Up to the first NUL, as Linux opens it; relative paths are kept as they are.
+        let img = whole(&dynamic(b"lib/ld\0x\0")).unwrap();
+        assert_eq!(img.interp.as_deref(), Some(&b"lib/ld"[..]));
+        assert_eq!(whole(&static_exe()).unwrap().interp, None);
+    }
+
+    #[test]
+    fn bad_interpreter_paths_are_refused() {
+        assert_eq!(
+            whole(&dynamic(b"/lib64/ld.so")),
+            Err(Errno::ENOEXEC),
+            "no NUL"
+        );
+        assert_eq!(whole(&dynamic(b"\0")), Err(Errno::ENOEXEC), "1 byte");
+        let mut long = vec![b'a'; 4096];
+        long.push(0);
+        assert_eq!(whole(&dynamic(&long)), Err(Errno::ENOEXEC), "past PATH_MAX");
+        // The path must lie in the header bytes the loader was given.
+        let f = dynamic(b"/lib64/ld.so\0");
+        assert_eq!(
+            parse(&f[..0x305], f.len() as u64, PIE, LIMIT),
+            Err(Errno::ENOEXEC)
+        );
+        assert!(parse(&f[..0x30d], f.len() as u64, PIE, LIMIT).is_ok());
+    }
+
+    #[test]
+    fn the_host_test_binary_parses_with_its_interpreter_and_without_it() {
         // A real ELF file: this test program (dynamically linked, a PIE).
         let mut me = std::fs::read("/proc/self/exe").unwrap();
-        assert_eq!(whole(&me), Err(Errno::ENOEXEC), "PT_INTERP");
+        let interp = whole(&me).unwrap().interp.expect("PT_INTERP");
+        assert!(
+            interp.starts_with(b"/") && interp.contains(&b'/'),
+            "{interp:?}"
+        );
         let phoff = u64::from_le_bytes(me[32..40].try_into().unwrap()) as usize;
         let phnum = u16::from_le_bytes(me[56..58].try_into().unwrap()) as usize;
         let mut loads = 0;
@@ -503,6 +582,7 @@ pub(crate) mod tests {
             return; // a linker that wrote more headers than Linux would take
         }
         let img = whole(&me).unwrap();
+        assert_eq!(img.interp, None);
         assert_eq!(img.segments.len(), loads);
         assert!(img.phdr >= PIE, "PT_PHDR relocated");
         for s in &img.segments {

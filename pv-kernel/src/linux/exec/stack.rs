@@ -60,6 +60,8 @@ pub(crate) struct Params<'a> {
     pub(crate) execfn: &'a [u8],
     /// `AT_RANDOM`'s bytes (the C library's stack canary and pointer guard).
     pub(crate) random: [u8; 16],
+    /// `AT_BASE`: where the program interpreter was loaded (0 without one).
+    pub(crate) base: u64,
     /// `AT_ENTRY`.
     pub(crate) entry: u64,
     /// `AT_PHDR`.
@@ -126,7 +128,7 @@ pub(crate) fn build(top: u64, bottom: u64, p: &Params<'_>) -> Result<Stack, Errn
         (AT_PHENT, super::elf::PHENT_SIZE),
         (AT_PHNUM, p.phnum),
         (AT_PAGESZ, PAGE_SIZE),
-        (AT_BASE, 0),
+        (AT_BASE, p.base),
         (AT_FLAGS, 0),
         (AT_ENTRY, p.entry),
         (AT_UID, 0),
@@ -191,6 +193,7 @@ mod tests {
             envp,
             execfn: b"/bin/prog",
             random: *b"0123456789abcdef",
+            base: 0,
             entry: 0x40_1000,
             phdr: 0x40_0040,
             phnum: 7,

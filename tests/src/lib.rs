@@ -42,7 +42,7 @@
 #![forbid(unsafe_code)]
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -335,4 +335,34 @@ pub fn run_with_timeout(
         stdout: text(out_reader.join().expect("reader").expect("read stdout")),
         stderr: text(err_reader.join().expect("reader").expect("read stderr")),
     }
+}
+
+/// Path of the built guest test program `name` (`PVMUX_PROG_DIR`, see `tests/build.rs`).
+pub fn prog(name: &str) -> PathBuf {
+    Path::new(env!("PVMUX_PROG_DIR")).join(name)
+}
+
+/// The glibc build of C program `name`, and the musl build (`NAME-musl`) when musl-gcc was
+/// there (`have_musl`; CI requires it, and the build warns without it).
+pub fn variants(name: &str) -> Vec<String> {
+    let mut v = vec![name.to_owned()];
+    if cfg!(have_musl) {
+        v.push(format!("{name}-musl"));
+    }
+    v
+}
+
+/// Runs `cmd` with null stdin and a clean environment, killing it after `timeout`.
+pub fn run_clean(mut cmd: Command, timeout: Duration) -> Run {
+    let what = format!("{cmd:?}");
+    cmd.env_clear();
+    run_with_timeout(cmd, &what, timeout, Duration::from_millis(10), |_| {})
+}
+
+/// Runs test program `name` natively with `args` ([`run_clean`]: the reference a guest run
+/// is compared with).
+pub fn run_native(name: &str, args: &[&str], timeout: Duration) -> Run {
+    let mut cmd = Command::new(prog(name));
+    cmd.args(args);
+    run_clean(cmd, timeout)
 }

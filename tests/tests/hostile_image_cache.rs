@@ -4,23 +4,17 @@
 //! exec that uses it and reads the file again if it was modified
 //! (`pv-kernel/src/linux/imagecache.rs`).
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use pvmux_tests::{run_with_timeout, Run, TempDir};
+use pvmux_tests::{prog, run_with_timeout, Run, TempDir};
 
-const PROG_DIR: &str = env!("PVMUX_PROG_DIR");
 const PVMUX: &str = env!("CARGO_BIN_EXE_pvmux-cli");
 /// Guest memory of the run.
 const MEM: u64 = 64 << 20;
 /// What `hello` prints first, and the same length patched in.
 const FROM: &str = "hello from a guest program";
 const TO: &str = "HACKED from a guest progra";
-
-fn prog(name: &str) -> PathBuf {
-    Path::new(PROG_DIR).join(name)
-}
 
 fn run(mut cmd: Command) -> Run {
     let what = format!("{cmd:?}");

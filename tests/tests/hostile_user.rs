@@ -7,14 +7,11 @@
 //! tests back is docs/SECURITY.md, "User sandboxes (guest user mode)".
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use pvmux_tests::{run_with_timeout, TempDir};
+use pvmux_tests::{prog, run_with_timeout, TempDir};
 
-/// The directory holding the static test programs.
-const PROG_DIR: &str = env!("PVMUX_PROG_DIR");
 /// The `pvmux` command line.
 const PVMUX: &str = env!("CARGO_BIN_EXE_pvmux-cli");
 /// Longest any single run may take.
@@ -23,10 +20,6 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 const SANDBOX_ARGV0: &[u8] = b"pvmux-sandbox";
 /// Guest memory of most runs, in bytes (`--mem 64M`).
 const MEM: u64 = 64 << 20;
-
-fn prog(name: &str) -> PathBuf {
-    Path::new(PROG_DIR).join(name)
-}
 
 /// A rootfs with `/hostile`, `/hello` and an empty `/tmp`.
 fn rootfs() -> TempDir {

@@ -11,14 +11,11 @@
 //! root to mount, as CI runs — without it the native comparison is skipped with a note).
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use pvmux_tests::{run_with_timeout, Run, TempDir};
+use pvmux_tests::{prog, run_with_timeout, Run, TempDir};
 
-/// The directory holding the static test programs.
-const PROG_DIR: &str = env!("PVMUX_PROG_DIR");
 /// The `pvmux` command line.
 const PVMUX: &str = env!("CARGO_BIN_EXE_pvmux-cli");
 /// Longest any single run may take (generous: the machine is loaded).
@@ -27,10 +24,6 @@ const TIMEOUT: Duration = Duration::from_secs(300);
 /// inodes as half of memory has pages): the limits docs/SECURITY.md states.
 const MEM: &str = "256M";
 const NR_INODES: u64 = (256 << 20) / 4096 / 2;
-
-fn prog(name: &str) -> PathBuf {
-    Path::new(PROG_DIR).join(name)
-}
 
 /// The glibc build of the attack program, and the musl build when musl-gcc was there.
 fn variants() -> Vec<String> {

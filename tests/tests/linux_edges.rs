@@ -7,28 +7,19 @@
 //! pvmux never writes a core dump, so it reports `RLIMIT_CORE` as 0/0: the native run is
 //! started with `ulimit -c 0` (soft and hard) to be the Linux it is compared with.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use pvmux_tests::{run_with_timeout, Run, TempDir};
+use pvmux_tests::{prog, run_clean, Run, TempDir};
 
-/// The directory holding the static test programs.
-const PROG_DIR: &str = env!("PVMUX_PROG_DIR");
 /// The `pvmux` command line.
 const PVMUX: &str = env!("CARGO_BIN_EXE_pvmux-cli");
 /// Longest any single run may take (generous: the machine is loaded).
 const TIMEOUT: Duration = Duration::from_secs(300);
 
-fn prog(name: &str) -> PathBuf {
-    Path::new(PROG_DIR).join(name)
-}
-
 /// Runs `cmd` with null stdin and a clean environment, killing it after [`TIMEOUT`].
-fn run(mut cmd: Command) -> Run {
-    let what = format!("{cmd:?}");
-    cmd.env_clear();
-    run_with_timeout(cmd, &what, TIMEOUT, Duration::from_millis(10), |_| {})
+fn run(cmd: Command) -> Run {
+    run_clean(cmd, TIMEOUT)
 }
 
 #[test]

@@ -6,45 +6,24 @@
 //! built) under `pvmux run --rootfs`, and compares with the native run of the same program
 //! where the behaviour is Linux's.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use pvmux_tests::{run_with_timeout, Run, TempDir};
+use pvmux_tests::{prog, run_clean, run_native, variants, Run, TempDir};
 
-/// The directory holding the static test programs.
-const PROG_DIR: &str = env!("PVMUX_PROG_DIR");
 /// The `pvmux` command line.
 const PVMUX: &str = env!("CARGO_BIN_EXE_pvmux-cli");
 /// Longest any single run may take (generous: the machine is loaded).
 const TIMEOUT: Duration = Duration::from_secs(120);
 
-fn prog(name: &str) -> PathBuf {
-    Path::new(PROG_DIR).join(name)
-}
-
-/// The glibc build of C program `name`, and the musl build when musl-gcc was there
-/// (`have_musl`; CI requires it, and the build warns without it).
-fn variants(name: &str) -> Vec<String> {
-    let mut v = vec![name.to_owned()];
-    if cfg!(have_musl) {
-        v.push(format!("{name}-musl"));
-    }
-    v
-}
-
 /// Runs `cmd` with null stdin and a clean environment, killing it after [`TIMEOUT`].
-fn run(mut cmd: Command) -> Run {
-    let what = format!("{cmd:?}");
-    cmd.env_clear();
-    run_with_timeout(cmd, &what, TIMEOUT, Duration::from_millis(10), |_| {})
+fn run(cmd: Command) -> Run {
+    run_clean(cmd, TIMEOUT)
 }
 
 /// Runs test program `name` natively with `args`.
 fn native(name: &str, args: &[&str]) -> Run {
-    let mut cmd = Command::new(prog(name));
-    cmd.args(args);
-    run(cmd)
+    run_native(name, args, TIMEOUT)
 }
 
 /// A rootfs holding the given test programs at `/NAME`.

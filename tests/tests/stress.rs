@@ -17,24 +17,17 @@
 //! own status, counts matching) and prints one line and exits 0 only if all was right; the
 //! guest's output and status must be the native run's.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use pvmux_tests::{run_with_timeout, Run, TempDir};
+use pvmux_tests::{prog, run_with_timeout, Run, TempDir};
 
-/// The directory holding the static test programs.
-const PROG_DIR: &str = env!("PVMUX_PROG_DIR");
 /// The `pvmux` command line.
 const PVMUX: &str = env!("CARGO_BIN_EXE_pvmux-cli");
 /// Longest one run may take (a run takes a few seconds; this machine may be loaded).
 const TIMEOUT: Duration = Duration::from_secs(180);
 /// The vCPU counts every program runs with.
 const VCPUS: [u32; 2] = [1, 4];
-
-fn prog(name: &str) -> PathBuf {
-    Path::new(PROG_DIR).join(name)
-}
 
 /// Runs `cmd` with null stdin and a clean environment, killing it after [`TIMEOUT`].
 fn run(mut cmd: Command) -> Run {

@@ -4,14 +4,12 @@
 //! whose output and exit status must match the native run.
 
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use pvmux_tests::{run_with_timeout, Run, TempDir};
+use pvmux_tests::{prog, run_clean, run_native, Run, TempDir};
 
-/// The directory holding the static test programs.
-const PROG_DIR: &str = env!("PVMUX_PROG_DIR");
 /// The `pvmux` command line.
 const PVMUX: &str = env!("CARGO_BIN_EXE_pvmux-cli");
 /// The Rust test programs.
@@ -27,22 +25,14 @@ const SIGSEGV: i32 = 11;
 /// SIGBUS on x86-64 Linux.
 const SIGBUS: i32 = 7;
 
-fn prog(name: &str) -> PathBuf {
-    Path::new(PROG_DIR).join(name)
-}
-
 /// Runs `cmd` with null stdin and a clean environment, killing it after [`TIMEOUT`].
-fn run(mut cmd: Command) -> Run {
-    let what = format!("{cmd:?}");
-    cmd.env_clear();
-    run_with_timeout(cmd, &what, TIMEOUT, Duration::from_millis(10), |_| {})
+fn run(cmd: Command) -> Run {
+    run_clean(cmd, TIMEOUT)
 }
 
 /// Runs test program `name` natively with `args`.
 fn native(name: &str, args: &[&str]) -> Run {
-    let mut cmd = Command::new(prog(name));
-    cmd.args(args);
-    run(cmd)
+    run_native(name, args, TIMEOUT)
 }
 
 /// A rootfs with every test program at `/NAME` and an empty `/tmp`.

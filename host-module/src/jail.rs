@@ -309,6 +309,17 @@ fn detect() -> Layers {
             drop_bounding: false,
         };
     }
+    // The common case first: every layer at once, one probe (each probe is a clone that
+    // makes namespaces, on every pvmux start).
+    let every = NAMESPACES
+        .iter()
+        .fold(user_flag, |acc, &(flag, _)| acc | flag)
+        & !(libc::CLONE_NEWUSER & !user_flag);
+    if mount_point.is_some() {
+        if let Some(l) = try_layers(every, true) {
+            return l;
+        }
+    }
     let mut flags = user_flag;
     for (flag, _) in NAMESPACES {
         if flag != libc::CLONE_NEWUSER && try_layers(user_flag | flag, false).is_some() {

@@ -62,7 +62,7 @@ fn binary_bytes() -> Vec<u8> {
 /// Packs the test tree:
 /// `/dir/{file (binary), empty, sub/deep.txt}`, `/link -> dir/file`, `/top.txt`.
 fn test_tree_archive() -> Vec<u8> {
-    let tmp = TempDir::per_process("pvmux-initramfs", "tree");
+    let tmp = TempDir::unique("pvmux-initramfs", "tree");
     let root = &tmp.0;
     make_dir(&root.join("dir"), 0o755);
     write_file(&root.join("dir/file"), &binary_bytes(), 0o644);

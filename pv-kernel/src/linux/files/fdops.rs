@@ -185,6 +185,7 @@ pub(crate) fn sys_lseek(fd: u64, off: u64, wh: u64) -> SysResult {
             Ok(new as u64)
         }
         Kind::PipeRead(_) | Kind::PipeWrite(_) | Kind::Console { .. } => Err(Errno::ESPIPE),
+        Kind::Object(o) => o.lseek(&f, off, wh),
         Kind::Dev { .. } => {
             if wh > whence::SEEK_END {
                 return Err(Errno::EINVAL);
@@ -391,13 +392,15 @@ pub(crate) fn sys_ioctl(fd: u64, cmd: u64, arg: u64) -> SysResult {
                     let size = fs::with(|fs| fs.fstat(h))?.size;
                     usize::try_from(size.saturating_sub(pos)).unwrap_or(i32::MAX as usize)
                 }
+                Kind::Object(o) => o.available().ok_or(Errno::ENOTTY)?,
                 _ => return Err(Errno::ENOTTY),
             };
             write_val(arg, &(n.min(i32::MAX as usize) as i32))?;
             Ok(0)
         }
-        _ => match f.kind {
+        _ => match &f.kind {
             Kind::Console { tty: true, .. } => tty::tty_ioctl(cmd, arg),
+            Kind::Object(o) => o.ioctl(&f, cmd, arg),
             _ => Err(Errno::ENOTTY),
         },
     }

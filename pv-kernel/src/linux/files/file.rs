@@ -89,6 +89,8 @@ pub(crate) enum Kind {
         /// The device it was opened as.
         dev: Dev,
     },
+    /// Any other kind: a socket, an event object, a pseudo file ([`super::object`]).
+    Object(Arc<dyn super::object::FileObject>),
 }
 
 /// An open file description.
@@ -153,10 +155,11 @@ impl OpenFile {
 
     /// True for pipes and the console (no offset; a read returns what is there).
     pub(crate) fn is_stream(&self) -> bool {
-        matches!(
-            self.kind,
-            Kind::PipeRead(_) | Kind::PipeWrite(_) | Kind::Console { .. }
-        )
+        match &self.kind {
+            Kind::PipeRead(_) | Kind::PipeWrite(_) | Kind::Console { .. } => true,
+            Kind::Object(o) => o.is_stream(),
+            Kind::Node { .. } | Kind::Dev { .. } => false,
+        }
     }
 
     /// The inode behind it, if any (ramfs nodes and devices).
@@ -164,7 +167,7 @@ impl OpenFile {
         match &self.kind {
             Kind::Node { ino, .. } | Kind::Dev { ino, .. } => Some(*ino),
             Kind::Console { dev, .. } => dev::node_ino(*dev),
-            Kind::PipeRead(_) | Kind::PipeWrite(_) => None,
+            Kind::PipeRead(_) | Kind::PipeWrite(_) | Kind::Object(_) => None,
         }
     }
 
@@ -199,7 +202,7 @@ impl Drop for OpenFile {
             }
             Kind::PipeRead(p) => p.close_reader(),
             Kind::PipeWrite(p) => p.close_writer(),
-            Kind::Dev { .. } | Kind::Console { .. } => {}
+            Kind::Dev { .. } | Kind::Console { .. } | Kind::Object(_) => {}
         }
     }
 }
@@ -523,6 +526,7 @@ pub(crate) fn read_kernel(f: &OpenFile, buf: &mut [u8], off: Option<u64>) -> Res
             }
             super::tty::console_read(buf, f.nonblock(), *tty)
         }
+        Kind::Object(o) => o.read(f, buf, off),
     }
 }
 
@@ -571,6 +575,7 @@ pub(crate) fn write_kernel(
             super::tty::console_write(*out, data);
             Ok(data.len())
         }
+        Kind::Object(o) => o.write(f, data, off),
     }
 }
 
@@ -761,5 +766,6 @@ pub(crate) fn fstat(f: &OpenFile) -> Result<KStat, Errno> {
                 .unwrap_or_else(|| synthetic_stat(0o620, 0, 0));
             Ok(KStat::device(st, *dev))
         }
+        Kind::Object(o) => Ok(o.stat()),
     }
 }

@@ -2,8 +2,11 @@
 //!
 //! * [`file`] open file descriptions ([`OpenFile`]), the descriptor table ([`FdTable`]),
 //!   reading and writing, `stat` results,
+//! * [`eventfd`] event counters,
 //! * [`pipe`] pipes, [`dev`] the `/dev` devices, [`tty`] the console terminal, [`random`] the
 //!   random bytes,
+//! * [`object`] every other kind of open file (sockets, event objects, pseudo files) behind
+//!   one trait,
 //! * [`fdops`] calls on descriptors, [`path`] calls on path names, [`poll`] readiness waits.
 //!
 //! Files live in the in-memory filesystem ([`crate::fs`]); each open regular file or
@@ -11,8 +14,10 @@
 //! process runs as root, so there are no permission checks except execute bits.
 
 pub(crate) mod dev;
+pub(crate) mod eventfd;
 pub(crate) mod fdops;
 pub(crate) mod file;
+pub(crate) mod object;
 pub(crate) mod path;
 pub(crate) mod pipe;
 pub(crate) mod poll;
@@ -61,6 +66,15 @@ pub(crate) fn fd_file(fd: i32) -> Result<Arc<OpenFile>, Errno> {
     super::task::current_process().files.lock().get(fd)
 }
 
+/// Installs `file` at the current process's lowest free descriptor (its `RLIMIT_NOFILE`
+/// applies), returning the descriptor.
+pub(crate) fn install(file: Arc<OpenFile>, cloexec: bool) -> SysResult {
+    let p = super::task::current_process();
+    let limit = super::rlimit::nofile(&p);
+    let fd = p.files.lock().alloc(file, cloexec, 0, limit)?;
+    Ok(fd as u64)
+}
+
 /// The current process's working directory (`/` outside a process).
 fn cwd() -> Ino {
     super::task::try_current_task().map_or(ROOT_INO, |t| t.process.fs.lock().cwd)
@@ -105,6 +119,8 @@ pub(crate) fn syscall(n: u64, a: [u64; 6]) -> Option<SysResult> {
         nr::FCNTL => sys_fcntl(a[0], a[1], a[2]),
         nr::PIPE => sys_pipe2(a[0], 0),
         nr::PIPE2 => sys_pipe2(a[0], a[1]),
+        nr::EVENTFD => eventfd::sys_eventfd2(a[0], 0),
+        nr::EVENTFD2 => eventfd::sys_eventfd2(a[0], a[1]),
         nr::IOCTL => sys_ioctl(a[0], a[1], a[2]),
 
         nr::STAT => sys_newfstatat(FDCWD, a[0], a[1], 0),

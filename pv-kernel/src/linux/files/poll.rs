@@ -67,6 +67,7 @@ pub(crate) fn poll_mask(f: &OpenFile) -> u16 {
             }
             m
         }
+        Kind::Object(o) => o.poll(f),
     }
 }
 

@@ -97,9 +97,50 @@ pub(crate) enum Errno {
     EAFNOSUPPORT = 97,
     /// Connection timed out.
     ETIMEDOUT = 110,
+    /// Socket type not supported.
+    ESOCKTNOSUPPORT = 94,
+    /// Destination address required.
+    EDESTADDRREQ = 89,
+    /// Message too long.
+    EMSGSIZE = 90,
+    /// Protocol wrong type for socket.
+    EPROTOTYPE = 91,
+    /// Protocol not available.
+    ENOPROTOOPT = 92,
+    /// Protocol not supported.
+    EPROTONOSUPPORT = 93,
+    /// Address already in use.
+    EADDRINUSE = 98,
+    /// Cannot assign requested address.
+    EADDRNOTAVAIL = 99,
+    /// Network is down.
+    ENETDOWN = 100,
+    /// Network is unreachable.
+    ENETUNREACH = 101,
+    /// Software caused connection abort.
+    ECONNABORTED = 103,
+    /// Connection reset by peer.
+    ECONNRESET = 104,
+    /// No buffer space available.
+    ENOBUFS = 105,
+    /// Transport endpoint is already connected.
+    EISCONN = 106,
+    /// Transport endpoint is not connected.
+    ENOTCONN = 107,
+    /// Connection refused.
+    ECONNREFUSED = 111,
+    /// No route to host.
+    EHOSTUNREACH = 113,
+    /// Operation already in progress.
+    EALREADY = 114,
+    /// Operation now in progress.
+    EINPROGRESS = 115,
 }
 
 impl Errno {
+    /// `EOPNOTSUPP`: the same number as [`Errno::ENOTSUP`] on Linux.
+    pub(crate) const EOPNOTSUPP: Self = Self::ENOTSUP;
+
     /// The Linux number.
     pub(crate) const fn code(self) -> i32 {
         self as i32
@@ -151,6 +192,25 @@ impl Errno {
             Self::ENOTSOCK => "ENOTSOCK",
             Self::EAFNOSUPPORT => "EAFNOSUPPORT",
             Self::ETIMEDOUT => "ETIMEDOUT",
+            Self::ESOCKTNOSUPPORT => "ESOCKTNOSUPPORT",
+            Self::EDESTADDRREQ => "EDESTADDRREQ",
+            Self::EMSGSIZE => "EMSGSIZE",
+            Self::EPROTOTYPE => "EPROTOTYPE",
+            Self::ENOPROTOOPT => "ENOPROTOOPT",
+            Self::EPROTONOSUPPORT => "EPROTONOSUPPORT",
+            Self::EADDRINUSE => "EADDRINUSE",
+            Self::EADDRNOTAVAIL => "EADDRNOTAVAIL",
+            Self::ENETDOWN => "ENETDOWN",
+            Self::ENETUNREACH => "ENETUNREACH",
+            Self::ECONNABORTED => "ECONNABORTED",
+            Self::ECONNRESET => "ECONNRESET",
+            Self::ENOBUFS => "ENOBUFS",
+            Self::EISCONN => "EISCONN",
+            Self::ENOTCONN => "ENOTCONN",
+            Self::ECONNREFUSED => "ECONNREFUSED",
+            Self::EHOSTUNREACH => "EHOSTUNREACH",
+            Self::EALREADY => "EALREADY",
+            Self::EINPROGRESS => "EINPROGRESS",
         }
     }
 
@@ -200,6 +260,25 @@ impl Errno {
             Self::ENOTSOCK => "Socket operation on non-socket",
             Self::EAFNOSUPPORT => "Address family not supported by protocol",
             Self::ETIMEDOUT => "Connection timed out",
+            Self::ESOCKTNOSUPPORT => "Socket type not supported",
+            Self::EDESTADDRREQ => "Destination address required",
+            Self::EMSGSIZE => "Message too long",
+            Self::EPROTOTYPE => "Protocol wrong type for socket",
+            Self::ENOPROTOOPT => "Protocol not available",
+            Self::EPROTONOSUPPORT => "Protocol not supported",
+            Self::EADDRINUSE => "Address already in use",
+            Self::EADDRNOTAVAIL => "Cannot assign requested address",
+            Self::ENETDOWN => "Network is down",
+            Self::ENETUNREACH => "Network is unreachable",
+            Self::ECONNABORTED => "Software caused connection abort",
+            Self::ECONNRESET => "Connection reset by peer",
+            Self::ENOBUFS => "No buffer space available",
+            Self::EISCONN => "Transport endpoint is already connected",
+            Self::ENOTCONN => "Transport endpoint is not connected",
+            Self::ECONNREFUSED => "Connection refused",
+            Self::EHOSTUNREACH => "No route to host",
+            Self::EALREADY => "Operation already in progress",
+            Self::EINPROGRESS => "Operation now in progress",
         }
     }
 }
@@ -222,7 +301,7 @@ mod tests {
     use super::Errno::{self, *};
 
     /// Every variant.
-    const ALL: [Errno; 43] = [
+    const ALL: [Errno; 62] = [
         EPERM,
         ENOENT,
         EIO,
@@ -266,6 +345,25 @@ mod tests {
         ENOTSOCK,
         EAFNOSUPPORT,
         ETIMEDOUT,
+        ESOCKTNOSUPPORT,
+        EDESTADDRREQ,
+        EMSGSIZE,
+        EPROTOTYPE,
+        ENOPROTOOPT,
+        EPROTONOSUPPORT,
+        EADDRINUSE,
+        EADDRNOTAVAIL,
+        ENETDOWN,
+        ENETUNREACH,
+        ECONNABORTED,
+        ECONNRESET,
+        ENOBUFS,
+        EISCONN,
+        ENOTCONN,
+        ECONNREFUSED,
+        EHOSTUNREACH,
+        EALREADY,
+        EINPROGRESS,
     ];
 
     #[test]
@@ -314,6 +412,25 @@ mod tests {
             (ENOTSOCK, libc::ENOTSOCK),
             (EAFNOSUPPORT, libc::EAFNOSUPPORT),
             (ETIMEDOUT, libc::ETIMEDOUT),
+            (ESOCKTNOSUPPORT, libc::ESOCKTNOSUPPORT),
+            (EDESTADDRREQ, libc::EDESTADDRREQ),
+            (EMSGSIZE, libc::EMSGSIZE),
+            (EPROTOTYPE, libc::EPROTOTYPE),
+            (ENOPROTOOPT, libc::ENOPROTOOPT),
+            (EPROTONOSUPPORT, libc::EPROTONOSUPPORT),
+            (EADDRINUSE, libc::EADDRINUSE),
+            (EADDRNOTAVAIL, libc::EADDRNOTAVAIL),
+            (ENETDOWN, libc::ENETDOWN),
+            (ENETUNREACH, libc::ENETUNREACH),
+            (ECONNABORTED, libc::ECONNABORTED),
+            (ECONNRESET, libc::ECONNRESET),
+            (ENOBUFS, libc::ENOBUFS),
+            (EISCONN, libc::EISCONN),
+            (ENOTCONN, libc::ENOTCONN),
+            (ECONNREFUSED, libc::ECONNREFUSED),
+            (EHOSTUNREACH, libc::EHOSTUNREACH),
+            (EALREADY, libc::EALREADY),
+            (EINPROGRESS, libc::EINPROGRESS),
         ];
         assert_eq!(linux.len(), ALL.len());
         for (ours, l) in linux {

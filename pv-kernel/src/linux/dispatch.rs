@@ -82,6 +82,9 @@ pub(crate) fn syscall(
     if let Some(r) = super::files::syscall(n, a) {
         return r;
     }
+    if let Some(r) = super::net::syscall(n, a) {
+        return r;
+    }
     let p = &t.process;
     match n {
         nr::GETPID => Ok(p.pid as u64),

@@ -13,6 +13,7 @@
 //!   lines, the shutdown record of init),
 //! * [`cputime`] CPU-time accounting,
 //! * [`files`] file descriptors, pipes, devices and every file system call,
+//! * [`net`] sockets,
 //! * [`memory`], [`futex`], [`misc`] the other system calls, [`rlimit`] resource limits,
 //! * [`alloc_guard`] whether the kernel heap can afford what a program asks for,
 //! * [`dispatch`] the system-call table,
@@ -36,6 +37,7 @@ pub(crate) mod futex;
 pub(crate) mod imagecache;
 pub(crate) mod memory;
 pub(crate) mod misc;
+pub(crate) mod net;
 pub(crate) mod pool;
 pub(crate) mod rlimit;
 pub(crate) mod shmem;

@@ -47,7 +47,7 @@ struct Tool {
 
 /// Every optional tool. A test needing one of them carries the attribute
 /// `#[cfg_attr(not(have_NAME), ignore = "needs WHAT: INSTALL")]`.
-const TOOLS: [Tool; 7] = [
+const TOOLS: [Tool; 13] = [
     Tool {
         cfg: "have_busybox",
         what: "static /bin/busybox",
@@ -105,6 +105,60 @@ const TOOLS: [Tool; 7] = [
         install: "apt-get install runsc",
         locate: Locate::Paths {
             paths: &["/usr/bin/runsc", "/usr/local/bin/runsc"],
+            static_elf: false,
+        },
+    },
+    Tool {
+        cfg: "have_python3",
+        what: "/usr/bin/python3",
+        install: "apt-get install python3",
+        locate: Locate::Paths {
+            paths: &["/usr/bin/python3"],
+            static_elf: false,
+        },
+    },
+    Tool {
+        cfg: "have_perl",
+        what: "/usr/bin/perl",
+        install: "apt-get install perl",
+        locate: Locate::Paths {
+            paths: &["/usr/bin/perl"],
+            static_elf: false,
+        },
+    },
+    Tool {
+        cfg: "have_make",
+        what: "make (with gcc)",
+        install: "apt-get install make gcc",
+        locate: Locate::Paths {
+            paths: &["/usr/bin/make"],
+            static_elf: false,
+        },
+    },
+    Tool {
+        cfg: "have_git",
+        what: "git",
+        install: "apt-get install git",
+        locate: Locate::Paths {
+            paths: &["/usr/bin/git", "/usr/local/bin/git"],
+            static_elf: false,
+        },
+    },
+    Tool {
+        cfg: "have_sqlite3",
+        what: "the sqlite3 shell",
+        install: "apt-get install sqlite3",
+        locate: Locate::Paths {
+            paths: &["/usr/bin/sqlite3"],
+            static_elf: false,
+        },
+    },
+    Tool {
+        cfg: "have_shfmt",
+        what: "shfmt (a Go program)",
+        install: "apt-get install shfmt",
+        locate: Locate::Paths {
+            paths: &["/usr/bin/shfmt"],
             static_elf: false,
         },
     },

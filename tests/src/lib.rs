@@ -33,6 +33,12 @@
 //! | `have_script`       | `script` (a terminal)    | `bsdutils`        |
 //! | `have_uml`          | `linux.uml` (bench peer) | `user-mode-linux` |
 //! | `have_runsc`        | `runsc` (bench peer)     | `runsc`           |
+//! | `have_python3`      | `/usr/bin/python3`       | `python3`         |
+//! | `have_perl`         | `/usr/bin/perl`          | `perl`            |
+//! | `have_make`         | `make` (with gcc)        | `make`, `gcc`     |
+//! | `have_git`          | `git`                    | `git`             |
+//! | `have_sqlite3`      | the `sqlite3` shell      | `sqlite3`         |
+//! | `have_shfmt`        | `shfmt` (a Go program)   | `shfmt`           |
 //!
 //! Without the tool, libtest prints `ignored, needs ...` for the test and counts it in the
 //! summary, and the build prints one warning per missing tool naming the ignored tests and

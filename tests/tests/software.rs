@@ -1,0 +1,390 @@
+//! The software people run, from the host's own Debian userland (`pvmux run --rootfs /`):
+//! one test per family — bash, coreutils, findutils, grep/sed/awk, tar+gzip+xz, python3,
+//! perl, gcc+make, git, the sqlite3 shell, a Go program (shfmt) — each a script run in a
+//! guest and natively, with stdout and exit status compared.
+//!
+//! Both runs get the same environment (`PATH`, `HOME`, `LC_ALL=C`, `TZ=UTC`, fixed git
+//! identities and dates) and a fresh working directory `$WORK`: `/tmp/work` in the guest
+//! (guest memory), a temporary directory natively. Scripts print only what does not depend on
+//! where they run (no absolute paths, pids, times or hostnames), so any difference is a
+//! difference of the guest kernel. A family whose tools the host lacks is ignored with the
+//! package to install (`tests/build/optional_tools.rs`).
+
+use std::process::Command;
+use std::time::Duration;
+
+use pvmux_tests::{run_with_timeout, Run, TempDir};
+
+/// The `pvmux` command line.
+const PVMUX: &str = env!("CARGO_BIN_EXE_pvmux-cli");
+/// Longest one run may take: every program and library is read through the host share, and
+/// CI's 2-core machine runs several tests at once.
+const TIMEOUT: Duration = Duration::from_secs(300);
+/// The working directory in the guest.
+const GUEST_WORK: &str = "/tmp/work";
+/// The environment of both runs (besides `WORK` and `HOME`).
+const ENV: [(&str, &str); 10] = [
+    ("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"),
+    ("LC_ALL", "C"),
+    ("TZ", "UTC"),
+    ("GIT_AUTHOR_NAME", "Pvmux Test"),
+    ("GIT_AUTHOR_EMAIL", "test@pvmux.invalid"),
+    ("GIT_COMMITTER_NAME", "Pvmux Test"),
+    ("GIT_COMMITTER_EMAIL", "test@pvmux.invalid"),
+    ("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z"),
+    ("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z"),
+    ("GIT_CONFIG_NOSYSTEM", "1"),
+];
+
+/// Runs `cmd` (its environment already cleared and set) with null stdin, killing it after
+/// [`TIMEOUT`].
+fn run(cmd: Command) -> Run {
+    let what = format!("{cmd:?}");
+    run_with_timeout(cmd, &what, TIMEOUT, Duration::from_millis(20), |_| {})
+}
+
+/// Runs `script` with `/bin/bash` natively and in a guest (2 vCPUs), in a fresh `$WORK`
+/// (also `$HOME`), and asserts the same stdout and exit status. Returns the guest run.
+fn same_as_native(name: &str, script: &str) -> Run {
+    let work = TempDir::unique("pvmux-software", name);
+    let full = format!("set -e\nmkdir -p \"$WORK\"\ncd \"$WORK\"\n{script}");
+
+    let mut native = Command::new("/bin/bash");
+    native.env_clear().args(["-c", &full]);
+    native.current_dir(&work.0);
+    for (k, v) in ENV {
+        native.env(k, v);
+    }
+    let wd = work.0.to_str().expect("utf-8 temp path");
+    native.env("WORK", wd).env("HOME", wd);
+    let native = run(native);
+
+    let mut guest = Command::new(PVMUX);
+    guest.env_clear().args(["run", "--rootfs", "/", "--vcpus", "2", "--mem", "1G"]);
+    for (k, v) in ENV {
+        guest.arg("--env").arg(format!("{k}={v}"));
+    }
+    guest.arg("--env").arg(format!("WORK={GUEST_WORK}"));
+    guest.arg("--env").arg(format!("HOME={GUEST_WORK}"));
+    guest.args(["--", "/bin/bash", "-c", &full]);
+    let guest = run(guest);
+
+    assert_eq!(
+        native.code(),
+        Some(0),
+        "{name}: the native run failed\n{}",
+        native.context()
+    );
+    assert_eq!(
+        guest.stdout,
+        native.stdout,
+        "{name}: guest and native differ\nguest:\n{}\nnative stderr:\n{}",
+        guest.context(),
+        native.stderr
+    );
+    assert_eq!(
+        guest.code(),
+        native.code(),
+        "{name}: exit status differs\n{}",
+        guest.context()
+    );
+    guest
+}
+
+#[test]
+fn bash_scripts_pipelines_substitution_and_jobs() {
+    same_as_native(
+        "bash",
+        r#"
+f() { local x=$1; echo "f($x) = $((x * x + 1))"; }
+for i in 1 2 3; do f "$i"; done
+arr=(zeta alpha "with space" beta)
+printf '%s\n' "${arr[@]}" | sort | tr a-z A-Z
+declare -A assoc=([one]=1 [two]=2)
+echo "assoc: ${assoc[one]} ${assoc[two]} ${#assoc[@]}"
+echo "substitution: $(echo inner | rev) ${#arr[@]}"
+cat <<EOF | wc -l
+line one
+line two
+EOF
+seq 1 1000 | paste -sd+ | bc 2>/dev/null || seq 1 1000 | awk '{s+=$1} END {print s}'
+diff <(printf 'a\nb\n') <(printf 'a\nc\n') || echo "diff said: $?"
+while read -r w; do echo "read: $w"; done < <(printf 'x\ny\n')
+( exit 3 ) || echo "subshell exit: $?"
+sleep 0.2 & pid=$!
+wait "$pid"; echo "waited: $?"
+sleep 5 & victim=$!
+kill -TERM "$victim"; wait "$victim" || echo "killed job status: $?"
+trap 'echo got USR1' USR1
+kill -USR1 $$
+{ echo to-stderr >&2; echo to-stdout; } 2>/dev/null
+set +e; false; echo "false: $?"; set -e
+echo done
+"#,
+    );
+}
+
+#[test]
+fn coreutils() {
+    same_as_native(
+        "coreutils",
+        r#"
+printf 'pear\napple\nfig\napple\n' > fruit
+sort fruit | uniq -c | sort -rn | head -2
+wc -l < fruit; wc -c < fruit
+cut -c1-3 fruit | tr '\n' ' '; echo
+seq 5 | tac | head -3 | tail -1
+mkdir -p a/b/c && touch a/b/c/f && cp -r a copy && mv copy moved && ls -R moved
+ln -s fruit link && readlink link && cat link | md5sum
+stat -c '%s %F' fruit link; stat -c %F moved
+dd if=/dev/zero bs=1k count=64 2>/dev/null | sha256sum
+head -c 1000 /dev/zero | base64 | head -2
+printf 'abc' | od -An -tx1
+date -u -d @0 '+%Y-%m-%d %H:%M:%S'
+touch -d '2001-02-03 04:05:06 UTC' old && date -u -r old '+%F %T'
+basename /x/y/z.txt .txt; dirname /x/y/z.txt
+realpath -m moved/../fruit --relative-to=.
+expr 6 \* 7; test -d moved && echo is-dir
+env -i FOO=bar env
+rm -r moved a && ls
+truncate -s 10000 sparse && stat -c %s sparse
+split -b 3 fruit part- && ls part-* | wc -l && cat part-* | cmp - fruit && echo split-ok
+nproc >/dev/null && echo nproc-ok
+"#,
+    );
+}
+
+#[test]
+fn findutils() {
+    same_as_native(
+        "findutils",
+        r#"
+mkdir -p t/one/two t/three
+for f in t/a.txt t/one/b.txt t/one/two/c.log t/three/d.txt; do echo "$f" > "$f"; done
+head -c 5000 /dev/zero > t/one/big.bin
+touch -d '2001-01-01 00:00:00 UTC' t/a.txt t/three/d.txt
+find t -type f | sort
+find t -name '*.txt' -newer t/a.txt -o -name '*.log' | sort
+find t -type f -size +4k
+find t -type d | sort | xargs -n1 basename
+find t -name '*.txt' -print0 | sort -z | xargs -0 cat
+find t -type f -exec wc -c {} + | sort | tail -1
+find t -maxdepth 1 -mindepth 1 | sort
+"#,
+    );
+}
+
+#[test]
+fn grep_sed_awk() {
+    same_as_native(
+        "text",
+        r#"
+for i in $(seq 1 200); do echo "row $i value $((i * 7 % 13)) name$((i % 5))"; done > data
+grep -c 'value 3 ' data
+grep -E 'name(1|4)$' data | head -3
+grep -n -m2 'row 1[0-9] ' data
+mkdir -p dir/sub && cp data dir/sub/x && grep -rl 'row 77' dir
+sed -n '5,7p' data
+sed 's/value \([0-9]*\)/v=\1/; s/name/n/' data | tail -2
+cp data edit && sed -i '/row 1[0-9]* /d' edit && wc -l < edit
+awk '{s += $4; n++} END {printf "%d %d %.3f\n", s, n, s / n}' data
+awk -F' ' '$4 > 10 {c[$5]++} END {for (k in c) print k, c[k]}' data | sort
+echo "a,b,c" | awk -F, -v OFS=: '{$1 = $1; print}'
+"#,
+    );
+}
+
+#[test]
+fn tar_gzip_xz() {
+    same_as_native(
+        "archives",
+        r#"
+mkdir -p src/deep
+seq 1 20000 > src/numbers
+printf 'hello\n' > src/deep/hello
+head -c 100000 /dev/zero > src/zeros
+tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf all.tar src
+tar -tvf all.tar | awk '{print $1, $3, $6}'
+gzip -9 -n -k all.tar && gzip -l all.tar.gz | tail -1 | awk '{print $2}'
+xz -k -T1 all.tar && xz -l all.tar.xz | tail -1 | awk '{print $5, $6}'
+mkdir out && tar -xzf all.tar.gz -C out && diff -r src out/src && echo gz-same
+mkdir out2 && tar -xJf all.tar.xz -C out2 && diff -r src out2/src && echo xz-same
+tar -czf - src | tar -tzf - | sort
+md5sum all.tar | cut -d' ' -f1
+"#,
+    );
+}
+
+#[test]
+#[cfg_attr(not(have_python3), ignore = "needs /usr/bin/python3: apt-get install python3")]
+fn python3_script() {
+    same_as_native(
+        "python3",
+        r#"
+cat > script.py <<'EOF'
+import hashlib, json, multiprocessing, socket, sqlite3, subprocess, sys, threading
+
+def square(x):
+    return x * x
+
+def main():
+    data = {"name": "pvmux", "values": list(range(10)), "nested": {"ok": True}}
+    text = json.dumps(data, sort_keys=True)
+    print("json", json.loads(text) == data, len(text))
+    print("sha256", hashlib.sha256(text.encode()).hexdigest()[:16])
+
+    db = sqlite3.connect("test.db")
+    db.execute("create table t (k integer primary key, v text)")
+    db.executemany("insert into t (v) values (?)", [(f"row{i}",) for i in range(100)])
+    db.commit()
+    print("sqlite", db.execute("select count(*), min(v), max(k) from t").fetchone())
+    db.close()
+
+    results = []
+    lock = threading.Lock()
+    def work(n):
+        s = sum(range(n))
+        with lock:
+            results.append(s)
+    threads = [threading.Thread(target=work, args=(i * 1000,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    print("threads", sorted(results)[-1], len(results))
+
+    with multiprocessing.Pool(2) as pool:
+        print("pool", pool.map(square, range(10)))
+
+    out = subprocess.run(["sh", "-c", "echo from child; exit 4"], capture_output=True, text=True)
+    print("subprocess", out.stdout.strip(), out.returncode)
+
+    a, b = socket.socketpair()
+    a.sendall(b"ping" * 1000)
+    got = b""
+    while len(got) < 4000:
+        got += b.recv(65536)
+    print("socketpair", len(got), got[:8])
+
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    cli = socket.create_connection(srv.getsockname())
+    conn, _ = srv.accept()
+    cli.sendall(b"hello over tcp")
+    print("tcp", conn.recv(100))
+    for s in (cli, conn, srv, a, b):
+        s.close()
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)
+EOF
+/usr/bin/python3 script.py
+"#,
+    );
+}
+
+#[test]
+#[cfg_attr(not(have_perl), ignore = "needs /usr/bin/perl: apt-get install perl")]
+fn perl_script() {
+    same_as_native(
+        "perl",
+        r#"
+cat > s.pl <<'EOF'
+use strict; use warnings; use Digest::MD5 qw(md5_hex); use POSIX qw(floor);
+my %count;
+$count{$_ % 7}++ for 1 .. 1000;
+print join(",", map { "$_=$count{$_}" } sort keys %count), "\n";
+my $s = "The quick brown fox jumps over the lazy dog";
+my @w = ($s =~ /\b(\w{5})\b/g);
+print "five: @w\n", md5_hex($s), "\n", floor(7.9), "\n";
+open(my $fh, ">", "out.txt") or die; print $fh "line $_\n" for 1 .. 3; close $fh;
+open($fh, "<", "out.txt") or die; my @l = <$fh>; close $fh;
+printf "%d lines, last: %s", scalar @l, $l[-1];
+my $pid = fork(); if ($pid == 0) { exit 7 } waitpid($pid, 0); print "child: ", $? >> 8, "\n";
+print "sorted: @{[sort { $b <=> $a } (3, 11, 2)]}\n";
+EOF
+/usr/bin/perl s.pl
+"#,
+    );
+}
+
+#[test]
+#[cfg_attr(not(have_make), ignore = "needs make (with gcc): apt-get install make gcc")]
+fn gcc_and_make_build_and_run() {
+    same_as_native(
+        "gcc",
+        r#"
+cat > util.c <<'EOF'
+int triple(int x) { return 3 * x; }
+EOF
+cat > main.c <<'EOF'
+#include <stdio.h>
+int triple(int);
+int main(void) { for (int i = 1; i <= 3; i++) printf("triple(%d) = %d\n", i, triple(i)); return 0; }
+EOF
+printf 'prog: main.o util.o\n\tgcc -o $@ $^\n%%.o: %%.c\n\tgcc -O2 -c $<\n' > Makefile
+make -s
+./prog
+make -s && echo up-to-date
+gcc -static -O2 -o prog-static main.c util.c && ./prog-static | tail -1
+"#,
+    );
+}
+
+#[test]
+#[cfg_attr(not(have_git), ignore = "needs git: apt-get install git")]
+fn git_init_add_commit_log() {
+    same_as_native(
+        "git",
+        r#"
+git init -q -b main repo
+cd repo
+echo one > a.txt
+git add a.txt && git commit -q -m first
+echo two >> a.txt && mkdir d && echo x > d/x
+git add -A && git commit -q -m second
+git log --format='%H %an %s'
+git show --stat --format=%s HEAD | tail -3
+git diff HEAD~1 --numstat
+git status --porcelain | wc -l
+git fsck --no-progress 2>&1 | wc -l
+"#,
+    );
+}
+
+#[test]
+#[cfg_attr(not(have_sqlite3), ignore = "needs the sqlite3 shell: apt-get install sqlite3")]
+fn sqlite3_shell() {
+    same_as_native(
+        "sqlite3",
+        r#"
+sqlite3 test.db <<'EOF'
+create table people (id integer primary key, name text, age integer);
+insert into people (name, age) values ('ada', 36), ('alan', 41), ('grace', 85);
+create index by_age on people (age);
+.mode csv
+select name, age from people where age > 40 order by age;
+select count(*), sum(age), avg(age) from people;
+EOF
+sqlite3 test.db 'pragma integrity_check;' 'select group_concat(name, "+") from people;'
+"#,
+    );
+}
+
+#[test]
+#[cfg_attr(not(have_shfmt), ignore = "needs shfmt (a Go program): apt-get install shfmt")]
+fn go_program_shfmt() {
+    same_as_native(
+        "shfmt",
+        r#"
+printf 'if [ 1 ];then\necho   hi;fi\nfor x in a b;do echo $x;done\n' > in.sh
+shfmt in.sh
+shfmt -i 2 -ci in.sh | md5sum
+shfmt -l in.sh || true
+shfmt -d in.sh > /dev/null || echo "diff status $?"
+"#,
+    );
+}

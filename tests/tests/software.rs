@@ -60,7 +60,9 @@ fn same_as_native(name: &str, script: &str) -> Run {
     let native = run(native);
 
     let mut guest = Command::new(PVMUX);
-    guest.env_clear().args(["run", "--rootfs", "/", "--vcpus", "2", "--mem", "1G"]);
+    guest
+        .env_clear()
+        .args(["run", "--rootfs", "/", "--vcpus", "2", "--mem", "1G"]);
     for (k, v) in ENV {
         guest.arg("--env").arg(format!("{k}={v}"));
     }
@@ -216,7 +218,10 @@ md5sum all.tar | cut -d' ' -f1
 }
 
 #[test]
-#[cfg_attr(not(have_python3), ignore = "needs /usr/bin/python3: apt-get install python3")]
+#[cfg_attr(
+    not(have_python3),
+    ignore = "needs /usr/bin/python3: apt-get install python3"
+)]
 fn python3_script() {
     same_as_native(
         "python3",
@@ -312,7 +317,10 @@ EOF
 }
 
 #[test]
-#[cfg_attr(not(have_make), ignore = "needs make (with gcc): apt-get install make gcc")]
+#[cfg_attr(
+    not(have_make),
+    ignore = "needs make (with gcc): apt-get install make gcc"
+)]
 fn gcc_and_make_build_and_run() {
     same_as_native(
         "gcc",
@@ -356,7 +364,10 @@ git fsck --no-progress 2>&1 | wc -l
 }
 
 #[test]
-#[cfg_attr(not(have_sqlite3), ignore = "needs the sqlite3 shell: apt-get install sqlite3")]
+#[cfg_attr(
+    not(have_sqlite3),
+    ignore = "needs the sqlite3 shell: apt-get install sqlite3"
+)]
 fn sqlite3_shell() {
     same_as_native(
         "sqlite3",
@@ -375,7 +386,10 @@ sqlite3 test.db 'pragma integrity_check;' 'select group_concat(name, "+") from p
 }
 
 #[test]
-#[cfg_attr(not(have_shfmt), ignore = "needs shfmt (a Go program): apt-get install shfmt")]
+#[cfg_attr(
+    not(have_shfmt),
+    ignore = "needs shfmt (a Go program): apt-get install shfmt"
+)]
 fn go_program_shfmt() {
     same_as_native(
         "shfmt",

@@ -7,7 +7,7 @@ use std::process::Command;
 use serde_json::Value;
 
 /// The documented names (docs/BENCHMARKS.md), in output order.
-const NAMES: [&str; 39] = [
+const NAMES: [&str; 51] = [
     "pvmux.call.in_sandbox",
     "pvmux.hypercall.spin",
     "pvmux.hypercall.block",
@@ -47,6 +47,18 @@ const NAMES: [&str; 39] = [
     "uml.user.boot_to_init",
     "gvisor.user.boot_to_init",
     "pvmux.user.boot_to_init",
+    "native.app.python3_pass",
+    "uml.app.python3_pass",
+    "gvisor.app.python3_pass",
+    "pvmux.app.python3_pass",
+    "native.app.bash_true",
+    "uml.app.bash_true",
+    "gvisor.app.bash_true",
+    "pvmux.app.bash_true",
+    "native.app.gcc_hello",
+    "uml.app.gcc_hello",
+    "gvisor.app.gcc_hello",
+    "pvmux.app.gcc_hello",
 ];
 
 /// The user-mode figures of `peer` in `NAMES`.
@@ -153,6 +165,7 @@ fn only_selects_by_glob_and_substring() {
         .collect();
     let mut expected = NAMES[12..17].to_vec();
     expected.extend(user_names("native"));
+    expected.extend(NAMES.iter().filter(|n| n.starts_with("native.app.")));
     assert_eq!(names, expected);
     let (v, _) = bench(&["--quick", "--json", "--only", "syscall.getppid"]);
     assert_eq!(v["results"][0]["name"], "native.syscall.getppid");

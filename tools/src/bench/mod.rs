@@ -2,6 +2,7 @@
 //! peers (native system calls, seccomp traps, ptrace, futexes, KVM) measured on the same host
 //! in the same run. The names, units and methodology are documented in docs/BENCHMARKS.md.
 
+pub mod apps;
 pub mod boot;
 pub mod guest;
 pub mod hostinfo;
@@ -301,6 +302,78 @@ pub const BENCHMARKS: &[BenchDef] = &[
         None,
         "user: launch to the workload's @ready line, as pvmux guest init",
     ),
+    def(
+        "native.app.python3_pass",
+        Unit::Ns,
+        None,
+        "app: `python3 -c pass` from the host's root, native",
+    ),
+    def(
+        "uml.app.python3_pass",
+        Unit::Ns,
+        None,
+        "app: `python3 -c pass` from the host's root, as UML init (hostfs /)",
+    ),
+    def(
+        "gvisor.app.python3_pass",
+        Unit::Ns,
+        None,
+        "app: `python3 -c pass` from the host's root, in gVisor (runsc do)",
+    ),
+    def(
+        "pvmux.app.python3_pass",
+        Unit::Ns,
+        None,
+        "app: `python3 -c pass` from the host's root, in a pvmux guest (--rootfs /)",
+    ),
+    def(
+        "native.app.bash_true",
+        Unit::Ns,
+        None,
+        "app: `bash -c true` from the host's root, native",
+    ),
+    def(
+        "uml.app.bash_true",
+        Unit::Ns,
+        None,
+        "app: `bash -c true` from the host's root, as UML init (hostfs /)",
+    ),
+    def(
+        "gvisor.app.bash_true",
+        Unit::Ns,
+        None,
+        "app: `bash -c true` from the host's root, in gVisor (runsc do)",
+    ),
+    def(
+        "pvmux.app.bash_true",
+        Unit::Ns,
+        None,
+        "app: `bash -c true` from the host's root, in a pvmux guest (--rootfs /)",
+    ),
+    def(
+        "native.app.gcc_hello",
+        Unit::Ns,
+        None,
+        "app: gcc compiles and runs a C hello world, native",
+    ),
+    def(
+        "uml.app.gcc_hello",
+        Unit::Ns,
+        None,
+        "app: gcc compiles and runs a C hello world, as UML init (hostfs /)",
+    ),
+    def(
+        "gvisor.app.gcc_hello",
+        Unit::Ns,
+        None,
+        "app: gcc compiles and runs a C hello world, in gVisor (runsc do)",
+    ),
+    def(
+        "pvmux.app.gcc_hello",
+        Unit::Ns,
+        None,
+        "app: gcc compiles and runs a C hello world, in a pvmux guest (--rootfs /)",
+    ),
 ];
 
 /// Name of the reference every figure is compared to.
@@ -427,6 +500,11 @@ pub fn run(opts: &Options) -> Result<BenchReport, BenchError> {
         .map(|d| d.name)
         .filter(|n| user::split(n).is_some())
         .collect();
+    let app_wanted: Vec<&'static str> = defs
+        .iter()
+        .map(|d| d.name)
+        .filter(|n| apps::split(n).is_some())
+        .collect();
     let natives = [
         "native.syscall.getppid",
         "native.seccomp_trap",
@@ -458,7 +536,8 @@ pub fn run(opts: &Options) -> Result<BenchReport, BenchError> {
                     .iter()
                     .any(|n| user::split(n).is_some_and(|(q, _)| q == **p))
             })
-            .count();
+            .count()
+        + app_wanted.len();
     let progress = Progress::stderr(opts.progress);
     progress.set_total(steps as u64);
 
@@ -542,6 +621,9 @@ pub fn run(opts: &Options) -> Result<BenchReport, BenchError> {
             &progress,
         ));
     }
+    if !app_wanted.is_empty() {
+        values.extend(apps::run(&app_wanted, opts.quick, &progress));
+    }
     progress.finish();
 
     let median = |name: &str| {
@@ -617,13 +699,16 @@ mod tests {
     fn selection() {
         assert_eq!(selected(&[]).len(), BENCHMARKS.len());
         let n = selected(&["native.*".to_owned()]);
-        assert_eq!(n.len(), 10);
+        assert_eq!(n.len(), 13);
         assert!(n.iter().all(|d| d.name.starts_with("native.")));
         let both = selected(&["kvm".to_owned(), "boot".to_owned()]);
         assert_eq!(both.len(), 8);
         let user = selected(&["*.user.*".to_owned()]);
         assert_eq!(user.len(), 20);
         assert!(user.iter().all(|d| user::split(d.name).is_some()));
+        let apps = selected(&["*.app.*".to_owned()]);
+        assert_eq!(apps.len(), 12);
+        assert!(apps.iter().all(|d| apps::split(d.name).is_some()));
         assert!(selected(&["nothing-like-this".to_owned()]).is_empty());
     }
 }

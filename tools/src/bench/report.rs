@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use super::apps;
 use super::hostinfo::HostInfo;
 use super::user::{self, Peer};
 use super::{BenchReport, BenchResult, Unit, BENCHMARKS};
@@ -78,6 +79,9 @@ pub fn table(report: &BenchReport) -> String {
         .results
         .iter()
         .partition(|r| user::split(r.name).is_some());
+    let (apps, others): (Vec<&BenchResult>, Vec<&BenchResult>) = others
+        .into_iter()
+        .partition(|r| apps::split(r.name).is_some());
     if !others.is_empty() {
         out.push('\n');
         let _ = writeln!(
@@ -94,6 +98,10 @@ pub fn table(report: &BenchReport) -> String {
         out.push('\n');
         out.push_str(&user_table(&users));
     }
+    if !apps.is_empty() {
+        out.push('\n');
+        out.push_str(&app_table(&apps));
+    }
     out
 }
 
@@ -104,21 +112,50 @@ const CELL: usize = 21;
 /// gVisor, pvmux), each cell the median and its ratio to the native median; then why the
 /// missing cells are missing (once per peer when one reason covers all its figures).
 pub fn user_table(results: &[&BenchResult]) -> String {
+    let figures: Vec<&str> = user::WORKLOAD.iter().copied().chain([user::BOOT]).collect();
+    peer_table(
+        results,
+        user::split,
+        &figures,
+        "user mode: the same static program (pvmux-user-bench) on each system; \
+         median (ratio to native)",
+        "user",
+    )
+}
+
+/// The whole-program figures (`*.app.*`) side by side, as [`user_table`].
+pub fn app_table(results: &[&BenchResult]) -> String {
+    let figures: Vec<&str> = apps::APPS.iter().map(|(f, _)| *f).collect();
+    peer_table(
+        results,
+        apps::split,
+        &figures,
+        "apps: programs from the host's root, spawn to exit, start-up of each system \
+         included; median (ratio to native)",
+        "app",
+    )
+}
+
+/// A table of per-peer figures named `PEER.FAMILY.FIGURE` (`split` parses a name).
+fn peer_table(
+    results: &[&BenchResult],
+    split: fn(&str) -> Option<(Peer, &str)>,
+    figures: &[&str],
+    title: &str,
+    family: &str,
+) -> String {
     let find = |peer: Peer, figure: &str| {
         results
             .iter()
-            .find(|r| user::split(r.name) == Some((peer, figure)))
+            .find(|r| split(r.name) == Some((peer, figure)))
     };
-    let mut out = String::from(
-        "user mode: the same static program (pvmux-user-bench) on each system; \
-         median (ratio to native)\n",
-    );
+    let mut out = format!("{title}\n");
     let _ = write!(out, "{:16}", "figure");
     for p in Peer::ALL {
         let _ = write!(out, " {:>CELL$}", p.prefix());
     }
     out.push('\n');
-    for figure in user::WORKLOAD.iter().chain([&user::BOOT]) {
+    for &figure in figures {
         if Peer::ALL.iter().all(|&p| find(p, figure).is_none()) {
             continue;
         }
@@ -147,17 +184,17 @@ pub fn user_table(results: &[&BenchResult]) -> String {
     for p in Peer::ALL {
         let reasons: Vec<(&str, &str)> = results
             .iter()
-            .filter(|r| user::split(r.name).is_some_and(|(q, _)| q == p))
+            .filter(|r| split(r.name).is_some_and(|(q, _)| q == p))
             .filter_map(|r| r.value.as_ref().err().map(|why| (r.name, why.as_str())))
             .collect();
         let all = results
             .iter()
-            .filter(|r| user::split(r.name).is_some_and(|(q, _)| q == p))
+            .filter(|r| split(r.name).is_some_and(|(q, _)| q == p))
             .count();
         match reasons.first() {
             None => {}
             Some((_, why)) if reasons.len() == all && reasons.iter().all(|(_, w)| w == why) => {
-                let _ = writeln!(out, "{}.user.*: unavailable: {why}", p.prefix());
+                let _ = writeln!(out, "{}.{family}.*: unavailable: {why}", p.prefix());
             }
             Some(_) => {
                 for (name, why) in reasons {

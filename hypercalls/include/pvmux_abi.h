@@ -38,7 +38,7 @@ extern "C" {
 
 /* "PVMUXABI" read as a little-endian u64. */
 #define PVMUX_ABI_MAGIC UINT64_C(0x49424158554d5650)
-#define PVMUX_ABI_VERSION 4u
+#define PVMUX_ABI_VERSION 5u
 /* Guest and host page size (pvmux requires 4 KiB host pages). */
 #define PVMUX_PAGE_SIZE UINT64_C(4096)
 /* Largest number of vCPUs of a tenant. */

@@ -89,6 +89,48 @@ pub(crate) struct Process {
     pub(crate) times: ProcessTimes,
     /// Resource limits (inherited by `fork`, kept by `execve`).
     pub(crate) rlimits: IrqLock<Rlimits>,
+    /// What `/proc/PID/{cmdline,environ,comm}` show: set by `execve`, copied by `fork`.
+    pub(crate) args: IrqLock<ExecArgs>,
+    /// When it was created (`crate::time::now_ns`), for `/proc/PID/stat`.
+    pub(crate) start_ns: u64,
+}
+
+/// The arguments and environment a process's program was started with (NUL-terminated
+/// strings, each at most [`ExecArgs::MAX`] bytes in all), and its command name.
+#[derive(Clone, Default)]
+pub(crate) struct ExecArgs {
+    /// `argv`, each string NUL-terminated.
+    pub(crate) cmdline: Vec<u8>,
+    /// `envp`, each string NUL-terminated.
+    pub(crate) environ: Vec<u8>,
+    /// The command name (`comm`): the last component of the executed path, 15 bytes.
+    pub(crate) comm: Vec<u8>,
+}
+
+impl ExecArgs {
+    /// Most bytes kept of each of `cmdline` and `environ`.
+    pub(crate) const MAX: usize = 64 << 10;
+
+    /// From `execve`'s path, arguments and environment.
+    pub(crate) fn new(path: &[u8], argv: &[Vec<u8>], envp: &[Vec<u8>]) -> Self {
+        let join = |v: &[Vec<u8>]| {
+            let mut out = Vec::new();
+            for a in v {
+                if out.len() + a.len() + 1 > Self::MAX {
+                    break;
+                }
+                out.extend_from_slice(a);
+                out.push(0);
+            }
+            out
+        };
+        let base = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
+        Self {
+            cmdline: join(argv),
+            environ: join(envp),
+            comm: base[..base.len().min(15)].to_vec(),
+        }
+    }
 }
 
 impl Process {
@@ -263,6 +305,8 @@ fn new_process(
         exe: IrqLock::new(Vec::new()),
         times: ProcessTimes::default(),
         rlimits: IrqLock::new(rlimits),
+        args: IrqLock::new(ExecArgs::default()),
+        start_ns: crate::time::now_ns(),
     });
     PROCS.lock().insert(pid, p.clone());
     p
@@ -362,6 +406,7 @@ pub(crate) fn run_init(
         Rlimits::defaults(u64::from(max_tasks())),
     );
     *p.exe.lock() = path.clone();
+    *p.args.lock() = ExecArgs::new(&path, &argv2, &env);
     let t = new_task(p.pid, &p, SigState::new(SigSet::EMPTY));
     start(t, UserState::new(loaded.entry, loaded.rsp), true)?;
     INIT_WQ.wait_until(|| INIT_STATUS.lock().is_some());
@@ -652,6 +697,7 @@ pub(crate) fn do_clone(
         rlimits,
     );
     *c.exe.lock() = exe;
+    *c.args.lock() = p.args.lock().clone();
     let t = new_task(c.pid, &c, task.sig.cloned(shares_stack));
     // As on Linux, a fault writing the child's pid is ignored (the child exists).
     if flags & CLONE_PARENT_SETTID != 0 {
@@ -715,6 +761,7 @@ pub(crate) fn do_execve(
         t.kick();
     }
     *p.exe.lock() = absolute_path(p, &path);
+    *p.args.lock() = ExecArgs::new(&path, &argv, &envp);
     let old = p.space.lock().replace(space);
     drop(old);
     p.files.lock().close_on_exec();

@@ -47,6 +47,7 @@ mod encode;
 mod handle;
 mod host;
 mod inode;
+mod mounts;
 mod names;
 mod path;
 #[cfg(test)]
@@ -56,9 +57,12 @@ pub(crate) use encode::{dt, mode, Stat, DIRENT64_HEADER};
 pub(crate) use handle::{oflag, whence, Handle};
 pub(crate) use host::HostShare;
 pub(crate) use inode::{FileType, Ino, ROOT_INO};
+#[allow(unused_imports)] // the crossing's type, for callers that name it
+pub(crate) use mounts::Crossing;
 pub(crate) use path::PATH_MAX;
+pub(crate) use path::SYMLOOP_MAX;
 #[cfg(feature = "diagnostics")]
-pub(crate) use path::{NAME_MAX, SYMLOOP_MAX};
+pub(crate) use path::NAME_MAX;
 
 use handle::OpenFile;
 use inode::{Dir, Inode, Node};
@@ -118,6 +122,8 @@ pub(crate) struct Fs {
     clock: fn() -> u64,
     /// The host share behind lazy nodes, if attached.
     host: Option<Arc<dyn HostShare>>,
+    /// Mount points: directories a synthetic filesystem is shown over ([`mounts`]).
+    mounts: BTreeMap<Ino, crate::fs::mount::MountKind>,
 }
 
 impl Fs {
@@ -139,6 +145,7 @@ impl Fs {
             next_handle: 0,
             clock,
             host: None,
+            mounts: BTreeMap::new(),
         }
     }
 

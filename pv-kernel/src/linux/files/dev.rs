@@ -70,6 +70,14 @@ pub(crate) fn encode_dev((major, minor): (u32, u32)) -> u64 {
     u64::from(minor & 0xff) | (u64::from(major) << 8) | (u64::from(minor & !0xff) << 12)
 }
 
+/// The name of `dev` under `/dev`.
+pub(crate) fn name(dev: Dev) -> &'static [u8] {
+    Dev::ALL
+        .iter()
+        .find(|(d, _)| *d == dev)
+        .map_or(&b"null"[..], |(_, n)| n)
+}
+
 /// Device nodes created by [`init`]: (inode, device).
 static NODES: IrqLock<Vec<(Ino, Dev)>> = IrqLock::new(Vec::new());
 

@@ -447,6 +447,14 @@ fn fix_dirents(buf: &mut [u8], old: bool) {
 /// `getdents64(fd, buf, count)` (and `getdents` with `old`).
 pub(crate) fn sys_getdents(fd: u64, buf: u64, count: u64, old: bool) -> SysResult {
     let f = fd_file(fd_arg(fd))?;
+    if let Some(d) = crate::linux::procfs::object::dir_of(&f) {
+        let cap = (count as u32 as usize).min(64 * 1024);
+        let mut kb = kbuf(cap)?;
+        let n = d.getdents(&f, &mut kb)?;
+        fix_dirents(&mut kb[..n], old);
+        copy_to_user(buf, &kb[..n])?;
+        return Ok(n as u64);
+    }
     let Kind::Node { h, dir, .. } = f.kind else {
         return Err(Errno::ENOTDIR);
     };
@@ -581,8 +589,12 @@ pub(crate) fn sys_fchdir(fd: u64) -> SysResult {
 
 /// `fstatfs(fd, buf)`.
 pub(crate) fn sys_fstatfs(fd: u64, buf: u64) -> SysResult {
-    fd_file(fd_arg(fd))?;
-    write_val(buf, &super::path::statfs_bytes())?;
+    let f = fd_file(fd_arg(fd))?;
+    let b = crate::linux::procfs::object::kind_of(&f).map_or_else(
+        super::path::statfs_bytes,
+        crate::linux::procfs::statfs_bytes,
+    );
+    write_val(buf, &b)?;
     Ok(0)
 }
 

@@ -101,6 +101,8 @@ pub(crate) struct OpenFile {
     flags: AtomicU32,
     /// File offset (regular files; directories keep theirs in the ramfs handle).
     pos: IrqLock<u64>,
+    /// The absolute path it was opened by (regular files; `/proc/PID/fd`).
+    path: spin::Once<Vec<u8>>,
 }
 
 impl OpenFile {
@@ -110,7 +112,18 @@ impl OpenFile {
             kind,
             flags: AtomicU32::new((flags & !fl::OPEN_ONLY) | fl::O_LARGEFILE),
             pos: IrqLock::new(0),
+            path: spin::Once::new(),
         })
+    }
+
+    /// Records the absolute path it was opened by (once).
+    pub(crate) fn set_path(&self, path: Vec<u8>) {
+        self.path.call_once(|| path);
+    }
+
+    /// The absolute path it was opened by, if recorded.
+    pub(crate) fn path(&self) -> Option<&[u8]> {
+        self.path.get().map(Vec::as_slice)
     }
 
     /// Access mode and status flags.
@@ -259,6 +272,14 @@ impl FdTable {
             }
         }
         self.trim();
+    }
+
+    /// The open descriptors, ascending.
+    pub(crate) fn open_fds(&self) -> Vec<i32> {
+        (0..self.slots.len())
+            .filter(|&i| self.slots[i].is_some())
+            .map(|i| i as i32)
+            .collect()
     }
 
     /// Closes everything (process exit).

@@ -53,6 +53,7 @@ impl FsContext {
 /// process's [`FdTable::with_console`] calls it too).
 pub(crate) fn init() {
     dev::init();
+    super::procfs::init();
 }
 
 /// Console input arrived (`pending::INPUT`): wakes terminal readers and pollers. Safe in

@@ -14,8 +14,9 @@ use super::dev::{self, Dev};
 use super::fdops::fd_arg;
 use super::file::{fstat, KStat, Kind, OpenFile};
 use super::{cwd, fd_file, wall_now};
-use crate::fs::ramfs::{mode, oflag, FileType, Ino, PATH_MAX};
+use crate::fs::ramfs::{mode, oflag, FileType, Ino, PATH_MAX, ROOT_INO};
 use crate::fs::{self, Errno};
+use crate::linux::procfs;
 use crate::linux::task::current_process;
 use crate::linux::uaccess::{copy_to_user, read_cstr, read_path, read_val, write_val};
 use crate::linux::SysResult;
@@ -71,7 +72,19 @@ fn stat_path(base: Ino, path: &[u8], follow: bool) -> Result<KStat, Errno> {
 /// `stat` of what `(dirfd, path, flags)` names (`AT_EMPTY_PATH`, `AT_SYMLINK_NOFOLLOW`).
 fn stat_at(dirfd: u64, path_va: u64, flags: u64) -> Result<KStat, Errno> {
     match path_or_empty(path_va, flags)? {
-        Some(path) => stat_path(base(dirfd, &path)?, &path, flags & AT_SYMLINK_NOFOLLOW == 0),
+        Some(path) => {
+            let follow = flags & AT_SYMLINK_NOFOLLOW == 0;
+            match procfs::lookup(fd_arg(dirfd), &path, follow, || base(dirfd, &path))? {
+                None => stat_path(base(dirfd, &path)?, &path, follow),
+                Some(found) => match procfs::stat_found(&found)? {
+                    Some(st) => Ok(st),
+                    None => match found {
+                        procfs::Found::Path(p) => stat_path(ROOT_INO, &p, follow),
+                        _ => Err(Errno::ENOENT),
+                    },
+                },
+            }
+        }
         None => match dirfd_file(dirfd)? {
             Some(f) => fstat(&f),
             None => {
@@ -101,18 +114,40 @@ fn ino_at(dirfd: u64, path_va: u64, flags: u64, follow: bool) -> Result<Option<I
 
 /// `openat(dirfd, path, flags, mode)` (`open` and `creat` too); see [`OpenHow::decode`].
 pub(crate) fn sys_openat(dirfd: u64, path_va: u64, flags: u64, mode: u64) -> SysResult {
-    let path = read_path(path_va)?;
+    let mut path = read_path(path_va)?;
+    let mut dirfd = dirfd;
     let p = current_process();
     let how = OpenHow::decode(flags as u32, mode as u32, p.umask.load(Ordering::Relaxed))?;
     let path_only = how.path_only;
+    let follow = how.fs_flags & oflag::O_NOFOLLOW == 0;
+    if let Some(found) = procfs::lookup(fd_arg(dirfd), &path, follow, || base(dirfd, &path))? {
+        match procfs::open_found(found, how.file_flags, how.fs_flags)? {
+            procfs::Opened::File(file) => {
+                let limit = crate::linux::rlimit::nofile(&p);
+                let r = p.files.lock().alloc(file, how.cloexec, 0, limit);
+                return r.map(|fd| fd as u64);
+            }
+            procfs::Opened::Path(np) => {
+                path = np;
+                dirfd = AT_FDCWD as i64 as u64;
+            }
+        }
+    }
     let b = base(dirfd, &path)?;
     let (h, st) = fs::with(|fs| open::open_node(fs, b, &path, &how))?;
+    let mut named = None;
     let kind = match dev::node(st.ino) {
-        None => Kind::Node {
-            h,
-            ino: st.ino,
-            dir: st.file_type() == FileType::Directory,
-        },
+        None => {
+            let dir = st.file_type() == FileType::Directory;
+            if !dir {
+                named = Some(opened_path(dirfd, &path));
+            }
+            Kind::Node {
+                h,
+                ino: st.ino,
+                dir,
+            }
+        }
         Some(d) => {
             let _ = fs::with(|fs| fs.close(h));
             match d {
@@ -136,9 +171,52 @@ pub(crate) fn sys_openat(dirfd: u64, path_va: u64, flags: u64, mode: u64) -> Sys
         }
     };
     let file = OpenFile::new(kind, how.file_flags);
+    if let Some(n) = named {
+        file.set_path(n);
+    }
     let limit = crate::linux::rlimit::nofile(&p);
     let r = p.files.lock().alloc(file, how.cloexec, 0, limit);
     r.map(|fd| fd as u64)
+}
+
+/// The absolute path `(dirfd, path)` names, `.` and `..` taken lexically (what
+/// `/proc/PID/fd/N` shows for a file opened by that name).
+fn opened_path(dirfd: u64, path: &[u8]) -> Vec<u8> {
+    let mut full = if path.first() == Some(&b'/') {
+        Vec::new()
+    } else {
+        let dir = match dirfd_file(dirfd) {
+            Ok(Some(f)) => f.dir_ino(),
+            _ => Some(cwd()),
+        };
+        dir.and_then(|d| dir_path(d).ok()).unwrap_or_default()
+    };
+    full.push(b'/');
+    full.extend_from_slice(path);
+    normalize(&full)
+}
+
+/// `path` with `.`, `..` and repeated slashes taken out lexically (absolute result).
+pub(crate) fn normalize(path: &[u8]) -> Vec<u8> {
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for c in path.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    let mut out = Vec::new();
+    for c in parts {
+        out.push(b'/');
+        out.extend_from_slice(c);
+    }
+    if out.is_empty() {
+        out.push(b'/');
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------------------
@@ -185,7 +263,24 @@ pub(crate) fn statfs_bytes() -> [u8; 120] {
 /// `statfs(path, buf)`.
 pub(crate) fn sys_statfs(path_va: u64, buf: u64) -> SysResult {
     let path = read_path(path_va)?;
-    stat_path(base(AT_FDCWD as u64, &path)?, &path, true)?;
+    let cwd_fd = AT_FDCWD as i64 as u64;
+    match procfs::lookup(AT_FDCWD, &path, true, || base(cwd_fd, &path))? {
+        Some(procfs::Found::Node { kind, .. }) => {
+            write_val(buf, &procfs::statfs_bytes(kind))?;
+            return Ok(0);
+        }
+        Some(procfs::Found::Open(f)) => {
+            let b = procfs::object::kind_of(&f).map_or_else(statfs_bytes, procfs::statfs_bytes);
+            write_val(buf, &b)?;
+            return Ok(0);
+        }
+        Some(procfs::Found::Path(p)) => {
+            stat_path(ROOT_INO, &p, true)?;
+        }
+        None => {
+            stat_path(base(cwd_fd, &path)?, &path, true)?;
+        }
+    }
     write_val(buf, &statfs_bytes())?;
     Ok(0)
 }
@@ -196,6 +291,7 @@ pub(crate) fn sys_statfs(path_va: u64, buf: u64) -> SysResult {
 /// `mkdirat(dirfd, path, mode)`.
 pub(crate) fn sys_mkdirat(dirfd: u64, path_va: u64, mode: u64) -> SysResult {
     let path = read_path(path_va)?;
+    procfs::deny(fd_arg(dirfd), &path, || base(dirfd, &path))?;
     let b = base(dirfd, &path)?;
     let umask = current_process().umask.load(Ordering::Relaxed);
     let perm = mode as u32 & 0o1777 & !umask;
@@ -227,6 +323,7 @@ pub(crate) fn sys_mknodat(dirfd: u64, path_va: u64, mode: u64, _dev: u64) -> Sys
 pub(crate) fn sys_unlinkat(dirfd: u64, path_va: u64, flags: u64) -> SysResult {
     at::only(flags, AT_REMOVEDIR)?;
     let path = read_path(path_va)?;
+    procfs::deny(fd_arg(dirfd), &path, || base(dirfd, &path))?;
     let b = base(dirfd, &path)?;
     fs::with(|fs| names::unlink_at(fs, b, &path, flags))?;
     Ok(0)
@@ -247,6 +344,7 @@ pub(crate) fn sys_linkat(od: u64, old_va: u64, nd: u64, new_va: u64, flags: u64)
 pub(crate) fn sys_symlinkat(target_va: u64, nd: u64, link_va: u64) -> SysResult {
     let target = read_path(target_va)?;
     let link = read_path(link_va)?;
+    procfs::deny(fd_arg(nd), &link, || base(nd, &link))?;
     let b = base(nd, &link)?;
     fs::with(|fs| fs.symlink(b, &target, &link))?;
     Ok(0)
@@ -259,8 +357,19 @@ pub(crate) fn sys_readlinkat(dirfd: u64, path_va: u64, buf: u64, size: u64) -> S
         return Err(Errno::EINVAL);
     }
     let path = read_path(path_va)?;
-    let b = base(dirfd, &path)?;
-    let target = fs::with(|fs| fs.readlink(b, &path))?;
+    let target = match procfs::lookup(fd_arg(dirfd), &path, false, || base(dirfd, &path))? {
+        None => {
+            let b = base(dirfd, &path)?;
+            fs::with(|fs| fs.readlink(b, &path))?
+        }
+        Some(found) => match procfs::readlink_found(&found)? {
+            Some(t) => t,
+            None => match found {
+                procfs::Found::Path(p) => fs::with(|fs| fs.readlink(ROOT_INO, &p))?,
+                _ => return Err(Errno::EINVAL),
+            },
+        },
+    };
     let n = target.len().min(size as usize);
     copy_to_user(buf, &target[..n])?;
     Ok(n as u64)
@@ -275,6 +384,8 @@ pub(crate) fn dir_path(ino: Ino) -> Result<Vec<u8>, Errno> {
 pub(crate) fn sys_renameat2(od: u64, old_va: u64, nd: u64, new_va: u64, flags: u64) -> SysResult {
     let old = read_path(old_va)?;
     let new = read_path(new_va)?;
+    procfs::deny(fd_arg(od), &old, || base(od, &old))?;
+    procfs::deny(fd_arg(nd), &new, || base(nd, &new))?;
     let ob = base(od, &old)?;
     let nb = base(nd, &new)?;
     fs::with(|fs| names::rename_at(fs, ob, &old, nb, &new, flags))?;

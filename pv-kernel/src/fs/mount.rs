@@ -1,0 +1,103 @@
+//! The mount table: synthetic filesystems shown over directories of the ramfs (`/proc`,
+//! `/sys`). A mount point is a ramfs directory whose inode the ramfs records
+//! ([`super::Fs::mount`]); a path walk that reaches it hands the rest of the path to the
+//! synthetic filesystem ([`super::Fs::find_mount`], `crate::linux::procfs`).
+//!
+//! Pure code: the kinds, their `statfs` magic numbers and the lines of `/proc/mounts`.
+
+#![forbid(unsafe_code)]
+
+use alloc::vec::Vec;
+
+/// A synthetic filesystem kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MountKind {
+    /// `proc` at `/proc`.
+    Proc,
+    /// `sysfs` at `/sys`.
+    Sys,
+}
+
+impl MountKind {
+    /// Every kind, in mount order.
+    pub(crate) const ALL: [MountKind; 2] = [MountKind::Proc, MountKind::Sys];
+
+    /// Where it is mounted.
+    pub(crate) const fn path(self) -> &'static [u8] {
+        match self {
+            Self::Proc => b"/proc",
+            Self::Sys => b"/sys",
+        }
+    }
+
+    /// Its `f_type` (`statfs`), Linux's magic number.
+    pub(crate) const fn magic(self) -> u64 {
+        match self {
+            Self::Proc => 0x9fa0,     // PROC_SUPER_MAGIC
+            Self::Sys => 0x6265_6572, // SYSFS_MAGIC
+        }
+    }
+
+    /// The filesystem type name (`/proc/mounts`, `/proc/filesystems`).
+    pub(crate) const fn fs_type(self) -> &'static str {
+        match self {
+            Self::Proc => "proc",
+            Self::Sys => "sysfs",
+        }
+    }
+
+    /// Its device number (`st_dev` of its files).
+    pub(crate) const fn dev(self) -> u64 {
+        match self {
+            Self::Proc => 0x16,
+            Self::Sys => 0x15,
+        }
+    }
+}
+
+/// The magic number of the ramfs (everything else: tmpfs-like).
+pub(crate) const TMPFS_MAGIC: u64 = 0x0102_1994;
+
+/// The text of `/proc/mounts`: the root ramfs, `/dev` and `/dev/shm` (directories of the
+/// root), and every synthetic filesystem.
+pub(crate) fn mounts_text() -> Vec<u8> {
+    let mut s = alloc::string::String::new();
+    s.push_str("rootfs / tmpfs rw,relatime 0 0\n");
+    for k in MountKind::ALL {
+        let p = core::str::from_utf8(k.path()).unwrap_or("?");
+        s.push_str(&alloc::format!(
+            "{t} {p} {t} rw,nosuid,nodev,noexec,relatime 0 0\n",
+            t = k.fs_type()
+        ));
+    }
+    s.push_str("tmpfs /dev/shm tmpfs rw,nosuid,nodev 0 0\n");
+    s.into_bytes()
+}
+
+/// The text of `/proc/filesystems`.
+pub(crate) fn filesystems_text() -> Vec<u8> {
+    b"nodev\tsysfs\nnodev\ttmpfs\nnodev\tproc\nnodev\tramfs\nnodev\tdevpts\n".to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mounts_lines_have_six_fields() {
+        let t = mounts_text();
+        let s = core::str::from_utf8(&t).unwrap();
+        assert!(s.lines().count() >= 3);
+        for l in s.lines() {
+            assert_eq!(l.split(' ').count(), 6, "{l}");
+        }
+        assert!(s.contains("proc /proc proc "));
+        assert!(s.contains("sysfs /sys sysfs "));
+    }
+
+    #[test]
+    fn magics_are_linux_values() {
+        assert_eq!(MountKind::Proc.magic(), 0x9fa0);
+        assert_eq!(MountKind::Sys.magic(), 0x62656572);
+    }
+}

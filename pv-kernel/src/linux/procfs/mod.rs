@@ -282,20 +282,11 @@ pub(crate) fn open_found(found: Found, flags: u32, fs_flags: u32) -> Result<Open
             if fs_flags & oflag::O_ACCMODE != oflag::O_RDONLY && !path_only {
                 return Err(Errno::EISDIR);
             }
-            let mut entries = Vec::new();
-            entries.push((b".".to_vec(), crate::fs::ramfs::dt::DT_DIR, ino));
-            entries.push((b"..".to_vec(), crate::fs::ramfs::dt::DT_DIR, 1));
-            for (name, ty) in tree::list(kind, &comps)? {
-                let mut c = comps.clone();
-                c.push(name.clone());
-                let i = tree::ino_of(kind, &c);
-                entries.push((name, ty, i));
-            }
             let d = SynthDir {
                 path,
                 kind,
                 comps,
-                entries,
+                entries: spin::Once::new(),
                 ino,
             };
             Ok(Opened::File(open_object(Arc::new(d), flags)))
@@ -307,15 +298,11 @@ pub(crate) fn open_found(found: Found, flags: u32, fs_flags: u32) -> Result<Open
             if fs_flags & oflag::O_ACCMODE != oflag::O_RDONLY && !path_only {
                 return Err(Errno::EACCES);
             }
-            let data = if path_only {
-                Vec::new()
-            } else {
-                tree::contents(kind, &comps)?
-            };
             let f = SynthFile {
                 path,
                 kind,
-                data,
+                comps,
+                data: spin::Once::new(),
                 ino,
             };
             Ok(Opened::File(open_object(Arc::new(f), flags)))

@@ -6,22 +6,37 @@ use alloc::vec::Vec;
 use core::any::Any;
 
 use crate::fs::mount::MountKind;
-use crate::fs::ramfs::{mode, whence};
+use crate::fs::ramfs::{dt, mode, whence};
 use crate::fs::Errno;
 use crate::linux::files::file::{synthetic_stat, KStat, OpenFile};
 use crate::linux::files::object::FileObject;
 use crate::linux::files::poll::ev;
 
-/// A generated read-only file.
+/// A generated read-only file. Like Linux's `seq_file`s, the contents are generated at the
+/// first read (a redirection opened between `fork` and `execve` shows the new program), then
+/// kept for the description's life (reads at any offset see one consistent snapshot).
 pub(crate) struct SynthFile {
     /// Its path (what `/proc/PID/fd` shows).
     pub(crate) path: Vec<u8>,
     /// Which filesystem.
     pub(crate) kind: MountKind,
-    /// The contents, generated at open.
-    pub(crate) data: Vec<u8>,
+    /// Its components after the mount point.
+    pub(crate) comps: Vec<Vec<u8>>,
+    /// The contents, once generated.
+    pub(crate) data: spin::Once<Result<Vec<u8>, Errno>>,
     /// Its inode number.
     pub(crate) ino: u64,
+}
+
+impl SynthFile {
+    /// The contents (generated on first use).
+    fn data(&self) -> Result<&[u8], Errno> {
+        self.data
+            .call_once(|| super::tree::contents(self.kind, &self.comps))
+            .as_ref()
+            .map(Vec::as_slice)
+            .map_err(|e| *e)
+    }
 }
 
 /// A listed directory: `(name, d_type, inode)` entries, `.` and `..` first.
@@ -32,8 +47,9 @@ pub(crate) struct SynthDir {
     pub(crate) kind: MountKind,
     /// The components after the mount point.
     pub(crate) comps: Vec<Vec<u8>>,
-    /// The entries, listed at open.
-    pub(crate) entries: Vec<(Vec<u8>, u8, u64)>,
+    /// The entries, listed at the first `getdents` (so a listing of `/proc/self/fd` shows
+    /// the descriptor it is read through, as on Linux).
+    pub(crate) entries: spin::Once<Vec<(Vec<u8>, u8, u64)>>,
     /// Its inode number.
     pub(crate) ino: u64,
 }
@@ -64,11 +80,12 @@ pub(crate) fn node_stat(kind: MountKind, m: u32, ino: u64, size: u64) -> KStat {
 
 impl FileObject for SynthFile {
     fn read(&self, f: &OpenFile, buf: &mut [u8], off: Option<u64>) -> Result<usize, Errno> {
+        let data = self.data()?;
         let mut pos = f.pos();
         let at = off.unwrap_or(*pos);
-        let start = usize::try_from(at).unwrap_or(usize::MAX).min(self.data.len());
-        let n = buf.len().min(self.data.len() - start);
-        buf[..n].copy_from_slice(&self.data[start..start + n]);
+        let start = usize::try_from(at).unwrap_or(usize::MAX).min(data.len());
+        let n = buf.len().min(data.len() - start);
+        buf[..n].copy_from_slice(&data[start..start + n]);
         if off.is_none() {
             *pos = (start + n) as u64;
         }
@@ -84,8 +101,13 @@ impl FileObject for SynthFile {
     }
 
     fn lseek(&self, f: &OpenFile, off: i64, wh: u32) -> crate::linux::SysResult {
+        let len = if wh == whence::SEEK_END {
+            self.data()?.len() as u64
+        } else {
+            0
+        };
         let mut pos = f.pos();
-        *pos = seek(*pos, self.data.len() as u64, off, wh)?;
+        *pos = seek(*pos, len, off, wh)?;
         Ok(*pos)
     }
 
@@ -108,12 +130,29 @@ impl FileObject for SynthFile {
 }
 
 impl SynthDir {
+    /// The entries, `.` and `..` first (listed on first use).
+    fn entries(&self) -> &[(Vec<u8>, u8, u64)] {
+        self.entries.call_once(|| {
+            let mut out = alloc::vec![
+                (b".".to_vec(), dt::DT_DIR, self.ino),
+                (b"..".to_vec(), dt::DT_DIR, 1),
+            ];
+            for (name, ty) in super::tree::list(self.kind, &self.comps).unwrap_or_default() {
+                let mut c = self.comps.clone();
+                c.push(name.clone());
+                out.push((name, ty, super::tree::ino_of(self.kind, &c)));
+            }
+            out
+        })
+    }
+
     /// `getdents64` from the entry at the description's offset (an entry index).
     pub(crate) fn getdents(&self, f: &OpenFile, buf: &mut [u8]) -> Result<usize, Errno> {
+        let entries = self.entries();
         let mut pos = f.pos();
         let mut used = 0;
         let mut i = usize::try_from(*pos).unwrap_or(usize::MAX);
-        while let Some((name, ty, ino)) = self.entries.get(i) {
+        while let Some((name, ty, ino)) = entries.get(i) {
             let reclen = (19 + name.len() + 1).next_multiple_of(8);
             if used + reclen > buf.len() {
                 if used == 0 {
@@ -150,8 +189,13 @@ impl FileObject for SynthDir {
     }
 
     fn lseek(&self, f: &OpenFile, off: i64, wh: u32) -> crate::linux::SysResult {
+        let len = if wh == whence::SEEK_END {
+            self.entries().len() as u64
+        } else {
+            0
+        };
         let mut pos = f.pos();
-        *pos = seek(*pos, self.entries.len() as u64, off, wh)?;
+        *pos = seek(*pos, len, off, wh)?;
         Ok(*pos)
     }
 

@@ -1,0 +1,195 @@
+//! `/proc`, `/sys` and the `/dev` entries programs expect, in a guest run from the host's
+//! root (`pvmux run --rootfs / --vcpus 2`): the same script natively and in the guest where
+//! the output can be made host-independent (paths, names, field layouts, process
+//! substitution through `/dev/fd`), structural facts otherwise (`nproc` is the vCPU count,
+//! `ps -e` lists the script's own processes, `free`'s total is `--mem`).
+
+use std::process::Command;
+use std::time::Duration;
+
+use pvmux_tests::{run_with_timeout, Run};
+
+/// The `pvmux` command line.
+const PVMUX: &str = env!("CARGO_BIN_EXE_pvmux-cli");
+/// Longest one run may take (programs are read through the host share; CI's 2-core machine
+/// runs several tests at once).
+const TIMEOUT: Duration = Duration::from_secs(300);
+/// `--mem` of the guest runs.
+const MEM_MIB: u64 = 512;
+
+fn run(mut cmd: Command) -> Run {
+    cmd.env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+        .env("LC_ALL", "C");
+    let what = format!("{cmd:?}");
+    run_with_timeout(cmd, &what, TIMEOUT, Duration::from_millis(20), |_| {})
+}
+
+/// `script` under `/bin/bash -c` in a guest with 2 vCPUs and [`MEM_MIB`] of memory.
+fn guest(script: &str) -> Run {
+    let mut c = Command::new(PVMUX);
+    c.args(["run", "--rootfs", "/", "--vcpus", "2", "--mem"])
+        .arg(format!("{MEM_MIB}M"))
+        .args(["--", "/bin/bash", "-c", script]);
+    run(c)
+}
+
+/// `script` under `/bin/bash -c` natively, from `/`.
+fn native(script: &str) -> Run {
+    let mut c = Command::new("/bin/bash");
+    c.args(["-c", script]).current_dir("/");
+    run(c)
+}
+
+/// Asserts the guest and the native run print the same and exit the same.
+fn same_as_native(name: &str, script: &str) {
+    let script = format!("set -e\ncd /\n{script}");
+    let n = native(&script);
+    assert_eq!(n.code(), Some(0), "{name}: the native run failed\n{}", n.context());
+    let g = guest(&script);
+    assert_eq!(
+        g.stdout,
+        n.stdout,
+        "{name}: guest and native differ\nguest:\n{}\nnative stderr:\n{}",
+        g.context(),
+        n.stderr
+    );
+    assert_eq!(g.code(), n.code(), "{name}: exit status\n{}", g.context());
+}
+
+#[test]
+fn proc_self_files_same_as_native() {
+    same_as_native(
+        "proc-self",
+        r#"
+readlink /proc/self/exe
+cat /proc/self/comm
+awk -F'\t' '/^(Name|State|Uid|Gid|Threads|PPid):/ {print $1, ($1=="PPid:") ? ($2 > 0) : $2}' /proc/self/status
+awk '{print NF, $3}' /proc/self/stat
+awk '{print NF}' /proc/self/statm
+tr '\0' '|' < /proc/self/cmdline; echo
+read -r pid rest < /proc/self/stat; [ "$pid" = "$$" ] && echo self-is-the-shell
+[ -d /proc/$$/fd ] && [ -r /proc/$$/status ] && echo pid-dir
+[ "$(readlink /proc/self)" != "" ] && echo self-link
+cd /tmp && readlink /proc/self/cwd && cd /
+readlink /proc/self/root
+ls /proc/self/fd | grep -E '^[0-3]$'
+exec 7</etc/hostname; readlink /proc/$$/fd/7; exec 7<&-
+readlink /dev/stdin /dev/fd
+grep -c -E '^(status|stat|statm|maps|cmdline|environ|exe|cwd|fd|limits|mounts|task)$' <(ls /proc/self)
+ls /proc/self/task | wc -l
+awk '/^Max open files/ {print $1, $2, $3}' /proc/self/limits
+grep -q '\[stack\]' /proc/self/maps && echo has-stack
+cut -d' ' -f1-4 /proc/self/maps | awk '{print ($1 ~ /^[0-9a-f]+-[0-9a-f]+$/) ? "range-ok" : $0, length($2)}' | sort -u
+FOO=bar env | grep -c FOO; FOO=bar cat /proc/self/environ | tr '\0' '\n' | grep '^FOO='
+"#,
+    );
+}
+
+#[test]
+fn proc_and_sys_global_files_same_as_native() {
+    same_as_native(
+        "proc-global",
+        r#"
+cat /proc/sys/kernel/ostype
+stat -f -c %T /proc /sys /proc/self/status
+awk -F: '{print $1}' /proc/meminfo | grep -E '^(MemTotal|MemFree|MemAvailable|Shmem|SwapTotal)$'
+grep -c '^processor' /proc/cpuinfo >/dev/null && echo cpuinfo
+awk '{print NF}' /proc/uptime /proc/loadavg
+grep -E -o '^(cpu |btime|processes)' /proc/stat
+grep -E -o '^proc /proc proc|sysfs /sys sysfs' /proc/mounts | sort -u
+grep -q proc /proc/filesystems && echo filesystems
+[ "$(cat /proc/sys/kernel/pid_max)" -gt 0 ] && echo pid_max
+grep -E -q '^[0-9]+$' /proc/sys/vm/overcommit_memory && echo overcommit
+grep -E -q '^[0-9a-f-]{36}$' /proc/sys/kernel/random/boot_id && echo boot_id
+ls /sys/devices/system/cpu | grep -E -c '^(online|possible|present)$'
+grep -E -q '^0(-[0-9]+)?$' /sys/devices/system/cpu/online && echo online
+echo x > /proc/version 2>/dev/null || echo read-only
+touch /proc/nope 2>/dev/null || echo no-create
+"#,
+    );
+}
+
+#[test]
+fn process_substitution_and_dev_fd_same_as_native() {
+    same_as_native(
+        "dev-fd",
+        r#"
+diff <(printf 'a\nb\n') <(printf 'a\nc\n') || echo "diff said: $?"
+diff <(seq 3) <(seq 3) && echo same
+while read -r w; do echo "read: $w"; done < <(printf 'x\ny\n')
+cat <(echo via-dev-fd) /dev/stdin <<< from-stdin
+paste <(seq 2) <(seq 3 4)
+echo to-stdout > /dev/stdout
+echo to-stderr > /dev/stderr 2>/dev/null
+exec 9< <(echo nine); cat /dev/fd/9
+wc -c < /proc/self/status | awk '{print ($1 > 100)}'
+"#,
+    );
+}
+
+#[test]
+fn ps_top_free_df_nproc() {
+    let g = guest(
+        r#"
+nproc
+grep -c '^processor' /proc/cpuinfo
+cat /sys/devices/system/cpu/online
+echo "self=$$"
+sleep 5 & echo "bg=$!"
+ps -e -o pid=,comm=
+ps -ef | head -1
+ps aux | head -1
+free -k | awk '/^Mem:/ {print "memtotal", $2}'
+top -b -n1 | head -1 | cut -c1-5
+df -k /tmp | tail -1 | awk '{print "df", ($2 > 0)}'
+ls /proc/self/fd | tr '\n' ' '; echo
+kill %1
+"#,
+    );
+    assert_eq!(g.code(), Some(0), "{}", g.context());
+    let lines: Vec<&str> = g.stdout.lines().collect();
+    assert_eq!(&lines[..3], ["2", "2", "0-1"], "{}", g.context());
+    let val = |key: &str| -> String {
+        lines
+            .iter()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key} in\n{}", g.context()))
+            .to_string()
+    };
+    let me = val("self=");
+    let bg = val("bg=");
+    let ps: Vec<(String, String)> = lines
+        .iter()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let pid = w.next()?;
+            let comm = w.next()?;
+            pid.parse::<u32>().ok()?;
+            (w.next().is_none()).then(|| (pid.to_string(), comm.to_string()))
+        })
+        .collect();
+    assert!(
+        ps.contains(&(me.clone(), "bash".into())),
+        "ps -e lacks the shell {me}\n{}",
+        g.context()
+    );
+    assert!(
+        ps.contains(&(bg.clone(), "sleep".into())),
+        "ps -e lacks the background sleep {bg}\n{}",
+        g.context()
+    );
+    assert!(ps.iter().any(|(_, c)| c == "ps"), "{}", g.context());
+    assert!(g.has_line("UID          PID    PPID  C STIME TTY          TIME CMD"));
+    assert!(lines.iter().any(|l| l.starts_with("USER") && l.contains("COMMAND")));
+    let total: u64 = val("memtotal ").parse().expect("free's total");
+    let mem_kib = MEM_MIB * 1024;
+    assert!(
+        total <= mem_kib && total >= mem_kib * 3 / 4,
+        "free's total {total} KiB is not about --mem {mem_kib} KiB\n{}",
+        g.context()
+    );
+    assert!(g.has_line("top -"), "{}", g.context());
+    assert!(g.has_line("df 1"), "{}", g.context());
+    assert!(g.has_line("0 1 2 3 "), "{}", g.context());
+}

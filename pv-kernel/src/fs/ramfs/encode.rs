@@ -20,6 +20,8 @@ pub(crate) mod mode {
     pub(crate) const S_IFDIR: u32 = 0o040_000;
     /// Symbolic link.
     pub(crate) const S_IFLNK: u32 = 0o120_000;
+    /// Socket (an `AF_UNIX` socket bound to a path).
+    pub(crate) const S_IFSOCK: u32 = 0o140_000;
     /// Mask of the permission bits (incl. set-id and sticky).
     pub(crate) const PERM: u32 = 0o7777;
 }
@@ -32,6 +34,8 @@ pub(crate) mod dt {
     pub(crate) const DT_REG: u8 = 8;
     /// Symbolic link.
     pub(crate) const DT_LNK: u8 = 10;
+    /// Socket.
+    pub(crate) const DT_SOCK: u8 = 12;
 }
 
 /// Size of the fixed part of a `linux_dirent64` (d_ino, d_off, d_reclen, d_type).
@@ -72,6 +76,7 @@ impl Stat {
         match self.mode & mode::S_IFMT {
             mode::S_IFDIR => FileType::Directory,
             mode::S_IFLNK => FileType::Symlink,
+            mode::S_IFSOCK => FileType::Socket,
             _ => FileType::Regular,
         }
     }

@@ -116,6 +116,8 @@ impl Fs {
         let ft = self.inode(ino)?.file_type();
         match ft {
             FileType::Symlink => return Err(ELOOP),
+            // A socket is reached with `connect`, not `open` (Linux: `ENXIO`).
+            FileType::Socket => return Err(ENXIO),
             FileType::Directory if acc != O_RDONLY || creat || flags & O_TRUNC != 0 => {
                 return Err(EISDIR)
             }

@@ -25,6 +25,9 @@ pub(crate) enum FileType {
     Directory,
     /// Symbolic link.
     Symlink,
+    /// Socket (the name an `AF_UNIX` socket is bound to; the socket itself lives in the
+    /// Linux layer, keyed by inode number).
+    Socket,
 }
 
 impl FileType {
@@ -34,6 +37,7 @@ impl FileType {
             Self::Regular => mode::S_IFREG,
             Self::Directory => mode::S_IFDIR,
             Self::Symlink => mode::S_IFLNK,
+            Self::Socket => mode::S_IFSOCK,
         }
     }
 
@@ -43,6 +47,7 @@ impl FileType {
             Self::Regular => dt::DT_REG,
             Self::Directory => dt::DT_DIR,
             Self::Symlink => dt::DT_LNK,
+            Self::Socket => dt::DT_SOCK,
         }
     }
 
@@ -52,6 +57,7 @@ impl FileType {
             Self::Regular => '-',
             Self::Directory => 'd',
             Self::Symlink => 'l',
+            Self::Socket => 's',
         }
     }
 }
@@ -117,6 +123,8 @@ pub(super) enum Node {
     Dir(Dir),
     /// A symbolic link: its target.
     Symlink(Vec<u8>),
+    /// A socket's name (no contents).
+    Socket,
 }
 
 /// One inode.
@@ -159,6 +167,7 @@ impl Inode {
             Node::File { .. } => FileType::Regular,
             Node::Dir(_) => FileType::Directory,
             Node::Symlink(_) => FileType::Symlink,
+            Node::Socket => FileType::Socket,
         }
     }
 
@@ -168,6 +177,7 @@ impl Inode {
             Node::File { size, .. } => *size,
             Node::Dir(d) => (d.entries.len() as u64 + 2) * 32,
             Node::Symlink(t) => t.len() as u64,
+            Node::Socket => 0,
         }
     }
 }

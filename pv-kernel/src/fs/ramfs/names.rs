@@ -180,6 +180,20 @@ impl Fs {
         self.create_at(walk, Node::Symlink(t), 0o777)
     }
 
+    /// Creates the socket inode `path` names, with permission bits `perm` (`bind` of an
+    /// `AF_UNIX` socket): `EEXIST` if the name exists (a final symbolic link is not
+    /// followed, as Linux's `bind`).
+    pub(crate) fn mksock(&mut self, cwd: Ino, path: &[u8], perm: u32) -> Result<Ino, Errno> {
+        let walk = self.walk_parent(cwd, path, &mut 0)?;
+        if self.lookup_last(&walk)?.is_some() {
+            return Err(EEXIST);
+        }
+        if walk.must_dir {
+            return Err(ENOENT);
+        }
+        self.create_at(walk, Node::Socket, perm)
+    }
+
     /// `readlink(path)`: the target of a symbolic link (`EINVAL` for anything else).
     pub(crate) fn readlink(&mut self, cwd: Ino, path: &[u8]) -> Result<Vec<u8>, Errno> {
         let ino = self.lookup(cwd, path, false)?;

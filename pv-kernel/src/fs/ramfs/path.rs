@@ -107,7 +107,7 @@ impl Fs {
                             }
                             push_components(&mut stack, target)?;
                         }
-                        Node::File { .. } => return Err(ENOTDIR),
+                        Node::File { .. } | Node::Socket => return Err(ENOTDIR),
                     }
                 }
             }

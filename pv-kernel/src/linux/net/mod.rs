@@ -204,6 +204,10 @@ pub(crate) trait Socket: Send + Sync + 'static {
     fn available(&self) -> usize {
         0
     }
+    /// Bytes sent and not yet read or acknowledged (`SIOCOUTQ`); `None`: `ENOTTY`.
+    fn unsent(&self) -> Option<usize> {
+        None
+    }
     /// The object itself, for family-internal downcasts (e.g. a `connect` to a peer).
     fn as_any(&self) -> &dyn Any;
 }
@@ -230,6 +234,9 @@ impl SocketFile {
     }
 }
 
+/// `SIOCOUTQ` (`TIOCOUTQ`): bytes not yet taken by the receiver.
+const SIOCOUTQ: u64 = 0x5411;
+
 /// `S_IFSOCK`.
 pub(crate) const S_IFSOCK: u32 = 0o140_000;
 
@@ -254,6 +261,18 @@ impl FileObject for SocketFile {
 
     fn available(&self) -> Option<usize> {
         Some(self.sock.available())
+    }
+
+    fn ioctl(&self, _f: &OpenFile, cmd: u64, arg: u64) -> SysResult {
+        match cmd {
+            SIOCOUTQ => {
+                let n = self.sock.unsent().ok_or(Errno::ENOTTY)?;
+                let n = n.min(i32::MAX as usize) as i32;
+                crate::linux::uaccess::write_val(arg, &n)?;
+                Ok(0)
+            }
+            _ => Err(Errno::ENOTTY),
+        }
     }
 
     fn stat(&self) -> KStat {

@@ -1,0 +1,1062 @@
+//! `AF_UNIX` sockets (Linux `net/unix/af_unix.c`): `SOCK_STREAM`, `SOCK_DGRAM` and
+//! `SOCK_SEQPACKET`; `socketpair`; names in the filesystem (a socket inode in the ramfs,
+//! found again by inode number) and abstract names (a leading NUL), autobind; passing
+//! descriptors (`SCM_RIGHTS`) and credentials (`SCM_CREDENTIALS`, `SO_PASSCRED`,
+//! `SO_PEERCRED`).
+//!
+//! Each socket is a [`Sock`] (shared: a connected peer, a listener's queue of connections
+//! not yet accepted and the name table refer to it) behind a [`UnixSocket`], the
+//! [`Socket`] object its open file holds. When the last descriptor closes, the open file
+//! drops the [`UnixSocket`], whose `Drop` releases the [`Sock`] as Linux's
+//! `unix_release_sock`: its name is freed, its queue dropped (passed descriptors in it
+//! close), a connected stream or seqpacket peer sees end of file (and `ECONNRESET` first if
+//! data was left unread), connections waiting in a listener's queue are reset.
+//!
+//! Messages are queued on the receiver ([`queue`]) and charged to the sender's send buffer
+//! until read. Waiting: a receiver (and a sender waiting for room in a datagram receiver's
+//! queue, a connecter for room in a listener's backlog, an accepter) waits on the
+//! receiving socket's wait queue; a sender waiting for its send buffer to drain waits on
+//! its own account's. Each is woken by whoever changes what it waits for, and every change
+//! also calls [`poll::notify`]. No lock is held while waiting, and no two sockets' locks
+//! are ever held together; messages (and the open files in them) are dropped after
+//! unlocking.
+//!
+//! Not done: the garbage collection of sockets passed over themselves (such a cycle is
+//! kept until the guest exits), `SO_RCVTIMEO`/`SO_SNDTIMEO` (accepted, not applied),
+//! `MSG_OOB`, `SO_PEEK_OFF`.
+
+#![forbid(unsafe_code)]
+
+mod name;
+mod queue;
+
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::sync::{Arc, Weak};
+use alloc::vec::Vec;
+use core::any::Any;
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use self::name::UnixName;
+use self::queue::{Cred, Freed, Msg, Queue, Read, Wmem};
+use super::msg::SOL_SOCKET;
+use super::msgflag::{MSG_DONTWAIT, MSG_OOB, MSG_PEEK};
+use super::{Control, Received, SockType, Socket, SocketPair};
+use crate::fs::ramfs::{FileType, Ino, ROOT_INO};
+use crate::fs::{self, Errno};
+use crate::irq::IrqLock;
+use crate::linux::files::file::OpenFile;
+use crate::linux::files::poll::{self, ev};
+use crate::linux::signal;
+use crate::linux::task;
+use crate::sched::wait::WaitQueue;
+
+/// `POLLRDHUP`.
+const POLLRDHUP: u16 = 0x2000;
+/// `sk_shutdown` bits.
+const RCV_SHUTDOWN: u8 = 1;
+const SEND_SHUTDOWN: u8 = 2;
+const SHUTDOWN_MASK: u8 = 3;
+/// `net.core.wmem_default` / `rmem_default`: a new socket's buffer sizes.
+const DEFAULT_BUF: usize = 212_992;
+/// `net.core.wmem_max` / `rmem_max`: the most `SO_SNDBUF`/`SO_RCVBUF` may ask for.
+const MAX_BUF: usize = 212_992;
+/// Linux's `SOCK_MIN_SNDBUF` and `SOCK_MIN_RCVBUF` (x86-64).
+const MIN_SNDBUF: usize = 4608;
+const MIN_RCVBUF: usize = 2304;
+/// `net.unix.max_dgram_qlen`: datagrams a receiver not connected back to the sender queues
+/// (one more fits, as Linux's `unix_recvq_full`).
+const MAX_DGRAM_QLEN: usize = 10;
+
+/// `SOL_SOCKET` option names.
+mod so {
+    pub(super) const SO_DEBUG: i32 = 1;
+    pub(super) const SO_REUSEADDR: i32 = 2;
+    pub(super) const SO_ERROR: i32 = 4;
+    pub(super) const SO_DONTROUTE: i32 = 5;
+    pub(super) const SO_BROADCAST: i32 = 6;
+    pub(super) const SO_SNDBUF: i32 = 7;
+    pub(super) const SO_RCVBUF: i32 = 8;
+    pub(super) const SO_KEEPALIVE: i32 = 9;
+    pub(super) const SO_OOBINLINE: i32 = 10;
+    pub(super) const SO_PRIORITY: i32 = 12;
+    pub(super) const SO_LINGER: i32 = 13;
+    pub(super) const SO_REUSEPORT: i32 = 15;
+    pub(super) const SO_PASSCRED: i32 = 16;
+    pub(super) const SO_PEERCRED: i32 = 17;
+    pub(super) const SO_RCVLOWAT: i32 = 18;
+    pub(super) const SO_SNDLOWAT: i32 = 19;
+    pub(super) const SO_RCVTIMEO_OLD: i32 = 20;
+    pub(super) const SO_SNDTIMEO_OLD: i32 = 21;
+    pub(super) const SO_ACCEPTCONN: i32 = 30;
+    pub(super) const SO_SNDBUFFORCE: i32 = 32;
+    pub(super) const SO_RCVBUFFORCE: i32 = 33;
+    pub(super) const SO_PASSSEC: i32 = 34;
+    pub(super) const SO_RCVTIMEO_NEW: i32 = 66;
+    pub(super) const SO_SNDTIMEO_NEW: i32 = 67;
+}
+
+/// What a name table entry is keyed by.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Key {
+    /// An abstract name (without the leading NUL).
+    Abstract(Vec<u8>),
+    /// The socket inode a path names.
+    Path(Ino),
+}
+
+/// The bound sockets, by name.
+static NAMES: IrqLock<BTreeMap<Key, Weak<Sock>>> = IrqLock::new(BTreeMap::new());
+/// The next autobind number.
+static AUTOBIND: AtomicU32 = AtomicU32::new(0);
+
+/// A socket's connection state.
+enum State {
+    /// Neither listening nor connected (datagram sockets stay here; `peer` says whom
+    /// they send to).
+    Unconnected,
+    /// `listen`ed: connections not yet accepted.
+    Listening {
+        backlog: usize,
+        pending: VecDeque<Arc<Sock>>,
+    },
+    /// A connected stream or seqpacket socket (also after the peer closed).
+    Connected,
+}
+
+/// The mutable part of a socket.
+struct Inner {
+    rq: Queue<Arc<OpenFile>>,
+    /// The raw bound address.
+    addr: Option<Vec<u8>>,
+    /// The name table key, while bound.
+    key: Option<Key>,
+    state: State,
+    /// Connected peer (datagrams: the default destination).
+    peer: Option<Arc<Sock>>,
+    /// `RCV_SHUTDOWN` | `SEND_SHUTDOWN`.
+    shutdown: u8,
+    /// Pending error (`SO_ERROR`), taken by the next receive.
+    err: Option<Errno>,
+    sndbuf: usize,
+    rcvbuf: usize,
+    passcred: bool,
+    /// `SO_PEERCRED`: the peer's credentials when connected (the own ones when listening).
+    peercred: Option<Cred>,
+    /// Options accepted and reported back but without effect here.
+    opts: BTreeMap<i32, Vec<u8>>,
+    /// Released (its last descriptor closed).
+    dead: bool,
+}
+
+/// One `AF_UNIX` socket.
+pub(crate) struct Sock {
+    ty: SockType,
+    /// Receivers, accepters, and senders waiting for room in this socket's queue.
+    wq: WaitQueue,
+    /// This socket's bytes in flight to others.
+    wmem: Arc<Wmem>,
+    inner: IrqLock<Inner>,
+}
+
+/// The current process's credentials.
+fn own_cred() -> Cred {
+    let (pid, uid, gid) = super::msg::own_credentials();
+    Cred { pid, uid, gid }
+}
+
+/// The working directory paths start from.
+fn cwd() -> Ino {
+    task::try_current_task().map_or(ROOT_INO, |t| t.process.fs.lock().cwd)
+}
+
+/// True if a call with `MSG_*` `flags` on `f` must not block.
+fn nonblocking(f: &OpenFile, flags: u32) -> bool {
+    f.nonblock() || flags & MSG_DONTWAIT != 0
+}
+
+/// What to do when a call must wait: `EAGAIN` if non-blocking, `EINTR` with a signal
+/// pending (restarted with `SA_RESTART`), else `Ok` (go and wait).
+fn may_wait(nonblock: bool) -> Result<(), Errno> {
+    if nonblock {
+        Err(Errno::EAGAIN)
+    } else if signal::pending() {
+        Err(Errno::EINTR)
+    } else {
+        Ok(())
+    }
+}
+
+/// Wakes the senders whose accounts a read or a drop gave bytes back to.
+fn wake_freed(freed: Freed) {
+    for w in freed {
+        w.wq.wake_all();
+    }
+}
+
+impl Sock {
+    fn new(ty: SockType) -> Arc<Self> {
+        Arc::new(Self {
+            ty,
+            wq: WaitQueue::new(),
+            wmem: Wmem::new(),
+            inner: IrqLock::new(Inner {
+                rq: Queue::new(),
+                addr: None,
+                key: None,
+                state: State::Unconnected,
+                peer: None,
+                shutdown: 0,
+                err: None,
+                sndbuf: DEFAULT_BUF,
+                rcvbuf: DEFAULT_BUF,
+                passcred: false,
+                peercred: None,
+                opts: BTreeMap::new(),
+                dead: false,
+            }),
+        })
+    }
+
+    /// Something about this socket changed: wake its waiters and every poller.
+    fn changed(&self) {
+        self.wq.wake_all();
+        self.wmem.wq.wake_all();
+        poll::notify();
+    }
+
+    fn is_dead(&self) -> bool {
+        self.inner.lock().dead
+    }
+
+    /// Releases the socket (its last descriptor closed, or an unaccepted connection of a
+    /// closing listener: `embryo`).
+    fn release(self: &Arc<Self>, embryo: bool) {
+        let mut freed = Freed::new();
+        let (peer, pending, msgs, key, unread) = {
+            let mut i = self.inner.lock();
+            i.dead = true;
+            i.shutdown = SHUTDOWN_MASK;
+            let pending = match core::mem::replace(&mut i.state, State::Unconnected) {
+                State::Listening { pending, .. } => pending,
+                _ => VecDeque::new(),
+            };
+            let unread = !i.rq.is_empty();
+            let msgs = i.rq.take_all(&mut freed);
+            (i.peer.take(), pending, msgs, i.key.take(), unread)
+        };
+        if let Some(key) = key {
+            let mut names = NAMES.lock();
+            if names
+                .get(&key)
+                .is_some_and(|w| core::ptr::eq(w.as_ptr(), Arc::as_ptr(self)))
+            {
+                names.remove(&key);
+            }
+        }
+        if let Some(p) = &peer {
+            if self.ty != SockType::Dgram {
+                let mut pi = p.inner.lock();
+                pi.shutdown = SHUTDOWN_MASK;
+                if unread || embryo {
+                    pi.err = Some(Errno::ECONNRESET);
+                }
+            }
+            p.changed();
+        }
+        for n in pending {
+            n.release(true);
+        }
+        drop(msgs);
+        drop(peer);
+        wake_freed(freed);
+        self.changed();
+    }
+
+    /// The socket bound to the address `raw` (`ECONNREFUSED` if none, `ENOENT` for a path
+    /// that does not exist).
+    fn lookup(raw: &[u8]) -> Result<Arc<Sock>, Errno> {
+        let key = match name::parse(raw)? {
+            UnixName::Unnamed => return Err(Errno::EINVAL),
+            UnixName::Abstract(n) => Key::Abstract(n.to_vec()),
+            UnixName::Path(p) => {
+                let base = cwd();
+                let st = fs::with(|fs| {
+                    let ino = fs.lookup(base, p, true)?;
+                    fs.stat_ino(ino)
+                })?;
+                if st.file_type() != FileType::Socket {
+                    return Err(Errno::ECONNREFUSED);
+                }
+                Key::Path(st.ino)
+            }
+        };
+        NAMES
+            .lock()
+            .get(&key)
+            .and_then(Weak::upgrade)
+            .filter(|s| !s.is_dead())
+            .ok_or(Errno::ECONNREFUSED)
+    }
+
+    /// Binds to a fresh abstract name (`bind` with just the family, or a socket that must
+    /// have a name to pass credentials).
+    fn autobind(self: &Arc<Self>) -> Result<(), Errno> {
+        for _ in 0..=0xf_ffff {
+            let n = name::autobind_name(AUTOBIND.fetch_add(1, Ordering::Relaxed));
+            match self.bind_key(Key::Abstract(n.clone()), name::abstract_addr(&n)) {
+                Err(Errno::EADDRINUSE) => continue,
+                r => return r,
+            }
+        }
+        Err(Errno::ENOSPC)
+    }
+
+    /// Enters this socket in the name table under `key` with address `addr`.
+    fn bind_key(self: &Arc<Self>, key: Key, addr: Vec<u8>) -> Result<(), Errno> {
+        let mut names = NAMES.lock();
+        if names
+            .get(&key)
+            .and_then(Weak::upgrade)
+            .is_some_and(|s| !s.is_dead())
+        {
+            return Err(Errno::EADDRINUSE);
+        }
+        let mut i = self.inner.lock();
+        if i.addr.is_some() {
+            return Err(Errno::EINVAL);
+        }
+        names.insert(key.clone(), Arc::downgrade(self));
+        i.addr = Some(addr);
+        i.key = Some(key);
+        Ok(())
+    }
+
+    /// Autobinds if `SO_PASSCRED` asks for a name and there is none (Linux does this on
+    /// `connect` and `sendmsg`).
+    fn autobind_for_creds(self: &Arc<Self>) -> Result<(), Errno> {
+        let need = {
+            let i = self.inner.lock();
+            i.passcred && i.addr.is_none()
+        };
+        if need {
+            self.autobind()?;
+        }
+        Ok(())
+    }
+
+    fn bind(self: &Arc<Self>, raw: &[u8]) -> Result<(), Errno> {
+        let n = name::parse(raw)?;
+        if self.inner.lock().addr.is_some() {
+            return Err(Errno::EINVAL);
+        }
+        match n {
+            UnixName::Unnamed => self.autobind(),
+            UnixName::Abstract(a) => self.bind_key(Key::Abstract(a.to_vec()), raw.to_vec()),
+            UnixName::Path(p) => {
+                let umask = task::current_process().umask.load(Ordering::Relaxed);
+                let base = cwd();
+                let ino = fs::with(|fs| fs.mksock(base, p, 0o777 & !umask)).map_err(|e| {
+                    if e == Errno::EEXIST {
+                        Errno::EADDRINUSE
+                    } else {
+                        e
+                    }
+                })?;
+                self.bind_key(Key::Path(ino), name::path_addr(p))
+            }
+        }
+    }
+
+    /// `connect` of a datagram socket: sets (or, with `AF_UNSPEC`, clears) the default
+    /// destination.
+    fn connect_dgram(self: &Arc<Self>, raw: &[u8]) -> Result<(), Errno> {
+        if raw.len() >= 2 && u16::from_le_bytes([raw[0], raw[1]]) == 0 {
+            self.inner.lock().peer = None;
+            self.changed();
+            return Ok(());
+        }
+        let other = Self::lookup(raw)?;
+        if other.ty != self.ty {
+            return Err(Errno::EPROTOTYPE);
+        }
+        self.autobind_for_creds()?;
+        if !may_send(self, &other) {
+            return Err(Errno::EPERM);
+        }
+        let old = self.inner.lock().peer.replace(other);
+        drop(old);
+        self.changed();
+        Ok(())
+    }
+
+    /// `connect` of a stream or seqpacket socket: queues a new connected socket on the
+    /// listener, waiting for room in its backlog unless non-blocking.
+    fn connect_stream(self: &Arc<Self>, f: &OpenFile, raw: &[u8]) -> Result<(), Errno> {
+        name::parse(raw)?;
+        {
+            let i = self.inner.lock();
+            match i.state {
+                State::Listening { .. } => return Err(Errno::EINVAL),
+                State::Connected => return Err(Errno::EISCONN),
+                State::Unconnected => {}
+            }
+        }
+        let other = Self::lookup(raw)?;
+        if other.ty != self.ty {
+            return Err(Errno::EPROTOTYPE);
+        }
+        self.autobind_for_creds()?;
+        let me = own_cred();
+        let embryo = Sock::new(self.ty);
+        {
+            let mut e = embryo.inner.lock();
+            e.state = State::Connected;
+            e.peer = Some(self.clone());
+            e.peercred = Some(me);
+        }
+        let listener_cred = loop {
+            {
+                let mut guard = other.inner.lock();
+                let o = &mut *guard;
+                if o.dead {
+                    return Err(Errno::ECONNREFUSED);
+                }
+                let State::Listening { backlog, pending } = &mut o.state else {
+                    return Err(Errno::ECONNREFUSED);
+                };
+                if pending.len() <= *backlog {
+                    // The embryo is not reachable by anyone else yet: locking it here
+                    // cannot deadlock.
+                    embryo.inner.lock().addr = o.addr.clone();
+                    pending.push_back(embryo.clone());
+                    break o.peercred;
+                }
+            }
+            may_wait(f.nonblock())?;
+            other.wq.wait_until(|| {
+                let o = other.inner.lock();
+                signal::pending()
+                    || o.dead
+                    || match &o.state {
+                        State::Listening { backlog, pending } => pending.len() <= *backlog,
+                        _ => true,
+                    }
+            });
+        };
+        {
+            let mut i = self.inner.lock();
+            i.state = State::Connected;
+            i.peer = Some(embryo);
+            i.peercred = listener_cred;
+        }
+        other.changed();
+        self.changed();
+        Ok(())
+    }
+
+    fn listen(&self, backlog: u32) -> Result<(), Errno> {
+        if self.ty == SockType::Dgram {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        let mut i = self.inner.lock();
+        if i.addr.is_none() {
+            return Err(Errno::EINVAL);
+        }
+        match &mut i.state {
+            State::Connected => return Err(Errno::EINVAL),
+            State::Listening { backlog: b, .. } => *b = backlog as usize,
+            State::Unconnected => {
+                i.state = State::Listening {
+                    backlog: backlog as usize,
+                    pending: VecDeque::new(),
+                };
+                i.peercred = Some(own_cred());
+            }
+        }
+        drop(i);
+        self.changed();
+        Ok(())
+    }
+
+    fn accept(&self, f: &OpenFile) -> Result<Arc<Sock>, Errno> {
+        loop {
+            {
+                let mut i = self.inner.lock();
+                let State::Listening { pending, .. } = &mut i.state else {
+                    return Err(Errno::EINVAL);
+                };
+                if let Some(n) = pending.pop_front() {
+                    drop(i);
+                    self.changed();
+                    return Ok(n);
+                }
+            }
+            may_wait(f.nonblock())?;
+            self.wq.wait_until(|| {
+                let i = self.inner.lock();
+                signal::pending()
+                    || match &i.state {
+                        State::Listening { pending, .. } => !pending.is_empty(),
+                        _ => true,
+                    }
+            });
+        }
+    }
+
+    /// Waits until this socket's bytes in flight are below its send buffer (`EAGAIN`,
+    /// `EINTR`), or `stop()` says the send fails anyway.
+    fn wait_for_room(&self, nonblock: bool, stop: impl Fn() -> bool) -> Result<(), Errno> {
+        loop {
+            let sndbuf = self.inner.lock().sndbuf;
+            if self.wmem.bytes() < sndbuf || stop() {
+                return Ok(());
+            }
+            may_wait(nonblock)?;
+            self.wmem
+                .wq
+                .wait_until(|| self.wmem.bytes() < sndbuf || stop() || signal::pending());
+        }
+    }
+
+    /// The message to queue for `data` with the send's control messages.
+    fn message(&self, data: Vec<u8>, control: Vec<Control>) -> Msg<Arc<OpenFile>> {
+        let mut rights = Vec::new();
+        let mut cred = own_cred();
+        for c in control {
+            match c {
+                Control::Rights(files) => rights.extend(files),
+                Control::Credentials { pid, uid, gid } => cred = Cred { pid, uid, gid },
+                // Other levels are ignored, as Linux's `__scm_send`.
+                Control::Raw { .. } => {}
+            }
+        }
+        let from = self.inner.lock().addr.clone();
+        Msg::new(data, rights, cred, from, Some(self.wmem.clone()))
+    }
+
+    fn send_stream(
+        &self,
+        f: &OpenFile,
+        data: &[u8],
+        to: Option<&[u8]>,
+        control: Vec<Control>,
+        flags: u32,
+    ) -> Result<usize, Errno> {
+        let (peer, shut) = {
+            let i = self.inner.lock();
+            if to.is_some() {
+                return Err(if matches!(i.state, State::Connected) {
+                    Errno::EISCONN
+                } else {
+                    Errno::EOPNOTSUPP
+                });
+            }
+            (i.peer.clone().ok_or(Errno::ENOTCONN)?, i.shutdown)
+        };
+        if shut & SEND_SHUTDOWN != 0 {
+            return Err(Errno::EPIPE);
+        }
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let broken = || {
+            let p = peer.inner.lock();
+            p.dead || p.shutdown & RCV_SHUTDOWN != 0
+        };
+        self.wait_for_room(nonblocking(f, flags), || {
+            broken() || self.inner.lock().shutdown & SEND_SHUTDOWN != 0
+        })?;
+        let sndbuf = self.inner.lock().sndbuf;
+        let n = data.len().min((sndbuf / 2).max(1));
+        let m = self.message(data[..n].to_vec(), control);
+        {
+            let mut p = peer.inner.lock();
+            if p.dead || p.shutdown & RCV_SHUTDOWN != 0 {
+                drop(p);
+                drop(m);
+                return Err(Errno::EPIPE);
+            }
+            p.rq.push(m);
+        }
+        peer.changed();
+        Ok(n)
+    }
+
+    fn send_dgram(
+        self: &Arc<Self>,
+        f: &OpenFile,
+        data: &[u8],
+        to: Option<&[u8]>,
+        control: Vec<Control>,
+        flags: u32,
+    ) -> Result<usize, Errno> {
+        let seqpacket = self.ty == SockType::SeqPacket;
+        let (peer, shut, sndbuf, connected) = {
+            let i = self.inner.lock();
+            (
+                i.peer.clone(),
+                i.shutdown,
+                i.sndbuf,
+                matches!(i.state, State::Connected),
+            )
+        };
+        if seqpacket && !connected {
+            return Err(Errno::ENOTCONN);
+        }
+        if shut & SEND_SHUTDOWN != 0 {
+            return Err(Errno::EPIPE);
+        }
+        if data.len() + 32 > sndbuf {
+            return Err(Errno::EMSGSIZE);
+        }
+        let other = match to {
+            Some(raw) if !seqpacket => Self::lookup(raw)?,
+            _ => peer.clone().ok_or(if seqpacket {
+                Errno::EPIPE
+            } else {
+                Errno::ENOTCONN
+            })?,
+        };
+        if other.ty != self.ty {
+            return Err(Errno::EPROTOTYPE);
+        }
+        self.autobind_for_creds()?;
+        let nonblock = nonblocking(f, flags);
+        self.wait_for_room(nonblock, || other.is_dead())?;
+        let mut m = Some(self.message(data.to_vec(), control));
+        loop {
+            {
+                let mut o = other.inner.lock();
+                if o.dead {
+                    drop(o);
+                    if seqpacket {
+                        return Err(Errno::EPIPE);
+                    }
+                    // Linux forgets a dead default destination after reporting it once.
+                    let mut i = self.inner.lock();
+                    if i.peer.as_ref().is_some_and(|p| Arc::ptr_eq(p, &other)) {
+                        i.peer = None;
+                    }
+                    return Err(Errno::ECONNREFUSED);
+                }
+                if !seqpacket && o.peer.as_ref().is_some_and(|p| !Arc::ptr_eq(p, self)) {
+                    return Err(Errno::EPERM);
+                }
+                if o.shutdown & RCV_SHUTDOWN != 0 {
+                    return Err(Errno::EPIPE);
+                }
+                let connected_back = o.peer.as_ref().is_some_and(|p| Arc::ptr_eq(p, self));
+                if connected_back || o.rq.len() <= MAX_DGRAM_QLEN {
+                    if let Some(m) = m.take() {
+                        o.rq.push(m);
+                    }
+                    break;
+                }
+            }
+            may_wait(nonblock)?;
+            other.wq.wait_until(|| {
+                let o = other.inner.lock();
+                o.dead || o.rq.len() <= MAX_DGRAM_QLEN || signal::pending()
+            });
+        }
+        other.changed();
+        Ok(data.len())
+    }
+
+    /// The control messages a read delivers: credentials with `SO_PASSCRED`, then the
+    /// passed descriptors.
+    fn controls(passcred: bool, r: &mut Read<Arc<OpenFile>>) -> Vec<Control> {
+        let mut c = Vec::new();
+        if passcred {
+            c.push(Control::Credentials {
+                pid: r.cred.pid,
+                uid: r.cred.uid,
+                gid: r.cred.gid,
+            });
+        }
+        if !r.rights.is_empty() {
+            c.push(Control::Rights(core::mem::take(&mut r.rights)));
+        }
+        c
+    }
+
+    fn recv(&self, f: &OpenFile, buf: &mut [u8], flags: u32) -> Result<Received, Errno> {
+        if flags & MSG_OOB != 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        let peek = flags & MSG_PEEK != 0;
+        let nonblock = nonblocking(f, flags);
+        loop {
+            let mut freed = Freed::new();
+            let got = {
+                let mut i = self.inner.lock();
+                let connected = matches!(i.state, State::Connected);
+                match self.ty {
+                    SockType::Stream if !connected => return Err(Errno::EINVAL),
+                    SockType::SeqPacket if !connected => return Err(Errno::ENOTCONN),
+                    _ => {}
+                }
+                let passcred = i.passcred;
+                let r = if self.ty == SockType::Stream {
+                    i.rq.read_stream(buf, peek, passcred, &mut freed)
+                } else {
+                    i.rq.read_dgram(buf, peek, &mut freed)
+                };
+                match r {
+                    Some(mut r) => Some((Self::controls(passcred, &mut r), r)),
+                    None => {
+                        if let Some(e) = i.err.take() {
+                            return Err(e);
+                        }
+                        if i.shutdown & RCV_SHUTDOWN != 0 {
+                            return Ok(Received::bytes(0));
+                        }
+                        None
+                    }
+                }
+            };
+            if let Some((control, r)) = got {
+                if !peek {
+                    wake_freed(freed);
+                    self.changed();
+                }
+                return Ok(Received {
+                    len: r.len,
+                    full_len: r.full_len,
+                    from: r.from,
+                    control,
+                    flags: 0,
+                });
+            }
+            may_wait(nonblock)?;
+            self.wq.wait_until(|| {
+                let i = self.inner.lock();
+                !i.rq.is_empty()
+                    || i.err.is_some()
+                    || i.shutdown & RCV_SHUTDOWN != 0
+                    || signal::pending()
+            });
+        }
+    }
+
+    fn shutdown(&self, how: u32) -> Result<(), Errno> {
+        let mode = (how + 1) as u8 & SHUTDOWN_MASK;
+        let peer = {
+            let mut i = self.inner.lock();
+            i.shutdown |= mode;
+            if self.ty == SockType::Dgram {
+                None
+            } else {
+                i.peer.clone()
+            }
+        };
+        if let Some(p) = peer {
+            let mut peer_mode = 0;
+            if mode & RCV_SHUTDOWN != 0 {
+                peer_mode |= SEND_SHUTDOWN;
+            }
+            if mode & SEND_SHUTDOWN != 0 {
+                peer_mode |= RCV_SHUTDOWN;
+            }
+            p.inner.lock().shutdown |= peer_mode;
+            p.changed();
+        }
+        self.changed();
+        Ok(())
+    }
+
+    fn poll(&self) -> u16 {
+        let (mask, writable, peer) = {
+            let i = self.inner.lock();
+            let mut m = 0;
+            if i.err.is_some() {
+                m |= ev::POLLERR;
+            }
+            if i.shutdown == SHUTDOWN_MASK {
+                m |= ev::POLLHUP;
+            }
+            if i.shutdown & RCV_SHUTDOWN != 0 {
+                m |= POLLRDHUP | ev::POLLIN | ev::POLLRDNORM;
+            }
+            let listening = matches!(i.state, State::Listening { .. });
+            let ready = match &i.state {
+                State::Listening { pending, .. } => !pending.is_empty(),
+                _ => !i.rq.is_empty(),
+            };
+            if ready {
+                m |= ev::POLLIN | ev::POLLRDNORM;
+            }
+            if self.ty != SockType::Dgram && matches!(i.state, State::Unconnected) {
+                m |= ev::POLLHUP;
+            }
+            let writable = !listening && self.wmem.bytes() * 4 <= i.sndbuf;
+            (m, writable, i.peer.clone())
+        };
+        let mut writable = writable;
+        if writable && self.ty != SockType::Stream {
+            if let Some(p) = peer {
+                let o = p.inner.lock();
+                let back = o.peer.as_ref().is_some_and(|q| core::ptr::eq(&**q, self));
+                if !back && o.rq.len() > MAX_DGRAM_QLEN {
+                    writable = false;
+                }
+            }
+        }
+        if writable {
+            mask | ev::POLLOUT | ev::POLLWRNORM | ev::POLLWRBAND
+        } else {
+            mask
+        }
+    }
+
+    fn setsockopt(&self, level: i32, name: i32, val: &[u8]) -> Result<(), Errno> {
+        use so::*;
+        if level != SOL_SOCKET {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        let int = || -> Result<i32, Errno> {
+            let b: [u8; 4] = val
+                .get(..4)
+                .and_then(|b| b.try_into().ok())
+                .ok_or(Errno::EINVAL)?;
+            Ok(i32::from_le_bytes(b))
+        };
+        let buf = |v: i32, clamp: bool, min: usize| {
+            let v = v.max(0) as usize;
+            let v = if clamp { v.min(MAX_BUF) } else { v };
+            (v * 2).max(min)
+        };
+        let mut i = self.inner.lock();
+        match name {
+            SO_SNDBUF | SO_SNDBUFFORCE => i.sndbuf = buf(int()?, name == SO_SNDBUF, MIN_SNDBUF),
+            SO_RCVBUF | SO_RCVBUFFORCE => i.rcvbuf = buf(int()?, name == SO_RCVBUF, MIN_RCVBUF),
+            SO_PASSCRED => i.passcred = int()? != 0,
+            SO_DEBUG | SO_REUSEADDR | SO_DONTROUTE | SO_BROADCAST | SO_KEEPALIVE
+            | SO_OOBINLINE | SO_PRIORITY | SO_REUSEPORT | SO_RCVLOWAT | SO_PASSSEC => {
+                let v = int()?;
+                let v = match name {
+                    SO_PRIORITY => v,
+                    SO_RCVLOWAT => v.max(1),
+                    _ => i32::from(v != 0),
+                };
+                i.opts.insert(name, v.to_le_bytes().to_vec());
+            }
+            SO_LINGER | SO_RCVTIMEO_OLD | SO_SNDTIMEO_OLD | SO_RCVTIMEO_NEW | SO_SNDTIMEO_NEW => {
+                let size = opt_size(name);
+                let v = val.get(..size).ok_or(Errno::EINVAL)?;
+                i.opts.insert(name, v.to_vec());
+            }
+            _ => return Err(Errno::ENOPROTOOPT),
+        }
+        drop(i);
+        self.changed();
+        Ok(())
+    }
+
+    fn getsockopt(&self, level: i32, name: i32) -> Result<Vec<u8>, Errno> {
+        use so::*;
+        if level != SOL_SOCKET {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        let int = |v: i32| -> Result<Vec<u8>, Errno> { Ok(v.to_le_bytes().to_vec()) };
+        let mut i = self.inner.lock();
+        match name {
+            SO_ERROR => int(i.err.take().map_or(0, |e| e as i32)),
+            SO_SNDBUF => int(i.sndbuf as i32),
+            SO_RCVBUF => int(i.rcvbuf as i32),
+            SO_PASSCRED => int(i32::from(i.passcred)),
+            SO_ACCEPTCONN => int(i32::from(matches!(i.state, State::Listening { .. }))),
+            SO_PEERCRED => Ok(i
+                .peercred
+                .unwrap_or(Cred {
+                    pid: 0,
+                    uid: u32::MAX,
+                    gid: u32::MAX,
+                })
+                .to_bytes()),
+            SO_DEBUG | SO_REUSEADDR | SO_DONTROUTE | SO_BROADCAST | SO_KEEPALIVE
+            | SO_OOBINLINE | SO_PRIORITY | SO_REUSEPORT | SO_PASSSEC | SO_LINGER
+            | SO_RCVTIMEO_OLD | SO_SNDTIMEO_OLD | SO_RCVTIMEO_NEW | SO_SNDTIMEO_NEW => {
+                Ok(i.opts
+                    .get(&name)
+                    .cloned()
+                    .unwrap_or_else(|| alloc::vec![0; opt_size(name)]))
+            }
+            SO_RCVLOWAT | SO_SNDLOWAT => Ok(i.opts.get(&name).cloned().unwrap_or_else(|| {
+                1i32.to_le_bytes().to_vec()
+            })),
+            _ => Err(Errno::ENOPROTOOPT),
+        }
+    }
+}
+
+/// The size of option `name`'s value.
+fn opt_size(name: i32) -> usize {
+    use so::*;
+    match name {
+        SO_LINGER => 8,
+        SO_RCVTIMEO_OLD | SO_SNDTIMEO_OLD | SO_RCVTIMEO_NEW | SO_SNDTIMEO_NEW => 16,
+        _ => 4,
+    }
+}
+
+/// Linux's `unix_may_send`: `other` accepts datagrams from `s` unless it is connected to
+/// another socket.
+fn may_send(s: &Arc<Sock>, other: &Arc<Sock>) -> bool {
+    other
+        .inner
+        .lock()
+        .peer
+        .as_ref()
+        .is_none_or(|p| Arc::ptr_eq(p, s))
+}
+
+/// The [`Socket`] an open file holds: dropping it (the last descriptor closed) releases
+/// the socket.
+pub(crate) struct UnixSocket {
+    sock: Arc<Sock>,
+}
+
+impl UnixSocket {
+    fn wrap(sock: Arc<Sock>) -> Arc<dyn Socket> {
+        Arc::new(Self { sock })
+    }
+}
+
+impl Drop for UnixSocket {
+    fn drop(&mut self) {
+        self.sock.release(false);
+    }
+}
+
+impl Socket for UnixSocket {
+    fn family(&self) -> u16 {
+        super::af::AF_UNIX
+    }
+
+    fn sock_type(&self) -> SockType {
+        self.sock.ty
+    }
+
+    fn bind(&self, addr: &[u8]) -> Result<(), Errno> {
+        self.sock.bind(addr)
+    }
+
+    fn connect(&self, f: &OpenFile, addr: &[u8]) -> Result<(), Errno> {
+        if self.sock.ty == SockType::Dgram {
+            self.sock.connect_dgram(addr)
+        } else {
+            self.sock.connect_stream(f, addr)
+        }
+    }
+
+    fn listen(&self, backlog: u32) -> Result<(), Errno> {
+        self.sock.listen(backlog)
+    }
+
+    fn accept(&self, f: &OpenFile) -> Result<Arc<dyn Socket>, Errno> {
+        self.sock.accept(f).map(UnixSocket::wrap)
+    }
+
+    fn send(
+        &self,
+        f: &OpenFile,
+        data: &[u8],
+        to: Option<&[u8]>,
+        control: Vec<Control>,
+        flags: u32,
+    ) -> Result<usize, Errno> {
+        if flags & MSG_OOB != 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        if self.sock.ty == SockType::Stream {
+            self.sock.send_stream(f, data, to, control, flags)
+        } else {
+            self.sock.send_dgram(f, data, to, control, flags)
+        }
+    }
+
+    fn recv(&self, f: &OpenFile, buf: &mut [u8], flags: u32) -> Result<Received, Errno> {
+        self.sock.recv(f, buf, flags)
+    }
+
+    fn shutdown(&self, how: u32) -> Result<(), Errno> {
+        self.sock.shutdown(how)
+    }
+
+    fn local_addr(&self) -> Result<Vec<u8>, Errno> {
+        Ok(self
+            .sock
+            .inner
+            .lock()
+            .addr
+            .clone()
+            .unwrap_or_else(name::unnamed))
+    }
+
+    fn peer_addr(&self) -> Result<Vec<u8>, Errno> {
+        let peer = self.sock.inner.lock().peer.clone().ok_or(Errno::ENOTCONN)?;
+        let a = peer.inner.lock().addr.clone();
+        Ok(a.unwrap_or_else(name::unnamed))
+    }
+
+    fn setsockopt(&self, level: i32, name: i32, val: &[u8]) -> Result<(), Errno> {
+        self.sock.setsockopt(level, name, val)
+    }
+
+    fn getsockopt(&self, level: i32, name: i32) -> Result<Vec<u8>, Errno> {
+        self.sock.getsockopt(level, name)
+    }
+
+    fn poll(&self) -> u16 {
+        self.sock.poll()
+    }
+
+    fn available(&self) -> usize {
+        let i = self.sock.inner.lock();
+        match (&i.state, self.sock.ty) {
+            (State::Listening { .. }, _) => 0,
+            (_, SockType::Stream) => i.rq.bytes(),
+            _ => i.rq.first_len(),
+        }
+    }
+
+    fn unsent(&self) -> Option<usize> {
+        Some(self.sock.wmem.bytes())
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// `EPROTONOSUPPORT` unless `protocol` is 0 or `PF_UNIX`.
+fn check_protocol(protocol: u32) -> Result<(), Errno> {
+    if protocol == 0 || protocol == u32::from(super::af::AF_UNIX) {
+        Ok(())
+    } else {
+        Err(Errno::EPROTONOSUPPORT)
+    }
+}
+
+/// `socket(AF_UNIX, ty, protocol)`.
+pub(crate) fn create(ty: SockType, protocol: u32) -> Result<Arc<dyn Socket>, Errno> {
+    check_protocol(protocol)?;
+    Ok(UnixSocket::wrap(Sock::new(ty)))
+}
+
+/// `socketpair(AF_UNIX, ty, protocol)`: two connected sockets.
+pub(crate) fn pair(ty: SockType, protocol: u32) -> Result<SocketPair, Errno> {
+    check_protocol(protocol)?;
+    let (a, b) = (Sock::new(ty), Sock::new(ty));
+    let cred = own_cred();
+    for (s, p) in [(&a, &b), (&b, &a)] {
+        let mut i = s.inner.lock();
+        i.peer = Some(p.clone());
+        i.peercred = Some(cred);
+        if ty != SockType::Dgram {
+            i.state = State::Connected;
+        }
+    }
+    Ok((UnixSocket::wrap(a), UnixSocket::wrap(b)))
+}

@@ -666,7 +666,8 @@ impl Stack {
     pub(crate) fn peer(&self, id: Id) -> Result<Ep, Errno> {
         let s = self.get(id)?;
         match (&s.tcp, s.udp.peer) {
-            (Tcp::Est(c), _) if !c.reset => Ok(c.peer),
+            // Both FINs exchanged: Linux's socket is CLOSE (TIME_WAIT/LAST_ACK done).
+            (Tcp::Est(c), _) if !c.reset && !(c.wr_shut && c.rx_fin) => Ok(c.peer),
             (_, Some(p)) => Ok(p),
             _ => Err(Errno::ENOTCONN),
         }

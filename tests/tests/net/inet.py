@@ -251,6 +251,17 @@ def http():
         print("http missing", e.code)
     srv.shutdown(); t.join(); srv.server_close()
 
+def serve():
+    # python3 -m http.server on the guest port argv[3], serving argv[2], for argv[4] requests.
+    import http.server
+    os.chdir(sys.argv[2])
+    srv = http.server.HTTPServer(("0.0.0.0", int(sys.argv[3])), http.server.SimpleHTTPRequestHandler)
+    srv.RequestHandlerClass.log_message = lambda *a: None
+    print("serving", flush=True)
+    for _ in range(int(sys.argv[4])):
+        srv.handle_request()
+    print("served", sys.argv[4])
+
 def fetch():
     import urllib.request
     try:

@@ -16,6 +16,7 @@
 //! resets on close with unread data) that an embedded stack does not model. See
 //! `docs/ARCHITECTURE.md` ("Internet sockets") for the measured comparison.
 
+pub(crate) mod host;
 pub(crate) mod ip;
 pub(crate) mod opts;
 pub(crate) mod stack;
@@ -23,6 +24,7 @@ pub(crate) mod stack;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::any::Any;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use self::ip::{Decoded, Ep};
 use self::opts::{level, so};
@@ -34,6 +36,7 @@ use crate::linux::files::file::OpenFile;
 use crate::linux::files::poll::{self, ev};
 use crate::linux::signal;
 use crate::sched::wait::WaitQueue;
+use pvmux_hypercalls::net::INT_OPTS;
 
 /// `IPPROTO_TCP`.
 const IPPROTO_TCP: u32 = 6;
@@ -45,8 +48,12 @@ static STACK: IrqLock<Stack> = IrqLock::new(Stack::new());
 /// Threads blocked in an internet socket call.
 static WAITERS: WaitQueue = WaitQueue::new();
 
+/// Bumped by every change of the table (relays wait for it).
+static STACK_SEQ: AtomicU64 = AtomicU64::new(0);
+
 /// The table changed: wake blocked calls and pollers.
 fn changed() {
+    STACK_SEQ.fetch_add(1, Ordering::AcqRel);
     WAITERS.wake_all();
     poll::notify();
 }
@@ -59,15 +66,24 @@ pub(crate) fn create(family: u16, ty: SockType, protocol: u32) -> Result<Arc<dyn
         (SockType::SeqPacket, _) => return Err(Errno::ESOCKTNOSUPPORT),
         _ => return Err(Errno::EPROTONOSUPPORT),
     };
+    let host = host::socket(family, proto == Proto::Tcp)?;
     let id = STACK.lock().socket(family, proto)?;
-    Ok(Arc::new(InetSocket { id, family, proto }))
+    Ok(Arc::new(InetSocket {
+        id,
+        family,
+        proto,
+        host,
+    }))
 }
 
 /// One internet socket: a handle on its entry in [`STACK`].
 pub(crate) struct InetSocket {
+    /// Its entry in [`STACK`] (with a host socket: only its options live there).
     id: Id,
     family: u16,
     proto: Proto,
+    /// With `--net host`: the host socket that carries it.
+    host: Option<host::HostSock>,
 }
 
 impl Drop for InetSocket {
@@ -104,6 +120,14 @@ fn blocking<T>(
 }
 
 impl InetSocket {
+    /// Decodes an address given to a host socket (`AF_UNSPEC`: `EAFNOSUPPORT`).
+    fn decode_ep(&self, raw: &[u8]) -> Result<Ep, Errno> {
+        match self.decode(raw)? {
+            Decoded::Ep(ep) => Ok(ep),
+            Decoded::Unspec => Err(Errno::EAFNOSUPPORT),
+        }
+    }
+
     /// Decodes an address given to this socket.
     fn decode(&self, raw: &[u8]) -> Result<Decoded, Errno> {
         ip::decode(self.family, raw)
@@ -175,11 +199,17 @@ impl Socket for InetSocket {
     }
 
     fn bind(&self, addr: &[u8]) -> Result<(), Errno> {
+        if let Some(h) = &self.host {
+            return h.bind(&self.decode_ep(addr)?);
+        }
         let ep = self.bind_addr(addr)?;
         STACK.lock().bind(self.id, ep)
     }
 
     fn connect(&self, f: &OpenFile, addr: &[u8]) -> Result<(), Errno> {
+        if let Some(h) = &self.host {
+            return h.connect(&self.decode_ep(addr)?, f.nonblock());
+        }
         match (self.decode(addr)?, self.proto) {
             (Decoded::Ep(ep), Proto::Tcp) => self.tcp_connect(f, ep),
             (d, Proto::Udp) => {
@@ -203,12 +233,26 @@ impl Socket for InetSocket {
     }
 
     fn listen(&self, backlog: u32) -> Result<(), Errno> {
+        if let Some(h) = &self.host {
+            return h.listen(backlog);
+        }
+        host::start_publish_pump();
         let r = STACK.lock().listen(self.id, backlog);
         changed();
         r
     }
 
     fn accept(&self, f: &OpenFile) -> Result<Arc<dyn Socket>, Errno> {
+        if let Some(h) = &self.host {
+            let new = h.accept(f.nonblock())?;
+            let id = STACK.lock().socket(self.family, self.proto)?;
+            return Ok(Arc::new(InetSocket {
+                id,
+                family: self.family,
+                proto: self.proto,
+                host: Some(new),
+            }));
+        }
         if !STACK.lock().is_listening(self.id) {
             return Err(Errno::EINVAL);
         }
@@ -222,6 +266,7 @@ impl Socket for InetSocket {
             id: new,
             family: self.family,
             proto: self.proto,
+            host: None,
         }))
     }
 
@@ -245,6 +290,9 @@ impl Socket for InetSocket {
             _ => None,
         };
         let nonblock = f.nonblock() || flags & msgflag::MSG_DONTWAIT != 0;
+        if let Some(h) = &self.host {
+            return h.send(data, to.as_ref(), nonblock);
+        }
         blocking(
             nonblock,
             |st| st.send(self.id, data, to),
@@ -258,6 +306,14 @@ impl Socket for InetSocket {
         }
         let peek = flags & msgflag::MSG_PEEK != 0;
         let nonblock = f.nonblock() || flags & msgflag::MSG_DONTWAIT != 0;
+        if let Some(h) = &self.host {
+            let (n, from) = h.recv(buf, peek, nonblock)?;
+            let mut r = Received::bytes(n);
+            if self.proto == Proto::Udp {
+                r.from = from.map(|ep| ip::encode(self.family, &ep));
+            }
+            return Ok(r);
+        }
         let got = blocking(
             nonblock,
             |st| st.recv(self.id, buf, peek),
@@ -273,17 +329,26 @@ impl Socket for InetSocket {
     }
 
     fn shutdown(&self, how: u32) -> Result<(), Errno> {
+        if let Some(h) = &self.host {
+            return h.shutdown(how);
+        }
         let r = STACK.lock().shutdown(self.id, how);
         changed();
         r
     }
 
     fn local_addr(&self) -> Result<Vec<u8>, Errno> {
+        if let Some(h) = &self.host {
+            return Ok(ip::encode(self.family, &h.name(false)?));
+        }
         let ep = STACK.lock().local(self.id)?;
         Ok(ip::encode(self.family, &ep))
     }
 
     fn peer_addr(&self) -> Result<Vec<u8>, Errno> {
+        if let Some(h) = &self.host {
+            return Ok(ip::encode(self.family, &h.name(true)?));
+        }
         let ep = STACK.lock().peer(self.id)?;
         Ok(ip::encode(self.family, &ep))
     }
@@ -291,6 +356,12 @@ impl Socket for InetSocket {
     fn setsockopt(&self, lvl: i32, name: i32, val: &[u8]) -> Result<(), Errno> {
         if lvl == level::SOL_SOCKET && matches!(name, so::ERROR | so::ACCEPTCONN) {
             return Err(Errno::ENOPROTOOPT);
+        }
+        if let Some(h) = &self.host {
+            if INT_OPTS.contains(&(lvl, name)) {
+                let b = val.get(..4).ok_or(Errno::EINVAL)?;
+                return h.setopt(lvl, name, i32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+            }
         }
         let mut st = STACK.lock();
         let bound = st.is_bound(self.id);
@@ -304,6 +375,14 @@ impl Socket for InetSocket {
     }
 
     fn getsockopt(&self, lvl: i32, name: i32) -> Result<Vec<u8>, Errno> {
+        if let Some(h) = &self.host {
+            if INT_OPTS.contains(&(lvl, name)) {
+                return Ok(h.getopt(lvl, name)?.to_le_bytes().to_vec());
+            }
+            if lvl == level::SOL_SOCKET && name == so::ACCEPTCONN {
+                return Ok(0i32.to_le_bytes().to_vec());
+            }
+        }
         let mut st = STACK.lock();
         if lvl == level::SOL_SOCKET && name == so::ERROR {
             let e = st.take_error(self.id)?.map_or(0, Errno::code);
@@ -319,6 +398,9 @@ impl Socket for InetSocket {
     }
 
     fn poll(&self) -> u16 {
+        if let Some(h) = &self.host {
+            return h.poll(ev::POLLIN | ev::POLLOUT);
+        }
         STACK.lock().poll(self.id)
     }
 
@@ -329,4 +411,105 @@ impl Socket for InetSocket {
     fn as_any(&self) -> &dyn Any {
         self
     }
+}
+
+/// Relays a `--publish` connection (host socket `hs`) to the guest listener on `port` of
+/// the loopback (127.0.0.1, else ::1): bytes both ways until both directions have ended or
+/// one side fails. Runs as a kernel thread.
+fn relay(hs: host::HostSock, port: u16) {
+    let Some(id) = relay_connect(port) else {
+        return;
+    };
+    let mut to_guest: Vec<u8> = Vec::new();
+    let mut to_host: Vec<u8> = Vec::new();
+    let (mut host_eof, mut guest_eof) = (false, false);
+    let mut buf = alloc::vec![0u8; 64 * 1024];
+    loop {
+        let (seq_net, seq_stack) = (host::seq(), STACK_SEQ.load(Ordering::Acquire));
+        let mut moved = false;
+        if to_guest.is_empty() && !host_eof {
+            match hs.recv(&mut buf, false, true) {
+                Ok((0, _)) => {
+                    host_eof = true;
+                    moved = true;
+                    let _ = STACK.lock().shutdown(id, 1);
+                    changed();
+                }
+                Ok((n, _)) => {
+                    to_guest.extend_from_slice(&buf[..n]);
+                    moved = true;
+                }
+                Err(Errno::EAGAIN) => {}
+                Err(_) => break,
+            }
+        }
+        if !to_guest.is_empty() {
+            let r = STACK.lock().send(id, &to_guest, None);
+            match r {
+                Ok(n) => {
+                    to_guest.drain(..n);
+                    moved = true;
+                    changed();
+                }
+                Err(Errno::EAGAIN) => {}
+                Err(_) => break,
+            }
+        }
+        if to_host.is_empty() && !guest_eof {
+            let r = STACK.lock().recv(id, &mut buf, false);
+            match r {
+                Ok(g) if g.len == 0 => {
+                    guest_eof = true;
+                    moved = true;
+                    let _ = hs.shutdown(1);
+                }
+                Ok(g) => {
+                    to_host.extend_from_slice(&buf[..g.len]);
+                    moved = true;
+                    changed();
+                }
+                Err(Errno::EAGAIN) => {}
+                Err(_) => break,
+            }
+        }
+        if !to_host.is_empty() {
+            match hs.send(&to_host, None, true) {
+                Ok(n) => {
+                    to_host.drain(..n);
+                    moved = true;
+                }
+                Err(Errno::EAGAIN) => {}
+                Err(_) => break,
+            }
+        }
+        if host_eof && guest_eof && to_guest.is_empty() && to_host.is_empty() {
+            break;
+        }
+        if !moved {
+            WAITERS.wait_until(|| {
+                host::seq() != seq_net || STACK_SEQ.load(Ordering::Acquire) != seq_stack
+            });
+        }
+    }
+    STACK.lock().close(id);
+    changed();
+}
+
+/// A loopback socket connected to the guest listener on `port` (127.0.0.1, else ::1).
+fn relay_connect(port: u16) -> Option<Id> {
+    for (family, ip) in [(af::AF_INET, ip::LOOPBACK4), (af::AF_INET6, ip::LOOPBACK6)] {
+        let id = STACK.lock().socket(family, Proto::Tcp).ok()?;
+        let dest = Ep::new(ip, port);
+        let r = blocking(
+            false,
+            |st| st.connect(id, Some(dest)),
+            |st| !st.accept_queue_full(id, dest),
+        );
+        if r.is_ok() {
+            return Some(id);
+        }
+        STACK.lock().close(id);
+    }
+    changed();
+    None
 }

@@ -38,6 +38,10 @@ pub(crate) trait HcEnv {
     fn hostfs(&self) -> Option<&crate::hostfs::HostFs> {
         None
     }
+    /// The tenant's host networking (`--net host`, `--publish`), if any.
+    fn net(&self) -> Option<&crate::net::HostNet> {
+        None
+    }
 }
 
 /// Handles hypercall `nr` (flags in the high half) with `args`.
@@ -68,6 +72,20 @@ pub(crate) fn handle(mem: &GuestMemory, env: &dyn HcEnv, nr: u64, args: [u64; 6]
         Hypercall::ConsoleRead => ret(console_read(mem, env, args[0], args[1])),
         Hypercall::HostfsList => ret(crate::hostfs::hc_list(mem, env.hostfs(), args)),
         Hypercall::HostfsRead => ret(crate::hostfs::hc_read(mem, env.hostfs(), args)),
+        Hypercall::NetSocket
+        | Hypercall::NetBind
+        | Hypercall::NetListen
+        | Hypercall::NetAccept
+        | Hypercall::NetConnect
+        | Hypercall::NetSend
+        | Hypercall::NetRecv
+        | Hypercall::NetShutdown
+        | Hypercall::NetClose
+        | Hypercall::NetPoll
+        | Hypercall::NetName
+        | Hypercall::NetSetOpt
+        | Hypercall::NetGetOpt
+        | Hypercall::NetPublished => HcAction::Return(crate::net::hc(mem, env.net(), call, args)),
         _ => HcAction::Return(HcError::UnknownCall.to_ret()),
     }
 }

@@ -29,6 +29,7 @@ pub mod kernel_image;
 mod lifecycle_tests;
 pub mod limits;
 pub mod memory;
+pub mod net;
 pub mod page_table;
 pub mod program_end;
 pub mod restart;

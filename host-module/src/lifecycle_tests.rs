@@ -43,6 +43,7 @@ fn config(name: &str, vcpus: u32, console: Capture) -> TenantConfig {
         initrd: None,
         hostfs: None,
         sandbox_user: Default::default(),
+        net: Default::default(),
     }
 }
 

@@ -75,6 +75,9 @@ pub struct TenantConfig {
     /// The uid and gid the tenant's sandboxes run as when pvmux runs as root (else ignored:
     /// they keep pvmux's own uid); default [`SandboxUser::DEFAULT`] (see [`crate::jail`]).
     pub sandbox_user: SandboxUser,
+    /// Host networking (`--net host`, `--publish`, see [`crate::net`]); default: none (the
+    /// guest has only its own loopback).
+    pub net: crate::net::NetConfig,
 }
 
 impl TenantConfig {
@@ -105,6 +108,7 @@ impl TenantConfig {
             initrd: None,
             hostfs: None,
             sandbox_user: SandboxUser::DEFAULT,
+            net: crate::net::NetConfig::default(),
         }
     }
 }
@@ -126,6 +130,7 @@ impl std::fmt::Debug for TenantConfig {
             .field("initrd_len", &self.initrd.as_ref().map(|i| i.len()))
             .field("hostfs", &self.hostfs.as_ref().map(|h| h.path()))
             .field("sandbox_user", &self.sandbox_user)
+            .field("net", &self.net)
             .finish_non_exhaustive()
     }
 }
@@ -206,6 +211,8 @@ struct Shared {
     hostfs: Option<Arc<crate::hostfs::HostFs>>,
     /// The tenant's CPU account (set by the monitor before the vCPU threads start).
     cpu: OnceLock<Arc<crate::limits::budget::TenantCpu>>,
+    /// Host networking, when the tenant has some.
+    net: OnceLock<Arc<crate::net::HostNet>>,
 }
 
 /// The options of [`TenantConfig`] the monitor thread applies.
@@ -328,12 +335,16 @@ impl Shared {
     /// Console input arrived (or ended): raises `pending::INPUT` on vCPU 0 and wakes it, the
     /// way the watchdog's heartbeat does, unless the sandbox has already exited.
     fn raise_input(&self) {
-        use pvmux_hypercalls::vcpu::pending;
+        self.raise(pvmux_hypercalls::vcpu::pending::INPUT);
+    }
+
+    /// Raises pending `bit` on vCPU 0 and wakes it, unless the sandbox has already exited.
+    fn raise(&self, bit: u32) {
         let gate = self.signal_gate.lock().unwrap_or_else(|e| e.into_inner());
         let (Some(pid), Some(v)) = (*gate, self.ctl.vcpu(0)) else {
             return;
         };
-        if v.pending.fetch_or(pending::INPUT, SeqCst) & pending::INPUT == 0 {
+        if v.pending.fetch_or(bit, SeqCst) & bit == 0 {
             crate::watchdog::wake_vcpu(v, pid);
         }
     }
@@ -501,6 +512,10 @@ impl HcEnv for Shared {
     fn hostfs(&self) -> Option<&crate::hostfs::HostFs> {
         self.hostfs.as_deref()
     }
+
+    fn net(&self) -> Option<&crate::net::HostNet> {
+        self.net.get().map(|n| &**n)
+    }
 }
 
 /// A running guest kernel. Dropping it kills the sandbox and releases everything.
@@ -537,6 +552,7 @@ pub(crate) struct TenantParts {
     pub(crate) limits: Limits,
     pub(crate) fault_around_pages: u32,
     pub(crate) hostfs: Option<Arc<crate::hostfs::HostFs>>,
+    pub(crate) net: crate::net::NetConfig,
 }
 
 impl Tenant {
@@ -593,7 +609,19 @@ impl Tenant {
             signal_gate: Mutex::new(None),
             hostfs: parts.hostfs,
             cpu: OnceLock::new(),
+            net: OnceLock::new(),
         });
+        if parts.net.enabled() {
+            let weak = Arc::downgrade(&shared);
+            let raise = Arc::new(move || {
+                if let Some(s) = weak.upgrade() {
+                    s.raise(pvmux_hypercalls::vcpu::pending::NET);
+                }
+            });
+            let net = crate::net::HostNet::start(parts.net, raise)
+                .map_err(|e| HostError::os("opening the --publish listeners", e))?;
+            let _ = shared.net.set(net);
+        }
         let (tx, rx) = mpsc::channel();
         let s = Arc::clone(&shared);
         let monitor = std::thread::Builder::new()
@@ -925,6 +953,7 @@ fn pending_names(bits: u32) -> String {
         (pending::KICK, "KICK"),
         (pending::HOST, "HOST"),
         (pending::INPUT, "INPUT"),
+        (pending::NET, "NET"),
     ]
     .iter()
     .filter(|(b, _)| bits & b != 0)

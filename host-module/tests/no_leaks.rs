@@ -38,6 +38,7 @@ fn config(i: usize) -> TenantConfig {
         initrd: None,
         hostfs: None,
         sandbox_user: Default::default(),
+        net: Default::default(),
     }
 }
 

@@ -64,6 +64,34 @@ pub enum Hypercall {
     HostfsList = 8,
     /// Reads a regular file of the host root shared with `--rootfs` (docs/ABI.md §hostfs).
     HostfsRead = 9,
+    /// `NetSocket(domain, type) -> handle`: a host socket (docs/ABI.md §net, [`crate::net`]).
+    NetSocket = 11,
+    /// `NetBind(h, addr_gpa)`.
+    NetBind = 12,
+    /// `NetListen(h, backlog)`.
+    NetListen = 13,
+    /// `NetAccept(h, addr_gpa) -> handle`.
+    NetAccept = 14,
+    /// `NetConnect(h, addr_gpa)`.
+    NetConnect = 15,
+    /// `NetSend(h, buf_gpa, len, addr_gpa) -> bytes`.
+    NetSend = 16,
+    /// `NetRecv(h, buf_gpa, len, addr_gpa, flags) -> bytes`.
+    NetRecv = 17,
+    /// `NetShutdown(h, how)`.
+    NetShutdown = 18,
+    /// `NetClose(h)`.
+    NetClose = 19,
+    /// `NetPoll(h, events) -> revents`.
+    NetPoll = 20,
+    /// `NetName(h, peer, addr_gpa)`.
+    NetName = 21,
+    /// `NetSetOpt(h, level, name, value)`.
+    NetSetOpt = 22,
+    /// `NetGetOpt(h, level, name) -> value`.
+    NetGetOpt = 23,
+    /// `NetPublished(rec_gpa) -> handle`: the next `--publish` connection.
+    NetPublished = 24,
 }
 
 impl Hypercall {
@@ -80,6 +108,20 @@ impl Hypercall {
             7 => Self::ConsoleRead,
             8 => Self::HostfsList,
             9 => Self::HostfsRead,
+            11 => Self::NetSocket,
+            12 => Self::NetBind,
+            13 => Self::NetListen,
+            14 => Self::NetAccept,
+            15 => Self::NetConnect,
+            16 => Self::NetSend,
+            17 => Self::NetRecv,
+            18 => Self::NetShutdown,
+            19 => Self::NetClose,
+            20 => Self::NetPoll,
+            21 => Self::NetName,
+            22 => Self::NetSetOpt,
+            23 => Self::NetGetOpt,
+            24 => Self::NetPublished,
             _ => return None,
         })
     }

@@ -20,6 +20,7 @@ pub mod hostfs;
 pub mod hypercall;
 pub mod image;
 pub mod layout;
+pub mod net;
 pub mod paging;
 pub mod sandbox;
 pub mod shutdown;

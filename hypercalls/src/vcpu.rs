@@ -21,8 +21,11 @@ pub mod pending {
     pub const HOST: u32 = 1 << 2;
     /// Console input arrived (`ConsoleRead` has data or end of input).
     pub const INPUT: u32 = 1 << 3;
+    /// A host socket may be ready, or a `--publish` connection arrived (`NetPoll`,
+    /// `NetPublished`; docs/ABI.md §net).
+    pub const NET: u32 = 1 << 4;
     /// All bits defined by this ABI version.
-    pub const ALL: u32 = TIMER | KICK | HOST | INPUT;
+    pub const ALL: u32 = TIMER | KICK | HOST | INPUT | NET;
 }
 
 /// Indices into [`VcpuShared::stats`] (maintained by the stub, informational).

@@ -170,3 +170,9 @@ pub(crate) fn before_install(entry: u64, msg: Option<(u64, u64)>, code: u64) -> 
     }
     crate::arch::die()
 }
+
+/// A host network call (`NetSocket`..`NetPublished`, docs/ABI.md §net): the raw return value
+/// (a socket error is `-(ERRNO_BASE + errno)`, see [`pvmux_hypercalls::net`]).
+pub(crate) fn net(nr: Hypercall, a: [u64; 5]) -> i64 {
+    call(nr, a)
+}

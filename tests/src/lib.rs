@@ -131,6 +131,7 @@ pub fn config(name: &str, words: &str, vcpus: u32) -> TenantConfig {
         initrd: None,
         hostfs: None,
         sandbox_user: Default::default(),
+        net: Default::default(),
     }
 }
 

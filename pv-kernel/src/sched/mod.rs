@@ -343,6 +343,10 @@ pub(crate) fn handle_event(bits: u32) {
         // Console input arrived: wake terminal readers and pollers.
         crate::linux::files::console_input();
     }
+    if taken & pvmux_hypercalls::vcpu::pending::NET != 0 {
+        // A host socket may be ready, or a published connection arrived.
+        crate::linux::net::inet::host::event();
+    }
     let now = stub::clock_ns();
     let mut kicks: u64 = 0;
     let resched = {

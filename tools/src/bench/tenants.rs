@@ -69,6 +69,7 @@ pub fn launch_with_initrd(
         initrd,
         hostfs: None,
         sandbox_user: Default::default(),
+        net: Default::default(),
     };
     let start_mono_ns = monotonic_ns();
     let tenant = host.launch(cfg)?;

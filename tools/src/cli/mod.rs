@@ -5,6 +5,7 @@ mod death;
 mod environ;
 mod exit;
 mod logging;
+mod net;
 mod run;
 mod size;
 mod terminal;

@@ -183,6 +183,19 @@ pub struct RunArgs {
     #[arg(short = 'w', long, value_name = "DIR")]
     pub workdir: Option<OsString>,
 
+    /// Networking: `none` (default) gives the guest only its own loopback (127.0.0.0/8, ::1),
+    /// isolated from the host's; `host` makes the guest's internet sockets host sockets that
+    /// pvmux opens for it (TCP and UDP only, at most 256 at once): its addresses, 127.0.0.1
+    /// included, are the host's.
+    #[arg(long, value_enum, default_value = "none", value_name = "MODE")]
+    pub net: super::net::NetMode,
+
+    /// Publish a guest TCP port: the host listens on [IP:]HOSTPORT (IP default 127.0.0.1; an
+    /// IPv6 address in brackets) and hands each connection to the guest's listener on
+    /// GUESTPORT (on its 127.0.0.1, else ::1). Repeatable. `/udp` is not supported.
+    #[arg(short = 'p', long, value_name = "[IP:]HOSTPORT:GUESTPORT[/tcp]", value_parser = super::net::parse_publish)]
+    pub publish: Vec<pvmux_host::net::Publish>,
+
     /// The program to run as init, and its arguments (after `--`; see below).
     #[arg(last = true, value_name = "PROGRAM [ARGS]")]
     pub program: Vec<OsString>,
@@ -551,6 +564,7 @@ fn run_once(
             initrd: initrd.map(|i| Arc::clone(&i.bytes)),
             hostfs: plan.hostfs.clone(),
             sandbox_user: args.sandbox_user,
+            net: super::net::config(args.net, &args.publish),
         })
         .context("cannot launch the guest")?;
     // The banner names the running sandbox; guest output held until then follows it.

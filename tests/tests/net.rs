@@ -1,0 +1,193 @@
+//! Internet sockets in the guest (issue 11): TCP and UDP over the guest's loopback, IPv4,
+//! IPv6 and v4-mapped, blocking and not, the errors, resets and options — each case a Python
+//! script (`tests/tests/net/inet.py CASE`) run natively and in a guest (`--rootfs /`) with
+//! stdout and exit status compared; real software (`http.server` with `urllib`) on the
+//! guest's loopback; and the isolation of `--net none` (the default): a server on the host's
+//! 127.0.0.1 is not reachable from the guest.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use pvmux_tests::{run_with_timeout, Run, TempDir};
+
+/// The `pvmux` command line.
+const PVMUX: &str = env!("CARGO_BIN_EXE_pvmux-cli");
+/// Longest one run may take (Python reads its modules through the host share).
+const TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The case script.
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/net/inet.py")
+}
+
+fn run(cmd: Command) -> Run {
+    let what = format!("{cmd:?}");
+    run_with_timeout(cmd, &what, TIMEOUT, Duration::from_millis(20), |_| {})
+}
+
+/// `python3 inet.py ARGS...` natively.
+fn native(args: &[&str]) -> Run {
+    let mut c = Command::new("/usr/bin/python3");
+    c.env_clear().env("LC_ALL", "C").arg(script()).args(args);
+    run(c)
+}
+
+/// `python3 inet.py ARGS...` in a guest with the extra `pvmux run` options `opts`.
+fn guest(opts: &[&str], args: &[&str]) -> Run {
+    let mut c = Command::new(PVMUX);
+    c.env_clear()
+        .args(["run", "--rootfs", "/", "--vcpus", "2", "--mem", "1G"])
+        .args(opts)
+        .args(["--env", "LC_ALL=C", "--", "/usr/bin/python3"])
+        .arg(script())
+        .args(args);
+    run(c)
+}
+
+/// Runs case `args` natively and in a guest and asserts the same output and status.
+fn same_as_native(args: &[&str]) -> Run {
+    let n = native(args);
+    assert_eq!(
+        n.code(),
+        Some(0),
+        "{args:?}: native run failed\n{}",
+        n.context()
+    );
+    let g = guest(&[], args);
+    assert_eq!(
+        g.stdout,
+        n.stdout,
+        "{args:?}: guest and native differ\n{}",
+        g.context()
+    );
+    assert_eq!(g.code(), n.code(), "{args:?}: exit status\n{}", g.context());
+    g
+}
+
+#[test]
+#[cfg_attr(
+    not(have_python3),
+    ignore = "needs /usr/bin/python3: apt-get install python3"
+)]
+fn tcp_echo_shutdown_options() {
+    same_as_native(&["tcp"]);
+}
+
+#[test]
+#[cfg_attr(
+    not(have_python3),
+    ignore = "needs /usr/bin/python3: apt-get install python3"
+)]
+fn bind_conflicts_reuseaddr_reuseport() {
+    same_as_native(&["bind_rules"]);
+}
+
+#[test]
+#[cfg_attr(
+    not(have_python3),
+    ignore = "needs /usr/bin/python3: apt-get install python3"
+)]
+fn connect_refused() {
+    same_as_native(&["refused"]);
+}
+
+#[test]
+#[cfg_attr(
+    not(have_python3),
+    ignore = "needs /usr/bin/python3: apt-get install python3"
+)]
+fn nonblocking_connect_poll_fionread() {
+    same_as_native(&["nonblocking"]);
+}
+
+#[test]
+#[cfg_attr(
+    not(have_python3),
+    ignore = "needs /usr/bin/python3: apt-get install python3"
+)]
+fn close_with_unread_data_resets() {
+    same_as_native(&["reset"]);
+}
+
+#[test]
+#[cfg_attr(
+    not(have_python3),
+    ignore = "needs /usr/bin/python3: apt-get install python3"
+)]
+fn udp_datagrams() {
+    same_as_native(&["udp"]);
+}
+
+#[test]
+#[cfg_attr(
+    not(have_python3),
+    ignore = "needs /usr/bin/python3: apt-get install python3"
+)]
+fn ipv6_loopback_and_v4_mapped() {
+    same_as_native(&["ipv6"]);
+}
+
+#[test]
+#[cfg_attr(
+    not(have_python3),
+    ignore = "needs /usr/bin/python3: apt-get install python3"
+)]
+fn http_server_and_client_in_the_guest() {
+    let www = TempDir::unique("pvmux-net", "www");
+    let body: String = (1..=2000).map(|i| format!("{i}\n")).collect();
+    std::fs::write(www.0.join("file.txt"), body).expect("write file.txt");
+    let dir = www.0.to_str().expect("utf-8 temp path");
+    same_as_native(&["http", dir]);
+}
+
+/// A host HTTP server on 127.0.0.1 answering `n` requests with `body`.
+fn host_server(n: usize, body: &'static str) -> (String, std::thread::JoinHandle<()>) {
+    let l = TcpListener::bind("127.0.0.1:0").expect("host listener");
+    let url = format!("http://{}/", l.local_addr().expect("address"));
+    let t = std::thread::spawn(move || {
+        for _ in 0..n {
+            let Ok((mut c, _)) = l.accept() else { return };
+            let mut req = [0u8; 4096];
+            let _ = c.read(&mut req);
+            let resp = format!(
+                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = c.write_all(resp.as_bytes());
+        }
+    });
+    (url, t)
+}
+
+/// `--net none` (the default): the guest's 127.0.0.1 is its own; a server on the host's
+/// loopback is not there (`ECONNREFUSED`), while a native client reaches it.
+#[test]
+#[cfg_attr(
+    not(have_python3),
+    ignore = "needs /usr/bin/python3: apt-get install python3"
+)]
+fn net_none_does_not_reach_the_host() {
+    let (url, t) = host_server(1, "from the host");
+    let n = native(&["fetch", &url]);
+    assert!(
+        n.has_line("fetched b'from the host'"),
+        "native\n{}",
+        n.context()
+    );
+    t.join().expect("server thread");
+    let g = guest(&[], &["fetch", &url]);
+    assert!(
+        g.has_line("fetch failed ECONNREFUSED"),
+        "guest\n{}",
+        g.context()
+    );
+    let g = guest(&["--net", "none"], &["fetch", &url]);
+    assert!(
+        g.has_line("fetch failed ECONNREFUSED"),
+        "guest --net none\n{}",
+        g.context()
+    );
+}

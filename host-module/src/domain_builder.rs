@@ -11,6 +11,7 @@
 //!  ..2 MiB aligned   slack                             (Usable)
 //!  kernel_phys_base  kernel image (span bytes)         (Kernel)
 //!  ..                the kernel's free memory          (Usable)
+//!  boot_args_gpa     the boot arguments, page padded   (Boot)
 //!  initrd_gpa        initial RAM disk, if any, up to   (Initrd)
 //!    ..pool_base     the end of the kernel part
 //!  pool_base         the user pool, up to mem_size     (UserPool)
@@ -27,7 +28,8 @@
 //! The initial RAM disk (a validated plain cpio newc archive, see [`crate::initramfs`]) sits
 //! page aligned at the top of the kernel part (just below the user pool), so the kernel's
 //! free memory below it stays one region; its last page is zero-padded. The guest reads it
-//! through the direct map.
+//! through the direct map. The boot arguments (at most `BOOT_ARGS_MAX` bytes, docs/ABI.md
+//! §5.1) get pages of their own just below it, a `Boot` region of their own.
 //!
 //! Guest-virtual layout at entry: the direct map of all guest memory at `DIRECT_MAP_BASE`
 //! (read-write, no-execute, 2 MiB pages); the kernel at a random 2 MiB-aligned base in the
@@ -133,7 +135,7 @@ pub struct DomainLayout {
 pub struct BuildParams<'a> {
     /// Number of vCPUs.
     pub nr_vcpus: u32,
-    /// The boot arguments (encoded, so they fit `BootInfo.boot_args`).
+    /// The boot arguments (encoded: at most `BOOT_ARGS_MAX` bytes).
     pub boot_args: &'a BootArgsBuf,
     /// Guest clock origin.
     pub clock: &'a ClockParams,
@@ -183,6 +185,16 @@ pub fn build(
             needed: mem_size_for(needed),
         });
     }
+    // The boot arguments: their own pages below the initial RAM disk (a `Boot` region).
+    let boot_args = params.boot_args.as_bytes();
+    let args_span = (boot_args.len() as u64).next_multiple_of(PAGE_SIZE);
+    let needed = needed + args_span;
+    if needed > pool_base {
+        return Err(HostError::MemoryTooSmall {
+            mem_size,
+            needed: mem_size_for(needed),
+        });
+    }
     let initrd = params.initrd.unwrap_or_default();
     let initrd_len = initrd.len() as u64;
     let initrd_span = initrd_len.next_multiple_of(PAGE_SIZE);
@@ -193,14 +205,20 @@ pub fn build(
             needed: mem_size_for(needed.saturating_add(initrd_span)),
         });
     }
-    let usable_end = pool_base - initrd_span;
-    let initrd_gpa = if initrd.is_empty() { 0 } else { usable_end };
+    let initrd_gpa = if initrd.is_empty() {
+        0
+    } else {
+        pool_base - initrd_span
+    };
+    let args_gpa = pool_base - initrd_span - args_span;
+    let usable_end = args_gpa;
 
     // Kernel image and initial RAM disk.
     mem.write(kernel_phys, &kernel.relocated(base))?;
     if !initrd.is_empty() {
         mem.write(initrd_gpa, initrd)?;
     }
+    mem.write(args_gpa, boot_args)?;
 
     // Page tables.
     let mut pt = PageTableBuilder::new(mem, PAGE_TABLE_GPA, pool_end)?;
@@ -245,6 +263,9 @@ pub fn build(
         usable_end - kernel_end,
         MemRegionKind::Usable,
     ));
+    if args_span > 0 {
+        mem_map.push(region(args_gpa, args_span, MemRegionKind::Boot));
+    }
     if initrd_span > 0 {
         mem_map.push(region(initrd_gpa, initrd_span, MemRegionKind::Initrd));
     }
@@ -264,9 +285,8 @@ pub fn build(
     info.mem_size = mem_size;
     info.nr_mem_regions = mem_map.len() as u32;
     info.mem_map[..mem_map.len()].copy_from_slice(&mem_map);
-    let boot_args = params.boot_args.as_bytes();
     info.boot_args_len = boot_args.len() as u32;
-    info.boot_args[..boot_args.len()].copy_from_slice(boot_args);
+    info.boot_args_gpa = args_gpa;
     info.tsc_khz = clock.tsc_khz;
     info.tsc_base = clock.tsc_base;
     info.clock_mult = clock.mult;
@@ -380,7 +400,11 @@ mod tests {
         let info = BootInfo::read_from_bytes(&buf).unwrap();
         assert_eq!(info.magic, ABI_MAGIC);
         assert_eq!(info.nr_vcpus, 2);
-        let args = pvmux_hypercalls::BootArgs::decode(info.boot_args()).unwrap();
+        let (args_gpa, args_len) = info
+            .boot_args_range()
+            .expect("boot arguments in a Boot region");
+        let args_bytes = mem.read_vec(args_gpa, args_len).unwrap();
+        let args = pvmux_hypercalls::BootArgs::decode(&args_bytes).unwrap();
         assert!(args.commands().eq([
             pvmux_hypercalls::bootargs::Command::Selftest,
             pvmux_hypercalls::bootargs::Command::Exit(3)
@@ -406,8 +430,14 @@ mod tests {
             "the upper half is the user pool"
         );
         assert_eq!(l.pool_base, 16 << 20);
+        let (args, rest) = rest.split_last().unwrap();
+        assert_eq!(
+            (args.kind, args.base + args.len),
+            (MemRegionKind::Boot as u32, l.pool_base),
+            "the boot arguments' pages, right below the pool without an initrd"
+        );
         assert_eq!(rest.last().unwrap().kind, MemRegionKind::Usable as u32);
-        assert!(l.first_free_gpa + MIN_FREE_MEM <= l.pool_base);
+        assert!(l.first_free_gpa + MIN_FREE_MEM + args.len <= l.pool_base);
 
         // Direct map covers every byte RW NX.
         let t = translate(&mem, root, DIRECT_MAP_BASE + mem.size() - 1).unwrap();
@@ -457,9 +487,13 @@ mod tests {
         assert_eq!(pool.kind, MemRegionKind::UserPool as u32);
         let (last, rest) = rest.split_last().unwrap();
         assert_eq!(*last, region(l.initrd_gpa, span, MemRegionKind::Initrd));
+        let (args, rest) = rest.split_last().unwrap();
+        assert_eq!(args.kind, MemRegionKind::Boot as u32);
+        assert_eq!(args.base + args.len, l.initrd_gpa);
+        assert_eq!(info.boot_args_range().map(|r| r.0), Some(args.base));
         let below = rest.last().unwrap();
         assert_eq!(below.kind, MemRegionKind::Usable as u32);
-        assert_eq!(below.base + below.len, l.initrd_gpa);
+        assert_eq!(below.base + below.len, args.base);
         let mut next = 0;
         for r in regions {
             assert_eq!(r.base, next);
@@ -536,7 +570,7 @@ mod tests {
         assert_eq!(l.initrd_len, 15 << 20);
         // The largest initrd that fits in 16 MiB fits, one page more does not.
         let mem = GuestMemory::new(16 << 20).unwrap();
-        let free = user_pool_base(mem.size()) - l.first_free_gpa - MIN_FREE_MEM;
+        let free = user_pool_base(mem.size()) - l.first_free_gpa - MIN_FREE_MEM - PAGE_SIZE;
         let fits = vec![1u8; free as usize];
         let p = BuildParams {
             initrd: Some(&fits),

@@ -106,7 +106,7 @@ struct pvmux_kernel_abi_header {
  * ---------------------------------------------------------------------------------------- */
 
 #define PVMUX_MAX_MEM_REGIONS 32
-#define PVMUX_BOOT_ARGS_MAX 2048 /* size of BootInfo.boot_args */
+#define PVMUX_BOOT_ARGS_MAX (128u << 10) /* largest boot_args_len (ABI v5; 2048 before) */
 
 /* MemRegion.kind. Unknown kinds must be treated as reserved (not usable). */
 enum pvmux_mem_region_kind {
@@ -132,9 +132,12 @@ struct pvmux_boot_info {
     uint32_t nr_vcpus;       /* 1..=PVMUX_MAX_VCPUS; vCPU 0 runs the entry point */
     uint64_t mem_size;       /* guest memory in bytes */
     uint32_t nr_mem_regions; /* valid entries in mem_map (clamp to PVMUX_MAX_MEM_REGIONS) */
-    uint32_t boot_args_len;  /* valid bytes in boot_args (clamp to PVMUX_BOOT_ARGS_MAX) */
+    uint32_t boot_args_len;  /* bytes at boot_args_gpa (at most PVMUX_BOOT_ARGS_MAX) */
     struct pvmux_mem_region mem_map[PVMUX_MAX_MEM_REGIONS]; /* sorted, non-overlapping */
-    uint8_t boot_args[PVMUX_BOOT_ARGS_MAX]; /* struct pvmux_boot_args_header + records */
+    /* ABI v5: the boot arguments (struct pvmux_boot_args_header + records) are in pages of
+     * their own: page aligned, inside a PVMUX_MEM_BOOT region that does not start at 0. */
+    uint64_t boot_args_gpa;
+    uint64_t _reserved_args[255]; /* 0 (the boot arguments' place before ABI v5) */
     uint64_t initrd_gpa;          /* 0 if none */
     uint64_t initrd_len;          /* 0 if none */
     uint64_t tsc_khz;             /* TSC frequency in kHz */
@@ -578,7 +581,7 @@ struct pvmux_user_slot {
 };
 
 /* ------------------------------------------------------------------------------------------
- * Boot arguments (bootargs.rs): BootInfo.boot_args, what the kernel is asked to do
+ * Boot arguments (bootargs.rs): at BootInfo.boot_args_gpa, what the kernel is asked to do
  *
  * Layout (little endian, records unaligned and unpadded; total_len == boot_args_len):
  *   struct pvmux_boot_args_header
@@ -737,10 +740,10 @@ _Static_assert(offsetof(struct pvmux_boot_info, mem_size) == 16, "BootInfo.mem_s
 _Static_assert(offsetof(struct pvmux_boot_info, nr_mem_regions) == 24, "BootInfo");
 _Static_assert(offsetof(struct pvmux_boot_info, boot_args_len) == 28, "BootInfo.boot_args_len");
 _Static_assert(offsetof(struct pvmux_boot_info, mem_map) == 32, "BootInfo.mem_map");
-_Static_assert(offsetof(struct pvmux_boot_info, boot_args) == 32 + 24 * PVMUX_MAX_MEM_REGIONS,
-               "BootInfo.boot_args");
-_Static_assert(offsetof(struct pvmux_boot_info, initrd_gpa) ==
-                   32 + 24 * PVMUX_MAX_MEM_REGIONS + PVMUX_BOOT_ARGS_MAX,
+_Static_assert(offsetof(struct pvmux_boot_info, boot_args_gpa) ==
+                   32 + 24 * PVMUX_MAX_MEM_REGIONS,
+               "BootInfo.boot_args_gpa");
+_Static_assert(offsetof(struct pvmux_boot_info, initrd_gpa) == 32 + 24 * PVMUX_MAX_MEM_REGIONS + 2048,
                "BootInfo.initrd_gpa");
 _Static_assert(offsetof(struct pvmux_boot_info, tsc_base) == 2872, "BootInfo.tsc_base");
 _Static_assert(offsetof(struct pvmux_boot_info, clock_mult) == 2880, "BootInfo.clock_mult");

@@ -73,13 +73,17 @@ pub struct BootInfo {
     pub mem_size: u64,
     /// Number of valid entries in `mem_map`.
     pub nr_mem_regions: u32,
-    /// Length of the boot arguments in `boot_args`.
+    /// Length of the boot arguments at `boot_args_gpa` (at most [`BOOT_ARGS_MAX`]).
     pub boot_args_len: u32,
     /// Guest-physical memory map, sorted by base, non-overlapping.
     pub mem_map: [MemRegion; MAX_MEM_REGIONS],
-    /// The boot arguments: what the kernel is asked to do, encoded as
-    /// [`crate::bootargs`] describes (decode with [`crate::bootargs::BootArgs::decode`]).
-    pub boot_args: [u8; BOOT_ARGS_MAX],
+    /// Guest-physical address of the boot arguments (`boot_args_len` bytes, page aligned,
+    /// inside a [`MemRegionKind::Boot`] region of their own): what the kernel is asked to do,
+    /// encoded as [`crate::bootargs`] describes (decode with
+    /// [`crate::bootargs::BootArgs::decode`]). ABI version 5 moved them out of this page.
+    pub boot_args_gpa: u64,
+    /// Reserved, zero (where the boot arguments were before ABI version 5).
+    pub _reserved_args: [u64; 255],
     /// Guest-physical address of the initial RAM disk, 0 if none.
     pub initrd_gpa: u64,
     /// Length of the initial RAM disk in bytes, 0 if none.
@@ -124,10 +128,24 @@ pub struct BootInfo {
 }
 
 impl BootInfo {
-    /// The valid part of `boot_args`: `boot_args_len` bytes (clamped to the array).
-    pub fn boot_args(&self) -> &[u8] {
-        let len = (self.boot_args_len as usize).min(BOOT_ARGS_MAX);
-        &self.boot_args[..len]
+    /// Where the boot arguments are, `(gpa, len)`, if they are where the ABI allows: at
+    /// most [`BOOT_ARGS_MAX`] bytes, page aligned, entirely inside one `Boot` region of the
+    /// memory map that does not start at 0 (page 0 and `BootInfo` are in the first one).
+    pub fn boot_args_range(&self) -> Option<(u64, usize)> {
+        let (gpa, len) = (self.boot_args_gpa, self.boot_args_len as usize);
+        if len > BOOT_ARGS_MAX || gpa == 0 || !gpa.is_multiple_of(crate::PAGE_SIZE) {
+            return None;
+        }
+        let end = gpa.checked_add(len as u64)?;
+        self.mem_regions()
+            .iter()
+            .any(|r| {
+                r.kind == MemRegionKind::Boot as u32
+                    && r.base != 0
+                    && r.base <= gpa
+                    && end <= r.base.saturating_add(r.len)
+            })
+            .then_some((gpa, len))
     }
 
     /// The valid entries of the memory map.
@@ -140,9 +158,8 @@ impl BootInfo {
 const _: () = assert!(size_of::<MemRegion>() == 24);
 const _: () = assert!(offset_of!(BootInfo, mem_map) == 32);
 const _: () = assert!(offset_of!(BootInfo, boot_args_len) == 28);
-const _: () = assert!(offset_of!(BootInfo, boot_args) == 32 + 24 * MAX_MEM_REGIONS);
-const _: () =
-    assert!(offset_of!(BootInfo, initrd_gpa) == 32 + 24 * MAX_MEM_REGIONS + BOOT_ARGS_MAX);
+const _: () = assert!(offset_of!(BootInfo, boot_args_gpa) == 32 + 24 * MAX_MEM_REGIONS);
+const _: () = assert!(offset_of!(BootInfo, initrd_gpa) == 32 + 24 * MAX_MEM_REGIONS + 2048);
 const _: () = assert!(offset_of!(BootInfo, entropy) == 2976);
 const _: () = assert!(size_of::<BootInfo>() == 3040);
 const _: () = assert!(size_of::<BootInfo>() <= crate::PAGE_SIZE as usize);

@@ -1,5 +1,6 @@
 //! The boot arguments: what the host asks the guest kernel to do, as a typed, versioned,
-//! length-checked structure in [`crate::BootInfo::boot_args`] (docs/ABI.md §5.1).
+//! length-checked structure in guest pages of their own, at [`crate::BootInfo::boot_args_gpa`]
+//! (docs/ABI.md §5.1).
 //!
 //! They replace a kernel command line of text words. The host builds them (from `pvmux run`'s
 //! options, its `--cmdline` words and the program to run) with [`Encoder`] or
@@ -31,8 +32,10 @@ pub mod words;
 pub const BOOT_ARGS_MAGIC: u32 = u32::from_le_bytes(*b"PVBA");
 /// Version of the boot-argument layout. Bumped on any incompatible change.
 pub const BOOT_ARGS_VERSION: u16 = 1;
-/// Largest encoded size in bytes (the size of [`crate::BootInfo::boot_args`]).
-pub const BOOT_ARGS_MAX: usize = 2048;
+/// Largest encoded size in bytes (128 KiB: room for a program's arguments and environment
+/// as large as a single argument may be in Linux, `MAX_ARG_STRLEN`; ABI version 4 had 2 KiB
+/// inside `BootInfo`).
+pub const BOOT_ARGS_MAX: usize = 128 << 10;
 
 /// The fixed start of the boot arguments: the options and the sizes of what follows.
 #[derive(
@@ -447,7 +450,8 @@ pub struct BootArgs<'a> {
 }
 
 impl<'a> BootArgs<'a> {
-    /// Decodes and checks `bytes` (exactly the encoding: [`crate::BootInfo::boot_args()`]).
+    /// Decodes and checks `bytes` (exactly the encoding: the `boot_args_len` bytes at
+    /// [`crate::BootInfo::boot_args_gpa`]).
     pub fn decode(bytes: &'a [u8]) -> Result<Self, DecodeError> {
         if bytes.len() > BOOT_ARGS_MAX {
             return Err(DecodeError::Size(bytes.len()));
@@ -900,6 +904,9 @@ impl fmt::Display for BootArgsBuf {
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
+    use std::{vec, vec::Vec};
+
     use super::*;
 
     fn sample_options() -> Options<'static> {
@@ -1015,13 +1022,24 @@ mod tests {
 
     #[test]
     fn encoder_limits() {
-        // Exactly full, then one byte too many.
-        let arg = [b'a'; BOOT_ARGS_MAX - HEADER_LEN - 2];
-        let full = BootArgsBuf::new(&Options::default(), [], [&arg[..]]).unwrap();
+        // Exactly full (arguments of at most u16::MAX bytes each, 2 more for each length),
+        // then one byte too many.
+        let fill = |total: usize| {
+            let mut left = total - HEADER_LEN;
+            let mut args = Vec::new();
+            while left > 0 {
+                let n = (left - 2).min(60_000);
+                args.push(vec![b'a'; n]);
+                left -= n + 2;
+            }
+            args
+        };
+        let full = BootArgsBuf::new(&Options::default(), [], fill(BOOT_ARGS_MAX)).unwrap();
         assert_eq!(full.as_bytes().len(), BOOT_ARGS_MAX);
-        let more = [b'a'; BOOT_ARGS_MAX - HEADER_LEN - 1];
+        let mut more = fill(BOOT_ARGS_MAX);
+        more.last_mut().unwrap().push(b'a');
         assert_eq!(
-            BootArgsBuf::new(&Options::default(), [], [&more[..]]),
+            BootArgsBuf::new(&Options::default(), [], more),
             Err(EncodeError::TooLong {
                 needed: BOOT_ARGS_MAX + 1,
                 limit: BOOT_ARGS_MAX

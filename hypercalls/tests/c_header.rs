@@ -156,7 +156,7 @@ int main(void) {
     O(pvmux_kernel_abi_header, abi_version); O(pvmux_kernel_abi_header, flags);
     O(pvmux_mem_region, len); O(pvmux_mem_region, kind);
     O(pvmux_boot_info, nr_vcpus); O(pvmux_boot_info, mem_size); O(pvmux_boot_info, mem_map);
-    O(pvmux_boot_info, boot_args_len); O(pvmux_boot_info, boot_args);
+    O(pvmux_boot_info, boot_args_len); O(pvmux_boot_info, boot_args_gpa);
     O(pvmux_boot_info, initrd_gpa); O(pvmux_boot_info, tsc_khz);
     O(pvmux_boot_info, tsc_base); O(pvmux_boot_info, clock_mult); O(pvmux_boot_info, clock_shift);
     O(pvmux_boot_info, wall_clock_epoch_ns); O(pvmux_boot_info, kernel_phys_base);
@@ -413,7 +413,7 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         o!("pvmux_boot_info", BootInfo, mem_size),
         o!("pvmux_boot_info", BootInfo, mem_map),
         o!("pvmux_boot_info", BootInfo, boot_args_len),
-        o!("pvmux_boot_info", BootInfo, boot_args),
+        o!("pvmux_boot_info", BootInfo, boot_args_gpa),
         o!("pvmux_boot_info", BootInfo, initrd_gpa),
         o!("pvmux_boot_info", BootInfo, tsc_khz),
         o!("pvmux_boot_info", BootInfo, tsc_base),

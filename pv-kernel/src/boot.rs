@@ -6,7 +6,8 @@ use pvmux_hypercalls::{BootArgs, BootInfo, MemRegionKind, ABI_MAGIC, ABI_VERSION
 
 /// The kernel's copy of the boot information (the original is mapped read-only).
 static BOOT: spin::Once<BootInfo> = spin::Once::new();
-/// The boot arguments, decoded once from [`BOOT`]: what everything in the kernel reads.
+/// The boot arguments, decoded once from their pages (`BootInfo.boot_args_gpa`): what
+/// everything in the kernel reads.
 static ARGS: spin::Once<BootArgs<'static>> = spin::Once::new();
 
 /// Why a boot information page was refused.
@@ -29,7 +30,10 @@ pub(crate) fn install(bi: &BootInfo) -> Result<&'static BootInfo, BootError> {
         return Err(BootError::Contents);
     }
     let bi: &'static BootInfo = BOOT.call_once(|| *bi);
-    let args = BootArgs::decode(bi.boot_args()).map_err(BootError::Args)?;
+    // The boot arguments are in pages of their own (ABI version 5), reserved in the memory
+    // map: decoded in place (`mm::bootargs`).
+    let bytes = crate::mm::bootargs::bytes(bi).ok_or(BootError::Contents)?;
+    let args = BootArgs::decode(bytes).map_err(BootError::Args)?;
     ARGS.call_once(|| args);
     Ok(bi)
 }

@@ -7,7 +7,7 @@ use std::process::Command;
 use serde_json::Value;
 
 /// The documented names (docs/BENCHMARKS.md), in output order.
-const NAMES: [&str; 51] = [
+const NAMES: [&str; 55] = [
     "pvmux.call.in_sandbox",
     "pvmux.hypercall.spin",
     "pvmux.hypercall.block",
@@ -43,6 +43,10 @@ const NAMES: [&str; 51] = [
     "uml.user.pipe_pingpong",
     "gvisor.user.pipe_pingpong",
     "pvmux.user.pipe_pingpong",
+    "native.user.clock_gettime",
+    "uml.user.clock_gettime",
+    "gvisor.user.clock_gettime",
+    "pvmux.user.clock_gettime",
     "native.user.boot_to_init",
     "uml.user.boot_to_init",
     "gvisor.user.boot_to_init",

@@ -1,5 +1,6 @@
 //! The system-call table: decodes arguments and calls the handlers. Unknown calls return
-//! `ENOSYS` and are counted (`syscall-report` prints the counts at shutdown).
+//! `ENOSYS`, are named in the kernel log the first time and counted (`syscall-report` prints
+//! the counts at shutdown).
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -13,6 +14,8 @@ use super::{futex, memory, misc, rlimit, signal, Errno, SysResult};
 
 /// Counts of unknown system calls, by number.
 static UNKNOWN: [AtomicU32; 512] = [const { AtomicU32::new(0) }; 512];
+/// Count of calls with numbers beyond [`UNKNOWN`] (all named by the first one's log line).
+static OUT_OF_RANGE: AtomicU32 = AtomicU32::new(0);
 
 /// Prints the unknown-syscall counts (kernel log).
 pub(crate) fn report_unknown() {
@@ -300,8 +303,21 @@ pub(crate) fn syscall(
         nr::FUTEX => futex::sys_futex(a),
         nr::MEMBARRIER => Err(Errno::ENOSYS),
         _ => {
-            if let Some(c) = UNKNOWN.get(n as usize) {
-                c.fetch_add(1, Ordering::Relaxed);
+            // Named in the kernel log the first time (`pvmux run --log debug` shows it), so
+            // a program that gives up after an ENOSYS says why; counted always.
+            let first = UNKNOWN
+                .get(n as usize)
+                .unwrap_or(&OUT_OF_RANGE)
+                .fetch_add(1, Ordering::Relaxed)
+                == 0;
+            if first {
+                crate::println!(
+                    "pvmux-kernel: {}[{}]: system call {} ({}) is not implemented: ENOSYS",
+                    super::death::comm(p),
+                    p.pid,
+                    n,
+                    super::abi::name(n)
+                );
             }
             Err(Errno::ENOSYS)
         }

@@ -209,7 +209,8 @@ pub(crate) fn load(
     mm.brk_base = elf.brk;
     mm.brk = elf.brk;
 
-    // The stack.
+    // The vDSO and its vvar page, then the stack.
+    let sysinfo_ehdr = super::vdso::map(&mut mm)?;
     let bottom = STACK_TOP - STACK_SIZE;
     mm.add_vma(bottom, STACK_TOP, prot::READ | prot::WRITE, None);
     let mut random = [0u8; 16];
@@ -228,6 +229,7 @@ pub(crate) fn load(
             phnum: elf.phnum,
             hwcap: super::misc::cpuid_hwcap(),
             minsigstksz: super::signal::min_sigstack_size(),
+            sysinfo_ehdr,
         },
     )?;
     poke(&mut mm, st.sp, &st.bytes)?;

@@ -6,7 +6,7 @@
 //! * [`pool`] the user-page pool (the only memory user sandboxes can map), [`shmem`] the
 //!   objects behind shared anonymous memory,
 //! * [`exec`] loading ELF programs and their initial stack, [`imagecache`] the programs
-//!   themselves, shared copy-on-write,
+//!   themselves, shared copy-on-write, [`vdso`] the vDSO every program gets,
 //! * [`task`] processes and threads, the run loop that hands a vCPU to user code,
 //! * [`signal`] POSIX signals, [`fault`] exceptions of user code (page faults, the
 //!   out-of-memory killer, fault signals), [`death`] how programs die (the kernel log's
@@ -27,6 +27,8 @@
 
 pub(crate) mod abi;
 pub(crate) mod alloc_guard;
+#[cfg(test)]
+pub(crate) mod compat;
 pub(crate) mod cputime;
 pub(crate) mod death;
 pub(crate) mod dispatch;
@@ -46,6 +48,7 @@ pub(crate) mod signal;
 pub(crate) mod space;
 pub(crate) mod task;
 pub(crate) mod uaccess;
+pub(crate) mod vdso;
 
 pub(crate) use crate::fs::Errno;
 

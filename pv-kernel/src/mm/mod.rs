@@ -3,6 +3,7 @@
 //! copying only) and the context regions shared with user sandboxes ([`user_ctx`]). The
 //! Linux layer (`crate::linux`) is safe code on top of these.
 
+pub(crate) mod bootargs;
 pub(crate) mod demand;
 pub(crate) mod frame;
 pub(crate) mod heap;

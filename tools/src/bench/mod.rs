@@ -279,6 +279,30 @@ pub const BENCHMARKS: &[BenchDef] = &[
         "user: pipe round trip between two processes, as pvmux guest init",
     ),
     def(
+        "native.user.clock_gettime",
+        Unit::Ns,
+        None,
+        "user: clock_gettime(CLOCK_MONOTONIC) through the C library, native",
+    ),
+    def(
+        "uml.user.clock_gettime",
+        Unit::Ns,
+        None,
+        "user: clock_gettime(CLOCK_MONOTONIC) through the C library, as UML init",
+    ),
+    def(
+        "gvisor.user.clock_gettime",
+        Unit::Ns,
+        None,
+        "user: clock_gettime(CLOCK_MONOTONIC) through the C library, in gVisor (ptrace)",
+    ),
+    def(
+        "pvmux.user.clock_gettime",
+        Unit::Ns,
+        None,
+        "user: clock_gettime(CLOCK_MONOTONIC) through the C library, as pvmux guest init (vDSO)",
+    ),
+    def(
         "native.user.boot_to_init",
         Unit::Ns,
         None,

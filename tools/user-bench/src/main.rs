@@ -1,6 +1,6 @@
 //! `pvmux-user-bench`: the user-mode workload of `pvmux bench`.
 //!
-//! A static Linux program that measures four figures of the system it runs on (natively,
+//! A static Linux program that measures five figures of the system it runs on (natively,
 //! as init of User-Mode Linux, under gVisor, or as init of a pvmux guest) and prints one line
 //! each in the guest benchmark protocol (docs/BENCHMARKS.md):
 //!
@@ -30,30 +30,35 @@ const PAGE: usize = 4096;
 const GETPPID_BATCH: u32 = 100;
 /// Round trips per `pipe_pingpong` sample.
 const PIPE_BATCH: u32 = 10;
+/// `clock_gettime` calls per sample.
+const CLOCK_BATCH: u32 = 1000;
 
-/// One of the four figures.
+/// One of the figures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Figure {
     SyscallGetppid,
     PageFault,
     ForkExitWait,
     PipePingpong,
+    ClockGettime,
 }
 
 impl Figure {
     /// Every figure, in output order.
-    const ALL: [Figure; 4] = [
+    const ALL: [Figure; 5] = [
         Figure::SyscallGetppid,
         Figure::PageFault,
         Figure::ForkExitWait,
         Figure::PipePingpong,
+        Figure::ClockGettime,
     ];
     /// The names printed (and accepted on the command line), in [`Figure::ALL`] order.
-    const NAMES: [&'static str; 4] = [
+    const NAMES: [&'static str; 5] = [
         "user.syscall_getppid",
         "user.page_fault",
         "user.fork_exit_wait",
         "user.pipe_pingpong",
+        "user.clock_gettime",
     ];
 
     fn name(self) -> &'static str {
@@ -91,7 +96,7 @@ struct Config {
 }
 
 const USAGE: &str = "usage: pvmux-user-bench [--ready] [--quick] [--samples N] [--pages N] \
-                     [all|syscall_getppid|page_fault|fork_exit_wait|pipe_pingpong ...]";
+                     [all|syscall_getppid|page_fault|fork_exit_wait|pipe_pingpong|clock_gettime ...]";
 
 fn parse_args(args: impl Iterator<Item = String>) -> Result<Config, String> {
     let (mut ready, mut quick, mut samples, mut pages) = (false, false, None, None);
@@ -213,6 +218,24 @@ fn getppid_sample() -> Result<f64, String> {
         unsafe { libc::syscall(libc::SYS_getppid) };
     }
     Ok((now_ns() - t0) as f64 / f64::from(GETPPID_BATCH))
+}
+
+/// One batch of `clock_gettime(CLOCK_MONOTONIC)` calls through the C library (its vDSO
+/// where the system has one, else the system call), per call.
+fn clock_gettime_sample() -> Result<f64, String> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    let t0 = now_ns();
+    for _ in 0..CLOCK_BATCH {
+        // SAFETY: `ts` is a valid, writable timespec.
+        if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, std::hint::black_box(&mut ts)) } != 0
+        {
+            return Err(errno("clock_gettime"));
+        }
+    }
+    Ok((now_ns() - t0) as f64 / f64::from(CLOCK_BATCH))
 }
 
 /// Maps `pages` fresh anonymous pages, writes one byte per page (timed), unmaps them.
@@ -365,6 +388,7 @@ fn run(figure: Figure, plan: &Plan) -> Result<Vec<f64>, String> {
         Figure::PageFault => measure(plan, || page_fault_sample(plan.pages)),
         Figure::ForkExitWait => measure(plan, fork_sample),
         Figure::PipePingpong => pipe_pingpong(plan),
+        Figure::ClockGettime => measure(plan, clock_gettime_sample),
     }
 }
 

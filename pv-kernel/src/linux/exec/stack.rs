@@ -46,6 +46,7 @@ pub(crate) mod at {
     pub(crate) const AT_RANDOM: u64 = 25;
     pub(crate) const AT_HWCAP2: u64 = 26;
     pub(crate) const AT_EXECFN: u64 = 31;
+    pub(crate) const AT_SYSINFO_EHDR: u64 = 33;
     pub(crate) const AT_MINSIGSTKSZ: u64 = 51;
 }
 use at::*;
@@ -73,6 +74,8 @@ pub(crate) struct Params<'a> {
     /// `AT_MINSIGSTKSZ`: the largest signal frame (the C library's `sysconf(_SC_MINSIGSTKSZ)`
     /// and `SIGSTKSZ`).
     pub(crate) minsigstksz: u64,
+    /// `AT_SYSINFO_EHDR`: the vDSO's address (0: no vDSO, the entry is left out).
+    pub(crate) sysinfo_ehdr: u64,
 }
 
 /// The initial stack: its bytes from `sp` up to the top.
@@ -154,6 +157,9 @@ pub(crate) fn build(top: u64, bottom: u64, p: &Params<'_>) -> Result<Stack, Errn
         words.push(k);
         words.push(v);
     }
+    if p.sysinfo_ehdr != 0 {
+        words.extend_from_slice(&[AT_SYSINFO_EHDR, p.sysinfo_ehdr]);
+    }
     words.extend_from_slice(&[AT_NULL, 0]);
     let sp = cur
         .checked_sub(words.len() as u64 * 8)
@@ -198,6 +204,7 @@ mod tests {
             phdr: 0x40_0040,
             phnum: 7,
             hwcap: 0x178b_fbff,
+            sysinfo_ehdr: 0x3ff0_0010_1000,
             minsigstksz: 3648,
         }
     }
@@ -276,6 +283,7 @@ mod tests {
             (AT_HWCAP2, libc::AT_HWCAP2),
             (AT_EXECFN, libc::AT_EXECFN),
             (AT_MINSIGSTKSZ, 51),
+            (AT_SYSINFO_EHDR, libc::AT_SYSINFO_EHDR),
         ];
         for (ours, linux) in keys {
             assert_eq!(ours, linux);
@@ -311,6 +319,7 @@ mod tests {
         assert_eq!(get(AT_PAGESZ), Some(4096));
         assert_eq!(get(AT_ENTRY), Some(0x40_1000));
         assert_eq!(get(AT_HWCAP), Some(0x178b_fbff));
+        assert_eq!(get(AT_SYSINFO_EHDR), Some(0x3ff0_0010_1000));
         assert_eq!(get(AT_CLKTCK), Some(100));
         assert_eq!(get(AT_SECURE), Some(0));
         assert_eq!((get(AT_UID), get(AT_EUID)), (Some(0), Some(0)));
@@ -334,7 +343,7 @@ mod tests {
         let st = build(TOP, BOTTOM, &params(&[], &[])).unwrap();
         let (a, e, aux) = Reader { st: &st }.read();
         assert!(a.is_empty() && e.is_empty());
-        assert_eq!(aux.len(), 19);
+        assert_eq!(aux.len(), 20);
         assert!(aux.contains(&(AT_MINSIGSTKSZ, 3648)));
     }
 

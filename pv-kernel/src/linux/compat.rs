@@ -1,0 +1,213 @@
+//! The compatibility chart (`docs/COMPATIBILITY.md`): every x86-64 Linux system call with its
+//! status in this kernel, generated from the system-call table ([`super::abi`]) and the
+//! dispatchers, plus [`NOTES`].
+//!
+//! Which calls exist is derived, not written down: a call is *implemented* when one of the
+//! dispatchers ([`DISPATCHERS`]: `dispatch.rs`, `files/mod.rs`, `net/syscalls.rs`) has a
+//! match arm for its `nr::` constant whose body is not just `Err(Errno::ENOSYS)`; every other
+//! call is *not implemented* (it returns `ENOSYS`). [`NOTES`] adds, one line per call, what a
+//! call does not do (status *partial*) or a remark. After adding a system call (and, if it is
+//! incomplete, its line in [`NOTES`]), regenerate the chart:
+//!
+//! ```text
+//! PVMUX_UPDATE_COMPAT=1 cargo test -p pvmux-kernel --lib compat
+//! ```
+//!
+//! The same test without the variable fails when the file is stale.
+
+use alloc::collections::BTreeSet;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+/// What a note says about a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Note {
+    /// Implemented, but this is missing.
+    Partial(&'static str),
+    /// A remark on a call that is complete, or on one that is not implemented.
+    Remark(&'static str),
+}
+
+use Note::{Partial, Remark};
+
+/// Per-call notes, by the call's lower-case name: one line each, any order.
+pub(crate) const NOTES: &[(&str, Note)] = &[
+    ("arch_prctl", Partial("ARCH_SET_FS/ARCH_GET_FS; ARCH_SET_GS is accepted and ignored; the CET and AMX codes are EINVAL")),
+    ("clock_gettime", Remark("also answered in user space by the vDSO for the realtime and monotonic clocks (no trap)")),
+    ("gettimeofday", Remark("also answered in user space by the vDSO")),
+    ("time", Remark("also answered in user space by the vDSO")),
+    ("clock_getres", Remark("1 ns for every clock; also answered by the vDSO")),
+    ("getcpu", Remark("the vDSO answers CPU 0, node 0")),
+    ("getuid", Partial("always 0 (no user switching yet)")),
+    ("geteuid", Partial("always 0")),
+    ("getgid", Partial("always 0")),
+    ("getegid", Partial("always 0")),
+    ("setuid", Partial("accepted, changes nothing")),
+    ("setgid", Partial("accepted, changes nothing")),
+    ("setgroups", Partial("accepted, changes nothing")),
+    ("getgroups", Partial("no supplementary groups")),
+    ("mlock", Partial("accepted, nothing is ever swapped")),
+    ("munlock", Partial("accepted, nothing is ever swapped")),
+    ("msync", Partial("accepted; no writable shared file mappings to write back")),
+    ("set_robust_list", Partial("accepted; robust futexes are not released at thread death")),
+    ("rseq", Remark("ENOSYS: the C library then works without restartable sequences")),
+    ("membarrier", Remark("ENOSYS")),
+    ("get_robust_list", Remark("ENOSYS")),
+];
+
+/// The source files (relative to `src/linux/`) whose `match` arms dispatch system calls.
+pub(crate) const DISPATCHERS: [&str; 3] = ["dispatch.rs", "files/mod.rs", "net/syscalls.rs"];
+
+/// The `nr::` names that have a match arm in `source` whose body is not only
+/// `Err(Errno::ENOSYS)`: the arm's patterns are `nr::NAME` tokens joined by `|` before a
+/// `=>` (on one line or continued over several).
+pub(crate) fn dispatched(source: &str) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    let mut pending: Vec<String> = Vec::new();
+    for line in source.lines() {
+        let t = line.trim();
+        let (pats, body) = match t.split_once("=>") {
+            Some((p, b)) => (p, Some(b.trim())),
+            None => (t, None),
+        };
+        let names: Vec<String> = pats
+            .split('|')
+            .map(str::trim)
+            .filter_map(|p| p.strip_prefix("nr::"))
+            .filter(|n| {
+                !n.is_empty()
+                    && n.bytes()
+                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+            })
+            .map(String::from)
+            .collect();
+        // A pattern line: only `nr::` alternatives (possibly starting or ending with `|`).
+        let only_patterns = !names.is_empty()
+            && pats
+                .split('|')
+                .map(str::trim)
+                .all(|p| p.is_empty() || p.starts_with("nr::"));
+        if !only_patterns {
+            pending.clear();
+            continue;
+        }
+        pending.extend(names);
+        if let Some(body) = body {
+            if !body.starts_with("Err(Errno::ENOSYS)") {
+                found.extend(pending.drain(..));
+            }
+            pending.clear();
+        }
+    }
+    found
+}
+
+/// The chart's Markdown for the system calls `calls` (`(number, name)`), of which those in
+/// `implemented` (upper-case constant names) are.
+pub(crate) fn chart(calls: &[(u64, &str)], implemented: &BTreeSet<String>) -> String {
+    let mut rows = String::new();
+    let (mut full, mut partial, mut missing) = (0, 0, 0);
+    for &(nr, name) in calls {
+        let note = NOTES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|&(_, note)| note);
+        let is_impl = implemented.contains(&name.to_ascii_uppercase());
+        let (status, text) = match (is_impl, note) {
+            (true, Some(Partial(t))) => {
+                partial += 1;
+                ("partial", t)
+            }
+            (true, Some(Remark(t))) => {
+                full += 1;
+                ("full", t)
+            }
+            (true, None) => {
+                full += 1;
+                ("full", "")
+            }
+            (false, n) => {
+                missing += 1;
+                let t = match n {
+                    Some(Partial(t) | Remark(t)) => t,
+                    None => "",
+                };
+                ("not implemented", t)
+            }
+        };
+        rows.push_str(&format!("| {nr} | `{name}` | {status} | {text} |\n"));
+    }
+    format!(
+        "# System-call compatibility\n\n\
+         Every x86-64 Linux system call and its status in the pvmux guest kernel\n\
+         (`pv-kernel/`): **full** (implemented; a remark may follow), **partial** (implemented,\n\
+         with what is missing) or **not implemented** (the call returns `ENOSYS`, and the kernel\n\
+         log names it the first time a program makes it: `pvmux run --log debug`).\n\n\
+         Generated from the kernel's system-call table and dispatchers and the notes in\n\
+         `pv-kernel/src/linux/compat.rs` — do not edit by hand; regenerate with\n\
+         `PVMUX_UPDATE_COMPAT=1 cargo test -p pvmux-kernel --lib compat` (the same test fails\n\
+         when this file is stale).\n\n\
+         {total} system calls: {full} full, {partial} partial, {missing} not implemented.\n\n\
+         | nr | name | status | notes |\n|---|---|---|---|\n{rows}",
+        total = calls.len(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn linux_dir() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/linux")
+    }
+
+    #[test]
+    fn dispatched_arms_are_found() {
+        let src = "match n {\n    nr::READ => sys_read(a),\n    nr::GETUID | nr::GETEUID => Ok(0),\n    \
+                   nr::SETUID\n    | nr::SETGID => Ok(0),\n    nr::RSEQ => Err(Errno::ENOSYS),\n    \
+                   x if x == nr::OPEN => foo(),\n    _ => Err(Errno::ENOSYS),\n}\n";
+        let d = dispatched(src);
+        let want: BTreeSet<String> = ["READ", "GETUID", "GETEUID", "SETUID", "SETGID"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        assert_eq!(d, want);
+    }
+
+    #[test]
+    fn notes_name_real_calls_once() {
+        let names: Vec<&str> = super::super::abi::SYSCALLS
+            .iter()
+            .map(|&(_, n)| n)
+            .collect();
+        let mut seen = BTreeSet::new();
+        for (n, _) in NOTES {
+            assert!(names.contains(n), "note for unknown system call {n}");
+            assert!(seen.insert(*n), "two notes for {n}");
+        }
+    }
+
+    /// The chart in docs/COMPATIBILITY.md is what the table, the dispatchers and the notes
+    /// give (`PVMUX_UPDATE_COMPAT=1` rewrites it).
+    #[test]
+    fn compatibility_chart_is_current() {
+        let mut implemented = BTreeSet::new();
+        for f in DISPATCHERS {
+            let src = std::fs::read_to_string(linux_dir().join(f)).expect("dispatcher source");
+            implemented.extend(dispatched(&src));
+        }
+        assert!(implemented.contains("READ") && implemented.contains("FUTEX"));
+        let text = chart(super::super::abi::SYSCALLS, &implemented);
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/COMPATIBILITY.md");
+        if std::env::var_os("PVMUX_UPDATE_COMPAT").is_some() {
+            std::fs::write(&path, &text).expect("write docs/COMPATIBILITY.md");
+        }
+        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            on_disk == text,
+            "docs/COMPATIBILITY.md is stale: run PVMUX_UPDATE_COMPAT=1 cargo test -p pvmux-kernel --lib compat"
+        );
+    }
+}

@@ -89,6 +89,8 @@ pub(crate) struct Process {
     pub(crate) times: ProcessTimes,
     /// Resource limits (inherited by `fork`, kept by `execve`).
     pub(crate) rlimits: IrqLock<Rlimits>,
+    /// Interval and POSIX timers (not inherited by `fork`).
+    pub(crate) timers: super::timers::ProcessTimers,
 }
 
 impl Process {
@@ -263,6 +265,7 @@ fn new_process(
         exe: IrqLock::new(Vec::new()),
         times: ProcessTimes::default(),
         rlimits: IrqLock::new(rlimits),
+        timers: super::timers::ProcessTimers::default(),
     });
     PROCS.lock().insert(pid, p.clone());
     p
@@ -511,6 +514,7 @@ fn exit_thread(task: &Arc<Task>) {
 
 fn exit_process(p: &Arc<Process>) {
     let status = p.exit_status.lock().unwrap_or(0);
+    super::timers::process_exited(p);
     p.files.lock().close_all();
     let space = p.space.lock().take();
     drop(space);
@@ -719,6 +723,7 @@ pub(crate) fn do_execve(
     drop(old);
     p.files.lock().close_on_exec();
     super::signal::reset_on_exec(task);
+    super::timers::process_execed(p);
     *st = UserState::new(loaded.entry, loaded.rsp);
     *fresh = true;
     p.vfork_done.signal();

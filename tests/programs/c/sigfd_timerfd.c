@@ -128,6 +128,20 @@ static void timerfd_absolute(void) {
            "fd 999");
 }
 
+/* A 1 µs interval: every expiration is counted, and the kernel is not kept busy. */
+static void timerfd_tiny_interval(void) {
+    int fd = timerfd_create(CLOCK_MONOTONIC, 0);
+    struct itimerspec its = {{0, 1000}, {0, 1000}};
+    timerfd_settime(fd, 0, &its, NULL);
+    struct timespec nap = {0, 20000000};
+    nanosleep(&nap, NULL);
+    uint64_t n = 0;
+    ssize_t r = read(fd, &n, 8);
+    snprintf(detail, sizeof detail, "read %zd count %llu", r, (unsigned long long)n);
+    report("timerfd_tiny_interval", r == 8 && n >= 1000, detail);
+    close(fd);
+}
+
 static void signalfd_fields(void) {
     sigset_t m;
     sigemptyset(&m);
@@ -190,8 +204,8 @@ static void signalfd_fields(void) {
     timer_create(CLOCK_MONOTONIC, &ev, &t);
     struct itimerspec its = {{0, 0}, {0, 10000000}};
     timer_settime(t, 0, &its, NULL);
+    /* A new mask for the same descriptor (the same signals here): returns the descriptor. */
     int bfd = signalfd(fd, &m, 0);
-    /* Blocking read: the descriptor is still non-blocking (the flags are the file's). */
     p.revents = 0;
     pr = poll(&p, 1, 10000);
     r = read(fd, rec, sizeof rec);
@@ -313,6 +327,7 @@ static void realtime_order(void) {
 int main(void) {
     timerfd_poll();
     timerfd_absolute();
+    timerfd_tiny_interval();
     signalfd_fields();
     sigqueue_handler_and_wait();
     realtime_order();

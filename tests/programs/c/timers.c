@@ -275,6 +275,37 @@ static void posix_thread_id(void) {
     mask(SIG_UNBLOCK, SIGRTMIN + 1);
 }
 
+static volatile sig_atomic_t thread_calls;
+static volatile int thread_value;
+
+static void on_expiry(union sigval v) {
+    thread_value = v.sival_int;
+    thread_calls++;
+}
+
+/* SIGEV_THREAD: the C library runs the function in a thread of its own (glibc and musl
+ * build it on SIGEV_THREAD_ID and a helper thread waiting for the signal). */
+static void posix_sigev_thread(void) {
+    struct sigevent ev;
+    memset(&ev, 0, sizeof ev);
+    ev.sigev_notify = SIGEV_THREAD;
+    ev.sigev_notify_function = on_expiry;
+    ev.sigev_value.sival_int = 31;
+    timer_t t;
+    int r = timer_create(CLOCK_MONOTONIC, &ev, &t);
+    struct itimerspec its = {{0, 5000000}, {0, 5000000}};
+    timer_settime(t, 0, &its, NULL);
+    long long end = now_ns(CLOCK_MONOTONIC) + 20000000000LL;
+    while (thread_calls < 3 && now_ns(CLOCK_MONOTONIC) < end) {
+        struct timespec nap = {0, 1000000};
+        nanosleep(&nap, NULL);
+    }
+    timer_delete(t);
+    snprintf(detail, sizeof detail, "r %d calls %d value %d", r, (int)thread_calls,
+             thread_value);
+    report("posix_sigev_thread", r == 0 && thread_calls >= 3 && thread_value == 31, detail);
+}
+
 static void posix_cpu_clock(void) {
     on(SIGUSR2, count);
     hits[SIGUSR2] = 0;
@@ -386,6 +417,7 @@ int main(int argc, char **argv) {
     posix_handler_absolute();
     posix_none();
     posix_thread_id();
+    posix_sigev_thread();
     posix_cpu_clock();
     nanosleep_clocks();
     exec_and_fork(argv[0]);

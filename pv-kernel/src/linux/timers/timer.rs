@@ -205,13 +205,21 @@ impl Timer {
                 None => return Check::Idle,
             }
         };
-        if next <= now {
+        let fired = next <= now;
+        if fired {
             self.fire(now);
         }
+        // A timer that just fired is looked at again no sooner than MIN_PERIOD_NS later
+        // (its count of expirations stays exact: it is computed from the time).
+        let floor = if fired {
+            wall_now.saturating_add(MIN_PERIOD_NS)
+        } else {
+            0
+        };
         let st = self.st.lock();
         match st.next {
             None => Check::Idle,
-            Some(n) if !self.clock.is_cpu() => Check::At(n),
+            Some(n) if !self.clock.is_cpu() => Check::At(n.max(floor)),
             Some(n) => {
                 // CPU time runs at most as fast as all vCPUs together: no expiry before this.
                 let vcpus = u64::from(crate::boot::nr_vcpus().max(1));
@@ -320,6 +328,10 @@ impl Timer {
         rearmed.1
     }
 }
+
+/// The shortest time between two looks at a timer that fired: a periodic timer with a
+/// shorter interval (a timerfd or `setitimer` of 1 ns) cannot keep the daemon busy.
+const MIN_PERIOD_NS: u64 = 50_000;
 
 /// How often the daemon looks at a CPU-time timer at most (its clock advances in steps of
 /// the scheduler's accounting anyway).

@@ -74,3 +74,23 @@ fn sigqueue_information_passes_through_with_the_system_calls_signal() {
         assert_eq!(q.si_value().sival_ptr as u64, 1234);
     }
 }
+
+#[test]
+fn timer_signals_read_back_with_their_id_overrun_and_value() {
+    let mut info = SigInfo::timer(40, 3, 0xfeed, 99);
+    if let Detail::Timer { overrun, .. } = &mut info.detail {
+        *overrun = 17;
+    }
+    let t = as_libc(&info.to_bytes());
+    assert_eq!((t.si_signo, t.si_code), (40, libc::SI_TIMER));
+    // SAFETY: the accessors read the union member of the kind just written (the timer
+    // member shares `si_value`'s offset with the sigqueue member).
+    unsafe {
+        assert_eq!(t.si_value().sival_ptr as u64, 0xfeed);
+    }
+    // libc has no accessors for `si_timerid`/`si_overrun`: their offsets (the first two ints
+    // of the union, after the 16-byte header) as `<asm-generic/siginfo.h>` defines them.
+    let b = info.to_bytes();
+    assert_eq!(i32::from_le_bytes(b[16..20].try_into().unwrap()), 3);
+    assert_eq!(i32::from_le_bytes(b[20..24].try_into().unwrap()), 17);
+}

@@ -155,7 +155,7 @@ pub(crate) fn shutdown_record(status: i32, exe: &[u8]) -> Option<ShutdownRecord>
                 Detail::Queued { rest, .. } => {
                     r.sender_pid = i32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
                 }
-                Detail::Child { .. } => {}
+                Detail::Child { .. } | Detail::Timer { .. } => {}
             }
             finish(r, signo, &exe)
         }

@@ -88,6 +88,9 @@ pub(crate) fn syscall(
     if let Some(r) = super::net::syscall(n, a) {
         return r;
     }
+    if let Some(r) = super::timers::syscall(n, a) {
+        return r;
+    }
     let p = &t.process;
     match n {
         nr::GETPID => Ok(p.pid as u64),
@@ -162,7 +165,6 @@ pub(crate) fn syscall(
         nr::GETTIMEOFDAY => misc::sys_gettimeofday(a[0]),
         nr::TIME => misc::sys_time(a[0]),
         nr::NANOSLEEP => misc::sys_nanosleep(a[0], a[1]),
-        nr::CLOCK_NANOSLEEP => misc::sys_clock_nanosleep(a[0], a[1], a[2], a[3]),
         nr::PRLIMIT64 => rlimit::sys_prlimit64(a[0], a[1], a[2], a[3]),
         nr::GETRLIMIT => rlimit::sys_prlimit64(0, a[0], 0, a[1]),
         nr::SETRLIMIT => rlimit::sys_prlimit64(0, a[0], a[1], 0),
@@ -201,6 +203,8 @@ pub(crate) fn syscall(
         nr::RT_TGSIGQUEUEINFO => {
             signal::sys_rt_tgsigqueueinfo(a[0] as i32 as i64, a[1] as i32 as i64, a[2], a[3])
         }
+        nr::SIGNALFD => signal::signalfd::sys_signalfd4(a[0] as i32 as u64, a[1], a[2], 0),
+        nr::SIGNALFD4 => signal::signalfd::sys_signalfd4(a[0] as i32 as u64, a[1], a[2], a[3]),
         nr::SIGALTSTACK => signal::sys_sigaltstack(a[0], a[1], st.regs.rsp),
         nr::KILL => signal::sys_kill(a[0] as i32 as i64, a[1]),
         nr::TGKILL => signal::sys_tgkill(Some(a[0] as i32 as i64), a[1] as i32 as i64, a[2]),

@@ -195,30 +195,6 @@ pub(crate) fn sys_nanosleep(req: u64, rem: u64) -> SysResult {
     }
 }
 
-/// `clock_nanosleep(clk, flags, req, rem)`.
-pub(crate) fn sys_clock_nanosleep(clk: u64, flags: u64, req: u64, rem: u64) -> SysResult {
-    let ns = super::futex::read_timespec(req)?;
-    let deadline = if flags & 1 != 0 {
-        // TIMER_ABSTIME
-        if clk == 0 {
-            crate::time::now_ns().saturating_add(ns.saturating_sub(realtime_ns()))
-        } else {
-            ns
-        }
-    } else {
-        crate::time::now_ns().saturating_add(ns)
-    };
-    match sleep_until(deadline) {
-        Ok(()) => Ok(0),
-        Err(e) => {
-            if rem != 0 && flags & 1 == 0 {
-                write_timespec(rem, deadline.saturating_sub(crate::time::now_ns()))?;
-            }
-            Err(e)
-        }
-    }
-}
-
 /// `getrusage(who, usage)`: `RUSAGE_SELF` (0), `RUSAGE_CHILDREN` (-1), `RUSAGE_THREAD` (1).
 pub(crate) fn sys_getrusage(who: i32, usage: u64) -> SysResult {
     use super::cputime::{process_usage, thread_usage};

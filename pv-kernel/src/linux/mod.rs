@@ -14,6 +14,7 @@
 //! * [`cputime`] CPU-time accounting,
 //! * [`files`] file descriptors, pipes, devices and every file system call,
 //! * [`net`] sockets,
+//! * [`timers`] `alarm`, interval timers, POSIX timers, timerfds, `clock_nanosleep`,
 //! * [`memory`], [`futex`], [`misc`] the other system calls, [`rlimit`] resource limits,
 //! * [`alloc_guard`] whether the kernel heap can afford what a program asks for,
 //! * [`dispatch`] the system-call table,
@@ -47,6 +48,7 @@ pub(crate) mod shmem;
 pub(crate) mod signal;
 pub(crate) mod space;
 pub(crate) mod task;
+pub(crate) mod timers;
 pub(crate) mod uaccess;
 pub(crate) mod vdso;
 

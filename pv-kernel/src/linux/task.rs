@@ -93,6 +93,8 @@ pub(crate) struct Process {
     pub(crate) args: IrqLock<ExecArgs>,
     /// When it was created (`crate::time::now_ns`), for `/proc/PID/stat`.
     pub(crate) start_ns: u64,
+    /// Interval and POSIX timers (not inherited by `fork`).
+    pub(crate) timers: super::timers::ProcessTimers,
 }
 
 /// The arguments and environment a process's program was started with (NUL-terminated
@@ -307,6 +309,7 @@ fn new_process(
         rlimits: IrqLock::new(rlimits),
         args: IrqLock::new(ExecArgs::default()),
         start_ns: crate::time::now_ns(),
+        timers: super::timers::ProcessTimers::default(),
     });
     PROCS.lock().insert(pid, p.clone());
     p
@@ -556,6 +559,7 @@ fn exit_thread(task: &Arc<Task>) {
 
 fn exit_process(p: &Arc<Process>) {
     let status = p.exit_status.lock().unwrap_or(0);
+    super::timers::process_exited(p);
     p.files.lock().close_all();
     let space = p.space.lock().take();
     drop(space);
@@ -766,6 +770,7 @@ pub(crate) fn do_execve(
     drop(old);
     p.files.lock().close_on_exec();
     super::signal::reset_on_exec(task);
+    super::timers::process_execed(p);
     *st = UserState::new(loaded.entry, loaded.rsp);
     *fresh = true;
     p.vfork_done.signal();

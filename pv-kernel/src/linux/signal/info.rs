@@ -10,6 +10,8 @@ pub(crate) mod code {
     pub(crate) const SI_KERNEL: i32 = 0x80;
     /// Sent by `sigqueue`.
     pub(crate) const SI_QUEUE: i32 = -1;
+    /// Sent by a POSIX timer's expiry.
+    pub(crate) const SI_TIMER: i32 = -2;
     /// Sent by `tkill`/`tgkill`.
     pub(crate) const SI_TKILL: i32 = -6;
     /// SIGSEGV: address not mapped.
@@ -83,6 +85,17 @@ pub(crate) enum Detail {
     },
     /// A fault of the program itself.
     Fault(Fault),
+    /// A POSIX timer's expiry (`SI_TIMER`).
+    Timer {
+        /// `si_timerid`: the timer's id in its process.
+        timerid: i32,
+        /// `si_overrun`: filled in when the signal is taken.
+        overrun: i32,
+        /// `si_value`: the timer's `sigev_value`.
+        value: u64,
+        /// Which arm of the timer queued it (not part of the encoding).
+        key: u64,
+    },
 }
 
 /// One signal's information: what the `siginfo_t` of its delivery says.
@@ -140,6 +153,20 @@ impl SigInfo {
         }
     }
 
+    /// The expiry of POSIX timer `timerid` (armed as `key`) with `sigev_value` `value`.
+    pub(crate) const fn timer(signo: u32, timerid: i32, value: u64, key: u64) -> Self {
+        Self {
+            signo,
+            code: code::SI_TIMER,
+            detail: Detail::Timer {
+                timerid,
+                overrun: 0,
+                value,
+                key,
+            },
+        }
+    }
+
     /// The fault, for fault signals.
     pub(crate) const fn fault_info(&self) -> Option<Fault> {
         match self.detail {
@@ -176,6 +203,16 @@ impl SigInfo {
                 b[40..48].copy_from_slice(&stime.to_le_bytes());
             }
             Detail::Fault(f) => b[16..24].copy_from_slice(&f.addr.to_le_bytes()),
+            Detail::Timer {
+                timerid,
+                overrun,
+                value,
+                ..
+            } => {
+                b[16..20].copy_from_slice(&timerid.to_le_bytes());
+                b[20..24].copy_from_slice(&overrun.to_le_bytes());
+                b[24..32].copy_from_slice(&value.to_le_bytes());
+            }
         }
         b
     }
@@ -193,6 +230,7 @@ mod tests {
         assert_eq!(code::SI_USER, libc::SI_USER);
         assert_eq!(code::SI_KERNEL, libc::SI_KERNEL);
         assert_eq!(code::SI_QUEUE, libc::SI_QUEUE);
+        assert_eq!(code::SI_TIMER, libc::SI_TIMER);
         assert_eq!(code::SI_TKILL, libc::SI_TKILL);
         assert_eq!(code::BUS_ADRALN, libc::BUS_ADRALN);
         assert_eq!(code::TRAP_TRACE, libc::TRAP_TRACE);

@@ -28,6 +28,7 @@ mod frame;
 mod info;
 mod queue;
 mod set;
+pub(crate) mod signalfd;
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -109,7 +110,15 @@ impl SigState {
         let mut q = self.queue.lock();
         let r = q.raise_limited(info, limit);
         self.pending.store(q.pending().bits(), Ordering::Release);
+        drop(q);
+        // A signalfd may have become readable.
+        signalfd::signal_raised();
         r
+    }
+
+    /// True if a signal queued by POSIX timer arm `key` is pending.
+    fn has_timer(&self, key: u64) -> bool {
+        self.queue.lock().has_timer(key)
     }
 
     /// The pending signals.
@@ -189,6 +198,27 @@ pub(crate) fn min_sigstack_size() -> u64 {
     let xsave = core::arch::x86_64::__cpuid_count(0xd, 0).ebx as usize;
     let fp = xsave.clamp(512, pvmux_hypercalls::user::USER_FPSTATE_MAX);
     fpframe::max_frame_size(fp)
+}
+
+/// Takes the next pending signal of `t` in `allowed`: a POSIX timer's signal gets its
+/// `si_overrun` now, and its timer is armed again (see `linux/timers/timer.rs`).
+fn take(t: &Task, allowed: SigSet) -> Option<SigInfo> {
+    let mut info = t.sig.dequeue(allowed)?;
+    if let Detail::Timer {
+        timerid,
+        ref mut overrun,
+        key,
+        ..
+    } = info.detail
+    {
+        *overrun = super::timers::signal_taken(&t.process, timerid, key);
+    }
+    Some(info)
+}
+
+/// True if a signal queued by POSIX timer arm `key` is pending in a thread of `p`.
+pub(crate) fn timer_signal_queued(p: &Process, key: u64) -> bool {
+    p.threads.lock().iter().any(|t| t.sig.has_timer(key))
 }
 
 /// True if the current thread has an unblocked signal pending: blocking system calls return
@@ -294,7 +324,7 @@ pub(crate) fn is_ignored(p: &Process, signo: u32) -> bool {
 /// a handler frame in `st`. `Err` if the task must exit.
 pub(crate) fn deliver(t: &Arc<Task>, st: &mut UserState, fresh: &mut bool) -> Result<(), ()> {
     loop {
-        let Some(info) = t.sig.dequeue(!t.sig.blocked()) else {
+        let Some(info) = take(t, !t.sig.blocked()) else {
             t.sig.interrupted.store(u64::MAX, Ordering::Relaxed);
             // No handler ran: a wait's temporary mask ends here.
             t.sig.restore_saved_mask();
@@ -696,7 +726,7 @@ pub(crate) fn sys_rt_sigtimedwait(set: u64, uinfo: u64, timeout: u64, size: u64)
     };
     t.sig.waiting.store(wanted.bits(), Ordering::Release);
     let got = loop {
-        if let Some(info) = t.sig.dequeue(wanted) {
+        if let Some(info) = take(&t, wanted) {
             break Ok(info);
         }
         if t.signal_pending() {

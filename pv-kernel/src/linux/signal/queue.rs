@@ -3,7 +3,7 @@
 
 use alloc::vec::Vec;
 
-use super::info::{code, SigInfo};
+use super::info::{code, Detail, SigInfo};
 use super::set::{is_realtime, valid, SigSet, SYNCHRONOUS};
 use crate::fs::Errno;
 
@@ -83,6 +83,13 @@ impl SigQueue {
     pub(crate) fn discard(&mut self, set: SigSet) {
         self.entries.retain(|i| !set.contains(i.signo));
         self.pending = self.pending.minus(set);
+    }
+
+    /// True if a signal queued by POSIX timer arm `key` is pending.
+    pub(crate) fn has_timer(&self, key: u64) -> bool {
+        self.entries
+            .iter()
+            .any(|i| matches!(i.detail, Detail::Timer { key: k, .. } if k == key))
     }
 
     /// Number of queued signal instances.
@@ -170,6 +177,20 @@ mod tests {
         assert_eq!(q.pending(), SigSet::of(sig::SIGBUS));
         assert_eq!(q.len(), 1);
         assert_eq!(q.dequeue(ALL).map(|i| i.signo), Some(sig::SIGBUS));
+    }
+
+    #[test]
+    fn timer_signals_are_found_by_their_arm() {
+        let mut q = SigQueue::default();
+        q.raise(SigInfo::timer(40, 0, 7, 11)).unwrap();
+        q.raise(SigInfo::timer(40, 1, 8, 12)).unwrap();
+        assert!(q.has_timer(11) && q.has_timer(12) && !q.has_timer(13));
+        assert_eq!(
+            q.dequeue(ALL),
+            Some(SigInfo::timer(40, 0, 7, 11)),
+            "in order"
+        );
+        assert!(!q.has_timer(11) && q.has_timer(12));
     }
 
     #[test]

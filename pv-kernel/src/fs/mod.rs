@@ -23,6 +23,7 @@ pub(crate) mod cpio;
 pub(crate) mod errno;
 pub(crate) mod hostfs;
 pub(crate) mod initramfs;
+pub(crate) mod pagecache;
 pub(crate) mod ramfs;
 #[cfg(feature = "diagnostics")]
 pub(crate) mod selftest;

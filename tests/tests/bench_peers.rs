@@ -8,11 +8,13 @@ use std::process::Command;
 use serde_json::Value;
 
 /// The user-mode figures of each peer (docs/BENCHMARKS.md).
-const FIGURES: [&str; 5] = [
+const FIGURES: [&str; 7] = [
     "syscall_getppid",
     "page_fault",
     "fork_exit_wait",
     "pipe_pingpong",
+    "read_4k_cached",
+    "open_read_close",
     "boot_to_init",
 ];
 

@@ -17,11 +17,12 @@
 //!  pool_base         the user pool, up to mem_size     (UserPool)
 //! ```
 //!
-//! The **user pool** is the upper half of guest memory, rounded down to 2 MiB (at least
-//! 2 MiB; see [`user_pool_size`]): the only guest-physical memory a user sandbox may map, so
-//! the kernel keeps none of its own data there. Half is a fixed, simple rule: guest programs
-//! (busybox, static binaries) need memory of the same order as the kernel's heap and page
-//! cache, and the kernel can always tell from its memory map where the pool starts. The boot
+//! The **user pool** is the upper three quarters of guest memory (half for guests of
+//! 128 MiB or less, the kernel part between 64 MiB and 1 GiB; rounded to 2 MiB; see
+//! [`user_pool_size`]): the only guest-physical memory a user sandbox may map, so the kernel
+//! keeps none of its own data there. Program memory and file contents (the page cache) live
+//! in it; the kernel part holds the kernel's heap, page tables and the initial RAM disk, and
+//! the kernel can always tell from its memory map where the pool starts. The boot
 //! structures, the kernel, its free memory and the initial RAM disk all lie below
 //! `pool_base`.
 //!
@@ -69,15 +70,48 @@ pub const BOOT_STACK_TOP_GVA: u64 = BOOT_STACK_BOTTOM_GVA + BOOT_STACK_SIZE;
 /// Free memory a tenant must have beyond the boot structures and the kernel.
 pub const MIN_FREE_MEM: u64 = 2 << 20;
 
-/// Bytes of the user pool of a guest with `mem_size` bytes of memory: half of it rounded
-/// down to 2 MiB, at least 2 MiB (and never more than `mem_size`).
+/// Least memory the kernel part gets once guest memory is large enough (below
+/// `2 * KERNEL_PART_MIN` it is half of memory, as for small guests).
+pub const KERNEL_PART_MIN: u64 = 64 << 20;
+/// Most memory the kernel part gets (larger guests give everything else to the pool).
+pub const KERNEL_PART_MAX: u64 = 1 << 30;
+
+/// `v` rounded down to [`MEM_SIZE_ALIGN`].
+const fn align_down(v: u64) -> u64 {
+    v / MEM_SIZE_ALIGN * MEM_SIZE_ALIGN
+}
+
+/// Bytes of the user pool of a guest with `mem_size` bytes of memory: three quarters of it,
+/// leaving the kernel part a quarter — but at least [`KERNEL_PART_MIN`] (up to half of
+/// memory: small guests split half and half) and at most [`KERNEL_PART_MAX`] — rounded to
+/// 2 MiB, at least 2 MiB (and never more than `mem_size`).
+///
+/// The kernel part holds the kernel, its heap (process and file bookkeeping: about 64 bytes
+/// per resident user page), page tables and the initial RAM disk; file contents and the
+/// page cache live in the pool with program memory. 256 MiB of memory gives the kernel
+/// 64 MiB and the pool 192 MiB; 1 GiB gives 256 MiB and 768 MiB; 8 GiB gives 1 GiB and
+/// 7 GiB.
 pub const fn user_pool_size(mem_size: u64) -> u64 {
-    let half = mem_size / 2 / MEM_SIZE_ALIGN * MEM_SIZE_ALIGN;
-    let pool = if half < MEM_SIZE_ALIGN {
+    let half = align_down(mem_size / 2);
+    let half = if half < MEM_SIZE_ALIGN {
         MEM_SIZE_ALIGN
     } else {
         half
     };
+    let three_quarters = align_down(mem_size - mem_size / 4);
+    let above_min = align_down(mem_size.saturating_sub(KERNEL_PART_MIN));
+    let above_max = mem_size.saturating_sub(KERNEL_PART_MAX);
+    let mut pool = if three_quarters < above_min {
+        three_quarters
+    } else {
+        above_min
+    };
+    if pool < half {
+        pool = half;
+    }
+    if pool < above_max {
+        pool = above_max;
+    }
     if pool > mem_size {
         mem_size
     } else {
@@ -91,13 +125,26 @@ pub const fn user_pool_base(mem_size: u64) -> u64 {
 }
 
 /// The smallest guest memory size (a multiple of 2 MiB, at least 16 MiB) whose kernel part
-/// (everything below the user pool) holds `kernel_part` bytes.
+/// (everything below the user pool) holds `kernel_part` bytes (the largest multiple of
+/// 2 MiB if none does: the kernel part is at most [`KERNEL_PART_MAX`]).
 pub fn mem_size_for(kernel_part: u64) -> u64 {
-    // With mem = 2 MiB * k, pool_base = 2 MiB * ceil(k / 2): k = 2 * ceil(part / 2 MiB) - 1.
-    let c = kernel_part.div_ceil(MEM_SIZE_ALIGN).max(1);
-    (c.saturating_mul(2) - 1)
-        .saturating_mul(MEM_SIZE_ALIGN)
-        .max(crate::memory::MIN_MEM_SIZE)
+    // The kernel part grows with memory: search the multiples of 2 MiB.
+    let (mut lo, mut hi) = (
+        crate::memory::MIN_MEM_SIZE / MEM_SIZE_ALIGN,
+        u64::MAX / MEM_SIZE_ALIGN,
+    );
+    if user_pool_base(hi * MEM_SIZE_ALIGN) < kernel_part {
+        return hi * MEM_SIZE_ALIGN;
+    }
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if user_pool_base(mid * MEM_SIZE_ALIGN) >= kernel_part {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    lo * MEM_SIZE_ALIGN
 }
 
 /// What the domain builder produced: the entry state and where things are.
@@ -593,9 +640,20 @@ mod tests {
         assert_eq!(user_pool_size(16 << 20), 8 << 20);
         assert_eq!(user_pool_size(18 << 20), 8 << 20);
         assert_eq!(user_pool_base(18 << 20), 10 << 20);
-        assert_eq!(user_pool_size(256 << 20), 128 << 20);
+        assert_eq!(user_pool_size(128 << 20), 64 << 20);
+        assert_eq!(user_pool_size(256 << 20), 192 << 20);
+        assert_eq!(user_pool_size(1 << 30), 768 << 20);
+        assert_eq!(user_pool_size(8 << 30), 7 << 30);
         assert_eq!(user_pool_size(2 << 20), 2 << 20);
         assert_eq!(user_pool_size(1 << 20), 1 << 20);
+        // The kernel part never shrinks as memory grows.
+        let mut last = 0;
+        for m in (16u64..20_000).map(|k| k * MEM_SIZE_ALIGN / 2) {
+            let m = m / MEM_SIZE_ALIGN * MEM_SIZE_ALIGN;
+            assert!(user_pool_base(m) >= last, "{m:#x}");
+            last = user_pool_base(m);
+        }
+        assert_eq!(mem_size_for(KERNEL_PART_MAX + 1) % MEM_SIZE_ALIGN, 0);
         for part in [
             1,
             4096,
@@ -603,7 +661,7 @@ mod tests {
             (8 << 20) + 1,
             (9 << 20) + 5,
             100 << 20,
-            1 << 39,
+            KERNEL_PART_MAX,
         ] {
             let m = mem_size_for(part);
             assert_eq!(m % MEM_SIZE_ALIGN, 0);

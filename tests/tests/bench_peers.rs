@@ -8,12 +8,14 @@ use std::process::Command;
 use serde_json::Value;
 
 /// The user-mode figures of each peer (docs/BENCHMARKS.md).
-const FIGURES: [&str; 6] = [
+const FIGURES: [&str; 8] = [
     "syscall_getppid",
     "page_fault",
     "fork_exit_wait",
     "pipe_pingpong",
     "clock_gettime",
+    "read_4k_cached",
+    "open_read_close",
     "boot_to_init",
 ];
 

@@ -7,7 +7,7 @@ use std::process::Command;
 use serde_json::Value;
 
 /// The documented names (docs/BENCHMARKS.md), in output order.
-const NAMES: [&str; 55] = [
+const NAMES: [&str; 63] = [
     "pvmux.call.in_sandbox",
     "pvmux.hypercall.spin",
     "pvmux.hypercall.block",
@@ -47,6 +47,14 @@ const NAMES: [&str; 55] = [
     "uml.user.clock_gettime",
     "gvisor.user.clock_gettime",
     "pvmux.user.clock_gettime",
+    "native.user.read_4k_cached",
+    "uml.user.read_4k_cached",
+    "gvisor.user.read_4k_cached",
+    "pvmux.user.read_4k_cached",
+    "native.user.open_read_close",
+    "uml.user.open_read_close",
+    "gvisor.user.open_read_close",
+    "pvmux.user.open_read_close",
     "native.user.boot_to_init",
     "uml.user.boot_to_init",
     "gvisor.user.boot_to_init",

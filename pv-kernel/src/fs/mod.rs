@@ -24,6 +24,7 @@ pub(crate) mod errno;
 pub(crate) mod hostfs;
 pub(crate) mod initramfs;
 pub(crate) mod mount;
+pub(crate) mod pagecache;
 pub(crate) mod ramfs;
 #[cfg(feature = "diagnostics")]
 pub(crate) mod selftest;

@@ -6,7 +6,8 @@
 //! (segment edges, `.bss`) get private copies. The file is read once, through a kernel bounce
 //! buffer, into the frames. Entries are keyed by inode, size and modification time (a
 //! rewritten file is read again) and bounded to a quarter of the pool; the least recently
-//! used go first, and all of them when the pool runs short.
+//! used go first, and all of them when the pool runs short. A program may be as large as
+//! half of the pool (e.g. a 74 MiB binary with the default `--mem`).
 //!
 //! The frames are user-pool memory, which a hostile program can map and write (see
 //! docs/SECURITY.md): the kernel never parses them in place. What the loader parses — the ELF
@@ -185,8 +186,9 @@ impl Drop for CachedFile {
 
 static CACHE: IrqLock<Vec<Arc<CachedFile>>> = IrqLock::new(Vec::new());
 
-/// Largest file cached (bigger programs are read into kernel memory each time).
-const MAX_FILE: u64 = 64 << 20;
+/// Largest program loaded, as a share of the pool: a program of any size that fits in
+/// memory runs (its image is read into pool frames once, never into kernel memory).
+const MAX_FILE_POOL_SHARE: u64 = 2;
 /// Bytes read per filesystem call (bounds the time the filesystem lock is held, and the
 /// kernel buffer the file goes through).
 const CHUNK: usize = 256 << 10;
@@ -229,7 +231,8 @@ pub(crate) fn load(cwd: Ino, path: &[u8]) -> Result<Arc<CachedFile>, Errno> {
     {
         return Err(Errno::EACCES);
     }
-    if st.size > MAX_FILE || st.size == 0 {
+    let max_file = pool::stats().1 as u64 * PAGE_SIZE / MAX_FILE_POOL_SHARE;
+    if st.size > max_file || st.size == 0 {
         return Err(if st.size == 0 {
             Errno::ENOEXEC
         } else {
@@ -264,7 +267,10 @@ pub(crate) fn load(cwd: Ino, path: &[u8]) -> Result<Arc<CachedFile>, Errno> {
         match pool::alloc_contiguous(pages) {
             Ok(b) => break b,
             Err(e) => {
-                if !evict_one() && !super::space::wait_for_reclaim() {
+                if !evict_one()
+                    && !crate::fs::pagecache::shrink(pages as u64)
+                    && !super::space::wait_for_reclaim()
+                {
                     return Err(e);
                 }
             }

@@ -1,4 +1,9 @@
-//! Memory system calls: brk, mmap, munmap, mprotect, mremap, madvise.
+//! Memory system calls: brk, mmap, munmap, mprotect, mremap, madvise, msync.
+//!
+//! File mappings map the page cache (`fs::pagecache`): a `MAP_SHARED` one the file's own
+//! frames (shared memory the file, `read` and `write` all see; `msync` has nothing to
+//! write back, `munmap` keeps the data), a `MAP_PRIVATE` one the cached frames
+//! copy-on-write.
 //!
 //! A process's regions are bounded like Linux's: at most [`limits::MAX_MAP_COUNT`] (Linux's
 //! `vm.max_map_count`) — `mmap` fails with `ENOMEM` beyond it, and so do the `munmap` and
@@ -128,18 +133,43 @@ pub(crate) fn sys_mmap(
     };
     // A shared mapping of /dev/zero is shared anonymous memory (as Linux).
     let anon = flags & MAP_ANONYMOUS != 0 || (shared && super::files::is_dev_zero(fd as i32));
-    // File mappings: a private snapshot of the file's bytes (read into fresh pages after the
-    // region is added). Shared writable file mappings are not supported.
+    // File mappings map the page cache's frames: a shared one the file's own pages (so
+    // the mapping, `read` and `write` see the same bytes), a private one copy-on-write.
     let file = if anon {
         None
     } else {
-        if shared && prot_bits & 2 != 0 {
-            return Err(Errno::ENODEV);
-        }
         let fd = fd as i32;
         // The errors Linux gives before mapping anything: not a readable file.
         super::files::read_fd_at(fd, off, &mut [])?;
-        Some(fd)
+        let target = super::files::mmap_file(fd)?;
+        if shared && prot_bits & 2 != 0 {
+            match target {
+                Some((_, true)) => {}
+                Some((_, false)) => return Err(Errno::EACCES),
+                None => return Err(Errno::ENODEV),
+            }
+        }
+        Some((fd, target.map(|(ino, _)| ino)))
+    };
+    // A shared mapping of a file the guest owns (or a writable one of any file, copied up
+    // first) maps the file's pages; a read-only shared mapping of a host or initramfs file
+    // is a copy-on-write snapshot of its cached pages, as a private one.
+    let file_shm = match file {
+        Some((_, Some(ino))) if shared => {
+            let obj = crate::fs::with(|fs| {
+                if prot_bits & 2 != 0 || fs.has_owned_pages(ino) {
+                    fs.shared_pages(ino).map(Some)
+                } else {
+                    Ok(None)
+                }
+            })
+            .map_err(|e| match e {
+                Errno::ENOSPC => Errno::ENOMEM,
+                e => e,
+            })?;
+            obj.map(|o| ShmRef::of(o, off / PAGE_SIZE))
+        }
+        _ => None,
     };
     let p = current_process();
     let space = p.space().ok_or(Errno::ENOMEM)?;
@@ -164,16 +194,66 @@ pub(crate) fn sys_mmap(
     };
     // Shared anonymous memory is an object of its own that every `fork` copy of the region
     // maps too (`shmem`); private memory is copy-on-write after `fork`.
-    let shm = (shared && anon).then(ShmRef::new_object);
+    let shm = if shared && anon {
+        Some(ShmRef::new_object())
+    } else {
+        file_shm
+    };
+    let is_shm = shm.is_some();
     mm.add_vma(start, start + len, prot_bits as u32, shm);
     drop(mm);
-    if let Some(fd) = file {
-        if let Err(e) = fill_from_file(&space, fd, start, off, len) {
+    if let (Some((fd, ino)), false) = (file, is_shm) {
+        if let Err(e) = map_file_private(&space, fd, ino, start, off, len) {
             space.mm.lock().unmap(start, start + len);
             return Err(e);
         }
     }
     Ok(start)
+}
+
+/// Pages of a private file mapping set up per filesystem call (bounds the time the
+/// filesystem lock is held and the list of frames).
+const MAP_CHUNK_PAGES: u64 = 1024;
+
+/// Fills the new private file mapping `[start, start + len)` of `space` with the bytes of
+/// `fd` (inode `ino` if a regular file) from `off`: the page cache's frames mapped
+/// copy-on-write where the file's bytes are in the cache (a write copies the page; until
+/// then the mapping sees the file), else copies. Holes and pages past the end of the file
+/// stay demand-zero.
+fn map_file_private(
+    space: &super::space::Space,
+    fd: i32,
+    ino: Option<crate::fs::ramfs::Ino>,
+    start: u64,
+    off: u64,
+    len: u64,
+) -> Result<(), Errno> {
+    let Some(ino) = ino else {
+        return fill_from_file(space, fd, start, off, len);
+    };
+    let (first, pages) = (off / PAGE_SIZE, len / PAGE_SIZE);
+    let mut done = 0;
+    while done < pages {
+        let n = (pages - done).min(MAP_CHUNK_PAGES);
+        let Some(frames) = crate::fs::with(|fs| fs.file_frames(ino, first + done, n))? else {
+            // Not in the cache (initramfs bytes, or the pool is short): copy the rest.
+            let at = done * PAGE_SIZE;
+            return fill_from_file(space, fd, start + at, off + at, len - at);
+        };
+        let mut mm = space.mm.lock();
+        for (idx, gpa) in frames {
+            let va = start + (idx - first) * PAGE_SIZE;
+            // The region may have been unmapped by another thread meanwhile.
+            if mm.vma_at(va).is_some_and(|(_, v)| v.shm.is_none()) {
+                mm.install_cow(va, gpa);
+            } else {
+                super::pool::put(gpa);
+            }
+        }
+        drop(mm);
+        done += n;
+    }
+    Ok(())
 }
 
 /// Bytes of a file mapping read at a time (through one kernel buffer, so a mapping of any
@@ -217,6 +297,36 @@ fn fill_from_file(
         done += got as u64;
     }
     Ok(())
+}
+
+const MS_ASYNC: u64 = 1;
+const MS_INVALIDATE: u64 = 2;
+const MS_SYNC: u64 = 4;
+
+/// `msync(addr, len, flags)`: a shared file mapping maps the page cache's frames of the
+/// file themselves, so there is nothing to write back (`MS_SYNC`, `MS_ASYNC`) or to
+/// invalidate (`MS_INVALIDATE`): the checks are Linux's (`EINVAL` for bad flags or an
+/// unaligned address, `ENOMEM` for a range not fully mapped).
+pub(crate) fn sys_msync(addr: u64, len: u64, flags: u64) -> SysResult {
+    if !addr.is_multiple_of(PAGE_SIZE)
+        || flags & !(MS_ASYNC | MS_INVALIDATE | MS_SYNC) != 0
+        || flags & (MS_ASYNC | MS_SYNC) == (MS_ASYNC | MS_SYNC)
+    {
+        return Err(Errno::EINVAL);
+    }
+    let len = page_up(len).ok_or(Errno::ENOMEM)?;
+    if len == 0 {
+        return Ok(0);
+    }
+    let end = addr.checked_add(len).ok_or(Errno::ENOMEM)?;
+    let space = current_process().space().ok_or(Errno::ENOMEM)?;
+    let mm = space.mm.lock();
+    let mut at = addr;
+    while at < end {
+        let (_, v) = mm.vma_at(at).ok_or(Errno::ENOMEM)?;
+        at = v.end;
+    }
+    Ok(0)
 }
 
 /// `munmap(addr, len)`.

@@ -31,10 +31,13 @@ pub(crate) fn sys_uname(buf: u64) -> SysResult {
 pub(crate) fn sys_sysinfo(info: u64) -> SysResult {
     let mut b = [0u8; 112];
     let up = crate::time::now_ns() / 1_000_000_000;
-    let (free, total) = super::pool::stats();
+    let st = crate::fs::pagecache::stats();
     b[0..8].copy_from_slice(&up.to_le_bytes());
-    b[32..40].copy_from_slice(&(total as u64 * 4096).to_le_bytes());
-    b[40..48].copy_from_slice(&(free as u64 * 4096).to_le_bytes());
+    b[32..40].copy_from_slice(&(st.pool_total * 4096).to_le_bytes());
+    b[40..48].copy_from_slice(&(st.pool_free * 4096).to_le_bytes());
+    // sharedram: file and shared memory pages; bufferram: the clean host-file cache.
+    b[48..56].copy_from_slice(&(st.owned_pages * 4096).to_le_bytes());
+    b[56..64].copy_from_slice(&(st.clean_pages * 4096).to_le_bytes());
     let procs = super::task::all_processes().len() as u16;
     b[80..82].copy_from_slice(&procs.to_le_bytes());
     b[104..108].copy_from_slice(&1u32.to_le_bytes()); // mem_unit

@@ -1,4 +1,5 @@
-//! Shared anonymous memory (`MAP_SHARED|MAP_ANONYMOUS`): the object that owns its pages.
+//! Shared memory (`MAP_SHARED|MAP_ANONYMOUS`, and `MAP_SHARED` mappings of files): the object
+//! that owns its pages (the page cache's [`ShmObject`], `fs::pagecache`).
 //!
 //! Like Linux's shmem file behind such a mapping, a [`ShmObject`] holds the pool frames of the
 //! memory by page index, created on first touch. Every region ([`super::space::mm::Vma`]) that maps
@@ -11,67 +12,13 @@
 //!
 //! Lock order: an address space's memory-map lock, then the object's lock.
 
-use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 
 use pvmux_hypercalls::PAGE_SIZE;
 
-use super::{pool, Errno};
-use crate::irq::IrqLock;
-
-/// The pages of one shared anonymous memory object.
-pub(crate) struct ShmObject {
-    /// Page index → pool frame (the object's own reference).
-    pages: IrqLock<BTreeMap<u64, u64>>,
-}
-
-impl ShmObject {
-    /// An empty object: every page reads as zero until first written.
-    pub(crate) fn new() -> Arc<Self> {
-        Arc::new(Self {
-            pages: IrqLock::new(BTreeMap::new()),
-        })
-    }
-
-    /// The frame of page `index`, allocated with `alloc` (which must return a zero-filled
-    /// frame with one reference) if the object has none yet. The caller gets a reference of
-    /// its own on the returned frame.
-    pub(crate) fn frame(
-        &self,
-        index: u64,
-        alloc: impl FnOnce() -> Result<u64, Errno>,
-    ) -> Result<u64, Errno> {
-        let mut pages = self.pages.lock();
-        let gpa = match pages.get(&index) {
-            Some(&gpa) => gpa,
-            None => {
-                let gpa = alloc()?;
-                pages.insert(index, gpa);
-                gpa
-            }
-        };
-        pool::get(gpa);
-        Ok(gpa)
-    }
-
-    /// The frame of page `index` if it exists, with a reference taken for the caller.
-    pub(crate) fn existing(&self, index: u64) -> Option<u64> {
-        let pages = self.pages.lock();
-        let gpa = *pages.get(&index)?;
-        pool::get(gpa);
-        Some(gpa)
-    }
-}
-
-impl Drop for ShmObject {
-    fn drop(&mut self) {
-        // No region refers to the object any more; the address spaces that mapped its frames
-        // hold references of their own until their sandboxes have unmapped them.
-        for (_, gpa) in core::mem::take(self.pages.get_mut()) {
-            pool::put(gpa);
-        }
-    }
-}
+/// The object behind shared memory: the page cache's page object (a file's pages, or pages
+/// no file names for anonymous shared memory).
+pub(crate) use crate::fs::pagecache::PageObject as ShmObject;
 
 /// A region's view of a shared object: the object and the page index of the region's start.
 #[derive(Clone)]
@@ -86,9 +33,14 @@ impl ShmRef {
     /// A view of a new object from its first page.
     pub(crate) fn new_object() -> Self {
         Self {
-            obj: ShmObject::new(),
+            obj: ShmObject::new_owned(),
             pgoff: 0,
         }
+    }
+
+    /// A view of `obj` from its page `pgoff` (a `MAP_SHARED` mapping of a file).
+    pub(crate) fn of(obj: Arc<ShmObject>, pgoff: u64) -> Self {
+        Self { obj, pgoff }
     }
 
     /// The same object seen from `bytes` further into the region (page aligned).

@@ -3,7 +3,7 @@
 //! A bump pointer per region plus a free list threaded through the free frames themselves
 //! (via the direct map). Frame 0 is never handed out.
 //!
-//! Frames taken on a program's behalf — file contents ([`Page`]), heap growth through
+//! Frames taken on a program's behalf — heap growth through
 //! `heap::charge` — leave [`reserve_frames`] frames free (1/32 of the kernel's frames, at
 //! least 1 MiB), so page tables, kernel stacks and the heap's own growth still find memory
 //! when a program has used everything it may.
@@ -169,105 +169,4 @@ unsafe impl x86_64::structures::paging::FrameAllocator<Size4KiB> for KernelFrame
     fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
         alloc_zeroed()
     }
-}
-
-/// One owned kernel frame holding data (a page of a file's contents): zero-filled when
-/// allocated, given back to the allocator when dropped. Only the owner reaches its bytes
-/// (kernel frames are never mapped into user sandboxes), so safe slices over them are sound.
-#[cfg(not(test))]
-pub(crate) struct Page(core::num::NonZeroU64);
-
-#[cfg(not(test))]
-impl Page {
-    /// A zeroed page on a program's behalf, or `None` if that would leave fewer than
-    /// [`reserve_frames`] frames free.
-    pub(crate) fn new() -> Option<Self> {
-        let keep = reserve_frames();
-        let gpa = {
-            let mut f = FRAMES.lock();
-            if f.total - f.used <= keep {
-                return None;
-            }
-            f.alloc()?
-        };
-        let page = Self(core::num::NonZeroU64::new(gpa)?);
-        let va = crate::boot::phys_to_virt(gpa) as *mut u8;
-        // SAFETY: the frame was just allocated, nothing else refers to it, and the direct map
-        // covers it read-write.
-        unsafe { va.write_bytes(0, PAGE_SIZE as usize) };
-        Some(page)
-    }
-
-    /// Its bytes.
-    pub(crate) fn bytes(&self) -> &[u8; PAGE_SIZE as usize] {
-        let va = crate::boot::phys_to_virt(self.0.get()) as *const [u8; PAGE_SIZE as usize];
-        // SAFETY: the page owns the frame (allocated in `new`, freed only in `drop`); it is
-        // kernel memory no user sandbox can map, so nothing writes it behind this borrow.
-        unsafe { &*va }
-    }
-
-    /// Its bytes, writable.
-    pub(crate) fn bytes_mut(&mut self) -> &mut [u8; PAGE_SIZE as usize] {
-        let va = crate::boot::phys_to_virt(self.0.get()) as *mut [u8; PAGE_SIZE as usize];
-        // SAFETY: as in `bytes`, and `&mut self` makes the borrow exclusive.
-        unsafe { &mut *va }
-    }
-}
-
-#[cfg(not(test))]
-impl Drop for Page {
-    fn drop(&mut self) {
-        let frame = PhysFrame::containing_address(PhysAddr::new(self.0.get()));
-        // SAFETY: the page owned the frame and is going away; it was never mapped.
-        unsafe { free(frame) };
-    }
-}
-
-/// Host unit tests: a page is heap memory; [`set_test_page_budget`] limits how many more
-/// pages this test thread may allocate (unlimited by default).
-#[cfg(test)]
-pub(crate) struct Page(alloc::boxed::Box<[u8; PAGE_SIZE as usize]>);
-
-#[cfg(test)]
-std::thread_local! {
-    static TEST_PAGES: core::cell::Cell<Option<u64>> = const { core::cell::Cell::new(None) };
-}
-
-#[cfg(test)]
-impl Page {
-    /// A zeroed page, or `None` when the test's budget is spent.
-    pub(crate) fn new() -> Option<Self> {
-        let ok = TEST_PAGES.with(|b| match b.get() {
-            Some(0) => false,
-            Some(n) => {
-                b.set(Some(n - 1));
-                true
-            }
-            None => true,
-        });
-        ok.then(|| Self(alloc::boxed::Box::new([0; PAGE_SIZE as usize])))
-    }
-
-    /// Its bytes.
-    pub(crate) fn bytes(&self) -> &[u8; PAGE_SIZE as usize] {
-        &self.0
-    }
-
-    /// Its bytes, writable.
-    pub(crate) fn bytes_mut(&mut self) -> &mut [u8; PAGE_SIZE as usize] {
-        &mut self.0
-    }
-}
-
-#[cfg(test)]
-impl Drop for Page {
-    fn drop(&mut self) {
-        TEST_PAGES.with(|b| b.set(b.get().map(|n| n + 1)));
-    }
-}
-
-/// Host unit tests: this thread may allocate `pages` more [`Page`]s (`None`: unlimited).
-#[cfg(test)]
-pub(crate) fn set_test_page_budget(pages: Option<u64>) {
-    TEST_PAGES.with(|b| b.set(pages));
 }

@@ -303,6 +303,54 @@ pub const BENCHMARKS: &[BenchDef] = &[
         "user: clock_gettime(CLOCK_MONOTONIC) through the C library, as pvmux guest init (vDSO)",
     ),
     def(
+        "native.user.read_4k_cached",
+        Unit::Ns,
+        None,
+        "user: a 4 KiB pread of a cached file (pvmux: from the --rootfs share), native",
+    ),
+    def(
+        "uml.user.read_4k_cached",
+        Unit::Ns,
+        None,
+        "user: a 4 KiB pread of a cached file (pvmux: from the --rootfs share), as UML init",
+    ),
+    def(
+        "gvisor.user.read_4k_cached",
+        Unit::Ns,
+        None,
+        "user: a 4 KiB pread of a cached file (pvmux: from the --rootfs share), in gVisor (ptrace)",
+    ),
+    def(
+        "pvmux.user.read_4k_cached",
+        Unit::Ns,
+        Some(5000.0),
+        "user: a 4 KiB pread of a cached file (pvmux: from the --rootfs share), as pvmux guest init",
+    ),
+    def(
+        "native.user.open_read_close",
+        Unit::Ns,
+        None,
+        "user: open + 4 KiB read + close of a file (pvmux: from the --rootfs share), native",
+    ),
+    def(
+        "uml.user.open_read_close",
+        Unit::Ns,
+        None,
+        "user: open + 4 KiB read + close of a file (pvmux: from the --rootfs share), as UML init",
+    ),
+    def(
+        "gvisor.user.open_read_close",
+        Unit::Ns,
+        None,
+        "user: open + 4 KiB read + close of a file (pvmux: from the --rootfs share), in gVisor (ptrace)",
+    ),
+    def(
+        "pvmux.user.open_read_close",
+        Unit::Ns,
+        None,
+        "user: open + 4 KiB read + close of a file (pvmux: from the --rootfs share), as pvmux guest init",
+    ),
+    def(
         "native.user.boot_to_init",
         Unit::Ns,
         None,
@@ -723,12 +771,12 @@ mod tests {
     fn selection() {
         assert_eq!(selected(&[]).len(), BENCHMARKS.len());
         let n = selected(&["native.*".to_owned()]);
-        assert_eq!(n.len(), 13);
+        assert_eq!(n.len(), 15);
         assert!(n.iter().all(|d| d.name.starts_with("native.")));
         let both = selected(&["kvm".to_owned(), "boot".to_owned()]);
         assert_eq!(both.len(), 8);
         let user = selected(&["*.user.*".to_owned()]);
-        assert_eq!(user.len(), 20);
+        assert_eq!(user.len(), 28);
         assert!(user.iter().all(|d| user::split(d.name).is_some()));
         let apps = selected(&["*.app.*".to_owned()]);
         assert_eq!(apps.len(), 12);

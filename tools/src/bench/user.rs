@@ -28,13 +28,17 @@ use super::tenants::{self, GUEST_MEM};
 use crate::images;
 
 /// The figures the workload measures, as it names them (after `user.`).
-pub const WORKLOAD: [&str; 5] = [
+pub const WORKLOAD: [&str; 7] = [
     "syscall_getppid",
     "page_fault",
     "fork_exit_wait",
     "pipe_pingpong",
     "clock_gettime",
+    "read_4k_cached",
+    "open_read_close",
 ];
+/// The figures that read [`DATA_FILE`].
+const FILE_FIGURES: [&str; 2] = ["read_4k_cached", "open_read_close"];
 /// The figure measured from outside: launch to the `@ready` line.
 pub const BOOT: &str = "boot_to_init";
 /// Environment variable naming the User-Mode Linux kernel (default `linux.uml`).
@@ -43,6 +47,11 @@ pub const UML_ENV: &str = "PVMUX_BENCH_UML";
 pub const RUNSC_ENV: &str = "PVMUX_BENCH_RUNSC";
 /// Name of the workload inside a root filesystem.
 const WORKLOAD_FILE: &str = "pvmux-user-bench";
+/// Name of the file the file figures read, next to the workload (for pvmux: in the host
+/// share, `--rootfs`, not in the initramfs, so reads go through the page cache).
+const DATA_FILE: &str = "pvmux-user-bench.data";
+/// Its size.
+const DATA_LEN: usize = 64 << 10;
 /// Guest memory of User-Mode Linux.
 const UML_MEM: &str = "mem=128M";
 /// How often a running peer is looked at.
@@ -140,12 +149,29 @@ impl Staging {
             .map_err(|e| fail("cannot write the workload", e))?;
         std::fs::set_permissions(s.workload(), std::fs::Permissions::from_mode(0o755))
             .map_err(|e| fail("cannot make the workload executable", e))?;
+        let data: Vec<u8> = (0..DATA_LEN).map(|i| (i % 251) as u8).collect();
+        std::fs::write(s.data(), data).map_err(|e| fail("cannot write the data file", e))?;
+        // pvmux's initramfs: the workload only (the data file comes from the share).
+        std::fs::create_dir_all(s.initrd_root())
+            .map_err(|e| fail("cannot create a temp dir", e))?;
+        std::fs::copy(s.workload(), s.initrd_root().join(WORKLOAD_FILE))
+            .map_err(|e| fail("cannot copy the workload", e))?;
         Ok(s)
     }
 
-    /// The root filesystem: just the workload.
+    /// The root filesystem: the workload and the data file.
     fn root(&self) -> PathBuf {
         self.dir.join("root")
+    }
+
+    /// What pvmux's initramfs holds: the workload.
+    fn initrd_root(&self) -> PathBuf {
+        self.dir.join("initrd")
+    }
+
+    /// The data file the file figures read.
+    fn data(&self) -> PathBuf {
+        self.root().join(DATA_FILE)
     }
 
     /// Scratch space (UML's memory file and umid directory, gVisor's state).
@@ -517,14 +543,30 @@ impl Launcher<'_> {
             .ok_or_else(|| "no initramfs".to_owned())?;
         let mut argv = vec![format!("/{WORKLOAD_FILE}")];
         argv.extend_from_slice(args);
-        let l = tenants::launch_with_initrd(
+        // The file figures read the data file from a host share (`--rootfs`) of the root;
+        // the workload itself comes from the initramfs, which wins over the share.
+        let share = if args.iter().any(|a| a == "--file") {
+            let fs = pvmux_host::hostfs::HostFs::open(&self.staging.root())
+                .map_err(|e| format!("cannot share the root: {e}"))?;
+            Some(Arc::new(fs))
+        } else {
+            None
+        };
+        let options = Options {
+            hostfs: share.is_some(),
+            ..Options::default()
+        };
+        let boot_args = BootArgsBuf::new(&options, [], &argv)
+            .map_err(|e| format!("cannot encode the boot arguments: {e}"))?;
+        let l = tenants::launch_with_share(
             self.host,
             self.kernel,
             "user-bench",
             GUEST_MEM,
-            program_args(&argv)?,
+            boot_args,
             Box::new(console.clone()),
             Some(initrd),
+            share,
         )
         .map_err(|e| format!("cannot launch the guest: {e}"))?;
         Ok((
@@ -579,7 +621,7 @@ fn run_peer(
     quick: bool,
 ) -> Vec<(&'static str, Result<Summary, String>)> {
     let initrd = if peer == Peer::Pvmux {
-        match initramfs::pack_dir(staging.root()).map(|b| (initramfs::validate(&b), b)) {
+        match initramfs::pack_dir(staging.initrd_root()).map(|b| (initramfs::validate(&b), b)) {
             Ok((Ok(_), bytes)) => Some(Arc::new(bytes)),
             Ok((Err(e), _)) | Err(e) => {
                 let why = format!("cannot pack the initramfs: {e}");
@@ -605,7 +647,16 @@ fn run_peer(
     let mut boots = Vec::new();
     let mut boot_err = None;
     let workload_run = (!figures.is_empty()).then(|| {
-        let r = launcher.run(&workload_args(&figures, quick), Until::Done);
+        let mut args = workload_args(&figures, quick);
+        if figures.iter().any(|f| FILE_FIGURES.contains(f)) {
+            // Natively and in gVisor the host's path; UML and pvmux see the root as `/`.
+            let path = match peer {
+                Peer::Native | Peer::Gvisor => staging.data().display().to_string(),
+                Peer::Uml | Peer::Pvmux => format!("/{DATA_FILE}"),
+            };
+            args.extend(["--file".to_owned(), path]);
+        }
+        let r = launcher.run(&args, Until::Done);
         boots.extend(r.boot_ns());
         r
     });

@@ -129,7 +129,7 @@ mod tests {
         let Command::Run(a) = d.command else {
             panic!("not run")
         };
-        assert_eq!((a.mem, a.vcpus), (256 << 20, 2));
+        assert_eq!((a.mem, a.vcpus), (1 << 30, 2));
         assert_eq!(a.watchdog, Some(std::time::Duration::from_secs(10)));
         assert_eq!(a.console_rate, 1 << 20);
         assert_eq!(

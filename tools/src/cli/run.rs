@@ -78,8 +78,10 @@ pub struct RunArgs {
     pub kernel: Option<PathBuf>,
 
     /// Guest memory size: a multiple of 2M from 16M up, with an optional K/M/G/T suffix
-    /// (e.g. 64M, 1G, 1048576).
-    #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = parse_mem_size)]
+    /// (e.g. 64M, 1G, 1048576). Memory is taken from the host only when the guest first
+    /// touches it, so the 1G default costs what the guest uses; the kernel keeps a quarter
+    /// (64M..1G) and programs and files (/tmp up to half of --mem) share the rest.
+    #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = parse_mem_size)]
     pub mem: u64,
 
     /// Number of virtual CPUs (1..=64).

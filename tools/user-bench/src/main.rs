@@ -1,6 +1,6 @@
 //! `pvmux-user-bench`: the user-mode workload of `pvmux bench`.
 //!
-//! A static Linux program that measures five figures of the system it runs on (natively,
+//! A static Linux program that measures seven figures of the system it runs on (natively,
 //! as init of User-Mode Linux, under gVisor, or as init of a pvmux guest) and prints one line
 //! each in the guest benchmark protocol (docs/BENCHMARKS.md):
 //!
@@ -11,13 +11,16 @@
 //! @bench-done
 //! ```
 //!
-//! Usage: `pvmux-user-bench [--ready] [--quick] [--samples N] [--pages N] [FIGURE...]` where
+//! Usage: `pvmux-user-bench [--ready] [--quick] [--samples N] [--pages N] [--file PATH]
+//! [FIGURE...]` where
 //! FIGURE is `all` or one of [`Figure::NAMES`] (with or without the `user.` prefix). With no
 //! FIGURE it runs all of them, unless `--ready` is given (then it only prints `@ready`).
 //! Words containing `=` are ignored (kernel parameters handed to init).
 //! Warm-up samples are discarded; each figure stops early (keeping at least
 //! [`MIN_SAMPLES`]) once it has measured for its time budget. Times come from
 //! `clock_gettime(CLOCK_MONOTONIC)`; short operations are timed in batches and divided.
+//! The file figures read `--file PATH` (default [`DEFAULT_FILE`], a file of at least
+//! 4 KiB the caller provides on the root filesystem under test).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -33,6 +36,13 @@ const PIPE_BATCH: u32 = 10;
 /// `clock_gettime` calls per sample.
 const CLOCK_BATCH: u32 = 1000;
 
+/// `pread`s per `read_4k_cached` sample.
+const READ_BATCH: u32 = 100;
+/// open+read+close rounds per `open_read_close` sample.
+const OPEN_BATCH: u32 = 20;
+/// The file the file figures read unless `--file` says otherwise.
+const DEFAULT_FILE: &str = "/pvmux-user-bench.data";
+
 /// One of the figures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Figure {
@@ -41,24 +51,30 @@ enum Figure {
     ForkExitWait,
     PipePingpong,
     ClockGettime,
+    Read4kCached,
+    OpenReadClose,
 }
 
 impl Figure {
     /// Every figure, in output order.
-    const ALL: [Figure; 5] = [
+    const ALL: [Figure; 7] = [
         Figure::SyscallGetppid,
         Figure::PageFault,
         Figure::ForkExitWait,
         Figure::PipePingpong,
         Figure::ClockGettime,
+        Figure::Read4kCached,
+        Figure::OpenReadClose,
     ];
     /// The names printed (and accepted on the command line), in [`Figure::ALL`] order.
-    const NAMES: [&'static str; 5] = [
+    const NAMES: [&'static str; 7] = [
         "user.syscall_getppid",
         "user.page_fault",
         "user.fork_exit_wait",
         "user.pipe_pingpong",
         "user.clock_gettime",
+        "user.read_4k_cached",
+        "user.open_read_close",
     ];
 
     fn name(self) -> &'static str {
@@ -93,14 +109,18 @@ struct Config {
     ready: bool,
     plan: Plan,
     figures: Vec<Figure>,
+    /// The file the file figures read.
+    file: String,
 }
 
 const USAGE: &str = "usage: pvmux-user-bench [--ready] [--quick] [--samples N] [--pages N] \
-                     [all|syscall_getppid|page_fault|fork_exit_wait|pipe_pingpong|clock_gettime ...]";
+                     [--file PATH] [all|syscall_getppid|page_fault|fork_exit_wait|\
+                     pipe_pingpong|clock_gettime|read_4k_cached|open_read_close ...]";
 
 fn parse_args(args: impl Iterator<Item = String>) -> Result<Config, String> {
     let (mut ready, mut quick, mut samples, mut pages) = (false, false, None, None);
     let mut figures = Vec::new();
+    let mut file = DEFAULT_FILE.to_owned();
     let mut args = args.peekable();
     let number = |flag: &str, v: Option<String>| -> Result<usize, String> {
         v.and_then(|v| v.parse::<usize>().ok())
@@ -113,6 +133,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Config, String> {
             "--quick" => quick = true,
             "--samples" => samples = Some(number("--samples", args.next())?),
             "--pages" => pages = Some(number("--pages", args.next())?),
+            "--file" => file = args.next().ok_or("--file needs a path")?,
             "all" => figures.extend(Figure::ALL),
             "-h" | "--help" => return Err(USAGE.to_owned()),
             // A kernel may hand its leftover `key=value` parameters to init (User-Mode
@@ -148,6 +169,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Config, String> {
             ..plan
         },
         figures,
+        file,
     })
 }
 
@@ -382,13 +404,72 @@ fn pipe_pingpong(plan: &Plan) -> Result<Vec<f64>, String> {
     Ok(samples)
 }
 
-fn run(figure: Figure, plan: &Plan) -> Result<Vec<f64>, String> {
+/// Opens `path` read-only.
+fn open_file(path: &std::ffi::CStr) -> Result<libc::c_int, String> {
+    // SAFETY: a NUL-terminated path; the result is checked.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(errno(&format!("open {}", path.to_string_lossy())));
+    }
+    Ok(fd)
+}
+
+/// Reads 4 KiB at offset 0 of `fd` into `buf`; an error unless all of it came.
+fn read_4k(fd: libc::c_int, buf: &mut [u8; PAGE]) -> Result<(), String> {
+    // SAFETY: `buf` is a writable buffer of PAGE bytes.
+    let n = unsafe { libc::pread(fd, buf.as_mut_ptr().cast(), PAGE, 0) };
+    if n != PAGE as isize {
+        return Err(if n < 0 {
+            errno("pread")
+        } else {
+            format!("short read ({n} bytes): the file needs at least 4 KiB")
+        });
+    }
+    Ok(())
+}
+
+/// `pread` of the same 4 KiB of an open file (cached after the warm-up), per call.
+fn read_cached(plan: &Plan, path: &std::ffi::CStr) -> Result<Vec<f64>, String> {
+    let fd = open_file(path)?;
+    let mut buf = [0u8; PAGE];
+    let r = measure(plan, || {
+        let t0 = now_ns();
+        for _ in 0..READ_BATCH {
+            read_4k(fd, &mut buf)?;
+        }
+        Ok((now_ns() - t0) as f64 / f64::from(READ_BATCH))
+    });
+    close(fd);
+    r
+}
+
+/// `open` + a 4 KiB `read` + `close` of the file, per round.
+fn open_read_close(plan: &Plan, path: &std::ffi::CStr) -> Result<Vec<f64>, String> {
+    let mut buf = [0u8; PAGE];
+    measure(plan, || {
+        let t0 = now_ns();
+        for _ in 0..OPEN_BATCH {
+            let fd = open_file(path)?;
+            let r = read_4k(fd, &mut buf);
+            close(fd);
+            r?;
+        }
+        Ok((now_ns() - t0) as f64 / f64::from(OPEN_BATCH))
+    })
+}
+
+fn run(figure: Figure, cfg: &Config) -> Result<Vec<f64>, String> {
+    let plan = &cfg.plan;
+    let path =
+        || std::ffi::CString::new(cfg.file.as_str()).map_err(|_| "--file has a NUL".to_owned());
     match figure {
         Figure::SyscallGetppid => measure(plan, getppid_sample),
         Figure::PageFault => measure(plan, || page_fault_sample(plan.pages)),
         Figure::ForkExitWait => measure(plan, fork_sample),
         Figure::PipePingpong => pipe_pingpong(plan),
         Figure::ClockGettime => measure(plan, clock_gettime_sample),
+        Figure::Read4kCached => read_cached(plan, &path()?),
+        Figure::OpenReadClose => open_read_close(plan, &path()?),
     }
 }
 
@@ -417,7 +498,7 @@ fn main() -> ExitCode {
     }
     let mut ok = true;
     for &f in &cfg.figures {
-        match run(f, &cfg.plan).and_then(|mut v| {
+        match run(f, &cfg).and_then(|mut v| {
             let n = v.len();
             summarize(&mut v)
                 .map(|s| (s, n))
@@ -464,6 +545,11 @@ mod tests {
         assert_eq!(args("--ready root=98:0").unwrap().figures, []);
         assert!(args("--samples 0").is_err());
         assert!(args("--pages").is_err());
+        let c = args("read_4k_cached --file /x open_read_close").unwrap();
+        assert_eq!(c.figures, [Figure::Read4kCached, Figure::OpenReadClose]);
+        assert_eq!(c.file, "/x");
+        assert_eq!(args("").unwrap().file, DEFAULT_FILE);
+        assert!(args("--file").is_err());
     }
 
     #[test]

@@ -137,6 +137,7 @@ impl Fs {
                 data: Data::Host {
                     path: child_path()?,
                     len: e.size,
+                    cache: None,
                 },
                 size: e.size,
             },

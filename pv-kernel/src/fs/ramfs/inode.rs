@@ -218,7 +218,7 @@ impl Fs {
             if i.nlink == 0 && i.open == 0 && ino != ROOT_INO {
                 if let Some(i) = self.inodes.remove(&ino) {
                     if let Node::File { data, .. } = &i.node {
-                        self.data_pages -= data.pages_held();
+                        self.data_pages = self.data_pages.saturating_sub(data.pages_held());
                     }
                     self.counted_inodes -= u64::from(i.counted);
                 }

@@ -674,6 +674,19 @@ pub(crate) fn is_dev_zero(fd: i32) -> bool {
     })
 }
 
+/// What a file mapping of descriptor `fd` maps: `Some((inode, writable))` for a regular
+/// file of the filesystem (its pages come from the page cache), `None` for anything else a
+/// mapping copies through [`read_fd_at`] (devices).
+pub(crate) fn mmap_file(fd: i32) -> Result<Option<(Ino, bool)>, Errno> {
+    let f = fd_file(fd)?;
+    Ok(match f.kind {
+        Kind::Node {
+            ino, dir: false, ..
+        } => Some((ino, f.writable())),
+        _ => None,
+    })
+}
+
 /// Reads a regular file's bytes at `off` through descriptor `fd` without moving its offset
 /// (for file mappings). `EACCES` unless open for reading, `ENODEV` for pipes and terminals;
 /// `/dev/zero` reads zeros.

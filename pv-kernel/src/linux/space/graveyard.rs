@@ -108,11 +108,14 @@ pub(crate) fn reap_graveyard() -> bool {
 }
 
 /// A pool allocation that, when the pool is empty, first releases what the graveyard can
-/// (without waiting: callers may hold locks) or else the program image cache, and tries once
-/// more.
-pub(super) fn alloc_reclaiming(f: impl Fn() -> Result<u64, Errno>) -> Result<u64, Errno> {
+/// (without waiting: callers may hold locks), clean pages of the page cache, or else the
+/// program image cache, and tries once more.
+pub(crate) fn alloc_reclaiming(f: impl Fn() -> Result<u64, Errno>) -> Result<u64, Errno> {
     f().or_else(|e| {
-        if reap_graveyard() || crate::linux::imagecache::shrink() {
+        if reap_graveyard()
+            || crate::fs::pagecache::shrink(256)
+            || crate::linux::imagecache::shrink()
+        {
             f()
         } else {
             Err(e)

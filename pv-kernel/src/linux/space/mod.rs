@@ -51,7 +51,7 @@ mod watch;
 pub(crate) use copy::{
     copy_out, current_atomic_update_u32, current_copy, current_copy_in, current_copy_out,
 };
-pub(crate) use graveyard::wait_for_reclaim;
+pub(crate) use graveyard::{alloc_reclaiming, wait_for_reclaim};
 pub(crate) use handoff::{Exit, UserState};
 pub(crate) use mm::{MapGeneration, MemUsage, Mm};
 

@@ -5,8 +5,8 @@
 
 use super::*;
 use crate::fs::errno::Errno::*;
+use crate::fs::pagecache::set_test_frame_budget as set_test_page_budget;
 use crate::fs::ramfs::Limits;
-use crate::mm::frame::set_test_page_budget;
 use crate::mm::heap::set_test_headroom;
 
 const PAGE: usize = 4096;

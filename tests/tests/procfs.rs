@@ -45,7 +45,12 @@ fn native(script: &str) -> Run {
 fn same_as_native(name: &str, script: &str) {
     let script = format!("set -e\ncd /\n{script}");
     let n = native(&script);
-    assert_eq!(n.code(), Some(0), "{name}: the native run failed\n{}", n.context());
+    assert_eq!(
+        n.code(),
+        Some(0),
+        "{name}: the native run failed\n{}",
+        n.context()
+    );
     let g = guest(&script);
     assert_eq!(
         g.stdout,
@@ -181,7 +186,9 @@ kill %1
     );
     assert!(ps.iter().any(|(_, c)| c == "ps"), "{}", g.context());
     assert!(g.has_line("UID          PID    PPID  C STIME TTY          TIME CMD"));
-    assert!(lines.iter().any(|l| l.starts_with("USER") && l.contains("COMMAND")));
+    assert!(lines
+        .iter()
+        .any(|l| l.starts_with("USER") && l.contains("COMMAND")));
     let total: u64 = val("memtotal ").parse().expect("free's total");
     let mem_kib = MEM_MIB * 1024;
     assert!(

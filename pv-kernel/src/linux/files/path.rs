@@ -247,7 +247,7 @@ pub(crate) fn statfs_bytes() -> [u8; 120] {
     let blocks = u.limits.max_pages;
     let files = u.limits.max_inodes;
     let free = blocks.saturating_sub(u.pages);
-    put(0, 0x0102_1994); // TMPFS_MAGIC
+    put(0, crate::fs::mount::TMPFS_MAGIC);
     put(8, 4096);
     put(16, blocks);
     put(24, free);

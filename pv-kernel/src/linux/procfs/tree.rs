@@ -3,7 +3,6 @@
 //! the call. Paths are given as components after the mount point.
 
 use alloc::format;
-use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
@@ -25,17 +24,6 @@ pub(crate) enum Node {
     Link(Vec<u8>),
     /// A `/proc/PID/fd/N` link: the open file itself.
     FdLink(Arc<OpenFile>),
-}
-
-impl Node {
-    /// Its `d_type`.
-    pub(crate) fn dtype(&self) -> u8 {
-        match self {
-            Node::Dir => dt::DT_DIR,
-            Node::File => dt::DT_REG,
-            Node::Link(_) | Node::FdLink(_) => dt::DT_LNK,
-        }
-    }
 }
 
 /// A generated file's contents.
@@ -64,7 +52,9 @@ const PROC_FILES: [(&str, Gen); 32] = [
     }),
     ("sys/kernel/ostype", || b"Linux\n".to_vec()),
     ("sys/kernel/osrelease", || b"6.1.0-pvmux\n".to_vec()),
-    ("sys/kernel/version", || b"#1 SMP pvmux guest kernel\n".to_vec()),
+    ("sys/kernel/version", || {
+        b"#1 SMP pvmux guest kernel\n".to_vec()
+    }),
     ("sys/kernel/hostname", || b"pvmux\n".to_vec()),
     ("sys/kernel/domainname", || b"(none)\n".to_vec()),
     ("sys/kernel/pid_max", || b"4194304\n".to_vec()),
@@ -226,13 +216,16 @@ fn classify_sys(comps: &[Vec<u8>]) -> Result<Node, Errno> {
     }
     // devices/system/cpu/cpuN[/online]
     if comps.len() >= 4 && comps[..3] == [&b"devices"[..], b"system", b"cpu"] {
-        let n = comps[3].strip_prefix(b"cpu").and_then(|d| {
-            if d == b"0" {
-                Some(0)
-            } else {
-                parse_id(d)
-            }
-        });
+        let n =
+            comps[3].strip_prefix(b"cpu").and_then(
+                |d| {
+                    if d == b"0" {
+                        Some(0)
+                    } else {
+                        parse_id(d)
+                    }
+                },
+            );
         if n.is_some_and(|n| (n as u32) < crate::boot::nr_vcpus()) {
             return match &comps[4..] {
                 [] => Ok(Node::Dir),
@@ -292,14 +285,13 @@ fn classify_pid(w: &Who, rest: &[Vec<u8>], in_task: bool) -> Result<Node, Errno>
         (b"task", []) if !in_task => Ok(Node::Dir),
         (b"task", [tid, sub @ ..]) if !in_task => {
             let tid = parse_id(tid).ok_or(Errno::ENOENT)?;
-            let t = w
-                .p
-                .threads
-                .lock()
-                .iter()
-                .find(|t| t.tid == tid)
-                .cloned()
-                .ok_or(Errno::ENOENT)?;
+            let t =
+                w.p.threads
+                    .lock()
+                    .iter()
+                    .find(|t| t.tid == tid)
+                    .cloned()
+                    .ok_or(Errno::ENOENT)?;
             let w = Who {
                 p: w.p.clone(),
                 t: Some(t),
@@ -411,14 +403,13 @@ fn list_pid(w: &Who, rest: &[Vec<u8>], in_task: bool) -> Result<Vec<(Vec<u8>, u8
             .collect()),
         [t, tid, sub @ ..] if t == b"task" && !in_task => {
             let tid = parse_id(tid).ok_or(Errno::ENOENT)?;
-            let th = w
-                .p
-                .threads
-                .lock()
-                .iter()
-                .find(|t| t.tid == tid)
-                .cloned()
-                .ok_or(Errno::ENOENT)?;
+            let th =
+                w.p.threads
+                    .lock()
+                    .iter()
+                    .find(|t| t.tid == tid)
+                    .cloned()
+                    .ok_or(Errno::ENOENT)?;
             let w = Who {
                 p: w.p.clone(),
                 t: Some(th),
@@ -532,10 +523,6 @@ pub(crate) fn abs_path(kind: MountKind, comps: &[Vec<u8>]) -> Vec<u8> {
     p
 }
 
-/// Unused-name guard for `String` (keeps imports tidy in `no_std`).
-#[allow(dead_code)]
-fn _s(_: String) {}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -549,8 +536,14 @@ mod tests {
 
     #[test]
     fn static_tables_give_files_and_dirs() {
-        assert!(matches!(classify(MountKind::Proc, &comps("cpuinfo")), Ok(Node::File)));
-        assert!(matches!(classify(MountKind::Proc, &comps("sys/kernel")), Ok(Node::Dir)));
+        assert!(matches!(
+            classify(MountKind::Proc, &comps("cpuinfo")),
+            Ok(Node::File)
+        ));
+        assert!(matches!(
+            classify(MountKind::Proc, &comps("sys/kernel")),
+            Ok(Node::Dir)
+        ));
         assert!(matches!(
             classify(MountKind::Proc, &comps("sys/kernel/pid_max")),
             Ok(Node::File)
@@ -586,7 +579,10 @@ mod tests {
 
     #[test]
     fn paths_and_inodes() {
-        assert_eq!(abs_path(MountKind::Proc, &comps("1/status")), b"/proc/1/status");
+        assert_eq!(
+            abs_path(MountKind::Proc, &comps("1/status")),
+            b"/proc/1/status"
+        );
         assert_eq!(join(&comps("a/b")), b"a/b");
         let a = ino_of(MountKind::Proc, &comps("1/status"));
         assert_eq!(a, ino_of(MountKind::Proc, &comps("1/status")));

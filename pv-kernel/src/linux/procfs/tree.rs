@@ -11,6 +11,7 @@ use super::text;
 use crate::fs::mount::{self, MountKind};
 use crate::fs::ramfs::dt;
 use crate::fs::Errno;
+use crate::linux::files::tty::pty;
 use crate::linux::files::OpenFile;
 use crate::linux::task::{self, Process, Task};
 
@@ -25,6 +26,9 @@ pub(crate) enum Node {
     /// A `/proc/PID/fd/N` link: the open file itself.
     FdLink(Arc<OpenFile>),
 }
+
+/// `d_type` of a character device.
+const DT_CHR: u8 = 2;
 
 /// A generated file's contents.
 type Gen = fn() -> Vec<u8>;
@@ -206,6 +210,15 @@ pub(crate) fn classify(kind: MountKind, comps: &[Vec<u8>]) -> Result<Node, Errno
     match kind {
         MountKind::Proc => classify_proc(comps),
         MountKind::Sys => classify_sys(comps),
+        MountKind::DevPts => match comps {
+            [] => Ok(Node::Dir),
+            [p] if p == b"ptmx" => Ok(Node::File),
+            [n] => match parse_fd(n) {
+                Ok(i) if pty::exists(i as u32) => Ok(Node::File),
+                _ => Err(Errno::ENOENT),
+            },
+            _ => Err(Errno::ENOENT),
+        },
     }
 }
 
@@ -315,8 +328,8 @@ fn classify_pid(w: &Who, rest: &[Vec<u8>], in_task: bool) -> Result<Node, Errno>
     }
 }
 
-/// A descriptor number component.
-fn parse_fd(c: &[u8]) -> Result<i32, Errno> {
+/// A descriptor (or pty) number component.
+pub(crate) fn parse_fd(c: &[u8]) -> Result<i32, Errno> {
     if c == b"0" {
         return Ok(0);
     }
@@ -327,6 +340,16 @@ fn parse_fd(c: &[u8]) -> Result<i32, Errno> {
 pub(crate) fn list(kind: MountKind, comps: &[Vec<u8>]) -> Result<Vec<(Vec<u8>, u8)>, Errno> {
     let dtype = |dir: bool| if dir { dt::DT_DIR } else { dt::DT_REG };
     match kind {
+        MountKind::DevPts => {
+            if !comps.is_empty() {
+                return Err(Errno::ENOTDIR);
+            }
+            let mut out = alloc::vec![(b"ptmx".to_vec(), DT_CHR)];
+            for n in pty::numbers() {
+                out.push((format!("{n}").into_bytes(), DT_CHR));
+            }
+            Ok(out)
+        }
         MountKind::Sys => {
             let path = join(comps);
             let mut out: Vec<(Vec<u8>, u8)> = table_children(&SYS_FILES, &path)
@@ -423,6 +446,7 @@ fn list_pid(w: &Who, rest: &[Vec<u8>], in_task: bool) -> Result<Vec<(Vec<u8>, u8
 /// The contents of file `comps`.
 pub(crate) fn contents(kind: MountKind, comps: &[Vec<u8>]) -> Result<Vec<u8>, Errno> {
     match kind {
+        MountKind::DevPts => Err(Errno::EINVAL),
         MountKind::Sys => {
             if let Some(Some(g)) = in_table(&SYS_FILES, &join(comps)) {
                 return Ok(g());

@@ -15,10 +15,10 @@ use super::termios::{iflag, lflag, vc, Termios};
 use crate::fs::ramfs::mode;
 use crate::fs::Errno;
 use crate::irq::IrqLock;
+use crate::linux::files::dev::encode_dev;
 use crate::linux::files::file::{synthetic_stat, KStat, OpenFile, S_IFCHR};
 use crate::linux::files::object::{open_object, FileObject};
 use crate::linux::files::poll::{self, ev};
-use crate::linux::files::dev::encode_dev;
 use crate::linux::uaccess::{copy_from_user, copy_to_user, read_val, write_val};
 use crate::linux::{signal, SysResult};
 use crate::sched::wait::WaitQueue;
@@ -328,7 +328,7 @@ pub(crate) fn open_master(flags: u32) -> Result<Arc<OpenFile>, Errno> {
         index,
         st: IrqLock::new(State {
             termios: Termios::initial(),
-            winsize: [24, 80, 0, 0],
+            winsize: [0; 4],
             locked: true,
             input: VecDeque::new(),
             lines: VecDeque::new(),

@@ -68,6 +68,8 @@ fn proc_self_files_same_as_native() {
         "proc-self",
         r#"
 readlink /proc/self/exe
+ls -l /proc/self/exe | awk '{print $1, $(NF-1), $NF}'
+ls -l /proc/self/status | cut -c1-10
 cat /proc/self/comm
 awk -F'\t' '/^(Name|State|Uid|Gid|Threads|PPid):/ {print $1, ($1=="PPid:") ? ($2 > 0) : $2}' /proc/self/status
 awk '{print NF, $3}' /proc/self/stat

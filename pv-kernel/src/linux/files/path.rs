@@ -260,6 +260,14 @@ pub(crate) fn statfs_bytes() -> [u8; 120] {
     b
 }
 
+/// The extended-attribute calls on a path: no filesystem here keeps extended attributes,
+/// so an existing file answers `ENOTSUP` (what `ls -l` and `cp -a` expect of such a
+/// filesystem); a missing one the lookup's error.
+pub(crate) fn sys_xattr_unsupported(path_va: u64, flags: u64) -> SysResult {
+    stat_at(AT_FDCWD as i64 as u64, path_va, flags)?;
+    Err(Errno::ENOTSUP)
+}
+
 /// `statfs(path, buf)`.
 pub(crate) fn sys_statfs(path_va: u64, buf: u64) -> SysResult {
     let path = read_path(path_va)?;

@@ -130,6 +130,7 @@ paste <(seq 2) <(seq 3 4)
 echo to-stdout > /dev/stdout
 echo to-stderr > /dev/stderr 2>/dev/null
 exec 9< <(echo nine); cat /dev/fd/9
+echo kept > /tmp/pvmux-procfs-$$; exec 8</tmp/pvmux-procfs-$$; rm /tmp/pvmux-procfs-$$; cat /dev/fd/8; exec 8<&-
 wc -c < /proc/self/status | awk '{print ($1 > 100)}'
 "#,
     );

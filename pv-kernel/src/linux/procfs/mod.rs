@@ -134,11 +134,16 @@ fn append(p: &mut Vec<u8>, mut stack: Vec<Vec<u8>>) {
 }
 
 /// The path of a ramfs file behind `f`, when it has one to reopen by: an open directory
-/// (its path), a regular file opened by name (the name it was opened with).
+/// (its path), a regular file opened by name (the name it was opened with, if that name
+/// still leads to it; a removed or renamed file opens the description itself).
 fn file_path(f: &OpenFile) -> Option<Vec<u8>> {
     match &f.kind {
         Kind::Node { ino, dir: true, .. } => crate::linux::files::path::dir_path(*ino).ok(),
-        Kind::Node { .. } => f.path().map(<[u8]>::to_vec),
+        Kind::Node { ino, .. } => {
+            let p = f.path()?;
+            let now = fs::with(|fs| fs.lookup(ROOT_INO, p, true)).ok()?;
+            (now == *ino).then(|| p.to_vec())
+        }
         Kind::Object(_) => object::dir_of(f).map(|d| d.path.clone()),
         _ => None,
     }

@@ -45,7 +45,12 @@ fn native(script: &str) -> Run {
 fn same_as_native(name: &str, script: &str) {
     let script = format!("set -e\ncd /\n{script}");
     let n = native(&script);
-    assert_eq!(n.code(), Some(0), "{name}: the native run failed\n{}", n.context());
+    assert_eq!(
+        n.code(),
+        Some(0),
+        "{name}: the native run failed\n{}",
+        n.context()
+    );
     let g = guest(&script);
     assert_eq!(
         g.stdout,
@@ -63,6 +68,8 @@ fn proc_self_files_same_as_native() {
         "proc-self",
         r#"
 readlink /proc/self/exe
+ls -l /proc/self/exe | awk '{print $1, $(NF-1), $NF}'
+ls -l /proc/self/status | cut -c1-10
 cat /proc/self/comm
 awk -F'\t' '/^(Name|State|Uid|Gid|Threads|PPid):/ {print $1, ($1=="PPid:") ? ($2 > 0) : $2}' /proc/self/status
 awk '{print NF, $3}' /proc/self/stat
@@ -123,6 +130,7 @@ paste <(seq 2) <(seq 3 4)
 echo to-stdout > /dev/stdout
 echo to-stderr > /dev/stderr 2>/dev/null
 exec 9< <(echo nine); cat /dev/fd/9
+echo kept > /tmp/pvmux-procfs-$$; exec 8</tmp/pvmux-procfs-$$; rm /tmp/pvmux-procfs-$$; cat /dev/fd/8; exec 8<&-
 wc -c < /proc/self/status | awk '{print ($1 > 100)}'
 "#,
     );
@@ -181,7 +189,9 @@ kill %1
     );
     assert!(ps.iter().any(|(_, c)| c == "ps"), "{}", g.context());
     assert!(g.has_line("UID          PID    PPID  C STIME TTY          TIME CMD"));
-    assert!(lines.iter().any(|l| l.starts_with("USER") && l.contains("COMMAND")));
+    assert!(lines
+        .iter()
+        .any(|l| l.starts_with("USER") && l.contains("COMMAND")));
     let total: u64 = val("memtotal ").parse().expect("free's total");
     let mem_kib = MEM_MIB * 1024;
     assert!(
@@ -192,4 +202,69 @@ kill %1
     assert!(g.has_line("top -"), "{}", g.context());
     assert!(g.has_line("df 1"), "{}", g.context());
     assert!(g.has_line("0 1 2 3 "), "{}", g.context());
+}
+
+/// The host's python3, if any (the pseudo-terminal test needs it).
+fn python3() -> Option<&'static str> {
+    let p = "/usr/bin/python3";
+    if std::path::Path::new(p).exists() {
+        Some(p)
+    } else {
+        eprintln!("skipped: no {p} on the host (install python3)");
+        None
+    }
+}
+
+#[test]
+fn pseudo_terminals_same_as_native() {
+    if python3().is_none() {
+        return;
+    }
+    same_as_native(
+        "pty",
+        r#"
+python3 - <<'PY'
+import os, pty, termios, tty
+out = []
+m, s = os.openpty()
+out.append(("isatty", os.isatty(s), os.isatty(m)))
+out.append(("ttyname", os.ttyname(s).startswith("/dev/pts/")))
+n = int(os.ttyname(s).rsplit("/", 1)[1])
+out.append(("listed", str(n) in os.listdir("/dev/pts"), "ptmx" in os.listdir("/dev/pts")))
+out.append(("rdev", os.major(os.stat(os.ttyname(s)).st_rdev), os.major(os.fstat(m).st_rdev)))
+os.write(m, b"hello\n")
+out.append(("slave read", os.read(s, 100)))
+out.append(("echo", os.read(m, 100)))
+os.write(s, b"out\n")
+out.append(("master read", os.read(m, 100)))
+out.append(("icanon", bool(termios.tcgetattr(s)[3] & termios.ICANON)))
+tty.setraw(s)
+os.write(m, b"x\r")
+out.append(("raw read", os.read(s, 10)))
+out.append(("winsize", termios.tcgetwinsize(s) if hasattr(termios, "tcgetwinsize") else (24, 80)))
+os.close(s)
+try:
+    os.read(m, 10)
+except OSError as e:
+    out.append(("after close", e.errno))
+pid, fd = pty.fork()
+if pid == 0:
+    os.write(1, b"child isatty %d\n" % os.isatty(0))
+    os._exit(3)
+data = b""
+while True:
+    try:
+        d = os.read(fd, 100)
+    except OSError:
+        break
+    if not d:
+        break
+    data += d
+_, st = os.waitpid(pid, 0)
+out.append(("child", data, os.waitstatus_to_exitcode(st)))
+for o in out:
+    print(*o)
+PY
+"#,
+    );
 }

@@ -16,17 +16,20 @@ pub(crate) enum MountKind {
     Proc,
     /// `sysfs` at `/sys`.
     Sys,
+    /// `devpts` at `/dev/pts`: `ptmx` and the pseudo-terminal slaves.
+    DevPts,
 }
 
 impl MountKind {
     /// Every kind, in mount order.
-    pub(crate) const ALL: [MountKind; 2] = [MountKind::Proc, MountKind::Sys];
+    pub(crate) const ALL: [MountKind; 3] = [MountKind::Proc, MountKind::Sys, MountKind::DevPts];
 
     /// Where it is mounted.
     pub(crate) const fn path(self) -> &'static [u8] {
         match self {
             Self::Proc => b"/proc",
             Self::Sys => b"/sys",
+            Self::DevPts => b"/dev/pts",
         }
     }
 
@@ -35,6 +38,7 @@ impl MountKind {
         match self {
             Self::Proc => 0x9fa0,     // PROC_SUPER_MAGIC
             Self::Sys => 0x6265_6572, // SYSFS_MAGIC
+            Self::DevPts => 0x1cd1,   // DEVPTS_SUPER_MAGIC
         }
     }
 
@@ -43,6 +47,7 @@ impl MountKind {
         match self {
             Self::Proc => "proc",
             Self::Sys => "sysfs",
+            Self::DevPts => "devpts",
         }
     }
 
@@ -51,6 +56,7 @@ impl MountKind {
         match self {
             Self::Proc => 0x16,
             Self::Sys => 0x15,
+            Self::DevPts => 0x18,
         }
     }
 }

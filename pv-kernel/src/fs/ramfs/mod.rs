@@ -59,10 +59,10 @@ pub(crate) use host::HostShare;
 pub(crate) use inode::{FileType, Ino, ROOT_INO};
 #[allow(unused_imports)] // the crossing's type, for callers that name it
 pub(crate) use mounts::Crossing;
-pub(crate) use path::PATH_MAX;
-pub(crate) use path::SYMLOOP_MAX;
 #[cfg(feature = "diagnostics")]
 pub(crate) use path::NAME_MAX;
+pub(crate) use path::PATH_MAX;
+pub(crate) use path::SYMLOOP_MAX;
 
 use handle::OpenFile;
 use inode::{Dir, Inode, Node};

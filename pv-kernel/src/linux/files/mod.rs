@@ -179,6 +179,16 @@ pub(crate) fn syscall(n: u64, a: [u64; 6]) -> Option<SysResult> {
         nr::FLOCK => sys_flock(a[0], a[1]),
         nr::FADVISE64 => sys_fadvise64(a[0], a[3]),
 
+        nr::GETXATTR | nr::LISTXATTR | nr::SETXATTR | nr::REMOVEXATTR => {
+            sys_xattr_unsupported(a[0], 0)
+        }
+        nr::LGETXATTR | nr::LLISTXATTR | nr::LSETXATTR | nr::LREMOVEXATTR => {
+            sys_xattr_unsupported(a[0], AT_SYMLINK_NOFOLLOW)
+        }
+        nr::FGETXATTR | nr::FLISTXATTR | nr::FSETXATTR | nr::FREMOVEXATTR => {
+            fd_file(fdops::fd_arg(a[0])).and(Err(crate::fs::Errno::ENOTSUP))
+        }
+
         nr::POLL => poll::sys_poll(a[0], a[1], a[2]),
         nr::PPOLL => poll::sys_ppoll(a[0], a[1], a[2], a[3], a[4]),
         nr::SELECT => poll::sys_select(a[0], a[1], a[2], a[3], a[4]),

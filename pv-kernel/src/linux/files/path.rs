@@ -247,7 +247,7 @@ pub(crate) fn statfs_bytes() -> [u8; 120] {
     let blocks = u.limits.max_pages;
     let files = u.limits.max_inodes;
     let free = blocks.saturating_sub(u.pages);
-    put(0, 0x0102_1994); // TMPFS_MAGIC
+    put(0, crate::fs::mount::TMPFS_MAGIC);
     put(8, 4096);
     put(16, blocks);
     put(24, free);
@@ -258,6 +258,14 @@ pub(crate) fn statfs_bytes() -> [u8; 120] {
     put(72, 4096);
     put(80, 0x20); // ST_VALID
     b
+}
+
+/// The extended-attribute calls on a path: no filesystem here keeps extended attributes,
+/// so an existing file answers `ENOTSUP` (what `ls -l` and `cp -a` expect of such a
+/// filesystem); a missing one the lookup's error.
+pub(crate) fn sys_xattr_unsupported(path_va: u64, flags: u64) -> SysResult {
+    stat_at(AT_FDCWD as i64 as u64, path_va, flags)?;
+    Err(Errno::ENOTSUP)
 }
 
 /// `statfs(path, buf)`.

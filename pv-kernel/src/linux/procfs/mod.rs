@@ -134,11 +134,16 @@ fn append(p: &mut Vec<u8>, mut stack: Vec<Vec<u8>>) {
 }
 
 /// The path of a ramfs file behind `f`, when it has one to reopen by: an open directory
-/// (its path), a regular file opened by name (the name it was opened with).
+/// (its path), a regular file opened by name (the name it was opened with, if that name
+/// still leads to it; a removed or renamed file opens the description itself).
 fn file_path(f: &OpenFile) -> Option<Vec<u8>> {
     match &f.kind {
         Kind::Node { ino, dir: true, .. } => crate::linux::files::path::dir_path(*ino).ok(),
-        Kind::Node { .. } => f.path().map(<[u8]>::to_vec),
+        Kind::Node { ino, .. } => {
+            let p = f.path()?;
+            let now = fs::with(|fs| fs.lookup(ROOT_INO, p, true)).ok()?;
+            (now == *ino).then(|| p.to_vec())
+        }
         Kind::Object(_) => object::dir_of(f).map(|d| d.path.clone()),
         _ => None,
     }
@@ -202,6 +207,16 @@ pub(crate) fn lookup(
 /// The `stat` of a synthetic node.
 pub(crate) fn stat_node(kind: MountKind, comps: &[Vec<u8>], node: &Node) -> KStat {
     let ino = tree::ino_of(kind, comps);
+    if kind == MountKind::DevPts && matches!(node, Node::File) {
+        let (num, perm) = match comps.first().map(Vec::as_slice) {
+            Some(b"ptmx") => ((5, 2), 0o666),
+            Some(n) => ((136, tree::parse_fd(n).unwrap_or(0) as u32), 0o620),
+            None => ((0, 0), 0),
+        };
+        let mut k = node_stat(kind, crate::linux::files::file::S_IFCHR | perm, ino, 0);
+        k.rdev = crate::linux::files::dev::encode_dev(num);
+        return k;
+    }
     match node {
         Node::Dir => node_stat(kind, mode::S_IFDIR | 0o555, ino, 0),
         Node::File => node_stat(kind, mode::S_IFREG | 0o444, ino, 0),
@@ -277,6 +292,15 @@ pub(crate) fn open_found(found: Found, flags: u32, fs_flags: u32) -> Result<Open
     }
     let ino = tree::ino_of(kind, &comps);
     let path = tree::abs_path(kind, &comps);
+    if kind == MountKind::DevPts && matches!(node, Node::File) && !path_only {
+        use crate::linux::files::tty::pty;
+        let f = match comps.first().map(Vec::as_slice) {
+            Some(b"ptmx") => pty::open_master(flags)?,
+            Some(n) => pty::open_slave(tree::parse_fd(n)? as u32, flags)?,
+            None => return Err(Errno::EISDIR),
+        };
+        return Ok(Opened::File(f));
+    }
     match node {
         Node::Dir => {
             if fs_flags & oflag::O_ACCMODE != oflag::O_RDONLY && !path_only {
@@ -359,6 +383,7 @@ pub(crate) fn init() {
             (b"/dev/stdin", b"/proc/self/fd/0"),
             (b"/dev/stdout", b"/proc/self/fd/1"),
             (b"/dev/stderr", b"/proc/self/fd/2"),
+            (b"/dev/ptmx", b"pts/ptmx"),
         ] {
             if fs.lookup(ROOT_INO, link, false).is_err() {
                 let _ = fs.symlink(ROOT_INO, target, link);

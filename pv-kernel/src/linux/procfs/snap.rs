@@ -165,7 +165,11 @@ fn thread_counts() -> (usize, usize) {
 /// `/proc/loadavg`.
 pub(crate) fn loadavg() -> Vec<u8> {
     let (r, t) = thread_counts();
-    let last = task::all_processes().iter().map(|p| p.pid).max().unwrap_or(1);
+    let last = task::all_processes()
+        .iter()
+        .map(|p| p.pid)
+        .max()
+        .unwrap_or(1);
     text::loadavg(r, t, last)
 }
 
@@ -271,12 +275,11 @@ pub(crate) fn info(w: &Who) -> ProcInfo {
             .map_or(0, |t| t.sig.blocked().bits()),
     };
     let (ignored, caught) = signal_dispositions(p);
-    let cpu = w
-        .t
-        .as_ref()
-        .or(p.threads.lock().first())
-        .and_then(|t| t.thread.get().and_then(alloc::sync::Weak::upgrade))
-        .map_or(0, |th| th.last_cpu.load(Ordering::Relaxed).min(ncpus() - 1));
+    let cpu =
+        w.t.as_ref()
+            .or(p.threads.lock().first())
+            .and_then(|t| t.thread.get().and_then(alloc::sync::Weak::upgrade))
+            .map_or(0, |th| th.last_cpu.load(Ordering::Relaxed).min(ncpus() - 1));
     let rl = *p.rlimits.lock();
     ProcInfo {
         pid: p.pid,
@@ -314,7 +317,9 @@ pub(crate) fn info(w: &Who) -> ProcInfo {
             pending.count_ones().into(),
             rl.cur(crate::linux::rlimit::res::SIGPENDING),
         ),
-        fd_size: open_fds(p).last().map_or(64, |&l| (l as usize + 1).next_multiple_of(64)),
+        fd_size: open_fds(p)
+            .last()
+            .map_or(64, |&l| (l as usize + 1).next_multiple_of(64)),
         cpu,
         ncpus: ncpus(),
         rsslim: rl.cur(crate::linux::rlimit::res::RSS),
@@ -347,7 +352,9 @@ pub(crate) fn maps(p: &Process) -> Vec<MapLine> {
     mm.vmas()
         .map(|(start, v)| {
             let name: &[u8] = if start <= mm.brk_base && mm.brk_base < v.end && mm.brk > mm.brk_base
-                || (start >= mm.brk_base && v.end <= mm.brk.next_multiple_of(4096) && start < mm.brk)
+                || (start >= mm.brk_base
+                    && v.end <= mm.brk.next_multiple_of(4096)
+                    && start < mm.brk)
             {
                 b"[heap]"
             } else if start >= stack_lo && v.end <= crate::linux::exec::STACK_TOP {

@@ -348,7 +348,10 @@ pub(crate) fn meminfo(m: &MemInfo) -> Vec<u8> {
         ("SwapFree", 0),
         ("Dirty", 0),
         ("Writeback", 0),
-        ("AnonPages", m.total.saturating_sub(m.free + m.shmem + m.slab)),
+        (
+            "AnonPages",
+            m.total.saturating_sub(m.free + m.shmem + m.slab),
+        ),
         ("Mapped", 0),
         ("Shmem", m.shmem),
         ("KReclaimable", 0),
@@ -376,7 +379,13 @@ pub(crate) fn meminfo(m: &MemInfo) -> Vec<u8> {
 
 /// `/proc/uptime`: seconds up and idle, two decimals.
 pub(crate) fn uptime(up_ns: u64, idle_ns: u64) -> Vec<u8> {
-    let c = |ns: u64| format!("{}.{:02}", ns / 1_000_000_000, ns % 1_000_000_000 / 10_000_000);
+    let c = |ns: u64| {
+        format!(
+            "{}.{:02}",
+            ns / 1_000_000_000,
+            ns % 1_000_000_000 / 10_000_000
+        )
+    };
     format!("{} {}\n", c(up_ns), c(idle_ns)).into_bytes()
 }
 
@@ -392,10 +401,11 @@ pub(crate) fn stat_global(
     forks: u64,
     running: usize,
 ) -> Vec<u8> {
-    let line = |name: &str, (u, sy, id): (u64, u64, u64)| {
-        format!("{name} {u} 0 {sy} {id} 0 0 0 0 0 0\n")
-    };
-    let sum = cpus.iter().fold((0, 0, 0), |a, c| (a.0 + c.0, a.1 + c.1, a.2 + c.2));
+    let line =
+        |name: &str, (u, sy, id): (u64, u64, u64)| format!("{name} {u} 0 {sy} {id} 0 0 0 0 0 0\n");
+    let sum = cpus
+        .iter()
+        .fold((0, 0, 0), |a, c| (a.0 + c.0, a.1 + c.1, a.2 + c.2));
     let mut s = line("cpu ", sum);
     for (i, c) in cpus.iter().enumerate() {
         s.push_str(&line(&format!("cpu{i}"), *c));
@@ -580,7 +590,10 @@ mod tests {
         let s = String::from_utf8(stat_global(&[(1, 2, 3), (4, 5, 6)], 99, 7, 1)).unwrap();
         assert!(s.starts_with("cpu  5 0 7 9 0 0 0 0 0 0\ncpu0 1 0 2 3 "));
         assert!(s.contains("\nbtime 99\n"));
-        assert_eq!(comm_of(b"/usr/bin/averyveryverylongname"), b"averyveryverylo");
+        assert_eq!(
+            comm_of(b"/usr/bin/averyveryverylongname"),
+            b"averyveryverylo"
+        );
         assert_eq!(cpu_list(1), "0");
         assert_eq!(cpu_list(4), "0-3");
     }

@@ -3,7 +3,6 @@
 //! the call. Paths are given as components after the mount point.
 
 use alloc::format;
-use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
@@ -12,6 +11,7 @@ use super::text;
 use crate::fs::mount::{self, MountKind};
 use crate::fs::ramfs::dt;
 use crate::fs::Errno;
+use crate::linux::files::tty::pty;
 use crate::linux::files::OpenFile;
 use crate::linux::task::{self, Process, Task};
 
@@ -27,16 +27,8 @@ pub(crate) enum Node {
     FdLink(Arc<OpenFile>),
 }
 
-impl Node {
-    /// Its `d_type`.
-    pub(crate) fn dtype(&self) -> u8 {
-        match self {
-            Node::Dir => dt::DT_DIR,
-            Node::File => dt::DT_REG,
-            Node::Link(_) | Node::FdLink(_) => dt::DT_LNK,
-        }
-    }
-}
+/// `d_type` of a character device.
+const DT_CHR: u8 = 2;
 
 /// A generated file's contents.
 type Gen = fn() -> Vec<u8>;
@@ -64,7 +56,9 @@ const PROC_FILES: [(&str, Gen); 32] = [
     }),
     ("sys/kernel/ostype", || b"Linux\n".to_vec()),
     ("sys/kernel/osrelease", || b"6.1.0-pvmux\n".to_vec()),
-    ("sys/kernel/version", || b"#1 SMP pvmux guest kernel\n".to_vec()),
+    ("sys/kernel/version", || {
+        b"#1 SMP pvmux guest kernel\n".to_vec()
+    }),
     ("sys/kernel/hostname", || b"pvmux\n".to_vec()),
     ("sys/kernel/domainname", || b"(none)\n".to_vec()),
     ("sys/kernel/pid_max", || b"4194304\n".to_vec()),
@@ -216,6 +210,15 @@ pub(crate) fn classify(kind: MountKind, comps: &[Vec<u8>]) -> Result<Node, Errno
     match kind {
         MountKind::Proc => classify_proc(comps),
         MountKind::Sys => classify_sys(comps),
+        MountKind::DevPts => match comps {
+            [] => Ok(Node::Dir),
+            [p] if p == b"ptmx" => Ok(Node::File),
+            [n] => match parse_fd(n) {
+                Ok(i) if pty::exists(i as u32) => Ok(Node::File),
+                _ => Err(Errno::ENOENT),
+            },
+            _ => Err(Errno::ENOENT),
+        },
     }
 }
 
@@ -226,13 +229,16 @@ fn classify_sys(comps: &[Vec<u8>]) -> Result<Node, Errno> {
     }
     // devices/system/cpu/cpuN[/online]
     if comps.len() >= 4 && comps[..3] == [&b"devices"[..], b"system", b"cpu"] {
-        let n = comps[3].strip_prefix(b"cpu").and_then(|d| {
-            if d == b"0" {
-                Some(0)
-            } else {
-                parse_id(d)
-            }
-        });
+        let n =
+            comps[3].strip_prefix(b"cpu").and_then(
+                |d| {
+                    if d == b"0" {
+                        Some(0)
+                    } else {
+                        parse_id(d)
+                    }
+                },
+            );
         if n.is_some_and(|n| (n as u32) < crate::boot::nr_vcpus()) {
             return match &comps[4..] {
                 [] => Ok(Node::Dir),
@@ -292,14 +298,13 @@ fn classify_pid(w: &Who, rest: &[Vec<u8>], in_task: bool) -> Result<Node, Errno>
         (b"task", []) if !in_task => Ok(Node::Dir),
         (b"task", [tid, sub @ ..]) if !in_task => {
             let tid = parse_id(tid).ok_or(Errno::ENOENT)?;
-            let t = w
-                .p
-                .threads
-                .lock()
-                .iter()
-                .find(|t| t.tid == tid)
-                .cloned()
-                .ok_or(Errno::ENOENT)?;
+            let t =
+                w.p.threads
+                    .lock()
+                    .iter()
+                    .find(|t| t.tid == tid)
+                    .cloned()
+                    .ok_or(Errno::ENOENT)?;
             let w = Who {
                 p: w.p.clone(),
                 t: Some(t),
@@ -323,8 +328,8 @@ fn classify_pid(w: &Who, rest: &[Vec<u8>], in_task: bool) -> Result<Node, Errno>
     }
 }
 
-/// A descriptor number component.
-fn parse_fd(c: &[u8]) -> Result<i32, Errno> {
+/// A descriptor (or pty) number component.
+pub(crate) fn parse_fd(c: &[u8]) -> Result<i32, Errno> {
     if c == b"0" {
         return Ok(0);
     }
@@ -335,6 +340,16 @@ fn parse_fd(c: &[u8]) -> Result<i32, Errno> {
 pub(crate) fn list(kind: MountKind, comps: &[Vec<u8>]) -> Result<Vec<(Vec<u8>, u8)>, Errno> {
     let dtype = |dir: bool| if dir { dt::DT_DIR } else { dt::DT_REG };
     match kind {
+        MountKind::DevPts => {
+            if !comps.is_empty() {
+                return Err(Errno::ENOTDIR);
+            }
+            let mut out = alloc::vec![(b"ptmx".to_vec(), DT_CHR)];
+            for n in pty::numbers() {
+                out.push((format!("{n}").into_bytes(), DT_CHR));
+            }
+            Ok(out)
+        }
         MountKind::Sys => {
             let path = join(comps);
             let mut out: Vec<(Vec<u8>, u8)> = table_children(&SYS_FILES, &path)
@@ -411,14 +426,13 @@ fn list_pid(w: &Who, rest: &[Vec<u8>], in_task: bool) -> Result<Vec<(Vec<u8>, u8
             .collect()),
         [t, tid, sub @ ..] if t == b"task" && !in_task => {
             let tid = parse_id(tid).ok_or(Errno::ENOENT)?;
-            let th = w
-                .p
-                .threads
-                .lock()
-                .iter()
-                .find(|t| t.tid == tid)
-                .cloned()
-                .ok_or(Errno::ENOENT)?;
+            let th =
+                w.p.threads
+                    .lock()
+                    .iter()
+                    .find(|t| t.tid == tid)
+                    .cloned()
+                    .ok_or(Errno::ENOENT)?;
             let w = Who {
                 p: w.p.clone(),
                 t: Some(th),
@@ -432,6 +446,7 @@ fn list_pid(w: &Who, rest: &[Vec<u8>], in_task: bool) -> Result<Vec<(Vec<u8>, u8
 /// The contents of file `comps`.
 pub(crate) fn contents(kind: MountKind, comps: &[Vec<u8>]) -> Result<Vec<u8>, Errno> {
     match kind {
+        MountKind::DevPts => Err(Errno::EINVAL),
         MountKind::Sys => {
             if let Some(Some(g)) = in_table(&SYS_FILES, &join(comps)) {
                 return Ok(g());
@@ -532,10 +547,6 @@ pub(crate) fn abs_path(kind: MountKind, comps: &[Vec<u8>]) -> Vec<u8> {
     p
 }
 
-/// Unused-name guard for `String` (keeps imports tidy in `no_std`).
-#[allow(dead_code)]
-fn _s(_: String) {}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -549,8 +560,14 @@ mod tests {
 
     #[test]
     fn static_tables_give_files_and_dirs() {
-        assert!(matches!(classify(MountKind::Proc, &comps("cpuinfo")), Ok(Node::File)));
-        assert!(matches!(classify(MountKind::Proc, &comps("sys/kernel")), Ok(Node::Dir)));
+        assert!(matches!(
+            classify(MountKind::Proc, &comps("cpuinfo")),
+            Ok(Node::File)
+        ));
+        assert!(matches!(
+            classify(MountKind::Proc, &comps("sys/kernel")),
+            Ok(Node::Dir)
+        ));
         assert!(matches!(
             classify(MountKind::Proc, &comps("sys/kernel/pid_max")),
             Ok(Node::File)
@@ -586,7 +603,10 @@ mod tests {
 
     #[test]
     fn paths_and_inodes() {
-        assert_eq!(abs_path(MountKind::Proc, &comps("1/status")), b"/proc/1/status");
+        assert_eq!(
+            abs_path(MountKind::Proc, &comps("1/status")),
+            b"/proc/1/status"
+        );
         assert_eq!(join(&comps("a/b")), b"a/b");
         let a = ino_of(MountKind::Proc, &comps("1/status"));
         assert_eq!(a, ino_of(MountKind::Proc, &comps("1/status")));

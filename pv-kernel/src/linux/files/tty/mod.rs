@@ -16,6 +16,7 @@
 mod input;
 mod ioctl;
 mod ldisc;
+pub(crate) mod pty;
 mod termios;
 
 use alloc::collections::VecDeque;

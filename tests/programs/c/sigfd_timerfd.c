@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -289,6 +290,33 @@ static void sigqueue_handler_and_wait(void) {
     unblock(SIGRTMIN + 2);
 }
 
+static volatile int waiter_got;
+
+static void *waiter(void *arg) {
+    sigset_t *s = arg;
+    siginfo_t si;
+    waiter_got = sigwaitinfo(s, &si);
+    return NULL;
+}
+
+/* A process-directed signal sent while every thread blocks it and none waits for it is
+ * taken by the thread that waits for it later (a dedicated signal thread). */
+static void sigwait_in_another_thread(void) {
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, SIGUSR2);
+    sigprocmask(SIG_BLOCK, &s, NULL);
+    kill(getpid(), SIGUSR2);
+    pthread_t th;
+    pthread_create(&th, NULL, waiter, &s);
+    pthread_join(th, NULL);
+    sigset_t pend;
+    sigpending(&pend);
+    report("sigwait_in_another_thread", waiter_got == SIGUSR2 && !sigismember(&pend, SIGUSR2),
+           "the signal stayed with the main thread");
+    sigprocmask(SIG_UNBLOCK, &s, NULL);
+}
+
 static void realtime_order(void) {
     int a = SIGRTMIN + 3, b = SIGRTMIN + 4;
     block(a);
@@ -331,6 +359,7 @@ int main(void) {
     signalfd_fields();
     sigqueue_handler_and_wait();
     realtime_order();
+    sigwait_in_another_thread();
     printf("failures: %d\n", failures);
     return failures;
 }

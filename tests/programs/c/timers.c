@@ -229,6 +229,14 @@ static void posix_none(void) {
     errno = 0;
     report("posix_bad_clock", timer_create(12345, NULL, &t) == -1 && errno == EINVAL,
            "clock 12345");
+    errno = 0;
+    report("posix_raw_clock", timer_create(CLOCK_MONOTONIC_RAW, NULL, &t) == -1 &&
+                                  errno == EOPNOTSUPP, "CLOCK_MONOTONIC_RAW");
+    struct timespec tiny = {0, 1000};
+    report("nanosleep_coarse_clock", clock_nanosleep(CLOCK_REALTIME_COARSE, 0, &tiny, NULL) ==
+                                         EOPNOTSUPP, "CLOCK_REALTIME_COARSE");
+    report("nanosleep_boottime", clock_nanosleep(CLOCK_BOOTTIME, 0, &tiny, NULL) == 0,
+           "CLOCK_BOOTTIME");
 }
 
 static volatile pid_t worker_tid;

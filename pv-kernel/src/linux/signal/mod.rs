@@ -216,6 +216,31 @@ fn take(t: &Task, allowed: SigSet) -> Option<SigInfo> {
     Some(info)
 }
 
+/// Takes a pending signal in `allowed` for `t`: its own first, else one that waits on
+/// another thread of its process that blocks it — where a process-directed signal (`kill`,
+/// `sigqueue`, a timer) sent while no thread waited for it and every thread blocked it was
+/// queued, and where Linux's shared queue would let `t` take it.
+fn take_for_process(t: &Arc<Task>, allowed: SigSet) -> Option<SigInfo> {
+    if let Some(i) = take(t, allowed) {
+        return Some(i);
+    }
+    let others: Vec<Arc<Task>> = t.process.threads.lock().clone();
+    others
+        .iter()
+        .filter(|o| !Arc::ptr_eq(o, t))
+        .find_map(|o| take(o, allowed & o.sig.blocked()))
+}
+
+/// True if [`take_for_process`] would find a signal in `allowed` for `t`.
+fn pending_for_process(t: &Task, allowed: SigSet) -> bool {
+    !(t.sig.pending() & allowed).is_empty()
+        || t.process
+            .threads
+            .lock()
+            .iter()
+            .any(|o| !(o.sig.pending() & allowed & o.sig.blocked()).is_empty())
+}
+
 /// True if a signal queued by POSIX timer arm `key` is pending in a thread of `p`.
 pub(crate) fn timer_signal_queued(p: &Process, key: u64) -> bool {
     p.threads.lock().iter().any(|t| t.sig.has_timer(key))
@@ -726,7 +751,7 @@ pub(crate) fn sys_rt_sigtimedwait(set: u64, uinfo: u64, timeout: u64, size: u64)
     };
     t.sig.waiting.store(wanted.bits(), Ordering::Release);
     let got = loop {
-        if let Some(info) = take(&t, wanted) {
+        if let Some(info) = take_for_process(&t, wanted) {
             break Ok(info);
         }
         if t.signal_pending() {
@@ -738,7 +763,7 @@ pub(crate) fn sys_rt_sigtimedwait(set: u64, uinfo: u64, timeout: u64, size: u64)
         }
         let cur = crate::sched::current();
         crate::sched::prepare_block(&cur);
-        if !(t.sig.pending() & wanted).is_empty() || t.signal_pending() {
+        if pending_for_process(&t, wanted) || t.signal_pending() {
             crate::sched::cancel_block(&cur);
             continue;
         }

@@ -1,6 +1,7 @@
 //! `signalfd` and `signalfd4`: pending signals as a file (Linux `fs/signalfd.c`). A read
 //! takes pending signals of the mask — the calling thread's first, then those queued on
-//! the other threads of its process (where this kernel keeps process-directed signals) — and
+//! other threads of its process that block them (where this kernel keeps a
+//! process-directed signal no thread was waiting for) — and
 //! returns one 128-byte `signalfd_siginfo` per signal; it blocks while none is pending. The
 //! file is readable (`poll`) while one is. Every raised signal wakes readers and pollers
 //! while a signalfd exists.
@@ -12,7 +13,7 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use super::info::{code, Detail, SigInfo};
 use super::set::SigSet;
-use super::{sig, take, task, Task};
+use super::{pending_for_process, sig, take_for_process, task, Task};
 use crate::fs::ramfs::oflag;
 use crate::fs::Errno;
 use crate::linux::files::file::{fl, KStat, OpenFile};
@@ -58,26 +59,12 @@ impl SignalFd {
 
     /// True if a signal of the mask is pending for `t` or its process.
     fn ready(&self, t: &Task) -> bool {
-        let m = self.mask();
-        !(t.sig.pending() & m).is_empty()
-            || t.process
-                .threads
-                .lock()
-                .iter()
-                .any(|o| !(o.sig.pending() & m).is_empty())
+        pending_for_process(t, self.mask())
     }
 
     /// Takes a pending signal of the mask: the thread's own first, then its process's.
     fn take_one(&self, t: &Arc<Task>) -> Option<SigInfo> {
-        let m = self.mask();
-        if let Some(i) = take(t, m) {
-            return Some(i);
-        }
-        let others: Vec<Arc<Task>> = t.process.threads.lock().clone();
-        others
-            .iter()
-            .filter(|o| !Arc::ptr_eq(o, t))
-            .find_map(|o| take(o, m))
+        take_for_process(t, self.mask())
     }
 }
 

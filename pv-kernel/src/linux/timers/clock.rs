@@ -87,12 +87,16 @@ impl ClockId {
     }
 
     /// Decodes `clk` for a POSIX timer or a sleep: the coarse and raw clocks have none
-    /// (`EOPNOTSUPP`, as Linux, whose `k_clock` for them has no `timer_create`/`nsleep`).
+    /// (`EOPNOTSUPP`, as Linux, whose `k_clock` for them has no `timer_create`/`nsleep`),
+    /// nor have the alarm clocks (no wake-up device: Linux without an RTC says the same;
+    /// timerfds accept them).
     pub(crate) fn decode_for_timer(clk: i32) -> Result<Self, Errno> {
         match clk {
-            id::MONOTONIC_RAW | id::REALTIME_COARSE | id::MONOTONIC_COARSE => {
-                Err(Errno::EOPNOTSUPP)
-            }
+            id::MONOTONIC_RAW
+            | id::REALTIME_COARSE
+            | id::MONOTONIC_COARSE
+            | id::REALTIME_ALARM
+            | id::BOOTTIME_ALARM => Err(Errno::EOPNOTSUPP),
             c => Self::decode(c),
         }
     }
@@ -184,10 +188,20 @@ mod tests {
         assert_eq!(ClockId::decode(7), Ok(ClockId::Monotonic));
         assert_eq!(ClockId::decode(10), Err(Errno::EINVAL));
         assert_eq!(ClockId::decode(12), Err(Errno::EINVAL));
-        assert_eq!(
-            ClockId::decode_for_timer(id::MONOTONIC_RAW),
-            Err(Errno::EOPNOTSUPP)
-        );
+        for c in [
+            id::MONOTONIC_RAW,
+            id::REALTIME_COARSE,
+            id::MONOTONIC_COARSE,
+            id::REALTIME_ALARM,
+            id::BOOTTIME_ALARM,
+        ] {
+            assert_eq!(
+                ClockId::decode_for_timer(c),
+                Err(Errno::EOPNOTSUPP),
+                "clock {c}"
+            );
+        }
+        assert_eq!(ClockId::decode_for_timer(id::TAI), Ok(ClockId::Realtime));
         // clock_getcpuclockid(42): (~42 << 3) | CPUCLOCK_SCHED (2).
         let c = (!42i32 << 3) | 2;
         assert_eq!(

@@ -18,8 +18,9 @@ use crate::sched::thread::Thread;
 static WATCHED: IrqLock<Vec<Weak<Timer>>> = IrqLock::new(Vec::new());
 /// Bumped by every [`watch`]: the daemon re-scans before sleeping if it changed.
 static GENERATION: AtomicU64 = AtomicU64::new(0);
-/// The daemon's kernel thread, once started.
-static DAEMON: spin::Once<Option<Arc<Thread>>> = spin::Once::new();
+/// The daemon's kernel thread, once started (started by the first [`watch`]; a start that
+/// failed for want of memory is tried again by the next).
+static DAEMON: IrqLock<Option<Arc<Thread>>> = IrqLock::new(None);
 
 /// Starts watching `t` (just armed) and wakes the daemon.
 pub(super) fn watch(t: &Arc<Timer>) {
@@ -34,13 +35,18 @@ pub(super) fn watch(t: &Arc<Timer>) {
         }
     }
     GENERATION.fetch_add(1, Ordering::AcqRel);
-    let daemon = DAEMON.call_once(|| {
-        crate::sched::spawn("timers", None, daemon_main)
-            .ok()
-            .map(|h| h.thread().clone())
-    });
-    if let Some(d) = daemon {
-        crate::sched::wake(d);
+    let running = DAEMON.lock().clone();
+    match running {
+        Some(d) => crate::sched::wake(&d),
+        None => {
+            let mut slot = DAEMON.lock();
+            if slot.is_none() {
+                // A new thread is runnable at once: it scans before it first sleeps.
+                *slot = crate::sched::spawn("timers", None, daemon_main)
+                    .ok()
+                    .map(|h| h.thread().clone());
+            }
+        }
     }
 }
 

@@ -346,7 +346,9 @@ impl Sock {
 
     fn bind(self: &Arc<Self>, raw: &[u8]) -> Result<(), Errno> {
         let n = name::parse(raw)?;
-        if self.inner.lock().addr.is_some() {
+        // A path's inode is made first (an existing name is EADDRINUSE even for a bound
+        // socket), then a second name is refused, as Linux's `unix_bind_bsd`.
+        if self.inner.lock().addr.is_some() && !matches!(n, UnixName::Path(_)) {
             return Err(Errno::EINVAL);
         }
         match n {
@@ -362,7 +364,11 @@ impl Sock {
                         e
                     }
                 })?;
-                self.bind_key(Key::Path(ino), name::path_addr(p))
+                let r = self.bind_key(Key::Path(ino), name::path_addr(p));
+                if r.is_err() {
+                    let _ = fs::with(|fs| fs.unlink(base, p));
+                }
+                r
             }
         }
     }
@@ -831,8 +837,8 @@ impl Sock {
             SO_SNDBUF | SO_SNDBUFFORCE => i.sndbuf = buf(int()?, name == SO_SNDBUF, MIN_SNDBUF),
             SO_RCVBUF | SO_RCVBUFFORCE => i.rcvbuf = buf(int()?, name == SO_RCVBUF, MIN_RCVBUF),
             SO_PASSCRED => i.passcred = int()? != 0,
-            SO_DEBUG | SO_REUSEADDR | SO_DONTROUTE | SO_BROADCAST | SO_KEEPALIVE
-            | SO_OOBINLINE | SO_PRIORITY | SO_REUSEPORT | SO_RCVLOWAT | SO_PASSSEC => {
+            SO_DEBUG | SO_REUSEADDR | SO_DONTROUTE | SO_BROADCAST | SO_KEEPALIVE | SO_OOBINLINE
+            | SO_PRIORITY | SO_REUSEPORT | SO_RCVLOWAT | SO_PASSSEC => {
                 let v = int()?;
                 let v = match name {
                     SO_PRIORITY => v,
@@ -874,17 +880,18 @@ impl Sock {
                     gid: u32::MAX,
                 })
                 .to_bytes()),
-            SO_DEBUG | SO_REUSEADDR | SO_DONTROUTE | SO_BROADCAST | SO_KEEPALIVE
-            | SO_OOBINLINE | SO_PRIORITY | SO_REUSEPORT | SO_PASSSEC | SO_LINGER
-            | SO_RCVTIMEO_OLD | SO_SNDTIMEO_OLD | SO_RCVTIMEO_NEW | SO_SNDTIMEO_NEW => {
-                Ok(i.opts
-                    .get(&name)
-                    .cloned()
-                    .unwrap_or_else(|| alloc::vec![0; opt_size(name)]))
-            }
-            SO_RCVLOWAT | SO_SNDLOWAT => Ok(i.opts.get(&name).cloned().unwrap_or_else(|| {
-                1i32.to_le_bytes().to_vec()
-            })),
+            SO_DEBUG | SO_REUSEADDR | SO_DONTROUTE | SO_BROADCAST | SO_KEEPALIVE | SO_OOBINLINE
+            | SO_PRIORITY | SO_REUSEPORT | SO_PASSSEC | SO_LINGER | SO_RCVTIMEO_OLD
+            | SO_SNDTIMEO_OLD | SO_RCVTIMEO_NEW | SO_SNDTIMEO_NEW => Ok(i
+                .opts
+                .get(&name)
+                .cloned()
+                .unwrap_or_else(|| alloc::vec![0; opt_size(name)])),
+            SO_RCVLOWAT | SO_SNDLOWAT => Ok(i
+                .opts
+                .get(&name)
+                .cloned()
+                .unwrap_or_else(|| 1i32.to_le_bytes().to_vec())),
             _ => Err(Errno::ENOPROTOOPT),
         }
     }
@@ -1016,8 +1023,8 @@ impl Socket for UnixSocket {
         let i = self.sock.inner.lock();
         match (&i.state, self.sock.ty) {
             (State::Listening { .. }, _) => 0,
-            (_, SockType::Stream) => i.rq.bytes(),
-            _ => i.rq.first_len(),
+            (_, SockType::Dgram) => i.rq.first_len(),
+            _ => i.rq.bytes(),
         }
     }
 

@@ -791,6 +791,30 @@ static void signals(void) {
     close(sv[1]);
 }
 
+static void big_blocking_write(void) {
+    /* A blocking write larger than the send buffer is queued whole while a reader drains
+     * it. */
+    int sv[2], small = 4096, status;
+    pair(SOCK_STREAM, sv);
+    setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(sv[0]);
+        char t[4096];
+        long tot = 0;
+        ssize_t k;
+        while ((k = read(sv[1], t, sizeof t)) > 0)
+            tot += k;
+        _exit(tot == 200000 ? 0 : 1);
+    }
+    close(sv[1]);
+    static char w[200000];
+    show("stream: blocking write beyond SO_SNDBUF", write(sv[0], w, sizeof w));
+    close(sv[0]);
+    waitpid(pid, &status, 0);
+    say("stream: reader got everything", "%d", WEXITSTATUS(status) == 0);
+}
+
 static void fork_sharing(void) {
     /* The socket is one open file in both processes: the peer sees EOF only when the
      * last descriptor (in the child) is closed. */
@@ -831,6 +855,7 @@ int main(void) {
     credentials();
     options();
     signals();
+    big_blocking_write();
     fork_sharing();
     char path[100];
     snprintf(path, sizeof path, "%s/file", dir);

@@ -60,6 +60,9 @@ const SHUTDOWN_MASK: u8 = 3;
 const DEFAULT_BUF: usize = 212_992;
 /// `net.core.wmem_max` / `rmem_max`: the most `SO_SNDBUF`/`SO_RCVBUF` may ask for.
 const MAX_BUF: usize = 212_992;
+/// The most `SO_SNDBUFFORCE`/`SO_RCVBUFFORCE` may ask for (Linux: `INT_MAX / 2`; here a
+/// bound on what one socket may keep in the kernel heap).
+const MAX_FORCED_BUF: usize = 8 << 20;
 /// Linux's `SOCK_MIN_SNDBUF` and `SOCK_MIN_RCVBUF` (x86-64).
 const MIN_SNDBUF: usize = 4608;
 const MIN_RCVBUF: usize = 2304;
@@ -524,8 +527,17 @@ impl Sock {
         }
     }
 
-    /// The message to queue for `data` with the send's control messages.
-    fn message(&self, data: Vec<u8>, control: Vec<Control>) -> Msg<Arc<OpenFile>> {
+    /// The message to queue for `data` with the send's control messages: its bytes live
+    /// in the kernel heap until read, so the heap is asked first (`ENOMEM` without
+    /// headroom, never a panic).
+    fn message(&self, data: &[u8], control: Vec<Control>) -> Result<Msg<Arc<OpenFile>>, Errno> {
+        crate::linux::alloc_guard::reserve(data.len() + queue::MSG_OVERHEAD)?;
+        let mut bytes = Vec::new();
+        bytes
+            .try_reserve_exact(data.len())
+            .map_err(|_| Errno::ENOMEM)?;
+        bytes.extend_from_slice(data);
+        let data = bytes;
         let mut rights = Vec::new();
         let mut cred = own_cred();
         for c in control {
@@ -537,7 +549,7 @@ impl Sock {
             }
         }
         let from = self.inner.lock().addr.clone();
-        Msg::new(data, rights, cred, from, Some(self.wmem.clone()))
+        Ok(Msg::new(data, rights, cred, from, Some(self.wmem.clone())))
     }
 
     fn send_stream(
@@ -569,23 +581,40 @@ impl Sock {
             let p = peer.inner.lock();
             p.dead || p.shutdown & RCV_SHUTDOWN != 0
         };
-        self.wait_for_room(nonblocking(f, flags), || {
-            broken() || self.inner.lock().shutdown & SEND_SHUTDOWN != 0
-        })?;
-        let sndbuf = self.inner.lock().sndbuf;
-        let n = data.len().min((sndbuf / 2).max(1));
-        let m = self.message(data[..n].to_vec(), control);
-        {
-            let mut p = peer.inner.lock();
-            if p.dead || p.shutdown & RCV_SHUTDOWN != 0 {
-                drop(p);
-                drop(m);
-                return Err(Errno::EPIPE);
+        let nonblock = nonblocking(f, flags);
+        let mut control = Some(control);
+        let mut done = 0;
+        // Like Linux, a blocking send queues everything (in pieces of half the send
+        // buffer); a non-blocking or interrupted one returns what it queued.
+        while done < data.len() {
+            let stop = || broken() || stop_sending(self);
+            if let Err(e) = self.wait_for_room(nonblock, stop) {
+                return if done > 0 { Ok(done) } else { Err(e) };
             }
-            p.rq.push(m);
+            let sndbuf = self.inner.lock().sndbuf;
+            let n = (data.len() - done).min((sndbuf / 2).max(1));
+            let m = match self.message(&data[done..done + n], control.take().unwrap_or_default()) {
+                Ok(m) => m,
+                Err(e) => return if done > 0 { Ok(done) } else { Err(e) },
+            };
+            let shut = stop_sending(self);
+            {
+                let mut p = peer.inner.lock();
+                if shut || p.dead || p.shutdown & RCV_SHUTDOWN != 0 {
+                    drop(p);
+                    drop(m);
+                    return if done > 0 {
+                        Ok(done)
+                    } else {
+                        Err(Errno::EPIPE)
+                    };
+                }
+                p.rq.push(m);
+            }
+            done += n;
+            peer.changed();
         }
-        peer.changed();
-        Ok(n)
+        Ok(done)
     }
 
     fn send_dgram(
@@ -629,7 +658,7 @@ impl Sock {
         self.autobind_for_creds()?;
         let nonblock = nonblocking(f, flags);
         self.wait_for_room(nonblock, || other.is_dead())?;
-        let mut m = Some(self.message(data.to_vec(), control));
+        let mut m = Some(self.message(data, control)?);
         loop {
             {
                 let mut o = other.inner.lock();
@@ -829,7 +858,7 @@ impl Sock {
         };
         let buf = |v: i32, clamp: bool, min: usize| {
             let v = v.max(0) as usize;
-            let v = if clamp { v.min(MAX_BUF) } else { v };
+            let v = v.min(if clamp { MAX_BUF } else { MAX_FORCED_BUF });
             (v * 2).max(min)
         };
         let mut i = self.inner.lock();
@@ -905,6 +934,11 @@ fn opt_size(name: i32) -> usize {
         SO_RCVTIMEO_OLD | SO_SNDTIMEO_OLD | SO_RCVTIMEO_NEW | SO_SNDTIMEO_NEW => 16,
         _ => 4,
     }
+}
+
+/// True once `s` may send no more (`shutdown(SHUT_WR)`, or its peer closed).
+fn stop_sending(s: &Sock) -> bool {
+    s.inner.lock().shutdown & SEND_SHUTDOWN != 0
 }
 
 /// Linux's `unix_may_send`: `other` accepts datagrams from `s` unless it is connected to

@@ -815,6 +815,33 @@ static void big_blocking_write(void) {
     say("stream: reader got everything", "%d", WEXITSTATUS(status) == 0);
 }
 
+static void chain(void) {
+    /* 450 socketpairs, each pair's two ends in flight in the next pair's queue; closing the
+     * last one closes them all (a chain the kernel must not follow recursively). Fewer
+     * than RLIMIT_NOFILE's 1024 descriptors are in flight at once, as Linux demands of a
+     * process without CAP_SYS_RESOURCE. */
+    int prev[2] = {-1, -1}, ok = 1;
+    for (int i = 0; i < 450; i++) {
+        int sv[2];
+        pair(SOCK_STREAM, sv);
+        if (prev[0] >= 0) {
+            ok &= send_fds(sv[0], prev, 2, 'c') == 1;
+            close(prev[0]);
+            close(prev[1]);
+        }
+        prev[0] = sv[0];
+        prev[1] = sv[1];
+    }
+    close(prev[0]);
+    close(prev[1]);
+    int sv[2];
+    pair(SOCK_STREAM, sv);
+    say("chain: 450 sockets in flight in each other, closed", "sent=%d next=%ld", ok,
+        (long)write(sv[0], "x", 1));
+    close(sv[0]);
+    close(sv[1]);
+}
+
 static void fork_sharing(void) {
     /* The socket is one open file in both processes: the peer sees EOF only when the
      * last descriptor (in the child) is closed. */
@@ -856,6 +883,7 @@ int main(void) {
     options();
     signals();
     big_blocking_write();
+    chain();
     fork_sharing();
     char path[100];
     snprintf(path, sizeof path, "%s/file", dir);

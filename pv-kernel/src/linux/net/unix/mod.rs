@@ -34,7 +34,7 @@ use alloc::collections::{BTreeMap, VecDeque};
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use core::any::Any;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use self::name::UnixName;
 use self::queue::{Cred, Freed, Msg, Queue, Read, Wmem};
@@ -189,6 +189,40 @@ fn may_wait(nonblock: bool) -> Result<(), Errno> {
     }
 }
 
+/// Messages of released sockets waiting to be dropped, and whether someone is dropping
+/// them.
+static GRAVEYARD: IrqLock<Vec<Msg<Arc<OpenFile>>>> = IrqLock::new(Vec::new());
+static DIGGING: AtomicBool = AtomicBool::new(false);
+
+/// Drops the messages of a released socket. Dropping a message closes the descriptors in
+/// flight in it, which may release more sockets with more messages: a chain of sockets
+/// each queued in the previous one would recurse as deep as it is long on the small kernel
+/// stack. So messages go to a graveyard that whoever comes first empties in a loop, one
+/// message at a time; releases nested in that (or on other vCPUs meanwhile) only add to it.
+fn bury(msgs: Vec<Msg<Arc<OpenFile>>>) {
+    if msgs.is_empty() {
+        return;
+    }
+    GRAVEYARD.lock().extend(msgs);
+    loop {
+        if DIGGING.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        loop {
+            let m = GRAVEYARD.lock().pop();
+            match m {
+                Some(m) => drop(m),
+                None => break,
+            }
+        }
+        DIGGING.store(false, Ordering::Release);
+        // Someone may have added messages after our last look and left them to us.
+        if GRAVEYARD.lock().is_empty() {
+            return;
+        }
+    }
+}
+
 /// Wakes the senders whose accounts a read or a drop gave bytes back to.
 fn wake_freed(freed: Freed) {
     for w in freed {
@@ -269,10 +303,10 @@ impl Sock {
         for n in pending {
             n.release(true);
         }
-        drop(msgs);
         drop(peer);
         wake_freed(freed);
         self.changed();
+        bury(msgs);
     }
 
     /// The socket bound to the address `raw` (`ECONNREFUSED` if none, `ENOENT` for a path

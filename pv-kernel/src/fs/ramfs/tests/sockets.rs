@@ -32,7 +32,10 @@ fn a_socket_is_not_opened_nor_walked_through_and_unlinks_like_a_file() {
     fs.mksock(d, b"s", 0o700).unwrap();
     assert_eq!(fs.open(d, b"s", O_RDWR, 0), Err(ENXIO));
     assert_eq!(fs.open(d, b"s", O_CREAT | O_RDWR, 0o644), Err(ENXIO));
-    assert_eq!(fs.open(d, b"s", O_CREAT | O_EXCL | O_RDWR, 0o644), Err(EEXIST));
+    assert_eq!(
+        fs.open(d, b"s", O_CREAT | O_EXCL | O_RDWR, 0o644),
+        Err(EEXIST)
+    );
     assert_eq!(fs.stat(d, b"s/x").map(|_| ()), Err(ENOTDIR));
     let listed = fs.list(d).unwrap();
     assert_eq!(listed.len(), 1);

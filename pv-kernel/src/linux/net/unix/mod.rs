@@ -34,7 +34,7 @@ use alloc::collections::{BTreeMap, VecDeque};
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use core::any::Any;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use self::name::UnixName;
 use self::queue::{Cred, Freed, Msg, Queue, Read, Wmem};
@@ -60,6 +60,9 @@ const SHUTDOWN_MASK: u8 = 3;
 const DEFAULT_BUF: usize = 212_992;
 /// `net.core.wmem_max` / `rmem_max`: the most `SO_SNDBUF`/`SO_RCVBUF` may ask for.
 const MAX_BUF: usize = 212_992;
+/// The most `SO_SNDBUFFORCE`/`SO_RCVBUFFORCE` may ask for (Linux: `INT_MAX / 2`; here a
+/// bound on what one socket may keep in the kernel heap).
+const MAX_FORCED_BUF: usize = 8 << 20;
 /// Linux's `SOCK_MIN_SNDBUF` and `SOCK_MIN_RCVBUF` (x86-64).
 const MIN_SNDBUF: usize = 4608;
 const MIN_RCVBUF: usize = 2304;
@@ -186,6 +189,40 @@ fn may_wait(nonblock: bool) -> Result<(), Errno> {
     }
 }
 
+/// Messages of released sockets waiting to be dropped, and whether someone is dropping
+/// them.
+static GRAVEYARD: IrqLock<Vec<Msg<Arc<OpenFile>>>> = IrqLock::new(Vec::new());
+static DIGGING: AtomicBool = AtomicBool::new(false);
+
+/// Drops the messages of a released socket. Dropping a message closes the descriptors in
+/// flight in it, which may release more sockets with more messages: a chain of sockets
+/// each queued in the previous one would recurse as deep as it is long on the small kernel
+/// stack. So messages go to a graveyard that whoever comes first empties in a loop, one
+/// message at a time; releases nested in that (or on other vCPUs meanwhile) only add to it.
+fn bury(msgs: Vec<Msg<Arc<OpenFile>>>) {
+    if msgs.is_empty() {
+        return;
+    }
+    GRAVEYARD.lock().extend(msgs);
+    loop {
+        if DIGGING.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        loop {
+            let m = GRAVEYARD.lock().pop();
+            match m {
+                Some(m) => drop(m),
+                None => break,
+            }
+        }
+        DIGGING.store(false, Ordering::Release);
+        // Someone may have added messages after our last look and left them to us.
+        if GRAVEYARD.lock().is_empty() {
+            return;
+        }
+    }
+}
+
 /// Wakes the senders whose accounts a read or a drop gave bytes back to.
 fn wake_freed(freed: Freed) {
     for w in freed {
@@ -266,10 +303,10 @@ impl Sock {
         for n in pending {
             n.release(true);
         }
-        drop(msgs);
         drop(peer);
         wake_freed(freed);
         self.changed();
+        bury(msgs);
     }
 
     /// The socket bound to the address `raw` (`ECONNREFUSED` if none, `ENOENT` for a path
@@ -346,7 +383,9 @@ impl Sock {
 
     fn bind(self: &Arc<Self>, raw: &[u8]) -> Result<(), Errno> {
         let n = name::parse(raw)?;
-        if self.inner.lock().addr.is_some() {
+        // A path's inode is made first (an existing name is EADDRINUSE even for a bound
+        // socket), then a second name is refused, as Linux's `unix_bind_bsd`.
+        if self.inner.lock().addr.is_some() && !matches!(n, UnixName::Path(_)) {
             return Err(Errno::EINVAL);
         }
         match n {
@@ -362,7 +401,11 @@ impl Sock {
                         e
                     }
                 })?;
-                self.bind_key(Key::Path(ino), name::path_addr(p))
+                let r = self.bind_key(Key::Path(ino), name::path_addr(p));
+                if r.is_err() {
+                    let _ = fs::with(|fs| fs.unlink(base, p));
+                }
+                r
             }
         }
     }
@@ -518,8 +561,17 @@ impl Sock {
         }
     }
 
-    /// The message to queue for `data` with the send's control messages.
-    fn message(&self, data: Vec<u8>, control: Vec<Control>) -> Msg<Arc<OpenFile>> {
+    /// The message to queue for `data` with the send's control messages: its bytes live
+    /// in the kernel heap until read, so the heap is asked first (`ENOMEM` without
+    /// headroom, never a panic).
+    fn message(&self, data: &[u8], control: Vec<Control>) -> Result<Msg<Arc<OpenFile>>, Errno> {
+        crate::linux::alloc_guard::reserve(data.len() + queue::MSG_OVERHEAD)?;
+        let mut bytes = Vec::new();
+        bytes
+            .try_reserve_exact(data.len())
+            .map_err(|_| Errno::ENOMEM)?;
+        bytes.extend_from_slice(data);
+        let data = bytes;
         let mut rights = Vec::new();
         let mut cred = own_cred();
         for c in control {
@@ -531,7 +583,7 @@ impl Sock {
             }
         }
         let from = self.inner.lock().addr.clone();
-        Msg::new(data, rights, cred, from, Some(self.wmem.clone()))
+        Ok(Msg::new(data, rights, cred, from, Some(self.wmem.clone())))
     }
 
     fn send_stream(
@@ -563,23 +615,40 @@ impl Sock {
             let p = peer.inner.lock();
             p.dead || p.shutdown & RCV_SHUTDOWN != 0
         };
-        self.wait_for_room(nonblocking(f, flags), || {
-            broken() || self.inner.lock().shutdown & SEND_SHUTDOWN != 0
-        })?;
-        let sndbuf = self.inner.lock().sndbuf;
-        let n = data.len().min((sndbuf / 2).max(1));
-        let m = self.message(data[..n].to_vec(), control);
-        {
-            let mut p = peer.inner.lock();
-            if p.dead || p.shutdown & RCV_SHUTDOWN != 0 {
-                drop(p);
-                drop(m);
-                return Err(Errno::EPIPE);
+        let nonblock = nonblocking(f, flags);
+        let mut control = Some(control);
+        let mut done = 0;
+        // Like Linux, a blocking send queues everything (in pieces of half the send
+        // buffer); a non-blocking or interrupted one returns what it queued.
+        while done < data.len() {
+            let stop = || broken() || stop_sending(self);
+            if let Err(e) = self.wait_for_room(nonblock, stop) {
+                return if done > 0 { Ok(done) } else { Err(e) };
             }
-            p.rq.push(m);
+            let sndbuf = self.inner.lock().sndbuf;
+            let n = (data.len() - done).min((sndbuf / 2).max(1));
+            let m = match self.message(&data[done..done + n], control.take().unwrap_or_default()) {
+                Ok(m) => m,
+                Err(e) => return if done > 0 { Ok(done) } else { Err(e) },
+            };
+            let shut = stop_sending(self);
+            {
+                let mut p = peer.inner.lock();
+                if shut || p.dead || p.shutdown & RCV_SHUTDOWN != 0 {
+                    drop(p);
+                    drop(m);
+                    return if done > 0 {
+                        Ok(done)
+                    } else {
+                        Err(Errno::EPIPE)
+                    };
+                }
+                p.rq.push(m);
+            }
+            done += n;
+            peer.changed();
         }
-        peer.changed();
-        Ok(n)
+        Ok(done)
     }
 
     fn send_dgram(
@@ -623,7 +692,7 @@ impl Sock {
         self.autobind_for_creds()?;
         let nonblock = nonblocking(f, flags);
         self.wait_for_room(nonblock, || other.is_dead())?;
-        let mut m = Some(self.message(data.to_vec(), control));
+        let mut m = Some(self.message(data, control)?);
         loop {
             {
                 let mut o = other.inner.lock();
@@ -823,7 +892,7 @@ impl Sock {
         };
         let buf = |v: i32, clamp: bool, min: usize| {
             let v = v.max(0) as usize;
-            let v = if clamp { v.min(MAX_BUF) } else { v };
+            let v = v.min(if clamp { MAX_BUF } else { MAX_FORCED_BUF });
             (v * 2).max(min)
         };
         let mut i = self.inner.lock();
@@ -831,8 +900,8 @@ impl Sock {
             SO_SNDBUF | SO_SNDBUFFORCE => i.sndbuf = buf(int()?, name == SO_SNDBUF, MIN_SNDBUF),
             SO_RCVBUF | SO_RCVBUFFORCE => i.rcvbuf = buf(int()?, name == SO_RCVBUF, MIN_RCVBUF),
             SO_PASSCRED => i.passcred = int()? != 0,
-            SO_DEBUG | SO_REUSEADDR | SO_DONTROUTE | SO_BROADCAST | SO_KEEPALIVE
-            | SO_OOBINLINE | SO_PRIORITY | SO_REUSEPORT | SO_RCVLOWAT | SO_PASSSEC => {
+            SO_DEBUG | SO_REUSEADDR | SO_DONTROUTE | SO_BROADCAST | SO_KEEPALIVE | SO_OOBINLINE
+            | SO_PRIORITY | SO_REUSEPORT | SO_RCVLOWAT | SO_PASSSEC => {
                 let v = int()?;
                 let v = match name {
                     SO_PRIORITY => v,
@@ -874,17 +943,18 @@ impl Sock {
                     gid: u32::MAX,
                 })
                 .to_bytes()),
-            SO_DEBUG | SO_REUSEADDR | SO_DONTROUTE | SO_BROADCAST | SO_KEEPALIVE
-            | SO_OOBINLINE | SO_PRIORITY | SO_REUSEPORT | SO_PASSSEC | SO_LINGER
-            | SO_RCVTIMEO_OLD | SO_SNDTIMEO_OLD | SO_RCVTIMEO_NEW | SO_SNDTIMEO_NEW => {
-                Ok(i.opts
-                    .get(&name)
-                    .cloned()
-                    .unwrap_or_else(|| alloc::vec![0; opt_size(name)]))
-            }
-            SO_RCVLOWAT | SO_SNDLOWAT => Ok(i.opts.get(&name).cloned().unwrap_or_else(|| {
-                1i32.to_le_bytes().to_vec()
-            })),
+            SO_DEBUG | SO_REUSEADDR | SO_DONTROUTE | SO_BROADCAST | SO_KEEPALIVE | SO_OOBINLINE
+            | SO_PRIORITY | SO_REUSEPORT | SO_PASSSEC | SO_LINGER | SO_RCVTIMEO_OLD
+            | SO_SNDTIMEO_OLD | SO_RCVTIMEO_NEW | SO_SNDTIMEO_NEW => Ok(i
+                .opts
+                .get(&name)
+                .cloned()
+                .unwrap_or_else(|| alloc::vec![0; opt_size(name)])),
+            SO_RCVLOWAT | SO_SNDLOWAT => Ok(i
+                .opts
+                .get(&name)
+                .cloned()
+                .unwrap_or_else(|| 1i32.to_le_bytes().to_vec())),
             _ => Err(Errno::ENOPROTOOPT),
         }
     }
@@ -898,6 +968,11 @@ fn opt_size(name: i32) -> usize {
         SO_RCVTIMEO_OLD | SO_SNDTIMEO_OLD | SO_RCVTIMEO_NEW | SO_SNDTIMEO_NEW => 16,
         _ => 4,
     }
+}
+
+/// True once `s` may send no more (`shutdown(SHUT_WR)`, or its peer closed).
+fn stop_sending(s: &Sock) -> bool {
+    s.inner.lock().shutdown & SEND_SHUTDOWN != 0
 }
 
 /// Linux's `unix_may_send`: `other` accepts datagrams from `s` unless it is connected to
@@ -1016,8 +1091,8 @@ impl Socket for UnixSocket {
         let i = self.sock.inner.lock();
         match (&i.state, self.sock.ty) {
             (State::Listening { .. }, _) => 0,
-            (_, SockType::Stream) => i.rq.bytes(),
-            _ => i.rq.first_len(),
+            (_, SockType::Dgram) => i.rq.first_len(),
+            _ => i.rq.bytes(),
         }
     }
 

@@ -90,7 +90,10 @@ mod tests {
     #[test]
     fn paths_end_at_the_first_nul_and_abstract_names_keep_every_byte() {
         assert_eq!(parse(&raw(b"/tmp/s\0junk")), Ok(UnixName::Path(b"/tmp/s")));
-        assert_eq!(parse(&raw(b"\0name\0x")), Ok(UnixName::Abstract(b"name\0x")));
+        assert_eq!(
+            parse(&raw(b"\0name\0x")),
+            Ok(UnixName::Abstract(b"name\0x"))
+        );
         assert_eq!(parse(&raw(b"\0")), Ok(UnixName::Abstract(b"")));
         assert_eq!(path_addr(b"/tmp/s"), raw(b"/tmp/s\0"));
         assert_eq!(abstract_addr(b"ab"), raw(b"\0ab"));

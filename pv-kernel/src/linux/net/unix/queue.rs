@@ -365,7 +365,11 @@ mod tests {
         q.push(msg(b"ef", &[], A, &w));
         let mut out = [0u8; 16];
         let r = q.read_stream(&mut out, true, false, &mut f).unwrap();
-        assert_eq!((r.len, r.rights.as_slice()), (4, &[7, 8][..]), "peek copies");
+        assert_eq!(
+            (r.len, r.rights.as_slice()),
+            (4, &[7, 8][..]),
+            "peek copies"
+        );
         let r = q.read_stream(&mut out, false, false, &mut f).unwrap();
         assert_eq!((r.len, r.rights.as_slice()), (4, &[7, 8][..]));
         assert_eq!(&out[..4], b"abcd");

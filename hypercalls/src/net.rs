@@ -51,7 +51,7 @@ pub const fn errno_ret(errno: i32) -> i64 {
 
 /// The socket error of a return value, if it is one.
 pub const fn ret_errno(ret: i64) -> Option<i32> {
-    if ret <= -ERRNO_BASE - 1 && ret > -ERRNO_BASE - 4096 {
+    if ret < -ERRNO_BASE && ret > -ERRNO_BASE - 4096 {
         Some((-ret - ERRNO_BASE) as i32)
     } else {
         None

@@ -252,7 +252,7 @@ impl HostSock {
         })?;
         match self.getopt(1, 4)? {
             0 => Ok(()),
-            e => Err(errno(e as i32)),
+            e => Err(errno(e)),
         }
     }
 

@@ -326,6 +326,21 @@ enum pvmux_hypercall {
     PVMUX_HC_CONSOLE_READ = 7,  /* (gpa, len) -> bytes, 0 at end of input, PVMUX_EBUSY if none */
     PVMUX_HC_HOSTFS_LIST = 8,   /* (path_gpa, path_len, buf_gpa, buf_len, cookie) -> bytes */
     PVMUX_HC_HOSTFS_READ = 9,   /* (path_gpa, path_len, offset, buf_gpa, len) -> bytes */
+    /* Host networking (--net host, --publish); see "Host networking" below. */
+    PVMUX_HC_NET_SOCKET = 11,    /* (domain, type) -> handle; AF_INET/AF_INET6, STREAM/DGRAM */
+    PVMUX_HC_NET_BIND = 12,      /* (h, addr_gpa) -> 0 */
+    PVMUX_HC_NET_LISTEN = 13,    /* (h, backlog) -> 0 */
+    PVMUX_HC_NET_ACCEPT = 14,    /* (h, addr_gpa or 0) -> handle */
+    PVMUX_HC_NET_CONNECT = 15,   /* (h, addr_gpa) -> 0; EINPROGRESS while a stream connects */
+    PVMUX_HC_NET_SEND = 16,      /* (h, buf_gpa, len, addr_gpa or 0) -> bytes */
+    PVMUX_HC_NET_RECV = 17,      /* (h, buf_gpa, len, addr_gpa or 0, flags) -> bytes */
+    PVMUX_HC_NET_SHUTDOWN = 18,  /* (h, how) -> 0 */
+    PVMUX_HC_NET_CLOSE = 19,     /* (h) -> 0 */
+    PVMUX_HC_NET_POLL = 20,      /* (h, events) -> revents; arms PVMUX_PENDING_NET */
+    PVMUX_HC_NET_NAME = 21,      /* (h, peer, addr_gpa) -> 0 */
+    PVMUX_HC_NET_SET_OPT = 22,   /* (h, level, name, value) -> 0 */
+    PVMUX_HC_NET_GET_OPT = 23,   /* (h, level, name) -> value */
+    PVMUX_HC_NET_PUBLISHED = 24, /* (rec_gpa) -> handle; PVMUX_EBUSY if none */
 };
 
 /* Negative results of hypercalls and stub calls (int64_t in rax). */
@@ -395,8 +410,10 @@ struct pvmux_sandbox_header {
 #define PVMUX_PENDING_KICK (1u << 1)
 #define PVMUX_PENDING_HOST (1u << 2)
 #define PVMUX_PENDING_INPUT (1u << 3) /* console input (or its end) arrived: console_read */
+#define PVMUX_PENDING_NET (1u << 4)   /* a host socket may be ready, or a published connection */
 #define PVMUX_PENDING_ALL                                                                  \
-    (PVMUX_PENDING_TIMER | PVMUX_PENDING_KICK | PVMUX_PENDING_HOST | PVMUX_PENDING_INPUT)
+    (PVMUX_PENDING_TIMER | PVMUX_PENDING_KICK | PVMUX_PENDING_HOST | PVMUX_PENDING_INPUT | \
+     PVMUX_PENDING_NET)
 
 /* Indices into VcpuShared.stats */
 #define PVMUX_STAT_SHADOW_FILLS 0
@@ -688,6 +705,33 @@ struct pvmux_hostfs_entry {
 };
 
 /* ------------------------------------------------------------------------------------------
+ * Host networking (net.rs): hypercalls 11..=24. A socket error is returned as
+ * -(PVMUX_NET_ERRNO_BASE + errno) with Linux's errno numbers; PVMUX_EBUSY: would block (the
+ * host raises PVMUX_PENDING_NET once the socket may be ready).
+ * ---------------------------------------------------------------------------------------- */
+
+#define PVMUX_NET_ERRNO_BASE INT64_C(4096)
+#define PVMUX_NET_IO_MAX UINT64_C(0x40000)    /* largest NetSend/NetRecv transfer */
+#define PVMUX_NET_DEFAULT_MAX_SOCKETS 256     /* host sockets one tenant may hold */
+#define PVMUX_NET_RECV_PEEK UINT64_C(1)       /* NetRecv flags: MSG_PEEK */
+
+/* An internet address and port (NetBind, NetConnect, NetSend, NetRecv, NetAccept, NetName). */
+struct pvmux_net_addr {
+    uint16_t family;   /* AF_INET (2) or AF_INET6 (10) */
+    uint16_t port;     /* host byte order */
+    uint32_t scope_id; /* sin6_scope_id; 0 for IPv4 */
+    uint8_t addr[16];  /* IPv6, or IPv4 in the first 4 bytes (the rest 0) */
+};
+
+/* NetPublished's record. */
+struct pvmux_net_publish {
+    uint16_t guest_port;           /* the guest port of --publish HOSTPORT:GUESTPORT */
+    uint8_t proto;                 /* IPPROTO_TCP (6) */
+    uint8_t reserved[5];           /* 0 */
+    struct pvmux_net_addr peer;    /* the client on the host side */
+};
+
+/* ------------------------------------------------------------------------------------------
  * Shutdown record (shutdown.rs): how init ended when it was killed, Shutdown's second
  * argument. Exit code = 128 + signal.
  * ---------------------------------------------------------------------------------------- */
@@ -830,6 +874,8 @@ _Static_assert(offsetof(struct pvmux_shutdown_record, exe_len) == 96, "ShutdownR
 _Static_assert(offsetof(struct pvmux_shutdown_record, exe) == 104, "ShutdownRecord.exe");
 
 _Static_assert(sizeof(struct pvmux_hostfs_entry) == PVMUX_HOSTFS_ENTRY_HEADER, "HostfsEntry");
+_Static_assert(sizeof(struct pvmux_net_addr) == 24, "NetAddr");
+_Static_assert(sizeof(struct pvmux_net_publish) == 32, "NetPublish");
 _Static_assert(offsetof(struct pvmux_hostfs_entry, perm) == 16, "HostfsEntry.perm");
 _Static_assert(offsetof(struct pvmux_hostfs_entry, name_len) == 28, "HostfsEntry.name_len");
 _Static_assert(offsetof(struct pvmux_hostfs_entry, kind) == 32, "HostfsEntry.kind");

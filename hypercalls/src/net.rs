@@ -39,6 +39,8 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 pub const ERRNO_BASE: i64 = 4096;
 /// Largest `NetSend`/`NetRecv` transfer (longer ones are short).
 pub const IO_MAX: u64 = 256 * 1024;
+/// The options of [`INT_OPTS`] that `NetSetOpt` refuses (read only).
+pub const READ_ONLY_OPTS: [(i32, i32); 2] = [(1, 4), (1, 30)];
 /// Default limit of host sockets one tenant may hold.
 pub const DEFAULT_MAX_SOCKETS: usize = 256;
 
@@ -49,7 +51,7 @@ pub const fn errno_ret(errno: i32) -> i64 {
 
 /// The socket error of a return value, if it is one.
 pub const fn ret_errno(ret: i64) -> Option<i32> {
-    if ret <= -ERRNO_BASE - 1 && ret > -ERRNO_BASE - 4096 {
+    if ret < -ERRNO_BASE && ret > -ERRNO_BASE - 4096 {
         Some((-ret - ERRNO_BASE) as i32)
     } else {
         None
@@ -63,10 +65,10 @@ pub mod recv {
 }
 
 /// `(level, name)` of the integer options `NetSetOpt`/`NetGetOpt` pass to the host socket
-/// (`SO_ERROR` get only): `SO_REUSEADDR`, `SO_ERROR`, `SO_BROADCAST`, `SO_SNDBUF`,
-/// `SO_RCVBUF`, `SO_KEEPALIVE`, `SO_REUSEPORT`, `TCP_NODELAY`, `TCP_KEEPIDLE`,
-/// `TCP_KEEPINTVL`, `TCP_KEEPCNT`, `IPV6_V6ONLY`.
-pub const INT_OPTS: [(i32, i32); 12] = [
+/// (`SO_ERROR` and `SO_ACCEPTCONN` get only): `SO_REUSEADDR`, `SO_ERROR`, `SO_BROADCAST`,
+/// `SO_SNDBUF`, `SO_RCVBUF`, `SO_KEEPALIVE`, `SO_REUSEPORT`, `SO_ACCEPTCONN`, `TCP_NODELAY`,
+/// `TCP_KEEPIDLE`, `TCP_KEEPINTVL`, `TCP_KEEPCNT`, `IPV6_V6ONLY`.
+pub const INT_OPTS: [(i32, i32); 13] = [
     (1, 2),
     (1, 4),
     (1, 6),
@@ -74,6 +76,7 @@ pub const INT_OPTS: [(i32, i32); 12] = [
     (1, 8),
     (1, 9),
     (1, 15),
+    (1, 30),
     (6, 1),
     (6, 4),
     (6, 5),

@@ -148,6 +148,9 @@ int main(void) {
     S(pvmux_kernel_abi_header); S(pvmux_mem_region); S(pvmux_boot_info);
     S(pvmux_trap_frame); S(pvmux_stub_table); S(pvmux_sandbox_header); S(pvmux_vcpu_shared);
     S(pvmux_user_ctx_header); S(pvmux_user_op); S(pvmux_user_slot); S(pvmux_hostfs_entry);
+    S(pvmux_net_addr); S(pvmux_net_publish);
+    O(pvmux_net_addr, port); O(pvmux_net_addr, scope_id); O(pvmux_net_addr, addr);
+    O(pvmux_net_publish, proto); O(pvmux_net_publish, peer);
     S(pvmux_boot_args_header); S(pvmux_boot_args_record);
     S(pvmux_shutdown_record); A(pvmux_shutdown_record);
     A(pvmux_boot_info); A(pvmux_trap_frame); A(pvmux_stub_table); A(pvmux_sandbox_header);
@@ -274,6 +277,16 @@ int main(void) {
     P("HC_WALL_CLOCK", PVMUX_HC_WALL_CLOCK); P("HC_SPACE_CREATE", PVMUX_HC_SPACE_CREATE);
     P("HC_SPACE_DESTROY", PVMUX_HC_SPACE_DESTROY); P("HC_CONSOLE_READ", PVMUX_HC_CONSOLE_READ);
     P("HC_HOSTFS_LIST", PVMUX_HC_HOSTFS_LIST); P("HC_HOSTFS_READ", PVMUX_HC_HOSTFS_READ);
+    P("HC_NET_SOCKET", PVMUX_HC_NET_SOCKET); P("HC_NET_BIND", PVMUX_HC_NET_BIND);
+    P("HC_NET_LISTEN", PVMUX_HC_NET_LISTEN); P("HC_NET_ACCEPT", PVMUX_HC_NET_ACCEPT);
+    P("HC_NET_CONNECT", PVMUX_HC_NET_CONNECT); P("HC_NET_SEND", PVMUX_HC_NET_SEND);
+    P("HC_NET_RECV", PVMUX_HC_NET_RECV); P("HC_NET_SHUTDOWN", PVMUX_HC_NET_SHUTDOWN);
+    P("HC_NET_CLOSE", PVMUX_HC_NET_CLOSE); P("HC_NET_POLL", PVMUX_HC_NET_POLL);
+    P("HC_NET_NAME", PVMUX_HC_NET_NAME); P("HC_NET_SET_OPT", PVMUX_HC_NET_SET_OPT);
+    P("HC_NET_GET_OPT", PVMUX_HC_NET_GET_OPT); P("HC_NET_PUBLISHED", PVMUX_HC_NET_PUBLISHED);
+    P("NET_ERRNO_BASE", PVMUX_NET_ERRNO_BASE); P("NET_IO_MAX", PVMUX_NET_IO_MAX);
+    P("NET_DEFAULT_MAX_SOCKETS", PVMUX_NET_DEFAULT_MAX_SOCKETS);
+    P("NET_RECV_PEEK", PVMUX_NET_RECV_PEEK);
     P("STREAM_STDOUT", PVMUX_STREAM_STDOUT); P("STREAM_KERNEL_LOG", PVMUX_STREAM_KERNEL_LOG);
     P("STREAM_STDERR", PVMUX_STREAM_STDERR);
     P("-EUNKNOWN_CALL", -PVMUX_EUNKNOWN_CALL); P("-EINVAL", -PVMUX_EINVAL);
@@ -287,6 +300,7 @@ int main(void) {
     P("SANDBOX_KIND_USER", PVMUX_SANDBOX_KIND_USER);
     P("PENDING_TIMER", PVMUX_PENDING_TIMER); P("PENDING_KICK", PVMUX_PENDING_KICK);
     P("PENDING_HOST", PVMUX_PENDING_HOST); P("PENDING_INPUT", PVMUX_PENDING_INPUT);
+    P("PENDING_NET", PVMUX_PENDING_NET);
     P("PENDING_ALL", PVMUX_PENDING_ALL);
     P("STAT_SHADOW_FILLS", PVMUX_STAT_SHADOW_FILLS); P("STAT_SHADOW_PAGES", PVMUX_STAT_SHADOW_PAGES);
     P("STAT_EXCEPTIONS", PVMUX_STAT_EXCEPTIONS); P("STAT_EVENTS", PVMUX_STAT_EVENTS);
@@ -653,6 +667,44 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         ("HC_CONSOLE_READ", Hypercall::ConsoleRead as u64),
         ("HC_HOSTFS_LIST", Hypercall::HostfsList as u64),
         ("HC_HOSTFS_READ", Hypercall::HostfsRead as u64),
+        ("HC_NET_SOCKET", Hypercall::NetSocket as u64),
+        ("HC_NET_BIND", Hypercall::NetBind as u64),
+        ("HC_NET_LISTEN", Hypercall::NetListen as u64),
+        ("HC_NET_ACCEPT", Hypercall::NetAccept as u64),
+        ("HC_NET_CONNECT", Hypercall::NetConnect as u64),
+        ("HC_NET_SEND", Hypercall::NetSend as u64),
+        ("HC_NET_RECV", Hypercall::NetRecv as u64),
+        ("HC_NET_SHUTDOWN", Hypercall::NetShutdown as u64),
+        ("HC_NET_CLOSE", Hypercall::NetClose as u64),
+        ("HC_NET_POLL", Hypercall::NetPoll as u64),
+        ("HC_NET_NAME", Hypercall::NetName as u64),
+        ("HC_NET_SET_OPT", Hypercall::NetSetOpt as u64),
+        ("HC_NET_GET_OPT", Hypercall::NetGetOpt as u64),
+        ("HC_NET_PUBLISHED", Hypercall::NetPublished as u64),
+        ("NET_ERRNO_BASE", pvmux_hypercalls::net::ERRNO_BASE as u64),
+        ("NET_IO_MAX", pvmux_hypercalls::net::IO_MAX),
+        (
+            "NET_DEFAULT_MAX_SOCKETS",
+            pvmux_hypercalls::net::DEFAULT_MAX_SOCKETS as u64,
+        ),
+        ("NET_RECV_PEEK", pvmux_hypercalls::net::recv::PEEK),
+        (
+            "sizeof pvmux_net_addr",
+            size_of::<pvmux_hypercalls::net::NetAddr>() as u64,
+        ),
+        (
+            "sizeof pvmux_net_publish",
+            size_of::<pvmux_hypercalls::net::NetPublish>() as u64,
+        ),
+        o!("pvmux_net_addr", pvmux_hypercalls::net::NetAddr, port),
+        o!("pvmux_net_addr", pvmux_hypercalls::net::NetAddr, scope_id),
+        o!("pvmux_net_addr", pvmux_hypercalls::net::NetAddr, addr),
+        o!(
+            "pvmux_net_publish",
+            pvmux_hypercalls::net::NetPublish,
+            proto
+        ),
+        o!("pvmux_net_publish", pvmux_hypercalls::net::NetPublish, peer),
         ("STREAM_STDOUT", stream::STDOUT),
         ("STREAM_KERNEL_LOG", stream::KERNEL_LOG),
         ("STREAM_STDERR", stream::STDERR),
@@ -682,6 +734,7 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         ("PENDING_KICK", u64::from(pending::KICK)),
         ("PENDING_HOST", u64::from(pending::HOST)),
         ("PENDING_INPUT", u64::from(pending::INPUT)),
+        ("PENDING_NET", u64::from(pending::NET)),
         ("PENDING_ALL", u64::from(pending::ALL)),
         ("STAT_SHADOW_FILLS", stat::SHADOW_FILLS as u64),
         ("STAT_SHADOW_PAGES", stat::SHADOW_PAGES as u64),

@@ -33,7 +33,7 @@ const KNOWN_VECTORS: [Vector; 12] = [
     Vector::Event,
     Vector::Syscall,
 ];
-const KNOWN_CALLS: [Hypercall; 10] = [
+const KNOWN_CALLS: [Hypercall; 24] = [
     Hypercall::Nop,
     Hypercall::ConsoleWrite,
     Hypercall::Shutdown,
@@ -44,6 +44,20 @@ const KNOWN_CALLS: [Hypercall; 10] = [
     Hypercall::ConsoleRead,
     Hypercall::HostfsList,
     Hypercall::HostfsRead,
+    Hypercall::NetSocket,
+    Hypercall::NetBind,
+    Hypercall::NetListen,
+    Hypercall::NetAccept,
+    Hypercall::NetConnect,
+    Hypercall::NetSend,
+    Hypercall::NetRecv,
+    Hypercall::NetShutdown,
+    Hypercall::NetClose,
+    Hypercall::NetPoll,
+    Hypercall::NetName,
+    Hypercall::NetSetOpt,
+    Hypercall::NetGetOpt,
+    Hypercall::NetPublished,
 ];
 const KNOWN_ERRORS: [HcError; 6] = [
     HcError::UnknownCall,

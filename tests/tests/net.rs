@@ -191,3 +191,108 @@ fn net_none_does_not_reach_the_host() {
         g.context()
     );
 }
+
+/// `--net host`: the guest's sockets are host sockets, so a guest client reaches a server on
+/// the host's 127.0.0.1, printing what a native client prints.
+#[test]
+#[cfg_attr(
+    not(have_python3),
+    ignore = "needs /usr/bin/python3: apt-get install python3"
+)]
+fn net_host_reaches_a_host_server() {
+    let (url, t) = host_server(2, "from the host");
+    let n = native(&["fetch", &url]);
+    let g = guest(&["--net", "host"], &["fetch", &url]);
+    t.join().expect("server thread");
+    assert!(
+        n.has_line("fetched b'from the host'"),
+        "native\n{}",
+        n.context()
+    );
+    assert_eq!(g.stdout, n.stdout, "guest --net host\n{}", g.context());
+}
+
+/// `--net host` carries the loopback cases too (through host sockets): same as native.
+#[test]
+#[cfg_attr(
+    not(have_python3),
+    ignore = "needs /usr/bin/python3: apt-get install python3"
+)]
+fn tcp_and_udp_over_host_sockets() {
+    for case in ["tcp", "udp"] {
+        let n = native(&[case]);
+        let g = guest(&["--net", "host"], &[case]);
+        assert_eq!(
+            g.stdout,
+            n.stdout,
+            "{case} with --net host\n{}",
+            g.context()
+        );
+    }
+}
+
+/// A free TCP port on the host's 127.0.0.1 (bound then released).
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("probe listener");
+    l.local_addr().expect("address").port()
+}
+
+/// `GET /path` on 127.0.0.1:`port` from the host: the whole response, or `None` while
+/// nothing answers (the guest's server is not up yet: the published connection is closed).
+fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    c.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    let req = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
+    c.write_all(req.as_bytes()).ok()?;
+    let mut resp = String::new();
+    c.read_to_string(&mut resp).ok()?;
+    (!resp.is_empty()).then_some(resp)
+}
+
+/// `--publish`: `python3 -m http.server`'s handler in the guest, fetched from the host
+/// through a published port: the file's bytes, and a 404 for a missing one.
+#[test]
+#[cfg_attr(
+    not(have_python3),
+    ignore = "needs /usr/bin/python3: apt-get install python3"
+)]
+fn http_server_in_the_guest_published_to_the_host() {
+    let www = TempDir::unique("pvmux-net", "publish");
+    let body: String = (1..=3000).map(|i| format!("line {i}\n")).collect();
+    std::fs::write(www.0.join("file.txt"), &body).expect("write file.txt");
+    let dir = www.0.to_str().expect("utf-8 temp path").to_owned();
+    let port = free_port();
+    let publish = format!("{port}:8000");
+    let g =
+        std::thread::spawn(move || guest(&["--publish", &publish], &["serve", &dir, "8000", "2"]));
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let resp = loop {
+        if let Some(r) = http_get(port, "/file.txt") {
+            break r;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the published server never answered"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let missing = http_get(port, "/missing").expect("second request");
+    let g = g.join().expect("guest thread");
+    assert!(resp.starts_with("HTTP/1.0 200"), "{resp:.200}");
+    assert!(resp.ends_with(&body), "body differs\n{}", g.context());
+    assert!(missing.starts_with("HTTP/1.0 404"), "{missing:.200}");
+    assert_eq!(g.stdout, "serving\nserved 2\n", "{}", g.context());
+    assert_eq!(g.code(), Some(0), "{}", g.context());
+}
+
+/// A bad `--publish` is a clear host-side error (exit status 125), UDP included.
+#[test]
+fn bad_publish_values_are_refused() {
+    for bad in ["53:53/udp", "80", "0:80", "x:1:2"] {
+        let mut c = Command::new(PVMUX);
+        c.args(["run", "--publish", bad, "--", "/bin/true"]);
+        let r = run(c);
+        assert_eq!(r.code(), Some(125), "{bad}: {}", r.context());
+        assert!(r.stderr.contains("--publish"), "{bad}: {}", r.context());
+    }
+}

@@ -20,7 +20,7 @@ use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
 
 use pvmux_hypercalls::net::{
-    errno_ret, recv, NetAddr, NetPublish, DEFAULT_MAX_SOCKETS, INT_OPTS, IO_MAX,
+    errno_ret, recv, NetAddr, NetPublish, DEFAULT_MAX_SOCKETS, INT_OPTS, IO_MAX, READ_ONLY_OPTS,
 };
 use pvmux_hypercalls::{HcError, Hypercall};
 use zerocopy::{FromBytes, IntoBytes};
@@ -349,7 +349,7 @@ fn dispatch(mem: &GuestMemory, n: &HostNet, call: Hypercall, a: [u64; 6]) -> Res
                 return Err(HcError::InvalidArgument);
             }
             if call == Hypercall::NetSetOpt {
-                if (level, name) == (libc::SOL_SOCKET, libc::SO_ERROR) {
+                if READ_ONLY_OPTS.contains(&(level, name)) {
                     return Err(HcError::InvalidArgument);
                 }
                 ok(sock::setopt(&fd, level, name, a[3] as i32).map(|()| 0))

@@ -38,7 +38,7 @@ unsafe fn entry<F: Copy>(addr: u64) -> F {
 }
 
 /// Compares one result with the expectation and prints it.
-fn expect(what: &str, got: i64, want: impl Fn(i64) -> bool, want_text: &str) -> bool {
+pub(super) fn expect(what: &str, got: i64, want: impl Fn(i64) -> bool, want_text: &str) -> bool {
     let ok = want(got);
     println!(
         "hostile: {what} -> {got} ({}: expected {want_text})",
@@ -47,7 +47,7 @@ fn expect(what: &str, got: i64, want: impl Fn(i64) -> bool, want_text: &str) -> 
     ok
 }
 
-fn eq(v: i64) -> impl Fn(i64) -> bool {
+pub(super) fn eq(v: i64) -> impl Fn(i64) -> bool {
     move |g| g == v
 }
 

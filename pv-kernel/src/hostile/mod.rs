@@ -16,6 +16,7 @@ mod args;
 mod evict;
 mod flags;
 mod memory;
+mod net;
 mod shared;
 mod stubjump;
 mod syscalls;
@@ -39,6 +40,7 @@ pub(crate) fn run(case: &str) {
         "uprobe-syscalls" => syscalls::uprobe_calls(),
         "args" => args::run(),
         "extra-vcpus" => args::extra_vcpus(),
+        "net" => net::run(),
         "storm" => shared::storm(),
         "scribble" => shared::scribble(),
         "map-beyond" => memory::map_beyond(),

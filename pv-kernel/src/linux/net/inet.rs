@@ -379,9 +379,6 @@ impl Socket for InetSocket {
             if INT_OPTS.contains(&(lvl, name)) {
                 return Ok(h.getopt(lvl, name)?.to_le_bytes().to_vec());
             }
-            if lvl == level::SOL_SOCKET && name == so::ACCEPTCONN {
-                return Ok(0i32.to_le_bytes().to_vec());
-            }
         }
         let mut st = STACK.lock();
         if lvl == level::SOL_SOCKET && name == so::ERROR {

@@ -106,6 +106,10 @@ fn with_buf<R>(
     buf: &mut [u8],
     op: impl FnOnce(u64, &mut [u8]) -> Result<R, Errno>,
 ) -> Result<R, Errno> {
+    if buf.is_empty() {
+        // Nothing to move: the host checks an empty range at 0.
+        return op(0, buf);
+    }
     if let Some(g) = gpa_of(buf) {
         return op(g, buf);
     }
@@ -248,7 +252,7 @@ impl HostSock {
         })?;
         match self.getopt(1, 4)? {
             0 => Ok(()),
-            e => Err(errno(e as i32)),
+            e => Err(errno(e)),
         }
     }
 
@@ -273,7 +277,11 @@ impl HostSock {
         let mut copy = Vec::new();
         copy.try_reserve_exact(len).map_err(|_| Errno::ENOMEM)?;
         copy.extend_from_slice(&data[..len]);
-        let g = gpa_of(&copy).ok_or(Errno::EIO)?;
+        let g = if len == 0 {
+            0
+        } else {
+            gpa_of(&copy).ok_or(Errno::EIO)?
+        };
         let n = blocking(nonblock, || match to {
             None => call(Hypercall::NetSend, [self.h, g, len as u64, 0, 0]),
             Some(ep) => call_addr_in(

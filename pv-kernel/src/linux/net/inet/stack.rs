@@ -578,7 +578,9 @@ impl Stack {
                 if wr && !c.wr_shut {
                     c.wr_shut = true;
                     if let Some(pid) = c.peer_id {
-                        self.peer_conn(pid).map(|p| p.rx_fin = true);
+                        if let Some(p) = self.peer_conn(pid) {
+                            p.rx_fin = true;
+                        }
                     }
                 }
                 Ok(())
@@ -667,7 +669,7 @@ impl Stack {
         let s = self.get(id)?;
         match (&s.tcp, s.udp.peer) {
             // Both FINs exchanged: Linux's socket is CLOSE (TIME_WAIT/LAST_ACK done).
-            (Tcp::Est(c), _) if !c.reset && !(c.wr_shut && c.rx_fin) => Ok(c.peer),
+            (Tcp::Est(c), _) if !(c.reset || c.wr_shut && c.rx_fin) => Ok(c.peer),
             (_, Some(p)) => Ok(p),
             _ => Err(Errno::ENOTCONN),
         }

@@ -153,6 +153,8 @@ pub unsafe extern "sysv64" fn kernel_entry(bi: *const BootInfo, table: *const St
 /// of the boot arguments in order, then the init program if there is one.
 fn kmain() {
     let args = boot::args();
+    // File contents live in the user pool (the page cache): take it over first.
+    linux::pool::init();
     fs::init();
     for cmd in args.commands() {
         match cmd {

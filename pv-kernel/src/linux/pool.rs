@@ -36,8 +36,12 @@ impl Pool {
 
 static POOL: IrqLock<Option<Pool>> = IrqLock::new(None);
 
-/// Takes over the `UserPool` region of the memory map (the largest one, if several).
+/// Takes over the `UserPool` region of the memory map (the largest one, if several); once
+/// (a later call changes nothing).
 pub(crate) fn init() {
+    if POOL.lock().is_some() {
+        return;
+    }
     let bi = crate::boot::info();
     let region = bi
         .mem_regions()

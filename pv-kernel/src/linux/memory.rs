@@ -134,6 +134,9 @@ pub(crate) fn sys_mmap(
         None
     } else {
         if shared && prot_bits & 2 != 0 {
+            if super::files::memfd::fd_write_sealed(fd as i32) {
+                return Err(Errno::EPERM);
+            }
             return Err(Errno::ENODEV);
         }
         let fd = fd as i32;

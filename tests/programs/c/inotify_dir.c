@@ -185,6 +185,24 @@ int main(void) {
     dump("after rm_watch", in3, w2);
     close(in3);
 
+    /* Every event: opens, reads and closes too. */
+    {
+        char d[256], rb[16];
+        snprintf(d, sizeof d, "%s/d", dir);
+        int in4 = inotify_init1(IN_NONBLOCK);
+        int w4 = inotify_add_watch(in4, dir, IN_ALL_EVENTS);
+        fd = open(d, O_CREAT | O_WRONLY, 0644);
+        write(fd, "data", 4);
+        close(fd);
+        fd = open(d, O_RDONLY);
+        read(fd, rb, sizeof rb);
+        read(fd, rb, sizeof rb);
+        close(fd);
+        unlink(d);
+        dump("all events", in4, w4);
+        close(in4);
+    }
+
     /* The watched directory goes away. */
     unlink(a);
     unlink(b);

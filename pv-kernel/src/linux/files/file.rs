@@ -198,7 +198,9 @@ impl Drop for OpenFile {
         match &self.kind {
             Kind::Node { h, ino, dir } => {
                 let h = *h;
-                super::inotify::closed(*ino, self.writable(), *dir);
+                if !self.is_path() {
+                    super::inotify::closed(*ino, self.writable(), *dir);
+                }
                 let _ = fs::with(|fs| fs.close(h));
             }
             Kind::PipeRead(p) => p.close_reader(),
@@ -499,7 +501,7 @@ pub(crate) fn read_kernel(f: &OpenFile, buf: &mut [u8], off: Option<u64>) -> Res
     if !f.readable() {
         return Err(Errno::EBADF);
     }
-    match &f.kind {
+    let r = match &f.kind {
         Kind::Node { dir: true, .. } => Err(Errno::EISDIR),
         Kind::Node { h, .. } => {
             let h = *h;
@@ -528,7 +530,12 @@ pub(crate) fn read_kernel(f: &OpenFile, buf: &mut [u8], off: Option<u64>) -> Res
             super::tty::console_read(buf, f.nonblock(), *tty)
         }
         Kind::Object(o) => o.read(f, buf, off),
-    }
+    };
+    r.inspect(|&n| {
+        if let (Kind::Node { ino, .. }, true) = (&f.kind, n > 0) {
+            super::inotify::on_inode(*ino, super::inotify::inm::IN_ACCESS, false);
+        }
+    })
 }
 
 /// One write of `data`: at `off` (positional), else at the file offset (or the end with

@@ -11,10 +11,12 @@
 //!
 //! Events: `IN_CREATE`, `IN_DELETE`, `IN_MODIFY`, `IN_ATTRIB`, `IN_OPEN`, `IN_CLOSE_WRITE`,
 //! `IN_CLOSE_NOWRITE`, `IN_MOVED_FROM`/`IN_MOVED_TO` (one cookie), `IN_MOVE_SELF`,
-//! `IN_DELETE_SELF` then `IN_IGNORED`, `IN_Q_OVERFLOW`; flags `IN_ONESHOT`, `IN_ONLYDIR`,
-//! `IN_DONT_FOLLOW`, `IN_MASK_ADD`, `IN_MASK_CREATE`, `IN_EXCL_UNLINK` (accepted). An event
-//! identical to the last one queued is merged into it, as Linux does. Not generated:
-//! `IN_ACCESS` (reads) and `IN_UNMOUNT`.
+//! `IN_DELETE_SELF` then `IN_IGNORED`, `IN_Q_OVERFLOW`, `IN_ACCESS` (reads of regular
+//! files); flags `IN_ONESHOT`, `IN_ONLYDIR`, `IN_DONT_FOLLOW`, `IN_MASK_ADD`,
+//! `IN_MASK_CREATE`, `IN_EXCL_UNLINK` (accepted). An event identical to the last one queued
+//! is merged into it, as Linux does. Not generated: `IN_ACCESS` for directory listings and
+//! `IN_UNMOUNT`; a file opened before any watch existed reaches its directory's watches only
+//! through path calls (its directory is learnt when it is opened).
 
 #![deny(unsafe_code)]
 

@@ -139,7 +139,7 @@ pub(crate) fn sys_openat(dirfd: u64, path_va: u64, flags: u64, mode: u64) -> Sys
     let file = OpenFile::new(kind, how.file_flags);
     let limit = crate::linux::rlimit::nofile(&p);
     let r = p.files.lock().alloc(file, how.cloexec, 0, limit);
-    if r.is_ok() {
+    if r.is_ok() && !path_only {
         let dir = st.file_type() == FileType::Directory;
         super::inotify::opened(watch, st.ino, dir);
     }

@@ -397,6 +397,7 @@ pub(crate) fn sys_epoll_ctl(epfd: u64, op: u64, fd: u64, event: u64) -> SysResul
             if find(&es).is_some() {
                 return Err(Errno::EEXIST);
             }
+            crate::linux::alloc_guard::reserve(core::mem::size_of::<Entry>())?;
             es.try_reserve(1).map_err(|_| Errno::ENOMEM)?;
             es.push(Entry {
                 fd,

@@ -75,7 +75,7 @@ const MAX_WATCHES: usize = 8192;
 /// Size of `struct inotify_event` without its name.
 const EVENT_HEADER: usize = 16;
 /// Most remembered (directory, name) pairs of open files.
-const MAX_NAMES: usize = 4096;
+const MAX_NAMES: usize = 1024;
 
 /// One watch.
 struct Watch {
@@ -134,7 +134,10 @@ impl State {
         if self.queue.back() == Some(&e) {
             return;
         }
-        let e = if self.queue.len() >= MAX_QUEUED {
+        // A full queue, or a kernel heap that cannot afford the event, overflows.
+        let full = self.queue.len() >= MAX_QUEUED
+            || crate::linux::alloc_guard::reserve(e.size() + 32).is_err();
+        let e = if full {
             let overflow = Event {
                 wd: -1,
                 mask: IN_Q_OVERFLOW,
@@ -496,6 +499,9 @@ pub(crate) fn target(base: Ino, path: &[u8]) -> Option<Target> {
 /// Remembers that `ino` is named `name` in `parent` (events on it by descriptor then reach
 /// the directory's watches too).
 fn remember(ino: Ino, parent: Ino, name: &[u8]) {
+    if crate::linux::alloc_guard::reserve(name.len() + 64).is_err() {
+        return;
+    }
     let mut m = NAMES.lock();
     if m.len() >= MAX_NAMES && !m.contains_key(&ino) {
         if let Some(&k) = m.keys().next() {

@@ -138,6 +138,9 @@ pub(crate) fn sys_mmap(
     let file = if anon {
         None
     } else {
+        if shared && prot_bits & 2 != 0 && super::files::memfd::fd_write_sealed(fd as i32) {
+            return Err(Errno::EPERM);
+        }
         let fd = fd as i32;
         // The errors Linux gives before mapping anything: not a readable file.
         super::files::read_fd_at(fd, off, &mut [])?;

@@ -144,6 +144,35 @@ impl Fs {
         Ok(h)
     }
 
+    /// Creates a regular file with no name, open read-write (`memfd_create`): it is freed
+    /// with its last handle. Returns the handle and the inode.
+    pub(crate) fn open_unnamed(&mut self, perm: u32) -> Result<(Handle, Ino), Errno> {
+        if self.handles.len() >= MAX_HANDLES {
+            return Err(EMFILE);
+        }
+        crate::mm::heap::charge(64)?;
+        let node = Node::File {
+            data: Data::empty(),
+            size: 0,
+        };
+        let ino = self.new_inode(node, perm, 0, 0)?;
+        let mut h = Handle(self.next_handle);
+        while self.handles.contains_key(&h) {
+            h = Handle(h.0.wrapping_add(1));
+        }
+        self.next_handle = h.0.wrapping_add(1);
+        self.handles.insert(
+            h,
+            OpenFile {
+                ino,
+                offset: 0,
+                flags: oflag::O_RDWR,
+            },
+        );
+        self.inode_mut(ino)?.open += 1;
+        Ok((h, ino))
+    }
+
     /// Closes a handle; an unlinked inode is freed with its last handle.
     pub(crate) fn close(&mut self, h: Handle) -> Result<(), Errno> {
         let f = self.handles.remove(&h).ok_or(EBADF)?;

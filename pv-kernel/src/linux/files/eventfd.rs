@@ -31,6 +31,9 @@ pub(crate) struct EventFd {
     semaphore: bool,
     wq: WaitQueue,
     ino: u64,
+    /// Writes (wake-ups of readers) and reads (of writers), for edge-triggered `epoll`.
+    writes: core::sync::atomic::AtomicU64,
+    reads: core::sync::atomic::AtomicU64,
 }
 
 impl EventFd {
@@ -89,6 +92,8 @@ impl FileObject for EventFd {
         loop {
             if let Some(v) = self.take() {
                 out.copy_from_slice(&v.to_le_bytes());
+                self.reads
+                    .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
                 self.changed();
                 return Ok(8);
             }
@@ -110,6 +115,8 @@ impl FileObject for EventFd {
         }
         loop {
             if self.add(v) {
+                self.writes
+                    .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
                 self.changed();
                 return Ok(8);
             }
@@ -127,6 +134,18 @@ impl FileObject for EventFd {
             m |= ev::POLLOUT | ev::POLLWRNORM;
         }
         m
+    }
+
+    fn wakeups(&self, events: u32) -> Option<u64> {
+        use core::sync::atomic::Ordering::Relaxed;
+        let mut n = 0u64;
+        if events & u32::from(ev::POLLIN | ev::POLLRDNORM) != 0 {
+            n = n.wrapping_add(self.writes.load(Relaxed));
+        }
+        if events & u32::from(ev::POLLOUT | ev::POLLWRNORM) != 0 {
+            n = n.wrapping_add(self.reads.load(Relaxed));
+        }
+        Some(n)
     }
 
     fn stat(&self) -> KStat {
@@ -153,6 +172,8 @@ pub(crate) fn sys_eventfd2(initval: u64, flags: u64) -> SysResult {
         semaphore: flags & EFD_SEMAPHORE != 0,
         wq: WaitQueue::new(),
         ino: anon_ino(),
+        writes: core::sync::atomic::AtomicU64::new(0),
+        reads: core::sync::atomic::AtomicU64::new(0),
     });
     let file = open_object(obj, oflag::O_RDWR | (flags & fl::O_NONBLOCK));
     super::install(file, flags & fl::O_CLOEXEC != 0)

@@ -38,6 +38,8 @@ mod fcntl_cmd {
     pub(super) const F_DUPFD_CLOEXEC: u64 = 1030;
     pub(super) const F_SETPIPE_SZ: u64 = 1031;
     pub(super) const F_GETPIPE_SZ: u64 = 1032;
+    pub(super) const F_ADD_SEALS: u64 = 1033;
+    pub(super) const F_GET_SEALS: u64 = 1034;
 }
 
 /// `FD_CLOEXEC`.
@@ -314,6 +316,8 @@ pub(crate) fn sys_fcntl(fd: u64, cmd: u64, arg: u64) -> SysResult {
             }
             _ => Err(Errno::EBADF),
         },
+        F_ADD_SEALS => super::memfd::add_seals(&f, arg),
+        F_GET_SEALS => super::memfd::get_seals(&f),
         _ => Err(Errno::EINVAL),
     }
 }
@@ -484,8 +488,14 @@ pub(crate) fn sys_ftruncate(fd: u64, len: u64) -> SysResult {
     let f = fd_file(fd_arg(fd))?;
     let len = offset_arg(len)? as i64;
     match f.kind {
-        Kind::Node { h, dir: false, .. } if f.writable() => {
-            fs::with(|fs| fs.ftruncate(h, len))?;
+        Kind::Node {
+            h, ino, dir: false, ..
+        } if f.writable() => {
+            fs::with(|fs| {
+                super::memfd::check_resize(ino, fs.fstat(h)?.size, len as u64)?;
+                fs.ftruncate(h, len)
+            })?;
+            super::inotify::on_inode(ino, super::inotify::inm::IN_MODIFY, false);
             Ok(0)
         }
         _ => Err(Errno::EINVAL),
@@ -507,9 +517,13 @@ pub(crate) fn sys_fallocate(fd: u64, mode: u64, off: u64, len: u64) -> SysResult
     }
     let end = off.checked_add(len).ok_or(Errno::EFBIG)?;
     match f.kind {
-        Kind::Node { h, dir: false, .. } => {
+        Kind::Node {
+            h, ino, dir: false, ..
+        } => {
             fs::with(|fs| {
-                if fs.fstat(h)?.size < end as u64 {
+                let size = fs.fstat(h)?.size;
+                if size < end as u64 {
+                    super::memfd::check_resize(ino, size, end as u64)?;
                     fs.ftruncate(h, end)?;
                 }
                 Ok::<_, Errno>(())
@@ -566,6 +580,8 @@ pub(crate) fn sys_fchmod(fd: u64, mode: u64) -> SysResult {
     let f = fd_file(fd_arg(fd))?;
     if let Some(ino) = meta_ino(&f)? {
         fs::with(|fs| fs.set_meta(ino, mode as u32 & 0o7777, None, None))?;
+        let dir = f.dir_ino().is_some();
+        super::inotify::on_inode(ino, super::inotify::inm::IN_ATTRIB, dir);
     }
     Ok(0)
 }

@@ -209,8 +209,11 @@ impl OpenFile {
 impl Drop for OpenFile {
     fn drop(&mut self) {
         match &self.kind {
-            Kind::Node { h, .. } => {
+            Kind::Node { h, ino, dir } => {
                 let h = *h;
+                if !self.is_path() {
+                    super::inotify::closed(*ino, self.writable(), *dir);
+                }
                 let _ = fs::with(|fs| fs.close(h));
             }
             Kind::PipeRead(p) => p.close_reader(),
@@ -519,7 +522,7 @@ pub(crate) fn read_kernel(f: &OpenFile, buf: &mut [u8], off: Option<u64>) -> Res
     if !f.readable() {
         return Err(Errno::EBADF);
     }
-    match &f.kind {
+    let r = match &f.kind {
         Kind::Node { dir: true, .. } => Err(Errno::EISDIR),
         Kind::Node { h, .. } => {
             let h = *h;
@@ -548,7 +551,12 @@ pub(crate) fn read_kernel(f: &OpenFile, buf: &mut [u8], off: Option<u64>) -> Res
             super::tty::console_read(buf, f.nonblock(), *tty)
         }
         Kind::Object(o) => o.read(f, buf, off),
-    }
+    };
+    r.inspect(|&n| {
+        if let (Kind::Node { ino, .. }, true) = (&f.kind, n > 0) {
+            super::inotify::on_inode(*ino, super::inotify::inm::IN_ACCESS, false);
+        }
+    })
 }
 
 /// One write of `data`: at `off` (positional), else at the file offset (or the end with
@@ -562,17 +570,25 @@ pub(crate) fn write_kernel(
     if !f.writable() {
         return Err(Errno::EBADF);
     }
-    match &f.kind {
+    let r = match &f.kind {
         Kind::Node { dir: true, .. } => Err(Errno::EISDIR),
-        Kind::Node { h, .. } => {
-            let h = *h;
+        Kind::Node { h, ino, .. } => {
+            let (h, ino) = (*h, *ino);
+            let sealed = |fs: &mut fs::Fs, at: u64| {
+                let n = super::memfd::check_write(ino, at, data.len(), || Ok(fs.fstat(h)?.size))?;
+                Ok::<_, Errno>(&data[..n])
+            };
             match off {
-                Some(o) => fs::with(|fs| fs.pwrite(h, data, o)),
+                Some(o) => fs::with(|fs| {
+                    let data = sealed(fs, o)?;
+                    fs.pwrite(h, data, o)
+                }),
                 None => {
                     let append = f.flags() & oflag::O_APPEND != 0;
                     let mut pos = f.pos.lock();
                     let (n, end) = fs::with(|fs| {
                         let at = if append { fs.fstat(h)?.size } else { *pos };
+                        let data = sealed(fs, at)?;
                         let n = fs.pwrite(h, data, at)?;
                         Ok::<_, Errno>((n, at + n as u64))
                     })?;
@@ -597,7 +613,12 @@ pub(crate) fn write_kernel(
             Ok(data.len())
         }
         Kind::Object(o) => o.write(f, data, off),
-    }
+    };
+    r.inspect(|&n| {
+        if let (Kind::Node { ino, .. }, true) = (&f.kind, n > 0) {
+            super::inotify::on_inode(*ino, super::inotify::inm::IN_MODIFY, false);
+        }
+    })
 }
 
 /// `read`/`readv`/`pread64`/`preadv` into a user buffer.

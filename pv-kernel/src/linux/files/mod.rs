@@ -13,10 +13,14 @@
 //! directory holds a ramfs handle. Semantics follow Linux (errno values included); every
 //! process runs as root, so there are no permission checks except execute bits.
 
+pub(crate) mod copy;
 pub(crate) mod dev;
+pub(crate) mod epoll;
 pub(crate) mod eventfd;
 pub(crate) mod fdops;
 pub(crate) mod file;
+pub(crate) mod inotify;
+pub(crate) mod memfd;
 pub(crate) mod object;
 pub(crate) mod path;
 pub(crate) mod pipe;
@@ -193,6 +197,22 @@ pub(crate) fn syscall(n: u64, a: [u64; 6]) -> Option<SysResult> {
         nr::PPOLL => poll::sys_ppoll(a[0], a[1], a[2], a[3], a[4]),
         nr::SELECT => poll::sys_select(a[0], a[1], a[2], a[3], a[4]),
         nr::PSELECT6 => poll::sys_pselect6(a[0], a[1], a[2], a[3], a[4], a[5]),
+
+        nr::EPOLL_CREATE => epoll::sys_epoll_create(a[0]),
+        nr::EPOLL_CREATE1 => epoll::sys_epoll_create1(a[0]),
+        nr::EPOLL_CTL => epoll::sys_epoll_ctl(a[0], a[1], a[2], a[3]),
+        nr::EPOLL_WAIT => epoll::sys_epoll_wait(a[0], a[1], a[2], a[3]),
+        nr::EPOLL_PWAIT => epoll::sys_epoll_pwait(a),
+        nr::EPOLL_PWAIT2 => epoll::sys_epoll_pwait2(a),
+        nr::INOTIFY_INIT => inotify::sys_inotify_init1(0),
+        nr::INOTIFY_INIT1 => inotify::sys_inotify_init1(a[0]),
+        nr::INOTIFY_ADD_WATCH => inotify::sys_inotify_add_watch(a[0], a[1], a[2]),
+        nr::INOTIFY_RM_WATCH => inotify::sys_inotify_rm_watch(a[0], a[1]),
+        nr::MEMFD_CREATE => memfd::sys_memfd_create(a[0], a[1]),
+        nr::COPY_FILE_RANGE => copy::sys_copy_file_range(a),
+        nr::SPLICE => copy::sys_splice(a),
+        nr::TEE => copy::sys_tee(a[0], a[1], a[2], a[3]),
+        nr::VMSPLICE => copy::sys_vmsplice(a[0], a[1], a[2], a[3]),
         _ => return None,
     })
 }

@@ -67,6 +67,15 @@ pub(crate) trait FileObject: Send + Sync + 'static {
         Err(Errno::ESPIPE)
     }
 
+    /// A counter that changes with every wake-up that may bring one of `events` (`EPOLL*`
+    /// bits), for edge-triggered `epoll`; `None` (the default): the object keeps none, and
+    /// the global count of [`super::poll::notify`] calls stands in (an edge may then be
+    /// reported twice, never missed).
+    fn wakeups(&self, events: u32) -> Option<u64> {
+        let _ = events;
+        None
+    }
+
     /// `fstat`.
     fn stat(&self) -> KStat;
 

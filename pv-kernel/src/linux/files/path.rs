@@ -134,6 +134,7 @@ pub(crate) fn sys_openat(dirfd: u64, path_va: u64, flags: u64, mode: u64) -> Sys
         }
     }
     let b = base(dirfd, &path)?;
+    let watch = super::inotify::target(b, &path);
     let (h, st) = fs::with(|fs| open::open_node(fs, b, &path, &how))?;
     let mut named = None;
     let kind = match dev::node(st.ino) {
@@ -176,6 +177,10 @@ pub(crate) fn sys_openat(dirfd: u64, path_va: u64, flags: u64, mode: u64) -> Sys
     }
     let limit = crate::linux::rlimit::nofile(&p);
     let r = p.files.lock().alloc(file, how.cloexec, 0, limit);
+    if r.is_ok() && !path_only {
+        let dir = st.file_type() == FileType::Directory;
+        super::inotify::opened(watch, st.ino, dir);
+    }
     r.map(|fd| fd as u64)
 }
 
@@ -303,7 +308,9 @@ pub(crate) fn sys_mkdirat(dirfd: u64, path_va: u64, mode: u64) -> SysResult {
     let b = base(dirfd, &path)?;
     let umask = current_process().umask.load(Ordering::Relaxed);
     let perm = mode as u32 & 0o1777 & !umask;
+    let watch = super::inotify::target(b, &path);
     fs::with(|fs| fs.mkdir(b, &path, perm))?;
+    super::inotify::created(watch, true);
     Ok(0)
 }
 
@@ -315,6 +322,7 @@ pub(crate) fn sys_mknodat(dirfd: u64, path_va: u64, mode: u64, _dev: u64) -> Sys
     let b = base(dirfd, &path)?;
     let umask = current_process().umask.load(Ordering::Relaxed);
     let perm = mode as u32 & mode::PERM & !umask;
+    let watch = super::inotify::target(b, &path);
     fs::with(|fs| {
         let h = fs.open(
             b,
@@ -324,6 +332,7 @@ pub(crate) fn sys_mknodat(dirfd: u64, path_va: u64, mode: u64, _dev: u64) -> Sys
         )?;
         fs.close(h)
     })?;
+    super::inotify::created(watch, false);
     Ok(0)
 }
 
@@ -333,7 +342,9 @@ pub(crate) fn sys_unlinkat(dirfd: u64, path_va: u64, flags: u64) -> SysResult {
     let path = read_path(path_va)?;
     procfs::deny(fd_arg(dirfd), &path, || base(dirfd, &path))?;
     let b = base(dirfd, &path)?;
+    let watch = super::inotify::target(b, &path);
     fs::with(|fs| names::unlink_at(fs, b, &path, flags))?;
+    super::inotify::removed(watch);
     Ok(0)
 }
 
@@ -344,7 +355,10 @@ pub(crate) fn sys_linkat(od: u64, old_va: u64, nd: u64, new_va: u64, flags: u64)
     let ino = ino_at(od, old_va, flags, follow)?.ok_or(Errno::ENOENT)?;
     let new = read_path(new_va)?;
     let nb = base(nd, &new)?;
+    let watch = super::inotify::target(nb, &new);
     fs::with(|fs| names::link_at(fs, ino, nb, &new))?;
+    super::inotify::on_inode(ino, super::inotify::inm::IN_ATTRIB, false);
+    super::inotify::created(watch, false);
     Ok(0)
 }
 
@@ -354,7 +368,9 @@ pub(crate) fn sys_symlinkat(target_va: u64, nd: u64, link_va: u64) -> SysResult 
     let link = read_path(link_va)?;
     procfs::deny(fd_arg(nd), &link, || base(nd, &link))?;
     let b = base(nd, &link)?;
+    let watch = super::inotify::target(b, &link);
     fs::with(|fs| fs.symlink(b, &target, &link))?;
+    super::inotify::created(watch, false);
     Ok(0)
 }
 
@@ -396,7 +412,12 @@ pub(crate) fn sys_renameat2(od: u64, old_va: u64, nd: u64, new_va: u64, flags: u
     procfs::deny(fd_arg(nd), &new, || base(nd, &new))?;
     let ob = base(od, &old)?;
     let nb = base(nd, &new)?;
+    let (wo, wn) = (
+        super::inotify::target(ob, &old),
+        super::inotify::target(nb, &new),
+    );
     fs::with(|fs| names::rename_at(fs, ob, &old, nb, &new, flags))?;
+    super::inotify::renamed(wo, wn);
     Ok(0)
 }
 
@@ -418,6 +439,10 @@ pub(crate) fn sys_truncate(path_va: u64, len: u64) -> SysResult {
         _ => return Err(Errno::EINVAL),
     }
     fs::with(|fs| fs.truncate(b, &path, len))?;
+    super::inotify::on_path(
+        super::inotify::target(b, &path),
+        super::inotify::inm::IN_MODIFY,
+    );
     Ok(0)
 }
 
@@ -461,6 +486,10 @@ pub(crate) fn sys_fchmodat(dirfd: u64, path_va: u64, m: u64) -> SysResult {
     let path = read_path(path_va)?;
     let b = base(dirfd, &path)?;
     fs::with(|fs| fs.chmod(b, &path, m as u32 & mode::PERM))?;
+    super::inotify::on_path(
+        super::inotify::target(b, &path),
+        super::inotify::inm::IN_ATTRIB,
+    );
     Ok(0)
 }
 
@@ -473,7 +502,9 @@ pub(crate) fn chown_ino(ino: Ino, uid: u32, gid: u32) -> Result<(), Errno> {
         let uid = if uid == u32::MAX { st.uid } else { uid };
         let gid = if gid == u32::MAX { st.gid } else { gid };
         fs.set_meta(ino, perm, Some((uid, gid)), None)
-    })
+    })?;
+    super::inotify::on_inode(ino, super::inotify::inm::IN_ATTRIB, false);
+    Ok(())
 }
 
 /// `fchownat(dirfd, path, uid, gid, flags)` (`chown` and `lchown` too).
@@ -499,6 +530,7 @@ pub(crate) fn sys_umask(mask: u64) -> SysResult {
 fn set_times(ino: Option<Ino>, _atime: Option<u64>, mtime: Option<u64>) -> SysResult {
     if let (Some(ino), Some(t)) = (ino, mtime) {
         fs::with(|fs| fs.set_mtime(ino, t))?;
+        super::inotify::on_inode(ino, super::inotify::inm::IN_ATTRIB, false);
     }
     Ok(0)
 }

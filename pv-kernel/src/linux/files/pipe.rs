@@ -134,6 +134,10 @@ pub(crate) struct Pipe {
     pub(crate) id: u64,
     /// Creation time (wall clock, ns) reported by `fstat`.
     pub(crate) ctime_ns: u64,
+    /// Wake-ups of the read end (writes, the last writer closing): edge-triggered `epoll`.
+    rd_events: AtomicU64,
+    /// Wake-ups of the write end (reads, the last reader closing).
+    wr_events: AtomicU64,
 }
 
 impl Pipe {
@@ -144,6 +148,8 @@ impl Pipe {
             wq: WaitQueue::new(),
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             ctime_ns: now_ns,
+            rd_events: AtomicU64::new(0),
+            wr_events: AtomicU64::new(0),
         })
     }
 
@@ -163,6 +169,7 @@ impl Pipe {
                 s.buf = VecDeque::new();
             }
         }
+        self.wr_events.fetch_add(1, Ordering::Relaxed);
         self.notify();
     }
 
@@ -172,10 +179,31 @@ impl Pipe {
             let mut s = self.state.lock();
             s.writers = s.writers.saturating_sub(1);
         }
+        self.rd_events.fetch_add(1, Ordering::Relaxed);
         self.notify();
     }
 
     /// Bytes buffered (`FIONREAD`).
+    /// How many times the read end (`read_end`) or the write end was woken: changes with
+    /// every event an edge-triggered `epoll` must report again.
+    pub(crate) fn wakeups(&self, read_end: bool) -> u64 {
+        if read_end {
+            self.rd_events.load(Ordering::Relaxed)
+        } else {
+            self.wr_events.load(Ordering::Relaxed)
+        }
+    }
+
+    /// Copies up to `out.len()` buffered bytes without taking them (`tee`).
+    pub(crate) fn peek(&self, out: &mut [u8]) -> usize {
+        let s = self.state.lock();
+        let n = out.len().min(s.buf.len());
+        for (dst, src) in out[..n].iter_mut().zip(s.buf.iter()) {
+            *dst = *src;
+        }
+        n
+    }
+
     pub(crate) fn available(&self) -> usize {
         self.state.lock().buf.len()
     }
@@ -199,6 +227,7 @@ impl Pipe {
             let pulled = self.state.lock().pull(out);
             match pulled {
                 Pull::Got(n) => {
+                    self.wr_events.fetch_add(1, Ordering::Relaxed);
                     self.notify();
                     return Ok(n);
                 }
@@ -240,6 +269,7 @@ impl Pipe {
                 }
                 Push::Wrote(n) => {
                     done += n;
+                    self.rd_events.fetch_add(1, Ordering::Relaxed);
                     self.notify();
                     if done == data.len() {
                         return Ok(done);

@@ -35,8 +35,13 @@ use ev::*;
 /// Pollers waiting for [`notify`].
 static POLLERS: IrqLock<Vec<Arc<Thread>>> = IrqLock::new(Vec::new());
 
+/// How many times [`notify`] ran: the wake-up count of files that keep none of their own
+/// (see [`wakeups`]).
+static GENERATION: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
 /// Something may have become ready: wake every poller.
 pub(crate) fn notify() {
+    GENERATION.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
     let waiters = core::mem::take(&mut *POLLERS.lock());
     for t in &waiters {
         crate::sched::wake(t);
@@ -68,6 +73,21 @@ pub(crate) fn poll_mask(f: &OpenFile) -> u16 {
             m
         }
         Kind::Object(o) => o.poll(f),
+    }
+}
+
+/// A counter that changes whenever `f` may have a new event among `events` (`EPOLL*`/`POLL*`
+/// bits): what edge-triggered `epoll` compares to report an event again. Pipes and objects
+/// that count their own wake-ups ([`FileObject::wakeups`](super::object::FileObject::wakeups))
+/// give theirs; every other file gives the global count of [`notify`] calls, which may report
+/// an edge twice but never misses one.
+pub(crate) fn wakeups(f: &OpenFile, events: u32) -> u64 {
+    let global = || GENERATION.load(core::sync::atomic::Ordering::Relaxed);
+    match &f.kind {
+        Kind::PipeRead(p) => p.wakeups(true),
+        Kind::PipeWrite(p) => p.wakeups(false),
+        Kind::Object(o) => o.wakeups(events).unwrap_or_else(global),
+        _ => global(),
     }
 }
 
@@ -135,7 +155,7 @@ fn fd_isset(set: &[u64], fd: usize) -> bool {
 }
 
 /// How a wait ended.
-enum Waited {
+pub(crate) enum Waited {
     /// Something is ready.
     Ready,
     /// The deadline passed.
@@ -144,7 +164,7 @@ enum Waited {
 
 /// Waits until `ready()` (checked first), the guest-time `deadline`, or a signal
 /// (`EINTR`).
-fn wait_for(deadline: Option<u64>, ready: impl Fn() -> bool) -> Result<Waited, Errno> {
+pub(crate) fn wait_for(deadline: Option<u64>, ready: impl Fn() -> bool) -> Result<Waited, Errno> {
     loop {
         if ready() {
             return Ok(Waited::Ready);
@@ -170,7 +190,7 @@ fn wait_for(deadline: Option<u64>, ready: impl Fn() -> bool) -> Result<Waited, E
 }
 
 /// A timeout in ns from a `struct timespec` (`EINVAL` if malformed).
-fn timespec_ns(sec: i64, nsec: i64) -> Result<u64, Errno> {
+pub(crate) fn timespec_ns(sec: i64, nsec: i64) -> Result<u64, Errno> {
     if sec < 0 || !(0..1_000_000_000).contains(&nsec) {
         return Err(Errno::EINVAL);
     }
@@ -189,7 +209,7 @@ fn timeval_ns(sec: i64, usec: i64) -> Result<u64, Errno> {
 }
 
 /// The deadline for a relative timeout.
-fn deadline_after(ns: u64) -> u64 {
+pub(crate) fn deadline_after(ns: u64) -> u64 {
     crate::time::now_ns().saturating_add(ns)
 }
 
@@ -250,7 +270,11 @@ fn do_poll(fds_va: u64, nfds: u64, deadline: Option<u64>) -> SysResult {
 /// non-zero; `sigsetsize` must be 8) for its duration: a signal it unblocks interrupts the
 /// wait with `EINTR` and is handled before the old mask comes back (see
 /// [`signal::with_temporary_mask`]).
-fn with_sigmask(mask_va: u64, sigsetsize: u64, f: impl FnOnce() -> SysResult) -> SysResult {
+pub(crate) fn with_sigmask(
+    mask_va: u64,
+    sigsetsize: u64,
+    f: impl FnOnce() -> SysResult,
+) -> SysResult {
     if mask_va == 0 {
         return f();
     }

@@ -723,12 +723,12 @@ mod tests {
     fn selection() {
         assert_eq!(selected(&[]).len(), BENCHMARKS.len());
         let n = selected(&["native.*".to_owned()]);
-        assert_eq!(n.len(), 13);
+        assert_eq!(n.len(), 14);
         assert!(n.iter().all(|d| d.name.starts_with("native.")));
         let both = selected(&["kvm".to_owned(), "boot".to_owned()]);
         assert_eq!(both.len(), 8);
         let user = selected(&["*.user.*".to_owned()]);
-        assert_eq!(user.len(), 20);
+        assert_eq!(user.len(), 24);
         assert!(user.iter().all(|d| user::split(d.name).is_some()));
         let apps = selected(&["*.app.*".to_owned()]);
         assert_eq!(apps.len(), 12);

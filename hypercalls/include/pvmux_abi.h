@@ -106,7 +106,7 @@ struct pvmux_kernel_abi_header {
  * ---------------------------------------------------------------------------------------- */
 
 #define PVMUX_MAX_MEM_REGIONS 32
-#define PVMUX_BOOT_ARGS_MAX (128u << 10) /* largest boot_args_len (ABI v5; 2048 before) */
+#define PVMUX_BOOT_ARGS_MAX (64u << 10) /* largest boot_args_len (ABI v5; 2048 before) */
 
 /* MemRegion.kind. Unknown kinds must be treated as reserved (not usable). */
 enum pvmux_mem_region_kind {

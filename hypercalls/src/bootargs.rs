@@ -32,10 +32,11 @@ pub mod words;
 pub const BOOT_ARGS_MAGIC: u32 = u32::from_le_bytes(*b"PVBA");
 /// Version of the boot-argument layout. Bumped on any incompatible change.
 pub const BOOT_ARGS_VERSION: u16 = 1;
-/// Largest encoded size in bytes (128 KiB: room for a program's arguments and environment
-/// as large as a single argument may be in Linux, `MAX_ARG_STRLEN`; ABI version 4 had 2 KiB
-/// inside `BootInfo`).
-pub const BOOT_ARGS_MAX: usize = 128 << 10;
+/// Largest encoded size in bytes: 64 KiB (ABI version 4 had 2 KiB inside `BootInfo`). The
+/// encoding lives in guest pages of its own, so the ABI could take more; the bound is the
+/// host's [`BootArgsBuf`], an inline buffer (this crate does not allocate), which host code
+/// moves on its stack.
+pub const BOOT_ARGS_MAX: usize = 64 << 10;
 
 /// The fixed start of the boot arguments: the options and the sizes of what follows.
 #[derive(

@@ -776,7 +776,7 @@ mod tests {
         let both = selected(&["kvm".to_owned(), "boot".to_owned()]);
         assert_eq!(both.len(), 8);
         let user = selected(&["*.user.*".to_owned()]);
-        assert_eq!(user.len(), 28);
+        assert_eq!(user.len(), 32);
         assert!(user.iter().all(|d| user::split(d.name).is_some()));
         let apps = selected(&["*.app.*".to_owned()]);
         assert_eq!(apps.len(), 12);

@@ -690,11 +690,24 @@ mod tests {
         )
         .unwrap();
         assert!(a.args().argv().eq([&b"\xff"[..], b""]));
-        // The limit: header (48) and each argument's length prefix (2) count.
-        let fits = "a".repeat(BOOT_ARGS_MAX - 48 - 2);
+        // The limit: header (48) and each argument's length prefix (2) count (an argument
+        // is at most 65535 bytes).
+        let fill = |total: usize| {
+            let (mut left, mut v) = (total - 48, Vec::new());
+            while left > 0 {
+                let n = (left - 2).min(60_000);
+                v.push("a".repeat(n));
+                left -= n + 2;
+            }
+            v
+        };
+        let fits = fill(BOOT_ARGS_MAX);
+        fn refs(v: &[String]) -> Vec<&str> {
+            v.iter().map(String::as_str).collect()
+        }
         let (a, _) = boot_args(
             None,
-            &os(&[&fits]),
+            &os(&refs(&fits)),
             false,
             false,
             &plain,
@@ -702,14 +715,24 @@ mod tests {
         )
         .unwrap();
         assert_eq!(a.as_bytes().len(), BOOT_ARGS_MAX);
-        let long = format!("{fits}a");
-        let e = b(None, &[&long], false, &plain).unwrap_err();
-        assert!(e.contains("beyond the limit of 2048"), "{e}");
+        let mut long = fits.clone();
+        long.last_mut().unwrap().push('a');
+        let e = b(None, &refs(&long), false, &plain).unwrap_err();
         assert!(
-            b(None, &["/x"; 600], false, &plain).is_err(),
+            e.contains(&format!("beyond the limit of {BOOT_ARGS_MAX}")),
+            "{e}"
+        );
+        assert!(
+            b(None, &vec!["/x"; BOOT_ARGS_MAX / 4 + 1], false, &plain).is_err(),
             "4 bytes per /x"
         );
-        assert!(b(Some(&"ls=/ ".repeat(600)), &[], false, &plain).is_err());
+        assert!(b(
+            Some(&"ls=/ ".repeat(BOOT_ARGS_MAX / 5 + 1)),
+            &[],
+            false,
+            &plain
+        )
+        .is_err());
     }
 
     #[test]
@@ -742,13 +765,13 @@ mod tests {
         assert!(e.contains("apply to a program"), "{e}");
         // The size limit counts the environment: 4 bytes per record.
         let mut big = Environment::default();
-        let value = format!("V={}", "x".repeat(1000));
+        let value = format!("V={}", "x".repeat(BOOT_ARGS_MAX / 2));
         let init = InitSetup {
             env: {
-                big.apply_flag(std::ffi::OsStr::new(&value), |_| None)
-                    .unwrap();
-                big.apply_flag(std::ffi::OsStr::new(&value.replace('V', "W")), |_| None)
-                    .unwrap();
+                for name in ["V", "W", "X"] {
+                    big.apply_flag(std::ffi::OsStr::new(&value.replace('V', name)), |_| None)
+                        .unwrap();
+                }
                 big
             },
             workdir: None,

@@ -90,6 +90,7 @@ impl Host {
                 console_rate: cfg.console_rate,
                 fault_around_pages: DEFAULT_FAULT_AROUND,
                 hostfs: cfg.hostfs,
+                volumes: cfg.volumes,
                 limits: Limits {
                     watchdog: cfg.watchdog,
                     cpu_limit: cfg.cpu_limit,

@@ -64,6 +64,9 @@ pub enum Hypercall {
     HostfsList = 8,
     /// Reads a regular file of the host root shared with `--rootfs` (docs/ABI.md §hostfs).
     HostfsRead = 9,
+    /// `volume_op(req_gpa, resp_gpa) -> 0`: one operation on a writable host directory
+    /// (`--volume`; docs/ABI.md §volumes, `crate::volume`).
+    VolumeOp = 10,
 }
 
 impl Hypercall {
@@ -80,6 +83,7 @@ impl Hypercall {
             7 => Self::ConsoleRead,
             8 => Self::HostfsList,
             9 => Self::HostfsRead,
+            10 => Self::VolumeOp,
             _ => return None,
         })
     }

@@ -154,6 +154,7 @@ pub unsafe extern "sysv64" fn kernel_entry(bi: *const BootInfo, table: *const St
 fn kmain() {
     let args = boot::args();
     fs::init();
+    fs::volume::mount_all();
     for cmd in args.commands() {
         match cmd {
             Command::Exit(code) => commands::exit(code),
@@ -161,7 +162,7 @@ fn kmain() {
             Command::Ls(path) => commands::fs::ls(path),
             Command::Cat(path) => commands::fs::cat(path),
             // Settings of the init program, read by `commands::run_init`.
-            Command::Env(_) | Command::Workdir(_) => {}
+            Command::Env(_) | Command::Workdir(_) | Command::Volume(_) => {}
             #[cfg(feature = "diagnostics")]
             Command::Bench(list) => bench::run(list, args.options.bench_quick),
             #[cfg(feature = "diagnostics")]

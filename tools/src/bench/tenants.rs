@@ -68,6 +68,7 @@ pub fn launch_with_initrd(
         crash_dump: None,
         initrd,
         hostfs: None,
+        volumes: Vec::new(),
         sandbox_user: Default::default(),
     };
     let start_mono_ns = monotonic_ns();

@@ -8,6 +8,7 @@ mod logging;
 mod run;
 mod size;
 mod terminal;
+mod volume;
 
 use std::process::ExitCode;
 

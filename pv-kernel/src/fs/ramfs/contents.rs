@@ -122,6 +122,9 @@ fn copy_up(
 impl Fs {
     /// Reads at `off` from a regular file's inode.
     pub(super) fn read_at(&mut self, ino: Ino, off: u64, buf: &mut [u8]) -> Result<usize, Errno> {
+        if let Some(r) = self.vol_read(ino, off, buf) {
+            return r;
+        }
         let now = self.now();
         let host = self.host.as_deref();
         let i = self.inodes.get_mut(&ino).ok_or(ENOENT)?;
@@ -176,6 +179,9 @@ impl Fs {
         let end = off.checked_add(buf.len() as u64).ok_or(EFBIG)?;
         if end > MAX_FILE_SIZE {
             return Err(EFBIG);
+        }
+        if let Some(r) = self.vol_write(ino, off, buf) {
+            return r;
         }
         let host = self.host.as_deref();
         let i = self.inodes.get_mut(&ino).ok_or(ENOENT)?;
@@ -242,6 +248,9 @@ impl Fs {
     pub(super) fn truncate_ino(&mut self, ino: Ino, len: u64) -> Result<(), Errno> {
         if len > MAX_FILE_SIZE {
             return Err(EFBIG);
+        }
+        if self.vol_truncate(ino, len)? {
+            return Ok(());
         }
         let now = self.now();
         let i = self.inodes.get_mut(&ino).ok_or(ENOENT)?;

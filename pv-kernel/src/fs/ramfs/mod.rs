@@ -51,6 +51,7 @@ mod names;
 mod path;
 #[cfg(test)]
 mod tests;
+mod volume;
 
 pub(crate) use encode::{dt, mode, Stat, DIRENT64_HEADER};
 pub(crate) use handle::{oflag, whence, Handle};
@@ -59,6 +60,7 @@ pub(crate) use inode::{FileType, Ino, ROOT_INO};
 pub(crate) use path::PATH_MAX;
 #[cfg(feature = "diagnostics")]
 pub(crate) use path::{NAME_MAX, SYMLOOP_MAX};
+pub(crate) use volume::{Buf as VolumeBuf, Req as VolumeReq, VolumeHost};
 
 use handle::OpenFile;
 use inode::{Dir, Inode, Node};
@@ -118,6 +120,8 @@ pub(crate) struct Fs {
     clock: fn() -> u64,
     /// The host share behind lazy nodes, if attached.
     host: Option<Arc<dyn HostShare>>,
+    /// The mounted volumes and their inodes (`--volume`).
+    vols: volume::Volumes,
 }
 
 impl Fs {
@@ -139,6 +143,7 @@ impl Fs {
             next_handle: 0,
             clock,
             host: None,
+            vols: volume::Volumes::default(),
         }
     }
 

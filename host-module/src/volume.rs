@@ -489,3 +489,418 @@ pub(crate) fn hc_volume_op(
         .map_err(|_| HcError::BadAddress)?;
     Ok(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{symlink, MetadataExt};
+    use std::sync::Arc;
+
+    /// `tmp/vol` (the volume) and `tmp/outside/secret` (must stay unreachable).
+    struct Tree {
+        tmp: std::path::PathBuf,
+    }
+
+    impl Drop for Tree {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.tmp);
+        }
+    }
+
+    fn tree(tag: &str) -> Tree {
+        let tmp = std::env::temp_dir().join(format!("pvmux-volume-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(tmp.join("vol/d")).unwrap();
+        std::fs::create_dir_all(tmp.join("outside")).unwrap();
+        std::fs::write(tmp.join("outside/secret"), b"SECRET").unwrap();
+        std::fs::write(tmp.join("vol/a"), b"hello").unwrap();
+        symlink("../outside", tmp.join("vol/esc")).unwrap();
+        symlink(tmp.join("outside/new"), tmp.join("vol/abs")).unwrap();
+        symlink("/proc/self/root", tmp.join("vol/magic")).unwrap();
+        Tree { tmp }
+    }
+
+    fn r(o: u32) -> VolumeRequest {
+        VolumeRequest {
+            op: o,
+            ..VolumeRequest::default()
+        }
+    }
+
+    fn run(v: &Volume, req: VolumeRequest, path: &[u8], path2: &[u8], data: &mut [u8]) -> OpResult {
+        v.perform(&req, path, path2, data)
+    }
+
+    #[test]
+    fn operations_act_inside_the_volume() {
+        let t = tree("ops");
+        let v = Volume::open(&t.tmp.join("vol"), false).unwrap();
+        let vol = t.tmp.join("vol");
+        let st = run(
+            &v,
+            VolumeRequest {
+                mode: 0o6755,
+                ..r(op::CREATE)
+            },
+            b"/f",
+            b"",
+            &mut [],
+        )
+        .unwrap()
+        .1
+        .unwrap();
+        assert_eq!(st.perm, 0o755, "set-id bits cleared");
+        assert_eq!(
+            std::fs::metadata(vol.join("f")).unwrap().mode() & 0o7777,
+            0o755
+        );
+        // EXCL on an existing name; without it the existing file.
+        let excl = VolumeRequest {
+            flags: flag::EXCL,
+            ..r(op::CREATE)
+        };
+        assert_eq!(run(&v, excl, b"f", b"", &mut []), Err(errno::EEXIST));
+        assert!(run(&v, r(op::CREATE), b"f", b"", &mut []).is_ok());
+        let w = VolumeRequest {
+            offset: 2,
+            ..r(op::WRITE)
+        };
+        let (n, st) = run(&v, w, b"f", b"", &mut b"xyz".to_vec()).unwrap();
+        assert_eq!((n, st.unwrap().size), (3, 5));
+        assert_eq!(std::fs::read(vol.join("f")).unwrap(), b"\0\0xyz");
+        let mut buf = [0u8; 8];
+        let (n, _) = run(
+            &v,
+            VolumeRequest {
+                offset: 1,
+                ..r(op::READ)
+            },
+            b"a",
+            b"",
+            &mut buf,
+        )
+        .unwrap();
+        assert_eq!(&buf[..n as usize], b"ello");
+        let st = run(
+            &v,
+            VolumeRequest {
+                mode: 0o2775,
+                ..r(op::MKDIR)
+            },
+            b"d/e",
+            b"",
+            &mut [],
+        )
+        .unwrap()
+        .1
+        .unwrap();
+        assert_eq!((st.kind, st.perm), (kind::DIR, 0o775));
+        assert!(run(&v, r(op::RENAME), b"f", b"d/e/g", &mut []).is_ok());
+        assert!(vol.join("d/e/g").is_file());
+        let nr = VolumeRequest {
+            flags: flag::NOREPLACE,
+            ..r(op::RENAME)
+        };
+        assert_eq!(run(&v, nr, b"a", b"d/e/g", &mut []), Err(errno::EEXIST));
+        assert_eq!(
+            run(&v, r(op::RMDIR), b"d/e", b"", &mut []),
+            Err(errno::ENOTEMPTY)
+        );
+        assert!(run(&v, r(op::UNLINK), b"d/e/g", b"", &mut []).is_ok());
+        assert!(run(&v, r(op::RMDIR), b"d/e", b"", &mut []).is_ok());
+        let st = run(
+            &v,
+            VolumeRequest {
+                offset: 2,
+                ..r(op::TRUNCATE)
+            },
+            b"a",
+            b"",
+            &mut [],
+        )
+        .unwrap()
+        .1
+        .unwrap();
+        assert_eq!(st.size, 2);
+        let st = run(&v, r(op::SYMLINK), b"l", b"/x/y", &mut [])
+            .unwrap()
+            .1
+            .unwrap();
+        assert_eq!((st.kind, st.size), (kind::SYMLINK, 4));
+        let mut t4 = [0u8; 2];
+        assert_eq!(run(&v, r(op::READLINK), b"l", b"", &mut t4).unwrap().0, 4);
+        assert_eq!(&t4, b"/x");
+        let ut = VolumeRequest {
+            atime_ns: UTIME_OMIT,
+            mtime_ns: 7_000_000_123,
+            ..r(op::UTIMES)
+        };
+        assert_eq!(
+            run(&v, ut, b"a", b"", &mut []).unwrap().1.unwrap().mtime_ns,
+            7_000_000_123
+        );
+        assert!(run(&v, r(op::FSYNC), b"a", b"", &mut []).is_ok());
+        assert!(run(&v, r(op::FSYNC), b"/", b"", &mut []).is_ok());
+        assert_eq!(
+            run(
+                &v,
+                VolumeRequest {
+                    mode: 0o4777,
+                    ..r(op::CHMOD)
+                },
+                b"a",
+                b"",
+                &mut []
+            )
+            .unwrap()
+            .1
+            .unwrap()
+            .perm,
+            0o777
+        );
+        // Errors are Linux errnos.
+        assert_eq!(
+            run(&v, r(op::UNLINK), b"nope", b"", &mut []),
+            Err(errno::ENOENT)
+        );
+        assert_eq!(
+            run(&v, r(op::UNLINK), b"d", b"", &mut []),
+            Err(errno::EISDIR)
+        );
+        assert_eq!(
+            run(&v, r(op::MKDIR), b"a", b"", &mut []),
+            Err(errno::EEXIST)
+        );
+        assert_eq!(
+            run(&v, r(op::WRITE), b"d", b"", &mut [1]),
+            Err(errno::EISDIR)
+        );
+        assert_eq!(
+            run(&v, r(op::UNLINK), b"/", b"", &mut []),
+            Err(errno::EINVAL)
+        );
+        assert_eq!(
+            run(&v, r(op::MKDIR), b"x/..", b"", &mut []),
+            Err(errno::EINVAL)
+        );
+        assert_eq!(
+            run(&v, r(op::CREATE), &[b'n'; 256], b"", &mut []),
+            Err(errno::ENAMETOOLONG)
+        );
+    }
+
+    #[test]
+    fn nothing_leaves_the_volume() {
+        let t = tree("confine");
+        let v = Volume::open(&t.tmp.join("vol"), false).unwrap();
+        let mut buf = [0u8; 16];
+        // `..` and links resolve inside: no such file there (a link as the parent of a
+        // created name is not followed at all: ENOTDIR).
+        for p in [
+            &b"../outside/secret"[..],
+            b"esc/secret",
+            b"/../../outside/secret",
+        ] {
+            assert_eq!(
+                run(&v, r(op::READ), p, b"", &mut buf),
+                Err(errno::ENOENT),
+                "{p:?}"
+            );
+            assert_eq!(
+                run(&v, r(op::WRITE), p, b"", &mut buf),
+                Err(errno::ENOENT),
+                "{p:?}"
+            );
+            let c = run(&v, r(op::CREATE), p, b"", &mut []);
+            assert!(
+                matches!(c, Err(errno::ENOENT | errno::ENOTDIR)),
+                "{p:?}: {c:?}"
+            );
+        }
+        // A final link is never followed: not to write, create, truncate or chmod through.
+        for o in [op::WRITE, op::TRUNCATE, op::CHMOD, op::FSYNC] {
+            assert_eq!(
+                run(&v, r(o), b"abs", b"", &mut buf[..1]),
+                Err(errno::ELOOP),
+                "{o}"
+            );
+        }
+        assert_eq!(
+            run(&v, r(op::CREATE), b"abs", b"", &mut []),
+            Err(errno::ELOOP)
+        );
+        assert_eq!(
+            run(
+                &v,
+                VolumeRequest {
+                    flags: flag::EXCL,
+                    ..r(op::CREATE)
+                },
+                b"abs",
+                b"",
+                &mut []
+            ),
+            Err(errno::EEXIST)
+        );
+        // A link to /proc/self/root resolves inside the volume too (no /proc there).
+        assert!(run(
+            &v,
+            r(op::CREATE),
+            b"magic/tmp/pvmux-volume-pwned",
+            b"",
+            &mut []
+        )
+        .is_err());
+        assert!(!std::path::Path::new("/tmp/pvmux-volume-pwned").exists());
+        // A rename onto a path through a link lands inside (here: nowhere).
+        assert!(run(&v, r(op::RENAME), b"a", b"esc/a", &mut []).is_err());
+        assert!(!t.tmp.join("outside/new").exists());
+        assert!(!t.tmp.join("outside/a").exists());
+        assert_eq!(
+            std::fs::read(t.tmp.join("outside/secret")).unwrap(),
+            b"SECRET"
+        );
+        // With a decoy inside, `..` reaches the decoy.
+        std::fs::create_dir(t.tmp.join("vol/outside")).unwrap();
+        assert!(run(&v, r(op::CREATE), b"../outside/secret", b"", &mut []).is_ok());
+        assert!(t.tmp.join("vol/outside/secret").is_file());
+        assert_eq!(
+            std::fs::read(t.tmp.join("outside/secret")).unwrap(),
+            b"SECRET"
+        );
+    }
+
+    #[test]
+    fn a_read_only_volume_refuses_every_change() {
+        let t = tree("ro");
+        let v = Volume::open(&t.tmp.join("vol"), true).unwrap();
+        assert!(v.read_only());
+        for o in 1..=op::LAST {
+            let res = run(&v, r(o), b"a", b"b", &mut [0u8; 4]);
+            if writes(o) {
+                assert_eq!(res, Err(errno::EROFS), "{o}");
+            }
+        }
+        assert_eq!(std::fs::read(t.tmp.join("vol/a")).unwrap(), b"hello");
+        let mut buf = [0u8; 5];
+        assert_eq!(run(&v, r(op::READ), b"a", b"", &mut buf).unwrap().0, 5);
+    }
+
+    #[test]
+    fn requests_are_validated_before_any_host_work() {
+        let t = tree("hc");
+        let vols = vec![Arc::new(Volume::open(&t.tmp.join("vol"), false).unwrap())];
+        let mem = GuestMemory::new(16 << 20).unwrap();
+        let size = mem.size();
+        let put = |req: &VolumeRequest| mem.write(0x1000, req.as_bytes()).unwrap();
+        let call = || hc_volume_op(&mem, &vols, [0x1000, 0x2000, 0, 0, 0, 0]);
+        mem.write(0x3000, b"/a").unwrap();
+        let base = VolumeRequest {
+            path_gpa: 0x3000,
+            path_len: 2,
+            ..r(op::LOOKUP)
+        };
+        put(&base);
+        assert_eq!(call(), Ok(0));
+        let resp = VolumeResponse::read_from_bytes(&mem.read_vec(0x2000, 56).unwrap()).unwrap();
+        assert_eq!(
+            (resp.errno, resp.stat.size, resp.stat.kind),
+            (0, 5, kind::REG)
+        );
+        assert_eq!(
+            hc_volume_op(&mem, &[], [0x1000, 0x2000, 0, 0, 0, 0]),
+            Err(HcError::UnknownCall)
+        );
+        assert_eq!(
+            hc_volume_op(&mem, &vols, [size - 8, 0x2000, 0, 0, 0, 0]),
+            Err(HcError::BadAddress)
+        );
+        assert_eq!(
+            hc_volume_op(&mem, &vols, [0x1000, size - 8, 0, 0, 0, 0]),
+            Err(HcError::BadAddress)
+        );
+        let cases: [(VolumeRequest, HcError); 9] = [
+            (VolumeRequest { op: 0, ..base }, HcError::InvalidArgument),
+            (
+                VolumeRequest {
+                    op: op::LAST + 1,
+                    ..base
+                },
+                HcError::InvalidArgument,
+            ),
+            (
+                VolumeRequest { volume: 1, ..base },
+                HcError::InvalidArgument,
+            ),
+            (
+                VolumeRequest {
+                    flags: flag::EXCL,
+                    ..base
+                },
+                HcError::InvalidArgument,
+            ),
+            (
+                VolumeRequest {
+                    path_len: hostfs::PATH_MAX + 1,
+                    ..base
+                },
+                HcError::TooLarge,
+            ),
+            (
+                VolumeRequest {
+                    path_gpa: u64::MAX - 1,
+                    ..base
+                },
+                HcError::BadAddress,
+            ),
+            (
+                VolumeRequest {
+                    op: op::READ,
+                    buf_len: IO_MAX + 1,
+                    ..base
+                },
+                HcError::TooLarge,
+            ),
+            (
+                VolumeRequest {
+                    op: op::READ,
+                    buf_gpa: size - 1,
+                    buf_len: 2,
+                    ..base
+                },
+                HcError::BadAddress,
+            ),
+            (
+                VolumeRequest { buf_len: 1, ..base },
+                HcError::InvalidArgument,
+            ),
+        ];
+        for (req, want) in cases {
+            put(&req);
+            assert_eq!(call(), Err(want), "{req:?}");
+        }
+        // Garbage: never a panic, only documented errors.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..3000 {
+            let mut raw = [0u8; REQUEST_LEN];
+            for c in raw.chunks_mut(8) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                c.copy_from_slice(&x.to_le_bytes());
+            }
+            let mut req = VolumeRequest::read_from_bytes(&raw).unwrap();
+            if x % 3 == 0 {
+                (req.op, req.volume, req.flags) = ((x % 16) as u32, 0, 0);
+                (req.path_gpa, req.path_len, req.path2_len) = (0x3000, x % 8, 0);
+                (req.buf_gpa, req.buf_len) = (0x4000, x % 4096);
+            }
+            put(&req);
+            match call() {
+                Ok(0) | Err(HcError::InvalidArgument | HcError::BadAddress | HcError::TooLarge) => {
+                }
+                other => panic!("{other:?} for {req:?}"),
+            }
+        }
+    }
+}

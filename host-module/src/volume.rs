@@ -890,7 +890,7 @@ mod tests {
                 c.copy_from_slice(&x.to_le_bytes());
             }
             let mut req = VolumeRequest::read_from_bytes(&raw).unwrap();
-            if x % 3 == 0 {
+            if x.is_multiple_of(3) {
                 (req.op, req.volume, req.flags) = ((x % 16) as u32, 0, 0);
                 (req.path_gpa, req.path_len, req.path2_len) = (0x3000, x % 8, 0);
                 (req.buf_gpa, req.buf_len) = (0x4000, x % 4096);

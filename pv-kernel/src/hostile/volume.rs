@@ -219,7 +219,7 @@ pub(crate) fn run() -> bool {
         }
         let mut r = VolumeRequest::read_from_bytes(&raw).unwrap_or_default();
         // Keep some requests plausible so they get past the first checks.
-        if next() % 2 == 0 {
+        if next().is_multiple_of(2) {
             r.op = (next() % u64::from(op::LAST + 1)) as u32;
             r.volume = 0;
             r.flags = 0;

@@ -74,11 +74,13 @@ impl Fs {
             Last::Root => return Err(EBUSY),
         };
         let ino = self.dir(walk.dir)?.get(&name).ok_or(ENOENT)?;
+        self.dir(ino)?;
+        // A volume's directory: the host decides (ENOTEMPTY), the mount point is EBUSY.
+        self.vol_remove(walk.dir, &name, ino, true)?;
         self.load(ino)?;
         if !self.dir(ino)?.entries.is_empty() {
             return Err(ENOTEMPTY);
         }
-        self.vol_remove(walk.dir, &name, ino, true)?;
         self.dir_mut(walk.dir)?.remove(&name);
         self.inode_mut(walk.dir)?.nlink -= 1;
         self.touch_dir(walk.dir);

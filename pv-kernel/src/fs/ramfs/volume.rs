@@ -410,47 +410,48 @@ impl Fs {
         self.vol_writable(vol)?;
         let path = join(dpath, name)?;
         let o = if rmdir { op::RMDIR } else { op::UNLINK };
-        self.vol_call(
-            vol,
-            &Req {
-                op: o,
-                path: &path,
-                ..Req::default()
-            },
-            Buf::None,
-        )?;
-        self.vol_detach(ino);
+        let saved = self.vol_detach(ino);
+        let req = Req {
+            op: o,
+            path: &path,
+            ..Req::default()
+        };
+        if let Err(e) = self.vol_call(vol, &req, Buf::None) {
+            self.vol_undetach(ino, saved);
+            return Err(e);
+        }
         Ok(())
     }
 
-    /// A volume file that loses its last name while open keeps its bytes in guest memory
-    /// (as far as they fit); a closed or directory inode just leaves the volume.
-    fn vol_detach(&mut self, ino: Ino) {
-        let Some((vol, path)) = self.vol_of(ino) else {
-            return;
-        };
+    /// Takes `ino` out of its volume before the host removes or replaces its name: a file
+    /// still open with no other name keeps its bytes, copied into guest memory now (as far
+    /// as they fit). Returns what [`Fs::vol_undetach`] needs if the host then fails.
+    fn vol_detach(&mut self, ino: Ino) -> Option<(VolNode, u64)> {
         let keep =
             self.is_volume_file(ino) && self.inode(ino).is_ok_and(|i| i.open > 0 && i.nlink <= 1);
-        let path = copy(path).unwrap_or_default();
-        self.vols.forget(ino);
-        if !keep {
-            return;
-        }
+        let node = self.vols.nodes.remove(&ino)?;
         let size = match self.inode(ino).map(|i| &i.node) {
             Ok(Node::File { size, .. }) => *size,
-            _ => return,
+            _ => 0,
         };
-        let mut chunk = alloc::vec![0u8; 64 << 10];
+        if !keep {
+            return Some((node, size));
+        }
+        let mut chunk = Vec::new();
+        if chunk.try_reserve_exact(64 << 10).is_err() {
+            return Some((node, size));
+        }
+        chunk.resize(64 << 10, 0);
         let mut off = 0;
         while off < size {
             let want = ((size - off) as usize).min(chunk.len());
             let req = Req {
                 op: op::READ,
-                path: &path,
+                path: &node.path,
                 offset: off,
                 ..Req::default()
             };
-            let n = match self.vol_call(vol, &req, Buf::Out(&mut chunk[..want])) {
+            let n = match self.vol_call(node.vol, &req, Buf::Out(&mut chunk[..want])) {
                 Ok((n, _)) if n > 0 => (n as usize).min(want),
                 _ => break,
             };
@@ -464,6 +465,22 @@ impl Fs {
                 *size = off;
             }
         }
+        Some((node, size))
+    }
+
+    /// Puts an inode [`Fs::vol_detach`] took out back into its volume (its copy dropped).
+    fn vol_undetach(&mut self, ino: Ino, saved: Option<(VolNode, u64)>) {
+        let Some((node, old)) = saved else { return };
+        let mut dropped = 0;
+        if let Some(i) = self.inodes.get_mut(&ino) {
+            if let Node::File { data, size } = &mut i.node {
+                dropped = data.pages_held();
+                *data = Data::empty();
+                *size = old;
+            }
+        }
+        self.data_pages -= dropped;
+        self.vols.nodes.insert(ino, node);
     }
 
     /// Before `rename` moves `src` from `odir/oname` to `ndir/nname` (replacing `dst`): the
@@ -495,9 +512,12 @@ impl Fs {
             path2: &npath,
             ..Req::default()
         };
-        self.vol_call(vol, &req, Buf::None)?;
-        if let Some(d) = dst {
-            self.vol_detach(d);
+        let saved = dst.and_then(|d| self.vol_detach(d));
+        if let Err(e) = self.vol_call(vol, &req, Buf::None) {
+            if let Some(d) = dst {
+                self.vol_undetach(d, saved);
+            }
+            return Err(e);
         }
         Ok(Some(npath))
     }

@@ -16,6 +16,7 @@ mod limits;
 mod links;
 mod paths;
 mod rename;
+mod volume;
 
 /// A clock that moves forward by 1 ns at every reading (shared by all tests, so only
 /// "later than" is meaningful).

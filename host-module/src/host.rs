@@ -91,6 +91,7 @@ impl Host {
                 fault_around_pages: DEFAULT_FAULT_AROUND,
                 hostfs: cfg.hostfs,
                 net: cfg.net,
+                volumes: cfg.volumes,
                 limits: Limits {
                     watchdog: cfg.watchdog,
                     cpu_limit: cfg.cpu_limit,

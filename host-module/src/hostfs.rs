@@ -71,7 +71,7 @@ const DENIED_FS: &[u64] = &[
     0x6e73_6673, // nsfs
 ];
 
-fn denied_fs(fd: BorrowedFd<'_>) -> bool {
+pub(crate) fn denied_fs(fd: BorrowedFd<'_>) -> bool {
     match rfs::fstatfs(fd) {
         Ok(s) => DENIED_FS.contains(&(s.f_type as u64)),
         Err(_) => true,
@@ -98,7 +98,7 @@ fn map_errno(e: Errno) -> HcError {
 }
 
 /// The path relative to the root: leading slashes dropped, empty means the root itself.
-fn rel_path(path: &[u8]) -> Result<&Path, HcError> {
+pub(crate) fn rel_path(path: &[u8]) -> Result<&Path, HcError> {
     use std::os::unix::ffi::OsStrExt;
     if path.len() as u64 > hostfs::PATH_MAX {
         return Err(HcError::TooLarge);
@@ -115,12 +115,12 @@ fn rel_path(path: &[u8]) -> Result<&Path, HcError> {
     })))
 }
 
-fn is_type(st: &Stat, ft: FileType) -> bool {
+pub(crate) fn is_type(st: &Stat, ft: FileType) -> bool {
     FileType::from_raw_mode(st.st_mode) == ft
 }
 
 /// The listing record header for a `stat` result.
-fn entry_of(st: &Stat, kind: u8) -> HostfsEntry {
+pub(crate) fn entry_of(st: &Stat, kind: u8) -> HostfsEntry {
     let mtime_ns = u64::try_from(st.st_mtime)
         .ok()
         .and_then(|s| s.checked_mul(1_000_000_000))
@@ -161,6 +161,11 @@ impl HostFs {
     /// The shared directory as given to [`HostFs::open`].
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The shared directory's `O_PATH` descriptor (for [`crate::volume`]).
+    pub(crate) fn root(&self) -> BorrowedFd<'_> {
+        self.root.as_fd()
     }
 
     /// Opens `rel` inside the root (retrying the rare `EAGAIN` of a concurrent rename).

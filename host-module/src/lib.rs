@@ -42,6 +42,7 @@ mod test_elf;
 #[cfg(test)]
 mod test_stub;
 pub mod vcpu;
+pub mod volume;
 pub mod watchdog;
 
 pub use console::{KernelLog, TokenBucket, CONSOLE_TAIL_LINES};

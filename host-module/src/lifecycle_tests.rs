@@ -42,6 +42,7 @@ fn config(name: &str, vcpus: u32, console: Capture) -> TenantConfig {
         crash_dump: None,
         initrd: None,
         hostfs: None,
+        volumes: Vec::new(),
         sandbox_user: Default::default(),
         net: Default::default(),
     }

@@ -72,6 +72,9 @@ pub struct TenantConfig {
     /// Host directory shared read-only with the guest (`--rootfs`, see [`crate::hostfs`]);
     /// the guest uses it when its boot arguments have the `hostfs` option. `None` = no share.
     pub hostfs: Option<Arc<crate::hostfs::HostFs>>,
+    /// Host directories the guest may write (`--volume`, see [`crate::volume`]), by volume
+    /// id (the index); the boot arguments' `VOLUME` records say where the guest mounts them.
+    pub volumes: Vec<Arc<crate::volume::Volume>>,
     /// The uid and gid the tenant's sandboxes run as when pvmux runs as root (else ignored:
     /// they keep pvmux's own uid); default [`SandboxUser::DEFAULT`] (see [`crate::jail`]).
     pub sandbox_user: SandboxUser,
@@ -107,6 +110,7 @@ impl TenantConfig {
             crash_dump: None,
             initrd: None,
             hostfs: None,
+            volumes: Vec::new(),
             sandbox_user: SandboxUser::DEFAULT,
             net: crate::net::NetConfig::default(),
         }
@@ -129,6 +133,7 @@ impl std::fmt::Debug for TenantConfig {
             .field("crash_dump", &self.crash_dump)
             .field("initrd_len", &self.initrd.as_ref().map(|i| i.len()))
             .field("hostfs", &self.hostfs.as_ref().map(|h| h.path()))
+            .field("volumes", &self.volumes.len())
             .field("sandbox_user", &self.sandbox_user)
             .field("net", &self.net)
             .finish_non_exhaustive()
@@ -209,6 +214,8 @@ struct Shared {
     signal_gate: Mutex<Option<u32>>,
     /// The host directory shared with `--rootfs`.
     hostfs: Option<Arc<crate::hostfs::HostFs>>,
+    /// The `--volume` directories, by volume id.
+    volumes: Vec<Arc<crate::volume::Volume>>,
     /// The tenant's CPU account (set by the monitor before the vCPU threads start).
     cpu: OnceLock<Arc<crate::limits::budget::TenantCpu>>,
     /// Host networking, when the tenant has some.
@@ -516,6 +523,10 @@ impl HcEnv for Shared {
     fn net(&self) -> Option<&crate::net::HostNet> {
         self.net.get().map(|n| &**n)
     }
+
+    fn volumes(&self) -> &[Arc<crate::volume::Volume>] {
+        &self.volumes
+    }
 }
 
 /// A running guest kernel. Dropping it kills the sandbox and releases everything.
@@ -553,6 +564,7 @@ pub(crate) struct TenantParts {
     pub(crate) fault_around_pages: u32,
     pub(crate) hostfs: Option<Arc<crate::hostfs::HostFs>>,
     pub(crate) net: crate::net::NetConfig,
+    pub(crate) volumes: Vec<Arc<crate::volume::Volume>>,
 }
 
 impl Tenant {
@@ -608,6 +620,7 @@ impl Tenant {
             input,
             signal_gate: Mutex::new(None),
             hostfs: parts.hostfs,
+            volumes: parts.volumes,
             cpu: OnceLock::new(),
             net: OnceLock::new(),
         });

@@ -37,6 +37,7 @@ fn config(i: usize) -> TenantConfig {
         crash_dump: None,
         initrd: None,
         hostfs: None,
+        volumes: Vec::new(),
         sandbox_user: Default::default(),
         net: Default::default(),
     }

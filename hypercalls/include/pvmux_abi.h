@@ -326,6 +326,7 @@ enum pvmux_hypercall {
     PVMUX_HC_CONSOLE_READ = 7,  /* (gpa, len) -> bytes, 0 at end of input, PVMUX_EBUSY if none */
     PVMUX_HC_HOSTFS_LIST = 8,   /* (path_gpa, path_len, buf_gpa, buf_len, cookie) -> bytes */
     PVMUX_HC_HOSTFS_READ = 9,   /* (path_gpa, path_len, offset, buf_gpa, len) -> bytes */
+    PVMUX_HC_VOLUME_OP = 10,    /* (req_gpa, resp_gpa) -> 0; struct pvmux_volume_request */
     /* Host networking (--net host, --publish); see "Host networking" below. */
     PVMUX_HC_NET_SOCKET = 11,    /* (domain, type) -> handle; AF_INET/AF_INET6, STREAM/DGRAM */
     PVMUX_HC_NET_BIND = 12,      /* (h, addr_gpa) -> 0 */
@@ -644,6 +645,9 @@ struct pvmux_user_slot {
 #define PVMUX_BOOT_CMD_CAT 12u               /* [text: path] print a file */
 #define PVMUX_BOOT_CMD_ENV 13u               /* [bytes: NAME=VALUE] init environment entry */
 #define PVMUX_BOOT_CMD_WORKDIR 14u           /* [bytes: absolute path] init working dir */
+#define PVMUX_BOOT_CMD_VOLUME 17u /* [u32 id, u32 flags, bytes: absolute path] a volume */
+#define PVMUX_BOOT_VOLUME_READ_ONLY 1u /* VOLUME flags: every change is EROFS */
+#define PVMUX_BOOT_VOLUME_HEAD_LEN 8   /* VOLUME payload bytes before the path */
 
 struct pvmux_boot_args_header {
     uint32_t magic;         /* PVMUX_BOOT_ARGS_MAGIC */
@@ -729,6 +733,60 @@ struct pvmux_net_publish {
     uint8_t proto;                 /* IPPROTO_TCP (6) */
     uint8_t reserved[5];           /* 0 */
     struct pvmux_net_addr peer;    /* the client on the host side */
+};
+
+/* ------------------------------------------------------------------------------------------
+ * Volumes (volume.rs): VolumeOp(req_gpa, resp_gpa), writable host directories (--volume)
+ * ---------------------------------------------------------------------------------------- */
+
+#define PVMUX_VOLUME_IO_MAX UINT64_C(0x100000) /* largest READ/WRITE transfer */
+#define PVMUX_MAX_VOLUMES 64u                  /* volume ids are below this */
+#define PVMUX_VOLUME_PERM_MASK 01777u          /* set-id bits are always cleared */
+#define PVMUX_VOLUME_UTIME_OMIT UINT64_MAX     /* UTIMES: leave this time */
+
+/* pvmux_volume_request.op */
+#define PVMUX_VOLUME_LOOKUP 1u   /* lstat(path) -> stat */
+#define PVMUX_VOLUME_LIST 2u     /* dir path, cookie = offset, HostfsList records -> value */
+#define PVMUX_VOLUME_READ 3u     /* regular file path at offset into buf -> value */
+#define PVMUX_VOLUME_WRITE 4u    /* buf into regular file path at offset -> value, stat */
+#define PVMUX_VOLUME_CREATE 5u   /* regular file path, mode (flag EXCL) -> stat */
+#define PVMUX_VOLUME_MKDIR 6u    /* directory path, mode -> stat */
+#define PVMUX_VOLUME_UNLINK 7u   /* non-directory path */
+#define PVMUX_VOLUME_RMDIR 8u    /* empty directory path */
+#define PVMUX_VOLUME_RENAME 9u   /* path -> path2 (flag NOREPLACE) */
+#define PVMUX_VOLUME_TRUNCATE 10u /* regular file path to size offset -> stat */
+#define PVMUX_VOLUME_SYMLINK 11u /* link path pointing at path2 -> stat */
+#define PVMUX_VOLUME_READLINK 12u /* link path's target into buf -> value = its length */
+#define PVMUX_VOLUME_CHMOD 13u   /* path, mode & PVMUX_VOLUME_PERM_MASK -> stat */
+#define PVMUX_VOLUME_UTIMES 14u  /* path, atime_ns, mtime_ns (final link not followed) -> stat */
+#define PVMUX_VOLUME_FSYNC 15u   /* regular file or directory path */
+/* pvmux_volume_request.flags */
+#define PVMUX_VOLUME_FLAG_EXCL 1u      /* CREATE: EEXIST if the name exists */
+#define PVMUX_VOLUME_FLAG_NOREPLACE 2u /* RENAME: EEXIST if path2 exists */
+
+/* One VolumeOp request (docs/ABI.md, "volumes"). */
+struct pvmux_volume_request {
+    uint32_t op;        /* PVMUX_VOLUME_* */
+    uint32_t volume;    /* id from a VOLUME boot record */
+    uint64_t path_gpa;  /* the path, relative to the volume's root */
+    uint64_t path_len;  /* <= PVMUX_HOSTFS_PATH_MAX */
+    uint64_t path2_gpa; /* RENAME's new path, SYMLINK's target */
+    uint64_t path2_len; /* 0 for other ops */
+    uint64_t buf_gpa;   /* READ/LIST/READLINK destination, WRITE source */
+    uint64_t buf_len;   /* 0 for ops without a buffer */
+    uint64_t offset;    /* file offset, new size (TRUNCATE) or cookie (LIST) */
+    uint32_t mode;      /* CREATE, MKDIR, CHMOD */
+    uint32_t flags;     /* PVMUX_VOLUME_FLAG_* the op takes; others 0 */
+    uint64_t atime_ns;  /* UTIMES, or PVMUX_VOLUME_UTIME_OMIT */
+    uint64_t mtime_ns;  /* UTIMES, or PVMUX_VOLUME_UTIME_OMIT */
+};
+
+/* The host's answer when VolumeOp returns 0. */
+struct pvmux_volume_response {
+    uint32_t errno_;                 /* 0 or a positive Linux errno */
+    uint32_t reserved;               /* 0 */
+    uint64_t value;                  /* bytes read/written/listed, link target length */
+    struct pvmux_hostfs_entry stat;  /* the object after the op (name/target lengths 0) */
 };
 
 /* ------------------------------------------------------------------------------------------
@@ -873,6 +931,10 @@ _Static_assert(offsetof(struct pvmux_shutdown_record, total_vm_kib) == 64, "Shut
 _Static_assert(offsetof(struct pvmux_shutdown_record, exe_len) == 96, "ShutdownRecord");
 _Static_assert(offsetof(struct pvmux_shutdown_record, exe) == 104, "ShutdownRecord.exe");
 
+_Static_assert(sizeof(struct pvmux_volume_request) == 88, "VolumeRequest");
+_Static_assert(offsetof(struct pvmux_volume_request, mode) == 64, "VolumeRequest.mode");
+_Static_assert(sizeof(struct pvmux_volume_response) == 56, "VolumeResponse");
+_Static_assert(offsetof(struct pvmux_volume_response, stat) == 16, "VolumeResponse.stat");
 _Static_assert(sizeof(struct pvmux_hostfs_entry) == PVMUX_HOSTFS_ENTRY_HEADER, "HostfsEntry");
 _Static_assert(sizeof(struct pvmux_net_addr) == 24, "NetAddr");
 _Static_assert(sizeof(struct pvmux_net_publish) == 32, "NetPublish");

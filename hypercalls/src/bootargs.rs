@@ -167,6 +167,70 @@ pub mod command {
     /// The init program's working directory: payload an absolute path (bytes, no NUL). Not
     /// run; the last one counts.
     pub const WORKDIR: u16 = 14;
+    /// A writable host directory to mount (`pvmux run --volume`): payload a
+    /// [`super::VolumeMount`] — u32 volume id, u32 flags ([`super::volume_flag`]), then the
+    /// guest directory, an absolute path (bytes, no NUL). Not run: the kernel mounts every
+    /// volume when it sets up its filesystem.
+    pub const VOLUME: u16 = 17;
+}
+
+/// [`VolumeMount`] flag bits.
+pub mod volume_flag {
+    /// The volume is read-only: every change is `EROFS`.
+    pub const READ_ONLY: u32 = 1 << 0;
+    /// Every bit this version defines; others must be zero.
+    pub const ALL: u32 = READ_ONLY;
+}
+
+/// Bytes of a `VOLUME` record's payload before the guest path.
+pub const VOLUME_HEAD_LEN: usize = 8;
+
+/// A volume to mount: the host's volume id, where in the guest and whether read-only
+/// ([`Command::Volume`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VolumeMount<'a> {
+    /// The volume id `VolumeOp` takes (below `volume::MAX_VOLUMES`).
+    pub id: u32,
+    /// Refuse every change (`EROFS`).
+    pub read_only: bool,
+    /// The guest directory: an absolute path without NUL ([`workdir_ok`]).
+    pub path: &'a [u8],
+}
+
+impl<'a> VolumeMount<'a> {
+    /// Decodes a `VOLUME` payload; `None` if malformed (short, unknown flags, an id of
+    /// `volume::MAX_VOLUMES` or more, a path that is not absolute or has a NUL).
+    pub fn decode(payload: &'a [u8]) -> Option<Self> {
+        let (head, path) = payload.split_at_checked(VOLUME_HEAD_LEN)?;
+        let id = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+        let flags = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+        if flags & !volume_flag::ALL != 0 || id >= crate::volume::MAX_VOLUMES || !workdir_ok(path) {
+            return None;
+        }
+        Some(Self {
+            id,
+            read_only: flags & volume_flag::READ_ONLY != 0,
+            path,
+        })
+    }
+
+    /// The payload's fixed head (id, flags).
+    pub fn head(&self) -> [u8; VOLUME_HEAD_LEN] {
+        let mut h = [0u8; VOLUME_HEAD_LEN];
+        h[..4].copy_from_slice(&self.id.to_le_bytes());
+        let flags = if self.read_only {
+            volume_flag::READ_ONLY
+        } else {
+            0
+        };
+        h[4..].copy_from_slice(&flags.to_le_bytes());
+        h
+    }
+
+    /// Whether the encoder accepts it.
+    pub fn ok(&self) -> bool {
+        self.id < crate::volume::MAX_VOLUMES && workdir_ok(self.path)
+    }
 }
 
 /// Whether `entry` is a valid environment entry for [`Command::Env`]: `NAME=VALUE` with a
@@ -292,6 +356,9 @@ pub enum Command<'a> {
     /// The init program's working directory, an absolute path ([`workdir_ok`]); not run:
     /// [`BootArgs::workdir`] gives the last one.
     Workdir(&'a [u8]),
+    /// A writable host directory to mount ([`VolumeMount`]); not run:
+    /// [`BootArgs::volumes`] lists them.
+    Volume(VolumeMount<'a>),
 }
 
 impl Command<'_> {
@@ -306,6 +373,7 @@ impl Command<'_> {
                 | Self::Cat(_)
                 | Self::Env(_)
                 | Self::Workdir(_)
+                | Self::Volume(_)
         )
     }
 
@@ -326,6 +394,7 @@ impl Command<'_> {
             Self::Cat(_) => command::CAT,
             Self::Env(_) => command::ENV,
             Self::Workdir(_) => command::WORKDIR,
+            Self::Volume(_) => command::VOLUME,
         }
     }
 }
@@ -408,6 +477,8 @@ pub enum EncodeError {
     BadEnv,
     /// A working directory is not an absolute path without NUL ([`workdir_ok`]).
     BadWorkdir,
+    /// A volume's id is too large or its guest path not absolute ([`VolumeMount::ok`]).
+    BadVolume,
 }
 
 impl fmt::Display for EncodeError {
@@ -426,6 +497,10 @@ impl fmt::Display for EncodeError {
             Self::BadWorkdir => {
                 f.write_str("a working directory is not an absolute path without NUL bytes")
             }
+            Self::BadVolume => f.write_str(
+                "a volume's id is too large or its guest directory is not an absolute path \
+                 without NUL bytes",
+            ),
         }
     }
 }
@@ -534,6 +609,14 @@ impl<'a> BootArgs<'a> {
             .last()
     }
 
+    /// The volumes to mount, in order ([`Command::Volume`] records).
+    pub fn volumes(&self) -> impl Iterator<Item = VolumeMount<'a>> + Clone {
+        self.commands().filter_map(|c| match c {
+            Command::Volume(v) => Some(v),
+            _ => None,
+        })
+    }
+
     /// True if a command needs the test kernel ([`Command::needs_diagnostics`]).
     pub fn needs_diagnostics(&self) -> bool {
         self.commands().any(|c| c.needs_diagnostics())
@@ -629,6 +712,7 @@ fn read_command(bytes: &[u8]) -> Result<(Command<'_>, usize), DecodeError> {
         command::ENV if env_entry_ok(payload) => Command::Env(payload),
         command::WORKDIR if workdir_ok(payload) => Command::Workdir(payload),
         command::ENV | command::WORKDIR => return Err(bad),
+        command::VOLUME => Command::Volume(VolumeMount::decode(payload).ok_or(bad)?),
         k => return Err(DecodeError::UnknownCommand(k)),
     };
     Ok((c, RECORD_HEADER_LEN + payload.len()))
@@ -754,6 +838,21 @@ impl<'b> Encoder<'b> {
     pub fn command(&mut self, c: &Command<'_>) -> Result<(), EncodeError> {
         if self.header.nr_args != 0 {
             return Err(EncodeError::CommandAfterArgs);
+        }
+        if let Command::Volume(v) = c {
+            if !v.ok() {
+                return Err(EncodeError::BadVolume);
+            }
+            let head = v.head();
+            let len = u16::try_from(head.len() + v.path.len())
+                .map_err(|_| self.too_long(head.len() + v.path.len()))?;
+            let rec = RecordHeader {
+                kind: c.kind(),
+                len,
+            };
+            self.put(&[rec.as_bytes(), &head, v.path])?;
+            self.header.nr_commands += 1;
+            return Ok(());
         }
         let number;
         let payload: &[u8] = match c {

@@ -64,6 +64,9 @@ pub enum Hypercall {
     HostfsList = 8,
     /// Reads a regular file of the host root shared with `--rootfs` (docs/ABI.md §hostfs).
     HostfsRead = 9,
+    /// `volume_op(req_gpa, resp_gpa) -> 0`: one operation on a writable host directory
+    /// (`--volume`; docs/ABI.md §volumes, `crate::volume`).
+    VolumeOp = 10,
     /// `NetSocket(domain, type) -> handle`: a host socket (docs/ABI.md §net, [`crate::net`]).
     NetSocket = 11,
     /// `NetBind(h, addr_gpa)`.
@@ -108,6 +111,7 @@ impl Hypercall {
             7 => Self::ConsoleRead,
             8 => Self::HostfsList,
             9 => Self::HostfsRead,
+            10 => Self::VolumeOp,
             11 => Self::NetSocket,
             12 => Self::NetBind,
             13 => Self::NetListen,

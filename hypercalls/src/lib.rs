@@ -27,6 +27,7 @@ pub mod shutdown;
 pub mod stub;
 pub mod user;
 pub mod vcpu;
+pub mod volume;
 
 pub use boot::{BootInfo, MemRegion, MemRegionKind};
 pub use bootargs::{BootArgs, BootArgsBuf};

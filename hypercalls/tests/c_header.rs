@@ -41,6 +41,7 @@ use pvmux_hypercalls::user::{
     USER_SLOT_OFFSET, USER_SLOT_SIZE,
 };
 use pvmux_hypercalls::vcpu::{pending, stat};
+use pvmux_hypercalls::volume;
 use pvmux_hypercalls::{
     BootInfo, CrashReason, HcError, Hypercall, KernelAbiHeader, MemRegionKind, SandboxHeader,
     StubTable, TrapFrame, VcpuShared, Vector, ABI_MAGIC, ABI_VERSION, HC_FLAG_NOSPIN, MAX_VCPUS,
@@ -156,6 +157,31 @@ int main(void) {
     A(pvmux_boot_info); A(pvmux_trap_frame); A(pvmux_stub_table); A(pvmux_sandbox_header);
     A(pvmux_vcpu_shared); A(pvmux_user_ctx_header); A(pvmux_user_op); A(pvmux_user_slot);
     A(pvmux_hostfs_entry);
+    S(pvmux_volume_request); S(pvmux_volume_response);
+    O(pvmux_volume_request, volume); O(pvmux_volume_request, path_gpa);
+    O(pvmux_volume_request, path_len); O(pvmux_volume_request, path2_gpa);
+    O(pvmux_volume_request, path2_len); O(pvmux_volume_request, buf_gpa);
+    O(pvmux_volume_request, buf_len); O(pvmux_volume_request, offset);
+    O(pvmux_volume_request, mode); O(pvmux_volume_request, flags);
+    O(pvmux_volume_request, atime_ns); O(pvmux_volume_request, mtime_ns);
+    O(pvmux_volume_response, reserved); O(pvmux_volume_response, value);
+    O(pvmux_volume_response, stat);
+    P("HC_VOLUME_OP", PVMUX_HC_VOLUME_OP); P("BOOT_CMD_VOLUME", PVMUX_BOOT_CMD_VOLUME);
+    P("BOOT_VOLUME_READ_ONLY", PVMUX_BOOT_VOLUME_READ_ONLY);
+    P("BOOT_VOLUME_HEAD_LEN", PVMUX_BOOT_VOLUME_HEAD_LEN);
+    P("VOLUME_IO_MAX", PVMUX_VOLUME_IO_MAX); P("MAX_VOLUMES", PVMUX_MAX_VOLUMES);
+    P("VOLUME_PERM_MASK", PVMUX_VOLUME_PERM_MASK);
+    P("VOLUME_UTIME_OMIT", PVMUX_VOLUME_UTIME_OMIT);
+    P("VOLUME_LOOKUP", PVMUX_VOLUME_LOOKUP); P("VOLUME_LIST", PVMUX_VOLUME_LIST);
+    P("VOLUME_READ", PVMUX_VOLUME_READ); P("VOLUME_WRITE", PVMUX_VOLUME_WRITE);
+    P("VOLUME_CREATE", PVMUX_VOLUME_CREATE); P("VOLUME_MKDIR", PVMUX_VOLUME_MKDIR);
+    P("VOLUME_UNLINK", PVMUX_VOLUME_UNLINK); P("VOLUME_RMDIR", PVMUX_VOLUME_RMDIR);
+    P("VOLUME_RENAME", PVMUX_VOLUME_RENAME); P("VOLUME_TRUNCATE", PVMUX_VOLUME_TRUNCATE);
+    P("VOLUME_SYMLINK", PVMUX_VOLUME_SYMLINK); P("VOLUME_READLINK", PVMUX_VOLUME_READLINK);
+    P("VOLUME_CHMOD", PVMUX_VOLUME_CHMOD); P("VOLUME_UTIMES", PVMUX_VOLUME_UTIMES);
+    P("VOLUME_FSYNC", PVMUX_VOLUME_FSYNC);
+    P("VOLUME_FLAG_EXCL", PVMUX_VOLUME_FLAG_EXCL);
+    P("VOLUME_FLAG_NOREPLACE", PVMUX_VOLUME_FLAG_NOREPLACE);
     O(pvmux_kernel_abi_header, abi_version); O(pvmux_kernel_abi_header, flags);
     O(pvmux_mem_region, len); O(pvmux_mem_region, kind);
     O(pvmux_boot_info, nr_vcpus); O(pvmux_boot_info, mem_size); O(pvmux_boot_info, mem_map);
@@ -793,6 +819,60 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         ("USER_STAT_SLEEPS", user_stat::SLEEPS as u64),
         ("USER_STAT_USER_TICKS", user_stat::USER_TICKS as u64),
         ("HOSTFS_PATH_MAX", PATH_MAX),
+        (
+            "sizeof pvmux_volume_request",
+            size_of::<volume::VolumeRequest>() as u64,
+        ),
+        (
+            "sizeof pvmux_volume_response",
+            size_of::<volume::VolumeResponse>() as u64,
+        ),
+        o!("pvmux_volume_request", volume::VolumeRequest, volume),
+        o!("pvmux_volume_request", volume::VolumeRequest, path_gpa),
+        o!("pvmux_volume_request", volume::VolumeRequest, path_len),
+        o!("pvmux_volume_request", volume::VolumeRequest, path2_gpa),
+        o!("pvmux_volume_request", volume::VolumeRequest, path2_len),
+        o!("pvmux_volume_request", volume::VolumeRequest, buf_gpa),
+        o!("pvmux_volume_request", volume::VolumeRequest, buf_len),
+        o!("pvmux_volume_request", volume::VolumeRequest, offset),
+        o!("pvmux_volume_request", volume::VolumeRequest, mode),
+        o!("pvmux_volume_request", volume::VolumeRequest, flags),
+        o!("pvmux_volume_request", volume::VolumeRequest, atime_ns),
+        o!("pvmux_volume_request", volume::VolumeRequest, mtime_ns),
+        o!("pvmux_volume_response", volume::VolumeResponse, reserved),
+        o!("pvmux_volume_response", volume::VolumeResponse, value),
+        o!("pvmux_volume_response", volume::VolumeResponse, stat),
+        ("HC_VOLUME_OP", Hypercall::VolumeOp as u64),
+        ("BOOT_CMD_VOLUME", u64::from(boot_cmd::VOLUME)),
+        (
+            "BOOT_VOLUME_READ_ONLY",
+            u64::from(pvmux_hypercalls::bootargs::volume_flag::READ_ONLY),
+        ),
+        (
+            "BOOT_VOLUME_HEAD_LEN",
+            pvmux_hypercalls::bootargs::VOLUME_HEAD_LEN as u64,
+        ),
+        ("VOLUME_IO_MAX", volume::IO_MAX),
+        ("MAX_VOLUMES", u64::from(volume::MAX_VOLUMES)),
+        ("VOLUME_PERM_MASK", u64::from(volume::PERM_MASK)),
+        ("VOLUME_UTIME_OMIT", volume::UTIME_OMIT),
+        ("VOLUME_LOOKUP", u64::from(volume::op::LOOKUP)),
+        ("VOLUME_LIST", u64::from(volume::op::LIST)),
+        ("VOLUME_READ", u64::from(volume::op::READ)),
+        ("VOLUME_WRITE", u64::from(volume::op::WRITE)),
+        ("VOLUME_CREATE", u64::from(volume::op::CREATE)),
+        ("VOLUME_MKDIR", u64::from(volume::op::MKDIR)),
+        ("VOLUME_UNLINK", u64::from(volume::op::UNLINK)),
+        ("VOLUME_RMDIR", u64::from(volume::op::RMDIR)),
+        ("VOLUME_RENAME", u64::from(volume::op::RENAME)),
+        ("VOLUME_TRUNCATE", u64::from(volume::op::TRUNCATE)),
+        ("VOLUME_SYMLINK", u64::from(volume::op::SYMLINK)),
+        ("VOLUME_READLINK", u64::from(volume::op::READLINK)),
+        ("VOLUME_CHMOD", u64::from(volume::op::CHMOD)),
+        ("VOLUME_UTIMES", u64::from(volume::op::UTIMES)),
+        ("VOLUME_FSYNC", u64::from(volume::op::FSYNC)),
+        ("VOLUME_FLAG_EXCL", u64::from(volume::flag::EXCL)),
+        ("VOLUME_FLAG_NOREPLACE", u64::from(volume::flag::NOREPLACE)),
         ("HOSTFS_READ_MAX", READ_MAX),
         ("HOSTFS_LIST_MAX_BUF", LIST_MAX_BUF),
         ("HOSTFS_LIST_MIN_BUF", LIST_MIN_BUF),

@@ -33,7 +33,7 @@ const KNOWN_VECTORS: [Vector; 12] = [
     Vector::Event,
     Vector::Syscall,
 ];
-const KNOWN_CALLS: [Hypercall; 24] = [
+const KNOWN_CALLS: [Hypercall; 25] = [
     Hypercall::Nop,
     Hypercall::ConsoleWrite,
     Hypercall::Shutdown,
@@ -44,6 +44,7 @@ const KNOWN_CALLS: [Hypercall; 24] = [
     Hypercall::ConsoleRead,
     Hypercall::HostfsList,
     Hypercall::HostfsRead,
+    Hypercall::VolumeOp,
     Hypercall::NetSocket,
     Hypercall::NetBind,
     Hypercall::NetListen,
@@ -272,6 +273,11 @@ fn command(kind: u8, n: u64, text: &str) -> Command<'_> {
         10 => Command::Ls(text),
         12 if env_entry_ok(t) => Command::Env(t),
         13 if workdir_ok(t) => Command::Workdir(t),
+        11 if workdir_ok(t) => Command::Volume(pvmux_hypercalls::bootargs::VolumeMount {
+            id: (n % 64) as u32,
+            read_only: n & 64 != 0,
+            path: t,
+        }),
         _ => Command::Cat(text),
     }
 }
@@ -424,6 +430,7 @@ proptest! {
                     t.len()
                 }
                 Command::Env(t) | Command::Workdir(t) => t.len(),
+                Command::Volume(v) => 8 + v.path.len(),
                 _ => 0,
             }).sum::<usize>()
             + argv.iter().map(|a| 2 + a.len()).sum::<usize>();
@@ -444,6 +451,7 @@ proptest! {
                             | Command::Cat(_)
                             | Command::Env(_)
                             | Command::Workdir(_)
+                            | Command::Volume(_)
                     ))
                 );
             }

@@ -96,6 +96,12 @@ pub(crate) fn hostfs_read(
     ))
 }
 
+/// `VolumeOp`: the request at `req_gpa` (a `volume::VolumeRequest`); the host writes a
+/// `volume::VolumeResponse` at `resp_gpa`.
+pub(crate) fn volume_op(req_gpa: u64, resp_gpa: u64) -> Result<u64, HcError> {
+    result(call(Hypercall::VolumeOp, [req_gpa, resp_gpa, 0, 0, 0]))
+}
+
 /// Ends the tenant with exit code `code & 0xff`.
 pub(crate) fn shutdown(code: u64) -> ! {
     call(Hypercall::Shutdown, [code, 0, 0, 0, 0]);

@@ -156,6 +156,7 @@ fn kmain() {
     // File contents live in the user pool (the page cache): take it over first.
     linux::pool::init();
     fs::init();
+    fs::volume::mount_all();
     for cmd in args.commands() {
         match cmd {
             Command::Exit(code) => commands::exit(code),
@@ -163,7 +164,7 @@ fn kmain() {
             Command::Ls(path) => commands::fs::ls(path),
             Command::Cat(path) => commands::fs::cat(path),
             // Settings of the init program, read by `commands::run_init`.
-            Command::Env(_) | Command::Workdir(_) => {}
+            Command::Env(_) | Command::Workdir(_) | Command::Volume(_) => {}
             #[cfg(feature = "diagnostics")]
             Command::Bench(list) => bench::run(list, args.options.bench_quick),
             #[cfg(feature = "diagnostics")]

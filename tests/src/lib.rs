@@ -130,6 +130,7 @@ pub fn config(name: &str, words: &str, vcpus: u32) -> TenantConfig {
         crash_dump: None,
         initrd: None,
         hostfs: None,
+        volumes: Vec::new(),
         sandbox_user: Default::default(),
         net: Default::default(),
     }

@@ -11,7 +11,7 @@ use core::fmt;
 
 use super::{
     env_entry_ok, workdir_ok, BootArgs, BootArgsBuf, Command, ConsoleSize, EncodeError, Options,
-    Terminals,
+    Terminals, VolumeMount,
 };
 
 /// Every word, with what it does: `(word, help)`.
@@ -34,6 +34,10 @@ pub const HELP: &[(&str, &str)] = &[
     (
         "hostfs",
         "show the --rootfs share as / (pvmux adds it with --rootfs)",
+    ),
+    (
+        "volume=ID:ro|rw:DIR",
+        "mount host volume ID at DIR (pvmux adds them with --volume)",
     ),
     (
         "console-tty=N",
@@ -206,6 +210,31 @@ pub fn parse_word(word: &str) -> Result<Word<'_>, Error<'_>> {
         "env" => Err(value("NAME=VALUE with a non-empty NAME")),
         "workdir" if workdir_ok(v.as_bytes()) => cmd(Command::Workdir(v.as_bytes())),
         "workdir" => Err(value("an absolute path")),
+        "volume" => {
+            let mut parts = v.splitn(3, ':');
+            let id = parts.next().and_then(|i| i.parse::<u32>().ok());
+            let ro = match parts.next() {
+                Some("ro") => Some(true),
+                Some("rw") => Some(false),
+                _ => None,
+            };
+            let path = parts.next().unwrap_or("").as_bytes();
+            match (id, ro) {
+                (Some(id), Some(read_only)) => {
+                    let m = VolumeMount {
+                        id,
+                        read_only,
+                        path,
+                    };
+                    if m.ok() {
+                        cmd(Command::Volume(m))
+                    } else {
+                        Err(value("ID:ro|rw:/GUESTDIR"))
+                    }
+                }
+                _ => Err(value("ID:ro|rw:/GUESTDIR")),
+            }
+        }
         "hostpid" => set(Setting::HostPid(number(v)?)),
         "seed" => set(Setting::Seed(number(v)?)),
         "canary" => set(Setting::Canary(text(v, "a path")?)),
@@ -318,6 +347,13 @@ impl fmt::Display for Command<'_> {
             Self::Cat(p) => write!(f, "cat={p}"),
             Self::Env(e) => write!(f, "env={}", Arg(e)),
             Self::Workdir(w) => write!(f, "workdir={}", Arg(w)),
+            Self::Volume(v) => write!(
+                f,
+                "volume={}:{}:{}",
+                v.id,
+                if v.read_only { "ro" } else { "rw" },
+                Arg(v.path)
+            ),
         }
     }
 }
@@ -562,6 +598,7 @@ mod tests {
                             "CxR" => "80x24",
                             "all|NAME,..." => "all",
                             "NAME=VALUE" => "A=b",
+                            "ID:ro|rw:DIR" => "0:ro:/v",
                             _ => "/p",
                         };
                         write!(s, "{key}={v}").unwrap();
@@ -582,7 +619,7 @@ mod tests {
             "console-tty=1 console-size=1x1 syscall-report quiet hostfs bench_quick hostpid=1 \
              seed=1 canary=/c selftest fs-selftest exit=1 sleep=1 panic syscall \
              crash=double-fault crash=stub-syscall bench=all hostile=x ls=/ cat=/ env=A=b \
-             workdir=/w",
+             workdir=/w volume=0:rw:/v",
         )
         .unwrap();
         let buf = all.encode().unwrap();

@@ -30,6 +30,7 @@ pub(crate) mod ramfs;
 pub(crate) mod selftest;
 #[cfg(test)]
 mod testdata;
+pub(crate) mod volume;
 
 use alloc::sync::Arc;
 

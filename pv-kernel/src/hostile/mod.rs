@@ -20,6 +20,7 @@ mod net;
 mod shared;
 mod stubjump;
 mod syscalls;
+mod volume;
 
 use alloc::vec::Vec;
 
@@ -62,6 +63,7 @@ pub(crate) fn run(case: &str) {
         | "sigreturn-cs32"
         | "sigreturn-no-altstack" => stubjump::sigreturn(case),
         "stub-random" => stubjump::random(seed().unwrap_or(1)),
+        "volume" => volume::run(),
         _ => match case.strip_prefix("stub-syscall:") {
             Some(call) => stubjump::stub_syscall(call),
             None => {

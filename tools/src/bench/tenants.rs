@@ -87,6 +87,7 @@ pub fn launch_with_share(
         crash_dump: None,
         initrd,
         hostfs,
+        volumes: Vec::new(),
         sandbox_user: Default::default(),
         net: Default::default(),
     };

@@ -9,6 +9,7 @@ mod net;
 mod run;
 mod size;
 mod terminal;
+mod volume;
 
 use std::process::ExitCode;
 

@@ -12,19 +12,21 @@ use clap::Args;
 use pvmux_host::console_input::{host_terminals, terminal_size};
 use pvmux_host::hostfs::HostFs;
 use pvmux_host::initramfs::{self, DEFAULT_MAX_SIZE};
+use pvmux_host::volume::Volume;
 use pvmux_host::{
     run_with_restarts, ConsoleInput, Host, KernelImage, KernelLog, RestartPolicy, TenantConfig,
     TenantOutcome,
 };
 use pvmux_hypercalls::bootargs::words::{self, Words};
 use pvmux_hypercalls::bootargs::{
-    BootArgsBuf, Command, ConsoleSize, EncodeError, Terminals, BOOT_ARGS_MAX,
+    BootArgsBuf, Command, ConsoleSize, EncodeError, Terminals, VolumeMount, BOOT_ARGS_MAX,
 };
 
 use super::environ::{check_workdir, Environment, ENV_HELP};
 use super::exit::EXIT_GUEST_CRASH;
 use super::size::{format_size, parse_mem_size, parse_size};
 use super::terminal::RawTerminal;
+use super::volume::{check_volumes, parse_volume, VolumeSpec};
 use crate::images;
 
 /// Text for `pvmux run --help` after the options: running programs, the kernel command-line
@@ -198,6 +200,15 @@ pub struct RunArgs {
     #[arg(short = 'p', long, value_name = "[IP:]HOSTPORT:GUESTPORT[/tcp]", value_parser = super::net::parse_publish)]
     pub publish: Vec<pvmux_host::net::Publish>,
 
+    /// Give the guest a host directory it may write, at GUESTDIR (absolute; created in the
+    /// guest if missing), like docker's and podman's -v: HOSTDIR must be an existing
+    /// directory; `:ro` makes every change fail with EROFS. Repeatable (at most 64). Paths
+    /// cannot leave HOSTDIR (symbolic links resolve inside it), no device nodes, FIFOs or
+    /// sockets can be made, set-user-id/set-group-id bits are cleared; the guest's writes
+    /// reach the host file at once (write-through).
+    #[arg(short = 'v', long = "volume", value_name = "HOSTDIR:GUESTDIR[:ro|rw]", value_parser = parse_volume)]
+    pub volume: Vec<VolumeSpec>,
+
     /// The program to run as init, and its arguments (after `--`; see below).
     #[arg(last = true, value_name = "PROGRAM [ARGS]")]
     pub program: Vec<OsString>,
@@ -247,6 +258,8 @@ pub struct InitSetup {
     pub workdir: Option<Vec<u8>>,
     /// --env, --env-file or --workdir was given: an error when no program runs.
     pub given: bool,
+    /// The `--volume` mounts: (volume id, read-only, guest directory).
+    pub volumes: Vec<(u32, bool, Vec<u8>)>,
 }
 
 impl InitSetup {
@@ -269,6 +282,12 @@ impl InitSetup {
             env,
             workdir,
             given: !args.env.is_empty() || !args.env_file.is_empty() || args.workdir.is_some(),
+            volumes: args
+                .volume
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (i as u32, v.read_only, v.guest.clone()))
+                .collect(),
         })
     }
 }
@@ -289,6 +308,17 @@ pub fn boot_args(
         .map_err(|e| anyhow::anyhow!("--cmdline: {e} (`pvmux run --help` lists the words)"))?;
     let mut options = words.options;
     options.hostfs |= hostfs;
+    let volumes: Vec<Command<'_>> = init
+        .volumes
+        .iter()
+        .map(|(id, read_only, path)| {
+            Command::Volume(VolumeMount {
+                id: *id,
+                read_only: *read_only,
+                path,
+            })
+        })
+        .collect();
     let argv: Vec<&[u8]> = if !program.is_empty() {
         if words.has_separator() {
             anyhow::bail!("--cmdline must not contain the word -- when a PROGRAM is given");
@@ -309,6 +339,7 @@ pub fn boot_args(
             Some(_) => words.commands().collect(),
             None => default.to_vec(),
         };
+        let commands = volumes.iter().copied().chain(commands);
         let args = BootArgsBuf::new(&options, commands, words.argv()).map_err(too_long)?;
         return Ok((args, false));
     };
@@ -322,7 +353,8 @@ pub fn boot_args(
         .entries()
         .map(Command::Env)
         .chain(init.workdir.as_deref().map(Command::Workdir));
-    let args = BootArgsBuf::new(&options, words.commands().chain(setup), argv).map_err(too_long)?;
+    let commands = volumes.iter().copied().chain(words.commands()).chain(setup);
+    let args = BootArgsBuf::new(&options, commands, argv).map_err(too_long)?;
     Ok((args, true))
 }
 
@@ -398,6 +430,22 @@ struct Plan {
     kernel_log: KernelLog,
     /// The `--rootfs` share.
     hostfs: Option<Arc<HostFs>>,
+    /// The `--volume` directories, by volume id.
+    volumes: Vec<Arc<Volume>>,
+}
+
+/// Opens the `--volume` directories once, before anything boots (an unusable one is a host
+/// error).
+fn open_volumes(specs: &[VolumeSpec]) -> anyhow::Result<Vec<Arc<Volume>>> {
+    check_volumes(specs).map_err(anyhow::Error::msg)?;
+    specs
+        .iter()
+        .map(|v| {
+            Volume::open(&v.host, v.read_only)
+                .map(Arc::new)
+                .with_context(|| format!("--volume {} is not usable", v.host.display()))
+        })
+        .collect()
 }
 
 /// Runs a guest; returns pvmux's exit code. `log` is the `--log` filter.
@@ -431,8 +479,10 @@ pub(crate) fn run(args: &RunArgs, log: &str) -> anyhow::Result<u8> {
         }
         None => None,
     };
+    let volumes = open_volumes(&args.volume)?;
     let plan = Plan {
         hostfs,
+        volumes,
         boot_args,
         program,
         kernel_log: match (program, debug) {
@@ -565,6 +615,7 @@ fn run_once(
             crash_dump: args.crash_dump.clone(),
             initrd: initrd.map(|i| Arc::clone(&i.bytes)),
             hostfs: plan.hostfs.clone(),
+            volumes: plan.volumes.clone(),
             sandbox_user: args.sandbox_user,
             net: super::net::config(args.net, &args.publish),
         })
@@ -736,11 +787,32 @@ mod tests {
     }
 
     #[test]
+    fn volumes_are_mounted_with_or_without_a_program() {
+        let init = InitSetup {
+            volumes: vec![(0, false, b"/data".to_vec()), (1, true, b"/ro".to_vec())],
+            ..Default::default()
+        };
+        for (c, p) in [(None, &["/x"][..]), (Some("exit=0"), &[][..])] {
+            let (a, _) =
+                boot_args(c, &os(p), false, false, &ConsoleSetup::default(), &init).unwrap();
+            let v: Vec<_> = a.args().volumes().collect();
+            assert_eq!(v.len(), 2);
+            assert_eq!(
+                (v[0].id, v[0].read_only, v[0].path),
+                (0, false, &b"/data"[..])
+            );
+            assert_eq!((v[1].id, v[1].read_only, v[1].path), (1, true, &b"/ro"[..]));
+            assert!(!a.args().needs_diagnostics());
+        }
+    }
+
+    #[test]
     fn environment_and_workdir_follow_the_program() {
         let init = InitSetup {
             env: Environment::defaults(false),
             workdir: Some(b"/srv".to_vec()),
             given: true,
+            ..Default::default()
         };
         let run = |c: Option<&str>, p: &[&str], root| {
             boot_args(c, &os(p), root, false, &ConsoleSetup::default(), &init)
@@ -776,6 +848,7 @@ mod tests {
             },
             workdir: None,
             given: true,
+            ..Default::default()
         };
         let e = boot_args(
             None,

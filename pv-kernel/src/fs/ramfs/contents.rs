@@ -189,6 +189,9 @@ pub(super) fn fill_host(
 impl Fs {
     /// Reads at `off` from a regular file's inode.
     pub(super) fn read_at(&mut self, ino: Ino, off: u64, buf: &mut [u8]) -> Result<usize, Errno> {
+        if let Some(r) = self.vol_read(ino, off, buf) {
+            return r;
+        }
         let now = self.now();
         let host = self.host.as_deref();
         let i = self.inodes.get_mut(&ino).ok_or(ENOENT)?;
@@ -292,6 +295,9 @@ impl Fs {
         if end > MAX_FILE_SIZE {
             return Err(EFBIG);
         }
+        if let Some(r) = self.vol_write(ino, off, buf) {
+            return r;
+        }
         if !matches!(
             self.inodes.get(&ino).map(|i| &i.node),
             Some(Node::File { .. })
@@ -331,6 +337,9 @@ impl Fs {
     pub(super) fn truncate_ino(&mut self, ino: Ino, len: u64) -> Result<(), Errno> {
         if len > MAX_FILE_SIZE {
             return Err(EFBIG);
+        }
+        if self.vol_truncate(ino, len)? {
+            return Ok(());
         }
         let now = self.now();
         let i = self.inodes.get_mut(&ino).ok_or(ENOENT)?;

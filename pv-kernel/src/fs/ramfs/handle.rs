@@ -113,6 +113,11 @@ impl Fs {
                 perm,
             )?,
         };
+        let writes = acc != O_RDONLY || flags & O_TRUNC != 0;
+        if writes && !self.is_dir(ino) && self.vol_read_only(ino) {
+            return Err(EROFS);
+        }
+        self.vol_refresh(ino);
         let ft = self.inode(ino)?.file_type();
         match ft {
             FileType::Symlink => return Err(ELOOP),

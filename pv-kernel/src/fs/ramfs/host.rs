@@ -66,6 +66,9 @@ impl Fs {
     /// failure (`EIO`, `ENOMEM`) the directory stays lazy; entries already added stay (a
     /// retry skips names that exist).
     pub(super) fn load(&mut self, ino: Ino) -> Result<(), Errno> {
+        if self.vol_load(ino)? {
+            return Ok(());
+        }
         let path = match &self.inode(ino)?.node {
             Node::Dir(Dir { host: Some(p), .. }) => p.clone(),
             _ => return Ok(()),

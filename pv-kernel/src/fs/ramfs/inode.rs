@@ -221,6 +221,7 @@ impl Fs {
                         self.data_pages = self.data_pages.saturating_sub(data.pages_held());
                     }
                     self.counted_inodes -= u64::from(i.counted);
+                    self.vols.forget(ino);
                 }
             }
         }
@@ -287,6 +288,7 @@ impl Fs {
         owner: Option<(u32, u32)>,
         mtime: Option<u64>,
     ) -> Result<(), Errno> {
+        let perm = self.vol_chmod(ino, perm)?;
         let now = self.now();
         let i = self.inode_mut(ino)?;
         i.perm = perm & mode::PERM;
@@ -304,6 +306,9 @@ impl Fs {
 
     /// Sets an inode's modification (and access) time in ns since the epoch.
     pub(crate) fn set_mtime(&mut self, ino: Ino, t: u64) -> Result<(), Errno> {
+        if self.vol_utimes(ino, t, t)? {
+            return Ok(());
+        }
         let i = self.inode_mut(ino)?;
         i.mtime = t;
         i.atime = t;

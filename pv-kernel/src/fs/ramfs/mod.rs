@@ -52,6 +52,7 @@ mod names;
 mod path;
 #[cfg(test)]
 mod tests;
+mod volume;
 
 pub(crate) use encode::{dt, mode, Stat, DIRENT64_HEADER};
 pub(crate) use handle::{oflag, whence, Handle};
@@ -63,6 +64,7 @@ pub(crate) use mounts::Crossing;
 pub(crate) use path::NAME_MAX;
 pub(crate) use path::PATH_MAX;
 pub(crate) use path::SYMLOOP_MAX;
+pub(crate) use volume::{Buf as VolumeBuf, Req as VolumeReq, VolumeHost};
 
 use handle::OpenFile;
 use inode::{Dir, Inode, Node};
@@ -124,6 +126,8 @@ pub(crate) struct Fs {
     host: Option<Arc<dyn HostShare>>,
     /// Mount points: directories a synthetic filesystem is shown over ([`mounts`]).
     mounts: BTreeMap<Ino, crate::fs::mount::MountKind>,
+    /// The mounted volumes and their inodes (`--volume`).
+    vols: volume::Volumes,
 }
 
 impl Fs {
@@ -146,6 +150,7 @@ impl Fs {
             clock,
             host: None,
             mounts: BTreeMap::new(),
+            vols: volume::Volumes::default(),
         }
     }
 

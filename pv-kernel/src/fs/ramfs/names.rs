@@ -38,6 +38,9 @@ impl Fs {
         if self.dir(walk.dir)?.get(&name).is_some() {
             return Err(EEXIST);
         }
+        if let Some(ino) = self.vol_create(walk.dir, &name, &node, perm)? {
+            return Ok(ino);
+        }
         let is_dir = matches!(node, Node::Dir(_));
         let ino = self.new_inode(node, perm, if is_dir { 2 } else { 1 }, name.len())?;
         if let Err(e) = self.link_into(walk.dir, name, ino) {
@@ -71,6 +74,9 @@ impl Fs {
             Last::Root => return Err(EBUSY),
         };
         let ino = self.dir(walk.dir)?.get(&name).ok_or(ENOENT)?;
+        self.dir(ino)?;
+        // A volume's directory: the host decides (ENOTEMPTY), the mount point is EBUSY.
+        self.vol_remove(walk.dir, &name, ino, true)?;
         self.load(ino)?;
         if !self.dir(ino)?.entries.is_empty() {
             return Err(ENOTEMPTY);
@@ -96,6 +102,7 @@ impl Fs {
         if walk.must_dir {
             return Err(ENOTDIR);
         }
+        self.vol_remove(walk.dir, &name, ino, false)?;
         self.dir_mut(walk.dir)?.remove(&name);
         self.touch_dir(walk.dir);
         let now = self.now();
@@ -145,6 +152,7 @@ impl Fs {
             return Err(EMLINK);
         }
         let walk = self.walk_parent(cwd, path, &mut 0)?;
+        self.vol_link(ino, walk.dir)?;
         let Last::Name(name) = walk.last else {
             return Err(EEXIST);
         };
@@ -245,6 +253,7 @@ impl Fs {
         if self.inode(wn.dir)?.nlink == 0 {
             return Err(ENOENT);
         }
+        let vol_path = self.vol_rename(wo.dir, oname, wn.dir, nname, src, dst)?;
         let (odir, ndir, oname, nname) = (wo.dir, wn.dir, oname.clone(), nname.clone());
         if let Some(dst) = dst {
             self.dir_mut(ndir)?.remove(&nname);
@@ -271,6 +280,9 @@ impl Fs {
         self.touch_dir(ndir);
         let now = self.now();
         self.inode_mut(src)?.ctime = now;
+        if let Some(p) = vol_path {
+            self.vol_repath(src, p)?;
+        }
         Ok(())
     }
 

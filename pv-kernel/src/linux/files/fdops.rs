@@ -542,6 +542,16 @@ pub(crate) fn sys_fd_noop(fd: u64) -> SysResult {
     Ok(0)
 }
 
+/// `fsync(fd)` and `fdatasync(fd)`: a volume file or directory is flushed on the host
+/// (other files live in guest memory: nothing to do).
+pub(crate) fn sys_fsync(fd: u64) -> SysResult {
+    let f = fd_file(fd_arg(fd))?;
+    if let Kind::Node { ino, .. } = f.kind {
+        fs::with(|fs| fs.fsync(ino))?;
+    }
+    Ok(0)
+}
+
 /// `flock(fd, operation)`: always granted.
 pub(crate) fn sys_flock(fd: u64, op: u64) -> SysResult {
     fd_file(fd_arg(fd))?;

@@ -178,7 +178,8 @@ pub(crate) fn syscall(n: u64, a: [u64; 6]) -> Option<SysResult> {
         nr::UTIME => sys_utime(a[0], a[1]),
 
         nr::SYNC => Ok(0),
-        nr::FSYNC | nr::FDATASYNC | nr::SYNCFS => sys_fd_noop(a[0]),
+        nr::FSYNC | nr::FDATASYNC => fdops::sys_fsync(a[0]),
+        nr::SYNCFS => sys_fd_noop(a[0]),
         nr::SYNC_FILE_RANGE | nr::READAHEAD => sys_fd_noop(a[0]),
         nr::FLOCK => sys_flock(a[0], a[1]),
         nr::FADVISE64 => sys_fadvise64(a[0], a[3]),

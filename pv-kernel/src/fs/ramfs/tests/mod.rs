@@ -17,6 +17,7 @@ mod links;
 mod paths;
 mod rename;
 mod sockets;
+mod volume;
 
 /// A clock that moves forward by 1 ns at every reading (shared by all tests, so only
 /// "later than" is meaningful).

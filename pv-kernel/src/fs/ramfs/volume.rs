@@ -1,0 +1,746 @@
+//! Volumes (`pvmux run --volume HOSTDIR:GUESTDIR[:ro|rw]`): host directories the guest may
+//! write, mounted at a guest directory ([`Fs::mount_volume`]).
+//!
+//! A volume's inodes are ordinary inodes of this filesystem, remembered in a side table
+//! ([`Volumes`]) with their volume and their path inside it. Directories are listed from the
+//! host the first time their entries are needed (like the host share's lazy directories);
+//! regular files keep no bytes in the guest: every read and write goes to the host
+//! ([`VolumeHost`]; write-through, so the host file has the bytes when `write` returns), and
+//! opening one refreshes its size from the host. Every change of a name or of metadata is
+//! made on the host first and only then in the tree, so a failure (an errno from the host)
+//! leaves the tree unchanged. A read-only volume refuses every change with `EROFS` before
+//! asking the host (which refuses them too).
+//!
+//! Linux's rules at a mount point: a rename or hard link between a volume and anything else
+//! is `EXDEV`; the mount point itself cannot be renamed or removed (`EBUSY`). Hard links
+//! inside a volume are `EPERM` (the host op set has none). A file unlinked (or replaced by a
+//! rename) while open is first copied into guest memory, so its open descriptors keep
+//! reading its bytes, as on Linux. Symbolic links resolve in the guest's namespace like any
+//! other link; the host never follows one.
+//!
+//! Directories listed once are not listed again: changes made on the host behind the
+//! guest's back show up in directories the guest has not listed yet, and in file sizes at the
+//! next open.
+
+use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use pvmux_hypercalls::hostfs::{self as abi, parse_record, HostfsEntry};
+use pvmux_hypercalls::volume::{flag, op, IO_MAX, UTIME_OMIT};
+
+use super::contents::{Data, MAX_FILE_SIZE};
+use super::inode::{Dir, Ino, Node};
+use super::path::{Last, Walk, PATH_MAX};
+use super::Fs;
+use crate::fs::errno::Errno::{self, *};
+
+/// Size of the buffer a volume directory is listed into.
+const LIST_BUF: usize = 16 << 10;
+/// Most entries taken from one volume directory.
+const DIR_MAX: u64 = 1 << 16;
+
+/// One request to the host, with kernel values (the kernel's implementation turns it into a
+/// `VolumeRequest` with guest-physical addresses).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Req<'a> {
+    /// [`op`].
+    pub(crate) op: u32,
+    /// The object's path in the volume.
+    pub(crate) path: &'a [u8],
+    /// `RENAME`'s new path or `SYMLINK`'s target.
+    pub(crate) path2: &'a [u8],
+    /// Offset, new size or cookie.
+    pub(crate) offset: u64,
+    /// Permission bits.
+    pub(crate) mode: u32,
+    /// `volume::flag` bits.
+    pub(crate) flags: u32,
+    /// `UTIMES` times (ns, or `UTIME_OMIT`).
+    pub(crate) atime: u64,
+    /// `UTIMES` modification time.
+    pub(crate) mtime: u64,
+}
+
+/// The data of a request: bytes to write, or a buffer to fill.
+pub(crate) enum Buf<'a> {
+    /// No data.
+    None,
+    /// `WRITE`'s bytes.
+    In(&'a [u8]),
+    /// `READ`, `LIST`, `READLINK`'s buffer.
+    Out(&'a mut [u8]),
+}
+
+/// The host side of volumes: one `VolumeOp` per call. The kernel's makes hypercalls
+/// (`fs::volume`); tests pass fakes.
+pub(crate) trait VolumeHost: Send + Sync {
+    /// Performs `req` on volume `vol`: the response's value and stat, or the errno.
+    fn call(&self, vol: u32, req: &Req<'_>, buf: Buf<'_>) -> Result<(u64, HostfsEntry), Errno>;
+}
+
+/// A volume inode: its volume and its path in it (`/` for the mount point).
+pub(super) struct VolNode {
+    vol: u32,
+    path: Vec<u8>,
+}
+
+/// The volumes of a filesystem: the host, each mounted volume's read-only flag and the
+/// volume inodes.
+#[derive(Default)]
+pub(crate) struct Volumes {
+    host: Option<Arc<dyn VolumeHost>>,
+    read_only: BTreeMap<u32, bool>,
+    nodes: BTreeMap<Ino, VolNode>,
+}
+
+impl Volumes {
+    /// Forgets a freed inode.
+    pub(super) fn forget(&mut self, ino: Ino) {
+        self.nodes.remove(&ino);
+    }
+}
+
+/// `parent/name` with the heap asked first.
+fn join(parent: &[u8], name: &[u8]) -> Result<Vec<u8>, Errno> {
+    let mut p = Vec::new();
+    p.try_reserve_exact(parent.len() + 1 + name.len())
+        .map_err(|_| ENOMEM)?;
+    p.extend_from_slice(parent);
+    if !parent.ends_with(b"/") {
+        p.push(b'/');
+    }
+    p.extend_from_slice(name);
+    if p.len() > abi::PATH_MAX as usize {
+        return Err(ENAMETOOLONG);
+    }
+    Ok(p)
+}
+
+fn copy(bytes: &[u8]) -> Result<Vec<u8>, Errno> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(bytes.len()).map_err(|_| ENOMEM)?;
+    v.extend_from_slice(bytes);
+    Ok(v)
+}
+
+impl Fs {
+    /// Whether `ino` is a regular file of a volume (its bytes live on the host, not here).
+    pub(crate) fn is_volume_file(&self, ino: Ino) -> bool {
+        self.vols.nodes.contains_key(&ino)
+            && matches!(
+                self.inodes.get(&ino).map(|i| &i.node),
+                Some(Node::File { .. })
+            )
+    }
+
+    /// Whether `ino` belongs to a volume (the mount point included).
+    pub(crate) fn is_volume_node(&self, ino: Ino) -> bool {
+        self.vols.nodes.contains_key(&ino)
+    }
+
+    /// Mounts volume `id` at directory `path` (absolute; missing directories are created,
+    /// an existing directory's entries are hidden). `ENOTDIR` if a component is not a
+    /// directory, `EBUSY` if the volume is mounted or `path` is already a volume.
+    pub(crate) fn mount_volume(
+        &mut self,
+        host: Arc<dyn VolumeHost>,
+        id: u32,
+        read_only: bool,
+        path: &[u8],
+    ) -> Result<(), Errno> {
+        if self.vols.read_only.contains_key(&id) {
+            return Err(EBUSY);
+        }
+        let root = (host.call(
+            id,
+            &Req {
+                op: op::LOOKUP,
+                path: b"/",
+                ..Req::default()
+            },
+            Buf::None,
+        ))?
+        .1;
+        if root.kind != abi::kind::DIR {
+            return Err(ENOTDIR);
+        }
+        // mkdir -p.
+        let mut dir = super::inode::ROOT_INO;
+        for comp in path.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
+            if self.is_volume_node(dir) {
+                return Err(EBUSY);
+            }
+            self.load(dir)?;
+            dir = match self.dir(dir)?.get(comp) {
+                Some(c) if self.is_dir(c) => c,
+                Some(_) => return Err(ENOTDIR),
+                None => self.create_at(
+                    Walk {
+                        dir,
+                        last: Last::Name(copy(comp)?),
+                        must_dir: false,
+                    },
+                    Node::Dir(Dir::new(dir)),
+                    0o755,
+                )?,
+            };
+        }
+        if dir == super::inode::ROOT_INO || self.is_volume_node(dir) {
+            return Err(EBUSY);
+        }
+        // Hide what was there: a fresh, lazy directory (the old entries stay allocated).
+        let parent = self.dir(dir)?.parent;
+        let mut d = Dir::new(parent);
+        d.host = Some(Vec::new());
+        let i = self.inode_mut(dir)?;
+        let old_subdirs = i.nlink.saturating_sub(2);
+        i.node = Node::Dir(d);
+        i.nlink = 2;
+        (i.perm, i.uid, i.gid) = (root.perm & 0o7777, root.uid, root.gid);
+        (i.atime, i.mtime, i.ctime) = (root.mtime_ns, root.mtime_ns, root.mtime_ns);
+        let _ = old_subdirs;
+        self.vols.host = Some(host);
+        self.vols.read_only.insert(id, read_only);
+        self.vols.nodes.insert(
+            dir,
+            VolNode {
+                vol: id,
+                path: copy(b"/")?,
+            },
+        );
+        Ok(())
+    }
+
+    /// One call to the host for volume `vol`.
+    fn vol_call(&self, vol: u32, req: &Req<'_>, buf: Buf<'_>) -> Result<(u64, HostfsEntry), Errno> {
+        self.vols.host.as_deref().ok_or(EIO)?.call(vol, req, buf)
+    }
+
+    /// The volume and path of volume inode `ino`.
+    fn vol_of(&self, ino: Ino) -> Option<(u32, &[u8])> {
+        self.vols
+            .nodes
+            .get(&ino)
+            .map(|n| (n.vol, n.path.as_slice()))
+    }
+
+    /// `EROFS` if `vol` is read-only.
+    fn vol_writable(&self, vol: u32) -> Result<(), Errno> {
+        match self.vols.read_only.get(&vol) {
+            Some(true) => Err(EROFS),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether `ino` is in a read-only volume.
+    pub(super) fn vol_read_only(&self, ino: Ino) -> bool {
+        self.vol_of(ino)
+            .is_some_and(|(v, _)| self.vol_writable(v).is_err())
+    }
+
+    /// Sets an inode's metadata from a host stat.
+    fn vol_apply(&mut self, ino: Ino, st: &HostfsEntry) {
+        if let Some(i) = self.inodes.get_mut(&ino) {
+            (i.perm, i.uid, i.gid) = (st.perm & 0o7777, st.uid, st.gid);
+            (i.atime, i.mtime, i.ctime) = (st.mtime_ns, st.mtime_ns, st.mtime_ns);
+            if let Node::File { size, .. } = &mut i.node {
+                *size = st.size.min(MAX_FILE_SIZE);
+            }
+        }
+    }
+
+    /// Adds a volume inode for host entry `st` named `name` in volume directory `dir`
+    /// (path `path`); symbolic links get `target`.
+    fn vol_add(
+        &mut self,
+        dir: Ino,
+        vol: u32,
+        path: Vec<u8>,
+        name: &[u8],
+        st: &HostfsEntry,
+        target: &[u8],
+    ) -> Result<Option<Ino>, Errno> {
+        let node = match st.kind {
+            abi::kind::DIR => {
+                let mut d = Dir::new(dir);
+                d.host = Some(Vec::new());
+                Node::Dir(d)
+            }
+            abi::kind::REG => Node::File {
+                data: Data::empty(),
+                size: st.size.min(MAX_FILE_SIZE),
+            },
+            abi::kind::SYMLINK if !target.is_empty() && target.len() <= PATH_MAX => {
+                Node::Symlink(copy(target)?)
+            }
+            _ => return Ok(None),
+        };
+        let is_dir = matches!(node, Node::Dir(_));
+        let ino =
+            self.new_uncounted_inode(node, st.perm, if is_dir { 2 } else { 1 }, name.len())?;
+        self.vol_apply(ino, st);
+        self.vols.nodes.insert(ino, VolNode { vol, path });
+        self.dir_mut(dir)?.insert(copy(name)?, ino);
+        if is_dir {
+            self.inode_mut(dir)?.nlink += 1;
+        }
+        Ok(Some(ino))
+    }
+
+    /// Lists a lazy volume directory from the host (see [`Fs::load`]); false if `ino` is
+    /// not a volume directory.
+    pub(super) fn vol_load(&mut self, ino: Ino) -> Result<bool, Errno> {
+        let Some((vol, path)) = self.vol_of(ino) else {
+            return Ok(false);
+        };
+        match &self.inode(ino)?.node {
+            Node::Dir(Dir { host: Some(_), .. }) => {}
+            _ => return Ok(true),
+        }
+        let path = copy(path)?;
+        let mut buf = Vec::new();
+        buf.try_reserve_exact(LIST_BUF).map_err(|_| ENOMEM)?;
+        buf.resize(LIST_BUF, 0);
+        let mut cookie = 0;
+        'calls: while cookie < DIR_MAX {
+            let req = Req {
+                op: op::LIST,
+                path: &path,
+                offset: cookie,
+                ..Req::default()
+            };
+            let n = self.vol_call(vol, &req, Buf::Out(&mut buf))?.0 as usize;
+            if n == 0 {
+                break;
+            }
+            let recs = buf.get(..n).ok_or(EIO)?;
+            let mut pos = 0;
+            while pos < recs.len() {
+                let (rec, len) = parse_record(&recs[pos..]).ok_or(EIO)?;
+                pos += len;
+                cookie += 1;
+                let name = rec.name;
+                let ok = !name.is_empty()
+                    && name != b"."
+                    && name != b".."
+                    && !name.contains(&b'/')
+                    && !name.contains(&0);
+                if ok && self.dir(ino)?.get(name).is_none() {
+                    let child = join(&path, name)?;
+                    self.vol_add(ino, vol, child, name, &rec.entry, rec.target)?;
+                }
+                if cookie >= DIR_MAX {
+                    break 'calls;
+                }
+            }
+        }
+        self.dir_mut(ino)?.host = None;
+        Ok(true)
+    }
+
+    /// Creates `name` in volume directory `dir` on the host, then here (see
+    /// [`Fs::create_at`], which checked the name is free); `None` if `dir` is not a
+    /// volume's.
+    pub(super) fn vol_create(
+        &mut self,
+        dir: Ino,
+        name: &[u8],
+        node: &Node,
+        perm: u32,
+    ) -> Result<Option<Ino>, Errno> {
+        let Some((vol, dpath)) = self.vol_of(dir) else {
+            return Ok(None);
+        };
+        self.vol_writable(vol)?;
+        let path = join(dpath, name)?;
+        let (req, target) = match node {
+            Node::File { .. } => (
+                Req {
+                    op: op::CREATE,
+                    mode: perm,
+                    flags: flag::EXCL,
+                    ..Req::default()
+                },
+                &[][..],
+            ),
+            Node::Dir(_) => (
+                Req {
+                    op: op::MKDIR,
+                    mode: perm,
+                    ..Req::default()
+                },
+                &[][..],
+            ),
+            Node::Symlink(t) => (
+                Req {
+                    op: op::SYMLINK,
+                    path2: t,
+                    ..Req::default()
+                },
+                t.as_slice(),
+            ),
+            // The host op set makes no sockets (nor device nodes or FIFOs) in a volume.
+            Node::Socket => return Err(EPERM),
+        };
+        let req = Req { path: &path, ..req };
+        crate::mm::heap::charge(super::inode::inode_cost(name.len()))?;
+        let (_, st) = self.vol_call(vol, &req, Buf::None)?;
+        let target = copy(target)?;
+        let ino = self
+            .vol_add(dir, vol, path, name, &st, &target)?
+            .ok_or(EIO)?;
+        self.touch_dir(dir);
+        Ok(Some(ino))
+    }
+
+    /// Before `unlink`/`rmdir` removes `name` (inode `ino`) from `dir`: the host removes it
+    /// first. `EBUSY` for a mount point; an open file is copied into guest memory first.
+    pub(super) fn vol_remove(
+        &mut self,
+        dir: Ino,
+        name: &[u8],
+        ino: Ino,
+        rmdir: bool,
+    ) -> Result<(), Errno> {
+        if self.vol_of(ino).is_some_and(|(_, p)| p == b"/") {
+            return Err(EBUSY);
+        }
+        let Some((vol, dpath)) = self.vol_of(dir) else {
+            return Ok(());
+        };
+        self.vol_writable(vol)?;
+        let path = join(dpath, name)?;
+        let o = if rmdir { op::RMDIR } else { op::UNLINK };
+        let saved = self.vol_detach(ino);
+        let req = Req {
+            op: o,
+            path: &path,
+            ..Req::default()
+        };
+        if let Err(e) = self.vol_call(vol, &req, Buf::None) {
+            self.vol_undetach(ino, saved);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Takes `ino` out of its volume before the host removes or replaces its name: a file
+    /// still open with no other name keeps its bytes, copied into guest memory now (as far
+    /// as they fit). Returns what [`Fs::vol_undetach`] needs if the host then fails.
+    fn vol_detach(&mut self, ino: Ino) -> Option<(VolNode, u64)> {
+        let keep =
+            self.is_volume_file(ino) && self.inode(ino).is_ok_and(|i| i.open > 0 && i.nlink <= 1);
+        let node = self.vols.nodes.remove(&ino)?;
+        let size = match self.inode(ino).map(|i| &i.node) {
+            Ok(Node::File { size, .. }) => *size,
+            _ => 0,
+        };
+        if !keep {
+            return Some((node, size));
+        }
+        let mut chunk = Vec::new();
+        if chunk.try_reserve_exact(64 << 10).is_err() {
+            return Some((node, size));
+        }
+        chunk.resize(64 << 10, 0);
+        let mut off = 0;
+        while off < size {
+            let want = ((size - off) as usize).min(chunk.len());
+            let req = Req {
+                op: op::READ,
+                path: &node.path,
+                offset: off,
+                ..Req::default()
+            };
+            let n = match self.vol_call(node.vol, &req, Buf::Out(&mut chunk[..want])) {
+                Ok((n, _)) if n > 0 => (n as usize).min(want),
+                _ => break,
+            };
+            if self.write_at(ino, off, &chunk[..n]).is_err() {
+                break;
+            }
+            off += n as u64;
+        }
+        if let Ok(i) = self.inode_mut(ino) {
+            if let Node::File { size, .. } = &mut i.node {
+                *size = off;
+            }
+        }
+        Some((node, size))
+    }
+
+    /// Puts an inode [`Fs::vol_detach`] took out back into its volume (its copy dropped).
+    fn vol_undetach(&mut self, ino: Ino, saved: Option<(VolNode, u64)>) {
+        let Some((node, old)) = saved else { return };
+        let mut dropped = 0;
+        if let Some(i) = self.inodes.get_mut(&ino) {
+            if let Node::File { data, size } = &mut i.node {
+                dropped = data.pages_held();
+                *data = Data::empty();
+                *size = old;
+            }
+        }
+        self.data_pages -= dropped;
+        self.vols.nodes.insert(ino, node);
+    }
+
+    /// Before `rename` moves `src` from `odir/oname` to `ndir/nname` (replacing `dst`): the
+    /// host renames first. `EXDEV` across a volume's edge, `EBUSY` for a mount point. Returns
+    /// the new path to give `src`'s subtree afterwards ([`Fs::vol_repath`]).
+    pub(super) fn vol_rename(
+        &mut self,
+        odir: Ino,
+        oname: &[u8],
+        ndir: Ino,
+        nname: &[u8],
+        src: Ino,
+        dst: Option<Ino>,
+    ) -> Result<Option<Vec<u8>>, Errno> {
+        let is_root = |fs: &Self, i: Ino| fs.vol_of(i).is_some_and(|(_, p)| p == b"/");
+        if is_root(self, src) || dst.is_some_and(|d| is_root(self, d)) {
+            return Err(EBUSY);
+        }
+        let (o, n) = (self.vol_of(odir), self.vol_of(ndir));
+        let (vol, opath, npath) = match (o, n) {
+            (None, None) => return Ok(None),
+            (Some((a, op_)), Some((b, np))) if a == b => (a, join(op_, oname)?, join(np, nname)?),
+            _ => return Err(EXDEV),
+        };
+        self.vol_writable(vol)?;
+        let req = Req {
+            op: op::RENAME,
+            path: &opath,
+            path2: &npath,
+            ..Req::default()
+        };
+        let saved = dst.and_then(|d| self.vol_detach(d));
+        if let Err(e) = self.vol_call(vol, &req, Buf::None) {
+            if let Some(d) = dst {
+                self.vol_undetach(d, saved);
+            }
+            return Err(e);
+        }
+        Ok(Some(npath))
+    }
+
+    /// Gives `ino` and every volume inode below it their paths under `path`.
+    pub(super) fn vol_repath(&mut self, ino: Ino, path: Vec<u8>) -> Result<(), Errno> {
+        let mut stack = alloc::vec![(ino, path)];
+        while let Some((i, p)) = stack.pop() {
+            if let Node::Dir(d) = &self.inode(i)?.node {
+                for (name, &(child, _)) in &d.entries {
+                    if self.vols.nodes.contains_key(&child) {
+                        stack.try_reserve(1).map_err(|_| ENOMEM)?;
+                        stack.push((child, join(&p, name)?));
+                    }
+                }
+            }
+            if let Some(n) = self.vols.nodes.get_mut(&i) {
+                n.path = p;
+            }
+        }
+        Ok(())
+    }
+
+    /// Hard links: `EXDEV` between a volume and elsewhere, `EPERM` inside one.
+    pub(super) fn vol_link(&self, ino: Ino, dir: Ino) -> Result<(), Errno> {
+        match (self.vol_of(ino), self.vol_of(dir)) {
+            (None, None) => Ok(()),
+            (Some((a, _)), Some((b, _))) if a == b => {
+                self.vol_writable(a)?;
+                Err(EPERM)
+            }
+            _ => Err(EXDEV),
+        }
+    }
+
+    /// `chmod` of a volume inode: the host's resulting permission bits (set-id bits
+    /// cleared), or `perm` unchanged for other inodes.
+    pub(super) fn vol_chmod(&mut self, ino: Ino, perm: u32) -> Result<u32, Errno> {
+        let Some((vol, path)) = self.vol_of(ino) else {
+            return Ok(perm);
+        };
+        if matches!(self.inode(ino)?.node, Node::Symlink(_)) {
+            return Ok(perm);
+        }
+        self.vol_writable(vol)?;
+        let path = copy(path)?;
+        let req = Req {
+            op: op::CHMOD,
+            path: &path,
+            mode: perm,
+            ..Req::default()
+        };
+        let (_, st) = self.vol_call(vol, &req, Buf::None)?;
+        Ok(st.perm & 0o7777)
+    }
+
+    /// Sets a volume inode's times on the host (`None`: not a volume inode).
+    pub(super) fn vol_utimes(&mut self, ino: Ino, atime: u64, mtime: u64) -> Result<bool, Errno> {
+        let Some((vol, path)) = self.vol_of(ino) else {
+            return Ok(false);
+        };
+        self.vol_writable(vol)?;
+        let path = copy(path)?;
+        let req = Req {
+            op: op::UTIMES,
+            path: &path,
+            atime,
+            mtime,
+            ..Req::default()
+        };
+        let (_, st) = self.vol_call(vol, &req, Buf::None)?;
+        if let Ok(i) = self.inode_mut(ino) {
+            i.atime = if atime == UTIME_OMIT { i.atime } else { atime };
+            i.mtime = st.mtime_ns;
+        }
+        Ok(true)
+    }
+
+    /// Sets a volume file's size on the host (false: not a volume file).
+    pub(super) fn vol_truncate(&mut self, ino: Ino, len: u64) -> Result<bool, Errno> {
+        if !self.is_volume_file(ino) {
+            return Ok(false);
+        }
+        let Some((vol, path)) = self.vol_of(ino) else {
+            return Ok(false);
+        };
+        self.vol_writable(vol)?;
+        let path = copy(path)?;
+        let req = Req {
+            op: op::TRUNCATE,
+            path: &path,
+            offset: len,
+            ..Req::default()
+        };
+        let (_, st) = self.vol_call(vol, &req, Buf::None)?;
+        self.vol_apply(ino, &st);
+        Ok(true)
+    }
+
+    /// Reads a volume file at `off` from the host (`None`: not a volume file).
+    pub(super) fn vol_read(
+        &mut self,
+        ino: Ino,
+        off: u64,
+        buf: &mut [u8],
+    ) -> Option<Result<usize, Errno>> {
+        if !self.is_volume_file(ino) {
+            return None;
+        }
+        let (vol, path) = self.vol_of(ino)?;
+        let path = match copy(path) {
+            Ok(p) => p,
+            Err(e) => return Some(Err(e)),
+        };
+        let mut done = 0;
+        while done < buf.len() {
+            let want = (buf.len() - done).min(IO_MAX as usize);
+            let req = Req {
+                op: op::READ,
+                path: &path,
+                offset: off + done as u64,
+                ..Req::default()
+            };
+            match self.vol_call(vol, &req, Buf::Out(&mut buf[done..done + want])) {
+                Ok((0, _)) => break,
+                Ok((n, _)) => done += (n as usize).min(want),
+                Err(e) if done == 0 => return Some(Err(e)),
+                Err(_) => break,
+            }
+        }
+        Some(Ok(done))
+    }
+
+    /// Writes a volume file at `off` through to the host (`None`: not a volume file).
+    pub(super) fn vol_write(
+        &mut self,
+        ino: Ino,
+        off: u64,
+        buf: &[u8],
+    ) -> Option<Result<usize, Errno>> {
+        if !self.is_volume_file(ino) {
+            return None;
+        }
+        let (vol, path) = self.vol_of(ino)?;
+        if let Err(e) = self.vol_writable(vol) {
+            return Some(Err(e));
+        }
+        let path = match copy(path) {
+            Ok(p) => p,
+            Err(e) => return Some(Err(e)),
+        };
+        let mut done = 0;
+        let mut last = None;
+        while done < buf.len() {
+            let want = (buf.len() - done).min(IO_MAX as usize);
+            let req = Req {
+                op: op::WRITE,
+                path: &path,
+                offset: off + done as u64,
+                ..Req::default()
+            };
+            match self.vol_call(vol, &req, Buf::In(&buf[done..done + want])) {
+                Ok((0, _)) => break,
+                Ok((n, st)) => {
+                    done += (n as usize).min(want);
+                    last = Some(st);
+                }
+                Err(e) if done == 0 => return Some(Err(e)),
+                Err(_) => break,
+            }
+        }
+        if let Some(st) = last {
+            let now = self.now();
+            if let Ok(i) = self.inode_mut(ino) {
+                if let Node::File { size, .. } = &mut i.node {
+                    *size = st.size.max(off + done as u64).min(MAX_FILE_SIZE);
+                }
+                (i.mtime, i.ctime) = (now, now);
+            }
+        }
+        Some(Ok(done))
+    }
+
+    /// On `open` of a volume file: its size and metadata from the host now (best effort;
+    /// the host file may have changed since it was listed).
+    pub(super) fn vol_refresh(&mut self, ino: Ino) {
+        if !self.is_volume_file(ino) {
+            return;
+        }
+        let Some((vol, path)) = self.vol_of(ino) else {
+            return;
+        };
+        let Ok(path) = copy(path) else { return };
+        let req = Req {
+            op: op::LOOKUP,
+            path: &path,
+            ..Req::default()
+        };
+        if let Ok((_, st)) = self.vol_call(vol, &req, Buf::None) {
+            if st.kind == abi::kind::REG {
+                self.vol_apply(ino, &st);
+            }
+        }
+    }
+
+    /// `fsync` of inode `ino`: the host flushes a volume file or directory.
+    pub(crate) fn fsync(&mut self, ino: Ino) -> Result<(), Errno> {
+        let Some((vol, path)) = self.vol_of(ino) else {
+            self.inode(ino)?;
+            return Ok(());
+        };
+        if matches!(self.inode(ino)?.node, Node::Symlink(_)) {
+            return Ok(());
+        }
+        let path = copy(path)?;
+        let req = Req {
+            op: op::FSYNC,
+            path: &path,
+            ..Req::default()
+        };
+        self.vol_call(vol, &req, Buf::None)?;
+        Ok(())
+    }
+}

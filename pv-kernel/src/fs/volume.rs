@@ -1,0 +1,158 @@
+//! The guest side of volumes (`pvmux run --volume`, docs/ABI.md §volumes): the `VolumeOp`
+//! hypercall as the [`VolumeHost`] behind the volume inodes of [`super::ramfs`], and
+//! [`mount_all`], which mounts the boot arguments' `VOLUME` records at boot.
+//!
+//! Requests, paths and buffers are passed by guest-physical address: kernel buffers outside
+//! the direct map (a kernel stack, say) are bounced through the heap. A hypercall error
+//! (which a well-behaved kernel never causes) is `EIO`; the operation's own failure is the
+//! host's Linux errno.
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use pvmux_hypercalls::hostfs::HostfsEntry;
+use pvmux_hypercalls::volume::{VolumeRequest, VolumeResponse};
+use zerocopy::{FromBytes, FromZeros, IntoBytes};
+
+use super::ramfs::{VolumeBuf, VolumeHost, VolumeReq};
+use super::Errno;
+use crate::println;
+
+/// The host's volumes, reached by hypercalls.
+pub(crate) struct Host;
+
+/// Guest-physical address of `bytes` if it is in the direct map or the image.
+fn gpa_of(bytes: &[u8]) -> Option<u64> {
+    crate::boot::virt_to_phys(bytes.as_ptr() as u64, bytes.len().max(1) as u64)
+}
+
+/// A heap copy of `bytes` (zeroed, `len` long, if `bytes` is empty).
+fn heap_copy(bytes: &[u8], len: usize) -> Result<Vec<u8>, Errno> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len.max(1)).map_err(|_| Errno::ENOMEM)?;
+    if bytes.is_empty() {
+        v.resize(len.max(1), 0);
+    } else {
+        v.extend_from_slice(bytes);
+    }
+    Ok(v)
+}
+
+/// The errno a host response names (x86-64 Linux numbers); unknown ones are `EIO`.
+pub(crate) fn errno_of(n: u32) -> Errno {
+    use Errno::*;
+    match n {
+        1 => EPERM,
+        2 => ENOENT,
+        11 => EAGAIN,
+        12 => ENOMEM,
+        13 => EACCES,
+        16 => EBUSY,
+        17 => EEXIST,
+        18 => EXDEV,
+        20 => ENOTDIR,
+        21 => EISDIR,
+        22 => EINVAL,
+        24 => EMFILE,
+        27 => EFBIG,
+        28 | 122 => ENOSPC,
+        30 => EROFS,
+        31 => EMLINK,
+        36 => ENAMETOOLONG,
+        39 => ENOTEMPTY,
+        40 => ELOOP,
+        95 => ENOTSUP,
+        _ => EIO,
+    }
+}
+
+impl VolumeHost for Host {
+    fn call(
+        &self,
+        vol: u32,
+        req: &VolumeReq<'_>,
+        buf: VolumeBuf<'_>,
+    ) -> Result<(u64, HostfsEntry), Errno> {
+        // Paths, and data outside the direct map, in heap memory the host can reach.
+        let path = heap_copy(req.path, 0)?;
+        let path2 = heap_copy(req.path2, 0)?;
+        let direct = match &buf {
+            VolumeBuf::In(b) if !b.is_empty() => gpa_of(b),
+            VolumeBuf::Out(b) if !b.is_empty() => gpa_of(b),
+            _ => None,
+        };
+        let out_direct = match &buf {
+            VolumeBuf::Out(_) => direct,
+            _ => None,
+        };
+        let data = match &buf {
+            VolumeBuf::In(b) if direct.is_none() && !b.is_empty() => heap_copy(b, 0)?,
+            VolumeBuf::Out(b) if direct.is_none() && !b.is_empty() => heap_copy(&[], b.len())?,
+            _ => Vec::new(),
+        };
+        let data_len = match &buf {
+            VolumeBuf::None => 0,
+            VolumeBuf::In(b) => b.len(),
+            VolumeBuf::Out(b) => b.len(),
+        };
+        let data_gpa = match (direct, data_len) {
+            (_, 0) => 0,
+            (Some(g), _) => g,
+            (None, _) => gpa_of(&data).ok_or(Errno::EIO)?,
+        };
+        let mut r = VolumeRequest::new_zeroed();
+        r.op = req.op;
+        r.volume = vol;
+        r.path_gpa = gpa_of(&path).ok_or(Errno::EIO)?;
+        r.path_len = req.path.len() as u64;
+        r.path2_gpa = gpa_of(&path2).ok_or(Errno::EIO)?;
+        r.path2_len = req.path2.len() as u64;
+        r.buf_gpa = data_gpa;
+        r.buf_len = data_len as u64;
+        r.offset = req.offset;
+        r.mode = req.mode;
+        r.flags = req.flags;
+        r.atime_ns = req.atime;
+        r.mtime_ns = req.mtime;
+        let req_box = heap_copy(r.as_bytes(), 0)?;
+        let resp_box = heap_copy(&[], core::mem::size_of::<VolumeResponse>())?;
+        let rgpa = gpa_of(&req_box).ok_or(Errno::EIO)?;
+        let sgpa = gpa_of(&resp_box).ok_or(Errno::EIO)?;
+        crate::hcall::volume_op(rgpa, sgpa).map_err(|_| Errno::EIO)?;
+        let resp = VolumeResponse::read_from_bytes(&resp_box).map_err(|_| Errno::EIO)?;
+        if resp.errno != 0 {
+            return Err(errno_of(resp.errno));
+        }
+        if let VolumeBuf::Out(b) = buf {
+            if out_direct.is_none() && !b.is_empty() {
+                let n = (resp.value as usize).min(b.len());
+                b[..n].copy_from_slice(&data[..n]);
+            }
+            if resp.value as usize > b.len() && req.op != pvmux_hypercalls::volume::op::READLINK {
+                return Err(Errno::EIO);
+            }
+        }
+        Ok((resp.value, resp.stat))
+    }
+}
+
+/// Mounts every volume of the boot arguments (after [`super::init`]); a volume that cannot
+/// be mounted is reported on the kernel log and left out.
+pub(crate) fn mount_all() {
+    for v in crate::boot::args().volumes() {
+        let r = super::with(|fs| fs.mount_volume(Arc::new(Host), v.id, v.read_only, v.path));
+        let path = core::str::from_utf8(v.path).unwrap_or("(not UTF-8)");
+        match r {
+            Ok(()) => println!(
+                "pvmux-kernel: volume {} mounted at {path}{}",
+                v.id,
+                if v.read_only { " (read-only)" } else { "" }
+            ),
+            Err(e) => println!(
+                "pvmux-kernel: volume {}: error: cannot mount at {path}: {}",
+                v.id,
+                e.name()
+            ),
+        }
+    }
+}

@@ -750,7 +750,7 @@ static void signals(void) {
         }
         char c;
         read(ready[0], &c, 1);
-        usleep(200000);
+        usleep(300000); /* time for the child to block in recv */
         kill(pid, SIGUSR1);
         usleep(200000);
         write(sv[0], "late", 4);

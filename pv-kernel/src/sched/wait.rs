@@ -43,6 +43,30 @@ impl WaitQueue {
         }
     }
 
+    /// Like [`WaitQueue::wait_until`], but gives up at guest time `deadline` (ns): true if
+    /// `cond()` held, false on the deadline.
+    pub(crate) fn wait_until_deadline(&self, cond: impl Fn() -> bool, deadline: u64) -> bool {
+        loop {
+            let _irq = IrqGuard::new();
+            if cond() {
+                return true;
+            }
+            if crate::time::now_ns() >= deadline {
+                return false;
+            }
+            let cur = super::current();
+            super::prepare_block(&cur);
+            self.waiters.lock().push(cur.clone());
+            if cond() {
+                super::cancel_block(&cur);
+                self.waiters.lock().retain(|t| !Arc::ptr_eq(t, &cur));
+                return true;
+            }
+            super::timed_block(deadline);
+            self.waiters.lock().retain(|t| !Arc::ptr_eq(t, &cur));
+        }
+    }
+
     /// Wakes every waiter.
     pub(crate) fn wake_all(&self) {
         let waiters = core::mem::take(&mut *self.waiters.lock());

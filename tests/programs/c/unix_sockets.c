@@ -21,6 +21,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -57,6 +58,7 @@ static const char *ename(int e) {
     case ENXIO: return "ENXIO";
     case ENOTDIR: return "ENOTDIR";
     case ESOCKTNOSUPPORT: return "ESOCKTNOSUPPORT";
+    case EDOM: return "EDOM";
     case EPERM: return "EPERM";
     case EMSGSIZE: return "EMSGSIZE";
     case ENOPROTOOPT: return "ENOPROTOOPT";
@@ -748,7 +750,7 @@ static void signals(void) {
         }
         char c;
         read(ready[0], &c, 1);
-        usleep(200000);
+        usleep(300000); /* time for the child to block in recv */
         kill(pid, SIGUSR1);
         usleep(200000);
         write(sv[0], "late", 4);
@@ -842,6 +844,37 @@ static void chain(void) {
     close(sv[1]);
 }
 
+static void timeouts(void) {
+    /* SO_RCVTIMEO/SO_SNDTIMEO: a wait gives up with EAGAIN. */
+    int sv[2];
+    char buf[8];
+    pair(SOCK_STREAM, sv);
+    struct timeval tv = {0, 200000}, got;
+    show("timeout: set SO_RCVTIMEO", setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv));
+    socklen_t l = sizeof got;
+    getsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &got, &l);
+    say("timeout: SO_RCVTIMEO", "%ld.%06ld len=%d", (long)got.tv_sec, (long)got.tv_usec, (int)l);
+    show("timeout: recv", recv(sv[0], buf, sizeof buf, 0));
+    struct timeval bad = {0, 1000000};
+    show("timeout: usec out of range", setsockopt(sv[0], SOL_SOCKET, SO_SNDTIMEO, &bad, sizeof bad));
+    show("timeout: set SO_SNDTIMEO", setsockopt(sv[0], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv));
+    static char big[65536];
+    ssize_t r;
+    while ((r = send(sv[0], big, sizeof big, 0)) > 0)
+        ;
+    show("timeout: send to a full socket", r);
+    int srv = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un a;
+    socklen_t len = abstract_addr(&a, "timeo");
+    bind(srv, (struct sockaddr *)&a, len);
+    listen(srv, 1);
+    setsockopt(srv, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    show("timeout: accept", accept(srv, NULL, NULL));
+    close(srv);
+    close(sv[0]);
+    close(sv[1]);
+}
+
 static void fork_sharing(void) {
     /* The socket is one open file in both processes: the peer sees EOF only when the
      * last descriptor (in the child) is closed. */
@@ -884,6 +917,7 @@ int main(void) {
     signals();
     big_blocking_write();
     chain();
+    timeouts();
     fork_sharing();
     char path[100];
     snprintf(path, sizeof path, "%s/file", dir);

@@ -22,8 +22,7 @@
 //! unlocking.
 //!
 //! Not done: the garbage collection of sockets passed over themselves (such a cycle is
-//! kept until the guest exits), `SO_RCVTIMEO`/`SO_SNDTIMEO` (accepted, not applied),
-//! `MSG_OOB`, `SO_PEEK_OFF`.
+//! kept until the guest exits; Linux collects it), `MSG_OOB`, `SO_PEEK_OFF`.
 
 #![forbid(unsafe_code)]
 
@@ -223,6 +222,40 @@ fn bury(msgs: Vec<Msg<Arc<OpenFile>>>) {
     }
 }
 
+/// Waits on `wq` until `cond()` holds or a signal is pending, or until guest time
+/// `deadline` (`SO_RCVTIMEO`/`SO_SNDTIMEO`): `EAGAIN` then, as Linux.
+fn wait_on(wq: &WaitQueue, deadline: Option<u64>, cond: impl Fn() -> bool) -> Result<(), Errno> {
+    let c = || cond() || signal::pending();
+    match deadline {
+        None => {
+            wq.wait_until(c);
+            Ok(())
+        }
+        Some(d) if wq.wait_until_deadline(c, d) => Ok(()),
+        Some(_) => Err(Errno::EAGAIN),
+    }
+}
+
+/// A `struct timeval` option value as a timeout in ns: `None` for zero (no timeout), 0 for
+/// a negative one (`EDOM` for microseconds out of range, as Linux's `sock_set_timeout`).
+fn timeval_timeout(v: &[u8]) -> Result<Option<u64>, Errno> {
+    let w = |o: usize| {
+        v.get(o..o + 8)
+            .and_then(|b| b.try_into().ok())
+            .map(i64::from_le_bytes)
+            .ok_or(Errno::EINVAL)
+    };
+    let (sec, usec) = (w(0)?, w(8)?);
+    if !(0..1_000_000).contains(&usec) {
+        return Err(Errno::EDOM);
+    }
+    Ok(match (sec, usec) {
+        (0, 0) => None,
+        (s, _) if s < 0 => Some(0),
+        (s, u) => Some((s as u64).saturating_mul(1_000_000_000) + u as u64 * 1000),
+    })
+}
+
 /// Wakes the senders whose accounts a read or a drop gave bytes back to.
 fn wake_freed(freed: Freed) {
     for w in freed {
@@ -263,6 +296,18 @@ impl Sock {
 
     fn is_dead(&self) -> bool {
         self.inner.lock().dead
+    }
+
+    /// The guest time a call waiting now gives up at, from option `name`
+    /// (`SO_RCVTIMEO` or `SO_SNDTIMEO`); `None`: no timeout.
+    fn deadline(&self, name: i32) -> Option<u64> {
+        let t = self
+            .inner
+            .lock()
+            .opts
+            .get(&name)
+            .and_then(|v| timeval_timeout(v).ok().flatten())?;
+        Some(crate::time::now_ns().saturating_add(t))
     }
 
     /// Releases the socket (its last descriptor closed, or an unaccepted connection of a
@@ -457,6 +502,7 @@ impl Sock {
             e.peer = Some(self.clone());
             e.peercred = Some(me);
         }
+        let deadline = self.deadline(so::SO_SNDTIMEO_OLD);
         let listener_cred = loop {
             {
                 let mut guard = other.inner.lock();
@@ -476,15 +522,14 @@ impl Sock {
                 }
             }
             may_wait(f.nonblock())?;
-            other.wq.wait_until(|| {
+            wait_on(&other.wq, deadline, || {
                 let o = other.inner.lock();
-                signal::pending()
-                    || o.dead
+                o.dead
                     || match &o.state {
                         State::Listening { backlog, pending } => pending.len() <= *backlog,
                         _ => true,
                     }
-            });
+            })?;
         };
         {
             let mut i = self.inner.lock();
@@ -522,6 +567,7 @@ impl Sock {
     }
 
     fn accept(&self, f: &OpenFile) -> Result<Arc<Sock>, Errno> {
+        let deadline = self.deadline(so::SO_RCVTIMEO_OLD);
         loop {
             {
                 let mut i = self.inner.lock();
@@ -535,29 +581,33 @@ impl Sock {
                 }
             }
             may_wait(f.nonblock())?;
-            self.wq.wait_until(|| {
+            wait_on(&self.wq, deadline, || {
                 let i = self.inner.lock();
-                signal::pending()
-                    || match &i.state {
-                        State::Listening { pending, .. } => !pending.is_empty(),
-                        _ => true,
-                    }
-            });
+                match &i.state {
+                    State::Listening { pending, .. } => !pending.is_empty(),
+                    _ => true,
+                }
+            })?;
         }
     }
 
     /// Waits until this socket's bytes in flight are below its send buffer (`EAGAIN`,
     /// `EINTR`), or `stop()` says the send fails anyway.
-    fn wait_for_room(&self, nonblock: bool, stop: impl Fn() -> bool) -> Result<(), Errno> {
+    fn wait_for_room(
+        &self,
+        nonblock: bool,
+        deadline: Option<u64>,
+        stop: impl Fn() -> bool,
+    ) -> Result<(), Errno> {
         loop {
             let sndbuf = self.inner.lock().sndbuf;
             if self.wmem.bytes() < sndbuf || stop() {
                 return Ok(());
             }
             may_wait(nonblock)?;
-            self.wmem
-                .wq
-                .wait_until(|| self.wmem.bytes() < sndbuf || stop() || signal::pending());
+            wait_on(&self.wmem.wq, deadline, || {
+                self.wmem.bytes() < sndbuf || stop()
+            })?;
         }
     }
 
@@ -616,13 +666,14 @@ impl Sock {
             p.dead || p.shutdown & RCV_SHUTDOWN != 0
         };
         let nonblock = nonblocking(f, flags);
+        let deadline = self.deadline(so::SO_SNDTIMEO_OLD);
         let mut control = Some(control);
         let mut done = 0;
         // Like Linux, a blocking send queues everything (in pieces of half the send
         // buffer); a non-blocking or interrupted one returns what it queued.
         while done < data.len() {
             let stop = || broken() || stop_sending(self);
-            if let Err(e) = self.wait_for_room(nonblock, stop) {
+            if let Err(e) = self.wait_for_room(nonblock, deadline, stop) {
                 return if done > 0 { Ok(done) } else { Err(e) };
             }
             let sndbuf = self.inner.lock().sndbuf;
@@ -691,7 +742,8 @@ impl Sock {
         }
         self.autobind_for_creds()?;
         let nonblock = nonblocking(f, flags);
-        self.wait_for_room(nonblock, || other.is_dead())?;
+        let deadline = self.deadline(so::SO_SNDTIMEO_OLD);
+        self.wait_for_room(nonblock, deadline, || other.is_dead())?;
         let mut m = Some(self.message(data, control)?);
         loop {
             {
@@ -723,10 +775,10 @@ impl Sock {
                 }
             }
             may_wait(nonblock)?;
-            other.wq.wait_until(|| {
+            wait_on(&other.wq, deadline, || {
                 let o = other.inner.lock();
-                o.dead || o.rq.len() <= MAX_DGRAM_QLEN || signal::pending()
-            });
+                o.dead || o.rq.len() <= MAX_DGRAM_QLEN
+            })?;
         }
         other.changed();
         Ok(data.len())
@@ -755,6 +807,7 @@ impl Sock {
         }
         let peek = flags & MSG_PEEK != 0;
         let nonblock = nonblocking(f, flags);
+        let deadline = self.deadline(so::SO_RCVTIMEO_OLD);
         loop {
             let mut freed = Freed::new();
             let got = {
@@ -798,13 +851,10 @@ impl Sock {
                 });
             }
             may_wait(nonblock)?;
-            self.wq.wait_until(|| {
+            wait_on(&self.wq, deadline, || {
                 let i = self.inner.lock();
-                !i.rq.is_empty()
-                    || i.err.is_some()
-                    || i.shutdown & RCV_SHUTDOWN != 0
-                    || signal::pending()
-            });
+                !i.rq.is_empty() || i.err.is_some() || i.shutdown & RCV_SHUTDOWN != 0
+            })?;
         }
     }
 
@@ -910,10 +960,14 @@ impl Sock {
                 };
                 i.opts.insert(name, v.to_le_bytes().to_vec());
             }
-            SO_LINGER | SO_RCVTIMEO_OLD | SO_SNDTIMEO_OLD | SO_RCVTIMEO_NEW | SO_SNDTIMEO_NEW => {
-                let size = opt_size(name);
-                let v = val.get(..size).ok_or(Errno::EINVAL)?;
+            SO_LINGER => {
+                let v = val.get(..opt_size(name)).ok_or(Errno::EINVAL)?;
                 i.opts.insert(name, v.to_vec());
+            }
+            SO_RCVTIMEO_OLD | SO_SNDTIMEO_OLD | SO_RCVTIMEO_NEW | SO_SNDTIMEO_NEW => {
+                let v = val.get(..opt_size(name)).ok_or(Errno::EINVAL)?;
+                timeval_timeout(v)?;
+                i.opts.insert(timeo_key(name), v.to_vec());
             }
             _ => return Err(Errno::ENOPROTOOPT),
         }
@@ -947,7 +1001,7 @@ impl Sock {
             | SO_PRIORITY | SO_REUSEPORT | SO_PASSSEC | SO_LINGER | SO_RCVTIMEO_OLD
             | SO_SNDTIMEO_OLD | SO_RCVTIMEO_NEW | SO_SNDTIMEO_NEW => Ok(i
                 .opts
-                .get(&name)
+                .get(&timeo_key(name))
                 .cloned()
                 .unwrap_or_else(|| alloc::vec![0; opt_size(name)])),
             SO_RCVLOWAT | SO_SNDLOWAT => Ok(i
@@ -957,6 +1011,16 @@ impl Sock {
                 .unwrap_or_else(|| 1i32.to_le_bytes().to_vec())),
             _ => Err(Errno::ENOPROTOOPT),
         }
+    }
+}
+
+/// Where a timeout option is kept: the `_NEW` names (same layout on x86-64) share the
+/// `_OLD` ones' slot.
+fn timeo_key(name: i32) -> i32 {
+    match name {
+        so::SO_RCVTIMEO_NEW => so::SO_RCVTIMEO_OLD,
+        so::SO_SNDTIMEO_NEW => so::SO_SNDTIMEO_OLD,
+        n => n,
     }
 }
 
@@ -1134,4 +1198,32 @@ pub(crate) fn pair(ty: SockType, protocol: u32) -> Result<SocketPair, Errno> {
         }
     }
     Ok((UnixSocket::wrap(a), UnixSocket::wrap(b)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tv(sec: i64, usec: i64) -> Vec<u8> {
+        let mut v = sec.to_le_bytes().to_vec();
+        v.extend_from_slice(&usec.to_le_bytes());
+        v
+    }
+
+    #[test]
+    fn socket_timeouts_as_linux() {
+        assert_eq!(timeval_timeout(&tv(0, 0)), Ok(None), "zero: no timeout");
+        assert_eq!(timeval_timeout(&tv(1, 500_000)), Ok(Some(1_500_000_000)));
+        assert_eq!(
+            timeval_timeout(&tv(-3, 0)),
+            Ok(Some(0)),
+            "negative: at once"
+        );
+        assert_eq!(timeval_timeout(&tv(0, 1_000_000)), Err(Errno::EDOM));
+        assert_eq!(timeval_timeout(&tv(0, -1)), Err(Errno::EDOM));
+        assert_eq!(timeval_timeout(&[0; 8]), Err(Errno::EINVAL));
+        assert_eq!(timeo_key(so::SO_RCVTIMEO_NEW), so::SO_RCVTIMEO_OLD);
+        assert_eq!(timeo_key(so::SO_SNDTIMEO_NEW), so::SO_SNDTIMEO_OLD);
+        assert_eq!(opt_size(so::SO_RCVTIMEO_NEW), 16);
+    }
 }

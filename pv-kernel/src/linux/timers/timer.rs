@@ -29,11 +29,6 @@ use crate::sched::wait::WaitQueue;
 /// Unique keys of timer arms, so a queued `SI_TIMER` signal finds the arm it came from.
 static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
 
-/// The shortest time between two looks at a timer that fired: a periodic timer with a
-/// shorter interval (a timerfd or `setitimer` of 1 ns) cannot keep the daemon busy (its
-/// count of expirations stays exact: it is computed from the time).
-const MIN_PERIOD_NS: u64 = 50_000;
-
 /// How often the daemon looks at a CPU-time timer at most (its clock advances in steps of
 /// the scheduler's accounting anyway).
 const CPU_POLL_NS: u64 = 1_000_000;
@@ -92,6 +87,14 @@ pub(super) enum Check {
     Idle,
     /// Look again at guest time `at` (ns).
     At(u64),
+}
+
+/// What the daemon's look at a timer found.
+pub(super) struct Looked {
+    /// When to look again.
+    pub(super) check: Check,
+    /// True if the timer fired.
+    pub(super) fired: bool,
 }
 
 impl Timer {
@@ -161,30 +164,32 @@ impl Timer {
     }
 
     /// Looks at the timer (the daemon, at guest time `wall_now`): fires it if due.
-    pub(super) fn check(self: &Arc<Self>, wall_now: u64) -> Check {
+    pub(super) fn check(self: &Arc<Self>, wall_now: u64) -> Looked {
         let Some(now) = self.clock.now() else {
             self.disarm();
-            return Check::Idle;
+            return Looked {
+                check: Check::Idle,
+                fired: false,
+            };
         };
         let expiry = self.st.lock().expire(now, self.event.kind());
         if let Some(e) = expiry {
             self.fire(e, now);
         }
-        let floor = if expiry.is_some() {
-            wall_now.saturating_add(MIN_PERIOD_NS)
-        } else {
-            0
-        };
         let next = self.st.lock().next;
-        match next {
+        let check = match next {
             None => Check::Idle,
-            Some(n) if !self.clock.is_cpu() => Check::At(n.max(floor)),
+            Some(n) if !self.clock.is_cpu() => Check::At(n),
             Some(n) => {
                 // CPU time runs at most as fast as all vCPUs together: no expiry before this.
                 let vcpus = u64::from(crate::boot::nr_vcpus().max(1));
                 let lower_bound = n.saturating_sub(now) / vcpus;
                 Check::At(wall_now.saturating_add(lower_bound.max(CPU_POLL_NS)))
             }
+        };
+        Looked {
+            check,
+            fired: expiry.is_some(),
         }
     }
 

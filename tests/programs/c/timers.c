@@ -331,6 +331,16 @@ static void posix_cpu_clock(void) {
     snprintf(detail, sizeof detail, "r %d got %d used %lld", r, got, used);
     report("posix_process_cpu_clock", r == 0 && got && used >= 30000000, detail);
     timer_delete(t);
+    /* The calling thread's CPU clock. */
+    hits[SIGUSR2] = 0;
+    r = timer_create(CLOCK_THREAD_CPUTIME_ID, &ev, &t);
+    start = now_ns(CLOCK_THREAD_CPUTIME_ID);
+    timer_settime(t, 0, &its, NULL);
+    got = spin_until(&hits[SIGUSR2]);
+    used = now_ns(CLOCK_THREAD_CPUTIME_ID) - start;
+    snprintf(detail, sizeof detail, "r %d got %d used %lld", r, got, used);
+    report("posix_thread_cpu_clock", r == 0 && got && used >= 30000000, detail);
+    timer_delete(t);
 }
 
 static volatile int stop_spinning;

@@ -64,7 +64,8 @@ fn same_as_native(program: &str) {
 
 /// `alarm` wakes `pause`, interval timers count, POSIX timers signal with `SI_TIMER`, their
 /// value, id and overruns, to a thread too; CPU-time timers and sleeps; timers across
-/// `fork` and `execve`.
+/// `fork` and `execve`; 4,096 periodic 1 ns timers with ignored signals do not stop the
+/// program.
 #[test]
 #[cfg_attr(
     not(have_static_glibc),

@@ -331,6 +331,16 @@ static void posix_cpu_clock(void) {
     snprintf(detail, sizeof detail, "r %d got %d used %lld", r, got, used);
     report("posix_process_cpu_clock", r == 0 && got && used >= 30000000, detail);
     timer_delete(t);
+    /* The calling thread's CPU clock. */
+    hits[SIGUSR2] = 0;
+    r = timer_create(CLOCK_THREAD_CPUTIME_ID, &ev, &t);
+    start = now_ns(CLOCK_THREAD_CPUTIME_ID);
+    timer_settime(t, 0, &its, NULL);
+    got = spin_until(&hits[SIGUSR2]);
+    used = now_ns(CLOCK_THREAD_CPUTIME_ID) - start;
+    snprintf(detail, sizeof detail, "r %d got %d used %lld", r, got, used);
+    report("posix_thread_cpu_clock", r == 0 && got && used >= 30000000, detail);
+    timer_delete(t);
 }
 
 static volatile int stop_spinning;
@@ -412,6 +422,39 @@ static void exec_and_fork(const char *self) {
     timer_delete(t);
 }
 
+/* 4,096 periodic 1 ns timers whose signal is ignored, a 1 µs ITIMER_REAL with SIGALRM
+ * ignored: the program still runs, and every timer goes away with timer_delete. */
+static void timer_storm(void) {
+    signal(SIGUSR1, SIG_IGN);
+    signal(SIGALRM, SIG_IGN);
+    static timer_t ids[4096];
+    struct sigevent ev;
+    memset(&ev, 0, sizeof ev);
+    ev.sigev_notify = SIGEV_SIGNAL;
+    ev.sigev_signo = SIGUSR1;
+    struct itimerspec its = {{0, 1}, {0, 1}};
+    int n = 0;
+    while (n < 4096 && timer_create(CLOCK_MONOTONIC, &ev, &ids[n]) == 0) {
+        timer_settime(ids[n], 0, &its, NULL);
+        n++;
+    }
+    struct itimerval iv = {{0, 1}, {0, 1}};
+    setitimer(ITIMER_REAL, &iv, NULL);
+    long long end = now_ns(CLOCK_MONOTONIC) + 200000000LL;
+    unsigned long spins = 0;
+    while (now_ns(CLOCK_MONOTONIC) < end)
+        spins++;
+    struct itimerval zero = {{0, 0}, {0, 0}};
+    setitimer(ITIMER_REAL, &zero, NULL);
+    int deleted = 0;
+    for (int i = 0; i < n; i++)
+        deleted += timer_delete(ids[i]) == 0;
+    snprintf(detail, sizeof detail, "created %d deleted %d spins %lu", n, deleted, spins);
+    report("timer_storm", n == 4096 && deleted == n && spins > 0, detail);
+    signal(SIGUSR1, SIG_DFL);
+    signal(SIGALRM, SIG_DFL);
+}
+
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "after-exec") == 0) {
         /* Inherit the parent's alarm; do not let it fire. */
@@ -429,6 +472,7 @@ int main(int argc, char **argv) {
     posix_cpu_clock();
     nanosleep_clocks();
     exec_and_fork(argv[0]);
+    timer_storm();
     printf("failures: %d\n", failures);
     return failures;
 }

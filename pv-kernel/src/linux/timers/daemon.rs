@@ -3,6 +3,11 @@
 //! sleeps again. Arming a timer lists it here and wakes the daemon so it can sleep less.
 //! CPU-time timers are looked at no earlier than their clock could reach the expiry.
 //!
+//! After a look that fired a timer, the daemon sleeps at least [`MIN_GAP_NS`]: however many
+//! timers of however short an interval a program arms (a timerfd or `setitimer` of 1 ns),
+//! the daemon wakes at most 10,000 times a second; the counts of expirations stay exact
+//! (they are computed from the time), only their notification is batched.
+//!
 //! The list holds weak references: a timer whose owner dropped it (a closed timerfd, a
 //! deleted POSIX timer, an exited process) falls out at the next look.
 
@@ -11,6 +16,9 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::timer::{Check, Timer};
+
+/// The shortest sleep after a look that fired a timer.
+const MIN_GAP_NS: u64 = 100_000;
 use crate::irq::IrqLock;
 use crate::sched::thread::Thread;
 
@@ -69,11 +77,18 @@ fn daemon_main() {
 fn scan() -> u64 {
     let list: Vec<Weak<Timer>> = WATCHED.lock().clone();
     let mut wake_at = u64::MAX;
+    let mut fired = false;
+    let start = crate::time::now_ns();
     for w in &list {
         let Some(t) = w.upgrade() else { continue };
-        if let Check::At(at) = t.check(crate::time::now_ns()) {
+        let looked = t.check(crate::time::now_ns());
+        fired |= looked.fired;
+        if let Check::At(at) = looked.check {
             wake_at = wake_at.min(at);
         }
+    }
+    if fired {
+        wake_at = wake_at.max(start.saturating_add(MIN_GAP_NS));
     }
     // Forget the timers that are gone or disarmed. A timer armed meanwhile is armed before
     // `watch` takes the lock, so it is either kept here or listed again by `watch`.

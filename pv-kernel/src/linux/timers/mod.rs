@@ -4,6 +4,7 @@
 //!
 //! * [`spec`] the pure arithmetic (encodings, moving past missed expirations), unit-tested,
 //! * [`clock`] the clocks and clock ids,
+//! * [`state`] a timer's state and transitions (expiry, overruns, re-arming), unit-tested,
 //! * [`timer`] one timer and what its expiry does (a signal through `linux/signal`, or a
 //!   timerfd's count),
 //! * [`daemon`] the kernel thread that sleeps until the next expiry (on the scheduler's
@@ -19,6 +20,7 @@ pub(crate) mod itimer;
 pub(crate) mod posix;
 pub(crate) mod sleep;
 pub(crate) mod spec;
+pub(crate) mod state;
 pub(crate) mod timer;
 pub(crate) mod timerfd;
 

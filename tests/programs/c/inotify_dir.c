@@ -198,6 +198,8 @@ int main(void) {
         read(fd, rb, sizeof rb);
         read(fd, rb, sizeof rb);
         close(fd);
+        fd = open(d, O_WRONLY | O_TRUNC);
+        close(fd);
         unlink(d);
         dump("all events", in4, w4);
         close(in4);

@@ -206,6 +206,25 @@ int main(void) {
     SHOW("tee not pipes", tee(fa, pp[1], 10, 0));
     SHOW("splice empty pipe nonblock", splice(pp[0], NULL, fb, NULL, 10, SPLICE_F_NONBLOCK));
 
+    /* A full output pipe: nothing is taken from the input. */
+    {
+        int full[2], src[2];
+        pipe(full);
+        pipe(src);
+        fcntl(full[1], F_SETFL, O_NONBLOCK);
+        char blk[4096];
+        memset(blk, 'f', sizeof blk);
+        while (write(full[1], blk, sizeof blk) > 0) {
+        }
+        write(src[1], "abc", 3);
+        SHOW("splice into a full pipe", splice(src[0], NULL, full[1], NULL, 3, SPLICE_F_NONBLOCK));
+        SHOW("the input keeps its bytes", read(src[0], buf, sizeof buf));
+        close(full[0]);
+        close(full[1]);
+        close(src[0]);
+        close(src[1]);
+    }
+
     /* vmsplice. */
     struct iovec iov[2] = {{"vm", 2}, {"splice", 6}};
     SHOW("vmsplice", vmsplice(rr[1], iov, 2, 0));

@@ -164,8 +164,9 @@ pub(crate) fn sys_splice(a: [u64; 6]) -> SysResult {
             if len == 0 {
                 return Ok(0);
             }
-            // Take at most what the output can hold now (or one chunk once it has room).
-            let mut buf = kbuf(len.min(CHUNK))?;
+            // Take at most what the output can hold now, so nothing read is lost.
+            let room = wait_room(pout, nonblock_flag || fout.nonblock())?;
+            let mut buf = kbuf(len.min(CHUNK).min(room))?;
             let n = pin.read(&mut buf, nonblock_flag || fin.nonblock())?;
             put_all(pout, &buf[..n], nonblock_flag || fout.nonblock())?;
             Ok(n as u64)
@@ -216,10 +217,8 @@ pub(crate) fn sys_splice(a: [u64; 6]) -> SysResult {
                 return Ok(0);
             }
             let nonblock = nonblock_flag || fout.nonblock();
-            if nonblock && !pipe_has_room(pout) {
-                return Err(Errno::EAGAIN);
-            }
-            let mut buf = kbuf(len.min(CHUNK))?;
+            let room = wait_room(pout, nonblock)?;
+            let mut buf = kbuf(len.min(CHUNK).min(room))?;
             let n = read_kernel(&fin, &mut buf, off_in)?;
             if n == 0 {
                 return Ok(0);
@@ -240,6 +239,28 @@ pub(crate) fn sys_splice(a: [u64; 6]) -> SysResult {
             Ok(w as u64)
         }
         (None, None) => Err(Errno::EINVAL),
+    }
+}
+
+/// Waits until pipe `p` has room (`EAGAIN` if `nonblock`, `EINTR` on a signal; `EPIPE`
+/// and `SIGPIPE` once every reader is gone), returning how many bytes fit.
+fn wait_room(p: &Pipe, nonblock: bool) -> Result<usize, Errno> {
+    let ready = || {
+        let (room, no_readers) = p.room();
+        room > 0 || no_readers
+    };
+    if !ready() {
+        if nonblock {
+            return Err(Errno::EAGAIN);
+        }
+        poll::wait_for(None, ready)?;
+    }
+    match p.room() {
+        (_, true) => {
+            crate::linux::signal::raise_current(crate::linux::signal::sig::SIGPIPE);
+            Err(Errno::EPIPE)
+        }
+        (room, false) => Ok(room),
     }
 }
 

@@ -512,16 +512,21 @@ fn remember(ino: Ino, parent: Ino, name: &[u8]) {
 }
 
 /// A file was opened through path `t` (taken before the open: `t.ino` is `None` if the open
-/// created it) as inode `ino`: `IN_CREATE` for a new one, then `IN_OPEN`.
-pub(crate) fn opened(t: Option<Target>, ino: Ino, dir: bool) {
+/// created it) as inode `ino`: `IN_CREATE` for a new one, then `IN_OPEN`, then `IN_MODIFY`
+/// for an existing one `truncated` (`O_TRUNC`; Linux truncates after opening).
+pub(crate) fn opened(t: Option<Target>, ino: Ino, dir: bool, truncated: bool) {
     let Some(t) = t else {
         return;
     };
-    if t.ino.is_none() {
+    remember(ino, t.parent, &t.name);
+    let existed = t.ino.is_some();
+    if !existed {
         emit(t.parent, IN_CREATE, 0, &t.name);
     }
-    remember(ino, t.parent, &t.name);
     on_inode(ino, IN_OPEN, dir);
+    if existed && truncated && !dir {
+        on_inode(ino, IN_MODIFY, false);
+    }
 }
 
 /// Path `t` was created (`mkdir`, `mknod`, `symlink`, `link`; `dir` for a directory).

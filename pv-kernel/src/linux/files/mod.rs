@@ -2,7 +2,8 @@
 //!
 //! * [`file`] open file descriptions ([`OpenFile`]), the descriptor table ([`FdTable`]),
 //!   reading and writing, `stat` results,
-//! * [`eventfd`] event counters,
+//! * [`eventfd`] event counters, [`epoll`] readiness sets, [`inotify`] file-change events,
+//! * [`memfd`] memory files and their seals, [`copy`] `copy_file_range`/`splice`/`tee`,
 //! * [`pipe`] pipes, [`dev`] the `/dev` devices, [`tty`] the console terminal, [`random`] the
 //!   random bytes,
 //! * [`object`] every other kind of open file (sockets, event objects, pseudo files) behind

@@ -179,7 +179,8 @@ pub(crate) fn sys_openat(dirfd: u64, path_va: u64, flags: u64, mode: u64) -> Sys
     let r = p.files.lock().alloc(file, how.cloexec, 0, limit);
     if r.is_ok() && !path_only {
         let dir = st.file_type() == FileType::Directory;
-        super::inotify::opened(watch, st.ino, dir);
+        let truncated = flags as u32 & oflag::O_TRUNC != 0;
+        super::inotify::opened(watch, st.ino, dir, truncated);
     }
     r.map(|fd| fd as u64)
 }

@@ -194,6 +194,13 @@ impl Pipe {
         }
     }
 
+    /// Free space in the buffer, and whether every reader is gone (`splice` into it takes
+    /// no more than fits).
+    pub(crate) fn room(&self) -> (usize, bool) {
+        let s = self.state.lock();
+        (s.room(), s.readers == 0)
+    }
+
     /// Copies up to `out.len()` buffered bytes without taking them (`tee`).
     pub(crate) fn peek(&self, out: &mut [u8]) -> usize {
         let s = self.state.lock();

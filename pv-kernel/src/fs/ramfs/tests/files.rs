@@ -486,3 +486,23 @@ fn nothing_leaks_after_a_busy_session() {
     fs.rename(d, b"dir5", b"dir0/dir5").unwrap();
     assert_eq!(counts_after_emptying(&mut fs), (1, 0));
 }
+
+#[test]
+fn an_unnamed_file_lives_while_open_and_goes_with_its_last_handle() {
+    let (mut fs, _d) = fs_with_dir();
+    let before = fs.inode_count();
+    let (h, ino) = fs.open_unnamed(0o777).unwrap();
+    assert_eq!(fs.inode_count(), before + 1);
+    assert_eq!(fs.pwrite(h, b"memfd", 0), Ok(5));
+    let mut buf = [0u8; 8];
+    assert_eq!(fs.pread(h, &mut buf, 0), Ok(5));
+    assert_eq!(&buf[..5], b"memfd");
+    let st = fs.fstat(h).unwrap();
+    assert_eq!((st.ino, st.nlink, st.size), (ino, 0, 5));
+    assert_eq!(st.mode, 0o100_777, "a regular file");
+    fs.ftruncate(h, 8192).unwrap();
+    assert_eq!(fs.fstat(h).unwrap().size, 8192);
+    fs.close(h).unwrap();
+    assert_eq!(fs.inode_count(), before, "freed with its last handle");
+    assert!(fs.stat_ino(ino).is_err());
+}

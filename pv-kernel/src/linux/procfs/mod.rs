@@ -160,7 +160,22 @@ pub(crate) fn lookup(
 ) -> Result<Option<Found>, Errno> {
     let must_dir = path.ends_with(b"/");
     let mut links = 0u32;
-    let first = if path.first() != Some(&b'/') && dirfd != crate::linux::files::path::AT_FDCWD {
+    let relative = path.first() != Some(&b'/') && !path.is_empty();
+    let synth_cwd = if relative && dirfd == crate::linux::files::path::AT_FDCWD {
+        crate::linux::task::try_current_task().and_then(|t| t.process.fs.lock().synth.clone())
+    } else {
+        None
+    };
+    let first = if let Some((kind, comps)) = synth_cwd {
+        Some(resolve(
+            kind,
+            comps,
+            components(path),
+            follow,
+            must_dir,
+            &mut links,
+        )?)
+    } else if path.first() != Some(&b'/') && dirfd != crate::linux::files::path::AT_FDCWD {
         let f = crate::linux::files::fd_file(dirfd)?;
         match object::dir_of(&f) {
             Some(d) => Some(resolve(
@@ -334,6 +349,41 @@ pub(crate) fn open_found(found: Found, flags: u32, fs_flags: u32) -> Result<Open
         // Not followed (O_NOFOLLOW): Linux's ELOOP.
         Node::Link(_) | Node::FdLink(_) => Err(Errno::ELOOP),
     }
+}
+
+/// `chdir` to what `found` names (a synthetic directory; a followed `fd/N` link is
+/// `ENOTDIR`).
+pub(crate) fn chdir_found(found: Found) -> crate::linux::SysResult {
+    match found {
+        Found::Node {
+            kind,
+            comps,
+            node: Node::Dir,
+        } => chdir_synthetic(kind, comps),
+        Found::Node { .. } | Found::Open(_) => Err(Errno::ENOTDIR),
+        Found::Path(_) => Err(Errno::ENOENT),
+    }
+}
+
+/// Makes directory `comps` of `kind` the working directory.
+pub(crate) fn chdir_synthetic(kind: MountKind, comps: Vec<Vec<u8>>) -> crate::linux::SysResult {
+    let mp = fs::with(|fs| fs.lookup(ROOT_INO, kind.path(), true))?;
+    let p = crate::linux::task::current_process();
+    let mut c = p.fs.lock();
+    c.cwd = mp;
+    c.synth = if comps.is_empty() {
+        None
+    } else {
+        Some((kind, comps))
+    };
+    Ok(0)
+}
+
+/// The working directory's path when it is inside a synthetic filesystem.
+pub(crate) fn synthetic_cwd() -> Option<Vec<u8>> {
+    let t = crate::linux::task::try_current_task()?;
+    let s = t.process.fs.lock().synth.clone();
+    s.map(|(kind, comps)| tree::abs_path(kind, &comps))
 }
 
 /// `statfs` bytes for filesystem `kind`.

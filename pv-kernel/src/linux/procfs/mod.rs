@@ -441,3 +441,39 @@ pub(crate) fn init() {
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opened_names_are_normalized_lexically() {
+        use crate::linux::files::path::normalize;
+        assert_eq!(normalize(b"/tmp//a/./b/../c"), b"/tmp/a/c");
+        assert_eq!(normalize(b"/../.."), b"/");
+        assert_eq!(normalize(b"/"), b"/");
+    }
+
+    #[test]
+    fn components_drop_empty_ones() {
+        assert_eq!(components(b"/a//b/"), [b"a".to_vec(), b"b".to_vec()]);
+        assert!(components(b"///").is_empty());
+    }
+
+    #[test]
+    fn appending_the_rest_of_a_walk() {
+        let mut p = b"/proc/..".to_vec();
+        append(&mut p, alloc::vec![b"c".to_vec(), b"b".to_vec()]);
+        assert_eq!(p, b"/proc/../b/c");
+    }
+
+    #[test]
+    fn statfs_reports_the_magic_read_only() {
+        let b = statfs_bytes(MountKind::Proc);
+        assert_eq!(u64::from_le_bytes(b[0..8].try_into().unwrap()), 0x9fa0);
+        let flags = u64::from_le_bytes(b[80..88].try_into().unwrap());
+        assert_ne!(flags & 1, 0, "ST_RDONLY");
+        let b = statfs_bytes(MountKind::DevPts);
+        assert_eq!(u64::from_le_bytes(b[0..8].try_into().unwrap()), 0x1cd1);
+    }
+}

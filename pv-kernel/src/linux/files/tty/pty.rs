@@ -12,7 +12,6 @@ use core::any::Any;
 
 use super::ioctl::ioc;
 use super::termios::{iflag, lflag, vc, Termios};
-use crate::fs::ramfs::mode;
 use crate::fs::Errno;
 use crate::irq::IrqLock;
 use crate::linux::files::dev::encode_dev;
@@ -287,7 +286,6 @@ impl Pty {
         };
         let mut st = synthetic_stat(S_IFCHR | perm, ino, crate::time::realtime_ns());
         st.dev = crate::fs::mount::MountKind::DevPts.dev();
-        let _ = mode::PERM;
         KStat {
             st,
             rdev: encode_dev((major, minor)),

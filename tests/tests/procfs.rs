@@ -80,6 +80,7 @@ read -r pid rest < /proc/self/stat; [ "$pid" = "$$" ] && echo self-is-the-shell
 [ "$(readlink /proc/self)" != "" ] && echo self-link
 cd /tmp && readlink /proc/self/cwd && cd /
 readlink /proc/self/root
+cd /proc/self && /bin/pwd | grep -c '^/proc/[0-9]*$' && cat comm && cd ../sys/kernel && cat ostype && readlink /proc/self/cwd && cd /
 ls /proc/self/fd | grep -E '^[0-3]$'
 exec 7</etc/hostname; readlink /proc/$$/fd/7; exec 7<&-
 readlink /dev/stdin /dev/fd
@@ -113,6 +114,8 @@ ls /sys/devices/system/cpu | grep -E -c '^(online|possible|present)$'
 grep -E -q '^0(-[0-9]+)?$' /sys/devices/system/cpu/online && echo online
 echo x > /proc/version 2>/dev/null || echo read-only
 touch /proc/nope 2>/dev/null || echo no-create
+mkdir /proc/nope 2>/dev/null || echo no-mkdir
+ln /etc/hostname /sys/nope 2>/dev/null || echo no-link
 "#,
     );
 }

@@ -608,8 +608,11 @@ pub(crate) fn sys_fchown(fd: u64, uid: u64, gid: u64) -> SysResult {
 /// `fchdir(fd)`.
 pub(crate) fn sys_fchdir(fd: u64) -> SysResult {
     let f = fd_file(fd_arg(fd))?;
+    if let Some(d) = crate::linux::procfs::object::dir_of(&f) {
+        return crate::linux::procfs::chdir_synthetic(d.kind, d.comps.clone());
+    }
     let ino = f.dir_ino().ok_or(Errno::ENOTDIR)?;
-    current_process().fs.lock().cwd = ino;
+    current_process().fs.lock().set(ino);
     Ok(0)
 }
 

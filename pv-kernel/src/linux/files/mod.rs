@@ -43,14 +43,26 @@ pub(crate) use file::{FdTable, OpenFile};
 /// A process's filesystem context: its working directory.
 #[derive(Clone)]
 pub(crate) struct FsContext {
-    /// Inode of the working directory.
+    /// Inode of the working directory (with `synth`, the mount point).
     pub(crate) cwd: Ino,
+    /// A working directory inside a synthetic filesystem (`/proc/self`): its filesystem and
+    /// components after the mount point.
+    pub(crate) synth: Option<(
+        crate::fs::mount::MountKind,
+        alloc::vec::Vec<alloc::vec::Vec<u8>>,
+    )>,
 }
 
 impl FsContext {
     /// Working directory `cwd` (a directory).
     pub(crate) fn at(cwd: Ino) -> Self {
-        Self { cwd }
+        Self { cwd, synth: None }
+    }
+
+    /// Sets the working directory to ramfs directory `cwd`.
+    pub(crate) fn set(&mut self, cwd: Ino) {
+        self.cwd = cwd;
+        self.synth = None;
     }
 }
 

@@ -320,6 +320,7 @@ pub(crate) fn sys_mkdirat(dirfd: u64, path_va: u64, mode: u64) -> SysResult {
 pub(crate) fn sys_mknodat(dirfd: u64, path_va: u64, mode: u64, _dev: u64) -> SysResult {
     names::mknod_type(mode as u32)?;
     let path = read_path(path_va)?;
+    procfs::deny(fd_arg(dirfd), &path, || base(dirfd, &path))?;
     let b = base(dirfd, &path)?;
     let umask = current_process().umask.load(Ordering::Relaxed);
     let perm = mode as u32 & mode::PERM & !umask;
@@ -355,6 +356,7 @@ pub(crate) fn sys_linkat(od: u64, old_va: u64, nd: u64, new_va: u64, flags: u64)
     let follow = flags & AT_SYMLINK_FOLLOW != 0;
     let ino = ino_at(od, old_va, flags, follow)?.ok_or(Errno::ENOENT)?;
     let new = read_path(new_va)?;
+    procfs::deny(fd_arg(nd), &new, || base(nd, &new))?;
     let nb = base(nd, &new)?;
     let watch = super::inotify::target(nb, &new);
     fs::with(|fs| names::link_at(fs, ino, nb, &new))?;
@@ -465,15 +467,24 @@ pub(crate) fn sys_faccessat2(dirfd: u64, path_va: u64, amode: u64, flags: u64) -
 /// `chdir(path)`.
 pub(crate) fn sys_chdir(path_va: u64) -> SysResult {
     let path = read_path(path_va)?;
-    let b = base(AT_FDCWD as u64, &path)?;
+    let cwd_fd = AT_FDCWD as i64 as u64;
+    let path = match procfs::lookup(AT_FDCWD, &path, true, || base(cwd_fd, &path))? {
+        None => path,
+        Some(procfs::Found::Path(p)) => p,
+        Some(found) => return procfs::chdir_found(found),
+    };
+    let b = base(cwd_fd, &path)?;
     let ino = fs::with(|fs| fs.lookup_dir(b, &path))?;
-    current_process().fs.lock().cwd = ino;
+    current_process().fs.lock().set(ino);
     Ok(0)
 }
 
 /// `getcwd(buf, size)`: returns the length including the NUL.
 pub(crate) fn sys_getcwd(buf: u64, size: u64) -> SysResult {
-    let mut p = dir_path(cwd())?;
+    let mut p = match procfs::synthetic_cwd() {
+        Some(p) => p,
+        None => dir_path(cwd())?,
+    };
     p.push(0);
     if (size as usize) < p.len() {
         return Err(Errno::ERANGE);

@@ -160,7 +160,22 @@ pub(crate) fn lookup(
 ) -> Result<Option<Found>, Errno> {
     let must_dir = path.ends_with(b"/");
     let mut links = 0u32;
-    let first = if path.first() != Some(&b'/') && dirfd != crate::linux::files::path::AT_FDCWD {
+    let relative = path.first() != Some(&b'/') && !path.is_empty();
+    let synth_cwd = if relative && dirfd == crate::linux::files::path::AT_FDCWD {
+        crate::linux::task::try_current_task().and_then(|t| t.process.fs.lock().synth.clone())
+    } else {
+        None
+    };
+    let first = if let Some((kind, comps)) = synth_cwd {
+        Some(resolve(
+            kind,
+            comps,
+            components(path),
+            follow,
+            must_dir,
+            &mut links,
+        )?)
+    } else if path.first() != Some(&b'/') && dirfd != crate::linux::files::path::AT_FDCWD {
         let f = crate::linux::files::fd_file(dirfd)?;
         match object::dir_of(&f) {
             Some(d) => Some(resolve(
@@ -336,6 +351,41 @@ pub(crate) fn open_found(found: Found, flags: u32, fs_flags: u32) -> Result<Open
     }
 }
 
+/// `chdir` to what `found` names (a synthetic directory; a followed `fd/N` link is
+/// `ENOTDIR`).
+pub(crate) fn chdir_found(found: Found) -> crate::linux::SysResult {
+    match found {
+        Found::Node {
+            kind,
+            comps,
+            node: Node::Dir,
+        } => chdir_synthetic(kind, comps),
+        Found::Node { .. } | Found::Open(_) => Err(Errno::ENOTDIR),
+        Found::Path(_) => Err(Errno::ENOENT),
+    }
+}
+
+/// Makes directory `comps` of `kind` the working directory.
+pub(crate) fn chdir_synthetic(kind: MountKind, comps: Vec<Vec<u8>>) -> crate::linux::SysResult {
+    let mp = fs::with(|fs| fs.lookup(ROOT_INO, kind.path(), true))?;
+    let p = crate::linux::task::current_process();
+    let mut c = p.fs.lock();
+    c.cwd = mp;
+    c.synth = if comps.is_empty() {
+        None
+    } else {
+        Some((kind, comps))
+    };
+    Ok(0)
+}
+
+/// The working directory's path when it is inside a synthetic filesystem.
+pub(crate) fn synthetic_cwd() -> Option<Vec<u8>> {
+    let t = crate::linux::task::try_current_task()?;
+    let s = t.process.fs.lock().synth.clone();
+    s.map(|(kind, comps)| tree::abs_path(kind, &comps))
+}
+
 /// `statfs` bytes for filesystem `kind`.
 pub(crate) fn statfs_bytes(kind: MountKind) -> [u8; 120] {
     let mut b = [0u8; 120];
@@ -390,4 +440,40 @@ pub(crate) fn init() {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opened_names_are_normalized_lexically() {
+        use crate::linux::files::path::normalize;
+        assert_eq!(normalize(b"/tmp//a/./b/../c"), b"/tmp/a/c");
+        assert_eq!(normalize(b"/../.."), b"/");
+        assert_eq!(normalize(b"/"), b"/");
+    }
+
+    #[test]
+    fn components_drop_empty_ones() {
+        assert_eq!(components(b"/a//b/"), [b"a".to_vec(), b"b".to_vec()]);
+        assert!(components(b"///").is_empty());
+    }
+
+    #[test]
+    fn appending_the_rest_of_a_walk() {
+        let mut p = b"/proc/..".to_vec();
+        append(&mut p, alloc::vec![b"c".to_vec(), b"b".to_vec()]);
+        assert_eq!(p, b"/proc/../b/c");
+    }
+
+    #[test]
+    fn statfs_reports_the_magic_read_only() {
+        let b = statfs_bytes(MountKind::Proc);
+        assert_eq!(u64::from_le_bytes(b[0..8].try_into().unwrap()), 0x9fa0);
+        let flags = u64::from_le_bytes(b[80..88].try_into().unwrap());
+        assert_ne!(flags & 1, 0, "ST_RDONLY");
+        let b = statfs_bytes(MountKind::DevPts);
+        assert_eq!(u64::from_le_bytes(b[0..8].try_into().unwrap()), 0x1cd1);
+    }
 }

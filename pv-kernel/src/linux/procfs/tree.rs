@@ -319,8 +319,14 @@ fn classify_pid(w: &Who, rest: &[Vec<u8>], in_task: bool) -> Result<Node, Errno>
             Ok(Node::Link(exe))
         }
         (b"cwd", []) => {
-            let cwd = w.p.fs.lock().cwd;
-            Ok(Node::Link(crate::linux::files::path::dir_path(cwd)?))
+            let (cwd, synth) = {
+                let c = w.p.fs.lock();
+                (c.cwd, c.synth.clone())
+            };
+            match synth {
+                Some((kind, comps)) => Ok(Node::Link(abs_path(kind, &comps))),
+                None => Ok(Node::Link(crate::linux::files::path::dir_path(cwd)?)),
+            }
         }
         (b"root", []) => Ok(Node::Link(b"/".to_vec())),
         (name, []) if PID_FILES.iter().any(|f| f.as_bytes() == name) => Ok(Node::File),

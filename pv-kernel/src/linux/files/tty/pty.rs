@@ -12,7 +12,6 @@ use core::any::Any;
 
 use super::ioctl::ioc;
 use super::termios::{iflag, lflag, vc, Termios};
-use crate::fs::ramfs::mode;
 use crate::fs::Errno;
 use crate::irq::IrqLock;
 use crate::linux::files::dev::encode_dev;
@@ -287,7 +286,6 @@ impl Pty {
         };
         let mut st = synthetic_stat(S_IFCHR | perm, ino, crate::time::realtime_ns());
         st.dev = crate::fs::mount::MountKind::DevPts.dev();
-        let _ = mode::PERM;
         KStat {
             st,
             rdev: encode_dev((major, minor)),
@@ -581,5 +579,78 @@ impl FileObject for PtySlave {
 
     fn as_any(&self) -> &dyn Any {
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> State {
+        State {
+            termios: Termios::initial(),
+            winsize: [0; 4],
+            locked: true,
+            input: VecDeque::new(),
+            lines: VecDeque::new(),
+            edit: Vec::new(),
+            output: VecDeque::new(),
+            master_open: true,
+            slaves: 0,
+            slave_seen: false,
+            fg_pgrp: 0,
+        }
+    }
+
+    fn typed(s: &mut State, bytes: &[u8]) -> u64 {
+        bytes.iter().fold(0, |sig, &c| sig | Pty::receive(s, c))
+    }
+
+    #[test]
+    fn canonical_lines_with_erase_and_echo() {
+        let mut s = state();
+        assert_eq!(typed(&mut s, b"ab\x7fc\r"), 0);
+        assert_eq!(s.input.iter().copied().collect::<Vec<u8>>(), b"ac\n");
+        assert_eq!(s.lines, [3]);
+        // Echo with the erase sequence, CR mapped to NL, NL sent as CR NL.
+        assert_eq!(
+            s.output.iter().copied().collect::<Vec<u8>>(),
+            b"ab\x08 \x08c\r\n"
+        );
+        assert!(Pty::slave_readable(&s));
+    }
+
+    #[test]
+    fn end_of_file_and_partial_lines() {
+        let mut s = state();
+        typed(&mut s, b"xy");
+        assert!(!Pty::slave_readable(&s));
+        typed(&mut s, b"\x04");
+        assert_eq!(s.lines, [2]);
+        typed(&mut s, b"\x04");
+        assert_eq!(s.lines, [2, 0]);
+    }
+
+    #[test]
+    fn interrupt_signals_the_foreground_and_drops_the_line() {
+        let mut s = state();
+        typed(&mut s, b"abc");
+        let sig = typed(&mut s, b"\x03");
+        assert_eq!(sig, 1 << signal::sig::SIGINT);
+        assert!(s.edit.is_empty());
+        assert_eq!(typed(&mut s, b"\x1c"), 1 << signal::sig::SIGQUIT);
+    }
+
+    #[test]
+    fn raw_mode_passes_bytes_through() {
+        let mut s = state();
+        s.termios.lflag = 0;
+        s.termios.iflag = 0;
+        s.termios.oflag = 0;
+        assert_eq!(typed(&mut s, b"a\r\x03"), 0);
+        assert_eq!(s.input.iter().copied().collect::<Vec<u8>>(), b"a\r\x03");
+        assert!(s.output.is_empty());
+        Pty::put_output(&mut s, b"\n");
+        assert_eq!(s.output.iter().copied().collect::<Vec<u8>>(), b"\n");
     }
 }

@@ -364,7 +364,7 @@ fn with_tmp_full_files_are_still_created_to_the_inode_limit() {
         g.context()
     );
     assert!(
-        g.has_line("files: removed and created as many again"),
+        g.has_line(&format!("files: removed and created {created} again")),
         "{}",
         g.context()
     );

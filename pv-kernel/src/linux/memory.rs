@@ -203,7 +203,8 @@ pub(crate) fn sys_mmap(
     mm.add_vma(start, start + len, prot_bits as u32, shm);
     drop(mm);
     if let (Some((fd, ino)), false) = (file, is_shm) {
-        if let Err(e) = map_file_private(&space, fd, ino, start, off, len) {
+        let exec = prot_bits & 4 != 0;
+        if let Err(e) = map_file_private(&space, fd, ino, exec, start, off, len) {
             space.mm.lock().unmap(start, start + len);
             return Err(e);
         }
@@ -224,6 +225,7 @@ fn map_file_private(
     space: &super::space::Space,
     fd: i32,
     ino: Option<crate::fs::ramfs::Ino>,
+    exec: bool,
     start: u64,
     off: u64,
     len: u64,
@@ -231,6 +233,11 @@ fn map_file_private(
     let Some(ino) = ino else {
         return fill_from_file(space, fd, start, off, len);
     };
+    // Code is copied from the file itself (host bytes from the host, not from cached pool
+    // frames a program could have written: docs/SECURITY.md, "Program image cache").
+    if exec {
+        return fill_from_ino(space, ino, start, off, len);
+    }
     let (first, pages) = (off / PAGE_SIZE, len / PAGE_SIZE);
     let mut done = 0;
     while done < pages {
@@ -270,13 +277,40 @@ fn fill_from_file(
     off: u64,
     len: u64,
 ) -> Result<(), Errno> {
+    fill_with(space, start, off, len, &mut |at, buf| {
+        super::files::read_fd_at(fd, at, buf)
+    })
+}
+
+/// [`fill_from_file`] from inode `ino`, host bytes from the host (not the page cache).
+fn fill_from_ino(
+    space: &super::space::Space,
+    ino: crate::fs::ramfs::Ino,
+    start: u64,
+    off: u64,
+    len: u64,
+) -> Result<(), Errno> {
+    fill_with(space, start, off, len, &mut |at, buf| {
+        crate::fs::with(|fs| fs.read_ino_uncached(ino, at, buf))
+    })
+}
+
+/// Fills `[start, start + len)` of `space` with the bytes `read(offset, buf)` gives from
+/// `off` on, chunk by chunk through one kernel buffer.
+fn fill_with(
+    space: &super::space::Space,
+    start: u64,
+    off: u64,
+    len: u64,
+    read: &mut dyn FnMut(u64, &mut [u8]) -> Result<usize, Errno>,
+) -> Result<(), Errno> {
     let mut buf = super::files::file::kbuf(FILE_CHUNK.min(len as usize))?;
     let mut done = 0u64;
     while done < len {
         let want = ((len - done) as usize).min(FILE_CHUNK);
         let mut got = 0usize;
         while got < want {
-            let n = super::files::read_fd_at(fd, off + done + got as u64, &mut buf[got..want])?;
+            let n = read(off + done + got as u64, &mut buf[got..want])?;
             if n == 0 {
                 break;
             }

@@ -295,6 +295,9 @@ fn fill_from_ino(
     })
 }
 
+/// Reads a file's bytes at an offset into a buffer: the bytes read, 0 at the end.
+type FileReader<'a> = dyn FnMut(u64, &mut [u8]) -> Result<usize, Errno> + 'a;
+
 /// Fills `[start, start + len)` of `space` with the bytes `read(offset, buf)` gives from
 /// `off` on, chunk by chunk through one kernel buffer.
 fn fill_with(
@@ -302,7 +305,7 @@ fn fill_with(
     start: u64,
     off: u64,
     len: u64,
-    read: &mut dyn FnMut(u64, &mut [u8]) -> Result<usize, Errno>,
+    read: &mut FileReader<'_>,
 ) -> Result<(), Errno> {
     let mut buf = super::files::file::kbuf(FILE_CHUNK.min(len as usize))?;
     let mut done = 0u64;

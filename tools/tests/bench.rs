@@ -213,6 +213,10 @@ fn native_user_figures_are_measured_and_ordered() {
     );
     assert!(median("native.user.page_fault") > 0.0);
     assert!(median("native.user.pipe_pingpong") > getppid);
+    // A cached 4 KiB read is a system call and a copy; open+read+close adds two calls.
+    let read = median("native.user.read_4k_cached");
+    assert!(read > 0.0);
+    assert!(median("native.user.open_read_close") > read);
     // Exec of a small static program to its first line: between 10 µs and 1 s.
     let boot = median("native.user.boot_to_init");
     assert!((1e4..1e9).contains(&boot), "boot {boot} ns");

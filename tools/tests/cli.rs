@@ -36,7 +36,7 @@ fn default_run_boots_the_embedded_kernel_and_passes_its_selftest() {
     assert_eq!(o.status.code(), Some(0), "stdout:\n{out}\nstderr:\n{err}");
     assert!(
         err.contains(&format!(
-            "ABI v{}, 2 vCPUs, 256 MiB",
+            "ABI v{}, 2 vCPUs, 1 GiB",
             pvmux_hypercalls::ABI_VERSION
         )),
         "banner: {err}"

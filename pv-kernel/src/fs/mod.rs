@@ -58,9 +58,16 @@ pub(crate) fn with<R>(f: impl FnOnce(&mut Fs) -> R) -> R {
     }))
 }
 
-/// The filesystem's limits: tmpfs's defaults for the guest's memory.
+/// The filesystem's limits: tmpfs's defaults for the guest's memory, the contents at most
+/// two thirds of the user pool they live in (so programs keep a third: this binds for guests
+/// of less than 256 MiB, whose pool is only half of memory).
 fn limits() -> Limits {
-    Limits::tmpfs_defaults(crate::boot::info().mem_size)
+    let mut l = Limits::tmpfs_defaults(crate::boot::info().mem_size);
+    let pool_pages = crate::linux::pool::stats().1 as u64;
+    if pool_pages > 0 {
+        l.max_pages = l.max_pages.min(pool_pages * 2 / 3);
+    }
+    l
 }
 
 /// A fresh filesystem with [`limits`]: empty, or lazily showing the host share if `share`.

@@ -328,7 +328,9 @@ fn read_into(cwd: Ino, path: &[u8], base: u64, size: usize) -> Result<(Vec<u8>, 
             break Ok(());
         }
         let n = (size - off).min(buf.len());
-        match crate::fs::with(|fs| fs.pread(h, &mut buf[..n], off as u64)) {
+        // From the host itself for a host file, not the page cache (whose frames programs
+        // can write): see `Fs::pread_uncached`.
+        match crate::fs::with(|fs| fs.pread_uncached(h, &mut buf[..n], off as u64)) {
             Ok(0) => break Err(Errno::EIO), // shrank under us
             Ok(got) => {
                 if off == 0 {

@@ -17,6 +17,7 @@
 use pvmux_hypercalls::user::in_user_window;
 use pvmux_hypercalls::PAGE_SIZE;
 
+use super::files::MmapSource;
 use super::rlimit::{self, res, RLIM_INFINITY};
 use super::shmem::ShmRef;
 use super::space::Mm;
@@ -143,8 +144,10 @@ pub(crate) fn sys_mmap(
         }
         let fd = fd as i32;
         // The errors Linux gives before mapping anything: not a readable file.
-        super::files::read_fd_at(fd, off, &mut [])?;
         let target = super::files::mmap_file(fd)?;
+        if target.is_none() {
+            super::files::read_fd_at(fd, off, &mut [])?;
+        }
         if shared && prot_bits & 2 != 0 {
             match target {
                 Some((_, true)) => {}
@@ -152,13 +155,18 @@ pub(crate) fn sys_mmap(
                 None => return Err(Errno::ENODEV),
             }
         }
-        Some((fd, target.map(|(ino, _)| ino)))
+        Some((fd, target.map(|(source, _)| source)))
     };
     // A shared mapping of a file the guest owns (or a writable one of any file, copied up
     // first) maps the file's pages; a read-only shared mapping of a host or initramfs file
     // is a copy-on-write snapshot of its cached pages, as a private one.
-    let file_shm = match file {
-        Some((_, Some(ino))) if shared => {
+    let file_shm = match &file {
+        // A file object's page-cache object (a memfd): its frames, always.
+        Some((_, Some(MmapSource::Pages(obj)))) if shared => {
+            Some(ShmRef::of(obj.clone(), off / PAGE_SIZE))
+        }
+        Some((_, Some(MmapSource::Node(ino)))) if shared => {
+            let ino = *ino;
             let obj = crate::fs::with(|fs| {
                 if prot_bits & 2 != 0 || fs.has_owned_pages(ino) {
                     fs.shared_pages(ino).map(Some)
@@ -205,8 +213,9 @@ pub(crate) fn sys_mmap(
     let is_shm = shm.is_some();
     mm.add_vma(start, start + len, prot_bits as u32, shm);
     drop(mm);
-    if let (Some((fd, ino)), false) = (file, is_shm) {
-        if let Err(e) = map_file_private(&space, fd, ino, start, off, len) {
+    if let (Some((fd, source)), false) = (file, is_shm) {
+        let exec = prot_bits & 4 != 0;
+        if let Err(e) = map_file_private(&space, fd, source, exec, start, off, len) {
             space.mm.lock().unmap(start, start + len);
             return Err(e);
         }
@@ -226,14 +235,37 @@ const MAP_CHUNK_PAGES: u64 = 1024;
 fn map_file_private(
     space: &super::space::Space,
     fd: i32,
-    ino: Option<crate::fs::ramfs::Ino>,
+    source: Option<MmapSource>,
+    exec: bool,
     start: u64,
     off: u64,
     len: u64,
 ) -> Result<(), Errno> {
-    let Some(ino) = ino else {
-        return fill_from_file(space, fd, start, off, len);
+    let ino = match source {
+        None => return fill_from_file(space, fd, start, off, len),
+        Some(MmapSource::Pages(obj)) => {
+            // A file object's pages (a memfd): copy-on-write, holes demand-zero.
+            let (first, pages) = (off / PAGE_SIZE, len / PAGE_SIZE);
+            let mut mm = space.mm.lock();
+            for i in 0..pages {
+                let va = start + i * PAGE_SIZE;
+                // The region may have been unmapped by another thread meanwhile.
+                if mm.vma_at(va).is_none_or(|(_, v)| v.shm.is_some()) {
+                    continue;
+                }
+                if let Some(gpa) = obj.existing(first + i) {
+                    mm.install_cow(va, gpa);
+                }
+            }
+            return Ok(());
+        }
+        Some(MmapSource::Node(ino)) => ino,
     };
+    // Code is copied from the file itself (host bytes from the host, not from cached pool
+    // frames a program could have written: docs/SECURITY.md, "Program image cache").
+    if exec {
+        return fill_from_ino(space, ino, start, off, len);
+    }
     let (first, pages) = (off / PAGE_SIZE, len / PAGE_SIZE);
     let mut done = 0;
     while done < pages {
@@ -273,13 +305,43 @@ fn fill_from_file(
     off: u64,
     len: u64,
 ) -> Result<(), Errno> {
+    fill_with(space, start, off, len, &mut |at, buf| {
+        super::files::read_fd_at(fd, at, buf)
+    })
+}
+
+/// [`fill_from_file`] from inode `ino`, host bytes from the host (not the page cache).
+fn fill_from_ino(
+    space: &super::space::Space,
+    ino: crate::fs::ramfs::Ino,
+    start: u64,
+    off: u64,
+    len: u64,
+) -> Result<(), Errno> {
+    fill_with(space, start, off, len, &mut |at, buf| {
+        crate::fs::with(|fs| fs.read_ino_uncached(ino, at, buf))
+    })
+}
+
+/// Reads a file's bytes at an offset into a buffer: the bytes read, 0 at the end.
+type FileReader<'a> = dyn FnMut(u64, &mut [u8]) -> Result<usize, Errno> + 'a;
+
+/// Fills `[start, start + len)` of `space` with the bytes `read(offset, buf)` gives from
+/// `off` on, chunk by chunk through one kernel buffer.
+fn fill_with(
+    space: &super::space::Space,
+    start: u64,
+    off: u64,
+    len: u64,
+    read: &mut FileReader<'_>,
+) -> Result<(), Errno> {
     let mut buf = super::files::file::kbuf(FILE_CHUNK.min(len as usize))?;
     let mut done = 0u64;
     while done < len {
         let want = ((len - done) as usize).min(FILE_CHUNK);
         let mut got = 0usize;
         while got < want {
-            let n = super::files::read_fd_at(fd, off + done + got as u64, &mut buf[got..want])?;
+            let n = read(off + done + got as u64, &mut buf[got..want])?;
             if n == 0 {
                 break;
             }

@@ -568,8 +568,19 @@ mod tests {
             budget_ns: 50_000_000,
             pages: 8,
         };
+        // The file figures read this test's own executable (any file of 4 KiB or more).
+        let cfg = Config {
+            ready: false,
+            plan,
+            figures: Vec::new(),
+            file: std::env::current_exe()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_owned(),
+        };
         for f in Figure::ALL {
-            let v = run(f, &plan).unwrap_or_else(|e| panic!("{}: {e}", f.name()));
+            let v = run(f, &cfg).unwrap_or_else(|e| panic!("{}: {e}", f.name()));
             assert!(v.len() >= MIN_SAMPLES.min(12), "{}", f.name());
             assert!(v.iter().all(|x| x.is_finite() && *x >= 0.0), "{}", f.name());
             assert!(v.iter().any(|&x| x > 0.0), "{}: all zero", f.name());

@@ -187,8 +187,47 @@ pub(super) fn fill_host(
 }
 
 impl Fs {
-    /// Reads at `off` from a regular file's inode.
+    /// Reads at `off` from a regular file's inode (host bytes through the page cache).
     pub(super) fn read_at(&mut self, ino: Ino, off: u64, buf: &mut [u8]) -> Result<usize, Errno> {
+        self.read_at_with(ino, off, buf, true)
+    }
+
+    /// `pread` that takes host bytes from the host itself, not from the page cache: what
+    /// code is loaded from (programs, executable mappings). Cached pages are pool frames a
+    /// program of the tenant can write; reading code straight from the host keeps such a
+    /// write from outliving the program that made it (docs/SECURITY.md, "Program image
+    /// cache").
+    pub(crate) fn pread_uncached(
+        &mut self,
+        h: super::Handle,
+        buf: &mut [u8],
+        off: u64,
+    ) -> Result<usize, Errno> {
+        let f = self.handles.get(&h).ok_or(EBADF)?;
+        if !f.readable() {
+            return Err(EBADF);
+        }
+        self.read_at_with(f.ino, off, buf, false)
+    }
+
+    /// [`Fs::pread_uncached`] by inode.
+    pub(crate) fn read_ino_uncached(
+        &mut self,
+        ino: Ino,
+        off: u64,
+        buf: &mut [u8],
+    ) -> Result<usize, Errno> {
+        self.read_at_with(ino, off, buf, false)
+    }
+
+    /// Reads at `off`; host bytes through the cache if `cached`, else from the host.
+    fn read_at_with(
+        &mut self,
+        ino: Ino,
+        off: u64,
+        buf: &mut [u8],
+        use_cache: bool,
+    ) -> Result<usize, Errno> {
         if let Some(r) = self.vol_read(ino, off, buf) {
             return r;
         }
@@ -212,6 +251,9 @@ impl Fs {
                 match data {
                     Data::Static(b) => {
                         buf[..stored].copy_from_slice(&b[start as usize..][..stored]);
+                    }
+                    Data::Host { path, .. } if stored > 0 && !use_cache => {
+                        host_read_full(host.ok_or(EIO)?, path, start, &mut buf[..stored])?;
                     }
                     Data::Host { path, len, cache } if stored > 0 => {
                         let host = host.ok_or(EIO)?;

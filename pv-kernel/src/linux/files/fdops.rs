@@ -703,17 +703,33 @@ pub(crate) fn is_dev_zero(fd: i32) -> bool {
     })
 }
 
-/// What a file mapping of descriptor `fd` maps: `Some((inode, writable))` for a regular
-/// file of the filesystem (its pages come from the page cache), `None` for anything else a
-/// mapping copies through [`read_fd_at`] (devices).
-pub(crate) fn mmap_file(fd: i32) -> Result<Option<(Ino, bool)>, Errno> {
+/// What a file mapping maps (see [`mmap_file`]).
+pub(crate) enum MmapSource {
+    /// A regular file of the filesystem (its pages come from the page cache).
+    Node(Ino),
+    /// A file object whose bytes live in a page-cache object (`FileObject::pages`).
+    Pages(alloc::sync::Arc<crate::fs::pagecache::PageObject>),
+}
+
+/// What a file mapping of descriptor `fd` maps and whether `fd` is open for writing;
+/// `None` for anything a mapping copies through [`read_fd_at`] (devices). `EACCES` unless
+/// open for reading, as Linux.
+pub(crate) fn mmap_file(fd: i32) -> Result<Option<(MmapSource, bool)>, Errno> {
     let f = fd_file(fd)?;
-    Ok(match f.kind {
+    let source = match &f.kind {
         Kind::Node {
             ino, dir: false, ..
-        } => Some((ino, f.writable())),
-        _ => None,
-    })
+        } => MmapSource::Node(*ino),
+        Kind::Object(o) => match o.pages() {
+            Some(p) => MmapSource::Pages(p),
+            None => return Ok(None),
+        },
+        _ => return Ok(None),
+    };
+    if !f.readable() {
+        return Err(Errno::EACCES);
+    }
+    Ok(Some((source, f.writable())))
 }
 
 /// Reads a regular file's bytes at `off` through descriptor `fd` without moving its offset

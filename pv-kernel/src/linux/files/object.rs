@@ -89,6 +89,13 @@ pub(crate) trait FileObject: Send + Sync + 'static {
 
     /// The object itself, for calls that downcast to their own kind.
     fn as_any(&self) -> &dyn Any;
+
+    /// The page-cache object holding its bytes, if they live in one (a `memfd`): `mmap`
+    /// maps it — `MAP_SHARED` the object's own frames, `MAP_PRIVATE` them copy-on-write
+    /// (`linux/memory.rs`). `None`: `mmap` copies what `read` gives (or `ENODEV`).
+    fn pages(&self) -> Option<Arc<crate::fs::pagecache::PageObject>> {
+        None
+    }
 }
 
 /// A stat for an anonymous object: `mode` (type and permission bits), inode `ino`.

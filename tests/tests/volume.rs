@@ -368,6 +368,21 @@ fn bad_volume_values_are_clear_cli_errors() {
         "{}",
         context(&o)
     );
+    // A guest path the guest cannot make a directory: the program does not run.
+    let o = guest(
+        "/",
+        &["-v", &format!("{d}:/etc/passwd/x")],
+        &["/bin/echo", "ran"],
+    );
+    assert_eq!(o.status.code(), Some(126), "{}", context(&o));
+    assert!(o.stdout.is_empty(), "{}", context(&o));
+    assert!(
+        text(&o.stderr).contains(
+            "pvmux: volume \"/etc/passwd/x\" cannot be mounted in the guest: Not a directory"
+        ),
+        "{}",
+        context(&o)
+    );
 }
 
 #[test]

@@ -267,6 +267,8 @@ fn a_volume_lists_reads_and_writes_through_to_the_host() {
     fs.chmod(v, b"hello", 0o6755).unwrap();
     assert_eq!(fs.stat(v, b"hello").unwrap().mode & 0o7777, 0o755);
     assert_eq!(fake.get(b"/hello").unwrap().1, 0o755);
+    // Its bytes are on the host, and `st_blocks` counts them.
+    assert_eq!(fs.stat(v, b"hello").unwrap().blocks, 8);
     fs.symlink(v, b"/tmp", b"ln").unwrap();
     assert_eq!(fake.get(b"/ln").unwrap().0, Node::Link(b"/tmp".to_vec()));
     let ino = fs.lookup(v, b"hello", true).unwrap();

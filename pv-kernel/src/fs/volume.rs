@@ -136,23 +136,37 @@ impl VolumeHost for Host {
     }
 }
 
-/// Mounts every volume of the boot arguments (after [`super::init`]); a volume that cannot
-/// be mounted is reported on the kernel log and left out.
+/// Exit code when a volume cannot be mounted (as for a working directory the guest lacks:
+/// the program cannot run as asked).
+pub(crate) const EXIT_VOLUME_UNUSABLE: u64 = 126;
+
+/// Mounts every volume of the boot arguments (after [`super::init`]). A volume that cannot
+/// be mounted (a component of its guest path is not a directory, the host directory is gone)
+/// ends boot with a message on standard error and [`EXIT_VOLUME_UNUSABLE`]: the program must
+/// not run without the directory it was promised.
 pub(crate) fn mount_all() {
     for v in crate::boot::args().volumes() {
         let r = super::with(|fs| fs.mount_volume(Arc::new(Host), v.id, v.read_only, v.path));
-        let path = core::str::from_utf8(v.path).unwrap_or("(not UTF-8)");
+        let path = alloc::string::String::from_utf8_lossy(v.path);
         match r {
             Ok(()) => println!(
                 "pvmux-kernel: volume {} mounted at {path}{}",
                 v.id,
                 if v.read_only { " (read-only)" } else { "" }
             ),
-            Err(e) => println!(
-                "pvmux-kernel: volume {}: error: cannot mount at {path}: {}",
-                v.id,
-                e.name()
-            ),
+            Err(e) => {
+                let msg = alloc::format!(
+                    "pvmux: volume \"{}\" cannot be mounted in the guest: {}\n",
+                    path.escape_debug(),
+                    e.message()
+                );
+                crate::hcall::console_write_stream(
+                    pvmux_hypercalls::hypercall::stream::STDERR,
+                    msg.as_bytes(),
+                );
+                println!("pvmux-kernel: volume {}: cannot mount at {path}: {e}", v.id);
+                crate::hcall::shutdown(EXIT_VOLUME_UNUSABLE)
+            }
         }
     }
 }

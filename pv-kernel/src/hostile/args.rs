@@ -155,7 +155,7 @@ pub(crate) fn run() -> bool {
         msg.len() as i64,
     );
     // Unknown numbers, flags.
-    call("hypercall nr=10 (first unassigned)", 10, 0, 0, UNKNOWN);
+    call("hypercall nr=10 (VolumeOp, no volumes)", 10, 0, 0, UNKNOWN);
     // User-mode and console-input calls with bad arguments (SpaceCreate outside the user
     // pool, unaligned, past the end; SpaceDestroy of handles never created; ConsoleRead
     // outside memory).

@@ -67,7 +67,8 @@ Exit status:
   125      host-side error (bad flag, unknown --cmdline word, unusable kernel image or
            rootfs, boot arguments too long, bad --env/--env-file/--workdir, sandbox spawn
            failure)
-  126/127  the program (or --workdir) could not be used: 127 not found, 126 otherwise"
+  126/127  the program (or --workdir, or a --volume the guest cannot mount) could not be
+           used: 127 not found, 126 otherwise"
     )
 });
 

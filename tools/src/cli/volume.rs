@@ -71,7 +71,7 @@ pub(crate) fn parse_volume(s: &str) -> Result<VolumeSpec, String> {
 }
 
 /// Checks the whole list: at most `MAX_VOLUMES` volumes, no guest path twice (docker's
-/// "Duplicate mount point").
+/// "Duplicate mount point") and none inside another (the guest cannot nest volumes).
 pub(crate) fn check_volumes(specs: &[VolumeSpec]) -> Result<(), String> {
     if specs.len() > MAX_VOLUMES as usize {
         return Err(format!(
@@ -79,12 +79,23 @@ pub(crate) fn check_volumes(specs: &[VolumeSpec]) -> Result<(), String> {
             specs.len()
         ));
     }
+    let show = |g: &[u8]| OsStr::from_bytes(g).to_string_lossy().into_owned();
     for (i, v) in specs.iter().enumerate() {
-        if specs[..i].iter().any(|w| w.guest == v.guest) {
-            return Err(format!(
-                "--volume: duplicate mount point {}",
-                OsStr::from_bytes(&v.guest).to_string_lossy()
-            ));
+        for w in &specs[..i] {
+            if w.guest == v.guest {
+                return Err(format!(
+                    "--volume: duplicate mount point {}",
+                    show(&v.guest)
+                ));
+            }
+            let inside = |a: &[u8], b: &[u8]| a.starts_with(b) && a.get(b.len()) == Some(&b'/');
+            if inside(&v.guest, &w.guest) || inside(&w.guest, &v.guest) {
+                return Err(format!(
+                    "--volume: mount points {} and {} are nested (not supported)",
+                    show(&w.guest),
+                    show(&v.guest)
+                ));
+            }
         }
     }
     Ok(())

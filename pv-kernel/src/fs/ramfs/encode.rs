@@ -152,6 +152,8 @@ impl Fs {
     pub(crate) fn stat_ino(&self, ino: Ino) -> Result<Stat, Errno> {
         let i = self.inode(ino)?;
         let stored = match &i.node {
+            // A volume file's bytes are on the host: count them all (`du`).
+            Node::File { size, .. } if self.is_volume_file(ino) => *size,
             Node::File { data, .. } => data.stored_bytes(),
             _ => i.size(),
         };

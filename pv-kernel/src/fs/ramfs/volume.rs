@@ -101,6 +101,10 @@ impl Volumes {
     }
 }
 
+/// What [`Fs::vol_detach`] took from an inode: its volume node, its size and whether it was
+/// an unlisted directory.
+type Detached = (VolNode, u64, bool);
+
 /// `parent/name` with the heap asked first.
 fn join(parent: &[u8], name: &[u8]) -> Result<Vec<u8>, Errno> {
     let mut p = Vec::new();
@@ -390,6 +394,10 @@ impl Fs {
         let ino = self
             .vol_add(dir, vol, path, name, &st, &target)?
             .ok_or(EIO)?;
+        // A new directory is empty: nothing to list.
+        if let Ok(d) = self.dir_mut(ino) {
+            d.host = None;
+        }
         self.touch_dir(dir);
         Ok(Some(ino))
     }
@@ -428,7 +436,7 @@ impl Fs {
     /// Takes `ino` out of its volume before the host removes or replaces its name: a file
     /// still open with no other name keeps its bytes, copied into guest memory now (as far
     /// as they fit). Returns what [`Fs::vol_undetach`] needs if the host then fails.
-    fn vol_detach(&mut self, ino: Ino) -> Option<(VolNode, u64)> {
+    fn vol_detach(&mut self, ino: Ino) -> Option<Detached> {
         let keep =
             self.is_volume_file(ino) && self.inode(ino).is_ok_and(|i| i.open > 0 && i.nlink <= 1);
         let node = self.vols.nodes.remove(&ino)?;
@@ -436,12 +444,18 @@ impl Fs {
             Ok(Node::File { size, .. }) => *size,
             _ => 0,
         };
+        // A directory outside its volume has nothing to list; [`Fs::vol_undetach`] makes an
+        // unlisted one lazy again.
+        let lazy = match self.dir_mut(ino) {
+            Ok(d) => d.host.take().is_some(),
+            Err(_) => false,
+        };
         if !keep {
-            return Some((node, size));
+            return Some((node, size, lazy));
         }
         let mut chunk = Vec::new();
         if chunk.try_reserve_exact(64 << 10).is_err() {
-            return Some((node, size));
+            return Some((node, size, lazy));
         }
         chunk.resize(64 << 10, 0);
         let mut off = 0;
@@ -467,12 +481,19 @@ impl Fs {
                 *size = off;
             }
         }
-        Some((node, size))
+        Some((node, size, lazy))
     }
 
     /// Puts an inode [`Fs::vol_detach`] took out back into its volume (its copy dropped).
-    fn vol_undetach(&mut self, ino: Ino, saved: Option<(VolNode, u64)>) {
-        let Some((node, old)) = saved else { return };
+    fn vol_undetach(&mut self, ino: Ino, saved: Option<Detached>) {
+        let Some((node, old, lazy)) = saved else {
+            return;
+        };
+        if lazy {
+            if let Ok(d) = self.dir_mut(ino) {
+                d.host = Some(Vec::new());
+            }
+        }
         let mut dropped = 0;
         if let Some(i) = self.inodes.get_mut(&ino) {
             if let Node::File { data, size } = &mut i.node {

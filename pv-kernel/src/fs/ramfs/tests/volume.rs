@@ -254,10 +254,21 @@ fn a_volume_lists_reads_and_writes_through_to_the_host() {
     fs.rmdir(v, b"moved/d").unwrap();
     assert!(fake.get(b"/moved/d").is_none());
     assert_eq!(fs.rmdir(v, b"moved"), Err(ENOTEMPTY));
+    // A directory made and removed at once (never listed).
+    fs.mkdir(v, b"gone", 0o755).unwrap();
+    fs.rmdir(v, b"gone").unwrap();
+    assert!(fake.get(b"/gone").is_none());
+    // A failed host removal leaves the directory in the volume, still listable.
+    fake.add(b"/moved/keep", Node::File(vec![]));
+    let calls = fake.calls.lock().unwrap().len();
+    assert_eq!(fs.rmdir(v, b"moved"), Err(ENOTEMPTY));
+    assert!(fake.calls.lock().unwrap().len() > calls);
     // chmod: the host's bits (set-id cleared) are what the guest sees.
     fs.chmod(v, b"hello", 0o6755).unwrap();
     assert_eq!(fs.stat(v, b"hello").unwrap().mode & 0o7777, 0o755);
     assert_eq!(fake.get(b"/hello").unwrap().1, 0o755);
+    // Its bytes are on the host, and `st_blocks` counts them.
+    assert_eq!(fs.stat(v, b"hello").unwrap().blocks, 8);
     fs.symlink(v, b"/tmp", b"ln").unwrap();
     assert_eq!(fake.get(b"/ln").unwrap().0, Node::Link(b"/tmp".to_vec()));
     let ino = fs.lookup(v, b"hello", true).unwrap();

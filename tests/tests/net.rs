@@ -295,4 +295,17 @@ fn bad_publish_values_are_refused() {
         assert_eq!(r.code(), Some(125), "{bad}: {}", r.context());
         assert!(r.stderr.contains("--publish"), "{bad}: {}", r.context());
     }
+    let mut c = Command::new(PVMUX);
+    c.args([
+        "run",
+        "--net",
+        "host",
+        "--publish",
+        "8080:80",
+        "--",
+        "/bin/true",
+    ]);
+    let r = run(c);
+    assert_eq!(r.code(), Some(125), "{}", r.context());
+    assert!(r.stderr.contains("--net host"), "{}", r.context());
 }

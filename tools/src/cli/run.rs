@@ -564,7 +564,7 @@ fn run_once(
             initrd: initrd.map(|i| Arc::clone(&i.bytes)),
             hostfs: plan.hostfs.clone(),
             sandbox_user: args.sandbox_user,
-            net: super::net::config(args.net, &args.publish),
+            net: super::net::config(args.net, &args.publish).map_err(anyhow::Error::msg)?,
         })
         .context("cannot launch the guest")?;
     // The banner names the running sandbox; guest output held until then follows it.

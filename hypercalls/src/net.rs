@@ -23,7 +23,8 @@
 //!   sender's address written at `addr_gpa` (0: not).
 //! * `NetShutdown(h, how)`, `NetClose(h)`.
 //! * `NetPoll(h, events) -> revents` (`POLLIN` 1, `POLLOUT` 4, `POLLERR` 8, `POLLHUP` 0x10):
-//!   when none of `events` is ready, the host raises `pending::NET` once one is.
+//!   the host watches those of `events` that are not ready (unless the socket has an error or
+//!   hung up) and raises `pending::NET` once one is.
 //! * `NetName(h, peer, addr_gpa)`: the local (`peer` 0) or peer (1) address.
 //! * `NetSetOpt(h, level, name, value)`, `NetGetOpt(h, level, name) -> value`: the integer
 //!   options of [`INT_OPTS`] only.

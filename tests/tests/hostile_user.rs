@@ -191,7 +191,7 @@ fn host_syscalls_from_a_user_program_are_refused_and_the_canary_is_untouched() {
     let me = std::process::id().to_string();
     let run = contained(&root, &[], &["host-syscalls", canary_str, &me], 1);
     for call in [
-        "socket(AF_INET)",
+        "socket(AF_INET, SOCK_RAW)",
         "ptrace(ATTACH host pid)",
         "kill(host pid, SIGKILL)",
         "open(canary)",

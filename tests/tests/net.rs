@@ -295,4 +295,54 @@ fn bad_publish_values_are_refused() {
         assert_eq!(r.code(), Some(125), "{bad}: {}", r.context());
         assert!(r.stderr.contains("--publish"), "{bad}: {}", r.context());
     }
+    let mut c = Command::new(PVMUX);
+    c.args([
+        "run",
+        "--net",
+        "host",
+        "--publish",
+        "8080:80",
+        "--",
+        "/bin/true",
+    ]);
+    let r = run(c);
+    assert_eq!(r.code(), Some(125), "{}", r.context());
+    assert!(r.stderr.contains("--net host"), "{}", r.context());
+}
+
+/// A host server that answers each connection's first read, upper-cased, after a pause.
+fn slow_echo(n: usize) -> (u16, std::thread::JoinHandle<()>) {
+    let l = TcpListener::bind("127.0.0.1:0").expect("host listener");
+    let port = l.local_addr().expect("address").port();
+    let t = std::thread::spawn(move || {
+        for _ in 0..n {
+            let Ok((mut c, _)) = l.accept() else { return };
+            let mut b = [0u8; 16];
+            let k = c.read(&mut b).unwrap_or(0);
+            std::thread::sleep(Duration::from_millis(300));
+            let _ = c.write_all(&b[..k].to_ascii_uppercase());
+        }
+    });
+    (port, t)
+}
+
+/// `--net host`: a poller (epoll, through `selectors`) waiting for input on a host socket
+/// that is already writable is woken when the input comes.
+#[test]
+#[cfg_attr(
+    not(have_python3),
+    ignore = "needs /usr/bin/python3: apt-get install python3"
+)]
+fn epoll_wakes_for_input_on_a_writable_host_socket() {
+    let (port, t) = slow_echo(2);
+    let port = port.to_string();
+    let n = native(&["selector", "127.0.0.1", &port]);
+    let g = guest(&["--net", "host"], &["selector", "127.0.0.1", &port]);
+    t.join().expect("server thread");
+    assert!(
+        n.has_line("ready [True] b'PING'"),
+        "native\n{}",
+        n.context()
+    );
+    assert_eq!(g.stdout, n.stdout, "guest --net host\n{}", g.context());
 }

@@ -322,8 +322,11 @@ fn dispatch(mem: &GuestMemory, n: &HostNet, call: Hypercall, a: [u64; 6]) -> Res
             let fd = n.sock(a[0])?;
             let events = i16::try_from(a[1]).map_err(|_| HcError::InvalidArgument)?;
             let rev = sock::poll_now(&fd, events);
-            if rev & (events | libc::POLLERR | libc::POLLHUP) == 0 {
-                n.watch.arm(a[0], fd, events);
+            // Watch for the asked events that are not ready (a poller may wait for input on
+            // a socket that is writable), unless it has an error or hung up.
+            let missing = events & !rev;
+            if missing != 0 && rev & (libc::POLLERR | libc::POLLHUP) == 0 {
+                n.watch.arm(a[0], fd, missing);
             }
             Ok(i64::from(rev as u16))
         }

@@ -95,7 +95,11 @@ impl Drop for Watch {
         self.inner.state().stop = true;
         self.inner.kick();
         if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            // The watch thread itself may drop the last reference (through `raise` or
+            // `accepted` upgrading a weak one): it ends on its own, never join it there.
+            if t.thread().id() != std::thread::current().id() {
+                let _ = t.join();
+            }
         }
     }
 }

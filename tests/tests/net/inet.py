@@ -262,6 +262,17 @@ def serve():
         srv.handle_request()
     print("served", sys.argv[4])
 
+def selector():
+    # Waits (epoll, no timeout) for a reply that comes later on a writable socket to
+    # argv[2]:argv[3].
+    import selectors
+    c = socket.create_connection((sys.argv[2], int(sys.argv[3])))
+    c.setblocking(False)
+    sel = selectors.DefaultSelector()
+    sel.register(c, selectors.EVENT_READ)
+    c.send(b"ping")
+    print("ready", [k.fileobj is c for k, _ in sel.select()], c.recv(10))
+
 def fetch():
     import urllib.request
     try:

@@ -54,13 +54,21 @@ pub(super) fn parse_publish(s: &str) -> Result<Publish, String> {
     })
 }
 
-/// The tenant's networking from the options.
-pub(super) fn config(mode: NetMode, publish: &[Publish]) -> NetConfig {
-    NetConfig {
+/// The tenant's networking from the options. `--publish` with `--net host` is an error: the
+/// guest's listeners are then host listeners already.
+pub(super) fn config(mode: NetMode, publish: &[Publish]) -> Result<NetConfig, String> {
+    if mode == NetMode::Host && !publish.is_empty() {
+        return Err(
+            "--publish is for --net none: with --net host the guest's listening \
+                    sockets are host sockets already"
+                .to_owned(),
+        );
+    }
+    Ok(NetConfig {
         host: mode == NetMode::Host,
         publish: publish.to_vec(),
         max_sockets: 0,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -76,6 +84,15 @@ mod tests {
         assert_eq!(p.host, "0.0.0.0:8080".parse().unwrap());
         let p = parse_publish("[::1]:9000:90").unwrap();
         assert_eq!(p.host, "[::1]:9000".parse().unwrap());
+    }
+
+    #[test]
+    fn publish_needs_net_none() {
+        let p = parse_publish("8080:80").unwrap();
+        assert!(config(NetMode::Host, &[p]).is_err());
+        assert!(config(NetMode::None, &[p]).unwrap().enabled());
+        assert!(!config(NetMode::None, &[]).unwrap().enabled());
+        assert!(config(NetMode::Host, &[]).unwrap().host);
     }
 
     #[test]

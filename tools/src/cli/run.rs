@@ -618,7 +618,7 @@ fn run_once(
             hostfs: plan.hostfs.clone(),
             volumes: plan.volumes.clone(),
             sandbox_user: args.sandbox_user,
-            net: super::net::config(args.net, &args.publish),
+            net: super::net::config(args.net, &args.publish).map_err(anyhow::Error::msg)?,
         })
         .context("cannot launch the guest")?;
     // The banner names the running sandbox; guest output held until then follows it.

@@ -3,7 +3,7 @@
 //! every attempt was contained as expected, 1 when something got through, 2 on bad usage,
 //! 3 when the attack could not be set up.
 //!
-//! * `host-syscalls CANARY [HOSTPID]`: host-only system calls (socket, ptrace, kill and
+//! * `host-syscalls CANARY [HOSTPID]`: host-only system calls (raw socket, ptrace, kill and
 //!   `process_vm_readv` of HOSTPID, open/execve of the host path CANARY, memfd_create,
 //!   io_uring_setup, bpf, mount, reboot, unshare, setns, personality, an x32 call) must all
 //!   fail; `int 0x80` (in a child) must kill the child.
@@ -261,7 +261,7 @@ fn host_syscalls(canary: &str, host_pid: Option<u64>) -> Verdict {
     let remote = [0x1000u64, 64];
     let mut ok = true;
     let calls: [(&str, u64, [u64; 6]); 19] = [
-        ("socket(AF_INET)", nr::SOCKET, [2, 1, 0, 0, 0, 0]),
+        ("socket(AF_INET, SOCK_RAW)", nr::SOCKET, [2, 3, 0, 0, 0, 0]),
         ("socket(AF_NETLINK)", nr::SOCKET, [16, 3, 0, 0, 0, 0]),
         ("ptrace(ATTACH host pid)", nr::PTRACE, [16, hp, 0, 0, 0, 0]),
         ("kill(host pid, SIGKILL)", nr::KILL, [hp, 9, 0, 0, 0, 0]),

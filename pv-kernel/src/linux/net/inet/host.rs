@@ -398,3 +398,39 @@ fn publish_pump() {
 pub(crate) fn seq() -> u64 {
     NET_SEQ.load(Ordering::Acquire)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pvmux_hypercalls::net::errno_ret;
+
+    #[test]
+    fn host_results_become_linux_errors() {
+        assert_eq!(result(5), Ok(5));
+        assert_eq!(result(errno_ret(111)), Err(Errno::ECONNREFUSED));
+        assert_eq!(result(errno_ret(115)), Err(Errno::EINPROGRESS));
+        assert_eq!(result(errno_ret(4000)), Err(Errno::EIO));
+        assert_eq!(result(HcError::Busy.to_ret()), Err(Errno::EAGAIN));
+        assert_eq!(
+            result(HcError::UnknownCall.to_ret()),
+            Err(Errno::ENETUNREACH)
+        );
+        assert_eq!(result(HcError::NoResources.to_ret()), Err(Errno::ENOBUFS));
+        assert_eq!(result(-77), Err(Errno::EINVAL));
+    }
+
+    #[test]
+    fn addresses_cross_in_the_guest_sockets_family() {
+        let v4 = Ep::new(ip::LOOPBACK4, 80);
+        let rec = net_addr(af::AF_INET, &v4);
+        assert_eq!(
+            (rec.family, rec.port, &rec.addr[..4]),
+            (2, 80, &[127, 0, 0, 1][..])
+        );
+        assert_eq!(ep_of(&rec), Some(v4));
+        // An AF_INET6 socket sends mapped addresses as IPv6 (the host maps them back).
+        let rec6 = net_addr(af::AF_INET6, &v4);
+        assert_eq!((rec6.family, rec6.addr), (10, ip::LOOPBACK4));
+        assert_eq!(ep_of(&NetAddr::default()), None);
+    }
+}

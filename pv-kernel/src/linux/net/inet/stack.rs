@@ -499,9 +499,10 @@ impl Stack {
                 };
                 if !c.rx.is_empty() && !c.rd_shut {
                     let n = buf.len().min(c.rx.len());
-                    for (d, b) in buf.iter_mut().zip(c.rx.iter()) {
-                        *d = *b;
-                    }
+                    let (front, back) = c.rx.as_slices();
+                    let k = n.min(front.len());
+                    buf[..k].copy_from_slice(&front[..k]);
+                    buf[k..n].copy_from_slice(&back[..n - k]);
                     if !peek {
                         c.rx.drain(..n);
                     }

@@ -161,7 +161,10 @@ fn kmain() {
             Command::Ls(path) => commands::fs::ls(path),
             Command::Cat(path) => commands::fs::cat(path),
             // Settings of the init program, read by `commands::run_init`.
-            Command::Env(_) | Command::Workdir(_) => {}
+            Command::Env(_)
+            | Command::Workdir(_)
+            | Command::Rlimit { .. }
+            | Command::User { .. } => {}
             #[cfg(feature = "diagnostics")]
             Command::Bench(list) => bench::run(list, args.options.bench_quick),
             #[cfg(feature = "diagnostics")]

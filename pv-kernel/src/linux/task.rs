@@ -89,6 +89,8 @@ pub(crate) struct Process {
     pub(crate) times: ProcessTimes,
     /// Resource limits (inherited by `fork`, kept by `execve`).
     pub(crate) rlimits: IrqLock<Rlimits>,
+    /// User and group ids (inherited by `fork`, kept by `execve`).
+    pub(crate) creds: IrqLock<super::creds::Creds>,
 }
 
 impl Process {
@@ -263,6 +265,7 @@ fn new_process(
         exe: IrqLock::new(Vec::new()),
         times: ProcessTimes::default(),
         rlimits: IrqLock::new(rlimits),
+        creds: IrqLock::new(super::creds::Creds::default()),
     });
     PROCS.lock().insert(pid, p.clone());
     p
@@ -359,9 +362,12 @@ pub(crate) fn run_init(
         [SigAction::DEFAULT; 64],
         0,
         0o022,
-        Rlimits::defaults(u64::from(max_tasks())),
+        super::rlimit::for_init(u64::from(max_tasks())),
     );
     *p.exe.lock() = path.clone();
+    if let Some((uid, gid)) = crate::boot::args().user() {
+        *p.creds.lock() = super::creds::Creds::new(uid, gid);
+    }
     let t = new_task(p.pid, &p, SigState::new(SigSet::EMPTY));
     start(t, UserState::new(loaded.entry, loaded.rsp), true)?;
     INIT_WQ.wait_until(|| INIT_STATUS.lock().is_some());
@@ -652,6 +658,7 @@ pub(crate) fn do_clone(
         rlimits,
     );
     *c.exe.lock() = exe;
+    *c.creds.lock() = p.creds.lock().clone();
     let t = new_task(c.pid, &c, task.sig.cloned(shares_stack));
     // As on Linux, a fault writing the child's pid is ignored (the child exists).
     if flags & CLONE_PARENT_SETTID != 0 {

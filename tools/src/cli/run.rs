@@ -23,6 +23,7 @@ use pvmux_hypercalls::bootargs::{
 
 use super::environ::{check_workdir, Environment, ENV_HELP};
 use super::exit::EXIT_GUEST_CRASH;
+use super::limits::{parse_ulimit, parse_user, LIMITS_HELP};
 use super::size::{format_size, parse_mem_size, parse_size};
 use super::terminal::RawTerminal;
 use crate::images;
@@ -51,6 +52,8 @@ Running a program:
   plus 4).
 
 {ENV_HELP}
+
+{LIMITS_HELP}
 
 Kernel command line (--cmdline \"WORDS\"), separated by spaces; an unknown word is an error.
 (*) marks commands of the test kernel, which pvmux then boots instead of the default one:
@@ -183,6 +186,15 @@ pub struct RunArgs {
     #[arg(short = 'w', long, value_name = "DIR")]
     pub workdir: Option<OsString>,
 
+    /// Set one of the program's resource limits, docker's syntax: NAME=SOFT[:HARD] (e.g.
+    /// nofile=1024:4096, core=0, stack=unlimited). Repeatable (see "Resource limits" below).
+    #[arg(long, value_name = "NAME=SOFT[:HARD]")]
+    pub ulimit: Vec<String>,
+
+    /// Run the program as this numeric user and group (default 0:0, root).
+    #[arg(short = 'u', long, value_name = "UID[:GID]")]
+    pub user: Option<String>,
+
     /// The program to run as init, and its arguments (after `--`; see below).
     #[arg(last = true, value_name = "PROGRAM [ARGS]")]
     pub program: Vec<OsString>,
@@ -232,6 +244,10 @@ pub struct InitSetup {
     pub workdir: Option<Vec<u8>>,
     /// --env, --env-file or --workdir was given: an error when no program runs.
     pub given: bool,
+    /// `--ulimit` values `(resource, soft, hard)`, in order.
+    pub rlimits: Vec<(u32, u64, u64)>,
+    /// `--user`: `(uid, gid)`.
+    pub user: Option<(u32, u32)>,
 }
 
 impl InitSetup {
@@ -250,10 +266,22 @@ impl InitSetup {
             Some(dir) => Some(check_workdir(dir)?.to_vec()),
             None => None,
         };
+        let rlimits = args
+            .ulimit
+            .iter()
+            .map(|u| parse_ulimit(u))
+            .collect::<anyhow::Result<_>>()?;
+        let user = args.user.as_deref().map(parse_user).transpose()?;
         Ok(Self {
             env,
             workdir,
-            given: !args.env.is_empty() || !args.env_file.is_empty() || args.workdir.is_some(),
+            given: !args.env.is_empty()
+                || !args.env_file.is_empty()
+                || args.workdir.is_some()
+                || !args.ulimit.is_empty()
+                || args.user.is_some(),
+            rlimits,
+            user,
         })
     }
 }
@@ -285,8 +313,8 @@ pub fn boot_args(
         // The words alone: `selftest` when none were given.
         if init.given {
             anyhow::bail!(
-                "--env, --env-file and --workdir apply to a program: give one after `--` (or \
-                 --initrd/--rootfs, which run /init)"
+                "--env, --env-file, --workdir, --ulimit and --user apply to a program: give one \
+                 after `--` (or --initrd/--rootfs, which run /init)"
             );
         }
         let default = [Command::Selftest];
@@ -306,7 +334,17 @@ pub fn boot_args(
         .env
         .entries()
         .map(Command::Env)
-        .chain(init.workdir.as_deref().map(Command::Workdir));
+        .chain(init.workdir.as_deref().map(Command::Workdir))
+        .chain(
+            init.rlimits
+                .iter()
+                .map(|&(resource, soft, hard)| Command::Rlimit {
+                    resource,
+                    soft,
+                    hard,
+                }),
+        )
+        .chain(init.user.map(|(uid, gid)| Command::User { uid, gid }));
     let args = BootArgsBuf::new(&options, words.commands().chain(setup), argv).map_err(too_long)?;
     Ok((args, true))
 }
@@ -725,6 +763,8 @@ mod tests {
             env: Environment::defaults(false),
             workdir: Some(b"/srv".to_vec()),
             given: true,
+            rlimits: vec![(7, 64, 128)],
+            user: Some((1000, 100)),
         };
         let run = |c: Option<&str>, p: &[&str], root| {
             boot_args(c, &os(p), root, false, &ConsoleSetup::default(), &init)
@@ -734,6 +774,8 @@ mod tests {
         let args = a.args();
         assert!(args.env().eq(init.env.entries()));
         assert_eq!(args.workdir(), Some(&b"/srv"[..]));
+        assert!(args.rlimits().eq([(7, 64, 128)]));
+        assert_eq!(args.user(), Some((1000, 100)));
         assert!(!args.needs_diagnostics());
         assert_eq!(
             args.commands().next(),
@@ -760,6 +802,7 @@ mod tests {
             },
             workdir: None,
             given: true,
+            ..InitSetup::default()
         };
         let e = boot_args(
             None,

@@ -1,17 +1,18 @@
 //! `pvmux run --user UID:GID` and `--ulimit NAME=SOFT[:HARD]`, end to end with the host's
 //! `/bin/sh` and `id` (`--rootfs /`), compared with the same script run natively under
 //! `setpriv` and `prlimit` with the same ids and limits (the native run needs root to change
-//! its ids: visibly skipped otherwise).
+//! its ids: visibly skipped otherwise), including the owner of the files it creates.
 
 use std::process::{Command, Stdio};
 
 /// The `pvmux` CLI built with this test crate.
 const PVMUX: &str = env!("CARGO_BIN_EXE_pvmux-cli");
 
-/// What the script prints: the ids, the limits set and an inherited one, and a child's view
-/// (inheritance over fork and exec).
+/// What the script prints: the ids, the limits set and an inherited one, a child's view
+/// (inheritance over fork and exec), and the owner of a file and a directory it creates.
 const SCRIPT: &str = "id -u; id -g; id -G; ulimit -n; ulimit -Hn; ulimit -c; ulimit -Hc; \
-                      /bin/sh -c 'id -u; ulimit -n'";
+                      /bin/sh -c 'id -u; ulimit -n'; f=/tmp/pvmux-owner-$$; touch $f; \
+                      mkdir $f.d; stat -c '%u %g' $f $f.d; rm -f $f; rmdir $f.d";
 
 fn output(mut cmd: Command) -> std::process::Output {
     cmd.stdin(Stdio::null())

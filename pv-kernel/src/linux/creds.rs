@@ -172,6 +172,18 @@ impl Creds {
     }
 }
 
+/// The owner of a file the current process creates: its filesystem uid and gid (root in a
+/// kernel thread that runs no process, e.g. while unpacking the initramfs).
+pub(crate) fn fs_owner() -> (u32, u32) {
+    match super::task::try_current_task() {
+        Some(t) => {
+            let c = t.process.creds.lock();
+            (c.fsuid, c.fsgid)
+        }
+        None => (0, 0),
+    }
+}
+
 /// The current process's credentials (a copy).
 pub(crate) fn current() -> Creds {
     super::task::current_process().creds.lock().clone()

@@ -184,6 +184,22 @@ pub(crate) fn fs_owner() -> (u32, u32) {
     }
 }
 
+/// `(uid, euid, gid, egid)` for a program being loaded (`AT_UID`, `AT_EUID`, `AT_GID`,
+/// `AT_EGID`): the current process's ids, or for init (loaded by a kernel thread before its
+/// process exists) the boot arguments' `USER` ids, else root.
+pub(crate) fn exec_ids() -> [u32; 4] {
+    match super::task::try_current_task() {
+        Some(t) => {
+            let c = t.process.creds.lock();
+            [c.uid, c.euid, c.gid, c.egid]
+        }
+        None => {
+            let (u, g) = crate::boot::args().user().unwrap_or((0, 0));
+            [u, u, g, g]
+        }
+    }
+}
+
 /// The current process's credentials (a copy).
 pub(crate) fn current() -> Creds {
     super::task::current_process().creds.lock().clone()

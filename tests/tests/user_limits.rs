@@ -77,3 +77,83 @@ fn bad_limits_and_users_are_host_errors() {
         assert!(err.contains(says), "{flag} {value}: {err}");
     }
 }
+
+/// A root process makes files, drops to uid/gid 2000 and checks what it may do: `access`
+/// and `execve` follow the owner/group/other bits (Linux's DAC rule) — the same script run
+/// natively (as root) in a temporary directory and in the guest in `/tmp`.
+const DAC_SCRIPT: &str = r##"
+import os, subprocess, sys
+d = sys.argv[1]
+os.makedirs(d, exist_ok=True)
+def make(name, text, mode):
+    p = os.path.join(d, name)
+    with open(p, "w") as f:
+        f.write(text)
+    os.chmod(p, mode)
+    return p
+x700 = make("x700", "#!/bin/sh\necho ran x700\n", 0o700)
+x755 = make("x755", "#!/bin/sh\necho ran x755\n", 0o755)
+r600 = make("r600", "secret\n", 0o600)
+r644 = make("r644", "public\n", 0o644)
+print("root", os.access(r600, os.R_OK), os.access(x700, os.X_OK), os.access(r644, os.X_OK))
+os.setgroups([])
+os.setgid(2000)
+os.setuid(2000)
+print("ids", os.getresuid(), os.getresgid())
+for p in [x700, x755, r600, r644]:
+    n = os.path.basename(p)
+    print(n, os.access(p, os.R_OK), os.access(p, os.W_OK), os.access(p, os.X_OK))
+for p in [x700, x755]:
+    try:
+        sys.stdout.flush()
+        subprocess.run([p], check=True)
+    except PermissionError as e:
+        print(os.path.basename(p), "exec denied", e.errno)
+try:
+    os.setuid(0)
+except PermissionError as e:
+    print("setuid(0)", e.errno)
+"##;
+
+#[test]
+fn dropped_privileges_follow_the_permission_bits_as_natively() {
+    if !std::path::Path::new("/usr/bin/python3").exists() {
+        eprintln!("SKIPPED: the host has no /usr/bin/python3");
+        return;
+    }
+    let id = output({
+        let mut c = Command::new("id");
+        c.arg("-u");
+        c
+    });
+    if String::from_utf8_lossy(&id.stdout).trim() != "0" {
+        eprintln!("SKIPPED: the native run needs root to change its ids");
+        return;
+    }
+    let dir = pvmux_tests::TempDir::unique("pvmux-dac", "native");
+    let native_dir = dir.0.join("d");
+    let mut native = Command::new("/usr/bin/python3");
+    native.args(["-c", DAC_SCRIPT]).arg(&native_dir);
+    let want = output(native);
+    let mut guest = Command::new(PVMUX);
+    guest
+        .args([
+            "run",
+            "--rootfs",
+            "/",
+            "--",
+            "/usr/bin/python3",
+            "-c",
+            DAC_SCRIPT,
+        ])
+        .arg("/tmp/pvmux-dac");
+    let got = output(guest);
+    let text = |o: &std::process::Output| {
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    assert_eq!(text(&got), text(&want));
+}

@@ -172,6 +172,41 @@ impl Creds {
     }
 }
 
+/// Access bits of [`permitted`]: read, write, execute (search for a directory); `access(2)`'s
+/// `R_OK`, `W_OK`, `X_OK`.
+#[allow(dead_code)] // R and W: the callers pass `access(2)` masks as they are
+pub(crate) mod access {
+    /// Read.
+    pub(crate) const R: u32 = 4;
+    /// Write.
+    pub(crate) const W: u32 = 2;
+    /// Execute (or search).
+    pub(crate) const X: u32 = 1;
+}
+
+/// Whether a process with filesystem ids `uid`/`gid` and supplementary `groups` may access
+/// a file of permission bits `mode`, owned by `owner`/`group`, for `want` ([`access`]
+/// bits): Linux's DAC rule. Root (uid 0) may read and write anything, and execute a file
+/// with any execute bit (or search any directory: `dir`); anyone else is judged by the
+/// owner class if it owns the file, else the group class if in its group, else the others.
+pub(crate) fn permitted(
+    (uid, gid, groups): (u32, u32, &[u32]),
+    (mode, owner, group, dir): (u32, u32, u32, bool),
+    want: u32,
+) -> bool {
+    if uid == 0 {
+        return want & access::X == 0 || dir || mode & 0o111 != 0;
+    }
+    let class = if uid == owner {
+        (mode >> 6) & 7
+    } else if gid == group || groups.contains(&group) {
+        (mode >> 3) & 7
+    } else {
+        mode & 7
+    };
+    class & want == want
+}
+
 /// The owner of a file the current process creates: its filesystem uid and gid (root in a
 /// kernel thread that runs no process, e.g. while unpacking the initramfs).
 pub(crate) fn fs_owner() -> (u32, u32) {
@@ -198,6 +233,13 @@ pub(crate) fn exec_ids() -> [u32; 4] {
             [u, u, g, g]
         }
     }
+}
+
+/// The current process's supplementary groups (none in a kernel thread without a process).
+pub(crate) fn fs_groups() -> Vec<u32> {
+    super::task::try_current_task()
+        .map(|t| t.process.creds.lock().groups.clone())
+        .unwrap_or_default()
 }
 
 /// The current process's credentials (a copy).
@@ -344,6 +386,33 @@ mod tests {
         // Effective set to the real id: saved unchanged.
         c.setreuid(KEEP, 1000).unwrap();
         assert_eq!((c.uid, c.euid, c.suid), (1000, 1000, 0));
+    }
+
+    #[test]
+    fn dac_like_linux() {
+        let file = |mode| (mode, 1000, 100, false);
+        // Root: read/write anything, execute with any x bit.
+        assert!(permitted((0, 0, &[]), file(0o000), access::R | access::W));
+        assert!(!permitted((0, 0, &[]), file(0o644), access::X));
+        assert!(permitted((0, 0, &[]), file(0o001), access::X));
+        assert!(permitted((0, 0, &[]), (0o000, 1, 1, true), access::X));
+        // The owner class decides for the owner, even when others may do more.
+        assert!(!permitted((1000, 5, &[]), file(0o077), access::R));
+        assert!(permitted(
+            (1000, 5, &[]),
+            file(0o600),
+            access::R | access::W
+        ));
+        // Group (primary or supplementary), then others.
+        assert!(permitted((2000, 100, &[]), file(0o640), access::R));
+        assert!(permitted((2000, 7, &[100]), file(0o640), access::R));
+        assert!(!permitted((2000, 100, &[]), file(0o640), access::W));
+        assert!(!permitted((2000, 7, &[]), file(0o640), access::R));
+        assert!(permitted(
+            (2000, 7, &[]),
+            file(0o645),
+            access::R | access::X
+        ));
     }
 
     #[test]

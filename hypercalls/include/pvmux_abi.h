@@ -645,6 +645,10 @@ struct pvmux_user_slot {
 #define PVMUX_BOOT_CMD_CAT 12u               /* [text: path] print a file */
 #define PVMUX_BOOT_CMD_ENV 13u               /* [bytes: NAME=VALUE] init environment entry */
 #define PVMUX_BOOT_CMD_WORKDIR 14u           /* [bytes: absolute path] init working dir */
+/* [20 bytes: u32 resource < 16, u64 soft, u64 hard (soft <= hard; UINT64_MAX = unlimited)]
+ * one of init's resource limits (ABI v5) */
+#define PVMUX_BOOT_CMD_RLIMIT 15u
+#define PVMUX_BOOT_CMD_USER 16u /* [8 bytes: u32 uid, u32 gid] init's ids (ABI v5) */
 #define PVMUX_BOOT_CMD_VOLUME 17u /* [u32 id, u32 flags, bytes: absolute path] a volume */
 #define PVMUX_BOOT_VOLUME_READ_ONLY 1u /* VOLUME flags: every change is EROFS */
 #define PVMUX_BOOT_VOLUME_HEAD_LEN 8   /* VOLUME payload bytes before the path */

@@ -167,6 +167,15 @@ pub mod command {
     /// The init program's working directory: payload an absolute path (bytes, no NUL). Not
     /// run; the last one counts.
     pub const WORKDIR: u16 = 14;
+    /// One resource limit of the init program (`pvmux run --ulimit`): payload 20 bytes, u32
+    /// resource (Linux's `RLIMIT_*` number, below [`super::RLIMIT_RESOURCES`]), u64 soft and
+    /// u64 hard limit (`u64::MAX` = unlimited; soft <= hard). Not run; the last one of a
+    /// resource counts.
+    pub const RLIMIT: u16 = 15;
+    /// The init program's user and group ids (`pvmux run --user`): payload 8 bytes, u32 uid
+    /// and u32 gid (real, effective and saved ids alike; no supplementary groups). Not run;
+    /// the last one counts.
+    pub const USER: u16 = 16;
     /// A writable host directory to mount (`pvmux run --volume`): payload a
     /// [`super::VolumeMount`] — u32 volume id, u32 flags ([`super::volume_flag`]), then the
     /// guest directory, an absolute path (bytes, no NUL). Not run: the kernel mounts every
@@ -232,6 +241,10 @@ impl<'a> VolumeMount<'a> {
         self.id < crate::volume::MAX_VOLUMES && workdir_ok(self.path)
     }
 }
+
+/// Number of Linux resource limits (`RLIMIT_NLIMITS`): [`Command::Rlimit`]'s resource is
+/// below it.
+pub const RLIMIT_RESOURCES: u32 = 16;
 
 /// Whether `entry` is a valid environment entry for [`Command::Env`]: `NAME=VALUE` with a
 /// non-empty `NAME` without whitespace (`=` ends it), and no NUL byte anywhere.
@@ -359,6 +372,22 @@ pub enum Command<'a> {
     /// A writable host directory to mount ([`VolumeMount`]); not run:
     /// [`BootArgs::volumes`] lists them.
     Volume(VolumeMount<'a>),
+    /// A resource limit of the init program; not run: [`BootArgs::rlimits`] lists them.
+    Rlimit {
+        /// Linux's `RLIMIT_*` number (below [`RLIMIT_RESOURCES`]).
+        resource: u32,
+        /// Soft limit (`u64::MAX`: unlimited).
+        soft: u64,
+        /// Hard limit (at least `soft`).
+        hard: u64,
+    },
+    /// The init program's uid and gid; not run: [`BootArgs::user`] gives the last one.
+    User {
+        /// User id.
+        uid: u32,
+        /// Group id.
+        gid: u32,
+    },
 }
 
 impl Command<'_> {
@@ -374,6 +403,8 @@ impl Command<'_> {
                 | Self::Env(_)
                 | Self::Workdir(_)
                 | Self::Volume(_)
+                | Self::Rlimit { .. }
+                | Self::User { .. }
         )
     }
 
@@ -395,6 +426,8 @@ impl Command<'_> {
             Self::Env(_) => command::ENV,
             Self::Workdir(_) => command::WORKDIR,
             Self::Volume(_) => command::VOLUME,
+            Self::Rlimit { .. } => command::RLIMIT,
+            Self::User { .. } => command::USER,
         }
     }
 }
@@ -479,6 +512,8 @@ pub enum EncodeError {
     BadWorkdir,
     /// A volume's id is too large or its guest path not absolute ([`VolumeMount::ok`]).
     BadVolume,
+    /// A resource limit names no resource or has its soft limit above the hard one.
+    BadRlimit,
 }
 
 impl fmt::Display for EncodeError {
@@ -500,6 +535,9 @@ impl fmt::Display for EncodeError {
             Self::BadVolume => f.write_str(
                 "a volume's id is too large or its guest directory is not an absolute path \
                  without NUL bytes",
+            ),
+            Self::BadRlimit => f.write_str(
+                "a resource limit names no resource or has a soft limit above its hard limit",
             ),
         }
     }
@@ -617,6 +655,29 @@ impl<'a> BootArgs<'a> {
         })
     }
 
+    /// The init program's resource limits `(resource, soft, hard)`, from the
+    /// [`Command::Rlimit`] records in order (a later one of a resource overrides).
+    pub fn rlimits(&self) -> impl Iterator<Item = (u32, u64, u64)> + Clone + 'a {
+        self.commands().filter_map(|c| match c {
+            Command::Rlimit {
+                resource,
+                soft,
+                hard,
+            } => Some((resource, soft, hard)),
+            _ => None,
+        })
+    }
+
+    /// The init program's `(uid, gid)`: the last [`Command::User`], if any (else root).
+    pub fn user(&self) -> Option<(u32, u32)> {
+        self.commands()
+            .filter_map(|c| match c {
+                Command::User { uid, gid } => Some((uid, gid)),
+                _ => None,
+            })
+            .last()
+    }
+
     /// True if a command needs the test kernel ([`Command::needs_diagnostics`]).
     pub fn needs_diagnostics(&self) -> bool {
         self.commands().any(|c| c.needs_diagnostics())
@@ -713,6 +774,27 @@ fn read_command(bytes: &[u8]) -> Result<(Command<'_>, usize), DecodeError> {
         command::WORKDIR if workdir_ok(payload) => Command::Workdir(payload),
         command::ENV | command::WORKDIR => return Err(bad),
         command::VOLUME => Command::Volume(VolumeMount::decode(payload).ok_or(bad)?),
+        command::RLIMIT => {
+            let b: [u8; 20] = payload.try_into().map_err(|_| bad)?;
+            let resource = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            let soft = u64::from_le_bytes([b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11]]);
+            let hard = u64::from_le_bytes([b[12], b[13], b[14], b[15], b[16], b[17], b[18], b[19]]);
+            if resource >= RLIMIT_RESOURCES || soft > hard {
+                return Err(bad);
+            }
+            Command::Rlimit {
+                resource,
+                soft,
+                hard,
+            }
+        }
+        command::USER => {
+            let b: [u8; 8] = payload.try_into().map_err(|_| bad)?;
+            Command::User {
+                uid: u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+                gid: u32::from_le_bytes([b[4], b[5], b[6], b[7]]),
+            }
+        }
         k => return Err(DecodeError::UnknownCommand(k)),
     };
     Ok((c, RECORD_HEADER_LEN + payload.len()))
@@ -855,10 +937,29 @@ impl<'b> Encoder<'b> {
             return Ok(());
         }
         let number;
+        let mut record = [0u8; 20];
         let payload: &[u8] = match c {
             Command::Exit(n) | Command::Sleep(n) => {
                 number = n.to_le_bytes();
                 &number
+            }
+            Command::Rlimit {
+                resource,
+                soft,
+                hard,
+            } => {
+                if *resource >= RLIMIT_RESOURCES || soft > hard {
+                    return Err(EncodeError::BadRlimit);
+                }
+                record[..4].copy_from_slice(&resource.to_le_bytes());
+                record[4..12].copy_from_slice(&soft.to_le_bytes());
+                record[12..20].copy_from_slice(&hard.to_le_bytes());
+                &record
+            }
+            Command::User { uid, gid } => {
+                record[..4].copy_from_slice(&uid.to_le_bytes());
+                record[4..8].copy_from_slice(&gid.to_le_bytes());
+                &record[..8]
             }
             Command::Bench(s) | Command::Hostile(s) | Command::Ls(s) | Command::Cat(s) => {
                 if s.is_empty() {
@@ -1118,6 +1219,61 @@ mod tests {
         assert!(!args.needs_diagnostics());
         let exit = BootArgsBuf::new(&Options::default(), [Command::Exit(3)], [b"x"]).unwrap();
         assert!(!exit.args().needs_diagnostics());
+    }
+
+    #[test]
+    fn rlimit_and_user_records() {
+        let cmds = [
+            Command::Rlimit {
+                resource: 7,
+                soft: 64,
+                hard: u64::MAX,
+            },
+            Command::User {
+                uid: 1000,
+                gid: 100,
+            },
+            Command::User { uid: 5, gid: 6 },
+        ];
+        let buf = BootArgsBuf::new(&Options::default(), cmds, [b"/p"]).unwrap();
+        let args = buf.args();
+        assert!(args.commands().eq(cmds));
+        assert!(args.rlimits().eq([(7, 64, u64::MAX)]));
+        assert_eq!(args.user(), Some((5, 6)), "the last one counts");
+        assert!(!args.needs_diagnostics());
+        for bad in [
+            Command::Rlimit {
+                resource: RLIMIT_RESOURCES,
+                soft: 0,
+                hard: 0,
+            },
+            Command::Rlimit {
+                resource: 0,
+                soft: 2,
+                hard: 1,
+            },
+        ] {
+            assert_eq!(
+                BootArgsBuf::new(&Options::default(), [bad], [b"/p"]),
+                Err(EncodeError::BadRlimit)
+            );
+        }
+        // The decoder refuses the same (soft above hard), and a short payload.
+        let good = BootArgsBuf::new(&Options::default(), [cmds[0]], [b""; 0]).unwrap();
+        let mut b = good.as_bytes().to_vec();
+        // Hard limit 1, below the soft limit 64.
+        b[HEADER_LEN + 4 + 12..HEADER_LEN + 4 + 20].copy_from_slice(&1u64.to_le_bytes());
+        assert_eq!(
+            BootArgs::decode(&b).err(),
+            Some(DecodeError::Payload(command::RLIMIT))
+        );
+        // Text form round trip.
+        let words = std::format!("{}", buf.args());
+        assert!(
+            words.contains("rlimit=7:64:18446744073709551615"),
+            "{words}"
+        );
+        assert!(words.contains("user=5:6"), "{words}");
     }
 
     #[test]

@@ -282,6 +282,7 @@ int main(void) {
     P("BOOT_CMD_BENCH", PVMUX_BOOT_CMD_BENCH); P("BOOT_CMD_HOSTILE", PVMUX_BOOT_CMD_HOSTILE);
     P("BOOT_CMD_LS", PVMUX_BOOT_CMD_LS); P("BOOT_CMD_CAT", PVMUX_BOOT_CMD_CAT);
     P("BOOT_CMD_ENV", PVMUX_BOOT_CMD_ENV); P("BOOT_CMD_WORKDIR", PVMUX_BOOT_CMD_WORKDIR);
+    P("BOOT_CMD_RLIMIT", PVMUX_BOOT_CMD_RLIMIT); P("BOOT_CMD_USER", PVMUX_BOOT_CMD_USER);
     P("MEM_USABLE", PVMUX_MEM_USABLE); P("MEM_KERNEL", PVMUX_MEM_KERNEL);
     P("MEM_BOOT", PVMUX_MEM_BOOT); P("MEM_INITRD", PVMUX_MEM_INITRD);
     P("MEM_USER_POOL", PVMUX_MEM_USER_POOL);
@@ -650,6 +651,8 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         ("BOOT_CMD_CAT", u64::from(boot_cmd::CAT)),
         ("BOOT_CMD_ENV", u64::from(boot_cmd::ENV)),
         ("BOOT_CMD_WORKDIR", u64::from(boot_cmd::WORKDIR)),
+        ("BOOT_CMD_RLIMIT", u64::from(boot_cmd::RLIMIT)),
+        ("BOOT_CMD_USER", u64::from(boot_cmd::USER)),
         ("MEM_USABLE", MemRegionKind::Usable as u64),
         ("MEM_KERNEL", MemRegionKind::Kernel as u64),
         ("MEM_BOOT", MemRegionKind::Boot as u64),

@@ -164,7 +164,11 @@ fn kmain() {
             Command::Ls(path) => commands::fs::ls(path),
             Command::Cat(path) => commands::fs::cat(path),
             // Settings of the init program, read by `commands::run_init`.
-            Command::Env(_) | Command::Workdir(_) | Command::Volume(_) => {}
+            Command::Env(_)
+            | Command::Workdir(_)
+            | Command::Volume(_)
+            | Command::Rlimit { .. }
+            | Command::User { .. } => {}
             #[cfg(feature = "diagnostics")]
             Command::Bench(list) => bench::run(list, args.options.bench_quick),
             #[cfg(feature = "diagnostics")]

@@ -156,7 +156,7 @@ fn help_explains_exit_codes() {
         "0-255",
         "128+N",
         "shared\n  read-only",
-        "limited to 2048",
+        "limited to 65536",
         "Kernel command line (--cmdline",
         "exit=N",
         "hostile=CASE",
@@ -169,15 +169,15 @@ fn help_explains_exit_codes() {
 
 #[test]
 fn boot_arguments_are_checked_before_boot() {
-    // 2,000 bytes of argument plus the header and prefixes exceed the 2048-byte limit.
-    let long = "x".repeat(2000);
+    // 80,000 bytes of arguments plus the header and prefixes exceed the 65536-byte limit.
+    let long = "x".repeat(40_000);
     assert_host_error(
-        &["run", "--", "/bin/sh", "-c", &long],
-        "beyond the limit of 2048",
+        &["run", "--", "/bin/sh", "-c", &long, &long],
+        "beyond the limit of 65536",
     );
     assert_host_error(
-        &["run", "--cmdline", &"ls=/ ".repeat(500)],
-        "beyond the limit of 2048",
+        &["run", "--cmdline", &"ls=/ ".repeat(14_000)],
+        "beyond the limit of 65536",
     );
     assert_host_error(
         &["run", "--cmdline", "selftest -- /x", "--", "/bin/true"],
@@ -378,9 +378,10 @@ fn environment_flags_are_checked_before_boot() {
         "apply to a program",
     );
     // The environment shares the boot arguments' limit.
-    let big = format!("BIG={}", "v".repeat(2000));
+    let big = format!("BIG={}", "v".repeat(40_000));
+    let bigger = format!("BIGGER={}", "v".repeat(40_000));
     assert_host_error(
-        &["run", "--env", &big, "--", "/bin/true"],
+        &["run", "--env", &big, "--env", &bigger, "--", "/bin/true"],
         "each environment variable its length plus 4",
     );
 }

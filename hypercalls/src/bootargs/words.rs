@@ -235,6 +235,30 @@ pub fn parse_word(word: &str) -> Result<Word<'_>, Error<'_>> {
                 _ => Err(value("ID:ro|rw:/GUESTDIR")),
             }
         }
+        "rlimit" => {
+            let mut parts = v.split(':').map(|p| p.parse::<u64>().ok());
+            match (parts.next(), parts.next(), parts.next(), parts.next()) {
+                (Some(Some(r)), Some(Some(soft)), Some(Some(hard)), None)
+                    if r < u64::from(super::RLIMIT_RESOURCES) && soft <= hard =>
+                {
+                    cmd(Command::Rlimit {
+                        resource: r as u32,
+                        soft,
+                        hard,
+                    })
+                }
+                _ => Err(value(
+                    "RESOURCE:SOFT:HARD, decimal, resource < 16, soft <= hard",
+                )),
+            }
+        }
+        "user" => match v
+            .split_once(':')
+            .map(|(u, g)| (u.parse::<u32>(), g.parse::<u32>()))
+        {
+            Some((Ok(uid), Ok(gid))) => cmd(Command::User { uid, gid }),
+            _ => Err(value("UID:GID, decimal")),
+        },
         "hostpid" => set(Setting::HostPid(number(v)?)),
         "seed" => set(Setting::Seed(number(v)?)),
         "canary" => set(Setting::Canary(text(v, "a path")?)),
@@ -354,6 +378,12 @@ impl fmt::Display for Command<'_> {
                 if v.read_only { "ro" } else { "rw" },
                 Arg(v.path)
             ),
+            Self::Rlimit {
+                resource,
+                soft,
+                hard,
+            } => write!(f, "rlimit={resource}:{soft}:{hard}"),
+            Self::User { uid, gid } => write!(f, "user={uid}:{gid}"),
         }
     }
 }

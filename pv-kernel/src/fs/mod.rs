@@ -54,6 +54,7 @@ pub(crate) fn with<R>(f: impl FnOnce(&mut Fs) -> R) -> R {
     f(fs.get_or_insert_with(|| {
         let mut fs = Fs::new(crate::time::realtime_ns);
         fs.set_limits(limits());
+        fs.set_owner(crate::linux::creds::fs_owner);
         fs
     }))
 }
@@ -74,6 +75,7 @@ fn limits() -> Limits {
 fn fresh(share: bool) -> Fs {
     let mut fs = Fs::new(crate::time::realtime_ns);
     fs.set_limits(limits());
+    fs.set_owner(crate::linux::creds::fs_owner);
     if share && fs.attach_host(Arc::new(hostfs::Share)).is_err() {
         println!("pvmux-kernel: hostfs: error: cannot attach the host share");
     }

@@ -39,14 +39,12 @@ pub(crate) const NOTES: &[(&str, Note)] = &[
     ("time", Remark("also answered in user space by the vDSO")),
     ("clock_getres", Remark("1 ns for every clock; also answered by the vDSO")),
     ("getcpu", Remark("the vDSO answers CPU 0, node 0")),
-    ("getuid", Partial("always 0 (no user switching yet)")),
-    ("geteuid", Partial("always 0")),
-    ("getgid", Partial("always 0")),
-    ("getegid", Partial("always 0")),
-    ("setuid", Partial("accepted, changes nothing")),
-    ("setgid", Partial("accepted, changes nothing")),
-    ("setgroups", Partial("accepted, changes nothing")),
-    ("getgroups", Partial("no supplementary groups")),
+    ("setuid", Remark("Linux's rules; of the file permission checks only access() and execve() use the ids yet")),
+    ("open", Partial("no permission check against the process's ids (every process may open every file)")),
+    ("openat", Partial("no permission check against the process's ids")),
+    ("unlink", Partial("no permission check against the process's ids")),
+    ("setfsuid", Partial("kept and returned; file accesses do not use it")),
+    ("setfsgid", Partial("kept and returned; file accesses do not use it")),
     ("mlock", Partial("accepted, nothing is ever swapped")),
     ("munlock", Partial("accepted, nothing is ever swapped")),
     ("msync", Partial("accepted; no writable shared file mappings to write back")),
@@ -57,7 +55,8 @@ pub(crate) const NOTES: &[(&str, Note)] = &[
 ];
 
 /// The source files (relative to `src/linux/`) whose `match` arms dispatch system calls.
-pub(crate) const DISPATCHERS: [&str; 3] = ["dispatch.rs", "files/mod.rs", "net/syscalls.rs"];
+pub(crate) const DISPATCHERS: [&str; 4] =
+    ["dispatch.rs", "files/mod.rs", "net/syscalls.rs", "creds.rs"];
 
 /// The `nr::` names that have a match arm in `source` whose body is not only
 /// `Err(Errno::ENOSYS)`: the arm's patterns are `nr::NAME` tokens joined by `|` before a

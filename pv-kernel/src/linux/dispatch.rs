@@ -91,28 +91,14 @@ pub(crate) fn syscall(
     if let Some(r) = super::timers::syscall(n, a) {
         return r;
     }
+    if let Some(r) = super::creds::syscall(n, a) {
+        return r;
+    }
     let p = &t.process;
     match n {
         nr::GETPID => Ok(p.pid as u64),
         nr::GETTID => Ok(t.tid as u64),
         nr::GETPPID => Ok(p.ppid() as u64),
-        nr::GETUID | nr::GETEUID | nr::GETGID | nr::GETEGID => Ok(0),
-        nr::SETUID
-        | nr::SETGID
-        | nr::SETREUID
-        | nr::SETREGID
-        | nr::SETRESUID
-        | nr::SETRESGID
-        | nr::SETGROUPS => Ok(0),
-        nr::GETRESUID | nr::GETRESGID => {
-            for va in [a[0], a[1], a[2]] {
-                if va != 0 {
-                    write_val(va, &0u32)?;
-                }
-            }
-            Ok(0)
-        }
-        nr::GETGROUPS => Ok(0),
         nr::EXIT => {
             // Only this thread; the process ends with its last thread.
             {

@@ -230,6 +230,7 @@ pub(crate) fn load(
             hwcap: super::misc::cpuid_hwcap(),
             minsigstksz: super::signal::min_sigstack_size(),
             sysinfo_ehdr,
+            ids: super::creds::exec_ids(),
         },
     )?;
     poke(&mut mm, st.sp, &st.bytes)?;

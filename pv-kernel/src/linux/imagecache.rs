@@ -219,14 +219,21 @@ pub(crate) fn shrink() -> bool {
 }
 
 /// The program at `path` (resolved from `cwd`, following symbolic links): a regular file
-/// with an execute bit, else `EACCES`. Cached, or read into the cache now.
+/// the current process may execute (`creds::permitted`: for root, any execute bit), else
+/// `EACCES`. Cached, or read into the cache now.
 pub(crate) fn load(cwd: Ino, path: &[u8]) -> Result<Arc<CachedFile>, Errno> {
     let (ino, st) = crate::fs::with(|fs| {
         let ino = fs.lookup(cwd, path, true)?;
         Ok::<_, Errno>((ino, fs.stat_ino(ino)?))
     })?;
+    let [_, uid, _, gid] = super::creds::exec_ids();
+    let groups = super::creds::fs_groups();
     if st.mode & mode::S_IFMT != mode::S_IFREG
-        || st.mode & 0o111 == 0
+        || !super::creds::permitted(
+            (uid, gid, &groups),
+            (st.mode & 0o7777, st.uid, st.gid, false),
+            super::creds::access::X,
+        )
         || super::files::is_device(ino)
     {
         return Err(Errno::EACCES);

@@ -31,6 +31,7 @@ pub(crate) mod alloc_guard;
 #[cfg(test)]
 pub(crate) mod compat;
 pub(crate) mod cputime;
+pub(crate) mod creds;
 pub(crate) mod death;
 pub(crate) mod dispatch;
 pub(crate) mod exec;

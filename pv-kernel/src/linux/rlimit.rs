@@ -131,6 +131,28 @@ impl Rlimits {
     }
 }
 
+/// Init's limits: [`Rlimits::defaults`] with the boot arguments' `RLIMIT` records
+/// (`pvmux run --ulimit`) applied in order; one the kernel refuses (an `RLIMIT_NOFILE` hard
+/// limit above [`NR_OPEN`], which the host checks first) is logged and skipped.
+pub(crate) fn for_init(max_tasks: u64) -> Rlimits {
+    let mut l = Rlimits::defaults(max_tasks);
+    for (r, soft, hard) in crate::boot::args().rlimits() {
+        let Ok(r) = resource(u64::from(r)) else {
+            continue;
+        };
+        if let Err(e) = l.set(
+            r,
+            Rlimit {
+                cur: soft,
+                max: hard,
+            },
+        ) {
+            crate::println!("pvmux-kernel: init's limit {r} = {soft}:{hard} refused: {e}");
+        }
+    }
+    l
+}
+
 /// A resource number from a program (`EINVAL` if there is no such resource).
 pub(crate) fn resource(raw: u64) -> Result<usize, Errno> {
     usize::try_from(raw)

@@ -89,6 +89,8 @@ pub(crate) struct Process {
     pub(crate) times: ProcessTimes,
     /// Resource limits (inherited by `fork`, kept by `execve`).
     pub(crate) rlimits: IrqLock<Rlimits>,
+    /// User and group ids (inherited by `fork`, kept by `execve`).
+    pub(crate) creds: IrqLock<super::creds::Creds>,
     /// What `/proc/PID/{cmdline,environ,comm}` show: set by `execve`, copied by `fork`.
     pub(crate) args: IrqLock<ExecArgs>,
     /// When it was created (`crate::time::now_ns`), for `/proc/PID/stat`.
@@ -310,6 +312,7 @@ fn new_process(
         args: IrqLock::new(ExecArgs::default()),
         start_ns: crate::time::now_ns(),
         timers: super::timers::ProcessTimers::default(),
+        creds: IrqLock::new(super::creds::Creds::default()),
     });
     PROCS.lock().insert(pid, p.clone());
     p
@@ -406,10 +409,13 @@ pub(crate) fn run_init(
         [SigAction::DEFAULT; 64],
         0,
         0o022,
-        Rlimits::defaults(u64::from(max_tasks())),
+        super::rlimit::for_init(u64::from(max_tasks())),
     );
     *p.exe.lock() = path.clone();
     *p.args.lock() = ExecArgs::new(&path, &argv2, &env);
+    if let Some((uid, gid)) = crate::boot::args().user() {
+        *p.creds.lock() = super::creds::Creds::new(uid, gid);
+    }
     let t = new_task(p.pid, &p, SigState::new(SigSet::EMPTY));
     start(t, UserState::new(loaded.entry, loaded.rsp), true)?;
     INIT_WQ.wait_until(|| INIT_STATUS.lock().is_some());
@@ -702,6 +708,7 @@ pub(crate) fn do_clone(
     );
     *c.exe.lock() = exe;
     *c.args.lock() = p.args.lock().clone();
+    *c.creds.lock() = p.creds.lock().clone();
     let t = new_task(c.pid, &c, task.sig.cloned(shares_stack));
     // As on Linux, a fault writing the child's pid is ignored (the child exists).
     if flags & CLONE_PARENT_SETTID != 0 {

@@ -4,6 +4,7 @@ mod bench;
 mod death;
 mod environ;
 mod exit;
+mod limits;
 mod logging;
 mod net;
 mod run;

@@ -24,6 +24,7 @@ use pvmux_hypercalls::bootargs::{
 
 use super::environ::{check_workdir, Environment, ENV_HELP};
 use super::exit::EXIT_GUEST_CRASH;
+use super::limits::{parse_ulimit, parse_user, LIMITS_HELP};
 use super::size::{format_size, parse_mem_size, parse_size};
 use super::terminal::RawTerminal;
 use super::volume::{check_volumes, parse_volume, VolumeSpec};
@@ -53,6 +54,8 @@ Running a program:
   plus 4).
 
 {ENV_HELP}
+
+{LIMITS_HELP}
 
 Kernel command line (--cmdline \"WORDS\"), separated by spaces; an unknown word is an error.
 (*) marks commands of the test kernel, which pvmux then boots instead of the default one:
@@ -210,6 +213,15 @@ pub struct RunArgs {
     #[arg(short = 'v', long = "volume", value_name = "HOSTDIR:GUESTDIR[:ro|rw]", value_parser = parse_volume)]
     pub volume: Vec<VolumeSpec>,
 
+    /// Set one of the program's resource limits, docker's syntax: NAME=SOFT[:HARD] (e.g.
+    /// nofile=1024:4096, core=0, stack=unlimited). Repeatable (see "Resource limits" below).
+    #[arg(long, value_name = "NAME=SOFT[:HARD]")]
+    pub ulimit: Vec<String>,
+
+    /// Run the program as this numeric user and group (default 0:0, root).
+    #[arg(short = 'u', long, value_name = "UID[:GID]")]
+    pub user: Option<String>,
+
     /// The program to run as init, and its arguments (after `--`; see below).
     #[arg(last = true, value_name = "PROGRAM [ARGS]")]
     pub program: Vec<OsString>,
@@ -261,6 +273,10 @@ pub struct InitSetup {
     pub given: bool,
     /// The `--volume` mounts: (volume id, read-only, guest directory).
     pub volumes: Vec<(u32, bool, Vec<u8>)>,
+    /// `--ulimit` values `(resource, soft, hard)`, in order.
+    pub rlimits: Vec<(u32, u64, u64)>,
+    /// `--user`: `(uid, gid)`.
+    pub user: Option<(u32, u32)>,
 }
 
 impl InitSetup {
@@ -279,16 +295,28 @@ impl InitSetup {
             Some(dir) => Some(check_workdir(dir)?.to_vec()),
             None => None,
         };
+        let rlimits = args
+            .ulimit
+            .iter()
+            .map(|u| parse_ulimit(u))
+            .collect::<anyhow::Result<_>>()?;
+        let user = args.user.as_deref().map(parse_user).transpose()?;
         Ok(Self {
             env,
             workdir,
-            given: !args.env.is_empty() || !args.env_file.is_empty() || args.workdir.is_some(),
+            given: !args.env.is_empty()
+                || !args.env_file.is_empty()
+                || args.workdir.is_some()
+                || !args.ulimit.is_empty()
+                || args.user.is_some(),
             volumes: args
                 .volume
                 .iter()
                 .enumerate()
                 .map(|(i, v)| (i as u32, v.read_only, v.guest.clone()))
                 .collect(),
+            rlimits,
+            user,
         })
     }
 }
@@ -331,8 +359,8 @@ pub fn boot_args(
         // The words alone: `selftest` when none were given.
         if init.given {
             anyhow::bail!(
-                "--env, --env-file and --workdir apply to a program: give one after `--` (or \
-                 --initrd/--rootfs, which run /init)"
+                "--env, --env-file, --workdir, --ulimit and --user apply to a program: give one \
+                 after `--` (or --initrd/--rootfs, which run /init)"
             );
         }
         let default = [Command::Selftest];
@@ -353,7 +381,17 @@ pub fn boot_args(
         .env
         .entries()
         .map(Command::Env)
-        .chain(init.workdir.as_deref().map(Command::Workdir));
+        .chain(init.workdir.as_deref().map(Command::Workdir))
+        .chain(
+            init.rlimits
+                .iter()
+                .map(|&(resource, soft, hard)| Command::Rlimit {
+                    resource,
+                    soft,
+                    hard,
+                }),
+        )
+        .chain(init.user.map(|(uid, gid)| Command::User { uid, gid }));
     let commands = volumes.iter().copied().chain(words.commands()).chain(setup);
     let args = BootArgsBuf::new(&options, commands, argv).map_err(too_long)?;
     Ok((args, true))
@@ -813,6 +851,8 @@ mod tests {
             env: Environment::defaults(false),
             workdir: Some(b"/srv".to_vec()),
             given: true,
+            rlimits: vec![(7, 64, 128)],
+            user: Some((1000, 100)),
             ..Default::default()
         };
         let run = |c: Option<&str>, p: &[&str], root| {
@@ -823,6 +863,8 @@ mod tests {
         let args = a.args();
         assert!(args.env().eq(init.env.entries()));
         assert_eq!(args.workdir(), Some(&b"/srv"[..]));
+        assert!(args.rlimits().eq([(7, 64, 128)]));
+        assert_eq!(args.user(), Some((1000, 100)));
         assert!(!args.needs_diagnostics());
         assert_eq!(
             args.commands().next(),

@@ -251,6 +251,10 @@ impl Fs {
         let ino = self.new_uncounted_inode(node, perm, nlink, name_len)?;
         self.count(ino);
         self.counted_inodes += 1;
+        let (uid, gid) = (self.owner)();
+        if let Some(i) = self.inodes.get_mut(&ino) {
+            (i.uid, i.gid) = (uid, gid);
+        }
         Ok(ino)
     }
 

@@ -122,6 +122,9 @@ pub(crate) struct Fs {
     next_handle: u32,
     /// Wall-clock time in ns since the epoch.
     clock: fn() -> u64,
+    /// Owner `(uid, gid)` of an inode created in the guest (the creating process's
+    /// filesystem ids; root by default).
+    owner: fn() -> (u32, u32),
     /// The host share behind lazy nodes, if attached.
     host: Option<Arc<dyn HostShare>>,
     /// Mount points: directories a synthetic filesystem is shown over ([`mounts`]).
@@ -148,10 +151,16 @@ impl Fs {
             handles: BTreeMap::new(),
             next_handle: 0,
             clock,
+            owner: || (0, 0),
             host: None,
             mounts: BTreeMap::new(),
             vols: volume::Volumes::default(),
         }
+    }
+
+    /// Makes inodes created from now on owned by what `owner` returns.
+    pub(crate) fn set_owner(&mut self, owner: fn() -> (u32, u32)) {
+        self.owner = owner;
     }
 
     pub(super) fn now(&self) -> u64 {

@@ -76,6 +76,8 @@ pub(crate) struct Params<'a> {
     pub(crate) minsigstksz: u64,
     /// `AT_SYSINFO_EHDR`: the vDSO's address (0: no vDSO, the entry is left out).
     pub(crate) sysinfo_ehdr: u64,
+    /// `AT_UID`, `AT_EUID`, `AT_GID`, `AT_EGID`.
+    pub(crate) ids: [u32; 4],
 }
 
 /// The initial stack: its bytes from `sp` up to the top.
@@ -134,10 +136,10 @@ pub(crate) fn build(top: u64, bottom: u64, p: &Params<'_>) -> Result<Stack, Errn
         (AT_BASE, p.base),
         (AT_FLAGS, 0),
         (AT_ENTRY, p.entry),
-        (AT_UID, 0),
-        (AT_EUID, 0),
-        (AT_GID, 0),
-        (AT_EGID, 0),
+        (AT_UID, u64::from(p.ids[0])),
+        (AT_EUID, u64::from(p.ids[1])),
+        (AT_GID, u64::from(p.ids[2])),
+        (AT_EGID, u64::from(p.ids[3])),
         (AT_HWCAP, p.hwcap),
         (AT_CLKTCK, crate::linux::cputime::CLK_TCK),
         (AT_SECURE, 0),
@@ -205,6 +207,7 @@ mod tests {
             phnum: 7,
             hwcap: 0x178b_fbff,
             sysinfo_ehdr: 0x3ff0_0010_1000,
+            ids: [0; 4],
             minsigstksz: 3648,
         }
     }

@@ -449,16 +449,26 @@ pub(crate) fn sys_truncate(path_va: u64, len: u64) -> SysResult {
     Ok(0)
 }
 
-/// `faccessat2(dirfd, path, mode, flags)` (`access` and `faccessat` too). Everything runs as
-/// root: only execute permission can be missing.
+/// `faccessat2(dirfd, path, mode, flags)` (`access` and `faccessat` too): Linux's DAC rule
+/// (`creds::permitted`) for the real ids, or the filesystem ids with `AT_EACCESS`.
 pub(crate) fn sys_faccessat2(dirfd: u64, path_va: u64, amode: u64, flags: u64) -> SysResult {
-    const X_OK: u64 = 1;
     if amode & !7 != 0 {
         return Err(Errno::EINVAL);
     }
     at::only(flags, AT_EACCESS | AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH)?;
     let st = stat_at(dirfd, path_va, flags)?.st;
-    if amode & X_OK != 0 && st.file_type() != FileType::Directory && st.mode & 0o111 == 0 {
+    let c = crate::linux::creds::current();
+    let (uid, gid) = if flags & AT_EACCESS != 0 {
+        (c.fsuid, c.fsgid)
+    } else {
+        (c.uid, c.gid)
+    };
+    let dir = st.file_type() == FileType::Directory;
+    if !crate::linux::creds::permitted(
+        (uid, gid, &c.groups),
+        (st.mode & 0o7777, st.uid, st.gid, dir),
+        amode as u32,
+    ) {
         return Err(Errno::EACCES);
     }
     Ok(0)

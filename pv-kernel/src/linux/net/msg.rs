@@ -115,7 +115,8 @@ pub(crate) fn parse_cmsgs(buf: &[u8]) -> Result<Vec<RawCmsg>, Errno> {
 /// The current process's credentials for `SCM_CREDENTIALS`: (pid, uid, gid).
 pub(crate) fn own_credentials() -> (i32, u32, u32) {
     let p = crate::linux::task::current_process();
-    (p.pid, 0, 0)
+    let c = p.creds.lock();
+    (p.pid, c.euid, c.egid)
 }
 
 /// Reads and decodes the control messages of a send: `SCM_RIGHTS` descriptors become the

@@ -1,0 +1,426 @@
+//! Process credentials: real, effective, saved and filesystem user and group ids and the
+//! supplementary groups, with Linux's rules for changing them (`setuid(2)`, `setresuid(2)`,
+//! `setgroups(2)`...). Inherited by `fork` and kept by `execve` (no set-user-id programs
+//! here). Init starts with the boot arguments' `USER` ids (`pvmux run --user UID[:GID]`),
+//! else as root.
+//!
+//! The rules are pure functions over [`Creds`] (host unit tests); the system calls read and
+//! write the current process's copy. As on Linux, only an effective uid of 0 (`CAP_SETUID`,
+//! `CAP_SETGID`: the guest has no finer capabilities) may set arbitrary ids; any other
+//! process may only move among its real, effective and saved ids.
+
+use alloc::vec::Vec;
+
+use super::uaccess::{read_val, write_val};
+use super::{Errno, SysResult};
+
+/// The most supplementary groups (`NGROUPS_MAX`).
+pub(crate) const NGROUPS_MAX: usize = 65536;
+
+/// `-1` as an id argument: leave that id unchanged.
+const KEEP: u32 = u32::MAX;
+
+/// A process's credentials.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub(crate) struct Creds {
+    /// Real, effective, saved and filesystem user ids.
+    pub(crate) uid: u32,
+    pub(crate) euid: u32,
+    pub(crate) suid: u32,
+    pub(crate) fsuid: u32,
+    /// Real, effective, saved and filesystem group ids.
+    pub(crate) gid: u32,
+    pub(crate) egid: u32,
+    pub(crate) sgid: u32,
+    pub(crate) fsgid: u32,
+    /// Supplementary groups.
+    pub(crate) groups: Vec<u32>,
+}
+
+impl Creds {
+    /// Every id `uid` / `gid`, no supplementary groups (init's credentials).
+    pub(crate) fn new(uid: u32, gid: u32) -> Self {
+        Self {
+            uid,
+            euid: uid,
+            suid: uid,
+            fsuid: uid,
+            gid,
+            egid: gid,
+            sgid: gid,
+            fsgid: gid,
+            groups: Vec::new(),
+        }
+    }
+
+    /// The privileged case: effective uid 0.
+    fn privileged(&self) -> bool {
+        self.euid == 0
+    }
+
+    /// `setresuid(r, e, s)` (`u32::MAX` keeps an id): unprivileged, each new id must be one
+    /// of the current real, effective or saved ids (`EPERM`). The filesystem uid follows the
+    /// effective one.
+    pub(crate) fn setresuid(&mut self, r: u32, e: u32, s: u32) -> Result<(), Errno> {
+        let allowed = |v: u32| v == KEEP || v == self.uid || v == self.euid || v == self.suid;
+        if !self.privileged() && (!allowed(r) || !allowed(e) || !allowed(s)) {
+            return Err(Errno::EPERM);
+        }
+        let pick = |new: u32, old: u32| if new == KEEP { old } else { new };
+        (self.uid, self.euid, self.suid) =
+            (pick(r, self.uid), pick(e, self.euid), pick(s, self.suid));
+        self.fsuid = self.euid;
+        Ok(())
+    }
+
+    /// `setresgid(r, e, s)`: as [`Creds::setresuid`] for the group ids (privilege is still
+    /// the effective uid 0).
+    pub(crate) fn setresgid(&mut self, r: u32, e: u32, s: u32) -> Result<(), Errno> {
+        let allowed = |v: u32| v == KEEP || v == self.gid || v == self.egid || v == self.sgid;
+        if !self.privileged() && (!allowed(r) || !allowed(e) || !allowed(s)) {
+            return Err(Errno::EPERM);
+        }
+        let pick = |new: u32, old: u32| if new == KEEP { old } else { new };
+        (self.gid, self.egid, self.sgid) =
+            (pick(r, self.gid), pick(e, self.egid), pick(s, self.sgid));
+        self.fsgid = self.egid;
+        Ok(())
+    }
+
+    /// `setuid(u)`: privileged, all three ids; else only the effective one, to the real or
+    /// saved id (`EPERM`).
+    pub(crate) fn setuid(&mut self, u: u32) -> Result<(), Errno> {
+        if u == KEEP {
+            return Err(Errno::EINVAL);
+        }
+        if self.privileged() {
+            return self.setresuid(u, u, u);
+        }
+        if u != self.uid && u != self.suid {
+            return Err(Errno::EPERM);
+        }
+        self.setresuid(KEEP, u, KEEP)
+    }
+
+    /// `setgid(g)`: as [`Creds::setuid`] for the group ids.
+    pub(crate) fn setgid(&mut self, g: u32) -> Result<(), Errno> {
+        if g == KEEP {
+            return Err(Errno::EINVAL);
+        }
+        if self.privileged() {
+            return self.setresgid(g, g, g);
+        }
+        if g != self.gid && g != self.sgid {
+            return Err(Errno::EPERM);
+        }
+        self.setresgid(KEEP, g, KEEP)
+    }
+
+    /// `setreuid(r, e)`: unprivileged, the real id may become the effective one and the
+    /// effective id the real or saved one; the saved id becomes the new effective id when
+    /// the real id is set or the effective id changes to something other than the old real
+    /// id (Linux's rule).
+    pub(crate) fn setreuid(&mut self, r: u32, e: u32) -> Result<(), Errno> {
+        let old = self.clone();
+        if !self.privileged()
+            && ((r != KEEP && r != old.uid && r != old.euid)
+                || (e != KEEP && e != old.uid && e != old.euid && e != old.suid))
+        {
+            return Err(Errno::EPERM);
+        }
+        let new_uid = if r == KEEP { old.uid } else { r };
+        let new_euid = if e == KEEP { old.euid } else { e };
+        let new_suid = if r != KEEP || (e != KEEP && e != old.uid) {
+            new_euid
+        } else {
+            old.suid
+        };
+        (self.uid, self.euid, self.suid, self.fsuid) = (new_uid, new_euid, new_suid, new_euid);
+        Ok(())
+    }
+
+    /// `setregid(r, e)`: as [`Creds::setreuid`] for the group ids.
+    pub(crate) fn setregid(&mut self, r: u32, e: u32) -> Result<(), Errno> {
+        let old = self.clone();
+        if !self.privileged()
+            && ((r != KEEP && r != old.gid && r != old.egid)
+                || (e != KEEP && e != old.gid && e != old.egid && e != old.sgid))
+        {
+            return Err(Errno::EPERM);
+        }
+        let new_gid = if r == KEEP { old.gid } else { r };
+        let new_egid = if e == KEEP { old.egid } else { e };
+        let new_sgid = if r != KEEP || (e != KEEP && e != old.gid) {
+            new_egid
+        } else {
+            old.sgid
+        };
+        (self.gid, self.egid, self.sgid, self.fsgid) = (new_gid, new_egid, new_sgid, new_egid);
+        Ok(())
+    }
+
+    /// `setgroups`: privileged only (`EPERM`), at most [`NGROUPS_MAX`] (`EINVAL`).
+    pub(crate) fn setgroups(&mut self, groups: Vec<u32>) -> Result<(), Errno> {
+        if !self.privileged() {
+            return Err(Errno::EPERM);
+        }
+        if groups.len() > NGROUPS_MAX {
+            return Err(Errno::EINVAL);
+        }
+        self.groups = groups;
+        Ok(())
+    }
+}
+
+/// Access bits of [`permitted`]: read, write, execute (search for a directory); `access(2)`'s
+/// `R_OK`, `W_OK`, `X_OK`.
+#[allow(dead_code)] // R and W: the callers pass `access(2)` masks as they are
+pub(crate) mod access {
+    /// Read.
+    pub(crate) const R: u32 = 4;
+    /// Write.
+    pub(crate) const W: u32 = 2;
+    /// Execute (or search).
+    pub(crate) const X: u32 = 1;
+}
+
+/// Whether a process with filesystem ids `uid`/`gid` and supplementary `groups` may access
+/// a file of permission bits `mode`, owned by `owner`/`group`, for `want` ([`access`]
+/// bits): Linux's DAC rule. Root (uid 0) may read and write anything, and execute a file
+/// with any execute bit (or search any directory: `dir`); anyone else is judged by the
+/// owner class if it owns the file, else the group class if in its group, else the others.
+pub(crate) fn permitted(
+    (uid, gid, groups): (u32, u32, &[u32]),
+    (mode, owner, group, dir): (u32, u32, u32, bool),
+    want: u32,
+) -> bool {
+    if uid == 0 {
+        return want & access::X == 0 || dir || mode & 0o111 != 0;
+    }
+    let class = if uid == owner {
+        (mode >> 6) & 7
+    } else if gid == group || groups.contains(&group) {
+        (mode >> 3) & 7
+    } else {
+        mode & 7
+    };
+    class & want == want
+}
+
+/// The owner of a file the current process creates: its filesystem uid and gid (root in a
+/// kernel thread that runs no process, e.g. while unpacking the initramfs).
+pub(crate) fn fs_owner() -> (u32, u32) {
+    match super::task::try_current_task() {
+        Some(t) => {
+            let c = t.process.creds.lock();
+            (c.fsuid, c.fsgid)
+        }
+        None => (0, 0),
+    }
+}
+
+/// `(uid, euid, gid, egid)` for a program being loaded (`AT_UID`, `AT_EUID`, `AT_GID`,
+/// `AT_EGID`): the current process's ids, or for init (loaded by a kernel thread before its
+/// process exists) the boot arguments' `USER` ids, else root.
+pub(crate) fn exec_ids() -> [u32; 4] {
+    match super::task::try_current_task() {
+        Some(t) => {
+            let c = t.process.creds.lock();
+            [c.uid, c.euid, c.gid, c.egid]
+        }
+        None => {
+            let (u, g) = crate::boot::args().user().unwrap_or((0, 0));
+            [u, u, g, g]
+        }
+    }
+}
+
+/// The current process's supplementary groups (none in a kernel thread without a process).
+pub(crate) fn fs_groups() -> Vec<u32> {
+    super::task::try_current_task()
+        .map(|t| t.process.creds.lock().groups.clone())
+        .unwrap_or_default()
+}
+
+/// The current process's credentials (a copy).
+pub(crate) fn current() -> Creds {
+    super::task::current_process().creds.lock().clone()
+}
+
+/// Changes the current process's credentials with `f`.
+fn change(f: impl FnOnce(&mut Creds) -> Result<(), Errno>) -> SysResult {
+    let p = super::task::current_process();
+    let mut c = p.creds.lock();
+    f(&mut c).map(|()| 0)
+}
+
+/// Writes three ids to three user addresses (`EFAULT` for a bad one, as Linux).
+fn put3(va: [u64; 3], v: [u32; 3]) -> SysResult {
+    for (a, x) in va.into_iter().zip(v) {
+        write_val(a, &x)?;
+    }
+    Ok(0)
+}
+
+/// The credential system calls (`n` one of them, `a` its arguments).
+pub(crate) fn syscall(n: u64, a: [u64; 6]) -> Option<SysResult> {
+    use super::abi::nr;
+    let id = |v: u64| v as u32;
+    Some(match n {
+        nr::GETUID => Ok(u64::from(current().uid)),
+        nr::GETEUID => Ok(u64::from(current().euid)),
+        nr::GETGID => Ok(u64::from(current().gid)),
+        nr::GETEGID => Ok(u64::from(current().egid)),
+        nr::GETRESUID => {
+            let c = current();
+            put3([a[0], a[1], a[2]], [c.uid, c.euid, c.suid])
+        }
+        nr::GETRESGID => {
+            let c = current();
+            put3([a[0], a[1], a[2]], [c.gid, c.egid, c.sgid])
+        }
+        nr::SETUID => change(|c| c.setuid(id(a[0]))),
+        nr::SETGID => change(|c| c.setgid(id(a[0]))),
+        nr::SETREUID => change(|c| c.setreuid(id(a[0]), id(a[1]))),
+        nr::SETREGID => change(|c| c.setregid(id(a[0]), id(a[1]))),
+        nr::SETRESUID => change(|c| c.setresuid(id(a[0]), id(a[1]), id(a[2]))),
+        nr::SETRESGID => change(|c| c.setresgid(id(a[0]), id(a[1]), id(a[2]))),
+        nr::SETFSUID | nr::SETFSGID => {
+            // Returns the old id; sets the new one if allowed (privileged, or one of the
+            // process's ids), never fails.
+            let p = super::task::current_process();
+            let mut c = p.creds.lock();
+            let v = id(a[0]);
+            if n == nr::SETFSUID {
+                let old = c.fsuid;
+                if c.privileged() || [c.uid, c.euid, c.suid].contains(&v) {
+                    c.fsuid = v;
+                }
+                Ok(u64::from(old))
+            } else {
+                let old = c.fsgid;
+                if c.privileged() || [c.gid, c.egid, c.sgid].contains(&v) {
+                    c.fsgid = v;
+                }
+                Ok(u64::from(old))
+            }
+        }
+        nr::GETGROUPS => {
+            let groups = current().groups;
+            let size = a[0] as i32;
+            if size < 0 {
+                return Some(Err(Errno::EINVAL));
+            }
+            if size == 0 {
+                return Some(Ok(groups.len() as u64));
+            }
+            if (size as usize) < groups.len() {
+                return Some(Err(Errno::EINVAL));
+            }
+            for (i, g) in groups.iter().enumerate() {
+                if let Err(e) = write_val(a[1] + 4 * i as u64, g) {
+                    return Some(Err(e));
+                }
+            }
+            Ok(groups.len() as u64)
+        }
+        nr::SETGROUPS => {
+            let size = a[0] as i32;
+            if size < 0 || size as usize > NGROUPS_MAX {
+                return Some(Err(Errno::EINVAL));
+            }
+            let mut groups = Vec::new();
+            if groups.try_reserve_exact(size as usize).is_err() {
+                return Some(Err(Errno::ENOMEM));
+            }
+            for i in 0..size as u64 {
+                match read_val::<u32>(a[1] + 4 * i) {
+                    Ok(g) => groups.push(g),
+                    Err(e) => return Some(Err(e)),
+                }
+            }
+            change(|c| c.setgroups(groups))
+        }
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_may_set_anything_once() {
+        let mut c = Creds::new(0, 0);
+        c.setuid(1000).unwrap();
+        assert_eq!((c.uid, c.euid, c.suid, c.fsuid), (1000, 1000, 1000, 1000));
+        // Privilege is gone for good.
+        assert_eq!(c.setuid(0), Err(Errno::EPERM));
+        assert_eq!(c.setgroups(alloc::vec![1]), Err(Errno::EPERM));
+        assert_eq!(c.setgid(5), Err(Errno::EPERM));
+    }
+
+    #[test]
+    fn unprivileged_moves_among_its_own_ids() {
+        let mut c = Creds::new(0, 0);
+        c.setresuid(1000, 2000, 0).unwrap();
+        // Effective 2000: unprivileged; may take any of 1000, 2000, 0 (saved).
+        assert_eq!(c.setresuid(KEEP, 3000, KEEP), Err(Errno::EPERM));
+        c.setresuid(KEEP, 0, KEEP).unwrap();
+        assert_eq!(c.euid, 0, "back to the saved root id");
+        c.setresuid(1000, 1000, 1000).unwrap();
+        assert_eq!(c.setuid(0), Err(Errno::EPERM));
+        c.setuid(1000).unwrap();
+        assert_eq!(c.setreuid(KEEP, 5), Err(Errno::EPERM));
+    }
+
+    #[test]
+    fn setreuid_updates_the_saved_id_like_linux() {
+        let mut c = Creds::new(0, 0);
+        c.setresuid(1000, 0, 0).unwrap();
+        // Effective changes to something other than the real id: saved follows.
+        c.setreuid(KEEP, 2000).unwrap();
+        assert_eq!((c.uid, c.euid, c.suid), (1000, 2000, 2000));
+        let mut c = Creds::new(0, 0);
+        c.setresuid(1000, 0, 0).unwrap();
+        // Effective set to the real id: saved unchanged.
+        c.setreuid(KEEP, 1000).unwrap();
+        assert_eq!((c.uid, c.euid, c.suid), (1000, 1000, 0));
+    }
+
+    #[test]
+    fn dac_like_linux() {
+        let file = |mode| (mode, 1000, 100, false);
+        // Root: read/write anything, execute with any x bit.
+        assert!(permitted((0, 0, &[]), file(0o000), access::R | access::W));
+        assert!(!permitted((0, 0, &[]), file(0o644), access::X));
+        assert!(permitted((0, 0, &[]), file(0o001), access::X));
+        assert!(permitted((0, 0, &[]), (0o000, 1, 1, true), access::X));
+        // The owner class decides for the owner, even when others may do more.
+        assert!(!permitted((1000, 5, &[]), file(0o077), access::R));
+        assert!(permitted(
+            (1000, 5, &[]),
+            file(0o600),
+            access::R | access::W
+        ));
+        // Group (primary or supplementary), then others.
+        assert!(permitted((2000, 100, &[]), file(0o640), access::R));
+        assert!(permitted((2000, 7, &[100]), file(0o640), access::R));
+        assert!(!permitted((2000, 100, &[]), file(0o640), access::W));
+        assert!(!permitted((2000, 7, &[]), file(0o640), access::R));
+        assert!(permitted(
+            (2000, 7, &[]),
+            file(0o645),
+            access::R | access::X
+        ));
+    }
+
+    #[test]
+    fn groups() {
+        let mut c = Creds::new(0, 7);
+        c.setgroups(alloc::vec![10, 20]).unwrap();
+        assert_eq!(c.groups, [10, 20]);
+        c.setgid(8).unwrap();
+        assert_eq!((c.gid, c.egid, c.sgid, c.fsgid), (8, 8, 8, 8));
+    }
+}

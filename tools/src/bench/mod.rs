@@ -771,7 +771,7 @@ mod tests {
     fn selection() {
         assert_eq!(selected(&[]).len(), BENCHMARKS.len());
         let n = selected(&["native.*".to_owned()]);
-        assert_eq!(n.len(), 15);
+        assert_eq!(n.len(), 16);
         assert!(n.iter().all(|d| d.name.starts_with("native.")));
         let both = selected(&["kvm".to_owned(), "boot".to_owned()]);
         assert_eq!(both.len(), 8);

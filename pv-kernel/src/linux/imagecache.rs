@@ -68,6 +68,11 @@ const HEAD_MIN: usize = 4096;
 const HEAD_MAX: usize = 64 << 10;
 
 impl CachedFile {
+    /// The file's inode number.
+    pub(crate) fn ino(&self) -> Ino {
+        self.key.0
+    }
+
     /// The file's first bytes (see [`CachedFile::head`]'s field): what the loader parses.
     pub(crate) fn head(&self) -> &[u8] {
         &self.head

@@ -732,6 +732,20 @@ pub(crate) fn mmap_file(fd: i32) -> Result<Option<(MmapSource, bool)>, Errno> {
     Ok(Some((source, f.writable())))
 }
 
+/// The name `/proc/PID/maps` shows for a mapping of descriptor `fd`, and the inode number:
+/// the path it was opened by (a memfd's `/memfd:NAME (deleted)`), else its link name.
+pub(crate) fn map_name(fd: i32) -> Option<(alloc::sync::Arc<[u8]>, u64)> {
+    let f = fd_file(fd).ok()?;
+    match &f.kind {
+        Kind::Node { ino, .. } => {
+            let name = super::memfd::link_name(*ino).or_else(|| f.path().map(<[u8]>::to_vec))?;
+            Some((name.into(), *ino))
+        }
+        Kind::Object(o) => Some((o.link_name().into(), o.stat().st.ino)),
+        _ => None,
+    }
+}
+
 /// Reads a regular file's bytes at `off` through descriptor `fd` without moving its offset
 /// (for file mappings). `EACCES` unless open for reading, `ENODEV` for pipes and terminals;
 /// `/dev/zero` reads zeros.

@@ -580,12 +580,14 @@ pub(crate) fn sys_utimensat(dirfd: u64, path_va: u64, times: u64, flags: u64) ->
         (Times::Now, Some(now), Some(now))
     } else {
         let t: [i64; 4] = read_val(times)?;
-        let both_now = t[1] == names::UTIME_NOW && t[3] == names::UTIME_NOW;
+        // Only a time given explicitly (not `UTIME_NOW`, not `UTIME_OMIT`) is the owner's
+        // alone (utimensat(2)).
+        let given = |n: i64| n != names::UTIME_NOW && n != names::UTIME_OMIT;
         (
-            if both_now {
-                Times::Now
-            } else {
+            if given(t[1]) || given(t[3]) {
                 Times::Explicit
+            } else {
+                Times::Now
             },
             time_arg(wall_now(), t[0], t[1])?,
             time_arg(wall_now(), t[2], t[3])?,

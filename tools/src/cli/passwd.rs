@@ -18,6 +18,10 @@ pub(crate) struct User {
     pub(crate) gid: u32,
     /// The passwd entry's home directory (a name was looked up).
     pub(crate) home: Option<String>,
+    /// The supplementary groups `/etc/group` lists the named user in (runc's rule: only
+    /// when no `:GROUP` is given). The boot arguments cannot carry them yet (the `USER`
+    /// record holds a uid and a gid): the CLI warns when there are any.
+    pub(crate) groups: Vec<u32>,
 }
 
 /// A numeric id (`u32::MAX`, `-1`, is not one).
@@ -55,6 +59,24 @@ pub(crate) fn group_entry(text: &str, name: &str) -> Option<u32> {
         }
         numeric(f[2])
     })
+}
+
+/// The gids of the groups whose member list in `/etc/group` text names `user`, without
+/// `primary`.
+pub(crate) fn member_of(text: &str, user: &str, primary: u32) -> Vec<u32> {
+    let mut out: Vec<u32> = text
+        .lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split(':').collect();
+            if f.len() < 4 || !f[3].split(',').any(|m| m == user) {
+                return None;
+            }
+            numeric(f[2]).filter(|&g| g != primary)
+        })
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 /// Reads `etc/NAME` inside the guest root `root` (confined to it).
@@ -100,15 +122,24 @@ pub(crate) fn resolve(
             uid,
             gid: 0,
             home: None,
+            groups: Vec::new(),
         }
     } else if is_name(u) {
         let text = etc("passwd").with_context(|| format!("--user {arg:?}"))?;
         let (uid, gid, home) = passwd_entry(&text, u)
             .with_context(|| format!("--user {arg:?}: no user {u:?} in the guest's /etc/passwd"))?;
+        // Supplementary groups only in the implicit form (a missing /etc/group: none).
+        let groups = match g {
+            None => etc("group")
+                .map(|t| member_of(&t, u, gid))
+                .unwrap_or_default(),
+            Some(_) => Vec::new(),
+        };
         User {
             uid,
             gid,
             home: Some(home),
+            groups,
         }
     } else {
         return Err(bad(u));
@@ -169,6 +200,14 @@ mod tests {
         assert_eq!(resolve("1000:staff", etc).unwrap().gid, 50);
         let u = resolve("5:6", |_| bail!("no files")).unwrap();
         assert_eq!((u.uid, u.gid, u.home), (5, 6, None));
+    }
+
+    #[test]
+    fn supplementary_groups_in_the_implicit_form_only() {
+        assert_eq!(resolve("alice", etc).unwrap().groups, [50]);
+        assert!(resolve("alice:1001", etc).unwrap().groups.is_empty());
+        assert!(resolve("nobody", etc).unwrap().groups.is_empty());
+        assert_eq!(member_of("a:x:5:bob,alice\nb:x:7:alice\n", "alice", 7), [5]);
     }
 
     #[test]

@@ -296,6 +296,13 @@ impl InitSetup {
         if let Some(home) = resolved.as_ref().and_then(|u| u.home.as_deref()) {
             env.set_default("HOME", home);
         }
+        if let Some(u) = resolved.as_ref().filter(|u| !u.groups.is_empty()) {
+            tracing::warn!(
+                groups = ?u.groups,
+                "--user: the supplementary groups /etc/group lists are not given to the guest \
+                 (the boot arguments carry one uid and gid)"
+            );
+        }
         for file in &args.env_file {
             env.apply_file(file, lookup)?;
         }

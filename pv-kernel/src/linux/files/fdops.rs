@@ -589,7 +589,7 @@ fn meta_ino(f: &OpenFile) -> Result<Option<Ino>, Errno> {
 pub(crate) fn sys_fchmod(fd: u64, mode: u64) -> SysResult {
     let f = fd_file(fd_arg(fd))?;
     if let Some(ino) = meta_ino(&f)? {
-        fs::with(|fs| fs.set_meta(ino, mode as u32 & 0o7777, None, None))?;
+        fs::with(|fs| fs.chmod_ino(ino, mode as u32 & 0o7777))?;
         let dir = f.dir_ino().is_some();
         super::inotify::on_inode(ino, super::inotify::inm::IN_ATTRIB, dir);
     }
@@ -612,6 +612,7 @@ pub(crate) fn sys_fchdir(fd: u64) -> SysResult {
         return crate::linux::procfs::chdir_synthetic(d.kind, d.comps.clone());
     }
     let ino = f.dir_ino().ok_or(Errno::ENOTDIR)?;
+    fs::with(|fs| fs.may(ino, crate::fs::perm::access::X))?;
     current_process().fs.lock().set(ino);
     Ok(0)
 }

@@ -285,10 +285,15 @@ fn http_server_in_the_guest_published_to_the_host() {
     assert_eq!(g.code(), Some(0), "{}", g.context());
 }
 
-/// A free UDP port on the host's 127.0.0.1 (bound then released).
+/// A port free for UDP and TCP on the host's 127.0.0.1 (bound then released).
 fn free_udp_port() -> u16 {
-    let s = UdpSocket::bind("127.0.0.1:0").expect("probe socket");
-    s.local_addr().expect("address").port()
+    loop {
+        let s = UdpSocket::bind("127.0.0.1:0").expect("probe socket");
+        let port = s.local_addr().expect("address").port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// The sizes of the datagrams [`udp_clients`] sends from each client (an empty one too).
@@ -296,8 +301,7 @@ const UDP_SIZES: [usize; 6] = [5, 0, 1, 1000, 8192, 60000];
 
 /// Two host clients (two sockets, so two source ports) talk to the UDP echo server on
 /// 127.0.0.1:`port`: probes until it answers, then each sends the [`UDP_SIZES`] datagrams in
-/// turn and reads each echo, which must be the datagram sent, whole. Ends the server with
-/// `quit`.
+/// turn and reads each echo, which must be the datagram sent, whole.
 fn udp_clients(port: u16) {
     let dest = ("127.0.0.1", port);
     let a = UdpSocket::bind("127.0.0.1:0").expect("client a");
@@ -335,12 +339,18 @@ fn udp_clients(port: u16) {
             assert!(got == data, "client {k}: datagram {i} differs");
         }
     }
-    b.send_to(b"quit", dest).expect("quit");
+}
+
+/// Ends the UDP echo server on 127.0.0.1:`port`.
+fn udp_quit(port: u16) {
+    let q = UdpSocket::bind("127.0.0.1:0").expect("quit client");
+    q.send_to(b"quit", ("127.0.0.1", port)).expect("quit");
 }
 
 /// `--publish 127.0.0.1:PORT:9999/udp`: a Python UDP echo server in the guest answers two
 /// host clients, each datagram whole and back to its own client; the server sees what the
-/// same server run natively sees (the datagrams' sizes, two senders).
+/// same server run natively sees (the datagrams' sizes, two senders). The same port is
+/// published for TCP too (the host listens there as well).
 #[test]
 #[cfg_attr(
     not(have_python3),
@@ -351,14 +361,22 @@ fn udp_echo_server_in_the_guest_published_to_the_host() {
     let p = port.to_string();
     let n = std::thread::spawn(move || native(&["udpserve", "127.0.0.1", &p]));
     udp_clients(port);
+    udp_quit(port);
     let n = n.join().expect("native thread");
     assert_eq!(n.code(), Some(0), "native\n{}", n.context());
     let port = free_udp_port();
-    let publish = format!("127.0.0.1:{port}:9999/udp");
+    let udp = format!("127.0.0.1:{port}:9999/udp");
+    let tcp = format!("127.0.0.1:{port}:9999/tcp");
     let g = std::thread::spawn(move || {
-        guest(&["--publish", &publish], &["udpserve", "0.0.0.0", "9999"])
+        guest(
+            &["--publish", &udp, "--publish", &tcp],
+            &["udpserve", "0.0.0.0", "9999"],
+        )
     });
     udp_clients(port);
+    let tcp = std::net::TcpStream::connect(("127.0.0.1", port));
+    udp_quit(port);
+    assert!(tcp.is_ok(), "the TCP rule on the same port: {tcp:?}");
     let g = g.join().expect("guest thread");
     assert_eq!(
         g.stdout,

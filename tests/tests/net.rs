@@ -350,7 +350,8 @@ fn udp_quit(port: u16) {
 /// `--publish 127.0.0.1:PORT:9999/udp`: a Python UDP echo server in the guest answers two
 /// host clients, each datagram whole and back to its own client; the server sees what the
 /// same server run natively sees (the datagrams' sizes, two senders). The same port is
-/// published for TCP too (the host listens there as well).
+/// published for TCP too (the host listens there as well). A guest server bound on ::1 only
+/// gets them too (the relay falls back from 127.0.0.1) and sees the same.
 #[test]
 #[cfg_attr(
     not(have_python3),
@@ -382,6 +383,19 @@ fn udp_echo_server_in_the_guest_published_to_the_host() {
         g.stdout,
         n.stdout,
         "guest and native differ\n{}",
+        g.context()
+    );
+    assert_eq!(g.code(), Some(0), "{}", g.context());
+    let port = free_udp_port();
+    let udp = format!("127.0.0.1:{port}:9999/udp");
+    let g = std::thread::spawn(move || guest(&["--publish", &udp], &["udpserve", "::1", "9999"]));
+    udp_clients(port);
+    udp_quit(port);
+    let g = g.join().expect("guest thread");
+    assert_eq!(
+        g.stdout,
+        n.stdout,
+        "guest (::1) and native differ\n{}",
         g.context()
     );
     assert_eq!(g.code(), Some(0), "{}", g.context());

@@ -265,7 +265,7 @@ def serve():
 def udpserve():
     # A UDP echo server on argv[2]:argv[3] until a b"quit" datagram; then prints the lengths
     # of the datagrams it echoed (probes aside) and from how many senders they came.
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s = socket.socket(socket.AF_INET6 if ":" in sys.argv[2] else socket.AF_INET, socket.SOCK_DGRAM)
     s.bind((sys.argv[2], int(sys.argv[3])))
     print("serving", flush=True)
     lens, senders = [], set()

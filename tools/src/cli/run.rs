@@ -198,10 +198,15 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value = "none", value_name = "MODE")]
     pub net: super::net::NetMode,
 
-    /// Publish a guest TCP port: the host listens on [IP:]HOSTPORT (IP default 127.0.0.1; an
+    /// Publish a guest port: the host listens on [IP:]HOSTPORT (IP default 127.0.0.1; an
     /// IPv6 address in brackets) and hands each connection to the guest's listener on
-    /// GUESTPORT (on its 127.0.0.1, else ::1). Repeatable. `/udp` is not supported.
-    #[arg(short = 'p', long, value_name = "[IP:]HOSTPORT:GUESTPORT[/tcp]", value_parser = super::net::parse_publish)]
+    /// GUESTPORT (on its 127.0.0.1, else ::1). `/udp`: the host binds HOSTPORT and relays each
+    /// client's datagrams to the guest's socket bound on GUESTPORT from a guest port of its own
+    /// per client (replies go back to that client; a client idle 30 s is forgotten; at most 64
+    /// clients and 256 queued datagrams, more are dropped). Repeatable; the same port may be
+    /// published for /tcp and /udp. Only with --net none: with --net host the guest's sockets
+    /// are host sockets already (bind them on the host's address instead). No port ranges.
+    #[arg(short = 'p', long, value_name = "[IP:]HOSTPORT:GUESTPORT[/tcp|/udp]", value_parser = super::net::parse_publish)]
     pub publish: Vec<pvmux_host::net::Publish>,
 
     /// Give the guest a host directory it may write, at GUESTDIR (absolute; created in the

@@ -42,7 +42,6 @@ pub(crate) const NOTES: &[(&str, Note)] = &[
     ("getcpu", Remark("the vDSO answers CPU 0, node 0")),
     ("setuid", Remark("Linux's rules; file accesses are checked against the filesystem ids (owner/group/other bits, no ACLs)")),
     ("setgroups", Remark("the groups take part in permission checks; `pvmux run --user` gives init none")),
-    ("kill", Partial("no permission check: any process may signal any other of the guest")),
     ("mlock", Partial("accepted, nothing is ever swapped")),
     ("munlock", Partial("accepted, nothing is ever swapped")),
     ("msync", Remark("shared file mappings map the page cache's frames, so there is nothing to write back; the flags are checked as Linux")),

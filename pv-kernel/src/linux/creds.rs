@@ -340,9 +340,40 @@ pub(crate) fn syscall(n: u64, a: [u64; 6]) -> Option<SysResult> {
     })
 }
 
+/// Whether a process with credentials `sender` may send a signal to one with `target`
+/// (Linux's `kill_ok_by_cred`): effective uid 0, or the sender's real or effective uid is the
+/// target's real or saved uid. (`SIGCONT` within a session is allowed besides: the caller.)
+pub(crate) fn may_signal(sender: &Creds, target: &Creds) -> bool {
+    sender.euid == 0
+        || sender.euid == target.suid
+        || sender.euid == target.uid
+        || sender.uid == target.suid
+        || sender.uid == target.uid
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signals_follow_linux_s_uid_rules() {
+        let root = Creds::new(0, 0);
+        let alice = Creds::new(1000, 1000);
+        let bob = Creds::new(1001, 1001);
+        assert!(may_signal(&root, &alice));
+        assert!(may_signal(&alice, &alice));
+        assert!(!may_signal(&alice, &bob));
+        assert!(!may_signal(&alice, &root));
+        // A set-uid program (euid 0, real uid alice) may be signalled by alice, and one that
+        // dropped to bob but kept alice as its saved uid too.
+        let mut setuid = Creds::new(1000, 1000);
+        setuid.euid = 0;
+        assert!(may_signal(&alice, &setuid));
+        let mut dropped = Creds::new(1001, 1001);
+        dropped.suid = 1000;
+        assert!(may_signal(&alice, &dropped));
+        assert!(!may_signal(&bob, &setuid));
+    }
 
     #[test]
     fn root_may_set_anything_once() {

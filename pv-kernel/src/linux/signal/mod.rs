@@ -606,11 +606,41 @@ pub(crate) fn sys_kill(pid: i64, signo: u64) -> SysResult {
     if targets.is_empty() {
         return Err(Errno::ESRCH);
     }
+    // As Linux: each target must be permitted (uids, or SIGCONT within the session); a group
+    // kill succeeds if any was, else it is EPERM.
+    let mine = me.creds.lock().clone();
+    let permitted: Vec<Arc<Process>> = targets
+        .into_iter()
+        .filter(|p| may_signal_process(&mine, &me, p, signo))
+        .collect();
+    if permitted.is_empty() {
+        return Err(Errno::EPERM);
+    }
     let info = SigInfo::from_process(signo, code::SI_USER, me.pid);
-    for p in targets {
+    for p in permitted {
         let _ = send_info_to_process(&p, info);
     }
     Ok(0)
+}
+
+/// Whether process `me` (credentials `mine`) may send `signo` to `to`.
+fn may_signal_process(mine: &super::creds::Creds, me: &Process, to: &Process, signo: u32) -> bool {
+    (signo == sig::SIGCONT && me.sid() == to.sid())
+        || super::creds::may_signal(mine, &to.creds.lock())
+}
+
+/// `EPERM` unless the calling process may send `signo` to `to`.
+fn check_may_signal(to: &Process, signo: u32) -> Result<(), Errno> {
+    let me = task::current_process();
+    if core::ptr::eq(&*me, to) {
+        return Ok(());
+    }
+    let mine = me.creds.lock().clone();
+    if may_signal_process(&mine, &me, to, signo) {
+        Ok(())
+    } else {
+        Err(Errno::EPERM)
+    }
 }
 
 /// The live thread `tid`, of process `tgid` unless `tgid` is negative.
@@ -643,6 +673,7 @@ pub(crate) fn sys_tgkill(tgid: Option<i64>, tid: i64, signo: u64) -> SysResult {
         return Err(Errno::EINVAL);
     }
     let t = target_thread(tgid.unwrap_or(-1), tid)?;
+    check_may_signal(&t.process, signo as u32)?;
     let me = task::current_process();
     send_to_thread(
         &t,
@@ -672,6 +703,7 @@ pub(crate) fn sys_rt_sigqueueinfo(pid: i64, signo: u64, uinfo: u64) -> SysResult
     let p = task::find_process(pid as i32)
         .filter(|p| pid > 0 && !p.zombie.load(Ordering::Acquire))
         .ok_or(Errno::ESRCH)?;
+    check_may_signal(&p, signo as u32)?;
     let info = queued_info(signo as u32, uinfo, p.pid)?;
     send_info_to_process(&p, info)?;
     Ok(0)
@@ -683,6 +715,7 @@ pub(crate) fn sys_rt_tgsigqueueinfo(tgid: i64, tid: i64, signo: u64, uinfo: u64)
         return Err(Errno::EINVAL);
     }
     let t = target_thread(tgid, tid)?;
+    check_may_signal(&t.process, signo as u32)?;
     let info = queued_info(signo as u32, uinfo, t.process.pid)?;
     send_to_thread(&t, info)?;
     Ok(0)

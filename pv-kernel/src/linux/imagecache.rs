@@ -162,12 +162,17 @@ fn chunks_of(ranges: &[(u64, u64)], size: usize) -> Vec<usize> {
 impl CachedFile {
     /// Whether every chunk the loader reads still holds the bytes read from the file.
     fn intact(&self) -> bool {
+        self.chunks_intact(&self.checked)
+    }
+
+    /// Whether the chunks `chunks` still hold the bytes read from the file.
+    fn chunks_intact(&self, chunks: &[usize]) -> bool {
         let mut buf = Vec::new();
         if buf.try_reserve_exact(TAG_CHUNK).is_err() {
             return false;
         }
         buf.resize(TAG_CHUNK, 0);
-        self.checked.iter().all(|&i| {
+        chunks.iter().all(|&i| {
             let off = i * TAG_CHUNK;
             let n = (self.size - off).min(TAG_CHUNK);
             pool_mem::read(self.base + off as u64, &mut buf[..n]);
@@ -238,15 +243,59 @@ pub(crate) fn load(cwd: Ino, path: &[u8]) -> Result<Arc<CachedFile>, Errno> {
     {
         return Err(Errno::EACCES);
     }
+    entry(ino, st.size, st.mtime_ns, path, None)
+}
+
+/// The cached image of host file `ino` (a `--rootfs` file the guest has not written) for a
+/// private executable mapping of its bytes `[off, off + len)`: the chunks of that range are
+/// verified (like a program's loaded part on exec), the file read into the cache if absent
+/// or modified. `None` when the file is not such a host file or is too large to cache: the
+/// caller then reads it from the host itself (`Fs::read_ino_uncached`).
+pub(crate) fn for_mapping(ino: Ino, off: u64, len: u64) -> Result<Option<Arc<CachedFile>>, Errno> {
+    let st = crate::fs::with(|fs| {
+        if !fs.is_host_file(ino) {
+            return Ok(None);
+        }
+        fs.stat_ino(ino).map(Some)
+    })?;
+    let Some(st) = st else {
+        return Ok(None);
+    };
     let max_file = pool::stats().1 as u64 * PAGE_SIZE / MAX_FILE_POOL_SHARE;
-    if st.size > max_file || st.size == 0 {
-        return Err(if st.size == 0 {
+    if st.size > max_file || st.size == 0 || off >= st.size {
+        return Ok(None);
+    }
+    let end = off.saturating_add(len).min(st.size);
+    let chunks = chunks_of(&[(off, end)], st.size as usize);
+    entry(
+        ino,
+        st.size,
+        st.mtime_ns,
+        b"(mapped library)",
+        Some(&chunks),
+    )
+    .map(Some)
+}
+
+/// The cache entry of file `ino` (`size` bytes, modified at `mtime_ns`; `name` for the
+/// log): a hit whose `verify` chunks (the loaded part of a program when `None`) still hold
+/// the file's bytes, else the file read into fresh frames now.
+fn entry(
+    ino: Ino,
+    size: u64,
+    mtime_ns: u64,
+    name: &[u8],
+    verify: Option<&[usize]>,
+) -> Result<Arc<CachedFile>, Errno> {
+    let max_file = pool::stats().1 as u64 * PAGE_SIZE / MAX_FILE_POOL_SHARE;
+    if size > max_file || size == 0 {
+        return Err(if size == 0 {
             Errno::ENOEXEC
         } else {
             Errno::ENOMEM
         });
     }
-    let key = (ino, st.size, st.mtime_ns);
+    let key = (ino, size, mtime_ns);
     let now = crate::time::now_ns();
     let hit = {
         let mut c = CACHE.lock();
@@ -255,18 +304,22 @@ pub(crate) fn load(cwd: Ino, path: &[u8]) -> Result<Arc<CachedFile>, Errno> {
     };
     if let Some(e) = hit {
         // Verified outside the lock (it reads the whole loaded part of the file).
-        if e.intact() {
+        let ok = match verify {
+            None => e.intact(),
+            Some(chunks) => e.chunks_intact(chunks),
+        };
+        if ok {
             e.used.store(now, Ordering::Relaxed);
             return Ok(e);
         }
         CACHE.lock().retain(|x| !Arc::ptr_eq(x, &e));
         crate::println!(
             "imagecache: cached image of {} (inode {}) was modified; reading it again",
-            alloc::string::String::from_utf8_lossy(path),
+            alloc::string::String::from_utf8_lossy(name),
             ino
         );
     }
-    let size = st.size as usize;
+    let size = size as usize;
     let pages = size.div_ceil(PAGE_SIZE as usize);
     let (_, pool_total) = pool::stats();
     while cached_pages() + pages > pool_total / 4 && evict_one() {}
@@ -284,7 +337,7 @@ pub(crate) fn load(cwd: Ino, path: &[u8]) -> Result<Arc<CachedFile>, Errno> {
         }
     };
     // Read the file through a kernel buffer into the frames, keeping its head.
-    let r = read_into(cwd, path, base, size);
+    let r = read_into(ino, base, size);
     let (head, tags) = match r {
         Ok(v) => v,
         Err(e) => {
@@ -312,10 +365,10 @@ pub(crate) fn load(cwd: Ino, path: &[u8]) -> Result<Arc<CachedFile>, Errno> {
     Ok(entry)
 }
 
-/// Reads the `size` bytes of the file at `path` into the pool frames at `base`, in chunks of
+/// Reads the `size` bytes of file `ino` into the pool frames at `base`, in chunks of
 /// at most [`CHUNK`] through a kernel buffer; returns the file's head (see
 /// [`CachedFile::head`]) and the tags of its [`TAG_CHUNK`]s, computed from the kernel buffer.
-fn read_into(cwd: Ino, path: &[u8], base: u64, size: usize) -> Result<(Vec<u8>, Vec<u64>), Errno> {
+fn read_into(ino: Ino, base: u64, size: usize) -> Result<(Vec<u8>, Vec<u64>), Errno> {
     let mut buf = Vec::new();
     buf.try_reserve_exact(size.min(CHUNK))
         .map_err(|_| Errno::ENOMEM)?;
@@ -328,7 +381,6 @@ fn read_into(cwd: Ino, path: &[u8], base: u64, size: usize) -> Result<(Vec<u8>, 
     let mut partial: Vec<u8> = Vec::new();
     // The head's length, known once the first bytes are in.
     let mut want = 0;
-    let h = crate::fs::with(|fs| fs.open(cwd, path, 0, 0))?;
     let mut off = 0;
     let r = loop {
         if off == size {
@@ -336,8 +388,8 @@ fn read_into(cwd: Ino, path: &[u8], base: u64, size: usize) -> Result<(Vec<u8>, 
         }
         let n = (size - off).min(buf.len());
         // From the host itself for a host file, not the page cache (whose frames programs
-        // can write): see `Fs::pread_uncached`.
-        match crate::fs::with(|fs| fs.pread_uncached(h, &mut buf[..n], off as u64)) {
+        // can write): see `Fs::read_ino_uncached`.
+        match crate::fs::with(|fs| fs.read_ino_uncached(ino, off as u64, &mut buf[..n])) {
             Ok(0) => break Err(Errno::EIO), // shrank under us
             Ok(got) => {
                 if off == 0 {
@@ -353,7 +405,6 @@ fn read_into(cwd: Ino, path: &[u8], base: u64, size: usize) -> Result<(Vec<u8>, 
             Err(e) => break Err(e),
         }
     };
-    let _ = crate::fs::with(|fs| fs.close(h));
     r.map(|()| (head, tags))
 }
 

@@ -59,6 +59,12 @@ pub(crate) struct CachedFile {
     /// Indices of the chunks the loader reads (see [`super::exec::file_ranges`]): what a
     /// reuse verifies.
     checked: Vec<usize>,
+    /// Per chunk: guest time at the start of the last check that found it intact (or of the
+    /// read its tag was made from). A mapping into a space created no later than that needs
+    /// no new check: a program that changed the chunk since was alive while that space was,
+    /// and could have written the space's own pages just as well (the same-tenant gap);
+    /// what a check must stop is a change by a program that exited *before* the space.
+    verified: Vec<AtomicU64>,
 }
 
 /// Bytes of the file per tag.
@@ -163,23 +169,36 @@ fn chunks_of(ranges: &[(u64, u64)], size: usize) -> Vec<usize> {
 }
 
 impl CachedFile {
-    /// Whether every chunk the loader reads still holds the bytes read from the file.
+    /// Whether every chunk the loader reads still holds the bytes read from the file (all
+    /// checked now: for a space about to be created).
     fn intact(&self) -> bool {
-        self.chunks_intact(&self.checked)
+        self.chunks_intact(&self.checked, u64::MAX)
     }
 
-    /// Whether the chunks `chunks` still hold the bytes read from the file.
-    fn chunks_intact(&self, chunks: &[usize]) -> bool {
+    /// Whether the chunks `chunks` still hold the bytes read from the file, for a space
+    /// created at guest time `since`: chunks found intact since then are not hashed again
+    /// (see [`CachedFile::verified`]).
+    fn chunks_intact(&self, chunks: &[usize], since: u64) -> bool {
+        let start = crate::time::now_ns();
         let mut buf = Vec::new();
-        if buf.try_reserve_exact(TAG_CHUNK).is_err() {
-            return false;
-        }
-        buf.resize(TAG_CHUNK, 0);
         chunks.iter().all(|&i| {
+            if self.verified[i].load(Ordering::Acquire) >= since {
+                return true;
+            }
+            if buf.is_empty() {
+                if buf.try_reserve_exact(TAG_CHUNK).is_err() {
+                    return false;
+                }
+                buf.resize(TAG_CHUNK, 0);
+            }
             let off = i * TAG_CHUNK;
             let n = (self.size - off).min(TAG_CHUNK);
             pool_mem::read(self.base + off as u64, &mut buf[..n]);
-            tag(&buf[..n]) == self.tags[i]
+            let ok = tag(&buf[..n]) == self.tags[i];
+            if ok {
+                self.verified[i].fetch_max(start, Ordering::AcqRel);
+            }
+            ok
         })
     }
 }
@@ -254,7 +273,13 @@ pub(crate) fn load(cwd: Ino, path: &[u8]) -> Result<Arc<CachedFile>, Errno> {
 /// verified (like a program's loaded part on exec), the file read into the cache if absent
 /// or modified. `None` when the file is not such a host file or is too large to cache: the
 /// caller then reads it from the host itself (`Fs::read_ino_uncached`).
-pub(crate) fn for_mapping(ino: Ino, off: u64, len: u64) -> Result<Option<Arc<CachedFile>>, Errno> {
+pub(crate) fn for_mapping(
+    ino: Ino,
+    off: u64,
+    len: u64,
+    since: u64,
+    exec: bool,
+) -> Result<Option<Arc<CachedFile>>, Errno> {
     let st = crate::fs::with(|fs| {
         if !fs.is_host_file(ino) {
             return Ok(None);
@@ -268,6 +293,9 @@ pub(crate) fn for_mapping(ino: Ino, off: u64, len: u64) -> Result<Option<Arc<Cac
     if st.size > max_file || st.size == 0 || off >= st.size {
         return Ok(None);
     }
+    if !exec && !is_elf((ino, st.size, st.mtime_ns))? {
+        return Ok(None);
+    }
     let end = off.saturating_add(len).min(st.size);
     let chunks = chunks_of(&[(off, end)], st.size as usize);
     entry(
@@ -275,20 +303,53 @@ pub(crate) fn for_mapping(ino: Ino, off: u64, len: u64) -> Result<Option<Arc<Cac
         st.size,
         st.mtime_ns,
         b"(mapped library)",
-        Some(&chunks),
+        Some((&chunks, since)),
     )
     .map(Some)
 }
 
+/// Files (by cache key) found not to be ELF files: a private mapping of them comes from the
+/// page cache, and knowing it spares a host read per mapping. Bounded (oldest dropped).
+static NOT_ELF: IrqLock<Vec<(Ino, u64, u64)>> = IrqLock::new(Vec::new());
+/// Most entries of [`NOT_ELF`].
+const NOT_ELF_MAX: usize = 64;
+
+/// Whether the host file with cache key `key` is an ELF file, judged from bytes the
+/// kernel read from the host itself (a cached entry's head, or the file's first four bytes
+/// read now), never from the page cache a program may have written.
+fn is_elf(key: (Ino, u64, u64)) -> Result<bool, Errno> {
+    if let Some(e) = CACHE.lock().iter().find(|e| e.key == key) {
+        return Ok(e.head.starts_with(ELF_MAGIC));
+    }
+    if NOT_ELF.lock().contains(&key) {
+        return Ok(false);
+    }
+    let mut magic = [0u8; 4];
+    let n = crate::fs::with(|fs| fs.read_ino_uncached(key.0, 0, &mut magic))?;
+    let elf = n == 4 && magic == *ELF_MAGIC;
+    if !elf {
+        let mut l = NOT_ELF.lock();
+        if l.len() >= NOT_ELF_MAX {
+            l.remove(0);
+        }
+        l.push(key);
+    }
+    Ok(elf)
+}
+
+/// The first bytes of an ELF file.
+const ELF_MAGIC: &[u8; 4] = b"\x7fELF";
+
 /// The cache entry of file `ino` (`size` bytes, modified at `mtime_ns`; `name` for the
-/// log): a hit whose `verify` chunks (the loaded part of a program when `None`) still hold
-/// the file's bytes, else the file read into fresh frames now.
+/// log): a hit whose `verify` chunks (the loaded part of a program when `None`; else the
+/// chunks and the creation time of the space they are for) still hold the file's bytes,
+/// else the file read into fresh frames now.
 fn entry(
     ino: Ino,
     size: u64,
     mtime_ns: u64,
     name: &[u8],
-    verify: Option<&[usize]>,
+    verify: Option<(&[usize], u64)>,
 ) -> Result<Arc<CachedFile>, Errno> {
     let max_file = pool::stats().1 as u64 * PAGE_SIZE / MAX_FILE_POOL_SHARE;
     if size > max_file || size == 0 {
@@ -309,7 +370,7 @@ fn entry(
         // Verified outside the lock (it reads the whole loaded part of the file).
         let ok = match verify {
             None => e.intact(),
-            Some(chunks) => e.chunks_intact(chunks),
+            Some((chunks, since)) => e.chunks_intact(chunks, since),
         };
         if ok {
             e.used.store(now, Ordering::Relaxed);
@@ -324,6 +385,7 @@ fn entry(
     }
     let size = size as usize;
     let pages = size.div_ceil(PAGE_SIZE as usize);
+    let read_at = crate::time::now_ns();
     let (_, pool_total) = pool::stats();
     while cached_pages() + pages > pool_total / 4 && evict_one() {}
     let base = loop {
@@ -361,6 +423,7 @@ fn entry(
         size,
         head,
         used: AtomicU64::new(now),
+        verified: (0..tags.len()).map(|_| AtomicU64::new(read_at)).collect(),
         tags,
         checked,
     });

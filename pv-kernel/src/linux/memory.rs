@@ -261,14 +261,16 @@ fn map_file_private(
         }
         Some(MmapSource::Node(ino)) => ino,
     };
-    // Code of a host file comes from the image cache, verified against the tags taken when
-    // the file was read from the host (not from the page cache, whose frames a program
-    // could have written: docs/SECURITY.md, "Program image cache"); other files' code is
-    // copied from the file itself.
+    // Code of a host file, and every part of a host ELF file (a shared library's headers,
+    // relocations and data are as good as code to the processes that map them), comes from
+    // the image cache, verified against the tags taken when the file was read from the host
+    // (not from the page cache, whose frames a program could have written:
+    // docs/SECURITY.md, "Program image cache"); other files' code is copied from the file
+    // itself.
+    if let Some(image) = super::imagecache::for_mapping(ino, off, len, space.created_ns, exec)? {
+        return map_image(space, &image, start, off, len);
+    }
     if exec {
-        if let Some(image) = super::imagecache::for_mapping(ino, off, len)? {
-            return map_image(space, &image, start, off, len);
-        }
         return fill_from_ino(space, ino, start, off, len);
     }
     let (first, pages) = (off / PAGE_SIZE, len / PAGE_SIZE);

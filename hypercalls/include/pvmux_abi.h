@@ -722,6 +722,14 @@ struct pvmux_hostfs_entry {
 #define PVMUX_NET_IO_MAX UINT64_C(0x40000)    /* largest NetSend/NetRecv transfer */
 #define PVMUX_NET_DEFAULT_MAX_SOCKETS 256     /* host sockets one tenant may hold */
 #define PVMUX_NET_RECV_PEEK UINT64_C(1)       /* NetRecv flags: MSG_PEEK */
+/* --publish .../udp: NetPublished hands out flows (one per host client; NetRecv/NetSend
+ * carry its datagrams); per tenant at most this many live flows and queued datagrams. */
+#define PVMUX_NET_MAX_UDP_FLOWS 64
+#define PVMUX_NET_MAX_UDP_QUEUED 256
+#define PVMUX_NET_MAX_UDP_FLOW_QUEUED 64      /* queued datagrams of one flow */
+#define PVMUX_NET_UDP_FLOW_IDLE_SECS 30       /* an idle flow ends (NetRecv: ETIMEDOUT) */
+#define PVMUX_NET_PUBLISH_TCP 6               /* pvmux_net_publish.proto: a connection */
+#define PVMUX_NET_PUBLISH_UDP 17              /* pvmux_net_publish.proto: a UDP flow */
 
 /* An internet address and port (NetBind, NetConnect, NetSend, NetRecv, NetAccept, NetName). */
 struct pvmux_net_addr {
@@ -734,7 +742,7 @@ struct pvmux_net_addr {
 /* NetPublished's record. */
 struct pvmux_net_publish {
     uint16_t guest_port;           /* the guest port of --publish HOSTPORT:GUESTPORT */
-    uint8_t proto;                 /* IPPROTO_TCP (6) */
+    uint8_t proto;                 /* PVMUX_NET_PUBLISH_TCP or PVMUX_NET_PUBLISH_UDP */
     uint8_t reserved[5];           /* 0 */
     struct pvmux_net_addr peer;    /* the client on the host side */
 };

@@ -30,7 +30,14 @@
 //!   options of [`INT_OPTS`] only.
 //! * `NetPublished(rec_gpa) -> handle`: the next connection a `--publish` listener accepted,
 //!   for the guest to hand to its listener; its [`NetPublish`] record written at `rec_gpa`.
-//!   `Busy` when none (the host raises `pending::NET` when one arrives).
+//!   `Busy` when none (the host raises `pending::NET` when one arrives). For a `/udp` rule
+//!   the handle is a **flow** (`proto` 17): the datagrams of one host client, which
+//!   `NetRecv` gives one at a time (the sender's address: the client) and `NetSend` (no
+//!   destination) sends back to the client from the published socket; idle for
+//!   [`UDP_FLOW_IDLE_SECS`], a flow ends (`NetRecv`: `ETIMEDOUT`) and the next datagram of
+//!   that client opens a new one. At most [`MAX_UDP_FLOWS`] live flows and
+//!   [`MAX_UDP_QUEUED`] queued datagrams per tenant ([`MAX_UDP_FLOW_QUEUED`] per flow): more
+//!   are dropped, as a full socket buffer drops them.
 
 use core::mem::size_of;
 
@@ -44,6 +51,18 @@ pub const IO_MAX: u64 = 256 * 1024;
 pub const READ_ONLY_OPTS: [(i32, i32); 2] = [(1, 4), (1, 30)];
 /// Default limit of host sockets one tenant may hold.
 pub const DEFAULT_MAX_SOCKETS: usize = 256;
+/// `--publish .../udp`: most live flows (host clients) per tenant.
+pub const MAX_UDP_FLOWS: usize = 64;
+/// `--publish .../udp`: most datagrams queued for the guest per tenant.
+pub const MAX_UDP_QUEUED: usize = 256;
+/// `--publish .../udp`: most datagrams queued for one flow.
+pub const MAX_UDP_FLOW_QUEUED: usize = 64;
+/// `--publish .../udp`: a flow with no datagram either way for this long ends.
+pub const UDP_FLOW_IDLE_SECS: u64 = 30;
+/// `NetPublish::proto` of a TCP connection (`IPPROTO_TCP`).
+pub const PUBLISH_TCP: u8 = 6;
+/// `NetPublish::proto` of a UDP flow (`IPPROTO_UDP`).
+pub const PUBLISH_UDP: u8 = 17;
 
 /// The return value for socket error `errno`.
 pub const fn errno_ret(errno: i32) -> i64 {
@@ -109,11 +128,11 @@ pub struct NetAddr {
 pub struct NetPublish {
     /// The guest port (`-p HOSTPORT:GUESTPORT`).
     pub guest_port: u16,
-    /// `IPPROTO_TCP` (6).
+    /// [`PUBLISH_TCP`] (a connection) or [`PUBLISH_UDP`] (a flow).
     pub proto: u8,
     /// 0.
     pub reserved: [u8; 5],
-    /// The connecting client on the host side.
+    /// The connecting (or sending) client on the host side.
     pub peer: NetAddr,
 }
 

@@ -314,6 +314,11 @@ int main(void) {
     P("NET_ERRNO_BASE", PVMUX_NET_ERRNO_BASE); P("NET_IO_MAX", PVMUX_NET_IO_MAX);
     P("NET_DEFAULT_MAX_SOCKETS", PVMUX_NET_DEFAULT_MAX_SOCKETS);
     P("NET_RECV_PEEK", PVMUX_NET_RECV_PEEK);
+    P("NET_MAX_UDP_FLOWS", PVMUX_NET_MAX_UDP_FLOWS);
+    P("NET_MAX_UDP_QUEUED", PVMUX_NET_MAX_UDP_QUEUED);
+    P("NET_MAX_UDP_FLOW_QUEUED", PVMUX_NET_MAX_UDP_FLOW_QUEUED);
+    P("NET_UDP_FLOW_IDLE_SECS", PVMUX_NET_UDP_FLOW_IDLE_SECS);
+    P("NET_PUBLISH_TCP", PVMUX_NET_PUBLISH_TCP); P("NET_PUBLISH_UDP", PVMUX_NET_PUBLISH_UDP);
     P("STREAM_STDOUT", PVMUX_STREAM_STDOUT); P("STREAM_KERNEL_LOG", PVMUX_STREAM_KERNEL_LOG);
     P("STREAM_STDERR", PVMUX_STREAM_STDERR);
     P("-EUNKNOWN_CALL", -PVMUX_EUNKNOWN_CALL); P("-EINVAL", -PVMUX_EINVAL);
@@ -717,6 +722,30 @@ fn rust_values() -> Vec<(&'static str, u64)> {
             pvmux_hypercalls::net::DEFAULT_MAX_SOCKETS as u64,
         ),
         ("NET_RECV_PEEK", pvmux_hypercalls::net::recv::PEEK),
+        (
+            "NET_MAX_UDP_FLOWS",
+            pvmux_hypercalls::net::MAX_UDP_FLOWS as u64,
+        ),
+        (
+            "NET_MAX_UDP_QUEUED",
+            pvmux_hypercalls::net::MAX_UDP_QUEUED as u64,
+        ),
+        (
+            "NET_MAX_UDP_FLOW_QUEUED",
+            pvmux_hypercalls::net::MAX_UDP_FLOW_QUEUED as u64,
+        ),
+        (
+            "NET_UDP_FLOW_IDLE_SECS",
+            pvmux_hypercalls::net::UDP_FLOW_IDLE_SECS,
+        ),
+        (
+            "NET_PUBLISH_TCP",
+            u64::from(pvmux_hypercalls::net::PUBLISH_TCP),
+        ),
+        (
+            "NET_PUBLISH_UDP",
+            u64::from(pvmux_hypercalls::net::PUBLISH_UDP),
+        ),
         (
             "sizeof pvmux_net_addr",
             size_of::<pvmux_hypercalls::net::NetAddr>() as u64,

@@ -2,14 +2,16 @@
 //! `--net host` every malformed call (raw or unix sockets, unknown or closed handles,
 //! addresses and buffers outside guest memory, malformed addresses, unknown flags, options
 //! outside the fixed list) gets its documented error, the per-tenant socket limit holds and
-//! closing frees it; without networking every call is `UnknownCall`. The host (this process)
+//! closing frees it; without networking every call is `UnknownCall`; with only a
+//! `--publish .../udp` rule the host-only calls are `UnknownCall` and a UDP flow's handle
+//! refuses every malformed argument and carries the reply to its client. The host (this process)
 //! survives, and the tenant's host sockets are all closed when it ends (the process's
 //! descriptor count is back where it was).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use pvmux_host::net::NetConfig;
+use pvmux_host::net::{NetConfig, Publish, PublishProto};
 use pvmux_host::{TenantConfig, TenantOutcome, TenantState};
 use pvmux_tests::{config, host, Capture};
 
@@ -63,4 +65,47 @@ fn without_networking_every_net_call_is_unknown() {
     assert!(out.contains("without networking"), "{out}");
     assert!(out.contains("hostile: net CONTAINED"), "{out}");
     assert_eq!(outcome.exit_code(), Some(0), "{out}");
+}
+
+#[test]
+fn a_published_udp_flow_takes_no_bad_argument_and_answers_its_client() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _ = host();
+    let before = fds();
+    let port = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("probe socket");
+        s.local_addr().expect("address").port()
+    };
+    let net = NetConfig {
+        publish: vec![Publish {
+            host: ([127, 0, 0, 1], port).into(),
+            guest_port: 7777,
+            proto: PublishProto::Udp,
+        }],
+        ..NetConfig::default()
+    };
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").expect("client");
+    client
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    let c = client.try_clone().expect("clone");
+    let sender = std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            let _ = c.send_to(b"hostile", ("127.0.0.1", port));
+            if let Ok(n) = c.recv(&mut buf) {
+                return Some(buf[..n].to_vec());
+            }
+        }
+        None
+    });
+    let (outcome, out) = run("hostile-net-udp", net);
+    let reply = sender.join().expect("client thread");
+    assert!(!out.contains("MISMATCH"), "{out}");
+    assert!(out.contains("hostile: net CONTAINED"), "{out}");
+    assert_eq!(outcome.exit_code(), Some(0), "{out}");
+    assert_eq!(reply.as_deref(), Some(&b"echo:hostile"[..]), "{out}");
+    drop(client);
+    assert_eq!(fds(), before, "host sockets left open\n{out}");
 }

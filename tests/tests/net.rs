@@ -6,7 +6,7 @@
 //! 127.0.0.1 is not reachable from the guest.
 
 use std::io::{Read, Write};
-use std::net::TcpListener;
+use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -285,10 +285,135 @@ fn http_server_in_the_guest_published_to_the_host() {
     assert_eq!(g.code(), Some(0), "{}", g.context());
 }
 
-/// A bad `--publish` is a clear host-side error (exit status 125), UDP included.
+/// A port free for UDP and TCP on the host's 127.0.0.1 (bound then released).
+fn free_udp_port() -> u16 {
+    loop {
+        let s = UdpSocket::bind("127.0.0.1:0").expect("probe socket");
+        let port = s.local_addr().expect("address").port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// The sizes of the datagrams [`udp_clients`] sends from each client (an empty one too).
+const UDP_SIZES: [usize; 6] = [5, 0, 1, 1000, 8192, 60000];
+
+/// Two host clients (two sockets, so two source ports) talk to the UDP echo server on
+/// 127.0.0.1:`port`: probes until it answers, then each sends the [`UDP_SIZES`] datagrams in
+/// turn and reads each echo, which must be the datagram sent, whole.
+fn udp_clients(port: u16) {
+    let dest = ("127.0.0.1", port);
+    let a = UdpSocket::bind("127.0.0.1:0").expect("client a");
+    let b = UdpSocket::bind("127.0.0.1:0").expect("client b");
+    let mut buf = vec![0u8; 65536];
+    a.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        a.send_to(b"probe", dest).expect("probe");
+        if matches!(a.recv(&mut buf), Ok(5) if &buf[..5] == b"probe") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the UDP server never answered"
+        );
+    }
+    for s in [&a, &b] {
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+    }
+    for (i, size) in UDP_SIZES.iter().enumerate() {
+        for (k, s) in [&a, &b].into_iter().enumerate() {
+            let data: Vec<u8> = (0..*size).map(|j| ((i + j * 7 + k) % 251) as u8).collect();
+            s.send_to(&data, dest).expect("send");
+            let got = loop {
+                let n = s.recv(&mut buf).expect("an echo (datagram lost)");
+                // A late echo of a probe sent before the server was up.
+                if &buf[..n] != b"probe" || data == b"probe" {
+                    break buf[..n].to_vec();
+                }
+            };
+            assert_eq!(got.len(), data.len(), "client {k}: datagram {i} not whole");
+            assert!(got == data, "client {k}: datagram {i} differs");
+        }
+    }
+}
+
+/// Ends the UDP echo server on 127.0.0.1:`port`.
+fn udp_quit(port: u16) {
+    let q = UdpSocket::bind("127.0.0.1:0").expect("quit client");
+    q.send_to(b"quit", ("127.0.0.1", port)).expect("quit");
+}
+
+/// `--publish 127.0.0.1:PORT:9999/udp`: a Python UDP echo server in the guest answers two
+/// host clients, each datagram whole and back to its own client; the server sees what the
+/// same server run natively sees (the datagrams' sizes, two senders). The same port is
+/// published for TCP too (the host listens there as well). A guest server bound on ::1 only
+/// gets them too (the relay falls back from 127.0.0.1) and sees the same.
+#[test]
+#[cfg_attr(
+    not(have_python3),
+    ignore = "needs /usr/bin/python3: apt-get install python3"
+)]
+fn udp_echo_server_in_the_guest_published_to_the_host() {
+    let port = free_udp_port();
+    let p = port.to_string();
+    let n = std::thread::spawn(move || native(&["udpserve", "127.0.0.1", &p]));
+    udp_clients(port);
+    udp_quit(port);
+    let n = n.join().expect("native thread");
+    assert_eq!(n.code(), Some(0), "native\n{}", n.context());
+    let port = free_udp_port();
+    let udp = format!("127.0.0.1:{port}:9999/udp");
+    let tcp = format!("127.0.0.1:{port}:9999/tcp");
+    let g = std::thread::spawn(move || {
+        guest(
+            &["--publish", &udp, "--publish", &tcp],
+            &["udpserve", "0.0.0.0", "9999"],
+        )
+    });
+    udp_clients(port);
+    let tcp = std::net::TcpStream::connect(("127.0.0.1", port));
+    udp_quit(port);
+    assert!(tcp.is_ok(), "the TCP rule on the same port: {tcp:?}");
+    let g = g.join().expect("guest thread");
+    assert_eq!(
+        g.stdout,
+        n.stdout,
+        "guest and native differ\n{}",
+        g.context()
+    );
+    assert_eq!(g.code(), Some(0), "{}", g.context());
+    let port = free_udp_port();
+    let udp = format!("127.0.0.1:{port}:9999/udp");
+    let g = std::thread::spawn(move || guest(&["--publish", &udp], &["udpserve", "::1", "9999"]));
+    udp_clients(port);
+    udp_quit(port);
+    let g = g.join().expect("guest thread");
+    assert_eq!(
+        g.stdout,
+        n.stdout,
+        "guest (::1) and native differ\n{}",
+        g.context()
+    );
+    assert_eq!(g.code(), Some(0), "{}", g.context());
+}
+
+/// A bad `--publish` is a clear host-side error (exit status 125): an unknown protocol, port
+/// 0, a port range (UDP too), a missing port, a bad address.
 #[test]
 fn bad_publish_values_are_refused() {
-    for bad in ["53:53/udp", "80", "0:80", "x:1:2"] {
+    for bad in [
+        "53:53/sctp",
+        "0:53/udp",
+        "53:0/udp",
+        "5000-5001:5000-5001/udp",
+        "80",
+        "0:80",
+        "x:1:2",
+    ] {
         let mut c = Command::new(PVMUX);
         c.args(["run", "--publish", bad, "--", "/bin/true"]);
         let r = run(c);

@@ -67,7 +67,7 @@ fn bad_limits_and_users_are_host_errors() {
             "nofile=10:5",
             "soft limit is above the hard limit",
         ),
-        ("--user", "root", "not a numeric id"),
+        ("--user", "pvmux-no-such-user", "no user"),
     ] {
         let mut cmd = Command::new(PVMUX);
         cmd.args(["run", "--rootfs", "/", flag, value, "--", "/bin/true"]);

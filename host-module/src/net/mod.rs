@@ -9,7 +9,11 @@
 //! Host sockets are non-blocking: a call that would block returns `Busy` and arms the
 //! [`watch`] thread, which raises `pending::NET` on vCPU 0 once the socket is ready (the
 //! guest then retries). `--publish` listeners live in the same thread: each connection they
-//! accept becomes a handle queued for `NetPublished`.
+//! accept becomes a handle queued for `NetPublished`. A `/udp` rule's socket lives there too:
+//! each host client (source address) that sends to it gets a **flow** ([`Flow`]), a handle
+//! queued for `NetPublished` that carries that client's datagrams (`NetRecv`) and the
+//! guest's replies (`NetSend`, from the published socket to the client) — docker-proxy's UDP
+//! flow table, with an idle timeout and per-tenant limits on flows and queued datagrams.
 
 mod sock;
 pub mod watch;
@@ -18,9 +22,12 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use pvmux_hypercalls::net::{
-    errno_ret, recv, NetAddr, NetPublish, DEFAULT_MAX_SOCKETS, INT_OPTS, IO_MAX, READ_ONLY_OPTS,
+    errno_ret, recv, NetAddr, NetPublish, DEFAULT_MAX_SOCKETS, INT_OPTS, IO_MAX, MAX_UDP_FLOWS,
+    MAX_UDP_FLOW_QUEUED, MAX_UDP_QUEUED, PUBLISH_TCP, PUBLISH_UDP, READ_ONLY_OPTS,
+    UDP_FLOW_IDLE_SECS,
 };
 use pvmux_hypercalls::{HcError, Hypercall};
 use zerocopy::{FromBytes, IntoBytes};
@@ -32,10 +39,13 @@ use crate::GuestMemory;
 pub enum PublishProto {
     /// TCP.
     Tcp,
+    /// UDP: datagrams, relayed per host client (flow).
+    Udp,
 }
 
-/// One `--publish [IP:]HOSTPORT:GUESTPORT` rule: the host listens on `host` and hands each
-/// connection to the guest's listener on `guest_port`.
+/// One `--publish [IP:]HOSTPORT:GUESTPORT[/PROTO]` rule: the host listens (TCP) or binds
+/// (UDP) on `host` and hands each connection, or each client's datagrams, to the guest's
+/// socket on `guest_port`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Publish {
     /// Where the host listens.
@@ -66,17 +76,143 @@ impl NetConfig {
 
 /// One host socket of the guest.
 struct Entry {
+    /// The socket (a flow's: its rule's published UDP socket, shared).
     fd: Arc<OwnedFd>,
     /// A connection a `--publish` listener accepted (usable in every mode).
     published: bool,
+    /// A `--publish .../udp` flow: the handle is not the socket itself.
+    flow: Option<Flow>,
+}
+
+/// The datagrams of one host client of a `/udp` rule.
+struct Flow {
+    /// Index of the rule in [`NetConfig::publish`].
+    rule: usize,
+    /// The client, where `NetSend` sends.
+    client: SocketAddr,
+    /// Datagrams from the client not yet taken by `NetRecv`.
+    queue: VecDeque<Vec<u8>>,
+    /// The last datagram either way.
+    last: Instant,
+    /// Idle too long: `NetRecv` says `ETIMEDOUT`, the client's next datagram opens a new flow.
+    expired: bool,
 }
 
 #[derive(Default)]
 struct Table {
     socks: HashMap<u64, Entry>,
     next: u64,
-    /// Published connections not yet taken by `NetPublished`.
+    /// Published connections and flows not yet taken by `NetPublished`.
     queue: VecDeque<(u64, NetPublish)>,
+    /// Live flows by (rule, client).
+    flows: HashMap<(usize, SocketAddr), u64>,
+    /// Datagrams queued in all flows.
+    queued: usize,
+}
+
+impl Table {
+    /// A datagram from `from` to `/udp` rule `rule` (published socket `fd`, guest port
+    /// `guest_port`): queued in the client's flow, opened if new (false: dropped, at a
+    /// limit; `limit`: the tenant's socket limit).
+    #[allow(clippy::too_many_arguments)]
+    fn datagram(
+        &mut self,
+        limit: usize,
+        rule: usize,
+        fd: &Arc<OwnedFd>,
+        guest_port: u16,
+        data: &[u8],
+        from: SocketAddr,
+        now: Instant,
+    ) -> bool {
+        if self.queued >= MAX_UDP_QUEUED {
+            return false;
+        }
+        let h = match self.flows.get(&(rule, from)) {
+            Some(&h) => h,
+            None => {
+                if self.flows.len() >= MAX_UDP_FLOWS || self.socks.len() >= limit {
+                    return false;
+                }
+                self.next += 1;
+                let h = self.next;
+                let flow = Flow {
+                    rule,
+                    client: from,
+                    queue: VecDeque::new(),
+                    last: now,
+                    expired: false,
+                };
+                self.socks.insert(
+                    h,
+                    Entry {
+                        fd: Arc::clone(fd),
+                        published: true,
+                        flow: Some(flow),
+                    },
+                );
+                self.flows.insert((rule, from), h);
+                let rec = NetPublish {
+                    guest_port,
+                    proto: PUBLISH_UDP,
+                    reserved: [0; 5],
+                    peer: sock::from_std(&from),
+                };
+                self.queue.push_back((h, rec));
+                h
+            }
+        };
+        let Some(f) = self.socks.get_mut(&h).and_then(|e| e.flow.as_mut()) else {
+            return false;
+        };
+        if f.queue.len() >= MAX_UDP_FLOW_QUEUED {
+            return false;
+        }
+        f.queue.push_back(data.to_vec());
+        f.last = now;
+        self.queued += 1;
+        true
+    }
+
+    /// Ends the flows idle for `idle` at `now` (those the guest has not taken yet go at
+    /// once); true if any did.
+    fn expire(&mut self, now: Instant, idle: Duration) -> bool {
+        let old: Vec<u64> = self
+            .socks
+            .iter()
+            .filter_map(|(h, e)| {
+                let f = e.flow.as_ref()?;
+                (!f.expired && now.saturating_duration_since(f.last) >= idle).then_some(*h)
+            })
+            .collect();
+        for h in &old {
+            self.end_flow(*h);
+            if let Some(i) = self.queue.iter().position(|(q, _)| q == h) {
+                self.queue.remove(i);
+                self.socks.remove(h);
+            }
+        }
+        !old.is_empty()
+    }
+
+    /// Ends flow `h`: its datagrams dropped, its client free for a new flow.
+    fn end_flow(&mut self, h: u64) {
+        let Some(f) = self.socks.get_mut(&h).and_then(|e| e.flow.as_mut()) else {
+            return;
+        };
+        self.queued -= f.queue.len();
+        f.queue.clear();
+        f.expired = true;
+        let key = (f.rule, f.client);
+        if self.flows.get(&key) == Some(&h) {
+            self.flows.remove(&key);
+        }
+    }
+
+    /// The flow of handle `h`, if it is one.
+    fn flow_mut(&mut self, h: u64) -> Option<&mut Flow> {
+        self.socks.get_mut(&h).and_then(|e| e.flow.as_mut())
+    }
 }
 
 /// The host sockets of one tenant.
@@ -105,17 +241,48 @@ impl HostNet {
     pub fn start(cfg: NetConfig, raise: Arc<dyn Fn() + Send + Sync>) -> std::io::Result<Arc<Self>> {
         let mut listeners = Vec::new();
         for p in &cfg.publish {
-            let l = std::net::TcpListener::bind(p.host)?;
-            l.set_nonblocking(true)?;
-            listeners.push((OwnedFd::from(l), *p));
+            let fd = match p.proto {
+                PublishProto::Tcp => {
+                    let l = std::net::TcpListener::bind(p.host)?;
+                    l.set_nonblocking(true)?;
+                    OwnedFd::from(l)
+                }
+                PublishProto::Udp => {
+                    let u = std::net::UdpSocket::bind(p.host)?;
+                    u.set_nonblocking(true)?;
+                    OwnedFd::from(u)
+                }
+            };
+            listeners.push((Arc::new(fd), *p));
         }
         let net = Arc::new_cyclic(|weak: &std::sync::Weak<Self>| {
             let w = weak.clone();
             let accepted = move |fd: OwnedFd, p: &Publish, peer: NetAddr| {
                 w.upgrade().is_some_and(|n| n.publish_accepted(fd, p, peer))
             };
+            let w = weak.clone();
+            let datagram = move |rule: usize, fd: &Arc<OwnedFd>, data: &[u8], from: SocketAddr| {
+                w.upgrade().is_some_and(|n| {
+                    let port = n.cfg.publish[rule].guest_port;
+                    let limit = n.limit();
+                    n.table()
+                        .datagram(limit, rule, fd, port, data, from, Instant::now())
+                })
+            };
+            let w = weak.clone();
+            let tick = move || {
+                w.upgrade().is_some_and(|n| {
+                    n.table()
+                        .expire(Instant::now(), Duration::from_secs(UDP_FLOW_IDLE_SECS))
+                })
+            };
+            let hooks = watch::Hooks {
+                accepted: Box::new(accepted),
+                datagram: Box::new(datagram),
+                tick: Box::new(tick),
+            };
             Self {
-                watch: watch::Watch::start(listeners, raise, Box::new(accepted)),
+                watch: watch::Watch::start(listeners, raise, hooks),
                 cfg,
                 table: Mutex::new(Table::default()),
             }
@@ -148,6 +315,7 @@ impl HostNet {
             Entry {
                 fd: Arc::new(fd),
                 published,
+                flow: None,
             },
         );
         Some(h)
@@ -160,7 +328,7 @@ impl HostNet {
         };
         let rec = NetPublish {
             guest_port: p.guest_port,
-            proto: libc::IPPROTO_TCP as u8,
+            proto: PUBLISH_TCP,
             reserved: [0; 5],
             peer,
         };
@@ -176,7 +344,16 @@ impl HostNet {
         if !e.published && !self.cfg.host {
             return Err(HcError::UnknownCall);
         }
+        if e.flow.is_some() {
+            // A flow is not a socket of its own (binding, listening... make no sense).
+            return Err(HcError::InvalidArgument);
+        }
         Ok(Arc::clone(&e.fd))
+    }
+
+    /// True if handle `h` is a `/udp` flow.
+    fn is_flow(&self, h: u64) -> bool {
+        self.table().flow_mut(h).is_some()
     }
 
     fn host_only(&self) -> Result<(), HcError> {
@@ -216,6 +393,11 @@ pub(crate) fn hc(mem: &GuestMemory, net: Option<&HostNet>, call: Hypercall, a: [
 
 fn dispatch(mem: &GuestMemory, n: &HostNet, call: Hypercall, a: [u64; 6]) -> Result<i64, HcError> {
     let ok = |r: std::io::Result<u64>| Ok(r.map_or_else(errno, |v| v as i64));
+    if (Hypercall::NetSend as u64..=Hypercall::NetGetOpt as u64).contains(&(call as u64))
+        && n.is_flow(a[0])
+    {
+        return flow_call(mem, n, call, a);
+    }
     match call {
         Hypercall::NetSocket => {
             n.host_only()?;
@@ -379,7 +561,237 @@ fn dispatch(mem: &GuestMemory, n: &HostNet, call: Hypercall, a: [u64; 6]) -> Res
     }
 }
 
+/// Calls 16..=23 on `/udp` flow `a[0]`: `NetRecv` takes the client's next datagram,
+/// `NetSend` (no destination) sends one to the client from the published socket.
+fn flow_call(mem: &GuestMemory, n: &HostNet, call: Hypercall, a: [u64; 6]) -> Result<i64, HcError> {
+    let h = a[0];
+    let timed_out = Ok(errno_ret(libc::ETIMEDOUT));
+    match call {
+        Hypercall::NetSend => {
+            let len = a[2].min(IO_MAX) as usize;
+            let data = mem.read_vec(a[1], len).map_err(|_| HcError::BadAddress)?;
+            if a[3] != 0 {
+                // A flow has one peer: its client.
+                return Err(HcError::InvalidArgument);
+            }
+            let (fd, client) = {
+                let mut t = n.table();
+                let fd = t.socks.get(&h).map(|e| Arc::clone(&e.fd));
+                let f = t.flow_mut(h).ok_or(HcError::InvalidArgument)?;
+                if f.expired {
+                    return timed_out;
+                }
+                (fd.ok_or(HcError::InvalidArgument)?, f.client)
+            };
+            match sock::send(&fd, &data, Some(&client)) {
+                Ok(k) => {
+                    if let Some(f) = n.table().flow_mut(h) {
+                        f.last = Instant::now();
+                    }
+                    Ok(k as i64)
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    n.watch.arm(h, fd, libc::POLLOUT);
+                    Err(HcError::Busy)
+                }
+                Err(e) => Ok(errno(e)),
+            }
+        }
+        Hypercall::NetRecv => {
+            let len = a[2].min(IO_MAX);
+            mem.check_range(a[1], len)
+                .map_err(|_| HcError::BadAddress)?;
+            mem.check_range(a[3], if a[3] == 0 { 0 } else { 24 })
+                .map_err(|_| HcError::BadAddress)?;
+            if a[4] & !recv::PEEK != 0 {
+                return Err(HcError::InvalidArgument);
+            }
+            let peek = a[4] & recv::PEEK != 0;
+            let (d, client) = {
+                let mut t = n.table();
+                let Table { socks, queued, .. } = &mut *t;
+                let f = socks
+                    .get_mut(&h)
+                    .and_then(|e| e.flow.as_mut())
+                    .ok_or(HcError::InvalidArgument)?;
+                let d = if peek {
+                    f.queue.front().cloned()
+                } else {
+                    f.queue.pop_front()
+                };
+                match d {
+                    Some(d) => {
+                        if !peek {
+                            *queued -= 1;
+                        }
+                        (d, f.client)
+                    }
+                    None if f.expired => return timed_out,
+                    // Each datagram queued raises `pending::NET`: nothing to watch.
+                    None => return Err(HcError::Busy),
+                }
+            };
+            let k = d.len().min(len as usize);
+            mem.write(a[1], &d[..k]).map_err(|_| HcError::BadAddress)?;
+            write_addr(mem, a[3], &sock::from_std(&client))?;
+            Ok(k as i64)
+        }
+        Hypercall::NetShutdown => {
+            if a[1] > 2 {
+                return Err(HcError::InvalidArgument);
+            }
+            Ok(0)
+        }
+        Hypercall::NetClose => {
+            let mut t = n.table();
+            t.end_flow(h);
+            t.socks.remove(&h);
+            drop(t);
+            n.watch.disarm(h);
+            Ok(0)
+        }
+        Hypercall::NetPoll => {
+            let events = i16::try_from(a[1]).map_err(|_| HcError::InvalidArgument)?;
+            let mut t = n.table();
+            let f = t.flow_mut(h).ok_or(HcError::InvalidArgument)?;
+            let mut rev = events & libc::POLLOUT;
+            if !f.queue.is_empty() || f.expired {
+                rev |= events & libc::POLLIN;
+            }
+            if f.expired {
+                rev |= libc::POLLERR;
+            }
+            Ok(i64::from(rev as u16))
+        }
+        Hypercall::NetName => {
+            let which = a[1];
+            let (fd, client) = {
+                let mut t = n.table();
+                let fd = t.socks.get(&h).map(|e| Arc::clone(&e.fd));
+                let f = t.flow_mut(h).ok_or(HcError::InvalidArgument)?;
+                (fd.ok_or(HcError::InvalidArgument)?, f.client)
+            };
+            let addr = match which {
+                0 => match sock::local_name(&fd) {
+                    Ok(addr) => addr,
+                    Err(e) => return Ok(errno(e)),
+                },
+                1 => client,
+                _ => return Err(HcError::InvalidArgument),
+            };
+            write_addr(mem, a[2], &sock::from_std(&addr)).map(|()| 0)
+        }
+        Hypercall::NetSetOpt | Hypercall::NetGetOpt => {
+            let (level, name) = (a[1] as i32, a[2] as i32);
+            if a[1] > i32::MAX as u64
+                || a[2] > i32::MAX as u64
+                || !INT_OPTS.contains(&(level, name))
+                || (call == Hypercall::NetSetOpt && READ_ONLY_OPTS.contains(&(level, name)))
+            {
+                return Err(HcError::InvalidArgument);
+            }
+            // The published socket is shared by every flow: its options are the host's.
+            if call == Hypercall::NetGetOpt && (level, name) == (libc::SOL_SOCKET, libc::SO_ERROR) {
+                return Ok(0);
+            }
+            Ok(errno_ret(libc::ENOPROTOOPT))
+        }
+        _ => Err(HcError::InvalidArgument),
+    }
+}
+
 /// Reads a [`NetAddr`] back (for tests and the CLI).
 pub fn addr_from_bytes(b: &[u8]) -> Option<NetAddr> {
     NetAddr::read_from_bytes(b).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn udp_fd() -> Arc<OwnedFd> {
+        Arc::new(OwnedFd::from(
+            std::net::UdpSocket::bind("127.0.0.1:0").expect("udp socket"),
+        ))
+    }
+
+    fn client(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn each_client_gets_one_flow_with_its_datagrams_in_order() {
+        let (mut t, fd, now) = (Table::default(), udp_fd(), Instant::now());
+        assert!(t.datagram(256, 0, &fd, 53, b"a1", client(1000), now));
+        assert!(t.datagram(256, 0, &fd, 53, b"b1", client(1001), now));
+        assert!(t.datagram(256, 0, &fd, 53, b"a2", client(1000), now));
+        assert_eq!(t.queue.len(), 2, "one NetPublished record per client");
+        let (h, rec) = t.queue[0];
+        assert_eq!(
+            (rec.guest_port, rec.proto, rec.peer.port),
+            (53, PUBLISH_UDP, 1000)
+        );
+        let f = t.flow_mut(h).unwrap();
+        assert_eq!(f.queue, [b"a1".to_vec(), b"a2".to_vec()]);
+        assert_eq!(t.queued, 3);
+        // The same client on another rule is another flow.
+        assert!(t.datagram(256, 1, &fd, 54, b"x", client(1000), now));
+        assert_eq!(t.flows.len(), 3);
+    }
+
+    #[test]
+    fn flows_and_queued_datagrams_are_bounded() {
+        let (mut t, fd, now) = (Table::default(), udp_fd(), Instant::now());
+        for i in 0..MAX_UDP_FLOW_QUEUED {
+            assert!(t.datagram(1000, 0, &fd, 9, &[i as u8], client(1), now));
+        }
+        assert!(
+            !t.datagram(1000, 0, &fd, 9, b"x", client(1), now),
+            "flow queue"
+        );
+        for p in 2..=MAX_UDP_FLOWS as u16 {
+            assert!(t.datagram(1000, 0, &fd, 9, b"x", client(p), now));
+        }
+        assert!(
+            !t.datagram(1000, 0, &fd, 9, b"x", client(5000), now),
+            "flows"
+        );
+        assert_eq!(t.flows.len(), MAX_UDP_FLOWS);
+        // The tenant's socket limit counts flows too.
+        let mut small = Table::default();
+        assert!(small.datagram(1, 0, &fd, 9, b"x", client(1), now));
+        assert!(!small.datagram(1, 0, &fd, 9, b"x", client(2), now));
+        // And the tenant's total of queued datagrams.
+        let mut total = Table::default();
+        let mut n = 0;
+        for p in 0..MAX_UDP_FLOWS as u16 {
+            for _ in 0..MAX_UDP_FLOW_QUEUED {
+                n += usize::from(total.datagram(1000, 0, &fd, 9, b"x", client(p + 1), now));
+            }
+        }
+        assert_eq!((n, total.queued), (MAX_UDP_QUEUED, MAX_UDP_QUEUED));
+    }
+
+    #[test]
+    fn idle_flows_end_and_free_their_client_and_datagrams() {
+        let (mut t, fd, now) = (Table::default(), udp_fd(), Instant::now());
+        let idle = Duration::from_secs(UDP_FLOW_IDLE_SECS);
+        assert!(t.datagram(256, 0, &fd, 9, b"a", client(1), now));
+        assert!(t.datagram(256, 0, &fd, 9, b"b", client(2), now));
+        // The guest takes client 1's flow; client 2's stays queued.
+        let (h1, _) = t.queue.pop_front().unwrap();
+        assert!(!t.expire(now + idle / 2, idle));
+        assert!(t.expire(now + idle, idle));
+        assert_eq!((t.queued, t.flows.len(), t.queue.len()), (0, 0, 0));
+        assert!(
+            t.flow_mut(h1).unwrap().expired,
+            "taken: ends, kept for NetClose"
+        );
+        assert_eq!(t.socks.len(), 1, "not taken: gone");
+        // Client 1 again: a new flow.
+        assert!(t.datagram(256, 0, &fd, 9, b"c", client(1), now + idle));
+        assert_ne!(t.queue[0].0, h1);
+        t.end_flow(h1);
+        assert_eq!(t.flows.len(), 1, "ending the old flow keeps the new one");
+    }
 }

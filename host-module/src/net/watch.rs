@@ -1,19 +1,40 @@
 //! The watch thread of a tenant's host sockets: waits (`poll`) for the sockets the guest
 //! found not ready (armed by a `Busy` result or `NetPoll`) and for `--publish` listeners,
 //! and raises `pending::NET` once something happened. An armed socket is watched once: it is
-//! disarmed when it fires (the guest re-arms it by trying again).
+//! disarmed when it fires (the guest re-arms it by trying again). `/udp` publish sockets are
+//! read here (each datagram goes to its client's flow), and with any of them the thread also
+//! wakes every second to end idle flows.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use pvmux_hypercalls::net::NetAddr;
 
-use super::{sock, Publish};
+use super::{sock, Publish, PublishProto};
 
 /// Called with each connection a publish listener accepted; false: refused (closed).
 pub(super) type Accepted = Box<dyn Fn(OwnedFd, &Publish, NetAddr) -> bool + Send + Sync>;
+
+/// Called with each datagram a `/udp` publish socket received: the rule's index, its socket,
+/// the data and the client; false: dropped.
+pub(super) type Datagram =
+    Box<dyn Fn(usize, &Arc<OwnedFd>, &[u8], SocketAddr) -> bool + Send + Sync>;
+
+/// What the thread calls for the publish sockets.
+pub(super) struct Hooks {
+    /// A TCP connection accepted.
+    pub(super) accepted: Accepted,
+    /// A UDP datagram received.
+    pub(super) datagram: Datagram,
+    /// About every second with `/udp` rules: ends idle flows (true: some ended).
+    pub(super) tick: Box<dyn Fn() -> bool + Send + Sync>,
+}
+
+/// Most datagrams read from one publish socket per wake-up (others wait their turn).
+const DATAGRAMS_PER_WAKE: usize = 64;
 
 struct State {
     armed: HashMap<u64, (Arc<OwnedFd>, i16)>,
@@ -47,9 +68,9 @@ pub struct Watch {
 impl Watch {
     /// Starts the thread with the publish `listeners`.
     pub(super) fn start(
-        listeners: Vec<(OwnedFd, Publish)>,
+        listeners: Vec<(Arc<OwnedFd>, Publish)>,
         raise: Arc<dyn Fn() + Send + Sync>,
-        accepted: Accepted,
+        hooks: Hooks,
     ) -> Self {
         // SAFETY: plain system call; the descriptor is owned at once (or -1, checked).
         let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
@@ -66,7 +87,7 @@ impl Watch {
         let i = Arc::clone(&inner);
         let thread = std::thread::Builder::new()
             .name("pvmux-net".into())
-            .spawn(move || run(&i, &listeners, &*raise, &accepted))
+            .spawn(move || run(&i, &listeners, &*raise, &hooks))
             .ok();
         Self { inner, thread }
     }
@@ -106,10 +127,13 @@ impl Drop for Watch {
 
 fn run(
     inner: &Inner,
-    listeners: &[(OwnedFd, Publish)],
+    listeners: &[(Arc<OwnedFd>, Publish)],
     raise: &(dyn Fn() + Send + Sync),
-    accepted: &Accepted,
+    hooks: &Hooks,
 ) {
+    let udp = listeners.iter().any(|(_, p)| p.proto == PublishProto::Udp);
+    let timeout = if udp { 1000 } else { -1 };
+    let mut buf = if udp { vec![0u8; 65536] } else { Vec::new() };
     loop {
         let (handles, mut fds) = {
             let s = inner.state();
@@ -139,7 +163,7 @@ fn run(
             (handles, fds)
         };
         // SAFETY: `fds` is a valid array; the armed descriptors stay open (`handles` holds them).
-        let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
         if r < 0 {
             continue;
         }
@@ -153,9 +177,28 @@ fn run(
             if fds[1 + i].revents == 0 {
                 continue;
             }
-            while let Ok((fd, peer)) = sock::accept(l) {
-                fire |= accepted(fd, p, sock::from_std(&peer));
+            match p.proto {
+                PublishProto::Tcp => {
+                    while let Ok((fd, peer)) = sock::accept(l) {
+                        fire |= (hooks.accepted)(fd, p, sock::from_std(&peer));
+                    }
+                }
+                PublishProto::Udp => {
+                    for _ in 0..DATAGRAMS_PER_WAKE {
+                        match sock::recv(l, &mut buf, false) {
+                            Ok((n, Some(from))) => {
+                                fire |= (hooks.datagram)(i, l, &buf[..n], from);
+                            }
+                            Ok((_, None)) => {}
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                            Err(_) => {}
+                        }
+                    }
+                }
             }
+        }
+        if udp {
+            fire |= (hooks.tick)();
         }
         let base = 1 + listeners.len();
         let mut s = inner.state();

@@ -25,6 +25,7 @@ pub(crate) mod hostfs;
 pub(crate) mod initramfs;
 pub(crate) mod mount;
 pub(crate) mod pagecache;
+pub(crate) mod perm;
 pub(crate) mod ramfs;
 #[cfg(feature = "diagnostics")]
 pub(crate) mod selftest;
@@ -48,15 +49,19 @@ pub(crate) const EXIT_INITRAMFS_TOO_LARGE: u64 = 119;
 /// The filesystem (created on first use).
 static FS: IrqLock<Option<Fs>> = IrqLock::new(None);
 
-/// Runs `f` on the filesystem under its lock.
+/// Runs `f` on the filesystem under its lock, with the permission checks of the current
+/// process's filesystem credentials (none for root or outside a process).
 pub(crate) fn with<R>(f: impl FnOnce(&mut Fs) -> R) -> R {
+    let cred = crate::linux::creds::fs_cred();
     let mut fs = FS.lock();
-    f(fs.get_or_insert_with(|| {
+    let fs = fs.get_or_insert_with(|| {
         let mut fs = Fs::new(crate::time::realtime_ns);
         fs.set_limits(limits());
         fs.set_owner(crate::linux::creds::fs_owner);
         fs
-    }))
+    });
+    fs.set_cred(cred);
+    f(fs)
 }
 
 /// The filesystem's limits: tmpfs's defaults for the guest's memory, the contents at most

@@ -3,7 +3,8 @@
 //! dispatchers, plus [`NOTES`].
 //!
 //! Which calls exist is derived, not written down: a call is *implemented* when one of the
-//! dispatchers ([`DISPATCHERS`]: `dispatch.rs`, `files/mod.rs`, `net/syscalls.rs`) has a
+//! dispatchers ([`DISPATCHERS`]: `dispatch.rs`, `files/mod.rs`, `net/syscalls.rs`, `creds.rs`,
+//! `timers/mod.rs`) has a
 //! match arm for its `nr::` constant whose body is not just `Err(Errno::ENOSYS)`; every other
 //! call is *not implemented* (it returns `ENOSYS`). [`NOTES`] adds, one line per call, what a
 //! call does not do (status *partial*) or a remark. After adding a system call (and, if it is
@@ -39,15 +40,25 @@ pub(crate) const NOTES: &[(&str, Note)] = &[
     ("time", Remark("also answered in user space by the vDSO")),
     ("clock_getres", Remark("1 ns for every clock; also answered by the vDSO")),
     ("getcpu", Remark("the vDSO answers CPU 0, node 0")),
-    ("setuid", Remark("Linux's rules; of the file permission checks only access() and execve() use the ids yet")),
-    ("open", Partial("no permission check against the process's ids (every process may open every file)")),
-    ("openat", Partial("no permission check against the process's ids")),
-    ("unlink", Partial("no permission check against the process's ids")),
-    ("setfsuid", Partial("kept and returned; file accesses do not use it")),
-    ("setfsgid", Partial("kept and returned; file accesses do not use it")),
+    ("setuid", Remark("Linux's rules; file accesses are checked against the filesystem ids (owner/group/other bits, no ACLs)")),
+    ("setgroups", Remark("the groups take part in permission checks; `pvmux run --user` gives init none")),
+    ("kill", Partial("no permission check: any process may signal any other of the guest")),
     ("mlock", Partial("accepted, nothing is ever swapped")),
     ("munlock", Partial("accepted, nothing is ever swapped")),
-    ("msync", Partial("accepted; no writable shared file mappings to write back")),
+    ("msync", Remark("shared file mappings map the page cache's frames, so there is nothing to write back; the flags are checked as Linux")),
+    ("mmap", Partial("no SIGBUS for a page wholly past the end of a mapped file")),
+    ("madvise", Partial("MADV_DONTNEED of a private file mapping gives zero pages, not the file's bytes")),
+    ("timer_create", Partial("the alarm clocks are EOPNOTSUPP; at most 4,096 timers per process")),
+    ("timerfd_create", Partial("the alarm clocks are EOPNOTSUPP")),
+    ("timerfd_settime", Partial("TFD_TIMER_CANCEL_ON_SET never cancels: the guest's clock is never set")),
+    ("socket", Partial("AF_UNIX, and AF_INET/AF_INET6 TCP and UDP (the guest's loopback, or host sockets with --net host); other families EAFNOSUPPORT")),
+    ("sendmsg", Partial("MSG_OOB is EOPNOTSUPP")),
+    ("epoll_wait", Remark("readiness is recomputed for every entry on each wake-up")),
+    ("inotify_add_watch", Partial("no IN_ACCESS for directory listings; IN_EXCL_UNLINK has no effect")),
+    ("getxattr", Partial("no extended attributes: ENOTSUP")),
+    ("lgetxattr", Partial("no extended attributes: ENOTSUP")),
+    ("fgetxattr", Partial("no extended attributes: ENOTSUP")),
+    ("setxattr", Partial("no extended attributes: ENOTSUP")),
     ("set_robust_list", Partial("accepted; robust futexes are not released at thread death")),
     ("rseq", Remark("ENOSYS: the C library then works without restartable sequences")),
     ("membarrier", Remark("ENOSYS")),
@@ -55,8 +66,13 @@ pub(crate) const NOTES: &[(&str, Note)] = &[
 ];
 
 /// The source files (relative to `src/linux/`) whose `match` arms dispatch system calls.
-pub(crate) const DISPATCHERS: [&str; 4] =
-    ["dispatch.rs", "files/mod.rs", "net/syscalls.rs", "creds.rs"];
+pub(crate) const DISPATCHERS: [&str; 5] = [
+    "dispatch.rs",
+    "files/mod.rs",
+    "net/syscalls.rs",
+    "creds.rs",
+    "timers/mod.rs",
+];
 
 /// The `nr::` names that have a match arm in `source` whose body is not only
 /// `Err(Errno::ENOSYS)`: the arm's patterns are `nr::NAME` tokens joined by `|` before a

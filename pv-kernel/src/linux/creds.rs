@@ -172,39 +172,34 @@ impl Creds {
     }
 }
 
-/// Access bits of [`permitted`]: read, write, execute (search for a directory); `access(2)`'s
-/// `R_OK`, `W_OK`, `X_OK`.
-#[allow(dead_code)] // R and W: the callers pass `access(2)` masks as they are
-pub(crate) mod access {
-    /// Read.
-    pub(crate) const R: u32 = 4;
-    /// Write.
-    pub(crate) const W: u32 = 2;
-    /// Execute (or search).
-    pub(crate) const X: u32 = 1;
-}
+pub(crate) use crate::fs::perm::access;
 
 /// Whether a process with filesystem ids `uid`/`gid` and supplementary `groups` may access
 /// a file of permission bits `mode`, owned by `owner`/`group`, for `want` ([`access`]
-/// bits): Linux's DAC rule. Root (uid 0) may read and write anything, and execute a file
-/// with any execute bit (or search any directory: `dir`); anyone else is judged by the
-/// owner class if it owns the file, else the group class if in its group, else the others.
+/// bits): Linux's DAC rule ([`crate::fs::perm::permitted`]). Root (uid 0) may read and
+/// write anything, and execute a file with any execute bit (or search any directory:
+/// `dir`); anyone else is judged by the owner class if it owns the file, else the group
+/// class if in its group, else the others.
 pub(crate) fn permitted(
-    (uid, gid, groups): (u32, u32, &[u32]),
+    ids: (u32, u32, &[u32]),
     (mode, owner, group, dir): (u32, u32, u32, bool),
     want: u32,
 ) -> bool {
-    if uid == 0 {
-        return want & access::X == 0 || dir || mode & 0o111 != 0;
-    }
-    let class = if uid == owner {
-        (mode >> 6) & 7
-    } else if gid == group || groups.contains(&group) {
-        (mode >> 3) & 7
-    } else {
-        mode & 7
+    let m = crate::fs::perm::Meta {
+        perm: mode,
+        uid: owner,
+        gid: group,
+        dir,
     };
-    class & want == want
+    crate::fs::perm::permitted(ids, &m, want)
+}
+
+/// The filesystem credentials the current process's file operations are checked against
+/// (`None` for root — filesystem uid 0 — and in a kernel thread that runs no process).
+pub(crate) fn fs_cred() -> Option<crate::fs::perm::Cred> {
+    let t = super::task::try_current_task()?;
+    let c = t.process.creds.lock();
+    crate::fs::perm::Cred::checked(c.fsuid, c.fsgid, &c.groups)
 }
 
 /// The owner of a file the current process creates: its filesystem uid and gid (root in a

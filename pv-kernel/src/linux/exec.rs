@@ -94,11 +94,18 @@ pub(crate) fn file_ranges(head: &[u8], len: u64) -> Vec<(u64, u64)> {
 /// down from [`MMAP_TOP`]) and below the stack, so neither ever meets it.
 const INTERP_BASE: u64 = MMAP_TOP;
 
-/// Maps the loadable segments of `elf` (parsed from `image`) into `mm`.
-fn map_segments(mm: &mut Mm, image: &CachedFile, elf: &elf::Image) -> Result<(), Errno> {
+/// Maps the loadable segments of `elf` (parsed from `image`, the file at `path`) into `mm`.
+fn map_segments(
+    mm: &mut Mm,
+    image: &CachedFile,
+    elf: &elf::Image,
+    path: &[u8],
+) -> Result<(), Errno> {
+    let name: alloc::sync::Arc<[u8]> = path.into();
     for seg in &elf.segments {
         let (s, e) = seg.pages();
         mm.add_region_merging(s, e, seg.prot);
+        mm.name_file(s, e, &name, image.ino(), page_down(seg.offset));
         // Whole pages of file data whose file offset is congruent with their address are
         // the cached frames themselves, mapped copy-on-write; the edges are private
         // copies; the rest up to memsz (.bss) is demand-zero.
@@ -198,10 +205,11 @@ pub(crate) fn load(
         None => None,
     };
     let mut mm = space.mm.lock();
-    map_segments(&mut mm, image, &elf)?;
+    map_segments(&mut mm, image, &elf, execfn)?;
     let (start, base) = match &interp {
         Some((file, ld)) => {
-            map_segments(&mut mm, file, ld)?;
+            let ld_path = elf.interp.as_deref().unwrap_or_default();
+            map_segments(&mut mm, file, ld, ld_path)?;
             (ld.entry, INTERP_BASE)
         }
         None => (elf.entry, 0),

@@ -76,6 +76,11 @@ const HEAD_MIN: usize = 4096;
 const HEAD_MAX: usize = 64 << 10;
 
 impl CachedFile {
+    /// The file's inode number.
+    pub(crate) fn ino(&self) -> Ino {
+        self.key.0
+    }
+
     /// The file's first bytes (see [`CachedFile::head`]'s field): what the loader parses.
     pub(crate) fn head(&self) -> &[u8] {
         &self.head
@@ -447,6 +452,9 @@ fn read_into(ino: Ino, base: u64, size: usize) -> Result<(Vec<u8>, Vec<u64>), Er
     let mut partial: Vec<u8> = Vec::new();
     // The head's length, known once the first bytes are in.
     let mut want = 0;
+    // Execute permission was checked (`load`), or the file is open for reading (a
+    // mapping): the kernel reads the file by inode whatever its read bits, as Linux does
+    // for a program that is execute-only.
     let mut off = 0;
     let r = loop {
         if off == size {

@@ -212,6 +212,11 @@ pub(crate) fn sys_mmap(
     };
     let is_shm = shm.is_some();
     mm.add_vma(start, start + len, prot_bits as u32, shm);
+    if let Some((fd, _)) = &file {
+        if let Some((path, ino)) = super::files::map_name(*fd) {
+            mm.name_file(start, start + 1, &path, ino, off);
+        }
+    }
     drop(mm);
     if let (Some((fd, source)), false) = (file, is_shm) {
         let exec = prot_bits & 4 != 0;
@@ -516,6 +521,10 @@ pub(crate) fn sys_mremap(
                 vma.prot,
                 vma.shm_at(vstart, old + old_len),
             );
+            if let Some(f) = &vma.file {
+                let off = f.offset + (old + old_len - vstart);
+                mm.name_file(old + old_len, old + old_len + 1, &f.path, f.ino, off);
+            }
             return Ok(old);
         }
         if flags & MREMAP_MAYMOVE == 0 {
@@ -534,6 +543,9 @@ pub(crate) fn sys_mremap(
         mm.find_free(new_len)?
     };
     mm.add_vma(dest, dest + new_len, vma.prot, vma.shm_at(vstart, old));
+    if let Some(f) = &vma.file {
+        mm.name_file(dest, dest + 1, &f.path, f.ino, f.offset + (old - vstart));
+    }
     mm.move_pages(old, dest, old_len.min(new_len));
     mm.unmap(old, old + old_len);
     Ok(dest)

@@ -411,7 +411,7 @@ pub(crate) fn run_init(
         0o022,
         super::rlimit::for_init(u64::from(max_tasks())),
     );
-    *p.exe.lock() = path.clone();
+    *p.exe.lock() = absolute_path(&p, &path);
     *p.args.lock() = ExecArgs::new(&path, &argv2, &env);
     if let Some((uid, gid)) = crate::boot::args().user() {
         *p.creds.lock() = super::creds::Creds::new(uid, gid);
@@ -917,6 +917,14 @@ fn absolute_path(p: &Process, path: &[u8]) -> Vec<u8> {
     if !out.ends_with(b"/") {
         out.push(b'/');
     }
-    out.extend_from_slice(path);
+    // `./prog` is `CWD/prog` (what `/proc/PID/exe` shows and `$ORIGIN` is taken from).
+    let mut rest = path;
+    while let Some(r) = rest.strip_prefix(b"./") {
+        rest = r;
+        while let Some(r) = rest.strip_prefix(b"/") {
+            rest = r;
+        }
+    }
+    out.extend_from_slice(rest);
     out
 }

@@ -39,6 +39,18 @@
 //! Kernel-internal allocations that do not ask (and cannot fail) still succeed below the
 //! watermark: the reserve is theirs. `OutOfMemory` converts to `Errno::ENOMEM`.
 //!
+//! # Small blocks
+//!
+//! `linked_list_allocator` is first fit over one list of holes: every allocation and free
+//! walks it, so a heap holding many small blocks with holes between them (tens of thousands
+//! of inodes, names and map nodes) made each operation linear and creating N files
+//! quadratic. Blocks of at most [`SMALL_MAX`] bytes (alignment at most [`SMALL_ALIGN`]) are
+//! therefore kept in per-size bins ([`Bins`], a segregated free list as a slab allocator's):
+//! freeing one pushes it on its size class's list and allocating pops one, both O(1); only a
+//! bin miss goes to the arenas. Binned blocks count as free for [`charge`] and [`stats`], and
+//! an allocation the arenas cannot satisfy first gives every binned block back to them
+//! ([`Arenas::drain_bins`]) before growing, so bins never make an allocation fail.
+//!
 //! The heap lock is an [`IrqLock`], so allocating from event handlers is allowed (an event
 //! cannot interrupt a holder on the same vCPU). The heap is never touched by the page-fault
 //! path, so exceptions cannot re-enter it either. Lock order: heap, then frames.
@@ -71,9 +83,33 @@ impl core::fmt::Display for OutOfMemory {
     }
 }
 
+/// Largest block kept in a size bin.
+const SMALL_MAX: usize = 1024;
+/// Largest alignment a binned block satisfies (every class is a multiple of it).
+const SMALL_ALIGN: usize = 16;
+/// The size classes, ascending (multiples of [`SMALL_ALIGN`]).
+const CLASSES: [usize; 12] = [16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024];
+
+/// The size class of `layout`, if it is binned.
+fn class_of(layout: Layout) -> Option<usize> {
+    if layout.align() > SMALL_ALIGN || layout.size() > SMALL_MAX {
+        return None;
+    }
+    CLASSES.iter().position(|&c| c >= layout.size().max(1))
+}
+
+/// Free small blocks by size class: each list is threaded through the blocks themselves
+/// (their first 8 bytes hold the next block's address, 0 at the end).
+struct Bins {
+    heads: [usize; CLASSES.len()],
+    /// Bytes held in all lists.
+    bytes: usize,
+}
+
 /// The arenas and their bounds.
 struct Arenas {
     heaps: [Heap; MAX_ARENAS],
+    bins: Bins,
     /// `[start, end)` of each arena's memory.
     ranges: [(usize, usize); MAX_ARENAS],
     /// Arenas in use.
@@ -90,6 +126,10 @@ impl Arenas {
     const fn new() -> Self {
         Self {
             heaps: [const { Heap::empty() }; MAX_ARENAS],
+            bins: Bins {
+                heads: [0; CLASSES.len()],
+                bytes: 0,
+            },
             ranges: [(0, 0); MAX_ARENAS],
             n: 0,
             max: 0,
@@ -102,14 +142,91 @@ impl Arenas {
         self.ranges[..self.n].iter().map(|(s, e)| e - s).sum()
     }
 
+    /// Bytes in live blocks (binned free blocks do not count).
     fn used(&self) -> usize {
-        self.heaps[..self.n].iter().map(Heap::used).sum()
+        self.heaps[..self.n]
+            .iter()
+            .map(Heap::used)
+            .sum::<usize>()
+            .saturating_sub(self.bins.bytes)
     }
 
+    /// A block for `layout`: from its size bin, else first fit in the arenas (a binned
+    /// layout is allocated at its class's size, so it can be binned when freed).
     fn allocate(&mut self, layout: Layout) -> Option<NonNull<u8>> {
+        let layout = match class_of(layout) {
+            Some(c) => {
+                let head = self.bins.heads[c];
+                if head != 0 {
+                    // SAFETY: `head` is a free block of class `c` pushed by `free_small`,
+                    // at least 16 bytes, 16-aligned, owned by the bins: its first word is the
+                    // next block's address.
+                    self.bins.heads[c] = unsafe { (head as *const usize).read() };
+                    self.bins.bytes -= CLASSES[c];
+                    return NonNull::new(head as *mut u8);
+                }
+                Layout::from_size_align(CLASSES[c], SMALL_ALIGN).ok()?
+            }
+            None => layout,
+        };
         self.heaps[..self.n]
             .iter_mut()
             .find_map(|h| h.allocate_first_fit(layout).ok())
+    }
+
+    /// Frees a block this allocator returned for `layout`: a binned layout goes on its
+    /// class's list, any other back to the arena that holds it.
+    ///
+    /// # Safety
+    /// `ptr` must have been returned by [`Arenas::allocate`] for `layout` and not freed since.
+    unsafe fn free(&mut self, ptr: NonNull<u8>, layout: Layout) {
+        if let Some(c) = class_of(layout) {
+            // SAFETY: the block is at least `CLASSES[c]` >= 16 bytes, 16-aligned and now
+            // free: the bins own it and keep the list link in its first word.
+            unsafe { (ptr.as_ptr() as *mut usize).write(self.bins.heads[c]) };
+            self.bins.heads[c] = ptr.as_ptr() as usize;
+            self.bins.bytes += CLASSES[c];
+            return;
+        }
+        // SAFETY: forwarded from the caller; the block is not binned.
+        unsafe { self.arena_free(ptr, layout) };
+    }
+
+    /// Gives a block back to the arena containing it.
+    ///
+    /// # Safety
+    /// `ptr` must be a live block of one of the arenas, allocated there with `layout`.
+    unsafe fn arena_free(&mut self, ptr: NonNull<u8>, layout: Layout) {
+        let addr = ptr.as_ptr() as usize;
+        let n = self.n;
+        if let Some(i) = self.ranges[..n]
+            .iter()
+            .position(|&(s, e)| addr >= s && addr < e)
+        {
+            // SAFETY: the caller's block came from arena `i` (the one containing it).
+            unsafe { self.heaps[i].deallocate(ptr, layout) };
+        }
+    }
+
+    /// Gives every binned block back to its arena (so the holes can merge for a larger
+    /// allocation); true if there were any.
+    fn drain_bins(&mut self) -> bool {
+        let any = self.bins.bytes != 0;
+        for (c, &size) in CLASSES.iter().enumerate() {
+            let mut at = core::mem::take(&mut self.bins.heads[c]);
+            while at != 0 {
+                // SAFETY: `at` is a binned block of class `c` (see `free`): its first word
+                // is the next one's address; it was allocated from an arena at `size`
+                // bytes with `SMALL_ALIGN`.
+                let next = unsafe { (at as *const usize).read() };
+                let layout = Layout::from_size_align(size, SMALL_ALIGN).expect("class layout");
+                // SAFETY: as above: a live arena block of that layout, owned by the bins.
+                unsafe { self.arena_free(NonNull::new(at as *mut u8).expect("non-null"), layout) };
+                at = next;
+            }
+        }
+        self.bins.bytes = 0;
+        any
     }
 
     /// Adds an arena of at least `want` bytes; `keep_frames`: frames the frame allocator must
@@ -161,6 +278,12 @@ unsafe impl GlobalAlloc for KernelHeap {
         if let Some(p) = a.allocate(layout) {
             return p.as_ptr();
         }
+        // Binned free blocks may be what is missing: give them back and try again.
+        if a.drain_bins() {
+            if let Some(p) = a.allocate(layout) {
+                return p.as_ptr();
+            }
+        }
         // Grow for an allocation that did not ask: a small one (kernel bookkeeping) may use
         // the frame reserve too; a large one (a buffer sized by a program, say) may not.
         let want = layout.size().saturating_add(layout.align());
@@ -170,8 +293,7 @@ unsafe impl GlobalAlloc for KernelHeap {
             0
         };
         if a.grow(want, keep) {
-            let last = a.n - 1;
-            if let Ok(p) = a.heaps[last].allocate_first_fit(layout) {
+            if let Some(p) = a.allocate(layout) {
                 return p.as_ptr();
             }
         }
@@ -181,16 +303,8 @@ unsafe impl GlobalAlloc for KernelHeap {
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         let Some(p) = NonNull::new(ptr) else { return };
         let mut a = self.0.lock();
-        let addr = ptr as usize;
-        let n = a.n;
-        if let Some(i) = a.ranges[..n]
-            .iter()
-            .position(|&(s, e)| addr >= s && addr < e)
-        {
-            // SAFETY: the caller passes a block this allocator returned for `layout`, and
-            // it came from arena `i` (the one containing it).
-            unsafe { a.heaps[i].deallocate(p, layout) };
-        }
+        // SAFETY: the caller passes a block this allocator returned for `layout`.
+        unsafe { a.free(p, layout) };
     }
 }
 
@@ -304,6 +418,22 @@ pub(crate) fn set_test_headroom(bytes: Option<usize>) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn small_layouts_get_the_smallest_class_that_holds_them() {
+        use core::alloc::Layout;
+        let l = |s, a| Layout::from_size_align(s, a).unwrap();
+        assert_eq!(super::class_of(l(1, 1)), Some(0));
+        assert_eq!(super::class_of(l(16, 16)), Some(0));
+        assert_eq!(super::class_of(l(17, 8)), Some(1));
+        assert_eq!(super::class_of(l(200, 8)), Some(7));
+        assert_eq!(super::class_of(l(1024, 16)), Some(11));
+        assert_eq!(super::class_of(l(1025, 8)), None);
+        assert_eq!(super::class_of(l(64, 32)), None);
+        for c in super::CLASSES {
+            assert_eq!(c % super::SMALL_ALIGN, 0);
+        }
+    }
+
     #[test]
     fn the_reserve_is_a_sixteenth_of_the_first_arena_and_at_least_512_kib() {
         assert_eq!(super::reserve_for(32 << 20), 2 << 20);

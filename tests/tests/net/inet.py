@@ -262,6 +262,23 @@ def serve():
         srv.handle_request()
     print("served", sys.argv[4])
 
+def udpserve():
+    # A UDP echo server on argv[2]:argv[3] until a b"quit" datagram; then prints the lengths
+    # of the datagrams it echoed (probes aside) and from how many senders they came.
+    s = socket.socket(socket.AF_INET6 if ":" in sys.argv[2] else socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((sys.argv[2], int(sys.argv[3])))
+    print("serving", flush=True)
+    lens, senders = [], set()
+    while True:
+        d, a = s.recvfrom(65536)
+        if d == b"quit":
+            break
+        s.sendto(d, a)
+        if d != b"probe":
+            lens.append(len(d))
+            senders.add(a)
+    print("echoed", lens, "from", len(senders), "senders")
+
 def selector():
     # Waits (epoll, no timeout) for a reply that comes later on a writable socket to
     # argv[2]:argv[3].

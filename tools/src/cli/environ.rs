@@ -55,6 +55,11 @@ impl Environment {
         env
     }
 
+    /// Sets a default `name` to `value` (before the flags, which may replace it).
+    pub(crate) fn set_default(&mut self, name: &str, value: &str) {
+        self.set(format!("{name}={value}").into_bytes());
+    }
+
     /// Sets an entry (`NAME=VALUE`, checked by the caller).
     fn set(&mut self, entry: Entry) {
         let name = |e: &[u8]| e.iter().position(|&b| b == b'=').map(|i| e[..i].to_vec());

@@ -1,4 +1,4 @@
-//! `pvmux run --ulimit NAME=SOFT[:HARD]` and `--user UID[:GID]`: the init program's resource
+//! `pvmux run --ulimit NAME=SOFT[:HARD]` (and the help of `--user`): the init program's resource
 //! limits and ids, carried to the guest kernel as `RLIMIT` and `USER` boot-argument records
 //! (docs/ABI.md §5.1).
 //!
@@ -43,9 +43,12 @@ Resource limits and user:
   --ulimit NAME=SOFT[:HARD] sets one of init's resource limits as docker does (cpu fsize data
   stack core rss nproc nofile memlock as locks sigpending msgqueue nice rtprio rttime; values
   decimal or unlimited/-1; HARD defaults to SOFT). The defaults are Linux's, with nofile
-  1024:4096 (4096 is the guest kernel's ceiling). --user UID[:GID] runs init with those
-  numeric ids (GID 0 when not given, as docker for a user without a passwd entry); its children inherit
-  them and only uid 0 may change them.";
+  1024:4096 (4096 is the guest kernel's ceiling). --user USER[:GROUP] runs init with those
+  ids, numeric or names looked up in --rootfs DIR/etc/passwd and /etc/group (a name also sets
+  the passwd entry's group when no GROUP is given, and HOME unless --env sets it; an unknown
+  name is an error); a numeric USER alone has GID 0, as docker for a user without a passwd
+  entry. Its children inherit them and only uid 0 may change them; files are checked against
+  them as Linux does (permission bits, sticky directories, owner-only chmod/chown).";
 
 /// One `--ulimit` value: `(resource, soft, hard)`.
 pub(crate) fn parse_ulimit(arg: &str) -> anyhow::Result<(u32, u64, u64)> {
@@ -83,23 +86,6 @@ pub(crate) fn parse_ulimit(arg: &str) -> anyhow::Result<(u32, u64, u64)> {
     Ok((resource, soft, hard))
 }
 
-/// The `--user` value: `(uid, gid)`, numeric; without `:GID` the gid is 0 (docker's rule
-/// when the user has no passwd entry).
-pub(crate) fn parse_user(arg: &str) -> anyhow::Result<(u32, u32)> {
-    let id = |v: &str| {
-        v.parse::<u32>()
-            .ok()
-            .filter(|&n| n != u32::MAX)
-            .with_context(|| {
-                format!("--user {arg:?}: {v:?} is not a numeric id (names are not looked up)")
-            })
-    };
-    match arg.split_once(':') {
-        Some((u, g)) => Ok((id(u)?, id(g)?)),
-        None => Ok((id(arg)?, 0)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,15 +108,6 @@ mod tests {
             "cpu=1:",
         ] {
             assert!(parse_ulimit(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn users_are_numeric() {
-        assert_eq!(parse_user("1000").unwrap(), (1000, 0));
-        assert_eq!(parse_user("1000:100").unwrap(), (1000, 100));
-        for bad in ["root", "1000:", "-1", "4294967295", ":1"] {
-            assert!(parse_user(bad).is_err(), "{bad}");
         }
     }
 }

@@ -7,6 +7,7 @@ mod exit;
 mod limits;
 mod logging;
 mod net;
+mod passwd;
 mod run;
 mod size;
 mod terminal;

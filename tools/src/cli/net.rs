@@ -1,4 +1,4 @@
-//! `pvmux run --net none|host` and `-p/--publish [IP:]HOSTPORT:GUESTPORT[/tcp]`.
+//! `pvmux run --net none|host` and `-p/--publish [IP:]HOSTPORT:GUESTPORT[/tcp|/udp]`.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -15,17 +15,17 @@ pub enum NetMode {
     Host,
 }
 
-/// Parses one `--publish` value: `[IP:]HOSTPORT:GUESTPORT[/tcp]` (IP default 127.0.0.1;
-/// an IPv6 address in brackets). UDP is refused with a clear message.
+/// Parses one `--publish` value: `[IP:]HOSTPORT:GUESTPORT[/tcp|/udp]` (IP default
+/// 127.0.0.1; an IPv6 address in brackets; protocol default TCP). Port ranges are refused.
 pub(super) fn parse_publish(s: &str) -> Result<Publish, String> {
     let (spec, proto) = match s.rsplit_once('/') {
         Some((spec, "tcp")) => (spec, PublishProto::Tcp),
-        Some((_, "udp")) => {
+        Some((spec, "udp")) => (spec, PublishProto::Udp),
+        Some((_, p)) => {
             return Err(format!(
-                "--publish {s}: UDP publishing is not supported (only /tcp)"
+                "--publish {s}: unknown protocol {p:?} (use /tcp or /udp)"
             ))
         }
-        Some((_, p)) => return Err(format!("--publish {s}: unknown protocol {p:?} (use /tcp)")),
         None => (s, PublishProto::Tcp),
     };
     let (front, guest) = spec
@@ -42,6 +42,11 @@ pub(super) fn parse_publish(s: &str) -> Result<Publish, String> {
         None => (IpAddr::V4(Ipv4Addr::LOCALHOST), front),
     };
     let port = |p: &str, what: &str| -> Result<u16, String> {
+        if p.contains('-') {
+            return Err(format!(
+                "--publish {s}: {what} {p:?}: port ranges are not supported (one port per rule)"
+            ));
+        }
         p.parse::<u16>()
             .ok()
             .filter(|&p| p != 0)
@@ -96,8 +101,21 @@ mod tests {
     }
 
     #[test]
+    fn udp_rules_and_the_same_port_for_both_protocols() {
+        let u = parse_publish("127.0.0.1:5353:53/udp").unwrap();
+        assert_eq!((u.proto, u.guest_port), (PublishProto::Udp, 53));
+        assert_eq!(u.host, "127.0.0.1:5353".parse().unwrap());
+        let t = parse_publish("5353:53/tcp").unwrap();
+        assert!(config(NetMode::None, &[t, u]).unwrap().enabled());
+    }
+
+    #[test]
     fn bad_publish_values_say_why() {
-        assert!(parse_publish("53:53/udp").unwrap_err().contains("UDP"));
+        assert!(parse_publish("1:2/sctp").unwrap_err().contains("/udp"));
+        assert!(parse_publish("53-54:53-54/udp")
+            .unwrap_err()
+            .contains("ranges"));
+        assert!(parse_publish("0:53/udp").is_err());
         assert!(parse_publish("80").is_err());
         assert!(parse_publish("0:80").is_err());
         assert!(parse_publish("70000:80").is_err());

@@ -24,7 +24,7 @@ use pvmux_hypercalls::bootargs::{
 
 use super::environ::{check_workdir, Environment, ENV_HELP};
 use super::exit::EXIT_GUEST_CRASH;
-use super::limits::{parse_ulimit, parse_user, LIMITS_HELP};
+use super::limits::{parse_ulimit, LIMITS_HELP};
 use super::size::{format_size, parse_mem_size, parse_size};
 use super::terminal::RawTerminal;
 use super::volume::{check_volumes, parse_volume, VolumeSpec};
@@ -198,10 +198,15 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value = "none", value_name = "MODE")]
     pub net: super::net::NetMode,
 
-    /// Publish a guest TCP port: the host listens on [IP:]HOSTPORT (IP default 127.0.0.1; an
+    /// Publish a guest port: the host listens on [IP:]HOSTPORT (IP default 127.0.0.1; an
     /// IPv6 address in brackets) and hands each connection to the guest's listener on
-    /// GUESTPORT (on its 127.0.0.1, else ::1). Repeatable. `/udp` is not supported.
-    #[arg(short = 'p', long, value_name = "[IP:]HOSTPORT:GUESTPORT[/tcp]", value_parser = super::net::parse_publish)]
+    /// GUESTPORT (on its 127.0.0.1, else ::1). `/udp`: the host binds HOSTPORT and relays each
+    /// client's datagrams to the guest's socket bound on GUESTPORT from a guest port of its own
+    /// per client (replies go back to that client; a client idle 30 s is forgotten; at most 64
+    /// clients and 256 queued datagrams, more are dropped). Repeatable; the same port may be
+    /// published for /tcp and /udp. Only with --net none: with --net host the guest's sockets
+    /// are host sockets already (bind them on the host's address instead). No port ranges.
+    #[arg(short = 'p', long, value_name = "[IP:]HOSTPORT:GUESTPORT[/tcp|/udp]", value_parser = super::net::parse_publish)]
     pub publish: Vec<pvmux_host::net::Publish>,
 
     /// Give the guest a host directory it may write, at GUESTDIR (absolute; created in the
@@ -218,8 +223,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "NAME=SOFT[:HARD]")]
     pub ulimit: Vec<String>,
 
-    /// Run the program as this numeric user and group (default 0:0, root).
-    #[arg(short = 'u', long, value_name = "UID[:GID]")]
+    /// Run the program as this user and group (default 0:0, root): numeric ids, or names
+    /// looked up in --rootfs DIR/etc/passwd and /etc/group.
+    #[arg(short = 'u', long, value_name = "USER[:GROUP]")]
     pub user: Option<String>,
 
     /// The program to run as init, and its arguments (after `--`; see below).
@@ -285,6 +291,23 @@ impl InitSetup {
     pub fn from_args(args: &RunArgs, terminal: bool) -> anyhow::Result<Self> {
         let lookup = |n: &std::ffi::OsStr| std::env::var_os(n);
         let mut env = Environment::defaults(terminal);
+        // Names are looked up in the guest root (the share, or the directory packed).
+        let root = args.rootfs.as_deref().or(args.rootfs_pack.as_deref());
+        let resolved = args
+            .user
+            .as_deref()
+            .map(|u| super::passwd::resolve_in(u, root))
+            .transpose()?;
+        if let Some(home) = resolved.as_ref().and_then(|u| u.home.as_deref()) {
+            env.set_default("HOME", home);
+        }
+        if let Some(u) = resolved.as_ref().filter(|u| !u.groups.is_empty()) {
+            tracing::warn!(
+                groups = ?u.groups,
+                "--user: the supplementary groups /etc/group lists are not given to the guest \
+                 (the boot arguments carry one uid and gid)"
+            );
+        }
         for file in &args.env_file {
             env.apply_file(file, lookup)?;
         }
@@ -300,7 +323,7 @@ impl InitSetup {
             .iter()
             .map(|u| parse_ulimit(u))
             .collect::<anyhow::Result<_>>()?;
-        let user = args.user.as_deref().map(parse_user).transpose()?;
+        let user = resolved.map(|u| (u.uid, u.gid));
         Ok(Self {
             env,
             workdir,

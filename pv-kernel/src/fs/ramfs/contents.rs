@@ -422,20 +422,27 @@ impl Fs {
     /// The pages of regular file `ino` for a writable `MAP_SHARED` mapping: the file's own
     /// object (borrowed or host bytes are copied up first), so the mapping, `read` and
     /// `write` share its frames.
+    /// A `--volume` file has no pages of its own (its bytes are the host's, written through):
+    /// a writable shared mapping of it is `ENODEV`, as on a filesystem without shared
+    /// writable mappings (9p, FUSE with direct I/O).
     pub(crate) fn shared_pages(&mut self, ino: Ino) -> Result<Arc<PageObject>, Errno> {
+        if self.is_volume_file(ino) {
+            return Err(ENODEV);
+        }
         self.own_data(ino)
     }
 
     /// Whether regular file `ino`'s data is owned pages (a `MAP_SHARED` mapping of it maps
     /// them; of a borrowed or host file, a read-only one maps a copy-on-write snapshot).
     pub(crate) fn has_owned_pages(&self, ino: Ino) -> bool {
-        matches!(
-            self.inodes.get(&ino).map(|i| &i.node),
-            Some(Node::File {
-                data: Data::Pages(_),
-                ..
-            })
-        )
+        !self.is_volume_file(ino)
+            && matches!(
+                self.inodes.get(&ino).map(|i| &i.node),
+                Some(Node::File {
+                    data: Data::Pages(_),
+                    ..
+                })
+            )
     }
 
     /// The cache frames of pages `first..first + count` of regular file `ino` that exist
@@ -449,6 +456,10 @@ impl Fs {
         first: u64,
         count: u64,
     ) -> Result<Option<Vec<(u64, u64)>>, Errno> {
+        // A volume file's bytes are read from the host by the caller (`None`: not cached).
+        if self.is_volume_file(ino) {
+            return Ok(None);
+        }
         let host = self.host.as_deref();
         let i = self.inodes.get_mut(&ino).ok_or(ENOENT)?;
         let Node::File { data, size } = &mut i.node else {

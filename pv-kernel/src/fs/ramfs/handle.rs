@@ -32,6 +32,8 @@ pub(crate) mod oflag {
     pub(crate) const O_DIRECTORY: u32 = 0o200_000;
     /// Do not follow a final symbolic link.
     pub(crate) const O_NOFOLLOW: u32 = 0o400_000;
+    /// Only name the file (Linux's `O_PATH`): the file's own permission is not checked.
+    pub(crate) const O_PATH: u32 = 0o10_000_000;
 }
 
 /// `lseek` whence values.
@@ -99,6 +101,8 @@ impl Fs {
         let excl = creat && flags & O_EXCL != 0;
         let follow = !excl && flags & O_NOFOLLOW == 0;
         let r = self.resolve_full(cwd, path, follow)?;
+        // A file this open creates is not checked against its own mode (Linux).
+        let checked = r.ino.is_some() && flags & O_PATH == 0;
         let ino = match r.ino {
             Some(_) if excl => return Err(EEXIST),
             Some(ino) => ino,
@@ -127,10 +131,14 @@ impl Fs {
                 return Err(EISDIR)
             }
             FileType::Regular if flags & O_DIRECTORY != 0 => return Err(ENOTDIR),
-            FileType::Regular if flags & O_TRUNC != 0 && acc != O_RDONLY => {
-                self.truncate_ino(ino, 0)?;
-            }
             _ => {}
+        }
+        if checked {
+            let want = crate::fs::perm::open_access(acc, flags & O_TRUNC != 0);
+            self.may(ino, want)?;
+        }
+        if ft == FileType::Regular && flags & O_TRUNC != 0 && acc != O_RDONLY {
+            self.truncate_ino(ino, 0)?;
         }
         let mut h = Handle(self.next_handle);
         while self.handles.contains_key(&h) {

@@ -34,7 +34,10 @@
 //!   neither directories, regular files nor symbolic links are not shown.
 //! * [`encode`]: the Linux encodings (`st_mode` bits, `struct stat`, `linux_dirent64`).
 //!
-//! There are no permission checks (everything runs as root) and no device nodes.
+//! * [`access`]: Linux's permission checks (search, open, create, delete, metadata) for
+//!   the credentials set with [`Fs::set_cred`]; none for root (the default).
+//!
+//! There are no device nodes.
 //!
 //! Pure code (`alloc` only; the clock is a function pointer and the host share a
 //! [`HostShare`] object), so `cargo test` runs it on the host: see `tests`.
@@ -42,6 +45,7 @@
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 
+mod access;
 mod contents;
 mod encode;
 mod handle;
@@ -131,6 +135,9 @@ pub(crate) struct Fs {
     mounts: BTreeMap<Ino, crate::fs::mount::MountKind>,
     /// The mounted volumes and their inodes (`--volume`).
     vols: volume::Volumes,
+    /// The credentials operations are checked against (`None`: root, no checks; see
+    /// [`access`]).
+    cred: Option<crate::fs::perm::Cred>,
 }
 
 impl Fs {
@@ -155,6 +162,7 @@ impl Fs {
             host: None,
             mounts: BTreeMap::new(),
             vols: volume::Volumes::default(),
+            cred: None,
         }
     }
 

@@ -38,6 +38,7 @@ impl Fs {
         if self.dir(walk.dir)?.get(&name).is_some() {
             return Err(EEXIST);
         }
+        self.may_create(walk.dir)?;
         if let Some(ino) = self.vol_create(walk.dir, &name, &node, perm)? {
             return Ok(ino);
         }
@@ -74,6 +75,7 @@ impl Fs {
             Last::Root => return Err(EBUSY),
         };
         let ino = self.dir(walk.dir)?.get(&name).ok_or(ENOENT)?;
+        self.may_delete(walk.dir, ino)?;
         self.dir(ino)?;
         // A volume's directory: the host decides (ENOTEMPTY), the mount point is EBUSY.
         self.vol_remove(walk.dir, &name, ino, true)?;
@@ -96,11 +98,12 @@ impl Fs {
             return Err(EISDIR);
         };
         let ino = self.dir(walk.dir)?.get(&name).ok_or(ENOENT)?;
+        if walk.must_dir {
+            return Err(if self.is_dir(ino) { EISDIR } else { ENOTDIR });
+        }
+        self.may_delete(walk.dir, ino)?;
         if self.is_dir(ino) {
             return Err(EISDIR);
-        }
-        if walk.must_dir {
-            return Err(ENOTDIR);
         }
         self.vol_remove(walk.dir, &name, ino, false)?;
         self.dir_mut(walk.dir)?.remove(&name);
@@ -152,6 +155,8 @@ impl Fs {
             return Err(EMLINK);
         }
         let walk = self.walk_parent(cwd, path, &mut 0)?;
+        self.may_hardlink(ino)?;
+        self.may_create(walk.dir)?;
         self.vol_link(ino, walk.dir)?;
         let Last::Name(name) = walk.last else {
             return Err(EEXIST);
@@ -229,6 +234,9 @@ impl Fs {
             if dst == src {
                 return Ok(());
             }
+        }
+        self.may_rename(wo.dir, src, wn.dir, dst)?;
+        if let Some(dst) = dst {
             self.load(dst)?;
             match (src_dir, self.is_dir(dst)) {
                 (false, true) => return Err(EISDIR),
@@ -286,17 +294,33 @@ impl Fs {
         Ok(())
     }
 
-    /// `chmod(path, perm)`.
+    /// `chmod(path, perm)`: the owner or root only (`EPERM`).
     pub(crate) fn chmod(&mut self, cwd: Ino, path: &[u8], perm: u32) -> Result<(), Errno> {
         let ino = self.lookup(cwd, path, true)?;
-        self.set_meta(ino, perm, None, None)
+        self.chmod_ino(ino, perm)
     }
 
-    /// `truncate(path, len)`.
+    /// `truncate(path, len)`: needs write permission (`EACCES`).
     pub(crate) fn truncate(&mut self, cwd: Ino, path: &[u8], len: i64) -> Result<(), Errno> {
         let len = u64::try_from(len).map_err(|_| EINVAL)?;
         let ino = self.lookup(cwd, path, true)?;
+        self.may(ino, crate::fs::perm::access::W)?;
         self.truncate_ino(ino, len)
+    }
+
+    /// `vfs_rename`'s checks: removing `src` from `odir`; a new name in `ndir`, or removing
+    /// the `dst` it replaces; and a directory changing parent needs write permission on
+    /// itself (its `..` changes).
+    fn may_rename(&self, odir: Ino, src: Ino, ndir: Ino, dst: Option<Ino>) -> Result<(), Errno> {
+        self.may_delete(odir, src)?;
+        match dst {
+            None => self.may_create(ndir)?,
+            Some(dst) => self.may_delete(ndir, dst)?,
+        }
+        if odir != ndir && self.is_dir(src) {
+            self.may(src, crate::fs::perm::access::W)?;
+        }
+        Ok(())
     }
 
     /// `stat(path)`: follows symbolic links.

@@ -1,6 +1,7 @@
 //! Path walking: components, `.` and `..` (the root is its own parent), symbolic links
 //! (relative to the directory holding them, at most [`SYMLOOP_MAX`] per lookup), trailing
-//! slashes and the `PATH_MAX` / `NAME_MAX` limits.
+//! slashes and the `PATH_MAX` / `NAME_MAX` limits. Each directory a name is looked up in
+//! needs search permission ([`Fs::may_search`], `EACCES`).
 
 use alloc::vec::Vec;
 
@@ -89,6 +90,8 @@ impl Fs {
         }
         while stack.len() > 1 {
             let Some(comp) = stack.pop() else { break };
+            // Every directory a name is looked up in must be searchable (`may_lookup`).
+            self.may_search(dir)?;
             match comp.as_slice() {
                 b"." => {}
                 b".." => dir = self.dir(dir)?.parent,
@@ -112,8 +115,10 @@ impl Fs {
                 }
             }
         }
-        // The directory we ended in must still be one (a symlink may have led elsewhere).
+        // The directory we ended in must still be one (a symlink may have led elsewhere),
+        // and searchable: the last component is looked up in it.
         self.dir(dir)?;
+        self.may_search(dir)?;
         self.load(dir)?;
         let last = match stack.pop() {
             Some(c) if c == b"." => Last::Dot,

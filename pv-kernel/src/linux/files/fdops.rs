@@ -589,7 +589,7 @@ fn meta_ino(f: &OpenFile) -> Result<Option<Ino>, Errno> {
 pub(crate) fn sys_fchmod(fd: u64, mode: u64) -> SysResult {
     let f = fd_file(fd_arg(fd))?;
     if let Some(ino) = meta_ino(&f)? {
-        fs::with(|fs| fs.set_meta(ino, mode as u32 & 0o7777, None, None))?;
+        fs::with(|fs| fs.chmod_ino(ino, mode as u32 & 0o7777))?;
         let dir = f.dir_ino().is_some();
         super::inotify::on_inode(ino, super::inotify::inm::IN_ATTRIB, dir);
     }
@@ -612,6 +612,7 @@ pub(crate) fn sys_fchdir(fd: u64) -> SysResult {
         return crate::linux::procfs::chdir_synthetic(d.kind, d.comps.clone());
     }
     let ino = f.dir_ino().ok_or(Errno::ENOTDIR)?;
+    fs::with(|fs| fs.may(ino, crate::fs::perm::access::X))?;
     current_process().fs.lock().set(ino);
     Ok(0)
 }
@@ -730,6 +731,20 @@ pub(crate) fn mmap_file(fd: i32) -> Result<Option<(MmapSource, bool)>, Errno> {
         return Err(Errno::EACCES);
     }
     Ok(Some((source, f.writable())))
+}
+
+/// The name `/proc/PID/maps` shows for a mapping of descriptor `fd`, and the inode number:
+/// the path it was opened by (a memfd's `/memfd:NAME (deleted)`), else its link name.
+pub(crate) fn map_name(fd: i32) -> Option<(alloc::sync::Arc<[u8]>, u64)> {
+    let f = fd_file(fd).ok()?;
+    match &f.kind {
+        Kind::Node { ino, .. } => {
+            let name = super::memfd::link_name(*ino).or_else(|| f.path().map(<[u8]>::to_vec))?;
+            Some((name.into(), *ino))
+        }
+        Kind::Object(o) => Some((o.link_name().into(), o.stat().st.ino)),
+        _ => None,
+    }
 }
 
 /// Reads a regular file's bytes at `off` through descriptor `fd` without moving its offset

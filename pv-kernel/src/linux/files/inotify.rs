@@ -385,6 +385,8 @@ pub(crate) fn sys_inotify_add_watch(fd: u64, path_va: u64, mask: u64) -> SysResu
     let (ino, dir) = fs::with(|fs| {
         let ino = fs.lookup(base, &path, follow)?;
         let st = fs.stat_ino(ino)?;
+        // Watching needs read permission on the file (Linux's `inotify_find_inode`).
+        fs.may(ino, crate::fs::perm::access::R)?;
         Ok::<_, Errno>((ino, st.file_type() == FileType::Directory))
     })?;
     if mask & IN_ONLYDIR != 0 && !dir {

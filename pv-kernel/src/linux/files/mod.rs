@@ -37,7 +37,7 @@ use crate::fs::ramfs::{oflag, Ino, ROOT_INO};
 use crate::fs::Errno;
 
 #[allow(unused_imports)] // for file mappings (the memory layer)
-pub(crate) use fdops::{is_dev_zero, mmap_file, read_fd_at, MmapSource};
+pub(crate) use fdops::{is_dev_zero, map_name, mmap_file, read_fd_at, MmapSource};
 pub(crate) use file::{FdTable, OpenFile};
 
 /// A process's filesystem context: its working directory.

@@ -14,6 +14,7 @@ use super::dev::{self, Dev};
 use super::fdops::fd_arg;
 use super::file::{fstat, KStat, Kind, OpenFile};
 use super::{cwd, fd_file, wall_now};
+use crate::fs::perm::Times;
 use crate::fs::ramfs::{mode, oflag, FileType, Ino, PATH_MAX, ROOT_INO};
 use crate::fs::{self, Errno};
 use crate::linux::procfs;
@@ -484,7 +485,11 @@ pub(crate) fn sys_chdir(path_va: u64) -> SysResult {
         Some(found) => return procfs::chdir_found(found),
     };
     let b = base(cwd_fd, &path)?;
-    let ino = fs::with(|fs| fs.lookup_dir(b, &path))?;
+    let ino = fs::with(|fs| {
+        let ino = fs.lookup_dir(b, &path)?;
+        fs.may(ino, crate::fs::perm::access::X)?;
+        Ok::<_, Errno>(ino)
+    })?;
     current_process().fs.lock().set(ino);
     Ok(0)
 }
@@ -515,10 +520,12 @@ pub(crate) fn sys_fchmodat(dirfd: u64, path_va: u64, m: u64) -> SysResult {
     Ok(0)
 }
 
-/// Changes the owner of `ino` (`u32::MAX` keeps a value); like Linux, clears set-user-id
-/// and group-executable set-group-id bits of non-directories.
+/// Changes the owner of `ino` (`u32::MAX` keeps a value): root only, but the owner may
+/// change the group to one of its own (`EPERM`, `fs::perm::chown`); like Linux, clears
+/// set-user-id and group-executable set-group-id bits of non-directories.
 pub(crate) fn chown_ino(ino: Ino, uid: u32, gid: u32) -> Result<(), Errno> {
     fs::with(|fs| {
+        fs.may_chown(ino, uid, gid)?;
         let st = fs.stat_ino(ino)?;
         let perm = names::perm_after_chown(st.file_type(), st.mode & mode::PERM, uid, gid);
         let uid = if uid == u32::MAX { st.uid } else { uid };
@@ -547,9 +554,13 @@ pub(crate) fn sys_umask(mask: u64) -> SysResult {
     Ok(u64::from(old))
 }
 
-/// Sets the timestamps of `ino`. The ramfs keeps access and modification times together:
+/// Sets the timestamps of `ino`, `how` they were given (both to now, or explicitly: who may
+/// is `fs::perm::set_times`). The ramfs keeps access and modification times together:
 /// a new modification time sets both; an access time alone changes nothing.
-fn set_times(ino: Option<Ino>, _atime: Option<u64>, mtime: Option<u64>) -> SysResult {
+fn set_times(ino: Option<Ino>, how: Times, atime: Option<u64>, mtime: Option<u64>) -> SysResult {
+    if let (Some(ino), true) = (ino, atime.is_some() || mtime.is_some()) {
+        fs::with(|fs| fs.may_set_times(ino, how))?;
+    }
     if let (Some(ino), Some(t)) = (ino, mtime) {
         fs::with(|fs| fs.set_mtime(ino, t))?;
         super::inotify::on_inode(ino, super::inotify::inm::IN_ATTRIB, false);
@@ -564,12 +575,20 @@ pub(crate) fn sys_utimensat(dirfd: u64, path_va: u64, times: u64, flags: u64) ->
     if path_va == 0 && fd_arg(dirfd) != AT_FDCWD && flags != 0 {
         return Err(Errno::EINVAL);
     }
-    let (atime, mtime) = if times == 0 {
+    let (how, atime, mtime) = if times == 0 {
         let now = wall_now();
-        (Some(now), Some(now))
+        (Times::Now, Some(now), Some(now))
     } else {
         let t: [i64; 4] = read_val(times)?;
+        // Only a time given explicitly (not `UTIME_NOW`, not `UTIME_OMIT`) is the owner's
+        // alone (utimensat(2)).
+        let given = |n: i64| n != names::UTIME_NOW && n != names::UTIME_OMIT;
         (
+            if given(t[1]) || given(t[3]) {
+                Times::Explicit
+            } else {
+                Times::Now
+            },
             time_arg(wall_now(), t[0], t[1])?,
             time_arg(wall_now(), t[2], t[3])?,
         )
@@ -582,11 +601,12 @@ pub(crate) fn sys_utimensat(dirfd: u64, path_va: u64, times: u64, flags: u64) ->
     } else {
         ino_at(dirfd, path_va, flags, flags & AT_SYMLINK_NOFOLLOW == 0)?
     };
-    set_times(ino, atime, mtime)
+    set_times(ino, how, atime, mtime)
 }
 
 /// `futimesat(dirfd, path, times)` (`utimes` too): `struct timeval[2]`.
 pub(crate) fn sys_futimesat(dirfd: u64, path_va: u64, tv: u64) -> SysResult {
+    let how = if tv == 0 { Times::Now } else { Times::Explicit };
     let (atime, mtime) = if tv == 0 {
         let now = wall_now();
         (Some(now), Some(now))
@@ -605,11 +625,16 @@ pub(crate) fn sys_futimesat(dirfd: u64, path_va: u64, tv: u64) -> SysResult {
     } else {
         ino_at(dirfd, path_va, 0, true)?
     };
-    set_times(ino, atime, mtime)
+    set_times(ino, how, atime, mtime)
 }
 
 /// `utime(path, times)`: `struct utimbuf { actime, modtime }` in seconds.
 pub(crate) fn sys_utime(path_va: u64, buf: u64) -> SysResult {
+    let how = if buf == 0 {
+        Times::Now
+    } else {
+        Times::Explicit
+    };
     let (atime, mtime) = if buf == 0 {
         let now = wall_now();
         (Some(now), Some(now))
@@ -618,5 +643,5 @@ pub(crate) fn sys_utime(path_va: u64, buf: u64) -> SysResult {
         (time_arg(wall_now(), a, 0)?, time_arg(wall_now(), m, 0)?)
     };
     let ino = ino_at(AT_FDCWD as u64, path_va, 0, true)?;
-    set_times(ino, atime, mtime)
+    set_times(ino, how, atime, mtime)
 }

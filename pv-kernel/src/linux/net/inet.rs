@@ -203,6 +203,10 @@ impl Socket for InetSocket {
             return h.bind(&self.decode_ep(addr)?);
         }
         let ep = self.bind_addr(addr)?;
+        if self.proto == Proto::Udp {
+            // A `--publish .../udp` flow may be for this socket.
+            host::start_publish_pump();
+        }
         STACK.lock().bind(self.id, ep)
     }
 
@@ -490,6 +494,97 @@ fn relay(hs: host::HostSock, port: u16) {
     }
     STACK.lock().close(id);
     changed();
+}
+
+/// Relays a `--publish .../udp` flow (host handle `hs`: the datagrams of one host client) to
+/// the guest's UDP socket bound on `port` of the loopback (127.0.0.1, else ::1), from a UDP
+/// socket of the relay's own connected there (so the flow has its own guest source port and
+/// the guest's replies to it go back to that client), datagram by datagram. A datagram
+/// nobody is bound for is dropped, as Linux drops it. Ends when the host ends the flow
+/// (idle) or fails. Runs as a kernel thread.
+fn udp_relay(hs: host::HostSock, port: u16) {
+    // The relay's socket and the index of its destination in `UDP_DESTS`.
+    let mut cur: Option<(Id, usize)> = None;
+    let mut buf = alloc::vec![0u8; 64 * 1024];
+    loop {
+        let (seq_net, seq_stack) = (host::seq(), STACK_SEQ.load(Ordering::Acquire));
+        let mut moved = false;
+        match hs.recv(&mut buf, false, true) {
+            Ok((n, _)) => {
+                udp_deliver(&mut cur, port, &buf[..n]);
+                moved = true;
+            }
+            Err(Errno::EAGAIN) => {}
+            Err(_) => break,
+        }
+        if let Some((id, _)) = cur {
+            let r = STACK.lock().recv(id, &mut buf, false);
+            match r {
+                Ok(g) => {
+                    changed();
+                    moved = true;
+                    match hs.send(&buf[..g.len], None, true) {
+                        // A full host socket buffer drops the datagram, as UDP does.
+                        Ok(_) | Err(Errno::EAGAIN) => {}
+                        Err(_) => break,
+                    }
+                }
+                Err(Errno::EAGAIN) => {}
+                // The port-unreachable of a dropped datagram (taken: not again).
+                Err(Errno::ECONNREFUSED) => moved = true,
+                Err(_) => break,
+            }
+        }
+        if !moved {
+            WAITERS.wait_until(|| {
+                host::seq() != seq_net || STACK_SEQ.load(Ordering::Acquire) != seq_stack
+            });
+        }
+    }
+    if let Some((id, _)) = cur {
+        STACK.lock().close(id);
+        changed();
+    }
+}
+
+/// Where [`udp_relay`] delivers, in order of preference.
+const UDP_DESTS: [(u16, ip::Ip); 2] = [(af::AF_INET, ip::LOOPBACK4), (af::AF_INET6, ip::LOOPBACK6)];
+
+/// Sends one datagram of a flow to the guest's socket on `port`: from the relay's socket
+/// `cur` if its destination has a socket bound, else from a new one connected to the other
+/// destination (`cur` then names it).
+fn udp_deliver(cur: &mut Option<(Id, usize)>, port: u16, data: &[u8]) {
+    let start = cur.map_or(0, |(_, i)| i);
+    for i in (start..UDP_DESTS.len()).chain(0..start) {
+        let (family, ip) = UDP_DESTS[i];
+        let mut st = STACK.lock();
+        let id = match *cur {
+            Some((id, j)) if j == i => id,
+            old => {
+                if let Some((old, _)) = old {
+                    st.close(old);
+                }
+                *cur = None;
+                let Ok(id) = st.socket(family, Proto::Udp) else {
+                    return;
+                };
+                if st.connect(id, Some(Ep::new(ip, port))).is_err() {
+                    st.close(id);
+                    return;
+                }
+                *cur = Some((id, i));
+                id
+            }
+        };
+        let sent = st.send(id, data, None);
+        // Nobody bound there: the port-unreachable comes back at once on the loopback.
+        let refused = st.take_error(id).ok().flatten() == Some(Errno::ECONNREFUSED);
+        drop(st);
+        changed();
+        if sent.is_ok() && !refused {
+            return;
+        }
+    }
 }
 
 /// A loopback socket connected to the guest listener on `port` (127.0.0.1, else ::1).

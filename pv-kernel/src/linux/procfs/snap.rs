@@ -351,7 +351,14 @@ pub(crate) fn maps(p: &Process) -> Vec<MapLine> {
     let stack_lo = crate::linux::exec::STACK_TOP - crate::linux::exec::STACK_SIZE;
     mm.vmas()
         .map(|(start, v)| {
-            let name: &[u8] = if start <= mm.brk_base && mm.brk_base < v.end && mm.brk > mm.brk_base
+            let vdso = crate::linux::vdso::VVAR_VA..crate::linux::vdso::VDSO_VA;
+            let name: &[u8] = if let Some(f) = &v.file {
+                &f.path
+            } else if vdso.contains(&start) {
+                b"[vvar]"
+            } else if start == crate::linux::vdso::VDSO_VA {
+                b"[vdso]"
+            } else if start <= mm.brk_base && mm.brk_base < v.end && mm.brk > mm.brk_base
                 || (start >= mm.brk_base
                     && v.end <= mm.brk.next_multiple_of(4096)
                     && start < mm.brk)
@@ -371,8 +378,8 @@ pub(crate) fn maps(p: &Process) -> Vec<MapLine> {
                     v.prot & prot::EXEC != 0,
                 ],
                 shared: v.shm.is_some(),
-                offset: 0,
-                ino: 0,
+                offset: v.file.as_ref().map_or(0, |f| f.offset),
+                ino: v.file.as_ref().map_or(0, |f| f.ino),
                 name: name.to_vec(),
             }
         })

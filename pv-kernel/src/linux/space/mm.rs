@@ -10,6 +10,7 @@
 //! regions map the same object's frames in both.
 
 use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use pvmux_hypercalls::frame::pf;
@@ -41,6 +42,29 @@ pub(crate) struct Vma {
     /// `MAP_SHARED` anonymous memory: the object whose pages the region maps, shared (not
     /// copy-on-write) with every other region of it, in this space or another.
     pub(crate) shm: Option<ShmRef>,
+    /// The file the region maps, if any (what `/proc/PID/maps` names).
+    pub(crate) file: Option<MapFile>,
+}
+
+/// The file a region maps, as `/proc/PID/maps` shows it.
+#[derive(Clone, Debug)]
+pub(crate) struct MapFile {
+    /// The path it was mapped by (or a name such as `/memfd:x (deleted)`).
+    pub(crate) path: Arc<[u8]>,
+    /// Its inode number.
+    pub(crate) ino: u64,
+    /// The file offset of the region's first byte.
+    pub(crate) offset: u64,
+}
+
+impl MapFile {
+    /// The same file seen `by` bytes further on.
+    fn advanced(&self, by: u64) -> Self {
+        Self {
+            offset: self.offset.saturating_add(by),
+            ..self.clone()
+        }
+    }
 }
 
 impl Vma {
@@ -50,6 +74,7 @@ impl Vma {
             end: self.end,
             prot: self.prot,
             shm: self.shm.as_ref().map(|s| s.advanced(at - start)),
+            file: self.file.as_ref().map(|f| f.advanced(at - start)),
         }
     }
 
@@ -239,8 +264,23 @@ impl Mm {
                 end,
                 prot: prot_bits,
                 shm,
+                file: None,
             },
         );
+    }
+
+    /// Names the file behind the regions that start in `[s, e)` and have no name yet:
+    /// `offset` is the file offset at `s`.
+    pub(crate) fn name_file(&mut self, s: u64, e: u64, path: &Arc<[u8]>, ino: u64, offset: u64) {
+        for (&start, v) in self.vmas.range_mut(s..e) {
+            if v.file.is_none() {
+                v.file = Some(MapFile {
+                    path: path.clone(),
+                    ino,
+                    offset: offset.saturating_add(start - s),
+                });
+            }
+        }
     }
 
     /// Removes `[start, end)` from the map: regions are trimmed or split, pages released
@@ -327,6 +367,7 @@ impl Mm {
                     end: ne,
                     prot: prot_bits,
                     shm: v.shm_at(s, ns),
+                    file: v.file.as_ref().map(|f| f.advanced(ns - s)),
                 },
             );
             if v.end > end {

@@ -4,9 +4,9 @@
 //! 3 when the attack could not be set up.
 //!
 //! * `host-syscalls CANARY [HOSTPID]`: host-only system calls (raw socket, ptrace, kill and
-//!   `process_vm_readv` of HOSTPID, open/execve of the host path CANARY, memfd_create,
-//!   io_uring_setup, bpf, mount, reboot, unshare, setns, personality, an x32 call) must all
-//!   fail; `int 0x80` (in a child) must kill the child.
+//!   `process_vm_readv` of HOSTPID, open/execve of the host path CANARY, userfaultfd,
+//!   perf_event_open, io_uring_setup, bpf, mount, reboot, unshare, setns, personality, an
+//!   x32 call) must all fail; `int 0x80` (in a child) must kill the child.
 //! * `stub-jump MEM_BYTES`: finds the user stub's `syscall; pop rbp; ret` code through the
 //!   signal frames left on the stub's signal stacks and calls it with crafted registers, each
 //!   in a child: `mmap(MAP_SHARED|MAP_FIXED, fd 3)` of the last page of guest memory (in the
@@ -82,7 +82,8 @@ mod nr {
     pub(crate) const UNSHARE: u64 = 272;
     pub(crate) const SETNS: u64 = 308;
     pub(crate) const PROCESS_VM_READV: u64 = 310;
-    pub(crate) const MEMFD_CREATE: u64 = 319;
+    pub(crate) const PERF_EVENT_OPEN: u64 = 298;
+    pub(crate) const USERFAULTFD: u64 = 323;
     pub(crate) const BPF: u64 = 321;
     pub(crate) const IO_URING_SETUP: u64 = 425;
     pub(crate) const X32_BIT: u64 = 0x4000_0000;
@@ -263,7 +264,7 @@ fn host_syscalls(canary: &str, host_pid: Option<u64>) -> Verdict {
     let local = [buf.as_mut_ptr() as u64, buf.len() as u64];
     let remote = [0x1000u64, 64];
     let mut ok = true;
-    let calls: [(&str, u64, [u64; 6]); 19] = [
+    let calls: [(&str, u64, [u64; 6]); 20] = [
         ("socket(AF_INET, SOCK_RAW)", nr::SOCKET, [2, 3, 0, 0, 0, 0]),
         ("socket(AF_NETLINK)", nr::SOCKET, [16, 3, 0, 0, 0, 0]),
         ("ptrace(ATTACH host pid)", nr::PTRACE, [16, hp, 0, 0, 0, 0]),
@@ -290,9 +291,15 @@ fn host_syscalls(canary: &str, host_pid: Option<u64>) -> Verdict {
             [path.as_ptr() as u64, argv.as_ptr() as u64, 0, 0, 0, 0],
         ),
         (
-            "memfd_create",
-            nr::MEMFD_CREATE,
-            [path.as_ptr() as u64, 0, 0, 0, 0, 0],
+            // (memfd_create is the guest kernel's own now: a memfd of guest memory.)
+            "userfaultfd",
+            nr::USERFAULTFD,
+            [0, 0, 0, 0, 0, 0],
+        ),
+        (
+            "perf_event_open",
+            nr::PERF_EVENT_OPEN,
+            [path.as_ptr() as u64, 0, u64::MAX, u64::MAX, 0, 0],
         ),
         (
             "io_uring_setup",

@@ -15,6 +15,7 @@ mod host;
 mod limits;
 mod links;
 mod paths;
+mod perms;
 mod rename;
 mod sockets;
 mod volume;

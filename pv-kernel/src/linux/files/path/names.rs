@@ -51,6 +51,11 @@ pub(crate) fn link_at(fs: &mut Fs, ino: Ino, new_base: Ino, new: &[u8]) -> Resul
 /// The absolute path of directory `ino` (`ENOENT` if it was removed, `ENAMETOOLONG` past
 /// `PATH_MAX`).
 pub(crate) fn dir_path(fs: &mut Fs, ino: Ino) -> Result<Vec<u8>, Errno> {
+    // The kernel's own walk up the tree: not checked (`getcwd` needs no permission).
+    fs.unchecked(|fs| dir_path_unchecked(fs, ino))
+}
+
+fn dir_path_unchecked(fs: &mut Fs, ino: Ino) -> Result<Vec<u8>, Errno> {
     if fs.stat_ino(ino)?.nlink == 0 {
         return Err(Errno::ENOENT);
     }

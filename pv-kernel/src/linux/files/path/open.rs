@@ -90,7 +90,13 @@ pub(crate) fn open_node(
     path: &[u8],
     how: &OpenHow,
 ) -> Result<(Handle, Stat), Errno> {
-    let h = fs.open(base, path, how.fs_flags, how.perm)?;
+    // `O_PATH` names the file without its permission being checked.
+    let flags = if how.path_only {
+        how.fs_flags | oflag::O_PATH
+    } else {
+        how.fs_flags
+    };
+    let h = fs.open(base, path, flags, how.perm)?;
     match fs.fstat(h) {
         Ok(st) => Ok((h, st)),
         Err(e) => {

@@ -8,7 +8,9 @@
 //! * With `--publish` (and the default `--net none`), the host listens and hands each
 //!   connection to the guest ([`publish_pump`]): a kernel thread takes it (`NetPublished`),
 //!   connects a loopback socket to the guest's listener on the published port and relays
-//!   bytes both ways until both directions end.
+//!   bytes both ways until both directions end. A `/udp` rule's handle is a flow (one host
+//!   client's datagrams): its thread relays datagram by datagram to the guest's UDP socket on
+//!   the published port from a loopback UDP socket of its own, and the replies back.
 //!
 //! Waiting: a call that would block returns `Busy` and the host raises `pending::NET` once
 //! the socket may be ready; the event handler bumps [`NET_SEQ`] and wakes every waiter.
@@ -16,7 +18,7 @@
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
-use pvmux_hypercalls::net::{ret_errno, NetAddr, NetPublish, IO_MAX};
+use pvmux_hypercalls::net::{ret_errno, NetAddr, NetPublish, IO_MAX, PUBLISH_UDP};
 use pvmux_hypercalls::{HcError, Hypercall};
 use zerocopy::{FromBytes, IntoBytes};
 
@@ -382,8 +384,13 @@ fn publish_pump() {
                     h,
                     family: af::AF_INET,
                 };
+                let (port, udp) = (p.guest_port, p.proto == PUBLISH_UDP);
                 let _ = crate::sched::thread::spawn("net-relay", None, move || {
-                    super::relay(hs, p.guest_port)
+                    if udp {
+                        super::udp_relay(hs, port);
+                    } else {
+                        super::relay(hs, port);
+                    }
                 });
             }
             Err(Errno::EAGAIN) => {

@@ -364,7 +364,12 @@ impl Sock {
                 let base = cwd();
                 let st = fs::with(|fs| {
                     let ino = fs.lookup(base, p, true)?;
-                    fs.stat_ino(ino)
+                    let st = fs.stat_ino(ino)?;
+                    // Connecting needs write permission on the socket's name (Linux).
+                    if st.file_type() == FileType::Socket {
+                        fs.may(ino, crate::fs::perm::access::W)?;
+                    }
+                    Ok::<_, Errno>(st)
                 })?;
                 if st.file_type() != FileType::Socket {
                     return Err(Errno::ECONNREFUSED);

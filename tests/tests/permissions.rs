@@ -1,0 +1,212 @@
+//! Linux's permission checks for a process that is not root (`pvmux run --user`): the same
+//! shell script run as uid/gid 1000 in the guest (`--rootfs /`, seeing the host's files
+//! with their host owners and modes) and natively under `setpriv` over the same host
+//! fixture, outputs compared — reading a root 0600 file, writing into a root 0755
+//! directory, removing another user's file from a sticky directory, `ls` and `cd` of a 0700
+//! directory, `chmod`/`chown`/`touch -d` of others' files, and the user's own files. And
+//! `--user NAME[:GROUP]` looked up in the guest root's /etc/passwd, compared with `id`
+//! natively. The native runs need root to change ids (visibly skipped otherwise).
+
+use std::os::unix::fs::{chown, PermissionsExt};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// The `pvmux` CLI built with this test crate.
+const PVMUX: &str = env!("CARGO_BIN_EXE_pvmux-cli");
+
+/// Run as `sh -c SCRIPT sh DIR`: each step prints its messages and exit status.
+const SCRIPT: &str = r#"d=$1
+step() { "$@" 2>&1; echo "$*: $?"; }
+step cat $d/secret
+step cat $d/public
+step sh -c "echo x > $d/rootdir/new"
+step mkdir $d/rootdir/sub
+step rm -f $d/rootdir/file
+step mv $d/rootdir/file $d/sticky/moved
+step truncate -s 0 $d/public
+step rm -f $d/sticky/other
+step mv $d/sticky/other $d/sticky/mine2
+step chmod 777 $d/secret
+step chown 1000 $d/public
+step chgrp 1000 $d/public
+step touch -d 2001-02-03 $d/public
+step ls $d/private
+step cat $d/private/file
+step cd $d/private
+step ls $d/rootdir
+step sh -c "echo mine > $d/sticky/mine"
+step cat $d/sticky/mine
+step chmod 640 $d/sticky/mine
+step touch -d 2001-02-03 $d/sticky/mine
+step stat -c '%a %u %g %y' $d/sticky/mine
+step mkdir $d/sticky/mydir
+step sh -c "echo deep > $d/sticky/mydir/f"
+step chmod 0 $d/sticky/mydir
+step cat $d/sticky/mydir/f
+step chmod 700 $d/sticky/mydir
+step rm -r $d/sticky/mydir $d/sticky/mine
+step ls $d/sticky
+"#;
+
+fn output(mut cmd: Command) -> std::process::Output {
+    cmd.stdin(Stdio::null())
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("LC_ALL", "C")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+/// Whether this test runs as root (the native runs change ids).
+fn root() -> bool {
+    let id = output({
+        let mut c = Command::new("id");
+        c.arg("-u");
+        c
+    });
+    String::from_utf8_lossy(&id.stdout).trim() == "0"
+}
+
+fn put(path: &Path, text: &str, mode: u32, owner: u32) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    chown(path, Some(owner), Some(owner)).unwrap();
+}
+
+fn dir(path: &Path, mode: u32) {
+    std::fs::create_dir(path).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// The fixture, made by root: `secret` 0600, `public` 0644, `rootdir` 0755 with `file`,
+/// `private` 0700 with `file`, and `sticky` 1777 holding uid 2000's `other`.
+fn fixture(d: &Path) {
+    dir(d, 0o755);
+    put(&d.join("secret"), "secret\n", 0o600, 0);
+    put(&d.join("public"), "public\n", 0o644, 0);
+    dir(&d.join("rootdir"), 0o755);
+    put(&d.join("rootdir/file"), "f\n", 0o644, 0);
+    dir(&d.join("private"), 0o700);
+    put(&d.join("private/file"), "p\n", 0o644, 0);
+    dir(&d.join("sticky"), 0o1777);
+    put(&d.join("sticky/other"), "other\n", 0o666, 2000);
+}
+
+fn text(o: &std::process::Output) -> (Option<i32>, String, String) {
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn an_unprivileged_user_is_checked_as_natively() {
+    if !root() {
+        eprintln!("SKIPPED: the fixture and the native run need root");
+        return;
+    }
+    let tmp = pvmux_tests::TempDir::unique("pvmux-perm", "fixture");
+    let d = tmp.0.join("d");
+    fixture(&d);
+    let d = d.to_str().unwrap();
+    // The guest first: its writes stay in guest memory, the host fixture is unchanged for
+    // the native run.
+    let mut guest = Command::new(PVMUX);
+    guest
+        .args(["run", "--rootfs", "/", "--user", "1000:1000"])
+        .args(["--", "/bin/sh", "-c", SCRIPT, "sh", d]);
+    let got = output(guest);
+    let mut native = Command::new("setpriv");
+    native
+        .args(["--reuid=1000", "--regid=1000", "--clear-groups", "--"])
+        .args(["/bin/sh", "-c", SCRIPT, "sh", d]);
+    let want = output(native);
+    assert!(
+        want.status.success(),
+        "native run: {:?}",
+        String::from_utf8_lossy(&want.stderr)
+    );
+    assert_eq!(text(&got), text(&want));
+    // The script met each kind of refusal (not a vacuous comparison).
+    let out = String::from_utf8_lossy(&want.stdout);
+    assert!(out.contains("Permission denied"), "{out}");
+    assert!(out.contains("Operation not permitted"), "{out}");
+}
+
+/// `id`, `id -G` and the home directory, in a script.
+const ID_SCRIPT: &str = "id; id -G; echo \"home=$HOME\"";
+
+#[test]
+fn user_names_are_looked_up_in_the_guest_root() {
+    if !root() {
+        eprintln!("SKIPPED: the native run needs root");
+        return;
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    let Some(nobody) = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 7 && f[0] == "nobody")
+    else {
+        eprintln!("SKIPPED: the host has no user nobody");
+        return;
+    };
+    let (uid, gid, home) = (nobody[2], nobody[3], nobody[5]);
+    let group = std::fs::read_to_string("/etc/group").unwrap();
+    let group_name = group
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 4 && f[2] == gid)
+        .map(|f| f[0].to_owned());
+    let mut cases = vec![("nobody".to_owned(), gid.to_owned())];
+    if let Some(g) = group_name {
+        cases.push((format!("nobody:{g}"), gid.to_owned()));
+    }
+    cases.push(("nobody:0".to_owned(), "0".to_owned()));
+    for (user, native_gid) in cases {
+        let mut guest = Command::new(PVMUX);
+        guest
+            .args(["run", "--rootfs", "/", "--user", &user])
+            .args(["--", "/bin/sh", "-c", ID_SCRIPT]);
+        let got = output(guest);
+        let mut native = Command::new("setpriv");
+        native
+            .arg(format!("--reuid={uid}"))
+            .arg(format!("--regid={native_gid}"))
+            .args(["--clear-groups", "--"])
+            .arg("env")
+            .arg(format!("HOME={home}"))
+            .args(["/bin/sh", "-c", ID_SCRIPT]);
+        let want = output(native);
+        assert!(want.status.success(), "native {user}: {:?}", text(&want));
+        assert_eq!(text(&got), text(&want), "--user {user}");
+    }
+    // --env HOME wins over the passwd entry.
+    let mut guest = Command::new(PVMUX);
+    guest
+        .args([
+            "run", "--rootfs", "/", "--user", "nobody", "--env", "HOME=/x",
+        ])
+        .args(["--", "/bin/sh", "-c", "echo $HOME"]);
+    assert_eq!(String::from_utf8_lossy(&output(guest).stdout), "/x\n");
+}
+
+#[test]
+fn unknown_names_are_host_errors() {
+    for (value, says) in [
+        ("pvmux-no-such-user", "no user \"pvmux-no-such-user\""),
+        (
+            "root:pvmux-no-such-group",
+            "no group \"pvmux-no-such-group\"",
+        ),
+        ("1000:", "neither a numeric id nor a name"),
+    ] {
+        let mut cmd = Command::new(PVMUX);
+        cmd.args(["run", "--rootfs", "/", "--user", value, "--", "/bin/true"]);
+        let o = output(cmd);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(125), "{value}: {err}");
+        assert!(err.contains(says), "{value}: {err}");
+    }
+}

@@ -73,3 +73,99 @@ fn a_patched_cached_image_does_not_outlive_the_attacker() {
         "the kernel did not report the modified image: {ctx}"
     );
 }
+
+/// Builds `libmagic.so` from `lib_c` and a program from `main_c` that uses it, runs the
+/// program natively and then, in the guest, before and after an attacker rewrote `from` to
+/// `to` in every pool copy of the library it found: both guest runs must print what the
+/// native run prints, and the kernel must have noticed the change.
+fn patched_library_case(name: &str, lib_c: &str, main_c: &str, from: &str, to: &str) {
+    if Command::new("gcc").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: needs gcc (apt-get install gcc)");
+        return;
+    }
+    let dir = TempDir::unique("pvmux-image-cache", name);
+    let d = dir.0.display().to_string();
+    std::fs::write(dir.0.join("magic.c"), lib_c).expect("write magic.c");
+    std::fs::write(dir.0.join("main.c"), main_c).expect("write main.c");
+    let build = |args: &[&str]| {
+        let out = Command::new("gcc")
+            .args(args)
+            .current_dir(&dir.0)
+            .output()
+            .expect("gcc");
+        assert!(out.status.success(), "gcc {args:?}: {out:?}");
+    };
+    build(&["-O1", "-fPIC", "-shared", "-o", "libmagic.so", "magic.c"]);
+    let rpath = format!("-Wl,-rpath,{d}");
+    build(&["-O1", "-o", "prog", "main.c", "-L.", "-lmagic", &rpath]);
+    let (lib, prog_path) = (format!("{d}/libmagic.so"), format!("{d}/prog"));
+    let native = run(Command::new(&prog_path));
+    assert_eq!(native.code(), Some(0), "{}", native.context());
+    assert!(native.stdout.contains(from), "{}", native.context());
+    let base = pvmux_host::domain_builder::user_pool_base(MEM);
+    let mut cmd = Command::new(PVMUX);
+    cmd.args([
+        "run", "--mem", "64M", "--log", "debug", "--rootfs", "/", "--",
+    ])
+    .arg(prog("hostile"))
+    .arg("patch-image")
+    .arg(base.to_string())
+    .arg((MEM - base).to_string())
+    .args([lib.as_str(), from, to, prog_path.as_str()]);
+    let guest = run(cmd);
+    let ctx = guest.context();
+    assert_eq!(guest.code(), Some(0), "{ctx}");
+    let patched = guest
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("patch-image: patched "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse::<u32>().ok())
+        .unwrap_or_else(|| panic!("no patch report: {ctx}"));
+    assert!(patched >= 1, "{ctx}");
+    assert!(guest.has_line("patch-image: attacker exited 0"), "{ctx}");
+    let runs: Vec<&str> = guest
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with("patch-image:") && !l.starts_with("hostile:"))
+        .collect();
+    let want: Vec<&str> = native.stdout.lines().chain(native.stdout.lines()).collect();
+    assert_eq!(runs, want, "{ctx}");
+    assert!(!guest.stdout.contains(&format!("{to}\n")), "{ctx}");
+    assert!(guest.has_line("hostile: contained"), "{ctx}");
+    assert!(
+        guest.stderr.contains("was modified"),
+        "the kernel did not report the modified library image: {ctx}"
+    );
+}
+
+/// The code of a shared library comes from the image cache too (an executable `mmap` of a
+/// host file maps the cached frames after verifying them): a program that patches those
+/// frames and exits must not change what the library runs in a later process. The library's
+/// function returns a constant whose bytes (`MAGI`) are an immediate in its code.
+#[test]
+fn a_patched_cached_library_does_not_outlive_the_attacker() {
+    patched_library_case(
+        "library-code",
+        "unsigned magic(void) { return 0x4947414d; }\n",
+        "#include <stdio.h>\nunsigned magic(void);\n\
+         int main(void) { unsigned v = magic(); printf(\"magic %.4s\\n\", (char *)&v); return 0; }\n",
+        "MAGI",
+        "HACK",
+    );
+}
+
+/// So do the library's other parts (`ld.so` maps its headers, read-only data and data
+/// without `PROT_EXEC`): a string constant of the library, patched in the pool by a program
+/// that then exits, must read as in the file in a later process.
+#[test]
+fn a_patched_library_constant_does_not_outlive_the_attacker() {
+    patched_library_case(
+        "library-data",
+        "const char *word(void) { return \"pvmux-original-word\"; }\n",
+        "#include <stdio.h>\nconst char *word(void);\n\
+         int main(void) { printf(\"word %s\\n\", word()); return 0; }\n",
+        "pvmux-original-word",
+        "pvmux-HACKED---word",
+    );
+}

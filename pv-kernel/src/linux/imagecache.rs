@@ -31,6 +31,8 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use pvmux_hypercalls::PAGE_SIZE;
 
+mod siphash;
+
 use super::{exec, pool, Errno};
 use crate::fs::ramfs::{mode, Ino};
 use crate::irq::IrqLock;
@@ -57,6 +59,12 @@ pub(crate) struct CachedFile {
     /// Indices of the chunks the loader reads (see [`super::exec::file_ranges`]): what a
     /// reuse verifies.
     checked: Vec<usize>,
+    /// Per chunk: guest time at the start of the last check that found it intact (or of the
+    /// read its tag was made from). A mapping into a space created no later than that needs
+    /// no new check: a program that changed the chunk since was alive while that space was,
+    /// and could have written the space's own pages just as well (the same-tenant gap);
+    /// what a check must stop is a change by a program that exited *before* the space.
+    verified: Vec<AtomicU64>,
 }
 
 /// Bytes of the file per tag.
@@ -137,16 +145,17 @@ fn tag_key() -> (u64, u64) {
     (0x0706_0504_0302_0100, 0x0f0e_0d0c_0b0a_0908)
 }
 
-/// The tag of `bytes` (a chunk of a file).
+/// The tag of `bytes` (a chunk of a file): SipHash-2-4 of its two halves, computed
+/// together ([`siphash::hash2`]: the chunk's check is the cost of every exec), then of the
+/// two results under the key's halves swapped.
 fn tag(bytes: &[u8]) -> u64 {
-    use core::hash::Hasher;
-    let (k0, k1) = tag_key();
-    // SipHash-2-4, a keyed pseudo-random function (core's implementation, deprecated only in
-    // favour of std's `DefaultHasher`, which is not available here and not keyable).
-    #[allow(deprecated)]
-    let mut h = core::hash::SipHasher::new_with_keys(k0, k1);
-    h.write(bytes);
-    h.finish()
+    let key = tag_key();
+    let (a, b) = bytes.split_at(bytes.len() / 2 / 8 * 8);
+    let (x, y) = siphash::hash2(key, a, b);
+    let mut both = [0u8; 16];
+    both[..8].copy_from_slice(&x.to_le_bytes());
+    both[8..].copy_from_slice(&y.to_le_bytes());
+    siphash::hash((key.1, key.0), &both)
 }
 
 /// The chunk indices covering the byte ranges `ranges` of a file of `size` bytes.
@@ -165,18 +174,36 @@ fn chunks_of(ranges: &[(u64, u64)], size: usize) -> Vec<usize> {
 }
 
 impl CachedFile {
-    /// Whether every chunk the loader reads still holds the bytes read from the file.
+    /// Whether every chunk the loader reads still holds the bytes read from the file (all
+    /// checked now: for a space about to be created).
     fn intact(&self) -> bool {
+        self.chunks_intact(&self.checked, u64::MAX)
+    }
+
+    /// Whether the chunks `chunks` still hold the bytes read from the file, for a space
+    /// created at guest time `since`: chunks found intact since then are not hashed again
+    /// (see [`CachedFile::verified`]).
+    fn chunks_intact(&self, chunks: &[usize], since: u64) -> bool {
+        let start = crate::time::now_ns();
         let mut buf = Vec::new();
-        if buf.try_reserve_exact(TAG_CHUNK).is_err() {
-            return false;
-        }
-        buf.resize(TAG_CHUNK, 0);
-        self.checked.iter().all(|&i| {
+        chunks.iter().all(|&i| {
+            if self.verified[i].load(Ordering::Acquire) >= since {
+                return true;
+            }
+            if buf.is_empty() {
+                if buf.try_reserve_exact(TAG_CHUNK).is_err() {
+                    return false;
+                }
+                buf.resize(TAG_CHUNK, 0);
+            }
             let off = i * TAG_CHUNK;
             let n = (self.size - off).min(TAG_CHUNK);
             pool_mem::read(self.base + off as u64, &mut buf[..n]);
-            tag(&buf[..n]) == self.tags[i]
+            let ok = tag(&buf[..n]) == self.tags[i];
+            if ok {
+                self.verified[i].fetch_max(start, Ordering::AcqRel);
+            }
+            ok
         })
     }
 }
@@ -243,15 +270,101 @@ pub(crate) fn load(cwd: Ino, path: &[u8]) -> Result<Arc<CachedFile>, Errno> {
     {
         return Err(Errno::EACCES);
     }
+    entry(ino, st.size, st.mtime_ns, path, None)
+}
+
+/// The cached image of host file `ino` (a `--rootfs` file the guest has not written) for a
+/// private executable mapping of its bytes `[off, off + len)`: the chunks of that range are
+/// verified (like a program's loaded part on exec), the file read into the cache if absent
+/// or modified. `None` when the file is not such a host file or is too large to cache: the
+/// caller then reads it from the host itself (`Fs::read_ino_uncached`).
+pub(crate) fn for_mapping(
+    ino: Ino,
+    off: u64,
+    len: u64,
+    since: u64,
+    exec: bool,
+) -> Result<Option<Arc<CachedFile>>, Errno> {
+    let st = crate::fs::with(|fs| {
+        if !fs.is_host_file(ino) {
+            return Ok(None);
+        }
+        fs.stat_ino(ino).map(Some)
+    })?;
+    let Some(st) = st else {
+        return Ok(None);
+    };
     let max_file = pool::stats().1 as u64 * PAGE_SIZE / MAX_FILE_POOL_SHARE;
-    if st.size > max_file || st.size == 0 {
-        return Err(if st.size == 0 {
+    if st.size > max_file || st.size == 0 || off >= st.size {
+        return Ok(None);
+    }
+    if !exec && !is_elf((ino, st.size, st.mtime_ns))? {
+        return Ok(None);
+    }
+    let end = off.saturating_add(len).min(st.size);
+    let chunks = chunks_of(&[(off, end)], st.size as usize);
+    entry(
+        ino,
+        st.size,
+        st.mtime_ns,
+        b"(mapped library)",
+        Some((&chunks, since)),
+    )
+    .map(Some)
+}
+
+/// Files (by cache key) found not to be ELF files: a private mapping of them comes from the
+/// page cache, and knowing it spares a host read per mapping. Bounded (oldest dropped).
+static NOT_ELF: IrqLock<Vec<(Ino, u64, u64)>> = IrqLock::new(Vec::new());
+/// Most entries of [`NOT_ELF`].
+const NOT_ELF_MAX: usize = 64;
+
+/// Whether the host file with cache key `key` is an ELF file, judged from bytes the
+/// kernel read from the host itself (a cached entry's head, or the file's first four bytes
+/// read now), never from the page cache a program may have written.
+fn is_elf(key: (Ino, u64, u64)) -> Result<bool, Errno> {
+    if let Some(e) = CACHE.lock().iter().find(|e| e.key == key) {
+        return Ok(e.head.starts_with(ELF_MAGIC));
+    }
+    if NOT_ELF.lock().contains(&key) {
+        return Ok(false);
+    }
+    let mut magic = [0u8; 4];
+    let n = crate::fs::with(|fs| fs.read_ino_uncached(key.0, 0, &mut magic))?;
+    let elf = n == 4 && magic == *ELF_MAGIC;
+    if !elf {
+        let mut l = NOT_ELF.lock();
+        if l.len() >= NOT_ELF_MAX {
+            l.remove(0);
+        }
+        l.push(key);
+    }
+    Ok(elf)
+}
+
+/// The first bytes of an ELF file.
+const ELF_MAGIC: &[u8; 4] = b"\x7fELF";
+
+/// The cache entry of file `ino` (`size` bytes, modified at `mtime_ns`; `name` for the
+/// log): a hit whose `verify` chunks (the loaded part of a program when `None`; else the
+/// chunks and the creation time of the space they are for) still hold the file's bytes,
+/// else the file read into fresh frames now.
+fn entry(
+    ino: Ino,
+    size: u64,
+    mtime_ns: u64,
+    name: &[u8],
+    verify: Option<(&[usize], u64)>,
+) -> Result<Arc<CachedFile>, Errno> {
+    let max_file = pool::stats().1 as u64 * PAGE_SIZE / MAX_FILE_POOL_SHARE;
+    if size > max_file || size == 0 {
+        return Err(if size == 0 {
             Errno::ENOEXEC
         } else {
             Errno::ENOMEM
         });
     }
-    let key = (ino, st.size, st.mtime_ns);
+    let key = (ino, size, mtime_ns);
     let now = crate::time::now_ns();
     let hit = {
         let mut c = CACHE.lock();
@@ -260,19 +373,24 @@ pub(crate) fn load(cwd: Ino, path: &[u8]) -> Result<Arc<CachedFile>, Errno> {
     };
     if let Some(e) = hit {
         // Verified outside the lock (it reads the whole loaded part of the file).
-        if e.intact() {
+        let ok = match verify {
+            None => e.intact(),
+            Some((chunks, since)) => e.chunks_intact(chunks, since),
+        };
+        if ok {
             e.used.store(now, Ordering::Relaxed);
             return Ok(e);
         }
         CACHE.lock().retain(|x| !Arc::ptr_eq(x, &e));
         crate::println!(
             "imagecache: cached image of {} (inode {}) was modified; reading it again",
-            alloc::string::String::from_utf8_lossy(path),
+            alloc::string::String::from_utf8_lossy(name),
             ino
         );
     }
-    let size = st.size as usize;
+    let size = size as usize;
     let pages = size.div_ceil(PAGE_SIZE as usize);
+    let read_at = crate::time::now_ns();
     let (_, pool_total) = pool::stats();
     while cached_pages() + pages > pool_total / 4 && evict_one() {}
     let base = loop {
@@ -289,7 +407,7 @@ pub(crate) fn load(cwd: Ino, path: &[u8]) -> Result<Arc<CachedFile>, Errno> {
         }
     };
     // Read the file through a kernel buffer into the frames, keeping its head.
-    let r = read_into(cwd, path, base, size);
+    let r = read_into(ino, base, size);
     let (head, tags) = match r {
         Ok(v) => v,
         Err(e) => {
@@ -310,6 +428,7 @@ pub(crate) fn load(cwd: Ino, path: &[u8]) -> Result<Arc<CachedFile>, Errno> {
         size,
         head,
         used: AtomicU64::new(now),
+        verified: (0..tags.len()).map(|_| AtomicU64::new(read_at)).collect(),
         tags,
         checked,
     });
@@ -317,10 +436,10 @@ pub(crate) fn load(cwd: Ino, path: &[u8]) -> Result<Arc<CachedFile>, Errno> {
     Ok(entry)
 }
 
-/// Reads the `size` bytes of the file at `path` into the pool frames at `base`, in chunks of
+/// Reads the `size` bytes of file `ino` into the pool frames at `base`, in chunks of
 /// at most [`CHUNK`] through a kernel buffer; returns the file's head (see
 /// [`CachedFile::head`]) and the tags of its [`TAG_CHUNK`]s, computed from the kernel buffer.
-fn read_into(cwd: Ino, path: &[u8], base: u64, size: usize) -> Result<(Vec<u8>, Vec<u64>), Errno> {
+fn read_into(ino: Ino, base: u64, size: usize) -> Result<(Vec<u8>, Vec<u64>), Errno> {
     let mut buf = Vec::new();
     buf.try_reserve_exact(size.min(CHUNK))
         .map_err(|_| Errno::ENOMEM)?;
@@ -333,9 +452,9 @@ fn read_into(cwd: Ino, path: &[u8], base: u64, size: usize) -> Result<(Vec<u8>, 
     let mut partial: Vec<u8> = Vec::new();
     // The head's length, known once the first bytes are in.
     let mut want = 0;
-    // Execute permission was checked (`load`); the kernel reads the file whatever its read
-    // bits, as Linux does for a program that is execute-only.
-    let h = crate::fs::with(|fs| fs.unchecked(|fs| fs.open(cwd, path, 0, 0)))?;
+    // Execute permission was checked (`load`), or the file is open for reading (a
+    // mapping): the kernel reads the file by inode whatever its read bits, as Linux does
+    // for a program that is execute-only.
     let mut off = 0;
     let r = loop {
         if off == size {
@@ -343,8 +462,8 @@ fn read_into(cwd: Ino, path: &[u8], base: u64, size: usize) -> Result<(Vec<u8>, 
         }
         let n = (size - off).min(buf.len());
         // From the host itself for a host file, not the page cache (whose frames programs
-        // can write): see `Fs::pread_uncached`.
-        match crate::fs::with(|fs| fs.pread_uncached(h, &mut buf[..n], off as u64)) {
+        // can write): see `Fs::read_ino_uncached`.
+        match crate::fs::with(|fs| fs.read_ino_uncached(ino, off as u64, &mut buf[..n])) {
             Ok(0) => break Err(Errno::EIO), // shrank under us
             Ok(got) => {
                 if off == 0 {
@@ -360,7 +479,6 @@ fn read_into(cwd: Ino, path: &[u8], base: u64, size: usize) -> Result<(Vec<u8>, 
             Err(e) => break Err(e),
         }
     };
-    let _ = crate::fs::with(|fs| fs.close(h));
     r.map(|()| (head, tags))
 }
 
@@ -413,9 +531,10 @@ mod tests {
             assert_eq!(tags, whole, "step {step}");
             assert!(partial.is_empty());
         }
-        // SipHash-2-4's reference vector (key 00..0f, message 00..0e).
-        let msg: Vec<u8> = (0..15).collect();
-        assert_eq!(tag(&msg), 0xa129_ca61_49be_45e5);
+        // Swapping the two halves of a chunk changes its tag.
+        let (a, b) = data[..TAG_CHUNK].split_at(TAG_CHUNK / 2);
+        let swapped: Vec<u8> = b.iter().chain(a).copied().collect();
+        assert_ne!(tag(&swapped), whole[0]);
         // A one-byte change changes its chunk's tag only.
         let mut evil = data.clone();
         evil[TAG_CHUNK + 5] ^= 1;

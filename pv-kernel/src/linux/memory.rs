@@ -266,8 +266,15 @@ fn map_file_private(
         }
         Some(MmapSource::Node(ino)) => ino,
     };
-    // Code is copied from the file itself (host bytes from the host, not from cached pool
-    // frames a program could have written: docs/SECURITY.md, "Program image cache").
+    // Code of a host file, and every part of a host ELF file (a shared library's headers,
+    // relocations and data are as good as code to the processes that map them), comes from
+    // the image cache, verified against the tags taken when the file was read from the host
+    // (not from the page cache, whose frames a program could have written:
+    // docs/SECURITY.md, "Program image cache"); other files' code is copied from the file
+    // itself.
+    if let Some(image) = super::imagecache::for_mapping(ino, off, len, space.created_ns, exec)? {
+        return map_image(space, &image, start, off, len);
+    }
     if exec {
         return fill_from_ino(space, ino, start, off, len);
     }
@@ -292,6 +299,44 @@ fn map_file_private(
         }
         drop(mm);
         done += n;
+    }
+    Ok(())
+}
+
+/// Maps the verified cached image `image` of a file into the new private mapping
+/// `[start, start + len)` from file offset `off` (page aligned): whole pages of the file are
+/// the image's frames, copy-on-write; a last partial page is a private copy of its file
+/// bytes (the rest of it zero, whatever the shared frame holds past the end of the file);
+/// pages past the end of the file stay demand-zero.
+fn map_image(
+    space: &super::space::Space,
+    image: &super::imagecache::CachedFile,
+    start: u64,
+    off: u64,
+    len: u64,
+) -> Result<(), Errno> {
+    let size = image.len() as u64;
+    let mut mm = space.mm.lock();
+    let mut i = 0;
+    while i < len / PAGE_SIZE {
+        let (va, fo) = (start + i * PAGE_SIZE, off + i * PAGE_SIZE);
+        i += 1;
+        if fo >= size {
+            break;
+        }
+        // The region may have been unmapped by another thread meanwhile.
+        if mm.vma_at(va).is_none_or(|(_, v)| v.shm.is_some()) || mm.frame_of(va).is_some() {
+            continue;
+        }
+        if fo + PAGE_SIZE <= size {
+            let frame = image.frame_at(fo);
+            super::pool::get(frame);
+            mm.install_cow(va, frame);
+        } else {
+            let n = size - fo;
+            let gpa = mm.populate_private(va)?;
+            crate::mm::pool_mem::copy(gpa, image.gpa_at(fo, n)?, n as usize);
+        }
     }
     Ok(())
 }

@@ -16,8 +16,14 @@ struct Pool {
     base: u64,
     /// Reference count per frame (0 = free).
     refs: Vec<u16>,
-    /// Free frame indices (a stack; pushed in reverse so fresh allocations ascend).
+    /// Free frame indices (a stack; pushed in reverse so fresh allocations ascend). May
+    /// also hold *stale* entries, frames a contiguous allocation took without searching the
+    /// stack for them (see [`alloc_contiguous`]): an entry is only used if its frame's
+    /// reference count is 0 when it is popped, and the stack is rebuilt from the reference
+    /// counts when stale entries pile up ([`Pool::compact`]).
     free: Vec<u32>,
+    /// Free frames (the stack's length minus its stale entries).
+    nfree: usize,
     /// Per frame: ever handed out since boot. Frames never used still hold the zeros the
     /// host's fresh memfd pages start with, so zero-filled allocations can skip clearing
     /// them (and skip touching the page at all, which in a nested VM is a host page fault).
@@ -25,6 +31,34 @@ struct Pool {
 }
 
 impl Pool {
+    /// Pops a free frame off the stack, skipping stale entries.
+    fn pop_free(&mut self) -> Option<u32> {
+        while let Some(i) = self.free.pop() {
+            if self.refs[i as usize] == 0 {
+                self.nfree -= 1;
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    /// Rebuilds the free stack from the reference counts (dropping stale and duplicate
+    /// entries) once it holds more than twice as many entries as there are frames: linear
+    /// time, amortised over at least as many contiguous allocations' frames.
+    fn compact(&mut self) {
+        if self.free.len() <= 2 * self.refs.len() {
+            return;
+        }
+        self.free.clear();
+        let refs = &self.refs;
+        self.free.extend(
+            (0..refs.len() as u32)
+                .rev()
+                .filter(|&i| refs[i as usize] == 0),
+        );
+        self.nfree = self.free.len();
+    }
+
     /// Marks frame `i` used; returns whether it had never been used (still all zeros).
     fn first_use(&mut self, i: usize) -> bool {
         let (w, b) = (i / 64, 1u64 << (i % 64));
@@ -66,6 +100,7 @@ fn take_over(base: u64, pages: u64) {
     *POOL.lock() = Some(Pool {
         base,
         refs: alloc::vec![0; n],
+        nfree: n,
         free,
         used: alloc::vec![0; n.div_ceil(64)],
     });
@@ -94,7 +129,7 @@ pub(crate) fn range() -> Option<(u64, u64)> {
 pub(crate) fn stats() -> (usize, usize) {
     POOL.lock()
         .as_ref()
-        .map_or((0, 0), |p| (p.free.len(), p.refs.len()))
+        .map_or((0, 0), |p| (p.nfree, p.refs.len()))
 }
 
 /// Allocates one frame (reference count 1), contents undefined.
@@ -106,7 +141,7 @@ pub(crate) fn alloc() -> Result<u64, Errno> {
 fn alloc_inner() -> Result<(u64, bool), Errno> {
     let mut g = POOL.lock();
     let p = g.as_mut().ok_or(Errno::ENOMEM)?;
-    let i = p.free.pop().ok_or(Errno::ENOMEM)?;
+    let i = p.pop_free().ok_or(Errno::ENOMEM)?;
     p.refs[i as usize] = 1;
     let fresh = p.first_use(i as usize);
     Ok((p.base + u64::from(i) * PAGE_SIZE, fresh))
@@ -147,6 +182,8 @@ pub(crate) fn put(gpa: u64) {
     p.refs[i] -= 1;
     if p.refs[i] == 0 {
         p.free.push(i as u32);
+        p.nfree += 1;
+        p.compact();
     }
 }
 
@@ -192,7 +229,47 @@ pub(crate) fn alloc_contiguous(pages: usize) -> Result<u64, Errno> {
         p.refs[i] = 1;
         p.first_use(i);
     }
-    p.free
-        .retain(|&i| (i as usize) < s || (i as usize) >= s + pages);
+    // The frames' entries stay in the free stack, stale (skipped when popped): removing
+    // them would walk the whole stack (≈200 µs with a 1 GiB guest, on every `fork` and
+    // `execve`, whose context region is a contiguous allocation).
+    p.nfree -= pages;
     Ok(p.base + s as u64 * PAGE_SIZE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_of_contiguous_allocations_are_never_handed_out_twice() {
+        init_for_tests();
+        let mut held = Vec::new();
+        for round in 0..4 {
+            // Contiguous runs leave stale entries in the free stack; freeing them pushes
+            // the frames again (duplicates).
+            let base = alloc_contiguous(8).unwrap();
+            for i in 0..8 {
+                assert_eq!(refs(base + i * PAGE_SIZE), 1);
+            }
+            if round % 2 == 0 {
+                for i in 0..8 {
+                    put(base + i * PAGE_SIZE);
+                }
+            } else {
+                held.extend((0..8).map(|i| base + i * PAGE_SIZE));
+            }
+            for _ in 0..64 {
+                let f = alloc().unwrap();
+                assert_eq!(refs(f), 1, "frame {f:#x} handed out twice");
+                held.push(f);
+            }
+        }
+        let mut sorted = held.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), held.len());
+        for f in held {
+            put(f);
+        }
+    }
 }

@@ -192,25 +192,12 @@ impl Fs {
         self.read_at_with(ino, off, buf, true)
     }
 
-    /// `pread` that takes host bytes from the host itself, not from the page cache: what
-    /// code is loaded from (programs, executable mappings). Cached pages are pool frames a
-    /// program of the tenant can write; reading code straight from the host keeps such a
-    /// write from outliving the program that made it (docs/SECURITY.md, "Program image
-    /// cache").
-    pub(crate) fn pread_uncached(
-        &mut self,
-        h: super::Handle,
-        buf: &mut [u8],
-        off: u64,
-    ) -> Result<usize, Errno> {
-        let f = self.handles.get(&h).ok_or(EBADF)?;
-        if !f.readable() {
-            return Err(EBADF);
-        }
-        self.read_at_with(f.ino, off, buf, false)
-    }
-
-    /// [`Fs::pread_uncached`] by inode.
+    /// Reads inode `ino` at `off` taking host bytes from the host itself, not from the page
+    /// cache: what programs are read from into the image cache (`linux/imagecache.rs`) and
+    /// what the code of files that cache does not keep is copied from. Cached pages are pool
+    /// frames a program of the tenant can write; reading code straight from the host keeps
+    /// such a write from outliving the program that made it (docs/SECURITY.md, "Program
+    /// image cache").
     pub(crate) fn read_ino_uncached(
         &mut self,
         ino: Ino,
@@ -218,6 +205,16 @@ impl Fs {
         buf: &mut [u8],
     ) -> Result<usize, Errno> {
         self.read_at_with(ino, off, buf, false)
+    }
+
+    /// Whether `ino` is a `--rootfs` host file all of whose bytes come from the host (not
+    /// written or truncated by the guest, not a `--volume` file): what the image cache may
+    /// keep for executable mappings (`linux::imagecache::for_mapping`).
+    pub(crate) fn is_host_file(&self, ino: Ino) -> bool {
+        !self.is_volume_file(ino)
+            && self.inodes.get(&ino).is_some_and(|i| {
+                matches!(&i.node, Node::File { data: Data::Host { len, .. }, size } if len == size)
+            })
     }
 
     /// Reads at `off`; host bytes through the cache if `cached`, else from the host.

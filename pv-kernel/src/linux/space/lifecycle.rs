@@ -22,6 +22,7 @@ pub(crate) static LIVE: AtomicU32 = AtomicU32::new(0);
 impl Space {
     /// Creates an empty space and asks the host for its user sandbox.
     pub(crate) fn new() -> Result<Arc<Self>, Errno> {
+        let created_ns = crate::time::now_ns();
         reap_graveyard();
         let n = crate::boot::nr_vcpus();
         let size = user_ctx_size(n);
@@ -67,6 +68,7 @@ impl Space {
             slice_deadline: [const { AtomicU64::new(0) }; pvmux_hypercalls::MAX_VCPUS as usize],
             forking: AtomicU32::new(0),
             fork_done: WaitQueue::new(),
+            created_ns,
         }))
     }
 

@@ -403,23 +403,9 @@ impl Mm {
         }
         if let Some(pte) = self.pages.get(&page).copied() {
             if write && pte.cow {
-                let npte = if pool::refs(pte.gpa) == 1 {
-                    Pte {
-                        gpa: pte.gpa,
-                        cow: false,
-                    }
-                } else {
-                    let new = alloc_reclaiming(pool::alloc)?;
-                    pool_mem::copy(new, pte.gpa, PAGE_SIZE as usize);
-                    self.deferred.push(pte.gpa);
-                    Pte {
-                        gpa: new,
-                        cow: false,
-                    }
-                };
-                self.pages.insert(page, npte);
-                self.queue_map(page, &vma, &npte);
-                return Ok(npte.gpa);
+                let gpa = self.break_cow(page, &vma, pte, || alloc_reclaiming(pool::alloc))?;
+                self.break_cow_around(page, vstart, &vma);
+                return Ok(gpa);
             }
             return Ok(pte.gpa);
         }
@@ -452,6 +438,62 @@ impl Mm {
             va_i += PAGE_SIZE;
         }
         Ok(first)
+    }
+
+    /// Makes the copy-on-write page at `page` (mapped `pte` in `vma`) private: the frame
+    /// itself if this space holds its last reference, else a copy in a frame from `alloc`.
+    /// Returns the page's frame.
+    fn break_cow(
+        &mut self,
+        page: u64,
+        vma: &Vma,
+        pte: Pte,
+        alloc: impl FnOnce() -> Result<u64, Errno>,
+    ) -> Result<u64, Errno> {
+        let npte = if pool::refs(pte.gpa) == 1 {
+            Pte {
+                gpa: pte.gpa,
+                cow: false,
+            }
+        } else {
+            let new = alloc()?;
+            pool_mem::copy(new, pte.gpa, PAGE_SIZE as usize);
+            self.deferred.push(pte.gpa);
+            Pte {
+                gpa: new,
+                cow: false,
+            }
+        };
+        self.pages.insert(page, npte);
+        self.queue_map(page, vma, &npte);
+        Ok(npte.gpa)
+    }
+
+    /// Copy-on-write fault-around: after a write broke the sharing of `page`, the other
+    /// copy-on-write pages of its aligned [`FAULT_AROUND`] block inside the same private,
+    /// writable region (`vma`, starting at `vstart`) are made private too, while the pool
+    /// has free frames (never reclaiming for them). A program writing its data segment or,
+    /// after `fork`, its heap and stack, then takes one fault per block instead of one per
+    /// page: a fault is a round trip through the guest kernel (microseconds), a page copy
+    /// a fraction of one. Nothing a program can see changes (the copies hold the same bytes).
+    fn break_cow_around(&mut self, page: u64, vstart: u64, vma: &Vma) {
+        if vma.shm.is_some() || vma.prot & prot::WRITE == 0 {
+            return;
+        }
+        let block = FAULT_AROUND * PAGE_SIZE;
+        let lo = (page & !(block - 1)).max(vstart);
+        let hi = ((page & !(block - 1)) + block).min(vma.end);
+        let mut va = lo;
+        while va < hi {
+            if va != page {
+                if let Some(pte) = self.pages.get(&va).copied().filter(|p| p.cow) {
+                    if self.break_cow(va, vma, pte, pool::alloc).is_err() {
+                        return;
+                    }
+                }
+            }
+            va += PAGE_SIZE;
+        }
     }
 
     /// The frame for a first access to `va` in `vma` (starting at `vstart`), with one

@@ -79,6 +79,9 @@ pub(crate) struct Space {
     forking: AtomicU32,
     /// Woken when a fork of this space is done.
     fork_done: WaitQueue,
+    /// Guest time at which the space was created (by `execve` or `fork`): image-cache
+    /// chunks verified since then need no new check for it (`imagecache::for_mapping`).
+    pub(crate) created_ns: u64,
 }
 
 /// Handles a user page fault of `space`; `Err` means SIGSEGV. Returns the space's map

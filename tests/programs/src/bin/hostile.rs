@@ -29,6 +29,8 @@
 //!   pool copy of TARGET's first page and overwrites the first FROM in the file with TO
 //!   (same length) there, and exits; then TARGET runs again. The second run's output must be
 //!   the unpatched one: the kernel's image cache must not carry the patch past the attacker.
+//!   With a sixth argument RUN, RUN is the program run before and after (TARGET then being,
+//!   e.g., a shared library whose code RUN maps).
 //! * `spin-and-check`: a child spins while the parent sleeps 100 × 1 ms; the parent must be
 //!   done within 5 s, then kills the child.
 
@@ -212,7 +214,8 @@ fn main() -> ExitCode {
             (Some(base), Some(len), Some(target), Some(from), Some(to))
                 if from.len() == to.len() =>
             {
-                patch_image(base, len, target, from.as_bytes(), to.as_bytes())
+                let run = arg(7).unwrap_or(target);
+                patch_image(base, len, target, from.as_bytes(), to.as_bytes(), run)
             }
             _ => return usage(),
         },
@@ -762,7 +765,14 @@ fn run_program(target: &str) -> Result<Status, String> {
 }
 
 /// `patch-image`: see the module documentation.
-fn patch_image(pool_base: u64, pool_len: u64, target: &str, from: &[u8], to: &[u8]) -> Verdict {
+fn patch_image(
+    pool_base: u64,
+    pool_len: u64,
+    target: &str,
+    from: &[u8],
+    to: &[u8],
+    run: &str,
+) -> Verdict {
     let file = std::fs::read(target).map_err(|e| format!("read {target}: {e}"))?;
     let off = file
         .windows(from.len())
@@ -775,8 +785,8 @@ fn patch_image(pool_base: u64, pool_len: u64, target: &str, from: &[u8], to: &[u
     let first: Vec<u8> = file[..4096].iter().map(|b| !b).collect();
     drop(file);
     say(&format!(
-        "patch-image: first run of {target}: {}",
-        run_program(target)?
+        "patch-image: first run of {run}: {}",
+        run_program(run)?
     ));
     let st = in_child(|| {
         let restorer = match find_restorer() {
@@ -837,8 +847,8 @@ fn patch_image(pool_base: u64, pool_len: u64, target: &str, from: &[u8], to: &[u
         return Err(format!("the patch could not be applied: {st}"));
     }
     say(&format!(
-        "patch-image: second run of {target}: {}",
-        run_program(target)?
+        "patch-image: second run of {run}: {}",
+        run_program(run)?
     ));
     Ok(true)
 }

@@ -523,3 +523,51 @@ fn destroying_a_map_returns_every_frame_once() {
     }
     assert_eq!(m.resident_pages(), 0);
 }
+
+/// A write to one copy-on-write page of a writable private region makes the other
+/// copy-on-write pages of its fault-around block private too (same bytes, one fault), and
+/// leaves pages outside the block and read-only regions shared.
+#[test]
+fn a_copy_on_write_break_takes_its_block_along() {
+    let mut parent = mm();
+    let n = FAULT_AROUND + 2;
+    parent.add_vma(BASE, BASE + n * P, RW, None);
+    parent.add_vma(BASE + n * P, BASE + (n + 1) * P, prot::READ, None);
+    let frames: Vec<u64> = (0..=n)
+        .map(|i| {
+            let gpa = parent.touch(BASE + i * P, i < n, false).unwrap();
+            pool_mem::write(gpa, &i.to_le_bytes());
+            gpa
+        })
+        .collect();
+    drain(&mut parent);
+    let mut child = Mm::new();
+    parent.fork_into(&mut child);
+    drain(&mut parent);
+    drain(&mut child);
+    // The child writes page 3: pages 0..FAULT_AROUND become private copies, with their
+    // bytes; the pages of the next block and the read-only page stay shared.
+    child.touch(BASE + 3 * P, true, false).unwrap();
+    for i in 0..=n {
+        let pte = child.pages[&(BASE + i * P)];
+        let private = i < FAULT_AROUND;
+        assert_eq!(!pte.cow, private, "page {i}");
+        assert_eq!(pte.gpa != frames[i as usize], private, "page {i}");
+        assert_eq!(&frame_bytes(pte.gpa)[..8], &i.to_le_bytes(), "page {i}");
+    }
+    drain(&mut child);
+    release(child);
+    // The parent is now the frames' last user: its write takes them back without copies.
+    parent.touch(BASE, true, false).unwrap();
+    for i in 0..FAULT_AROUND {
+        assert_eq!(
+            parent.pages[&(BASE + i * P)],
+            Pte {
+                gpa: frames[i as usize],
+                cow: false
+            }
+        );
+    }
+    drain(&mut parent);
+    release(parent);
+}

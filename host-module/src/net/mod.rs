@@ -10,7 +10,7 @@
 //! [`watch`] thread, which raises `pending::NET` on vCPU 0 once the socket is ready (the
 //! guest then retries). `--publish` listeners live in the same thread: each connection they
 //! accept becomes a handle queued for `NetPublished`. A `/udp` rule's socket lives there too:
-//! each host client (source address) that sends to it gets a **flow** ([`Flow`]), a handle
+//! each host client (source address) that sends to it gets a **flow** (`Flow`), a handle
 //! queued for `NetPublished` that carries that client's datagrams (`NetRecv`) and the
 //! guest's replies (`NetSend`, from the published socket to the client) — docker-proxy's UDP
 //! flow table, with an idle timeout and per-tenant limits on flows and queued datagrams.

@@ -198,8 +198,8 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value = "none", value_name = "MODE")]
     pub net: super::net::NetMode,
 
-    /// Publish a guest port: the host listens on [IP:]HOSTPORT (IP default 127.0.0.1; an
-    /// IPv6 address in brackets) and hands each connection to the guest's listener on
+    /// Publish a guest port: the host listens on HOSTPORT, or IP:HOSTPORT (IP default
+    /// 127.0.0.1; an IPv6 address in brackets) and hands each connection to the guest's listener on
     /// GUESTPORT (on its 127.0.0.1, else ::1). `/udp`: the host binds HOSTPORT and relays each
     /// client's datagrams to the guest's socket bound on GUESTPORT from a guest port of its own
     /// per client (replies go back to that client; a client idle 30 s is forgotten; at most 64
@@ -218,8 +218,8 @@ pub struct RunArgs {
     #[arg(short = 'v', long = "volume", value_name = "HOSTDIR:GUESTDIR[:ro|rw]", value_parser = parse_volume)]
     pub volume: Vec<VolumeSpec>,
 
-    /// Set one of the program's resource limits, docker's syntax: NAME=SOFT[:HARD] (e.g.
-    /// nofile=1024:4096, core=0, stack=unlimited). Repeatable (see "Resource limits" below).
+    /// Set one of the program's resource limits, docker's syntax: NAME=SOFT or NAME=SOFT:HARD
+    /// (e.g. nofile=1024:4096, core=0, stack=unlimited). Repeatable (see "Resource limits" below).
     #[arg(long, value_name = "NAME=SOFT[:HARD]")]
     pub ulimit: Vec<String>,
 

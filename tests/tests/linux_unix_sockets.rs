@@ -14,7 +14,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use pvmux_tests::{prog, run_clean, run_with_timeout, Run, TempDir};
+use pvmux_tests::{prog, run_clean, run_with_timeout, variants, Run, TempDir};
 
 /// The `pvmux` command line.
 const PVMUX: &str = env!("CARGO_BIN_EXE_pvmux-cli");
@@ -27,10 +27,7 @@ const TIMEOUT: Duration = Duration::from_secs(300);
     ignore = "needs a static glibc: apt-get install libc6-dev"
 )]
 fn unix_sockets_behave_as_on_linux() {
-    let mut names = vec!["unix-sockets".to_owned()];
-    if cfg!(have_musl) {
-        names.push("unix-sockets-musl".to_owned());
-    }
+    let names = variants("unix-sockets");
     let root = TempDir::unique("pvmux-unix-sockets", "rootfs");
     std::fs::create_dir(root.0.join("tmp")).expect("mkdir tmp");
     for name in &names {

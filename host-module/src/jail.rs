@@ -627,9 +627,14 @@ pub(crate) unsafe fn enter(j: &ChildJail, parent: libc::pid_t) -> bool {
             }
         }
         if let Some((uid, gid)) = j.creds {
-            if libc::setgroups(0, std::ptr::null()) != 0
-                || libc::setresgid(gid, gid, gid) != 0
-                || libc::setresuid(uid, uid, uid) != 0
+            // Raw system calls, not glibc's wrappers: those apply a credential change to
+            // every thread of the process (`__nptl_setxid`), walking the thread list of the
+            // memory this child shares with the multi-threaded host — and wait for a host
+            // thread being created or ending, forever if the host exits meanwhile. The
+            // child is a process of its own: the calls change exactly it.
+            if libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) != 0
+                || libc::syscall(libc::SYS_setresgid, gid, gid, gid) != 0
+                || libc::syscall(libc::SYS_setresuid, uid, uid, uid) != 0
             {
                 return false;
             }

@@ -448,3 +448,48 @@ fn without_root_the_sandboxes_keep_the_uid_and_use_a_user_namespace() {
     }
     assert_eq!(run.finish(), Some(0), "{log}");
 }
+
+/// A pvmux that ends while one of its threads is starting a jailed child (here: a CLI error
+/// right after the jail detection began on a background thread, 40 times) leaves no process
+/// behind. The child shares the host's memory until it execs; its credential change once
+/// went through glibc's `setresuid`, which waits for the host's other threads to take the
+/// change too — forever, when the host ended or a thread was being created or ending at that
+/// moment — and the child stayed, asleep, holding the host's memory and files.
+#[test]
+fn a_host_ending_while_it_jails_a_child_leaves_no_process() {
+    let token = format!("pvmux-jail-exit-{}", std::process::id());
+    let missing = format!("/{token}");
+    for _ in 0..40 {
+        // Not `output()`: a child left behind would hold the pipes open.
+        let status = Command::new(PVMUX)
+            .args(["run", "-e", "=bad", "--", &missing])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run pvmux");
+        assert_eq!(status.code(), Some(125));
+    }
+    // Children that share the host's memory show its command line, token included.
+    let with_token = || -> Vec<u32> {
+        std::fs::read_dir("/proc")
+            .expect("/proc")
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| c.windows(token.len()).any(|w| w == token.as_bytes()))
+            })
+            .collect()
+    };
+    let deadline = Instant::now() + SETTLE;
+    let mut left = with_token();
+    while !left.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        left = with_token();
+    }
+    for pid in &left {
+        // Do not leave them to the next test run.
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    }
+    assert!(left.is_empty(), "processes left behind: {left:?}");
+}

@@ -15,6 +15,30 @@ use crate::{GuestMemory, HostError, Tenant, TenantConfig};
 /// Pages the stub maps around a shadow-paging miss by default.
 pub const DEFAULT_FAULT_AROUND: u32 = 16;
 
+/// Starts the host's one-time detection on background threads, so that it overlaps the
+/// caller's own start-up work (reading and parsing a kernel image, opening a root) instead
+/// of delaying the first sandbox: which jail layers this host allows (probe children,
+/// [`crate::jail::layers`]) and the TSC frequency (a 2 ms calibration where CPUID does not
+/// give it, [`crate::clock::tsc_khz`]). Both are computed once per process; a launch that
+/// needs one before it is ready waits for it. Idempotent; [`Host::new`] calls it too.
+pub fn warm_up() {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    STARTED.call_once(|| {
+        let jobs: [(&str, fn()); 2] = [
+            ("pvmux-warm-jail", || {
+                crate::jail::layers();
+            }),
+            ("pvmux-warm-tsc", || {
+                crate::clock::tsc_khz();
+            }),
+        ];
+        for (name, job) in jobs {
+            // Without a thread, the first launch computes it itself.
+            let _ = std::thread::Builder::new().name(name.into()).spawn(job);
+        }
+    });
+}
+
 /// The pvmux host runtime. Launches any number of independent tenants.
 #[derive(Debug)]
 pub struct Host {
@@ -26,6 +50,7 @@ pub struct Host {
 impl Host {
     /// Creates a host that runs sandboxes from the stub executable `stub_elf`.
     pub fn new(stub_elf: &[u8]) -> Result<Self, HostError> {
+        warm_up();
         let stub = Arc::new(Stub::new(stub_elf)?);
         Ok(Self {
             user_stub: Arc::clone(&stub),

@@ -49,7 +49,7 @@ pub use console::{KernelLog, TokenBucket, CONSOLE_TAIL_LINES};
 pub use console_input::ConsoleInput;
 pub use crash::{CrashCause, CrashReport, Frame};
 pub use error::{HostError, ImageError, MemoryError};
-pub use host::{Host, DEFAULT_FAULT_AROUND};
+pub use host::{warm_up, Host, DEFAULT_FAULT_AROUND};
 pub use kernel_image::KernelImage;
 pub use memory::GuestMemory;
 pub use program_end::{DeathCause, ProgramDeath, Signal};

@@ -672,6 +672,17 @@ fn top_up_spares(inner: &Inner, ep: &OwnedFd) {
                 .map_err(|e| e.to_string())?;
             Ok((ctl, words, child))
         });
+        // Limits before the spare is visible, and without the state lock (moving a process
+        // into a cgroup can take milliseconds). No other thread reaps a spare that is not
+        // registered yet, so its pid is still its own. Limits set meanwhile
+        // (`Spaces::set_cpu`) are applied below, under the lock.
+        let applied = match (&spawned, inner.cpu.get()) {
+            (Ok((_, _, child)), Some(cpu)) => {
+                cpu.apply(child.pid.as_raw_nonzero().get() as u32);
+                true
+            }
+            _ => false,
+        };
         let (ctl, words, child) = match spawned {
             Ok(x) => x,
             Err(e) => {
@@ -705,8 +716,10 @@ fn top_up_spares(inner: &Inner, ep: &OwnedFd) {
             let _ = sandbox::reap(child.pid);
             return;
         }
-        if let Some(cpu) = inner.cpu.get() {
-            cpu.apply(raw_pid);
+        if !applied {
+            if let Some(cpu) = inner.cpu.get() {
+                cpu.apply(raw_pid);
+            }
         }
         st.next_spare += 1;
         st.spares.push(Spare {

@@ -835,7 +835,20 @@ fn monitor_thread(s: &Arc<Shared>, stub: &Stub, tx: &mpsc::Sender<Result<u32, Ho
     // Its net, ipc and uts namespaces become the tenant's: user sandboxes join them.
     s.namespaces.adopt(raw_pid);
     let _ = s.pidfd.set(child.pidfd);
-    // Limits before the guest gets far (the stub's start-up takes milliseconds).
+    *s.signal_gate.lock().unwrap_or_else(|e| e.into_inner()) = Some(raw_pid);
+    {
+        let mut st = s.status.lock().unwrap_or_else(|e| e.into_inner());
+        if st.0 == TenantState::Created {
+            st.0 = TenantState::Running;
+        }
+    }
+    // The vCPU threads start now; the limits are set while the guest boots: moving the
+    // sandbox into the tenant's cgroup waits for an RCU grace period (~10 ms on a quiet VM),
+    // which would otherwise come before the guest's first hypercall. Until then the sandbox
+    // runs as the host's other processes do (its first milliseconds, once per tenant; no
+    // user sandbox exists before `set_cpu` below but those the kernel asks for, which
+    // `set_cpu` moves in too).
+    let _ = tx.send(Ok(raw_pid));
     let limits = crate::limits::apply(
         &s.name,
         raw_pid,
@@ -848,14 +861,6 @@ fn monitor_thread(s: &Arc<Shared>, stub: &Stub, tx: &mpsc::Sender<Result<u32, Ho
     );
     let _ = s.cpu.set(Arc::clone(&limits.cpu));
     s.spaces.set_cpu(limits.for_spaces(&s.name));
-    *s.signal_gate.lock().unwrap_or_else(|e| e.into_inner()) = Some(raw_pid);
-    {
-        let mut st = s.status.lock().unwrap_or_else(|e| e.into_inner());
-        if st.0 == TenantState::Created {
-            st.0 = TenantState::Running;
-        }
-    }
-    let _ = tx.send(Ok(raw_pid));
     watch(s, raw_pid, &limits);
     if let Some(fd) = s.pidfd.get() {
         sandbox::wait_exited(fd, None);

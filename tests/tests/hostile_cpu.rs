@@ -325,11 +325,15 @@ fn a_dead_hosts_cgroup_is_removed_by_the_next_one() {
         .spawn()
         .expect("pvmux starts");
     let mut err = child.stderr.take().expect("stderr");
-    // Read the log until the cgroup line, then kill pvmux.
+    // Read the log until the cgroup line (logged once the kernel sandbox is in it, while
+    // the guest boots), then kill pvmux.
     let mut log = Vec::new();
     let mut buf = [0u8; 4096];
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !String::from_utf8_lossy(&log).contains("tenant started") {
+    while !String::from_utf8_lossy(&log)
+        .lines()
+        .any(|l| l.contains("tenant cgroup: cgroup v"))
+    {
         use std::io::Read;
         let n = err.read(&mut buf).expect("read pvmux's log");
         assert!(

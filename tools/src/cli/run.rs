@@ -512,6 +512,8 @@ fn open_volumes(specs: &[VolumeSpec]) -> anyhow::Result<Vec<Arc<Volume>>> {
 
 /// Runs a guest; returns pvmux's exit code. `log` is the `--log` filter.
 pub(crate) fn run(args: &RunArgs, log: &str) -> anyhow::Result<u8> {
+    // The host's one-time detection runs while this prepares the boot.
+    pvmux_host::warm_up();
     let debug = debug_logging(log);
     let ttys = host_terminals();
     let console = ConsoleSetup {

@@ -228,20 +228,69 @@ impl HostFs {
         Ok(pos)
     }
 
+    /// Looks up the last component of `path` in its parent directory (docs/ABI.md §hostfs,
+    /// `HostfsLookup`): the bytes of its one record in `buf`, 0 if the directory has no
+    /// such entry (or lies on a pseudo filesystem, which lists as empty), `TooLarge` if
+    /// the record does not fit. A final symbolic link is not followed.
+    pub fn lookup(&self, path: &[u8], buf: &mut [u8]) -> Result<usize, HcError> {
+        let rel = rel_path(path)?;
+        let bytes = {
+            use std::os::unix::ffi::OsStrExt;
+            rel.as_os_str().as_bytes()
+        };
+        let trimmed = bytes.strip_suffix(b"/").unwrap_or(bytes);
+        let (parent, name) = match trimmed.iter().rposition(|&b| b == b'/') {
+            Some(i) => (&trimmed[..i], &trimmed[i + 1..]),
+            None => (&b"."[..], trimmed),
+        };
+        if name.is_empty() || name == b"." || name == b".." || name.len() > NAME_MAX {
+            return Err(HcError::InvalidArgument);
+        }
+        let dirfd = self.open_in_root(rel_path(parent)?, OFlags::PATH | OFlags::DIRECTORY)?;
+        if denied_fs(dirfd.as_fd()) {
+            return Ok(0);
+        }
+        let (mut entry, target) = match self.stat_entry(dirfd.as_fd(), name) {
+            Ok(e) => e,
+            Err(Errno::NOENT) => return Ok(0),
+            Err(_) => Self::other(),
+        };
+        entry.name_len = name.len() as u16;
+        entry.target_len = target.len() as u16;
+        let mut pos = 0;
+        if !put_record(buf, &mut pos, &entry, name, &target) {
+            return Err(HcError::TooLarge);
+        }
+        Ok(pos)
+    }
+
+    /// The record of an entry that vanished or cannot be examined.
+    fn other() -> (HostfsEntry, Vec<u8>) {
+        (
+            HostfsEntry {
+                kind: kind::OTHER,
+                ..Default::default()
+            },
+            Vec::new(),
+        )
+    }
+
     /// The record header (without lengths) and link target of `name` in `dirfd`; entries
     /// that vanished or cannot be examined are `OTHER` (so entry numbers stay stable).
     fn describe(&self, dirfd: BorrowedFd<'_>, name: &[u8]) -> (HostfsEntry, Vec<u8>) {
+        self.stat_entry(dirfd, name)
+            .unwrap_or_else(|_| Self::other())
+    }
+
+    /// [`Self::describe`], with the error of an entry that cannot be examined.
+    fn stat_entry(
+        &self,
+        dirfd: BorrowedFd<'_>,
+        name: &[u8],
+    ) -> Result<(HostfsEntry, Vec<u8>), Errno> {
         use std::os::unix::ffi::OsStrExt;
         let p = std::ffi::OsStr::from_bytes(name);
-        let Ok(st) = rfs::statat(dirfd, p, AtFlags::SYMLINK_NOFOLLOW) else {
-            return (
-                HostfsEntry {
-                    kind: kind::OTHER,
-                    ..Default::default()
-                },
-                Vec::new(),
-            );
-        };
+        let st = rfs::statat(dirfd, p, AtFlags::SYMLINK_NOFOLLOW)?;
         let ft = FileType::from_raw_mode(st.st_mode);
         let k = match ft {
             FileType::Directory => kind::DIR,
@@ -250,21 +299,23 @@ impl HostFs {
             _ => kind::OTHER,
         };
         if k == kind::SYMLINK {
+            let mut other = entry_of(&st, kind::OTHER);
+            other.size = 0;
             match rfs::readlinkat(dirfd, p, Vec::new()) {
                 Ok(t) if !t.as_bytes().is_empty() && t.as_bytes().len() <= TARGET_MAX => {
                     let t = t.into_bytes();
                     let mut e = entry_of(&st, k);
                     e.size = t.len() as u64;
-                    return (e, t);
+                    return Ok((e, t));
                 }
-                _ => return (entry_of(&st, kind::OTHER), Vec::new()),
+                _ => return Ok((other, Vec::new())),
             }
         }
         let mut e = entry_of(&st, k);
         if k == kind::OTHER {
             e.size = 0;
         }
-        (e, Vec::new())
+        Ok((e, Vec::new()))
     }
 
     /// Reads regular file `path` at `offset` into `buf` (at most [`READ_MAX`] bytes): the
@@ -329,6 +380,27 @@ pub(crate) fn hc_list(
         .map_err(|_| HcError::BadAddress)?;
     let mut buf = vec![0u8; buf_len as usize];
     let n = share.list(&path, a[4], &mut buf)?;
+    mem.write(buf_gpa, &buf[..n])
+        .map_err(|_| HcError::BadAddress)?;
+    Ok(n as u64)
+}
+
+/// `HostfsLookup(path_gpa, path_len, buf_gpa, buf_len)`.
+pub(crate) fn hc_lookup(
+    mem: &GuestMemory,
+    share: Option<&HostFs>,
+    a: [u64; 6],
+) -> Result<u64, HcError> {
+    let share = share.ok_or(HcError::UnknownCall)?;
+    let (buf_gpa, buf_len) = (a[2], a[3]);
+    if buf_len > LIST_MAX_BUF {
+        return Err(HcError::TooLarge);
+    }
+    let path = guest_path(mem, a[0], a[1])?;
+    mem.check_range(buf_gpa, buf_len)
+        .map_err(|_| HcError::BadAddress)?;
+    let mut buf = vec![0u8; buf_len as usize];
+    let n = share.lookup(&path, &mut buf)?;
     mem.write(buf_gpa, &buf[..n])
         .map_err(|_| HcError::BadAddress)?;
     Ok(n as u64)
@@ -474,6 +546,63 @@ mod tests {
         }
     }
 
+    /// A lookup gives exactly the record the parent's listing has for the name; missing
+    /// names are 0, and a path that leaves the root or names no entry is refused.
+    #[test]
+    fn lookups_match_the_listing() {
+        let t = tree("lookup");
+        let fs = HostFs::open(&t.tmp.join("root")).unwrap();
+        for (dir, prefix) in [(&b"/"[..], &b"/"[..]), (b"/d", b"/d/"), (b"d/", b"d/")] {
+            let mut listed = vec![];
+            let mut buf = vec![0u8; LIST_MAX_BUF as usize];
+            let n = fs.list(dir, 0, &mut buf).unwrap();
+            let mut pos = 0;
+            while pos < n {
+                let (_, len) = parse_record(&buf[pos..n]).unwrap();
+                listed.push(buf[pos..pos + len].to_vec());
+                pos += len;
+            }
+            assert!(!listed.is_empty());
+            for rec in listed {
+                let (r, _) = parse_record(&rec).unwrap();
+                let path = [prefix, r.name].concat();
+                let mut one = vec![0u8; hostfs::LIST_MIN_BUF as usize];
+                let n = fs.lookup(&path, &mut one).unwrap();
+                assert_eq!(&one[..n], &rec[..], "{}", String::from_utf8_lossy(&path));
+            }
+        }
+        let mut one = vec![0u8; hostfs::LIST_MIN_BUF as usize];
+        assert_eq!(fs.lookup(b"/nothing", &mut one), Ok(0));
+        assert_eq!(fs.lookup(b"/d/nothing", &mut one), Ok(0));
+        // A link is not followed, neither last (it is the entry) nor as the parent (which
+        // must be a directory, as for a listing: the guest follows links itself).
+        let n = fs.lookup(b"/abs", &mut one).unwrap();
+        assert_eq!(parse_record(&one[..n]).unwrap().0.entry.kind, kind::SYMLINK);
+        assert_eq!(fs.list(b"/abs", 0, &mut one), Err(HcError::InvalidArgument));
+        assert_eq!(
+            fs.lookup(b"/abs/f", &mut one),
+            Err(HcError::InvalidArgument)
+        );
+        assert_eq!(
+            fs.lookup(b"/esc/secret", &mut one),
+            Err(HcError::InvalidArgument)
+        );
+        // `..` stops at the root, where there is no `outside`.
+        assert_eq!(
+            fs.lookup(b"/../outside/secret", &mut one),
+            Err(HcError::InvalidArgument)
+        );
+        assert_eq!(fs.lookup(b"/../outside", &mut one), Ok(0));
+        for bad in [&b"/"[..], b"", b"/d/..", b"/d/.", b"/a/x"] {
+            assert_eq!(
+                fs.lookup(bad, &mut one),
+                Err(HcError::InvalidArgument),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(fs.lookup(b"/a", &mut one[..8]), Err(HcError::TooLarge));
+    }
+
     #[test]
     fn paths_stay_inside_the_root() {
         let t = tree("confine");
@@ -585,7 +714,16 @@ mod tests {
         mem.write(0x1000, b"/d/f").unwrap();
         let list = |a: [u64; 6]| hc_list(&mem, Some(&fs), a);
         let rd = |a: [u64; 6]| hc_read(&mem, Some(&fs), a);
+        let look = |a: [u64; 6]| hc_lookup(&mem, Some(&fs), a);
         assert_eq!(rd([0x1000, 4, 1, 0x2000, 100, 0]), Ok(3));
+        assert_eq!(mem.read_vec(0x2000, 3).unwrap(), b"n d");
+        let n = look([0x1000, 4, 0x4000, 4096, 0, 0]).unwrap();
+        let one = mem.read_vec(0x4000, n as usize).unwrap();
+        assert_eq!(parse_record(&one).unwrap().0.name, b"f");
+        assert_eq!(
+            hc_lookup(&mem, None, [0x1000, 4, 0x2000, 4096, 0, 0]),
+            Err(HcError::UnknownCall)
+        );
         assert_eq!(mem.read_vec(0x2000, 3).unwrap(), b"n d");
         // No share: the calls do not exist.
         assert_eq!(
@@ -602,7 +740,9 @@ mod tests {
         for (gpa, len) in [(size, 1), (size - 1, 2), (u64::MAX, 1), (u64::MAX - 1, 4)] {
             assert_eq!(rd([gpa, len, 0, 0x2000, 10, 0]), bad, "{gpa:#x}");
             assert_eq!(list([gpa, len, 0x2000, 4096, 0, 0]), bad, "{gpa:#x}");
+            assert_eq!(look([gpa, len, 0x2000, 4096, 0, 0]), bad, "{gpa:#x}");
         }
+        assert_eq!(look([0x1000, 4097, 0x2000, 4096, 0, 0]), big);
         assert_eq!(rd([0x1000, 4097, 0, 0x2000, 10, 0]), big);
         assert_eq!(rd([0x1000, u64::MAX, 0, 0x2000, 10, 0]), big);
         assert_eq!(list([0x1000, u64::MAX, 0x2000, 4096, 0, 0]), big);
@@ -611,7 +751,9 @@ mod tests {
         for (gpa, len) in [(size, 1), (size - 2, 5), (u64::MAX, 2), (u64::MAX - 1, 4)] {
             assert_eq!(rd([0x1000, 2, 0, gpa, len, 0]), bad, "{gpa:#x}");
             assert_eq!(list([0x1000, 1, gpa, len, 0, 0]), bad, "{gpa:#x}");
+            assert_eq!(look([0x1000, 2, gpa, len, 0, 0]), bad, "{gpa:#x}");
         }
+        assert_eq!(look([0x1000, 2, 0x2000, LIST_MAX_BUF + 1, 0, 0]), big);
         assert_eq!(list([0x1000, 1, 0x2000, LIST_MAX_BUF + 1, 0, 0]), big);
         assert_eq!(list([0x1000, 1, 0x2000, u64::MAX, 0, 0]), big);
         // A huge read length is capped at READ_MAX (which must be guest memory).
@@ -638,7 +780,7 @@ mod tests {
                     _ => 0x1000,
                 };
             }
-            for r in [rd(a), list(a)] {
+            for r in [rd(a), list(a), look(a)] {
                 if let Err(e) = r {
                     assert!(
                         matches!(

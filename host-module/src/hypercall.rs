@@ -76,6 +76,7 @@ pub(crate) fn handle(mem: &GuestMemory, env: &dyn HcEnv, nr: u64, args: [u64; 6]
         Hypercall::ConsoleRead => ret(console_read(mem, env, args[0], args[1])),
         Hypercall::HostfsList => ret(crate::hostfs::hc_list(mem, env.hostfs(), args)),
         Hypercall::HostfsRead => ret(crate::hostfs::hc_read(mem, env.hostfs(), args)),
+        Hypercall::HostfsLookup => ret(crate::hostfs::hc_lookup(mem, env.hostfs(), args)),
         Hypercall::VolumeOp => ret(crate::volume::hc_volume_op(mem, env.volumes(), args)),
         Hypercall::NetSocket
         | Hypercall::NetBind

@@ -342,6 +342,7 @@ enum pvmux_hypercall {
     PVMUX_HC_NET_SET_OPT = 22,   /* (h, level, name, value) -> 0 */
     PVMUX_HC_NET_GET_OPT = 23,   /* (h, level, name) -> value */
     PVMUX_HC_NET_PUBLISHED = 24, /* (rec_gpa) -> handle; PVMUX_EBUSY if none */
+    PVMUX_HC_HOSTFS_LOOKUP = 30, /* (path_gpa, path_len, buf_gpa, buf_len) -> bytes; 0 = no entry (ABI v6) */
 };
 
 /* Negative results of hypercalls and stub calls (int64_t in rax). */

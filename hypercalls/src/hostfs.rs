@@ -1,6 +1,7 @@
 //! The host filesystem share (`pvmux run --rootfs DIR`): a read-only, lazily read view of a
 //! host directory, served by [`crate::Hypercall::HostfsList`] and
-//! [`crate::Hypercall::HostfsRead`] (docs/ABI.md §hostfs).
+//! [`crate::Hypercall::HostfsRead`], with [`crate::Hypercall::HostfsLookup`] for one entry
+//! (docs/ABI.md §hostfs).
 //!
 //! Paths are byte strings naming a file relative to the shared root; a leading `/` is
 //! optional and `/` alone (or the empty path) is the root. The host resolves every path
@@ -16,6 +17,12 @@
 //!   buffer of [`LIST_MIN_BUF`] bytes always fits one).
 //! * `HostfsRead(path_gpa, path_len, offset, buf_gpa, len) -> bytes`: reads up to
 //!   `min(len, READ_MAX)` bytes of a regular file at `offset`; 0 at or past its end.
+//! * `HostfsLookup(path_gpa, path_len, buf_gpa, buf_len) -> bytes` (ABI v6): the one record
+//!   `HostfsList` of the parent directory would give for the path's last component (a
+//!   final symbolic link is not followed), or 0 when the directory has no such entry (or
+//!   lies on a host pseudo filesystem, which lists as empty). The parent must be a
+//!   directory; the last component a name (not `.` or `..`, at most [`NAME_MAX`] bytes).
+//!   `TooLarge` if the record does not fit in `buf_len` (at most [`LIST_MAX_BUF`]).
 //!
 //! Errors: `UnknownCall` when the tenant has no share; `BadAddress` for a path or buffer
 //! range outside guest memory; `TooLarge` for a path longer than [`PATH_MAX`] or a list

@@ -95,6 +95,9 @@ pub enum Hypercall {
     NetGetOpt = 23,
     /// `NetPublished(rec_gpa) -> handle`: the next `--publish` connection.
     NetPublished = 24,
+    /// Looks up one entry of the host root shared with `--rootfs` (docs/ABI.md §hostfs;
+    /// ABI v6).
+    HostfsLookup = 30,
 }
 
 impl Hypercall {
@@ -126,6 +129,7 @@ impl Hypercall {
             22 => Self::NetSetOpt,
             23 => Self::NetGetOpt,
             24 => Self::NetPublished,
+            30 => Self::HostfsLookup,
             _ => return None,
         })
     }

@@ -304,6 +304,7 @@ int main(void) {
     P("HC_WALL_CLOCK", PVMUX_HC_WALL_CLOCK); P("HC_SPACE_CREATE", PVMUX_HC_SPACE_CREATE);
     P("HC_SPACE_DESTROY", PVMUX_HC_SPACE_DESTROY); P("HC_CONSOLE_READ", PVMUX_HC_CONSOLE_READ);
     P("HC_HOSTFS_LIST", PVMUX_HC_HOSTFS_LIST); P("HC_HOSTFS_READ", PVMUX_HC_HOSTFS_READ);
+    P("HC_HOSTFS_LOOKUP", PVMUX_HC_HOSTFS_LOOKUP);
     P("HC_NET_SOCKET", PVMUX_HC_NET_SOCKET); P("HC_NET_BIND", PVMUX_HC_NET_BIND);
     P("HC_NET_LISTEN", PVMUX_HC_NET_LISTEN); P("HC_NET_ACCEPT", PVMUX_HC_NET_ACCEPT);
     P("HC_NET_CONNECT", PVMUX_HC_NET_CONNECT); P("HC_NET_SEND", PVMUX_HC_NET_SEND);
@@ -715,6 +716,7 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         ("HC_NET_SET_OPT", Hypercall::NetSetOpt as u64),
         ("HC_NET_GET_OPT", Hypercall::NetGetOpt as u64),
         ("HC_NET_PUBLISHED", Hypercall::NetPublished as u64),
+        ("HC_HOSTFS_LOOKUP", Hypercall::HostfsLookup as u64),
         ("NET_ERRNO_BASE", pvmux_hypercalls::net::ERRNO_BASE as u64),
         ("NET_IO_MAX", pvmux_hypercalls::net::IO_MAX),
         (

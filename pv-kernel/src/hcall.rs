@@ -66,6 +66,21 @@ pub(crate) fn space_destroy(handle: u64) -> Result<u64, HcError> {
     result(call(Hypercall::SpaceDestroy, [handle, 0, 0, 0, 0]))
 }
 
+/// `HostfsLookup`: the one listing record of the path's last component (`path_gpa`,
+/// `path_len`) of the host share into the buffer (`buf_gpa`, `buf_len`). Returns the bytes
+/// written, 0 when there is no such entry.
+pub(crate) fn hostfs_lookup(
+    path_gpa: u64,
+    path_len: u64,
+    buf_gpa: u64,
+    buf_len: u64,
+) -> Result<u64, HcError> {
+    result(call(
+        Hypercall::HostfsLookup,
+        [path_gpa, path_len, buf_gpa, buf_len, 0],
+    ))
+}
+
 /// `HostfsList`: the directory at the path (`path_gpa`, `path_len`) of the host share, from
 /// `cookie`, into the buffer (`buf_gpa`, `buf_len`). Returns the bytes written.
 pub(crate) fn hostfs_list(

@@ -1,5 +1,5 @@
 //! The guest side of the host share (`pvmux run --rootfs DIR`, docs/ABI.md §hostfs): the
-//! `HostfsList` / `HostfsRead` hypercalls as the [`HostShare`] behind the lazy nodes of
+//! `HostfsList` / `HostfsRead` / `HostfsLookup` hypercalls as the [`HostShare`] behind the lazy nodes of
 //! [`super::ramfs`]. Every failure of the host is `EIO` to the filesystem.
 //!
 //! The calls run under the filesystem lock (events disabled, like every hypercall); one
@@ -24,6 +24,10 @@ impl HostShare for Share {
 
     fn read(&self, path: &[u8], off: u64, buf: &mut [u8]) -> Result<usize, Errno> {
         read(path, off, buf)
+    }
+
+    fn lookup(&self, path: &[u8], buf: &mut [u8]) -> Result<usize, Errno> {
+        lookup(path, buf)
     }
 }
 
@@ -70,6 +74,24 @@ fn list(path: &[u8], cookie: u64, buf: &mut [u8]) -> Result<usize, Errno> {
             len as u64,
             cookie,
         ))?;
+        if n > len {
+            return Err(Errno::EIO);
+        }
+        Ok(n)
+    })
+}
+
+/// `HostfsLookup(path)` into `buf` (at most `LIST_MAX_BUF` bytes of it are used): the
+/// record's bytes, 0 for no such entry; `ENOSYS` from a host without the call.
+fn lookup(path: &[u8], buf: &mut [u8]) -> Result<usize, Errno> {
+    let len = buf.len().min(LIST_MAX_BUF as usize);
+    let buf = &mut buf[..len];
+    let bgpa = gpa_of(buf).ok_or(Errno::EIO)?;
+    with_path(path, |pgpa| {
+        let n = match hcall::hostfs_lookup(pgpa, path.len() as u64, bgpa, len as u64) {
+            Err(HcError::UnknownCall) => return Err(Errno::ENOSYS),
+            r => result(r)?,
+        };
         if n > len {
             return Err(Errno::EIO);
         }

@@ -13,7 +13,7 @@ use super::Fs;
 use crate::fs::errno::Errno::{self, *};
 
 /// Size of the buffer a lazy directory is listed into.
-const HOST_LIST_BUF: usize = 16 << 10;
+const HOST_LIST_BUF: usize = 64 << 10;
 /// Most entries taken from one host directory (the rest are not shown).
 pub(crate) const HOST_DIR_MAX: u64 = 1 << 16;
 
@@ -26,6 +26,13 @@ pub(crate) trait HostShare: Send + Sync {
     /// Reads regular file `path` at `off` into `buf`: the bytes read (may be short), 0 at
     /// the end.
     fn read(&self, path: &[u8], off: u64, buf: &mut [u8]) -> Result<usize, Errno>;
+    /// Looks up the last component of `path` in its host directory: the bytes of its one
+    /// listing record in `buf`, 0 when there is no such entry. `ENOSYS` (the default): the
+    /// host cannot, and callers list the whole directory instead.
+    fn lookup(&self, path: &[u8], buf: &mut [u8]) -> Result<usize, Errno> {
+        let _ = (path, buf);
+        Err(ENOSYS)
+    }
 }
 
 /// Fills `buf` from host file `path` at `off`; bytes the host no longer has read as zeros.
@@ -60,6 +67,68 @@ impl Fs {
         // The root is needed at once anyway; loading it now keeps inode counts taken after
         // boot stable (fs-selftest's leak check).
         self.load(ROOT_INO)
+    }
+
+    /// The inode `name` names in directory `dir`. In a lazy host directory a name not seen
+    /// yet is looked up on the host alone (`HostShare::lookup`), so a path walk costs one
+    /// host call per new component instead of a listing of every directory on the way (a
+    /// listing stats every entry: /usr/bin has a thousand). Anything else, or a host that
+    /// cannot look up, loads the whole directory first.
+    pub(super) fn lookup_child(&mut self, dir: Ino, name: &[u8]) -> Result<Option<Ino>, Errno> {
+        if let Some(ino) = self.dir(dir)?.get(name) {
+            return Ok(Some(ino));
+        }
+        if !self.lookup_host_entry(dir, name)? {
+            self.load(dir)?;
+        }
+        Ok(self.dir(dir)?.get(name))
+    }
+
+    /// Adds `name` of lazy host directory `dir` from the host if it has it. False (nothing
+    /// done) when `dir` is not lazy or the host cannot look up single names.
+    fn lookup_host_entry(&mut self, dir: Ino, name: &[u8]) -> Result<bool, Errno> {
+        let path = match &self.inode(dir)?.node {
+            Node::Dir(Dir { host: Some(p), .. }) => p.clone(),
+            _ => return Ok(false),
+        };
+        if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') {
+            return Ok(true);
+        }
+        if name.len() > abi::NAME_MAX || path.len() + 1 + name.len() > abi::PATH_MAX as usize {
+            // Never listed (too long a name), or a path the host refuses: the listing
+            // decides what such entries look like.
+            return Ok(false);
+        }
+        let Some(host) = self.host.clone() else {
+            return Ok(false);
+        };
+        let mut child = Vec::new();
+        child
+            .try_reserve_exact(path.len() + 1 + name.len())
+            .map_err(|_| ENOMEM)?;
+        child.extend_from_slice(&path);
+        if !path.ends_with(b"/") {
+            child.push(b'/');
+        }
+        child.extend_from_slice(name);
+        let mut buf = Vec::new();
+        buf.try_reserve_exact(abi::LIST_MIN_BUF as usize)
+            .map_err(|_| ENOMEM)?;
+        buf.resize(abi::LIST_MIN_BUF as usize, 0);
+        let n = match host.lookup(&child, &mut buf) {
+            Ok(n) => n,
+            Err(ENOSYS) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            return Ok(true);
+        }
+        let (rec, len) = parse_record(buf.get(..n).ok_or(EIO)?).ok_or(EIO)?;
+        if len != n || rec.name != name {
+            return Err(EIO);
+        }
+        self.add_host_entry(dir, &path, &rec)?;
+        Ok(true)
     }
 
     /// Loads a lazy directory's entries from the host (a no-op for anything else). On

@@ -56,8 +56,7 @@ impl Fs {
                 b"." => {}
                 b".." => dir = self.dir(dir).ok()?.parent,
                 name => {
-                    self.load(dir).ok()?;
-                    let child = self.dir(dir).ok()?.get(name)?;
+                    let child = self.lookup_child(dir, name).ok()??;
                     match &self.inode(child).ok()?.node {
                         Node::Dir(_) => dir = child,
                         Node::Symlink(t) if !stack.is_empty() || follow || must_dir => {

@@ -68,6 +68,9 @@ impl Fs {
     /// `rmdir(path)`: the directory must be empty.
     pub(crate) fn rmdir(&mut self, cwd: Ino, path: &[u8]) -> Result<(), Errno> {
         let walk = self.walk_parent(cwd, path, &mut 0)?;
+        // A removal from a lazy directory lists it first: a later listing must not bring
+        // the name back.
+        self.load(walk.dir)?;
         let name = match walk.last {
             Last::Name(n) => n,
             Last::Dot => return Err(EINVAL),
@@ -94,6 +97,8 @@ impl Fs {
     /// `unlink(path)`: removes a name of a non-directory.
     pub(crate) fn unlink(&mut self, cwd: Ino, path: &[u8]) -> Result<(), Errno> {
         let walk = self.walk_parent(cwd, path, &mut 0)?;
+        // As in `rmdir`: the whole directory before a removal.
+        self.load(walk.dir)?;
         let Last::Name(name) = walk.last else {
             return Err(EISDIR);
         };
@@ -221,6 +226,9 @@ impl Fs {
     pub(crate) fn rename(&mut self, cwd: Ino, old: &[u8], new: &[u8]) -> Result<(), Errno> {
         let wo = self.walk_parent(cwd, old, &mut 0)?;
         let wn = self.walk_parent(cwd, new, &mut 0)?;
+        // As in `rmdir`: both whole directories before names move or are replaced.
+        self.load(wo.dir)?;
+        self.load(wn.dir)?;
         let (Last::Name(oname), Last::Name(nname)) = (&wo.last, &wn.last) else {
             return Err(EBUSY);
         };

@@ -96,8 +96,7 @@ impl Fs {
                 b"." => {}
                 b".." => dir = self.dir(dir)?.parent,
                 name => {
-                    self.load(dir)?;
-                    let child = self.dir(dir)?.get(name).ok_or(ENOENT)?;
+                    let child = self.lookup_child(dir, name)?.ok_or(ENOENT)?;
                     match &self.inode(child)?.node {
                         Node::Dir(_) => dir = child,
                         Node::Symlink(target) => {
@@ -119,13 +118,17 @@ impl Fs {
         // and searchable: the last component is looked up in it.
         self.dir(dir)?;
         self.may_search(dir)?;
-        self.load(dir)?;
         let last = match stack.pop() {
             Some(c) if c == b"." => Last::Dot,
             Some(c) if c == b".." => Last::DotDot,
             Some(c) => Last::Name(c),
             None => Last::Dot,
         };
+        // The last name's entry, if the host has one, is in `dir` from here on: callers
+        // that create, replace or remove it see it.
+        if let Last::Name(n) = &last {
+            self.lookup_child(dir, n)?;
+        }
         Ok(Walk {
             dir,
             last,
@@ -135,12 +138,11 @@ impl Fs {
 
     /// Looks up the last component of a walk.
     pub(super) fn lookup_last(&mut self, w: &Walk) -> Result<Option<Ino>, Errno> {
-        self.load(w.dir)?;
         Ok(match &w.last {
             Last::Root => Some(ROOT_INO),
             Last::Dot => Some(w.dir),
             Last::DotDot => Some(self.dir(w.dir)?.parent),
-            Last::Name(n) => self.dir(w.dir)?.get(n),
+            Last::Name(n) => self.lookup_child(w.dir, n)?,
         })
     }
 

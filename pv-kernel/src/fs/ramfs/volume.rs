@@ -175,8 +175,7 @@ impl Fs {
             if self.is_volume_node(dir) {
                 return Err(EBUSY);
             }
-            self.load(dir)?;
-            dir = match self.dir(dir)?.get(comp) {
+            dir = match self.lookup_child(dir, comp)? {
                 Some(c) if self.is_dir(c) => c,
                 Some(_) => return Err(ENOTDIR),
                 None => self.create_at(

@@ -34,6 +34,9 @@ struct Fake {
     failing: AtomicBool,
     lists: AtomicUsize,
     reads: AtomicUsize,
+    /// Whether it answers `lookup` (else the default: `ENOSYS`, callers list instead).
+    looks_up: bool,
+    lookups: AtomicUsize,
     /// Paths listed or read, in order.
     seen: Mutex<Vec<Vec<u8>>>,
 }
@@ -47,6 +50,8 @@ impl Fake {
             failing: AtomicBool::new(false),
             lists: AtomicUsize::new(0),
             reads: AtomicUsize::new(0),
+            looks_up: false,
+            lookups: AtomicUsize::new(0),
             seen: Mutex::new(Vec::new()),
         };
         f.add(b"/", Node::Dir, 0o755);
@@ -149,6 +154,29 @@ impl HostShare for Fake {
         Ok(pos)
     }
 
+    fn lookup(&self, path: &[u8], buf: &mut [u8]) -> Result<usize, Errno> {
+        if !self.looks_up {
+            return Err(ENOSYS);
+        }
+        self.lookups.fetch_add(1, Ordering::Relaxed);
+        self.check(path)?;
+        let tree = self.tree.lock().unwrap();
+        let Some((node, e)) = tree.get(path) else {
+            return Ok(0);
+        };
+        let name = path.rsplit(|&b| b == b'/').next().unwrap();
+        let target = match node {
+            Node::Link(t) => t.clone(),
+            _ => Vec::new(),
+        };
+        let mut e = *e;
+        e.name_len = name.len() as u16;
+        e.target_len = target.len() as u16;
+        let mut pos = 0;
+        assert!(put_record(buf, &mut pos, &e, name, &target));
+        Ok(pos)
+    }
+
     fn read(&self, path: &[u8], off: u64, buf: &mut [u8]) -> Result<usize, Errno> {
         self.reads.fetch_add(1, Ordering::Relaxed);
         self.check(path)?;
@@ -198,6 +226,50 @@ fn attaching_lists_the_root_at_once_and_subdirectories_on_first_use() {
     assert!(fs.stat(ROOT_INO, b"/bin/busybox").is_ok());
     assert!(fs.stat(ROOT_INO, b"/bin/sh").is_ok());
     assert_eq!(fake.lists.load(Ordering::Relaxed), 6);
+}
+
+/// With a host that looks up single names, a path walk lists no directory on the way; a
+/// listing, a removal or a rename lists the whole directory, and the guest's view is the
+/// same as with listings only.
+#[test]
+fn walks_look_up_single_names_and_listings_stay_consistent() {
+    let mut fake = Fake::standard();
+    fake.looks_up = true;
+    let (mut fs, fake) = attached(fake);
+    let lists0 = fake.lists.load(Ordering::Relaxed);
+    // Through a symbolic link in a lazy directory, to a file in the same directory.
+    assert_eq!(fs.stat(ROOT_INO, b"/bin/sh").unwrap().size, 10_000);
+    assert_eq!(fs.stat(ROOT_INO, b"/etc/passwd").unwrap().mode, 0o100_600);
+    assert_eq!(fs.stat(ROOT_INO, b"/etc/nothing"), Err(ENOENT));
+    assert_eq!(fs.stat(ROOT_INO, b"/etc/nothing/x"), Err(ENOENT));
+    assert_eq!(fs.stat(ROOT_INO, b"/etc/hosts/x"), Err(ENOTDIR));
+    assert_eq!(fake.lists.load(Ordering::Relaxed), lists0, "no listing");
+    assert!(fake.lookups.load(Ordering::Relaxed) >= 5);
+    // A special file is not shown, looked up or listed.
+    assert_eq!(fs.stat(ROOT_INO, b"/fifo"), Err(ENOENT));
+    // A new name in a lazy directory, then the listing: host entries and the new one, once.
+    put(&mut fs, ROOT_INO, b"/etc/new", b"guest");
+    let etc = fs.lookup(ROOT_INO, b"/etc", true).unwrap();
+    assert_eq!(names(&mut fs, etc), ["hosts", "new", "passwd"]);
+    // A removal from a lazy directory: the name does not come back with the listing.
+    fs.unlink(ROOT_INO, b"/bin/busybox").unwrap();
+    let bin = fs.lookup(ROOT_INO, b"/bin", true).unwrap();
+    assert_eq!(names(&mut fs, bin), ["sh"]);
+    // A rename out of a lazy directory into another.
+    let mut fake2 = Fake::standard();
+    fake2.looks_up = true;
+    let (mut fs2, _) = attached(fake2);
+    fs2.rename(ROOT_INO, b"/etc/hosts", b"/bin/hosts").unwrap();
+    let etc2 = fs2.lookup(ROOT_INO, b"/etc", true).unwrap();
+    let bin2 = fs2.lookup(ROOT_INO, b"/bin", true).unwrap();
+    assert_eq!(names(&mut fs2, etc2), ["passwd"]);
+    assert_eq!(names(&mut fs2, bin2), ["busybox", "hosts", "sh"]);
+    assert_eq!(
+        get(&mut fs2, ROOT_INO, b"/bin/hosts").unwrap(),
+        b"127.0.0.1 localhost\n"
+    );
+    // Creating over a host name that was never listed finds it.
+    assert_eq!(fs2.mkdir(ROOT_INO, b"/bin/sh", 0o755), Err(EEXIST));
 }
 
 #[test]

@@ -310,7 +310,10 @@ pub struct Strings<'a> {
 
 impl<'a> Strings<'a> {
     fn next_checked(&mut self) -> Result<&'a [u8], RequestError> {
-        let (len, rest) = self.rest.split_at_checked(4).ok_or(RequestError::Truncated)?;
+        let (len, rest) = self
+            .rest
+            .split_at_checked(4)
+            .ok_or(RequestError::Truncated)?;
         let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
         let s = rest.get(..len).ok_or(RequestError::Truncated)?;
         self.rest = &rest[len..];
@@ -359,7 +362,10 @@ mod tests {
             cwd: Some(b"/tmp"),
         };
         let (buf, n) = enc(&p, &[b"sh", b"-c", b""], &[b"A=1"]);
-        assert_eq!(Some(n), encoded_len(Some(b"/tmp"), &[b"sh", b"-c", b""], &[b"A=1"]));
+        assert_eq!(
+            Some(n),
+            encoded_len(Some(b"/tmp"), &[b"sh", b"-c", b""], &[b"A=1"])
+        );
         let r = ExecRequest::parse(&buf[..n]).unwrap();
         assert_eq!(r.params(), p);
         assert!(r.args().eq([&b"sh"[..], b"-c", b""]));

@@ -17,6 +17,7 @@ use pvmux_hypercalls::bootargs::{
     command as boot_cmd, flag, tty, BootArgsHeader, RecordHeader, BOOT_ARGS_MAGIC,
     BOOT_ARGS_VERSION,
 };
+use pvmux_hypercalls::exec;
 use pvmux_hypercalls::frame::{
     pf, RED_ZONE, RFLAGS_IF, RFLAGS_USER_MASK, SYSCALL_COMPAT, TRAP_FRAME_SIZE,
 };
@@ -42,7 +43,6 @@ use pvmux_hypercalls::user::{
 };
 use pvmux_hypercalls::vcpu::{pending, stat};
 use pvmux_hypercalls::volume;
-use pvmux_hypercalls::exec;
 use pvmux_hypercalls::{
     BootInfo, CrashReason, HcError, Hypercall, KernelAbiHeader, MemRegionKind, SandboxHeader,
     StubTable, TrapFrame, VcpuShared, Vector, ABI_MAGIC, ABI_VERSION, HC_FLAG_NOSPIN, MAX_VCPUS,
@@ -900,16 +900,40 @@ fn rust_values() -> Vec<(&'static str, u64)> {
             "sizeof pvmux_exec_request_header",
             size_of::<exec::ExecRequestHeader>() as u64,
         ),
-        o!("pvmux_exec_request_header", exec::ExecRequestHeader, header_len),
-        o!("pvmux_exec_request_header", exec::ExecRequestHeader, total_len),
+        o!(
+            "pvmux_exec_request_header",
+            exec::ExecRequestHeader,
+            header_len
+        ),
+        o!(
+            "pvmux_exec_request_header",
+            exec::ExecRequestHeader,
+            total_len
+        ),
         o!("pvmux_exec_request_header", exec::ExecRequestHeader, flags),
-        o!("pvmux_exec_request_header", exec::ExecRequestHeader, session),
+        o!(
+            "pvmux_exec_request_header",
+            exec::ExecRequestHeader,
+            session
+        ),
         o!("pvmux_exec_request_header", exec::ExecRequestHeader, uid),
         o!("pvmux_exec_request_header", exec::ExecRequestHeader, gid),
-        o!("pvmux_exec_request_header", exec::ExecRequestHeader, nr_args),
+        o!(
+            "pvmux_exec_request_header",
+            exec::ExecRequestHeader,
+            nr_args
+        ),
         o!("pvmux_exec_request_header", exec::ExecRequestHeader, nr_env),
-        o!("pvmux_exec_request_header", exec::ExecRequestHeader, cwd_len),
-        o!("pvmux_exec_request_header", exec::ExecRequestHeader, _reserved),
+        o!(
+            "pvmux_exec_request_header",
+            exec::ExecRequestHeader,
+            cwd_len
+        ),
+        o!(
+            "pvmux_exec_request_header",
+            exec::ExecRequestHeader,
+            _reserved
+        ),
         ("EXEC_REQUEST_MAGIC", u64::from(exec::REQUEST_MAGIC)),
         ("EXEC_REQUEST_MAX", exec::REQUEST_MAX as u64),
         ("EXEC_IO_MAX", exec::IO_MAX),

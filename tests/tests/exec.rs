@@ -1,0 +1,363 @@
+//! Exec sessions (`Tenant::exec`, docs/ABI.md §exec): new programs in a running guest whose
+//! init (`cat`, from the host's root shared with `--rootfs /`) waits on its console input.
+//! Outputs are compared with the same programs run natively where that means something.
+
+use std::io::{Read, Write};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pvmux_host::exec::ExecSession;
+use pvmux_host::{ExecExit, ExecHandle, ExecSpec, Tenant, TenantConfig, TenantOutcome};
+use pvmux_hypercalls::bootargs::Options;
+use pvmux_hypercalls::exec::OUTPUT_BUFFER;
+use pvmux_hypercalls::BootArgsBuf;
+use pvmux_tests::{config, default_kernel, host, Capture, Gate};
+
+/// A guest running `cat` as init from the host's root, until the gate opens.
+fn guest(name: &str) -> (pvmux_host::Host, Tenant, Capture, Gate) {
+    let host = host();
+    let (input, gate) = std::io::pipe().expect("pipe for the console input");
+    let options = Options {
+        hostfs: true,
+        ..Default::default()
+    };
+    let share = pvmux_host::hostfs::HostFs::open(std::path::Path::new("/")).expect("share /");
+    let console = Capture::default();
+    let cfg = TenantConfig {
+        kernel: default_kernel(),
+        mem_size: 512 << 20,
+        console: Box::new(console.clone()),
+        console_stderr: Box::new(console.clone()),
+        kernel_log: pvmux_host::KernelLog::Hidden,
+        boot_args: BootArgsBuf::new(&options, [], ["/bin/cat"]).expect("boot arguments fit"),
+        console_input: Some(pvmux_host::ConsoleInput::Reader(Box::new(input))),
+        hostfs: Some(Arc::new(share)),
+        ..config(name, "", 2)
+    };
+    let tenant = host.launch(cfg).expect("tenant launches");
+    assert!(tenant.wait_started(Duration::from_secs(10)));
+    (host, tenant, console, Gate::new(gate))
+}
+
+/// What a finished session gave.
+#[derive(Debug)]
+struct Done {
+    pid: Result<u32, ExecExit>,
+    exit: ExecExit,
+    out: Vec<u8>,
+    err: Vec<u8>,
+}
+
+impl Done {
+    fn out(&self) -> String {
+        String::from_utf8_lossy(&self.out).into_owned()
+    }
+    fn err(&self) -> String {
+        String::from_utf8_lossy(&self.err).into_owned()
+    }
+}
+
+/// Runs `spec` with `input` on its stdin, reading both outputs in threads of their own.
+fn run(h: &ExecHandle, spec: &ExecSpec, input: &[u8]) -> Done {
+    let s = h.exec(spec).expect("exec queued");
+    finish(s, input)
+}
+
+fn finish(mut s: ExecSession, input: &[u8]) -> Done {
+    let mut so = s.stdout().expect("stdout");
+    let mut se = s.stderr().expect("stderr");
+    let t_out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        so.read_to_end(&mut v).expect("read stdout");
+        v
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        se.read_to_end(&mut v).expect("read stderr");
+        v
+    });
+    let mut stdin = s.stdin().expect("stdin");
+    // A program that does not read its input ends the session: a broken pipe is fine.
+    let _ = stdin.write_all(input);
+    drop(stdin);
+    let pid = s.wait_started();
+    let exit = s.wait();
+    Done {
+        pid,
+        exit,
+        out: t_out.join().expect("stdout reader"),
+        err: t_err.join().expect("stderr reader"),
+    }
+}
+
+fn native(argv: &[&str]) -> std::process::Output {
+    Command::new(argv[0])
+        .args(&argv[1..])
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .current_dir("/")
+        .output()
+        .expect("native run")
+}
+
+fn end(tenant: Tenant, mut gate: Gate) -> TenantOutcome {
+    gate.open();
+    tenant.wait()
+}
+
+#[test]
+fn programs_run_in_a_running_guest_as_natively() {
+    let (_host, tenant, _console, gate) = guest("exec-basic");
+    let h = tenant.exec_handle();
+    for argv in [
+        &["/bin/echo", "hello", "from exec"][..],
+        &["/bin/sh", "-c", "echo out; echo err >&2; exit 7"],
+        &["/bin/ls", "/usr/bin/env", "/bin/sh"],
+        &["/bin/sh", "-c", "kill -TERM $$"],
+    ] {
+        let d = run(&h, &ExecSpec::new(argv.iter().copied()), b"");
+        let n = native(argv);
+        assert!(d.pid.is_ok(), "{argv:?}: {d:?}");
+        assert_eq!(d.out(), String::from_utf8_lossy(&n.stdout), "{argv:?}");
+        assert_eq!(d.err(), String::from_utf8_lossy(&n.stderr), "{argv:?}");
+        let code = n.status.code().unwrap_or_else(|| {
+            128 + std::os::unix::process::ExitStatusExt::signal(&n.status).unwrap_or(0)
+        });
+        assert_eq!(d.exit.code(), code, "{argv:?}: {d:?}");
+    }
+    let d = run(&h, &ExecSpec::new(["sh", "-c", "exit 7"]), b"");
+    assert_eq!(d.exit, ExecExit::Exited(7));
+    let d = run(&h, &ExecSpec::new(["sh", "-c", "kill -9 $$"]), b"");
+    assert_eq!((d.exit, d.exit.code()), (ExecExit::Signaled(9), 137));
+    // A program reading its input: 200 KiB (more than every buffer on the way) comes back.
+    let input: Vec<u8> = (0..200_000u32)
+        .flat_map(|i| format!("{i}\n").into_bytes())
+        .take(200 * 1024)
+        .collect();
+    let d = run(&h, &ExecSpec::new(["/bin/cat"]), &input);
+    assert_eq!(d.exit, ExecExit::Exited(0));
+    assert!(
+        d.out == input,
+        "cat returned {} of {} bytes",
+        d.out.len(),
+        input.len()
+    );
+    let d = run(&h, &ExecSpec::new(["/usr/bin/wc", "-l"]), b"a\nb\nc\n");
+    assert_eq!((d.out().trim(), d.exit), ("3", ExecExit::Exited(0)));
+    assert_eq!(end(tenant, gate).exit_code(), Some(0));
+}
+
+#[test]
+fn exec_process_is_a_guest_process_next_to_init() {
+    let (_host, tenant, _console, gate) = guest("exec-proc");
+    let h = tenant.exec_handle();
+    let d = run(
+        &h,
+        &ExecSpec::new([
+            "/bin/sh",
+            "-c",
+            "echo $$ $PPID; ls /proc; cat /proc/1/cmdline",
+        ]),
+        b"",
+    );
+    assert_eq!(d.exit, ExecExit::Exited(0), "{d:?}");
+    let pid = d.pid.expect("started");
+    let out = d.out();
+    let mut lines = out.lines();
+    // Its pid is the one reported, its parent is outside the guest (as with runc exec).
+    assert_eq!(lines.next(), Some(format!("{pid} 0").as_str()));
+    let entries: Vec<&str> = out.lines().skip(1).collect();
+    assert!(entries.contains(&"1"), "init in /proc: {out}");
+    assert!(
+        entries.contains(&pid.to_string().as_str()),
+        "itself in /proc: {out}"
+    );
+    assert!(out.ends_with("/bin/cat\0"), "init's command line: {out:?}");
+    assert_eq!(end(tenant, gate).exit_code(), Some(0));
+}
+
+#[test]
+fn environment_directory_and_user_are_honoured() {
+    let (_host, tenant, _console, gate) = guest("exec-env");
+    let h = tenant.exec_handle();
+    let spec = ExecSpec {
+        env: vec![
+            b"GREETING=hi there".to_vec(),
+            b"PATH=/usr/bin:/bin".to_vec(),
+        ],
+        cwd: Some(b"/usr/share".to_vec()),
+        user: Some((1234, 2345)),
+        ..ExecSpec::new([
+            "sh",
+            "-c",
+            "echo \"$GREETING\"; pwd; echo $(id -u) $(id -g); env | sort",
+        ])
+    };
+    let d = run(&h, &spec, b"");
+    assert_eq!(d.exit, ExecExit::Exited(0), "{d:?}");
+    let native = Command::new("/bin/sh")
+        .args(["-c", "env | sort"])
+        .env_clear()
+        .env("GREETING", "hi there")
+        .env("PATH", "/usr/bin:/bin")
+        .current_dir("/usr/share")
+        .output()
+        .expect("native env");
+    let want = format!(
+        "hi there\n/usr/share\n1234 2345\n{}",
+        String::from_utf8_lossy(&native.stdout)
+    );
+    assert_eq!(d.out(), want);
+    // Without a user: init's (root here, as `pvmux run` without --user).
+    let d = run(
+        &h,
+        &ExecSpec::new(["sh", "-c", "echo $(id -u) $(id -g); pwd"]),
+        b"",
+    );
+    assert_eq!(d.out(), "0 0\n/\n");
+    assert_eq!(end(tenant, gate).exit_code(), Some(0));
+}
+
+#[test]
+fn programs_that_cannot_start_are_126_or_127_with_a_message() {
+    let (_host, tenant, _console, gate) = guest("exec-missing");
+    let h = tenant.exec_handle();
+    let d = run(&h, &ExecSpec::new(["/no/such/program"]), b"");
+    assert_eq!(d.exit, ExecExit::NotStarted { errno: 2 });
+    assert_eq!(d.exit.code(), 127);
+    assert!(d.pid.is_err());
+    assert_eq!(
+        d.err(),
+        "pvmux: cannot run /no/such/program: No such file or directory\n"
+    );
+    let d = run(&h, &ExecSpec::new(["no-such-command-anywhere"]), b"");
+    assert_eq!(d.exit.code(), 127, "{d:?}");
+    // Not executable: 126, as a shell says.
+    let d = run(&h, &ExecSpec::new(["/etc/passwd"]), b"");
+    assert_eq!(d.exit.code(), 126, "{d:?}");
+    assert!(
+        d.err().starts_with("pvmux: cannot run /etc/passwd: "),
+        "{d:?}"
+    );
+    let native = Command::new("/bin/sh")
+        .args(["-c", "/etc/passwd"])
+        .output()
+        .expect("sh");
+    assert_eq!(native.status.code(), Some(126));
+    // A directory that does not exist.
+    let spec = ExecSpec {
+        cwd: Some(b"/no/such/dir".to_vec()),
+        ..ExecSpec::new(["/bin/true"])
+    };
+    let d = run(&h, &spec, b"");
+    assert!(matches!(d.exit, ExecExit::NotStarted { .. }), "{d:?}");
+    assert!(d.err().contains("/no/such/dir"), "{d:?}");
+    // The guest goes on: init is still there, and the next exec works.
+    let d = run(&h, &ExecSpec::new(["/bin/echo", "still here"]), b"");
+    assert_eq!(d.out(), "still here\n");
+    assert_eq!(end(tenant, gate).exit_code(), Some(0));
+}
+
+#[test]
+fn concurrent_sessions_keep_their_outputs_apart() {
+    let (_host, tenant, _console, gate) = guest("exec-two");
+    let h = tenant.exec_handle();
+    let script = |tag: &str| {
+        ExecSpec::new([
+            "/bin/sh".to_owned(),
+            "-c".to_owned(),
+            format!("for i in $(seq 1 3000); do echo {tag}$i; echo e{tag}$i >&2; done"),
+        ])
+    };
+    let a = h.exec(&script("A")).expect("exec A");
+    let b = h.exec(&script("B")).expect("exec B");
+    let (ta, tb) = (
+        std::thread::spawn(move || finish(a, b"")),
+        std::thread::spawn(move || finish(b, b"")),
+    );
+    let (da, db) = (ta.join().expect("A"), tb.join().expect("B"));
+    for (tag, d) in [("A", da), ("B", db)] {
+        let want: String = (1..=3000).map(|i| format!("{tag}{i}\n")).collect();
+        let want_err: String = (1..=3000).map(|i| format!("e{tag}{i}\n")).collect();
+        assert_eq!(d.exit, ExecExit::Exited(0));
+        assert!(
+            d.out() == want,
+            "{tag}: stdout differs ({} bytes)",
+            d.out.len()
+        );
+        assert!(
+            d.err() == want_err,
+            "{tag}: stderr differs ({} bytes)",
+            d.err.len()
+        );
+    }
+    assert_eq!(end(tenant, gate).exit_code(), Some(0));
+}
+
+#[test]
+fn a_flooding_program_is_held_at_the_host_buffer() {
+    let (_host, tenant, _console, gate) = guest("exec-flood");
+    let h = tenant.exec_handle();
+    const TOTAL: usize = 8 << 20;
+    let mut s = h
+        .exec(&ExecSpec::new([
+            "/usr/bin/head".to_owned(),
+            "-c".to_owned(),
+            TOTAL.to_string(),
+            "/dev/zero".to_owned(),
+        ]))
+        .expect("exec");
+    // Nobody reads: the host holds one buffer's worth, the program waits.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while s.peak_buffered().0 < OUTPUT_BUFFER {
+        assert!(Instant::now() < deadline, "the buffer never filled");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(s.try_wait(), None, "the program waits for its reader");
+    let mut out = s.stdout().expect("stdout");
+    let mut total = 0usize;
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let n = out.read(&mut buf).expect("read");
+        if n == 0 {
+            break;
+        }
+        assert!(buf[..n].iter().all(|&b| b == 0));
+        total += n;
+    }
+    assert_eq!(total, TOTAL);
+    assert_eq!(s.wait(), ExecExit::Exited(0));
+    assert_eq!(
+        s.peak_buffered(),
+        (OUTPUT_BUFFER, 0),
+        "host memory stayed bounded"
+    );
+    assert_eq!(end(tenant, gate).exit_code(), Some(0));
+}
+
+#[test]
+fn a_session_ends_cleanly_when_init_exits() {
+    let (_host, tenant, _console, gate) = guest("exec-init-ends");
+    let h = tenant.exec_handle();
+    let mut s = h
+        .exec(&ExecSpec::new(["/bin/sleep", "1000"]))
+        .expect("exec");
+    let pid = s.wait_started().expect("started");
+    assert!(pid > 1);
+    let mut out = s.stdout().expect("stdout");
+    let mut stdin = s.stdin().expect("stdin");
+    // Init reads the end of its input and exits: the guest shuts down.
+    assert_eq!(end(tenant, gate).exit_code(), Some(0));
+    assert_eq!(s.wait(), ExecExit::TenantEnded);
+    let mut v = Vec::new();
+    assert_eq!(out.read_to_end(&mut v).expect("read"), 0);
+    assert_eq!(
+        stdin.write(b"x").expect_err("input is closed").kind(),
+        std::io::ErrorKind::BrokenPipe
+    );
+    assert_eq!(
+        h.exec(&ExecSpec::new(["/bin/true"])).unwrap_err(),
+        pvmux_host::ExecError::NotRunning
+    );
+}

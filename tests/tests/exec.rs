@@ -361,3 +361,107 @@ fn a_session_ends_cleanly_when_init_exits() {
         pvmux_host::ExecError::NotRunning
     );
 }
+
+/// The CLI: `pvmux run --exec-socket PATH -- cat` and `pvmux exec --socket PATH -- CMD`.
+#[test]
+fn the_cli_runs_programs_in_a_running_guest() {
+    use std::process::Stdio;
+    let bin = env!("CARGO_BIN_EXE_pvmux-cli");
+    let dir = pvmux_tests::TempDir::unique("pvmux-exec-cli", "socket");
+    let sock = dir.0.join("exec.sock");
+    let sock_arg = sock.to_str().expect("UTF-8 path").to_owned();
+    let mut guest = Command::new(bin)
+        .args([
+            "run",
+            "--mem",
+            "512M",
+            "--rootfs",
+            "/",
+            "--exec-socket",
+            &sock_arg,
+        ])
+        .args(["--", "/bin/cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("pvmux run");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !sock.exists() {
+        assert!(Instant::now() < deadline, "no exec socket");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let exec = |args: &[&str], input: &[u8]| {
+        let mut child = Command::new(bin)
+            .args(["exec", "--socket", &sock_arg])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("pvmux exec");
+        let mut i = child.stdin.take().expect("stdin");
+        let bytes = input.to_vec();
+        let w = std::thread::spawn(move || {
+            let _ = i.write_all(&bytes);
+        });
+        let out = child.wait_with_output().expect("pvmux exec ends");
+        w.join().expect("writer");
+        out
+    };
+    let o = exec(
+        &["--", "/bin/sh", "-c", "echo hi; echo oops >&2; exit 3"],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(3), "{o:?}");
+    assert_eq!(
+        (&o.stdout[..], &o.stderr[..]),
+        (&b"hi\n"[..], &b"oops\n"[..])
+    );
+    let o = exec(
+        &[
+            "-e",
+            "X=1",
+            "-w",
+            "/usr",
+            "-u",
+            "7:8",
+            "--",
+            "/bin/sh",
+            "-c",
+            "echo $X $(pwd) $(id -u):$(id -g)",
+        ],
+        b"",
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "1 /usr 7:8\n", "{o:?}");
+    let o = exec(&["--", "/usr/bin/tr", "a-z", "A-Z"], b"hello guest\n");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "HELLO GUEST\n", "{o:?}");
+    let o = exec(&["--", "/no/such"], b"");
+    assert_eq!(o.status.code(), Some(127), "{o:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        "pvmux: cannot run /no/such: No such file or directory\n"
+    );
+    let o = exec(&["-d", "--", "/bin/sleep", "1000"], b"");
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let pid: u32 = String::from_utf8_lossy(&o.stdout)
+        .trim()
+        .parse()
+        .expect("a pid");
+    let o = exec(
+        &["--", "/bin/sh", "-c", &format!("cat /proc/{pid}/cmdline")],
+        b"",
+    );
+    assert_eq!(&o.stdout[..], b"/bin/sleep\x001000\x00", "{o:?}");
+    // The guest ends with its init; the socket goes with it.
+    drop(guest.stdin.take());
+    let o = guest.wait_with_output().expect("pvmux run ends");
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(!sock.exists());
+    let o = exec(&["--", "/bin/true"], b"");
+    assert_eq!(o.status.code(), Some(125), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("exec socket"),
+        "{o:?}"
+    );
+}

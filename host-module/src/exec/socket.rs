@@ -284,11 +284,14 @@ pub struct ClientEnd {
 
 /// Runs `spec` through the control socket at `path`: copies `stdin` to the program (in a
 /// thread of its own, detached: it may stay blocked in a read after the end) and its
-/// outputs to `stdout` and `stderr` until the end.
+/// outputs to `stdout` and `stderr` until the end. With `detach`, returns as soon as the
+/// program runs (or could not start): the connection closes, so its input ends and its
+/// output is discarded; the returned exit is then [`ExecExit::Exited`]`(0)` if it started.
 pub fn run_client(
     path: &Path,
     spec: &ExecSpec,
     stdin: Option<Box<dyn Read + Send>>,
+    detach: bool,
     stdout: &mut dyn Write,
     stderr: &mut dyn Write,
 ) -> Result<ClientEnd, SocketError> {
@@ -334,6 +337,12 @@ pub fn run_client(
                 pid = p
                     .get(..4)
                     .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+                if detach {
+                    return Ok(ClientEnd {
+                        pid,
+                        exit: ExecExit::Exited(0),
+                    });
+                }
             }
             kind::STDOUT => {
                 stdout.write_all(&p).map_err(io)?;

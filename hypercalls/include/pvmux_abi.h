@@ -784,7 +784,8 @@ struct pvmux_exec_request_header {
     uint32_t nr_args;    /* >= 1 */
     uint32_t nr_env;     /* 0: the kernel's default environment */
     uint32_t cwd_len;    /* 0: "/" */
-    uint32_t _reserved;  /* 0 */
+    uint16_t tty_rows;   /* with PVMUX_EXEC_FLAG_TTY: rows (0: 24); else 0 */
+    uint16_t tty_cols;   /* with PVMUX_EXEC_FLAG_TTY: columns (0: 80); else 0 */
 };
 
 /* ------------------------------------------------------------------------------------------

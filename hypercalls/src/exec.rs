@@ -113,8 +113,10 @@ pub struct ExecRequestHeader {
     pub nr_env: u32,
     /// Bytes of the working directory (0: `/`; else an absolute path).
     pub cwd_len: u32,
-    /// 0.
-    pub _reserved: u32,
+    /// With [`flag::TTY`]: the terminal's rows (0: 24); else 0.
+    pub tty_rows: u16,
+    /// With [`flag::TTY`]: the terminal's columns (0: 80); else 0.
+    pub tty_cols: u16,
 }
 
 const _: () = assert!(size_of::<ExecRequestHeader>() == 48);
@@ -122,6 +124,8 @@ const _: () = assert!(offset_of!(ExecRequestHeader, session) == 16);
 const _: () = assert!(offset_of!(ExecRequestHeader, uid) == 24);
 const _: () = assert!(offset_of!(ExecRequestHeader, nr_args) == 32);
 const _: () = assert!(offset_of!(ExecRequestHeader, cwd_len) == 40);
+const _: () = assert!(offset_of!(ExecRequestHeader, tty_rows) == 44);
+const _: () = assert!(offset_of!(ExecRequestHeader, tty_cols) == 46);
 
 /// Bytes of the header.
 pub const HEADER_LEN: usize = size_of::<ExecRequestHeader>();
@@ -136,7 +140,7 @@ pub enum RequestError {
     BadHeader,
     /// `total_len` is not the bytes given, or more than [`REQUEST_MAX`].
     BadLength,
-    /// An unknown flag or a non-zero reserved field.
+    /// An unknown flag, or a user or terminal size without its flag.
     Unknown,
     /// No arguments, or session 0.
     Empty,
@@ -151,8 +155,10 @@ pub enum RequestError {
 pub struct ExecParams<'a> {
     /// The session id (>= 1).
     pub session: u64,
-    /// [`flag`] bits ([`flag::USER`] is set by [`encode`] when `user` is given).
+    /// A terminal ([`flag::TTY`]).
     pub tty: bool,
+    /// With `tty`: its rows and columns (0: 24 rows, 80 columns).
+    pub tty_size: (u16, u16),
     /// The user and group to run as; `None`: init's.
     pub user: Option<(u32, u32)>,
     /// The working directory (absolute); `None`: `/`.
@@ -186,6 +192,9 @@ pub fn encode(
     {
         return Err(RequestError::BadString);
     }
+    if !p.tty && p.tty_size != (0, 0) {
+        return Err(RequestError::Unknown);
+    }
     let len = encoded_len(p.cwd, args, env).ok_or(RequestError::BadLength)?;
     let out = out.get_mut(..len).ok_or(RequestError::Truncated)?;
     let cwd = p.cwd.unwrap_or_default();
@@ -201,7 +210,8 @@ pub fn encode(
         nr_args: args.len() as u32,
         nr_env: env.len() as u32,
         cwd_len: cwd.len() as u32,
-        _reserved: 0,
+        tty_rows: p.tty_size.0,
+        tty_cols: p.tty_size.1,
     };
     out[..HEADER_LEN].copy_from_slice(h.as_bytes());
     let mut at = HEADER_LEN;
@@ -236,7 +246,9 @@ impl<'a> ExecRequest<'a> {
         if header.total_len as usize != bytes.len() || bytes.len() > REQUEST_MAX {
             return Err(RequestError::BadLength);
         }
-        if header.flags & !flag::ALL != 0 || header._reserved != 0 {
+        if header.flags & !flag::ALL != 0
+            || (header.flags & flag::TTY == 0 && (header.tty_rows | header.tty_cols) != 0)
+        {
             return Err(RequestError::Unknown);
         }
         if header.nr_args == 0 || header.session == 0 {
@@ -277,6 +289,7 @@ impl<'a> ExecRequest<'a> {
         ExecParams {
             session: h.session,
             tty: h.flags & flag::TTY != 0,
+            tty_size: (h.tty_rows, h.tty_cols),
             user: (h.flags & flag::USER != 0).then_some((h.uid, h.gid)),
             cwd: (!self.cwd.is_empty()).then_some(self.cwd),
         }
@@ -358,6 +371,7 @@ mod tests {
         let p = ExecParams {
             session: 9,
             tty: true,
+            tty_size: (40, 120),
             user: Some((1000, 100)),
             cwd: Some(b"/tmp"),
         };

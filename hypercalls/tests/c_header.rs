@@ -319,7 +319,7 @@ int main(void) {
     O(pvmux_exec_request_header, session); O(pvmux_exec_request_header, uid);
     O(pvmux_exec_request_header, gid); O(pvmux_exec_request_header, nr_args);
     O(pvmux_exec_request_header, nr_env); O(pvmux_exec_request_header, cwd_len);
-    O(pvmux_exec_request_header, _reserved);
+    O(pvmux_exec_request_header, tty_rows); O(pvmux_exec_request_header, tty_cols);
     P("EXEC_REQUEST_MAGIC", PVMUX_EXEC_REQUEST_MAGIC); P("EXEC_REQUEST_MAX", PVMUX_EXEC_REQUEST_MAX);
     P("EXEC_IO_MAX", PVMUX_EXEC_IO_MAX); P("EXEC_MAX_SESSIONS", PVMUX_EXEC_MAX_SESSIONS);
     P("EXEC_OUTPUT_BUFFER", PVMUX_EXEC_OUTPUT_BUFFER);

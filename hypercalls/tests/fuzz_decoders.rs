@@ -503,7 +503,8 @@ proptest! {
         use pvmux_hypercalls::exec::{encode, encoded_len, ExecParams};
         let a: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
         let e: Vec<&[u8]> = env.iter().map(Vec::as_slice).collect();
-        let p = ExecParams { session, tty: session % 2 == 0, user: None, cwd: Some(b"/x") };
+        let tty = session % 2 == 0;
+        let p = ExecParams { session, tty, tty_size: if tty { (24, 80) } else { (0, 0) }, user: None, cwd: Some(b"/x") };
         let mut buf = vec![0u8; encoded_len(p.cwd, &a, &e).unwrap()];
         let n = encode(&mut buf, &p, &a, &e).unwrap();
         prop_assert_eq!(n, buf.len());

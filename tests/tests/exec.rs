@@ -465,3 +465,62 @@ fn the_cli_runs_programs_in_a_running_guest() {
         "{o:?}"
     );
 }
+
+/// A terminal session: the program's fds are one pseudo-terminal of the asked size, which
+/// echoes and translates what is typed, and whose output carries stderr too.
+#[test]
+fn a_terminal_session_has_a_pty() {
+    let (_host, tenant, _console, gate) = guest("exec-tty");
+    let h = tenant.exec_handle();
+    let spec = ExecSpec {
+        tty: true,
+        tty_size: Some((33, 101)),
+        ..ExecSpec::new([
+            "/bin/sh",
+            "-c",
+            "test -t 0 && test -t 1 && test -t 2 && echo terminal; stty size; echo err >&2; \
+             read line; echo \"got $line\"",
+        ])
+    };
+    let mut s = h.exec(&spec).expect("exec");
+    let mut out = s.stdout().expect("stdout");
+    let mut stdin = s.stdin().expect("stdin");
+    // Typed once the prompt-less script waits for its line (type-ahead would be echoed
+    // first, as on any terminal).
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while !seen.ends_with(b"err\r\n") {
+        let n = out.read(&mut buf).expect("read");
+        assert!(n > 0, "ended early: {:?}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    stdin.write_all(b"typed\r").expect("type");
+    out.read_to_end(&mut seen).expect("read the rest");
+    assert_eq!(s.wait(), ExecExit::Exited(0));
+    let mut err = Vec::new();
+    s.stderr()
+        .expect("stderr")
+        .read_to_end(&mut err)
+        .expect("stderr");
+    assert_eq!(err, b"");
+    // Output processing (\n -> \r\n) and the echo of the typed line are the terminal's.
+    assert_eq!(
+        String::from_utf8_lossy(&seen),
+        "terminal\r\n33 101\r\nerr\r\ntyped\r\ngot typed\r\n"
+    );
+    // ^C typed at the terminal interrupts the program (its own foreground group).
+    let mut s = h
+        .exec(&ExecSpec {
+            tty: true,
+            ..ExecSpec::new(["/bin/sleep", "1000"])
+        })
+        .expect("exec");
+    s.wait_started().expect("started");
+    let mut out = s.stdout().expect("stdout");
+    s.stdin().expect("stdin").write_all(b"\x03").expect("type ^C");
+    assert_eq!(s.wait(), ExecExit::Signaled(2));
+    let mut seen = String::new();
+    out.read_to_string(&mut seen).expect("read");
+    assert_eq!(seen, "^C\r\n");
+    assert_eq!(end(tenant, gate).exit_code(), Some(0));
+}

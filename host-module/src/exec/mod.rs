@@ -39,6 +39,8 @@ pub struct ExecSpec {
     /// A terminal: the program's fds 0, 1 and 2 are a pseudo-terminal in the guest, and its
     /// standard error arrives on [`ExecSession::stdout`] (as `runc exec --tty`).
     pub tty: bool,
+    /// With `tty`: the terminal's (rows, columns); `None`: 24 x 80.
+    pub tty_size: Option<(u16, u16)>,
 }
 
 impl ExecSpec {

@@ -144,6 +144,7 @@ fn parse_spec(p: &[u8]) -> Option<ExecSpec> {
         cwd: params.cwd.map(<[u8]>::to_vec),
         user: params.user,
         tty: params.tty,
+        tty_size: (params.tty && params.tty_size != (0, 0)).then_some(params.tty_size),
     })
 }
 
@@ -399,6 +400,7 @@ mod tests {
             cwd: Some(b"/w".to_vec()),
             user: Some((1, 2)),
             tty: true,
+            tty_size: Some((30, 100)),
             env: vec![b"K=V".to_vec()],
             ..ExecSpec::new(["ls", "-l"])
         };

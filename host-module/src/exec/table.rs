@@ -340,6 +340,11 @@ pub(crate) fn encode_request(
     let params = exec::ExecParams {
         session: id,
         tty: spec.tty,
+        tty_size: if spec.tty {
+            spec.tty_size.unwrap_or_default()
+        } else {
+            (0, 0)
+        },
         user: spec.user,
         cwd: spec.cwd.as_deref(),
     };

@@ -4,7 +4,8 @@
 //! A kernel thread, `execd` (started with init), takes each request the host queued
 //! (`ExecFetch`, woken by `pending::EXEC`) and starts a kernel thread per session, which
 //! starts the program ([`super::task::spawn_exec`]: a process whose parent is outside the
-//! guest) with three pipes as fds 0, 1 and 2, reports its pid (or why it could not start:
+//! guest) with three pipes as fds 0, 1 and 2 (or, for a terminal session, a pseudo-terminal
+//! it leads, whose master the relay holds; stderr then goes to stdout), reports its pid (or why it could not start:
 //! an errno, after a message on the session's standard error), then relays: host input
 //! (`ExecRead`) into the stdin pipe, the stdout and stderr pipes to the host (`ExecWrite`),
 //! until the program has ended and both output pipes are closed by everyone; then it
@@ -21,6 +22,7 @@ use pvmux_hypercalls::HcError;
 
 use super::files::file::Kind;
 use super::files::pipe::Pipe;
+use super::files::tty::pty::KernelPty;
 use super::files::{poll, FdTable, OpenFile};
 use crate::fs::ramfs::oflag;
 use crate::fs::Errno;
@@ -128,14 +130,6 @@ fn session(req: &[u8]) {
     let argv: Vec<Vec<u8>> = r.args().map(<[u8]>::to_vec).collect();
     let env: Vec<Vec<u8>> = r.env().map(<[u8]>::to_vec).collect();
     let name = alloc::string::String::from_utf8_lossy(&argv[0]).into_owned();
-    if p.tty {
-        fail(
-            id,
-            "pvmux: exec: a terminal (--tty) is not supported yet\n",
-            Errno::ENOTTY,
-        );
-        return;
-    }
     let cwd = match p.cwd {
         None => crate::fs::ramfs::ROOT_INO,
         Some(dir) => match crate::fs::with(|fs| fs.lookup_dir(crate::fs::ramfs::ROOT_INO, dir)) {
@@ -152,22 +146,23 @@ fn session(req: &[u8]) {
             }
         },
     };
-    let now = crate::time::realtime_ns();
-    let (stdin, stdout, stderr) = (Pipe::new(now), Pipe::new(now), Pipe::new(now));
-    let stdio = FdTable::with_stdio([
-        OpenFile::new(Kind::PipeRead(stdin.clone()), oflag::O_RDONLY),
-        OpenFile::new(Kind::PipeWrite(stdout.clone()), oflag::O_WRONLY),
-        OpenFile::new(Kind::PipeWrite(stderr.clone()), oflag::O_WRONLY),
-    ]);
+    let (io, stdio) = match Stdio::open(p.tty, p.tty_size) {
+        Ok(x) => x,
+        Err(e) => {
+            let msg = alloc::format!(
+                "pvmux: exec: cannot open the program's stdio: {}\n",
+                e.message()
+            );
+            fail(id, &msg, e);
+            return;
+        }
+    };
     let exe = argv[0].clone();
     let env = (!env.is_empty()).then_some(env);
     let pid = match super::task::spawn_exec(argv, env, cwd, p.user, stdio) {
         Ok(pid) => pid,
         Err(e) => {
-            // The relay's own ends: nobody else has them.
-            stdin.close_writer();
-            stdout.close_reader();
-            stderr.close_reader();
+            io.close();
             let msg = match super::exec::missing_interpreter(cwd, &super::task::resolve_init(&exe))
             {
                 Some(interp) if e == Errno::ENOENT => alloc::format!(
@@ -180,11 +175,99 @@ fn session(req: &[u8]) {
             return;
         }
     };
+    if let Stdio::Tty(t) = &io {
+        // The program leads its own session and process group: `^C` goes to it.
+        t.set_foreground(pid);
+    }
     if hcall::exec_status(id, status::STARTED, pid as u64).is_err() {
         crate::println!("pvmux-kernel: exec: the host refused session {id}");
     }
-    let status = relay(id, pid, &stdin, [&stdout, &stderr]);
+    let status = relay(id, pid, &io);
+    io.close();
     let _ = hcall::exec_status(id, status::EXITED, status as u64);
+}
+
+/// The relay's ends of a session's standard streams.
+enum Stdio {
+    /// Three pipes: the write end of stdin, the read ends of stdout and stderr.
+    Pipes {
+        stdin: Arc<Pipe>,
+        outs: [Arc<Pipe>; 2],
+    },
+    /// A pseudo-terminal's master: stdin and stdout (stderr goes there too).
+    Tty(KernelPty),
+}
+
+impl Stdio {
+    /// The relay's ends, and the program's fds 0, 1, 2.
+    fn open(tty: bool, (rows, cols): (u16, u16)) -> Result<(Self, FdTable), Errno> {
+        if tty {
+            let rows = if rows == 0 { 24 } else { rows };
+            let cols = if cols == 0 { 80 } else { cols };
+            let (master, slave) = KernelPty::open(rows, cols, oflag::O_RDWR)?;
+            let fds = FdTable::with_stdio([slave.clone(), slave.clone(), slave]);
+            return Ok((Self::Tty(master), fds));
+        }
+        let now = crate::time::realtime_ns();
+        let (stdin, stdout, stderr) = (Pipe::new(now), Pipe::new(now), Pipe::new(now));
+        let fds = FdTable::with_stdio([
+            OpenFile::new(Kind::PipeRead(stdin.clone()), oflag::O_RDONLY),
+            OpenFile::new(Kind::PipeWrite(stdout.clone()), oflag::O_WRONLY),
+            OpenFile::new(Kind::PipeWrite(stderr.clone()), oflag::O_WRONLY),
+        ]);
+        Ok((
+            Self::Pipes {
+                stdin,
+                outs: [stdout, stderr],
+            },
+            fds,
+        ))
+    }
+
+    /// Output streams relayed: stdout and stderr, or the terminal alone.
+    fn nr_outputs(&self) -> usize {
+        match self {
+            Self::Pipes { .. } => 2,
+            Self::Tty(_) => 1,
+        }
+    }
+
+    /// Input for the program: the bytes taken, `EAGAIN` when full, another error when
+    /// nobody reads.
+    fn write_in(&self, data: &[u8]) -> Result<usize, Errno> {
+        match self {
+            Self::Pipes { stdin, .. } => stdin.write(data, true, false),
+            Self::Tty(t) => t.write(data),
+        }
+    }
+
+    /// The end of the host's input: a pipe's write end closes (a terminal has no end of
+    /// input: a program reading it waits, as with `runc exec --tty`).
+    fn close_in(&self) {
+        if let Self::Pipes { stdin, .. } = self {
+            stdin.close_writer();
+        }
+    }
+
+    /// Output `i`: `Ok(0)` once every writer is gone, `EAGAIN` when there is none yet.
+    fn read_out(&self, i: usize, buf: &mut [u8]) -> Result<usize, Errno> {
+        match self {
+            Self::Pipes { outs, .. } => outs[i].read(buf, true),
+            Self::Tty(t) => t.read(buf),
+        }
+    }
+
+    /// Releases the relay's ends (the input's, if still open, is closed by `relay`).
+    fn close(self) {
+        match self {
+            Self::Pipes { outs, .. } => {
+                for o in outs {
+                    o.close_reader();
+                }
+            }
+            Self::Tty(t) => drop(t),
+        }
+    }
 }
 
 /// Bytes waiting to go one way.
@@ -217,17 +300,16 @@ impl Pending {
     }
 }
 
-/// Relays session `id`'s streams until process `pid` has ended and both output pipes are
-/// closed by every writer; returns its wait status.
-fn relay(id: u64, pid: i32, stdin: &Arc<Pipe>, outs: [&Arc<Pipe>; 2]) -> i32 {
+/// Relays session `id`'s streams until process `pid` has ended and its outputs are closed
+/// by every writer; returns its wait status.
+fn relay(id: u64, pid: i32, io: &Stdio) -> i32 {
     let mut buf = alloc::vec![0u8; IO_MAX as usize];
     let streams = [exec::stream::STDOUT, exec::stream::STDERR];
     let mut to_guest = Pending::new();
     let mut to_host = [Pending::new(), Pending::new()];
-    // Where `to_host`'s bytes are for the host to read (a buffer of their own).
     let mut host_eof = false;
     let mut stdin_open = true;
-    let mut out_open = [true, true];
+    let mut out_open = [true, io.nr_outputs() > 1];
     // The host stopped taking a stream (it refused a write): its output is dropped.
     let mut discard = [false, false];
     let mut status = None;
@@ -247,7 +329,7 @@ fn relay(id: u64, pid: i32, stdin: &Arc<Pipe>, outs: [&Arc<Pipe>; 2]) -> i32 {
                 }
             }
             if !to_guest.is_empty() {
-                match stdin.write(to_guest.rest(), true, false) {
+                match io.write_in(to_guest.rest()) {
                     Ok(n) => {
                         to_guest.take(n);
                         moved = true;
@@ -257,14 +339,14 @@ fn relay(id: u64, pid: i32, stdin: &Arc<Pipe>, outs: [&Arc<Pipe>; 2]) -> i32 {
                 }
             }
             if host_eof && to_guest.is_empty() {
-                stdin.close_writer();
+                io.close_in();
                 stdin_open = false;
                 moved = true;
             }
         }
         for i in 0..2 {
             if out_open[i] && to_host[i].is_empty() {
-                match outs[i].read(&mut buf, true) {
+                match io.read_out(i, &mut buf) {
                     Ok(0) => {
                         out_open[i] = false;
                         moved = true;
@@ -301,12 +383,9 @@ fn relay(id: u64, pid: i32, stdin: &Arc<Pipe>, outs: [&Arc<Pipe>; 2]) -> i32 {
             }
         }
         if let Some(s) = status {
-            if !out_open[0] && !out_open[1] && to_host[0].is_empty() && to_host[1].is_empty() {
+            if out_open == [false, false] && to_host[0].is_empty() && to_host[1].is_empty() {
                 if stdin_open {
-                    stdin.close_writer();
-                }
-                for o in outs {
-                    o.close_reader();
+                    io.close_in();
                 }
                 return s;
             }

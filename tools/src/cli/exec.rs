@@ -2,7 +2,7 @@
 //! (`pvmux run --exec-socket PATH`; the protocol is `pvmux_host::exec::socket`).
 
 use std::ffi::OsString;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
@@ -37,6 +37,12 @@ pub struct ExecArgs {
     /// discarded and its input is empty.
     #[arg(short = 'd', long)]
     pub detach: bool,
+
+    /// Give the program a terminal (a pseudo-terminal in the guest, the size of pvmux's):
+    /// its stderr goes to stdout, and a host terminal on stdin is put in raw mode meanwhile
+    /// (the guest's terminal edits lines and echoes).
+    #[arg(short = 't', long)]
+    pub tty: bool,
 
     /// The program and its arguments (after `--`).
     #[arg(last = true, required = true, value_name = "PROGRAM [ARGS]")]
@@ -78,7 +84,12 @@ fn spec(args: &ExecArgs) -> ExecSpec {
         env,
         cwd: args.workdir.as_ref().map(|w| w.as_bytes().to_vec()),
         user: args.user,
-        tty: false,
+        tty: args.tty,
+        tty_size: args
+            .tty
+            .then(|| pvmux_host::console_input::terminal_size(std::io::stdout()))
+            .flatten()
+            .map(|s| (s.rows.get(), s.cols.get())),
     }
 }
 
@@ -93,6 +104,9 @@ pub(crate) fn run(args: &ExecArgs) -> anyhow::Result<u8> {
     let stdin: Option<Box<dyn std::io::Read + Send>> =
         (!args.detach).then(|| Box::new(std::io::stdin()) as _);
     let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+    let _raw = (args.tty && !args.detach && std::io::stdin().is_terminal())
+        .then(super::terminal::RawTerminal::enable)
+        .flatten();
     let end = run_client(&args.socket, &spec, stdin, args.detach, &mut out, &mut err);
     let end = match end {
         Ok(end) => end,

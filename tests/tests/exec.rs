@@ -517,10 +517,47 @@ fn a_terminal_session_has_a_pty() {
         .expect("exec");
     s.wait_started().expect("started");
     let mut out = s.stdout().expect("stdout");
-    s.stdin().expect("stdin").write_all(b"\x03").expect("type ^C");
+    s.stdin()
+        .expect("stdin")
+        .write_all(b"\x03")
+        .expect("type ^C");
     assert_eq!(s.wait(), ExecExit::Signaled(2));
     let mut seen = String::new();
     out.read_to_string(&mut seen).expect("read");
     assert_eq!(seen, "^C\r\n");
+    assert_eq!(end(tenant, gate).exit_code(), Some(0));
+}
+
+/// A guest kernel that lies about exec sessions (`hostile=exec`, the test kernel): its
+/// malformed calls get errors, its flood is held at the host's buffer, its made-up exit code
+/// is what the session reports, and the host carries on.
+#[test]
+fn a_lying_guest_kernel_cannot_hurt_the_host() {
+    let host = host();
+    let console = Capture::default();
+    let cfg = TenantConfig {
+        console: Box::new(console.clone()),
+        ..config("exec-hostile", "hostile=exec", 1)
+    };
+    let tenant = host.launch(cfg).expect("tenant launches");
+    let s = tenant
+        .exec(&ExecSpec::new(["/bin/anything"]))
+        .expect("exec queued");
+    assert_eq!(s.wait_started(), Ok(4242));
+    assert_eq!(s.wait(), ExecExit::Exited(42));
+    assert_eq!(s.peak_buffered(), (OUTPUT_BUFFER, 0));
+    let outcome = tenant.wait();
+    let out = console.text();
+    assert!(!out.contains("MISMATCH"), "{out}");
+    assert!(out.contains("hostile: exec CONTAINED"), "{out}");
+    assert_eq!(outcome.exit_code(), Some(0), "{out}");
+    // The host serves the next tenant.
+    let (_h, tenant, _c, gate) = guest("exec-after-hostile");
+    let d = run(
+        &tenant.exec_handle(),
+        &ExecSpec::new(["/bin/echo", "ok"]),
+        b"",
+    );
+    assert_eq!(d.out(), "ok\n");
     assert_eq!(end(tenant, gate).exit_code(), Some(0));
 }

@@ -932,7 +932,12 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         o!(
             "pvmux_exec_request_header",
             exec::ExecRequestHeader,
-            _reserved
+            tty_rows
+        ),
+        o!(
+            "pvmux_exec_request_header",
+            exec::ExecRequestHeader,
+            tty_cols
         ),
         ("EXEC_REQUEST_MAGIC", u64::from(exec::REQUEST_MAGIC)),
         ("EXEC_REQUEST_MAX", exec::REQUEST_MAX as u64),

@@ -313,11 +313,17 @@ fn relay(id: u64, pid: i32, io: &Stdio) -> i32 {
     // The host stopped taking a stream (it refused a write): its output is dropped.
     let mut discard = [false, false];
     let mut status = None;
+    // The `EXEC_SEQ` at the host's last `Busy` for input and for each output: the host is not
+    // asked again before it raised `pending::EXEC` (pipe changes wake this loop far more
+    // often than the host has news).
+    let mut input_busy_at = None;
+    let mut output_busy_at = [None, None];
     loop {
         let (gen, seq) = (poll::generation(), EXEC_SEQ.load(Ordering::Acquire));
         let mut moved = false;
         if stdin_open {
-            if to_guest.is_empty() && !host_eof {
+            if to_guest.is_empty() && !host_eof && input_busy_at != Some(seq) {
+                input_busy_at = None;
                 match gpa_of(&buf).map(|g| hcall::exec_read(id, g, buf.len() as u64)) {
                     Some(Ok(0)) | Some(Err(HcError::InvalidArgument)) | None => host_eof = true,
                     Some(Ok(n)) => {
@@ -325,7 +331,7 @@ fn relay(id: u64, pid: i32, io: &Stdio) -> i32 {
                         to_guest.set(&buf[..n]);
                         moved = true;
                     }
-                    Some(Err(_)) => {}
+                    Some(Err(_)) => input_busy_at = Some(seq),
                 }
             }
             if !to_guest.is_empty() {
@@ -360,7 +366,8 @@ fn relay(id: u64, pid: i32, io: &Stdio) -> i32 {
                     Err(_) => {}
                 }
             }
-            if !to_host[i].is_empty() {
+            if !to_host[i].is_empty() && output_busy_at[i] != Some(seq) {
+                output_busy_at[i] = None;
                 let rest = to_host[i].rest();
                 match gpa_of(rest).map(|g| hcall::exec_write(id, streams[i], g, rest.len() as u64))
                 {
@@ -368,7 +375,7 @@ fn relay(id: u64, pid: i32, io: &Stdio) -> i32 {
                         to_host[i].take(n as usize);
                         moved = true;
                     }
-                    Some(Err(HcError::Busy)) => {}
+                    Some(Err(HcError::Busy)) => output_busy_at[i] = Some(seq),
                     _ => {
                         discard[i] = true;
                         to_host[i] = Pending::new();

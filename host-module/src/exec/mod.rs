@@ -321,9 +321,7 @@ impl Read for ExecOutput {
             let out = &mut st.out[self.index];
             if !out.buf.is_empty() {
                 let n = out.buf.len().min(buf.len());
-                for (d, s) in buf.iter_mut().zip(out.buf.drain(..n)) {
-                    *d = s;
-                }
+                table::take_front(&mut out.buf, &mut buf[..n]);
                 let blocked = std::mem::take(&mut out.guest_blocked);
                 drop(st);
                 self.session.changed.notify_all();

@@ -252,7 +252,7 @@ fn serve_one(conn: UnixStream, handle: &ExecHandle) {
         std::thread::Builder::new()
             .name("pvmux-exec-out".into())
             .spawn(move || {
-                let mut buf = vec![0u8; 32 * 1024];
+                let mut buf = vec![0u8; FRAME_MAX];
                 while let Ok(n @ 1..) = out.read(&mut buf) {
                     let mut w = w.lock().unwrap_or_else(|e| e.into_inner());
                     if write_frame(&mut *w, k, &buf[..n]).is_err() {

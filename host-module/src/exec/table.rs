@@ -281,7 +281,7 @@ impl ExecTable {
         }
         let n = room.min(len as usize);
         let bytes = mem.read_vec(gpa, n).map_err(|_| HcError::BadAddress)?;
-        out.buf.extend(bytes);
+        out.buf.extend(&bytes[..]);
         out.peak = out.peak.max(out.buf.len());
         drop(st);
         s.changed.notify_all();
@@ -305,12 +305,24 @@ impl ExecTable {
             };
         }
         let n = st.stdin.len().min(len as usize);
-        let bytes: Vec<u8> = st.stdin.drain(..n).collect();
+        let mut bytes = vec![0u8; n];
+        take_front(&mut st.stdin, &mut bytes);
         mem.write(gpa, &bytes).map_err(|_| HcError::BadAddress)?;
         drop(st);
         s.changed.notify_all();
         Ok(n as u64)
     }
+}
+
+/// Moves the first `out.len()` bytes of `q` (which has at least that many) into `out`, a
+/// slice copy at a time.
+pub(crate) fn take_front(q: &mut VecDeque<u8>, out: &mut [u8]) {
+    let n = out.len();
+    let (a, b) = q.as_slices();
+    let from_a = a.len().min(n);
+    out[..from_a].copy_from_slice(&a[..from_a]);
+    out[from_a..].copy_from_slice(&b[..n - from_a]);
+    q.drain(..n);
 }
 
 /// Hypercalls 25..=28 for a tenant whose exec table is `table` (`None`: `UnknownCall`).

@@ -38,6 +38,9 @@ static EXEC_WQ: WaitQueue = WaitQueue::new();
 static EXITED: IrqLock<BTreeMap<i32, i32>> = IrqLock::new(BTreeMap::new());
 /// `execd` runs.
 static STARTED: AtomicBool = AtomicBool::new(false);
+/// Kernel heap one session may use at most: the relay's buffer and its two pending
+/// copies, three pipes' contents.
+const SESSION_HEAP: usize = 7 * IO_MAX as usize;
 
 /// The `pending::EXEC` event: a request, input, or room for output. Safe in event context.
 pub(crate) fn event() {
@@ -77,8 +80,17 @@ fn daemon() {
             match hcall::exec_fetch(gpa, buf.len() as u64) {
                 Ok(n) => {
                     let req = buf[..(n as usize).min(buf.len())].to_vec();
-                    if crate::sched::spawn("exec", None, move || session(&req)).is_err() {
-                        crate::println!("pvmux-kernel: exec: no memory for a session thread");
+                    let id = ExecRequest::parse(&req).map_or(0, |r| r.params().session);
+                    // A session's buffers (the relay's and the pipes') come from the kernel
+                    // heap: refused, not crashed, when it cannot afford them.
+                    let started = super::alloc_guard::reserve(SESSION_HEAP).is_ok()
+                        && crate::sched::spawn("exec", None, move || session(&req)).is_ok();
+                    if !started {
+                        fail(
+                            id,
+                            "pvmux: exec: the guest kernel has no memory for another session\n",
+                            Errno::ENOMEM,
+                        );
                     }
                 }
                 Err(HcError::UnknownCall) => return,

@@ -561,3 +561,50 @@ fn a_lying_guest_kernel_cannot_hurt_the_host() {
     assert_eq!(d.out(), "ok\n");
     assert_eq!(end(tenant, gate).exit_code(), Some(0));
 }
+
+/// Many sessions at once, then none: the guest has only init again, and its sandboxes are
+/// init's and the last program's only.
+#[test]
+fn many_sessions_leave_nothing_behind() {
+    let (_host, tenant, _console, gate) = guest("exec-many");
+    let h = tenant.exec_handle();
+    let sessions: Vec<ExecSession> = (0..32)
+        .map(|i| {
+            h.exec(&ExecSpec::new([
+                "/bin/sh".to_owned(),
+                "-c".to_owned(),
+                format!("echo {i}; exit {}", i % 7),
+            ]))
+            .expect("exec")
+        })
+        .collect();
+    let threads: Vec<_> = sessions
+        .into_iter()
+        .map(|s| std::thread::spawn(move || finish(s, b"")))
+        .collect();
+    for (i, t) in threads.into_iter().enumerate() {
+        let d = t.join().expect("session");
+        assert_eq!(d.out(), format!("{i}\n"));
+        assert_eq!(d.exit, ExecExit::Exited((i % 7) as i32));
+    }
+    let d = run(&h, &ExecSpec::new(["/bin/ls", "/proc"]), b"");
+    let pid = d.pid.expect("started").to_string();
+    let pids: Vec<&str> = d
+        .out
+        .split(|&b| b == b'\n')
+        .filter_map(|l| std::str::from_utf8(l).ok())
+        .filter(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()))
+        .collect();
+    assert_eq!(pids, ["1", pid.as_str()], "{}", d.out());
+    // Every ended program's user sandbox is reaped (init's stays).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tenant.user_sandbox_pids().len() > 1 {
+        assert!(
+            Instant::now() < deadline,
+            "{:?}",
+            tenant.user_sandbox_pids()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(end(tenant, gate).exit_code(), Some(0));
+}

@@ -98,7 +98,8 @@ pub(crate) fn handle(mem: &GuestMemory, env: &dyn HcEnv, nr: u64, args: [u64; 6]
         Hypercall::ExecFetch
         | Hypercall::ExecStatus
         | Hypercall::ExecWrite
-        | Hypercall::ExecRead => ret(crate::exec::hc(mem, env.exec(), call, args)),
+        | Hypercall::ExecRead
+        | Hypercall::ExecTermSize => ret(crate::exec::hc(mem, env.exec(), call, args)),
         _ => HcAction::Return(HcError::UnknownCall.to_ret()),
     }
 }

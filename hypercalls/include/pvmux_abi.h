@@ -347,6 +347,7 @@ enum pvmux_hypercall {
     PVMUX_HC_EXEC_STATUS = 26, /* (session, kind, value) -> 0 */
     PVMUX_HC_EXEC_WRITE = 27,  /* (session, stream, buf_gpa, len) -> bytes; PVMUX_EBUSY if full */
     PVMUX_HC_EXEC_READ = 28,   /* (session, buf_gpa, len) -> bytes, 0 at the end; PVMUX_EBUSY */
+    PVMUX_HC_EXEC_TERM_SIZE = 29, /* (session) -> (rows << 16) | cols of a terminal session */
 };
 
 /* Negative results of hypercalls and stub calls (int64_t in rax). */
@@ -754,7 +755,7 @@ struct pvmux_net_publish {
 };
 
 /* ------------------------------------------------------------------------------------------
- * Exec sessions (exec.rs): hypercalls 25..=28, PVMUX_PENDING_EXEC. A request is a struct
+ * Exec sessions (exec.rs): hypercalls 25..=29, PVMUX_PENDING_EXEC. A request is a struct
  * pvmux_exec_request_header, then cwd_len bytes of working directory, then nr_args arguments
  * and nr_env environment entries, each a uint32_t length and its bytes (no NUL, no padding).
  * ---------------------------------------------------------------------------------------- */

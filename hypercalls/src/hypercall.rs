@@ -107,6 +107,9 @@ pub enum Hypercall {
     /// `ExecRead(session, buf_gpa, len) -> n`: input of an exec session's program; 0 at its
     /// end, `Busy` while none is buffered.
     ExecRead = 28,
+    /// `ExecTermSize(session) -> (rows << 16) | cols`: the size the host last gave an exec
+    /// session's terminal.
+    ExecTermSize = 29,
 }
 
 impl Hypercall {
@@ -142,6 +145,7 @@ impl Hypercall {
             26 => Self::ExecStatus,
             27 => Self::ExecWrite,
             28 => Self::ExecRead,
+            29 => Self::ExecTermSize,
             _ => return None,
         })
     }

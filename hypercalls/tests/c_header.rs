@@ -314,6 +314,7 @@ int main(void) {
     P("HC_NET_GET_OPT", PVMUX_HC_NET_GET_OPT); P("HC_NET_PUBLISHED", PVMUX_HC_NET_PUBLISHED);
     P("HC_EXEC_FETCH", PVMUX_HC_EXEC_FETCH); P("HC_EXEC_STATUS", PVMUX_HC_EXEC_STATUS);
     P("HC_EXEC_WRITE", PVMUX_HC_EXEC_WRITE); P("HC_EXEC_READ", PVMUX_HC_EXEC_READ);
+    P("HC_EXEC_TERM_SIZE", PVMUX_HC_EXEC_TERM_SIZE);
     S(pvmux_exec_request_header); O(pvmux_exec_request_header, header_len);
     O(pvmux_exec_request_header, total_len); O(pvmux_exec_request_header, flags);
     O(pvmux_exec_request_header, session); O(pvmux_exec_request_header, uid);
@@ -896,6 +897,7 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         ("HC_EXEC_STATUS", Hypercall::ExecStatus as u64),
         ("HC_EXEC_WRITE", Hypercall::ExecWrite as u64),
         ("HC_EXEC_READ", Hypercall::ExecRead as u64),
+        ("HC_EXEC_TERM_SIZE", Hypercall::ExecTermSize as u64),
         (
             "sizeof pvmux_exec_request_header",
             size_of::<exec::ExecRequestHeader>() as u64,

@@ -33,7 +33,7 @@ const KNOWN_VECTORS: [Vector; 12] = [
     Vector::Event,
     Vector::Syscall,
 ];
-const KNOWN_CALLS: [Hypercall; 29] = [
+const KNOWN_CALLS: [Hypercall; 30] = [
     Hypercall::Nop,
     Hypercall::ConsoleWrite,
     Hypercall::Shutdown,
@@ -63,6 +63,7 @@ const KNOWN_CALLS: [Hypercall; 29] = [
     Hypercall::ExecStatus,
     Hypercall::ExecWrite,
     Hypercall::ExecRead,
+    Hypercall::ExecTermSize,
 ];
 const KNOWN_ERRORS: [HcError; 6] = [
     HcError::UnknownCall,

@@ -201,6 +201,11 @@ pub(crate) fn exec_write(session: u64, stream: u64, gpa: u64, len: u64) -> Resul
     result(call(Hypercall::ExecWrite, [session, stream, gpa, len, 0]))
 }
 
+/// `ExecTermSize`: exec session `session`'s terminal size, `(rows << 16) | cols`.
+pub(crate) fn exec_term_size(session: u64) -> Result<u64, HcError> {
+    result(call(Hypercall::ExecTermSize, [session, 0, 0, 0, 0]))
+}
+
 /// `ExecRead`: input of exec session `session`; 0 at its end, `Busy` while none is buffered.
 pub(crate) fn exec_read(session: u64, gpa: u64, len: u64) -> Result<u64, HcError> {
     result(call(Hypercall::ExecRead, [session, gpa, len, 0, 0]))

@@ -508,6 +508,32 @@ fn a_terminal_session_has_a_pty() {
         String::from_utf8_lossy(&seen),
         "terminal\r\n33 101\r\nerr\r\ntyped\r\ngot typed\r\n"
     );
+    // A resize reaches the terminal and the program gets SIGWINCH.
+    let mut s = h
+        .exec(&ExecSpec {
+            tty: true,
+            ..ExecSpec::new([
+                "/bin/sh",
+                "-c",
+                "trap 'echo winch' WINCH; stty size; \
+                 while [ \"$(stty size)\" = \"24 80\" ]; do sleep 0.05; done; stty size",
+            ])
+        })
+        .expect("exec");
+    let mut out = s.stdout().expect("stdout");
+    let mut seen = Vec::new();
+    while !seen.ends_with(b"24 80\r\n") {
+        let n = out.read(&mut buf).expect("read");
+        assert!(n > 0, "ended early: {:?}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    s.resizer().resize(50, 132);
+    out.read_to_end(&mut seen).expect("read the rest");
+    assert_eq!(s.wait(), ExecExit::Exited(0));
+    assert_eq!(
+        String::from_utf8_lossy(&seen),
+        "24 80\r\nwinch\r\n50 132\r\n"
+    );
     // ^C typed at the terminal interrupts the program (its own foreground group).
     let mut s = h
         .exec(&ExecSpec {

@@ -142,6 +142,11 @@ impl From<RequestError> for ExecError {
     }
 }
 
+/// A terminal session's rows when none are given.
+pub const DEFAULT_ROWS: u16 = 24;
+/// A terminal session's columns when none are given.
+pub const DEFAULT_COLS: u16 = 80;
+
 /// Starts exec sessions in one tenant, from any thread, while it runs (cheap to clone).
 #[derive(Clone, Debug)]
 pub struct ExecHandle {
@@ -154,9 +159,16 @@ impl ExecHandle {
     pub fn exec(&self, spec: &ExecSpec) -> Result<ExecSession, ExecError> {
         // Checked once here: the same strings encode for every session id.
         table::encode_request(spec, 1)?;
+        let (rows, cols) = spec.tty_size.unwrap_or_default();
+        let size = spec.tty.then_some((
+            if rows == 0 { DEFAULT_ROWS } else { rows },
+            if cols == 0 { DEFAULT_COLS } else { cols },
+        ));
         let session = self
             .table
-            .queue(|id| table::encode_request(spec, id).unwrap_or_default())
+            .queue(size, |id| {
+                table::encode_request(spec, id).unwrap_or_default()
+            })
             .map_err(|e| match e {
                 QueueError::Closed => ExecError::NotRunning,
                 QueueError::Full => ExecError::TooManySessions,
@@ -177,7 +189,36 @@ impl ExecHandle {
                 index: 1,
             }),
             session,
+            table: Arc::clone(&self.table),
         })
+    }
+}
+
+/// Resizes a terminal session's terminal ([`ExecSession::resizer`]).
+#[derive(Clone, Debug)]
+pub struct ExecResizer {
+    session: Arc<Session>,
+    table: Arc<ExecTable>,
+}
+
+impl ExecResizer {
+    /// Sets the terminal's size (a zero is kept as it was): the program gets `SIGWINCH`.
+    /// Nothing happens for a session without a terminal.
+    pub fn resize(&self, rows: u16, cols: u16) {
+        let mut st = self.session.lock();
+        let Some(size) = st.tty_size.as_mut() else {
+            return;
+        };
+        let new = (
+            if rows == 0 { size.0 } else { rows },
+            if cols == 0 { size.1 } else { cols },
+        );
+        if new == *size {
+            return;
+        }
+        *size = new;
+        drop(st);
+        self.table.raise();
     }
 }
 
@@ -187,6 +228,7 @@ impl ExecHandle {
 #[derive(Debug)]
 pub struct ExecSession {
     session: Arc<Session>,
+    table: Arc<ExecTable>,
     stdin: Option<ExecStdin>,
     stdout: Option<ExecOutput>,
     stderr: Option<ExecOutput>,
@@ -213,15 +255,17 @@ impl ExecSession {
         self.stderr.take()
     }
 
-    /// Waits until the program runs (its guest pid) or the session ended without it
-    /// running.
+    /// Waits until the program has started (its guest pid, also if it has ended since) or
+    /// the session ended without it running.
     pub fn wait_started(&self) -> Result<u32, ExecExit> {
         let mut st = self.session.lock();
         loop {
+            if let Some(pid) = st.pid {
+                return Ok(pid);
+            }
             match st.phase {
-                Phase::Running(pid) => return Ok(pid),
                 Phase::Ended(how) => return Err(how),
-                Phase::Queued | Phase::Fetched => st = self.session.wait(st),
+                _ => st = self.session.wait(st),
             }
         }
     }
@@ -235,6 +279,14 @@ impl ExecSession {
                 return how;
             }
             st = self.session.wait(st);
+        }
+    }
+
+    /// A handle that resizes the session's terminal (from any thread).
+    pub fn resizer(&self) -> ExecResizer {
+        ExecResizer {
+            session: Arc::clone(&self.session),
+            table: Arc::clone(&self.table),
         }
     }
 

@@ -10,6 +10,7 @@
 //! | client → server | 1 `SPEC` (first frame, once) | an exec request in the ABI's encoding (`pvmux_hypercalls::exec::encode`; its session id is ignored, use 1) |
 //! | client → server | 2 `STDIN` | bytes for the program's standard input |
 //! | client → server | 3 `STDIN_EOF` | empty: the end of its input |
+//! | client → server | 4 `RESIZE` | `u16` rows, `u16` columns: a terminal session's new size |
 //! | server → client | 16 `STARTED` | `u32` guest pid |
 //! | server → client | 17 `STDOUT`, 18 `STDERR` | the program's output |
 //! | server → client | 19 `EXIT` (last) | `u32` kind (1 exited, 2 killed by a signal, 3 not started, 4 the tenant ended), `i32` value (code, signal, errno, 0), `i32` the shell's exit status ([`super::ExecExit::code`]) |
@@ -40,6 +41,8 @@ pub mod kind {
     pub const STDIN: u8 = 2;
     /// End of input (client).
     pub const STDIN_EOF: u8 = 3;
+    /// A terminal's new size (client).
+    pub const RESIZE: u8 = 4;
     /// The program runs (server).
     pub const STARTED: u8 = 16;
     /// Standard output (server).
@@ -230,12 +233,15 @@ fn serve_one(conn: UnixStream, handle: &ExecHandle) {
     };
     // Input: frames to the program until its end or the client's.
     if let Some(mut stdin) = session.stdin() {
+        let resizer = session.resizer();
         let _ = std::thread::Builder::new()
             .name("pvmux-exec-in".into())
             .spawn(move || {
                 while let Ok(Some((k, p))) = read_frame(&mut reader) {
-                    match k {
-                        kind::STDIN if stdin.write_all(&p).is_ok() => {}
+                    match (k, &p[..]) {
+                        (kind::STDIN, _) if stdin.write_all(&p).is_ok() => {}
+                        (kind::RESIZE, &[r0, r1, c0, c1]) => resizer
+                            .resize(u16::from_le_bytes([r0, r1]), u16::from_le_bytes([c0, c1])),
                         _ => break,
                     }
                 }

@@ -1,7 +1,7 @@
 //! A tenant's exec sessions, as the host keeps them: the queue of requests the guest has not
 //! fetched yet, and per session its phase and its bounded buffers (input for the guest,
 //! standard output and standard error from it). The guest half is [`hc`] (hypercalls
-//! 25..=28, docs/ABI.md §exec); the caller half is [`super::ExecSession`].
+//! 25..=29, docs/ABI.md §exec); the caller half is [`super::ExecSession`].
 //!
 //! Nothing the guest does grows host memory past [`MAX_SESSIONS`] sessions of
 //! [`OUTPUT_BUFFER`] bytes per output stream and [`INPUT_BUFFER`] bytes of input: the guest
@@ -53,6 +53,10 @@ pub(crate) struct SessionState {
     pub(crate) stdin_eof: bool,
     /// Standard output, standard error.
     pub(crate) out: [Output; 2],
+    /// A terminal session's (rows, columns).
+    pub(crate) tty_size: Option<(u16, u16)>,
+    /// The guest pid, once the program started (kept after it ended).
+    pub(crate) pid: Option<u32>,
 }
 
 /// One session, shared by the table (the guest's side) and the caller's handles.
@@ -136,6 +140,7 @@ impl ExecTable {
     /// Queues a request; `encode` builds it for the session id it is given.
     pub(crate) fn queue(
         &self,
+        tty_size: Option<(u16, u16)>,
         encode: impl FnOnce(u64) -> Vec<u8>,
     ) -> Result<Arc<Session>, QueueError> {
         let mut st = self.lock();
@@ -154,6 +159,8 @@ impl ExecTable {
                 stdin: VecDeque::new(),
                 stdin_eof: false,
                 out: Default::default(),
+                tty_size,
+                pid: None,
             }),
             changed: Condvar::new(),
         });
@@ -235,6 +242,9 @@ impl ExecTable {
             }
             _ => return Err(HcError::InvalidArgument),
         };
+        if let Phase::Running(pid) = next {
+            st.pid = Some(pid);
+        }
         st.phase = next;
         drop(st);
         s.changed.notify_all();
@@ -288,6 +298,18 @@ impl ExecTable {
         Ok(n as u64)
     }
 
+    /// `ExecTermSize(session)`.
+    fn term_size(&self, id: u64) -> Result<u64, HcError> {
+        let s = self.session(id)?;
+        let st = s.lock();
+        match (st.phase, st.tty_size) {
+            (Phase::Fetched | Phase::Running(_), Some((rows, cols))) => {
+                Ok(u64::from(rows) << 16 | u64::from(cols))
+            }
+            _ => Err(HcError::InvalidArgument),
+        }
+    }
+
     /// `ExecRead(session, buf_gpa, len)`.
     fn read(&self, mem: &GuestMemory, id: u64, gpa: u64, len: u64) -> Result<u64, HcError> {
         let len = len.min(IO_MAX);
@@ -325,7 +347,7 @@ pub(crate) fn take_front(q: &mut VecDeque<u8>, out: &mut [u8]) {
     q.drain(..n);
 }
 
-/// Hypercalls 25..=28 for a tenant whose exec table is `table` (`None`: `UnknownCall`).
+/// Hypercalls 25..=29 for a tenant whose exec table is `table` (`None`: `UnknownCall`).
 pub(crate) fn hc(
     mem: &GuestMemory,
     table: Option<&ExecTable>,
@@ -338,6 +360,7 @@ pub(crate) fn hc(
         Hypercall::ExecStatus => t.status(a[0], a[1], a[2]),
         Hypercall::ExecWrite => t.write(mem, a[0], a[1], a[2], a[3]),
         Hypercall::ExecRead => t.read(mem, a[0], a[1], a[2]),
+        Hypercall::ExecTermSize => t.term_size(a[0]),
         _ => Err(HcError::UnknownCall),
     }
 }

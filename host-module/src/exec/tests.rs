@@ -120,6 +120,11 @@ fn a_session_from_request_to_exit() {
     )
     .unwrap();
     assert_eq!(s.wait(), ExecExit::Exited(7));
+    assert_eq!(
+        s.wait_started(),
+        Ok(42),
+        "the pid stays known after the end"
+    );
     let (mut out, mut err) = (String::new(), String::new());
     s.stdout().unwrap().read_to_string(&mut out).unwrap();
     s.stderr().unwrap().read_to_string(&mut err).unwrap();
@@ -356,6 +361,34 @@ fn sessions_are_bounded_and_end_with_the_tenant() {
         call(&mem, &h, Hypercall::ExecFetch, [BUF, 4096, 0, 0]),
         Err(HcError::Busy)
     );
+}
+
+#[test]
+fn terminal_sizes_reach_the_guest_on_request() {
+    let (mem, h, raised) = setup();
+    let plain = h.exec(&ExecSpec::new(["a"])).unwrap();
+    let tty = h
+        .exec(&ExecSpec {
+            tty: true,
+            tty_size: Some((0, 100)),
+            ..ExecSpec::new(["b"])
+        })
+        .unwrap();
+    let size = |id| call(&mem, &h, Hypercall::ExecTermSize, [id, 0, 0, 0]);
+    // Not before the fetch, never for a session without a terminal.
+    assert_eq!(size(tty.id()), Err(HcError::InvalidArgument));
+    assert_eq!(fetch(&mem, &h), plain.id());
+    assert_eq!(fetch(&mem, &h), tty.id());
+    assert_eq!(size(plain.id()), Err(HcError::InvalidArgument));
+    assert_eq!(size(tty.id()), Ok(24 << 16 | 100));
+    let before = raised.load(SeqCst);
+    tty.resizer().resize(50, 0);
+    assert_eq!(size(tty.id()), Ok(50 << 16 | 100));
+    assert_eq!(raised.load(SeqCst), before + 1);
+    tty.resizer().resize(50, 100);
+    plain.resizer().resize(9, 9);
+    assert_eq!(raised.load(SeqCst), before + 1, "no change, no event");
+    assert_eq!(size(u64::MAX), Err(HcError::InvalidArgument));
 }
 
 #[test]

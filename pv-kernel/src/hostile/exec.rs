@@ -1,5 +1,5 @@
 //! `hostile=exec`: a guest kernel that lies to the host about exec sessions (hypercalls
-//! 25..=28). Malformed calls get their documented errors; then, for the one request the host
+//! 25..=29). Malformed calls get their documented errors; then, for the one request the host
 //! test queued, the case fetches it, reports `STARTED` twice and impossible statuses, floods
 //! the session's stdout (the host takes at most its buffer and answers `Busy`), reads input
 //! that is not there, and ends it with a made-up exit code 42, after which the session is
@@ -146,6 +146,18 @@ pub(crate) fn run() -> bool {
             Hypercall::ExecRead,
             [id, gpa, 16, 0, 0],
             BUSY,
+        ),
+        (
+            "ExecTermSize of a session without a terminal",
+            Hypercall::ExecTermSize,
+            [id, 0, 0, 0, 0],
+            INVAL,
+        ),
+        (
+            "ExecTermSize of an unknown session",
+            Hypercall::ExecTermSize,
+            [u64::MAX, 0, 0, 0, 0],
+            INVAL,
         ),
     ] {
         ok &= is(what, hc(nr, a), want);

@@ -330,9 +330,19 @@ fn relay(id: u64, pid: i32, io: &Stdio) -> i32 {
     // often than the host has news).
     let mut input_busy_at = None;
     let mut output_busy_at = [None, None];
+    // A terminal's size is asked again after each `pending::EXEC`.
+    let mut size_seen_at = None;
     loop {
         let (gen, seq) = (poll::generation(), EXEC_SEQ.load(Ordering::Acquire));
         let mut moved = false;
+        if let Stdio::Tty(t) = io {
+            if size_seen_at != Some(seq) {
+                size_seen_at = Some(seq);
+                if let Ok(v) = hcall::exec_term_size(id) {
+                    t.resize((v >> 16) as u16, v as u16);
+                }
+            }
+        }
         if stdin_open {
             if to_guest.is_empty() && !host_eof && input_busy_at != Some(seq) {
                 input_busy_at = None;

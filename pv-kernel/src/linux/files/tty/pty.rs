@@ -411,6 +411,22 @@ impl KernelPty {
         Ok(n)
     }
 
+    /// Sets the terminal's size; a change sends `SIGWINCH` to its foreground group.
+    pub(crate) fn resize(&self, rows: u16, cols: u16) {
+        let p = &self.0 .0;
+        let pg = {
+            let mut s = p.st.lock();
+            if s.winsize[..2] == [rows, cols] {
+                return;
+            }
+            s.winsize = [rows, cols, 0, 0];
+            s.fg_pgrp
+        };
+        if pg > 0 {
+            super::signal_foreground(pg, 1 << signal::sig::SIGWINCH);
+        }
+    }
+
     /// Makes process group `pgrp` the terminal's foreground group (`^C` goes there).
     pub(crate) fn set_foreground(&self, pgrp: i32) {
         self.0 .0.st.lock().fg_pgrp = pgrp;

@@ -46,6 +46,10 @@ pub(crate) trait HcEnv {
     fn volumes(&self) -> &[std::sync::Arc<crate::volume::Volume>] {
         &[]
     }
+    /// The tenant's exec sessions, if it takes them.
+    fn exec(&self) -> Option<&crate::exec::ExecTable> {
+        None
+    }
 }
 
 /// Handles hypercall `nr` (flags in the high half) with `args`.
@@ -92,6 +96,11 @@ pub(crate) fn handle(mem: &GuestMemory, env: &dyn HcEnv, nr: u64, args: [u64; 6]
         | Hypercall::NetSetOpt
         | Hypercall::NetGetOpt
         | Hypercall::NetPublished => HcAction::Return(crate::net::hc(mem, env.net(), call, args)),
+        Hypercall::ExecFetch
+        | Hypercall::ExecStatus
+        | Hypercall::ExecWrite
+        | Hypercall::ExecRead
+        | Hypercall::ExecTermSize => ret(crate::exec::hc(mem, env.exec(), call, args)),
         _ => HcAction::Return(HcError::UnknownCall.to_ret()),
     }
 }

@@ -17,6 +17,7 @@ pub mod domain_builder;
 pub mod dump;
 mod error;
 pub mod escape;
+pub mod exec;
 #[cfg(test)]
 mod fuzz_tests;
 mod host;
@@ -49,6 +50,7 @@ pub use console::{KernelLog, TokenBucket, CONSOLE_TAIL_LINES};
 pub use console_input::ConsoleInput;
 pub use crash::{CrashCause, CrashReport, Frame};
 pub use error::{HostError, ImageError, MemoryError};
+pub use exec::{ExecError, ExecExit, ExecHandle, ExecSession, ExecSpec};
 pub use host::{warm_up, Host, DEFAULT_FAULT_AROUND};
 pub use kernel_image::KernelImage;
 pub use memory::GuestMemory;

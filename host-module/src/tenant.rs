@@ -220,6 +220,8 @@ struct Shared {
     cpu: OnceLock<Arc<crate::limits::budget::TenantCpu>>,
     /// Host networking, when the tenant has some.
     net: OnceLock<Arc<crate::net::HostNet>>,
+    /// Exec sessions (`Tenant::exec`).
+    exec: Arc<crate::exec::ExecTable>,
 }
 
 /// The options of [`TenantConfig`] the monitor thread applies.
@@ -527,6 +529,10 @@ impl HcEnv for Shared {
     fn volumes(&self) -> &[Arc<crate::volume::Volume>] {
         &self.volumes
     }
+
+    fn exec(&self) -> Option<&crate::exec::ExecTable> {
+        Some(&self.exec)
+    }
 }
 
 /// A running guest kernel. Dropping it kills the sandbox and releases everything.
@@ -595,34 +601,42 @@ impl Tenant {
             Some(_) => InputBuffer::default(),
             None => InputBuffer::without_source(),
         });
-        let shared = Arc::new(Shared {
-            name: parts.name,
-            mem,
-            ctl: Arc::new(parts.ctl),
-            kernel: parts.kernel,
-            layout: parts.layout,
-            clock: parts.clock,
-            console: Console::with_streams(
-                parts.console,
-                parts.console_stderr,
-                parts.kernel_log,
-                parts.console_rate,
-            ),
-            stop: Arc::new(AtomicBool::new(false)),
-            killed_by_host: AtomicBool::new(false),
-            pidfd: OnceLock::new(),
-            status: Mutex::new((TenantState::Created, None)),
-            ending: AtomicU32::new(0),
-            in_host: (0..nr_vcpus).map(|_| AtomicBool::new(false)).collect(),
-            limits: parts.limits,
-            spaces,
-            namespaces,
-            input,
-            signal_gate: Mutex::new(None),
-            hostfs: parts.hostfs,
-            volumes: parts.volumes,
-            cpu: OnceLock::new(),
-            net: OnceLock::new(),
+        let shared = Arc::new_cyclic(|weak: &std::sync::Weak<Shared>| {
+            let exec_weak = weak.clone();
+            Shared {
+                name: parts.name,
+                mem,
+                ctl: Arc::new(parts.ctl),
+                kernel: parts.kernel,
+                layout: parts.layout,
+                clock: parts.clock,
+                console: Console::with_streams(
+                    parts.console,
+                    parts.console_stderr,
+                    parts.kernel_log,
+                    parts.console_rate,
+                ),
+                stop: Arc::new(AtomicBool::new(false)),
+                killed_by_host: AtomicBool::new(false),
+                pidfd: OnceLock::new(),
+                status: Mutex::new((TenantState::Created, None)),
+                ending: AtomicU32::new(0),
+                in_host: (0..nr_vcpus).map(|_| AtomicBool::new(false)).collect(),
+                limits: parts.limits,
+                spaces,
+                namespaces,
+                input,
+                signal_gate: Mutex::new(None),
+                hostfs: parts.hostfs,
+                volumes: parts.volumes,
+                cpu: OnceLock::new(),
+                net: OnceLock::new(),
+                exec: Arc::new(crate::exec::ExecTable::new(Box::new(move || {
+                    if let Some(s) = exec_weak.upgrade() {
+                        s.raise(pvmux_hypercalls::vcpu::pending::EXEC);
+                    }
+                }))),
+            }
         });
         if parts.net.enabled() {
             let weak = Arc::downgrade(&shared);
@@ -701,6 +715,23 @@ impl Tenant {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .0
+    }
+
+    /// Starts `spec` as a new process in the running guest (see [`crate::exec`]).
+    pub fn exec(
+        &self,
+        spec: &crate::exec::ExecSpec,
+    ) -> Result<crate::exec::ExecSession, crate::exec::ExecError> {
+        self.exec_handle().exec(spec)
+    }
+
+    /// A handle that starts exec sessions in this tenant from any thread, also while another
+    /// thread waits for the tenant ([`Tenant::wait`]); once the tenant has ended, it refuses
+    /// with [`crate::exec::ExecError::NotRunning`].
+    pub fn exec_handle(&self) -> crate::exec::ExecHandle {
+        crate::exec::ExecHandle {
+            table: Arc::clone(&self.shared.exec),
+        }
     }
 
     /// Pids of the tenant's user sandboxes that have not been reaped yet.
@@ -878,6 +909,8 @@ fn monitor_thread(s: &Arc<Shared>, stub: &Stub, tx: &mpsc::Sender<Result<u32, Ho
     };
     // Every user sandbox goes with the kernel sandbox, before the cgroup they share.
     s.spaces.shutdown();
+    // Exec sessions end with it (their programs were in it).
+    s.exec.close();
     drop(limits);
     s.stop.store(true, SeqCst);
     s.sandbox_ended(exit);
@@ -972,6 +1005,7 @@ fn pending_names(bits: u32) -> String {
         (pending::HOST, "HOST"),
         (pending::INPUT, "INPUT"),
         (pending::NET, "NET"),
+        (pending::EXEC, "EXEC"),
     ]
     .iter()
     .filter(|(b, _)| bits & b != 0)

@@ -38,7 +38,7 @@ extern "C" {
 
 /* "PVMUXABI" read as a little-endian u64. */
 #define PVMUX_ABI_MAGIC UINT64_C(0x49424158554d5650)
-#define PVMUX_ABI_VERSION 5u
+#define PVMUX_ABI_VERSION 6u
 /* Guest and host page size (pvmux requires 4 KiB host pages). */
 #define PVMUX_PAGE_SIZE UINT64_C(4096)
 /* Largest number of vCPUs of a tenant. */
@@ -342,6 +342,12 @@ enum pvmux_hypercall {
     PVMUX_HC_NET_SET_OPT = 22,   /* (h, level, name, value) -> 0 */
     PVMUX_HC_NET_GET_OPT = 23,   /* (h, level, name) -> value */
     PVMUX_HC_NET_PUBLISHED = 24, /* (rec_gpa) -> handle; PVMUX_EBUSY if none */
+    /* Exec sessions (runc exec, pvmux exec); see "Exec sessions" below. */
+    PVMUX_HC_EXEC_FETCH = 25,  /* (buf_gpa, buf_len) -> len of the request; PVMUX_EBUSY if none */
+    PVMUX_HC_EXEC_STATUS = 26, /* (session, kind, value) -> 0 */
+    PVMUX_HC_EXEC_WRITE = 27,  /* (session, stream, buf_gpa, len) -> bytes; PVMUX_EBUSY if full */
+    PVMUX_HC_EXEC_READ = 28,   /* (session, buf_gpa, len) -> bytes, 0 at the end; PVMUX_EBUSY */
+    PVMUX_HC_EXEC_TERM_SIZE = 29, /* (session) -> (rows << 16) | cols of a terminal session */
     PVMUX_HC_HOSTFS_LOOKUP = 30, /* (path_gpa, path_len, buf_gpa, buf_len) -> bytes; 0 = no entry (ABI v6) */
 };
 
@@ -413,9 +419,10 @@ struct pvmux_sandbox_header {
 #define PVMUX_PENDING_HOST (1u << 2)
 #define PVMUX_PENDING_INPUT (1u << 3) /* console input (or its end) arrived: console_read */
 #define PVMUX_PENDING_NET (1u << 4)   /* a host socket may be ready, or a published connection */
+#define PVMUX_PENDING_EXEC (1u << 5)  /* an exec request, exec input, or room for exec output */
 #define PVMUX_PENDING_ALL                                                                  \
     (PVMUX_PENDING_TIMER | PVMUX_PENDING_KICK | PVMUX_PENDING_HOST | PVMUX_PENDING_INPUT | \
-     PVMUX_PENDING_NET)
+     PVMUX_PENDING_NET | PVMUX_PENDING_EXEC)
 
 /* Indices into VcpuShared.stats */
 #define PVMUX_STAT_SHADOW_FILLS 0
@@ -749,6 +756,41 @@ struct pvmux_net_publish {
 };
 
 /* ------------------------------------------------------------------------------------------
+ * Exec sessions (exec.rs): hypercalls 25..=29, PVMUX_PENDING_EXEC. A request is a struct
+ * pvmux_exec_request_header, then cwd_len bytes of working directory, then nr_args arguments
+ * and nr_env environment entries, each a uint32_t length and its bytes (no NUL, no padding).
+ * ---------------------------------------------------------------------------------------- */
+
+#define PVMUX_EXEC_REQUEST_MAGIC 0x58455650u /* "PVEX" */
+#define PVMUX_EXEC_REQUEST_MAX 65536u        /* largest encoded request */
+#define PVMUX_EXEC_IO_MAX UINT64_C(0x10000)  /* largest ExecWrite/ExecRead transfer */
+#define PVMUX_EXEC_MAX_SESSIONS 64u          /* sessions per tenant at once */
+#define PVMUX_EXEC_OUTPUT_BUFFER 65536u      /* host buffer per output stream of a session */
+#define PVMUX_EXEC_INPUT_BUFFER 65536u       /* host buffer of a session's input */
+#define PVMUX_EXEC_STREAM_STDOUT 1u          /* ExecWrite streams */
+#define PVMUX_EXEC_STREAM_STDERR 2u
+#define PVMUX_EXEC_STARTED 1u /* ExecStatus kinds: value = guest pid */
+#define PVMUX_EXEC_FAILED 2u  /* value = Linux errno (not started) */
+#define PVMUX_EXEC_EXITED 3u  /* value = Linux wait status (ended, output closed) */
+#define PVMUX_EXEC_FLAG_TTY (1u << 0)  /* a pseudo-terminal; stderr goes to stdout */
+#define PVMUX_EXEC_FLAG_USER (1u << 1) /* uid/gid given */
+
+struct pvmux_exec_request_header {
+    uint32_t magic;      /* PVMUX_EXEC_REQUEST_MAGIC */
+    uint32_t header_len; /* 48 */
+    uint32_t total_len;  /* bytes of the whole request */
+    uint32_t flags;      /* PVMUX_EXEC_FLAG_* */
+    uint64_t session;    /* >= 1 */
+    uint32_t uid;        /* with PVMUX_EXEC_FLAG_USER */
+    uint32_t gid;
+    uint32_t nr_args;    /* >= 1 */
+    uint32_t nr_env;     /* 0: the kernel's default environment */
+    uint32_t cwd_len;    /* 0: "/" */
+    uint16_t tty_rows;   /* with PVMUX_EXEC_FLAG_TTY: rows (0: 24); else 0 */
+    uint16_t tty_cols;   /* with PVMUX_EXEC_FLAG_TTY: columns (0: 80); else 0 */
+};
+
+/* ------------------------------------------------------------------------------------------
  * Volumes (volume.rs): VolumeOp(req_gpa, resp_gpa), writable host directories (--volume)
  * ---------------------------------------------------------------------------------------- */
 
@@ -951,6 +993,9 @@ _Static_assert(offsetof(struct pvmux_volume_response, stat) == 16, "VolumeRespon
 _Static_assert(sizeof(struct pvmux_hostfs_entry) == PVMUX_HOSTFS_ENTRY_HEADER, "HostfsEntry");
 _Static_assert(sizeof(struct pvmux_net_addr) == 24, "NetAddr");
 _Static_assert(sizeof(struct pvmux_net_publish) == 32, "NetPublish");
+_Static_assert(sizeof(struct pvmux_exec_request_header) == 48, "ExecRequestHeader");
+_Static_assert(offsetof(struct pvmux_exec_request_header, session) == 16, "ExecRequestHeader");
+_Static_assert(offsetof(struct pvmux_exec_request_header, cwd_len) == 40, "ExecRequestHeader");
 _Static_assert(offsetof(struct pvmux_hostfs_entry, perm) == 16, "HostfsEntry.perm");
 _Static_assert(offsetof(struct pvmux_hostfs_entry, name_len) == 28, "HostfsEntry.name_len");
 _Static_assert(offsetof(struct pvmux_hostfs_entry, kind) == 32, "HostfsEntry.kind");

@@ -95,6 +95,21 @@ pub enum Hypercall {
     NetGetOpt = 23,
     /// `NetPublished(rec_gpa) -> handle`: the next `--publish` connection.
     NetPublished = 24,
+    /// `ExecFetch(buf_gpa, buf_len) -> len`: the next queued exec request (docs/ABI.md
+    /// §exec, [`crate::exec`]); `Busy` when none.
+    ExecFetch = 25,
+    /// `ExecStatus(session, kind, value) -> 0`: an exec session's program started, could not
+    /// start, or ended ([`crate::exec::status`]).
+    ExecStatus = 26,
+    /// `ExecWrite(session, stream, buf_gpa, len) -> n`: output of an exec session's program;
+    /// `Busy` while the host's buffer is full.
+    ExecWrite = 27,
+    /// `ExecRead(session, buf_gpa, len) -> n`: input of an exec session's program; 0 at its
+    /// end, `Busy` while none is buffered.
+    ExecRead = 28,
+    /// `ExecTermSize(session) -> (rows << 16) | cols`: the size the host last gave an exec
+    /// session's terminal.
+    ExecTermSize = 29,
     /// Looks up one entry of the host root shared with `--rootfs` (docs/ABI.md §hostfs;
     /// ABI v6).
     HostfsLookup = 30,
@@ -129,6 +144,11 @@ impl Hypercall {
             22 => Self::NetSetOpt,
             23 => Self::NetGetOpt,
             24 => Self::NetPublished,
+            25 => Self::ExecFetch,
+            26 => Self::ExecStatus,
+            27 => Self::ExecWrite,
+            28 => Self::ExecRead,
+            29 => Self::ExecTermSize,
             30 => Self::HostfsLookup,
             _ => return None,
         })

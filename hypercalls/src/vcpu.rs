@@ -24,8 +24,11 @@ pub mod pending {
     /// A host socket may be ready, or a `--publish` connection arrived (`NetPoll`,
     /// `NetPublished`; docs/ABI.md §net).
     pub const NET: u32 = 1 << 4;
+    /// An exec request was queued, or an exec session's input arrived or its output buffer
+    /// has room again (docs/ABI.md §exec).
+    pub const EXEC: u32 = 1 << 5;
     /// All bits defined by this ABI version.
-    pub const ALL: u32 = TIMER | KICK | HOST | INPUT | NET;
+    pub const ALL: u32 = TIMER | KICK | HOST | INPUT | NET | EXEC;
 }
 
 /// Indices into [`VcpuShared::stats`] (maintained by the stub, informational).

@@ -17,6 +17,7 @@ use pvmux_hypercalls::bootargs::{
     command as boot_cmd, flag, tty, BootArgsHeader, RecordHeader, BOOT_ARGS_MAGIC,
     BOOT_ARGS_VERSION,
 };
+use pvmux_hypercalls::exec;
 use pvmux_hypercalls::frame::{
     pf, RED_ZONE, RFLAGS_IF, RFLAGS_USER_MASK, SYSCALL_COMPAT, TRAP_FRAME_SIZE,
 };
@@ -312,6 +313,24 @@ int main(void) {
     P("HC_NET_CLOSE", PVMUX_HC_NET_CLOSE); P("HC_NET_POLL", PVMUX_HC_NET_POLL);
     P("HC_NET_NAME", PVMUX_HC_NET_NAME); P("HC_NET_SET_OPT", PVMUX_HC_NET_SET_OPT);
     P("HC_NET_GET_OPT", PVMUX_HC_NET_GET_OPT); P("HC_NET_PUBLISHED", PVMUX_HC_NET_PUBLISHED);
+    P("HC_EXEC_FETCH", PVMUX_HC_EXEC_FETCH); P("HC_EXEC_STATUS", PVMUX_HC_EXEC_STATUS);
+    P("HC_EXEC_WRITE", PVMUX_HC_EXEC_WRITE); P("HC_EXEC_READ", PVMUX_HC_EXEC_READ);
+    P("HC_EXEC_TERM_SIZE", PVMUX_HC_EXEC_TERM_SIZE);
+    S(pvmux_exec_request_header); O(pvmux_exec_request_header, header_len);
+    O(pvmux_exec_request_header, total_len); O(pvmux_exec_request_header, flags);
+    O(pvmux_exec_request_header, session); O(pvmux_exec_request_header, uid);
+    O(pvmux_exec_request_header, gid); O(pvmux_exec_request_header, nr_args);
+    O(pvmux_exec_request_header, nr_env); O(pvmux_exec_request_header, cwd_len);
+    O(pvmux_exec_request_header, tty_rows); O(pvmux_exec_request_header, tty_cols);
+    P("EXEC_REQUEST_MAGIC", PVMUX_EXEC_REQUEST_MAGIC); P("EXEC_REQUEST_MAX", PVMUX_EXEC_REQUEST_MAX);
+    P("EXEC_IO_MAX", PVMUX_EXEC_IO_MAX); P("EXEC_MAX_SESSIONS", PVMUX_EXEC_MAX_SESSIONS);
+    P("EXEC_OUTPUT_BUFFER", PVMUX_EXEC_OUTPUT_BUFFER);
+    P("EXEC_INPUT_BUFFER", PVMUX_EXEC_INPUT_BUFFER);
+    P("EXEC_STREAM_STDOUT", PVMUX_EXEC_STREAM_STDOUT);
+    P("EXEC_STREAM_STDERR", PVMUX_EXEC_STREAM_STDERR);
+    P("EXEC_STARTED", PVMUX_EXEC_STARTED); P("EXEC_FAILED", PVMUX_EXEC_FAILED);
+    P("EXEC_EXITED", PVMUX_EXEC_EXITED); P("EXEC_FLAG_TTY", PVMUX_EXEC_FLAG_TTY);
+    P("EXEC_FLAG_USER", PVMUX_EXEC_FLAG_USER); P("PENDING_EXEC", PVMUX_PENDING_EXEC);
     P("NET_ERRNO_BASE", PVMUX_NET_ERRNO_BASE); P("NET_IO_MAX", PVMUX_NET_IO_MAX);
     P("NET_DEFAULT_MAX_SOCKETS", PVMUX_NET_DEFAULT_MAX_SOCKETS);
     P("NET_RECV_PEEK", PVMUX_NET_RECV_PEEK);
@@ -876,6 +895,68 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         o!("pvmux_volume_response", volume::VolumeResponse, reserved),
         o!("pvmux_volume_response", volume::VolumeResponse, value),
         o!("pvmux_volume_response", volume::VolumeResponse, stat),
+        ("HC_EXEC_FETCH", Hypercall::ExecFetch as u64),
+        ("HC_EXEC_STATUS", Hypercall::ExecStatus as u64),
+        ("HC_EXEC_WRITE", Hypercall::ExecWrite as u64),
+        ("HC_EXEC_READ", Hypercall::ExecRead as u64),
+        ("HC_EXEC_TERM_SIZE", Hypercall::ExecTermSize as u64),
+        (
+            "sizeof pvmux_exec_request_header",
+            size_of::<exec::ExecRequestHeader>() as u64,
+        ),
+        o!(
+            "pvmux_exec_request_header",
+            exec::ExecRequestHeader,
+            header_len
+        ),
+        o!(
+            "pvmux_exec_request_header",
+            exec::ExecRequestHeader,
+            total_len
+        ),
+        o!("pvmux_exec_request_header", exec::ExecRequestHeader, flags),
+        o!(
+            "pvmux_exec_request_header",
+            exec::ExecRequestHeader,
+            session
+        ),
+        o!("pvmux_exec_request_header", exec::ExecRequestHeader, uid),
+        o!("pvmux_exec_request_header", exec::ExecRequestHeader, gid),
+        o!(
+            "pvmux_exec_request_header",
+            exec::ExecRequestHeader,
+            nr_args
+        ),
+        o!("pvmux_exec_request_header", exec::ExecRequestHeader, nr_env),
+        o!(
+            "pvmux_exec_request_header",
+            exec::ExecRequestHeader,
+            cwd_len
+        ),
+        o!(
+            "pvmux_exec_request_header",
+            exec::ExecRequestHeader,
+            tty_rows
+        ),
+        o!(
+            "pvmux_exec_request_header",
+            exec::ExecRequestHeader,
+            tty_cols
+        ),
+        ("EXEC_REQUEST_MAGIC", u64::from(exec::REQUEST_MAGIC)),
+        ("EXEC_REQUEST_MAX", exec::REQUEST_MAX as u64),
+        ("EXEC_IO_MAX", exec::IO_MAX),
+        ("EXEC_MAX_SESSIONS", exec::MAX_SESSIONS as u64),
+        ("EXEC_OUTPUT_BUFFER", exec::OUTPUT_BUFFER as u64),
+        ("EXEC_INPUT_BUFFER", exec::INPUT_BUFFER as u64),
+        ("EXEC_STREAM_STDOUT", exec::stream::STDOUT),
+        ("EXEC_STREAM_STDERR", exec::stream::STDERR),
+        ("EXEC_STARTED", exec::status::STARTED),
+        ("EXEC_FAILED", exec::status::FAILED),
+        ("EXEC_EXITED", exec::status::EXITED),
+        ("EXEC_FLAG_TTY", u64::from(exec::flag::TTY)),
+        ("EXEC_FLAG_USER", u64::from(exec::flag::USER)),
+        ("PENDING_EXEC", u64::from(pending::EXEC)),
         ("HC_VOLUME_OP", Hypercall::VolumeOp as u64),
         ("BOOT_CMD_VOLUME", u64::from(boot_cmd::VOLUME)),
         (

@@ -33,7 +33,7 @@ const KNOWN_VECTORS: [Vector; 12] = [
     Vector::Event,
     Vector::Syscall,
 ];
-const KNOWN_CALLS: [Hypercall; 25] = [
+const KNOWN_CALLS: [Hypercall; 30] = [
     Hypercall::Nop,
     Hypercall::ConsoleWrite,
     Hypercall::Shutdown,
@@ -59,6 +59,11 @@ const KNOWN_CALLS: [Hypercall; 25] = [
     Hypercall::NetSetOpt,
     Hypercall::NetGetOpt,
     Hypercall::NetPublished,
+    Hypercall::ExecFetch,
+    Hypercall::ExecStatus,
+    Hypercall::ExecWrite,
+    Hypercall::ExecRead,
+    Hypercall::ExecTermSize,
 ];
 const KNOWN_ERRORS: [HcError; 6] = [
     HcError::UnknownCall,
@@ -475,4 +480,54 @@ proptest! {
             }
         }
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Any bytes: an exec request is refused or parses into strings that re-encode to the
+    /// same bytes (the encoding is canonical).
+    #[test]
+    fn exec_request_any_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+        exec_request_canonical(&bytes)?;
+    }
+
+    /// Valid requests with one byte changed: refused, or canonical again.
+    #[test]
+    fn exec_request_mutated(
+        args in proptest::collection::vec(proptest::collection::vec(1u8..=255, 0..12), 1..4),
+        env in proptest::collection::vec(proptest::collection::vec(1u8..=255, 0..12), 0..3),
+        session in 1u64..,
+        at in any::<usize>(),
+        byte in any::<u8>(),
+    ) {
+        use pvmux_hypercalls::exec::{encode, encoded_len, ExecParams};
+        let a: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+        let e: Vec<&[u8]> = env.iter().map(Vec::as_slice).collect();
+        let tty = session % 2 == 0;
+        let p = ExecParams { session, tty, tty_size: if tty { (24, 80) } else { (0, 0) }, user: None, cwd: Some(b"/x") };
+        let mut buf = vec![0u8; encoded_len(p.cwd, &a, &e).unwrap()];
+        let n = encode(&mut buf, &p, &a, &e).unwrap();
+        prop_assert_eq!(n, buf.len());
+        let r = pvmux_hypercalls::exec::ExecRequest::parse(&buf).unwrap();
+        prop_assert_eq!(r.params(), p);
+        prop_assert!(r.args().eq(a.iter().copied()));
+        prop_assert!(r.env().eq(e.iter().copied()));
+        let i = at % buf.len();
+        buf[i] = byte;
+        exec_request_canonical(&buf)?;
+    }
+}
+
+fn exec_request_canonical(bytes: &[u8]) -> Result<(), TestCaseError> {
+    use pvmux_hypercalls::exec::{encode, ExecRequest};
+    if let Ok(r) = ExecRequest::parse(bytes) {
+        let a: Vec<&[u8]> = r.args().collect();
+        let e: Vec<&[u8]> = r.env().collect();
+        let mut out = vec![0u8; bytes.len()];
+        let n = encode(&mut out, &r.params(), &a, &e);
+        prop_assert_eq!(n, Ok(bytes.len()));
+        prop_assert_eq!(&out[..], bytes);
+    }
+    Ok(())
 }

@@ -197,3 +197,31 @@ pub(crate) fn before_install(entry: u64, msg: Option<(u64, u64)>, code: u64) -> 
 pub(crate) fn net(nr: Hypercall, a: [u64; 5]) -> i64 {
     call(nr, a)
 }
+
+/// `ExecFetch`: the next queued exec request into the buffer at `gpa` (`len` bytes); its
+/// length, or `Busy` when none is queued.
+pub(crate) fn exec_fetch(gpa: u64, len: u64) -> Result<u64, HcError> {
+    result(call(Hypercall::ExecFetch, [gpa, len, 0, 0, 0]))
+}
+
+/// `ExecStatus`: exec session `session` started / could not start / ended
+/// (`pvmux_hypercalls::exec::status`).
+pub(crate) fn exec_status(session: u64, kind: u64, value: u64) -> Result<u64, HcError> {
+    result(call(Hypercall::ExecStatus, [session, kind, value, 0, 0]))
+}
+
+/// `ExecWrite`: output of exec session `session` on `stream`; the bytes the host took, or
+/// `Busy` while its buffer is full.
+pub(crate) fn exec_write(session: u64, stream: u64, gpa: u64, len: u64) -> Result<u64, HcError> {
+    result(call(Hypercall::ExecWrite, [session, stream, gpa, len, 0]))
+}
+
+/// `ExecTermSize`: exec session `session`'s terminal size, `(rows << 16) | cols`.
+pub(crate) fn exec_term_size(session: u64) -> Result<u64, HcError> {
+    result(call(Hypercall::ExecTermSize, [session, 0, 0, 0, 0]))
+}
+
+/// `ExecRead`: input of exec session `session`; 0 at its end, `Busy` while none is buffered.
+pub(crate) fn exec_read(session: u64, gpa: u64, len: u64) -> Result<u64, HcError> {
+    result(call(Hypercall::ExecRead, [session, gpa, len, 0, 0]))
+}

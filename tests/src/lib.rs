@@ -158,6 +158,11 @@ pub fn launch(host: &Host, name: &str, words: &str, vcpus: u32) -> (Tenant, Capt
 pub struct Gate(Option<std::io::PipeWriter>);
 
 impl Gate {
+    /// A gate that ends a console input when `writer` (its pipe's write end) is dropped.
+    pub fn new(writer: std::io::PipeWriter) -> Self {
+        Self(Some(writer))
+    }
+
     /// Ends the console input: the program exits with its code.
     pub fn open(&mut self) {
         self.0.take();

@@ -14,6 +14,7 @@
 
 mod args;
 mod evict;
+mod exec;
 mod flags;
 mod memory;
 mod net;
@@ -42,6 +43,7 @@ pub(crate) fn run(case: &str) {
         "args" => args::run(),
         "extra-vcpus" => args::extra_vcpus(),
         "net" => net::run(),
+        "exec" => exec::run(),
         "storm" => shared::storm(),
         "scribble" => shared::scribble(),
         "map-beyond" => memory::map_beyond(),

@@ -8,6 +8,7 @@
 //! * [`exec`] loading ELF programs and their initial stack, [`imagecache`] the programs
 //!   themselves, shared copy-on-write, [`vdso`] the vDSO every program gets,
 //! * [`task`] processes and threads, the run loop that hands a vCPU to user code,
+//!   [`exec_session`] processes the host starts in the running guest (`pvmux exec`),
 //! * [`signal`] POSIX signals, [`fault`] exceptions of user code (page faults, the
 //!   out-of-memory killer, fault signals), [`death`] how programs die (the kernel log's
 //!   lines, the shutdown record of init),
@@ -35,6 +36,7 @@ pub(crate) mod creds;
 pub(crate) mod death;
 pub(crate) mod dispatch;
 pub(crate) mod exec;
+pub(crate) mod exec_session;
 pub(crate) mod fault;
 pub(crate) mod files;
 pub(crate) mod futex;

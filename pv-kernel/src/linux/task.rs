@@ -418,9 +418,72 @@ pub(crate) fn run_init(
     }
     let t = new_task(p.pid, &p, SigState::new(SigSet::EMPTY));
     start(t, UserState::new(loaded.entry, loaded.rsp), true)?;
+    // The host may start more programs in the guest while init runs.
+    super::exec_session::start_daemon();
     INIT_WQ.wait_until(|| INIT_STATUS.lock().is_some());
     let status = INIT_STATUS.lock().unwrap_or(0);
     Ok(status)
+}
+
+/// Starts `argv` for an exec session: a process whose parent is outside the guest
+/// (`getppid()` is 0, as for `runc exec`), in a session and process group of its own, with
+/// fds 0, 1, 2 from `stdio`, environment `env` ([`INIT_ENV`] if `None`), working directory
+/// `cwd`, init's resource limits, and `user` (uid, gid) or init's credentials. Returns its
+/// pid; its end is reported to [`super::exec_session::exited`].
+pub(crate) fn spawn_exec(
+    argv: Vec<Vec<u8>>,
+    env: Option<Vec<Vec<u8>>>,
+    cwd: crate::fs::ramfs::Ino,
+    user: Option<(u32, u32)>,
+    stdio: FdTable,
+) -> Result<i32, Errno> {
+    if super::pool::range().is_none() {
+        return Err(Errno::ENOMEM);
+    }
+    let exe = argv.first().cloned().unwrap_or_default();
+    let path = resolve_init(&exe);
+    let env = env.unwrap_or_else(|| INIT_ENV.iter().map(|e| e.to_vec()).collect());
+    let (file, argv2) = load_file_with_shebang(cwd, &path, argv)?;
+    let space = Space::new()?;
+    let loaded = exec::load(
+        &space,
+        &file,
+        crate::fs::ramfs::ROOT_INO,
+        &argv2,
+        &env,
+        &path,
+    )?;
+    let init = find_process(1);
+    let rlimits = match &init {
+        Some(i) => *i.rlimits.lock(),
+        None => super::rlimit::for_init(u64::from(max_tasks())),
+    };
+    let creds = match (user, &init) {
+        (Some((uid, gid)), _) => super::creds::Creds::new(uid, gid),
+        (None, Some(i)) => i.creds.lock().clone(),
+        (None, None) => super::creds::Creds::default(),
+    };
+    let p = new_process(
+        0,
+        0,
+        0,
+        stdio,
+        FsContext::at(cwd),
+        space,
+        [SigAction::DEFAULT; 64],
+        0,
+        0o022,
+        rlimits,
+    );
+    *p.exe.lock() = absolute_path(&p, &path);
+    *p.args.lock() = ExecArgs::new(&path, &argv2, &env);
+    *p.creds.lock() = creds;
+    let t = new_task(p.pid, &p, SigState::new(SigSet::EMPTY));
+    if let Err(e) = start(t, UserState::new(loaded.entry, loaded.rsp), true) {
+        PROCS.lock().remove(&p.pid);
+        return Err(e);
+    }
+    Ok(p.pid)
 }
 
 /// Reads `path` and follows `#!` interpreters (up to 4 levels); returns the ELF bytes and the
@@ -582,11 +645,19 @@ fn exit_process(p: &Arc<Process>) {
         }
     }
     let ppid = p.ppid();
-    if p.pid == 1 || ppid == 0 {
+    if p.pid == 1 {
         p.zombie.store(true, Ordering::Release);
         PROCS.lock().remove(&p.pid);
         *INIT_STATUS.lock() = Some(status);
         INIT_WQ.wake_all();
+        return;
+    }
+    if ppid == 0 {
+        // An exec session's process: its parent is outside the guest, the session's relay
+        // reaps it and reports the status to the host.
+        p.zombie.store(true, Ordering::Release);
+        PROCS.lock().remove(&p.pid);
+        super::exec_session::exited(p.pid, status);
         return;
     }
     if let Some(parent) = find_process(ppid) {

@@ -347,6 +347,10 @@ pub(crate) fn handle_event(bits: u32) {
         // A host socket may be ready, or a published connection arrived.
         crate::linux::net::inet::host::event();
     }
+    if taken & pvmux_hypercalls::vcpu::pending::EXEC != 0 {
+        // An exec request, exec input, or room for exec output.
+        crate::linux::exec_session::event();
+    }
     let now = stub::clock_ns();
     let mut kicks: u64 = 0;
     let resched = {

@@ -3,6 +3,7 @@
 mod bench;
 mod death;
 mod environ;
+mod exec;
 mod exit;
 mod limits;
 mod logging;
@@ -58,6 +59,10 @@ pub enum Command {
     /// and KVM exits.
     #[command(after_help = bench::BENCH_AFTER_HELP.as_str())]
     Bench(BenchArgs),
+    /// Run a program as a new process in a running guest (one started with `pvmux run
+    /// --exec-socket PATH`): its stdin, stdout and stderr are pvmux's, its exit status
+    /// pvmux's (127: no such program, 126: not executable, 137: the guest ended).
+    Exec(exec::ExecArgs),
 }
 
 /// Parses the command line, runs the command, and returns the process exit code.
@@ -80,6 +85,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run::run(&args, &cli.log),
         Command::Bench(args) => bench::run(&args),
+        Command::Exec(args) => exec::run(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

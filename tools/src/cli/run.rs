@@ -228,6 +228,13 @@ pub struct RunArgs {
     #[arg(short = 'u', long, value_name = "USER[:GROUP]")]
     pub user: Option<String>,
 
+    /// (Debug) Listen on a UNIX socket at PATH for `pvmux exec --socket PATH -- CMD`: each
+    /// connection starts CMD as a new process in the running guest (docs/ARCHITECTURE.md,
+    /// "Exec sessions"). PATH must not exist; it is removed when the guest ends. The OCI
+    /// runtime's per-container control socket will replace it.
+    #[arg(long, value_name = "PATH", hide = true)]
+    pub exec_socket: Option<PathBuf>,
+
     /// The program to run as init, and its arguments (after `--`; see below).
     #[arg(last = true, value_name = "PROGRAM [ARGS]")]
     pub program: Vec<OsString>,
@@ -684,6 +691,14 @@ fn run_once(
             net: super::net::config(args.net, &args.publish).map_err(anyhow::Error::msg)?,
         })
         .context("cannot launch the guest")?;
+    // Exec sessions through the control socket while the guest runs (removed at the end).
+    let _exec_server = match &args.exec_socket {
+        Some(path) => Some(
+            pvmux_host::exec::socket::ExecServer::bind(path, tenant.exec_handle())
+                .context("cannot open the --exec-socket")?,
+        ),
+        None => None,
+    };
     // The banner names the running sandbox; guest output held until then follows it.
     if banner {
         tenant.wait_started(Duration::from_secs(10));

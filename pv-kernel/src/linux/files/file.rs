@@ -260,6 +260,16 @@ impl FdTable {
         t
     }
 
+    /// A table with fds 0, 1, 2 open on `stdio` (an exec session's process).
+    pub(crate) fn with_stdio(stdio: [Arc<OpenFile>; 3]) -> Self {
+        super::init();
+        let mut t = Self::new();
+        for f in stdio {
+            let _ = t.alloc(f, false, 0, NOFILE);
+        }
+        t
+    }
+
     /// The child's copy after `fork` (same open files, shared offsets, same flags).
     pub(crate) fn fork(&self) -> Self {
         Self {

@@ -39,9 +39,15 @@ static POLLERS: IrqLock<Vec<Arc<Thread>>> = IrqLock::new(Vec::new());
 /// (see [`wakeups`]).
 static GENERATION: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
+/// How many times [`notify`] ran so far (kernel threads that relay between files and the
+/// host wait for it to change).
+pub(crate) fn generation() -> u64 {
+    GENERATION.load(core::sync::atomic::Ordering::Acquire)
+}
+
 /// Something may have become ready: wake every poller.
 pub(crate) fn notify() {
-    GENERATION.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    GENERATION.fetch_add(1, core::sync::atomic::Ordering::AcqRel);
     let waiters = core::mem::take(&mut *POLLERS.lock());
     for t in &waiters {
         crate::sched::wake(t);

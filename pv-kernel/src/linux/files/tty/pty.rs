@@ -317,6 +317,11 @@ impl Drop for PtySlave {
 
 /// Opens a new master (`/dev/ptmx`), its slave locked.
 pub(crate) fn open_master(flags: u32) -> Result<Arc<OpenFile>, Errno> {
+    Ok(open_object(Arc::new(PtyMaster(new_pty()?)), flags))
+}
+
+/// A new pty, its slave locked.
+fn new_pty() -> Result<Arc<Pty>, Errno> {
     let mut t = PTYS.lock();
     t.retain(|_, w| w.strong_count() > 0);
     let index = (0..MAX_PTYS)
@@ -341,7 +346,91 @@ pub(crate) fn open_master(flags: u32) -> Result<Arc<OpenFile>, Errno> {
     });
     t.insert(index, Arc::downgrade(&pty));
     drop(t);
-    Ok(open_object(Arc::new(PtyMaster(pty)), flags))
+    Ok(pty)
+}
+
+/// The master end of a pty held by the kernel itself (an exec session's terminal, relayed
+/// to the host): non-blocking byte calls instead of a file. Dropping it closes the master.
+pub(crate) struct KernelPty(PtyMaster);
+
+impl KernelPty {
+    /// A new pty of `rows` x `cols`, unlocked, and one slave description open with
+    /// `flags` (the program's fds 0, 1 and 2).
+    pub(crate) fn open(rows: u16, cols: u16, flags: u32) -> Result<(Self, Arc<OpenFile>), Errno> {
+        let pty = new_pty()?;
+        {
+            let mut s = pty.st.lock();
+            s.locked = false;
+            s.winsize = [rows, cols, 0, 0];
+        }
+        let slave = slave_of(&pty, flags)?;
+        Ok((Self(PtyMaster(pty)), slave))
+    }
+
+    /// Reads the terminal's output: `Ok(0)` once every slave description is closed,
+    /// `EAGAIN` when there is none yet.
+    pub(crate) fn read(&self, buf: &mut [u8]) -> Result<usize, Errno> {
+        let p = &self.0 .0;
+        let mut s = p.st.lock();
+        if !s.output.is_empty() {
+            let n = buf.len().min(s.output.len());
+            for (d, b) in buf.iter_mut().zip(s.output.drain(..n)) {
+                *d = b;
+            }
+            drop(s);
+            p.changed();
+            return Ok(n);
+        }
+        if s.slave_seen && s.slaves == 0 {
+            return Ok(0);
+        }
+        Err(Errno::EAGAIN)
+    }
+
+    /// Types `data` at the terminal (line discipline, echo, `^C`): as many bytes as its
+    /// input has room for (`EAGAIN` when full).
+    pub(crate) fn write(&self, data: &[u8]) -> Result<usize, Errno> {
+        let p = &self.0 .0;
+        let (n, signals, pg) = {
+            let mut s = p.st.lock();
+            let room = BUF_MAX.saturating_sub(s.input.len() + s.edit.len());
+            if room == 0 {
+                return Err(Errno::EAGAIN);
+            }
+            let n = room.min(data.len());
+            let mut sig = 0;
+            for &c in &data[..n] {
+                sig |= Pty::receive(&mut s, c);
+            }
+            (n, sig, s.fg_pgrp)
+        };
+        p.changed();
+        if signals != 0 {
+            super::signal_foreground(pg, signals);
+        }
+        Ok(n)
+    }
+
+    /// Sets the terminal's size; a change sends `SIGWINCH` to its foreground group.
+    pub(crate) fn resize(&self, rows: u16, cols: u16) {
+        let p = &self.0 .0;
+        let pg = {
+            let mut s = p.st.lock();
+            if s.winsize[..2] == [rows, cols] {
+                return;
+            }
+            s.winsize = [rows, cols, 0, 0];
+            s.fg_pgrp
+        };
+        if pg > 0 {
+            super::signal_foreground(pg, 1 << signal::sig::SIGWINCH);
+        }
+    }
+
+    /// Makes process group `pgrp` the terminal's foreground group (`^C` goes there).
+    pub(crate) fn set_foreground(&self, pgrp: i32) {
+        self.0 .0.st.lock().fg_pgrp = pgrp;
+    }
 }
 
 /// Opens slave `index` (`/dev/pts/N`): `EIO` while locked or once its master is gone.

@@ -1,0 +1,451 @@
+//! Exec sessions: a new process in a running guest (`runc exec`, `pvmux exec`), hypercalls
+//! 25..=29 and pending bit [`crate::vcpu::pending::EXEC`] (docs/ABI.md §exec).
+//!
+//! The host queues an **exec request** for a running tenant and raises `pending::EXEC` on
+//! vCPU 0. The guest kernel takes it with `ExecFetch` into its own memory — an
+//! [`ExecRequestHeader`] followed by the working directory, the arguments and the
+//! environment (the encoding below, [`encode`] / [`ExecRequest::parse`]) — starts the
+//! program, and reports with `ExecStatus` that it started (its pid), that it could not
+//! start (an errno), and later how it ended (a wait status). Each request has a **session**
+//! id the host chose (>= 1, never reused within a tenant): the program's standard input is
+//! what the host's caller writes to the session (`ExecRead`), its standard output and
+//! standard error go to the session (`ExecWrite`, streams [`stream::STDOUT`] and
+//! [`stream::STDERR`]).
+//!
+//! * `ExecFetch(buf_gpa, buf_len) -> len`: the next queued request, written at `buf_gpa`;
+//!   `Busy` when none is queued; `TooLarge` if it does not fit in `buf_len` (it stays
+//!   queued: pass [`REQUEST_MAX`] bytes); `BadAddress` if `[buf_gpa, buf_gpa +
+//!   min(buf_len, REQUEST_MAX))` is not guest memory (checked first, nothing is taken).
+//! * `ExecStatus(session, kind, value) -> 0` ([`status`]): `STARTED` (value: the guest pid,
+//!   1..=`i32::MAX`) once, after the fetch; `FAILED` (value: the Linux errno, 1..=4095)
+//!   instead of `STARTED` when the program cannot be started; `EXITED` (value: the Linux
+//!   wait status, [`wait_status_valid`]) after `STARTED`, once the program has ended *and*
+//!   every copy of its standard output and standard error is closed (all output has been
+//!   written). `FAILED` and `EXITED` end the session: its id is unknown from then on.
+//! * `ExecWrite(session, stream, buf_gpa, len) -> n`: output of the session's program
+//!   (`len` at most [`IO_MAX`]); the host takes `n` (1..=len) bytes, as many as its bounded
+//!   buffer for the stream has room for, and answers `Busy` when it is full (it raises
+//!   `pending::EXEC` when room frees). `len` 0 returns 0.
+//! * `ExecRead(session, buf_gpa, len) -> n`: the session's input, at most `min(len,
+//!   IO_MAX)` bytes; 0 at its end; `Busy` when nothing is buffered yet (the host raises
+//!   `pending::EXEC` when input or its end arrives).
+//! * `ExecTermSize(session) -> (rows << 16) | cols`: a terminal session's size as the host
+//!   last set it (the request's at first, 24 x 80 for zeros); the host raises
+//!   `pending::EXEC` when it changes. `InvalidArgument` for a session without a terminal.
+//!
+//! `InvalidArgument`: an unknown session (never given, or ended), a call the session's
+//! state does not allow (`STARTED` twice, `EXITED` before `STARTED`, ...), an unknown kind,
+//! stream or malformed value. The host keeps at most [`MAX_SESSIONS`] sessions per tenant
+//! and at most [`OUTPUT_BUFFER`] bytes per output stream and [`INPUT_BUFFER`] bytes of
+//! input per session, whatever the guest does.
+
+use core::mem::{offset_of, size_of};
+
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+/// `"PVEX"`: the first word of every request.
+pub const REQUEST_MAGIC: u32 = u32::from_le_bytes(*b"PVEX");
+/// Largest encoded request (header, directory, arguments, environment).
+pub const REQUEST_MAX: usize = 64 * 1024;
+/// Largest `ExecWrite`/`ExecRead` transfer.
+pub const IO_MAX: u64 = 64 * 1024;
+/// Most sessions one tenant may have at once (queued, starting or running).
+pub const MAX_SESSIONS: usize = 64;
+/// Bytes of one output stream (stdout or stderr) of one session the host buffers.
+pub const OUTPUT_BUFFER: usize = 64 * 1024;
+/// Bytes of one session's input the host buffers.
+pub const INPUT_BUFFER: usize = 64 * 1024;
+
+/// `ExecWrite` streams.
+pub mod stream {
+    /// The program's standard output.
+    pub const STDOUT: u64 = 1;
+    /// The program's standard error.
+    pub const STDERR: u64 = 2;
+}
+
+/// `ExecStatus` kinds.
+pub mod status {
+    /// The program runs: value = its guest pid.
+    pub const STARTED: u64 = 1;
+    /// The program could not be started: value = the Linux errno (`ENOENT`: no such
+    /// program, `EACCES`: not executable, ...). The kernel writes a message to the session's
+    /// standard error first.
+    pub const FAILED: u64 = 2;
+    /// The program ended and its output is closed: value = the Linux wait status.
+    pub const EXITED: u64 = 3;
+}
+
+/// [`ExecRequestHeader::flags`].
+pub mod flag {
+    /// Give the program a terminal (a pseudo-terminal in the guest; standard error goes to
+    /// standard output, as with `runc exec --tty`).
+    pub const TTY: u32 = 1 << 0;
+    /// Run as [`super::ExecRequestHeader::uid`] / `gid` (else as the guest's init program).
+    pub const USER: u32 = 1 << 1;
+    /// Every flag this version knows.
+    pub const ALL: u32 = TTY | USER;
+}
+
+/// The fixed part of an exec request (48 bytes), followed by `cwd_len` bytes of working
+/// directory (0: the root), then `nr_args` arguments and `nr_env` environment entries, each
+/// a `u32` length and that many bytes (no NUL inside, no padding). Canonical: `total_len`
+/// is exactly the bytes used, unknown flags and non-zero reserved fields are refused.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct ExecRequestHeader {
+    /// [`REQUEST_MAGIC`].
+    pub magic: u32,
+    /// `size_of::<ExecRequestHeader>()` (48).
+    pub header_len: u32,
+    /// Bytes of the whole request, header included (at most [`REQUEST_MAX`]).
+    pub total_len: u32,
+    /// [`flag`] bits.
+    pub flags: u32,
+    /// The session id (>= 1).
+    pub session: u64,
+    /// With [`flag::USER`]: the user id to run as.
+    pub uid: u32,
+    /// With [`flag::USER`]: the group id to run as.
+    pub gid: u32,
+    /// Number of arguments (>= 1: `argv[0]` is the program).
+    pub nr_args: u32,
+    /// Number of environment entries (0: the kernel's default environment).
+    pub nr_env: u32,
+    /// Bytes of the working directory (0: `/`; else an absolute path).
+    pub cwd_len: u32,
+    /// With [`flag::TTY`]: the terminal's rows (0: 24); else 0.
+    pub tty_rows: u16,
+    /// With [`flag::TTY`]: the terminal's columns (0: 80); else 0.
+    pub tty_cols: u16,
+}
+
+const _: () = assert!(size_of::<ExecRequestHeader>() == 48);
+const _: () = assert!(offset_of!(ExecRequestHeader, session) == 16);
+const _: () = assert!(offset_of!(ExecRequestHeader, uid) == 24);
+const _: () = assert!(offset_of!(ExecRequestHeader, nr_args) == 32);
+const _: () = assert!(offset_of!(ExecRequestHeader, cwd_len) == 40);
+const _: () = assert!(offset_of!(ExecRequestHeader, tty_rows) == 44);
+const _: () = assert!(offset_of!(ExecRequestHeader, tty_cols) == 46);
+
+/// Bytes of the header.
+pub const HEADER_LEN: usize = size_of::<ExecRequestHeader>();
+
+/// Why a request was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// Shorter than its header, or its lengths run past the end.
+    Truncated,
+    /// Wrong magic or header length.
+    BadHeader,
+    /// `total_len` is not the bytes given, or more than [`REQUEST_MAX`].
+    BadLength,
+    /// An unknown flag, or a user or terminal size without its flag.
+    Unknown,
+    /// No arguments, or session 0.
+    Empty,
+    /// A string holds a NUL byte, or the working directory is not absolute.
+    BadString,
+    /// Bytes left after the last string.
+    Trailing,
+}
+
+/// What the host asks the kernel to run (the typed view of an encoded request).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExecParams<'a> {
+    /// The session id (>= 1).
+    pub session: u64,
+    /// A terminal ([`flag::TTY`]).
+    pub tty: bool,
+    /// With `tty`: its rows and columns (0: 24 rows, 80 columns).
+    pub tty_size: (u16, u16),
+    /// The user and group to run as; `None`: init's.
+    pub user: Option<(u32, u32)>,
+    /// The working directory (absolute); `None`: `/`.
+    pub cwd: Option<&'a [u8]>,
+}
+
+/// Bytes the encoding of these strings takes; `None` above [`REQUEST_MAX`].
+pub fn encoded_len(cwd: Option<&[u8]>, args: &[&[u8]], env: &[&[u8]]) -> Option<usize> {
+    let mut n = HEADER_LEN + cwd.map_or(0, <[u8]>::len);
+    for s in args.iter().chain(env) {
+        n = n.checked_add(4)?.checked_add(s.len())?;
+    }
+    (n <= REQUEST_MAX).then_some(n)
+}
+
+/// Encodes a request into `out` (at least [`encoded_len`] bytes); returns its length.
+/// Refuses what [`ExecRequest::parse`] would refuse (no arguments, session 0, NUL bytes, a
+/// relative directory, too long).
+pub fn encode(
+    out: &mut [u8],
+    p: &ExecParams<'_>,
+    args: &[&[u8]],
+    env: &[&[u8]],
+) -> Result<usize, RequestError> {
+    if args.is_empty() || p.session == 0 {
+        return Err(RequestError::Empty);
+    }
+    let bad = |s: &[u8]| s.contains(&0);
+    if args.iter().chain(env).any(|s| bad(s))
+        || p.cwd.is_some_and(|c| bad(c) || !c.starts_with(b"/"))
+    {
+        return Err(RequestError::BadString);
+    }
+    if !p.tty && p.tty_size != (0, 0) {
+        return Err(RequestError::Unknown);
+    }
+    let len = encoded_len(p.cwd, args, env).ok_or(RequestError::BadLength)?;
+    let out = out.get_mut(..len).ok_or(RequestError::Truncated)?;
+    let cwd = p.cwd.unwrap_or_default();
+    let (uid, gid) = p.user.unwrap_or_default();
+    let h = ExecRequestHeader {
+        magic: REQUEST_MAGIC,
+        header_len: HEADER_LEN as u32,
+        total_len: len as u32,
+        flags: if p.tty { flag::TTY } else { 0 } | if p.user.is_some() { flag::USER } else { 0 },
+        session: p.session,
+        uid,
+        gid,
+        nr_args: args.len() as u32,
+        nr_env: env.len() as u32,
+        cwd_len: cwd.len() as u32,
+        tty_rows: p.tty_size.0,
+        tty_cols: p.tty_size.1,
+    };
+    out[..HEADER_LEN].copy_from_slice(h.as_bytes());
+    let mut at = HEADER_LEN;
+    out[at..at + cwd.len()].copy_from_slice(cwd);
+    at += cwd.len();
+    for s in args.iter().chain(env) {
+        out[at..at + 4].copy_from_slice(&(s.len() as u32).to_le_bytes());
+        at += 4;
+        out[at..at + s.len()].copy_from_slice(s);
+        at += s.len();
+    }
+    Ok(at)
+}
+
+/// A checked request, read in place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExecRequest<'a> {
+    header: ExecRequestHeader,
+    cwd: &'a [u8],
+    /// The arguments then the environment.
+    strings: &'a [u8],
+}
+
+impl<'a> ExecRequest<'a> {
+    /// Checks `bytes` (exactly one request) completely.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, RequestError> {
+        let (header, rest) =
+            ExecRequestHeader::read_from_prefix(bytes).map_err(|_| RequestError::Truncated)?;
+        if header.magic != REQUEST_MAGIC || header.header_len as usize != HEADER_LEN {
+            return Err(RequestError::BadHeader);
+        }
+        if header.total_len as usize != bytes.len() || bytes.len() > REQUEST_MAX {
+            return Err(RequestError::BadLength);
+        }
+        if header.flags & !flag::ALL != 0
+            || (header.flags & flag::TTY == 0 && (header.tty_rows | header.tty_cols) != 0)
+        {
+            return Err(RequestError::Unknown);
+        }
+        if header.nr_args == 0 || header.session == 0 {
+            return Err(RequestError::Empty);
+        }
+        if header.flags & flag::USER == 0 && (header.uid != 0 || header.gid != 0) {
+            return Err(RequestError::Unknown);
+        }
+        let cwd_len = header.cwd_len as usize;
+        let cwd = rest.get(..cwd_len).ok_or(RequestError::Truncated)?;
+        if cwd.contains(&0) || (!cwd.is_empty() && !cwd.starts_with(b"/")) {
+            return Err(RequestError::BadString);
+        }
+        let strings = &rest[cwd_len..];
+        let mut it = Strings {
+            rest: strings,
+            left: header.nr_args as u64 + header.nr_env as u64,
+        };
+        for _ in 0..it.left {
+            let s = it.next_checked()?;
+            if s.contains(&0) {
+                return Err(RequestError::BadString);
+            }
+        }
+        if !it.rest.is_empty() {
+            return Err(RequestError::Trailing);
+        }
+        Ok(Self {
+            header,
+            cwd,
+            strings,
+        })
+    }
+
+    /// The session, terminal, user and directory.
+    pub fn params(&self) -> ExecParams<'a> {
+        let h = &self.header;
+        ExecParams {
+            session: h.session,
+            tty: h.flags & flag::TTY != 0,
+            tty_size: (h.tty_rows, h.tty_cols),
+            user: (h.flags & flag::USER != 0).then_some((h.uid, h.gid)),
+            cwd: (!self.cwd.is_empty()).then_some(self.cwd),
+        }
+    }
+
+    /// The arguments (at least one).
+    pub fn args(&self) -> Strings<'a> {
+        Strings {
+            rest: self.strings,
+            left: u64::from(self.header.nr_args),
+        }
+    }
+
+    /// The environment (empty: the kernel's default).
+    pub fn env(&self) -> Strings<'a> {
+        let mut it = self.args();
+        while it.next().is_some() {}
+        Strings {
+            rest: it.rest,
+            left: u64::from(self.header.nr_env),
+        }
+    }
+}
+
+/// The length-prefixed strings of a request.
+#[derive(Clone, Debug)]
+pub struct Strings<'a> {
+    rest: &'a [u8],
+    left: u64,
+}
+
+impl<'a> Strings<'a> {
+    fn next_checked(&mut self) -> Result<&'a [u8], RequestError> {
+        let (len, rest) = self
+            .rest
+            .split_at_checked(4)
+            .ok_or(RequestError::Truncated)?;
+        let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        let s = rest.get(..len).ok_or(RequestError::Truncated)?;
+        self.rest = &rest[len..];
+        self.left -= 1;
+        Ok(s)
+    }
+}
+
+impl<'a> Iterator for Strings<'a> {
+    type Item = &'a [u8];
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.left == 0 {
+            return None;
+        }
+        self.next_checked().ok()
+    }
+}
+
+/// True if `ws` is a Linux wait status of an ended process: an exit code (`code << 8`) or a
+/// fatal signal 1..=64 (with or without the core-dump bit `0x80`).
+pub const fn wait_status_valid(ws: u64) -> bool {
+    let sig = ws & 0x7f;
+    if sig == 0 {
+        ws & !0xff00 == 0
+    } else {
+        ws & !0xff == 0 && sig <= 64 && sig != 0x7f
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enc(p: &ExecParams<'_>, args: &[&[u8]], env: &[&[u8]]) -> ([u8; 512], usize) {
+        let mut buf = [0u8; 512];
+        let n = encode(&mut buf, p, args, env).unwrap();
+        (buf, n)
+    }
+
+    #[test]
+    fn round_trip() {
+        let p = ExecParams {
+            session: 9,
+            tty: true,
+            tty_size: (40, 120),
+            user: Some((1000, 100)),
+            cwd: Some(b"/tmp"),
+        };
+        let (buf, n) = enc(&p, &[b"sh", b"-c", b""], &[b"A=1"]);
+        assert_eq!(
+            Some(n),
+            encoded_len(Some(b"/tmp"), &[b"sh", b"-c", b""], &[b"A=1"])
+        );
+        let r = ExecRequest::parse(&buf[..n]).unwrap();
+        assert_eq!(r.params(), p);
+        assert!(r.args().eq([&b"sh"[..], b"-c", b""]));
+        assert!(r.env().eq([&b"A=1"[..]]));
+        let q = ExecParams {
+            session: 1,
+            ..ExecParams::default()
+        };
+        let (buf, n) = enc(&q, &[b"true"], &[]);
+        let r = ExecRequest::parse(&buf[..n]).unwrap();
+        assert_eq!(r.params(), q);
+        assert_eq!(r.env().count(), 0);
+    }
+
+    #[test]
+    fn refusals() {
+        let p = ExecParams {
+            session: 3,
+            ..ExecParams::default()
+        };
+        let mut buf = [0u8; 512];
+        assert_eq!(encode(&mut buf, &p, &[], &[]), Err(RequestError::Empty));
+        assert_eq!(
+            encode(&mut buf, &p, &[b"a\0b"], &[]),
+            Err(RequestError::BadString)
+        );
+        let rel = ExecParams {
+            cwd: Some(b"tmp"),
+            ..p
+        };
+        assert_eq!(
+            encode(&mut buf, &rel, &[b"a"], &[]),
+            Err(RequestError::BadString)
+        );
+        assert_eq!(
+            encode(&mut [0u8; 10], &p, &[b"a"], &[]),
+            Err(RequestError::Truncated)
+        );
+        let (good, n) = enc(&p, &[b"abc"], &[b"X=y"]);
+        for cut in 0..n {
+            assert!(ExecRequest::parse(&good[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut extra = good;
+        extra[8..12].copy_from_slice(&((n + 1) as u32).to_le_bytes());
+        assert_eq!(
+            ExecRequest::parse(&extra[..n + 1]),
+            Err(RequestError::Trailing)
+        );
+        let mut flags = good;
+        flags[12] = 0x80;
+        assert_eq!(ExecRequest::parse(&flags[..n]), Err(RequestError::Unknown));
+        let mut nul = good;
+        nul[HEADER_LEN + 5] = 0;
+        assert_eq!(ExecRequest::parse(&nul[..n]), Err(RequestError::BadString));
+    }
+
+    #[test]
+    fn wait_statuses() {
+        for ok in [0, 7 << 8, 255 << 8, 9, 15, 64, 0x80 | 11] {
+            assert!(wait_status_valid(ok), "{ok:#x}");
+        }
+        for bad in [0x7f, 65, 1 << 16, 0x107, u64::MAX, 0x1ff00] {
+            assert!(!wait_status_valid(bad), "{bad:#x}");
+        }
+    }
+}

@@ -43,7 +43,7 @@ pub use vcpu::{CrashInfo, CrashReason, VcpuShared};
 pub const ABI_MAGIC: u64 = u64::from_le_bytes(*b"PVMUXABI");
 
 /// ABI version. Bumped on any incompatible change; both sides refuse a mismatch at boot.
-pub const ABI_VERSION: u32 = 5;
+pub const ABI_VERSION: u32 = 6;
 
 /// Size of a guest page (and of a host page: pvmux requires 4 KiB host pages).
 pub const PAGE_SIZE: u64 = 4096;

@@ -41,7 +41,7 @@ pub(crate) const NOTES: &[(&str, Note)] = &[
     ("clock_getres", Remark("1 ns for every clock; also answered by the vDSO")),
     ("getcpu", Remark("the vDSO answers CPU 0, node 0")),
     ("setuid", Remark("Linux's rules; file accesses are checked against the filesystem ids (owner/group/other bits, no ACLs)")),
-    ("setgroups", Remark("the groups take part in permission checks; `pvmux run --user` gives init none")),
+    ("setgroups", Remark("kept sorted as Linux; they take part in permission checks; init starts with `pvmux run --user NAME`'s groups (as `initgroups(3)`) and `--group-add`'s")),
     ("mlock", Partial("accepted, nothing is ever swapped")),
     ("munlock", Partial("accepted, nothing is ever swapped")),
     ("msync", Remark("shared file mappings map the page cache's frames, so there is nothing to write back; the flags are checked as Linux")),

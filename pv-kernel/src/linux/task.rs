@@ -413,9 +413,7 @@ pub(crate) fn run_init(
     );
     *p.exe.lock() = absolute_path(&p, &path);
     *p.args.lock() = ExecArgs::new(&path, &argv2, &env);
-    if let Some((uid, gid)) = crate::boot::args().user() {
-        *p.creds.lock() = super::creds::Creds::new(uid, gid);
-    }
+    *p.creds.lock() = super::creds::for_init();
     let t = new_task(p.pid, &p, SigState::new(SigSet::EMPTY));
     start(t, UserState::new(loaded.entry, loaded.rsp), true)?;
     INIT_WQ.wait_until(|| INIT_STATUS.lock().is_some());

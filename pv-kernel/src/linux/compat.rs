@@ -45,7 +45,7 @@ pub(crate) const NOTES: &[(&str, Note)] = &[
     ("mlock", Partial("accepted, nothing is ever swapped")),
     ("munlock", Partial("accepted, nothing is ever swapped")),
     ("msync", Remark("shared file mappings map the page cache's frames, so there is nothing to write back; the flags are checked as Linux")),
-    ("mmap", Partial("no SIGBUS for a page wholly past the end of a mapped file")),
+    ("mmap", Partial("a writable `MAP_SHARED` mapping of a `--volume` file is ENODEV; a page wholly past the end of a mapped file is SIGBUS as on Linux")),
     ("madvise", Partial("MADV_DONTNEED of a private file mapping gives zero pages, not the file's bytes")),
     ("timer_create", Partial("the alarm clocks are EOPNOTSUPP; at most 4,096 timers per process")),
     ("timerfd_create", Partial("the alarm clocks are EOPNOTSUPP")),

@@ -20,7 +20,7 @@ use pvmux_hypercalls::PAGE_SIZE;
 use super::files::MmapSource;
 use super::rlimit::{self, res, RLIM_INFINITY};
 use super::shmem::ShmRef;
-use super::space::Mm;
+use super::space::{MapFile, Mm};
 use super::task::current_process;
 use super::{Errno, SysResult};
 
@@ -214,7 +214,13 @@ pub(crate) fn sys_mmap(
     mm.add_vma(start, start + len, prot_bits as u32, shm);
     if let Some((fd, _)) = &file {
         if let Some((path, ino)) = super::files::map_name(*fd) {
-            mm.name_file(start, start + 1, &path, ino, off);
+            let f = MapFile {
+                path,
+                ino,
+                offset: off,
+                bus_past_eof: true,
+            };
+            mm.name_file(start, start + 1, &f);
         }
     }
     drop(mm);
@@ -522,8 +528,11 @@ pub(crate) fn sys_mremap(
                 vma.shm_at(vstart, old + old_len),
             );
             if let Some(f) = &vma.file {
-                let off = f.offset + (old + old_len - vstart);
-                mm.name_file(old + old_len, old + old_len + 1, &f.path, f.ino, off);
+                mm.name_file(
+                    old + old_len,
+                    old + old_len + 1,
+                    &f.advanced(old + old_len - vstart),
+                );
             }
             return Ok(old);
         }
@@ -544,7 +553,7 @@ pub(crate) fn sys_mremap(
     };
     mm.add_vma(dest, dest + new_len, vma.prot, vma.shm_at(vstart, old));
     if let Some(f) = &vma.file {
-        mm.name_file(dest, dest + 1, &f.path, f.ino, f.offset + (old - vstart));
+        mm.name_file(dest, dest + 1, &f.advanced(old - vstart));
     }
     mm.move_pages(old, dest, old_len.min(new_len));
     mm.unmap(old, old + old_len);
@@ -562,4 +571,20 @@ pub(crate) fn sys_madvise(addr: u64, len: u64, advice: u64) -> SysResult {
         space.mm.lock().discard(addr, addr + len);
     }
     Ok(0)
+}
+
+/// Drops the pages of every `mmap` of regular file `ino`, in every address space, that lie
+/// wholly past its end (after `truncate`, `ftruncate` or `O_TRUNC`), as Linux's truncate
+/// does (`unmap_mapping_range`, private copies included): touching them again is `SIGBUS`
+/// (`linux/fault.rs`).
+pub(crate) fn file_shrunk(ino: u64) {
+    let Ok(st) = crate::fs::with(|fs| fs.stat_ino(ino)) else {
+        return;
+    };
+    let eof = st.size.next_multiple_of(PAGE_SIZE);
+    for p in super::task::all_processes() {
+        if let Some(space) = p.space() {
+            space.mm.lock().discard_file_past(ino, eof);
+        }
+    }
 }

@@ -14,6 +14,7 @@
 //! program that maps more than [`limits::MAX_MAP_COUNT`] adjacent pieces one by one gets `ENOMEM`
 //! here where Linux would have merged them.
 
+use alloc::vec::Vec;
 use pvmux_hypercalls::user::in_user_window;
 use pvmux_hypercalls::PAGE_SIZE;
 
@@ -168,7 +169,7 @@ pub(crate) fn sys_mmap(
         Some((_, Some(MmapSource::Node(ino)))) if shared => {
             let ino = *ino;
             let obj = crate::fs::with(|fs| {
-                if prot_bits & 2 != 0 || fs.has_owned_pages(ino) {
+                if prot_bits & 2 != 0 || fs.has_owned_pages(ino) || fs.is_volume_file(ino) {
                     fs.shared_pages(ino).map(Some)
                 } else {
                     Ok(None)
@@ -447,7 +448,47 @@ pub(crate) fn sys_msync(addr: u64, len: u64, flags: u64) -> SysResult {
         let (_, v) = mm.vma_at(at).ok_or(Errno::ENOMEM)?;
         at = v.end;
     }
+    // The page cache's files share their frames with the mapping: nothing to write. A
+    // volume file's mapped cache is written to the host now (MS_ASYNC too).
+    let ranges = shared_file_ranges(&mm, addr, end);
+    drop(mm);
+    write_back(&ranges)?;
     Ok(0)
+}
+
+/// The file ranges `(inode, offset, length)` the shared file mappings of `mm` cover in
+/// `[start, end)`.
+fn shared_file_ranges(mm: &Mm, start: u64, end: u64) -> Vec<(u64, u64, u64)> {
+    mm.vmas()
+        .filter(|(s, v)| *s < end && v.end > start && v.shm.is_some())
+        .filter_map(|(s, v)| {
+            let f = v.file.as_ref().filter(|f| f.bus_past_eof)?;
+            let (a, b) = (s.max(start), v.end.min(end));
+            Some((f.ino, f.offset.saturating_add(a - s), b - a))
+        })
+        .collect()
+}
+
+/// Writes what programs stored through shared mappings of `ranges` back to the files that
+/// keep their bytes elsewhere (`--volume` files, `Fs::vol_writeback`); `EIO` and the like
+/// from the host.
+fn write_back(ranges: &[(u64, u64, u64)]) -> Result<(), Errno> {
+    for &(ino, off, len) in ranges {
+        crate::fs::with(|fs| fs.vol_writeback(ino, off, len))?;
+    }
+    Ok(())
+}
+
+/// Before address space `space` goes (its process exits or execs): writes back what its
+/// shared file mappings stored (best effort: there is no one to report an error to).
+pub(crate) fn write_back_space(space: &super::space::Space) {
+    let ranges = shared_file_ranges(&space.mm.lock(), 0, u64::MAX);
+    let _ = write_back(&ranges);
+}
+
+/// After mappings went: drops the volume files' caches no mapping uses any more.
+pub(crate) fn release_unmapped() {
+    crate::fs::with(|fs| fs.vol_release_unmapped());
 }
 
 /// `munmap(addr, len)`.
@@ -460,10 +501,18 @@ pub(crate) fn sys_munmap(addr: u64, len: u64) -> SysResult {
         return Err(Errno::EINVAL);
     }
     let space = current_process().space().ok_or(Errno::EINVAL)?;
+    // A volume file's mapped cache gets the stores first (as Linux writes dirty pages back
+    // when the last mapping goes; an error is not munmap's).
+    let ranges = shared_file_ranges(&space.mm.lock(), addr, addr + len);
+    let _ = write_back(&ranges);
     let mut mm = space.mm.lock();
     let split = splits_for_munmap(region(&mm, addr), addr, addr + len);
     may_add_regions(&mm, split, true)?;
     mm.unmap(addr, addr + len);
+    drop(mm);
+    if !ranges.is_empty() {
+        release_unmapped();
+    }
     Ok(0)
 }
 

@@ -215,7 +215,8 @@ pub struct RunArgs {
     /// directory; `:ro` makes every change fail with EROFS. Repeatable (at most 64). Paths
     /// cannot leave HOSTDIR (symbolic links resolve inside it), no device nodes, FIFOs or
     /// sockets can be made, set-user-id/set-group-id bits are cleared; the guest's writes
-    /// reach the host file at once (write-through).
+    /// reach the host file at once (write-through), stores through a MAP_SHARED mapping on
+    /// msync, munmap, fsync or exit.
     #[arg(short = 'v', long = "volume", value_name = "HOSTDIR:GUESTDIR[:ro|rw]", value_parser = parse_volume)]
     pub volume: Vec<VolumeSpec>,
 

@@ -481,9 +481,11 @@ fn write_back(ranges: &[(u64, u64, u64)]) -> Result<(), Errno> {
 
 /// Before address space `space` goes (its process exits or execs): writes back what its
 /// shared file mappings stored (best effort: there is no one to report an error to).
-pub(crate) fn write_back_space(space: &super::space::Space) {
+/// Returns whether it had any (then [`release_unmapped`] has work once it is gone).
+pub(crate) fn write_back_space(space: &super::space::Space) -> bool {
     let ranges = shared_file_ranges(&space.mm.lock(), 0, u64::MAX);
     let _ = write_back(&ranges);
+    !ranges.is_empty()
 }
 
 /// After mappings went: drops the volume files' caches no mapping uses any more.

@@ -566,11 +566,13 @@ fn exit_process(p: &Arc<Process>) {
     super::timers::process_exited(p);
     p.files.lock().close_all();
     let space = p.space.lock().take();
-    if let Some(s) = &space {
-        super::memory::write_back_space(s);
-    }
+    let mapped_files = space
+        .as_ref()
+        .is_some_and(|s| super::memory::write_back_space(s));
     drop(space);
-    super::memory::release_unmapped();
+    if mapped_files {
+        super::memory::release_unmapped();
+    }
     p.vfork_done.signal();
     // Orphans go to init (pid 1), or nowhere when init itself ends.
     let children = core::mem::take(&mut p.rel.lock().children);
@@ -776,11 +778,13 @@ pub(crate) fn do_execve(
     *p.exe.lock() = absolute_path(p, &path);
     *p.args.lock() = ExecArgs::new(&path, &argv, &envp);
     let old = p.space.lock().replace(space);
-    if let Some(s) = &old {
-        super::memory::write_back_space(s);
-    }
+    let mapped_files = old
+        .as_ref()
+        .is_some_and(|s| super::memory::write_back_space(s));
     drop(old);
-    super::memory::release_unmapped();
+    if mapped_files {
+        super::memory::release_unmapped();
+    }
     p.files.lock().close_on_exec();
     super::signal::reset_on_exec(task);
     super::timers::process_execed(p);

@@ -238,6 +238,11 @@ fn group_root(root: &Path, busybox: &Path) {
     std::fs::copy(pvmux_tests::prog("groups"), root.join("bin/groups")).unwrap();
     put(&root.join("secret"), "group secret\n", 0o640, 0);
     chown(root.join("secret"), Some(0), Some(4242)).unwrap();
+    // A program only `pvgrp` may run.
+    let grp_only = root.join("bin/groups-pvgrp");
+    std::fs::copy(pvmux_tests::prog("groups"), &grp_only).unwrap();
+    chown(&grp_only, Some(0), Some(4242)).unwrap();
+    std::fs::set_permissions(&grp_only, std::fs::Permissions::from_mode(0o750)).unwrap();
 }
 
 /// The gids `initgroups(3)` gives `user` from the root's own files: its passwd group and
@@ -362,6 +367,23 @@ fn a_named_users_supplementary_groups_are_as_natively() {
     let (code, out, err) = text(&output(guest));
     assert_eq!(code, Some(0), "{out}\n{err}");
     assert!(got_line(&out, "getgroups: 60 77"), "{out}");
+    // Init itself may be a program only a supplementary group may run.
+    let mut guest = Command::new(PVMUX);
+    guest
+        .args(["run", "--rootfs", root_dir, "--user", "alice", "--"])
+        .args(["/bin/groups-pvgrp", "show"]);
+    let (code, out, err) = text(&output(guest));
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(
+        got_line(&out, "uid=1000 euid=1000 gid=1000 egid=1000"),
+        "{out}"
+    );
+    let mut guest = Command::new(PVMUX);
+    guest
+        .args(["run", "--rootfs", root_dir, "--user", "bob", "--"])
+        .args(["/bin/groups-pvgrp", "show"]);
+    let (code, _, err) = text(&output(guest));
+    assert_eq!(code, Some(126), "bob may not run it: {err}");
     let mut guest = Command::new(PVMUX);
     guest
         .args(["run", "--rootfs", root_dir, "--user", "bob", "--"])

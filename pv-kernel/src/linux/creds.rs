@@ -246,11 +246,13 @@ pub(crate) fn for_init() -> Creds {
     c
 }
 
-/// The current process's supplementary groups (none in a kernel thread without a process).
+/// The current process's supplementary groups, or for init (loaded by a kernel thread before
+/// its process exists, as [`exec_ids`]) the boot arguments' `GROUPS`.
 pub(crate) fn fs_groups() -> Vec<u32> {
-    super::task::try_current_task()
-        .map(|t| t.process.creds.lock().groups.clone())
-        .unwrap_or_default()
+    match super::task::try_current_task() {
+        Some(t) => t.process.creds.lock().groups.clone(),
+        None => for_init().groups,
+    }
 }
 
 /// The current process's credentials (a copy).

@@ -142,19 +142,8 @@ pub(crate) fn user_exception(
 /// (`BUS_ADRERR`) for every kind of file, the page cache's, the `--rootfs` share's and
 /// volumes'. A page the map holds (mapped before the file shrank) stays readable.
 fn past_eof(space: &Space, addr: u64) -> bool {
-    let page = addr & !(pvmux_hypercalls::PAGE_SIZE - 1);
-    let (ino, file_off) = {
-        let mm = space.mm.lock();
-        if mm.frame_of(page).is_some() {
-            return false;
-        }
-        match mm.vma_at(page) {
-            Some((start, v)) => match &v.file {
-                Some(f) if f.bus_past_eof => (f.ino, f.offset.saturating_add(page - start)),
-                _ => return false,
-            },
-            None => return false,
-        }
+    let Some((ino, file_off)) = space.mm.lock().file_page_to_fill(addr) else {
+        return false;
     };
     // The mm lock is not held across the filesystem's.
     match crate::fs::with(|fs| fs.stat_ino(ino)) {

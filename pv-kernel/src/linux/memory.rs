@@ -503,10 +503,9 @@ pub(crate) fn sys_munmap(addr: u64, len: u64) -> SysResult {
         return Err(Errno::EINVAL);
     }
     let space = current_process().space().ok_or(Errno::EINVAL)?;
-    // A volume file's mapped cache gets the stores first (as Linux writes dirty pages back
-    // when the last mapping goes; an error is not munmap's).
+    // Shared file mappings among those going: a volume file's cache is written back (and
+    // dropped) once its last mapping is gone, afterwards.
     let ranges = shared_file_ranges(&space.mm.lock(), addr, addr + len);
-    let _ = write_back(&ranges);
     let mut mm = space.mm.lock();
     let split = splits_for_munmap(region(&mm, addr), addr, addr + len);
     may_add_regions(&mm, split, true)?;

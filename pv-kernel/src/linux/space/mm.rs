@@ -197,6 +197,18 @@ impl Mm {
         (va < v.end).then(|| (s, v.clone()))
     }
 
+    /// For a fault at `va` on a page the map does not hold, inside a `mmap` of a file
+    /// ([`MapFile::bus_past_eof`]): the file's inode and the page's file offset.
+    pub(crate) fn file_page_to_fill(&self, va: u64) -> Option<(u64, u64)> {
+        let page = va & !(PAGE_SIZE - 1);
+        if self.pages.contains_key(&page) {
+            return None;
+        }
+        let (&s, v) = self.vmas.range(..=page).next_back()?;
+        let f = v.file.as_ref().filter(|f| page < v.end && f.bus_past_eof)?;
+        Some((f.ino, f.offset.saturating_add(page - s)))
+    }
+
     /// True if `[start, end)` overlaps no region.
     pub(crate) fn is_free(&self, start: u64, end: u64) -> bool {
         if let Some((_, v)) = self.vmas.range(..end).next_back() {

@@ -6,7 +6,8 @@
 //! goes through to the host *and* into it, and a truncate cuts both, so the three stay
 //! coherent. Stores through a mapping reach the host when they are written back
 //! ([`Fs::vol_writeback`]): on `msync` (`MS_SYNC` and `MS_ASYNC` alike, synchronously),
-//! `munmap`, `fsync` and when the process exits or execs (`linux/memory.rs`). Pages are not
+//! `munmap` of the last mapping, `fsync` and when the process exits or execs
+//! (`linux/memory.rs`). Pages are not
 //! tracked dirty: a write-back writes every page of the range (within the file's size). The
 //! cache is dropped once no mapping refers to it ([`Fs::vol_release_unmapped`]), so later
 //! reads see the host's bytes again. Its pages are pool frames like the page cache's (not
@@ -112,7 +113,7 @@ impl Fs {
     }
 
     /// Writes back and drops the caches of volume files that no mapping refers to any more
-    /// (after `munmap`, an exit or an exec).
+    /// (after `munmap`, an exit or an exec: the last mapping's stores reach the host here).
     pub(crate) fn vol_release_unmapped(&mut self) {
         let idle: Vec<Ino> = self
             .vols
@@ -122,7 +123,7 @@ impl Fs {
             .map(|(&i, _)| i)
             .collect();
         for ino in idle {
-            // Best effort: the mappings were written back when they went.
+            // Best effort: no caller to tell (`munmap` succeeds as on Linux).
             let _ = self.vol_writeback(ino, 0, u64::MAX);
             self.vols.maps.remove(&ino);
         }

@@ -411,4 +411,14 @@ fn a_mapped_volume_file_shares_a_cache_written_back_on_demand() {
     let n = fs.read(h, &mut b).unwrap();
     assert_eq!(&b[..n], b"QyA");
     fs.close(h).unwrap();
+    // A read-only volume's file maps (read-only) and its write-back asks the host nothing.
+    let fake = Fake::new();
+    fake.add(b"/r", Node::File(b"ro".to_vec()));
+    let mut fs = mounted(&fake, true);
+    let v = fs.lookup(ROOT_INO, b"/mnt/vol", true).unwrap();
+    let ino = fs.lookup(v, b"r", true).unwrap();
+    let _obj = fs.shared_pages(ino).unwrap();
+    let calls = fake.calls.lock().unwrap().len();
+    assert_eq!(fs.vol_writeback(ino, 0, u64::MAX), Ok(()));
+    assert_eq!(fake.calls.lock().unwrap().len(), calls);
 }

@@ -84,6 +84,10 @@ impl Fs {
         let Some((vol, path)) = self.vol_of(ino) else {
             return Ok(());
         };
+        // A read-only volume's files are never mapped writable: nothing was stored.
+        if self.vol_writable(vol).is_err() {
+            return Ok(());
+        }
         let path = copy(path)?;
         let end = off.saturating_add(len).min(self.file_size(ino)?);
         let mut chunk: Vec<u8> = Vec::new();

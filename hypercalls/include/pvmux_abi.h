@@ -617,7 +617,8 @@ struct pvmux_user_slot {
  * A reader must refuse: another magic/version/header_len, total_len != boot_args_len,
  * undefined flag or tty bits, non-zero reserved fields, host_pid/seed non-zero without their
  * flag, one console dimension 0, unknown command kinds, wrong payloads (none for plain
- * commands, 8 bytes for EXIT/SLEEP, non-empty UTF-8 for text commands), anything past the
+ * commands, 8 bytes for EXIT/SLEEP, non-empty UTF-8 for text commands, GROUPS not a multiple
+ * of 4 bytes, over PVMUX_BOOT_GROUPS_MAX ids or not strictly ascending), anything past the
  * end, bytes after the last argument.
  * ---------------------------------------------------------------------------------------- */
 
@@ -660,6 +661,10 @@ struct pvmux_user_slot {
 #define PVMUX_BOOT_CMD_VOLUME 17u /* [u32 id, u32 flags, bytes: absolute path] a volume */
 #define PVMUX_BOOT_VOLUME_READ_ONLY 1u /* VOLUME flags: every change is EROFS */
 #define PVMUX_BOOT_VOLUME_HEAD_LEN 8   /* VOLUME payload bytes before the path */
+/* [u32 gid each, strictly ascending, at most PVMUX_BOOT_GROUPS_MAX] init's supplementary
+ * groups (ABI v6) */
+#define PVMUX_BOOT_CMD_GROUPS 19u
+#define PVMUX_BOOT_GROUPS_MAX 4096
 
 struct pvmux_boot_args_header {
     uint32_t magic;         /* PVMUX_BOOT_ARGS_MAGIC */

@@ -173,14 +173,18 @@ pub mod command {
     /// resource counts.
     pub const RLIMIT: u16 = 15;
     /// The init program's user and group ids (`pvmux run --user`): payload 8 bytes, u32 uid
-    /// and u32 gid (real, effective and saved ids alike; no supplementary groups). Not run;
-    /// the last one counts.
+    /// and u32 gid (real, effective and saved ids alike; the supplementary groups are
+    /// [`GROUPS`]). Not run; the last one counts.
     pub const USER: u16 = 16;
     /// A writable host directory to mount (`pvmux run --volume`): payload a
     /// [`super::VolumeMount`] — u32 volume id, u32 flags ([`super::volume_flag`]), then the
     /// guest directory, an absolute path (bytes, no NUL). Not run: the kernel mounts every
     /// volume when it sets up its filesystem.
     pub const VOLUME: u16 = 17;
+    /// The init program's supplementary groups (`pvmux run --user NAME`, `--group-add`):
+    /// payload a [`super::Gids`] list, u32 group ids in strictly ascending order, at most
+    /// [`super::GROUPS_MAX`] (ABI v6). Not run; the last one counts.
+    pub const GROUPS: u16 = 19;
 }
 
 /// [`VolumeMount`] flag bits.
@@ -239,6 +243,141 @@ impl<'a> VolumeMount<'a> {
     /// Whether the encoder accepts it.
     pub fn ok(&self) -> bool {
         self.id < crate::volume::MAX_VOLUMES && workdir_ok(self.path)
+    }
+}
+
+/// The most supplementary groups a [`command::GROUPS`] record carries: 4096, well below
+/// Linux's `NGROUPS_MAX` (65536, the guest's `setgroups` limit) and within one record's
+/// 65535 payload bytes. Users are in a handful of groups; runc and podman have no smaller
+/// limit than the kernel's.
+pub const GROUPS_MAX: usize = 4096;
+
+/// A list of supplementary group ids ([`Command::Groups`]): at most [`GROUPS_MAX`], strictly
+/// ascending (sorted, no duplicates: the set Linux keeps, in the order `getgroups` returns
+/// it), so each set has one encoding. Borrowed either from a record's payload (u32 little
+/// endian each) or from the text form (`1,2,3`), both checked; it never allocates.
+#[derive(Clone, Copy)]
+pub struct Gids<'a>(GidSource<'a>);
+
+#[derive(Clone, Copy)]
+enum GidSource<'a> {
+    /// u32 little endian each.
+    Le(&'a [u8]),
+    /// Decimal ids separated by `,` (empty: none).
+    Text(&'a str),
+}
+
+/// The ids of a [`Gids`], in order.
+#[derive(Clone, Debug)]
+pub struct GidIter<'a>(GidIterSource<'a>);
+
+#[derive(Clone, Debug)]
+enum GidIterSource<'a> {
+    Le(core::slice::ChunksExact<'a, u8>),
+    Text(Option<core::str::Split<'a, char>>),
+}
+
+impl Iterator for GidIter<'_> {
+    type Item = u32;
+
+    fn next(&mut self) -> Option<u32> {
+        match &mut self.0 {
+            GidIterSource::Le(c) => c
+                .next()
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            // Checked when the `Gids` was made: every part is a number.
+            GidIterSource::Text(s) => s.as_mut()?.next().and_then(|p| p.parse().ok()),
+        }
+    }
+}
+
+/// Whether `ids` is a valid list: at most [`GROUPS_MAX`], strictly ascending.
+fn gids_ok(ids: impl Iterator<Item = Option<u32>>) -> bool {
+    let mut last: Option<u32> = None;
+    let mut n = 0;
+    for id in ids {
+        let Some(id) = id else { return false };
+        n += 1;
+        if n > GROUPS_MAX || last.is_some_and(|l| l >= id) {
+            return false;
+        }
+        last = Some(id);
+    }
+    true
+}
+
+impl<'a> Gids<'a> {
+    /// The list in a record's payload (u32 little endian each); `None` if its length is not
+    /// a multiple of 4, it has more than [`GROUPS_MAX`] ids, or they are not strictly
+    /// ascending.
+    pub fn from_le_bytes(payload: &'a [u8]) -> Option<Self> {
+        if !payload.len().is_multiple_of(4) {
+            return None;
+        }
+        let g = Self(GidSource::Le(payload));
+        gids_ok(g.iter().map(Some)).then_some(g)
+    }
+
+    /// The list in text form, decimal ids separated by `,` (empty: none); `None` if one is
+    /// not a number or the list breaks the rules of [`Gids::from_le_bytes`].
+    pub fn from_text(text: &'a str) -> Option<Self> {
+        let ok = text.is_empty()
+            || gids_ok(text.split(',').map(|p| {
+                p.bytes()
+                    .all(|b| b.is_ascii_digit())
+                    .then(|| p.parse().ok())
+                    .flatten()
+            }));
+        ok.then_some(Self(GidSource::Text(text)))
+    }
+
+    /// The ids, ascending.
+    pub fn iter(&self) -> GidIter<'a> {
+        GidIter(match self.0 {
+            GidSource::Le(b) => GidIterSource::Le(b.chunks_exact(4)),
+            GidSource::Text("") => GidIterSource::Text(None),
+            GidSource::Text(t) => GidIterSource::Text(Some(t.split(','))),
+        })
+    }
+
+    /// Number of ids.
+    pub fn len(&self) -> usize {
+        match self.0 {
+            GidSource::Le(b) => b.len() / 4,
+            GidSource::Text(_) => self.iter().count(),
+        }
+    }
+
+    /// No ids.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl PartialEq for Gids<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Gids<'_> {}
+
+impl fmt::Debug for Gids<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl fmt::Display for Gids<'_> {
+    /// The text form: `1,2,3`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, g) in self.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{g}")?;
+        }
+        Ok(())
     }
 }
 
@@ -388,6 +527,9 @@ pub enum Command<'a> {
         /// Group id.
         gid: u32,
     },
+    /// The init program's supplementary groups; not run: [`BootArgs::groups`] gives the
+    /// last one.
+    Groups(Gids<'a>),
 }
 
 impl Command<'_> {
@@ -405,6 +547,7 @@ impl Command<'_> {
                 | Self::Volume(_)
                 | Self::Rlimit { .. }
                 | Self::User { .. }
+                | Self::Groups(_)
         )
     }
 
@@ -428,6 +571,7 @@ impl Command<'_> {
             Self::Volume(_) => command::VOLUME,
             Self::Rlimit { .. } => command::RLIMIT,
             Self::User { .. } => command::USER,
+            Self::Groups(_) => command::GROUPS,
         }
     }
 }
@@ -678,6 +822,17 @@ impl<'a> BootArgs<'a> {
             .last()
     }
 
+    /// The init program's supplementary groups: the last [`Command::Groups`], if any (else
+    /// none).
+    pub fn groups(&self) -> Option<Gids<'a>> {
+        self.commands()
+            .filter_map(|c| match c {
+                Command::Groups(g) => Some(g),
+                _ => None,
+            })
+            .last()
+    }
+
     /// True if a command needs the test kernel ([`Command::needs_diagnostics`]).
     pub fn needs_diagnostics(&self) -> bool {
         self.commands().any(|c| c.needs_diagnostics())
@@ -795,6 +950,7 @@ fn read_command(bytes: &[u8]) -> Result<(Command<'_>, usize), DecodeError> {
                 gid: u32::from_le_bytes([b[4], b[5], b[6], b[7]]),
             }
         }
+        command::GROUPS => Command::Groups(Gids::from_le_bytes(payload).ok_or(bad)?),
         k => return Err(DecodeError::UnknownCommand(k)),
     };
     Ok((c, RECORD_HEADER_LEN + payload.len()))
@@ -933,6 +1089,24 @@ impl<'b> Encoder<'b> {
                 len,
             };
             self.put(&[rec.as_bytes(), &head, v.path])?;
+            self.header.nr_commands += 1;
+            return Ok(());
+        }
+        if let Command::Groups(g) = c {
+            // A `Gids` is valid by construction: at most GROUPS_MAX ids, 4 bytes each.
+            let len = g.len() * 4;
+            let rec = RecordHeader {
+                kind: c.kind(),
+                len: u16::try_from(len).map_err(|_| self.too_long(len))?,
+            };
+            // All or nothing: check the room first, then every piece fits.
+            if self.pos + RECORD_HEADER_LEN + len > self.out.len() {
+                return Err(self.too_long(RECORD_HEADER_LEN + len));
+            }
+            self.put(&[rec.as_bytes()])?;
+            for id in g.iter() {
+                self.put(&[&id.to_le_bytes()])?;
+            }
             self.header.nr_commands += 1;
             return Ok(());
         }
@@ -1274,6 +1448,47 @@ mod tests {
             "{words}"
         );
         assert!(words.contains("user=5:6"), "{words}");
+    }
+
+    #[test]
+    fn groups_records() {
+        let le: Vec<u8> = [3u32, 50, 1000]
+            .iter()
+            .flat_map(|g| g.to_le_bytes())
+            .collect();
+        let g = Gids::from_le_bytes(&le).unwrap();
+        assert_eq!(g, Gids::from_text("3,50,1000").unwrap());
+        assert_eq!(std::format!("{g}"), "3,50,1000");
+        let none = Gids::from_text("").unwrap();
+        assert!(none.is_empty() && none.iter().next().is_none());
+        let cmds = [Command::Groups(none), Command::Groups(g)];
+        let buf = BootArgsBuf::new(&Options::default(), cmds, [b"/p"]).unwrap();
+        let args = buf.args();
+        assert!(args.commands().eq(cmds));
+        assert_eq!(args.groups(), Some(g), "the last one counts");
+        assert!(args.groups().unwrap().iter().eq([3, 50, 1000]));
+        assert!(!args.needs_diagnostics());
+        let words = std::format!("{}", buf.args());
+        assert!(words.contains("groups= groups=3,50,1000"), "{words}");
+        assert_eq!(BootArgsBuf::from_words(&words).unwrap().args(), args);
+        // Not ascending, duplicated, not numbers, too many, a partial id: refused.
+        for bad in ["2,1", "1,1", "1,x", "1,,2", ",", "-1", "+1", "4294967296"] {
+            assert!(Gids::from_text(bad).is_none(), "{bad}");
+        }
+        let dup: Vec<u8> = [7u32, 7].iter().flat_map(|g| g.to_le_bytes()).collect();
+        assert!(Gids::from_le_bytes(&dup).is_none());
+        assert!(Gids::from_le_bytes(&le[..5]).is_none());
+        let many: Vec<u8> = (0..=GROUPS_MAX as u32).flat_map(u32::to_le_bytes).collect();
+        assert!(Gids::from_le_bytes(&many).is_none());
+        assert!(Gids::from_le_bytes(&many[..GROUPS_MAX * 4]).is_some());
+        // The decoder refuses an unordered payload.
+        let mut b = buf.as_bytes().to_vec();
+        let at = HEADER_LEN + 2 * RECORD_HEADER_LEN;
+        b[at..at + 4].copy_from_slice(&60u32.to_le_bytes());
+        assert_eq!(
+            BootArgs::decode(&b).err(),
+            Some(DecodeError::Payload(command::GROUPS))
+        );
     }
 
     #[test]

@@ -13,8 +13,8 @@ use proptest::prelude::*;
 use pvmux_hypercalls::boot::MemRegionKind;
 use pvmux_hypercalls::bootargs::words::Words;
 use pvmux_hypercalls::bootargs::{
-    env_entry_ok, workdir_ok, BootArgs, BootArgsBuf, Command, ConsoleSize, EncodeError, Options,
-    Terminals, BOOT_ARGS_MAX,
+    env_entry_ok, workdir_ok, BootArgs, BootArgsBuf, Command, ConsoleSize, EncodeError, Gids,
+    Options, Terminals, BOOT_ARGS_MAX,
 };
 use pvmux_hypercalls::{CrashReason, HcError, Hypercall, ProgramEnd, VcpuShared, Vector};
 use zerocopy::FromBytes;
@@ -261,10 +261,12 @@ proptest! {
     }
 }
 
-/// A command from generated parts: `kind` picks the variant, `n` and `text` its payload.
-fn command(kind: u8, n: u64, text: &str) -> Command<'_> {
+/// A command from generated parts: `kind` picks the variant, `n`, `text` and `gids` (a
+/// valid little-endian group list) its payload.
+fn command<'a>(kind: u8, n: u64, text: &'a str, gids: &'a [u8]) -> Command<'a> {
     let t = text.as_bytes();
-    match kind % 14 {
+    match kind % 15 {
+        14 => Command::Groups(Gids::from_le_bytes(gids).expect("generated ascending")),
         0 => Command::Selftest,
         1 => Command::FsSelftest,
         2 => Command::Exit(n),
@@ -322,9 +324,18 @@ fn decode_is_canonical(bytes: &[u8]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-/// A strategy for generated commands: (kind, number, text).
-fn commands() -> impl Strategy<Value = Vec<(u8, u64, String)>> {
-    proptest::collection::vec((any::<u8>(), any::<u64>(), "[a-z0-9/,._é= -]{1,24}"), 0..12)
+/// A strategy for generated commands: (kind, number, text, group list).
+#[allow(clippy::type_complexity)]
+fn commands() -> impl Strategy<Value = Vec<(u8, u64, String, Vec<u8>)>> {
+    let gids = proptest::collection::btree_set(any::<u32>(), 0..6).prop_map(|s| {
+        s.into_iter()
+            .flat_map(u32::to_le_bytes)
+            .collect::<Vec<u8>>()
+    });
+    proptest::collection::vec(
+        (any::<u8>(), any::<u64>(), "[a-z0-9/,._é= -]{1,24}", gids),
+        0..12,
+    )
 }
 
 /// A strategy for generated arguments (any bytes, empty ones included).
@@ -346,7 +357,7 @@ proptest! {
     #[test]
     fn boot_args_decode_garbage_records(
         flags in 0u32..64,
-        records in proptest::collection::vec((0u16..16, proptest::collection::vec(any::<u8>(), 0..12)), 0..10),
+        records in proptest::collection::vec((0u16..22, proptest::collection::vec(any::<u8>(), 0..12)), 0..10),
         args in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..12), 0..6),
         skew in (-1i32..=1, -1i32..=1),
     ) {
@@ -379,6 +390,12 @@ proptest! {
             9..=12 => std::str::from_utf8(p).is_ok_and(|s| !s.is_empty()),
             13 => env_entry_ok(p),
             14 => workdir_ok(p),
+            19 => p.len() % 4 == 0
+                && p.chunks(4)
+                    .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+                    .collect::<Vec<_>>()
+                    .windows(2)
+                    .all(|w| w[0] < w[1]),
             _ => false,
         }) {
             prop_assert!(BootArgs::decode(&bytes).is_ok());
@@ -400,7 +417,7 @@ proptest! {
         cut in any::<usize>(),
     ) {
         let o = options(bits, size, pid, seed, &canary);
-        let cmds = cmds.iter().map(|(k, n, t)| command(*k, *n, t));
+        let cmds = cmds.iter().map(|(k, n, t, g)| command(*k, *n, t, g));
         let Ok(buf) = BootArgsBuf::new(&o, cmds, &argv) else {
             return Ok(());
         };
@@ -426,7 +443,7 @@ proptest! {
         argv in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..400), 0..12),
     ) {
         let o = options(bits, size, pid, seed, &canary);
-        let cmds: Vec<Command<'_>> = cmds.iter().map(|(k, n, t)| command(*k, *n, t)).collect();
+        let cmds: Vec<Command<'_>> = cmds.iter().map(|(k, n, t, g)| command(*k, *n, t, g)).collect();
         let need = 48
             + o.canary.map_or(0, str::len)
             + cmds.iter().map(|c| 4 + match c {
@@ -436,6 +453,7 @@ proptest! {
                 }
                 Command::Env(t) | Command::Workdir(t) => t.len(),
                 Command::Volume(v) => 8 + v.path.len(),
+                Command::Groups(g) => 4 * g.len(),
                 _ => 0,
             }).sum::<usize>()
             + argv.iter().map(|a| 2 + a.len()).sum::<usize>();
@@ -457,6 +475,7 @@ proptest! {
                             | Command::Env(_)
                             | Command::Workdir(_)
                             | Command::Volume(_)
+                            | Command::Groups(_)
                     ))
                 );
             }

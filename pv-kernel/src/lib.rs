@@ -168,7 +168,8 @@ fn kmain() {
             | Command::Workdir(_)
             | Command::Volume(_)
             | Command::Rlimit { .. }
-            | Command::User { .. } => {}
+            | Command::User { .. }
+            | Command::Groups(_) => {}
             #[cfg(feature = "diagnostics")]
             Command::Bench(list) => bench::run(list, args.options.bench_quick),
             #[cfg(feature = "diagnostics")]

@@ -125,6 +125,47 @@ fn file_mappings_behave_as_natively() {
     }
 }
 
+/// Touching a page of a file mapping wholly past the end of the file is `SIGBUS`
+/// (`BUS_ADRERR`, `si_addr` the address touched) and the page holding the end reads zeros past
+/// it, for a page-cache file (the guest's `/tmp`) and a `--rootfs` file (a host file mapped
+/// read-only); a file shrunk while mapped loses the pages past its new end (touched ones,
+/// private copies too) and gets them back as zeros when it grows — the same output as
+/// natively.
+#[test]
+#[cfg_attr(
+    not(have_static_glibc),
+    ignore = "needs a static glibc: apt-get install libc6-dev"
+)]
+fn touching_past_the_end_of_a_mapped_file_is_sigbus_as_natively() {
+    let dir = TempDir::unique("pvmux-memory-storage", "sigbus");
+    let d = dir.0.to_str().expect("utf-8 temp path");
+    // An existing host file, not a multiple of the page size.
+    let file = dir.0.join("existing.dat");
+    std::fs::write(&file, vec![b'e'; 3 * 4096 + 123]).expect("write the host file");
+    let f = file.to_str().expect("utf-8 path");
+    for name in variants("sigbus-eof") {
+        let p = prog(&name);
+        let p = p.to_str().expect("utf-8 path");
+        let n = native(&[p, d, f]);
+        let g = guest(&[], &[p, "/tmp", f]);
+        assert_same(&name, &n, &g);
+        // Not vacuous: the native run met SIGBUS where Linux sends it, and nothing else.
+        assert!(
+            n.stdout
+                .contains("shared read +8192: SIGBUS code=BUS_ADRERR at +8192"),
+            "{}",
+            n.stdout
+        );
+        assert!(
+            n.stdout
+                .contains("existing private read +16384: SIGBUS code=BUS_ADRERR at +16384"),
+            "{}",
+            n.stdout
+        );
+        assert!(!n.stdout.contains("SIGSEGV"), "{}", n.stdout);
+    }
+}
+
 /// A program larger than 64 MiB (a static C program with a 72 MiB initialised array, built
 /// here) runs, from the host share, with the same output as natively.
 #[test]

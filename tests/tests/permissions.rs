@@ -5,6 +5,10 @@
 //! directory, removing another user's file from a sticky directory, `ls` and `cd` of a 0700
 //! directory, `chmod`/`chown`/`touch -d` of others' files, and the user's own files. And
 //! `--user NAME[:GROUP]` looked up in the guest root's /etc/passwd, compared with `id`
+//! natively. Supplementary groups: `--user NAME` in a guest root of its own, whose
+//! /etc/passwd and /etc/group give the user groups, compared with `id NAME` run natively
+//! (chrooted) over the same files and with the groups those files give; a file readable only
+//! through one of them; `--group-add`; `setgroups(2)` as root, then dropping to a user, as
 //! natively. The native runs need root to change ids (visibly skipped otherwise).
 
 use std::os::unix::fs::{chown, PermissionsExt};
@@ -204,6 +208,241 @@ fn unknown_names_are_host_errors() {
     ] {
         let mut cmd = Command::new(PVMUX);
         cmd.args(["run", "--rootfs", "/", "--user", value, "--", "/bin/true"]);
+        let o = output(cmd);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(125), "{value}: {err}");
+        assert!(err.contains(says), "{value}: {err}");
+    }
+}
+
+/// The guest root for the supplementary-group tests: `etc/passwd` and `etc/group` that put
+/// `alice` (uid 1000, passwd group 1000) in `staff` and `pvgrp` but not `other`, the host's
+/// static busybox and the `groups` test program in `bin/`, and `secret`, owned by 0:4242
+/// (`pvgrp`) with mode 0640.
+fn group_root(root: &Path, busybox: &Path) {
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    dir(&root.join("tmp"), 0o1777);
+    std::fs::write(
+        root.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\n\
+         bob:x:1001:1001::/home/bob:/bin/sh\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("etc/group"),
+        "root:x:0:\nstaff:x:50:bob,alice\nalice:x:1000:\nother:x:60:bob\npvgrp:x:4242:alice\n",
+    )
+    .unwrap();
+    std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
+    std::fs::copy(pvmux_tests::prog("groups"), root.join("bin/groups")).unwrap();
+    put(&root.join("secret"), "group secret\n", 0o640, 0);
+    chown(root.join("secret"), Some(0), Some(4242)).unwrap();
+    // A program only `pvgrp` may run.
+    let grp_only = root.join("bin/groups-pvgrp");
+    std::fs::copy(pvmux_tests::prog("groups"), &grp_only).unwrap();
+    chown(&grp_only, Some(0), Some(4242)).unwrap();
+    std::fs::set_permissions(&grp_only, std::fs::Permissions::from_mode(0o750)).unwrap();
+}
+
+/// The gids `initgroups(3)` gives `user` from the root's own files: its passwd group and
+/// every group whose member list names it, ascending.
+fn expected_groups(root: &Path, user: &str) -> Vec<u32> {
+    let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap();
+    let group = std::fs::read_to_string(root.join("etc/group")).unwrap();
+    let primary: u32 = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f[0] == user)
+        .map(|f| f[3].parse().unwrap())
+        .unwrap();
+    let mut gids: Vec<u32> = group
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .filter(|f| f.len() >= 4 && f[3].split(',').any(|m| m == user))
+        .map(|f| f[2].parse().unwrap())
+        .chain([primary])
+        .collect();
+    gids.sort_unstable();
+    gids.dedup();
+    gids
+}
+
+/// `id`'s output with its groups list sorted (the guest's `id` lists `getgroups`, which is
+/// ascending; `id NAME` lists `getgrouplist`, in /etc/group order).
+fn id_normalised(line: &str) -> String {
+    line.split(' ')
+        .map(|part| match part.strip_prefix("groups=") {
+            Some(list) => {
+                let mut g: Vec<&str> = list.split(',').collect();
+                g.sort_unstable();
+                format!("groups={}", g.join(","))
+            }
+            None => part.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The ids of `id -G`'s output, ascending.
+fn id_g(line: &str) -> Vec<u32> {
+    let mut g: Vec<u32> = line
+        .split_whitespace()
+        .map(|v| v.parse().unwrap())
+        .collect();
+    g.sort_unstable();
+    g.dedup();
+    g
+}
+
+#[test]
+fn a_named_users_supplementary_groups_are_as_natively() {
+    if !root() {
+        eprintln!("SKIPPED: the fixture (a file of group 4242) and the native run need root");
+        return;
+    }
+    let Ok(busybox) = std::fs::canonicalize("/bin/busybox") else {
+        eprintln!("SKIPPED: the host has no /bin/busybox");
+        return;
+    };
+    let tmp = pvmux_tests::TempDir::unique("pvmux-perm", "groups");
+    let r = tmp.0.join("root");
+    group_root(&r, &busybox);
+    let root_dir = r.to_str().unwrap();
+    let want = expected_groups(&r, "alice");
+    assert!(want.len() >= 3, "the fixture gives alice groups: {want:?}");
+    let mut guest = Command::new(PVMUX);
+    guest
+        .args(["run", "--rootfs", root_dir, "--user", "alice", "--"])
+        .args(["/bin/busybox", "sh", "-c"])
+        .arg("/bin/busybox id; /bin/busybox id -G; /bin/groups show; /bin/busybox cat /secret");
+    let got = output(guest);
+    let (code, out, err) = text(&got);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    // `id NAME` natively, chrooted into the same root: the same files looked up by libc.
+    let native = |args: &[&str]| {
+        let mut c = Command::new("/usr/sbin/chroot");
+        c.arg(root_dir).arg("/bin/busybox").args(args);
+        let o = output(c);
+        assert!(o.status.success(), "native {args:?}: {:?}", text(&o));
+        String::from_utf8_lossy(&o.stdout).trim_end().to_owned()
+    };
+    assert_eq!(
+        id_normalised(lines[0]),
+        id_normalised(&native(&["id", "alice"])),
+        "{out}"
+    );
+    assert_eq!(
+        id_g(lines[1]),
+        id_g(&native(&["id", "-G", "alice"])),
+        "{out}"
+    );
+    assert_eq!(id_g(lines[1]), want, "{out}");
+    // getgroups(2) and /proc/self/status give exactly that set, ascending.
+    let list = |v: &[u32]| v.iter().map(|g| format!(" {g}")).collect::<String>();
+    assert!(
+        got_line(&out, &format!("getgroups:{}", list(&want))),
+        "{out}"
+    );
+    assert!(
+        got_line(&out, &format!("getgroups(0): {}", want.len())),
+        "{out}"
+    );
+    assert!(got_line(&out, "getgroups(1): -1 Invalid argument"), "{out}");
+    assert!(
+        got_line(&out, &format!("Groups:\t{} ", list(&want).trim_start())),
+        "{out}"
+    );
+    assert!(got_line(&out, "Uid:\t1000\t1000\t1000\t1000"), "{out}");
+    // The file only group 4242 may read.
+    assert!(got_line(&out, "group secret"), "{out}");
+
+    // --group-add by name and by number joins them; `:GROUP` drops the /etc/group ones.
+    let mut guest = Command::new(PVMUX);
+    guest
+        .args(["run", "--rootfs", root_dir, "--user", "alice:alice"])
+        .args(["--group-add", "other", "--group-add", "77", "--"])
+        .args(["/bin/groups", "show"]);
+    let (code, out, err) = text(&output(guest));
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(got_line(&out, "getgroups: 60 77"), "{out}");
+    // Init itself may be a program only a supplementary group may run.
+    let mut guest = Command::new(PVMUX);
+    guest
+        .args(["run", "--rootfs", root_dir, "--user", "alice", "--"])
+        .args(["/bin/groups-pvgrp", "show"]);
+    let (code, out, err) = text(&output(guest));
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(
+        got_line(&out, "uid=1000 euid=1000 gid=1000 egid=1000"),
+        "{out}"
+    );
+    let mut guest = Command::new(PVMUX);
+    guest
+        .args(["run", "--rootfs", root_dir, "--user", "bob", "--"])
+        .args(["/bin/groups-pvgrp", "show"]);
+    let (code, _, err) = text(&output(guest));
+    assert_eq!(code, Some(126), "bob may not run it: {err}");
+    let mut guest = Command::new(PVMUX);
+    guest
+        .args(["run", "--rootfs", root_dir, "--user", "bob", "--"])
+        .args(["/bin/busybox", "cat", "/secret"]);
+    let (code, _, err) = text(&output(guest));
+    assert_eq!(code, Some(1), "bob is not in pvgrp: {err}");
+    assert!(err.contains("Permission denied"), "{err}");
+}
+
+fn got_line(out: &str, line: &str) -> bool {
+    out.lines().any(|l| l == line)
+}
+
+#[test]
+fn setgroups_as_root_then_dropping_is_as_natively() {
+    if !root() {
+        eprintln!("SKIPPED: the native run changes ids: it needs root");
+        return;
+    }
+    for name in pvmux_tests::variants("groups") {
+        let program = pvmux_tests::prog(&name);
+        let program = program.to_str().unwrap();
+        let mut guest = Command::new(PVMUX);
+        guest.args(["run", "--rootfs", "/", "--", program, "drop", "/tmp"]);
+        let got = output(guest);
+        let tmp = pvmux_tests::TempDir::unique("pvmux-perm", "setgroups");
+        std::fs::set_permissions(&tmp.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut native = Command::new(program);
+        native.args(["drop", tmp.0.to_str().unwrap()]);
+        let want = output(native);
+        assert!(want.status.success(), "native {name}: {:?}", text(&want));
+        assert_eq!(text(&got), text(&want), "{name}");
+        let out = String::from_utf8_lossy(&want.stdout);
+        // Not a vacuous comparison: the group opened the file, its absence did not.
+        assert!(out.contains("with group 4242: read 13 bytes"), "{out}");
+        assert!(
+            out.contains("without group 4242: read: Permission denied"),
+            "{out}"
+        );
+        assert!(
+            out.contains("getgroups after setgroups: 3 7 7 4242"),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn a_bad_group_add_is_a_host_error() {
+    for (value, says) in [
+        (
+            "pvmux-no-such-group",
+            "--group-add \"pvmux-no-such-group\": no group \"pvmux-no-such-group\"",
+        ),
+        ("-5", "neither a numeric id nor a group name"),
+    ] {
+        let mut cmd = Command::new(PVMUX);
+        cmd.args(["run", "--rootfs", "/"])
+            .arg(format!("--group-add={value}"))
+            .args(["--", "/bin/true"]);
         let o = output(cmd);
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(125), "{value}: {err}");

@@ -538,3 +538,99 @@ print(c.execute("select count(*), sum(x) from t").fetchone())
         .expect("git runs");
     assert_eq!(text(&log.stdout), "rename\ncommit 3\ncommit 2\ncommit 1\n");
 }
+
+/// Writable `MAP_SHARED` mappings of volume files: the same program on a volume and natively
+/// on a host directory prints the same (a store through the mapping read back by `read`,
+/// `write` seen by the mapping, a second mapping sharing the pages, `msync`, `ftruncate`
+/// while mapped) and leaves the same files on the host (the stores written back on `msync`,
+/// `munmap`, `fsync` and the exit of the process that made them, each checked at once through
+/// a second volume of the same directory).
+#[test]
+#[cfg_attr(
+    not(have_static_glibc),
+    ignore = "needs a static glibc: apt-get install libc6-dev"
+)]
+fn shared_mappings_of_volume_files_reach_the_host_like_native_ones() {
+    for name in pvmux_tests::variants("volume-maps") {
+        let t = TempDir::unique("pvmux-volume", "maps");
+        let (gv, nv) = (t.0.join("guest"), t.0.join("native"));
+        std::fs::create_dir(&gv).unwrap();
+        std::fs::create_dir(&nv).unwrap();
+        let p = pvmux_tests::prog(&name);
+        let p = p.to_str().unwrap();
+        // The second path to the directory reads the files themselves: natively the same
+        // directory, in the guest a second volume of it (not the mapped files' cache).
+        let native = output({
+            let mut c = Command::new(p);
+            c.arg(&nv).arg(&nv);
+            c
+        });
+        let spec = format!("{}:/data", gv.display());
+        let view = format!("{}:/view", gv.display());
+        let g = guest("/", &["-v", &spec, "-v", &view], &[p, "/data", "/view"]);
+        assert_eq!(
+            native.status.code(),
+            Some(0),
+            "native: {}",
+            context(&native)
+        );
+        let out = text(&native.stdout);
+        assert!(!out.contains("FAILED"), "{}", context(&native));
+        assert!(out.contains("in the file after msync MS_SYNC: ok"), "{out}");
+        assert_eq!(
+            text(&g.stdout),
+            text(&native.stdout),
+            "{name}: guest: {}",
+            context(&g)
+        );
+        assert_eq!(g.status.code(), Some(0), "{name}: guest: {}", context(&g));
+        let (gs, ns) = (snapshot(&gv), snapshot(&nv));
+        assert_eq!(gs.len(), 4, "{:?}", gs.keys());
+        assert_eq!(
+            gs, ns,
+            "{name}: the files the guest left differ from the native ones"
+        );
+    }
+}
+
+/// Touching a page of a volume file's mapping wholly past the end of the file is `SIGBUS`
+/// (`BUS_ADRERR`) as natively, shared and private, and after a truncate while mapped.
+#[test]
+#[cfg_attr(
+    not(have_static_glibc),
+    ignore = "needs a static glibc: apt-get install libc6-dev"
+)]
+fn touching_past_the_end_of_a_mapped_volume_file_is_sigbus_as_natively() {
+    for name in pvmux_tests::variants("sigbus-eof") {
+        let t = TempDir::unique("pvmux-volume", "sigbus");
+        let (gv, nv) = (t.0.join("guest"), t.0.join("native"));
+        std::fs::create_dir(&gv).unwrap();
+        std::fs::create_dir(&nv).unwrap();
+        // A host-made file of the volume, mapped read-only past its end.
+        for d in [&gv, &nv] {
+            std::fs::write(d.join("existing.dat"), vec![b'e'; 2 * 4096 + 7]).unwrap();
+        }
+        let p = pvmux_tests::prog(&name);
+        let p = p.to_str().unwrap();
+        let native = output({
+            let mut c = Command::new(p);
+            c.arg(&nv).arg(nv.join("existing.dat"));
+            c
+        });
+        let spec = format!("{}:/data", gv.display());
+        let g = guest("/", &["-v", &spec], &[p, "/data", "/data/existing.dat"]);
+        assert_eq!(
+            native.status.code(),
+            Some(0),
+            "native: {}",
+            context(&native)
+        );
+        let out = text(&native.stdout);
+        assert!(
+            out.contains("shared write +8292: SIGBUS code=BUS_ADRERR at +8292"),
+            "{out}"
+        );
+        assert_eq!(text(&g.stdout), out, "{name}: guest: {}", context(&g));
+        assert_eq!(snapshot(&gv), snapshot(&nv), "{name}");
+    }
+}

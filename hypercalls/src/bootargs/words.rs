@@ -259,6 +259,10 @@ pub fn parse_word(word: &str) -> Result<Word<'_>, Error<'_>> {
             Some((Ok(uid), Ok(gid))) => cmd(Command::User { uid, gid }),
             _ => Err(value("UID:GID, decimal")),
         },
+        "groups" => match super::Gids::from_text(v) {
+            Some(g) => cmd(Command::Groups(g)),
+            None => Err(value("GID,... decimal, strictly ascending, at most 4096")),
+        },
         "hostpid" => set(Setting::HostPid(number(v)?)),
         "seed" => set(Setting::Seed(number(v)?)),
         "canary" => set(Setting::Canary(text(v, "a path")?)),
@@ -384,6 +388,7 @@ impl fmt::Display for Command<'_> {
                 hard,
             } => write!(f, "rlimit={resource}:{soft}:{hard}"),
             Self::User { uid, gid } => write!(f, "user={uid}:{gid}"),
+            Self::Groups(g) => write!(f, "groups={g}"),
         }
     }
 }

@@ -2,7 +2,8 @@
 //! supplementary groups, with Linux's rules for changing them (`setuid(2)`, `setresuid(2)`,
 //! `setgroups(2)`...). Inherited by `fork` and kept by `execve` (no set-user-id programs
 //! here). Init starts with the boot arguments' `USER` ids (`pvmux run --user UID[:GID]`),
-//! else as root.
+//! else as root, and their `GROUPS` list as its supplementary groups (`--user NAME`'s
+//! groups in the guest's /etc/group, `--group-add`), else none.
 //!
 //! The rules are pure functions over [`Creds`] (host unit tests); the system calls read and
 //! write the current process's copy. As on Linux, only an effective uid of 0 (`CAP_SETUID`,
@@ -159,14 +160,17 @@ impl Creds {
         Ok(())
     }
 
-    /// `setgroups`: privileged only (`EPERM`), at most [`NGROUPS_MAX`] (`EINVAL`).
-    pub(crate) fn setgroups(&mut self, groups: Vec<u32>) -> Result<(), Errno> {
+    /// `setgroups`: privileged only (`EPERM`), at most [`NGROUPS_MAX`] (`EINVAL`). Kept
+    /// sorted, as Linux does (`groups_sort`): `getgroups` returns them in ascending order,
+    /// duplicates included.
+    pub(crate) fn setgroups(&mut self, mut groups: Vec<u32>) -> Result<(), Errno> {
         if !self.privileged() {
             return Err(Errno::EPERM);
         }
         if groups.len() > NGROUPS_MAX {
             return Err(Errno::EINVAL);
         }
+        groups.sort_unstable();
         self.groups = groups;
         Ok(())
     }
@@ -230,11 +234,25 @@ pub(crate) fn exec_ids() -> [u32; 4] {
     }
 }
 
-/// The current process's supplementary groups (none in a kernel thread without a process).
+/// Init's credentials: the boot arguments' `USER` ids (else root) and `GROUPS` list (else
+/// none; the host sends it ascending, as [`Creds::setgroups`] keeps it).
+pub(crate) fn for_init() -> Creds {
+    let args = crate::boot::args();
+    let (uid, gid) = args.user().unwrap_or((0, 0));
+    let mut c = Creds::new(uid, gid);
+    if let Some(g) = args.groups() {
+        c.groups = g.iter().collect();
+    }
+    c
+}
+
+/// The current process's supplementary groups, or for init (loaded by a kernel thread before
+/// its process exists, as [`exec_ids`]) the boot arguments' `GROUPS`.
 pub(crate) fn fs_groups() -> Vec<u32> {
-    super::task::try_current_task()
-        .map(|t| t.process.creds.lock().groups.clone())
-        .unwrap_or_default()
+    match super::task::try_current_task() {
+        Some(t) => t.process.creds.lock().groups.clone(),
+        None => for_init().groups,
+    }
 }
 
 /// The current process's credentials (a copy).
@@ -444,6 +462,8 @@ mod tests {
     #[test]
     fn groups() {
         let mut c = Creds::new(0, 7);
+        c.setgroups(alloc::vec![20, 10, 20]).unwrap();
+        assert_eq!(c.groups, [10, 20, 20], "sorted as Linux, duplicates kept");
         c.setgroups(alloc::vec![10, 20]).unwrap();
         assert_eq!(c.groups, [10, 20]);
         c.setgid(8).unwrap();

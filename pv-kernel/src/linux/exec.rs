@@ -16,7 +16,7 @@ use pvmux_hypercalls::user::prot;
 use pvmux_hypercalls::PAGE_SIZE;
 
 use super::imagecache::{self, CachedFile};
-use super::space::{Mm, Space};
+use super::space::{MapFile, Mm, Space};
 use super::{pool, Errno};
 use crate::mm::pool_mem;
 
@@ -105,7 +105,13 @@ fn map_segments(
     for seg in &elf.segments {
         let (s, e) = seg.pages();
         mm.add_region_merging(s, e, seg.prot);
-        mm.name_file(s, e, &name, image.ino(), page_down(seg.offset));
+        let file = MapFile {
+            path: name.clone(),
+            ino: image.ino(),
+            offset: page_down(seg.offset),
+            bus_past_eof: false,
+        };
+        mm.name_file(s, e, &file);
         // Whole pages of file data whose file offset is congruent with their address are
         // the cached frames themselves, mapped copy-on-write; the edges are private
         // copies; the rest up to memsz (.bss) is demand-zero.

@@ -86,6 +86,11 @@ pub(crate) fn user_exception(
         sp: regs.rsp,
     };
     let info = match Vector::from_raw(u64::from(trap.vector)) {
+        Some(Vector::PageFault) if past_eof(space, trap.addr) => SigInfo::fault(
+            sig::SIGBUS,
+            code::BUS_ADRERR,
+            fault(trap.addr, trap.error_code | PF_USER),
+        ),
         Some(Vector::PageFault) => {
             match resolve_page_fault(task, space, trap) {
                 Ok(generation) if !fault_loop.is_stuck(trap.addr, generation) => {
@@ -130,6 +135,23 @@ pub(crate) fn user_exception(
         _ => SigInfo::fault(sig::SIGSEGV, code::SI_KERNEL, fault(0, trap.error_code)),
     };
     super::signal::force(task, info);
+}
+
+/// Whether a fault at `addr` touches a page of a file mapping (`mmap` of a regular file)
+/// that lies wholly past the file's end and is not in the map: Linux's `SIGBUS`
+/// (`BUS_ADRERR`) for every kind of file, the page cache's, the `--rootfs` share's and
+/// volumes'. A page the map holds (mapped before the file shrank) stays readable.
+fn past_eof(space: &Space, addr: u64) -> bool {
+    let Some((ino, file_off)) = space.mm.lock().file_page_to_fill(addr) else {
+        return false;
+    };
+    // The mm lock is not held across the filesystem's.
+    match crate::fs::with(|fs| fs.stat_ino(ino)) {
+        Ok(st) if st.mode & 0o170_000 == 0o100_000 => {
+            file_off >= st.size.next_multiple_of(pvmux_hypercalls::PAGE_SIZE)
+        }
+        _ => false,
+    }
 }
 
 /// Resolves a page fault: `Ok` (with the map's generation) if the program may retry the

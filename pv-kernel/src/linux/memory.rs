@@ -14,13 +14,14 @@
 //! program that maps more than [`limits::MAX_MAP_COUNT`] adjacent pieces one by one gets `ENOMEM`
 //! here where Linux would have merged them.
 
+use alloc::vec::Vec;
 use pvmux_hypercalls::user::in_user_window;
 use pvmux_hypercalls::PAGE_SIZE;
 
 use super::files::MmapSource;
 use super::rlimit::{self, res, RLIM_INFINITY};
 use super::shmem::ShmRef;
-use super::space::Mm;
+use super::space::{MapFile, Mm};
 use super::task::current_process;
 use super::{Errno, SysResult};
 
@@ -168,7 +169,7 @@ pub(crate) fn sys_mmap(
         Some((_, Some(MmapSource::Node(ino)))) if shared => {
             let ino = *ino;
             let obj = crate::fs::with(|fs| {
-                if prot_bits & 2 != 0 || fs.has_owned_pages(ino) {
+                if prot_bits & 2 != 0 || fs.has_owned_pages(ino) || fs.is_volume_file(ino) {
                     fs.shared_pages(ino).map(Some)
                 } else {
                     Ok(None)
@@ -214,7 +215,13 @@ pub(crate) fn sys_mmap(
     mm.add_vma(start, start + len, prot_bits as u32, shm);
     if let Some((fd, _)) = &file {
         if let Some((path, ino)) = super::files::map_name(*fd) {
-            mm.name_file(start, start + 1, &path, ino, off);
+            let f = MapFile {
+                path,
+                ino,
+                offset: off,
+                bus_past_eof: true,
+            };
+            mm.name_file(start, start + 1, &f);
         }
     }
     drop(mm);
@@ -441,7 +448,49 @@ pub(crate) fn sys_msync(addr: u64, len: u64, flags: u64) -> SysResult {
         let (_, v) = mm.vma_at(at).ok_or(Errno::ENOMEM)?;
         at = v.end;
     }
+    // The page cache's files share their frames with the mapping: nothing to write. A
+    // volume file's mapped cache is written to the host now (MS_ASYNC too).
+    let ranges = shared_file_ranges(&mm, addr, end);
+    drop(mm);
+    write_back(&ranges)?;
     Ok(0)
+}
+
+/// The file ranges `(inode, offset, length)` the shared file mappings of `mm` cover in
+/// `[start, end)`.
+fn shared_file_ranges(mm: &Mm, start: u64, end: u64) -> Vec<(u64, u64, u64)> {
+    mm.vmas()
+        .filter(|(s, v)| *s < end && v.end > start && v.shm.is_some())
+        .filter_map(|(s, v)| {
+            let f = v.file.as_ref().filter(|f| f.bus_past_eof)?;
+            let (a, b) = (s.max(start), v.end.min(end));
+            Some((f.ino, f.offset.saturating_add(a - s), b - a))
+        })
+        .collect()
+}
+
+/// Writes what programs stored through shared mappings of `ranges` back to the files that
+/// keep their bytes elsewhere (`--volume` files, `Fs::vol_writeback`); `EIO` and the like
+/// from the host.
+fn write_back(ranges: &[(u64, u64, u64)]) -> Result<(), Errno> {
+    for &(ino, off, len) in ranges {
+        crate::fs::with(|fs| fs.vol_writeback(ino, off, len))?;
+    }
+    Ok(())
+}
+
+/// Before address space `space` goes (its process exits or execs): writes back what its
+/// shared file mappings stored (best effort: there is no one to report an error to).
+/// Returns whether it had any (then [`release_unmapped`] has work once it is gone).
+pub(crate) fn write_back_space(space: &super::space::Space) -> bool {
+    let ranges = shared_file_ranges(&space.mm.lock(), 0, u64::MAX);
+    let _ = write_back(&ranges);
+    !ranges.is_empty()
+}
+
+/// After mappings went: drops the volume files' caches no mapping uses any more.
+pub(crate) fn release_unmapped() {
+    crate::fs::with(|fs| fs.vol_release_unmapped());
 }
 
 /// `munmap(addr, len)`.
@@ -454,10 +503,17 @@ pub(crate) fn sys_munmap(addr: u64, len: u64) -> SysResult {
         return Err(Errno::EINVAL);
     }
     let space = current_process().space().ok_or(Errno::EINVAL)?;
+    // Shared file mappings among those going: a volume file's cache is written back (and
+    // dropped) once its last mapping is gone, afterwards.
+    let ranges = shared_file_ranges(&space.mm.lock(), addr, addr + len);
     let mut mm = space.mm.lock();
     let split = splits_for_munmap(region(&mm, addr), addr, addr + len);
     may_add_regions(&mm, split, true)?;
     mm.unmap(addr, addr + len);
+    drop(mm);
+    if !ranges.is_empty() {
+        release_unmapped();
+    }
     Ok(0)
 }
 
@@ -522,8 +578,11 @@ pub(crate) fn sys_mremap(
                 vma.shm_at(vstart, old + old_len),
             );
             if let Some(f) = &vma.file {
-                let off = f.offset + (old + old_len - vstart);
-                mm.name_file(old + old_len, old + old_len + 1, &f.path, f.ino, off);
+                mm.name_file(
+                    old + old_len,
+                    old + old_len + 1,
+                    &f.advanced(old + old_len - vstart),
+                );
             }
             return Ok(old);
         }
@@ -544,7 +603,7 @@ pub(crate) fn sys_mremap(
     };
     mm.add_vma(dest, dest + new_len, vma.prot, vma.shm_at(vstart, old));
     if let Some(f) = &vma.file {
-        mm.name_file(dest, dest + 1, &f.path, f.ino, f.offset + (old - vstart));
+        mm.name_file(dest, dest + 1, &f.advanced(old - vstart));
     }
     mm.move_pages(old, dest, old_len.min(new_len));
     mm.unmap(old, old + old_len);
@@ -562,4 +621,20 @@ pub(crate) fn sys_madvise(addr: u64, len: u64, advice: u64) -> SysResult {
         space.mm.lock().discard(addr, addr + len);
     }
     Ok(0)
+}
+
+/// Drops the pages of every `mmap` of regular file `ino`, in every address space, that lie
+/// wholly past its end (after `truncate`, `ftruncate` or `O_TRUNC`), as Linux's truncate
+/// does (`unmap_mapping_range`, private copies included): touching them again is `SIGBUS`
+/// (`linux/fault.rs`).
+pub(crate) fn file_shrunk(ino: u64) {
+    let Ok(st) = crate::fs::with(|fs| fs.stat_ino(ino)) else {
+        return;
+    };
+    let eof = st.size.next_multiple_of(PAGE_SIZE);
+    for p in super::task::all_processes() {
+        if let Some(space) = p.space() {
+            space.mm.lock().discard_file_past(ino, eof);
+        }
+    }
 }

@@ -413,9 +413,7 @@ pub(crate) fn run_init(
     );
     *p.exe.lock() = absolute_path(&p, &path);
     *p.args.lock() = ExecArgs::new(&path, &argv2, &env);
-    if let Some((uid, gid)) = crate::boot::args().user() {
-        *p.creds.lock() = super::creds::Creds::new(uid, gid);
-    }
+    *p.creds.lock() = super::creds::for_init();
     let t = new_task(p.pid, &p, SigState::new(SigSet::EMPTY));
     start(t, UserState::new(loaded.entry, loaded.rsp), true)?;
     // The host may start more programs in the guest while init runs.
@@ -631,7 +629,13 @@ fn exit_process(p: &Arc<Process>) {
     super::timers::process_exited(p);
     p.files.lock().close_all();
     let space = p.space.lock().take();
+    let mapped_files = space
+        .as_ref()
+        .is_some_and(|s| super::memory::write_back_space(s));
     drop(space);
+    if mapped_files {
+        super::memory::release_unmapped();
+    }
     p.vfork_done.signal();
     // Orphans go to init (pid 1), or nowhere when init itself ends.
     let children = core::mem::take(&mut p.rel.lock().children);
@@ -845,7 +849,13 @@ pub(crate) fn do_execve(
     *p.exe.lock() = absolute_path(p, &path);
     *p.args.lock() = ExecArgs::new(&path, &argv, &envp);
     let old = p.space.lock().replace(space);
+    let mapped_files = old
+        .as_ref()
+        .is_some_and(|s| super::memory::write_back_space(s));
     drop(old);
+    if mapped_files {
+        super::memory::release_unmapped();
+    }
     p.files.lock().close_on_exec();
     super::signal::reset_on_exec(task);
     super::timers::process_execed(p);

@@ -3,7 +3,10 @@
 //! `--rootfs-pack DIR`) the host's `DIR/etc/passwd`, opened with `openat2(RESOLVE_IN_ROOT)`
 //! so a symbolic link cannot lead outside DIR. A numeric id needs no entry. A name gives the
 //! passwd entry's uid, its primary group (unless `:GROUP` is given) and its home directory
-//! (`HOME`, unless `--env`/`--env-file` set one). A name that does not exist is an error.
+//! (`HOME`, unless `--env`/`--env-file` set one), and without `:GROUP` its supplementary
+//! groups as `initgroups(3)` gives them. A name that does not exist is an error.
+//! `--group-add GROUP` (podman's) names one more supplementary group, by number or by name in
+//! the same `/etc/group`.
 
 use std::path::Path;
 
@@ -18,9 +21,9 @@ pub(crate) struct User {
     pub(crate) gid: u32,
     /// The passwd entry's home directory (a name was looked up).
     pub(crate) home: Option<String>,
-    /// The supplementary groups `/etc/group` lists the named user in (runc's rule: only
-    /// when no `:GROUP` is given). The boot arguments cannot carry them yet (the `USER`
-    /// record holds a uid and a gid): the CLI warns when there are any.
+    /// The supplementary groups of a named user, as `initgroups(3)` sets them: its passwd
+    /// group and those `/etc/group` lists it in (only when no `:GROUP` is given, runc's
+    /// rule), ascending; the boot arguments' `GROUPS` record carries them.
     pub(crate) groups: Vec<u32>,
 }
 
@@ -61,8 +64,9 @@ pub(crate) fn group_entry(text: &str, name: &str) -> Option<u32> {
     })
 }
 
-/// The gids of the groups whose member list in `/etc/group` text names `user`, without
-/// `primary`.
+/// The supplementary groups of `user` whose passwd group is `primary`, as `initgroups(3)`
+/// gives them (login, su, `id NAME`): `primary` and every group whose member list in
+/// `/etc/group` text names `user`, ascending.
 pub(crate) fn member_of(text: &str, user: &str, primary: u32) -> Vec<u32> {
     let mut out: Vec<u32> = text
         .lines()
@@ -71,8 +75,9 @@ pub(crate) fn member_of(text: &str, user: &str, primary: u32) -> Vec<u32> {
             if f.len() < 4 || !f[3].split(',').any(|m| m == user) {
                 return None;
             }
-            numeric(f[2]).filter(|&g| g != primary)
+            numeric(f[2])
         })
+        .chain([primary])
         .collect();
     out.sort_unstable();
     out.dedup();
@@ -128,11 +133,12 @@ pub(crate) fn resolve(
         let text = etc("passwd").with_context(|| format!("--user {arg:?}"))?;
         let (uid, gid, home) = passwd_entry(&text, u)
             .with_context(|| format!("--user {arg:?}: no user {u:?} in the guest's /etc/passwd"))?;
-        // Supplementary groups only in the implicit form (a missing /etc/group: none).
+        // Supplementary groups only in the implicit form (a missing /etc/group: the passwd
+        // group alone).
         let groups = match g {
             None => etc("group")
                 .map(|t| member_of(&t, u, gid))
-                .unwrap_or_default(),
+                .unwrap_or_else(|_| vec![gid]),
             Some(_) => Vec::new(),
         };
         User {
@@ -157,6 +163,31 @@ pub(crate) fn resolve(
         };
     }
     Ok(user)
+}
+
+/// Resolves one `--group-add GROUP`: a numeric gid, or a name looked up in the `group` file
+/// `etc` returns.
+pub(crate) fn resolve_group(
+    arg: &str,
+    etc: impl Fn(&str) -> anyhow::Result<String>,
+) -> anyhow::Result<u32> {
+    if let Some(gid) = numeric(arg) {
+        return Ok(gid);
+    }
+    if !is_name(arg) {
+        bail!("--group-add {arg:?}: neither a numeric id nor a group name");
+    }
+    let text = etc("group").with_context(|| format!("--group-add {arg:?}"))?;
+    group_entry(&text, arg)
+        .with_context(|| format!("--group-add {arg:?}: no group {arg:?} in the guest's /etc/group"))
+}
+
+/// [`resolve_group`] against the guest root `root` (`None`: numeric ids only).
+pub(crate) fn resolve_group_in(arg: &str, root: Option<&Path>) -> anyhow::Result<u32> {
+    resolve_group(arg, |name| match root {
+        Some(root) => read_etc(root, name),
+        None => bail!("group names are looked up in --rootfs DIR/etc/group; give numeric ids"),
+    })
 }
 
 /// [`resolve`] against the guest root `root` (`None`: no root directory to look names up
@@ -204,10 +235,25 @@ mod tests {
 
     #[test]
     fn supplementary_groups_in_the_implicit_form_only() {
-        assert_eq!(resolve("alice", etc).unwrap().groups, [50]);
+        assert_eq!(resolve("alice", etc).unwrap().groups, [50, 1001]);
         assert!(resolve("alice:1001", etc).unwrap().groups.is_empty());
-        assert!(resolve("nobody", etc).unwrap().groups.is_empty());
-        assert_eq!(member_of("a:x:5:bob,alice\nb:x:7:alice\n", "alice", 7), [5]);
+        assert_eq!(resolve("nobody", etc).unwrap().groups, [65534]);
+        assert!(resolve("1000", etc).unwrap().groups.is_empty());
+        assert_eq!(
+            member_of("a:x:5:bob,alice\nb:x:7:alice\nc:x:3:bob\n", "alice", 7),
+            [5, 7]
+        );
+    }
+
+    #[test]
+    fn added_groups() {
+        assert_eq!(resolve_group("staff", etc).unwrap(), 50);
+        assert_eq!(resolve_group("123", etc).unwrap(), 123);
+        for bad in ["nope", "-1", "a:b", ""] {
+            assert!(resolve_group(bad, etc).is_err(), "{bad}");
+        }
+        assert!(resolve_group_in("staff", None).is_err());
+        assert_eq!(resolve_group_in("7", None).unwrap(), 7);
     }
 
     #[test]

@@ -19,7 +19,8 @@ use pvmux_host::{
 };
 use pvmux_hypercalls::bootargs::words::{self, Words};
 use pvmux_hypercalls::bootargs::{
-    BootArgsBuf, Command, ConsoleSize, EncodeError, Terminals, VolumeMount, BOOT_ARGS_MAX,
+    BootArgsBuf, Command, ConsoleSize, EncodeError, Gids, Terminals, VolumeMount, BOOT_ARGS_MAX,
+    GROUPS_MAX,
 };
 
 use super::environ::{check_workdir, Environment, ENV_HELP};
@@ -214,7 +215,8 @@ pub struct RunArgs {
     /// directory; `:ro` makes every change fail with EROFS. Repeatable (at most 64). Paths
     /// cannot leave HOSTDIR (symbolic links resolve inside it), no device nodes, FIFOs or
     /// sockets can be made, set-user-id/set-group-id bits are cleared; the guest's writes
-    /// reach the host file at once (write-through).
+    /// reach the host file at once (write-through), stores through a MAP_SHARED mapping on
+    /// msync, munmap, fsync or exit.
     #[arg(short = 'v', long = "volume", value_name = "HOSTDIR:GUESTDIR[:ro|rw]", value_parser = parse_volume)]
     pub volume: Vec<VolumeSpec>,
 
@@ -234,6 +236,11 @@ pub struct RunArgs {
     /// runtime's per-container control socket will replace it.
     #[arg(long, value_name = "PATH", hide = true)]
     pub exec_socket: Option<PathBuf>,
+    /// Add a supplementary group to the program's (podman's --group-add): a numeric gid or a
+    /// name looked up in --rootfs DIR/etc/group. Repeatable; joins the groups /etc/group
+    /// lists a --user NAME in (at most 4096 in all).
+    #[arg(long = "group-add", value_name = "GROUP")]
+    pub group_add: Vec<String>,
 
     /// The program to run as init, and its arguments (after `--`; see below).
     #[arg(last = true, value_name = "PROGRAM [ARGS]")]
@@ -290,6 +297,9 @@ pub struct InitSetup {
     pub rlimits: Vec<(u32, u64, u64)>,
     /// `--user`: `(uid, gid)`.
     pub user: Option<(u32, u32)>,
+    /// The supplementary groups (`--user NAME`'s and `--group-add`), ascending, no
+    /// duplicates; empty: none.
+    pub groups: Vec<u32>,
 }
 
 impl InitSetup {
@@ -308,11 +318,19 @@ impl InitSetup {
         if let Some(home) = resolved.as_ref().and_then(|u| u.home.as_deref()) {
             env.set_default("HOME", home);
         }
-        if let Some(u) = resolved.as_ref().filter(|u| !u.groups.is_empty()) {
-            tracing::warn!(
-                groups = ?u.groups,
-                "--user: the supplementary groups /etc/group lists are not given to the guest \
-                 (the boot arguments carry one uid and gid)"
+        let mut groups = resolved
+            .as_ref()
+            .map(|u| u.groups.clone())
+            .unwrap_or_default();
+        for g in &args.group_add {
+            groups.push(super::passwd::resolve_group_in(g, root)?);
+        }
+        groups.sort_unstable();
+        groups.dedup();
+        if groups.len() > GROUPS_MAX {
+            anyhow::bail!(
+                "{} supplementary groups (--user and --group-add): at most {GROUPS_MAX}",
+                groups.len()
             );
         }
         for file in &args.env_file {
@@ -338,7 +356,8 @@ impl InitSetup {
                 || !args.env_file.is_empty()
                 || args.workdir.is_some()
                 || !args.ulimit.is_empty()
-                || args.user.is_some(),
+                || args.user.is_some()
+                || !args.group_add.is_empty(),
             volumes: args
                 .volume
                 .iter()
@@ -347,6 +366,7 @@ impl InitSetup {
                 .collect(),
             rlimits,
             user,
+            groups,
         })
     }
 }
@@ -363,6 +383,7 @@ pub fn boot_args(
     console: &ConsoleSetup,
     init: &InitSetup,
 ) -> anyhow::Result<(BootArgsBuf, bool)> {
+    let gid_bytes: Vec<u8> = init.groups.iter().flat_map(|g| g.to_le_bytes()).collect();
     let words = Words::parse(cmdline.unwrap_or(""))
         .map_err(|e| anyhow::anyhow!("--cmdline: {e} (`pvmux run --help` lists the words)"))?;
     let mut options = words.options;
@@ -389,8 +410,8 @@ pub fn boot_args(
         // The words alone: `selftest` when none were given.
         if init.given {
             anyhow::bail!(
-                "--env, --env-file, --workdir, --ulimit and --user apply to a program: give one \
-                 after `--` (or --initrd/--rootfs, which run /init)"
+                "--env, --env-file, --workdir, --ulimit, --user and --group-add apply to a \
+                 program: give one after `--` (or --initrd/--rootfs, which run /init)"
             );
         }
         let default = [Command::Selftest];
@@ -422,6 +443,17 @@ pub fn boot_args(
                 }),
         )
         .chain(init.user.map(|(uid, gid)| Command::User { uid, gid }));
+    let groups = if init.groups.is_empty() {
+        None
+    } else {
+        // `from_args` sorted, deduplicated and counted them.
+        Some(Command::Groups(
+            Gids::from_le_bytes(&gid_bytes).ok_or_else(|| {
+                anyhow::anyhow!("at most {GROUPS_MAX} distinct supplementary groups")
+            })?,
+        ))
+    };
+    let setup = setup.chain(groups);
     let commands = volumes.iter().copied().chain(words.commands()).chain(setup);
     let args = BootArgsBuf::new(&options, commands, argv).map_err(too_long)?;
     Ok((args, true))
@@ -893,6 +925,7 @@ mod tests {
             given: true,
             rlimits: vec![(7, 64, 128)],
             user: Some((1000, 100)),
+            groups: vec![4, 27],
             ..Default::default()
         };
         let run = |c: Option<&str>, p: &[&str], root| {
@@ -905,6 +938,7 @@ mod tests {
         assert_eq!(args.workdir(), Some(&b"/srv"[..]));
         assert!(args.rlimits().eq([(7, 64, 128)]));
         assert_eq!(args.user(), Some((1000, 100)));
+        assert!(args.groups().is_some_and(|g| g.iter().eq([4, 27])));
         assert!(!args.needs_diagnostics());
         assert_eq!(
             args.commands().next(),

@@ -419,15 +419,13 @@ impl Fs {
         Ok(())
     }
 
-    /// The pages of regular file `ino` for a writable `MAP_SHARED` mapping: the file's own
-    /// object (borrowed or host bytes are copied up first), so the mapping, `read` and
-    /// `write` share its frames.
-    /// A `--volume` file has no pages of its own (its bytes are the host's, written through):
-    /// a writable shared mapping of it is `ENODEV`, as on a filesystem without shared
-    /// writable mappings (9p, FUSE with direct I/O).
+    /// The pages of regular file `ino` for a `MAP_SHARED` mapping: the file's own object
+    /// (borrowed or host bytes are copied up first), so the mapping, `read` and `write`
+    /// share its frames. A `--volume` file, whose bytes are the host's, gets a cache of its
+    /// own while mapped (`volume/maps.rs`).
     pub(crate) fn shared_pages(&mut self, ino: Ino) -> Result<Arc<PageObject>, Errno> {
         if self.is_volume_file(ino) {
-            return Err(ENODEV);
+            return self.vol_map_pages(ino);
         }
         self.own_data(ino)
     }

@@ -85,8 +85,13 @@ impl Fs {
     }
 
     /// Adds `name` of lazy host directory `dir` from the host if it has it. False (nothing
-    /// done) when `dir` is not lazy or the host cannot look up single names.
+    /// done) when `dir` is not a lazy directory of the `--rootfs` share or the host cannot
+    /// look up single names.
     fn lookup_host_entry(&mut self, dir: Ino, name: &[u8]) -> Result<bool, Errno> {
+        // A lazy `--volume` directory is another host's: `vol_load` lists it.
+        if self.is_volume_node(dir) {
+            return Ok(false);
+        }
         let path = match &self.inode(dir)?.node {
             Node::Dir(Dir { host: Some(p), .. }) => p.clone(),
             _ => return Ok(false),

@@ -34,6 +34,9 @@ use super::inode::{Dir, Ino, Node};
 use super::path::{Last, Walk, PATH_MAX};
 use super::Fs;
 use crate::fs::errno::Errno::{self, *};
+use crate::fs::pagecache::PageObject;
+
+mod maps;
 
 /// Size of the buffer a volume directory is listed into.
 const LIST_BUF: usize = 16 << 10;
@@ -92,18 +95,21 @@ pub(crate) struct Volumes {
     host: Option<Arc<dyn VolumeHost>>,
     read_only: BTreeMap<u32, bool>,
     nodes: BTreeMap<Ino, VolNode>,
+    /// The caches of volume files mapped `MAP_SHARED` ([`maps`]).
+    maps: BTreeMap<Ino, Arc<PageObject>>,
 }
 
 impl Volumes {
     /// Forgets a freed inode.
     pub(super) fn forget(&mut self, ino: Ino) {
         self.nodes.remove(&ino);
+        self.maps.remove(&ino);
     }
 }
 
-/// What [`Fs::vol_detach`] took from an inode: its volume node, its size and whether it was
-/// an unlisted directory.
-type Detached = (VolNode, u64, bool);
+/// What [`Fs::vol_detach`] took from an inode: its volume node, its size, whether it was
+/// an unlisted directory, and its mapped pages' cache.
+type Detached = (VolNode, u64, bool, Option<Arc<PageObject>>);
 
 /// `parent/name` with the heap asked first.
 fn join(parent: &[u8], name: &[u8]) -> Result<Vec<u8>, Errno> {
@@ -438,6 +444,7 @@ impl Fs {
     fn vol_detach(&mut self, ino: Ino) -> Option<Detached> {
         let keep =
             self.is_volume_file(ino) && self.inode(ino).is_ok_and(|i| i.open > 0 && i.nlink <= 1);
+        let mapped = self.vols.maps.remove(&ino);
         let node = self.vols.nodes.remove(&ino)?;
         let size = match self.inode(ino).map(|i| &i.node) {
             Ok(Node::File { size, .. }) => *size,
@@ -449,12 +456,24 @@ impl Fs {
             Ok(d) => d.host.take().is_some(),
             Err(_) => false,
         };
+        // A mapped file: its cache holds every byte and becomes its data (the mappings keep
+        // sharing it).
+        if let Some(obj) = &mapped {
+            let held = obj.page_count();
+            if let Ok(i) = self.inode_mut(ino) {
+                if let Node::File { data, .. } = &mut i.node {
+                    *data = Data::Pages(obj.clone());
+                }
+            }
+            self.data_pages += held;
+            return Some((node, size, lazy, mapped));
+        }
         if !keep {
-            return Some((node, size, lazy));
+            return Some((node, size, lazy, None));
         }
         let mut chunk = Vec::new();
         if chunk.try_reserve_exact(64 << 10).is_err() {
-            return Some((node, size, lazy));
+            return Some((node, size, lazy, None));
         }
         chunk.resize(64 << 10, 0);
         let mut off = 0;
@@ -480,14 +499,17 @@ impl Fs {
                 *size = off;
             }
         }
-        Some((node, size, lazy))
+        Some((node, size, lazy, None))
     }
 
     /// Puts an inode [`Fs::vol_detach`] took out back into its volume (its copy dropped).
     fn vol_undetach(&mut self, ino: Ino, saved: Option<Detached>) {
-        let Some((node, old, lazy)) = saved else {
+        let Some((node, old, lazy, mapped)) = saved else {
             return;
         };
+        if let Some(obj) = mapped {
+            self.vols.maps.insert(ino, obj);
+        }
         if lazy {
             if let Ok(d) = self.dir_mut(ino) {
                 d.host = Some(Vec::new());
@@ -636,6 +658,7 @@ impl Fs {
         };
         let (_, st) = self.vol_call(vol, &req, Buf::None)?;
         self.vol_apply(ino, &st);
+        self.vol_cache_truncate(ino, len);
         Ok(true)
     }
 
@@ -648,6 +671,9 @@ impl Fs {
     ) -> Option<Result<usize, Errno>> {
         if !self.is_volume_file(ino) {
             return None;
+        }
+        if let Some(r) = self.vol_cache_read(ino, off, buf) {
+            return Some(r);
         }
         let (vol, path) = self.vol_of(ino)?;
         let path = match copy(path) {
@@ -711,6 +737,7 @@ impl Fs {
                 Err(_) => break,
             }
         }
+        self.vol_cache_write(ino, off, &buf[..done]);
         if let Some(st) = last {
             let now = self.now();
             if let Ok(i) = self.inode_mut(ino) {
@@ -727,6 +754,11 @@ impl Fs {
     /// the host file may have changed since it was listed).
     pub(super) fn vol_refresh(&mut self, ino: Ino) {
         if !self.is_volume_file(ino) {
+            return;
+        }
+        // While mappings share its cache, the cache is the guest's view of the file.
+        self.vol_release_unmapped();
+        if self.vol_cache(ino).is_some() {
             return;
         }
         let Some((vol, path)) = self.vol_of(ino) else {
@@ -755,6 +787,7 @@ impl Fs {
             return Ok(());
         }
         let path = copy(path)?;
+        self.vol_writeback(ino, 0, u64::MAX)?;
         let req = Req {
             op: op::FSYNC,
             path: &path,

@@ -495,6 +495,7 @@ pub(crate) fn sys_ftruncate(fd: u64, len: u64) -> SysResult {
                 super::memfd::check_resize(ino, fs.fstat(h)?.size, len as u64)?;
                 fs.ftruncate(h, len)
             })?;
+            crate::linux::memory::file_shrunk(ino);
             super::inotify::on_inode(ino, super::inotify::inm::IN_MODIFY, false);
             Ok(0)
         }

@@ -181,6 +181,9 @@ pub(crate) fn sys_openat(dirfd: u64, path_va: u64, flags: u64, mode: u64) -> Sys
     if r.is_ok() && !path_only {
         let dir = st.file_type() == FileType::Directory;
         let truncated = flags as u32 & oflag::O_TRUNC != 0;
+        if truncated && st.file_type() == FileType::Regular {
+            crate::linux::memory::file_shrunk(st.ino);
+        }
         super::inotify::opened(watch, st.ino, dir, truncated);
     }
     r.map(|fd| fd as u64)
@@ -443,6 +446,7 @@ pub(crate) fn sys_truncate(path_va: u64, len: u64) -> SysResult {
         _ => return Err(Errno::EINVAL),
     }
     fs::with(|fs| fs.truncate(b, &path, len))?;
+    crate::linux::memory::file_shrunk(st.st.ino);
     super::inotify::on_path(
         super::inotify::target(b, &path),
         super::inotify::inm::IN_MODIFY,

@@ -281,6 +281,7 @@ pub(crate) fn info(w: &Who) -> ProcInfo {
             .and_then(|t| t.thread.get().and_then(alloc::sync::Weak::upgrade))
             .map_or(0, |th| th.last_cpu.load(Ordering::Relaxed).min(ncpus() - 1));
     let rl = *p.rlimits.lock();
+    let creds = p.creds.lock().clone();
     ProcInfo {
         pid: p.pid,
         tid: w.t.as_ref().map_or(p.pid, |t| t.tid),
@@ -324,6 +325,9 @@ pub(crate) fn info(w: &Who) -> ProcInfo {
         ncpus: ncpus(),
         rsslim: rl.cur(crate::linux::rlimit::res::RSS),
         start_stack: crate::linux::exec::STACK_TOP,
+        uids: [creds.uid, creds.euid, creds.suid, creds.fsuid],
+        gids: [creds.gid, creds.egid, creds.sgid, creds.fsgid],
+        groups: creds.groups,
     }
 }
 

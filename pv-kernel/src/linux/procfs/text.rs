@@ -75,6 +75,12 @@ pub(crate) struct ProcInfo {
     pub(crate) rsslim: u64,
     /// Start of the stack (`startstack`).
     pub(crate) start_stack: u64,
+    /// Real, effective, saved and filesystem uid (`Uid:`).
+    pub(crate) uids: [u32; 4],
+    /// Real, effective, saved and filesystem gid (`Gid:`).
+    pub(crate) gids: [u32; 4],
+    /// Supplementary groups (`Groups:`).
+    pub(crate) groups: Vec<u32>,
 }
 
 /// Long state name.
@@ -113,14 +119,28 @@ pub(crate) fn status(p: &ProcInfo) -> Vec<u8> {
     let _ = write!(
         s,
         "Name:\t{comm}\nUmask:\t{:04o}\nState:\t{}\nTgid:\t{}\nNgid:\t0\nPid:\t{}\nPPid:\t{}\n\
-         TracerPid:\t0\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nFDSize:\t{}\nGroups:\t0 \n\
+         TracerPid:\t0\nUid:\t{}\t{}\t{}\t{}\nGid:\t{}\t{}\t{}\t{}\nFDSize:\t{}\nGroups:\t{} \n\
          NStgid:\t{}\nNSpid:\t{}\nNSpgid:\t{}\nNSsid:\t{}\n",
         p.umask,
         state_name(p.state),
         p.pid,
         p.tid,
         p.ppid,
+        p.uids[0],
+        p.uids[1],
+        p.uids[2],
+        p.uids[3],
+        p.gids[0],
+        p.gids[1],
+        p.gids[2],
+        p.gids[3],
         p.fd_size,
+        // Linux's form: the ids separated by spaces, then one space (also with none).
+        p.groups
+            .iter()
+            .map(|g| format!("{g}"))
+            .collect::<Vec<_>>()
+            .join(" "),
         p.pid,
         p.tid,
         p.pgid,
@@ -481,6 +501,9 @@ mod tests {
             rss_pages: 100,
             ncpus: 2,
             sigq: (0, 4096),
+            uids: [1000, 1001, 1002, 1003],
+            gids: [50, 51, 52, 53],
+            groups: alloc::vec![4, 27],
             ..ProcInfo::default()
         }
     }
@@ -494,7 +517,9 @@ mod tests {
             "Tgid:\t7\n",
             "Pid:\t7\n",
             "PPid:\t1\n",
-            "Uid:\t0\t0\t0\t0\n",
+            "Uid:\t1000\t1001\t1002\t1003\n",
+            "Gid:\t50\t51\t52\t53\n",
+            "Groups:\t4 27 \n",
             "Threads:\t2\n",
             "VmRSS:\t     400 kB\n",
             "VmSize:\t    8192 kB\n",

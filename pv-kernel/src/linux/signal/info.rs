@@ -28,6 +28,8 @@ pub(crate) mod code {
     pub(crate) const TRAP_TRACE: i32 = 2;
     /// SIGBUS: invalid address alignment.
     pub(crate) const BUS_ADRALN: i32 = 1;
+    /// `SIGBUS`: a nonexistent physical address (a file mapping's page past the end).
+    pub(crate) const BUS_ADRERR: i32 = 2;
     /// SIGCHLD: the child exited.
     pub(crate) const CLD_EXITED: i32 = 1;
     /// SIGCHLD: the child was killed.
@@ -233,6 +235,7 @@ mod tests {
         assert_eq!(code::SI_TIMER, libc::SI_TIMER);
         assert_eq!(code::SI_TKILL, libc::SI_TKILL);
         assert_eq!(code::BUS_ADRALN, libc::BUS_ADRALN);
+        assert_eq!(code::BUS_ADRERR, libc::BUS_ADRERR);
         assert_eq!(code::TRAP_TRACE, libc::TRAP_TRACE);
         assert_eq!(code::CLD_EXITED, libc::CLD_EXITED);
         assert_eq!(code::CLD_KILLED, libc::CLD_KILLED);

@@ -55,11 +55,15 @@ pub(crate) struct MapFile {
     pub(crate) ino: u64,
     /// The file offset of the region's first byte.
     pub(crate) offset: u64,
+    /// A `mmap` of a regular file: touching a page wholly past the file's end is `SIGBUS`
+    /// (`BUS_ADRERR`), as on Linux (`linux/fault.rs`). Not a program's segments, whose
+    /// `.bss` pages past the file's end are the loader's zero pages.
+    pub(crate) bus_past_eof: bool,
 }
 
 impl MapFile {
     /// The same file seen `by` bytes further on.
-    fn advanced(&self, by: u64) -> Self {
+    pub(crate) fn advanced(&self, by: u64) -> Self {
         Self {
             offset: self.offset.saturating_add(by),
             ..self.clone()
@@ -193,6 +197,18 @@ impl Mm {
         (va < v.end).then(|| (s, v.clone()))
     }
 
+    /// For a fault at `va` on a page the map does not hold, inside a `mmap` of a file
+    /// ([`MapFile::bus_past_eof`]): the file's inode and the page's file offset.
+    pub(crate) fn file_page_to_fill(&self, va: u64) -> Option<(u64, u64)> {
+        let page = va & !(PAGE_SIZE - 1);
+        if self.pages.contains_key(&page) {
+            return None;
+        }
+        let (&s, v) = self.vmas.range(..=page).next_back()?;
+        let f = v.file.as_ref().filter(|f| page < v.end && f.bus_past_eof)?;
+        Some((f.ino, f.offset.saturating_add(page - s)))
+    }
+
     /// True if `[start, end)` overlaps no region.
     pub(crate) fn is_free(&self, start: u64, end: u64) -> bool {
         if let Some((_, v)) = self.vmas.range(..end).next_back() {
@@ -270,15 +286,11 @@ impl Mm {
     }
 
     /// Names the file behind the regions that start in `[s, e)` and have no name yet:
-    /// `offset` is the file offset at `s`.
-    pub(crate) fn name_file(&mut self, s: u64, e: u64, path: &Arc<[u8]>, ino: u64, offset: u64) {
+    /// `file.offset` is the file offset at `s`.
+    pub(crate) fn name_file(&mut self, s: u64, e: u64, file: &MapFile) {
         for (&start, v) in self.vmas.range_mut(s..e) {
             if v.file.is_none() {
-                v.file = Some(MapFile {
-                    path: path.clone(),
-                    ino,
-                    offset: offset.saturating_add(start - s),
-                });
+                v.file = Some(file.advanced(start - s));
             }
         }
     }
@@ -600,6 +612,25 @@ impl Mm {
                 self.deferred.push(p.gpa);
                 self.push_op(op::UNMAP, 0, va, PAGE_SIZE, 0);
             }
+        }
+    }
+
+    /// Discards the pages of the file mappings of inode `ino` (`mmap`s of it,
+    /// [`MapFile::bus_past_eof`]) at file offsets `eof` (page aligned) and beyond: the file
+    /// shrank, and touching them again is `SIGBUS`, as after Linux's truncate (private copies
+    /// included).
+    pub(crate) fn discard_file_past(&mut self, ino: u64, eof: u64) {
+        let ranges: Vec<(u64, u64)> = self
+            .vmas
+            .iter()
+            .filter_map(|(&s, v)| {
+                let f = v.file.as_ref().filter(|f| f.bus_past_eof && f.ino == ino)?;
+                let from = s.saturating_add(eof.saturating_sub(f.offset));
+                (from < v.end).then_some((from, v.end))
+            })
+            .collect();
+        for (start, end) in ranges {
+            self.discard(start, end);
         }
     }
 

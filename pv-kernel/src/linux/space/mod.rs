@@ -53,7 +53,7 @@ pub(crate) use copy::{
 };
 pub(crate) use graveyard::{alloc_reclaiming, wait_for_reclaim};
 pub(crate) use handoff::{Exit, UserState};
-pub(crate) use mm::{MapGeneration, MemUsage, Mm};
+pub(crate) use mm::{MapFile, MapGeneration, MemUsage, Mm};
 
 /// A guest address space and its user sandbox.
 pub(crate) struct Space {

@@ -351,3 +351,74 @@ fn an_open_file_keeps_its_bytes_when_unlinked_or_replaced() {
     fs.close(hf).unwrap();
     fs.close(hg).unwrap();
 }
+
+#[test]
+fn a_mapped_volume_file_shares_a_cache_written_back_on_demand() {
+    let fake = Fake::new();
+    fake.add(b"/m", Node::File(b"0123456789".to_vec()));
+    let mut fs = mounted(&fake, false);
+    let v = fs.lookup(ROOT_INO, b"/mnt/vol", true).unwrap();
+    let ino = fs.lookup(v, b"m", true).unwrap();
+    let host = |f: &Arc<Fake>| match f.get(b"/m") {
+        Some((Node::File(b), _)) => b,
+        other => panic!("{other:?}"),
+    };
+    // The first shared mapping reads the file into a cache of its own.
+    let obj = fs.shared_pages(ino).unwrap();
+    let mut b = [0u8; 10];
+    obj.read(0, &mut b);
+    assert_eq!(&b, b"0123456789");
+    assert!(
+        Arc::ptr_eq(&obj, &fs.shared_pages(ino).unwrap()),
+        "one cache"
+    );
+    // A store through the mapping (into the cache's frame) is what `read` sees; the host
+    // has it once written back.
+    obj.write(2, b"AB", &mut crate::fs::pagecache::alloc_frame)
+        .unwrap();
+    assert_eq!(get(&mut fs, v, b"m").unwrap(), b"01AB456789");
+    assert_eq!(host(&fake), b"0123456789");
+    // `write` goes to the host and into the cache.
+    assert_eq!(fs.write_at(ino, 4, b"CD"), Ok(2));
+    assert_eq!(host(&fake), b"0123CD6789");
+    obj.read(0, &mut b);
+    assert_eq!(&b, b"01ABCD6789");
+    fs.vol_writeback(ino, 0, u64::MAX).unwrap();
+    assert_eq!(host(&fake), b"01ABCD6789");
+    // A truncate cuts both.
+    fs.truncate(v, b"m", 3).unwrap();
+    assert_eq!(host(&fake), b"01A");
+    assert_eq!(get(&mut fs, v, b"m").unwrap(), b"01A");
+    // fsync writes the stores back too.
+    obj.write(0, b"z", &mut crate::fs::pagecache::alloc_frame)
+        .unwrap();
+    fs.fsync(ino).unwrap();
+    assert_eq!(host(&fake), b"z1A");
+    // Without mappings the cache goes (written back first); reads are the host's again.
+    obj.write(1, b"y", &mut crate::fs::pagecache::alloc_frame)
+        .unwrap();
+    drop(obj);
+    fs.vol_release_unmapped();
+    assert!(fs.vol_cache(ino).is_none());
+    assert_eq!(host(&fake), b"zyA");
+    // A file removed while mapped keeps the cache as its data.
+    let obj = fs.shared_pages(ino).unwrap();
+    let h = fs.open(v, b"m", O_RDONLY, 0).unwrap();
+    fs.unlink(v, b"m").unwrap();
+    assert!(fake.get(b"/m").is_none());
+    obj.write(0, b"Q", &mut crate::fs::pagecache::alloc_frame)
+        .unwrap();
+    let n = fs.read(h, &mut b).unwrap();
+    assert_eq!(&b[..n], b"QyA");
+    fs.close(h).unwrap();
+    // A read-only volume's file maps (read-only) and its write-back asks the host nothing.
+    let fake = Fake::new();
+    fake.add(b"/r", Node::File(b"ro".to_vec()));
+    let mut fs = mounted(&fake, true);
+    let v = fs.lookup(ROOT_INO, b"/mnt/vol", true).unwrap();
+    let ino = fs.lookup(v, b"r", true).unwrap();
+    let _obj = fs.shared_pages(ino).unwrap();
+    let calls = fake.calls.lock().unwrap().len();
+    assert_eq!(fs.vol_writeback(ino, 0, u64::MAX), Ok(()));
+    assert_eq!(fake.calls.lock().unwrap().len(), calls);
+}

@@ -506,6 +506,41 @@ fn mremap_moves_pages_and_discard_drops_them() {
 }
 
 #[test]
+fn file_pages_past_a_shrunk_end_are_dropped_and_found_unfilled() {
+    let mut m = mm();
+    m.add_vma(BASE, BASE + 4 * P, RW, None);
+    let file = |bus| MapFile {
+        path: alloc::sync::Arc::from(&b"/f"[..]),
+        ino: 7,
+        offset: 2 * P,
+        bus_past_eof: bus,
+    };
+    m.name_file(BASE, BASE + 1, &file(true));
+    for i in 0..4 {
+        m.populate(BASE + i * P).unwrap();
+    }
+    drain(&mut m);
+    assert_eq!(m.file_page_to_fill(BASE + P + 5), None, "present");
+    // The file shrank to 3 pages + 1 byte: file pages 4 and 5 (the region's last two) go.
+    m.discard_file_past(7, 4 * P);
+    m.discard_file_past(8, 0);
+    assert_eq!(m.resident_pages(), 2);
+    assert_eq!(m.file_page_to_fill(BASE + 2 * P + 9), Some((7, 4 * P)));
+    assert_eq!(
+        m.file_page_to_fill(BASE + 4 * P),
+        None,
+        "outside the region"
+    );
+    drain(&mut m);
+    // A program's segment is not a mapping that SIGBUS applies to.
+    let seg = BASE + 16 * P;
+    m.add_vma(seg, seg + P, RW, None);
+    m.name_file(seg, seg + 1, &file(false));
+    assert_eq!(m.file_page_to_fill(seg), None);
+    release(m);
+}
+
+#[test]
 fn destroying_a_map_returns_every_frame_once() {
     let mut m = mm();
     m.add_vma(BASE, BASE + 32 * P, RW, None);

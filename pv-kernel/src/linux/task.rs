@@ -204,8 +204,14 @@ impl Task {
         Ok(())
     }
 
-    /// Wakes the task's kernel thread (it re-checks why it sleeps).
+    /// Wakes the task's kernel thread (it re-checks why it sleeps). Called after storing the
+    /// reason (a pending signal, `must_exit`).
     pub(crate) fn kick(&self) {
+        // The reason's store must be visible before the link is read (x86 lets a load pass
+        // earlier stores): a thread whose link is published after this read starts after
+        // that, through the scheduler lock, and then reads the reason — one side sees the
+        // other.
+        core::sync::atomic::fence(Ordering::SeqCst);
         if let Some(t) = self.thread.get().and_then(Weak::upgrade) {
             crate::sched::wake(&t);
         }
@@ -333,12 +339,22 @@ fn new_task(tid: i32, process: &Arc<Process>, sig: SigState) -> Arc<Task> {
     t
 }
 
-/// Starts the kernel thread of `task` with user state `st`.
+/// Starts the kernel thread of `task` with user state `st`. The task's link to it
+/// ([`Task::thread`], which [`Task::kick`] wakes) is set before the thread can run: set after,
+/// a signal sent in between (the new thread may run far ahead of its creator, whose vCPU the
+/// host can preempt) was queued but woke no one, and a thread that had meanwhile gone to sleep
+/// waiting for it (`sigsuspend`) slept for ever.
 fn start(task: Arc<Task>, st: UserState, fresh: bool) -> Result<(), Errno> {
     let t2 = task.clone();
-    let h = crate::sched::spawn("user", None, move || task_main(t2, st, fresh))
-        .map_err(|_| Errno::ENOMEM)?;
-    task.thread.call_once(|| Arc::downgrade(h.thread()));
+    crate::sched::spawn_published(
+        "user",
+        None,
+        move || task_main(t2, st, fresh),
+        |th| {
+            task.thread.call_once(|| Arc::downgrade(th));
+        },
+    )
+    .map_err(|_| Errno::ENOMEM)?;
     Ok(())
 }
 
@@ -662,14 +678,9 @@ pub(crate) fn do_clone(
         if flags & CLONE_CHILD_CLEARTID != 0 {
             t.clear_child_tid.store(ctid, Ordering::Relaxed);
         }
-        start(t.clone(), cst, false)?;
-        // The new thread may run (and block) before `start` publishes its kernel thread, so
-        // an `exit_group` in that window marked it without being able to wake it: now that
-        // it can be woken, wake it again if the process is exiting.
-        if exiting() {
-            t.must_exit.store(true, Ordering::Release);
-            t.kick();
-        }
+        // An `exit_group` from here on marks the thread and wakes it: `start` publishes its
+        // kernel thread before it can run.
+        start(t, cst, false)?;
         return Ok(tid as u64);
     }
     // A new process.

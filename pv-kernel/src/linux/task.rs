@@ -97,6 +97,10 @@ pub(crate) struct Process {
     pub(crate) start_ns: u64,
     /// Interval and POSIX timers (not inherited by `fork`).
     pub(crate) timers: super::timers::ProcessTimers,
+    /// Signals sent to the process (`kill`, `sigqueue`, timers): pending process-wide, taken
+    /// by whichever thread does not block them (Linux's `shared_pending`; not inherited by
+    /// `fork`, kept across `execve`).
+    pub(crate) shared_sig: super::signal::Pending,
 }
 
 /// The arguments and environment a process's program was started with (NUL-terminated
@@ -181,7 +185,9 @@ pub(crate) struct Task {
 impl Task {
     /// True if an unblocked signal is pending (or the task must exit).
     pub(crate) fn signal_pending(&self) -> bool {
-        self.must_exit.load(Ordering::Acquire) || self.sig.has_deliverable()
+        self.must_exit.load(Ordering::Acquire)
+            || self.sig.has_deliverable()
+            || !(self.process.shared_sig.pending() & !self.sig.blocked()).is_empty()
     }
 
     /// Marks `info`'s signal pending and wakes the task if it is blocked. A signal whose
@@ -318,6 +324,7 @@ fn new_process(
         args: IrqLock::new(ExecArgs::default()),
         start_ns: crate::time::now_ns(),
         timers: super::timers::ProcessTimers::default(),
+        shared_sig: super::signal::Pending::new(),
         creds: IrqLock::new(super::creds::Creds::default()),
     });
     PROCS.lock().insert(pid, p.clone());
@@ -576,6 +583,10 @@ fn exit_thread(task: &Arc<Task>) {
     };
     if last {
         exit_process(&p);
+    } else {
+        // Process-wide signals this thread would have taken go to another (Linux's
+        // `retarget_shared_pending` in `exit_signals`).
+        super::signal::retarget_shared(&p);
     }
 }
 

@@ -437,3 +437,27 @@ fn out_of_memory_kills_are_reported() {
         dbg.stderr
     );
 }
+
+/// Signals sent to a process (`kill`, not `tgkill`) are pending process-wide, as on Linux:
+/// taken by a thread that unblocks them after they were sent, seen in every thread's
+/// `sigpending` and taken by `sigwaitinfo` in any, kept when the thread that was running
+/// exits; a `tgkill`ed signal stays its thread's. The same output as natively, on 1 and 2
+/// vCPUs (the kernel used to queue a process's signal on one thread, chosen when it was
+/// sent).
+#[test]
+#[cfg_attr(
+    not(have_static_glibc),
+    ignore = "needs a static glibc: apt-get install libc6-dev"
+)]
+fn process_signals_are_pending_process_wide() {
+    let names = variants("signal-shared");
+    let root = rootfs(&names);
+    for name in &names {
+        let n = native(name, &[]);
+        assert_eq!(n.code(), Some(0), "{name}: native run: {}", n.stderr);
+        for vcpus in [1, 2] {
+            let g = guest(&root, vcpus, &[], name, &[]);
+            assert_same(&format!("{name} on {vcpus} vCPUs"), &n, &g);
+        }
+    }
+}

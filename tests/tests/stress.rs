@@ -11,9 +11,15 @@
 //!   protection was applied after the child could run, and operations of different threads
 //!   could be applied out of order);
 //! * `stress-exit-fork`: a process exits (`exit_group`) while another of its threads forks;
-//!   every grandchild must be reparented and reaped.
+//!   every grandchild must be reparented and reaped;
+//! * `stress-signals`: fork + kill + `sigsuspend`/`sigwaitinfo`/`pause` + `waitpid` patterns
+//!   (seven, 200 rounds each): a child killing its parent, a parent its child, SIGCHLD, a
+//!   fatal SIGTERM from a grandchild, ping-pong. A task's link to its kernel thread (what a
+//!   signal wakes) was set only after the thread could run: a process whose creator's vCPU
+//!   the host preempted in that window could block in `sigsuspend` before a signal that then
+//!   woke no one, and slept for ever (CI: `fatal term-child` hung once in a loaded run).
 //!
-//! 1,000 iterations each. Every program checks its own results (each child reaped with its
+//! 1,000 iterations each (`stress-signals`: 200 rounds of each pattern). Every program checks its own results (each child reaped with its
 //! own status, counts matching) and prints one line and exits 0 only if all was right; the
 //! guest's output and status must be the native run's.
 
@@ -90,6 +96,14 @@ const FORK_FAULT: &str = "stress-fork-fault: 1000 children saw consistent snapsh
                           faulting thread's memory; no write lost\n";
 const EXIT_FORK: &str = "stress-exit-fork: 1000 children exited while forking; every \
                          grandchild reparented and reaped\n";
+const SIGNALS: &str = "child-kills-parent: 200 rounds
+sigwait-sender: 200 rounds
+parent-kills-child: 200 rounds
+sigchld-suspend: 200 rounds
+fatal-to-middle: 200 rounds
+ping-pong: 200 rounds of 20 exchanges
+pause-child: 200 rounds
+";
 
 #[test]
 #[cfg_attr(
@@ -149,4 +163,19 @@ fn exit_while_another_thread_forks_glibc() {
 #[cfg_attr(not(have_musl), ignore = "needs musl-gcc: apt-get install musl-tools")]
 fn exit_while_another_thread_forks_musl() {
     musl("stress-exit-fork", EXIT_FORK);
+}
+
+#[test]
+#[cfg_attr(
+    not(have_static_glibc),
+    ignore = "needs a static glibc: apt-get install libc6-dev"
+)]
+fn fork_kill_and_signal_waits_glibc() {
+    glibc("stress-signals", SIGNALS);
+}
+
+#[test]
+#[cfg_attr(not(have_musl), ignore = "needs musl-gcc: apt-get install musl-tools")]
+fn fork_kill_and_signal_waits_musl() {
+    musl("stress-signals", SIGNALS);
 }

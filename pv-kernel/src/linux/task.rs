@@ -97,6 +97,10 @@ pub(crate) struct Process {
     pub(crate) start_ns: u64,
     /// Interval and POSIX timers (not inherited by `fork`).
     pub(crate) timers: super::timers::ProcessTimers,
+    /// Signals sent to the process (`kill`, `sigqueue`, timers): pending process-wide, taken
+    /// by whichever thread does not block them (Linux's `shared_pending`; not inherited by
+    /// `fork`, kept across `execve`).
+    pub(crate) shared_sig: super::signal::Pending,
 }
 
 /// The arguments and environment a process's program was started with (NUL-terminated
@@ -181,7 +185,9 @@ pub(crate) struct Task {
 impl Task {
     /// True if an unblocked signal is pending (or the task must exit).
     pub(crate) fn signal_pending(&self) -> bool {
-        self.must_exit.load(Ordering::Acquire) || self.sig.has_deliverable()
+        self.must_exit.load(Ordering::Acquire)
+            || self.sig.has_deliverable()
+            || !(self.process.shared_sig.pending() & !self.sig.blocked()).is_empty()
     }
 
     /// Marks `info`'s signal pending and wakes the task if it is blocked. A signal whose
@@ -204,8 +210,14 @@ impl Task {
         Ok(())
     }
 
-    /// Wakes the task's kernel thread (it re-checks why it sleeps).
+    /// Wakes the task's kernel thread (it re-checks why it sleeps). Called after storing the
+    /// reason (a pending signal, `must_exit`).
     pub(crate) fn kick(&self) {
+        // The reason's store must be visible before the link is read (x86 lets a load pass
+        // earlier stores): a thread whose link is published after this read starts after
+        // that, through the scheduler lock, and then reads the reason — one side sees the
+        // other.
+        core::sync::atomic::fence(Ordering::SeqCst);
         if let Some(t) = self.thread.get().and_then(Weak::upgrade) {
             crate::sched::wake(&t);
         }
@@ -312,6 +324,7 @@ fn new_process(
         args: IrqLock::new(ExecArgs::default()),
         start_ns: crate::time::now_ns(),
         timers: super::timers::ProcessTimers::default(),
+        shared_sig: super::signal::Pending::new(),
         creds: IrqLock::new(super::creds::Creds::default()),
     });
     PROCS.lock().insert(pid, p.clone());
@@ -333,12 +346,22 @@ fn new_task(tid: i32, process: &Arc<Process>, sig: SigState) -> Arc<Task> {
     t
 }
 
-/// Starts the kernel thread of `task` with user state `st`.
+/// Starts the kernel thread of `task` with user state `st`. The task's link to it
+/// ([`Task::thread`], which [`Task::kick`] wakes) is set before the thread can run: set after,
+/// a signal sent in between (the new thread may run far ahead of its creator, whose vCPU the
+/// host can preempt) was queued but woke no one, and a thread that had meanwhile gone to sleep
+/// waiting for it (`sigsuspend`) slept for ever.
 fn start(task: Arc<Task>, st: UserState, fresh: bool) -> Result<(), Errno> {
     let t2 = task.clone();
-    let h = crate::sched::spawn("user", None, move || task_main(t2, st, fresh))
-        .map_err(|_| Errno::ENOMEM)?;
-    task.thread.call_once(|| Arc::downgrade(h.thread()));
+    crate::sched::spawn_published(
+        "user",
+        None,
+        move || task_main(t2, st, fresh),
+        |th| {
+            task.thread.call_once(|| Arc::downgrade(th));
+        },
+    )
+    .map_err(|_| Errno::ENOMEM)?;
     Ok(())
 }
 
@@ -621,6 +644,10 @@ fn exit_thread(task: &Arc<Task>) {
     };
     if last {
         exit_process(&p);
+    } else {
+        // Process-wide signals this thread would have taken go to another (Linux's
+        // `retarget_shared_pending` in `exit_signals`).
+        super::signal::retarget_shared(&p);
     }
 }
 
@@ -737,14 +764,9 @@ pub(crate) fn do_clone(
         if flags & CLONE_CHILD_CLEARTID != 0 {
             t.clear_child_tid.store(ctid, Ordering::Relaxed);
         }
-        start(t.clone(), cst, false)?;
-        // The new thread may run (and block) before `start` publishes its kernel thread, so
-        // an `exit_group` in that window marked it without being able to wake it: now that
-        // it can be woken, wake it again if the process is exiting.
-        if exiting() {
-            t.must_exit.store(true, Ordering::Release);
-            t.kick();
-        }
+        // An `exit_group` from here on marks the thread and wakes it: `start` publishes its
+        // kernel thread before it can run.
+        start(t, cst, false)?;
         return Ok(tid as u64);
     }
     // A new process.

@@ -29,7 +29,7 @@ use crate::irq::{IrqGuard, IrqLock};
 use crate::stub;
 use thread::{state, Thread};
 
-pub(crate) use thread::spawn;
+pub(crate) use thread::{spawn, spawn_published};
 #[cfg(feature = "diagnostics")]
 pub(crate) use wait::Completion;
 

@@ -192,6 +192,20 @@ pub(crate) fn spawn(
     affinity: Option<u32>,
     f: impl FnOnce() + Send + 'static,
 ) -> Result<JoinHandle, SpawnError> {
+    spawn_published(name, affinity, f, |_| {})
+}
+
+/// Like [`spawn`], but first hands the new thread to `publish`, before it is runnable: what
+/// `publish` records (a guest task's link to its kernel thread, through which signals and
+/// exits wake it) is in place before the thread's first instruction. Recording it after
+/// `spawn` returns leaves a window in which the thread runs, and may block, while wake-ups
+/// aimed at it find no thread and are lost.
+pub(crate) fn spawn_published(
+    name: &'static str,
+    affinity: Option<u32>,
+    f: impl FnOnce() + Send + 'static,
+    publish: impl FnOnce(&Arc<Thread>),
+) -> Result<JoinHandle, SpawnError> {
     if affinity.is_some_and(|c| c >= crate::boot::nr_vcpus()) {
         return Err(SpawnError::NoSuchCpu);
     }
@@ -214,6 +228,9 @@ pub(crate) fn spawn(
         entry: spin::Mutex::new(Some(Box::new(f))),
         _stack: Some(stack),
     });
+    publish(&thread);
+    // Taking the scheduler lock to make it runnable orders `publish`'s stores before the
+    // thread's first instruction.
     super::wake(&thread);
     Ok(JoinHandle { thread })
 }

@@ -53,14 +53,70 @@ use set::{How, UNBLOCKABLE};
 /// No mask saved (a saved mask never has the unblockable bits).
 const NO_SAVED_MASK: u64 = u64::MAX;
 
-/// A thread's signal state.
-pub(crate) struct SigState {
-    /// Pending signals: a copy of the queue's set, for lock-free checks.
-    pending: AtomicU64,
-    /// The signal mask (a [`SigSet`], never with SIGKILL or SIGSTOP).
-    blocked: AtomicU64,
+/// Pending signals and their information: a thread's own, or its process's shared set.
+pub(crate) struct Pending {
+    /// A copy of the queue's set, for lock-free checks.
+    bits: AtomicU64,
     /// The pending signals and their information.
     queue: IrqLock<SigQueue>,
+}
+
+impl Pending {
+    /// Nothing pending.
+    pub(crate) fn new() -> Self {
+        Self {
+            bits: AtomicU64::new(0),
+            queue: IrqLock::new(SigQueue::default()),
+        }
+    }
+
+    /// Marks `info.signo` pending, with at most `limit` signals queued with their
+    /// information (see [`SigQueue::raise_limited`]).
+    fn raise_limited(&self, info: SigInfo, limit: usize) -> Result<(), Errno> {
+        let mut q = self.queue.lock();
+        let r = q.raise_limited(info, limit);
+        self.bits.store(q.pending().bits(), Ordering::Release);
+        drop(q);
+        // A signalfd may have become readable.
+        signalfd::signal_raised();
+        r
+    }
+
+    /// True if a signal queued by POSIX timer arm `key` is pending.
+    fn has_timer(&self, key: u64) -> bool {
+        self.queue.lock().has_timer(key)
+    }
+
+    /// The pending signals.
+    pub(crate) fn pending(&self) -> SigSet {
+        SigSet::from_bits(self.bits.load(Ordering::Acquire))
+    }
+
+    /// Takes the next pending signal in `allowed` (see [`SigQueue::dequeue`]).
+    fn dequeue(&self, allowed: SigSet) -> Option<SigInfo> {
+        if (self.pending() & allowed).is_empty() {
+            return None;
+        }
+        let mut q = self.queue.lock();
+        let info = q.dequeue(allowed);
+        self.bits.store(q.pending().bits(), Ordering::Release);
+        info
+    }
+
+    /// Drops every pending instance of the signals in `set`.
+    fn discard(&self, set: SigSet) {
+        let mut q = self.queue.lock();
+        q.discard(set);
+        self.bits.store(q.pending().bits(), Ordering::Release);
+    }
+}
+
+/// A thread's signal state.
+pub(crate) struct SigState {
+    /// The signal mask (a [`SigSet`], never with SIGKILL or SIGSTOP).
+    blocked: AtomicU64,
+    /// Signals sent to this thread (`tgkill`, faults, `SIGEV_THREAD_ID` timers).
+    own: Pending,
     /// The mask to go back to once a signal that interrupted `rt_sigsuspend`, `ppoll` or
     /// `pselect6` (which block with a temporary mask) has been handled (Linux's
     /// `saved_sigmask`), or [`NO_SAVED_MASK`]. Only the thread itself touches it.
@@ -77,9 +133,8 @@ impl SigState {
     /// Nothing pending, `blocked` blocked, no alternate stack.
     pub(crate) fn new(blocked: SigSet) -> Self {
         Self {
-            pending: AtomicU64::new(0),
             blocked: AtomicU64::new(blocked.blockable().bits()),
-            queue: IrqLock::new(SigQueue::default()),
+            own: Pending::new(),
             saved_mask: AtomicU64::new(NO_SAVED_MASK),
             waiting: AtomicU64::new(0),
             altstack: IrqLock::new(AltStack::DISABLED),
@@ -104,44 +159,30 @@ impl SigState {
         self.raise_limited(info, queue::MAX_QUEUED)
     }
 
-    /// Marks `info.signo` pending, with at most `limit` signals queued with their
-    /// information (the process's `RLIMIT_SIGPENDING`; see [`SigQueue::raise_limited`]).
+    /// Marks `info.signo` pending for this thread, with at most `limit` signals queued with
+    /// their information (the process's `RLIMIT_SIGPENDING`; see [`SigQueue::raise_limited`]).
     pub(crate) fn raise_limited(&self, info: SigInfo, limit: usize) -> Result<(), Errno> {
-        let mut q = self.queue.lock();
-        let r = q.raise_limited(info, limit);
-        self.pending.store(q.pending().bits(), Ordering::Release);
-        drop(q);
-        // A signalfd may have become readable.
-        signalfd::signal_raised();
-        r
+        self.own.raise_limited(info, limit)
     }
 
     /// True if a signal queued by POSIX timer arm `key` is pending.
     fn has_timer(&self, key: u64) -> bool {
-        self.queue.lock().has_timer(key)
+        self.own.has_timer(key)
     }
 
     /// The pending signals.
     fn pending(&self) -> SigSet {
-        SigSet::from_bits(self.pending.load(Ordering::Acquire))
+        self.own.pending()
     }
 
     /// Takes the next pending signal in `allowed` (see [`SigQueue::dequeue`]).
     fn dequeue(&self, allowed: SigSet) -> Option<SigInfo> {
-        if (self.pending() & allowed).is_empty() {
-            return None;
-        }
-        let mut q = self.queue.lock();
-        let info = q.dequeue(allowed);
-        self.pending.store(q.pending().bits(), Ordering::Release);
-        info
+        self.own.dequeue(allowed)
     }
 
     /// Drops every pending instance of the signals in `set`.
     fn discard(&self, set: SigSet) {
-        let mut q = self.queue.lock();
-        q.discard(set);
-        self.pending.store(q.pending().bits(), Ordering::Release);
+        self.own.discard(set);
     }
 
     /// True if a pending signal is not blocked.
@@ -200,10 +241,14 @@ pub(crate) fn min_sigstack_size() -> u64 {
     fpframe::max_frame_size(fp)
 }
 
-/// Takes the next pending signal of `t` in `allowed`: a POSIX timer's signal gets its
+/// Takes the next pending signal of `t` in `allowed`, its own first, then its process's: a
+/// POSIX timer's signal gets its
 /// `si_overrun` now, and its timer is armed again (see `linux/timers/timer.rs`).
 fn take(t: &Task, allowed: SigSet) -> Option<SigInfo> {
-    let mut info = t.sig.dequeue(allowed)?;
+    let mut info = t
+        .sig
+        .dequeue(allowed)
+        .or_else(|| t.process.shared_sig.dequeue(allowed))?;
     if let Detail::Timer {
         timerid,
         ref mut overrun,
@@ -216,34 +261,35 @@ fn take(t: &Task, allowed: SigSet) -> Option<SigInfo> {
     Some(info)
 }
 
-/// Takes a pending signal in `allowed` for `t`: its own first, else one that waits on
-/// another thread of its process that blocks it — where a process-directed signal (`kill`,
-/// `sigqueue`, a timer) sent while no thread waited for it and every thread blocked it was
-/// queued, and where Linux's shared queue would let `t` take it.
+/// Takes a pending signal in `allowed` for `t` (`sigtimedwait`, signalfd): its own first,
+/// else its process's.
 fn take_for_process(t: &Arc<Task>, allowed: SigSet) -> Option<SigInfo> {
-    if let Some(i) = take(t, allowed) {
-        return Some(i);
-    }
-    let others: Vec<Arc<Task>> = t.process.threads.lock().clone();
-    others
-        .iter()
-        .filter(|o| !Arc::ptr_eq(o, t))
-        .find_map(|o| take(o, allowed & o.sig.blocked()))
+    take(t, allowed)
 }
 
 /// True if [`take_for_process`] would find a signal in `allowed` for `t`.
 fn pending_for_process(t: &Task, allowed: SigSet) -> bool {
-    !(t.sig.pending() & allowed).is_empty()
-        || t.process
-            .threads
-            .lock()
-            .iter()
-            .any(|o| !(o.sig.pending() & allowed & o.sig.blocked()).is_empty())
+    !((t.sig.pending() | t.process.shared_sig.pending()) & allowed).is_empty()
+}
+
+/// Wakes every thread of `p` that does not block a signal pending process-wide, so that one
+/// takes it (after a thread blocked such signals or exited: Linux's
+/// `retarget_shared_pending`). Wake-ups of threads with nothing to do are harmless.
+pub(crate) fn retarget_shared(p: &Process) {
+    let shared = p.shared_sig.pending();
+    if shared.is_empty() {
+        return;
+    }
+    for t in p.threads.lock().iter() {
+        if !(shared & !t.sig.blocked()).is_empty() {
+            t.kick();
+        }
+    }
 }
 
 /// True if a signal queued by POSIX timer arm `key` is pending in a thread of `p`.
 pub(crate) fn timer_signal_queued(p: &Process, key: u64) -> bool {
-    p.threads.lock().iter().any(|t| t.sig.has_timer(key))
+    p.shared_sig.has_timer(key) || p.threads.lock().iter().any(|t| t.sig.has_timer(key))
 }
 
 /// True if the current thread has an unblocked signal pending: blocking system calls return
@@ -287,12 +333,14 @@ pub(crate) fn send_to_process(p: &Arc<Process>, signo: u32) {
     let _ = send_info_to_process(p, SigInfo::kernel(signo));
 }
 
-/// Sends a signal to a process: to a thread waiting for it in `rt_sigtimedwait`, else to one
-/// that does not block it, else to the first. `EAGAIN` if its queue is full (see
-/// [`SigState::raise`]).
+/// Sends a signal to a process: it becomes pending process-wide (Linux's shared pending set),
+/// and a thread waiting for it in `rt_sigtimedwait`, else one that does not block it, is woken
+/// to take it; if every thread blocks it, it waits for the first that unblocks it. An ignored
+/// signal is dropped unless the first thread blocks it (Linux's `sig_ignored` on the task the
+/// pid names). `EAGAIN` if the queue is full (the process's `RLIMIT_SIGPENDING`).
 pub(crate) fn send_info_to_process(p: &Arc<Process>, info: SigInfo) -> Result<(), Errno> {
     let signo = info.signo;
-    if signo == 0 {
+    if signo == 0 || !set::valid(signo) {
         return Ok(());
     }
     if signo == sig::SIGKILL {
@@ -300,16 +348,23 @@ pub(crate) fn send_info_to_process(p: &Arc<Process>, info: SigInfo) -> Result<()
         return Ok(());
     }
     let threads = p.threads.lock().clone();
+    let Some(first) = threads.first() else {
+        return Ok(());
+    };
+    if !first.sig.blocked().contains(signo) && is_ignored(p, signo) {
+        return Ok(());
+    }
+    let limit = super::rlimit::of(p, super::rlimit::res::SIGPENDING);
+    p.shared_sig
+        .raise_limited(info, usize::try_from(limit).unwrap_or(usize::MAX))?;
     let target = threads
         .iter()
         .find(|t| SigSet::from_bits(t.sig.waiting.load(Ordering::Acquire)).contains(signo))
-        .or_else(|| threads.iter().find(|t| !t.sig.blocked().contains(signo)))
-        .or(threads.first())
-        .cloned();
-    match target {
-        Some(t) => t.send_signal(info),
-        None => Ok(()),
+        .or_else(|| threads.iter().find(|t| !t.sig.blocked().contains(signo)));
+    if let Some(t) = target {
+        t.kick();
     }
+    Ok(())
 }
 
 /// Tells `parent` that `child` ended with wait status `status` (its exit signal, usually
@@ -519,6 +574,7 @@ pub(crate) fn sys_rt_sigaction(signo: u64, act: u64, old: u64, size: u64) -> Sys
     };
     // A signal that becomes ignored is discarded from every thread (as Linux).
     if new.is_some() && is_ignored(&p, signo) {
+        p.shared_sig.discard(SigSet::of(signo));
         for t in p.threads.lock().iter() {
             t.sig.discard(SigSet::of(signo));
         }
@@ -538,7 +594,12 @@ pub(crate) fn sys_rt_sigprocmask(how: u64, set: u64, old: u64, size: u64) -> Sys
     let cur = t.sig.blocked();
     if set != 0 {
         let s = SigSet::from_bits(read_val(set)?);
-        t.sig.set_blocked(How::from_raw(how)?.apply(cur, s));
+        let new = How::from_raw(how)?.apply(cur, s);
+        t.sig.set_blocked(new);
+        // Process-wide signals this thread now blocks go to another thread.
+        if !(t.process.shared_sig.pending() & new & !cur).is_empty() {
+            retarget_shared(&t.process);
+        }
     }
     if old != 0 {
         write_val(old, &cur.bits())?;
@@ -549,7 +610,8 @@ pub(crate) fn sys_rt_sigprocmask(how: u64, set: u64, old: u64, size: u64) -> Sys
 /// `rt_sigpending(set, size)`.
 pub(crate) fn sys_rt_sigpending(set: u64) -> SysResult {
     let t = task::current_task();
-    write_val(set, &(t.sig.pending() & t.sig.blocked()).bits())?;
+    let pending = t.sig.pending() | t.process.shared_sig.pending();
+    write_val(set, &(pending & t.sig.blocked()).bits())?;
     Ok(0)
 }
 

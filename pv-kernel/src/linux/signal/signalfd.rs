@@ -1,7 +1,6 @@
 //! `signalfd` and `signalfd4`: pending signals as a file (Linux `fs/signalfd.c`). A read
-//! takes pending signals of the mask — the calling thread's first, then those queued on
-//! other threads of its process that block them (where this kernel keeps a
-//! process-directed signal no thread was waiting for) — and
+//! takes pending signals of the mask — the calling thread's first, then its process's
+//! (process-wide pending: `kill`, `sigqueue`, timers) — and
 //! returns one 128-byte `signalfd_siginfo` per signal; it blocks while none is pending. The
 //! file is readable (`poll`) while one is. Every raised signal wakes readers and pollers
 //! while a signalfd exists.

@@ -529,6 +529,29 @@ impl HcEnv for Shared {
     }
 }
 
+/// What other threads may do to a running tenant (see [`Tenant::handle`]); it does nothing
+/// once the tenant has ended.
+#[derive(Clone)]
+pub struct TenantHandle {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for TenantHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantHandle")
+            .field("name", &self.shared.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TenantHandle {
+    /// As [`Tenant::kill`].
+    pub fn kill(&self) {
+        self.shared.killed_by_host.store(true, SeqCst);
+        self.shared.kill();
+    }
+}
+
 /// A running guest kernel. Dropping it kills the sandbox and releases everything.
 pub struct Tenant {
     shared: Arc<Shared>,
@@ -747,6 +770,13 @@ impl Tenant {
     pub fn kill(&self) {
         self.shared.killed_by_host.store(true, SeqCst);
         self.shared.kill();
+    }
+
+    /// A handle that other threads keep to kill the tenant while one waits for it.
+    pub fn handle(&self) -> TenantHandle {
+        TenantHandle {
+            shared: Arc::clone(&self.shared),
+        }
     }
 
     /// Waits until the sandbox's stub has entered the guest (seccomp installed, vCPU 0

@@ -60,6 +60,11 @@ Running a program:
 Kernel command line (--cmdline \"WORDS\"), separated by spaces; an unknown word is an error.
 (*) marks commands of the test kernel, which pvmux then boots instead of the default one:
 {words}
+OCI containers:
+  pvmux run [--bundle DIR] [--pid-file F] [-d] [--keep] ID runs the container of the bundle
+  as `runc run` does: create, start, wait, delete (docs/OCI.md). An ID and a -- PROGRAM
+  exclude each other; without an ID, the container flags are errors.
+
 Exit status:
   0-255    the guest's exit status: the program's exit code, or 128+N when it was killed
            by signal N (from the kernel's shutdown; a guest should not use 124 or 125).
@@ -228,9 +233,53 @@ pub struct RunArgs {
     #[arg(short = 'u', long, value_name = "USER[:GROUP]")]
     pub user: Option<String>,
 
+    /// runc's `run`: the container's id. With an ID, pvmux runs the container of the bundle
+    /// (--bundle, default the current directory) as an OCI runtime does, and the other
+    /// flags come from its config.json (see "OCI containers" below).
+    #[arg(value_name = "ID")]
+    pub container_id: Option<String>,
+
     /// The program to run as init, and its arguments (after `--`; see below).
     #[arg(last = true, value_name = "PROGRAM [ARGS]")]
     pub program: Vec<OsString>,
+
+    /// runc's flags of `run ID`.
+    #[command(flatten)]
+    pub oci: OciRunFlags,
+}
+
+/// The flags of runc's `run ID` (with an ID only).
+#[derive(Debug, Args, Default)]
+#[command(next_help_heading = "OCI container (with an ID)")]
+pub struct OciRunFlags {
+    /// As `create`'s.
+    #[command(flatten)]
+    pub create: super::oci::CreateFlags,
+    /// Return once the container runs, leaving it running.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Keep the container's state after it ended (`delete` removes it).
+    #[arg(long)]
+    pub keep: bool,
+    /// Accepted and ignored (the container's process is pvmux's child anyway).
+    #[arg(long)]
+    pub no_subreaper: bool,
+}
+
+impl OciRunFlags {
+    /// Whether any of them was given.
+    pub(crate) fn any(&self) -> bool {
+        let c = &self.create;
+        c.bundle.is_some()
+            || c.pid_file.is_some()
+            || c.console_socket.is_some()
+            || c.no_pivot
+            || c.no_new_keyring
+            || c.preserve_fds != 0
+            || self.detach
+            || self.keep
+            || self.no_subreaper
+    }
 }
 
 /// `--watchdog SECS`: seconds (fractions allowed); 0 = disabled.
@@ -510,8 +559,19 @@ fn open_volumes(specs: &[VolumeSpec]) -> anyhow::Result<Vec<Arc<Volume>>> {
         .collect()
 }
 
-/// Runs a guest; returns pvmux's exit code. `log` is the `--log` filter.
-pub(crate) fn run(args: &RunArgs, log: &str) -> anyhow::Result<u8> {
+/// A guest ready to boot: its flags checked, its files opened, its kernel parsed.
+pub(crate) struct Prepared {
+    host: Host,
+    kernel: Arc<KernelImage>,
+    initrd: Option<Initrd>,
+    plan: Plan,
+    label: String,
+    ttys: Terminals,
+}
+
+/// Checks `args` and opens everything the guest needs, booting nothing. `log` is the `--log`
+/// filter.
+pub(crate) fn prepare(args: &RunArgs, log: &str) -> anyhow::Result<Prepared> {
     let debug = debug_logging(log);
     let ttys = host_terminals();
     let console = ConsoleSetup {
@@ -570,12 +630,47 @@ pub(crate) fn run(args: &RunArgs, log: &str) -> anyhow::Result<u8> {
         KernelImage::parse(bytes).with_context(|| format!("kernel image {label} is not usable"))?;
     let initrd = load_initrd(args)?;
     let host = Host::new(images::STUB).context("cannot prepare the sandbox stub")?;
-    let kernel = Arc::new(kernel);
+    Ok(Prepared {
+        host,
+        kernel: Arc::new(kernel),
+        initrd,
+        plan,
+        label,
+        ttys,
+    })
+}
+
+impl Prepared {
+    /// Boots the guest with its console on stdout and stderr, input from stdin (no banner, no
+    /// restarts: what a container monitor runs).
+    pub(crate) fn launch(&self, args: &RunArgs) -> anyhow::Result<pvmux_host::Tenant> {
+        self.host
+            .launch(tenant_config(
+                args,
+                &self.plan,
+                &self.kernel,
+                self.initrd.as_ref(),
+                Box::new(Console::default()),
+            )?)
+            .context("cannot launch the guest")
+    }
+}
+
+/// Runs a guest; returns pvmux's exit code. `log` is the `--log` filter.
+pub(crate) fn run(args: &RunArgs, log: &str) -> anyhow::Result<u8> {
+    let Prepared {
+        host,
+        kernel,
+        initrd,
+        plan,
+        label,
+        ttys,
+    } = prepare(args, log)?;
     // The guest kernel does the line editing and echo of a terminal: the host terminal passes
     // keys through raw while the program runs (restored when this guard drops). Only when
     // the guest can echo to a host terminal (stdout or stderr); otherwise the host's own
     // echo is all the user would see.
-    let _raw = (program && ttys.stdin && (ttys.stdout || ttys.stderr))
+    let _raw = (plan.program && ttys.stdin && (ttys.stdout || ttys.stderr))
         .then(RawTerminal::enable)
         .flatten();
     let outcome = run_with_restarts(
@@ -589,17 +684,23 @@ pub(crate) fn run(args: &RunArgs, log: &str) -> anyhow::Result<u8> {
             );
         },
     )?;
+    Ok(outcome_code(&outcome, args.mem))
+}
+
+/// pvmux's exit code for `outcome`, after saying on stderr how the program died (if killed)
+/// or the crash report (if the guest crashed). `mem`: the guest's memory size.
+pub(crate) fn outcome_code(outcome: &TenantOutcome, mem: u64) -> u8 {
     match outcome {
-        TenantOutcome::Exited(code) => Ok(u8::try_from(code & 0xff).unwrap_or(u8::MAX)),
+        TenantOutcome::Exited(code) => u8::try_from(code & 0xff).unwrap_or(u8::MAX),
         TenantOutcome::ProgramKilled(death) => {
-            if let Some(line) = super::death::killed_line(&death, args.mem) {
+            if let Some(line) = super::death::killed_line(death, mem) {
                 eprintln!("{line}");
             }
-            Ok(u8::try_from(death.code & 0xff).unwrap_or(u8::MAX))
+            u8::try_from(death.code & 0xff).unwrap_or(u8::MAX)
         }
         TenantOutcome::Crashed(report) => {
             eprint!("{report}");
-            Ok(EXIT_GUEST_CRASH)
+            EXIT_GUEST_CRASH
         }
     }
 }
@@ -660,27 +761,13 @@ fn run_once(
         Console::default()
     };
     let tenant = host
-        .launch(TenantConfig {
-            name: "guest".to_owned(),
-            kernel: Arc::clone(kernel),
-            mem_size: args.mem,
-            vcpus: args.vcpus,
-            boot_args: plan.boot_args.clone(),
-            console: Box::new(console.clone()),
-            console_stderr: Box::new(std::io::stderr()),
-            kernel_log: plan.kernel_log,
-            console_input: plan.program.then_some(ConsoleInput::HostStdin),
-            watchdog: args.watchdog,
-            console_rate: (args.console_rate > 0).then_some(args.console_rate),
-            cpu_limit: args.cpus,
-            cpu_seconds: args.cpu_seconds,
-            crash_dump: args.crash_dump.clone(),
-            initrd: initrd.map(|i| Arc::clone(&i.bytes)),
-            hostfs: plan.hostfs.clone(),
-            volumes: plan.volumes.clone(),
-            sandbox_user: args.sandbox_user,
-            net: super::net::config(args.net, &args.publish).map_err(anyhow::Error::msg)?,
-        })
+        .launch(tenant_config(
+            args,
+            plan,
+            kernel,
+            initrd,
+            Box::new(console.clone()),
+        )?)
         .context("cannot launch the guest")?;
     // The banner names the running sandbox; guest output held until then follows it.
     if banner {
@@ -695,6 +782,37 @@ fn run_once(
         .open()
         .context("cannot write the guest console to stdout")?;
     Ok(outcome)
+}
+
+/// The tenant of `args` and `plan`, its console output going to `console`.
+fn tenant_config(
+    args: &RunArgs,
+    plan: &Plan,
+    kernel: &Arc<KernelImage>,
+    initrd: Option<&Initrd>,
+    console: Box<dyn Write + Send>,
+) -> anyhow::Result<TenantConfig> {
+    Ok(TenantConfig {
+        name: "guest".to_owned(),
+        kernel: Arc::clone(kernel),
+        mem_size: args.mem,
+        vcpus: args.vcpus,
+        boot_args: plan.boot_args.clone(),
+        console,
+        console_stderr: Box::new(std::io::stderr()),
+        kernel_log: plan.kernel_log,
+        console_input: plan.program.then_some(ConsoleInput::HostStdin),
+        watchdog: args.watchdog,
+        console_rate: (args.console_rate > 0).then_some(args.console_rate),
+        cpu_limit: args.cpus,
+        cpu_seconds: args.cpu_seconds,
+        crash_dump: args.crash_dump.clone(),
+        initrd: initrd.map(|i| Arc::clone(&i.bytes)),
+        hostfs: plan.hostfs.clone(),
+        volumes: plan.volumes.clone(),
+        sandbox_user: args.sandbox_user,
+        net: super::net::config(args.net, &args.publish).map_err(anyhow::Error::msg)?,
+    })
 }
 
 fn print_banner(args: &RunArgs, initrd: Option<&Initrd>, label: &str, pid: u32) {

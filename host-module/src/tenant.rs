@@ -5,7 +5,7 @@ use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
-use std::sync::atomic::{AtomicBool, AtomicU32};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -209,6 +209,8 @@ struct Shared {
     namespaces: Arc<crate::jail::SharedNamespaces>,
     /// Console input waiting for `ConsoleRead`.
     input: Arc<InputBuffer>,
+    /// Signals for the guest's init not yet taken by `SignalTake` (bit `n - 1`: signal `n`).
+    host_signals: AtomicU64,
     /// The kernel sandbox's pid while it may be signalled (it has not exited yet, so its pid
     /// cannot be reused); threads other than the monitor signal only under this lock.
     signal_gate: Mutex<Option<u32>>,
@@ -508,6 +510,10 @@ impl HcEnv for Shared {
         self.input.take(max)
     }
 
+    fn take_signals(&self) -> u64 {
+        self.host_signals.swap(0, SeqCst)
+    }
+
     fn space_create(&self, ctx_gpa: u64, reaped_gpa: u64) -> Result<u64, HcError> {
         self.spaces.create_reporting(ctx_gpa, reaped_gpa)
     }
@@ -550,7 +556,24 @@ impl TenantHandle {
         self.shared.killed_by_host.store(true, SeqCst);
         self.shared.kill();
     }
+
+    /// Sends signal `signo` (1..=63) to the guest's init: the guest takes it with
+    /// `SignalTake` after `pending::SIGNAL`, and delivers it as Linux delivers a signal from
+    /// outside a pid namespace to its init. Signals sent before the guest took them merge, as
+    /// standard signals do. [`HostError::InvalidSignal`] outside 1..=63.
+    pub fn signal(&self, signo: u32) -> Result<(), HostError> {
+        if !(1..=MAX_HOST_SIGNAL).contains(&signo) {
+            return Err(HostError::InvalidSignal(signo));
+        }
+        self.shared.host_signals.fetch_or(1 << (signo - 1), SeqCst);
+        self.shared.raise(pvmux_hypercalls::vcpu::pending::SIGNAL);
+        Ok(())
+    }
 }
+
+/// The largest signal number [`TenantHandle::signal`] sends (the set is returned in a
+/// hypercall's non-negative `i64`).
+pub const MAX_HOST_SIGNAL: u32 = 63;
 
 /// A running guest kernel. Dropping it kills the sandbox and releases everything.
 pub struct Tenant {
@@ -641,6 +664,7 @@ impl Tenant {
             spaces,
             namespaces,
             input,
+            host_signals: AtomicU64::new(0),
             signal_gate: Mutex::new(None),
             hostfs: parts.hostfs,
             volumes: parts.volumes,
@@ -997,6 +1021,7 @@ fn pending_names(bits: u32) -> String {
         (pending::HOST, "HOST"),
         (pending::INPUT, "INPUT"),
         (pending::NET, "NET"),
+        (pending::SIGNAL, "SIGNAL"),
     ]
     .iter()
     .filter(|(b, _)| bits & b != 0)

@@ -342,6 +342,7 @@ enum pvmux_hypercall {
     PVMUX_HC_NET_SET_OPT = 22,   /* (h, level, name, value) -> 0 */
     PVMUX_HC_NET_GET_OPT = 23,   /* (h, level, name) -> value */
     PVMUX_HC_NET_PUBLISHED = 24, /* (rec_gpa) -> handle; PVMUX_EBUSY if none */
+    PVMUX_HC_SIGNAL_TAKE = 25,   /* () -> signals for init (bit n-1: signal n), cleared */
 };
 
 /* Negative results of hypercalls and stub calls (int64_t in rax). */
@@ -412,9 +413,10 @@ struct pvmux_sandbox_header {
 #define PVMUX_PENDING_HOST (1u << 2)
 #define PVMUX_PENDING_INPUT (1u << 3) /* console input (or its end) arrived: console_read */
 #define PVMUX_PENDING_NET (1u << 4)   /* a host socket may be ready, or a published connection */
+#define PVMUX_PENDING_SIGNAL (1u << 5) /* the host sent init a signal: signal_take */
 #define PVMUX_PENDING_ALL                                                                  \
     (PVMUX_PENDING_TIMER | PVMUX_PENDING_KICK | PVMUX_PENDING_HOST | PVMUX_PENDING_INPUT | \
-     PVMUX_PENDING_NET)
+     PVMUX_PENDING_NET | PVMUX_PENDING_SIGNAL)
 
 /* Indices into VcpuShared.stats */
 #define PVMUX_STAT_SHADOW_FILLS 0

@@ -95,6 +95,10 @@ pub enum Hypercall {
     NetGetOpt = 23,
     /// `NetPublished(rec_gpa) -> handle`: the next `--publish` connection.
     NetPublished = 24,
+    /// `SignalTake() -> set`: the signals the host sent to the guest's init since the last
+    /// call (bit `n - 1`: signal `n`, 1..=63), cleared as they are taken. The host raises
+    /// `pending::SIGNAL` when one arrives (docs/ABI.md §signals).
+    SignalTake = 25,
 }
 
 impl Hypercall {
@@ -126,6 +130,7 @@ impl Hypercall {
             22 => Self::NetSetOpt,
             23 => Self::NetGetOpt,
             24 => Self::NetPublished,
+            25 => Self::SignalTake,
             _ => return None,
         })
     }

@@ -24,8 +24,10 @@ pub mod pending {
     /// A host socket may be ready, or a `--publish` connection arrived (`NetPoll`,
     /// `NetPublished`; docs/ABI.md §net).
     pub const NET: u32 = 1 << 4;
+    /// The host sent the guest's init a signal (`SignalTake`; `pvmux kill` of a container).
+    pub const SIGNAL: u32 = 1 << 5;
     /// All bits defined by this ABI version.
-    pub const ALL: u32 = TIMER | KICK | HOST | INPUT | NET;
+    pub const ALL: u32 = TIMER | KICK | HOST | INPUT | NET | SIGNAL;
 }
 
 /// Indices into [`VcpuShared::stats`] (maintained by the stub, informational).

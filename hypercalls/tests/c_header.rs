@@ -311,6 +311,7 @@ int main(void) {
     P("HC_NET_CLOSE", PVMUX_HC_NET_CLOSE); P("HC_NET_POLL", PVMUX_HC_NET_POLL);
     P("HC_NET_NAME", PVMUX_HC_NET_NAME); P("HC_NET_SET_OPT", PVMUX_HC_NET_SET_OPT);
     P("HC_NET_GET_OPT", PVMUX_HC_NET_GET_OPT); P("HC_NET_PUBLISHED", PVMUX_HC_NET_PUBLISHED);
+    P("HC_SIGNAL_TAKE", PVMUX_HC_SIGNAL_TAKE);
     P("NET_ERRNO_BASE", PVMUX_NET_ERRNO_BASE); P("NET_IO_MAX", PVMUX_NET_IO_MAX);
     P("NET_DEFAULT_MAX_SOCKETS", PVMUX_NET_DEFAULT_MAX_SOCKETS);
     P("NET_RECV_PEEK", PVMUX_NET_RECV_PEEK);
@@ -332,7 +333,7 @@ int main(void) {
     P("SANDBOX_KIND_USER", PVMUX_SANDBOX_KIND_USER);
     P("PENDING_TIMER", PVMUX_PENDING_TIMER); P("PENDING_KICK", PVMUX_PENDING_KICK);
     P("PENDING_HOST", PVMUX_PENDING_HOST); P("PENDING_INPUT", PVMUX_PENDING_INPUT);
-    P("PENDING_NET", PVMUX_PENDING_NET);
+    P("PENDING_NET", PVMUX_PENDING_NET); P("PENDING_SIGNAL", PVMUX_PENDING_SIGNAL);
     P("PENDING_ALL", PVMUX_PENDING_ALL);
     P("STAT_SHADOW_FILLS", PVMUX_STAT_SHADOW_FILLS); P("STAT_SHADOW_PAGES", PVMUX_STAT_SHADOW_PAGES);
     P("STAT_EXCEPTIONS", PVMUX_STAT_EXCEPTIONS); P("STAT_EVENTS", PVMUX_STAT_EVENTS);
@@ -715,6 +716,7 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         ("HC_NET_SET_OPT", Hypercall::NetSetOpt as u64),
         ("HC_NET_GET_OPT", Hypercall::NetGetOpt as u64),
         ("HC_NET_PUBLISHED", Hypercall::NetPublished as u64),
+        ("HC_SIGNAL_TAKE", Hypercall::SignalTake as u64),
         ("NET_ERRNO_BASE", pvmux_hypercalls::net::ERRNO_BASE as u64),
         ("NET_IO_MAX", pvmux_hypercalls::net::IO_MAX),
         (
@@ -793,6 +795,7 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         ("PENDING_HOST", u64::from(pending::HOST)),
         ("PENDING_INPUT", u64::from(pending::INPUT)),
         ("PENDING_NET", u64::from(pending::NET)),
+        ("PENDING_SIGNAL", u64::from(pending::SIGNAL)),
         ("PENDING_ALL", u64::from(pending::ALL)),
         ("STAT_SHADOW_FILLS", stat::SHADOW_FILLS as u64),
         ("STAT_SHADOW_PAGES", stat::SHADOW_PAGES as u64),

@@ -33,7 +33,7 @@ const KNOWN_VECTORS: [Vector; 12] = [
     Vector::Event,
     Vector::Syscall,
 ];
-const KNOWN_CALLS: [Hypercall; 25] = [
+const KNOWN_CALLS: [Hypercall; 26] = [
     Hypercall::Nop,
     Hypercall::ConsoleWrite,
     Hypercall::Shutdown,
@@ -59,6 +59,7 @@ const KNOWN_CALLS: [Hypercall; 25] = [
     Hypercall::NetSetOpt,
     Hypercall::NetGetOpt,
     Hypercall::NetPublished,
+    Hypercall::SignalTake,
 ];
 const KNOWN_ERRORS: [HcError; 6] = [
     HcError::UnknownCall,

@@ -347,6 +347,10 @@ pub(crate) fn handle_event(bits: u32) {
         // A host socket may be ready, or a published connection arrived.
         crate::linux::net::inet::host::event();
     }
+    if taken & pvmux_hypercalls::vcpu::pending::SIGNAL != 0 {
+        // The host sent init signals (`pvmux kill` of a container).
+        crate::linux::signal::from_host(crate::hcall::signal_take());
+    }
     let now = stub::clock_ns();
     let mut kicks: u64 = 0;
     let resched = {

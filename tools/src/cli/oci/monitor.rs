@@ -153,13 +153,11 @@ pub(crate) fn run(g: &GlobalArgs, m: &MonitorArgs) -> anyhow::Result<u8> {
     Ok(code)
 }
 
-/// Passes host signal `signo` on to the guest.
+/// Passes host signal `signo` on to the guest's init.
 fn forward(handle: &pvmux_host::TenantHandle, signo: i32) {
-    tracing::warn!(
-        signo,
-        "the guest cannot take signals from the host yet: the container is killed"
-    );
-    handle.kill();
+    if let Err(e) = handle.signal(signo as u32) {
+        tracing::warn!("cannot pass the signal on to the guest: {e}");
+    }
 }
 
 /// Parses the run arguments, prepares the guest, binds the control socket and records the

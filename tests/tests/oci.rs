@@ -1,0 +1,471 @@
+//! pvmux as an OCI runtime, driven as runc's users (conmon, containerd's shim) drive runc:
+//! bundles built from the host's static busybox in temporary directories, `create` with a
+//! pid file and the container's stdout/stderr in files, the container's exit status read by
+//! `waitpid` on the pid of the pid file (this test process is a child subreaper, as conmon
+//! and the shim are), `state`, `start`, `kill`, `delete`, `run ID`, and the errors runc
+//! gives with exit status 1. Ignored (`needs /bin/busybox`) without busybox-static.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use pvmux_tests::{run_with_timeout, Run, TempDir};
+use rustix::process::{Pid, WaitOptions};
+
+/// The host's busybox (a static build, e.g. Debian's busybox-static).
+const BUSYBOX: &str = "/bin/busybox";
+/// The `pvmux` command line.
+const PVMUX: &str = env!("CARGO_BIN_EXE_pvmux-cli");
+/// Longest any command, or any container, may take.
+const TIMEOUT: Duration = Duration::from_secs(60);
+/// The applets the bundles link to busybox.
+const APPLETS: [&str; 6] = ["sh", "echo", "cat", "sleep", "touch", "ls"];
+
+/// Makes this process the subreaper of the monitors `create` leaves behind (once).
+fn subreaper() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
+            .expect("become a child subreaper");
+    });
+}
+
+/// A bundle: `rootfs/` (busybox and its applets), `config.json`, a host directory `out/`
+/// bind-mounted read-write at `/out`, and the state root `root/`.
+struct Bundle {
+    dir: TempDir,
+}
+
+impl Bundle {
+    /// A bundle whose process runs `args` (with PATH=/bin); `extra` is merged into the
+    /// config's top level.
+    fn new(args: &[&str], extra: serde_json::Value) -> Self {
+        subreaper();
+        let dir = TempDir::unique("pvmux-oci", "bundle");
+        let bin = dir.0.join("rootfs/bin");
+        std::fs::create_dir_all(&bin).expect("mkdir rootfs/bin");
+        std::fs::create_dir(dir.0.join("rootfs/tmp")).expect("mkdir rootfs/tmp");
+        std::fs::create_dir(dir.0.join("out")).expect("mkdir out");
+        std::fs::copy(BUSYBOX, bin.join("busybox")).expect("copy busybox");
+        for a in APPLETS {
+            std::os::unix::fs::symlink("busybox", bin.join(a)).expect("link applet");
+        }
+        let mut config = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": { "path": "rootfs" },
+            "process": {
+                "cwd": "/",
+                "args": args,
+                "env": ["PATH=/bin", "GREETING=hello"],
+                "user": { "uid": 0, "gid": 0 },
+            },
+            "mounts": [
+                { "destination": "/proc", "type": "proc", "source": "proc" },
+                { "destination": "/out", "type": "bind", "source": "out",
+                  "options": ["rbind", "rw"] },
+            ],
+        });
+        if let (Some(c), Some(e)) = (config.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                c.insert(k.clone(), v.clone());
+            }
+        }
+        std::fs::write(dir.0.join("config.json"), config.to_string()).expect("write config");
+        Self { dir }
+    }
+
+    fn path(&self) -> &Path {
+        &self.dir.0
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.0.join("root")
+    }
+
+    fn out(&self, name: &str) -> PathBuf {
+        self.dir.0.join("out").join(name)
+    }
+
+    /// `pvmux --root ROOT ARGS...` (not for `create`: see [`Bundle::create`]).
+    fn oci(&self, args: &[&str]) -> Run {
+        let mut cmd = Command::new(PVMUX);
+        cmd.arg("--root").arg(self.root()).args(args);
+        let what = format!("{cmd:?}");
+        run_with_timeout(cmd, &what, TIMEOUT, Duration::from_millis(10), |_| {})
+    }
+
+    /// `pvmux create --bundle DIR --pid-file F ID` with the container's stdout and stderr in
+    /// `stdout-ID` and `stderr-ID` (the monitor keeps them open, as conmon's pipes): the
+    /// create's exit code and stderr, and the pid of the pid file.
+    fn create(&self, id: &str, log: Option<&Path>) -> (i32, String, Option<i32>) {
+        let pid_file = self.dir.0.join(format!("pid-{id}"));
+        let stdout = File::create(self.dir.0.join(format!("stdout-{id}"))).expect("stdout");
+        let stderr_path = self.dir.0.join(format!("stderr-{id}"));
+        let stderr = File::create(&stderr_path).expect("stderr");
+        let mut cmd = Command::new(PVMUX);
+        cmd.arg("--root").arg(self.root());
+        if let Some(log) = log {
+            cmd.arg("--log").arg(log);
+        }
+        cmd.arg("create")
+            .arg("--bundle")
+            .arg(self.path())
+            .arg("--pid-file")
+            .arg(&pid_file)
+            .arg(id)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr);
+        let mut child = cmd.spawn().expect("run pvmux create");
+        let status = wait_child(&mut child);
+        let pid = std::fs::read_to_string(&pid_file)
+            .ok()
+            .map(|s| s.trim().parse().expect("pid file holds a pid"));
+        let err = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+        (status, err, pid)
+    }
+
+    fn stdout(&self, id: &str) -> String {
+        std::fs::read_to_string(self.dir.0.join(format!("stdout-{id}"))).unwrap_or_default()
+    }
+
+    /// The status `state ID` reports, and its pid.
+    fn state(&self, id: &str) -> (String, i64) {
+        let r = self.oci(&["state", id]);
+        assert_eq!(r.code(), Some(0), "state {id}: {}", r.context());
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("state is JSON");
+        assert_eq!(v["id"], id);
+        assert_eq!(
+            v["bundle"],
+            self.path().canonicalize().unwrap().to_str().unwrap()
+        );
+        assert!(
+            v["ociVersion"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("1.")),
+            "{v}"
+        );
+        (
+            v["status"].as_str().expect("status").to_owned(),
+            v["pid"].as_i64().expect("pid"),
+        )
+    }
+}
+
+/// Waits for a child of this process (at most [`TIMEOUT`]); its exit code (128 + N when
+/// killed by signal N).
+fn wait_child(child: &mut std::process::Child) -> i32 {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            use std::os::unix::process::ExitStatusExt;
+            return s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0));
+        }
+        assert!(start.elapsed() < TIMEOUT, "pvmux did not finish");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Waits for process `pid`, which this subreaper inherited (at most [`TIMEOUT`]); its exit
+/// code (128 + N when killed by signal N).
+fn reap(pid: i32) -> i32 {
+    let p = Pid::from_raw(pid).expect("pid");
+    let start = Instant::now();
+    loop {
+        match rustix::process::waitpid(Some(p), WaitOptions::NOHANG).expect("waitpid") {
+            Some((_, s)) => {
+                return s
+                    .exit_status()
+                    .unwrap_or_else(|| 128 + s.terminating_signal().unwrap_or(0));
+            }
+            None => {
+                assert!(start.elapsed() < TIMEOUT, "process {pid} did not end");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+}
+
+/// Waits until `cond` holds (at most [`TIMEOUT`]).
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < TIMEOUT, "{what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The children of process `pid` (its sandboxes, for a monitor).
+fn children(pid: i32) -> Vec<i32> {
+    let mut v = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return v;
+    };
+    for t in tasks.flatten() {
+        let list = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+        v.extend(
+            list.split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok()),
+        );
+    }
+    v
+}
+
+/// Whether process `pid` exists and is not a zombie.
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        let state = s[s.rfind(')').unwrap() + 1..].split_whitespace().next();
+        state != Some("Z")
+    })
+}
+
+#[test]
+#[cfg_attr(
+    not(have_busybox),
+    ignore = "needs /bin/busybox: apt-get install busybox-static"
+)]
+fn create_waits_for_start_and_the_exit_status_is_the_programs() {
+    let b = Bundle::new(
+        &[
+            "sh",
+            "-c",
+            "echo $GREETING from the container; touch /out/ran; exit 7",
+        ],
+        serde_json::json!({}),
+    );
+    let (code, err, pid) = b.create("c1", None);
+    assert_eq!(code, 0, "create: {err}");
+    let pid = pid.expect("create wrote the pid file");
+    // Created: the monitor runs, the guest does not (no sandbox, no output, no marker).
+    assert_eq!(b.state("c1"), ("created".to_owned(), i64::from(pid)));
+    assert!(alive(pid));
+    assert_eq!(
+        children(pid),
+        Vec::<i32>::new(),
+        "no guest kernel before start"
+    );
+    assert!(!b.out("ran").exists());
+    assert_eq!(b.stdout("c1"), "");
+    let r = b.oci(&["start", "c1"]);
+    assert_eq!(r.code(), Some(0), "start: {}", r.context());
+    // The exit status of the pid engines wait on is the program's.
+    assert_eq!(reap(pid), 7);
+    assert_eq!(b.stdout("c1"), "hello from the container\n");
+    assert!(b.out("ran").exists(), "the bind mount reached the host");
+    assert_eq!(b.state("c1"), ("stopped".to_owned(), 0));
+    // Starting it again is an error, as runc's.
+    let again = b.oci(&["start", "c1"]);
+    assert_eq!(again.code(), Some(1), "{}", again.context());
+    assert!(again.stderr.contains("stopped"), "{}", again.context());
+    let d = b.oci(&["delete", "c1"]);
+    assert_eq!(d.code(), Some(0), "{}", d.context());
+    assert!(!b.root().join("c1").exists(), "delete leaves no state");
+}
+
+#[test]
+#[cfg_attr(
+    not(have_busybox),
+    ignore = "needs /bin/busybox: apt-get install busybox-static"
+)]
+fn kill_reaches_the_guests_init() {
+    let b = Bundle::new(
+        &[
+            "sh",
+            "-c",
+            "trap 'echo got TERM; exit 3' TERM; echo ready; sleep 100 & wait",
+        ],
+        serde_json::json!({}),
+    );
+    let (code, err, pid) = b.create("k1", None);
+    assert_eq!(code, 0, "create: {err}");
+    let pid = pid.expect("pid file");
+    let r = b.oci(&["start", "k1"]);
+    assert_eq!(r.code(), Some(0), "start: {}", r.context());
+    assert_eq!(b.state("k1").0, "running");
+    assert!(!children(pid).is_empty(), "the guest kernel runs");
+    wait_for("the trap is set", || b.stdout("k1") == "ready\n");
+    let k = b.oci(&["kill", "k1", "TERM"]);
+    assert_eq!(k.code(), Some(0), "kill: {}", k.context());
+    assert_eq!(reap(pid), 3, "init's trap decides the exit status");
+    assert_eq!(b.stdout("k1"), "ready\ngot TERM\n");
+    // Killing a stopped container is runc's error.
+    let k = b.oci(&["kill", "k1", "KILL"]);
+    assert_eq!(k.code(), Some(1), "{}", k.context());
+    assert!(k.stderr.contains("not running"), "{}", k.context());
+    assert_eq!(b.oci(&["delete", "k1"]).code(), Some(0));
+}
+
+#[test]
+#[cfg_attr(
+    not(have_busybox),
+    ignore = "needs /bin/busybox: apt-get install busybox-static"
+)]
+fn delete_leaves_no_process_and_no_state() {
+    let b = Bundle::new(&["sleep", "100"], serde_json::json!({}));
+    // A created container is deleted without --force (runc's rule): its monitor dies.
+    let (code, err, pid) = b.create("d1", None);
+    assert_eq!(code, 0, "create: {err}");
+    let pid = pid.expect("pid file");
+    assert_eq!(b.oci(&["delete", "d1"]).code(), Some(0));
+    assert_eq!(reap(pid), 128 + 9);
+    assert!(!b.root().join("d1").exists());
+    // A running one needs --force; its sandboxes die with its monitor.
+    let (code, err, pid) = b.create("d2", None);
+    assert_eq!(code, 0, "create: {err}");
+    let pid = pid.expect("pid file");
+    assert_eq!(b.oci(&["start", "d2"]).code(), Some(0));
+    let sandboxes = children(pid);
+    assert!(!sandboxes.is_empty(), "the guest kernel runs");
+    let d = b.oci(&["delete", "d2"]);
+    assert_eq!(d.code(), Some(1), "{}", d.context());
+    assert!(d.stderr.contains("not stopped"), "{}", d.context());
+    assert_eq!(b.state("d2").0, "running");
+    let d = b.oci(&["delete", "--force", "d2"]);
+    assert_eq!(d.code(), Some(0), "{}", d.context());
+    assert!(!b.root().join("d2").exists());
+    assert_eq!(reap(pid), 128 + 9);
+    // The sandboxes were re-parented to this subreaper: each ends.
+    for s in sandboxes {
+        reap(s);
+    }
+    // Deleting what does not exist: an error, but not with --force.
+    let d = b.oci(&["delete", "d2"]);
+    assert_eq!(d.code(), Some(1), "{}", d.context());
+    assert!(d.stderr.contains("does not exist"), "{}", d.context());
+    assert_eq!(b.oci(&["delete", "--force", "d2"]).code(), Some(0));
+}
+
+#[test]
+#[cfg_attr(
+    not(have_busybox),
+    ignore = "needs /bin/busybox: apt-get install busybox-static"
+)]
+fn run_with_an_id_runs_the_bundle_to_completion() {
+    let b = Bundle::new(
+        &[
+            "sh",
+            "-c",
+            "echo $GREETING; cat /proc/self/status >/dev/null; exit 5",
+        ],
+        serde_json::json!({}),
+    );
+    let mut cmd = Command::new(PVMUX);
+    cmd.arg("--root")
+        .arg(b.root())
+        .args(["run", "--bundle"])
+        .arg(b.path())
+        .arg("r1");
+    let r = run_with_timeout(cmd, "run r1", TIMEOUT, Duration::from_millis(10), |_| {});
+    assert_eq!(r.code(), Some(5), "{}", r.context());
+    assert_eq!(r.stdout, "hello\n");
+    assert!(!b.root().join("r1").exists(), "run deletes the container");
+    // pvmux run's own form still runs a program.
+    let mut cmd = Command::new(PVMUX);
+    cmd.args(["run", "--rootfs"])
+        .arg(b.path().join("rootfs"))
+        .args(["--", "/bin/sh", "-c", "exit 4"]);
+    let r = run_with_timeout(cmd, "run", TIMEOUT, Duration::from_millis(10), |_| {});
+    assert_eq!(r.code(), Some(4), "{}", r.context());
+}
+
+#[test]
+#[cfg_attr(
+    not(have_busybox),
+    ignore = "needs /bin/busybox: apt-get install busybox-static"
+)]
+fn a_crashed_guest_is_stopped_with_its_report_in_the_log() {
+    let b = Bundle::new(&["sleep", "100"], serde_json::json!({}));
+    let log = b.path().join("log.json");
+    let (code, err, pid) = b.create("x1", Some(&log));
+    assert_eq!(code, 0, "create: {err}");
+    let pid = pid.expect("pid file");
+    assert_eq!(b.oci(&["start", "x1"]).code(), Some(0));
+    // The guest kernel's sandbox is the monitor's first child; killing it crashes the guest.
+    let kernel = *children(pid).first().expect("a sandbox");
+    rustix::process::kill_process(
+        Pid::from_raw(kernel).expect("pid"),
+        rustix::process::Signal::KILL,
+    )
+    .expect("kill the sandbox");
+    assert_eq!(reap(pid), 124, "pvmux's crash status");
+    assert_eq!(b.state("x1").0, "stopped");
+    let text = std::fs::read_to_string(&log).expect("the log file");
+    assert!(text.contains("crashed"), "{text}");
+    assert!(
+        text.contains("SIGKILL") || text.contains("signal 9"),
+        "{text}"
+    );
+    assert_eq!(b.oci(&["delete", "x1"]).code(), Some(0));
+}
+
+#[test]
+#[cfg_attr(
+    not(have_busybox),
+    ignore = "needs /bin/busybox: apt-get install busybox-static"
+)]
+fn bad_bundles_and_ids_are_runcs_errors() {
+    let b = Bundle::new(&["sleep", "100"], serde_json::json!({}));
+    let expect_err = |r: Run, text: &str| {
+        assert_eq!(r.code(), Some(1), "{}", r.context());
+        assert!(r.stderr.contains(text), "want {text:?}: {}", r.context());
+    };
+    // Unknown ids.
+    for cmd in ["state", "start", "kill", "delete"] {
+        expect_err(b.oci(&[cmd, "nosuch"]), "container does not exist: nosuch");
+    }
+    expect_err(b.oci(&["state", "a/b"]), "invalid container id");
+    // A directory without config.json, a config.json that is not JSON or not a config, a
+    // program that is not there: nothing is left behind.
+    let empty = TempDir::unique("pvmux-oci", "empty");
+    let create = |bundle: &Path, id: &str| {
+        let mut cmd = Command::new(PVMUX);
+        cmd.arg("--root")
+            .arg(b.root())
+            .arg("create")
+            .arg("--bundle")
+            .arg(bundle)
+            .arg(id);
+        run_with_timeout(cmd, "create", TIMEOUT, Duration::from_millis(10), |_| {})
+    };
+    expect_err(create(&empty.0, "e1"), "config.json");
+    std::fs::write(empty.0.join("config.json"), "{not json").unwrap();
+    expect_err(create(&empty.0, "e2"), "not a valid OCI runtime config");
+    std::fs::write(empty.0.join("config.json"), r#"{"ociVersion":"1.0.2"}"#).unwrap();
+    expect_err(create(&empty.0, "e3"), "no root");
+    let missing = Bundle::new(&["nosuch-program"], serde_json::json!({}));
+    expect_err(create(missing.path(), "e4"), "not found in $PATH");
+    for id in ["e1", "e2", "e3", "e4"] {
+        assert!(!b.root().join(id).exists(), "{id} left state behind");
+    }
+    // A duplicate id.
+    let (code, err, pid) = b.create("dup", None);
+    assert_eq!(code, 0, "create: {err}");
+    let (code, err, _) = b.create("dup", None);
+    assert_eq!(code, 1);
+    assert!(err.contains("container with id exists: dup"), "{err}");
+    // `list` shows it; unsupported commands say so.
+    let l = b.oci(&["list", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&l.stdout).expect("list is JSON");
+    assert_eq!(v[0]["id"], "dup");
+    assert_eq!(v[0]["status"], "created");
+    assert_eq!(b.oci(&["list", "-q"]).stdout, "dup\n");
+    expect_err(b.oci(&["exec", "dup", "ls"]), "not supported yet");
+    assert_eq!(b.oci(&["delete", "dup"]).code(), Some(0));
+    reap(pid.expect("pid file"));
+}
+
+#[test]
+fn version_and_features() {
+    let out = Command::new(PVMUX).arg("--version").output().expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("pvmux version "), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("spec: 1.")), "{text}");
+    let out = Command::new(PVMUX).arg("features").output().expect("run");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("features is JSON");
+    assert_eq!(v["ociVersionMin"], "1.0.0");
+    assert!(v["mountOptions"]
+        .as_array()
+        .is_some_and(|o| o.iter().any(|x| x == "bind")));
+}

@@ -652,6 +652,9 @@ struct pvmux_user_slot {
 #define PVMUX_BOOT_CMD_RLIMIT 15u
 #define PVMUX_BOOT_CMD_USER 16u /* [8 bytes: u32 uid, u32 gid] init's ids (ABI v5) */
 #define PVMUX_BOOT_CMD_VOLUME 17u /* [u32 id, u32 flags, bytes: absolute path] a volume */
+#define PVMUX_BOOT_CMD_HOSTNAME 20u /* [bytes: 1..=64, no NUL] the guest's host name (ABI v6) */
+#define PVMUX_BOOT_CMD_TASK_LIMIT 21u /* [u32 >= 1] most guest tasks at once (ABI v6) */
+#define PVMUX_HOSTNAME_MAX 64u
 #define PVMUX_BOOT_VOLUME_READ_ONLY 1u /* VOLUME flags: every change is EROFS */
 #define PVMUX_BOOT_VOLUME_HEAD_LEN 8   /* VOLUME payload bytes before the path */
 

@@ -283,6 +283,8 @@ int main(void) {
     P("BOOT_CMD_LS", PVMUX_BOOT_CMD_LS); P("BOOT_CMD_CAT", PVMUX_BOOT_CMD_CAT);
     P("BOOT_CMD_ENV", PVMUX_BOOT_CMD_ENV); P("BOOT_CMD_WORKDIR", PVMUX_BOOT_CMD_WORKDIR);
     P("BOOT_CMD_RLIMIT", PVMUX_BOOT_CMD_RLIMIT); P("BOOT_CMD_USER", PVMUX_BOOT_CMD_USER);
+    P("BOOT_CMD_HOSTNAME", PVMUX_BOOT_CMD_HOSTNAME);
+    P("BOOT_CMD_TASK_LIMIT", PVMUX_BOOT_CMD_TASK_LIMIT); P("HOSTNAME_MAX", PVMUX_HOSTNAME_MAX);
     P("MEM_USABLE", PVMUX_MEM_USABLE); P("MEM_KERNEL", PVMUX_MEM_KERNEL);
     P("MEM_BOOT", PVMUX_MEM_BOOT); P("MEM_INITRD", PVMUX_MEM_INITRD);
     P("MEM_USER_POOL", PVMUX_MEM_USER_POOL);
@@ -659,6 +661,12 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         ("BOOT_CMD_WORKDIR", u64::from(boot_cmd::WORKDIR)),
         ("BOOT_CMD_RLIMIT", u64::from(boot_cmd::RLIMIT)),
         ("BOOT_CMD_USER", u64::from(boot_cmd::USER)),
+        ("BOOT_CMD_HOSTNAME", u64::from(boot_cmd::HOSTNAME)),
+        ("BOOT_CMD_TASK_LIMIT", u64::from(boot_cmd::TASK_LIMIT)),
+        (
+            "HOSTNAME_MAX",
+            pvmux_hypercalls::bootargs::HOSTNAME_MAX as u64,
+        ),
         ("MEM_USABLE", MemRegionKind::Usable as u64),
         ("MEM_KERNEL", MemRegionKind::Kernel as u64),
         ("MEM_BOOT", MemRegionKind::Boot as u64),

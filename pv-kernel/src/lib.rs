@@ -168,7 +168,9 @@ fn kmain() {
             | Command::Workdir(_)
             | Command::Volume(_)
             | Command::Rlimit { .. }
-            | Command::User { .. } => {}
+            | Command::User { .. }
+            | Command::Hostname(_)
+            | Command::TaskLimit(_) => {}
             #[cfg(feature = "diagnostics")]
             Command::Bench(list) => bench::run(list, args.options.bench_quick),
             #[cfg(feature = "diagnostics")]

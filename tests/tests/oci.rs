@@ -21,7 +21,9 @@ const PVMUX: &str = env!("CARGO_BIN_EXE_pvmux-cli");
 /// Longest any command, or any container, may take.
 const TIMEOUT: Duration = Duration::from_secs(60);
 /// The applets the bundles link to busybox.
-const APPLETS: [&str; 6] = ["sh", "echo", "cat", "sleep", "touch", "ls"];
+const APPLETS: [&str; 10] = [
+    "sh", "echo", "cat", "sleep", "touch", "ls", "hostname", "id", "free", "pwd",
+];
 
 /// Makes this process the subreaper of the monitors `create` leaves behind (once).
 fn subreaper() {
@@ -454,6 +456,79 @@ fn bad_bundles_and_ids_are_runcs_errors() {
     expect_err(b.oci(&["exec", "dup", "ls"]), "not supported yet");
     assert_eq!(b.oci(&["delete", "dup"]).code(), Some(0));
     reap(pid.expect("pid file"));
+}
+
+/// `pvmux --root ROOT run --bundle DIR ID` to completion.
+fn run_bundle(b: &Bundle, id: &str) -> Run {
+    let mut cmd = Command::new(PVMUX);
+    cmd.arg("--root")
+        .arg(b.root())
+        .args(["run", "--bundle"])
+        .arg(b.path())
+        .arg(id);
+    run_with_timeout(cmd, id, TIMEOUT, Duration::from_millis(10), |_| {})
+}
+
+#[test]
+#[cfg_attr(
+    not(have_busybox),
+    ignore = "needs /bin/busybox: apt-get install busybox-static"
+)]
+fn config_settings_reach_the_guest() {
+    // process.user/cwd/env, hostname, and the memory limit as the guest sees them.
+    let show = "id -u; id -g; pwd; echo $GREETING; hostname; cat /proc/sys/kernel/hostname; \
+                free | while read name total rest; do [ $name = Mem: ] && echo $total; done; true";
+    let config = |mem: u64| {
+        serde_json::json!({
+            "hostname": "oci-box",
+            "process": {
+                "cwd": "/tmp",
+                "args": ["sh", "-c", show],
+                "env": ["PATH=/bin", "GREETING=hi"],
+                "user": { "uid": 1000, "gid": 100 },
+            },
+            "linux": { "resources": { "memory": { "limit": mem } } },
+        })
+    };
+    let small = Bundle::new(&[], config(256 << 20));
+    let r = run_bundle(&small, "s1");
+    assert_eq!(r.code(), Some(0), "{}", r.context());
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(
+        lines[..6],
+        ["1000", "100", "/tmp", "hi", "oci-box", "oci-box"],
+        "{}",
+        r.context()
+    );
+    let big = Bundle::new(&[], config(512 << 20));
+    let r2 = run_bundle(&big, "s2");
+    assert_eq!(r2.code(), Some(0), "{}", r2.context());
+    let total = |r: &Run| -> u64 {
+        r.stdout
+            .lines()
+            .nth(6)
+            .expect("total")
+            .parse()
+            .expect("KiB")
+    };
+    assert_eq!(
+        total(&r2),
+        2 * total(&r),
+        "twice the memory limit, twice the memory"
+    );
+    // pids.limit: a fork beyond it fails in the guest; without it, it does not.
+    let forks = "for i in 1 2 3 4 5 6; do sleep 1 & done; wait; echo forked";
+    let limited = Bundle::new(
+        &["sh", "-c", forks],
+        serde_json::json!({ "linux": { "resources": { "pids": { "limit": 4 } } } }),
+    );
+    let r = run_bundle(&limited, "p1");
+    assert_ne!(r.code(), Some(0), "{}", r.context());
+    assert!(r.stderr.contains("can't fork"), "{}", r.context());
+    let free = Bundle::new(&["sh", "-c", forks], serde_json::json!({}));
+    let r = run_bundle(&free, "p2");
+    assert_eq!(r.code(), Some(0), "{}", r.context());
+    assert_eq!(r.stdout, "forked\n");
 }
 
 #[test]

@@ -239,6 +239,16 @@ pub struct RunArgs {
     #[arg(value_name = "ID")]
     pub container_id: Option<String>,
 
+    /// The guest's host name (`uname -n`, `hostname`; 1 to 64 bytes) [default: pvmux].
+    #[arg(long, value_name = "NAME", value_parser = parse_hostname)]
+    pub hostname: Option<String>,
+
+    /// The most tasks (processes and threads) the guest runs at once, its kernel threads
+    /// included, like podman's --pids-limit: fork and clone beyond it fail with EAGAIN.
+    /// The guest kernel's own ceiling (from its heap, at most 4096) applies too.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub pids_limit: Option<u32>,
+
     /// The program to run as init, and its arguments (after `--`; see below).
     #[arg(last = true, value_name = "PROGRAM [ARGS]")]
     pub program: Vec<OsString>,
@@ -294,6 +304,18 @@ fn parse_watchdog(s: &str) -> Result<Option<Duration>, String> {
     Ok((secs > 0.0).then(|| Duration::from_secs_f64(secs)))
 }
 
+/// `--hostname NAME`: 1 to 64 bytes, no NUL.
+fn parse_hostname(s: &str) -> Result<String, String> {
+    if pvmux_hypercalls::bootargs::hostname_ok(s.as_bytes()) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "host name {s:?} must be 1 to {} bytes",
+            pvmux_hypercalls::bootargs::HOSTNAME_MAX
+        ))
+    }
+}
+
 /// `--cpus FRACTION`: a positive number of CPUs.
 fn parse_cpus(s: &str) -> Result<f64, String> {
     let c: f64 = s
@@ -332,6 +354,10 @@ pub struct InitSetup {
     pub rlimits: Vec<(u32, u64, u64)>,
     /// `--user`: `(uid, gid)`.
     pub user: Option<(u32, u32)>,
+    /// `--hostname`.
+    pub hostname: Option<Vec<u8>>,
+    /// `--pids-limit`.
+    pub task_limit: Option<u32>,
 }
 
 impl InitSetup {
@@ -389,6 +415,8 @@ impl InitSetup {
                 .collect(),
             rlimits,
             user,
+            hostname: args.hostname.as_ref().map(|h| h.as_bytes().to_vec()),
+            task_limit: args.pids_limit,
         })
     }
 }
@@ -409,6 +437,7 @@ pub fn boot_args(
         .map_err(|e| anyhow::anyhow!("--cmdline: {e} (`pvmux run --help` lists the words)"))?;
     let mut options = words.options;
     options.hostfs |= hostfs;
+    // The kernel's own settings, with a program or without.
     let volumes: Vec<Command<'_>> = init
         .volumes
         .iter()
@@ -419,6 +448,8 @@ pub fn boot_args(
                 path,
             })
         })
+        .chain(init.hostname.as_deref().map(Command::Hostname))
+        .chain(init.task_limit.map(Command::TaskLimit))
         .collect();
     let argv: Vec<&[u8]> = if !program.is_empty() {
         if words.has_separator() {

@@ -154,9 +154,11 @@ pub(crate) fn map(spec: &Spec, bundle: &Path) -> anyhow::Result<Plan> {
     tracing::debug!(volumes, "config.json mounts mapped");
 
     if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
-        warnings.push(format!(
-            "hostname {h:?}: the guest's hostname is not settable yet (ignored)"
-        ));
+        if pvmux_hypercalls::bootargs::hostname_ok(h.as_bytes()) {
+            flag("--hostname", h.into());
+        } else {
+            bail!("hostname {h:?} is longer than 64 bytes");
+        }
     }
 
     if let Some(res) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
@@ -174,10 +176,8 @@ pub(crate) fn map(spec: &Spec, bundle: &Path) -> anyhow::Result<Plan> {
             }
         }
         if let Some(p) = res.pids().as_ref().filter(|p| p.limit() > 0) {
-            warnings.push(format!(
-                "linux.resources.pids.limit {}: the guest has no task limit yet (ignored)",
-                p.limit()
-            ));
+            let n = u32::try_from(p.limit()).unwrap_or(u32::MAX);
+            flag("--pids-limit", n.to_string().into());
         }
     }
 
@@ -332,10 +332,14 @@ mod tests {
             "core=0:0",
             "--volume",
             &data,
+            "--hostname",
+            "box",
             "--mem",
             "100663296",
             "--cpus",
             "0.5",
+            "--pids-limit",
+            "10",
             "--vcpus",
             "3",
             "--",
@@ -344,8 +348,8 @@ mod tests {
             "echo hi",
         ];
         assert_eq!(args, expected);
-        // The junk variable, the groups, nofile, two mounts, hostname and pids.
-        assert_eq!(p.warnings.len(), 7, "{:#?}", p.warnings);
+        // The junk variable, the groups, nofile and two mounts.
+        assert_eq!(p.warnings.len(), 5, "{:#?}", p.warnings);
         assert_eq!(p.annotations.len(), 2);
         // The flags are pvmux run's.
         use clap::Parser;

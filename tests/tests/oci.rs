@@ -544,3 +544,96 @@ fn version_and_features() {
         .as_array()
         .is_some_and(|o| o.iter().any(|x| x == "bind")));
 }
+
+/// podman with a `containers.conf` of its own (`default_ulimits = []`: podman's default
+/// ulimits are above this kind of host's hard limits) and an image imported from a busybox
+/// root file system; removed on drop.
+struct Podman {
+    dir: TempDir,
+    image: String,
+}
+
+impl Podman {
+    fn new() -> Self {
+        let dir = TempDir::unique("pvmux-oci", "podman");
+        std::fs::write(
+            dir.0.join("containers.conf"),
+            "[containers]\ndefault_ulimits = []\n",
+        )
+        .expect("write containers.conf");
+        let b = Bundle::new(&["true"], serde_json::json!({}));
+        let tar = dir.0.join("rootfs.tar");
+        let st = Command::new("tar")
+            .arg("-C")
+            .arg(b.path().join("rootfs"))
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()
+            .expect("run tar");
+        assert!(st.success(), "tar");
+        let p = Self {
+            dir,
+            image: format!("localhost/pvmux-oci-busybox:{}", std::process::id()),
+        };
+        let r = p.podman(None, &["import", tar.to_str().unwrap(), &p.image]);
+        assert_eq!(r.code(), Some(0), "podman import: {}", r.context());
+        p
+    }
+
+    /// `podman [--runtime RUNTIME] ARGS...`.
+    fn podman(&self, runtime: Option<&str>, args: &[&str]) -> Run {
+        let mut cmd = Command::new("podman");
+        cmd.env("CONTAINERS_CONF", self.dir.0.join("containers.conf"));
+        if let Some(r) = runtime {
+            cmd.arg("--runtime").arg(r);
+        }
+        cmd.args(args);
+        let what = format!("{cmd:?}");
+        run_with_timeout(cmd, &what, TIMEOUT, Duration::from_millis(10), |_| {})
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        // Best effort: the image is this test's own.
+        let _ = self.podman(None, &["rmi", "-f", &self.image]);
+    }
+}
+
+#[test]
+#[cfg_attr(
+    not(all(have_busybox, have_podman)),
+    ignore = "needs /bin/busybox and podman: apt-get install busybox-static podman"
+)]
+fn podman_runs_containers_with_pvmux_as_runc_does() {
+    let p = Podman::new();
+    // `podman run --rm`: the output and exit status are those of podman's own runtime.
+    let script = "echo $((6 * 7)); echo to-stderr >&2; exit 3";
+    let pvmux = p.podman(Some(PVMUX), &["run", "--rm", &p.image, "sh", "-c", script]);
+    let native = p.podman(None, &["run", "--rm", &p.image, "sh", "-c", script]);
+    assert_eq!(pvmux.code(), Some(3), "{}", pvmux.context());
+    assert_eq!(pvmux.code(), native.code());
+    assert_eq!(pvmux.stdout, native.stdout);
+    assert_eq!(pvmux.stdout, "42\n");
+    assert!(pvmux.stderr.contains("to-stderr"), "{}", pvmux.context());
+    // `run -d`, `stop` (SIGTERM reaches init's trap), `logs`, `wait`.
+    let trap = "trap 'echo bye; exit 9' TERM; echo up; sleep 100 & wait";
+    let d = p.podman(Some(PVMUX), &["run", "-d", &p.image, "sh", "-c", trap]);
+    assert_eq!(d.code(), Some(0), "{}", d.context());
+    let id = d.stdout.trim().to_owned();
+    wait_for("the container is up", || {
+        p.podman(Some(PVMUX), &["logs", &id]).stdout == "up\n"
+    });
+    let s = p.podman(Some(PVMUX), &["stop", "-t", "30", &id]);
+    assert_eq!(s.code(), Some(0), "{}", s.context());
+    let w = p.podman(Some(PVMUX), &["wait", &id]);
+    assert_eq!(w.stdout.trim(), "9", "{}", w.context());
+    assert_eq!(p.podman(Some(PVMUX), &["logs", &id]).stdout, "up\nbye\n");
+    let rm = p.podman(Some(PVMUX), &["rm", &id]);
+    assert_eq!(rm.code(), Some(0), "{}", rm.context());
+    // A program that is not in the image is podman's error, as with runc.
+    let r = p.podman(Some(PVMUX), &["run", "--rm", &p.image, "nosuch"]);
+    assert_ne!(r.code(), Some(0), "{}", r.context());
+    assert!(r.stderr.contains("nosuch"), "{}", r.context());
+}

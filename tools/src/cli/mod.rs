@@ -198,10 +198,10 @@ pub fn main() -> ExitCode {
         Err(e) => {
             if oci {
                 // runc's users read the message from the log file (containerd) or stderr.
-                tracing::error!("{e:#}");
                 if log_file.is_some() {
-                    eprintln!("pvmux: error: {e:#}");
+                    tracing::error!("{e:#}");
                 }
+                eprintln!("pvmux: error: {e:#}");
                 ExitCode::from(EXIT_OCI_ERROR)
             } else {
                 eprintln!("pvmux: error: {e:#}");

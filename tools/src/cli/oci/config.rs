@@ -220,6 +220,23 @@ fn mount_volume(m: &Mount, bundle: &Path) -> Result<Option<OsString>, String> {
             dest.display()
         ));
     }
+    // What podman binds into every container: files, and /dev/shm.
+    let engine_default = [
+        "/etc/hosts",
+        "/etc/resolv.conf",
+        "/etc/hostname",
+        "/run/.containerenv",
+        "/dev/shm",
+    ]
+    .iter()
+    .any(|d| dest == Path::new(d));
+    if engine_default {
+        tracing::info!(
+            "bind mount of {}: not given to the guest (its own files stay)",
+            dest.display()
+        );
+        return Ok(None);
+    }
     let Some(source) = m.source() else {
         return Err(format!(
             "bind mount {} has no source: ignored",
@@ -301,7 +318,8 @@ mod tests {
             "mounts":[{"destination":"/proc","type":"proc","source":"proc"},
                       {"destination":"/data","type":"bind","source":"data","options":["rbind","ro"]},
                       {"destination":"/etc/hosts","type":"bind","source":"hosts"},
-                      {"destination":"/weird","type":"nfs","source":"x"}],
+                      {"destination":"/weird","type":"nfs","source":"x"},
+                      {"destination":"/mnt/f","type":"bind","source":"config.json"}],
             "hostname":"box",
             "annotations":{"io.pvmux.vcpus":"3","other":"x"},
             "linux":{"resources":{"memory":{"limit":100000000},"cpu":{"quota":50000,"period":100000},
@@ -348,7 +366,8 @@ mod tests {
             "echo hi",
         ];
         assert_eq!(args, expected);
-        // The junk variable, the groups, nofile and two mounts.
+        // The junk variable, the groups, nofile, the nfs mount and the file bind mount
+        // (podman's /etc/hosts is left out quietly).
         assert_eq!(p.warnings.len(), 5, "{:#?}", p.warnings);
         assert_eq!(p.annotations.len(), 2);
         // The flags are pvmux run's.

@@ -545,6 +545,92 @@ fn version_and_features() {
         .is_some_and(|o| o.iter().any(|x| x == "bind")));
 }
 
+/// Receives the terminal master `create` sends to `listener` (runc's console socket).
+fn receive_master(listener: &std::os::unix::net::UnixListener) -> File {
+    use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    use std::mem::MaybeUninit;
+    let (stream, _) = listener.accept().expect("the monitor connects");
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut cmsg = RecvAncillaryBuffer::new(&mut space);
+    let mut name = [0u8; 256];
+    let n = recvmsg(
+        &stream,
+        &mut [std::io::IoSliceMut::new(&mut name)],
+        &mut cmsg,
+        RecvFlags::empty(),
+    )
+    .expect("recvmsg")
+    .bytes;
+    assert!(name[..n].starts_with(b"/dev/pts/"), "the terminal's name");
+    let fd = cmsg
+        .drain()
+        .find_map(|m| match m {
+            RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
+            _ => None,
+        })
+        .expect("a descriptor");
+    File::from(fd)
+}
+
+#[test]
+#[cfg_attr(
+    not(have_busybox),
+    ignore = "needs /bin/busybox: apt-get install busybox-static"
+)]
+fn a_terminal_goes_to_the_console_socket() {
+    use std::io::{Read, Write};
+    let b = Bundle::new(
+        &[],
+        serde_json::json!({
+            "process": {
+                "terminal": true,
+                "cwd": "/",
+                "args": ["sh", "-c", "[ -t 0 ] && [ -t 1 ] && echo ttys; read line; echo got $line"],
+                "env": ["PATH=/bin"],
+                "user": { "uid": 0, "gid": 0 },
+            },
+        }),
+    );
+    // Without a console socket: runc's error.
+    let (code, err, _) = b.create("t0", None);
+    assert_eq!(code, 1);
+    assert!(err.contains("needs --console-socket"), "{err}");
+    let sock = b.path().join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind");
+    let mut cmd = Command::new(PVMUX);
+    cmd.arg("--root")
+        .arg(b.root())
+        .args(["create", "--console-socket"])
+        .arg(&sock)
+        .arg("--bundle")
+        .arg(b.path())
+        .arg("--pid-file")
+        .arg(b.path().join("pid-t1"))
+        .arg("t1")
+        .stdin(Stdio::null());
+    let mut child = cmd.spawn().expect("run pvmux create");
+    let mut master = receive_master(&listener);
+    assert_eq!(wait_child(&mut child), 0, "create");
+    let pid: i32 = std::fs::read_to_string(b.path().join("pid-t1"))
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("pid");
+    assert_eq!(b.oci(&["start", "t1"]).code(), Some(0));
+    master.write_all(b"hello\n").expect("type a line");
+    // Everything the terminal shows until the container ends (then reads fail with EIO).
+    let mut shown = Vec::new();
+    let mut buf = [0u8; 256];
+    while let Ok(n @ 1..) = master.read(&mut buf) {
+        shown.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&shown);
+    assert!(text.contains("ttys\r\n"), "{text:?}");
+    assert!(text.contains("got hello\r\n"), "{text:?}");
+    assert_eq!(reap(pid), 0);
+    assert_eq!(b.oci(&["delete", "t1"]).code(), Some(0));
+}
+
 /// podman with a `containers.conf` of its own (`default_ulimits = []`: podman's default
 /// ulimits are above this kind of host's hard limits) and an image imported from a busybox
 /// root file system; removed on drop.
@@ -617,6 +703,21 @@ fn podman_runs_containers_with_pvmux_as_runc_does() {
     assert_eq!(pvmux.stdout, native.stdout);
     assert_eq!(pvmux.stdout, "42\n");
     assert!(pvmux.stderr.contains("to-stderr"), "{}", pvmux.context());
+    // `run -t`: the container's stdio is a terminal (the console socket).
+    let t = p.podman(
+        Some(PVMUX),
+        &[
+            "run",
+            "-t",
+            "--rm",
+            &p.image,
+            "sh",
+            "-c",
+            "[ -t 0 ] && [ -t 1 ] && echo ttys",
+        ],
+    );
+    assert_eq!(t.code(), Some(0), "{}", t.context());
+    assert_eq!(t.stdout, "ttys\r\n");
     // `run -d`, `stop` (SIGTERM reaches init's trap), `logs`, `wait`.
     let trap = "trap 'echo bye; exit 9' TERM; echo up; sleep 100 & wait";
     let d = p.podman(Some(PVMUX), &["run", "-d", &p.image, "sh", "-c", trap]);

@@ -37,6 +37,8 @@ pub(crate) struct Plan {
     pub(crate) annotations: BTreeMap<String, String>,
     /// Fields pvmux cannot honour, each one line for the log.
     pub(crate) warnings: Vec<String>,
+    /// `process.terminal`: the container's stdio is a terminal (`--console-socket`).
+    pub(crate) terminal: bool,
 }
 
 /// Reads `bundle/config.json` and maps it.
@@ -77,12 +79,6 @@ pub(crate) fn map(spec: &Spec, bundle: &Path) -> anyhow::Result<Plan> {
     let args = process.args().as_deref().unwrap_or_default();
     if args.is_empty() {
         bail!("process.args must not be empty");
-    }
-    if process.terminal() == Some(true) {
-        bail!(
-            "process.terminal is not supported yet by pvmux (run the container without a \
-             terminal: no -t)"
-        );
     }
     let env = process.env().as_deref().unwrap_or_default();
     let mut path_var = DEFAULT_PATH.to_owned();
@@ -201,6 +197,7 @@ pub(crate) fn map(spec: &Spec, bundle: &Path) -> anyhow::Result<Plan> {
         run_args: a,
         annotations,
         warnings,
+        terminal: process.terminal() == Some(true),
     })
 }
 

@@ -8,6 +8,7 @@
 //! status is the program's. See docs/OCI.md.
 
 mod config;
+mod console;
 mod control;
 pub(crate) mod monitor;
 mod signal;
@@ -69,7 +70,7 @@ pub struct CreateFlags {
     #[arg(long, value_name = "FILE")]
     pub pid_file: Option<PathBuf>,
 
-    /// Unix socket to send a terminal's master to (with process.terminal; not supported yet).
+    /// Unix socket to send the terminal's master to (with process.terminal).
     #[arg(long, value_name = "PATH")]
     pub console_socket: Option<PathBuf>,
 
@@ -213,8 +214,12 @@ fn spawn(
     for w in &plan.warnings {
         tracing::warn!("{w}");
     }
-    if flags.console_socket.is_some() {
-        tracing::info!("--console-socket: unused, the container has no terminal");
+    match (plan.terminal, &flags.console_socket) {
+        (true, None) => bail!("process.terminal needs --console-socket"),
+        (false, Some(_)) => {
+            tracing::info!("--console-socket: unused, the container has no terminal")
+        }
+        _ => {}
     }
     let sd = StateDir::create(root, id)?;
     let result = spawn_in(&sd, root, g, log, id, flags, attached, plan);
@@ -274,6 +279,9 @@ fn spawn_in(
         .arg(&notify_path);
     if attached {
         cmd.arg("--attached");
+    }
+    if let (true, Some(s)) = (plan.terminal, &flags.console_socket) {
+        cmd.arg("--console-socket").arg(std::path::absolute(s)?);
     }
     cmd.arg(id).arg("--").args(&plan.run_args);
     tracing::debug!(?cmd, "starting the monitor");

@@ -38,6 +38,9 @@ pub struct MonitorArgs {
     /// Die with the parent for good (`run ID` without `--detach`).
     #[arg(long)]
     pub attached: bool,
+    /// The container has a terminal: its master goes to this socket.
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
     /// The container id.
     pub id: String,
     /// `pvmux run`'s arguments for the container.
@@ -67,7 +70,10 @@ pub(crate) fn run(g: &GlobalArgs, m: &MonitorArgs) -> anyhow::Result<u8> {
         anyhow::bail!("pvmux create is gone");
     }
     let sd = StateDir::open(&g.root, &m.id)?;
-    let prepared = prepare(&sd, &m.run_args);
+    let prepared = match &m.console_socket {
+        Some(s) => super::console::attach(s).and_then(|()| prepare(&sd, &m.run_args)),
+        None => prepare(&sd, &m.run_args),
+    };
     let (args, prepared, listener) = match prepared {
         Ok(p) => {
             // Detached before the report: `create` exits as soon as it has it.

@@ -377,6 +377,46 @@ fn run_with_an_id_runs_the_bundle_to_completion() {
     not(have_busybox),
     ignore = "needs /bin/busybox: apt-get install busybox-static"
 )]
+fn kill_9_of_run_leaves_no_container_behind() {
+    let b = Bundle::new(&["sleep", "100"], serde_json::json!({}));
+    let pid_file = b.path().join("pid-o1");
+    let mut run = Command::new(PVMUX)
+        .arg("--root")
+        .arg(b.root())
+        .args(["run", "--bundle"])
+        .arg(b.path())
+        .arg("--pid-file")
+        .arg(&pid_file)
+        .arg("o1")
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("run pvmux run");
+    wait_for("the container runs", || {
+        std::fs::read_to_string(b.root().join("o1/state.json"))
+            .is_ok_and(|s| s.contains("\"running\""))
+    });
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .expect("pid file")
+        .parse()
+        .expect("pid");
+    let sandboxes = children(pid);
+    assert!(!sandboxes.is_empty(), "the guest kernel runs");
+    run.kill().expect("kill -9 pvmux run");
+    assert_eq!(wait_child(&mut run), 128 + 9);
+    // The monitor (re-parented to this subreaper) dies with run, its sandboxes with it.
+    assert_eq!(reap(pid), 128 + 9);
+    for s in sandboxes {
+        reap(s);
+    }
+    assert_eq!(b.state("o1").0, "stopped");
+    assert_eq!(b.oci(&["delete", "o1"]).code(), Some(0));
+}
+
+#[test]
+#[cfg_attr(
+    not(have_busybox),
+    ignore = "needs /bin/busybox: apt-get install busybox-static"
+)]
 fn a_crashed_guest_is_stopped_with_its_report_in_the_log() {
     let b = Bundle::new(&["sleep", "100"], serde_json::json!({}));
     let log = b.path().join("log.json");

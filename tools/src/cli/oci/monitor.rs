@@ -69,6 +69,8 @@ pub(crate) fn run(g: &GlobalArgs, m: &MonitorArgs) -> anyhow::Result<u8> {
     if getppid().map(|p| p.as_raw_nonzero().get() as u32) != Some(m.parent) {
         anyhow::bail!("pvmux create is gone");
     }
+    // Every path it was given is absolute: it holds no directory of the engine's.
+    std::env::set_current_dir("/").context("cannot change to /")?;
     let sd = StateDir::open(&g.root, &m.id)?;
     let prepared = match &m.console_socket {
         Some(s) => super::console::attach(s).and_then(|()| prepare(&sd, &m.run_args)),
@@ -119,7 +121,6 @@ pub(crate) fn run(g: &GlobalArgs, m: &MonitorArgs) -> anyhow::Result<u8> {
         }
         Err(_) => anyhow::bail!("the control socket closed"),
     };
-    let _ = sd.update(|r| r.status = Status::Running);
     let tenant = match prepared.launch(&args) {
         Ok(t) => t,
         Err(e) => {
@@ -128,6 +129,8 @@ pub(crate) fn run(g: &GlobalArgs, m: &MonitorArgs) -> anyhow::Result<u8> {
             return Err(e);
         }
     };
+    // `running` once the guest kernel's sandbox exists, before `start` returns.
+    let _ = sd.update(|r| r.status = Status::Running);
     control::answer(&start, &Ok(()));
     drop(start);
     let handle = tenant.handle();

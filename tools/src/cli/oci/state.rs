@@ -90,10 +90,15 @@ impl StateDir {
 
     /// Makes the directory; an error if the container exists.
     pub(crate) fn create(root: &Path, id: &str) -> anyhow::Result<Self> {
+        use std::os::unix::fs::DirBuilderExt;
         let s = Self::new(root, id)?;
-        std::fs::create_dir_all(root)
+        // Owner only, as runc's: the control sockets inside start and stop containers.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root)
             .with_context(|| format!("cannot create the state root {}", root.display()))?;
-        match std::fs::create_dir(&s.dir) {
+        match std::fs::DirBuilder::new().mode(0o700).create(&s.dir) {
             Ok(()) => Ok(s),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 bail!("container with id exists: {id}")

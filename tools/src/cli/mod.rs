@@ -376,6 +376,8 @@ mod tests {
             &["pvmux", "features"],
             &["pvmux", "exec", "--tty", "--process", "/p", "x", "ls", "-l"],
             &["pvmux", "--debug", "ps", "--format", "json", "x"],
+            &["pvmux", "--rootless", "state", "x"],
+            &["pvmux", "--rootless=false", "--criu", "/c", "state", "x"],
         ] {
             assert!(Cli::try_parse_from(ok).is_ok(), "{ok:?}");
         }

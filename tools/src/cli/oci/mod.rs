@@ -28,7 +28,7 @@ use state::{Record, StateDir, Status};
 /// The options of runc's that apply to every command (global: before or after the command).
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// OCI commands: the directory of the containers' state [default: /run/pvmux].
+    /// OCI commands: the directory of the containers' state.
     #[arg(long, global = true, value_name = "DIR", default_value = "/run/pvmux")]
     pub root: PathBuf,
 
@@ -51,7 +51,14 @@ pub struct GlobalArgs {
     pub systemd_cgroup: bool,
 
     /// OCI commands: accepted and ignored (pvmux never needs root).
-    #[arg(long, global = true, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
     pub rootless: Option<String>,
 
     /// OCI commands: accepted and ignored (no checkpointing).

@@ -21,8 +21,8 @@ const PVMUX: &str = env!("CARGO_BIN_EXE_pvmux-cli");
 /// Longest any command, or any container, may take.
 const TIMEOUT: Duration = Duration::from_secs(60);
 /// The applets the bundles link to busybox.
-const APPLETS: [&str; 10] = [
-    "sh", "echo", "cat", "sleep", "touch", "ls", "hostname", "id", "free", "pwd",
+const APPLETS: [&str; 11] = [
+    "sh", "echo", "cat", "sleep", "touch", "ls", "hostname", "id", "free", "pwd", "nc",
 ];
 
 /// Makes this process the subreaper of the monitors `create` leaves behind (once).
@@ -773,6 +773,43 @@ fn podman_runs_containers_with_pvmux_as_runc_does() {
     assert_eq!(p.podman(Some(PVMUX), &["logs", &id]).stdout, "up\nbye\n");
     let rm = p.podman(Some(PVMUX), &["rm", &id]);
     assert_eq!(rm.code(), Some(0), "{}", rm.context());
+    // The engine's network: the guest's sockets live in the container's network namespace,
+    // so a published port reaches the guest's listener.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let publish = format!("127.0.0.1:{port}:8000");
+    let d = p.podman(
+        Some(PVMUX),
+        &[
+            "run",
+            "-d",
+            "-p",
+            &publish,
+            &p.image,
+            "sh",
+            "-c",
+            "echo served | nc -l -p 8000",
+        ],
+    );
+    assert_eq!(d.code(), Some(0), "{}", d.context());
+    let id = d.stdout.trim().to_owned();
+    let mut got = String::new();
+    wait_for("the guest serves on the published port", || {
+        use std::io::Read;
+        got.clear();
+        std::net::TcpStream::connect(("127.0.0.1", port))
+            .and_then(|mut s| {
+                s.set_read_timeout(Some(Duration::from_secs(5)))?;
+                s.read_to_string(&mut got)
+            })
+            .is_ok()
+            && got == "served\n"
+    });
+    let w = p.podman(Some(PVMUX), &["wait", &id]);
+    assert_eq!(w.stdout.trim(), "0", "{}", w.context());
+    assert_eq!(p.podman(Some(PVMUX), &["rm", &id]).code(), Some(0));
     // A program that is not in the image is podman's error, as with runc.
     let r = p.podman(Some(PVMUX), &["run", "--rm", &p.image, "nosuch"]);
     assert_ne!(r.code(), Some(0), "{}", r.context());

@@ -39,6 +39,10 @@ pub(crate) struct Plan {
     pub(crate) warnings: Vec<String>,
     /// `process.terminal`: the container's stdio is a terminal (`--console-socket`).
     pub(crate) terminal: bool,
+    /// The network namespace the engine made for the container (`linux.namespaces`, type
+    /// `network`, with a path): the monitor joins it and the guest's sockets are host
+    /// sockets there (`--net host`).
+    pub(crate) netns: Option<PathBuf>,
 }
 
 /// Reads `bundle/config.json` and maps it.
@@ -177,6 +181,19 @@ pub(crate) fn map(spec: &Spec, bundle: &Path) -> anyhow::Result<Plan> {
         }
     }
 
+    let netns = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .and_then(|ns| {
+            ns.iter()
+                .find(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Network)
+        })
+        .and_then(|n| n.path().clone());
+    if netns.is_some() {
+        flag("--net", "host".into());
+    }
+
     let annotations: BTreeMap<String, String> = spec
         .annotations()
         .as_ref()
@@ -198,6 +215,7 @@ pub(crate) fn map(spec: &Spec, bundle: &Path) -> anyhow::Result<Plan> {
         annotations,
         warnings,
         terminal: process.terminal() == Some(true),
+        netns,
     })
 }
 
@@ -376,6 +394,35 @@ mod tests {
                 .chain(p.run_args),
         );
         assert!(cli.is_ok(), "{cli:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_engines_network_namespace_is_joined() {
+        let dir = std::env::temp_dir().join(format!("pvmux-oci-ns-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("rootfs")).unwrap();
+        let with = |ns: &str| {
+            map(
+                &spec(&format!(
+                    r#"{{"ociVersion":"1","root":{{"path":"rootfs"}},
+                    "process":{{"cwd":"/","args":["/x"],"user":{{"uid":0,"gid":0}}}},
+                    "linux":{{"namespaces":[{{"type":"pid"}},{ns}]}}}}"#
+                )),
+                &dir,
+            )
+            .unwrap()
+        };
+        let joined = with(r#"{"type":"network","path":"/run/netns/n1"}"#);
+        assert_eq!(joined.netns.as_deref(), Some(Path::new("/run/netns/n1")));
+        assert!(joined
+            .run_args
+            .windows(2)
+            .any(|w| w[0] == "--net" && w[1] == "host"));
+        // A new, empty namespace: the guest's own loopback only.
+        let own = with(r#"{"type":"network"}"#);
+        assert_eq!(own.netns, None);
+        assert!(!own.run_args.iter().any(|a| a == "--net"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

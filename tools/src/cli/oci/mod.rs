@@ -287,6 +287,9 @@ fn spawn_in(
     if attached {
         cmd.arg("--attached");
     }
+    if let Some(ns) = &plan.netns {
+        cmd.arg("--netns").arg(ns);
+    }
     if let (true, Some(s)) = (plan.terminal, &flags.console_socket) {
         cmd.arg("--console-socket").arg(std::path::absolute(s)?);
     }

@@ -41,6 +41,9 @@ pub struct MonitorArgs {
     /// The container has a terminal: its master goes to this socket.
     #[arg(long)]
     pub console_socket: Option<PathBuf>,
+    /// The network namespace to join (the engine's for the container).
+    #[arg(long)]
+    pub netns: Option<PathBuf>,
     /// The container id.
     pub id: String,
     /// `pvmux run`'s arguments for the container.
@@ -72,10 +75,18 @@ pub(crate) fn run(g: &GlobalArgs, m: &MonitorArgs) -> anyhow::Result<u8> {
     // Every path it was given is absolute: it holds no directory of the engine's.
     std::env::set_current_dir("/").context("cannot change to /")?;
     let sd = StateDir::open(&g.root, &m.id)?;
-    let prepared = match &m.console_socket {
-        Some(s) => super::console::attach(s).and_then(|()| prepare(&sd, &m.run_args)),
-        None => prepare(&sd, &m.run_args),
-    };
+    // First the network namespace (before any thread: threads and sandboxes started later
+    // are in it too), then the terminal, then the guest's files.
+    let prepared = m
+        .netns
+        .as_deref()
+        .map_or(Ok(()), join_netns)
+        .and_then(|()| {
+            m.console_socket
+                .as_deref()
+                .map_or(Ok(()), super::console::attach)
+        })
+        .and_then(|()| prepare(&sd, &m.run_args));
     let (args, prepared, listener) = match prepared {
         Ok(p) => {
             // Detached before the report: `create` exits as soon as it has it.
@@ -160,6 +171,18 @@ pub(crate) fn run(g: &GlobalArgs, m: &MonitorArgs) -> anyhow::Result<u8> {
         r.exit_status = Some(i32::from(code));
     });
     Ok(code)
+}
+
+/// Moves the monitor into the network namespace at `path` (the engine's `/run/netns/...`).
+fn join_netns(path: &Path) -> anyhow::Result<()> {
+    use std::os::fd::AsFd;
+    let f = std::fs::File::open(path)
+        .with_context(|| format!("cannot open the network namespace {}", path.display()))?;
+    rustix::thread::move_into_link_name_space(
+        f.as_fd(),
+        Some(rustix::thread::LinkNameSpaceType::Network),
+    )
+    .with_context(|| format!("cannot join the network namespace {}", path.display()))
 }
 
 /// Passes host signal `signo` on to the guest's init.

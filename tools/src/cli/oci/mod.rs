@@ -510,7 +510,8 @@ pub(crate) fn features() -> anyhow::Result<u8> {
         "hooks": [],
         "mountOptions": ["bind", "rbind", "ro", "rw"],
         "linux": {
-            "namespaces": [],
+            // Joined when given by path; the guest kernel is the others.
+            "namespaces": ["network"],
             "capabilities": [],
             "cgroup": { "v1": false, "v2": false, "systemd": false, "systemdUser": false },
             "seccomp": { "enabled": false },

@@ -572,6 +572,73 @@ fn config_settings_reach_the_guest() {
 }
 
 #[test]
+#[cfg_attr(
+    not(have_busybox),
+    ignore = "needs /bin/busybox: apt-get install busybox-static"
+)]
+fn hooks_run_on_the_host_with_the_state_on_stdin() {
+    let out = TempDir::unique("pvmux-oci", "hooks");
+    // Each hook saves its stdin (the state) and its environment's HOOK as KIND.json.
+    let hook = |kind: &str| {
+        serde_json::json!({
+            "path": BUSYBOX,
+            "args": ["sh", "-c", format!("{{ cat; echo; echo $HOOK; }} > {}/{kind}.json",
+                                         out.0.display())],
+            "env": [format!("HOOK={kind}")],
+            "timeout": 30,
+        })
+    };
+    let b = Bundle::new(
+        &["sleep", "100"],
+        serde_json::json!({ "hooks": {
+            "createRuntime": [hook("createRuntime")],
+            "poststart": [hook("poststart")],
+            "poststop": [hook("poststop")],
+        }}),
+    );
+    let read = |kind: &str| -> (serde_json::Value, String) {
+        let text = std::fs::read_to_string(out.0.join(format!("{kind}.json")))
+            .unwrap_or_else(|e| panic!("{kind} hook did not run: {e}"));
+        let (json, env) = text.trim_end().rsplit_once('\n').expect("state, then HOOK");
+        (
+            serde_json::from_str(json).expect("state JSON"),
+            env.to_owned(),
+        )
+    };
+    let (code, err, pid) = b.create("h1", None);
+    assert_eq!(code, 0, "create: {err}");
+    let pid = pid.expect("pid file");
+    let (state, env) = read("createRuntime");
+    assert_eq!(
+        (state["id"].as_str(), state["status"].as_str()),
+        (Some("h1"), Some("created"))
+    );
+    assert_eq!(state["pid"], pid);
+    assert_eq!(env, "createRuntime");
+    assert!(!out.0.join("poststart.json").exists());
+    assert_eq!(b.oci(&["start", "h1"]).code(), Some(0));
+    assert_eq!(read("poststart").0["status"], "running");
+    assert_eq!(b.oci(&["delete", "--force", "h1"]).code(), Some(0));
+    reap(pid);
+    assert_eq!(read("poststop").0["status"], "stopped");
+    // A failing createRuntime hook fails the create and leaves nothing behind.
+    let failing = Bundle::new(
+        &["sleep", "100"],
+        serde_json::json!({ "hooks": { "createRuntime": [
+            { "path": BUSYBOX, "args": ["sh", "-c", "echo no way >&2; exit 3"] }
+        ]}}),
+    );
+    let (code, err, pid) = failing.create("h2", None);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("createRuntime hook") && err.contains("no way"),
+        "{err}"
+    );
+    assert_eq!(pid, None, "no pid file");
+    assert!(!failing.root().join("h2").exists());
+}
+
+#[test]
 fn version_and_features() {
     let out = Command::new(PVMUX).arg("--version").output().expect("run");
     let text = String::from_utf8_lossy(&out.stdout);

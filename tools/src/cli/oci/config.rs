@@ -43,6 +43,8 @@ pub(crate) struct Plan {
     /// `network`, with a path): the monitor joins it and the guest's sockets are host
     /// sockets there (`--net host`).
     pub(crate) netns: Option<PathBuf>,
+    /// config.json's hooks.
+    pub(crate) hooks: Option<oci_spec::runtime::Hooks>,
 }
 
 /// Reads `bundle/config.json` and maps it.
@@ -181,6 +183,19 @@ pub(crate) fn map(spec: &Spec, bundle: &Path) -> anyhow::Result<Plan> {
         }
     }
 
+    if let Some(h) = spec.hooks() {
+        let inside = [h.create_container(), h.start_container()];
+        if inside
+            .iter()
+            .any(|l| l.as_ref().is_some_and(|l| !l.is_empty()))
+        {
+            warnings.push(
+                "hooks.createContainer and hooks.startContainer run inside the container's \
+                 namespaces, which here are a guest kernel's: not run"
+                    .to_owned(),
+            );
+        }
+    }
     let netns = spec
         .linux()
         .as_ref()
@@ -216,6 +231,7 @@ pub(crate) fn map(spec: &Spec, bundle: &Path) -> anyhow::Result<Plan> {
         warnings,
         terminal: process.terminal() == Some(true),
         netns,
+        hooks: spec.hooks().clone(),
     })
 }
 

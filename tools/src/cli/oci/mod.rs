@@ -10,6 +10,7 @@
 mod config;
 mod console;
 mod control;
+mod hooks;
 pub(crate) mod monitor;
 mod signal;
 mod state;
@@ -259,6 +260,7 @@ fn spawn_in(
                 annotations: plan.annotations.clone(),
                 created: now_rfc3339(),
                 exit_status: None,
+                hooks: plan.hooks.clone(),
             },
             &lock,
         )?;
@@ -308,8 +310,25 @@ fn spawn_in(
         }
     }
     let _ = std::fs::remove_file(&notify_path);
-    if let Some(f) = &flags.pid_file {
-        write_pid_file(f, pid)?;
+    let created = || -> anyhow::Result<()> {
+        if let Some(h) = &plan.hooks {
+            let state = sd.read()?.oci_state();
+            for (kind, list) in [
+                ("prestart", h.prestart()),
+                ("createRuntime", h.create_runtime()),
+            ] {
+                hooks::run(kind, list.as_deref().unwrap_or_default(), &state)?;
+            }
+        }
+        if let Some(f) = &flags.pid_file {
+            write_pid_file(f, pid)?;
+        }
+        Ok(())
+    };
+    if let Err(e) = created() {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(e);
     }
     Ok(Spawned {
         child: Some(child),
@@ -343,7 +362,31 @@ pub(crate) fn start(g: &GlobalArgs, id: &str) -> anyhow::Result<u8> {
         Status::Stopped => bail!("cannot start a container that has stopped"),
     }
     control::request(&sd.control_socket(), control::Request::Start)?;
+    poststart(&sd);
     Ok(0)
+}
+
+/// Runs the container's `poststart` hooks (a failure is logged, as runc's).
+fn poststart(sd: &StateDir) {
+    if let Ok(r) = sd.read() {
+        if let Some(list) = r.hooks.as_ref().and_then(|h| h.poststart().clone()) {
+            if let Err(e) = hooks::run("poststart", &list, &r.oci_state()) {
+                tracing::warn!("{e:#}");
+            }
+        }
+    }
+}
+
+/// Runs the `poststop` hooks of a deleted container (a failure is logged, as runc's).
+fn poststop(r: &Record) {
+    if let Some(list) = r.hooks.as_ref().and_then(|h| h.poststop().clone()) {
+        let mut state = r.oci_state();
+        state["status"] = "stopped".into();
+        state["pid"] = 0.into();
+        if let Err(e) = hooks::run("poststop", &list, &state) {
+            tracing::warn!("{e:#}");
+        }
+    }
 }
 
 /// `pvmux state`.
@@ -395,6 +438,7 @@ pub(crate) fn delete(g: &GlobalArgs, a: &DeleteArgs) -> anyhow::Result<u8> {
     std::fs::remove_dir_all(&sd.dir)
         .with_context(|| format!("cannot remove {}", sd.dir.display()))?;
     drop(lock);
+    poststop(&r);
     Ok(0)
 }
 
@@ -507,7 +551,7 @@ pub(crate) fn features() -> anyhow::Result<u8> {
     let v = serde_json::json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": oci_spec::runtime::VERSION,
-        "hooks": [],
+        "hooks": ["prestart", "createRuntime", "poststart", "poststop"],
         "mountOptions": ["bind", "rbind", "ro", "rw"],
         "linux": {
             // Joined when given by path; the guest kernel is the others.
@@ -553,6 +597,7 @@ pub(crate) fn run(
         let _ = std::fs::remove_dir_all(&sd.dir);
         return Err(e);
     }
+    poststart(&sd);
     if flags.detach {
         spawned.forget();
         return Ok(0);
@@ -575,7 +620,11 @@ pub(crate) fn run(
     handle.close();
     let _ = thread.join();
     if !flags.keep {
+        let record = sd.read();
         let _ = std::fs::remove_dir_all(&sd.dir);
+        if let Ok(r) = record {
+            poststop(&r);
+        }
     }
     use std::os::unix::process::ExitStatusExt;
     Ok(match (status.code(), status.signal()) {

@@ -57,6 +57,9 @@ pub(crate) struct Record {
     pub(crate) created: String,
     /// The guest program's exit status, once known.
     pub(crate) exit_status: Option<i32>,
+    /// config.json's hooks (`poststart` and `poststop` run after `create` returned).
+    #[serde(default)]
+    pub(crate) hooks: Option<oci_spec::runtime::Hooks>,
 }
 
 /// Checks a container id as runc does: letters, digits, `_`, `+`, `-` and `.`, not `.` or `..`.

@@ -70,6 +70,9 @@ pub enum HostError {
     /// An invalid tenant configuration.
     #[error("invalid tenant configuration: {0}")]
     InvalidConfig(String),
+    /// A signal number the guest cannot be sent (1..=63 can).
+    #[error("signal {0} cannot be sent to a guest (1 to 63 can)")]
+    InvalidSignal(u32),
     /// The guest memory is too small for the kernel, the boot structures and the user pool.
     #[error(
         "guest memory of {mem_size:#x} bytes is too small: the boot layout, the kernel and the \

@@ -30,6 +30,10 @@ pub(crate) trait HcEnv {
     fn console_write(&self, stream: Stream, bytes: &[u8]);
     /// Takes up to `max` bytes of console input (see [`crate::console_input`]).
     fn console_read(&self, max: usize) -> Result<Vec<u8>, HcError>;
+    /// Takes the signals the host sent the guest's init (bit `n - 1`: signal `n`).
+    fn take_signals(&self) -> u64 {
+        0
+    }
     /// `SpaceCreate(ctx_gpa)`.
     fn space_create(&self, ctx_gpa: u64, reaped_gpa: u64) -> Result<u64, HcError>;
     /// `SpaceDestroy(handle)`.
@@ -101,6 +105,8 @@ pub(crate) fn handle(mem: &GuestMemory, env: &dyn HcEnv, nr: u64, args: [u64; 6]
         | Hypercall::ExecWrite
         | Hypercall::ExecRead
         | Hypercall::ExecTermSize => ret(crate::exec::hc(mem, env.exec(), call, args)),
+        // At most bit 62 is set (signal 63): always a non-negative return.
+        Hypercall::SignalTake => HcAction::Return((env.take_signals() & (u64::MAX >> 1)) as i64),
         _ => HcAction::Return(HcError::UnknownCall.to_ret()),
     }
 }
@@ -160,6 +166,8 @@ pub(crate) struct TestEnv {
     pub(crate) out: std::cell::RefCell<Vec<(Stream, Vec<u8>)>>,
     pub(crate) input: std::cell::RefCell<Option<Vec<u8>>>,
     pub(crate) spaces: std::cell::RefCell<Vec<String>>,
+    /// Host signals for `SignalTake`.
+    pub(crate) signals: std::cell::Cell<u64>,
 }
 
 #[cfg(test)]
@@ -173,6 +181,9 @@ impl HcEnv for TestEnv {
             Some(v) if v.is_empty() => Err(HcError::Busy),
             Some(v) => Ok(v.drain(..max.min(v.len())).collect()),
         }
+    }
+    fn take_signals(&self) -> u64 {
+        self.signals.replace(0)
     }
     fn space_create(&self, ctx_gpa: u64, _reaped_gpa: u64) -> Result<u64, HcError> {
         self.spaces
@@ -239,6 +250,22 @@ mod tests {
             call(&mem, 1, [size - 1, 1, 0, 0, 0, 0]).0,
             HcAction::Return(1)
         );
+    }
+
+    #[test]
+    fn signal_take_takes_the_set_once() {
+        let mem = GuestMemory::new(16 << 20).unwrap();
+        let env = TestEnv::default();
+        let nr = Hypercall::SignalTake as u64;
+        assert_eq!(handle(&mem, &env, nr, [u64::MAX; 6]), HcAction::Return(0));
+        // SIGTERM (15) and signal 63; the top bit cannot be set by the host but would not
+        // make the return negative either.
+        env.signals.set((1 << 14) | (1 << 62) | (1 << 63));
+        assert_eq!(
+            handle(&mem, &env, nr, [0; 6]),
+            HcAction::Return((1 << 14) | (1 << 62))
+        );
+        assert_eq!(handle(&mem, &env, nr, [0; 6]), HcAction::Return(0));
     }
 
     #[test]

@@ -57,5 +57,7 @@ pub use memory::GuestMemory;
 pub use program_end::{DeathCause, ProgramDeath, Signal};
 pub use restart::{run_with_restarts, RestartPolicy};
 pub use space::{DESTROY_WAIT, MAX_PROCESSES, MAX_SPACES};
-pub use tenant::{BootTimes, Tenant, TenantConfig, TenantOutcome, TenantState};
+pub use tenant::{
+    BootTimes, Tenant, TenantConfig, TenantHandle, TenantOutcome, TenantState, MAX_HOST_SIGNAL,
+};
 pub use vcpu::{Vcpu, VcpuExit};

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
-use std::sync::atomic::{AtomicBool, AtomicU32};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -209,6 +209,8 @@ struct Shared {
     namespaces: Arc<crate::jail::SharedNamespaces>,
     /// Console input waiting for `ConsoleRead`.
     input: Arc<InputBuffer>,
+    /// Signals for the guest's init not yet taken by `SignalTake` (bit `n - 1`: signal `n`).
+    host_signals: AtomicU64,
     /// The kernel sandbox's pid while it may be signalled (it has not exited yet, so its pid
     /// cannot be reused); threads other than the monitor signal only under this lock.
     signal_gate: Mutex<Option<u32>>,
@@ -510,6 +512,10 @@ impl HcEnv for Shared {
         self.input.take(max)
     }
 
+    fn take_signals(&self) -> u64 {
+        self.host_signals.swap(0, SeqCst)
+    }
+
     fn space_create(&self, ctx_gpa: u64, reaped_gpa: u64) -> Result<u64, HcError> {
         self.spaces.create_reporting(ctx_gpa, reaped_gpa)
     }
@@ -534,6 +540,46 @@ impl HcEnv for Shared {
         Some(&self.exec)
     }
 }
+
+/// What other threads may do to a running tenant (see [`Tenant::handle`]); it does nothing
+/// once the tenant has ended.
+#[derive(Clone)]
+pub struct TenantHandle {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for TenantHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantHandle")
+            .field("name", &self.shared.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TenantHandle {
+    /// As [`Tenant::kill`].
+    pub fn kill(&self) {
+        self.shared.killed_by_host.store(true, SeqCst);
+        self.shared.kill();
+    }
+
+    /// Sends signal `signo` (1..=63) to the guest's init: the guest takes it with
+    /// `SignalTake` after `pending::SIGNAL`, and delivers it as Linux delivers a signal from
+    /// outside a pid namespace to its init. Signals sent before the guest took them merge, as
+    /// standard signals do. [`HostError::InvalidSignal`] outside 1..=63.
+    pub fn signal(&self, signo: u32) -> Result<(), HostError> {
+        if !(1..=MAX_HOST_SIGNAL).contains(&signo) {
+            return Err(HostError::InvalidSignal(signo));
+        }
+        self.shared.host_signals.fetch_or(1 << (signo - 1), SeqCst);
+        self.shared.raise(pvmux_hypercalls::vcpu::pending::SIGNAL);
+        Ok(())
+    }
+}
+
+/// The largest signal number [`TenantHandle::signal`] sends (the set is returned in a
+/// hypercall's non-negative `i64`).
+pub const MAX_HOST_SIGNAL: u32 = 63;
 
 /// A running guest kernel. Dropping it kills the sandbox and releases everything.
 pub struct Tenant {
@@ -626,6 +672,7 @@ impl Tenant {
                 spaces,
                 namespaces,
                 input,
+                host_signals: AtomicU64::new(0),
                 signal_gate: Mutex::new(None),
                 hostfs: parts.hostfs,
                 volumes: parts.volumes,
@@ -778,6 +825,13 @@ impl Tenant {
     pub fn kill(&self) {
         self.shared.killed_by_host.store(true, SeqCst);
         self.shared.kill();
+    }
+
+    /// A handle that other threads keep to kill the tenant while one waits for it.
+    pub fn handle(&self) -> TenantHandle {
+        TenantHandle {
+            shared: Arc::clone(&self.shared),
+        }
     }
 
     /// Waits until the sandbox's stub has entered the guest (seccomp installed, vCPU 0
@@ -1006,6 +1060,7 @@ fn pending_names(bits: u32) -> String {
         (pending::INPUT, "INPUT"),
         (pending::NET, "NET"),
         (pending::EXEC, "EXEC"),
+        (pending::SIGNAL, "SIGNAL"),
     ]
     .iter()
     .filter(|(b, _)| bits & b != 0)

@@ -349,6 +349,7 @@ enum pvmux_hypercall {
     PVMUX_HC_EXEC_READ = 28,   /* (session, buf_gpa, len) -> bytes, 0 at the end; PVMUX_EBUSY */
     PVMUX_HC_EXEC_TERM_SIZE = 29, /* (session) -> (rows << 16) | cols of a terminal session */
     PVMUX_HC_HOSTFS_LOOKUP = 30, /* (path_gpa, path_len, buf_gpa, buf_len) -> bytes; 0 = no entry (ABI v6) */
+    PVMUX_HC_SIGNAL_TAKE = 31,   /* () -> signals for init (bit n-1: signal n), cleared */
 };
 
 /* Negative results of hypercalls and stub calls (int64_t in rax). */
@@ -420,9 +421,10 @@ struct pvmux_sandbox_header {
 #define PVMUX_PENDING_INPUT (1u << 3) /* console input (or its end) arrived: console_read */
 #define PVMUX_PENDING_NET (1u << 4)   /* a host socket may be ready, or a published connection */
 #define PVMUX_PENDING_EXEC (1u << 5)  /* an exec request, exec input, or room for exec output */
+#define PVMUX_PENDING_SIGNAL (1u << 6) /* the host sent init a signal: signal_take */
 #define PVMUX_PENDING_ALL                                                                  \
     (PVMUX_PENDING_TIMER | PVMUX_PENDING_KICK | PVMUX_PENDING_HOST | PVMUX_PENDING_INPUT | \
-     PVMUX_PENDING_NET | PVMUX_PENDING_EXEC)
+     PVMUX_PENDING_NET | PVMUX_PENDING_EXEC | PVMUX_PENDING_SIGNAL)
 
 /* Indices into VcpuShared.stats */
 #define PVMUX_STAT_SHADOW_FILLS 0
@@ -659,6 +661,9 @@ struct pvmux_user_slot {
 #define PVMUX_BOOT_CMD_RLIMIT 15u
 #define PVMUX_BOOT_CMD_USER 16u /* [8 bytes: u32 uid, u32 gid] init's ids (ABI v5) */
 #define PVMUX_BOOT_CMD_VOLUME 17u /* [u32 id, u32 flags, bytes: absolute path] a volume */
+#define PVMUX_BOOT_CMD_HOSTNAME 20u /* [bytes: 1..=64, no NUL] the guest's host name (ABI v6) */
+#define PVMUX_BOOT_CMD_TASK_LIMIT 21u /* [u32 >= 1] most guest tasks at once (ABI v6) */
+#define PVMUX_HOSTNAME_MAX 64u
 #define PVMUX_BOOT_VOLUME_READ_ONLY 1u /* VOLUME flags: every change is EROFS */
 #define PVMUX_BOOT_VOLUME_HEAD_LEN 8   /* VOLUME payload bytes before the path */
 /* [u32 gid each, strictly ascending, at most PVMUX_BOOT_GROUPS_MAX] init's supplementary

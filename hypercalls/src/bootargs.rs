@@ -185,6 +185,22 @@ pub mod command {
     /// payload a [`super::Gids`] list, u32 group ids in strictly ascending order, at most
     /// [`super::GROUPS_MAX`] (ABI v6). Not run; the last one counts.
     pub const GROUPS: u16 = 19;
+    /// The guest's host name (`uname`'s nodename, `/proc/sys/kernel/hostname`; an OCI
+    /// container's `hostname`): payload 1..=64 bytes, no NUL ([`super::hostname_ok`]). Not
+    /// run; the last one counts.
+    pub const HOSTNAME: u16 = 20;
+    /// The most guest tasks (processes and threads) at once (an OCI container's
+    /// `linux.resources.pids.limit`): payload u32, at least 1. `fork`/`clone` beyond it fail
+    /// with `EAGAIN`. Not run; the last one counts.
+    pub const TASK_LIMIT: u16 = 21;
+}
+
+/// The longest host name ([`command::HOSTNAME`]), Linux's `HOST_NAME_MAX`.
+pub const HOSTNAME_MAX: usize = 64;
+
+/// Whether `name` is a valid [`Command::Hostname`]: 1..=[`HOSTNAME_MAX`] bytes, no NUL.
+pub fn hostname_ok(name: &[u8]) -> bool {
+    (1..=HOSTNAME_MAX).contains(&name.len()) && !name.contains(&0)
 }
 
 /// [`VolumeMount`] flag bits.
@@ -530,6 +546,12 @@ pub enum Command<'a> {
     /// The init program's supplementary groups; not run: [`BootArgs::groups`] gives the
     /// last one.
     Groups(Gids<'a>),
+    /// The guest's host name ([`hostname_ok`]); not run: [`BootArgs::hostname`] gives the
+    /// last one.
+    Hostname(&'a [u8]),
+    /// The most guest tasks at once (at least 1); not run: [`BootArgs::task_limit`] gives
+    /// the last one.
+    TaskLimit(u32),
 }
 
 impl Command<'_> {
@@ -548,6 +570,8 @@ impl Command<'_> {
                 | Self::Rlimit { .. }
                 | Self::User { .. }
                 | Self::Groups(_)
+                | Self::Hostname(_)
+                | Self::TaskLimit(_)
         )
     }
 
@@ -572,6 +596,8 @@ impl Command<'_> {
             Self::Rlimit { .. } => command::RLIMIT,
             Self::User { .. } => command::USER,
             Self::Groups(_) => command::GROUPS,
+            Self::Hostname(_) => command::HOSTNAME,
+            Self::TaskLimit(_) => command::TASK_LIMIT,
         }
     }
 }
@@ -658,6 +684,10 @@ pub enum EncodeError {
     BadVolume,
     /// A resource limit names no resource or has its soft limit above the hard one.
     BadRlimit,
+    /// A host name is empty, longer than [`HOSTNAME_MAX`] or has a NUL byte.
+    BadHostname,
+    /// A task limit of 0.
+    BadTaskLimit,
 }
 
 impl fmt::Display for EncodeError {
@@ -683,6 +713,11 @@ impl fmt::Display for EncodeError {
             Self::BadRlimit => f.write_str(
                 "a resource limit names no resource or has a soft limit above its hard limit",
             ),
+            Self::BadHostname => write!(
+                f,
+                "a host name is empty, longer than {HOSTNAME_MAX} bytes or has a NUL byte"
+            ),
+            Self::BadTaskLimit => f.write_str("a task limit is 0"),
         }
     }
 }
@@ -833,6 +868,26 @@ impl<'a> BootArgs<'a> {
             .last()
     }
 
+    /// The guest's host name: the last [`Command::Hostname`], if any.
+    pub fn hostname(&self) -> Option<&'a [u8]> {
+        self.commands()
+            .filter_map(|c| match c {
+                Command::Hostname(h) => Some(h),
+                _ => None,
+            })
+            .last()
+    }
+
+    /// The most guest tasks at once: the last [`Command::TaskLimit`], if any.
+    pub fn task_limit(&self) -> Option<u32> {
+        self.commands()
+            .filter_map(|c| match c {
+                Command::TaskLimit(n) => Some(n),
+                _ => None,
+            })
+            .last()
+    }
+
     /// True if a command needs the test kernel ([`Command::needs_diagnostics`]).
     pub fn needs_diagnostics(&self) -> bool {
         self.commands().any(|c| c.needs_diagnostics())
@@ -941,6 +996,15 @@ fn read_command(bytes: &[u8]) -> Result<(Command<'_>, usize), DecodeError> {
                 resource,
                 soft,
                 hard,
+            }
+        }
+        command::HOSTNAME if hostname_ok(payload) => Command::Hostname(payload),
+        command::HOSTNAME => return Err(bad),
+        command::TASK_LIMIT => {
+            let b: [u8; 4] = payload.try_into().map_err(|_| bad)?;
+            match u32::from_le_bytes(b) {
+                0 => return Err(bad),
+                n => Command::TaskLimit(n),
             }
         }
         command::USER => {
@@ -1145,6 +1209,13 @@ impl<'b> Encoder<'b> {
             Command::Env(_) => return Err(EncodeError::BadEnv),
             Command::Workdir(w) if workdir_ok(w) => w,
             Command::Workdir(_) => return Err(EncodeError::BadWorkdir),
+            Command::Hostname(h) if hostname_ok(h) => h,
+            Command::Hostname(_) => return Err(EncodeError::BadHostname),
+            Command::TaskLimit(0) => return Err(EncodeError::BadTaskLimit),
+            Command::TaskLimit(n) => {
+                record[..4].copy_from_slice(&n.to_le_bytes());
+                &record[..4]
+            }
             _ => &[],
         };
         let len = self.len_u16(payload)?;
@@ -1381,6 +1452,56 @@ mod tests {
         );
         b[HEADER_LEN + RECORD_HEADER_LEN] = b'/';
         assert_eq!(BootArgs::decode(&b).unwrap().workdir(), Some(&b"/B=1"[..]));
+    }
+
+    #[test]
+    fn hostname_and_task_limit() {
+        let cmds = [
+            Command::Hostname(b"first"),
+            Command::TaskLimit(100),
+            Command::Hostname(b"box-1.example"),
+            Command::TaskLimit(1),
+        ];
+        let buf = BootArgsBuf::new(&Options::default(), cmds, [b"/p"]).unwrap();
+        let args = BootArgs::decode(buf.as_bytes()).unwrap();
+        assert!(args.commands().eq(cmds));
+        assert_eq!(args.hostname(), Some(&b"box-1.example"[..]));
+        assert_eq!(args.task_limit(), Some(1));
+        assert!(!args.needs_diagnostics());
+        let none = BootArgsBuf::new(&Options::default(), [], [b"/p"]).unwrap();
+        assert_eq!(
+            (none.args().hostname(), none.args().task_limit()),
+            (None, None)
+        );
+        let long = [b'h'; HOSTNAME_MAX + 1];
+        for bad in [&b""[..], b"a\0b", &long] {
+            assert_eq!(
+                BootArgsBuf::new(&Options::default(), [Command::Hostname(bad)], [b"/p"]),
+                Err(EncodeError::BadHostname)
+            );
+        }
+        assert!(hostname_ok(&long[1..]));
+        assert_eq!(
+            BootArgsBuf::new(&Options::default(), [Command::TaskLimit(0)], [b"/p"]),
+            Err(EncodeError::BadTaskLimit)
+        );
+        // The decoder refuses a zero limit and a NUL in a name.
+        let good =
+            BootArgsBuf::new(&Options::default(), [Command::TaskLimit(2)], [b""; 0]).unwrap();
+        let mut b = good.as_bytes().to_vec();
+        b[HEADER_LEN + RECORD_HEADER_LEN] = 0;
+        assert_eq!(
+            BootArgs::decode(&b),
+            Err(DecodeError::Payload(command::TASK_LIMIT))
+        );
+        let good =
+            BootArgsBuf::new(&Options::default(), [Command::Hostname(b"ab")], [b""; 0]).unwrap();
+        let mut b = good.as_bytes().to_vec();
+        b[HEADER_LEN + RECORD_HEADER_LEN] = 0;
+        assert_eq!(
+            BootArgs::decode(&b),
+            Err(DecodeError::Payload(command::HOSTNAME))
+        );
     }
 
     #[test]

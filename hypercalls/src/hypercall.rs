@@ -113,6 +113,10 @@ pub enum Hypercall {
     /// Looks up one entry of the host root shared with `--rootfs` (docs/ABI.md §hostfs;
     /// ABI v6).
     HostfsLookup = 30,
+    /// `SignalTake() -> set`: the signals the host sent to the guest's init since the last
+    /// call (bit `n - 1`: signal `n`, 1..=63), cleared as they are taken. The host raises
+    /// `pending::SIGNAL` when one arrives (docs/ABI.md §signals).
+    SignalTake = 31,
 }
 
 impl Hypercall {
@@ -150,6 +154,7 @@ impl Hypercall {
             28 => Self::ExecRead,
             29 => Self::ExecTermSize,
             30 => Self::HostfsLookup,
+            31 => Self::SignalTake,
             _ => return None,
         })
     }

@@ -27,8 +27,10 @@ pub mod pending {
     /// An exec request was queued, or an exec session's input arrived or its output buffer
     /// has room again (docs/ABI.md §exec).
     pub const EXEC: u32 = 1 << 5;
+    /// The host sent the guest's init a signal (`SignalTake`; `pvmux kill` of a container).
+    pub const SIGNAL: u32 = 1 << 6;
     /// All bits defined by this ABI version.
-    pub const ALL: u32 = TIMER | KICK | HOST | INPUT | NET | EXEC;
+    pub const ALL: u32 = TIMER | KICK | HOST | INPUT | NET | EXEC | SIGNAL;
 }
 
 /// Indices into [`VcpuShared::stats`] (maintained by the stub, informational).

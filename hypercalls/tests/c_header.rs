@@ -285,6 +285,8 @@ int main(void) {
     P("BOOT_CMD_ENV", PVMUX_BOOT_CMD_ENV); P("BOOT_CMD_WORKDIR", PVMUX_BOOT_CMD_WORKDIR);
     P("BOOT_CMD_RLIMIT", PVMUX_BOOT_CMD_RLIMIT); P("BOOT_CMD_USER", PVMUX_BOOT_CMD_USER);
     P("BOOT_CMD_GROUPS", PVMUX_BOOT_CMD_GROUPS); P("BOOT_GROUPS_MAX", PVMUX_BOOT_GROUPS_MAX);
+    P("BOOT_CMD_HOSTNAME", PVMUX_BOOT_CMD_HOSTNAME);
+    P("BOOT_CMD_TASK_LIMIT", PVMUX_BOOT_CMD_TASK_LIMIT); P("HOSTNAME_MAX", PVMUX_HOSTNAME_MAX);
     P("MEM_USABLE", PVMUX_MEM_USABLE); P("MEM_KERNEL", PVMUX_MEM_KERNEL);
     P("MEM_BOOT", PVMUX_MEM_BOOT); P("MEM_INITRD", PVMUX_MEM_INITRD);
     P("MEM_USER_POOL", PVMUX_MEM_USER_POOL);
@@ -332,6 +334,7 @@ int main(void) {
     P("EXEC_STARTED", PVMUX_EXEC_STARTED); P("EXEC_FAILED", PVMUX_EXEC_FAILED);
     P("EXEC_EXITED", PVMUX_EXEC_EXITED); P("EXEC_FLAG_TTY", PVMUX_EXEC_FLAG_TTY);
     P("EXEC_FLAG_USER", PVMUX_EXEC_FLAG_USER); P("PENDING_EXEC", PVMUX_PENDING_EXEC);
+    P("HC_SIGNAL_TAKE", PVMUX_HC_SIGNAL_TAKE);
     P("NET_ERRNO_BASE", PVMUX_NET_ERRNO_BASE); P("NET_IO_MAX", PVMUX_NET_IO_MAX);
     P("NET_DEFAULT_MAX_SOCKETS", PVMUX_NET_DEFAULT_MAX_SOCKETS);
     P("NET_RECV_PEEK", PVMUX_NET_RECV_PEEK);
@@ -353,7 +356,7 @@ int main(void) {
     P("SANDBOX_KIND_USER", PVMUX_SANDBOX_KIND_USER);
     P("PENDING_TIMER", PVMUX_PENDING_TIMER); P("PENDING_KICK", PVMUX_PENDING_KICK);
     P("PENDING_HOST", PVMUX_PENDING_HOST); P("PENDING_INPUT", PVMUX_PENDING_INPUT);
-    P("PENDING_NET", PVMUX_PENDING_NET);
+    P("PENDING_NET", PVMUX_PENDING_NET); P("PENDING_SIGNAL", PVMUX_PENDING_SIGNAL);
     P("PENDING_ALL", PVMUX_PENDING_ALL);
     P("STAT_SHADOW_FILLS", PVMUX_STAT_SHADOW_FILLS); P("STAT_SHADOW_PAGES", PVMUX_STAT_SHADOW_PAGES);
     P("STAT_EXCEPTIONS", PVMUX_STAT_EXCEPTIONS); P("STAT_EVENTS", PVMUX_STAT_EVENTS);
@@ -684,6 +687,12 @@ fn rust_values() -> Vec<(&'static str, u64)> {
             "BOOT_GROUPS_MAX",
             pvmux_hypercalls::bootargs::GROUPS_MAX as u64,
         ),
+        ("BOOT_CMD_HOSTNAME", u64::from(boot_cmd::HOSTNAME)),
+        ("BOOT_CMD_TASK_LIMIT", u64::from(boot_cmd::TASK_LIMIT)),
+        (
+            "HOSTNAME_MAX",
+            pvmux_hypercalls::bootargs::HOSTNAME_MAX as u64,
+        ),
         ("MEM_USABLE", MemRegionKind::Usable as u64),
         ("MEM_KERNEL", MemRegionKind::Kernel as u64),
         ("MEM_BOOT", MemRegionKind::Boot as u64),
@@ -742,6 +751,7 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         ("HC_NET_GET_OPT", Hypercall::NetGetOpt as u64),
         ("HC_NET_PUBLISHED", Hypercall::NetPublished as u64),
         ("HC_HOSTFS_LOOKUP", Hypercall::HostfsLookup as u64),
+        ("HC_SIGNAL_TAKE", Hypercall::SignalTake as u64),
         ("NET_ERRNO_BASE", pvmux_hypercalls::net::ERRNO_BASE as u64),
         ("NET_IO_MAX", pvmux_hypercalls::net::IO_MAX),
         (
@@ -820,6 +830,7 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         ("PENDING_HOST", u64::from(pending::HOST)),
         ("PENDING_INPUT", u64::from(pending::INPUT)),
         ("PENDING_NET", u64::from(pending::NET)),
+        ("PENDING_SIGNAL", u64::from(pending::SIGNAL)),
         ("PENDING_ALL", u64::from(pending::ALL)),
         ("STAT_SHADOW_FILLS", stat::SHADOW_FILLS as u64),
         ("STAT_SHADOW_PAGES", stat::SHADOW_PAGES as u64),

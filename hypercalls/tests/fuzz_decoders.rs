@@ -33,7 +33,7 @@ const KNOWN_VECTORS: [Vector; 12] = [
     Vector::Event,
     Vector::Syscall,
 ];
-const KNOWN_CALLS: [Hypercall; 30] = [
+const KNOWN_CALLS: [Hypercall; 32] = [
     Hypercall::Nop,
     Hypercall::ConsoleWrite,
     Hypercall::Shutdown,
@@ -64,6 +64,8 @@ const KNOWN_CALLS: [Hypercall; 30] = [
     Hypercall::ExecWrite,
     Hypercall::ExecRead,
     Hypercall::ExecTermSize,
+    Hypercall::HostfsLookup,
+    Hypercall::SignalTake,
 ];
 const KNOWN_ERRORS: [HcError; 6] = [
     HcError::UnknownCall,

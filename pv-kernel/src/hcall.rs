@@ -55,6 +55,12 @@ pub(crate) fn console_read(gpa: u64, len: u64) -> Result<u64, HcError> {
     result(call(Hypercall::ConsoleRead, [gpa, len, 0, 0, 0]))
 }
 
+/// `SignalTake`: the signals the host sent to init since the last call (bit `n - 1`: signal
+/// `n`), taken.
+pub(crate) fn signal_take() -> u64 {
+    result(call(Hypercall::SignalTake, [0; 5])).unwrap_or(0)
+}
+
 /// `SpaceCreate`: a user sandbox for the context region at `ctx_gpa`; the host sets the
 /// 32-bit word at `reaped_gpa` once the sandbox process is gone. Returns its handle.
 pub(crate) fn space_create(ctx_gpa: u64, reaped_gpa: u64) -> Result<u64, HcError> {

@@ -169,7 +169,9 @@ fn kmain() {
             | Command::Volume(_)
             | Command::Rlimit { .. }
             | Command::User { .. }
-            | Command::Groups(_) => {}
+            | Command::Groups(_)
+            | Command::Hostname(_)
+            | Command::TaskLimit(_) => {}
             #[cfg(feature = "diagnostics")]
             Command::Bench(list) => bench::run(list, args.options.bench_quick),
             #[cfg(feature = "diagnostics")]

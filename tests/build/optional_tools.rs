@@ -47,7 +47,7 @@ struct Tool {
 
 /// Every optional tool. A test needing one of them carries the attribute
 /// `#[cfg_attr(not(have_NAME), ignore = "needs WHAT: INSTALL")]`.
-const TOOLS: [Tool; 13] = [
+const TOOLS: [Tool; 14] = [
     Tool {
         cfg: "have_busybox",
         what: "static /bin/busybox",
@@ -159,6 +159,15 @@ const TOOLS: [Tool; 13] = [
         install: "apt-get install shfmt",
         locate: Locate::Paths {
             paths: &["/usr/bin/shfmt"],
+            static_elf: false,
+        },
+    },
+    Tool {
+        cfg: "have_podman",
+        what: "podman (a container engine, with conmon and runc)",
+        install: "apt-get install podman",
+        locate: Locate::Paths {
+            paths: &["/usr/bin/podman"],
             static_elf: false,
         },
     },

@@ -36,6 +36,14 @@ pub const HELP: &[(&str, &str)] = &[
         "show the --rootfs share as / (pvmux adds it with --rootfs)",
     ),
     (
+        "hostname=NAME",
+        "the guest's host name, 1 to 64 bytes (pvmux run --hostname)",
+    ),
+    (
+        "task-limit=N",
+        "at most N guest tasks at once, N >= 1 (pvmux run --pids-limit)",
+    ),
+    (
         "volume=ID:ro|rw:DIR",
         "mount host volume ID at DIR (pvmux adds them with --volume)",
     ),
@@ -252,6 +260,12 @@ pub fn parse_word(word: &str) -> Result<Word<'_>, Error<'_>> {
                 )),
             }
         }
+        "hostname" if super::hostname_ok(v.as_bytes()) => cmd(Command::Hostname(v.as_bytes())),
+        "hostname" => Err(value("1 to 64 bytes")),
+        "task-limit" => match v.parse::<u32>() {
+            Ok(n) if n >= 1 => cmd(Command::TaskLimit(n)),
+            _ => Err(value("a number of tasks, at least 1")),
+        },
         "user" => match v
             .split_once(':')
             .map(|(u, g)| (u.parse::<u32>(), g.parse::<u32>()))
@@ -389,6 +403,8 @@ impl fmt::Display for Command<'_> {
             } => write!(f, "rlimit={resource}:{soft}:{hard}"),
             Self::User { uid, gid } => write!(f, "user={uid}:{gid}"),
             Self::Groups(g) => write!(f, "groups={g}"),
+            Self::Hostname(h) => write!(f, "hostname={}", Arg(h)),
+            Self::TaskLimit(n) => write!(f, "task-limit={n}"),
         }
     }
 }

@@ -16,6 +16,7 @@ const PANIC: u64 = Hypercall::Panic as u64;
 const SPACE_CREATE: u64 = Hypercall::SpaceCreate as u64;
 const SPACE_DESTROY: u64 = Hypercall::SpaceDestroy as u64;
 const CONSOLE_READ: u64 = Hypercall::ConsoleRead as u64;
+const SIGNAL_TAKE: u64 = Hypercall::SignalTake as u64;
 
 const UNKNOWN: i64 = HcError::UnknownCall.to_ret();
 const INVAL: i64 = HcError::InvalidArgument.to_ret();
@@ -196,6 +197,14 @@ pub(crate) fn run() -> bool {
         0,
         0,
         INVAL,
+    );
+    // SignalTake ignores its arguments; nothing was sent: the empty set.
+    call(
+        "SignalTake with garbage arguments",
+        SIGNAL_TAKE,
+        u64::MAX,
+        u64::MAX,
+        0,
     );
     call("hypercall nr=0x7fff_ffff", 0x7fff_ffff, 0, 0, UNKNOWN);
     call("hypercall nr=u32::MAX", 0xffff_ffff, 0, 0, UNKNOWN);

@@ -14,11 +14,17 @@ fn put_str(b: &mut [u8], off: usize, s: &[u8]) {
     b[off..off + s.len()].copy_from_slice(s);
 }
 
+/// The guest's host name: the boot arguments' (`pvmux run --hostname`, an OCI container's
+/// `hostname`), else `pvmux`. At most 64 bytes (the boot arguments' rule).
+pub(crate) fn hostname() -> &'static [u8] {
+    crate::boot::args().hostname().unwrap_or(b"pvmux")
+}
+
 /// `uname(buf)`.
 pub(crate) fn sys_uname(buf: u64) -> SysResult {
     let mut u = [0u8; 65 * 6];
     put_str(&mut u, 0, b"Linux");
-    put_str(&mut u, 65, b"pvmux");
+    put_str(&mut u, 65, hostname());
     put_str(&mut u, 130, b"6.1.0-pvmux");
     put_str(&mut u, 195, b"#1 SMP pvmux guest kernel");
     put_str(&mut u, 260, b"x86_64");

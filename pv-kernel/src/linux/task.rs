@@ -232,7 +232,11 @@ static LIVE_TASKS: AtomicU32 = AtomicU32::new(0);
 /// beyond it fail with `EAGAIN` (like `RLIMIT_NPROC`) instead of exhausting the heap.
 pub(crate) fn max_tasks() -> u32 {
     let (_, heap) = crate::mm::heap::stats();
-    ((heap / (128 << 10)) as u32).clamp(16, 4096)
+    let ceiling = ((heap / (128 << 10)) as u32).clamp(16, 4096);
+    // The boot arguments' task limit (an OCI container's `pids.limit`) lowers it.
+    crate::boot::args()
+        .task_limit()
+        .map_or(ceiling, |n| n.min(ceiling))
 }
 
 impl Drop for Task {

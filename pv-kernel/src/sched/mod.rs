@@ -351,6 +351,10 @@ pub(crate) fn handle_event(bits: u32) {
         // An exec request, exec input, or room for exec output.
         crate::linux::exec_session::event();
     }
+    if taken & pvmux_hypercalls::vcpu::pending::SIGNAL != 0 {
+        // The host sent init signals (`pvmux kill` of a container).
+        crate::linux::signal::from_host(crate::hcall::signal_take());
+    }
     let now = stub::clock_ns();
     let mut kicks: u64 = 0;
     let resched = {

@@ -8,6 +8,7 @@ mod exit;
 mod limits;
 mod logging;
 mod net;
+mod oci;
 mod passwd;
 mod run;
 mod size;
@@ -21,18 +22,36 @@ use clap::{Parser, Subcommand};
 
 pub use bench::BenchArgs;
 pub use environ::Environment;
-pub use exit::{EXIT_CODES_HELP, EXIT_GUEST_CRASH, EXIT_HOST_ERROR};
-pub use run::{boot_args, ConsoleSetup, InitSetup, RunArgs, RUN_AFTER_HELP};
+pub use exit::{EXIT_CODES_HELP, EXIT_GUEST_CRASH, EXIT_HOST_ERROR, EXIT_OCI_ERROR};
+pub use logging::LogFormat;
+pub use oci::{
+    CreateArgs, CreateFlags, DeleteArgs, Format, GlobalArgs, IdArgs, KillArgs, ListArgs, PsArgs,
+    UnsupportedArgs,
+};
+pub use run::{boot_args, ConsoleSetup, InitSetup, OciRunFlags, RunArgs, RUN_AFTER_HELP};
 pub use size::{format_size, parse_mem_size, parse_size};
+
+/// `pvmux --version`: runc's lines (engines log them).
+static VERSION_TEXT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "version {}\nspec: {}\nabi: {}",
+        env!("CARGO_PKG_VERSION"),
+        oci_spec::runtime::VERSION,
+        pvmux_hypercalls::ABI_VERSION
+    )
+});
 
 /// pvmux: run paravirtual guest kernels in unprivileged sandbox processes.
 #[derive(Debug, Parser)]
 #[command(
     name = "pvmux",
-    version,
+    version = VERSION_TEXT.as_str(),
     about = "Run paravirtual guest kernels in unprivileged sandbox processes",
     long_about = "pvmux runs paravirtual guest kernels (\"tenants\") side by side in unprivileged \
-                  sandbox processes on an x86-64 Linux host, with no KVM, VT-x or kernel module.",
+                  sandbox processes on an x86-64 Linux host, with no KVM, VT-x or kernel module. \
+                  It is also an OCI runtime with runc's command line (create, start, state, kill, \
+                  delete, list, features, run ID): each container is one guest kernel \
+                  (docs/OCI.md).",
     after_help = EXIT_CODES_HELP,
     propagate_version = true
 )]
@@ -41,17 +60,30 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 
-    /// Host log level or filter (e.g. warn, info, debug, pvmux_host=trace); RUST_LOG, if set,
-    /// takes precedence.
-    #[arg(long, global = true, value_name = "LEVEL", default_value = "warn")]
-    pub log: String,
+    /// `run` without an ID and `bench`: the host log level or filter (e.g. warn, info, debug,
+    /// pvmux_host=trace) [default: warn]. OCI commands (and `run ID`): runc's log FILE,
+    /// appended to [default: stderr]. RUST_LOG, if set, sets the level.
+    #[arg(long, global = true, value_name = "LEVEL|FILE")]
+    pub log: Option<String>,
+
+    /// runc's global options.
+    #[command(flatten)]
+    pub oci: GlobalArgs,
+}
+
+impl Cli {
+    /// The `--log` level of `run` and `bench`.
+    fn level(&self) -> &str {
+        self.log.as_deref().unwrap_or("warn")
+    }
 }
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Boot a guest kernel (and optionally run a program in it: `-- PROGRAM [ARGS...]`) to
-    /// completion; its console goes to stdout and its exit code becomes pvmux's.
+    /// completion; its console goes to stdout and its exit code becomes pvmux's. With an ID:
+    /// runc's `run` of an OCI bundle.
     #[command(after_help = run::RUN_AFTER_HELP.as_str())]
     Run(Box<RunArgs>),
     /// Measure pvmux's transitions (in a real guest and on the host) next to peers measured
@@ -59,10 +91,48 @@ pub enum Command {
     /// and KVM exits.
     #[command(after_help = bench::BENCH_AFTER_HELP.as_str())]
     Bench(BenchArgs),
+    /// OCI: create a container from a bundle (its program waits for `start`).
+    Create(CreateArgs),
+    /// OCI: run a created container's program.
+    Start(IdArgs),
+    /// OCI: print a container's state (JSON).
+    State(IdArgs),
+    /// OCI: send a signal to a container's init (default SIGTERM).
+    Kill(KillArgs),
+    /// OCI: delete a stopped (or, with --force, any) container.
+    Delete(DeleteArgs),
+    /// OCI: list the containers under --root.
+    List(ListArgs),
+    /// OCI: the host processes of a container.
+    Ps(PsArgs),
+    /// OCI: print the runtime's features (JSON).
+    Features,
     /// Run a program as a new process in a running guest (one started with `pvmux run
     /// --exec-socket PATH`): its stdin, stdout and stderr are pvmux's, its exit status
     /// pvmux's (127: no such program, 126: not executable, 137: the guest ended).
     Exec(exec::ExecArgs),
+    /// OCI: freeze a container (not supported yet).
+    Pause(UnsupportedArgs),
+    /// OCI: thaw a container (not supported yet).
+    Resume(UnsupportedArgs),
+    /// OCI: resource updates (not supported yet).
+    Update(UnsupportedArgs),
+    /// OCI: events (not supported yet).
+    Events(UnsupportedArgs),
+    /// Internal: a container's monitor process (started by `create`).
+    #[command(hide = true, name = "oci-monitor")]
+    OciMonitor(oci::MonitorArgs),
+}
+
+impl Command {
+    /// Whether this is an OCI command (runc's `--log FILE`, exit status 1 on errors).
+    fn is_oci(&self) -> bool {
+        match self {
+            Self::Run(a) => a.container_id.is_some(),
+            Self::Bench(_) | Self::Exec(_) => false,
+            _ => true,
+        }
+    }
 }
 
 /// Parses the command line, runs the command, and returns the process exit code.
@@ -78,20 +148,68 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    if let Err(e) = logging::init(&cli.log) {
+    let oci = cli.command.is_oci();
+    let log_file = oci
+        .then(|| cli.log.as_deref().map(std::path::Path::new))
+        .flatten();
+    let logging = if oci {
+        let monitor = matches!(cli.command, Command::OciMonitor(_));
+        logging::init_oci(log_file, cli.oci.log_format, cli.oci.debug, !monitor)
+    } else {
+        logging::init(cli.level())
+    };
+    if let Err(e) = logging {
         eprintln!("pvmux: error: {e:#}");
-        return ExitCode::from(EXIT_HOST_ERROR);
+        return ExitCode::from(if oci { EXIT_OCI_ERROR } else { EXIT_HOST_ERROR });
     }
-    let result = match cli.command {
-        Command::Run(args) => run::run(&args, &cli.log),
-        Command::Bench(args) => bench::run(&args),
-        Command::Exec(args) => exec::run(&args),
+    let g = &cli.oci;
+    let result = match &cli.command {
+        Command::Run(args) => match &args.container_id {
+            Some(id) => {
+                if !args.program.is_empty() {
+                    Err(anyhow::anyhow!(
+                        "run ID takes the program from the bundle's config.json, not after --"
+                    ))
+                } else {
+                    oci::run(g, log_file, id, &args.oci)
+                }
+            }
+            None if args.oci.any() => Err(anyhow::anyhow!(
+                "--bundle, --pid-file, --console-socket, --detach, --keep, ... need a container ID \
+                 (pvmux run [OPTIONS] ID)"
+            )),
+            None => run::run(args, cli.level()),
+        },
+        Command::Bench(args) => bench::run(args),
+        Command::Create(a) => oci::create(g, log_file, a),
+        Command::Start(a) => oci::start(g, &a.id),
+        Command::State(a) => oci::state(g, &a.id),
+        Command::Kill(a) => oci::kill(g, a),
+        Command::Delete(a) => oci::delete(g, a),
+        Command::List(a) => oci::list(g, a),
+        Command::Ps(a) => oci::ps(g, a),
+        Command::Features => oci::features(),
+        Command::Exec(args) => exec::run(args),
+        Command::Pause(_) => oci::unsupported("pause"),
+        Command::Resume(_) => oci::unsupported("resume"),
+        Command::Update(_) => oci::unsupported("update"),
+        Command::Events(_) => oci::unsupported("events"),
+        Command::OciMonitor(m) => oci::monitor::run(g, m),
     };
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("pvmux: error: {e:#}");
-            ExitCode::from(EXIT_HOST_ERROR)
+            if oci {
+                // runc's users read the message from the log file (containerd) or stderr.
+                if log_file.is_some() {
+                    tracing::error!("{e:#}");
+                }
+                eprintln!("pvmux: error: {e:#}");
+                ExitCode::from(EXIT_OCI_ERROR)
+            } else {
+                eprintln!("pvmux: error: {e:#}");
+                ExitCode::from(EXIT_HOST_ERROR)
+            }
         }
     }
 }
@@ -197,6 +315,79 @@ mod tests {
             &["pvmux", "run", "--cpu-seconds", "0"],
             &["pvmux", "run", "--restart", "always"],
             &["pvmux", "run", "--console-rate", "fast"],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn parses_runc_command_lines() {
+        // As containerd's shim and conmon call runc.
+        let cli = Cli::try_parse_from([
+            "pvmux",
+            "--root",
+            "/run/x",
+            "--log",
+            "/tmp/l.json",
+            "--log-format",
+            "json",
+            "--systemd-cgroup",
+            "create",
+            "--bundle",
+            "/b",
+            "--pid-file",
+            "/p",
+            "--no-pivot",
+            "--no-new-keyring",
+            "abc",
+        ])
+        .unwrap();
+        assert_eq!(cli.oci.root, std::path::Path::new("/run/x"));
+        assert_eq!(cli.oci.log_format, LogFormat::Json);
+        assert_eq!(cli.log.as_deref(), Some("/tmp/l.json"));
+        assert!(cli.command.is_oci());
+        let Command::Create(c) = cli.command else {
+            panic!("not create")
+        };
+        assert_eq!(c.id, "abc");
+        assert_eq!(c.flags.bundle.as_deref(), Some(std::path::Path::new("/b")));
+        let d = Cli::try_parse_from(["pvmux", "kill", "abc"]).unwrap();
+        assert_eq!(d.oci.root, std::path::Path::new("/run/pvmux"));
+        let Command::Kill(k) = d.command else {
+            panic!("not kill")
+        };
+        assert_eq!((k.id.as_str(), k.signal.as_str()), ("abc", "SIGTERM"));
+        // `run ID` is the OCI run; `run -- PROGRAM` stays pvmux's.
+        let r = Cli::try_parse_from(["pvmux", "run", "-d", "-b", "/b", "abc"]).unwrap();
+        assert!(r.command.is_oci());
+        let Command::Run(a) = r.command else {
+            panic!("not run")
+        };
+        assert_eq!(a.container_id.as_deref(), Some("abc"));
+        assert!(a.oci.detach && a.oci.any());
+        let p = Cli::try_parse_from(["pvmux", "run", "--", "/bin/sh", "-c", "x"]).unwrap();
+        assert!(!p.command.is_oci());
+        let Command::Run(a) = p.command else {
+            panic!("not run")
+        };
+        assert_eq!((a.container_id, a.program.len()), (None, 3));
+        for ok in [
+            &["pvmux", "delete", "--force", "x"][..],
+            &["pvmux", "list", "--format", "json", "-q"],
+            &["pvmux", "state", "x"],
+            &["pvmux", "start", "x"],
+            &["pvmux", "features"],
+            &["pvmux", "exec", "--tty", "--process", "/p", "x", "ls", "-l"],
+            &["pvmux", "--debug", "ps", "--format", "json", "x"],
+            &["pvmux", "--rootless", "state", "x"],
+            &["pvmux", "--rootless=false", "--criu", "/c", "state", "x"],
+        ] {
+            assert!(Cli::try_parse_from(ok).is_ok(), "{ok:?}");
+        }
+        for bad in [
+            &["pvmux", "create"][..],
+            &["pvmux", "list", "--format", "yaml"],
+            &["pvmux", "--log-format", "xml", "list"],
         ] {
             assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
         }

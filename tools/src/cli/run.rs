@@ -61,6 +61,11 @@ Running a program:
 Kernel command line (--cmdline \"WORDS\"), separated by spaces; an unknown word is an error.
 (*) marks commands of the test kernel, which pvmux then boots instead of the default one:
 {words}
+OCI containers:
+  pvmux run [--bundle DIR] [--pid-file F] [-d] [--keep] ID runs the container of the bundle
+  as `runc run` does: create, start, wait, delete (docs/OCI.md). An ID and a -- PROGRAM
+  exclude each other; without an ID, the container flags are errors.
+
 Exit status:
   0-255    the guest's exit status: the program's exit code, or 128+N when it was killed
            by signal N (from the kernel's shutdown; a guest should not use 124 or 125).
@@ -242,9 +247,63 @@ pub struct RunArgs {
     #[arg(long = "group-add", value_name = "GROUP")]
     pub group_add: Vec<String>,
 
+    /// runc's `run`: the container's id. With an ID, pvmux runs the container of the bundle
+    /// (--bundle, default the current directory) as an OCI runtime does, and the other
+    /// flags come from its config.json (see "OCI containers" below).
+    #[arg(value_name = "ID")]
+    pub container_id: Option<String>,
+
+    /// The guest's host name (`uname -n`, `hostname`; 1 to 64 bytes) [default: pvmux].
+    #[arg(long, value_name = "NAME", value_parser = parse_hostname)]
+    pub hostname: Option<String>,
+
+    /// The most tasks (processes and threads) the guest runs at once, its kernel threads
+    /// included, like podman's --pids-limit: fork and clone beyond it fail with EAGAIN.
+    /// The guest kernel's own ceiling (from its heap, at most 4096) applies too.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub pids_limit: Option<u32>,
+
     /// The program to run as init, and its arguments (after `--`; see below).
     #[arg(last = true, value_name = "PROGRAM [ARGS]")]
     pub program: Vec<OsString>,
+
+    /// runc's flags of `run ID`.
+    #[command(flatten)]
+    pub oci: OciRunFlags,
+}
+
+/// The flags of runc's `run ID` (with an ID only).
+#[derive(Debug, Args, Default)]
+#[command(next_help_heading = "OCI container (with an ID)")]
+pub struct OciRunFlags {
+    /// As `create`'s.
+    #[command(flatten)]
+    pub create: super::oci::CreateFlags,
+    /// Return once the container runs, leaving it running.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Keep the container's state after it ended (`delete` removes it).
+    #[arg(long)]
+    pub keep: bool,
+    /// Accepted and ignored (the container's process is pvmux's child anyway).
+    #[arg(long)]
+    pub no_subreaper: bool,
+}
+
+impl OciRunFlags {
+    /// Whether any of them was given.
+    pub(crate) fn any(&self) -> bool {
+        let c = &self.create;
+        c.bundle.is_some()
+            || c.pid_file.is_some()
+            || c.console_socket.is_some()
+            || c.no_pivot
+            || c.no_new_keyring
+            || c.preserve_fds != 0
+            || self.detach
+            || self.keep
+            || self.no_subreaper
+    }
 }
 
 /// `--watchdog SECS`: seconds (fractions allowed); 0 = disabled.
@@ -257,6 +316,18 @@ fn parse_watchdog(s: &str) -> Result<Option<Duration>, String> {
         return Err(format!("watchdog timeout {s} is outside 0..=86400 seconds"));
     }
     Ok((secs > 0.0).then(|| Duration::from_secs_f64(secs)))
+}
+
+/// `--hostname NAME`: 1 to 64 bytes, no NUL.
+fn parse_hostname(s: &str) -> Result<String, String> {
+    if pvmux_hypercalls::bootargs::hostname_ok(s.as_bytes()) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "host name {s:?} must be 1 to {} bytes",
+            pvmux_hypercalls::bootargs::HOSTNAME_MAX
+        ))
+    }
 }
 
 /// `--cpus FRACTION`: a positive number of CPUs.
@@ -300,6 +371,10 @@ pub struct InitSetup {
     /// The supplementary groups (`--user NAME`'s and `--group-add`), ascending, no
     /// duplicates; empty: none.
     pub groups: Vec<u32>,
+    /// `--hostname`.
+    pub hostname: Option<Vec<u8>>,
+    /// `--pids-limit`.
+    pub task_limit: Option<u32>,
 }
 
 impl InitSetup {
@@ -367,6 +442,8 @@ impl InitSetup {
             rlimits,
             user,
             groups,
+            hostname: args.hostname.as_ref().map(|h| h.as_bytes().to_vec()),
+            task_limit: args.pids_limit,
         })
     }
 }
@@ -388,6 +465,7 @@ pub fn boot_args(
         .map_err(|e| anyhow::anyhow!("--cmdline: {e} (`pvmux run --help` lists the words)"))?;
     let mut options = words.options;
     options.hostfs |= hostfs;
+    // The kernel's own settings, with a program or without.
     let volumes: Vec<Command<'_>> = init
         .volumes
         .iter()
@@ -398,6 +476,8 @@ pub fn boot_args(
                 path,
             })
         })
+        .chain(init.hostname.as_deref().map(Command::Hostname))
+        .chain(init.task_limit.map(Command::TaskLimit))
         .collect();
     let argv: Vec<&[u8]> = if !program.is_empty() {
         if words.has_separator() {
@@ -549,8 +629,19 @@ fn open_volumes(specs: &[VolumeSpec]) -> anyhow::Result<Vec<Arc<Volume>>> {
         .collect()
 }
 
-/// Runs a guest; returns pvmux's exit code. `log` is the `--log` filter.
-pub(crate) fn run(args: &RunArgs, log: &str) -> anyhow::Result<u8> {
+/// A guest ready to boot: its flags checked, its files opened, its kernel parsed.
+pub(crate) struct Prepared {
+    host: Host,
+    kernel: Arc<KernelImage>,
+    initrd: Option<Initrd>,
+    plan: Plan,
+    label: String,
+    ttys: Terminals,
+}
+
+/// Checks `args` and opens everything the guest needs, booting nothing. `log` is the `--log`
+/// filter.
+pub(crate) fn prepare(args: &RunArgs, log: &str) -> anyhow::Result<Prepared> {
     // The host's one-time detection runs while this prepares the boot.
     pvmux_host::warm_up();
     let debug = debug_logging(log);
@@ -611,12 +702,47 @@ pub(crate) fn run(args: &RunArgs, log: &str) -> anyhow::Result<u8> {
         KernelImage::parse(bytes).with_context(|| format!("kernel image {label} is not usable"))?;
     let initrd = load_initrd(args)?;
     let host = Host::new(images::STUB).context("cannot prepare the sandbox stub")?;
-    let kernel = Arc::new(kernel);
+    Ok(Prepared {
+        host,
+        kernel: Arc::new(kernel),
+        initrd,
+        plan,
+        label,
+        ttys,
+    })
+}
+
+impl Prepared {
+    /// Boots the guest with its console on stdout and stderr, input from stdin (no banner, no
+    /// restarts: what a container monitor runs).
+    pub(crate) fn launch(&self, args: &RunArgs) -> anyhow::Result<pvmux_host::Tenant> {
+        self.host
+            .launch(tenant_config(
+                args,
+                &self.plan,
+                &self.kernel,
+                self.initrd.as_ref(),
+                Box::new(Console::default()),
+            )?)
+            .context("cannot launch the guest")
+    }
+}
+
+/// Runs a guest; returns pvmux's exit code. `log` is the `--log` filter.
+pub(crate) fn run(args: &RunArgs, log: &str) -> anyhow::Result<u8> {
+    let Prepared {
+        host,
+        kernel,
+        initrd,
+        plan,
+        label,
+        ttys,
+    } = prepare(args, log)?;
     // The guest kernel does the line editing and echo of a terminal: the host terminal passes
     // keys through raw while the program runs (restored when this guard drops). Only when
     // the guest can echo to a host terminal (stdout or stderr); otherwise the host's own
     // echo is all the user would see.
-    let _raw = (program && ttys.stdin && (ttys.stdout || ttys.stderr))
+    let _raw = (plan.program && ttys.stdin && (ttys.stdout || ttys.stderr))
         .then(RawTerminal::enable)
         .flatten();
     let outcome = run_with_restarts(
@@ -630,17 +756,23 @@ pub(crate) fn run(args: &RunArgs, log: &str) -> anyhow::Result<u8> {
             );
         },
     )?;
+    Ok(outcome_code(&outcome, args.mem))
+}
+
+/// pvmux's exit code for `outcome`, after saying on stderr how the program died (if killed)
+/// or the crash report (if the guest crashed). `mem`: the guest's memory size.
+pub(crate) fn outcome_code(outcome: &TenantOutcome, mem: u64) -> u8 {
     match outcome {
-        TenantOutcome::Exited(code) => Ok(u8::try_from(code & 0xff).unwrap_or(u8::MAX)),
+        TenantOutcome::Exited(code) => u8::try_from(code & 0xff).unwrap_or(u8::MAX),
         TenantOutcome::ProgramKilled(death) => {
-            if let Some(line) = super::death::killed_line(&death, args.mem) {
+            if let Some(line) = super::death::killed_line(death, mem) {
                 eprintln!("{line}");
             }
-            Ok(u8::try_from(death.code & 0xff).unwrap_or(u8::MAX))
+            u8::try_from(death.code & 0xff).unwrap_or(u8::MAX)
         }
         TenantOutcome::Crashed(report) => {
             eprint!("{report}");
-            Ok(EXIT_GUEST_CRASH)
+            EXIT_GUEST_CRASH
         }
     }
 }
@@ -701,27 +833,13 @@ fn run_once(
         Console::default()
     };
     let tenant = host
-        .launch(TenantConfig {
-            name: "guest".to_owned(),
-            kernel: Arc::clone(kernel),
-            mem_size: args.mem,
-            vcpus: args.vcpus,
-            boot_args: plan.boot_args.clone(),
-            console: Box::new(console.clone()),
-            console_stderr: Box::new(std::io::stderr()),
-            kernel_log: plan.kernel_log,
-            console_input: plan.program.then_some(ConsoleInput::HostStdin),
-            watchdog: args.watchdog,
-            console_rate: (args.console_rate > 0).then_some(args.console_rate),
-            cpu_limit: args.cpus,
-            cpu_seconds: args.cpu_seconds,
-            crash_dump: args.crash_dump.clone(),
-            initrd: initrd.map(|i| Arc::clone(&i.bytes)),
-            hostfs: plan.hostfs.clone(),
-            volumes: plan.volumes.clone(),
-            sandbox_user: args.sandbox_user,
-            net: super::net::config(args.net, &args.publish).map_err(anyhow::Error::msg)?,
-        })
+        .launch(tenant_config(
+            args,
+            plan,
+            kernel,
+            initrd,
+            Box::new(console.clone()),
+        )?)
         .context("cannot launch the guest")?;
     // Exec sessions through the control socket while the guest runs (removed at the end).
     let _exec_server = match &args.exec_socket {
@@ -744,6 +862,37 @@ fn run_once(
         .open()
         .context("cannot write the guest console to stdout")?;
     Ok(outcome)
+}
+
+/// The tenant of `args` and `plan`, its console output going to `console`.
+fn tenant_config(
+    args: &RunArgs,
+    plan: &Plan,
+    kernel: &Arc<KernelImage>,
+    initrd: Option<&Initrd>,
+    console: Box<dyn Write + Send>,
+) -> anyhow::Result<TenantConfig> {
+    Ok(TenantConfig {
+        name: "guest".to_owned(),
+        kernel: Arc::clone(kernel),
+        mem_size: args.mem,
+        vcpus: args.vcpus,
+        boot_args: plan.boot_args.clone(),
+        console,
+        console_stderr: Box::new(std::io::stderr()),
+        kernel_log: plan.kernel_log,
+        console_input: plan.program.then_some(ConsoleInput::HostStdin),
+        watchdog: args.watchdog,
+        console_rate: (args.console_rate > 0).then_some(args.console_rate),
+        cpu_limit: args.cpus,
+        cpu_seconds: args.cpu_seconds,
+        crash_dump: args.crash_dump.clone(),
+        initrd: initrd.map(|i| Arc::clone(&i.bytes)),
+        hostfs: plan.hostfs.clone(),
+        volumes: plan.volumes.clone(),
+        sandbox_user: args.sandbox_user,
+        net: super::net::config(args.net, &args.publish).map_err(anyhow::Error::msg)?,
+    })
 }
 
 fn print_banner(args: &RunArgs, initrd: Option<&Initrd>, label: &str, pid: u32) {

@@ -59,7 +59,11 @@ const PROC_FILES: [(&str, Gen); 32] = [
     ("sys/kernel/version", || {
         b"#1 SMP pvmux guest kernel\n".to_vec()
     }),
-    ("sys/kernel/hostname", || b"pvmux\n".to_vec()),
+    ("sys/kernel/hostname", || {
+        let mut v = crate::linux::misc::hostname().to_vec();
+        v.push(b'\n');
+        v
+    }),
     ("sys/kernel/domainname", || b"(none)\n".to_vec()),
     ("sys/kernel/pid_max", || b"4194304\n".to_vec()),
     ("sys/kernel/threads-max", || {

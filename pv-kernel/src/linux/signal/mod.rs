@@ -328,6 +328,20 @@ pub(crate) fn force(t: &Arc<Task>, info: SigInfo) {
     let _ = t.send_signal(info);
 }
 
+/// The signals in `set` (bit `n - 1`: signal `n`) that the host sent to init (`SignalTake`):
+/// delivered to process 1 as Linux delivers a signal from outside a pid namespace to its
+/// init (`SI_USER` from pid 0). Nothing happens when init is gone. Safe in event context.
+pub(crate) fn from_host(set: u64) {
+    let Some(init) = task::find_process(1) else {
+        return;
+    };
+    for signo in 1..=63u32 {
+        if set & (1 << (signo - 1)) != 0 {
+            let _ = send_info_to_process(&init, SigInfo::from_process(signo, code::SI_USER, 0));
+        }
+    }
+}
+
 /// Sends `signo` from the kernel to a process (`SI_KERNEL`: terminal keys and the like).
 pub(crate) fn send_to_process(p: &Arc<Process>, signo: u32) {
     let _ = send_info_to_process(p, SigInfo::kernel(signo));

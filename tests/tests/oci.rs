@@ -1,0 +1,884 @@
+//! pvmux as an OCI runtime, driven as runc's users (conmon, containerd's shim) drive runc:
+//! bundles built from the host's static busybox in temporary directories, `create` with a
+//! pid file and the container's stdout/stderr in files, the container's exit status read by
+//! `waitpid` on the pid of the pid file (this test process is a child subreaper, as conmon
+//! and the shim are), `state`, `start`, `kill`, `delete`, `run ID`, and the errors runc
+//! gives with exit status 1. Ignored (`needs /bin/busybox`) without busybox-static.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use pvmux_tests::{run_with_timeout, Run, TempDir};
+use rustix::process::{Pid, WaitOptions};
+
+/// The host's busybox (a static build, e.g. Debian's busybox-static).
+const BUSYBOX: &str = "/bin/busybox";
+/// The `pvmux` command line.
+const PVMUX: &str = env!("CARGO_BIN_EXE_pvmux-cli");
+/// Longest any command, or any container, may take.
+const TIMEOUT: Duration = Duration::from_secs(60);
+/// The applets the bundles link to busybox.
+const APPLETS: [&str; 11] = [
+    "sh", "echo", "cat", "sleep", "touch", "ls", "hostname", "id", "free", "pwd", "nc",
+];
+
+/// Makes this process the subreaper of the monitors `create` leaves behind (once).
+fn subreaper() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
+            .expect("become a child subreaper");
+    });
+}
+
+/// A bundle: `rootfs/` (busybox and its applets), `config.json`, a host directory `out/`
+/// bind-mounted read-write at `/out`, and the state root `root/`.
+struct Bundle {
+    dir: TempDir,
+}
+
+impl Bundle {
+    /// A bundle whose process runs `args` (with PATH=/bin); `extra` is merged into the
+    /// config's top level.
+    fn new(args: &[&str], extra: serde_json::Value) -> Self {
+        subreaper();
+        let dir = TempDir::unique("pvmux-oci", "bundle");
+        let bin = dir.0.join("rootfs/bin");
+        std::fs::create_dir_all(&bin).expect("mkdir rootfs/bin");
+        std::fs::create_dir(dir.0.join("rootfs/tmp")).expect("mkdir rootfs/tmp");
+        std::fs::create_dir(dir.0.join("out")).expect("mkdir out");
+        std::fs::copy(BUSYBOX, bin.join("busybox")).expect("copy busybox");
+        for a in APPLETS {
+            std::os::unix::fs::symlink("busybox", bin.join(a)).expect("link applet");
+        }
+        let mut config = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": { "path": "rootfs" },
+            "process": {
+                "cwd": "/",
+                "args": args,
+                "env": ["PATH=/bin", "GREETING=hello"],
+                "user": { "uid": 0, "gid": 0 },
+            },
+            "mounts": [
+                { "destination": "/proc", "type": "proc", "source": "proc" },
+                { "destination": "/out", "type": "bind", "source": "out",
+                  "options": ["rbind", "rw"] },
+            ],
+        });
+        if let (Some(c), Some(e)) = (config.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                c.insert(k.clone(), v.clone());
+            }
+        }
+        std::fs::write(dir.0.join("config.json"), config.to_string()).expect("write config");
+        Self { dir }
+    }
+
+    fn path(&self) -> &Path {
+        &self.dir.0
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.0.join("root")
+    }
+
+    fn out(&self, name: &str) -> PathBuf {
+        self.dir.0.join("out").join(name)
+    }
+
+    /// `pvmux --root ROOT ARGS...` (not for `create`: see [`Bundle::create`]).
+    fn oci(&self, args: &[&str]) -> Run {
+        let mut cmd = Command::new(PVMUX);
+        cmd.arg("--root").arg(self.root()).args(args);
+        let what = format!("{cmd:?}");
+        run_with_timeout(cmd, &what, TIMEOUT, Duration::from_millis(10), |_| {})
+    }
+
+    /// `pvmux create --bundle DIR --pid-file F ID` with the container's stdout and stderr in
+    /// `stdout-ID` and `stderr-ID` (the monitor keeps them open, as conmon's pipes): the
+    /// create's exit code and stderr, and the pid of the pid file.
+    fn create(&self, id: &str, log: Option<&Path>) -> (i32, String, Option<i32>) {
+        let pid_file = self.dir.0.join(format!("pid-{id}"));
+        let stdout = File::create(self.dir.0.join(format!("stdout-{id}"))).expect("stdout");
+        let stderr_path = self.dir.0.join(format!("stderr-{id}"));
+        let stderr = File::create(&stderr_path).expect("stderr");
+        let mut cmd = Command::new(PVMUX);
+        cmd.arg("--root").arg(self.root());
+        if let Some(log) = log {
+            cmd.arg("--log").arg(log);
+        }
+        cmd.arg("create")
+            .arg("--bundle")
+            .arg(self.path())
+            .arg("--pid-file")
+            .arg(&pid_file)
+            .arg(id)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr);
+        let mut child = cmd.spawn().expect("run pvmux create");
+        let status = wait_child(&mut child);
+        let pid = std::fs::read_to_string(&pid_file)
+            .ok()
+            .map(|s| s.trim().parse().expect("pid file holds a pid"));
+        let err = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+        (status, err, pid)
+    }
+
+    fn stdout(&self, id: &str) -> String {
+        std::fs::read_to_string(self.dir.0.join(format!("stdout-{id}"))).unwrap_or_default()
+    }
+
+    /// The status `state ID` reports, and its pid.
+    fn state(&self, id: &str) -> (String, i64) {
+        let r = self.oci(&["state", id]);
+        assert_eq!(r.code(), Some(0), "state {id}: {}", r.context());
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("state is JSON");
+        assert_eq!(v["id"], id);
+        assert_eq!(
+            v["bundle"],
+            self.path().canonicalize().unwrap().to_str().unwrap()
+        );
+        assert!(
+            v["ociVersion"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("1.")),
+            "{v}"
+        );
+        (
+            v["status"].as_str().expect("status").to_owned(),
+            v["pid"].as_i64().expect("pid"),
+        )
+    }
+}
+
+/// Waits for a child of this process (at most [`TIMEOUT`]); its exit code (128 + N when
+/// killed by signal N).
+fn wait_child(child: &mut std::process::Child) -> i32 {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            use std::os::unix::process::ExitStatusExt;
+            return s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0));
+        }
+        assert!(start.elapsed() < TIMEOUT, "pvmux did not finish");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Waits for process `pid`, which this subreaper inherited (at most [`TIMEOUT`]); its exit
+/// code (128 + N when killed by signal N).
+fn reap(pid: i32) -> i32 {
+    let p = Pid::from_raw(pid).expect("pid");
+    let start = Instant::now();
+    loop {
+        match rustix::process::waitpid(Some(p), WaitOptions::NOHANG).expect("waitpid") {
+            Some((_, s)) => {
+                return s
+                    .exit_status()
+                    .unwrap_or_else(|| 128 + s.terminating_signal().unwrap_or(0));
+            }
+            None => {
+                assert!(start.elapsed() < TIMEOUT, "process {pid} did not end");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+}
+
+/// Waits until `cond` holds (at most [`TIMEOUT`]).
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < TIMEOUT, "{what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The children of process `pid` (its sandboxes, for a monitor).
+fn children(pid: i32) -> Vec<i32> {
+    let mut v = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return v;
+    };
+    for t in tasks.flatten() {
+        let list = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+        v.extend(
+            list.split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok()),
+        );
+    }
+    v
+}
+
+/// Whether process `pid` exists and is not a zombie.
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        let state = s[s.rfind(')').unwrap() + 1..].split_whitespace().next();
+        state != Some("Z")
+    })
+}
+
+#[test]
+#[cfg_attr(
+    not(have_busybox),
+    ignore = "needs /bin/busybox: apt-get install busybox-static"
+)]
+fn create_waits_for_start_and_the_exit_status_is_the_programs() {
+    let b = Bundle::new(
+        &[
+            "sh",
+            "-c",
+            "echo $GREETING from the container; touch /out/ran; exit 7",
+        ],
+        serde_json::json!({}),
+    );
+    let (code, err, pid) = b.create("c1", None);
+    assert_eq!(code, 0, "create: {err}");
+    let pid = pid.expect("create wrote the pid file");
+    // Created: the monitor runs, the guest does not (no sandbox, no output, no marker).
+    assert_eq!(b.state("c1"), ("created".to_owned(), i64::from(pid)));
+    assert!(alive(pid));
+    assert_eq!(
+        children(pid),
+        Vec::<i32>::new(),
+        "no guest kernel before start"
+    );
+    assert!(!b.out("ran").exists());
+    assert_eq!(b.stdout("c1"), "");
+    let r = b.oci(&["start", "c1"]);
+    assert_eq!(r.code(), Some(0), "start: {}", r.context());
+    // The exit status of the pid engines wait on is the program's.
+    assert_eq!(reap(pid), 7);
+    assert_eq!(b.stdout("c1"), "hello from the container\n");
+    assert!(b.out("ran").exists(), "the bind mount reached the host");
+    assert_eq!(b.state("c1"), ("stopped".to_owned(), 0));
+    // Starting it again is an error, as runc's.
+    let again = b.oci(&["start", "c1"]);
+    assert_eq!(again.code(), Some(1), "{}", again.context());
+    assert!(again.stderr.contains("stopped"), "{}", again.context());
+    let d = b.oci(&["delete", "c1"]);
+    assert_eq!(d.code(), Some(0), "{}", d.context());
+    assert!(!b.root().join("c1").exists(), "delete leaves no state");
+}
+
+#[test]
+#[cfg_attr(
+    not(have_busybox),
+    ignore = "needs /bin/busybox: apt-get install busybox-static"
+)]
+fn kill_reaches_the_guests_init() {
+    let b = Bundle::new(
+        &[
+            "sh",
+            "-c",
+            "trap 'echo got TERM; exit 3' TERM; echo ready; sleep 100 & wait",
+        ],
+        serde_json::json!({}),
+    );
+    let (code, err, pid) = b.create("k1", None);
+    assert_eq!(code, 0, "create: {err}");
+    let pid = pid.expect("pid file");
+    let r = b.oci(&["start", "k1"]);
+    assert_eq!(r.code(), Some(0), "start: {}", r.context());
+    assert_eq!(b.state("k1").0, "running");
+    assert!(!children(pid).is_empty(), "the guest kernel runs");
+    wait_for("the trap is set", || b.stdout("k1") == "ready\n");
+    let k = b.oci(&["kill", "k1", "TERM"]);
+    assert_eq!(k.code(), Some(0), "kill: {}", k.context());
+    assert_eq!(reap(pid), 3, "init's trap decides the exit status");
+    assert_eq!(b.stdout("k1"), "ready\ngot TERM\n");
+    // Killing a stopped container is runc's error.
+    let k = b.oci(&["kill", "k1", "KILL"]);
+    assert_eq!(k.code(), Some(1), "{}", k.context());
+    assert!(k.stderr.contains("not running"), "{}", k.context());
+    assert_eq!(b.oci(&["delete", "k1"]).code(), Some(0));
+}
+
+#[test]
+#[cfg_attr(
+    not(have_busybox),
+    ignore = "needs /bin/busybox: apt-get install busybox-static"
+)]
+fn delete_leaves_no_process_and_no_state() {
+    let b = Bundle::new(&["sleep", "100"], serde_json::json!({}));
+    // A created container is deleted without --force (runc's rule): its monitor dies.
+    let (code, err, pid) = b.create("d1", None);
+    assert_eq!(code, 0, "create: {err}");
+    let pid = pid.expect("pid file");
+    assert_eq!(b.oci(&["delete", "d1"]).code(), Some(0));
+    assert_eq!(reap(pid), 128 + 9);
+    assert!(!b.root().join("d1").exists());
+    // A running one needs --force; its sandboxes die with its monitor.
+    let (code, err, pid) = b.create("d2", None);
+    assert_eq!(code, 0, "create: {err}");
+    let pid = pid.expect("pid file");
+    assert_eq!(b.oci(&["start", "d2"]).code(), Some(0));
+    let sandboxes = children(pid);
+    assert!(!sandboxes.is_empty(), "the guest kernel runs");
+    let d = b.oci(&["delete", "d2"]);
+    assert_eq!(d.code(), Some(1), "{}", d.context());
+    assert!(d.stderr.contains("not stopped"), "{}", d.context());
+    assert_eq!(b.state("d2").0, "running");
+    let d = b.oci(&["delete", "--force", "d2"]);
+    assert_eq!(d.code(), Some(0), "{}", d.context());
+    assert!(!b.root().join("d2").exists());
+    assert_eq!(reap(pid), 128 + 9);
+    // The sandboxes were re-parented to this subreaper: each ends.
+    for s in sandboxes {
+        reap(s);
+    }
+    // Deleting what does not exist: an error, but not with --force.
+    let d = b.oci(&["delete", "d2"]);
+    assert_eq!(d.code(), Some(1), "{}", d.context());
+    assert!(d.stderr.contains("does not exist"), "{}", d.context());
+    assert_eq!(b.oci(&["delete", "--force", "d2"]).code(), Some(0));
+}
+
+#[test]
+#[cfg_attr(
+    not(have_busybox),
+    ignore = "needs /bin/busybox: apt-get install busybox-static"
+)]
+fn run_with_an_id_runs_the_bundle_to_completion() {
+    let b = Bundle::new(
+        &[
+            "sh",
+            "-c",
+            "echo $GREETING; cat /proc/self/status >/dev/null; exit 5",
+        ],
+        serde_json::json!({}),
+    );
+    let mut cmd = Command::new(PVMUX);
+    cmd.arg("--root")
+        .arg(b.root())
+        .args(["run", "--bundle"])
+        .arg(b.path())
+        .arg("r1");
+    let r = run_with_timeout(cmd, "run r1", TIMEOUT, Duration::from_millis(10), |_| {});
+    assert_eq!(r.code(), Some(5), "{}", r.context());
+    assert_eq!(r.stdout, "hello\n");
+    assert!(!b.root().join("r1").exists(), "run deletes the container");
+    // pvmux run's own form still runs a program.
+    let mut cmd = Command::new(PVMUX);
+    cmd.args(["run", "--rootfs"])
+        .arg(b.path().join("rootfs"))
+        .args(["--", "/bin/sh", "-c", "exit 4"]);
+    let r = run_with_timeout(cmd, "run", TIMEOUT, Duration::from_millis(10), |_| {});
+    assert_eq!(r.code(), Some(4), "{}", r.context());
+}
+
+#[test]
+#[cfg_attr(
+    not(have_busybox),
+    ignore = "needs /bin/busybox: apt-get install busybox-static"
+)]
+fn kill_9_of_run_leaves_no_container_behind() {
+    let b = Bundle::new(&["sleep", "100"], serde_json::json!({}));
+    let pid_file = b.path().join("pid-o1");
+    let mut run = Command::new(PVMUX)
+        .arg("--root")
+        .arg(b.root())
+        .args(["run", "--bundle"])
+        .arg(b.path())
+        .arg("--pid-file")
+        .arg(&pid_file)
+        .arg("o1")
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("run pvmux run");
+    wait_for("the container runs", || {
+        std::fs::read_to_string(b.root().join("o1/state.json"))
+            .is_ok_and(|s| s.contains("\"running\""))
+    });
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .expect("pid file")
+        .parse()
+        .expect("pid");
+    let sandboxes = children(pid);
+    assert!(!sandboxes.is_empty(), "the guest kernel runs");
+    run.kill().expect("kill -9 pvmux run");
+    assert_eq!(wait_child(&mut run), 128 + 9);
+    // The monitor (re-parented to this subreaper) dies with run, its sandboxes with it.
+    assert_eq!(reap(pid), 128 + 9);
+    for s in sandboxes {
+        reap(s);
+    }
+    assert_eq!(b.state("o1").0, "stopped");
+    assert_eq!(b.oci(&["delete", "o1"]).code(), Some(0));
+}
+
+#[test]
+#[cfg_attr(
+    not(have_busybox),
+    ignore = "needs /bin/busybox: apt-get install busybox-static"
+)]
+fn a_crashed_guest_is_stopped_with_its_report_in_the_log() {
+    let b = Bundle::new(&["sleep", "100"], serde_json::json!({}));
+    let log = b.path().join("log.json");
+    let (code, err, pid) = b.create("x1", Some(&log));
+    assert_eq!(code, 0, "create: {err}");
+    let pid = pid.expect("pid file");
+    assert_eq!(b.oci(&["start", "x1"]).code(), Some(0));
+    // The guest kernel's sandbox is the monitor's first child; killing it crashes the guest.
+    let kernel = *children(pid).first().expect("a sandbox");
+    rustix::process::kill_process(
+        Pid::from_raw(kernel).expect("pid"),
+        rustix::process::Signal::KILL,
+    )
+    .expect("kill the sandbox");
+    assert_eq!(reap(pid), 124, "pvmux's crash status");
+    assert_eq!(b.state("x1").0, "stopped");
+    let text = std::fs::read_to_string(&log).expect("the log file");
+    assert!(text.contains("crashed"), "{text}");
+    assert!(
+        text.contains("SIGKILL") || text.contains("signal 9"),
+        "{text}"
+    );
+    assert_eq!(b.oci(&["delete", "x1"]).code(), Some(0));
+}
+
+#[test]
+#[cfg_attr(
+    not(have_busybox),
+    ignore = "needs /bin/busybox: apt-get install busybox-static"
+)]
+fn bad_bundles_and_ids_are_runcs_errors() {
+    let b = Bundle::new(&["sleep", "100"], serde_json::json!({}));
+    let expect_err = |r: Run, text: &str| {
+        assert_eq!(r.code(), Some(1), "{}", r.context());
+        assert!(r.stderr.contains(text), "want {text:?}: {}", r.context());
+    };
+    // Unknown ids.
+    for cmd in ["state", "start", "kill", "delete"] {
+        expect_err(b.oci(&[cmd, "nosuch"]), "container does not exist: nosuch");
+    }
+    expect_err(b.oci(&["state", "a/b"]), "invalid container id");
+    // A directory without config.json, a config.json that is not JSON or not a config, a
+    // program that is not there: nothing is left behind.
+    let empty = TempDir::unique("pvmux-oci", "empty");
+    let create = |bundle: &Path, id: &str| {
+        let mut cmd = Command::new(PVMUX);
+        cmd.arg("--root")
+            .arg(b.root())
+            .arg("create")
+            .arg("--bundle")
+            .arg(bundle)
+            .arg(id);
+        run_with_timeout(cmd, "create", TIMEOUT, Duration::from_millis(10), |_| {})
+    };
+    expect_err(create(&empty.0, "e1"), "config.json");
+    std::fs::write(empty.0.join("config.json"), "{not json").unwrap();
+    expect_err(create(&empty.0, "e2"), "not a valid OCI runtime config");
+    std::fs::write(empty.0.join("config.json"), r#"{"ociVersion":"1.0.2"}"#).unwrap();
+    expect_err(create(&empty.0, "e3"), "no root");
+    let missing = Bundle::new(&["nosuch-program"], serde_json::json!({}));
+    expect_err(create(missing.path(), "e4"), "not found in $PATH");
+    for id in ["e1", "e2", "e3", "e4"] {
+        assert!(!b.root().join(id).exists(), "{id} left state behind");
+    }
+    // A duplicate id.
+    let (code, err, pid) = b.create("dup", None);
+    assert_eq!(code, 0, "create: {err}");
+    let (code, err, _) = b.create("dup", None);
+    assert_eq!(code, 1);
+    assert!(err.contains("container with id exists: dup"), "{err}");
+    // `list` shows it; unsupported commands say so.
+    let l = b.oci(&["list", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&l.stdout).expect("list is JSON");
+    assert_eq!(v[0]["id"], "dup");
+    assert_eq!(v[0]["status"], "created");
+    assert_eq!(b.oci(&["list", "-q"]).stdout, "dup\n");
+    expect_err(b.oci(&["exec", "dup", "ls"]), "not supported yet");
+    assert_eq!(b.oci(&["delete", "dup"]).code(), Some(0));
+    reap(pid.expect("pid file"));
+}
+
+/// `pvmux --root ROOT run --bundle DIR ID` to completion.
+fn run_bundle(b: &Bundle, id: &str) -> Run {
+    let mut cmd = Command::new(PVMUX);
+    cmd.arg("--root")
+        .arg(b.root())
+        .args(["run", "--bundle"])
+        .arg(b.path())
+        .arg(id);
+    run_with_timeout(cmd, id, TIMEOUT, Duration::from_millis(10), |_| {})
+}
+
+#[test]
+#[cfg_attr(
+    not(have_busybox),
+    ignore = "needs /bin/busybox: apt-get install busybox-static"
+)]
+fn config_settings_reach_the_guest() {
+    // process.user/cwd/env, hostname, and the memory limit as the guest sees them.
+    let show = "id -u; id -g; pwd; echo $GREETING; hostname; cat /proc/sys/kernel/hostname; \
+                free | while read name total rest; do [ $name = Mem: ] && echo $total; done; true";
+    let config = |mem: u64| {
+        serde_json::json!({
+            "hostname": "oci-box",
+            "process": {
+                "cwd": "/tmp",
+                "args": ["sh", "-c", show],
+                "env": ["PATH=/bin", "GREETING=hi"],
+                "user": { "uid": 1000, "gid": 100 },
+            },
+            "linux": { "resources": { "memory": { "limit": mem } } },
+        })
+    };
+    let small = Bundle::new(&[], config(256 << 20));
+    let r = run_bundle(&small, "s1");
+    assert_eq!(r.code(), Some(0), "{}", r.context());
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(
+        lines[..6],
+        ["1000", "100", "/tmp", "hi", "oci-box", "oci-box"],
+        "{}",
+        r.context()
+    );
+    let big = Bundle::new(&[], config(512 << 20));
+    let r2 = run_bundle(&big, "s2");
+    assert_eq!(r2.code(), Some(0), "{}", r2.context());
+    let total = |r: &Run| -> u64 {
+        r.stdout
+            .lines()
+            .nth(6)
+            .expect("total")
+            .parse()
+            .expect("KiB")
+    };
+    assert_eq!(
+        total(&r2),
+        2 * total(&r),
+        "twice the memory limit, twice the memory"
+    );
+    // pids.limit: a fork beyond it fails in the guest; without it, it does not.
+    let forks = "for i in 1 2 3 4 5 6; do sleep 1 & done; wait; echo forked";
+    let limited = Bundle::new(
+        &["sh", "-c", forks],
+        serde_json::json!({ "linux": { "resources": { "pids": { "limit": 4 } } } }),
+    );
+    let r = run_bundle(&limited, "p1");
+    assert_ne!(r.code(), Some(0), "{}", r.context());
+    assert!(r.stderr.contains("can't fork"), "{}", r.context());
+    let free = Bundle::new(&["sh", "-c", forks], serde_json::json!({}));
+    let r = run_bundle(&free, "p2");
+    assert_eq!(r.code(), Some(0), "{}", r.context());
+    assert_eq!(r.stdout, "forked\n");
+}
+
+#[test]
+#[cfg_attr(
+    not(have_busybox),
+    ignore = "needs /bin/busybox: apt-get install busybox-static"
+)]
+fn hooks_run_on_the_host_with_the_state_on_stdin() {
+    let out = TempDir::unique("pvmux-oci", "hooks");
+    // Each hook saves its stdin (the state) and its environment's HOOK as KIND.json.
+    let hook = |kind: &str| {
+        serde_json::json!({
+            "path": BUSYBOX,
+            "args": ["sh", "-c", format!("{{ cat; echo; echo $HOOK; }} > {}/{kind}.json",
+                                         out.0.display())],
+            "env": [format!("HOOK={kind}")],
+            "timeout": 30,
+        })
+    };
+    let b = Bundle::new(
+        &["sleep", "100"],
+        serde_json::json!({ "hooks": {
+            "createRuntime": [hook("createRuntime")],
+            "poststart": [hook("poststart")],
+            "poststop": [hook("poststop")],
+        }}),
+    );
+    let read = |kind: &str| -> (serde_json::Value, String) {
+        let text = std::fs::read_to_string(out.0.join(format!("{kind}.json")))
+            .unwrap_or_else(|e| panic!("{kind} hook did not run: {e}"));
+        let (json, env) = text.trim_end().rsplit_once('\n').expect("state, then HOOK");
+        (
+            serde_json::from_str(json).expect("state JSON"),
+            env.to_owned(),
+        )
+    };
+    let (code, err, pid) = b.create("h1", None);
+    assert_eq!(code, 0, "create: {err}");
+    let pid = pid.expect("pid file");
+    let (state, env) = read("createRuntime");
+    assert_eq!(
+        (state["id"].as_str(), state["status"].as_str()),
+        (Some("h1"), Some("created"))
+    );
+    assert_eq!(state["pid"], pid);
+    assert_eq!(env, "createRuntime");
+    assert!(!out.0.join("poststart.json").exists());
+    assert_eq!(b.oci(&["start", "h1"]).code(), Some(0));
+    assert_eq!(read("poststart").0["status"], "running");
+    assert_eq!(b.oci(&["delete", "--force", "h1"]).code(), Some(0));
+    reap(pid);
+    assert_eq!(read("poststop").0["status"], "stopped");
+    // A failing createRuntime hook fails the create and leaves nothing behind.
+    let failing = Bundle::new(
+        &["sleep", "100"],
+        serde_json::json!({ "hooks": { "createRuntime": [
+            { "path": BUSYBOX, "args": ["sh", "-c", "echo no way >&2; exit 3"] }
+        ]}}),
+    );
+    let (code, err, pid) = failing.create("h2", None);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("createRuntime hook") && err.contains("no way"),
+        "{err}"
+    );
+    assert_eq!(pid, None, "no pid file");
+    assert!(!failing.root().join("h2").exists());
+}
+
+#[test]
+fn version_and_features() {
+    let out = Command::new(PVMUX).arg("--version").output().expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("pvmux version "), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("spec: 1.")), "{text}");
+    let out = Command::new(PVMUX).arg("features").output().expect("run");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("features is JSON");
+    assert_eq!(v["ociVersionMin"], "1.0.0");
+    assert!(v["mountOptions"]
+        .as_array()
+        .is_some_and(|o| o.iter().any(|x| x == "bind")));
+}
+
+/// Receives the terminal master `create` sends to `listener` (runc's console socket).
+fn receive_master(listener: &std::os::unix::net::UnixListener) -> File {
+    use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    use std::mem::MaybeUninit;
+    let (stream, _) = listener.accept().expect("the monitor connects");
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut cmsg = RecvAncillaryBuffer::new(&mut space);
+    let mut name = [0u8; 256];
+    let n = recvmsg(
+        &stream,
+        &mut [std::io::IoSliceMut::new(&mut name)],
+        &mut cmsg,
+        RecvFlags::empty(),
+    )
+    .expect("recvmsg")
+    .bytes;
+    assert!(name[..n].starts_with(b"/dev/pts/"), "the terminal's name");
+    let fd = cmsg
+        .drain()
+        .find_map(|m| match m {
+            RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
+            _ => None,
+        })
+        .expect("a descriptor");
+    File::from(fd)
+}
+
+#[test]
+#[cfg_attr(
+    not(have_busybox),
+    ignore = "needs /bin/busybox: apt-get install busybox-static"
+)]
+fn a_terminal_goes_to_the_console_socket() {
+    use std::io::{Read, Write};
+    let b = Bundle::new(
+        &[],
+        serde_json::json!({
+            "process": {
+                "terminal": true,
+                "cwd": "/",
+                "args": ["sh", "-c", "[ -t 0 ] && [ -t 1 ] && echo ttys; read line; echo got $line"],
+                "env": ["PATH=/bin"],
+                "user": { "uid": 0, "gid": 0 },
+            },
+        }),
+    );
+    // Without a console socket: runc's error.
+    let (code, err, _) = b.create("t0", None);
+    assert_eq!(code, 1);
+    assert!(err.contains("needs --console-socket"), "{err}");
+    let sock = b.path().join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind");
+    let mut cmd = Command::new(PVMUX);
+    cmd.arg("--root")
+        .arg(b.root())
+        .args(["create", "--console-socket"])
+        .arg(&sock)
+        .arg("--bundle")
+        .arg(b.path())
+        .arg("--pid-file")
+        .arg(b.path().join("pid-t1"))
+        .arg("t1")
+        .stdin(Stdio::null());
+    let mut child = cmd.spawn().expect("run pvmux create");
+    let mut master = receive_master(&listener);
+    assert_eq!(wait_child(&mut child), 0, "create");
+    let pid: i32 = std::fs::read_to_string(b.path().join("pid-t1"))
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("pid");
+    assert_eq!(b.oci(&["start", "t1"]).code(), Some(0));
+    master.write_all(b"hello\n").expect("type a line");
+    // Everything the terminal shows until the container ends (then reads fail with EIO).
+    let mut shown = Vec::new();
+    let mut buf = [0u8; 256];
+    while let Ok(n @ 1..) = master.read(&mut buf) {
+        shown.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&shown);
+    assert!(text.contains("ttys\r\n"), "{text:?}");
+    assert!(text.contains("got hello\r\n"), "{text:?}");
+    assert_eq!(reap(pid), 0);
+    assert_eq!(b.oci(&["delete", "t1"]).code(), Some(0));
+}
+
+/// podman with a `containers.conf` of its own (`default_ulimits = []`: podman's default
+/// ulimits are above this kind of host's hard limits) and an image imported from a busybox
+/// root file system; removed on drop.
+struct Podman {
+    dir: TempDir,
+    image: String,
+}
+
+impl Podman {
+    fn new() -> Self {
+        let dir = TempDir::unique("pvmux-oci", "podman");
+        std::fs::write(
+            dir.0.join("containers.conf"),
+            "[containers]\ndefault_ulimits = []\n",
+        )
+        .expect("write containers.conf");
+        let b = Bundle::new(&["true"], serde_json::json!({}));
+        let tar = dir.0.join("rootfs.tar");
+        let st = Command::new("tar")
+            .arg("-C")
+            .arg(b.path().join("rootfs"))
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()
+            .expect("run tar");
+        assert!(st.success(), "tar");
+        let p = Self {
+            dir,
+            image: format!("localhost/pvmux-oci-busybox:{}", std::process::id()),
+        };
+        let r = p.podman(None, &["import", tar.to_str().unwrap(), &p.image]);
+        assert_eq!(r.code(), Some(0), "podman import: {}", r.context());
+        p
+    }
+
+    /// `podman [--runtime RUNTIME] ARGS...`.
+    fn podman(&self, runtime: Option<&str>, args: &[&str]) -> Run {
+        let mut cmd = Command::new("podman");
+        cmd.env("CONTAINERS_CONF", self.dir.0.join("containers.conf"));
+        if let Some(r) = runtime {
+            cmd.arg("--runtime").arg(r);
+        }
+        cmd.args(args);
+        let what = format!("{cmd:?}");
+        run_with_timeout(cmd, &what, TIMEOUT, Duration::from_millis(10), |_| {})
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        // Best effort: the image is this test's own.
+        let _ = self.podman(None, &["rmi", "-f", &self.image]);
+    }
+}
+
+#[test]
+#[cfg_attr(
+    not(all(have_busybox, have_podman)),
+    ignore = "needs /bin/busybox and podman: apt-get install busybox-static podman"
+)]
+fn podman_runs_containers_with_pvmux_as_runc_does() {
+    let p = Podman::new();
+    // `podman run --rm`: the output and exit status are those of podman's own runtime.
+    let script = "echo $((6 * 7)); echo to-stderr >&2; exit 3";
+    let pvmux = p.podman(Some(PVMUX), &["run", "--rm", &p.image, "sh", "-c", script]);
+    let native = p.podman(None, &["run", "--rm", &p.image, "sh", "-c", script]);
+    assert_eq!(pvmux.code(), Some(3), "{}", pvmux.context());
+    assert_eq!(pvmux.code(), native.code());
+    assert_eq!(pvmux.stdout, native.stdout);
+    assert_eq!(pvmux.stdout, "42\n");
+    assert!(pvmux.stderr.contains("to-stderr"), "{}", pvmux.context());
+    // `run -t`: the container's stdio is a terminal (the console socket).
+    let t = p.podman(
+        Some(PVMUX),
+        &[
+            "run",
+            "-t",
+            "--rm",
+            &p.image,
+            "sh",
+            "-c",
+            "[ -t 0 ] && [ -t 1 ] && echo ttys",
+        ],
+    );
+    assert_eq!(t.code(), Some(0), "{}", t.context());
+    assert_eq!(t.stdout, "ttys\r\n");
+    // `run -d`, `stop` (SIGTERM reaches init's trap), `logs`, `wait`.
+    let trap = "trap 'echo bye; exit 9' TERM; echo up; sleep 100 & wait";
+    let d = p.podman(Some(PVMUX), &["run", "-d", &p.image, "sh", "-c", trap]);
+    assert_eq!(d.code(), Some(0), "{}", d.context());
+    let id = d.stdout.trim().to_owned();
+    wait_for("the container is up", || {
+        p.podman(Some(PVMUX), &["logs", &id]).stdout == "up\n"
+    });
+    let s = p.podman(Some(PVMUX), &["stop", "-t", "30", &id]);
+    assert_eq!(s.code(), Some(0), "{}", s.context());
+    let w = p.podman(Some(PVMUX), &["wait", &id]);
+    assert_eq!(w.stdout.trim(), "9", "{}", w.context());
+    assert_eq!(p.podman(Some(PVMUX), &["logs", &id]).stdout, "up\nbye\n");
+    let rm = p.podman(Some(PVMUX), &["rm", &id]);
+    assert_eq!(rm.code(), Some(0), "{}", rm.context());
+    // The engine's network: the guest's sockets live in the container's network namespace,
+    // so a published port reaches the guest's listener.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let publish = format!("127.0.0.1:{port}:8000");
+    let d = p.podman(
+        Some(PVMUX),
+        &[
+            "run",
+            "-d",
+            "-p",
+            &publish,
+            &p.image,
+            "sh",
+            "-c",
+            "echo served | nc -l -p 8000",
+        ],
+    );
+    assert_eq!(d.code(), Some(0), "{}", d.context());
+    let id = d.stdout.trim().to_owned();
+    let mut got = String::new();
+    wait_for("the guest serves on the published port", || {
+        use std::io::Read;
+        got.clear();
+        std::net::TcpStream::connect(("127.0.0.1", port))
+            .and_then(|mut s| {
+                s.set_read_timeout(Some(Duration::from_secs(5)))?;
+                s.read_to_string(&mut got)
+            })
+            .is_ok()
+            && got == "served\n"
+    });
+    let w = p.podman(Some(PVMUX), &["wait", &id]);
+    assert_eq!(w.stdout.trim(), "0", "{}", w.context());
+    assert_eq!(p.podman(Some(PVMUX), &["rm", &id]).code(), Some(0));
+    // A program that is not in the image is podman's error, as with runc.
+    let r = p.podman(Some(PVMUX), &["run", "--rm", &p.image, "nosuch"]);
+    assert_ne!(r.code(), Some(0), "{}", r.context());
+    assert!(r.stderr.contains("nosuch"), "{}", r.context());
+}

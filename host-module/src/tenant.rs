@@ -367,13 +367,23 @@ impl Shared {
         };
         // This thread serves only this tenant: its CPU time (waiting for and serving
         // hypercalls: console, hostfs reads, spawning user sandboxes) is the tenant's.
-        let cpu = self.cpu.get().filter(|c| c.active()).cloned();
+        // The account exists once the monitor has set the limits, which it does while the
+        // guest boots: until then `None`, and the time meanwhile is charged at the first
+        // charge after.
+        let mut account: Option<Option<Arc<crate::limits::budget::TenantCpu>>> = None;
         let mut meter = crate::limits::budget::HostMeter::start();
         loop {
             let (nr, args) = match vcpu.run() {
                 VcpuExit::Hypercall { nr, args } => (nr, args),
                 _ => return,
             };
+            if account.is_none() {
+                account = self
+                    .cpu
+                    .get()
+                    .map(|c| Some(Arc::clone(c)).filter(|c| c.active()));
+            }
+            let cpu = account.as_ref().and_then(|c| c.as_ref());
             let flag = &self.in_host[index as usize];
             flag.store(true, SeqCst);
             if let Some(cpu) = &cpu {

@@ -25,6 +25,19 @@ fn pvmux_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_pvmux-cli"))
 }
 
+/// Guest memory for the read loops: the kernel keeps 64 MiB, the page cache at most half of
+/// the other 32 MiB, so reading [`big_host_file`] over and over misses the cache and every
+/// pass is served by the host again.
+const READ_LOOP_MEM: &str = "96M";
+
+/// A host file far larger than the read loops' page cache: the pvmux binary under test.
+fn big_host_file() -> String {
+    let p = pvmux_bin();
+    let len = std::fs::metadata(&p).expect("the pvmux binary").len();
+    assert!(len > 24 << 20, "{} is only {len} bytes", p.display());
+    p.to_str().expect("utf-8 path").to_owned()
+}
+
 fn prog(name: &str) -> String {
     format!("{}/{name}", env!("PVMUX_PROG_DIR"))
 }
@@ -204,18 +217,21 @@ fn fork_bomb(cgroup: bool) {
 #[test]
 fn rootfs_reads_are_held_to_the_rate() {
     let p = prog("cpu-read-loop");
+    let big = big_host_file();
     // (The watchdog is not what is tested: at 0.1 CPUs on a loaded CI host a vCPU can wait
     // longer than the default 10 s for its turn.)
     let m = measured(&[
         "--rootfs",
         "/",
+        "--mem",
+        READ_LOOP_MEM,
         "--cpus",
         "0.1",
         "--watchdog",
         "60",
         "--",
         &p,
-        &p,
+        &big,
         "10",
     ]);
     let bound = 0.1 * m.wall.as_secs_f64() + RATE_SLACK_SECS;
@@ -248,7 +264,19 @@ fn rootfs_reads_are_held_to_the_rate() {
 #[test]
 fn rootfs_reads_count_against_the_budget() {
     let p = prog("cpu-read-loop");
-    let m = measured(&["--rootfs", "/", "--cpu-seconds", "1", "--", &p, &p, "60"]);
+    let big = big_host_file();
+    let m = measured(&[
+        "--rootfs",
+        "/",
+        "--mem",
+        READ_LOOP_MEM,
+        "--cpu-seconds",
+        "1",
+        "--",
+        &p,
+        &big,
+        "60",
+    ]);
     eprintln!(
         "read loop under --cpu-seconds 1: {:.2} s of CPU in {:.2} s",
         m.cpu_secs,

@@ -288,6 +288,26 @@ fn kill_reaches_the_guests_init() {
     assert_eq!(b.state("k1").0, "running");
     assert!(!children(pid).is_empty(), "the guest kernel runs");
     wait_for("the trap is set", || b.stdout("k1") == "ready\n");
+    // runc's exec: a new process in the running guest, its output and exit status ours.
+    let e = b.oci(&["exec", "k1", "/bin/sh", "-c", "echo in the guest; exit 5"]);
+    assert_eq!(e.code(), Some(5), "exec: {}", e.context());
+    assert_eq!(e.stdout, "in the guest\n", "{}", e.context());
+    // ... and from a process.json, as engines pass it.
+    let process = b.dir.0.join("process.json");
+    std::fs::write(
+        &process,
+        serde_json::json!({
+            "args": ["/bin/sh", "-c", "echo $GREETING $(id -u) $PWD; exit 4"],
+            "env": ["PATH=/bin", "GREETING=hi"],
+            "cwd": "/bin",
+            "user": { "uid": 7, "gid": 7 },
+        })
+        .to_string(),
+    )
+    .expect("write process.json");
+    let e = b.oci(&["exec", "--process", process.to_str().unwrap(), "k1"]);
+    assert_eq!(e.code(), Some(4), "exec --process: {}", e.context());
+    assert_eq!(e.stdout, "hi 7 /bin\n", "{}", e.context());
     let k = b.oci(&["kill", "k1", "TERM"]);
     assert_eq!(k.code(), Some(0), "kill: {}", k.context());
     assert_eq!(reap(pid), 3, "init's trap decides the exit status");
@@ -296,6 +316,9 @@ fn kill_reaches_the_guests_init() {
     let k = b.oci(&["kill", "k1", "KILL"]);
     assert_eq!(k.code(), Some(1), "{}", k.context());
     assert!(k.stderr.contains("not running"), "{}", k.context());
+    let e = b.oci(&["exec", "k1", "/bin/true"]);
+    assert_eq!(e.code(), Some(1), "{}", e.context());
+    assert!(e.stderr.contains("not running"), "{}", e.context());
     assert_eq!(b.oci(&["delete", "k1"]).code(), Some(0));
 }
 
@@ -493,7 +516,7 @@ fn bad_bundles_and_ids_are_runcs_errors() {
     assert_eq!(v[0]["id"], "dup");
     assert_eq!(v[0]["status"], "created");
     assert_eq!(b.oci(&["list", "-q"]).stdout, "dup\n");
-    expect_err(b.oci(&["exec", "dup", "ls"]), "not supported yet");
+    expect_err(b.oci(&["exec", "dup", "ls"]), "not running: dup is created");
     assert_eq!(b.oci(&["delete", "dup"]).code(), Some(0));
     reap(pid.expect("pid file"));
 }

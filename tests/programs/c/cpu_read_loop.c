@@ -1,5 +1,6 @@
 /* cpu-read-loop PATH SECONDS: host work on the guest's behalf. Reads all of PATH (with
- * --rootfs, every read is served by the host) again and again for SECONDS of wall time,
+ * --rootfs and a PATH larger than the guest's page cache, every pass is served by the host
+ * again) again and again for SECONDS of wall time,
  * then prints "reads N bytes B" and exits 0 (1 if PATH cannot be read). The host's CPU time
  * for serving the reads is the tenant's: a rate or budget must bound it. */
 #include <fcntl.h>

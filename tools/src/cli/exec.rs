@@ -11,12 +11,25 @@ use clap::Args;
 use pvmux_host::exec::socket::{run_client, SocketError};
 use pvmux_host::ExecSpec;
 
-/// `pvmux exec [OPTIONS] --socket PATH -- PROGRAM [ARGS...]`.
+/// `pvmux exec [OPTIONS] ID [PROGRAM [ARGS...]]` (runc's form: a container under `--root`),
+/// or `pvmux exec [OPTIONS] --socket PATH -- PROGRAM [ARGS...]` (a guest started with
+/// `pvmux run --exec-socket PATH`).
 #[derive(Debug, Args)]
 pub struct ExecArgs {
-    /// The guest's exec control socket (`pvmux run --exec-socket PATH`).
+    /// The guest's exec control socket (`pvmux run --exec-socket PATH`) instead of a
+    /// container ID.
     #[arg(long, value_name = "PATH")]
-    pub socket: PathBuf,
+    pub socket: Option<PathBuf>,
+
+    /// runc's process.json: the program's args, env, cwd, user and terminal (OCI
+    /// `process`), instead of PROGRAM and the flags.
+    #[arg(short = 'p', long, value_name = "FILE")]
+    pub process: Option<PathBuf>,
+
+    /// Write the pid of this pvmux process (which ends with the program and carries its exit
+    /// status) to FILE. The program's own pid is in the guest.
+    #[arg(long, value_name = "FILE")]
+    pub pid_file: Option<PathBuf>,
 
     /// Set a variable of the program's environment: NAME=VALUE, or NAME to pass pvmux's own
     /// value (skipped if unset). Repeatable. Without any, the guest kernel's default
@@ -25,7 +38,7 @@ pub struct ExecArgs {
     pub env: Vec<OsString>,
 
     /// Working directory in the guest (absolute; default /).
-    #[arg(short = 'w', long, value_name = "DIR")]
+    #[arg(short = 'w', long, visible_alias = "cwd", value_name = "DIR")]
     pub workdir: Option<OsString>,
 
     /// Run as this numeric user and group (UID or UID:GID; default: those of the guest's
@@ -44,9 +57,41 @@ pub struct ExecArgs {
     #[arg(short = 't', long)]
     pub tty: bool,
 
-    /// The program and its arguments (after `--`).
-    #[arg(last = true, required = true, value_name = "PROGRAM [ARGS]")]
-    pub program: Vec<OsString>,
+    /// runc flags that do not apply to a guest process (accepted, ignored): --no-new-privs
+    /// (always so), --process-label, --apparmor, --cap, --preserve-fds, --cgroup,
+    /// --ignore-paused, --additional-gids (the guest's setgroups does it).
+    #[arg(long, hide = true)]
+    pub no_new_privs: bool,
+    #[arg(long, hide = true, value_name = "X")]
+    pub process_label: Option<String>,
+    #[arg(long, hide = true, value_name = "X")]
+    pub apparmor: Option<String>,
+    #[arg(short = 'c', long = "cap", hide = true, value_name = "X")]
+    pub caps: Vec<String>,
+    #[arg(long, hide = true, value_name = "N")]
+    pub preserve_fds: Option<u32>,
+    #[arg(long, hide = true, value_name = "X")]
+    pub cgroup: Option<String>,
+    #[arg(long, hide = true)]
+    pub ignore_paused: bool,
+    #[arg(short = 'g', long = "additional-gids", hide = true, value_name = "GID")]
+    pub additional_gids: Vec<String>,
+
+    /// The container ID, then the program and its arguments (runc's form); with --socket
+    /// the program and its arguments (after `--`).
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "ID] [PROGRAM [ARGS]"
+    )]
+    pub args: Vec<OsString>,
+}
+
+impl ExecArgs {
+    /// Whether this is runc's form (a container ID; runc's error codes).
+    pub(crate) fn is_oci(&self) -> bool {
+        self.socket.is_none()
+    }
 }
 
 /// `UID` or `UID:GID` (a missing GID is the UID, as runc's numeric form).
@@ -61,8 +106,8 @@ fn parse_user(s: &str) -> Result<(u32, u32), String> {
     }
 }
 
-/// The spec `args` ask for.
-fn spec(args: &ExecArgs) -> ExecSpec {
+/// The spec `args` ask for, running `program`.
+fn spec(args: &ExecArgs, program: &[OsString]) -> ExecSpec {
     let env = args
         .env
         .iter()
@@ -80,7 +125,7 @@ fn spec(args: &ExecArgs) -> ExecSpec {
         })
         .collect();
     ExecSpec {
-        argv: args.program.iter().map(|a| a.as_bytes().to_vec()).collect(),
+        argv: program.iter().map(|a| a.as_bytes().to_vec()).collect(),
         env,
         cwd: args.workdir.as_ref().map(|w| w.as_bytes().to_vec()),
         user: args.user,
@@ -93,9 +138,65 @@ fn spec(args: &ExecArgs) -> ExecSpec {
     }
 }
 
-/// Runs the program; returns its exit status.
-pub(crate) fn run(args: &ExecArgs) -> anyhow::Result<u8> {
-    let spec = spec(args);
+/// The spec of runc's `--process FILE` (an OCI `process` object).
+fn process_spec(file: &std::path::Path) -> anyhow::Result<ExecSpec> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read --process {}", file.display()))?;
+    let p: oci_spec::runtime::Process = serde_json::from_str(&text)
+        .with_context(|| format!("--process {} is not an OCI process", file.display()))?;
+    let argv: Vec<Vec<u8>> = p
+        .args()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .map(|a| a.as_bytes().to_vec())
+        .collect();
+    if argv.is_empty() {
+        bail!("--process {}: no args", file.display());
+    }
+    let env = p
+        .env()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .map(|e| e.as_bytes().to_vec())
+        .collect();
+    let cwd = p.cwd().as_os_str().as_bytes().to_vec();
+    let user = p.user();
+    Ok(ExecSpec {
+        argv,
+        env,
+        cwd: (!cwd.is_empty()).then_some(cwd),
+        user: Some((user.uid(), user.gid())),
+        tty: p.terminal().unwrap_or(false),
+        tty_size: p
+            .console_size()
+            .as_ref()
+            .map(|b| (b.height() as u16, b.width() as u16)),
+    })
+}
+
+/// Runs the program; returns its exit status. `g`: the OCI global options (`--root`).
+pub(crate) fn run(g: &super::oci::GlobalArgs, args: &ExecArgs) -> anyhow::Result<u8> {
+    let (socket, program) = match &args.socket {
+        Some(s) => (s.clone(), &args.args[..]),
+        None => {
+            let Some((id, program)) = args.args.split_first() else {
+                bail!("exec needs a container ID (or --socket PATH)");
+            };
+            let id = id.to_str().context("the container ID is not UTF-8")?;
+            (super::oci::exec_socket(g, id)?, program)
+        }
+    };
+    let spec = match &args.process {
+        Some(f) => process_spec(f)?,
+        None if program.is_empty() => bail!("exec needs a PROGRAM (or --process FILE)"),
+        None => spec(args, program),
+    };
+    if let Some(f) = &args.pid_file {
+        std::fs::write(f, format!("{}", std::process::id()))
+            .with_context(|| format!("cannot write --pid-file {}", f.display()))?;
+    }
     if let Some(dir) = &spec.cwd {
         if !dir.starts_with(b"/") {
             bail!("--workdir must be an absolute path");
@@ -104,10 +205,10 @@ pub(crate) fn run(args: &ExecArgs) -> anyhow::Result<u8> {
     let stdin: Option<Box<dyn std::io::Read + Send>> =
         (!args.detach).then(|| Box::new(std::io::stdin()) as _);
     let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
-    let _raw = (args.tty && !args.detach && std::io::stdin().is_terminal())
+    let _raw = (spec.tty && !args.detach && std::io::stdin().is_terminal())
         .then(super::terminal::RawTerminal::enable)
         .flatten();
-    let end = run_client(&args.socket, &spec, stdin, args.detach, &mut out, &mut err);
+    let end = run_client(&socket, &spec, stdin, args.detach, &mut out, &mut err);
     let end = match end {
         Ok(end) => end,
         Err(SocketError::Refused(msg)) => bail!("the guest refused to run the program: {msg}"),

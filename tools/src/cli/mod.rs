@@ -107,9 +107,10 @@ pub enum Command {
     Ps(PsArgs),
     /// OCI: print the runtime's features (JSON).
     Features,
-    /// Run a program as a new process in a running guest (one started with `pvmux run
-    /// --exec-socket PATH`): its stdin, stdout and stderr are pvmux's, its exit status
-    /// pvmux's (127: no such program, 126: not executable, 137: the guest ended).
+    /// OCI (runc's exec): run a program as a new process in a running container's guest
+    /// (or, with --socket, one started with `pvmux run --exec-socket PATH`): its stdin,
+    /// stdout and stderr are pvmux's, its exit status pvmux's (127: no such program, 126:
+    /// not executable, 137: the guest ended).
     Exec(exec::ExecArgs),
     /// OCI: freeze a container (not supported yet).
     Pause(UnsupportedArgs),
@@ -129,7 +130,8 @@ impl Command {
     fn is_oci(&self) -> bool {
         match self {
             Self::Run(a) => a.container_id.is_some(),
-            Self::Bench(_) | Self::Exec(_) => false,
+            Self::Bench(_) => false,
+            Self::Exec(a) => a.is_oci(),
             _ => true,
         }
     }
@@ -189,7 +191,7 @@ pub fn main() -> ExitCode {
         Command::List(a) => oci::list(g, a),
         Command::Ps(a) => oci::ps(g, a),
         Command::Features => oci::features(),
-        Command::Exec(args) => exec::run(args),
+        Command::Exec(args) => exec::run(g, args),
         Command::Pause(_) => oci::unsupported("pause"),
         Command::Resume(_) => oci::unsupported("resume"),
         Command::Update(_) => oci::unsupported("update"),

@@ -95,6 +95,20 @@ pub struct CreateFlags {
     pub preserve_fds: u32,
 }
 
+/// The exec control socket of running container `id` (`pvmux exec ID`).
+pub(crate) fn exec_socket(g: &GlobalArgs, id: &str) -> anyhow::Result<PathBuf> {
+    let root = std::path::absolute(&g.root)?;
+    let sd = StateDir::open(&root, id)?;
+    let r = sd.read()?;
+    if r.effective_status() != state::Status::Running {
+        anyhow::bail!(
+            "cannot exec in a container that is not running: {id} is {}",
+            r.effective_status().as_str()
+        );
+    }
+    Ok(sd.exec_socket())
+}
+
 /// `pvmux create`.
 #[derive(Debug, Args)]
 pub struct CreateArgs {

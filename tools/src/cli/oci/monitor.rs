@@ -144,6 +144,10 @@ pub(crate) fn run(g: &GlobalArgs, m: &MonitorArgs) -> anyhow::Result<u8> {
     let _ = sd.update(|r| r.status = Status::Running);
     control::answer(&start, &Ok(()));
     drop(start);
+    // `pvmux exec ID`: new processes in the running guest (removed when this returns).
+    let _exec = pvmux_host::exec::socket::ExecServer::bind(&sd.exec_socket(), tenant.exec_handle())
+        .map_err(|e| tracing::warn!("no exec into this container: {e}"))
+        .ok();
     let handle = tenant.handle();
     std::thread::Builder::new()
         .name("pvmux-oci-events".into())

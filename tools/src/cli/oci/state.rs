@@ -123,6 +123,11 @@ impl StateDir {
         self.dir.join("ctl.sock")
     }
 
+    /// The running guest's exec control socket (`pvmux exec ID`).
+    pub(crate) fn exec_socket(&self) -> PathBuf {
+        self.dir.join("exec.sock")
+    }
+
     pub(crate) fn notify_socket(&self) -> PathBuf {
         self.dir.join("nfy.sock")
     }

@@ -540,7 +540,8 @@ fn run_bundle(b: &Bundle, id: &str) -> Run {
 fn config_settings_reach_the_guest() {
     // process.user/cwd/env, hostname, and the memory limit as the guest sees them.
     let show = "id -u; id -g; pwd; echo $GREETING; hostname; cat /proc/sys/kernel/hostname; \
-                free | while read name total rest; do [ $name = Mem: ] && echo $total; done; true";
+                free | while read name total rest; do [ $name = Mem: ] && echo $total; done; \
+                grep ^Groups: /proc/self/status | while read k a b; do echo $a $b; done; true";
     let config = |mem: u64| {
         serde_json::json!({
             "hostname": "oci-box",
@@ -548,7 +549,7 @@ fn config_settings_reach_the_guest() {
                 "cwd": "/tmp",
                 "args": ["sh", "-c", show],
                 "env": ["PATH=/bin", "GREETING=hi"],
-                "user": { "uid": 1000, "gid": 100 },
+                "user": { "uid": 1000, "gid": 100, "additionalGids": [20, 5] },
             },
             "linux": { "resources": { "memory": { "limit": mem } } },
         })
@@ -563,6 +564,8 @@ fn config_settings_reach_the_guest() {
         "{}",
         r.context()
     );
+    // process.user.additionalGids: init's supplementary groups, sorted as Linux keeps them.
+    assert_eq!(lines.get(7), Some(&"5 20"), "{}", r.context());
     let big = Bundle::new(&[], config(512 << 20));
     let r2 = run_bundle(&big, "s2");
     assert_eq!(r2.code(), Some(0), "{}", r2.context());

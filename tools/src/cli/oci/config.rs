@@ -105,11 +105,10 @@ pub(crate) fn map(spec: &Spec, bundle: &Path) -> anyhow::Result<Plan> {
     }
     let user = process.user();
     flag("--user", format!("{}:{}", user.uid(), user.gid()).into());
-    if let Some(gids) = user.additional_gids().as_ref().filter(|g| !g.is_empty()) {
-        warnings.push(format!(
-            "process.user.additionalGids {gids:?}: supplementary groups are not given to the \
-             guest yet (pending: boot command kind 19)"
-        ));
+    // The guest's supplementary groups (boot command 19), as runc sets them: these, not
+    // those /etc/group lists for the uid.
+    for gid in user.additional_gids().as_deref().unwrap_or_default() {
+        flag("--group-add", gid.to_string().into());
     }
     for r in process.rlimits().as_deref().unwrap_or_default() {
         let kind = r.typ().to_string();
@@ -375,6 +374,8 @@ mod tests {
             "/tmp",
             "--user",
             "1000:100",
+            "--group-add",
+            "5",
             "--ulimit",
             "nofile=4096:4096",
             "--ulimit",
@@ -397,9 +398,9 @@ mod tests {
             "echo hi",
         ];
         assert_eq!(args, expected);
-        // The junk variable, the groups, nofile, the nfs mount and the file bind mount
-        // (podman's /etc/hosts is left out quietly).
-        assert_eq!(p.warnings.len(), 5, "{:#?}", p.warnings);
+        // The junk variable, nofile, the nfs mount and the file bind mount (podman's
+        // /etc/hosts is left out quietly).
+        assert_eq!(p.warnings.len(), 4, "{:#?}", p.warnings);
         assert_eq!(p.annotations.len(), 2);
         // The flags are pvmux run's.
         use clap::Parser;

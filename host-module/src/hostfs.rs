@@ -370,19 +370,9 @@ pub(crate) fn hc_list(
     share: Option<&HostFs>,
     a: [u64; 6],
 ) -> Result<u64, HcError> {
-    let share = share.ok_or(HcError::UnknownCall)?;
-    let (buf_gpa, buf_len) = (a[2], a[3]);
-    if buf_len > LIST_MAX_BUF {
-        return Err(HcError::TooLarge);
-    }
-    let path = guest_path(mem, a[0], a[1])?;
-    mem.check_range(buf_gpa, buf_len)
-        .map_err(|_| HcError::BadAddress)?;
-    let mut buf = vec![0u8; buf_len as usize];
-    let n = share.list(&path, a[4], &mut buf)?;
-    mem.write(buf_gpa, &buf[..n])
-        .map_err(|_| HcError::BadAddress)?;
-    Ok(n as u64)
+    records_call(mem, share, a, |share, path, buf| {
+        share.list(path, a[4], buf)
+    })
 }
 
 /// `HostfsLookup(path_gpa, path_len, buf_gpa, buf_len)`.
@@ -390,6 +380,18 @@ pub(crate) fn hc_lookup(
     mem: &GuestMemory,
     share: Option<&HostFs>,
     a: [u64; 6],
+) -> Result<u64, HcError> {
+    records_call(mem, share, a, |share, path, buf| share.lookup(path, buf))
+}
+
+/// A call that fills a guest buffer (`a[2]`, `a[3]`: at most [`LIST_MAX_BUF`]) with records
+/// about the path (`a[0]`, `a[1]`): `fill` writes them into a host buffer of that size and
+/// returns how many bytes it used; every range is checked before any host work.
+fn records_call(
+    mem: &GuestMemory,
+    share: Option<&HostFs>,
+    a: [u64; 6],
+    fill: impl FnOnce(&HostFs, &[u8], &mut [u8]) -> Result<usize, HcError>,
 ) -> Result<u64, HcError> {
     let share = share.ok_or(HcError::UnknownCall)?;
     let (buf_gpa, buf_len) = (a[2], a[3]);
@@ -400,7 +402,7 @@ pub(crate) fn hc_lookup(
     mem.check_range(buf_gpa, buf_len)
         .map_err(|_| HcError::BadAddress)?;
     let mut buf = vec![0u8; buf_len as usize];
-    let n = share.lookup(&path, &mut buf)?;
+    let n = fill(share, &path, &mut buf)?;
     mem.write(buf_gpa, &buf[..n])
         .map_err(|_| HcError::BadAddress)?;
     Ok(n as u64)

@@ -58,6 +58,7 @@ use std::time::{Duration, Instant};
 use pvmux_host::{Host, KernelImage, Tenant, TenantConfig};
 use pvmux_hypercalls::BootArgsBuf;
 
+pub mod oci;
 pub mod procfs;
 
 /// A host running the embedded stub.

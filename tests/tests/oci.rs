@@ -5,223 +5,19 @@
 //! and the shim are), `state`, `start`, `kill`, `delete`, `run ID`, and the errors runc
 //! gives with exit status 1. Ignored (`needs /bin/busybox`) without busybox-static.
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Once;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use pvmux_tests::oci::{
+    alive, children, reap, receive_master, run_bundle, wait_child, wait_for, Bundle, Podman,
+    BUSYBOX, TIMEOUT,
+};
 use pvmux_tests::{run_with_timeout, Run, TempDir};
-use rustix::process::{Pid, WaitOptions};
+use rustix::process::Pid;
 
-/// The host's busybox (a static build, e.g. Debian's busybox-static).
-const BUSYBOX: &str = "/bin/busybox";
 /// The `pvmux` command line.
 const PVMUX: &str = env!("CARGO_BIN_EXE_pvmux-cli");
-/// Longest any command, or any container, may take.
-const TIMEOUT: Duration = Duration::from_secs(60);
-/// The applets the bundles link to busybox.
-const APPLETS: [&str; 11] = [
-    "sh", "echo", "cat", "sleep", "touch", "ls", "hostname", "id", "free", "pwd", "nc",
-];
-
-/// Makes this process the subreaper of the monitors `create` leaves behind (once).
-fn subreaper() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
-            .expect("become a child subreaper");
-    });
-}
-
-/// A bundle: `rootfs/` (busybox and its applets), `config.json`, a host directory `out/`
-/// bind-mounted read-write at `/out`, and the state root `root/`.
-struct Bundle {
-    dir: TempDir,
-}
-
-impl Bundle {
-    /// A bundle whose process runs `args` (with PATH=/bin); `extra` is merged into the
-    /// config's top level.
-    fn new(args: &[&str], extra: serde_json::Value) -> Self {
-        subreaper();
-        let dir = TempDir::unique("pvmux-oci", "bundle");
-        let bin = dir.0.join("rootfs/bin");
-        std::fs::create_dir_all(&bin).expect("mkdir rootfs/bin");
-        std::fs::create_dir(dir.0.join("rootfs/tmp")).expect("mkdir rootfs/tmp");
-        std::fs::create_dir(dir.0.join("out")).expect("mkdir out");
-        std::fs::copy(BUSYBOX, bin.join("busybox")).expect("copy busybox");
-        for a in APPLETS {
-            std::os::unix::fs::symlink("busybox", bin.join(a)).expect("link applet");
-        }
-        let mut config = serde_json::json!({
-            "ociVersion": "1.0.2",
-            "root": { "path": "rootfs" },
-            "process": {
-                "cwd": "/",
-                "args": args,
-                "env": ["PATH=/bin", "GREETING=hello"],
-                "user": { "uid": 0, "gid": 0 },
-            },
-            "mounts": [
-                { "destination": "/proc", "type": "proc", "source": "proc" },
-                { "destination": "/out", "type": "bind", "source": "out",
-                  "options": ["rbind", "rw"] },
-            ],
-        });
-        if let (Some(c), Some(e)) = (config.as_object_mut(), extra.as_object()) {
-            for (k, v) in e {
-                c.insert(k.clone(), v.clone());
-            }
-        }
-        std::fs::write(dir.0.join("config.json"), config.to_string()).expect("write config");
-        Self { dir }
-    }
-
-    fn path(&self) -> &Path {
-        &self.dir.0
-    }
-
-    fn root(&self) -> PathBuf {
-        self.dir.0.join("root")
-    }
-
-    fn out(&self, name: &str) -> PathBuf {
-        self.dir.0.join("out").join(name)
-    }
-
-    /// `pvmux --root ROOT ARGS...` (not for `create`: see [`Bundle::create`]).
-    fn oci(&self, args: &[&str]) -> Run {
-        let mut cmd = Command::new(PVMUX);
-        cmd.arg("--root").arg(self.root()).args(args);
-        let what = format!("{cmd:?}");
-        run_with_timeout(cmd, &what, TIMEOUT, Duration::from_millis(10), |_| {})
-    }
-
-    /// `pvmux create --bundle DIR --pid-file F ID` with the container's stdout and stderr in
-    /// `stdout-ID` and `stderr-ID` (the monitor keeps them open, as conmon's pipes): the
-    /// create's exit code and stderr, and the pid of the pid file.
-    fn create(&self, id: &str, log: Option<&Path>) -> (i32, String, Option<i32>) {
-        let pid_file = self.dir.0.join(format!("pid-{id}"));
-        let stdout = File::create(self.dir.0.join(format!("stdout-{id}"))).expect("stdout");
-        let stderr_path = self.dir.0.join(format!("stderr-{id}"));
-        let stderr = File::create(&stderr_path).expect("stderr");
-        let mut cmd = Command::new(PVMUX);
-        cmd.arg("--root").arg(self.root());
-        if let Some(log) = log {
-            cmd.arg("--log").arg(log);
-        }
-        cmd.arg("create")
-            .arg("--bundle")
-            .arg(self.path())
-            .arg("--pid-file")
-            .arg(&pid_file)
-            .arg(id)
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr);
-        let mut child = cmd.spawn().expect("run pvmux create");
-        let status = wait_child(&mut child);
-        let pid = std::fs::read_to_string(&pid_file)
-            .ok()
-            .map(|s| s.trim().parse().expect("pid file holds a pid"));
-        let err = std::fs::read_to_string(&stderr_path).unwrap_or_default();
-        (status, err, pid)
-    }
-
-    fn stdout(&self, id: &str) -> String {
-        std::fs::read_to_string(self.dir.0.join(format!("stdout-{id}"))).unwrap_or_default()
-    }
-
-    /// The status `state ID` reports, and its pid.
-    fn state(&self, id: &str) -> (String, i64) {
-        let r = self.oci(&["state", id]);
-        assert_eq!(r.code(), Some(0), "state {id}: {}", r.context());
-        let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("state is JSON");
-        assert_eq!(v["id"], id);
-        assert_eq!(
-            v["bundle"],
-            self.path().canonicalize().unwrap().to_str().unwrap()
-        );
-        assert!(
-            v["ociVersion"]
-                .as_str()
-                .is_some_and(|s| s.starts_with("1.")),
-            "{v}"
-        );
-        (
-            v["status"].as_str().expect("status").to_owned(),
-            v["pid"].as_i64().expect("pid"),
-        )
-    }
-}
-
-/// Waits for a child of this process (at most [`TIMEOUT`]); its exit code (128 + N when
-/// killed by signal N).
-fn wait_child(child: &mut std::process::Child) -> i32 {
-    let start = Instant::now();
-    loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            use std::os::unix::process::ExitStatusExt;
-            return s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0));
-        }
-        assert!(start.elapsed() < TIMEOUT, "pvmux did not finish");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// Waits for process `pid`, which this subreaper inherited (at most [`TIMEOUT`]); its exit
-/// code (128 + N when killed by signal N).
-fn reap(pid: i32) -> i32 {
-    let p = Pid::from_raw(pid).expect("pid");
-    let start = Instant::now();
-    loop {
-        match rustix::process::waitpid(Some(p), WaitOptions::NOHANG).expect("waitpid") {
-            Some((_, s)) => {
-                return s
-                    .exit_status()
-                    .unwrap_or_else(|| 128 + s.terminating_signal().unwrap_or(0));
-            }
-            None => {
-                assert!(start.elapsed() < TIMEOUT, "process {pid} did not end");
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        }
-    }
-}
-
-/// Waits until `cond` holds (at most [`TIMEOUT`]).
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < TIMEOUT, "{what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// The children of process `pid` (its sandboxes, for a monitor).
-fn children(pid: i32) -> Vec<i32> {
-    let mut v = Vec::new();
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return v;
-    };
-    for t in tasks.flatten() {
-        let list = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
-        v.extend(
-            list.split_whitespace()
-                .filter_map(|p| p.parse::<i32>().ok()),
-        );
-    }
-    v
-}
-
-/// Whether process `pid` exists and is not a zombie.
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        let state = s[s.rfind(')').unwrap() + 1..].split_whitespace().next();
-        state != Some("Z")
-    })
-}
 
 #[test]
 #[cfg_attr(
@@ -230,6 +26,7 @@ fn alive(pid: i32) -> bool {
 )]
 fn create_waits_for_start_and_the_exit_status_is_the_programs() {
     let b = Bundle::new(
+        PVMUX,
         &[
             "sh",
             "-c",
@@ -273,6 +70,7 @@ fn create_waits_for_start_and_the_exit_status_is_the_programs() {
 )]
 fn kill_reaches_the_guests_init() {
     let b = Bundle::new(
+        PVMUX,
         &[
             "sh",
             "-c",
@@ -328,7 +126,7 @@ fn kill_reaches_the_guests_init() {
     ignore = "needs /bin/busybox: apt-get install busybox-static"
 )]
 fn delete_leaves_no_process_and_no_state() {
-    let b = Bundle::new(&["sleep", "100"], serde_json::json!({}));
+    let b = Bundle::new(PVMUX, &["sleep", "100"], serde_json::json!({}));
     // A created container is deleted without --force (runc's rule): its monitor dies.
     let (code, err, pid) = b.create("d1", None);
     assert_eq!(code, 0, "create: {err}");
@@ -369,6 +167,7 @@ fn delete_leaves_no_process_and_no_state() {
 )]
 fn run_with_an_id_runs_the_bundle_to_completion() {
     let b = Bundle::new(
+        PVMUX,
         &[
             "sh",
             "-c",
@@ -401,7 +200,7 @@ fn run_with_an_id_runs_the_bundle_to_completion() {
     ignore = "needs /bin/busybox: apt-get install busybox-static"
 )]
 fn kill_9_of_run_leaves_no_container_behind() {
-    let b = Bundle::new(&["sleep", "100"], serde_json::json!({}));
+    let b = Bundle::new(PVMUX, &["sleep", "100"], serde_json::json!({}));
     let pid_file = b.path().join("pid-o1");
     let mut run = Command::new(PVMUX)
         .arg("--root")
@@ -441,7 +240,7 @@ fn kill_9_of_run_leaves_no_container_behind() {
     ignore = "needs /bin/busybox: apt-get install busybox-static"
 )]
 fn a_crashed_guest_is_stopped_with_its_report_in_the_log() {
-    let b = Bundle::new(&["sleep", "100"], serde_json::json!({}));
+    let b = Bundle::new(PVMUX, &["sleep", "100"], serde_json::json!({}));
     let log = b.path().join("log.json");
     let (code, err, pid) = b.create("x1", Some(&log));
     assert_eq!(code, 0, "create: {err}");
@@ -471,7 +270,7 @@ fn a_crashed_guest_is_stopped_with_its_report_in_the_log() {
     ignore = "needs /bin/busybox: apt-get install busybox-static"
 )]
 fn bad_bundles_and_ids_are_runcs_errors() {
-    let b = Bundle::new(&["sleep", "100"], serde_json::json!({}));
+    let b = Bundle::new(PVMUX, &["sleep", "100"], serde_json::json!({}));
     let expect_err = |r: Run, text: &str| {
         assert_eq!(r.code(), Some(1), "{}", r.context());
         assert!(r.stderr.contains(text), "want {text:?}: {}", r.context());
@@ -499,7 +298,7 @@ fn bad_bundles_and_ids_are_runcs_errors() {
     expect_err(create(&empty.0, "e2"), "not a valid OCI runtime config");
     std::fs::write(empty.0.join("config.json"), r#"{"ociVersion":"1.0.2"}"#).unwrap();
     expect_err(create(&empty.0, "e3"), "no root");
-    let missing = Bundle::new(&["nosuch-program"], serde_json::json!({}));
+    let missing = Bundle::new(PVMUX, &["nosuch-program"], serde_json::json!({}));
     expect_err(create(missing.path(), "e4"), "not found in $PATH");
     for id in ["e1", "e2", "e3", "e4"] {
         assert!(!b.root().join(id).exists(), "{id} left state behind");
@@ -519,17 +318,6 @@ fn bad_bundles_and_ids_are_runcs_errors() {
     expect_err(b.oci(&["exec", "dup", "ls"]), "not running: dup is created");
     assert_eq!(b.oci(&["delete", "dup"]).code(), Some(0));
     reap(pid.expect("pid file"));
-}
-
-/// `pvmux --root ROOT run --bundle DIR ID` to completion.
-fn run_bundle(b: &Bundle, id: &str) -> Run {
-    let mut cmd = Command::new(PVMUX);
-    cmd.arg("--root")
-        .arg(b.root())
-        .args(["run", "--bundle"])
-        .arg(b.path())
-        .arg(id);
-    run_with_timeout(cmd, id, TIMEOUT, Duration::from_millis(10), |_| {})
 }
 
 #[test]
@@ -554,7 +342,7 @@ fn config_settings_reach_the_guest() {
             "linux": { "resources": { "memory": { "limit": mem } } },
         })
     };
-    let small = Bundle::new(&[], config(256 << 20));
+    let small = Bundle::new(PVMUX, &[], config(256 << 20));
     let r = run_bundle(&small, "s1");
     assert_eq!(r.code(), Some(0), "{}", r.context());
     let lines: Vec<&str> = r.stdout.lines().collect();
@@ -566,7 +354,7 @@ fn config_settings_reach_the_guest() {
     );
     // process.user.additionalGids: init's supplementary groups, sorted as Linux keeps them.
     assert_eq!(lines.get(7), Some(&"5 20"), "{}", r.context());
-    let big = Bundle::new(&[], config(512 << 20));
+    let big = Bundle::new(PVMUX, &[], config(512 << 20));
     let r2 = run_bundle(&big, "s2");
     assert_eq!(r2.code(), Some(0), "{}", r2.context());
     let total = |r: &Run| -> u64 {
@@ -585,13 +373,14 @@ fn config_settings_reach_the_guest() {
     // pids.limit: a fork beyond it fails in the guest; without it, it does not.
     let forks = "for i in 1 2 3 4 5 6; do sleep 1 & done; wait; echo forked";
     let limited = Bundle::new(
+        PVMUX,
         &["sh", "-c", forks],
         serde_json::json!({ "linux": { "resources": { "pids": { "limit": 4 } } } }),
     );
     let r = run_bundle(&limited, "p1");
     assert_ne!(r.code(), Some(0), "{}", r.context());
     assert!(r.stderr.contains("can't fork"), "{}", r.context());
-    let free = Bundle::new(&["sh", "-c", forks], serde_json::json!({}));
+    let free = Bundle::new(PVMUX, &["sh", "-c", forks], serde_json::json!({}));
     let r = run_bundle(&free, "p2");
     assert_eq!(r.code(), Some(0), "{}", r.context());
     assert_eq!(r.stdout, "forked\n");
@@ -615,6 +404,7 @@ fn hooks_run_on_the_host_with_the_state_on_stdin() {
         })
     };
     let b = Bundle::new(
+        PVMUX,
         &["sleep", "100"],
         serde_json::json!({ "hooks": {
             "createRuntime": [hook("createRuntime")],
@@ -649,6 +439,7 @@ fn hooks_run_on_the_host_with_the_state_on_stdin() {
     assert_eq!(read("poststop").0["status"], "stopped");
     // A failing createRuntime hook fails the create and leaves nothing behind.
     let failing = Bundle::new(
+        PVMUX,
         &["sleep", "100"],
         serde_json::json!({ "hooks": { "createRuntime": [
             { "path": BUSYBOX, "args": ["sh", "-c", "echo no way >&2; exit 3"] }
@@ -678,33 +469,6 @@ fn version_and_features() {
         .is_some_and(|o| o.iter().any(|x| x == "bind")));
 }
 
-/// Receives the terminal master `create` sends to `listener` (runc's console socket).
-fn receive_master(listener: &std::os::unix::net::UnixListener) -> File {
-    use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
-    use std::mem::MaybeUninit;
-    let (stream, _) = listener.accept().expect("the monitor connects");
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
-    let mut cmsg = RecvAncillaryBuffer::new(&mut space);
-    let mut name = [0u8; 256];
-    let n = recvmsg(
-        &stream,
-        &mut [std::io::IoSliceMut::new(&mut name)],
-        &mut cmsg,
-        RecvFlags::empty(),
-    )
-    .expect("recvmsg")
-    .bytes;
-    assert!(name[..n].starts_with(b"/dev/pts/"), "the terminal's name");
-    let fd = cmsg
-        .drain()
-        .find_map(|m| match m {
-            RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
-            _ => None,
-        })
-        .expect("a descriptor");
-    File::from(fd)
-}
-
 #[test]
 #[cfg_attr(
     not(have_busybox),
@@ -713,6 +477,7 @@ fn receive_master(listener: &std::os::unix::net::UnixListener) -> File {
 fn a_terminal_goes_to_the_console_socket() {
     use std::io::{Read, Write};
     let b = Bundle::new(
+        PVMUX,
         &[],
         serde_json::json!({
             "process": {
@@ -764,69 +529,13 @@ fn a_terminal_goes_to_the_console_socket() {
     assert_eq!(b.oci(&["delete", "t1"]).code(), Some(0));
 }
 
-/// podman with a `containers.conf` of its own (`default_ulimits = []`: podman's default
-/// ulimits are above this kind of host's hard limits) and an image imported from a busybox
-/// root file system; removed on drop.
-struct Podman {
-    dir: TempDir,
-    image: String,
-}
-
-impl Podman {
-    fn new() -> Self {
-        let dir = TempDir::unique("pvmux-oci", "podman");
-        std::fs::write(
-            dir.0.join("containers.conf"),
-            "[containers]\ndefault_ulimits = []\n",
-        )
-        .expect("write containers.conf");
-        let b = Bundle::new(&["true"], serde_json::json!({}));
-        let tar = dir.0.join("rootfs.tar");
-        let st = Command::new("tar")
-            .arg("-C")
-            .arg(b.path().join("rootfs"))
-            .arg("-cf")
-            .arg(&tar)
-            .arg(".")
-            .status()
-            .expect("run tar");
-        assert!(st.success(), "tar");
-        let p = Self {
-            dir,
-            image: format!("localhost/pvmux-oci-busybox:{}", std::process::id()),
-        };
-        let r = p.podman(None, &["import", tar.to_str().unwrap(), &p.image]);
-        assert_eq!(r.code(), Some(0), "podman import: {}", r.context());
-        p
-    }
-
-    /// `podman [--runtime RUNTIME] ARGS...`.
-    fn podman(&self, runtime: Option<&str>, args: &[&str]) -> Run {
-        let mut cmd = Command::new("podman");
-        cmd.env("CONTAINERS_CONF", self.dir.0.join("containers.conf"));
-        if let Some(r) = runtime {
-            cmd.arg("--runtime").arg(r);
-        }
-        cmd.args(args);
-        let what = format!("{cmd:?}");
-        run_with_timeout(cmd, &what, TIMEOUT, Duration::from_millis(10), |_| {})
-    }
-}
-
-impl Drop for Podman {
-    fn drop(&mut self) {
-        // Best effort: the image is this test's own.
-        let _ = self.podman(None, &["rmi", "-f", &self.image]);
-    }
-}
-
 #[test]
 #[cfg_attr(
     not(all(have_busybox, have_podman)),
     ignore = "needs /bin/busybox and podman: apt-get install busybox-static podman"
 )]
 fn podman_runs_containers_with_pvmux_as_runc_does() {
-    let p = Podman::new();
+    let p = Podman::new(PVMUX);
     // `podman run --rm`: the output and exit status are those of podman's own runtime.
     let script = "echo $((6 * 7)); echo to-stderr >&2; exit 3";
     let pvmux = p.podman(Some(PVMUX), &["run", "--rm", &p.image, "sh", "-c", script]);

@@ -116,6 +116,9 @@ impl Fs {
             child.push(b'/');
         }
         child.extend_from_slice(name);
+        if self.host_misses.contains(&child) {
+            return Ok(true);
+        }
         let mut buf = Vec::new();
         buf.try_reserve_exact(abi::LIST_MIN_BUF as usize)
             .map_err(|_| ENOMEM)?;
@@ -126,6 +129,7 @@ impl Fs {
             Err(e) => return Err(e),
         };
         if n == 0 {
+            self.host_misses.insert(child);
             return Ok(true);
         }
         let (rec, len) = parse_record(buf.get(..n).ok_or(EIO)?).ok_or(EIO)?;

@@ -32,6 +32,8 @@
 //!   host bytes up into an owned buffer; the host is never written. A failed host call is
 //!   `EIO` (the directory stays lazy and is retried next time). Host entries that are
 //!   neither directories, regular files nor symbolic links are not shown.
+//! * [`host_misses`]: host paths a single-name lookup found missing, so probing them again
+//!   costs no host call (bounded).
 //! * [`encode`]: the Linux encodings (`st_mode` bits, `struct stat`, `linux_dirent64`).
 //!
 //! * [`access`]: Linux's permission checks (search, open, create, delete, metadata) for
@@ -50,6 +52,7 @@ mod contents;
 mod encode;
 mod handle;
 mod host;
+mod host_misses;
 mod inode;
 mod mounts;
 mod names;
@@ -131,6 +134,8 @@ pub(crate) struct Fs {
     owner: fn() -> (u32, u32),
     /// The host share behind lazy nodes, if attached.
     host: Option<Arc<dyn HostShare>>,
+    /// Host paths a single-name lookup found missing ([`host_misses`]).
+    host_misses: host_misses::HostMisses,
     /// Mount points: directories a synthetic filesystem is shown over ([`mounts`]).
     mounts: BTreeMap<Ino, crate::fs::mount::MountKind>,
     /// The mounted volumes and their inodes (`--volume`).
@@ -160,6 +165,7 @@ impl Fs {
             clock,
             owner: || (0, 0),
             host: None,
+            host_misses: host_misses::HostMisses::default(),
             mounts: BTreeMap::new(),
             vols: volume::Volumes::default(),
             cred: None,

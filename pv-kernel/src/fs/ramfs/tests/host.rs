@@ -272,6 +272,37 @@ fn walks_look_up_single_names_and_listings_stay_consistent() {
     assert_eq!(fs2.mkdir(ROOT_INO, b"/bin/sh", 0o755), Err(EEXIST));
 }
 
+/// A name the host does not have is asked for once: probing it again (a `PATH` search, a
+/// library search) costs no host call; a name the guest creates there afterwards is found,
+/// and a listing still shows exactly the host's entries and the guest's.
+#[test]
+fn a_missing_host_name_is_looked_up_once() {
+    let mut fake = Fake::standard();
+    fake.looks_up = true;
+    let (mut fs, fake) = attached(fake);
+    assert_eq!(fs.stat(ROOT_INO, b"/etc/nothing"), Err(ENOENT));
+    let lookups = fake.lookups.load(Ordering::Relaxed);
+    for _ in 0..3 {
+        assert_eq!(fs.stat(ROOT_INO, b"/etc/nothing"), Err(ENOENT));
+        assert_eq!(fs.stat(ROOT_INO, b"/etc/nothing/x"), Err(ENOENT));
+    }
+    assert_eq!(
+        fake.lookups.load(Ordering::Relaxed),
+        lookups,
+        "no new host call"
+    );
+    // Another missing name is asked for.
+    assert_eq!(fs.stat(ROOT_INO, b"/etc/other"), Err(ENOENT));
+    assert_eq!(fake.lookups.load(Ordering::Relaxed), lookups + 1);
+    // The guest makes the missing name: it is there.
+    put(&mut fs, ROOT_INO, b"/etc/nothing", b"guest");
+    assert_eq!(get(&mut fs, ROOT_INO, b"/etc/nothing").unwrap(), b"guest");
+    let etc = fs.lookup(ROOT_INO, b"/etc", true).unwrap();
+    assert_eq!(names(&mut fs, etc), ["hosts", "nothing", "passwd"]);
+    fs.unlink(ROOT_INO, b"/etc/nothing").unwrap();
+    assert_eq!(fs.stat(ROOT_INO, b"/etc/nothing"), Err(ENOENT));
+}
+
 #[test]
 fn host_metadata_shows_in_stat() {
     let (mut fs, _) = attached(Fake::standard());

@@ -44,6 +44,15 @@ pub const HELP: &[(&str, &str)] = &[
         "at most N guest tasks at once, N >= 1 (pvmux run --pids-limit)",
     ),
     (
+        "rlimit=R:SOFT:HARD",
+        "init's limit of resource R (Linux RLIMIT_ number < 16) (pvmux run --ulimit)",
+    ),
+    ("user=UID:GID", "run init as UID:GID (pvmux run --user)"),
+    (
+        "groups=GID,...",
+        "init's supplementary groups, ascending (pvmux run --user NAME, --group-add)",
+    ),
+    (
         "volume=ID:ro|rw:DIR",
         "mount host volume ID at DIR (pvmux adds them with --volume)",
     ),
@@ -650,6 +659,9 @@ mod tests {
                             "all|NAME,..." => "all",
                             "NAME=VALUE" => "A=b",
                             "ID:ro|rw:DIR" => "0:ro:/v",
+                            "R:SOFT:HARD" => "7:1:2",
+                            "UID:GID" => "1:1",
+                            "GID,..." => "1,2",
                             _ => "/p",
                         };
                         write!(s, "{key}={v}").unwrap();
@@ -670,7 +682,8 @@ mod tests {
             "console-tty=1 console-size=1x1 syscall-report quiet hostfs bench_quick hostpid=1 \
              seed=1 canary=/c selftest fs-selftest exit=1 sleep=1 panic syscall \
              crash=double-fault crash=stub-syscall bench=all hostile=x ls=/ cat=/ env=A=b \
-             workdir=/w volume=0:rw:/v",
+             workdir=/w volume=0:rw:/v rlimit=7:1:2 user=1:1 groups=1,2 hostname=h \
+             task-limit=3",
         )
         .unwrap();
         let buf = all.encode().unwrap();

@@ -66,6 +66,37 @@ impl Containerd {
         c
     }
 
+    /// A containerd with podman's test image imported (`podman save --format oci-archive`,
+    /// `ctr image import`), under the same name.
+    fn with_image(p: &Podman) -> Self {
+        let c = Self::start();
+        let archive = c.path("image.tar");
+        let s = p.podman(
+            None,
+            &[
+                "save",
+                "--format",
+                "oci-archive",
+                "-o",
+                archive.to_str().unwrap(),
+                &p.image,
+            ],
+        );
+        assert_eq!(s.code(), Some(0), "podman save: {}", s.context());
+        let base = p.image.split(':').next().unwrap();
+        let i = c.ctr(&[
+            "image",
+            "import",
+            "--base-name",
+            base,
+            archive.to_str().unwrap(),
+        ]);
+        assert_eq!(i.code(), Some(0), "ctr image import: {}", i.context());
+        let ls = c.ctr(&["image", "ls", "-q"]);
+        assert!(ls.has_line(&p.image), "{}", ls.context());
+        c
+    }
+
     /// `ctr -a SOCKET -n NAMESPACE ARGS...` (`run` with its I/O fifos in the test's
     /// directory).
     fn ctr(&self, args: &[&str]) -> Run {
@@ -130,32 +161,7 @@ fn short(runtime: &str) -> &str {
 )]
 fn containerd_runs_containers_with_pvmux_as_runc_does() {
     let p = Podman::new(PVMUX);
-    let c = Containerd::start();
-    // The image, as podman saves it, imported into this containerd.
-    let archive = c.path("image.tar");
-    let s = p.podman(
-        None,
-        &[
-            "save",
-            "--format",
-            "oci-archive",
-            "-o",
-            archive.to_str().unwrap(),
-            &p.image,
-        ],
-    );
-    assert_eq!(s.code(), Some(0), "podman save: {}", s.context());
-    let base = p.image.split(':').next().unwrap();
-    let i = c.ctr(&[
-        "image",
-        "import",
-        "--base-name",
-        base,
-        archive.to_str().unwrap(),
-    ]);
-    assert_eq!(i.code(), Some(0), "ctr image import: {}", i.context());
-    let ls = c.ctr(&["image", "ls", "-q"]);
-    assert!(ls.has_line(&p.image), "{}", ls.context());
+    let c = Containerd::with_image(&p);
 
     // `ctr run --rm`: the shim creates, starts, waits for and deletes the container; the
     // output and exit status are runc's.
@@ -415,4 +421,38 @@ fn eight_podman_containers_run_at_once() {
     for pid in pids {
         wait_for("the container's process is gone", || !alive(pid));
     }
+}
+
+/// `ctr run -t`: the shim hands pvmux a console socket, and the container's stdio is the
+/// terminal whose master pvmux sends there; ctr itself needs a terminal (`script`).
+#[test]
+#[cfg_attr(
+    not(all(have_busybox, have_podman, have_containerd, have_script)),
+    ignore = "needs /bin/busybox, podman, containerd and script: apt-get install busybox-static podman containerd bsdutils"
+)]
+fn containerd_gives_the_container_a_terminal() {
+    let p = Podman::new(PVMUX);
+    let c = Containerd::with_image(&p);
+    let run = |runtime: &str, id: &str| {
+        let ctr = format!(
+            "ctr -a {} -n {} run --fifo-dir {} --rm -t --runc-binary {runtime} --runc-root {} \
+             {} {id} sh -c '[ -t 0 ] && [ -t 1 ] && echo ttys; exit 4'",
+            c.path("containerd.sock").display(),
+            c.namespace,
+            c.path("fifo").display(),
+            c.path(&format!("root-{}", short(runtime))).display(),
+            p.image,
+        );
+        let mut cmd = Command::new("script");
+        cmd.args(["-qec", &ctr, "/dev/null"]);
+        let what = format!("{cmd:?}");
+        run_with_timeout(cmd, &what, TIMEOUT, Duration::from_millis(10), |_| {})
+    };
+    let pvmux = run(PVMUX, "tty-pvmux");
+    let native = run(RUNC, "tty-runc");
+    assert_eq!(pvmux.code(), Some(4), "{}", pvmux.context());
+    assert_eq!(pvmux.code(), native.code(), "{}", native.context());
+    // The terminals on the way (the container's, script's) turn its newline into "\r\r\n".
+    assert!(pvmux.stdout.contains("ttys\r"), "{}", pvmux.context());
+    assert_eq!(pvmux.stdout, native.stdout);
 }

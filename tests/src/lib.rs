@@ -130,6 +130,7 @@ pub fn config(name: &str, words: &str, vcpus: u32) -> TenantConfig {
         console_rate: None,
         cpu_limit: None,
         cpu_seconds: None,
+        cpu_shares: None,
         crash_dump: None,
         initrd: None,
         hostfs: None,

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use pvmux_tests::oci::{alive, wait_for, Podman, TIMEOUT};
+use pvmux_tests::oci::{alive, children, wait_for, Podman, TIMEOUT};
 use pvmux_tests::{run_with_timeout, Run, TempDir};
 
 /// The `pvmux` command line.
@@ -257,7 +257,8 @@ fn containerd_runs_containers_with_pvmux_as_runc_does() {
     assert!(c.ctr(&["task", "ls", "-q"]).stdout.trim().is_empty());
 }
 
-/// The guest's view of podman's `--memory`, `--cpus` and `--pids-limit`.
+/// The guest's view of podman's `--memory`, `--cpus` and `--pids-limit`, and `--cpu-shares`
+/// on the host.
 #[test]
 #[cfg_attr(
     not(all(have_busybox, have_podman)),
@@ -324,6 +325,36 @@ fn podman_resource_flags_are_visible_in_the_guest() {
         3
     );
 
+    // --cpu-shares: the weight of the tenant's cgroup (its sandboxes'), as runc's
+    // container's.
+    let weight = |runtime: Option<&str>| -> String {
+        let d = p.podman(
+            runtime,
+            &["run", "-d", "--cpu-shares", "512", &p.image, "sleep", "1000"],
+        );
+        assert_eq!(d.code(), Some(0), "{}", d.context());
+        let id = d.stdout.trim().to_owned();
+        let r = p.podman(runtime, &["inspect", "-f", "{{.State.Pid}}", &id]);
+        let pid: i32 = r.stdout.trim().parse().expect("a pid");
+        let weight = if runtime.is_some() {
+            // The monitor's sandboxes are in the tenant cgroup.
+            let mut sandboxes = Vec::new();
+            wait_for("the guest runs", || {
+                sandboxes = children(pid);
+                !sandboxes.is_empty()
+            });
+            cpu_weight(sandboxes[0])
+        } else {
+            cpu_weight(pid)
+        };
+        let rm = p.podman(runtime, &["rm", "-f", "-t", "0", &id]);
+        assert_eq!(rm.code(), Some(0), "{}", rm.context());
+        weight
+    };
+    let pvmux = weight(Some(PVMUX));
+    assert_eq!(pvmux, weight(None));
+    assert!(pvmux == "512" || pvmux == "20", "cpu.shares 512 became {pvmux}");
+
     // --pids-limit: a fork loop stops where runc's does (the shell counts too).
     let forks = "n=0; while [ $n -lt 100 ]; do sleep 1000 & n=$((n+1)); echo $n; done";
     let started = |runtime: Option<&str>, limit: &str| -> u32 {
@@ -342,6 +373,31 @@ fn podman_resource_flags_are_visible_in_the_guest() {
     assert!(pvmux < 20, "{pvmux} processes started with --pids-limit 20");
     // Without the limit all of them start.
     assert_eq!(started(Some(PVMUX), "0"), 100);
+}
+
+/// The CPU weight process `pid` runs under: its cgroup's `cpu.shares` (cgroup v1), else its
+/// `cpu.weight` (cgroup v2).
+fn cpu_weight(pid: i32) -> String {
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup");
+    let v1 = cgroups.lines().find_map(|l| {
+        let mut f = l.splitn(3, ':');
+        let (_, controllers, path) = (f.next()?, f.next()?, f.next()?);
+        controllers
+            .split(',')
+            .any(|c| c == "cpu")
+            .then(|| format!("/sys/fs/cgroup/{controllers}{path}/cpu.shares"))
+    });
+    let file = v1.unwrap_or_else(|| {
+        let path = cgroups
+            .lines()
+            .find_map(|l| l.strip_prefix("0::"))
+            .expect("a cgroup v2 line");
+        format!("/sys/fs/cgroup{path}/cpu.weight")
+    });
+    std::fs::read_to_string(&file)
+        .unwrap_or_else(|e| panic!("{file}: {e}"))
+        .trim()
+        .to_owned()
 }
 
 /// The state directory pvmux keeps for a container podman started (podman passes no

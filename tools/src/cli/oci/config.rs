@@ -173,6 +173,10 @@ pub(crate) fn map(spec: &Spec, bundle: &Path) -> anyhow::Result<Plan> {
             }
         }
         if let Some(cpu) = res.cpu() {
+            // 0 is "unset" in engines' configs; the range is cgroup v1's.
+            if let Some(shares) = cpu.shares().filter(|&s| s > 0) {
+                flag("--cpu-shares", shares.clamp(2, 262_144).to_string().into());
+            }
             if let (Some(q), Some(p)) = (cpu.quota(), cpu.period()) {
                 if q > 0 && p > 0 {
                     flag("--cpus", format!("{}", q as f64 / p as f64).into());
@@ -375,7 +379,7 @@ mod tests {
                       {"destination":"/mnt/f","type":"bind","source":"config.json"}],
             "hostname":"box",
             "annotations":{"io.pvmux.vcpus":"3","other":"x"},
-            "linux":{"resources":{"memory":{"limit":100000000},"cpu":{"quota":50000,"period":100000},
+            "linux":{"resources":{"memory":{"limit":100000000},"cpu":{"quota":50000,"period":100000,"shares":512},
               "pids":{"limit":10}}}}"#,
         );
         let p = map(&s, &dir).unwrap();
@@ -409,6 +413,8 @@ mod tests {
             "box",
             "--mem",
             "100663296",
+            "--cpu-shares",
+            "512",
             "--cpus",
             "0.5",
             "--pids-limit",

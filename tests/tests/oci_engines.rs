@@ -330,7 +330,15 @@ fn podman_resource_flags_are_visible_in_the_guest() {
     let weight = |runtime: Option<&str>| -> String {
         let d = p.podman(
             runtime,
-            &["run", "-d", "--cpu-shares", "512", &p.image, "sleep", "1000"],
+            &[
+                "run",
+                "-d",
+                "--cpu-shares",
+                "512",
+                &p.image,
+                "sleep",
+                "1000",
+            ],
         );
         assert_eq!(d.code(), Some(0), "{}", d.context());
         let id = d.stdout.trim().to_owned();
@@ -353,7 +361,10 @@ fn podman_resource_flags_are_visible_in_the_guest() {
     };
     let pvmux = weight(Some(PVMUX));
     assert_eq!(pvmux, weight(None));
-    assert!(pvmux == "512" || pvmux == "20", "cpu.shares 512 became {pvmux}");
+    assert!(
+        pvmux == "512" || pvmux == "20",
+        "cpu.shares 512 became {pvmux}"
+    );
 
     // --pids-limit: a fork loop stops where runc's does (the shell counts too).
     let forks = "n=0; while [ $n -lt 100 ]; do sleep 1000 & n=$((n+1)); echo $n; done";

@@ -204,6 +204,37 @@ fn containerd_runs_containers_with_pvmux_as_runc_does() {
     ]);
     assert!(v.stdout.contains("pvmux"), "{}", v.context());
 
+    // A failed create: the shim reads pvmux's `--log-format json` log and ctr says why, as
+    // with runc; nothing is left in the runtime's root.
+    let fail = |runtime: &str| {
+        let root = c.path(&format!("root-{}", short(runtime)));
+        let id = format!("fail-{}", short(runtime));
+        let r = c.ctr(&[
+            "run",
+            "--rm",
+            "--runc-binary",
+            runtime,
+            "--runc-root",
+            root.to_str().unwrap(),
+            &p.image,
+            &id,
+            "nosuch",
+        ]);
+        let _ = c.ctr(&["container", "rm", &id]);
+        assert!(!root.join(&c.namespace).join(&id).exists());
+        r
+    };
+    let pvmux = fail(PVMUX);
+    let native = fail(RUNC);
+    assert_eq!(pvmux.code(), Some(1), "{}", pvmux.context());
+    assert_eq!(pvmux.code(), native.code(), "{}", native.context());
+    assert!(
+        pvmux.stderr.contains("OCI runtime create failed")
+            && pvmux.stderr.contains("\"nosuch\" not found"),
+        "{}",
+        pvmux.context()
+    );
+
     // `ctr run -d`, `task kill` (SIGTERM reaches init's trap), `task delete`: the lifecycle
     // through the shim, with the container's output in a log file.
     let trap = "trap 'echo bye; exit 9' TERM; echo up; sleep 100 & wait";

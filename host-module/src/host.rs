@@ -121,6 +121,7 @@ impl Host {
                     watchdog: cfg.watchdog,
                     cpu_limit: cfg.cpu_limit,
                     cpu_seconds: cfg.cpu_seconds,
+                    cpu_shares: cfg.cpu_shares,
                     crash_dump: cfg.crash_dump,
                     sandbox_user: cfg.sandbox_user,
                 },

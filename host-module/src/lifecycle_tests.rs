@@ -39,6 +39,7 @@ fn config(name: &str, vcpus: u32, console: Capture) -> TenantConfig {
         console_rate: None,
         cpu_limit: None,
         cpu_seconds: None,
+        cpu_shares: None,
         crash_dump: None,
         initrd: None,
         hostfs: None,

@@ -63,6 +63,11 @@ pub struct TenantConfig {
     /// CPU-time budget of the whole tenant in seconds (all its sandboxes and host work on its
     /// behalf, see [`crate::limits`]); `None` = unlimited.
     pub cpu_seconds: Option<u64>,
+    /// Relative CPU weight of the whole tenant in cgroup v1 `cpu.shares` units (1024 = one
+    /// thread's default, 2..=262144): the tenant cgroup's `cpu.shares`, or on cgroup v2 its
+    /// `cpu.weight` converted as runc converts it, where the host has a `cpu` controller
+    /// (see [`crate::limits`]); `None` = the weight follows the vCPU count.
+    pub cpu_shares: Option<u64>,
     /// Directory for crash dumps (see [`crate::dump`]); `None` = no dumps.
     pub crash_dump: Option<PathBuf>,
     /// Initial RAM disk: a plain cpio newc archive, already checked with
@@ -107,6 +112,7 @@ impl TenantConfig {
             console_rate: None,
             cpu_limit: None,
             cpu_seconds: None,
+            cpu_shares: None,
             crash_dump: None,
             initrd: None,
             hostfs: None,
@@ -130,6 +136,7 @@ impl std::fmt::Debug for TenantConfig {
             .field("console_rate", &self.console_rate)
             .field("cpu_limit", &self.cpu_limit)
             .field("cpu_seconds", &self.cpu_seconds)
+            .field("cpu_shares", &self.cpu_shares)
             .field("crash_dump", &self.crash_dump)
             .field("initrd_len", &self.initrd.as_ref().map(|i| i.len()))
             .field("hostfs", &self.hostfs.as_ref().map(|h| h.path()))
@@ -232,6 +239,7 @@ pub(crate) struct Limits {
     pub(crate) watchdog: Option<Duration>,
     pub(crate) cpu_limit: Option<f64>,
     pub(crate) cpu_seconds: Option<u64>,
+    pub(crate) cpu_shares: Option<u64>,
     pub(crate) crash_dump: Option<PathBuf>,
     pub(crate) sandbox_user: SandboxUser,
 }
@@ -952,6 +960,7 @@ fn monitor_thread(s: &Arc<Shared>, stub: &Stub, tx: &mpsc::Sender<Result<u32, Ho
             cpu_seconds: s.limits.cpu_seconds,
             mem_bytes: s.mem.size(),
             vcpus: s.ctl.nr_vcpus(),
+            cpu_shares: s.limits.cpu_shares,
         },
     );
     let _ = s.cpu.set(Arc::clone(&limits.cpu));

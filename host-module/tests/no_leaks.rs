@@ -34,6 +34,7 @@ fn config(i: usize) -> TenantConfig {
         console_rate: None,
         cpu_limit: None,
         cpu_seconds: None,
+        cpu_shares: None,
         crash_dump: None,
         initrd: None,
         hostfs: None,

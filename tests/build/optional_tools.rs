@@ -1,6 +1,6 @@
 //! Optional host tools some integration tests need (busybox-static, a static glibc,
-//! musl-gcc, `script`, glibc's dynamic loader, User-Mode Linux, gVisor's `runsc`), detected
-//! once per build.
+//! musl-gcc, `script`, glibc's dynamic loader, User-Mode Linux, gVisor's `runsc`, podman,
+//! containerd), detected once per build.
 //!
 //! For each tool found, the test crate gets `--cfg have_NAME`; tests that need it carry
 //! `#[cfg_attr(not(have_NAME), ignore = "needs ...: apt-get install PACKAGE")]`, so that without
@@ -47,7 +47,7 @@ struct Tool {
 
 /// Every optional tool. A test needing one of them carries the attribute
 /// `#[cfg_attr(not(have_NAME), ignore = "needs WHAT: INSTALL")]`.
-const TOOLS: [Tool; 14] = [
+const TOOLS: [Tool; 15] = [
     Tool {
         cfg: "have_busybox",
         what: "static /bin/busybox",
@@ -168,6 +168,15 @@ const TOOLS: [Tool; 14] = [
         install: "apt-get install podman",
         locate: Locate::Paths {
             paths: &["/usr/bin/podman"],
+            static_elf: false,
+        },
+    },
+    Tool {
+        cfg: "have_containerd",
+        what: "containerd (with ctr and its runc shim)",
+        install: "apt-get install containerd",
+        locate: Locate::Paths {
+            paths: &["/usr/bin/containerd-shim-runc-v2"],
             static_elf: false,
         },
     },

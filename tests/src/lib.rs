@@ -40,6 +40,7 @@
 //! | `have_sqlite3`      | the `sqlite3` shell      | `sqlite3`         |
 //! | `have_shfmt`        | `shfmt` (a Go program)   | `shfmt`           |
 //! | `have_podman`       | `podman` (OCI engine)    | `podman`          |
+//! | `have_containerd`   | containerd, `ctr`, shim  | `containerd`      |
 //!
 //! Without the tool, libtest prints `ignored, needs ...` for the test and counts it in the
 //! summary, and the build prints one warning per missing tool naming the ignored tests and
@@ -129,6 +130,7 @@ pub fn config(name: &str, words: &str, vcpus: u32) -> TenantConfig {
         console_rate: None,
         cpu_limit: None,
         cpu_seconds: None,
+        cpu_shares: None,
         crash_dump: None,
         initrd: None,
         hostfs: None,

@@ -299,9 +299,13 @@ impl Podman {
             .status()
             .expect("run tar");
         assert!(st.success(), "tar");
+        // One image per instance: tests running at once in one test process must not remove
+        // each other's image (`rmi -f` removes its containers too).
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let p = Self {
             dir,
-            image: format!("localhost/pvmux-oci-busybox:{}", std::process::id()),
+            image: format!("localhost/pvmux-oci-busybox:{}-{n}", std::process::id()),
         };
         let r = p.podman(None, &["import", tar.to_str().unwrap(), &p.image]);
         assert_eq!(r.code(), Some(0), "podman import: {}", r.context());

@@ -7,7 +7,7 @@ use std::process::Command;
 use serde_json::Value;
 
 /// The documented names (docs/BENCHMARKS.md), in output order.
-const NAMES: [&str; 63] = [
+const NAMES: [&str; 69] = [
     "pvmux.call.in_sandbox",
     "pvmux.hypercall.spin",
     "pvmux.hypercall.block",
@@ -71,6 +71,12 @@ const NAMES: [&str; 63] = [
     "uml.app.gcc_hello",
     "gvisor.app.gcc_hello",
     "pvmux.app.gcc_hello",
+    "runc.oci.podman_run_true",
+    "gvisor.oci.podman_run_true",
+    "pvmux.oci.podman_run_true",
+    "runc.oci.idle_container_pss",
+    "gvisor.oci.idle_container_pss",
+    "pvmux.oci.idle_container_pss",
 ];
 
 /// The user-mode figures of `peer` in `NAMES`.
@@ -134,21 +140,24 @@ fn quick_json_run_reports_every_documented_figure() {
     for r in results {
         let name = r["name"].as_str().unwrap();
         let unit = r["unit"].as_str().expect("unit");
-        let expected_unit = if name == "pvmux.host_rss_per_tenant" {
-            "bytes"
-        } else {
-            "ns"
-        };
+        let expected_unit =
+            if name == "pvmux.host_rss_per_tenant" || name.ends_with(".oci.idle_container_pss") {
+                "bytes"
+            } else {
+                "ns"
+            };
         assert_eq!(unit, expected_unit, "{r}");
         match r.get("unavailable") {
             Some(why) => {
                 let why = why.as_str().expect("reason is a string");
                 assert!(!why.is_empty(), "{r}");
                 assert!(r.get("median_ns").is_none(), "{r}");
-                // pvmux's own figures, guest user mode included, are always measurable;
-                // only peers that may be missing (KVM, User-Mode Linux, gVisor) may not be.
+                // pvmux's own figures, guest user mode included, are always measurable
+                // (those under podman when podman is installed); only peers that may be
+                // missing (KVM, User-Mode Linux, gVisor, podman) may not be.
+                let no_podman = name.contains(".oci.") && why.contains("podman is not installed");
                 assert!(
-                    !name.starts_with("pvmux."),
+                    !name.starts_with("pvmux.") || no_podman,
                     "pvmux figure {name} is unavailable: {why}"
                 );
                 assert!(
@@ -254,6 +263,30 @@ fn missing_peers_are_unavailable_fast() {
         assert!(r.get("median_ns").is_none(), "{r}");
     }
     assert!(t0.elapsed().as_secs() < 20, "{:?}", t0.elapsed());
+}
+
+#[test]
+fn oci_figures_without_podman_are_unavailable() {
+    // No podman in PATH: every `*.oci.*` figure says so, none is left out.
+    let (v, _) = bench_env(
+        &["--quick", "--json", "--only", "*.oci.*"],
+        &[("PATH", "/nonexistent")],
+    );
+    let results = v["results"].as_array().unwrap();
+    let names: Vec<&str> = results
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    let expected: Vec<&str> = NAMES
+        .iter()
+        .copied()
+        .filter(|n| n.contains(".oci."))
+        .collect();
+    assert_eq!(names, expected);
+    for r in results {
+        let why = r["unavailable"].as_str().unwrap_or_else(|| panic!("{r}"));
+        assert!(why.contains("podman is not installed"), "{r}");
+    }
 }
 
 #[test]

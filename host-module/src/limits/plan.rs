@@ -33,6 +33,9 @@ pub struct Request {
     pub mem_bytes: u64,
     /// `--vcpus`.
     pub vcpus: u32,
+    /// `--cpu-shares`: a scheduling weight in cgroup v1 `cpu.shares` units (1024 = one
+    /// thread's default); `None`: the weight follows `vcpus`.
+    pub cpu_shares: Option<u64>,
 }
 
 impl Request {
@@ -137,6 +140,9 @@ pub struct CgroupPlan {
     pub memory_bytes: u64,
     /// Task limit (when `pids` is available), see [`pids_limit`].
     pub pids: u64,
+    /// `cpu.shares` asked for (v1: written as it is; v2: [`shares_to_weight`]); `None`:
+    /// [`CgroupPlan::weight`] applies.
+    pub shares: Option<u64>,
     /// Scheduling weight in units of one thread's default weight: `vcpus` (the tenant
     /// competes for the host's CPUs like its vCPU threads did as separate threads).
     pub weight: u32,
@@ -188,6 +194,16 @@ pub struct Plan {
     pub rate: Rate,
 }
 
+/// The range of cgroup v1 `cpu.shares`.
+pub const SHARES_RANGE: std::ops::RangeInclusive<u64> = 2..=262_144;
+
+/// cgroup v2 `cpu.weight` (1..=10000, 100 the default) for cgroup v1 `cpu.shares`
+/// (2..=262144, 1024 the default), converted as runc and crun convert them.
+pub fn shares_to_weight(shares: u64) -> u64 {
+    let s = shares.clamp(*SHARES_RANGE.start(), *SHARES_RANGE.end());
+    1 + ((s - 2) * 9999) / 262_142
+}
+
 /// The CFS quota for `cpus` CPUs (at least 1 ms per period).
 pub fn quota_us(cpus: f64) -> u64 {
     ((cpus * CPU_PERIOD_US as f64).round() as u64).max(1000)
@@ -236,6 +252,7 @@ pub fn plan(req: &Request, support: Support, name: &str) -> Plan {
             Some(CgroupPlan {
                 kind: CgroupKind::V2(parent.join(name)),
                 quota_us: quota,
+                shares: req.cpu_shares,
                 memory_bytes: memory_limit(req.mem_bytes, req.vcpus),
                 pids: pids_limit(req.vcpus),
                 weight: req.vcpus.max(1),
@@ -245,12 +262,17 @@ pub fn plan(req: &Request, support: Support, name: &str) -> Plan {
         Support::V1(parents) => (
             Some(CgroupPlan {
                 quota_us: quota.filter(|_| parents.cpu.is_some()),
-                // The `cpu` hierarchy only for a rate: a group there is a scheduling entity
-                // of its own, which would change how the tenant competes for the host's
-                // CPUs when nothing asked for it (`cpuacct` counts without scheduling).
+                shares: req.cpu_shares.filter(|_| parents.cpu.is_some()),
+                // The `cpu` hierarchy only for a rate or a weight: a group there is a
+                // scheduling entity of its own, which would change how the tenant competes
+                // for the host's CPUs when nothing asked for it (`cpuacct` counts without
+                // scheduling).
                 kind: CgroupKind::V1(
                     V1Parents {
-                        cpu: parents.cpu.clone().filter(|_| quota.is_some()),
+                        cpu: parents
+                            .cpu
+                            .clone()
+                            .filter(|_| quota.is_some() || req.cpu_shares.is_some()),
                         ..parents.clone()
                     }
                     .join(name),
@@ -331,6 +353,7 @@ mod tests {
             cpu_seconds,
             mem_bytes: 64 << 20,
             vcpus: 2,
+            cpu_shares: None,
         }
     }
 
@@ -417,6 +440,40 @@ mod tests {
         };
         assert_eq!(co.join("n").dirs(), vec![Path::new("/cg/cpu,cpuacct/h/n")]);
         assert_eq!(v1_all().dirs().len(), 4);
+    }
+
+    #[test]
+    fn cpu_shares_set_the_weight() {
+        let shares = Request {
+            cpu_shares: Some(512),
+            ..req(None, None)
+        };
+        let p = plan(&shares, Support::V1(v1_all()), "n");
+        let cg = p.cgroup.unwrap();
+        assert_eq!(cg.shares, Some(512));
+        // A weight puts the tenant in the `cpu` hierarchy, without a rate.
+        let CgroupKind::V1(dirs) = cg.kind else {
+            panic!()
+        };
+        assert_eq!(dirs.cpu, Some("/cg/cpu/h/n".into()));
+        assert_eq!((cg.quota_us, p.rate), (None, Rate::None));
+        let v2 = Support::V2 {
+            parent: "/sys/fs/cgroup/h".into(),
+        };
+        assert_eq!(plan(&shares, v2, "n").cgroup.unwrap().shares, Some(512));
+        // Without a `cpu` controller there is nothing to write it to.
+        let no_cpu = V1Parents {
+            cpu: None,
+            ..v1_all()
+        };
+        let p = plan(&shares, Support::V1(no_cpu), "n");
+        assert_eq!(p.cgroup.unwrap().shares, None);
+        // runc's conversion to cgroup v2's cpu.weight.
+        assert_eq!(shares_to_weight(2), 1);
+        assert_eq!(shares_to_weight(1024), 39);
+        assert_eq!(shares_to_weight(262_144), 10_000);
+        assert_eq!(shares_to_weight(0), 1);
+        assert_eq!(shares_to_weight(u64::MAX), 10_000);
     }
 
     #[test]

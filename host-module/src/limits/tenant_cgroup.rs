@@ -7,7 +7,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::plan::{cgroup_owner, CgroupKind, CgroupPlan, CPU_PERIOD_US};
+use super::plan::{cgroup_owner, CgroupKind, CgroupPlan, CPU_PERIOD_US, SHARES_RANGE};
 use super::{cgroup_v1, cgroup_v2};
 
 /// Where the tenant's CPU time is read.
@@ -44,7 +44,10 @@ impl TenantCgroup {
                 cg.mkdir(dir)?;
                 cg.usage = Some(Usage::V2(dir.clone()));
                 // cpu.weight: 100 is one thread's default (range 1..=10000).
-                let w = (u64::from(plan.weight) * 100).clamp(1, 10_000);
+                let w = plan.shares.map_or_else(
+                    || (u64::from(plan.weight) * 100).clamp(1, 10_000),
+                    super::plan::shares_to_weight,
+                );
                 std::fs::write(dir.join("cpu.weight"), w.to_string())?;
                 desc.push(format!("cpu.weight {w}"));
                 if let Some(q) = plan.quota_us {
@@ -66,7 +69,10 @@ impl TenantCgroup {
                 }
                 if let Some(d) = &p.cpu {
                     // cpu.shares: 1024 is one thread's default.
-                    let w = u64::from(plan.weight) * 1024;
+                    let w = plan
+                        .shares
+                        .unwrap_or(u64::from(plan.weight) * 1024)
+                        .clamp(*SHARES_RANGE.start(), *SHARES_RANGE.end());
                     std::fs::write(d.join("cpu.shares"), w.to_string())?;
                     desc.push(format!("cpu.shares {w}"));
                 }
@@ -233,6 +239,7 @@ mod tests {
             cpu_seconds: Some(1),
             mem_bytes: 32 << 20,
             vcpus: 1,
+            cpu_shares: Some(512),
         };
         let name = format!("pvmux-{}-unit-test", std::process::id());
         let p = plan(&req, support, &name);
@@ -240,6 +247,20 @@ mod tests {
         assert!(cg.describe().contains(&name), "{}", cg.describe());
         let dirs = cg.dirs().to_vec();
         assert!(!dirs.is_empty());
+        // The weight asked for is the one in force (v2: runc's conversion of 512 shares).
+        let weight = dirs.iter().find_map(|d| {
+            std::fs::read_to_string(d.join("cpu.shares"))
+                .or_else(|_| std::fs::read_to_string(d.join("cpu.weight")))
+                .ok()
+        });
+        if let Some(w) = weight {
+            let want = if cg.describe().starts_with("cgroup v2") {
+                super::super::plan::shares_to_weight(512)
+            } else {
+                512
+            };
+            assert_eq!(w.trim(), want.to_string(), "{}", cg.describe());
+        }
         // A busy child: `sh` spinning until killed.
         let mut child = std::process::Command::new("/bin/sh")
             .args(["-c", "while :; do :; done"])

@@ -6,6 +6,7 @@ pub mod apps;
 pub mod boot;
 pub mod guest;
 pub mod hostinfo;
+pub mod oci;
 pub mod progress;
 pub mod report;
 pub mod rss;
@@ -446,6 +447,42 @@ pub const BENCHMARKS: &[BenchDef] = &[
         None,
         "app: gcc compiles and runs a C hello world, in a pvmux guest (--rootfs /)",
     ),
+    def(
+        "runc.oci.podman_run_true",
+        Unit::Ns,
+        None,
+        "oci: `podman run --rm IMAGE true` with runc, wall time",
+    ),
+    def(
+        "gvisor.oci.podman_run_true",
+        Unit::Ns,
+        None,
+        "oci: `podman run --rm IMAGE true` with runsc (ptrace, no network), wall time",
+    ),
+    def(
+        "pvmux.oci.podman_run_true",
+        Unit::Ns,
+        Some(150e6),
+        "oci: `podman run --rm IMAGE true` with pvmux, wall time",
+    ),
+    def(
+        "runc.oci.idle_container_pss",
+        Unit::Bytes,
+        None,
+        "oci: host memory (PSS) of an idle podman container's processes, runc",
+    ),
+    def(
+        "gvisor.oci.idle_container_pss",
+        Unit::Bytes,
+        None,
+        "oci: host memory (PSS) of an idle podman container's processes, runsc",
+    ),
+    def(
+        "pvmux.oci.idle_container_pss",
+        Unit::Bytes,
+        None,
+        "oci: host memory (PSS) of an idle podman container's processes, pvmux",
+    ),
 ];
 
 /// Name of the reference every figure is compared to.
@@ -577,6 +614,11 @@ pub fn run(opts: &Options) -> Result<BenchReport, BenchError> {
         .map(|d| d.name)
         .filter(|n| apps::split(n).is_some())
         .collect();
+    let oci_wanted: Vec<&'static str> = defs
+        .iter()
+        .map(|d| d.name)
+        .filter(|n| oci::split(n).is_some())
+        .collect();
     let natives = [
         "native.syscall.getppid",
         "native.seccomp_trap",
@@ -609,7 +651,8 @@ pub fn run(opts: &Options) -> Result<BenchReport, BenchError> {
                     .any(|n| user::split(n).is_some_and(|(q, _)| q == **p))
             })
             .count()
-        + app_wanted.len();
+        + app_wanted.len()
+        + oci_wanted.len();
     let progress = Progress::stderr(opts.progress);
     progress.set_total(steps as u64);
 
@@ -696,6 +739,7 @@ pub fn run(opts: &Options) -> Result<BenchReport, BenchError> {
     if !app_wanted.is_empty() {
         values.extend(apps::run(&app_wanted, opts.quick, &progress));
     }
+    values.extend(oci::run_figures(&oci_wanted, opts.quick, &progress));
     progress.finish();
 
     let median = |name: &str| {
@@ -781,6 +825,9 @@ mod tests {
         let apps = selected(&["*.app.*".to_owned()]);
         assert_eq!(apps.len(), 12);
         assert!(apps.iter().all(|d| apps::split(d.name).is_some()));
+        let oci = selected(&["*.oci.*".to_owned()]);
+        assert_eq!(oci.len(), 6);
+        assert!(oci.iter().all(|d| oci::split(d.name).is_some()));
         assert!(selected(&["nothing-like-this".to_owned()]).is_empty());
     }
 }

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use super::apps;
 use super::hostinfo::HostInfo;
+use super::oci;
 use super::user::{self, Peer};
 use super::{BenchReport, BenchResult, Unit, BENCHMARKS};
 
@@ -82,6 +83,9 @@ pub fn table(report: &BenchReport) -> String {
     let (apps, others): (Vec<&BenchResult>, Vec<&BenchResult>) = others
         .into_iter()
         .partition(|r| apps::split(r.name).is_some());
+    let (ocis, others): (Vec<&BenchResult>, Vec<&BenchResult>) = others
+        .into_iter()
+        .partition(|r| oci::split(r.name).is_some());
     if !others.is_empty() {
         out.push('\n');
         let _ = writeln!(
@@ -101,6 +105,63 @@ pub fn table(report: &BenchReport) -> String {
     if !apps.is_empty() {
         out.push('\n');
         out.push_str(&app_table(&apps));
+    }
+    if !ocis.is_empty() {
+        out.push('\n');
+        out.push_str(&oci_table(&ocis));
+    }
+    out
+}
+
+/// The OCI runtime figures (`*.oci.*`) side by side: one row per figure, one column per
+/// runtime (runc, gVisor, pvmux), each cell the median and its ratio to runc's; then why
+/// the missing cells are missing.
+pub fn oci_table(results: &[&BenchResult]) -> String {
+    let find = |rt: oci::Runtime, figure: &str| {
+        results
+            .iter()
+            .find(|r| oci::split(r.name) == Some((rt, figure)))
+    };
+    let mut out =
+        String::from("oci: podman with each runtime, one busybox image; median (ratio to runc)\n");
+    let _ = write!(out, "{:20}", "figure");
+    for rt in oci::Runtime::ALL {
+        let _ = write!(out, " {:>CELL$}", rt.prefix());
+    }
+    out.push('\n');
+    for (figure, unit) in oci::FIGURES {
+        if oci::Runtime::ALL
+            .iter()
+            .all(|&rt| find(rt, figure).is_none())
+        {
+            continue;
+        }
+        let runc = find(oci::Runtime::Runc, figure)
+            .and_then(|r| r.value.as_ref().ok())
+            .map(|s| s.median)
+            .filter(|&m| m > 0.0);
+        let _ = write!(out, "{figure:20}");
+        for rt in oci::Runtime::ALL {
+            let cell = match find(rt, figure).map(|r| &r.value) {
+                None => "-".to_owned(),
+                Some(Err(_)) => "unavailable".to_owned(),
+                Some(Ok(s)) => match runc {
+                    Some(n) if rt != oci::Runtime::Runc => format!(
+                        "{} ({})",
+                        format_value(s.median, unit),
+                        format_ratio(s.median / n)
+                    ),
+                    _ => format_value(s.median, unit),
+                },
+            };
+            let _ = write!(out, " {cell:>CELL$}");
+        }
+        out.push('\n');
+    }
+    for r in results {
+        if let Err(why) = &r.value {
+            let _ = writeln!(out, "{}: unavailable: {why}", r.name);
+        }
     }
     out
 }

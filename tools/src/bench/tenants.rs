@@ -84,6 +84,7 @@ pub fn launch_with_share(
         console_rate: None,
         cpu_limit: None,
         cpu_seconds: None,
+        cpu_shares: None,
         crash_dump: None,
         initrd,
         hostfs,

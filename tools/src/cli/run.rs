@@ -137,6 +137,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub cpu_seconds: Option<u64>,
 
+    /// Relative CPU weight of the whole tenant against other tenants and host processes, in
+    /// cgroup v1 `cpu.shares` units (1024 = one thread's default): the tenant cgroup's
+    /// `cpu.shares`, or on cgroup v2 its `cpu.weight` (converted as runc does), where the
+    /// host has a `cpu` controller [default: 1024 per vCPU]. OCI's `cpu.shares`.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(2..=262_144))]
+    pub cpu_shares: Option<u64>,
+
     /// When pvmux runs as root: the user (and group) the sandbox processes run as, numeric,
     /// `UID` (group = UID) or `UID:GID` as podman's `--user` (Firecracker's jailer: `--uid`
     /// and `--gid`). The default is a dedicated id no account uses; give each tenant its own
@@ -886,6 +893,7 @@ fn tenant_config(
         console_rate: (args.console_rate > 0).then_some(args.console_rate),
         cpu_limit: args.cpus,
         cpu_seconds: args.cpu_seconds,
+        cpu_shares: args.cpu_shares,
         crash_dump: args.crash_dump.clone(),
         initrd: initrd.map(|i| Arc::clone(&i.bytes)),
         hostfs: plan.hostfs.clone(),

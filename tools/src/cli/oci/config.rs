@@ -162,6 +162,9 @@ pub(crate) fn map(spec: &Spec, bundle: &Path) -> anyhow::Result<Plan> {
         }
     }
 
+    // The guest's vCPUs follow a CPU quota (as gVisor's `--cpu-num-from-quota`), so that
+    // `nproc` in the container shows what it may use; the annotation overrides it.
+    let mut quota_vcpus = None;
     if let Some(res) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
         if let Some(limit) = res.memory().as_ref().and_then(|m| m.limit()) {
             if limit > 0 {
@@ -170,9 +173,14 @@ pub(crate) fn map(spec: &Spec, bundle: &Path) -> anyhow::Result<Plan> {
             }
         }
         if let Some(cpu) = res.cpu() {
+            // 0 is "unset" in engines' configs; the range is cgroup v1's.
+            if let Some(shares) = cpu.shares().filter(|&s| s > 0) {
+                flag("--cpu-shares", shares.clamp(2, 262_144).to_string().into());
+            }
             if let (Some(q), Some(p)) = (cpu.quota(), cpu.period()) {
                 if q > 0 && p > 0 {
                     flag("--cpus", format!("{}", q as f64 / p as f64).into());
+                    quota_vcpus = Some(vcpus_for_quota(q.unsigned_abs(), p, host_cpus()));
                 }
             }
         }
@@ -215,6 +223,8 @@ pub(crate) fn map(spec: &Spec, bundle: &Path) -> anyhow::Result<Plan> {
         .unwrap_or_default();
     if let Some(v) = annotations.get(ANNOTATION_VCPUS) {
         flag("--vcpus", v.into());
+    } else if let Some(n) = quota_vcpus {
+        flag("--vcpus", n.to_string().into());
     }
     if let Some(k) = annotations.get(ANNOTATION_KERNEL) {
         flag("--kernel", bundle.join(k).into());
@@ -232,6 +242,23 @@ pub(crate) fn map(spec: &Spec, bundle: &Path) -> anyhow::Result<Plan> {
         netns,
         hooks: spec.hooks().clone(),
     })
+}
+
+/// The guest's vCPU count for a CFS quota of `quota` µs per `period` µs: the CPUs the
+/// quota amounts to, rounded up, at least 1 and at most `host_cpus` (and the ABI's
+/// [`pvmux_hypercalls::MAX_VCPUS`]).
+pub(crate) fn vcpus_for_quota(quota: u64, period: u64, host_cpus: u32) -> u32 {
+    let max = host_cpus.clamp(1, pvmux_hypercalls::MAX_VCPUS);
+    let n = quota.div_ceil(period.max(1));
+    u32::try_from(n).unwrap_or(u32::MAX).clamp(1, max)
+}
+
+/// The CPUs this process may run on.
+fn host_cpus() -> u32 {
+    std::thread::available_parallelism()
+        .ok()
+        .and_then(|n| u32::try_from(n.get()).ok())
+        .unwrap_or(1)
 }
 
 /// One mount: `Ok(Some(--volume value))` for a bind mount of a directory, `Ok(None)` for the
@@ -352,7 +379,7 @@ mod tests {
                       {"destination":"/mnt/f","type":"bind","source":"config.json"}],
             "hostname":"box",
             "annotations":{"io.pvmux.vcpus":"3","other":"x"},
-            "linux":{"resources":{"memory":{"limit":100000000},"cpu":{"quota":50000,"period":100000},
+            "linux":{"resources":{"memory":{"limit":100000000},"cpu":{"quota":50000,"period":100000,"shares":512},
               "pids":{"limit":10}}}}"#,
         );
         let p = map(&s, &dir).unwrap();
@@ -386,6 +413,8 @@ mod tests {
             "box",
             "--mem",
             "100663296",
+            "--cpu-shares",
+            "512",
             "--cpus",
             "0.5",
             "--pids-limit",
@@ -440,6 +469,50 @@ mod tests {
         let own = with(r#"{"type":"network"}"#);
         assert_eq!(own.netns, None);
         assert!(!own.run_args.iter().any(|a| a == "--net"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_cpu_quota_sets_the_vcpus_unless_annotated() {
+        assert_eq!(vcpus_for_quota(50_000, 100_000, 8), 1);
+        assert_eq!(vcpus_for_quota(100_000, 100_000, 8), 1);
+        assert_eq!(vcpus_for_quota(150_000, 100_000, 8), 2);
+        assert_eq!(vcpus_for_quota(400_000, 100_000, 2), 2);
+        assert_eq!(vcpus_for_quota(1, 100_000, 0), 1);
+        assert_eq!(
+            vcpus_for_quota(u64::MAX, 1, 1000),
+            pvmux_hypercalls::MAX_VCPUS
+        );
+        let dir = std::env::temp_dir().join(format!("pvmux-oci-quota-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("rootfs")).unwrap();
+        let vcpus = |extra: &str| {
+            let p = map(
+                &spec(&format!(
+                    r#"{{"ociVersion":"1","root":{{"path":"rootfs"}},
+                    "process":{{"cwd":"/","args":["/x"],"user":{{"uid":0,"gid":0}}}}{extra}}}"#
+                )),
+                &dir,
+            )
+            .unwrap();
+            let v: Vec<_> = p
+                .run_args
+                .windows(2)
+                .filter(|w| w[0] == "--vcpus")
+                .map(|w| w[1].to_string_lossy().into_owned())
+                .collect();
+            v
+        };
+        let quota = r#","linux":{"resources":{"cpu":{"quota":100000,"period":100000}}}"#;
+        assert_eq!(vcpus(quota), ["1"]);
+        assert_eq!(
+            vcpus(&format!(
+                r#"{quota},"annotations":{{"io.pvmux.vcpus":"3"}}"#
+            )),
+            ["3"]
+        );
+        // No quota: pvmux run's default.
+        assert!(vcpus("").is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

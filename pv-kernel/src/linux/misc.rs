@@ -33,16 +33,17 @@ pub(crate) fn sys_uname(buf: u64) -> SysResult {
     Ok(0)
 }
 
-/// `sysinfo(info)`.
+/// `sysinfo(info)`: the memory figures of `/proc/meminfo` (total = the guest's `--mem`).
 pub(crate) fn sys_sysinfo(info: u64) -> SysResult {
     let mut b = [0u8; 112];
     let up = crate::time::now_ns() / 1_000_000_000;
+    let m = super::procfs::mem_figures();
     let st = crate::fs::pagecache::stats();
     b[0..8].copy_from_slice(&up.to_le_bytes());
-    b[32..40].copy_from_slice(&(st.pool_total * 4096).to_le_bytes());
-    b[40..48].copy_from_slice(&(st.pool_free * 4096).to_le_bytes());
-    // sharedram: file and shared memory pages; bufferram: the clean host-file cache.
-    b[48..56].copy_from_slice(&(st.owned_pages * 4096).to_le_bytes());
+    b[32..40].copy_from_slice(&(m.total * 1024).to_le_bytes());
+    b[40..48].copy_from_slice(&(m.free * 1024).to_le_bytes());
+    // sharedram: the memory filesystem's pages; bufferram: the clean host-file cache.
+    b[48..56].copy_from_slice(&(m.shmem * 1024).to_le_bytes());
     b[56..64].copy_from_slice(&(st.clean_pages * 4096).to_le_bytes());
     let procs = super::task::all_processes().len() as u16;
     b[80..82].copy_from_slice(&procs.to_le_bytes());

@@ -107,7 +107,9 @@ pub(crate) fn meminfo() -> Vec<u8> {
     text::meminfo(&mem())
 }
 
-fn mem() -> MemInfo {
+/// The guest's memory figures, in KiB: what `/proc/meminfo`, `/proc/vmstat` and `sysinfo`
+/// all show, so `free` agrees with itself whichever it reads.
+pub(crate) fn mem() -> MemInfo {
     let total = crate::boot::info().mem_size / 1024;
     let (pool_free, _) = crate::linux::pool::stats();
     let frames_free = crate::mm::frame::free_frames();

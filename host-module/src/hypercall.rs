@@ -34,6 +34,12 @@ pub(crate) trait HcEnv {
     fn take_signals(&self) -> u64 {
         0
     }
+    /// `TaskLimitTake`: the task limit the host set since the last call (0: none).
+    fn take_task_limit(&self) -> u32 {
+        0
+    }
+    /// `StatsReport`: the guest's figures (checked).
+    fn stats_report(&self, _stats: pvmux_hypercalls::resources::GuestStats) {}
     /// `SpaceCreate(ctx_gpa)`.
     fn space_create(&self, ctx_gpa: u64, reaped_gpa: u64) -> Result<u64, HcError>;
     /// `SpaceDestroy(handle)`.
@@ -107,6 +113,11 @@ pub(crate) fn handle(mem: &GuestMemory, env: &dyn HcEnv, nr: u64, args: [u64; 6]
         | Hypercall::ExecTermSize => ret(crate::exec::hc(mem, env.exec(), call, args)),
         // At most bit 62 is set (signal 63): always a non-negative return.
         Hypercall::SignalTake => HcAction::Return((env.take_signals() & (u64::MAX >> 1)) as i64),
+        Hypercall::TaskLimitTake => HcAction::Return(i64::from(env.take_task_limit())),
+        Hypercall::StatsReport => ret(crate::resources::read_report(mem, args[0]).map(|s| {
+            env.stats_report(s);
+            0
+        })),
         _ => HcAction::Return(HcError::UnknownCall.to_ret()),
     }
 }

@@ -205,6 +205,9 @@ struct State {
     spares_off: bool,
     /// The tenant is ending: no new spaces.
     closed: bool,
+    /// The tenant is paused: every sandbox is stopped, and one spawned now is stopped as
+    /// soon as it exists (`crate::pause`).
+    paused: bool,
     reaper: Option<Reaper>,
 }
 
@@ -391,6 +394,10 @@ impl Spaces {
         if let Some(cpu) = self.inner.cpu.get() {
             cpu.apply(raw_pid);
         }
+        if st.paused {
+            // Spawned by a hypercall that was in flight when the tenant paused.
+            let _ = crate::pause::signal(&child.pidfd, crate::pause::Direction::Stop);
+        }
         let handle = st.next_handle;
         let reaper = st.reaper.as_ref().map(|r| Arc::clone(&r.epoll));
         let added = reaper.as_ref().map(|ep| {
@@ -525,6 +532,29 @@ impl Spaces {
             .chain(st.spares.iter().map(|s| s.pid))
             .map(|p| p.as_raw_nonzero().get() as u32);
         f(&mut pids)
+    }
+
+    /// Stops (pauses) or continues every user sandbox, spares included; while paused, a
+    /// sandbox spawned later is stopped as soon as it exists. Every sandbox is signalled even
+    /// if one fails; the first failure is returned.
+    pub(crate) fn set_paused(
+        &self,
+        dir: crate::pause::Direction,
+    ) -> Result<(), crate::pause::PauseError> {
+        let mut st = self.lock();
+        st.paused = dir == crate::pause::Direction::Stop;
+        let mut result = Ok(());
+        let fds = st
+            .entries
+            .values()
+            .map(|e| &*e.pidfd)
+            .chain(st.spares.iter().map(|s| &*s.pidfd));
+        for fd in fds {
+            if let Err(e) = crate::pause::signal(fd, dir) {
+                result = result.and(Err(e));
+            }
+        }
+        result
     }
 
     /// Pids of the (assigned) user sandboxes not reaped yet; spares are not included.
@@ -720,6 +750,9 @@ fn top_up_spares(inner: &Inner, ep: &OwnedFd) {
             if let Some(cpu) = inner.cpu.get() {
                 cpu.apply(raw_pid);
             }
+        }
+        if st.paused {
+            let _ = crate::pause::signal(&child.pidfd, crate::pause::Direction::Stop);
         }
         st.next_spare += 1;
         st.spares.push(Spare {

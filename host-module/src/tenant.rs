@@ -10,6 +10,7 @@ use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use pvmux_hypercalls::resources::GuestStats;
 use pvmux_hypercalls::sandbox::{STUB_EXIT_CRASH, STUB_EXIT_SETUP};
 use pvmux_hypercalls::{BootArgsBuf, HcError, TrapFrame};
 
@@ -231,6 +232,14 @@ struct Shared {
     net: OnceLock<Arc<crate::net::HostNet>>,
     /// Exec sessions (`Tenant::exec`).
     exec: Arc<crate::exec::ExecTable>,
+    /// Whether the tenant is paused (`crate::pause`); the lock orders pauses and resumes.
+    pause: Mutex<bool>,
+    /// The same, for the watchdog (which does not look while the tenant is paused).
+    paused: AtomicBool,
+    /// The guest's figures and task limit (`crate::resources`).
+    resources: crate::resources::Resources,
+    /// The limits in force while the sandbox runs (set and cleared by the monitor thread).
+    live_limits: Mutex<Option<Arc<crate::limits::TenantLimits>>>,
 }
 
 /// The options of [`TenantConfig`] the monitor thread applies.
@@ -557,6 +566,14 @@ impl HcEnv for Shared {
     fn exec(&self) -> Option<&crate::exec::ExecTable> {
         Some(&self.exec)
     }
+
+    fn take_task_limit(&self) -> u32 {
+        self.resources.take_task_limit()
+    }
+
+    fn stats_report(&self, stats: pvmux_hypercalls::resources::GuestStats) {
+        self.resources.report(stats);
+    }
 }
 
 /// What other threads may do to a running tenant (see [`Tenant::handle`]); it does nothing
@@ -592,6 +609,191 @@ impl TenantHandle {
         self.shared.host_signals.fetch_or(1 << (signo - 1), SeqCst);
         self.shared.raise(pvmux_hypercalls::vcpu::pending::SIGNAL);
         Ok(())
+    }
+}
+
+impl TenantHandle {
+    /// Pauses the running tenant: every one of its sandbox processes is stopped, and this
+    /// returns once all their threads are (see [`crate::pause`]): no guest instruction runs
+    /// and the tenant uses no CPU until [`TenantHandle::resume`]. Killing a paused tenant
+    /// ends it at once. A sandbox that does not stop within [`crate::pause::STOP_TIMEOUT`]
+    /// is an error, and the tenant is resumed.
+    pub fn pause(&self) -> Result<(), crate::pause::PauseError> {
+        use crate::pause::{self, Direction, PauseError};
+        let s = &self.shared;
+        let mut paused = s.pause.lock().unwrap_or_else(|e| e.into_inner());
+        let gate = s.signal_gate.lock().unwrap_or_else(|e| e.into_inner());
+        let (Some(kernel_pid), Some(fd), false) = (*gate, s.pidfd.get(), s.has_outcome()) else {
+            return Err(PauseError::NotRunning);
+        };
+        drop(gate);
+        if *paused {
+            return Err(PauseError::AlreadyPaused);
+        }
+        // The watchdog stops looking first: a stopped vCPU takes no heartbeat.
+        s.paused.store(true, SeqCst);
+        let stopped = s
+            .spaces
+            .set_paused(Direction::Stop)
+            .and_then(|()| pause::signal(fd, Direction::Stop))
+            .and_then(|()| {
+                pause::wait_all_stopped(|| {
+                    let mut pids = s.spaces.with_pids(|p| p.collect::<Vec<_>>());
+                    pids.push(kernel_pid);
+                    pids
+                })
+            });
+        match stopped {
+            Ok(()) => {
+                *paused = true;
+                tracing::info!(tenant = %s.name, "paused");
+                Ok(())
+            }
+            Err(e) => {
+                let _ = s.spaces.set_paused(Direction::Continue);
+                let _ = pause::signal(fd, Direction::Continue);
+                s.paused.store(false, SeqCst);
+                Err(e)
+            }
+        }
+    }
+
+    /// Resumes a paused tenant: its sandboxes continue where they stopped.
+    pub fn resume(&self) -> Result<(), crate::pause::PauseError> {
+        use crate::pause::{self, Direction, PauseError};
+        let s = &self.shared;
+        let mut paused = s.pause.lock().unwrap_or_else(|e| e.into_inner());
+        if !*paused {
+            return Err(PauseError::NotPaused);
+        }
+        let kernel = s
+            .pidfd
+            .get()
+            .map_or(Ok(()), |fd| pause::signal(fd, Direction::Continue));
+        let users = s.spaces.set_paused(Direction::Continue);
+        *paused = false;
+        s.paused.store(false, SeqCst);
+        tracing::info!(tenant = %s.name, "resumed");
+        kernel.and(users)
+    }
+
+    /// Whether the tenant is paused.
+    pub fn is_paused(&self) -> bool {
+        *self.shared.pause.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the kernel sandbox runs (started, not ended).
+    fn running(&self) -> bool {
+        let s = &self.shared;
+        s.signal_gate
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+            && !s.has_outcome()
+    }
+
+    /// The guest's figures, asked for now (`pending::RESOURCES`, answered with
+    /// `StatsReport`), at most [`crate::resources::ANSWER_TIMEOUT`]. A paused guest cannot
+    /// answer: its last report is returned (an error if it never reported).
+    pub fn guest_stats(&self) -> Result<GuestStats, crate::resources::ResourceError> {
+        use crate::resources::{ResourceError, ANSWER_TIMEOUT};
+        let s = &self.shared;
+        if !self.running() {
+            return Err(ResourceError::NotRunning);
+        }
+        if self.is_paused() {
+            return s.resources.last().ok_or(ResourceError::PausedNoFigures);
+        }
+        let n = s.resources.reports();
+        s.raise(pvmux_hypercalls::vcpu::pending::RESOURCES);
+        s.resources
+            .wait_report(n, ANSWER_TIMEOUT)
+            .ok_or(ResourceError::NoAnswer(ANSWER_TIMEOUT))
+    }
+
+    /// Sets the guest's task limit (`pvmux update --pids-limit`): the guest takes it
+    /// (`TaskLimitTake`) and reports its figures with the limit in force, which this returns
+    /// (at most [`crate::resources::ANSWER_TIMEOUT`]). Of a paused tenant, the guest takes
+    /// it when resumed, and this returns `None` at once.
+    pub fn set_task_limit(
+        &self,
+        limit: crate::resources::TaskLimit,
+    ) -> Result<Option<GuestStats>, crate::resources::ResourceError> {
+        use crate::resources::{ResourceError, ANSWER_TIMEOUT};
+        let s = &self.shared;
+        if !self.running() {
+            return Err(ResourceError::NotRunning);
+        }
+        let taken = s.resources.set_task_limit(limit)?;
+        s.raise(pvmux_hypercalls::vcpu::pending::RESOURCES);
+        if self.is_paused() {
+            return Ok(None);
+        }
+        s.resources
+            .wait_taken(taken, ANSWER_TIMEOUT)
+            .map(Some)
+            .ok_or(ResourceError::NoAnswer(ANSWER_TIMEOUT))
+    }
+
+    /// The tenant's CPU time so far: its sandboxes' (the tenant cgroup's counter, or the sum
+    /// over its processes: live ones, and reaped ones when the tenant has a CPU rate or
+    /// budget) and the host work counted on its behalf (counted when it has a CPU rate or
+    /// budget). `None` before the sandbox runs or after it ended.
+    pub fn cpu_time(&self) -> Option<crate::limits::CpuTime> {
+        let s = &self.shared;
+        let limits = s
+            .live_limits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()?;
+        let pid = (*s.signal_gate.lock().unwrap_or_else(|e| e.into_inner()))?;
+        Some(crate::limits::CpuTime {
+            sandboxes: Duration::from_nanos(limits.sandboxes_ns(pid, &s.spaces)),
+            host_work: limits.cpu.host_work(),
+        })
+    }
+
+    /// Changes the tenant cgroup's CPU rate and weight (`pvmux update --cpu-quota`, ...).
+    /// Without a tenant cgroup that has the `cpu` controller nothing changes:
+    /// [`crate::resources::ResourceError::NoCpuCgroup`].
+    pub fn update_cpu(
+        &self,
+        u: &crate::limits::CpuUpdate,
+    ) -> Result<(), crate::resources::ResourceError> {
+        use crate::resources::ResourceError;
+        let limits = self
+            .shared
+            .live_limits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or(ResourceError::NotRunning)?;
+        let cg = limits
+            .cgroup
+            .as_ref()
+            .filter(|c| c.has_cpu())
+            .ok_or(ResourceError::NoCpuCgroup)?;
+        cg.update_cpu(u)
+            .map_err(|e| ResourceError::Cgroup(e.to_string()))?;
+        tracing::info!(tenant = %self.shared.name, update = ?u, "CPU controls changed");
+        Ok(())
+    }
+
+    /// Whether the tenant has a cgroup whose CPU controls [`TenantHandle::update_cpu`]
+    /// changes, and the CFS quota and period in force there.
+    pub fn cpu_controls(&self) -> Option<(Option<u64>, u64)> {
+        let limits = self
+            .shared
+            .live_limits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()?;
+        limits.cgroup.as_ref()?.cpu_max()
+    }
+
+    /// The guest's memory size in bytes.
+    pub fn mem_size(&self) -> u64 {
+        self.shared.mem.size()
     }
 }
 
@@ -701,6 +903,10 @@ impl Tenant {
                         s.raise(pvmux_hypercalls::vcpu::pending::EXEC);
                     }
                 }))),
+                pause: Mutex::new(false),
+                paused: AtomicBool::new(false),
+                resources: crate::resources::Resources::default(),
+                live_limits: Mutex::new(None),
             }
         });
         if parts.net.enabled() {
@@ -845,6 +1051,16 @@ impl Tenant {
         self.shared.kill();
     }
 
+    /// As [`TenantHandle::pause`].
+    pub fn pause(&self) -> Result<(), crate::pause::PauseError> {
+        self.handle().pause()
+    }
+
+    /// As [`TenantHandle::resume`].
+    pub fn resume(&self) -> Result<(), crate::pause::PauseError> {
+        self.handle().resume()
+    }
+
     /// A handle that other threads keep to kill the tenant while one waits for it.
     pub fn handle(&self) -> TenantHandle {
         TenantHandle {
@@ -952,7 +1168,7 @@ fn monitor_thread(s: &Arc<Shared>, stub: &Stub, tx: &mpsc::Sender<Result<u32, Ho
     // user sandbox exists before `set_cpu` below but those the kernel asks for, which
     // `set_cpu` moves in too).
     let _ = tx.send(Ok(raw_pid));
-    let limits = crate::limits::apply(
+    let limits = Arc::new(crate::limits::apply(
         &s.name,
         raw_pid,
         crate::limits::Request {
@@ -962,7 +1178,8 @@ fn monitor_thread(s: &Arc<Shared>, stub: &Stub, tx: &mpsc::Sender<Result<u32, Ho
             vcpus: s.ctl.nr_vcpus(),
             cpu_shares: s.limits.cpu_shares,
         },
-    );
+    ));
+    *s.live_limits.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(&limits));
     let _ = s.cpu.set(Arc::clone(&limits.cpu));
     s.spaces.set_cpu(limits.for_spaces(&s.name));
     watch(s, raw_pid, &limits);
@@ -984,6 +1201,11 @@ fn monitor_thread(s: &Arc<Shared>, stub: &Stub, tx: &mpsc::Sender<Result<u32, Ho
     s.spaces.shutdown();
     // Exec sessions end with it (their programs were in it).
     s.exec.close();
+    // The cgroup goes once the last user of the limits is done with them.
+    s.live_limits
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
     drop(limits);
     s.stop.store(true, SeqCst);
     s.sandbox_ended(exit);
@@ -1040,6 +1262,13 @@ fn watch(s: &Arc<Shared>, pid: u32, limits: &crate::limits::TenantLimits) {
                 continue;
             }
         }
+        if s.paused.load(SeqCst) {
+            // A stopped vCPU takes no events: the watchdog starts afresh after the resume.
+            if let Some(d) = dog.as_mut() {
+                *d = Watchdog::new(d.timeout(), s.ctl.nr_vcpus());
+            }
+            continue;
+        }
         let Some(dog) = dog.as_mut() else { continue };
         let now = Instant::now();
         // The watchdog looks at its own period only (each look may send heartbeats).
@@ -1080,6 +1309,7 @@ fn pending_names(bits: u32) -> String {
         (pending::NET, "NET"),
         (pending::EXEC, "EXEC"),
         (pending::SIGNAL, "SIGNAL"),
+        (pending::RESOURCES, "RESOURCES"),
     ]
     .iter()
     .filter(|(b, _)| bits & b != 0)

@@ -350,6 +350,8 @@ enum pvmux_hypercall {
     PVMUX_HC_EXEC_TERM_SIZE = 29, /* (session) -> (rows << 16) | cols of a terminal session */
     PVMUX_HC_HOSTFS_LOOKUP = 30, /* (path_gpa, path_len, buf_gpa, buf_len) -> bytes; 0 = no entry (ABI v6) */
     PVMUX_HC_SIGNAL_TAKE = 31,   /* () -> signals for init (bit n-1: signal n), cleared */
+    PVMUX_HC_TASK_LIMIT_TAKE = 34, /* () -> new task limit, 0 = none (ABI v6) */
+    PVMUX_HC_STATS_REPORT = 35,    /* (rec_gpa: struct pvmux_guest_stats) -> 0 (ABI v6) */
 };
 
 /* Negative results of hypercalls and stub calls (int64_t in rax). */
@@ -422,9 +424,10 @@ struct pvmux_sandbox_header {
 #define PVMUX_PENDING_NET (1u << 4)   /* a host socket may be ready, or a published connection */
 #define PVMUX_PENDING_EXEC (1u << 5)  /* an exec request, exec input, or room for exec output */
 #define PVMUX_PENDING_SIGNAL (1u << 6) /* the host sent init a signal: signal_take */
+#define PVMUX_PENDING_RESOURCES (1u << 8) /* task_limit_take, then stats_report */
 #define PVMUX_PENDING_ALL                                                                  \
     (PVMUX_PENDING_TIMER | PVMUX_PENDING_KICK | PVMUX_PENDING_HOST | PVMUX_PENDING_INPUT | \
-     PVMUX_PENDING_NET | PVMUX_PENDING_EXEC | PVMUX_PENDING_SIGNAL)
+     PVMUX_PENDING_NET | PVMUX_PENDING_EXEC | PVMUX_PENDING_SIGNAL | PVMUX_PENDING_RESOURCES)
 
 /* Indices into VcpuShared.stats */
 #define PVMUX_STAT_SHADOW_FILLS 0
@@ -889,6 +892,22 @@ struct pvmux_shutdown_record {
     uint32_t exe_len;           /* bytes of exe */
     uint32_t _reserved;         /* 0 */
     uint8_t exe[PVMUX_SHUTDOWN_EXE_MAX]; /* the program's path, not NUL-terminated */
+};
+
+/* ------------------------------------------------------------------------------------------
+ * Live resources (ABI v6): PVMUX_PENDING_RESOURCES, task_limit_take, stats_report
+ * ---------------------------------------------------------------------------------------- */
+
+#define PVMUX_TASK_LIMIT_NONE 0xffffffffu /* task_limit_take: the kernel's own ceiling only */
+#define PVMUX_GUEST_STATS_SIZE 32
+
+struct pvmux_guest_stats {
+    uint32_t tasks;      /* live tasks (threads), the kernel's own included */
+    uint32_t task_limit; /* the task limit in force */
+    uint32_t processes;  /* live processes */
+    uint32_t _reserved;  /* 0 */
+    uint64_t mem_total;  /* guest memory, bytes */
+    uint64_t mem_free;   /* free guest memory, bytes */
 };
 
 /* ------------------------------------------------------------------------------------------

@@ -117,6 +117,14 @@ pub enum Hypercall {
     /// call (bit `n - 1`: signal `n`, 1..=63), cleared as they are taken. The host raises
     /// `pending::SIGNAL` when one arrives (docs/ABI.md §signals).
     SignalTake = 31,
+    /// `TaskLimitTake() -> limit`: the task limit the host set since the last call (cleared
+    /// as taken): 0 = nothing new, [`crate::resources::TASK_LIMIT_NONE`] = the kernel's own
+    /// ceiling only, else the limit. Raised with `pending::RESOURCES` (docs/ABI.md
+    /// §resources; ABI v6).
+    TaskLimitTake = 34,
+    /// `StatsReport(rec_gpa) -> 0`: the guest's figures, a [`crate::resources::GuestStats`]
+    /// at `rec_gpa`, asked for with `pending::RESOURCES` (docs/ABI.md §resources; ABI v6).
+    StatsReport = 35,
 }
 
 impl Hypercall {
@@ -155,6 +163,8 @@ impl Hypercall {
             29 => Self::ExecTermSize,
             30 => Self::HostfsLookup,
             31 => Self::SignalTake,
+            34 => Self::TaskLimitTake,
+            35 => Self::StatsReport,
             _ => return None,
         })
     }

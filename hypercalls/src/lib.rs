@@ -23,6 +23,7 @@ pub mod image;
 pub mod layout;
 pub mod net;
 pub mod paging;
+pub mod resources;
 pub mod sandbox;
 pub mod shutdown;
 pub mod stub;

@@ -29,8 +29,11 @@ pub mod pending {
     pub const EXEC: u32 = 1 << 5;
     /// The host sent the guest's init a signal (`SignalTake`; `pvmux kill` of a container).
     pub const SIGNAL: u32 = 1 << 6;
+    /// The host asks for the guest's figures (`StatsReport`) or set a new task limit
+    /// (`TaskLimitTake`; docs/ABI.md §resources).
+    pub const RESOURCES: u32 = 1 << 8;
     /// All bits defined by this ABI version.
-    pub const ALL: u32 = TIMER | KICK | HOST | INPUT | NET | EXEC | SIGNAL;
+    pub const ALL: u32 = TIMER | KICK | HOST | INPUT | NET | EXEC | SIGNAL | RESOURCES;
 }
 
 /// Indices into [`VcpuShared::stats`] (maintained by the stub, informational).

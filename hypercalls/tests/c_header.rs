@@ -31,6 +31,7 @@ use pvmux_hypercalls::layout::{
     GUARD_END, GUEST_FREE_BASE, KERNEL_REGION_BASE, KERNEL_REGION_SIZE, MAX_GUEST_MEM,
     PHYSMAP_BASE, WINDOW_BASE, WINDOW_END, WINDOW_SIZE,
 };
+use pvmux_hypercalls::resources::GuestStats;
 use pvmux_hypercalls::sandbox::{
     kind, status, CTL_FD, GUEST_MEM_FD, STUB_EXIT_CRASH, STUB_EXIT_SETUP,
 };
@@ -155,6 +156,8 @@ int main(void) {
     O(pvmux_net_publish, proto); O(pvmux_net_publish, peer);
     S(pvmux_boot_args_header); S(pvmux_boot_args_record);
     S(pvmux_shutdown_record); A(pvmux_shutdown_record);
+    S(pvmux_guest_stats); O(pvmux_guest_stats, task_limit); O(pvmux_guest_stats, processes);
+    O(pvmux_guest_stats, mem_total); O(pvmux_guest_stats, mem_free);
     A(pvmux_boot_info); A(pvmux_trap_frame); A(pvmux_stub_table); A(pvmux_sandbox_header);
     A(pvmux_vcpu_shared); A(pvmux_user_ctx_header); A(pvmux_user_op); A(pvmux_user_slot);
     A(pvmux_hostfs_entry);
@@ -335,6 +338,8 @@ int main(void) {
     P("EXEC_EXITED", PVMUX_EXEC_EXITED); P("EXEC_FLAG_TTY", PVMUX_EXEC_FLAG_TTY);
     P("EXEC_FLAG_USER", PVMUX_EXEC_FLAG_USER); P("PENDING_EXEC", PVMUX_PENDING_EXEC);
     P("HC_SIGNAL_TAKE", PVMUX_HC_SIGNAL_TAKE);
+    P("HC_TASK_LIMIT_TAKE", PVMUX_HC_TASK_LIMIT_TAKE); P("HC_STATS_REPORT", PVMUX_HC_STATS_REPORT);
+    P("TASK_LIMIT_NONE", PVMUX_TASK_LIMIT_NONE); P("GUEST_STATS_SIZE", PVMUX_GUEST_STATS_SIZE);
     P("NET_ERRNO_BASE", PVMUX_NET_ERRNO_BASE); P("NET_IO_MAX", PVMUX_NET_IO_MAX);
     P("NET_DEFAULT_MAX_SOCKETS", PVMUX_NET_DEFAULT_MAX_SOCKETS);
     P("NET_RECV_PEEK", PVMUX_NET_RECV_PEEK);
@@ -357,6 +362,7 @@ int main(void) {
     P("PENDING_TIMER", PVMUX_PENDING_TIMER); P("PENDING_KICK", PVMUX_PENDING_KICK);
     P("PENDING_HOST", PVMUX_PENDING_HOST); P("PENDING_INPUT", PVMUX_PENDING_INPUT);
     P("PENDING_NET", PVMUX_PENDING_NET); P("PENDING_SIGNAL", PVMUX_PENDING_SIGNAL);
+    P("PENDING_RESOURCES", PVMUX_PENDING_RESOURCES);
     P("PENDING_ALL", PVMUX_PENDING_ALL);
     P("STAT_SHADOW_FILLS", PVMUX_STAT_SHADOW_FILLS); P("STAT_SHADOW_PAGES", PVMUX_STAT_SHADOW_PAGES);
     P("STAT_EXCEPTIONS", PVMUX_STAT_EXCEPTIONS); P("STAT_EVENTS", PVMUX_STAT_EVENTS);
@@ -448,6 +454,10 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         (
             "sizeof pvmux_boot_args_record",
             size_of::<RecordHeader>() as u64,
+        ),
+        (
+            "sizeof pvmux_guest_stats",
+            size_of::<pvmux_hypercalls::resources::GuestStats>() as u64,
         ),
         (
             "sizeof pvmux_shutdown_record",
@@ -610,6 +620,10 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         o!("pvmux_hostfs_entry", HostfsEntry, target_len),
         o!("pvmux_hostfs_entry", HostfsEntry, kind),
         o!("pvmux_hostfs_entry", HostfsEntry, reserved),
+        o!("pvmux_guest_stats", GuestStats, task_limit),
+        o!("pvmux_guest_stats", GuestStats, processes),
+        o!("pvmux_guest_stats", GuestStats, mem_total),
+        o!("pvmux_guest_stats", GuestStats, mem_free),
         o!("pvmux_shutdown_record", ShutdownRecord, kind),
         o!("pvmux_shutdown_record", ShutdownRecord, flags),
         o!("pvmux_shutdown_record", ShutdownRecord, pid),
@@ -752,6 +766,16 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         ("HC_NET_PUBLISHED", Hypercall::NetPublished as u64),
         ("HC_HOSTFS_LOOKUP", Hypercall::HostfsLookup as u64),
         ("HC_SIGNAL_TAKE", Hypercall::SignalTake as u64),
+        ("HC_TASK_LIMIT_TAKE", Hypercall::TaskLimitTake as u64),
+        ("HC_STATS_REPORT", Hypercall::StatsReport as u64),
+        (
+            "TASK_LIMIT_NONE",
+            u64::from(pvmux_hypercalls::resources::TASK_LIMIT_NONE),
+        ),
+        (
+            "GUEST_STATS_SIZE",
+            pvmux_hypercalls::resources::GUEST_STATS_SIZE as u64,
+        ),
         ("NET_ERRNO_BASE", pvmux_hypercalls::net::ERRNO_BASE as u64),
         ("NET_IO_MAX", pvmux_hypercalls::net::IO_MAX),
         (
@@ -831,6 +855,7 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         ("PENDING_INPUT", u64::from(pending::INPUT)),
         ("PENDING_NET", u64::from(pending::NET)),
         ("PENDING_SIGNAL", u64::from(pending::SIGNAL)),
+        ("PENDING_RESOURCES", u64::from(pending::RESOURCES)),
         ("PENDING_ALL", u64::from(pending::ALL)),
         ("STAT_SHADOW_FILLS", stat::SHADOW_FILLS as u64),
         ("STAT_SHADOW_PAGES", stat::SHADOW_PAGES as u64),

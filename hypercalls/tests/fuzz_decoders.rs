@@ -33,7 +33,7 @@ const KNOWN_VECTORS: [Vector; 12] = [
     Vector::Event,
     Vector::Syscall,
 ];
-const KNOWN_CALLS: [Hypercall; 32] = [
+const KNOWN_CALLS: [Hypercall; 34] = [
     Hypercall::Nop,
     Hypercall::ConsoleWrite,
     Hypercall::Shutdown,
@@ -66,6 +66,8 @@ const KNOWN_CALLS: [Hypercall; 32] = [
     Hypercall::ExecTermSize,
     Hypercall::HostfsLookup,
     Hypercall::SignalTake,
+    Hypercall::TaskLimitTake,
+    Hypercall::StatsReport,
 ];
 const KNOWN_ERRORS: [HcError; 6] = [
     HcError::UnknownCall,

@@ -61,6 +61,24 @@ pub(crate) fn signal_take() -> u64 {
     result(call(Hypercall::SignalTake, [0; 5])).unwrap_or(0)
 }
 
+/// `TaskLimitTake`: the task limit the host set since the last call (0: none,
+/// [`pvmux_hypercalls::resources::TASK_LIMIT_NONE`]: the kernel's ceiling only), taken.
+pub(crate) fn task_limit_take() -> u32 {
+    result(call(Hypercall::TaskLimitTake, [0; 5]))
+        .ok()
+        .and_then(|v| u32::try_from(v).ok())
+        .unwrap_or(0)
+}
+
+/// `StatsReport`: the guest's figures for the host.
+pub(crate) fn stats_report(stats: &pvmux_hypercalls::resources::GuestStats) {
+    let va = stats as *const _ as u64;
+    let len = core::mem::size_of_val(stats) as u64;
+    if let Some(gpa) = crate::boot::virt_to_phys(va, len) {
+        let _ = call(Hypercall::StatsReport, [gpa, 0, 0, 0, 0]);
+    }
+}
+
 /// `SpaceCreate`: a user sandbox for the context region at `ctx_gpa`; the host sets the
 /// 32-bit word at `reaped_gpa` once the sandbox process is gone. Returns its handle.
 pub(crate) fn space_create(ctx_gpa: u64, reaped_gpa: u64) -> Result<u64, HcError> {

@@ -21,6 +21,7 @@
 //! | `exit_group` | - | sandbox exit (crash path; a single vCPU thread can never exit alone) |
 //! | `futex` | op is `FUTEX_WAIT` or `FUTEX_WAKE` (private flag allowed) | halt, doorbell, parking |
 //! | `sched_yield` | - | bounded spinning backs off |
+//! | `restart_syscall` | - | the kernel's continuation of a `futex` wait with a timeout that a stop (`SIGSTOP`: a paused tenant, `pvmux_host::pause`) interrupted; it only resumes the interrupted, already allowed call |
 //! | `mmap` | fd == guest memfd, flags == `MAP_SHARED\|MAP_FIXED`, addr in window, len <= window size | shadow fill |
 //! | `munmap` | addr in window, len <= window size | shadow invalidation |
 //! | `timer_settime` | - | arming the vCPU timer (timers were created before the filter) |
@@ -53,6 +54,7 @@
 //! | `rt_sigreturn` | - | entering user code / returning from the handler |
 //! | `exit_group` | - | crash or `dead` exit |
 //! | `sched_yield` | - | back-off while spinning |
+//! | `restart_syscall` | - | as in the kernel filter: a timed `futex` wait interrupted by a stop continues |
 //! | `futex` | op is `FUTEX_WAIT` or `FUTEX_WAKE` (private flag allowed) | slot hand-off |
 //! | `timer_settime`, `timer_gettime` | - | the slice timer (created before the filter); `gettime` tells a stale expiry from a live one |
 //! | `tgkill` | tgid == the sandbox's pid, signal == the timer signal | each thread's first entry into its handler |
@@ -121,6 +123,7 @@ pub mod nr {
     pub const EXIT: u32 = 60;
     pub const ARCH_PRCTL: u32 = 158;
     pub const FUTEX: u32 = 202;
+    pub const RESTART_SYSCALL: u32 = 219;
     pub const TIMER_SETTIME: u32 = 223;
     pub const TIMER_GETTIME: u32 = 224;
     pub const EXIT_GROUP: u32 = 231;
@@ -417,6 +420,7 @@ pub fn build_kernel_filter(p: &FilterParams, out: &mut [SockFilter]) -> Result<u
         nr::EXIT_GROUP,
         nr::SCHED_YIELD,
         nr::TIMER_SETTIME,
+        nr::RESTART_SYSCALL,
     ] {
         b.block(n);
         b.ret(RET_ALLOW);
@@ -507,6 +511,7 @@ fn user_filter(
         nr::SCHED_YIELD,
         nr::TIMER_SETTIME,
         nr::TIMER_GETTIME,
+        nr::RESTART_SYSCALL,
     ] {
         b.block(n);
         b.ret(RET_ALLOW);
@@ -655,6 +660,8 @@ mod tests {
             "a lone vCPU thread may not exit"
         );
         assert_eq!(eval(nr::EXIT_GROUP, TEXT + 0x8000, [0; 6]), RET_ALLOW);
+        // A timed futex wait that a stop interrupted continues (a paused tenant).
+        assert_eq!(eval(nr::RESTART_SYSCALL, ip, [0; 6]), RET_ALLOW);
         assert_eq!(eval(nr::FUTEX, ip, [0, 0, 0, 0, 0, 0]), RET_ALLOW);
         assert_eq!(eval(nr::FUTEX, ip, [0, 129, 0, 0, 0, 0]), RET_ALLOW);
         assert_eq!(
@@ -807,6 +814,7 @@ mod tests {
             nr::SCHED_YIELD,
             nr::TIMER_SETTIME,
             nr::TIMER_GETTIME,
+            nr::RESTART_SYSCALL,
         ] {
             assert_eq!(user_eval(nr, ip, [0; 6]), RET_ALLOW, "nr {nr}");
         }

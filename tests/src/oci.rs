@@ -142,6 +142,11 @@ impl Bundle {
         std::fs::read_to_string(self.dir.0.join(format!("stdout-{id}"))).unwrap_or_default()
     }
 
+    /// What container `id` wrote to its stderr so far.
+    pub fn stderr(&self, id: &str) -> String {
+        std::fs::read_to_string(self.dir.0.join(format!("stderr-{id}"))).unwrap_or_default()
+    }
+
     /// The status `state ID` reports, and its pid.
     pub fn state(&self, id: &str) -> (String, i64) {
         let r = self.oci(&["state", id]);

@@ -196,7 +196,7 @@ pub(crate) fn thread_cpu_ns() -> u64 {
 
 /// The CPU time (user + system, all threads) of live or exited-but-unreaped process `pid`
 /// from `/proc/PID/stat`, in nanoseconds (clock-tick resolution).
-pub(crate) fn proc_cpu_ns(pid: u32) -> Option<u64> {
+pub fn proc_cpu_ns(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     Some(stat_ticks(&stat)?.saturating_mul(tick_ns()))
 }

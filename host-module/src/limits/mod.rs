@@ -37,7 +37,7 @@ use std::sync::Arc;
 
 pub use cgroup_v2::{check_parent, CgroupProbe, CGROUP_ROOT};
 pub use plan::{cgroup_name, Accounting, Plan, Rate, Request, Support, CPU_PERIOD_US};
-pub use tenant_cgroup::TenantCgroup;
+pub use tenant_cgroup::{shares_to_weight, CpuUpdate, TenantCgroup};
 
 use crate::sandbox::{self, SandboxExit};
 use crate::HostError;
@@ -98,6 +98,16 @@ pub fn detect_support() -> Support {
     plan::choose(CgroupProbe::detect().usable_dir(), cgroup_v1::detect)
 }
 
+/// A tenant's CPU time ([`crate::TenantHandle::cpu_time`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuTime {
+    /// Its sandboxes' (guest code, and the host kernel's work for them).
+    pub sandboxes: std::time::Duration,
+    /// The host threads' work on its behalf, as counted for a CPU rate or budget (zero
+    /// without one).
+    pub host_work: std::time::Duration,
+}
+
 /// The limits in force for one tenant (held by its monitor thread; the cgroup is removed
 /// when this is dropped, after every sandbox was reaped).
 #[derive(Debug)]
@@ -139,11 +149,18 @@ impl TenantLimits {
     /// Samples the sandboxes' CPU time into the account: the cgroup's counter, or the sum
     /// of the kernel sandbox `kernel_pid` and every user sandbox (live and reaped).
     pub(crate) fn sample(&self, kernel_pid: u32, spaces: &crate::space::Spaces) {
+        self.cpu
+            .set_sandboxes(self.sandboxes_ns(kernel_pid, spaces));
+    }
+
+    /// The sandboxes' CPU time so far (ns): the cgroup's counter, or the sum over the kernel
+    /// sandbox `kernel_pid` and every user sandbox (live, and reaped when counted).
+    pub(crate) fn sandboxes_ns(&self, kernel_pid: u32, spaces: &crate::space::Spaces) -> u64 {
         let ns = match (&self.cgroup, self.accounting) {
             (Some(cg), Accounting::Cgroup) => cg.usage_ns(),
             _ => None,
         };
-        let ns = ns.unwrap_or_else(|| {
+        ns.unwrap_or_else(|| {
             let users = spaces.with_pids(|pids| {
                 self.cpu.reaped_ns()
                     + pids
@@ -151,8 +168,7 @@ impl TenantLimits {
                         .sum::<u64>()
             });
             users + budget::proc_cpu_ns(kernel_pid).unwrap_or(0)
-        });
-        self.cpu.set_sandboxes(ns);
+        })
     }
 }
 

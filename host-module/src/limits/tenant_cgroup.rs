@@ -17,11 +17,37 @@ enum Usage {
     V1(PathBuf),
 }
 
+/// Where the tenant's CPU rate and weight are set.
+#[derive(Clone, Debug)]
+enum CpuFiles {
+    /// `cpu.max`, `cpu.weight`.
+    V2(PathBuf),
+    /// `cpu.cfs_quota_us`, `cpu.cfs_period_us`, `cpu.shares`.
+    V1(PathBuf),
+}
+
+/// A change of a live tenant's CPU controls ([`TenantCgroup::update_cpu`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuUpdate {
+    /// CFS quota and period in µs; a quota of `None` is no limit.
+    pub max: Option<(Option<u64>, u64)>,
+    /// Weight as runc's `cpu.shares` (2..=262144; v2 converts it as runc does).
+    pub shares: Option<u64>,
+}
+
+/// runc's conversion of `cpu.shares` (2..=262144) to cgroup v2's `cpu.weight` (1..=10000).
+pub fn shares_to_weight(shares: u64) -> u64 {
+    let s = shares.clamp(2, 262_144);
+    1 + ((s - 2) * 9999) / 262_142
+}
+
 /// A tenant's cgroup; removed on drop (after every sandbox in it was reaped).
 #[derive(Debug)]
 pub struct TenantCgroup {
     /// The directories created, in creation order.
     dirs: Vec<PathBuf>,
+    /// Where its CPU controls are, if it has the `cpu` controller.
+    cpu: Option<CpuFiles>,
     usage: Option<Usage>,
     /// The memory controller's peak-usage file, if any (logged when the tenant ends).
     peak: Option<PathBuf>,
@@ -34,6 +60,7 @@ impl TenantCgroup {
     pub fn create(plan: &CgroupPlan) -> io::Result<Self> {
         let mut cg = Self {
             dirs: Vec::new(),
+            cpu: None,
             usage: None,
             peak: None,
             desc: String::new(),
@@ -43,6 +70,7 @@ impl TenantCgroup {
             CgroupKind::V2(dir) => {
                 cg.mkdir(dir)?;
                 cg.usage = Some(Usage::V2(dir.clone()));
+                cg.cpu = Some(CpuFiles::V2(dir.clone()));
                 // cpu.weight: 100 is one thread's default (range 1..=10000).
                 let w = plan.shares.map_or_else(
                     || (u64::from(plan.weight) * 100).clamp(1, 10_000),
@@ -68,6 +96,7 @@ impl TenantCgroup {
                     cg.mkdir(d)?;
                 }
                 if let Some(d) = &p.cpu {
+                    cg.cpu = Some(CpuFiles::V1(d.clone()));
                     // cpu.shares: 1024 is one thread's default.
                     let w = plan
                         .shares
@@ -134,6 +163,64 @@ impl TenantCgroup {
             std::fs::write(d.join("cgroup.procs"), pid.to_string())?;
         }
         Ok(())
+    }
+
+    /// Whether its CPU rate and weight can be changed ([`TenantCgroup::update_cpu`]).
+    pub fn has_cpu(&self) -> bool {
+        self.cpu.is_some()
+    }
+
+    /// Changes the CPU rate and weight of the live tenant (`pvmux update`). Without the
+    /// `cpu` controller: `ENOTSUP`, and nothing changes.
+    pub fn update_cpu(&self, u: &CpuUpdate) -> io::Result<()> {
+        let Some(cpu) = &self.cpu else {
+            return Err(io::Error::from_raw_os_error(libc::ENOTSUP));
+        };
+        match cpu {
+            CpuFiles::V2(d) => {
+                if let Some((quota, period)) = u.max {
+                    let q = quota.map_or("max".to_owned(), |q| q.to_string());
+                    std::fs::write(d.join("cpu.max"), format!("{q} {period}"))?;
+                }
+                if let Some(s) = u.shares {
+                    std::fs::write(d.join("cpu.weight"), shares_to_weight(s).to_string())?;
+                }
+            }
+            CpuFiles::V1(d) => {
+                if let Some((quota, period)) = u.max {
+                    // Lift the quota first: the new period never meets the old quota
+                    // (v1 checks each write against the hierarchy's rates).
+                    std::fs::write(d.join("cpu.cfs_quota_us"), "-1")?;
+                    std::fs::write(d.join("cpu.cfs_period_us"), period.to_string())?;
+                    if let Some(q) = quota {
+                        std::fs::write(d.join("cpu.cfs_quota_us"), q.to_string())?;
+                    }
+                }
+                if let Some(s) = u.shares {
+                    std::fs::write(d.join("cpu.shares"), s.to_string())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The CFS quota and period in force (µs; quota `None`: no limit), if it has `cpu`.
+    pub fn cpu_max(&self) -> Option<(Option<u64>, u64)> {
+        match self.cpu.as_ref()? {
+            CpuFiles::V2(d) => {
+                let s = std::fs::read_to_string(d.join("cpu.max")).ok()?;
+                let mut it = s.split_whitespace();
+                let q = it.next()?;
+                let p = it.next()?.parse().ok()?;
+                Some((q.parse().ok(), p))
+            }
+            CpuFiles::V1(d) => {
+                let read = |f: &str| std::fs::read_to_string(d.join(f)).ok();
+                let q: i64 = read("cpu.cfs_quota_us")?.trim().parse().ok()?;
+                let p = read("cpu.cfs_period_us")?.trim().parse().ok()?;
+                Some((u64::try_from(q).ok(), p))
+            }
+        }
     }
 
     /// The CPU time of every process in the cgroup so far, in nanoseconds.

@@ -46,6 +46,7 @@ pub(crate) mod misc;
 pub(crate) mod net;
 pub(crate) mod pool;
 pub(crate) mod procfs;
+pub(crate) mod resources;
 pub(crate) mod rlimit;
 pub(crate) mod shmem;
 pub(crate) mod signal;

@@ -227,16 +227,38 @@ impl Task {
 /// Live tasks (guest threads), for the task limit.
 static LIVE_TASKS: AtomicU32 = AtomicU32::new(0);
 
+/// The task limit the host set while the guest runs (`TaskLimitTake`; 0: none, so the boot
+/// arguments' applies).
+static HOST_TASK_LIMIT: AtomicU32 = AtomicU32::new(0);
+
+/// Sets the task limit the host gave (`pvmux update --pids-limit`): it replaces the boot
+/// arguments' from now on; tasks beyond it that already run stay (as Linux's `pids.max`).
+pub(crate) fn set_host_task_limit(raw: u32) {
+    if raw != 0 {
+        HOST_TASK_LIMIT.store(raw, Ordering::Relaxed);
+    }
+}
+
+/// Live tasks and processes.
+pub(crate) fn counts() -> (u32, u32) {
+    let processes = PROCS.lock().len() as u32;
+    (LIVE_TASKS.load(Ordering::Relaxed), processes)
+}
+
 /// The most guest threads at once: each costs a kernel stack and bookkeeping from the kernel
 /// heap, so the limit follows the heap size (one task per 128 KiB of heap); `fork`/`clone`
 /// beyond it fail with `EAGAIN` (like `RLIMIT_NPROC`) instead of exhausting the heap.
 pub(crate) fn max_tasks() -> u32 {
     let (_, heap) = crate::mm::heap::stats();
     let ceiling = ((heap / (128 << 10)) as u32).clamp(16, 4096);
-    // The boot arguments' task limit (an OCI container's `pids.limit`) lowers it.
-    crate::boot::args()
-        .task_limit()
-        .map_or(ceiling, |n| n.min(ceiling))
+    // The host's task limit, else the boot arguments' (an OCI container's `pids.limit`),
+    // lowers it.
+    let limit = match HOST_TASK_LIMIT.load(Ordering::Relaxed) {
+        0 => crate::boot::args().task_limit(),
+        pvmux_hypercalls::resources::TASK_LIMIT_NONE => None,
+        n => Some(n),
+    };
+    limit.map_or(ceiling, |n| n.min(ceiling))
 }
 
 impl Drop for Task {

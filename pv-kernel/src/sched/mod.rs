@@ -355,6 +355,11 @@ pub(crate) fn handle_event(bits: u32) {
         // The host sent init signals (`pvmux kill` of a container).
         crate::linux::signal::from_host(crate::hcall::signal_take());
     }
+    if taken & pvmux_hypercalls::vcpu::pending::RESOURCES != 0 {
+        // The host set a task limit or asks for the guest's figures (`pvmux update`,
+        // `pvmux events`).
+        crate::linux::resources::host_request();
+    }
     let now = stub::clock_ns();
     let mut kicks: u64 = 0;
     let resched = {

@@ -25,8 +25,8 @@ pub use environ::Environment;
 pub use exit::{EXIT_CODES_HELP, EXIT_GUEST_CRASH, EXIT_HOST_ERROR, EXIT_OCI_ERROR};
 pub use logging::LogFormat;
 pub use oci::{
-    CreateArgs, CreateFlags, DeleteArgs, Format, GlobalArgs, IdArgs, KillArgs, ListArgs, PsArgs,
-    UnsupportedArgs,
+    CreateArgs, CreateFlags, DeleteArgs, EventsArgs, Format, GlobalArgs, IdArgs, KillArgs,
+    ListArgs, PsArgs, UpdateArgs,
 };
 pub use run::{boot_args, ConsoleSetup, InitSetup, OciRunFlags, RunArgs, RUN_AFTER_HELP};
 pub use size::{format_size, parse_mem_size, parse_size};
@@ -112,14 +112,16 @@ pub enum Command {
     /// stdout and stderr are pvmux's, its exit status pvmux's (127: no such program, 126:
     /// not executable, 137: the guest ended).
     Exec(exec::ExecArgs),
-    /// OCI: freeze a container (not supported yet).
-    Pause(UnsupportedArgs),
-    /// OCI: thaw a container (not supported yet).
-    Resume(UnsupportedArgs),
-    /// OCI: resource updates (not supported yet).
-    Update(UnsupportedArgs),
-    /// OCI: events (not supported yet).
-    Events(UnsupportedArgs),
+    /// OCI: pause a running container (its guest stops: no instruction runs, no CPU used).
+    Pause(IdArgs),
+    /// OCI: resume a paused container.
+    Resume(IdArgs),
+    /// OCI: change a running container's resources (CPU quota, period and shares, the
+    /// guest's task limit); what cannot change is refused and nothing changes.
+    Update(UpdateArgs),
+    /// OCI: the container's figures as runc's stats events (JSON lines): CPU time, guest
+    /// memory in use, guest tasks.
+    Events(EventsArgs),
     /// Internal: a container's monitor process (started by `create`).
     #[command(hide = true, name = "oci-monitor")]
     OciMonitor(oci::MonitorArgs),
@@ -192,10 +194,10 @@ pub fn main() -> ExitCode {
         Command::Ps(a) => oci::ps(g, a),
         Command::Features => oci::features(),
         Command::Exec(args) => exec::run(g, args),
-        Command::Pause(_) => oci::unsupported("pause"),
-        Command::Resume(_) => oci::unsupported("resume"),
-        Command::Update(_) => oci::unsupported("update"),
-        Command::Events(_) => oci::unsupported("events"),
+        Command::Pause(a) => oci::pause(g, &a.id),
+        Command::Resume(a) => oci::resume(g, &a.id),
+        Command::Update(a) => oci::update(g, a),
+        Command::Events(a) => oci::events(g, a),
         Command::OciMonitor(m) => oci::monitor::run(g, m),
     };
     match result {

@@ -14,6 +14,7 @@
 pub(crate) mod object;
 mod snap;
 pub(crate) use snap::mem as mem_figures;
+pub(crate) use snap::mem_free_bytes;
 pub(crate) mod text;
 pub(crate) mod tree;
 

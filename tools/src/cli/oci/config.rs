@@ -18,6 +18,15 @@ pub(crate) const ANNOTATION_KERNEL: &str = "io.pvmux.kernel";
 const MIN_MEM: u64 = 16 << 20;
 /// Guest memory is a multiple of this.
 const MEM_ALIGN: u64 = 2 << 20;
+/// The guest memory a `memory.limit` of `limit` bytes gives (rounded up to 2 MiB, at least
+/// 16 MiB).
+pub(crate) fn guest_mem_for_limit(limit: u64) -> u64 {
+    limit.next_multiple_of(MEM_ALIGN).max(MIN_MEM)
+}
+
+/// The guest memory without a `memory.limit` (`pvmux run`'s default).
+pub(crate) const DEFAULT_MEM: u64 = 1 << 30;
+
 /// PATH when config.json's environment has none (runc's default).
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -168,7 +177,7 @@ pub(crate) fn map(spec: &Spec, bundle: &Path) -> anyhow::Result<Plan> {
     if let Some(res) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
         if let Some(limit) = res.memory().as_ref().and_then(|m| m.limit()) {
             if limit > 0 {
-                let mem = (limit as u64).next_multiple_of(MEM_ALIGN).max(MIN_MEM);
+                let mem = guest_mem_for_limit(limit as u64);
                 flag("--mem", mem.to_string().into());
             }
         }

@@ -5,7 +5,9 @@
 //!   writes `ok` once the container is `created`, or `error: MESSAGE` (e.g. an unusable
 //!   rootfs or kernel image) and exits.
 //! - control (`ctl.sock`, bound by the monitor): the CLI writes a request line, the monitor
-//!   answers `ok` or `error: MESSAGE`. Requests: `start` (boot the guest and run the program).
+//!   answers `ok` (or `ok JSON` with a one-line payload) or `error: MESSAGE`. Requests:
+//!   `start` (boot the guest and run the program), `pause`, `resume`, `stats` (answered with
+//!   the figures of `pvmux events`), `update JSON` (an [`UpdateRequest`]).
 //!   `exec` will come here: the request line names the process (a JSON `process` object as
 //!   runc's `--process` file) and its stdin/stdout/stderr travel with it as SCM_RIGHTS
 //!   descriptors; the monitor hands them to the host library's process-start call and answers
@@ -18,34 +20,73 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 
+/// A change of a running container's resources (`pvmux update`), as runc's flags say it:
+/// `None` leaves a value as it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct UpdateRequest {
+    /// `--memory` (bytes; -1: unlimited).
+    pub(crate) memory: Option<i64>,
+    /// `--cpu-quota` (µs per period; -1: unlimited).
+    pub(crate) cpu_quota: Option<i64>,
+    /// `--cpu-period` (µs).
+    pub(crate) cpu_period: Option<u64>,
+    /// `--cpu-shares`.
+    pub(crate) cpu_shares: Option<u64>,
+    /// `--pids-limit` (-1: unlimited).
+    pub(crate) pids_limit: Option<i64>,
+}
+
 /// A request on the control socket.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Request {
     /// Boot the guest and run the container's program.
     Start,
+    /// Stop the guest (`pvmux pause`).
+    Pause,
+    /// Let it continue (`pvmux resume`).
+    Resume,
+    /// The container's figures (`pvmux events`), answered as `ok JSON`.
+    Stats,
+    /// Change its resources (`pvmux update`).
+    Update(UpdateRequest),
 }
 
 impl Request {
-    fn as_str(self) -> &'static str {
+    fn line(&self) -> String {
         match self {
-            Self::Start => "start",
+            Self::Start => "start".into(),
+            Self::Pause => "pause".into(),
+            Self::Resume => "resume".into(),
+            Self::Stats => "stats".into(),
+            Self::Update(u) => format!(
+                "update {}",
+                serde_json::to_string(u).unwrap_or_else(|_| "{}".into())
+            ),
         }
     }
 
     pub(crate) fn parse(line: &str) -> Option<Self> {
         match line.trim_end() {
             "start" => Some(Self::Start),
-            _ => None,
+            "pause" => Some(Self::Pause),
+            "resume" => Some(Self::Resume),
+            "stats" => Some(Self::Stats),
+            l => l
+                .strip_prefix("update ")
+                .and_then(|j| serde_json::from_str(j).ok())
+                .map(Self::Update),
         }
     }
 }
 
-/// Reads one answer line: `Ok` for `ok`, the message of `error: MESSAGE`.
-fn read_answer(stream: &UnixStream) -> anyhow::Result<()> {
+/// Reads one answer line: the payload of `ok` or `ok PAYLOAD` (empty for `ok`), the message
+/// of `error: MESSAGE`.
+fn read_answer(stream: &UnixStream) -> anyhow::Result<String> {
     let mut line = String::new();
     BufReader::new(stream).read_line(&mut line)?;
     match line.trim_end() {
-        "ok" => Ok(()),
+        "ok" => Ok(String::new()),
+        l if l.starts_with("ok ") => Ok(l[3..].to_owned()),
         l => match l.strip_prefix("error: ") {
             Some(msg) => bail!("{msg}"),
             None if l.is_empty() => bail!("the container's monitor ended without an answer"),
@@ -55,19 +96,31 @@ fn read_answer(stream: &UnixStream) -> anyhow::Result<()> {
 }
 
 /// Writes an answer line.
-pub(crate) fn answer(mut stream: &UnixStream, result: &anyhow::Result<()>) {
+pub(crate) fn answer(stream: &UnixStream, result: &anyhow::Result<()>) {
+    answer_with(
+        stream,
+        &result
+            .as_ref()
+            .map(|()| String::new())
+            .map_err(|e| anyhow::anyhow!("{e:#}")),
+    );
+}
+
+/// Writes an answer line with a payload (one line, e.g. JSON) when it succeeded.
+pub(crate) fn answer_with(mut stream: &UnixStream, result: &anyhow::Result<String>) {
     let line = match result {
-        Ok(()) => "ok\n".to_owned(),
+        Ok(p) if p.is_empty() => "ok\n".to_owned(),
+        Ok(p) => format!("ok {}\n", p.replace('\n', " ")),
         Err(e) => format!("error: {}\n", format!("{e:#}").replace('\n', " ")),
     };
     let _ = stream.write_all(line.as_bytes());
 }
 
-/// Sends `req` to the monitor listening on `path` and waits for its answer.
-pub(crate) fn request(path: &Path, req: Request) -> anyhow::Result<()> {
+/// Sends `req` to the monitor listening on `path` and waits for its answer (its payload).
+pub(crate) fn request(path: &Path, req: &Request) -> anyhow::Result<String> {
     let mut s = UnixStream::connect(path)
         .with_context(|| format!("cannot reach the container's monitor at {}", path.display()))?;
-    s.write_all(format!("{}\n", req.as_str()).as_bytes())?;
+    s.write_all(format!("{}\n", req.line()).as_bytes())?;
     read_answer(&s)
 }
 
@@ -92,7 +145,7 @@ pub(crate) fn await_ready(
         }
         if !fds[0].revents().is_empty() {
             let (stream, _) = listener.accept()?;
-            return read_answer(&stream);
+            return read_answer(&stream).map(drop);
         }
         if !fds[1].revents().is_empty() {
             bail!("the container's monitor exited before the container was created");
@@ -106,4 +159,29 @@ pub(crate) fn report(path: &Path, result: &anyhow::Result<()>) -> anyhow::Result
         .with_context(|| format!("cannot reach pvmux create at {}", path.display()))?;
     answer(&s, result);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip() {
+        let u = UpdateRequest {
+            memory: Some(-1),
+            pids_limit: Some(7),
+            ..UpdateRequest::default()
+        };
+        for r in [
+            Request::Start,
+            Request::Pause,
+            Request::Resume,
+            Request::Stats,
+            Request::Update(u),
+        ] {
+            assert_eq!(Request::parse(&format!("{}\n", r.line())), Some(r));
+        }
+        assert_eq!(Request::parse("update {bad"), None);
+        assert_eq!(Request::parse("frobnicate"), None);
+    }
 }

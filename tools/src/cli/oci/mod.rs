@@ -11,17 +11,20 @@ mod config;
 mod console;
 mod control;
 mod hooks;
+mod live;
+mod live_cli;
 pub(crate) mod monitor;
 mod signal;
 mod state;
 
-use std::ffi::OsString;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 
+pub(crate) use live_cli::{events, pause, resume, update};
+pub use live_cli::{EventsArgs, UpdateArgs};
 pub(crate) use monitor::MonitorArgs;
 pub(crate) use state::now_rfc3339;
 use state::{Record, StateDir, Status};
@@ -100,6 +103,9 @@ pub(crate) fn exec_socket(g: &GlobalArgs, id: &str) -> anyhow::Result<PathBuf> {
     let root = std::path::absolute(&g.root)?;
     let sd = StateDir::open(&root, id)?;
     let r = sd.read()?;
+    if r.effective_status() == state::Status::Paused {
+        anyhow::bail!("cannot exec in a paused container: {id} (pvmux resume {id} first)");
+    }
     if r.effective_status() != state::Status::Running {
         anyhow::bail!(
             "cannot exec in a container that is not running: {id} is {}",
@@ -181,14 +187,6 @@ pub struct PsArgs {
     /// `ps` options (ignored).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub ps_args: Vec<String>,
-}
-
-/// Commands pvmux accepts but cannot do yet (`exec`, `pause`, `resume`, ...): any arguments.
-#[derive(Debug, Args)]
-pub struct UnsupportedArgs {
-    /// Anything.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub args: Vec<OsString>,
 }
 
 /// `pvmux create`.
@@ -372,10 +370,10 @@ pub(crate) fn start(g: &GlobalArgs, id: &str) -> anyhow::Result<u8> {
     match r.effective_status() {
         Status::Created => {}
         Status::Creating => bail!("container {id} is still being created"),
-        Status::Running => bail!("cannot start an already running container"),
+        Status::Running | Status::Paused => bail!("cannot start an already running container"),
         Status::Stopped => bail!("cannot start a container that has stopped"),
     }
-    control::request(&sd.control_socket(), control::Request::Start)?;
+    control::request(&sd.control_socket(), &control::Request::Start)?;
     poststart(&sd);
     Ok(0)
 }
@@ -439,7 +437,7 @@ pub(crate) fn delete(g: &GlobalArgs, a: &DeleteArgs) -> anyhow::Result<u8> {
     let lock = sd.lock()?;
     let r = sd.read()?;
     let status = r.effective_status();
-    if status == Status::Running && !a.force {
+    if matches!(status, Status::Running | Status::Paused) && !a.force {
         bail!(
             "cannot delete container {} that is not stopped: {}",
             a.id,
@@ -586,11 +584,6 @@ pub(crate) fn features() -> anyhow::Result<u8> {
     Ok(0)
 }
 
-/// `exec`, `pause`, `resume`, ...: not yet.
-pub(crate) fn unsupported(what: &str) -> anyhow::Result<u8> {
-    bail!("pvmux {what} is not supported yet")
-}
-
 /// `pvmux run ID`: create, start, then wait for the container and delete it (unless `--keep`);
 /// with `--detach` return once it runs. Signals to this process are passed on to the
 /// container.
@@ -603,7 +596,7 @@ pub(crate) fn run(
     let root = std::path::absolute(&g.root)?;
     let mut spawned = spawn(&root, g, log, id, &flags.create, !flags.detach)?;
     let sd = StateDir::open(&root, id)?;
-    if let Err(e) = control::request(&sd.control_socket(), control::Request::Start) {
+    if let Err(e) = control::request(&sd.control_socket(), &control::Request::Start) {
         if let Some(mut c) = spawned.child.take() {
             let _ = c.kill();
             let _ = c.wait();

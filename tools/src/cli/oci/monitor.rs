@@ -119,18 +119,24 @@ pub(crate) fn run(g: &GlobalArgs, m: &MonitorArgs) -> anyhow::Result<u8> {
         .spawn(move || serve(&listener, &tx))?;
 
     // `created`: wait for `start` (a signal now ends the container before it ran).
-    let start = match rx.recv() {
-        Ok(Event::Control(Request::Start, stream)) => stream,
-        Ok(Event::Signal(s)) => {
-            tracing::info!(signal = s, "signalled before start: the container ends");
-            let code = 128 + s;
-            let _ = sd.update(|r| {
-                r.status = Status::Stopped;
-                r.exit_status = Some(code);
-            });
-            return Ok(code as u8);
+    let start = loop {
+        match rx.recv() {
+            Ok(Event::Control(Request::Start, stream)) => break stream,
+            Ok(Event::Control(_, stream)) => control::answer(
+                &stream,
+                &Err(anyhow::anyhow!("container not running (it is created)")),
+            ),
+            Ok(Event::Signal(s)) => {
+                tracing::info!(signal = s, "signalled before start: the container ends");
+                let code = 128 + s;
+                let _ = sd.update(|r| {
+                    r.status = Status::Stopped;
+                    r.exit_status = Some(code);
+                });
+                return Ok(code as u8);
+            }
+            Err(_) => anyhow::bail!("the control socket closed"),
         }
-        Err(_) => anyhow::bail!("the control socket closed"),
     };
     let tenant = match prepared.launch(&args) {
         Ok(t) => t,
@@ -149,6 +155,7 @@ pub(crate) fn run(g: &GlobalArgs, m: &MonitorArgs) -> anyhow::Result<u8> {
         .map_err(|e| tracing::warn!("no exec into this container: {e}"))
         .ok();
     let handle = tenant.handle();
+    let events_sd = StateDir::open(&g.root, &m.id)?;
     std::thread::Builder::new()
         .name("pvmux-oci-events".into())
         .spawn(move || {
@@ -158,10 +165,9 @@ pub(crate) fn run(g: &GlobalArgs, m: &MonitorArgs) -> anyhow::Result<u8> {
                         tracing::info!(signal = s, "signal for the container");
                         forward(&handle, s);
                     }
-                    Event::Control(Request::Start, stream) => control::answer(
-                        &stream,
-                        &Err(anyhow::anyhow!("the container is already running")),
-                    ),
+                    Event::Control(req, stream) => {
+                        super::live::answer(&req, &stream, &handle, &events_sd)
+                    }
                 }
             }
         })?;

@@ -22,6 +22,8 @@ pub(crate) enum Status {
     Created,
     /// The guest kernel runs the container's program.
     Running,
+    /// The guest is stopped (`pvmux pause`) until `pvmux resume`.
+    Paused,
     /// The program ended (or the monitor is gone).
     Stopped,
 }
@@ -32,6 +34,7 @@ impl Status {
             Self::Creating => "creating",
             Self::Created => "created",
             Self::Running => "running",
+            Self::Paused => "paused",
             Self::Stopped => "stopped",
         }
     }
@@ -198,7 +201,9 @@ impl Record {
     /// The status as `state` reports it: `stopped` once the monitor is gone.
     pub(crate) fn effective_status(&self) -> Status {
         match self.status {
-            Status::Creating | Status::Created | Status::Running if !self.monitor_alive() => {
+            Status::Creating | Status::Created | Status::Running | Status::Paused
+                if !self.monitor_alive() =>
+            {
                 Status::Stopped
             }
             s => s,

@@ -634,3 +634,54 @@ fn touching_past_the_end_of_a_mapped_volume_file_is_sigbus_as_natively() {
         assert_eq!(snapshot(&gv), snapshot(&nv), "{name}");
     }
 }
+
+/// A file the host makes in a volume while the guest runs is found by name, even in a
+/// directory the guest has already listed, and listed from then on (a container's volume is
+/// a live host directory).
+#[test]
+fn files_the_host_makes_meanwhile_are_seen_by_the_guest() {
+    let t = TempDir::unique("pvmux-volume", "live");
+    let vol = t.0.join("vol");
+    std::fs::create_dir_all(&vol).unwrap();
+    // The guest lists the volume, says so through it, then waits (at most 60 s) for `go`.
+    let script = "ls /data >/dev/null; echo listed > /data/listed; n=0; \
+                  until [ -e /data/go ]; do sleep 0.05; n=$((n+1)); [ $n -gt 1200 ] && exit 9; \
+                  done; cat /data/go; ls /data";
+    let spec = format!("{}:/data", vol.display());
+    let mut child = Command::new(pvmux_bin())
+        .env_clear()
+        .env("LC_ALL", "C")
+        .args([
+            "run",
+            "--rootfs",
+            "/",
+            "-v",
+            &spec,
+            "--",
+            "/bin/bash",
+            "-c",
+            script,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run pvmux");
+    let start = std::time::Instant::now();
+    while !vol.join("listed").exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the guest never wrote /data/listed"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::fs::write(vol.join("go"), "from the host\n").unwrap();
+    let out = child.wait_with_output().expect("wait for pvmux");
+    assert_eq!(out.status.code(), Some(0), "{}", context(&out));
+    assert_eq!(
+        text(&out.stdout),
+        "from the host\ngo\nlisted\n",
+        "{}",
+        context(&out)
+    );
+}

@@ -73,7 +73,8 @@ impl Fs {
     /// yet is looked up on the host alone (`HostShare::lookup`), so a path walk costs one
     /// host call per new component instead of a listing of every directory on the way (a
     /// listing stats every entry: /usr/bin has a thousand). Anything else, or a host that
-    /// cannot look up, loads the whole directory first.
+    /// cannot look up, loads the whole directory first. A volume directory, a live host
+    /// directory, asks its host about a name it does not hold (`Fs::vol_lookup_new`).
     pub(super) fn lookup_child(&mut self, dir: Ino, name: &[u8]) -> Result<Option<Ino>, Errno> {
         if let Some(ino) = self.dir(dir)?.get(name) {
             return Ok(Some(ino));
@@ -81,7 +82,10 @@ impl Fs {
         if !self.lookup_host_entry(dir, name)? {
             self.load(dir)?;
         }
-        Ok(self.dir(dir)?.get(name))
+        match self.dir(dir)?.get(name) {
+            None if self.is_volume_node(dir) => self.vol_lookup_new(dir, name),
+            found => Ok(found),
+        }
     }
 
     /// Adds `name` of lazy host directory `dir` from the host if it has it. False (nothing

@@ -18,9 +18,11 @@
 //! reading its bytes, as on Linux. Symbolic links resolve in the guest's namespace like any
 //! other link; the host never follows one.
 //!
-//! Directories listed once are not listed again: changes made on the host behind the
-//! guest's back show up in directories the guest has not listed yet, and in file sizes at the
-//! next open.
+//! Directories listed once are not listed again, but a name a listed directory does not
+//! hold is asked of the host ([`Fs::vol_lookup_new`]): a file the host makes behind the
+//! guest's back is found by name at once, and shows in listings from then on; file sizes are
+//! read again at the next open. Names the host removes behind the guest's back stay listed
+//! (opening one is then the host's error).
 
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
@@ -346,6 +348,55 @@ impl Fs {
         }
         self.dir_mut(ino)?.host = None;
         Ok(true)
+    }
+
+    /// A name volume directory `dir` (already listed) does not hold: asks the host whether it
+    /// has it now (made on the host behind the guest's back since the listing) and adds it if
+    /// so. `Ok(None)` if the host has no such entry, or `dir` is not a listed volume
+    /// directory. A volume is a live host directory, so a miss is never remembered.
+    pub(super) fn vol_lookup_new(&mut self, dir: Ino, name: &[u8]) -> Result<Option<Ino>, Errno> {
+        let Some((vol, path)) = self.vol_of(dir) else {
+            return Ok(None);
+        };
+        match &self.inode(dir)?.node {
+            Node::Dir(Dir { host: None, .. }) => {}
+            _ => return Ok(None),
+        }
+        if name.is_empty()
+            || name == b"."
+            || name == b".."
+            || name.contains(&b'/')
+            || name.contains(&0)
+            || name.len() > abi::NAME_MAX
+        {
+            return Ok(None);
+        }
+        let child = join(path, name)?;
+        let req = Req {
+            op: op::LOOKUP,
+            path: &child,
+            ..Req::default()
+        };
+        let st = match self.vol_call(vol, &req, Buf::None) {
+            Ok((_, st)) => st,
+            Err(ENOENT | ENOTDIR) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut target = Vec::new();
+        if st.kind == abi::kind::SYMLINK {
+            target
+                .try_reserve_exact(abi::PATH_MAX as usize)
+                .map_err(|_| ENOMEM)?;
+            target.resize(abi::PATH_MAX as usize, 0);
+            let req = Req {
+                op: op::READLINK,
+                path: &child,
+                ..Req::default()
+            };
+            let (n, _) = self.vol_call(vol, &req, Buf::Out(&mut target))?;
+            target.truncate((n as usize).min(abi::PATH_MAX as usize));
+        }
+        self.vol_add(dir, vol, child, name, &st, &target)
     }
 
     /// Creates `name` in volume directory `dir` on the host, then here (see

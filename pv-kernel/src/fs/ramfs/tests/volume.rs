@@ -119,6 +119,15 @@ impl VolumeHost for Fake {
                 }
                 Ok((pos as u64, HostfsEntry::default()))
             }
+            op::READLINK => match (t.get(&p), buf) {
+                (Some((Node::Link(target), _)), VolumeBuf::Out(out)) => {
+                    let n = target.len().min(out.len());
+                    out[..n].copy_from_slice(&target[..n]);
+                    Ok((target.len() as u64, HostfsEntry::default()))
+                }
+                (Some(_), _) => Err(EINVAL),
+                (None, _) => Err(ENOENT),
+            },
             op::READ => match (t.get(&p), buf) {
                 (Some((Node::File(b), _)), VolumeBuf::Out(out)) => {
                     let s = (r.offset as usize).min(b.len());
@@ -273,6 +282,37 @@ fn a_volume_lists_reads_and_writes_through_to_the_host() {
     assert_eq!(fake.get(b"/ln").unwrap().0, Node::Link(b"/tmp".to_vec()));
     let ino = fs.lookup(v, b"hello", true).unwrap();
     assert_eq!(fs.fsync(ino), Ok(()));
+}
+
+/// Names the host makes behind the guest's back in a directory the guest has listed are
+/// found by name (files, directories, links), and listed from then on; a name the host does
+/// not have is asked for again each time (a volume is live), and creating over a host name
+/// the guest never saw is `EEXIST`.
+#[test]
+fn names_made_on_the_host_after_a_listing_are_found() {
+    let fake = Fake::new();
+    fake.add(b"/old", Node::File(b"o".to_vec()));
+    let mut fs = mounted(&fake, false);
+    let v = fs.lookup(ROOT_INO, b"/mnt/vol", true).unwrap();
+    assert_eq!(names(&mut fs, v), ["old"]);
+    assert_eq!(fs.stat(v, b"go"), Err(ENOENT));
+    fake.add(b"/go", Node::File(b"now\n".to_vec()));
+    fake.add(b"/d", Node::Dir);
+    fake.add(b"/d/inner", Node::File(b"in".to_vec()));
+    fake.add(b"/l", Node::Link(b"go".to_vec()));
+    assert_eq!(get(&mut fs, v, b"go").unwrap(), b"now\n");
+    assert_eq!(get(&mut fs, v, b"d/inner").unwrap(), b"in");
+    assert_eq!(get(&mut fs, v, b"l").unwrap(), b"now\n");
+    assert_eq!(names(&mut fs, v), ["d", "go", "l", "old"]);
+    let mut calls = fake.calls.lock().unwrap().len();
+    for _ in 0..2 {
+        assert_eq!(fs.stat(v, b"nothing"), Err(ENOENT));
+        let now = fake.calls.lock().unwrap().len();
+        assert!(now > calls, "a miss is asked of the host every time");
+        calls = now;
+    }
+    fake.add(b"/late", Node::Dir);
+    assert_eq!(fs.mkdir(v, b"late", 0o755), Err(EEXIST));
 }
 
 #[test]

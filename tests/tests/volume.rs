@@ -648,7 +648,7 @@ fn files_the_host_makes_meanwhile_are_seen_by_the_guest() {
                   until [ -e /data/go ]; do sleep 0.05; n=$((n+1)); [ $n -gt 1200 ] && exit 9; \
                   done; cat /data/go; ls /data";
     let spec = format!("{}:/data", vol.display());
-    let mut child = Command::new(pvmux_bin())
+    let child = Command::new(pvmux_bin())
         .env_clear()
         .env("LC_ALL", "C")
         .args([

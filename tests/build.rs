@@ -14,11 +14,12 @@
 //! `RUSTFLAGS`, `RUSTC`, `RUSTDOC`, the rustc wrappers and `__CARGO_FIX_PLZ`.
 //!
 //! It also detects the optional host tools some tests need ([`optional_tools`]: busybox-static,
-//! static glibc, musl-gcc, `script`, User-Mode Linux, runsc) and sets `--cfg have_NAME` for
-//! each one found; a test that needs one is ignored without it, and a `cargo:warning` names
-//! those tests and the package to install. The C programs are built with the C toolchains
-//! found (glibc static when `have_static_glibc`, musl when `have_musl`); a compile error
-//! with a toolchain present fails the build.
+//! static glibc, musl-gcc, gcc, `script`, User-Mode Linux, runsc, ...; also running as root
+//! and a user `nobody`) and sets `--cfg have_NAME` for each one found; a test that needs one
+//! is ignored without it, and a `cargo:warning` names those tests and the package to install.
+//! The C programs are built with the C toolchains found (glibc static when
+//! `have_static_glibc`, musl when `have_musl`); a compile error with a toolchain present
+//! fails the build.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

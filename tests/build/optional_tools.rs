@@ -1,6 +1,7 @@
 //! Optional host tools some integration tests need (busybox-static, a static glibc,
-//! musl-gcc, `script`, glibc's dynamic loader, User-Mode Linux, gVisor's `runsc`, podman,
-//! containerd), detected once per build.
+//! musl-gcc, gcc, `script`, glibc's dynamic loader, User-Mode Linux, gVisor's `runsc`, podman,
+//! containerd), and what else of the host they need (running as root, a user `nobody`),
+//! detected once per build.
 //!
 //! For each tool found, the test crate gets `--cfg have_NAME`; tests that need it carry
 //! `#[cfg_attr(not(have_NAME), ignore = "needs ...: apt-get install PACKAGE")]`, so that without
@@ -12,7 +13,10 @@
 //! The decision is remade when a tool appears or goes away: a found tool's path is watched
 //! (`rerun-if-changed`), and for a missing one the directories it would be installed in (an
 //! installation changes their modification time). While a tool is missing the test files are
-//! watched too, so that the warning's list of tests stays true.
+//! watched too, so that the warning's list of tests stays true. Running as root is decided by
+//! the build's effective uid (the tests run as the user who builds them); nothing on disk
+//! changes with it, so the decision is remade when `USER`, `LOGNAME` or `SUDO_UID` (set by
+//! `su` and `sudo`) change.
 //!
 //! With `PVMUX_REQUIRE_ALL_TESTS=1` (CI sets it) a missing tool is a build error instead, so
 //! that CI never silently loses coverage.
@@ -32,6 +36,18 @@ enum Locate {
     },
     /// A static glibc: `libc.a` where the C compiler looks for it.
     StaticLibc,
+    /// The build (and so the tests) running as root: effective uid 0.
+    EffectiveRoot,
+    /// A user of this name in `/etc/passwd`.
+    User(&'static str),
+}
+
+/// What looking for a tool found.
+struct Search {
+    /// Where the tool is (for the build steps that use it), `None` when missing.
+    found: Option<PathBuf>,
+    /// The paths whose change remakes the decision.
+    watch: Vec<PathBuf>,
 }
 
 /// One optional tool.
@@ -47,7 +63,7 @@ struct Tool {
 
 /// Every optional tool. A test needing one of them carries the attribute
 /// `#[cfg_attr(not(have_NAME), ignore = "needs WHAT: INSTALL")]`.
-const TOOLS: [Tool; 15] = [
+const TOOLS: [Tool; 18] = [
     Tool {
         cfg: "have_busybox",
         what: "static /bin/busybox",
@@ -136,6 +152,15 @@ const TOOLS: [Tool; 15] = [
         },
     },
     Tool {
+        cfg: "have_gcc",
+        what: "gcc",
+        install: "apt-get install gcc",
+        locate: Locate::Paths {
+            paths: &["/usr/bin/gcc", "/usr/local/bin/gcc"],
+            static_elf: false,
+        },
+    },
+    Tool {
         cfg: "have_git",
         what: "git",
         install: "apt-get install git",
@@ -180,6 +205,18 @@ const TOOLS: [Tool; 15] = [
             static_elf: false,
         },
     },
+    Tool {
+        cfg: "have_root",
+        what: "root (to change ids natively, or own host fixtures)",
+        install: "run the tests as root (CI does)",
+        locate: Locate::EffectiveRoot,
+    },
+    Tool {
+        cfg: "have_user_nobody",
+        what: "a user nobody in /etc/passwd",
+        install: "useradd --system --no-create-home nobody",
+        locate: Locate::User("nobody"),
+    },
 ];
 
 /// What was found, for the build steps that need a tool themselves.
@@ -202,18 +239,19 @@ pub(crate) fn detect(tests_dir: &Path, cc: &std::ffi::OsStr) -> Found {
     let mut missing = Vec::new();
     for tool in &TOOLS {
         println!("cargo::rustc-check-cfg=cfg({})", tool.cfg);
-        let (path, watch) = match &tool.locate {
+        let search = match &tool.locate {
             Locate::Paths { paths, static_elf } => locate(paths, *static_elf),
             Locate::StaticLibc => static_libc(cc),
+            Locate::EffectiveRoot => effective_root(),
+            Locate::User(name) => passwd_user(name),
         };
-        for dir in watch {
-            println!("cargo::rerun-if-changed={}", dir.display());
+        for path in &search.watch {
+            println!("cargo::rerun-if-changed={}", path.display());
         }
-        let Some(path) = path else {
+        let Some(path) = search.found else {
             missing.push(tool);
             continue;
         };
-        println!("cargo::rerun-if-changed={}", path.display());
         println!("cargo::rustc-cfg={}", tool.cfg);
         match tool.cfg {
             "have_static_glibc" => found.static_glibc = true,
@@ -253,12 +291,15 @@ pub(crate) fn detect(tests_dir: &Path, cc: &std::ffi::OsStr) -> Found {
     found
 }
 
-/// The first of `paths` that is there; otherwise the directories to watch for it.
-fn locate(paths: &[&str], static_elf: bool) -> (Option<PathBuf>, Vec<PathBuf>) {
+/// The first of `paths` that is there (watched); otherwise the directories to watch for it.
+fn locate(paths: &[&str], static_elf: bool) -> Search {
     for path in paths.iter().map(Path::new) {
         if path.is_file() {
             if !static_elf || is_static_elf(path) {
-                return (Some(path.to_path_buf()), Vec::new());
+                return Search {
+                    found: Some(path.to_path_buf()),
+                    watch: vec![path.to_path_buf()],
+                };
             }
             // A dynamic build (Debian's `busybox`, not `busybox-static`) is not enough; the
             // file itself changes when the static one replaces it.
@@ -266,7 +307,10 @@ fn locate(paths: &[&str], static_elf: bool) -> (Option<PathBuf>, Vec<PathBuf>) {
                 "cargo::warning={} is dynamically linked: the tests need a static one",
                 path.display()
             );
-            return (None, vec![path.to_path_buf()]);
+            return Search {
+                found: None,
+                watch: vec![path.to_path_buf()],
+            };
         }
     }
     let dirs = paths
@@ -275,12 +319,15 @@ fn locate(paths: &[&str], static_elf: bool) -> (Option<PathBuf>, Vec<PathBuf>) {
         .filter(|d| d.is_dir())
         .map(Path::to_path_buf)
         .collect();
-    (None, dirs)
+    Search {
+        found: None,
+        watch: dirs,
+    }
 }
 
 /// `libc.a` as the C compiler finds it (`cc -print-file-name=libc.a` prints the bare name
 /// when it has none); otherwise the directory of `libc.so` to watch.
-fn static_libc(cc: &std::ffi::OsStr) -> (Option<PathBuf>, Vec<PathBuf>) {
+fn static_libc(cc: &std::ffi::OsStr) -> Search {
     let print = |name: &str| -> Option<PathBuf> {
         let out = Command::new(cc)
             .arg(format!("-print-file-name={name}"))
@@ -290,11 +337,56 @@ fn static_libc(cc: &std::ffi::OsStr) -> (Option<PathBuf>, Vec<PathBuf>) {
         (out.status.success() && path.is_absolute() && path.exists()).then_some(path)
     };
     match print("libc.a") {
-        Some(path) => (Some(path), Vec::new()),
+        Some(path) => Search {
+            found: Some(path.clone()),
+            watch: vec![path],
+        },
         None => {
             let dir = print("libc.so").and_then(|p| p.parent().map(Path::to_path_buf));
-            (None, dir.into_iter().collect())
+            Search {
+                found: None,
+                watch: dir.into_iter().collect(),
+            }
         }
+    }
+}
+
+/// Whether this build runs with effective uid 0: the second id of the `Uid:` line of
+/// `/proc/self/status` (real, effective, saved, filesystem). Found, it is that file, which
+/// is not watched (its time is the process's); the variables `su` and `sudo` set are.
+fn effective_root() -> Search {
+    const STATUS: &str = "/proc/self/status";
+    for var in ["USER", "LOGNAME", "SUDO_UID"] {
+        println!("cargo::rerun-if-env-changed={var}");
+    }
+    let euid = std::fs::read_to_string(STATUS).ok().and_then(|status| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|ids| ids.split_whitespace().nth(1))
+            .and_then(|id| id.parse::<u32>().ok())
+    });
+    Search {
+        found: (euid == Some(0)).then(|| PathBuf::from(STATUS)),
+        watch: Vec::new(),
+    }
+}
+
+/// `/etc/passwd` (watched) when it has a user `name`.
+fn passwd_user(name: &str) -> Search {
+    const PASSWD: &str = "/etc/passwd";
+    let passwd = std::fs::read_to_string(PASSWD).unwrap_or_default();
+    let has = passwd
+        .lines()
+        .any(|l| l.split(':').next() == Some(name) && l.split(':').count() >= 7);
+    let file = Path::new(PASSWD);
+    Search {
+        found: has.then(|| file.to_path_buf()),
+        watch: file
+            .exists()
+            .then(|| file.to_path_buf())
+            .into_iter()
+            .collect(),
     }
 }
 

@@ -36,17 +36,25 @@
 //! | `have_python3`      | `/usr/bin/python3`       | `python3`         |
 //! | `have_perl`         | `/usr/bin/perl`          | `perl`            |
 //! | `have_make`         | `make` (with gcc)        | `make`, `gcc`     |
+//! | `have_gcc`          | `gcc` (dynamic C builds) | `gcc`             |
 //! | `have_git`          | `git`                    | `git`             |
 //! | `have_sqlite3`      | the `sqlite3` shell      | `sqlite3`         |
 //! | `have_shfmt`        | `shfmt` (a Go program)   | `shfmt`           |
 //! | `have_podman`       | `podman` (OCI engine)    | `podman`          |
 //! | `have_containerd`   | containerd, `ctr`, shim  | `containerd`      |
+//! | `have_root`         | running as root          | (run as root)     |
+//! | `have_user_nobody`  | a user `nobody`          | (`useradd nobody`)|
 //!
 //! Without the tool, libtest prints `ignored, needs ...` for the test and counts it in the
 //! summary, and the build prints one warning per missing tool naming the ignored tests and
 //! the package. With `PVMUX_REQUIRE_ALL_TESTS=1` (CI) a missing tool is a build error. Several
 //! tools: `not(all(have_busybox, have_script))`. A new tool is one entry in `TOOLS` in
 //! `tests/build/optional_tools.rs`.
+//!
+//! `have_root` is the build's effective uid (the tests run as the user who builds them): a
+//! test whose native run changes ids or whose fixture has files of other owners carries
+//! `#[cfg_attr(not(have_root), ignore = "needs root: run the tests as root (CI does)")]`.
+//! What a build-time cfg cannot know (a native run failing) is a failed assertion, not a skip.
 #![forbid(unsafe_code)]
 
 use std::io::{Read, Write};

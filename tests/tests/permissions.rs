@@ -9,7 +9,7 @@
 //! /etc/passwd and /etc/group give the user groups, compared with `id NAME` run natively
 //! (chrooted) over the same files and with the groups those files give; a file readable only
 //! through one of them; `--group-add`; `setgroups(2)` as root, then dropping to a user, as
-//! natively. The native runs need root to change ids (visibly skipped otherwise).
+//! natively. The native runs need root to change ids (ignored otherwise, `have_root`).
 
 use std::os::unix::fs::{chown, PermissionsExt};
 use std::path::Path;
@@ -62,14 +62,6 @@ fn output(mut cmd: Command) -> std::process::Output {
 }
 
 /// Whether this test runs as root (the native runs change ids).
-fn root() -> bool {
-    let id = output({
-        let mut c = Command::new("id");
-        c.arg("-u");
-        c
-    });
-    String::from_utf8_lossy(&id.stdout).trim() == "0"
-}
 
 fn put(path: &Path, text: &str, mode: u32, owner: u32) {
     std::fs::write(path, text).unwrap();
@@ -105,11 +97,8 @@ fn text(o: &std::process::Output) -> (Option<i32>, String, String) {
 }
 
 #[test]
+#[cfg_attr(not(have_root), ignore = "needs root: run the tests as root (CI does)")]
 fn an_unprivileged_user_is_checked_as_natively() {
-    if !root() {
-        eprintln!("SKIPPED: the fixture and the native run need root");
-        return;
-    }
     let tmp = pvmux_tests::TempDir::unique("pvmux-perm", "fixture");
     let d = tmp.0.join("d");
     fixture(&d);
@@ -142,20 +131,17 @@ fn an_unprivileged_user_is_checked_as_natively() {
 const ID_SCRIPT: &str = "id; id -G; echo \"home=$HOME\"";
 
 #[test]
+#[cfg_attr(
+    not(all(have_root, have_user_nobody)),
+    ignore = "needs root and a user nobody: run the tests as root (CI does); useradd --system --no-create-home nobody"
+)]
 fn user_names_are_looked_up_in_the_guest_root() {
-    if !root() {
-        eprintln!("SKIPPED: the native run needs root");
-        return;
-    }
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
-    let Some(nobody) = passwd
+    let nobody = passwd
         .lines()
         .map(|l| l.split(':').collect::<Vec<_>>())
         .find(|f| f.len() >= 7 && f[0] == "nobody")
-    else {
-        eprintln!("SKIPPED: the host has no user nobody");
-        return;
-    };
+        .expect("the build found a user nobody in /etc/passwd");
     let (uid, gid, home) = (nobody[2], nobody[3], nobody[5]);
     let group = std::fs::read_to_string("/etc/group").unwrap();
     let group_name = group
@@ -296,15 +282,12 @@ fn id_g(line: &str) -> Vec<u32> {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(have_root, have_busybox)),
+    ignore = "needs root and /bin/busybox: run the tests as root (CI does); apt-get install busybox-static"
+)]
 fn a_named_users_supplementary_groups_are_as_natively() {
-    if !root() {
-        eprintln!("SKIPPED: the fixture (a file of group 4242) and the native run need root");
-        return;
-    }
-    let Ok(busybox) = std::fs::canonicalize("/bin/busybox") else {
-        eprintln!("SKIPPED: the host has no /bin/busybox");
-        return;
-    };
+    let busybox = std::fs::canonicalize("/bin/busybox").expect("the build found /bin/busybox");
     let tmp = pvmux_tests::TempDir::unique("pvmux-perm", "groups");
     let r = tmp.0.join("root");
     group_root(&r, &busybox);
@@ -398,11 +381,8 @@ fn got_line(out: &str, line: &str) -> bool {
 }
 
 #[test]
+#[cfg_attr(not(have_root), ignore = "needs root: run the tests as root (CI does)")]
 fn setgroups_as_root_then_dropping_is_as_natively() {
-    if !root() {
-        eprintln!("SKIPPED: the native run changes ids: it needs root");
-        return;
-    }
     for name in pvmux_tests::variants("groups") {
         let program = pvmux_tests::prog(&name);
         let program = program.to_str().unwrap();

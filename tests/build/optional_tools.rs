@@ -63,7 +63,7 @@ struct Tool {
 
 /// Every optional tool. A test needing one of them carries the attribute
 /// `#[cfg_attr(not(have_NAME), ignore = "needs WHAT: INSTALL")]`.
-const TOOLS: [Tool; 18] = [
+const TOOLS: [Tool; 19] = [
     Tool {
         cfg: "have_busybox",
         what: "static /bin/busybox",
@@ -157,6 +157,15 @@ const TOOLS: [Tool; 18] = [
         install: "apt-get install gcc",
         locate: Locate::Paths {
             paths: &["/usr/bin/gcc", "/usr/local/bin/gcc"],
+            static_elf: false,
+        },
+    },
+    Tool {
+        cfg: "have_timeout",
+        what: "coreutils' /usr/bin/timeout",
+        install: "apt-get install coreutils",
+        locate: Locate::Paths {
+            paths: &["/usr/bin/timeout"],
             static_elf: false,
         },
     },

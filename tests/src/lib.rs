@@ -37,6 +37,7 @@
 //! | `have_perl`         | `/usr/bin/perl`          | `perl`            |
 //! | `have_make`         | `make` (with gcc)        | `make`, `gcc`     |
 //! | `have_gcc`          | `gcc` (dynamic C builds) | `gcc`             |
+//! | `have_timeout`      | `/usr/bin/timeout`       | `coreutils`       |
 //! | `have_git`          | `git`                    | `git`             |
 //! | `have_sqlite3`      | the `sqlite3` shell      | `sqlite3`         |
 //! | `have_shfmt`        | `shfmt` (a Go program)   | `shfmt`           |

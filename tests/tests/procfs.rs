@@ -203,22 +203,12 @@ kill %1
     assert!(g.has_line("0 1 2 3 "), "{}", g.context());
 }
 
-/// The host's python3, if any (the pseudo-terminal test needs it).
-fn python3() -> Option<&'static str> {
-    let p = "/usr/bin/python3";
-    if std::path::Path::new(p).exists() {
-        Some(p)
-    } else {
-        eprintln!("skipped: no {p} on the host (install python3)");
-        None
-    }
-}
-
 #[test]
+#[cfg_attr(
+    not(have_python3),
+    ignore = "needs /usr/bin/python3: apt-get install python3"
+)]
 fn pseudo_terminals_same_as_native() {
-    if python3().is_none() {
-        return;
-    }
     same_as_native(
         "pty",
         r#"

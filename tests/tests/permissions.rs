@@ -61,8 +61,6 @@ fn output(mut cmd: Command) -> std::process::Output {
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
 }
 
-/// Whether this test runs as root (the native runs change ids).
-
 fn put(path: &Path, text: &str, mode: u32, owner: u32) {
     std::fs::write(path, text).unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();

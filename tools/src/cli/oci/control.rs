@@ -41,7 +41,7 @@ impl Request {
 }
 
 /// Reads one answer line: `Ok` for `ok`, the message of `error: MESSAGE`.
-fn read_answer(stream: &UnixStream) -> anyhow::Result<()> {
+pub(crate) fn read_answer(stream: &UnixStream) -> anyhow::Result<()> {
     let mut line = String::new();
     BufReader::new(stream).read_line(&mut line)?;
     match line.trim_end() {

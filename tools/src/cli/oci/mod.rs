@@ -8,8 +8,8 @@
 //! status is the program's. See docs/OCI.md.
 
 mod config;
-mod console;
-mod control;
+pub(crate) mod console;
+pub(crate) mod control;
 mod hooks;
 pub(crate) mod monitor;
 mod signal;
@@ -351,7 +351,7 @@ fn spawn_in(
 }
 
 /// Writes `pid` to `path` atomically (a temporary file renamed over it), as runc does.
-fn write_pid_file(path: &Path, pid: i32) -> anyhow::Result<()> {
+pub(crate) fn write_pid_file(path: &Path, pid: i32) -> anyhow::Result<()> {
     let path = std::path::absolute(path)?;
     let tmp = path.with_file_name(format!(
         ".{}.tmp",

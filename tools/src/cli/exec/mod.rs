@@ -1,5 +1,8 @@
 //! `pvmux exec`: a new process in a running guest, through the guest's exec control socket
 //! (`pvmux run --exec-socket PATH`; the protocol is `pvmux_host::exec::socket`).
+//! `exec --detach` in runc's form leaves a host process holding the session ([`detached`]).
+
+mod detached;
 
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
@@ -26,10 +29,20 @@ pub struct ExecArgs {
     #[arg(short = 'p', long, value_name = "FILE")]
     pub process: Option<PathBuf>,
 
-    /// Write the pid of this pvmux process (which ends with the program and carries its exit
-    /// status) to FILE. The program's own pid is in the guest.
+    /// Write the pid of the host process that stands for the program to FILE: it ends with
+    /// the program and carries its exit status (this pvmux process; with --detach, the one
+    /// left holding the session). The program's own pid is in the guest.
     #[arg(long, value_name = "FILE")]
     pub pid_file: Option<PathBuf>,
+
+    /// With a terminal and --detach (runc's form): send the terminal's master to this Unix
+    /// socket, as runc does (conmon's `podman exec -t`).
+    #[arg(long, value_name = "PATH")]
+    pub console_socket: Option<PathBuf>,
+
+    /// Internal: this process holds a detached session (`exec --detach`'s hand-shake socket).
+    #[arg(long, hide = true, value_name = "PATH")]
+    pub holder: Option<PathBuf>,
 
     /// Set a variable of the program's environment: NAME=VALUE, or NAME to pass pvmux's own
     /// value (skipped if unset). Repeatable. Without any, the guest kernel's default
@@ -46,8 +59,11 @@ pub struct ExecArgs {
     #[arg(short = 'u', long, value_name = "UID[:GID]", value_parser = parse_user)]
     pub user: Option<(u32, u32)>,
 
-    /// Start the program and return at once, printing its guest pid; its output is
-    /// discarded and its input is empty.
+    /// Return once the program runs. With a container ID (runc's form): a host process is
+    /// left holding it, with this one's stdin, stdout and stderr (or, with a terminal, the
+    /// one sent to --console-socket); --pid-file names it and its exit status is the
+    /// program's. With --socket: print the program's guest pid; its output is discarded and
+    /// its input is empty.
     #[arg(short = 'd', long)]
     pub detach: bool,
 
@@ -178,6 +194,12 @@ fn process_spec(file: &std::path::Path) -> anyhow::Result<ExecSpec> {
 
 /// Runs the program; returns its exit status. `g`: the OCI global options (`--root`).
 pub(crate) fn run(g: &super::oci::GlobalArgs, args: &ExecArgs) -> anyhow::Result<u8> {
+    if let Some(nfy) = &args.holder {
+        let Some(socket) = &args.socket else {
+            bail!("--holder needs --socket");
+        };
+        return detached::hold(nfy, socket, args.console_socket.as_deref());
+    }
     let (socket, program) = match &args.socket {
         Some(s) => (s.clone(), &args.args[..]),
         None => {
@@ -188,19 +210,28 @@ pub(crate) fn run(g: &super::oci::GlobalArgs, args: &ExecArgs) -> anyhow::Result
             (super::oci::exec_socket(g, id)?, program)
         }
     };
-    let spec = match &args.process {
+    let mut spec = match &args.process {
         Some(f) => process_spec(f)?,
         None if program.is_empty() => bail!("exec needs a PROGRAM (or --process FILE)"),
         None => spec(args, program),
     };
-    if let Some(f) = &args.pid_file {
-        std::fs::write(f, format!("{}", std::process::id()))
-            .with_context(|| format!("cannot write --pid-file {}", f.display()))?;
-    }
     if let Some(dir) = &spec.cwd {
         if !dir.starts_with(b"/") {
             bail!("--workdir must be an absolute path");
         }
+    }
+    if args.detach && args.is_oci() {
+        spec.tty |= args.tty;
+        return detached::start(
+            &socket,
+            &spec,
+            args.console_socket.as_deref(),
+            args.pid_file.as_deref(),
+        );
+    }
+    if let Some(f) = &args.pid_file {
+        std::fs::write(f, format!("{}", std::process::id()))
+            .with_context(|| format!("cannot write --pid-file {}", f.display()))?;
     }
     let stdin: Option<Box<dyn std::io::Read + Send>> =
         (!args.detach).then(|| Box::new(std::io::stdin()) as _);

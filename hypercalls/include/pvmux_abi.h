@@ -350,6 +350,7 @@ enum pvmux_hypercall {
     PVMUX_HC_EXEC_TERM_SIZE = 29, /* (session) -> (rows << 16) | cols of a terminal session */
     PVMUX_HC_HOSTFS_LOOKUP = 30, /* (path_gpa, path_len, buf_gpa, buf_len) -> bytes; 0 = no entry (ABI v6) */
     PVMUX_HC_SIGNAL_TAKE = 31,   /* () -> signals for init (bit n-1: signal n), cleared */
+    PVMUX_HC_CONSOLE_WINSIZE = 32, /* () -> (rows << 16) | cols of the console; 0: never set */
 };
 
 /* Negative results of hypercalls and stub calls (int64_t in rax). */
@@ -422,9 +423,11 @@ struct pvmux_sandbox_header {
 #define PVMUX_PENDING_NET (1u << 4)   /* a host socket may be ready, or a published connection */
 #define PVMUX_PENDING_EXEC (1u << 5)  /* an exec request, exec input, or room for exec output */
 #define PVMUX_PENDING_SIGNAL (1u << 6) /* the host sent init a signal: signal_take */
+#define PVMUX_PENDING_CONSOLE_SIZE (1u << 7) /* the console was resized: console_winsize */
 #define PVMUX_PENDING_ALL                                                                  \
     (PVMUX_PENDING_TIMER | PVMUX_PENDING_KICK | PVMUX_PENDING_HOST | PVMUX_PENDING_INPUT | \
-     PVMUX_PENDING_NET | PVMUX_PENDING_EXEC | PVMUX_PENDING_SIGNAL)
+     PVMUX_PENDING_NET | PVMUX_PENDING_EXEC | PVMUX_PENDING_SIGNAL |                        \
+     PVMUX_PENDING_CONSOLE_SIZE)
 
 /* Indices into VcpuShared.stats */
 #define PVMUX_STAT_SHADOW_FILLS 0

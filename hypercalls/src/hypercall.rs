@@ -117,6 +117,11 @@ pub enum Hypercall {
     /// call (bit `n - 1`: signal `n`, 1..=63), cleared as they are taken. The host raises
     /// `pending::SIGNAL` when one arrives (docs/ABI.md §signals).
     SignalTake = 31,
+    /// `ConsoleWinsize() -> (rows << 16) | cols`: the console terminal's size as the host last
+    /// set it (0: never set; the boot arguments' size holds). The host raises
+    /// `pending::CONSOLE_SIZE` when it changes (an OCI container's terminal resized by its
+    /// engine; docs/ABI.md §12).
+    ConsoleWinsize = 32,
 }
 
 impl Hypercall {
@@ -155,6 +160,7 @@ impl Hypercall {
             29 => Self::ExecTermSize,
             30 => Self::HostfsLookup,
             31 => Self::SignalTake,
+            32 => Self::ConsoleWinsize,
             _ => return None,
         })
     }

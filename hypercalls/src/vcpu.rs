@@ -29,8 +29,10 @@ pub mod pending {
     pub const EXEC: u32 = 1 << 5;
     /// The host sent the guest's init a signal (`SignalTake`; `pvmux kill` of a container).
     pub const SIGNAL: u32 = 1 << 6;
+    /// The host changed the console terminal's size (`ConsoleWinsize`).
+    pub const CONSOLE_SIZE: u32 = 1 << 7;
     /// All bits defined by this ABI version.
-    pub const ALL: u32 = TIMER | KICK | HOST | INPUT | NET | EXEC | SIGNAL;
+    pub const ALL: u32 = TIMER | KICK | HOST | INPUT | NET | EXEC | SIGNAL | CONSOLE_SIZE;
 }
 
 /// Indices into [`VcpuShared::stats`] (maintained by the stub, informational).

@@ -335,6 +335,8 @@ int main(void) {
     P("EXEC_EXITED", PVMUX_EXEC_EXITED); P("EXEC_FLAG_TTY", PVMUX_EXEC_FLAG_TTY);
     P("EXEC_FLAG_USER", PVMUX_EXEC_FLAG_USER); P("PENDING_EXEC", PVMUX_PENDING_EXEC);
     P("HC_SIGNAL_TAKE", PVMUX_HC_SIGNAL_TAKE);
+    P("HC_CONSOLE_WINSIZE", PVMUX_HC_CONSOLE_WINSIZE);
+    P("PENDING_CONSOLE_SIZE", PVMUX_PENDING_CONSOLE_SIZE);
     P("NET_ERRNO_BASE", PVMUX_NET_ERRNO_BASE); P("NET_IO_MAX", PVMUX_NET_IO_MAX);
     P("NET_DEFAULT_MAX_SOCKETS", PVMUX_NET_DEFAULT_MAX_SOCKETS);
     P("NET_RECV_PEEK", PVMUX_NET_RECV_PEEK);
@@ -752,6 +754,8 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         ("HC_NET_PUBLISHED", Hypercall::NetPublished as u64),
         ("HC_HOSTFS_LOOKUP", Hypercall::HostfsLookup as u64),
         ("HC_SIGNAL_TAKE", Hypercall::SignalTake as u64),
+        ("HC_CONSOLE_WINSIZE", Hypercall::ConsoleWinsize as u64),
+        ("PENDING_CONSOLE_SIZE", u64::from(pending::CONSOLE_SIZE)),
         ("NET_ERRNO_BASE", pvmux_hypercalls::net::ERRNO_BASE as u64),
         ("NET_IO_MAX", pvmux_hypercalls::net::IO_MAX),
         (

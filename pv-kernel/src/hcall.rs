@@ -61,6 +61,15 @@ pub(crate) fn signal_take() -> u64 {
     result(call(Hypercall::SignalTake, [0; 5])).unwrap_or(0)
 }
 
+/// `ConsoleWinsize`: the console's (rows, columns) as the host last set them; `None` if it
+/// never did (or answered nonsense: a zero dimension, bits above 32).
+pub(crate) fn console_winsize() -> Option<(u16, u16)> {
+    let v = result(call(Hypercall::ConsoleWinsize, [0; 5])).ok()?;
+    let v = u32::try_from(v).ok()?;
+    let (rows, cols) = ((v >> 16) as u16, v as u16);
+    (rows != 0 && cols != 0).then_some((rows, cols))
+}
+
 /// `SpaceCreate`: a user sandbox for the context region at `ctx_gpa`; the host sets the
 /// 32-bit word at `reaped_gpa` once the sandbox process is gone. Returns its handle.
 pub(crate) fn space_create(ctx_gpa: u64, reaped_gpa: u64) -> Result<u64, HcError> {

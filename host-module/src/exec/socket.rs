@@ -153,6 +153,7 @@ pub fn parse_spec(p: &[u8]) -> Option<ExecSpec> {
         user: params.user,
         tty: params.tty,
         tty_size: (params.tty && params.tty_size != (0, 0)).then_some(params.tty_size),
+        rlimits: params.rlimits.iter().collect(),
     })
 }
 
@@ -515,6 +516,12 @@ mod tests {
             tty: true,
             tty_size: Some((30, 100)),
             env: vec![b"K=V".to_vec()],
+            rlimits: vec![pvmux_hypercalls::exec::ExecRlimit {
+                resource: 7,
+                reserved: 0,
+                soft: 64,
+                hard: 128,
+            }],
             ..ExecSpec::new(["ls", "-l"])
         };
         let p = super::super::table::encode_request(&spec, 1).unwrap();

@@ -355,6 +355,12 @@ pub(crate) fn handle_event(bits: u32) {
         // The host sent init signals (`pvmux kill` of a container).
         crate::linux::signal::from_host(crate::hcall::signal_take());
     }
+    if taken & pvmux_hypercalls::vcpu::pending::CONSOLE_SIZE != 0 {
+        // The host resized the console (an OCI container's terminal).
+        if let Some((rows, cols)) = crate::hcall::console_winsize() {
+            crate::linux::files::console_resized(rows, cols);
+        }
+    }
     let now = stub::clock_ns();
     let mut kicks: u64 = 0;
     let resched = {

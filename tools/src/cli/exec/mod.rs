@@ -13,6 +13,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use pvmux_host::exec::socket::{run_client, SocketError};
 use pvmux_host::ExecSpec;
+use pvmux_hypercalls::exec::ExecRlimit;
 
 /// `pvmux exec [OPTIONS] ID [PROGRAM [ARGS...]]` (runc's form: a container under `--root`),
 /// or `pvmux exec [OPTIONS] --socket PATH -- PROGRAM [ARGS...]` (a guest started with
@@ -151,6 +152,7 @@ fn spec(args: &ExecArgs, program: &[OsString]) -> ExecSpec {
             .then(|| pvmux_host::console_input::terminal_size(std::io::stdout()))
             .flatten()
             .map(|s| (s.rows.get(), s.cols.get())),
+        rlimits: Vec::new(),
     }
 }
 
@@ -179,6 +181,20 @@ fn process_spec(file: &std::path::Path) -> anyhow::Result<ExecSpec> {
         .collect();
     let cwd = p.cwd().as_os_str().as_bytes().to_vec();
     let user = p.user();
+    super::oci::config::capabilities(&p);
+    // The same lowering and checks as init's (`--ulimit`); a later entry of a resource
+    // overrides an earlier one.
+    let mut warnings = Vec::new();
+    let mut rlimits = std::collections::BTreeMap::new();
+    for r in p.rlimits().as_deref().unwrap_or_default() {
+        let value = super::oci::config::ulimit(r, &mut warnings);
+        let (resource, soft, hard) = super::limits::parse_ulimit(&value)
+            .with_context(|| format!("--process {}: process.rlimits", file.display()))?;
+        rlimits.insert(resource, (soft, hard));
+    }
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
     Ok(ExecSpec {
         argv,
         env,
@@ -189,6 +205,15 @@ fn process_spec(file: &std::path::Path) -> anyhow::Result<ExecSpec> {
             .console_size()
             .as_ref()
             .map(|b| (b.height() as u16, b.width() as u16)),
+        rlimits: rlimits
+            .into_iter()
+            .map(|(resource, (soft, hard))| ExecRlimit {
+                resource,
+                reserved: 0,
+                soft,
+                hard,
+            })
+            .collect(),
     })
 }
 

@@ -7,7 +7,7 @@
 //! asks it to boot the guest kernel, which runs the container's program; the monitor's exit
 //! status is the program's. See docs/OCI.md.
 
-mod config;
+pub(crate) mod config;
 pub(crate) mod console;
 pub(crate) mod control;
 mod hooks;

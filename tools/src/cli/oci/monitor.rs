@@ -81,13 +81,21 @@ pub(crate) fn run(g: &GlobalArgs, m: &MonitorArgs) -> anyhow::Result<u8> {
         .netns
         .as_deref()
         .map_or(Ok(()), join_netns)
-        .and_then(|()| {
-            m.console_socket
-                .as_deref()
-                .map_or(Ok(()), super::console::attach)
+        .and_then(|()| match m.console_socket.as_deref() {
+            None => Ok(None),
+            Some(socket) => {
+                // Resizes from now on reach the guest once it runs (the size at `start` is
+                // its boot size).
+                let (tx, rx) = mpsc::channel();
+                super::console::watch_size(move |r, c| {
+                    let _ = tx.send((r, c));
+                })?;
+                super::console::attach(socket)?;
+                Ok(Some(rx))
+            }
         })
-        .and_then(|()| prepare(&sd, &m.run_args));
-    let (args, prepared, listener) = match prepared {
+        .and_then(|resized| Ok((resized, prepare(&sd, &m.run_args)?)));
+    let (resized, (args, prepared, listener)) = match prepared {
         Ok(p) => {
             // Detached before the report: `create` exits as soon as it has it.
             if !m.attached {
@@ -149,6 +157,20 @@ pub(crate) fn run(g: &GlobalArgs, m: &MonitorArgs) -> anyhow::Result<u8> {
         .map_err(|e| tracing::warn!("no exec into this container: {e}"))
         .ok();
     let handle = tenant.handle();
+    if let Some(rx) = resized {
+        let h = tenant.handle();
+        std::thread::Builder::new()
+            .name("pvmux-oci-resize".into())
+            .spawn(move || {
+                // A resize between the boot and this thread: the size now.
+                let now = super::console::stdin_size().into_iter();
+                for (rows, cols) in now.chain(rx) {
+                    if let Some(size) = pvmux_hypercalls::bootargs::ConsoleSize::new(cols, rows) {
+                        h.resize_console(size);
+                    }
+                }
+            })?;
+    }
     std::thread::Builder::new()
         .name("pvmux-oci-events".into())
         .spawn(move || {

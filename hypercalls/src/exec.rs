@@ -286,7 +286,11 @@ pub fn encode(
         total_len: len as u32,
         flags: if p.tty { flag::TTY } else { 0 }
             | if p.user.is_some() { flag::USER } else { 0 }
-            | if p.rlimits.is_empty() { 0 } else { flag::RLIMITS },
+            | if p.rlimits.is_empty() {
+                0
+            } else {
+                flag::RLIMITS
+            },
         session: p.session,
         uid,
         gid,
@@ -574,7 +578,10 @@ mod tests {
         );
         let mut cut = buf;
         cut[8..12].copy_from_slice(&((n - 1) as u32).to_le_bytes());
-        assert_eq!(ExecRequest::parse(&cut[..n - 1]), Err(RequestError::Truncated));
+        assert_eq!(
+            ExecRequest::parse(&cut[..n - 1]),
+            Err(RequestError::Truncated)
+        );
         let mut reserved = buf;
         reserved[n - RLIMIT_LEN + 4] = 1;
         assert_eq!(
@@ -584,7 +591,10 @@ mod tests {
         // Without the flag the records are trailing bytes.
         let mut noflag = buf;
         noflag[12] &= !(flag::RLIMITS as u8);
-        assert_eq!(ExecRequest::parse(&noflag[..n]), Err(RequestError::Trailing));
+        assert_eq!(
+            ExecRequest::parse(&noflag[..n]),
+            Err(RequestError::Trailing)
+        );
     }
 
     #[test]

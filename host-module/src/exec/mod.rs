@@ -132,7 +132,9 @@ pub enum ExecError {
     Malformed,
     /// A resource limit is out of order, repeated, unknown, or its soft limit is above its
     /// hard one.
-    #[error("a resource limit is malformed (unknown, repeated or out of order, or soft above hard)")]
+    #[error(
+        "a resource limit is malformed (unknown, repeated or out of order, or soft above hard)"
+    )]
     BadRlimit,
     /// The arguments and environment are too long.
     #[error("the arguments and environment are longer than {max} bytes", max = pvmux_hypercalls::exec::REQUEST_MAX)]

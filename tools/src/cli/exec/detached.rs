@@ -171,6 +171,7 @@ fn open(
             let _ = tx.send((r, c));
         })?;
         console::attach(c)?;
+        console::stdin_fully_raw()?;
         // The engine may have sized the master already; else the process's consoleSize.
         if let Some(size) = console::stdin_size() {
             spec.tty_size = Some(size);

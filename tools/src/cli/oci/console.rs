@@ -60,7 +60,17 @@ pub(crate) fn watch_size(resized: impl Fn(u16, u16) + Send + 'static) -> anyhow:
     Ok(())
 }
 
-/// Makes the terminal and sends its master to `socket`; returns its slave, in raw mode.
+/// Makes the terminal on stdin fully raw, output processing included: for an exec session,
+/// whose guest terminal already did it (`\n` to `\r\n`).
+pub(crate) fn stdin_fully_raw() -> anyhow::Result<()> {
+    let stdin = std::io::stdin();
+    let mut t = tcgetattr(&stdin).context("tcgetattr")?;
+    t.make_raw();
+    tcsetattr(&stdin, OptionalActions::Now, &t).context("cannot make the terminal raw")
+}
+
+/// Makes the terminal and sends its master to `socket`; returns its slave, in raw mode
+/// (output processing kept: the guest console writes `\n`).
 pub(crate) fn send_terminal(socket: &Path) -> anyhow::Result<std::fs::File> {
     let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)
         .context("cannot open a pseudo-terminal")?;

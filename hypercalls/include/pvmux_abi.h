@@ -771,7 +771,9 @@ struct pvmux_net_publish {
 /* ------------------------------------------------------------------------------------------
  * Exec sessions (exec.rs): hypercalls 25..=29, PVMUX_PENDING_EXEC. A request is a struct
  * pvmux_exec_request_header, then cwd_len bytes of working directory, then nr_args arguments
- * and nr_env environment entries, each a uint32_t length and its bytes (no NUL, no padding).
+ * and nr_env environment entries, each a uint32_t length and its bytes (no NUL, no padding),
+ * then with PVMUX_EXEC_FLAG_RLIMITS the rest is struct pvmux_exec_rlimit records (at least one,
+ * resources strictly increasing, soft <= hard; unaligned in the request).
  * ---------------------------------------------------------------------------------------- */
 
 #define PVMUX_EXEC_REQUEST_MAGIC 0x58455650u /* "PVEX" */
@@ -787,6 +789,7 @@ struct pvmux_net_publish {
 #define PVMUX_EXEC_EXITED 3u  /* value = Linux wait status (ended, output closed) */
 #define PVMUX_EXEC_FLAG_TTY (1u << 0)  /* a pseudo-terminal; stderr goes to stdout */
 #define PVMUX_EXEC_FLAG_USER (1u << 1) /* uid/gid given */
+#define PVMUX_EXEC_FLAG_RLIMITS (1u << 2) /* pvmux_exec_rlimit records follow the environment */
 
 struct pvmux_exec_request_header {
     uint32_t magic;      /* PVMUX_EXEC_REQUEST_MAGIC */
@@ -801,6 +804,13 @@ struct pvmux_exec_request_header {
     uint32_t cwd_len;    /* 0: "/" */
     uint16_t tty_rows;   /* with PVMUX_EXEC_FLAG_TTY: rows (0: 24); else 0 */
     uint16_t tty_cols;   /* with PVMUX_EXEC_FLAG_TTY: columns (0: 80); else 0 */
+};
+
+struct pvmux_exec_rlimit {
+    uint32_t resource; /* Linux's RLIMIT_* (below 16), replaces init's */
+    uint32_t reserved; /* 0 */
+    uint64_t soft;     /* UINT64_MAX: unlimited */
+    uint64_t hard;
 };
 
 /* ------------------------------------------------------------------------------------------

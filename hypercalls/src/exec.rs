@@ -555,11 +555,13 @@ mod tests {
     #[test]
     fn rlimits_are_canonical() {
         let mut buf = [0u8; 512];
-        let p = |l| ExecParams {
-            session: 1,
-            rlimits: ExecRlimits::new(l),
-            ..ExecParams::default()
-        };
+        fn p(l: &[ExecRlimit]) -> ExecParams<'_> {
+            ExecParams {
+                session: 1,
+                rlimits: ExecRlimits::new(l),
+                ..ExecParams::default()
+            }
+        }
         let bad = |l: &[ExecRlimit]| encode(&mut [0u8; 512], &p(l), &[b"a"], &[]);
         let [a, b] = LIMITS;
         assert_eq!(bad(&[b, a]), Err(RequestError::BadRlimit));

@@ -334,6 +334,9 @@ int main(void) {
     P("EXEC_STARTED", PVMUX_EXEC_STARTED); P("EXEC_FAILED", PVMUX_EXEC_FAILED);
     P("EXEC_EXITED", PVMUX_EXEC_EXITED); P("EXEC_FLAG_TTY", PVMUX_EXEC_FLAG_TTY);
     P("EXEC_FLAG_USER", PVMUX_EXEC_FLAG_USER); P("PENDING_EXEC", PVMUX_PENDING_EXEC);
+    P("EXEC_FLAG_RLIMITS", PVMUX_EXEC_FLAG_RLIMITS);
+    S(pvmux_exec_rlimit); O(pvmux_exec_rlimit, reserved); O(pvmux_exec_rlimit, soft);
+    O(pvmux_exec_rlimit, hard);
     P("HC_SIGNAL_TAKE", PVMUX_HC_SIGNAL_TAKE);
     P("HC_CONSOLE_WINSIZE", PVMUX_HC_CONSOLE_WINSIZE);
     P("PENDING_CONSOLE_SIZE", PVMUX_PENDING_CONSOLE_SIZE);
@@ -977,6 +980,14 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         ("EXEC_EXITED", exec::status::EXITED),
         ("EXEC_FLAG_TTY", u64::from(exec::flag::TTY)),
         ("EXEC_FLAG_USER", u64::from(exec::flag::USER)),
+        ("EXEC_FLAG_RLIMITS", u64::from(exec::flag::RLIMITS)),
+        (
+            "sizeof pvmux_exec_rlimit",
+            size_of::<exec::ExecRlimit>() as u64,
+        ),
+        o!("pvmux_exec_rlimit", exec::ExecRlimit, reserved),
+        o!("pvmux_exec_rlimit", exec::ExecRlimit, soft),
+        o!("pvmux_exec_rlimit", exec::ExecRlimit, hard),
         ("PENDING_EXEC", u64::from(pending::EXEC)),
         ("HC_VOLUME_OP", Hypercall::VolumeOp as u64),
         ("BOOT_CMD_VOLUME", u64::from(boot_cmd::VOLUME)),

@@ -175,7 +175,7 @@ impl<'a> ExecRlimits<'a> {
 
     /// Checks encoded records: canonical, as [`ExecRlimit`] says.
     fn parse(bytes: &'a [u8]) -> Result<Self, RequestError> {
-        if bytes.len() % RLIMIT_LEN != 0 {
+        if !bytes.len().is_multiple_of(RLIMIT_LEN) {
             return Err(RequestError::Truncated);
         }
         let mut last = None;

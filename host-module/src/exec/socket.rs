@@ -308,7 +308,7 @@ pub enum ClientEvent {
     End(ExecExit),
 }
 
-/// One session over the control socket, driven by its user: [`Client::next`] reads what
+/// One session over the control socket, driven by its user: [`Client::next_event`] reads what
 /// the server sends, a [`ClientWriter`] (from any thread) sends input and resizes.
 #[derive(Debug)]
 pub struct Client {
@@ -403,7 +403,7 @@ impl Client {
     /// The next event; after [`ClientEvent::End`] there is none. A refusal is
     /// [`SocketError::Refused`]; the server (the container) going away first is
     /// [`SocketError::Protocol`].
-    pub fn next(&mut self) -> Result<ClientEvent, SocketError> {
+    pub fn next_event(&mut self) -> Result<ClientEvent, SocketError> {
         let Some((k, p)) = read_frame(&mut self.conn).map_err(|source| SocketError::Io {
             path: self.path.clone(),
             source,
@@ -458,7 +458,7 @@ pub fn run_client(
     }
     let mut pid = None;
     loop {
-        match client.next()? {
+        match client.next_event()? {
             ClientEvent::Started(p) => {
                 pid = Some(p);
                 if detach {

@@ -111,7 +111,7 @@ pub enum Command {
     /// (or, with --socket, one started with `pvmux run --exec-socket PATH`): its stdin,
     /// stdout and stderr are pvmux's, its exit status pvmux's (127: no such program, 126:
     /// not executable, 137: the guest ended).
-    Exec(exec::ExecArgs),
+    Exec(Box<exec::ExecArgs>),
     /// OCI: freeze a container (not supported yet).
     Pause(UnsupportedArgs),
     /// OCI: thaw a container (not supported yet).

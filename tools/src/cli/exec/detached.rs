@@ -210,7 +210,7 @@ impl Opened {
     fn relay(mut self, hs: &UnixStream) -> anyhow::Result<u8> {
         let mut held: [Vec<u8>; 2] = Default::default();
         let answered = loop {
-            match self.client.next() {
+            match self.client.next_event() {
                 Ok(ClientEvent::Started(_)) => break Ok(()),
                 Ok(ClientEvent::Stdout(b)) => keep(&mut held[0], &b),
                 Ok(ClientEvent::Stderr(b)) => keep(&mut held[1], &b),
@@ -256,7 +256,7 @@ impl Opened {
             }
         }
         loop {
-            match self.client.next() {
+            match self.client.next_event() {
                 Ok(ClientEvent::Started(_)) => {}
                 Ok(ClientEvent::Stdout(b)) => {
                     let _ = out.write_all(&b).and_then(|()| out.flush());

@@ -477,3 +477,44 @@ fn podman_exec_behaves_as_with_runc() {
         assert_eq!(rm.code(), Some(0), "{}", rm.context());
     }
 }
+
+#[test]
+#[cfg_attr(
+    not(all(have_busybox, have_script)),
+    ignore = "needs /bin/busybox and util-linux's setsid: apt-get install busybox-static util-linux"
+)]
+fn pvmux_run_in_a_terminal_follows_resizes() {
+    use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
+    let b = Bundle::new(PVMUX, &["true"], serde_json::json!({}));
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).expect("openpt");
+    grantpt(&master).expect("grantpt");
+    unlockpt(&master).expect("unlockpt");
+    let name = ptsname(&master, Vec::new()).expect("ptsname");
+    let slave = File::options()
+        .read(true)
+        .write(true)
+        .open(name.to_str().expect("a UTF-8 name"))
+        .expect("open the slave");
+    let master = File::from(master);
+    resize(&master, 30, 90);
+    // `setsid -c`: pvmux leads a session whose controlling terminal is this one, as a shell's
+    // foreground job would be in it.
+    let mut child = Command::new("setsid")
+        .arg("-c")
+        .arg(PVMUX)
+        .args(["run", "--rootfs"])
+        .arg(b.path().join("rootfs"))
+        .args(["--", "/bin/sh", "-c", SIZE_REPORTER])
+        .stdin(slave.try_clone().expect("dup"))
+        .stdout(slave.try_clone().expect("dup"))
+        .stderr(slave)
+        .spawn()
+        .expect("run pvmux run");
+    let screen = Screen::read(master.try_clone().expect("dup the master"));
+    screen.expect("start 30 90\r\n");
+    resize(&master, 41, 123);
+    screen.expect("winch 41 123\r\n");
+    // ^C: the guest's line discipline interrupts the program, which ends pvmux (130).
+    (&master).write_all(b"\x03").expect("type ^C");
+    assert_eq!(wait_child(&mut child), 130, "{}", screen.text());
+}

@@ -14,6 +14,7 @@ mod run;
 mod size;
 mod terminal;
 mod volume;
+mod winsize;
 
 use std::process::ExitCode;
 

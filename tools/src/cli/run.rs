@@ -849,6 +849,20 @@ fn run_once(
         ),
         None => None,
     };
+    // In a terminal the guest console follows its resizes (the size at boot is the boot
+    // arguments').
+    let _winch = if plan.program && host_terminals().stdout {
+        let h = tenant.handle();
+        Some(super::winsize::watch(move || {
+            if let Some((rows, cols)) = super::winsize::of(std::io::stdout()) {
+                if let Some(size) = ConsoleSize::new(cols, rows) {
+                    h.resize_console(size);
+                }
+            }
+        })?)
+    } else {
+        None
+    };
     // The banner names the running sandbox; guest output held until then follows it.
     if banner {
         tenant.wait_started(Duration::from_secs(10));

@@ -31,6 +31,7 @@ use pvmux_host::exec::socket::{
 use pvmux_host::{ExecExit, ExecSpec};
 
 use super::super::oci::{console, control};
+use super::super::winsize;
 
 /// Most bytes of the program's output held back until it runs (its standard error before
 /// `STARTED` is the guest's reason when it could not start).
@@ -167,13 +168,16 @@ fn open(
             bail!("a terminal needs --console-socket");
         };
         let (tx, rx) = std::sync::mpsc::channel();
-        console::watch_size(move |r, c| {
-            let _ = tx.send((r, c));
-        })?;
+        // Lives as long as the holder.
+        std::mem::forget(winsize::watch(move || {
+            if let Some(size) = winsize::stdin() {
+                let _ = tx.send(size);
+            }
+        })?);
         console::attach(c)?;
         console::stdin_fully_raw()?;
         // The engine may have sized the master already; else the process's consoleSize.
-        if let Some(size) = console::stdin_size() {
+        if let Some(size) = winsize::stdin() {
             spec.tty_size = Some(size);
         }
         resized = Some(rx);
@@ -250,7 +254,7 @@ impl Opened {
         let _ = err.write_all(&held[1]).and_then(|()| err.flush());
         let w = self.client.writer();
         w.spawn_stdin(Box::new(std::io::stdin()));
-        if let (Some(asked), Some(now)) = (self.tty, console::stdin_size()) {
+        if let (Some(asked), Some(now)) = (self.tty, winsize::stdin()) {
             if asked != now {
                 let _ = w.resize(now.0, now.1);
             }

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use pvmux_host::exec::socket::{run_client, SocketError};
+use pvmux_host::exec::socket::{run_client, Client, ClientEnd, ClientEvent, SocketError};
 use pvmux_host::ExecSpec;
 use pvmux_hypercalls::exec::ExecRlimit;
 
@@ -264,7 +264,13 @@ pub(crate) fn run(g: &super::oci::GlobalArgs, args: &ExecArgs) -> anyhow::Result
     let _raw = (spec.tty && !args.detach && std::io::stdin().is_terminal())
         .then(super::terminal::RawTerminal::enable)
         .flatten();
-    let end = run_client(&socket, &spec, stdin, args.detach, &mut out, &mut err);
+    let end = match (spec.tty && !args.detach, stdin) {
+        // A terminal of pvmux's own: its resizes reach the session's terminal.
+        (true, Some(stdin)) if std::io::stdout().is_terminal() => {
+            following_resizes(&socket, &spec, stdin, &mut out, &mut err)
+        }
+        (_, stdin) => run_client(&socket, &spec, stdin, args.detach, &mut out, &mut err),
+    };
     let end = match end {
         Ok(end) => end,
         Err(SocketError::Refused(msg)) => bail!("the guest refused to run the program: {msg}"),
@@ -277,6 +283,39 @@ pub(crate) fn run(g: &super::oci::GlobalArgs, args: &ExecArgs) -> anyhow::Result
         }
     }
     Ok(u8::try_from(end.exit.code() & 0xff).unwrap_or(u8::MAX))
+}
+
+/// [`run_client`] of a terminal session on pvmux's own terminal, whose resizes (`SIGWINCH`)
+/// are sent on to the session's terminal.
+fn following_resizes(
+    socket: &std::path::Path,
+    spec: &ExecSpec,
+    stdin: Box<dyn std::io::Read + Send>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<ClientEnd, SocketError> {
+    let io = |source| SocketError::Io {
+        path: socket.to_owned(),
+        source,
+    };
+    let mut client = Client::connect(socket, spec)?;
+    let w = client.writer();
+    let _watch = super::winsize::watch(move || {
+        if let Some((rows, cols)) = super::winsize::of(std::io::stdout()) {
+            let _ = w.resize(rows, cols);
+        }
+    })
+    .map_err(|e| io(std::io::Error::other(format!("{e:#}"))))?;
+    client.writer().spawn_stdin(stdin);
+    let mut pid = None;
+    loop {
+        match client.next_event()? {
+            ClientEvent::Started(p) => pid = Some(p),
+            ClientEvent::Stdout(b) => out.write_all(&b).and_then(|()| out.flush()).map_err(io)?,
+            ClientEvent::Stderr(b) => err.write_all(&b).and_then(|()| err.flush()).map_err(io)?,
+            ClientEvent::End(exit) => return Ok(ClientEnd { pid, exit }),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 //! Resizes: the process holding the slave makes it its controlling terminal (a session of its
 //! own, `TIOCSCTTY`), so the host kernel sends it `SIGWINCH` whenever the engine resizes the
 //! master (`TIOCSWINSZ`); it reads the new size from the slave and passes it to the guest
-//! ([`watch_size`]). `pvmux exec --detach --tty` uses the same terminal for exec sessions.
+//! ([`super::super::winsize`]). `pvmux exec --detach --tty` uses the same terminal for exec sessions.
 
 use std::io::IoSlice;
 use std::mem::MaybeUninit;
@@ -31,32 +31,6 @@ pub(crate) fn attach(socket: &Path) -> anyhow::Result<()> {
     rustix::stdio::dup2_stdin(&slave).context("dup2 stdin")?;
     rustix::stdio::dup2_stdout(&slave).context("dup2 stdout")?;
     rustix::stdio::dup2_stderr(&slave).context("dup2 stderr")?;
-    Ok(())
-}
-
-/// The size of the terminal on stdin as (rows, columns); `None` if it is not a terminal or
-/// its size is unset (0 x 0: the engine has not sized it yet).
-pub(crate) fn stdin_size() -> Option<(u16, u16)> {
-    let w = rustix::termios::tcgetwinsize(std::io::stdin()).ok()?;
-    (w.ws_row != 0 && w.ws_col != 0).then_some((w.ws_row, w.ws_col))
-}
-
-/// Calls `resized(rows, columns)` in a thread of its own at every `SIGWINCH` (the terminal
-/// on stdin, this process's controlling terminal, changed size). Set up before the master
-/// leaves: a resize cannot be missed.
-pub(crate) fn watch_size(resized: impl Fn(u16, u16) + Send + 'static) -> anyhow::Result<()> {
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGWINCH])
-        .context("cannot handle SIGWINCH")?;
-    std::thread::Builder::new()
-        .name("pvmux-winch".into())
-        .spawn(move || {
-            for _ in signals.forever() {
-                if let Some((rows, cols)) = stdin_size() {
-                    resized(rows, cols);
-                }
-            }
-        })
-        .context("cannot start the resize thread")?;
     Ok(())
 }
 

@@ -87,9 +87,12 @@ pub(crate) fn run(g: &GlobalArgs, m: &MonitorArgs) -> anyhow::Result<u8> {
                 // Resizes from now on reach the guest once it runs (the size at `start` is
                 // its boot size).
                 let (tx, rx) = mpsc::channel();
-                super::console::watch_size(move |r, c| {
-                    let _ = tx.send((r, c));
-                })?;
+                // Lives as long as the monitor.
+                std::mem::forget(super::super::winsize::watch(move || {
+                    if let Some(size) = super::super::winsize::stdin() {
+                        let _ = tx.send(size);
+                    }
+                })?);
                 super::console::attach(socket)?;
                 Ok(Some(rx))
             }
@@ -163,7 +166,7 @@ pub(crate) fn run(g: &GlobalArgs, m: &MonitorArgs) -> anyhow::Result<u8> {
             .name("pvmux-oci-resize".into())
             .spawn(move || {
                 // A resize between the boot and this thread: the size now.
-                let now = super::console::stdin_size().into_iter();
+                let now = super::super::winsize::stdin().into_iter();
                 for (rows, cols) in now.chain(rx) {
                     if let Some(size) = pvmux_hypercalls::bootargs::ConsoleSize::new(cols, rows) {
                         h.resize_console(size);

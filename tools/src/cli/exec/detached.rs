@@ -58,7 +58,9 @@ pub(super) fn start(
         bail!("cannot allocate a terminal if exec detaches without --console-socket");
     }
     let request = encode_spec(spec).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let nfy = socket.with_file_name(format!("exec-{}.nfy", std::process::id()));
+    // Short: a socket's path has at most 107 bytes, and containerd's state directories are
+    // long (`/run/containerd/runc/k8s.io/<64 hex digits>/`).
+    let nfy = socket.with_file_name(format!("e{}", std::process::id()));
     let listener =
         UnixListener::bind(&nfy).with_context(|| format!("cannot listen on {}", nfy.display()))?;
     let _remove = Remove(nfy.clone());

@@ -192,7 +192,7 @@ pub fn main() -> ExitCode {
         Command::List(a) => oci::list(g, a),
         Command::Ps(a) => oci::ps(g, a),
         Command::Features => oci::features(),
-        Command::Exec(args) => exec::run(g, args),
+        Command::Exec(args) => exec::run(g, log_file, args),
         Command::Pause(_) => oci::unsupported("pause"),
         Command::Resume(_) => oci::unsupported("resume"),
         Command::Update(_) => oci::unsupported("update"),

@@ -53,6 +53,7 @@ pub(super) fn start(
     spec: &ExecSpec,
     console_socket: Option<&Path>,
     pid_file: Option<&Path>,
+    log: Option<&Path>,
 ) -> anyhow::Result<u8> {
     if spec.tty && console_socket.is_none() {
         bail!("cannot allocate a terminal if exec detaches without --console-socket");
@@ -66,6 +67,10 @@ pub(super) fn start(
     let _remove = Remove(nfy.clone());
     let exe = std::env::current_exe().context("cannot find the pvmux executable")?;
     let mut cmd = Command::new(exe);
+    // The holder's messages go to the engine's log, not the program's stderr.
+    if let Some(log) = log {
+        cmd.arg("--log").arg(std::path::absolute(log)?);
+    }
     cmd.arg("exec")
         .arg("--holder")
         .arg(&nfy)
@@ -145,9 +150,10 @@ pub(super) fn hold(nfy: &Path, socket: &Path, console_socket: Option<&Path>) -> 
     };
     match open(spec, socket, console_socket) {
         Ok(session) => session.relay(&hs),
+        // `exec` reports it (the holder's stderr is the same as `exec`'s: said once).
         Err(e) => {
             control::answer(&hs, &Err(anyhow::anyhow!("{e:#}")));
-            Err(e)
+            Ok(1)
         }
     }
 }

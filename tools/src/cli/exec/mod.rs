@@ -105,9 +105,10 @@ pub struct ExecArgs {
 }
 
 impl ExecArgs {
-    /// Whether this is runc's form (a container ID; runc's error codes).
+    /// Whether this is runc's form (a container ID, or the holder of `exec --detach`: runc's
+    /// `--log FILE` and error codes).
     pub(crate) fn is_oci(&self) -> bool {
-        self.socket.is_none()
+        self.socket.is_none() || self.holder.is_some()
     }
 }
 
@@ -218,7 +219,11 @@ fn process_spec(file: &std::path::Path) -> anyhow::Result<ExecSpec> {
 }
 
 /// Runs the program; returns its exit status. `g`: the OCI global options (`--root`).
-pub(crate) fn run(g: &super::oci::GlobalArgs, args: &ExecArgs) -> anyhow::Result<u8> {
+pub(crate) fn run(
+    g: &super::oci::GlobalArgs,
+    log: Option<&std::path::Path>,
+    args: &ExecArgs,
+) -> anyhow::Result<u8> {
     if let Some(nfy) = &args.holder {
         let Some(socket) = &args.socket else {
             bail!("--holder needs --socket");
@@ -252,6 +257,7 @@ pub(crate) fn run(g: &super::oci::GlobalArgs, args: &ExecArgs) -> anyhow::Result
             &spec,
             args.console_socket.as_deref(),
             args.pid_file.as_deref(),
+            log,
         );
     }
     if let Some(f) = &args.pid_file {

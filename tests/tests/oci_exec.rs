@@ -69,7 +69,7 @@ fn resize(master: &File, rows: u16, cols: u16) {
 }
 
 /// The busybox script of the resize tests: prints its terminal's size at the start and at
-/// every `SIGWINCH` (a trap), between markers.
+/// every `SIGWINCH` (a trap), after `start` and `winch`.
 const SIZE_REPORTER: &str =
     "trap 'echo \"winch $(stty size)\"' WINCH; echo \"start $(stty size)\"; while :; do sleep 1; done";
 
@@ -268,10 +268,10 @@ fn an_exec_terminal_goes_to_the_console_socket_and_follows_resizes() {
     let screen = Screen::read(master.try_clone().expect("dup the master"));
     assert_eq!(wait_child(&mut exec), 0, "exec");
     let holder = read_pid(&pid_file);
-    screen.expect("start ");
+    // A terminal the engine has not sized yet: the guest's default size.
+    screen.expect("start 24 80\r\n");
     resize(&master, 33, 101);
     screen.expect("winch 33 101\r\n");
-    // The terminal is the program's: `[ -t ]` in a second session sees the same.
     resize(&master, 20, 70);
     screen.expect("winch 20 70\r\n");
     end(&b, "t1", pid);

@@ -8,7 +8,8 @@
 //! Resizes: the process holding the slave makes it its controlling terminal (a session of its
 //! own, `TIOCSCTTY`), so the host kernel sends it `SIGWINCH` whenever the engine resizes the
 //! master (`TIOCSWINSZ`); it reads the new size from the slave and passes it to the guest
-//! ([`super::super::winsize`]). `pvmux exec --detach --tty` uses the same terminal for exec sessions.
+//! ([`super::super::winsize`]). `pvmux exec --detach --tty` uses the same terminal for exec
+//! sessions.
 
 use std::io::IoSlice;
 use std::mem::MaybeUninit;

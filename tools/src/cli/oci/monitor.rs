@@ -143,6 +143,15 @@ pub(crate) fn run(g: &GlobalArgs, m: &MonitorArgs) -> anyhow::Result<u8> {
         }
         Err(_) => anyhow::bail!("the control socket closed"),
     };
+    // The terminal's size now (the engine sizes it after `create`) is the guest's at boot.
+    let mut prepared = prepared;
+    if let Some(size) = super::super::winsize::stdin()
+        .and_then(|(rows, cols)| pvmux_hypercalls::bootargs::ConsoleSize::new(cols, rows))
+    {
+        if let Err(e) = prepared.set_console_size(size) {
+            tracing::warn!("{e:#}");
+        }
+    }
     let tenant = match prepared.launch(&args) {
         Ok(t) => t,
         Err(e) => {

@@ -34,6 +34,10 @@ pub(crate) trait HcEnv {
     fn take_signals(&self) -> u64 {
         0
     }
+    /// The console's size as the host last set it, `(rows << 16) | cols` (0: never set).
+    fn console_winsize(&self) -> u32 {
+        0
+    }
     /// `TaskLimitTake`: the task limit the host set since the last call (0: none).
     fn take_task_limit(&self) -> u32 {
         0
@@ -113,6 +117,7 @@ pub(crate) fn handle(mem: &GuestMemory, env: &dyn HcEnv, nr: u64, args: [u64; 6]
         | Hypercall::ExecTermSize => ret(crate::exec::hc(mem, env.exec(), call, args)),
         // At most bit 62 is set (signal 63): always a non-negative return.
         Hypercall::SignalTake => HcAction::Return((env.take_signals() & (u64::MAX >> 1)) as i64),
+        Hypercall::ConsoleWinsize => HcAction::Return(i64::from(env.console_winsize())),
         Hypercall::TaskLimitTake => HcAction::Return(i64::from(env.take_task_limit())),
         Hypercall::StatsReport => ret(crate::resources::read_report(mem, args[0]).map(|s| {
             env.stats_report(s);
@@ -179,6 +184,8 @@ pub(crate) struct TestEnv {
     pub(crate) spaces: std::cell::RefCell<Vec<String>>,
     /// Host signals for `SignalTake`.
     pub(crate) signals: std::cell::Cell<u64>,
+    /// The console size for `ConsoleWinsize`.
+    pub(crate) winsize: std::cell::Cell<u32>,
 }
 
 #[cfg(test)]
@@ -195,6 +202,9 @@ impl HcEnv for TestEnv {
     }
     fn take_signals(&self) -> u64 {
         self.signals.replace(0)
+    }
+    fn console_winsize(&self) -> u32 {
+        self.winsize.get()
     }
     fn space_create(&self, ctx_gpa: u64, _reaped_gpa: u64) -> Result<u64, HcError> {
         self.spaces
@@ -277,6 +287,21 @@ mod tests {
             HcAction::Return((1 << 14) | (1 << 62))
         );
         assert_eq!(handle(&mem, &env, nr, [0; 6]), HcAction::Return(0));
+    }
+
+    #[test]
+    fn console_winsize_is_the_last_size_set() {
+        let mem = GuestMemory::new(16 << 20).unwrap();
+        let env = TestEnv::default();
+        let nr = Hypercall::ConsoleWinsize as u64;
+        assert_eq!(handle(&mem, &env, nr, [u64::MAX; 6]), HcAction::Return(0));
+        env.winsize.set((50 << 16) | 132);
+        for _ in 0..2 {
+            assert_eq!(
+                handle(&mem, &env, nr, [0; 6]),
+                HcAction::Return((50 << 16) | 132)
+            );
+        }
     }
 
     #[test]

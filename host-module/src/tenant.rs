@@ -219,6 +219,9 @@ struct Shared {
     input: Arc<InputBuffer>,
     /// Signals for the guest's init not yet taken by `SignalTake` (bit `n - 1`: signal `n`).
     host_signals: AtomicU64,
+    /// The console's size as last set by [`TenantHandle::resize_console`], `(rows << 16) |
+    /// cols` (0: never set).
+    console_winsize: AtomicU32,
     /// The kernel sandbox's pid while it may be signalled (it has not exited yet, so its pid
     /// cannot be reused); threads other than the monitor signal only under this lock.
     signal_gate: Mutex<Option<u32>>,
@@ -543,6 +546,10 @@ impl HcEnv for Shared {
         self.host_signals.swap(0, SeqCst)
     }
 
+    fn console_winsize(&self) -> u32 {
+        self.console_winsize.load(SeqCst)
+    }
+
     fn space_create(&self, ctx_gpa: u64, reaped_gpa: u64) -> Result<u64, HcError> {
         self.spaces.create_reporting(ctx_gpa, reaped_gpa)
     }
@@ -609,6 +616,17 @@ impl TenantHandle {
         self.shared.host_signals.fetch_or(1 << (signo - 1), SeqCst);
         self.shared.raise(pvmux_hypercalls::vcpu::pending::SIGNAL);
         Ok(())
+    }
+
+    /// Sets the console terminal's size (an OCI container's terminal the engine resized):
+    /// the guest takes it with `ConsoleWinsize` after `pending::CONSOLE_SIZE`, and its
+    /// console's foreground process group gets `SIGWINCH` when it changed.
+    pub fn resize_console(&self, size: pvmux_hypercalls::bootargs::ConsoleSize) {
+        let v = (u32::from(size.rows.get()) << 16) | u32::from(size.cols.get());
+        if self.shared.console_winsize.swap(v, SeqCst) != v {
+            self.shared
+                .raise(pvmux_hypercalls::vcpu::pending::CONSOLE_SIZE);
+        }
     }
 }
 
@@ -893,6 +911,7 @@ impl Tenant {
                 namespaces,
                 input,
                 host_signals: AtomicU64::new(0),
+                console_winsize: AtomicU32::new(0),
                 signal_gate: Mutex::new(None),
                 hostfs: parts.hostfs,
                 volumes: parts.volumes,
@@ -1309,6 +1328,7 @@ fn pending_names(bits: u32) -> String {
         (pending::NET, "NET"),
         (pending::EXEC, "EXEC"),
         (pending::SIGNAL, "SIGNAL"),
+        (pending::CONSOLE_SIZE, "CONSOLE_SIZE"),
         (pending::RESOURCES, "RESOURCES"),
     ]
     .iter()

@@ -350,6 +350,7 @@ enum pvmux_hypercall {
     PVMUX_HC_EXEC_TERM_SIZE = 29, /* (session) -> (rows << 16) | cols of a terminal session */
     PVMUX_HC_HOSTFS_LOOKUP = 30, /* (path_gpa, path_len, buf_gpa, buf_len) -> bytes; 0 = no entry (ABI v6) */
     PVMUX_HC_SIGNAL_TAKE = 31,   /* () -> signals for init (bit n-1: signal n), cleared */
+    PVMUX_HC_CONSOLE_WINSIZE = 32, /* () -> (rows << 16) | cols of the console; 0: never set */
     PVMUX_HC_TASK_LIMIT_TAKE = 34, /* () -> new task limit, 0 = none (ABI v6) */
     PVMUX_HC_STATS_REPORT = 35,    /* (rec_gpa: struct pvmux_guest_stats) -> 0 (ABI v6) */
 };
@@ -424,10 +425,12 @@ struct pvmux_sandbox_header {
 #define PVMUX_PENDING_NET (1u << 4)   /* a host socket may be ready, or a published connection */
 #define PVMUX_PENDING_EXEC (1u << 5)  /* an exec request, exec input, or room for exec output */
 #define PVMUX_PENDING_SIGNAL (1u << 6) /* the host sent init a signal: signal_take */
+#define PVMUX_PENDING_CONSOLE_SIZE (1u << 7) /* the console was resized: console_winsize */
 #define PVMUX_PENDING_RESOURCES (1u << 8) /* task_limit_take, then stats_report */
 #define PVMUX_PENDING_ALL                                                                  \
     (PVMUX_PENDING_TIMER | PVMUX_PENDING_KICK | PVMUX_PENDING_HOST | PVMUX_PENDING_INPUT | \
-     PVMUX_PENDING_NET | PVMUX_PENDING_EXEC | PVMUX_PENDING_SIGNAL | PVMUX_PENDING_RESOURCES)
+     PVMUX_PENDING_NET | PVMUX_PENDING_EXEC | PVMUX_PENDING_SIGNAL |                        \
+     PVMUX_PENDING_CONSOLE_SIZE | PVMUX_PENDING_RESOURCES)
 
 /* Indices into VcpuShared.stats */
 #define PVMUX_STAT_SHADOW_FILLS 0
@@ -771,7 +774,9 @@ struct pvmux_net_publish {
 /* ------------------------------------------------------------------------------------------
  * Exec sessions (exec.rs): hypercalls 25..=29, PVMUX_PENDING_EXEC. A request is a struct
  * pvmux_exec_request_header, then cwd_len bytes of working directory, then nr_args arguments
- * and nr_env environment entries, each a uint32_t length and its bytes (no NUL, no padding).
+ * and nr_env environment entries, each a uint32_t length and its bytes (no NUL, no padding),
+ * then with PVMUX_EXEC_FLAG_RLIMITS the rest is struct pvmux_exec_rlimit records (at least one,
+ * resources strictly increasing, soft <= hard; unaligned in the request).
  * ---------------------------------------------------------------------------------------- */
 
 #define PVMUX_EXEC_REQUEST_MAGIC 0x58455650u /* "PVEX" */
@@ -787,6 +792,7 @@ struct pvmux_net_publish {
 #define PVMUX_EXEC_EXITED 3u  /* value = Linux wait status (ended, output closed) */
 #define PVMUX_EXEC_FLAG_TTY (1u << 0)  /* a pseudo-terminal; stderr goes to stdout */
 #define PVMUX_EXEC_FLAG_USER (1u << 1) /* uid/gid given */
+#define PVMUX_EXEC_FLAG_RLIMITS (1u << 2) /* pvmux_exec_rlimit records follow the environment */
 
 struct pvmux_exec_request_header {
     uint32_t magic;      /* PVMUX_EXEC_REQUEST_MAGIC */
@@ -801,6 +807,13 @@ struct pvmux_exec_request_header {
     uint32_t cwd_len;    /* 0: "/" */
     uint16_t tty_rows;   /* with PVMUX_EXEC_FLAG_TTY: rows (0: 24); else 0 */
     uint16_t tty_cols;   /* with PVMUX_EXEC_FLAG_TTY: columns (0: 80); else 0 */
+};
+
+struct pvmux_exec_rlimit {
+    uint32_t resource; /* Linux's RLIMIT_* (below 16), replaces init's */
+    uint32_t reserved; /* 0 */
+    uint64_t soft;     /* UINT64_MAX: unlimited */
+    uint64_t hard;
 };
 
 /* ------------------------------------------------------------------------------------------

@@ -83,8 +83,11 @@ pub mod flag {
     pub const TTY: u32 = 1 << 0;
     /// Run as [`super::ExecRequestHeader::uid`] / `gid` (else as the guest's init program).
     pub const USER: u32 = 1 << 1;
+    /// Resource limits follow the environment: the rest of the request is [`super::ExecRlimit`]
+    /// records (at least one; else the program has init's limits).
+    pub const RLIMITS: u32 = 1 << 2;
     /// Every flag this version knows.
-    pub const ALL: u32 = TTY | USER;
+    pub const ALL: u32 = TTY | USER | RLIMITS;
 }
 
 /// The fixed part of an exec request (48 bytes), followed by `cwd_len` bytes of working
@@ -133,6 +136,76 @@ const _: () = assert!(offset_of!(ExecRequestHeader, tty_cols) == 46);
 /// Bytes of the header.
 pub const HEADER_LEN: usize = size_of::<ExecRequestHeader>();
 
+/// One resource limit of the program (with [`flag::RLIMITS`]; 24 bytes, unaligned in the
+/// request): it replaces the limit the program would inherit from init. Canonical: resources
+/// strictly increasing, each below [`crate::bootargs::RLIMIT_RESOURCES`], `soft <= hard`,
+/// `reserved` zero. The kernel may still refuse one it cannot honour (an `RLIMIT_NOFILE` hard
+/// limit above its ceiling): that one is skipped.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct ExecRlimit {
+    /// Linux's `RLIMIT_*` number.
+    pub resource: u32,
+    /// Zero.
+    pub reserved: u32,
+    /// The soft limit (`u64::MAX`: unlimited).
+    pub soft: u64,
+    /// The hard limit (`u64::MAX`: unlimited).
+    pub hard: u64,
+}
+
+const _: () = assert!(size_of::<ExecRlimit>() == 24);
+const _: () = assert!(offset_of!(ExecRlimit, soft) == 8);
+const _: () = assert!(offset_of!(ExecRlimit, hard) == 16);
+
+/// Bytes of one [`ExecRlimit`].
+pub const RLIMIT_LEN: usize = size_of::<ExecRlimit>();
+
+/// The resource limits of a request: checked [`ExecRlimit`] records (empty: init's).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExecRlimits<'a>(&'a [u8]);
+
+impl<'a> ExecRlimits<'a> {
+    /// These records (checked by [`encode`]).
+    pub fn new(records: &'a [ExecRlimit]) -> Self {
+        Self(records.as_bytes())
+    }
+
+    /// Checks encoded records: canonical, as [`ExecRlimit`] says.
+    fn parse(bytes: &'a [u8]) -> Result<Self, RequestError> {
+        if !bytes.len().is_multiple_of(RLIMIT_LEN) {
+            return Err(RequestError::Truncated);
+        }
+        let mut last = None;
+        for c in bytes.chunks_exact(RLIMIT_LEN) {
+            let r = ExecRlimit::read_from_bytes(c).map_err(|_| RequestError::Truncated)?;
+            if r.resource >= crate::bootargs::RLIMIT_RESOURCES
+                || r.reserved != 0
+                || r.soft > r.hard
+                || last.is_some_and(|l| l >= r.resource)
+            {
+                return Err(RequestError::BadRlimit);
+            }
+            last = Some(r.resource);
+        }
+        Ok(Self(bytes))
+    }
+
+    /// No limits given.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The limits, in order.
+    pub fn iter(&self) -> impl Iterator<Item = ExecRlimit> + 'a {
+        self.0
+            .chunks_exact(RLIMIT_LEN)
+            .filter_map(|c| ExecRlimit::read_from_bytes(c).ok())
+    }
+}
+
 /// Why a request was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -151,6 +224,8 @@ pub enum RequestError {
     BadString,
     /// Bytes left after the last string.
     Trailing,
+    /// A resource limit record is not canonical ([`ExecRlimit`]).
+    BadRlimit,
 }
 
 /// What the host asks the kernel to run (the typed view of an encoded request).
@@ -166,11 +241,13 @@ pub struct ExecParams<'a> {
     pub user: Option<(u32, u32)>,
     /// The working directory (absolute); `None`: `/`.
     pub cwd: Option<&'a [u8]>,
+    /// Resource limits ([`flag::RLIMITS`]); empty: init's.
+    pub rlimits: ExecRlimits<'a>,
 }
 
-/// Bytes the encoding of these strings takes; `None` above [`REQUEST_MAX`].
-pub fn encoded_len(cwd: Option<&[u8]>, args: &[&[u8]], env: &[&[u8]]) -> Option<usize> {
-    let mut n = HEADER_LEN + cwd.map_or(0, <[u8]>::len);
+/// Bytes the encoding of a request takes; `None` above [`REQUEST_MAX`].
+pub fn encoded_len(p: &ExecParams<'_>, args: &[&[u8]], env: &[&[u8]]) -> Option<usize> {
+    let mut n = HEADER_LEN + p.cwd.map_or(0, <[u8]>::len) + p.rlimits.0.len();
     for s in args.iter().chain(env) {
         n = n.checked_add(4)?.checked_add(s.len())?;
     }
@@ -198,7 +275,8 @@ pub fn encode(
     if !p.tty && p.tty_size != (0, 0) {
         return Err(RequestError::Unknown);
     }
-    let len = encoded_len(p.cwd, args, env).ok_or(RequestError::BadLength)?;
+    ExecRlimits::parse(p.rlimits.0)?;
+    let len = encoded_len(p, args, env).ok_or(RequestError::BadLength)?;
     let out = out.get_mut(..len).ok_or(RequestError::Truncated)?;
     let cwd = p.cwd.unwrap_or_default();
     let (uid, gid) = p.user.unwrap_or_default();
@@ -206,7 +284,13 @@ pub fn encode(
         magic: REQUEST_MAGIC,
         header_len: HEADER_LEN as u32,
         total_len: len as u32,
-        flags: if p.tty { flag::TTY } else { 0 } | if p.user.is_some() { flag::USER } else { 0 },
+        flags: if p.tty { flag::TTY } else { 0 }
+            | if p.user.is_some() { flag::USER } else { 0 }
+            | if p.rlimits.is_empty() {
+                0
+            } else {
+                flag::RLIMITS
+            },
         session: p.session,
         uid,
         gid,
@@ -226,6 +310,9 @@ pub fn encode(
         out[at..at + s.len()].copy_from_slice(s);
         at += s.len();
     }
+    let rl = p.rlimits.0;
+    out[at..at + rl.len()].copy_from_slice(rl);
+    at += rl.len();
     Ok(at)
 }
 
@@ -236,6 +323,7 @@ pub struct ExecRequest<'a> {
     cwd: &'a [u8],
     /// The arguments then the environment.
     strings: &'a [u8],
+    rlimits: ExecRlimits<'a>,
 }
 
 impl<'a> ExecRequest<'a> {
@@ -276,13 +364,22 @@ impl<'a> ExecRequest<'a> {
                 return Err(RequestError::BadString);
             }
         }
-        if !it.rest.is_empty() {
+        let rlimits = if header.flags & flag::RLIMITS != 0 {
+            if it.rest.is_empty() {
+                return Err(RequestError::BadRlimit);
+            }
+            ExecRlimits::parse(it.rest)?
+        } else if !it.rest.is_empty() {
             return Err(RequestError::Trailing);
-        }
+        } else {
+            ExecRlimits::default()
+        };
+        let strings = &strings[..strings.len() - rlimits.0.len()];
         Ok(Self {
             header,
             cwd,
             strings,
+            rlimits,
         })
     }
 
@@ -295,6 +392,7 @@ impl<'a> ExecRequest<'a> {
             tty_size: (h.tty_rows, h.tty_cols),
             user: (h.flags & flag::USER != 0).then_some((h.uid, h.gid)),
             cwd: (!self.cwd.is_empty()).then_some(self.cwd),
+            rlimits: self.rlimits,
         }
     }
 
@@ -377,12 +475,12 @@ mod tests {
             tty_size: (40, 120),
             user: Some((1000, 100)),
             cwd: Some(b"/tmp"),
+            rlimits: ExecRlimits::new(&LIMITS),
         };
         let (buf, n) = enc(&p, &[b"sh", b"-c", b""], &[b"A=1"]);
-        assert_eq!(
-            Some(n),
-            encoded_len(Some(b"/tmp"), &[b"sh", b"-c", b""], &[b"A=1"])
-        );
+        assert_eq!(Some(n), encoded_len(&p, &[b"sh", b"-c", b""], &[b"A=1"]));
+        let r = ExecRequest::parse(&buf[..n]).unwrap();
+        assert!(r.params().rlimits.iter().eq(LIMITS));
         let r = ExecRequest::parse(&buf[..n]).unwrap();
         assert_eq!(r.params(), p);
         assert!(r.args().eq([&b"sh"[..], b"-c", b""]));
@@ -437,6 +535,68 @@ mod tests {
         let mut nul = good;
         nul[HEADER_LEN + 5] = 0;
         assert_eq!(ExecRequest::parse(&nul[..n]), Err(RequestError::BadString));
+    }
+
+    const LIMITS: [ExecRlimit; 2] = [
+        ExecRlimit {
+            resource: 4,
+            reserved: 0,
+            soft: 0,
+            hard: u64::MAX,
+        },
+        ExecRlimit {
+            resource: 7,
+            reserved: 0,
+            soft: 100,
+            hard: 200,
+        },
+    ];
+
+    #[test]
+    fn rlimits_are_canonical() {
+        let mut buf = [0u8; 512];
+        fn p(l: &[ExecRlimit]) -> ExecParams<'_> {
+            ExecParams {
+                session: 1,
+                rlimits: ExecRlimits::new(l),
+                ..ExecParams::default()
+            }
+        }
+        let bad = |l: &[ExecRlimit]| encode(&mut [0u8; 512], &p(l), &[b"a"], &[]);
+        let [a, b] = LIMITS;
+        assert_eq!(bad(&[b, a]), Err(RequestError::BadRlimit));
+        assert_eq!(bad(&[a, a]), Err(RequestError::BadRlimit));
+        let inverted = ExecRlimit { soft: 300, ..b };
+        assert_eq!(bad(&[inverted]), Err(RequestError::BadRlimit));
+        let unknown = ExecRlimit { resource: 16, ..b };
+        assert_eq!(bad(&[unknown]), Err(RequestError::BadRlimit));
+        let n = encode(&mut buf, &p(&LIMITS), &[b"a"], &[]).unwrap();
+        // The flag without records, a cut record, a reserved word set.
+        let mut none = buf;
+        none[8..12].copy_from_slice(&((n - 2 * RLIMIT_LEN) as u32).to_le_bytes());
+        assert_eq!(
+            ExecRequest::parse(&none[..n - 2 * RLIMIT_LEN]),
+            Err(RequestError::BadRlimit)
+        );
+        let mut cut = buf;
+        cut[8..12].copy_from_slice(&((n - 1) as u32).to_le_bytes());
+        assert_eq!(
+            ExecRequest::parse(&cut[..n - 1]),
+            Err(RequestError::Truncated)
+        );
+        let mut reserved = buf;
+        reserved[n - RLIMIT_LEN + 4] = 1;
+        assert_eq!(
+            ExecRequest::parse(&reserved[..n]),
+            Err(RequestError::BadRlimit)
+        );
+        // Without the flag the records are trailing bytes.
+        let mut noflag = buf;
+        noflag[12] &= !(flag::RLIMITS as u8);
+        assert_eq!(
+            ExecRequest::parse(&noflag[..n]),
+            Err(RequestError::Trailing)
+        );
     }
 
     #[test]

@@ -117,6 +117,11 @@ pub enum Hypercall {
     /// call (bit `n - 1`: signal `n`, 1..=63), cleared as they are taken. The host raises
     /// `pending::SIGNAL` when one arrives (docs/ABI.md §signals).
     SignalTake = 31,
+    /// `ConsoleWinsize() -> (rows << 16) | cols`: the console terminal's size as the host last
+    /// set it (0: never set; the boot arguments' size holds). The host raises
+    /// `pending::CONSOLE_SIZE` when it changes (an OCI container's terminal resized by its
+    /// engine; docs/ABI.md §12).
+    ConsoleWinsize = 32,
     /// `TaskLimitTake() -> limit`: the task limit the host set since the last call (cleared
     /// as taken): 0 = nothing new, [`crate::resources::TASK_LIMIT_NONE`] = the kernel's own
     /// ceiling only, else the limit. Raised with `pending::RESOURCES` (docs/ABI.md
@@ -163,6 +168,7 @@ impl Hypercall {
             29 => Self::ExecTermSize,
             30 => Self::HostfsLookup,
             31 => Self::SignalTake,
+            32 => Self::ConsoleWinsize,
             34 => Self::TaskLimitTake,
             35 => Self::StatsReport,
             _ => return None,

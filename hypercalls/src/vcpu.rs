@@ -29,11 +29,14 @@ pub mod pending {
     pub const EXEC: u32 = 1 << 5;
     /// The host sent the guest's init a signal (`SignalTake`; `pvmux kill` of a container).
     pub const SIGNAL: u32 = 1 << 6;
+    /// The host changed the console terminal's size (`ConsoleWinsize`).
+    pub const CONSOLE_SIZE: u32 = 1 << 7;
     /// The host asks for the guest's figures (`StatsReport`) or set a new task limit
     /// (`TaskLimitTake`; docs/ABI.md §resources).
     pub const RESOURCES: u32 = 1 << 8;
     /// All bits defined by this ABI version.
-    pub const ALL: u32 = TIMER | KICK | HOST | INPUT | NET | EXEC | SIGNAL | RESOURCES;
+    pub const ALL: u32 =
+        TIMER | KICK | HOST | INPUT | NET | EXEC | SIGNAL | CONSOLE_SIZE | RESOURCES;
 }
 
 /// Indices into [`VcpuShared::stats`] (maintained by the stub, informational).

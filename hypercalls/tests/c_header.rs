@@ -337,7 +337,12 @@ int main(void) {
     P("EXEC_STARTED", PVMUX_EXEC_STARTED); P("EXEC_FAILED", PVMUX_EXEC_FAILED);
     P("EXEC_EXITED", PVMUX_EXEC_EXITED); P("EXEC_FLAG_TTY", PVMUX_EXEC_FLAG_TTY);
     P("EXEC_FLAG_USER", PVMUX_EXEC_FLAG_USER); P("PENDING_EXEC", PVMUX_PENDING_EXEC);
+    P("EXEC_FLAG_RLIMITS", PVMUX_EXEC_FLAG_RLIMITS);
+    S(pvmux_exec_rlimit); O(pvmux_exec_rlimit, reserved); O(pvmux_exec_rlimit, soft);
+    O(pvmux_exec_rlimit, hard);
     P("HC_SIGNAL_TAKE", PVMUX_HC_SIGNAL_TAKE);
+    P("HC_CONSOLE_WINSIZE", PVMUX_HC_CONSOLE_WINSIZE);
+    P("PENDING_CONSOLE_SIZE", PVMUX_PENDING_CONSOLE_SIZE);
     P("HC_TASK_LIMIT_TAKE", PVMUX_HC_TASK_LIMIT_TAKE); P("HC_STATS_REPORT", PVMUX_HC_STATS_REPORT);
     P("TASK_LIMIT_NONE", PVMUX_TASK_LIMIT_NONE); P("GUEST_STATS_SIZE", PVMUX_GUEST_STATS_SIZE);
     P("NET_ERRNO_BASE", PVMUX_NET_ERRNO_BASE); P("NET_IO_MAX", PVMUX_NET_IO_MAX);
@@ -766,6 +771,8 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         ("HC_NET_PUBLISHED", Hypercall::NetPublished as u64),
         ("HC_HOSTFS_LOOKUP", Hypercall::HostfsLookup as u64),
         ("HC_SIGNAL_TAKE", Hypercall::SignalTake as u64),
+        ("HC_CONSOLE_WINSIZE", Hypercall::ConsoleWinsize as u64),
+        ("PENDING_CONSOLE_SIZE", u64::from(pending::CONSOLE_SIZE)),
         ("HC_TASK_LIMIT_TAKE", Hypercall::TaskLimitTake as u64),
         ("HC_STATS_REPORT", Hypercall::StatsReport as u64),
         (
@@ -998,6 +1005,14 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         ("EXEC_EXITED", exec::status::EXITED),
         ("EXEC_FLAG_TTY", u64::from(exec::flag::TTY)),
         ("EXEC_FLAG_USER", u64::from(exec::flag::USER)),
+        ("EXEC_FLAG_RLIMITS", u64::from(exec::flag::RLIMITS)),
+        (
+            "sizeof pvmux_exec_rlimit",
+            size_of::<exec::ExecRlimit>() as u64,
+        ),
+        o!("pvmux_exec_rlimit", exec::ExecRlimit, reserved),
+        o!("pvmux_exec_rlimit", exec::ExecRlimit, soft),
+        o!("pvmux_exec_rlimit", exec::ExecRlimit, hard),
         ("PENDING_EXEC", u64::from(pending::EXEC)),
         ("HC_VOLUME_OP", Hypercall::VolumeOp as u64),
         ("BOOT_CMD_VOLUME", u64::from(boot_cmd::VOLUME)),

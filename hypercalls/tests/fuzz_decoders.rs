@@ -33,7 +33,7 @@ const KNOWN_VECTORS: [Vector; 12] = [
     Vector::Event,
     Vector::Syscall,
 ];
-const KNOWN_CALLS: [Hypercall; 34] = [
+const KNOWN_CALLS: [Hypercall; 35] = [
     Hypercall::Nop,
     Hypercall::ConsoleWrite,
     Hypercall::Shutdown,
@@ -66,6 +66,7 @@ const KNOWN_CALLS: [Hypercall; 34] = [
     Hypercall::ExecTermSize,
     Hypercall::HostfsLookup,
     Hypercall::SignalTake,
+    Hypercall::ConsoleWinsize,
     Hypercall::TaskLimitTake,
     Hypercall::StatsReport,
 ];
@@ -528,8 +529,8 @@ proptest! {
         let a: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
         let e: Vec<&[u8]> = env.iter().map(Vec::as_slice).collect();
         let tty = session % 2 == 0;
-        let p = ExecParams { session, tty, tty_size: if tty { (24, 80) } else { (0, 0) }, user: None, cwd: Some(b"/x") };
-        let mut buf = vec![0u8; encoded_len(p.cwd, &a, &e).unwrap()];
+        let p = ExecParams { session, tty, tty_size: if tty { (24, 80) } else { (0, 0) }, user: None, cwd: Some(b"/x"), rlimits: Default::default() };
+        let mut buf = vec![0u8; encoded_len(&p, &a, &e).unwrap()];
         let n = encode(&mut buf, &p, &a, &e).unwrap();
         prop_assert_eq!(n, buf.len());
         let r = pvmux_hypercalls::exec::ExecRequest::parse(&buf).unwrap();

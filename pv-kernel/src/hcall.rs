@@ -61,6 +61,15 @@ pub(crate) fn signal_take() -> u64 {
     result(call(Hypercall::SignalTake, [0; 5])).unwrap_or(0)
 }
 
+/// `ConsoleWinsize`: the console's (rows, columns) as the host last set them; `None` if it
+/// never did (or answered nonsense: a zero dimension, bits above 32).
+pub(crate) fn console_winsize() -> Option<(u16, u16)> {
+    let v = result(call(Hypercall::ConsoleWinsize, [0; 5])).ok()?;
+    let v = u32::try_from(v).ok()?;
+    let (rows, cols) = ((v >> 16) as u16, v as u16);
+    (rows != 0 && cols != 0).then_some((rows, cols))
+}
+
 /// `TaskLimitTake`: the task limit the host set since the last call (0: none,
 /// [`pvmux_hypercalls::resources::TASK_LIMIT_NONE`]: the kernel's ceiling only), taken.
 pub(crate) fn task_limit_take() -> u32 {

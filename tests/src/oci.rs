@@ -317,6 +317,11 @@ impl Podman {
         p
     }
 
+    /// Its `containers.conf` (for `CONTAINERS_CONF`, when podman runs under another program).
+    pub fn conf(&self) -> PathBuf {
+        self.dir.0.join("containers.conf")
+    }
+
     /// `podman [--runtime RUNTIME] ARGS...`.
     pub fn podman(&self, runtime: Option<&str>, args: &[&str]) -> Run {
         let mut cmd = Command::new("podman");

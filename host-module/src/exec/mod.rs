@@ -41,6 +41,9 @@ pub struct ExecSpec {
     pub tty: bool,
     /// With `tty`: the terminal's (rows, columns); `None`: 24 x 80.
     pub tty_size: Option<(u16, u16)>,
+    /// Resource limits replacing those inherited from init (strictly increasing resources,
+    /// `soft <= hard`); empty: init's.
+    pub rlimits: Vec<pvmux_hypercalls::exec::ExecRlimit>,
 }
 
 impl ExecSpec {
@@ -127,6 +130,12 @@ pub enum ExecError {
     /// not absolute.
     #[error("an argument, environment entry or the working directory is malformed (NUL byte, or a relative directory)")]
     Malformed,
+    /// A resource limit is out of order, repeated, unknown, or its soft limit is above its
+    /// hard one.
+    #[error(
+        "a resource limit is malformed (unknown, repeated or out of order, or soft above hard)"
+    )]
+    BadRlimit,
     /// The arguments and environment are too long.
     #[error("the arguments and environment are longer than {max} bytes", max = pvmux_hypercalls::exec::REQUEST_MAX)]
     TooLong,
@@ -136,6 +145,7 @@ impl From<RequestError> for ExecError {
     fn from(e: RequestError) -> Self {
         match e {
             RequestError::Empty => Self::NoProgram,
+            RequestError::BadRlimit => Self::BadRlimit,
             RequestError::BadLength | RequestError::Truncated => Self::TooLong,
             _ => Self::Malformed,
         }

@@ -137,8 +137,13 @@ fn parse_exit(p: &[u8]) -> Option<ExecExit> {
     })
 }
 
-/// The spec a `SPEC` payload asks for.
-fn parse_spec(p: &[u8]) -> Option<ExecSpec> {
+/// The `SPEC` payload of `spec` (the ABI's encoding of an exec request, session 1).
+pub fn encode_spec(spec: &ExecSpec) -> Result<Vec<u8>, super::ExecError> {
+    super::table::encode_request(spec, 1).map_err(super::ExecError::from)
+}
+
+/// The spec a `SPEC` payload asks for (`None`: malformed).
+pub fn parse_spec(p: &[u8]) -> Option<ExecSpec> {
     let r = ExecRequest::parse(p).ok()?;
     let params = r.params();
     Some(ExecSpec {
@@ -148,6 +153,7 @@ fn parse_spec(p: &[u8]) -> Option<ExecSpec> {
         user: params.user,
         tty: params.tty,
         tty_size: (params.tty && params.tty_size != (0, 0)).then_some(params.tty_size),
+        rlimits: params.rlimits.iter().collect(),
     })
 }
 
@@ -289,6 +295,145 @@ pub struct ClientEnd {
     pub exit: ExecExit,
 }
 
+/// What the server sent a [`Client`] (one frame).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// The program runs, with this guest pid.
+    Started(u32),
+    /// Bytes of its standard output.
+    Stdout(Vec<u8>),
+    /// Bytes of its standard error.
+    Stderr(Vec<u8>),
+    /// The session ended (the last event).
+    End(ExecExit),
+}
+
+/// One session over the control socket, driven by its user: [`Client::next_event`] reads what
+/// the server sends, a [`ClientWriter`] (from any thread) sends input and resizes.
+#[derive(Debug)]
+pub struct Client {
+    path: PathBuf,
+    conn: UnixStream,
+    writer: ClientWriter,
+}
+
+/// The sending half of a [`Client`] (cheap to clone; frames from several threads do not
+/// interleave).
+#[derive(Clone, Debug)]
+pub struct ClientWriter {
+    conn: Arc<Mutex<UnixStream>>,
+}
+
+impl ClientWriter {
+    fn send(&self, k: u8, p: &[u8]) -> std::io::Result<()> {
+        let mut w = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        write_frame(&mut *w, k, p)
+    }
+
+    /// Input for the program (in frames of at most [`FRAME_MAX`] bytes).
+    pub fn stdin(&self, bytes: &[u8]) -> std::io::Result<()> {
+        for chunk in bytes.chunks(FRAME_MAX) {
+            self.send(kind::STDIN, chunk)?;
+        }
+        Ok(())
+    }
+
+    /// The end of the program's input.
+    pub fn close_stdin(&self) -> std::io::Result<()> {
+        self.send(kind::STDIN_EOF, &[])
+    }
+
+    /// A terminal session's new size (the program gets `SIGWINCH`).
+    pub fn resize(&self, rows: u16, cols: u16) -> std::io::Result<()> {
+        let mut p = [0u8; 4];
+        p[..2].copy_from_slice(&rows.to_le_bytes());
+        p[2..].copy_from_slice(&cols.to_le_bytes());
+        self.send(kind::RESIZE, &p)
+    }
+
+    /// Copies `src` to the program's input in a thread of its own (detached: it may stay
+    /// blocked in a read after the end), then closes the input.
+    pub fn spawn_stdin(&self, mut src: Box<dyn Read + Send>) {
+        let w = self.clone();
+        let _ = std::thread::Builder::new()
+            .name("pvmux-exec-stdin".into())
+            .spawn(move || {
+                let mut buf = vec![0u8; 32 * 1024];
+                loop {
+                    match src.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if w.stdin(&buf[..n]).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+                let _ = w.close_stdin();
+            });
+    }
+}
+
+impl Client {
+    /// Connects to the control socket at `path` and asks for `spec`.
+    pub fn connect(path: &Path, spec: &ExecSpec) -> Result<Self, SocketError> {
+        let io = |source| SocketError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let request = super::table::encode_request(spec, 1)
+            .map_err(|e| SocketError::Refused(super::ExecError::from(e).to_string()))?;
+        let mut conn = UnixStream::connect(path).map_err(io)?;
+        write_frame(&mut conn, kind::SPEC, &request).map_err(io)?;
+        let writer = ClientWriter {
+            conn: Arc::new(Mutex::new(conn.try_clone().map_err(io)?)),
+        };
+        Ok(Self {
+            path: path.to_owned(),
+            conn,
+            writer,
+        })
+    }
+
+    /// The sending half.
+    pub fn writer(&self) -> ClientWriter {
+        self.writer.clone()
+    }
+
+    /// The next event; after [`ClientEvent::End`] there is none. A refusal is
+    /// [`SocketError::Refused`]; the server (the container) going away first is
+    /// [`SocketError::Protocol`].
+    pub fn next_event(&mut self) -> Result<ClientEvent, SocketError> {
+        let Some((k, p)) = read_frame(&mut self.conn).map_err(|source| SocketError::Io {
+            path: self.path.clone(),
+            source,
+        })?
+        else {
+            return Err(SocketError::Protocol(
+                "the server closed the connection early",
+            ));
+        };
+        Ok(match k {
+            kind::STARTED => ClientEvent::Started(
+                p.get(..4)
+                    .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .ok_or(SocketError::Protocol("malformed STARTED frame"))?,
+            ),
+            kind::STDOUT => ClientEvent::Stdout(p),
+            kind::STDERR => ClientEvent::Stderr(p),
+            kind::EXIT => ClientEvent::End(
+                parse_exit(&p).ok_or(SocketError::Protocol("malformed EXIT frame"))?,
+            ),
+            kind::ERROR => {
+                return Err(SocketError::Refused(
+                    String::from_utf8_lossy(&p).into_owned(),
+                ))
+            }
+            _ => return Err(SocketError::Protocol("unknown frame kind")),
+        })
+    }
+}
+
 /// Runs `spec` through the control socket at `path`: copies `stdin` to the program (in a
 /// thread of its own, detached: it may stay blocked in a read after the end) and its
 /// outputs to `stdout` and `stderr` until the end. With `detach`, returns as soon as the
@@ -306,44 +451,16 @@ pub fn run_client(
         path: path.to_owned(),
         source,
     };
-    let request = super::table::encode_request(spec, 1)
-        .map_err(|e| SocketError::Refused(super::ExecError::from(e).to_string()))?;
-    let mut conn = UnixStream::connect(path).map_err(io)?;
-    write_frame(&mut conn, kind::SPEC, &request).map_err(io)?;
-    let mut input = conn.try_clone().map_err(io)?;
+    let mut client = Client::connect(path, spec)?;
     match stdin {
-        Some(mut src) => {
-            let _ = std::thread::Builder::new()
-                .name("pvmux-exec-stdin".into())
-                .spawn(move || {
-                    let mut buf = vec![0u8; 32 * 1024];
-                    loop {
-                        match src.read(&mut buf) {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => {
-                                if write_frame(&mut input, kind::STDIN, &buf[..n]).is_err() {
-                                    return;
-                                }
-                            }
-                        }
-                    }
-                    let _ = write_frame(&mut input, kind::STDIN_EOF, &[]);
-                });
-        }
-        None => write_frame(&mut input, kind::STDIN_EOF, &[]).map_err(io)?,
+        Some(src) => client.writer().spawn_stdin(src),
+        None => client.writer().close_stdin().map_err(io)?,
     }
     let mut pid = None;
     loop {
-        let Some((k, p)) = read_frame(&mut conn).map_err(io)? else {
-            return Err(SocketError::Protocol(
-                "the server closed the connection early",
-            ));
-        };
-        match k {
-            kind::STARTED => {
-                pid = p
-                    .get(..4)
-                    .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+        match client.next_event()? {
+            ClientEvent::Started(p) => {
+                pid = Some(p);
                 if detach {
                     return Ok(ClientEnd {
                         pid,
@@ -351,24 +468,15 @@ pub fn run_client(
                     });
                 }
             }
-            kind::STDOUT => {
-                stdout.write_all(&p).map_err(io)?;
+            ClientEvent::Stdout(b) => {
+                stdout.write_all(&b).map_err(io)?;
                 stdout.flush().map_err(io)?;
             }
-            kind::STDERR => {
-                stderr.write_all(&p).map_err(io)?;
+            ClientEvent::Stderr(b) => {
+                stderr.write_all(&b).map_err(io)?;
                 stderr.flush().map_err(io)?;
             }
-            kind::EXIT => {
-                let exit = parse_exit(&p).ok_or(SocketError::Protocol("malformed EXIT frame"))?;
-                return Ok(ClientEnd { pid, exit });
-            }
-            kind::ERROR => {
-                return Err(SocketError::Refused(
-                    String::from_utf8_lossy(&p).into_owned(),
-                ))
-            }
-            _ => return Err(SocketError::Protocol("unknown frame kind")),
+            ClientEvent::End(exit) => return Ok(ClientEnd { pid, exit }),
         }
     }
 }
@@ -408,6 +516,12 @@ mod tests {
             tty: true,
             tty_size: Some((30, 100)),
             env: vec![b"K=V".to_vec()],
+            rlimits: vec![pvmux_hypercalls::exec::ExecRlimit {
+                resource: 7,
+                reserved: 0,
+                soft: 64,
+                hard: 128,
+            }],
             ..ExecSpec::new(["ls", "-l"])
         };
         let p = super::super::table::encode_request(&spec, 1).unwrap();

@@ -382,8 +382,9 @@ pub(crate) fn encode_request(
         },
         user: spec.user,
         cwd: spec.cwd.as_deref(),
+        rlimits: exec::ExecRlimits::new(&spec.rlimits),
     };
-    let len = exec::encoded_len(params.cwd, &args, &env).ok_or(exec::RequestError::BadLength)?;
+    let len = exec::encoded_len(&params, &args, &env).ok_or(exec::RequestError::BadLength)?;
     let mut out = vec![0u8; len];
     exec::encode(&mut out, &params, &args, &env)?;
     Ok(out)

@@ -171,7 +171,7 @@ fn session(req: &[u8]) {
     };
     let exe = argv[0].clone();
     let env = (!env.is_empty()).then_some(env);
-    let pid = match super::task::spawn_exec(argv, env, cwd, p.user, stdio) {
+    let pid = match super::task::spawn_exec(argv, env, cwd, p.user, p.rlimits, stdio) {
         Ok(pid) => pid,
         Err(e) => {
             io.close();

@@ -482,6 +482,7 @@ pub(crate) fn spawn_exec(
     env: Option<Vec<Vec<u8>>>,
     cwd: crate::fs::ramfs::Ino,
     user: Option<(u32, u32)>,
+    limits: pvmux_hypercalls::exec::ExecRlimits<'_>,
     stdio: FdTable,
 ) -> Result<i32, Errno> {
     if super::pool::range().is_none() {
@@ -501,10 +502,28 @@ pub(crate) fn spawn_exec(
         &path,
     )?;
     let init = find_process(1);
-    let rlimits = match &init {
+    let mut rlimits = match &init {
         Some(i) => *i.rlimits.lock(),
         None => super::rlimit::for_init(u64::from(max_tasks())),
     };
+    // The request's limits replace init's (checked by the ABI's parser; one the kernel
+    // cannot honour is skipped, as for init's).
+    for l in limits.iter() {
+        let Ok(r) = super::rlimit::resource(u64::from(l.resource)) else {
+            continue;
+        };
+        let new = super::rlimit::Rlimit {
+            cur: l.soft,
+            max: l.hard,
+        };
+        if let Err(e) = rlimits.set(r, new) {
+            crate::println!(
+                "pvmux-kernel: exec: limit {r} = {}:{} refused: {e}",
+                l.soft,
+                l.hard
+            );
+        }
+    }
     let creds = match (user, &init) {
         (Some((uid, gid)), _) => super::creds::Creds::new(uid, gid),
         (None, Some(i)) => i.creds.lock().clone(),

@@ -355,6 +355,12 @@ pub(crate) fn handle_event(bits: u32) {
         // The host sent init signals (`pvmux kill` of a container).
         crate::linux::signal::from_host(crate::hcall::signal_take());
     }
+    if taken & pvmux_hypercalls::vcpu::pending::CONSOLE_SIZE != 0 {
+        // The host resized the console (an OCI container's terminal).
+        if let Some((rows, cols)) = crate::hcall::console_winsize() {
+            crate::linux::files::console_resized(rows, cols);
+        }
+    }
     if taken & pvmux_hypercalls::vcpu::pending::RESOURCES != 0 {
         // The host set a task limit or asks for the guest's figures (`pvmux update`,
         // `pvmux events`).

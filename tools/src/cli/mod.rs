@@ -14,6 +14,7 @@ mod run;
 mod size;
 mod terminal;
 mod volume;
+mod winsize;
 
 use std::process::ExitCode;
 
@@ -111,7 +112,7 @@ pub enum Command {
     /// (or, with --socket, one started with `pvmux run --exec-socket PATH`): its stdin,
     /// stdout and stderr are pvmux's, its exit status pvmux's (127: no such program, 126:
     /// not executable, 137: the guest ended).
-    Exec(exec::ExecArgs),
+    Exec(Box<exec::ExecArgs>),
     /// OCI: pause a running container (its guest stops: no instruction runs, no CPU used).
     Pause(IdArgs),
     /// OCI: resume a paused container.
@@ -193,7 +194,7 @@ pub fn main() -> ExitCode {
         Command::List(a) => oci::list(g, a),
         Command::Ps(a) => oci::ps(g, a),
         Command::Features => oci::features(),
-        Command::Exec(args) => exec::run(g, args),
+        Command::Exec(args) => exec::run(g, log_file, args),
         Command::Pause(a) => oci::pause(g, &a.id),
         Command::Resume(a) => oci::resume(g, &a.id),
         Command::Update(a) => oci::update(g, a),

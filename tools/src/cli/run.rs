@@ -722,6 +722,24 @@ pub(crate) fn prepare(args: &RunArgs, log: &str) -> anyhow::Result<Prepared> {
 impl Prepared {
     /// Boots the guest with its console on stdout and stderr, input from stdin (no banner, no
     /// restarts: what a container monitor runs).
+    /// The guest console's size at boot is `size` (an OCI container's terminal, sized by the
+    /// engine between `create`, which prepared the guest, and `start`). Nothing changes when
+    /// the console is not a terminal.
+    pub(crate) fn set_console_size(&mut self, size: ConsoleSize) -> anyhow::Result<()> {
+        let a = self.plan.boot_args.args();
+        if !a.options.terminals.stdout || a.options.console_size == Some(size) {
+            return Ok(());
+        }
+        let mut options = a.options;
+        options.console_size = Some(size);
+        let commands: Vec<Command<'_>> = a.commands().collect();
+        let argv: Vec<&[u8]> = a.argv().collect();
+        let buf = BootArgsBuf::new(&options, commands, argv)
+            .map_err(|e| anyhow::anyhow!("cannot set the console size: {e}"))?;
+        self.plan.boot_args = buf;
+        Ok(())
+    }
+
     pub(crate) fn launch(&self, args: &RunArgs) -> anyhow::Result<pvmux_host::Tenant> {
         self.host
             .launch(tenant_config(
@@ -855,6 +873,20 @@ fn run_once(
                 .context("cannot open the --exec-socket")?,
         ),
         None => None,
+    };
+    // In a terminal the guest console follows its resizes (the size at boot is the boot
+    // arguments').
+    let _winch = if plan.program && host_terminals().stdout {
+        let h = tenant.handle();
+        Some(super::winsize::watch(move || {
+            if let Some((rows, cols)) = super::winsize::of(std::io::stdout()) {
+                if let Some(size) = ConsoleSize::new(cols, rows) {
+                    h.resize_console(size);
+                }
+            }
+        })?)
+    } else {
+        None
     };
     // The banner names the running sandbox; guest output held until then follows it.
     if banner {

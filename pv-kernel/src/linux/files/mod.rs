@@ -79,6 +79,12 @@ pub(crate) fn console_input() {
     tty::input_arrived();
 }
 
+/// The host resized the console (`pending::CONSOLE_SIZE`): its new size, `SIGWINCH` to its
+/// foreground group. Safe in event context.
+pub(crate) fn console_resized(rows: u16, cols: u16) {
+    tty::console_resized(rows, cols);
+}
+
 /// The open file of descriptor `fd` of the current process.
 pub(crate) fn fd_file(fd: i32) -> Result<Arc<OpenFile>, Errno> {
     super::task::current_process().files.lock().get(fd)

@@ -120,35 +120,9 @@ pub(crate) fn map(spec: &Spec, bundle: &Path) -> anyhow::Result<Plan> {
         flag("--group-add", gid.to_string().into());
     }
     for r in process.rlimits().as_deref().unwrap_or_default() {
-        let kind = r.typ().to_string();
-        let name = kind.trim_start_matches("RLIMIT_").to_ascii_lowercase();
-        let limit = |v: u64| {
-            if v == u64::MAX {
-                "unlimited".to_owned()
-            } else {
-                v.to_string()
-            }
-        };
-        let (mut soft, mut hard) = (r.soft(), r.hard());
-        if name == "nofile" && hard > super::super::limits::NR_OPEN {
-            let max = super::super::limits::NR_OPEN;
-            warnings.push(format!(
-                "process.rlimits {kind} {soft}:{hard} lowered to at most {max} (the guest \
-                 kernel's ceiling)"
-            ));
-            hard = max;
-            soft = soft.min(max);
-        }
-        flag(
-            "--ulimit",
-            format!("{name}={}:{}", limit(soft), limit(hard)).into(),
-        );
+        flag("--ulimit", ulimit(r, &mut warnings).into());
     }
-    if let Some(caps) = process.capabilities() {
-        if caps.bounding().is_some() {
-            tracing::debug!("process.capabilities: the guest kernel has its own (uid 0 = all)");
-        }
-    }
+    capabilities(process);
 
     let mut volumes = 0usize;
     for m in spec.mounts().as_deref().unwrap_or_default() {
@@ -268,6 +242,40 @@ fn host_cpus() -> u32 {
         .ok()
         .and_then(|n| u32::try_from(n.get()).ok())
         .unwrap_or(1)
+}
+
+/// `process.rlimits` entry `r` as a `--ulimit` value (`name=soft:hard`): `RLIMIT_NOFILE`
+/// above the guest kernel's ceiling is lowered to it, with a warning (engines pass 1048576).
+/// The same for init's limits and an exec'd program's.
+pub(crate) fn ulimit(r: &oci_spec::runtime::PosixRlimit, warnings: &mut Vec<String>) -> String {
+    let kind = r.typ().to_string();
+    let name = kind.trim_start_matches("RLIMIT_").to_ascii_lowercase();
+    let limit = |v: u64| {
+        if v == u64::MAX {
+            "unlimited".to_owned()
+        } else {
+            v.to_string()
+        }
+    };
+    let (mut soft, mut hard) = (r.soft(), r.hard());
+    if name == "nofile" && hard > super::super::limits::NR_OPEN {
+        let max = super::super::limits::NR_OPEN;
+        warnings.push(format!(
+            "process.rlimits {kind} {soft}:{hard} lowered to at most {max} (the guest \
+             kernel's ceiling)"
+        ));
+        hard = max;
+        soft = soft.min(max);
+    }
+    format!("{name}={}:{}", limit(soft), limit(hard))
+}
+
+/// `process.capabilities` (init's and an exec'd program's): ignored, the guest kernel's own
+/// model applies (uid 0 has every capability); none reaches the host.
+pub(crate) fn capabilities(process: &oci_spec::runtime::Process) {
+    if process.capabilities().is_some() {
+        tracing::debug!("process.capabilities: the guest kernel has its own (uid 0 = all)");
+    }
 }
 
 /// One mount: `Ok(Some(--volume value))` for a bind mount of a directory, `Ok(None)` for the

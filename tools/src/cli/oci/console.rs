@@ -3,7 +3,13 @@
 //! data and the master as an `SCM_RIGHTS` descriptor), and makes the slave its own stdin,
 //! stdout and stderr, in raw mode: the guest kernel is the line discipline (echo, editing,
 //! ^C), exactly as for `pvmux run` in a terminal. The engine (conmon, the shim) relays the
-//! master to the user. Resizes after the start are not passed on (pvmux has no resize yet).
+//! master to the user.
+//!
+//! Resizes: the process holding the slave makes it its controlling terminal (a session of its
+//! own, `TIOCSCTTY`), so the host kernel sends it `SIGWINCH` whenever the engine resizes the
+//! master (`TIOCSWINSZ`); it reads the new size from the slave and passes it to the guest
+//! ([`super::super::winsize`]). `pvmux exec --detach --tty` uses the same terminal for exec
+//! sessions.
 
 use std::io::IoSlice;
 use std::mem::MaybeUninit;
@@ -17,8 +23,30 @@ use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags}
 use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
 use rustix::termios::{tcgetattr, tcsetattr, OptionalActions};
 
-/// Makes the terminal, sends its master to `socket` and puts its slave on fds 0, 1 and 2.
+/// Makes the terminal, sends its master to `socket`, makes its slave this process's
+/// controlling terminal (in a new session) and puts it on fds 0, 1 and 2.
 pub(crate) fn attach(socket: &Path) -> anyhow::Result<()> {
+    let slave = send_terminal(socket)?;
+    rustix::process::setsid().context("cannot start a session for the terminal")?;
+    rustix::process::ioctl_tiocsctty(&slave).context("cannot make the terminal controlling")?;
+    rustix::stdio::dup2_stdin(&slave).context("dup2 stdin")?;
+    rustix::stdio::dup2_stdout(&slave).context("dup2 stdout")?;
+    rustix::stdio::dup2_stderr(&slave).context("dup2 stderr")?;
+    Ok(())
+}
+
+/// Makes the terminal on stdin fully raw, output processing included: for an exec session,
+/// whose guest terminal already did it (`\n` to `\r\n`).
+pub(crate) fn stdin_fully_raw() -> anyhow::Result<()> {
+    let stdin = std::io::stdin();
+    let mut t = tcgetattr(&stdin).context("tcgetattr")?;
+    t.make_raw();
+    tcsetattr(&stdin, OptionalActions::Now, &t).context("cannot make the terminal raw")
+}
+
+/// Makes the terminal and sends its master to `socket`; returns its slave, in raw mode
+/// (output processing kept: the guest console writes `\n`).
+pub(crate) fn send_terminal(socket: &Path) -> anyhow::Result<std::fs::File> {
     let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)
         .context("cannot open a pseudo-terminal")?;
     grantpt(&master).context("grantpt")?;
@@ -51,8 +79,5 @@ pub(crate) fn attach(socket: &Path) -> anyhow::Result<()> {
     )
     .with_context(|| format!("cannot send the terminal to {}", socket.display()))?;
     drop(master);
-    rustix::stdio::dup2_stdin(&slave).context("dup2 stdin")?;
-    rustix::stdio::dup2_stdout(&slave).context("dup2 stdout")?;
-    rustix::stdio::dup2_stderr(&slave).context("dup2 stderr")?;
-    Ok(())
+    Ok(slave)
 }

@@ -81,7 +81,7 @@ impl Request {
 
 /// Reads one answer line: the payload of `ok` or `ok PAYLOAD` (empty for `ok`), the message
 /// of `error: MESSAGE`.
-fn read_answer(stream: &UnixStream) -> anyhow::Result<String> {
+pub(crate) fn read_answer(stream: &UnixStream) -> anyhow::Result<String> {
     let mut line = String::new();
     BufReader::new(stream).read_line(&mut line)?;
     match line.trim_end() {

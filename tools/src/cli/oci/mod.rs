@@ -7,9 +7,9 @@
 //! asks it to boot the guest kernel, which runs the container's program; the monitor's exit
 //! status is the program's. See docs/OCI.md.
 
-mod config;
-mod console;
-mod control;
+pub(crate) mod config;
+pub(crate) mod console;
+pub(crate) mod control;
 mod hooks;
 mod live;
 mod live_cli;
@@ -349,7 +349,7 @@ fn spawn_in(
 }
 
 /// Writes `pid` to `path` atomically (a temporary file renamed over it), as runc does.
-fn write_pid_file(path: &Path, pid: i32) -> anyhow::Result<()> {
+pub(crate) fn write_pid_file(path: &Path, pid: i32) -> anyhow::Result<()> {
     let path = std::path::absolute(path)?;
     let tmp = path.with_file_name(format!(
         ".{}.tmp",

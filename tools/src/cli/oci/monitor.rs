@@ -81,13 +81,24 @@ pub(crate) fn run(g: &GlobalArgs, m: &MonitorArgs) -> anyhow::Result<u8> {
         .netns
         .as_deref()
         .map_or(Ok(()), join_netns)
-        .and_then(|()| {
-            m.console_socket
-                .as_deref()
-                .map_or(Ok(()), super::console::attach)
+        .and_then(|()| match m.console_socket.as_deref() {
+            None => Ok(None),
+            Some(socket) => {
+                // Resizes from now on reach the guest once it runs (the size at `start` is
+                // its boot size).
+                let (tx, rx) = mpsc::channel();
+                // Lives as long as the monitor.
+                std::mem::forget(super::super::winsize::watch(move || {
+                    if let Some(size) = super::super::winsize::stdin() {
+                        let _ = tx.send(size);
+                    }
+                })?);
+                super::console::attach(socket)?;
+                Ok(Some(rx))
+            }
         })
-        .and_then(|()| prepare(&sd, &m.run_args));
-    let (args, prepared, listener) = match prepared {
+        .and_then(|resized| Ok((resized, prepare(&sd, &m.run_args)?)));
+    let (resized, (args, prepared, listener)) = match prepared {
         Ok(p) => {
             // Detached before the report: `create` exits as soon as it has it.
             if !m.attached {
@@ -138,6 +149,15 @@ pub(crate) fn run(g: &GlobalArgs, m: &MonitorArgs) -> anyhow::Result<u8> {
             Err(_) => anyhow::bail!("the control socket closed"),
         }
     };
+    // The terminal's size now (the engine sizes it after `create`) is the guest's at boot.
+    let mut prepared = prepared;
+    if let Some(size) = super::super::winsize::stdin()
+        .and_then(|(rows, cols)| pvmux_hypercalls::bootargs::ConsoleSize::new(cols, rows))
+    {
+        if let Err(e) = prepared.set_console_size(size) {
+            tracing::warn!("{e:#}");
+        }
+    }
     let tenant = match prepared.launch(&args) {
         Ok(t) => t,
         Err(e) => {
@@ -156,6 +176,20 @@ pub(crate) fn run(g: &GlobalArgs, m: &MonitorArgs) -> anyhow::Result<u8> {
         .ok();
     let handle = tenant.handle();
     let events_sd = StateDir::open(&g.root, &m.id)?;
+    if let Some(sizes) = resized {
+        let h = tenant.handle();
+        std::thread::Builder::new()
+            .name("pvmux-oci-resize".into())
+            .spawn(move || {
+                // A resize between the boot and this thread: the size now.
+                let now = super::super::winsize::stdin().into_iter();
+                for (rows, cols) in now.chain(sizes) {
+                    if let Some(size) = pvmux_hypercalls::bootargs::ConsoleSize::new(cols, rows) {
+                        h.resize_console(size);
+                    }
+                }
+            })?;
+    }
     std::thread::Builder::new()
         .name("pvmux-oci-events".into())
         .spawn(move || {

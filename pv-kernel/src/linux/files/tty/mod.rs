@@ -192,6 +192,24 @@ pub(crate) fn input_arrived() {
     poll::notify();
 }
 
+/// The host resized the console's terminal: the new size, and `SIGWINCH` to the foreground
+/// process group when it changed (as Linux's `TIOCSWINSZ` on a terminal).
+pub(crate) fn console_resized(rows: u16, cols: u16) {
+    let pgrp = {
+        let mut c = CONSOLE.lock();
+        if c.winsize[0] == 0 {
+            let boot = console_size();
+            c.winsize = [boot.rows.get(), boot.cols.get(), 0, 0];
+        }
+        if c.winsize[..2] == [rows, cols] {
+            return;
+        }
+        c.winsize = [rows, cols, 0, 0];
+        c.fg_pgrp
+    };
+    signal_foreground(pgrp, 1 << signal::sig::SIGWINCH);
+}
+
 /// Writes `data` to host stream `out` (`stream::STDOUT` or `stream::STDERR`).
 pub(crate) fn console_write(out: u64, data: &[u8]) {
     let out = if out == stream::STDERR {

@@ -1,5 +1,8 @@
 //! `pvmux exec`: a new process in a running guest, through the guest's exec control socket
 //! (`pvmux run --exec-socket PATH`; the protocol is `pvmux_host::exec::socket`).
+//! `exec --detach` in runc's form leaves a host process holding the session ([`detached`]).
+
+mod detached;
 
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
@@ -8,8 +11,9 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use pvmux_host::exec::socket::{run_client, SocketError};
+use pvmux_host::exec::socket::{run_client, Client, ClientEnd, ClientEvent, SocketError};
 use pvmux_host::ExecSpec;
+use pvmux_hypercalls::exec::ExecRlimit;
 
 /// `pvmux exec [OPTIONS] ID [PROGRAM [ARGS...]]` (runc's form: a container under `--root`),
 /// or `pvmux exec [OPTIONS] --socket PATH -- PROGRAM [ARGS...]` (a guest started with
@@ -26,10 +30,20 @@ pub struct ExecArgs {
     #[arg(short = 'p', long, value_name = "FILE")]
     pub process: Option<PathBuf>,
 
-    /// Write the pid of this pvmux process (which ends with the program and carries its exit
-    /// status) to FILE. The program's own pid is in the guest.
+    /// Write the pid of the host process that stands for the program to FILE: it ends with
+    /// the program and carries its exit status (this pvmux process; with --detach, the one
+    /// left holding the session). The program's own pid is in the guest.
     #[arg(long, value_name = "FILE")]
     pub pid_file: Option<PathBuf>,
+
+    /// With a terminal and --detach (runc's form): send the terminal's master to this Unix
+    /// socket, as runc does (conmon's `podman exec -t`).
+    #[arg(long, value_name = "PATH")]
+    pub console_socket: Option<PathBuf>,
+
+    /// Internal: this process holds a detached session (`exec --detach`'s hand-shake socket).
+    #[arg(long, hide = true, value_name = "PATH")]
+    pub holder: Option<PathBuf>,
 
     /// Set a variable of the program's environment: NAME=VALUE, or NAME to pass pvmux's own
     /// value (skipped if unset). Repeatable. Without any, the guest kernel's default
@@ -46,8 +60,11 @@ pub struct ExecArgs {
     #[arg(short = 'u', long, value_name = "UID[:GID]", value_parser = parse_user)]
     pub user: Option<(u32, u32)>,
 
-    /// Start the program and return at once, printing its guest pid; its output is
-    /// discarded and its input is empty.
+    /// Return once the program runs. With a container ID (runc's form): a host process is
+    /// left holding it, with this one's stdin, stdout and stderr (or, with a terminal, the
+    /// one sent to --console-socket); --pid-file names it and its exit status is the
+    /// program's. With --socket: print the program's guest pid; its output is discarded and
+    /// its input is empty.
     #[arg(short = 'd', long)]
     pub detach: bool,
 
@@ -88,9 +105,10 @@ pub struct ExecArgs {
 }
 
 impl ExecArgs {
-    /// Whether this is runc's form (a container ID; runc's error codes).
+    /// Whether this is runc's form (a container ID, or the holder of `exec --detach`: runc's
+    /// `--log FILE` and error codes).
     pub(crate) fn is_oci(&self) -> bool {
-        self.socket.is_none()
+        self.socket.is_none() || self.holder.is_some()
     }
 }
 
@@ -135,6 +153,7 @@ fn spec(args: &ExecArgs, program: &[OsString]) -> ExecSpec {
             .then(|| pvmux_host::console_input::terminal_size(std::io::stdout()))
             .flatten()
             .map(|s| (s.rows.get(), s.cols.get())),
+        rlimits: Vec::new(),
     }
 }
 
@@ -163,6 +182,20 @@ fn process_spec(file: &std::path::Path) -> anyhow::Result<ExecSpec> {
         .collect();
     let cwd = p.cwd().as_os_str().as_bytes().to_vec();
     let user = p.user();
+    super::oci::config::capabilities(&p);
+    // The same lowering and checks as init's (`--ulimit`); a later entry of a resource
+    // overrides an earlier one.
+    let mut warnings = Vec::new();
+    let mut rlimits = std::collections::BTreeMap::new();
+    for r in p.rlimits().as_deref().unwrap_or_default() {
+        let value = super::oci::config::ulimit(r, &mut warnings);
+        let (resource, soft, hard) = super::limits::parse_ulimit(&value)
+            .with_context(|| format!("--process {}: process.rlimits", file.display()))?;
+        rlimits.insert(resource, (soft, hard));
+    }
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
     Ok(ExecSpec {
         argv,
         env,
@@ -173,11 +206,30 @@ fn process_spec(file: &std::path::Path) -> anyhow::Result<ExecSpec> {
             .console_size()
             .as_ref()
             .map(|b| (b.height() as u16, b.width() as u16)),
+        rlimits: rlimits
+            .into_iter()
+            .map(|(resource, (soft, hard))| ExecRlimit {
+                resource,
+                reserved: 0,
+                soft,
+                hard,
+            })
+            .collect(),
     })
 }
 
 /// Runs the program; returns its exit status. `g`: the OCI global options (`--root`).
-pub(crate) fn run(g: &super::oci::GlobalArgs, args: &ExecArgs) -> anyhow::Result<u8> {
+pub(crate) fn run(
+    g: &super::oci::GlobalArgs,
+    log: Option<&std::path::Path>,
+    args: &ExecArgs,
+) -> anyhow::Result<u8> {
+    if let Some(nfy) = &args.holder {
+        let Some(socket) = &args.socket else {
+            bail!("--holder needs --socket");
+        };
+        return detached::hold(nfy, socket, args.console_socket.as_deref());
+    }
     let (socket, program) = match &args.socket {
         Some(s) => (s.clone(), &args.args[..]),
         None => {
@@ -188,19 +240,29 @@ pub(crate) fn run(g: &super::oci::GlobalArgs, args: &ExecArgs) -> anyhow::Result
             (super::oci::exec_socket(g, id)?, program)
         }
     };
-    let spec = match &args.process {
+    let mut spec = match &args.process {
         Some(f) => process_spec(f)?,
         None if program.is_empty() => bail!("exec needs a PROGRAM (or --process FILE)"),
         None => spec(args, program),
     };
-    if let Some(f) = &args.pid_file {
-        std::fs::write(f, format!("{}", std::process::id()))
-            .with_context(|| format!("cannot write --pid-file {}", f.display()))?;
-    }
     if let Some(dir) = &spec.cwd {
         if !dir.starts_with(b"/") {
             bail!("--workdir must be an absolute path");
         }
+    }
+    if args.detach && args.is_oci() {
+        spec.tty |= args.tty;
+        return detached::start(
+            &socket,
+            &spec,
+            args.console_socket.as_deref(),
+            args.pid_file.as_deref(),
+            log,
+        );
+    }
+    if let Some(f) = &args.pid_file {
+        std::fs::write(f, format!("{}", std::process::id()))
+            .with_context(|| format!("cannot write --pid-file {}", f.display()))?;
     }
     let stdin: Option<Box<dyn std::io::Read + Send>> =
         (!args.detach).then(|| Box::new(std::io::stdin()) as _);
@@ -208,7 +270,13 @@ pub(crate) fn run(g: &super::oci::GlobalArgs, args: &ExecArgs) -> anyhow::Result
     let _raw = (spec.tty && !args.detach && std::io::stdin().is_terminal())
         .then(super::terminal::RawTerminal::enable)
         .flatten();
-    let end = run_client(&socket, &spec, stdin, args.detach, &mut out, &mut err);
+    let end = match (spec.tty && !args.detach, stdin) {
+        // A terminal of pvmux's own: its resizes reach the session's terminal.
+        (true, Some(stdin)) if std::io::stdout().is_terminal() => {
+            following_resizes(&socket, &spec, stdin, &mut out, &mut err)
+        }
+        (_, stdin) => run_client(&socket, &spec, stdin, args.detach, &mut out, &mut err),
+    };
     let end = match end {
         Ok(end) => end,
         Err(SocketError::Refused(msg)) => bail!("the guest refused to run the program: {msg}"),
@@ -221,6 +289,39 @@ pub(crate) fn run(g: &super::oci::GlobalArgs, args: &ExecArgs) -> anyhow::Result
         }
     }
     Ok(u8::try_from(end.exit.code() & 0xff).unwrap_or(u8::MAX))
+}
+
+/// [`run_client`] of a terminal session on pvmux's own terminal, whose resizes (`SIGWINCH`)
+/// are sent on to the session's terminal.
+fn following_resizes(
+    socket: &std::path::Path,
+    spec: &ExecSpec,
+    stdin: Box<dyn std::io::Read + Send>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<ClientEnd, SocketError> {
+    let io = |source| SocketError::Io {
+        path: socket.to_owned(),
+        source,
+    };
+    let mut client = Client::connect(socket, spec)?;
+    let w = client.writer();
+    let _watch = super::winsize::watch(move || {
+        if let Some((rows, cols)) = super::winsize::of(std::io::stdout()) {
+            let _ = w.resize(rows, cols);
+        }
+    })
+    .map_err(|e| io(std::io::Error::other(format!("{e:#}"))))?;
+    client.writer().spawn_stdin(stdin);
+    let mut pid = None;
+    loop {
+        match client.next_event()? {
+            ClientEvent::Started(p) => pid = Some(p),
+            ClientEvent::Stdout(b) => out.write_all(&b).and_then(|()| out.flush()).map_err(io)?,
+            ClientEvent::Stderr(b) => err.write_all(&b).and_then(|()| err.flush()).map_err(io)?,
+            ClientEvent::End(exit) => return Ok(ClientEnd { pid, exit }),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,47 @@
+//! Terminal sizes that follow the user's: a thread turns each `SIGWINCH` (the terminal this
+//! process is in the foreground of, or the controlling terminal it leads, changed size) into a
+//! call that passes the new size on to a guest: the console of `pvmux run` in a terminal and
+//! of an OCI container's terminal (`TenantHandle::resize_console`), an exec session's
+//! terminal (`RESIZE` frames).
+
+use std::os::fd::AsFd;
+
+use anyhow::Context;
+
+/// The size of terminal `fd` as (rows, columns); `None` if it is not a terminal or its size
+/// is unset (0 x 0: an engine has not sized it yet).
+pub(crate) fn of(fd: impl AsFd) -> Option<(u16, u16)> {
+    let w = rustix::termios::tcgetwinsize(fd).ok()?;
+    (w.ws_row != 0 && w.ws_col != 0).then_some((w.ws_row, w.ws_col))
+}
+
+/// The size of the terminal on stdin.
+pub(crate) fn stdin() -> Option<(u16, u16)> {
+    of(std::io::stdin())
+}
+
+/// Watches for `SIGWINCH` while it lives.
+pub(crate) struct Watch(signal_hook::iterator::Handle);
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// Calls `resized()` in a thread of its own at every `SIGWINCH` until the returned [`Watch`]
+/// drops. Set up before a terminal is handed out, a resize cannot be missed.
+pub(crate) fn watch(resized: impl Fn() + Send + 'static) -> anyhow::Result<Watch> {
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGWINCH])
+        .context("cannot handle SIGWINCH")?;
+    let handle = signals.handle();
+    std::thread::Builder::new()
+        .name("pvmux-winch".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                resized();
+            }
+        })
+        .context("cannot start the resize thread")?;
+    Ok(Watch(handle))
+}

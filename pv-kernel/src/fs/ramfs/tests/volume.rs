@@ -544,7 +544,15 @@ fn a_file_volume_replaces_the_file_it_is_mounted_over() {
     assert_eq!(host_bytes(&fake), b"from the host");
     // The directory holding it can go only empty.
     assert_eq!(fs.rmdir(ROOT_INO, b"/etc"), Err(ENOTEMPTY));
+    // MAP_SHARED: a cache of the host's bytes, written back on fsync.
+    let obj = fs.shared_pages(f).unwrap();
+    let mut b = [0u8; 4];
+    obj.read(0, &mut b);
+    assert_eq!(&b, b"from");
+    obj.write(0, b"FROM", &mut crate::fs::pagecache::alloc_frame)
+        .unwrap();
     assert_eq!(fs.fsync(f), Ok(()));
+    assert_eq!(host_bytes(&fake), b"FROM the host");
 }
 
 /// A file volume at a path that does not exist: parent directories are made; read-only

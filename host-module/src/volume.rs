@@ -504,6 +504,12 @@ impl Volume {
                 rfs::fchmod(&fd, Mode::from_raw_mode(req.mode & PERM_MASK)).map_err(linux_errno)?;
                 with_stat(&fd)
             }
+            op::UTIMES if rel_path(path).is_ok_and(|r| r == Path::new(".")) => {
+                // The root itself (a mount point's `touch`): it has no parent to act from.
+                let (fd, _) = self.open_node(path, false)?;
+                rfs::futimens(&fd, &timestamps(req)).map_err(linux_errno)?;
+                with_stat(&fd)
+            }
             op::UTIMES => {
                 let (parent, name) = self.parent(path)?;
                 let times = timestamps(req);
@@ -814,6 +820,17 @@ mod tests {
         );
         assert!(run(&v, r(op::FSYNC), b"a", b"", &mut []).is_ok());
         assert!(run(&v, r(op::FSYNC), b"/", b"", &mut []).is_ok());
+        let ut = VolumeRequest {
+            atime_ns: UTIME_OMIT,
+            mtime_ns: 8_000_000_000,
+            ..r(op::UTIMES)
+        };
+        assert_eq!(
+            run(&v, ut, b"/", b"", &mut []).unwrap().1.unwrap().mtime_ns,
+            8_000_000_000,
+            "the root's times"
+        );
+        assert_eq!(std::fs::metadata(&vol).unwrap().mtime(), 8);
         assert_eq!(
             run(
                 &v,

@@ -138,6 +138,7 @@ mv d1/d2 d1/renamed
 rm d1/renamed/d3/f
 rmdir d1/renamed/d3
 mkdir gone && rmdir gone
+touch -d @1000000000 . && stat -c 'root %Y' .
 touch t && rm t
 ln -s moved.txt d1/link
 readlink d1/link

@@ -827,3 +827,44 @@ exit 0
         0o644
     );
 }
+
+/// A `MAP_SHARED` mapping of a file volume: stores reach the host file on `msync` and are
+/// what `read` sees, as through a native bind mount of the file.
+#[test]
+#[cfg_attr(not(have_python3), ignore = "needs python3: apt-get install python3")]
+fn a_shared_mapping_of_a_file_volume_reaches_the_host_like_a_native_one() {
+    let (_t, native_src, guest_src, target) = file_volume_setup("file-map");
+    let py = r#"
+import mmap, os, sys
+path = os.environ["CONF"]
+fd = os.open(path, os.O_RDWR)
+m = mmap.mmap(fd, 0, mmap.MAP_SHARED)
+print(m[:])
+m[0:3] = b"KEY"
+m.flush()
+print(open(path, "rb").read())
+m.close()
+os.close(fd)
+"#;
+    let script = format!("exec 2>&1\n/usr/bin/python3 -c '{py}'\ncat \"$CONF\"\n");
+    let native = native_bind_bash(&script, &native_src, &target, false);
+    assert_eq!(
+        native.status.code(),
+        Some(0),
+        "native: {}",
+        context(&native)
+    );
+    let g = guest_file_bash(&script, &guest_src, &target, "");
+    assert_eq!(g.status.code(), Some(0), "guest: {}", context(&g));
+    assert_eq!(
+        text(&g.stdout),
+        text(&native.stdout),
+        "guest: {}",
+        context(&g)
+    );
+    assert_eq!(std::fs::read(&guest_src).unwrap(), b"KEY = value\n");
+    assert_eq!(
+        std::fs::read(&guest_src).unwrap(),
+        std::fs::read(&native_src).unwrap()
+    );
+}

@@ -292,7 +292,7 @@ fn mount_volume(m: &Mount, bundle: &Path) -> Result<Option<OsString>, String> {
     // are files: file volumes, below.
     if dest == Path::new("/dev/shm") {
         tracing::info!(
-            "bind mount of {}: not given to the guest (its own files stay)",
+            "bind mount of {}: the guest kernel has its own, not given to the guest",
             dest.display()
         );
         return Ok(None);

@@ -35,6 +35,10 @@ pub enum HostfsError {
     /// The path is not a directory.
     #[error("{} is not a directory", .0.display())]
     NotADirectory(PathBuf),
+    /// A volume's path is neither a directory nor a regular file (a device node, FIFO,
+    /// socket), or is on a host pseudo filesystem.
+    #[error("{} is neither a directory nor a regular file", .0.display())]
+    NotAFileOrDirectory(PathBuf),
     /// Opening it failed.
     #[error("cannot open {}: {source}", path.display())]
     Open {

@@ -24,6 +24,15 @@
 //! * requests are bounded: paths [`hostfs::PATH_MAX`], transfers [`IO_MAX`], list buffers
 //!   [`hostfs::LIST_MAX_BUF`]; host errors become Linux errnos in the response.
 //!
+//! A **file volume** (`--volume HOSTFILE:GUESTFILE`, and the OCI bind mounts of files) is
+//! rooted at one regular file ([`FileRoot`]): [`Volume::open`] resolves the user's path once
+//! (its symbolic links, as `mount --bind` does), opens the result with `O_NOFOLLOW`, checks
+//! it is a regular file not on a pseudo filesystem, and keeps that descriptor. No path is ever
+//! resolved again: the only object is `/`, and only `LOOKUP`, `READ`, `WRITE`, `TRUNCATE`,
+//! `CHMOD`, `UTIMES` and `FSYNC` of it act (on the descriptor); a longer path is `ENOTDIR`,
+//! every other op `ENOTDIR` (names) or `EINVAL`. The same policy holds: set-id bits are
+//! never set, a read-only volume refuses changes with `EROFS`.
+//!
 //! Guest arguments are validated and copied out of guest memory before any host work.
 
 use std::ffi::OsStr;
@@ -47,11 +56,175 @@ use zerocopy::{FromBytes, IntoBytes};
 use crate::hostfs::{denied_fs, entry_of, is_type, rel_path, HostFs, HostfsError};
 use crate::GuestMemory;
 
-/// A host directory the guest may write (or only read, if read-only).
+/// A host directory or file the guest may write (or only read, if read-only).
 #[derive(Debug)]
 pub struct Volume {
-    share: HostFs,
+    root: Root,
     read_only: bool,
+}
+
+/// What a volume is rooted at.
+#[derive(Debug)]
+enum Root {
+    /// A directory, every path resolved inside it.
+    Dir(HostFs),
+    /// One regular file.
+    File(FileRoot),
+}
+
+/// The root of a file volume: the file, opened once.
+#[derive(Debug)]
+struct FileRoot {
+    /// Opened for reading and writing (for reading only if read-only or if the host
+    /// refuses writing: then writes are `EACCES`, as on a native bind mount).
+    fd: OwnedFd,
+    /// The path as given.
+    path: std::path::PathBuf,
+    /// Whether `fd` was opened for writing.
+    writable: bool,
+}
+
+impl FileRoot {
+    /// Opens regular file `path` (its links resolved once; the result never followed).
+    fn open(path: &Path, read_only: bool) -> Result<Self, HostfsError> {
+        let open_err = |e: std::io::Error| HostfsError::Open {
+            path: path.to_owned(),
+            source: e,
+        };
+        let real = std::fs::canonicalize(path).map_err(open_err)?;
+        let not_file = || HostfsError::NotAFileOrDirectory(path.to_owned());
+        let probe = rfs::open(
+            &real,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| open_err(e.into()))?;
+        let st = rfs::fstat(&probe).map_err(|e| open_err(e.into()))?;
+        if !is_type(&st, FileType::RegularFile) || denied_fs(probe.as_fd()) {
+            return Err(not_file());
+        }
+        let base = OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+        let open = |f: OFlags| rfs::open(&real, base | f, Mode::empty());
+        let (fd, writable) = match read_only {
+            true => (open(OFlags::RDONLY), false),
+            false => match open(OFlags::RDWR) {
+                Err(Errno::ACCESS | Errno::ROFS | Errno::PERM) => (open(OFlags::RDONLY), false),
+                r => (r, true),
+            },
+        };
+        let fd = fd.map_err(|e| open_err(e.into()))?;
+        let st2 = rfs::fstat(&fd).map_err(|e| open_err(e.into()))?;
+        if !is_type(&st2, FileType::RegularFile)
+            || (st2.st_dev, st2.st_ino) != (st.st_dev, st.st_ino)
+            || denied_fs(fd.as_fd())
+        {
+            return Err(not_file());
+        }
+        Ok(Self {
+            fd,
+            path: path.to_owned(),
+            writable,
+        })
+    }
+
+    /// Performs `req` on the file: `path` must name the root (`/`).
+    fn perform(&self, req: &VolumeRequest, path: &[u8], data: &mut [u8]) -> OpResult {
+        let rel = rel_path(path).map_err(|_| errno::ENAMETOOLONG)?;
+        let is_root = rel == Path::new(".");
+        let stat = || -> OpResult {
+            let st = rfs::fstat(&self.fd).map_err(linux_errno)?;
+            Ok((0, Some(entry(&st))))
+        };
+        match req.op {
+            // Any name below a file.
+            _ if !is_root => Err(errno::ENOTDIR),
+            op::LOOKUP => stat(),
+            op::READ => {
+                let n = loop {
+                    match rustix::io::pread(&self.fd, &mut *data, req.offset) {
+                        Err(Errno::INTR) => {}
+                        r => break r.map_err(linux_errno)?,
+                    }
+                };
+                Ok((n as u64, None))
+            }
+            op::WRITE => {
+                if !self.writable {
+                    return Err(errno::EACCES);
+                }
+                write_all_at(&self.fd, req.offset, data)
+            }
+            op::TRUNCATE => {
+                if !self.writable {
+                    return Err(errno::EACCES);
+                }
+                if req.offset > i64::MAX as u64 {
+                    return Err(errno::EINVAL);
+                }
+                rfs::ftruncate(&self.fd, req.offset).map_err(linux_errno)?;
+                stat()
+            }
+            op::CHMOD => {
+                rfs::fchmod(&self.fd, Mode::from_raw_mode(req.mode & PERM_MASK))
+                    .map_err(linux_errno)?;
+                stat()
+            }
+            op::UTIMES => {
+                rfs::futimens(&self.fd, &timestamps(req)).map_err(linux_errno)?;
+                stat()
+            }
+            op::FSYNC => {
+                rfs::fsync(&self.fd).map_err(linux_errno)?;
+                Ok((0, None))
+            }
+            op::LIST
+            | op::CREATE
+            | op::MKDIR
+            | op::UNLINK
+            | op::RMDIR
+            | op::RENAME
+            | op::SYMLINK => Err(errno::ENOTDIR),
+            _ => Err(errno::EINVAL),
+        }
+    }
+}
+
+/// `WRITE` of `data` at `offset` to `fd`: the bytes written and the file's stat after.
+fn write_all_at(fd: &OwnedFd, offset: u64, data: &[u8]) -> OpResult {
+    offset
+        .checked_add(data.len() as u64)
+        .filter(|&end| end <= i64::MAX as u64)
+        .ok_or(errno::EFBIG)?;
+    let mut done = 0;
+    while done < data.len() {
+        match rustix::io::pwrite(fd, &data[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(Errno::INTR) => {}
+            Err(e) if done == 0 => return Err(linux_errno(e)),
+            Err(_) => break,
+        }
+    }
+    let st = rfs::fstat(fd).map_err(linux_errno)?;
+    Ok((done as u64, Some(entry(&st))))
+}
+
+/// `UTIMES`' times as `utimensat` takes them.
+fn timestamps(req: &VolumeRequest) -> Timestamps {
+    let ts = |ns: u64| match ns {
+        UTIME_OMIT => Timespec {
+            tv_sec: 0,
+            tv_nsec: rfs::UTIME_OMIT,
+        },
+        ns => Timespec {
+            tv_sec: (ns / 1_000_000_000).min(i64::MAX as u64) as i64,
+            tv_nsec: (ns % 1_000_000_000) as _,
+        },
+    };
+    Timestamps {
+        last_access: ts(req.atime_ns),
+        last_modification: ts(req.mtime_ns),
+    }
 }
 
 /// An operation's result: the response's `value` and `stat`, or a Linux errno.
@@ -104,17 +277,36 @@ fn split_name(path: &[u8]) -> Result<(&Path, &OsStr), u32> {
 }
 
 impl Volume {
-    /// Opens `dir` as a volume; fails unless it is a directory.
-    pub fn open(dir: &Path, read_only: bool) -> Result<Self, HostfsError> {
-        Ok(Self {
-            share: HostFs::open(dir)?,
-            read_only,
-        })
+    /// Opens `path` as a volume: a directory volume, or a file volume if `path` is (or
+    /// links to) a regular file; fails for anything else.
+    pub fn open(path: &Path, read_only: bool) -> Result<Self, HostfsError> {
+        let root = match std::fs::metadata(path) {
+            Ok(m) if m.is_file() => Root::File(FileRoot::open(path, read_only)?),
+            Ok(m) if !m.is_dir() => return Err(HostfsError::NotAFileOrDirectory(path.to_owned())),
+            _ => Root::Dir(HostFs::open(path)?),
+        };
+        Ok(Self { root, read_only })
     }
 
-    /// The host directory.
+    /// The host directory or file.
     pub fn path(&self) -> &Path {
-        self.share.path()
+        match &self.root {
+            Root::Dir(share) => share.path(),
+            Root::File(f) => &f.path,
+        }
+    }
+
+    /// Whether the volume is one file.
+    pub fn is_file(&self) -> bool {
+        matches!(self.root, Root::File(_))
+    }
+
+    /// The directory share (`ENOTDIR` for a file volume, which never resolves a path).
+    fn share(&self) -> Result<&HostFs, u32> {
+        match &self.root {
+            Root::Dir(share) => Ok(share),
+            Root::File(_) => Err(errno::ENOTDIR),
+        }
     }
 
     /// Whether every change is refused.
@@ -122,8 +314,8 @@ impl Volume {
         self.read_only
     }
 
-    fn root(&self) -> BorrowedFd<'_> {
-        self.share.root()
+    fn root(&self) -> Result<BorrowedFd<'_>, u32> {
+        Ok(self.share()?.root())
     }
 
     /// Opens `rel` inside the root without following a final symbolic link (retrying the
@@ -138,7 +330,7 @@ impl Volume {
         let flags = flags | extra | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let mut tries = 0;
         loop {
-            match rfs::openat2(self.root(), rel, flags, Mode::empty(), resolve) {
+            match rfs::openat2(self.root()?, rel, flags, Mode::empty(), resolve) {
                 Ok(fd) => return Ok(fd),
                 Err(Errno::AGAIN | Errno::INTR) if tries < 8 => tries += 1,
                 Err(e) => return Err(linux_errno(e)),
@@ -200,6 +392,9 @@ impl Volume {
         if self.read_only && writes(req.op) {
             return Err(errno::EROFS);
         }
+        if let Root::File(f) = &self.root {
+            return f.perform(req, path, data);
+        }
         let with_stat = |fd: &OwnedFd| -> OpResult {
             let st = rfs::fstat(fd).map_err(linux_errno)?;
             Ok((0, Some(entry(&st))))
@@ -219,31 +414,22 @@ impl Volume {
                 Ok((0, Some(e)))
             }
             op::LIST => {
-                let n = self.share.list(path, req.offset, data).map_err(hc_errno)?;
+                let n = self
+                    .share()?
+                    .list(path, req.offset, data)
+                    .map_err(hc_errno)?;
                 Ok((n as u64, None))
             }
             op::READ => {
-                let n = self.share.read(path, req.offset, data).map_err(hc_errno)?;
+                let n = self
+                    .share()?
+                    .read(path, req.offset, data)
+                    .map_err(hc_errno)?;
                 Ok((n as u64, None))
             }
             op::WRITE => {
-                req.offset
-                    .checked_add(data.len() as u64)
-                    .filter(|&end| end <= i64::MAX as u64)
-                    .ok_or(errno::EFBIG)?;
                 let (fd, _) = self.open_node(path, true)?;
-                let mut done = 0;
-                while done < data.len() {
-                    match rustix::io::pwrite(&fd, &data[done..], req.offset + done as u64) {
-                        Ok(0) => break,
-                        Ok(n) => done += n,
-                        Err(Errno::INTR) => {}
-                        Err(e) if done == 0 => return Err(linux_errno(e)),
-                        Err(_) => break,
-                    }
-                }
-                let (_, st) = with_stat(&fd)?;
-                Ok((done as u64, st))
+                write_all_at(&fd, req.offset, data)
             }
             op::CREATE => self.create(path, req.mode, req.flags & flag::EXCL != 0),
             op::MKDIR => {
@@ -318,22 +504,15 @@ impl Volume {
                 rfs::fchmod(&fd, Mode::from_raw_mode(req.mode & PERM_MASK)).map_err(linux_errno)?;
                 with_stat(&fd)
             }
+            op::UTIMES if rel_path(path).is_ok_and(|r| r == Path::new(".")) => {
+                // The root itself (a mount point's `touch`): it has no parent to act from.
+                let (fd, _) = self.open_node(path, false)?;
+                rfs::futimens(&fd, &timestamps(req)).map_err(linux_errno)?;
+                with_stat(&fd)
+            }
             op::UTIMES => {
                 let (parent, name) = self.parent(path)?;
-                let ts = |ns: u64| match ns {
-                    UTIME_OMIT => Timespec {
-                        tv_sec: 0,
-                        tv_nsec: rfs::UTIME_OMIT,
-                    },
-                    ns => Timespec {
-                        tv_sec: (ns / 1_000_000_000).min(i64::MAX as u64) as i64,
-                        tv_nsec: (ns % 1_000_000_000) as _,
-                    },
-                };
-                let times = Timestamps {
-                    last_access: ts(req.atime_ns),
-                    last_modification: ts(req.mtime_ns),
-                };
+                let times = timestamps(req);
                 rfs::utimensat(&parent, name, &times, AtFlags::SYMLINK_NOFOLLOW)
                     .map_err(linux_errno)?;
                 let st =
@@ -641,6 +820,17 @@ mod tests {
         );
         assert!(run(&v, r(op::FSYNC), b"a", b"", &mut []).is_ok());
         assert!(run(&v, r(op::FSYNC), b"/", b"", &mut []).is_ok());
+        let ut = VolumeRequest {
+            atime_ns: UTIME_OMIT,
+            mtime_ns: 8_000_000_000,
+            ..r(op::UTIMES)
+        };
+        assert_eq!(
+            run(&v, ut, b"/", b"", &mut []).unwrap().1.unwrap().mtime_ns,
+            8_000_000_000,
+            "the root's times"
+        );
+        assert_eq!(std::fs::metadata(&vol).unwrap().mtime(), 8);
         assert_eq!(
             run(
                 &v,
@@ -784,6 +974,117 @@ mod tests {
         assert_eq!(std::fs::read(t.tmp.join("vol/a")).unwrap(), b"hello");
         let mut buf = [0u8; 5];
         assert_eq!(run(&v, r(op::READ), b"a", b"", &mut buf).unwrap().0, 5);
+    }
+
+    #[test]
+    fn a_file_volume_acts_on_its_one_file_only() {
+        let t = tree("file");
+        let file = t.tmp.join("vol/a");
+        // Reached through a link given by the user: resolved once, as `mount --bind` does.
+        symlink(&file, t.tmp.join("link")).unwrap();
+        let v = Volume::open(&t.tmp.join("link"), false).unwrap();
+        assert!(v.is_file());
+        let st = run(&v, r(op::LOOKUP), b"/", b"", &mut [])
+            .unwrap()
+            .1
+            .unwrap();
+        assert_eq!((st.kind, st.size), (kind::REG, 5));
+        let mut buf = [0u8; 8];
+        let rd = VolumeRequest {
+            offset: 1,
+            ..r(op::READ)
+        };
+        assert_eq!(run(&v, rd, b"/", b"", &mut buf).unwrap().0, 4);
+        assert_eq!(&buf[..4], b"ello");
+        let w = VolumeRequest {
+            offset: 5,
+            ..r(op::WRITE)
+        };
+        let (n, st) = run(&v, w, b"/", b"", &mut b", world".to_vec()).unwrap();
+        assert_eq!((n, st.unwrap().size), (7, 12));
+        assert_eq!(std::fs::read(&file).unwrap(), b"hello, world");
+        let tr = VolumeRequest {
+            offset: 3,
+            ..r(op::TRUNCATE)
+        };
+        assert_eq!(run(&v, tr, b"", b"", &mut []).unwrap().1.unwrap().size, 3);
+        let ch = VolumeRequest {
+            mode: 0o6640,
+            ..r(op::CHMOD)
+        };
+        assert_eq!(
+            run(&v, ch, b"/", b"", &mut []).unwrap().1.unwrap().perm,
+            0o640
+        );
+        assert_eq!(std::fs::metadata(&file).unwrap().mode() & 0o7777, 0o640);
+        let ut = VolumeRequest {
+            atime_ns: UTIME_OMIT,
+            mtime_ns: 9_000_000_001,
+            ..r(op::UTIMES)
+        };
+        assert_eq!(
+            run(&v, ut, b"/", b"", &mut []).unwrap().1.unwrap().mtime_ns,
+            9_000_000_001
+        );
+        assert!(run(&v, r(op::FSYNC), b"/", b"", &mut []).is_ok());
+        // Nothing but the file: names below it, listing, and name ops are refused.
+        for p in [&b"/x"[..], b"../outside/secret", b"/.."] {
+            assert_eq!(run(&v, r(op::READ), p, b"", &mut buf), Err(errno::ENOTDIR));
+            assert_eq!(
+                run(&v, r(op::WRITE), p, b"", &mut buf[..1]),
+                Err(errno::ENOTDIR)
+            );
+        }
+        for o in [
+            op::LIST,
+            op::CREATE,
+            op::MKDIR,
+            op::UNLINK,
+            op::RMDIR,
+            op::RENAME,
+            op::SYMLINK,
+        ] {
+            assert_eq!(
+                run(&v, r(o), b"/", b"x", &mut []),
+                Err(errno::ENOTDIR),
+                "{o}"
+            );
+        }
+        assert_eq!(
+            run(&v, r(op::READLINK), b"/", b"", &mut buf),
+            Err(errno::EINVAL)
+        );
+        // The file replaced on the host: the volume keeps the file it opened.
+        std::fs::rename(&file, t.tmp.join("vol/old")).unwrap();
+        std::fs::write(&file, b"new").unwrap();
+        assert_eq!(
+            run(&v, r(op::LOOKUP), b"/", b"", &mut [])
+                .unwrap()
+                .1
+                .unwrap()
+                .size,
+            3
+        );
+        assert_eq!(
+            std::fs::read(t.tmp.join("outside/secret")).unwrap(),
+            b"SECRET"
+        );
+        // Read-only: every change is EROFS, reads work.
+        let ro = Volume::open(&file, true).unwrap();
+        for o in [op::WRITE, op::TRUNCATE, op::CHMOD, op::UTIMES] {
+            assert_eq!(
+                run(&ro, r(o), b"/", b"", &mut buf[..1]),
+                Err(errno::EROFS),
+                "{o}"
+            );
+        }
+        assert_eq!(std::fs::read(&file).unwrap(), b"new");
+        // Not a regular file or directory: refused at open.
+        assert!(matches!(
+            Volume::open(Path::new("/dev/null"), false),
+            Err(HostfsError::NotAFileOrDirectory(_))
+        ));
+        assert!(Volume::open(Path::new("/proc/self/status"), true).is_err());
     }
 
     #[test]

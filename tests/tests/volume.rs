@@ -6,7 +6,9 @@
 //! the host) never lead out of the volume; FIFOs and device nodes cannot be made, set-id bits
 //! do not reach the host; bad `--volume` values are clear CLI errors; and a hostile kernel's
 //! malformed `VolumeOp` requests are refused while the host survives and nothing outside the
-//! volume changes.
+//! volume changes. A file volume (`-v HOSTFILE:GUESTFILE`) behaves as a native bind mount
+//! of the file does: reads and writes reach the host file, `:ro` refuses changes, and the
+//! mount point cannot be removed, renamed or hard-linked elsewhere.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -136,6 +138,7 @@ mv d1/d2 d1/renamed
 rm d1/renamed/d3/f
 rmdir d1/renamed/d3
 mkdir gone && rmdir gone
+touch -d @1000000000 . && stat -c 'root %Y' .
 touch t && rm t
 ln -s moved.txt d1/link
 readlink d1/link
@@ -324,10 +327,7 @@ exit 0
 #[test]
 fn bad_volume_values_are_clear_cli_errors() {
     let t = TempDir::unique("pvmux-volume", "cli");
-    let file = t.0.join("file");
-    std::fs::write(&file, b"x").unwrap();
     let d = t.0.to_str().unwrap().to_owned();
-    let f = file.to_str().unwrap().to_owned();
     for (value, needle) in [
         (format!("{d}:data"), "is not absolute"),
         (format!("{d}:/"), "cannot be /"),
@@ -342,7 +342,10 @@ fn bad_volume_values_are_clear_cli_errors() {
             "needs a host directory and a guest path",
         ),
         (format!("{d}/missing:/data"), "No such file or directory"),
-        (format!("{f}:/data"), "is not a directory"),
+        (
+            "/dev/null:/data".to_owned(),
+            "neither a directory nor a regular file",
+        ),
     ] {
         let o = guest("/", &["-v", &value], &["/bin/true"]);
         assert_eq!(o.status.code(), Some(125), "{value}: {}", context(&o));
@@ -684,5 +687,185 @@ fn files_the_host_makes_meanwhile_are_seen_by_the_guest() {
         "from the host\ngo\nlisted\n",
         "{}",
         context(&out)
+    );
+}
+
+/// `bash -c SCRIPT` natively in a private mount namespace where `src` is bind-mounted on
+/// `target` (read-only with `ro`), with `CONF=target`.
+fn native_bind_bash(script: &str, src: &Path, target: &Path, ro: bool) -> Output {
+    let setup = r#"mount --make-rprivate / && mount --bind "$SRC" "$CONF" &&
+        { [ -z "$RO" ] || mount -o remount,bind,ro "$CONF"; } && exec /bin/bash -c "$SCRIPT""#;
+    let mut cmd = Command::new("unshare");
+    cmd.env_clear()
+        .env("LC_ALL", "C")
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("SRC", src)
+        .env("CONF", target)
+        .env("RO", if ro { "1" } else { "" })
+        .env("SCRIPT", script)
+        .args(["-m", "/bin/bash", "-c", setup]);
+    output(cmd)
+}
+
+/// The same script in a guest with `src` as a file volume at `target`.
+fn guest_file_bash(script: &str, src: &Path, target: &Path, mode: &str) -> Output {
+    let spec = format!("{}:{}{mode}", src.display(), target.display());
+    let conf = format!("CONF={}", target.display());
+    guest(
+        "/",
+        &["-v", &spec, "--env", &conf, "--env", "LC_ALL=C"],
+        &["/bin/bash", "-c", script],
+    )
+}
+
+/// Two host files with the same bytes and bits (one for the native run, one for the guest),
+/// and the file of the "image" (the host root the guest boots from) they are mounted over.
+fn file_volume_setup(what: &str) -> (TempDir, PathBuf, PathBuf, PathBuf) {
+    let t = TempDir::unique("pvmux-volume", what);
+    let (native, guest) = (t.0.join("native.conf"), t.0.join("guest.conf"));
+    for f in [&native, &guest] {
+        std::fs::write(f, b"key = value\n").unwrap();
+        std::fs::set_permissions(f, PermissionsExt::from_mode(0o644)).unwrap();
+    }
+    let target = t.0.join("etc/app.conf");
+    std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+    std::fs::write(&target, b"the image's own file\n").unwrap();
+    (t, native, guest, target)
+}
+
+/// Reads and writes, then removal, rename, a hard link elsewhere and a path below the file:
+/// the guest prints what the native program prints with a real bind mount of the file
+/// (`EBUSY`, `EXDEV`, `ENOTDIR`), and both host files end up with the same bytes and bits.
+#[test]
+fn a_file_volume_reads_and_writes_through_like_a_native_bind_mount() {
+    let (_t, native_src, guest_src, target) = file_volume_setup("file-rw");
+    let script = r#"exec 2>&1
+cat "$CONF"
+echo appended >> "$CONF"
+printf 'KEY' | dd of="$CONF" conv=notrunc status=none
+stat -c '%s %a %F' "$CONF"
+chmod 600 "$CONF"
+stat -c '%a' "$CONF"
+rm "$CONF"
+mv "$CONF" "$CONF.moved"
+ln "$CONF" "$CONF.link"
+mkdir "$CONF/x"
+ls "$(dirname "$CONF")"
+cat "$CONF"
+exit 0
+"#;
+    let native = native_bind_bash(script, &native_src, &target, false);
+    assert_eq!(
+        native.status.code(),
+        Some(0),
+        "native: {}",
+        context(&native)
+    );
+    let g = guest_file_bash(script, &guest_src, &target, "");
+    assert_eq!(g.status.code(), Some(0), "guest: {}", context(&g));
+    assert_eq!(
+        text(&g.stdout),
+        text(&native.stdout),
+        "guest: {}",
+        context(&g)
+    );
+    assert!(
+        text(&g.stdout).contains("Device or resource busy"),
+        "{}",
+        context(&g)
+    );
+    let host = std::fs::read(&guest_src).unwrap();
+    assert_eq!(
+        host, b"KEY = value\nappended\n",
+        "the guest's bytes are on the host"
+    );
+    assert_eq!(host, std::fs::read(&native_src).unwrap());
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().mode() & 0o7777;
+    assert_eq!(mode(&guest_src), 0o600);
+    assert_eq!(
+        std::fs::read(&target).unwrap(),
+        b"the image's own file\n",
+        "the file mounted over is untouched"
+    );
+}
+
+/// A `:ro` file volume refuses every change as a read-only native bind mount does, and the
+/// host file keeps its bytes.
+#[test]
+fn a_read_only_file_volume_refuses_changes_like_a_native_one() {
+    let (_t, native_src, guest_src, target) = file_volume_setup("file-ro");
+    let script = r#"exec 2>&1
+cat "$CONF"
+echo x >> "$CONF"
+truncate -s 0 "$CONF"
+touch "$CONF"
+chmod 600 "$CONF"
+rm "$CONF"
+cat "$CONF"
+exit 0
+"#;
+    let native = native_bind_bash(script, &native_src, &target, true);
+    assert_eq!(
+        native.status.code(),
+        Some(0),
+        "native: {}",
+        context(&native)
+    );
+    let g = guest_file_bash(script, &guest_src, &target, ":ro");
+    assert_eq!(g.status.code(), Some(0), "guest: {}", context(&g));
+    assert_eq!(
+        text(&g.stdout),
+        text(&native.stdout),
+        "guest: {}",
+        context(&g)
+    );
+    let erofs = std::io::Error::from_raw_os_error(30).to_string();
+    let erofs = erofs.split(" (os error").next().unwrap().to_owned();
+    assert!(text(&g.stdout).contains(&erofs), "{}", context(&g));
+    assert_eq!(std::fs::read(&guest_src).unwrap(), b"key = value\n");
+    assert_eq!(
+        std::fs::metadata(&guest_src).unwrap().mode() & 0o7777,
+        0o644
+    );
+}
+
+/// A `MAP_SHARED` mapping of a file volume: stores reach the host file on `msync` and are
+/// what `read` sees, as through a native bind mount of the file.
+#[test]
+#[cfg_attr(not(have_python3), ignore = "needs python3: apt-get install python3")]
+fn a_shared_mapping_of_a_file_volume_reaches_the_host_like_a_native_one() {
+    let (_t, native_src, guest_src, target) = file_volume_setup("file-map");
+    let py = r#"
+import mmap, os, sys
+path = os.environ["CONF"]
+fd = os.open(path, os.O_RDWR)
+m = mmap.mmap(fd, 0, mmap.MAP_SHARED)
+print(m[:])
+m[0:3] = b"KEY"
+m.flush()
+print(open(path, "rb").read())
+m.close()
+os.close(fd)
+"#;
+    let script = format!("exec 2>&1\n/usr/bin/python3 -c '{py}'\ncat \"$CONF\"\n");
+    let native = native_bind_bash(&script, &native_src, &target, false);
+    assert_eq!(
+        native.status.code(),
+        Some(0),
+        "native: {}",
+        context(&native)
+    );
+    let g = guest_file_bash(&script, &guest_src, &target, "");
+    assert_eq!(g.status.code(), Some(0), "guest: {}", context(&g));
+    assert_eq!(
+        text(&g.stdout),
+        text(&native.stdout),
+        "guest: {}",
+        context(&g)
+    );
+    assert_eq!(std::fs::read(&guest_src).unwrap(), b"KEY = value\n");
+    assert_eq!(
+        std::fs::read(&guest_src).unwrap(),
+        std::fs::read(&native_src).unwrap()
     );
 }

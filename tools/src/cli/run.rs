@@ -228,7 +228,9 @@ pub struct RunArgs {
     /// cannot leave HOSTDIR (symbolic links resolve inside it), no device nodes, FIFOs or
     /// sockets can be made, set-user-id/set-group-id bits are cleared; the guest's writes
     /// reach the host file at once (write-through), stores through a MAP_SHARED mapping on
-    /// msync, munmap, fsync or exit.
+    /// msync, munmap, fsync or exit. HOSTFILE:GUESTFILE (a regular file) gives the guest that
+    /// one file at GUESTFILE, replacing the image's file of that name as a bind mount does
+    /// (it cannot be removed or renamed: EBUSY).
     #[arg(short = 'v', long = "volume", value_name = "HOSTDIR:GUESTDIR[:ro|rw]", value_parser = parse_volume)]
     pub volume: Vec<VolumeSpec>,
 

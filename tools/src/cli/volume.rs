@@ -11,7 +11,7 @@ use pvmux_hypercalls::volume::MAX_VOLUMES;
 /// One `--volume` flag.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VolumeSpec {
-    /// The host directory.
+    /// The host directory, or regular file (a file volume).
     pub host: PathBuf,
     /// Where the guest sees it: an absolute path without `.`/`..` components or NUL.
     pub guest: Vec<u8>,
@@ -19,11 +19,12 @@ pub struct VolumeSpec {
     pub read_only: bool,
 }
 
-/// Parses `HOSTDIR:GUESTDIR[:ro|rw]` (clap's value parser: the message is shown after
-/// "invalid value ... for '--volume'", and pvmux exits with status 2). HOSTDIR must be an
-/// existing directory, GUESTDIR absolute and not `/`.
+/// Parses `HOST:GUEST[:ro|rw]` (clap's value parser: the message is shown after
+/// "invalid value ... for '--volume'", and pvmux exits with status 2). HOST must be an
+/// existing directory or regular file (a file volume, mounted at the file GUEST), GUEST
+/// absolute and not `/`.
 pub(crate) fn parse_volume(s: &str) -> Result<VolumeSpec, String> {
-    const SYNTAX: &str = "expected HOSTDIR:GUESTDIR[:ro|rw]";
+    const SYNTAX: &str = "expected HOSTDIR:GUESTDIR[:ro|rw] or HOSTFILE:GUESTFILE[:ro|rw]";
     let parts: Vec<&str> = s.split(':').collect();
     let (host, guest, mode) = match parts.as_slice() {
         [h, g] => (*h, *g, None),
@@ -45,8 +46,12 @@ pub(crate) fn parse_volume(s: &str) -> Result<VolumeSpec, String> {
     }
     let host_path = PathBuf::from(host);
     match std::fs::metadata(&host_path) {
-        Ok(m) if m.is_dir() => {}
-        Ok(_) => return Err(format!("host path {host} is not a directory")),
+        Ok(m) if m.is_dir() || m.is_file() => {}
+        Ok(_) => {
+            return Err(format!(
+                "host path {host} is neither a directory nor a regular file"
+            ))
+        }
         Err(e) => return Err(format!("host directory {host}: {e}")),
     }
     let g = guest.as_bytes();
@@ -123,7 +128,12 @@ mod tests {
         assert!(err("/data".into()).contains("host directory and a guest path"));
         assert!(err(":/data".into()).contains("empty"));
         assert!(err("/nonexistent-pvmux-dir:/data".into()).contains("No such file"));
-        assert!(err("/etc/passwd:/data".into()).contains("not a directory"));
+        assert!(err("/dev/null:/data".into()).contains("neither a directory nor a regular file"));
+        let f = parse_volume("/etc/passwd:/etc/passwd:ro").unwrap();
+        assert_eq!(
+            (f.guest.as_slice(), f.read_only),
+            (&b"/etc/passwd"[..], true)
+        );
         let a = parse_volume(&format!("{t}:/d")).unwrap();
         let b = parse_volume(&format!("{t}:/d/:ro")).unwrap();
         assert!(check_volumes(std::slice::from_ref(&a)).is_ok());

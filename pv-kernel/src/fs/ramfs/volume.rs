@@ -1,5 +1,6 @@
-//! Volumes (`pvmux run --volume HOSTDIR:GUESTDIR[:ro|rw]`): host directories the guest may
-//! write, mounted at a guest directory ([`Fs::mount_volume`]).
+//! Volumes (`pvmux run --volume HOST:GUEST[:ro|rw]`): host directories the guest may write,
+//! mounted at a guest directory, and host files, mounted at a guest file ([`Fs::mount_volume`];
+//! a file volume's mount point is a volume file whose path is `/`).
 //!
 //! A volume's inodes are ordinary inodes of this filesystem, remembered in a side table
 //! ([`Volumes`]) with their volume and their path inside it. Directories are listed from the
@@ -151,9 +152,12 @@ impl Fs {
         self.vols.nodes.contains_key(&ino)
     }
 
-    /// Mounts volume `id` at directory `path` (absolute; missing directories are created,
-    /// an existing directory's entries are hidden). `ENOTDIR` if a component is not a
-    /// directory, `EBUSY` if the volume is mounted or `path` is already a volume.
+    /// Mounts volume `id` at `path` (absolute; missing directories are created). A directory
+    /// volume is mounted at a directory (an existing directory's entries are hidden); a file
+    /// volume at a file (an existing file or link of that name is hidden: the name now
+    /// leads to the volume's file, as a bind mount of a file does). `ENOTDIR` if a component
+    /// is not a directory or a directory volume's path is not one, `EISDIR` for a file volume
+    /// at a directory, `EBUSY` if the volume is mounted or `path` is already a volume's.
     pub(crate) fn mount_volume(
         &mut self,
         host: Arc<dyn VolumeHost>,
@@ -174,12 +178,15 @@ impl Fs {
             Buf::None,
         ))?
         .1;
-        if root.kind != abi::kind::DIR {
-            return Err(ENOTDIR);
-        }
+        let mut comps = path.split(|&b| b == b'/').filter(|c| !c.is_empty());
+        let file_name = match root.kind {
+            abi::kind::DIR => None,
+            abi::kind::REG => Some(comps.next_back().ok_or(EBUSY)?),
+            _ => return Err(ENOTDIR),
+        };
         // mkdir -p.
         let mut dir = super::inode::ROOT_INO;
-        for comp in path.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
+        for comp in comps {
             if self.is_volume_node(dir) {
                 return Err(EBUSY);
             }
@@ -197,6 +204,9 @@ impl Fs {
                 )?,
             };
         }
+        if let Some(name) = file_name {
+            return self.mount_file_volume(host, id, read_only, dir, name, &root);
+        }
         if dir == super::inode::ROOT_INO || self.is_volume_node(dir) {
             return Err(EBUSY);
         }
@@ -205,21 +215,66 @@ impl Fs {
         let mut d = Dir::new(parent);
         d.host = Some(Vec::new());
         let i = self.inode_mut(dir)?;
-        let old_subdirs = i.nlink.saturating_sub(2);
         i.node = Node::Dir(d);
         i.nlink = 2;
         (i.perm, i.uid, i.gid) = (root.perm & 0o7777, root.uid, root.gid);
         (i.atime, i.mtime, i.ctime) = (root.mtime_ns, root.mtime_ns, root.mtime_ns);
-        let _ = old_subdirs;
+        self.vol_register(host, id, read_only, dir)
+    }
+
+    /// Mounts file volume `id` (host stat `root`) as `name` in directory `dir`: a new inode
+    /// that name leads to; the inode it named before loses that name (other hard links keep
+    /// it).
+    fn mount_file_volume(
+        &mut self,
+        host: Arc<dyn VolumeHost>,
+        id: u32,
+        read_only: bool,
+        dir: Ino,
+        name: &[u8],
+        root: &HostfsEntry,
+    ) -> Result<(), Errno> {
+        if self.is_volume_node(dir) {
+            return Err(EBUSY);
+        }
+        let old = self.lookup_child(dir, name)?;
+        match old {
+            Some(o) if self.is_volume_node(o) => return Err(EBUSY),
+            Some(o) if self.is_dir(o) => return Err(EISDIR),
+            _ => {}
+        }
+        let node = Node::File {
+            data: Data::empty(),
+            size: root.size.min(MAX_FILE_SIZE),
+        };
+        let ino = self.new_uncounted_inode(node, root.perm, 1, name.len())?;
+        self.vol_apply(ino, root);
+        if let Some(o) = old {
+            if let Some(entry) = self.dir_mut(dir)?.entries.get_mut(name) {
+                entry.0 = ino;
+            }
+            if let Ok(i) = self.inode_mut(o) {
+                i.nlink = i.nlink.saturating_sub(1);
+            }
+            self.maybe_free(o);
+        } else {
+            self.dir_mut(dir)?.insert(copy(name)?, ino);
+        }
+        self.vol_register(host, id, read_only, ino)
+    }
+
+    /// Records `ino` as the mount point (path `/`) of volume `id`.
+    fn vol_register(
+        &mut self,
+        host: Arc<dyn VolumeHost>,
+        id: u32,
+        read_only: bool,
+        ino: Ino,
+    ) -> Result<(), Errno> {
+        let path = copy(b"/")?;
         self.vols.host = Some(host);
         self.vols.read_only.insert(id, read_only);
-        self.vols.nodes.insert(
-            dir,
-            VolNode {
-                vol: id,
-                path: copy(b"/")?,
-            },
-        );
+        self.vols.nodes.insert(ino, VolNode { vol: id, path });
         Ok(())
     }
 

@@ -278,7 +278,8 @@ pub(crate) fn capabilities(process: &oci_spec::runtime::Process) {
     }
 }
 
-/// One mount: `Ok(Some(--volume value))` for a bind mount of a directory, `Ok(None)` for the
+/// One mount: `Ok(Some(--volume value))` for a bind mount of a directory or a regular file
+/// (a file volume), `Ok(None)` for the
 /// file systems the guest kernel has itself, `Err(warning)` for what is ignored.
 fn mount_volume(m: &Mount, bundle: &Path) -> Result<Option<OsString>, String> {
     let dest = m.destination();
@@ -294,19 +295,12 @@ fn mount_volume(m: &Mount, bundle: &Path) -> Result<Option<OsString>, String> {
             dest.display()
         ));
     }
-    // What podman binds into every container: files, and /dev/shm.
-    let engine_default = [
-        "/etc/hosts",
-        "/etc/resolv.conf",
-        "/etc/hostname",
-        "/run/.containerenv",
-        "/dev/shm",
-    ]
-    .iter()
-    .any(|d| dest == Path::new(d));
-    if engine_default {
+    // The guest kernel's own /dev/shm (podman binds a host one into every container). Its
+    // other default binds (/etc/hosts, /etc/resolv.conf, /etc/hostname, /run/.containerenv)
+    // are files: file volumes, below.
+    if dest == Path::new("/dev/shm") {
         tracing::info!(
-            "bind mount of {}: not given to the guest (its own files stay)",
+            "bind mount of {}: the guest kernel has its own, not given to the guest",
             dest.display()
         );
         return Ok(None);
@@ -329,9 +323,9 @@ fn mount_volume(m: &Mount, bundle: &Path) -> Result<Option<OsString>, String> {
             dest.display()
         ));
     }
-    if !source.is_dir() {
+    if !source.is_dir() && !source.is_file() {
         return Err(format!(
-            "bind mount {} -> {}: only directories can be shared with the guest, ignored",
+            "bind mount {} -> {}: only directories and regular files can be shared with the guest, ignored",
             source.display(),
             dest.display()
         ));
@@ -382,6 +376,8 @@ mod tests {
         std::fs::create_dir_all(dir.join("rootfs/bin")).unwrap();
         std::fs::create_dir_all(dir.join("data")).unwrap();
         std::fs::write(dir.join("rootfs/bin/sh"), b"").unwrap();
+        std::fs::write(dir.join("hosts"), b"127.0.0.1 localhost\n").unwrap();
+        std::fs::write(dir.join("config.json"), b"{}").unwrap();
         let s = spec(
             r#"{"ociVersion":"1.0.2","root":{"path":"rootfs","readonly":true},
             "process":{"cwd":"/tmp","args":["sh","-c","echo hi"],
@@ -393,7 +389,9 @@ mod tests {
                       {"destination":"/data","type":"bind","source":"data","options":["rbind","ro"]},
                       {"destination":"/etc/hosts","type":"bind","source":"hosts"},
                       {"destination":"/weird","type":"nfs","source":"x"},
-                      {"destination":"/mnt/f","type":"bind","source":"config.json"}],
+                      {"destination":"/mnt/f","type":"bind","source":"config.json","options":["ro"]},
+                      {"destination":"/dev/shm","type":"bind","source":"shm"},
+                      {"destination":"/gone","type":"bind","source":"missing"}],
             "hostname":"box",
             "annotations":{"io.pvmux.vcpus":"3","other":"x"},
             "linux":{"resources":{"memory":{"limit":100000000},"cpu":{"quota":50000,"period":100000,"shares":512},
@@ -407,6 +405,8 @@ mod tests {
             .collect();
         let root = dir.join("rootfs").display().to_string();
         let data = format!("{}:/data:ro", dir.join("data").display());
+        let hosts = format!("{}:/etc/hosts:rw", dir.join("hosts").display());
+        let file = format!("{}:/mnt/f:ro", dir.join("config.json").display());
         let expected = [
             "--rootfs",
             &root,
@@ -426,6 +426,10 @@ mod tests {
             "core=0:0",
             "--volume",
             &data,
+            "--volume",
+            &hosts,
+            "--volume",
+            &file,
             "--hostname",
             "box",
             "--mem",
@@ -444,9 +448,14 @@ mod tests {
             "echo hi",
         ];
         assert_eq!(args, expected);
-        // The junk variable, nofile, the nfs mount and the file bind mount (podman's
-        // /etc/hosts is left out quietly).
+        // The junk variable, nofile, the nfs mount and the bind mount of a missing source
+        // (files are file volumes; /dev/shm is left out quietly).
         assert_eq!(p.warnings.len(), 4, "{:#?}", p.warnings);
+        assert!(
+            p.warnings.iter().any(|w| w.contains("/gone")),
+            "{:#?}",
+            p.warnings
+        );
         assert_eq!(p.annotations.len(), 2);
         // The flags are pvmux run's.
         use clap::Parser;

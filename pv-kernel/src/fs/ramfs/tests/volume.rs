@@ -462,3 +462,143 @@ fn a_mapped_volume_file_shares_a_cache_written_back_on_demand() {
     assert_eq!(fs.vol_writeback(ino, 0, u64::MAX), Ok(()));
     assert_eq!(fake.calls.lock().unwrap().len(), calls);
 }
+
+/// A fake host volume rooted at one file holding `bytes`.
+fn file_fake(bytes: &[u8]) -> Arc<Fake> {
+    let f = Fake::default();
+    f.add(b"/", Node::File(bytes.to_vec()));
+    Arc::new(f)
+}
+
+fn host_bytes(f: &Arc<Fake>) -> Vec<u8> {
+    match f.get(b"/") {
+        Some((Node::File(b), _)) => b,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A file volume mounted over a file of the image: the name leads to the host's file
+/// (reads, writes, truncate, chmod go through), another hard link of the old file keeps the
+/// old bytes, and the mount point can be neither removed nor renamed nor replaced (`EBUSY`).
+#[test]
+fn a_file_volume_replaces_the_file_it_is_mounted_over() {
+    let fake = file_fake(b"nameserver 10.0.2.3\n");
+    let mut fs = new_fs();
+    fs.mkdir(ROOT_INO, b"/etc", 0o755).unwrap();
+    fs.mkdir(ROOT_INO, b"/tmp", 0o777).unwrap();
+    put(&mut fs, ROOT_INO, b"/etc/resolv.conf", b"image's");
+    let old = fs.lookup(ROOT_INO, b"/etc/resolv.conf", true).unwrap();
+    fs.link_ino(ROOT_INO, b"/tmp/other-name", old).unwrap();
+    fs.mount_volume(fake.clone(), 3, false, b"/etc/resolv.conf")
+        .unwrap();
+    let f = fs.lookup(ROOT_INO, b"/etc/resolv.conf", true).unwrap();
+    assert!(fs.is_volume_file(f) && f != old);
+    assert_eq!(
+        get(&mut fs, ROOT_INO, b"/etc/resolv.conf").unwrap(),
+        b"nameserver 10.0.2.3\n"
+    );
+    assert_eq!(
+        get(&mut fs, ROOT_INO, b"/tmp/other-name").unwrap(),
+        b"image's"
+    );
+    assert_eq!(fs.stat(ROOT_INO, b"/tmp/other-name").unwrap().nlink, 1);
+    // Listed once, under its name.
+    let etc = fs.lookup(ROOT_INO, b"/etc", true).unwrap();
+    assert_eq!(names(&mut fs, etc), ["resolv.conf"]);
+    // Writes go to the host.
+    put(
+        &mut fs,
+        ROOT_INO,
+        b"/etc/resolv.conf",
+        b"nameserver 1.1.1.1\n",
+    );
+    assert_eq!(host_bytes(&fake), b"nameserver 1.1.1.1\n");
+    fs.truncate(ROOT_INO, b"/etc/resolv.conf", 10).unwrap();
+    assert_eq!(host_bytes(&fake), b"nameserver");
+    assert_eq!(fs.stat(ROOT_INO, b"/etc/resolv.conf").unwrap().size, 10);
+    fs.chmod(ROOT_INO, b"/etc/resolv.conf", 0o4600).unwrap();
+    assert_eq!(fake.get(b"/").unwrap().1, 0o600);
+    // The host changes the file: the next open sees its size.
+    fake.add(b"/", Node::File(b"from the host".to_vec()));
+    assert_eq!(
+        get(&mut fs, ROOT_INO, b"/etc/resolv.conf").unwrap(),
+        b"from the host"
+    );
+    // The mount point is busy.
+    put(&mut fs, ROOT_INO, b"/tmp/g", b"g");
+    assert_eq!(fs.unlink(ROOT_INO, b"/etc/resolv.conf"), Err(EBUSY));
+    assert_eq!(
+        fs.rename(ROOT_INO, b"/etc/resolv.conf", b"/etc/x"),
+        Err(EBUSY)
+    );
+    assert_eq!(
+        fs.rename(ROOT_INO, b"/tmp/g", b"/etc/resolv.conf"),
+        Err(EBUSY)
+    );
+    assert_eq!(fs.link_ino(ROOT_INO, b"/tmp/h", f), Err(EXDEV));
+    assert_eq!(fs.rmdir(ROOT_INO, b"/etc/resolv.conf"), Err(ENOTDIR));
+    assert_eq!(
+        fs.mkdir(ROOT_INO, b"/etc/resolv.conf/x", 0o755),
+        Err(ENOTDIR)
+    );
+    assert_eq!(host_bytes(&fake), b"from the host");
+    // The directory holding it can go only empty.
+    assert_eq!(fs.rmdir(ROOT_INO, b"/etc"), Err(ENOTEMPTY));
+    // MAP_SHARED: a cache of the host's bytes, written back on fsync.
+    let obj = fs.shared_pages(f).unwrap();
+    let mut b = [0u8; 4];
+    obj.read(0, &mut b);
+    assert_eq!(&b, b"from");
+    obj.write(0, b"FROM", &mut crate::fs::pagecache::alloc_frame)
+        .unwrap();
+    assert_eq!(fs.fsync(f), Ok(()));
+    assert_eq!(host_bytes(&fake), b"FROM the host");
+}
+
+/// A file volume at a path that does not exist: parent directories are made; read-only
+/// refuses writes with `EROFS` without asking the host; it cannot be mounted at a
+/// directory (`EISDIR`) or below a file (`ENOTDIR`).
+#[test]
+fn a_file_volume_makes_its_path_and_honours_read_only() {
+    let fake = file_fake(b"container=pvmux\n");
+    let mut fs = new_fs();
+    fs.mount_volume(fake.clone(), 3, true, b"/run/.containerenv")
+        .unwrap();
+    assert!(fs.stat(ROOT_INO, b"/run").unwrap().mode & 0o170000 == 0o040000);
+    assert_eq!(
+        get(&mut fs, ROOT_INO, b"/run/.containerenv").unwrap(),
+        b"container=pvmux\n"
+    );
+    let before = fake.calls.lock().unwrap().len();
+    assert_eq!(
+        fs.open(ROOT_INO, b"/run/.containerenv", O_WRONLY, 0),
+        Err(EROFS)
+    );
+    assert_eq!(fs.truncate(ROOT_INO, b"/run/.containerenv", 0), Err(EROFS));
+    assert_eq!(fs.chmod(ROOT_INO, b"/run/.containerenv", 0o600), Err(EROFS));
+    let writes = fake.calls.lock().unwrap()[before..]
+        .iter()
+        .filter(|&&o| pvmux_hypercalls::volume::writes(o))
+        .count();
+    assert_eq!(writes, 0);
+    assert_eq!(host_bytes(&fake), b"container=pvmux\n");
+    // Not at a directory, not below a file, not twice.
+    for (path, want) in [
+        (&b"/run"[..], EISDIR),
+        (b"/run/.containerenv/x", ENOTDIR),
+        (b"/", EBUSY),
+    ] {
+        let mut fresh = new_fs();
+        fresh.mkdir(ROOT_INO, b"/run", 0o755).unwrap();
+        put(&mut fresh, ROOT_INO, b"/run/.containerenv", b"");
+        assert_eq!(
+            fresh.mount_volume(file_fake(b"x"), 3, false, path),
+            Err(want),
+            "{path:?}"
+        );
+    }
+    assert_eq!(
+        fs.mount_volume(fake.clone(), 3, false, b"/elsewhere"),
+        Err(EBUSY)
+    );
+}

@@ -114,7 +114,8 @@ pub(crate) fn handle(mem: &GuestMemory, env: &dyn HcEnv, nr: u64, args: [u64; 6]
         | Hypercall::ExecStatus
         | Hypercall::ExecWrite
         | Hypercall::ExecRead
-        | Hypercall::ExecTermSize => ret(crate::exec::hc(mem, env.exec(), call, args)),
+        | Hypercall::ExecTermSize
+        | Hypercall::ExecSignalTake => ret(crate::exec::hc(mem, env.exec(), call, args)),
         // At most bit 62 is set (signal 63): always a non-negative return.
         Hypercall::SignalTake => HcAction::Return((env.take_signals() & (u64::MAX >> 1)) as i64),
         Hypercall::ConsoleWinsize => HcAction::Return(i64::from(env.console_winsize())),

@@ -351,6 +351,7 @@ enum pvmux_hypercall {
     PVMUX_HC_HOSTFS_LOOKUP = 30, /* (path_gpa, path_len, buf_gpa, buf_len) -> bytes; 0 = no entry (ABI v6) */
     PVMUX_HC_SIGNAL_TAKE = 31,   /* () -> signals for init (bit n-1: signal n), cleared */
     PVMUX_HC_CONSOLE_WINSIZE = 32, /* () -> (rows << 16) | cols of the console; 0: never set */
+    PVMUX_HC_EXEC_SIGNAL_TAKE = 33, /* (session) -> signals sent to its program, taken */
     PVMUX_HC_TASK_LIMIT_TAKE = 34, /* () -> new task limit, 0 = none (ABI v6) */
     PVMUX_HC_STATS_REPORT = 35,    /* (rec_gpa: struct pvmux_guest_stats) -> 0 (ABI v6) */
 };

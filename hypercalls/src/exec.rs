@@ -1,5 +1,5 @@
 //! Exec sessions: a new process in a running guest (`runc exec`, `pvmux exec`), hypercalls
-//! 25..=29 and pending bit [`crate::vcpu::pending::EXEC`] (docs/ABI.md §exec).
+//! 25..=29 and 33 and pending bit [`crate::vcpu::pending::EXEC`] (docs/ABI.md §exec).
 //!
 //! The host queues an **exec request** for a running tenant and raises `pending::EXEC` on
 //! vCPU 0. The guest kernel takes it with `ExecFetch` into its own memory — an
@@ -29,6 +29,10 @@
 //! * `ExecRead(session, buf_gpa, len) -> n`: the session's input, at most `min(len,
 //!   IO_MAX)` bytes; 0 at its end; `Busy` when nothing is buffered yet (the host raises
 //!   `pending::EXEC` when input or its end arrives).
+//! * `ExecSignalTake(session) -> set` (hypercall 33): the signals the host sent to the
+//!   session's program since the last call (bit `n - 1`: signal `n`), taken; the host
+//!   raises `pending::EXEC` when one arrives, and the guest delivers each to the program's
+//!   process (`SI_USER` from pid 0). `InvalidArgument` before the fetch and after the end.
 //! * `ExecTermSize(session) -> (rows << 16) | cols`: a terminal session's size as the host
 //!   last set it (the request's at first, 24 x 80 for zeros); the host raises
 //!   `pending::EXEC` when it changes. `InvalidArgument` for a session without a terminal.

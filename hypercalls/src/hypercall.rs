@@ -122,6 +122,10 @@ pub enum Hypercall {
     /// `pending::CONSOLE_SIZE` when it changes (an OCI container's terminal resized by its
     /// engine; docs/ABI.md §12).
     ConsoleWinsize = 32,
+    /// `ExecSignalTake(session) -> set`: the signals the host sent to an exec session's
+    /// program since the last call (bit `n - 1`: signal `n`, 1..=63), cleared as taken; the
+    /// host raises `pending::EXEC` when one arrives (docs/ABI.md §exec; ABI v6).
+    ExecSignalTake = 33,
     /// `TaskLimitTake() -> limit`: the task limit the host set since the last call (cleared
     /// as taken): 0 = nothing new, [`crate::resources::TASK_LIMIT_NONE`] = the kernel's own
     /// ceiling only, else the limit. Raised with `pending::RESOURCES` (docs/ABI.md
@@ -169,6 +173,7 @@ impl Hypercall {
             30 => Self::HostfsLookup,
             31 => Self::SignalTake,
             32 => Self::ConsoleWinsize,
+            33 => Self::ExecSignalTake,
             34 => Self::TaskLimitTake,
             35 => Self::StatsReport,
             _ => return None,

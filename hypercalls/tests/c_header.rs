@@ -342,6 +342,7 @@ int main(void) {
     O(pvmux_exec_rlimit, hard);
     P("HC_SIGNAL_TAKE", PVMUX_HC_SIGNAL_TAKE);
     P("HC_CONSOLE_WINSIZE", PVMUX_HC_CONSOLE_WINSIZE);
+    P("HC_EXEC_SIGNAL_TAKE", PVMUX_HC_EXEC_SIGNAL_TAKE);
     P("PENDING_CONSOLE_SIZE", PVMUX_PENDING_CONSOLE_SIZE);
     P("HC_TASK_LIMIT_TAKE", PVMUX_HC_TASK_LIMIT_TAKE); P("HC_STATS_REPORT", PVMUX_HC_STATS_REPORT);
     P("TASK_LIMIT_NONE", PVMUX_TASK_LIMIT_NONE); P("GUEST_STATS_SIZE", PVMUX_GUEST_STATS_SIZE);
@@ -772,6 +773,7 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         ("HC_HOSTFS_LOOKUP", Hypercall::HostfsLookup as u64),
         ("HC_SIGNAL_TAKE", Hypercall::SignalTake as u64),
         ("HC_CONSOLE_WINSIZE", Hypercall::ConsoleWinsize as u64),
+        ("HC_EXEC_SIGNAL_TAKE", Hypercall::ExecSignalTake as u64),
         ("PENDING_CONSOLE_SIZE", u64::from(pending::CONSOLE_SIZE)),
         ("HC_TASK_LIMIT_TAKE", Hypercall::TaskLimitTake as u64),
         ("HC_STATS_REPORT", Hypercall::StatsReport as u64),

@@ -33,7 +33,7 @@ const KNOWN_VECTORS: [Vector; 12] = [
     Vector::Event,
     Vector::Syscall,
 ];
-const KNOWN_CALLS: [Hypercall; 35] = [
+const KNOWN_CALLS: [Hypercall; 36] = [
     Hypercall::Nop,
     Hypercall::ConsoleWrite,
     Hypercall::Shutdown,
@@ -67,6 +67,7 @@ const KNOWN_CALLS: [Hypercall; 35] = [
     Hypercall::HostfsLookup,
     Hypercall::SignalTake,
     Hypercall::ConsoleWinsize,
+    Hypercall::ExecSignalTake,
     Hypercall::TaskLimitTake,
     Hypercall::StatsReport,
 ];

@@ -254,6 +254,12 @@ pub(crate) fn exec_term_size(session: u64) -> Result<u64, HcError> {
     result(call(Hypercall::ExecTermSize, [session, 0, 0, 0, 0]))
 }
 
+/// `ExecSignalTake`: the signals the host sent to exec session `session`'s program since the
+/// last call (bit `n - 1`: signal `n`), taken.
+pub(crate) fn exec_signal_take(session: u64) -> Result<u64, HcError> {
+    result(call(Hypercall::ExecSignalTake, [session, 0, 0, 0, 0]))
+}
+
 /// `ExecRead`: input of exec session `session`; 0 at its end, `Busy` while none is buffered.
 pub(crate) fn exec_read(session: u64, gpa: u64, len: u64) -> Result<u64, HcError> {
     result(call(Hypercall::ExecRead, [session, gpa, len, 0, 0]))

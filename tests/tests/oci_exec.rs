@@ -13,7 +13,9 @@ use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
-use pvmux_tests::oci::{alive, reap, receive_master, wait_child, Bundle, Podman, TIMEOUT};
+use pvmux_tests::oci::{
+    alive, reap, receive_master, wait_child, wait_for, Bundle, Podman, TIMEOUT,
+};
 
 /// The `pvmux` command line.
 const PVMUX: &str = env!("CARGO_BIN_EXE_pvmux-cli");
@@ -182,6 +184,50 @@ fn exec_detach_leaves_a_host_process_with_the_programs_status() {
     let (code, _, pid_file) = exec_detached(&b, "sig", &["d1", "sh", "-c", "kill -USR1 $$"]);
     assert_eq!(code, 0);
     assert_eq!(reap(read_pid(&pid_file)), 128 + 10);
+    // Signals to the holder reach the program (it stands for it, as runc's exec'd process):
+    // SIGTERM runs the program's trap, whose exit status is the holder's.
+    // (Its background sleep must not hold the session's output open: the session ends when
+    // every writer of its output is gone.)
+    let trap = "trap 'echo got TERM; exit 9' TERM; echo $$ > /out/exec-pid; \
+                sleep 1000 >/dev/null 2>&1 </dev/null & wait";
+    let (code, _, pid_file) = exec_detached(&b, "term", &["d1", "sh", "-c", trap]);
+    assert_eq!(code, 0);
+    let holder = read_pid(&pid_file);
+    wait_for("the program is up", || b.out("exec-pid").exists());
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(holder).expect("pid"),
+        rustix::process::Signal::TERM,
+    )
+    .expect("signal the holder");
+    assert_eq!(reap(holder), 9);
+    assert_eq!(exec_output(&b, "term", "out"), "got TERM\n");
+    // SIGKILL of the holder (which cannot pass it on) kills the program in the guest too.
+    let (code, _, pid_file) = exec_detached(
+        &b,
+        "kill",
+        &[
+            "d1",
+            "sh",
+            "-c",
+            "echo $$ > /out/exec-pid2; exec sleep 1000",
+        ],
+    );
+    assert_eq!(code, 0);
+    let holder = read_pid(&pid_file);
+    wait_for("the program is up", || {
+        std::fs::read_to_string(b.out("exec-pid2")).is_ok_and(|s| s.ends_with('\n'))
+    });
+    let guest_pid = std::fs::read_to_string(b.out("exec-pid2")).expect("the program's pid");
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(holder).expect("pid"),
+        rustix::process::Signal::KILL,
+    )
+    .expect("kill the holder");
+    assert_eq!(reap(holder), 128 + 9);
+    let probe = format!("kill -0 {}", guest_pid.trim());
+    wait_for("the program is gone from the guest", || {
+        b.oci(&["exec", "d1", "sh", "-c", &probe]).code() == Some(1)
+    });
     // A program that is not there: exec fails (runc's status 1) with the guest's reason,
     // and leaves no pid file and no process.
     let (code, _, pid_file) = exec_detached(&b, "nosuch", &["d1", "nosuch"]);

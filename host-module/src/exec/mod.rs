@@ -232,6 +232,32 @@ impl ExecResizer {
     }
 }
 
+/// Sends signals to a session's program ([`ExecSession::signaller`]).
+#[derive(Clone, Debug)]
+pub struct ExecSignaller {
+    session: Arc<Session>,
+    table: Arc<ExecTable>,
+}
+
+impl ExecSignaller {
+    /// Sends signal `signo` (1..=63; anything else is ignored) to the program, as a signal
+    /// from outside the guest (`SI_USER` from pid 0). One not yet taken by the guest is
+    /// delivered once however often it was sent, as Linux's standard signals; one sent
+    /// before the program runs is delivered once it does; nothing happens once it ended.
+    pub fn signal(&self, signo: u8) {
+        if !(1..=63).contains(&signo) {
+            return;
+        }
+        let mut st = self.session.lock();
+        if matches!(st.phase, Phase::Ended(_)) {
+            return;
+        }
+        st.signals |= 1 << (signo - 1);
+        drop(st);
+        self.table.raise();
+    }
+}
+
 /// One program started by [`ExecHandle::exec`]. Its input and outputs can be taken and used
 /// from other threads; dropping an output discards what the program writes there from then
 /// on, dropping the input closes it (the program reads end of file).
@@ -295,6 +321,14 @@ impl ExecSession {
     /// A handle that resizes the session's terminal (from any thread).
     pub fn resizer(&self) -> ExecResizer {
         ExecResizer {
+            session: Arc::clone(&self.session),
+            table: Arc::clone(&self.table),
+        }
+    }
+
+    /// A handle that sends the program signals (from any thread).
+    pub fn signaller(&self) -> ExecSignaller {
+        ExecSignaller {
             session: Arc::clone(&self.session),
             table: Arc::clone(&self.table),
         }

@@ -11,13 +11,16 @@
 //! | client → server | 2 `STDIN` | bytes for the program's standard input |
 //! | client → server | 3 `STDIN_EOF` | empty: the end of its input |
 //! | client → server | 4 `RESIZE` | `u16` rows, `u16` columns: a terminal session's new size |
+//! | client → server | 5 `SIGNAL` | `u8` signal number, 1..=63: sent to the program (`ExecSignalTake`) |
+//! | client → server | 6 `TIE` | empty: if the connection closes before the session ends, the program gets `SIGKILL` |
 //! | server → client | 16 `STARTED` | `u32` guest pid |
 //! | server → client | 17 `STDOUT`, 18 `STDERR` | the program's output |
 //! | server → client | 19 `EXIT` (last) | `u32` kind (1 exited, 2 killed by a signal, 3 not started, 4 the tenant ended), `i32` value (code, signal, errno, 0), `i32` the shell's exit status ([`super::ExecExit::code`]) |
 //! | server → client | 20 `ERROR` (last) | UTF-8 text: the request was refused ([`super::ExecError`]) or malformed |
 //!
 //! The server sends every `STDOUT`/`STDERR` frame before `EXIT`. A client that goes away
-//! closes the program's input; its output is then discarded.
+//! closes the program's input; its output is then discarded (and after `TIE`, the program
+//! is killed).
 
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -43,6 +46,11 @@ pub mod kind {
     pub const STDIN_EOF: u8 = 3;
     /// A terminal's new size (client).
     pub const RESIZE: u8 = 4;
+    /// Client → server: `u8` signal number (1..=63) for the program.
+    pub const SIGNAL: u8 = 5;
+    /// Client → server, empty: the client stands for the program (`exec --detach`'s
+    /// holder): when its connection closes before the end, the program gets `SIGKILL`.
+    pub const TIE: u8 = 6;
     /// The program runs (server).
     pub const STARTED: u8 = 16;
     /// Standard output (server).
@@ -212,6 +220,9 @@ impl Drop for ExecServer {
     }
 }
 
+/// Linux's `SIGKILL`.
+const SIGKILL: u8 = 9;
+
 /// One connection: one session.
 fn serve_one(conn: UnixStream, handle: &ExecHandle) {
     let (Ok(mut reader), Ok(writer)) = (conn.try_clone(), conn.try_clone()) else {
@@ -237,22 +248,37 @@ fn serve_one(conn: UnixStream, handle: &ExecHandle) {
             return;
         }
     };
-    // Input: frames to the program until its end or the client's.
-    if let Some(mut stdin) = session.stdin() {
-        let resizer = session.resizer();
-        let _ = std::thread::Builder::new()
-            .name("pvmux-exec-in".into())
-            .spawn(move || {
-                while let Ok(Some((k, p))) = read_frame(&mut reader) {
-                    match (k, &p[..]) {
-                        (kind::STDIN, _) if stdin.write_all(&p).is_ok() => {}
-                        (kind::RESIZE, &[r0, r1, c0, c1]) => resizer
-                            .resize(u16::from_le_bytes([r0, r1]), u16::from_le_bytes([c0, c1])),
-                        _ => break,
+    // The client's frames until it goes away (or the session ends and the connection is
+    // shut down): input to the program until its end, resizes, signals.
+    let mut stdin = session.stdin();
+    let resizer = session.resizer();
+    let signaller = session.signaller();
+    let _ = std::thread::Builder::new()
+        .name("pvmux-exec-in".into())
+        .spawn(move || {
+            let mut tied = false;
+            while let Ok(Some((k, p))) = read_frame(&mut reader) {
+                match (k, &p[..]) {
+                    (kind::STDIN, _) => {
+                        if stdin.as_mut().is_some_and(|s| s.write_all(&p).is_err()) {
+                            stdin = None; // the program's input is gone
+                        }
                     }
+                    (kind::STDIN_EOF, []) => stdin = None,
+                    (kind::RESIZE, &[r0, r1, c0, c1]) => {
+                        resizer.resize(u16::from_le_bytes([r0, r1]), u16::from_le_bytes([c0, c1]))
+                    }
+                    (kind::SIGNAL, &[signo]) => signaller.signal(signo),
+                    (kind::TIE, []) => tied = true,
+                    _ => break,
                 }
-            });
-    }
+            }
+            if tied {
+                // The client that stands for the program is gone: so is the program
+                // (nothing happens if it already ended).
+                signaller.signal(SIGKILL);
+            }
+        });
     let pumps: Vec<_> = [
         (session.stdout(), kind::STDOUT),
         (session.stderr(), kind::STDERR),
@@ -341,6 +367,17 @@ impl ClientWriter {
     /// The end of the program's input.
     pub fn close_stdin(&self) -> std::io::Result<()> {
         self.send(kind::STDIN_EOF, &[])
+    }
+
+    /// A signal for the program (1..=63).
+    pub fn signal(&self, signo: u8) -> std::io::Result<()> {
+        self.send(kind::SIGNAL, &[signo])
+    }
+
+    /// Ties the program to this client: when the connection closes before the session
+    /// ends (the client died), the program gets `SIGKILL`.
+    pub fn tie(&self) -> std::io::Result<()> {
+        self.send(kind::TIE, &[])
     }
 
     /// A terminal session's new size (the program gets `SIGWINCH`).

@@ -57,6 +57,8 @@ pub(crate) struct SessionState {
     pub(crate) tty_size: Option<(u16, u16)>,
     /// The guest pid, once the program started (kept after it ended).
     pub(crate) pid: Option<u32>,
+    /// Signals sent to the program and not yet taken by the guest (bit `n - 1`: signal `n`).
+    pub(crate) signals: u64,
 }
 
 /// One session, shared by the table (the guest's side) and the caller's handles.
@@ -161,6 +163,7 @@ impl ExecTable {
                 out: Default::default(),
                 tty_size,
                 pid: None,
+                signals: 0,
             }),
             changed: Condvar::new(),
         });
@@ -310,6 +313,16 @@ impl ExecTable {
         }
     }
 
+    /// `ExecSignalTake(session)`.
+    fn signal_take(&self, id: u64) -> Result<u64, HcError> {
+        let s = self.session(id)?;
+        let mut st = s.lock();
+        match st.phase {
+            Phase::Fetched | Phase::Running(_) => Ok(core::mem::take(&mut st.signals)),
+            _ => Err(HcError::InvalidArgument),
+        }
+    }
+
     /// `ExecRead(session, buf_gpa, len)`.
     fn read(&self, mem: &GuestMemory, id: u64, gpa: u64, len: u64) -> Result<u64, HcError> {
         let len = len.min(IO_MAX);
@@ -347,7 +360,7 @@ pub(crate) fn take_front(q: &mut VecDeque<u8>, out: &mut [u8]) {
     q.drain(..n);
 }
 
-/// Hypercalls 25..=29 for a tenant whose exec table is `table` (`None`: `UnknownCall`).
+/// Hypercalls 25..=29 and 33 for a tenant whose exec table is `table` (`None`: `UnknownCall`).
 pub(crate) fn hc(
     mem: &GuestMemory,
     table: Option<&ExecTable>,
@@ -361,6 +374,7 @@ pub(crate) fn hc(
         Hypercall::ExecWrite => t.write(mem, a[0], a[1], a[2], a[3]),
         Hypercall::ExecRead => t.read(mem, a[0], a[1], a[2]),
         Hypercall::ExecTermSize => t.term_size(a[0]),
+        Hypercall::ExecSignalTake => t.signal_take(a[0]),
         _ => Err(HcError::UnknownCall),
     }
 }

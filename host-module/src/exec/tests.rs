@@ -391,6 +391,43 @@ fn terminal_sizes_reach_the_guest_on_request() {
     assert_eq!(size(u64::MAX), Err(HcError::InvalidArgument));
 }
 
+/// Signals for a session's program wait for the guest's `ExecSignalTake` (each raising
+/// `pending::EXEC`), are taken once, and stop with the session; out-of-range numbers are
+/// dropped.
+#[test]
+fn signals_reach_the_guest_on_request() {
+    let (mem, h, raised) = setup();
+    let s = h.exec(&ExecSpec::new(["a"])).unwrap();
+    let take = |id| call(&mem, &h, Hypercall::ExecSignalTake, [id, 0, 0, 0]);
+    let before = raised.load(SeqCst);
+    s.signaller().signal(15);
+    s.signaller().signal(15);
+    s.signaller().signal(2);
+    s.signaller().signal(0);
+    s.signaller().signal(64);
+    assert_eq!(raised.load(SeqCst), before + 3);
+    // Not before the fetch; then taken once.
+    assert_eq!(take(s.id()), Err(HcError::InvalidArgument));
+    assert_eq!(fetch(&mem, &h), s.id());
+    assert_eq!(take(s.id()), Ok(1 << 14 | 1 << 1));
+    assert_eq!(take(s.id()), Ok(0));
+    assert_eq!(take(u64::MAX), Err(HcError::InvalidArgument));
+    // Ended: the session is unknown, and signals change nothing.
+    assert_eq!(
+        call(
+            &mem,
+            &h,
+            Hypercall::ExecStatus,
+            [s.id(), pvmux_hypercalls::exec::status::FAILED, 2, 0]
+        ),
+        Ok(0)
+    );
+    let after = raised.load(SeqCst);
+    s.signaller().signal(9);
+    assert_eq!(raised.load(SeqCst), after);
+    assert_eq!(take(s.id()), Err(HcError::InvalidArgument));
+}
+
 #[test]
 fn malformed_specs_are_refused_before_the_guest() {
     let (_, h, raised) = setup();

@@ -312,6 +312,24 @@ impl Pending {
     }
 }
 
+/// Delivers the signals in `set` (bit `n - 1`: signal `n`) that the host sent to an exec
+/// session's program, process `pid`: as signals from outside its pid namespace (`SI_USER`
+/// from pid 0), like those the host sends to init. Nothing happens once it is gone.
+fn deliver_signals(pid: i32, set: u64) {
+    if set == 0 {
+        return;
+    }
+    let Some(p) = super::task::find_process(pid) else {
+        return;
+    };
+    for signo in 1..=63u32 {
+        if set & (1 << (signo - 1)) != 0 {
+            let info = super::signal::SigInfo::from_process(signo, super::signal::code::SI_USER, 0);
+            let _ = super::signal::send_info_to_process(&p, info);
+        }
+    }
+}
+
 /// Relays session `id`'s streams until process `pid` has ended and its outputs are closed
 /// by every writer; returns its wait status.
 fn relay(id: u64, pid: i32, io: &Stdio) -> i32 {
@@ -330,11 +348,19 @@ fn relay(id: u64, pid: i32, io: &Stdio) -> i32 {
     // often than the host has news).
     let mut input_busy_at = None;
     let mut output_busy_at = [None, None];
-    // A terminal's size is asked again after each `pending::EXEC`.
+    // A terminal's size, and the signals for the program, are asked again after each
+    // `pending::EXEC`.
     let mut size_seen_at = None;
+    let mut signals_seen_at = None;
     loop {
         let (gen, seq) = (poll::generation(), EXEC_SEQ.load(Ordering::Acquire));
         let mut moved = false;
+        if signals_seen_at != Some(seq) && status.is_none() {
+            signals_seen_at = Some(seq);
+            if let Ok(set) = hcall::exec_signal_take(id) {
+                deliver_signals(pid, set);
+            }
+        }
         if let Stdio::Tty(t) = io {
             if size_seen_at != Some(seq) {
                 size_seen_at = Some(seq);

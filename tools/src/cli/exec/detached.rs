@@ -18,6 +18,12 @@
 //! ends with the session, which ends with the container (its monitor's socket closes). With
 //! a terminal, `SIGWINCH` (the engine resized the master) passes the new size on to the
 //! guest's terminal of the session.
+//!
+//! Signals: the holder stands for the program, so the signals an engine sends it (SIGHUP,
+//! SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGTERM: `ctr task kill --exec-id`, a probe's
+//! timeout) are passed on to the program in the guest (ABI `ExecSignalTake`), and the session
+//! is tied to the holder: if the holder dies (SIGKILL cannot be caught), the program is
+//! killed too, as runc's exec'd process would be.
 
 use std::io::Write;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -191,6 +197,22 @@ fn open(
         resized = Some(rx);
     }
     let client = Client::connect(socket, &spec).map_err(refused)?;
+    let w = client.writer();
+    w.tie()
+        .context("cannot tie the exec session to its holder")?;
+    let mut signals = signal_hook::iterator::Signals::new(super::super::oci::monitor::FORWARDED)
+        .context("cannot handle signals")?;
+    std::thread::Builder::new()
+        .name("pvmux-exec-signals".into())
+        .spawn(move || {
+            for s in signals.forever() {
+                let Ok(signo) = u8::try_from(s) else { continue };
+                if w.signal(signo).is_err() {
+                    break;
+                }
+            }
+        })
+        .context("cannot start the signal thread")?;
     if let Some(rx) = resized {
         let w = client.writer();
         std::thread::Builder::new()

@@ -25,7 +25,7 @@
 //!   [`hostfs::LIST_MAX_BUF`]; host errors become Linux errnos in the response.
 //!
 //! A **file volume** (`--volume HOSTFILE:GUESTFILE`, and the OCI bind mounts of files) is
-//! rooted at one regular file ([`FileRoot`]): [`Volume::open`] resolves the user's path once
+//! rooted at one regular file (`FileRoot`): [`Volume::open`] resolves the user's path once
 //! (its symbolic links, as `mount --bind` does), opens the result with `O_NOFOLLOW`, checks
 //! it is a regular file not on a pseudo filesystem, and keeps that descriptor. No path is ever
 //! resolved again: the only object is `/`, and only `LOOKUP`, `READ`, `WRITE`, `TRUNCATE`,

@@ -905,6 +905,7 @@ pub(crate) fn do_execve(
         super::memory::release_unmapped();
     }
     p.files.lock().close_on_exec();
+    p.creds.lock().exec();
     super::signal::reset_on_exec(task);
     super::timers::process_execed(p);
     *st = UserState::new(loaded.entry, loaded.rsp);

@@ -2,7 +2,8 @@
 //! uid changes, `execve`) run by the `caps` test program in the guest and natively;
 //! `pvmux run --cap-drop/--cap-add` against `setpriv(1)` with the same sets; and an OCI
 //! bundle whose `process.capabilities` (podman's default set) is exactly what the guest's
-//! /proc/self/status shows, `chown` failing with `EPERM` once `CAP_CHOWN` is not in it.
+//! /proc/self/status shows, `chown` failing with `EPERM` once `CAP_CHOWN` is not in it; and
+//! podman's `--cap-drop`/`--cap-add`/`--user` with pvmux as its runtime against runc.
 
 use std::process::{Command, Stdio};
 
@@ -221,4 +222,41 @@ fn an_oci_bundle_s_capabilities_are_the_guest_s() {
     );
     assert!(r.stdout.ends_with("chown=1\n"), "{}", r.stdout);
     assert!(r.stderr.contains("Operation not permitted"), "{}", r.stderr);
+}
+
+#[test]
+fn podman_s_capability_flags_give_what_runc_gives() {
+    let p = pvmux_tests::oci::Podman::new(PVMUX);
+    // /bin is root's: only CAP_CHOWN changes its owner (the container's copy).
+    let script = "busybox grep Cap /proc/self/status; busybox chown 1000 /bin; echo chown=$?";
+    let mut refused = 0;
+    for flags in [
+        &[][..],
+        &["--cap-drop", "CHOWN"][..],
+        &["--cap-drop", "ALL", "--cap-add", "NET_BIND_SERVICE,CHOWN"][..],
+        &["--user", "1000:1000", "--cap-add", "KILL"][..],
+    ] {
+        let run = |runtime: Option<&str>| {
+            let mut args = vec!["run", "--rm"];
+            args.extend_from_slice(flags);
+            args.extend_from_slice(&[p.image.as_str(), "sh", "-c", script]);
+            p.podman(runtime, &args)
+        };
+        let pvmux = run(Some(PVMUX));
+        let native = run(None);
+        assert_eq!(pvmux.code(), Some(0), "{flags:?}: {}", pvmux.context());
+        assert_eq!(pvmux.code(), native.code(), "{flags:?}");
+        assert_eq!(pvmux.stdout, native.stdout, "{flags:?}");
+        assert!(pvmux.stdout.contains("CapBnd:"), "{}", pvmux.stdout);
+        if pvmux.stdout.ends_with("chown=1\n") {
+            refused += 1;
+            assert!(
+                pvmux.stderr.contains("Operation not permitted"),
+                "{}",
+                pvmux.context()
+            );
+        }
+    }
+    // Not vacuous: without CAP_CHOWN (dropped, and as the user), chown was refused.
+    assert_eq!(refused, 2);
 }

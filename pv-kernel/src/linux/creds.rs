@@ -309,6 +309,17 @@ pub(crate) fn for_init() -> Creds {
     c
 }
 
+/// The credentials of a process an exec session starts as `uid`/`gid`: those ids, and the
+/// container's capability sets (the boot arguments' `CAPS`, as runc gives an exec'd process
+/// the config's) if the host sent them, else [`CapState::for_uid`]'s.
+pub(crate) fn for_exec_session(uid: u32, gid: u32) -> Creds {
+    let mut c = Creds::new(uid, gid);
+    if let Some(sets) = crate::boot::args().caps() {
+        c.caps.sets = sets;
+    }
+    c
+}
+
 /// The current process's supplementary groups, or for init (loaded by a kernel thread before
 /// its process exists, as [`exec_ids`]) the boot arguments' `GROUPS`.
 pub(crate) fn fs_groups() -> Vec<u32> {

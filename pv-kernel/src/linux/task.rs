@@ -506,7 +506,7 @@ pub(crate) fn spawn_exec(
         None => super::rlimit::for_init(u64::from(max_tasks())),
     };
     let creds = match (user, &init) {
-        (Some((uid, gid)), _) => super::creds::Creds::new(uid, gid),
+        (Some((uid, gid)), _) => super::creds::for_exec_session(uid, gid),
         (None, Some(i)) => i.creds.lock().clone(),
         (None, None) => super::creds::Creds::default(),
     };

@@ -1,7 +1,7 @@
 //! Process credentials: real, effective, saved and filesystem user and group ids and the
 //! supplementary groups, with Linux's rules for changing them (`setuid(2)`, `setresuid(2)`,
 //! `setgroups(2)`...). Inherited by `fork` and kept by `execve` (no set-user-id programs
-//! here). Init starts with the boot arguments' `USER` ids (`pvmux run --user UID[:GID]`),
+//! here), which sets the saved and filesystem ids to the effective ones, as Linux. Init starts with the boot arguments' `USER` ids (`pvmux run --user UID[:GID]`),
 //! else as root, and their `GROUPS` list as its supplementary groups (`--user NAME`'s
 //! groups in the guest's /etc/group, `--group-add`), else none.
 //!

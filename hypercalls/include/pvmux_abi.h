@@ -670,6 +670,11 @@ struct pvmux_user_slot {
 #define PVMUX_BOOT_CMD_VOLUME 17u /* [u32 id, u32 flags, bytes: absolute path] a volume */
 #define PVMUX_BOOT_CMD_HOSTNAME 20u /* [bytes: 1..=64, no NUL] the guest's host name (ABI v6) */
 #define PVMUX_BOOT_CMD_TASK_LIMIT 21u /* [u32 >= 1] most guest tasks at once (ABI v6) */
+/* [40 bytes: u64 effective, permitted, inheritable, bounding, ambient; bits 0..=
+ * PVMUX_CAP_LAST_CAP, effective within permitted, ambient within permitted & inheritable]
+ * init's capability sets (ABI v6) */
+#define PVMUX_BOOT_CMD_CAPS 24u
+#define PVMUX_CAP_LAST_CAP 40u
 #define PVMUX_HOSTNAME_MAX 64u
 #define PVMUX_BOOT_VOLUME_READ_ONLY 1u /* VOLUME flags: every change is EROFS */
 #define PVMUX_BOOT_VOLUME_HEAD_LEN 8   /* VOLUME payload bytes before the path */

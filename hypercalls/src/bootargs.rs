@@ -193,6 +193,92 @@ pub mod command {
     /// `linux.resources.pids.limit`): payload u32, at least 1. `fork`/`clone` beyond it fail
     /// with `EAGAIN`. Not run; the last one counts.
     pub const TASK_LIMIT: u16 = 21;
+    /// The init program's capability sets (`pvmux run --cap-drop`/`--cap-add`, an OCI
+    /// container's `process.capabilities`): payload 40 bytes, five u64 masks — effective,
+    /// permitted, inheritable, bounding, ambient — of bits `0..=`[`super::CAP_LAST_CAP`]
+    /// ([`super::CapSets`], ABI v6). Without it init holds every capability (as root). Not
+    /// run; the last one counts.
+    pub const CAPS: u16 = 24;
+}
+
+/// The highest capability number the guest knows (Linux 6.1's `CAP_LAST_CAP`,
+/// `CAP_CHECKPOINT_RESTORE`).
+pub const CAP_LAST_CAP: u32 = 40;
+
+/// Every capability: bits `0..=`[`CAP_LAST_CAP`].
+pub const CAP_FULL_SET: u64 = (1 << (CAP_LAST_CAP + 1)) - 1;
+
+/// A process's five capability sets ([`command::CAPS`]), each a mask of capability numbers
+/// (bit `n` for capability `n`, Linux's numbering).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct CapSets {
+    /// The capabilities checked.
+    pub effective: u64,
+    /// The capabilities the process may make effective.
+    pub permitted: u64,
+    /// The capabilities kept across `execve` for programs with file capabilities.
+    pub inheritable: u64,
+    /// The limit of what `execve` may grant.
+    pub bounding: u64,
+    /// The capabilities kept across `execve` of an unprivileged program.
+    pub ambient: u64,
+}
+
+impl CapSets {
+    /// Every capability in every set but the ambient one: root's sets on Linux.
+    pub const FULL: Self = Self {
+        effective: CAP_FULL_SET,
+        permitted: CAP_FULL_SET,
+        inheritable: 0,
+        bounding: CAP_FULL_SET,
+        ambient: 0,
+    };
+
+    /// Whether the sets are valid: no bit above [`CAP_LAST_CAP`]; the effective set within
+    /// the permitted one, and the ambient set within both the permitted and inheritable ones
+    /// (Linux's invariants; an OCI config that breaks them is refused by the host).
+    pub const fn ok(&self) -> bool {
+        let all = self.effective | self.permitted | self.inheritable | self.bounding | self.ambient;
+        all & !CAP_FULL_SET == 0
+            && self.effective & !self.permitted == 0
+            && self.ambient & !(self.permitted & self.inheritable) == 0
+    }
+
+    /// The 40-byte payload.
+    pub fn to_le_bytes(&self) -> [u8; 40] {
+        let mut b = [0u8; 40];
+        let sets = [
+            self.effective,
+            self.permitted,
+            self.inheritable,
+            self.bounding,
+            self.ambient,
+        ];
+        for (chunk, v) in b.chunks_exact_mut(8).zip(sets) {
+            chunk.copy_from_slice(&v.to_le_bytes());
+        }
+        b
+    }
+
+    /// Parses a 40-byte payload; `None` if its length is wrong or it is not [`Self::ok`].
+    pub fn from_le_bytes(b: &[u8]) -> Option<Self> {
+        if b.len() != 40 {
+            return None;
+        }
+        let w = |i: usize| {
+            let mut x = [0u8; 8];
+            x.copy_from_slice(&b[8 * i..8 * i + 8]);
+            u64::from_le_bytes(x)
+        };
+        let c = Self {
+            effective: w(0),
+            permitted: w(1),
+            inheritable: w(2),
+            bounding: w(3),
+            ambient: w(4),
+        };
+        c.ok().then_some(c)
+    }
 }
 
 /// The longest host name ([`command::HOSTNAME`]), Linux's `HOST_NAME_MAX`.
@@ -552,6 +638,9 @@ pub enum Command<'a> {
     /// The most guest tasks at once (at least 1); not run: [`BootArgs::task_limit`] gives
     /// the last one.
     TaskLimit(u32),
+    /// The init program's capability sets ([`CapSets::ok`]); not run: [`BootArgs::caps`]
+    /// gives the last one.
+    Caps(CapSets),
 }
 
 impl Command<'_> {
@@ -572,6 +661,7 @@ impl Command<'_> {
                 | Self::Groups(_)
                 | Self::Hostname(_)
                 | Self::TaskLimit(_)
+                | Self::Caps(_)
         )
     }
 
@@ -598,6 +688,7 @@ impl Command<'_> {
             Self::Groups(_) => command::GROUPS,
             Self::Hostname(_) => command::HOSTNAME,
             Self::TaskLimit(_) => command::TASK_LIMIT,
+            Self::Caps(_) => command::CAPS,
         }
     }
 }
@@ -688,6 +779,9 @@ pub enum EncodeError {
     BadHostname,
     /// A task limit of 0.
     BadTaskLimit,
+    /// Capability sets with a bit above [`CAP_LAST_CAP`] or that break Linux's invariants
+    /// ([`CapSets::ok`]).
+    BadCaps,
 }
 
 impl fmt::Display for EncodeError {
@@ -718,6 +812,12 @@ impl fmt::Display for EncodeError {
                 "a host name is empty, longer than {HOSTNAME_MAX} bytes or has a NUL byte"
             ),
             Self::BadTaskLimit => f.write_str("a task limit is 0"),
+            Self::BadCaps => write!(
+                f,
+                "capability sets name a capability above {CAP_LAST_CAP}, or the effective set \
+                 is not within the permitted one, or the ambient set not within the permitted \
+                 and inheritable ones"
+            ),
         }
     }
 }
@@ -878,6 +978,17 @@ impl<'a> BootArgs<'a> {
             .last()
     }
 
+    /// The init program's capability sets: the last [`Command::Caps`], if any (else every
+    /// capability, [`CapSets::FULL`], is the kernel's default).
+    pub fn caps(&self) -> Option<CapSets> {
+        self.commands()
+            .filter_map(|c| match c {
+                Command::Caps(c) => Some(c),
+                _ => None,
+            })
+            .last()
+    }
+
     /// The most guest tasks at once: the last [`Command::TaskLimit`], if any.
     pub fn task_limit(&self) -> Option<u32> {
         self.commands()
@@ -1015,6 +1126,7 @@ fn read_command(bytes: &[u8]) -> Result<(Command<'_>, usize), DecodeError> {
             }
         }
         command::GROUPS => Command::Groups(Gids::from_le_bytes(payload).ok_or(bad)?),
+        command::CAPS => Command::Caps(CapSets::from_le_bytes(payload).ok_or(bad)?),
         k => return Err(DecodeError::UnknownCommand(k)),
     };
     Ok((c, RECORD_HEADER_LEN + payload.len()))
@@ -1175,7 +1287,7 @@ impl<'b> Encoder<'b> {
             return Ok(());
         }
         let number;
-        let mut record = [0u8; 20];
+        let mut record = [0u8; 40];
         let payload: &[u8] = match c {
             Command::Exit(n) | Command::Sleep(n) => {
                 number = n.to_le_bytes();
@@ -1192,7 +1304,7 @@ impl<'b> Encoder<'b> {
                 record[..4].copy_from_slice(&resource.to_le_bytes());
                 record[4..12].copy_from_slice(&soft.to_le_bytes());
                 record[12..20].copy_from_slice(&hard.to_le_bytes());
-                &record
+                &record[..20]
             }
             Command::User { uid, gid } => {
                 record[..4].copy_from_slice(&uid.to_le_bytes());
@@ -1216,6 +1328,11 @@ impl<'b> Encoder<'b> {
                 record[..4].copy_from_slice(&n.to_le_bytes());
                 &record[..4]
             }
+            Command::Caps(c) if c.ok() => {
+                record = c.to_le_bytes();
+                &record
+            }
+            Command::Caps(_) => return Err(EncodeError::BadCaps),
             _ => &[],
         };
         let len = self.len_u16(payload)?;
@@ -1569,6 +1686,64 @@ mod tests {
             "{words}"
         );
         assert!(words.contains("user=5:6"), "{words}");
+    }
+
+    #[test]
+    fn caps_records() {
+        let c = CapSets {
+            effective: 1 << 0,
+            permitted: (1 << 0) | (1 << CAP_LAST_CAP),
+            inheritable: 1 << CAP_LAST_CAP,
+            bounding: CAP_FULL_SET,
+            ambient: 1 << CAP_LAST_CAP,
+        };
+        let buf = BootArgsBuf::new(
+            &Options::default(),
+            [Command::Caps(CapSets::FULL), Command::Caps(c)],
+            [b"/p"],
+        )
+        .unwrap();
+        let args = buf.args();
+        assert_eq!(args.caps(), Some(c), "the last one counts");
+        let words = std::format!("{args}");
+        assert!(
+            words.contains("caps=1ffffffffff:1ffffffffff:0:1ffffffffff:0 caps=1:10000000001:"),
+            "{words}"
+        );
+        assert_eq!(BootArgsBuf::from_words(&words).unwrap().args(), args);
+        assert!(!args.needs_diagnostics());
+        // A bit above CAP_LAST_CAP, or broken invariants, are refused by the encoder...
+        for bad in [
+            CapSets {
+                bounding: 1 << (CAP_LAST_CAP + 1),
+                ..CapSets::default()
+            },
+            CapSets {
+                effective: 1,
+                ..CapSets::default()
+            },
+            CapSets {
+                ambient: 1,
+                permitted: 1,
+                ..CapSets::default()
+            },
+        ] {
+            assert_eq!(
+                BootArgsBuf::new(&Options::default(), [Command::Caps(bad)], [b"/p"]).map(|_| ()),
+                Err(EncodeError::BadCaps)
+            );
+            assert_eq!(CapSets::from_le_bytes(&bad.to_le_bytes()), None);
+        }
+        // ... and by the decoder (a payload of the wrong length too).
+        assert_eq!(CapSets::from_le_bytes(&[0; 39]), None);
+        for bad in [
+            "caps=1:0:0:0:0",
+            "caps=0:0:0:20000000000:0",
+            "caps=0:0:0:0",
+            "caps=0:0:0:0:0:0",
+        ] {
+            assert!(BootArgsBuf::from_words(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -171,7 +171,8 @@ fn kmain() {
             | Command::User { .. }
             | Command::Groups(_)
             | Command::Hostname(_)
-            | Command::TaskLimit(_) => {}
+            | Command::TaskLimit(_)
+            | Command::Caps(_) => {}
             #[cfg(feature = "diagnostics")]
             Command::Bench(list) => bench::run(list, args.options.bench_quick),
             #[cfg(feature = "diagnostics")]

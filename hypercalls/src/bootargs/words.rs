@@ -53,6 +53,10 @@ pub const HELP: &[(&str, &str)] = &[
         "init's supplementary groups, ascending (pvmux run --user NAME, --group-add)",
     ),
     (
+        "caps=EFF:PRM:INH:BND:AMB",
+        "init's capability sets, hex masks (pvmux run --cap-drop/--cap-add)",
+    ),
+    (
         "volume=ID:ro|rw:DIR",
         "mount host volume ID at DIR (pvmux adds them with --volume)",
     ),
@@ -286,6 +290,33 @@ pub fn parse_word(word: &str) -> Result<Word<'_>, Error<'_>> {
             Some(g) => cmd(Command::Groups(g)),
             None => Err(value("GID,... decimal, strictly ascending, at most 4096")),
         },
+        "caps" => {
+            let mut masks = [0u64; 5];
+            let mut parts = v.split(':');
+            let parsed = masks.iter_mut().all(|m| {
+                parts
+                    .next()
+                    .and_then(|p| u64::from_str_radix(p, 16).ok())
+                    .map(|x| *m = x)
+                    .is_some()
+            }) && parts.next().is_none();
+            let [effective, permitted, inheritable, bounding, ambient] = masks;
+            let c = super::CapSets {
+                effective,
+                permitted,
+                inheritable,
+                bounding,
+                ambient,
+            };
+            if parsed && c.ok() {
+                cmd(Command::Caps(c))
+            } else {
+                Err(value(
+                    "EFF:PRM:INH:BND:AMB, five hex masks of capabilities 0..=40, effective \
+                     within permitted, ambient within permitted and inheritable",
+                ))
+            }
+        }
         "hostpid" => set(Setting::HostPid(number(v)?)),
         "seed" => set(Setting::Seed(number(v)?)),
         "canary" => set(Setting::Canary(text(v, "a path")?)),
@@ -414,6 +445,11 @@ impl fmt::Display for Command<'_> {
             Self::Groups(g) => write!(f, "groups={g}"),
             Self::Hostname(h) => write!(f, "hostname={}", Arg(h)),
             Self::TaskLimit(n) => write!(f, "task-limit={n}"),
+            Self::Caps(c) => write!(
+                f,
+                "caps={:x}:{:x}:{:x}:{:x}:{:x}",
+                c.effective, c.permitted, c.inheritable, c.bounding, c.ambient
+            ),
         }
     }
 }
@@ -662,6 +698,7 @@ mod tests {
                             "R:SOFT:HARD" => "7:1:2",
                             "UID:GID" => "1:1",
                             "GID,..." => "1,2",
+                            "EFF:PRM:INH:BND:AMB" => "1:1:0:1:0",
                             _ => "/p",
                         };
                         write!(s, "{key}={v}").unwrap();
@@ -683,7 +720,7 @@ mod tests {
              seed=1 canary=/c selftest fs-selftest exit=1 sleep=1 panic syscall \
              crash=double-fault crash=stub-syscall bench=all hostile=x ls=/ cat=/ env=A=b \
              workdir=/w volume=0:rw:/v rlimit=7:1:2 user=1:1 groups=1,2 hostname=h \
-             task-limit=3",
+             task-limit=3 caps=1:1:0:1:0",
         )
         .unwrap();
         let buf = all.encode().unwrap();

@@ -4,10 +4,16 @@
 //! process's filesystem credentials ([`Cred`]) and the metadata `stat` shows ([`Meta`]);
 //! the Linux layer asks them for the calls it decides itself (`access`, `execve`).
 //!
-//! Root — a filesystem uid of 0 — is not checked at all (the guest has no finer
-//! capabilities, so root holds `CAP_DAC_OVERRIDE`, `CAP_FOWNER`, `CAP_CHOWN` and
-//! `CAP_FSETID`), except that executing a non-directory needs some execute bit
-//! ([`permitted`]). The filesystem represents root as "no credentials" (`None`).
+//! A process holding every filesystem capability (`CAP_CHOWN`, `CAP_DAC_OVERRIDE`,
+//! `CAP_DAC_READ_SEARCH`, `CAP_FOWNER`, `CAP_FSETID` in its effective set: root, unless it
+//! dropped some) is not checked at all, except that executing a non-directory needs some
+//! execute bit ([`permitted`]); the filesystem represents it as "no credentials" (`None`).
+//! Any other process is checked by its ids, with each capability it holds overriding the
+//! rules Linux lets it override: `CAP_DAC_OVERRIDE` the permission bits (execute needs an
+//! execute bit), `CAP_DAC_READ_SEARCH` reading files and reading and searching directories,
+//! `CAP_FOWNER` the owner-only rules (mode, times, the sticky rule, hard links),
+//! `CAP_CHOWN` ownership changes, `CAP_FSETID` keeping a set-group-id bit. A filesystem uid
+//! of 0 without them is an ordinary id.
 //!
 //! Errors are Linux's: `EACCES` for a missing permission bit, `EPERM` for an operation
 //! only the owner (or root) may do, and for the sticky-directory rule.
@@ -17,6 +23,7 @@
 use alloc::vec::Vec;
 
 use super::Errno;
+use crate::linux::caps::cap;
 
 /// Access bits: read, write, execute (search for a directory); `access(2)`'s `R_OK`,
 /// `W_OK`, `X_OK`.
@@ -36,26 +43,56 @@ const S_ISGID: u32 = 0o2000;
 /// `S_ISVTX`: the sticky bit.
 const S_ISVTX: u32 = 0o1000;
 
-/// The filesystem credentials of a process that is not root: its filesystem uid and gid and
-/// its supplementary groups.
+/// The filesystem capabilities: holding all of them in the effective set, a process is not
+/// checked.
+pub(crate) const ALL_CAPS: u64 = (1 << cap::CHOWN)
+    | (1 << cap::DAC_OVERRIDE)
+    | (1 << cap::DAC_READ_SEARCH)
+    | (1 << cap::FOWNER)
+    | (1 << cap::FSETID);
+
+/// The filesystem credentials of a process that does not hold every filesystem capability:
+/// its filesystem uid and gid, its supplementary groups and its effective capabilities.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub(crate) struct Cred {
-    /// Filesystem uid (never 0 here).
+    /// Filesystem uid.
     pub(crate) uid: u32,
     /// Filesystem gid.
     pub(crate) gid: u32,
     /// Supplementary groups.
     pub(crate) groups: Vec<u32>,
+    /// Effective capabilities (a mask; only the filesystem ones matter).
+    pub(crate) caps: u64,
 }
 
 impl Cred {
-    /// The credentials to check, or `None` for root (filesystem uid 0: not checked).
-    pub(crate) fn checked(uid: u32, gid: u32, groups: &[u32]) -> Option<Self> {
-        (uid != 0).then(|| Self {
+    /// The credentials to check, or `None` for a process holding [`ALL_CAPS`] (not
+    /// checked).
+    pub(crate) fn checked(uid: u32, gid: u32, groups: &[u32], caps: u64) -> Option<Self> {
+        (caps & ALL_CAPS != ALL_CAPS).then(|| Self {
             uid,
             gid,
             groups: groups.to_vec(),
+            caps,
         })
+    }
+
+    /// Whether capability `c` is effective.
+    const fn has(&self, c: u32) -> bool {
+        self.caps & (1 << c) != 0
+    }
+
+    /// Whether the permission bits (or the capabilities overriding them) allow `want` on
+    /// `m`.
+    fn allows(&self, m: &Meta, want: u32) -> bool {
+        if class(self, m) & want == want {
+            return true;
+        }
+        if self.has(cap::DAC_OVERRIDE) && (want & access::X == 0 || m.dir || m.perm & 0o111 != 0) {
+            return true;
+        }
+        // Read on anything, search on directories.
+        self.has(cap::DAC_READ_SEARCH) && want & access::W == 0 && (m.dir || want & access::X == 0)
     }
 
     /// Whether the process is in group `g` (primary or supplementary).
@@ -89,21 +126,26 @@ fn class(c: &Cred, m: &Meta) -> u32 {
     }
 }
 
-/// Whether a process with filesystem ids `uid`/`gid` and supplementary `groups` may access
-/// `m` for `want` ([`access`] bits). Root may read and write anything, and execute a file
-/// with any execute bit (or search any directory).
-pub(crate) fn permitted((uid, gid, groups): (u32, u32, &[u32]), m: &Meta, want: u32) -> bool {
-    match Cred::checked(uid, gid, groups) {
+/// Whether a process with filesystem ids `uid`/`gid`, supplementary `groups` and effective
+/// capabilities `caps` may access `m` for `want` ([`access`] bits). With every filesystem
+/// capability (root) it may read and write anything, and execute a file with any execute
+/// bit (or search any directory).
+pub(crate) fn permitted(
+    (uid, gid, groups, caps): (u32, u32, &[u32], u64),
+    m: &Meta,
+    want: u32,
+) -> bool {
+    match Cred::checked(uid, gid, groups, caps) {
         None => want & access::X == 0 || m.dir || m.perm & 0o111 != 0,
-        Some(c) => class(&c, m) & want == want,
+        Some(c) => c.allows(m, want),
     }
 }
 
-/// `inode_permission`: `want` ([`access`] bits) on `m`, `EACCES` if refused. Root (`None`)
-/// always may (the filesystem never asks root to execute).
+/// `inode_permission`: `want` ([`access`] bits) on `m`, `EACCES` if refused. `None`
+/// always may (the filesystem never asks it to execute).
 pub(crate) fn check(c: Option<&Cred>, m: &Meta, want: u32) -> Result<(), Errno> {
     match c {
-        Some(c) if class(c, m) & want != want => Err(Errno::EACCES),
+        Some(c) if !c.allows(m, want) => Err(Errno::EACCES),
         _ => Ok(()),
     }
 }
@@ -119,16 +161,21 @@ pub(crate) fn may_create(c: Option<&Cred>, dir: &Meta) -> Result<(), Errno> {
 pub(crate) fn may_delete(c: Option<&Cred>, dir: &Meta, victim: &Meta) -> Result<(), Errno> {
     check(c, dir, access::W | access::X)?;
     match c {
-        Some(c) if dir.perm & S_ISVTX != 0 && c.uid != victim.uid && c.uid != dir.uid => {
+        Some(c)
+            if dir.perm & S_ISVTX != 0
+                && c.uid != victim.uid
+                && c.uid != dir.uid
+                && !c.has(cap::FOWNER) =>
+        {
             Err(Errno::EPERM)
         }
         _ => Ok(()),
     }
 }
 
-/// Whether the process owns `m` or is root (`inode_owner_or_capable`).
+/// Whether the process owns `m` or has `CAP_FOWNER` (`inode_owner_or_capable`).
 fn owner(c: Option<&Cred>, m: &Meta) -> bool {
-    c.is_none_or(|c| c.uid == m.uid)
+    c.is_none_or(|c| c.uid == m.uid || c.has(cap::FOWNER))
 }
 
 /// `chmod`: only the owner or root (`EPERM`). Returns the bits to set: as Linux, a process
@@ -138,16 +185,18 @@ pub(crate) fn chmod(c: Option<&Cred>, m: &Meta, perm: u32) -> Result<u32, Errno>
         return Err(Errno::EPERM);
     }
     Ok(match c {
-        Some(c) if !c.in_group(m.gid) => perm & !S_ISGID,
+        Some(c) if !c.in_group(m.gid) && !c.has(cap::FSETID) => perm & !S_ISGID,
         _ => perm,
     })
 }
 
-/// `chown(uid, gid)` (`u32::MAX` keeps a value): changing the owner is root's alone (the
-/// owner may "change" it to itself); changing the group needs the owner changing it to a
-/// group it is in. `EPERM` otherwise.
+/// `chown(uid, gid)` (`u32::MAX` keeps a value): changing the owner needs `CAP_CHOWN` (the
+/// owner may "change" it to itself); changing the group needs `CAP_CHOWN` or the owner
+/// changing it to a group it is in. `EPERM` otherwise.
 pub(crate) fn chown(c: Option<&Cred>, m: &Meta, uid: u32, gid: u32) -> Result<(), Errno> {
-    let Some(c) = c else { return Ok(()) };
+    let Some(c) = c.filter(|c| !c.has(cap::CHOWN)) else {
+        return Ok(());
+    };
     let uid_ok = uid == u32::MAX || (c.uid == m.uid && uid == m.uid);
     let gid_ok = gid == u32::MAX || (c.uid == m.uid && (gid == m.gid || c.in_group(gid)));
     if uid_ok && gid_ok {
@@ -219,6 +268,7 @@ mod tests {
         uid: 1000,
         gid: 1000,
         groups: Vec::new(),
+        caps: 0,
     };
 
     fn file(perm: u32, uid: u32, gid: u32) -> Meta {
@@ -241,15 +291,88 @@ mod tests {
 
     #[test]
     fn root_is_not_checked_but_executes_only_with_an_x_bit() {
-        assert_eq!(Cred::checked(0, 5, &[1]), None);
+        assert_eq!(Cred::checked(0, 5, &[1], ALL_CAPS), None);
         assert!(check(None, &file(0, 1, 1), access::R | access::W).is_ok());
-        assert!(permitted((0, 0, &[]), &file(0o000, 1, 1), access::R));
-        assert!(!permitted((0, 0, &[]), &file(0o644, 1, 1), access::X));
-        assert!(permitted((0, 0, &[]), &file(0o001, 1, 1), access::X));
-        assert!(permitted((0, 0, &[]), &dir(0, 1), access::X));
+        assert!(permitted(
+            (0, 0, &[], ALL_CAPS),
+            &file(0o000, 1, 1),
+            access::R
+        ));
+        assert!(!permitted(
+            (0, 0, &[], ALL_CAPS),
+            &file(0o644, 1, 1),
+            access::X
+        ));
+        assert!(permitted(
+            (0, 0, &[], ALL_CAPS),
+            &file(0o001, 1, 1),
+            access::X
+        ));
+        assert!(permitted((0, 0, &[], ALL_CAPS), &dir(0, 1), access::X));
         assert!(may_delete(None, &dir(0o1755, 5), &file(0, 6, 6)).is_ok());
         assert_eq!(chmod(None, &file(0o600, 5, 5), 0o2755), Ok(0o2755));
         assert!(chown(None, &file(0o600, 5, 5), 7, 7).is_ok());
+    }
+
+    #[test]
+    fn each_capability_overrides_its_rules() {
+        let with = |caps: u64| Cred { caps, ..USER };
+        let bit = |c: u32| 1u64 << c;
+        let secret = file(0o600, 0, 0);
+        // A uid 0 without capabilities is an ordinary id (owner class of root's files).
+        let root_nocaps = Cred {
+            uid: 0,
+            gid: 0,
+            ..with(0)
+        };
+        assert_eq!(Cred::checked(0, 0, &[], 0), Some(root_nocaps.clone()));
+        assert!(check(Some(&root_nocaps), &secret, access::R).is_ok());
+        assert_eq!(
+            check(Some(&root_nocaps), &file(0o600, 5, 5), access::R),
+            Err(Errno::EACCES)
+        );
+        assert_eq!(
+            chown(Some(&root_nocaps), &file(0o600, 0, 0), 5, u32::MAX),
+            Err(Errno::EPERM)
+        );
+        // DAC_OVERRIDE: read and write anything, execute with an x bit.
+        let dac = with(bit(cap::DAC_OVERRIDE));
+        assert!(check(Some(&dac), &secret, access::R | access::W).is_ok());
+        assert!(!permitted(
+            (1000, 1000, &[], dac.caps),
+            &file(0o644, 0, 0),
+            access::X
+        ));
+        assert!(permitted(
+            (1000, 1000, &[], dac.caps),
+            &file(0o100, 0, 0),
+            access::X
+        ));
+        // DAC_READ_SEARCH: read files, read and search directories, never write.
+        let rs = with(bit(cap::DAC_READ_SEARCH));
+        assert!(check(Some(&rs), &secret, access::R).is_ok());
+        assert_eq!(check(Some(&rs), &secret, access::W), Err(Errno::EACCES));
+        assert!(check(Some(&rs), &dir(0o700, 0), access::R | access::X).is_ok());
+        assert_eq!(
+            check(Some(&rs), &file(0o700, 0, 0), access::X),
+            Err(Errno::EACCES)
+        );
+        // FOWNER: chmod, times, the sticky rule.
+        let fo = with(bit(cap::FOWNER));
+        assert_eq!(chmod(Some(&fo), &secret, 0o644), Ok(0o644));
+        assert_eq!(chmod(Some(&fo), &secret, 0o2644), Ok(0o644), "no FSETID");
+        assert_eq!(set_times(Some(&fo), &secret, Times::Explicit), Ok(()));
+        assert_eq!(
+            may_delete(Some(&fo), &dir(0o1777, 0), &file(0o600, 5, 5)),
+            Ok(())
+        );
+        assert_eq!(chown(Some(&fo), &secret, 1000, u32::MAX), Err(Errno::EPERM));
+        let fs = with(bit(cap::FOWNER) | bit(cap::FSETID));
+        assert_eq!(chmod(Some(&fs), &secret, 0o2644), Ok(0o2644));
+        // CHOWN: any owner and group.
+        let ch = with(bit(cap::CHOWN));
+        assert_eq!(chown(Some(&ch), &secret, 1000, 7), Ok(()));
+        assert_eq!(chmod(Some(&ch), &secret, 0o644), Err(Errno::EPERM));
     }
 
     #[test]
@@ -275,7 +398,11 @@ mod tests {
         // Others.
         assert_eq!(check(c, &file(0o600, 0, 0), access::R), Err(Errno::EACCES));
         assert!(check(c, &file(0o644, 0, 0), access::R).is_ok());
-        assert!(!permitted((1000, 1000, &[]), &file(0o644, 0, 0), access::W));
+        assert!(!permitted(
+            (1000, 1000, &[], 0),
+            &file(0o644, 0, 0),
+            access::W
+        ));
     }
 
     #[test]

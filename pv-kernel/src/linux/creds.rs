@@ -1,17 +1,19 @@
 //! Process credentials: real, effective, saved and filesystem user and group ids and the
 //! supplementary groups, with Linux's rules for changing them (`setuid(2)`, `setresuid(2)`,
 //! `setgroups(2)`...). Inherited by `fork` and kept by `execve` (no set-user-id programs
-//! here). Init starts with the boot arguments' `USER` ids (`pvmux run --user UID[:GID]`),
+//! here), which sets the saved and filesystem ids to the effective ones, as Linux. Init starts with the boot arguments' `USER` ids (`pvmux run --user UID[:GID]`),
 //! else as root, and their `GROUPS` list as its supplementary groups (`--user NAME`'s
 //! groups in the guest's /etc/group, `--group-add`), else none.
 //!
 //! The rules are pure functions over [`Creds`] (host unit tests); the system calls read and
-//! write the current process's copy. As on Linux, only an effective uid of 0 (`CAP_SETUID`,
-//! `CAP_SETGID`: the guest has no finer capabilities) may set arbitrary ids; any other
-//! process may only move among its real, effective and saved ids.
+//! write the current process's copy. As on Linux, only a process with `CAP_SETUID` (user
+//! ids) or `CAP_SETGID` (group ids, supplementary groups) in its effective set may set
+//! arbitrary ids; any other process may only move among its real, effective and saved ids.
+//! A uid change adjusts the capability sets ([`super::caps`]: the capabilities fix-up).
 
 use alloc::vec::Vec;
 
+use super::caps::{cap, CapState};
 use super::uaccess::{read_val, write_val};
 use super::{Errno, SysResult};
 
@@ -36,10 +38,20 @@ pub(crate) struct Creds {
     pub(crate) fsgid: u32,
     /// Supplementary groups.
     pub(crate) groups: Vec<u32>,
+    /// Capability sets and the keep-capabilities flag.
+    pub(crate) caps: CapState,
+}
+
+impl Default for CapState {
+    /// Root's.
+    fn default() -> Self {
+        Self::for_uid(0)
+    }
 }
 
 impl Creds {
-    /// Every id `uid` / `gid`, no supplementary groups (init's credentials).
+    /// Every id `uid` / `gid`, no supplementary groups, the capabilities of
+    /// [`CapState::for_uid`] (init's credentials when the host gives no sets).
     pub(crate) fn new(uid: u32, gid: u32) -> Self {
         Self {
             uid,
@@ -51,12 +63,31 @@ impl Creds {
             sgid: gid,
             fsgid: gid,
             groups: Vec::new(),
+            caps: CapState::for_uid(uid),
         }
     }
 
-    /// The privileged case: effective uid 0.
-    fn privileged(&self) -> bool {
-        self.euid == 0
+    /// Whether capability `c` is in the effective set.
+    pub(crate) fn capable(&self, c: u32) -> bool {
+        self.caps.has(c)
+    }
+
+    /// Sets the real, effective, saved and filesystem uids (the filesystem one follows the
+    /// effective one), with the capabilities fix-up.
+    fn put_uids(&mut self, uid: u32, euid: u32, suid: u32) {
+        let old = [self.uid, self.euid, self.suid];
+        (self.uid, self.euid, self.suid, self.fsuid) = (uid, euid, suid, euid);
+        self.caps.fix_setuid(old, [uid, euid, suid]);
+    }
+
+    /// `execve`: the saved and filesystem ids become the effective ones, and the
+    /// capabilities are recomputed ([`CapState::exec`]).
+    pub(crate) fn exec(&mut self) {
+        self.suid = self.euid;
+        self.fsuid = self.euid;
+        self.sgid = self.egid;
+        self.fsgid = self.egid;
+        self.caps.exec(self.uid, self.euid);
     }
 
     /// `setresuid(r, e, s)` (`u32::MAX` keeps an id): unprivileged, each new id must be one
@@ -64,21 +95,18 @@ impl Creds {
     /// effective one.
     pub(crate) fn setresuid(&mut self, r: u32, e: u32, s: u32) -> Result<(), Errno> {
         let allowed = |v: u32| v == KEEP || v == self.uid || v == self.euid || v == self.suid;
-        if !self.privileged() && (!allowed(r) || !allowed(e) || !allowed(s)) {
+        if !self.capable(cap::SETUID) && (!allowed(r) || !allowed(e) || !allowed(s)) {
             return Err(Errno::EPERM);
         }
         let pick = |new: u32, old: u32| if new == KEEP { old } else { new };
-        (self.uid, self.euid, self.suid) =
-            (pick(r, self.uid), pick(e, self.euid), pick(s, self.suid));
-        self.fsuid = self.euid;
+        self.put_uids(pick(r, self.uid), pick(e, self.euid), pick(s, self.suid));
         Ok(())
     }
 
-    /// `setresgid(r, e, s)`: as [`Creds::setresuid`] for the group ids (privilege is still
-    /// the effective uid 0).
+    /// `setresgid(r, e, s)`: as [`Creds::setresuid`] for the group ids (`CAP_SETGID`).
     pub(crate) fn setresgid(&mut self, r: u32, e: u32, s: u32) -> Result<(), Errno> {
         let allowed = |v: u32| v == KEEP || v == self.gid || v == self.egid || v == self.sgid;
-        if !self.privileged() && (!allowed(r) || !allowed(e) || !allowed(s)) {
+        if !self.capable(cap::SETGID) && (!allowed(r) || !allowed(e) || !allowed(s)) {
             return Err(Errno::EPERM);
         }
         let pick = |new: u32, old: u32| if new == KEEP { old } else { new };
@@ -94,7 +122,7 @@ impl Creds {
         if u == KEEP {
             return Err(Errno::EINVAL);
         }
-        if self.privileged() {
+        if self.capable(cap::SETUID) {
             return self.setresuid(u, u, u);
         }
         if u != self.uid && u != self.suid {
@@ -108,7 +136,7 @@ impl Creds {
         if g == KEEP {
             return Err(Errno::EINVAL);
         }
-        if self.privileged() {
+        if self.capable(cap::SETGID) {
             return self.setresgid(g, g, g);
         }
         if g != self.gid && g != self.sgid {
@@ -123,7 +151,7 @@ impl Creds {
     /// id (Linux's rule).
     pub(crate) fn setreuid(&mut self, r: u32, e: u32) -> Result<(), Errno> {
         let old = self.clone();
-        if !self.privileged()
+        if !self.capable(cap::SETUID)
             && ((r != KEEP && r != old.uid && r != old.euid)
                 || (e != KEEP && e != old.uid && e != old.euid && e != old.suid))
         {
@@ -136,14 +164,14 @@ impl Creds {
         } else {
             old.suid
         };
-        (self.uid, self.euid, self.suid, self.fsuid) = (new_uid, new_euid, new_suid, new_euid);
+        self.put_uids(new_uid, new_euid, new_suid);
         Ok(())
     }
 
     /// `setregid(r, e)`: as [`Creds::setreuid`] for the group ids.
     pub(crate) fn setregid(&mut self, r: u32, e: u32) -> Result<(), Errno> {
         let old = self.clone();
-        if !self.privileged()
+        if !self.capable(cap::SETGID)
             && ((r != KEEP && r != old.gid && r != old.egid)
                 || (e != KEEP && e != old.gid && e != old.egid && e != old.sgid))
         {
@@ -160,11 +188,11 @@ impl Creds {
         Ok(())
     }
 
-    /// `setgroups`: privileged only (`EPERM`), at most [`NGROUPS_MAX`] (`EINVAL`). Kept
+    /// `setgroups`: `CAP_SETGID` only (`EPERM`), at most [`NGROUPS_MAX`] (`EINVAL`). Kept
     /// sorted, as Linux does (`groups_sort`): `getgroups` returns them in ascending order,
     /// duplicates included.
     pub(crate) fn setgroups(&mut self, mut groups: Vec<u32>) -> Result<(), Errno> {
-        if !self.privileged() {
+        if !self.capable(cap::SETGID) {
             return Err(Errno::EPERM);
         }
         if groups.len() > NGROUPS_MAX {
@@ -174,18 +202,39 @@ impl Creds {
         self.groups = groups;
         Ok(())
     }
+
+    /// `setfsuid(u)`: set if `CAP_SETUID` or one of the process's uids (else unchanged),
+    /// with the filesystem capabilities fix-up; returns the old id.
+    pub(crate) fn setfsuid(&mut self, u: u32) -> u32 {
+        let old = self.fsuid;
+        if self.capable(cap::SETUID) || [self.uid, self.euid, self.suid].contains(&u) {
+            self.fsuid = u;
+            self.caps.fix_setfsuid(old, u);
+        }
+        old
+    }
+
+    /// `setfsgid(g)`: as [`Creds::setfsuid`] (`CAP_SETGID`, no fix-up).
+    pub(crate) fn setfsgid(&mut self, g: u32) -> u32 {
+        let old = self.fsgid;
+        if self.capable(cap::SETGID) || [self.gid, self.egid, self.sgid].contains(&g) {
+            self.fsgid = g;
+        }
+        old
+    }
 }
 
 pub(crate) use crate::fs::perm::access;
 
-/// Whether a process with filesystem ids `uid`/`gid` and supplementary `groups` may access
-/// a file of permission bits `mode`, owned by `owner`/`group`, for `want` ([`access`]
-/// bits): Linux's DAC rule ([`crate::fs::perm::permitted`]). Root (uid 0) may read and
-/// write anything, and execute a file with any execute bit (or search any directory:
+/// Whether a process with filesystem ids `uid`/`gid`, supplementary `groups` and effective
+/// capabilities `caps` may access a file of permission bits `mode`, owned by
+/// `owner`/`group`, for `want` ([`access`] bits): Linux's DAC rule
+/// ([`crate::fs::perm::permitted`]). With every filesystem capability (root) it may read
+/// and write anything, and execute a file with any execute bit (or search any directory:
 /// `dir`); anyone else is judged by the owner class if it owns the file, else the group
-/// class if in its group, else the others.
+/// class if in its group, else the others, and the capabilities it holds.
 pub(crate) fn permitted(
-    ids: (u32, u32, &[u32]),
+    ids: (u32, u32, &[u32], u64),
     (mode, owner, group, dir): (u32, u32, u32, bool),
     want: u32,
 ) -> bool {
@@ -199,11 +248,21 @@ pub(crate) fn permitted(
 }
 
 /// The filesystem credentials the current process's file operations are checked against
-/// (`None` for root — filesystem uid 0 — and in a kernel thread that runs no process).
+/// (`None` with every filesystem capability — root — and in a kernel thread that runs no
+/// process).
 pub(crate) fn fs_cred() -> Option<crate::fs::perm::Cred> {
     let t = super::task::try_current_task()?;
     let c = t.process.creds.lock();
-    crate::fs::perm::Cred::checked(c.fsuid, c.fsgid, &c.groups)
+    crate::fs::perm::Cred::checked(c.fsuid, c.fsgid, &c.groups, c.caps.sets.effective)
+}
+
+/// The effective capabilities of the process loading a program: the current process's, or
+/// for init (loaded by a kernel thread, as [`exec_ids`]) its sets from the boot arguments.
+pub(crate) fn exec_caps() -> u64 {
+    match super::task::try_current_task() {
+        Some(t) => t.process.creds.lock().caps.sets.effective,
+        None => for_init().caps.sets.effective,
+    }
 }
 
 /// The owner of a file the current process creates: its filesystem uid and gid (root in a
@@ -242,6 +301,21 @@ pub(crate) fn for_init() -> Creds {
     let mut c = Creds::new(uid, gid);
     if let Some(g) = args.groups() {
         c.groups = g.iter().collect();
+    }
+    // The host's sets (`CAPS`) are those init runs with, after its `execve`.
+    if let Some(sets) = args.caps() {
+        c.caps.sets = sets;
+    }
+    c
+}
+
+/// The credentials of a process an exec session starts as `uid`/`gid`: those ids, and the
+/// container's capability sets (the boot arguments' `CAPS`, as runc gives an exec'd process
+/// the config's) if the host sent them, else [`CapState::for_uid`]'s.
+pub(crate) fn for_exec_session(uid: u32, gid: u32) -> Creds {
+    let mut c = Creds::new(uid, gid);
+    if let Some(sets) = crate::boot::args().caps() {
+        c.caps.sets = sets;
     }
     c
 }
@@ -298,26 +372,21 @@ pub(crate) fn syscall(n: u64, a: [u64; 6]) -> Option<SysResult> {
         nr::SETREGID => change(|c| c.setregid(id(a[0]), id(a[1]))),
         nr::SETRESUID => change(|c| c.setresuid(id(a[0]), id(a[1]), id(a[2]))),
         nr::SETRESGID => change(|c| c.setresgid(id(a[0]), id(a[1]), id(a[2]))),
-        nr::SETFSUID | nr::SETFSGID => {
-            // Returns the old id; sets the new one if allowed (privileged, or one of the
-            // process's ids), never fails.
-            let p = super::task::current_process();
-            let mut c = p.creds.lock();
-            let v = id(a[0]);
-            if n == nr::SETFSUID {
-                let old = c.fsuid;
-                if c.privileged() || [c.uid, c.euid, c.suid].contains(&v) {
-                    c.fsuid = v;
-                }
-                Ok(u64::from(old))
-            } else {
-                let old = c.fsgid;
-                if c.privileged() || [c.gid, c.egid, c.sgid].contains(&v) {
-                    c.fsgid = v;
-                }
-                Ok(u64::from(old))
-            }
-        }
+        // Return the old id; set the new one if allowed, never fail.
+        nr::SETFSUID => Ok(u64::from(
+            super::task::current_process()
+                .creds
+                .lock()
+                .setfsuid(id(a[0])),
+        )),
+        nr::SETFSGID => Ok(u64::from(
+            super::task::current_process()
+                .creds
+                .lock()
+                .setfsgid(id(a[0])),
+        )),
+        nr::CAPGET => super::caps::sys_capget(a[0], a[1]),
+        nr::CAPSET => super::caps::sys_capset(a[0], a[1]),
         nr::GETGROUPS => {
             let groups = current().groups;
             let size = a[0] as i32;
@@ -359,10 +428,10 @@ pub(crate) fn syscall(n: u64, a: [u64; 6]) -> Option<SysResult> {
 }
 
 /// Whether a process with credentials `sender` may send a signal to one with `target`
-/// (Linux's `kill_ok_by_cred`): effective uid 0, or the sender's real or effective uid is the
+/// (Linux's `kill_ok_by_cred`): `CAP_KILL`, or the sender's real or effective uid is the
 /// target's real or saved uid. (`SIGCONT` within a session is allowed besides: the caller.)
 pub(crate) fn may_signal(sender: &Creds, target: &Creds) -> bool {
-    sender.euid == 0
+    sender.capable(cap::KILL)
         || sender.euid == target.suid
         || sender.euid == target.uid
         || sender.uid == target.suid
@@ -405,6 +474,55 @@ mod tests {
     }
 
     #[test]
+    fn capabilities_decide_and_follow_uid_changes() {
+        use super::super::caps::cap;
+        use pvmux_hypercalls::bootargs::CAP_FULL_SET;
+        // Root without CAP_SETUID is held to the unprivileged rule, but keeps CAP_SETGID.
+        let mut c = Creds::new(0, 0);
+        c.caps.sets.effective &= !(1 << cap::SETUID);
+        assert_eq!(c.setuid(1000), Err(Errno::EPERM));
+        c.setgid(5).unwrap();
+        // A user with CAP_KILL may signal anyone.
+        let mut k = Creds::new(1000, 1000);
+        assert!(!may_signal(&k, &Creds::new(0, 0)));
+        k.caps.sets.permitted = 1 << cap::KILL;
+        k.caps.sets.effective = 1 << cap::KILL;
+        assert!(may_signal(&k, &Creds::new(0, 0)));
+        // setresuid keeping saved uid 0: effective cleared, then restored.
+        let mut c = Creds::new(0, 0);
+        c.setresuid(1000, 1000, 0).unwrap();
+        assert_eq!(
+            (c.caps.sets.effective, c.caps.sets.permitted),
+            (0, CAP_FULL_SET)
+        );
+        c.setresuid(KEEP, 0, KEEP).unwrap();
+        assert_eq!(c.caps.sets.effective, CAP_FULL_SET);
+        // setuid to a user: all gone; with keepcaps, permitted stays.
+        let mut c = Creds::new(0, 0);
+        c.setuid(65534).unwrap();
+        assert_eq!(c.caps, CapState::for_uid(65534));
+        let mut c = Creds::new(0, 0);
+        c.caps.keep = true;
+        c.setuid(65534).unwrap();
+        assert_eq!(
+            (c.caps.sets.effective, c.caps.sets.permitted),
+            (0, CAP_FULL_SET)
+        );
+        // setfsuid drops the filesystem capabilities from the effective set.
+        let mut c = Creds::new(0, 0);
+        assert_eq!(c.setfsuid(1000), 0);
+        assert!(!c.capable(cap::CHOWN) && c.capable(cap::SETUID));
+        assert_eq!(c.setfsuid(0), 1000);
+        assert!(c.capable(cap::CHOWN));
+        // execve: saved ids follow the effective ones; a user loses permitted capabilities.
+        let mut c = Creds::new(0, 0);
+        c.caps.keep = true;
+        c.setresuid(1000, 1000, 1000).unwrap();
+        c.exec();
+        assert_eq!((c.caps.sets.permitted, c.caps.sets.effective), (0, 0));
+    }
+
+    #[test]
     fn unprivileged_moves_among_its_own_ids() {
         let mut c = Creds::new(0, 0);
         c.setresuid(1000, 2000, 0).unwrap();
@@ -436,24 +554,32 @@ mod tests {
     fn dac_like_linux() {
         let file = |mode| (mode, 1000, 100, false);
         // Root: read/write anything, execute with any x bit.
-        assert!(permitted((0, 0, &[]), file(0o000), access::R | access::W));
-        assert!(!permitted((0, 0, &[]), file(0o644), access::X));
-        assert!(permitted((0, 0, &[]), file(0o001), access::X));
-        assert!(permitted((0, 0, &[]), (0o000, 1, 1, true), access::X));
-        // The owner class decides for the owner, even when others may do more.
-        assert!(!permitted((1000, 5, &[]), file(0o077), access::R));
         assert!(permitted(
-            (1000, 5, &[]),
+            (0, 0, &[], u64::MAX),
+            file(0o000),
+            access::R | access::W
+        ));
+        assert!(!permitted((0, 0, &[], u64::MAX), file(0o644), access::X));
+        assert!(permitted((0, 0, &[], u64::MAX), file(0o001), access::X));
+        assert!(permitted(
+            (0, 0, &[], u64::MAX),
+            (0o000, 1, 1, true),
+            access::X
+        ));
+        // The owner class decides for the owner, even when others may do more.
+        assert!(!permitted((1000, 5, &[], 0), file(0o077), access::R));
+        assert!(permitted(
+            (1000, 5, &[], 0),
             file(0o600),
             access::R | access::W
         ));
         // Group (primary or supplementary), then others.
-        assert!(permitted((2000, 100, &[]), file(0o640), access::R));
-        assert!(permitted((2000, 7, &[100]), file(0o640), access::R));
-        assert!(!permitted((2000, 100, &[]), file(0o640), access::W));
-        assert!(!permitted((2000, 7, &[]), file(0o640), access::R));
+        assert!(permitted((2000, 100, &[], 0), file(0o640), access::R));
+        assert!(permitted((2000, 7, &[100], 0), file(0o640), access::R));
+        assert!(!permitted((2000, 100, &[], 0), file(0o640), access::W));
+        assert!(!permitted((2000, 7, &[], 0), file(0o640), access::R));
         assert!(permitted(
-            (2000, 7, &[]),
+            (2000, 7, &[], 0),
             file(0o645),
             access::R | access::X
         ));

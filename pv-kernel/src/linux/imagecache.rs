@@ -260,9 +260,10 @@ pub(crate) fn load(cwd: Ino, path: &[u8]) -> Result<Arc<CachedFile>, Errno> {
     })?;
     let [_, uid, _, gid] = super::creds::exec_ids();
     let groups = super::creds::fs_groups();
+    let caps = super::creds::exec_caps();
     if st.mode & mode::S_IFMT != mode::S_IFREG
         || !super::creds::permitted(
-            (uid, gid, &groups),
+            (uid, gid, &groups, caps),
             (st.mode & 0o7777, st.uid, st.gid, false),
             super::creds::access::X,
         )

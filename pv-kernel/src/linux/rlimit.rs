@@ -20,8 +20,8 @@
 //!   mapped at `execve`), `RLIMIT_CPU`, `RLIMIT_FSIZE`, `RLIMIT_MEMLOCK`, `RLIMIT_RSS`,
 //!   `RLIMIT_LOCKS`, `RLIMIT_MSGQUEUE`, `RLIMIT_NICE`, `RLIMIT_RTPRIO`, `RLIMIT_RTTIME`.
 //!
-//! Every guest program runs as uid 0 with every capability, so, as for root on Linux, a
-//! program may raise its hard limits too; the kernel's ceilings are what bound it.
+//! As on Linux, raising a hard limit needs `CAP_SYS_RESOURCE` (`EPERM`), which root holds
+//! unless it was dropped ([`super::caps`]); the kernel's ceilings bound it either way.
 
 use super::task::{self, Process};
 use super::uaccess::{read_val, write_val};
@@ -117,8 +117,25 @@ impl Rlimits {
     }
 
     /// Sets the limit of `r` (`setrlimit`): `EINVAL` if the soft limit exceeds the hard
-    /// one, `EPERM` for an `RLIMIT_NOFILE` hard limit above [`NR_OPEN`]. Raising a hard
-    /// limit is allowed (every guest program has `CAP_SYS_RESOURCE`).
+    /// one, `EPERM` for an `RLIMIT_NOFILE` hard limit above [`NR_OPEN`], or for raising a
+    /// hard limit without `may_raise` (`CAP_SYS_RESOURCE`).
+    pub(crate) fn set_checked(
+        &mut self,
+        r: usize,
+        new: Rlimit,
+        may_raise: bool,
+    ) -> Result<(), Errno> {
+        if new.cur > new.max {
+            return Err(Errno::EINVAL);
+        }
+        if new.max > self.0[r].max && !may_raise {
+            return Err(Errno::EPERM);
+        }
+        self.set(r, new)
+    }
+
+    /// As [`Rlimits::set_checked`] with the right to raise hard limits (the kernel's own
+    /// settings, init's limits from the host).
     pub(crate) fn set(&mut self, r: usize, new: Rlimit) -> Result<(), Errno> {
         if new.cur > new.max {
             return Err(Errno::EINVAL);
@@ -199,11 +216,12 @@ pub(crate) fn sys_prlimit64(pid: u64, resource_raw: u64, new: u64, old: u64) -> 
     } else {
         None
     };
+    let may_raise = super::creds::current().capable(super::caps::cap::SYS_RESOURCE);
     let prev = {
         let mut l = p.rlimits.lock();
         let prev = l.get(r);
         if let Some(n) = new {
-            l.set(r, n)?;
+            l.set_checked(r, n, may_raise)?;
         }
         prev
     };
@@ -308,6 +326,15 @@ mod tests {
         )
         .unwrap();
         l.set(res::STACK, Rlimit::both(RLIM_INFINITY)).unwrap();
+        // Raising a hard limit needs CAP_SYS_RESOURCE; lowering it does not.
+        l.set_checked(res::STACK, Rlimit::both(1 << 20), false)
+            .unwrap();
+        assert_eq!(
+            l.set_checked(res::STACK, Rlimit::both(2 << 20), false),
+            Err(Errno::EPERM)
+        );
+        l.set_checked(res::STACK, Rlimit::both(RLIM_INFINITY), true)
+            .unwrap();
         assert_eq!(l.get(res::STACK).max, RLIM_INFINITY);
         // A copy (fork) is independent.
         let child = l;

@@ -525,7 +525,7 @@ pub(crate) fn spawn_exec(
         }
     }
     let creds = match (user, &init) {
-        (Some((uid, gid)), _) => super::creds::Creds::new(uid, gid),
+        (Some((uid, gid)), _) => super::creds::for_exec_session(uid, gid),
         (None, Some(i)) => i.creds.lock().clone(),
         (None, None) => super::creds::Creds::default(),
     };
@@ -924,6 +924,7 @@ pub(crate) fn do_execve(
         super::memory::release_unmapped();
     }
     p.files.lock().close_on_exec();
+    p.creds.lock().exec();
     super::signal::reset_on_exec(task);
     super::timers::process_execed(p);
     *st = UserState::new(loaded.entry, loaded.rsp);

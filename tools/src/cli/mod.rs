@@ -1,6 +1,7 @@
 //! Command-line parsing and dispatch.
 
 mod bench;
+mod caps;
 mod death;
 mod environ;
 mod exec;

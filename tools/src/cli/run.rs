@@ -255,6 +255,21 @@ pub struct RunArgs {
     /// lists a --user NAME in (at most 4096 in all).
     #[arg(long = "group-add", value_name = "GROUP")]
     pub group_add: Vec<String>,
+    /// Drop capabilities from the program's (podman's --cap-drop): names as CAP_NET_RAW or
+    /// NET_RAW, comma-separated, or ALL. Repeatable. Without --cap-drop/--cap-add, root has
+    /// every capability and another --user none.
+    #[arg(long = "cap-drop", value_name = "CAP,...")]
+    pub cap_drop: Vec<String>,
+    /// Add capabilities (podman's --cap-add; after --cap-drop ALL, only these): for a
+    /// non-root --user they are also its permitted, effective and ambient ones.
+    #[arg(long = "cap-add", value_name = "CAP,...")]
+    pub cap_add: Vec<String>,
+    /// (OCI) The program's five capability sets verbatim, hexadecimal masks
+    /// EFF:PRM:INH:BND:AMB (an OCI config's process.capabilities); overrides
+    /// --cap-drop/--cap-add.
+    #[arg(long = "cap-sets", value_name = "EFF:PRM:INH:BND:AMB", hide = true,
+          value_parser = super::caps::parse_sets)]
+    pub cap_sets: Option<pvmux_hypercalls::bootargs::CapSets>,
 
     /// runc's `run`: the container's id. With an ID, pvmux runs the container of the bundle
     /// (--bundle, default the current directory) as an OCI runtime does, and the other
@@ -384,6 +399,8 @@ pub struct InitSetup {
     pub hostname: Option<Vec<u8>>,
     /// `--pids-limit`.
     pub task_limit: Option<u32>,
+    /// `--cap-drop`/`--cap-add`/`--cap-sets`: init's capability sets.
+    pub caps: Option<pvmux_hypercalls::bootargs::CapSets>,
 }
 
 impl InitSetup {
@@ -433,6 +450,14 @@ impl InitSetup {
             .map(|u| parse_ulimit(u))
             .collect::<anyhow::Result<_>>()?;
         let user = resolved.map(|u| (u.uid, u.gid));
+        let caps = match args.cap_sets {
+            Some(c) => Some(c),
+            None => super::caps::from_flags(
+                &args.cap_drop,
+                &args.cap_add,
+                user.map_or(0, |(uid, _)| uid),
+            )?,
+        };
         Ok(Self {
             env,
             workdir,
@@ -441,7 +466,8 @@ impl InitSetup {
                 || args.workdir.is_some()
                 || !args.ulimit.is_empty()
                 || args.user.is_some()
-                || !args.group_add.is_empty(),
+                || !args.group_add.is_empty()
+                || caps.is_some(),
             volumes: args
                 .volume
                 .iter()
@@ -453,6 +479,7 @@ impl InitSetup {
             groups,
             hostname: args.hostname.as_ref().map(|h| h.as_bytes().to_vec()),
             task_limit: args.pids_limit,
+            caps,
         })
     }
 }
@@ -531,7 +558,8 @@ pub fn boot_args(
                     hard,
                 }),
         )
-        .chain(init.user.map(|(uid, gid)| Command::User { uid, gid }));
+        .chain(init.user.map(|(uid, gid)| Command::User { uid, gid }))
+        .chain(init.caps.map(Command::Caps));
     let groups = if init.groups.is_empty() {
         None
     } else {

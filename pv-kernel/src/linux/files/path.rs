@@ -455,7 +455,9 @@ pub(crate) fn sys_truncate(path_va: u64, len: u64) -> SysResult {
 }
 
 /// `faccessat2(dirfd, path, mode, flags)` (`access` and `faccessat` too): Linux's DAC rule
-/// (`creds::permitted`) for the real ids, or the filesystem ids with `AT_EACCESS`.
+/// (`creds::permitted`) for the real ids, or the filesystem ids with `AT_EACCESS`. As
+/// Linux, the real-id check uses the permitted capabilities for a real uid 0, none for any
+/// other; `AT_EACCESS` the effective ones.
 pub(crate) fn sys_faccessat2(dirfd: u64, path_va: u64, amode: u64, flags: u64) -> SysResult {
     if amode & !7 != 0 {
         return Err(Errno::EINVAL);
@@ -463,14 +465,16 @@ pub(crate) fn sys_faccessat2(dirfd: u64, path_va: u64, amode: u64, flags: u64) -
     at::only(flags, AT_EACCESS | AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH)?;
     let st = stat_at(dirfd, path_va, flags)?.st;
     let c = crate::linux::creds::current();
-    let (uid, gid) = if flags & AT_EACCESS != 0 {
-        (c.fsuid, c.fsgid)
+    let (uid, gid, caps) = if flags & AT_EACCESS != 0 {
+        (c.fsuid, c.fsgid, c.caps.sets.effective)
+    } else if c.uid == 0 {
+        (c.uid, c.gid, c.caps.sets.permitted)
     } else {
-        (c.uid, c.gid)
+        (c.uid, c.gid, 0)
     };
     let dir = st.file_type() == FileType::Directory;
     if !crate::linux::creds::permitted(
-        (uid, gid, &c.groups),
+        (uid, gid, &c.groups, caps),
         (st.mode & 0o7777, st.uid, st.gid, dir),
         amode as u32,
     ) {

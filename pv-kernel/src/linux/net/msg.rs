@@ -119,6 +119,18 @@ pub(crate) fn own_credentials() -> (i32, u32, u32) {
     (p.pid, c.euid, c.egid)
 }
 
+/// Whether the current process may send `SCM_CREDENTIALS` naming `pid`, `uid`, `gid`
+/// (Linux's `scm_check_creds`): its own pid or `CAP_SYS_ADMIN`, one of its real, effective
+/// or saved uids or `CAP_SETUID`, and likewise its gids or `CAP_SETGID`.
+fn may_claim(pid: i32, uid: u32, gid: u32) -> bool {
+    use crate::linux::caps::cap;
+    let p = crate::linux::task::current_process();
+    let c = p.creds.lock();
+    (pid == p.pid || c.capable(cap::SYS_ADMIN))
+        && ([c.uid, c.euid, c.suid].contains(&uid) || c.capable(cap::SETUID))
+        && ([c.gid, c.egid, c.sgid].contains(&gid) || c.capable(cap::SETGID))
+}
+
 /// Reads and decodes the control messages of a send: `SCM_RIGHTS` descriptors become the
 /// open files (`EBADF` for one not open, `EINVAL` above [`SCM_MAX_FD`]), `SCM_CREDENTIALS`
 /// are checked against the sender (`EPERM` for a pid, uid or gid it may not claim).
@@ -138,9 +150,7 @@ pub(crate) fn read_control(va: u64, len: u64) -> Result<Vec<Control>, Errno> {
             (SOL_SOCKET, SCM_RIGHTS) => Control::Rights(rights_files(&data)?),
             (SOL_SOCKET, SCM_CREDENTIALS) => {
                 let (pid, uid, gid) = decode_ucred(&data)?;
-                let (own_pid, own_uid, own_gid) = own_credentials();
-                let root = own_uid == 0;
-                if !root && (pid != own_pid || uid != own_uid || gid != own_gid) {
+                if !may_claim(pid, uid, gid) {
                     return Err(Errno::EPERM);
                 }
                 Control::Credentials { pid, uid, gid }

@@ -336,6 +336,7 @@ pub(crate) fn info(w: &Who) -> ProcInfo {
         uids: [creds.uid, creds.euid, creds.suid, creds.fsuid],
         gids: [creds.gid, creds.egid, creds.sgid, creds.fsgid],
         groups: creds.groups,
+        caps: creds.caps.sets,
     }
 }
 

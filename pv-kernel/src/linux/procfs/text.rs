@@ -81,6 +81,8 @@ pub(crate) struct ProcInfo {
     pub(crate) gids: [u32; 4],
     /// Supplementary groups (`Groups:`).
     pub(crate) groups: Vec<u32>,
+    /// Capability sets (`CapInh:` ... `CapAmb:`).
+    pub(crate) caps: pvmux_hypercalls::bootargs::CapSets,
 }
 
 /// Long state name.
@@ -173,9 +175,9 @@ pub(crate) fn status(p: &ProcInfo) -> Vec<u8> {
     let _ = write!(
         s,
         "Threads:\t{}\nSigQ:\t{}/{}\nSigPnd:\t{:016x}\nShdPnd:\t{:016x}\nSigBlk:\t{:016x}\n\
-         SigIgn:\t{:016x}\nSigCgt:\t{:016x}\nCapInh:\t0000000000000000\n\
-         CapPrm:\t000001ffffffffff\nCapEff:\t000001ffffffffff\nCapBnd:\t000001ffffffffff\n\
-         CapAmb:\t0000000000000000\nNoNewPrivs:\t0\nSeccomp:\t0\nSeccomp_filters:\t0\n\
+         SigIgn:\t{:016x}\nSigCgt:\t{:016x}\nCapInh:\t{:016x}\n\
+         CapPrm:\t{:016x}\nCapEff:\t{:016x}\nCapBnd:\t{:016x}\n\
+         CapAmb:\t{:016x}\nNoNewPrivs:\t0\nSeccomp:\t0\nSeccomp_filters:\t0\n\
          Speculation_Store_Bypass:\tthread vulnerable\nCpus_allowed:\t{}\n\
          Cpus_allowed_list:\t{}\nMems_allowed:\t1\nMems_allowed_list:\t0\n\
          voluntary_ctxt_switches:\t0\nnonvoluntary_ctxt_switches:\t0\n",
@@ -187,6 +189,11 @@ pub(crate) fn status(p: &ProcInfo) -> Vec<u8> {
         p.sig_blocked,
         p.sig_ignored,
         p.sig_caught,
+        p.caps.inheritable,
+        p.caps.permitted,
+        p.caps.effective,
+        p.caps.bounding,
+        p.caps.ambient,
         cpu_mask(p.ncpus),
         cpu_list(p.ncpus)
     );
@@ -504,6 +511,13 @@ mod tests {
             uids: [1000, 1001, 1002, 1003],
             gids: [50, 51, 52, 53],
             groups: alloc::vec![4, 27],
+            caps: pvmux_hypercalls::bootargs::CapSets {
+                effective: 0x20,
+                permitted: 0x21,
+                inheritable: 0x1,
+                bounding: 0x1_ffff_ffff,
+                ambient: 0x1,
+            },
             ..ProcInfo::default()
         }
     }
@@ -520,6 +534,8 @@ mod tests {
             "Uid:\t1000\t1001\t1002\t1003\n",
             "Gid:\t50\t51\t52\t53\n",
             "Groups:\t4 27 \n",
+            "CapInh:\t0000000000000001\nCapPrm:\t0000000000000021\nCapEff:\t0000000000000020\n\
+             CapBnd:\t00000001ffffffff\nCapAmb:\t0000000000000001\n",
             "Threads:\t2\n",
             "VmRSS:\t     400 kB\n",
             "VmSize:\t    8192 kB\n",

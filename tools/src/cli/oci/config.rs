@@ -56,6 +56,45 @@ pub(crate) struct Plan {
     pub(crate) hooks: Option<oci_spec::runtime::Hooks>,
 }
 
+/// `process.capabilities` as the five masks. An effective capability that is not permitted
+/// is an error (runc's `capset` fails so); an ambient one that is not both permitted and
+/// inheritable is left out with a warning (runc ignores a failed raise).
+fn cap_sets(
+    caps: &oci_spec::runtime::LinuxCapabilities,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<pvmux_hypercalls::bootargs::CapSets> {
+    let mask = |set: &Option<oci_spec::runtime::Capabilities>| -> anyhow::Result<u64> {
+        let mut m = 0u64;
+        for c in set.iter().flatten() {
+            m |= 1 << super::super::caps::number(&c.to_string())?;
+        }
+        Ok(m)
+    };
+    let mut sets = pvmux_hypercalls::bootargs::CapSets {
+        effective: mask(caps.effective())?,
+        permitted: mask(caps.permitted())?,
+        inheritable: mask(caps.inheritable())?,
+        bounding: mask(caps.bounding())?,
+        ambient: mask(caps.ambient())?,
+    };
+    let stray = sets.effective & !sets.permitted;
+    if stray != 0 {
+        bail!(
+            "process.capabilities: effective {} not in the permitted set",
+            super::super::caps::names(stray)
+        );
+    }
+    let stray = sets.ambient & !(sets.permitted & sets.inheritable);
+    if stray != 0 {
+        warnings.push(format!(
+            "process.capabilities: ambient {} not both permitted and inheritable: left out",
+            super::super::caps::names(stray)
+        ));
+        sets.ambient &= !stray;
+    }
+    Ok(sets)
+}
+
 /// Reads `bundle/config.json` and maps it.
 pub(crate) fn load(bundle: &Path) -> anyhow::Result<Plan> {
     let bundle = std::fs::canonicalize(bundle)
@@ -122,7 +161,12 @@ pub(crate) fn map(spec: &Spec, bundle: &Path) -> anyhow::Result<Plan> {
     for r in process.rlimits().as_deref().unwrap_or_default() {
         flag("--ulimit", ulimit(r, &mut warnings).into());
     }
-    capabilities(process);
+    // The guest's capability sets (boot command 24), as runc leaves them: after its
+    // `execve`, the process holds exactly these. No `capabilities`: runc leaves root's.
+    if let Some(caps) = process.capabilities() {
+        let sets = cap_sets(caps, &mut warnings)?;
+        flag("--cap-sets", super::super::caps::sets_flag(&sets).into());
+    }
 
     let mut volumes = 0usize;
     for m in spec.mounts().as_deref().unwrap_or_default() {
@@ -270,11 +314,11 @@ pub(crate) fn ulimit(r: &oci_spec::runtime::PosixRlimit, warnings: &mut Vec<Stri
     format!("{name}={}:{}", limit(soft), limit(hard))
 }
 
-/// `process.capabilities` (init's and an exec'd program's): ignored, the guest kernel's own
-/// model applies (uid 0 has every capability); none reaches the host.
+/// `process.capabilities` of an exec'd program (`exec --process`): ignored, the program gets
+/// the container's sets (those of its init, after its uid); none reaches the host.
 pub(crate) fn capabilities(process: &oci_spec::runtime::Process) {
     if process.capabilities().is_some() {
-        tracing::debug!("process.capabilities: the guest kernel has its own (uid 0 = all)");
+        tracing::debug!("process.capabilities of exec: the container's sets apply");
     }
 }
 
@@ -367,6 +411,33 @@ mod tests {
 
     fn spec(json: &str) -> Spec {
         serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn maps_capabilities_to_the_five_sets() {
+        let caps =
+            |json: &str| -> anyhow::Result<(pvmux_hypercalls::bootargs::CapSets, Vec<String>)> {
+                let c: oci_spec::runtime::LinuxCapabilities = serde_json::from_str(json).unwrap();
+                let mut w = Vec::new();
+                cap_sets(&c, &mut w).map(|s| (s, w))
+            };
+        let (s, w) = caps(
+            r#"{"bounding":["CAP_CHOWN","CAP_KILL","CAP_NET_RAW"],
+                "effective":["CAP_KILL"],"permitted":["CAP_KILL","CAP_CHOWN"],
+                "inheritable":["CAP_KILL"],"ambient":["CAP_KILL","CAP_CHOWN"]}"#,
+        )
+        .unwrap();
+        assert_eq!(s.bounding, 1 | 1 << 5 | 1 << 13);
+        assert_eq!(
+            (s.effective, s.permitted, s.inheritable),
+            (1 << 5, 1 | 1 << 5, 1 << 5)
+        );
+        assert_eq!(s.ambient, 1 << 5, "CHOWN is not inheritable: left out");
+        assert_eq!(w.len(), 1, "{w:?}");
+        // Missing sets are empty; an effective capability must be permitted.
+        let (s, _) = caps(r#"{"bounding":["CAP_CHECKPOINT_RESTORE"]}"#).unwrap();
+        assert_eq!((s.bounding, s.effective), (1 << 40, 0));
+        assert!(caps(r#"{"effective":["CAP_KILL"]}"#).is_err());
     }
 
     #[test]

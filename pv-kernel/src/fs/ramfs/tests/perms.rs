@@ -8,7 +8,7 @@ use crate::fs::errno::Errno::*;
 use crate::fs::perm::{Cred, Times};
 
 fn user() -> Option<Cred> {
-    Cred::checked(1000, 1000, &[])
+    Cred::checked(1000, 1000, &[], 0)
 }
 
 /// `/root` 0700, `/etc` 0755 with `shadow` 0600 and `passwd` 0644, `/tmp` 1777 holding

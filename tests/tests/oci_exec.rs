@@ -518,6 +518,23 @@ fn podman_exec_behaves_as_with_runc() {
     assert_eq!(seen[0].0, "33 101\r\n");
     assert_eq!(seen[0], seen[1]);
     assert_eq!(seen[0].1, 5);
+    // `run -it`: an interactive shell in a new container, through a pty, as with runc.
+    let mut runs = Vec::new();
+    for runtime in [format!("--runtime {PVMUX}"), String::new()] {
+        let mut sh = Terminal::start(
+            &format!("podman {runtime} run -it --rm {} sh", p.image),
+            27,
+            88,
+            &conf,
+        );
+        sh.screen.expect("/ # ");
+        sh.type_line("echo $((6 * 7)); stty size");
+        sh.screen.expect("42\r\n27 88\r\n");
+        sh.type_line("exit 4");
+        let (status, _) = sh.finish();
+        runs.push(status);
+    }
+    assert_eq!(runs, [4, 4]);
     for id in ids {
         let rm = p.podman(Some(PVMUX), &["rm", "-f", "-t", "0", &id]);
         assert_eq!(rm.code(), Some(0), "{}", rm.context());

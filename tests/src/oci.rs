@@ -335,6 +335,27 @@ impl Podman {
     }
 }
 
+/// A test that fails half way leaves no container behind: every container still in the
+/// bundle's state root is deleted by force (its monitor killed, its sandboxes with it).
+impl Drop for Bundle {
+    fn drop(&mut self) {
+        let Ok(ids) = std::fs::read_dir(self.root()) else {
+            return;
+        };
+        for id in ids.flatten() {
+            let _ = Command::new(self.pvmux)
+                .arg("--root")
+                .arg(self.root())
+                .args(["delete", "--force"])
+                .arg(id.file_name())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
 impl Drop for Podman {
     fn drop(&mut self) {
         // Best effort: the image is this test's own.

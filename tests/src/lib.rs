@@ -314,6 +314,18 @@ impl Run {
     }
 }
 
+/// Runs `cmd` to its end with null stdin and a clean environment (`PATH=/usr/bin:/bin`,
+/// `LC_ALL=C`: native and guest runs print alike), capturing its output; panics if it cannot
+/// start.
+pub fn output_in_clean_env(mut cmd: Command) -> std::process::Output {
+    cmd.stdin(Stdio::null())
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("LC_ALL", "C")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
 /// Runs `cmd` with null stdin, capturing stdout and stderr, and panics (after killing it) if
 /// it has not finished within `timeout`. `what` names the command in panic messages. Every
 /// `poll`, `sample` is called with the child's pid, then the child is checked for exit.

@@ -5,9 +5,10 @@
 //! /proc/self/status shows, `chown` failing with `EPERM` once `CAP_CHOWN` is not in it; and
 //! podman's `--cap-drop`/`--cap-add`/`--user` with pvmux as its runtime against runc.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use pvmux_tests::oci::{run_bundle, Bundle, BUSYBOX};
+use pvmux_tests::output_in_clean_env;
 
 /// The `pvmux` CLI built with this test crate.
 const PVMUX: &str = env!("CARGO_BIN_EXE_pvmux-cli");
@@ -26,15 +27,6 @@ const PODMAN_DEFAULT: [(&str, u32); 11] = [
     ("CAP_SETUID", 7),
     ("CAP_SYS_CHROOT", 18),
 ];
-
-fn output(mut cmd: Command) -> std::process::Output {
-    cmd.stdin(Stdio::null())
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("LC_ALL", "C")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
-}
 
 fn text(o: &std::process::Output) -> (Option<i32>, String, String) {
     (
@@ -62,7 +54,7 @@ fn guest_caps(flags: &[&str]) -> (Option<i32>, String, String) {
         "Cap",
         "/proc/self/status",
     ]);
-    text(&output(c))
+    text(&output_in_clean_env(c))
 }
 
 #[test]
@@ -76,11 +68,11 @@ fn capability_rules_are_as_natively() {
         let program = program.to_str().unwrap();
         let mut guest = Command::new(PVMUX);
         guest.args(["run", "--rootfs", "/", "--", program, "rules", "/tmp"]);
-        let got = output(guest);
+        let got = output_in_clean_env(guest);
         let tmp = pvmux_tests::TempDir::unique("pvmux-caps", "native");
         let mut native = Command::new(program);
         native.args(["rules", tmp.0.to_str().unwrap()]);
-        let want = output(native);
+        let want = output_in_clean_env(native);
         assert!(want.status.success(), "native {name}: {:?}", text(&want));
         assert_eq!(text(&got), text(&want), "{name}");
         // Not a vacuous comparison: the rules refused and allowed what Linux does.
@@ -126,7 +118,7 @@ fn cap_flags_give_what_setpriv_gives_natively() {
         let mut c = Command::new("/usr/bin/setpriv");
         c.args(args)
             .args(["--", BUSYBOX, "grep", "Cap", "/proc/self/status"]);
-        text(&output(c))
+        text(&output_in_clean_env(c))
     };
     // Root with a reduced bounding set: after execve, permitted = effective = bounding.
     let got = guest_caps(&["--cap-drop", "ALL", "--cap-add", "CAP_CHOWN,kill"]);

@@ -165,43 +165,33 @@ fn containerd_runs_containers_with_pvmux_as_runc_does() {
 
     // `ctr run --rm`: the shim creates, starts, waits for and deletes the container; the
     // output and exit status are runc's.
-    let script = "echo $((6 * 7)); echo to-stderr >&2; exit 3";
-    let run = |runtime: &str, id: &str| {
+    // `ctr run --rm` of `cmd` as container `id` with `runtime` (its state under its own root).
+    let run_rm = |runtime: &str, id: &str, cmd: &[&str]| {
         let root = c.path(&format!("root-{}", short(runtime)));
-        c.ctr(&[
+        let root = root.to_str().unwrap();
+        let mut args = vec![
             "run",
             "--rm",
             "--runc-binary",
             runtime,
             "--runc-root",
-            root.to_str().unwrap(),
+            root,
             &p.image,
             id,
-            "sh",
-            "-c",
-            script,
-        ])
+        ];
+        args.extend_from_slice(cmd);
+        c.ctr(&args)
     };
-    let pvmux = run(PVMUX, "rm-pvmux");
-    let native = run(RUNC, "rm-runc");
+    let script = ["sh", "-c", "echo $((6 * 7)); echo to-stderr >&2; exit 3"];
+    let pvmux = run_rm(PVMUX, "rm-pvmux", &script);
+    let native = run_rm(RUNC, "rm-runc", &script);
     assert_eq!(pvmux.code(), Some(3), "{}", pvmux.context());
     assert_eq!(pvmux.code(), native.code(), "{}", native.context());
     assert_eq!(pvmux.stdout, native.stdout);
     assert_eq!(pvmux.stdout, "42\n");
     assert!(pvmux.stderr.contains("to-stderr"), "{}", pvmux.context());
     // The guest kernel ran it, not the host's.
-    let v = c.ctr(&[
-        "run",
-        "--rm",
-        "--runc-binary",
-        PVMUX,
-        "--runc-root",
-        c.path("root-pvmux").to_str().unwrap(),
-        &p.image,
-        "version",
-        "cat",
-        "/proc/version",
-    ]);
+    let v = run_rm(PVMUX, "version", &["cat", "/proc/version"]);
     assert!(v.stdout.contains("pvmux"), "{}", v.context());
 
     // A failed create: the shim reads pvmux's `--log-format json` log and ctr says why, as
@@ -209,17 +199,7 @@ fn containerd_runs_containers_with_pvmux_as_runc_does() {
     let fail = |runtime: &str| {
         let root = c.path(&format!("root-{}", short(runtime)));
         let id = format!("fail-{}", short(runtime));
-        let r = c.ctr(&[
-            "run",
-            "--rm",
-            "--runc-binary",
-            runtime,
-            "--runc-root",
-            root.to_str().unwrap(),
-            &p.image,
-            &id,
-            "nosuch",
-        ]);
+        let r = run_rm(runtime, &id, &["nosuch"]);
         let _ = c.ctr(&["container", "rm", &id]);
         assert!(!root.join(&c.namespace).join(&id).exists());
         r

@@ -13,7 +13,9 @@
 
 use std::os::unix::fs::{chown, PermissionsExt};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
+
+use pvmux_tests::output_in_clean_env;
 
 /// The `pvmux` CLI built with this test crate.
 const PVMUX: &str = env!("CARGO_BIN_EXE_pvmux-cli");
@@ -51,15 +53,6 @@ step chmod 700 $d/sticky/mydir
 step rm -r $d/sticky/mydir $d/sticky/mine
 step ls $d/sticky
 "#;
-
-fn output(mut cmd: Command) -> std::process::Output {
-    cmd.stdin(Stdio::null())
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("LC_ALL", "C")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
-}
 
 fn put(path: &Path, text: &str, mode: u32, owner: u32) {
     std::fs::write(path, text).unwrap();
@@ -107,12 +100,12 @@ fn an_unprivileged_user_is_checked_as_natively() {
     guest
         .args(["run", "--rootfs", "/", "--user", "1000:1000"])
         .args(["--", "/bin/sh", "-c", SCRIPT, "sh", d]);
-    let got = output(guest);
+    let got = output_in_clean_env(guest);
     let mut native = Command::new("setpriv");
     native
         .args(["--reuid=1000", "--regid=1000", "--clear-groups", "--"])
         .args(["/bin/sh", "-c", SCRIPT, "sh", d]);
-    let want = output(native);
+    let want = output_in_clean_env(native);
     assert!(
         want.status.success(),
         "native run: {:?}",
@@ -157,7 +150,7 @@ fn user_names_are_looked_up_in_the_guest_root() {
         guest
             .args(["run", "--rootfs", "/", "--user", &user])
             .args(["--", "/bin/sh", "-c", ID_SCRIPT]);
-        let got = output(guest);
+        let got = output_in_clean_env(guest);
         let mut native = Command::new("setpriv");
         native
             .arg(format!("--reuid={uid}"))
@@ -166,7 +159,7 @@ fn user_names_are_looked_up_in_the_guest_root() {
             .arg("env")
             .arg(format!("HOME={home}"))
             .args(["/bin/sh", "-c", ID_SCRIPT]);
-        let want = output(native);
+        let want = output_in_clean_env(native);
         assert!(want.status.success(), "native {user}: {:?}", text(&want));
         assert_eq!(text(&got), text(&want), "--user {user}");
     }
@@ -177,7 +170,10 @@ fn user_names_are_looked_up_in_the_guest_root() {
             "run", "--rootfs", "/", "--user", "nobody", "--env", "HOME=/x",
         ])
         .args(["--", "/bin/sh", "-c", "echo $HOME"]);
-    assert_eq!(String::from_utf8_lossy(&output(guest).stdout), "/x\n");
+    assert_eq!(
+        String::from_utf8_lossy(&output_in_clean_env(guest).stdout),
+        "/x\n"
+    );
 }
 
 #[test]
@@ -192,7 +188,7 @@ fn unknown_names_are_host_errors() {
     ] {
         let mut cmd = Command::new(PVMUX);
         cmd.args(["run", "--rootfs", "/", "--user", value, "--", "/bin/true"]);
-        let o = output(cmd);
+        let o = output_in_clean_env(cmd);
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(125), "{value}: {err}");
         assert!(err.contains(says), "{value}: {err}");
@@ -297,7 +293,7 @@ fn a_named_users_supplementary_groups_are_as_natively() {
         .args(["run", "--rootfs", root_dir, "--user", "alice", "--"])
         .args(["/bin/busybox", "sh", "-c"])
         .arg("/bin/busybox id; /bin/busybox id -G; /bin/groups show; /bin/busybox cat /secret");
-    let got = output(guest);
+    let got = output_in_clean_env(guest);
     let (code, out, err) = text(&got);
     assert_eq!(code, Some(0), "{out}\n{err}");
     let lines: Vec<&str> = out.lines().collect();
@@ -305,7 +301,7 @@ fn a_named_users_supplementary_groups_are_as_natively() {
     let native = |args: &[&str]| {
         let mut c = Command::new("/usr/sbin/chroot");
         c.arg(root_dir).arg("/bin/busybox").args(args);
-        let o = output(c);
+        let o = output_in_clean_env(c);
         assert!(o.status.success(), "native {args:?}: {:?}", text(&o));
         String::from_utf8_lossy(&o.stdout).trim_end().to_owned()
     };
@@ -345,7 +341,7 @@ fn a_named_users_supplementary_groups_are_as_natively() {
         .args(["run", "--rootfs", root_dir, "--user", "alice:alice"])
         .args(["--group-add", "other", "--group-add", "77", "--"])
         .args(["/bin/groups", "show"]);
-    let (code, out, err) = text(&output(guest));
+    let (code, out, err) = text(&output_in_clean_env(guest));
     assert_eq!(code, Some(0), "{out}\n{err}");
     assert!(got_line(&out, "getgroups: 60 77"), "{out}");
     // Init itself may be a program only a supplementary group may run.
@@ -353,7 +349,7 @@ fn a_named_users_supplementary_groups_are_as_natively() {
     guest
         .args(["run", "--rootfs", root_dir, "--user", "alice", "--"])
         .args(["/bin/groups-pvgrp", "show"]);
-    let (code, out, err) = text(&output(guest));
+    let (code, out, err) = text(&output_in_clean_env(guest));
     assert_eq!(code, Some(0), "{out}\n{err}");
     assert!(
         got_line(&out, "uid=1000 euid=1000 gid=1000 egid=1000"),
@@ -363,13 +359,13 @@ fn a_named_users_supplementary_groups_are_as_natively() {
     guest
         .args(["run", "--rootfs", root_dir, "--user", "bob", "--"])
         .args(["/bin/groups-pvgrp", "show"]);
-    let (code, _, err) = text(&output(guest));
+    let (code, _, err) = text(&output_in_clean_env(guest));
     assert_eq!(code, Some(126), "bob may not run it: {err}");
     let mut guest = Command::new(PVMUX);
     guest
         .args(["run", "--rootfs", root_dir, "--user", "bob", "--"])
         .args(["/bin/busybox", "cat", "/secret"]);
-    let (code, _, err) = text(&output(guest));
+    let (code, _, err) = text(&output_in_clean_env(guest));
     assert_eq!(code, Some(1), "bob is not in pvgrp: {err}");
     assert!(err.contains("Permission denied"), "{err}");
 }
@@ -386,12 +382,12 @@ fn setgroups_as_root_then_dropping_is_as_natively() {
         let program = program.to_str().unwrap();
         let mut guest = Command::new(PVMUX);
         guest.args(["run", "--rootfs", "/", "--", program, "drop", "/tmp"]);
-        let got = output(guest);
+        let got = output_in_clean_env(guest);
         let tmp = pvmux_tests::TempDir::unique("pvmux-perm", "setgroups");
         std::fs::set_permissions(&tmp.0, std::fs::Permissions::from_mode(0o755)).unwrap();
         let mut native = Command::new(program);
         native.args(["drop", tmp.0.to_str().unwrap()]);
-        let want = output(native);
+        let want = output_in_clean_env(native);
         assert!(want.status.success(), "native {name}: {:?}", text(&want));
         assert_eq!(text(&got), text(&want), "{name}");
         let out = String::from_utf8_lossy(&want.stdout);
@@ -421,7 +417,7 @@ fn a_bad_group_add_is_a_host_error() {
         cmd.args(["run", "--rootfs", "/"])
             .arg(format!("--group-add={value}"))
             .args(["--", "/bin/true"]);
-        let o = output(cmd);
+        let o = output_in_clean_env(cmd);
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(125), "{value}: {err}");
         assert!(err.contains(says), "{value}: {err}");

@@ -112,29 +112,13 @@ fn handshake(
     child: &std::process::Child,
     request: &[u8],
 ) -> anyhow::Result<()> {
-    use rustix::event::{poll, PollFd, PollFlags};
-    let pid = rustix::process::Pid::from_raw(child.id() as i32).context("bad pid")?;
-    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
-        .context("cannot watch the exec holder")?;
-    loop {
-        let mut fds = [
-            PollFd::new(listener, PollFlags::IN),
-            PollFd::new(&pidfd, PollFlags::IN),
-        ];
-        match poll(&mut fds, None) {
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(e).context("cannot wait for the exec holder"),
-            Ok(_) => {}
-        }
-        if !fds[0].revents().is_empty() {
-            let (mut stream, _) = listener.accept()?;
+    match control::accept_from(listener, child, "the exec holder")? {
+        Some(mut stream) => {
             write_frame(&mut stream, pvmux_host::exec::socket::kind::SPEC, request)
                 .context("cannot reach the exec holder")?;
-            return control::read_answer(&stream).map(drop);
+            control::read_answer(&stream).map(drop)
         }
-        if !fds[1].revents().is_empty() {
-            bail!("the exec holder ended before the program ran");
-        }
+        None => bail!("the exec holder ended before the program ran"),
     }
 }
 

@@ -124,15 +124,17 @@ pub(crate) fn request(path: &Path, req: &Request) -> anyhow::Result<String> {
     read_answer(&s)
 }
 
-/// Waits until the monitor `child` reports on `listener`, or dies first.
-pub(crate) fn await_ready(
+/// Waits until `child` (a process this one started, `what` in messages) connects to
+/// `listener`: its connection, or `None` if it exited first.
+pub(crate) fn accept_from(
     listener: &UnixListener,
     child: &std::process::Child,
-) -> anyhow::Result<()> {
+    what: &str,
+) -> anyhow::Result<Option<UnixStream>> {
     use rustix::event::{poll, PollFd, PollFlags};
     let pid = rustix::process::Pid::from_raw(child.id() as i32).context("bad pid")?;
     let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
-        .context("cannot watch the container's monitor")?;
+        .with_context(|| format!("cannot watch {what}"))?;
     loop {
         let mut fds = [
             PollFd::new(listener, PollFlags::IN),
@@ -140,16 +142,26 @@ pub(crate) fn await_ready(
         ];
         match poll(&mut fds, None) {
             Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(e).context("cannot wait for the container's monitor"),
+            Err(e) => return Err(e).with_context(|| format!("cannot wait for {what}")),
             Ok(_) => {}
         }
         if !fds[0].revents().is_empty() {
-            let (stream, _) = listener.accept()?;
-            return read_answer(&stream).map(drop);
+            return Ok(Some(listener.accept()?.0));
         }
         if !fds[1].revents().is_empty() {
-            bail!("the container's monitor exited before the container was created");
+            return Ok(None);
         }
+    }
+}
+
+/// Waits until the monitor `child` reports on `listener`, or dies first.
+pub(crate) fn await_ready(
+    listener: &UnixListener,
+    child: &std::process::Child,
+) -> anyhow::Result<()> {
+    match accept_from(listener, child, "the container's monitor")? {
+        Some(stream) => read_answer(&stream).map(drop),
+        None => bail!("the container's monitor exited before the container was created"),
     }
 }
 

@@ -781,7 +781,10 @@ struct pvmux_net_publish {
  * Exec sessions (exec.rs): hypercalls 25..=29, PVMUX_PENDING_EXEC. A request is a struct
  * pvmux_exec_request_header, then cwd_len bytes of working directory, then nr_args arguments
  * and nr_env environment entries, each a uint32_t length and its bytes (no NUL, no padding),
- * then with PVMUX_EXEC_FLAG_RLIMITS the rest is struct pvmux_exec_rlimit records (at least one,
+ * then with PVMUX_EXEC_FLAG_GROUPS a uint32_t count (at most PVMUX_BOOT_GROUPS_MAX) and that many
+ * uint32_t group ids, strictly ascending, then with PVMUX_EXEC_FLAG_CAPS the five capability
+ * sets as in a PVMUX_BOOT_CMD_CAPS payload (PVMUX_EXEC_CAPS_LEN bytes), then with
+ * PVMUX_EXEC_FLAG_RLIMITS the rest is struct pvmux_exec_rlimit records (at least one,
  * resources strictly increasing, soft <= hard; unaligned in the request).
  * ---------------------------------------------------------------------------------------- */
 
@@ -799,6 +802,9 @@ struct pvmux_net_publish {
 #define PVMUX_EXEC_FLAG_TTY (1u << 0)  /* a pseudo-terminal; stderr goes to stdout */
 #define PVMUX_EXEC_FLAG_USER (1u << 1) /* uid/gid given */
 #define PVMUX_EXEC_FLAG_RLIMITS (1u << 2) /* pvmux_exec_rlimit records follow the environment */
+#define PVMUX_EXEC_FLAG_GROUPS (1u << 3)  /* supplementary groups follow the environment */
+#define PVMUX_EXEC_FLAG_CAPS (1u << 4)    /* capability sets follow the groups */
+#define PVMUX_EXEC_CAPS_LEN 40u           /* effective, permitted, inheritable, bounding, ambient */
 
 struct pvmux_exec_request_header {
     uint32_t magic;      /* PVMUX_EXEC_REQUEST_MAGIC */

@@ -47,6 +47,8 @@ use core::mem::{offset_of, size_of};
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
+use crate::bootargs::{CapSets, Gids, GROUPS_MAX};
+
 /// `"PVEX"`: the first word of every request.
 pub const REQUEST_MAGIC: u32 = u32::from_le_bytes(*b"PVEX");
 /// Largest encoded request (header, directory, arguments, environment).
@@ -90,13 +92,25 @@ pub mod flag {
     /// Resource limits follow the environment: the rest of the request is [`super::ExecRlimit`]
     /// records (at least one; else the program has init's limits).
     pub const RLIMITS: u32 = 1 << 2;
+    /// Supplementary groups follow the environment: a `u32` count (at most
+    /// [`crate::bootargs::GROUPS_MAX`]) then that many `u32` group ids, strictly ascending
+    /// (else, with [`USER`], none; without it, init's).
+    pub const GROUPS: u32 = 1 << 3;
+    /// Capability sets follow the groups (if any): the 40 bytes of a boot command `CAPS`
+    /// payload ([`crate::bootargs::CapSets`]: effective, permitted, inheritable, bounding,
+    /// ambient, each a `u64` mask, valid), the sets the program's process holds when it
+    /// calls `execve` (as runc's `capset` leaves them): the program runs with what Linux's
+    /// `execve` rules make of them. Else the container's sets.
+    pub const CAPS: u32 = 1 << 4;
     /// Every flag this version knows.
-    pub const ALL: u32 = TTY | USER | RLIMITS;
+    pub const ALL: u32 = TTY | USER | RLIMITS | GROUPS | CAPS;
 }
 
 /// The fixed part of an exec request (48 bytes), followed by `cwd_len` bytes of working
 /// directory (0: the root), then `nr_args` arguments and `nr_env` environment entries, each
-/// a `u32` length and that many bytes (no NUL inside, no padding). Canonical: `total_len`
+/// a `u32` length and that many bytes (no NUL inside, no padding), then the optional parts
+/// in this order: the groups ([`flag::GROUPS`]), the capability sets ([`flag::CAPS`]), the
+/// resource limits ([`flag::RLIMITS`]). Canonical: `total_len`
 /// is exactly the bytes used, unknown flags and non-zero reserved fields are refused.
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
@@ -230,6 +244,19 @@ pub enum RequestError {
     Trailing,
     /// A resource limit record is not canonical ([`ExecRlimit`]).
     BadRlimit,
+    /// The supplementary groups are cut, more than [`crate::bootargs::GROUPS_MAX`], or not
+    /// strictly ascending.
+    BadGroups,
+    /// The capability sets are cut or not valid ([`CapSets::ok`]).
+    BadCaps,
+}
+
+/// Bytes of the [`flag::CAPS`] part.
+pub const CAPS_LEN: usize = 40;
+
+/// Bytes of the [`flag::GROUPS`] part with `n` groups.
+const fn groups_len(n: usize) -> usize {
+    4 + 4 * n
 }
 
 /// What the host asks the kernel to run (the typed view of an encoded request).
@@ -247,11 +274,20 @@ pub struct ExecParams<'a> {
     pub cwd: Option<&'a [u8]>,
     /// Resource limits ([`flag::RLIMITS`]); empty: init's.
     pub rlimits: ExecRlimits<'a>,
+    /// Supplementary groups ([`flag::GROUPS`]); `None`: none with `user`, else init's.
+    pub groups: Option<Gids<'a>>,
+    /// Capability sets ([`flag::CAPS`]); `None`: the container's (init's sets from the
+    /// boot arguments).
+    pub caps: Option<CapSets>,
 }
 
 /// Bytes the encoding of a request takes; `None` above [`REQUEST_MAX`].
 pub fn encoded_len(p: &ExecParams<'_>, args: &[&[u8]], env: &[&[u8]]) -> Option<usize> {
-    let mut n = HEADER_LEN + p.cwd.map_or(0, <[u8]>::len) + p.rlimits.0.len();
+    let mut n = HEADER_LEN
+        + p.cwd.map_or(0, <[u8]>::len)
+        + p.groups.map_or(0, |g| groups_len(g.len()))
+        + if p.caps.is_some() { CAPS_LEN } else { 0 }
+        + p.rlimits.0.len();
     for s in args.iter().chain(env) {
         n = n.checked_add(4)?.checked_add(s.len())?;
     }
@@ -280,6 +316,9 @@ pub fn encode(
         return Err(RequestError::Unknown);
     }
     ExecRlimits::parse(p.rlimits.0)?;
+    if p.caps.is_some_and(|c| !c.ok()) {
+        return Err(RequestError::BadCaps);
+    }
     let len = encoded_len(p, args, env).ok_or(RequestError::BadLength)?;
     let out = out.get_mut(..len).ok_or(RequestError::Truncated)?;
     let cwd = p.cwd.unwrap_or_default();
@@ -294,7 +333,9 @@ pub fn encode(
                 0
             } else {
                 flag::RLIMITS
-            },
+            }
+            | if p.groups.is_some() { flag::GROUPS } else { 0 }
+            | if p.caps.is_some() { flag::CAPS } else { 0 },
         session: p.session,
         uid,
         gid,
@@ -314,6 +355,18 @@ pub fn encode(
         out[at..at + s.len()].copy_from_slice(s);
         at += s.len();
     }
+    if let Some(g) = p.groups {
+        out[at..at + 4].copy_from_slice(&(g.len() as u32).to_le_bytes());
+        at += 4;
+        for id in g.iter() {
+            out[at..at + 4].copy_from_slice(&id.to_le_bytes());
+            at += 4;
+        }
+    }
+    if let Some(c) = p.caps {
+        out[at..at + CAPS_LEN].copy_from_slice(&c.to_le_bytes());
+        at += CAPS_LEN;
+    }
     let rl = p.rlimits.0;
     out[at..at + rl.len()].copy_from_slice(rl);
     at += rl.len();
@@ -328,6 +381,8 @@ pub struct ExecRequest<'a> {
     /// The arguments then the environment.
     strings: &'a [u8],
     rlimits: ExecRlimits<'a>,
+    groups: Option<Gids<'a>>,
+    caps: Option<CapSets>,
 }
 
 impl<'a> ExecRequest<'a> {
@@ -368,22 +423,48 @@ impl<'a> ExecRequest<'a> {
                 return Err(RequestError::BadString);
             }
         }
+        let strings = &strings[..strings.len() - it.rest.len()];
+        let mut rest = it.rest;
+        let groups = if header.flags & flag::GROUPS != 0 {
+            let (n, after) = rest.split_at_checked(4).ok_or(RequestError::BadGroups)?;
+            let n = u32::from_le_bytes([n[0], n[1], n[2], n[3]]) as usize;
+            if n > GROUPS_MAX {
+                return Err(RequestError::BadGroups);
+            }
+            let (ids, after) = after
+                .split_at_checked(4 * n)
+                .ok_or(RequestError::BadGroups)?;
+            rest = after;
+            Some(Gids::from_le_bytes(ids).ok_or(RequestError::BadGroups)?)
+        } else {
+            None
+        };
+        let caps = if header.flags & flag::CAPS != 0 {
+            let (c, after) = rest
+                .split_at_checked(CAPS_LEN)
+                .ok_or(RequestError::BadCaps)?;
+            rest = after;
+            Some(CapSets::from_le_bytes(c).ok_or(RequestError::BadCaps)?)
+        } else {
+            None
+        };
         let rlimits = if header.flags & flag::RLIMITS != 0 {
-            if it.rest.is_empty() {
+            if rest.is_empty() {
                 return Err(RequestError::BadRlimit);
             }
-            ExecRlimits::parse(it.rest)?
-        } else if !it.rest.is_empty() {
+            ExecRlimits::parse(rest)?
+        } else if !rest.is_empty() {
             return Err(RequestError::Trailing);
         } else {
             ExecRlimits::default()
         };
-        let strings = &strings[..strings.len() - rlimits.0.len()];
         Ok(Self {
             header,
             cwd,
             strings,
             rlimits,
+            groups,
+            caps,
         })
     }
 
@@ -397,6 +478,8 @@ impl<'a> ExecRequest<'a> {
             user: (h.flags & flag::USER != 0).then_some((h.uid, h.gid)),
             cwd: (!self.cwd.is_empty()).then_some(self.cwd),
             rlimits: self.rlimits,
+            groups: self.groups,
+            caps: self.caps,
         }
     }
 
@@ -480,6 +563,7 @@ mod tests {
             user: Some((1000, 100)),
             cwd: Some(b"/tmp"),
             rlimits: ExecRlimits::new(&LIMITS),
+            ..ExecParams::default()
         };
         let (buf, n) = enc(&p, &[b"sh", b"-c", b""], &[b"A=1"]);
         assert_eq!(Some(n), encoded_len(&p, &[b"sh", b"-c", b""], &[b"A=1"]));
@@ -601,6 +685,120 @@ mod tests {
             ExecRequest::parse(&noflag[..n]),
             Err(RequestError::Trailing)
         );
+    }
+
+    const CAPS: CapSets = CapSets {
+        effective: 1 << 5,
+        permitted: 1 << 5 | 1,
+        inheritable: 1 << 5,
+        bounding: 1 << 5 | 1 | 1 << 13,
+        ambient: 1 << 5,
+    };
+
+    #[test]
+    fn groups_and_caps_round_trip() {
+        let ids = [10u32, 20, 65534].map(u32::to_le_bytes).concat();
+        let p = ExecParams {
+            session: 2,
+            user: Some((1000, 1000)),
+            groups: Gids::from_le_bytes(&ids),
+            caps: Some(CAPS),
+            rlimits: ExecRlimits::new(&LIMITS),
+            ..ExecParams::default()
+        };
+        let (buf, n) = enc(&p, &[b"id"], &[b"A=1"]);
+        assert_eq!(
+            n,
+            HEADER_LEN + 4 + 2 + 4 + 3 + 4 + 12 + CAPS_LEN + 2 * RLIMIT_LEN
+        );
+        let r = ExecRequest::parse(&buf[..n]).unwrap();
+        assert_eq!(r.params(), p);
+        assert!(r.params().groups.unwrap().iter().eq([10, 20, 65534]));
+        assert!(r.env().eq([&b"A=1"[..]]));
+        // Each part alone, and an empty group list (no groups, said explicitly).
+        for q in [
+            ExecParams {
+                caps: None,
+                rlimits: ExecRlimits::default(),
+                ..p
+            },
+            ExecParams {
+                groups: None,
+                rlimits: ExecRlimits::default(),
+                ..p
+            },
+            ExecParams {
+                groups: Gids::from_le_bytes(&[]),
+                caps: None,
+                ..p
+            },
+        ] {
+            let (buf, n) = enc(&q, &[b"id"], &[]);
+            assert_eq!(ExecRequest::parse(&buf[..n]).unwrap().params(), q);
+        }
+    }
+
+    #[test]
+    fn groups_and_caps_are_canonical() {
+        let mut buf = [0u8; 512];
+        let bad_caps = CapSets {
+            effective: 1 << 6,
+            ..CAPS
+        };
+        let p = ExecParams {
+            session: 1,
+            caps: Some(bad_caps),
+            ..ExecParams::default()
+        };
+        assert_eq!(
+            encode(&mut buf, &p, &[b"a"], &[]),
+            Err(RequestError::BadCaps)
+        );
+        let ids = [3u32, 7].map(u32::to_le_bytes).concat();
+        let p = ExecParams {
+            session: 1,
+            groups: Gids::from_le_bytes(&ids),
+            caps: Some(CAPS),
+            ..ExecParams::default()
+        };
+        let n = encode(&mut buf, &p, &[b"a"], &[]).unwrap();
+        let groups_at = HEADER_LEN + 4 + 1;
+        let caps_at = groups_at + 4 + 8;
+        assert_eq!(n, caps_at + CAPS_LEN);
+        let parse = |b: &[u8]| ExecRequest::parse(b).map(|_| ());
+        // Ids out of order, repeated; a count past the end or above GROUPS_MAX.
+        let mut swapped = buf;
+        swapped[groups_at + 4..groups_at + 12].copy_from_slice(&[7, 0, 0, 0, 3, 0, 0, 0]);
+        assert_eq!(parse(&swapped[..n]), Err(RequestError::BadGroups));
+        let mut twice = buf;
+        twice[groups_at + 8..groups_at + 12].copy_from_slice(&3u32.to_le_bytes());
+        assert_eq!(parse(&twice[..n]), Err(RequestError::BadGroups));
+        for count in [13u32, GROUPS_MAX as u32 + 1, u32::MAX] {
+            let mut long = buf;
+            long[groups_at..groups_at + 4].copy_from_slice(&count.to_le_bytes());
+            assert_eq!(parse(&long[..n]), Err(RequestError::BadGroups), "{count}");
+        }
+        // Sets that break Linux's invariants, a bit above CAP_LAST_CAP, cut sets.
+        let mut stray = buf;
+        stray[caps_at] |= 1 << 6;
+        assert_eq!(parse(&stray[..n]), Err(RequestError::BadCaps));
+        let mut high = buf;
+        high[caps_at + 3 * 8 + 7] = 0x80;
+        assert_eq!(parse(&high[..n]), Err(RequestError::BadCaps));
+        let mut cut = buf;
+        cut[8..12].copy_from_slice(&((n - 1) as u32).to_le_bytes());
+        assert_eq!(parse(&cut[..n - 1]), Err(RequestError::BadCaps));
+        // A flag without its part, a part without its flag.
+        let mut no_caps_flag = buf;
+        no_caps_flag[12] &= !(flag::CAPS as u8);
+        assert_eq!(parse(&no_caps_flag[..n]), Err(RequestError::Trailing));
+        let mut no_groups_flag = buf;
+        no_groups_flag[12] &= !(flag::GROUPS as u8);
+        assert!(parse(&no_groups_flag[..n]).is_err());
+        let mut only_flag = buf;
+        only_flag[8..12].copy_from_slice(&(groups_at as u32).to_le_bytes());
+        assert_eq!(parse(&only_flag[..groups_at]), Err(RequestError::BadGroups));
+        assert_eq!(parse(&buf[..n]), Ok(()));
     }
 
     #[test]

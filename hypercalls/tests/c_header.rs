@@ -339,6 +339,8 @@ int main(void) {
     P("EXEC_EXITED", PVMUX_EXEC_EXITED); P("EXEC_FLAG_TTY", PVMUX_EXEC_FLAG_TTY);
     P("EXEC_FLAG_USER", PVMUX_EXEC_FLAG_USER); P("PENDING_EXEC", PVMUX_PENDING_EXEC);
     P("EXEC_FLAG_RLIMITS", PVMUX_EXEC_FLAG_RLIMITS);
+    P("EXEC_FLAG_GROUPS", PVMUX_EXEC_FLAG_GROUPS); P("EXEC_FLAG_CAPS", PVMUX_EXEC_FLAG_CAPS);
+    P("EXEC_CAPS_LEN", PVMUX_EXEC_CAPS_LEN);
     S(pvmux_exec_rlimit); O(pvmux_exec_rlimit, reserved); O(pvmux_exec_rlimit, soft);
     O(pvmux_exec_rlimit, hard);
     P("HC_SIGNAL_TAKE", PVMUX_HC_SIGNAL_TAKE);
@@ -1014,6 +1016,9 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         ("EXEC_FLAG_TTY", u64::from(exec::flag::TTY)),
         ("EXEC_FLAG_USER", u64::from(exec::flag::USER)),
         ("EXEC_FLAG_RLIMITS", u64::from(exec::flag::RLIMITS)),
+        ("EXEC_FLAG_GROUPS", u64::from(exec::flag::GROUPS)),
+        ("EXEC_FLAG_CAPS", u64::from(exec::flag::CAPS)),
+        ("EXEC_CAPS_LEN", exec::CAPS_LEN as u64),
         (
             "sizeof pvmux_exec_rlimit",
             size_of::<exec::ExecRlimit>() as u64,

@@ -525,12 +525,25 @@ proptest! {
         session in 1u64..,
         at in any::<usize>(),
         byte in any::<u8>(),
+        groups in proptest::option::of(proptest::collection::btree_set(any::<u32>(), 0..5)),
     ) {
+        use pvmux_hypercalls::bootargs::{CapSets, Gids};
         use pvmux_hypercalls::exec::{encode, encoded_len, ExecParams};
         let a: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
         let e: Vec<&[u8]> = env.iter().map(Vec::as_slice).collect();
         let tty = session % 2 == 0;
-        let p = ExecParams { session, tty, tty_size: if tty { (24, 80) } else { (0, 0) }, user: None, cwd: Some(b"/x"), rlimits: Default::default() };
+        let gid_bytes: Option<Vec<u8>> =
+            groups.map(|g| g.iter().flat_map(|id| id.to_le_bytes()).collect());
+        let p = ExecParams {
+            session,
+            tty,
+            tty_size: if tty { (24, 80) } else { (0, 0) },
+            user: None,
+            cwd: Some(b"/x"),
+            rlimits: Default::default(),
+            groups: gid_bytes.as_deref().map(|b| Gids::from_le_bytes(b).unwrap()),
+            caps: (session % 3 == 0).then_some(CapSets::FULL),
+        };
         let mut buf = vec![0u8; encoded_len(&p, &a, &e).unwrap()];
         let n = encode(&mut buf, &p, &a, &e).unwrap();
         prop_assert_eq!(n, buf.len());

@@ -63,7 +63,7 @@ struct Tool {
 
 /// Every optional tool. A test needing one of them carries the attribute
 /// `#[cfg_attr(not(have_NAME), ignore = "needs WHAT: INSTALL")]`.
-const TOOLS: [Tool; 19] = [
+const TOOLS: [Tool; 20] = [
     Tool {
         cfg: "have_busybox",
         what: "static /bin/busybox",
@@ -211,6 +211,15 @@ const TOOLS: [Tool; 19] = [
         install: "apt-get install containerd",
         locate: Locate::Paths {
             paths: &["/usr/bin/containerd-shim-runc-v2"],
+            static_elf: false,
+        },
+    },
+    Tool {
+        cfg: "have_runc",
+        what: "runc",
+        install: "apt-get install runc",
+        locate: Locate::Paths {
+            paths: &["/usr/sbin/runc", "/usr/bin/runc"],
             static_elf: false,
         },
     },

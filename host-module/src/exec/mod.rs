@@ -19,6 +19,7 @@ mod table;
 use std::io::{Read, Write};
 use std::sync::Arc;
 
+use pvmux_hypercalls::bootargs::CapSets;
 use pvmux_hypercalls::exec::RequestError;
 
 pub(crate) use table::{hc, ExecTable};
@@ -44,6 +45,13 @@ pub struct ExecSpec {
     /// Resource limits replacing those inherited from init (strictly increasing resources,
     /// `soft <= hard`); empty: init's.
     pub rlimits: Vec<pvmux_hypercalls::exec::ExecRlimit>,
+    /// Supplementary groups, strictly ascending (at most
+    /// [`pvmux_hypercalls::bootargs::GROUPS_MAX`]); `None`: none with `user`, else init's
+    /// (`runc exec`'s `process.user.additionalGids`).
+    pub groups: Option<Vec<u32>>,
+    /// The capability sets the program runs with ([`CapSets::ok`]); `None`: the container's
+    /// (`runc exec`'s `process.capabilities`).
+    pub caps: Option<CapSets>,
 }
 
 impl ExecSpec {
@@ -136,6 +144,17 @@ pub enum ExecError {
         "a resource limit is malformed (unknown, repeated or out of order, or soft above hard)"
     )]
     BadRlimit,
+    /// The supplementary groups are not strictly ascending, or more than
+    /// [`pvmux_hypercalls::bootargs::GROUPS_MAX`].
+    #[error(
+        "the supplementary groups are malformed (not strictly ascending, or more than {max})",
+        max = pvmux_hypercalls::bootargs::GROUPS_MAX
+    )]
+    BadGroups,
+    /// The capability sets name an unknown capability, or break Linux's rules (effective
+    /// within permitted, ambient within permitted and inheritable).
+    #[error("the capability sets are malformed (an unknown capability, an effective one not permitted, or an ambient one not permitted and inheritable)")]
+    BadCaps,
     /// The arguments and environment are too long.
     #[error("the arguments and environment are longer than {max} bytes", max = pvmux_hypercalls::exec::REQUEST_MAX)]
     TooLong,
@@ -146,6 +165,8 @@ impl From<RequestError> for ExecError {
         match e {
             RequestError::Empty => Self::NoProgram,
             RequestError::BadRlimit => Self::BadRlimit,
+            RequestError::BadGroups => Self::BadGroups,
+            RequestError::BadCaps => Self::BadCaps,
             RequestError::BadLength | RequestError::Truncated => Self::TooLong,
             _ => Self::Malformed,
         }

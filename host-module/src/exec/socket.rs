@@ -162,6 +162,8 @@ pub fn parse_spec(p: &[u8]) -> Option<ExecSpec> {
         tty: params.tty,
         tty_size: (params.tty && params.tty_size != (0, 0)).then_some(params.tty_size),
         rlimits: params.rlimits.iter().collect(),
+        groups: params.groups.map(|g| g.iter().collect()),
+        caps: params.caps,
     })
 }
 
@@ -559,6 +561,14 @@ mod tests {
                 soft: 64,
                 hard: 128,
             }],
+            groups: Some(vec![4, 27, 1000]),
+            caps: Some(pvmux_hypercalls::bootargs::CapSets {
+                effective: 1,
+                permitted: 1,
+                inheritable: 0,
+                bounding: 3,
+                ambient: 0,
+            }),
             ..ExecSpec::new(["ls", "-l"])
         };
         let p = super::super::table::encode_request(&spec, 1).unwrap();

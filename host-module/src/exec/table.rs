@@ -386,6 +386,17 @@ pub(crate) fn encode_request(
 ) -> Result<Vec<u8>, exec::RequestError> {
     let args: Vec<&[u8]> = spec.argv.iter().map(Vec::as_slice).collect();
     let env: Vec<&[u8]> = spec.env.iter().map(Vec::as_slice).collect();
+    let group_bytes: Option<Vec<u8>> = spec
+        .groups
+        .as_ref()
+        .map(|g| g.iter().flat_map(|id| id.to_le_bytes()).collect());
+    let groups = match &group_bytes {
+        Some(b) => Some(
+            pvmux_hypercalls::bootargs::Gids::from_le_bytes(b)
+                .ok_or(exec::RequestError::BadGroups)?,
+        ),
+        None => None,
+    };
     let params = exec::ExecParams {
         session: id,
         tty: spec.tty,
@@ -397,6 +408,8 @@ pub(crate) fn encode_request(
         user: spec.user,
         cwd: spec.cwd.as_deref(),
         rlimits: exec::ExecRlimits::new(&spec.rlimits),
+        groups,
+        caps: spec.caps,
     };
     let len = exec::encoded_len(&params, &args, &env).ok_or(exec::RequestError::BadLength)?;
     let mut out = vec![0u8; len];

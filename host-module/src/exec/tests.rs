@@ -52,6 +52,14 @@ fn a_session_from_request_to_exit() {
         cwd: Some(b"/tmp".to_vec()),
         env: vec![b"A=b".to_vec()],
         user: Some((5, 6)),
+        groups: Some(vec![10, 20]),
+        caps: Some(CapSets {
+            effective: 1 << 5,
+            permitted: 1 << 5,
+            inheritable: 0,
+            bounding: 1 << 5,
+            ambient: 0,
+        }),
         ..ExecSpec::new(["cat", "-n"])
     };
     let mut s = h.exec(&spec).unwrap();
@@ -64,6 +72,8 @@ fn a_session_from_request_to_exit() {
     assert_eq!(r.params().session, s.id());
     assert_eq!(r.params().cwd, Some(&b"/tmp"[..]));
     assert_eq!(r.params().user, Some((5, 6)));
+    assert!(r.params().groups.unwrap().iter().eq([10, 20]));
+    assert_eq!(r.params().caps, spec.caps);
     assert!(r.args().eq([&b"cat"[..], b"-n"]));
     assert!(r.env().eq([&b"A=b"[..]]));
     assert_eq!(
@@ -442,6 +452,47 @@ fn malformed_specs_are_refused_before_the_guest() {
             ExecError::Malformed,
         ),
         (ExecSpec::new([vec![b'a'; REQUEST_MAX]]), ExecError::TooLong),
+        (
+            ExecSpec {
+                groups: Some(vec![20, 10]),
+                ..ExecSpec::new(["a"])
+            },
+            ExecError::BadGroups,
+        ),
+        (
+            ExecSpec {
+                groups: Some(vec![10, 10]),
+                ..ExecSpec::new(["a"])
+            },
+            ExecError::BadGroups,
+        ),
+        (
+            ExecSpec {
+                groups: Some((0..=pvmux_hypercalls::bootargs::GROUPS_MAX as u32).collect()),
+                ..ExecSpec::new(["a"])
+            },
+            ExecError::BadGroups,
+        ),
+        (
+            ExecSpec {
+                caps: Some(CapSets {
+                    effective: 1,
+                    ..CapSets::default()
+                }),
+                ..ExecSpec::new(["a"])
+            },
+            ExecError::BadCaps,
+        ),
+        (
+            ExecSpec {
+                caps: Some(CapSets {
+                    bounding: 1 << 63,
+                    ..CapSets::default()
+                }),
+                ..ExecSpec::new(["a"])
+            },
+            ExecError::BadCaps,
+        ),
     ];
     for (spec, want) in cases {
         assert_eq!(h.exec(&spec).unwrap_err(), want);

@@ -13,6 +13,8 @@
 
 use alloc::vec::Vec;
 
+use pvmux_hypercalls::bootargs::{CapSets, Gids};
+
 use super::caps::{cap, CapState};
 use super::uaccess::{read_val, write_val};
 use super::{Errno, SysResult};
@@ -309,13 +311,48 @@ pub(crate) fn for_init() -> Creds {
     c
 }
 
-/// The credentials of a process an exec session starts as `uid`/`gid`: those ids, and the
-/// container's capability sets (the boot arguments' `CAPS`, as runc gives an exec'd process
-/// the config's) if the host sent them, else [`CapState::for_uid`]'s.
-pub(crate) fn for_exec_session(uid: u32, gid: u32) -> Creds {
-    let mut c = Creds::new(uid, gid);
-    if let Some(sets) = crate::boot::args().caps() {
-        c.caps.sets = sets;
+/// What an exec request asks of its program's credentials (the ABI's `USER`, `GROUPS` and
+/// `CAPS` parts, each optional).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ExecIds<'a> {
+    /// The user and group ids.
+    pub(crate) user: Option<(u32, u32)>,
+    /// The supplementary groups (ascending, as the ABI checked them).
+    pub(crate) groups: Option<Gids<'a>>,
+    /// The capability sets (valid, as the ABI checked them).
+    pub(crate) caps: Option<CapSets>,
+}
+
+/// The credentials of a process an exec session starts (as runc gives an exec'd process):
+/// with `user`, those ids, no supplementary groups and the container's capability sets
+/// (`container_caps`, the boot arguments' `CAPS`) if the host sent them, else
+/// [`CapState::for_uid`]'s; without, a copy of `init`'s (root's if init is gone). Then the
+/// request's groups, if given, replace those, and its sets, if given, are those the process
+/// holds when it calls `execve` (as runc's `capset` leaves them before it runs the program):
+/// the program runs with what Linux's `execve` rules make of them ([`CapState::exec`]; for
+/// root, every capability of the bounding and inheritable sets is permitted and effective).
+pub(crate) fn for_exec_session(
+    ids: ExecIds<'_>,
+    init: Option<&Creds>,
+    container_caps: Option<CapSets>,
+) -> Creds {
+    let mut c = match (ids.user, init) {
+        (Some((uid, gid)), _) => {
+            let mut c = Creds::new(uid, gid);
+            if let Some(sets) = container_caps {
+                c.caps.sets = sets;
+            }
+            c
+        }
+        (None, Some(i)) => i.clone(),
+        (None, None) => Creds::default(),
+    };
+    if let Some(g) = ids.groups {
+        c.groups = g.iter().collect();
+    }
+    if let Some(sets) = ids.caps {
+        c.caps = CapState { sets, keep: false };
+        c.caps.exec(c.uid, c.euid);
     }
     c
 }
@@ -594,5 +631,87 @@ mod tests {
         assert_eq!(c.groups, [10, 20]);
         c.setgid(8).unwrap();
         assert_eq!((c.gid, c.egid, c.sgid, c.fsgid), (8, 8, 8, 8));
+    }
+
+    #[test]
+    fn exec_session_credentials() {
+        let mut init = Creds::new(0, 0);
+        init.groups = alloc::vec![4, 27];
+        init.caps.keep = true;
+        let container = CapSets {
+            effective: 1 << cap::KILL,
+            permitted: 1 << cap::KILL,
+            inheritable: 0,
+            bounding: 1 << cap::KILL | 1 << cap::CHOWN,
+            ambient: 0,
+        };
+        let ids = [10u32, 20].map(u32::to_le_bytes).concat();
+        let groups = Gids::from_le_bytes(&ids);
+        let reduced = CapSets {
+            effective: 1 << cap::CHOWN,
+            permitted: 1 << cap::CHOWN,
+            inheritable: 1 << cap::CHOWN,
+            bounding: 1 << cap::CHOWN,
+            ambient: 1 << cap::CHOWN,
+        };
+        let exec = |user, groups, caps, init: Option<&Creds>, container| {
+            for_exec_session(ExecIds { user, groups, caps }, init, container)
+        };
+        // Nothing asked: init's credentials (root's without init).
+        assert_eq!(exec(None, None, None, Some(&init), Some(container)), init);
+        assert_eq!(exec(None, None, None, None, None), Creds::default());
+        // A user: its ids, no groups, the container's sets (else those of its uid).
+        let u = exec(Some((1000, 100)), None, None, Some(&init), Some(container));
+        assert_eq!((u.uid, u.euid, u.suid, u.fsuid), (1000, 1000, 1000, 1000));
+        assert_eq!((u.gid, u.egid, u.sgid, u.fsgid), (100, 100, 100, 100));
+        assert!(u.groups.is_empty());
+        assert_eq!(u.caps.sets, container);
+        let u = exec(Some((1000, 100)), None, None, Some(&init), None);
+        assert_eq!(u.caps, CapState::for_uid(1000));
+        // The request's groups replace those, with or without a user; its sets are those
+        // before `execve`: a user keeps its ambient set (permitted and effective), root gets
+        // its bounding and inheritable sets.
+        let u = exec(
+            Some((1000, 100)),
+            groups,
+            Some(reduced),
+            Some(&init),
+            Some(container),
+        );
+        assert_eq!(u.groups, [10, 20]);
+        assert_eq!(u.caps.sets, reduced);
+        assert!(u.capable(cap::CHOWN) && !u.capable(cap::KILL));
+        let no_ambient = CapSets {
+            ambient: 0,
+            ..reduced
+        };
+        let u = exec(Some((1000, 100)), None, Some(no_ambient), None, None);
+        assert_eq!((u.caps.sets.permitted, u.caps.sets.effective), (0, 0));
+        assert_eq!(u.caps.sets.bounding, 1 << cap::CHOWN);
+        let r = exec(None, groups, Some(reduced), Some(&init), None);
+        assert_eq!((r.uid, r.gid, &r.groups[..]), (0, 0, &[10, 20][..]));
+        assert_eq!(
+            r.caps,
+            CapState {
+                sets: reduced,
+                keep: false
+            }
+        );
+        // runc's example: bounding CHOWN+KILL, permitted CHOWN+KILL, effective,
+        // inheritable and ambient KILL; root ends with CHOWN+KILL permitted and effective.
+        let kill = 1 << cap::KILL;
+        let runc = CapSets {
+            effective: kill,
+            permitted: kill | 1 << cap::CHOWN,
+            inheritable: kill,
+            bounding: kill | 1 << cap::CHOWN,
+            ambient: kill,
+        };
+        let r = exec(Some((0, 0)), None, Some(runc), None, None);
+        assert_eq!(r.caps.sets.effective, kill | 1 << cap::CHOWN);
+        assert_eq!(r.caps.sets.permitted, kill | 1 << cap::CHOWN);
+        assert_eq!((r.caps.sets.inheritable, r.caps.sets.ambient), (kill, kill));
+        let none = Gids::from_le_bytes(&[]);
+        assert!(exec(None, none, None, Some(&init), None).groups.is_empty());
     }
 }

@@ -171,7 +171,12 @@ fn session(req: &[u8]) {
     };
     let exe = argv[0].clone();
     let env = (!env.is_empty()).then_some(env);
-    let pid = match super::task::spawn_exec(argv, env, cwd, p.user, p.rlimits, stdio) {
+    let ids = super::creds::ExecIds {
+        user: p.user,
+        groups: p.groups,
+        caps: p.caps,
+    };
+    let pid = match super::task::spawn_exec(argv, env, cwd, ids, p.rlimits, stdio) {
         Ok(pid) => pid,
         Err(e) => {
             io.close();

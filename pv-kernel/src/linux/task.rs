@@ -475,13 +475,15 @@ pub(crate) fn run_init(
 /// Starts `argv` for an exec session: a process whose parent is outside the guest
 /// (`getppid()` is 0, as for `runc exec`), in a session and process group of its own, with
 /// fds 0, 1, 2 from `stdio`, environment `env` ([`INIT_ENV`] if `None`), working directory
-/// `cwd`, init's resource limits, and `user` (uid, gid) or init's credentials. Returns its
+/// `cwd`, init's resource limits (`limits` replacing some), and the credentials `ids` asks
+/// for ([`super::creds::for_exec_session`]: its user, groups and capability sets, else
+/// init's). Returns its
 /// pid; its end is reported to [`super::exec_session::exited`].
 pub(crate) fn spawn_exec(
     argv: Vec<Vec<u8>>,
     env: Option<Vec<Vec<u8>>>,
     cwd: crate::fs::ramfs::Ino,
-    user: Option<(u32, u32)>,
+    ids: super::creds::ExecIds<'_>,
     limits: pvmux_hypercalls::exec::ExecRlimits<'_>,
     stdio: FdTable,
 ) -> Result<i32, Errno> {
@@ -524,11 +526,9 @@ pub(crate) fn spawn_exec(
             );
         }
     }
-    let creds = match (user, &init) {
-        (Some((uid, gid)), _) => super::creds::for_exec_session(uid, gid),
-        (None, Some(i)) => i.creds.lock().clone(),
-        (None, None) => super::creds::Creds::default(),
-    };
+    let init_creds = init.as_ref().map(|i| i.creds.lock().clone());
+    let creds =
+        super::creds::for_exec_session(ids, init_creds.as_ref(), crate::boot::args().caps());
     let p = new_process(
         0,
         0,

@@ -154,6 +154,8 @@ fn spec(args: &ExecArgs, program: &[OsString]) -> ExecSpec {
             .flatten()
             .map(|s| (s.rows.get(), s.cols.get())),
         rlimits: Vec::new(),
+        groups: None,
+        caps: None,
     }
 }
 
@@ -182,10 +184,33 @@ fn process_spec(file: &std::path::Path) -> anyhow::Result<ExecSpec> {
         .collect();
     let cwd = p.cwd().as_os_str().as_bytes().to_vec();
     let user = p.user();
-    super::oci::config::capabilities(&p);
+    // The program's supplementary groups, as runc sets them (`setgroups`; none when the
+    // list is absent): the set, ascending.
+    let groups: std::collections::BTreeSet<u32> = user
+        .additional_gids()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .copied()
+        .collect();
+    if groups.len() > pvmux_hypercalls::bootargs::GROUPS_MAX {
+        bail!(
+            "--process {}: process.user.additionalGids has {} groups, more than {}",
+            file.display(),
+            groups.len(),
+            pvmux_hypercalls::bootargs::GROUPS_MAX
+        );
+    }
+    let mut warnings = Vec::new();
+    // runc gives the program exactly these sets (else the container's).
+    let caps = p
+        .capabilities()
+        .as_ref()
+        .map(|c| super::oci::config::cap_sets(c, &mut warnings))
+        .transpose()
+        .with_context(|| format!("--process {}", file.display()))?;
     // The same lowering and checks as init's (`--ulimit`); a later entry of a resource
     // overrides an earlier one.
-    let mut warnings = Vec::new();
     let mut rlimits = std::collections::BTreeMap::new();
     for r in p.rlimits().as_deref().unwrap_or_default() {
         let value = super::oci::config::ulimit(r, &mut warnings);
@@ -215,6 +240,8 @@ fn process_spec(file: &std::path::Path) -> anyhow::Result<ExecSpec> {
                 hard,
             })
             .collect(),
+        groups: Some(groups.into_iter().collect()),
+        caps,
     })
 }
 

@@ -58,8 +58,9 @@ pub(crate) struct Plan {
 
 /// `process.capabilities` as the five masks. An effective capability that is not permitted
 /// is an error (runc's `capset` fails so); an ambient one that is not both permitted and
-/// inheritable is left out with a warning (runc ignores a failed raise).
-fn cap_sets(
+/// inheritable is left out with a warning (runc ignores a failed raise). For config.json's
+/// init and for `exec --process`.
+pub(crate) fn cap_sets(
     caps: &oci_spec::runtime::LinuxCapabilities,
     warnings: &mut Vec<String>,
 ) -> anyhow::Result<pvmux_hypercalls::bootargs::CapSets> {
@@ -312,14 +313,6 @@ pub(crate) fn ulimit(r: &oci_spec::runtime::PosixRlimit, warnings: &mut Vec<Stri
         soft = soft.min(max);
     }
     format!("{name}={}:{}", limit(soft), limit(hard))
-}
-
-/// `process.capabilities` of an exec'd program (`exec --process`): ignored, the program gets
-/// the container's sets (those of its init, after its uid); none reaches the host.
-pub(crate) fn capabilities(process: &oci_spec::runtime::Process) {
-    if process.capabilities().is_some() {
-        tracing::debug!("process.capabilities of exec: the container's sets apply");
-    }
 }
 
 /// One mount: `Ok(Some(--volume value))` for a bind mount of a directory or a regular file

@@ -1,12 +1,12 @@
 //! What the host is: CPU, kernel, virtualization features, KVM.
 
 use raw_cpuid::{CpuId, Hypervisor};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use pvmux_bench_peers::KvmReport;
 
 /// The host the benchmarks ran on.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct HostInfo {
     /// CPU brand string (CPUID).
     pub cpu_model: String,
@@ -28,10 +28,16 @@ pub struct HostInfo {
     pub pvmux_version: String,
     /// Whether this was a `--quick` run.
     pub quick: bool,
+    /// The load average (1, 5, 15 minutes) when the run ended (`/proc/loadavg`).
+    #[serde(default)]
+    pub load_avg: Option<[f64; 3]>,
+    /// When the run ended, RFC 3339 UTC (set by the command line).
+    #[serde(default)]
+    pub date_utc: Option<String>,
 }
 
 /// What the KVM probe found.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct KvmInfo {
     /// `/dev/kvm` opened.
     pub dev_kvm_opens: bool,
@@ -99,6 +105,32 @@ impl HostInfo {
             kvm,
             pvmux_version: env!("CARGO_PKG_VERSION").to_owned(),
             quick,
+            load_avg: load_avg(),
+            date_utc: None,
         }
+    }
+}
+
+/// The load average (1, 5, 15 minutes) from `/proc/loadavg`.
+fn load_avg() -> Option<[f64; 3]> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    parse_loadavg(&text)
+}
+
+/// The first three fields of `/proc/loadavg`.
+fn parse_loadavg(text: &str) -> Option<[f64; 3]> {
+    let mut it = text.split_whitespace().map(|w| w.parse().ok());
+    Some([it.next()??, it.next()??, it.next()??])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn loadavg() {
+        assert_eq!(
+            super::parse_loadavg("3.52 2.10 1.05 4/812 12345\n"),
+            Some([3.52, 2.10, 1.05])
+        );
+        assert_eq!(super::parse_loadavg("3.52 x"), None);
     }
 }

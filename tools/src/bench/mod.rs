@@ -6,6 +6,7 @@ pub mod apps;
 pub mod boot;
 pub mod guest;
 pub mod hostinfo;
+pub mod html;
 pub mod oci;
 pub mod progress;
 pub mod report;

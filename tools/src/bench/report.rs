@@ -395,6 +395,8 @@ mod tests {
                 },
                 pvmux_version: "0.1.0".into(),
                 quick: true,
+                load_avg: None,
+                date_utc: None,
             },
             results: vec![
                 BenchResult {

@@ -298,3 +298,67 @@ fn no_match_is_a_host_error() {
     assert_eq!(o.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no benchmark matches"));
 }
+
+#[test]
+fn html_page_of_a_run_and_of_its_saved_json() {
+    let dir = std::env::temp_dir().join(format!("pvmux-bench-html-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (page, saved, again) = (
+        dir.join("run.html"),
+        dir.join("run.json"),
+        dir.join("again.html"),
+    );
+    let (v, err) = bench(&[
+        "--quick",
+        "--json",
+        "--only",
+        "native.user.syscall_getppid",
+        "--only",
+        "native.user.page_fault",
+        "--html",
+        page.to_str().unwrap(),
+    ]);
+    assert!(err.contains("wrote"), "{err}");
+    let html = std::fs::read_to_string(&page).expect("the page is written");
+    assert!(html.starts_with("<!DOCTYPE html>") && html.ends_with("</html>\n"));
+    assert!(
+        !html.contains("<script") && !html.contains("<link"),
+        "{html}"
+    );
+    // The host as the JSON says, and one chart with one bar per measured figure.
+    let cpu = v["host"]["cpu_model"].as_str().unwrap();
+    assert!(
+        html.contains(&cpu.replace('&', "&amp;").replace('<', "&lt;")),
+        "{html}"
+    );
+    assert!(html.contains("<h2>user</h2>"), "{html}");
+    for figure in ["user.syscall_getppid", "user.page_fault"] {
+        assert!(html.contains(&format!("<h3>{figure}</h3>")), "{html}");
+    }
+    assert_eq!(
+        html.matches("<rect class=\"bar peer\"").count(),
+        2,
+        "{html}"
+    );
+    // The saved JSON renders the same page.
+    std::fs::write(&saved, v.to_string()).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_pvmux"))
+        .args(["bench", "--html", again.to_str().unwrap(), "--from-json"])
+        .arg(&saved)
+        .output()
+        .expect("pvmux runs");
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(std::fs::read_to_string(&again).unwrap(), html);
+    // Not a saved report: a host error, no page.
+    std::fs::write(&saved, "{}").unwrap();
+    let _ = std::fs::remove_file(&again);
+    let o = Command::new(env!("CARGO_BIN_EXE_pvmux"))
+        .args(["bench", "--html", again.to_str().unwrap(), "--from-json"])
+        .arg(&saved)
+        .output()
+        .expect("pvmux runs");
+    assert_eq!(o.status.code(), Some(125), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not a `pvmux bench --json` document"));
+    assert!(!again.exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -302,7 +302,8 @@ fn row(r: &BenchResult, base: Option<f64>, kvm: Option<f64>) -> String {
     .to_owned()
 }
 
-fn round3(v: f64) -> f64 {
+/// `v` to three decimals, as the JSON document gives figures.
+pub(crate) fn round3(v: f64) -> f64 {
     (v * 1000.0).round() / 1000.0
 }
 

@@ -245,6 +245,16 @@ mod tests {
             panic!("not bench")
         };
         assert!(!a.quick && !a.json && a.only.is_empty());
+        assert!(Cli::try_parse_from(["pvmux", "bench", "--from-json", "f.json"]).is_err());
+        let h = Cli::try_parse_from(["pvmux", "bench", "--html", "b.html", "--from-json", "f"])
+            .unwrap();
+        let Command::Bench(a) = h.command else {
+            panic!("not bench")
+        };
+        assert_eq!(
+            (a.html.unwrap(), a.from_json.unwrap()),
+            ("b.html".into(), "f".into())
+        );
     }
 
     #[test]

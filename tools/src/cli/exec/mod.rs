@@ -76,7 +76,8 @@ pub struct ExecArgs {
 
     /// runc flags that do not apply to a guest process (accepted, ignored): --no-new-privs
     /// (always so), --process-label, --apparmor, --cap, --preserve-fds, --cgroup,
-    /// --ignore-paused, --additional-gids (the guest's setgroups does it).
+    /// --ignore-paused. `--additional-gids GID` (repeated, or comma-separated) gives the
+    /// program exactly these supplementary groups, as runc's.
     #[arg(long, hide = true)]
     pub no_new_privs: bool,
     #[arg(long, hide = true, value_name = "X")]
@@ -91,8 +92,14 @@ pub struct ExecArgs {
     pub cgroup: Option<String>,
     #[arg(long, hide = true)]
     pub ignore_paused: bool,
-    #[arg(short = 'g', long = "additional-gids", hide = true, value_name = "GID")]
-    pub additional_gids: Vec<String>,
+    #[arg(
+        short = 'g',
+        long = "additional-gids",
+        hide = true,
+        value_name = "GID",
+        value_delimiter = ','
+    )]
+    pub additional_gids: Vec<u32>,
 
     /// The container ID, then the program and its arguments (runc's form); with --socket
     /// the program and its arguments (after `--`).
@@ -154,7 +161,11 @@ fn spec(args: &ExecArgs, program: &[OsString]) -> ExecSpec {
             .flatten()
             .map(|s| (s.rows.get(), s.cols.get())),
         rlimits: Vec::new(),
-        groups: None,
+        groups: (!args.additional_gids.is_empty()).then(|| {
+            let set: std::collections::BTreeSet<u32> =
+                args.additional_gids.iter().copied().collect();
+            set.into_iter().collect()
+        }),
         caps: None,
     }
 }
@@ -361,5 +372,65 @@ mod tests {
         assert_eq!(parse_user("5:7"), Ok((5, 7)));
         assert!(parse_user("root").is_err());
         assert!(parse_user("1:x").is_err());
+    }
+
+    #[test]
+    fn process_json_groups_and_caps() {
+        let dir = std::env::temp_dir().join(format!("pvmux-process-spec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("p.json");
+        let write = |v: serde_json::Value| std::fs::write(&file, v.to_string()).unwrap();
+        write(serde_json::json!({
+            "args": ["id"], "cwd": "/",
+            "user": {"uid": 5, "gid": 6, "additionalGids": [30, 4, 30, 10]},
+            "capabilities": {
+                "bounding": ["CAP_KILL", "CAP_CHOWN"], "permitted": ["CAP_KILL"],
+                "effective": ["CAP_KILL"], "inheritable": [], "ambient": [],
+            },
+        }));
+        let spec = process_spec(&file).unwrap();
+        assert_eq!(spec.user, Some((5, 6)));
+        assert_eq!(spec.groups, Some(vec![4, 10, 30]), "the set, ascending");
+        assert_eq!(
+            spec.caps,
+            Some(pvmux_hypercalls::bootargs::CapSets {
+                effective: 1 << 5,
+                permitted: 1 << 5,
+                inheritable: 0,
+                bounding: 1 << 5 | 1,
+                ambient: 0,
+            })
+        );
+        // Absent: no groups (runc's setgroups of an empty list), the container's sets.
+        write(serde_json::json!({"args": ["id"], "cwd": "/", "user": {"uid": 0, "gid": 0}}));
+        let spec = process_spec(&file).unwrap();
+        assert_eq!((spec.groups, spec.caps), (Some(vec![]), None));
+        // Sets Linux cannot hold, an unknown capability: errors.
+        for caps in [
+            serde_json::json!({"permitted": [], "effective": ["CAP_KILL"]}),
+            serde_json::json!({"bounding": ["CAP_NO_SUCH_THING"]}),
+        ] {
+            write(serde_json::json!({
+                "args": ["id"], "cwd": "/", "user": {"uid": 0, "gid": 0}, "capabilities": caps,
+            }));
+            assert!(process_spec(&file).is_err());
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn additional_gids_flag() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct P {
+            #[command(flatten)]
+            e: ExecArgs,
+        }
+        let p =
+            P::try_parse_from(["x", "-g", "20,3", "--additional-gids", "3", "c1", "id"]).unwrap();
+        assert_eq!(spec(&p.e, &p.e.args[1..]).groups, Some(vec![3, 20]));
+        let p = P::try_parse_from(["x", "c1", "id"]).unwrap();
+        assert_eq!(spec(&p.e, &p.e.args[1..]).groups, None);
+        assert!(P::try_parse_from(["x", "-g", "abc", "c1", "id"]).is_err());
     }
 }

@@ -182,8 +182,17 @@ fn open(
     }
     let client = Client::connect(socket, &spec).map_err(refused)?;
     let w = client.writer();
-    w.tie()
-        .context("cannot tie the exec session to its holder")?;
+    match w.tie() {
+        Ok(()) => {}
+        // The session ended before the tie arrived (a program that could not start): its
+        // end and its output are still to be read.
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+            ) => {}
+        Err(e) => return Err(e).context("cannot tie the exec session to its holder"),
+    }
     let mut signals = signal_hook::iterator::Signals::new(super::super::oci::monitor::FORWARDED)
         .context("cannot handle signals")?;
     std::thread::Builder::new()

@@ -63,7 +63,7 @@ struct Tool {
 
 /// Every optional tool. A test needing one of them carries the attribute
 /// `#[cfg_attr(not(have_NAME), ignore = "needs WHAT: INSTALL")]`.
-const TOOLS: [Tool; 20] = [
+const TOOLS: [Tool; 21] = [
     Tool {
         cfg: "have_busybox",
         what: "static /bin/busybox",
@@ -220,6 +220,15 @@ const TOOLS: [Tool; 20] = [
         install: "apt-get install runc",
         locate: Locate::Paths {
             paths: &["/usr/sbin/runc", "/usr/bin/runc"],
+            static_elf: false,
+        },
+    },
+    Tool {
+        cfg: "have_setpriv",
+        what: "setpriv(1)",
+        install: "apt-get install util-linux",
+        locate: Locate::Paths {
+            paths: &["/usr/bin/setpriv"],
             static_elf: false,
         },
     },

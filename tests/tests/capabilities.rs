@@ -36,11 +36,6 @@ fn text(o: &std::process::Output) -> (Option<i32>, String, String) {
     )
 }
 
-/// Whether this test runs as root (the native runs change ids and capabilities).
-fn root() -> bool {
-    rustix::process::geteuid().is_root()
-}
-
 /// The /proc/self/status `Cap*` lines of a program run with `args` in the guest (after
 /// `pvmux run FLAGS --rootfs / --`).
 fn guest_caps(flags: &[&str]) -> (Option<i32>, String, String) {
@@ -58,11 +53,11 @@ fn guest_caps(flags: &[&str]) -> (Option<i32>, String, String) {
 }
 
 #[test]
+#[cfg_attr(
+    not(have_root),
+    ignore = "needs root: the native run changes ids and capabilities (CI runs as root)"
+)]
 fn capability_rules_are_as_natively() {
-    if !root() {
-        eprintln!("SKIPPED: the native run changes ids and capabilities: it needs root");
-        return;
-    }
     for name in pvmux_tests::variants("caps") {
         let program = pvmux_tests::prog(&name);
         let program = program.to_str().unwrap();
@@ -109,11 +104,11 @@ fn without_flags_root_has_every_capability_and_a_user_none() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(have_root, have_setpriv)),
+    ignore = "needs root and setpriv(1) for the native run: run as root, apt-get install util-linux"
+)]
 fn cap_flags_give_what_setpriv_gives_natively() {
-    if !root() || !std::path::Path::new("/usr/bin/setpriv").exists() {
-        eprintln!("SKIPPED: the native run needs root and setpriv(1)");
-        return;
-    }
     let native = |args: &[&str]| {
         let mut c = Command::new("/usr/bin/setpriv");
         c.args(args)

@@ -327,3 +327,48 @@ fn exec_process_ids_match_runc() {
         assert_eq!(pvmux, runc, "{tag}: pvmux (left) and runc (right) differ");
     }
 }
+
+#[test]
+#[cfg_attr(
+    not(all(have_busybox, have_runc, have_root)),
+    ignore = "needs /bin/busybox, runc and root: apt-get install busybox-static runc"
+)]
+fn init_capabilities_match_runc() {
+    // The container's own process (init): config.json's sets are those it holds when it
+    // calls execve, as runc's capset leaves them; Linux's execve rules then apply.
+    let cases = [
+        ("root", serde_json::json!({"uid": 0, "gid": 0})),
+        ("user", serde_json::json!({"uid": 1000, "gid": 100})),
+    ];
+    for (tag, user) in cases {
+        let b = Bundle::new(
+            PVMUX,
+            &["busybox", "grep", "^Cap", "/proc/self/status"],
+            serde_json::json!({"linux": {"namespaces": [
+                {"type": "mount"}, {"type": "pid"}, {"type": "ipc"}, {"type": "uts"},
+            ]}}),
+        );
+        let config = b.path().join("config.json");
+        let mut c: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+        c["process"]["user"] = user;
+        c["process"]["capabilities"] = reduced_caps();
+        std::fs::write(&config, c.to_string()).unwrap();
+        let id = format!("init-{tag}");
+        let pvmux = pvmux_tests::oci::run_bundle(&b, &id);
+        assert_eq!(pvmux.code(), Some(0), "{}", pvmux.context());
+        let mut cmd = Command::new(RUNC);
+        cmd.arg("--root")
+            .arg(b.path().join("runc-root"))
+            .args(["run", "--bundle"])
+            .arg(b.path())
+            .arg(format!("{id}-runc"))
+            .stdin(Stdio::null());
+        let native = run_with_timeout(cmd, "runc run", TIMEOUT, Duration::from_millis(10), |_| {});
+        assert_eq!(native.code(), Some(0), "{}", native.context());
+        assert_eq!(
+            pvmux.stdout, native.stdout,
+            "{tag}: pvmux (left) and runc (right) differ"
+        );
+    }
+}

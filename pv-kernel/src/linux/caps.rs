@@ -11,8 +11,10 @@
 //!
 //! `fork` copies them with the rest of the credentials. Init's sets come from the boot
 //! arguments' `CAPS` record (`pvmux run --cap-drop`/`--cap-add`, an OCI container's
-//! `process.capabilities`), as the sets init runs with after its `execve`; without one, root
-//! holds every capability and any other uid none (but all in its bounding set).
+//! `process.capabilities`), as the sets init holds when it calls `execve` (runc's `capset`
+//! before it runs the program), which [`CapState::exec`] then applies Linux's rules to;
+//! without one, root holds every capability and any other uid none (but all in its bounding
+//! set).
 
 use pvmux_hypercalls::bootargs::{CapSets, CAP_FULL_SET, CAP_LAST_CAP};
 

@@ -304,9 +304,11 @@ pub(crate) fn for_init() -> Creds {
     if let Some(g) = args.groups() {
         c.groups = g.iter().collect();
     }
-    // The host's sets (`CAPS`) are those init runs with, after its `execve`.
+    // The host's sets (`CAPS`) are those init holds when it calls `execve` (as runc's
+    // `capset` leaves them): init runs with what Linux's `execve` rules make of them.
     if let Some(sets) = args.caps() {
-        c.caps.sets = sets;
+        c.caps = CapState { sets, keep: false };
+        c.caps.exec(c.uid, c.euid);
     }
     c
 }
@@ -324,8 +326,9 @@ pub(crate) struct ExecIds<'a> {
 }
 
 /// The credentials of a process an exec session starts (as runc gives an exec'd process):
-/// with `user`, those ids, no supplementary groups and the container's capability sets
-/// (`container_caps`, the boot arguments' `CAPS`) if the host sent them, else
+/// with `user`, those ids, no supplementary groups and what `execve` makes of the
+/// container's capability sets (`container_caps`, the boot arguments' `CAPS`) for those ids
+/// if the host sent them, else
 /// [`CapState::for_uid`]'s; without, a copy of `init`'s (root's if init is gone). Then the
 /// request's groups, if given, replace those, and its sets, if given, are those the process
 /// holds when it calls `execve` (as runc's `capset` leaves them before it runs the program):
@@ -340,7 +343,8 @@ pub(crate) fn for_exec_session(
         (Some((uid, gid)), _) => {
             let mut c = Creds::new(uid, gid);
             if let Some(sets) = container_caps {
-                c.caps.sets = sets;
+                c.caps = CapState { sets, keep: false };
+                c.caps.exec(c.uid, c.euid);
             }
             c
         }

@@ -465,7 +465,7 @@ mod tests {
     #[test]
     fn finds_the_run_arguments() {
         let a = v(&["pvmux", "--root", "run", "run", "--name", "x", "--", "run"]);
-        assert_eq!(run_tail(&a), Some(&a[3..]));
+        assert_eq!(run_tail(&a), Some(&a[4..]));
         let b = v(&["pvmux", "--debug", "run", "-d", "--name=x"]);
         assert_eq!(run_tail(&b), Some(&b[3..]));
         assert_eq!(run_tail(&v(&["pvmux", "ps"])), None);

@@ -154,7 +154,15 @@ impl StateDir {
             .recursive(true)
             .mode(0o700)
             .create(root)
-            .with_context(|| format!("cannot create the state root {}", root.display()))?;
+            .map_err(|e| {
+                let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+                    " (as an unprivileged user, give a state root you may write: --root DIR, \
+                     e.g. --root \"$XDG_RUNTIME_DIR/pvmux\")"
+                } else {
+                    ""
+                };
+                anyhow::anyhow!("cannot create the state root {}: {e}{hint}", root.display())
+            })?;
         match std::fs::DirBuilder::new().mode(0o700).create(&s.dir) {
             Ok(()) => Ok(s),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {

@@ -255,3 +255,75 @@ fn killing_a_detached_monitor_leaves_no_process() {
     assert_eq!(root.pvmux(&["stop", "victim"]).code(), Some(0));
     assert!(!root.state_dir("victim").exists());
 }
+
+/// One mechanism: an OCI container and a named tenant under one root are listed together by
+/// `ps`, and `stats` and `stop` reach the container as `state` reaches the tenant.
+#[test]
+#[cfg_attr(
+    not(have_busybox),
+    ignore = "needs /bin/busybox: apt-get install busybox-static"
+)]
+fn ps_stats_and_stop_reach_oci_containers_too() {
+    use pvmux_tests::oci::Bundle;
+    let b = Bundle::new(
+        PVMUX,
+        &["sh", "-c", "while :; do sleep 1; done"],
+        serde_json::json!({}),
+    );
+    let (code, err, pid) = b.create("box", None);
+    assert_eq!(code, 0, "create: {err}");
+    let pid = pid.expect("pid file");
+    let r = b.oci(&["start", "box"]);
+    assert_eq!(r.code(), Some(0), "start: {}", r.context());
+    let r = b.oci(&[
+        "run",
+        "--name",
+        "tenant",
+        "-d",
+        "--vcpus",
+        "1",
+        "--mem",
+        "32M",
+        "--rootfs",
+        "/",
+        "--",
+        "/bin/sh",
+        "-c",
+        "while :; do sleep 1; done",
+    ]);
+    assert_eq!(r.code(), Some(0), "run --name: {}", r.context());
+
+    let ps = b.oci(&["ps", "--format", "json"]);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&ps.stdout).expect("ps JSON");
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let find = |n: &str| rows.iter().find(|r| r["name"] == n).cloned().expect(n);
+    let (boxed, tenant) = (find("box"), find("tenant"));
+    assert_eq!(
+        (boxed["kind"].clone(), boxed["state"].clone()),
+        ("oci".into(), "running".into())
+    );
+    assert_eq!(boxed["pid"], pid);
+    assert!(boxed["vcpus"].as_u64().is_some_and(|v| v >= 1), "{boxed}");
+    assert_eq!(tenant["kind"], "named");
+    assert_eq!(tenant["vcpus"], 1);
+    // runc's `ps ID` is unchanged: the container's host process.
+    let ps_id = b.oci(&["ps", "--format", "json", "box"]);
+    assert_eq!(
+        ps_id.stdout.trim(),
+        format!("[{pid}]"),
+        "{}",
+        ps_id.context()
+    );
+    let state = b.oci(&["state", "tenant"]);
+    assert!(state.stdout.contains("\"running\""), "{}", state.context());
+    let s = b.oci(&["stats", "--no-stream", "--format", "json", "box"]);
+    assert_eq!(s.code(), Some(0), "{}", s.context());
+
+    for name in ["box", "tenant"] {
+        let r = b.oci(&["stop", "-t", "1", name]);
+        assert_eq!(r.code(), Some(0), "stop {name}: {}", r.context());
+    }
+    assert!(!alive(pid));
+    let left = b.oci(&["ps", "--format", "json"]);
+    assert_eq!(left.stdout.trim(), "[]", "{}", left.context());
+}

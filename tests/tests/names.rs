@@ -327,3 +327,32 @@ fn ps_stats_and_stop_reach_oci_containers_too() {
     let left = b.oci(&["ps", "--format", "json"]);
     assert_eq!(left.stdout.trim(), "[]", "{}", left.context());
 }
+
+/// `logs -f` follows a detached tenant to its end; a tenant whose program ended stays listed
+/// as stopped with its exit status, its log readable, until `stop` removes it.
+#[test]
+fn logs_follow_a_tenant_to_its_end_and_it_stays_listed_until_stopped() {
+    let root = Root::new("follow");
+    root.detached(
+        "short",
+        "1",
+        "32M",
+        "echo first; read x < /dev/null; /bin/sleep 1; echo second; exit 3",
+    );
+    let f = root.pvmux(&["logs", "-f", "short"]);
+    assert_eq!(f.code(), Some(0), "{}", f.context());
+    assert!(
+        f.has_line("first") && f.has_line("second"),
+        "{}",
+        f.context()
+    );
+    let r = root.row("short");
+    assert_eq!(r["state"], "stopped", "{r}");
+    assert_eq!(r["exit_status"], 3, "{r}");
+    assert!(root.pvmux(&["logs", "short"]).has_line("second"));
+    let s = root.pvmux(&["stats", "--no-stream", "short"]);
+    assert_ne!(s.code(), Some(0), "{}", s.context());
+    assert!(s.stderr.contains("not running"), "{}", s.context());
+    assert_eq!(root.pvmux(&["stop", "short"]).code(), Some(0));
+    assert!(!root.state_dir("short").exists());
+}

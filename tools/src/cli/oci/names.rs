@@ -83,6 +83,14 @@ pub(crate) fn run(
     {
         bail!("--bundle, --pid-file, --console-socket and --keep are for OCI containers (an ID), not --name");
     }
+    if args.restart != pvmux_host::RestartPolicy::never() {
+        bail!("--restart does not apply to a named tenant (its monitor runs the guest once)");
+    }
+    if args.exec_socket.is_some() {
+        bail!(
+            "--exec-socket: a named tenant has its exec socket already (pvmux exec {name} -- CMD)"
+        );
+    }
     let argv: Vec<OsString> = std::env::args_os().collect();
     let tail = run_tail(&argv)
         .context("cannot find the run arguments on the command line")?

@@ -45,6 +45,7 @@ mod test_elf;
 #[cfg(test)]
 mod test_stub;
 pub mod vcpu;
+pub mod vcpu_figures;
 pub mod volume;
 pub mod watchdog;
 

@@ -210,6 +210,8 @@ struct Shared {
     ending: AtomicU32,
     /// Per vCPU: the host is serving one of its hypercalls (host-owned; read by the watchdog).
     in_host: Vec<AtomicBool>,
+    /// Per vCPU: hypercalls its service thread served (host-counted; `pvmux stats`).
+    hypercalls: Vec<AtomicU64>,
     limits: Limits,
     /// The guest's user sandboxes.
     spaces: Spaces,
@@ -406,6 +408,7 @@ impl Shared {
             let cpu = account.as_ref().and_then(|c| c.as_ref());
             let flag = &self.in_host[index as usize];
             flag.store(true, SeqCst);
+            self.hypercalls[index as usize].fetch_add(1, Relaxed);
             if let Some(cpu) = &cpu {
                 // Over its rate, the tenant waits for its next request to be served.
                 meter.charge(cpu);
@@ -813,6 +816,22 @@ impl TenantHandle {
     pub fn mem_size(&self) -> u64 {
         self.shared.mem.size()
     }
+
+    /// Every vCPU's figures so far ([`crate::vcpu_figures`]); `None` before the kernel
+    /// sandbox runs or after it ended.
+    pub fn vcpu_figures(&self) -> Option<Vec<crate::vcpu_figures::VcpuFigures>> {
+        let s = &self.shared;
+        let gate = s.signal_gate.lock().unwrap_or_else(|e| e.into_inner());
+        let kernel_pid = (*gate).filter(|_| !s.has_outcome())?;
+        // Under the gate: the kernel sandbox has not been reaped, its pid is its own.
+        let users = s.spaces.pids();
+        Some(crate::vcpu_figures::collect(
+            &s.ctl,
+            &s.hypercalls,
+            kernel_pid,
+            &users,
+        ))
+    }
 }
 
 /// The largest signal number [`TenantHandle::signal`] sends (the set is returned in a
@@ -906,6 +925,7 @@ impl Tenant {
                 status: Mutex::new((TenantState::Created, None)),
                 ending: AtomicU32::new(0),
                 in_host: (0..nr_vcpus).map(|_| AtomicBool::new(false)).collect(),
+                hypercalls: (0..nr_vcpus).map(|_| AtomicU64::new(0)).collect(),
                 limits: parts.limits,
                 spaces,
                 namespaces,

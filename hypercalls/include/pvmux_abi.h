@@ -442,6 +442,8 @@ struct pvmux_sandbox_header {
 #define PVMUX_STAT_TLB_FLUSHES 5
 #define PVMUX_STAT_EVICTIONS 6
 #define PVMUX_STAT_SYSCALL_TRAPS 7
+#define PVMUX_STAT_GUEST_SYSCALLS 8 /* kept by the guest kernel */
+#define PVMUX_STAT_GUEST_FAULTS 9 /* kept by the guest kernel */
 
 enum pvmux_crash_reason {
     PVMUX_CRASH_UNHANDLED_EXCEPTION = 1,

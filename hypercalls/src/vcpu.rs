@@ -39,7 +39,8 @@ pub mod pending {
         TIMER | KICK | HOST | INPUT | NET | EXEC | SIGNAL | CONSOLE_SIZE | RESOURCES;
 }
 
-/// Indices into [`VcpuShared::stats`] (maintained by the stub, informational).
+/// Indices into [`VcpuShared::stats`] (maintained by the stub, informational; 8 and 9 by the
+/// guest kernel). Every one is guest-writable: the host reads them as untrusted figures.
 pub mod stat {
     /// Shadow-page fills (misses resolved without the guest).
     pub const SHADOW_FILLS: usize = 0;
@@ -57,6 +58,12 @@ pub mod stat {
     pub const EVICTIONS: usize = 6;
     /// Raw syscalls trapped and delivered as [`crate::Vector::Syscall`].
     pub const SYSCALL_TRAPS: usize = 7;
+    /// System calls of the guest's programs served on this vCPU (the guest kernel counts
+    /// them; `pvmux stats`).
+    pub const GUEST_SYSCALLS: usize = 8;
+    /// Exceptions of the guest's programs (page faults and others) the guest kernel handled
+    /// on this vCPU (`pvmux stats`).
+    pub const GUEST_FAULTS: usize = 9;
 }
 
 /// Why a stub recorded a crash (see [`CrashInfo`]).

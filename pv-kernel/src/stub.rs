@@ -130,6 +130,16 @@ pub(crate) fn vcpu_id() -> u32 {
     entry!(vcpu_id: fn() -> u64)() as u32
 }
 
+/// Adds one to this vCPU's counter `index` (a [`pvmux_hypercalls::vcpu::stat`] index the
+/// guest kernel keeps); nothing before the stub table is installed (host unit tests).
+pub(crate) fn count(index: usize) {
+    if TABLE.get().is_some() {
+        if let Some(c) = vcpu_self().stats.get(index) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 /// This vCPU's shared page.
 pub(crate) fn vcpu_self() -> &'static VcpuShared {
     let ptr = entry!(vcpu_self: fn() -> *mut VcpuShared)();

@@ -211,7 +211,7 @@ pub(crate) fn stat_ticks(stat: &str) -> Option<u64> {
     Some(u + s)
 }
 
-fn tick_ns() -> u64 {
+pub(crate) fn tick_ns() -> u64 {
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     1_000_000_000 / (hz.max(1) as u64)

@@ -606,6 +606,7 @@ fn task_main(task: Arc<Task>, mut st: UserState, mut fresh: bool) {
         fresh = false;
         match exit {
             Exit::Syscall => {
+                crate::stub::count(pvmux_hypercalls::vcpu::stat::GUEST_SYSCALLS);
                 let nr = st.regs.rax;
                 let args = [
                     st.regs.rdi,
@@ -630,17 +631,20 @@ fn task_main(task: Arc<Task>, mut st: UserState, mut fresh: bool) {
                 vector,
                 error_code,
                 addr,
-            } => super::fault::user_exception(
-                &task,
-                &space,
-                &st.regs,
-                super::fault::Trap {
-                    vector,
-                    error_code,
-                    addr,
-                },
-                &mut fault_loop,
-            ),
+            } => {
+                crate::stub::count(pvmux_hypercalls::vcpu::stat::GUEST_FAULTS);
+                super::fault::user_exception(
+                    &task,
+                    &space,
+                    &st.regs,
+                    super::fault::Trap {
+                        vector,
+                        error_code,
+                        addr,
+                    },
+                    &mut fault_loop,
+                )
+            }
             Exit::Interrupt => crate::sched::yield_now(),
             Exit::Dead => {
                 // The sandbox died under us (killed, crashed, or misbehaved).

@@ -28,7 +28,7 @@ pub use exit::{EXIT_CODES_HELP, EXIT_GUEST_CRASH, EXIT_HOST_ERROR, EXIT_OCI_ERRO
 pub use logging::LogFormat;
 pub use oci::{
     CreateArgs, CreateFlags, DeleteArgs, EventsArgs, Format, GlobalArgs, IdArgs, KillArgs,
-    ListArgs, PsArgs, UpdateArgs,
+    ListArgs, LogsArgs, PsArgs, StatsArgs, StopArgs, UpdateArgs,
 };
 pub use run::{boot_args, ConsoleSetup, InitSetup, OciRunFlags, RunArgs, RUN_AFTER_HELP};
 pub use size::{format_size, parse_mem_size, parse_size};
@@ -101,12 +101,22 @@ pub enum Command {
     State(IdArgs),
     /// OCI: send a signal to a container's init (default SIGTERM).
     Kill(KillArgs),
-    /// OCI: delete a stopped (or, with --force, any) container.
+    /// OCI: delete a stopped (or, with --force, any) container or named tenant.
+    #[command(visible_alias = "rm")]
     Delete(DeleteArgs),
     /// OCI: list the containers under --root.
     List(ListArgs),
-    /// OCI: the host processes of a container.
+    /// Without an ID: the tenants (`run --name`) and containers under --root, with state,
+    /// kernel, vCPUs, memory and uptime. With an ID (runc's): the container's host processes.
     Ps(PsArgs),
+    /// Stop a named tenant (or container): SIGTERM to its init, SIGKILL after --time
+    /// seconds, then its state is removed.
+    Stop(StopArgs),
+    /// A detached named tenant's console output (`run --name NAME --detach`).
+    Logs(LogsArgs),
+    /// A running tenant's figures per vCPU (run time, hypercalls/s, faults/s, syscalls/s)
+    /// and its memory in use.
+    Stats(StatsArgs),
     /// OCI: print the runtime's features (JSON).
     Features,
     /// OCI (runc's exec): run a program as a new process in a running container's guest
@@ -133,7 +143,7 @@ impl Command {
     /// Whether this is an OCI command (runc's `--log FILE`, exit status 1 on errors).
     fn is_oci(&self) -> bool {
         match self {
-            Self::Run(a) => a.container_id.is_some(),
+            Self::Run(a) => a.container_id.is_some() && a.name.is_none(),
             Self::Bench(_) => false,
             Self::Exec(a) => a.is_oci(),
             _ => true,
@@ -171,6 +181,9 @@ pub fn main() -> ExitCode {
     let g = &cli.oci;
     let result = match &cli.command {
         Command::Run(args) => match &args.container_id {
+            _ if args.name.is_some() => {
+                oci::names::run(g, args, args.name.as_deref().unwrap_or(""), cli.level())
+            }
             Some(id) => {
                 if !args.program.is_empty() {
                     Err(anyhow::anyhow!(
@@ -194,6 +207,9 @@ pub fn main() -> ExitCode {
         Command::Delete(a) => oci::delete(g, a),
         Command::List(a) => oci::list(g, a),
         Command::Ps(a) => oci::ps(g, a),
+        Command::Stop(a) => oci::names::stop(g, a),
+        Command::Logs(a) => oci::names::logs(g, a),
+        Command::Stats(a) => oci::names_stats::stats(g, a),
         Command::Features => oci::features(),
         Command::Exec(args) => exec::run(g, log_file, args),
         Command::Pause(a) => oci::pause(g, &a.id),

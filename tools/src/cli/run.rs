@@ -61,6 +61,15 @@ Running a program:
 Kernel command line (--cmdline \"WORDS\"), separated by spaces; an unknown word is an error.
 (*) marks commands of the test kernel, which pvmux then boots instead of the default one:
 {words}
+Named tenants:
+  pvmux run --name NAME [-d] [OPTIONS] [-- PROGRAM [ARGS...]] runs the guest under a name, with
+  a monitor process and a state directory under --root (as an OCI container's). Attached (the
+  default), stdio and the exit status are as without a name and the name is freed at the end.
+  With -d/--detach pvmux prints the name once the guest runs and returns; the console goes to
+  a log file (`pvmux logs [-f] NAME`), and the tenant stays listed (`pvmux ps`) after its
+  program ended, as `stopped`, until `pvmux stop NAME` or `pvmux delete NAME`. --restart does
+  not apply. See README.md, docs/MULTIKERNEL.md.
+
 OCI containers:
   pvmux run [--bundle DIR] [--pid-file F] [-d] [--keep] ID runs the container of the bundle
   as `runc run` does: create, start, wait, delete (docs/OCI.md). An ID and a -- PROGRAM
@@ -286,6 +295,13 @@ pub struct RunArgs {
     /// The guest kernel's own ceiling (from its heap, at most 4096) applies too.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub pids_limit: Option<u32>,
+
+    /// Give the tenant a name: it gets a state directory under --root, as an OCI container
+    /// does, and `pvmux ps`, `stop`, `logs`, `exec NAME`, `stats`, `kill`, `state` reach it
+    /// (see "Named tenants" below). Letters, digits, '_', '.' and '-', starting with a
+    /// letter or digit; a name in use is an error.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
 
     /// The program to run as init, and its arguments (after `--`; see below).
     #[arg(last = true, value_name = "PROGRAM [ARGS]")]
@@ -768,6 +784,11 @@ impl Prepared {
             .map_err(|e| anyhow::anyhow!("cannot set the console size: {e}"))?;
         self.plan.boot_args = buf;
         Ok(())
+    }
+
+    /// The kernel image's name (`embedded`, or its path).
+    pub(crate) fn label(&self) -> &str {
+        &self.label
     }
 
     pub(crate) fn launch(&self, args: &RunArgs) -> anyhow::Result<pvmux_host::Tenant> {

@@ -275,6 +275,11 @@ pub(crate) fn run(
                 bail!("exec needs a container ID (or --socket PATH)");
             };
             let id = id.to_str().context("the container ID is not UTF-8")?;
+            // `pvmux exec NAME -- CMD`: the `--` separates, it is no program.
+            let program = match program.split_first() {
+                Some((dashes, rest)) if dashes == "--" => rest,
+                _ => program,
+            };
             (super::oci::exec_socket(g, id)?, program)
         }
     };

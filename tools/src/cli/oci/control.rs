@@ -7,7 +7,9 @@
 //! - control (`ctl.sock`, bound by the monitor): the CLI writes a request line, the monitor
 //!   answers `ok` (or `ok JSON` with a one-line payload) or `error: MESSAGE`. Requests:
 //!   `start` (boot the guest and run the program), `pause`, `resume`, `stats` (answered with
-//!   the figures of `pvmux events`), `update JSON` (an [`UpdateRequest`]).
+//!   the figures of `pvmux events`), `update JSON` (an [`UpdateRequest`]), `vcpu-stats`
+//!   (answered with a [`VcpuStatsAnswer`]: `pvmux stats`). Every request is one variant of
+//!   [`Request`]: a new one adds a variant, its line, and its answer in `live.rs`.
 //!   `exec` will come here: the request line names the process (a JSON `process` object as
 //!   runc's `--process` file) and its stdin/stdout/stderr travel with it as SCM_RIGHTS
 //!   descriptors; the monitor hands them to the host library's process-start call and answers
@@ -49,6 +51,36 @@ pub(crate) enum Request {
     Stats,
     /// Change its resources (`pvmux update`).
     Update(UpdateRequest),
+    /// Per-vCPU figures and memory in use (`pvmux stats`), answered as `ok JSON` (a
+    /// [`VcpuStatsAnswer`]).
+    VcpuStats,
+}
+
+/// The answer to [`Request::VcpuStats`]: cumulative figures at one moment.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct VcpuStatsAnswer {
+    /// When they were read (the monitor's monotonic clock, ns): rates divide by its change.
+    pub(crate) at_ns: u64,
+    /// Per vCPU.
+    pub(crate) vcpus: Vec<VcpuCounters>,
+    /// The guest's memory in use (its own figure), if it answered.
+    pub(crate) mem_used: Option<u64>,
+    /// The guest's memory size.
+    pub(crate) mem_total: u64,
+}
+
+/// One vCPU's cumulative figures (see `pvmux_host::vcpu_figures`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct VcpuCounters {
+    pub(crate) index: u32,
+    /// Host CPU time of its threads (ns, host-measured).
+    pub(crate) run_ns: u64,
+    /// Hypercalls served (host-counted).
+    pub(crate) hypercalls: u64,
+    /// Its programs' system calls (guest-reported, clamped).
+    pub(crate) syscalls: u64,
+    /// Its programs' faults (guest-reported, clamped).
+    pub(crate) faults: u64,
 }
 
 impl Request {
@@ -58,6 +90,7 @@ impl Request {
             Self::Pause => "pause".into(),
             Self::Resume => "resume".into(),
             Self::Stats => "stats".into(),
+            Self::VcpuStats => "vcpu-stats".into(),
             Self::Update(u) => format!(
                 "update {}",
                 serde_json::to_string(u).unwrap_or_else(|_| "{}".into())
@@ -71,6 +104,7 @@ impl Request {
             "pause" => Some(Self::Pause),
             "resume" => Some(Self::Resume),
             "stats" => Some(Self::Stats),
+            "vcpu-stats" => Some(Self::VcpuStats),
             l => l
                 .strip_prefix("update ")
                 .and_then(|j| serde_json::from_str(j).ok())
@@ -189,6 +223,7 @@ mod tests {
             Request::Pause,
             Request::Resume,
             Request::Stats,
+            Request::VcpuStats,
             Request::Update(u),
         ] {
             assert_eq!(Request::parse(&format!("{}\n", r.line())), Some(r));

@@ -18,6 +18,7 @@ pub(crate) fn answer(req: &Request, stream: &UnixStream, handle: &TenantHandle, 
         Request::Resume => resume(handle, sd).map(|()| String::new()),
         Request::Stats => stats(handle).map(|v| v.to_string()),
         Request::Update(u) => update(handle, u).map(|()| String::new()),
+        Request::VcpuStats => vcpu_stats(handle).and_then(|a| Ok(serde_json::to_string(&a)?)),
     };
     if let Err(e) = &result {
         tracing::warn!("{e:#}");
@@ -63,6 +64,31 @@ fn stats(h: &TenantHandle) -> anyhow::Result<serde_json::Value> {
         },
         "pids": { "current": g.tasks, "limit": g.task_limit },
     }))
+}
+
+/// `pvmux stats`: every vCPU's figures now, and the guest's memory in use (none if the guest
+/// did not answer in time: the vCPU figures do not depend on it).
+fn vcpu_stats(h: &TenantHandle) -> anyhow::Result<control::VcpuStatsAnswer> {
+    static EPOCH: std::sync::LazyLock<std::time::Instant> =
+        std::sync::LazyLock::new(std::time::Instant::now);
+    let at_ns = EPOCH.elapsed().as_nanos() as u64;
+    let figures = h.vcpu_figures().context("container not running")?;
+    let mem_used = h.guest_stats().ok().map(|g| g.mem_used());
+    Ok(control::VcpuStatsAnswer {
+        at_ns,
+        vcpus: figures
+            .iter()
+            .map(|f| control::VcpuCounters {
+                index: f.index,
+                run_ns: f.run_time.as_nanos() as u64,
+                hypercalls: f.hypercalls,
+                syscalls: f.syscalls,
+                faults: f.faults,
+            })
+            .collect(),
+        mem_used,
+        mem_total: h.mem_size(),
+    })
 }
 
 /// The CFS period when an update gives a quota only.

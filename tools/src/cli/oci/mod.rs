@@ -14,6 +14,8 @@ mod hooks;
 mod live;
 mod live_cli;
 pub(crate) mod monitor;
+pub(crate) mod names;
+pub(crate) mod names_stats;
 mod signal;
 mod state;
 
@@ -26,6 +28,8 @@ use clap::{Args, ValueEnum};
 pub(crate) use live_cli::{events, pause, resume, update};
 pub use live_cli::{EventsArgs, UpdateArgs};
 pub(crate) use monitor::MonitorArgs;
+pub use names::{LogsArgs, StopArgs};
+pub use names_stats::StatsArgs;
 pub(crate) use state::now_rfc3339;
 use state::{Record, StateDir, Status};
 
@@ -182,8 +186,9 @@ pub struct PsArgs {
     /// Output format.
     #[arg(short = 'f', long, value_enum, default_value = "table")]
     pub format: Format,
-    /// The container id.
-    pub id: String,
+    /// The container id (runc's `ps ID`: its host processes). Without one: every tenant and
+    /// container under --root (name, state, kernel, vCPUs, memory, uptime).
+    pub id: Option<String>,
     /// `ps` options (ignored).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub ps_args: Vec<String>,
@@ -273,6 +278,9 @@ fn spawn_in(
                 created: now_rfc3339(),
                 exit_status: None,
                 hooks: plan.hooks.clone(),
+                tenant: None,
+                started_ms: None,
+                named: None,
             },
             &lock,
         )?;
@@ -544,7 +552,10 @@ pub(crate) fn list(g: &GlobalArgs, a: &ListArgs) -> anyhow::Result<u8> {
 /// `pvmux ps`: the container's host process (its monitor; the guest's processes live in the
 /// guest kernel).
 pub(crate) fn ps(g: &GlobalArgs, a: &PsArgs) -> anyhow::Result<u8> {
-    let r = StateDir::open(&g.root, &a.id)?.read()?;
+    let Some(id) = &a.id else {
+        return names::list(g, a.format);
+    };
+    let r = StateDir::open(&g.root, id)?.read()?;
     let pids: Vec<i32> = r.pid.filter(|_| r.monitor_alive()).into_iter().collect();
     match a.format {
         Format::Json => println!("{}", serde_json::to_string(&pids)?),

@@ -44,6 +44,10 @@ pub struct MonitorArgs {
     /// The network namespace to join (the engine's for the container).
     #[arg(long)]
     pub netns: Option<PathBuf>,
+    /// Keep the working directory (`pvmux run --name`: its paths may be relative); an OCI
+    /// container's are absolute and the monitor moves to `/`.
+    #[arg(long)]
+    pub keep_cwd: bool,
     /// The container id.
     pub id: String,
     /// `pvmux run`'s arguments for the container.
@@ -56,6 +60,12 @@ pub struct MonitorArgs {
 struct RunLine {
     #[command(flatten)]
     run: super::super::RunArgs,
+    /// `pvmux run --name`'s line may carry the global options too (ignored here).
+    #[command(flatten)]
+    _globals: GlobalArgs,
+    #[arg(long = "log")]
+    #[allow(dead_code)]
+    log_ignored: Option<String>,
 }
 
 /// What reaches the monitor's main thread.
@@ -73,7 +83,9 @@ pub(crate) fn run(g: &GlobalArgs, m: &MonitorArgs) -> anyhow::Result<u8> {
         anyhow::bail!("pvmux create is gone");
     }
     // Every path it was given is absolute: it holds no directory of the engine's.
-    std::env::set_current_dir("/").context("cannot change to /")?;
+    if !m.keep_cwd {
+        std::env::set_current_dir("/").context("cannot change to /")?;
+    }
     let sd = StateDir::open(&g.root, &m.id)?;
     // First the network namespace (before any thread: threads and sandboxes started later
     // are in it too), then the terminal, then the guest's files.
@@ -167,7 +179,10 @@ pub(crate) fn run(g: &GlobalArgs, m: &MonitorArgs) -> anyhow::Result<u8> {
         }
     };
     // `running` once the guest kernel's sandbox exists, before `start` returns.
-    let _ = sd.update(|r| r.status = Status::Running);
+    let _ = sd.update(|r| {
+        r.status = Status::Running;
+        r.started_ms = Some(super::state::now_ms());
+    });
     control::answer(&start, &Ok(()));
     drop(start);
     // `pvmux exec ID`: new processes in the running guest (removed when this returns).
@@ -262,10 +277,16 @@ fn prepare(
     let path = sd.control_socket();
     let listener = bind(&path)?;
     let me = std::process::id() as i32;
+    let tenant = super::state::TenantInfo {
+        kernel: prepared.label().to_owned(),
+        vcpus: args.vcpus,
+        mem: args.mem,
+    };
     sd.update(|r| {
         r.pid = Some(me);
         r.start_time = process_start_time(me);
         r.status = Status::Created;
+        r.tenant = Some(tenant);
     })?;
     Ok((args, prepared, listener))
 }

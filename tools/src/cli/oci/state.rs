@@ -63,6 +63,57 @@ pub(crate) struct Record {
     /// config.json's hooks (`poststart` and `poststop` run after `create` returned).
     #[serde(default)]
     pub(crate) hooks: Option<oci_spec::runtime::Hooks>,
+    /// The guest the monitor prepared (`pvmux ps`).
+    #[serde(default)]
+    pub(crate) tenant: Option<TenantInfo>,
+    /// When the guest kernel started (milliseconds since the Unix epoch; `pvmux ps`'s uptime).
+    #[serde(default)]
+    pub(crate) started_ms: Option<u64>,
+    /// Made by `pvmux run --name` (not from a bundle); `detached`: its console goes to
+    /// `console.log` (`pvmux logs`).
+    #[serde(default)]
+    pub(crate) named: Option<Named>,
+}
+
+/// The guest of a container or named tenant, as `pvmux ps` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct TenantInfo {
+    /// The kernel image (`embedded`, or the path of `--kernel`).
+    pub(crate) kernel: String,
+    /// Its vCPUs.
+    pub(crate) vcpus: u32,
+    /// Its memory size in bytes.
+    pub(crate) mem: u64,
+}
+
+/// How a named tenant (`pvmux run --name`) runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Named {
+    /// `--detach`: the console goes to `console.log`.
+    pub(crate) detached: bool,
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Checks a tenant name (`pvmux run --name`) as container engines do:
+/// `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, at most 253 bytes.
+pub(crate) fn check_name(name: &str) -> anyhow::Result<()> {
+    let mut bytes = name.bytes();
+    let ok = name.len() <= 253
+        && bytes.next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    if !ok {
+        bail!(
+            "invalid name {name:?}: a name starts with a letter or digit, then letters, \
+             digits, '_', '.' and '-' ([a-zA-Z0-9][a-zA-Z0-9_.-]*, at most 253 bytes)"
+        );
+    }
+    Ok(())
 }
 
 /// Checks a container id as runc does: letters, digits, `_`, `+`, `-` and `.`, not `.` or `..`.
@@ -103,7 +154,15 @@ impl StateDir {
             .recursive(true)
             .mode(0o700)
             .create(root)
-            .with_context(|| format!("cannot create the state root {}", root.display()))?;
+            .map_err(|e| {
+                let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+                    " (as an unprivileged user, give a state root you may write: --root DIR, \
+                     e.g. --root \"$XDG_RUNTIME_DIR/pvmux\")"
+                } else {
+                    ""
+                };
+                anyhow::anyhow!("cannot create the state root {}: {e}{hint}", root.display())
+            })?;
         match std::fs::DirBuilder::new().mode(0o700).create(&s.dir) {
             Ok(()) => Ok(s),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -129,6 +188,11 @@ impl StateDir {
     /// The running guest's exec control socket (`pvmux exec ID`).
     pub(crate) fn exec_socket(&self) -> PathBuf {
         self.dir.join("exec.sock")
+    }
+
+    /// A detached named tenant's console output (`pvmux logs`).
+    pub(crate) fn console_log(&self) -> PathBuf {
+        self.dir.join("console.log")
     }
 
     pub(crate) fn notify_socket(&self) -> PathBuf {
@@ -273,6 +337,26 @@ mod tests {
         }
         for bad in ["", ".", "..", "a/b", "a b", "é"] {
             assert!(check_id(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn names() {
+        for ok in ["a", "web-1", "db_2.x", "9lives", &"n".repeat(253)] {
+            check_name(ok).unwrap();
+        }
+        for bad in [
+            "",
+            "-a",
+            ".a",
+            "_a",
+            "a+b",
+            "a/b",
+            "a b",
+            "é",
+            &"n".repeat(254),
+        ] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
         }
     }
 

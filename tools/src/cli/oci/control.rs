@@ -7,7 +7,8 @@
 //! - control (`ctl.sock`, bound by the monitor): the CLI writes a request line, the monitor
 //!   answers `ok` (or `ok JSON` with a one-line payload) or `error: MESSAGE`. Requests:
 //!   `start` (boot the guest and run the program), `pause`, `resume`, `stats` (answered with
-//!   the figures of `pvmux events`), `update JSON` (an [`UpdateRequest`]).
+//!   the figures of `pvmux events`), `update JSON` (an [`UpdateRequest`]), `mem JSON` (a
+//!   [`super::mem::MemRequest`], answered with the memory figures before and after).
 //!   `exec` will come here: the request line names the process (a JSON `process` object as
 //!   runc's `--process` file) and its stdin/stdout/stderr travel with it as SCM_RIGHTS
 //!   descriptors; the monitor hands them to the host library's process-start call and answers
@@ -49,6 +50,8 @@ pub(crate) enum Request {
     Stats,
     /// Change its resources (`pvmux update`).
     Update(UpdateRequest),
+    /// Grow or shrink its guest memory (`pvmux mem`), answered as `ok JSON`.
+    Mem(super::mem::MemRequest),
 }
 
 impl Request {
@@ -62,6 +65,10 @@ impl Request {
                 "update {}",
                 serde_json::to_string(u).unwrap_or_else(|_| "{}".into())
             ),
+            Self::Mem(m) => format!(
+                "mem {}",
+                serde_json::to_string(m).unwrap_or_else(|_| "{}".into())
+            ),
         }
     }
 
@@ -71,6 +78,7 @@ impl Request {
             "pause" => Some(Self::Pause),
             "resume" => Some(Self::Resume),
             "stats" => Some(Self::Stats),
+            l if l.starts_with("mem ") => serde_json::from_str(&l[4..]).ok().map(Self::Mem),
             l => l
                 .strip_prefix("update ")
                 .and_then(|j| serde_json::from_str(j).ok())

@@ -18,6 +18,7 @@ pub(crate) fn answer(req: &Request, stream: &UnixStream, handle: &TenantHandle, 
         Request::Resume => resume(handle, sd).map(|()| String::new()),
         Request::Stats => stats(handle).map(|v| v.to_string()),
         Request::Update(u) => update(handle, u).map(|()| String::new()),
+        Request::Mem(m) => super::mem::answer(handle, *m),
     };
     if let Err(e) = &result {
         tracing::warn!("{e:#}");

@@ -13,6 +13,7 @@ pub(crate) mod control;
 mod hooks;
 mod live;
 mod live_cli;
+mod mem;
 pub(crate) mod monitor;
 mod signal;
 mod state;
@@ -25,6 +26,8 @@ use clap::{Args, ValueEnum};
 
 pub(crate) use live_cli::{events, pause, resume, update};
 pub use live_cli::{EventsArgs, UpdateArgs};
+pub(crate) use mem::mem;
+pub use mem::MemArgs;
 pub(crate) use monitor::MonitorArgs;
 pub(crate) use state::now_rfc3339;
 use state::{Record, StateDir, Status};

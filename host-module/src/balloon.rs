@@ -411,11 +411,19 @@ mod tests {
         assert_eq!(bad(&rel, 10, &[run(0, 1, 3)]), RangeError::BadKind);
         // Twice, in one report or across two; the first run does not apply either.
         assert_eq!(
-            bad(&rel, 10, &[run(0, 2, kind::RELEASED), run(1, 1, kind::RELEASED)]),
+            bad(
+                &rel,
+                10,
+                &[run(0, 2, kind::RELEASED), run(1, 1, kind::RELEASED)]
+            ),
             RangeError::AlreadyReleased
         );
         assert_eq!(
-            bad(&ok, 10, &[run(10, 1, kind::RELEASED), run(2, 1, kind::RELEASED)]),
+            bad(
+                &ok,
+                10,
+                &[run(10, 1, kind::RELEASED), run(2, 1, kind::RELEASED)]
+            ),
             RangeError::AlreadyReleased
         );
         assert_eq!(ok.count, 8);
@@ -460,7 +468,11 @@ mod tests {
         assert_eq!(b.released_pages(), 1024);
         let after = host_allocated(&mem);
         assert!(after + (4 << 20) <= before, "{before} -> {after}");
-        assert_eq!(mem.read_vec(pool_base, 1).unwrap(), [0], "punched pages read as zeros");
+        assert_eq!(
+            mem.read_vec(pool_base, 1).unwrap(),
+            [0],
+            "punched pages read as zeros"
+        );
         // The same run again is refused, and so are bad arguments.
         assert_eq!(
             b.report(&mem, 0x1000, 1, status::DONE),

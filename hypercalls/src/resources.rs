@@ -82,7 +82,11 @@ mod tests {
         };
         assert_eq!(good.check(64 << 20), Ok(()));
         assert_eq!(good.mem_used(), 32 << 20);
-        assert_eq!(good.check(128 << 20), Ok(()), "a guest with part of its memory ballooned");
+        assert_eq!(
+            good.check(128 << 20),
+            Ok(()),
+            "a guest with part of its memory ballooned"
+        );
         assert!(good.check(32 << 20).is_err());
         for bad in [
             GuestStats {

@@ -3,7 +3,8 @@
 //! of the tenant's memfd, so the memfd's allocated blocks really drop) and grows again up to
 //! the maximum it started with; the guest's `/proc/meminfo` shows each change; two kernels
 //! trade memory back and forth while a program in each keeps allocating; a shrink the guest
-//! cannot meet with free memory is refused, its programs untouched. Ignored (`needs
+//! cannot meet with free memory is refused, its programs untouched; runc's `update --memory`
+//! is the same balloon. Ignored (`needs
 //! /bin/busybox`) without busybox-static.
 
 use pvmux_tests::oci::{alive, children, reap, wait_for, Bundle};
@@ -196,11 +197,20 @@ fn a_shrink_the_guest_cannot_meet_is_refused_and_bad_sizes_are_errors() {
     let r = b.oci(&["mem", "h", "200M"]);
     assert_eq!(r.code(), Some(0), "{}", r.context());
     assert!(
-        r.stdout.starts_with("h: memory 200 MiB (was 256 MiB; max 256 MiB"),
+        r.stdout
+            .starts_with("h: memory 200 MiB (was 256 MiB; max 256 MiB"),
         "{}",
         r.context()
     );
     assert_eq!(mem_total(&b, "h"), 200 * MIB);
+    // runc's update --memory is the same balloon.
+    let r = b.oci(&["update", "--memory", "240m", "h"]);
+    assert_eq!(r.code(), Some(0), "{}", r.context());
+    assert_eq!(mem_total(&b, "h"), 240 * MIB);
+    let r = b.oci(&["update", "--memory", "64m", "h"]);
+    assert_eq!(r.code(), Some(1), "{}", r.context());
+    assert!(r.stderr.contains("--memory"), "{}", r.context());
+    assert_eq!(mem_total(&b, "h"), 240 * MIB, "nothing changed");
     // The program was never touched for it.
     assert!(alive(pid));
     assert_eq!(b.stdout("h"), "held 100 MiB\n");

@@ -456,7 +456,10 @@ mod tests {
         // No allocation gets a ballooned frame, and the reserve is never taken.
         let mut handed = Vec::new();
         while let Some(i) = p.pop_free() {
-            assert_ne!(p.refs[i as usize], BALLOONED, "ballooned frame {i} handed out");
+            assert_ne!(
+                p.refs[i as usize], BALLOONED,
+                "ballooned frame {i} handed out"
+            );
             p.refs[i as usize] = 1;
             handed.push(i);
         }

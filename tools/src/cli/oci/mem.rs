@@ -154,9 +154,18 @@ mod tests {
 
     #[test]
     fn sizes_parse() {
-        assert_eq!(MemRequest::parse("512M").unwrap(), MemRequest::Set(512 << 20));
-        assert_eq!(MemRequest::parse("+64M").unwrap(), MemRequest::Grow(64 << 20));
-        assert_eq!(MemRequest::parse("-1G").unwrap(), MemRequest::Shrink(1 << 30));
+        assert_eq!(
+            MemRequest::parse("512M").unwrap(),
+            MemRequest::Set(512 << 20)
+        );
+        assert_eq!(
+            MemRequest::parse("+64M").unwrap(),
+            MemRequest::Grow(64 << 20)
+        );
+        assert_eq!(
+            MemRequest::parse("-1G").unwrap(),
+            MemRequest::Shrink(1 << 30)
+        );
         assert!(MemRequest::parse("lots").is_err());
         assert!(MemRequest::parse("-").is_err());
         assert_eq!(MemRequest::Grow(2).size(3).unwrap(), 5);

@@ -235,6 +235,7 @@ impl Balloon {
     }
 
     /// Bytes of the user pool (what a balloon can hold at most).
+    #[cfg(test)]
     pub(crate) fn pool_bytes(&self) -> u64 {
         self.pool_pages * PAGE_SIZE
     }
@@ -349,6 +350,43 @@ fn punch(mem: &GuestMemory, gpa: u64, len: u64) {
     ) {
         tracing::warn!(%e, gpa, len, "cannot punch released guest memory");
     }
+}
+
+/// The smallest memory a tenant whose maximum is `mem_size` may have: the kernel's own
+/// part (below the user pool, `domain_builder::user_pool_base`) and the pool's reserve.
+pub fn min_mem_size(mem_size: u64) -> u64 {
+    let reserve = pvmux_hypercalls::balloon::RESERVE_PAGES * PAGE_SIZE;
+    (crate::domain_builder::user_pool_base(mem_size) + reserve).min(mem_size)
+}
+
+/// The pages a guest's balloon starts with for `TenantConfig::mem_initial`, checked.
+pub fn initial_balloon(mem_size: u64, initial: Option<u64>) -> Result<u64, crate::HostError> {
+    let Some(size) = initial else {
+        return Ok(0);
+    };
+    let err = |what: String| Err(crate::HostError::InvalidConfig(what));
+    if !size.is_multiple_of(PAGE_SIZE) {
+        return err(BalloonError::BadSize { size }.to_string());
+    }
+    if size > mem_size {
+        return err(format!(
+            "the initial memory, {}, is above the maximum, {}",
+            mib(size),
+            mib(mem_size)
+        ));
+    }
+    let min = min_mem_size(mem_size);
+    if size < min {
+        return err(format!(
+            "the initial memory, {}, is below the smallest a guest of {} may have, {} (its \
+             kernel's own memory and the {} it keeps free)",
+            mib(size),
+            mib(mem_size),
+            mib(min),
+            mib(pvmux_hypercalls::balloon::RESERVE_PAGES * PAGE_SIZE)
+        ));
+    }
+    Ok((mem_size - size) / PAGE_SIZE)
 }
 
 /// Host memory the memfd of `mem` holds (its allocated blocks, bytes).

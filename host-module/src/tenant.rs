@@ -35,8 +35,12 @@ pub struct TenantConfig {
     pub name: String,
     /// The kernel image.
     pub kernel: Arc<KernelImage>,
-    /// Guest memory size (a multiple of 2 MiB, at least 16 MiB).
+    /// Guest memory size (a multiple of 2 MiB, at least 16 MiB): the tenant's maximum.
     pub mem_size: u64,
+    /// The memory the guest starts with, if less than `mem_size` (`pvmux run --mem-max`):
+    /// the rest starts in its balloon, and [`TenantHandle::set_memory`] grows it up to
+    /// `mem_size`. At least [`crate::balloon::min_mem_size`] of `mem_size`, whole pages.
+    pub mem_initial: Option<u64>,
     /// Number of vCPUs (1..=`MAX_VCPUS`).
     pub vcpus: u32,
     /// The boot arguments: what the kernel is asked to do (options, commands, the init
@@ -103,6 +107,7 @@ impl TenantConfig {
             name: name.into(),
             kernel,
             mem_size,
+            mem_initial: None,
             vcpus,
             boot_args,
             console,
@@ -129,6 +134,7 @@ impl std::fmt::Debug for TenantConfig {
         f.debug_struct("TenantConfig")
             .field("name", &self.name)
             .field("mem_size", &self.mem_size)
+            .field("mem_initial", &self.mem_initial)
             .field("vcpus", &self.vcpus)
             .field("boot_args", &self.boot_args)
             .field("kernel_log", &self.kernel_log)
@@ -824,7 +830,6 @@ impl TenantHandle {
     /// maximum less the balloon), the smallest it may be asked for, the host memory its
     /// memfd holds.
     pub fn memory(&self) -> crate::balloon::MemoryFigures {
-        use pvmux_hypercalls::balloon::RESERVE_PAGES;
         use pvmux_hypercalls::PAGE_SIZE;
         let s = &self.shared;
         let max = s.mem.size();
@@ -832,7 +837,7 @@ impl TenantHandle {
         crate::balloon::MemoryFigures {
             max,
             size: max - b.released_pages() * PAGE_SIZE,
-            min: (max - b.pool_bytes() + RESERVE_PAGES * PAGE_SIZE).min(max),
+            min: crate::balloon::min_mem_size(max),
             host_allocated: crate::balloon::host_allocated(&s.mem),
         }
     }
@@ -924,6 +929,8 @@ pub(crate) struct TenantParts {
     pub(crate) hostfs: Option<Arc<crate::hostfs::HostFs>>,
     pub(crate) net: crate::net::NetConfig,
     pub(crate) volumes: Vec<Arc<crate::volume::Volume>>,
+    /// Pages the guest's balloon starts with (`TenantConfig::mem_initial`).
+    pub(crate) initial_balloon: u64,
 }
 
 impl Tenant {
@@ -955,6 +962,10 @@ impl Tenant {
             None => InputBuffer::without_source(),
         });
         let balloon = crate::balloon::Balloon::new(parts.layout.pool_base, mem.size());
+        if parts.initial_balloon > 0 {
+            // The guest takes it at boot, before its first program.
+            balloon.set_target(parts.initial_balloon);
+        }
         let shared = Arc::new_cyclic(|weak: &std::sync::Weak<Shared>| {
             let exec_weak = weak.clone();
             Shared {

@@ -225,3 +225,62 @@ fn a_shrink_the_guest_cannot_meet_is_refused_and_bad_sizes_are_errors() {
     assert!(gone.stderr.contains("not running"), "{}", gone.context());
     assert_eq!(b.oci(&["delete", "h"]).code(), Some(0));
 }
+
+#[test]
+#[cfg_attr(
+    not(have_busybox),
+    ignore = "needs /bin/busybox: apt-get install busybox-static"
+)]
+fn a_container_starts_at_its_reservation_and_grows_to_its_limit() {
+    let b = Bundle::new(
+        PVMUX,
+        &["sh", "-c", CHURN],
+        serde_json::json!({
+            "linux": { "resources": { "memory": {
+                "limit": 256 * MIB, "reservation": 96 * MIB } } },
+        }),
+    );
+    std::fs::copy(
+        pvmux_tests::prog("big-alloc"),
+        b.path().join("rootfs/bin/big-alloc"),
+    )
+    .expect("copy big-alloc");
+    let pid = start(&b, "r");
+    keeps_allocating(&b, 2);
+    assert_eq!(mem_total(&b, "r"), 96 * MIB);
+    let before = memfd_bytes(pid);
+    assert!(before < 96 * MIB, "memfd holds {before} bytes");
+    let after = mem(&b, "r", "+160M");
+    assert_eq!(after["size"], 256 * MIB);
+    assert_eq!(after["max"], 256 * MIB);
+    assert_eq!(mem_total(&b, "r"), 256 * MIB);
+    // It uses what it got.
+    let r = b.oci(&["exec", "r", "big-alloc", "150"]);
+    assert!(r.stdout.starts_with("touched 150 MiB"), "{}", r.context());
+    assert!(memfd_bytes(pid) >= 150 * MIB);
+    keeps_allocating(&b, 2);
+    let r = b.oci(&["mem", "r", "+2M"]);
+    assert_eq!(r.code(), Some(1), "{}", r.context());
+    assert!(
+        r.stderr.contains("above the tenant's maximum"),
+        "{}",
+        r.context()
+    );
+    kill_all(&[(&b, "r", pid)]);
+
+    // A reservation below what the kernel needs for itself is refused at create.
+    let small = Bundle::new(
+        PVMUX,
+        &["sh", "-c", "exit 0"],
+        serde_json::json!({
+            "linux": { "resources": { "memory": {
+                "limit": 1024 * MIB, "reservation": 64 * MIB } } },
+        }),
+    );
+    let (code, err, _) = small.create("s", None);
+    assert_ne!(code, 0, "{err}");
+    assert!(
+        err.contains("the initial memory, 64 MiB, is below"),
+        "{err}"
+    );
+}

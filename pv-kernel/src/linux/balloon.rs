@@ -36,6 +36,13 @@ pub(crate) fn mem_total_bytes() -> u64 {
     size.saturating_sub(pool::ballooned() as u64 * PAGE_SIZE)
 }
 
+/// Takes the balloon the host set before boot, if any (no report when there is none).
+pub(crate) fn at_boot() {
+    if crate::hcall::balloon_take().is_some_and(|t| t > 0) {
+        host_request();
+    }
+}
+
 /// Answers the host. Safe in event context (locks are interrupt-safe; no allocation).
 pub(crate) fn host_request() {
     let Some(target) = crate::hcall::balloon_take() else {

@@ -439,7 +439,7 @@ mod tests {
             run(3, 0, kind::RELEASED),
             run(62, 3, kind::RELEASED),
             BalloonRange {
-                gpa: u64::MAX & !(PAGE_SIZE - 1),
+                gpa: !(PAGE_SIZE - 1),
                 pages: u32::MAX,
                 kind: kind::RELEASED,
             },

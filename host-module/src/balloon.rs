@@ -481,6 +481,39 @@ mod tests {
         assert_eq!(bad(&rel, 10, &many), RangeError::TooMany);
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 512, ..proptest::prelude::ProptestConfig::default()
+        })]
+        /// Hostile reports (any runs, kinds and targets) never panic, and the released set
+        /// only ever holds pool pages, counted exactly.
+        #[test]
+        fn hostile_reports_keep_the_books_exact(
+            reports in proptest::collection::vec(
+                (0u64..20, proptest::collection::vec((0u64..80, 0u32..20, 0u32..4, proptest::bool::ANY), 0..6)),
+                1..12,
+            )
+        ) {
+            let mut rel = Released::new(64);
+            for (target, runs) in reports {
+                let ranges: Vec<BalloonRange> = runs
+                    .iter()
+                    .map(|&(page, pages, k, aligned)| BalloonRange {
+                        gpa: BASE + page * PAGE_SIZE + if aligned { 0 } else { 8 },
+                        pages,
+                        kind: k,
+                    })
+                    .collect();
+                if let Ok(after) = check_ranges(&rel, BASE, 64, target, &ranges) {
+                    rel = after;
+                }
+                let set: u64 = (0..64).filter(|&i| rel.get(i)).count() as u64;
+                proptest::prop_assert_eq!(set, rel.count);
+                proptest::prop_assert!(rel.bits.len() == 1);
+            }
+        }
+    }
+
     #[test]
     fn reports_punch_the_memfd_and_answer_the_target() {
         use zerocopy::IntoBytes;

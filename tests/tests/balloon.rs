@@ -284,3 +284,31 @@ fn a_container_starts_at_its_reservation_and_grows_to_its_limit() {
         "{err}"
     );
 }
+
+#[test]
+#[cfg_attr(
+    not(have_busybox),
+    ignore = "needs /bin/busybox: apt-get install busybox-static"
+)]
+fn pvmux_run_starts_at_mem_below_mem_max() {
+    let b = bundle("exit 0", &[]);
+    let rootfs = b.path().join("rootfs");
+    let run = |mem: &str| {
+        let mut cmd = std::process::Command::new(PVMUX);
+        cmd.args(["run", "--mem", mem, "--mem-max", "256M", "--rootfs"])
+            .arg(&rootfs)
+            .args(["--", "/bin/cat", "/proc/meminfo"]);
+        pvmux_tests::run_clean(cmd, pvmux_tests::oci::TIMEOUT)
+    };
+    let r = run("96M");
+    assert_eq!(r.code(), Some(0), "{}", r.context());
+    assert!(r.has_line("MemTotal:          98304 kB"), "{}", r.context());
+    let r = run("64M");
+    assert_ne!(r.code(), Some(0), "{}", r.context());
+    assert!(
+        r.stderr
+            .contains("the initial memory, 64 MiB, is below the smallest a guest of 256 MiB"),
+        "{}",
+        r.context()
+    );
+}

@@ -140,7 +140,9 @@ fn memory_moves_between_two_kernels_while_their_programs_allocate() {
         before / MIB,
         now / MIB
     );
-    assert_eq!(after["host_allocated"].as_u64().unwrap() / MIB, now / MIB);
+    // `pvmux mem` reports the drop too (its program may have touched pages since).
+    let reported = after["host_allocated"].as_u64().expect("host_allocated");
+    assert!(reported + 96 * MIB <= before, "{reported} reported");
     assert_eq!(mem_total(&b, "b"), 128 * MIB);
     keeps_allocating(&b, 2);
 

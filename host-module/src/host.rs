@@ -76,6 +76,7 @@ impl Host {
             )));
         }
         validate_mem_size(cfg.mem_size)?;
+        let initial_balloon = crate::balloon::initial_balloon(cfg.mem_size, cfg.mem_initial)?;
         let mem = GuestMemory::new(cfg.mem_size)?;
         let clock = ClockParams::now();
         let params = BuildParams {
@@ -117,6 +118,7 @@ impl Host {
                 hostfs: cfg.hostfs,
                 net: cfg.net,
                 volumes: cfg.volumes,
+                initial_balloon,
                 limits: Limits {
                     watchdog: cfg.watchdog,
                     cpu_limit: cfg.cpu_limit,

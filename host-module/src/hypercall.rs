@@ -44,6 +44,10 @@ pub(crate) trait HcEnv {
     }
     /// `StatsReport`: the guest's figures (checked).
     fn stats_report(&self, _stats: pvmux_hypercalls::resources::GuestStats) {}
+    /// The tenant's balloon (`BalloonTake`, `BalloonReport`), if it has one.
+    fn balloon(&self) -> Option<&crate::balloon::Balloon> {
+        None
+    }
     /// `SpaceCreate(ctx_gpa)`.
     fn space_create(&self, ctx_gpa: u64, reaped_gpa: u64) -> Result<u64, HcError>;
     /// `SpaceDestroy(handle)`.
@@ -124,6 +128,12 @@ pub(crate) fn handle(mem: &GuestMemory, env: &dyn HcEnv, nr: u64, args: [u64; 6]
             env.stats_report(s);
             0
         })),
+        Hypercall::BalloonTake => ret(env.balloon().map(|b| b.take()).ok_or(HcError::UnknownCall)),
+        Hypercall::BalloonReport => ret(env
+            .balloon()
+            .ok_or(HcError::UnknownCall)
+            .and_then(|b| b.report(mem, args[0], args[1], args[2]))
+            .map(|()| 0)),
         _ => HcAction::Return(HcError::UnknownCall.to_ret()),
     }
 }

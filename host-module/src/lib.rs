@@ -8,6 +8,7 @@
 //! ([`ProgramDeath`]).
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod balloon;
 pub mod clock;
 mod console;
 pub mod console_input;
@@ -49,6 +50,7 @@ pub mod vcpu_figures;
 pub mod volume;
 pub mod watchdog;
 
+pub use balloon::{BalloonError, MemoryFigures};
 pub use console::{KernelLog, TokenBucket, CONSOLE_TAIL_LINES};
 pub use console_input::ConsoleInput;
 pub use crash::{CrashCause, CrashReport, Frame};

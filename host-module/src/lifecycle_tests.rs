@@ -29,6 +29,7 @@ fn config(name: &str, vcpus: u32, console: Capture) -> TenantConfig {
         name: name.to_owned(),
         kernel: Arc::new(KernelImage::parse(TestElf::default().build()).unwrap()),
         mem_size: 16 << 20,
+        mem_initial: None,
         vcpus,
         boot_args: pvmux_hypercalls::BootArgsBuf::default(),
         console: Box::new(console),

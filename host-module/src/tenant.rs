@@ -35,8 +35,12 @@ pub struct TenantConfig {
     pub name: String,
     /// The kernel image.
     pub kernel: Arc<KernelImage>,
-    /// Guest memory size (a multiple of 2 MiB, at least 16 MiB).
+    /// Guest memory size (a multiple of 2 MiB, at least 16 MiB): the tenant's maximum.
     pub mem_size: u64,
+    /// The memory the guest starts with, if less than `mem_size` (`pvmux run --mem-max`):
+    /// the rest starts in its balloon, and [`TenantHandle::set_memory`] grows it up to
+    /// `mem_size`. At least [`crate::balloon::min_mem_size`] of `mem_size`, whole pages.
+    pub mem_initial: Option<u64>,
     /// Number of vCPUs (1..=`MAX_VCPUS`).
     pub vcpus: u32,
     /// The boot arguments: what the kernel is asked to do (options, commands, the init
@@ -103,6 +107,7 @@ impl TenantConfig {
             name: name.into(),
             kernel,
             mem_size,
+            mem_initial: None,
             vcpus,
             boot_args,
             console,
@@ -129,6 +134,7 @@ impl std::fmt::Debug for TenantConfig {
         f.debug_struct("TenantConfig")
             .field("name", &self.name)
             .field("mem_size", &self.mem_size)
+            .field("mem_initial", &self.mem_initial)
             .field("vcpus", &self.vcpus)
             .field("boot_args", &self.boot_args)
             .field("kernel_log", &self.kernel_log)
@@ -243,6 +249,8 @@ struct Shared {
     paused: AtomicBool,
     /// The guest's figures and task limit (`crate::resources`).
     resources: crate::resources::Resources,
+    /// The guest's balloon (`crate::balloon`, `pvmux mem`).
+    balloon: crate::balloon::Balloon,
     /// The limits in force while the sandbox runs (set and cleared by the monitor thread).
     live_limits: Mutex<Option<Arc<crate::limits::TenantLimits>>>,
 }
@@ -584,6 +592,10 @@ impl HcEnv for Shared {
     fn stats_report(&self, stats: pvmux_hypercalls::resources::GuestStats) {
         self.resources.report(stats);
     }
+
+    fn balloon(&self) -> Option<&crate::balloon::Balloon> {
+        Some(&self.balloon)
+    }
 }
 
 /// What other threads may do to a running tenant (see [`Tenant::handle`]); it does nothing
@@ -812,7 +824,7 @@ impl TenantHandle {
         limits.cgroup.as_ref()?.cpu_max()
     }
 
-    /// The guest's memory size in bytes.
+    /// The guest's memory size in bytes (its maximum: see [`TenantHandle::memory`]).
     pub fn mem_size(&self) -> u64 {
         self.shared.mem.size()
     }
@@ -831,6 +843,68 @@ impl TenantHandle {
             kernel_pid,
             &users,
         ))
+    }
+
+    /// The tenant's memory figures: its maximum, the memory its guest may use now (the
+    /// maximum less the balloon), the smallest it may be asked for, the host memory its
+    /// memfd holds.
+    pub fn memory(&self) -> crate::balloon::MemoryFigures {
+        use pvmux_hypercalls::PAGE_SIZE;
+        let s = &self.shared;
+        let max = s.mem.size();
+        let b = &s.balloon;
+        crate::balloon::MemoryFigures {
+            max,
+            size: max - b.released_pages() * PAGE_SIZE,
+            min: crate::balloon::min_mem_size(max),
+            host_allocated: crate::balloon::host_allocated(&s.mem),
+        }
+    }
+
+    /// Grows or shrinks the memory the guest may use to `size` bytes (`pvmux mem`): the
+    /// guest's balloon gives back or takes the difference, and the pages it takes are
+    /// punched out of the memfd. Waits for the guest (at most
+    /// [`crate::balloon::ANSWER_TIMEOUT`]) and returns the figures then. A shrink the guest
+    /// cannot meet with free memory is refused ([`crate::BalloonError::CannotFree`]); the
+    /// guest's programs are never starved for it.
+    pub fn set_memory(
+        &self,
+        size: u64,
+    ) -> Result<crate::balloon::MemoryFigures, crate::balloon::BalloonError> {
+        use crate::balloon::{BalloonError, ANSWER_TIMEOUT};
+        use pvmux_hypercalls::PAGE_SIZE;
+        let s = &self.shared;
+        if !self.running() {
+            return Err(BalloonError::NotRunning);
+        }
+        if self.is_paused() {
+            return Err(BalloonError::Paused);
+        }
+        let fig = self.memory();
+        if !size.is_multiple_of(PAGE_SIZE) {
+            return Err(BalloonError::BadSize { size });
+        }
+        if size > fig.max {
+            return Err(BalloonError::AboveMax { size, max: fig.max });
+        }
+        if size < fig.min {
+            return Err(BalloonError::BelowMin { size, min: fig.min });
+        }
+        let asked = s.balloon.set_target((fig.max - size) / PAGE_SIZE);
+        s.raise(pvmux_hypercalls::vcpu::pending::BALLOON);
+        let (_, short) = s
+            .balloon
+            .wait_answer(asked, ANSWER_TIMEOUT)
+            .ok_or(BalloonError::NoAnswer(ANSWER_TIMEOUT))?;
+        let now = self.memory();
+        if short {
+            return Err(BalloonError::CannotFree {
+                size,
+                now: now.size,
+            });
+        }
+        tracing::info!(tenant = %s.name, size, host = now.host_allocated, "guest memory changed");
+        Ok(now)
     }
 }
 
@@ -874,6 +948,8 @@ pub(crate) struct TenantParts {
     pub(crate) hostfs: Option<Arc<crate::hostfs::HostFs>>,
     pub(crate) net: crate::net::NetConfig,
     pub(crate) volumes: Vec<Arc<crate::volume::Volume>>,
+    /// Pages the guest's balloon starts with (`TenantConfig::mem_initial`).
+    pub(crate) initial_balloon: u64,
 }
 
 impl Tenant {
@@ -904,6 +980,11 @@ impl Tenant {
             Some(_) => InputBuffer::default(),
             None => InputBuffer::without_source(),
         });
+        let balloon = crate::balloon::Balloon::new(parts.layout.pool_base, mem.size());
+        if parts.initial_balloon > 0 {
+            // The guest takes it at boot, before its first program.
+            balloon.set_target(parts.initial_balloon);
+        }
         let shared = Arc::new_cyclic(|weak: &std::sync::Weak<Shared>| {
             let exec_weak = weak.clone();
             Shared {
@@ -945,6 +1026,7 @@ impl Tenant {
                 pause: Mutex::new(false),
                 paused: AtomicBool::new(false),
                 resources: crate::resources::Resources::default(),
+                balloon,
                 live_limits: Mutex::new(None),
             }
         });

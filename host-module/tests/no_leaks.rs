@@ -24,6 +24,7 @@ fn config(i: usize) -> TenantConfig {
         name: format!("m{i}"),
         kernel: Arc::new(KernelImage::parse(test_elf::TestElf::default().build()).unwrap()),
         mem_size: 16 << 20,
+        mem_initial: None,
         vcpus: 2,
         boot_args: pvmux_hypercalls::BootArgsBuf::default(),
         console: Box::new(std::io::sink()) as Box<dyn Write + Send>,

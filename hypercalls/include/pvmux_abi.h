@@ -354,6 +354,8 @@ enum pvmux_hypercall {
     PVMUX_HC_EXEC_SIGNAL_TAKE = 33, /* (session) -> signals sent to its program, taken */
     PVMUX_HC_TASK_LIMIT_TAKE = 34, /* () -> new task limit, 0 = none (ABI v6) */
     PVMUX_HC_STATS_REPORT = 35,    /* (rec_gpa: struct pvmux_guest_stats) -> 0 (ABI v6) */
+    PVMUX_HC_BALLOON_TAKE = 43,    /* () -> balloon target, pages (ABI v6) */
+    PVMUX_HC_BALLOON_REPORT = 44,  /* (ranges_gpa, count, status) -> 0 (ABI v6) */
 };
 
 /* Negative results of hypercalls and stub calls (int64_t in rax). */
@@ -428,10 +430,11 @@ struct pvmux_sandbox_header {
 #define PVMUX_PENDING_SIGNAL (1u << 6) /* the host sent init a signal: signal_take */
 #define PVMUX_PENDING_CONSOLE_SIZE (1u << 7) /* the console was resized: console_winsize */
 #define PVMUX_PENDING_RESOURCES (1u << 8) /* task_limit_take, then stats_report */
+#define PVMUX_PENDING_BALLOON (1u << 14)  /* balloon_take, then balloon_report */
 #define PVMUX_PENDING_ALL                                                                  \
     (PVMUX_PENDING_TIMER | PVMUX_PENDING_KICK | PVMUX_PENDING_HOST | PVMUX_PENDING_INPUT | \
      PVMUX_PENDING_NET | PVMUX_PENDING_EXEC | PVMUX_PENDING_SIGNAL |                        \
-     PVMUX_PENDING_CONSOLE_SIZE | PVMUX_PENDING_RESOURCES)
+     PVMUX_PENDING_CONSOLE_SIZE | PVMUX_PENDING_RESOURCES | PVMUX_PENDING_BALLOON)
 
 /* Indices into VcpuShared.stats */
 #define PVMUX_STAT_SHADOW_FILLS 0
@@ -936,6 +939,26 @@ struct pvmux_guest_stats {
     uint64_t mem_total;  /* guest memory, bytes */
     uint64_t mem_free;   /* free guest memory, bytes */
 };
+
+/* ------------------------------------------------------------------------------------------
+ * The balloon (ABI v6): PVMUX_PENDING_BALLOON, balloon_take, balloon_report
+ * ---------------------------------------------------------------------------------------- */
+
+#define PVMUX_BALLOON_MAX_RANGES 128     /* ranges in one balloon_report */
+#define PVMUX_BALLOON_RESERVE_PAGES 2048 /* user-pool pages a guest keeps free */
+#define PVMUX_BALLOON_RELEASED 1u        /* struct pvmux_balloon_range.kind */
+#define PVMUX_BALLOON_RECLAIMED 2u
+#define PVMUX_BALLOON_MORE 0u            /* balloon_report's status */
+#define PVMUX_BALLOON_DONE 1u
+#define PVMUX_BALLOON_SHORT 2u
+
+struct pvmux_balloon_range {
+    uint64_t gpa;   /* first byte, page aligned */
+    uint32_t pages; /* at least 1 */
+    uint32_t kind;  /* PVMUX_BALLOON_RELEASED or PVMUX_BALLOON_RECLAIMED */
+};
+
+_Static_assert(sizeof(struct pvmux_balloon_range) == 16, "BalloonRange size");
 
 /* ------------------------------------------------------------------------------------------
  * Compile-time layout checks (the same values the Rust crate asserts)

@@ -134,6 +134,15 @@ pub enum Hypercall {
     /// `StatsReport(rec_gpa) -> 0`: the guest's figures, a [`crate::resources::GuestStats`]
     /// at `rec_gpa`, asked for with `pending::RESOURCES` (docs/ABI.md §resources; ABI v6).
     StatsReport = 35,
+    /// `BalloonTake() -> pages`: the balloon target, how many pages of guest memory the host
+    /// wants the guest not to use (not cleared: the same until the host changes it). Raised
+    /// with `pending::BALLOON` (docs/ABI.md §balloon; ABI v6).
+    BalloonTake = 43,
+    /// `BalloonReport(ranges_gpa, count, status) -> 0`: `count` (at most
+    /// [`crate::balloon::MAX_RANGES`]) [`crate::balloon::BalloonRange`]s at `ranges_gpa`,
+    /// released or reclaimed pages, and a [`crate::balloon::status`]. The host checks them
+    /// all before it applies any (docs/ABI.md §balloon; ABI v6).
+    BalloonReport = 44,
 }
 
 impl Hypercall {
@@ -176,6 +185,8 @@ impl Hypercall {
             33 => Self::ExecSignalTake,
             34 => Self::TaskLimitTake,
             35 => Self::StatsReport,
+            43 => Self::BalloonTake,
+            44 => Self::BalloonReport,
             _ => return None,
         })
     }

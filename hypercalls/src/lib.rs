@@ -12,6 +12,7 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+pub mod balloon;
 pub mod boot;
 pub mod bootargs;
 pub mod doorbell;

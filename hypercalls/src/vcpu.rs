@@ -34,9 +34,11 @@ pub mod pending {
     /// The host asks for the guest's figures (`StatsReport`) or set a new task limit
     /// (`TaskLimitTake`; docs/ABI.md §resources).
     pub const RESOURCES: u32 = 1 << 8;
+    /// The host changed the balloon target (`BalloonTake`; docs/ABI.md §balloon).
+    pub const BALLOON: u32 = 1 << 14;
     /// All bits defined by this ABI version.
     pub const ALL: u32 =
-        TIMER | KICK | HOST | INPUT | NET | EXEC | SIGNAL | CONSOLE_SIZE | RESOURCES;
+        TIMER | KICK | HOST | INPUT | NET | EXEC | SIGNAL | CONSOLE_SIZE | RESOURCES | BALLOON;
 }
 
 /// Indices into [`VcpuShared::stats`] (maintained by the stub, informational; 8 and 9 by the

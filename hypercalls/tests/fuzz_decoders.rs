@@ -33,7 +33,7 @@ const KNOWN_VECTORS: [Vector; 12] = [
     Vector::Event,
     Vector::Syscall,
 ];
-const KNOWN_CALLS: [Hypercall; 36] = [
+const KNOWN_CALLS: [Hypercall; 38] = [
     Hypercall::Nop,
     Hypercall::ConsoleWrite,
     Hypercall::Shutdown,
@@ -70,6 +70,8 @@ const KNOWN_CALLS: [Hypercall; 36] = [
     Hypercall::ExecSignalTake,
     Hypercall::TaskLimitTake,
     Hypercall::StatsReport,
+    Hypercall::BalloonTake,
+    Hypercall::BalloonReport,
 ];
 const KNOWN_ERRORS: [HcError; 6] = [
     HcError::UnknownCall,

@@ -88,6 +88,27 @@ pub(crate) fn stats_report(stats: &pvmux_hypercalls::resources::GuestStats) {
     }
 }
 
+/// `BalloonTake`: the balloon target (pages); `None` from a host without the balloon.
+pub(crate) fn balloon_take() -> Option<u64> {
+    result(call(Hypercall::BalloonTake, [0; 5])).ok()
+}
+
+/// `BalloonReport`: released or reclaimed runs and the answer's status.
+pub(crate) fn balloon_report(
+    ranges: &[pvmux_hypercalls::balloon::BalloonRange],
+    status: u64,
+) -> Result<(), HcError> {
+    let gpa = if ranges.is_empty() {
+        0
+    } else {
+        let va = ranges.as_ptr() as u64;
+        let len = core::mem::size_of_val(ranges) as u64;
+        crate::boot::virt_to_phys(va, len).ok_or(HcError::BadAddress)?
+    };
+    let n = ranges.len() as u64;
+    result(call(Hypercall::BalloonReport, [gpa, n, status, 0, 0])).map(|_| ())
+}
+
 /// `SpaceCreate`: a user sandbox for the context region at `ctx_gpa`; the host sets the
 /// 32-bit word at `reaped_gpa` once the sandbox process is gone. Returns its handle.
 pub(crate) fn space_create(ctx_gpa: u64, reaped_gpa: u64) -> Result<u64, HcError> {

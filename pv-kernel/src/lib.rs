@@ -155,6 +155,9 @@ fn kmain() {
     let args = boot::args();
     // File contents live in the user pool (the page cache): take it over first.
     linux::pool::init();
+    // A tenant that starts below its maximum (`--mem-max`): its balloon, before anything
+    // takes pool frames.
+    linux::balloon::at_boot();
     fs::init();
     fs::volume::mount_all();
     for cmd in args.commands() {

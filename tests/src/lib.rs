@@ -129,6 +129,7 @@ pub fn config(name: &str, words: &str, vcpus: u32) -> TenantConfig {
         name: name.to_owned(),
         kernel: kernel(),
         mem_size: 64 << 20,
+        mem_initial: None,
         vcpus,
         boot_args: args(words),
         console: Box::new(std::io::sink()),

@@ -29,6 +29,7 @@
 
 pub(crate) mod abi;
 pub(crate) mod alloc_guard;
+pub(crate) mod balloon;
 pub(crate) mod caps;
 #[cfg(test)]
 pub(crate) mod compat;

@@ -4,6 +4,7 @@
 //! bytes are reached through the framework's copies (`crate::mm::pool_mem`).
 
 use alloc::vec::Vec;
+use pvmux_hypercalls::balloon::{kind, BalloonRange};
 use pvmux_hypercalls::{MemRegionKind, PAGE_SIZE};
 
 use super::Errno;
@@ -28,9 +29,157 @@ struct Pool {
     /// host's fresh memfd pages start with, so zero-filled allocations can skip clearing
     /// them (and skip touching the page at all, which in a nested VM is a host page fault).
     used: Vec<u64>,
+    /// Frames in the balloon (reference count [`BALLOONED`]): given to the host
+    /// (`pvmux mem`), neither free nor handed out until the host gives them back.
+    ballooned: usize,
+}
+
+/// The reference count of a frame in the balloon: never free (so never popped off the free
+/// stack nor taken by a contiguous allocation), never a valid count of mappings.
+const BALLOONED: u16 = u16::MAX;
+
+/// Where a balloon operation that takes several reports goes on (one per operation).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct BalloonCursor {
+    /// Inflating: 0 while taking frames used before (their memfd pages hold host memory),
+    /// then 1 for the others.
+    pass: u8,
+    /// Frames looked at so far in this pass (from the top when inflating, from the bottom
+    /// when deflating).
+    done: usize,
+}
+
+/// Adds frame `gpa` to the runs in `out[..*n]` (extending the last run when it is adjacent).
+/// `false` when `out` is full and the frame starts no run.
+fn push_run(out: &mut [BalloonRange], n: &mut usize, gpa: u64, k: u32) -> bool {
+    if let Some(last) = out[..*n].last_mut() {
+        if last.kind == k && last.pages < u32::MAX {
+            if last.gpa == gpa + PAGE_SIZE {
+                last.gpa = gpa;
+                last.pages += 1;
+                return true;
+            }
+            if last.gpa + u64::from(last.pages) * PAGE_SIZE == gpa {
+                last.pages += 1;
+                return true;
+            }
+        }
+    }
+    if *n == out.len() {
+        return false;
+    }
+    out[*n] = BalloonRange {
+        gpa,
+        pages: 1,
+        kind: k,
+    };
+    *n += 1;
+    true
 }
 
 impl Pool {
+    fn with_frames(base: u64, n: usize) -> Self {
+        let mut free = Vec::with_capacity(n);
+        free.extend((0..n as u32).rev());
+        Self {
+            base,
+            refs: alloc::vec![0; n],
+            nfree: n,
+            free,
+            used: alloc::vec![0; n.div_ceil(64)],
+            ballooned: 0,
+        }
+    }
+
+    fn was_used(&self, i: usize) -> bool {
+        self.used[i / 64] & (1 << (i % 64)) != 0
+    }
+
+    /// Takes up to `want` free frames into the balloon, leaving at least `reserve` free,
+    /// as runs of [`kind::RELEASED`] in `out`: frames used before first (giving them back
+    /// lowers the host's memory), then the others, from the top of the pool. Returns the
+    /// runs written and the frames taken; `cur` says where the next call goes on.
+    fn inflate(
+        &mut self,
+        want: u64,
+        reserve: u64,
+        cur: &mut BalloonCursor,
+        out: &mut [BalloonRange],
+    ) -> (usize, u64) {
+        let n = self.refs.len();
+        let mut runs = 0;
+        let mut taken = 0u64;
+        let limit = want.min((self.nfree as u64).saturating_sub(reserve));
+        while taken < limit && cur.pass < 2 {
+            if cur.done == n {
+                cur.pass += 1;
+                cur.done = 0;
+                continue;
+            }
+            let i = n - 1 - cur.done;
+            if self.refs[i] == 0 && (cur.pass == 1 || self.was_used(i)) {
+                let gpa = self.base + i as u64 * PAGE_SIZE;
+                if !push_run(out, &mut runs, gpa, kind::RELEASED) {
+                    break;
+                }
+                self.refs[i] = BALLOONED;
+                self.nfree -= 1;
+                self.ballooned += 1;
+                taken += 1;
+            }
+            cur.done += 1;
+        }
+        (runs, taken)
+    }
+
+    /// Gives up to `want` frames of the balloon back to the pool (free again), as runs of
+    /// [`kind::RECLAIMED`] in `out`, from the bottom. Returns the runs and the frames.
+    fn deflate(
+        &mut self,
+        want: u64,
+        cur: &mut BalloonCursor,
+        out: &mut [BalloonRange],
+    ) -> (usize, u64) {
+        let n = self.refs.len();
+        let mut runs = 0;
+        let mut given = 0u64;
+        while given < want && cur.done < n {
+            let i = cur.done;
+            if self.refs[i] == BALLOONED {
+                let gpa = self.base + i as u64 * PAGE_SIZE;
+                if !push_run(out, &mut runs, gpa, kind::RECLAIMED) {
+                    break;
+                }
+                self.release_to_free(i);
+                given += 1;
+            }
+            cur.done += 1;
+        }
+        (runs, given)
+    }
+
+    /// Frame `i` of the balloon is free again. Its `used` bit stays: if the host did not
+    /// punch it, it still holds old bytes, which a zero-filled allocation clears.
+    fn release_to_free(&mut self, i: usize) {
+        self.refs[i] = 0;
+        self.ballooned -= 1;
+        self.free.push(i as u32);
+        self.nfree += 1;
+        self.compact();
+    }
+
+    /// Undoes an inflation the host refused: the released runs' frames are free again.
+    fn undo(&mut self, ranges: &[BalloonRange]) {
+        for r in ranges.iter().filter(|r| r.kind == kind::RELEASED) {
+            let first = ((r.gpa - self.base) / PAGE_SIZE) as usize;
+            for i in first..first + r.pages as usize {
+                if self.refs.get(i) == Some(&BALLOONED) {
+                    self.release_to_free(i);
+                }
+            }
+        }
+    }
+
     /// Pops a free frame off the stack, skipping stale entries.
     fn pop_free(&mut self) -> Option<u32> {
         while let Some(i) = self.free.pop() {
@@ -94,16 +243,7 @@ pub(crate) fn init() {
 /// Makes the `pages` frames from `base` the pool.
 fn take_over(base: u64, pages: u64) {
     pool_mem::init(base, pages * PAGE_SIZE);
-    let n = pages as usize;
-    let mut free = Vec::with_capacity(n);
-    free.extend((0..n as u32).rev());
-    *POOL.lock() = Some(Pool {
-        base,
-        refs: alloc::vec![0; n],
-        nfree: n,
-        free,
-        used: alloc::vec![0; n.div_ceil(64)],
-    });
+    *POOL.lock() = Some(Pool::with_frames(base, pages as usize));
 }
 
 /// Host unit tests: a pool of 8192 frames at a made-up guest-physical address, in heap memory
@@ -130,6 +270,42 @@ pub(crate) fn stats() -> (usize, usize) {
     POOL.lock()
         .as_ref()
         .map_or((0, 0), |p| (p.nfree, p.refs.len()))
+}
+
+/// Frames in the balloon.
+pub(crate) fn ballooned() -> usize {
+    POOL.lock().as_ref().map_or(0, |p| p.ballooned)
+}
+
+/// Takes up to `want` free frames into the balloon, leaving `reserve` free (see
+/// [`Pool::inflate`]): the runs written to `out` and the frames taken.
+pub(crate) fn balloon_inflate(
+    want: u64,
+    reserve: u64,
+    cur: &mut BalloonCursor,
+    out: &mut [BalloonRange],
+) -> (usize, u64) {
+    POOL.lock()
+        .as_mut()
+        .map_or((0, 0), |p| p.inflate(want, reserve, cur, out))
+}
+
+/// Gives up to `want` frames of the balloon back (see [`Pool::deflate`]).
+pub(crate) fn balloon_deflate(
+    want: u64,
+    cur: &mut BalloonCursor,
+    out: &mut [BalloonRange],
+) -> (usize, u64) {
+    POOL.lock()
+        .as_mut()
+        .map_or((0, 0), |p| p.deflate(want, cur, out))
+}
+
+/// Undoes an inflation the host refused.
+pub(crate) fn balloon_undo(ranges: &[BalloonRange]) {
+    if let Some(p) = POOL.lock().as_mut() {
+        p.undo(ranges);
+    }
 }
 
 /// Allocates one frame (reference count 1), contents undefined.
@@ -239,6 +415,102 @@ pub(crate) fn alloc_contiguous(pages: usize) -> Result<u64, Errno> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Pages of `ranges` (of one kind), in order.
+    fn pages(p: &Pool, ranges: &[BalloonRange]) -> Vec<usize> {
+        let mut v: Vec<usize> = ranges
+            .iter()
+            .flat_map(|r| {
+                let first = ((r.gpa - p.base) / PAGE_SIZE) as usize;
+                first..first + r.pages as usize
+            })
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    #[test]
+    fn the_balloon_takes_used_frames_first_and_never_hands_them_out() {
+        let mut p = Pool::with_frames(0x10_0000, 64);
+        // Frames 0..8 were used and freed again; frames 8..10 are in use.
+        for i in 0..10 {
+            p.pop_free().unwrap();
+            p.refs[i] = 1;
+            p.first_use(i);
+        }
+        for i in (0..8).rev() {
+            p.refs[i] = 0;
+            p.free.push(i as u32);
+            p.nfree += 1;
+        }
+        assert_eq!(p.nfree, 62);
+        let mut out = [BalloonRange::default(); 4];
+        let mut cur = BalloonCursor::default();
+        // 12 frames, keeping 8 free: the 8 used ones (one run), then 4 from the top.
+        let (n, taken) = p.inflate(12, 8, &mut cur, &mut out);
+        assert_eq!((n, taken), (2, 12));
+        assert!(out[..n].iter().all(|r| r.kind == kind::RELEASED));
+        let got = pages(&p, &out[..n]);
+        assert_eq!(got, [0, 1, 2, 3, 4, 5, 6, 7, 60, 61, 62, 63]);
+        assert_eq!((p.nfree, p.ballooned), (50, 12));
+        // No allocation gets a ballooned frame, and the reserve is never taken.
+        let mut handed = Vec::new();
+        while let Some(i) = p.pop_free() {
+            assert_ne!(
+                p.refs[i as usize], BALLOONED,
+                "ballooned frame {i} handed out"
+            );
+            p.refs[i as usize] = 1;
+            handed.push(i);
+        }
+        assert_eq!(handed.len(), 50);
+        let (n, taken) = p.inflate(1, 0, &mut BalloonCursor::default(), &mut out);
+        assert_eq!((n, taken), (0, 0), "no free frame left");
+        for i in handed {
+            p.refs[i as usize] = 0;
+            p.free.push(i);
+            p.nfree += 1;
+        }
+        // Giving 5 back: from the bottom, free again, in one run.
+        let (n, given) = p.deflate(5, &mut BalloonCursor::default(), &mut out);
+        assert_eq!((n, given), (1, 5));
+        assert_eq!(out[0].kind, kind::RECLAIMED);
+        assert_eq!(pages(&p, &out[..1]), [0, 1, 2, 3, 4]);
+        assert_eq!((p.nfree, p.ballooned), (55, 7));
+        // An inflation the host refused is undone.
+        let (n, taken) = p.inflate(3, 0, &mut BalloonCursor::default(), &mut out);
+        assert_eq!(taken, 3);
+        p.undo(&out[..n]);
+        assert_eq!((p.nfree, p.ballooned), (55, 7));
+        // Everything back.
+        let (_, given) = p.deflate(100, &mut BalloonCursor::default(), &mut out);
+        assert_eq!(given, 7);
+        assert_eq!((p.nfree, p.ballooned), (62, 0));
+    }
+
+    #[test]
+    fn a_full_report_stops_the_balloon_where_the_next_one_goes_on() {
+        let mut p = Pool::with_frames(0x10_0000, 32);
+        // Every other frame in use: every free frame is a run of its own.
+        for i in (0..32).step_by(2) {
+            p.refs[i] = 1;
+            p.nfree -= 1;
+        }
+        let mut out = [BalloonRange::default(); 3];
+        let mut cur = BalloonCursor::default();
+        let mut all = Vec::new();
+        loop {
+            let (n, taken) = p.inflate(100, 0, &mut cur, &mut out);
+            assert_eq!(n as u64, taken);
+            if taken == 0 {
+                break;
+            }
+            all.extend(pages(&p, &out[..n]));
+        }
+        all.sort_unstable();
+        assert_eq!(all, (1..32).step_by(2).collect::<Vec<_>>());
+        assert_eq!((p.nfree, p.ballooned), (0, 16));
+    }
 
     #[test]
     fn frames_of_contiguous_allocations_are_never_handed_out_twice() {

@@ -32,7 +32,7 @@ pub(crate) fn host_request() {
         // A process whose last task is gone but that is not reaped yet has none.
         processes: processes.min(tasks),
         _reserved: 0,
-        mem_total: crate::boot::info().mem_size,
+        mem_total: super::balloon::mem_total_bytes(),
         mem_free: super::procfs::mem_free_bytes(),
     };
     crate::hcall::stats_report(&rec.0);

@@ -74,6 +74,7 @@ pub fn launch_with_share(
         name: name.to_owned(),
         kernel: Arc::clone(kernel),
         mem_size,
+        mem_initial: None,
         vcpus: GUEST_VCPUS,
         boot_args,
         console,

@@ -28,7 +28,7 @@ pub use exit::{EXIT_CODES_HELP, EXIT_GUEST_CRASH, EXIT_HOST_ERROR, EXIT_OCI_ERRO
 pub use logging::LogFormat;
 pub use oci::{
     CreateArgs, CreateFlags, DeleteArgs, EventsArgs, Format, GlobalArgs, IdArgs, KillArgs,
-    ListArgs, LogsArgs, PsArgs, StatsArgs, StopArgs, UpdateArgs,
+    ListArgs, LogsArgs, MemArgs, PsArgs, StatsArgs, StopArgs, UpdateArgs,
 };
 pub use run::{boot_args, ConsoleSetup, InitSetup, OciRunFlags, RunArgs, RUN_AFTER_HELP};
 pub use size::{format_size, parse_mem_size, parse_size};
@@ -134,6 +134,10 @@ pub enum Command {
     /// OCI: the container's figures as runc's stats events (JSON lines): CPU time, guest
     /// memory in use, guest tasks.
     Events(EventsArgs),
+    /// Grow or shrink a running container's guest memory (its balloon): SIZE (512M, 1G) or
+    /// a change (+64M, -64M), at most the maximum it started with; a shrink below what the
+    /// guest can free is refused and nothing changes.
+    Mem(MemArgs),
     /// Internal: a container's monitor process (started by `create`).
     #[command(hide = true, name = "oci-monitor")]
     OciMonitor(oci::MonitorArgs),
@@ -216,6 +220,7 @@ pub fn main() -> ExitCode {
         Command::Resume(a) => oci::resume(g, &a.id),
         Command::Update(a) => oci::update(g, a),
         Command::Events(a) => oci::events(g, a),
+        Command::Mem(a) => oci::mem(g, a),
         Command::OciMonitor(m) => oci::monitor::run(g, m),
     };
     match result {

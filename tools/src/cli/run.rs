@@ -105,6 +105,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = parse_mem_size)]
     pub mem: u64,
 
+    /// The most memory the guest may grow to (`pvmux mem`, docs/MULTIKERNEL.md): the guest
+    /// starts with --mem and the rest in its balloon. Default: --mem. At least a quarter of
+    /// it plus 8M (the kernel's own part and what it keeps free) must be --mem.
+    #[arg(long, value_name = "SIZE", value_parser = parse_mem_size)]
+    pub mem_max: Option<u64>,
+
     /// Number of virtual CPUs (1..=64).
     #[arg(
         long,
@@ -965,7 +971,8 @@ fn tenant_config(
     Ok(TenantConfig {
         name: "guest".to_owned(),
         kernel: Arc::clone(kernel),
-        mem_size: args.mem,
+        mem_size: args.mem_max.unwrap_or(args.mem),
+        mem_initial: args.mem_max.map(|_| args.mem),
         vcpus: args.vcpus,
         boot_args: plan.boot_args.clone(),
         console,

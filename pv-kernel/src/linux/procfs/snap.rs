@@ -112,13 +112,13 @@ pub(crate) fn meminfo() -> Vec<u8> {
 pub(crate) fn mem_free_bytes() -> u64 {
     let (pool_free, _) = crate::linux::pool::stats();
     let frames_free = crate::mm::frame::free_frames();
-    ((pool_free as u64 + frames_free) * 4096).min(crate::boot::info().mem_size)
+    ((pool_free as u64 + frames_free) * 4096).min(crate::linux::balloon::mem_total_bytes())
 }
 
 /// The guest's memory figures, in KiB: what `/proc/meminfo`, `/proc/vmstat` and `sysinfo`
 /// all show, so `free` agrees with itself whichever it reads.
 pub(crate) fn mem() -> MemInfo {
-    let total = crate::boot::info().mem_size / 1024;
+    let total = crate::linux::balloon::mem_total_bytes() / 1024;
     let free = mem_free_bytes() / 1024;
     let shmem = crate::fs::with(|fs| fs.usage().pages) * 4;
     let (heap_used, _) = crate::mm::heap::stats();

@@ -24,9 +24,6 @@ pub(crate) fn guest_mem_for_limit(limit: u64) -> u64 {
     limit.next_multiple_of(MEM_ALIGN).max(MIN_MEM)
 }
 
-/// The guest memory without a `memory.limit` (`pvmux run`'s default).
-pub(crate) const DEFAULT_MEM: u64 = 1 << 30;
-
 /// PATH when config.json's environment has none (runc's default).
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -197,7 +194,24 @@ pub(crate) fn map(spec: &Spec, bundle: &Path) -> anyhow::Result<Plan> {
         if let Some(limit) = res.memory().as_ref().and_then(|m| m.limit()) {
             if limit > 0 {
                 let mem = guest_mem_for_limit(limit as u64);
-                flag("--mem", mem.to_string().into());
+                // A smaller reservation is the memory the guest starts with; it grows up
+                // to the limit (`pvmux mem`, `update --memory`).
+                let start = res
+                    .memory()
+                    .as_ref()
+                    .and_then(|m| m.reservation())
+                    .filter(|&r| r > 0)
+                    .map(|r| guest_mem_for_limit(r as u64))
+                    .filter(|&r| r < mem);
+                match start {
+                    Some(r) => {
+                        pvmux_host::balloon::initial_balloon(mem, Some(r))
+                            .context("memory.reservation")?;
+                        flag("--mem", r.to_string().into());
+                        flag("--mem-max", mem.to_string().into());
+                    }
+                    None => flag("--mem", mem.to_string().into()),
+                }
             }
         }
         if let Some(cpu) = res.cpu() {

@@ -8,7 +8,9 @@
 //!   answers `ok` (or `ok JSON` with a one-line payload) or `error: MESSAGE`. Requests:
 //!   `start` (boot the guest and run the program), `pause`, `resume`, `stats` (answered with
 //!   the figures of `pvmux events`), `update JSON` (an [`UpdateRequest`]), `vcpu-stats`
-//!   (answered with a [`VcpuStatsAnswer`]: `pvmux stats`). Every request is one variant of
+//!   (answered with a [`VcpuStatsAnswer`]: `pvmux stats`), `mem JSON` (a
+//!   [`super::mem::MemRequest`], answered with the memory figures before and after: `pvmux
+//!   mem`). Every request is one variant of
 //!   [`Request`]: a new one adds a variant, its line, and its answer in `live.rs`.
 //!   `exec` will come here: the request line names the process (a JSON `process` object as
 //!   runc's `--process` file) and its stdin/stdout/stderr travel with it as SCM_RIGHTS
@@ -51,6 +53,8 @@ pub(crate) enum Request {
     Stats,
     /// Change its resources (`pvmux update`).
     Update(UpdateRequest),
+    /// Grow or shrink its guest memory (`pvmux mem`), answered as `ok JSON`.
+    Mem(super::mem::MemRequest),
     /// Per-vCPU figures and memory in use (`pvmux stats`), answered as `ok JSON` (a
     /// [`VcpuStatsAnswer`]).
     VcpuStats,
@@ -95,6 +99,10 @@ impl Request {
                 "update {}",
                 serde_json::to_string(u).unwrap_or_else(|_| "{}".into())
             ),
+            Self::Mem(m) => format!(
+                "mem {}",
+                serde_json::to_string(m).unwrap_or_else(|_| "{}".into())
+            ),
         }
     }
 
@@ -105,6 +113,7 @@ impl Request {
             "resume" => Some(Self::Resume),
             "stats" => Some(Self::Stats),
             "vcpu-stats" => Some(Self::VcpuStats),
+            l if l.starts_with("mem ") => serde_json::from_str(&l[4..]).ok().map(Self::Mem),
             l => l
                 .strip_prefix("update ")
                 .and_then(|j| serde_json::from_str(j).ok())

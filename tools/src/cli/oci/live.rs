@@ -19,6 +19,7 @@ pub(crate) fn answer(req: &Request, stream: &UnixStream, handle: &TenantHandle, 
         Request::Stats => stats(handle).map(|v| v.to_string()),
         Request::Update(u) => update(handle, u).map(|()| String::new()),
         Request::VcpuStats => vcpu_stats(handle).and_then(|a| Ok(serde_json::to_string(&a)?)),
+        Request::Mem(m) => super::mem::answer(handle, *m),
     };
     if let Err(e) = &result {
         tracing::warn!("{e:#}");
@@ -97,19 +98,29 @@ const DEFAULT_PERIOD_US: u64 = 100_000;
 /// Checks every change of `u` first, then applies them: a change that cannot apply is an
 /// error naming its flag, and then nothing changed.
 fn update(h: &TenantHandle, u: &UpdateRequest) -> anyhow::Result<()> {
-    if let Some(m) = u.memory.filter(|m| *m != 0) {
-        let want = match u64::try_from(m) {
-            Ok(m) => super::config::guest_mem_for_limit(m),
-            Err(_) => super::config::DEFAULT_MEM,
-        };
-        if want != h.mem_size() {
-            bail!(
-                "--memory: the memory of a running container cannot change: its guest has {} \
-                 bytes, fixed when it was created ({m} asked)",
-                h.mem_size()
-            );
+    // The memory: the guest's balloon (`pvmux mem`), within the maximum it was created with;
+    // -1 (unlimited) is the maximum.
+    let memory = match u.memory.filter(|m| *m != 0) {
+        None => None,
+        Some(m) => {
+            let f = h.memory();
+            let want = u64::try_from(m).map_or(f.max, super::config::guest_mem_for_limit);
+            if want > f.max {
+                bail!(
+                    "--memory: {m} is above the container's maximum, {} bytes (its memory when \
+                     it was created)",
+                    f.max
+                );
+            }
+            if want < f.min {
+                bail!(
+                    "--memory: {m} is below the container's minimum, {} bytes",
+                    f.min
+                );
+            }
+            (want != f.size).then_some(want)
         }
-    }
+    };
     let cpu = cpu_update(h, u)?;
     let pids = match u.pids_limit {
         None | Some(0) => None,
@@ -120,6 +131,11 @@ fn update(h: &TenantHandle, u: &UpdateRequest) -> anyhow::Result<()> {
             })?))
         }
     };
+    if let Some(m) = memory {
+        // First: a shrink the guest cannot meet leaves everything as it was.
+        let f = h.set_memory(m).context("--memory")?;
+        tracing::info!(size = f.size, "guest memory");
+    }
     if let Some(c) = &cpu {
         h.update_cpu(c)
             .context("--cpu-quota/--cpu-period/--cpu-shares")?;

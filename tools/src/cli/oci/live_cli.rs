@@ -19,8 +19,8 @@ pub struct UpdateArgs {
     /// cpu.period, cpu.shares, pids.limit); `-` reads it from stdin. Flags override it.
     #[arg(short = 'r', long, value_name = "FILE")]
     pub resources: Option<PathBuf>,
-    /// Memory limit in bytes (k, m, g suffixes): only the guest's memory size itself is
-    /// accepted (guest memory is fixed at create).
+    /// Memory limit in bytes (k, m, g suffixes): the guest's memory grows or shrinks to it
+    /// (its balloon, as `pvmux mem`), at most the memory it was created with.
     #[arg(long, value_name = "BYTES")]
     pub memory: Option<String>,
     /// CFS quota in µs per period (-1: none).

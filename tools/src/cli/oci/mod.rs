@@ -13,6 +13,7 @@ pub(crate) mod control;
 mod hooks;
 mod live;
 mod live_cli;
+mod mem;
 pub(crate) mod monitor;
 pub(crate) mod names;
 pub(crate) mod names_stats;
@@ -27,6 +28,8 @@ use clap::{Args, ValueEnum};
 
 pub(crate) use live_cli::{events, pause, resume, update};
 pub use live_cli::{EventsArgs, UpdateArgs};
+pub(crate) use mem::mem;
+pub use mem::MemArgs;
 pub(crate) use monitor::MonitorArgs;
 pub use names::{LogsArgs, StopArgs};
 pub use names_stats::StatsArgs;

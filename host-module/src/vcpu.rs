@@ -52,33 +52,6 @@ impl Waiter for HostWaiter {
     }
 }
 
-/// Experiment (issue 13 item 5): `PVMUX_HC_FOLLOW=1` pins a service thread, before it waits,
-/// to the host CPU the guest's vCPU thread last published (`guest_cpu`, a hint).
-fn follow_enabled() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var_os("PVMUX_HC_FOLLOW").is_some_and(|v| v == "1"))
-}
-
-thread_local! {
-    /// The CPU this service thread is pinned to (`follow_guest`).
-    static PINNED: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
-}
-
-/// Pins this thread to CPU `hint - 1` if that is a CPU (0 or a bad value: left as it is).
-fn follow_guest(hint: u32) {
-    let Some(cpu) = (hint as usize).checked_sub(1) else {
-        return;
-    };
-    if cpu >= rustix::thread::CpuSet::MAX_CPU || PINNED.with(|p| p.get()) == Some(cpu) {
-        return;
-    }
-    let mut set = rustix::thread::CpuSet::new();
-    set.set(cpu);
-    if rustix::thread::sched_setaffinity(None, &set).is_ok() {
-        PINNED.with(|p| p.set(Some(cpu)));
-    }
-}
-
 /// Why [`Vcpu::run`] returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -134,9 +107,6 @@ impl Vcpu {
         let Some(s) = ctl.vcpu(self.index) else {
             return VcpuExit::Stopped;
         };
-        if follow_enabled() {
-            follow_guest(s.guest_cpu.load(Relaxed));
-        }
         let stop = &self.stop;
         match self
             .doorbell

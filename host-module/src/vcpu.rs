@@ -45,6 +45,11 @@ impl Waiter for HostWaiter {
     fn wake(&self, word: &AtomicU32, count: u32) {
         let _ = futex::wake(word, futex::Flags::empty(), count);
     }
+
+    fn cpu(&self) -> u32 {
+        // `getcpu` through the vDSO; CPU numbers beyond u32 do not exist.
+        u32::try_from(rustix::thread::sched_getcpu()).map_or(0, |c| c.saturating_add(1))
+    }
 }
 
 /// Why [`Vcpu::run`] returned.

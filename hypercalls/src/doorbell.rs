@@ -52,6 +52,28 @@ pub trait Waiter {
     fn wait(&self, word: &AtomicU32, expected: u32, timeout_ns: Option<u64>);
     /// `FUTEX_WAKE` (shared) of up to `count` waiters on `word`.
     fn wake(&self, word: &AtomicU32, count: u32);
+    /// The host CPU this thread runs on, plus 1; 0 if not known (the default). A hint for
+    /// spinning only: a side does not spin while the thread it waits for last ran on its own
+    /// CPU (that thread would be waiting for this CPU). Read with `rdtscp` (`TSC_AUX`, which
+    /// Linux sets to the CPU number) where the CPU has it.
+    fn cpu(&self) -> u32 {
+        0
+    }
+}
+
+/// Publishes this thread's CPU (`w.cpu()`) in `mine` if it changed, and says whether the
+/// other side's published CPU, `peer`, is the same one (then spinning only keeps the other
+/// side off the CPU it needs). Both words are hints a hostile peer may have written: the
+/// answer only chooses between spinning and sleeping.
+pub fn peer_on_my_cpu(w: &(impl Waiter + ?Sized), mine: &AtomicU32, peer: &AtomicU32) -> bool {
+    let cpu = w.cpu();
+    if cpu == 0 {
+        return false;
+    }
+    if mine.load(Relaxed) != cpu {
+        mine.store(cpu, Relaxed);
+    }
+    peer.load(Relaxed) == cpu
 }
 
 /// A request sequence number (`hc_req` / `hc_resp`); wraps.
@@ -69,8 +91,16 @@ impl Seq {
     }
 }
 
-/// Spins (bounded by `budget_ns`) until `done()`; true if it became true.
-fn spin_until(w: &(impl Waiter + ?Sized), budget_ns: u64, mut done: impl FnMut() -> bool) -> bool {
+/// Spins (bounded by `budget_ns`) until `done()` (true), or until the budget is spent or the
+/// other side's published CPU (`peer`) is this thread's own (false; this thread publishes its
+/// CPU in `mine`, see [`peer_on_my_cpu`]).
+fn spin_until(
+    w: &(impl Waiter + ?Sized),
+    budget_ns: u64,
+    mine: &AtomicU32,
+    peer: &AtomicU32,
+    mut done: impl FnMut() -> bool,
+) -> bool {
     let deadline = w.now_ns().saturating_add(budget_ns);
     let mut i = 0u32;
     loop {
@@ -79,7 +109,9 @@ fn spin_until(w: &(impl Waiter + ?Sized), budget_ns: u64, mut done: impl FnMut()
         }
         core::hint::spin_loop();
         i = i.wrapping_add(1);
-        if i.is_multiple_of(SPIN_CLOCK_EVERY) && w.now_ns() > deadline {
+        if i.is_multiple_of(SPIN_CLOCK_EVERY)
+            && (w.now_ns() > deadline || peer_on_my_cpu(w, mine, peer))
+        {
             return false;
         }
     }
@@ -120,6 +152,7 @@ impl<'a> GuestDoorbell<'a> {
             slot.store(v, Relaxed);
         }
         let seq = Seq(s.hc_req.load(Relaxed)).next();
+        let _ = peer_on_my_cpu(w, &s.guest_cpu, &s.host_cpu);
         s.hc_req.swap(seq.0, SeqCst);
         if s.host_waiting.load(SeqCst) != 0 {
             w.wake(&s.hc_req, 1);
@@ -143,7 +176,11 @@ impl PendingCall<'_> {
     pub fn wait(self, w: &(impl Waiter + ?Sized)) -> i64 {
         let s = self.page;
         let seq = self.seq.0;
-        if self.spin && spin_until(w, GUEST_SPIN_NS, || s.hc_resp.load(Acquire) == seq) {
+        if self.spin
+            && spin_until(w, GUEST_SPIN_NS, &s.guest_cpu, &s.host_cpu, || {
+                s.hc_resp.load(Acquire) == seq
+            })
+        {
             return s.hc_ret.load(Acquire) as i64;
         }
         loop {
@@ -215,7 +252,9 @@ impl HostDoorbell {
             .is_some_and(|t| w.now_ns().saturating_sub(t) < HOST_SPIN_RECENCY_NS);
         if !self.last_nospin && recent {
             // On timeout, fall through to blocking.
-            spin_until(w, HOST_SPIN_NS, || s.hc_req.load(Acquire) != last);
+            spin_until(w, HOST_SPIN_NS, &s.host_cpu, &s.guest_cpu, || {
+                s.hc_req.load(Acquire) != last
+            });
         }
         while s.hc_req.load(Acquire) == last {
             if stop() {
@@ -242,6 +281,7 @@ impl HostDoorbell {
             return;
         };
         page.hc_ret.store(ret as u64, Relaxed);
+        let _ = peer_on_my_cpu(w, &page.host_cpu, &page.guest_cpu);
         page.hc_resp.store(seq.0, SeqCst);
         if page.guest_waiting.load(SeqCst) == 1 {
             w.wake(&page.hc_resp, u32::MAX);

@@ -244,7 +244,17 @@ pub struct UserSlot {
     /// number is applied (with `nr_ops == 0`: the last batch taken before this request).
     /// 0: no ordering (the request's operations are applied at once).
     pub ops_seq: u64,
-    _reserved: [u64; 55],
+    // ---- 0x148: where each side runs (hints for spinning, never trusted) ----
+    /// The host CPU the user thread last ran on, plus 1 (0: not known): written by the user
+    /// side while it waits and when it hands the slot back. The kernel does not spin for an
+    /// answer while this names its own CPU (the thread that must answer would be waiting
+    /// for that CPU). Only a hint: a wrong value costs speed, never correctness.
+    pub user_cpu: AtomicU32,
+    /// The host CPU the guest kernel's vCPU thread last ran on, plus 1 (0: not known):
+    /// written by the kernel while it waits and when it hands the slot over; the user side
+    /// does not spin for a grant while this names its own CPU.
+    pub kernel_cpu: AtomicU32,
+    _reserved: [u64; 54],
     // ---- 0x300: operations ----
     /// Queued operations, applied in order before user code runs.
     pub ops: [UserOp; USER_OPS_MAX],
@@ -279,6 +289,8 @@ const _: () = assert!(offset_of!(UserSlot, exit_reason) == 0x30);
 const _: () = assert!(offset_of!(UserSlot, regs) == 0x58);
 const _: () = assert!(offset_of!(UserSlot, stats) == 0x100);
 const _: () = assert!(offset_of!(UserSlot, ops_seq) == 0x140);
+const _: () = assert!(offset_of!(UserSlot, user_cpu) == 0x148);
+const _: () = assert!(offset_of!(UserSlot, kernel_cpu) == 0x14c);
 const _: () = assert!(offset_of!(UserSlot, ops) == 0x300);
 const _: () = assert!(offset_of!(UserSlot, fpstate) == 0x2000);
 

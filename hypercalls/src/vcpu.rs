@@ -167,7 +167,15 @@ pub struct VcpuShared {
     pub host_waiting: AtomicU32,
     /// Result of the last request (an `i64`: >= 0 result, < 0 [`crate::HcError`]).
     pub hc_ret: AtomicU64,
-    _pad2: [u64; 6],
+    /// The host CPU the host's service thread last ran on, plus 1 (0: not known): written
+    /// by the host when it waits and when it answers. The guest does not spin for an answer
+    /// while this names its own CPU. A hint only.
+    pub host_cpu: AtomicU32,
+    /// The host CPU the vCPU's thread last ran on, plus 1 (0: not known): written by the
+    /// guest half when it rings and while it waits. The host does not spin for a request
+    /// while this names its own CPU. A hint only: the host never trusts it further.
+    pub guest_cpu: AtomicU32,
+    _pad2: [u64; 5],
     // ---- line 3: hypercall caller context (stub) ----
     /// Return address of the `hypercall` stub call.
     pub hc_caller_rip: AtomicU64,
@@ -248,6 +256,8 @@ const _: () = assert!(offset_of!(VcpuShared, hc_req) == 0x40);
 const _: () = assert!(offset_of!(VcpuShared, hc_args) == 0x50);
 const _: () = assert!(offset_of!(VcpuShared, hc_resp) == 0x80);
 const _: () = assert!(offset_of!(VcpuShared, hc_ret) == 0x88);
+const _: () = assert!(offset_of!(VcpuShared, host_cpu) == 0x90);
+const _: () = assert!(offset_of!(VcpuShared, guest_cpu) == 0x94);
 const _: () = assert!(offset_of!(VcpuShared, hc_caller_rip) == 0xc0);
 const _: () = assert!(offset_of!(VcpuShared, crash_reason) == 0x100);
 const _: () = assert!(offset_of!(VcpuShared, crash_regs) == 0x120);

@@ -29,6 +29,32 @@ pub(crate) fn rdtsc() -> u64 {
     (u64::from(hi) << 32) | u64::from(lo)
 }
 
+/// The host CPU this vCPU's thread runs on, plus 1: `rdtscp`'s `TSC_AUX`, which Linux sets to
+/// `node << 12 | cpu`. 0 if the CPU has no `rdtscp` (CPUID.8000_0001h:EDX bit 27, asked once).
+/// A hint for the user hand-off's spinning (`pvmux_hypercalls::doorbell::Waiter::cpu`).
+pub(crate) fn host_cpu() -> u32 {
+    use core::sync::atomic::{AtomicU8, Ordering::Relaxed};
+    /// 0: not asked yet, 1: `rdtscp` works, 2: it does not.
+    static RDTSCP: AtomicU8 = AtomicU8::new(0);
+    let known = match RDTSCP.load(Relaxed) {
+        0 => {
+            let ext = core::arch::x86_64::__cpuid(0x8000_0000).eax >= 0x8000_0001;
+            let has = ext && core::arch::x86_64::__cpuid(0x8000_0001).edx & (1 << 27) != 0;
+            let v = if has { 1 } else { 2 };
+            RDTSCP.store(v, Relaxed);
+            v
+        }
+        v => v,
+    };
+    if known != 1 {
+        return 0;
+    }
+    let mut aux = 0u32;
+    // SAFETY: the CPU implements `rdtscp` (checked above); it writes only `aux`.
+    unsafe { core::arch::x86_64::__rdtscp(&mut aux) };
+    (aux & 0xfff) + 1
+}
+
 /// True if the CPU implements `rdrand` (CPUID.1:ECX bit 30).
 pub(crate) fn has_rdrand() -> bool {
     core::arch::x86_64::__cpuid(1).ecx & (1 << 30) != 0

@@ -63,6 +63,7 @@ use super::{
 };
 use crate::{TrapFrame, PAGE_SIZE};
 
+use crate::doorbell::peer_on_my_cpu;
 pub use crate::doorbell::Waiter;
 
 /// How long the kernel spins for a reply before it sleeps (ns). (An adaptive budget that
@@ -96,6 +97,10 @@ pub enum Word {
     UserWaiting,
     /// [`UserSlot::kernel_waiting`]: written by the kernel.
     KernelWaiting,
+    /// [`UserSlot::user_cpu`]: written by the user side (a hint).
+    UserCpu,
+    /// [`UserSlot::kernel_cpu`]: written by the kernel (a hint).
+    KernelCpu,
 }
 
 impl Word {
@@ -107,6 +112,8 @@ impl Word {
             Self::DoneSeq => offset_of!(UserSlot, done_seq),
             Self::UserWaiting => offset_of!(UserSlot, user_waiting),
             Self::KernelWaiting => offset_of!(UserSlot, kernel_waiting),
+            Self::UserCpu => offset_of!(UserSlot, user_cpu),
+            Self::KernelCpu => offset_of!(UserSlot, kernel_cpu),
         }
     }
 }
@@ -165,8 +172,16 @@ fn put<T: IntoBytes + Immutable>(m: &(impl SlotMem + ?Sized), off: usize, v: &T)
     m.write(off, v.as_bytes());
 }
 
-/// Spins (bounded by `budget_ns`) until `done()`; true if it became true.
-fn spin_until(w: &(impl Waiter + ?Sized), budget_ns: u64, mut done: impl FnMut() -> bool) -> bool {
+/// Spins (bounded by `budget_ns`) until `done()` (true), or until the budget is spent or the
+/// other side's published CPU (`peer`) is this thread's own (false; this thread publishes its
+/// CPU in `mine`, see [`peer_on_my_cpu`]).
+fn spin_apart_until(
+    w: &(impl Waiter + ?Sized),
+    budget_ns: u64,
+    mine: &AtomicU32,
+    peer: &AtomicU32,
+    mut done: impl FnMut() -> bool,
+) -> bool {
     let deadline = w.now_ns().saturating_add(budget_ns);
     let mut i = 0u32;
     loop {
@@ -175,7 +190,9 @@ fn spin_until(w: &(impl Waiter + ?Sized), budget_ns: u64, mut done: impl FnMut()
         }
         core::hint::spin_loop();
         i = i.wrapping_add(1);
-        if i.is_multiple_of(SPIN_CLOCK_EVERY) && w.now_ns() > deadline {
+        if i.is_multiple_of(SPIN_CLOCK_EVERY)
+            && (w.now_ns() > deadline || peer_on_my_cpu(w, mine, peer))
+        {
             return false;
         }
     }
@@ -388,6 +405,8 @@ impl<'a, M: SlotMem + ?Sized> KernelSlot<'a, M> {
         let run = m.word(Word::RunSeq);
         let seq = super::grant::next_seq(run.load(Relaxed));
         let ticks_before = m.counter(user_stat::USER_TICKS).load(Relaxed);
+        // Where this thread waits for the answer (a hint for the user side's spinning).
+        let _ = peer_on_my_cpu(w, m.word(Word::KernelCpu), m.word(Word::UserCpu));
         run.store(seq, SeqCst);
         let grant = m.grant();
         grant.store(seq, SeqCst);
@@ -414,6 +433,7 @@ impl<'a, M: SlotMem + ?Sized> KernelSlot<'a, M> {
         let m = self.mem;
         let done = m.word(Word::DoneSeq);
         let waiting = m.word(Word::KernelWaiting);
+        let (my_cpu, peer_cpu) = (m.word(Word::KernelCpu), m.word(Word::UserCpu));
         let seq = pending.seq;
         let start = w.now_ns();
         let mut slept = false;
@@ -436,7 +456,7 @@ impl<'a, M: SlotMem + ?Sized> KernelSlot<'a, M> {
             if waited > timeout_ns {
                 return Err(HandOffError::Timeout);
             }
-            if !slept && waited < KERNEL_SPIN_NS {
+            if !slept && waited < KERNEL_SPIN_NS && !peer_on_my_cpu(w, my_cpu, peer_cpu) {
                 core::hint::spin_loop();
                 continue;
             }
@@ -683,7 +703,8 @@ impl<'a, M: SlotMem + ?Sized> UserSide<'a, M> {
                 return None;
             }
             let mut r = None;
-            if spin_until(w, USER_SPIN_NS, || {
+            let (mine, peer) = (m.word(Word::UserCpu), m.word(Word::KernelCpu));
+            if spin_apart_until(w, USER_SPIN_NS, mine, peer, || {
                 r = next_grant(grant.load(Acquire), last);
                 r.is_some()
             }) {
@@ -814,6 +835,8 @@ impl<'a, M: SlotMem + ?Sized> UserSide<'a, M> {
     pub fn publish(&self, w: &(impl Waiter + ?Sized), run_seq: u32, reason: UserExit) {
         let m = self.mem;
         put(m, EXIT_REASON, &(reason as u32));
+        // Where this thread waits for the next grant (a hint for the kernel's spinning).
+        let _ = peer_on_my_cpu(w, m.word(Word::UserCpu), m.word(Word::KernelCpu));
         let done = m.word(Word::DoneSeq);
         done.store(run_seq, SeqCst);
         if m.word(Word::KernelWaiting).load(SeqCst) != 0 {

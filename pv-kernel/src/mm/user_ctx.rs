@@ -182,6 +182,10 @@ impl Waiter for StubWaiter {
         }
     }
 
+    fn cpu(&self) -> u32 {
+        crate::arch::host_cpu()
+    }
+
     fn wake(&self, word: &AtomicU32, _count: u32) {
         // `user_wake` wakes every waiter: only ever one sleeps on a slot's word.
         if let Some(gpa) = crate::boot::virt_to_phys(word.as_ptr() as u64, 4) {

@@ -9,6 +9,8 @@
 //! | [`futex_pingpong`] | a futex wake/wait round trip between two processes on one CPU or on two |
 //! | [`kvm`] | a KVM exit to user space (`out`) and an exit handled in the kernel (`cpuid`) of a tiny guest |
 //!
+//! [`CpuHogs`] are the CPU-bound processes the `*.contended` figures run next to.
+//!
 //! Everything that changes process state (signal handlers, seccomp filters, tracing, CPU
 //! affinity, KVM) runs in a forked child process with a timeout, so a peer that fails or hangs
 //! is reported as a [`PeerError`] and never disturbs the caller. Times come from
@@ -19,6 +21,7 @@
 mod child;
 mod futex;
 mod kvm;
+mod load;
 mod measure;
 mod ptrace;
 mod seccomp;
@@ -28,6 +31,7 @@ use std::time::Duration;
 
 pub use futex::{futex_pingpong, Placement};
 pub use kvm::{kvm, GuestMode, KvmReport};
+pub use load::CpuHogs;
 pub use ptrace::ptrace_sysemu;
 pub use seccomp::seccomp_trap;
 pub use syscall::getppid;

@@ -4,6 +4,7 @@
 
 pub mod apps;
 pub mod boot;
+pub mod contended;
 pub mod guest;
 pub mod hostinfo;
 pub mod html;
@@ -484,6 +485,90 @@ pub const BENCHMARKS: &[BenchDef] = &[
         None,
         "oci: host memory (PSS) of an idle podman container's processes, pvmux",
     ),
+    def(
+        "native.user.syscall_getppid.contended",
+        Unit::Ns,
+        None,
+        "contended: `getppid` system call, native, next to 2 CPU hogs",
+    ),
+    def(
+        "gvisor.user.syscall_getppid.contended",
+        Unit::Ns,
+        None,
+        "contended: `getppid` system call, in gVisor (runsc ptrace), next to 2 CPU hogs",
+    ),
+    def(
+        "pvmux.user.syscall_getppid.contended",
+        Unit::Ns,
+        Some(10_000.0),
+        "contended: `getppid` system call, as a pvmux guest's program, next to 2 CPU hogs",
+    ),
+    def(
+        "native.user.page_fault.contended",
+        Unit::Ns,
+        None,
+        "contended: first touch of an anonymous page, native, next to 2 CPU hogs",
+    ),
+    def(
+        "gvisor.user.page_fault.contended",
+        Unit::Ns,
+        None,
+        "contended: first touch of an anonymous page, in gVisor (runsc ptrace), next to 2 CPU hogs",
+    ),
+    def(
+        "pvmux.user.page_fault.contended",
+        Unit::Ns,
+        None,
+        "contended: first touch of an anonymous page, as a pvmux guest's program, next to 2 CPU hogs",
+    ),
+    def(
+        "native.user.fork_exit_wait.contended",
+        Unit::Ns,
+        None,
+        "contended: fork, child exit, wait, native, next to 2 CPU hogs",
+    ),
+    def(
+        "gvisor.user.fork_exit_wait.contended",
+        Unit::Ns,
+        None,
+        "contended: fork, child exit, wait, in gVisor (runsc ptrace), next to 2 CPU hogs",
+    ),
+    def(
+        "pvmux.user.fork_exit_wait.contended",
+        Unit::Ns,
+        None,
+        "contended: fork, child exit, wait, as a pvmux guest's program, next to 2 CPU hogs",
+    ),
+    def(
+        "native.user.pipe_pingpong.contended",
+        Unit::Ns,
+        None,
+        "contended: pipe round trip between two processes, native, next to 2 CPU hogs",
+    ),
+    def(
+        "gvisor.user.pipe_pingpong.contended",
+        Unit::Ns,
+        None,
+        "contended: pipe round trip between two processes, in gVisor (runsc ptrace), next to 2 CPU hogs",
+    ),
+    def(
+        "pvmux.user.pipe_pingpong.contended",
+        Unit::Ns,
+        None,
+        "contended: pipe round trip between two processes, as a pvmux guest's program, next to 2 CPU hogs",
+    ),
+    def(
+        "pvmux.hypercall.spin.contended",
+        Unit::Ns,
+        None,
+        "contended: host hypercall round trip (spinning), next to 2 CPU hogs",
+    ),
+    def(
+        "pvmux.hypercall.block.contended",
+        Unit::Ns,
+        None,
+        "contended: host hypercall round trip (blocking), next to 2 CPU hogs",
+    ),
 ];
 
 /// Name of the reference every figure is compared to.
@@ -620,6 +705,11 @@ pub fn run(opts: &Options) -> Result<BenchReport, BenchError> {
         .map(|d| d.name)
         .filter(|n| oci::split(n).is_some())
         .collect();
+    let contended_wanted: Vec<&'static str> = defs
+        .iter()
+        .map(|d| d.name)
+        .filter(|n| contended::is_contended(n))
+        .collect();
     let natives = [
         "native.syscall.getppid",
         "native.seccomp_trap",
@@ -653,7 +743,8 @@ pub fn run(opts: &Options) -> Result<BenchReport, BenchError> {
             })
             .count()
         + app_wanted.len()
-        + oci_wanted.len();
+        + oci_wanted.len()
+        + contended::steps(&contended_wanted);
     let progress = Progress::stderr(opts.progress);
     progress.set_total(steps as u64);
 
@@ -741,6 +832,15 @@ pub fn run(opts: &Options) -> Result<BenchReport, BenchError> {
         values.extend(apps::run(&app_wanted, opts.quick, &progress));
     }
     values.extend(oci::run_figures(&oci_wanted, opts.quick, &progress));
+    // Last: everything above ran on a host without the hogs.
+    values.extend(contended::run(
+        &host,
+        &kernel,
+        &contended_wanted,
+        opts.quick,
+        reps.guest_timeout,
+        &progress,
+    ));
     progress.finish();
 
     let median = |name: &str| {
@@ -816,13 +916,18 @@ mod tests {
     fn selection() {
         assert_eq!(selected(&[]).len(), BENCHMARKS.len());
         let n = selected(&["native.*".to_owned()]);
-        assert_eq!(n.len(), 16);
+        assert_eq!(n.len(), 16 + 4);
         assert!(n.iter().all(|d| d.name.starts_with("native.")));
         let both = selected(&["kvm".to_owned(), "boot".to_owned()]);
         assert_eq!(both.len(), 8);
         let user = selected(&["*.user.*".to_owned()]);
-        assert_eq!(user.len(), 32);
-        assert!(user.iter().all(|d| user::split(d.name).is_some()));
+        assert_eq!(user.len(), 32 + 12);
+        assert!(user
+            .iter()
+            .all(|d| user::split(d.name).is_some() || contended::split(d.name).is_some()));
+        let contended = selected(&["*.contended".to_owned()]);
+        assert_eq!(contended.len(), 14);
+        assert!(contended.iter().all(|d| contended::is_contended(d.name)));
         let apps = selected(&["*.app.*".to_owned()]);
         assert_eq!(apps.len(), 12);
         assert!(apps.iter().all(|d| apps::split(d.name).is_some()));

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::apps;
+use super::contended;
 use super::hostinfo::HostInfo;
 use super::oci;
 use super::user::{self, Peer};
@@ -86,6 +87,9 @@ pub fn table(report: &BenchReport) -> String {
     let (ocis, others): (Vec<&BenchResult>, Vec<&BenchResult>) = others
         .into_iter()
         .partition(|r| oci::split(r.name).is_some());
+    let (contendeds, others): (Vec<&BenchResult>, Vec<&BenchResult>) = others
+        .into_iter()
+        .partition(|r| contended::split(r.name).is_some());
     if !others.is_empty() {
         out.push('\n');
         let _ = writeln!(
@@ -109,6 +113,10 @@ pub fn table(report: &BenchReport) -> String {
     if !ocis.is_empty() {
         out.push('\n');
         out.push_str(&oci_table(&ocis));
+    }
+    if !contendeds.is_empty() {
+        out.push('\n');
+        out.push_str(&contended_table(&contendeds));
     }
     out
 }
@@ -194,6 +202,22 @@ pub fn app_table(results: &[&BenchResult]) -> String {
         "apps: programs from the host's root, spawn to exit, start-up of each system \
          included; median (ratio to native)",
         "app",
+    )
+}
+
+/// The user-mode figures measured next to CPU hogs (`*.user.*.contended`), as
+/// [`user_table`].
+pub fn contended_table(results: &[&BenchResult]) -> String {
+    peer_table(
+        results,
+        contended::split,
+        &contended::FIGURES,
+        &format!(
+            "user mode next to {} CPU-bound host processes (`*.contended`); median (ratio to \
+             native under the same load)",
+            contended::HOGS
+        ),
+        "user.*.contended",
     )
 }
 

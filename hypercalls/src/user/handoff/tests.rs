@@ -20,7 +20,7 @@ const LONG: u64 = 60_000_000_000;
 /// A slot in ordinary memory: the words and counters as atomics, the plain fields as bytes
 /// behind a lock (the layout is the trait's business, not the protocol's).
 struct TestSlot {
-    words: [AtomicU32; 4],
+    words: [AtomicU32; 6],
     grant: AtomicU32,
     counters: [AtomicU64; 8],
     bytes: Mutex<Vec<u8>>,
@@ -45,7 +45,14 @@ impl TestSlot {
 
 impl SlotMem for TestSlot {
     fn word(&self, w: Word) -> &AtomicU32 {
-        &self.words[w.offset() / 4]
+        &self.words[match w {
+            Word::RunSeq => 0,
+            Word::DoneSeq => 1,
+            Word::UserWaiting => 2,
+            Word::KernelWaiting => 3,
+            Word::UserCpu => 4,
+            Word::KernelCpu => 5,
+        }]
     }
     fn counter(&self, index: usize) -> &AtomicU64 {
         &self.counters[index]
@@ -768,6 +775,8 @@ fn word_offsets_are_the_slot_layout() {
     assert_eq!(Word::DoneSeq.offset(), 4);
     assert_eq!(Word::UserWaiting.offset(), 8);
     assert_eq!(Word::KernelWaiting.offset(), 12);
+    assert_eq!(Word::UserCpu.offset(), 0x148);
+    assert_eq!(Word::KernelCpu.offset(), 0x14c);
     assert_eq!(FPSTATE, 0x2000);
 }
 
@@ -842,4 +851,182 @@ fn forged_requests_without_a_grant_are_not_served() {
     assert_eq!(runs.load(SeqCst), 1, "a grant was served twice");
     slot.dead.store(true, SeqCst);
     user.join().unwrap();
+}
+
+/// A waiter on "CPU" `cpu` (plus 1) whose clock stands still until it was read `frozen`
+/// times (then it jumps past every spin budget), and whose waits call `on_wait`.
+struct OnCpu<F: Fn()> {
+    cpu: u32,
+    reads: AtomicU32,
+    frozen: u32,
+    waits: AtomicU32,
+    on_wait: F,
+}
+
+impl<F: Fn()> OnCpu<F> {
+    fn new(cpu: u32, on_wait: F) -> Self {
+        Self {
+            cpu,
+            reads: AtomicU32::new(0),
+            frozen: 1_000,
+            waits: AtomicU32::new(0),
+            on_wait,
+        }
+    }
+}
+
+impl<F: Fn()> Waiter for OnCpu<F> {
+    fn now_ns(&self) -> u64 {
+        if self.reads.fetch_add(1, SeqCst) < self.frozen {
+            0
+        } else {
+            LONG / 2
+        }
+    }
+    fn wait(&self, _: &AtomicU32, _: u32, _: Option<u64>) {
+        self.waits.fetch_add(1, SeqCst);
+        (self.on_wait)();
+    }
+    fn wake(&self, _: &AtomicU32, _: u32) {}
+    fn cpu(&self) -> u32 {
+        self.cpu
+    }
+}
+
+/// Neither side spins while the other one's published CPU is its own: it sleeps at the first
+/// look (with a clock that stands still, spinning could only end by the budget), publishes
+/// its own CPU, and still gets its answer.
+#[test]
+fn a_side_does_not_spin_while_the_other_is_on_its_cpu() {
+    // The user side, waiting for a grant while the kernel's thread is on its CPU (3).
+    let slot = TestSlot::new();
+    slot.word(Word::KernelCpu).store(3, SeqCst);
+    let w = OnCpu::new(3, || slot.grant.store(9, SeqCst));
+    let side = UserSide::new(&*slot, MEM);
+    assert_eq!(side.wait_request(&w, 0), Some(9));
+    assert_eq!(w.waits.load(SeqCst), 1);
+    assert!(
+        w.reads.load(SeqCst) < 10,
+        "it spun: {}",
+        w.reads.load(SeqCst)
+    );
+    assert_eq!(slot.word(Word::UserCpu).load(SeqCst), 3);
+    // Elsewhere (CPU 4) it spins until the budget is spent, then sleeps.
+    let slot = TestSlot::new();
+    slot.word(Word::KernelCpu).store(3, SeqCst);
+    let w = OnCpu::new(4, || slot.grant.store(9, SeqCst));
+    assert_eq!(UserSide::new(&*slot, MEM).wait_request(&w, 0), Some(9));
+    assert!(w.reads.load(SeqCst) > 1_000);
+
+    // The kernel, waiting for an answer while the user thread is on its CPU (5).
+    let slot = TestSlot::new();
+    slot.word(Word::UserCpu).store(5, SeqCst);
+    let k = KernelSlot::new(&*slot);
+    k.write_request(&Request {
+        ops: &[],
+        ops_seq: 0,
+        run: None,
+    });
+    let w = OnCpu::new(5, || {});
+    let pending = k.ring(&w, true);
+    assert_eq!(
+        slot.word(Word::KernelCpu).load(SeqCst),
+        5,
+        "published at the ring"
+    );
+    let seq = pending.seq();
+    let answer = OnCpu::new(5, || {
+        slot.put(offset_of!(UserSlot, exit_reason), UserExit::OpsDone as u32);
+        slot.word(Word::DoneSeq).store(seq, SeqCst);
+    });
+    assert_eq!(k.wait(&answer, &pending, LONG), Ok(()));
+    assert_eq!(answer.waits.load(SeqCst), 1);
+    assert!(answer.reads.load(SeqCst) < 10);
+    assert_eq!(k.reply(&pending), Ok(Reply::OpsDone));
+}
+
+/// The CPU words are hints a hostile program can write at any time: with both overwritten
+/// by garbage all the while (and the sides on "CPUs" that keep changing), every request is
+/// still answered correctly.
+#[test]
+fn lying_cpu_words_cost_no_correctness() {
+    let slot = TestSlot::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let liar = {
+        let (slot, stop) = (Arc::clone(&slot), Arc::clone(&stop));
+        thread::spawn(move || {
+            let mut x = 1u32;
+            while !stop.load(SeqCst) {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                slot.word(Word::UserCpu).store(x % 3, SeqCst);
+                slot.word(Word::KernelCpu).store((x >> 8) % 3, SeqCst);
+                thread::yield_now();
+            }
+        })
+    };
+    struct Hopping(Instant, AtomicU32);
+    impl Waiter for Hopping {
+        fn now_ns(&self) -> u64 {
+            self.0.elapsed().as_nanos() as u64
+        }
+        fn wait(&self, _: &AtomicU32, _: u32, _: Option<u64>) {
+            thread::yield_now();
+        }
+        fn wake(&self, _: &AtomicU32, _: u32) {}
+        fn cpu(&self) -> u32 {
+            self.1.fetch_add(1, SeqCst) % 3
+        }
+    }
+    let user = {
+        let slot = Arc::clone(&slot);
+        thread::spawn(move || {
+            let w = Hopping(Instant::now(), AtomicU32::new(0));
+            let side = UserSide::new(&*slot, MEM);
+            let mut p = Fake {
+                slot: Some(Arc::clone(&slot)),
+                ..Fake::default()
+            };
+            let mut last = 0;
+            let order = OpsOrder::new();
+            loop {
+                match side.serve(&w, &order, &mut p, last) {
+                    Served::Dead => return,
+                    Served::Run(seq) => {
+                        last = seq;
+                        let mut regs: TrapFrame = get(&*slot, REGS);
+                        regs.rax += 1;
+                        side.record(
+                            &UserTrap {
+                                reason: UserExit::Syscall,
+                                vector: 0,
+                                error_code: 0,
+                                addr: 0,
+                            },
+                            &regs,
+                            0,
+                            0,
+                        );
+                        side.publish(&w, seq, UserExit::Syscall);
+                    }
+                }
+            }
+        })
+    };
+    let w = Hopping(Instant::now(), AtomicU32::new(1));
+    let k = KernelSlot::new(&*slot);
+    for i in 0..500u64 {
+        let req = Request {
+            ops: &[],
+            ops_seq: 0,
+            run: Some(run_req(i, 0, &[])),
+        };
+        let Ok(Reply::Ran(back)) = k.hand_over(&w, &req, LONG) else {
+            panic!("request {i} did not run");
+        };
+        assert_eq!(back.regs.rax, i + 1);
+    }
+    slot.dead.store(true, SeqCst);
+    stop.store(true, SeqCst);
+    user.join().unwrap();
+    liar.join().unwrap();
 }

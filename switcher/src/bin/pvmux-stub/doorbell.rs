@@ -24,6 +24,10 @@ impl Waiter for Stub {
     fn wake(&self, word: &AtomicU32, count: u32) {
         sys::futex_wake(word, count);
     }
+
+    fn cpu(&self) -> u32 {
+        state::host_cpu()
+    }
 }
 
 /// The `hypercall` entry (tail-called by the assembly trampoline).

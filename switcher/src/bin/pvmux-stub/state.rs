@@ -224,6 +224,34 @@ pub(crate) fn clock_ns() -> u64 {
         as u64
 }
 
+/// The host CPU this thread runs on, plus 1: `rdtscp`'s `TSC_AUX`, which Linux sets to
+/// `node << 12 | cpu`. 0 if the CPU has no `rdtscp` (CPUID.8000_0001h:EDX bit 27, asked once).
+/// A hint for the hand-offs' spinning (`pvmux_hypercalls::doorbell::Waiter::cpu`).
+pub(crate) fn host_cpu() -> u32 {
+    if !has_rdtscp() {
+        return 0;
+    }
+    let mut aux = 0u32;
+    // SAFETY: the CPU implements `rdtscp` (checked above); it writes only `aux`.
+    unsafe { core::arch::x86_64::__rdtscp(&mut aux) };
+    (aux & 0xfff) + 1
+}
+
+/// Whether the CPU implements `rdtscp` (asked once, then cached).
+pub(crate) fn has_rdtscp() -> bool {
+    /// 0: not asked yet, 1: `rdtscp` works, 2: it does not.
+    static RDTSCP: AtomicU32 = AtomicU32::new(0);
+    match RDTSCP.load(Relaxed) {
+        0 => {
+            let ext = core::arch::x86_64::__cpuid(0x8000_0000).eax >= 0x8000_0001;
+            let has = ext && core::arch::x86_64::__cpuid(0x8000_0001).edx & (1 << 27) != 0;
+            RDTSCP.store(if has { 1 } else { 2 }, Relaxed);
+            has
+        }
+        v => v == 1,
+    }
+}
+
 /// Bumps a statistics counter of this vCPU's shared page.
 pub(crate) fn count(shared: &VcpuShared, idx: usize) {
     if let Some(c) = shared.stats.get(idx) {

@@ -16,16 +16,21 @@ use core::arch::global_asm;
 
 global_asm!(
     // u64 pvmux_user_wait_grant(const u32 *grant, u32 last, u32 *waiting, u64 spin_ticks,
-    //                           const u32 *dead):
+    //                           const u32 *dead, u32 *cpus):
     // spins on *grant until the TSC passes now + spin_ticks, then announces itself in
     // *waiting and sleeps on *grant (shared FUTEX_WAIT, no timeout), until *grant is neither
     // 0 nor `last`. Returns that grant, with bit 32 set if it slept. Once *dead (the context
     // header's flag) is set it ends the process with exit_group(0) right here: a `ret` with
     // no grant could return through an address the program wrote.
+    // With `cpus` (the slot's `user_cpu` word, `kernel_cpu` after it; null: not used) it
+    // reads the TSC with `rdtscp`, keeps `user_cpu` at this thread's CPU + 1 (TSC_AUX's
+    // low 12 bits, as Linux sets it) and stops spinning at once when `kernel_cpu` names the
+    // same CPU: the guest kernel's thread would be waiting for this CPU.
     ".globl pvmux_user_wait_grant",
     "pvmux_user_wait_grant:",
     "push rbx",
     "mov ebx, esi", // last (kept in a register the futex call preserves)
+    "mov r11, r9",  // cpus (only used while spinning: the futex call clobbers r11)
     "mov r9, rdx",  // waiting
     "rdtsc",
     "shl rdx, 32",
@@ -41,7 +46,21 @@ global_asm!(
     "jne 9f",
     "3:",
     "pause",
+    "test r11, r11",
+    "jz 32f",
+    "rdtscp", // edx:eax = TSC, ecx = TSC_AUX
+    "and ecx, 0xfff",
+    "inc ecx",
+    "cmp dword ptr [r11], ecx",
+    "je 31f",
+    "mov dword ptr [r11], ecx",
+    "31:",
+    "cmp dword ptr [r11 + 4], ecx",
+    "je 4f", // the kernel's thread last ran on this CPU: let it have it
+    "jmp 33f",
+    "32:",
     "rdtsc",
+    "33:",
     "shl rdx, 32",
     "or rax, rdx",
     "cmp rax, r10",
@@ -84,24 +103,29 @@ extern "sysv64" {
         waiting: *mut u32,
         spin: u64,
         dead: *const u32,
+        cpus: *mut u32,
     ) -> u64;
 }
 
 /// Waits until `*grant` holds a grant other than 0 and `last`; returns it and whether the
-/// thread slept. Spins for `spin_ticks` TSC ticks first. Ends the process (status 0) once
-/// `*dead` is set.
+/// thread slept. Spins for `spin_ticks` TSC ticks first — unless `cpus` (the slot's
+/// `user_cpu` word, `kernel_cpu` after it; null: no `rdtscp`) shows the kernel's thread on
+/// this CPU. Ends the process (status 0) once `*dead` is set.
 pub(super) fn wait_grant(
     grant: *const u32,
     last: u32,
     waiting: *mut u32,
     spin_ticks: u64,
     dead: *const u32,
+    cpus: *mut u32,
 ) -> (u32, bool) {
     // SAFETY: `grant` is a word of the read-only grant page, `waiting` and `dead` words of
     // the context region, all mapped (at fixed addresses outside the user window, which the
     // filter lets nothing unmap) for the life of the process; the loop only loads `grant` and
     // `dead` and stores 0/1 into `waiting`, and makes only `futex` and `exit_group` calls,
-    // which the filter allows from stub code.
-    let r = unsafe { pvmux_user_wait_grant(grant, last, waiting, spin_ticks, dead) };
+    // which the filter allows from stub code. `cpus`, if not null, is the slot's 8-byte
+    // `user_cpu`/`kernel_cpu` pair in the same region (loaded, `user_cpu` stored), and the
+    // caller passes it only when the CPU has `rdtscp`.
+    let r = unsafe { pvmux_user_wait_grant(grant, last, waiting, spin_ticks, dead, cpus) };
     (r as u32, r >> 32 != 0)
 }

@@ -113,6 +113,12 @@ impl UserPlatform for Stub<'_> {
             slot.waiting_word(),
             spin_ticks(),
             super::slot::ctx_dead_word(),
+            // Without `rdtscp` the loop cannot tell where it runs: it spins as before.
+            if crate::state::has_rdtscp() {
+                slot.cpu_words()
+            } else {
+                core::ptr::null_mut()
+            },
         );
         if slept {
             slot.counter(user_stat::SLEEPS).fetch_add(1, Relaxed);

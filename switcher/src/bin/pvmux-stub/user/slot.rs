@@ -78,6 +78,12 @@ impl Slot {
         self.at(Word::UserWaiting.offset(), 4) as *mut u32
     }
 
+    /// The slot's `user_cpu` word (`kernel_cpu` follows it), for the idle loop's spinning.
+    pub(super) fn cpu_words(&self) -> *mut u32 {
+        const _: () = assert!(Word::KernelCpu.offset() == Word::UserCpu.offset() + 4);
+        self.at(Word::UserCpu.offset(), 8) as *mut u32
+    }
+
     /// The address of `len` bytes at byte offset `off` of the slot (panics outside it).
     fn at(&self, off: usize, len: usize) -> *mut u8 {
         assert!(
@@ -179,6 +185,10 @@ impl Waiter for Futex {
         });
         // EAGAIN, ETIMEDOUT and EINTR all mean "look again".
         let _ = sys::futex_wait_shared(word, expected, timeout.as_ref());
+    }
+
+    fn cpu(&self) -> u32 {
+        state::host_cpu()
     }
 
     fn wake(&self, word: &AtomicU32, count: u32) {

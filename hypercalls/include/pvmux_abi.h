@@ -227,7 +227,7 @@ enum pvmux_vector {
 /* Stack a stub call may use below the caller's rsp. */
 #define PVMUX_STUB_STACK_NEED UINT64_C(4096)
 /* Entry points in this ABI version's table. */
-#define PVMUX_STUB_ENTRIES 22u
+#define PVMUX_STUB_ENTRIES 23u
 
 struct pvmux_vcpu_shared;
 struct pvmux_stub_table;
@@ -297,6 +297,7 @@ struct pvmux_stub_table {
     /* trusted in-process mode (ABI v6): apply user mappings; run user code */
     int64_t (*inproc_ops)(const void *ops, uint64_t n);
     int64_t (*inproc_run)(void *run);
+    uint64_t inproc_syscall; /* not a function: where a patched syscall site jumps */
 };
 
 /* ------------------------------------------------------------------------------------------
@@ -994,9 +995,9 @@ _Static_assert(offsetof(struct pvmux_stub_table, hypercall) == 16, "StubTable.hy
 _Static_assert(offsetof(struct pvmux_stub_table, iret) == 32, "StubTable.iret");
 _Static_assert(offsetof(struct pvmux_stub_table, null) == 152, "StubTable.null");
 _Static_assert(offsetof(struct pvmux_stub_table, user_wait) == 160, "StubTable.user_wait");
-_Static_assert(offsetof(struct pvmux_stub_table, inproc_run) ==
+_Static_assert(offsetof(struct pvmux_stub_table, inproc_syscall) ==
                    16 + 8 * (PVMUX_STUB_ENTRIES - 1),
-               "StubTable.inproc_run");
+               "StubTable.inproc_syscall");
 _Static_assert(sizeof(struct pvmux_stub_table) == 16 + 8 * PVMUX_STUB_ENTRIES, "StubTable size");
 
 _Static_assert(offsetof(struct pvmux_sandbox_header, clock_shift) == 80, "SandboxHeader");

@@ -704,7 +704,10 @@ mod tests {
             assert_eq!(eval(nr::MMAP, ip, map), RET_REFUSE, "{addr:#x}: mode off");
             let unmap = [addr, 0x1000, 0, 0, 0, 0];
             assert_eq!(eval_inproc(nr::MUNMAP, ip, unmap), RET_ALLOW);
-            assert_eq!(eval_inproc(nr::MPROTECT, ip, [addr, 0x1000, 1, 0, 0, 0]), RET_ALLOW);
+            assert_eq!(
+                eval_inproc(nr::MPROTECT, ip, [addr, 0x1000, 1, 0, 0, 0]),
+                RET_ALLOW
+            );
         }
         // Anonymous or foreign-fd mappings, ranges reaching the control region, the
         // physmap or beyond the user window, too long, or with odd rights: refused.
@@ -713,7 +716,10 @@ mod tests {
             (nr::MMAP, [0x40_0000, 0x1000, 3, 0x11, 4, 0]),
             (nr::MMAP, [0x40_0000, 0x1000, 3, 0x12, fd, 0]),
             (nr::MMAP, [INPROC_LOW.1, 0x1000, 3, 0x11, fd, 0]),
-            (nr::MMAP, [0x40_0000, INPROC_LEN_MAX + 0x1000, 3, 0x11, fd, 0]),
+            (
+                nr::MMAP,
+                [0x40_0000, INPROC_LEN_MAX + 0x1000, 3, 0x11, fd, 0],
+            ),
             (nr::MMAP, [0x40_0000, 0x1000, 8, 0x11, fd, 0]),
             (nr::MUNMAP, [USER_END, 0x1000, 0, 0, 0, 0]),
             (nr::MPROTECT, [0x40_0000, 0x1000, 8, 0, 0, 0]),
@@ -721,8 +727,14 @@ mod tests {
         for (n, args) in refused {
             assert_eq!(eval_inproc(n, ip, args), RET_REFUSE, "{n} {args:x?}");
         }
-        assert_eq!(eval_inproc(nr::ARCH_PRCTL, ip, [0x1002, 7, 0, 0, 0, 0]), RET_ALLOW);
-        assert_eq!(eval_inproc(nr::ARCH_PRCTL, ip, [0x1001, 7, 0, 0, 0, 0]), RET_REFUSE);
+        assert_eq!(
+            eval_inproc(nr::ARCH_PRCTL, ip, [0x1002, 7, 0, 0, 0, 0]),
+            RET_ALLOW
+        );
+        assert_eq!(
+            eval_inproc(nr::ARCH_PRCTL, ip, [0x1001, 7, 0, 0, 0, 0]),
+            RET_REFUSE
+        );
         // The kernel filter's own rules still hold; user code still traps.
         assert_eq!(
             eval_inproc(nr::MMAP, ip, [WINDOW_BASE, 0x1000, 3, 0x11, fd, 0]),

@@ -49,17 +49,33 @@ fn assert_same(what: &str, want: &Run, got: &Run) {
         "{what}: stdout differs (stderr:\n{})",
         got.stderr
     );
-    assert_eq!(got.code(), want.code(), "{what}: exit status ({})", got.stderr);
+    assert_eq!(
+        got.code(),
+        want.code(),
+        "{what}: exit status ({})",
+        got.stderr
+    );
 }
 
 /// Program `name` (glibc and musl) in the trusted mode prints and returns what it does
 /// natively and in the default mode, on 1 and 2 vCPUs.
 fn same_in_both_modes(program: &str, args: &[&str]) {
-    let names = variants(program);
-    let root = rootfs(&names);
-    for name in &names {
+    same_for(&variants(program), args);
+}
+
+/// Programs `names` in the trusted mode print and return what they do natively and in the
+/// default mode, on 1 and 2 vCPUs.
+fn same_for(names: &[String], args: &[&str]) {
+    let root = rootfs(names);
+    for name in names {
         let n = run_native(name, args, TIMEOUT);
-        assert_eq!(n.code(), Some(0), "native {name}:\n{}{}", n.stdout, n.stderr);
+        assert_eq!(
+            n.code(),
+            Some(0),
+            "native {name}:\n{}{}",
+            n.stdout,
+            n.stderr
+        );
         for vcpus in [1, 2] {
             let path = format!("/{name}");
             let isolated = guest(&root.0, vcpus, &[], &path, args);
@@ -70,10 +86,16 @@ fn same_in_both_modes(program: &str, args: &[&str]) {
     }
 }
 
-/// A plain static program: system calls, `malloc` (page faults), `getppid`.
+/// Plain static programs (also position-independent): system calls, `malloc` (page
+/// faults), `getppid`; and a Rust program's threads (`clone(CLONE_THREAD)` on both vCPUs,
+/// futexes, thread exit and join).
 #[test]
-fn hello_runs_in_process() {
-    same_in_both_modes("hello-c", &[]);
+fn programs_and_threads_run_in_process() {
+    let names: Vec<String> = ["hello-c", "hello-c-pie", "threads"]
+        .iter()
+        .map(|n| (*n).to_owned())
+        .collect();
+    same_for(&names, &[]);
 }
 
 /// Signal information: `kill`, `tgkill`, `sigqueue`, `SIGCHLD` of forked children, waits.
@@ -131,7 +153,11 @@ fn busybox_script_in_process() {
     for opts in [&[][..], &[TRUSTED][..]] {
         let g = guest(&root.0, 2, opts, "/bin/busybox", &["sh", "/script.sh"]);
         assert_same(&format!("busybox script {opts:?}"), &native, &g);
-        let pipe = ["sh", "-c", "echo hello | wc -c; exec /bin/busybox sh -c 'exit 9'"];
+        let pipe = [
+            "sh",
+            "-c",
+            "echo hello | wc -c; exec /bin/busybox sh -c 'exit 9'",
+        ];
         let g = guest(&root.0, 2, opts, "/bin/busybox", &pipe);
         assert_eq!(g.stdout, "6\n", "{opts:?}: stderr:\n{}", g.stderr);
         assert_eq!(g.code(), Some(9), "{opts:?}: {}", g.stderr);

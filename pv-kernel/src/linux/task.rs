@@ -887,9 +887,9 @@ fn exec_stays_inproc(p: &Arc<Process>) -> bool {
         return false;
     };
     old.is_inproc()
-        && !all_processes().iter().any(|q| {
-            !Arc::ptr_eq(q, p) && q.space().is_some_and(|s| Arc::ptr_eq(&s, &old))
-        })
+        && !all_processes()
+            .iter()
+            .any(|q| !Arc::ptr_eq(q, p) && q.space().is_some_and(|s| Arc::ptr_eq(&s, &old)))
 }
 
 /// `execve`: replaces the current process's image. On success the new image's state is in

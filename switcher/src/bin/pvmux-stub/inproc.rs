@@ -39,9 +39,7 @@ use pvmux_switcher::exception::{classify, Classified, SandboxKind};
 
 use crate::sigctx::{trap_frame, SigInfo, FPSTATE, SI_TIMER};
 use crate::start::{MAP_FIXED, MAP_SHARED};
-use crate::state::{
-    StubCpu, AREA_ALTSTACK, AREA_SIZE, OFF_INPROC, RETRY_TIMER_VALUE, SIG_EVENT,
-};
+use crate::state::{StubCpu, AREA_ALTSTACK, AREA_SIZE, OFF_INPROC, RETRY_TIMER_VALUE, SIG_EVENT};
 use crate::sys;
 
 /// `sigev_value` of a vCPU's slice timer (trusted in-process mode only).
@@ -138,9 +136,7 @@ pub(crate) fn init(fsgsbase: bool) -> Result<(), u32> {
 pub(crate) fn thread_setup(c: &StubCpu, tid: u32) -> Result<(), u32> {
     let base = c as *const StubCpu as u64;
     // SAFETY: ARCH_SET_GS changes only this thread's GS base, which nothing else uses.
-    sys::check(unsafe {
-        sys::syscall6(sys::nr::ARCH_PRCTL, [0x1001, base as usize, 0, 0, 0, 0])
-    })?;
+    sys::check(unsafe { sys::syscall6(sys::nr::ARCH_PRCTL, [0x1001, base as usize, 0, 0, 0, 0]) })?;
     c.inproc
         .slice_timer_id
         .store(crate::start::thread_timer(tid, SLICE_TIMER_VALUE)?, Relaxed);

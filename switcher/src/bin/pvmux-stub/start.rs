@@ -16,9 +16,7 @@ use pvmux_hypercalls::sandbox::{
 };
 use pvmux_hypercalls::{StubTable, ABI_MAGIC, ABI_VERSION, MAX_VCPUS, PAGE_SIZE};
 use pvmux_switcher::host_memory::kernel_address_space_limit;
-use pvmux_switcher::seccomp::{
-    build_kernel_filter_with, FilterParams, SockFilter, MAX_FILTER_LEN,
-};
+use pvmux_switcher::seccomp::{build_kernel_filter_with, FilterParams, SockFilter, MAX_FILTER_LEN};
 
 use crate::state::{
     cpu, header_atomics, header_read, StubCpu, ALTSTACK_SIZE, AREA_ALTSTACK, AREA_SIZE,

@@ -560,8 +560,7 @@ fn save_frame_fp(c: &StubCpu, g: &[u64; 32]) -> u32 {
         )
     };
     let size = if magic == FP_XSTATE_MAGIC1
-        && size >= XSAVE_HDR_END
-        && size <= XSAVE_MAX
+        && (XSAVE_HDR_END..=XSAVE_MAX).contains(&size)
         && fp + size as u64 <= hi
     {
         size

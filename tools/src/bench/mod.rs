@@ -867,7 +867,7 @@ mod tests {
         assert_eq!(n.len(), 16);
         assert!(n.iter().all(|d| d.name.starts_with("native.")));
         let both = selected(&["kvm".to_owned(), "boot".to_owned()]);
-        assert_eq!(both.len(), 8);
+        assert_eq!(both.len(), 9);
         let user = selected(&["*.user.*".to_owned()]);
         assert_eq!(user.len(), 40);
         assert!(user.iter().all(|d| user::split(d.name).is_some()));

@@ -163,3 +163,32 @@ fn busybox_script_in_process() {
         assert_eq!(g.code(), Some(9), "{opts:?}: {}", g.stderr);
     }
 }
+
+/// A busy in-process init is preempted by the slice timer (on 1 vCPU its child gets to run)
+/// and interrupted by a signal sent from another vCPU (on 2): it takes the signal as it does
+/// natively and in the default mode.
+#[test]
+#[cfg_attr(
+    not(have_busybox),
+    ignore = "needs /bin/busybox: apt-get install busybox-static"
+)]
+fn busy_init_is_preempted_and_signalled() {
+    let busy = [
+        "sh",
+        "-c",
+        "trap 'echo got; exit 3' ALRM; (sleep 0.3; kill -ALRM $$) & while :; do :; done",
+    ];
+    let mut cmd = Command::new(BUSYBOX);
+    cmd.args(busy);
+    let native = run_clean(cmd, TIMEOUT);
+    assert_eq!((native.stdout.as_str(), native.code()), ("got\n", Some(3)));
+    let root = TempDir::unique("pvmux-trusted", "busy");
+    std::fs::create_dir(root.0.join("bin")).expect("mkdir bin");
+    std::fs::copy(BUSYBOX, root.0.join("bin/busybox")).expect("copy busybox");
+    for vcpus in [1, 2] {
+        for opts in [&[][..], &[TRUSTED][..]] {
+            let g = guest(&root.0, vcpus, opts, "/bin/busybox", &busy);
+            assert_same(&format!("busy init, {vcpus} vCPUs, {opts:?}"), &native, &g);
+        }
+    }
+}

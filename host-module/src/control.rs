@@ -45,6 +45,9 @@ pub struct HeaderInit {
     pub user_ctx_len: u64,
     /// User sandboxes: guest-physical address of the space's grant page.
     pub user_grant_gpa: u64,
+    /// Kernel sandboxes: [`pvmux_hypercalls::sandbox::user_isolation`] (the trusted
+    /// in-process mode or not).
+    pub user_isolation: u32,
 }
 
 /// A sandbox's control memfd, mapped into the host.
@@ -94,6 +97,8 @@ impl ControlRegion {
             user_ctx_gpa: init.user_ctx_gpa,
             user_ctx_len: init.user_ctx_len,
             user_grant_gpa: init.user_grant_gpa,
+            user_isolation: init.user_isolation,
+            _reserved2: 0,
         };
         const _: () = assert!(size_of::<SandboxHeader>() as u64 <= PAGE_SIZE);
         // SAFETY: page 0 of a fresh, page-aligned mapping of at least one page that no other

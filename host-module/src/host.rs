@@ -99,6 +99,13 @@ impl Host {
             clock_mult: clock.mult,
             clock_shift: clock.shift,
             fault_around_pages: DEFAULT_FAULT_AROUND,
+            // The trusted in-process mode is the boot arguments' (`USER_ISOLATION_NONE`):
+            // the stub widens its filter for it, the kernel runs init in-process.
+            user_isolation: if cfg.boot_args.args().user_isolation_none() {
+                pvmux_hypercalls::sandbox::user_isolation::NONE
+            } else {
+                pvmux_hypercalls::sandbox::user_isolation::PROCESS
+            },
             ..HeaderInit::default()
         })?;
         Tenant::start(

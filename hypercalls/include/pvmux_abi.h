@@ -227,7 +227,7 @@ enum pvmux_vector {
 /* Stack a stub call may use below the caller's rsp. */
 #define PVMUX_STUB_STACK_NEED UINT64_C(4096)
 /* Entry points in this ABI version's table. */
-#define PVMUX_STUB_ENTRIES 20u
+#define PVMUX_STUB_ENTRIES 23u
 
 struct pvmux_vcpu_shared;
 struct pvmux_stub_table;
@@ -294,6 +294,10 @@ struct pvmux_stub_table {
     /* In-sandbox. Shared-futex wake of every waiter on the word at guest-physical gpa (the
      * kernel side of a user context slot). The number woken, or PVMUX_EBADADDR. */
     int64_t (*user_wake)(uint64_t gpa);
+    /* trusted in-process mode (ABI v6): apply user mappings; run user code */
+    int64_t (*inproc_ops)(const void *ops, uint64_t n);
+    int64_t (*inproc_run)(void *run);
+    uint64_t inproc_syscall; /* not a function: where a patched syscall site jumps */
 };
 
 /* ------------------------------------------------------------------------------------------
@@ -414,7 +418,11 @@ struct pvmux_sandbox_header {
     uint64_t user_ctx_gpa;   /* host, user sandboxes: gpa of the context region */
     uint64_t user_ctx_len;   /* host, user sandboxes: PVMUX_USER_CTX_SIZE(nr_vcpus) */
     uint64_t user_grant_gpa; /* host, user sandboxes: gpa of the space's grant page */
+    uint32_t user_isolation; /* host, kernel sandboxes: PVMUX_USER_ISOLATION_* (ABI v6) */
+    uint32_t _reserved2;
 };
+#define PVMUX_USER_ISOLATION_PROCESS 0u /* every address space in a user sandbox */
+#define PVMUX_USER_ISOLATION_NONE 1u    /* trusted in-process mode */
 
 /* ------------------------------------------------------------------------------------------
  * Per-vCPU shared page (vcpu.rs)
@@ -679,6 +687,7 @@ struct pvmux_user_slot {
  * PVMUX_CAP_LAST_CAP, effective within permitted, ambient within permitted & inheritable]
  * init's capability sets (ABI v6) */
 #define PVMUX_BOOT_CMD_CAPS 24u
+#define PVMUX_BOOT_CMD_USER_ISOLATION_NONE 27u /* [none] the trusted in-process mode (ABI v6) */
 #define PVMUX_CAP_LAST_CAP 40u
 #define PVMUX_HOSTNAME_MAX 64u
 #define PVMUX_BOOT_VOLUME_READ_ONLY 1u /* VOLUME flags: every change is EROFS */
@@ -1017,9 +1026,9 @@ _Static_assert(offsetof(struct pvmux_stub_table, hypercall) == 16, "StubTable.hy
 _Static_assert(offsetof(struct pvmux_stub_table, iret) == 32, "StubTable.iret");
 _Static_assert(offsetof(struct pvmux_stub_table, null) == 152, "StubTable.null");
 _Static_assert(offsetof(struct pvmux_stub_table, user_wait) == 160, "StubTable.user_wait");
-_Static_assert(offsetof(struct pvmux_stub_table, user_wake) ==
+_Static_assert(offsetof(struct pvmux_stub_table, inproc_syscall) ==
                    16 + 8 * (PVMUX_STUB_ENTRIES - 1),
-               "StubTable.user_wake");
+               "StubTable.inproc_syscall");
 _Static_assert(sizeof(struct pvmux_stub_table) == 16 + 8 * PVMUX_STUB_ENTRIES, "StubTable size");
 
 _Static_assert(offsetof(struct pvmux_sandbox_header, clock_shift) == 80, "SandboxHeader");
@@ -1029,7 +1038,7 @@ _Static_assert(offsetof(struct pvmux_sandbox_header, stub_table) == 104, "Sandbo
 _Static_assert(offsetof(struct pvmux_sandbox_header, kind) == 128, "SandboxHeader.kind");
 _Static_assert(offsetof(struct pvmux_sandbox_header, user_ctx_gpa) == 144, "SandboxHeader");
 _Static_assert(offsetof(struct pvmux_sandbox_header, user_grant_gpa) == 160, "SandboxHeader");
-_Static_assert(sizeof(struct pvmux_sandbox_header) == 168, "SandboxHeader size");
+_Static_assert(sizeof(struct pvmux_sandbox_header) == 176, "SandboxHeader size");
 
 _Static_assert(sizeof(struct pvmux_vcpu_shared) == 4096, "VcpuShared size");
 _Static_assert(_Alignof(struct pvmux_vcpu_shared) == 4096, "VcpuShared alignment");

@@ -199,6 +199,11 @@ pub mod command {
     /// ([`super::CapSets`], ABI v6). Without it init holds every capability (as root). Not
     /// run; the last one counts.
     pub const CAPS: u16 = 24;
+    /// Run the tenant's programs in the kernel sandbox itself (`pvmux run --user-isolation
+    /// none`, the *trusted in-process mode*, ABI v6): init's address space, and what it
+    /// `execve`s, runs on the vCPU threads of the kernel sandbox instead of in a user sandbox
+    /// (docs/ARCHITECTURE.md, "Trusted in-process mode"). No payload. Not run.
+    pub const USER_ISOLATION_NONE: u16 = 27;
 }
 
 /// The highest capability number the guest knows (Linux 6.1's `CAP_LAST_CAP`,
@@ -641,6 +646,9 @@ pub enum Command<'a> {
     /// The init program's capability sets ([`CapSets::ok`]); not run: [`BootArgs::caps`]
     /// gives the last one.
     Caps(CapSets),
+    /// The trusted in-process mode ([`command::USER_ISOLATION_NONE`]); not run:
+    /// [`BootArgs::user_isolation_none`] says whether it is present.
+    UserIsolationNone,
 }
 
 impl Command<'_> {
@@ -662,6 +670,7 @@ impl Command<'_> {
                 | Self::Hostname(_)
                 | Self::TaskLimit(_)
                 | Self::Caps(_)
+                | Self::UserIsolationNone
         )
     }
 
@@ -689,6 +698,7 @@ impl Command<'_> {
             Self::Hostname(_) => command::HOSTNAME,
             Self::TaskLimit(_) => command::TASK_LIMIT,
             Self::Caps(_) => command::CAPS,
+            Self::UserIsolationNone => command::USER_ISOLATION_NONE,
         }
     }
 }
@@ -999,6 +1009,13 @@ impl<'a> BootArgs<'a> {
             .last()
     }
 
+    /// Whether the tenant runs its programs in the kernel sandbox (the trusted in-process
+    /// mode, [`Command::UserIsolationNone`]).
+    pub fn user_isolation_none(&self) -> bool {
+        self.commands()
+            .any(|c| matches!(c, Command::UserIsolationNone))
+    }
+
     /// True if a command needs the test kernel ([`Command::needs_diagnostics`]).
     pub fn needs_diagnostics(&self) -> bool {
         self.commands().any(|c| c.needs_diagnostics())
@@ -1127,6 +1144,7 @@ fn read_command(bytes: &[u8]) -> Result<(Command<'_>, usize), DecodeError> {
         }
         command::GROUPS => Command::Groups(Gids::from_le_bytes(payload).ok_or(bad)?),
         command::CAPS => Command::Caps(CapSets::from_le_bytes(payload).ok_or(bad)?),
+        command::USER_ISOLATION_NONE => none(Command::UserIsolationNone)?,
         k => return Err(DecodeError::UnknownCommand(k)),
     };
     Ok((c, RECORD_HEADER_LEN + payload.len()))

@@ -96,6 +96,20 @@ pub struct SandboxHeader {
     /// host assigns it, written before `user_ctx_gpa`; 0 in a space created without one
     /// (the stub then refuses to start).
     pub user_grant_gpa: u64,
+    /// Kernel sandboxes: [`user_isolation`] of the tenant (host). With
+    /// [`user_isolation::NONE`] the stub lets the kernel map user pages in its own process
+    /// and run user code on its vCPU threads (`crate::user::inproc`).
+    pub user_isolation: u32,
+    /// Reserved.
+    pub _reserved2: u32,
+}
+
+/// [`SandboxHeader::user_isolation`] values.
+pub mod user_isolation {
+    /// Every guest address space runs in a user sandbox of its own (the default).
+    pub const PROCESS: u32 = 0;
+    /// The trusted in-process mode: init's address space runs in the kernel sandbox.
+    pub const NONE: u32 = 1;
 }
 
 /// [`SandboxHeader::kind`] values.
@@ -111,4 +125,5 @@ const _: () = assert!(offset_of!(SandboxHeader, stub_table) == 104);
 const _: () = assert!(offset_of!(SandboxHeader, kind) == 128);
 const _: () = assert!(offset_of!(SandboxHeader, user_ctx_gpa) == 144);
 const _: () = assert!(offset_of!(SandboxHeader, user_grant_gpa) == 160);
-const _: () = assert!(size_of::<SandboxHeader>() == 168);
+const _: () = assert!(offset_of!(SandboxHeader, user_isolation) == 168);
+const _: () = assert!(size_of::<SandboxHeader>() == 176);

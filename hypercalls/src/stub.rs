@@ -82,6 +82,18 @@ pub struct StubTable {
     /// `user_wake(gpa) -> i64` *in-sandbox*: shared-futex wake of every waiter on the word at
     /// guest-physical `gpa` (the user sandbox side of a context slot). Returns the count woken.
     pub user_wake: u64,
+    /// `inproc_ops(ops: *const UserOp, n) -> i64` *in-sandbox*, trusted in-process mode only
+    /// ([`crate::user::inproc`]): apply user mappings in the kernel sandbox.
+    pub inproc_ops: u64,
+    /// `inproc_run(run: *mut InprocRun) -> i64` *in-sandbox*, trusted in-process mode only
+    /// ([`crate::user::inproc`]): run user code on this vCPU until it traps back.
+    pub inproc_run: u64,
+    /// Not a function: the in-process *syscall entry* a patched `syscall` site of user code
+    /// jumps to (trusted in-process mode only), with the registers a `syscall` instruction
+    /// leaves (`rax` = number, `rcx` = return address, `r11` = rflags; every other register
+    /// the program's). It ends the current `inproc_run` with a system-call exit, like a
+    /// trapped `syscall`, without a signal ([`crate::user::inproc`]).
+    pub inproc_syscall: u64,
 }
 
 impl StubTable {
@@ -108,12 +120,15 @@ impl StubTable {
             self.null,
             self.user_wait,
             self.user_wake,
+            self.inproc_ops,
+            self.inproc_run,
+            self.inproc_syscall,
         ]
     }
 }
 
 /// Number of entry points in this ABI version's [`StubTable`].
-pub const STUB_ENTRIES: u32 = 20;
+pub const STUB_ENTRIES: u32 = 23;
 
 const _: () = assert!(offset_of!(StubTable, hypercall) == 16);
 const _: () = assert!(size_of::<StubTable>() == 16 + 8 * STUB_ENTRIES as usize);

@@ -193,3 +193,34 @@ pub(crate) fn user_wait(gpa: u64, expected: u32, timeout_ns: u64) -> i64 {
 pub(crate) fn user_wake(gpa: u64) -> i64 {
     entry!(user_wake: fn(u64) -> i64)(gpa)
 }
+
+/// Trusted in-process mode: applies `ops` to the kernel sandbox's user mappings (at most
+/// `INPROC_OPS_MAX`). 0 or a negative error.
+pub(crate) fn inproc_ops(ops: &[pvmux_hypercalls::user::UserOp]) -> i64 {
+    entry!(inproc_ops: fn(u64, u64) -> i64)(ops.as_ptr() as u64, ops.len() as u64)
+}
+
+/// Trusted in-process mode: runs user code with `run`'s state until it comes back; the FPU
+/// image is loaded from `fp` (empty: the initial state) and saved back into it. 0 or a
+/// negative error.
+pub(crate) fn inproc_run(
+    run: &mut pvmux_hypercalls::user::inproc::InprocRun,
+    fp: &mut alloc::vec::Vec<u8>,
+) -> i64 {
+    let len = fp.len();
+    fp.reserve(pvmux_hypercalls::user::USER_FPSTATE_MAX.saturating_sub(len));
+    run.fp_addr = fp.as_mut_ptr() as u64;
+    run.fp_cap = u32::try_from(fp.capacity()).unwrap_or(u32::MAX);
+    run.fp_len = len as u32;
+    let r = entry!(inproc_run: fn(u64) -> i64)(run as *mut _ as u64);
+    let n = if r == 0 {
+        (run.fp_len as usize).min(fp.capacity())
+    } else {
+        len
+    };
+    // SAFETY: the stub wrote `run.fp_len` bytes (at most the capacity it was given) from
+    // the buffer's start, or nothing (then the first `len` bytes are the old image); bytes
+    // need no other initialisation.
+    unsafe { fp.set_len(n) };
+    r
+}

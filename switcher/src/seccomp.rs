@@ -77,6 +77,7 @@
 use pvmux_hypercalls::layout::{WINDOW_BASE, WINDOW_END, WINDOW_SIZE};
 use pvmux_hypercalls::sandbox::GUEST_MEM_FD;
 use pvmux_hypercalls::user::grant::USER_GRANT_BASE;
+use pvmux_hypercalls::user::inproc::{INPROC_HIGH, INPROC_LEN_MAX, INPROC_LOW};
 use pvmux_hypercalls::user::{user_ctx_size, USER_BASE, USER_CTX_BASE, USER_END};
 use pvmux_hypercalls::{MAX_VCPUS, PAGE_SIZE};
 
@@ -408,6 +409,16 @@ impl Builder {
 
 /// Builds the kernel-sandbox filter into `out`; returns the number of instructions.
 pub fn build_kernel_filter(p: &FilterParams, out: &mut [SockFilter]) -> Result<usize, FilterError> {
+    build_kernel_filter_with(p, false, out)
+}
+
+/// Builds the kernel-sandbox filter into `out`, with `inproc` the trusted in-process mode's
+/// extra rules (see the module documentation); returns the number of instructions.
+pub fn build_kernel_filter_with(
+    p: &FilterParams,
+    inproc: bool,
+    out: &mut [SockFilter],
+) -> Result<usize, FilterError> {
     let mut b = Builder::new(Target::Refuse);
     // 1. Only system calls made by stub code run at all; the rest trap to the guest.
     b.trap_outside_text(p)?;
@@ -426,6 +437,9 @@ pub fn build_kernel_filter(p: &FilterParams, out: &mut [SockFilter]) -> Result<u
         b.ret(RET_ALLOW);
     }
     b.futex_block();
+    if inproc {
+        inproc_rules(&mut b);
+    }
     b.block(nr::MMAP);
     b.arg_in_window(0);
     b.arg_at_most_window_size(1);
@@ -444,6 +458,43 @@ pub fn build_kernel_filter(p: &FilterParams, out: &mut [SockFilter]) -> Result<u
     b.block(u32::MAX);
     b.ret(RET_REFUSE);
     b.finish(out)
+}
+
+/// The trusted in-process mode's rules of the kernel filter: `mmap` of the guest memfd
+/// (`MAP_SHARED|MAP_FIXED`), `munmap` and `mprotect` (RWX at most) of ranges starting in
+/// the free parts of the user window (`INPROC_LOW`, `INPROC_HIGH`) at most `INPROC_LEN_MAX`
+/// long, and `arch_prctl(ARCH_SET_FS | ARCH_GET_FS)`. A call that fails one block's checks
+/// goes on to the next block (and finally to the kernel filter's own rules).
+fn inproc_rules(b: &mut Builder) {
+    b.fail = Target::NextBlock;
+    for (lo, hi) in [INPROC_LOW, INPROC_HIGH] {
+        b.block(nr::MMAP);
+        b.arg_ge(0, lo);
+        b.arg_lt(0, hi);
+        b.arg_le(1, INPROC_LEN_MAX);
+        b.arg_within_bits(2, 7);
+        b.arg_eq32(3, 0x11); // MAP_SHARED | MAP_FIXED, nothing else
+        b.arg_eq32(4, GUEST_MEM_FD as u32);
+        b.ret(RET_ALLOW);
+        b.block(nr::MUNMAP);
+        b.arg_ge(0, lo);
+        b.arg_lt(0, hi);
+        b.arg_le(1, INPROC_LEN_MAX);
+        b.ret(RET_ALLOW);
+        b.block(nr::MPROTECT);
+        b.arg_ge(0, lo);
+        b.arg_lt(0, hi);
+        b.arg_le(1, INPROC_LEN_MAX);
+        b.arg_within_bits(2, 7);
+        b.ret(RET_ALLOW);
+    }
+    b.block(nr::ARCH_PRCTL);
+    b.arg_eq32(0, ARCH_SET_FS);
+    b.ret(RET_ALLOW);
+    b.block(nr::ARCH_PRCTL);
+    b.arg_eq32(0, ARCH_GET_FS);
+    b.ret(RET_ALLOW);
+    b.fail = Target::Refuse;
 }
 
 /// Builds the user-sandbox filter into `out` (policy in the module documentation); returns
@@ -635,6 +686,61 @@ mod tests {
     fn eval(nr: u32, ip: u64, args: [u64; 6]) -> u32 {
         let (p, n) = prog();
         evaluate(&p[..n], nr, X86, ip, args)
+    }
+
+    fn eval_inproc(nr: u32, ip: u64, args: [u64; 6]) -> u32 {
+        let mut out = [SockFilter::default(); MAX_FILTER_LEN];
+        let n = build_kernel_filter_with(&P, true, &mut out).expect("filter builds");
+        evaluate(&out[..n], nr, X86, ip, args)
+    }
+
+    #[test]
+    fn inproc_rules_allow_user_mappings_of_the_memfd_only() {
+        let ip = TEXT + 0x100;
+        let fd = GUEST_MEM_FD as u64;
+        for addr in [0x40_0000, INPROC_HIGH.0, 0x3ff0_0000_0000] {
+            let map = [addr, 0x1000, 7, 0x11, fd, 0x1000];
+            assert_eq!(eval_inproc(nr::MMAP, ip, map), RET_ALLOW, "{addr:#x}");
+            assert_eq!(eval(nr::MMAP, ip, map), RET_REFUSE, "{addr:#x}: mode off");
+            let unmap = [addr, 0x1000, 0, 0, 0, 0];
+            assert_eq!(eval_inproc(nr::MUNMAP, ip, unmap), RET_ALLOW);
+            assert_eq!(
+                eval_inproc(nr::MPROTECT, ip, [addr, 0x1000, 1, 0, 0, 0]),
+                RET_ALLOW
+            );
+        }
+        // Anonymous or foreign-fd mappings, ranges reaching the control region, the
+        // physmap or beyond the user window, too long, or with odd rights: refused.
+        let refused: [(u32, [u64; 6]); 8] = [
+            (nr::MMAP, [0x40_0000, 0x1000, 3, 0x31, u64::MAX, 0]),
+            (nr::MMAP, [0x40_0000, 0x1000, 3, 0x11, 4, 0]),
+            (nr::MMAP, [0x40_0000, 0x1000, 3, 0x12, fd, 0]),
+            (nr::MMAP, [INPROC_LOW.1, 0x1000, 3, 0x11, fd, 0]),
+            (
+                nr::MMAP,
+                [0x40_0000, INPROC_LEN_MAX + 0x1000, 3, 0x11, fd, 0],
+            ),
+            (nr::MMAP, [0x40_0000, 0x1000, 8, 0x11, fd, 0]),
+            (nr::MUNMAP, [USER_END, 0x1000, 0, 0, 0, 0]),
+            (nr::MPROTECT, [0x40_0000, 0x1000, 8, 0, 0, 0]),
+        ];
+        for (n, args) in refused {
+            assert_eq!(eval_inproc(n, ip, args), RET_REFUSE, "{n} {args:x?}");
+        }
+        assert_eq!(
+            eval_inproc(nr::ARCH_PRCTL, ip, [0x1002, 7, 0, 0, 0, 0]),
+            RET_ALLOW
+        );
+        assert_eq!(
+            eval_inproc(nr::ARCH_PRCTL, ip, [0x1001, 7, 0, 0, 0, 0]),
+            RET_REFUSE
+        );
+        // The kernel filter's own rules still hold; user code still traps.
+        assert_eq!(
+            eval_inproc(nr::MMAP, ip, [WINDOW_BASE, 0x1000, 3, 0x11, fd, 0]),
+            RET_ALLOW
+        );
+        assert_eq!(eval_inproc(nr::MMAP, 0x40_1000, [0; 6]), RET_TRAP);
     }
 
     #[test]

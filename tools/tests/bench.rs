@@ -7,7 +7,7 @@ use std::process::Command;
 use serde_json::Value;
 
 /// The documented names (docs/BENCHMARKS.md), in output order.
-const NAMES: [&str; 69] = [
+const NAMES: [&str; 77] = [
     "pvmux.call.in_sandbox",
     "pvmux.hypercall.spin",
     "pvmux.hypercall.block",
@@ -59,6 +59,14 @@ const NAMES: [&str; 69] = [
     "uml.user.boot_to_init",
     "gvisor.user.boot_to_init",
     "pvmux.user.boot_to_init",
+    "pvmux-trusted.user.syscall_getppid",
+    "pvmux-trusted.user.page_fault",
+    "pvmux-trusted.user.fork_exit_wait",
+    "pvmux-trusted.user.pipe_pingpong",
+    "pvmux-trusted.user.clock_gettime",
+    "pvmux-trusted.user.read_4k_cached",
+    "pvmux-trusted.user.open_read_close",
+    "pvmux-trusted.user.boot_to_init",
     "native.app.python3_pass",
     "uml.app.python3_pass",
     "gvisor.app.python3_pass",
@@ -157,7 +165,8 @@ fn quick_json_run_reports_every_documented_figure() {
                 // missing (KVM, User-Mode Linux, gVisor, podman) may not be.
                 let no_podman = name.contains(".oci.") && why.contains("podman is not installed");
                 assert!(
-                    !name.starts_with("pvmux.") || no_podman,
+                    !(name.starts_with("pvmux.") || name.starts_with("pvmux-trusted."))
+                        || no_podman,
                     "pvmux figure {name} is unavailable: {why}"
                 );
                 assert!(

@@ -275,6 +275,8 @@ pub fn parse_word(word: &str) -> Result<Word<'_>, Error<'_>> {
         }
         "hostname" if super::hostname_ok(v.as_bytes()) => cmd(Command::Hostname(v.as_bytes())),
         "hostname" => Err(value("1 to 64 bytes")),
+        "user-isolation" if v == "none" => cmd(Command::UserIsolationNone),
+        "user-isolation" => Err(value("none (the default, isolated, has no word)")),
         "task-limit" => match v.parse::<u32>() {
             Ok(n) if n >= 1 => cmd(Command::TaskLimit(n)),
             _ => Err(value("a number of tasks, at least 1")),
@@ -445,6 +447,7 @@ impl fmt::Display for Command<'_> {
             Self::Groups(g) => write!(f, "groups={g}"),
             Self::Hostname(h) => write!(f, "hostname={}", Arg(h)),
             Self::TaskLimit(n) => write!(f, "task-limit={n}"),
+            Self::UserIsolationNone => f.write_str("user-isolation=none"),
             Self::Caps(c) => write!(
                 f,
                 "caps={:x}:{:x}:{:x}:{:x}:{:x}",

@@ -28,6 +28,14 @@ pub(crate) const STACK_SIZE: u64 = 8 << 20;
 pub(crate) const MMAP_TOP: u64 = 0x3f00_0000_0000;
 /// Load address of position-independent executables.
 const PIE_BASE: u64 = 0x1555_5555_4000;
+/// Load address of position-independent executables in a space that runs in the kernel
+/// sandbox (the trusted in-process mode): [`PIE_BASE`] lies in the kernel's window there,
+/// so they go below the kernel sandbox's control region (`INPROC_LOW`).
+const INPROC_PIE_BASE: u64 = 0x0155_5555_4000;
+const _: () = assert!(pvmux_hypercalls::user::inproc::in_inproc_window(
+    INPROC_PIE_BASE,
+    1 << 40
+));
 
 pub(crate) use shebang::shebang;
 
@@ -205,7 +213,12 @@ pub(crate) fn load(
 ) -> Result<Loaded, Errno> {
     // The ELF and program headers, copied when the image was read (the image's frames are
     // user-pool memory a program may write: never parsed in place).
-    let elf = elf::parse(image.head(), image.len() as u64, PIE_BASE, MMAP_TOP)?;
+    let pie_base = if space.is_inproc() {
+        INPROC_PIE_BASE
+    } else {
+        PIE_BASE
+    };
+    let elf = elf::parse(image.head(), image.len() as u64, pie_base, MMAP_TOP)?;
     let interp = match &elf.interp {
         Some(path) => Some(interpreter(cwd, path)?),
         None => None,

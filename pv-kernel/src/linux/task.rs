@@ -439,7 +439,12 @@ pub(crate) fn run_init(
     let path = resolve_init(&argv[0]);
     let env = env.unwrap_or_else(|| INIT_ENV.iter().map(|e| e.to_vec()).collect());
     let (file, argv2) = load_file_with_shebang(cwd, &path, argv)?;
-    let space = Space::new()?;
+    // The trusted in-process mode runs init in the kernel sandbox (`space::inproc`).
+    let space = if super::space::trusted_mode() {
+        Space::new_inproc()?
+    } else {
+        Space::new()?
+    };
     let loaded = exec::load(
         &space,
         &file,
@@ -878,6 +883,19 @@ pub(crate) fn do_clone(
     Ok(c.pid as u64)
 }
 
+/// Whether `execve` by `p` loads an in-process space (the trusted in-process mode): when its
+/// space runs in-process and no other process shares it (a `vfork` child's exec gets a user
+/// sandbox, so two in-process spaces never run at once).
+fn exec_stays_inproc(p: &Arc<Process>) -> bool {
+    let Some(old) = p.space() else {
+        return false;
+    };
+    old.is_inproc()
+        && !all_processes()
+            .iter()
+            .any(|q| !Arc::ptr_eq(q, p) && q.space().is_some_and(|s| Arc::ptr_eq(&s, &old)))
+}
+
 /// `execve`: replaces the current process's image. On success the new image's state is in
 /// `st`.
 pub(crate) fn do_execve(
@@ -903,7 +921,11 @@ pub(crate) fn do_execve(
     };
     let cwd = p.fs.lock().cwd;
     let (file, argv) = load_file_with_shebang(cwd, &path, argv)?;
-    let space = Space::new()?;
+    let space = if exec_stays_inproc(p) {
+        Space::new_inproc()?
+    } else {
+        Space::new()?
+    };
     let loaded = exec::load(&space, &file, cwd, &argv, &envp, &path)?;
     // Point of no return: other threads die, the old image goes.
     let others: Vec<Arc<Task>> = p

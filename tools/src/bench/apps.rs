@@ -99,21 +99,16 @@ fn command(peer: Peer, argv: &[&str], scratch: &Path) -> Result<Command, String>
             c.arg("do").args(argv).env("SCRATCH", "/tmp");
             c
         }
-        Peer::Pvmux => {
+        Peer::Pvmux | Peer::PvmuxTrusted => {
             let exe = std::env::current_exe()
                 .map_err(|e| format!("cannot find the pvmux executable: {e}"))?;
             let mut c = Command::new(exe);
-            c.args([
-                "run",
-                "--rootfs",
-                "/",
-                "--mem",
-                MEM,
-                "--env",
-                "SCRATCH=/tmp",
-                "--",
-            ])
-            .args(argv);
+            c.arg("run");
+            if peer == Peer::PvmuxTrusted {
+                c.arg("--user-isolation=none");
+            }
+            c.args(["--rootfs", "/", "--mem", MEM, "--env", "SCRATCH=/tmp", "--"])
+                .args(argv);
             c
         }
         Peer::Uml => {

@@ -15,6 +15,7 @@ pub mod rss;
 pub mod select;
 pub mod stats;
 pub mod tenants;
+pub mod trusted;
 pub mod user;
 
 use std::sync::Arc;
@@ -376,6 +377,54 @@ pub const BENCHMARKS: &[BenchDef] = &[
         Unit::Ns,
         None,
         "user: launch to the workload's @ready line, as pvmux guest init",
+    ),
+    def(
+        "pvmux-trusted.user.syscall_getppid",
+        Unit::Ns,
+        Some(150.0),
+        "user: raw getppid, as pvmux guest init, --user-isolation none",
+    ),
+    def(
+        "pvmux-trusted.user.page_fault",
+        Unit::Ns,
+        Some(1500.0),
+        "user: first write to a fresh anonymous page, pvmux --user-isolation none",
+    ),
+    def(
+        "pvmux-trusted.user.fork_exit_wait",
+        Unit::Ns,
+        Some(250_000.0),
+        "user: fork, child _exit, parent wait4, pvmux --user-isolation none",
+    ),
+    def(
+        "pvmux-trusted.user.pipe_pingpong",
+        Unit::Ns,
+        None,
+        "user: pipe round trip between two processes, pvmux --user-isolation none",
+    ),
+    def(
+        "pvmux-trusted.user.clock_gettime",
+        Unit::Ns,
+        None,
+        "user: clock_gettime(CLOCK_MONOTONIC), pvmux --user-isolation none",
+    ),
+    def(
+        "pvmux-trusted.user.read_4k_cached",
+        Unit::Ns,
+        None,
+        "user: pread of 4 KiB of a cached file, pvmux --user-isolation none",
+    ),
+    def(
+        "pvmux-trusted.user.open_read_close",
+        Unit::Ns,
+        None,
+        "user: open + read 4 KiB + close, pvmux --user-isolation none",
+    ),
+    def(
+        "pvmux-trusted.user.boot_to_init",
+        Unit::Ns,
+        Some(5_000_000.0),
+        "user: launch to the workload's @ready line, pvmux --user-isolation none",
     ),
     def(
         "native.app.python3_pass",
@@ -919,9 +968,9 @@ mod tests {
         assert_eq!(n.len(), 16 + 4);
         assert!(n.iter().all(|d| d.name.starts_with("native.")));
         let both = selected(&["kvm".to_owned(), "boot".to_owned()]);
-        assert_eq!(both.len(), 8);
+        assert_eq!(both.len(), 9);
         let user = selected(&["*.user.*".to_owned()]);
-        assert_eq!(user.len(), 32 + 12);
+        assert_eq!(user.len(), 40 + 12);
         assert!(user
             .iter()
             .all(|d| user::split(d.name).is_some() || contended::split(d.name).is_some()));

@@ -535,7 +535,8 @@ mod tests {
                 "200.0 ns",
                 "60.00 µs (300×)",
                 "unavailable",
-                "unavailable"
+                "unavailable",
+                "-"
             ],
             "{t}"
         );

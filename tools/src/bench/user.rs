@@ -68,11 +68,20 @@ pub enum Peer {
     Gvisor,
     /// As init of a pvmux guest (initramfs root).
     Pvmux,
+    /// As init of a pvmux guest in the trusted in-process mode (`--user-isolation none`,
+    /// [`super::trusted`]).
+    PvmuxTrusted,
 }
 
 impl Peer {
     /// Every peer, in table order.
-    pub const ALL: [Peer; 4] = [Peer::Native, Peer::Uml, Peer::Gvisor, Peer::Pvmux];
+    pub const ALL: [Peer; 5] = [
+        Peer::Native,
+        Peer::Uml,
+        Peer::Gvisor,
+        Peer::Pvmux,
+        Peer::PvmuxTrusted,
+    ];
 
     /// The prefix of its figures' names (`native`, `uml`, `gvisor`, `pvmux`).
     pub fn prefix(self) -> &'static str {
@@ -81,13 +90,14 @@ impl Peer {
             Peer::Uml => "uml",
             Peer::Gvisor => "gvisor",
             Peer::Pvmux => "pvmux",
+            Peer::PvmuxTrusted => super::trusted::PREFIX,
         }
     }
 
     /// Deadlines of one run: for the `@ready` line and for the whole run.
     fn limits(self, quick: bool) -> (Duration, Duration) {
         let ready = match self {
-            Peer::Native | Peer::Pvmux => Duration::from_secs(5),
+            Peer::Native | Peer::Pvmux | Peer::PvmuxTrusted => Duration::from_secs(5),
             Peer::Uml | Peer::Gvisor => Duration::from_secs(20),
         };
         (ready, Duration::from_secs(if quick { 30 } else { 300 }))
@@ -508,7 +518,7 @@ impl Launcher<'_> {
                 c.arg("do").arg(&workload).args(args).current_dir(&scratch);
                 c
             }
-            Peer::Pvmux => unreachable!("pvmux runs in-process"),
+            Peer::Pvmux | Peer::PvmuxTrusted => unreachable!("pvmux runs in-process"),
         }
     }
 
@@ -523,7 +533,7 @@ impl Launcher<'_> {
             _ => Duration::from_secs(2),
         };
         let started = match self.peer {
-            Peer::Pvmux => self.launch_guest(args, &console),
+            Peer::Pvmux | Peer::PvmuxTrusted => self.launch_guest(args, &console),
             _ => spawn(self.command(args), &console),
         };
         match started {
@@ -556,7 +566,7 @@ impl Launcher<'_> {
             hostfs: share.is_some(),
             ..Options::default()
         };
-        let boot_args = BootArgsBuf::new(&options, [], &argv)
+        let boot_args = BootArgsBuf::new(&options, super::trusted::commands(self.peer), &argv)
             .map_err(|e| format!("cannot encode the boot arguments: {e}"))?;
         let l = tenants::launch_with_share(
             self.host,
@@ -620,7 +630,7 @@ fn run_peer(
     mine: &[(&'static str, &str)],
     quick: bool,
 ) -> Vec<(&'static str, Result<Summary, String>)> {
-    let initrd = if peer == Peer::Pvmux {
+    let initrd = if matches!(peer, Peer::Pvmux | Peer::PvmuxTrusted) {
         match initramfs::pack_dir(staging.initrd_root()).map(|b| (initramfs::validate(&b), b)) {
             Ok((Ok(_), bytes)) => Some(Arc::new(bytes)),
             Ok((Err(e), _)) | Err(e) => {
@@ -652,7 +662,7 @@ fn run_peer(
             // Natively and in gVisor the host's path; UML and pvmux see the root as `/`.
             let path = match peer {
                 Peer::Native | Peer::Gvisor => staging.data().display().to_string(),
-                Peer::Uml | Peer::Pvmux => format!("/{DATA_FILE}"),
+                Peer::Uml | Peer::Pvmux | Peer::PvmuxTrusted => format!("/{DATA_FILE}"),
             };
             args.extend(["--file".to_owned(), path]);
         }

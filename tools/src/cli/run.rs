@@ -226,6 +226,17 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value = "none", value_name = "MODE")]
     pub net: super::net::NetMode,
 
+    /// How the guest's programs are isolated from the guest kernel: `process` (default)
+    /// runs every address space in a user sandbox process of its own, which cannot touch
+    /// the kernel; `none` is the trusted in-process mode: init's address space (and what it
+    /// execs) runs inside the kernel sandbox, on the vCPU threads, so its system calls,
+    /// faults and context switches need no second process, but the program can read and
+    /// write the guest kernel's memory (fork children still get user sandboxes). The host
+    /// stays protected by the same sandbox either way (docs/SECURITY.md). For a
+    /// single application you trust, as in a unikernel.
+    #[arg(long, value_enum, default_value = "process", value_name = "MODE")]
+    pub user_isolation: UserIsolation,
+
     /// Publish a guest port: the host listens on HOSTPORT, or IP:HOSTPORT (IP default
     /// 127.0.0.1; an IPv6 address in brackets) and hands each connection to the guest's listener on
     /// GUESTPORT (on its 127.0.0.1, else ::1). `/udp`: the host binds HOSTPORT and relays each
@@ -423,6 +434,8 @@ pub struct InitSetup {
     pub task_limit: Option<u32>,
     /// `--cap-drop`/`--cap-add`/`--cap-sets`: init's capability sets.
     pub caps: Option<pvmux_hypercalls::bootargs::CapSets>,
+    /// `--user-isolation none`: the trusted in-process mode.
+    pub user_isolation_none: bool,
 }
 
 impl InitSetup {
@@ -502,8 +515,20 @@ impl InitSetup {
             hostname: args.hostname.as_ref().map(|h| h.as_bytes().to_vec()),
             task_limit: args.pids_limit,
             caps,
+            user_isolation_none: args.user_isolation == UserIsolation::None,
         })
     }
+}
+
+/// `--user-isolation`: whether guest programs run in user sandboxes or in the kernel
+/// sandbox (the trusted in-process mode).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum UserIsolation {
+    /// Every address space in a user sandbox process of its own (isolated from the kernel).
+    #[default]
+    Process,
+    /// Init's address space in the kernel sandbox (trusted: it can write kernel memory).
+    None,
 }
 
 /// The boot arguments for `--cmdline` (`None`: not given), `program` (with its arguments;
@@ -536,6 +561,10 @@ pub fn boot_args(
         })
         .chain(init.hostname.as_deref().map(Command::Hostname))
         .chain(init.task_limit.map(Command::TaskLimit))
+        .chain(
+            init.user_isolation_none
+                .then_some(Command::UserIsolationNone),
+        )
         .collect();
     let argv: Vec<&[u8]> = if !program.is_empty() {
         if words.has_separator() {

@@ -77,7 +77,7 @@ impl UserState {
 }
 
 /// TSC ticks as nanoseconds (the boot information's clock scale).
-fn ticks_to_ns(ticks: u64) -> u64 {
+pub(super) fn ticks_to_ns(ticks: u64) -> u64 {
     let bi = crate::boot::info();
     ((u128::from(ticks) * u128::from(bi.clock_mult)) >> bi.clock_shift.min(63)) as u64
 }
@@ -98,6 +98,9 @@ impl Space {
     /// too. `Err` if the sandbox is dead.
     pub(super) fn sync_ops(&self) -> Result<(), ()> {
         let _irq = IrqGuard::new();
+        if self.inproc {
+            return self.sync_inproc();
+        }
         let cpu = crate::stub::vcpu_id();
         let slot = self.slot(cpu);
         let mut unused = UserState::new(0, 0);
@@ -124,6 +127,9 @@ impl Space {
         if self.forking.load(Ordering::SeqCst) != 0 {
             self.fork_done
                 .wait_until(|| self.forking.load(Ordering::SeqCst) == 0);
+        }
+        if self.inproc {
+            return self.run_inproc(st, fp_init);
         }
         let _irq = IrqGuard::new();
         let cpu = crate::stub::vcpu_id();
@@ -153,7 +159,7 @@ impl Space {
 
     /// The slice to arm for a run on slot `cpu`: a full one if the slot's timer has fired
     /// since it was last armed, else 0 (leave it running).
-    fn slice_for(&self, cpu: u32) -> u64 {
+    pub(super) fn slice_for(&self, cpu: u32) -> u64 {
         let now = crate::stub::clock_ns();
         let dl = &self.slice_deadline[cpu as usize];
         if dl.load(Ordering::Relaxed) <= now {

@@ -69,6 +69,30 @@ impl Space {
             forking: AtomicU32::new(0),
             fork_done: WaitQueue::new(),
             created_ns,
+            inproc: false,
+            id: super::inproc::next_id(),
+        }))
+    }
+
+    /// Creates an empty space that runs in the kernel sandbox (the trusted in-process mode,
+    /// `super::inproc`): no user sandbox.
+    pub(crate) fn new_inproc() -> Result<Arc<Self>, Errno> {
+        let created_ns = crate::time::now_ns();
+        reap_graveyard();
+        LIVE.fetch_add(1, Ordering::Relaxed);
+        Ok(Arc::new(Self {
+            handle: 0,
+            ctx_gpa: 0,
+            ctx_pages: 0,
+            grants: None,
+            death_seen: AtomicU32::new(0),
+            mm: IrqLock::new(Mm::new()),
+            slice_deadline: [const { AtomicU64::new(0) }; pvmux_hypercalls::MAX_VCPUS as usize],
+            forking: AtomicU32::new(0),
+            fork_done: WaitQueue::new(),
+            created_ns,
+            inproc: true,
+            id: super::inproc::next_id(),
         }))
     }
 
@@ -94,6 +118,16 @@ impl Space {
 
 impl Drop for Space {
     fn drop(&mut self) {
+        if self.inproc {
+            // No sandbox: once the window no longer holds this space's mappings (or never
+            // held them), nothing can reach its frames.
+            self.leave_window();
+            LIVE.fetch_sub(1, Ordering::Relaxed);
+            for f in self.mm.get_mut().take_frames() {
+                pool::put(f);
+            }
+            return;
+        }
         // The host kills the sandbox and returns at once; it sets our `reaped` word once the
         // process is reaped. Until then the sandbox may still touch the context region and
         // the pages, so they wait in the graveyard. (A sandbox that died on its own was

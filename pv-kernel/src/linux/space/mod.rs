@@ -44,6 +44,7 @@ use crate::sched::wait::WaitQueue;
 mod copy;
 mod graveyard;
 mod handoff;
+mod inproc;
 mod lifecycle;
 pub(crate) mod mm;
 mod watch;
@@ -53,6 +54,7 @@ pub(crate) use copy::{
 };
 pub(crate) use graveyard::{alloc_reclaiming, wait_for_reclaim};
 pub(crate) use handoff::{Exit, UserState};
+pub(crate) use inproc::trusted_mode;
 pub(crate) use mm::{MapFile, MapGeneration, MemUsage, Mm};
 
 /// A guest address space and its user sandbox.
@@ -82,6 +84,18 @@ pub(crate) struct Space {
     /// Guest time at which the space was created (by `execve` or `fork`): image-cache
     /// chunks verified since then need no new check for it (`imagecache::for_mapping`).
     pub(crate) created_ns: u64,
+    /// The space runs in the kernel sandbox (the trusted in-process mode, [`inproc`]): no
+    /// user sandbox, context region or grant page.
+    inproc: bool,
+    /// A number no other space has (the in-process window's owner, [`inproc`]).
+    id: u64,
+}
+
+impl Space {
+    /// Whether the space runs in the kernel sandbox (the trusted in-process mode).
+    pub(crate) fn is_inproc(&self) -> bool {
+        self.inproc
+    }
 }
 
 /// Handles a user page fault of `space`; `Err` means SIGSEGV. Returns the space's map

@@ -54,6 +54,9 @@ impl Space {
     /// `Some` once (the first call after the host reaped this space's sandbox while the
     /// space is still in use).
     fn newly_gone(&self) -> Option<Gone> {
+        if self.inproc {
+            return None; // no sandbox
+        }
         let g = self.grants().page();
         if g.reaped.load(Ordering::Acquire) == 0 || self.death_seen.swap(1, Ordering::AcqRel) != 0 {
             return None;

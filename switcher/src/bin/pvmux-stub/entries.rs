@@ -72,6 +72,9 @@ pub(crate) fn table() -> StubTable {
         null: pvmux_stub_null as *const () as u64,
         user_wait: pvmux_stub_user_wait as *const () as u64,
         user_wake: pvmux_stub_user_wake as *const () as u64,
+        inproc_ops: crate::inproc::ops_entry(),
+        inproc_run: crate::inproc::run_entry(),
+        inproc_syscall: crate::inproc::syscall_entry(),
     }
 }
 
@@ -556,7 +559,7 @@ extern "sysv64" fn vcpu_kick(id: u64) -> i64 {
     if target.halted.load(SeqCst) != 0 {
         sys::futex_wake(&target.pending, 1);
     } else if id != u64::from(StubCpu::current().id.load(Relaxed))
-        && target.irq_enabled.load(SeqCst) != 0
+        && (target.irq_enabled.load(SeqCst) != 0 || crate::inproc::in_user(cpu(id as u32)))
     {
         let tid = cpu(id as u32).tid.load(Relaxed);
         if tid != 0 {

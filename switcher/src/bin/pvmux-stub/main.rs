@@ -16,6 +16,7 @@
 mod doorbell;
 mod entries;
 mod host_limits;
+mod inproc;
 mod mem;
 mod shadow;
 mod sigctx;

@@ -11,10 +11,12 @@ use pvmux_hypercalls::frame::pf;
 use pvmux_hypercalls::layout::{
     ctl_size, in_window, vcpu_shared_addr, CTL_BASE, MAX_GUEST_MEM, PHYSMAP_BASE,
 };
-use pvmux_hypercalls::sandbox::{kind, status, CTL_FD, GUEST_MEM_FD, STUB_EXIT_SETUP};
+use pvmux_hypercalls::sandbox::{
+    kind, status, user_isolation, CTL_FD, GUEST_MEM_FD, STUB_EXIT_SETUP,
+};
 use pvmux_hypercalls::{StubTable, ABI_MAGIC, ABI_VERSION, MAX_VCPUS, PAGE_SIZE};
 use pvmux_switcher::host_memory::kernel_address_space_limit;
-use pvmux_switcher::seccomp::{build_kernel_filter, FilterParams, SockFilter, MAX_FILTER_LEN};
+use pvmux_switcher::seccomp::{build_kernel_filter_with, FilterParams, SockFilter, MAX_FILTER_LEN};
 
 use crate::state::{
     cpu, header_atomics, header_read, StubCpu, ALTSTACK_SIZE, AREA_ALTSTACK, AREA_SIZE,
@@ -152,6 +154,9 @@ static mut TABLE: StubTable = StubTable {
     null: 0,
     user_wait: 0,
     user_wake: 0,
+    inproc_ops: 0,
+    inproc_run: 0,
+    inproc_syscall: 0,
 };
 
 pub(crate) const PROT_RW: u32 = 3;
@@ -401,6 +406,9 @@ fn thread_setup(c: &StubCpu) -> Result<(), u32> {
     c.timer_id.store(thread_timer(tid, 0)?, Relaxed);
     c.retry_timer_id
         .store(thread_timer(tid, RETRY_TIMER_VALUE)?, Relaxed);
+    if crate::inproc::active() {
+        crate::inproc::thread_setup(c, tid)?;
+    }
     Ok(())
 }
 
@@ -480,6 +488,11 @@ extern "sysv64" fn stub_main(base: u64, dynamic: u64, initial_sp: u64) -> ! {
         fail(Step::Stack, e);
     }
     let sandbox_kind = header_read!(kind);
+    if sandbox_kind == kind::KERNEL && header_read!(user_isolation) == user_isolation::NONE {
+        if let Err(e) = crate::inproc::init(hwcap2 & HWCAP2_FSGSBASE != 0) {
+            fail(Step::BadHeader, e);
+        }
+    }
     if sandbox_kind == kind::USER {
         crate::user::main(base, text_start, text_end, hwcap2 & HWCAP2_FSGSBASE != 0)
     }
@@ -616,7 +629,9 @@ extern "sysv64" fn kernel_main(entry_rip: u64, entry_rsp: u64, entry_rdi: u64) -
 
     // Every mapping of the stub's own is in place: bound the address space (physmap, shadow
     // budget and the stub's own; the shadow evicts when it reaches it).
-    if let Err(e) = host_limits::limit_address_space(kernel_address_space_limit(mem, n)) {
+    // The trusted in-process mode maps user pages too: at most the user pool, once.
+    let user = if crate::inproc::active() { mem } else { 0 };
+    if let Err(e) = host_limits::limit_address_space(kernel_address_space_limit(mem, n) + user) {
         fail(Step::Limits, e);
     }
     let mut prog = [SockFilter::default(); MAX_FILTER_LEN];
@@ -626,7 +641,7 @@ extern "sysv64" fn kernel_main(entry_rip: u64, entry_rsp: u64, entry_rdi: u64) -
         pid: G.pid.load(Relaxed),
         event_signal: SIG_EVENT,
     };
-    let len = match build_kernel_filter(&params, &mut prog) {
+    let len = match build_kernel_filter_with(&params, crate::inproc::active(), &mut prog) {
         Ok(l) => l,
         Err(_) => fail(Step::Filter, 22),
     };

@@ -59,6 +59,8 @@ pub(crate) struct StubCpu {
     /// xmm0-15 of the context `iret` resumes, saved around the stub's Rust code (which may
     /// use SSE registers); 16-byte aligned.
     pub(crate) xmm_save: [AtomicU64; 32],
+    /// The trusted in-process mode's per-vCPU state (`crate::inproc`).
+    pub(crate) inproc: crate::inproc::InprocCpu,
 }
 
 /// Offset of `iret_scratch` (used by assembly).
@@ -69,6 +71,8 @@ const _: () = assert!(OFF_IRET_SCRATCH == 72);
 pub(crate) const OFF_XMM_SAVE: usize = core::mem::offset_of!(StubCpu, xmm_save);
 const _: () = assert!(OFF_XMM_SAVE.is_multiple_of(16) && AREA_SIZE.is_multiple_of(4096));
 const _: () = assert!(core::mem::size_of::<StubCpu>() <= 4096);
+/// Offset of `inproc` (used by assembly).
+pub(crate) const OFF_INPROC: usize = core::mem::offset_of!(StubCpu, inproc);
 
 impl StubCpu {
     /// This vCPU's shared page.

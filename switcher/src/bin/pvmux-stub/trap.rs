@@ -76,6 +76,32 @@ pub(crate) unsafe extern "C" fn on_signal(sig: i32, info: *const u8, uc: *mut u8
     // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
     let si = unsafe { SigInfo::read(info) };
     let in_stub = is_stub_code(regs.words[RIP]);
+    if crate::inproc::in_user(cpu) {
+        if !in_stub {
+            // User code of the trusted in-process mode: an exit back into `inproc_run`.
+            let exit = crate::inproc::exit_from_signal(cpu, sig, si, &regs.words);
+            regs.set(RIP, crate::inproc::resume_addr());
+            regs.set(RSP, crate::inproc::kernel_rsp(cpu));
+            regs.set(RBX, cpu as *const StubCpu as u64);
+            regs.set(RAX, u64::from(exit));
+            regs.set(EFLAGS, ENTRY_RFLAGS);
+            return;
+        }
+        if sig == SIG_EVENT as i32 {
+            // Entering or leaving user code: keep the event, look again shortly.
+            if si.code == SI_TIMER {
+                match si.word24 {
+                    RETRY_TIMER_VALUE => cpu.retry_armed.store(0, Relaxed),
+                    crate::inproc::SLICE_TIMER_VALUE => {}
+                    _ => {
+                        shared.pending.fetch_or(pending::TIMER, SeqCst);
+                    }
+                }
+            }
+            arm_retry(cpu);
+            return;
+        }
+    }
     if sig == SIG_EVENT as i32 {
         return on_event(cpu, shared, regs, si, in_stub);
     }
@@ -142,6 +168,8 @@ fn on_event(cpu: &StubCpu, shared: &VcpuShared, regs: Regs, si: SigInfo, in_stub
         // A timer's `sigev_value` says which one.
         if si.word24 == RETRY_TIMER_VALUE {
             cpu.retry_armed.store(0, Relaxed);
+        } else if si.word24 == crate::inproc::SLICE_TIMER_VALUE {
+            // The in-process slice timer fired while the kernel ran: nothing to do.
         } else {
             shared.pending.fetch_or(pending::TIMER, SeqCst);
         }

@@ -7,7 +7,7 @@ use std::process::Command;
 use serde_json::Value;
 
 /// The documented names (docs/BENCHMARKS.md), in output order.
-const NAMES: [&str; 69] = [
+const NAMES: [&str; 73] = [
     "pvmux.call.in_sandbox",
     "pvmux.hypercall.spin",
     "pvmux.hypercall.block",
@@ -55,6 +55,10 @@ const NAMES: [&str; 69] = [
     "uml.user.open_read_close",
     "gvisor.user.open_read_close",
     "pvmux.user.open_read_close",
+    "native.user.fork_exec_wait",
+    "uml.user.fork_exec_wait",
+    "gvisor.user.fork_exec_wait",
+    "pvmux.user.fork_exec_wait",
     "native.user.boot_to_init",
     "uml.user.boot_to_init",
     "gvisor.user.boot_to_init",

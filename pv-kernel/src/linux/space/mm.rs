@@ -100,6 +100,10 @@ struct Pte {
     gpa: u64,
     /// Shared with another space after `fork`: the first write copies it.
     cow: bool,
+    /// In the map but not yet mapped in the sandbox: a `fork` child's copy of its parent's
+    /// page, mapped (with the other such pages of its block) at its first fault
+    /// ([`Mm::map_lazy_around`]) rather than all at once before the child first runs.
+    lazy: bool,
 }
 
 /// The memory map of a space (under its lock).
@@ -356,9 +360,12 @@ impl Mm {
         }
         // The present pages, and whether the sandbox maps them now (it does unless their
         // region was PROT_NONE).
+        // (Lazy pages are not in the sandbox: their first fault maps them with the new
+        // rights.)
         let present: Vec<(u64, Pte)> = self
             .pages
             .range(start..end)
+            .filter(|(_, p)| !p.lazy)
             .map(|(&va, &p)| (va, p))
             .collect();
         let pages: Vec<(u64, Pte, bool)> = present
@@ -461,7 +468,11 @@ impl Mm {
                 };
                 match gpa {
                     Some(gpa) => {
-                        let pte = *slot.insert(Pte { gpa, cow: false });
+                        let pte = *slot.insert(Pte {
+                            gpa,
+                            cow: false,
+                            lazy: false,
+                        });
                         self.queue_map_populated(va_i, &vma, &pte);
                         if va_i == page {
                             first = gpa;
@@ -491,6 +502,7 @@ impl Mm {
             Pte {
                 gpa: pte.gpa,
                 cow: false,
+                lazy: false,
             }
         } else {
             let new = alloc()?;
@@ -499,6 +511,7 @@ impl Mm {
             Pte {
                 gpa: new,
                 cow: false,
+                lazy: false,
             }
         };
         self.pages.insert(page, npte);
@@ -564,7 +577,11 @@ impl Mm {
         }
         let (vstart, vma) = self.vma_at(page).ok_or(Errno::EFAULT)?;
         let gpa = Self::fresh_frame(&vma, vstart, page)?;
-        let pte = Pte { gpa, cow: false };
+        let pte = Pte {
+            gpa,
+            cow: false,
+            lazy: false,
+        };
         self.pages.insert(page, pte);
         self.queue_map(page, &vma, &pte);
         Ok(gpa)
@@ -582,6 +599,7 @@ impl Mm {
                 let npte = Pte {
                     gpa: new,
                     cow: false,
+                    lazy: false,
                 };
                 self.pages.insert(page, npte);
                 if let Some((_, v)) = self.vma_at(page) {
@@ -598,7 +616,11 @@ impl Mm {
     /// unpopulated.
     pub(crate) fn install_cow(&mut self, va: u64, gpa: u64) {
         let page = va & !(PAGE_SIZE - 1);
-        let pte = Pte { gpa, cow: true };
+        let pte = Pte {
+            gpa,
+            cow: true,
+            lazy: false,
+        };
         if let Some(old) = self.pages.insert(page, pte) {
             self.deferred.push(old.gpa);
         }
@@ -618,6 +640,7 @@ impl Mm {
             let pte = Pte {
                 gpa: gpa + k * PAGE_SIZE,
                 cow: true,
+                lazy: false,
             };
             if let Some(old) = self.pages.insert(page, pte) {
                 self.deferred.push(old.gpa);
@@ -725,6 +748,7 @@ impl Mm {
             self.pages.remove(&va);
             self.push_op(op::UNMAP, 0, va, PAGE_SIZE, 0);
             let nva = va - old + new;
+            let pte = Pte { lazy: false, ..pte };
             self.pages.insert(nva, pte);
             if let Some((_, v)) = self.vma_at(nva) {
                 self.queue_map(nva, &v, &pte);
@@ -793,6 +817,21 @@ impl Mm {
         let exec = error_code & pf::FETCH != 0;
         let page = addr & !(PAGE_SIZE - 1);
         let before = self.pages.get(&page).copied();
+        // A page of the map the sandbox does not map yet (a `fork` child's): mapped with
+        // its block, unless the access is a write that must copy it first.
+        if let Some(pte) = before.filter(|p| p.lazy && !(write && p.cow)) {
+            let (vstart, vma) = self.vma_at(page).ok_or(Errno::EFAULT)?;
+            let p = vma.prot;
+            if p & prot::ALL == 0
+                || (write && p & prot::WRITE == 0)
+                || (exec && p & prot::EXEC == 0)
+            {
+                return Err(Errno::EFAULT);
+            }
+            debug_assert!(pte.lazy);
+            self.map_lazy_around(page, vstart, &vma);
+            return Ok(MapGeneration(self.generation));
+        }
         self.touch(addr, write, exec)?;
         let after = self.pages.get(&page).copied();
         // A present page that did not change (no copy-on-write break) faulted because the
@@ -811,12 +850,11 @@ impl Mm {
     /// Makes `child` (an empty map) a copy of this one for `fork`: the same regions, heap and
     /// placement hints, and every page with a reference of its own — private pages
     /// copy-on-write in both maps (this map's writable ones are queued read-only again),
-    /// pages of shared regions shared as they are. One pass over the regions and their
-    /// pages, the references taken under one pool lock, the child's page map built from the
-    /// sorted list in one go: a page costs tens of nanoseconds, not the region look-up,
-    /// pool lock and two map insertions it once took each (≈1 µs: a millisecond per `fork`
-    /// of a shell, a third of one per `fork` of a 5 MiB static program, whose program image
-    /// is resident copy-on-write).
+    /// pages of shared regions shared as they are. The child's pages are *lazy*: its sandbox
+    /// maps them at their first fault, a block at a time ([`Mm::map_lazy_around`]), instead
+    /// of one host `mmap` per run of frames before the child first runs (the largest cost
+    /// of a `fork` in the sandboxes: 13% of all CPU time in a `fork`/`_exit`/`wait` loop).
+    /// One pass over the regions and their pages, the references taken under one pool lock.
     pub(crate) fn fork_into(&mut self, child: &mut Mm) {
         child.vmas = self.vmas.clone();
         child.brk_base = self.brk_base;
@@ -824,7 +862,6 @@ impl Mm {
         child.mmap_top = self.mmap_top;
         let mut frames = Vec::with_capacity(self.pages.len());
         let mut copied = Vec::with_capacity(self.pages.len());
-        let mut child_maps = Vec::with_capacity(self.pages.len());
         let mut protect = Vec::new();
         for (&s, vma) in &self.vmas {
             let share = vma.shm.is_some();
@@ -832,7 +869,7 @@ impl Mm {
                 frames.push(pte.gpa);
                 if !share && !pte.cow {
                     pte.cow = true;
-                    if vma.prot & prot::WRITE != 0 {
+                    if vma.prot & prot::WRITE != 0 && !pte.lazy {
                         // Write-protected in place: the page stays present for the program.
                         protect.push((va, Self::map_prot(vma, pte)));
                     }
@@ -840,8 +877,8 @@ impl Mm {
                 let npte = Pte {
                     gpa: pte.gpa,
                     cow: !share,
+                    lazy: true,
                 };
-                child_maps.push((va, Self::map_prot(vma, &npte), npte.gpa));
                 copied.push((va, npte));
             }
         }
@@ -850,8 +887,29 @@ impl Mm {
         for (va, p) in protect {
             self.push_op(op::PROTECT, p, va, PAGE_SIZE, 0);
         }
-        for (va, p, gpa) in child_maps {
-            child.push_op(op::MAP, p, va, PAGE_SIZE, gpa);
+        // The child's pages are mapped in its sandbox as it faults them
+        // ([`Mm::map_lazy_around`]): a child that runs a little and exits or execs (most
+        // do) never pays a host `mmap` for the runs it does not touch.
+    }
+
+    /// Maps the lazy pages ([`Pte::lazy`]) of the aligned [`FAULT_AROUND_SEQUENTIAL`]-page
+    /// block around `page` inside `vma` (which starts at `vstart`) in the sandbox, with the
+    /// rights the region and each page allow: one operation per run of contiguous frames.
+    fn map_lazy_around(&mut self, page: u64, vstart: u64, vma: &Vma) {
+        let block = FAULT_AROUND_SEQUENTIAL * PAGE_SIZE;
+        let lo = (page & !(block - 1)).max(vstart);
+        let hi = ((page & !(block - 1)) + block).min(vma.end);
+        let lazy: Vec<(u64, Pte)> = self
+            .pages
+            .range_mut(lo..hi)
+            .filter(|(_, p)| p.lazy)
+            .map(|(&va, p)| {
+                p.lazy = false;
+                (va, *p)
+            })
+            .collect();
+        for (va, pte) in lazy {
+            self.queue_map(va, vma, &pte);
         }
     }
 

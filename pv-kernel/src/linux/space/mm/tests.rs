@@ -362,15 +362,38 @@ fn fork_copies_every_page_and_maps_runs_in_one_operation() {
     for k in 0..96 {
         let va = BASE + k * P;
         let gpa = parent.frame_of(va).unwrap();
-        assert_eq!(child.pages[&va], Pte { gpa, cow: true });
-        assert_eq!(parent.pages[&va], Pte { gpa, cow: true });
+        assert_eq!(
+            child.pages[&va],
+            Pte {
+                gpa,
+                cow: true,
+                lazy: true
+            }
+        );
+        assert_eq!(
+            parent.pages[&va],
+            Pte {
+                gpa,
+                cow: true,
+                lazy: false
+            }
+        );
         assert_eq!(pool::refs(gpa), 2, "page {k}");
     }
-    // The image's run is one operation in the child; the parent's writable pages are
+    // Nothing is mapped in the child before it faults; a fault in the image maps its run
+    // in one operation, the image pages' rights; the parent's writable pages are
     // write-protected, the image pages (copy-on-write already) left alone.
-    let child_ops = drain(&mut child);
-    assert!(child_ops.contains(&map(BASE + 64 * P, 32 * P, prot::READ | prot::EXEC, image)));
-    assert_eq!(pages_mapped(&child_ops).len(), 96);
+    assert_eq!(drain(&mut child), []);
+    child.fault(BASE + 70 * P, pf::USER | pf::FETCH).unwrap();
+    assert_eq!(
+        drain(&mut child),
+        [map(BASE + 64 * P, 32 * P, prot::READ | prot::EXEC, image)]
+    );
+    // A write fault in the data copies the page and its block's copy-on-write pages.
+    child.fault(BASE + 3 * P, pf::USER | pf::WRITE).unwrap();
+    let copies = pages_mapped(&drain(&mut child));
+    assert_eq!(copies.len(), 16);
+    assert!(copies.iter().all(|&(_, _, p)| p == RW));
     let parent_ops = drain(&mut parent);
     assert!(parent_ops
         .iter()
@@ -397,15 +420,40 @@ fn fork_marks_private_pages_copy_on_write() {
     assert_eq!(regions(&child), regions(&parent));
     for (va, gpa) in [(BASE, data), (BASE + P, ro)] {
         assert_eq!(pool::refs(gpa), 2);
-        assert_eq!(parent.pages[&va], Pte { gpa, cow: true });
-        assert_eq!(child.pages[&va], Pte { gpa, cow: true });
+        assert_eq!(
+            parent.pages[&va],
+            Pte {
+                gpa,
+                cow: true,
+                lazy: false
+            }
+        );
+        assert_eq!(
+            child.pages[&va],
+            Pte {
+                gpa,
+                cow: true,
+                lazy: true
+            }
+        );
     }
-    // The parent's writable page is made read-only in place; the child maps both
-    // read-only.
+    // The parent's writable page is made read-only in place; the child maps nothing
+    // before it faults.
     assert_eq!(drain(&mut parent), [protect_op(BASE, P, prot::READ)]);
+    assert_eq!(drain(&mut child), []);
+    // A read fault maps the lazy pages of its block in its region, read-only; a new
+    // generation.
+    let gen = child.generation;
+    assert_ne!(child.fault(BASE + P, pf::USER).unwrap(), MapGeneration(gen));
     assert_eq!(
         pages_mapped(&drain(&mut child)),
-        [(BASE, data, prot::READ), (BASE + P, ro, prot::READ)]
+        [(BASE + P, ro, prot::READ)]
+    );
+    assert!(child.pages[&BASE].lazy && !child.pages[&(BASE + P)].lazy);
+    // Writing the read-only region is refused (SIGSEGV), lazy or not.
+    assert_eq!(
+        child.fault(BASE + P, pf::USER | pf::WRITE),
+        Err(Errno::EFAULT)
     );
 
     // The child writes: a copy with the same bytes, mapped writable; the shared frame is
@@ -419,7 +467,8 @@ fn fork_marks_private_pages_copy_on_write() {
         child.pages[&BASE],
         Pte {
             gpa: copy,
-            cow: false
+            cow: false,
+            lazy: false
         }
     );
     assert_eq!(pool::refs(data), 2, "released only after the batch");
@@ -436,7 +485,8 @@ fn fork_marks_private_pages_copy_on_write() {
         parent.pages[&BASE],
         Pte {
             gpa: data,
-            cow: false
+            cow: false,
+            lazy: false
         }
     );
     assert_eq!(drain(&mut parent), [map_populated(BASE, P, RW, data)]);
@@ -459,14 +509,16 @@ fn shared_regions_share_frames_across_fork() {
         child.pages[&BASE],
         Pte {
             gpa: first,
-            cow: false
+            cow: false,
+            lazy: true
         }
     );
     assert_eq!(
         parent.pages[&BASE],
         Pte {
             gpa: first,
-            cow: false
+            cow: false,
+            lazy: false
         }
     );
     // Writable in both, no copy-on-write mapping queued for the parent.
@@ -668,7 +720,8 @@ fn a_copy_on_write_break_takes_its_block_along() {
             parent.pages[&(BASE + i * P)],
             Pte {
                 gpa: frames[i as usize],
-                cow: false
+                cow: false,
+                lazy: false
             }
         );
     }

@@ -8,13 +8,13 @@ use std::ffi::CString;
 use crate::{errno, now_ns, reap};
 
 /// The first argument that makes the program exit 0 at once (a child of this figure).
-pub const EXIT_AT_ONCE: &str = "--exit-at-once";
+pub(crate) const EXIT_AT_ONCE: &str = "--exit-at-once";
 
 /// The program, as the child execs it.
 const SELF: &str = "/proc/self/exe";
 
 /// One fork + exec + exit + wait, in ns.
-pub fn fork_exec_sample() -> Result<f64, String> {
+pub(crate) fn fork_exec_sample() -> Result<f64, String> {
     let path = CString::new(SELF).map_err(|_| "bad path".to_owned())?;
     let arg0 = CString::new("pvmux-user-bench").map_err(|_| "bad argument".to_owned())?;
     let arg1 = CString::new(EXIT_AT_ONCE).map_err(|_| "bad argument".to_owned())?;

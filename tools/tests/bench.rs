@@ -230,6 +230,8 @@ fn native_user_figures_are_measured_and_ordered() {
     let read = median("native.user.read_4k_cached");
     assert!(read > 0.0);
     assert!(median("native.user.open_read_close") > read);
+    // A fork that also execs a program does more than one that only exits.
+    assert!(median("native.user.fork_exec_wait") > fork);
     // Exec of a small static program to its first line: between 10 µs and 1 s.
     let boot = median("native.user.boot_to_init");
     assert!((1e4..1e9).contains(&boot), "boot {boot} ns");

@@ -562,6 +562,7 @@ enum pvmux_user_exit {
 #define PVMUX_USER_OP_MAP 1u     /* mmap(addr, len, prot, MAP_SHARED|MAP_FIXED, memfd, offset) */
 #define PVMUX_USER_OP_UNMAP 2u   /* munmap(addr, len) */
 #define PVMUX_USER_OP_PROTECT 3u /* mprotect(addr, len, prot) */
+#define PVMUX_USER_OP_MAP_POPULATE 4u /* as MAP, with MAP_POPULATE */
 
 /* UserOp.prot bits (Linux PROT_*) */
 #define PVMUX_USER_PROT_READ 1u

@@ -403,6 +403,7 @@ int main(void) {
     P("USER_EXIT_DEAD", PVMUX_USER_EXIT_DEAD);
     P("USER_OP_MAP", PVMUX_USER_OP_MAP); P("USER_OP_UNMAP", PVMUX_USER_OP_UNMAP);
     P("USER_OP_PROTECT", PVMUX_USER_OP_PROTECT);
+    P("USER_OP_MAP_POPULATE", PVMUX_USER_OP_MAP_POPULATE);
     P("USER_PROT_READ", PVMUX_USER_PROT_READ); P("USER_PROT_WRITE", PVMUX_USER_PROT_WRITE);
     P("USER_PROT_EXEC", PVMUX_USER_PROT_EXEC); P("USER_PROT_ALL", PVMUX_USER_PROT_ALL);
     P("USER_OPS_MAX", PVMUX_USER_OPS_MAX); P("USER_FPSTATE_MAX", PVMUX_USER_FPSTATE_MAX);
@@ -930,6 +931,7 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         ("USER_OP_MAP", u64::from(op::MAP)),
         ("USER_OP_UNMAP", u64::from(op::UNMAP)),
         ("USER_OP_PROTECT", u64::from(op::PROTECT)),
+        ("USER_OP_MAP_POPULATE", u64::from(op::MAP_POPULATE)),
         ("USER_PROT_READ", u64::from(prot::READ)),
         ("USER_PROT_WRITE", u64::from(prot::WRITE)),
         ("USER_PROT_EXEC", u64::from(prot::EXEC)),

@@ -59,7 +59,7 @@
 //! | `timer_settime`, `timer_gettime` | - | the slice timer (created before the filter); `gettime` tells a stale expiry from a live one |
 //! | `tgkill` | tgid == the sandbox's pid, signal == the timer signal | each thread's first entry into its handler |
 //! | `arch_prctl` | option is `ARCH_SET_FS` or `ARCH_GET_FS` | the user FS base (TLS) |
-//! | `mmap` | addr in the user window, len <= [`USER_LEN_MAX`], prot within RWX, flags == `MAP_SHARED\|MAP_FIXED`, fd == guest memfd, `user_pool_base <= offset < mem_size` | `UserOp` MAP |
+//! | `mmap` | addr in the user window, len <= [`USER_LEN_MAX`], prot within RWX, flags == `MAP_SHARED\|MAP_FIXED`, optionally with `MAP_POPULATE`, fd == guest memfd, `user_pool_base <= offset < mem_size` | `UserOp` MAP, MAP_POPULATE |
 //! | `munmap` | addr in the user window, len <= [`USER_LEN_MAX`] | `UserOp` UNMAP |
 //! | `mprotect` | addr in the user window, len <= [`USER_LEN_MAX`], prot within RWX | `UserOp` PROTECT |
 //!
@@ -313,6 +313,16 @@ impl Builder {
         self.ld(arg_lo(i));
         self.jmp(JEQ_K, v, Target::Next, fail);
     }
+    /// Fails unless the 64-bit argument `i` equals `v` or `v | optional` (32-bit values,
+    /// high half zero; `optional` bits outside `v`).
+    fn arg_eq32_optional(&mut self, i: u32, v: u32, optional: u32) {
+        let fail = self.fail;
+        self.ld(arg_hi(i));
+        self.jmp(JEQ_K, 0, Target::Next, fail);
+        self.ld(arg_lo(i));
+        self.push(AND_K, !optional, Target::Next, Target::Next);
+        self.jmp(JEQ_K, v, Target::Next, fail);
+    }
     /// Fails unless the 64-bit argument `i` has no bit outside `mask` (`mask` is 32-bit).
     fn arg_within_bits(&mut self, i: u32, mask: u32) {
         let fail = self.fail;
@@ -506,6 +516,11 @@ pub fn build_user_filter(
     user_filter(p, false, out)
 }
 
+/// `MAP_POPULATE`: the one flag a user sandbox's `mmap` of pool memory may add to
+/// `MAP_SHARED | MAP_FIXED` (it only fills page-table entries of a range the mapping itself
+/// may reach).
+pub const USER_MAP_POPULATE: u32 = 0x8000;
+
 /// `flags` of the stub's one `mmap` of its context region (`MAP_SHARED | MAP_FIXED_NOREPLACE`).
 pub const CTX_MAP_FLAGS: u32 = 0x01 | 0x10_0000;
 /// `prot` of that mapping (`PROT_READ | PROT_WRITE`).
@@ -610,7 +625,8 @@ fn user_filter(
     b.block(nr::MMAP);
     b.user_range(0, 1);
     b.arg_within_bits(2, 7); // PROT_READ | PROT_WRITE | PROT_EXEC
-    b.arg_eq32(3, 0x11); // MAP_SHARED | MAP_FIXED, nothing else
+                             // MAP_SHARED | MAP_FIXED, and MAP_POPULATE or nothing else (`UserOp` MAP_POPULATE).
+    b.arg_eq32_optional(3, 0x11, USER_MAP_POPULATE);
     b.arg_eq32(4, GUEST_MEM_FD as u32);
     b.arg_ge(5, p.pool_base);
     b.arg_lt(5, p.mem_size);
@@ -948,6 +964,8 @@ mod tests {
         assert_eq!(user_eval(nr::MMAP, ip, m), RET_ALLOW);
         m = [USER_END - 0x1000, 0x1000, 7, 0x11, 3, POOL];
         assert_eq!(user_eval(nr::MMAP, ip, m), RET_ALLOW);
+        m[3] = 0x11 | u64::from(USER_MAP_POPULATE); // a fault's block, populated
+        assert_eq!(user_eval(nr::MMAP, ip, m), RET_ALLOW);
         assert_eq!(
             user_eval(nr::MUNMAP, ip, [USER_BASE, USER_LEN_MAX, 0, 0, 0, 0]),
             RET_ALLOW
@@ -998,6 +1016,11 @@ mod tests {
             0x11 | 0x100,
             0x11 | 0x10_0000,
             0x11 | 1 << 32,
+            0x8000,
+            0x8001,
+            0x8010,
+            0x8011 | 0x100,
+            0x8011 | 1 << 32,
         ] {
             assert_eq!(with(3, flags), kill, "flags {flags:#x}");
         }

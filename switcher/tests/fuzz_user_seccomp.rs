@@ -34,7 +34,7 @@ fn model_allows(p: &UserFilterParams, nr: u32, a: [u64; 6]) -> bool {
         nr::MMAP => {
             range(a[0], a[1])
                 && rwx(a[2])
-                && a[3] == 0x11
+                && (a[3] == 0x11 || a[3] == 0x8011)
                 && a[4] == 3
                 && (p.pool_base..p.mem_size).contains(&a[5])
         }
@@ -111,6 +111,8 @@ fn arg(p: UserFilterParams) -> impl Strategy<Value = u64> {
         8,
         0x11,
         0x81,
+        0x8011,
+        0x8001,
         0x1002,
         0x1003,
         USER_BASE,

@@ -542,7 +542,7 @@ pub fn check_op(o: &UserOp, mem_size: u64) -> Result<(), u32> {
     }
     let prot_ok = o.prot & !prot::ALL == 0;
     match o.kind {
-        op::MAP
+        op::MAP | op::MAP_POPULATE
             if prot_ok
                 && o.offset.is_multiple_of(PAGE_SIZE)
                 && o.offset.checked_add(o.len).is_some_and(|e| e <= mem_size) =>

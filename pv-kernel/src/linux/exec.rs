@@ -125,6 +125,15 @@ fn map_segments(
         // copies; the rest up to memsz (.bss) is demand-zero.
         let (va, off, filesz) = (seg.va, seg.offset, seg.filesz);
         let file_end = off + filesz;
+        // Runs of whole pages are installed together (one reference count update and one
+        // region look-up per run).
+        let mut run: Option<(u64, u64, u64)> = None; // (address, first frame, pages)
+        let install = |mm: &mut Mm, run: Option<(u64, u64, u64)>| {
+            if let Some((at, frame, n)) = run {
+                pool::get_run(frame, n);
+                mm.install_cow_run(at, frame, n);
+            }
+        };
         let mut page = page_down(va);
         while page < va + filesz {
             let lo = page.max(va);
@@ -136,13 +145,24 @@ fn map_segments(
                 && fo + PAGE_SIZE <= file_end;
             if whole && mm.frame_of(page).is_none() {
                 let frame = image.frame_at(fo);
-                pool::get(frame);
-                mm.install_cow(page, frame);
+                match &mut run {
+                    Some((at, first, n))
+                        if *at + *n * PAGE_SIZE == page && *first + *n * PAGE_SIZE == frame =>
+                    {
+                        *n += 1
+                    }
+                    _ => {
+                        install(mm, run.take());
+                        run = Some((page, frame, 1));
+                    }
+                }
             } else {
+                install(mm, run.take());
                 poke_image(mm, lo, image, fo, hi - lo)?;
             }
             page += PAGE_SIZE;
         }
+        install(mm, run);
     }
     Ok(())
 }

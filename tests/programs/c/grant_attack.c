@@ -142,6 +142,15 @@ __attribute__((naked, noinline)) static void spin_forever(void) {
 
 static char spin_stacks[MAX_SLOTS][4096] __attribute__((aligned(16)));
 
+/* Faults in the code and stacks a hijacked or forged thread spins on while it can still be
+ * served: a fork child's pages are mapped at their first fault (pvmux maps them lazily),
+ * and a thread whose slot was handed back has nobody to serve its faults. */
+static void prefault_spin(void) {
+    (void)*(volatile const char *)(uintptr_t)spin_forever;
+    for (uint32_t i = 0; i < MAX_SLOTS; i++)
+        *(volatile char *)&spin_stacks[i][sizeof spin_stacks[i] - 1] = 0;
+}
+
 /* Writes a RUN request into every idle slot (run_seq == done_seq) and wakes its thread. */
 static int forge_runs(void) {
     int forged = 0;
@@ -152,6 +161,7 @@ static int forge_runs(void) {
         /* Disarm the slot's slice timer first: it would bring a hijacked thread back. */
         static const struct { long v[4]; } zero;
         int32_t timer = *(volatile int32_t *)(USER_AREAS_BASE + i * AREA_SIZE + 8);
+        (void)*(volatile const long *)zero.v; /* faulted in first, as in forge_own_exit */
         stub_call(SYS_TIMER_SETTIME, timer, 0, (long)&zero);
         *w32(s + S_COMMAND) = 1; /* RUN */
         *w32(s + S_NR_OPS) = 0;
@@ -186,6 +196,7 @@ static int fake_runs(int nproc, int seconds) {
             return 3;
         if (p == 0) {
             char c = 'x';
+            prefault_spin();
             if (find_gadget() == 0) {
                 /* Again and again for a second: a thread a stale timer signal brought back
                  * is hijacked anew. */
@@ -246,6 +257,9 @@ static void forge_own_exit(void) {
             continue;
         static const struct itimerspec_raw { long v[4]; } zero;
         int32_t timer = *(volatile int32_t *)(USER_AREAS_BASE + i * AREA_SIZE + 8);
+        /* Faulted in by user code first: the stub's own system call would get EFAULT for a
+         * page not mapped yet (a fork child's pages are mapped at their first fault). */
+        (void)*(volatile const long *)zero.v;
         stub_call(SYS_TIMER_SETTIME, timer, 0, (long)&zero);
         *w64(s + S_REGS + R_RAX) = NR_PAUSE;
         *w64(s + S_REGS + R_RIP) = (uint64_t)spin_forever;
@@ -275,6 +289,7 @@ static int forged_exit(int timeout) {
     if (p == 0) {
         if (find_gadget() != 0)
             _exit(3);
+        prefault_spin();
         forge_own_exit();
         spin_forever();
     }

@@ -355,6 +355,30 @@ pub const BENCHMARKS: &[BenchDef] = &[
         "user: open + 4 KiB read + close of a file (pvmux: from the --rootfs share), as pvmux guest init",
     ),
     def(
+        "native.user.fork_exec_wait",
+        Unit::Ns,
+        None,
+        "user: fork, child execs the (static) workload again, which exits at once, waitpid, native",
+    ),
+    def(
+        "uml.user.fork_exec_wait",
+        Unit::Ns,
+        None,
+        "user: fork, child execs the (static) workload again, which exits at once, waitpid, as UML init",
+    ),
+    def(
+        "gvisor.user.fork_exec_wait",
+        Unit::Ns,
+        None,
+        "user: fork, child execs the (static) workload again, which exits at once, waitpid, in gVisor (ptrace)",
+    ),
+    def(
+        "pvmux.user.fork_exec_wait",
+        Unit::Ns,
+        None,
+        "user: fork, child execs the (static) workload again, which exits at once, waitpid, as pvmux guest init",
+    ),
+    def(
         "native.user.boot_to_init",
         Unit::Ns,
         None,

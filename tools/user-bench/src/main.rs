@@ -1,6 +1,6 @@
 //! `pvmux-user-bench`: the user-mode workload of `pvmux bench`.
 //!
-//! A static Linux program that measures seven figures of the system it runs on (natively,
+//! A static Linux program that measures eight figures of the system it runs on (natively,
 //! as init of User-Mode Linux, under gVisor, or as init of a pvmux guest) and prints one line
 //! each in the guest benchmark protocol (docs/BENCHMARKS.md):
 //!
@@ -24,6 +24,8 @@
 
 use std::io::Write;
 use std::process::ExitCode;
+
+mod exec;
 
 /// Fewest samples a figure keeps even when its time budget is spent.
 const MIN_SAMPLES: usize = 10;
@@ -53,11 +55,12 @@ enum Figure {
     ClockGettime,
     Read4kCached,
     OpenReadClose,
+    ForkExecWait,
 }
 
 impl Figure {
     /// Every figure, in output order.
-    const ALL: [Figure; 7] = [
+    const ALL: [Figure; 8] = [
         Figure::SyscallGetppid,
         Figure::PageFault,
         Figure::ForkExitWait,
@@ -65,9 +68,10 @@ impl Figure {
         Figure::ClockGettime,
         Figure::Read4kCached,
         Figure::OpenReadClose,
+        Figure::ForkExecWait,
     ];
     /// The names printed (and accepted on the command line), in [`Figure::ALL`] order.
-    const NAMES: [&'static str; 7] = [
+    const NAMES: [&'static str; 8] = [
         "user.syscall_getppid",
         "user.page_fault",
         "user.fork_exit_wait",
@@ -75,6 +79,7 @@ impl Figure {
         "user.clock_gettime",
         "user.read_4k_cached",
         "user.open_read_close",
+        "user.fork_exec_wait",
     ];
 
     fn name(self) -> &'static str {
@@ -115,7 +120,7 @@ struct Config {
 
 const USAGE: &str = "usage: pvmux-user-bench [--ready] [--quick] [--samples N] [--pages N] \
                      [--file PATH] [all|syscall_getppid|page_fault|fork_exit_wait|\
-                     pipe_pingpong|clock_gettime|read_4k_cached|open_read_close ...]";
+                     pipe_pingpong|clock_gettime|read_4k_cached|open_read_close|fork_exec_wait ...]";
 
 fn parse_args(args: impl Iterator<Item = String>) -> Result<Config, String> {
     let (mut ready, mut quick, mut samples, mut pages) = (false, false, None, None);
@@ -470,6 +475,7 @@ fn run(figure: Figure, cfg: &Config) -> Result<Vec<f64>, String> {
         Figure::ClockGettime => measure(plan, clock_gettime_sample),
         Figure::Read4kCached => read_cached(plan, &path()?),
         Figure::OpenReadClose => open_read_close(plan, &path()?),
+        Figure::ForkExecWait => measure(plan, exec::fork_exec_sample),
     }
 }
 
@@ -483,6 +489,10 @@ fn say(line: &str) {
 }
 
 fn main() -> ExitCode {
+    // A child of `fork_exec_wait`: started, done.
+    if std::env::args().nth(1).as_deref() == Some(exec::EXIT_AT_ONCE) {
+        return ExitCode::SUCCESS;
+    }
     let cfg = match parse_args(std::env::args().skip(1)) {
         Ok(c) => c,
         Err(e) => {
@@ -579,7 +589,12 @@ mod tests {
                 .unwrap()
                 .to_owned(),
         };
-        for f in Figure::ALL {
+        // (`fork_exec_wait` execs its own program, here the test harness, which does not
+        // know `--exit-at-once`: `tools/tests/bench.rs` measures it in the real workload.)
+        for f in Figure::ALL
+            .into_iter()
+            .filter(|&f| f != Figure::ForkExecWait)
+        {
             let v = run(f, &cfg).unwrap_or_else(|e| panic!("{}: {e}", f.name()));
             assert!(v.len() >= MIN_SAMPLES.min(12), "{}", f.name());
             assert!(v.iter().all(|x| x.is_finite() && *x >= 0.0), "{}", f.name());

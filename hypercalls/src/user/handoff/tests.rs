@@ -727,6 +727,28 @@ fn operations_are_checked_like_the_abi_says() {
         ..ok
     };
     assert_eq!(check_op(&protect, MEM), Ok(()));
+    // `MAP_POPULATE` follows `MAP`'s rules.
+    let populate = UserOp {
+        kind: op::MAP_POPULATE,
+        ..ok
+    };
+    assert_eq!(check_op(&populate, MEM), Ok(()));
+    for bad in [
+        UserOp {
+            offset: MEM,
+            ..populate
+        },
+        UserOp {
+            prot: 8,
+            ..populate
+        },
+        UserOp {
+            offset: 1,
+            ..populate
+        },
+    ] {
+        assert_eq!(check_op(&bad, MEM), Err(EINVAL), "{bad:?}");
+    }
     for bad in [
         UserOp { len: 0, ..ok },
         UserOp {
@@ -751,7 +773,7 @@ fn operations_are_checked_like_the_abi_says() {
             ..ok
         },
         UserOp { kind: 0, ..ok },
-        UserOp { kind: 4, ..ok },
+        UserOp { kind: 5, ..ok },
         UserOp { prot: 9, ..protect },
     ] {
         assert_eq!(check_op(&bad, MEM), Err(EINVAL), "{bad:?}");

@@ -605,7 +605,9 @@ fn apply_part(o: &UserOp, done: u64, len: u64) -> Result<(), u32> {
     // SAFETY: the range lies in a free part of the user window (checked by the caller).
     unsafe {
         match o.kind {
-            op::MAP => sys::mmap(
+            // `MAP_POPULATE` is a hint for user sandboxes (fill the page-table entries at
+            // once); here the pages are mapped as for `MAP`, which the filter allows.
+            op::MAP | op::MAP_POPULATE => sys::mmap(
                 addr,
                 len,
                 o.prot,
@@ -629,7 +631,7 @@ fn apply(o: &UserOp) -> Result<(), u32> {
         let len = (o.len - done).min(INPROC_LEN_MAX);
         match apply_part(o, done, len) {
             Ok(()) => {}
-            Err(ENOMEM) if o.kind == op::MAP => {
+            Err(ENOMEM) if matches!(o.kind, op::MAP | op::MAP_POPULATE) => {
                 wipe();
                 apply_part(o, done, len)?;
             }

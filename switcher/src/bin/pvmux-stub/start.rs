@@ -163,6 +163,8 @@ pub(crate) const PROT_RW: u32 = 3;
 pub(crate) const MAP_SHARED: u32 = 0x01;
 pub(crate) const MAP_PRIVATE: u32 = 0x02;
 pub(crate) const MAP_FIXED: u32 = 0x10;
+/// `MAP_POPULATE` (user ops `MAP_POPULATE` only).
+pub(crate) const MAP_POPULATE: u32 = 0x8000;
 pub(crate) const MAP_ANONYMOUS: u32 = 0x20;
 pub(crate) const MAP_FIXED_NOREPLACE: u32 = 0x10_0000;
 

@@ -48,6 +48,14 @@ fn map(addr: u64, len: u64, prot_bits: u32, offset: u64) -> UserOp {
     }
 }
 
+/// A fault's mapping: [`op::MAP_POPULATE`].
+fn map_populated(addr: u64, len: u64, prot_bits: u32, offset: u64) -> UserOp {
+    UserOp {
+        kind: op::MAP_POPULATE,
+        ..map(addr, len, prot_bits, offset)
+    }
+}
+
 fn protect_op(addr: u64, len: u64, prot_bits: u32) -> UserOp {
     UserOp {
         kind: op::PROTECT,
@@ -68,10 +76,10 @@ fn unmap_op(addr: u64, len: u64) -> UserOp {
     }
 }
 
-/// The pages `MAP` operations map: `(address, frame, prot)` each.
+/// The pages `MAP` (and `MAP_POPULATE`) operations map: `(address, frame, prot)` each.
 fn pages_mapped(ops: &[UserOp]) -> Vec<(u64, u64, u32)> {
     ops.iter()
-        .filter(|o| o.kind == op::MAP)
+        .filter(|o| o.kind == op::MAP || o.kind == op::MAP_POPULATE)
         .flat_map(|o| (0..o.len / P).map(move |k| (o.addr + k * P, o.offset + k * P, o.prot)))
         .collect()
 }
@@ -268,7 +276,7 @@ fn demand_zero_populates_the_fault_around_block() {
     let mapped: u64 = ops.iter().map(|o| o.len).sum();
     assert_eq!(mapped, 13 * P);
     for o in &ops {
-        assert_eq!((o.kind, o.prot), (op::MAP, RW));
+        assert_eq!((o.kind, o.prot), (op::MAP_POPULATE, RW));
         // Each run maps the frames the map holds.
         for k in 0..o.len / P {
             assert_eq!(m.frame_of(o.addr + k * P), Some(o.offset + k * P));
@@ -315,6 +323,90 @@ fn accesses_the_region_does_not_allow_fault() {
 /// `fork`: private pages become copy-on-write in both maps with one reference each; a write
 /// in the child copies, a write in the parent (then alone) takes the frame back writable.
 #[test]
+fn memory_written_in_order_takes_longer_blocks() {
+    let mut m = mm();
+    m.add_vma(BASE, BASE + 200 * P, RW, None);
+    // A first fault maps its 16-page block; the next one, right after it, maps 64 pages
+    // from its block's start; a fault away from resident pages maps 16 again.
+    m.touch(BASE, true, false).unwrap();
+    assert_eq!(m.resident_pages(), 16);
+    m.touch(BASE + 16 * P, true, false).unwrap();
+    assert_eq!(m.resident_pages(), 16 + 64);
+    assert!(m.frame_of(BASE + 79 * P).is_some() && m.frame_of(BASE + 80 * P).is_none());
+    m.touch(BASE + 160 * P, true, false).unwrap();
+    assert_eq!(m.resident_pages(), 16 + 64 + 16);
+    // Clipped to the region's end.
+    m.touch(BASE + 176 * P, true, false).unwrap();
+    assert_eq!(m.resident_pages(), 16 + 64 + 16 + 24);
+    let ops = drain(&mut m);
+    assert!(ops.iter().all(|o| o.kind == op::MAP_POPULATE));
+    assert_eq!(pages_mapped(&ops).len(), 120);
+    release(m);
+}
+
+#[test]
+fn fork_copies_every_page_and_maps_runs_in_one_operation() {
+    let mut parent = mm();
+    parent.add_vma(BASE, BASE + 64 * P, RW, None);
+    parent.add_vma(BASE + 64 * P, BASE + 96 * P, prot::READ | prot::EXEC, None);
+    // A run of contiguous frames installed copy-on-write (as an exec's program image).
+    let image = pool::alloc_contiguous(32).unwrap();
+    parent.install_cow_run(BASE + 64 * P, image, 32);
+    for k in 0..64 {
+        parent.touch(BASE + k * P, true, false).unwrap();
+    }
+    drain(&mut parent);
+    let mut child = Mm::new();
+    parent.fork_into(&mut child);
+    assert_eq!(child.resident_pages(), 96);
+    for k in 0..96 {
+        let va = BASE + k * P;
+        let gpa = parent.frame_of(va).unwrap();
+        assert_eq!(
+            child.pages[&va],
+            Pte {
+                gpa,
+                cow: true,
+                lazy: true
+            }
+        );
+        assert_eq!(
+            parent.pages[&va],
+            Pte {
+                gpa,
+                cow: true,
+                lazy: false
+            }
+        );
+        assert_eq!(pool::refs(gpa), 2, "page {k}");
+    }
+    // Nothing is mapped in the child before it faults; a fault in the image maps its run
+    // in one operation, the image pages' rights; the parent's writable pages are
+    // write-protected, the image pages (copy-on-write already) left alone.
+    assert_eq!(drain(&mut child), []);
+    child.fault(BASE + 70 * P, pf::USER | pf::FETCH).unwrap();
+    assert_eq!(
+        drain(&mut child),
+        [map(BASE + 64 * P, 32 * P, prot::READ | prot::EXEC, image)]
+    );
+    // A write fault in the data copies the page and its block's copy-on-write pages.
+    child.fault(BASE + 3 * P, pf::USER | pf::WRITE).unwrap();
+    let copies = pages_mapped(&drain(&mut child));
+    assert_eq!(copies.len(), 16);
+    assert!(copies.iter().all(|&(_, _, p)| p == RW));
+    let parent_ops = drain(&mut parent);
+    assert!(parent_ops
+        .iter()
+        .all(|o| o.kind == op::PROTECT && o.prot == prot::READ));
+    assert_eq!(parent_ops.iter().map(|o| o.len).sum::<u64>(), 64 * P);
+    release(parent);
+    release(child);
+    for k in 0..32 {
+        assert_eq!(pool::refs(image + k * P), 0);
+    }
+}
+
+#[test]
 fn fork_marks_private_pages_copy_on_write() {
     let mut parent = mm();
     parent.add_vma(BASE, BASE + P, RW, None);
@@ -328,15 +420,40 @@ fn fork_marks_private_pages_copy_on_write() {
     assert_eq!(regions(&child), regions(&parent));
     for (va, gpa) in [(BASE, data), (BASE + P, ro)] {
         assert_eq!(pool::refs(gpa), 2);
-        assert_eq!(parent.pages[&va], Pte { gpa, cow: true });
-        assert_eq!(child.pages[&va], Pte { gpa, cow: true });
+        assert_eq!(
+            parent.pages[&va],
+            Pte {
+                gpa,
+                cow: true,
+                lazy: false
+            }
+        );
+        assert_eq!(
+            child.pages[&va],
+            Pte {
+                gpa,
+                cow: true,
+                lazy: true
+            }
+        );
     }
-    // The parent's writable page is made read-only in place; the child maps both
-    // read-only.
+    // The parent's writable page is made read-only in place; the child maps nothing
+    // before it faults.
     assert_eq!(drain(&mut parent), [protect_op(BASE, P, prot::READ)]);
+    assert_eq!(drain(&mut child), []);
+    // A read fault maps the lazy pages of its block in its region, read-only; a new
+    // generation.
+    let gen = child.generation;
+    assert_ne!(child.fault(BASE + P, pf::USER).unwrap(), MapGeneration(gen));
     assert_eq!(
         pages_mapped(&drain(&mut child)),
-        [(BASE, data, prot::READ), (BASE + P, ro, prot::READ)]
+        [(BASE + P, ro, prot::READ)]
+    );
+    assert!(child.pages[&BASE].lazy && !child.pages[&(BASE + P)].lazy);
+    // Writing the read-only region is refused (SIGSEGV), lazy or not.
+    assert_eq!(
+        child.fault(BASE + P, pf::USER | pf::WRITE),
+        Err(Errno::EFAULT)
     );
 
     // The child writes: a copy with the same bytes, mapped writable; the shared frame is
@@ -350,12 +467,13 @@ fn fork_marks_private_pages_copy_on_write() {
         child.pages[&BASE],
         Pte {
             gpa: copy,
-            cow: false
+            cow: false,
+            lazy: false
         }
     );
     assert_eq!(pool::refs(data), 2, "released only after the batch");
     let b = child.take_batch();
-    assert_eq!(b.ops, [map(BASE, P, RW, copy)]);
+    assert_eq!(b.ops, [map_populated(BASE, P, RW, copy)]);
     assert_eq!(b.freed, [data]);
     for f in b.freed {
         pool::put(f);
@@ -367,10 +485,11 @@ fn fork_marks_private_pages_copy_on_write() {
         parent.pages[&BASE],
         Pte {
             gpa: data,
-            cow: false
+            cow: false,
+            lazy: false
         }
     );
-    assert_eq!(drain(&mut parent), [map(BASE, P, RW, data)]);
+    assert_eq!(drain(&mut parent), [map_populated(BASE, P, RW, data)]);
     assert_eq!(&frame_bytes(data)[..6], b"parent");
     release(parent);
     release(child);
@@ -390,14 +509,16 @@ fn shared_regions_share_frames_across_fork() {
         child.pages[&BASE],
         Pte {
             gpa: first,
-            cow: false
+            cow: false,
+            lazy: true
         }
     );
     assert_eq!(
         parent.pages[&BASE],
         Pte {
             gpa: first,
-            cow: false
+            cow: false,
+            lazy: false
         }
     );
     // Writable in both, no copy-on-write mapping queued for the parent.
@@ -470,7 +591,7 @@ fn map_generation_tells_a_fault_loop_from_progress() {
     assert_eq!(g1, g2, "nothing changed");
     assert_eq!(
         drain(&mut m),
-        [map(BASE, P, RW, gpa)],
+        [map_populated(BASE, P, RW, gpa)],
         "the mapping is sent again"
     );
     // After a fork, the same write is a copy-on-write break: progress.
@@ -599,7 +720,8 @@ fn a_copy_on_write_break_takes_its_block_along() {
             parent.pages[&(BASE + i * P)],
             Pte {
                 gpa: frames[i as usize],
-                cow: false
+                cow: false,
+                lazy: false
             }
         );
     }

@@ -18,7 +18,7 @@ use super::fpu::{init_fpu, load_fpu};
 use super::fsbase::set_fs;
 use super::slot::{Futex, Slot};
 use crate::sigctx::*;
-use crate::start::{MAP_FIXED, MAP_SHARED};
+use crate::start::{MAP_FIXED, MAP_POPULATE, MAP_SHARED};
 use crate::state::G;
 use crate::sys;
 
@@ -72,15 +72,22 @@ fn apply_part(o: &UserOp, done: u64, len: u64) -> Result<(), u32> {
     // at start-up).
     unsafe {
         match o.kind {
-            op::MAP => sys::mmap(
-                addr,
-                len,
-                o.prot,
-                MAP_SHARED | MAP_FIXED,
-                GUEST_MEM_FD,
-                o.offset + done,
-            )
-            .map(|_| ()),
+            op::MAP | op::MAP_POPULATE => {
+                let populate = if o.kind == op::MAP_POPULATE {
+                    MAP_POPULATE
+                } else {
+                    0
+                };
+                sys::mmap(
+                    addr,
+                    len,
+                    o.prot,
+                    MAP_SHARED | MAP_FIXED | populate,
+                    GUEST_MEM_FD,
+                    o.offset + done,
+                )
+                .map(|_| ())
+            }
             op::UNMAP => sys::munmap(addr, len),
             _ => sys::mprotect(addr, len, o.prot),
         }
@@ -137,7 +144,7 @@ impl UserPlatform for Stub<'_> {
             match apply_part(o, done, len) {
                 Err(ENOMEM) => {
                     evict_user_window();
-                    if o.kind == op::MAP {
+                    if o.kind == op::MAP || o.kind == op::MAP_POPULATE {
                         apply_part(o, done, len)?;
                     }
                 }

@@ -199,6 +199,9 @@ pub mod command {
     /// ([`super::CapSets`], ABI v6). Without it init holds every capability (as root). Not
     /// run; the last one counts.
     pub const CAPS: u16 = 24;
+    /// Do not rewrite system-call sites of guest programs (`pvmux run --no-patch`; ABI v6):
+    /// every guest system call traps. No payload. Not run.
+    pub const NO_PATCH: u16 = 26;
 }
 
 /// The highest capability number the guest knows (Linux 6.1's `CAP_LAST_CAP`,
@@ -641,6 +644,9 @@ pub enum Command<'a> {
     /// The init program's capability sets ([`CapSets::ok`]); not run: [`BootArgs::caps`]
     /// gives the last one.
     Caps(CapSets),
+    /// Leave guest programs' system-call sites as they are ([`command::NO_PATCH`]); not run:
+    /// [`BootArgs::no_patch`] says whether there is one.
+    NoPatch,
 }
 
 impl Command<'_> {
@@ -662,6 +668,7 @@ impl Command<'_> {
                 | Self::Hostname(_)
                 | Self::TaskLimit(_)
                 | Self::Caps(_)
+                | Self::NoPatch
         )
     }
 
@@ -689,6 +696,7 @@ impl Command<'_> {
             Self::Hostname(_) => command::HOSTNAME,
             Self::TaskLimit(_) => command::TASK_LIMIT,
             Self::Caps(_) => command::CAPS,
+            Self::NoPatch => command::NO_PATCH,
         }
     }
 }
@@ -999,6 +1007,12 @@ impl<'a> BootArgs<'a> {
             .last()
     }
 
+    /// Whether the boot arguments ask to leave system-call sites unpatched
+    /// ([`Command::NoPatch`]).
+    pub fn no_patch(&self) -> bool {
+        self.commands().any(|c| matches!(c, Command::NoPatch))
+    }
+
     /// True if a command needs the test kernel ([`Command::needs_diagnostics`]).
     pub fn needs_diagnostics(&self) -> bool {
         self.commands().any(|c| c.needs_diagnostics())
@@ -1127,6 +1141,7 @@ fn read_command(bytes: &[u8]) -> Result<(Command<'_>, usize), DecodeError> {
         }
         command::GROUPS => Command::Groups(Gids::from_le_bytes(payload).ok_or(bad)?),
         command::CAPS => Command::Caps(CapSets::from_le_bytes(payload).ok_or(bad)?),
+        command::NO_PATCH => none(Command::NoPatch)?,
         k => return Err(DecodeError::UnknownCommand(k)),
     };
     Ok((c, RECORD_HEADER_LEN + payload.len()))

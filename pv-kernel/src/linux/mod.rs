@@ -44,6 +44,7 @@ pub(crate) mod futex;
 pub(crate) mod imagecache;
 pub(crate) mod memory;
 pub(crate) mod misc;
+pub(crate) mod patch;
 pub(crate) mod net;
 pub(crate) mod pool;
 pub(crate) mod procfs;

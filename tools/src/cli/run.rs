@@ -287,6 +287,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub pids_limit: Option<u32>,
 
+    /// Leave the guest programs' system-call sites as they are. By default the guest kernel
+    /// rewrites a `mov $nr,%eax; syscall` site after it trapped once, in that process's copy
+    /// of the code, to enter the kernel without a signal (several times faster); a program
+    /// that checksums its own code then sees the changed bytes.
+    #[arg(long)]
+    pub no_patch: bool,
+
     /// The program to run as init, and its arguments (after `--`; see below).
     #[arg(last = true, value_name = "PROGRAM [ARGS]")]
     pub program: Vec<OsString>,
@@ -401,6 +408,8 @@ pub struct InitSetup {
     pub task_limit: Option<u32>,
     /// `--cap-drop`/`--cap-add`/`--cap-sets`: init's capability sets.
     pub caps: Option<pvmux_hypercalls::bootargs::CapSets>,
+    /// `--no-patch`: leave system-call sites unpatched.
+    pub no_patch: bool,
 }
 
 impl InitSetup {
@@ -480,6 +489,7 @@ impl InitSetup {
             hostname: args.hostname.as_ref().map(|h| h.as_bytes().to_vec()),
             task_limit: args.pids_limit,
             caps,
+            no_patch: args.no_patch,
         })
     }
 }
@@ -514,6 +524,7 @@ pub fn boot_args(
         })
         .chain(init.hostname.as_deref().map(Command::Hostname))
         .chain(init.task_limit.map(Command::TaskLimit))
+        .chain(init.no_patch.then_some(Command::NoPatch))
         .collect();
     let argv: Vec<&[u8]> = if !program.is_empty() {
         if words.has_separator() {

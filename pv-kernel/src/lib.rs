@@ -172,7 +172,8 @@ fn kmain() {
             | Command::Groups(_)
             | Command::Hostname(_)
             | Command::TaskLimit(_)
-            | Command::Caps(_) => {}
+            | Command::Caps(_)
+            | Command::NoPatch => {}
             #[cfg(feature = "diagnostics")]
             Command::Bench(list) => bench::run(list, args.options.bench_quick),
             #[cfg(feature = "diagnostics")]

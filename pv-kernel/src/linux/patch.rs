@@ -76,7 +76,7 @@ fn take_cell(mm: &mut Mm, entry: u64) -> Option<u64> {
             return None;
         }
         mm.add_vma(PATCH_TABLE_BASE, end, prot::READ | prot::EXEC, None);
-        mm.touch(PATCH_TABLE_BASE, false, false).ok()?;
+        mm.populate(PATCH_TABLE_BASE).ok()?;
         write_bytes(mm, PATCH_TABLE_BASE, &entry.to_le_bytes())?;
         mm.patch_next = 1;
     }
@@ -112,11 +112,11 @@ pub(crate) fn after_trap(space: &Space, rip: u64, nr: u64) {
         Some((_, v)) if v.prot & prot::EXEC != 0 && v.shm.is_none() => {}
         _ => return,
     }
-    // The table page of the cell is populated here (demand-zero, private).
     let Some(cell) = take_cell(&mut mm, USER_PATCH_ENTRY) else {
         return;
     };
-    if mm.frame_of(cell).is_none() && mm.touch(cell, false, false).is_err() {
+    // The cell's table page, one page at a time (demand-zero, private).
+    if mm.populate(cell).is_err() {
         return;
     }
     if write_bytes(&mut mm, cell, &cell_bytes(cell, site, nr)).is_none() {

@@ -20,6 +20,7 @@
 
 use core::sync::atomic::{fence, AtomicU8, Ordering};
 
+
 use pvmux_hypercalls::user::patch::{
     cell_addr, cell_bytes, is_race_restart, patch_steps, patchable_nr, site_patch, CELLS,
     PATCH_TABLE_BASE, PATCH_TABLE_LEN, SITE_LEN, USER_PATCH_ENTRY,
@@ -29,6 +30,14 @@ use pvmux_hypercalls::{TrapFrame, PAGE_SIZE};
 
 use super::space::{Mm, Space};
 use crate::mm::pool_mem;
+
+/// Size of a space's cache of unpatchable sites ([`Space::patch_skip`]).
+pub(crate) const SKIP_SLOTS: usize = 32;
+
+/// The slot of return address `rip` in [`Space::patch_skip`].
+fn skip_slot(rip: u64) -> usize {
+    ((rip ^ (rip >> 5) ^ (rip >> 13)) as usize) % SKIP_SLOTS
+}
 
 /// 0: not yet read from the boot arguments; 1: patching on; 2: off (`--no-patch`).
 static STATE: AtomicU8 = AtomicU8::new(0);
@@ -97,20 +106,18 @@ pub(crate) fn after_trap(space: &Space, rip: u64, nr: u64) {
     let Ok(nr) = u32::try_from(nr) else {
         return;
     };
+    let skip = &space.patch_skip[skip_slot(rip)];
+    if skip.load(Ordering::Relaxed) == rip {
+        return;
+    }
     let site = rip.wrapping_sub(SITE_LEN as u64);
     let mut mm = space.mm.lock();
-    if mm.patch_next == u32::MAX {
+    let patchable = mm.patch_next < CELLS
+        && read_bytes::<SITE_LEN>(&mm, site).and_then(|b| patchable_nr(&b)) == Some(nr)
+        && matches!(mm.vma_at(site), Some((_, v)) if v.prot & prot::EXEC != 0 && v.shm.is_none());
+    if !patchable {
+        skip.store(rip, Ordering::Relaxed);
         return;
-    }
-    let Some(bytes) = read_bytes::<SITE_LEN>(&mm, site) else {
-        return;
-    };
-    if patchable_nr(&bytes) != Some(nr) {
-        return;
-    }
-    match mm.vma_at(site) {
-        Some((_, v)) if v.prot & prot::EXEC != 0 && v.shm.is_none() => {}
-        _ => return,
     }
     let Some(cell) = take_cell(&mut mm, USER_PATCH_ENTRY) else {
         return;

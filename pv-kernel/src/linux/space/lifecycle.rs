@@ -66,6 +66,7 @@ impl Space {
             death_seen: AtomicU32::new(0),
             mm: IrqLock::new(Mm::new()),
             slice_deadline: [const { AtomicU64::new(0) }; pvmux_hypercalls::MAX_VCPUS as usize],
+            patch_skip: [const { AtomicU64::new(0) }; crate::linux::patch::SKIP_SLOTS],
             forking: AtomicU32::new(0),
             fork_done: WaitQueue::new(),
             created_ns,

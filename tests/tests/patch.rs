@@ -79,7 +79,11 @@ fn code_bytes_change_with_patching_and_not_with_no_patch() {
     let root = rootfs(&["patch-sites".to_owned()]);
     let n = run_native("patch-sites", &["code"], TIMEOUT);
     assert_eq!(n.code(), Some(0), "native:\n{}", n.stdout);
-    assert!(n.has_line("site bytes: b8 27 00 00 00 0f 05"), "native:\n{}", n.stdout);
+    assert!(
+        n.has_line("site bytes: b8 27 00 00 00 0f 05"),
+        "native:\n{}",
+        n.stdout
+    );
 
     let off = guest(&root, 2, &["--no-patch"], "patch-sites", &["code"]);
     assert_eq!(off.stdout, n.stdout, "--no-patch: stderr:\n{}", off.stderr);
@@ -110,7 +114,13 @@ fn code_bytes_change_with_patching_and_not_with_no_patch() {
 fn hostile_use_of_the_entry_and_the_table_gains_nothing() {
     let root = rootfs(&["patch-sites".to_owned()]);
     let g = guest(&root, 2, &[], "patch-sites", &["hostile"]);
-    assert_eq!(g.code(), Some(0), "stdout:\n{}\nstderr:\n{}", g.stdout, g.stderr);
+    assert_eq!(
+        g.code(),
+        Some(0),
+        "stdout:\n{}\nstderr:\n{}",
+        g.stdout,
+        g.stderr
+    );
     for line in ["entry: ok", "unpatch: ok", "table: SIGSEGV"] {
         assert!(g.has_line(line), "no {line:?}:\n{}", g.stdout);
     }

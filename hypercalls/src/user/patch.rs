@@ -139,7 +139,10 @@ mod tests {
     #[test]
     fn a_cell_loads_nr_and_the_return_address_then_jumps_through_the_header() {
         let c = cell_bytes(cell_addr(3), 0x40_1000, 39);
-        assert_eq!(u64::from_le_bytes(c[..8].try_into().unwrap()), cell_addr(3) + 8);
+        assert_eq!(
+            u64::from_le_bytes(c[..8].try_into().unwrap()),
+            cell_addr(3) + 8
+        );
         assert_eq!(&c[8..13], &[0xb8, 39, 0, 0, 0]);
         assert_eq!(&c[13..15], &[0x48, 0xb9]);
         assert_eq!(u64::from_le_bytes(c[15..23].try_into().unwrap()), 0x40_1007);

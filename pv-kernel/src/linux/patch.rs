@@ -20,7 +20,6 @@
 
 use core::sync::atomic::{fence, AtomicU8, Ordering};
 
-
 use pvmux_hypercalls::user::patch::{
     cell_addr, cell_bytes, is_race_restart, patch_steps, patchable_nr, site_patch, CELLS,
     PATCH_TABLE_BASE, PATCH_TABLE_LEN, SITE_LEN, USER_PATCH_ENTRY,

@@ -632,7 +632,11 @@ fn private_frame_breaks_sharing_for_one_space_only() {
     assert_eq!(&frame_bytes(own)[..7], b"\xb8\x27\0\0\0\x0f\x05");
     assert_eq!(pages_mapped(&drain(&mut child)), [(BASE, own, RX)]);
     pool_mem::write(own, b"\xff\x24\x25");
-    assert_eq!(&frame_bytes(code)[..3], b"\xb8\x27\0", "the parent's copy is untouched");
+    assert_eq!(
+        &frame_bytes(code)[..3],
+        b"\xb8\x27\0",
+        "the parent's copy is untouched"
+    );
     assert_eq!(child.private_frame(BASE), Some(own), "already private");
 
     assert_eq!(child.private_frame(BASE + 4 * P), None, "shared region");

@@ -44,6 +44,12 @@ pub const USER_PATCH_ENTRY: u64 = super::USER_CTX_BASE + 0x3000_0000;
 /// trapped). The kernel patches only trapped sites.
 pub const SYSCALL_FROM_ENTRY: u64 = 1;
 
+// The entry lies between the grant page and the stub's per-slot areas; the table in the user
+// window.
+const _: () = assert!(USER_PATCH_ENTRY > super::grant::USER_GRANT_BASE);
+const _: () = assert!(USER_PATCH_ENTRY < super::USER_CTX_BASE + 0x4000_0000);
+const _: () = assert!(PATCH_TABLE_BASE >= super::USER_BASE);
+
 /// The system-call number of a patchable site: `b8 imm32 0f 05` (`mov $nr, %eax; syscall`).
 pub fn patchable_nr(site: &[u8; SITE_LEN]) -> Option<u32> {
     (site[0] == 0xb8 && site[5] == 0x0f && site[6] == 0x05)
@@ -147,12 +153,5 @@ mod tests {
         assert_eq!(&c[13..15], &[0x48, 0xb9]);
         assert_eq!(u64::from_le_bytes(c[15..23].try_into().unwrap()), 0x40_1007);
         assert_eq!(&c[23..30], &[0xff, 0x24, 0x25, 0, 0, 6, 0]);
-    }
-
-    #[test]
-    fn the_entry_lies_between_the_grant_page_and_the_stub_areas() {
-        assert!(USER_PATCH_ENTRY > super::super::grant::USER_GRANT_BASE);
-        assert!(USER_PATCH_ENTRY < super::super::USER_CTX_BASE + 0x4000_0000);
-        assert!(PATCH_TABLE_BASE >= super::super::USER_BASE);
     }
 }

@@ -688,6 +688,7 @@ struct pvmux_user_slot {
  * PVMUX_CAP_LAST_CAP, effective within permitted, ambient within permitted & inheritable]
  * init's capability sets (ABI v6) */
 #define PVMUX_BOOT_CMD_CAPS 24u
+#define PVMUX_BOOT_CMD_NO_PATCH 26u /* [no payload] leave syscall sites unpatched (ABI v6) */
 #define PVMUX_BOOT_CMD_USER_ISOLATION_NONE 27u /* [none] the trusted in-process mode (ABI v6) */
 #define PVMUX_CAP_LAST_CAP 40u
 #define PVMUX_HOSTNAME_MAX 64u

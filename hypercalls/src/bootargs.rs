@@ -204,6 +204,9 @@ pub mod command {
     /// `execve`s, runs on the vCPU threads of the kernel sandbox instead of in a user sandbox
     /// (docs/ARCHITECTURE.md, "Trusted in-process mode"). No payload. Not run.
     pub const USER_ISOLATION_NONE: u16 = 27;
+    /// Do not rewrite system-call sites of guest programs (`pvmux run --no-patch`; ABI v6):
+    /// every guest system call traps. No payload. Not run.
+    pub const NO_PATCH: u16 = 26;
 }
 
 /// The highest capability number the guest knows (Linux 6.1's `CAP_LAST_CAP`,
@@ -649,6 +652,9 @@ pub enum Command<'a> {
     /// The trusted in-process mode ([`command::USER_ISOLATION_NONE`]); not run:
     /// [`BootArgs::user_isolation_none`] says whether it is present.
     UserIsolationNone,
+    /// Leave guest programs' system-call sites as they are ([`command::NO_PATCH`]); not run:
+    /// [`BootArgs::no_patch`] says whether there is one.
+    NoPatch,
 }
 
 impl Command<'_> {
@@ -671,6 +677,7 @@ impl Command<'_> {
                 | Self::TaskLimit(_)
                 | Self::Caps(_)
                 | Self::UserIsolationNone
+                | Self::NoPatch
         )
     }
 
@@ -699,6 +706,7 @@ impl Command<'_> {
             Self::TaskLimit(_) => command::TASK_LIMIT,
             Self::Caps(_) => command::CAPS,
             Self::UserIsolationNone => command::USER_ISOLATION_NONE,
+            Self::NoPatch => command::NO_PATCH,
         }
     }
 }
@@ -1016,6 +1024,12 @@ impl<'a> BootArgs<'a> {
             .any(|c| matches!(c, Command::UserIsolationNone))
     }
 
+    /// Whether the boot arguments ask to leave system-call sites unpatched
+    /// ([`Command::NoPatch`]).
+    pub fn no_patch(&self) -> bool {
+        self.commands().any(|c| matches!(c, Command::NoPatch))
+    }
+
     /// True if a command needs the test kernel ([`Command::needs_diagnostics`]).
     pub fn needs_diagnostics(&self) -> bool {
         self.commands().any(|c| c.needs_diagnostics())
@@ -1145,6 +1159,7 @@ fn read_command(bytes: &[u8]) -> Result<(Command<'_>, usize), DecodeError> {
         command::GROUPS => Command::Groups(Gids::from_le_bytes(payload).ok_or(bad)?),
         command::CAPS => Command::Caps(CapSets::from_le_bytes(payload).ok_or(bad)?),
         command::USER_ISOLATION_NONE => none(Command::UserIsolationNone)?,
+        command::NO_PATCH => none(Command::NoPatch)?,
         k => return Err(DecodeError::UnknownCommand(k)),
     };
     Ok((c, RECORD_HEADER_LEN + payload.len()))

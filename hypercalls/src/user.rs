@@ -40,6 +40,7 @@ use crate::{TrapFrame, PAGE_SIZE};
 pub mod grant;
 pub mod handoff;
 pub mod inproc;
+pub mod patch;
 
 /// Lowest guest user virtual address.
 pub const USER_BASE: u64 = 0x1_0000;

@@ -292,6 +292,7 @@ int main(void) {
     P("BOOT_CMD_TASK_LIMIT", PVMUX_BOOT_CMD_TASK_LIMIT); P("HOSTNAME_MAX", PVMUX_HOSTNAME_MAX);
     P("BOOT_CMD_CAPS", PVMUX_BOOT_CMD_CAPS); P("CAP_LAST_CAP", PVMUX_CAP_LAST_CAP);
     P("BOOT_CMD_USER_ISOLATION_NONE", PVMUX_BOOT_CMD_USER_ISOLATION_NONE);
+    P("BOOT_CMD_NO_PATCH", PVMUX_BOOT_CMD_NO_PATCH);
     P("MEM_USABLE", PVMUX_MEM_USABLE); P("MEM_KERNEL", PVMUX_MEM_KERNEL);
     P("MEM_BOOT", PVMUX_MEM_BOOT); P("MEM_INITRD", PVMUX_MEM_INITRD);
     P("MEM_USER_POOL", PVMUX_MEM_USER_POOL);
@@ -718,6 +719,7 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         ("BOOT_CMD_HOSTNAME", u64::from(boot_cmd::HOSTNAME)),
         ("BOOT_CMD_TASK_LIMIT", u64::from(boot_cmd::TASK_LIMIT)),
         ("BOOT_CMD_CAPS", u64::from(boot_cmd::CAPS)),
+        ("BOOT_CMD_NO_PATCH", u64::from(boot_cmd::NO_PATCH)),
         (
             "BOOT_CMD_USER_ISOLATION_NONE",
             u64::from(boot_cmd::USER_ISOLATION_NONE),

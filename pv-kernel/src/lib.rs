@@ -176,7 +176,8 @@ fn kmain() {
             | Command::Hostname(_)
             | Command::TaskLimit(_)
             | Command::Caps(_)
-            | Command::UserIsolationNone => {}
+            | Command::UserIsolationNone
+            | Command::NoPatch => {}
             #[cfg(feature = "diagnostics")]
             Command::Bench(list) => bench::run(list, args.options.bench_quick),
             #[cfg(feature = "diagnostics")]

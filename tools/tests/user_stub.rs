@@ -473,7 +473,7 @@ impl Guest {
             other => panic!("slot {i}: {other:?}"),
         };
         let got = match back.exit {
-            Exit::Syscall => UserExit::Syscall,
+            Exit::Syscall { .. } => UserExit::Syscall,
             Exit::Exception { .. } => UserExit::Exception,
             Exit::Interrupt => UserExit::Interrupt,
         };

@@ -53,6 +53,10 @@ pub const HELP: &[(&str, &str)] = &[
         "init's supplementary groups, ascending (pvmux run --user NAME, --group-add)",
     ),
     (
+        "no-patch",
+        "leave guest programs' system-call sites unpatched (pvmux run --no-patch)",
+    ),
+    (
         "caps=EFF:PRM:INH:BND:AMB",
         "init's capability sets, hex masks (pvmux run --cap-drop/--cap-add)",
     ),
@@ -211,6 +215,7 @@ pub fn parse_word(word: &str) -> Result<Word<'_>, Error<'_>> {
         "syscall" => return cmd(Command::Syscall),
         "crash=double-fault" => return cmd(Command::CrashDoubleFault),
         "crash=stub-syscall" => return cmd(Command::CrashStubSyscall),
+        "no-patch" => return cmd(Command::NoPatch),
         "syscall-report" => return set(Setting::SyscallReport),
         "quiet" => return set(Setting::Quiet),
         "hostfs" => return set(Setting::Hostfs),
@@ -448,6 +453,7 @@ impl fmt::Display for Command<'_> {
             Self::Hostname(h) => write!(f, "hostname={}", Arg(h)),
             Self::TaskLimit(n) => write!(f, "task-limit={n}"),
             Self::UserIsolationNone => f.write_str("user-isolation=none"),
+            Self::NoPatch => f.write_str("no-patch"),
             Self::Caps(c) => write!(
                 f,
                 "caps={:x}:{:x}:{:x}:{:x}:{:x}",

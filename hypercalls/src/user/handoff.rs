@@ -234,7 +234,11 @@ pub struct Request<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Exit {
     /// A system call (number in `regs.rax`).
-    Syscall,
+    Syscall {
+        /// It trapped (`SIGSYS`); false if it came through the patch entry
+        /// (`exit_addr` == [`super::patch::SYSCALL_FROM_ENTRY`]).
+        trapped: bool,
+    },
     /// An exception.
     Exception {
         /// Vector (not validated: compare it with [`crate::Vector`] values).
@@ -484,7 +488,9 @@ impl<'a, M: SlotMem + ?Sized> KernelSlot<'a, M> {
                     errno: get(m, OP_ERRNO),
                 })
             }
-            Some(UserExit::Syscall) if !pending.ops_only => Exit::Syscall,
+            Some(UserExit::Syscall) if !pending.ops_only => Exit::Syscall {
+                trapped: get::<u64>(m, EXIT_ADDR) != super::patch::SYSCALL_FROM_ENTRY,
+            },
             Some(UserExit::Exception) if !pending.ops_only => Exit::Exception {
                 vector: get(m, EXIT_VECTOR),
                 error_code: get(m, EXIT_ERROR_CODE),

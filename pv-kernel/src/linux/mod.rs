@@ -46,6 +46,7 @@ pub(crate) mod imagecache;
 pub(crate) mod memory;
 pub(crate) mod misc;
 pub(crate) mod net;
+pub(crate) mod patch;
 pub(crate) mod pool;
 pub(crate) mod procfs;
 pub(crate) mod resources;

@@ -610,9 +610,12 @@ fn task_main(task: Arc<Task>, mut st: UserState, mut fresh: bool) {
         task.times.add_user(core::mem::take(&mut st.user_ns));
         fresh = false;
         match exit {
-            Exit::Syscall => {
+            Exit::Syscall { trapped } => {
                 crate::stub::count(pvmux_hypercalls::vcpu::stat::GUEST_SYSCALLS);
                 let nr = st.regs.rax;
+                if trapped {
+                    super::patch::after_trap(&space, st.regs.rip, nr);
+                }
                 let args = [
                     st.regs.rdi,
                     st.regs.rsi,
@@ -632,6 +635,9 @@ fn task_main(task: Arc<Task>, mut st: UserState, mut fresh: bool) {
                     }
                 };
             }
+            Exit::Exception { vector, .. }
+                if vector == pvmux_hypercalls::Vector::InvalidOpcode as u32
+                    && super::patch::race_restart(&space, &mut st.regs) => {}
             Exit::Exception {
                 vector,
                 error_code,

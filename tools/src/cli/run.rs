@@ -319,6 +319,12 @@ pub struct RunArgs {
     /// letter or digit; a name in use is an error.
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
+    /// Leave the guest programs' system-call sites as they are. By default the guest kernel
+    /// rewrites a `mov $nr,%eax; syscall` site after it trapped once, in that process's copy
+    /// of the code, to enter the kernel without a signal (several times faster); a program
+    /// that checksums its own code then sees the changed bytes.
+    #[arg(long)]
+    pub no_patch: bool,
 
     /// The program to run as init, and its arguments (after `--`; see below).
     #[arg(last = true, value_name = "PROGRAM [ARGS]")]
@@ -436,6 +442,8 @@ pub struct InitSetup {
     pub caps: Option<pvmux_hypercalls::bootargs::CapSets>,
     /// `--user-isolation none`: the trusted in-process mode.
     pub user_isolation_none: bool,
+    /// `--no-patch`: leave system-call sites unpatched.
+    pub no_patch: bool,
 }
 
 impl InitSetup {
@@ -516,6 +524,7 @@ impl InitSetup {
             task_limit: args.pids_limit,
             caps,
             user_isolation_none: args.user_isolation == UserIsolation::None,
+            no_patch: args.no_patch,
         })
     }
 }
@@ -565,6 +574,7 @@ pub fn boot_args(
             init.user_isolation_none
                 .then_some(Command::UserIsolationNone),
         )
+        .chain(init.no_patch.then_some(Command::NoPatch))
         .collect();
     let argv: Vec<&[u8]> = if !program.is_empty() {
         if words.has_separator() {

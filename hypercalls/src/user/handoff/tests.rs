@@ -248,7 +248,7 @@ fn halves_agree() {
             panic!("request {i} did not run");
         };
         runs += 1;
-        assert_eq!(back.exit, Exit::Syscall);
+        assert_eq!(back.exit, Exit::Syscall { trapped: true });
         assert_eq!(back.regs.rax, i * 10 + 1);
         assert_eq!(back.regs.rip, 0x40_1000);
         assert_eq!(back.regs.vector, 0, "exit fields of the frame are cleared");

@@ -30,7 +30,11 @@ const RUN_TIMEOUT_NS: u64 = 2_000_000_000;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Exit {
     /// A system call (number in `regs.rax`).
-    Syscall,
+    Syscall {
+        /// It trapped (`SIGSYS`); false: it came through the patch entry
+        /// (`linux/patch.rs`).
+        trapped: bool,
+    },
     /// An exception.
     Exception {
         /// Vector.
@@ -210,7 +214,7 @@ impl Space {
             Err(_) => return Some(Exit::Dead),
         };
         let exit = match back.exit {
-            pvmux_hypercalls::user::handoff::Exit::Syscall => Exit::Syscall,
+            pvmux_hypercalls::user::handoff::Exit::Syscall { trapped } => Exit::Syscall { trapped },
             pvmux_hypercalls::user::handoff::Exit::Exception {
                 vector,
                 error_code,

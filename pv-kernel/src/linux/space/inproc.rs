@@ -116,7 +116,10 @@ impl Space {
         st.fs_base = run.fs_base;
         st.user_ns += super::handoff::ticks_to_ns(run.user_ticks);
         match UserExit::from_raw(run.exit) {
-            Some(UserExit::Syscall) => Exit::Syscall,
+            // Not `trapped` for patching: a patched site enters the user stub's patch
+            // entry, which the kernel sandbox does not map (wiring patched sites to
+            // `inproc_syscall` is still to do), so in-process sites are left as they are.
+            Some(UserExit::Syscall) => Exit::Syscall { trapped: false },
             Some(UserExit::Exception) => Exit::Exception {
                 vector: run.regs.vector as u32,
                 error_code: run.regs.error_code,

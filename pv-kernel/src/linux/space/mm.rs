@@ -125,6 +125,9 @@ pub(crate) struct Mm {
     generation: u64,
     /// Number of the last batch of operations taken from `ops` (`UserSlot::ops_seq`).
     ops_seq: u64,
+    /// The next free cell of the space's syscall-site patch table (`linux/patch.rs`): 0 no
+    /// table yet, `u32::MAX` none possible (the program mapped something there).
+    pub(crate) patch_next: u32,
 }
 
 /// Operations taken from a space's queue for one request.
@@ -174,6 +177,7 @@ impl Mm {
             mmap_top: crate::linux::exec::MMAP_TOP,
             generation: 0,
             ops_seq: 0,
+            patch_next: 0,
         }
     }
 
@@ -675,6 +679,26 @@ impl Mm {
         }
     }
 
+    /// The frame of the present page at `va` of a private region, made this space's own
+    /// whatever the region's protection (copy-on-write broken: a copy if another space or the
+    /// image cache shares it), for the kernel to rewrite: syscall-site patching
+    /// (`linux/patch.rs`) writes a process's own code and patch table. `None` for a page not
+    /// present, in a shared region, or not privately held.
+    pub(crate) fn private_frame(&mut self, va: u64) -> Option<u64> {
+        let page = va & !(PAGE_SIZE - 1);
+        let (_, vma) = self.vma_at(page)?;
+        if vma.shm.is_some() {
+            return None;
+        }
+        let pte = self.pages.get(&page).copied()?;
+        if pte.cow {
+            return self
+                .break_cow(page, &vma, pte, || alloc_reclaiming(pool::alloc))
+                .ok();
+        }
+        (pool::refs(pte.gpa) == 1).then_some(pte.gpa)
+    }
+
     /// Frame of a present page (no population).
     pub(crate) fn frame_of(&self, va: u64) -> Option<u64> {
         self.pages.get(&(va & !(PAGE_SIZE - 1))).map(|p| p.gpa)
@@ -860,6 +884,7 @@ impl Mm {
         child.brk_base = self.brk_base;
         child.brk = self.brk;
         child.mmap_top = self.mmap_top;
+        child.patch_next = self.patch_next;
         let mut frames = Vec::with_capacity(self.pages.len());
         let mut copied = Vec::with_capacity(self.pages.len());
         let mut protect = Vec::new();

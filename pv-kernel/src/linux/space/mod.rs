@@ -84,6 +84,9 @@ pub(crate) struct Space {
     /// Guest time at which the space was created (by `execve` or `fork`): image-cache
     /// chunks verified since then need no new check for it (`imagecache::for_mapping`).
     pub(crate) created_ns: u64,
+    /// Return addresses of trapped system calls whose site cannot be patched, direct-mapped
+    /// (`linux/patch.rs`): such a site traps every time, and this spares it the check.
+    pub(crate) patch_skip: [AtomicU64; crate::linux::patch::SKIP_SLOTS],
     /// The space runs in the kernel sandbox (the trusted in-process mode, [`inproc`]): no
     /// user sandbox, context region or grant page.
     inproc: bool,

@@ -251,3 +251,10 @@ pub(crate) fn get_fs() -> Result<u64, u32> {
     })
     .map(|_| out)
 }
+
+/// `arch_prctl(ARCH_SET_GS, base)`: this thread's GS base (a user sandbox points it at the
+/// slot's area before its filter, for the patch entry; guest programs do not use GS).
+pub(crate) fn set_gs(base: u64) -> Result<(), u32> {
+    // SAFETY: changes only this thread's GS base, which only the patch entry reads.
+    check(unsafe { syscall6(nr::ARCH_PRCTL, [0x1001, base as usize, 0, 0, 0, 0]) }).map(|_| ())
+}

@@ -13,6 +13,8 @@ use oci_spec::runtime::{Mount, Spec};
 pub(crate) const ANNOTATION_VCPUS: &str = "io.pvmux.vcpus";
 /// Annotation: the guest kernel image (`--kernel`).
 pub(crate) const ANNOTATION_KERNEL: &str = "io.pvmux.kernel";
+/// Annotation: `"true"` leaves system-call sites unpatched (`--no-patch`).
+pub(crate) const ANNOTATION_NO_PATCH: &str = "io.pvmux.no-patch";
 
 /// The smallest guest memory (`--mem`).
 const MIN_MEM: u64 = 16 << 20;
@@ -270,6 +272,11 @@ pub(crate) fn map(spec: &Spec, bundle: &Path) -> anyhow::Result<Plan> {
     }
     if let Some(k) = annotations.get(ANNOTATION_KERNEL) {
         flag("--kernel", bundle.join(k).into());
+    }
+    match annotations.get(ANNOTATION_NO_PATCH).map(String::as_str) {
+        Some("true") => a.push("--no-patch".into()),
+        Some("false") | None => {}
+        Some(v) => bail!("annotation {ANNOTATION_NO_PATCH}: {v:?} is not \"true\" or \"false\""),
     }
 
     a.push("--".into());

@@ -728,3 +728,42 @@ fn a_copy_on_write_break_takes_its_block_along() {
     drain(&mut parent);
     release(parent);
 }
+
+/// Syscall-site patching's writes (`Mm::private_frame`): a read+execute page shared
+/// copy-on-write after `fork` becomes the writer's own copy, mapped read+execute again,
+/// while the other space keeps the original frame and bytes; the next call finds it
+/// private; a shared region or an address in no region is refused; `fork` carries the next
+/// cell.
+#[test]
+fn private_frame_breaks_sharing_for_one_space_only() {
+    const RX: u32 = prot::READ | prot::EXEC;
+    let mut parent = mm();
+    parent.add_vma(BASE, BASE + 2 * P, RX, None);
+    parent.add_vma(BASE + 4 * P, BASE + 5 * P, RW, Some(ShmRef::new_object()));
+    let code = parent.touch(BASE, false, false).unwrap();
+    pool_mem::write(code, b"\xb8\x27\0\0\0\x0f\x05");
+    parent.touch(BASE + 4 * P, true, false).unwrap();
+    parent.patch_next = 5;
+    drain(&mut parent);
+    let mut child = Mm::new();
+    parent.fork_into(&mut child);
+    assert_eq!(child.patch_next, 5);
+    drain(&mut child);
+
+    let own = child.private_frame(BASE + 3).unwrap();
+    assert_ne!(own, code);
+    assert_eq!(&frame_bytes(own)[..7], b"\xb8\x27\0\0\0\x0f\x05");
+    assert_eq!(pages_mapped(&drain(&mut child)), [(BASE, own, RX)]);
+    pool_mem::write(own, b"\xff\x24\x25");
+    assert_eq!(
+        &frame_bytes(code)[..3],
+        b"\xb8\x27\0",
+        "the parent's copy is untouched"
+    );
+    assert_eq!(child.private_frame(BASE), Some(own), "already private");
+
+    assert_eq!(child.private_frame(BASE + 4 * P), None, "shared region");
+    assert_eq!(child.private_frame(BASE + 3 * P), None, "no region");
+    release(child);
+    release(parent);
+}

@@ -31,9 +31,30 @@ pub(super) struct UserCpu {
     pub(super) last_fs: AtomicU64,
     /// TSC when user code was last entered (0: not running it), for `user_stat::USER_TICKS`.
     pub(super) user_since: AtomicU64,
+    /// The patch entry's save area (`super::patch`): the user state, as the words of a
+    /// signal frame's `struct sigcontext` (`crate::sigctx` indices).
+    pub(super) tramp: [AtomicU64; 32],
+    /// Top of the patch entry's stack (in this area), read by the entry through GS.
+    pub(super) tramp_stack: AtomicU64,
+    /// The patch entry's XSAVE buffer (in this area, 64-aligned).
+    pub(super) tramp_fp: AtomicU64,
+    /// 1 while the patch entry runs stub code for this thread (after its prologue).
+    pub(super) in_tramp: AtomicU32,
+    /// 1 if a slice-timer signal arrived while the patch entry ran: reported as an
+    /// interrupt before user code runs again.
+    pub(super) tick_pending: AtomicU32,
 }
 
 const _: () = assert!(core::mem::size_of::<UserCpu>() <= 4096);
+
+/// Where the patch entry's XSAVE buffer starts in an area (after the `UserCpu`; the slot's
+/// start stack below `AREA_ALTSTACK` is only used before the thread's first signal).
+pub(super) const AREA_TRAMP_FP: u64 = 4096;
+/// Bytes reserved for that buffer.
+pub(super) const TRAMP_FP_SIZE: u64 = 16 * 1024;
+/// Top of the patch entry's stack in an area (it grows down to the buffer's end).
+pub(super) const AREA_TRAMP_STACK_TOP: u64 = crate::state::AREA_ALTSTACK;
+const _: () = assert!(AREA_TRAMP_FP + TRAMP_FP_SIZE + 12 * 1024 <= AREA_TRAMP_STACK_TOP);
 
 /// Slot `i`'s state.
 pub(super) fn ucpu(i: u32) -> &'static UserCpu {

@@ -4,7 +4,7 @@
 
 use pvmux_hypercalls::user::USER_FPSTATE_MAX;
 
-use super::cpu::USER_AREAS_BASE;
+use super::cpu::{AREA_TRAMP_FP, TRAMP_FP_SIZE, USER_AREAS_BASE};
 use super::slot::Slot;
 use crate::sigctx::FPSTATE;
 use crate::state::{AREA_ALTSTACK, AREA_SIZE};
@@ -22,11 +22,16 @@ const FP_XSTATE_MAGIC1: u32 = 0x4650_5853;
 
 /// The signal frame's FP area: `(address, size)`, where size is the XSAVE size the kernel
 /// recorded (magic1 present) or 512 (FXSAVE only). `None` if absent or not inside this
-/// thread's signal stack.
+/// thread's signal stack — or, for the patch entry (`super::patch`), its buffer in the area,
+/// which carries the same software bytes.
 fn frame_fp(g: &[u64; 32]) -> Option<(*mut u8, usize, bool)> {
     let fp = g[FPSTATE];
     let area = fp & !(AREA_SIZE - 1);
-    let (lo, hi) = (area + AREA_ALTSTACK, area + AREA_SIZE);
+    let (lo, hi) = if fp == area + AREA_TRAMP_FP {
+        (fp, fp + TRAMP_FP_SIZE)
+    } else {
+        (area + AREA_ALTSTACK, area + AREA_SIZE)
+    };
     if fp < lo || fp + FX_LEGACY as u64 > hi || area < USER_AREAS_BASE {
         return None;
     }
@@ -65,21 +70,28 @@ pub(super) fn save_fpu(slot: Slot, g: &[u64; 32]) -> u32 {
 /// the kernel's software bytes and sanitising what the CPU would refuse (MXCSR reserved bits,
 /// XSAVE header).
 pub(super) fn load_fpu(slot: Slot, g: &[u64; 32], len: usize) {
+    load_fpu_from(slot.fpstate(), g, len);
+}
+
+/// [`load_fpu`] from `len` bytes at `src`: the slot's fpstate, or the patch entry's buffer
+/// (`super::patch`), both at least `len.min(USER_FPSTATE_MAX)` bytes.
+pub(super) fn load_fpu_from(src: *const u8, g: &[u64; 32], len: usize) {
     let Some((p, size, xsave)) = frame_fp(g) else {
         return;
     };
     let n = len.min(size).min(USER_FPSTATE_MAX);
-    // SAFETY: `n` bytes fit both the frame's FP area (in the signal stack) and the slot's
-    // fpstate; the software bytes at 464..512 and magic2 (at p + size) are not written.
+    // SAFETY: `n` bytes fit both the frame's FP area (in the signal stack or the entry's
+    // buffer) and the source (caller contract); the software bytes at 464..512 and magic2
+    // (at p + size) are not written. If both are the entry's buffer the copies are no-ops
+    // in effect (`copy` allows the overlap).
     unsafe {
-        let src = slot.fpstate() as *const u8;
         let mask = match (p.add(FX_MXCSR_MASK) as *const u32).read() {
             0 => 0xffbf,
             m => m,
         };
-        core::ptr::copy_nonoverlapping(src, p, n.min(FX_SW));
+        core::ptr::copy(src, p, n.min(FX_SW));
         if n > FX_LEGACY {
-            core::ptr::copy_nonoverlapping(src.add(FX_LEGACY), p.add(FX_LEGACY), n - FX_LEGACY);
+            core::ptr::copy(src.add(FX_LEGACY), p.add(FX_LEGACY), n - FX_LEGACY);
         }
         let mxcsr = p.add(FX_MXCSR) as *mut u32;
         mxcsr.write(mxcsr.read() & mask);

@@ -13,6 +13,7 @@ use pvmux_switcher::exception::{classify, Classified, SandboxKind};
 use super::cpu::{ucpu_from_stack, UserCpu};
 use super::fpu::save_fpu;
 use super::fsbase::get_fs;
+use super::patch::Interrupted;
 use super::rdtsc;
 use super::request::{serve, side};
 use super::slot::{Futex, Slot};
@@ -49,8 +50,14 @@ pub(crate) unsafe extern "C" fn on_signal(sig: i32, info: *const u8, uc: *mut u8
         c.started.store(1, Relaxed);
     } else {
         if is_stub_code(g[RIP]) {
-            // A fault in stub code (user code jumped into it, or corrupted its state).
-            sys::exit_group(STUB_EXIT_CRASH);
+            match super::patch::interrupted(c, sig, g) {
+                // A slice-timer signal inside the patch entry: held back until it is done.
+                Interrupted::Resume => return,
+                // The entry's return was cut short: g is the user state it was resuming.
+                Interrupted::Finished => {}
+                // A fault in stub code (user code jumped into it, or corrupted its state).
+                Interrupted::No => sys::exit_group(STUB_EXIT_CRASH),
+            }
         }
         // User code ran from `user_since` until this signal.
         let since = c.user_since.swap(0, Relaxed);
@@ -112,7 +119,7 @@ fn trap_for(c: &UserCpu, sig: i32, si: SigInfo, g: &[u64; 32]) -> Option<UserTra
 
 /// Saves the interrupted user state into the slot: registers (for a system call `rax` is its
 /// number), FS base, FPU image, the exit.
-fn record(c: &UserCpu, slot: Slot, g: &[u64; 32], trap: &UserTrap) {
+pub(super) fn record(c: &UserCpu, slot: Slot, g: &[u64; 32], trap: &UserTrap) {
     let mut regs = trap_frame(g, u64::from(trap.vector), trap.error_code, trap.addr);
     if trap.reason == UserExit::Syscall {
         regs.rax = trap.error_code;

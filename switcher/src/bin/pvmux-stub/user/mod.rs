@@ -29,6 +29,7 @@ mod fpu;
 mod fsbase;
 mod handler;
 mod idle;
+mod patch;
 mod request;
 mod slot;
 mod start;

@@ -190,9 +190,12 @@ impl UserPlatform for Stub<'_> {
         g[RIP] = regs.rip;
         g[RSP] = regs.rsp;
         g[EFLAGS] = (g[EFLAGS] & !RFLAGS_USER_MASK) | (regs.rflags & RFLAGS_USER_MASK);
-        // SAFETY: the ucontext's signal mask (8 bytes at 296): user code runs with nothing
-        // blocked, whatever the frame says.
-        unsafe { (self.uc.add(UC_SIGMASK) as *mut u64).write(0) };
+        if !self.uc.is_null() {
+            // SAFETY: the ucontext's signal mask (8 bytes at 296): user code runs with
+            // nothing blocked, whatever the frame says. (Null for the patch entry, which
+            // runs with the program's empty mask.)
+            unsafe { (self.uc.add(UC_SIGMASK) as *mut u64).write(0) };
+        }
         let slice = run.slice_ns;
         if slice != 0 {
             let spec = sys::Itimerspec {

@@ -114,6 +114,9 @@ pub(crate) fn main(image_base: u64, text_start: u64, text_end: u64, fsgsbase: bo
         fail(Step::MapAreas, e);
     }
     G.areas.store(USER_AREAS_BASE, Relaxed);
+    if let Err(e) = super::patch::setup() {
+        fail(Step::MapAreas, e);
+    }
     for i in 0..n {
         ucpu(i).slot.store(i, Relaxed);
     }
@@ -328,5 +331,5 @@ fn thread_setup(c: &UserCpu) -> Result<(), u32> {
     let tid = sys::gettid();
     c.tid.store(tid, Relaxed);
     c.timer_id.store(thread_timer(tid, 0)?, Relaxed);
-    Ok(())
+    super::patch::thread_setup(c)
 }

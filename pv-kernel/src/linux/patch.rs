@@ -1,0 +1,156 @@
+//! Syscall-site patching (docs/ARCHITECTURE.md, "Syscall-site patching"; the byte forms and
+//! the table layout are `pvmux_hypercalls::user::patch`).
+//!
+//! After a system call *trapped* (`SIGSYS` in the user sandbox, ~2 µs) at a site of the form
+//! `mov $nr, %eax; syscall`, [`after_trap`] rewrites that process's copy of the site to jump
+//! through a cell of the space's patch table into the user stub's patch entry, which hands the
+//! call over with no signal. The rewrite is the process's own: the page's copy-on-write
+//! sharing (with the image cache, or a parent after `fork`) is broken first, so the cached
+//! program image and every other process keep the original bytes (and the cache's integrity
+//! check never sees a patch); children forked afterwards inherit the patched page like any
+//! other. The table (`PATCH_TABLE_BASE`, 64 KiB, read and execute, an ordinary anonymous
+//! region of the process) is created at the first patch if that range is free; its header
+//! word holds the entry the cells jump to — [`USER_PATCH_ENTRY`] in a user sandbox — chosen
+//! here per address space.
+//!
+//! A live site is written in the order `patch_steps` gives, so another thread executing it
+//! meanwhile runs either the old code, or the old `mov` into byte 5 of the patch (`0x06`,
+//! invalid: `#UD`, which [`race_restart`] turns into a restart at the site), or the jump.
+//! `pvmux run --no-patch` (boot command `NO_PATCH`) turns all of it off.
+
+use core::sync::atomic::{fence, AtomicU8, Ordering};
+
+use pvmux_hypercalls::user::patch::{
+    cell_addr, cell_bytes, is_race_restart, patch_steps, patchable_nr, site_patch, CELLS,
+    PATCH_TABLE_BASE, PATCH_TABLE_LEN, SITE_LEN, USER_PATCH_ENTRY,
+};
+use pvmux_hypercalls::user::{in_user_window, prot};
+use pvmux_hypercalls::{TrapFrame, PAGE_SIZE};
+
+use super::space::{Mm, Space};
+use crate::mm::pool_mem;
+
+/// Size of a space's cache of unpatchable sites ([`Space::patch_skip`]).
+pub(crate) const SKIP_SLOTS: usize = 32;
+
+/// The slot of return address `rip` in [`Space::patch_skip`].
+fn skip_slot(rip: u64) -> usize {
+    ((rip ^ (rip >> 5) ^ (rip >> 13)) as usize) % SKIP_SLOTS
+}
+
+/// 0: not yet read from the boot arguments; 1: patching on; 2: off (`--no-patch`).
+static STATE: AtomicU8 = AtomicU8::new(0);
+
+/// Whether sites are patched (not with `--no-patch`).
+fn enabled() -> bool {
+    match STATE.load(Ordering::Relaxed) {
+        0 => {
+            let on = !crate::boot::args().no_patch();
+            STATE.store(if on { 1 } else { 2 }, Ordering::Relaxed);
+            on
+        }
+        s => s == 1,
+    }
+}
+
+/// The `N` bytes at `va` of present pages of `mm` (not across a page), copied.
+fn read_bytes<const N: usize>(mm: &Mm, va: u64) -> Option<[u8; N]> {
+    if !in_user_window(va, N as u64) || (va & (PAGE_SIZE - 1)) + N as u64 > PAGE_SIZE {
+        return None;
+    }
+    let gpa = mm.frame_of(va)? + (va & (PAGE_SIZE - 1));
+    let mut b = [0u8; N];
+    pool_mem::read(gpa, &mut b);
+    Some(b)
+}
+
+/// Writes `data` at `va` of a private region of `mm` (one page), whatever its protection.
+fn write_bytes(mm: &mut Mm, va: u64, data: &[u8]) -> Option<()> {
+    if (va & (PAGE_SIZE - 1)) + data.len() as u64 > PAGE_SIZE {
+        return None;
+    }
+    let gpa = mm.private_frame(va)? + (va & (PAGE_SIZE - 1));
+    pool_mem::write(gpa, data);
+    Some(())
+}
+
+/// The space's next free cell, creating the table (with `entry` in its header) at the first
+/// call. `None` when the table is full or its range is not free.
+fn take_cell(mm: &mut Mm, entry: u64) -> Option<u64> {
+    if mm.patch_next == 0 {
+        let end = PATCH_TABLE_BASE + PATCH_TABLE_LEN;
+        if !mm.is_free(PATCH_TABLE_BASE, end) {
+            mm.patch_next = u32::MAX;
+            return None;
+        }
+        mm.add_vma(PATCH_TABLE_BASE, end, prot::READ | prot::EXEC, None);
+        mm.populate(PATCH_TABLE_BASE).ok()?;
+        write_bytes(mm, PATCH_TABLE_BASE, &entry.to_le_bytes())?;
+        mm.patch_next = 1;
+    }
+    if mm.patch_next >= CELLS {
+        return None;
+    }
+    let cell = cell_addr(mm.patch_next);
+    mm.patch_next += 1;
+    Some(cell)
+}
+
+/// After a system call `nr` trapped with the return address `rip`: patches the site before it
+/// if it has the patchable form (and was not patched meanwhile by another thread).
+pub(crate) fn after_trap(space: &Space, rip: u64, nr: u64) {
+    if !enabled() {
+        return;
+    }
+    let Ok(nr) = u32::try_from(nr) else {
+        return;
+    };
+    let skip = &space.patch_skip[skip_slot(rip)];
+    if skip.load(Ordering::Relaxed) == rip {
+        return;
+    }
+    let site = rip.wrapping_sub(SITE_LEN as u64);
+    let mut mm = space.mm.lock();
+    let patchable = mm.patch_next < CELLS
+        && read_bytes::<SITE_LEN>(&mm, site).and_then(|b| patchable_nr(&b)) == Some(nr)
+        && matches!(mm.vma_at(site), Some((_, v)) if v.prot & prot::EXEC != 0 && v.shm.is_none());
+    if !patchable {
+        skip.store(rip, Ordering::Relaxed);
+        return;
+    }
+    let Some(cell) = take_cell(&mut mm, USER_PATCH_ENTRY) else {
+        return;
+    };
+    // The cell's table page, one page at a time (demand-zero, private).
+    if mm.populate(cell).is_err() {
+        return;
+    }
+    if write_bytes(&mut mm, cell, &cell_bytes(cell, site, nr)).is_none() {
+        return;
+    }
+    // The site's page becomes this process's own (a copy if shared), then the patch goes in
+    // step by step, each write visible before the next.
+    let Some(gpa) = mm.private_frame(site) else {
+        return;
+    };
+    let gpa = gpa + (site & (PAGE_SIZE - 1));
+    let patch = site_patch(cell);
+    for (off, part) in patch_steps(&patch) {
+        pool_mem::write(gpa + off as u64, part);
+        fence(Ordering::SeqCst);
+    }
+}
+
+/// After a `#UD` at `regs.rip`: if it is byte 5 of a patch (a thread ran the old `mov` while
+/// the site was rewritten), restarts the thread at the site and returns true.
+pub(crate) fn race_restart(space: &Space, regs: &mut TrapFrame) -> bool {
+    let site = regs.rip.wrapping_sub(5);
+    let mm = space.mm.lock();
+    match read_bytes::<SITE_LEN>(&mm, site) {
+        Some(b) if is_race_restart(&b, mm.patch_next) => {
+            regs.rip = site;
+            true
+        }
+        _ => false,
+    }
+}

@@ -6,7 +6,7 @@
 //! pages the guest must not use) and raises `pending::BALLOON`; the guest takes it
 //! (`BalloonTake`) and reports the runs of pages it released or reclaimed
 //! (`BalloonReport`). Every report is checked whole before any of it applies
-//! ([`check_ranges`]): at most [`MAX_RANGES`] runs, each page aligned, inside the user pool,
+//! (`check_ranges`): at most [`MAX_RANGES`] runs, each page aligned, inside the user pool,
 //! no page released twice, only released pages reclaimed, never more reclaimed than the
 //! target allows. Released pages are punched out of the memfd here, by the host
 //! (`fallocate(PUNCH_HOLE)`; the sandboxes' seccomp filters allow no such call), so host

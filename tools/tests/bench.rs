@@ -7,7 +7,7 @@ use std::process::Command;
 use serde_json::Value;
 
 /// The documented names (docs/BENCHMARKS.md), in output order.
-const NAMES: [&str; 95] = [
+const NAMES: [&str; 96] = [
     "pvmux.call.in_sandbox",
     "pvmux.hypercall.spin",
     "pvmux.hypercall.block",
@@ -70,6 +70,7 @@ const NAMES: [&str; 95] = [
     "pvmux-trusted.user.clock_gettime",
     "pvmux-trusted.user.read_4k_cached",
     "pvmux-trusted.user.open_read_close",
+    "pvmux-trusted.user.fork_exec_wait",
     "pvmux-trusted.user.boot_to_init",
     "native.app.python3_pass",
     "uml.app.python3_pass",

@@ -445,6 +445,12 @@ pub const BENCHMARKS: &[BenchDef] = &[
         "user: open + read 4 KiB + close, pvmux --user-isolation none",
     ),
     def(
+        "pvmux-trusted.user.fork_exec_wait",
+        Unit::Ns,
+        None,
+        "user: fork, child execs the (static) workload again, which exits at once, waitpid, pvmux --user-isolation none",
+    ),
+    def(
         "pvmux-trusted.user.boot_to_init",
         Unit::Ns,
         Some(5_000_000.0),
@@ -989,12 +995,12 @@ mod tests {
     fn selection() {
         assert_eq!(selected(&[]).len(), BENCHMARKS.len());
         let n = selected(&["native.*".to_owned()]);
-        assert_eq!(n.len(), 16 + 4);
+        assert_eq!(n.len(), 17 + 4);
         assert!(n.iter().all(|d| d.name.starts_with("native.")));
         let both = selected(&["kvm".to_owned(), "boot".to_owned()]);
         assert_eq!(both.len(), 9);
         let user = selected(&["*.user.*".to_owned()]);
-        assert_eq!(user.len(), 40 + 12);
+        assert_eq!(user.len(), 45 + 12);
         assert!(user
             .iter()
             .all(|d| user::split(d.name).is_some() || contended::split(d.name).is_some()));

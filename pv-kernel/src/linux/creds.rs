@@ -664,12 +664,26 @@ mod tests {
         // Nothing asked: init's credentials (root's without init).
         assert_eq!(exec(None, None, None, Some(&init), Some(container)), init);
         assert_eq!(exec(None, None, None, None, None), Creds::default());
-        // A user: its ids, no groups, the container's sets (else those of its uid).
+        // A user: its ids, no groups, what `execve` makes of the container's sets for it
+        // (runc's `exec --user` without a process file: no ambient set, nothing permitted;
+        // the bounding set kept), else those of its uid.
         let u = exec(Some((1000, 100)), None, None, Some(&init), Some(container));
         assert_eq!((u.uid, u.euid, u.suid, u.fsuid), (1000, 1000, 1000, 1000));
         assert_eq!((u.gid, u.egid, u.sgid, u.fsgid), (100, 100, 100, 100));
         assert!(u.groups.is_empty());
-        assert_eq!(u.caps.sets, container);
+        let mut want = CapState {
+            sets: container,
+            keep: false,
+        };
+        want.exec(1000, 1000);
+        assert_eq!(u.caps, want);
+        assert_eq!(
+            (u.caps.sets.permitted, u.caps.sets.bounding),
+            (0, container.bounding)
+        );
+        // Root with the container's sets: its bounding set becomes permitted and effective.
+        let r = exec(Some((0, 0)), None, None, Some(&init), Some(container));
+        assert_eq!(r.caps.sets.effective, container.bounding);
         let u = exec(Some((1000, 100)), None, None, Some(&init), None);
         assert_eq!(u.caps, CapState::for_uid(1000));
         // The request's groups replace those, with or without a user; its sets are those

@@ -111,6 +111,9 @@ static void disarm_slice_timers(void) {
         long interval[2], value[2];
     } zero;
     uint32_t slots = *(volatile uint32_t *)(USER_CTX_BASE + 12);
+    /* Faulted in by user code first: the stub's own system call gets EFAULT for a page not
+     * mapped in the sandbox yet (a fork child's pages are mapped at their first fault). */
+    (void)*(volatile const long *)zero.value;
     for (long id = 0; id < slots && id < MAX_SLOTS; id++)
         stub_call(223, id, 0, (uint64_t)&zero, 0, 0, 0);
 }

@@ -12,11 +12,10 @@
 //!   [`super::mem::MemRequest`], answered with the memory figures before and after: `pvmux
 //!   mem`). Every request is one variant of
 //!   [`Request`]: a new one adds a variant, its line, and its answer in `live.rs`.
-//!   `exec` will come here: the request line names the process (a JSON `process` object as
-//!   runc's `--process` file) and its stdin/stdout/stderr travel with it as SCM_RIGHTS
-//!   descriptors; the monitor hands them to the host library's process-start call and answers
-//!   with the new process's id. Signals are not requests: `kill` sends host signals to the
-//!   monitor's pid, which forwards them (docs/OCI.md).
+//!   `exec` is not a request here: exec sessions have a socket of their own,
+//!   `ROOT/ID/exec.sock` (docs/ARCHITECTURE.md, "Exec sessions"). Signals are not requests
+//!   either: `kill` sends host signals to the monitor's pid, which forwards them
+//!   (docs/OCI.md).
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};

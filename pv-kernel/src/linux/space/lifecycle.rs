@@ -58,11 +58,31 @@ impl Space {
         };
         LIVE.fetch_add(1, Ordering::Relaxed);
         super::watch::start();
-        Ok(Arc::new(Self {
+        Ok(Arc::new(Self::empty(
             handle,
             ctx_gpa,
-            ctx_pages: pages,
-            grants: Some(grants),
+            pages,
+            Some(grants),
+            created_ns,
+            false,
+        )))
+    }
+
+    /// A space with no mappings and fresh counters: one constructor for both kinds, so a new
+    /// field cannot be set in one and forgotten in the other.
+    fn empty(
+        handle: u64,
+        ctx_gpa: u64,
+        ctx_pages: usize,
+        grants: Option<GrantPage>,
+        created_ns: u64,
+        inproc: bool,
+    ) -> Self {
+        Self {
+            handle,
+            ctx_gpa,
+            ctx_pages,
+            grants,
             death_seen: AtomicU32::new(0),
             mm: IrqLock::new(Mm::new()),
             slice_deadline: [const { AtomicU64::new(0) }; pvmux_hypercalls::MAX_VCPUS as usize],
@@ -70,9 +90,9 @@ impl Space {
             forking: AtomicU32::new(0),
             fork_done: WaitQueue::new(),
             created_ns,
-            inproc: false,
+            inproc,
             id: super::inproc::next_id(),
-        }))
+        }
     }
 
     /// Creates an empty space that runs in the kernel sandbox (the trusted in-process mode,
@@ -81,21 +101,7 @@ impl Space {
         let created_ns = crate::time::now_ns();
         reap_graveyard();
         LIVE.fetch_add(1, Ordering::Relaxed);
-        Ok(Arc::new(Self {
-            handle: 0,
-            ctx_gpa: 0,
-            ctx_pages: 0,
-            grants: None,
-            death_seen: AtomicU32::new(0),
-            mm: IrqLock::new(Mm::new()),
-            slice_deadline: [const { AtomicU64::new(0) }; pvmux_hypercalls::MAX_VCPUS as usize],
-            patch_skip: [const { AtomicU64::new(0) }; crate::linux::patch::SKIP_SLOTS],
-            forking: AtomicU32::new(0),
-            fork_done: WaitQueue::new(),
-            created_ns,
-            inproc: true,
-            id: super::inproc::next_id(),
-        }))
+        Ok(Arc::new(Self::empty(0, 0, 0, None, created_ns, true)))
     }
 
     /// A copy-on-write copy of this space (`fork`): a snapshot of the parent at one instant.

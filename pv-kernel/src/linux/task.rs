@@ -15,7 +15,7 @@ use pvmux_hypercalls::frame::RFLAGS_USER_MASK;
 use super::cputime::{ProcessTimes, TaskTimes};
 use super::files::{FdTable, FsContext};
 use super::rlimit::{self, Rlimits};
-use super::signal::{sig, SigAction, SigInfo, SigSet, SigState};
+use super::signal::{SigAction, SigInfo, SigSet, SigState};
 use super::space::{Exit, Space, UserState};
 use super::{exec, Errno, SysResult};
 use crate::irq::IrqLock;
@@ -659,7 +659,7 @@ fn task_main(task: Arc<Task>, mut st: UserState, mut fresh: bool) {
             Exit::Interrupt => crate::sched::yield_now(),
             Exit::Dead => {
                 // The sandbox died under us (killed, crashed, or misbehaved).
-                super::death::killed(&task.process, &SigInfo::kernel(sig::SIGKILL));
+                space.kill_for_failure(&task.process);
             }
         }
         // Let events (timers, kicks) run between user slices.

@@ -37,8 +37,16 @@ pub(super) struct Grave {
 /// Entries in [`GRAVEYARD`] (checked without the lock on hot paths).
 static GRAVE_LEN: AtomicU32 = AtomicU32::new(0);
 /// Longest [`wait_for_reclaim`] (and `Space::new`) waits for destroyed spaces to die when the
-/// pool is short.
-pub(super) const RECLAIM_WAIT_NS: u64 = 1_000_000_000;
+/// pool is short. Their memory is not in use, only not yet released: the host kills and
+/// reaps every destroyed sandbox (a sandbox cannot delay it), which takes microseconds on an
+/// idle host but can take more than a second on a host whose CPUs are over-committed (a fork
+/// loop under CI load was OOM-killed with a 1 s bound). Waiting costs nothing unless the pool
+/// is empty while destroyed spaces are pending.
+pub(super) const RECLAIM_WAIT_NS: u64 = 10_000_000_000;
+/// Destroyed spaces allowed to wait for their sandboxes before `Space::new` waits for some
+/// to be reaped ([`throttle`]): a fork loop cannot get ahead of the host's reaping and fill
+/// the pool with memory of dead processes.
+const MAX_GRAVES: u32 = 64;
 /// Poll period of that wait.
 pub(super) const RECLAIM_POLL_NS: u64 = 100_000;
 
@@ -56,6 +64,24 @@ pub(super) fn bury(grave: Grave) {
 /// Whether destroyed spaces are waiting for their sandboxes to end.
 pub(super) fn occupied() -> bool {
     GRAVE_LEN.load(Ordering::Acquire) != 0
+}
+
+/// Waits (at most [`RECLAIM_WAIT_NS`]) while more than [`MAX_GRAVES`] destroyed spaces wait
+/// for their sandboxes to be reaped (before a new space is made: back-pressure on fork
+/// loops). Must not be called with a space lock held.
+pub(super) fn throttle() {
+    if GRAVE_LEN.load(Ordering::Acquire) <= MAX_GRAVES {
+        return;
+    }
+    let deadline = crate::stub::clock_ns() + RECLAIM_WAIT_NS;
+    loop {
+        reap_graveyard();
+        let now = crate::stub::clock_ns();
+        if GRAVE_LEN.load(Ordering::Acquire) <= MAX_GRAVES || now >= deadline {
+            return;
+        }
+        crate::sched::sleep_until(now + RECLAIM_POLL_NS);
+    }
 }
 
 /// Waits (at most [`RECLAIM_WAIT_NS`]) until destroyed spaces die and their memory returns to

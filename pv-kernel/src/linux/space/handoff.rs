@@ -211,7 +211,10 @@ impl Space {
         let back = match answer {
             Ok(Reply::OpsDone) => return None,
             Ok(Reply::Ran(back)) => back,
-            Err(_) => return Some(Exit::Dead),
+            Err(e) => {
+                self.note_failure(e);
+                return Some(Exit::Dead);
+            }
         };
         let exit = match back.exit {
             pvmux_hypercalls::user::handoff::Exit::Syscall { trapped } => Exit::Syscall { trapped },
@@ -239,5 +242,100 @@ impl Space {
         st.fp.resize(back.fp_len, 0);
         k.read_fp(&mut st.fp);
         Some(exit)
+    }
+}
+
+/// Why a space's sandbox was given up on, packed into one word (`Space::failure`): the
+/// kind in bits 32..40, a detail in the low bits. Read back only to explain a kill.
+mod failure {
+    use pvmux_hypercalls::user::handoff::HandOffError;
+
+    const DEAD: u64 = 1;
+    const TIMEOUT: u64 = 2;
+    const OP_FAILED: u64 = 3;
+    const GARBAGE: u64 = 4;
+
+    /// `e` as a non-zero word.
+    pub(super) fn pack(e: HandOffError) -> u64 {
+        match e {
+            HandOffError::Dead => DEAD << 32,
+            HandOffError::Timeout => TIMEOUT << 32,
+            HandOffError::OpFailed { index, errno } => {
+                OP_FAILED << 32 | u64::from(index & 0xffff) << 16 | u64::from(errno & 0xffff)
+            }
+            HandOffError::Garbage { reason } => GARBAGE << 32 | u64::from(reason),
+        }
+    }
+
+    /// The error a [`pack`]ed word stands for (`None` for 0).
+    pub(super) fn unpack(w: u64) -> Option<HandOffError> {
+        let low = w as u32;
+        Some(match w >> 32 {
+            DEAD => HandOffError::Dead,
+            TIMEOUT => HandOffError::Timeout,
+            OP_FAILED => HandOffError::OpFailed {
+                index: low >> 16,
+                errno: low & 0xffff,
+            },
+            GARBAGE => HandOffError::Garbage { reason: low },
+            _ => return None,
+        })
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn every_error_survives_the_round_trip() {
+            assert_eq!(unpack(0), None);
+            for e in [
+                HandOffError::Dead,
+                HandOffError::Timeout,
+                HandOffError::OpFailed {
+                    index: 17,
+                    errno: 12,
+                },
+                HandOffError::Garbage { reason: 99 },
+            ] {
+                assert_eq!(unpack(pack(e)), Some(e));
+            }
+        }
+    }
+}
+
+impl Space {
+    /// Remembers why this space's sandbox was given up on (the first reason only).
+    fn note_failure(&self, e: pvmux_hypercalls::user::handoff::HandOffError) {
+        let _ =
+            self.failure
+                .compare_exchange(0, failure::pack(e), Ordering::AcqRel, Ordering::Relaxed);
+    }
+
+    /// Kills `p`, whose thread got [`Exit::Dead`] from this space, and logs why once per
+    /// space (the host's status word when the sandbox died, the hand-off error otherwise).
+    pub(crate) fn kill_for_failure(&self, p: &alloc::sync::Arc<crate::linux::task::Process>) {
+        if let Some(gone) = self.newly_gone() {
+            // The host reaped the sandbox: its verdict (e.g. the CPU audit) says why.
+            super::watch::log_gone(p, gone);
+        } else if self.death_seen.swap(1, Ordering::AcqRel) == 0 {
+            let why = match failure::unpack(self.failure.load(Ordering::Acquire)) {
+                _ if self.inproc => alloc::string::String::from("in-process run failed"),
+                Some(e) => alloc::format!(
+                    "{e} (sandbox status {:#x})",
+                    crate::mm::user_ctx::dead_status(self.ctx_gpa)
+                ),
+                None => alloc::string::String::from("no reason recorded"),
+            };
+            crate::println!(
+                "pvmux: killed process {} ({}): its user sandbox failed: {why}",
+                p.pid,
+                crate::linux::death::comm(p),
+            );
+        }
+        crate::linux::death::killed(
+            p,
+            &crate::linux::signal::SigInfo::kernel(crate::linux::signal::sig::SIGKILL),
+        );
     }
 }

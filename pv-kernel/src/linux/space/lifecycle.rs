@@ -24,6 +24,7 @@ impl Space {
     pub(crate) fn new() -> Result<Arc<Self>, Errno> {
         let created_ns = crate::time::now_ns();
         reap_graveyard();
+        graveyard::throttle();
         let n = crate::boot::nr_vcpus();
         let size = user_ctx_size(n);
         let pages = (size / PAGE_SIZE) as usize;
@@ -84,6 +85,7 @@ impl Space {
             ctx_pages,
             grants,
             death_seen: AtomicU32::new(0),
+            failure: AtomicU64::new(0),
             mm: IrqLock::new(Mm::new()),
             slice_deadline: [const { AtomicU64::new(0) }; pvmux_hypercalls::MAX_VCPUS as usize],
             patch_skip: [const { AtomicU64::new(0) }; crate::linux::patch::SKIP_SLOTS],
@@ -100,6 +102,7 @@ impl Space {
     pub(crate) fn new_inproc() -> Result<Arc<Self>, Errno> {
         let created_ns = crate::time::now_ns();
         reap_graveyard();
+        graveyard::throttle();
         LIVE.fetch_add(1, Ordering::Relaxed);
         Ok(Arc::new(Self::empty(0, 0, 0, None, created_ns, true)))
     }

@@ -73,6 +73,8 @@ pub(crate) struct Space {
     grants: Option<GrantPage>,
     /// The death of its sandbox has been dealt with ([`watch`]).
     death_seen: AtomicU32,
+    /// Why its sandbox was last given up on (`handoff::Failure`, packed; 0: never).
+    failure: AtomicU64,
     /// Per slot: guest time at which its slice timer fires (0 = not armed). The timer is
     /// re-armed only once it has fired, which saves a host timer call per entry.
     slice_deadline: [AtomicU64; pvmux_hypercalls::MAX_VCPUS as usize],

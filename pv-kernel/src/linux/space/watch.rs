@@ -42,7 +42,7 @@ fn run() {
 
 /// Why a space's sandbox is gone.
 #[derive(Clone, Copy)]
-enum Gone {
+pub(super) enum Gone {
     /// The host's CPU audit killed it: CPU time used and the bound it exceeded (ns).
     Audit { cpu_ns: u64, bound_ns: u64 },
     /// It ended some other way (the status the host wrote into the context region, which
@@ -53,7 +53,7 @@ enum Gone {
 impl Space {
     /// `Some` once (the first call after the host reaped this space's sandbox while the
     /// space is still in use).
-    fn newly_gone(&self) -> Option<Gone> {
+    pub(super) fn newly_gone(&self) -> Option<Gone> {
         if self.inproc {
             return None; // no sandbox
         }
@@ -97,20 +97,25 @@ fn sweep() {
         else {
             continue;
         };
-        let name = death::comm(p);
-        match *why {
-            Gone::Audit { cpu_ns, bound_ns } => crate::println!(
-                "pvmux: killed process {} ({name}): its user sandbox used {} ms of CPU time, \
-                 more than the {} ms its vCPU grants allow (a thread ran without a grant)",
-                p.pid,
-                cpu_ns / 1_000_000,
-                bound_ns / 1_000_000
-            ),
-            Gone::Other { status } => crate::println!(
-                "pvmux: killed process {} ({name}): its user sandbox ended (status {status:#x})",
-                p.pid
-            ),
-        }
+        log_gone(p, *why);
         death::killed(p, &SigInfo::kernel(sig::SIGKILL));
+    }
+}
+
+/// Logs why `p` is killed: its space's sandbox is gone (`why`).
+pub(super) fn log_gone(p: &task::Process, why: Gone) {
+    let name = death::comm(p);
+    match why {
+        Gone::Audit { cpu_ns, bound_ns } => crate::println!(
+            "pvmux: killed process {} ({name}): its user sandbox used {} ms of CPU time, \
+             more than the {} ms its vCPU grants allow (a thread ran without a grant)",
+            p.pid,
+            cpu_ns / 1_000_000,
+            bound_ns / 1_000_000
+        ),
+        Gone::Other { status } => crate::println!(
+            "pvmux: killed process {} ({name}): its user sandbox ended (status {status:#x})",
+            p.pid
+        ),
     }
 }

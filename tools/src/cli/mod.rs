@@ -138,6 +138,13 @@ pub enum Command {
     /// a change (+64M, -64M), at most the maximum it started with; a shrink below what the
     /// guest can free is refused and nothing changes.
     Mem(MemArgs),
+    /// Snapshot a running named tenant into DIR: processes, pipes, open files and timers
+    /// continue where they stopped when it is restored; memory is saved sparsely. The
+    /// tenant stops afterwards unless --leave-running.
+    Snapshot(oci::SnapshotArgs),
+    /// Restore a snapshot as a new named tenant (detached; --name NEW, default the
+    /// snapshot's name). A corrupted, truncated or foreign snapshot is refused first.
+    Restore(oci::RestoreArgs),
     /// Internal: a container's monitor process (started by `create`).
     #[command(hide = true, name = "oci-monitor")]
     OciMonitor(oci::MonitorArgs),
@@ -221,6 +228,8 @@ pub fn main() -> ExitCode {
         Command::Update(a) => oci::update(g, a),
         Command::Events(a) => oci::events(g, a),
         Command::Mem(a) => oci::mem(g, a),
+        Command::Snapshot(a) => oci::snapshot::snapshot(g, a),
+        Command::Restore(a) => oci::snapshot::restore(g, a, cli.level()),
         Command::OciMonitor(m) => oci::monitor::run(g, m),
     };
     match result {

@@ -29,6 +29,8 @@ use clap::{Args, ValueEnum};
 pub(crate) use live_cli::{events, pause, resume, update};
 pub use live_cli::{EventsArgs, UpdateArgs};
 pub(crate) use mem::mem;
+pub mod snapshot;
+pub use snapshot::{RestoreArgs, SnapshotArgs};
 pub use mem::MemArgs;
 pub(crate) use monitor::MonitorArgs;
 pub use names::{LogsArgs, StopArgs};

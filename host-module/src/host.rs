@@ -45,7 +45,7 @@ fn restored_layout(
     st: &crate::snapshot::format::State,
     span: u64,
 ) -> Result<crate::domain_builder::DomainLayout, String> {
-    use pvmux_hypercalls::layout::{DIRECT_MAP_BASE, KERNEL_REGION_BASE, KERNEL_REGION_SIZE};
+    use pvmux_hypercalls::layout::{KERNEL_REGION_BASE, KERNEL_REGION_SIZE};
     let page = pvmux_hypercalls::PAGE_SIZE;
     let in_region = |v: u64| v >= KERNEL_REGION_BASE && v < KERNEL_REGION_BASE + KERNEL_REGION_SIZE;
     let ok = st.kernel_span == span
@@ -53,7 +53,8 @@ fn restored_layout(
         && in_region(st.kernel_base.saturating_add(span).saturating_sub(1))
         && st.entry_rip >= st.kernel_base
         && st.entry_rip < st.kernel_base + span
-        && st.entry_rdi == DIRECT_MAP_BASE + domain_builder::BOOT_INFO_GPA
+        && st.entry_rdi == domain_builder::BOOT_INFO_GVA
+        && st.entry_rsp == domain_builder::BOOT_STACK_TOP_GVA - 8
         && st.page_table_root % page == 0
         && st.page_table_root < st.mem_size
         && st.kernel_phys % page == 0
@@ -143,18 +144,33 @@ impl Host {
             )));
         }
         validate_mem_size(st.mem_size)?;
-        if st.nr_vcpus == 0 || st.nr_vcpus > MAX_VCPUS || st.parked_vcpus == 0 || st.parked_vcpus > st.nr_vcpus {
-            return Err(bad(format!("{} vCPUs, {} parked", st.nr_vcpus, st.parked_vcpus)));
+        if st.nr_vcpus == 0
+            || st.nr_vcpus > MAX_VCPUS
+            || st.parked_vcpus == 0
+            || st.parked_vcpus > st.nr_vcpus
+        {
+            return Err(bad(format!(
+                "{} vCPUs, {} parked",
+                st.nr_vcpus, st.parked_vcpus
+            )));
         }
         if st.balloon_pages != 0 {
             return Err(bad("the balloon holds memory".into()));
         }
         let layout = restored_layout(&st, cfg.kernel.span()).map_err(bad)?;
         let mem = GuestMemory::new(st.mem_size)?;
-        format::read_memory(&mem, &dir.join(format::MEMORY), format::section(&m, "memory"))?;
+        format::read_memory(
+            &mem,
+            &dir.join(format::MEMORY),
+            format::section(&m, "memory"),
+        )?;
         // Guest time continues from the snapshot's; the wall clock is this host's.
         let now = ClockParams::now();
-        let mult = if st.tsc_khz == 0 { now.mult } else { crate::clock::mult_for(st.tsc_khz) };
+        let mult = if st.tsc_khz == 0 {
+            now.mult
+        } else {
+            crate::clock::mult_for(st.tsc_khz)
+        };
         let ticks = (u128::from(st.guest_ns) * u128::from(st.tsc_khz.max(1)) / 1_000_000) as u64;
         let clock = ClockParams {
             tsc_khz: st.tsc_khz.max(1),
@@ -170,7 +186,9 @@ impl Host {
         mem.read(gpa, &mut raw).map_err(|e| bad(e.to_string()))?;
         let mut bi = <pvmux_hypercalls::BootInfo as zerocopy::FromBytes>::read_from_bytes(&raw)
             .map_err(|_| bad("boot information".into()))?;
-        if bi.magic != pvmux_hypercalls::ABI_MAGIC || bi.abi_version != pvmux_hypercalls::ABI_VERSION {
+        if bi.magic != pvmux_hypercalls::ABI_MAGIC
+            || bi.abi_version != pvmux_hypercalls::ABI_VERSION
+        {
             return Err(bad("the boot information page is not this ABI's".into()));
         }
         bi.flags = pvmux_hypercalls::boot::boot_flags::RESUME;

@@ -38,8 +38,8 @@ pub mod program_end;
 pub mod resources;
 pub mod restart;
 pub mod sandbox;
-pub mod snapshot;
 mod shm;
+pub mod snapshot;
 mod space;
 mod tenant;
 #[cfg(test)]

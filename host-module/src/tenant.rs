@@ -429,10 +429,9 @@ impl Shared {
             let action = match pvmux_hypercalls::Hypercall::from_raw(
                 (nr & pvmux_hypercalls::hypercall::HC_NR_MASK) as u32,
             ) {
-                Some(pvmux_hypercalls::Hypercall::SnapshotPark) => HcAction::Return(
-                    self.parking
-                        .park(args[0], self.ctl.nr_vcpus(), &self.stop),
-                ),
+                Some(pvmux_hypercalls::Hypercall::SnapshotPark) => {
+                    HcAction::Return(self.parking.park(args[0], self.ctl.nr_vcpus(), &self.stop))
+                }
                 Some(pvmux_hypercalls::Hypercall::SnapshotResumed) => {
                     self.parking.resumed();
                     HcAction::Return(0)
@@ -704,7 +703,10 @@ impl TenantHandle {
             path: dir.to_owned(),
             source: e,
         })?;
-        if std::fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(false) {
+        if std::fs::read_dir(dir)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(false)
+        {
             return Err(SnapshotError::Refused(format!(
                 "{} is not empty",
                 dir.display()

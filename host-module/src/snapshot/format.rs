@@ -255,7 +255,12 @@ pub(crate) fn read_memory(
 }
 
 /// Writes a small section file; returns its manifest entry.
-pub(crate) fn write_small(dir: &Path, name: &str, file: &str, bytes: &[u8]) -> Result<Section, SnapshotError> {
+pub(crate) fn write_small(
+    dir: &Path,
+    name: &str,
+    file: &str,
+    bytes: &[u8],
+) -> Result<Section, SnapshotError> {
     let path = dir.join(file);
     let mut f = File::create(&path).map_err(io("creating", &path))?;
     f.write_all(bytes).map_err(io("writing", &path))?;
@@ -277,7 +282,10 @@ pub(crate) fn read_manifest(dir: &Path, kernel: &str) -> Result<Manifest, Snapsh
     let m: Manifest = serde_json::from_slice(&bytes)
         .map_err(|e| bad(format!("{MANIFEST} is not a snapshot manifest: {e}")))?;
     if m.magic != MAGIC {
-        return Err(bad(format!("{MANIFEST} has magic {:?}, not {MAGIC:?}", m.magic)));
+        return Err(bad(format!(
+            "{MANIFEST} has magic {:?}, not {MAGIC:?}",
+            m.magic
+        )));
     }
     if m.format != FORMAT_VERSION {
         return Err(SnapshotError::Foreign(format!(
@@ -305,7 +313,10 @@ pub(crate) fn read_manifest(dir: &Path, kernel: &str) -> Result<Manifest, Snapsh
     }
     for s in &m.sections {
         if ![STATE, MEMORY].contains(&s.file.as_str()) {
-            return Err(bad(format!("{MANIFEST} names an unknown file {:?}", s.file)));
+            return Err(bad(format!(
+                "{MANIFEST} names an unknown file {:?}",
+                s.file
+            )));
         }
     }
     Ok(m)
@@ -412,25 +423,43 @@ mod tests {
         };
         put(&good);
         assert!(read_manifest(&dir, "k1").is_ok());
-        assert!(matches!(read_manifest(&dir, "k2"), Err(SnapshotError::Foreign(_))));
+        assert!(matches!(
+            read_manifest(&dir, "k2"),
+            Err(SnapshotError::Foreign(_))
+        ));
         let mut m = good.clone();
         m.format += 1;
         put(&m);
-        assert!(matches!(read_manifest(&dir, "k1"), Err(SnapshotError::Foreign(_))));
+        assert!(matches!(
+            read_manifest(&dir, "k1"),
+            Err(SnapshotError::Foreign(_))
+        ));
         let mut m = good.clone();
         m.abi += 1;
         put(&m);
-        assert!(matches!(read_manifest(&dir, "k1"), Err(SnapshotError::Foreign(_))));
+        assert!(matches!(
+            read_manifest(&dir, "k1"),
+            Err(SnapshotError::Foreign(_))
+        ));
         let mut m = good.clone();
         m.magic = "x".into();
         put(&m);
-        assert!(matches!(read_manifest(&dir, "k1"), Err(SnapshotError::Invalid(_))));
+        assert!(matches!(
+            read_manifest(&dir, "k1"),
+            Err(SnapshotError::Invalid(_))
+        ));
         let mut m = good.clone();
         m.sections[1].file = "../../etc/passwd".into();
         put(&m);
-        assert!(matches!(read_manifest(&dir, "k1"), Err(SnapshotError::Invalid(_))));
+        assert!(matches!(
+            read_manifest(&dir, "k1"),
+            Err(SnapshotError::Invalid(_))
+        ));
         std::fs::write(dir.join(MANIFEST), b"{garbage").unwrap();
-        assert!(matches!(read_manifest(&dir, "k1"), Err(SnapshotError::Invalid(_))));
+        assert!(matches!(
+            read_manifest(&dir, "k1"),
+            Err(SnapshotError::Invalid(_))
+        ));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

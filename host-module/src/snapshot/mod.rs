@@ -132,7 +132,12 @@ impl Parking {
 
     /// `SnapshotPark(online)` on a vCPU's service thread: blocks until the snapshot is
     /// done (or the tenant stops). A park nobody asked for returns at once.
-    pub(crate) fn park(&self, online: u64, nr_vcpus: u32, stop: &std::sync::atomic::AtomicBool) -> i64 {
+    pub(crate) fn park(
+        &self,
+        online: u64,
+        nr_vcpus: u32,
+        stop: &std::sync::atomic::AtomicBool,
+    ) -> i64 {
         let mut g = self.lock();
         if !g.active || g.release {
             return pvmux_hypercalls::snapshot::verdict::CONTINUE;

@@ -863,9 +863,7 @@ impl Prepared {
             }
             return Ok(t);
         }
-        self.host
-            .launch(cfg)
-            .context("cannot launch the guest")
+        self.host.launch(cfg).context("cannot launch the guest")
     }
 }
 

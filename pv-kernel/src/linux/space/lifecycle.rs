@@ -123,7 +123,8 @@ impl Space {
         let n = crate::boot::nr_vcpus();
         crate::mm::pool_mem::zero(self.ctx_gpa, self.ctx_pages * PAGE_SIZE as usize);
         user_ctx::init_header(self.ctx_gpa, n);
-        let handle = crate::hcall::space_create(self.ctx_gpa, self.grants().gpa()).map_err(|_| ())?;
+        let handle =
+            crate::hcall::space_create(self.ctx_gpa, self.grants().gpa()).map_err(|_| ())?;
         self.handle.store(handle, Ordering::Release);
         for d in &self.slice_deadline {
             d.store(0, Ordering::Relaxed);

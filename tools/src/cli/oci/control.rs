@@ -118,9 +118,9 @@ impl Request {
             "resume" => Some(Self::Resume),
             "stats" => Some(Self::Stats),
             "vcpu-stats" => Some(Self::VcpuStats),
-            l if l.starts_with("snapshot ") => serde_json::from_str(&l[9..])
-                .ok()
-                .map(Self::Snapshot),
+            l if l.starts_with("snapshot ") => {
+                serde_json::from_str(&l[9..]).ok().map(Self::Snapshot)
+            }
             l if l.starts_with("mem ") => serde_json::from_str(&l[4..]).ok().map(Self::Mem),
             l => l
                 .strip_prefix("update ")

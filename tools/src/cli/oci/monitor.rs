@@ -192,6 +192,7 @@ pub(crate) fn run(g: &GlobalArgs, m: &MonitorArgs) -> anyhow::Result<u8> {
     let handle = tenant.handle();
     let events_sd = StateDir::open(&g.root, &m.id)?;
     let run_args = m.run_args.clone();
+    let id = m.id.clone();
     if let Some(sizes) = resized {
         let h = tenant.handle();
         std::thread::Builder::new()
@@ -216,7 +217,7 @@ pub(crate) fn run(g: &GlobalArgs, m: &MonitorArgs) -> anyhow::Result<u8> {
                         forward(&handle, s);
                     }
                     Event::Control(Request::Snapshot(r), stream) => {
-                        let result = super::snapshot::answer(&handle, &r, &run_args);
+                        let result = super::snapshot::answer(&handle, &r, &id, &run_args);
                         if let Err(e) = &result {
                             tracing::warn!("{e:#}");
                         }

@@ -18,25 +18,25 @@ use super::GlobalArgs;
 
 /// `pvmux snapshot`.
 #[derive(Debug, Args)]
-pub struct SnapshotArgs {
+pub(crate) struct SnapshotArgs {
     /// Let the tenant go on running after the snapshot (default: it stops, as `podman
     /// container checkpoint` does).
     #[arg(long)]
-    pub leave_running: bool,
+    pub(crate) leave_running: bool,
     /// The tenant's name.
-    pub name: String,
+    pub(crate) name: String,
     /// The snapshot directory (created; must not exist or be empty).
-    pub dir: PathBuf,
+    pub(crate) dir: PathBuf,
 }
 
 /// `pvmux restore`.
 #[derive(Debug, Args)]
-pub struct RestoreArgs {
+pub(crate) struct RestoreArgs {
     /// The restored tenant's name (default: the snapshot's).
     #[arg(long)]
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// The snapshot directory.
-    pub dir: PathBuf,
+    pub(crate) dir: PathBuf,
 }
 
 /// The `snapshot` request.
@@ -62,6 +62,8 @@ struct SnapshotAnswer {
 /// What the CLI keeps in the snapshot (the state section's `extra`).
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Extra {
+    /// The tenant's name.
+    name: String,
     /// `pvmux run`'s arguments (lossy UTF-8 is refused when taking).
     run_args: Vec<String>,
 }
@@ -70,6 +72,7 @@ struct Extra {
 pub(crate) fn answer(
     handle: &pvmux_host::TenantHandle,
     req: &SnapshotRequest,
+    name: &str,
     run_args: &[OsString],
 ) -> anyhow::Result<String> {
     let args: Option<Vec<String>> = run_args
@@ -77,7 +80,10 @@ pub(crate) fn answer(
         .map(|a| a.to_str().map(str::to_owned))
         .collect();
     let run_args = args.context("the tenant's arguments are not UTF-8: cannot keep them")?;
-    let extra = serde_json::to_string(&Extra { run_args })?;
+    let extra = serde_json::to_string(&Extra {
+        name: name.to_owned(),
+        run_args,
+    })?;
     let f = handle.snapshot(&req.dir, req.leave_running, &extra)?;
     Ok(serde_json::to_string(&SnapshotAnswer {
         mem_bytes: f.mem_size,
@@ -116,27 +122,29 @@ pub(crate) fn snapshot(g: &GlobalArgs, a: &SnapshotArgs) -> anyhow::Result<u8> {
 
 /// The state section's name and `extra`, read for the CLI only (the host library checks
 /// the whole snapshot when it restores).
-fn saved(dir: &Path) -> anyhow::Result<(String, Extra)> {
+fn saved(dir: &Path) -> anyhow::Result<Extra> {
     #[derive(serde::Deserialize)]
     struct Peek {
-        name: String,
         extra: String,
     }
     let path = dir.join(pvmux_host::snapshot::format::STATE);
-    let bytes = std::fs::read(&path)
-        .with_context(|| format!("{} is not a snapshot: cannot read {}", dir.display(), path.display()))?;
+    let bytes = std::fs::read(&path).with_context(|| {
+        format!(
+            "{} is not a snapshot: cannot read {}",
+            dir.display(),
+            path.display()
+        )
+    })?;
     let p: Peek = serde_json::from_slice(&bytes)
         .with_context(|| format!("invalid snapshot: {} is malformed", path.display()))?;
-    let e: Extra = serde_json::from_str(&p.extra)
-        .context("invalid snapshot: it was not taken by pvmux snapshot")?;
-    Ok((p.name, e))
+    serde_json::from_str(&p.extra).context("invalid snapshot: it was not taken by pvmux snapshot")
 }
 
 /// `pvmux restore DIR [--name NEW]`: a new detached named tenant.
 pub(crate) fn restore(g: &GlobalArgs, a: &RestoreArgs, level: &str) -> anyhow::Result<u8> {
     let dir = std::path::absolute(&a.dir)?;
-    let (old, extra) = saved(&dir)?;
-    let name = a.name.clone().unwrap_or(old);
+    let extra = saved(&dir)?;
+    let name = a.name.clone().unwrap_or(extra.name);
     check_name(&name)?;
     let mut tail: Vec<OsString> = vec!["--restore".into(), dir.clone().into()];
     tail.extend(extra.run_args.into_iter().map(OsString::from));

@@ -47,7 +47,8 @@ fn restored_layout(
 ) -> Result<crate::domain_builder::DomainLayout, String> {
     use pvmux_hypercalls::layout::{KERNEL_REGION_BASE, KERNEL_REGION_SIZE};
     let page = pvmux_hypercalls::PAGE_SIZE;
-    let in_region = |v: u64| v >= KERNEL_REGION_BASE && v < KERNEL_REGION_BASE + KERNEL_REGION_SIZE;
+    let in_region =
+        |v: u64| (KERNEL_REGION_BASE..KERNEL_REGION_BASE + KERNEL_REGION_SIZE).contains(&v);
     let ok = st.kernel_span == span
         && in_region(st.kernel_base)
         && in_region(st.kernel_base.saturating_add(span).saturating_sub(1))
@@ -55,11 +56,11 @@ fn restored_layout(
         && st.entry_rip < st.kernel_base + span
         && st.entry_rdi == domain_builder::BOOT_INFO_GVA
         && st.entry_rsp == domain_builder::BOOT_STACK_TOP_GVA - 8
-        && st.page_table_root % page == 0
+        && st.page_table_root.is_multiple_of(page)
         && st.page_table_root < st.mem_size
-        && st.kernel_phys % page == 0
+        && st.kernel_phys.is_multiple_of(page)
         && st.kernel_phys.saturating_add(span) <= st.mem_size
-        && st.pool_base % page == 0
+        && st.pool_base.is_multiple_of(page)
         && st.pool_base < st.mem_size
         && st.first_free_gpa <= st.mem_size
         && st.initrd_gpa.saturating_add(st.initrd_len) <= st.mem_size

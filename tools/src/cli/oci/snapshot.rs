@@ -18,25 +18,25 @@ use super::GlobalArgs;
 
 /// `pvmux snapshot`.
 #[derive(Debug, Args)]
-pub(crate) struct SnapshotArgs {
+pub struct SnapshotArgs {
     /// Let the tenant go on running after the snapshot (default: it stops, as `podman
     /// container checkpoint` does).
     #[arg(long)]
-    pub(crate) leave_running: bool,
+    pub leave_running: bool,
     /// The tenant's name.
-    pub(crate) name: String,
+    pub name: String,
     /// The snapshot directory (created; must not exist or be empty).
-    pub(crate) dir: PathBuf,
+    pub dir: PathBuf,
 }
 
 /// `pvmux restore`.
 #[derive(Debug, Args)]
-pub(crate) struct RestoreArgs {
+pub struct RestoreArgs {
     /// The restored tenant's name (default: the snapshot's).
     #[arg(long)]
-    pub(crate) name: Option<String>,
+    pub name: Option<String>,
     /// The snapshot directory.
-    pub(crate) dir: PathBuf,
+    pub dir: PathBuf,
 }
 
 /// The `snapshot` request.

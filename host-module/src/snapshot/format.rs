@@ -10,7 +10,8 @@
 //!
 //! Every section's CRC-32 is in the manifest; memory's is over `(offset, page)` of every
 //! non-zero page in offset order, so that how the file system stores holes does not matter.
-//! A snapshot is guest-controlled data: [`read`] checks everything before anything starts.
+//! A snapshot is guest-controlled data: `crate::Host::restore` checks everything before
+//! anything starts.
 
 use std::fs::File;
 use std::io::Write;

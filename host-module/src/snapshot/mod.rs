@@ -3,8 +3,8 @@
 //!
 //! * [`crate::TenantHandle::snapshot`]: the host raises `pending::SNAPSHOT`; the guest parks
 //!   every vCPU with its whole context in guest memory (hypercall 42 `SnapshotPark`, served
-//!   by [`Parking`] on each vCPU's service thread); once all are parked the host writes the
-//!   directory ([`format`]) and then either stops the tenant (the default, as `podman
+//!   by `Parking` on each vCPU's service thread); once all are parked the host writes the
+//!   directory ([`mod@format`]) and then either stops the tenant (the default, as `podman
 //!   container checkpoint`) or lets the parked vCPUs go on.
 //! * [`crate::Host::restore`]: checks the directory whole, fills a new memfd, rewrites the
 //!   boot information (`boot_flags::RESUME`, a TSC base that continues the guest's time, the

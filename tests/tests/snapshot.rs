@@ -177,6 +177,16 @@ fn a_tenant_continues_where_it_stopped_twice_from_one_snapshot() {
     root.ok(&["stop", "-t", "1", "r1"]);
     let c2 = counter(&root.exec("r2", "cat /tmp/c"));
     assert!(c2 > 20);
+    // A restored tenant is snapshotted and restored again (its park stacks, its new user
+    // sandboxes), and goes on itself with --leave-running.
+    let again = root.dir("again");
+    root.ok(&["snapshot", "--leave-running", "r2", again.to_str().unwrap()]);
+    root.ok(&["restore", again.to_str().unwrap(), "--name", "r3"]);
+    let c3 = counter(&root.exec("r3", "cat /tmp/c"));
+    assert!(c3 >= c2, "{c2} -> {c3}");
+    counter_past(&root, "r3", c3 + 10);
+    counter_past(&root, "r2", c3 + 10);
+    root.ok(&["stop", "-t", "1", "r3"]);
     root.ok(&["stop", "-t", "1", "r2"]);
     root.ok(&["rm", "src"]);
     assert!(root.ps().is_empty());

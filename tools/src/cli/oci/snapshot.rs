@@ -79,7 +79,12 @@ pub(crate) fn answer(
         .iter()
         .map(|a| a.to_str().map(str::to_owned))
         .collect();
-    let run_args = args.context("the tenant's arguments are not UTF-8: cannot keep them")?;
+    let mut run_args = args.context("the tenant's arguments are not UTF-8: cannot keep them")?;
+    // A restored tenant's arguments start with `--restore DIR` (see `restore`): what is kept
+    // is the original's.
+    if run_args.first().map(String::as_str) == Some("--restore") {
+        run_args.drain(..2.min(run_args.len()));
+    }
     let extra = serde_json::to_string(&Extra {
         name: name.to_owned(),
         run_args,

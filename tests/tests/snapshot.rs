@@ -86,6 +86,24 @@ impl Root {
     }
 }
 
+impl Drop for Root {
+    /// A test that failed half-way leaves no tenant running: each one's monitor is killed
+    /// (its sandboxes die with it).
+    fn drop(&mut self) {
+        let mut cmd = Command::new(PVMUX);
+        cmd.arg("--root")
+            .arg(&self.0 .0)
+            .args(["ps", "--format", "json"]);
+        let Ok(out) = cmd.output() else { return };
+        let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        for r in rows {
+            if let Some(pid) = r["pid"].as_i64() {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            }
+        }
+    }
+}
+
 /// The counter file's values, checked to be 1, 2, 3, ... with nothing lost or repeated.
 fn counter(text: &str) -> u64 {
     let vals: Vec<u64> = text

@@ -39,6 +39,78 @@ pub fn warm_up() {
     });
 }
 
+/// The layout recorded in a snapshot, checked as the domain builder would have made it for
+/// a kernel of `span` bytes (a snapshot is guest-controlled data).
+fn restored_layout(
+    st: &crate::snapshot::format::State,
+    span: u64,
+) -> Result<crate::domain_builder::DomainLayout, String> {
+    use pvmux_hypercalls::layout::{KERNEL_REGION_BASE, KERNEL_REGION_SIZE};
+    let page = pvmux_hypercalls::PAGE_SIZE;
+    let in_region =
+        |v: u64| (KERNEL_REGION_BASE..KERNEL_REGION_BASE + KERNEL_REGION_SIZE).contains(&v);
+    let ok = st.kernel_span == span
+        && in_region(st.kernel_base)
+        && in_region(st.kernel_base.saturating_add(span).saturating_sub(1))
+        && st.entry_rip >= st.kernel_base
+        && st.entry_rip < st.kernel_base + span
+        && st.entry_rdi == domain_builder::BOOT_INFO_GVA
+        && st.entry_rsp == domain_builder::BOOT_STACK_TOP_GVA - 8
+        && st.page_table_root.is_multiple_of(page)
+        && st.page_table_root < st.mem_size
+        && st.kernel_phys.is_multiple_of(page)
+        && st.kernel_phys.saturating_add(span) <= st.mem_size
+        && st.pool_base.is_multiple_of(page)
+        && st.pool_base < st.mem_size
+        && st.first_free_gpa <= st.mem_size
+        && st.initrd_gpa.saturating_add(st.initrd_len) <= st.mem_size
+        && st.mem_map.len() <= pvmux_hypercalls::boot::MAX_MEM_REGIONS
+        && st
+            .mem_map
+            .iter()
+            .all(|r| r.base.checked_add(r.len).is_some_and(|e| e <= st.mem_size));
+    if !ok {
+        return Err("its layout is not one this host builds for this kernel".into());
+    }
+    Ok(crate::domain_builder::DomainLayout {
+        kernel_base: st.kernel_base,
+        kernel_phys: st.kernel_phys,
+        kernel_span: st.kernel_span,
+        entry_rip: st.entry_rip,
+        entry_rsp: st.entry_rsp,
+        entry_rdi: st.entry_rdi,
+        page_table_root: st.page_table_root,
+        first_free_gpa: st.first_free_gpa,
+        mem_map: st
+            .mem_map
+            .iter()
+            .map(|r| pvmux_hypercalls::MemRegion {
+                base: r.base,
+                len: r.len,
+                kind: r.kind,
+                _reserved: 0,
+            })
+            .collect(),
+        initrd_gpa: st.initrd_gpa,
+        initrd_len: st.initrd_len,
+        pool_base: st.pool_base,
+    })
+}
+
+/// Why a tenant of `cfg` can never be snapshotted (state a snapshot cannot carry), if so.
+fn snapshot_refusal(cfg: &TenantConfig) -> Option<String> {
+    let args = cfg.boot_args.args();
+    if cfg.net.enabled() {
+        Some("it has host sockets (--net host / --publish), which cannot be carried".into())
+    } else if args.user_isolation_none() {
+        Some("it runs its programs in-process (--user-isolation none): their mappings live in the kernel sandbox".into())
+    } else if !args.no_patch() {
+        Some("syscall-site patching (--patch) keeps its tables in the user sandboxes".into())
+    } else {
+        None
+    }
+}
+
 /// The pvmux host runtime. Launches any number of independent tenants.
 #[derive(Debug)]
 pub struct Host {
@@ -48,6 +120,147 @@ pub struct Host {
 }
 
 impl Host {
+    /// Restores the snapshot in `dir` as a new tenant of `cfg` (which must describe the same
+    /// tenant: memory size, vCPUs and kernel image; its devices — console, `--rootfs`,
+    /// `--volume`s — are this host process's). Everything is checked before anything
+    /// starts: the manifest's magic, format and ABI versions, the kernel digest, each
+    /// section's length and CRC, the layout. Returns once the sandbox runs; the guest says
+    /// it resumed with `SnapshotResumed` ([`crate::TenantHandle::wait_restored`]).
+    pub fn restore(
+        &self,
+        cfg: TenantConfig,
+        dir: &std::path::Path,
+    ) -> Result<Tenant, crate::snapshot::SnapshotError> {
+        use crate::snapshot::{format, SnapshotError};
+        let bad = |why: String| SnapshotError::Invalid(why);
+        let m = format::read_manifest(dir, &crate::snapshot::kernel_digest(&cfg.kernel))?;
+        let st = format::read_state(dir, format::section(&m, "state"))?;
+        if st.mem_size != cfg.mem_size || st.nr_vcpus != cfg.vcpus {
+            return Err(SnapshotError::Foreign(format!(
+                "it has {} MiB and {} vCPUs, the restore asks for {} MiB and {}",
+                st.mem_size >> 20,
+                st.nr_vcpus,
+                cfg.mem_size >> 20,
+                cfg.vcpus
+            )));
+        }
+        validate_mem_size(st.mem_size)?;
+        if st.nr_vcpus == 0
+            || st.nr_vcpus > MAX_VCPUS
+            || st.parked_vcpus == 0
+            || st.parked_vcpus > st.nr_vcpus
+        {
+            return Err(bad(format!(
+                "{} vCPUs, {} parked",
+                st.nr_vcpus, st.parked_vcpus
+            )));
+        }
+        if st.balloon_pages != 0 {
+            return Err(bad("the balloon holds memory".into()));
+        }
+        let layout = restored_layout(&st, cfg.kernel.span()).map_err(bad)?;
+        let mem = GuestMemory::new(st.mem_size)?;
+        format::read_memory(
+            &mem,
+            &dir.join(format::MEMORY),
+            format::section(&m, "memory"),
+        )?;
+        // Guest time continues from the snapshot's; the wall clock is this host's.
+        let now = ClockParams::now();
+        let mult = if st.tsc_khz == 0 {
+            now.mult
+        } else {
+            crate::clock::mult_for(st.tsc_khz)
+        };
+        let ticks = (u128::from(st.guest_ns) * u128::from(st.tsc_khz.max(1)) / 1_000_000) as u64;
+        let clock = ClockParams {
+            tsc_khz: st.tsc_khz.max(1),
+            tsc_base: now.tsc_base.saturating_sub(ticks),
+            mono_base_ns: now.mono_base_ns.saturating_sub(st.guest_ns),
+            wall_base_ns: now.wall_base_ns.saturating_sub(st.guest_ns),
+            mult,
+            shift: crate::clock::CLOCK_SHIFT,
+        };
+        // The boot information: the kernel's own, with the resume flag and the new clock.
+        let gpa = domain_builder::BOOT_INFO_GPA;
+        let mut raw = vec![0u8; std::mem::size_of::<pvmux_hypercalls::BootInfo>()];
+        mem.read(gpa, &mut raw).map_err(|e| bad(e.to_string()))?;
+        let mut bi = <pvmux_hypercalls::BootInfo as zerocopy::FromBytes>::read_from_bytes(&raw)
+            .map_err(|_| bad("boot information".into()))?;
+        if bi.magic != pvmux_hypercalls::ABI_MAGIC
+            || bi.abi_version != pvmux_hypercalls::ABI_VERSION
+        {
+            return Err(bad("the boot information page is not this ABI's".into()));
+        }
+        bi.flags = pvmux_hypercalls::boot::boot_flags::RESUME;
+        bi.tsc_base = clock.tsc_base;
+        bi.clock_mult = clock.mult;
+        bi.clock_shift = clock.shift;
+        bi.wall_clock_epoch_ns = clock.wall_base_ns;
+        bi.nr_vcpus = st.nr_vcpus;
+        bi.mem_size = st.mem_size;
+        rand::fill(&mut bi.entropy);
+        mem.write(gpa, zerocopy::IntoBytes::as_bytes(&bi))
+            .map_err(|e| bad(e.to_string()))?;
+        let ctl = ControlRegion::new(&HeaderInit {
+            nr_vcpus: st.nr_vcpus,
+            mem_size: st.mem_size,
+            entry_rip: layout.entry_rip,
+            entry_rsp: layout.entry_rsp,
+            entry_rdi: layout.entry_rdi,
+            page_table_root: layout.page_table_root,
+            tsc_base: clock.tsc_base,
+            mono_base_ns: clock.mono_base_ns,
+            clock_mult: clock.mult,
+            clock_shift: clock.shift,
+            fault_around_pages: DEFAULT_FAULT_AROUND,
+            user_isolation: pvmux_hypercalls::sandbox::user_isolation::PROCESS,
+            ..HeaderInit::default()
+        })?;
+        let refusal = snapshot_refusal(&cfg);
+        let winsize = st.console_winsize;
+        let tenant = Tenant::start(
+            TenantParts {
+                name: cfg.name,
+                mem,
+                ctl,
+                kernel: cfg.kernel,
+                layout,
+                clock,
+                console: cfg.console,
+                console_stderr: cfg.console_stderr,
+                kernel_log: cfg.kernel_log,
+                console_input: cfg.console_input,
+                console_rate: cfg.console_rate,
+                fault_around_pages: DEFAULT_FAULT_AROUND,
+                hostfs: cfg.hostfs,
+                net: cfg.net,
+                volumes: cfg.volumes,
+                initial_balloon: 0,
+                snapshot_refusal: refusal,
+                limits: Limits {
+                    watchdog: cfg.watchdog,
+                    cpu_limit: cfg.cpu_limit,
+                    cpu_seconds: cfg.cpu_seconds,
+                    cpu_shares: cfg.cpu_shares,
+                    crash_dump: cfg.crash_dump,
+                    sandbox_user: cfg.sandbox_user,
+                },
+            },
+            Arc::clone(&self.stub),
+            Arc::clone(&self.user_stub),
+        )?;
+        if winsize != 0 {
+            if let Some(size) = pvmux_hypercalls::bootargs::ConsoleSize::new(
+                (winsize & 0xffff) as u16,
+                (winsize >> 16) as u16,
+            ) {
+                tenant.handle().resize_console(size);
+            }
+        }
+        Ok(tenant)
+    }
+
     /// Creates a host that runs sandboxes from the stub executable `stub_elf`.
     pub fn new(stub_elf: &[u8]) -> Result<Self, HostError> {
         warm_up();
@@ -77,6 +290,7 @@ impl Host {
         }
         validate_mem_size(cfg.mem_size)?;
         let initial_balloon = crate::balloon::initial_balloon(cfg.mem_size, cfg.mem_initial)?;
+        let refusal = snapshot_refusal(&cfg);
         let mem = GuestMemory::new(cfg.mem_size)?;
         let clock = ClockParams::now();
         let params = BuildParams {
@@ -126,6 +340,7 @@ impl Host {
                 net: cfg.net,
                 volumes: cfg.volumes,
                 initial_balloon,
+                snapshot_refusal: refusal,
                 limits: Limits {
                     watchdog: cfg.watchdog,
                     cpu_limit: cfg.cpu_limit,

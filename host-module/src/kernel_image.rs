@@ -54,6 +54,11 @@ fn malformed(what: impl std::fmt::Display) -> ImageError {
 }
 
 impl KernelImage {
+    /// The image's bytes (the ELF file).
+    pub fn bytes(&self) -> &[u8] {
+        &self.image
+    }
+
     /// Parses and validates a kernel image.
     pub fn parse(bytes: Vec<u8>) -> Result<Self, ImageError> {
         if bytes.len() < 16 || &bytes[..4] != b"\x7fELF" {

@@ -39,6 +39,7 @@ pub mod resources;
 pub mod restart;
 pub mod sandbox;
 mod shm;
+pub mod snapshot;
 mod space;
 mod tenant;
 #[cfg(test)]
@@ -63,6 +64,7 @@ pub use pause::PauseError;
 pub use program_end::{DeathCause, ProgramDeath, Signal};
 pub use resources::{ResourceError, TaskLimit};
 pub use restart::{run_with_restarts, RestartPolicy};
+pub use snapshot::{SnapshotError, SnapshotFigures};
 pub use space::{DESTROY_WAIT, MAX_PROCESSES, MAX_SPACES};
 pub use tenant::{
     BootTimes, Tenant, TenantConfig, TenantHandle, TenantOutcome, TenantState, MAX_HOST_SIGNAL,

@@ -253,6 +253,10 @@ struct Shared {
     balloon: crate::balloon::Balloon,
     /// The limits in force while the sandbox runs (set and cleared by the monitor thread).
     live_limits: Mutex<Option<Arc<crate::limits::TenantLimits>>>,
+    /// Snapshots: the park rendezvous (`crate::snapshot`).
+    parking: crate::snapshot::Parking,
+    /// Why this tenant cannot be snapshotted whatever it does, if so.
+    snapshot_refusal: Option<String>,
 }
 
 /// The options of [`TenantConfig`] the monitor thread applies.
@@ -422,7 +426,18 @@ impl Shared {
                 meter.charge(cpu);
                 cpu.throttle(&self.stop);
             }
-            let action = handle(&self.mem, &*self, nr, args);
+            let action = match pvmux_hypercalls::Hypercall::from_raw(
+                (nr & pvmux_hypercalls::hypercall::HC_NR_MASK) as u32,
+            ) {
+                Some(pvmux_hypercalls::Hypercall::SnapshotPark) => {
+                    HcAction::Return(self.parking.park(args[0], self.ctl.nr_vcpus(), &self.stop))
+                }
+                Some(pvmux_hypercalls::Hypercall::SnapshotResumed) => {
+                    self.parking.resumed();
+                    HcAction::Return(0)
+                }
+                _ => handle(&self.mem, &*self, nr, args),
+            };
             if let Some(cpu) = &cpu {
                 meter.charge(cpu);
                 if cpu.check_budget() {
@@ -642,6 +657,177 @@ impl TenantHandle {
             self.shared
                 .raise(pvmux_hypercalls::vcpu::pending::CONSOLE_SIZE);
         }
+    }
+}
+
+impl TenantHandle {
+    /// Takes a snapshot of the running tenant into `dir` (created; must not exist or be
+    /// empty): the guest parks every vCPU with its whole context in its memory, the host
+    /// writes the memory sparsely and the state with a versioned, checksummed manifest
+    /// (`crate::snapshot`). Then the tenant stops (`leave_running` false: as `podman
+    /// container checkpoint`) or goes on. `extra` is the caller's own data, kept in the
+    /// state section. State a snapshot cannot carry is refused before the guest is asked.
+    pub fn snapshot(
+        &self,
+        dir: &std::path::Path,
+        leave_running: bool,
+        extra: &str,
+    ) -> Result<crate::snapshot::SnapshotFigures, crate::snapshot::SnapshotError> {
+        use crate::snapshot::SnapshotError;
+        let s = &self.shared;
+        if !self.running() {
+            return Err(SnapshotError::NotRunning);
+        }
+        if self.is_paused() {
+            return Err(SnapshotError::Paused);
+        }
+        if let Some(why) = &s.snapshot_refusal {
+            return Err(SnapshotError::Refused(why.clone()));
+        }
+        let live = s.exec.live();
+        if live > 0 {
+            return Err(SnapshotError::Refused(format!(
+                "{live} exec session(s) in progress (their host streams cannot be carried); \
+                 wait for them to end"
+            )));
+        }
+        if s.balloon.released_pages() > 0 {
+            return Err(SnapshotError::Refused(
+                "its balloon holds memory (pvmux mem, --mem below --mem-max): the host's record \
+                 of released pages is not carried yet"
+                    .into(),
+            ));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| SnapshotError::Io {
+            what: "creating",
+            path: dir.to_owned(),
+            source: e,
+        })?;
+        if std::fs::read_dir(dir)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(false)
+        {
+            return Err(SnapshotError::Refused(format!(
+                "{} is not empty",
+                dir.display()
+            )));
+        }
+        if !s.parking.begin() {
+            return Err(SnapshotError::Refused("a snapshot is under way".into()));
+        }
+        let t0 = Instant::now();
+        self.shared.raise(pvmux_hypercalls::vcpu::pending::SNAPSHOT);
+        let parked = match s.parking.wait_parked(crate::snapshot::PARK_TIMEOUT) {
+            Ok(n) => n,
+            Err((parked, expected)) => {
+                s.parking.end();
+                return Err(SnapshotError::NotParked {
+                    parked,
+                    expected: expected.max(s.ctl.nr_vcpus()),
+                    timeout: crate::snapshot::PARK_TIMEOUT,
+                });
+            }
+        };
+        let park = t0.elapsed();
+        let t1 = Instant::now();
+        let written = self.write_snapshot(dir, parked, extra);
+        let write = t1.elapsed();
+        if written.is_ok() && !leave_running {
+            // Stopped with its vCPUs still parked: nothing runs after the memory was read.
+            // A clean end (exit status 0), as a checkpointed container's, not a crash.
+            s.finish(TenantOutcome::Exited(0));
+            s.kill();
+        }
+        s.parking.end();
+        let (data_bytes, _) = written.inspect_err(|_| {
+            let _ = std::fs::remove_dir_all(dir);
+        })?;
+        Ok(crate::snapshot::SnapshotFigures {
+            mem_size: s.mem.size(),
+            data_bytes,
+            disk_bytes: crate::snapshot::disk_usage(dir),
+            vcpus: parked,
+            park,
+            write,
+        })
+    }
+
+    /// Writes the snapshot directory of the parked tenant.
+    fn write_snapshot(
+        &self,
+        dir: &std::path::Path,
+        parked: u32,
+        extra: &str,
+    ) -> Result<(u64, u32), crate::snapshot::SnapshotError> {
+        use crate::snapshot::format::{self, Manifest, Region, State};
+        let s = &self.shared;
+        let guest_ns = s.clock.tsc_to_ns(crate::clock::rdtsc());
+        let l = &s.layout;
+        let state = State {
+            name: s.name.clone(),
+            mem_size: s.mem.size(),
+            nr_vcpus: s.ctl.nr_vcpus(),
+            parked_vcpus: parked,
+            guest_ns,
+            tsc_khz: s.clock.tsc_khz,
+            clock_mult: s.clock.mult,
+            clock_shift: s.clock.shift,
+            kernel_base: l.kernel_base,
+            kernel_phys: l.kernel_phys,
+            kernel_span: l.kernel_span,
+            entry_rip: l.entry_rip,
+            entry_rsp: l.entry_rsp,
+            entry_rdi: l.entry_rdi,
+            page_table_root: l.page_table_root,
+            first_free_gpa: l.first_free_gpa,
+            mem_map: l
+                .mem_map
+                .iter()
+                .map(|r| Region {
+                    base: r.base,
+                    len: r.len,
+                    kind: r.kind,
+                })
+                .collect(),
+            initrd_gpa: l.initrd_gpa,
+            initrd_len: l.initrd_len,
+            pool_base: l.pool_base,
+            balloon_pages: s.balloon.released_pages(),
+            console_winsize: s.console_winsize.load(SeqCst),
+            taken_unix_ms: crate::clock::realtime_ns() / 1_000_000,
+            extra: extra.to_owned(),
+        };
+        let bytes = serde_json::to_vec_pretty(&state)
+            .map_err(|e| crate::snapshot::SnapshotError::Invalid(e.to_string()))?;
+        let st = format::write_small(dir, "state", format::STATE, &bytes)?;
+        let (data, crc) = format::write_memory(&s.mem, &dir.join(format::MEMORY))?;
+        let manifest = Manifest {
+            magic: format::MAGIC.into(),
+            format: format::FORMAT_VERSION,
+            abi: pvmux_hypercalls::ABI_VERSION,
+            kernel: crate::snapshot::kernel_digest(&s.kernel),
+            sections: vec![
+                st,
+                format::Section {
+                    name: "memory".into(),
+                    file: format::MEMORY.into(),
+                    bytes: s.mem.size(),
+                    data_bytes: data,
+                    crc32: crc,
+                },
+            ],
+        };
+        let m = serde_json::to_vec_pretty(&manifest)
+            .map_err(|e| crate::snapshot::SnapshotError::Invalid(e.to_string()))?;
+        // The manifest last: a directory without one is no snapshot.
+        format::write_small(dir, "manifest", format::MANIFEST, &m)?;
+        Ok((data, crc))
+    }
+
+    /// Waits at most `timeout` until a restored guest says it runs again
+    /// (`SnapshotResumed`); false if it did not.
+    pub fn wait_restored(&self, timeout: Duration) -> bool {
+        self.shared.parking.wait_resumed(timeout)
     }
 }
 
@@ -950,6 +1136,8 @@ pub(crate) struct TenantParts {
     pub(crate) volumes: Vec<Arc<crate::volume::Volume>>,
     /// Pages the guest's balloon starts with (`TenantConfig::mem_initial`).
     pub(crate) initial_balloon: u64,
+    /// Why this tenant cannot be snapshotted, if so (its configuration).
+    pub(crate) snapshot_refusal: Option<String>,
 }
 
 impl Tenant {
@@ -1028,6 +1216,8 @@ impl Tenant {
                 resources: crate::resources::Resources::default(),
                 balloon,
                 live_limits: Mutex::new(None),
+                parking: crate::snapshot::Parking::default(),
+                snapshot_refusal: parts.snapshot_refusal,
             }
         });
         if parts.net.enabled() {

@@ -144,7 +144,7 @@ struct pvmux_boot_info {
     uint64_t tsc_base;            /* TSC at guest time 0 */
     uint64_t clock_mult;          /* ns = ((tsc - tsc_base) * clock_mult) >> clock_shift */
     uint32_t clock_shift;         /*   (128-bit product) */
-    uint32_t _reserved0;          /* 0 */
+    uint32_t flags;               /* PVMUX_BOOT_FLAG_*: 0 at a cold boot */
     uint64_t wall_clock_epoch_ns; /* Unix-epoch ns at guest time 0 */
     uint64_t kernel_phys_base;    /* gpa of the kernel image */
     uint64_t kernel_virt_base;    /* randomised gva the image was relocated to */
@@ -360,6 +360,8 @@ enum pvmux_hypercall {
     PVMUX_HC_STATS_REPORT = 35,    /* (rec_gpa: struct pvmux_guest_stats) -> 0 (ABI v6) */
     PVMUX_HC_BALLOON_TAKE = 43,    /* () -> balloon target, pages (ABI v6) */
     PVMUX_HC_BALLOON_REPORT = 44,  /* (ranges_gpa, count, status) -> 0 (ABI v6) */
+    PVMUX_HC_SNAPSHOT_PARK = 42,   /* (online) -> 0 when the tenant goes on (ABI v6) */
+    PVMUX_HC_SNAPSHOT_RESUMED = 46, /* (resumed vcpus) -> 0 (ABI v6) */
 };
 
 /* Negative results of hypercalls and stub calls (int64_t in rax). */
@@ -439,10 +441,13 @@ struct pvmux_sandbox_header {
 #define PVMUX_PENDING_CONSOLE_SIZE (1u << 7) /* the console was resized: console_winsize */
 #define PVMUX_PENDING_RESOURCES (1u << 8) /* task_limit_take, then stats_report */
 #define PVMUX_PENDING_BALLOON (1u << 14)  /* balloon_take, then balloon_report */
+#define PVMUX_PENDING_SNAPSHOT (1u << 11) /* park every vCPU: snapshot_park */
+#define PVMUX_BOOT_FLAG_RESUME (1u << 0)  /* boot_info.flags: resume a snapshot */
 #define PVMUX_PENDING_ALL                                                                  \
     (PVMUX_PENDING_TIMER | PVMUX_PENDING_KICK | PVMUX_PENDING_HOST | PVMUX_PENDING_INPUT | \
      PVMUX_PENDING_NET | PVMUX_PENDING_EXEC | PVMUX_PENDING_SIGNAL |                        \
-     PVMUX_PENDING_CONSOLE_SIZE | PVMUX_PENDING_RESOURCES | PVMUX_PENDING_BALLOON)
+     PVMUX_PENDING_CONSOLE_SIZE | PVMUX_PENDING_RESOURCES | PVMUX_PENDING_BALLOON | \
+     PVMUX_PENDING_SNAPSHOT)
 
 /* Indices into VcpuShared.stats */
 #define PVMUX_STAT_SHADOW_FILLS 0

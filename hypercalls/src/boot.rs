@@ -59,6 +59,14 @@ pub struct MemRegion {
     pub _reserved: u32,
 }
 
+/// Bits of [`BootInfo::flags`].
+pub mod boot_flags {
+    /// The memory is a snapshot's (docs/ABI.md §snapshot): the kernel resumes the contexts
+    /// it parked instead of booting. The host set `tsc_base` so that guest time continues
+    /// from the snapshot's and `wall_clock_epoch_ns` to the host's wall clock now less it.
+    pub const RESUME: u32 = 1 << 0;
+}
+
 /// Boot information: everything the guest learns from the host at start of day.
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout)]
 #[repr(C)]
@@ -96,8 +104,8 @@ pub struct BootInfo {
     pub clock_mult: u64,
     /// Shift for TSC ticks to nanoseconds.
     pub clock_shift: u32,
-    /// Reserved, zero.
-    pub _reserved0: u32,
+    /// [`boot_flags`]: how the guest starts (0: a cold boot).
+    pub flags: u32,
     /// Wall-clock time (ns since the Unix epoch) at guest time 0.
     pub wall_clock_epoch_ns: u64,
     /// Guest-physical address the kernel image was loaded at.
@@ -161,5 +169,6 @@ const _: () = assert!(offset_of!(BootInfo, boot_args_len) == 28);
 const _: () = assert!(offset_of!(BootInfo, boot_args_gpa) == 32 + 24 * MAX_MEM_REGIONS);
 const _: () = assert!(offset_of!(BootInfo, initrd_gpa) == 32 + 24 * MAX_MEM_REGIONS + 2048);
 const _: () = assert!(offset_of!(BootInfo, entropy) == 2976);
+const _: () = assert!(offset_of!(BootInfo, flags) == 2892);
 const _: () = assert!(size_of::<BootInfo>() == 3040);
 const _: () = assert!(size_of::<BootInfo>() <= crate::PAGE_SIZE as usize);

@@ -143,6 +143,16 @@ pub enum Hypercall {
     /// released or reclaimed pages, and a [`crate::balloon::status`]. The host checks them
     /// all before it applies any (docs/ABI.md §balloon; ABI v6).
     BalloonReport = 44,
+    /// `SnapshotPark(online) -> verdict`: this vCPU is parked for a snapshot (docs/ABI.md
+    /// §snapshot): every context of the guest is in guest memory and this vCPU runs nothing
+    /// until the call returns. `online` is the number of vCPUs the guest runs (the host waits
+    /// for that many parks). Returns [`crate::snapshot::verdict::CONTINUE`] when the tenant
+    /// goes on in this process; a tenant that is stopped after its snapshot never returns.
+    SnapshotPark = 42,
+    /// `SnapshotResumed(parked) -> 0`: a restored guest runs again: every vCPU left its park
+    /// point and the guest has re-created what lived outside its memory (docs/ABI.md
+    /// §snapshot). `parked` is the number of vCPUs resumed.
+    SnapshotResumed = 46,
 }
 
 impl Hypercall {
@@ -187,6 +197,8 @@ impl Hypercall {
             35 => Self::StatsReport,
             43 => Self::BalloonTake,
             44 => Self::BalloonReport,
+            42 => Self::SnapshotPark,
+            46 => Self::SnapshotResumed,
             _ => return None,
         })
     }

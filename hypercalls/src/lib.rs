@@ -27,6 +27,7 @@ pub mod paging;
 pub mod resources;
 pub mod sandbox;
 pub mod shutdown;
+pub mod snapshot;
 pub mod stub;
 pub mod user;
 pub mod vcpu;

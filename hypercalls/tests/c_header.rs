@@ -191,7 +191,7 @@ int main(void) {
     O(pvmux_boot_info, nr_vcpus); O(pvmux_boot_info, mem_size); O(pvmux_boot_info, mem_map);
     O(pvmux_boot_info, boot_args_len); O(pvmux_boot_info, boot_args_gpa);
     O(pvmux_boot_info, initrd_gpa); O(pvmux_boot_info, tsc_khz);
-    O(pvmux_boot_info, tsc_base); O(pvmux_boot_info, clock_mult); O(pvmux_boot_info, clock_shift);
+    O(pvmux_boot_info, tsc_base); O(pvmux_boot_info, clock_mult); O(pvmux_boot_info, clock_shift); O(pvmux_boot_info, flags);
     O(pvmux_boot_info, wall_clock_epoch_ns); O(pvmux_boot_info, kernel_phys_base);
     O(pvmux_boot_info, kernel_virt_base); O(pvmux_boot_info, kernel_size);
     O(pvmux_boot_info, direct_map_base); O(pvmux_boot_info, page_table_root);
@@ -376,6 +376,8 @@ int main(void) {
     P("PENDING_NET", PVMUX_PENDING_NET); P("PENDING_SIGNAL", PVMUX_PENDING_SIGNAL);
     P("PENDING_RESOURCES", PVMUX_PENDING_RESOURCES);
     P("PENDING_BALLOON", PVMUX_PENDING_BALLOON);
+    P("PENDING_SNAPSHOT", PVMUX_PENDING_SNAPSHOT); P("BOOT_FLAG_RESUME", PVMUX_BOOT_FLAG_RESUME);
+    P("HC_SNAPSHOT_PARK", PVMUX_HC_SNAPSHOT_PARK); P("HC_SNAPSHOT_RESUMED", PVMUX_HC_SNAPSHOT_RESUMED);
     P("PENDING_ALL", PVMUX_PENDING_ALL);
     P("STAT_SHADOW_FILLS", PVMUX_STAT_SHADOW_FILLS); P("STAT_SHADOW_PAGES", PVMUX_STAT_SHADOW_PAGES);
     P("STAT_EXCEPTIONS", PVMUX_STAT_EXCEPTIONS); P("STAT_EVENTS", PVMUX_STAT_EVENTS);
@@ -514,6 +516,7 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         o!("pvmux_boot_info", BootInfo, tsc_base),
         o!("pvmux_boot_info", BootInfo, clock_mult),
         o!("pvmux_boot_info", BootInfo, clock_shift),
+        o!("pvmux_boot_info", BootInfo, flags),
         o!("pvmux_boot_info", BootInfo, wall_clock_epoch_ns),
         o!("pvmux_boot_info", BootInfo, kernel_phys_base),
         o!("pvmux_boot_info", BootInfo, kernel_virt_base),
@@ -887,6 +890,13 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         ("PENDING_SIGNAL", u64::from(pending::SIGNAL)),
         ("PENDING_RESOURCES", u64::from(pending::RESOURCES)),
         ("PENDING_BALLOON", u64::from(pending::BALLOON)),
+        ("PENDING_SNAPSHOT", u64::from(pending::SNAPSHOT)),
+        (
+            "BOOT_FLAG_RESUME",
+            u64::from(pvmux_hypercalls::boot::boot_flags::RESUME),
+        ),
+        ("HC_SNAPSHOT_PARK", Hypercall::SnapshotPark as u64),
+        ("HC_SNAPSHOT_RESUMED", Hypercall::SnapshotResumed as u64),
         ("PENDING_ALL", u64::from(pending::ALL)),
         ("STAT_SHADOW_FILLS", stat::SHADOW_FILLS as u64),
         ("STAT_SHADOW_PAGES", stat::SHADOW_PAGES as u64),

@@ -285,3 +285,20 @@ pub(crate) fn exec_signal_take(session: u64) -> Result<u64, HcError> {
 pub(crate) fn exec_read(session: u64, gpa: u64, len: u64) -> Result<u64, HcError> {
     result(call(Hypercall::ExecRead, [session, gpa, len, 0, 0]))
 }
+
+/// `SnapshotPark`: this vCPU is parked for a snapshot, `online` vCPUs in all (docs/ABI.md
+/// §snapshot). Returns when the tenant goes on in this host process.
+pub(crate) fn snapshot_park(online: u32) -> Result<u64, HcError> {
+    result(call(
+        Hypercall::SnapshotPark,
+        [u64::from(online), 0, 0, 0, 0],
+    ))
+}
+
+/// `SnapshotResumed`: a restored snapshot runs again with `parked` vCPUs resumed.
+pub(crate) fn snapshot_resumed(parked: u32) -> Result<u64, HcError> {
+    result(call(
+        Hypercall::SnapshotResumed,
+        [u64::from(parked), 0, 0, 0, 0],
+    ))
+}

@@ -38,11 +38,18 @@ mod sched;
 mod selftest;
 mod smp;
 mod stub;
+mod suspend;
 mod time;
 mod trap;
 
 use pvmux_hypercalls::bootargs::Command;
 use pvmux_hypercalls::{BootInfo, KernelAbiHeader, StubTable, ABI_MAGIC, ABI_VERSION};
+
+/// Offset of `BootInfo::flags`, for the image's `_start` (which jumps to
+/// `pvmux_resume_entry` when a snapshot resumes).
+pub const BOOT_FLAGS_OFFSET: usize = core::mem::offset_of!(BootInfo, flags);
+/// `boot_flags::RESUME`, for the image's `_start`.
+pub const BOOT_FLAG_RESUME: u32 = pvmux_hypercalls::boot::boot_flags::RESUME;
 
 /// The ABI declaration the domain builder checks before loading us.
 #[used]

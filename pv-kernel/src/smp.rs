@@ -33,7 +33,6 @@ const AP_STACK_PAGES: u64 = 16;
 /// vCPUs running the scheduler.
 static ONLINE: AtomicU32 = AtomicU32::new(0);
 
-#[cfg(feature = "diagnostics")]
 /// Number of vCPUs online.
 pub(crate) fn online() -> u32 {
     ONLINE.load(Ordering::Acquire)

@@ -8,8 +8,46 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use pvmux_hypercalls::{StubTable, VcpuShared, ABI_MAGIC, ABI_VERSION};
 
-/// The validated copy of the stub table.
-static TABLE: spin::Once<StubTable> = spin::Once::new();
+/// The validated copy of the stub table: written by [`install`] at boot and by
+/// [`reinstall`] when a snapshot resumes in a new sandbox (whose stub has other entry
+/// addresses), each time while no other vCPU runs.
+struct TableCell(core::cell::UnsafeCell<StubTable>);
+
+// SAFETY: the cell is written only by `install` and `reinstall`, both on vCPU 0 while it is
+// the only vCPU running kernel code (before the others are started), and read afterwards.
+unsafe impl Sync for TableCell {}
+
+static TABLE: TableCell = TableCell(core::cell::UnsafeCell::new(StubTable {
+    magic: 0,
+    abi_version: 0,
+    nr_entries: 0,
+    hypercall: 0,
+    set_callbacks: 0,
+    iret: 0,
+    irq_enable: 0,
+    irq_disable: 0,
+    halt: 0,
+    timer_arm: 0,
+    clock_ns: 0,
+    vcpu_start: 0,
+    vcpu_kick: 0,
+    vcpu_self: 0,
+    vcpu_id: 0,
+    load_root: 0,
+    tlb_flush: 0,
+    tlb_flush_all: 0,
+    prefault: 0,
+    set_fault_around: 0,
+    null: 0,
+    user_wait: 0,
+    user_wake: 0,
+    inproc_ops: 0,
+    inproc_run: 0,
+    inproc_syscall: 0,
+}));
+
+/// Whether [`TABLE`] holds a validated table.
+static INSTALLED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
 /// Code address of the stub's `iret` entry; read by the trap entry assembly.
 pub(crate) static IRET_ADDR: AtomicU64 = AtomicU64::new(0);
@@ -42,23 +80,34 @@ pub(crate) fn install(table: &StubTable, vcpu_shared_base: u64) -> Result<(), Ta
     if (table.nr_entries as usize) < ENTRIES || entries(table).contains(&0) {
         return Err(TableError::Entries);
     }
-    TABLE.call_once(|| *table);
+    // SAFETY: see `TableCell`: only vCPU 0 runs (at boot, or resuming a snapshot before it
+    // starts the others), and no reference into the cell is alive across this write.
+    unsafe { TABLE.0.get().write(*table) };
+    INSTALLED.store(true, Ordering::Release);
     IRET_ADDR.store(table.iret, Ordering::Relaxed);
     VCPU_SHARED_BASE.store(vcpu_shared_base, Ordering::Relaxed);
     Ok(())
 }
 
+/// Installs the stub table of a new sandbox when a snapshot resumes (`crate::suspend`): the
+/// same checks as [`install`]. Only vCPU 0 may call it, before it starts the other vCPUs.
+pub(crate) fn reinstall(table: &StubTable, vcpu_shared_base: u64) -> Result<(), TableError> {
+    install(table, vcpu_shared_base)
+}
+
 /// True once [`install`] succeeded.
 pub(crate) fn installed() -> bool {
-    TABLE.is_completed()
+    INSTALLED.load(Ordering::Acquire)
 }
 
 /// The installed table. Stub calls before [`install`] are a kernel bug: trap with `ud2`.
 fn table() -> &'static StubTable {
-    match TABLE.get() {
-        Some(t) => t,
-        None => crate::arch::die(),
+    if !INSTALLED.load(Ordering::Acquire) {
+        crate::arch::die();
     }
+    // SAFETY: installed (above); the cell is only written while no other vCPU runs and no
+    // reference obtained here is held across a resume (callers copy an entry out at once).
+    unsafe { &*TABLE.0.get() }
 }
 
 /// Turns a stub entry address into a callable function pointer of the given signature.
@@ -133,7 +182,7 @@ pub(crate) fn vcpu_id() -> u32 {
 /// Adds one to this vCPU's counter `index` (a [`pvmux_hypercalls::vcpu::stat`] index the
 /// guest kernel keeps); nothing before the stub table is installed (host unit tests).
 pub(crate) fn count(index: usize) {
-    if TABLE.get().is_some() {
+    if installed() {
         if let Some(c) = vcpu_self().stats.get(index) {
             c.fetch_add(1, Ordering::Relaxed);
         }

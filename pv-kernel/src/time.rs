@@ -9,9 +9,38 @@ pub(crate) fn now_ns() -> u64 {
 /// clock at guest time 0 (boot information) plus guest time. The one wall clock of the kernel
 /// (system calls, file timestamps, timeouts against `CLOCK_REALTIME`).
 pub(crate) fn realtime_ns() -> u64 {
-    crate::boot::info()
-        .wall_clock_epoch_ns
-        .saturating_add(now_ns())
+    wall_epoch_ns().saturating_add(now_ns())
+}
+
+/// The host's wall clock at guest time 0 as the boot information gave it, or as a restored
+/// snapshot's did (`crate::suspend`: guest time continues from the snapshot, the wall clock
+/// is the new host's).
+static WALL_EPOCH: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// The wall clock at guest time 0 (ns since the epoch).
+pub(crate) fn wall_epoch_ns() -> u64 {
+    match WALL_EPOCH.load(core::sync::atomic::Ordering::Relaxed) {
+        0 => crate::boot::info().wall_clock_epoch_ns,
+        e => e,
+    }
+}
+
+/// The TSC at guest time 0 of this sandbox (a restored snapshot's host sets another one).
+static TSC_BASE: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// The TSC at guest time 0: `ns = ((tsc - tsc_base) * clock_mult) >> clock_shift`.
+pub(crate) fn tsc_base() -> u64 {
+    match TSC_BASE.load(core::sync::atomic::Ordering::Relaxed) {
+        0 => crate::boot::info().tsc_base,
+        t => t,
+    }
+}
+
+/// Takes the clock of a restored snapshot's boot information: its TSC base (guest time
+/// continues from the snapshot's) and its wall clock at guest time 0 (the new host's).
+pub(crate) fn set_resumed_clock(tsc_base: u64, wall_epoch_ns: u64) {
+    TSC_BASE.store(tsc_base.max(1), core::sync::atomic::Ordering::Relaxed);
+    WALL_EPOCH.store(wall_epoch_ns.max(1), core::sync::atomic::Ordering::Relaxed);
 }
 
 /// The host's wall clock now, asked by hypercall (the self-test compares it with

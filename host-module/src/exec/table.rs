@@ -188,8 +188,7 @@ impl ExecTable {
         }
     }
 
-    /// Sessions the guest may still name (tests).
-    #[cfg(test)]
+    /// Sessions the guest may still name (a snapshot refuses while there are any).
     pub(crate) fn live(&self) -> usize {
         self.lock().live.len()
     }

@@ -27,7 +27,7 @@ pub(crate) fn elapsed_ps(t0: u64, t1: u64) -> u64 {
 /// Guest time of TSC reading `tsc`, in picoseconds (the stub's `clock_ns` × 1000, with the
 /// sub-nanosecond digits kept).
 pub(crate) fn guest_ps(tsc: u64) -> u64 {
-    scale(tsc.saturating_sub(crate::boot::info().tsc_base), 1000)
+    scale(tsc.saturating_sub(crate::time::tsc_base()), 1000)
 }
 
 /// Number of TSC ticks in about `ns` nanoseconds (for busy-wait bounds; at least 1).

@@ -62,12 +62,27 @@ fn setup() -> Option<Frames> {
     let bi = crate::boot::info();
     publish(
         vvar,
-        bi.tsc_base,
+        crate::time::tsc_base(),
         bi.clock_mult,
         bi.clock_shift,
-        bi.wall_clock_epoch_ns,
+        crate::time::wall_epoch_ns(),
     );
     Some(Frames { vvar, image })
+}
+
+/// Publishes the clock again after a snapshot resumed (`crate::suspend`): programs read the
+/// new sandbox's TSC base and the new host's wall clock from then on.
+pub(crate) fn republish() {
+    if let Some(Some(frames)) = FRAMES.get() {
+        let bi = crate::boot::info();
+        publish(
+            frames.vvar,
+            crate::time::tsc_base(),
+            bi.clock_mult,
+            bi.clock_shift,
+            crate::time::wall_epoch_ns(),
+        );
+    }
 }
 
 /// Writes the clock data into the vvar frame under its sequence counter.

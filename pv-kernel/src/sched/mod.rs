@@ -120,13 +120,17 @@ impl Sched {
 
     /// Removes and returns the first runnable thread `cpu` may run.
     fn take_next(&mut self, cpu: usize) -> Option<Arc<Thread>> {
+        // Parking for a snapshot: only the idle threads run (`crate::suspend`).
+        if crate::suspend::suspending() {
+            return None;
+        }
         let i = self.rq.iter().position(|t| Self::eligible(t, cpu))?;
         self.rq.remove(i)
     }
 
     /// True if a thread in the run queue may run on `cpu`.
     fn has_work(&self, cpu: usize) -> bool {
-        self.rq.iter().any(|t| Self::eligible(t, cpu))
+        !crate::suspend::suspending() && self.rq.iter().any(|t| Self::eligible(t, cpu))
     }
 
     /// True if `cpu` is online and runs its idle thread.
@@ -232,6 +236,11 @@ pub(crate) fn schedule() {
         panic!("schedule on vCPU {me} before init_cpu");
     };
     let st = cur.state();
+    let suspending = crate::suspend::suspending();
+    if suspending && cur.is_idle {
+        // Parking: the idle thread parks in its loop.
+        return;
+    }
     if st == state::READY {
         // Woken between deciding to block and getting here: keep running.
         cur.set_state(state::RUNNING);
@@ -239,7 +248,7 @@ pub(crate) fn schedule() {
     }
     let next = match s.take_next(me) {
         Some(n) => n,
-        None if st == state::RUNNING => {
+        None if st == state::RUNNING && !suspending => {
             s.cpus[me].slice_end = now + SLICE_NS;
             return;
         }
@@ -366,6 +375,10 @@ pub(crate) fn handle_event(bits: u32) {
         // `pvmux events`).
         crate::linux::resources::host_request();
     }
+    if taken & pvmux_hypercalls::vcpu::pending::SNAPSHOT != 0 {
+        // The host asks for a snapshot: every vCPU parks (`crate::suspend`).
+        crate::suspend::host_request();
+    }
     if taken & pvmux_hypercalls::vcpu::pending::BALLOON != 0 {
         // The host changed the balloon target (`pvmux mem`).
         crate::linux::balloon::host_request();
@@ -387,6 +400,9 @@ pub(crate) fn handle_event(bits: u32) {
         }
         if s.is_idle(me) {
             s.has_work(me)
+        } else if crate::suspend::suspending() {
+            // Parking for a snapshot: switch to the idle thread now.
+            true
         } else if now >= s.cpus[me].slice_end {
             if s.has_work(me) {
                 CPU_STATS[me].preemptions.fetch_add(1, Ordering::Relaxed);
@@ -458,6 +474,11 @@ pub(crate) fn timed_block(deadline: u64) {
 pub(crate) fn idle_loop() -> ! {
     loop {
         stub::irq_disable();
+        if crate::suspend::suspending() {
+            crate::suspend::park();
+            stub::irq_enable();
+            continue;
+        }
         let work = {
             let s = SCHED.lock();
             s.has_work(cpu())

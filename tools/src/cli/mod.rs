@@ -28,7 +28,8 @@ pub use exit::{EXIT_CODES_HELP, EXIT_GUEST_CRASH, EXIT_HOST_ERROR, EXIT_OCI_ERRO
 pub use logging::LogFormat;
 pub use oci::{
     CreateArgs, CreateFlags, DeleteArgs, EventsArgs, Format, GlobalArgs, IdArgs, KillArgs,
-    ListArgs, LogsArgs, MemArgs, PsArgs, StatsArgs, StopArgs, UpdateArgs,
+    ListArgs, LogsArgs, MemArgs, PsArgs, RestoreArgs, SnapshotArgs, StatsArgs, StopArgs,
+    UpdateArgs,
 };
 pub use run::{boot_args, ConsoleSetup, InitSetup, OciRunFlags, RunArgs, RUN_AFTER_HELP};
 pub use size::{format_size, parse_mem_size, parse_size};
@@ -138,6 +139,13 @@ pub enum Command {
     /// a change (+64M, -64M), at most the maximum it started with; a shrink below what the
     /// guest can free is refused and nothing changes.
     Mem(MemArgs),
+    /// Snapshot a running named tenant into DIR: processes, pipes, open files and timers
+    /// continue where they stopped when it is restored; memory is saved sparsely. The
+    /// tenant stops afterwards unless --leave-running.
+    Snapshot(SnapshotArgs),
+    /// Restore a snapshot as a new named tenant (detached; --name NEW, default the
+    /// snapshot's name). A corrupted, truncated or foreign snapshot is refused first.
+    Restore(RestoreArgs),
     /// Internal: a container's monitor process (started by `create`).
     #[command(hide = true, name = "oci-monitor")]
     OciMonitor(oci::MonitorArgs),
@@ -221,6 +229,8 @@ pub fn main() -> ExitCode {
         Command::Update(a) => oci::update(g, a),
         Command::Events(a) => oci::events(g, a),
         Command::Mem(a) => oci::mem(g, a),
+        Command::Snapshot(a) => oci::snapshot(g, a),
+        Command::Restore(a) => oci::restore(g, a, cli.level()),
         Command::OciMonitor(m) => oci::monitor::run(g, m),
     };
     match result {

@@ -276,6 +276,9 @@ pub struct RunArgs {
     /// runtime's per-container control socket will replace it.
     #[arg(long, value_name = "PATH", hide = true)]
     pub exec_socket: Option<PathBuf>,
+    /// Internal (`pvmux restore`): resume the snapshot in DIR instead of booting.
+    #[arg(long, hide = true, value_name = "DIR")]
+    pub restore: Option<PathBuf>,
     /// Add a supplementary group to the program's (podman's --group-add): a numeric gid or a
     /// name looked up in --rootfs DIR/etc/group. Repeatable; joins the groups /etc/group
     /// lists a --user NAME in (at most 4096 in all).
@@ -842,15 +845,25 @@ impl Prepared {
     }
 
     pub(crate) fn launch(&self, args: &RunArgs) -> anyhow::Result<pvmux_host::Tenant> {
-        self.host
-            .launch(tenant_config(
-                args,
-                &self.plan,
-                &self.kernel,
-                self.initrd.as_ref(),
-                Box::new(Console::default()),
-            )?)
-            .context("cannot launch the guest")
+        let cfg = tenant_config(
+            args,
+            &self.plan,
+            &self.kernel,
+            self.initrd.as_ref(),
+            Box::new(Console::default()),
+        )?;
+        if let Some(dir) = &args.restore {
+            let t = self
+                .host
+                .restore(cfg, dir)
+                .with_context(|| format!("cannot restore {}", dir.display()))?;
+            if !t.handle().wait_restored(std::time::Duration::from_secs(30)) {
+                t.kill();
+                anyhow::bail!("the restored guest did not resume within 30 s");
+            }
+            return Ok(t);
+        }
+        self.host.launch(cfg).context("cannot launch the guest")
     }
 }
 

@@ -62,6 +62,24 @@ pub(super) fn bury(grave: Grave) {
 }
 
 /// Whether destroyed spaces are waiting for their sandboxes to end.
+/// Releases every grave at once: a snapshot resumed in a new host process, where none of
+/// their sandboxes exists (`crate::suspend`).
+pub(crate) fn release_all() {
+    let done: Vec<Grave> = {
+        let mut g = GRAVEYARD.lock();
+        GRAVE_LEN.store(0, Ordering::Release);
+        core::mem::take(&mut *g)
+    };
+    for grave in done {
+        for f in grave.frames {
+            pool::put(f);
+        }
+        for p in 0..grave.ctx_pages as u64 {
+            pool::put(grave.ctx_gpa + p * PAGE_SIZE);
+        }
+    }
+}
+
 pub(super) fn occupied() -> bool {
     GRAVE_LEN.load(Ordering::Acquire) != 0
 }

@@ -101,10 +101,12 @@ impl Space {
     /// there are many), and waits until the batches other threads took before are applied
     /// too. `Err` if the sandbox is dead.
     pub(super) fn sync_ops(&self) -> Result<(), ()> {
-        let _irq = IrqGuard::new();
         if self.inproc {
+            let _irq = IrqGuard::new();
             return self.sync_inproc();
         }
+        self.revive()?;
+        let _irq = IrqGuard::new();
         let cpu = crate::stub::vcpu_id();
         let slot = self.slot(cpu);
         let mut unused = UserState::new(0, 0);
@@ -134,6 +136,9 @@ impl Space {
         }
         if self.inproc {
             return self.run_inproc(st, fp_init);
+        }
+        if self.revive().is_err() {
+            return Exit::Dead;
         }
         let _irq = IrqGuard::new();
         let cpu = crate::stub::vcpu_id();

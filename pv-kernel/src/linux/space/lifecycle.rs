@@ -80,7 +80,9 @@ impl Space {
         inproc: bool,
     ) -> Self {
         Self {
-            handle,
+            handle: AtomicU64::new(handle),
+            epoch: AtomicU64::new(crate::suspend::epoch()),
+            revive_lock: IrqLock::new(()),
             ctx_gpa,
             ctx_pages,
             grants,
@@ -105,6 +107,37 @@ impl Space {
         graveyard::throttle();
         LIVE.fetch_add(1, Ordering::Relaxed);
         Ok(Arc::new(Self::empty(0, 0, 0, None, created_ns, true)))
+    }
+
+    /// Gives the space a user sandbox in this host process if a snapshot resumed since it
+    /// got its last one (`crate::suspend`): a fresh context region header and sandbox, and
+    /// every page of its map to be mapped again at its first fault (as a `fork` child's
+    /// are). The old sandbox was never in this process, so nothing needs unmapping and
+    /// frames waiting for an unmap are free. `Err` if the host gives no sandbox.
+    pub(super) fn revive(&self) -> Result<(), ()> {
+        let now = crate::suspend::epoch();
+        if self.inproc || self.epoch.load(Ordering::Acquire) == now {
+            return Ok(());
+        }
+        let _g = self.revive_lock.lock();
+        if self.epoch.load(Ordering::Acquire) == now {
+            return Ok(());
+        }
+        let n = crate::boot::nr_vcpus();
+        crate::mm::pool_mem::zero(self.ctx_gpa, self.ctx_pages * PAGE_SIZE as usize);
+        user_ctx::init_header(self.ctx_gpa, n);
+        let handle =
+            crate::hcall::space_create(self.ctx_gpa, self.grants().gpa()).map_err(|_| ())?;
+        self.handle.store(handle, Ordering::Release);
+        for d in &self.slice_deadline {
+            d.store(0, Ordering::Relaxed);
+        }
+        let freed = self.mm.lock().forget_sandbox();
+        for f in freed {
+            pool::put(f);
+        }
+        self.epoch.store(now, Ordering::Release);
+        Ok(())
     }
 
     /// A copy-on-write copy of this space (`fork`): a snapshot of the parent at one instant.
@@ -143,7 +176,7 @@ impl Drop for Space {
         // process is reaped. Until then the sandbox may still touch the context region and
         // the pages, so they wait in the graveyard. (A sandbox that died on its own was
         // reaped already: the word is set and the graveyard releases it at once.)
-        let _ = crate::hcall::space_destroy(self.handle);
+        let _ = crate::hcall::space_destroy(self.handle.load(Ordering::Acquire));
         LIVE.fetch_sub(1, Ordering::Relaxed);
         let frames = self.mm.get_mut().take_frames();
         let grants = self.grants.take().expect("grant page");

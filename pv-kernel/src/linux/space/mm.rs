@@ -938,6 +938,20 @@ impl Mm {
         }
     }
 
+    /// Forgets the sandbox that realised this map (a snapshot resumed in a new host process,
+    /// `Space::revive`): every page is mapped again at its first fault, the queued operations
+    /// and batch numbers start afresh, and the frames that waited for an unmap are returned
+    /// (nothing maps them in the new sandbox).
+    pub(crate) fn forget_sandbox(&mut self) -> Vec<u64> {
+        for p in self.pages.values_mut() {
+            p.lazy = true;
+        }
+        self.ops.clear();
+        self.ops_seq = 0;
+        self.generation += 1;
+        core::mem::take(&mut self.deferred)
+    }
+
     /// Frames to release once the operations queued so far are applied (a request that
     /// took them came back without saying they were).
     pub(crate) fn defer(&mut self, frames: Vec<u64>) {

@@ -52,15 +52,20 @@ mod watch;
 pub(crate) use copy::{
     copy_out, current_atomic_update_u32, current_copy, current_copy_in, current_copy_out,
 };
-pub(crate) use graveyard::{alloc_reclaiming, wait_for_reclaim};
+pub(crate) use graveyard::{alloc_reclaiming, release_all as release_graves, wait_for_reclaim};
 pub(crate) use handoff::{Exit, UserState};
 pub(crate) use inproc::trusted_mode;
 pub(crate) use mm::{MapFile, MapGeneration, MemUsage, Mm};
 
 /// A guest address space and its user sandbox.
 pub(crate) struct Space {
-    /// Host handle of the user sandbox.
-    handle: u64,
+    /// Host handle of the user sandbox (a new one after a snapshot resumed: [`Space::revive`]).
+    handle: AtomicU64,
+    /// The resume epoch (`crate::suspend::epoch`) its sandbox belongs to: a space of an
+    /// older epoch has no sandbox in this host process yet.
+    epoch: AtomicU64,
+    /// Orders the threads of the space that find it from an older epoch.
+    revive_lock: IrqLock<()>,
     /// Guest-physical address of the context region.
     ctx_gpa: u64,
     /// Its size in pages.

@@ -54,6 +54,8 @@ pub(crate) enum Request {
     Update(UpdateRequest),
     /// Grow or shrink its guest memory (`pvmux mem`), answered as `ok JSON`.
     Mem(super::mem::MemRequest),
+    /// Take a snapshot (`pvmux snapshot`), answered as `ok JSON`.
+    Snapshot(super::snapshot::SnapshotRequest),
     /// Per-vCPU figures and memory in use (`pvmux stats`), answered as `ok JSON` (a
     /// [`VcpuStatsAnswer`]).
     VcpuStats,
@@ -98,6 +100,10 @@ impl Request {
                 "update {}",
                 serde_json::to_string(u).unwrap_or_else(|_| "{}".into())
             ),
+            Self::Snapshot(r) => format!(
+                "snapshot {}",
+                serde_json::to_string(r).unwrap_or_else(|_| "{}".into())
+            ),
             Self::Mem(m) => format!(
                 "mem {}",
                 serde_json::to_string(m).unwrap_or_else(|_| "{}".into())
@@ -112,6 +118,9 @@ impl Request {
             "resume" => Some(Self::Resume),
             "stats" => Some(Self::Stats),
             "vcpu-stats" => Some(Self::VcpuStats),
+            l if l.starts_with("snapshot ") => {
+                serde_json::from_str(&l[9..]).ok().map(Self::Snapshot)
+            }
             l if l.starts_with("mem ") => serde_json::from_str(&l[4..]).ok().map(Self::Mem),
             l => l
                 .strip_prefix("update ")

@@ -20,6 +20,8 @@ pub(crate) fn answer(req: &Request, stream: &UnixStream, handle: &TenantHandle, 
         Request::Update(u) => update(handle, u).map(|()| String::new()),
         Request::VcpuStats => vcpu_stats(handle).and_then(|a| Ok(serde_json::to_string(&a)?)),
         Request::Mem(m) => super::mem::answer(handle, *m),
+        // The monitor answers it itself (it keeps the run arguments).
+        Request::Snapshot(_) => Err(anyhow::anyhow!("snapshot: not through this path")),
     };
     if let Err(e) = &result {
         tracing::warn!("{e:#}");

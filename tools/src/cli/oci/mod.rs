@@ -29,10 +29,13 @@ use clap::{Args, ValueEnum};
 pub(crate) use live_cli::{events, pause, resume, update};
 pub use live_cli::{EventsArgs, UpdateArgs};
 pub(crate) use mem::mem;
+mod snapshot;
 pub use mem::MemArgs;
 pub(crate) use monitor::MonitorArgs;
 pub use names::{LogsArgs, StopArgs};
 pub use names_stats::StatsArgs;
+pub(crate) use snapshot::{restore, snapshot};
+pub use snapshot::{RestoreArgs, SnapshotArgs};
 pub(crate) use state::now_rfc3339;
 use state::{Record, StateDir, Status};
 

@@ -191,6 +191,8 @@ pub(crate) fn run(g: &GlobalArgs, m: &MonitorArgs) -> anyhow::Result<u8> {
         .ok();
     let handle = tenant.handle();
     let events_sd = StateDir::open(&g.root, &m.id)?;
+    let run_args = m.run_args.clone();
+    let id = m.id.clone();
     if let Some(sizes) = resized {
         let h = tenant.handle();
         std::thread::Builder::new()
@@ -213,6 +215,13 @@ pub(crate) fn run(g: &GlobalArgs, m: &MonitorArgs) -> anyhow::Result<u8> {
                     Event::Signal(s) => {
                         tracing::info!(signal = s, "signal for the container");
                         forward(&handle, s);
+                    }
+                    Event::Control(Request::Snapshot(r), stream) => {
+                        let result = super::snapshot::answer(&handle, &r, &id, &run_args);
+                        if let Err(e) = &result {
+                            tracing::warn!("{e:#}");
+                        }
+                        control::answer_with(&stream, &result);
                     }
                     Event::Control(req, stream) => {
                         super::live::answer(&req, &stream, &handle, &events_sd)

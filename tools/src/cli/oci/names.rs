@@ -147,7 +147,7 @@ pub(crate) fn run(
 
 /// Records the tenant, starts its monitor with `tail` (`pvmux run`'s arguments), waits until
 /// it is ready and boots the guest: the monitor and its pid.
-fn start(
+pub(crate) fn start(
     sd: &StateDir,
     root: &Path,
     g: &GlobalArgs,

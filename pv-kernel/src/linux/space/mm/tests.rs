@@ -767,3 +767,47 @@ fn private_frame_breaks_sharing_for_one_space_only() {
     release(child);
     release(parent);
 }
+
+/// A snapshot resumed in a new host process (`Space::revive`): the map keeps every page and
+/// region, the new sandbox maps nothing until the program faults, and then the fault maps
+/// the page's block again from the same frames, with the same rights; batch numbers start
+/// afresh and frames that waited for an unmap are handed back.
+#[test]
+fn forgetting_the_sandbox_keeps_the_map_and_maps_again_at_faults() {
+    let mut m = mm();
+    m.add_vma(BASE, BASE + 32 * P, RW, None);
+    let frames: Vec<u64> = (0..32)
+        .map(|k| m.touch(BASE + k * P, true, false).unwrap())
+        .collect();
+    drain(&mut m);
+    assert!(m.take_batch().seq > 0);
+    // An unmap queued but never applied: its frame waits.
+    m.unmap(BASE + 31 * P, BASE + 32 * P);
+    let freed = m.forget_sandbox();
+    assert_eq!(freed, vec![frames[31]]);
+    for f in freed {
+        pool::put(f);
+    }
+    let b = m.take_batch();
+    assert!(b.ops.is_empty(), "{:?}", b.ops);
+    assert_eq!(b.seq, 0);
+    assert_eq!(m.resident_pages(), 31);
+    // A read fault at page 3 maps the block around it (the fork child's fault-around: here
+    // the whole 31-page region, in one operation), from the same frames, writable as before.
+    m.fault(BASE + 3 * P + 8, 0).unwrap();
+    let ops = drain(&mut m);
+    let mapped: u64 = ops
+        .iter()
+        .filter(|o| o.kind == op::MAP)
+        .map(|o| o.len / P)
+        .sum();
+    assert_eq!(mapped, 31, "{ops:?}");
+    for o in &ops {
+        assert_eq!(o.prot & prot::WRITE, prot::WRITE, "{o:?}");
+        let k = (o.addr - BASE) / P;
+        assert_eq!(o.offset, frames[k as usize], "{o:?}");
+    }
+    for k in 0..31 {
+        assert_eq!(m.frame_of(BASE + k * P), Some(frames[k as usize]));
+    }
+}

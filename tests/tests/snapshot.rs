@@ -1,0 +1,377 @@
+//! Snapshot and restore (issue 14 item 4) with real guests, as an unprivileged user under a
+//! temporary `--root`: a tenant running a shell loop that appends a counter to a file in
+//! its `/tmp` every 10 ms, a pipeline whose writer and reader keep a pipe busy, and a
+//! `sleep` (a timer) is snapshotted, restored twice from the one snapshot under new names,
+//! and each restored tenant continues where it stopped: the same processes (pids), the
+//! counter file intact and still growing by one with no restart, the pipe still connected.
+//! The snapshot is sparse on disk; corrupted, truncated and foreign snapshots and a tenant
+//! with host sockets are refused with a clear error, leaving nothing behind.
+
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use pvmux_tests::oci::{wait_for, TIMEOUT};
+use pvmux_tests::{run_with_timeout, Run, TempDir};
+
+/// The `pvmux` command line.
+const PVMUX: &str = env!("CARGO_BIN_EXE_pvmux-cli");
+
+/// The guest's workload: a counter every 10 ms, a pipe kept busy, a sleeping process, and
+/// the pids of all three recorded.
+const SCRIPT: &str = "(while :; do echo tick; sleep 0.05; done) | \
+     (while read l; do echo \"$l\" >> /tmp/pipe.log; done) & \
+     echo $! > /tmp/reader.pid; sleep 1000 & echo $! > /tmp/sleep.pid; echo $$ > /tmp/loop.pid; \
+     i=0; while :; do i=$((i+1)); echo $i >> /tmp/c; sleep 0.01; done";
+
+/// A state root, and a directory for snapshots outside it.
+struct Root(TempDir, TempDir);
+
+impl Root {
+    fn new(tag: &str) -> Self {
+        Self(
+            TempDir::unique("pvmux-snapshot", tag),
+            TempDir::unique("pvmux-snapshots", tag),
+        )
+    }
+
+    fn pvmux(&self, args: &[&str]) -> Run {
+        let mut cmd = Command::new(PVMUX);
+        cmd.arg("--root").arg(&self.0 .0).args(args);
+        run_with_timeout(
+            cmd,
+            &args.join(" "),
+            TIMEOUT,
+            Duration::from_millis(10),
+            |_| {},
+        )
+    }
+
+    fn ok(&self, args: &[&str]) -> Run {
+        let r = self.pvmux(args);
+        assert_eq!(r.code(), Some(0), "{}", r.context());
+        r
+    }
+
+    fn start(&self, name: &str, mem: &str, extra: &[&str]) {
+        let mut args = vec![
+            "run", "--name", name, "--detach", "--vcpus", "2", "--mem", mem,
+        ];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--rootfs", "/", "--", "/bin/sh", "-c", SCRIPT]);
+        let r = self.ok(&args);
+        assert_eq!(r.stdout.trim(), name, "{}", r.context());
+    }
+
+    /// `sh -c CMD` in tenant `name`: its output.
+    fn exec(&self, name: &str, cmd: &str) -> String {
+        self.ok(&["exec", name, "--", "/bin/sh", "-c", cmd]).stdout
+    }
+
+    fn ps(&self) -> Vec<serde_json::Value> {
+        serde_json::from_str(&self.ok(&["ps", "--format", "json"]).stdout).expect("JSON")
+    }
+
+    fn state(&self, name: &str) -> Option<String> {
+        self.ps()
+            .into_iter()
+            .find(|r| r["name"] == name)
+            .map(|r| r["state"].as_str().unwrap_or("").to_owned())
+    }
+
+    /// A directory for a snapshot (outside the state root).
+    fn dir(&self, sub: &str) -> PathBuf {
+        self.1 .0.join(sub)
+    }
+}
+
+impl Drop for Root {
+    /// A test that failed half-way leaves no tenant running: each one's monitor is killed
+    /// (its sandboxes die with it).
+    fn drop(&mut self) {
+        let mut cmd = Command::new(PVMUX);
+        cmd.arg("--root")
+            .arg(&self.0 .0)
+            .args(["ps", "--format", "json"]);
+        let Ok(out) = cmd.output() else { return };
+        let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        for r in rows {
+            if let Some(pid) = r["pid"].as_i64() {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            }
+        }
+    }
+}
+
+/// The counter file's values, checked to be 1, 2, 3, ... with nothing lost or repeated.
+fn counter(text: &str) -> u64 {
+    let vals: Vec<u64> = text
+        .lines()
+        .map(|l| {
+            l.trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("bad line {l:?}"))
+        })
+        .collect();
+    for (i, v) in vals.iter().enumerate() {
+        assert_eq!(
+            *v,
+            i as u64 + 1,
+            "the counter restarted or lost a value: {vals:?}"
+        );
+    }
+    vals.len() as u64
+}
+
+/// Waits until the tenant's counter passes `n`; returns it.
+fn counter_past(root: &Root, name: &str, n: u64) -> u64 {
+    let mut c = 0;
+    wait_for(&format!("{name}'s counter to pass {n}"), || {
+        c = counter(&root.exec(name, "cat /tmp/c"));
+        c > n
+    });
+    c
+}
+
+fn lines(s: &str) -> usize {
+    s.lines().count()
+}
+
+#[test]
+fn a_tenant_continues_where_it_stopped_twice_from_one_snapshot() {
+    let root = Root::new("continue");
+    root.start("src", "1G", &[]);
+    // Long enough for the counter to count and the pipe to carry lines.
+    std::thread::sleep(Duration::from_millis(1500));
+    let snap = root.dir("snap");
+    let s = root.ok(&["snapshot", "src", snap.to_str().unwrap()]);
+    assert!(s.stdout.contains("2 vCPUs parked"), "{}", s.context());
+    // Stopped afterwards (as `podman container checkpoint`).
+    wait_for("the source to stop", || {
+        root.state("src").as_deref() == Some("stopped")
+    });
+    // Sparse: a 1 GiB guest's snapshot takes a small part of it on disk.
+    let on_disk: u64 = std::fs::read_dir(&snap)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().blocks() * 512)
+        .sum();
+    assert!(on_disk < 64 << 20, "{on_disk} bytes on disk for 1 GiB");
+    assert_eq!(
+        std::fs::metadata(snap.join("memory.img")).unwrap().len(),
+        1 << 30
+    );
+
+    for name in ["r1", "r2"] {
+        let r = root.ok(&["restore", snap.to_str().unwrap(), "--name", name]);
+        assert_eq!(r.stdout.trim(), name, "{}", r.context());
+    }
+    for name in ["r1", "r2"] {
+        assert_eq!(root.state(name).as_deref(), Some("running"));
+        // The same processes: the loop's shell is pid 1, the reader and the sleep are
+        // alive under their old pids.
+        let pids = root.exec(
+            name,
+            "for f in loop reader sleep; do p=$(cat /tmp/$f.pid); \
+             test -d /proc/$p && echo $f=$p:alive; done",
+        );
+        assert!(pids.contains("loop=1:alive"), "{name}: {pids}");
+        assert!(
+            pids.contains("reader=") && pids.matches(":alive").count() == 3,
+            "{name}: {pids}"
+        );
+        // The counter: intact and continuing (never back to 1).
+        let a = counter(&root.exec(name, "cat /tmp/c"));
+        let b = counter_past(&root, name, a + 20);
+        assert!(b > a, "{name}: {a} -> {b}");
+        // The pipe still carries lines from the writer to the reader.
+        let p1 = lines(&root.exec(name, "cat /tmp/pipe.log"));
+        wait_for(&format!("{name}'s pipe to carry more lines"), || {
+            lines(&root.exec(name, "cat /tmp/pipe.log")) > p1 + 3
+        });
+    }
+    // Two restores of one snapshot are independent tenants from the same instant: the same
+    // counter prefix, each going on on its own.
+    root.ok(&["stop", "-t", "1", "r1"]);
+    let c2 = counter(&root.exec("r2", "cat /tmp/c"));
+    assert!(c2 > 20);
+    // A restored tenant is snapshotted and restored again (its park stacks, its new user
+    // sandboxes), and goes on itself with --leave-running.
+    let again = root.dir("again");
+    root.ok(&["snapshot", "--leave-running", "r2", again.to_str().unwrap()]);
+    root.ok(&["restore", again.to_str().unwrap(), "--name", "r3"]);
+    let c3 = counter(&root.exec("r3", "cat /tmp/c"));
+    assert!(c3 >= c2, "{c2} -> {c3}");
+    counter_past(&root, "r3", c3 + 10);
+    counter_past(&root, "r2", c3 + 10);
+    root.ok(&["stop", "-t", "1", "r3"]);
+    root.ok(&["stop", "-t", "1", "r2"]);
+    root.ok(&["rm", "src"]);
+    assert!(root.ps().is_empty());
+}
+
+/// Copies `from` to `to` keeping only the non-zero pages (a sparse copy).
+fn sparse_copy(from: &Path, to: &Path) {
+    let f = std::fs::File::open(from).unwrap();
+    let len = f.metadata().unwrap().len();
+    let t = std::fs::File::create(to).unwrap();
+    t.set_len(len).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut off = 0;
+    while off < len {
+        let n = ((len - off) as usize).min(buf.len());
+        f.read_exact_at(&mut buf[..n], off).unwrap();
+        for (i, page) in buf[..n].chunks(4096).enumerate() {
+            if page.iter().any(|&b| b != 0) {
+                t.write_all_at(page, off + (i * 4096) as u64).unwrap();
+            }
+        }
+        off += n as u64;
+    }
+}
+
+/// A copy of snapshot `src` at `dst`, then `edit` applied.
+fn variant(src: &Path, dst: &Path, edit: impl FnOnce(&Path)) {
+    std::fs::create_dir_all(dst).unwrap();
+    for f in ["manifest.json", "state.json"] {
+        std::fs::copy(src.join(f), dst.join(f)).unwrap();
+    }
+    sparse_copy(&src.join("memory.img"), &dst.join("memory.img"));
+    edit(dst);
+}
+
+/// The first non-zero page's offset in `path`.
+fn first_data_page(path: &Path) -> u64 {
+    let f = std::fs::File::open(path).unwrap();
+    let mut page = vec![0u8; 4096];
+    let mut off = 0;
+    loop {
+        f.read_exact_at(&mut page, off).unwrap();
+        if page.iter().any(|&b| b != 0) {
+            return off;
+        }
+        off += 4096;
+    }
+}
+
+fn edit_manifest(dir: &Path, f: impl FnOnce(&mut serde_json::Value)) {
+    let p = dir.join("manifest.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+    f(&mut v);
+    std::fs::write(&p, serde_json::to_vec(&v).unwrap()).unwrap();
+}
+
+#[test]
+fn corrupted_truncated_and_foreign_snapshots_are_refused() {
+    let root = Root::new("refused");
+    root.start("src", "256M", &[]);
+    std::thread::sleep(Duration::from_millis(500));
+    let snap = root.dir("snap");
+    let t = Instant::now();
+    root.ok(&["snapshot", "--leave-running", "src", snap.to_str().unwrap()]);
+    eprintln!("snapshot with --leave-running: {:?}", t.elapsed());
+    // It goes on running, its counter intact.
+    assert_eq!(root.state("src").as_deref(), Some("running"));
+    let a = counter(&root.exec("src", "cat /tmp/c"));
+    counter_past(&root, "src", a + 10);
+    // A snapshot directory that is not empty is refused.
+    let again = root.pvmux(&["snapshot", "--leave-running", "src", snap.to_str().unwrap()]);
+    assert_eq!(again.code(), Some(1), "{}", again.context());
+    assert!(again.stderr.contains("not empty"), "{}", again.context());
+
+    type Edit = Box<dyn FnOnce(&Path)>;
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        (
+            "corrupt-memory",
+            Box::new(|d: &Path| {
+                let m = d.join("memory.img");
+                let at = first_data_page(&m) + 100;
+                let f = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&m)
+                    .unwrap();
+                let mut b = [0u8; 1];
+                f.read_exact_at(&mut b, at).unwrap();
+                f.write_all_at(&[b[0] ^ 0x5a], at).unwrap();
+            }),
+            "memory.img is corrupted",
+        ),
+        (
+            "corrupt-state",
+            Box::new(|d: &Path| {
+                let p = d.join("state.json");
+                let s = std::fs::read_to_string(&p).unwrap();
+                std::fs::write(&p, s.replacen("\"nr_vcpus\": 2", "\"nr_vcpus\": 3", 1)).unwrap();
+            }),
+            "state.json is corrupted",
+        ),
+        (
+            "truncated",
+            Box::new(|d: &Path| {
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(d.join("memory.img"))
+                    .unwrap();
+                f.set_len(64 << 20).unwrap();
+            }),
+            "truncated",
+        ),
+        (
+            "other-abi",
+            Box::new(|d: &Path| edit_manifest(d, |v| v["abi"] = 5.into())),
+            "foreign snapshot: guest ABI version 5",
+        ),
+        (
+            "other-format",
+            Box::new(|d: &Path| edit_manifest(d, |v| v["format"] = 99.into())),
+            "foreign snapshot: snapshot format version 99",
+        ),
+        (
+            "other-kernel",
+            Box::new(|d: &Path| edit_manifest(d, |v| v["kernel"] = "crc32:00000000:len:1".into())),
+            "foreign snapshot: it was taken with kernel image crc32:00000000",
+        ),
+        (
+            "no-manifest",
+            Box::new(|d: &Path| std::fs::remove_file(d.join("manifest.json")).unwrap()),
+            "manifest.json",
+        ),
+    ];
+    for (tag, edit, want) in cases {
+        let d = root.dir(tag);
+        variant(&snap, &d, edit);
+        let r = root.pvmux(&["restore", d.to_str().unwrap(), "--name", tag]);
+        assert_eq!(r.code(), Some(1), "{tag}: {}", r.context());
+        assert!(
+            r.stderr.contains(want),
+            "{tag}: want {want:?}: {}",
+            r.context()
+        );
+        // Nothing started, nothing left.
+        assert_eq!(root.state(tag), None, "{tag}");
+        assert!(!root.0 .0.join(tag).join("state.json").exists(), "{tag}");
+    }
+    // The untouched snapshot restores.
+    let good = root.dir("good");
+    variant(&snap, &good, |_| {});
+    root.ok(&["restore", good.to_str().unwrap(), "--name", "good"]);
+    let c = counter(&root.exec("good", "cat /tmp/c"));
+    counter_past(&root, "good", c + 10);
+    root.ok(&["stop", "-t", "1", "good"]);
+    root.ok(&["stop", "-t", "1", "src"]);
+}
+
+#[test]
+fn host_sockets_are_refused_before_the_guest_is_asked() {
+    let root = Root::new("net");
+    root.start("n", "256M", &["--net", "host"]);
+    let snap = root.dir("snap");
+    let r = root.pvmux(&["snapshot", "n", snap.to_str().unwrap()]);
+    assert_eq!(r.code(), Some(1), "{}", r.context());
+    assert!(r.stderr.contains("host sockets"), "{}", r.context());
+    // It goes on running; no snapshot was written.
+    assert_eq!(root.state("n").as_deref(), Some("running"));
+    assert!(!snap.join("manifest.json").exists());
+    root.ok(&["stop", "-t", "1", "n"]);
+}

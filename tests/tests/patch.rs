@@ -55,11 +55,7 @@ fn patched_sites_behave_as_native() {
         let n = run_native(name, &[], TIMEOUT);
         assert_eq!(n.code(), Some(0), "native {name}:\n{}", n.stdout);
         assert!(n.has_line("failures: 0"), "native {name}:\n{}", n.stdout);
-        for (vcpus, flags) in [
-            (1, &["--patch"][..]),
-            (2, &["--patch"][..]),
-            (2, &["--no-patch"][..]),
-        ] {
+        for (vcpus, flags) in [(1, &[][..]), (2, &[][..]), (2, &["--no-patch"][..])] {
             let g = guest(&root, vcpus, flags, name, &[]);
             assert_eq!(
                 g.stdout, n.stdout,
@@ -92,7 +88,7 @@ fn code_bytes_change_with_patching_and_not_with_no_patch() {
     let off = guest(&root, 2, &["--no-patch"], "patch-sites", &["code"]);
     assert_eq!(off.stdout, n.stdout, "--no-patch: stderr:\n{}", off.stderr);
 
-    let on = guest(&root, 2, &["--patch"], "patch-sites", &["code"]);
+    let on = guest(&root, 2, &[], "patch-sites", &["code"]);
     assert_eq!(on.code(), Some(0), "patched: stderr:\n{}", on.stderr);
     assert!(on.has_line("calls: ok"), "patched:\n{}", on.stdout);
     let bytes = on
@@ -117,7 +113,7 @@ fn code_bytes_change_with_patching_and_not_with_no_patch() {
 )]
 fn hostile_use_of_the_entry_and_the_table_gains_nothing() {
     let root = rootfs(&["patch-sites".to_owned()]);
-    let g = guest(&root, 2, &["--patch"], "patch-sites", &["hostile"]);
+    let g = guest(&root, 2, &[], "patch-sites", &["hostile"]);
     assert_eq!(
         g.code(),
         Some(0),

@@ -16,7 +16,8 @@
 //!
 //! Word 0 of the table (cell 0) holds the *entry* every cell jumps to, which the kernel chooses
 //! per address space: in a user sandbox [`USER_PATCH_ENTRY`], a fixed address where the stub
-//! maps a jump to its trampoline. The entry is called with the user's registers, `rax` = the
+//! maps a jump to its trampoline ([`entry_jump`]); in the trusted in-process mode the kernel
+//! sandbox's `inproc_syscall` entry (`crate::stub::StubTable::inproc_syscall`). The entry is called with the user's registers, `rax` = the
 //! system-call number and `rcx` = the address to return to (the two registers `syscall`
 //! clobbers, with `r11`), on the user's stack, which it must not touch (the red zone).
 //!

@@ -249,6 +249,12 @@ pub(crate) fn inproc_ops(ops: &[pvmux_hypercalls::user::UserOp]) -> i64 {
     entry!(inproc_ops: fn(u64, u64) -> i64)(ops.as_ptr() as u64, ops.len() as u64)
 }
 
+/// Trusted in-process mode: the stub's syscall entry, which a patched call site of an
+/// in-process space jumps to (the space's patch-table header, `linux/patch.rs`).
+pub(crate) fn inproc_syscall_entry() -> u64 {
+    table().inproc_syscall
+}
+
 /// Trusted in-process mode: runs user code with `run`'s state until it comes back; the FPU
 /// image is loaded from `fp` (empty: the initial state) and saved back into it. 0 or a
 /// negative error.

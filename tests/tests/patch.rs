@@ -3,7 +3,7 @@
 //! `mov $nr,%eax; syscall` sites — from several threads while they get patched, under a
 //! `SIGALRM` flood with and without `SA_RESTART`, with every register, the red zone and the
 //! flags checked, and across `fork` — and prints the same as natively, with patching (the
-//! default) and with `--no-patch`. Its `code` mode shows a site's bytes after it ran: changed
+//! default) and with `--no-patch`, isolated and in the trusted in-process mode. Its `code` mode shows a site's bytes after it ran: changed
 //! by patching, the native bytes with `--no-patch`. Its `hostile` mode calls the stub's patch
 //! entry with garbage registers, writes a patched site's original bytes back, and points its
 //! patch table at address 0: the program gets only its own system calls and its own SIGSEGV.
@@ -17,6 +17,8 @@ use pvmux_tests::{prog, run_clean, run_native, variants, Run, TempDir};
 const PVMUX: &str = env!("CARGO_BIN_EXE_pvmux-cli");
 /// Longest any single run may take (generous: the machine is loaded).
 const TIMEOUT: Duration = Duration::from_secs(180);
+/// The trusted in-process mode, whose patched sites call the kernel sandbox's syscall entry.
+const TRUSTED: &str = "--user-isolation=none";
 
 /// A rootfs holding the given test programs at `/NAME`.
 fn rootfs(names: &[String]) -> TempDir {
@@ -41,8 +43,10 @@ fn guest(root: &TempDir, vcpus: u32, flags: &[&str], program: &str, args: &[&str
     run_clean(cmd, TIMEOUT)
 }
 
-/// Threads, signals (EINTR and `SA_RESTART`), registers and `fork` over patched sites: the
-/// same output as natively, with glibc and musl, on 1 and 2 vCPUs, patched and not.
+/// Threads, signals (EINTR and `SA_RESTART`), registers, EFLAGS.AC and `fork` over patched
+/// sites: the same output as natively, with glibc and musl, on 1 and 2 vCPUs, patched and
+/// not, isolated and in the trusted in-process mode (where `fork` children run in user
+/// sandboxes with the parent's patched code).
 #[test]
 #[cfg_attr(
     not(have_static_glibc),
@@ -56,9 +60,12 @@ fn patched_sites_behave_as_native() {
         assert_eq!(n.code(), Some(0), "native {name}:\n{}", n.stdout);
         assert!(n.has_line("failures: 0"), "native {name}:\n{}", n.stdout);
         for (vcpus, flags) in [
-            (1, &["--patch"][..]),
-            (2, &["--patch"][..]),
+            (1, &[][..]),
+            (2, &[][..]),
             (2, &["--no-patch"][..]),
+            (1, &[TRUSTED][..]),
+            (2, &[TRUSTED][..]),
+            (2, &[TRUSTED, "--no-patch"][..]),
         ] {
             let g = guest(&root, vcpus, flags, name, &[]);
             assert_eq!(
@@ -92,19 +99,21 @@ fn code_bytes_change_with_patching_and_not_with_no_patch() {
     let off = guest(&root, 2, &["--no-patch"], "patch-sites", &["code"]);
     assert_eq!(off.stdout, n.stdout, "--no-patch: stderr:\n{}", off.stderr);
 
-    let on = guest(&root, 2, &["--patch"], "patch-sites", &["code"]);
-    assert_eq!(on.code(), Some(0), "patched: stderr:\n{}", on.stderr);
-    assert!(on.has_line("calls: ok"), "patched:\n{}", on.stdout);
-    let bytes = on
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("site bytes: "))
-        .unwrap_or_else(|| panic!("no site bytes:\n{}", on.stdout));
-    // `jmp *[cell]` through a cell of the table at 0x6_0000 (byte 5 = 0x06).
-    assert!(
-        bytes.starts_with("ff 24 25 ") && bytes.ends_with(" 06 00"),
-        "patched site bytes: {bytes}"
-    );
+    for flags in [&[][..], &[TRUSTED][..]] {
+        let on = guest(&root, 2, flags, "patch-sites", &["code"]);
+        assert_eq!(on.code(), Some(0), "{flags:?}: stderr:\n{}", on.stderr);
+        assert!(on.has_line("calls: ok"), "{flags:?}:\n{}", on.stdout);
+        let bytes = on
+            .stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("site bytes: "))
+            .unwrap_or_else(|| panic!("{flags:?}: no site bytes:\n{}", on.stdout));
+        // `jmp *[cell]` through a cell of the table at 0x6_0000 (byte 5 = 0x06).
+        assert!(
+            bytes.starts_with("ff 24 25 ") && bytes.ends_with(" 06 00"),
+            "{flags:?}: patched site bytes: {bytes}"
+        );
+    }
 }
 
 /// Calling the patch entry directly with garbage registers is one system call of the
@@ -117,7 +126,7 @@ fn code_bytes_change_with_patching_and_not_with_no_patch() {
 )]
 fn hostile_use_of_the_entry_and_the_table_gains_nothing() {
     let root = rootfs(&["patch-sites".to_owned()]);
-    let g = guest(&root, 2, &["--patch"], "patch-sites", &["hostile"]);
+    let g = guest(&root, 2, &[], "patch-sites", &["hostile"]);
     assert_eq!(
         g.code(),
         Some(0),

@@ -16,7 +16,8 @@
 //!
 //! Word 0 of the table (cell 0) holds the *entry* every cell jumps to, which the kernel chooses
 //! per address space: in a user sandbox [`USER_PATCH_ENTRY`], a fixed address where the stub
-//! maps a jump to its trampoline. The entry is called with the user's registers, `rax` = the
+//! maps a jump to its trampoline ([`entry_jump`]); in the trusted in-process mode the kernel
+//! sandbox's `inproc_syscall` entry (`crate::stub::StubTable::inproc_syscall`). The entry is called with the user's registers, `rax` = the
 //! system-call number and `rcx` = the address to return to (the two registers `syscall`
 //! clobbers, with `r11`), on the user's stack, which it must not touch (the red zone).
 //!
@@ -49,6 +50,23 @@ pub const SYSCALL_FROM_ENTRY: u64 = 1;
 const _: () = assert!(USER_PATCH_ENTRY > super::grant::USER_GRANT_BASE);
 const _: () = assert!(USER_PATCH_ENTRY < super::USER_CTX_BASE + 0x4000_0000);
 const _: () = assert!(PATCH_TABLE_BASE >= super::USER_BASE);
+
+/// Bytes of [`entry_jump`].
+pub const ENTRY_JUMP_LEN: usize = 16;
+
+/// The code at [`USER_PATCH_ENTRY`]: `jmp *[rip + 2]`, two `int3`, then `target` as an
+/// 8-byte-aligned quad (at offset 8 of the page-aligned entry).
+///
+/// The quad must be aligned: the entry runs with the program's flags, and a program may
+/// have `EFLAGS.AC` set (a `SIGBUS` handler for an alignment fault starts with the AC of
+/// the code that faulted, as on Linux), so an unaligned load of the target would raise
+/// `#AC` at the entry on every patched call — a `SIGBUS` the program never caused.
+pub fn entry_jump(target: u64) -> [u8; ENTRY_JUMP_LEN] {
+    let mut b = [0xccu8; ENTRY_JUMP_LEN];
+    b[..6].copy_from_slice(&[0xff, 0x25, 2, 0, 0, 0]);
+    b[8..].copy_from_slice(&target.to_le_bytes());
+    b
+}
 
 /// The system-call number of a patchable site: `b8 imm32 0f 05` (`mov $nr, %eax; syscall`).
 pub fn patchable_nr(site: &[u8; SITE_LEN]) -> Option<u32> {
@@ -105,6 +123,29 @@ pub fn is_race_restart(bytes: &[u8; SITE_LEN], next_cell: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_entry_jump_reads_an_aligned_target() {
+        let b = entry_jump(0x1122_3344_5566_7788);
+        assert_eq!(&b[..2], &[0xff, 0x25], "jmp qword ptr [rip + disp32]");
+        let disp = i32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+        // The operand: the address after the 6-byte instruction plus disp32.
+        let at = USER_PATCH_ENTRY.wrapping_add_signed(6 + i64::from(disp));
+        assert_eq!(at % 8, 0, "the target quad is 8-byte aligned (EFLAGS.AC)");
+        let off = (at - USER_PATCH_ENTRY) as usize;
+        assert_eq!(
+            u64::from_le_bytes(b[off..off + 8].try_into().unwrap()),
+            0x1122_3344_5566_7788
+        );
+        assert_eq!(USER_PATCH_ENTRY % 8, 0);
+    }
+
+    #[test]
+    fn table_words_a_patch_loads_are_aligned() {
+        // `jmp *[cell]` at a site and `jmp *[PATCH_TABLE_BASE]` in a cell: aligned loads.
+        assert_eq!(PATCH_TABLE_BASE % 8, 0);
+        assert_eq!(CELL_SIZE % 8, 0);
+    }
 
     #[test]
     fn only_the_mov_syscall_form_is_patchable() {

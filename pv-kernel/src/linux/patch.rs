@@ -16,7 +16,9 @@
 //! A live site is written in the order `patch_steps` gives, so another thread executing it
 //! meanwhile runs either the old code, or the old `mov` into byte 5 of the patch (`0x06`,
 //! invalid: `#UD`, which [`race_restart`] turns into a restart at the site), or the jump.
-//! `pvmux run --no-patch` (boot command `NO_PATCH`) turns all of it off.
+//! In the trusted in-process mode the table's header names the kernel sandbox's syscall entry
+//! instead ([`entry_of`]), and a `fork` child (always in a user sandbox) gets the user stub's
+//! ([`after_fork`]). `pvmux run --no-patch` (boot command `NO_PATCH`) turns all of it off.
 
 use core::sync::atomic::{fence, AtomicU8, Ordering};
 
@@ -96,6 +98,30 @@ fn take_cell(mm: &mut Mm, entry: u64) -> Option<u64> {
     Some(cell)
 }
 
+/// The entry a space's patched sites jump to (its table's header word): the user stub's
+/// [`USER_PATCH_ENTRY`] in a user sandbox; in the trusted in-process mode the kernel
+/// sandbox's own syscall entry (stub table entry `inproc_syscall`), so that a patched call
+/// is a jump into the stub and a return from `inproc_run`, with no signal.
+fn entry_of(inproc: bool) -> u64 {
+    if inproc {
+        crate::stub::inproc_syscall_entry()
+    } else {
+        USER_PATCH_ENTRY
+    }
+}
+
+/// After `fork` copied a space with a patch table into `child` (which runs in a user
+/// sandbox): points the child's copy of the table at the user stub's entry if the parent's
+/// named another (an in-process parent's). The child's table page becomes its own.
+pub(crate) fn after_fork(parent_inproc: bool, child: &mut Mm) {
+    if !parent_inproc || child.patch_next == 0 || child.patch_next == u32::MAX {
+        return;
+    }
+    // Nothing to write if the program unmapped the table's first page: its patched sites
+    // then fault there, as they would in the parent.
+    let _ = write_bytes(child, PATCH_TABLE_BASE, &USER_PATCH_ENTRY.to_le_bytes());
+}
+
 /// After a system call `nr` trapped with the return address `rip`: patches the site before it
 /// if it has the patchable form (and was not patched meanwhile by another thread).
 pub(crate) fn after_trap(space: &Space, rip: u64, nr: u64) {
@@ -118,7 +144,7 @@ pub(crate) fn after_trap(space: &Space, rip: u64, nr: u64) {
         skip.store(rip, Ordering::Relaxed);
         return;
     }
-    let Some(cell) = take_cell(&mut mm, USER_PATCH_ENTRY) else {
+    let Some(cell) = take_cell(&mut mm, entry_of(space.is_inproc())) else {
         return;
     };
     // The cell's table page, one page at a time (demand-zero, private).

@@ -10,7 +10,8 @@
  *                          then points its patch table at address 0 (it gets SIGSEGV)
  *
  * Output is the same natively and in a guest. Every site here is written out in assembly so
- * its form is the patchable one whatever the C library.
+ * its form is the patchable one whatever the C library. One check makes its calls with
+ * EFLAGS.AC (alignment checking) set, as a SIGBUS handler for an alignment fault does.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -108,6 +109,36 @@ static void registers(void) {
     }
     check(ok, "registers across a site");
     printf("registers: %s\n", ok ? "ok" : "bad");
+}
+
+/* ---- alignment checking: calls from a site with EFLAGS.AC set (as a SIGBUS handler for an
+ * alignment fault starts) work and keep AC; nothing on the way faults with #AC. ---- */
+extern void ac_site(long *out, long n);
+__asm__(".text\n"
+        ".globl ac_site\n"
+        "ac_site:\n"                 /* out[0..n) = getppid() results, out[n] = r11 of the last */
+        "  mov %rsi, %r8\n"
+        "  mov %rdi, %r9\n"
+        "  pushfq\n orl $0x40000, (%rsp)\n popfq\n"
+        "1:\n"
+        "  mov $110, %eax\n"
+        "  syscall\n"
+        "  mov %rax, (%r9)\n add $8, %r9\n"
+        "  dec %r8\n jnz 1b\n"
+        "  mov %r11, (%r9)\n"
+        "  pushfq\n andl $0xfffbffff, (%rsp)\n popfq\n"
+        "  ret\n");
+
+static void alignment_check(void) {
+    long out[9] = {0};
+    long p = getppid();
+    ac_site(out, 8); /* trapped, then patched */
+    int ok = 1;
+    for (int i = 0; i < 8; i++)
+        ok &= out[i] == p;
+    ok &= (out[8] & 0x40000) != 0; /* r11: the flags, AC included */
+    check(ok, "calls with EFLAGS.AC set");
+    printf("alignment-check: %s\n", ok ? "ok" : "bad");
 }
 
 /* ---- threads: many calls from several threads while their sites get patched ---- */
@@ -336,6 +367,7 @@ int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "hostile") == 0)
         return hostile();
     registers();
+    alignment_check();
     threads();
     signals();
     fork_after_patch();

@@ -46,9 +46,9 @@ pub const BOOT: &str = "boot_to_init";
 pub const UML_ENV: &str = "PVMUX_BENCH_UML";
 /// Environment variable naming the gVisor runtime (default `runsc`).
 pub const RUNSC_ENV: &str = "PVMUX_BENCH_RUNSC";
-/// Environment variable: `1` runs the pvmux guest with syscall-site patching (`--patch`,
-/// opt-in as in the CLI), to compare it with the trap path in the same session.
-pub const PATCH_ENV: &str = "PVMUX_BENCH_PATCH";
+/// Environment variable: `1` runs the pvmux guest with `--no-patch` (every system call
+/// traps), to compare syscall-site patching with the trap path in the same session.
+pub const NO_PATCH_ENV: &str = "PVMUX_BENCH_NO_PATCH";
 /// Name of the workload inside a root filesystem.
 const WORKLOAD_FILE: &str = "pvmux-user-bench";
 /// Name of the file the file figures read, next to the workload (for pvmux: in the host
@@ -570,7 +570,7 @@ impl Launcher<'_> {
             hostfs: share.is_some(),
             ..Options::default()
         };
-        let no_patch = std::env::var_os(PATCH_ENV).is_none_or(|v| v != "1");
+        let no_patch = std::env::var_os(NO_PATCH_ENV).is_some_and(|v| v == "1");
         let mut commands = super::trusted::commands(self.peer);
         commands.extend(no_patch.then_some(pvmux_hypercalls::bootargs::Command::NoPatch));
         let boot_args = BootArgsBuf::new(&options, commands, &argv)

@@ -322,15 +322,10 @@ pub struct RunArgs {
     /// letter or digit; a name in use is an error.
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
-    /// Let the guest kernel rewrite a program's `mov $nr,%eax; syscall` sites after they
-    /// trapped once, in that process's copy of the code, to enter the kernel without a signal
-    /// (syscall-site patching; a program that checksums its own code then sees the changed
-    /// bytes). Opt-in for now: with it, a signal frame written after patched calls can fail
-    /// (a Rust program's SIGBUS handler on its alternate stack gets SIGSEGV), see issue 13.
-    #[arg(long, conflicts_with = "no_patch")]
-    pub patch: bool,
-    /// Leave the guest programs' system-call sites as they are (the default; the flag is
-    /// kept for scripts and the `io.pvmux.no-patch` annotation).
+    /// Leave the guest programs' system-call sites as they are. By default the guest kernel
+    /// rewrites a `mov $nr,%eax; syscall` site after it trapped once, in that process's copy
+    /// of the code, to enter the kernel without a signal (several times faster); a program
+    /// that checksums its own code then sees the changed bytes.
     #[arg(long)]
     pub no_patch: bool,
 
@@ -532,7 +527,7 @@ impl InitSetup {
             task_limit: args.pids_limit,
             caps,
             user_isolation_none: args.user_isolation == UserIsolation::None,
-            no_patch: !args.patch,
+            no_patch: args.no_patch,
         })
     }
 }

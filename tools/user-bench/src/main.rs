@@ -237,12 +237,15 @@ fn measure(
     Ok(kept)
 }
 
-/// One batch of raw `getppid` system calls, per call.
+/// One batch of `getppid` calls through the C library's wrapper, per call: a system call
+/// that does no work, from the kind of call site real programs have (glibc's `__getppid` is
+/// `mov $110, %eax; syscall`, which syscall-site patching rewrites; the generic `syscall(3)`
+/// loads the number from a register and would never be patched, here or under gVisor).
 fn getppid_sample() -> Result<f64, String> {
     let t0 = now_ns();
     for _ in 0..GETPPID_BATCH {
         // SAFETY: getppid takes no arguments and cannot fail.
-        unsafe { libc::syscall(libc::SYS_getppid) };
+        std::hint::black_box(unsafe { libc::getppid() });
     }
     Ok((now_ns() - t0) as f64 / f64::from(GETPPID_BATCH))
 }

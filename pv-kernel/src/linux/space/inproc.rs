@@ -15,6 +15,7 @@
 use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 use pvmux_hypercalls::user::inproc::{InprocRun, INPROC_WIPE};
+use pvmux_hypercalls::user::patch::SYSCALL_FROM_ENTRY;
 use pvmux_hypercalls::user::{UserExit, UserOp};
 
 use super::handoff::{Exit, UserState};
@@ -116,10 +117,11 @@ impl Space {
         st.fs_base = run.fs_base;
         st.user_ns += super::handoff::ticks_to_ns(run.user_ticks);
         match UserExit::from_raw(run.exit) {
-            // Not `trapped` for patching: a patched site enters the user stub's patch
-            // entry, which the kernel sandbox does not map (wiring patched sites to
-            // `inproc_syscall` is still to do), so in-process sites are left as they are.
-            Some(UserExit::Syscall) => Exit::Syscall { trapped: false },
+            // Trapped (`SIGSYS`), unless it came through the stub's syscall entry, which
+            // the space's patched sites jump to (`linux/patch.rs`).
+            Some(UserExit::Syscall) => Exit::Syscall {
+                trapped: run.regs.fault_addr != SYSCALL_FROM_ENTRY,
+            },
             Some(UserExit::Exception) => Exit::Exception {
                 vector: run.regs.vector as u32,
                 error_code: run.regs.error_code,

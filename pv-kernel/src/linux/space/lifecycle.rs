@@ -150,7 +150,11 @@ impl Space {
         // Under the lock that the page map is copied under: a thread that changes the map
         // after the copy sees the fork when it next wants to run user code.
         self.forking.fetch_add(1, Ordering::SeqCst);
-        pm.fork_into(&mut child.mm.lock());
+        {
+            let mut cm = child.mm.lock();
+            pm.fork_into(&mut cm);
+            crate::linux::patch::after_fork(self.inproc, &mut cm);
+        }
         drop(pm);
         let synced = self.sync_ops();
         self.forking.fetch_sub(1, Ordering::SeqCst);

@@ -32,6 +32,7 @@ use pvmux_hypercalls::user::inproc::{
     in_inproc_window, InprocRun, INPROC_HIGH, INPROC_LEN_MAX, INPROC_LOW, INPROC_OPS_MAX,
     INPROC_WIPE,
 };
+use pvmux_hypercalls::user::patch::SYSCALL_FROM_ENTRY;
 use pvmux_hypercalls::user::{op, UserExit, UserOp};
 use pvmux_hypercalls::vcpu::pending;
 use pvmux_hypercalls::{HcError, TrapFrame, Vector};
@@ -219,12 +220,24 @@ global_asm!(
     "pop rbp",
     "ret",
     //
-    // The syscall entry: a patched call site jumps here with the registers a `syscall`
-    // instruction leaves (rax = number, rcx = return address, r11 = rflags).
+    // The syscall entry: a patched call site jumps here through its cell of the patch
+    // table (`pvmux_hypercalls::user::patch`) with rax = the number, rcx = the address after
+    // the site and every other register the program's, on the program's stack, which it
+    // must not touch (the red zone). Every load before the flags are cleared is aligned (the
+    // program may run with EFLAGS.AC set).
     ".globl pvmux_stub_inproc_syscall",
     "pvmux_stub_inproc_syscall:",
-    "mov gs:[{u_rax}], rax",
+    // No flag, no register but rsp and rbx changes before the flags are stored.
+    "mov gs:[{u_rsp}], rsp",
     "mov gs:[{u_rbx}], rbx",
+    "mov rbx, gs:[0]",
+    "mov rsp, [rbx + {k_rsp}]", // the kernel's stack, below inproc_run's frame
+    "pushfq",
+    "mov gs:[{u_rax}], rax",
+    "pop rax",
+    "mov gs:[{u_rflags}], rax",
+    "mov gs:[{u_r11}], rax", // as `syscall`: r11 = rflags
+    "mov rax, gs:[{u_rax}]",
     "mov gs:[{u_rcx}], rcx",
     "mov gs:[{u_rdx}], rdx",
     "mov gs:[{u_rsi}], rsi",
@@ -233,18 +246,14 @@ global_asm!(
     "mov gs:[{u_r8}], r8",
     "mov gs:[{u_r9}], r9",
     "mov gs:[{u_r10}], r10",
-    "mov gs:[{u_r11}], r11",
     "mov gs:[{u_r12}], r12",
     "mov gs:[{u_r13}], r13",
     "mov gs:[{u_r14}], r14",
     "mov gs:[{u_r15}], r15",
-    "mov gs:[{u_rsp}], rsp",
     "mov gs:[{u_rip}], rcx",
-    "mov gs:[{u_rflags}], r11",
     "mov qword ptr gs:[{u_vector}], {vec_syscall}",
     "mov gs:[{u_error}], rax",
-    "mov qword ptr gs:[{u_addr}], 0",
-    "mov rbx, gs:[0]",
+    "mov qword ptr gs:[{u_addr}], {from_entry}",
     "cmp dword ptr [rbx + {in_user}], 1",
     "jne 9f",
     "mov eax, dword ptr [rip + PVMUX_INPROC_XMASK]",
@@ -287,6 +296,7 @@ global_asm!(
     u_rsp = const u_off(offset_of!(TrapFrame, rsp)),
     vec_syscall = const Vector::Syscall as u32,
     exit_syscall = const UserExit::Syscall as u32,
+    from_entry = const SYSCALL_FROM_ENTRY,
 );
 
 extern "sysv64" {

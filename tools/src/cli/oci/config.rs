@@ -13,8 +13,7 @@ use oci_spec::runtime::{Mount, Spec};
 pub(crate) const ANNOTATION_VCPUS: &str = "io.pvmux.vcpus";
 /// Annotation: the guest kernel image (`--kernel`).
 pub(crate) const ANNOTATION_KERNEL: &str = "io.pvmux.kernel";
-/// Annotation: `"false"` lets the guest kernel patch system-call sites (`--patch`);
-/// `"true"` (the default) leaves them unpatched.
+/// Annotation: `"true"` leaves system-call sites unpatched (`--no-patch`).
 pub(crate) const ANNOTATION_NO_PATCH: &str = "io.pvmux.no-patch";
 
 /// The smallest guest memory (`--mem`).
@@ -275,8 +274,8 @@ pub(crate) fn map(spec: &Spec, bundle: &Path) -> anyhow::Result<Plan> {
         flag("--kernel", bundle.join(k).into());
     }
     match annotations.get(ANNOTATION_NO_PATCH).map(String::as_str) {
-        Some("true") | None => {}
-        Some("false") => a.push("--patch".into()),
+        Some("true") => a.push("--no-patch".into()),
+        Some("false") | None => {}
         Some(v) => bail!("annotation {ANNOTATION_NO_PATCH}: {v:?} is not \"true\" or \"false\""),
     }
 

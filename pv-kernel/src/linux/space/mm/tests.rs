@@ -811,3 +811,42 @@ fn forgetting_the_sandbox_keeps_the_map_and_maps_again_at_faults() {
         assert_eq!(m.frame_of(BASE + k * P), Some(frames[k as usize]));
     }
 }
+
+/// `fork` of an in-process space (whose patch table names the kernel sandbox's syscall
+/// entry): the child, which runs in a user sandbox, gets the user stub's entry in its own
+/// copy of the table's header, and the parent keeps its table; the child of a user-sandbox
+/// parent keeps the shared copy as it is.
+#[test]
+fn an_in_process_parents_fork_child_gets_the_user_stubs_entry() {
+    use pvmux_hypercalls::user::patch::{PATCH_TABLE_BASE, PATCH_TABLE_LEN, USER_PATCH_ENTRY};
+    const RX: u32 = prot::READ | prot::EXEC;
+    const INPROC_ENTRY: u64 = 0x1234_5678;
+    let mut parent = mm();
+    parent.add_vma(
+        PATCH_TABLE_BASE,
+        PATCH_TABLE_BASE + PATCH_TABLE_LEN,
+        RX,
+        None,
+    );
+    let table = parent.touch(PATCH_TABLE_BASE, false, false).unwrap();
+    pool_mem::write(table, &INPROC_ENTRY.to_le_bytes());
+    parent.patch_next = 2;
+    drain(&mut parent);
+    for (inproc, want) in [(false, INPROC_ENTRY), (true, USER_PATCH_ENTRY)] {
+        let mut child = Mm::new();
+        parent.fork_into(&mut child);
+        drain(&mut child);
+        crate::linux::patch::after_fork(inproc, &mut child);
+        let f = child.frame_of(PATCH_TABLE_BASE).unwrap();
+        assert_eq!(&frame_bytes(f)[..8], &want.to_le_bytes(), "inproc {inproc}");
+        assert_eq!(
+            f != table,
+            inproc,
+            "the child's own copy only when rewritten"
+        );
+        assert_eq!(&frame_bytes(table)[..8], &INPROC_ENTRY.to_le_bytes());
+        drain(&mut child);
+        release(child);
+    }
+    release(parent);
+}

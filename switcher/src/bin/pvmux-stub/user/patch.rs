@@ -4,8 +4,8 @@
 //!
 //! A patched site jumps through its cell of the space's patch table to [`USER_PATCH_ENTRY`], a
 //! page this stub maps at start-up (read and execute, outside the user window, where the
-//! filter lets the program map, unmap or re-protect nothing) holding `jmp *[rip]` to
-//! `pvmux_patch_entry`. The entry arrives on the program's stack with `rax` = the call's
+//! filter lets the program map, unmap or re-protect nothing) holding `jmp *[rip + 2]` to
+//! `pvmux_patch_entry` (its target quad aligned: `entry_jump`). The entry arrives on the program's stack with `rax` = the call's
 //! number and `rcx` = the address after the site; it never touches that stack (the red zone
 //! below `rsp` belongs to the program). It stores the user registers, flags and `rsp` through
 //! GS (each slot thread's GS base is its area, set before the filter; guest programs have no
@@ -33,7 +33,7 @@ use core::mem::offset_of;
 use core::sync::atomic::Ordering::Relaxed;
 
 use pvmux_hypercalls::user::handoff::UserTrap;
-use pvmux_hypercalls::user::patch::{SYSCALL_FROM_ENTRY, USER_PATCH_ENTRY};
+use pvmux_hypercalls::user::patch::{entry_jump, SYSCALL_FROM_ENTRY, USER_PATCH_ENTRY};
 use pvmux_hypercalls::user::UserExit;
 use pvmux_hypercalls::{Vector, PAGE_SIZE};
 
@@ -169,7 +169,7 @@ const FP_XSTATE_MAGIC1: u32 = 0x4650_5853;
 const FP_XSTATE_MAGIC2: u32 = 0x4650_5845;
 
 /// Start-up (before the filter): finds the XSAVE size, maps the entry page at
-/// [`USER_PATCH_ENTRY`] (a `jmp *[rip]` to `pvmux_patch_entry`, then read and execute).
+/// [`USER_PATCH_ENTRY`] (a `jmp *[rip + 2]` to `pvmux_patch_entry`, then read and execute).
 pub(super) fn setup() -> Result<(), u32> {
     let l1 = core::arch::x86_64::__cpuid(1);
     let osxsave = l1.ecx & (1 << 27) != 0;
@@ -195,11 +195,11 @@ pub(super) fn setup() -> Result<(), u32> {
             0,
         )?;
         let p = USER_PATCH_ENTRY as *mut u8;
-        // jmp qword ptr [rip + 0]; .quad pvmux_patch_entry
-        for (i, b) in [0xffu8, 0x25, 0, 0, 0, 0].into_iter().enumerate() {
+        // jmp qword ptr [rip + 2]; .quad pvmux_patch_entry (aligned: see `entry_jump`)
+        let code = entry_jump(pvmux_patch_entry as *const () as u64);
+        for (i, b) in code.into_iter().enumerate() {
             p.add(i).write(b);
         }
-        (p.add(6) as *mut u64).write_unaligned(pvmux_patch_entry as *const () as u64);
         sys::mprotect(USER_PATCH_ENTRY, PAGE_SIZE, 1 | 4)?;
     }
     Ok(())

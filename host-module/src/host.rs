@@ -104,8 +104,6 @@ fn snapshot_refusal(cfg: &TenantConfig) -> Option<String> {
         Some("it has host sockets (--net host / --publish), which cannot be carried".into())
     } else if args.user_isolation_none() {
         Some("it runs its programs in-process (--user-isolation none): their mappings live in the kernel sandbox".into())
-    } else if !args.no_patch() {
-        Some("syscall-site patching (--patch) keeps its tables in the user sandboxes".into())
     } else {
         None
     }

@@ -12,8 +12,10 @@
 //!   its parked contexts and says so with hypercall 46 `SnapshotResumed`.
 //!
 //! What cannot be carried is refused before the guest is asked: host sockets (`--net host`,
-//! `--publish`), exec sessions in progress, the trusted in-process mode and syscall-site
-//! patching (state in the sandboxes' own memory).
+//! `--publish`), exec sessions in progress and the trusted in-process mode (its mappings
+//! live in the kernel sandbox). Syscall-site patching is carried: the patched bytes and the
+//! patch table are ordinary guest pages of each process, and the table's header names the
+//! user stub's fixed patch entry (`USER_PATCH_ENTRY`), the same in the new sandboxes.
 
 pub mod format;
 

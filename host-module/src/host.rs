@@ -125,6 +125,7 @@ impl Host {
                 hostfs: cfg.hostfs,
                 net: cfg.net,
                 volumes: cfg.volumes,
+                channels: cfg.channels,
                 initial_balloon,
                 limits: Limits {
                     watchdog: cfg.watchdog,

@@ -34,11 +34,14 @@ pub mod pending {
     /// The host asks for the guest's figures (`StatsReport`) or set a new task limit
     /// (`TaskLimitTake`; docs/ABI.md §resources).
     pub const RESOURCES: u32 = 1 << 8;
+    /// A channel between kernels moved: the peer wrote, read or closed (`ChannelRecv`,
+    /// `ChannelSend`, `ChannelCtl`; docs/ABI.md §channels).
+    pub const CHANNEL: u32 = 1 << 9;
     /// The host changed the balloon target (`BalloonTake`; docs/ABI.md §balloon).
     pub const BALLOON: u32 = 1 << 14;
     /// All bits defined by this ABI version.
     pub const ALL: u32 =
-        TIMER | KICK | HOST | INPUT | NET | EXEC | SIGNAL | CONSOLE_SIZE | RESOURCES | BALLOON;
+        TIMER | KICK | HOST | INPUT | NET | EXEC | SIGNAL | CONSOLE_SIZE | RESOURCES | CHANNEL | BALLOON;
 }
 
 /// Indices into [`VcpuShared::stats`] (maintained by the stub, informational; 8 and 9 by the

@@ -92,6 +92,7 @@ pub fn launch_with_share(
         volumes: Vec::new(),
         sandbox_user: Default::default(),
         net: Default::default(),
+        channels: Vec::new(),
     };
     let start_mono_ns = monotonic_ns();
     let tenant = host.launch(cfg)?;

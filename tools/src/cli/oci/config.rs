@@ -16,6 +16,8 @@ pub(crate) const ANNOTATION_KERNEL: &str = "io.pvmux.kernel";
 /// Annotation: `"false"` lets the guest kernel patch system-call sites (`--patch`);
 /// `"true"` (the default) leaves them unpatched.
 pub(crate) const ANNOTATION_NO_PATCH: &str = "io.pvmux.no-patch";
+/// Annotation: channels to other tenants, comma-separated names (`pvmux run --channel`).
+pub(crate) const ANNOTATION_CHANNEL: &str = "io.pvmux.channel";
 
 /// The smallest guest memory (`--mem`).
 const MIN_MEM: u64 = 16 << 20;
@@ -278,6 +280,15 @@ pub(crate) fn map(spec: &Spec, bundle: &Path) -> anyhow::Result<Plan> {
         Some("true") | None => {}
         Some("false") => a.push("--patch".into()),
         Some(v) => bail!("annotation {ANNOTATION_NO_PATCH}: {v:?} is not \"true\" or \"false\""),
+    }
+
+    if let Some(list) = annotations.get(ANNOTATION_CHANNEL) {
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            pvmux_host::channel::check_name(name)
+                .map_err(|e| anyhow::anyhow!("annotation {ANNOTATION_CHANNEL}: {e}"))?;
+            a.push("--channel".into());
+            a.push(name.into());
+        }
     }
 
     a.push("--".into());

@@ -243,6 +243,8 @@ struct Inner {
     /// The object's indices were inconsistent: the channel is unusable.
     broken: AtomicBool,
     stop: AtomicBool,
+    /// The end was given up (its lock released, see [`Inner::leave`]).
+    left: AtomicBool,
     /// Raises `pending::CHANNEL` on the tenant (set when the tenant starts).
     raise: Mutex<Option<Arc<dyn Fn() + Send + Sync>>>,
 }
@@ -550,6 +552,30 @@ impl Inner {
         self.ring_bell(self.peer(), true);
     }
 
+    /// Gives the end up once both directions are closed: releases its lock and, when the
+    /// peer's is free too, removes the file (under the join lock, so that no tenant joins
+    /// the file being removed: a joiner rechecks the path after locking).
+    fn leave(&self) {
+        self.shut_wr();
+        self.shut_rd();
+        if self.left.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        if let Ok(_lock) = JoinLock::take(&self.file) {
+            let _ = ofd_lock(&self.file, self.me as i64, libc::F_OFD_SETLK, libc::F_UNLCK);
+            if !locked_elsewhere(&self.file, self.peer() as i64).unwrap_or(true) {
+                let same = match (self.file.metadata(), std::fs::symlink_metadata(&self.path)) {
+                    (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+                    _ => false,
+                };
+                if same {
+                    let _ = std::fs::remove_file(&self.path);
+                }
+            }
+        }
+        tracing::info!(channel = %self.name, end = self.me, "channel left");
+    }
+
     fn raise(&self) {
         let hook = self.raise.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some(h) = hook {
@@ -682,6 +708,7 @@ impl ChannelEnd {
                 peer_gone: AtomicBool::new(false),
                 broken: AtomicBool::new(false),
                 stop: AtomicBool::new(false),
+                left: AtomicBool::new(false),
                 raise: Mutex::new(None),
             });
             let i = Arc::clone(&inner);
@@ -718,10 +745,9 @@ impl ChannelEnd {
     }
 
     /// The tenant ended: both directions close (the peer reads the end of the stream, its
-    /// sends fail).
+    /// sends fail) and the end is given up (the last end to go removes the file).
     pub fn close(&self) {
-        self.inner.shut_wr();
-        self.inner.shut_rd();
+        self.inner.leave();
     }
 
     /// Sends `data` (at most [`IO_MAX`] bytes): bytes sent, or a hypercall return code.
@@ -759,29 +785,13 @@ impl ChannelEnd {
 impl Drop for ChannelEnd {
     fn drop(&mut self) {
         let i = &self.inner;
-        i.shut_wr();
-        i.shut_rd();
         i.stop.store(true, Ordering::SeqCst);
         i.end_word(i.me, BELL).fetch_add(1, Ordering::SeqCst);
         futex_wake(i.end_word(i.me, BELL));
         if let Some(t) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = t.join();
         }
-        // The last end to leave removes the file (under the join lock, so that no tenant
-        // joins the file being removed: a joiner rechecks the path after locking).
-        if let Ok(_lock) = JoinLock::take(&i.file) {
-            let peer = i.peer();
-            if !locked_elsewhere(&i.file, peer as i64).unwrap_or(true) {
-                let same = match (i.file.metadata(), std::fs::symlink_metadata(&i.path)) {
-                    (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
-                    _ => false,
-                };
-                if same {
-                    let _ = std::fs::remove_file(&i.path);
-                }
-            }
-        }
-        tracing::info!(channel = %i.name, end = i.me, "channel left");
+        i.leave();
     }
 }
 

@@ -390,14 +390,19 @@ impl Inner {
 
     /// The peer ended its stream: it shut writing, or its process is gone.
     fn peer_ended(&self) -> bool {
-        self.end_word(self.peer(), CLOSED_TX).load(Ordering::Acquire) != 0
+        self.end_word(self.peer(), CLOSED_TX)
+            .load(Ordering::Acquire)
+            != 0
             || self.peer_gone.load(Ordering::Acquire)
     }
 
     /// Sends fail: we shut writing, the peer reads no more, or it is gone.
     fn send_closed(&self) -> bool {
         self.shut_wr.load(Ordering::Acquire)
-            || self.end_word(self.peer(), CLOSED_RX).load(Ordering::Acquire) != 0
+            || self
+                .end_word(self.peer(), CLOSED_RX)
+                .load(Ordering::Acquire)
+                != 0
             || self.peer_gone.load(Ordering::Acquire)
     }
 
@@ -451,7 +456,8 @@ impl Inner {
             return e.to_ret();
         }
         *tail = tail.wrapping_add(n as u64);
-        self.ring_word(self.me, TAIL).store(*tail, Ordering::Release);
+        self.ring_word(self.me, TAIL)
+            .store(*tail, Ordering::Release);
         drop(tail);
         self.ring_bell(self.peer(), false);
         n as i64
@@ -494,7 +500,8 @@ impl Inner {
             take(&b[..n]);
         });
         *head = head.wrapping_add(n as u64);
-        self.ring_word(self.peer(), HEAD).store(*head, Ordering::Release);
+        self.ring_word(self.peer(), HEAD)
+            .store(*head, Ordering::Release);
         drop(head);
         self.ring_bell(self.peer(), false);
         n as i64
@@ -542,13 +549,15 @@ impl Inner {
         self.shut_wr.store(true, Ordering::SeqCst);
         // Under the tail lock: a send in progress publishes its bytes first.
         drop(self.tail.lock().unwrap_or_else(|e| e.into_inner()));
-        self.end_word(self.me, CLOSED_TX).store(1, Ordering::Release);
+        self.end_word(self.me, CLOSED_TX)
+            .store(1, Ordering::Release);
         self.ring_bell(self.peer(), true);
     }
 
     fn shut_rd(&self) {
         self.shut_rd.store(true, Ordering::SeqCst);
-        self.end_word(self.me, CLOSED_RX).store(1, Ordering::Release);
+        self.end_word(self.me, CLOSED_RX)
+            .store(1, Ordering::Release);
         self.ring_bell(self.peer(), true);
     }
 
@@ -648,7 +657,9 @@ impl ChannelEnd {
                 .map_err(io("cannot open the channel file"))?;
             let lock = JoinLock::take(&file).map_err(io("cannot lock the channel file"))?;
             // A leaving end may have removed the file between our open and our lock.
-            let meta = file.metadata().map_err(io("cannot stat the channel file"))?;
+            let meta = file
+                .metadata()
+                .map_err(io("cannot stat the channel file"))?;
             match std::fs::symlink_metadata(&path) {
                 Ok(m) if m.ino() == meta.ino() && m.dev() == meta.dev() => {}
                 _ => continue,
@@ -663,7 +674,8 @@ impl ChannelEnd {
             let fresh = !live[0] && !live[1];
             if fresh {
                 // First end (or a file left by tenants that are all gone): start afresh.
-                file.set_len(0).map_err(io("cannot reset the channel file"))?;
+                file.set_len(0)
+                    .map_err(io("cannot reset the channel file"))?;
                 file.set_len(OBJECT_SIZE)
                     .map_err(io("cannot size the channel file"))?;
             } else if meta.len() != OBJECT_SIZE {
@@ -677,18 +689,24 @@ impl ChannelEnd {
                     .store(CHANNEL_VERSION, Ordering::SeqCst);
                 map.word64(offset_of!(ChannelHeader, magic))
                     .store(CHANNEL_MAGIC, Ordering::SeqCst);
-            } else if map.word64(offset_of!(ChannelHeader, magic)).load(Ordering::SeqCst)
+            } else if map
+                .word64(offset_of!(ChannelHeader, magic))
+                .load(Ordering::SeqCst)
                 != CHANNEL_MAGIC
-                || map.word32(offset_of!(ChannelHeader, version)).load(Ordering::SeqCst)
+                || map
+                    .word32(offset_of!(ChannelHeader, version))
+                    .load(Ordering::SeqCst)
                     != CHANNEL_VERSION
-                || map.word64(offset_of!(ChannelHeader, ring_size)).load(Ordering::SeqCst)
+                || map
+                    .word64(offset_of!(ChannelHeader, ring_size))
+                    .load(Ordering::SeqCst)
                     != RING_SIZE
             {
                 return Err(ChannelError::Foreign(path));
             }
-            let Some(me) = (0..2).find(|&e| {
-                !live[e] && map.word32(end_off(e, JOINED)).load(Ordering::SeqCst) == 0
-            }) else {
+            let Some(me) = (0..2)
+                .find(|&e| !live[e] && map.word32(end_off(e, JOINED)).load(Ordering::SeqCst) == 0)
+            else {
                 return Err(ChannelError::Full(name.to_owned()));
             };
             ofd_lock(&file, me as i64, libc::F_OFD_SETLK, libc::F_WRLCK)
@@ -797,7 +815,12 @@ impl Drop for ChannelEnd {
 
 /// The channel hypercalls (`ChannelSend`, `ChannelRecv`, `ChannelCtl`) for a tenant with
 /// `chans`: every argument is checked (index, guest range, length cap, operation).
-pub(crate) fn hc(mem: &GuestMemory, chans: &[Arc<ChannelEnd>], call: Hypercall, a: [u64; 6]) -> i64 {
+pub(crate) fn hc(
+    mem: &GuestMemory,
+    chans: &[Arc<ChannelEnd>],
+    call: Hypercall,
+    a: [u64; 6],
+) -> i64 {
     if chans.is_empty() {
         return HcError::UnknownCall.to_ret();
     }
@@ -811,9 +834,7 @@ pub(crate) fn hc(mem: &GuestMemory, chans: &[Arc<ChannelEnd>], call: Hypercall, 
             if mem.check_range(gpa, len).is_err() {
                 return HcError::BadAddress.to_ret();
             }
-            i.send(len, |b| {
-                mem.read(gpa, b).map_err(|_| HcError::BadAddress)
-            })
+            i.send(len, |b| mem.read(gpa, b).map_err(|_| HcError::BadAddress))
         }
         Hypercall::ChannelRecv => {
             let (gpa, len) = (a[1], a[2].min(IO_MAX));
@@ -894,7 +915,10 @@ mod tests {
         assert!(e.to_string().contains("two tenants"));
         drop(a);
         // An end is used once: the freed end 0 is not taken over.
-        assert!(matches!(ChannelEnd::join(&dir, "c"), Err(ChannelError::Full(_))));
+        assert!(matches!(
+            ChannelEnd::join(&dir, "c"),
+            Err(ChannelError::Full(_))
+        ));
         assert!(dir.join("c").exists());
         drop(b);
         assert!(!dir.join("c").exists());
@@ -915,7 +939,10 @@ mod tests {
             ));
         }
         let names = vec!["a".to_owned(), "a".to_owned()];
-        assert!(matches!(join_all(&dir, &names), Err(ChannelError::Duplicate(_))));
+        assert!(matches!(
+            join_all(&dir, &names),
+            Err(ChannelError::Duplicate(_))
+        ));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -980,8 +1007,8 @@ mod tests {
         let dir = tmpdir("gone");
         let a = ChannelEnd::join(&dir, "c").unwrap();
         // The peer's end lock lives in a child process that dies without closing.
-        let path = std::ffi::CString::new(dir.join("c").into_os_string().into_encoded_bytes())
-            .unwrap();
+        let path =
+            std::ffi::CString::new(dir.join("c").into_os_string().into_encoded_bytes()).unwrap();
         let off = end_off(1, JOINED);
         // SAFETY: plain fork; the child makes only async-signal-safe calls and exits.
         let pid = unsafe { libc::fork() };
@@ -1017,7 +1044,10 @@ mod tests {
         unsafe { libc::waitpid(pid, &raw mut st, 0) };
         let t = std::time::Instant::now();
         while !a.inner.peer_gone.load(Ordering::SeqCst) {
-            assert!(t.elapsed() < Duration::from_secs(5), "peer death not noticed");
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "peer death not noticed"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         assert_eq!(a.send_bytes(b"x"), RET_CLOSED);
@@ -1060,7 +1090,9 @@ mod tests {
             }
         }
         // Within bounds but lying: the reader gets at most a ring of stale bytes, no more.
-        b.inner.ring_word(0, TAIL).store(RING_SIZE, Ordering::SeqCst);
+        b.inner
+            .ring_word(0, TAIL)
+            .store(RING_SIZE, Ordering::SeqCst);
         let mut buf = vec![0u8; IO_MAX as usize];
         let mut total = 0;
         loop {
@@ -1122,7 +1154,10 @@ mod tests {
         assert_eq!(b.recv_bytes(&mut buf), 11);
         assert_eq!(&buf, b"guest bytes");
         assert_eq!(b.send_bytes(b"back"), 4);
-        assert_eq!(call(Hypercall::ChannelRecv, [0, 0x2000, 1 << 40, 0, 0, 0]), 4);
+        assert_eq!(
+            call(Hypercall::ChannelRecv, [0, 0x2000, 1 << 40, 0, 0, 0]),
+            4
+        );
         assert_eq!(mem.read_vec(0x2000, 4).unwrap(), b"back");
         assert_eq!(call(Hypercall::ChannelCtl, [0, op::SHUT_WR, 0, 0, 0, 0]), 0);
         assert_eq!(b.recv_bytes(&mut buf), 0);

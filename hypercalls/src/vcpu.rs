@@ -40,8 +40,17 @@ pub mod pending {
     /// The host changed the balloon target (`BalloonTake`; docs/ABI.md §balloon).
     pub const BALLOON: u32 = 1 << 14;
     /// All bits defined by this ABI version.
-    pub const ALL: u32 =
-        TIMER | KICK | HOST | INPUT | NET | EXEC | SIGNAL | CONSOLE_SIZE | RESOURCES | CHANNEL | BALLOON;
+    pub const ALL: u32 = TIMER
+        | KICK
+        | HOST
+        | INPUT
+        | NET
+        | EXEC
+        | SIGNAL
+        | CONSOLE_SIZE
+        | RESOURCES
+        | CHANNEL
+        | BALLOON;
 }
 
 /// Indices into [`VcpuShared::stats`] (maintained by the stub, informational; 8 and 9 by the

@@ -46,8 +46,18 @@ impl Root {
             args.push("--detach");
         }
         args.extend([
-            "--mem", "256M", "--channel", channel, "-v", &vol, "--rootfs", "/", "--", "/bin/sh",
-            "-c", script,
+            "--mem",
+            "256M",
+            "--channel",
+            channel,
+            "-v",
+            &vol,
+            "--rootfs",
+            "/",
+            "--",
+            "/bin/sh",
+            "-c",
+            script,
         ]);
         self.pvmux(&args)
     }
@@ -129,8 +139,16 @@ fn megabytes_cross_both_ways_between_two_kernels() {
     assert!(r.stdout.contains("a-done"), "{}", r.context());
     // The device is a character device under /dev/pvmux.
     assert!(r.stdout.contains("crw-rw-rw-"), "{}", r.context());
-    same("A to B", &std::fs::read(out.0.join("b-got")).unwrap(), &to_b);
-    same("B to A", &std::fs::read(out.0.join("a-got")).unwrap(), &to_a);
+    same(
+        "A to B",
+        &std::fs::read(out.0.join("b-got")).unwrap(),
+        &to_b,
+    );
+    same(
+        "B to A",
+        &std::fs::read(out.0.join("a-got")).unwrap(),
+        &to_a,
+    );
     wait_for("b prints b-done", || {
         root.pvmux(&["logs", "b"]).stdout.contains("b-done")
     });
@@ -181,7 +199,10 @@ fn a_stopped_writer_ends_the_stream_and_a_third_tenant_is_refused() {
     wait_for("r sees the end of the stream", || {
         std::fs::read_to_string(out.0.join("r-end")).is_ok_and(|s| s == "status=0\n")
     });
-    assert_eq!(std::fs::read(out.0.join("r-got")).unwrap(), b"partial-line\n");
+    assert_eq!(
+        std::fs::read(out.0.join("r-got")).unwrap(),
+        b"partial-line\n"
+    );
     root.stop("r");
     assert!(!root.channel_file("c2").exists());
 }

@@ -284,9 +284,7 @@ pub fn parse_word(word: &str) -> Result<Word<'_>, Error<'_>> {
         }
         "hostname" if super::hostname_ok(v.as_bytes()) => cmd(Command::Hostname(v.as_bytes())),
         "hostname" => Err(value("1 to 64 bytes")),
-        "channel" if crate::channel::name_ok(v.as_bytes()) => {
-            cmd(Command::Channel(v.as_bytes()))
-        }
+        "channel" if crate::channel::name_ok(v.as_bytes()) => cmd(Command::Channel(v.as_bytes())),
         "channel" => Err(value(
             "1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit",
         )),

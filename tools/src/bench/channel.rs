@@ -162,7 +162,10 @@ fn pvmux(
             }
             BootArgsBuf::new(
                 &Options::default(),
-                [BootCommand::Channel(CHANNEL.as_bytes()), BootCommand::NoPatch],
+                [
+                    BootCommand::Channel(CHANNEL.as_bytes()),
+                    BootCommand::NoPatch,
+                ],
                 &argv,
             )
             .map_err(|e| format!("cannot encode the boot arguments: {e}"))

@@ -71,7 +71,15 @@ pub fn launch_with_share(
     hostfs: Option<Arc<pvmux_host::hostfs::HostFs>>,
 ) -> Result<Launched, HostError> {
     launch_with_channels(
-        host, kernel, name, mem_size, boot_args, console, initrd, hostfs, Vec::new(),
+        host,
+        kernel,
+        name,
+        mem_size,
+        boot_args,
+        console,
+        initrd,
+        hostfs,
+        Vec::new(),
     )
 }
 

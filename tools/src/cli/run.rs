@@ -772,7 +772,11 @@ pub(crate) fn channels_dir(root: &std::path::Path) -> PathBuf {
 
 /// Checks `args` and opens everything the guest needs, booting nothing. `log` is the `--log`
 /// filter; `root` the state root (where `--channel`s live).
-pub(crate) fn prepare(args: &RunArgs, log: &str, root: &std::path::Path) -> anyhow::Result<Prepared> {
+pub(crate) fn prepare(
+    args: &RunArgs,
+    log: &str,
+    root: &std::path::Path,
+) -> anyhow::Result<Prepared> {
     // The host's one-time detection runs while this prepares the boot.
     pvmux_host::warm_up();
     let debug = debug_logging(log);
@@ -806,15 +810,16 @@ pub(crate) fn prepare(args: &RunArgs, log: &str, root: &std::path::Path) -> anyh
     };
     let volumes = open_volumes(&args.volume)?;
     if !args.channel.is_empty() && args.restart != RestartPolicy::never() {
-        anyhow::bail!("--channel and --restart exclude each other (a channel carries one stream each way)");
+        anyhow::bail!(
+            "--channel and --restart exclude each other (a channel carries one stream each way)"
+        );
     }
     let channels = if args.channel.is_empty() {
         Vec::new()
     } else {
         let dir = channels_dir(&std::path::absolute(root)?);
-        pvmux_host::channel::join_all(&dir, &args.channel).map_err(|e| {
-            anyhow::anyhow!("--channel: {e}")
-        })?
+        pvmux_host::channel::join_all(&dir, &args.channel)
+            .map_err(|e| anyhow::anyhow!("--channel: {e}"))?
     };
     let plan = Plan {
         hostfs,

@@ -189,5 +189,9 @@ pub(crate) fn main(args: &[String]) -> Option<ExitCode> {
     }
     drop(s);
     super::say("@bench-done");
-    Some(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Some(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -74,13 +74,19 @@ fn send(index: u8, data: &[u8]) -> Result<usize, Errno> {
     let data = &data[..data.len().min(IO_MAX as usize)];
     let nr = Hypercall::ChannelSend;
     if let Some(g) = gpa_of(data) {
-        return result(crate::hcall::channel(nr, [u64::from(index), g, data.len() as u64]));
+        return result(crate::hcall::channel(
+            nr,
+            [u64::from(index), g, data.len() as u64],
+        ));
     }
     let mut b = Vec::new();
     b.try_reserve_exact(data.len()).map_err(|_| Errno::ENOMEM)?;
     b.extend_from_slice(data);
     let g = gpa_of(&b).ok_or(Errno::EIO)?;
-    result(crate::hcall::channel(nr, [u64::from(index), g, b.len() as u64]))
+    result(crate::hcall::channel(
+        nr,
+        [u64::from(index), g, b.len() as u64],
+    ))
 }
 
 /// One `ChannelRecv` into (a prefix of) `buf`.

@@ -148,7 +148,7 @@ impl Mapping {
 
     /// The 32-bit word at byte `off` of the header (4-byte aligned, inside the header).
     fn word32(&self, off: usize) -> &AtomicU32 {
-        assert!(off % 4 == 0 && off + 4 <= size_of::<ChannelHeader>());
+        assert!(off.is_multiple_of(4) && off + 4 <= size_of::<ChannelHeader>());
         // SAFETY: in bounds and aligned (checked); atomics are the only access to header
         // words, by both processes.
         unsafe { &*self.ptr.as_ptr().add(off).cast::<AtomicU32>() }
@@ -156,7 +156,7 @@ impl Mapping {
 
     /// The 64-bit word at byte `off` of the header.
     fn word64(&self, off: usize) -> &AtomicU64 {
-        assert!(off % 8 == 0 && off + 8 <= size_of::<ChannelHeader>());
+        assert!(off.is_multiple_of(8) && off + 8 <= size_of::<ChannelHeader>());
         // SAFETY: as `word32`.
         unsafe { &*self.ptr.as_ptr().add(off).cast::<AtomicU64>() }
     }
@@ -565,11 +565,12 @@ impl Inner {
     /// peer's is free too, removes the file (under the join lock, so that no tenant joins
     /// the file being removed: a joiner rechecks the path after locking).
     fn leave(&self) {
-        self.shut_wr();
-        self.shut_rd();
+        // Once only: after the lock is released the file may belong to a new pair.
         if self.left.swap(true, Ordering::SeqCst) {
             return;
         }
+        self.shut_wr();
+        self.shut_rd();
         if let Ok(_lock) = JoinLock::take(&self.file) {
             let _ = ofd_lock(&self.file, self.me as i64, libc::F_OFD_SETLK, libc::F_UNLCK);
             if !locked_elsewhere(&self.file, self.peer() as i64).unwrap_or(true) {

@@ -490,7 +490,7 @@ mod tests {
                       {"destination":"/dev/shm","type":"bind","source":"shm"},
                       {"destination":"/gone","type":"bind","source":"missing"}],
             "hostname":"box",
-            "annotations":{"io.pvmux.vcpus":"3","other":"x"},
+            "annotations":{"io.pvmux.vcpus":"3","other":"x","io.pvmux.channel":"c1, c2"},
             "linux":{"resources":{"memory":{"limit":100000000},"cpu":{"quota":50000,"period":100000,"shares":512},
               "pids":{"limit":10}}}}"#,
         );
@@ -539,6 +539,10 @@ mod tests {
             "10",
             "--vcpus",
             "3",
+            "--channel",
+            "c1",
+            "--channel",
+            "c2",
             "--",
             "/bin/sh",
             "-c",
@@ -553,7 +557,7 @@ mod tests {
             "{:#?}",
             p.warnings
         );
-        assert_eq!(p.annotations.len(), 2);
+        assert_eq!(p.annotations.len(), 3);
         // The flags are pvmux run's.
         use clap::Parser;
         let cli = crate::cli::Cli::try_parse_from(

@@ -102,6 +102,8 @@ fn snapshot_refusal(cfg: &TenantConfig) -> Option<String> {
     let args = cfg.boot_args.args();
     if cfg.net.enabled() {
         Some("it has host sockets (--net host / --publish), which cannot be carried".into())
+    } else if !cfg.channels.is_empty() {
+        Some("it has channels to other kernels (--channel): the peer's side of each ring lives in the other tenant".into())
     } else if args.user_isolation_none() {
         Some("it runs its programs in-process (--user-isolation none): their mappings live in the kernel sandbox".into())
     } else {
@@ -235,6 +237,7 @@ impl Host {
                 net: cfg.net,
                 volumes: cfg.volumes,
                 initial_balloon: 0,
+                channels: cfg.channels,
                 snapshot_refusal: refusal,
                 limits: Limits {
                     watchdog: cfg.watchdog,
@@ -337,6 +340,7 @@ impl Host {
                 hostfs: cfg.hostfs,
                 net: cfg.net,
                 volumes: cfg.volumes,
+                channels: cfg.channels,
                 initial_balloon,
                 snapshot_refusal: refusal,
                 limits: Limits {

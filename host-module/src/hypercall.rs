@@ -64,6 +64,10 @@ pub(crate) trait HcEnv {
     fn volumes(&self) -> &[std::sync::Arc<crate::volume::Volume>] {
         &[]
     }
+    /// The tenant's channels to other tenants, by index.
+    fn channels(&self) -> &[std::sync::Arc<crate::channel::ChannelEnd>] {
+        &[]
+    }
     /// The tenant's exec sessions, if it takes them.
     fn exec(&self) -> Option<&crate::exec::ExecTable> {
         None
@@ -114,6 +118,9 @@ pub(crate) fn handle(mem: &GuestMemory, env: &dyn HcEnv, nr: u64, args: [u64; 6]
         | Hypercall::NetSetOpt
         | Hypercall::NetGetOpt
         | Hypercall::NetPublished => HcAction::Return(crate::net::hc(mem, env.net(), call, args)),
+        Hypercall::ChannelSend | Hypercall::ChannelRecv | Hypercall::ChannelCtl => {
+            HcAction::Return(crate::channel::hc(mem, env.channels(), call, args))
+        }
         Hypercall::ExecFetch
         | Hypercall::ExecStatus
         | Hypercall::ExecWrite

@@ -9,6 +9,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod balloon;
+pub mod channel;
 pub mod clock;
 mod console;
 pub mod console_input;

@@ -47,6 +47,7 @@ fn config(name: &str, vcpus: u32, console: Capture) -> TenantConfig {
         volumes: Vec::new(),
         sandbox_user: Default::default(),
         net: Default::default(),
+        channels: Vec::new(),
     }
 }
 

@@ -91,6 +91,9 @@ pub struct TenantConfig {
     /// Host networking (`--net host`, `--publish`, see [`crate::net`]); default: none (the
     /// guest has only its own loopback).
     pub net: crate::net::NetConfig,
+    /// Channels to other tenants (`--channel`, see [`crate::channel`]), by channel index
+    /// (the order of the boot arguments' `CHANNEL` records).
+    pub channels: Vec<Arc<crate::channel::ChannelEnd>>,
 }
 
 impl TenantConfig {
@@ -125,6 +128,7 @@ impl TenantConfig {
             volumes: Vec::new(),
             sandbox_user: SandboxUser::DEFAULT,
             net: crate::net::NetConfig::default(),
+            channels: Vec::new(),
         }
     }
 }
@@ -150,6 +154,7 @@ impl std::fmt::Debug for TenantConfig {
             .field("volumes", &self.volumes.len())
             .field("sandbox_user", &self.sandbox_user)
             .field("net", &self.net)
+            .field("channels", &self.channels)
             .finish_non_exhaustive()
     }
 }
@@ -241,6 +246,8 @@ struct Shared {
     cpu: OnceLock<Arc<crate::limits::budget::TenantCpu>>,
     /// Host networking, when the tenant has some.
     net: OnceLock<Arc<crate::net::HostNet>>,
+    /// Channels to other tenants, by index.
+    channels: Vec<Arc<crate::channel::ChannelEnd>>,
     /// Exec sessions (`Tenant::exec`).
     exec: Arc<crate::exec::ExecTable>,
     /// Whether the tenant is paused (`crate::pause`); the lock orders pauses and resumes.
@@ -295,6 +302,11 @@ impl Shared {
             }
         }
         st.1 = Some(outcome);
+        drop(st);
+        // The peers of its channels read the end of the stream; their sends fail.
+        for c in &self.channels {
+            c.close();
+        }
     }
 
     fn has_outcome(&self) -> bool {
@@ -594,6 +606,10 @@ impl HcEnv for Shared {
 
     fn volumes(&self) -> &[Arc<crate::volume::Volume>] {
         &self.volumes
+    }
+
+    fn channels(&self) -> &[Arc<crate::channel::ChannelEnd>] {
+        &self.channels
     }
 
     fn exec(&self) -> Option<&crate::exec::ExecTable> {
@@ -1134,6 +1150,7 @@ pub(crate) struct TenantParts {
     pub(crate) hostfs: Option<Arc<crate::hostfs::HostFs>>,
     pub(crate) net: crate::net::NetConfig,
     pub(crate) volumes: Vec<Arc<crate::volume::Volume>>,
+    pub(crate) channels: Vec<Arc<crate::channel::ChannelEnd>>,
     /// Pages the guest's balloon starts with (`TenantConfig::mem_initial`).
     pub(crate) initial_balloon: u64,
     /// Why this tenant cannot be snapshotted, if so (its configuration).
@@ -1206,6 +1223,7 @@ impl Tenant {
                 volumes: parts.volumes,
                 cpu: OnceLock::new(),
                 net: OnceLock::new(),
+                channels: parts.channels,
                 exec: Arc::new(crate::exec::ExecTable::new(Box::new(move || {
                     if let Some(s) = exec_weak.upgrade() {
                         s.raise(pvmux_hypercalls::vcpu::pending::EXEC);
@@ -1230,6 +1248,14 @@ impl Tenant {
             let net = crate::net::HostNet::start(parts.net, raise)
                 .map_err(|e| HostError::os("opening the --publish listeners", e))?;
             let _ = shared.net.set(net);
+        }
+        for c in &shared.channels {
+            let weak = Arc::downgrade(&shared);
+            c.set_raise(Arc::new(move || {
+                if let Some(s) = weak.upgrade() {
+                    s.raise(pvmux_hypercalls::vcpu::pending::CHANNEL);
+                }
+            }));
         }
         let (tx, rx) = mpsc::channel();
         let s = Arc::clone(&shared);
@@ -1622,6 +1648,8 @@ fn pending_names(bits: u32) -> String {
         (pending::SIGNAL, "SIGNAL"),
         (pending::CONSOLE_SIZE, "CONSOLE_SIZE"),
         (pending::RESOURCES, "RESOURCES"),
+        (pending::CHANNEL, "CHANNEL"),
+        (pending::BALLOON, "BALLOON"),
     ]
     .iter()
     .filter(|(b, _)| bits & b != 0)

@@ -42,6 +42,7 @@ fn config(i: usize) -> TenantConfig {
         volumes: Vec::new(),
         sandbox_user: Default::default(),
         net: Default::default(),
+        channels: Vec::new(),
     }
 }
 

@@ -358,6 +358,9 @@ enum pvmux_hypercall {
     PVMUX_HC_EXEC_SIGNAL_TAKE = 33, /* (session) -> signals sent to its program, taken */
     PVMUX_HC_TASK_LIMIT_TAKE = 34, /* () -> new task limit, 0 = none (ABI v6) */
     PVMUX_HC_STATS_REPORT = 35,    /* (rec_gpa: struct pvmux_guest_stats) -> 0 (ABI v6) */
+    PVMUX_HC_CHANNEL_SEND = 36,    /* (index, buf_gpa, len) -> n | busy | CHANNEL_CLOSED */
+    PVMUX_HC_CHANNEL_RECV = 37,    /* (index, buf_gpa, len) -> n (0: end of stream) | busy */
+    PVMUX_HC_CHANNEL_CTL = 38,     /* (index, op, arg) -> poll bits | 0 */
     PVMUX_HC_BALLOON_TAKE = 43,    /* () -> balloon target, pages (ABI v6) */
     PVMUX_HC_BALLOON_REPORT = 44,  /* (ranges_gpa, count, status) -> 0 (ABI v6) */
     PVMUX_HC_SNAPSHOT_PARK = 42,   /* (online) -> 0 when the tenant goes on (ABI v6) */
@@ -440,14 +443,15 @@ struct pvmux_sandbox_header {
 #define PVMUX_PENDING_SIGNAL (1u << 6) /* the host sent init a signal: signal_take */
 #define PVMUX_PENDING_CONSOLE_SIZE (1u << 7) /* the console was resized: console_winsize */
 #define PVMUX_PENDING_RESOURCES (1u << 8) /* task_limit_take, then stats_report */
+#define PVMUX_PENDING_CHANNEL (1u << 9)   /* a channel's peer moved: retry channel calls */
 #define PVMUX_PENDING_BALLOON (1u << 14)  /* balloon_take, then balloon_report */
 #define PVMUX_PENDING_SNAPSHOT (1u << 11) /* park every vCPU: snapshot_park */
 #define PVMUX_BOOT_FLAG_RESUME (1u << 0)  /* boot_info.flags: resume a snapshot */
 #define PVMUX_PENDING_ALL                                                                  \
     (PVMUX_PENDING_TIMER | PVMUX_PENDING_KICK | PVMUX_PENDING_HOST | PVMUX_PENDING_INPUT | \
      PVMUX_PENDING_NET | PVMUX_PENDING_EXEC | PVMUX_PENDING_SIGNAL |                        \
-     PVMUX_PENDING_CONSOLE_SIZE | PVMUX_PENDING_RESOURCES | PVMUX_PENDING_BALLOON | \
-     PVMUX_PENDING_SNAPSHOT)
+     PVMUX_PENDING_CONSOLE_SIZE | PVMUX_PENDING_RESOURCES | PVMUX_PENDING_CHANNEL |        \
+     PVMUX_PENDING_BALLOON | PVMUX_PENDING_SNAPSHOT)
 
 /* Indices into VcpuShared.stats */
 #define PVMUX_STAT_SHADOW_FILLS 0
@@ -695,6 +699,7 @@ struct pvmux_user_slot {
 #define PVMUX_BOOT_CMD_CAPS 24u
 #define PVMUX_BOOT_CMD_NO_PATCH 26u /* [no payload] leave syscall sites unpatched (ABI v6) */
 #define PVMUX_BOOT_CMD_USER_ISOLATION_NONE 27u /* [none] the trusted in-process mode (ABI v6) */
+#define PVMUX_BOOT_CMD_CHANNEL 28u /* [name] channel index i = i-th record: /dev/pvmux/NAME */
 #define PVMUX_CAP_LAST_CAP 40u
 #define PVMUX_HOSTNAME_MAX 64u
 #define PVMUX_BOOT_VOLUME_READ_ONLY 1u /* VOLUME flags: every change is EROFS */
@@ -975,6 +980,23 @@ struct pvmux_balloon_range {
 };
 
 _Static_assert(sizeof(struct pvmux_balloon_range) == 16, "BalloonRange size");
+
+/* ------------------------------------------------------------------------------------------
+ * Channels between kernels (ABI v6): PVMUX_PENDING_CHANNEL, channel_send/recv/ctl
+ * ---------------------------------------------------------------------------------------- */
+
+#define PVMUX_CHANNEL_MAX 16u            /* channels per tenant */
+#define PVMUX_CHANNEL_NAME_MAX 64u       /* [A-Za-z0-9][A-Za-z0-9_.-]* */
+#define PVMUX_CHANNEL_IO_MAX (256u * 1024u) /* bytes per channel_send/recv */
+#define PVMUX_CHANNEL_CLOSED (-100)      /* channel_send: the peer reads no more (EPIPE) */
+#define PVMUX_CHANNEL_BROKEN (-101)      /* the channel's shared indices are bad (EIO) */
+#define PVMUX_CHANNEL_OP_POLL 1u         /* arg: PVMUX_CHANNEL_POLL_* wanted */
+#define PVMUX_CHANNEL_OP_SHUT_WR 2u
+#define PVMUX_CHANNEL_OP_SHUT_RD 3u
+#define PVMUX_CHANNEL_POLL_READABLE 1u
+#define PVMUX_CHANNEL_POLL_WRITABLE 2u
+#define PVMUX_CHANNEL_POLL_HUP 4u
+#define PVMUX_CHANNEL_POLL_CLOSED 8u
 
 /* ------------------------------------------------------------------------------------------
  * Compile-time layout checks (the same values the Rust crate asserts)

@@ -207,6 +207,10 @@ pub mod command {
     /// Do not rewrite system-call sites of guest programs (`pvmux run --no-patch`; ABI v6):
     /// every guest system call traps. No payload. Not run.
     pub const NO_PATCH: u16 = 26;
+    /// A channel between kernels (`pvmux run --channel NAME`; ABI v6): payload the name,
+    /// [`crate::channel::name_ok`]. The `i`-th `CHANNEL` record is channel index `i` of the
+    /// channel hypercalls; the guest shows it as `/dev/pvmux/NAME`. Not run.
+    pub const CHANNEL: u16 = 28;
 }
 
 /// The highest capability number the guest knows (Linux 6.1's `CAP_LAST_CAP`,
@@ -655,6 +659,9 @@ pub enum Command<'a> {
     /// Leave guest programs' system-call sites as they are ([`command::NO_PATCH`]); not run:
     /// [`BootArgs::no_patch`] says whether there is one.
     NoPatch,
+    /// A channel between kernels ([`command::CHANNEL`]); not run: [`BootArgs::channels`]
+    /// lists them in index order.
+    Channel(&'a [u8]),
 }
 
 impl Command<'_> {
@@ -678,6 +685,7 @@ impl Command<'_> {
                 | Self::Caps(_)
                 | Self::UserIsolationNone
                 | Self::NoPatch
+                | Self::Channel(_)
         )
     }
 
@@ -707,6 +715,7 @@ impl Command<'_> {
             Self::Caps(_) => command::CAPS,
             Self::UserIsolationNone => command::USER_ISOLATION_NONE,
             Self::NoPatch => command::NO_PATCH,
+            Self::Channel(_) => command::CHANNEL,
         }
     }
 }
@@ -797,6 +806,8 @@ pub enum EncodeError {
     BadHostname,
     /// A task limit of 0.
     BadTaskLimit,
+    /// A channel name that [`crate::channel::name_ok`] refuses.
+    BadChannel,
     /// Capability sets with a bit above [`CAP_LAST_CAP`] or that break Linux's invariants
     /// ([`CapSets::ok`]).
     BadCaps,
@@ -830,6 +841,10 @@ impl fmt::Display for EncodeError {
                 "a host name is empty, longer than {HOSTNAME_MAX} bytes or has a NUL byte"
             ),
             Self::BadTaskLimit => f.write_str("a task limit is 0"),
+            Self::BadChannel => f.write_str(
+                "a channel name is not 1 to 64 letters, digits, '_', '.' or '-' starting with a \
+                 letter or digit",
+            ),
             Self::BadCaps => write!(
                 f,
                 "capability sets name a capability above {CAP_LAST_CAP}, or the effective set \
@@ -984,6 +999,14 @@ impl<'a> BootArgs<'a> {
                 _ => None,
             })
             .last()
+    }
+
+    /// The channels between kernels ([`Command::Channel`]), in index order.
+    pub fn channels(&self) -> impl Iterator<Item = &'a [u8]> + '_ {
+        self.commands().filter_map(|c| match c {
+            Command::Channel(n) => Some(n),
+            _ => None,
+        })
     }
 
     /// The guest's host name: the last [`Command::Hostname`], if any.
@@ -1160,6 +1183,8 @@ fn read_command(bytes: &[u8]) -> Result<(Command<'_>, usize), DecodeError> {
         command::CAPS => Command::Caps(CapSets::from_le_bytes(payload).ok_or(bad)?),
         command::USER_ISOLATION_NONE => none(Command::UserIsolationNone)?,
         command::NO_PATCH => none(Command::NoPatch)?,
+        command::CHANNEL if crate::channel::name_ok(payload) => Command::Channel(payload),
+        command::CHANNEL => return Err(bad),
         k => return Err(DecodeError::UnknownCommand(k)),
     };
     Ok((c, RECORD_HEADER_LEN + payload.len()))
@@ -1356,6 +1381,8 @@ impl<'b> Encoder<'b> {
             Command::Workdir(_) => return Err(EncodeError::BadWorkdir),
             Command::Hostname(h) if hostname_ok(h) => h,
             Command::Hostname(_) => return Err(EncodeError::BadHostname),
+            Command::Channel(n) if crate::channel::name_ok(n) => n,
+            Command::Channel(_) => return Err(EncodeError::BadChannel),
             Command::TaskLimit(0) => return Err(EncodeError::BadTaskLimit),
             Command::TaskLimit(n) => {
                 record[..4].copy_from_slice(&n.to_le_bytes());

@@ -134,6 +134,15 @@ pub enum Hypercall {
     /// `StatsReport(rec_gpa) -> 0`: the guest's figures, a [`crate::resources::GuestStats`]
     /// at `rec_gpa`, asked for with `pending::RESOURCES` (docs/ABI.md §resources; ABI v6).
     StatsReport = 35,
+    /// `ChannelSend(index, buf_gpa, len) -> n`: bytes into channel `index`'s ring towards
+    /// the peer tenant (docs/ABI.md §channels, [`crate::channel`]).
+    ChannelSend = 36,
+    /// `ChannelRecv(index, buf_gpa, len) -> n`: bytes from channel `index`'s ring from the
+    /// peer tenant; 0 at the end of its stream.
+    ChannelRecv = 37,
+    /// `ChannelCtl(index, op, arg)`: poll or shut one side of channel `index`
+    /// ([`crate::channel::op`]).
+    ChannelCtl = 38,
     /// `BalloonTake() -> pages`: the balloon target, how many pages of guest memory the host
     /// wants the guest not to use (not cleared: the same until the host changes it). Raised
     /// with `pending::BALLOON` (docs/ABI.md §balloon; ABI v6).
@@ -195,6 +204,9 @@ impl Hypercall {
             33 => Self::ExecSignalTake,
             34 => Self::TaskLimitTake,
             35 => Self::StatsReport,
+            36 => Self::ChannelSend,
+            37 => Self::ChannelRecv,
+            38 => Self::ChannelCtl,
             43 => Self::BalloonTake,
             44 => Self::BalloonReport,
             42 => Self::SnapshotPark,

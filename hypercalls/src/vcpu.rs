@@ -34,6 +34,9 @@ pub mod pending {
     /// The host asks for the guest's figures (`StatsReport`) or set a new task limit
     /// (`TaskLimitTake`; docs/ABI.md §resources).
     pub const RESOURCES: u32 = 1 << 8;
+    /// A channel between kernels moved: the peer wrote, read or closed (`ChannelRecv`,
+    /// `ChannelSend`, `ChannelCtl`; docs/ABI.md §channels).
+    pub const CHANNEL: u32 = 1 << 9;
     /// The host changed the balloon target (`BalloonTake`; docs/ABI.md §balloon).
     pub const BALLOON: u32 = 1 << 14;
     /// The host asks for a snapshot: every vCPU parks (`SnapshotPark`; docs/ABI.md
@@ -49,6 +52,7 @@ pub mod pending {
         | SIGNAL
         | CONSOLE_SIZE
         | RESOURCES
+        | CHANNEL
         | BALLOON
         | SNAPSHOT;
 }

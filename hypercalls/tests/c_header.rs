@@ -17,6 +17,7 @@ use pvmux_hypercalls::bootargs::{
     command as boot_cmd, flag, tty, BootArgsHeader, RecordHeader, BOOT_ARGS_MAGIC,
     BOOT_ARGS_VERSION,
 };
+use pvmux_hypercalls::channel;
 use pvmux_hypercalls::exec;
 use pvmux_hypercalls::frame::{
     pf, RED_ZONE, RFLAGS_IF, RFLAGS_USER_MASK, SYSCALL_COMPAT, TRAP_FRAME_SIZE,
@@ -293,6 +294,16 @@ int main(void) {
     P("BOOT_CMD_CAPS", PVMUX_BOOT_CMD_CAPS); P("CAP_LAST_CAP", PVMUX_CAP_LAST_CAP);
     P("BOOT_CMD_USER_ISOLATION_NONE", PVMUX_BOOT_CMD_USER_ISOLATION_NONE);
     P("BOOT_CMD_NO_PATCH", PVMUX_BOOT_CMD_NO_PATCH);
+    P("BOOT_CMD_CHANNEL", PVMUX_BOOT_CMD_CHANNEL);
+    P("HC_CHANNEL_SEND", PVMUX_HC_CHANNEL_SEND); P("HC_CHANNEL_RECV", PVMUX_HC_CHANNEL_RECV);
+    P("HC_CHANNEL_CTL", PVMUX_HC_CHANNEL_CTL); P("PENDING_CHANNEL", PVMUX_PENDING_CHANNEL);
+    P("CHANNEL_MAX", PVMUX_CHANNEL_MAX); P("CHANNEL_NAME_MAX", PVMUX_CHANNEL_NAME_MAX);
+    P("CHANNEL_IO_MAX", PVMUX_CHANNEL_IO_MAX);
+    P("CHANNEL_CLOSED", -(PVMUX_CHANNEL_CLOSED)); P("CHANNEL_BROKEN", -(PVMUX_CHANNEL_BROKEN));
+    P("CHANNEL_OP_POLL", PVMUX_CHANNEL_OP_POLL); P("CHANNEL_OP_SHUT_WR", PVMUX_CHANNEL_OP_SHUT_WR);
+    P("CHANNEL_OP_SHUT_RD", PVMUX_CHANNEL_OP_SHUT_RD);
+    P("CHANNEL_POLL_ALL", PVMUX_CHANNEL_POLL_READABLE | PVMUX_CHANNEL_POLL_WRITABLE |
+      PVMUX_CHANNEL_POLL_HUP | PVMUX_CHANNEL_POLL_CLOSED);
     P("MEM_USABLE", PVMUX_MEM_USABLE); P("MEM_KERNEL", PVMUX_MEM_KERNEL);
     P("MEM_BOOT", PVMUX_MEM_BOOT); P("MEM_INITRD", PVMUX_MEM_INITRD);
     P("MEM_USER_POOL", PVMUX_MEM_USER_POOL);
@@ -723,6 +734,20 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         ("BOOT_CMD_TASK_LIMIT", u64::from(boot_cmd::TASK_LIMIT)),
         ("BOOT_CMD_CAPS", u64::from(boot_cmd::CAPS)),
         ("BOOT_CMD_NO_PATCH", u64::from(boot_cmd::NO_PATCH)),
+        ("BOOT_CMD_CHANNEL", u64::from(boot_cmd::CHANNEL)),
+        ("HC_CHANNEL_SEND", Hypercall::ChannelSend as u64),
+        ("HC_CHANNEL_RECV", Hypercall::ChannelRecv as u64),
+        ("HC_CHANNEL_CTL", Hypercall::ChannelCtl as u64),
+        ("PENDING_CHANNEL", u64::from(pending::CHANNEL)),
+        ("CHANNEL_MAX", u64::from(channel::MAX_CHANNELS)),
+        ("CHANNEL_NAME_MAX", channel::NAME_MAX as u64),
+        ("CHANNEL_IO_MAX", channel::IO_MAX),
+        ("CHANNEL_CLOSED", (-channel::RET_CLOSED) as u64),
+        ("CHANNEL_BROKEN", (-channel::RET_BROKEN) as u64),
+        ("CHANNEL_OP_POLL", channel::op::POLL),
+        ("CHANNEL_OP_SHUT_WR", channel::op::SHUT_WR),
+        ("CHANNEL_OP_SHUT_RD", channel::op::SHUT_RD),
+        ("CHANNEL_POLL_ALL", channel::poll::ALL),
         (
             "BOOT_CMD_USER_ISOLATION_NONE",
             u64::from(boot_cmd::USER_ISOLATION_NONE),

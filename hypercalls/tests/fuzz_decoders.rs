@@ -33,7 +33,7 @@ const KNOWN_VECTORS: [Vector; 12] = [
     Vector::Event,
     Vector::Syscall,
 ];
-const KNOWN_CALLS: [Hypercall; 40] = [
+const KNOWN_CALLS: [Hypercall; 43] = [
     Hypercall::Nop,
     Hypercall::ConsoleWrite,
     Hypercall::Shutdown,
@@ -70,6 +70,9 @@ const KNOWN_CALLS: [Hypercall; 40] = [
     Hypercall::ExecSignalTake,
     Hypercall::TaskLimitTake,
     Hypercall::StatsReport,
+    Hypercall::ChannelSend,
+    Hypercall::ChannelRecv,
+    Hypercall::ChannelCtl,
     Hypercall::BalloonTake,
     Hypercall::BalloonReport,
     Hypercall::SnapshotPark,

@@ -70,6 +70,11 @@ pub(crate) fn virt_to_phys(va: u64, len: u64) -> Option<u64> {
     None
 }
 
+/// The boot arguments if [`install`] ran (`None` in host unit tests).
+pub(crate) fn try_args() -> Option<&'static BootArgs<'static>> {
+    ARGS.get()
+}
+
 /// The boot arguments (after [`install`]): the options, the commands, the init program.
 pub(crate) fn args() -> &'static BootArgs<'static> {
     match ARGS.get() {

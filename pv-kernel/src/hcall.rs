@@ -252,6 +252,12 @@ pub(crate) fn net(nr: Hypercall, a: [u64; 5]) -> i64 {
     call(nr, a)
 }
 
+/// A channel call (`ChannelSend`, `ChannelRecv`, `ChannelCtl`; docs/ABI.md §channels) with
+/// its three arguments: the raw return value.
+pub(crate) fn channel(nr: Hypercall, a: [u64; 3]) -> i64 {
+    call(nr, [a[0], a[1], a[2], 0, 0])
+}
+
 /// `ExecFetch`: the next queued exec request into the buffer at `gpa` (`len` bytes); its
 /// length, or `Busy` when none is queued.
 pub(crate) fn exec_fetch(gpa: u64, len: u64) -> Result<u64, HcError> {

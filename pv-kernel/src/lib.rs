@@ -184,7 +184,8 @@ fn kmain() {
             | Command::TaskLimit(_)
             | Command::Caps(_)
             | Command::UserIsolationNone
-            | Command::NoPatch => {}
+            | Command::NoPatch
+            | Command::Channel(_) => {}
             #[cfg(feature = "diagnostics")]
             Command::Bench(list) => bench::run(list, args.options.bench_quick),
             #[cfg(feature = "diagnostics")]

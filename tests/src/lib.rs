@@ -147,6 +147,7 @@ pub fn config(name: &str, words: &str, vcpus: u32) -> TenantConfig {
         volumes: Vec::new(),
         sandbox_user: Default::default(),
         net: Default::default(),
+        channels: Vec::new(),
     }
 }
 

@@ -7,7 +7,7 @@ use std::process::Command;
 use serde_json::Value;
 
 /// The documented names (docs/BENCHMARKS.md), in output order.
-const NAMES: [&str; 96] = [
+const NAMES: [&str; 100] = [
     "pvmux.call.in_sandbox",
     "pvmux.hypercall.spin",
     "pvmux.hypercall.block",
@@ -104,6 +104,10 @@ const NAMES: [&str; 96] = [
     "pvmux.user.pipe_pingpong.contended",
     "pvmux.hypercall.spin.contended",
     "pvmux.hypercall.block.contended",
+    "native.channel.roundtrip",
+    "native.channel.throughput",
+    "pvmux.channel.roundtrip",
+    "pvmux.channel.throughput",
 ];
 
 /// The user-mode figures of `peer` in `NAMES`.

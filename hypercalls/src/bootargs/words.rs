@@ -40,6 +40,10 @@ pub const HELP: &[(&str, &str)] = &[
         "the guest's host name, 1 to 64 bytes (pvmux run --hostname)",
     ),
     (
+        "channel=CHANNEL",
+        "a channel to another kernel, /dev/pvmux/NAME (pvmux run --channel)",
+    ),
+    (
         "task-limit=N",
         "at most N guest tasks at once, N >= 1 (pvmux run --pids-limit)",
     ),
@@ -280,6 +284,10 @@ pub fn parse_word(word: &str) -> Result<Word<'_>, Error<'_>> {
         }
         "hostname" if super::hostname_ok(v.as_bytes()) => cmd(Command::Hostname(v.as_bytes())),
         "hostname" => Err(value("1 to 64 bytes")),
+        "channel" if crate::channel::name_ok(v.as_bytes()) => cmd(Command::Channel(v.as_bytes())),
+        "channel" => Err(value(
+            "1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit",
+        )),
         "user-isolation" if v == "none" => cmd(Command::UserIsolationNone),
         "user-isolation" => Err(value("none (the default, isolated, has no word)")),
         "task-limit" => match v.parse::<u32>() {
@@ -454,6 +462,7 @@ impl fmt::Display for Command<'_> {
             Self::TaskLimit(n) => write!(f, "task-limit={n}"),
             Self::UserIsolationNone => f.write_str("user-isolation=none"),
             Self::NoPatch => f.write_str("no-patch"),
+            Self::Channel(n) => write!(f, "channel={}", Arg(n)),
             Self::Caps(c) => write!(
                 f,
                 "caps={:x}:{:x}:{:x}:{:x}:{:x}",
@@ -708,6 +717,7 @@ mod tests {
                             "UID:GID" => "1:1",
                             "GID,..." => "1,2",
                             "EFF:PRM:INH:BND:AMB" => "1:1:0:1:0",
+                            "CHANNEL" => "c1",
                             _ => "/p",
                         };
                         write!(s, "{key}={v}").unwrap();
@@ -729,7 +739,7 @@ mod tests {
              seed=1 canary=/c selftest fs-selftest exit=1 sleep=1 panic syscall \
              crash=double-fault crash=stub-syscall bench=all hostile=x ls=/ cat=/ env=A=b \
              workdir=/w volume=0:rw:/v rlimit=7:1:2 user=1:1 groups=1,2 hostname=h \
-             task-limit=3 caps=1:1:0:1:0",
+             task-limit=3 caps=1:1:0:1:0 channel=c",
         )
         .unwrap();
         let buf = all.encode().unwrap();

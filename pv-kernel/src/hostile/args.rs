@@ -157,6 +157,20 @@ pub(crate) fn run() -> bool {
     );
     // Unknown numbers, flags.
     call("hypercall nr=10 (VolumeOp, no volumes)", 10, 0, 0, UNKNOWN);
+    call(
+        "hypercall nr=36 (ChannelSend, no channels)",
+        36,
+        0,
+        0,
+        UNKNOWN,
+    );
+    call(
+        "hypercall nr=38 (ChannelCtl, no channels)",
+        38,
+        0,
+        1,
+        UNKNOWN,
+    );
     // User-mode and console-input calls with bad arguments (SpaceCreate outside the user
     // pool, unaligned, past the end; SpaceDestroy of handles never created; ConsoleRead
     // outside memory).

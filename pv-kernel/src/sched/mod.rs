@@ -356,6 +356,10 @@ pub(crate) fn handle_event(bits: u32) {
         // A host socket may be ready, or a published connection arrived.
         crate::linux::net::inet::host::event();
     }
+    if taken & pvmux_hypercalls::vcpu::pending::CHANNEL != 0 {
+        // A channel's peer moved data, made room or closed.
+        crate::linux::files::channel::event();
+    }
     if taken & pvmux_hypercalls::vcpu::pending::EXEC != 0 {
         // An exec request, exec input, or room for exec output.
         crate::linux::exec_session::event();

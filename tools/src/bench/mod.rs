@@ -4,6 +4,7 @@
 
 pub mod apps;
 pub mod boot;
+pub mod channel;
 pub mod contended;
 pub mod guest;
 pub mod hostinfo;
@@ -648,6 +649,30 @@ pub const BENCHMARKS: &[BenchDef] = &[
         None,
         "contended: host hypercall round trip (blocking), next to 2 CPU hogs",
     ),
+    def(
+        "native.channel.roundtrip",
+        Unit::Ns,
+        None,
+        "channel: one byte there and back between two host processes, UNIX stream socket",
+    ),
+    def(
+        "native.channel.throughput",
+        Unit::Ns,
+        None,
+        "channel: ns per MiB sent one way between two host processes, UNIX stream socket",
+    ),
+    def(
+        "pvmux.channel.roundtrip",
+        Unit::Ns,
+        None,
+        "channel: one byte there and back between programs of two kernels (--channel)",
+    ),
+    def(
+        "pvmux.channel.throughput",
+        Unit::Ns,
+        None,
+        "channel: ns per MiB sent one way between programs of two kernels (--channel)",
+    ),
 ];
 
 /// Name of the reference every figure is compared to.
@@ -784,6 +809,11 @@ pub fn run(opts: &Options) -> Result<BenchReport, BenchError> {
         .map(|d| d.name)
         .filter(|n| oci::split(n).is_some())
         .collect();
+    let channel_wanted: Vec<&'static str> = defs
+        .iter()
+        .map(|d| d.name)
+        .filter(|n| channel::split(n).is_some())
+        .collect();
     let contended_wanted: Vec<&'static str> = defs
         .iter()
         .map(|d| d.name)
@@ -823,6 +853,14 @@ pub fn run(opts: &Options) -> Result<BenchReport, BenchError> {
             .count()
         + app_wanted.len()
         + oci_wanted.len()
+        + ["native", "pvmux"]
+            .iter()
+            .filter(|p| {
+                channel_wanted
+                    .iter()
+                    .any(|n| channel::split(n).is_some_and(|(q, _)| q == **p))
+            })
+            .count()
         + contended::steps(&contended_wanted);
     let progress = Progress::stderr(opts.progress);
     progress.set_total(steps as u64);
@@ -911,6 +949,16 @@ pub fn run(opts: &Options) -> Result<BenchReport, BenchError> {
         values.extend(apps::run(&app_wanted, opts.quick, &progress));
     }
     values.extend(oci::run_figures(&oci_wanted, opts.quick, &progress));
+    if !channel_wanted.is_empty() {
+        values.extend(channel::run(
+            &host,
+            &kernel,
+            &channel_wanted,
+            opts.quick,
+            reps.guest_timeout,
+            &progress,
+        ));
+    }
     // Last: everything above ran on a host without the hogs.
     values.extend(contended::run(
         &host,
@@ -995,7 +1043,7 @@ mod tests {
     fn selection() {
         assert_eq!(selected(&[]).len(), BENCHMARKS.len());
         let n = selected(&["native.*".to_owned()]);
-        assert_eq!(n.len(), 17 + 4);
+        assert_eq!(n.len(), 17 + 4 + 2);
         assert!(n.iter().all(|d| d.name.starts_with("native.")));
         let both = selected(&["kvm".to_owned(), "boot".to_owned()]);
         assert_eq!(both.len(), 9);
@@ -1013,6 +1061,9 @@ mod tests {
         let oci = selected(&["*.oci.*".to_owned()]);
         assert_eq!(oci.len(), 6);
         assert!(oci.iter().all(|d| oci::split(d.name).is_some()));
+        let channel = selected(&["*.channel.*".to_owned()]);
+        assert_eq!(channel.len(), 4);
+        assert!(channel.iter().all(|d| channel::split(d.name).is_some()));
         assert!(selected(&["nothing-like-this".to_owned()]).is_empty());
     }
 }

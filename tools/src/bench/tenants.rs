@@ -70,6 +70,33 @@ pub fn launch_with_share(
     initrd: Option<Arc<Vec<u8>>>,
     hostfs: Option<Arc<pvmux_host::hostfs::HostFs>>,
 ) -> Result<Launched, HostError> {
+    launch_with_channels(
+        host,
+        kernel,
+        name,
+        mem_size,
+        boot_args,
+        console,
+        initrd,
+        hostfs,
+        Vec::new(),
+    )
+}
+
+/// [`launch_with_share`] with channels to other tenants (their boot records must be in
+/// `boot_args`).
+#[allow(clippy::too_many_arguments)]
+pub fn launch_with_channels(
+    host: &Host,
+    kernel: &Arc<KernelImage>,
+    name: &str,
+    mem_size: u64,
+    boot_args: BootArgsBuf,
+    console: Box<dyn Write + Send>,
+    initrd: Option<Arc<Vec<u8>>>,
+    hostfs: Option<Arc<pvmux_host::hostfs::HostFs>>,
+    channels: Vec<Arc<pvmux_host::channel::ChannelEnd>>,
+) -> Result<Launched, HostError> {
     let cfg = TenantConfig {
         name: name.to_owned(),
         kernel: Arc::clone(kernel),
@@ -92,6 +119,7 @@ pub fn launch_with_share(
         volumes: Vec::new(),
         sandbox_user: Default::default(),
         net: Default::default(),
+        channels,
     };
     let start_mono_ns = monotonic_ns();
     let tenant = host.launch(cfg)?;

@@ -209,7 +209,7 @@ pub fn main() -> ExitCode {
                 "--bundle, --pid-file, --console-socket, --detach, --keep, ... need a container ID \
                  (pvmux run [OPTIONS] ID)"
             )),
-            None => run::run(args, cli.level()),
+            None => run::run(args, cli.level(), &g.root),
         },
         Command::Bench(args) => bench::run(args),
         Command::Create(a) => oci::create(g, log_file, a),

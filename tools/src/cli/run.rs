@@ -322,6 +322,16 @@ pub struct RunArgs {
     /// letter or digit; a name in use is an error.
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
+    /// Connect the guest to another tenant through the channel NAME (docs/MULTIKERNEL.md,
+    /// "Channels between kernels"): the first tenant to name a channel creates it under
+    /// --root (ROOT/.channels/NAME), the second joins it, a third is refused. In the guest
+    /// it is the character device /dev/pvmux/NAME, a byte stream to the other kernel with a
+    /// pipe's rules (reads block until data comes; end of file once the other side closed
+    /// its last writer or ended; writes fail with EPIPE once it closed its last reader).
+    /// Letters, digits, '_', '.' and '-' (at most 64, starting with a letter or digit).
+    /// Repeatable (at most 16).
+    #[arg(long = "channel", value_name = "NAME", value_parser = parse_channel)]
+    pub channel: Vec<String>,
     /// Leave the guest programs' system-call sites as they are. By default the guest kernel
     /// rewrites a `mov $nr,%eax; syscall` site after it trapped once, in that process's copy
     /// of the code, to enter the kernel without a signal (several times faster); a program
@@ -396,6 +406,13 @@ fn parse_hostname(s: &str) -> Result<String, String> {
     }
 }
 
+/// `--channel NAME`: a valid channel name.
+fn parse_channel(s: &str) -> Result<String, String> {
+    pvmux_host::channel::check_name(s)
+        .map(|()| s.to_owned())
+        .map_err(|e| e.to_string())
+}
+
 /// `--cpus FRACTION`: a positive number of CPUs.
 fn parse_cpus(s: &str) -> Result<f64, String> {
     let c: f64 = s
@@ -447,6 +464,8 @@ pub struct InitSetup {
     pub user_isolation_none: bool,
     /// `--no-patch`: leave system-call sites unpatched.
     pub no_patch: bool,
+    /// `--channel` names, in index order.
+    pub channels: Vec<Vec<u8>>,
 }
 
 impl InitSetup {
@@ -528,6 +547,7 @@ impl InitSetup {
             caps,
             user_isolation_none: args.user_isolation == UserIsolation::None,
             no_patch: args.no_patch,
+            channels: args.channel.iter().map(|c| c.as_bytes().to_vec()).collect(),
         })
     }
 }
@@ -578,6 +598,7 @@ pub fn boot_args(
                 .then_some(Command::UserIsolationNone),
         )
         .chain(init.no_patch.then_some(Command::NoPatch))
+        .chain(init.channels.iter().map(|c| Command::Channel(c)))
         .collect();
     let argv: Vec<&[u8]> = if !program.is_empty() {
         if words.has_separator() {
@@ -714,6 +735,8 @@ struct Plan {
     hostfs: Option<Arc<HostFs>>,
     /// The `--volume` directories, by volume id.
     volumes: Vec<Arc<Volume>>,
+    /// The `--channel` ends, by channel index.
+    channels: Vec<Arc<pvmux_host::channel::ChannelEnd>>,
 }
 
 /// Opens the `--volume` directories once, before anything boots (an unusable one is a host
@@ -740,9 +763,18 @@ pub(crate) struct Prepared {
     ttys: Terminals,
 }
 
+/// The directory of the channels under state root `root`.
+pub(crate) fn channels_dir(root: &std::path::Path) -> PathBuf {
+    root.join(".channels")
+}
+
 /// Checks `args` and opens everything the guest needs, booting nothing. `log` is the `--log`
-/// filter.
-pub(crate) fn prepare(args: &RunArgs, log: &str) -> anyhow::Result<Prepared> {
+/// filter; `root` the state root (where `--channel`s live).
+pub(crate) fn prepare(
+    args: &RunArgs,
+    log: &str,
+    root: &std::path::Path,
+) -> anyhow::Result<Prepared> {
     // The host's one-time detection runs while this prepares the boot.
     pvmux_host::warm_up();
     let debug = debug_logging(log);
@@ -775,9 +807,22 @@ pub(crate) fn prepare(args: &RunArgs, log: &str) -> anyhow::Result<Prepared> {
         None => None,
     };
     let volumes = open_volumes(&args.volume)?;
+    if !args.channel.is_empty() && args.restart != RestartPolicy::never() {
+        anyhow::bail!(
+            "--channel and --restart exclude each other (a channel carries one stream each way)"
+        );
+    }
+    let channels = if args.channel.is_empty() {
+        Vec::new()
+    } else {
+        let dir = channels_dir(&std::path::absolute(root)?);
+        pvmux_host::channel::join_all(&dir, &args.channel)
+            .map_err(|e| anyhow::anyhow!("--channel: {e}"))?
+    };
     let plan = Plan {
         hostfs,
         volumes,
+        channels,
         boot_args,
         program,
         kernel_log: match (program, debug) {
@@ -863,7 +908,7 @@ impl Prepared {
 }
 
 /// Runs a guest; returns pvmux's exit code. `log` is the `--log` filter.
-pub(crate) fn run(args: &RunArgs, log: &str) -> anyhow::Result<u8> {
+pub(crate) fn run(args: &RunArgs, log: &str, root: &std::path::Path) -> anyhow::Result<u8> {
     let Prepared {
         host,
         kernel,
@@ -871,7 +916,7 @@ pub(crate) fn run(args: &RunArgs, log: &str) -> anyhow::Result<u8> {
         plan,
         label,
         ttys,
-    } = prepare(args, log)?;
+    } = prepare(args, log, root)?;
     // The guest kernel does the line editing and echo of a terminal: the host terminal passes
     // keys through raw while the program runs (restored when this guard drops). Only when
     // the guest can echo to a host terminal (stdout or stderr); otherwise the host's own
@@ -1042,6 +1087,7 @@ fn tenant_config(
         volumes: plan.volumes.clone(),
         sandbox_user: args.sandbox_user,
         net: super::net::config(args.net, &args.publish).map_err(anyhow::Error::msg)?,
+        channels: plan.channels.clone(),
     })
 }
 

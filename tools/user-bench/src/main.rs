@@ -25,6 +25,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
+mod channel;
 mod exec;
 
 /// Fewest samples a figure keeps even when its time budget is spent.
@@ -495,6 +496,10 @@ fn main() -> ExitCode {
     // A child of `fork_exec_wait`: started, done.
     if std::env::args().nth(1).as_deref() == Some(exec::EXIT_AT_ONCE) {
         return ExitCode::SUCCESS;
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(code) = channel::main(&args) {
+        return code;
     }
     let cfg = match parse_args(std::env::args().skip(1)) {
         Ok(c) => c,

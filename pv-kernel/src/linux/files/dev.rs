@@ -1,6 +1,7 @@
 //! The device registry: `/dev/null`, `/dev/zero`, `/dev/full`, `/dev/random`,
 //! `/dev/urandom`, `/dev/tty` and `/dev/console`, and the reads and writes of the memory-like
-//! ones. The last two open the console terminal ([`super::tty`]).
+//! ones. The last two open the console terminal ([`super::tty`]). The channels to other
+//! kernels the host gave (`/dev/pvmux/NAME`) open as [`super::channel`] files.
 //!
 //! The ramfs has no device inodes, so [`init`] creates empty regular files at the `/dev`
 //! paths and records their inode numbers: opening one of those inodes (by any path) gives the
@@ -29,6 +30,8 @@ pub(crate) enum Dev {
     Tty,
     /// `/dev/console`: the console.
     Console,
+    /// `/dev/pvmux/NAME`: channel `index` to another kernel ([`super::channel`]).
+    Channel(u8),
 }
 
 impl Dev {
@@ -53,6 +56,8 @@ impl Dev {
             Self::URandom => (1, 9),
             Self::Tty => (5, 0),
             Self::Console => (5, 1),
+            // Linux's range for local use.
+            Self::Channel(i) => (240, i as u32),
         }
     }
 
@@ -117,9 +122,53 @@ pub(crate) fn init() {
                 _ => {}
             }
         }
+        for (i, name) in channel_names().enumerate() {
+            if let Some(ino) = channel_node(fs, name) {
+                nodes.push((ino, Dev::Channel(i as u8)));
+            }
+        }
         nodes
     });
     *NODES.lock() = nodes;
+}
+
+/// The channels the host gave, in index order (at most `MAX_CHANNELS`).
+fn channel_names() -> impl Iterator<Item = &'static [u8]> {
+    crate::boot::try_args()
+        .into_iter()
+        .flat_map(|a| a.channels())
+        .take(pvmux_hypercalls::channel::MAX_CHANNELS as usize)
+}
+
+/// The name of channel `index` (empty if there is none).
+pub(crate) fn channel_name(index: u8) -> &'static [u8] {
+    channel_names().nth(usize::from(index)).unwrap_or(b"")
+}
+
+/// Makes `/dev/pvmux/NAME` (an empty regular file recorded as the device node; an existing
+/// empty regular file of that name is taken over, anything else left alone).
+fn channel_node(fs: &mut crate::fs::Fs, name: &[u8]) -> Option<Ino> {
+    use crate::fs::ramfs::ROOT_INO;
+    let _ = fs.mkdir(ROOT_INO, b"/dev/pvmux", 0o755);
+    let mut path = b"/dev/pvmux/".to_vec();
+    path.extend_from_slice(name);
+    let ino = match fs.lookup(ROOT_INO, &path, false) {
+        Ok(ino) => ino,
+        Err(_) => {
+            let flags = oflag::O_CREAT | oflag::O_EXCL | oflag::O_WRONLY;
+            let h = fs.open(ROOT_INO, &path, flags, 0o666).ok()?;
+            let ino = fs.fstat(h).map(|st| st.ino);
+            let _ = fs.close(h);
+            ino.ok()?
+        }
+    };
+    match fs.stat_ino(ino) {
+        Ok(st) if st.file_type() == FileType::Regular && st.size == 0 => {
+            let _ = fs.set_meta(ino, 0o666, None, None);
+            Some(ino)
+        }
+        _ => None,
+    }
 }
 
 /// The device behind inode `ino`, if it is one of the `/dev` nodes.
@@ -152,8 +201,8 @@ pub(crate) fn read(dev: Dev, buf: &mut [u8]) -> usize {
             super::random::fill(buf);
             buf.len()
         }
-        // Never reached: terminals open as console files.
-        Dev::Tty | Dev::Console => 0,
+        // Never reached: terminals open as console files, channels as channel files.
+        Dev::Tty | Dev::Console | Dev::Channel(_) => 0,
     }
 }
 
@@ -161,6 +210,8 @@ pub(crate) fn read(dev: Dev, buf: &mut [u8]) -> usize {
 pub(crate) fn write(dev: Dev, len: usize) -> Result<usize, Errno> {
     match dev {
         Dev::Full => Err(Errno::ENOSPC),
+        // Never reached (an `O_PATH` descriptor cannot write).
+        Dev::Channel(_) => Err(Errno::EBADF),
         _ => Ok(len),
     }
 }

@@ -14,6 +14,7 @@
 //! directory holds a ramfs handle. Semantics follow Linux (errno values included); every
 //! process runs as root, so there are no permission checks except execute bits.
 
+pub(crate) mod channel;
 pub(crate) mod copy;
 pub(crate) mod dev;
 pub(crate) mod epoll;

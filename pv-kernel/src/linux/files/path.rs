@@ -165,6 +165,17 @@ pub(crate) fn sys_openat(dirfd: u64, path_va: u64, flags: u64, mode: u64) -> Sys
                         dev: d,
                     }
                 }
+                Dev::Channel(i) if !path_only => {
+                    let file = super::channel::open(
+                        i,
+                        dev::channel_name(i),
+                        KStat::of(st),
+                        how.file_flags,
+                    );
+                    let limit = crate::linux::rlimit::nofile(&p);
+                    let r = p.files.lock().alloc(file, how.cloexec, 0, limit);
+                    return r.map(|fd| fd as u64);
+                }
                 _ => Kind::Dev {
                     dev: d,
                     ino: st.ino,

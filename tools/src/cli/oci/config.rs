@@ -15,6 +15,8 @@ pub(crate) const ANNOTATION_VCPUS: &str = "io.pvmux.vcpus";
 pub(crate) const ANNOTATION_KERNEL: &str = "io.pvmux.kernel";
 /// Annotation: `"true"` leaves system-call sites unpatched (`--no-patch`).
 pub(crate) const ANNOTATION_NO_PATCH: &str = "io.pvmux.no-patch";
+/// Annotation: channels to other tenants, comma-separated names (`pvmux run --channel`).
+pub(crate) const ANNOTATION_CHANNEL: &str = "io.pvmux.channel";
 
 /// The smallest guest memory (`--mem`).
 const MIN_MEM: u64 = 16 << 20;
@@ -279,6 +281,15 @@ pub(crate) fn map(spec: &Spec, bundle: &Path) -> anyhow::Result<Plan> {
         Some(v) => bail!("annotation {ANNOTATION_NO_PATCH}: {v:?} is not \"true\" or \"false\""),
     }
 
+    if let Some(list) = annotations.get(ANNOTATION_CHANNEL) {
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            pvmux_host::channel::check_name(name)
+                .map_err(|e| anyhow::anyhow!("annotation {ANNOTATION_CHANNEL}: {e}"))?;
+            a.push("--channel".into());
+            a.push(name.into());
+        }
+    }
+
     a.push("--".into());
     a.push(resolve_program(&args[0], &path_var, &rootfs)?.into());
     a.extend(args[1..].iter().map(OsString::from));
@@ -478,7 +489,7 @@ mod tests {
                       {"destination":"/dev/shm","type":"bind","source":"shm"},
                       {"destination":"/gone","type":"bind","source":"missing"}],
             "hostname":"box",
-            "annotations":{"io.pvmux.vcpus":"3","other":"x"},
+            "annotations":{"io.pvmux.vcpus":"3","other":"x","io.pvmux.channel":"c1, c2"},
             "linux":{"resources":{"memory":{"limit":100000000},"cpu":{"quota":50000,"period":100000,"shares":512},
               "pids":{"limit":10}}}}"#,
         );
@@ -527,6 +538,10 @@ mod tests {
             "10",
             "--vcpus",
             "3",
+            "--channel",
+            "c1",
+            "--channel",
+            "c2",
             "--",
             "/bin/sh",
             "-c",
@@ -541,7 +556,7 @@ mod tests {
             "{:#?}",
             p.warnings
         );
-        assert_eq!(p.annotations.len(), 2);
+        assert_eq!(p.annotations.len(), 3);
         // The flags are pvmux run's.
         use clap::Parser;
         let cli = crate::cli::Cli::try_parse_from(

@@ -109,7 +109,7 @@ pub(crate) fn run(g: &GlobalArgs, m: &MonitorArgs) -> anyhow::Result<u8> {
                 Ok(Some(rx))
             }
         })
-        .and_then(|resized| Ok((resized, prepare(&sd, &m.run_args)?)));
+        .and_then(|resized| Ok((resized, prepare(&sd, &g.root, &m.run_args)?)));
     let (resized, (args, prepared, listener)) = match prepared {
         Ok(p) => {
             // Detached before the report: `create` exits as soon as it has it.
@@ -264,6 +264,7 @@ fn forward(handle: &pvmux_host::TenantHandle, signo: i32) {
 /// container as `created` with this process's pid.
 fn prepare(
     sd: &StateDir,
+    root: &Path,
     run_args: &[OsString],
 ) -> anyhow::Result<(
     super::super::RunArgs,
@@ -282,7 +283,7 @@ fn prepare(
     } else {
         "warn"
     };
-    let prepared = super::super::run::prepare(&args, level)?;
+    let prepared = super::super::run::prepare(&args, level, root)?;
     let path = sd.control_socket();
     let listener = bind(&path)?;
     let me = std::process::id() as i32;

@@ -21,6 +21,7 @@
 
 pub(crate) mod cpio;
 pub(crate) mod errno;
+pub(crate) mod ext2;
 pub(crate) mod hostfs;
 pub(crate) mod initramfs;
 pub(crate) mod mount;

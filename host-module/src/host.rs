@@ -125,6 +125,8 @@ impl Host {
                 hostfs: cfg.hostfs,
                 net: cfg.net,
                 volumes: cfg.volumes,
+                disks: crate::disk::Disks::with(cfg.disks)
+                    .map_err(|e| HostError::InvalidConfig(e.to_string()))?,
                 initial_balloon,
                 limits: Limits {
                     watchdog: cfg.watchdog,

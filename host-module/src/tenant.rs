@@ -85,6 +85,9 @@ pub struct TenantConfig {
     /// Host directories the guest may write (`--volume`, see [`crate::volume`]), by volume
     /// id (the index); the boot arguments' `VOLUME` records say where the guest mounts them.
     pub volumes: Vec<Arc<crate::volume::Volume>>,
+    /// Block devices given at start (`--disk`, see [`crate::disk`]), in slot order; the
+    /// guest mounts each at boot.
+    pub disks: Vec<crate::disk::Disk>,
     /// The uid and gid the tenant's sandboxes run as when pvmux runs as root (else ignored:
     /// they keep pvmux's own uid); default [`SandboxUser::DEFAULT`] (see [`crate::jail`]).
     pub sandbox_user: SandboxUser,
@@ -123,6 +126,7 @@ impl TenantConfig {
             initrd: None,
             hostfs: None,
             volumes: Vec::new(),
+            disks: Vec::new(),
             sandbox_user: SandboxUser::DEFAULT,
             net: crate::net::NetConfig::default(),
         }
@@ -148,6 +152,7 @@ impl std::fmt::Debug for TenantConfig {
             .field("initrd_len", &self.initrd.as_ref().map(|i| i.len()))
             .field("hostfs", &self.hostfs.as_ref().map(|h| h.path()))
             .field("volumes", &self.volumes.len())
+            .field("disks", &self.disks.len())
             .field("sandbox_user", &self.sandbox_user)
             .field("net", &self.net)
             .finish_non_exhaustive()
@@ -237,6 +242,8 @@ struct Shared {
     hostfs: Option<Arc<crate::hostfs::HostFs>>,
     /// The `--volume` directories, by volume id.
     volumes: Vec<Arc<crate::volume::Volume>>,
+    /// Its block devices (`crate::disk`).
+    disks: crate::disk::Disks,
     /// The tenant's CPU account (set by the monitor before the vCPU threads start).
     cpu: OnceLock<Arc<crate::limits::budget::TenantCpu>>,
     /// Host networking, when the tenant has some.
@@ -596,6 +603,10 @@ impl HcEnv for Shared {
     fn balloon(&self) -> Option<&crate::balloon::Balloon> {
         Some(&self.balloon)
     }
+
+    fn disks(&self) -> Option<&crate::disk::Disks> {
+        Some(&self.disks)
+    }
 }
 
 /// What other threads may do to a running tenant (see [`Tenant::handle`]); it does nothing
@@ -908,6 +919,44 @@ impl TenantHandle {
     }
 }
 
+impl TenantHandle {
+    /// The tenant's disks (`pvmux disk ls`).
+    pub fn disks(&self) -> Vec<crate::disk::DiskInfo> {
+        self.shared.disks.list()
+    }
+
+    /// Gives `disk` to the running guest (`pvmux disk move`, the receiving side): waits
+    /// until the guest has mounted it, or returns why it could not (the disk is closed then,
+    /// its lock released).
+    pub fn disk_attach(
+        &self,
+        disk: crate::disk::Disk,
+    ) -> Result<crate::disk::DiskInfo, crate::disk::DiskError> {
+        if !self.running() || self.is_paused() {
+            return Err(crate::disk::DiskError::NotRunning);
+        }
+        let s = &self.shared;
+        s.disks
+            .attach(disk, || s.raise(pvmux_hypercalls::vcpu::pending::DISK))
+    }
+
+    /// Takes disk `which` (its name `vdX` or image path; `None`: the only one) back from the
+    /// running guest (`pvmux disk move`, the giving side): the guest writes its changes and
+    /// unmounts it, then the host closes the image (its lock is released). Refused, nothing
+    /// changed, when the guest has files open on it.
+    pub fn disk_detach(
+        &self,
+        which: Option<&str>,
+    ) -> Result<crate::disk::DiskInfo, crate::disk::DiskError> {
+        if !self.running() || self.is_paused() {
+            return Err(crate::disk::DiskError::NotRunning);
+        }
+        let s = &self.shared;
+        s.disks
+            .detach(which, || s.raise(pvmux_hypercalls::vcpu::pending::DISK))
+    }
+}
+
 /// The largest signal number [`TenantHandle::signal`] sends (the set is returned in a
 /// hypercall's non-negative `i64`).
 pub const MAX_HOST_SIGNAL: u32 = 63;
@@ -948,6 +997,7 @@ pub(crate) struct TenantParts {
     pub(crate) hostfs: Option<Arc<crate::hostfs::HostFs>>,
     pub(crate) net: crate::net::NetConfig,
     pub(crate) volumes: Vec<Arc<crate::volume::Volume>>,
+    pub(crate) disks: crate::disk::Disks,
     /// Pages the guest's balloon starts with (`TenantConfig::mem_initial`).
     pub(crate) initial_balloon: u64,
 }
@@ -1016,6 +1066,7 @@ impl Tenant {
                 signal_gate: Mutex::new(None),
                 hostfs: parts.hostfs,
                 volumes: parts.volumes,
+                disks: parts.disks,
                 cpu: OnceLock::new(),
                 net: OnceLock::new(),
                 exec: Arc::new(crate::exec::ExecTable::new(Box::new(move || {

@@ -36,9 +36,11 @@ pub mod pending {
     pub const RESOURCES: u32 = 1 << 8;
     /// The host changed the balloon target (`BalloonTake`; docs/ABI.md §balloon).
     pub const BALLOON: u32 = 1 << 14;
+    /// A disk event waits (`DiskTake`: a disk attached or asked back; docs/ABI.md §disks).
+    pub const DISK: u32 = 1 << 10;
     /// All bits defined by this ABI version.
     pub const ALL: u32 =
-        TIMER | KICK | HOST | INPUT | NET | EXEC | SIGNAL | CONSOLE_SIZE | RESOURCES | BALLOON;
+        TIMER | KICK | HOST | INPUT | NET | EXEC | SIGNAL | CONSOLE_SIZE | RESOURCES | BALLOON | DISK;
 }
 
 /// Indices into [`VcpuShared::stats`] (maintained by the stub, informational; 8 and 9 by the

@@ -160,6 +160,7 @@ fn kmain() {
     linux::balloon::at_boot();
     fs::init();
     fs::volume::mount_all();
+    fs::disk::attach_at_boot();
     for cmd in args.commands() {
         match cmd {
             Command::Exit(code) => commands::exit(code),

@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 pub(crate) mod cpio;
+pub(crate) mod disk;
 pub(crate) mod errno;
 pub(crate) mod ext2;
 pub(crate) mod hostfs;

@@ -56,6 +56,7 @@ fn tmp(name: &str) -> PathBuf {
 /// A fresh image: `mkfs.ext2 -q -F ARGS FILE SIZE_K`.
 fn mkfs(name: &str, size_k: u32, args: &[&str]) -> Vec<u8> {
     let f = tmp(name);
+    std::fs::File::create(&f).unwrap().set_len(u64::from(size_k) << 10).unwrap();
     let st = Command::new("mkfs.ext2")
         .args(["-q", "-F"])
         .args(args)
@@ -436,4 +437,33 @@ fn corrupted_images_are_euclean_or_einval_never_a_panic() {
 fn list_ok(fs: &mut Ext2<Mem>, path: &[u8]) -> Result<u64, Errno> {
     let mut b = vec![0u8; 4096];
     fs.call(&req(op::LIST, path), VolumeBuf::Out(&mut b)).map(|x| x.0)
+}
+
+#[test]
+fn the_vfs_mounts_an_ext2_disk_as_a_volume() {
+    use crate::fs::ramfs::{oflag, ROOT_INO};
+    use std::sync::Arc;
+    let img = mkfs("vfs", 4096, &[]);
+    let vol = Arc::new(Ext2Volume {
+        fs: spin::Mutex::new(mount(img)),
+    });
+    let mut fs = crate::fs::ramfs::Fs::new(|| 1_700_000_000_000_000_000);
+    fs.mount_volume(vol.clone(), 0x1000, false, b"/mnt/disk").unwrap();
+    let m = fs.lookup(ROOT_INO, b"/mnt/disk", true).unwrap();
+    fs.mkdir(m, b"dir", 0o755).unwrap();
+    let h = fs
+        .open(m, b"dir/file", oflag::O_CREAT | oflag::O_WRONLY, 0o644)
+        .unwrap();
+    let data = pattern(200_000, 3);
+    assert_eq!(fs.write(h, &data).unwrap(), data.len());
+    assert!(matches!(fs.unmount_volume(0x1000), Err(EBUSY)));
+    fs.close(h).unwrap();
+    fs.rename(m, b"dir/file", b"dir/renamed").unwrap();
+    let host = fs.unmount_volume(0x1000).unwrap();
+    drop(host);
+    let mut e = Arc::try_unwrap(vol).ok().unwrap().fs.into_inner();
+    e.unmount().unwrap();
+    let img = e.into_dev().bytes;
+    assert_clean("vfs", &img);
+    assert_eq!(debugfs("vfs", &img, "cat /dir/renamed"), data);
 }

@@ -209,5 +209,6 @@ fn kmain() {
         commands::run_init(args);
     }
     println!("pvmux-kernel: nothing left to do, shutting down");
+    fs::disk::unmount_all();
     hcall::shutdown(0)
 }

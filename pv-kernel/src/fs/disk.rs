@@ -292,6 +292,17 @@ fn start_daemon() {
     }
 }
 
+/// At shutdown: writes every disk back and marks its filesystem clean (files still open
+/// do not matter: no program runs any more).
+pub(crate) fn unmount_all() {
+    let vols: Vec<_> = DISKS.lock().values().cloned().collect();
+    for v in vols {
+        if let Err(e) = super::with(|_| v.fs.lock().unmount()) {
+            crate::println!("pvmux-kernel: disk write-back at shutdown failed: {e}");
+        }
+    }
+}
+
 /// Writes every mounted disk's changes back (`sync`, `syncfs`).
 pub(crate) fn sync_all() -> Result<(), Errno> {
     let vols: Vec<_> = DISKS.lock().values().cloned().collect();

@@ -90,6 +90,7 @@ pub fn launch_with_share(
         initrd,
         hostfs,
         volumes: Vec::new(),
+        disks: Vec::new(),
         sandbox_user: Default::default(),
         net: Default::default(),
     };

@@ -3,6 +3,7 @@
 mod bench;
 mod caps;
 mod death;
+pub(crate) mod disk;
 mod environ;
 mod exec;
 mod exit;
@@ -138,6 +139,9 @@ pub enum Command {
     /// a change (+64M, -64M), at most the maximum it started with; a shrink below what the
     /// guest can free is refused and nothing changes.
     Mem(MemArgs),
+    /// Disks owned by one tenant at a time: `disk ls NAME`, `disk move FROM TO` (FROM's
+    /// guest writes back and unmounts the disk, TO's mounts it).
+    Disk(disk::DiskArgs),
     /// Internal: a container's monitor process (started by `create`).
     #[command(hide = true, name = "oci-monitor")]
     OciMonitor(oci::MonitorArgs),
@@ -221,6 +225,7 @@ pub fn main() -> ExitCode {
         Command::Update(a) => oci::update(g, a),
         Command::Events(a) => oci::events(g, a),
         Command::Mem(a) => oci::mem(g, a),
+        Command::Disk(a) => disk::disk(g, a),
         Command::OciMonitor(m) => oci::monitor::run(g, m),
     };
     match result {

@@ -34,7 +34,8 @@ pub(crate) use monitor::MonitorArgs;
 pub use names::{LogsArgs, StopArgs};
 pub use names_stats::StatsArgs;
 pub(crate) use state::now_rfc3339;
-use state::{Record, StateDir, Status};
+use state::Record;
+pub(crate) use state::{StateDir, Status};
 
 /// The options of runc's that apply to every command (global: before or after the command).
 #[derive(Debug, Args)]

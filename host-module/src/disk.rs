@@ -184,9 +184,7 @@ impl Disk {
         use std::os::unix::fs::FileTypeExt;
         let size = if meta.file_type().is_block_device() {
             use std::io::Seek;
-            (&file)
-                .seek(std::io::SeekFrom::End(0))
-                .map_err(open_err)?
+            (&file).seek(std::io::SeekFrom::End(0)).map_err(open_err)?
         } else if meta.is_file() {
             meta.len()
         } else {
@@ -334,11 +332,7 @@ impl Disks {
         if t.slots.iter().flatten().any(|s| s.disk.path == disk.path) {
             return Err(DiskError::AlreadyAttached { path: disk.path });
         }
-        if t.slots
-            .iter()
-            .flatten()
-            .any(|s| s.disk.mount == disk.mount)
-        {
+        if t.slots.iter().flatten().any(|s| s.disk.mount == disk.mount) {
             return Err(DiskError::BadMountPath(format!(
                 "{} (another disk of this tenant is mounted there)",
                 String::from_utf8_lossy(&disk.mount)
@@ -389,7 +383,9 @@ impl Disks {
     /// The slot `which` names (its guest name, `vdX`, or its image's path); with `None`, the
     /// only disk.
     fn find(&self, t: &Table, which: Option<&str>) -> Result<usize, DiskError> {
-        let used: Vec<usize> = (0..t.slots.len()).filter(|&i| t.slots[i].is_some()).collect();
+        let used: Vec<usize> = (0..t.slots.len())
+            .filter(|&i| t.slots[i].is_some())
+            .collect();
         match which {
             None => match used.as_slice() {
                 [i] => Ok(*i),
@@ -401,7 +397,8 @@ impl Disks {
                 used.into_iter()
                     .find(|&i| {
                         let s = t.slots[i].as_ref().map(|s| &s.disk.path);
-                        slot_name(i) == w || s.map(|p| p.as_path()) == Some(Path::new(w))
+                        slot_name(i) == w
+                            || s.map(|p| p.as_path()) == Some(Path::new(w))
                             || (canon.is_some() && s == canon.as_ref())
                     })
                     .ok_or_else(|| DiskError::NoSuchDisk(w.to_owned()))
@@ -560,7 +557,10 @@ impl Disks {
             .and_then(|i| t.slots.get_mut(i))
             .and_then(Option::as_mut)
             .ok_or(HcError::InvalidArgument)?;
-        if s.generation != generation || !s.taken || s.answer.is_some() || s.state == State::Attached
+        if s.generation != generation
+            || !s.taken
+            || s.answer.is_some()
+            || s.state == State::Attached
         {
             return Err(HcError::InvalidArgument);
         }
@@ -632,16 +632,28 @@ mod tests {
     fn images_are_locked_checked_and_mount_paths_validated() {
         let p = image("lock", 1 << 20);
         let a = Disk::open(&p, false, "/mnt/d").unwrap();
-        assert!(matches!(Disk::open(&p, false, "/mnt/d"), Err(DiskError::InUse { .. })));
-        assert!(matches!(Disk::open(&p, true, "/mnt/d"), Err(DiskError::InUse { .. })));
+        assert!(matches!(
+            Disk::open(&p, false, "/mnt/d"),
+            Err(DiskError::InUse { .. })
+        ));
+        assert!(matches!(
+            Disk::open(&p, true, "/mnt/d"),
+            Err(DiskError::InUse { .. })
+        ));
         drop(a);
         let b = Disk::open(&p, true, "/x").unwrap();
         drop(b);
         for bad in ["", "/", "rel", "/a/../b", "/a\0b"] {
-            assert!(matches!(Disk::open(&p, false, bad), Err(DiskError::BadMountPath(_))), "{bad:?}");
+            assert!(
+                matches!(Disk::open(&p, false, bad), Err(DiskError::BadMountPath(_))),
+                "{bad:?}"
+            );
         }
         let odd = image("odd", 1000);
-        assert!(matches!(Disk::open(&odd, false, "/m"), Err(DiskError::BadImage { .. })));
+        assert!(matches!(
+            Disk::open(&odd, false, "/m"),
+            Err(DiskError::BadImage { .. })
+        ));
         let _ = std::fs::remove_file(p);
         let _ = std::fs::remove_file(odd);
     }
@@ -655,35 +667,107 @@ mod tests {
         let buf = 0x10000;
         mem.write(buf, &[0xab; 1024]).unwrap();
         let descs = [
-            DiskDesc { op: op::WRITE, sector: 62, count: 2, buf_gpa: buf, ..DiskDesc::default() },
-            DiskDesc { op: op::WRITE, sector: 63, count: 2, buf_gpa: buf, ..DiskDesc::default() },
-            DiskDesc { op: op::READ, sector: u64::MAX, count: 2, buf_gpa: buf, ..DiskDesc::default() },
-            DiskDesc { op: op::READ, sector: 0, count: 1, buf_gpa: (16 << 20) - 100, ..DiskDesc::default() },
-            DiskDesc { op: 9, ..DiskDesc::default() },
-            DiskDesc { op: op::FLUSH, ..DiskDesc::default() },
-            DiskDesc { op: op::READ, sector: 0, count: 4096, buf_gpa: buf, ..DiskDesc::default() },
-            DiskDesc { op: op::READ, sector: 62, count: 1, buf_gpa: 0x20000, reserved: 0, status: 77 },
+            DiskDesc {
+                op: op::WRITE,
+                sector: 62,
+                count: 2,
+                buf_gpa: buf,
+                ..DiskDesc::default()
+            },
+            DiskDesc {
+                op: op::WRITE,
+                sector: 63,
+                count: 2,
+                buf_gpa: buf,
+                ..DiskDesc::default()
+            },
+            DiskDesc {
+                op: op::READ,
+                sector: u64::MAX,
+                count: 2,
+                buf_gpa: buf,
+                ..DiskDesc::default()
+            },
+            DiskDesc {
+                op: op::READ,
+                sector: 0,
+                count: 1,
+                buf_gpa: (16 << 20) - 100,
+                ..DiskDesc::default()
+            },
+            DiskDesc {
+                op: 9,
+                ..DiskDesc::default()
+            },
+            DiskDesc {
+                op: op::FLUSH,
+                ..DiskDesc::default()
+            },
+            DiskDesc {
+                op: op::READ,
+                sector: 0,
+                count: 4096,
+                buf_gpa: buf,
+                ..DiskDesc::default()
+            },
+            DiskDesc {
+                op: op::READ,
+                sector: 62,
+                count: 1,
+                buf_gpa: 0x20000,
+                reserved: 0,
+                status: 77,
+            },
         ];
         for (k, d) in descs.iter().enumerate() {
             mem.write(ring + k as u64 * DESC_LEN, d.as_bytes()).unwrap();
         }
-        let n = disks.hc_submit(&mem, [0, ring, descs.len() as u64, 0, 0, 0]).unwrap();
+        let n = disks
+            .hc_submit(&mem, [0, ring, descs.len() as u64, 0, 0, 0])
+            .unwrap();
         assert_eq!(n, 8);
         let status: Vec<u32> = (0..8)
             .map(|k| mem.read_u32(ring + k * DESC_LEN + STATUS_OFFSET).unwrap())
             .collect();
-        assert_eq!(status, [0, errno::EINVAL, errno::EINVAL, errno::EFAULT, errno::EINVAL, 0, errno::EINVAL, 0]);
+        assert_eq!(
+            status,
+            [
+                0,
+                errno::EINVAL,
+                errno::EINVAL,
+                errno::EFAULT,
+                errno::EINVAL,
+                0,
+                errno::EINVAL,
+                0
+            ]
+        );
         assert_eq!(mem.read_vec(0x20000, 512).unwrap(), vec![0xab; 512]);
         assert_eq!(std::fs::read(&p).unwrap()[62 * 512..], vec![0xab; 1024]);
-        assert_eq!(disks.hc_submit(&mem, [1, ring, 1, 0, 0, 0]), Err(HcError::InvalidArgument));
-        assert_eq!(disks.hc_submit(&mem, [0, ring, 65, 0, 0, 0]), Err(HcError::InvalidArgument));
-        assert_eq!(disks.hc_submit(&mem, [0, 16 << 20, 1, 0, 0, 0]), Err(HcError::BadAddress));
+        assert_eq!(
+            disks.hc_submit(&mem, [1, ring, 1, 0, 0, 0]),
+            Err(HcError::InvalidArgument)
+        );
+        assert_eq!(
+            disks.hc_submit(&mem, [0, ring, 65, 0, 0, 0]),
+            Err(HcError::InvalidArgument)
+        );
+        assert_eq!(
+            disks.hc_submit(&mem, [0, 16 << 20, 1, 0, 0, 0]),
+            Err(HcError::BadAddress)
+        );
         // Events: the boot disk's attach, once; a report for the wrong generation is refused.
         assert_eq!(disks.hc_take(&mem, 0x3000).unwrap(), 1);
         assert_eq!(disks.hc_take(&mem, 0x3000).unwrap(), 0);
         let e = DiskEvent::read_from_bytes(&mem.read_vec(0x3000, 288).unwrap()).unwrap();
-        assert_eq!((e.slot, e.kind, e.mount_path(), e.sectors), (0, event::ATTACH, Some(&b"/m"[..]), 64));
-        assert_eq!(disks.hc_report([0, e.generation + 1, 0, 0, 0, 0]), Err(HcError::InvalidArgument));
+        assert_eq!(
+            (e.slot, e.kind, e.mount_path(), e.sectors),
+            (0, event::ATTACH, Some(&b"/m"[..]), 64)
+        );
+        assert_eq!(
+            disks.hc_report([0, e.generation + 1, 0, 0, 0, 0]),
+            Err(HcError::InvalidArgument)
+        );
         assert_eq!(disks.hc_report([0, e.generation, 0, 0, 0, 0]), Ok(0));
         assert_eq!(disks.list()[0].state, "mounted");
         // A read-only disk refuses writes.
@@ -701,7 +785,9 @@ mod tests {
         let mem = GuestMemory::new(16 << 20).unwrap();
         let disks = Arc::new(Disks::with(vec![Disk::open(&p, false, "/m").unwrap()]).unwrap());
         assert_eq!(disks.hc_take(&mem, 0x3000).unwrap(), 1);
-        let g = DiskEvent::read_from_bytes(&mem.read_vec(0x3000, 288).unwrap()).unwrap().generation;
+        let g = DiskEvent::read_from_bytes(&mem.read_vec(0x3000, 288).unwrap())
+            .unwrap()
+            .generation;
         disks.hc_report([0, g, 0, 0, 0, 0]).unwrap();
         // The guest refuses once (files open), then agrees.
         for answer in [errno::EBUSY, 0] {
@@ -709,9 +795,11 @@ mod tests {
             let mem2 = GuestMemory::new(16 << 20).unwrap();
             let guest = std::thread::spawn(move || loop {
                 if d2.hc_take(&mem2, 0x3000).unwrap() == 1 {
-                    let e = DiskEvent::read_from_bytes(&mem2.read_vec(0x3000, 288).unwrap()).unwrap();
+                    let e =
+                        DiskEvent::read_from_bytes(&mem2.read_vec(0x3000, 288).unwrap()).unwrap();
                     assert_eq!(e.kind, event::DETACH);
-                    d2.hc_report([0, e.generation, u64::from(answer), 0, 0, 0]).unwrap();
+                    d2.hc_report([0, e.generation, u64::from(answer), 0, 0, 0])
+                        .unwrap();
                     return;
                 }
                 std::thread::sleep(Duration::from_millis(5));
@@ -724,9 +812,18 @@ mod tests {
                 // The lock is gone: another tenant can open it.
                 drop(Disk::open(&p, false, "/m").unwrap());
             } else {
-                assert!(matches!(r, Err(DiskError::Guest { errno: errno::EBUSY, .. })));
+                assert!(matches!(
+                    r,
+                    Err(DiskError::Guest {
+                        errno: errno::EBUSY,
+                        ..
+                    })
+                ));
                 assert_eq!(disks.list()[0].state, "mounted");
-                assert!(matches!(Disk::open(&p, false, "/m"), Err(DiskError::InUse { .. })));
+                assert!(matches!(
+                    Disk::open(&p, false, "/m"),
+                    Err(DiskError::InUse { .. })
+                ));
             }
         }
         let _ = std::fs::remove_file(p);

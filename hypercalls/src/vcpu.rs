@@ -39,8 +39,17 @@ pub mod pending {
     /// A disk event waits (`DiskTake`: a disk attached or asked back; docs/ABI.md §disks).
     pub const DISK: u32 = 1 << 10;
     /// All bits defined by this ABI version.
-    pub const ALL: u32 =
-        TIMER | KICK | HOST | INPUT | NET | EXEC | SIGNAL | CONSOLE_SIZE | RESOURCES | BALLOON | DISK;
+    pub const ALL: u32 = TIMER
+        | KICK
+        | HOST
+        | INPUT
+        | NET
+        | EXEC
+        | SIGNAL
+        | CONSOLE_SIZE
+        | RESOURCES
+        | BALLOON
+        | DISK;
 }
 
 /// Indices into [`VcpuShared::stats`] (maintained by the stub, informational; 8 and 9 by the

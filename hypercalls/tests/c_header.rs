@@ -904,16 +904,28 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         ("HC_DISK_SUBMIT", Hypercall::DiskSubmit as u64),
         ("HC_DISK_REPORT", Hypercall::DiskReport as u64),
         ("DISK_SECTOR_SIZE", pvmux_hypercalls::disk::SECTOR_SIZE),
-        ("DISK_MAX_DISKS", u64::from(pvmux_hypercalls::disk::MAX_DISKS)),
+        (
+            "DISK_MAX_DISKS",
+            u64::from(pvmux_hypercalls::disk::MAX_DISKS),
+        ),
         ("DISK_RING_MAX", pvmux_hypercalls::disk::RING_MAX),
         ("DISK_IO_MAX", pvmux_hypercalls::disk::IO_MAX),
         ("DISK_PATH_MAX", pvmux_hypercalls::disk::PATH_MAX as u64),
         ("DISK_READ", u64::from(pvmux_hypercalls::disk::op::READ)),
         ("DISK_WRITE", u64::from(pvmux_hypercalls::disk::op::WRITE)),
         ("DISK_FLUSH", u64::from(pvmux_hypercalls::disk::op::FLUSH)),
-        ("DISK_EVENT_ATTACH", u64::from(pvmux_hypercalls::disk::event::ATTACH)),
-        ("DISK_EVENT_DETACH", u64::from(pvmux_hypercalls::disk::event::DETACH)),
-        ("DISK_READ_ONLY", u64::from(pvmux_hypercalls::disk::flag::READ_ONLY)),
+        (
+            "DISK_EVENT_ATTACH",
+            u64::from(pvmux_hypercalls::disk::event::ATTACH),
+        ),
+        (
+            "DISK_EVENT_DETACH",
+            u64::from(pvmux_hypercalls::disk::event::DETACH),
+        ),
+        (
+            "DISK_READ_ONLY",
+            u64::from(pvmux_hypercalls::disk::flag::READ_ONLY),
+        ),
         (
             "sizeof pvmux_disk_desc",
             size_of::<pvmux_hypercalls::disk::DiskDesc>() as u64,
@@ -926,8 +938,16 @@ fn rust_values() -> Vec<(&'static str, u64)> {
             "sizeof pvmux_disk_event",
             size_of::<pvmux_hypercalls::disk::DiskEvent>() as u64,
         ),
-        o!("pvmux_disk_event", pvmux_hypercalls::disk::DiskEvent, sectors),
-        o!("pvmux_disk_event", pvmux_hypercalls::disk::DiskEvent, generation),
+        o!(
+            "pvmux_disk_event",
+            pvmux_hypercalls::disk::DiskEvent,
+            sectors
+        ),
+        o!(
+            "pvmux_disk_event",
+            pvmux_hypercalls::disk::DiskEvent,
+            generation
+        ),
         o!("pvmux_disk_event", pvmux_hypercalls::disk::DiskEvent, path),
         ("PENDING_ALL", u64::from(pending::ALL)),
         ("STAT_SHADOW_FILLS", stat::SHADOW_FILLS as u64),

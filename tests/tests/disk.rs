@@ -33,7 +33,13 @@ impl Root {
     fn pvmux(&self, args: &[&str]) -> Run {
         let mut cmd = Command::new(PVMUX);
         cmd.arg("--root").arg(self.dir()).args(args);
-        run_with_timeout(cmd, &args.join(" "), TIMEOUT, Duration::from_millis(10), |_| {})
+        run_with_timeout(
+            cmd,
+            &args.join(" "),
+            TIMEOUT,
+            Duration::from_millis(10),
+            |_| {},
+        )
     }
 
     /// Starts a detached tenant `name` idling, with the host's root as its files and `extra`
@@ -54,7 +60,9 @@ impl Drop for Root {
     fn drop(&mut self) {
         for n in ["one", "two", "three"] {
             let mut cmd = Command::new(PVMUX);
-            cmd.arg("--root").arg(self.dir()).args(["stop", "--time", "1", n]);
+            cmd.arg("--root")
+                .arg(self.dir())
+                .args(["stop", "--time", "1", n]);
             let _ = cmd.output();
         }
     }
@@ -114,7 +122,10 @@ fn crc_fields(s: &str) -> Vec<String> {
 }
 
 #[test]
-#[cfg_attr(not(have_mke2fs), ignore = "needs e2fsprogs: apt-get install e2fsprogs")]
+#[cfg_attr(
+    not(have_mke2fs),
+    ignore = "needs e2fsprogs: apt-get install e2fsprogs"
+)]
 fn a_disk_moves_between_kernels_with_its_files_and_fsck_finds_it_clean() {
     let root = Root::new("move");
     let img = mkfs(root.dir(), "data.img", 32);
@@ -177,10 +188,19 @@ fn a_disk_moves_between_kernels_with_its_files_and_fsck_finds_it_clean() {
         "for i in $(seq 200); do ls -l /proc/[0-9]*/fd/ 2>/dev/null | grep -q note && exit 0; \
          sleep 0.05; done; exit 1",
     );
-    assert_eq!(opened.code(), Some(0), "the holder opened the file: {}", opened.context());
+    assert_eq!(
+        opened.code(),
+        Some(0),
+        "the holder opened the file: {}",
+        opened.context()
+    );
     let refused = root.pvmux(&["disk", "move", "one", "two"]);
     assert_eq!(refused.code(), Some(1), "{}", refused.context());
-    assert!(refused.stderr.contains("files are open"), "{}", refused.context());
+    assert!(
+        refused.stderr.contains("files are open"),
+        "{}",
+        refused.context()
+    );
     let still = root.sh("one", "cat /data/a/c/note");
     assert_eq!(still.stdout, "hello-from-one\n", "{}", still.context());
     // Once the holder is gone, the move goes through.
@@ -195,9 +215,18 @@ fn a_disk_moves_between_kernels_with_its_files_and_fsck_finds_it_clean() {
     // The move: one's guest writes back and unmounts, two's mounts.
     let mv = root.pvmux(&["disk", "move", "one", "two"]);
     assert_eq!(mv.code(), Some(0), "{}", mv.context());
-    assert!(mv.stdout.contains("moved from one to two"), "{}", mv.context());
+    assert!(
+        mv.stdout.contains("moved from one to two"),
+        "{}",
+        mv.context()
+    );
     let gone = root.sh("one", "ls -A /data");
-    assert_eq!(gone.stdout, "", "one no longer has the disk: {}", gone.context());
+    assert_eq!(
+        gone.stdout,
+        "",
+        "one no longer has the disk: {}",
+        gone.context()
+    );
     let ls = root.pvmux(&["disk", "ls", "--format", "json", "one"]);
     assert_eq!(ls.stdout.trim(), "[]", "{}", ls.context());
     let r = root.sh("two", "cat /data/a/c/note; cksum /data/a/big; ls -A /data");
@@ -215,12 +244,18 @@ fn a_disk_moves_between_kernels_with_its_files_and_fsck_finds_it_clean() {
     }
     let (code, out) = fsck(&img);
     assert_eq!(code, 0, "e2fsck -fn:\n{out}");
-    assert_eq!(debugfs_cat(&img, "/a/c/note"), b"hello-from-one\nfrom-two\n");
+    assert_eq!(
+        debugfs_cat(&img, "/a/c/note"),
+        b"hello-from-one\nfrom-two\n"
+    );
     assert_eq!(debugfs_cat(&img, "/a/big"), std::fs::read(&big).unwrap());
 }
 
 #[test]
-#[cfg_attr(not(have_mke2fs), ignore = "needs e2fsprogs: apt-get install e2fsprogs")]
+#[cfg_attr(
+    not(have_mke2fs),
+    ignore = "needs e2fsprogs: apt-get install e2fsprogs"
+)]
 fn a_read_only_disk_refuses_writes_and_its_image_stays_the_same() {
     let root = Root::new("ro");
     let img = mkfs(root.dir(), "ro.img", 8);
@@ -243,11 +278,17 @@ fn a_read_only_disk_refuses_writes_and_its_image_stays_the_same() {
         "{}",
         r.context()
     );
-    assert!(std::fs::read(&img).unwrap() == before, "a read-only image changed");
+    assert!(
+        std::fs::read(&img).unwrap() == before,
+        "a read-only image changed"
+    );
 }
 
 #[test]
-#[cfg_attr(not(have_mke2fs), ignore = "needs e2fsprogs: apt-get install e2fsprogs")]
+#[cfg_attr(
+    not(have_mke2fs),
+    ignore = "needs e2fsprogs: apt-get install e2fsprogs"
+)]
 fn a_corrupted_image_is_an_error_in_the_guest_never_a_host_problem() {
     let root = Root::new("bad");
     let run = |img: &Path, script: &str| {
@@ -262,13 +303,20 @@ fn a_corrupted_image_is_an_error_in_the_guest_never_a_host_problem() {
     std::fs::write(&zero, vec![0u8; 4 << 20]).unwrap();
     let r = run(&zero, "echo should-not-run");
     assert_eq!(r.code(), Some(126), "{}", r.context());
-    assert!(r.stderr.contains("not an ext2 filesystem"), "{}", r.context());
+    assert!(
+        r.stderr.contains("not an ext2 filesystem"),
+        "{}",
+        r.context()
+    );
     assert!(!r.stdout.contains("should-not-run"), "{}", r.context());
 
     // A directory block overwritten with garbage: EUCLEAN ("Structure needs cleaning") in
     // the guest for that directory, the rest of the disk still usable.
     let img = mkfs(root.dir(), "bad.img", 8);
-    let r = run(&img, "mkdir /mnt/vda/d && echo ok > /mnt/vda/d/f && echo fine > /mnt/vda/top");
+    let r = run(
+        &img,
+        "mkdir /mnt/vda/d && echo ok > /mnt/vda/d/f && echo fine > /mnt/vda/top",
+    );
     assert_eq!(r.code(), Some(0), "{}", r.context());
     let out = Command::new("debugfs")
         .args(["-R", "blocks /d"])
@@ -285,7 +333,10 @@ fn a_corrupted_image_is_an_error_in_the_guest_never_a_host_problem() {
     let at = (blk * 1024) as usize;
     bytes[at..at + 1024].fill(0xa5);
     std::fs::write(&img, &bytes).unwrap();
-    let r = run(&img, "cat /mnt/vda/top; ls /mnt/vda/d; cat /mnt/vda/d/f; echo status=$?");
+    let r = run(
+        &img,
+        "cat /mnt/vda/top; ls /mnt/vda/d; cat /mnt/vda/d/f; echo status=$?",
+    );
     assert_eq!(r.code(), Some(0), "{}", r.context());
     assert!(r.stdout.starts_with("fine\n"), "{}", r.context());
     assert!(r.stdout.contains("status=1"), "{}", r.context());

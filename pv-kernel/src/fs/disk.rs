@@ -15,8 +15,8 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use pvmux_hypercalls::disk::{
-    event as ev, flag, op, DiskDesc, DiskEvent, DESC_LEN, EVENT_LEN, IO_MAX, MAX_DISKS,
-    RING_MAX, SECTOR_SIZE,
+    event as ev, flag, op, DiskDesc, DiskEvent, DESC_LEN, EVENT_LEN, IO_MAX, MAX_DISKS, RING_MAX,
+    SECTOR_SIZE,
 };
 use zerocopy::{FromBytes, IntoBytes};
 
@@ -200,7 +200,10 @@ fn detach(e: &DiskEvent) -> Result<(), Errno> {
         let host = fs.unmount_volume(id)?;
         drop(host);
         if let Err(err) = vol.fs.lock().unmount() {
-            crate::println!("pvmux-kernel: disk slot {}: write-back failed: {err}", e.slot);
+            crate::println!(
+                "pvmux-kernel: disk slot {}: write-back failed: {err}",
+                e.slot
+            );
             if let Some(path) = e.mount_path() {
                 let _ = fs.mount_volume(vol.clone(), id, read_only, path);
             }

@@ -314,7 +314,14 @@ mod tests {
         let s = parse_disk("/x/a.img:ro,mount=/data/").unwrap();
         assert_eq!((s.read_only, s.mount.as_deref()), (true, Some("/data")));
         assert!(parse_disk("a:rw,mount=/m").is_ok_and(|s| !s.read_only));
-        for bad in ["", ":ro", "a,mount=rel", "a,mount=/", "a,size=3", "a,mount=/x/../y"] {
+        for bad in [
+            "",
+            ":ro",
+            "a,mount=rel",
+            "a,mount=/",
+            "a,size=3",
+            "a,mount=/x/../y",
+        ] {
             assert!(parse_disk(bad).is_err(), "{bad:?}");
         }
     }

@@ -311,9 +311,8 @@ impl<D: BlockDev> Ext2<D> {
                 free_inodes: le16(b, o + 14),
                 used_dirs: le16(b, o + 16),
             };
-            let inside = |x: u32, n: u64| {
-                x >= first_data && u64::from(x) + n <= u64::from(blocks) && x > 0
-            };
+            let inside =
+                |x: u32, n: u64| x >= first_data && u64::from(x) + n <= u64::from(blocks) && x > 0;
             if !inside(gr.block_bitmap, 1)
                 || !inside(gr.inode_bitmap, 1)
                 || !inside(gr.inode_table, itable_blocks)
@@ -1399,7 +1398,11 @@ impl<D: BlockDev> Ext2<D> {
     }
 
     /// Performs one volume-protocol request.
-    pub(crate) fn call(&mut self, req: &VolumeReq<'_>, buf: VolumeBuf<'_>) -> Result<(u64, HostfsEntry), Errno> {
+    pub(crate) fn call(
+        &mut self,
+        req: &VolumeReq<'_>,
+        buf: VolumeBuf<'_>,
+    ) -> Result<(u64, HostfsEntry), Errno> {
         let none = HostfsEntry::default();
         if pvmux_hypercalls::volume::writes(req.op) && self.read_only {
             // Refused before anything is looked at (the VFS checks too).
@@ -1439,7 +1442,10 @@ impl<D: BlockDev> Ext2<D> {
                 let n = r?;
                 Ok((n as u64, self.entry(&i)))
             }
-            op::CREATE => Ok((0, self.create(req.path, req.mode, req.flags & flag::EXCL != 0)?)),
+            op::CREATE => Ok((
+                0,
+                self.create(req.path, req.mode, req.flags & flag::EXCL != 0)?,
+            )),
             op::MKDIR => Ok((0, self.mkdir(req.path, req.mode)?)),
             op::UNLINK => self.unlink(req.path, false).map(|()| (0, none)),
             op::RMDIR => self.unlink(req.path, true).map(|()| (0, none)),
@@ -1511,7 +1517,12 @@ pub(crate) struct Ext2Volume<D: BlockDev> {
 }
 
 impl<D: BlockDev> VolumeHost for Ext2Volume<D> {
-    fn call(&self, _vol: u32, req: &VolumeReq<'_>, buf: VolumeBuf<'_>) -> Result<(u64, HostfsEntry), Errno> {
+    fn call(
+        &self,
+        _vol: u32,
+        req: &VolumeReq<'_>,
+        buf: VolumeBuf<'_>,
+    ) -> Result<(u64, HostfsEntry), Errno> {
         let mut fs = self.fs.lock();
         let r = fs.call(req, buf);
         if matches!(r, Err(EIO)) {

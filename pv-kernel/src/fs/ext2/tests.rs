@@ -56,7 +56,10 @@ fn tmp(name: &str) -> PathBuf {
 /// A fresh image: `mkfs.ext2 -q -F ARGS FILE SIZE_K`.
 fn mkfs(name: &str, size_k: u32, args: &[&str]) -> Vec<u8> {
     let f = tmp(name);
-    std::fs::File::create(&f).unwrap().set_len(u64::from(size_k) << 10).unwrap();
+    std::fs::File::create(&f)
+        .unwrap()
+        .set_len(u64::from(size_k) << 10)
+        .unwrap();
     let st = Command::new("mkfs.ext2")
         .args(["-q", "-F"])
         .args(args)
@@ -131,7 +134,10 @@ fn write(fs: &mut Ext2<Mem>, path: &[u8], off: u64, data: &[u8]) {
         offset: off,
         ..req(op::WRITE, path)
     };
-    assert_eq!(fs.call(&r, VolumeBuf::In(data)).unwrap().0, data.len() as u64);
+    assert_eq!(
+        fs.call(&r, VolumeBuf::In(data)).unwrap().0,
+        data.len() as u64
+    );
 }
 
 fn read(fs: &mut Ext2<Mem>, path: &[u8], off: u64, len: usize) -> Vec<u8> {
@@ -187,24 +193,66 @@ fn files_dirs_and_links_survive_e2fsck_and_debugfs_reads_them() {
         let img = mkfs("a", 8192, &["-b", bs, "-I", extra]);
         let mut fs = mount(img);
         // Files of every mapping depth (direct, indirect, double indirect with 1 KiB blocks).
-        call(&mut fs, VolumeReq { mode: 0o644, ..req(op::CREATE, b"/small") }).unwrap();
+        call(
+            &mut fs,
+            VolumeReq {
+                mode: 0o644,
+                ..req(op::CREATE, b"/small")
+            },
+        )
+        .unwrap();
         write(&mut fs, b"/small", 0, b"hello, ext2\n");
         let big = pattern(300 << 10, 7);
-        call(&mut fs, VolumeReq { mode: 0o600, ..req(op::CREATE, b"big") }).unwrap();
+        call(
+            &mut fs,
+            VolumeReq {
+                mode: 0o600,
+                ..req(op::CREATE, b"big")
+            },
+        )
+        .unwrap();
         write(&mut fs, b"big", 0, &big[..1000]);
         write(&mut fs, b"big", 1000, &big[1000..]);
         assert_eq!(read(&mut fs, b"big", 0, big.len() + 10), big);
         assert_eq!(read(&mut fs, b"big", 5000, 3), &big[5000..5003]);
         // Directories, nested; a sparse file.
-        call(&mut fs, VolumeReq { mode: 0o755, ..req(op::MKDIR, b"d") }).unwrap();
-        call(&mut fs, VolumeReq { mode: 0o755, ..req(op::MKDIR, b"d/e") }).unwrap();
-        call(&mut fs, VolumeReq { mode: 0o644, ..req(op::CREATE, b"d/e/sparse") }).unwrap();
+        call(
+            &mut fs,
+            VolumeReq {
+                mode: 0o755,
+                ..req(op::MKDIR, b"d")
+            },
+        )
+        .unwrap();
+        call(
+            &mut fs,
+            VolumeReq {
+                mode: 0o755,
+                ..req(op::MKDIR, b"d/e")
+            },
+        )
+        .unwrap();
+        call(
+            &mut fs,
+            VolumeReq {
+                mode: 0o644,
+                ..req(op::CREATE, b"d/e/sparse")
+            },
+        )
+        .unwrap();
         write(&mut fs, b"d/e/sparse", 3 << 20, b"end");
         assert_eq!(read(&mut fs, b"d/e/sparse", (3 << 20) - 2, 10), b"\0\0end");
         // Many names: the directory grows past one block.
         for k in 0..200 {
             let p = format!("d/f{k:03}-a-rather-long-name-to-fill-blocks");
-            call(&mut fs, VolumeReq { mode: 0o644, ..req(op::CREATE, p.as_bytes()) }).unwrap();
+            call(
+                &mut fs,
+                VolumeReq {
+                    mode: 0o644,
+                    ..req(op::CREATE, p.as_bytes())
+                },
+            )
+            .unwrap();
         }
         for k in (0..200).step_by(2) {
             let p = format!("d/f{k:03}-a-rather-long-name-to-fill-blocks");
@@ -213,35 +261,111 @@ fn files_dirs_and_links_survive_e2fsck_and_debugfs_reads_them() {
         assert_eq!(list(&mut fs, b"d").len(), 101);
         // Links, fast and slow.
         let long = [b'x'; 100];
-        call(&mut fs, VolumeReq { path2: b"small", ..req(op::SYMLINK, b"ln") }).unwrap();
-        call(&mut fs, VolumeReq { path2: &long, ..req(op::SYMLINK, b"ln2") }).unwrap();
+        call(
+            &mut fs,
+            VolumeReq {
+                path2: b"small",
+                ..req(op::SYMLINK, b"ln")
+            },
+        )
+        .unwrap();
+        call(
+            &mut fs,
+            VolumeReq {
+                path2: &long,
+                ..req(op::SYMLINK, b"ln2")
+            },
+        )
+        .unwrap();
         let mut t = [0u8; 200];
-        let n = fs.call(&req(op::READLINK, b"ln2"), VolumeBuf::Out(&mut t)).unwrap().0;
+        let n = fs
+            .call(&req(op::READLINK, b"ln2"), VolumeBuf::Out(&mut t))
+            .unwrap()
+            .0;
         assert_eq!(&t[..n as usize], &long[..]);
         // Rename across directories, replacing; directory rename.
-        call(&mut fs, VolumeReq { path2: b"d/e/moved", ..req(op::RENAME, b"small") }).unwrap();
-        call(&mut fs, VolumeReq { path2: b"d/e2", ..req(op::RENAME, b"d/e") }).unwrap();
-        call(&mut fs, VolumeReq { mode: 0o755, ..req(op::MKDIR, b"top") }).unwrap();
-        call(&mut fs, VolumeReq { path2: b"top/e3", ..req(op::RENAME, b"d/e2") }).unwrap();
+        call(
+            &mut fs,
+            VolumeReq {
+                path2: b"d/e/moved",
+                ..req(op::RENAME, b"small")
+            },
+        )
+        .unwrap();
+        call(
+            &mut fs,
+            VolumeReq {
+                path2: b"d/e2",
+                ..req(op::RENAME, b"d/e")
+            },
+        )
+        .unwrap();
+        call(
+            &mut fs,
+            VolumeReq {
+                mode: 0o755,
+                ..req(op::MKDIR, b"top")
+            },
+        )
+        .unwrap();
+        call(
+            &mut fs,
+            VolumeReq {
+                path2: b"top/e3",
+                ..req(op::RENAME, b"d/e2")
+            },
+        )
+        .unwrap();
         assert_eq!(read(&mut fs, b"top/e3/moved", 0, 100), b"hello, ext2\n");
         // Truncate down and up.
-        let t = call(&mut fs, VolumeReq { offset: 70_000, ..req(op::TRUNCATE, b"big") }).unwrap();
+        let t = call(
+            &mut fs,
+            VolumeReq {
+                offset: 70_000,
+                ..req(op::TRUNCATE, b"big")
+            },
+        )
+        .unwrap();
         assert_eq!(t.size, 70_000);
-        call(&mut fs, VolumeReq { offset: 80_000, ..req(op::TRUNCATE, b"big") }).unwrap();
+        call(
+            &mut fs,
+            VolumeReq {
+                offset: 80_000,
+                ..req(op::TRUNCATE, b"big")
+            },
+        )
+        .unwrap();
         let back = read(&mut fs, b"big", 0, 100_000);
         assert_eq!(&back[..70_000], &big[..70_000]);
         assert!(back[70_000..].iter().all(|&b| b == 0));
-        let c = call(&mut fs, VolumeReq { mode: 0o4751, ..req(op::CHMOD, b"big") }).unwrap();
+        let c = call(
+            &mut fs,
+            VolumeReq {
+                mode: 0o4751,
+                ..req(op::CHMOD, b"big")
+            },
+        )
+        .unwrap();
         assert_eq!(c.perm, 0o751, "set-id bits are cleared");
         let u = VolumeReq {
             atime: UTIME_OMIT,
             mtime: 1_600_000_000_000_000_000,
             ..req(op::UTIMES, b"big")
         };
-        assert_eq!(call(&mut fs, u).unwrap().mtime_ns, 1_600_000_000_000_000_000);
+        assert_eq!(
+            call(&mut fs, u).unwrap().mtime_ns,
+            1_600_000_000_000_000_000
+        );
         // rmdir of an empty and a non-empty directory.
         assert_eq!(call(&mut fs, req(op::RMDIR, b"top")), Err(ENOTEMPTY));
-        call(&mut fs, VolumeReq { mode: 0o755, ..req(op::MKDIR, b"gone") }).unwrap();
+        call(
+            &mut fs,
+            VolumeReq {
+                mode: 0o755,
+                ..req(op::MKDIR, b"gone")
+            },
+        )
+        .unwrap();
         call(&mut fs, req(op::RMDIR, b"gone")).unwrap();
         let names = list(&mut fs, b"/");
         let want: Vec<(Vec<u8>, u8)> = [
@@ -283,7 +407,14 @@ fn files_dirs_and_links_survive_e2fsck_and_debugfs_reads_them() {
 fn a_full_disk_is_enospc_and_stays_consistent() {
     let img = mkfs("full", 1024, &["-b", "1024"]);
     let mut fs = mount(img);
-    call(&mut fs, VolumeReq { mode: 0o644, ..req(op::CREATE, b"f") }).unwrap();
+    call(
+        &mut fs,
+        VolumeReq {
+            mode: 0o644,
+            ..req(op::CREATE, b"f")
+        },
+    )
+    .unwrap();
     let chunk = vec![0x5a; 64 << 10];
     let mut off = 0u64;
     let err = loop {
@@ -324,7 +455,13 @@ fn read_only_mounts_refuse_changes_and_write_nothing() {
     .unwrap();
     assert!(fs.read_only());
     assert_eq!(
-        call(&mut fs, VolumeReq { mode: 0o644, ..req(op::CREATE, b"x") }),
+        call(
+            &mut fs,
+            VolumeReq {
+                mode: 0o644,
+                ..req(op::CREATE, b"x")
+            }
+        ),
         Err(EROFS)
     );
     assert_eq!(call(&mut fs, req(op::MKDIR, b"y")), Err(EROFS));
@@ -338,30 +475,76 @@ fn errors_name_the_problem() {
     let img = mkfs("err", 2048, &[]);
     let mut fs = mount(img);
     assert_eq!(call(&mut fs, req(op::LOOKUP, b"nope")), Err(ENOENT));
-    call(&mut fs, VolumeReq { mode: 0o644, ..req(op::CREATE, b"f") }).unwrap();
+    call(
+        &mut fs,
+        VolumeReq {
+            mode: 0o644,
+            ..req(op::CREATE, b"f")
+        },
+    )
+    .unwrap();
     assert_eq!(call(&mut fs, req(op::LOOKUP, b"f/x")), Err(ENOTDIR));
     assert_eq!(
-        call(&mut fs, VolumeReq { mode: 0o644, flags: flag::EXCL, ..req(op::CREATE, b"f") }),
+        call(
+            &mut fs,
+            VolumeReq {
+                mode: 0o644,
+                flags: flag::EXCL,
+                ..req(op::CREATE, b"f")
+            }
+        ),
         Err(EEXIST)
     );
     assert_eq!(call(&mut fs, req(op::RMDIR, b"f")), Err(ENOTDIR));
     assert_eq!(call(&mut fs, req(op::UNLINK, b"lost+found")), Err(EISDIR));
-    call(&mut fs, VolumeReq { mode: 0o755, ..req(op::MKDIR, b"a") }).unwrap();
+    call(
+        &mut fs,
+        VolumeReq {
+            mode: 0o755,
+            ..req(op::MKDIR, b"a")
+        },
+    )
+    .unwrap();
     assert_eq!(
-        call(&mut fs, VolumeReq { path2: b"a/b", ..req(op::RENAME, b"a") }),
+        call(
+            &mut fs,
+            VolumeReq {
+                path2: b"a/b",
+                ..req(op::RENAME, b"a")
+            }
+        ),
         Err(EINVAL)
     );
     assert_eq!(
-        call(&mut fs, VolumeReq { path2: b"f", flags: flag::NOREPLACE, ..req(op::RENAME, b"a") }),
+        call(
+            &mut fs,
+            VolumeReq {
+                path2: b"f",
+                flags: flag::NOREPLACE,
+                ..req(op::RENAME, b"a")
+            }
+        ),
         Err(EEXIST)
     );
     assert_eq!(
-        call(&mut fs, VolumeReq { path2: b"f", ..req(op::RENAME, b"a") }),
+        call(
+            &mut fs,
+            VolumeReq {
+                path2: b"f",
+                ..req(op::RENAME, b"a")
+            }
+        ),
         Err(ENOTDIR)
     );
     let long = [b'n'; 256];
     assert_eq!(
-        call(&mut fs, VolumeReq { mode: 0o644, ..req(op::CREATE, &long) }),
+        call(
+            &mut fs,
+            VolumeReq {
+                mode: 0o644,
+                ..req(op::CREATE, &long)
+            }
+        ),
         Err(ENAMETOOLONG)
     );
     fs.unmount().unwrap();
@@ -375,19 +558,40 @@ fn corrupted_images_are_euclean_or_einval_never_a_panic() {
     let mut zero = img.clone();
     zero[1024 + 56] = 0;
     assert!(matches!(
-        Ext2::mount(Mem { bytes: zero, fail_reads: false }, false, now),
+        Ext2::mount(
+            Mem {
+                bytes: zero,
+                fail_reads: false
+            },
+            false,
+            now
+        ),
         Err(EINVAL)
     ));
     // An impossible geometry.
     let mut geo = img.clone();
     geo[1024 + 32..1024 + 36].copy_from_slice(&0u32.to_le_bytes());
     assert!(matches!(
-        Ext2::mount(Mem { bytes: geo, fail_reads: false }, false, now),
+        Ext2::mount(
+            Mem {
+                bytes: geo,
+                fail_reads: false
+            },
+            false,
+            now
+        ),
         Err(EUCLEAN)
     ));
     // Garbage over the root directory's block: its records are refused.
     let mut fs = mount(img.clone());
-    call(&mut fs, VolumeReq { mode: 0o755, ..req(op::MKDIR, b"d") }).unwrap();
+    call(
+        &mut fs,
+        VolumeReq {
+            mode: 0o755,
+            ..req(op::MKDIR, b"d")
+        },
+    )
+    .unwrap();
     fs.unmount().unwrap();
     let mut img2 = fs.into_dev().bytes;
     let root_blk = {
@@ -402,7 +606,8 @@ fn corrupted_images_are_euclean_or_einval_never_a_panic() {
     assert_eq!(call(&mut fs, req(op::LOOKUP, b"d")), Err(EUCLEAN));
     let mut out = vec![0u8; 4096];
     assert_eq!(
-        fs.call(&req(op::LIST, b"/"), VolumeBuf::Out(&mut out)).map(|x| x.0),
+        fs.call(&req(op::LIST, b"/"), VolumeBuf::Out(&mut out))
+            .map(|x| x.0),
         Err(EUCLEAN)
     );
     // Random garbage everywhere but the superblock: errors, never a panic.
@@ -414,17 +619,39 @@ fn corrupted_images_are_euclean_or_einval_never_a_panic() {
             let at = 2048 + (seed as usize % (g.len() - 2048));
             g[at] = (seed >> 16) as u8;
         }
-        let Ok(mut fs) = Ext2::mount(Mem { bytes: g, fail_reads: false }, false, now) else {
+        let Ok(mut fs) = Ext2::mount(
+            Mem {
+                bytes: g,
+                fail_reads: false,
+            },
+            false,
+            now,
+        ) else {
             continue;
         };
         let _ = list_ok(&mut fs, b"/");
-        let _ = call(&mut fs, VolumeReq { mode: 0o644, ..req(op::CREATE, b"new") });
+        let _ = call(
+            &mut fs,
+            VolumeReq {
+                mode: 0o644,
+                ..req(op::CREATE, b"new")
+            },
+        );
         let _ = fs.call(
-            &VolumeReq { offset: 0, ..req(op::WRITE, b"new") },
+            &VolumeReq {
+                offset: 0,
+                ..req(op::WRITE, b"new")
+            },
             VolumeBuf::In(&[1u8; 5000]),
         );
         let _ = call(&mut fs, req(op::UNLINK, b"lost+found"));
-        let _ = call(&mut fs, VolumeReq { mode: 0o755, ..req(op::MKDIR, format!("d{round}").as_bytes()) });
+        let _ = call(
+            &mut fs,
+            VolumeReq {
+                mode: 0o755,
+                ..req(op::MKDIR, format!("d{round}").as_bytes())
+            },
+        );
         let _ = fs.unmount();
     }
     // A device that fails reads: EIO.
@@ -436,7 +663,8 @@ fn corrupted_images_are_euclean_or_einval_never_a_panic() {
 
 fn list_ok(fs: &mut Ext2<Mem>, path: &[u8]) -> Result<u64, Errno> {
     let mut b = vec![0u8; 4096];
-    fs.call(&req(op::LIST, path), VolumeBuf::Out(&mut b)).map(|x| x.0)
+    fs.call(&req(op::LIST, path), VolumeBuf::Out(&mut b))
+        .map(|x| x.0)
 }
 
 #[test]
@@ -448,7 +676,8 @@ fn the_vfs_mounts_an_ext2_disk_as_a_volume() {
         fs: spin::Mutex::new(mount(img)),
     });
     let mut fs = crate::fs::ramfs::Fs::new(|| 1_700_000_000_000_000_000);
-    fs.mount_volume(vol.clone(), 0x1000, false, b"/mnt/disk").unwrap();
+    fs.mount_volume(vol.clone(), 0x1000, false, b"/mnt/disk")
+        .unwrap();
     let m = fs.lookup(ROOT_INO, b"/mnt/disk", true).unwrap();
     fs.mkdir(m, b"dir", 0o755).unwrap();
     let h = fs

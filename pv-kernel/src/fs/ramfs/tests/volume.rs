@@ -627,7 +627,8 @@ fn an_unmount_waits_for_open_files_then_frees_the_volume() {
     assert!(!fs.is_volume_node(m));
     assert!(names(&mut fs, m).is_empty());
     assert_eq!(get(&mut fs, m, b"f"), Err(ENOENT));
-    fs.mount_volume(fake.clone(), 3, false, b"/mnt/vol").unwrap();
+    fs.mount_volume(fake.clone(), 3, false, b"/mnt/vol")
+        .unwrap();
     let v = fs.lookup(ROOT_INO, b"/mnt/vol", true).unwrap();
     assert_eq!(get(&mut fs, v, b"d/g").unwrap(), b"g");
 }

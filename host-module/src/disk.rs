@@ -154,7 +154,7 @@ pub struct DiskInfo {
 /// Whether `p` is a mount path the guest takes.
 pub fn mount_path_ok(p: &str) -> bool {
     p.starts_with('/')
-        && p.trim_matches('/') != ""
+        && !p.trim_matches('/').is_empty()
         && p.len() < PATH_MAX
         && !p.contains('\0')
         && !p.split('/').any(|c| c == "." || c == "..")

@@ -89,7 +89,7 @@ impl RingDev {
         if len == 0 {
             return Ok(());
         }
-        if len as u64 % SECTOR_SIZE != 0 {
+        if !(len as u64).is_multiple_of(SECTOR_SIZE) {
             return Err(EINVAL);
         }
         let direct = match &data {

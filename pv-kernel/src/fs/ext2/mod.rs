@@ -457,7 +457,7 @@ impl<D: BlockDev> Ext2<D> {
         if i.links() == 0 || !matches!(i.kind(), S_IFREG | S_IFDIR | S_IFLNK) && i.mode() == 0 {
             return Err(EUCLEAN);
         }
-        if i.is_dir() && i.size() % self.bs != 0 {
+        if i.is_dir() && !i.size().is_multiple_of(self.bs) {
             return Err(EUCLEAN);
         }
         Ok(i)
@@ -918,7 +918,7 @@ impl<D: BlockDev> Ext2<D> {
                 let rec = usize::from(le16(b, off + 4));
                 let nl = usize::from(b[off + 6]);
                 let ty = b[off + 7];
-                if rec < 8 || rec % 4 != 0 || off + rec > bs || (ino != 0 && rec_need(nl) > rec) {
+                if rec < 8 || !rec.is_multiple_of(4) || off + rec > bs || (ino != 0 && rec_need(nl) > rec) {
                     return Err(EUCLEAN);
                 }
                 if ino != 0 {
@@ -1016,7 +1016,7 @@ impl<D: BlockDev> Ext2<D> {
                 let e = le32(b, off);
                 let rec = usize::from(le16(b, off + 4));
                 let nl = usize::from(b[off + 6]);
-                if rec < 8 || rec % 4 != 0 || off + rec > bs {
+                if rec < 8 || !rec.is_multiple_of(4) || off + rec > bs {
                     return Err(EUCLEAN);
                 }
                 let used = if e == 0 { 0 } else { rec_need(nl) };

@@ -918,7 +918,11 @@ impl<D: BlockDev> Ext2<D> {
                 let rec = usize::from(le16(b, off + 4));
                 let nl = usize::from(b[off + 6]);
                 let ty = b[off + 7];
-                if rec < 8 || !rec.is_multiple_of(4) || off + rec > bs || (ino != 0 && rec_need(nl) > rec) {
+                if rec < 8
+                    || !rec.is_multiple_of(4)
+                    || off + rec > bs
+                    || (ino != 0 && rec_need(nl) > rec)
+                {
                     return Err(EUCLEAN);
                 }
                 if ino != 0 {

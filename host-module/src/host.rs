@@ -102,6 +102,8 @@ fn snapshot_refusal(cfg: &TenantConfig) -> Option<String> {
     let args = cfg.boot_args.args();
     if cfg.net.enabled() {
         Some("it has host sockets (--net host / --publish), which cannot be carried".into())
+    } else if !cfg.disks.is_empty() {
+        Some("it has disks (--disk): move them to another tenant first (pvmux disk move); the host's side of a disk is not carried".into())
     } else if !cfg.channels.is_empty() {
         Some("it has channels to other kernels (--channel): the peer's side of each ring lives in the other tenant".into())
     } else if args.user_isolation_none() {
@@ -238,6 +240,8 @@ impl Host {
                 volumes: cfg.volumes,
                 initial_balloon: 0,
                 channels: cfg.channels,
+                disks: crate::disk::Disks::with(cfg.disks)
+                    .map_err(|e| SnapshotError::Invalid(e.to_string()))?,
                 snapshot_refusal: refusal,
                 limits: Limits {
                     watchdog: cfg.watchdog,
@@ -341,6 +345,8 @@ impl Host {
                 net: cfg.net,
                 volumes: cfg.volumes,
                 channels: cfg.channels,
+                disks: crate::disk::Disks::with(cfg.disks)
+                    .map_err(|e| HostError::InvalidConfig(e.to_string()))?,
                 initial_balloon,
                 snapshot_refusal: refusal,
                 limits: Limits {

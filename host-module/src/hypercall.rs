@@ -68,6 +68,11 @@ pub(crate) trait HcEnv {
     fn channels(&self) -> &[std::sync::Arc<crate::channel::ChannelEnd>] {
         &[]
     }
+
+    /// The tenant's block devices (`DiskTake`, `DiskSubmit`, `DiskReport`), if it has any.
+    fn disks(&self) -> Option<&crate::disk::Disks> {
+        None
+    }
     /// The tenant's exec sessions, if it takes them.
     fn exec(&self) -> Option<&crate::exec::ExecTable> {
         None
@@ -135,6 +140,18 @@ pub(crate) fn handle(mem: &GuestMemory, env: &dyn HcEnv, nr: u64, args: [u64; 6]
             env.stats_report(s);
             0
         })),
+        Hypercall::DiskTake => ret(env
+            .disks()
+            .ok_or(HcError::UnknownCall)
+            .and_then(|d| d.hc_take(mem, args[0]))),
+        Hypercall::DiskSubmit => ret(env
+            .disks()
+            .ok_or(HcError::UnknownCall)
+            .and_then(|d| d.hc_submit(mem, args))),
+        Hypercall::DiskReport => ret(env
+            .disks()
+            .ok_or(HcError::UnknownCall)
+            .and_then(|d| d.hc_report(args))),
         Hypercall::BalloonTake => ret(env.balloon().map(|b| b.take()).ok_or(HcError::UnknownCall)),
         Hypercall::BalloonReport => ret(env
             .balloon()

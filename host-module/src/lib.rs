@@ -15,6 +15,7 @@ mod console;
 pub mod console_input;
 pub mod control;
 pub mod crash;
+pub mod disk;
 pub mod domain_builder;
 pub mod dump;
 mod error;

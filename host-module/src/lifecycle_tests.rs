@@ -45,6 +45,7 @@ fn config(name: &str, vcpus: u32, console: Capture) -> TenantConfig {
         initrd: None,
         hostfs: None,
         volumes: Vec::new(),
+        disks: Vec::new(),
         sandbox_user: Default::default(),
         net: Default::default(),
         channels: Vec::new(),

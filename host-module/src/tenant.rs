@@ -85,6 +85,9 @@ pub struct TenantConfig {
     /// Host directories the guest may write (`--volume`, see [`crate::volume`]), by volume
     /// id (the index); the boot arguments' `VOLUME` records say where the guest mounts them.
     pub volumes: Vec<Arc<crate::volume::Volume>>,
+    /// Block devices given at start (`--disk`, see [`crate::disk`]), in slot order; the
+    /// guest mounts each at boot.
+    pub disks: Vec<crate::disk::Disk>,
     /// The uid and gid the tenant's sandboxes run as when pvmux runs as root (else ignored:
     /// they keep pvmux's own uid); default [`SandboxUser::DEFAULT`] (see [`crate::jail`]).
     pub sandbox_user: SandboxUser,
@@ -126,6 +129,7 @@ impl TenantConfig {
             initrd: None,
             hostfs: None,
             volumes: Vec::new(),
+            disks: Vec::new(),
             sandbox_user: SandboxUser::DEFAULT,
             net: crate::net::NetConfig::default(),
             channels: Vec::new(),
@@ -152,6 +156,7 @@ impl std::fmt::Debug for TenantConfig {
             .field("initrd_len", &self.initrd.as_ref().map(|i| i.len()))
             .field("hostfs", &self.hostfs.as_ref().map(|h| h.path()))
             .field("volumes", &self.volumes.len())
+            .field("disks", &self.disks.len())
             .field("sandbox_user", &self.sandbox_user)
             .field("net", &self.net)
             .field("channels", &self.channels)
@@ -242,6 +247,8 @@ struct Shared {
     hostfs: Option<Arc<crate::hostfs::HostFs>>,
     /// The `--volume` directories, by volume id.
     volumes: Vec<Arc<crate::volume::Volume>>,
+    /// Its block devices (`crate::disk`).
+    disks: crate::disk::Disks,
     /// The tenant's CPU account (set by the monitor before the vCPU threads start).
     cpu: OnceLock<Arc<crate::limits::budget::TenantCpu>>,
     /// Host networking, when the tenant has some.
@@ -626,6 +633,10 @@ impl HcEnv for Shared {
 
     fn balloon(&self) -> Option<&crate::balloon::Balloon> {
         Some(&self.balloon)
+    }
+
+    fn disks(&self) -> Option<&crate::disk::Disks> {
+        Some(&self.disks)
     }
 }
 
@@ -1110,6 +1121,44 @@ impl TenantHandle {
     }
 }
 
+impl TenantHandle {
+    /// The tenant's disks (`pvmux disk ls`).
+    pub fn disks(&self) -> Vec<crate::disk::DiskInfo> {
+        self.shared.disks.list()
+    }
+
+    /// Gives `disk` to the running guest (`pvmux disk move`, the receiving side): waits
+    /// until the guest has mounted it, or returns why it could not (the disk is closed then,
+    /// its lock released).
+    pub fn disk_attach(
+        &self,
+        disk: crate::disk::Disk,
+    ) -> Result<crate::disk::DiskInfo, crate::disk::DiskError> {
+        if !self.running() || self.is_paused() {
+            return Err(crate::disk::DiskError::NotRunning);
+        }
+        let s = &self.shared;
+        s.disks
+            .attach(disk, || s.raise(pvmux_hypercalls::vcpu::pending::DISK))
+    }
+
+    /// Takes disk `which` (its name `vdX` or image path; `None`: the only one) back from the
+    /// running guest (`pvmux disk move`, the giving side): the guest writes its changes and
+    /// unmounts it, then the host closes the image (its lock is released). Refused, nothing
+    /// changed, when the guest has files open on it.
+    pub fn disk_detach(
+        &self,
+        which: Option<&str>,
+    ) -> Result<crate::disk::DiskInfo, crate::disk::DiskError> {
+        if !self.running() || self.is_paused() {
+            return Err(crate::disk::DiskError::NotRunning);
+        }
+        let s = &self.shared;
+        s.disks
+            .detach(which, || s.raise(pvmux_hypercalls::vcpu::pending::DISK))
+    }
+}
+
 /// The largest signal number [`TenantHandle::signal`] sends (the set is returned in a
 /// hypercall's non-negative `i64`).
 pub const MAX_HOST_SIGNAL: u32 = 63;
@@ -1151,6 +1200,7 @@ pub(crate) struct TenantParts {
     pub(crate) net: crate::net::NetConfig,
     pub(crate) volumes: Vec<Arc<crate::volume::Volume>>,
     pub(crate) channels: Vec<Arc<crate::channel::ChannelEnd>>,
+    pub(crate) disks: crate::disk::Disks,
     /// Pages the guest's balloon starts with (`TenantConfig::mem_initial`).
     pub(crate) initial_balloon: u64,
     /// Why this tenant cannot be snapshotted, if so (its configuration).
@@ -1221,6 +1271,7 @@ impl Tenant {
                 signal_gate: Mutex::new(None),
                 hostfs: parts.hostfs,
                 volumes: parts.volumes,
+                disks: parts.disks,
                 cpu: OnceLock::new(),
                 net: OnceLock::new(),
                 channels: parts.channels,

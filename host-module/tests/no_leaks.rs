@@ -40,6 +40,7 @@ fn config(i: usize) -> TenantConfig {
         initrd: None,
         hostfs: None,
         volumes: Vec::new(),
+        disks: Vec::new(),
         sandbox_user: Default::default(),
         net: Default::default(),
         channels: Vec::new(),

@@ -361,6 +361,9 @@ enum pvmux_hypercall {
     PVMUX_HC_CHANNEL_SEND = 36,    /* (index, buf_gpa, len) -> n | busy | CHANNEL_CLOSED */
     PVMUX_HC_CHANNEL_RECV = 37,    /* (index, buf_gpa, len) -> n (0: end of stream) | busy */
     PVMUX_HC_CHANNEL_CTL = 38,     /* (index, op, arg) -> poll bits | 0 */
+    PVMUX_HC_DISK_TAKE = 39,       /* (event_gpa: struct pvmux_disk_event) -> 1, or 0 if none */
+    PVMUX_HC_DISK_SUBMIT = 40,     /* (slot, ring_gpa, count) -> count; struct pvmux_disk_desc */
+    PVMUX_HC_DISK_REPORT = 41,     /* (slot, generation, errno) -> 0 */
     PVMUX_HC_BALLOON_TAKE = 43,    /* () -> balloon target, pages (ABI v6) */
     PVMUX_HC_BALLOON_REPORT = 44,  /* (ranges_gpa, count, status) -> 0 (ABI v6) */
     PVMUX_HC_SNAPSHOT_PARK = 42,   /* (online) -> 0 when the tenant goes on (ABI v6) */
@@ -445,13 +448,14 @@ struct pvmux_sandbox_header {
 #define PVMUX_PENDING_RESOURCES (1u << 8) /* task_limit_take, then stats_report */
 #define PVMUX_PENDING_CHANNEL (1u << 9)   /* a channel's peer moved: retry channel calls */
 #define PVMUX_PENDING_BALLOON (1u << 14)  /* balloon_take, then balloon_report */
+#define PVMUX_PENDING_DISK (1u << 10)     /* disk_take, then disk_report */
 #define PVMUX_PENDING_SNAPSHOT (1u << 11) /* park every vCPU: snapshot_park */
 #define PVMUX_BOOT_FLAG_RESUME (1u << 0)  /* boot_info.flags: resume a snapshot */
 #define PVMUX_PENDING_ALL                                                                  \
     (PVMUX_PENDING_TIMER | PVMUX_PENDING_KICK | PVMUX_PENDING_HOST | PVMUX_PENDING_INPUT | \
      PVMUX_PENDING_NET | PVMUX_PENDING_EXEC | PVMUX_PENDING_SIGNAL |                        \
      PVMUX_PENDING_CONSOLE_SIZE | PVMUX_PENDING_RESOURCES | PVMUX_PENDING_CHANNEL |        \
-     PVMUX_PENDING_BALLOON | PVMUX_PENDING_SNAPSHOT)
+     PVMUX_PENDING_DISK | PVMUX_PENDING_BALLOON | PVMUX_PENDING_SNAPSHOT)
 
 /* Indices into VcpuShared.stats */
 #define PVMUX_STAT_SHADOW_FILLS 0
@@ -997,6 +1001,43 @@ _Static_assert(sizeof(struct pvmux_balloon_range) == 16, "BalloonRange size");
 #define PVMUX_CHANNEL_POLL_WRITABLE 2u
 #define PVMUX_CHANNEL_POLL_HUP 4u
 #define PVMUX_CHANNEL_POLL_CLOSED 8u
+
+ * Disks: PVMUX_PENDING_DISK, disk_take, disk_submit (the ring doorbell), disk_report
+ * ---------------------------------------------------------------------------------------- */
+
+#define PVMUX_DISK_SECTOR_SIZE 512
+#define PVMUX_DISK_MAX_DISKS 8
+#define PVMUX_DISK_RING_MAX 64        /* descriptors in one disk_submit */
+#define PVMUX_DISK_IO_MAX (1u << 20)  /* bytes of one descriptor */
+#define PVMUX_DISK_PATH_MAX 256
+#define PVMUX_DISK_READ 1u            /* struct pvmux_disk_desc.op */
+#define PVMUX_DISK_WRITE 2u
+#define PVMUX_DISK_FLUSH 3u
+#define PVMUX_DISK_EVENT_ATTACH 1u    /* struct pvmux_disk_event.kind */
+#define PVMUX_DISK_EVENT_DETACH 2u
+#define PVMUX_DISK_READ_ONLY 1u       /* struct pvmux_disk_event.flags */
+
+struct pvmux_disk_desc {
+    uint32_t op;
+    uint32_t status;   /* written by the host: 0 or a Linux errno */
+    uint64_t sector;
+    uint32_t count;    /* sectors */
+    uint32_t reserved; /* zero */
+    uint64_t buf_gpa;
+};
+
+struct pvmux_disk_event {
+    uint32_t slot;
+    uint32_t kind;
+    uint32_t flags;
+    uint32_t path_len;
+    uint64_t sectors;
+    uint64_t generation;
+    uint8_t path[PVMUX_DISK_PATH_MAX]; /* the mount path (absolute, no NUL) */
+};
+
+_Static_assert(sizeof(struct pvmux_disk_desc) == 32, "DiskDesc size");
+_Static_assert(sizeof(struct pvmux_disk_event) == 288, "DiskEvent size");
 
 /* ------------------------------------------------------------------------------------------
  * Compile-time layout checks (the same values the Rust crate asserts)

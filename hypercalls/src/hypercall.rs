@@ -147,6 +147,16 @@ pub enum Hypercall {
     /// wants the guest not to use (not cleared: the same until the host changes it). Raised
     /// with `pending::BALLOON` (docs/ABI.md §balloon; ABI v6).
     BalloonTake = 43,
+    /// `DiskTake(event_gpa) -> 1 | 0`: the next disk event (attach or detach a disk),
+    /// a [`crate::disk::DiskEvent`] at `event_gpa`; 0 when none waits. Raised with
+    /// `pending::DISK` (docs/ABI.md §disks).
+    DiskTake = 39,
+    /// `DiskSubmit(slot, ring_gpa, count) -> count`: the disk doorbell: performs `count`
+    /// [`crate::disk::DiskDesc`]s at `ring_gpa` and writes their status (docs/ABI.md §disks).
+    DiskSubmit = 40,
+    /// `DiskReport(slot, generation, errno) -> 0`: the guest's answer to a disk event
+    /// (docs/ABI.md §disks).
+    DiskReport = 41,
     /// `BalloonReport(ranges_gpa, count, status) -> 0`: `count` (at most
     /// [`crate::balloon::MAX_RANGES`]) [`crate::balloon::BalloonRange`]s at `ranges_gpa`,
     /// released or reclaimed pages, and a [`crate::balloon::status`]. The host checks them
@@ -207,6 +217,9 @@ impl Hypercall {
             36 => Self::ChannelSend,
             37 => Self::ChannelRecv,
             38 => Self::ChannelCtl,
+            39 => Self::DiskTake,
+            40 => Self::DiskSubmit,
+            41 => Self::DiskReport,
             43 => Self::BalloonTake,
             44 => Self::BalloonReport,
             42 => Self::SnapshotPark,

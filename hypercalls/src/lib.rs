@@ -16,6 +16,7 @@ pub mod balloon;
 pub mod boot;
 pub mod bootargs;
 pub mod channel;
+pub mod disk;
 pub mod doorbell;
 pub mod exec;
 pub mod frame;

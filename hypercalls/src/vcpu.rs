@@ -39,6 +39,8 @@ pub mod pending {
     pub const CHANNEL: u32 = 1 << 9;
     /// The host changed the balloon target (`BalloonTake`; docs/ABI.md §balloon).
     pub const BALLOON: u32 = 1 << 14;
+    /// A disk event waits (`DiskTake`: a disk attached or asked back; docs/ABI.md §disks).
+    pub const DISK: u32 = 1 << 10;
     /// The host asks for a snapshot: every vCPU parks (`SnapshotPark`; docs/ABI.md
     /// §snapshot).
     pub const SNAPSHOT: u32 = 1 << 11;
@@ -53,6 +55,7 @@ pub mod pending {
         | CONSOLE_SIZE
         | RESOURCES
         | CHANNEL
+        | DISK
         | BALLOON
         | SNAPSHOT;
 }

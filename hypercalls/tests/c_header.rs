@@ -389,6 +389,19 @@ int main(void) {
     P("PENDING_BALLOON", PVMUX_PENDING_BALLOON);
     P("PENDING_SNAPSHOT", PVMUX_PENDING_SNAPSHOT); P("BOOT_FLAG_RESUME", PVMUX_BOOT_FLAG_RESUME);
     P("HC_SNAPSHOT_PARK", PVMUX_HC_SNAPSHOT_PARK); P("HC_SNAPSHOT_RESUMED", PVMUX_HC_SNAPSHOT_RESUMED);
+    P("PENDING_BALLOON", PVMUX_PENDING_BALLOON); P("PENDING_DISK", PVMUX_PENDING_DISK);
+    P("HC_DISK_TAKE", PVMUX_HC_DISK_TAKE); P("HC_DISK_SUBMIT", PVMUX_HC_DISK_SUBMIT);
+    P("HC_DISK_REPORT", PVMUX_HC_DISK_REPORT);
+    P("DISK_SECTOR_SIZE", PVMUX_DISK_SECTOR_SIZE); P("DISK_MAX_DISKS", PVMUX_DISK_MAX_DISKS);
+    P("DISK_RING_MAX", PVMUX_DISK_RING_MAX); P("DISK_IO_MAX", PVMUX_DISK_IO_MAX);
+    P("DISK_PATH_MAX", PVMUX_DISK_PATH_MAX); P("DISK_READ", PVMUX_DISK_READ);
+    P("DISK_WRITE", PVMUX_DISK_WRITE); P("DISK_FLUSH", PVMUX_DISK_FLUSH);
+    P("DISK_EVENT_ATTACH", PVMUX_DISK_EVENT_ATTACH); P("DISK_EVENT_DETACH", PVMUX_DISK_EVENT_DETACH);
+    P("DISK_READ_ONLY", PVMUX_DISK_READ_ONLY);
+    S(pvmux_disk_desc); O(pvmux_disk_desc, status); O(pvmux_disk_desc, sector);
+    O(pvmux_disk_desc, count); O(pvmux_disk_desc, buf_gpa);
+    S(pvmux_disk_event); O(pvmux_disk_event, sectors); O(pvmux_disk_event, generation);
+    O(pvmux_disk_event, path);
     P("PENDING_ALL", PVMUX_PENDING_ALL);
     P("STAT_SHADOW_FILLS", PVMUX_STAT_SHADOW_FILLS); P("STAT_SHADOW_PAGES", PVMUX_STAT_SHADOW_PAGES);
     P("STAT_EXCEPTIONS", PVMUX_STAT_EXCEPTIONS); P("STAT_EVENTS", PVMUX_STAT_EVENTS);
@@ -922,6 +935,56 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         ),
         ("HC_SNAPSHOT_PARK", Hypercall::SnapshotPark as u64),
         ("HC_SNAPSHOT_RESUMED", Hypercall::SnapshotResumed as u64),
+        ("PENDING_DISK", u64::from(pending::DISK)),
+        ("HC_DISK_TAKE", Hypercall::DiskTake as u64),
+        ("HC_DISK_SUBMIT", Hypercall::DiskSubmit as u64),
+        ("HC_DISK_REPORT", Hypercall::DiskReport as u64),
+        ("DISK_SECTOR_SIZE", pvmux_hypercalls::disk::SECTOR_SIZE),
+        (
+            "DISK_MAX_DISKS",
+            u64::from(pvmux_hypercalls::disk::MAX_DISKS),
+        ),
+        ("DISK_RING_MAX", pvmux_hypercalls::disk::RING_MAX),
+        ("DISK_IO_MAX", pvmux_hypercalls::disk::IO_MAX),
+        ("DISK_PATH_MAX", pvmux_hypercalls::disk::PATH_MAX as u64),
+        ("DISK_READ", u64::from(pvmux_hypercalls::disk::op::READ)),
+        ("DISK_WRITE", u64::from(pvmux_hypercalls::disk::op::WRITE)),
+        ("DISK_FLUSH", u64::from(pvmux_hypercalls::disk::op::FLUSH)),
+        (
+            "DISK_EVENT_ATTACH",
+            u64::from(pvmux_hypercalls::disk::event::ATTACH),
+        ),
+        (
+            "DISK_EVENT_DETACH",
+            u64::from(pvmux_hypercalls::disk::event::DETACH),
+        ),
+        (
+            "DISK_READ_ONLY",
+            u64::from(pvmux_hypercalls::disk::flag::READ_ONLY),
+        ),
+        (
+            "sizeof pvmux_disk_desc",
+            size_of::<pvmux_hypercalls::disk::DiskDesc>() as u64,
+        ),
+        o!("pvmux_disk_desc", pvmux_hypercalls::disk::DiskDesc, status),
+        o!("pvmux_disk_desc", pvmux_hypercalls::disk::DiskDesc, sector),
+        o!("pvmux_disk_desc", pvmux_hypercalls::disk::DiskDesc, count),
+        o!("pvmux_disk_desc", pvmux_hypercalls::disk::DiskDesc, buf_gpa),
+        (
+            "sizeof pvmux_disk_event",
+            size_of::<pvmux_hypercalls::disk::DiskEvent>() as u64,
+        ),
+        o!(
+            "pvmux_disk_event",
+            pvmux_hypercalls::disk::DiskEvent,
+            sectors
+        ),
+        o!(
+            "pvmux_disk_event",
+            pvmux_hypercalls::disk::DiskEvent,
+            generation
+        ),
+        o!("pvmux_disk_event", pvmux_hypercalls::disk::DiskEvent, path),
         ("PENDING_ALL", u64::from(pending::ALL)),
         ("STAT_SHADOW_FILLS", stat::SHADOW_FILLS as u64),
         ("STAT_SHADOW_PAGES", stat::SHADOW_PAGES as u64),

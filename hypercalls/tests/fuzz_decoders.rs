@@ -33,8 +33,11 @@ const KNOWN_VECTORS: [Vector; 12] = [
     Vector::Event,
     Vector::Syscall,
 ];
-const KNOWN_CALLS: [Hypercall; 43] = [
+const KNOWN_CALLS: [Hypercall; 46] = [
     Hypercall::Nop,
+    Hypercall::DiskTake,
+    Hypercall::DiskSubmit,
+    Hypercall::DiskReport,
     Hypercall::ConsoleWrite,
     Hypercall::Shutdown,
     Hypercall::Panic,

@@ -10,6 +10,7 @@ use crate::{hcall, println};
 /// `exit=N`.
 pub(crate) fn exit(code: u64) -> ! {
     println!("pvmux-kernel: exiting with {code}");
+    crate::fs::disk::unmount_all();
     hcall::shutdown(code)
 }
 
@@ -81,6 +82,8 @@ pub(crate) fn run_init(args: &pvmux_hypercalls::bootargs::BootArgs<'_>) -> ! {
     if crate::boot::args().options.syscall_report {
         crate::linux::dispatch::report_unknown();
     }
+    // The disks are written back and left clean, as a shutdown unmounts them.
+    crate::fs::disk::unmount_all();
     match record {
         Some(r) => hcall::shutdown_with_record(code, &r),
         None => hcall::shutdown(code),

@@ -165,6 +165,27 @@ pub(crate) fn hostfs_read(
     ))
 }
 
+/// `DiskTake`: the next disk event at `event_gpa` (1), or none (0).
+pub(crate) fn disk_take(event_gpa: u64) -> Result<u64, HcError> {
+    result(call(Hypercall::DiskTake, [event_gpa, 0, 0, 0, 0]))
+}
+
+/// `DiskSubmit`: the disk doorbell for `count` descriptors at `ring_gpa`.
+pub(crate) fn disk_submit(slot: u32, ring_gpa: u64, count: u64) -> Result<u64, HcError> {
+    result(call(
+        Hypercall::DiskSubmit,
+        [u64::from(slot), ring_gpa, count, 0, 0],
+    ))
+}
+
+/// `DiskReport`: the answer to a disk event.
+pub(crate) fn disk_report(slot: u32, generation: u64, errno: u64) -> Result<u64, HcError> {
+    result(call(
+        Hypercall::DiskReport,
+        [u64::from(slot), generation, errno, 0, 0],
+    ))
+}
+
 /// `VolumeOp`: the request at `req_gpa` (a `volume::VolumeRequest`); the host writes a
 /// `volume::VolumeResponse` at `resp_gpa`.
 pub(crate) fn volume_op(req_gpa: u64, resp_gpa: u64) -> Result<u64, HcError> {

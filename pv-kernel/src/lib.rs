@@ -167,6 +167,7 @@ fn kmain() {
     linux::balloon::at_boot();
     fs::init();
     fs::volume::mount_all();
+    fs::disk::attach_at_boot();
     for cmd in args.commands() {
         match cmd {
             Command::Exit(code) => commands::exit(code),
@@ -216,5 +217,6 @@ fn kmain() {
         commands::run_init(args);
     }
     println!("pvmux-kernel: nothing left to do, shutting down");
+    fs::disk::unmount_all();
     hcall::shutdown(0)
 }

@@ -1,4 +1,4 @@
-//! Optional host tools some integration tests need (busybox-static, a static glibc,
+//! Optional host tools some integration tests need (e2fsprogs, busybox-static, a static glibc,
 //! musl-gcc, gcc, `script`, glibc's dynamic loader, User-Mode Linux, gVisor's `runsc`, podman,
 //! containerd), and what else of the host they need (running as root, a user `nobody`),
 //! detected once per build.
@@ -63,7 +63,16 @@ struct Tool {
 
 /// Every optional tool. A test needing one of them carries the attribute
 /// `#[cfg_attr(not(have_NAME), ignore = "needs WHAT: INSTALL")]`.
-const TOOLS: [Tool; 21] = [
+const TOOLS: [Tool; 22] = [
+    Tool {
+        cfg: "have_mke2fs",
+        what: "e2fsprogs (mkfs.ext2, e2fsck, debugfs)",
+        install: "apt-get install e2fsprogs",
+        locate: Locate::Paths {
+            paths: &["/usr/sbin/mkfs.ext2", "/sbin/mkfs.ext2"],
+            static_elf: false,
+        },
+    },
     Tool {
         cfg: "have_busybox",
         what: "static /bin/busybox",

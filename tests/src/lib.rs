@@ -145,6 +145,7 @@ pub fn config(name: &str, words: &str, vcpus: u32) -> TenantConfig {
         initrd: None,
         hostfs: None,
         volumes: Vec::new(),
+        disks: Vec::new(),
         sandbox_user: Default::default(),
         net: Default::default(),
         channels: Vec::new(),

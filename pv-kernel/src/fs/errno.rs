@@ -135,6 +135,8 @@ pub(crate) enum Errno {
     EALREADY = 114,
     /// Operation now in progress.
     EINPROGRESS = 115,
+    /// Structure needs cleaning: a filesystem image is corrupted (Linux's `EFSCORRUPTED`).
+    EUCLEAN = 117,
 }
 
 impl Errno {
@@ -211,6 +213,7 @@ impl Errno {
             Self::EHOSTUNREACH => "EHOSTUNREACH",
             Self::EALREADY => "EALREADY",
             Self::EINPROGRESS => "EINPROGRESS",
+            Self::EUCLEAN => "EUCLEAN",
         }
     }
 
@@ -279,6 +282,7 @@ impl Errno {
             Self::EHOSTUNREACH => "No route to host",
             Self::EALREADY => "Operation already in progress",
             Self::EINPROGRESS => "Operation now in progress",
+            Self::EUCLEAN => "Structure needs cleaning",
         }
     }
 }
@@ -301,7 +305,8 @@ mod tests {
     use super::Errno::{self, *};
 
     /// Every variant.
-    const ALL: [Errno; 62] = [
+    const ALL: [Errno; 63] = [
+        EUCLEAN,
         EPERM,
         ENOENT,
         EIO,
@@ -369,6 +374,7 @@ mod tests {
     #[test]
     fn numbers_match_the_host_linux() {
         let linux = [
+            (EUCLEAN, libc::EUCLEAN),
             (EPERM, libc::EPERM),
             (ENOENT, libc::ENOENT),
             (EIO, libc::EIO),

@@ -20,7 +20,9 @@
 #![forbid(unsafe_code)]
 
 pub(crate) mod cpio;
+pub(crate) mod disk;
 pub(crate) mod errno;
+pub(crate) mod ext2;
 pub(crate) mod hostfs;
 pub(crate) mod initramfs;
 pub(crate) mod mount;

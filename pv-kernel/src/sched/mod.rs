@@ -383,6 +383,10 @@ pub(crate) fn handle_event(bits: u32) {
         // The host asks for a snapshot: every vCPU parks (`crate::suspend`).
         crate::suspend::host_request();
     }
+    if taken & pvmux_hypercalls::vcpu::pending::DISK != 0 {
+        // A disk was given or is asked back (`pvmux disk move`): `diskd` answers.
+        crate::fs::disk::event();
+    }
     if taken & pvmux_hypercalls::vcpu::pending::BALLOON != 0 {
         // The host changed the balloon target (`pvmux mem`).
         crate::linux::balloon::host_request();

@@ -117,6 +117,7 @@ pub fn launch_with_channels(
         initrd,
         hostfs,
         volumes: Vec::new(),
+        disks: Vec::new(),
         sandbox_user: Default::default(),
         net: Default::default(),
         channels,

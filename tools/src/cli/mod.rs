@@ -3,6 +3,7 @@
 mod bench;
 mod caps;
 mod death;
+pub(crate) mod disk;
 mod environ;
 mod exec;
 mod exit;
@@ -146,6 +147,9 @@ pub enum Command {
     /// Restore a snapshot as a new named tenant (detached; --name NEW, default the
     /// snapshot's name). A corrupted, truncated or foreign snapshot is refused first.
     Restore(RestoreArgs),
+    /// Disks owned by one tenant at a time: `disk ls NAME`, `disk move FROM TO` (FROM's
+    /// guest writes back and unmounts the disk, TO's mounts it).
+    Disk(disk::DiskArgs),
     /// Internal: a container's monitor process (started by `create`).
     #[command(hide = true, name = "oci-monitor")]
     OciMonitor(oci::MonitorArgs),
@@ -231,6 +235,7 @@ pub fn main() -> ExitCode {
         Command::Mem(a) => oci::mem(g, a),
         Command::Snapshot(a) => oci::snapshot(g, a),
         Command::Restore(a) => oci::restore(g, a, cli.level()),
+        Command::Disk(a) => disk::disk(g, a),
         Command::OciMonitor(m) => oci::monitor::run(g, m),
     };
     match result {

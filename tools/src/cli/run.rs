@@ -260,6 +260,17 @@ pub struct RunArgs {
     #[arg(short = 'v', long = "volume", value_name = "HOSTDIR:GUESTDIR[:ro|rw]", value_parser = parse_volume)]
     pub volume: Vec<VolumeSpec>,
 
+    /// Give the guest a block device: the image FILE (an ext2 filesystem, e.g. made with
+    /// `mkfs.ext2 FILE 64M`), mounted by the guest kernel at PATH (default /mnt/vda,
+    /// /mnt/vdb, ... in order) before the program starts; `:ro` opens the image read-only
+    /// and every change in the guest is EROFS. The image is locked: one tenant owns it at a
+    /// time (another `--disk` of it is refused); `pvmux disk move` hands it to another
+    /// tenant. The guest caches metadata: changes reach the image on fsync, sync, unmount
+    /// and exit. Repeatable (at most 8). A filesystem the guest cannot mount (not ext2,
+    /// corrupted) ends the run with status 126 and a message.
+    #[arg(long = "disk", value_name = "FILE[:ro][,mount=PATH]", value_parser = super::disk::parse_disk)]
+    pub disk: Vec<super::disk::DiskSpec>,
+
     /// Set one of the program's resource limits, docker's syntax: NAME=SOFT or NAME=SOFT:HARD
     /// (e.g. nofile=1024:4096, core=0, stack=unlimited). Repeatable (see "Resource limits" below).
     #[arg(long, value_name = "NAME=SOFT[:HARD]")]
@@ -737,6 +748,9 @@ struct Plan {
     volumes: Vec<Arc<Volume>>,
     /// The `--channel` ends, by channel index.
     channels: Vec<Arc<pvmux_host::channel::ChannelEnd>>,
+    /// The `--disk` images, opened and locked by `prepare`; the first launch takes them,
+    /// a restart opens them again.
+    disks: std::sync::Mutex<Option<Vec<pvmux_host::disk::Disk>>>,
 }
 
 /// Opens the `--volume` directories once, before anything boots (an unusable one is a host
@@ -819,10 +833,12 @@ pub(crate) fn prepare(
         pvmux_host::channel::join_all(&dir, &args.channel)
             .map_err(|e| anyhow::anyhow!("--channel: {e}"))?
     };
+    let disks = super::disk::open_disks(&args.disk)?;
     let plan = Plan {
         hostfs,
         volumes,
         channels,
+        disks: std::sync::Mutex::new(Some(disks)),
         boot_args,
         program,
         kernel_log: match (program, debug) {
@@ -1085,6 +1101,10 @@ fn tenant_config(
         initrd: initrd.map(|i| Arc::clone(&i.bytes)),
         hostfs: plan.hostfs.clone(),
         volumes: plan.volumes.clone(),
+        disks: match plan.disks.lock().ok().and_then(|mut d| d.take()) {
+            Some(d) => d,
+            None => super::disk::open_disks(&args.disk)?,
+        },
         sandbox_user: args.sandbox_user,
         net: super::net::config(args.net, &args.publish).map_err(anyhow::Error::msg)?,
         channels: plan.channels.clone(),

@@ -95,7 +95,8 @@ pub(super) struct VolNode {
 /// volume inodes.
 #[derive(Default)]
 pub(crate) struct Volumes {
-    host: Option<Arc<dyn VolumeHost>>,
+    /// Each volume's host (the hypercalls for `--volume`, a filesystem for `--disk`).
+    hosts: BTreeMap<u32, Arc<dyn VolumeHost>>,
     read_only: BTreeMap<u32, bool>,
     nodes: BTreeMap<Ino, VolNode>,
     /// The caches of volume files mapped `MAP_SHARED` ([`maps`]).
@@ -263,6 +264,83 @@ impl Fs {
         self.vol_register(host, id, read_only, ino)
     }
 
+    /// Unmounts volume `id` (a disk given back to the host, `pvmux disk move`): `EBUSY`,
+    /// nothing changed, while a file or directory of it is open or mapped; `EINVAL` if no
+    /// such volume is mounted. Its inodes are freed and its mount point becomes an empty
+    /// directory (a file volume's name is removed). Returns the volume's host, for the
+    /// caller to flush and close.
+    pub(crate) fn unmount_volume(&mut self, id: u32) -> Result<Arc<dyn VolumeHost>, Errno> {
+        if !self.vols.read_only.contains_key(&id) {
+            return Err(EINVAL);
+        }
+        let inos: Vec<Ino> = self
+            .vols
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.vol == id)
+            .map(|(&i, _)| i)
+            .collect();
+        let busy = inos.iter().any(|i| {
+            self.vols.maps.contains_key(i) || self.inodes.get(i).is_some_and(|n| n.open > 0)
+        });
+        if busy {
+            return Err(EBUSY);
+        }
+        let mount = self
+            .vols
+            .nodes
+            .iter()
+            .find(|(_, n)| n.vol == id && n.path == b"/")
+            .map(|(&i, _)| i)
+            .ok_or(EINVAL)?;
+        let host = self.vols.hosts.remove(&id).ok_or(EINVAL)?;
+        self.vols.read_only.remove(&id);
+        for &i in &inos {
+            self.vols.nodes.remove(&i);
+            if i == mount {
+                continue;
+            }
+            if let Some(n) = self.inodes.get_mut(&i) {
+                n.nlink = 0;
+                if let Node::Dir(d) = &mut n.node {
+                    d.entries.clear();
+                }
+            }
+            self.maybe_free(i);
+        }
+        if self.is_dir(mount) {
+            let parent = self.dir(mount)?.parent;
+            let i = self.inode_mut(mount)?;
+            i.node = Node::Dir(Dir::new(parent));
+            i.nlink = 2;
+            i.perm = 0o755;
+        } else {
+            // A file volume: drop the name that led to it.
+            let parents: Vec<(Ino, Vec<u8>)> = self
+                .inodes
+                .iter()
+                .filter_map(|(&d, n)| match &n.node {
+                    Node::Dir(dir) => dir
+                        .entries
+                        .iter()
+                        .find(|(_, e)| e.0 == mount)
+                        .map(|(name, _)| (d, name.clone())),
+                    _ => None,
+                })
+                .collect();
+            for (d, name) in parents {
+                if let Ok(dir) = self.dir_mut(d) {
+                    dir.remove(&name);
+                }
+            }
+            if let Some(n) = self.inodes.get_mut(&mount) {
+                n.nlink = 0;
+            }
+            self.maybe_free(mount);
+        }
+        Ok(host)
+    }
+
     /// Records `ino` as the mount point (path `/`) of volume `id`.
     fn vol_register(
         &mut self,
@@ -272,7 +350,7 @@ impl Fs {
         ino: Ino,
     ) -> Result<(), Errno> {
         let path = copy(b"/")?;
-        self.vols.host = Some(host);
+        self.vols.hosts.insert(id, host);
         self.vols.read_only.insert(id, read_only);
         self.vols.nodes.insert(ino, VolNode { vol: id, path });
         Ok(())
@@ -280,7 +358,7 @@ impl Fs {
 
     /// One call to the host for volume `vol`.
     fn vol_call(&self, vol: u32, req: &Req<'_>, buf: Buf<'_>) -> Result<(u64, HostfsEntry), Errno> {
-        self.vols.host.as_deref().ok_or(EIO)?.call(vol, req, buf)
+        self.vols.hosts.get(&vol).ok_or(EIO)?.call(vol, req, buf)
     }
 
     /// The volume and path of volume inode `ino`.

@@ -197,9 +197,16 @@ pub(crate) fn syscall(n: u64, a: [u64; 6]) -> Option<SysResult> {
         nr::UTIMES => sys_futimesat(FDCWD, a[0], a[1]),
         nr::UTIME => sys_utime(a[0], a[1]),
 
-        nr::SYNC => Ok(0),
+        nr::SYNC => {
+            // Every disk's changes go to the host (errors are not sync(2)'s to report).
+            let _ = crate::fs::disk::sync_all();
+            Ok(0)
+        }
         nr::FSYNC | nr::FDATASYNC => fdops::sys_fsync(a[0]),
-        nr::SYNCFS => sys_fd_noop(a[0]),
+        nr::SYNCFS => sys_fd_noop(a[0]).and_then(|_| {
+            crate::fs::disk::sync_all()?;
+            Ok(0)
+        }),
         nr::SYNC_FILE_RANGE | nr::READAHEAD => sys_fd_noop(a[0]),
         nr::FLOCK => sys_flock(a[0], a[1]),
         nr::FADVISE64 => sys_fadvise64(a[0], a[3]),

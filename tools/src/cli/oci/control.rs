@@ -10,7 +10,8 @@
 //!   the figures of `pvmux events`), `update JSON` (an [`UpdateRequest`]), `vcpu-stats`
 //!   (answered with a [`VcpuStatsAnswer`]: `pvmux stats`), `mem JSON` (a
 //!   [`super::mem::MemRequest`], answered with the memory figures before and after: `pvmux
-//!   mem`). Every request is one variant of
+//!   mem`), `disk JSON` (a [`crate::cli::disk::DiskRequest`]: list, give back or take a
+//!   disk, answered with JSON: `pvmux disk`). Every request is one variant of
 //!   [`Request`]: a new one adds a variant, its line, and its answer in `live.rs`.
 //!   `exec` is not a request here: exec sessions have a socket of their own,
 //!   `ROOT/ID/exec.sock` (docs/ARCHITECTURE.md, "Exec sessions"). Signals are not requests
@@ -59,6 +60,8 @@ pub(crate) enum Request {
     /// Per-vCPU figures and memory in use (`pvmux stats`), answered as `ok JSON` (a
     /// [`VcpuStatsAnswer`]).
     VcpuStats,
+    /// List, give back or take a disk (`pvmux disk`), answered as `ok JSON`.
+    Disk(crate::cli::disk::DiskRequest),
 }
 
 /// The answer to [`Request::VcpuStats`]: cumulative figures at one moment.
@@ -108,6 +111,10 @@ impl Request {
                 "mem {}",
                 serde_json::to_string(m).unwrap_or_else(|_| "{}".into())
             ),
+            Self::Disk(d) => format!(
+                "disk {}",
+                serde_json::to_string(d).unwrap_or_else(|_| "{}".into())
+            ),
         }
     }
 
@@ -122,6 +129,7 @@ impl Request {
                 serde_json::from_str(&l[9..]).ok().map(Self::Snapshot)
             }
             l if l.starts_with("mem ") => serde_json::from_str(&l[4..]).ok().map(Self::Mem),
+            l if l.starts_with("disk ") => serde_json::from_str(&l[5..]).ok().map(Self::Disk),
             l => l
                 .strip_prefix("update ")
                 .and_then(|j| serde_json::from_str(j).ok())

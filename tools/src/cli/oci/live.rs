@@ -22,6 +22,7 @@ pub(crate) fn answer(req: &Request, stream: &UnixStream, handle: &TenantHandle, 
         Request::Mem(m) => super::mem::answer(handle, *m),
         // The monitor answers it itself (it keeps the run arguments).
         Request::Snapshot(_) => Err(anyhow::anyhow!("snapshot: not through this path")),
+        Request::Disk(d) => crate::cli::disk::answer(handle, d),
     };
     if let Err(e) = &result {
         tracing::warn!("{e:#}");

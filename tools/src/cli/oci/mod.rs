@@ -37,7 +37,8 @@ pub use names_stats::StatsArgs;
 pub(crate) use snapshot::{restore, snapshot};
 pub use snapshot::{RestoreArgs, SnapshotArgs};
 pub(crate) use state::now_rfc3339;
-use state::{Record, StateDir, Status};
+use state::Record;
+pub(crate) use state::{StateDir, Status};
 
 /// The options of runc's that apply to every command (global: before or after the command).
 #[derive(Debug, Args)]

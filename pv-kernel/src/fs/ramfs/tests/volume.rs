@@ -602,3 +602,33 @@ fn a_file_volume_makes_its_path_and_honours_read_only() {
         Err(EBUSY)
     );
 }
+
+#[test]
+fn an_unmount_waits_for_open_files_then_frees_the_volume() {
+    let fake = Fake::new();
+    fake.add(b"/f", Node::File(b"data".to_vec()));
+    fake.add(b"/d", Node::Dir);
+    fake.add(b"/d/g", Node::File(b"g".to_vec()));
+    let mut fs = mounted(&fake, false);
+    let v = fs.lookup(ROOT_INO, b"/mnt/vol", true).unwrap();
+    assert_eq!(get(&mut fs, v, b"d/g").unwrap(), b"g");
+    let h = fs.open(v, b"f", O_RDONLY, 0).unwrap();
+    assert!(matches!(fs.unmount_volume(3), Err(EBUSY)));
+    // Nothing changed: the file is still read through the volume.
+    assert_eq!(get(&mut fs, v, b"f").unwrap(), b"data");
+    fs.close(h).unwrap();
+    let dir = fs.open(v, b"d", O_RDONLY, 0).unwrap();
+    assert!(matches!(fs.unmount_volume(3), Err(EBUSY)));
+    fs.close(dir).unwrap();
+    assert!(fs.unmount_volume(3).is_ok());
+    assert!(matches!(fs.unmount_volume(3), Err(EINVAL)));
+    // The mount point is an empty guest directory again; the volume mounts again.
+    let m = fs.lookup(ROOT_INO, b"/mnt/vol", true).unwrap();
+    assert!(!fs.is_volume_node(m));
+    assert!(names(&mut fs, m).is_empty());
+    assert_eq!(get(&mut fs, m, b"f"), Err(ENOENT));
+    fs.mount_volume(fake.clone(), 3, false, b"/mnt/vol")
+        .unwrap();
+    let v = fs.lookup(ROOT_INO, b"/mnt/vol", true).unwrap();
+    assert_eq!(get(&mut fs, v, b"d/g").unwrap(), b"g");
+}

@@ -1,0 +1,698 @@
+//! ext2 on images made by the host's `mkfs.ext2`, checked after by `e2fsck -fn` and read back
+//! with `debugfs` (e2fsprogs). Without e2fsprogs (`mkfs.ext2` not on PATH) these tests fail:
+//! the kernel's filesystem must be checked against the real tools.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::vec::Vec;
+
+use pvmux_hypercalls::hostfs::{kind, parse_record};
+use pvmux_hypercalls::volume::{flag, op, UTIME_OMIT};
+
+use super::cache::BlockDev;
+use super::*;
+
+/// A disk in memory.
+struct Mem {
+    bytes: Vec<u8>,
+    fail_reads: bool,
+}
+
+impl BlockDev for Mem {
+    fn sectors(&self) -> u64 {
+        self.bytes.len() as u64 / 512
+    }
+    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        if self.fail_reads {
+            return Err(EIO);
+        }
+        let o = (sector * 512) as usize;
+        buf.copy_from_slice(self.bytes.get(o..o + buf.len()).ok_or(EIO)?);
+        Ok(())
+    }
+    fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), Errno> {
+        let o = (sector * 512) as usize;
+        self.bytes
+            .get_mut(o..o + buf.len())
+            .ok_or(EIO)?
+            .copy_from_slice(buf);
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), Errno> {
+        Ok(())
+    }
+}
+
+fn now() -> u32 {
+    1_700_000_000
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("pvmux-ext2-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_file(&d);
+    d
+}
+
+/// A fresh image: `mkfs.ext2 -q -F ARGS FILE SIZE_K`.
+fn mkfs(name: &str, size_k: u32, args: &[&str]) -> Vec<u8> {
+    let f = tmp(name);
+    std::fs::File::create(&f)
+        .unwrap()
+        .set_len(u64::from(size_k) << 10)
+        .unwrap();
+    let st = Command::new("mkfs.ext2")
+        .args(["-q", "-F"])
+        .args(args)
+        .arg(&f)
+        .arg(format!("{size_k}"))
+        .env("PATH", "/usr/sbin:/sbin:/usr/bin:/bin")
+        .status()
+        .expect("mkfs.ext2 (e2fsprogs) runs");
+    assert!(st.success());
+    let b = std::fs::read(&f).unwrap();
+    let _ = std::fs::remove_file(&f);
+    b
+}
+
+/// `e2fsck -fn` on `bytes`: its exit status and output.
+fn fsck(name: &str, bytes: &[u8]) -> (i32, String) {
+    let f = tmp(name);
+    std::fs::write(&f, bytes).unwrap();
+    let out = Command::new("e2fsck")
+        .args(["-fn"])
+        .arg(&f)
+        .env("PATH", "/usr/sbin:/sbin:/usr/bin:/bin")
+        .output()
+        .expect("e2fsck runs");
+    let _ = std::fs::remove_file(&f);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// `debugfs -R CMD` on `bytes`: its output.
+fn debugfs(name: &str, bytes: &[u8], cmd: &str) -> Vec<u8> {
+    let f = tmp(name);
+    std::fs::write(&f, bytes).unwrap();
+    let out = Command::new("debugfs")
+        .args(["-R", cmd])
+        .arg(&f)
+        .env("PATH", "/usr/sbin:/sbin:/usr/bin:/bin")
+        .output()
+        .expect("debugfs runs");
+    let _ = std::fs::remove_file(&f);
+    out.stdout
+}
+
+fn mount(bytes: Vec<u8>) -> Ext2<Mem> {
+    Ext2::mount(
+        Mem {
+            bytes,
+            fail_reads: false,
+        },
+        false,
+        now,
+    )
+    .unwrap()
+}
+
+fn req<'a>(op: u32, path: &'a [u8]) -> VolumeReq<'a> {
+    VolumeReq {
+        op,
+        path,
+        ..VolumeReq::default()
+    }
+}
+
+fn call(fs: &mut Ext2<Mem>, r: VolumeReq<'_>) -> Result<HostfsEntry, Errno> {
+    fs.call(&r, VolumeBuf::None).map(|x| x.1)
+}
+
+fn write(fs: &mut Ext2<Mem>, path: &[u8], off: u64, data: &[u8]) {
+    let r = VolumeReq {
+        offset: off,
+        ..req(op::WRITE, path)
+    };
+    assert_eq!(
+        fs.call(&r, VolumeBuf::In(data)).unwrap().0,
+        data.len() as u64
+    );
+}
+
+fn read(fs: &mut Ext2<Mem>, path: &[u8], off: u64, len: usize) -> Vec<u8> {
+    let mut b = vec![0u8; len];
+    let r = VolumeReq {
+        offset: off,
+        ..req(op::READ, path)
+    };
+    let n = fs.call(&r, VolumeBuf::Out(&mut b)).unwrap().0 as usize;
+    b.truncate(n);
+    b
+}
+
+fn list(fs: &mut Ext2<Mem>, path: &[u8]) -> Vec<(Vec<u8>, u8)> {
+    let mut out = Vec::new();
+    let mut cookie = 0;
+    loop {
+        let mut b = vec![0u8; 4096];
+        let r = VolumeReq {
+            offset: cookie,
+            ..req(op::LIST, path)
+        };
+        let n = fs.call(&r, VolumeBuf::Out(&mut b)).unwrap().0 as usize;
+        if n == 0 {
+            break;
+        }
+        let mut pos = 0;
+        while pos < n {
+            let (rec, len) = parse_record(&b[pos..n]).unwrap();
+            out.push((rec.name.to_vec(), rec.entry.kind));
+            pos += len;
+            cookie += 1;
+        }
+    }
+    out.sort();
+    out
+}
+
+fn pattern(n: usize, seed: u8) -> Vec<u8> {
+    (0..n)
+        .map(|i| (i as u32).wrapping_mul(2654435761).rotate_left(seed as u32) as u8 ^ seed)
+        .collect()
+}
+
+fn assert_clean(name: &str, bytes: &[u8]) {
+    let (code, out) = fsck(name, bytes);
+    assert_eq!(code, 0, "e2fsck -fn found problems:\n{out}");
+}
+
+#[test]
+fn files_dirs_and_links_survive_e2fsck_and_debugfs_reads_them() {
+    for (bs, extra) in [("1024", "256"), ("4096", "128")] {
+        let img = mkfs("a", 8192, &["-b", bs, "-I", extra]);
+        let mut fs = mount(img);
+        // Files of every mapping depth (direct, indirect, double indirect with 1 KiB blocks).
+        call(
+            &mut fs,
+            VolumeReq {
+                mode: 0o644,
+                ..req(op::CREATE, b"/small")
+            },
+        )
+        .unwrap();
+        write(&mut fs, b"/small", 0, b"hello, ext2\n");
+        let big = pattern(300 << 10, 7);
+        call(
+            &mut fs,
+            VolumeReq {
+                mode: 0o600,
+                ..req(op::CREATE, b"big")
+            },
+        )
+        .unwrap();
+        write(&mut fs, b"big", 0, &big[..1000]);
+        write(&mut fs, b"big", 1000, &big[1000..]);
+        assert_eq!(read(&mut fs, b"big", 0, big.len() + 10), big);
+        assert_eq!(read(&mut fs, b"big", 5000, 3), &big[5000..5003]);
+        // Directories, nested; a sparse file.
+        call(
+            &mut fs,
+            VolumeReq {
+                mode: 0o755,
+                ..req(op::MKDIR, b"d")
+            },
+        )
+        .unwrap();
+        call(
+            &mut fs,
+            VolumeReq {
+                mode: 0o755,
+                ..req(op::MKDIR, b"d/e")
+            },
+        )
+        .unwrap();
+        call(
+            &mut fs,
+            VolumeReq {
+                mode: 0o644,
+                ..req(op::CREATE, b"d/e/sparse")
+            },
+        )
+        .unwrap();
+        write(&mut fs, b"d/e/sparse", 3 << 20, b"end");
+        assert_eq!(read(&mut fs, b"d/e/sparse", (3 << 20) - 2, 10), b"\0\0end");
+        // Many names: the directory grows past one block.
+        for k in 0..200 {
+            let p = format!("d/f{k:03}-a-rather-long-name-to-fill-blocks");
+            call(
+                &mut fs,
+                VolumeReq {
+                    mode: 0o644,
+                    ..req(op::CREATE, p.as_bytes())
+                },
+            )
+            .unwrap();
+        }
+        for k in (0..200).step_by(2) {
+            let p = format!("d/f{k:03}-a-rather-long-name-to-fill-blocks");
+            call(&mut fs, req(op::UNLINK, p.as_bytes())).unwrap();
+        }
+        assert_eq!(list(&mut fs, b"d").len(), 101);
+        // Links, fast and slow.
+        let long = [b'x'; 100];
+        call(
+            &mut fs,
+            VolumeReq {
+                path2: b"small",
+                ..req(op::SYMLINK, b"ln")
+            },
+        )
+        .unwrap();
+        call(
+            &mut fs,
+            VolumeReq {
+                path2: &long,
+                ..req(op::SYMLINK, b"ln2")
+            },
+        )
+        .unwrap();
+        let mut t = [0u8; 200];
+        let n = fs
+            .call(&req(op::READLINK, b"ln2"), VolumeBuf::Out(&mut t))
+            .unwrap()
+            .0;
+        assert_eq!(&t[..n as usize], &long[..]);
+        // Rename across directories, replacing; directory rename.
+        call(
+            &mut fs,
+            VolumeReq {
+                path2: b"d/e/moved",
+                ..req(op::RENAME, b"small")
+            },
+        )
+        .unwrap();
+        call(
+            &mut fs,
+            VolumeReq {
+                path2: b"d/e2",
+                ..req(op::RENAME, b"d/e")
+            },
+        )
+        .unwrap();
+        call(
+            &mut fs,
+            VolumeReq {
+                mode: 0o755,
+                ..req(op::MKDIR, b"top")
+            },
+        )
+        .unwrap();
+        call(
+            &mut fs,
+            VolumeReq {
+                path2: b"top/e3",
+                ..req(op::RENAME, b"d/e2")
+            },
+        )
+        .unwrap();
+        assert_eq!(read(&mut fs, b"top/e3/moved", 0, 100), b"hello, ext2\n");
+        // Truncate down and up.
+        let t = call(
+            &mut fs,
+            VolumeReq {
+                offset: 70_000,
+                ..req(op::TRUNCATE, b"big")
+            },
+        )
+        .unwrap();
+        assert_eq!(t.size, 70_000);
+        call(
+            &mut fs,
+            VolumeReq {
+                offset: 80_000,
+                ..req(op::TRUNCATE, b"big")
+            },
+        )
+        .unwrap();
+        let back = read(&mut fs, b"big", 0, 100_000);
+        assert_eq!(&back[..70_000], &big[..70_000]);
+        assert!(back[70_000..].iter().all(|&b| b == 0));
+        let c = call(
+            &mut fs,
+            VolumeReq {
+                mode: 0o4751,
+                ..req(op::CHMOD, b"big")
+            },
+        )
+        .unwrap();
+        assert_eq!(c.perm, 0o751, "set-id bits are cleared");
+        let u = VolumeReq {
+            atime: UTIME_OMIT,
+            mtime: 1_600_000_000_000_000_000,
+            ..req(op::UTIMES, b"big")
+        };
+        assert_eq!(
+            call(&mut fs, u).unwrap().mtime_ns,
+            1_600_000_000_000_000_000
+        );
+        // rmdir of an empty and a non-empty directory.
+        assert_eq!(call(&mut fs, req(op::RMDIR, b"top")), Err(ENOTEMPTY));
+        call(
+            &mut fs,
+            VolumeReq {
+                mode: 0o755,
+                ..req(op::MKDIR, b"gone")
+            },
+        )
+        .unwrap();
+        call(&mut fs, req(op::RMDIR, b"gone")).unwrap();
+        let names = list(&mut fs, b"/");
+        let want: Vec<(Vec<u8>, u8)> = [
+            ("big", kind::REG),
+            ("d", kind::DIR),
+            ("ln", kind::SYMLINK),
+            ("ln2", kind::SYMLINK),
+            ("lost+found", kind::DIR),
+            ("top", kind::DIR),
+        ]
+        .iter()
+        .map(|(n, k)| (n.as_bytes().to_vec(), *k))
+        .collect();
+        assert_eq!(names, want);
+        fs.unmount().unwrap();
+        let img = fs.into_dev().bytes;
+        assert_clean("a", &img);
+        // The real tools read what was written.
+        assert_eq!(debugfs("a", &img, "cat /top/e3/moved"), b"hello, ext2\n");
+        let cat = debugfs("a", &img, "cat /d/e/sparse");
+        assert!(cat.is_empty(), "renamed away");
+        let big_back = debugfs("a", &img, "cat /big");
+        assert_eq!(&big_back[..70_000], &big[..70_000]);
+        assert_eq!(big_back.len(), 80_000);
+        // Remount: everything is there; delete it all, and fsck again.
+        let mut fs = mount(img);
+        assert_eq!(read(&mut fs, b"top/e3/sparse", 3 << 20, 3), b"end");
+        for p in ["big", "ln", "ln2", "top/e3/moved", "top/e3/sparse"] {
+            call(&mut fs, req(op::UNLINK, p.as_bytes())).unwrap();
+        }
+        call(&mut fs, req(op::RMDIR, b"top/e3")).unwrap();
+        call(&mut fs, req(op::RMDIR, b"top")).unwrap();
+        fs.unmount().unwrap();
+        assert_clean("a2", &fs.into_dev().bytes);
+    }
+}
+
+#[test]
+fn a_full_disk_is_enospc_and_stays_consistent() {
+    let img = mkfs("full", 1024, &["-b", "1024"]);
+    let mut fs = mount(img);
+    call(
+        &mut fs,
+        VolumeReq {
+            mode: 0o644,
+            ..req(op::CREATE, b"f")
+        },
+    )
+    .unwrap();
+    let chunk = vec![0x5a; 64 << 10];
+    let mut off = 0u64;
+    let err = loop {
+        let r = VolumeReq {
+            offset: off,
+            ..req(op::WRITE, b"f")
+        };
+        match fs.call(&r, VolumeBuf::In(&chunk)) {
+            Ok((n, _)) if n > 0 => off += n,
+            Ok(_) => break ENOSPC,
+            Err(e) => break e,
+        }
+        assert!(off < 2 << 20);
+    };
+    assert_eq!(err, ENOSPC);
+    assert!(off > 700 << 10, "wrote {off}");
+    fs.unmount().unwrap();
+    let img = fs.into_dev().bytes;
+    assert_clean("full", &img);
+    let mut fs = mount(img);
+    call(&mut fs, req(op::UNLINK, b"f")).unwrap();
+    fs.unmount().unwrap();
+    assert_clean("full2", &fs.into_dev().bytes);
+}
+
+#[test]
+fn read_only_mounts_refuse_changes_and_write_nothing() {
+    let img = mkfs("ro", 2048, &[]);
+    let before = img.clone();
+    let mut fs = Ext2::mount(
+        Mem {
+            bytes: img,
+            fail_reads: false,
+        },
+        true,
+        now,
+    )
+    .unwrap();
+    assert!(fs.read_only());
+    assert_eq!(
+        call(
+            &mut fs,
+            VolumeReq {
+                mode: 0o644,
+                ..req(op::CREATE, b"x")
+            }
+        ),
+        Err(EROFS)
+    );
+    assert_eq!(call(&mut fs, req(op::MKDIR, b"y")), Err(EROFS));
+    assert_eq!(list(&mut fs, b"/").len(), 1);
+    fs.unmount().unwrap();
+    assert_eq!(fs.into_dev().bytes, before);
+}
+
+#[test]
+fn errors_name_the_problem() {
+    let img = mkfs("err", 2048, &[]);
+    let mut fs = mount(img);
+    assert_eq!(call(&mut fs, req(op::LOOKUP, b"nope")), Err(ENOENT));
+    call(
+        &mut fs,
+        VolumeReq {
+            mode: 0o644,
+            ..req(op::CREATE, b"f")
+        },
+    )
+    .unwrap();
+    assert_eq!(call(&mut fs, req(op::LOOKUP, b"f/x")), Err(ENOTDIR));
+    assert_eq!(
+        call(
+            &mut fs,
+            VolumeReq {
+                mode: 0o644,
+                flags: flag::EXCL,
+                ..req(op::CREATE, b"f")
+            }
+        ),
+        Err(EEXIST)
+    );
+    assert_eq!(call(&mut fs, req(op::RMDIR, b"f")), Err(ENOTDIR));
+    assert_eq!(call(&mut fs, req(op::UNLINK, b"lost+found")), Err(EISDIR));
+    call(
+        &mut fs,
+        VolumeReq {
+            mode: 0o755,
+            ..req(op::MKDIR, b"a")
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        call(
+            &mut fs,
+            VolumeReq {
+                path2: b"a/b",
+                ..req(op::RENAME, b"a")
+            }
+        ),
+        Err(EINVAL)
+    );
+    assert_eq!(
+        call(
+            &mut fs,
+            VolumeReq {
+                path2: b"f",
+                flags: flag::NOREPLACE,
+                ..req(op::RENAME, b"a")
+            }
+        ),
+        Err(EEXIST)
+    );
+    assert_eq!(
+        call(
+            &mut fs,
+            VolumeReq {
+                path2: b"f",
+                ..req(op::RENAME, b"a")
+            }
+        ),
+        Err(ENOTDIR)
+    );
+    let long = [b'n'; 256];
+    assert_eq!(
+        call(
+            &mut fs,
+            VolumeReq {
+                mode: 0o644,
+                ..req(op::CREATE, &long)
+            }
+        ),
+        Err(ENAMETOOLONG)
+    );
+    fs.unmount().unwrap();
+    assert_clean("err", &fs.into_dev().bytes);
+}
+
+#[test]
+fn corrupted_images_are_euclean_or_einval_never_a_panic() {
+    let img = mkfs("bad", 2048, &["-b", "1024"]);
+    // Not ext2.
+    let mut zero = img.clone();
+    zero[1024 + 56] = 0;
+    assert!(matches!(
+        Ext2::mount(
+            Mem {
+                bytes: zero,
+                fail_reads: false
+            },
+            false,
+            now
+        ),
+        Err(EINVAL)
+    ));
+    // An impossible geometry.
+    let mut geo = img.clone();
+    geo[1024 + 32..1024 + 36].copy_from_slice(&0u32.to_le_bytes());
+    assert!(matches!(
+        Ext2::mount(
+            Mem {
+                bytes: geo,
+                fail_reads: false
+            },
+            false,
+            now
+        ),
+        Err(EUCLEAN)
+    ));
+    // Garbage over the root directory's block: its records are refused.
+    let mut fs = mount(img.clone());
+    call(
+        &mut fs,
+        VolumeReq {
+            mode: 0o755,
+            ..req(op::MKDIR, b"d")
+        },
+    )
+    .unwrap();
+    fs.unmount().unwrap();
+    let mut img2 = fs.into_dev().bytes;
+    let root_blk = {
+        let mut fs = mount(img2.clone());
+        let i = fs.inode(ROOT).unwrap();
+        i.block(0) as usize
+    };
+    for b in &mut img2[root_blk * 1024..root_blk * 1024 + 1024] {
+        *b = 0xff;
+    }
+    let mut fs = mount(img2.clone());
+    assert_eq!(call(&mut fs, req(op::LOOKUP, b"d")), Err(EUCLEAN));
+    let mut out = vec![0u8; 4096];
+    assert_eq!(
+        fs.call(&req(op::LIST, b"/"), VolumeBuf::Out(&mut out))
+            .map(|x| x.0),
+        Err(EUCLEAN)
+    );
+    // Random garbage everywhere but the superblock: errors, never a panic.
+    let mut seed = 0x1234_5678u32;
+    for round in 0..40 {
+        let mut g = img.clone();
+        for _ in 0..200 {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            let at = 2048 + (seed as usize % (g.len() - 2048));
+            g[at] = (seed >> 16) as u8;
+        }
+        let Ok(mut fs) = Ext2::mount(
+            Mem {
+                bytes: g,
+                fail_reads: false,
+            },
+            false,
+            now,
+        ) else {
+            continue;
+        };
+        let _ = list_ok(&mut fs, b"/");
+        let _ = call(
+            &mut fs,
+            VolumeReq {
+                mode: 0o644,
+                ..req(op::CREATE, b"new")
+            },
+        );
+        let _ = fs.call(
+            &VolumeReq {
+                offset: 0,
+                ..req(op::WRITE, b"new")
+            },
+            VolumeBuf::In(&[1u8; 5000]),
+        );
+        let _ = call(&mut fs, req(op::UNLINK, b"lost+found"));
+        let _ = call(
+            &mut fs,
+            VolumeReq {
+                mode: 0o755,
+                ..req(op::MKDIR, format!("d{round}").as_bytes())
+            },
+        );
+        let _ = fs.unmount();
+    }
+    // A device that fails reads: EIO.
+    let mut fs = mount(img);
+    fs.c.dev.fail_reads = true;
+    fs.c.drop_clean();
+    assert_eq!(call(&mut fs, req(op::LOOKUP, b"lost+found")), Err(EIO));
+}
+
+fn list_ok(fs: &mut Ext2<Mem>, path: &[u8]) -> Result<u64, Errno> {
+    let mut b = vec![0u8; 4096];
+    fs.call(&req(op::LIST, path), VolumeBuf::Out(&mut b))
+        .map(|x| x.0)
+}
+
+#[test]
+fn the_vfs_mounts_an_ext2_disk_as_a_volume() {
+    use crate::fs::ramfs::{oflag, ROOT_INO};
+    use std::sync::Arc;
+    let img = mkfs("vfs", 4096, &[]);
+    let vol = Arc::new(Ext2Volume {
+        fs: spin::Mutex::new(mount(img)),
+    });
+    let mut fs = crate::fs::ramfs::Fs::new(|| 1_700_000_000_000_000_000);
+    fs.mount_volume(vol.clone(), 0x1000, false, b"/mnt/disk")
+        .unwrap();
+    let m = fs.lookup(ROOT_INO, b"/mnt/disk", true).unwrap();
+    fs.mkdir(m, b"dir", 0o755).unwrap();
+    let h = fs
+        .open(m, b"dir/file", oflag::O_CREAT | oflag::O_WRONLY, 0o644)
+        .unwrap();
+    let data = pattern(200_000, 3);
+    assert_eq!(fs.write(h, &data).unwrap(), data.len());
+    assert!(matches!(fs.unmount_volume(0x1000), Err(EBUSY)));
+    fs.close(h).unwrap();
+    fs.rename(m, b"dir/file", b"dir/renamed").unwrap();
+    let host = fs.unmount_volume(0x1000).unwrap();
+    drop(host);
+    let mut e = Arc::try_unwrap(vol).ok().unwrap().fs.into_inner();
+    e.unmount().unwrap();
+    let img = e.into_dev().bytes;
+    assert_clean("vfs", &img);
+    assert_eq!(debugfs("vfs", &img, "cat /dir/renamed"), data);
+}

@@ -359,7 +359,8 @@ pub(crate) fn get_many(frames: &[u64]) {
     }
 }
 
-/// Adds a reference to each of the `n` frames from `gpa` under one lock.
+/// Adds a reference to each of the `n` frames from `gpa` under one lock (tests).
+#[cfg(test)]
 pub(crate) fn get_run(gpa: u64, n: u64) {
     let mut g = POOL.lock();
     let p = g.as_mut().expect("user pool");

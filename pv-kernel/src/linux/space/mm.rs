@@ -555,7 +555,11 @@ impl Mm {
         let mut first = 0;
         let mut va_i = lo;
         while va_i < hi {
-            if let alloc::collections::btree_map::Entry::Vacant(slot) = self.pages.entry(va_i) {
+            // Pages a program image provides stay for their own first touch.
+            let from_image = va_i != page && vma.image_at(vstart, va_i).is_some();
+            if let (false, alloc::collections::btree_map::Entry::Vacant(slot)) =
+                (from_image, self.pages.entry(va_i))
+            {
                 let gpa = if va_i == page {
                     Some(Self::fresh_frame(&vma, vstart, va_i)?)
                 } else {

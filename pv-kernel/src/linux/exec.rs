@@ -140,6 +140,8 @@ fn map_segments(
             }
             page += PAGE_SIZE;
         }
+        // The chunks earlier runs read already: mapped now, not one fault each.
+        mm.map_image_filled(s, e);
     }
     Ok(())
 }

@@ -165,6 +165,14 @@ impl CachedFile {
         self.fill_chunk(i).map(drop)
     }
 
+    /// Whether chunk `i` has been read (its frames hold the file's bytes, unless a program
+    /// wrote them: [`CachedFile::ensure`] checks before use).
+    pub(crate) fn is_filled(&self, i: usize) -> bool {
+        self.filled
+            .get(i)
+            .is_some_and(|f| f.load(Ordering::Acquire))
+    }
+
     /// File offset and length of chunk `i`.
     fn chunk_span(&self, i: usize) -> (usize, usize) {
         let off = i * TAG_CHUNK;

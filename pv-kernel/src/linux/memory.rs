@@ -335,6 +335,10 @@ fn map_image(
     };
     let mut mm = space.mm.lock();
     let lazy = mm.set_image(start, start + len, &backing);
+    if lazy {
+        // The chunks earlier mappings read already: mapped now, not one fault each.
+        mm.map_image_filled(start, start + len);
+    }
     let mut i = 0;
     while i < len / PAGE_SIZE {
         let (va, fo) = (start + i * PAGE_SIZE, off + i * PAGE_SIZE);

@@ -529,7 +529,7 @@ impl Mm {
         }
         if let Some((img, fo)) = vma.image_at(vstart, page) {
             let img = img.clone();
-            let gpa = self.map_image_chunk(page, vstart, &vma, &img, fo)?;
+            let gpa = self.map_image_chunk(page, vstart, &vma, &img, fo, true)?;
             if write {
                 let pte = self.pages.get(&page).copied().ok_or(Errno::EFAULT)?;
                 let gpa = self.break_cow(page, &vma, pte, || alloc_reclaiming(pool::alloc))?;
@@ -591,7 +591,8 @@ impl Mm {
     /// map) and the other pages of its image chunk that the region takes from the image and
     /// the map does not hold: the image's frames, copy-on-write, the chunk read or checked
     /// first ([`CachedFile::ensure`]; `EIO` if the file changed: `SIGBUS`). Returns the
-    /// frame of `page`.
+    /// frame of `page`. `populate`: the sandbox fills the page-table entries at once (a
+    /// fault's chunk, touched next) rather than at the program's first access.
     fn map_image_chunk(
         &mut self,
         page: u64,
@@ -599,6 +600,7 @@ impl Mm {
         vma: &Vma,
         img: &ImageMap,
         fo: u64,
+        populate: bool,
     ) -> Result<u64, Errno> {
         let chunk = TAG_CHUNK as u64;
         let i = fo / chunk;
@@ -625,9 +627,38 @@ impl Mm {
                 lazy: false,
             };
             self.pages.insert(va, pte);
-            self.queue_map_populated(va, vma, &pte);
+            if populate {
+                self.queue_map_populated(va, vma, &pte);
+            } else {
+                self.queue_map(va, vma, &pte);
+            }
         }
         Ok(img.file.frame_at(fo))
+    }
+
+    /// Maps now the pages of `[start, end)` that come from a program image
+    /// ([`ImageMap`]) and whose chunk the image holds already (read by an earlier use: a
+    /// previous run's working set), each chunk checked for this space first: a repeated
+    /// exec then takes no fault for them, and only never-touched chunks wait for their
+    /// first touch. Best effort: a chunk that cannot be checked is left to its fault.
+    pub(crate) fn map_image_filled(&mut self, start: u64, end: u64) {
+        let chunk = TAG_CHUNK as u64;
+        let mut va = start & !(PAGE_SIZE - 1);
+        while va < end {
+            let Some((vstart, vma)) = self.vma_at(va) else {
+                va += PAGE_SIZE;
+                continue;
+            };
+            let Some((img, fo)) = vma.image_at(vstart, va).map(|(i, f)| (i.clone(), f)) else {
+                va += PAGE_SIZE;
+                continue;
+            };
+            if img.file.is_filled((fo / chunk) as usize) && !self.pages.contains_key(&va) {
+                let _ = self.map_image_chunk(va, vstart, &vma, &img, fo, false);
+            }
+            // On to the next chunk (a chunk's absent pages were all mapped, or all wait).
+            va = (va + (chunk - fo % chunk)).min(vma.end);
+        }
     }
 
     /// Makes the copy-on-write page at `page` (mapped `pte` in `vma`) private: the frame
@@ -720,7 +751,7 @@ impl Mm {
         let (vstart, vma) = self.vma_at(page).ok_or(Errno::EFAULT)?;
         if let Some((img, fo)) = vma.image_at(vstart, page) {
             let img = img.clone();
-            return self.map_image_chunk(page, vstart, &vma, &img, fo);
+            return self.map_image_chunk(page, vstart, &vma, &img, fo, true);
         }
         let gpa = Self::fresh_frame(&vma, vstart, page)?;
         let pte = Pte {

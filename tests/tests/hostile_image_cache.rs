@@ -167,3 +167,139 @@ fn a_patched_library_constant_does_not_outlive_the_attacker() {
         "pvmux-HACKED---word",
     );
 }
+
+/// Runs `/NAME MODE` in a guest whose root is `root` (the program copied there), with a
+/// clean environment.
+fn guest_image_bytes(root: &TempDir, name: &str, mode: &str) -> Run {
+    let mut cmd = Command::new(PVMUX);
+    cmd.args(["run", "--mem", "64M", "--rootfs"])
+        .arg(&root.0)
+        .args(["--", &format!("/{name}"), mode]);
+    run(cmd)
+}
+
+/// Program images are read lazily, a 64 KiB chunk at first touch
+/// (`pv-kernel/src/linux/imagecache.rs`): every byte of a program's read-only segments (over
+/// 1 MiB here, most of it never touched before the check) is the file's, as natively.
+#[test]
+#[cfg_attr(
+    not(have_static_glibc),
+    ignore = "needs a static glibc: apt-get install libc6-dev"
+)]
+fn a_lazily_read_image_holds_the_files_bytes_as_natively() {
+    for name in pvmux_tests::variants("image-bytes") {
+        let root = TempDir::unique("pvmux-image-cache", "lazy");
+        std::fs::copy(prog(&name), root.0.join(&name)).expect("copy program");
+        let native = pvmux_tests::run_native(&name, &["check"], Duration::from_secs(30));
+        assert_eq!(native.code(), Some(0), "{}", native.context());
+        assert!(
+            native
+                .stdout
+                .contains("over 1 MiB of bytes, as in the file"),
+            "{}",
+            native.stdout
+        );
+        // Twice in one guest: the second exec maps the cached chunks (checked, not read).
+        let guest = guest_image_bytes(&root, &name, "check");
+        assert_eq!(guest.code(), Some(0), "{}", guest.context());
+        assert_eq!(guest.stdout, native.stdout, "{}", guest.context());
+    }
+}
+
+/// A program that makes its own read-only image writable (`mprotect`) and rewrites it gets
+/// a private copy: the cached image stays the file's, and the next exec of the program (its
+/// own child) sees the file's bytes, as natively.
+#[test]
+#[cfg_attr(
+    not(have_static_glibc),
+    ignore = "needs a static glibc: apt-get install libc6-dev"
+)]
+fn a_program_rewriting_its_own_image_gets_a_private_copy() {
+    for name in pvmux_tests::variants("image-bytes") {
+        let root = TempDir::unique("pvmux-image-cache", "rewrite");
+        std::fs::copy(prog(&name), root.0.join(&name)).expect("copy program");
+        let native = pvmux_tests::run_native(&name, &["write"], Duration::from_secs(30));
+        assert_eq!(native.code(), Some(0), "{}", native.context());
+        assert!(
+            native.has_line("rewritten: REWRITTEN in memory")
+                && native.has_line("message: the message as the file has it")
+                && native.has_line("child: exit 0"),
+            "{}",
+            native.stdout
+        );
+        let guest = guest_image_bytes(&root, &name, "write");
+        assert_eq!(guest.code(), Some(0), "{}", guest.context());
+        assert_eq!(guest.stdout, native.stdout, "{}", guest.context());
+    }
+}
+
+/// A program whose file shrinks on the host while it runs gets `SIGBUS` (`BUS_ADRERR`) when
+/// it first touches a page of its image past the new end, as Linux gives for a file mapping
+/// truncated under it — never zeros or bytes of another file in place of its own. (Natively
+/// the host refuses to truncate a running program, `ETXTBSY`: no native reference.)
+#[test]
+#[cfg_attr(
+    not(have_static_glibc),
+    ignore = "needs a static glibc: apt-get install libc6-dev"
+)]
+fn a_program_truncated_under_it_gets_sigbus_not_garbage() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let name = "image-bytes";
+    let root = TempDir::unique("pvmux-image-cache", "truncate");
+    let file = root.0.join(name);
+    std::fs::copy(prog(name), &file).expect("copy program");
+    let mut child = Command::new(PVMUX)
+        .env_clear()
+        .args(["run", "--mem", "64M", "--rootfs"])
+        .arg(&root.0)
+        .args(["--", &format!("/{name}"), "truncate"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pvmux");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for line in BufReader::new(out).lines() {
+            let line = line.expect("read stdout");
+            if let Some(off) = line.strip_prefix("ready ") {
+                tx.send(off.parse::<u64>().expect("offset")).expect("send");
+            }
+            lines.push(line);
+        }
+        lines
+    });
+    let off = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("the guest program never got ready");
+    let len = std::fs::metadata(&file).expect("stat").len();
+    assert!(off > 0 && off + 4096 < len, "offset {off} of {len}");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&file)
+        .and_then(|f| f.set_len(off))
+        .expect("truncate the host file");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the guest did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let lines = reader.join().expect("reader");
+    // SIGBUS is 7, BUS_ADRERR 2; the handler exits 7.
+    assert!(
+        lines.iter().any(|l| l == "signal 7 code 2"),
+        "{lines:?} {status:?}"
+    );
+    assert!(!lines.iter().any(|l| l.starts_with("read ")), "{lines:?}");
+    assert_eq!(status.code(), Some(7), "{lines:?}");
+}

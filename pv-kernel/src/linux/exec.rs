@@ -16,8 +16,8 @@ use pvmux_hypercalls::user::prot;
 use pvmux_hypercalls::PAGE_SIZE;
 
 use super::imagecache::{self, CachedFile};
-use super::space::{MapFile, Mm, Space};
-use super::{pool, Errno};
+use super::space::{ImageMap, MapFile, Mm, Space};
+use super::Errno;
 use crate::mm::pool_mem;
 
 /// Top of the initial stack.
@@ -60,15 +60,19 @@ fn poke(mm: &mut Mm, va: u64, bytes: &[u8]) -> Result<(), Errno> {
     Ok(())
 }
 
-/// Copies `len` bytes of `image` from file offset `fo` into `space` at `va` (inside one
-/// page), populating the page regardless of protection.
-fn poke_image(mm: &mut Mm, va: u64, image: &CachedFile, fo: u64, len: u64) -> Result<(), Errno> {
+/// Copies `len` bytes of `image` from file offset `fo` into `space` (created at guest time
+/// `since`) at `va` (inside one page), populating the page regardless of protection.
+fn poke_image(
+    mm: &mut Mm,
+    va: u64,
+    image: &CachedFile,
+    fo: u64,
+    len: u64,
+    since: u64,
+) -> Result<(), Errno> {
+    let src = image.gpa_at(fo, len, since)?;
     let gpa = mm.populate_private(va)?;
-    pool_mem::copy(
-        gpa + (va & (PAGE_SIZE - 1)),
-        image.gpa_at(fo, len)?,
-        len as usize,
-    );
+    pool_mem::copy(gpa + (va & (PAGE_SIZE - 1)), src, len as usize);
     Ok(())
 }
 
@@ -76,64 +80,44 @@ fn page_down(v: u64) -> u64 {
     v & !(PAGE_SIZE - 1)
 }
 
-/// The file byte ranges `[start, end)` the loader reads from a program's cached image (the
-/// page-rounded file data of every loadable segment), from its head: what the image cache
-/// must verify before an exec uses it. Empty for anything [`load`] would refuse (it reads
-/// nothing then) and for `#!` scripts (only their head is used).
-pub(crate) fn file_ranges(head: &[u8], len: u64) -> Vec<(u64, u64)> {
-    elf::parse(head, len, PIE_BASE, MMAP_TOP).map_or_else(
-        |_| Vec::new(),
-        |elf| {
-            elf.segments
-                .iter()
-                .filter(|s| s.filesz > 0)
-                .map(|s| {
-                    (
-                        page_down(s.offset),
-                        s.offset.saturating_add(s.filesz).min(len),
-                    )
-                })
-                .collect()
-        },
-    )
-}
-
 /// Where a program interpreter (`ld.so`) is loaded: above the `mmap` area (which grows
 /// down from [`MMAP_TOP`]) and below the stack, so neither ever meets it.
 const INTERP_BASE: u64 = MMAP_TOP;
 
-/// Maps the loadable segments of `elf` (parsed from `image`, the file at `path`) into `mm`.
+/// Maps the loadable segments of `elf` (parsed from `image`, the file at `path`) into `mm`,
+/// a space created at guest time `since`.
 fn map_segments(
     mm: &mut Mm,
-    image: &CachedFile,
+    image: &Arc<CachedFile>,
     elf: &elf::Image,
     path: &[u8],
+    since: u64,
 ) -> Result<(), Errno> {
     let name: alloc::sync::Arc<[u8]> = path.into();
     for seg in &elf.segments {
         let (s, e) = seg.pages();
         mm.add_region_merging(s, e, seg.prot);
+        // Whole pages of file data whose file offset is congruent with their address come
+        // from the image at their first touch (copy-on-write; the image's chunk is read
+        // then: nothing is read here but the edges); the edges are private copies; the
+        // rest up to memsz (.bss) is demand-zero.
+        let (va, off, filesz) = (seg.va, seg.offset, seg.filesz);
+        let file_end = off + filesz;
+        let offset = page_down(off);
+        let backed = seg.congruent().then(|| ImageMap {
+            file: image.clone(),
+            lo: off.next_multiple_of(PAGE_SIZE),
+            hi: page_down(file_end.min(image.len() as u64)),
+            since,
+        });
         let file = MapFile {
             path: name.clone(),
             ino: image.ino(),
-            offset: page_down(seg.offset),
+            offset,
             bus_past_eof: false,
+            image: backed,
         };
         mm.name_file(s, e, &file);
-        // Whole pages of file data whose file offset is congruent with their address are
-        // the cached frames themselves, mapped copy-on-write; the edges are private
-        // copies; the rest up to memsz (.bss) is demand-zero.
-        let (va, off, filesz) = (seg.va, seg.offset, seg.filesz);
-        let file_end = off + filesz;
-        // Runs of whole pages are installed together (one reference count update and one
-        // region look-up per run).
-        let mut run: Option<(u64, u64, u64)> = None; // (address, first frame, pages)
-        let install = |mm: &mut Mm, run: Option<(u64, u64, u64)>| {
-            if let Some((at, frame, n)) = run {
-                pool::get_run(frame, n);
-                mm.install_cow_run(at, frame, n);
-            }
-        };
         let mut page = page_down(va);
         while page < va + filesz {
             let lo = page.max(va);
@@ -143,26 +127,21 @@ fn map_segments(
                 && lo == page
                 && hi == page + PAGE_SIZE
                 && fo + PAGE_SIZE <= file_end;
-            if whole && mm.frame_of(page).is_none() {
-                let frame = image.frame_at(fo);
-                match &mut run {
-                    Some((at, first, n))
-                        if *at + *n * PAGE_SIZE == page && *first + *n * PAGE_SIZE == frame =>
-                    {
-                        *n += 1
-                    }
-                    _ => {
-                        install(mm, run.take());
-                        run = Some((page, frame, 1));
-                    }
-                }
-            } else {
-                install(mm, run.take());
-                poke_image(mm, lo, image, fo, hi - lo)?;
+            // A whole page comes from this segment's image mapping unless the page is held
+            // already or belongs to a region an earlier segment named (a page two segments
+            // share): then it is copied, over what that segment put there.
+            let lazy = whole
+                && mm.frame_of(page).is_none()
+                && mm
+                    .image_source(page)
+                    .is_some_and(|(f, o)| Arc::ptr_eq(f, image) && o == fo);
+            if !lazy {
+                poke_image(mm, lo, image, fo, hi - lo, since)?;
             }
             page += PAGE_SIZE;
         }
-        install(mm, run);
+        // The chunks earlier runs read already: mapped now, not one fault each.
+        mm.map_image_filled(s, e);
     }
     Ok(())
 }
@@ -225,7 +204,7 @@ pub(crate) fn missing_interpreter(cwd: crate::fs::ramfs::Ino, path: &[u8]) -> Op
 /// it finds through `AT_PHDR`/`AT_ENTRY`; `AT_BASE` is its own base).
 pub(crate) fn load(
     space: &Space,
-    image: &CachedFile,
+    image: &Arc<CachedFile>,
     cwd: crate::fs::ramfs::Ino,
     argv: &[Vec<u8>],
     envp: &[Vec<u8>],
@@ -244,11 +223,11 @@ pub(crate) fn load(
         None => None,
     };
     let mut mm = space.mm.lock();
-    map_segments(&mut mm, image, &elf, execfn)?;
+    map_segments(&mut mm, image, &elf, execfn, space.created_ns)?;
     let (start, base) = match &interp {
         Some((file, ld)) => {
             let ld_path = elf.interp.as_deref().unwrap_or_default();
-            map_segments(&mut mm, file, ld, ld_path)?;
+            map_segments(&mut mm, file, ld, ld_path, space.created_ns)?;
             (ld.entry, INTERP_BASE)
         }
         None => (elf.entry, 0),

@@ -99,6 +99,13 @@ pub(crate) fn user_exception(
                 }
                 // Killed for memory (this process, or the fault could not wait).
                 Err(Errno::ENOMEM) => return,
+                // A page of a program image whose file changed or shrank since the image
+                // was made (`imagecache`): as Linux for a file mapping past a truncation.
+                Err(Errno::EIO) => SigInfo::fault(
+                    sig::SIGBUS,
+                    code::BUS_ADRERR,
+                    fault(trap.addr, trap.error_code | PF_USER),
+                ),
                 // Not resolvable, or a fault loop: the sandbox keeps faulting on a page
                 // whose mapping it was given.
                 Ok(_) | Err(_) => {

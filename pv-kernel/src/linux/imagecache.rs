@@ -1,44 +1,52 @@
-//! The program image cache: executables read once into contiguous user-pool frames, shared
-//! copy-on-write by every process that runs them (like a page cache for text and data).
+//! The program image cache: executables (and host ELF files mapped privately) in contiguous
+//! user-pool frames, read lazily and shared copy-on-write by every process that maps them
+//! (like a page cache for text and data).
 //!
-//! `execve` of a cached program copies nothing: the ELF loader maps the cached frames of
-//! page-aligned segment parts into the new space as copy-on-write pages; only partial pages
-//! (segment edges, `.bss`) get private copies. The file is read once, through a kernel bounce
-//! buffer, into the frames. Entries are keyed by inode, size and modification time (a
-//! rewritten file is read again) and bounded to a quarter of the pool; the least recently
-//! used go first, and all of them when the pool runs short. A program may be as large as
-//! half of the pool (e.g. a 74 MiB binary with the default `--mem`).
+//! **Read at first use.** An entry is made with frames for the whole file but only its first
+//! [`TAG_CHUNK`] read (the head the loader parses); `execve` maps nothing but the segment
+//! edges (private copies of partial pages): the whole pages of each segment are named in the
+//! region ([`super::space::ImageMap`]) and a page's first touch — the program's fault, or a
+//! kernel access to it — reads its 64 KiB chunk from the file system through a kernel buffer
+//! into the frames, tags it from that buffer ([`CachedFile::ensure`]), and maps the chunk's
+//! pages copy-on-write. A chunk's frames are never mapped nor read before that. A chunk read
+//! after the file changed (size or modification time) or that reads short is `EIO`, `SIGBUS`
+//! for the program touching it: never bytes of two versions of a file. Entries are keyed by
+//! inode, size and modification time (a rewritten file is read again) and bounded to a
+//! quarter of the pool; the least recently used go first, and all of them when the pool runs
+//! short (processes mapping an entry keep it). A program may be as large as half of the pool
+//! (e.g. a 74 MiB binary with the default `--mem`).
 //!
 //! The frames are user-pool memory, which a hostile program can map and write (see
 //! docs/SECURITY.md): the kernel never parses them in place. What the loader parses — the ELF
 //! header and program headers, or a `#!` line — is the entry's [`CachedFile::head`], a copy
-//! in kernel memory taken while the file was read; segment edges are copied frame to frame.
+//! in kernel memory taken from the buffer the first chunk was read through.
 //!
 //! **Verified before every reuse.** So that a program cannot plant code in the cache for
 //! every later exec of a binary (persistence after it exits), each entry keeps, in kernel
 //! memory, a SipHash-2-4 tag of every [`TAG_CHUNK`] bytes of the file, keyed with a secret
 //! drawn from the kernel's random generator at the first load (a program never sees the key
-//! nor the tags, so it cannot forge a matching change). A cache hit re-hashes the chunks the
-//! loader will read (the loadable segments' file data, [`super::exec::file_ranges`]) before
-//! handing the entry out; a mismatch drops the entry, logs `imagecache: cached image of ...
-//! was modified`, and reads the file again into fresh frames. Processes already running on
-//! the old frames keep them (a program alive at the same time can write their pages anyway:
-//! the documented same-tenant gap).
+//! nor the tags, so it cannot forge a matching change). A chunk is re-hashed when it is
+//! first mapped into a space created after its last check ([`CachedFile::verified`]): an
+//! exec pays for the chunks it touches, not for the whole file. A mismatch logs
+//! `imagecache: cached image of inode ... was modified` and reads the chunk from the file
+//! again into the same frames (processes still mapping them see the file's bytes again; a
+//! program alive at the same time can write their pages anyway: the documented same-tenant
+//! gap).
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use pvmux_hypercalls::PAGE_SIZE;
 
 mod siphash;
 
-use super::{exec, pool, Errno};
+use super::{pool, Errno};
 use crate::fs::ramfs::{mode, Ino};
 use crate::irq::IrqLock;
 use crate::mm::pool_mem;
 
-/// A program file's bytes in contiguous pool frames.
+/// A program file's bytes in contiguous pool frames, read chunk by chunk at first use.
 pub(crate) struct CachedFile {
     /// Inode, size, mtime: the cache key.
     key: (Ino, u64, u64),
@@ -53,27 +61,32 @@ pub(crate) struct CachedFile {
     head: Vec<u8>,
     /// Last use (guest ns), for LRU eviction.
     used: AtomicU64,
-    /// SipHash-2-4 tag of every [`TAG_CHUNK`] bytes of the file (the last chunk may be
-    /// shorter), as read from the file system.
-    tags: Vec<u64>,
-    /// Indices of the chunks the loader reads (see [`super::exec::file_ranges`]): what a
-    /// reuse verifies.
-    checked: Vec<usize>,
+    /// Per [`TAG_CHUNK`]: whether its frames hold the file's bytes yet (read from the file
+    /// system at the chunk's first use, [`CachedFile::ensure`]). The frames of a chunk not
+    /// filled hold whatever the pool gave (another process's old data): they are never
+    /// mapped nor read before the chunk is filled.
+    filled: Vec<AtomicBool>,
+    /// SipHash-2-4 tag of every filled [`TAG_CHUNK`] (the last chunk may be shorter), taken
+    /// from the kernel buffer the chunk was read through.
+    tags: Vec<AtomicU64>,
     /// Per chunk: guest time at the start of the last check that found it intact (or of the
     /// read its tag was made from). A mapping into a space created no later than that needs
     /// no new check: a program that changed the chunk since was alive while that space was,
     /// and could have written the space's own pages just as well (the same-tenant gap);
     /// what a check must stop is a change by a program that exited *before* the space.
     verified: Vec<AtomicU64>,
+    /// Held while a chunk is filled or checked (one reader of the file per entry).
+    fill_lock: IrqLock<()>,
 }
 
-/// Bytes of the file per tag.
-const TAG_CHUNK: usize = 64 << 10;
+/// Bytes of the file per tag, and per read at a chunk's first use.
+pub(crate) const TAG_CHUNK: usize = 64 << 10;
 
 /// Bytes of a file's head kept in kernel memory at least (the ELF header and a `#!` line fit).
 const HEAD_MIN: usize = 4096;
-/// At most (program headers further into the file are not loaded: `ENOEXEC`).
-const HEAD_MAX: usize = 64 << 10;
+/// At most (program headers further into the file are not loaded: `ENOEXEC`). The head
+/// comes from the file's first chunk, read when the entry is made.
+const HEAD_MAX: usize = TAG_CHUNK;
 
 impl CachedFile {
     /// The file's inode number.
@@ -91,19 +104,129 @@ impl CachedFile {
         self.size
     }
 
-    /// Guest-physical address of the frame holding file offset `off` (page aligned).
+    /// Guest-physical address of the frame holding file offset `off` (page aligned). Its
+    /// chunk must have been made ready for the space it goes to ([`CachedFile::ensure`]).
     pub(crate) fn frame_at(&self, off: u64) -> u64 {
         self.base + off / PAGE_SIZE * PAGE_SIZE
     }
 
     /// Guest-physical address of file offset `off`, whose next `len` bytes must lie in the
-    /// file (`ENOEXEC` otherwise).
-    pub(crate) fn gpa_at(&self, off: u64, len: u64) -> Result<u64, Errno> {
+    /// file (`ENOEXEC` otherwise), for a space created at guest time `since`: the chunks
+    /// holding them are read or checked first ([`CachedFile::ensure`]).
+    pub(crate) fn gpa_at(&self, off: u64, len: u64, since: u64) -> Result<u64, Errno> {
         match off.checked_add(len) {
-            Some(end) if end <= self.size as u64 => Ok(self.base + off),
+            Some(end) if end <= self.size as u64 => {
+                let last = (end.max(off + 1) - 1) as usize / TAG_CHUNK;
+                for i in off as usize / TAG_CHUNK..=last {
+                    self.ensure(i, since)?;
+                }
+                Ok(self.base + off)
+            }
             _ => Err(Errno::ENOEXEC),
         }
     }
+
+    /// Makes chunk `i` ready to be mapped into (or copied for) a space created at guest time
+    /// `since`: read from the file system into its frames at its first use, else checked
+    /// against its tag unless found intact since `since` (see [`CachedFile::verified`]); a
+    /// chunk found modified is read again (logged). `EIO` if the file is no longer the one
+    /// the entry was made from (its size or modification time changed, or it reads short):
+    /// the fault that needed the chunk is then `SIGBUS`, as on Linux for a mapping of a file
+    /// truncated under it, never bytes of another version of the file.
+    pub(crate) fn ensure(&self, i: usize, since: u64) -> Result<(), Errno> {
+        if i >= self.filled.len() {
+            return Err(Errno::EIO);
+        }
+        let ready = |s: &Self| {
+            s.filled[i].load(Ordering::Acquire) && s.verified[i].load(Ordering::Acquire) >= since
+        };
+        if ready(self) {
+            return Ok(());
+        }
+        let _g = self.fill_lock.lock();
+        if ready(self) {
+            return Ok(());
+        }
+        if self.filled[i].load(Ordering::Acquire) {
+            let start = crate::time::now_ns();
+            let (off, n) = self.chunk_span(i);
+            let mut buf = kernel_buffer(n)?;
+            pool_mem::read(self.base + off as u64, &mut buf);
+            if tag(&buf) == self.tags[i].load(Ordering::Acquire) {
+                self.verified[i].fetch_max(start, Ordering::AcqRel);
+                return Ok(());
+            }
+            crate::println!(
+                "imagecache: cached image of inode {} was modified (chunk {i}); reading it again",
+                self.key.0
+            );
+            self.filled[i].store(false, Ordering::Release);
+        }
+        self.fill_chunk(i).map(drop)
+    }
+
+    /// Whether chunk `i` has been read (its frames hold the file's bytes, unless a program
+    /// wrote them: [`CachedFile::ensure`] checks before use).
+    pub(crate) fn is_filled(&self, i: usize) -> bool {
+        self.filled
+            .get(i)
+            .is_some_and(|f| f.load(Ordering::Acquire))
+    }
+
+    /// File offset and length of chunk `i`.
+    fn chunk_span(&self, i: usize) -> (usize, usize) {
+        let off = i * TAG_CHUNK;
+        (off, (self.size - off).min(TAG_CHUNK))
+    }
+
+    /// Reads chunk `i` from the file system through a kernel buffer into its frames (the
+    /// rest of the file's last page zeroed), tags it from that buffer, and returns the
+    /// buffer. Called under [`CachedFile::fill_lock`] or before the entry is shared.
+    fn fill_chunk(&self, i: usize) -> Result<Vec<u8>, Errno> {
+        let read_at = crate::time::now_ns();
+        let (off, n) = self.chunk_span(i);
+        let mut buf = kernel_buffer(n)?;
+        let (ino, size, mtime) = self.key;
+        // Execute permission was checked (`load`), or the file is open for reading (a
+        // mapping): the kernel reads the file by inode whatever its read bits, as Linux does
+        // for a program that is execute-only. From the host itself for a host file, not the
+        // page cache (whose frames programs can write): see `Fs::read_ino_uncached`.
+        crate::fs::with(|fs| {
+            let st = fs.stat_ino(ino)?;
+            if (st.size, st.mtime_ns) != (size, mtime) {
+                return Err(Errno::EIO); // the file changed since the entry was made
+            }
+            let mut got = 0;
+            while got < n {
+                match fs.read_ino_uncached(ino, (off + got) as u64, &mut buf[got..])? {
+                    0 => return Err(Errno::EIO), // shrank under us
+                    k => got += k,
+                }
+            }
+            Ok(())
+        })
+        .inspect_err(|e| {
+            crate::println!("imagecache: reading chunk {i} of inode {ino} failed: {e}");
+        })?;
+        pool_mem::write(self.base + off as u64, &buf);
+        if off + n == self.size {
+            // The tail of the last page (the loader may map it).
+            let tail = self.pages * PAGE_SIZE as usize - self.size;
+            pool_mem::zero(self.base + self.size as u64, tail);
+        }
+        self.tags[i].store(tag(&buf), Ordering::Release);
+        self.verified[i].store(read_at, Ordering::Release);
+        self.filled[i].store(true, Ordering::Release);
+        Ok(buf)
+    }
+}
+
+/// A zeroed kernel buffer of `n` bytes (`ENOMEM` if the heap has none).
+fn kernel_buffer(n: usize) -> Result<Vec<u8>, Errno> {
+    let mut buf = Vec::new();
+    buf.try_reserve_exact(n).map_err(|_| Errno::ENOMEM)?;
+    buf.resize(n, 0);
+    Ok(buf)
 }
 
 /// How many bytes of a file starting with `first` (its first bytes, at least 64 if the file
@@ -146,8 +269,8 @@ fn tag_key() -> (u64, u64) {
 }
 
 /// The tag of `bytes` (a chunk of a file): SipHash-2-4 of its two halves, computed
-/// together ([`siphash::hash2`]: the chunk's check is the cost of every exec), then of the
-/// two results under the key's halves swapped.
+/// together ([`siphash::hash2`]: a chunk's check is the cost of its first use in a new
+/// space), then of the two results under the key's halves swapped.
 fn tag(bytes: &[u8]) -> u64 {
     let key = tag_key();
     let (a, b) = bytes.split_at(bytes.len() / 2 / 8 * 8);
@@ -156,56 +279,6 @@ fn tag(bytes: &[u8]) -> u64 {
     both[..8].copy_from_slice(&x.to_le_bytes());
     both[8..].copy_from_slice(&y.to_le_bytes());
     siphash::hash((key.1, key.0), &both)
-}
-
-/// The chunk indices covering the byte ranges `ranges` of a file of `size` bytes.
-fn chunks_of(ranges: &[(u64, u64)], size: usize) -> Vec<usize> {
-    let mut v: Vec<usize> = Vec::new();
-    for &(s, e) in ranges {
-        let e = e.min(size as u64);
-        if s >= e {
-            continue;
-        }
-        v.extend(s as usize / TAG_CHUNK..(e as usize).div_ceil(TAG_CHUNK));
-    }
-    v.sort_unstable();
-    v.dedup();
-    v
-}
-
-impl CachedFile {
-    /// Whether every chunk the loader reads still holds the bytes read from the file (all
-    /// checked now: for a space about to be created).
-    fn intact(&self) -> bool {
-        self.chunks_intact(&self.checked, u64::MAX)
-    }
-
-    /// Whether the chunks `chunks` still hold the bytes read from the file, for a space
-    /// created at guest time `since`: chunks found intact since then are not hashed again
-    /// (see [`CachedFile::verified`]).
-    fn chunks_intact(&self, chunks: &[usize], since: u64) -> bool {
-        let start = crate::time::now_ns();
-        let mut buf = Vec::new();
-        chunks.iter().all(|&i| {
-            if self.verified[i].load(Ordering::Acquire) >= since {
-                return true;
-            }
-            if buf.is_empty() {
-                if buf.try_reserve_exact(TAG_CHUNK).is_err() {
-                    return false;
-                }
-                buf.resize(TAG_CHUNK, 0);
-            }
-            let off = i * TAG_CHUNK;
-            let n = (self.size - off).min(TAG_CHUNK);
-            pool_mem::read(self.base + off as u64, &mut buf[..n]);
-            let ok = tag(&buf[..n]) == self.tags[i];
-            if ok {
-                self.verified[i].fetch_max(start, Ordering::AcqRel);
-            }
-            ok
-        })
-    }
 }
 
 impl Drop for CachedFile {
@@ -219,11 +292,8 @@ impl Drop for CachedFile {
 static CACHE: IrqLock<Vec<Arc<CachedFile>>> = IrqLock::new(Vec::new());
 
 /// Largest program loaded, as a share of the pool: a program of any size that fits in
-/// memory runs (its image is read into pool frames once, never into kernel memory).
+/// memory runs (its image is read into pool frames, never into kernel memory).
 const MAX_FILE_POOL_SHARE: u64 = 2;
-/// Bytes read per filesystem call (bounds the time the filesystem lock is held, and the
-/// kernel buffer the file goes through).
-const CHUNK: usize = 256 << 10;
 
 fn cached_pages() -> usize {
     CACHE.lock().iter().map(|c| c.pages).sum()
@@ -271,19 +341,18 @@ pub(crate) fn load(cwd: Ino, path: &[u8]) -> Result<Arc<CachedFile>, Errno> {
     {
         return Err(Errno::EACCES);
     }
-    entry(ino, st.size, st.mtime_ns, path, None)
+    entry(ino, st.size, st.mtime_ns)
 }
 
 /// The cached image of host file `ino` (a `--rootfs` file the guest has not written) for a
-/// private executable mapping of its bytes `[off, off + len)`: the chunks of that range are
-/// verified (like a program's loaded part on exec), the file read into the cache if absent
-/// or modified. `None` when the file is not such a host file or is too large to cache: the
-/// caller then reads it from the host itself (`Fs::read_ino_uncached`).
+/// private mapping of its bytes from `off` (`exec`: an executable one): the entry is made
+/// (its first chunk read) if absent or stale; the chunks of the mapped range are read or
+/// checked as the new mapping's pages are first touched ([`CachedFile::ensure`]). `None`
+/// when the file is not such a host file, is too large to cache, or (for a mapping that is
+/// not executable) is not an ELF file: the caller then reads it itself.
 pub(crate) fn for_mapping(
     ino: Ino,
     off: u64,
-    len: u64,
-    since: u64,
     exec: bool,
 ) -> Result<Option<Arc<CachedFile>>, Errno> {
     let st = crate::fs::with(|fs| {
@@ -302,16 +371,7 @@ pub(crate) fn for_mapping(
     if !exec && !is_elf((ino, st.size, st.mtime_ns))? {
         return Ok(None);
     }
-    let end = off.saturating_add(len).min(st.size);
-    let chunks = chunks_of(&[(off, end)], st.size as usize);
-    entry(
-        ino,
-        st.size,
-        st.mtime_ns,
-        b"(mapped library)",
-        Some((&chunks, since)),
-    )
-    .map(Some)
+    entry(ino, st.size, st.mtime_ns).map(Some)
 }
 
 /// Files (by cache key) found not to be ELF files: a private mapping of them comes from the
@@ -346,17 +406,11 @@ fn is_elf(key: (Ino, u64, u64)) -> Result<bool, Errno> {
 /// The first bytes of an ELF file.
 const ELF_MAGIC: &[u8; 4] = b"\x7fELF";
 
-/// The cache entry of file `ino` (`size` bytes, modified at `mtime_ns`; `name` for the
-/// log): a hit whose `verify` chunks (the loaded part of a program when `None`; else the
-/// chunks and the creation time of the space they are for) still hold the file's bytes,
-/// else the file read into fresh frames now.
-fn entry(
-    ino: Ino,
-    size: u64,
-    mtime_ns: u64,
-    name: &[u8],
-    verify: Option<(&[usize], u64)>,
-) -> Result<Arc<CachedFile>, Errno> {
+/// The cache entry of file `ino` (`size` bytes, modified at `mtime_ns`): a hit as it is
+/// (its chunks are checked as they are mapped, [`CachedFile::ensure`]), else a new entry:
+/// frames for the whole file and its first chunk read now (the head the loader parses),
+/// the rest read at first use.
+fn entry(ino: Ino, size: u64, mtime_ns: u64) -> Result<Arc<CachedFile>, Errno> {
     let max_file = pool::stats().1 as u64 * PAGE_SIZE / MAX_FILE_POOL_SHARE;
     if size > max_file || size == 0 {
         return Err(if size == 0 {
@@ -373,25 +427,11 @@ fn entry(
         c.iter().find(|e| e.key == key).cloned()
     };
     if let Some(e) = hit {
-        // Verified outside the lock (it reads the whole loaded part of the file).
-        let ok = match verify {
-            None => e.intact(),
-            Some((chunks, since)) => e.chunks_intact(chunks, since),
-        };
-        if ok {
-            e.used.store(now, Ordering::Relaxed);
-            return Ok(e);
-        }
-        CACHE.lock().retain(|x| !Arc::ptr_eq(x, &e));
-        crate::println!(
-            "imagecache: cached image of {} (inode {}) was modified; reading it again",
-            alloc::string::String::from_utf8_lossy(name),
-            ino
-        );
+        e.used.store(now, Ordering::Relaxed);
+        return Ok(e);
     }
     let size = size as usize;
     let pages = size.div_ceil(PAGE_SIZE as usize);
-    let read_at = crate::time::now_ns();
     let (_, pool_total) = pool::stats();
     while cached_pages() + pages > pool_total / 4 && evict_one() {}
     let base = loop {
@@ -407,103 +447,25 @@ fn entry(
             }
         }
     };
-    // Read the file through a kernel buffer into the frames, keeping its head.
-    let r = read_into(ino, base, size);
-    let (head, tags) = match r {
-        Ok(v) => v,
-        Err(e) => {
-            for i in 0..pages as u64 {
-                pool::put(base + i * PAGE_SIZE);
-            }
-            return Err(e);
-        }
-    };
-    // Zero the tail of the last page (the loader may map it).
-    let tail = pages * PAGE_SIZE as usize - size;
-    pool_mem::zero(base + size as u64, tail);
-    let checked = chunks_of(&exec::file_ranges(&head, size as u64), size);
-    let entry = Arc::new(CachedFile {
+    let chunks = size.div_ceil(TAG_CHUNK);
+    let mut e = CachedFile {
         key,
         base,
         pages,
         size,
-        head,
+        head: Vec::new(),
         used: AtomicU64::new(now),
-        verified: (0..tags.len()).map(|_| AtomicU64::new(read_at)).collect(),
-        tags,
-        checked,
-    });
+        filled: (0..chunks).map(|_| AtomicBool::new(false)).collect(),
+        tags: (0..chunks).map(|_| AtomicU64::new(0)).collect(),
+        verified: (0..chunks).map(|_| AtomicU64::new(0)).collect(),
+        fill_lock: IrqLock::new(()),
+    };
+    // Dropping `e` on an error gives the frames back.
+    let first = e.fill_chunk(0)?;
+    e.head = first[..head_len(&first, size)].to_vec();
+    let entry = Arc::new(e);
     CACHE.lock().push(entry.clone());
     Ok(entry)
-}
-
-/// Reads the `size` bytes of file `ino` into the pool frames at `base`, in chunks of
-/// at most [`CHUNK`] through a kernel buffer; returns the file's head (see
-/// [`CachedFile::head`]) and the tags of its [`TAG_CHUNK`]s, computed from the kernel buffer.
-fn read_into(ino: Ino, base: u64, size: usize) -> Result<(Vec<u8>, Vec<u64>), Errno> {
-    let mut buf = Vec::new();
-    buf.try_reserve_exact(size.min(CHUNK))
-        .map_err(|_| Errno::ENOMEM)?;
-    buf.resize(size.min(CHUNK), 0);
-    let mut head = Vec::new();
-    let mut tags = Vec::new();
-    tags.try_reserve_exact(size.div_ceil(TAG_CHUNK))
-        .map_err(|_| Errno::ENOMEM)?;
-    // The partial tag chunk carried over between reads.
-    let mut partial: Vec<u8> = Vec::new();
-    // The head's length, known once the first bytes are in.
-    let mut want = 0;
-    // Execute permission was checked (`load`), or the file is open for reading (a
-    // mapping): the kernel reads the file by inode whatever its read bits, as Linux does
-    // for a program that is execute-only.
-    let mut off = 0;
-    let r = loop {
-        if off == size {
-            break Ok(());
-        }
-        let n = (size - off).min(buf.len());
-        // From the host itself for a host file, not the page cache (whose frames programs
-        // can write): see `Fs::read_ino_uncached`.
-        match crate::fs::with(|fs| fs.read_ino_uncached(ino, off as u64, &mut buf[..n])) {
-            Ok(0) => break Err(Errno::EIO), // shrank under us
-            Ok(got) => {
-                if off == 0 {
-                    want = head_len(&buf[..got], size);
-                }
-                if off < want {
-                    head.extend_from_slice(&buf[..(want - off).min(got)]);
-                }
-                pool_mem::write(base + off as u64, &buf[..got]);
-                tag_bytes(&mut tags, &mut partial, &buf[..got], off + got == size);
-                off += got;
-            }
-            Err(e) => break Err(e),
-        }
-    };
-    r.map(|()| (head, tags))
-}
-
-/// Adds the tags of the complete [`TAG_CHUNK`]s in `partial` + `bytes` (and of the rest too
-/// when `last`), keeping an incomplete chunk in `partial`.
-fn tag_bytes(tags: &mut Vec<u64>, partial: &mut Vec<u8>, mut bytes: &[u8], last: bool) {
-    if !partial.is_empty() {
-        let n = (TAG_CHUNK - partial.len()).min(bytes.len());
-        partial.extend_from_slice(&bytes[..n]);
-        bytes = &bytes[n..];
-        if partial.len() == TAG_CHUNK {
-            tags.push(tag(partial));
-            partial.clear();
-        }
-    }
-    let mut chunks = bytes.chunks_exact(TAG_CHUNK);
-    for c in &mut chunks {
-        tags.push(tag(c));
-    }
-    partial.extend_from_slice(chunks.remainder());
-    if last && !partial.is_empty() {
-        tags.push(tag(partial));
-        partial.clear();
-    }
 }
 
 #[cfg(test)]
@@ -511,27 +473,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn chunk_tags_do_not_depend_on_how_the_file_was_read() {
-        let data: Vec<u8> = (0..TAG_CHUNK * 3 + 1234)
+    fn a_chunk_tag_depends_on_every_byte_and_their_order() {
+        let data: Vec<u8> = (0..TAG_CHUNK * 2 + 1234)
             .map(|i| (i * 7 % 251) as u8)
             .collect();
         let whole: Vec<u64> = data.chunks(TAG_CHUNK).map(tag).collect();
-        for step in [1000, 4096, TAG_CHUNK, TAG_CHUNK + 1, 256 << 10, data.len()] {
-            let (mut tags, mut partial) = (Vec::new(), Vec::new());
-            let mut off = 0;
-            while off < data.len() {
-                let n = step.min(data.len() - off);
-                tag_bytes(
-                    &mut tags,
-                    &mut partial,
-                    &data[off..off + n],
-                    off + n == data.len(),
-                );
-                off += n;
-            }
-            assert_eq!(tags, whole, "step {step}");
-            assert!(partial.is_empty());
-        }
         // Swapping the two halves of a chunk changes its tag.
         let (a, b) = data[..TAG_CHUNK].split_at(TAG_CHUNK / 2);
         let swapped: Vec<u8> = b.iter().chain(a).copied().collect();
@@ -542,20 +488,21 @@ mod tests {
         let t: Vec<u64> = evil.chunks(TAG_CHUNK).map(tag).collect();
         assert_eq!(t[0], whole[0]);
         assert_ne!(t[1], whole[1]);
+        assert_eq!(t[2], whole[2]);
     }
 
     #[test]
-    fn checked_chunks_cover_the_ranges() {
-        let c = TAG_CHUNK as u64;
-        assert_eq!(chunks_of(&[], 10 * TAG_CHUNK), Vec::<usize>::new());
-        assert_eq!(chunks_of(&[(0, 1)], 10 * TAG_CHUNK), [0]);
-        assert_eq!(chunks_of(&[(c - 1, c + 1)], 10 * TAG_CHUNK), [0, 1]);
-        assert_eq!(chunks_of(&[(c, 2 * c), (0, 10)], 10 * TAG_CHUNK), [0, 1]);
-        // Clamped to the file.
-        assert_eq!(chunks_of(&[(0, u64::MAX)], 2 * TAG_CHUNK + 1), [0, 1, 2]);
-        assert_eq!(
-            chunks_of(&[(5 * c, 4 * c)], 10 * TAG_CHUNK),
-            Vec::<usize>::new()
-        );
+    fn the_head_covers_the_program_headers() {
+        let mut elf = alloc::vec![0u8; 64];
+        elf[..4].copy_from_slice(b"\x7fELF");
+        elf[32..40].copy_from_slice(&8000u64.to_le_bytes()); // e_phoff
+        elf[54..56].copy_from_slice(&56u16.to_le_bytes()); // e_phentsize
+        elf[56..58].copy_from_slice(&10u16.to_le_bytes()); // e_phnum
+        assert_eq!(head_len(&elf, 1 << 20), 8560);
+        assert_eq!(head_len(&elf, 5000), 5000);
+        assert_eq!(head_len(b"#!/bin/sh\n", 1 << 20), HEAD_MIN);
+        // Program headers past the first chunk are not kept (`ENOEXEC` from the loader).
+        elf[32..40].copy_from_slice(&(1u64 << 40).to_le_bytes());
+        assert_eq!(head_len(&elf, 1 << 41), HEAD_MAX);
     }
 }

@@ -220,6 +220,7 @@ pub(crate) fn sys_mmap(
                 ino,
                 offset: off,
                 bus_past_eof: true,
+                image: None,
             };
             mm.name_file(start, start + 1, &f);
         }
@@ -279,7 +280,7 @@ fn map_file_private(
     // (not from the page cache, whose frames a program could have written:
     // docs/SECURITY.md, "Program image cache"); other files' code is copied from the file
     // itself.
-    if let Some(image) = super::imagecache::for_mapping(ino, off, len, space.created_ns, exec)? {
+    if let Some(image) = super::imagecache::for_mapping(ino, off, exec)? {
         return map_image(space, &image, start, off, len);
     }
     if exec {
@@ -310,20 +311,34 @@ fn map_file_private(
     Ok(())
 }
 
-/// Maps the verified cached image `image` of a file into the new private mapping
-/// `[start, start + len)` from file offset `off` (page aligned): whole pages of the file are
-/// the image's frames, copy-on-write; a last partial page is a private copy of its file
-/// bytes (the rest of it zero, whatever the shared frame holds past the end of the file);
-/// pages past the end of the file stay demand-zero.
+/// Maps the cached image `image` of a file into the new private mapping `[start, start +
+/// len)` from file offset `off` (page aligned): whole pages of the file come from the
+/// image's frames at their first touch, copy-on-write (`ImageMap`: the image's 64 KiB
+/// chunks are read or checked then, not now); a last partial page is a private copy of its
+/// file bytes (the rest of it zero, whatever the shared frame holds past the end of the
+/// file); pages past the end of the file stay demand-zero.
 fn map_image(
     space: &super::space::Space,
-    image: &super::imagecache::CachedFile,
+    image: &alloc::sync::Arc<super::imagecache::CachedFile>,
     start: u64,
     off: u64,
     len: u64,
 ) -> Result<(), Errno> {
     let size = image.len() as u64;
+    let since = space.created_ns;
+    let whole_end = off.saturating_add(len).min(size) & !(PAGE_SIZE - 1);
+    let backing = super::space::ImageMap {
+        file: image.clone(),
+        lo: off,
+        hi: whole_end.max(off),
+        since,
+    };
     let mut mm = space.mm.lock();
+    let lazy = mm.set_image(start, start + len, &backing);
+    if lazy {
+        // The chunks earlier mappings read already: mapped now, not one fault each.
+        mm.map_image_filled(start, start + len);
+    }
     let mut i = 0;
     while i < len / PAGE_SIZE {
         let (va, fo) = (start + i * PAGE_SIZE, off + i * PAGE_SIZE);
@@ -331,18 +346,25 @@ fn map_image(
         if fo >= size {
             break;
         }
+        let whole = fo + PAGE_SIZE <= size;
+        if lazy && whole {
+            continue;
+        }
         // The region may have been unmapped by another thread meanwhile.
         if mm.vma_at(va).is_none_or(|(_, v)| v.shm.is_some()) || mm.frame_of(va).is_some() {
             continue;
         }
-        if fo + PAGE_SIZE <= size {
+        if whole {
+            // A region with no name to carry the image: its pages now.
+            image.gpa_at(fo, PAGE_SIZE, since)?;
             let frame = image.frame_at(fo);
             super::pool::get(frame);
             mm.install_cow(va, frame);
         } else {
             let n = size - fo;
+            let src = image.gpa_at(fo, n, since)?;
             let gpa = mm.populate_private(va)?;
-            crate::mm::pool_mem::copy(gpa, image.gpa_at(fo, n)?, n as usize);
+            crate::mm::pool_mem::copy(gpa, src, n as usize);
         }
     }
     Ok(())

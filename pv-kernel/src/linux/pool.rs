@@ -359,16 +359,6 @@ pub(crate) fn get_many(frames: &[u64]) {
     }
 }
 
-/// Adds a reference to each of the `n` frames from `gpa` under one lock.
-pub(crate) fn get_run(gpa: u64, n: u64) {
-    let mut g = POOL.lock();
-    let p = g.as_mut().expect("user pool");
-    for k in 0..n {
-        let i = index(p, gpa + k * PAGE_SIZE);
-        p.refs[i] = p.refs[i].checked_add(1).expect("pool refcount overflow");
-    }
-}
-
 /// Drops a reference; the frame is free when the last one goes.
 pub(crate) fn put(gpa: u64) {
     let mut g = POOL.lock();

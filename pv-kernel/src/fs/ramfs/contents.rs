@@ -18,7 +18,7 @@ use alloc::vec::Vec;
 
 use pvmux_hypercalls::PAGE_SIZE;
 
-use super::host::{host_read_full, HostShare};
+use super::host::{host_read_exact, host_read_full, HostShare};
 use super::inode::{Ino, Node};
 use super::Fs;
 use crate::fs::errno::Errno::{self, *};
@@ -250,7 +250,7 @@ impl Fs {
                         buf[..stored].copy_from_slice(&b[start as usize..][..stored]);
                     }
                     Data::Host { path, .. } if stored > 0 && !use_cache => {
-                        host_read_full(host.ok_or(EIO)?, path, start, &mut buf[..stored])?;
+                        host_read_exact(host.ok_or(EIO)?, path, start, &mut buf[..stored])?;
                     }
                     Data::Host { path, len, cache } if stored > 0 => {
                         let host = host.ok_or(EIO)?;

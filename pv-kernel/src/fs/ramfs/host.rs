@@ -36,6 +36,26 @@ pub(crate) trait HostShare: Send + Sync {
 }
 
 /// Fills `buf` from host file `path` at `off`; bytes the host no longer has read as zeros.
+/// As [`host_read_full`], but a read that ends early (the host file shrank under the
+/// guest) is `EIO`: for the bytes of programs (`read_ino_uncached`), where zeros in place of
+/// the file's bytes would run as code.
+pub(super) fn host_read_exact(
+    host: &dyn HostShare,
+    path: &[u8],
+    off: u64,
+    buf: &mut [u8],
+) -> Result<(), Errno> {
+    let mut done = 0;
+    while done < buf.len() {
+        let n = host.read(path, off + done as u64, &mut buf[done..])?;
+        if n == 0 || n > buf.len() - done {
+            return Err(Errno::EIO);
+        }
+        done += n;
+    }
+    Ok(())
+}
+
 pub(super) fn host_read_full(
     host: &dyn HostShare,
     path: &[u8],

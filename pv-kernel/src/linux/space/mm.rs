@@ -18,6 +18,7 @@ use pvmux_hypercalls::user::{in_user_window, op, prot, UserOp, USER_OPS_MAX};
 use pvmux_hypercalls::PAGE_SIZE;
 
 use super::graveyard::alloc_reclaiming;
+use crate::linux::imagecache::{CachedFile, TAG_CHUNK};
 use crate::linux::shmem::ShmRef;
 use crate::linux::{pool, Errno};
 use crate::mm::pool_mem;
@@ -64,6 +65,37 @@ pub(crate) struct MapFile {
     /// (`BUS_ADRERR`), as on Linux (`linux/fault.rs`). Not a program's segments, whose
     /// `.bss` pages past the file's end are the loader's zero pages.
     pub(crate) bus_past_eof: bool,
+    /// The program image the region's untouched pages come from, if any (a program's
+    /// segments, a host ELF file's private mappings): see [`ImageMap`].
+    pub(crate) image: Option<ImageMap>,
+}
+
+/// Where the pages of a region of a private file mapping come from while the map does not
+/// hold them: the file's cached image ([`CachedFile`]), read lazily. A page of the region
+/// at file offset `fo` (the region's [`MapFile::offset`] plus its distance from the
+/// region's start) with `lo <= fo < hi` is, at its first touch, the image's frame for `fo`,
+/// copy-on-write, its 64 KiB chunk read (or checked, for a space created at `since`) first
+/// ([`CachedFile::ensure`]); other pages are demand-zero.
+#[derive(Clone)]
+pub(crate) struct ImageMap {
+    /// The image.
+    pub(crate) file: Arc<CachedFile>,
+    /// First file offset backed (page aligned).
+    pub(crate) lo: u64,
+    /// End of the file offsets backed (page aligned, whole pages of the file only).
+    pub(crate) hi: u64,
+    /// Creation time of the space the mapping was made for (`Space::created_ns`).
+    pub(crate) since: u64,
+}
+
+impl core::fmt::Debug for ImageMap {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ImageMap")
+            .field("ino", &self.file.ino())
+            .field("lo", &self.lo)
+            .field("hi", &self.hi)
+            .finish()
+    }
 }
 
 impl MapFile {
@@ -90,6 +122,18 @@ impl Vma {
     /// The shared object seen from `va` of this region (which starts at `start`), if any.
     pub(crate) fn shm_at(&self, start: u64, va: u64) -> Option<ShmRef> {
         self.shm.as_ref().map(|s| s.advanced(va - start))
+    }
+
+    /// The program image and file offset page `va` of this region (which starts at `start`)
+    /// comes from while the map does not hold it ([`ImageMap`]), if any.
+    fn image_at(&self, start: u64, va: u64) -> Option<(&ImageMap, u64)> {
+        if self.shm.is_some() {
+            return None;
+        }
+        let f = self.file.as_ref()?;
+        let img = f.image.as_ref()?;
+        let fo = f.offset.checked_add(va - start)?;
+        (img.lo <= fo && fo < img.hi).then_some((img, fo))
     }
 }
 
@@ -220,6 +264,42 @@ impl Mm {
         let (&s, v) = self.vmas.range(..=page).next_back()?;
         let f = v.file.as_ref().filter(|f| page < v.end && f.bus_past_eof)?;
         Some((f.ino, f.offset.saturating_add(page - s)))
+    }
+
+    /// The program image and file offset that page `va` comes from at its first touch
+    /// ([`ImageMap`]), if the map does not hold it yet and its region takes it from one.
+    pub(crate) fn image_source(&self, va: u64) -> Option<(&Arc<CachedFile>, u64)> {
+        let page = va & !(PAGE_SIZE - 1);
+        if self.pages.contains_key(&page) {
+            return None;
+        }
+        let (&s, v) = self.vmas.range(..=page).next_back()?;
+        if page >= v.end {
+            return None;
+        }
+        v.image_at(s, page).map(|(img, fo)| (&img.file, fo))
+    }
+
+    /// Makes the pages of `[start, end)` that the map does not hold come from `image` at
+    /// their first touch: the regions there (named files, made by one `mmap`) get it as
+    /// their [`MapFile::image`]. False (nothing changed) if a region there has no file name.
+    pub(crate) fn set_image(&mut self, start: u64, end: u64, image: &ImageMap) -> bool {
+        let named = self
+            .vmas
+            .range(..end)
+            .filter(|(_, v)| v.end > start)
+            .all(|(_, v)| v.file.is_some() && v.shm.is_none());
+        if !named {
+            return false;
+        }
+        for (_, v) in self.vmas.range_mut(..end) {
+            if v.end > start {
+                if let Some(f) = v.file.as_mut() {
+                    f.image = Some(image.clone());
+                }
+            }
+        }
+        true
     }
 
     /// True if `[start, end)` overlaps no region.
@@ -447,6 +527,17 @@ impl Mm {
             }
             return Ok(pte.gpa);
         }
+        if let Some((img, fo)) = vma.image_at(vstart, page) {
+            let img = img.clone();
+            let gpa = self.map_image_chunk(page, vstart, &vma, &img, fo, true)?;
+            if write {
+                let pte = self.pages.get(&page).copied().ok_or(Errno::EFAULT)?;
+                let gpa = self.break_cow(page, &vma, pte, || alloc_reclaiming(pool::alloc))?;
+                self.break_cow_around(page, vstart, &vma);
+                return Ok(gpa);
+            }
+            return Ok(gpa);
+        }
         // Populate: this page and, for anonymous memory, an aligned block around it — a
         // longer one from the block's start if the page before the block is resident
         // (private memory written in order).
@@ -464,7 +555,11 @@ impl Mm {
         let mut first = 0;
         let mut va_i = lo;
         while va_i < hi {
-            if let alloc::collections::btree_map::Entry::Vacant(slot) = self.pages.entry(va_i) {
+            // Pages a program image provides stay for their own first touch.
+            let from_image = va_i != page && vma.image_at(vstart, va_i).is_some();
+            if let (false, alloc::collections::btree_map::Entry::Vacant(slot)) =
+                (from_image, self.pages.entry(va_i))
+            {
                 let gpa = if va_i == page {
                     Some(Self::fresh_frame(&vma, vstart, va_i)?)
                 } else {
@@ -490,6 +585,80 @@ impl Mm {
             va_i += PAGE_SIZE;
         }
         Ok(first)
+    }
+
+    /// Maps `page` (at file offset `fo` of `img`, in `vma` starting at `vstart`, not in the
+    /// map) and the other pages of its image chunk that the region takes from the image and
+    /// the map does not hold: the image's frames, copy-on-write, the chunk read or checked
+    /// first ([`CachedFile::ensure`]; `EIO` if the file changed: `SIGBUS`). Returns the
+    /// frame of `page`. `populate`: the sandbox fills the page-table entries at once (a
+    /// fault's chunk, touched next) rather than at the program's first access.
+    fn map_image_chunk(
+        &mut self,
+        page: u64,
+        vstart: u64,
+        vma: &Vma,
+        img: &ImageMap,
+        fo: u64,
+        populate: bool,
+    ) -> Result<u64, Errno> {
+        let chunk = TAG_CHUNK as u64;
+        let i = fo / chunk;
+        img.file.ensure(i as usize, img.since)?;
+        // The chunk's pages inside both the region and the backed range.
+        let lo_fo = (i * chunk).max(img.lo);
+        let hi_fo = ((i + 1) * chunk).min(img.hi);
+        let lo = (page - (fo - lo_fo)).max(vstart);
+        let hi = (page + (hi_fo - fo)).min(vma.end);
+        let mut frames = Vec::new();
+        let mut va = lo;
+        while va < hi {
+            if !self.pages.contains_key(&va) {
+                frames.push((va, img.file.frame_at(fo + va - page)));
+            }
+            va += PAGE_SIZE;
+        }
+        let all: Vec<u64> = frames.iter().map(|&(_, f)| f).collect();
+        pool::get_many(&all);
+        for (va, gpa) in frames {
+            let pte = Pte {
+                gpa,
+                cow: true,
+                lazy: false,
+            };
+            self.pages.insert(va, pte);
+            if populate {
+                self.queue_map_populated(va, vma, &pte);
+            } else {
+                self.queue_map(va, vma, &pte);
+            }
+        }
+        Ok(img.file.frame_at(fo))
+    }
+
+    /// Maps now the pages of `[start, end)` that come from a program image
+    /// ([`ImageMap`]) and whose chunk the image holds already (read by an earlier use: a
+    /// previous run's working set), each chunk checked for this space first: a repeated
+    /// exec then takes no fault for them, and only never-touched chunks wait for their
+    /// first touch. Best effort: a chunk that cannot be checked is left to its fault.
+    pub(crate) fn map_image_filled(&mut self, start: u64, end: u64) {
+        let chunk = TAG_CHUNK as u64;
+        let mut va = start & !(PAGE_SIZE - 1);
+        while va < end {
+            let Some((vstart, vma)) = self.vma_at(va) else {
+                va += PAGE_SIZE;
+                continue;
+            };
+            let Some((img, fo)) = vma.image_at(vstart, va).map(|(i, f)| (i.clone(), f)) else {
+                va += PAGE_SIZE;
+                continue;
+            };
+            if img.file.is_filled((fo / chunk) as usize) && !self.pages.contains_key(&va) {
+                let _ = self.map_image_chunk(va, vstart, &vma, &img, fo, false);
+            }
+            // On to the next chunk (a chunk's absent pages were all mapped, or all wait).
+            va = (va + (chunk - fo % chunk)).min(vma.end);
+        }
     }
 
     /// Makes the copy-on-write page at `page` (mapped `pte` in `vma`) private: the frame
@@ -580,6 +749,10 @@ impl Mm {
             return Ok(p.gpa);
         }
         let (vstart, vma) = self.vma_at(page).ok_or(Errno::EFAULT)?;
+        if let Some((img, fo)) = vma.image_at(vstart, page) {
+            let img = img.clone();
+            return self.map_image_chunk(page, vstart, &vma, &img, fo, true);
+        }
         let gpa = Self::fresh_frame(&vma, vstart, page)?;
         let pte = Pte {
             gpa,
@@ -611,7 +784,15 @@ impl Mm {
                 }
                 Ok(new)
             }
-            _ => self.populate(va),
+            Some(_) => self.populate(va),
+            // A page of a program image comes in copy-on-write: copied then.
+            None => {
+                let gpa = self.populate(va)?;
+                match self.pages.get(&page) {
+                    Some(p) if p.cow => self.populate_private(va),
+                    _ => Ok(gpa),
+                }
+            }
         }
     }
 
@@ -635,8 +816,8 @@ impl Mm {
 
     /// Maps the `n` pool frames from `gpa` (the caller gave this space one reference to
     /// each) at the `n` pages from `va` copy-on-write, as [`Mm::install_cow`] does page by
-    /// page, with one region look-up per region crossed (an exec maps a program's whole
-    /// image this way).
+    /// page, with one region look-up per region crossed (tests: a program image's frames).
+    #[cfg(test)]
     pub(crate) fn install_cow_run(&mut self, va: u64, gpa: u64, n: u64) {
         let mut vma: Option<(u64, Vma)> = None;
         for k in 0..n {

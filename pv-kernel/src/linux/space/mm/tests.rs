@@ -635,6 +635,7 @@ fn file_pages_past_a_shrunk_end_are_dropped_and_found_unfilled() {
         ino: 7,
         offset: 2 * P,
         bus_past_eof: bus,
+        image: None,
     };
     m.name_file(BASE, BASE + 1, &file(true));
     for i in 0..4 {

@@ -360,6 +360,8 @@ enum pvmux_hypercall {
     PVMUX_HC_STATS_REPORT = 35,    /* (rec_gpa: struct pvmux_guest_stats) -> 0 (ABI v6) */
     PVMUX_HC_BALLOON_TAKE = 43,    /* () -> balloon target, pages (ABI v6) */
     PVMUX_HC_BALLOON_REPORT = 44,  /* (ranges_gpa, count, status) -> 0 (ABI v6) */
+    PVMUX_HC_HANDOVER_TAKE = 47,   /* () -> record version asked for, 0: none */
+    PVMUX_HC_HANDOVER_RECORD = 48, /* (record_gpa, len) -> 0: the hand-over record */
 };
 
 /* Negative results of hypercalls and stub calls (int64_t in rax). */
@@ -439,10 +441,12 @@ struct pvmux_sandbox_header {
 #define PVMUX_PENDING_CONSOLE_SIZE (1u << 7) /* the console was resized: console_winsize */
 #define PVMUX_PENDING_RESOURCES (1u << 8) /* task_limit_take, then stats_report */
 #define PVMUX_PENDING_BALLOON (1u << 14)  /* balloon_take, then balloon_report */
+#define PVMUX_PENDING_HANDOVER (1u << 12) /* handover_take, then handover_record */
 #define PVMUX_PENDING_ALL                                                                  \
     (PVMUX_PENDING_TIMER | PVMUX_PENDING_KICK | PVMUX_PENDING_HOST | PVMUX_PENDING_INPUT | \
      PVMUX_PENDING_NET | PVMUX_PENDING_EXEC | PVMUX_PENDING_SIGNAL |                        \
-     PVMUX_PENDING_CONSOLE_SIZE | PVMUX_PENDING_RESOURCES | PVMUX_PENDING_BALLOON)
+     PVMUX_PENDING_CONSOLE_SIZE | PVMUX_PENDING_RESOURCES | PVMUX_PENDING_BALLOON |        \
+     PVMUX_PENDING_HANDOVER)
 
 /* Indices into VcpuShared.stats */
 #define PVMUX_STAT_SHADOW_FILLS 0

@@ -143,6 +143,15 @@ pub enum Hypercall {
     /// released or reclaimed pages, and a [`crate::balloon::status`]. The host checks them
     /// all before it applies any (docs/ABI.md §balloon; ABI v6).
     BalloonReport = 44,
+    /// `HandoverTake() -> version`: the hand-over record version the host asks for (the
+    /// highest both the running and the new kernel image declare), cleared as taken; 0:
+    /// nothing asked. Raised with `pending::HANDOVER` (docs/ABI.md §handover).
+    HandoverTake = 47,
+    /// `HandoverRecord(gpa, len) -> 0`: the guest's hand-over record
+    /// ([`crate::handover::Record`]), `len` bytes at `gpa` in guest memory; `len` 0: the
+    /// guest could not write one (`gpa` is then an [`HcError`] code, negated). The host
+    /// copies and checks it before it believes anything in it (docs/ABI.md §handover).
+    HandoverRecord = 48,
 }
 
 impl Hypercall {
@@ -187,6 +196,8 @@ impl Hypercall {
             35 => Self::StatsReport,
             43 => Self::BalloonTake,
             44 => Self::BalloonReport,
+            47 => Self::HandoverTake,
+            48 => Self::HandoverRecord,
             _ => return None,
         })
     }

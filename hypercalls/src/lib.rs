@@ -18,6 +18,7 @@ pub mod bootargs;
 pub mod doorbell;
 pub mod exec;
 pub mod frame;
+pub mod handover;
 pub mod hostfs;
 pub mod hypercall;
 pub mod image;

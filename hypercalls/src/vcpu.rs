@@ -36,9 +36,20 @@ pub mod pending {
     pub const RESOURCES: u32 = 1 << 8;
     /// The host changed the balloon target (`BalloonTake`; docs/ABI.md §balloon).
     pub const BALLOON: u32 = 1 << 14;
+    /// The host asks for a kernel hand-over record (`HandoverTake`; docs/ABI.md §handover).
+    pub const HANDOVER: u32 = 1 << 12;
     /// All bits defined by this ABI version.
-    pub const ALL: u32 =
-        TIMER | KICK | HOST | INPUT | NET | EXEC | SIGNAL | CONSOLE_SIZE | RESOURCES | BALLOON;
+    pub const ALL: u32 = TIMER
+        | KICK
+        | HOST
+        | INPUT
+        | NET
+        | EXEC
+        | SIGNAL
+        | CONSOLE_SIZE
+        | RESOURCES
+        | BALLOON
+        | HANDOVER;
 }
 
 /// Indices into [`VcpuShared::stats`] (maintained by the stub, informational; 8 and 9 by the

@@ -138,6 +138,11 @@ pub enum Command {
     /// a change (+64M, -64M), at most the maximum it started with; a shrink below what the
     /// guest can free is refused and nothing changes.
     Mem(MemArgs),
+    /// Hand a running tenant over to a new kernel image (kernel hand-over): the image is
+    /// checked, then the running kernel writes its hand-over record (processes, memory
+    /// areas, descriptors), which is checked; state the new kernel could not adopt refuses
+    /// the upgrade, naming it, and the running kernel keeps running (docs/MULTIKERNEL.md).
+    Upgrade(oci::UpgradeArgs),
     /// Internal: a container's monitor process (started by `create`).
     #[command(hide = true, name = "oci-monitor")]
     OciMonitor(oci::MonitorArgs),
@@ -221,6 +226,7 @@ pub fn main() -> ExitCode {
         Command::Update(a) => oci::update(g, a),
         Command::Events(a) => oci::events(g, a),
         Command::Mem(a) => oci::mem(g, a),
+        Command::Upgrade(a) => oci::upgrade(g, a),
         Command::OciMonitor(m) => oci::monitor::run(g, m),
     };
     match result {

@@ -10,7 +10,9 @@
 //!   the figures of `pvmux events`), `update JSON` (an [`UpdateRequest`]), `vcpu-stats`
 //!   (answered with a [`VcpuStatsAnswer`]: `pvmux stats`), `mem JSON` (a
 //!   [`super::mem::MemRequest`], answered with the memory figures before and after: `pvmux
-//!   mem`). Every request is one variant of
+//!   mem`), `upgrade JSON` (a [`super::upgrade::UpgradeRequest`], answered with the
+//!   decision and the guest's hand-over record: `pvmux upgrade`). Every request is one
+//!   variant of
 //!   [`Request`]: a new one adds a variant, its line, and its answer in `live.rs`.
 //!   `exec` is not a request here: exec sessions have a socket of their own,
 //!   `ROOT/ID/exec.sock` (docs/ARCHITECTURE.md, "Exec sessions"). Signals are not requests
@@ -57,6 +59,9 @@ pub(crate) enum Request {
     /// Per-vCPU figures and memory in use (`pvmux stats`), answered as `ok JSON` (a
     /// [`VcpuStatsAnswer`]).
     VcpuStats,
+    /// Hand the tenant over to a new kernel image (`pvmux upgrade`), answered as `ok JSON`
+    /// (the decision and the guest's hand-over record).
+    Upgrade(super::upgrade::UpgradeRequest),
 }
 
 /// The answer to [`Request::VcpuStats`]: cumulative figures at one moment.
@@ -102,6 +107,10 @@ impl Request {
                 "mem {}",
                 serde_json::to_string(m).unwrap_or_else(|_| "{}".into())
             ),
+            Self::Upgrade(u) => format!(
+                "upgrade {}",
+                serde_json::to_string(u).unwrap_or_else(|_| "{}".into())
+            ),
         }
     }
 
@@ -113,6 +122,7 @@ impl Request {
             "stats" => Some(Self::Stats),
             "vcpu-stats" => Some(Self::VcpuStats),
             l if l.starts_with("mem ") => serde_json::from_str(&l[4..]).ok().map(Self::Mem),
+            l if l.starts_with("upgrade ") => serde_json::from_str(&l[8..]).ok().map(Self::Upgrade),
             l => l
                 .strip_prefix("update ")
                 .and_then(|j| serde_json::from_str(j).ok())
@@ -233,6 +243,9 @@ mod tests {
             Request::Stats,
             Request::VcpuStats,
             Request::Update(u),
+            Request::Upgrade(super::super::upgrade::UpgradeRequest {
+                kernel: "/k/new kernel".into(),
+            }),
         ] {
             assert_eq!(Request::parse(&format!("{}\n", r.line())), Some(r));
         }

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use pvmux_hypercalls::handover::{
     blocker, until_nul, BlockerEntry, FdEntry, HandoverNote, ProcessEntry, Record, RecordError,
-    VmaEntry, MAX_RECORD_LEN,
+    ThreadEntry, VmaEntry, MAX_RECORD_LEN,
 };
 use pvmux_hypercalls::HcError;
 
@@ -139,6 +139,8 @@ pub struct Inventory {
     pub len: usize,
     /// Processes.
     pub processes: Vec<ProcessEntry>,
+    /// Threads.
+    pub threads: Vec<ThreadEntry>,
     /// Memory areas.
     pub vmas: Vec<VmaEntry>,
     /// Open descriptors.
@@ -156,6 +158,7 @@ impl Inventory {
             version: r.header.version,
             len: bytes.len(),
             processes: r.entries().collect(),
+            threads: r.entries().collect(),
             vmas: r.entries().collect(),
             fds: r.entries().collect(),
             blockers: r.entries().collect(),
@@ -174,6 +177,7 @@ impl Inventory {
                     blocker::FILES | blocker::TIMERS => {
                         format!("{} {what} of pid {}", b.count, b.pid)
                     }
+                    blocker::KERNEL if b.count > 0 => format!("{} {what}", b.count),
                     _ => what,
                 }
             })
@@ -190,6 +194,10 @@ pub struct UpgradeReport {
     pub inventory: Inventory,
     /// From raising `pending::HANDOVER` to the checked record.
     pub record_time: Duration,
+    /// From the guest's `HandoverTake` to its `HandoverRecord`: while it writes the record
+    /// its user threads are stopped, so this bounds their pause (less the return of one
+    /// hypercall).
+    pub pause: Duration,
 }
 
 /// The exchange with the guest (one per tenant).
@@ -209,6 +217,10 @@ struct State {
     taken: u32,
     /// The guest's answer.
     answer: Option<Result<Vec<u8>, HcError>>,
+    /// When the guest took the version.
+    taken_at: Option<Instant>,
+    /// From then to its answer.
+    pause: Duration,
 }
 
 impl Handover {
@@ -225,14 +237,13 @@ impl Handover {
         *s = State {
             busy: true,
             asked: version,
-            taken: 0,
-            answer: None,
+            ..State::default()
         };
         Ok(())
     }
 
     /// Waits for the guest's answer (at most `timeout`), ends the exchange and returns it.
-    pub(crate) fn wait(&self, timeout: Duration) -> Result<Vec<u8>, UpgradeError> {
+    pub(crate) fn wait(&self, timeout: Duration) -> Result<(Vec<u8>, Duration), UpgradeError> {
         let deadline = Instant::now() + timeout;
         let mut s = self.lock();
         while s.answer.is_none() {
@@ -247,9 +258,10 @@ impl Handover {
                 .0;
         }
         let answer = s.answer.take();
+        let pause = s.pause;
         *s = State::default();
         match answer {
-            Some(Ok(b)) => Ok(b),
+            Some(Ok(b)) => Ok((b, pause)),
             Some(Err(e)) => Err(UpgradeError::GuestFailed(e)),
             None => Err(UpgradeError::NoAnswer(timeout)),
         }
@@ -261,6 +273,7 @@ impl Handover {
         let v = std::mem::take(&mut s.asked);
         if v != 0 {
             s.taken = v;
+            s.taken_at = Some(Instant::now());
         }
         u64::from(v)
     }
@@ -284,6 +297,7 @@ impl Handover {
                 .read_vec(gpa, len as usize)
                 .map_err(|_| HcError::BadAddress)?)
         };
+        s.pause = s.taken_at.map(|t| t.elapsed()).unwrap_or_default();
         s.answer = Some(answer);
         self.cv.notify_all();
         Ok(())
@@ -300,7 +314,7 @@ pub(crate) fn run(
     let start = Instant::now();
     h.ask(plan.version)?;
     raise();
-    let bytes = h.wait(ANSWER_TIMEOUT)?;
+    let (bytes, pause) = h.wait(ANSWER_TIMEOUT)?;
     let inventory = Inventory::parse(&bytes, plan.version).map_err(UpgradeError::BadRecord)?;
     let record_time = start.elapsed();
     tracing::info!(
@@ -308,12 +322,14 @@ pub(crate) fn run(
         blockers = inventory.blockers.len(),
         len = inventory.len,
         ms = record_time.as_secs_f64() * 1e3,
+        pause_ms = pause.as_secs_f64() * 1e3,
         "hand-over record checked"
     );
     Ok(UpgradeReport {
         plan,
         inventory,
         record_time,
+        pause,
     })
 }
 

@@ -21,7 +21,8 @@
 //! structure of this crate (one source of truth, size/offset asserts, a C header could mirror
 //! it); it never needs to be allocated to be read (the host reads it out of guest memory and
 //! checks it in place), and `zerocopy` is already the one dependency both no_std sides share.
-//! The checksum is `crc32fast`'s CRC-32 (no_std).
+//! The checksum is CRC-32/ISO-HDLC (the zlib/Ethernet CRC-32) from the `crc` crate (no_std,
+//! without a `std` feature that a workspace build could switch on for the stub).
 //!
 //! Protocol (docs/ABI.md §handover): the host raises [`crate::vcpu::pending::HANDOVER`]; the
 //! guest calls `HandoverTake` for the record version to write (the highest version both the
@@ -155,6 +156,8 @@ pub mod section {
     pub const FD: u32 = 3;
     /// [`super::BlockerEntry`]s: state the adopting kernel could not take over.
     pub const BLOCKER: u32 = 4;
+    /// [`super::ThreadEntry`]s.
+    pub const THREAD: u32 = 5;
 }
 
 /// One process.
@@ -191,6 +194,40 @@ const _: () = assert!(size_of::<ProcessEntry>() == 56);
 pub mod process_flags {
     /// Exited, not reaped yet.
     pub const ZOMBIE: u32 = 1 << 0;
+}
+
+/// One thread, as the writer stopped it.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct ThreadEntry {
+    /// Thread id.
+    pub tid: i32,
+    /// Its process.
+    pub pid: i32,
+    /// A [`thread_state`].
+    pub state: u32,
+    /// Zero.
+    pub _reserved: u32,
+    /// User-mode instruction pointer (0 unless [`thread_state::USER`]).
+    pub rip: u64,
+    /// User-mode stack pointer (0 unless [`thread_state::USER`]).
+    pub rsp: u64,
+    /// FS base (0 unless [`thread_state::USER`]).
+    pub fs_base: u64,
+}
+
+const _: () = assert!(size_of::<ThreadEntry>() == 40);
+
+/// [`ThreadEntry::state`].
+pub mod thread_state {
+    /// Stopped at its safe point, in user mode (its registers are the entry's).
+    pub const USER: u32 = 1;
+    /// Blocked in a system call (restartable at its boundary).
+    pub const SYSCALL: u32 = 2;
+    /// Did not reach a safe point in time.
+    pub const RUNNING: u32 = 3;
 }
 
 /// One memory area of a process.
@@ -303,6 +340,9 @@ impl Entry for FdEntry {
 impl Entry for BlockerEntry {
     const KIND: u32 = section::BLOCKER;
 }
+impl Entry for ThreadEntry {
+    const KIND: u32 = section::THREAD;
+}
 
 /// Copies `s` into a NUL-padded field (cut to its size).
 pub fn fill_name(dst: &mut [u8], s: &[u8]) {
@@ -384,6 +424,7 @@ impl<'a> Record<'a> {
                 section::VMA => Some(size_of::<VmaEntry>()),
                 section::FD => Some(size_of::<FdEntry>()),
                 section::BLOCKER => Some(size_of::<BlockerEntry>()),
+                section::THREAD => Some(size_of::<ThreadEntry>()),
                 _ => None,
             };
             if known.is_some_and(|s| s != h.entry_size as usize)
@@ -426,7 +467,8 @@ impl<'a> Record<'a> {
 /// CRC-32 of a whole record (at least a header long) with its `crc32` field taken as zero.
 fn checksum(bytes: &[u8]) -> u32 {
     const CRC_AT: usize = core::mem::offset_of!(RecordHeader, crc32);
-    let mut h = crc32fast::Hasher::new();
+    const CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+    let mut h = CRC32.digest();
     h.update(&bytes[..CRC_AT]);
     h.update(&[0; 4]);
     h.update(&bytes[CRC_AT + 4..]);

@@ -199,10 +199,45 @@ fn an_upgrade_lists_the_running_state_refuses_what_it_cannot_carry_and_loses_not
         );
     }
     assert!(rec["vmas"].as_u64().unwrap() > 0, "{v}");
-    assert!(v["record_ms"].as_f64().unwrap() > 0.0, "{v}");
+    // Every thread of every process, stopped: in user mode with its registers, or blocked in
+    // a system call.
+    let threads = rec["threads"].as_array().expect("threads");
+    let want: u64 = procs.iter().map(|p| p["threads"].as_u64().unwrap()).sum();
+    assert_eq!(threads.len() as u64, want, "{v}");
+    for t in threads {
+        assert!(
+            procs.iter().any(|p| p["pid"] == t["pid"]),
+            "{t} of a listed process"
+        );
+        match t["state"].as_str() {
+            Some("user") => assert!(
+                t["rip"].as_u64() > Some(0) && t["rsp"].as_u64() > Some(0),
+                "{t}"
+            ),
+            Some("syscall") => assert_eq!(t["rip"], 0, "{t}"),
+            // Only under a very loaded host; then named as a blocker.
+            _ => assert!(
+                blockers
+                    .iter()
+                    .any(|b| b.as_str().unwrap().contains("safe point")),
+                "{v}"
+            ),
+        }
+    }
+    assert!(
+        threads
+            .iter()
+            .any(|t| t["pid"] == cat_pid && t["state"] == "syscall"),
+        "the pipe client is blocked in its read: {v}"
+    );
+    let (record_ms, pause_ms) = (
+        v["record_ms"].as_f64().unwrap(),
+        v["pause_ms"].as_f64().unwrap(),
+    );
+    assert!(pause_ms > 0.0 && pause_ms <= record_ms, "{v}");
     eprintln!(
-        "hand-over record: {} bytes in {} ms",
-        rec["bytes"], v["record_ms"]
+        "hand-over record: {} bytes, {record_ms:.2} ms in all, user threads stopped {pause_ms:.2} ms",
+        rec["bytes"]
     );
 
     // The record says what the guest itself sees.

@@ -599,6 +599,8 @@ fn task_main(task: Arc<Task>, mut st: UserState, mut fresh: bool) {
         if task.must_exit.load(Ordering::Acquire) {
             break;
         }
+        // Stopped here while a hand-over record is written (`pvmux upgrade`).
+        super::handover::safe_point(&task, &st);
         if super::signal::deliver(&task, &mut st, &mut fresh).is_err() {
             break;
         }

@@ -11,7 +11,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use pvmux_host::upgrade::{self, Inventory, UpgradeError};
 use pvmux_host::TenantHandle;
-use pvmux_hypercalls::handover::{fd_kind, process_flags, until_nul};
+use pvmux_hypercalls::handover::{fd_kind, process_flags, thread_state, until_nul};
 
 use super::control::{self, Request};
 use super::state::{StateDir, Status};
@@ -55,6 +55,8 @@ struct UpgradeAnswer {
     version: u32,
     /// From asking the guest to the checked record (ms).
     record_ms: f64,
+    /// How long the guest's user threads were stopped (ms; see `UpgradeReport::pause`).
+    pause_ms: f64,
     /// What the record holds.
     record: RecordSummary,
 }
@@ -65,6 +67,7 @@ struct RecordSummary {
     release: String,
     bytes: usize,
     processes: Vec<ProcessJson>,
+    threads: Vec<ThreadJson>,
     vmas: usize,
     fds: Vec<FdJson>,
     blockers: Vec<String>,
@@ -82,6 +85,18 @@ struct ProcessJson {
     zombie: bool,
     resident_pages: u64,
     comm: String,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct ThreadJson {
+    tid: i32,
+    pid: i32,
+    /// `user` (stopped in user mode: `rip`, `rsp`, `fs_base` are its registers), `syscall`
+    /// (blocked in a system call) or `running` (did not stop in time).
+    state: String,
+    rip: u64,
+    rsp: u64,
+    fs_base: u64,
 }
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -116,6 +131,23 @@ impl From<&Inventory> for RecordSummary {
                     zombie: p.flags & process_flags::ZOMBIE != 0,
                     resident_pages: p.resident_pages,
                     comm: text(&p.comm),
+                })
+                .collect(),
+            threads: i
+                .threads
+                .iter()
+                .map(|t| ThreadJson {
+                    tid: t.tid,
+                    pid: t.pid,
+                    state: match t.state {
+                        thread_state::USER => "user",
+                        thread_state::SYSCALL => "syscall",
+                        _ => "running",
+                    }
+                    .to_owned(),
+                    rip: t.rip,
+                    rsp: t.rsp,
+                    fs_base: t.fs_base,
                 })
                 .collect(),
             vmas: i.vmas.len(),
@@ -161,6 +193,7 @@ pub(crate) fn answer(h: &TenantHandle, req: &UpgradeRequest) -> anyhow::Result<S
         new: report.plan.new.clone(),
         version: report.plan.version,
         record_ms: report.record_time.as_secs_f64() * 1e3,
+        pause_ms: report.pause.as_secs_f64() * 1e3,
         record: (&report.inventory).into(),
     };
     tracing::info!(upgraded = a.upgraded, "upgrade answered");
@@ -188,13 +221,15 @@ pub(crate) fn upgrade(g: &GlobalArgs, a: &UpgradeArgs) -> anyhow::Result<u8> {
     } else {
         let r = &ans.record;
         println!(
-            "{}: hand-over record v{} from {} ({} bytes, {:.1} ms): {} processes, {} memory areas, {} descriptors",
+            "{}: hand-over record v{} from {} ({} bytes, {:.1} ms, user threads stopped {:.1} ms): {} processes, {} threads, {} memory areas, {} descriptors",
             a.id,
             ans.version,
             r.release,
             r.bytes,
             ans.record_ms,
+            ans.pause_ms,
             r.processes.len(),
+            r.threads.len(),
             r.vmas,
             r.fds.len()
         );

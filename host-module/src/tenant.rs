@@ -918,7 +918,8 @@ impl TenantHandle {
     /// Upgrades the running kernel to `image` (`pvmux upgrade`; [`crate::upgrade`]): checks
     /// the image and the record versions first (a refusal there never reaches the guest), then
     /// asks the guest for its hand-over record and checks it. `Ok` is the checked record;
-    /// the caller applies [`crate::upgrade::decide`]. The running kernel is never stopped.
+    /// the caller applies [`crate::upgrade::decide`]. The running kernel is never replaced:
+    /// its user threads pause only while it writes the record.
     pub fn upgrade(
         &self,
         image: Vec<u8>,

@@ -13,8 +13,9 @@
 //! guest memory (at most [`MAX_RECORD_LEN`] bytes, inside guest memory) and checks with
 //! [`Record::parse`] (magic, version, lengths, CRC-32, every section) before it believes any
 //! of it. A record that names blockers — state the new kernel could not adopt — refuses the
-//! upgrade, naming them. The running kernel is never stopped before every check has passed;
-//! with record version 1 (an inventory that carries no process) every tenant with a live
+//! upgrade, naming them. The guest stops its user threads at a safe point while it writes
+//! the record (the host measures that pause: `HandoverTake` to `HandoverRecord`), and
+//! nothing is asked of it before the image checks have passed; with record version 1 (an inventory that carries no process) every tenant with a live
 //! process is refused, and the switch itself is not implemented (see docs/MULTIKERNEL.md).
 
 use std::sync::{Condvar, Mutex, MutexGuard};

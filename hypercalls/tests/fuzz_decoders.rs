@@ -33,7 +33,7 @@ const KNOWN_VECTORS: [Vector; 12] = [
     Vector::Event,
     Vector::Syscall,
 ];
-const KNOWN_CALLS: [Hypercall; 38] = [
+const KNOWN_CALLS: [Hypercall; 40] = [
     Hypercall::Nop,
     Hypercall::ConsoleWrite,
     Hypercall::Shutdown,
@@ -72,6 +72,8 @@ const KNOWN_CALLS: [Hypercall; 38] = [
     Hypercall::StatsReport,
     Hypercall::BalloonTake,
     Hypercall::BalloonReport,
+    Hypercall::HandoverTake,
+    Hypercall::HandoverRecord,
 ];
 const KNOWN_ERRORS: [HcError; 6] = [
     HcError::UnknownCall,

@@ -73,6 +73,11 @@ pub(crate) trait HcEnv {
     fn disks(&self) -> Option<&crate::disk::Disks> {
         None
     }
+
+    /// The tenant's kernel hand-over exchange (`pvmux upgrade`), if it has one.
+    fn handover(&self) -> Option<&crate::upgrade::Handover> {
+        None
+    }
     /// The tenant's exec sessions, if it takes them.
     fn exec(&self) -> Option<&crate::exec::ExecTable> {
         None
@@ -157,6 +162,14 @@ pub(crate) fn handle(mem: &GuestMemory, env: &dyn HcEnv, nr: u64, args: [u64; 6]
             .balloon()
             .ok_or(HcError::UnknownCall)
             .and_then(|b| b.report(mem, args[0], args[1], args[2]))
+            .map(|()| 0)),
+        Hypercall::HandoverTake => {
+            ret(env.handover().map(|h| h.take()).ok_or(HcError::UnknownCall))
+        }
+        Hypercall::HandoverRecord => ret(env
+            .handover()
+            .ok_or(HcError::UnknownCall)
+            .and_then(|h| h.record(mem, args[0], args[1]))
             .map(|()| 0)),
         _ => HcAction::Return(HcError::UnknownCall.to_ret()),
     }

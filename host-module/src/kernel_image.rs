@@ -47,6 +47,8 @@ pub struct KernelImage {
     relocations: Vec<Relocation>,
     entry: u64,
     symbols: Vec<Symbol>,
+    /// The hand-over note (`.pvmux_handover`), if the image has a valid one.
+    handover: Option<pvmux_hypercalls::handover::HandoverNote>,
 }
 
 fn malformed(what: impl std::fmt::Display) -> ImageError {
@@ -77,6 +79,7 @@ impl KernelImage {
             return Err(ImageError::NotPie);
         }
         check_abi_header(&file)?;
+        let handover = read_handover_note(&file);
 
         // Loadable segments.
         let mut segs = Vec::new();
@@ -165,7 +168,14 @@ impl KernelImage {
             relocations,
             entry,
             symbols,
+            handover,
         })
+    }
+
+    /// The image's hand-over note (`pvmux upgrade`): the record versions it writes and
+    /// adopts and its release; `None` if it has none (or a malformed one).
+    pub fn handover_note(&self) -> Option<&pvmux_hypercalls::handover::HandoverNote> {
+        self.handover.as_ref()
     }
 
     /// Size of the image's memory footprint (page aligned).
@@ -229,6 +239,16 @@ fn check_abi_header(file: &ElfFile64<'_, Endianness>) -> Result<(), ImageError> 
         });
     }
     Ok(())
+}
+
+/// The `.pvmux_handover` note, if present and well formed (magic, versions in order).
+fn read_handover_note(
+    file: &ElfFile64<'_, Endianness>,
+) -> Option<pvmux_hypercalls::handover::HandoverNote> {
+    use pvmux_hypercalls::handover::{HandoverNote, NOTE_MAGIC, NOTE_SECTION};
+    let data = file.section_by_name(NOTE_SECTION)?.data().ok()?;
+    let (n, _) = HandoverNote::read_from_prefix(data).ok()?;
+    (n.magic == NOTE_MAGIC && n.min_version <= n.max_version).then_some(n)
 }
 
 /// Reads `len` bytes at link address `vaddr` of the built image.

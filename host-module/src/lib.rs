@@ -48,6 +48,7 @@ mod tenant;
 mod test_elf;
 #[cfg(test)]
 mod test_stub;
+pub mod upgrade;
 pub mod vcpu;
 pub mod vcpu_figures;
 pub mod volume;

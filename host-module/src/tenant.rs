@@ -265,6 +265,8 @@ struct Shared {
     resources: crate::resources::Resources,
     /// The guest's balloon (`crate::balloon`, `pvmux mem`).
     balloon: crate::balloon::Balloon,
+    /// The kernel hand-over exchange (`crate::upgrade`, `pvmux upgrade`).
+    handover: crate::upgrade::Handover,
     /// The limits in force while the sandbox runs (set and cleared by the monitor thread).
     live_limits: Mutex<Option<Arc<crate::limits::TenantLimits>>>,
     /// Snapshots: the park rendezvous (`crate::snapshot`).
@@ -629,6 +631,10 @@ impl HcEnv for Shared {
 
     fn stats_report(&self, stats: pvmux_hypercalls::resources::GuestStats) {
         self.resources.report(stats);
+    }
+
+    fn handover(&self) -> Option<&crate::upgrade::Handover> {
+        Some(&self.handover)
     }
 
     fn balloon(&self) -> Option<&crate::balloon::Balloon> {
@@ -1157,6 +1163,29 @@ impl TenantHandle {
         s.disks
             .detach(which, || s.raise(pvmux_hypercalls::vcpu::pending::DISK))
     }
+
+    /// Upgrades the running kernel to `image` (`pvmux upgrade`; [`crate::upgrade`]): checks
+    /// the image and the record versions first (a refusal there never reaches the guest), then
+    /// asks the guest for its hand-over record and checks it. `Ok` is the checked record;
+    /// the caller applies [`crate::upgrade::decide`]. The running kernel is never replaced:
+    /// its user threads pause only while it writes the record.
+    pub fn upgrade(
+        &self,
+        image: Vec<u8>,
+    ) -> Result<crate::upgrade::UpgradeReport, crate::upgrade::UpgradeError> {
+        use crate::upgrade::{self, UpgradeError};
+        let s = &self.shared;
+        if !self.running() {
+            return Err(UpgradeError::NotRunning);
+        }
+        if self.is_paused() {
+            return Err(UpgradeError::Paused);
+        }
+        let plan = upgrade::prepare(&s.kernel, image)?;
+        upgrade::run(&s.handover, plan, || {
+            s.raise(pvmux_hypercalls::vcpu::pending::HANDOVER)
+        })
+    }
 }
 
 /// The largest signal number [`TenantHandle::signal`] sends (the set is returned in a
@@ -1284,6 +1313,7 @@ impl Tenant {
                 paused: AtomicBool::new(false),
                 resources: crate::resources::Resources::default(),
                 balloon,
+                handover: crate::upgrade::Handover::default(),
                 live_limits: Mutex::new(None),
                 parking: crate::snapshot::Parking::default(),
                 snapshot_refusal: parts.snapshot_refusal,

@@ -368,6 +368,8 @@ enum pvmux_hypercall {
     PVMUX_HC_BALLOON_REPORT = 44,  /* (ranges_gpa, count, status) -> 0 (ABI v6) */
     PVMUX_HC_SNAPSHOT_PARK = 42,   /* (online) -> 0 when the tenant goes on (ABI v6) */
     PVMUX_HC_SNAPSHOT_RESUMED = 46, /* (resumed vcpus) -> 0 (ABI v6) */
+    PVMUX_HC_HANDOVER_TAKE = 47,   /* () -> record version asked for, 0: none */
+    PVMUX_HC_HANDOVER_RECORD = 48, /* (record_gpa, len) -> 0: the hand-over record */
 };
 
 /* Negative results of hypercalls and stub calls (int64_t in rax). */
@@ -450,12 +452,14 @@ struct pvmux_sandbox_header {
 #define PVMUX_PENDING_BALLOON (1u << 14)  /* balloon_take, then balloon_report */
 #define PVMUX_PENDING_DISK (1u << 10)     /* disk_take, then disk_report */
 #define PVMUX_PENDING_SNAPSHOT (1u << 11) /* park every vCPU: snapshot_park */
+#define PVMUX_PENDING_HANDOVER (1u << 12) /* handover_take, then handover_record */
 #define PVMUX_BOOT_FLAG_RESUME (1u << 0)  /* boot_info.flags: resume a snapshot */
 #define PVMUX_PENDING_ALL                                                                  \
     (PVMUX_PENDING_TIMER | PVMUX_PENDING_KICK | PVMUX_PENDING_HOST | PVMUX_PENDING_INPUT | \
      PVMUX_PENDING_NET | PVMUX_PENDING_EXEC | PVMUX_PENDING_SIGNAL |                        \
      PVMUX_PENDING_CONSOLE_SIZE | PVMUX_PENDING_RESOURCES | PVMUX_PENDING_CHANNEL |        \
-     PVMUX_PENDING_DISK | PVMUX_PENDING_BALLOON | PVMUX_PENDING_SNAPSHOT)
+     PVMUX_PENDING_DISK | PVMUX_PENDING_BALLOON | PVMUX_PENDING_SNAPSHOT |                 \
+     PVMUX_PENDING_HANDOVER)
 
 /* Indices into VcpuShared.stats */
 #define PVMUX_STAT_SHADOW_FILLS 0

@@ -172,6 +172,15 @@ pub enum Hypercall {
     /// point and the guest has re-created what lived outside its memory (docs/ABI.md
     /// §snapshot). `parked` is the number of vCPUs resumed.
     SnapshotResumed = 46,
+    /// `HandoverTake() -> version`: the hand-over record version the host asks for (the
+    /// highest both the running and the new kernel image declare), cleared as taken; 0:
+    /// nothing asked. Raised with `pending::HANDOVER` (docs/ABI.md §handover).
+    HandoverTake = 47,
+    /// `HandoverRecord(gpa, len) -> 0`: the guest's hand-over record
+    /// ([`crate::handover::Record`]), `len` bytes at `gpa` in guest memory; `len` 0: the
+    /// guest could not write one (`gpa` is then an [`HcError`] code, negated). The host
+    /// copies and checks it before it believes anything in it (docs/ABI.md §handover).
+    HandoverRecord = 48,
 }
 
 impl Hypercall {
@@ -224,6 +233,8 @@ impl Hypercall {
             44 => Self::BalloonReport,
             42 => Self::SnapshotPark,
             46 => Self::SnapshotResumed,
+            47 => Self::HandoverTake,
+            48 => Self::HandoverRecord,
             _ => return None,
         })
     }

@@ -20,6 +20,7 @@ pub mod disk;
 pub mod doorbell;
 pub mod exec;
 pub mod frame;
+pub mod handover;
 pub mod hostfs;
 pub mod hypercall;
 pub mod image;

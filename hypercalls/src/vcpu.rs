@@ -44,6 +44,8 @@ pub mod pending {
     /// The host asks for a snapshot: every vCPU parks (`SnapshotPark`; docs/ABI.md
     /// §snapshot).
     pub const SNAPSHOT: u32 = 1 << 11;
+    /// The host asks for a kernel hand-over record (`HandoverTake`; docs/ABI.md §handover).
+    pub const HANDOVER: u32 = 1 << 12;
     /// All bits defined by this ABI version.
     pub const ALL: u32 = TIMER
         | KICK
@@ -57,7 +59,8 @@ pub mod pending {
         | CHANNEL
         | DISK
         | BALLOON
-        | SNAPSHOT;
+        | SNAPSHOT
+        | HANDOVER;
 }
 
 /// Indices into [`VcpuShared::stats`] (maintained by the stub, informational; 8 and 9 by the

@@ -362,6 +362,7 @@ int main(void) {
     P("PENDING_CONSOLE_SIZE", PVMUX_PENDING_CONSOLE_SIZE);
     P("HC_TASK_LIMIT_TAKE", PVMUX_HC_TASK_LIMIT_TAKE); P("HC_STATS_REPORT", PVMUX_HC_STATS_REPORT);
     P("HC_BALLOON_TAKE", PVMUX_HC_BALLOON_TAKE); P("HC_BALLOON_REPORT", PVMUX_HC_BALLOON_REPORT);
+    P("HC_HANDOVER_TAKE", PVMUX_HC_HANDOVER_TAKE); P("HC_HANDOVER_RECORD", PVMUX_HC_HANDOVER_RECORD);
     P("TASK_LIMIT_NONE", PVMUX_TASK_LIMIT_NONE); P("GUEST_STATS_SIZE", PVMUX_GUEST_STATS_SIZE);
     P("NET_ERRNO_BASE", PVMUX_NET_ERRNO_BASE); P("NET_IO_MAX", PVMUX_NET_IO_MAX);
     P("NET_DEFAULT_MAX_SOCKETS", PVMUX_NET_DEFAULT_MAX_SOCKETS);
@@ -402,6 +403,7 @@ int main(void) {
     O(pvmux_disk_desc, count); O(pvmux_disk_desc, buf_gpa);
     S(pvmux_disk_event); O(pvmux_disk_event, sectors); O(pvmux_disk_event, generation);
     O(pvmux_disk_event, path);
+    P("PENDING_HANDOVER", PVMUX_PENDING_HANDOVER);
     P("PENDING_ALL", PVMUX_PENDING_ALL);
     P("STAT_SHADOW_FILLS", PVMUX_STAT_SHADOW_FILLS); P("STAT_SHADOW_PAGES", PVMUX_STAT_SHADOW_PAGES);
     P("STAT_EXCEPTIONS", PVMUX_STAT_EXCEPTIONS); P("STAT_EVENTS", PVMUX_STAT_EVENTS);
@@ -839,6 +841,8 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         ("HC_STATS_REPORT", Hypercall::StatsReport as u64),
         ("HC_BALLOON_TAKE", Hypercall::BalloonTake as u64),
         ("HC_BALLOON_REPORT", Hypercall::BalloonReport as u64),
+        ("HC_HANDOVER_TAKE", Hypercall::HandoverTake as u64),
+        ("HC_HANDOVER_RECORD", Hypercall::HandoverRecord as u64),
         (
             "TASK_LIMIT_NONE",
             u64::from(pvmux_hypercalls::resources::TASK_LIMIT_NONE),
@@ -985,6 +989,7 @@ fn rust_values() -> Vec<(&'static str, u64)> {
             generation
         ),
         o!("pvmux_disk_event", pvmux_hypercalls::disk::DiskEvent, path),
+        ("PENDING_HANDOVER", u64::from(pending::HANDOVER)),
         ("PENDING_ALL", u64::from(pending::ALL)),
         ("STAT_SHADOW_FILLS", stat::SHADOW_FILLS as u64),
         ("STAT_SHADOW_PAGES", stat::SHADOW_PAGES as u64),

@@ -33,7 +33,7 @@ const KNOWN_VECTORS: [Vector; 12] = [
     Vector::Event,
     Vector::Syscall,
 ];
-const KNOWN_CALLS: [Hypercall; 46] = [
+const KNOWN_CALLS: [Hypercall; 48] = [
     Hypercall::Nop,
     Hypercall::DiskTake,
     Hypercall::DiskSubmit,
@@ -80,6 +80,8 @@ const KNOWN_CALLS: [Hypercall; 46] = [
     Hypercall::BalloonReport,
     Hypercall::SnapshotPark,
     Hypercall::SnapshotResumed,
+    Hypercall::HandoverTake,
+    Hypercall::HandoverRecord,
 ];
 const KNOWN_ERRORS: [HcError; 6] = [
     HcError::UnknownCall,

@@ -88,6 +88,22 @@ pub(crate) fn stats_report(stats: &pvmux_hypercalls::resources::GuestStats) {
     }
 }
 
+/// `HandoverTake`: the hand-over record version the host asks for (0: none).
+pub(crate) fn handover_take() -> Result<u64, HcError> {
+    result(call(Hypercall::HandoverTake, [0; 5]))
+}
+
+/// `HandoverRecord`: the record, `len` bytes at `gpa`.
+pub(crate) fn handover_record(gpa: u64, len: u64) {
+    let _ = result(call(Hypercall::HandoverRecord, [gpa, len, 0, 0, 0]));
+}
+
+/// `HandoverRecord` with no record: why the guest could not write one.
+pub(crate) fn handover_record_failed(e: HcError) {
+    let code = e.to_ret().unsigned_abs();
+    let _ = result(call(Hypercall::HandoverRecord, [code, 0, 0, 0, 0]));
+}
+
 /// `BalloonTake`: the balloon target (pages); `None` from a host without the balloon.
 pub(crate) fn balloon_take() -> Option<u64> {
     result(call(Hypercall::BalloonTake, [0; 5])).ok()

@@ -56,6 +56,13 @@ pub const BOOT_FLAG_RESUME: u32 = pvmux_hypercalls::boot::boot_flags::RESUME;
 #[unsafe(link_section = ".pvmux_abi")]
 static ABI: KernelAbiHeader = KernelAbiHeader::CURRENT;
 
+/// The hand-over note the host reads before `pvmux upgrade` (docs/ABI.md §handover): the
+/// record versions this kernel writes and adopts, and its release.
+#[used]
+#[unsafe(link_section = ".pvmux_handover")]
+static HANDOVER: pvmux_hypercalls::handover::HandoverNote =
+    pvmux_hypercalls::handover::HandoverNote::new(linux::handover::RELEASE);
+
 /// Exit code: the boot information page is missing, of another ABI version, or inconsistent.
 const EXIT_BAD_BOOT_INFO: u64 = 120;
 /// Exit code: the stub table has another magic or ABI version.

@@ -42,6 +42,7 @@ pub(crate) mod exec_session;
 pub(crate) mod fault;
 pub(crate) mod files;
 pub(crate) mod futex;
+pub(crate) mod handover;
 pub(crate) mod imagecache;
 pub(crate) mod memory;
 pub(crate) mod misc;

@@ -472,6 +472,8 @@ pub(crate) fn run_init(
     start(t, UserState::new(loaded.entry, loaded.rsp), true)?;
     // The host may start more programs in the guest while init runs.
     super::exec_session::start_daemon();
+    // ... and ask for a hand-over record (`pvmux upgrade`).
+    super::handover::start_daemon();
     INIT_WQ.wait_until(|| INIT_STATUS.lock().is_some());
     let status = INIT_STATUS.lock().unwrap_or(0);
     Ok(status)
@@ -597,6 +599,8 @@ fn task_main(task: Arc<Task>, mut st: UserState, mut fresh: bool) {
         if task.must_exit.load(Ordering::Acquire) {
             break;
         }
+        // Stopped here while a hand-over record is written (`pvmux upgrade`).
+        super::handover::safe_point(&task, &st);
         if super::signal::deliver(&task, &mut st, &mut fresh).is_err() {
             break;
         }

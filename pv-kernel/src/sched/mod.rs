@@ -387,6 +387,10 @@ pub(crate) fn handle_event(bits: u32) {
         // A disk was given or is asked back (`pvmux disk move`): `diskd` answers.
         crate::fs::disk::event();
     }
+    if taken & pvmux_hypercalls::vcpu::pending::HANDOVER != 0 {
+        // The host asks for a hand-over record (`pvmux upgrade`).
+        crate::linux::handover::event();
+    }
     if taken & pvmux_hypercalls::vcpu::pending::BALLOON != 0 {
         // The host changed the balloon target (`pvmux mem`).
         crate::linux::balloon::host_request();

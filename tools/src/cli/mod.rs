@@ -150,6 +150,11 @@ pub enum Command {
     /// Disks owned by one tenant at a time: `disk ls NAME`, `disk move FROM TO` (FROM's
     /// guest writes back and unmounts the disk, TO's mounts it).
     Disk(disk::DiskArgs),
+    /// Hand a running tenant over to a new kernel image (kernel hand-over): the image is
+    /// checked, then the running kernel writes its hand-over record (processes, memory
+    /// areas, descriptors), which is checked; state the new kernel could not adopt refuses
+    /// the upgrade, naming it, and the running kernel keeps running (docs/MULTIKERNEL.md).
+    Upgrade(oci::UpgradeArgs),
     /// Internal: a container's monitor process (started by `create`).
     #[command(hide = true, name = "oci-monitor")]
     OciMonitor(oci::MonitorArgs),
@@ -236,6 +241,7 @@ pub fn main() -> ExitCode {
         Command::Snapshot(a) => oci::snapshot(g, a),
         Command::Restore(a) => oci::restore(g, a, cli.level()),
         Command::Disk(a) => disk::disk(g, a),
+        Command::Upgrade(a) => oci::upgrade(g, a),
         Command::OciMonitor(m) => oci::monitor::run(g, m),
     };
     match result {

@@ -12,7 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub(crate) mod object;
-mod snap;
+pub(crate) mod snap;
 pub(crate) use snap::mem as mem_figures;
 pub(crate) use snap::mem_free_bytes;
 pub(crate) mod text;

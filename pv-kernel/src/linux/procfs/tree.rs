@@ -42,7 +42,11 @@ const PROC_FILES: [(&str, Gen); 32] = [
     ("loadavg", snap::loadavg),
     ("filesystems", mount::filesystems_text),
     ("version", || {
-        b"Linux version 6.1.0-pvmux (pvmux) #1 SMP pvmux guest kernel\n".to_vec()
+        alloc::format!(
+            "Linux version {} (pvmux) #1 SMP pvmux guest kernel\n",
+            crate::linux::handover::RELEASE
+        )
+        .into_bytes()
     }),
     ("cmdline", || b"pvmux\n".to_vec()),
     ("swaps", || {

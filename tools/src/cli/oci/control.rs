@@ -11,7 +11,9 @@
 //!   (answered with a [`VcpuStatsAnswer`]: `pvmux stats`), `mem JSON` (a
 //!   [`super::mem::MemRequest`], answered with the memory figures before and after: `pvmux
 //!   mem`), `disk JSON` (a [`crate::cli::disk::DiskRequest`]: list, give back or take a
-//!   disk, answered with JSON: `pvmux disk`). Every request is one variant of
+//!   disk, answered with JSON: `pvmux disk`), `upgrade JSON` (a
+//!   [`super::upgrade::UpgradeRequest`], answered with the decision and the guest's hand-over
+//!   record: `pvmux upgrade`). Every request is one variant of
 //!   [`Request`]: a new one adds a variant, its line, and its answer in `live.rs`.
 //!   `exec` is not a request here: exec sessions have a socket of their own,
 //!   `ROOT/ID/exec.sock` (docs/ARCHITECTURE.md, "Exec sessions"). Signals are not requests
@@ -62,6 +64,9 @@ pub(crate) enum Request {
     VcpuStats,
     /// List, give back or take a disk (`pvmux disk`), answered as `ok JSON`.
     Disk(crate::cli::disk::DiskRequest),
+    /// Hand the tenant over to a new kernel image (`pvmux upgrade`), answered as `ok JSON`
+    /// (the decision and the guest's hand-over record).
+    Upgrade(super::upgrade::UpgradeRequest),
 }
 
 /// The answer to [`Request::VcpuStats`]: cumulative figures at one moment.
@@ -115,6 +120,10 @@ impl Request {
                 "disk {}",
                 serde_json::to_string(d).unwrap_or_else(|_| "{}".into())
             ),
+            Self::Upgrade(u) => format!(
+                "upgrade {}",
+                serde_json::to_string(u).unwrap_or_else(|_| "{}".into())
+            ),
         }
     }
 
@@ -130,6 +139,7 @@ impl Request {
             }
             l if l.starts_with("mem ") => serde_json::from_str(&l[4..]).ok().map(Self::Mem),
             l if l.starts_with("disk ") => serde_json::from_str(&l[5..]).ok().map(Self::Disk),
+            l if l.starts_with("upgrade ") => serde_json::from_str(&l[8..]).ok().map(Self::Upgrade),
             l => l
                 .strip_prefix("update ")
                 .and_then(|j| serde_json::from_str(j).ok())
@@ -250,6 +260,9 @@ mod tests {
             Request::Stats,
             Request::VcpuStats,
             Request::Update(u),
+            Request::Upgrade(super::super::upgrade::UpgradeRequest {
+                kernel: "/k/new kernel".into(),
+            }),
         ] {
             assert_eq!(Request::parse(&format!("{}\n", r.line())), Some(r));
         }

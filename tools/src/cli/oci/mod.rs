@@ -19,6 +19,7 @@ pub(crate) mod names;
 pub(crate) mod names_stats;
 mod signal;
 mod state;
+mod upgrade;
 
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
@@ -39,6 +40,8 @@ pub use snapshot::{RestoreArgs, SnapshotArgs};
 pub(crate) use state::now_rfc3339;
 use state::Record;
 pub(crate) use state::{StateDir, Status};
+pub(crate) use upgrade::upgrade;
+pub(crate) use upgrade::UpgradeArgs;
 
 /// The options of runc's that apply to every command (global: before or after the command).
 #[derive(Debug, Args)]

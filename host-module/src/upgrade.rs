@@ -1,0 +1,418 @@
+//! Kernel hand-over (`pvmux upgrade NAME --kernel NEW`, issue 14 item 5; docs/MULTIKERNEL.md
+//! "Kernel hand-over", docs/ABI.md §handover): the host's side.
+//!
+//! [`prepare`] runs every check that can be made **before** the running kernel is asked
+//! anything, so a bad image never disturbs the tenant: the new image is parsed and validated
+//! as for a boot ([`KernelImage::parse`]: ELF, ABI version, segments, relocations), and the
+//! record versions it declares in its hand-over note (`.pvmux_handover`,
+//! [`pvmux_hypercalls::handover::HandoverNote`]) must meet those of the running image.
+//!
+//! Then [`Handover`] carries the exchange with the guest: the host sets the version it wants
+//! and raises `pending::HANDOVER`; the guest takes it (`HandoverTake`, hypercall 47) and
+//! answers with its record (`HandoverRecord`, hypercall 48), which the host copies out of
+//! guest memory (at most [`MAX_RECORD_LEN`] bytes, inside guest memory) and checks with
+//! [`Record::parse`] (magic, version, lengths, CRC-32, every section) before it believes any
+//! of it. A record that names blockers — state the new kernel could not adopt — refuses the
+//! upgrade, naming them. The guest stops its user threads at a safe point while it writes
+//! the record (the host measures that pause: `HandoverTake` to `HandoverRecord`), and
+//! nothing is asked of it before the image checks have passed; with record version 1 (an inventory that carries no process) every tenant with a live
+//! process is refused, and the switch itself is not implemented (see docs/MULTIKERNEL.md).
+
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use pvmux_hypercalls::handover::{
+    blocker, until_nul, BlockerEntry, FdEntry, HandoverNote, ProcessEntry, Record, RecordError,
+    ThreadEntry, VmaEntry, MAX_RECORD_LEN,
+};
+use pvmux_hypercalls::HcError;
+
+use crate::{GuestMemory, ImageError, KernelImage};
+
+/// How long the host waits for the guest's record.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why an upgrade was refused. In every case the running kernel keeps running, untouched.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpgradeError {
+    /// The tenant is not running.
+    #[error("the tenant is not running")]
+    NotRunning,
+    /// The tenant is paused.
+    #[error("the tenant is paused: resume it first")]
+    Paused,
+    /// Another upgrade of the same tenant is under way.
+    #[error("another upgrade of this tenant is under way")]
+    Busy,
+    /// The new image is not a kernel this host can boot.
+    #[error("the new kernel image is refused")]
+    BadImage(#[from] ImageError),
+    /// The new image declares no hand-over note.
+    #[error("the new kernel image cannot adopt a running tenant (it has no .pvmux_handover note)")]
+    NewCannotAdopt,
+    /// The running image declares no hand-over note.
+    #[error("the running kernel cannot hand over (its image has no .pvmux_handover note)")]
+    RunningCannotHandOver,
+    /// No record version both kernels support.
+    #[error(
+        "incompatible hand-over record versions: the running kernel ({running}) writes \
+         {rmin}..={rmax}, the new kernel ({new}) adopts {nmin}..={nmax}"
+    )]
+    Incompatible {
+        /// The running kernel's release.
+        running: String,
+        /// Its versions.
+        rmin: u32,
+        /// Its versions.
+        rmax: u32,
+        /// The new kernel's release.
+        new: String,
+        /// Its versions.
+        nmin: u32,
+        /// Its versions.
+        nmax: u32,
+    },
+    /// The guest did not answer in time.
+    #[error("the guest kernel did not hand over its record within {0:?}")]
+    NoAnswer(Duration),
+    /// The guest said it could not write a record.
+    #[error("the guest kernel could not write its hand-over record ({0:?})")]
+    GuestFailed(HcError),
+    /// The record the guest handed over is malformed.
+    #[error("the guest's hand-over record is refused: {0}")]
+    BadRecord(RecordError),
+    /// The record names state the new kernel could not adopt.
+    #[error("the record cannot carry: {}", .0.join("; "))]
+    CannotCarry(Vec<String>),
+    /// Every check passed but this host does not switch kernels yet.
+    #[error(
+        "every check passed, but switching the kernel of a running tenant is not implemented yet"
+    )]
+    SwitchNotImplemented,
+}
+
+/// What [`prepare`] found: the two kernels and the record version to ask for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// The running kernel's release.
+    pub running: String,
+    /// The new kernel's release.
+    pub new: String,
+    /// The record version both support (the highest).
+    pub version: u32,
+}
+
+/// The running image's note and a new image's bytes → the plan, or why not (nothing asked of
+/// the guest yet).
+pub fn prepare(running: &KernelImage, new_image: Vec<u8>) -> Result<Plan, UpgradeError> {
+    let new = KernelImage::parse(new_image)?;
+    let rn = running
+        .handover_note()
+        .ok_or(UpgradeError::RunningCannotHandOver)?;
+    let nn = new.handover_note().ok_or(UpgradeError::NewCannotAdopt)?;
+    let rel = |n: &HandoverNote| String::from_utf8_lossy(n.release()).into_owned();
+    let version = rn
+        .common_version(nn)
+        .ok_or_else(|| UpgradeError::Incompatible {
+            running: rel(rn),
+            rmin: rn.min_version,
+            rmax: rn.max_version,
+            new: rel(nn),
+            nmin: nn.min_version,
+            nmax: nn.max_version,
+        })?;
+    Ok(Plan {
+        running: rel(rn),
+        new: rel(nn),
+        version,
+    })
+}
+
+/// A checked record, decoded (owned).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Inventory {
+    /// The writer's release.
+    pub release: String,
+    /// The record's version.
+    pub version: u32,
+    /// Its length in bytes.
+    pub len: usize,
+    /// Processes.
+    pub processes: Vec<ProcessEntry>,
+    /// Threads.
+    pub threads: Vec<ThreadEntry>,
+    /// Memory areas.
+    pub vmas: Vec<VmaEntry>,
+    /// Open descriptors.
+    pub fds: Vec<FdEntry>,
+    /// What the new kernel could not adopt.
+    pub blockers: Vec<BlockerEntry>,
+}
+
+impl Inventory {
+    /// Checks `bytes` as a record of `version` and decodes it.
+    pub fn parse(bytes: &[u8], version: u32) -> Result<Self, RecordError> {
+        let r = Record::parse(bytes, (version, version))?;
+        Ok(Self {
+            release: crate::escape::escape_guest(r.release(), crate::escape::Mode::Line),
+            version: r.header.version,
+            len: bytes.len(),
+            processes: r.entries().collect(),
+            threads: r.entries().collect(),
+            vmas: r.entries().collect(),
+            fds: r.entries().collect(),
+            blockers: r.entries().collect(),
+        })
+    }
+
+    /// The blockers in words (each escaped: they are guest text).
+    pub fn blocker_texts(&self) -> Vec<String> {
+        self.blockers
+            .iter()
+            .map(|b| {
+                let what =
+                    crate::escape::escape_guest(until_nul(&b.what), crate::escape::Mode::Line);
+                match b.kind {
+                    blocker::PROCESS => format!("{what} (pid {})", b.pid),
+                    blocker::FILES | blocker::TIMERS => {
+                        format!("{} {what} of pid {}", b.count, b.pid)
+                    }
+                    blocker::KERNEL if b.count > 0 => format!("{} {what}", b.count),
+                    _ => what,
+                }
+            })
+            .collect()
+    }
+}
+
+/// The outcome of an upgrade that got as far as the guest's record.
+#[derive(Clone, Debug)]
+pub struct UpgradeReport {
+    /// What [`prepare`] found.
+    pub plan: Plan,
+    /// The guest's record, decoded.
+    pub inventory: Inventory,
+    /// From raising `pending::HANDOVER` to the checked record.
+    pub record_time: Duration,
+    /// From the guest's `HandoverTake` to its `HandoverRecord`: while it writes the record
+    /// its user threads are stopped, so this bounds their pause (less the return of one
+    /// hypercall).
+    pub pause: Duration,
+}
+
+/// The exchange with the guest (one per tenant).
+#[derive(Debug, Default)]
+pub struct Handover {
+    state: Mutex<State>,
+    cv: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// An upgrade is under way (asked or not yet answered).
+    busy: bool,
+    /// The version asked for and not yet taken (0: none).
+    asked: u32,
+    /// The version the guest took (0: none).
+    taken: u32,
+    /// The guest's answer.
+    answer: Option<Result<Vec<u8>, HcError>>,
+    /// When the guest took the version.
+    taken_at: Option<Instant>,
+    /// From then to its answer.
+    pause: Duration,
+}
+
+impl Handover {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts an exchange for `version`; the caller then raises `pending::HANDOVER`.
+    pub(crate) fn ask(&self, version: u32) -> Result<(), UpgradeError> {
+        let mut s = self.lock();
+        if s.busy {
+            return Err(UpgradeError::Busy);
+        }
+        *s = State {
+            busy: true,
+            asked: version,
+            ..State::default()
+        };
+        Ok(())
+    }
+
+    /// Waits for the guest's answer (at most `timeout`), ends the exchange and returns it.
+    pub(crate) fn wait(&self, timeout: Duration) -> Result<(Vec<u8>, Duration), UpgradeError> {
+        let deadline = Instant::now() + timeout;
+        let mut s = self.lock();
+        while s.answer.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            s = self
+                .cv
+                .wait_timeout(s, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        let answer = s.answer.take();
+        let pause = s.pause;
+        *s = State::default();
+        match answer {
+            Some(Ok(b)) => Ok((b, pause)),
+            Some(Err(e)) => Err(UpgradeError::GuestFailed(e)),
+            None => Err(UpgradeError::NoAnswer(timeout)),
+        }
+    }
+
+    /// `HandoverTake`: the version asked for (cleared as taken), 0 for none.
+    pub(crate) fn take(&self) -> u64 {
+        let mut s = self.lock();
+        let v = std::mem::take(&mut s.asked);
+        if v != 0 {
+            s.taken = v;
+            s.taken_at = Some(Instant::now());
+        }
+        u64::from(v)
+    }
+
+    /// `HandoverRecord(gpa, len)`: copies the record out of guest memory. Refused unless a
+    /// version was taken and not yet answered.
+    pub(crate) fn record(&self, mem: &GuestMemory, gpa: u64, len: u64) -> Result<(), HcError> {
+        let mut s = self.lock();
+        if s.taken == 0 || s.answer.is_some() {
+            return Err(HcError::InvalidArgument);
+        }
+        let answer = if len == 0 {
+            Err(i64::try_from(gpa)
+                .ok()
+                .and_then(|c| HcError::from_ret(-c))
+                .unwrap_or(HcError::InvalidArgument))
+        } else if len > MAX_RECORD_LEN {
+            return Err(HcError::TooLarge);
+        } else {
+            Ok(mem
+                .read_vec(gpa, len as usize)
+                .map_err(|_| HcError::BadAddress)?)
+        };
+        s.pause = s.taken_at.map(|t| t.elapsed()).unwrap_or_default();
+        s.answer = Some(answer);
+        self.cv.notify_all();
+        Ok(())
+    }
+}
+
+/// Asks the guest for its record of `plan.version` (`raise` raises `pending::HANDOVER`),
+/// checks it and decides. The guest keeps running whatever happens.
+pub(crate) fn run(
+    h: &Handover,
+    plan: Plan,
+    raise: impl FnOnce(),
+) -> Result<UpgradeReport, UpgradeError> {
+    let start = Instant::now();
+    h.ask(plan.version)?;
+    raise();
+    let (bytes, pause) = h.wait(ANSWER_TIMEOUT)?;
+    let inventory = Inventory::parse(&bytes, plan.version).map_err(UpgradeError::BadRecord)?;
+    let record_time = start.elapsed();
+    tracing::info!(
+        processes = inventory.processes.len(),
+        blockers = inventory.blockers.len(),
+        len = inventory.len,
+        ms = record_time.as_secs_f64() * 1e3,
+        pause_ms = pause.as_secs_f64() * 1e3,
+        "hand-over record checked"
+    );
+    Ok(UpgradeReport {
+        plan,
+        inventory,
+        record_time,
+        pause,
+    })
+}
+
+/// Decides on a checked report: refused naming the blockers, else (with this host) refused
+/// as not implemented.
+pub fn decide(report: &UpgradeReport) -> Result<(), UpgradeError> {
+    let b = report.inventory.blocker_texts();
+    if !b.is_empty() {
+        return Err(UpgradeError::CannotCarry(b));
+    }
+    Err(UpgradeError::SwitchNotImplemented)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pvmux_hypercalls::handover::{fill_name, RecordWriter, RECORD_VERSION};
+    use zerocopy::FromZeros;
+
+    fn record(blockers: &[(&[u8], i32)]) -> Vec<u8> {
+        let mut v = Vec::new();
+        let mut w = RecordWriter::new(&mut v, RECORD_VERSION, b"6.1.0-pvmux");
+        w.section(&[ProcessEntry {
+            pid: 1,
+            ..Default::default()
+        }]);
+        let b: Vec<BlockerEntry> = blockers
+            .iter()
+            .map(|(what, pid)| {
+                let mut b = BlockerEntry {
+                    kind: blocker::PROCESS,
+                    pid: *pid,
+                    count: 1,
+                    ..FromZeros::new_zeroed()
+                };
+                fill_name(&mut b.what, what);
+                b
+            })
+            .collect();
+        w.section(&b);
+        w.finish();
+        v
+    }
+
+    #[test]
+    fn blockers_are_named_and_escaped() {
+        let inv = Inventory::parse(&record(&[(b"process sh", 1), (b"process \x1b[2J", 7)]), 1)
+            .expect("valid");
+        let t = inv.blocker_texts();
+        assert_eq!(t[0], "process sh (pid 1)");
+        assert!(!t[1].contains('\x1b'), "{t:?}");
+        assert!(t[1].ends_with("(pid 7)"), "{t:?}");
+    }
+
+    #[test]
+    fn the_exchange_takes_once_and_checks_the_answer() {
+        let h = Handover::default();
+        assert_eq!(h.take(), 0, "nothing asked");
+        h.ask(1).expect("idle");
+        assert!(matches!(h.ask(1), Err(UpgradeError::Busy)));
+        assert_eq!(h.take(), 1);
+        assert_eq!(h.take(), 0, "taken once");
+        // A failure code from the guest.
+        let mem = GuestMemory::new(16 << 20).expect("memfd");
+        h.record(&mem, 6, 0).expect("answer accepted");
+        assert!(h.record(&mem, 6, 0).is_err(), "a second answer is refused");
+        assert!(matches!(
+            h.wait(Duration::from_millis(1)),
+            Err(UpgradeError::GuestFailed(HcError::NoResources))
+        ));
+        // Unasked answers and out-of-memory records are refused.
+        assert!(h.record(&mem, 0, 64).is_err());
+        h.ask(1).expect("idle again");
+        let _ = h.take();
+        assert_eq!(h.record(&mem, 16 << 20, 4096), Err(HcError::BadAddress));
+        assert_eq!(
+            h.record(&mem, 0, MAX_RECORD_LEN + 1),
+            Err(HcError::TooLarge)
+        );
+        assert!(matches!(
+            h.wait(Duration::from_millis(1)),
+            Err(UpgradeError::NoAnswer(_))
+        ));
+    }
+}

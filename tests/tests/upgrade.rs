@@ -1,0 +1,333 @@
+//! Kernel hand-over (`pvmux upgrade NAME --kernel NEW`, issue 14 item 5) with a real guest:
+//! a shell loop appends a counter to a host file (a `--volume`) every 10 ms while a pipe
+//! (`sleep 1000 | cat`) is held open. The running kernel's hand-over record lists its
+//! processes as the guest itself sees them (pids, parents, groups, sessions) and both ends
+//! of the shared pipe; with record version 1 the upgrade is refused naming every live
+//! process, and the tenant runs on: no counter value lost, no process restarted. A bad image,
+//! an image without a hand-over note, and one whose record versions do not meet the running
+//! kernel's are refused before the guest is asked anything; the new image's release (from
+//! its note) is what the refusal names.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use pvmux_hypercalls::handover::{HandoverNote, NOTE_MAGIC};
+use pvmux_tests::oci::{alive, wait_for, TIMEOUT};
+use pvmux_tests::{run_with_timeout, Run, TempDir};
+use zerocopy::{FromBytes, IntoBytes};
+
+/// The `pvmux` command line.
+const PVMUX: &str = env!("CARGO_BIN_EXE_pvmux-cli");
+
+struct Root(TempDir);
+
+impl Root {
+    fn new(tag: &str) -> Self {
+        Self(TempDir::unique("pvmux-upgrade", tag))
+    }
+
+    fn dir(&self) -> &Path {
+        &self.0 .0
+    }
+
+    fn pvmux(&self, args: &[&str]) -> Run {
+        let mut cmd = Command::new(PVMUX);
+        cmd.arg("--root").arg(self.dir()).args(args);
+        run_with_timeout(
+            cmd,
+            &args.join(" "),
+            TIMEOUT,
+            Duration::from_millis(10),
+            |_| {},
+        )
+    }
+
+    fn monitor_pid(&self, name: &str) -> i32 {
+        let r = self.pvmux(&["ps", "--format", "json"]);
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&r.stdout).expect("ps JSON");
+        rows.iter()
+            .find(|r| r["name"] == name)
+            .and_then(|r| r["pid"].as_i64())
+            .expect("a running tenant has a pid") as i32
+    }
+}
+
+/// The counter values written so far (every line must be a number).
+fn counter(file: &Path) -> Vec<u64> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.trim().parse().expect("a counter line"))
+        .collect()
+}
+
+/// `values` is 1, 2, 3, ... with no gap and no repeat.
+fn assert_no_value_lost(values: &[u64]) {
+    for (i, v) in values.iter().enumerate() {
+        assert_eq!(*v, i as u64 + 1, "value {i} of {values:?}");
+    }
+}
+
+/// `pid`, `ppid`, `pgid`, `sid` and the command of a guest process, from its own
+/// `/proc/PID/stat` (through `pvmux exec`).
+fn guest_stat(root: &Root, name: &str, pid: i64) -> (i64, i64, i64, i64, String) {
+    let script = format!("read l < /proc/{pid}/stat; echo \"$l\"");
+    let r = root.pvmux(&["exec", name, "--", "/bin/sh", "-c", &script]);
+    assert_eq!(r.code(), Some(0), "{}", r.context());
+    let line = r.stdout.trim();
+    let open = line.find('(').expect("stat has (comm)");
+    let close = line.rfind(')').expect("stat has (comm)");
+    let comm = line[open + 1..close].to_owned();
+    let f: Vec<&str> = line[close + 2..].split(' ').collect();
+    let n = |i: usize| f[i].parse::<i64>().expect("a number");
+    (
+        line[..open].trim().parse().expect("pid"),
+        n(1),
+        n(2),
+        n(3),
+        comm,
+    )
+}
+
+/// A copy of the embedded default kernel in `dir`, its hand-over note changed by `edit`.
+fn kernel_copy(dir: &Path, name: &str, edit: impl FnOnce(&mut HandoverNote)) -> PathBuf {
+    let mut bytes = pvmux::images::KERNEL.to_vec();
+    let magic = NOTE_MAGIC.to_le_bytes();
+    let at: Vec<usize> = bytes
+        .windows(8)
+        .enumerate()
+        .filter(|(_, w)| *w == magic)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(at.len(), 1, "one hand-over note in the image");
+    let size = size_of::<HandoverNote>();
+    let mut note = HandoverNote::read_from_bytes(&bytes[at[0]..at[0] + size]).expect("note");
+    edit(&mut note);
+    bytes[at[0]..at[0] + size].copy_from_slice(note.as_bytes());
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).expect("write the kernel copy");
+    path
+}
+
+#[test]
+fn an_upgrade_lists_the_running_state_refuses_what_it_cannot_carry_and_loses_nothing() {
+    let root = Root::new("loop");
+    let out = TempDir::unique("pvmux-upgrade-out", "loop");
+    let file = out.0.join("c");
+    let vol = format!("{}:/out", out.0.display());
+    let script =
+        "sleep 1000 | cat & i=0; while :; do i=$((i+1)); echo $i >> /out/c; sleep 0.01; done";
+    let r = root.pvmux(&[
+        "run", "--name", "t", "--detach", "--vcpus", "2", "--mem", "256M", "--rootfs", "/", "-v",
+        &vol, "--", "/bin/sh", "-c", script,
+    ]);
+    assert_eq!(r.code(), Some(0), "{}", r.context());
+    let monitor = root.monitor_pid("t");
+    wait_for("the loop counts", || counter(&file).len() >= 20);
+
+    // The same image, released under another name in its note: the refusal names both.
+    let next = kernel_copy(root.dir(), "next", |n| {
+        *n = HandoverNote {
+            release: HandoverNote::new("6.1.0-pvmux-next").release,
+            ..*n
+        }
+    });
+    let before = counter(&file).len();
+    let up = root.pvmux(&[
+        "upgrade",
+        "--format",
+        "json",
+        "t",
+        "--kernel",
+        next.to_str().expect("UTF-8"),
+    ]);
+    assert_eq!(up.code(), Some(1), "{}", up.context());
+    assert!(
+        up.stderr
+            .contains("cannot upgrade t from 6.1.0-pvmux to 6.1.0-pvmux-next"),
+        "{}",
+        up.context()
+    );
+    assert!(up.stderr.contains("process sh (pid 1)"), "{}", up.context());
+    assert!(
+        up.stderr.contains("6.1.0-pvmux keeps running"),
+        "{}",
+        up.context()
+    );
+    let v: serde_json::Value = serde_json::from_str(up.stdout.trim()).expect("answer JSON");
+    assert_eq!(v["upgraded"], false, "{v}");
+    assert_eq!(v["version"], 1, "{v}");
+    assert_eq!(v["new"], "6.1.0-pvmux-next", "{v}");
+    let rec = &v["record"];
+    assert_eq!(rec["release"], "6.1.0-pvmux", "{v}");
+    let procs = rec["processes"].as_array().expect("processes");
+    let fds = rec["fds"].as_array().expect("fds");
+    let init = procs.iter().find(|p| p["pid"] == 1).expect("init listed");
+    assert_eq!(init["comm"], "sh", "{v}");
+    assert_eq!(init["ppid"], 0, "{v}");
+    assert!(init["resident_pages"].as_u64().unwrap() > 0, "{v}");
+    // The pipe client and the writer share one pipe.
+    let cat = procs
+        .iter()
+        .find(|p| p["comm"] == "cat")
+        .expect("cat listed");
+    let cat_pid = cat["pid"].as_i64().unwrap();
+    let cat_in = fds
+        .iter()
+        .find(|f| f["pid"] == cat_pid && f["fd"] == 0)
+        .expect("cat's stdin listed");
+    assert_eq!(cat_in["kind"], "pipe", "{v}");
+    let writer = fds
+        .iter()
+        .find(|f| f["fd"] == 1 && f["kind"] == "pipe" && f["name"] == cat_in["name"])
+        .expect("the pipe's writer listed");
+    let writer_pid = writer["pid"].as_i64().unwrap();
+    assert!(
+        procs
+            .iter()
+            .any(|p| p["pid"] == writer_pid && p["comm"] == "sleep"),
+        "{v}"
+    );
+    // Every live process is a blocker, by pid.
+    let blockers = rec["blockers"].as_array().expect("blockers");
+    for p in procs.iter().filter(|p| p["zombie"] == false) {
+        let tag = format!("(pid {})", p["pid"]);
+        assert!(
+            blockers.iter().any(|b| b.as_str().unwrap().ends_with(&tag)),
+            "{tag}: {v}"
+        );
+    }
+    assert!(rec["vmas"].as_u64().unwrap() > 0, "{v}");
+    // Every thread of every process, stopped: in user mode with its registers, or blocked in
+    // a system call.
+    let threads = rec["threads"].as_array().expect("threads");
+    let want: u64 = procs.iter().map(|p| p["threads"].as_u64().unwrap()).sum();
+    assert_eq!(threads.len() as u64, want, "{v}");
+    for t in threads {
+        assert!(
+            procs.iter().any(|p| p["pid"] == t["pid"]),
+            "{t} of a listed process"
+        );
+        match t["state"].as_str() {
+            Some("user") => assert!(
+                t["rip"].as_u64() > Some(0) && t["rsp"].as_u64() > Some(0),
+                "{t}"
+            ),
+            Some("syscall") => assert_eq!(t["rip"], 0, "{t}"),
+            // Only under a very loaded host; then named as a blocker.
+            _ => assert!(
+                blockers
+                    .iter()
+                    .any(|b| b.as_str().unwrap().contains("safe point")),
+                "{v}"
+            ),
+        }
+    }
+    assert!(
+        threads
+            .iter()
+            .any(|t| t["pid"] == cat_pid && t["state"] == "syscall"),
+        "the pipe client is blocked in its read: {v}"
+    );
+    let (record_ms, pause_ms) = (
+        v["record_ms"].as_f64().unwrap(),
+        v["pause_ms"].as_f64().unwrap(),
+    );
+    assert!(pause_ms > 0.0 && pause_ms <= record_ms, "{v}");
+    eprintln!(
+        "hand-over record: {} bytes, {record_ms:.2} ms in all, user threads stopped {pause_ms:.2} ms",
+        rec["bytes"]
+    );
+
+    // The record says what the guest itself sees.
+    let (pid, ppid, pgid, sid, comm) = guest_stat(&root, "t", cat_pid);
+    assert_eq!(comm, "cat");
+    assert_eq!(pid, cat_pid);
+    assert_eq!(ppid, cat["ppid"].as_i64().unwrap(), "{v}");
+    assert_eq!(pgid, cat["pgid"].as_i64().unwrap(), "{v}");
+    assert_eq!(sid, cat["sid"].as_i64().unwrap(), "{v}");
+
+    // Nothing stopped: the loop goes on counting, every value there, the same processes.
+    wait_for("the loop counts on", || counter(&file).len() >= before + 30);
+    assert_no_value_lost(&counter(&file));
+    assert_eq!(
+        guest_stat(&root, "t", cat_pid).4,
+        "cat",
+        "the pipe client is the same"
+    );
+    assert_eq!(guest_stat(&root, "t", 1).4, "sh", "init is the same");
+    assert!(alive(monitor));
+
+    let st = root.pvmux(&["stop", "-t", "1", "t"]);
+    assert_eq!(st.code(), Some(0), "{}", st.context());
+}
+
+#[test]
+fn bad_or_incompatible_images_are_refused_before_the_guest_is_asked() {
+    let root = Root::new("bad");
+    let out = TempDir::unique("pvmux-upgrade-out", "bad");
+    let file = out.0.join("c");
+    let vol = format!("{}:/out", out.0.display());
+    let r = root.pvmux(&[
+        "run",
+        "--name",
+        "b",
+        "--detach",
+        "--mem",
+        "256M",
+        "--rootfs",
+        "/",
+        "-v",
+        &vol,
+        "--",
+        "/bin/sh",
+        "-c",
+        "i=0; while :; do i=$((i+1)); echo $i >> /out/c; sleep 0.01; done",
+    ]);
+    assert_eq!(r.code(), Some(0), "{}", r.context());
+    wait_for("the loop counts", || counter(&file).len() >= 10);
+
+    let garbage = root.dir().join("garbage");
+    std::fs::write(&garbage, b"#!/bin/sh\necho not a kernel\n").expect("write");
+    let newer = kernel_copy(root.dir(), "newer", |n| {
+        n.min_version = 2;
+        n.max_version = 3;
+    });
+    let none = kernel_copy(root.dir(), "none", |n| {
+        n.min_version = 0;
+        n.max_version = 0;
+    });
+    let mut truncated = pvmux::images::KERNEL.to_vec();
+    truncated.truncate(truncated.len() / 3);
+    let truncated_path = root.dir().join("truncated");
+    std::fs::write(&truncated_path, truncated).expect("write");
+    let cases: [(&Path, &str); 5] = [
+        (&garbage, "not an ELF file"),
+        (&truncated_path, "the new kernel image is refused"),
+        (Path::new("/nonexistent/kernel"), "/nonexistent/kernel"),
+        (
+            &newer,
+            "incompatible hand-over record versions: the running kernel (6.1.0-pvmux) writes \
+             1..=1, the new kernel (6.1.0-pvmux) adopts 2..=3",
+        ),
+        (&none, "adopts 0..=0"),
+    ];
+    for (image, message) in cases {
+        let before = counter(&file).len();
+        let up = root.pvmux(&["upgrade", "b", "--kernel", image.to_str().expect("UTF-8")]);
+        assert_eq!(up.code(), Some(1), "{}", up.context());
+        assert!(up.stderr.contains(message), "{message}: {}", up.context());
+        assert!(
+            !up.stderr.contains("record cannot carry"),
+            "refused before the guest was asked: {}",
+            up.context()
+        );
+        wait_for("the old kernel keeps running", || {
+            counter(&file).len() >= before + 5
+        });
+    }
+    assert_no_value_lost(&counter(&file));
+    let st = root.pvmux(&["stop", "-t", "1", "b"]);
+    assert_eq!(st.code(), Some(0), "{}", st.context());
+}

@@ -1,0 +1,247 @@
+//! `pvmux upgrade NAME --kernel NEW`: kernel hand-over (issue 14 item 5;
+//! [`pvmux_host::TenantHandle::upgrade`], docs/MULTIKERNEL.md "Kernel hand-over"). The CLI
+//! sends an `upgrade JSON` request ([`UpgradeRequest`]: the image's absolute path) to the
+//! tenant's monitor (`ctl.sock`); the monitor checks the image and the record versions, asks
+//! the guest for its hand-over record, checks it and answers with what it holds and the
+//! decision ([`answer`]). The running kernel keeps running whatever the answer.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use pvmux_host::upgrade::{self, Inventory, UpgradeError};
+use pvmux_host::TenantHandle;
+use pvmux_hypercalls::handover::{fd_kind, process_flags, thread_state, until_nul};
+
+use super::control::{self, Request};
+use super::state::{StateDir, Status};
+use super::{Format, GlobalArgs};
+
+/// `pvmux upgrade`.
+#[derive(Debug, Args)]
+pub struct UpgradeArgs {
+    /// Output format: the decision and what the running kernel's hand-over record holds
+    /// (`json`: every process, memory area and descriptor it lists).
+    #[arg(short = 'f', long, value_enum, default_value = "table")]
+    pub format: Format,
+    /// The new kernel image (an ELF file, as `pvmux run --kernel`). It is checked first; a
+    /// bad image, or one whose hand-over record versions do not meet the running kernel's,
+    /// is refused before the running kernel is asked anything.
+    #[arg(long, value_name = "FILE")]
+    pub kernel: PathBuf,
+    /// The tenant (its name or container id in --root).
+    pub id: String,
+}
+
+/// The request: where the new image is (the monitor reads it).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct UpgradeRequest {
+    /// Absolute path of the new kernel image.
+    pub(crate) kernel: PathBuf,
+}
+
+/// The monitor's answer once the guest's record was checked.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct UpgradeAnswer {
+    /// Whether the new kernel runs now.
+    upgraded: bool,
+    /// Why not.
+    refusal: Option<String>,
+    /// The running kernel's release.
+    running: String,
+    /// The new kernel's release.
+    new: String,
+    /// The record version used.
+    version: u32,
+    /// From asking the guest to the checked record (ms).
+    record_ms: f64,
+    /// How long the guest's user threads were stopped (ms; see `UpgradeReport::pause`).
+    pause_ms: f64,
+    /// What the record holds.
+    record: RecordSummary,
+}
+
+/// A hand-over record, as JSON.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct RecordSummary {
+    release: String,
+    bytes: usize,
+    processes: Vec<ProcessJson>,
+    threads: Vec<ThreadJson>,
+    vmas: usize,
+    fds: Vec<FdJson>,
+    blockers: Vec<String>,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct ProcessJson {
+    pid: i32,
+    ppid: i32,
+    pgid: i32,
+    sid: i32,
+    uid: u32,
+    gid: u32,
+    threads: u32,
+    zombie: bool,
+    resident_pages: u64,
+    comm: String,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct ThreadJson {
+    tid: i32,
+    pid: i32,
+    /// `user` (stopped in user mode: `rip`, `rsp`, `fs_base` are its registers), `syscall`
+    /// (blocked in a system call) or `running` (did not stop in time).
+    state: String,
+    rip: u64,
+    rsp: u64,
+    fs_base: u64,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct FdJson {
+    pid: i32,
+    fd: i32,
+    kind: String,
+    name: String,
+}
+
+/// Guest text, escaped for a terminal.
+fn text(b: &[u8]) -> String {
+    pvmux_host::escape::escape_guest(until_nul(b), pvmux_host::escape::Mode::Line)
+}
+
+impl From<&Inventory> for RecordSummary {
+    fn from(i: &Inventory) -> Self {
+        Self {
+            release: i.release.clone(),
+            bytes: i.len,
+            processes: i
+                .processes
+                .iter()
+                .map(|p| ProcessJson {
+                    pid: p.pid,
+                    ppid: p.ppid,
+                    pgid: p.pgid,
+                    sid: p.sid,
+                    uid: p.uid,
+                    gid: p.gid,
+                    threads: p.nr_threads,
+                    zombie: p.flags & process_flags::ZOMBIE != 0,
+                    resident_pages: p.resident_pages,
+                    comm: text(&p.comm),
+                })
+                .collect(),
+            threads: i
+                .threads
+                .iter()
+                .map(|t| ThreadJson {
+                    tid: t.tid,
+                    pid: t.pid,
+                    state: match t.state {
+                        thread_state::USER => "user",
+                        thread_state::SYSCALL => "syscall",
+                        _ => "running",
+                    }
+                    .to_owned(),
+                    rip: t.rip,
+                    rsp: t.rsp,
+                    fs_base: t.fs_base,
+                })
+                .collect(),
+            vmas: i.vmas.len(),
+            fds: i
+                .fds
+                .iter()
+                .map(|f| FdJson {
+                    pid: f.pid,
+                    fd: f.fd,
+                    kind: match f.kind {
+                        fd_kind::FILE => "file",
+                        fd_kind::PIPE => "pipe",
+                        fd_kind::SOCKET => "socket",
+                        fd_kind::TTY => "tty",
+                        _ => "other",
+                    }
+                    .to_owned(),
+                    name: text(&f.name),
+                })
+                .collect(),
+            blockers: i.blocker_texts(),
+        }
+    }
+}
+
+/// The monitor's side: reads the image, asks the host library, answers (JSON). Refusals
+/// before the guest's record (a bad image, incompatible versions, no answer) are errors.
+pub(crate) fn answer(h: &TenantHandle, req: &UpgradeRequest) -> anyhow::Result<String> {
+    let image = std::fs::read(&req.kernel)
+        .with_context(|| format!("reading the new kernel image {}", req.kernel.display()))?;
+    let report = h.upgrade(image)?;
+    let refusal = match upgrade::decide(&report) {
+        Ok(()) => None,
+        Err(e @ (UpgradeError::CannotCarry(_) | UpgradeError::SwitchNotImplemented)) => {
+            Some(e.to_string())
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let a = UpgradeAnswer {
+        upgraded: refusal.is_none(),
+        refusal,
+        running: report.plan.running.clone(),
+        new: report.plan.new.clone(),
+        version: report.plan.version,
+        record_ms: report.record_time.as_secs_f64() * 1e3,
+        pause_ms: report.pause.as_secs_f64() * 1e3,
+        record: (&report.inventory).into(),
+    };
+    tracing::info!(upgraded = a.upgraded, "upgrade answered");
+    Ok(serde_json::to_string(&a)?)
+}
+
+/// `pvmux upgrade`.
+pub(crate) fn upgrade(g: &GlobalArgs, a: &UpgradeArgs) -> anyhow::Result<u8> {
+    let kernel = std::fs::canonicalize(&a.kernel)
+        .with_context(|| format!("the new kernel image {}", a.kernel.display()))?;
+    let sd = StateDir::open(&g.root, &a.id)?;
+    match sd.read()?.effective_status() {
+        Status::Running => {}
+        Status::Paused => bail!("{} is paused: resume it first", a.id),
+        _ => bail!("{} is not running", a.id),
+    }
+    let payload = control::request(
+        &sd.control_socket(),
+        &Request::Upgrade(UpgradeRequest { kernel }),
+    )?;
+    let ans: UpgradeAnswer =
+        serde_json::from_str(&payload).context("bad answer from the monitor")?;
+    if a.format == super::Format::Json {
+        println!("{payload}");
+    } else {
+        let r = &ans.record;
+        println!(
+            "{}: hand-over record v{} from {} ({} bytes, {:.1} ms, user threads stopped {:.1} ms): {} processes, {} threads, {} memory areas, {} descriptors",
+            a.id,
+            ans.version,
+            r.release,
+            r.bytes,
+            ans.record_ms,
+            ans.pause_ms,
+            r.processes.len(),
+            r.threads.len(),
+            r.vmas,
+            r.fds.len()
+        );
+    }
+    match ans.refusal {
+        None => Ok(0),
+        Some(why) => bail!(
+            "cannot upgrade {} from {} to {}: {why}; {} keeps running",
+            a.id,
+            ans.running,
+            ans.new,
+            ans.running
+        ),
+    }
+}

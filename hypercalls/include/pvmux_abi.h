@@ -1006,6 +1006,7 @@ _Static_assert(sizeof(struct pvmux_balloon_range) == 16, "BalloonRange size");
 #define PVMUX_CHANNEL_POLL_HUP 4u
 #define PVMUX_CHANNEL_POLL_CLOSED 8u
 
+/* ------------------------------------------------------------------------------------------
  * Disks: PVMUX_PENDING_DISK, disk_take, disk_submit (the ring doorbell), disk_report
  * ---------------------------------------------------------------------------------------- */
 

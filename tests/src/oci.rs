@@ -276,8 +276,10 @@ pub fn receive_master(listener: &std::os::unix::net::UnixListener) -> File {
 }
 
 /// podman with a `containers.conf` of its own (`default_ulimits = []`: podman's default
-/// ulimits are above this kind of host's hard limits) and an image imported from a busybox
-/// root file system; removed on drop.
+/// ulimits are above this kind of host's hard limits; `runtime = "runc"`: the native runs
+/// the tests compare with are runc's — podman would otherwise pick crun when it is
+/// installed, and crun refuses this kind of host's hybrid cgroup layout) and an image
+/// imported from a busybox root file system; removed on drop.
 pub struct Podman {
     dir: TempDir,
     /// The image's name.
@@ -290,7 +292,7 @@ impl Podman {
         let dir = TempDir::unique("pvmux-oci", "podman");
         std::fs::write(
             dir.0.join("containers.conf"),
-            "[containers]\ndefault_ulimits = []\n",
+            "[containers]\ndefault_ulimits = []\n\n[engine]\nruntime = \"runc\"\n",
         )
         .expect("write containers.conf");
         let b = Bundle::new(pvmux, &["true"], serde_json::json!({}));

@@ -1,7 +1,8 @@
 /* sigmask-wait: the signal mask of ppoll, pselect and sigsuspend is in force exactly for the
  * wait: a pending signal it unblocks interrupts the wait with EINTR and its handler runs
  * with that mask (plus the signal), the old mask is back afterwards; a signal it keeps
- * blocked does not interrupt; a ready file wins over a pending signal. One line per case,
+ * blocked does not interrupt; a ready file wins over a pending signal; after SIGCHLD's
+ * handler ran, `waitpid(WNOHANG)` finds the child. One line per case,
  * "NAME: ok" or "NAME: FAIL ..."; the exit status is the number of failures. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -162,6 +163,53 @@ static void from_child(enum waiter w) {
     sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
+static volatile sig_atomic_t chld_seen;
+static void on_chld(int sig) {
+    (void)sig;
+    chld_seen = 1;
+}
+
+/* timeout(1)'s wait: SIGCHLD blocked, then `while (waitpid(WNOHANG) == 0) sigsuspend(old)`.
+ * Once SIGCHLD's handler has run, the child is a zombie: waitpid finds it (a kernel that
+ * marks the child a zombie after sending the signal lets the parent sleep again, until a
+ * timer ends it). Each child ends while the parent is about to wait or already waits. */
+static void sigchld_then_wnohang(void) {
+    struct sigaction sa, old_sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_chld;
+    sigaction(SIGCHLD, &sa, &old_sa);
+    sigset_t chld = set_of(SIGCHLD, 0), none = set_of(0, 0);
+    int late = 0, rounds = 200;
+    for (int i = 0; i < rounds; i++) {
+        sigprocmask(SIG_SETMASK, &chld, NULL);
+        /* The previous child's signal is still pending if waitpid found it first. */
+        struct timespec zero = {0, 0};
+        while (sigtimedwait(&chld, NULL, &zero) == SIGCHLD)
+            ;
+        chld_seen = 0;
+        pid_t pid = fork();
+        if (pid == 0)
+            _exit(0);
+        int status = 0;
+        pid_t r;
+        while ((r = waitpid(pid, &status, WNOHANG)) == 0) {
+            if (chld_seen) {
+                /* The handler ran and the child is still not waitable. */
+                late++;
+                waitpid(pid, &status, 0);
+                break;
+            }
+            sigsuspend(&none);
+        }
+    }
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    sigaction(SIGCHLD, &old_sa, NULL);
+    char d[64];
+    snprintf(d, sizeof d, "%d of %d children not waitable after SIGCHLD", late, rounds);
+    report("sigsuspend: SIGCHLD's handler ran, so waitpid(WNOHANG) finds the child", late == 0,
+           d);
+}
+
 int main(void) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -178,6 +226,7 @@ int main(void) {
         }
         from_child(w);
     }
+    sigchld_then_wnohang();
     printf("failures: %d\n", failures);
     return failures;
 }

@@ -196,9 +196,14 @@ impl SigState {
     }
 
     /// Makes `mask` the blocked mask (without SIGKILL and SIGSTOP).
+    ///
+    /// A full barrier (an atomic swap): the thread reads the pending sets after it, and a
+    /// sender reads this mask after raising a signal (see [`send_info_to_process`]) — with
+    /// a plain store both could read the other's old value, and a thread that unblocks a
+    /// signal to wait for it (`sigsuspend`) slept with the signal pending and no one to
+    /// wake it.
     fn set_blocked(&self, mask: SigSet) {
-        self.blocked
-            .store(mask.blockable().bits(), Ordering::Release);
+        self.blocked.swap(mask.blockable().bits(), Ordering::SeqCst);
     }
 
     /// Records that system call `nr` returned EINTR, for `SA_RESTART`; the calls Linux never
@@ -371,6 +376,9 @@ pub(crate) fn send_info_to_process(p: &Arc<Process>, info: SigInfo) -> Result<()
     let limit = super::rlimit::of(p, super::rlimit::res::SIGPENDING);
     p.shared_sig
         .raise_limited(info, usize::try_from(limit).unwrap_or(usize::MAX))?;
+    // The pending bit must be visible before the masks are read: a thread unblocking the
+    // signal at this moment then sees one or the other (see `SigState::set_blocked`).
+    core::sync::atomic::fence(Ordering::SeqCst);
     let target = threads
         .iter()
         .find(|t| SigSet::from_bits(t.sig.waiting.load(Ordering::Acquire)).contains(signo))
@@ -384,7 +392,13 @@ pub(crate) fn send_info_to_process(p: &Arc<Process>, info: SigInfo) -> Result<()
 /// Tells `parent` that `child` ended with wait status `status` (its exit signal, usually
 /// `SIGCHLD`, with the child's pid, status and CPU times), then marks `child` a zombie and
 /// wakes the parent's waiters: whoever reaps the child finds the signal already pending.
+///
+/// Both happen under the parent's relations lock, which `wait_child` holds while it looks for
+/// zombies: a parent woken by the signal that then waits with `WNOHANG` finds the child a
+/// zombie (timeout(1) waits so, and with the zombie marked later it slept again until its
+/// timer fired), and one that reaps the child finds the signal pending.
 pub(crate) fn notify_parent(parent: &Arc<Process>, child: &Process, status: i32) {
+    let rel = parent.rel.lock();
     if child.exit_signal != 0 {
         let (code, value) = if status & 0x7f == 0 {
             (code::CLD_EXITED, (status >> 8) & 0xff)
@@ -406,6 +420,7 @@ pub(crate) fn notify_parent(parent: &Arc<Process>, child: &Process, status: i32)
         let _ = send_info_to_process(parent, info);
     }
     child.zombie.store(true, Ordering::Release);
+    drop(rel);
     parent.child_wq.wake_all();
 }
 
@@ -858,7 +873,8 @@ pub(crate) fn sys_rt_sigtimedwait(set: u64, uinfo: u64, timeout: u64, size: u64)
     } else {
         crate::time::now_ns().saturating_add(super::futex::read_timespec(timeout)?)
     };
-    t.sig.waiting.store(wanted.bits(), Ordering::Release);
+    // A full barrier before the pending sets are read (see `SigState::set_blocked`).
+    t.sig.waiting.swap(wanted.bits(), Ordering::SeqCst);
     let got = loop {
         if let Some(info) = take_for_process(&t, wanted) {
             break Ok(info);

@@ -7,7 +7,7 @@ use std::process::Command;
 use serde_json::Value;
 
 /// The documented names (docs/BENCHMARKS.md), in output order.
-const NAMES: [&str; 100] = [
+const NAMES: [&str; 104] = [
     "pvmux.call.in_sandbox",
     "pvmux.hypercall.spin",
     "pvmux.hypercall.block",
@@ -93,15 +93,19 @@ const NAMES: [&str; 100] = [
     "native.user.syscall_getppid.contended",
     "gvisor.user.syscall_getppid.contended",
     "pvmux.user.syscall_getppid.contended",
+    "pvmux-trusted.user.syscall_getppid.contended",
     "native.user.page_fault.contended",
     "gvisor.user.page_fault.contended",
     "pvmux.user.page_fault.contended",
+    "pvmux-trusted.user.page_fault.contended",
     "native.user.fork_exit_wait.contended",
     "gvisor.user.fork_exit_wait.contended",
     "pvmux.user.fork_exit_wait.contended",
+    "pvmux-trusted.user.fork_exit_wait.contended",
     "native.user.pipe_pingpong.contended",
     "gvisor.user.pipe_pingpong.contended",
     "pvmux.user.pipe_pingpong.contended",
+    "pvmux-trusted.user.pipe_pingpong.contended",
     "pvmux.hypercall.spin.contended",
     "pvmux.hypercall.block.contended",
     "native.channel.roundtrip",

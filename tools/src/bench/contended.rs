@@ -6,8 +6,9 @@
 //! reaped afterwards, and killed by the kernel if `pvmux bench` dies), then, with the hogs
 //! running, measures
 //!
-//! * the user-mode workload ([`super::user`]) natively, under gVisor and in pvmux, one after
-//!   the other: `PEER.user.FIGURE.contended` for each of [`FIGURES`];
+//! * the user-mode workload ([`super::user`]) natively, under gVisor, in pvmux and in pvmux's
+//!   trusted in-process mode, one after the other: `PEER.user.FIGURE.contended` for each of
+//!   [`FIGURES`];
 //! * the guest's hypercall figures ([`super::guest`]): `pvmux.hypercall.NAME.contended`.
 //!
 //! The idle figures of the same run are measured before the hogs start, so each contended
@@ -35,7 +36,7 @@ pub const FIGURES: [&str; 4] = [
     "pipe_pingpong",
 ];
 /// The systems the user-mode figures are measured on under load.
-pub const PEERS: [Peer; 3] = [Peer::Native, Peer::Gvisor, Peer::Pvmux];
+pub const PEERS: [Peer; 4] = [Peer::Native, Peer::Gvisor, Peer::Pvmux, Peer::PvmuxTrusted];
 /// The guest figures measured under load (after `pvmux.`).
 pub const GUEST: [&str; 2] = ["hypercall.spin", "hypercall.block"];
 

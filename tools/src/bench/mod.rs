@@ -584,6 +584,12 @@ pub const BENCHMARKS: &[BenchDef] = &[
         "contended: `getppid` system call, as a pvmux guest's program, next to 2 CPU hogs",
     ),
     def(
+        "pvmux-trusted.user.syscall_getppid.contended",
+        Unit::Ns,
+        Some(300.0),
+        "contended: `getppid` system call, as a pvmux guest's program in the trusted in-process mode, next to 2 CPU hogs",
+    ),
+    def(
         "native.user.page_fault.contended",
         Unit::Ns,
         None,
@@ -600,6 +606,12 @@ pub const BENCHMARKS: &[BenchDef] = &[
         Unit::Ns,
         None,
         "contended: first touch of an anonymous page, as a pvmux guest's program, next to 2 CPU hogs",
+    ),
+    def(
+        "pvmux-trusted.user.page_fault.contended",
+        Unit::Ns,
+        None,
+        "contended: first touch of an anonymous page, as a pvmux guest's program in the trusted in-process mode, next to 2 CPU hogs",
     ),
     def(
         "native.user.fork_exit_wait.contended",
@@ -620,6 +632,12 @@ pub const BENCHMARKS: &[BenchDef] = &[
         "contended: fork, child exit, wait, as a pvmux guest's program, next to 2 CPU hogs",
     ),
     def(
+        "pvmux-trusted.user.fork_exit_wait.contended",
+        Unit::Ns,
+        None,
+        "contended: fork, child exit, wait, as a pvmux guest's program in the trusted in-process mode, next to 2 CPU hogs",
+    ),
+    def(
         "native.user.pipe_pingpong.contended",
         Unit::Ns,
         None,
@@ -636,6 +654,12 @@ pub const BENCHMARKS: &[BenchDef] = &[
         Unit::Ns,
         None,
         "contended: pipe round trip between two processes, as a pvmux guest's program, next to 2 CPU hogs",
+    ),
+    def(
+        "pvmux-trusted.user.pipe_pingpong.contended",
+        Unit::Ns,
+        None,
+        "contended: pipe round trip between two processes, as a pvmux guest's program in the trusted in-process mode, next to 2 CPU hogs",
     ),
     def(
         "pvmux.hypercall.spin.contended",
@@ -1048,12 +1072,12 @@ mod tests {
         let both = selected(&["kvm".to_owned(), "boot".to_owned()]);
         assert_eq!(both.len(), 9);
         let user = selected(&["*.user.*".to_owned()]);
-        assert_eq!(user.len(), 45 + 12);
+        assert_eq!(user.len(), 45 + 16);
         assert!(user
             .iter()
             .all(|d| user::split(d.name).is_some() || contended::split(d.name).is_some()));
         let contended = selected(&["*.contended".to_owned()]);
-        assert_eq!(contended.len(), 14);
+        assert_eq!(contended.len(), 18);
         assert!(contended.iter().all(|d| contended::is_contended(d.name)));
         let apps = selected(&["*.app.*".to_owned()]);
         assert_eq!(apps.len(), 12);

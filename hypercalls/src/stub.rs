@@ -97,6 +97,37 @@ pub struct StubTable {
 }
 
 impl StubTable {
+    /// Every field 0: a table not filled in yet (the stub's own before start-up, the
+    /// kernel's before it installs the stub's).
+    pub const ZERO: Self = Self {
+        magic: 0,
+        abi_version: 0,
+        nr_entries: 0,
+        hypercall: 0,
+        set_callbacks: 0,
+        iret: 0,
+        irq_enable: 0,
+        irq_disable: 0,
+        halt: 0,
+        timer_arm: 0,
+        clock_ns: 0,
+        vcpu_start: 0,
+        vcpu_kick: 0,
+        vcpu_self: 0,
+        vcpu_id: 0,
+        load_root: 0,
+        tlb_flush: 0,
+        tlb_flush_all: 0,
+        prefault: 0,
+        set_fault_around: 0,
+        null: 0,
+        user_wait: 0,
+        user_wake: 0,
+        inproc_ops: 0,
+        inproc_run: 0,
+        inproc_syscall: 0,
+    };
+
     /// The entry addresses in declaration order.
     pub const fn entries(&self) -> [u64; STUB_ENTRIES as usize] {
         [

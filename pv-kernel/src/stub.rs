@@ -17,34 +17,7 @@ struct TableCell(core::cell::UnsafeCell<StubTable>);
 // the only vCPU running kernel code (before the others are started), and read afterwards.
 unsafe impl Sync for TableCell {}
 
-static TABLE: TableCell = TableCell(core::cell::UnsafeCell::new(StubTable {
-    magic: 0,
-    abi_version: 0,
-    nr_entries: 0,
-    hypercall: 0,
-    set_callbacks: 0,
-    iret: 0,
-    irq_enable: 0,
-    irq_disable: 0,
-    halt: 0,
-    timer_arm: 0,
-    clock_ns: 0,
-    vcpu_start: 0,
-    vcpu_kick: 0,
-    vcpu_self: 0,
-    vcpu_id: 0,
-    load_root: 0,
-    tlb_flush: 0,
-    tlb_flush_all: 0,
-    prefault: 0,
-    set_fault_around: 0,
-    null: 0,
-    user_wait: 0,
-    user_wake: 0,
-    inproc_ops: 0,
-    inproc_run: 0,
-    inproc_syscall: 0,
-}));
+static TABLE: TableCell = TableCell(core::cell::UnsafeCell::new(StubTable::ZERO));
 
 /// Whether [`TABLE`] holds a validated table.
 static INSTALLED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);

@@ -130,34 +130,7 @@ extern "sysv64" {
 }
 
 /// The stub's entry table; its address is handed to the guest in `rsi`.
-static mut TABLE: StubTable = StubTable {
-    magic: 0,
-    abi_version: 0,
-    nr_entries: 0,
-    hypercall: 0,
-    set_callbacks: 0,
-    iret: 0,
-    irq_enable: 0,
-    irq_disable: 0,
-    halt: 0,
-    timer_arm: 0,
-    clock_ns: 0,
-    vcpu_start: 0,
-    vcpu_kick: 0,
-    vcpu_self: 0,
-    vcpu_id: 0,
-    load_root: 0,
-    tlb_flush: 0,
-    tlb_flush_all: 0,
-    prefault: 0,
-    set_fault_around: 0,
-    null: 0,
-    user_wait: 0,
-    user_wake: 0,
-    inproc_ops: 0,
-    inproc_run: 0,
-    inproc_syscall: 0,
-};
+static mut TABLE: StubTable = StubTable::ZERO;
 
 pub(crate) const PROT_RW: u32 = 3;
 pub(crate) const MAP_SHARED: u32 = 0x01;

@@ -70,6 +70,7 @@ use pvmux_hypercalls::BootArgsBuf;
 
 pub mod oci;
 pub mod procfs;
+pub mod state_root;
 
 /// A host running the embedded stub.
 pub fn host() -> Host {

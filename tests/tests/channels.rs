@@ -8,34 +8,28 @@
 //! (Garbage in the shared ring's indices is `host-module`'s unit tests' part:
 //! `channel::tests::garbage_indices_break_the_channel_not_the_host`.)
 
-use std::process::Command;
 use std::time::Duration;
 
-use pvmux_tests::oci::{wait_for, TIMEOUT};
-use pvmux_tests::{run_with_timeout, Run, TempDir};
+use pvmux_tests::oci::wait_for;
+use pvmux_tests::state_root::StateRoot;
+use pvmux_tests::{Run, TempDir};
 
 /// The `pvmux` command line.
 const PVMUX: &str = env!("CARGO_BIN_EXE_pvmux-cli");
 
 /// A state root of its own per test.
-struct Root(TempDir);
+struct Root(StateRoot);
+
+impl std::ops::Deref for Root {
+    type Target = StateRoot;
+    fn deref(&self) -> &StateRoot {
+        &self.0
+    }
+}
 
 impl Root {
     fn new(tag: &str) -> Self {
-        Self(TempDir::unique("pvmux-channels", tag))
-    }
-
-    /// `pvmux --root ROOT ARGS...` to its end.
-    fn pvmux(&self, args: &[&str]) -> Run {
-        let mut cmd = Command::new(PVMUX);
-        cmd.arg("--root").arg(&self.0 .0).args(args);
-        run_with_timeout(
-            cmd,
-            &args.join(" "),
-            TIMEOUT,
-            Duration::from_millis(10),
-            |_| {},
-        )
+        Self(StateRoot::new(PVMUX, "pvmux-channels", tag))
     }
 
     /// `pvmux run --name NAME [-d] --channel CHANNEL -v OUT:/out --rootfs / -- sh -c SCRIPT`.
@@ -63,7 +57,7 @@ impl Root {
     }
 
     fn channel_file(&self, name: &str) -> std::path::PathBuf {
-        self.0 .0.join(".channels").join(name)
+        self.dir().join(".channels").join(name)
     }
 
     fn stop(&self, name: &str) {
@@ -190,7 +184,7 @@ fn a_stopped_writer_ends_the_stream_and_a_third_tenant_is_refused() {
         "{}",
         r.context()
     );
-    assert!(!root.0 .0.join("third").exists());
+    assert!(!root.dir().join("third").exists());
     // The stream has not ended: W still holds it open.
     std::thread::sleep(Duration::from_millis(300));
     assert!(!out.0.join("r-end").exists());
@@ -219,9 +213,9 @@ fn a_bad_channel_name_is_refused_before_anything_starts() {
             "{bad:?}: {}",
             r.context()
         );
-        assert!(!root.0 .0.join("t").exists(), "{bad:?}");
+        assert!(!root.dir().join("t").exists(), "{bad:?}");
     }
     // Nothing was created under the root.
-    assert!(!root.0 .0.join(".channels").join("x").exists());
-    assert!(!root.0 .0.join("x").exists());
+    assert!(!root.dir().join(".channels").join("x").exists());
+    assert!(!root.dir().join("x").exists());
 }

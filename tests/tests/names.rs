@@ -5,34 +5,26 @@
 //! use or a malformed one is refused, an attached named run relays its output and exit
 //! status, and `kill -9` of a detached tenant's monitor leaves no process behind.
 
-use std::process::Command;
-use std::time::Duration;
-
-use pvmux_tests::oci::{alive, wait_for, TIMEOUT};
-use pvmux_tests::{prog, run_with_timeout, Run, TempDir};
+use pvmux_tests::oci::{alive, wait_for};
+use pvmux_tests::prog;
+use pvmux_tests::state_root::StateRoot;
 
 /// The `pvmux` command line.
 const PVMUX: &str = env!("CARGO_BIN_EXE_pvmux-cli");
 
 /// A state root of its own per test.
-struct Root(TempDir);
+struct Root(StateRoot);
+
+impl std::ops::Deref for Root {
+    type Target = StateRoot;
+    fn deref(&self) -> &StateRoot {
+        &self.0
+    }
+}
 
 impl Root {
     fn new(tag: &str) -> Self {
-        Self(TempDir::unique("pvmux-names", tag))
-    }
-
-    /// `pvmux --root ROOT ARGS...` to its end.
-    fn pvmux(&self, args: &[&str]) -> Run {
-        let mut cmd = Command::new(PVMUX);
-        cmd.arg("--root").arg(&self.0 .0).args(args);
-        run_with_timeout(
-            cmd,
-            &args.join(" "),
-            TIMEOUT,
-            Duration::from_millis(10),
-            |_| {},
-        )
+        Self(StateRoot::new(PVMUX, "pvmux-names", tag))
     }
 
     /// Starts a detached named tenant running `sh -c SCRIPT` with the host's root as its
@@ -46,28 +38,15 @@ impl Root {
         assert_eq!(r.stdout.trim(), name, "{}", r.context());
     }
 
-    /// `pvmux ps --format json`.
-    fn ps(&self) -> Vec<serde_json::Value> {
-        let r = self.pvmux(&["ps", "--format", "json"]);
-        assert_eq!(r.code(), Some(0), "ps: {}", r.context());
-        serde_json::from_str(&r.stdout).expect("ps prints JSON")
-    }
-
+    /// Tenant `name`'s `ps` row (it must be listed).
     fn row(&self, name: &str) -> serde_json::Value {
-        self.ps()
-            .into_iter()
-            .find(|r| r["name"] == name)
+        self.0
+            .row(name)
             .unwrap_or_else(|| panic!("ps does not list {name}"))
     }
 
-    fn monitor_pid(&self, name: &str) -> i32 {
-        self.row(name)["pid"]
-            .as_i64()
-            .expect("a running tenant has a pid") as i32
-    }
-
     fn state_dir(&self, name: &str) -> std::path::PathBuf {
-        self.0 .0.join(name)
+        self.dir().join(name)
     }
 }
 

@@ -9,11 +9,11 @@
 
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use pvmux_tests::oci::{wait_for, TIMEOUT};
-use pvmux_tests::{run_with_timeout, Run, TempDir};
+use pvmux_tests::oci::wait_for;
+use pvmux_tests::state_root::StateRoot;
+use pvmux_tests::TempDir;
 
 /// The `pvmux` command line.
 const PVMUX: &str = env!("CARGO_BIN_EXE_pvmux-cli");
@@ -26,32 +26,21 @@ const SCRIPT: &str = "(while :; do echo tick; sleep 0.05; done) | \
      i=0; while :; do i=$((i+1)); echo $i >> /tmp/c; sleep 0.01; done";
 
 /// A state root, and a directory for snapshots outside it.
-struct Root(TempDir, TempDir);
+struct Root(StateRoot, TempDir);
+
+impl std::ops::Deref for Root {
+    type Target = StateRoot;
+    fn deref(&self) -> &StateRoot {
+        &self.0
+    }
+}
 
 impl Root {
     fn new(tag: &str) -> Self {
         Self(
-            TempDir::unique("pvmux-snapshot", tag),
+            StateRoot::new(PVMUX, "pvmux-snapshot", tag),
             TempDir::unique("pvmux-snapshots", tag),
         )
-    }
-
-    fn pvmux(&self, args: &[&str]) -> Run {
-        let mut cmd = Command::new(PVMUX);
-        cmd.arg("--root").arg(&self.0 .0).args(args);
-        run_with_timeout(
-            cmd,
-            &args.join(" "),
-            TIMEOUT,
-            Duration::from_millis(10),
-            |_| {},
-        )
-    }
-
-    fn ok(&self, args: &[&str]) -> Run {
-        let r = self.pvmux(args);
-        assert_eq!(r.code(), Some(0), "{}", r.context());
-        r
     }
 
     fn start(&self, name: &str, mem: &str, extra: &[&str]) {
@@ -69,38 +58,14 @@ impl Root {
         self.ok(&["exec", name, "--", "/bin/sh", "-c", cmd]).stdout
     }
 
-    fn ps(&self) -> Vec<serde_json::Value> {
-        serde_json::from_str(&self.ok(&["ps", "--format", "json"]).stdout).expect("JSON")
-    }
-
     fn state(&self, name: &str) -> Option<String> {
-        self.ps()
-            .into_iter()
-            .find(|r| r["name"] == name)
+        self.row(name)
             .map(|r| r["state"].as_str().unwrap_or("").to_owned())
     }
 
     /// A directory for a snapshot (outside the state root).
     fn dir(&self, sub: &str) -> PathBuf {
         self.1 .0.join(sub)
-    }
-}
-
-impl Drop for Root {
-    /// A test that failed half-way leaves no tenant running: each one's monitor is killed
-    /// (its sandboxes die with it).
-    fn drop(&mut self) {
-        let mut cmd = Command::new(PVMUX);
-        cmd.arg("--root")
-            .arg(&self.0 .0)
-            .args(["ps", "--format", "json"]);
-        let Ok(out) = cmd.output() else { return };
-        let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        for r in rows {
-            if let Some(pid) = r["pid"].as_i64() {
-                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            }
-        }
     }
 }
 
@@ -350,7 +315,7 @@ fn corrupted_truncated_and_foreign_snapshots_are_refused() {
         );
         // Nothing started, nothing left.
         assert_eq!(root.state(tag), None, "{tag}");
-        assert!(!root.0 .0.join(tag).join("state.json").exists(), "{tag}");
+        assert!(!root.0.dir().join(tag).join("state.json").exists(), "{tag}");
     }
     // The untouched snapshot restores.
     let good = root.dir("good");

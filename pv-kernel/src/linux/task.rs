@@ -781,6 +781,7 @@ pub(crate) fn do_clone(
         regs: st.regs,
         fs_base: st.fs_base,
         fp: st.fp.clone(),
+        fp_token: 0,
         user_ns: 0,
     };
     cst.regs.rax = 0;

@@ -360,6 +360,49 @@ static int hostile(void) {
     return 1;
 }
 
+/* ---- FPU state per thread: four threads each keep their own value in xmm8 across 20,000
+ * calls from one site (getppid and sched_yield in turn: on one vCPU the threads share a
+ * context slot, so a thread's state must come back after another's ran there). ---- */
+extern long fpu_site(long value, long rounds);
+__asm__(".text\n"
+        ".globl fpu_site\n"
+        "fpu_site:\n"                  /* returns how many calls found xmm8 changed */
+        "  push %rbx\n"
+        "  xor %ebx, %ebx\n"
+        "  movq %rdi, %xmm8\n"
+        "  mov %rsi, %rdx\n"
+        "1:\n"
+        "  mov $110, %eax\n"           /* getppid */
+        "  syscall\n"
+        "  movq %xmm8, %rax\n cmp %rdi, %rax\n je 2f\n inc %rbx\n movq %rdi, %xmm8\n"
+        "2:\n"
+        "  mov $24, %eax\n"            /* sched_yield */
+        "  syscall\n"
+        "  movq %xmm8, %rax\n cmp %rdi, %rax\n je 3f\n inc %rbx\n movq %rdi, %xmm8\n"
+        "3:\n"
+        "  dec %rdx\n jnz 1b\n"
+        "  mov %rbx, %rax\n"
+        "  pop %rbx\n"
+        "  ret\n");
+
+static void *fpu_worker(void *arg) {
+    return (void *)fpu_site((long)(intptr_t)arg, 10000);
+}
+
+static void fpu_threads(void) {
+    pthread_t t[4];
+    for (long i = 0; i < 4; i++)
+        pthread_create(&t[i], NULL, fpu_worker, (void *)(0x5150000000000000 + i * 0x1234567));
+    long changed = 0;
+    for (int i = 0; i < 4; i++) {
+        void *r;
+        pthread_join(t[i], &r);
+        changed += (long)(intptr_t)r;
+    }
+    check(changed == 0, "each thread's xmm8 across calls");
+    printf("fpu threads: %s\n", changed == 0 ? "ok" : "bad");
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc > 1 && strcmp(argv[1], "code") == 0)
@@ -369,6 +412,7 @@ int main(int argc, char **argv) {
     registers();
     alignment_check();
     threads();
+    fpu_threads();
     signals();
     fork_after_patch();
     printf("failures: %d\n", failures);

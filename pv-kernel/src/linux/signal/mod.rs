@@ -523,6 +523,7 @@ fn setup_frame(
     copy_to_user(frame.sp, &frame.bytes)?;
     t.sig.altstack.lock().disarm();
     st.fp = Vec::new();
+    st.fp_changed();
     st.regs = frame.handler_regs(&r, info.signo, act.handler);
     Ok(())
 }
@@ -549,6 +550,7 @@ pub(crate) fn sigreturn(t: &Arc<Task>, st: &mut UserState) -> SysResult {
     };
     st.regs = back.regs;
     st.fp = fp;
+    st.fp_changed();
     t.sig.set_blocked(back.mask);
     // Errors are ignored, as Linux's `restore_altstack` does.
     let _ = t.sig.altstack.lock().set(back.stack, st.regs.rsp);

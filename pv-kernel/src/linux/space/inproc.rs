@@ -110,6 +110,7 @@ impl Space {
             slice_ns: self.slice_for(cpu),
             ..InprocRun::default()
         };
+        st.fp_changed();
         if crate::stub::inproc_run(&mut run, &mut st.fp) != 0 {
             return Exit::Dead;
         }

@@ -90,6 +90,7 @@ impl Space {
             failure: AtomicU64::new(0),
             mm: IrqLock::new(Mm::new()),
             slice_deadline: [const { AtomicU64::new(0) }; pvmux_hypercalls::MAX_VCPUS as usize],
+            slot_fp_token: [const { AtomicU64::new(0) }; pvmux_hypercalls::MAX_VCPUS as usize],
             patch_skip: [const { AtomicU64::new(0) }; crate::linux::patch::SKIP_SLOTS],
             forking: AtomicU32::new(0),
             fork_done: WaitQueue::new(),
@@ -131,6 +132,10 @@ impl Space {
         self.handle.store(handle, Ordering::Release);
         for d in &self.slice_deadline {
             d.store(0, Ordering::Relaxed);
+        }
+        // The new sandbox's slots hold no thread's FPU image.
+        for t in &self.slot_fp_token {
+            t.store(0, Ordering::Relaxed);
         }
         let freed = self.mm.lock().forget_sandbox();
         for f in freed {

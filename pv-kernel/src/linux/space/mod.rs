@@ -83,6 +83,9 @@ pub(crate) struct Space {
     /// Per slot: guest time at which its slice timer fires (0 = not armed). The timer is
     /// re-armed only once it has fired, which saves a host timer call per entry.
     slice_deadline: [AtomicU64; pvmux_hypercalls::MAX_VCPUS as usize],
+    /// Per slot: the token of the FPU image its `fpstate` holds (`UserState::fp_token`; 0:
+    /// unknown). Only the vCPU of the slot touches it.
+    slot_fp_token: [AtomicU64; pvmux_hypercalls::MAX_VCPUS as usize],
     /// Forks of this space under way ([`Space::fork`]): its threads wait in [`Space::run`]
     /// until there are none.
     forking: AtomicU32,

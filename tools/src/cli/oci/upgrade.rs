@@ -23,7 +23,8 @@ use super::{Format, GlobalArgs};
 #[derive(Debug, Args)]
 pub struct UpgradeArgs {
     /// Output format: the decision and what the running kernel's hand-over record holds
-    /// (`json`: every process, memory area and descriptor it lists).
+    /// (`json`: every process, memory area and descriptor it lists, and with record
+    /// version 2 what it carries of each: threads, pages, descriptors, pipes, mappings).
     #[arg(short = 'f', long, value_enum, default_value = "table")]
     pub format: Format,
     /// The new kernel image (an ELF file, as `pvmux run --kernel`). It is checked first; a

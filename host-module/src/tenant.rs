@@ -1182,7 +1182,8 @@ impl TenantHandle {
             return Err(UpgradeError::Paused);
         }
         let plan = upgrade::prepare(&s.kernel, image)?;
-        upgrade::run(&s.handover, plan, || {
+        let bounds = upgrade::bounds(s.layout.pool_base, s.mem.size());
+        upgrade::run(&s.handover, plan, &bounds, || {
             s.raise(pvmux_hypercalls::vcpu::pending::HANDOVER)
         })
     }

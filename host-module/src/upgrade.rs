@@ -11,19 +11,23 @@
 //! and raises `pending::HANDOVER`; the guest takes it (`HandoverTake`, hypercall 47) and
 //! answers with its record (`HandoverRecord`, hypercall 48), which the host copies out of
 //! guest memory (at most [`MAX_RECORD_LEN`] bytes, inside guest memory) and checks with
-//! [`Record::parse`] (magic, version, lengths, CRC-32, every section) before it believes any
-//! of it. A record that names blockers — state the new kernel could not adopt — refuses the
+//! [`Record::parse`] (magic, version, lengths, CRC-32, every section) and then
+//! [`Record::check`] against the tenant's [`bounds`] (ids, user addresses, page frames in the
+//! user pool, page runs inside their areas) before it believes any of it. A record that names blockers — state the new kernel could not adopt — refuses the
 //! upgrade, naming them. The guest stops its user threads at a safe point while it writes
 //! the record (the host measures that pause: `HandoverTake` to `HandoverRecord`), and
-//! nothing is asked of it before the image checks have passed; with record version 1 (an inventory that carries no process) every tenant with a live
-//! process is refused, and the switch itself is not implemented (see docs/MULTIKERNEL.md).
+//! nothing is asked of it before the image checks have passed. With record version 1 (an
+//! inventory that carries no process) every tenant with a live process is refused; version
+//! 2 carries threads and memory, and names what it does not carry; the switch itself is
+//! not implemented (see docs/MULTIKERNEL.md).
 
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use pvmux_hypercalls::handover::{
-    blocker, until_nul, BlockerEntry, FdEntry, HandoverNote, ProcessEntry, Record, RecordError,
-    ThreadEntry, VmaEntry, MAX_RECORD_LEN,
+    blocker, until_nul, BlockerEntry, Bounds, FdEntry, FdStateEntry, FileAreaEntry, HandoverNote,
+    PageRunEntry, PipeEntry, ProcessEntry, ProcessStateEntry, Record, RecordError, SigActionEntry,
+    ThreadEntry, ThreadStateEntry, VmaEntry, ZombieEntry, MAX_PID, MAX_RECORD_LEN,
 };
 use pvmux_hypercalls::HcError;
 
@@ -148,13 +152,55 @@ pub struct Inventory {
     pub fds: Vec<FdEntry>,
     /// What the new kernel could not adopt.
     pub blockers: Vec<BlockerEntry>,
+    /// Version 2: what each thread resumes with.
+    pub thread_states: Vec<ThreadStateEntry>,
+    /// Version 2: every resident user page and its frame, in runs.
+    pub pages: Vec<PageRunEntry>,
+    /// Version 2: each live process's state, with its working directory and program path
+    /// (guest text, escaped).
+    pub states: Vec<(ProcessStateEntry, String, String)>,
+    /// Version 2: signal dispositions other than the default.
+    pub sigactions: Vec<SigActionEntry>,
+    /// Version 2: the descriptors carried, each with its path (guest text, escaped).
+    pub fd_states: Vec<(FdStateEntry, String)>,
+    /// Version 2: pipes, each with the number of bytes buffered in it.
+    pub pipes: Vec<(PipeEntry, usize)>,
+    /// Version 2: private mappings of host and volume files, each with its path (escaped).
+    pub file_areas: Vec<(FileAreaEntry, String)>,
+    /// Version 2: the wait status of each process not reaped.
+    pub zombies: Vec<ZombieEntry>,
 }
 
 impl Inventory {
-    /// Checks `bytes` as a record of `version` and decodes it.
-    pub fn parse(bytes: &[u8], version: u32) -> Result<Self, RecordError> {
+    /// Checks `bytes` as a record of `version` (whole: [`Record::parse`], then every value
+    /// against `bounds`: [`Record::check`]) and decodes it.
+    pub fn parse(bytes: &[u8], version: u32, bounds: &Bounds) -> Result<Self, RecordError> {
         let r = Record::parse(bytes, (version, version))?;
+        r.check(bounds)?;
+        let path = |b: Option<&[u8]>| {
+            crate::escape::escape_guest(b.unwrap_or_default(), crate::escape::Mode::Line)
+        };
         Ok(Self {
+            thread_states: r.entries().collect(),
+            pages: r.entries().collect(),
+            states: r
+                .entries::<ProcessStateEntry>()
+                .map(|s| (s, path(r.blob_bytes(s.cwd)), path(r.blob_bytes(s.exe))))
+                .collect(),
+            sigactions: r.entries().collect(),
+            fd_states: r
+                .entries::<FdStateEntry>()
+                .map(|f| (f, path(r.blob_bytes(f.path))))
+                .collect(),
+            pipes: r
+                .entries::<PipeEntry>()
+                .map(|p| (p, p.data.len as usize))
+                .collect(),
+            file_areas: r
+                .entries::<FileAreaEntry>()
+                .map(|a| (a, path(r.blob_bytes(a.path))))
+                .collect(),
+            zombies: r.entries().collect(),
             release: crate::escape::escape_guest(r.release(), crate::escape::Mode::Line),
             version: r.header.version,
             len: bytes.len(),
@@ -175,7 +221,7 @@ impl Inventory {
                     crate::escape::escape_guest(until_nul(&b.what), crate::escape::Mode::Line);
                 match b.kind {
                     blocker::PROCESS => format!("{what} (pid {})", b.pid),
-                    blocker::FILES | blocker::TIMERS => {
+                    blocker::FILES | blocker::TIMERS | blocker::KERNEL if b.pid > 0 => {
                         format!("{} {what} of pid {}", b.count, b.pid)
                     }
                     blocker::KERNEL if b.count > 0 => format!("{} {what}", b.count),
@@ -310,13 +356,15 @@ impl Handover {
 pub(crate) fn run(
     h: &Handover,
     plan: Plan,
+    bounds: &Bounds,
     raise: impl FnOnce(),
 ) -> Result<UpgradeReport, UpgradeError> {
     let start = Instant::now();
     h.ask(plan.version)?;
     raise();
     let (bytes, pause) = h.wait(ANSWER_TIMEOUT)?;
-    let inventory = Inventory::parse(&bytes, plan.version).map_err(UpgradeError::BadRecord)?;
+    let inventory =
+        Inventory::parse(&bytes, plan.version, bounds).map_err(UpgradeError::BadRecord)?;
     let record_time = start.elapsed();
     tracing::info!(
         processes = inventory.processes.len(),
@@ -332,6 +380,17 @@ pub(crate) fn run(
         record_time,
         pause,
     })
+}
+
+/// The bounds a tenant's record is checked against: user addresses in the user window,
+/// frames in its user pool (`pool_base` to the end of its memory).
+pub fn bounds(pool_base: u64, mem_size: u64) -> Bounds {
+    Bounds {
+        user_end: pvmux_hypercalls::user::USER_END,
+        pool_start: pool_base,
+        pool_end: mem_size,
+        max_pid: MAX_PID,
+    }
 }
 
 /// Decides on a checked report: refused naming the blockers, else (with this host) refused
@@ -377,12 +436,86 @@ mod tests {
 
     #[test]
     fn blockers_are_named_and_escaped() {
-        let inv = Inventory::parse(&record(&[(b"process sh", 1), (b"process \x1b[2J", 7)]), 1)
-            .expect("valid");
+        let b = bounds(16 << 20, 64 << 20);
+        let inv = Inventory::parse(
+            &record(&[(b"process sh", 1), (b"process \x1b[2J", 7)]),
+            2,
+            &b,
+        )
+        .expect("valid");
         let t = inv.blocker_texts();
         assert_eq!(t[0], "process sh (pid 1)");
         assert!(!t[1].contains('\x1b'), "{t:?}");
         assert!(t[1].ends_with("(pid 7)"), "{t:?}");
+    }
+
+    /// A version 2 record of one process with one memory area and one page run at `gpa`.
+    fn record_v2(gpa: u64) -> Vec<u8> {
+        use pvmux_hypercalls::handover::{page_flags, ProcessStateEntry, ThreadStateEntry};
+        let mut v = Vec::new();
+        let mut w = RecordWriter::new(&mut v, 2, b"6.1.0-pvmux");
+        w.section(&[ProcessEntry {
+            pid: 1,
+            nr_threads: 1,
+            resident_pages: 2,
+            ..Default::default()
+        }]);
+        w.section(&[ThreadEntry {
+            tid: 1,
+            pid: 1,
+            state: 1,
+            ..Default::default()
+        }]);
+        w.section(&[VmaEntry {
+            pid: 1,
+            start: 0x40_0000,
+            end: 0x40_2000,
+            ..FromZeros::new_zeroed()
+        }]);
+        let mut t = ThreadStateEntry::new_zeroed();
+        t.tid = 1;
+        t.pid = 1;
+        t.state = 1;
+        t.regs.rip = 0x40_0000;
+        w.section(&[t]);
+        w.section(&[PageRunEntry {
+            pid: 1,
+            flags: page_flags::COW,
+            va: 0x40_0000,
+            gpa,
+            pages: 2,
+        }]);
+        let mut st = ProcessStateEntry::new_zeroed();
+        st.pid = 1;
+        st.exe.len = 7;
+        w.section(&[st]);
+        w.blob(b"/bin/sh");
+        w.finish();
+        v
+    }
+
+    #[test]
+    fn a_version_2_record_is_checked_against_the_tenants_bounds() {
+        let b = bounds(16 << 20, 64 << 20);
+        let inv = Inventory::parse(&record_v2(32 << 20), 2, &b).expect("in bounds");
+        assert_eq!(inv.pages.len(), 1);
+        assert_eq!(inv.states[0].2, "/bin/sh");
+        assert_eq!(inv.thread_states[0].regs.rip, 0x40_0000);
+        // A frame outside this tenant's user pool (a kernel frame, or past its memory).
+        for gpa in [8 << 20, 64 << 20, (64 << 20) - 4096] {
+            assert!(
+                matches!(
+                    Inventory::parse(&record_v2(gpa), 2, &b),
+                    Err(RecordError::OutOfBounds("page frame", _))
+                ),
+                "{gpa:#x}"
+            );
+        }
+        // Only the version asked for.
+        assert_eq!(
+            Inventory::parse(&record_v2(32 << 20), 1, &b).err(),
+            Some(RecordError::Version(2))
+        );
     }
 
     #[test]

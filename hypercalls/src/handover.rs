@@ -27,10 +27,17 @@
 //! Protocol (docs/ABI.md §handover): the host raises [`crate::vcpu::pending::HANDOVER`]; the
 //! guest calls `HandoverTake` for the record version to write (the highest version both the
 //! running and the new image declare; 0: nothing asked), writes the record in kernel memory
-//! and hands it over with `HandoverRecord(gpa, len)`. With this version of pvmux the record
-//! is an **inventory**: the kernel lists its processes, memory areas, open files and timers,
-//! and names in [`section::BLOCKER`] entries everything the new kernel could not adopt; the
-//! host refuses the upgrade naming them and the running kernel is never stopped.
+//! and hands it over with `HandoverRecord(gpa, len)`. Version 1 is an **inventory**: the
+//! kernel lists its processes, threads, memory areas and open files, and names in
+//! [`section::BLOCKER`] entries everything a new kernel could not adopt. Version 2 adds what
+//! adoption needs of each live process — its threads' full registers, FPU areas and signal
+//! state ([`ThreadStateEntry`]), every resident page and the guest-physical frame it maps
+//! ([`PageRunEntry`]; the frames stay where they are in the user pool), credentials, paths
+//! and limits ([`ProcessStateEntry`]), signal dispositions ([`SigActionEntry`]) and a byte
+//! blob those entries point into ([`BlobRef`]) — and blockers for what it still does not
+//! carry. Every reader checks a record with [`Record::parse`] and then its values with
+//! [`Record::check`] against its own [`Bounds`]: the record is untrusted input to the host
+//! and to an adopting kernel alike.
 
 use core::mem::size_of;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
@@ -44,11 +51,19 @@ pub const NOTE_MAGIC: u64 = u64::from_le_bytes(*b"PVHOVNOT");
 /// [`RecordHeader::magic`]: "PVHNDOVR".
 pub const RECORD_MAGIC: u64 = u64::from_le_bytes(*b"PVHNDOVR");
 
-/// The record version this crate defines.
-pub const RECORD_VERSION: u32 = 1;
+/// The highest record version this crate defines (and the one a kernel of this source
+/// writes when both sides support it).
+pub const RECORD_VERSION: u32 = 2;
+
+/// The lowest record version this crate still reads and writes (version 1: the inventory
+/// alone).
+pub const MIN_RECORD_VERSION: u32 = 1;
 
 /// The largest record a host accepts (bytes).
 pub const MAX_RECORD_LEN: u64 = 4 << 20;
+
+/// The largest process or thread id a record may name (Linux's `PID_MAX_LIMIT`).
+pub const MAX_PID: i32 = 4 << 20;
 
 /// Length of a release string ([`HandoverNote::release`]), NUL padded.
 pub const RELEASE_LEN: usize = 64;
@@ -81,7 +96,7 @@ impl HandoverNote {
         }
         Self {
             magic: NOTE_MAGIC,
-            min_version: RECORD_VERSION,
+            min_version: MIN_RECORD_VERSION,
             max_version: RECORD_VERSION,
             release: r,
         }
@@ -158,6 +173,25 @@ pub mod section {
     pub const BLOCKER: u32 = 4;
     /// [`super::ThreadEntry`]s.
     pub const THREAD: u32 = 5;
+    /// Version 2: [`super::ThreadStateEntry`]s (what a thread resumes with).
+    pub const THREAD_STATE: u32 = 6;
+    /// Version 2: [`super::PageRunEntry`]s (every resident user page and its frame).
+    pub const PAGES: u32 = 7;
+    /// Version 2: [`super::ProcessStateEntry`]s (credentials, cwd, exe, break, signals).
+    pub const PROCESS_STATE: u32 = 8;
+    /// Version 2: [`super::SigActionEntry`]s (dispositions other than the default).
+    pub const SIGACTION: u32 = 9;
+    /// Version 2: bytes (entry size 1) that [`super::BlobRef`]s point into: FPU images,
+    /// paths. At most one per record.
+    pub const BLOB: u32 = 10;
+    /// Version 2: [`super::FdStateEntry`]s (the descriptors it carries).
+    pub const FD_STATE: u32 = 11;
+    /// Version 2: [`super::PipeEntry`]s (pipes with their buffered bytes).
+    pub const PIPE: u32 = 12;
+    /// Version 2: [`super::FileAreaEntry`]s (private mappings of host and volume files).
+    pub const FILE_AREA: u32 = 13;
+    /// Version 2: [`super::ZombieEntry`]s (the wait status of each process not reaped).
+    pub const ZOMBIE: u32 = 14;
 }
 
 /// One process.
@@ -322,6 +356,274 @@ pub mod blocker {
     pub const KERNEL: u32 = 4;
 }
 
+/// A byte range of the record's [`section::BLOB`] section (`len` 0: none).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct BlobRef {
+    /// Offset in the blob.
+    pub off: u32,
+    /// Bytes.
+    pub len: u32,
+}
+
+/// Version 2: what a thread resumes with under the adopting kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct ThreadStateEntry {
+    /// Thread id (a [`ThreadEntry`] of the same record names it).
+    pub tid: i32,
+    /// Its process.
+    pub pid: i32,
+    /// A [`thread_state`] ([`thread_state::USER`]: `regs` are the thread's user registers
+    /// at its safe point; otherwise only what the kernel knows of a blocked thread, and
+    /// `restart_nr` is [`NO_RESTART`]).
+    pub state: u32,
+    /// Zero.
+    pub _reserved: u32,
+    /// User registers (`vector`, `error_code`, `fault_addr` zero).
+    pub regs: crate::TrapFrame,
+    /// FS base (TLS).
+    pub fs_base: u64,
+    /// The `set_tid_address` / `CLONE_CHILD_CLEARTID` word (0: none).
+    pub clear_child_tid: u64,
+    /// The signal mask.
+    pub sigmask: u64,
+    /// Signals pending for this thread alone.
+    pub pending: u64,
+    /// The system call to re-issue when the thread resumes ([`NO_RESTART`]: none; the
+    /// registers then resume user code as they are).
+    pub restart_nr: u64,
+    /// The thread's saved FPU area (an XSAVE image) in the blob; `len` 0: the initial state.
+    pub fpu: BlobRef,
+    /// The alternate signal stack: base.
+    pub altstack_sp: u64,
+    /// Its size.
+    pub altstack_size: u64,
+    /// Its flags as last set (`SS_DISABLE` 2, `SS_AUTODISARM` 1 << 31).
+    pub altstack_flags: u32,
+    /// Zero.
+    pub _reserved2: u32,
+}
+
+const _: () = assert!(size_of::<ThreadStateEntry>() == 16 + 168 + 48 + 24);
+
+/// [`ThreadStateEntry::restart_nr`]: nothing to restart.
+pub const NO_RESTART: u64 = u64::MAX;
+
+/// The largest FPU area a record carries for one thread (bytes).
+pub const MAX_FPU_LEN: u32 = 16 << 10;
+
+/// Version 2: a run of resident user pages of one process that map consecutive frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct PageRunEntry {
+    /// The process.
+    pub pid: i32,
+    /// [`page_flags`].
+    pub flags: u32,
+    /// First page's user address (page aligned).
+    pub va: u64,
+    /// Its guest-physical frame (page aligned, in the user pool).
+    pub gpa: u64,
+    /// Pages in the run (at least 1).
+    pub pages: u64,
+}
+
+const _: () = assert!(size_of::<PageRunEntry>() == 32);
+
+/// [`PageRunEntry::flags`].
+pub mod page_flags {
+    /// Copy-on-write: shared with another space since a `fork` (the first write copies it).
+    pub const COW: u32 = 1 << 0;
+    /// In a `MAP_SHARED` region.
+    pub const SHARED: u32 = 1 << 1;
+}
+
+/// Version 2: a process's state beyond its [`ProcessEntry`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct ProcessStateEntry {
+    /// The process.
+    pub pid: i32,
+    /// Its file mode creation mask.
+    pub umask: u32,
+    /// Real, effective, saved and filesystem user ids.
+    pub uids: [u32; 4],
+    /// Real, effective, saved and filesystem group ids.
+    pub gids: [u32; 4],
+    /// Signals pending for the whole process.
+    pub shared_pending: u64,
+    /// Start of the heap.
+    pub brk_base: u64,
+    /// The program break.
+    pub brk: u64,
+    /// Its working directory's path (in the blob).
+    pub cwd: BlobRef,
+    /// Its program's path (in the blob).
+    pub exe: BlobRef,
+    /// Capability sets: effective, permitted, inheritable, bounding, ambient.
+    pub caps: [u64; 5],
+    /// Bit 0: keep the permitted set when every uid leaves 0 (`PR_SET_KEEPCAPS`).
+    pub cap_flags: u32,
+    /// The signal its parent gets when it ends (`SIGCHLD` for a process made by `fork`).
+    pub exit_signal: u32,
+    /// Supplementary groups (u32 each, in the blob).
+    pub groups: BlobRef,
+    /// Resource limits: [`NR_RLIMITS`] pairs of u64 (soft, hard), in the blob.
+    pub rlimits: BlobRef,
+}
+
+const _: () = assert!(size_of::<ProcessStateEntry>() == 144);
+
+/// Resource limits a [`ProcessStateEntry`] carries (x86-64 Linux's `RLIM_NLIMITS`).
+pub const NR_RLIMITS: usize = 16;
+
+/// The most supplementary groups a process carries (Linux's `NGROUPS_MAX`).
+pub const MAX_GROUPS: usize = 65536;
+
+/// Version 2: a signal disposition other than the default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct SigActionEntry {
+    /// The process.
+    pub pid: i32,
+    /// The signal (1..=64).
+    pub signo: u32,
+    /// Handler address, or `SIG_IGN` (1).
+    pub handler: u64,
+    /// `SA_*` flags.
+    pub flags: u64,
+    /// The return trampoline (`SA_RESTORER`).
+    pub restorer: u64,
+    /// Signals blocked while the handler runs.
+    pub mask: u64,
+}
+
+const _: () = assert!(size_of::<SigActionEntry>() == 40);
+
+/// Version 2: an open file descriptor the record carries (the others are blockers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct FdStateEntry {
+    /// The process.
+    pub pid: i32,
+    /// The descriptor.
+    pub fd: i32,
+    /// An [`fd_state`] kind.
+    pub kind: u32,
+    /// Bit 0: close-on-exec.
+    pub fd_flags: u32,
+    /// Access mode and status flags (`F_GETFL`).
+    pub status_flags: u32,
+    /// [`fd_state::CONSOLE`]: bit 0, the host stream is a terminal.
+    pub aux: u32,
+    /// The same for every descriptor, of any process, that shares one open file description
+    /// (and so its offset and status flags).
+    pub description: u64,
+    /// The file offset (files).
+    pub pos: u64,
+    /// A pipe end: its pipe's [`PipeEntry::id`]; the console: the host stream it writes
+    /// (0 stdout, 2 stderr).
+    pub object: u64,
+    /// A file: the absolute path it was opened by; a device or the console: its `/dev` path
+    /// (in the blob).
+    pub path: BlobRef,
+}
+
+const _: () = assert!(size_of::<FdStateEntry>() == 56);
+
+/// [`FdStateEntry::kind`].
+pub mod fd_state {
+    /// A `--rootfs` host file whose bytes are all the host's (reopened by path).
+    pub const HOST_FILE: u32 = 1;
+    /// A `--volume` file (its bytes are on the host; reopened by path).
+    pub const VOLUME_FILE: u32 = 2;
+    /// The read end of a pipe.
+    pub const PIPE_READ: u32 = 3;
+    /// The write end of a pipe.
+    pub const PIPE_WRITE: u32 = 4;
+    /// The console.
+    pub const CONSOLE: u32 = 5;
+    /// A memory-like device (`/dev/null`, `zero`, `full`, `random`, `urandom`, `tty`).
+    pub const DEVICE: u32 = 6;
+}
+
+/// Version 2: a pipe, named by the [`FdStateEntry::object`] of both its ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct PipeEntry {
+    /// Its id (unique in the record; in increasing order).
+    pub id: u64,
+    /// The bytes buffered in it, oldest first (in the blob).
+    pub data: BlobRef,
+    /// Zero.
+    pub _reserved: u64,
+}
+
+const _: () = assert!(size_of::<PipeEntry>() == 24);
+
+/// Version 2: a private mapping of a host or volume file: the memory area of the same
+/// process and start, whose pages not in a [`PageRunEntry`] come from the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct FileAreaEntry {
+    /// The process.
+    pub pid: i32,
+    /// [`file_area_flags`].
+    pub flags: u32,
+    /// The area's first byte (a [`VmaEntry::start`] of the same process).
+    pub start: u64,
+    /// The file offset of that byte (page aligned).
+    pub offset: u64,
+    /// The file's path (in the blob).
+    pub path: BlobRef,
+}
+
+const _: () = assert!(size_of::<FileAreaEntry>() == 32);
+
+/// [`FileAreaEntry::flags`].
+pub mod file_area_flags {
+    /// A `--volume` file (else a `--rootfs` host file).
+    pub const VOLUME: u32 = 1 << 0;
+    /// A program's segment (filled from the program's image, its `.bss` past the file's end
+    /// zero); else an `mmap` of a file (touching a page past the file's end is `SIGBUS`).
+    pub const IMAGE: u32 = 1 << 1;
+}
+
+/// Version 2: a process that ended and is not reaped yet ([`process_flags::ZOMBIE`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct ZombieEntry {
+    /// The process.
+    pub pid: i32,
+    /// The wait status its parent's `wait4` returns.
+    pub status: i32,
+}
+
+const _: () = assert!(size_of::<ZombieEntry>() == 8);
+
+/// The most bytes a [`PipeEntry`] may hold (Linux's largest pipe, `pipe-max-size`).
+pub const MAX_PIPE_BYTES: u32 = 1 << 20;
+
+/// The highest descriptor number a record may name.
+pub const MAX_FD: i32 = 1 << 20;
+
+/// What an adopting kernel (or the host) checks a version 2 record's values against
+/// ([`Record::check`]): the record is untrusted input to every reader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bounds {
+    /// User addresses are in `[USER_BASE, user_end)` ([`crate::user`]).
+    pub user_end: u64,
+    /// Guest-physical frames of user pages are in `[pool_start, pool_end)`.
+    pub pool_start: u64,
+    /// End of the user pool (exclusive).
+    pub pool_end: u64,
+    /// Process and thread ids are in `1..=max_pid`.
+    pub max_pid: i32,
+}
+
 /// A fixed-size record entry.
 pub trait Entry: FromBytes + IntoBytes + Immutable + KnownLayout + Copy {
     /// Its [`section`] kind.
@@ -342,6 +644,30 @@ impl Entry for BlockerEntry {
 }
 impl Entry for ThreadEntry {
     const KIND: u32 = section::THREAD;
+}
+impl Entry for ThreadStateEntry {
+    const KIND: u32 = section::THREAD_STATE;
+}
+impl Entry for PageRunEntry {
+    const KIND: u32 = section::PAGES;
+}
+impl Entry for ProcessStateEntry {
+    const KIND: u32 = section::PROCESS_STATE;
+}
+impl Entry for SigActionEntry {
+    const KIND: u32 = section::SIGACTION;
+}
+impl Entry for FdStateEntry {
+    const KIND: u32 = section::FD_STATE;
+}
+impl Entry for PipeEntry {
+    const KIND: u32 = section::PIPE;
+}
+impl Entry for FileAreaEntry {
+    const KIND: u32 = section::FILE_AREA;
+}
+impl Entry for ZombieEntry {
+    const KIND: u32 = section::ZOMBIE;
 }
 
 /// Copies `s` into a NUL-padded field (cut to its size).
@@ -368,6 +694,8 @@ pub enum RecordError {
     TrailingBytes,
     /// Longer than [`MAX_RECORD_LEN`].
     TooLong(u64),
+    /// A value out of its bounds ([`Record::check`]): what, and the value.
+    OutOfBounds(&'static str, u64),
 }
 
 impl core::fmt::Display for RecordError {
@@ -380,6 +708,7 @@ impl core::fmt::Display for RecordError {
             Self::BadSection(k) => write!(f, "section of kind {k} is malformed"),
             Self::TrailingBytes => write!(f, "bytes after the last section"),
             Self::TooLong(n) => write!(f, "the record is too long ({n} bytes)"),
+            Self::OutOfBounds(what, v) => write!(f, "{what} out of bounds ({v:#x})"),
         }
     }
 }
@@ -390,6 +719,8 @@ pub struct Record<'a> {
     /// Its header.
     pub header: RecordHeader,
     body: &'a [u8],
+    /// The payload of its [`section::BLOB`] (empty if none).
+    blob: &'a [u8],
 }
 
 impl<'a> Record<'a> {
@@ -414,9 +745,15 @@ impl<'a> Record<'a> {
         if checksum(bytes) != header.crc32 {
             return Err(RecordError::Checksum);
         }
-        let r = Self { header, body };
+        let mut r = Self {
+            header,
+            body,
+            blob: &[],
+        };
         // Walk every section once: bounds and entry sizes.
         let mut n = 0u32;
+        let mut blobs = 0u32;
+        let mut seen = 0u32;
         let mut rest = body;
         while let Some((h, payload, tail)) = split_section(rest)? {
             let known = match h.kind {
@@ -425,8 +762,31 @@ impl<'a> Record<'a> {
                 section::FD => Some(size_of::<FdEntry>()),
                 section::BLOCKER => Some(size_of::<BlockerEntry>()),
                 section::THREAD => Some(size_of::<ThreadEntry>()),
+                section::THREAD_STATE => Some(size_of::<ThreadStateEntry>()),
+                section::PAGES => Some(size_of::<PageRunEntry>()),
+                section::PROCESS_STATE => Some(size_of::<ProcessStateEntry>()),
+                section::SIGACTION => Some(size_of::<SigActionEntry>()),
+                section::BLOB => Some(1),
+                section::FD_STATE => Some(size_of::<FdStateEntry>()),
+                section::PIPE => Some(size_of::<PipeEntry>()),
+                section::FILE_AREA => Some(size_of::<FileAreaEntry>()),
+                section::ZOMBIE => Some(size_of::<ZombieEntry>()),
                 _ => None,
             };
+            if header.version >= 2 && h.kind < 32 {
+                if seen & (1 << h.kind) != 0 {
+                    return Err(RecordError::BadSection(h.kind));
+                }
+                seen |= 1 << h.kind;
+            }
+            if h.kind == section::BLOB {
+                blobs += 1;
+                r.blob = payload;
+            }
+            // Version 1 has none of version 2's sections.
+            if header.version < 2 && (section::THREAD_STATE..=section::ZOMBIE).contains(&h.kind) {
+                return Err(RecordError::BadSection(h.kind));
+            }
             if known.is_some_and(|s| s != h.entry_size as usize)
                 || payload.is_empty() && h.count > 0
             {
@@ -438,7 +798,15 @@ impl<'a> Record<'a> {
         if n != header.nr_sections {
             return Err(RecordError::TrailingBytes);
         }
+        if blobs > 1 {
+            return Err(RecordError::BadSection(section::BLOB));
+        }
         Ok(r)
+    }
+
+    /// The bytes of the record's [`section::BLOB`] (empty if none).
+    pub fn blob(&self) -> &'a [u8] {
+        self.blob
     }
 
     /// The entries of every section of `T`'s kind.
@@ -461,6 +829,265 @@ impl<'a> Record<'a> {
     /// The writer's release.
     pub fn release(&self) -> &[u8] {
         until_nul(&self.header.release)
+    }
+
+    /// The bytes `r` names in the blob (`None`: outside it).
+    pub fn blob_bytes(&self, r: BlobRef) -> Option<&'a [u8]> {
+        let b = self.blob();
+        let end = (r.off as usize).checked_add(r.len as usize)?;
+        b.get(r.off as usize..end)
+    }
+
+    /// Checks every value a reader would act on against `b` (after [`Record::parse`]), in
+    /// time linear in the record (plus a binary search per reference): ids in range;
+    /// processes in increasing pid order and threads in increasing tid order; every thread,
+    /// thread state, page run, process state, disposition and descriptor naming a process
+    /// of the record; memory areas and page runs in (pid, address) order, areas disjoint,
+    /// runs disjoint and each inside an area of its process; user addresses inside the user
+    /// window; frames page aligned inside the user pool; blob references inside the blob;
+    /// FPU areas at most [`MAX_FPU_LEN`]. A version 1 record (an inventory, which nobody
+    /// adopts) is checked for its ids only.
+    pub fn check(&self, b: &Bounds) -> Result<(), RecordError> {
+        use crate::user::USER_BASE;
+        use crate::PAGE_SIZE;
+        let id_ok = |id: i32| (1..=b.max_pid).contains(&id);
+        let procs = Table::<ProcessEntry>::of(self);
+        let threads = Table::<ThreadEntry>::of(self);
+        if self.header.version < 2 {
+            if let Some(p) = self.entries::<ProcessEntry>().find(|p| !id_ok(p.pid)) {
+                return oob("process id", p.pid as u64);
+            }
+            if let Some(t) = self.entries::<ThreadEntry>().find(|t| !id_ok(t.tid)) {
+                return oob("thread id", t.tid as u64);
+            }
+            return Ok(());
+        }
+        let mut last = 0;
+        for p in procs.iter() {
+            if !id_ok(p.pid) || p.pid <= last {
+                return oob("process id (in increasing order)", p.pid as u64);
+            }
+            last = p.pid;
+        }
+        let known = |pid: i32| procs.find(pid, |p| p.pid).is_some();
+        last = 0;
+        for t in threads.iter() {
+            if !id_ok(t.tid) || t.tid <= last || !known(t.pid) {
+                return oob(
+                    "thread id (in increasing order, of a process)",
+                    t.tid as u64,
+                );
+            }
+            last = t.tid;
+        }
+        let user = |a: u64| (USER_BASE..b.user_end).contains(&a);
+        for t in self.entries::<ThreadStateEntry>() {
+            if threads
+                .find(t.tid, |u| u.tid)
+                .is_none_or(|u| u.pid != t.pid)
+            {
+                return oob("thread state of an unknown thread", t.tid as u64);
+            }
+            if t.state == thread_state::USER && !user(t.regs.rip) {
+                return oob("thread rip", t.regs.rip);
+            }
+            if t.fpu.len > MAX_FPU_LEN || self.blob_bytes(t.fpu).is_none() {
+                return oob("thread FPU area", u64::from(t.fpu.off));
+            }
+            if t.clear_child_tid != 0 && !user(t.clear_child_tid) {
+                return oob("thread clear_child_tid", t.clear_child_tid);
+            }
+        }
+        let vmas = Table::<VmaEntry>::of(self);
+        let mut prev = (0i32, 0u64);
+        for a in vmas.iter() {
+            if !known(a.pid) || a.start >= a.end || (a.pid, a.start) < prev || a.end > b.user_end {
+                return oob("memory area (in (pid, address) order, disjoint)", a.start);
+            }
+            prev = (a.pid, a.end);
+        }
+        let mut vi = 0usize;
+        let mut prev = (0i32, 0u64);
+        for r in self.entries::<PageRunEntry>() {
+            if !known(r.pid) {
+                return oob("page run of an unknown process", r.pid as u64);
+            }
+            let Some(len) = r.pages.checked_mul(PAGE_SIZE).filter(|&l| l > 0) else {
+                return oob("page run length", r.pages);
+            };
+            let va_end = r.va.saturating_add(len);
+            if r.va % PAGE_SIZE != 0 || !user(r.va) || va_end > b.user_end {
+                return oob("page run address", r.va);
+            }
+            if (r.pid, r.va) < prev {
+                return oob("page run (in (pid, address) order, disjoint)", r.va);
+            }
+            prev = (r.pid, va_end);
+            let gpa_end = r.gpa.saturating_add(len);
+            if r.gpa % PAGE_SIZE != 0 || r.gpa < b.pool_start || gpa_end > b.pool_end {
+                return oob("page frame", r.gpa);
+            }
+            while vmas
+                .get(vi)
+                .is_some_and(|a| (a.pid, a.end) <= (r.pid, r.va))
+            {
+                vi += 1;
+            }
+            if !vmas
+                .get(vi)
+                .is_some_and(|a| a.pid == r.pid && a.start <= r.va && va_end <= a.end)
+            {
+                return oob("page run outside its process's memory areas", r.va);
+            }
+        }
+        for s in self.entries::<ProcessStateEntry>() {
+            if !known(s.pid) {
+                return oob("process state of an unknown process", s.pid as u64);
+            }
+            if self.blob_bytes(s.cwd).is_none() || self.blob_bytes(s.exe).is_none() {
+                return oob("process path", s.pid as u64);
+            }
+            let groups = self.blob_bytes(s.groups).map(<[u8]>::len);
+            if groups.is_none_or(|n| n % 4 != 0 || n / 4 > MAX_GROUPS) {
+                return oob("supplementary groups", u64::from(s.groups.len));
+            }
+            let rl = self.blob_bytes(s.rlimits).map(<[u8]>::len);
+            if rl.is_none_or(|n| n != 0 && n != NR_RLIMITS * 16) {
+                return oob("resource limits", u64::from(s.rlimits.len));
+            }
+            for a in [s.brk_base, s.brk] {
+                if a != 0 && !(USER_BASE..=b.user_end).contains(&a) {
+                    return oob("program break", a);
+                }
+            }
+        }
+        for a in self.entries::<SigActionEntry>() {
+            if !known(a.pid) || !(1..=64).contains(&a.signo) {
+                return oob("signal disposition", u64::from(a.signo));
+            }
+            if a.handler > 1 && !user(a.handler) {
+                return oob("signal handler", a.handler);
+            }
+        }
+        for f in self.entries::<FdEntry>() {
+            if !known(f.pid) || f.fd < 0 {
+                return oob("file descriptor", f.fd as u64);
+            }
+        }
+        let mut prev = (0i32, 0u64);
+        for a in self.entries::<FileAreaEntry>() {
+            if vmas.find((a.pid, a.start), |v| (v.pid, v.start)).is_none()
+                || (a.pid, a.start) < prev
+            {
+                return oob(
+                    "file area of no memory area (in (pid, address) order)",
+                    a.start,
+                );
+            }
+            prev = (a.pid, a.start.saturating_add(1));
+            if a.offset % PAGE_SIZE != 0 || self.blob_bytes(a.path).is_none_or(<[u8]>::is_empty) {
+                return oob("file area offset or path", a.offset);
+            }
+        }
+        for z in self.entries::<ZombieEntry>() {
+            if procs
+                .find(z.pid, |p| p.pid)
+                .is_none_or(|p| p.flags & process_flags::ZOMBIE == 0)
+            {
+                return oob("wait status of a process not ended", z.pid as u64);
+            }
+        }
+        let pipes = Table::<PipeEntry>::of(self);
+        let mut last = None;
+        for p in pipes.iter() {
+            if last.is_some_and(|l| p.id <= l) {
+                return oob("pipe id (in increasing order)", p.id);
+            }
+            last = Some(p.id);
+            if p.data.len > MAX_PIPE_BYTES || self.blob_bytes(p.data).is_none() {
+                return oob("pipe contents", p.id);
+            }
+        }
+        let mut prev = (0i32, -1i32);
+        for f in self.entries::<FdStateEntry>() {
+            if !known(f.pid) || !(0..MAX_FD).contains(&f.fd) || (f.pid, f.fd) <= prev {
+                return oob("carried descriptor (in (pid, fd) order)", f.fd as u64);
+            }
+            prev = (f.pid, f.fd);
+            if self.blob_bytes(f.path).is_none() {
+                return oob("descriptor path", f.fd as u64);
+            }
+            match f.kind {
+                fd_state::PIPE_READ | fd_state::PIPE_WRITE => {
+                    if pipes.find(f.object, |p| p.id).is_none() {
+                        return oob("descriptor of an unknown pipe", f.object);
+                    }
+                }
+                fd_state::HOST_FILE
+                | fd_state::VOLUME_FILE
+                | fd_state::CONSOLE
+                | fd_state::DEVICE => {}
+                k => return oob("descriptor kind", u64::from(k)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// [`RecordError::OutOfBounds`].
+fn oob(what: &'static str, v: u64) -> Result<(), RecordError> {
+    Err(RecordError::OutOfBounds(what, v))
+}
+
+/// The entries of a record's (first) section of `T`'s kind, by index.
+struct Table<'a, T> {
+    bytes: &'a [u8],
+    _t: core::marker::PhantomData<T>,
+}
+
+impl<'a, T: Entry> Table<'a, T> {
+    fn of(r: &Record<'a>) -> Self {
+        let mut rest = r.body;
+        let mut bytes: &[u8] = &[];
+        while let Ok(Some((h, payload, tail))) = split_section(rest) {
+            if h.kind == T::KIND {
+                bytes = payload;
+                break;
+            }
+            rest = tail;
+        }
+        Self {
+            bytes,
+            _t: core::marker::PhantomData,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.bytes.len() / size_of::<T>()
+    }
+
+    fn get(&self, i: usize) -> Option<T> {
+        let n = size_of::<T>();
+        T::read_from_bytes(self.bytes.get(i * n..(i + 1) * n)?).ok()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = T> + '_ {
+        (0..self.len()).filter_map(|i| self.get(i))
+    }
+
+    /// The entry whose `key` is `k` (entries in increasing key order).
+    fn find<K: Ord>(&self, k: K, key: impl Fn(&T) -> K) -> Option<T> {
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let e = self.get(mid)?;
+            match key(&e).cmp(&k) {
+                core::cmp::Ordering::Equal => return Some(e),
+                core::cmp::Ordering::Less => lo = mid + 1,
+                core::cmp::Ordering::Greater => hi = mid,
+            }
+        }
+        None
     }
 }
 
@@ -536,6 +1163,22 @@ impl<'v, V: Extend<u8> + AsRef<[u8]> + AsMut<[u8]>> RecordWriter<'v, V> {
         self.nr_sections += 1;
     }
 
+    /// Appends the [`section::BLOB`] (nothing for none; at most once per record).
+    pub fn blob(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        let h = SectionHeader {
+            kind: section::BLOB,
+            entry_size: 1,
+            count: bytes.len() as u32,
+            _reserved: 0,
+        };
+        self.out.extend(h.as_bytes().iter().copied());
+        self.out.extend(bytes.iter().copied());
+        self.nr_sections += 1;
+    }
+
     /// Completes the header (length, sections, checksum).
     pub fn finish(self) {
         let bytes = self.out.as_mut();
@@ -560,7 +1203,7 @@ mod tests {
 
     fn sample() -> Vec<u8> {
         let mut v = Vec::new();
-        let mut w = RecordWriter::new(&mut v, RECORD_VERSION, b"6.1.0-pvmux");
+        let mut w = RecordWriter::new(&mut v, 1, b"6.1.0-pvmux");
         let mut p = ProcessEntry {
             pid: 1,
             nr_threads: 1,
@@ -624,11 +1267,348 @@ mod tests {
         );
     }
 
+    const BOUNDS: Bounds = Bounds {
+        user_end: crate::user::USER_END,
+        pool_start: 16 << 20,
+        pool_end: 64 << 20,
+        max_pid: MAX_PID,
+    };
+
+    /// A version 2 record of one process (pid 1, thread 1) with one memory area and the
+    /// page runs `runs`, changed by `edit` before it is written.
+    fn v2(runs: &[PageRunEntry], edit: impl FnOnce(&mut ThreadStateEntry)) -> Vec<u8> {
+        let mut v = Vec::new();
+        let mut w = RecordWriter::new(&mut v, 2, b"6.1.0-pvmux");
+        w.section(&[ProcessEntry {
+            pid: 1,
+            nr_threads: 1,
+            ..Default::default()
+        }]);
+        w.section(&[ThreadEntry {
+            tid: 1,
+            pid: 1,
+            state: thread_state::USER,
+            ..Default::default()
+        }]);
+        w.section(&[VmaEntry {
+            pid: 1,
+            flags: vma_flags::READ | vma_flags::WRITE,
+            start: 0x40_0000,
+            end: 0x41_0000,
+            name: [0; 40],
+        }]);
+        let mut t = ThreadStateEntry {
+            tid: 1,
+            pid: 1,
+            state: thread_state::USER,
+            _reserved: 0,
+            regs: crate::TrapFrame {
+                rip: 0x40_0100,
+                rsp: 0x40_f000,
+                ..Default::default()
+            },
+            fs_base: 0,
+            clear_child_tid: 0,
+            sigmask: 0,
+            pending: 0,
+            restart_nr: NO_RESTART,
+            fpu: BlobRef { off: 0, len: 512 },
+            altstack_sp: 0,
+            altstack_size: 0,
+            altstack_flags: 2,
+            _reserved2: 0,
+        };
+        edit(&mut t);
+        w.section(&[t]);
+        w.section(runs);
+        w.section(&[ProcessStateEntry {
+            pid: 1,
+            umask: 0o22,
+            uids: [0; 4],
+            gids: [0; 4],
+            shared_pending: 0,
+            brk_base: 0,
+            brk: 0,
+            cwd: BlobRef { off: 512, len: 1 },
+            exe: BlobRef { off: 513, len: 8 },
+            caps: [0; 5],
+            cap_flags: 0,
+            exit_signal: 17,
+            groups: BlobRef { off: 0, len: 8 },
+            rlimits: BlobRef {
+                off: 0,
+                len: (NR_RLIMITS * 16) as u32,
+            },
+        }]);
+        let mut blob = std::vec![0u8; 512];
+        blob.extend_from_slice(b"//bin/app");
+        w.blob(&blob);
+        w.finish();
+        v
+    }
+
+    fn run(va: u64, gpa: u64, pages: u64) -> PageRunEntry {
+        PageRunEntry {
+            pid: 1,
+            flags: 0,
+            va,
+            gpa,
+            pages,
+        }
+    }
+
+    #[test]
+    fn a_version_2_record_carries_threads_pages_and_paths() {
+        let v = v2(
+            &[run(0x40_0000, 16 << 20, 2), run(0x40_4000, 20 << 20, 1)],
+            |_| {},
+        );
+        let r = Record::parse(&v, (1, 2)).expect("valid");
+        r.check(&BOUNDS).expect("in bounds");
+        let t: Vec<ThreadStateEntry> = r.entries().collect();
+        assert_eq!(t[0].regs.rip, 0x40_0100);
+        assert_eq!(r.blob_bytes(t[0].fpu).map(<[u8]>::len), Some(512));
+        let s: Vec<ProcessStateEntry> = r.entries().collect();
+        assert_eq!(r.blob_bytes(s[0].cwd), Some(&b"/"[..]));
+        assert_eq!(r.blob_bytes(s[0].exe), Some(&b"/bin/app"[..]));
+        let pages: u64 = r.entries::<PageRunEntry>().map(|p| p.pages).sum();
+        assert_eq!(pages, 3);
+        // A version 1 reader refuses it; version 2 sections in a version 1 record too.
+        assert_eq!(
+            Record::parse(&v, (1, 1)).err(),
+            Some(RecordError::Version(2))
+        );
+        let mut v1 = Vec::new();
+        let mut w = RecordWriter::new(&mut v1, 1, b"x");
+        w.blob(b"abc");
+        w.finish();
+        assert_eq!(
+            Record::parse(&v1, (1, 2)).err(),
+            Some(RecordError::BadSection(section::BLOB))
+        );
+    }
+
+    #[test]
+    fn out_of_bounds_values_are_refused() {
+        let bad = |runs: &[PageRunEntry], edit: fn(&mut ThreadStateEntry), what: &str| {
+            let v = v2(runs, edit);
+            let r = Record::parse(&v, (2, 2)).expect("well formed");
+            match r.check(&BOUNDS) {
+                Err(RecordError::OutOfBounds(w, _)) => assert!(w.contains(what), "{w}"),
+                e => panic!("{what}: {e:?}"),
+            }
+        };
+        let ok = run(0x40_0000, 16 << 20, 1);
+        let none: fn(&mut ThreadStateEntry) = |_| {};
+        // Frames outside the pool, unaligned, or running past its end.
+        bad(&[run(0x40_0000, 8 << 20, 1)], none, "frame");
+        bad(&[run(0x40_0000, (16 << 20) + 1, 1)], none, "frame");
+        bad(&[run(0x40_0000, (64 << 20) - 4096, 2)], none, "frame");
+        bad(&[run(0x40_0000, 16 << 20, 1 << 60)], none, "length");
+        bad(&[run(0x40_0000, 16 << 20, 0)], none, "length");
+        // Pages outside the process's memory areas, unordered or overlapping runs.
+        bad(&[run(0x41_0000, 16 << 20, 1)], none, "memory areas");
+        bad(&[run(0x40_f000, 16 << 20, 2)], none, "memory areas");
+        bad(&[run(0x40_2000, 16 << 20, 1), ok], none, "order");
+        bad(&[ok, run(0x40_0000, 17 << 20, 1)], none, "order");
+        bad(&[run(0xffff_8000_0000_0000, 16 << 20, 1)], none, "address");
+        bad(&[PageRunEntry { pid: 2, ..ok }], none, "unknown process");
+        // Threads: a kernel rip, an FPU area outside the blob or too long, a stray tid.
+        bad(&[ok], |t| t.regs.rip = 0xffff_ffff_8000_0000, "rip");
+        bad(&[ok], |t| t.fpu = BlobRef { off: 500, len: 100 }, "FPU");
+        bad(&[ok], |t| t.fpu.len = MAX_FPU_LEN + 1, "FPU");
+        bad(&[ok], |t| t.tid = 9, "unknown thread");
+        bad(&[ok], |t| t.clear_child_tid = 8, "clear_child_tid");
+        // Tighter bounds: the same record's frames fall outside.
+        let v = v2(&[ok], none);
+        let r = Record::parse(&v, (2, 2)).expect("valid");
+        r.check(&BOUNDS).expect("in bounds");
+        let small = Bounds {
+            pool_start: 32 << 20,
+            ..BOUNDS
+        };
+        assert!(matches!(
+            r.check(&small),
+            Err(RecordError::OutOfBounds("page frame", _))
+        ));
+    }
+
+    #[test]
+    fn file_areas_name_a_memory_area() {
+        let rec = |areas: &[FileAreaEntry]| {
+            let mut v = Vec::new();
+            let mut w = RecordWriter::new(&mut v, 2, b"x");
+            w.section(&[ProcessEntry {
+                pid: 1,
+                ..Default::default()
+            }]);
+            let vma = |start: u64| VmaEntry {
+                pid: 1,
+                flags: vma_flags::READ,
+                start,
+                end: start + 0x1000,
+                name: [0; 40],
+            };
+            w.section(&[vma(0x40_0000), vma(0x50_0000)]);
+            w.section(areas);
+            w.blob(b"/bin/app");
+            w.finish();
+            v
+        };
+        let area = |start: u64, offset: u64| FileAreaEntry {
+            pid: 1,
+            flags: file_area_flags::IMAGE,
+            start,
+            offset,
+            path: BlobRef { off: 0, len: 8 },
+        };
+        let check = |v: &[u8]| {
+            Record::parse(v, (2, 2))
+                .expect("well formed")
+                .check(&BOUNDS)
+        };
+        check(&rec(&[area(0x40_0000, 0), area(0x50_0000, 0x1000)])).expect("in bounds");
+        for (v, what) in [
+            (rec(&[area(0x40_1000, 0)]), "no memory area"),
+            (rec(&[area(0x50_0000, 0), area(0x40_0000, 0)]), "order"),
+            (rec(&[area(0x40_0000, 0x10)]), "offset"),
+            (
+                rec(&[FileAreaEntry {
+                    path: BlobRef { off: 0, len: 0 },
+                    ..area(0x40_0000, 0)
+                }]),
+                "path",
+            ),
+        ] {
+            match check(&v) {
+                Err(RecordError::OutOfBounds(w, _)) => assert!(w.contains(what), "{w}"),
+                e => panic!("{what}: {e:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn carried_descriptors_name_their_pipes() {
+        let rec = |fds: &[FdStateEntry], pipes: &[PipeEntry]| {
+            let mut v = Vec::new();
+            let mut w = RecordWriter::new(&mut v, 2, b"x");
+            w.section(&[ProcessEntry {
+                pid: 1,
+                ..Default::default()
+            }]);
+            w.section(fds);
+            w.section(pipes);
+            w.blob(b"/out/c");
+            w.finish();
+            v
+        };
+        let fd = |fd: i32, kind: u32, object: u64| FdStateEntry {
+            pid: 1,
+            fd,
+            kind,
+            fd_flags: 0,
+            status_flags: 0,
+            aux: 0,
+            description: u64::from(fd.unsigned_abs()) + 1,
+            pos: 0,
+            object,
+            path: BlobRef::default(),
+        };
+        let pipe = |id: u64, len: u32| PipeEntry {
+            id,
+            data: BlobRef { off: 0, len },
+            _reserved: 0,
+        };
+        let check = |v: &[u8]| {
+            Record::parse(v, (2, 2))
+                .expect("well formed")
+                .check(&BOUNDS)
+        };
+        let file = FdStateEntry {
+            path: BlobRef { off: 0, len: 6 },
+            pos: 12,
+            ..fd(3, fd_state::VOLUME_FILE, 0)
+        };
+        let ok = rec(
+            &[
+                fd(0, fd_state::PIPE_READ, 7),
+                fd(1, fd_state::PIPE_WRITE, 7),
+                fd(2, fd_state::CONSOLE, 2),
+                file,
+            ],
+            &[pipe(5, 0), pipe(7, 3)],
+        );
+        check(&ok).expect("in bounds");
+        let r = Record::parse(&ok, (2, 2)).expect("valid");
+        let f: Vec<FdStateEntry> = r.entries().collect();
+        assert_eq!(r.blob_bytes(f[3].path), Some(&b"/out/c"[..]));
+        let p: Vec<PipeEntry> = r.entries().collect();
+        assert_eq!(r.blob_bytes(p[1].data), Some(&b"/ou"[..]));
+        for (v, what) in [
+            (
+                rec(&[fd(0, fd_state::PIPE_READ, 8)], &[pipe(7, 0)]),
+                "unknown pipe",
+            ),
+            (
+                rec(&[fd(0, fd_state::PIPE_READ, 7)], &[pipe(7, 7)]),
+                "pipe contents",
+            ),
+            (rec(&[], &[pipe(7, 0), pipe(7, 0)]), "pipe id"),
+            (rec(&[fd(1, 5, 0), fd(0, 5, 0)], &[]), "order"),
+            (rec(&[fd(-1, 5, 0)], &[]), "descriptor"),
+            (rec(&[fd(0, 99, 0)], &[]), "kind"),
+            (
+                rec(
+                    &[FdStateEntry {
+                        path: BlobRef { off: 4, len: 6 },
+                        ..file
+                    }],
+                    &[],
+                ),
+                "path",
+            ),
+        ] {
+            match check(&v) {
+                Err(RecordError::OutOfBounds(w, _)) => assert!(w.contains(what), "{w}"),
+                e => panic!("{what}: {e:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_section_twice_is_refused_in_version_2() {
+        let mut v = Vec::new();
+        let mut w = RecordWriter::new(&mut v, 2, b"x");
+        let p = ProcessEntry {
+            pid: 1,
+            ..Default::default()
+        };
+        w.section(&[p]);
+        w.section(&[ProcessEntry { pid: 2, ..p }]);
+        w.finish();
+        assert_eq!(
+            Record::parse(&v, (2, 2)).err(),
+            Some(RecordError::BadSection(section::PROCESS))
+        );
+        // Process ids out of order are refused by the check.
+        let mut v = Vec::new();
+        let mut w = RecordWriter::new(&mut v, 2, b"x");
+        w.section(&[ProcessEntry { pid: 2, ..p }, p]);
+        w.finish();
+        let r = Record::parse(&v, (2, 2)).expect("well formed");
+        assert!(matches!(
+            r.check(&BOUNDS),
+            Err(RecordError::OutOfBounds(..))
+        ));
+    }
+
     #[test]
     fn versions_meet_or_not() {
         let a = HandoverNote::new("a");
         let mut b = HandoverNote::new("b");
         assert_eq!(a.common_version(&b), Some(RECORD_VERSION));
+        b.max_version = 1;
+        assert_eq!(a.common_version(&b), Some(1), "an older adopter: version 1");
         b.min_version = RECORD_VERSION + 1;
         b.max_version = RECORD_VERSION + 1;
         assert_eq!(a.common_version(&b), None);

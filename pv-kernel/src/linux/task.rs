@@ -183,9 +183,12 @@ pub(crate) struct Task {
 }
 
 impl Task {
-    /// True if an unblocked signal is pending (or the task must exit).
+    /// True if an unblocked signal is pending (or the task must exit, or a hand-over record
+    /// is being written: blocking calls then return `EINTR` and are restarted at their
+    /// boundary, see `handover::interrupted_by_freeze`).
     pub(crate) fn signal_pending(&self) -> bool {
         self.must_exit.load(Ordering::Acquire)
+            || super::handover::freezing()
             || self.sig.has_deliverable()
             || !(self.process.shared_sig.pending() & !self.sig.blocked()).is_empty()
     }
@@ -595,12 +598,15 @@ pub(crate) fn exit_status(code: i32) -> i32 {
 fn task_main(task: Arc<Task>, mut st: UserState, mut fresh: bool) {
     crate::sched::current().task.call_once(|| task.clone());
     let mut fault_loop = super::fault::FaultLoop::default();
+    // The system call the registers re-issue after a freeze interrupted it (the record).
+    let mut restart = pvmux_hypercalls::handover::NO_RESTART;
     loop {
         if task.must_exit.load(Ordering::Acquire) {
             break;
         }
         // Stopped here while a hand-over record is written (`pvmux upgrade`).
-        super::handover::safe_point(&task, &st);
+        super::handover::safe_point(&task, &st, restart);
+        restart = pvmux_hypercalls::handover::NO_RESTART;
         if super::signal::deliver(&task, &mut st, &mut fresh).is_err() {
             break;
         }
@@ -628,9 +634,17 @@ fn task_main(task: Arc<Task>, mut st: UserState, mut fresh: bool) {
                     st.regs.r8,
                     st.regs.r9,
                 ];
+                let epoch = super::handover::freeze_epoch();
                 let r = super::dispatch::syscall(&task, &mut st, &mut fresh, nr, args);
                 st.regs.rax = match r {
                     Ok(v) => v,
+                    // Interrupted by a hand-over freeze, no signal to deliver: re-issued at
+                    // its boundary (after the thaw, or under the adopting kernel).
+                    Err(Errno::EINTR) if super::handover::interrupted_by_freeze(&task, epoch) => {
+                        st.regs.rip -= 2;
+                        restart = nr;
+                        nr
+                    }
                     Err(e) => {
                         if e == Errno::EINTR {
                             task.sig.note_interrupted(nr);

@@ -151,9 +151,11 @@ pub enum Command {
     /// guest writes back and unmounts the disk, TO's mounts it).
     Disk(disk::DiskArgs),
     /// Hand a running tenant over to a new kernel image (kernel hand-over): the image is
-    /// checked, then the running kernel writes its hand-over record (processes, memory
-    /// areas, descriptors), which is checked; state the new kernel could not adopt refuses
-    /// the upgrade, naming it, and the running kernel keeps running (docs/MULTIKERNEL.md).
+    /// checked, then the running kernel writes its hand-over record (processes, threads,
+    /// memory by frame, descriptors, pipes), which is checked; state the record cannot
+    /// carry refuses the upgrade, naming it, and the running kernel keeps running. The
+    /// switch itself is not implemented yet: a record with nothing to name is refused as
+    /// such (docs/MULTIKERNEL.md).
     Upgrade(oci::UpgradeArgs),
     /// Internal: a container's monitor process (started by `create`).
     #[command(hide = true, name = "oci-monitor")]

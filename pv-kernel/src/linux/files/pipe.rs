@@ -141,6 +141,11 @@ pub(crate) struct Pipe {
 }
 
 impl Pipe {
+    /// A copy of the bytes buffered, oldest first (the hand-over record).
+    pub(crate) fn buffered(&self) -> alloc::vec::Vec<u8> {
+        self.state.lock().buf.iter().copied().collect()
+    }
+
     /// A new pipe with one reader and one writer.
     pub(crate) fn new(now_ns: u64) -> Arc<Self> {
         Arc::new(Self {

@@ -4,19 +4,28 @@
 //! The host raises `pending::HANDOVER`; the event wakes `handoverd` (a kernel thread started
 //! with init), which asks the host for the record version (`HandoverTake`), writes the record
 //! ([`pvmux_hypercalls::handover`]) in a heap block (physically contiguous) and hands it over
-//! (`HandoverRecord`). This kernel writes record version 1, an *inventory*: every process
-//! (pids, parent, group, session, credentials, threads, resident pages), its threads, memory
-//! areas and open descriptors — and, as blockers, the state a new kernel could not adopt
-//! with this record version: today every live process (its memory and files are listed, not
-//! carried). The host refuses an upgrade with blockers, naming them.
+//! (`HandoverRecord`). This kernel writes record version 1 or 2, whichever the host asks
+//! for. Version 1 is an *inventory*: every process (pids, parent, group, session,
+//! credentials, threads, resident pages), its threads, memory areas and open descriptors —
+//! and, as blockers, every live process. Version 2 also carries what a new kernel needs to
+//! adopt a live process: its threads' registers, FPU areas, masks and tid addresses, every
+//! resident page with its frame, its credentials, capabilities, limits, paths, break and
+//! signal dispositions ([`carry_threads`], [`carry_process`]); its blockers name, per
+//! process, what version 2 does not carry (open descriptors, file-backed and shared memory
+//! areas, timers, threads left blocked in a system call). The host refuses an upgrade with
+//! blockers, naming them.
 //!
 //! **Safe point.** While it writes the record, `handoverd` stops every user thread: it sets
 //! the freeze, kicks every task, and waits (at most [`FREEZE_TIMEOUT_NS`]) until each
 //! task's kernel thread is blocked — either parked at its safe point ([`safe_point`], the
 //! top of the thread's loop: in user mode, its registers published for the record) or
-//! blocked in a system call (a restartable boundary: a thread that wakes there runs on to
-//! its safe point and parks). No user code runs until the record is handed over; then the
-//! threads are let go. A thread still running at the timeout is named as a blocker.
+//! blocked in a system call. While the freeze is on every task sees a pending signal (as
+//! under Linux's freezer): a blocking call returns `EINTR` and, with no real signal to
+//! deliver ([`interrupted_by_freeze`]), is rewound to its boundary (`rip` on the `syscall`
+//! instruction, `rax` its number) so the thread parks with registers that re-issue it; a
+//! thread still blocked after [`BLOCKED_GRACE_NS`] is recorded as blocked. No user code
+//! runs until the record is handed over; then the threads are let go. A thread still
+//! running at the timeout is named as a blocker.
 
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
@@ -24,10 +33,13 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use pvmux_hypercalls::handover::{
-    blocker, fd_kind, fill_name, process_flags, thread_state, vma_flags, BlockerEntry, FdEntry,
-    ProcessEntry, RecordWriter, ThreadEntry, VmaEntry, MAX_RECORD_LEN, RECORD_VERSION,
+    blocker, fd_kind, fd_state, file_area_flags, fill_name, page_flags, process_flags,
+    thread_state, vma_flags, BlobRef, BlockerEntry, FdEntry, FdStateEntry, FileAreaEntry,
+    PageRunEntry, PipeEntry, ProcessEntry, ProcessStateEntry, RecordWriter, SigActionEntry,
+    ThreadEntry, ThreadStateEntry, VmaEntry, ZombieEntry, MAX_FPU_LEN, MAX_PIPE_BYTES,
+    MAX_RECORD_LEN, MIN_RECORD_VERSION, NO_RESTART, NR_RLIMITS, RECORD_VERSION,
 };
-use pvmux_hypercalls::HcError;
+use pvmux_hypercalls::{HcError, TrapFrame};
 use zerocopy::FromZeros;
 
 use super::space::UserState;
@@ -38,16 +50,60 @@ use crate::sched::wait::WaitQueue;
 /// Longest wait for every user thread to reach a safe point (ns).
 pub(crate) const FREEZE_TIMEOUT_NS: u64 = 200_000_000;
 
+/// How long a thread found blocked is given to leave its system call and park (ns).
+const BLOCKED_GRACE_NS: u64 = 5_000_000;
+
 /// User threads stop at their safe point while set.
 static FREEZE: AtomicBool = AtomicBool::new(false);
 /// Parked threads wait here for the thaw.
 static THAW_WQ: WaitQueue = WaitQueue::new();
 /// The parked threads, by tid, with their user registers.
-static PARKED: IrqLock<BTreeMap<i32, ThreadEntry>> = IrqLock::new(BTreeMap::new());
+static PARKED: IrqLock<BTreeMap<i32, Parked>> = IrqLock::new(BTreeMap::new());
+
+/// A thread parked at its safe point: what it resumes with.
+#[derive(Clone)]
+struct Parked {
+    /// Its inventory entry.
+    entry: ThreadEntry,
+    /// Its user registers.
+    regs: TrapFrame,
+    /// Its FPU area (empty: the initial state).
+    fp: Vec<u8>,
+    /// The system call its registers re-issue ([`NO_RESTART`]: none).
+    restart: u64,
+}
+
+/// Freezes so far: a system call that overlapped one and failed with `EINTR` is restarted
+/// ([`interrupted_by_freeze`]).
+static FREEZES: AtomicU64 = AtomicU64::new(0);
+
+/// While a record is written: blocking system calls see a pending signal (Linux's
+/// freezer's fake signal), return `EINTR`, and are rewound to their boundary.
+pub(crate) fn freezing() -> bool {
+    FREEZE.load(Ordering::Acquire)
+}
+
+/// The freeze count, taken at a system call's entry for [`interrupted_by_freeze`].
+pub(crate) fn freeze_epoch() -> u64 {
+    FREEZES.load(Ordering::Acquire)
+}
+
+/// Whether a system call that entered at freeze count `epoch` and failed with `EINTR` was
+/// interrupted by a freeze rather than by a signal: a freeze is on or happened since, and
+/// the thread has no signal to deliver. Such a call is re-issued at its boundary (`rip` back
+/// on the `syscall` instruction, `rax` its number), as Linux restarts a call whose
+/// interruption delivered no signal (`-ERESTARTNOINTR`).
+pub(crate) fn interrupted_by_freeze(task: &Task, epoch: u64) -> bool {
+    (freezing() || freeze_epoch() != epoch)
+        && !task.must_exit.load(Ordering::Acquire)
+        && !task.sig.has_deliverable()
+        && (task.process.shared_sig.pending() & !task.sig.blocked()).is_empty()
+}
 
 /// A user thread's safe point (the top of its loop, in user mode): parks it while a
-/// hand-over record is written. One atomic load otherwise.
-pub(crate) fn safe_point(task: &Task, st: &UserState) {
+/// hand-over record is written. One atomic load otherwise. `restart` is the system call
+/// its registers re-issue ([`NO_RESTART`]: none), for the record.
+pub(crate) fn safe_point(task: &Task, st: &UserState, restart: u64) {
     if !FREEZE.load(Ordering::Acquire) {
         return;
     }
@@ -60,7 +116,17 @@ pub(crate) fn safe_point(task: &Task, st: &UserState) {
         rsp: st.regs.rsp,
         fs_base: st.fs_base,
     };
-    PARKED.lock().insert(task.tid, e);
+    let mut regs = st.regs;
+    regs.vector = 0;
+    regs.error_code = 0;
+    regs.fault_addr = 0;
+    let parked = Parked {
+        entry: e,
+        regs,
+        fp: st.fp.clone(),
+        restart,
+    };
+    PARKED.lock().insert(task.tid, parked);
     THAW_WQ.wait_until(|| !FREEZE.load(Ordering::Acquire));
     PARKED.lock().remove(&task.tid);
 }
@@ -77,6 +143,7 @@ fn quiet(t: &Task) -> bool {
 /// Stops every user thread (see the module documentation); the threads that did not stop
 /// in time.
 fn freeze() -> Vec<Arc<Task>> {
+    FREEZES.fetch_add(1, Ordering::AcqRel);
     FREEZE.store(true, Ordering::SeqCst);
     let tasks = || -> Vec<Arc<Task>> {
         task::all_processes()
@@ -87,14 +154,26 @@ fn freeze() -> Vec<Arc<Task>> {
     for t in tasks() {
         t.kick();
     }
-    let deadline = crate::time::now_ns() + FREEZE_TIMEOUT_NS;
+    let start = crate::time::now_ns();
+    let deadline = start + FREEZE_TIMEOUT_NS;
     loop {
-        let busy: Vec<Arc<Task>> = tasks()
-            .into_iter()
-            .filter(|t| !PARKED.lock().contains_key(&t.tid) && !quiet(t))
-            .collect();
+        let (mut busy, mut blocked) = (Vec::new(), 0usize);
+        for t in tasks() {
+            if PARKED.lock().contains_key(&t.tid) {
+                continue;
+            }
+            if quiet(&t) {
+                blocked += 1;
+            } else {
+                busy.push(t);
+            }
+        }
         let now = crate::time::now_ns();
-        if busy.is_empty() || now >= deadline {
+        // A thread blocked in a system call that sees the freeze comes out of it (its call
+        // rewound) and parks: it is given BLOCKED_GRACE_NS to; one that stays blocked
+        // (a wait that does not look at signals) is recorded as blocked.
+        let settled = busy.is_empty() && (blocked == 0 || now >= start + BLOCKED_GRACE_NS);
+        if settled || now >= deadline {
             return busy;
         }
         crate::sched::sleep_until(now + 100_000);
@@ -153,14 +232,20 @@ fn daemon() {
 
 /// Writes the record of `version` and hands it to the host.
 fn answer(version: u64) {
-    if version != u64::from(RECORD_VERSION) {
+    let Some(version) = u32::try_from(version)
+        .ok()
+        .filter(|v| (MIN_RECORD_VERSION..=RECORD_VERSION).contains(v))
+    else {
         crate::hcall::handover_record_failed(HcError::InvalidArgument);
         return;
-    }
+    };
     let busy = freeze();
     let procs = task::all_processes();
-    let mut inv = inventory(&procs);
+    let mut inv = inventory(&procs, version);
     inv.threads = threads(&procs, &busy);
+    if version >= 2 {
+        carry_threads(&procs, &mut inv);
+    }
     if !busy.is_empty() {
         let mut b = BlockerEntry {
             kind: blocker::KERNEL,
@@ -173,13 +258,13 @@ fn answer(version: u64) {
     }
     let mut out: Vec<u8> = Vec::new();
     // The record is the host's to read: refused rather than grown past what it accepts.
-    let size = 96 + 16 * 5 + inv.size();
+    let size = 96 + 16 * 14 + inv.size();
     if size as u64 > MAX_RECORD_LEN || out.try_reserve_exact(size).is_err() {
         thaw();
         crate::hcall::handover_record_failed(HcError::NoResources);
         return;
     }
-    inv.write(&mut out, RELEASE.as_bytes());
+    inv.write(&mut out, version, RELEASE.as_bytes());
     match crate::boot::virt_to_phys(out.as_ptr() as u64, out.len() as u64) {
         Some(gpa) => crate::hcall::handover_record(gpa, out.len() as u64),
         None => crate::hcall::handover_record_failed(HcError::NoResources),
@@ -191,7 +276,8 @@ fn answer(version: u64) {
 /// The threads of `procs`: parked ones with their registers, the others blocked in a system
 /// call or (in `busy`) still running.
 fn threads(procs: &[Arc<Process>], busy: &[Arc<Task>]) -> Vec<ThreadEntry> {
-    let parked = PARKED.lock().clone();
+    let parked: BTreeMap<i32, ThreadEntry> =
+        PARKED.lock().iter().map(|(&t, p)| (t, p.entry)).collect();
     let mut out = Vec::new();
     for p in procs {
         for t in p.threads.lock().iter() {
@@ -207,7 +293,63 @@ fn threads(procs: &[Arc<Process>], busy: &[Arc<Task>]) -> Vec<ThreadEntry> {
             }));
         }
     }
+    out.sort_by_key(|t| t.tid);
     out
+}
+
+/// Version 2: what each thread resumes with (registers, FPU area, signal state, tid
+/// address), and a blocker per process for its threads blocked in a system call (their
+/// restart is not carried yet).
+fn carry_threads(procs: &[Arc<Process>], inv: &mut Inventory) {
+    let parked = PARKED.lock().clone();
+    for p in procs {
+        if p.zombie.load(Ordering::Relaxed) {
+            continue;
+        }
+        let mut blocked = 0u32;
+        for t in p.threads.lock().iter() {
+            let mut e = ThreadStateEntry {
+                tid: t.tid,
+                pid: p.pid,
+                state: thread_state::SYSCALL,
+                _reserved: 0,
+                regs: TrapFrame::default(),
+                fs_base: 0,
+                clear_child_tid: t.clear_child_tid.load(Ordering::Relaxed),
+                sigmask: t.sig.blocked().bits(),
+                pending: t.sig.own_pending().bits(),
+                restart_nr: NO_RESTART,
+                fpu: BlobRef::default(),
+                altstack_sp: 0,
+                altstack_size: 0,
+                altstack_flags: 0,
+                _reserved2: 0,
+            };
+            (e.altstack_sp, e.altstack_size, e.altstack_flags) = t.sig.altstack_raw();
+            match parked.get(&t.tid) {
+                Some(k) if k.fp.len() <= MAX_FPU_LEN as usize => {
+                    e.state = thread_state::USER;
+                    e.regs = k.regs;
+                    e.fs_base = k.entry.fs_base;
+                    e.restart_nr = k.restart;
+                    e.fpu = inv.blob_add(&k.fp);
+                }
+                _ => blocked += 1,
+            }
+            inv.thread_states.push(e);
+        }
+        if blocked > 0 {
+            let mut b = BlockerEntry {
+                kind: blocker::KERNEL,
+                pid: p.pid,
+                count: blocked,
+                ..FromZeros::new_zeroed()
+            };
+            fill_name(&mut b.what, b"threads blocked in a system call");
+            inv.blockers.push(b);
+        }
+    }
+    inv.thread_states.sort_by_key(|t| t.tid);
 }
 
 /// What record version 1 lists.
@@ -218,6 +360,19 @@ pub(crate) struct Inventory {
     pub(crate) vmas: Vec<VmaEntry>,
     pub(crate) fds: Vec<FdEntry>,
     pub(crate) blockers: Vec<BlockerEntry>,
+    // Version 2.
+    pub(crate) thread_states: Vec<ThreadStateEntry>,
+    pub(crate) pages: Vec<PageRunEntry>,
+    pub(crate) states: Vec<ProcessStateEntry>,
+    pub(crate) sigactions: Vec<SigActionEntry>,
+    pub(crate) fd_states: Vec<FdStateEntry>,
+    pub(crate) file_areas: Vec<FileAreaEntry>,
+    pub(crate) zombies: Vec<ZombieEntry>,
+    /// By id.
+    pub(crate) pipes: BTreeMap<u64, PipeEntry>,
+    /// Open file descriptions seen, by address: their ordinals in the record.
+    descriptions: BTreeMap<usize, u64>,
+    pub(crate) blob: Vec<u8>,
 }
 
 impl Inventory {
@@ -229,22 +384,54 @@ impl Inventory {
             + self.vmas.len() * size_of::<VmaEntry>()
             + self.fds.len() * size_of::<FdEntry>()
             + self.blockers.len() * size_of::<BlockerEntry>()
+            + self.thread_states.len() * size_of::<ThreadStateEntry>()
+            + self.pages.len() * size_of::<PageRunEntry>()
+            + self.states.len() * size_of::<ProcessStateEntry>()
+            + self.sigactions.len() * size_of::<SigActionEntry>()
+            + self.fd_states.len() * size_of::<FdStateEntry>()
+            + self.file_areas.len() * size_of::<FileAreaEntry>()
+            + self.zombies.len() * size_of::<ZombieEntry>()
+            + self.pipes.len() * size_of::<PipeEntry>()
+            + self.blob.len()
     }
 
-    /// The record, in `out` (empty).
-    pub(crate) fn write(&self, out: &mut Vec<u8>, release: &[u8]) {
-        let mut w = RecordWriter::new(out, RECORD_VERSION, release);
+    /// Appends `b` to the blob; where it is.
+    fn blob_add(&mut self, b: &[u8]) -> BlobRef {
+        let r = BlobRef {
+            off: self.blob.len() as u32,
+            len: b.len() as u32,
+        };
+        self.blob.extend_from_slice(b);
+        r
+    }
+
+    /// The record of `version`, in `out` (empty).
+    pub(crate) fn write(&self, out: &mut Vec<u8>, version: u32, release: &[u8]) {
+        let mut w = RecordWriter::new(out, version, release);
         w.section(&self.processes);
         w.section(&self.threads);
         w.section(&self.vmas);
         w.section(&self.fds);
         w.section(&self.blockers);
+        if version >= 2 {
+            w.section(&self.thread_states);
+            w.section(&self.pages);
+            w.section(&self.states);
+            w.section(&self.sigactions);
+            w.section(&self.fd_states);
+            let pipes: Vec<PipeEntry> = self.pipes.values().copied().collect();
+            w.section(&pipes);
+            w.section(&self.file_areas);
+            w.section(&self.zombies);
+            w.blob(&self.blob);
+        }
         w.finish();
     }
 }
 
-/// The inventory of `procs`.
-fn inventory(procs: &[Arc<Process>]) -> Inventory {
+/// The inventory of `procs` for a record of `version` (for version 2, with what it carries
+/// of each process; the threads are added by [`carry_threads`]).
+fn inventory(procs: &[Arc<Process>], version: u32) -> Inventory {
     let mut inv = Inventory::default();
     for p in procs {
         let threads = p.threads.lock().len() as u32;
@@ -281,10 +468,16 @@ fn inventory(procs: &[Arc<Process>]) -> Inventory {
             inv.vmas.push(v);
         }
         let mut nr_fds = 0u32;
+        let mut open = Vec::new();
         for fd in super::procfs::snap::open_fds(p) {
-            let Ok(f) = p.files.lock().get(fd) else {
-                continue;
+            let (f, cloexec) = {
+                let t = p.files.lock();
+                let Ok(f) = t.get(fd) else {
+                    continue;
+                };
+                (f, t.cloexec(fd).unwrap_or(false))
             };
+            open.push((fd, f.clone(), cloexec));
             let mut e = FdEntry {
                 pid: p.pid,
                 fd,
@@ -296,6 +489,14 @@ fn inventory(procs: &[Arc<Process>]) -> Inventory {
             nr_fds += 1;
         }
         if zombie {
+            if version >= 2 && p.zombie.load(Ordering::Relaxed) {
+                let status = (*p.exit_status.lock()).unwrap_or(0);
+                inv.zombies.push(ZombieEntry { pid: p.pid, status });
+            }
+            continue;
+        }
+        if version >= 2 {
+            carry_process(p, &open, &mut inv);
             continue;
         }
         // Record version 1 lists a live process; it does not carry its memory or files (nor
@@ -321,7 +522,283 @@ fn inventory(procs: &[Arc<Process>]) -> Inventory {
             inv.blockers.push(b);
         }
     }
+    inv.processes.sort_by_key(|p| p.pid);
+    inv.vmas.sort_by_key(|v| (v.pid, v.start));
+    inv.fds.sort_by_key(|f| (f.pid, f.fd));
+    inv.fd_states.sort_by_key(|f| (f.pid, f.fd));
+    inv.file_areas.sort_by_key(|a| (a.pid, a.start));
     inv
+}
+
+/// Version 2: what the record carries of the live process `p` (credentials, paths, break,
+/// signal dispositions, every resident page and its frame, its descriptors: `fds`, each
+/// with its description and close-on-exec flag), and blockers for what it does not carry
+/// yet: descriptors other than host and volume files, pipes, the console and devices;
+/// file-backed and shared memory areas; timers.
+fn carry_process(
+    p: &Arc<Process>,
+    fds: &[(i32, Arc<super::files::OpenFile>, bool)],
+    inv: &mut Inventory,
+) {
+    let c = p.creds.lock().clone();
+    let exe = p.exe.lock().clone();
+    let cwd = {
+        let (cwd, synth) = {
+            let f = p.fs.lock();
+            (f.cwd, f.synth.is_some())
+        };
+        if synth {
+            Vec::new()
+        } else {
+            super::files::path::dir_path(cwd).unwrap_or_default()
+        }
+    };
+    let (mut file_areas, mut shared_areas) = (0u32, 0u32);
+    // Private file mappings to carry: (start, offset, path, volume, image), classified once
+    // the space's lock is dropped.
+    let mut mapped = Vec::new();
+    let (mut brk_base, mut brk) = (0, 0);
+    if let Some(space) = p.space() {
+        let mm = space.mm.lock();
+        brk_base = mm.brk_base;
+        brk = mm.brk;
+        for (start, v) in mm.vmas() {
+            if v.shm.is_some() {
+                shared_areas += 1;
+            } else if let Some(f) = &v.file {
+                mapped.push((start, f.offset, f.path.clone(), f.ino, f.image.is_some()));
+            }
+            for (va, gpa, cow) in mm.resident(start, v.end) {
+                let flags = if v.shm.is_some() {
+                    page_flags::SHARED
+                } else if cow {
+                    page_flags::COW
+                } else {
+                    0
+                };
+                // Extend the last run when this page follows it in both spaces.
+                let page = pvmux_hypercalls::PAGE_SIZE;
+                if let Some(r) = inv.pages.last_mut().filter(|r| {
+                    r.pid == p.pid
+                        && r.va >= start
+                        && r.flags == flags
+                        && r.va + r.pages * page == va
+                        && r.gpa + r.pages * page == gpa
+                }) {
+                    r.pages += 1;
+                    continue;
+                }
+                inv.pages.push(PageRunEntry {
+                    pid: p.pid,
+                    flags,
+                    va,
+                    gpa,
+                    pages: 1,
+                });
+            }
+        }
+    }
+    for (start, offset, path, ino, image) in mapped {
+        let (volume, host) = crate::fs::with(|fs| (fs.is_volume_file(ino), fs.is_host_file(ino)));
+        if !(volume || host) || !path.starts_with(b"/") {
+            file_areas += 1;
+            continue;
+        }
+        let path = inv.blob_add(&path);
+        let mut flags = 0;
+        if volume {
+            flags |= file_area_flags::VOLUME;
+        }
+        if image {
+            flags |= file_area_flags::IMAGE;
+        }
+        inv.file_areas.push(FileAreaEntry {
+            pid: p.pid,
+            flags,
+            start,
+            offset,
+            path,
+        });
+    }
+    let cwd = inv.blob_add(&cwd);
+    let exe = inv.blob_add(&exe);
+    let groups: Vec<u8> = c.groups.iter().flat_map(|g| g.to_le_bytes()).collect();
+    let groups = inv.blob_add(&groups);
+    let limits = *p.rlimits.lock();
+    let rl: Vec<u8> = (0..NR_RLIMITS)
+        .flat_map(|r| {
+            let l = limits.get(r);
+            l.cur.to_le_bytes().into_iter().chain(l.max.to_le_bytes())
+        })
+        .collect();
+    let rlimits = inv.blob_add(&rl);
+    let k = c.caps.sets;
+    inv.states.push(ProcessStateEntry {
+        pid: p.pid,
+        umask: p.umask.load(Ordering::Relaxed),
+        uids: [c.uid, c.euid, c.suid, c.fsuid],
+        gids: [c.gid, c.egid, c.sgid, c.fsgid],
+        shared_pending: p.shared_sig.pending().bits(),
+        brk_base,
+        brk,
+        cwd,
+        exe,
+        caps: [
+            k.effective,
+            k.permitted,
+            k.inheritable,
+            k.bounding,
+            k.ambient,
+        ],
+        cap_flags: u32::from(c.caps.keep),
+        exit_signal: p.exit_signal,
+        groups,
+        rlimits,
+    });
+    let acts = *p.sigactions.lock();
+    for (i, a) in acts.iter().enumerate() {
+        if a.handler != 0 || a.flags != 0 || a.mask != 0 {
+            inv.sigactions.push(SigActionEntry {
+                pid: p.pid,
+                signo: i as u32 + 1,
+                handler: a.handler,
+                flags: a.flags,
+                restorer: a.restorer,
+                mask: a.mask,
+            });
+        }
+    }
+    let timers = p
+        .timers
+        .itimers
+        .lock()
+        .iter()
+        .filter(|t| t.is_some())
+        .count()
+        + p.timers.posix.lock().map.len();
+    let mut not_carried: BTreeMap<&'static [u8], u32> = BTreeMap::new();
+    for (fd, f, cloexec) in fds {
+        if let Err(what) = carry_fd(p.pid, *fd, f, *cloexec, inv) {
+            *not_carried.entry(what).or_default() += 1;
+        }
+    }
+    for (what, n) in not_carried {
+        let mut b = BlockerEntry {
+            kind: blocker::FILES,
+            pid: p.pid,
+            count: n,
+            ..FromZeros::new_zeroed()
+        };
+        fill_name(&mut b.what, what);
+        inv.blockers.push(b);
+    }
+    for (n, kind, what) in [
+        (
+            file_areas,
+            blocker::FILES,
+            &b"mappings of in-memory files"[..],
+        ),
+        (shared_areas, blocker::KERNEL, b"shared memory areas"),
+        (timers as u32, blocker::TIMERS, b"timers"),
+    ] {
+        if n > 0 {
+            let mut b = BlockerEntry {
+                kind,
+                pid: p.pid,
+                count: n,
+                ..FromZeros::new_zeroed()
+            };
+            fill_name(&mut b.what, what);
+            inv.blockers.push(b);
+        }
+    }
+}
+
+/// Version 2: carries descriptor `fd` of process `pid` (open on `f`), or says in words what
+/// kind of descriptor version 2 does not carry.
+fn carry_fd(
+    pid: i32,
+    fd: i32,
+    f: &Arc<super::files::OpenFile>,
+    cloexec: bool,
+    inv: &mut Inventory,
+) -> Result<(), &'static [u8]> {
+    use super::files::file::Kind;
+    let next = inv.descriptions.len() as u64 + 1;
+    let description = *inv
+        .descriptions
+        .entry(Arc::as_ptr(f) as *const () as usize)
+        .or_insert(next);
+    let mut e = FdStateEntry {
+        pid,
+        fd,
+        kind: 0,
+        fd_flags: u32::from(cloexec),
+        status_flags: f.flags(),
+        aux: 0,
+        description,
+        pos: 0,
+        object: 0,
+        path: BlobRef::default(),
+    };
+    match &f.kind {
+        Kind::Node { dir: true, .. } => return Err(b"directory descriptors"),
+        Kind::Node { ino, .. } => {
+            let ino = *ino;
+            let (volume, host) =
+                crate::fs::with(|fs| (fs.is_volume_file(ino), fs.is_host_file(ino)));
+            let Some(path) = f.path() else {
+                return Err(b"descriptors of unnamed files");
+            };
+            e.kind = if volume {
+                fd_state::VOLUME_FILE
+            } else if host {
+                fd_state::HOST_FILE
+            } else {
+                return Err(b"descriptors of in-memory files");
+            };
+            e.pos = *f.pos();
+            e.path = inv.blob_add(path);
+        }
+        Kind::PipeRead(pipe) | Kind::PipeWrite(pipe) => {
+            e.kind = if matches!(f.kind, Kind::PipeRead(_)) {
+                fd_state::PIPE_READ
+            } else {
+                fd_state::PIPE_WRITE
+            };
+            e.object = pipe.id;
+            if !inv.pipes.contains_key(&pipe.id) {
+                let bytes = pipe.buffered();
+                if bytes.len() > MAX_PIPE_BYTES as usize {
+                    return Err(b"pipes holding more than 1 MiB");
+                }
+                let data = inv.blob_add(&bytes);
+                inv.pipes.insert(
+                    pipe.id,
+                    PipeEntry {
+                        id: pipe.id,
+                        data,
+                        _reserved: 0,
+                    },
+                );
+            }
+        }
+        // A terminal's state (modes, window size, foreground group) is not carried.
+        Kind::Console { tty: true, .. } => return Err(b"descriptors of a terminal console"),
+        Kind::Console { out, tty, .. } => {
+            e.kind = fd_state::CONSOLE;
+            e.object = *out;
+            e.aux = u32::from(*tty);
+            e.path = inv.blob_add(&super::procfs::link_name(f));
+        }
+        Kind::Dev { .. } => {
+            e.kind = fd_state::DEVICE;
+            e.path = inv.blob_add(&super::procfs::link_name(f));
+        }
+        Kind::Object(_) => return Err(b"sockets and other descriptors"),
+    }
+    inv.fd_states.push(e);
+    Ok(())
 }
 
 /// [`VmaEntry::flags`] of a memory area.
@@ -377,13 +854,59 @@ mod tests {
             end: 0x40_1000,
             ..FromZeros::new_zeroed()
         });
+        inv.pages.push(PageRunEntry {
+            pid: 1,
+            flags: page_flags::COW,
+            va: 0x40_0000,
+            gpa: 32 << 20,
+            pages: 1,
+        });
+        let fpu = inv.blob_add(&[0u8; 576]);
+        let exe = inv.blob_add(b"/bin/true");
+        let mut st = ProcessStateEntry::new_zeroed();
+        st.pid = 1;
+        st.exe = exe;
+        inv.states.push(st);
+        let mut t = ThreadStateEntry::new_zeroed();
+        t.tid = 1;
+        t.pid = 1;
+        t.state = thread_state::USER;
+        t.regs.rip = 0x40_0010;
+        t.fpu = fpu;
+        t.restart_nr = NO_RESTART;
+        inv.thread_states.push(t);
+        inv.threads.push(ThreadEntry {
+            tid: 1,
+            pid: 1,
+            state: thread_state::USER,
+            ..Default::default()
+        });
+        let bounds = pvmux_hypercalls::handover::Bounds {
+            user_end: pvmux_hypercalls::user::USER_END,
+            pool_start: 16 << 20,
+            pool_end: 64 << 20,
+            max_pid: pvmux_hypercalls::handover::MAX_PID,
+        };
+        // Version 1: the inventory alone.
         let mut out = Vec::new();
-        inv.write(&mut out, RELEASE.as_bytes());
-        let r = Record::parse(&out, (RECORD_VERSION, RECORD_VERSION)).expect("valid");
+        inv.write(&mut out, 1, RELEASE.as_bytes());
+        let r = Record::parse(&out, (1, 1)).expect("valid");
         assert_eq!(r.release(), RELEASE.as_bytes());
         assert_eq!(r.entries::<ProcessEntry>().count(), 1);
         let v: Vec<VmaEntry> = r.entries().collect();
         assert_eq!(v[0].flags, vma_flags::READ | vma_flags::EXEC);
         assert_eq!(r.entries::<FdEntry>().count(), 0);
+        assert_eq!(r.entries::<PageRunEntry>().count(), 0);
+        assert!(r.blob().is_empty());
+        // Version 2: with what it carries, in the bounds an adopter checks.
+        let mut out = Vec::new();
+        inv.write(&mut out, 2, RELEASE.as_bytes());
+        assert_eq!(out.len(), 96 + 16 * 7 + inv.size());
+        let r = Record::parse(&out, (1, 2)).expect("valid");
+        r.check(&bounds).expect("in bounds");
+        let t: Vec<ThreadStateEntry> = r.entries().collect();
+        assert_eq!(r.blob_bytes(t[0].fpu).map(<[u8]>::len), Some(576));
+        let s: Vec<ProcessStateEntry> = r.entries().collect();
+        assert_eq!(r.blob_bytes(s[0].exe), Some(&b"/bin/true"[..]));
     }
 }

@@ -84,6 +84,11 @@ impl AltStack {
 
     /// True if `sp` is on the alternate stack (Linux's `on_sig_stack`: never with
     /// `SS_AUTODISARM`, whose stack is disabled while a handler runs on it).
+    /// Base, size and flags as last set (the hand-over record).
+    pub(crate) const fn raw(&self) -> (u64, u64, u32) {
+        (self.sp, self.size, self.flags)
+    }
+
     pub(crate) const fn on_stack(&self, sp: u64) -> bool {
         self.flags & SS_AUTODISARM == 0 && sp > self.sp && sp - self.sp <= self.size
     }

@@ -185,6 +185,16 @@ impl SigState {
         self.own.discard(set);
     }
 
+    /// The signals pending for this thread alone (the hand-over record).
+    pub(crate) fn own_pending(&self) -> SigSet {
+        self.pending()
+    }
+
+    /// The alternate signal stack's base, size and flags (the hand-over record).
+    pub(crate) fn altstack_raw(&self) -> (u64, u64, u32) {
+        self.altstack.lock().raw()
+    }
+
     /// True if a pending signal is not blocked.
     pub(crate) fn has_deliverable(&self) -> bool {
         !(self.pending() & !self.blocked()).is_empty()

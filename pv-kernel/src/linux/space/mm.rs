@@ -915,6 +915,18 @@ impl Mm {
         }
     }
 
+    /// Resident pages of `[start, end)` in address order: user address, frame,
+    /// copy-on-write (the hand-over record's page runs).
+    pub(crate) fn resident(
+        &self,
+        start: u64,
+        end: u64,
+    ) -> impl Iterator<Item = (u64, u64, bool)> + '_ {
+        self.pages
+            .range(start..end)
+            .map(|(&va, p)| (va, p.gpa, p.cow))
+    }
+
     /// Number of resident pages.
     pub(crate) fn resident_pages(&self) -> usize {
         self.pages.len()

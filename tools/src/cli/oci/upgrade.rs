@@ -11,7 +11,9 @@ use anyhow::{bail, Context};
 use clap::Args;
 use pvmux_host::upgrade::{self, Inventory, UpgradeError};
 use pvmux_host::TenantHandle;
-use pvmux_hypercalls::handover::{fd_kind, process_flags, thread_state, until_nul};
+use pvmux_hypercalls::handover::{
+    fd_kind, fd_state, process_flags, thread_state, until_nul, NO_RESTART,
+};
 
 use super::control::{self, Request};
 use super::state::{StateDir, Status};
@@ -21,7 +23,8 @@ use super::{Format, GlobalArgs};
 #[derive(Debug, Args)]
 pub struct UpgradeArgs {
     /// Output format: the decision and what the running kernel's hand-over record holds
-    /// (`json`: every process, memory area and descriptor it lists).
+    /// (`json`: every process, memory area and descriptor it lists, and with record
+    /// version 2 what it carries of each: threads, pages, descriptors, pipes, mappings).
     #[arg(short = 'f', long, value_enum, default_value = "table")]
     pub format: Format,
     /// The new kernel image (an ELF file, as `pvmux run --kernel`). It is checked first; a
@@ -71,6 +74,88 @@ struct RecordSummary {
     vmas: usize,
     fds: Vec<FdJson>,
     blockers: Vec<String>,
+    /// Record version 2: what it carries of each live process.
+    #[serde(default)]
+    carried: Vec<CarriedJson>,
+    /// Record version 2: pipes, by id, with the bytes buffered in each.
+    #[serde(default)]
+    pipes: Vec<PipeJson>,
+    /// Record version 2: processes not reaped, with their wait status.
+    #[serde(default)]
+    zombies: Vec<ZombieJson>,
+}
+
+/// A process not reaped, as a version 2 record carries it.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct ZombieJson {
+    pid: i32,
+    status: i32,
+}
+
+/// A pipe a version 2 record carries.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct PipeJson {
+    id: u64,
+    buffered: usize,
+}
+
+/// A descriptor a version 2 record carries.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct CarriedFdJson {
+    fd: i32,
+    /// `host-file`, `volume-file`, `pipe-read`, `pipe-write`, `console` or `device`.
+    kind: String,
+    cloexec: bool,
+    /// `F_GETFL`.
+    flags: u32,
+    pos: u64,
+    /// The same for descriptors sharing an open file description.
+    description: u64,
+    /// A pipe end's pipe.
+    pipe: Option<u64>,
+    path: String,
+}
+
+/// What a version 2 record carries of a live process.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct CarriedJson {
+    pid: i32,
+    /// Real, effective, saved, filesystem.
+    uids: [u32; 4],
+    /// Real, effective, saved, filesystem.
+    gids: [u32; 4],
+    umask: u32,
+    cwd: String,
+    exe: String,
+    brk: u64,
+    /// Resident pages carried (their frames).
+    pages: u64,
+    /// In runs of consecutive frames.
+    page_runs: usize,
+    /// Signal dispositions other than the default.
+    sigactions: usize,
+    threads: Vec<CarriedThreadJson>,
+    fds: Vec<CarriedFdJson>,
+    /// Private mappings of host and volume files: the paths, by area.
+    file_areas: Vec<String>,
+}
+
+/// What a version 2 record carries of a thread.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct CarriedThreadJson {
+    tid: i32,
+    state: String,
+    rip: u64,
+    rsp: u64,
+    rax: u64,
+    rflags: u64,
+    fs_base: u64,
+    clear_child_tid: u64,
+    sigmask: u64,
+    /// The system call it re-issues on resuming, if any.
+    restart: Option<u64>,
+    /// Bytes of its FPU area (0: the initial state).
+    fpu_bytes: u32,
 }
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -139,12 +224,7 @@ impl From<&Inventory> for RecordSummary {
                 .map(|t| ThreadJson {
                     tid: t.tid,
                     pid: t.pid,
-                    state: match t.state {
-                        thread_state::USER => "user",
-                        thread_state::SYSCALL => "syscall",
-                        _ => "running",
-                    }
-                    .to_owned(),
+                    state: state_name(t.state).to_owned(),
                     rip: t.rip,
                     rsp: t.rsp,
                     fs_base: t.fs_base,
@@ -169,7 +249,102 @@ impl From<&Inventory> for RecordSummary {
                 })
                 .collect(),
             blockers: i.blocker_texts(),
+            carried: i
+                .states
+                .iter()
+                .map(|(st, cwd, exe)| {
+                    let runs = i.pages.iter().filter(|r| r.pid == st.pid);
+                    CarriedJson {
+                        pid: st.pid,
+                        uids: st.uids,
+                        gids: st.gids,
+                        umask: st.umask,
+                        cwd: cwd.clone(),
+                        exe: exe.clone(),
+                        brk: st.brk,
+                        pages: runs.clone().map(|r| r.pages).sum(),
+                        page_runs: runs.count(),
+                        sigactions: i.sigactions.iter().filter(|a| a.pid == st.pid).count(),
+                        threads: i
+                            .thread_states
+                            .iter()
+                            .filter(|t| t.pid == st.pid)
+                            .map(|t| CarriedThreadJson {
+                                tid: t.tid,
+                                state: state_name(t.state).to_owned(),
+                                rip: t.regs.rip,
+                                rsp: t.regs.rsp,
+                                rax: t.regs.rax,
+                                rflags: t.regs.rflags,
+                                fs_base: t.fs_base,
+                                clear_child_tid: t.clear_child_tid,
+                                sigmask: t.sigmask,
+                                restart: (t.restart_nr != NO_RESTART).then_some(t.restart_nr),
+                                fpu_bytes: t.fpu.len,
+                            })
+                            .collect(),
+                        fds: i
+                            .fd_states
+                            .iter()
+                            .filter(|(f, _)| f.pid == st.pid)
+                            .map(|(f, path)| {
+                                let pipe =
+                                    matches!(f.kind, fd_state::PIPE_READ | fd_state::PIPE_WRITE);
+                                CarriedFdJson {
+                                    fd: f.fd,
+                                    kind: match f.kind {
+                                        fd_state::HOST_FILE => "host-file",
+                                        fd_state::VOLUME_FILE => "volume-file",
+                                        fd_state::PIPE_READ => "pipe-read",
+                                        fd_state::PIPE_WRITE => "pipe-write",
+                                        fd_state::CONSOLE => "console",
+                                        _ => "device",
+                                    }
+                                    .to_owned(),
+                                    cloexec: f.fd_flags & 1 != 0,
+                                    flags: f.status_flags,
+                                    pos: f.pos,
+                                    description: f.description,
+                                    pipe: pipe.then_some(f.object),
+                                    path: path.clone(),
+                                }
+                            })
+                            .collect(),
+                        file_areas: i
+                            .file_areas
+                            .iter()
+                            .filter(|(a, _)| a.pid == st.pid)
+                            .map(|(_, path)| path.clone())
+                            .collect(),
+                    }
+                })
+                .collect(),
+            zombies: i
+                .zombies
+                .iter()
+                .map(|z| ZombieJson {
+                    pid: z.pid,
+                    status: z.status,
+                })
+                .collect(),
+            pipes: i
+                .pipes
+                .iter()
+                .map(|(p, n)| PipeJson {
+                    id: p.id,
+                    buffered: *n,
+                })
+                .collect(),
         }
+    }
+}
+
+/// A [`thread_state`] in words.
+fn state_name(s: u32) -> &'static str {
+    match s {
+        thread_state::USER => "user",
+        thread_state::SYSCALL => "syscall",
+        _ => "running",
     }
 }
 
@@ -221,7 +396,7 @@ pub(crate) fn upgrade(g: &GlobalArgs, a: &UpgradeArgs) -> anyhow::Result<u8> {
     } else {
         let r = &ans.record;
         println!(
-            "{}: hand-over record v{} from {} ({} bytes, {:.1} ms, user threads stopped {:.1} ms): {} processes, {} threads, {} memory areas, {} descriptors",
+            "{}: hand-over record v{} from {} ({} bytes, {:.1} ms, user threads stopped {:.1} ms): {} processes, {} threads, {} memory areas, {} descriptors{}",
             a.id,
             ans.version,
             r.release,
@@ -231,7 +406,15 @@ pub(crate) fn upgrade(g: &GlobalArgs, a: &UpgradeArgs) -> anyhow::Result<u8> {
             r.processes.len(),
             r.threads.len(),
             r.vmas,
-            r.fds.len()
+            r.fds.len(),
+            if ans.version >= 2 {
+                format!(
+                    "; carries {} resident pages by frame",
+                    r.carried.iter().map(|c| c.pages).sum::<u64>()
+                )
+            } else {
+                String::new()
+            }
         );
     }
     match ans.refusal {

@@ -14,48 +14,22 @@
 //! its note) is what the refusal names.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Duration;
 
 use pvmux_hypercalls::handover::{HandoverNote, NOTE_MAGIC};
-use pvmux_tests::oci::{alive, wait_for, TIMEOUT};
-use pvmux_tests::{run_with_timeout, Run, TempDir};
+use pvmux_tests::oci::{alive, wait_for};
+use pvmux_tests::state_root::StateRoot;
+use pvmux_tests::TempDir;
 use zerocopy::{FromBytes, IntoBytes};
 
 /// The `pvmux` command line.
 const PVMUX: &str = env!("CARGO_BIN_EXE_pvmux-cli");
 
-struct Root(TempDir);
+/// A state root of its own per test.
+type Root = StateRoot;
 
-impl Root {
-    fn new(tag: &str) -> Self {
-        Self(TempDir::unique("pvmux-upgrade", tag))
-    }
-
-    fn dir(&self) -> &Path {
-        &self.0 .0
-    }
-
-    fn pvmux(&self, args: &[&str]) -> Run {
-        let mut cmd = Command::new(PVMUX);
-        cmd.arg("--root").arg(self.dir()).args(args);
-        run_with_timeout(
-            cmd,
-            &args.join(" "),
-            TIMEOUT,
-            Duration::from_millis(10),
-            |_| {},
-        )
-    }
-
-    fn monitor_pid(&self, name: &str) -> i32 {
-        let r = self.pvmux(&["ps", "--format", "json"]);
-        let rows: Vec<serde_json::Value> = serde_json::from_str(&r.stdout).expect("ps JSON");
-        rows.iter()
-            .find(|r| r["name"] == name)
-            .and_then(|r| r["pid"].as_i64())
-            .expect("a running tenant has a pid") as i32
-    }
+/// A fresh state root for the test `tag`.
+fn root(tag: &str) -> Root {
+    StateRoot::new(PVMUX, "pvmux-upgrade", tag)
 }
 
 /// The counter values written so far (every line must be a number).
@@ -126,7 +100,7 @@ fn kernel_copy(dir: &Path, name: &str, edit: impl FnOnce(&mut HandoverNote)) -> 
 
 #[test]
 fn an_upgrade_lists_the_running_state_refuses_what_it_cannot_carry_and_loses_nothing() {
-    let root = Root::new("loop");
+    let root = root("loop");
     let out = TempDir::unique("pvmux-upgrade-out", "loop");
     let file = out.0.join("c");
     let vol = format!("{}:/out", out.0.display());
@@ -393,7 +367,7 @@ fn an_upgrade_lists_the_running_state_refuses_what_it_cannot_carry_and_loses_not
 
 #[test]
 fn bad_or_incompatible_images_are_refused_before_the_guest_is_asked() {
-    let root = Root::new("bad");
+    let root = root("bad");
     let out = TempDir::unique("pvmux-upgrade-out", "bad");
     let file = out.0.join("c");
     let vol = format!("{}:/out", out.0.display());

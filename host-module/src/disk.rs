@@ -145,9 +145,11 @@ pub struct DiskInfo {
     pub read_only: bool,
     /// Size in bytes.
     pub size: u64,
-    /// Where the guest mounts it.
+    /// Where the guest kernel mounted it when it attached it (empty: not mounted then; a
+    /// guest program may mount it itself, which the host does not see).
     pub mount: String,
-    /// `attaching`, `mounted`, `detaching`.
+    /// `attaching`, `mounted` (attached with a mount path), `attached` (without one),
+    /// `detaching`.
     pub state: &'static str,
 }
 
@@ -161,9 +163,10 @@ pub fn mount_path_ok(p: &str) -> bool {
 }
 
 impl Disk {
-    /// Opens and locks image `path` (read-only with `read_only`), to be mounted at `mount`.
+    /// Opens and locks image `path` (read-only with `read_only`), to be mounted at `mount`
+    /// (empty: attached as `/dev/vdX` only, for the guest to mount).
     pub fn open(path: &Path, read_only: bool, mount: &str) -> Result<Self, DiskError> {
-        if !mount_path_ok(mount) {
+        if !mount.is_empty() && !mount_path_ok(mount) {
             return Err(DiskError::BadMountPath(mount.to_owned()));
         }
         let open_err = |source| DiskError::Open {
@@ -332,7 +335,7 @@ impl Disks {
         if t.slots.iter().flatten().any(|s| s.disk.path == disk.path) {
             return Err(DiskError::AlreadyAttached { path: disk.path });
         }
-        if t.slots.iter().flatten().any(|s| s.disk.mount == disk.mount) {
+        if !disk.mount.is_empty() && t.slots.iter().flatten().any(|s| s.disk.mount == disk.mount) {
             return Err(DiskError::BadMountPath(format!(
                 "{} (another disk of this tenant is mounted there)",
                 String::from_utf8_lossy(&disk.mount)
@@ -372,6 +375,7 @@ impl Disks {
                     mount: String::from_utf8_lossy(&s.disk.mount).into_owned(),
                     state: match s.state {
                         State::Attaching => "attaching",
+                        State::Attached if s.disk.mount.is_empty() => "attached",
                         State::Attached => "mounted",
                         State::Detaching => "detaching",
                     },

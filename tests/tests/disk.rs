@@ -391,6 +391,8 @@ fn a_disk_is_a_block_device_that_guest_programs_read_write_mount_and_unmount() {
         $bb mount -t ext2 /dev/null /mnt/b 2>&1 | grep -o 'Block device required'
         $bb mount -t ext2 /dev/vdb /mnt/b 2>&1 | grep -o 'Invalid argument'
         mkdir /mnt/a/dir && echo from-guest > /mnt/a/dir/f
+        chmod 1777 /mnt/a
+        setpriv --reuid 1000 --regid 1001 --clear-groups /bin/sh -c 'echo u > /mnt/a/owned'
         exec 3</mnt/a/dir/f
         $bb umount /mnt/a 2>&1 | grep -o 'busy'
         exec 3<&-
@@ -464,6 +466,18 @@ fn a_disk_is_a_block_device_that_guest_programs_read_write_mount_and_unmount() {
     let (code, out) = fsck(&img);
     assert_eq!(code, 0, "e2fsck -fn:\n{out}");
     assert_eq!(debugfs_cat(&img, "/dir/f"), b"from-guest\n");
+    // A file keeps the owner its creator gave it.
+    let out = Command::new("debugfs")
+        .args(["-R", "stat /owned"])
+        .arg(&img)
+        .env("PATH", E2FS_PATH)
+        .output()
+        .unwrap();
+    let st = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        st.contains("User:  1000") && st.contains("Group:  1001"),
+        "debugfs stat /owned:\n{st}"
+    );
 }
 
 #[test]

@@ -58,6 +58,22 @@ impl Root {
 
 impl Drop for Root {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            for n in ["one", "two"] {
+                let out = Command::new(PVMUX)
+                    .arg("--root")
+                    .arg(self.dir())
+                    .args(["logs", n])
+                    .output();
+                if let Ok(o) = out {
+                    eprintln!(
+                        "--- pvmux logs {n}:\n{}{}",
+                        String::from_utf8_lossy(&o.stdout),
+                        String::from_utf8_lossy(&o.stderr)
+                    );
+                }
+            }
+        }
         for n in ["one", "two", "three"] {
             let mut cmd = Command::new(PVMUX);
             cmd.arg("--root")

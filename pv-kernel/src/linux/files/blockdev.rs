@@ -162,7 +162,7 @@ mod tests {
         assert_eq!(ioc::BLKROGET, io(94));
         assert_eq!(ioc::BLKGETSIZE, io(96));
         assert_eq!(ioc::BLKSSZGET, io(104));
-        assert_eq!(ioc::BLKSSZGET, libc::BLKSSZGET as u64);
+        assert_eq!(ioc::BLKSSZGET, libc::BLKSSZGET);
         assert_eq!(ioc::BLKGETSIZE64, ior(114, 8));
     }
 }

@@ -44,7 +44,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use pvmux_hypercalls::channel::{
-    name_ok, op, poll, ring_offset, ChannelHeader, EndWords, RingWords, CHANNEL_MAGIC,
+    flag, name_ok, op, poll, ring_offset, ChannelHeader, EndWords, RingWords, CHANNEL_MAGIC,
     CHANNEL_VERSION, IO_MAX, MAX_CHANNELS, NAME_MAX, OBJECT_SIZE, RET_BROKEN, RET_CLOSED,
     RING_SIZE,
 };
@@ -419,7 +419,13 @@ impl Inner {
     }
 
     /// Sends up to `max` bytes, which `fill` provides (it reads them from the guest).
-    fn send(&self, max: u64, fill: impl FnOnce(&mut [u8]) -> Result<(), HcError>) -> i64 {
+    /// With `!wake`, a full ring arms no wake-up (a guest's poll, [`flag::NO_WAKE`]).
+    fn send(
+        &self,
+        max: u64,
+        wake: bool,
+        fill: impl FnOnce(&mut [u8]) -> Result<(), HcError>,
+    ) -> i64 {
         if self.broken.load(Ordering::Acquire) {
             return RET_BROKEN;
         }
@@ -432,6 +438,13 @@ impl Inner {
             None => return self.mark_broken(),
         };
         if room == 0 {
+            if !wake {
+                return if self.send_closed() {
+                    RET_CLOSED
+                } else {
+                    HcError::Busy.to_ret()
+                };
+            }
             self.want();
             room = match self.room(*tail) {
                 Some(r) => r,
@@ -465,7 +478,8 @@ impl Inner {
 
     /// Receives up to `max` bytes, handed to `take` (it writes them to the guest, whose
     /// range was checked before: it cannot fail after bytes left the ring).
-    fn recv(&self, max: u64, take: impl FnOnce(&[u8])) -> i64 {
+    /// With `!wake`, an empty ring arms no wake-up (a guest's poll, [`flag::NO_WAKE`]).
+    fn recv(&self, max: u64, wake: bool, take: impl FnOnce(&[u8])) -> i64 {
         if self.broken.load(Ordering::Acquire) {
             return RET_BROKEN;
         }
@@ -482,6 +496,9 @@ impl Inner {
         if avail == 0 {
             if ended {
                 return 0;
+            }
+            if !wake {
+                return HcError::Busy.to_ret();
             }
             self.want();
             ended = self.peer_ended();
@@ -771,7 +788,7 @@ impl ChannelEnd {
 
     /// Sends `data` (at most [`IO_MAX`] bytes): bytes sent, or a hypercall return code.
     pub fn send_bytes(&self, data: &[u8]) -> i64 {
-        self.inner.send(data.len() as u64, |b| {
+        self.inner.send(data.len() as u64, true, |b| {
             b.copy_from_slice(&data[..b.len()]);
             Ok(())
         })
@@ -779,8 +796,9 @@ impl ChannelEnd {
 
     /// Receives into `buf`: bytes received (0: end of stream), or a hypercall return code.
     pub fn recv_bytes(&self, buf: &mut [u8]) -> i64 {
-        self.inner
-            .recv(buf.len() as u64, |b| buf[..b.len()].copy_from_slice(b))
+        self.inner.recv(buf.len() as u64, true, |b| {
+            buf[..b.len()].copy_from_slice(b)
+        })
     }
 
     /// `ChannelCtl(POLL)`: the [`poll`] bits in force (arming a wake-up when none of
@@ -830,12 +848,19 @@ pub(crate) fn hc(
     };
     let i = &ch.inner;
     match call {
+        _ if matches!(call, Hypercall::ChannelSend | Hypercall::ChannelRecv)
+            && a[3] & !flag::ALL != 0 =>
+        {
+            HcError::InvalidArgument.to_ret()
+        }
         Hypercall::ChannelSend => {
             let (gpa, len) = (a[1], a[2].min(IO_MAX));
             if mem.check_range(gpa, len).is_err() {
                 return HcError::BadAddress.to_ret();
             }
-            i.send(len, |b| mem.read(gpa, b).map_err(|_| HcError::BadAddress))
+            i.send(len, a[3] & flag::NO_WAKE == 0, |b| {
+                mem.read(gpa, b).map_err(|_| HcError::BadAddress)
+            })
         }
         Hypercall::ChannelRecv => {
             let (gpa, len) = (a[1], a[2].min(IO_MAX));
@@ -843,7 +868,7 @@ pub(crate) fn hc(
                 return HcError::BadAddress.to_ret();
             }
             // The range was checked: the write cannot fail.
-            i.recv(len, |b| {
+            i.recv(len, a[3] & flag::NO_WAKE == 0, |b| {
                 let _ = mem.write(gpa, b);
             })
         }
@@ -1160,6 +1185,32 @@ mod tests {
             4
         );
         assert_eq!(mem.read_vec(0x2000, 4).unwrap(), b"back");
+        // A poll (NO_WAKE) of an empty ring is Busy and arms no wake-up; one without the
+        // flag arms it; an unknown flag is refused.
+        let want = || a.inner.end_word(a.inner.me, WANT).load(Ordering::SeqCst);
+        assert_eq!(
+            call(Hypercall::ChannelRecv, [0, 0x2000, 4, flag::NO_WAKE, 0, 0]),
+            HcError::Busy.to_ret()
+        );
+        assert_eq!(want(), 0);
+        assert_eq!(
+            call(Hypercall::ChannelRecv, [0, 0x2000, 4, 0, 0, 0]),
+            HcError::Busy.to_ret()
+        );
+        assert_eq!(want(), 1);
+        assert_eq!(
+            call(Hypercall::ChannelRecv, [0, 0x2000, 4, 2, 0, 0]),
+            HcError::InvalidArgument.to_ret()
+        );
+        assert_eq!(
+            call(Hypercall::ChannelSend, [0, 0x2000, 4, 1 << 8, 0, 0]),
+            HcError::InvalidArgument.to_ret()
+        );
+        assert_eq!(b.send_bytes(b"more"), 4);
+        assert_eq!(
+            call(Hypercall::ChannelRecv, [0, 0x2000, 4, flag::NO_WAKE, 0, 0]),
+            4
+        );
         assert_eq!(call(Hypercall::ChannelCtl, [0, op::SHUT_WR, 0, 0, 0, 0]), 0);
         assert_eq!(b.recv_bytes(&mut buf), 0);
         drop(chans);

@@ -145,9 +145,11 @@ pub struct DiskInfo {
     pub read_only: bool,
     /// Size in bytes.
     pub size: u64,
-    /// Where the guest mounts it.
+    /// Where the guest kernel mounted it when it attached it (empty: not mounted then; a
+    /// guest program may mount it itself, which the host does not see).
     pub mount: String,
-    /// `attaching`, `mounted`, `detaching`.
+    /// `attaching`, `mounted` (attached with a mount path), `attached` (without one),
+    /// `detaching`.
     pub state: &'static str,
 }
 
@@ -161,9 +163,10 @@ pub fn mount_path_ok(p: &str) -> bool {
 }
 
 impl Disk {
-    /// Opens and locks image `path` (read-only with `read_only`), to be mounted at `mount`.
+    /// Opens and locks image `path` (read-only with `read_only`), to be mounted at `mount`
+    /// (empty: attached as `/dev/vdX` only, for the guest to mount).
     pub fn open(path: &Path, read_only: bool, mount: &str) -> Result<Self, DiskError> {
-        if !mount_path_ok(mount) {
+        if !mount.is_empty() && !mount_path_ok(mount) {
             return Err(DiskError::BadMountPath(mount.to_owned()));
         }
         let open_err = |source| DiskError::Open {
@@ -332,7 +335,7 @@ impl Disks {
         if t.slots.iter().flatten().any(|s| s.disk.path == disk.path) {
             return Err(DiskError::AlreadyAttached { path: disk.path });
         }
-        if t.slots.iter().flatten().any(|s| s.disk.mount == disk.mount) {
+        if !disk.mount.is_empty() && t.slots.iter().flatten().any(|s| s.disk.mount == disk.mount) {
             return Err(DiskError::BadMountPath(format!(
                 "{} (another disk of this tenant is mounted there)",
                 String::from_utf8_lossy(&disk.mount)
@@ -372,6 +375,7 @@ impl Disks {
                     mount: String::from_utf8_lossy(&s.disk.mount).into_owned(),
                     state: match s.state {
                         State::Attaching => "attaching",
+                        State::Attached if s.disk.mount.is_empty() => "attached",
                         State::Attached => "mounted",
                         State::Detaching => "detaching",
                     },
@@ -643,7 +647,9 @@ mod tests {
         drop(a);
         let b = Disk::open(&p, true, "/x").unwrap();
         drop(b);
-        for bad in ["", "/", "rel", "/a/../b", "/a\0b"] {
+        // No mount path: attached only (the guest's programs mount it).
+        drop(Disk::open(&p, false, "").unwrap());
+        for bad in ["/", "rel", "/a/../b", "/a\0b"] {
             assert!(
                 matches!(Disk::open(&p, false, bad), Err(DiskError::BadMountPath(_))),
                 "{bad:?}"
@@ -777,6 +783,37 @@ mod tests {
         ro.hc_submit(&mem, [0, ring, 1, 0, 0, 0]).unwrap();
         assert_eq!(mem.read_u32(ring + STATUS_OFFSET).unwrap(), errno::EROFS);
         let _ = std::fs::remove_file(p);
+    }
+
+    #[test]
+    fn disks_without_a_mount_path_are_attached_only() {
+        let (p, q) = (image("nomount1", 64 * 512), image("nomount2", 64 * 512));
+        let mem = GuestMemory::new(16 << 20).unwrap();
+        // Two disks without a path do not collide over "their" mount path.
+        let disks = Disks::with(vec![
+            Disk::open(&p, false, "").unwrap(),
+            Disk::open(&q, true, "").unwrap(),
+        ])
+        .unwrap();
+        for slot in 0..2 {
+            assert_eq!(disks.hc_take(&mem, 0x3000).unwrap(), 1);
+            let e = DiskEvent::read_from_bytes(&mem.read_vec(0x3000, 288).unwrap()).unwrap();
+            assert_eq!((e.slot, e.kind, e.path_len), (slot, event::ATTACH, 0));
+            assert_eq!(e.mount_path(), None);
+            disks
+                .hc_report([u64::from(slot), e.generation, 0, 0, 0, 0])
+                .unwrap();
+        }
+        let l = disks.list();
+        assert_eq!(
+            l.iter()
+                .map(|d| (d.name.as_str(), d.mount.as_str(), d.state))
+                .collect::<Vec<_>>(),
+            [("vda", "", "attached"), ("vdb", "", "attached")]
+        );
+        drop(disks);
+        let _ = std::fs::remove_file(p);
+        let _ = std::fs::remove_file(q);
     }
 
     #[test]

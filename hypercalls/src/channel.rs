@@ -7,16 +7,17 @@
 //! order of the `--channel` flags, the [`crate::bootargs::command::CHANNEL`] record) and
 //! moves bytes with three hypercalls:
 //!
-//! * `ChannelSend(index, buf_gpa, len) -> n`: copies up to `len` (at most [`IO_MAX`]) bytes
+//! * `ChannelSend(index, buf_gpa, len, flags) -> n`: copies up to `len` (at most [`IO_MAX`]) bytes
 //!   into the ring towards the peer; `Busy` when the ring is full, [`RET_CLOSED`] when the
 //!   peer reads no more (it closed its reading side or ended) or this side shut writing.
-//! * `ChannelRecv(index, buf_gpa, len) -> n`: copies up to `len` (at most [`IO_MAX`]) bytes
+//! * `ChannelRecv(index, buf_gpa, len, flags) -> n`: copies up to `len` (at most [`IO_MAX`]) bytes
 //!   from the ring from the peer; 0 at the end of the stream (the peer shut writing or ended
 //!   and everything it wrote was read), `Busy` when the ring is empty.
 //! * `ChannelCtl(index, op, arg)`: [`op::POLL`] (`arg`: [`poll`] bits wanted; returns the bits
 //!   in force), [`op::SHUT_WR`], [`op::SHUT_RD`].
 //!
-//! A call that returns `Busy` (or a poll without the bits asked) arms a wake-up: the host
+//! A call that returns `Busy` (or a poll without the bits asked) arms a wake-up, unless it
+//! has [`flag::NO_WAKE`]: the host
 //! raises [`crate::vcpu::pending::CHANNEL`] on vCPU 0 once the peer moved data, made room or
 //! closed; the guest then retries. [`RET_BROKEN`] says the shared object's indices are
 //! inconsistent (a peer writing garbage): the channel is unusable, nothing outside it is.
@@ -46,6 +47,16 @@ pub const CHANNEL_VERSION: u32 = 1;
 pub const RET_CLOSED: i64 = -100;
 /// The channel's shared state is inconsistent (`EIO`); nothing outside the channel is.
 pub const RET_BROKEN: i64 = -101;
+
+/// Flags of `ChannelSend` and `ChannelRecv` (argument `a3`; other bits are
+/// `InvalidArgument`).
+pub mod flag {
+    /// A poll: when the call would be `Busy`, arm no wake-up (the guest polls the ring for
+    /// a short while before it sleeps; its last try before sleeping arms one).
+    pub const NO_WAKE: u64 = 1;
+    /// Every flag.
+    pub const ALL: u64 = NO_WAKE;
+}
 
 /// `ChannelCtl` operations.
 pub mod op {

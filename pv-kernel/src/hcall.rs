@@ -295,6 +295,11 @@ pub(crate) fn channel(nr: Hypercall, a: [u64; 3]) -> i64 {
     call(nr, [a[0], a[1], a[2], 0, 0])
 }
 
+/// `ChannelSend`/`ChannelRecv` with flags (`pvmux_hypercalls::channel::flag`).
+pub(crate) fn channel_flags(nr: Hypercall, a: [u64; 3], flags: u64) -> i64 {
+    call(nr, [a[0], a[1], a[2], flags, 0])
+}
+
 /// `ExecFetch`: the next queued exec request into the buffer at `gpa` (`len` bytes); its
 /// length, or `Busy` when none is queued.
 pub(crate) fn exec_fetch(gpa: u64, len: u64) -> Result<u64, HcError> {

@@ -58,6 +58,22 @@ impl Root {
 
 impl Drop for Root {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            for n in ["one", "two"] {
+                let out = Command::new(PVMUX)
+                    .arg("--root")
+                    .arg(self.dir())
+                    .args(["logs", n])
+                    .output();
+                if let Ok(o) = out {
+                    eprintln!(
+                        "--- pvmux logs {n}:\n{}{}",
+                        String::from_utf8_lossy(&o.stdout),
+                        String::from_utf8_lossy(&o.stderr)
+                    );
+                }
+            }
+        }
         for n in ["one", "two", "three"] {
             let mut cmd = Command::new(PVMUX);
             cmd.arg("--root")
@@ -262,7 +278,7 @@ fn a_read_only_disk_refuses_writes_and_its_image_stays_the_same() {
     let before = std::fs::read(&img).unwrap();
     let mut cmd = Command::new(PVMUX);
     cmd.args(["run", "--rootfs", "/", "--disk"])
-        .arg(format!("{}:ro", img.display()))
+        .arg(format!("{}:ro,mount=/mnt/vda", img.display()))
         .args([
             "--",
             "/bin/sh",
@@ -294,7 +310,7 @@ fn a_corrupted_image_is_an_error_in_the_guest_never_a_host_problem() {
     let run = |img: &Path, script: &str| {
         let mut cmd = Command::new(PVMUX);
         cmd.args(["run", "--rootfs", "/", "--disk"])
-            .arg(img)
+            .arg(format!("{},mount=/mnt/vda", img.display()))
             .args(["--", "/bin/sh", "-c", script]);
         run_with_timeout(cmd, "run", TIMEOUT, Duration::from_millis(10), |_| {})
     };
@@ -347,4 +363,213 @@ fn a_corrupted_image_is_an_error_in_the_guest_never_a_host_problem() {
     );
     // The host's tool agrees that the image is damaged.
     assert_ne!(fsck(&img).0, 0);
+}
+
+/// `pvmux run --rootfs / --disk ... -- /bin/sh -c SCRIPT` to its end.
+fn run_sh(disks: &[String], script: &str) -> Run {
+    let mut cmd = Command::new(PVMUX);
+    cmd.args(["run", "--rootfs", "/"]);
+    for d in disks {
+        cmd.arg("--disk").arg(d);
+    }
+    cmd.args(["--", "/bin/sh", "-c", script]);
+    run_with_timeout(cmd, "run", TIMEOUT, Duration::from_millis(10), |_| {})
+}
+
+#[test]
+#[cfg_attr(
+    not(all(have_mke2fs, have_busybox)),
+    ignore = "needs e2fsprogs and busybox-static: apt-get install e2fsprogs busybox-static"
+)]
+fn a_disk_is_a_block_device_that_guest_programs_read_write_mount_and_unmount() {
+    let root = Root::new("blk");
+    let img = mkfs(root.dir(), "fs.img", 16);
+    // vdb: 1 MiB of a pattern, no filesystem.
+    let raw = root.dir().join("raw.img");
+    let pattern: Vec<u8> = (0..1u32 << 20).map(|i| (i * 7 + i / 511) as u8).collect();
+    std::fs::write(&raw, &pattern).unwrap();
+    let first = root.dir().join("first-block");
+    std::fs::write(&first, &std::fs::read(&img).unwrap()[..4096]).unwrap();
+    let script = "
+        bb=/bin/busybox
+        stat -c '%F %t:%T %a' /dev/vda /dev/vdb
+        cat /proc/partitions /sys/block/vda/size /sys/block/vdb/size /sys/block/vdb/dev
+        grep -c /dev/vd /proc/mounts
+        dd if=/dev/vda bs=4096 count=1 2>/dev/null | cksum
+        dd if=/dev/vda bs=1 skip=1080 count=2 2>/dev/null | od -An -tx1
+        printf hello | dd of=/dev/vdb bs=1 seek=4097 conv=notrunc 2>/dev/null
+        dd if=/dev/vdb bs=1 skip=4095 count=9 2>/dev/null | od -An -c
+        mkdir -p /mnt/a /mnt/b
+        $bb mount -t ext2 /dev/vda /mnt/a && echo mounted
+        grep /dev/vda /proc/mounts
+        $bb mount -t ext2 /dev/vda /mnt/b 2>&1 | grep -o 'busy'
+        $bb mount -t nosuchfs /dev/vda /mnt/b 2>&1 | grep -o 'No such device'
+        $bb mount -t ext2 /dev/null /mnt/b 2>&1 | grep -o 'Block device required'
+        $bb mount -t ext2 /dev/vdb /mnt/b 2>&1 | grep -o 'Invalid argument'
+        mkdir /mnt/a/dir && echo from-guest > /mnt/a/dir/f
+        chmod 1777 /mnt/a
+        setpriv --reuid 1000 --regid 1001 --clear-groups /bin/sh -c 'echo u > /mnt/a/owned'
+        exec 3</mnt/a/dir/f
+        $bb umount /mnt/a 2>&1 | grep -o 'busy'
+        exec 3<&-
+        $bb umount /mnt/b 2>&1 | grep -o 'Invalid argument'
+        $bb umount /mnt/a && echo unmounted
+        ls -A /mnt/a | wc -l
+        grep -c /dev/vd /proc/mounts
+        $bb mount -r -t ext2 /dev/vda /mnt/b && cat /mnt/b/dir/f
+        grep /dev/vda /proc/mounts
+        touch /mnt/b/new 2>&1 | grep -o 'Read-only file system'
+        $bb umount /mnt/b && echo done
+    ";
+    let r = run_sh(
+        &[img.display().to_string(), raw.display().to_string()],
+        script,
+    );
+    assert_eq!(r.code(), Some(0), "{}", r.context());
+    let want_first = host_cksum(&first);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    let pat = |off: usize| pattern[off];
+    assert_eq!(lines[0], "block special file fe:0 660", "{}", r.context());
+    assert_eq!(lines[1], "block special file fe:10 660", "{}", r.context());
+    assert_eq!(
+        &lines[2..6],
+        [
+            "major minor  #blocks  name",
+            "",
+            " 254        0      16384 vda",
+            " 254       16       1024 vdb"
+        ],
+        "{}",
+        r.context()
+    );
+    assert_eq!(&lines[6..9], ["32768", "2048", "254:16"], "{}", r.context());
+    assert_eq!(lines[9], "0", "no disk is mounted at boot: {}", r.context());
+    assert_eq!(crc_fields(lines[10])[0], want_first, "{}", r.context());
+    assert_eq!(lines[11].trim(), "53 ef", "ext2's magic: {}", r.context());
+    // The pattern's two bytes before the write, then the write.
+    let od: Vec<&str> = lines[12].split_whitespace().collect();
+    assert_eq!(od.len(), 9, "{}", r.context());
+    assert_eq!(&od[2..7], ["h", "e", "l", "l", "o"], "{}", r.context());
+    assert_eq!(
+        &lines[13..],
+        [
+            "mounted",
+            "/dev/vda /mnt/a ext2 rw,relatime 0 0",
+            "busy",
+            "No such device",
+            "Block device required",
+            "Invalid argument",
+            "busy",
+            "Invalid argument",
+            "unmounted",
+            "0",
+            "0",
+            "from-guest",
+            "/dev/vda /mnt/b ext2 ro,relatime 0 0",
+            "Read-only file system",
+            "done",
+        ],
+        "{}",
+        r.context()
+    );
+    // The host sees the raw write, and nothing else of vdb changed.
+    let after = std::fs::read(&raw).unwrap();
+    assert_eq!(&after[4097..4102], b"hello");
+    assert_eq!(after[4096], pat(4096));
+    assert_eq!(after[4102], pat(4102));
+    assert!(after[..4097] == pattern[..4097] && after[4102..] == pattern[4102..]);
+    // And the file written through the guest's mount, in a clean filesystem.
+    let (code, out) = fsck(&img);
+    assert_eq!(code, 0, "e2fsck -fn:\n{out}");
+    assert_eq!(debugfs_cat(&img, "/dir/f"), b"from-guest\n");
+    // A file keeps the owner its creator gave it.
+    let out = Command::new("debugfs")
+        .args(["-R", "stat /owned"])
+        .arg(&img)
+        .env("PATH", E2FS_PATH)
+        .output()
+        .unwrap();
+    let st = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        st.contains("User:  1000") && st.contains("Group:  1001"),
+        "debugfs stat /owned:\n{st}"
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(all(have_mke2fs, have_busybox)),
+    ignore = "needs e2fsprogs and busybox-static: apt-get install e2fsprogs busybox-static"
+)]
+fn a_disk_a_guest_program_mounted_moves_once_unmounted_by_the_move() {
+    let root = Root::new("gmove");
+    let img = mkfs(root.dir(), "g.img", 8);
+    let img_s = img.to_str().unwrap();
+    let r = root.detached("one", &["--disk", img_s]);
+    assert_eq!(r.code(), Some(0), "{}", r.context());
+    let r = root.detached("two", &[]);
+    assert_eq!(r.code(), Some(0), "{}", r.context());
+    let ls = root.pvmux(&["disk", "ls", "--format", "json", "one"]);
+    let v: serde_json::Value = serde_json::from_str(&ls.stdout).expect("disk ls JSON");
+    assert_eq!(v[0]["mount"], "", "{v}");
+    assert_eq!(v[0]["state"], "attached", "{v}");
+    let w = root.sh(
+        "one",
+        "set -e; mkdir -p /mnt/g; /bin/busybox mount -t ext2 /dev/vda /mnt/g; \
+         echo one-wrote > /mnt/g/f; grep -c '^/dev/vda /mnt/g ext2 rw' /proc/mounts",
+    );
+    assert_eq!(
+        (w.code(), w.stdout.as_str()),
+        (Some(0), "1\n"),
+        "{}",
+        w.context()
+    );
+    // A description of /dev/vda open: the move is refused, nothing changes.
+    let hold = Command::new(PVMUX)
+        .arg("--root")
+        .arg(root.dir())
+        .args(["exec", "-d", "one", "--", "/bin/sh", "-c"])
+        .arg("exec 3</dev/vda; until [ -e /tmp/release ]; do sleep 0.1; done")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("pvmux exec -d runs");
+    assert!(hold.success());
+    let opened = root.sh(
+        "one",
+        "for i in $(seq 200); do ls -l /proc/[0-9]*/fd/ 2>/dev/null | grep -q /dev/vda && exit 0; \
+         sleep 0.05; done; exit 1",
+    );
+    assert_eq!(opened.code(), Some(0), "{}", opened.context());
+    let refused = root.pvmux(&["disk", "move", "one", "two"]);
+    assert_eq!(refused.code(), Some(1), "{}", refused.context());
+    let r = root.sh(
+        "one",
+        "touch /tmp/release; for i in $(seq 200); do ls -l /proc/[0-9]*/fd/ 2>/dev/null | grep -q /dev/vda || exit 0; \
+         sleep 0.05; done; exit 1",
+    );
+    assert_eq!(r.code(), Some(0), "{}", r.context());
+    // The move unmounts the guest's own mount (written back, clean) and takes the node.
+    let mv = root.pvmux(&["disk", "move", "one", "two"]);
+    assert_eq!(mv.code(), Some(0), "{}", mv.context());
+    assert!(mv.stdout.contains("not mounted"), "{}", mv.context());
+    let r = root.sh(
+        "one",
+        "grep -c /dev/vd /proc/mounts; ls -A /mnt/g | wc -l; test -b /dev/vda || echo no-node",
+    );
+    assert_eq!(r.stdout, "0\n0\nno-node\n", "{}", r.context());
+    let r = root.sh(
+        "two",
+        "set -e; mkdir -p /m; /bin/busybox mount -t ext2 /dev/vda /m; cat /m/f; \
+         echo two-wrote >> /m/f; /bin/busybox umount /m; echo ok",
+    );
+    assert_eq!(r.stdout, "one-wrote\nok\n", "{}", r.context());
+    for n in ["one", "two"] {
+        let s = root.pvmux(&["stop", n]);
+        assert_eq!(s.code(), Some(0), "{}", s.context());
+    }
+    let (code, out) = fsck(&img);
+    assert_eq!(code, 0, "e2fsck -fn:\n{out}");
+    assert_eq!(debugfs_cat(&img, "/f"), b"one-wrote\ntwo-wrote\n");
 }

@@ -1,8 +1,11 @@
 //! The guest side of disks (`pvmux run --disk`, `pvmux disk move`; docs/ABI.md §disks): the
 //! ring block device ([`RingDev`], the `DiskSubmit` doorbell), and the disk events — attach
-//! (mount the ext2 filesystem at the path the host names) and detach (write everything
-//! back, unmount, report) — taken at boot ([`attach_at_boot`]) and afterwards by the
-//! `diskd` kernel thread, woken by `pending::DISK` ([`event`]).
+//! (make `/dev/vdX` and, when the host names a path, mount the ext2 filesystem there) and
+//! detach (write everything back, unmount, remove the node, report) — taken at boot
+//! ([`attach_at_boot`]) and afterwards by the `diskd` kernel thread, woken by
+//! `pending::DISK` ([`event`]). Programs mount and unmount attached disks themselves with
+//! `mount(2)`/`umount2(2)` ([`mount`], [`umount`]) and read or write them raw through
+//! `/dev/vdX` ([`raw_read`], [`raw_write`]).
 //!
 //! A mounted disk is a volume of the VFS (`ramfs::volume`) whose host is its
 //! [`Ext2Volume`]; its volume id is [`VOLUME_BASE`] plus its slot. The filesystem's lock is
@@ -29,8 +32,31 @@ use crate::sched::wait::WaitQueue;
 /// Volume id of slot 0's disk (volume ids of `--volume` are below 64).
 pub(crate) const VOLUME_BASE: u32 = 0x1000;
 
-/// The mounted disks, by slot.
-static DISKS: IrqLock<BTreeMap<u32, Arc<Ext2Volume<RingDev>>>> = IrqLock::new(BTreeMap::new());
+/// A disk attached to this kernel.
+struct Attached {
+    /// Size in sectors.
+    sectors: u64,
+    /// The host opened it read-only.
+    read_only: bool,
+    /// Its filesystem, while mounted.
+    mounted: Option<Mounted>,
+}
+
+/// A mounted disk.
+#[derive(Clone)]
+struct Mounted {
+    vol: Arc<Ext2Volume<RingDev>>,
+    /// The mount point (absolute).
+    path: Vec<u8>,
+    /// Mounted read-only.
+    read_only: bool,
+}
+
+/// The attached disks, by slot.
+static DISKS: IrqLock<BTreeMap<u32, Attached>> = IrqLock::new(BTreeMap::new());
+/// Open descriptions of each disk's `/dev/vdX` (a detach waits for none).
+static RAW_OPEN: [core::sync::atomic::AtomicU32; MAX_DISKS as usize] =
+    [const { core::sync::atomic::AtomicU32::new(0) }; MAX_DISKS as usize];
 /// Bumped by every `pending::DISK` event.
 static SEQ: AtomicU64 = AtomicU64::new(0);
 /// `diskd` waits here.
@@ -157,31 +183,86 @@ fn now_secs() -> u32 {
     (crate::time::realtime_ns() / 1_000_000_000) as u32
 }
 
-/// Mounts the disk of an `ATTACH` event.
+/// Attaches the disk of an `ATTACH` event: `/dev/vdX`, and a mount at the event's path if
+/// it names one (a failed mount detaches it again).
 fn attach(e: &DiskEvent) -> Result<(), Errno> {
-    let path = e.mount_path().ok_or(EINVAL)?;
-    if e.slot >= MAX_DISKS || DISKS.lock().contains_key(&e.slot) {
-        return Err(EBUSY);
+    if e.slot >= MAX_DISKS || e.sectors == 0 {
+        return Err(EINVAL);
     }
-    let dev = RingDev {
-        slot: e.slot,
-        sectors: e.sectors,
+    let path = match e.path_len {
+        0 => None,
+        _ => Some(e.mount_path().ok_or(EINVAL)?),
     };
-    let ro = e.flags & flag::READ_ONLY != 0;
+    {
+        let mut d = DISKS.lock();
+        if d.contains_key(&e.slot) {
+            return Err(EBUSY);
+        }
+        d.insert(
+            e.slot,
+            Attached {
+                sectors: e.sectors,
+                read_only: e.flags & flag::READ_ONLY != 0,
+                mounted: None,
+            },
+        );
+    }
+    if let Some(path) = path {
+        if let Err(err) = mount_slot(e.slot, e.flags & flag::READ_ONLY != 0, path) {
+            DISKS.lock().remove(&e.slot);
+            return Err(err);
+        }
+    }
+    crate::linux::files::dev::add_disk_node(e.slot);
+    Ok(())
+}
+
+/// The name of disk `slot` as text (`vda`).
+fn name(slot: u32) -> alloc::string::String {
+    alloc::string::String::from_utf8_lossy(&crate::linux::files::dev::disk_name(slot)).into()
+}
+
+/// Mounts attached disk `slot`'s ext2 filesystem at absolute `path` (`read_only`, or the
+/// disk is): `EBUSY` if it is mounted already or the path is taken, `EINVAL` (or
+/// `EUCLEAN`) if it holds no filesystem this kernel mounts, `ENXIO` if no such disk.
+pub(crate) fn mount_slot(slot: u32, read_only: bool, path: &[u8]) -> Result<(), Errno> {
+    let (sectors, disk_ro) = {
+        let d = DISKS.lock();
+        let a = d.get(&slot).ok_or(ENXIO)?;
+        if a.mounted.is_some() {
+            return Err(EBUSY);
+        }
+        (a.sectors, a.read_only)
+    };
+    let ro = read_only || disk_ro;
+    let dev = RingDev { slot, sectors };
     super::with(|fs| {
+        // Under the VFS lock: two mounts of one disk cannot both get here.
+        if DISKS.lock().get(&slot).is_none_or(|a| a.mounted.is_some()) {
+            return Err(EBUSY);
+        }
         let ext2 = Ext2::mount(dev, ro, now_secs)?;
         let read_only = ext2.read_only();
         let vol = Arc::new(Ext2Volume {
             fs: spin::Mutex::new(ext2),
         });
-        if let Err(err) = fs.mount_volume(vol.clone(), VOLUME_BASE + e.slot, read_only, path) {
+        if let Err(err) = fs.mount_volume(vol.clone(), VOLUME_BASE + slot, read_only, path) {
             let _ = vol.fs.lock().unmount();
             return Err(err);
         }
-        DISKS.lock().insert(e.slot, vol);
+        let mut path_v = Vec::new();
+        path_v.try_reserve_exact(path.len()).map_err(|_| ENOMEM)?;
+        path_v.extend_from_slice(path);
+        if let Some(a) = DISKS.lock().get_mut(&slot) {
+            a.mounted = Some(Mounted {
+                vol,
+                path: path_v,
+                read_only,
+            });
+        }
         crate::println!(
-            "pvmux-kernel: disk vd{} mounted at {}{}",
-            char::from(b'a' + e.slot as u8),
+            "pvmux-kernel: disk {} mounted at {}{}",
+            name(slot),
             alloc::string::String::from_utf8_lossy(path),
             if read_only { " (read-only)" } else { "" }
         );
@@ -189,29 +270,167 @@ fn attach(e: &DiskEvent) -> Result<(), Errno> {
     })
 }
 
-/// Gives back the disk of a `DETACH` event: unmounted (`EBUSY` while files are open on it),
-/// then everything written back and the filesystem marked clean. If the write-back fails
-/// the disk is mounted again and the error reported (the host keeps it here).
-fn detach(e: &DiskEvent) -> Result<(), Errno> {
-    let vol = DISKS.lock().get(&e.slot).cloned().ok_or(EINVAL)?;
-    let id = VOLUME_BASE + e.slot;
+/// Unmounts disk `slot` if it is mounted: `EBUSY`, nothing changed, while a file or
+/// directory of it is open or mapped; otherwise everything is written back and the
+/// filesystem marked clean. If the write-back fails the disk is mounted again and the error
+/// returned.
+fn unmount_slot(slot: u32) -> Result<(), Errno> {
+    let Some(m) = DISKS.lock().get(&slot).and_then(|a| a.mounted.clone()) else {
+        return Ok(());
+    };
+    let id = VOLUME_BASE + slot;
     super::with(|fs| {
-        let read_only = vol.fs.lock().read_only();
         let host = fs.unmount_volume(id)?;
         drop(host);
-        if let Err(err) = vol.fs.lock().unmount() {
+        if let Err(err) = m.vol.fs.lock().unmount() {
             crate::println!(
-                "pvmux-kernel: disk slot {}: write-back failed: {err}",
-                e.slot
+                "pvmux-kernel: disk {}: write-back failed: {err}",
+                name(slot)
             );
-            if let Some(path) = e.mount_path() {
-                let _ = fs.mount_volume(vol.clone(), id, read_only, path);
-            }
+            let _ = fs.mount_volume(m.vol.clone(), id, m.read_only, &m.path);
             return Err(err);
         }
-        DISKS.lock().remove(&e.slot);
+        if let Some(a) = DISKS.lock().get_mut(&slot) {
+            a.mounted = None;
+        }
+        crate::println!(
+            "pvmux-kernel: disk {} unmounted from {}",
+            name(slot),
+            alloc::string::String::from_utf8_lossy(&m.path)
+        );
         Ok(())
     })
+}
+
+/// Gives back the disk of a `DETACH` event: `EBUSY` while `/dev/vdX` is open, or while a
+/// file or directory of its filesystem is; otherwise unmounted (written back, marked clean)
+/// and its node removed.
+fn detach(e: &DiskEvent) -> Result<(), Errno> {
+    if !DISKS.lock().contains_key(&e.slot) {
+        return Err(EINVAL);
+    }
+    if RAW_OPEN[e.slot as usize % RAW_OPEN.len()].load(Ordering::Acquire) != 0 {
+        return Err(EBUSY);
+    }
+    unmount_slot(e.slot)?;
+    DISKS.lock().remove(&e.slot);
+    crate::linux::files::dev::remove_disk_node(e.slot);
+    Ok(())
+}
+
+/// `umount2(2)` of absolute mount point `path`: `EINVAL` if no disk is mounted there,
+/// `EBUSY` while files of it are open.
+pub(crate) fn umount(path: &[u8]) -> Result<(), Errno> {
+    let slot = DISKS
+        .lock()
+        .iter()
+        .find(|(_, a)| a.mounted.as_ref().is_some_and(|m| m.path == path))
+        .map(|(&s, _)| s)
+        .ok_or(EINVAL)?;
+    unmount_slot(slot)
+}
+
+/// The attached disks: (slot, sectors, read-only).
+pub(crate) fn attached() -> Vec<(u32, u64, bool)> {
+    DISKS
+        .lock()
+        .iter()
+        .map(|(&s, a)| (s, a.sectors, a.read_only))
+        .collect()
+}
+
+/// The mounted disks: (slot, mount point, read-only), for `/proc/mounts`.
+pub(crate) fn mounts() -> Vec<(u32, Vec<u8>, bool)> {
+    DISKS
+        .lock()
+        .iter()
+        .filter_map(|(&s, a)| a.mounted.as_ref().map(|m| (s, m.path.clone(), m.read_only)))
+        .collect()
+}
+
+/// Disk `slot`'s size in sectors and whether it is read-only (`ENXIO`: not attached).
+pub(crate) fn geometry(slot: u32) -> Result<(u64, bool), Errno> {
+    DISKS
+        .lock()
+        .get(&slot)
+        .map(|a| (a.sectors, a.read_only))
+        .ok_or(ENXIO)
+}
+
+/// A `/dev/vdX` description opened (`true`) or closed (`false`).
+pub(crate) fn raw_opened(slot: u32, open: bool) {
+    let c = &RAW_OPEN[slot as usize % RAW_OPEN.len()];
+    if open {
+        c.fetch_add(1, Ordering::AcqRel);
+    } else {
+        c.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Bytes one raw read or write moves at most (a longer one is short).
+const RAW_MAX: usize = 1 << 20;
+
+/// Reads disk `slot` at byte offset `off` into `buf`: short at the end of the disk (0
+/// beyond it) and at [`RAW_MAX`].
+pub(crate) fn raw_read(slot: u32, off: u64, buf: &mut [u8]) -> Result<usize, Errno> {
+    let (sectors, _) = geometry(slot)?;
+    let size = sectors * SECTOR_SIZE;
+    if off >= size || buf.is_empty() {
+        return Ok(0);
+    }
+    let n = (buf.len() as u64).min(size - off).min(RAW_MAX as u64) as usize;
+    let dev = RingDev { slot, sectors };
+    if off.is_multiple_of(SECTOR_SIZE) && (n as u64).is_multiple_of(SECTOR_SIZE) {
+        dev.transfer(false, off / SECTOR_SIZE, Data::Out(&mut buf[..n]))?;
+        return Ok(n);
+    }
+    let first = off / SECTOR_SIZE;
+    let last = (off + n as u64).div_ceil(SECTOR_SIZE);
+    let mut tmp = heap(((last - first) * SECTOR_SIZE) as usize)?;
+    dev.transfer(false, first, Data::Out(&mut tmp))?;
+    let at = (off - first * SECTOR_SIZE) as usize;
+    buf[..n].copy_from_slice(&tmp[at..at + n]);
+    Ok(n)
+}
+
+/// Writes `data` to disk `slot` at byte offset `off` (partial sectors read, changed and
+/// written back): `ENOSPC` at or beyond the end, `EROFS` for a read-only disk.
+pub(crate) fn raw_write(slot: u32, off: u64, data: &[u8]) -> Result<usize, Errno> {
+    let (sectors, ro) = geometry(slot)?;
+    if ro {
+        return Err(EROFS);
+    }
+    let size = sectors * SECTOR_SIZE;
+    if data.is_empty() {
+        return Ok(0);
+    }
+    if off >= size {
+        return Err(ENOSPC);
+    }
+    let n = (data.len() as u64).min(size - off).min(RAW_MAX as u64) as usize;
+    let dev = RingDev { slot, sectors };
+    if off.is_multiple_of(SECTOR_SIZE) && (n as u64).is_multiple_of(SECTOR_SIZE) {
+        dev.transfer(true, off / SECTOR_SIZE, Data::In(&data[..n]))?;
+        return Ok(n);
+    }
+    let first = off / SECTOR_SIZE;
+    let last = (off + n as u64).div_ceil(SECTOR_SIZE);
+    let mut tmp = heap(((last - first) * SECTOR_SIZE) as usize)?;
+    dev.transfer(false, first, Data::Out(&mut tmp))?;
+    let at = (off - first * SECTOR_SIZE) as usize;
+    tmp[at..at + n].copy_from_slice(&data[..n]);
+    dev.transfer(true, first, Data::In(&tmp))?;
+    Ok(n)
+}
+
+/// Flushes disk `slot`'s writes to the host's image (`fsync` of `/dev/vdX`).
+pub(crate) fn raw_flush(slot: u32) -> Result<(), Errno> {
+    let (sectors, ro) = geometry(slot)?;
+    if ro {
+        return Ok(());
+    }
+    let mut dev = RingDev { slot, sectors };
+    dev.flush()
 }
 
 /// Takes and answers every waiting disk event: the attaches that failed, with why.
@@ -298,7 +517,11 @@ fn start_daemon() {
 /// At shutdown: writes every disk back and marks its filesystem clean (files still open
 /// do not matter: no program runs any more).
 pub(crate) fn unmount_all() {
-    let vols: Vec<_> = DISKS.lock().values().cloned().collect();
+    let vols: Vec<_> = DISKS
+        .lock()
+        .values()
+        .filter_map(|a| a.mounted.as_ref().map(|m| m.vol.clone()))
+        .collect();
     for v in vols {
         if let Err(e) = super::with(|_| v.fs.lock().unmount()) {
             crate::println!("pvmux-kernel: disk write-back at shutdown failed: {e}");
@@ -308,7 +531,11 @@ pub(crate) fn unmount_all() {
 
 /// Writes every mounted disk's changes back (`sync`, `syncfs`).
 pub(crate) fn sync_all() -> Result<(), Errno> {
-    let vols: Vec<_> = DISKS.lock().values().cloned().collect();
+    let vols: Vec<_> = DISKS
+        .lock()
+        .values()
+        .filter_map(|a| a.mounted.as_ref().map(|m| m.vol.clone()))
+        .collect();
     let mut first = Ok(());
     for v in vols {
         let r = super::with(|_| v.fs.lock().sync());

@@ -53,6 +53,8 @@ pub(crate) enum Errno {
     EINTR = 4,
     /// No such device or address.
     ENXIO = 6,
+    /// Block device required.
+    ENOTBLK = 15,
     /// Argument list too long.
     E2BIG = 7,
     /// Exec format error.
@@ -172,6 +174,7 @@ impl Errno {
             Self::ESRCH => "ESRCH",
             Self::EINTR => "EINTR",
             Self::ENXIO => "ENXIO",
+            Self::ENOTBLK => "ENOTBLK",
             Self::E2BIG => "E2BIG",
             Self::ENOEXEC => "ENOEXEC",
             Self::ELIBBAD => "ELIBBAD",
@@ -241,6 +244,7 @@ impl Errno {
             Self::ESRCH => "No such process",
             Self::EINTR => "Interrupted system call",
             Self::ENXIO => "No such device or address",
+            Self::ENOTBLK => "Block device required",
             Self::E2BIG => "Argument list too long",
             Self::ENOEXEC => "Exec format error",
             Self::ELIBBAD => "Accessing a corrupted shared library",
@@ -305,7 +309,7 @@ mod tests {
     use super::Errno::{self, *};
 
     /// Every variant.
-    const ALL: [Errno; 63] = [
+    const ALL: [Errno; 64] = [
         EUCLEAN,
         EPERM,
         ENOENT,
@@ -328,6 +332,7 @@ mod tests {
         ESRCH,
         EINTR,
         ENXIO,
+        ENOTBLK,
         E2BIG,
         ENOEXEC,
         ELIBBAD,
@@ -396,6 +401,7 @@ mod tests {
             (ESRCH, libc::ESRCH),
             (EINTR, libc::EINTR),
             (ENXIO, libc::ENXIO),
+            (ENOTBLK, libc::ENOTBLK),
             (E2BIG, libc::E2BIG),
             (ENOEXEC, libc::ENOEXEC),
             (ELIBBAD, libc::ELIBBAD),

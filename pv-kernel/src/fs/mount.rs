@@ -3,7 +3,8 @@
 //! ([`super::Fs::mount`]); a path walk that reaches it hands the rest of the path to the
 //! synthetic filesystem ([`super::Fs::find_mount`], `crate::linux::procfs`).
 //!
-//! Pure code: the kinds, their `statfs` magic numbers and the lines of `/proc/mounts`.
+//! Pure code: the kinds, their `statfs` magic numbers and the lines of `/proc/mounts` (the
+//! mounted disks given by `crate::fs::disk`).
 
 #![forbid(unsafe_code)]
 
@@ -64,9 +65,66 @@ impl MountKind {
 /// The magic number of the ramfs (everything else: tmpfs-like).
 pub(crate) const TMPFS_MAGIC: u64 = 0x0102_1994;
 
-/// The text of `/proc/mounts`: the root ramfs, `/dev` and `/dev/shm` (directories of the
-/// root), and every synthetic filesystem.
+/// A mounted disk as `/proc/mounts` shows it.
+pub(crate) struct DiskMount {
+    /// `vda`, ...
+    pub(crate) name: [u8; 3],
+    /// The mount point.
+    pub(crate) path: Vec<u8>,
+    /// Mounted read-only.
+    pub(crate) read_only: bool,
+}
+
+/// The disks mounted now (`crate::fs::disk`).
+pub(crate) fn disk_mounts() -> Vec<DiskMount> {
+    super::disk::mounts()
+        .into_iter()
+        .map(|(slot, path, read_only)| DiskMount {
+            name: crate::linux::files::dev::disk_name(slot),
+            path,
+            read_only,
+        })
+        .collect()
+}
+
+/// A path as `/proc/mounts` writes it: space, tab, newline and backslash in octal.
+pub(crate) fn escape(path: &[u8]) -> alloc::string::String {
+    let mut s = Vec::new();
+    for &b in path {
+        match b {
+            b' ' | b'\t' | b'\n' | b'\\' => {
+                s.extend_from_slice(alloc::format!("\\{b:03o}").as_bytes())
+            }
+            _ => s.push(b),
+        }
+    }
+    alloc::string::String::from_utf8_lossy(&s).into_owned()
+}
+
+/// The text of `/proc/partitions` for disks of (slot, sectors): Linux's columns, sizes in
+/// KiB blocks.
+pub(crate) fn partitions_text(disks: &[(u32, u64)]) -> Vec<u8> {
+    let mut s = alloc::string::String::from("major minor  #blocks  name\n\n");
+    for &(slot, sectors) in disks {
+        let (major, minor) = crate::linux::files::dev::Dev::Disk(slot as u8).number();
+        let name = crate::linux::files::dev::disk_name(slot);
+        s.push_str(&alloc::format!(
+            "{major:4}  {minor:7} {:10} {}\n",
+            sectors / 2,
+            core::str::from_utf8(&name).unwrap_or("?")
+        ));
+    }
+    s.into_bytes()
+}
+
+/// The text of `/proc/mounts`.
 pub(crate) fn mounts_text() -> Vec<u8> {
+    mounts_text_with(&disk_mounts())
+}
+
+/// The text of `/proc/mounts`: the root ramfs, `/dev` and `/dev/shm` (directories of the
+/// root), every synthetic filesystem, and the mounted disks.
+pub(crate) fn mounts_text_with(disks: &[DiskMount]) -> Vec<u8> {
     let mut s = alloc::string::String::new();
     s.push_str("rootfs / tmpfs rw,relatime 0 0\n");
     for k in MountKind::ALL {
@@ -77,12 +135,20 @@ pub(crate) fn mounts_text() -> Vec<u8> {
         ));
     }
     s.push_str("tmpfs /dev/shm tmpfs rw,nosuid,nodev 0 0\n");
+    for d in disks {
+        s.push_str(&alloc::format!(
+            "/dev/{} {} ext2 {},relatime 0 0\n",
+            core::str::from_utf8(&d.name).unwrap_or("?"),
+            escape(&d.path),
+            if d.read_only { "ro" } else { "rw" }
+        ));
+    }
     s.into_bytes()
 }
 
 /// The text of `/proc/filesystems`.
 pub(crate) fn filesystems_text() -> Vec<u8> {
-    b"nodev\tsysfs\nnodev\ttmpfs\nnodev\tproc\nnodev\tramfs\nnodev\tdevpts\n".to_vec()
+    b"nodev\tsysfs\nnodev\ttmpfs\nnodev\tproc\nnodev\tramfs\nnodev\tdevpts\n\text2\n".to_vec()
 }
 
 #[cfg(test)]
@@ -91,7 +157,18 @@ mod tests {
 
     #[test]
     fn mounts_lines_have_six_fields() {
-        let t = mounts_text();
+        let t = mounts_text_with(&[
+            DiskMount {
+                name: *b"vda",
+                path: b"/mnt/a b".to_vec(),
+                read_only: false,
+            },
+            DiskMount {
+                name: *b"vdb",
+                path: b"/data".to_vec(),
+                read_only: true,
+            },
+        ]);
         let s = core::str::from_utf8(&t).unwrap();
         assert!(s.lines().count() >= 3);
         for l in s.lines() {
@@ -99,6 +176,13 @@ mod tests {
         }
         assert!(s.contains("proc /proc proc "));
         assert!(s.contains("sysfs /sys sysfs "));
+        assert!(s.contains("/dev/vda /mnt/a\\040b ext2 rw,relatime 0 0\n"));
+        assert!(s.contains("/dev/vdb /data ext2 ro,relatime 0 0\n"));
+        assert!(filesystems_text().ends_with(b"\text2\n"));
+        assert_eq!(
+            partitions_text(&[(0, 131072), (1, 2048)]),
+            b"major minor  #blocks  name\n\n 254        0      65536 vda\n 254       16       1024 vdb\n"
+        );
     }
 
     #[test]

@@ -507,6 +507,13 @@ pub(crate) fn idle_loop() -> ! {
     }
 }
 
+/// True if a runnable thread waits for this vCPU (a thread polling for a short while stops
+/// then and sleeps instead).
+pub(crate) fn others_runnable() -> bool {
+    let _irq = IrqGuard::new();
+    SCHED.lock().has_work(cpu())
+}
+
 #[cfg(feature = "diagnostics")]
 /// True if vCPU `cpu` currently runs its idle thread.
 pub(crate) fn cpu_is_idle(cpu: u32) -> bool {

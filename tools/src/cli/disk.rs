@@ -1,5 +1,6 @@
 //! Disks: `pvmux run --disk FILE[:ro|rw][,mount=PATH]` (a host image file given to the
-//! guest as a block device with an ext2 filesystem, mounted at PATH) and `pvmux disk ls |
+//! guest as the block device `/dev/vdX` with an ext2 filesystem, mounted at PATH by the
+//! guest kernel, or by a guest program without `mount=`) and `pvmux disk ls |
 //! move` (a `disk JSON` request on the tenants' control sockets). The host side is
 //! `pvmux_host::disk`, the guest's `fs::disk` and `fs::ext2` (docs/MULTIKERNEL.md, "Devices
 //! and who owns them").
@@ -22,7 +23,7 @@ pub struct DiskSpec {
     pub file: PathBuf,
     /// `:ro`.
     pub read_only: bool,
-    /// `mount=PATH` (default: `/mnt/vdX` by position).
+    /// `mount=PATH` (default: not mounted; `/dev/vdX` for the guest's programs to mount).
     pub mount: Option<String>,
 }
 
@@ -69,13 +70,9 @@ pub(crate) fn open_disks(specs: &[DiskSpec]) -> anyhow::Result<Vec<Disk>> {
     let mut mounts: Vec<String> = Vec::new();
     specs
         .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let mount = s
-                .mount
-                .clone()
-                .unwrap_or_else(|| format!("/mnt/vd{}", char::from(b'a' + i as u8)));
-            if mounts.contains(&mount) {
+        .map(|s| {
+            let mount = s.mount.clone().unwrap_or_default();
+            if !mount.is_empty() && mounts.contains(&mount) {
                 bail!("--disk: two disks mounted at {mount}");
             }
             mounts.push(mount.clone());
@@ -178,7 +175,8 @@ pub enum DiskCmd {
         /// The disk, if FROM has several: its guest name (vda, vdb, ...) or image path.
         #[arg(long)]
         disk: Option<String>,
-        /// Where TO's guest mounts it (default: where FROM had it).
+        /// Where TO's guest mounts it (default: where FROM's kernel mounted it when it got
+        /// it; a disk FROM got without a mount path comes to TO as /dev/vdX only).
         #[arg(long, value_name = "PATH")]
         mount: Option<String>,
         /// The tenant that has the disk.
@@ -219,7 +217,7 @@ pub(crate) fn disk(g: &GlobalArgs, a: &DiskArgs) -> anyhow::Result<u8> {
                             d.name,
                             if d.read_only { "ro" } else { "rw" },
                             super::format_size(d.size),
-                            d.mount,
+                            if d.mount.is_empty() { "-" } else { &d.mount },
                             d.state,
                             d.path.display()
                         );
@@ -262,12 +260,20 @@ pub(crate) fn disk(g: &GlobalArgs, a: &DiskArgs) -> anyhow::Result<u8> {
                 Ok(p) => {
                     let n: DiskEntry =
                         serde_json::from_str(&p).context("bad answer from the monitor")?;
-                    println!(
-                        "{}: moved from {from} to {to} ({} there, mounted at {})",
-                        d.path.display(),
-                        n.name,
-                        n.mount
-                    );
+                    if n.mount.is_empty() {
+                        println!(
+                            "{}: moved from {from} to {to} (/dev/{} there, not mounted)",
+                            d.path.display(),
+                            n.name
+                        );
+                    } else {
+                        println!(
+                            "{}: moved from {from} to {to} ({} there, mounted at {})",
+                            d.path.display(),
+                            n.name,
+                            n.mount
+                        );
+                    }
                     Ok(0)
                 }
                 Err(e) => {

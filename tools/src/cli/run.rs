@@ -261,9 +261,10 @@ pub struct RunArgs {
     pub volume: Vec<VolumeSpec>,
 
     /// Give the guest a block device: the image FILE (an ext2 filesystem, e.g. made with
-    /// `mkfs.ext2 FILE 64M`), mounted by the guest kernel at PATH (default /mnt/vda,
-    /// /mnt/vdb, ... in order) before the program starts; `:ro` opens the image read-only
-    /// and every change in the guest is EROFS. The image is locked: one tenant owns it at a
+    /// `mkfs.ext2 FILE 64M`) is /dev/vda, /dev/vdb, ... in order; with mount=PATH the guest
+    /// kernel mounts it at PATH before the program starts, without it the guest's programs
+    /// mount it (`mount -t ext2 /dev/vda /mnt`) or read and write it raw. `:ro` opens the
+    /// image read-only and every change in the guest is EROFS. The image is locked: one tenant owns it at a
     /// time (another `--disk` of it is refused); `pvmux disk move` hands it to another
     /// tenant. The guest caches metadata: changes reach the image on fsync, sync, unmount
     /// and exit. Repeatable (at most 8). A filesystem the guest cannot mount (not ext2,

@@ -14,7 +14,10 @@
 //! block and inode bitmaps and the group and superblock counters. What it refuses: images
 //! with incompatible features other than `filetype` (`EINVAL` at mount), and writes to
 //! images with read-only-compatible features other than `sparse_super` and `large_file`
-//! (mounted read-only). Hard links are `EPERM` (the volume protocol has none).
+//! (mounted read-only). Owners are kept: a new file, directory or symbolic link gets its
+//! creator's filesystem ids ([`VolumeReq::owner`]), `chown` changes them
+//! ([`Ext2::set_owner`]). Hard links are `EPERM` (the VFS's volume layer names each inode by
+//! one path).
 //!
 //! Nothing read from the image is trusted: every block number must lie inside the
 //! filesystem, every inode number inside the inode table, every directory record inside its
@@ -1446,11 +1449,21 @@ impl<D: BlockDev> Ext2<D> {
                 let n = r?;
                 Ok((n as u64, self.entry(&i)))
             }
-            op::CREATE => Ok((
-                0,
-                self.create(req.path, req.mode, req.flags & flag::EXCL != 0)?,
-            )),
-            op::MKDIR => Ok((0, self.mkdir(req.path, req.mode)?)),
+            op::CREATE => {
+                let excl = req.flags & flag::EXCL != 0;
+                let e = self.create(req.path, req.mode, excl)?;
+                match req.owner {
+                    Some((u, g)) if excl => Ok((0, self.set_owner(req.path, u, g)?)),
+                    _ => Ok((0, e)),
+                }
+            }
+            op::MKDIR => {
+                let e = self.mkdir(req.path, req.mode)?;
+                match req.owner {
+                    Some((u, g)) => Ok((0, self.set_owner(req.path, u, g)?)),
+                    None => Ok((0, e)),
+                }
+            }
             op::UNLINK => self.unlink(req.path, false).map(|()| (0, none)),
             op::RMDIR => self.unlink(req.path, true).map(|()| (0, none)),
             op::RENAME => self
@@ -1467,7 +1480,13 @@ impl<D: BlockDev> Ext2<D> {
                 self.put_inode(ino, &i)?;
                 Ok((0, self.entry(&i)))
             }
-            op::SYMLINK => Ok((0, self.symlink(req.path, req.path2)?)),
+            op::SYMLINK => {
+                let e = self.symlink(req.path, req.path2)?;
+                match req.owner {
+                    Some((u, g)) => Ok((0, self.set_owner(req.path, u, g)?)),
+                    None => Ok((0, e)),
+                }
+            }
             op::READLINK => {
                 let ino = self.walk(req.path)?;
                 let mut i = self.live(ino)?;
@@ -1507,6 +1526,27 @@ impl<D: BlockDev> Ext2<D> {
     }
 }
 
+impl<D: BlockDev> Ext2<D> {
+    /// Sets the owner of `path` (`chown`, and a new object's owner): the new stat.
+    pub(crate) fn set_owner(
+        &mut self,
+        path: &[u8],
+        uid: u32,
+        gid: u32,
+    ) -> Result<HostfsEntry, Errno> {
+        self.writable()?;
+        let ino = self.walk(path)?;
+        let mut i = self.live(ino)?;
+        put16(&mut i.raw, 2, uid as u16);
+        put16(&mut i.raw, 120, (uid >> 16) as u16);
+        put16(&mut i.raw, 24, gid as u16);
+        put16(&mut i.raw, 122, (gid >> 16) as u16);
+        self.touch(&mut i, false, true);
+        self.put_inode(ino, &i)?;
+        Ok(self.entry(&i))
+    }
+}
+
 fn write_rec(b: &mut [u8], off: usize, ino: u32, rec: usize, name: &[u8], ty: u8) {
     put32(b, off, ino);
     put16(b, off + 4, rec as u16);
@@ -1533,5 +1573,15 @@ impl<D: BlockDev> VolumeHost for Ext2Volume<D> {
             fs.c.drop_clean();
         }
         r
+    }
+
+    fn chown(
+        &self,
+        _vol: u32,
+        path: &[u8],
+        uid: u32,
+        gid: u32,
+    ) -> Result<Option<HostfsEntry>, Errno> {
+        self.fs.lock().set_owner(path, uid, gid).map(Some)
     }
 }

@@ -696,3 +696,67 @@ fn the_vfs_mounts_an_ext2_disk_as_a_volume() {
     assert_clean("vfs", &img);
     assert_eq!(debugfs("vfs", &img, "cat /dir/renamed"), data);
 }
+
+#[test]
+fn owners_of_new_objects_and_chown_reach_the_image() {
+    let img = mkfs("own", 2048, &["-b", "1024"]);
+    let mut fs = mount(img);
+    let owned = |r: VolumeReq<'static>| VolumeReq {
+        owner: Some((1000, 100_000)),
+        ..r
+    };
+    let f = call(
+        &mut fs,
+        owned(VolumeReq {
+            mode: 0o640,
+            flags: flag::EXCL,
+            ..req(op::CREATE, b"/f")
+        }),
+    )
+    .unwrap();
+    assert_eq!((f.uid, f.gid), (1000, 100_000));
+    let d = call(
+        &mut fs,
+        owned(VolumeReq {
+            mode: 0o755,
+            ..req(op::MKDIR, b"/d")
+        }),
+    )
+    .unwrap();
+    assert_eq!((d.uid, d.gid), (1000, 100_000));
+    let l = call(
+        &mut fs,
+        owned(VolumeReq {
+            path2: b"f",
+            ..req(op::SYMLINK, b"/d/l")
+        }),
+    )
+    .unwrap();
+    assert_eq!((l.uid, l.gid), (1000, 100_000));
+    // Without an owner (a caller with every capability): root's.
+    let r = call(
+        &mut fs,
+        VolumeReq {
+            mode: 0o600,
+            flags: flag::EXCL,
+            ..req(op::CREATE, b"/r")
+        },
+    )
+    .unwrap();
+    assert_eq!((r.uid, r.gid), (0, 0));
+    let c = fs.set_owner(b"/r", 70_000, 5).unwrap();
+    assert_eq!((c.uid, c.gid), (70_000, 5));
+    fs.unmount().unwrap();
+    let img = fs.into_dev().bytes;
+    assert_clean("own", &img);
+    let st = String::from_utf8_lossy(&debugfs("own", &img, "stat /f")).into_owned();
+    assert!(
+        st.contains("User:  1000") && st.contains("Group: 100000"),
+        "{st}"
+    );
+    let st = String::from_utf8_lossy(&debugfs("own", &img, "stat /r")).into_owned();
+    assert!(
+        st.contains("User: 70000") && st.contains("Group:     5"),
+        "{st}"
+    );
+}

@@ -292,6 +292,9 @@ impl Fs {
         owner: Option<(u32, u32)>,
         mtime: Option<u64>,
     ) -> Result<(), Errno> {
+        if let Some((uid, gid)) = owner {
+            self.vol_chown(ino, uid, gid)?;
+        }
         let perm = self.vol_chmod(ino, perm)?;
         let now = self.now();
         let i = self.inode_mut(ino)?;

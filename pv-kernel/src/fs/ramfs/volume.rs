@@ -66,6 +66,11 @@ pub(crate) struct Req<'a> {
     pub(crate) atime: u64,
     /// `UTIMES` modification time.
     pub(crate) mtime: u64,
+    /// `CREATE` (with `EXCL`), `MKDIR`, `SYMLINK`: the new object's owner (uid, gid), the
+    /// caller's filesystem ids; `None` for a caller with every capability (root's 0, 0).
+    /// A host that keeps no owners (`--volume`: the host's files are the runtime user's)
+    /// ignores it.
+    pub(crate) owner: Option<(u32, u32)>,
 }
 
 /// The data of a request: bytes to write, or a buffer to fill.
@@ -83,6 +88,19 @@ pub(crate) enum Buf<'a> {
 pub(crate) trait VolumeHost: Send + Sync {
     /// Performs `req` on volume `vol`: the response's value and stat, or the errno.
     fn call(&self, vol: u32, req: &Req<'_>, buf: Buf<'_>) -> Result<(u64, HostfsEntry), Errno>;
+
+    /// `chown` of `path` in volume `vol` to (`uid`, `gid`): the new stat, or `None` for a
+    /// host that keeps no owners (the owner then lives in guest memory only, as before).
+    fn chown(
+        &self,
+        vol: u32,
+        path: &[u8],
+        uid: u32,
+        gid: u32,
+    ) -> Result<Option<HostfsEntry>, Errno> {
+        let _ = (vol, path, uid, gid);
+        Ok(None)
+    }
 }
 
 /// A volume inode: its volume and its path in it (`/` for the mount point).
@@ -576,7 +594,12 @@ impl Fs {
             // The host op set makes no sockets (nor device nodes or FIFOs) in a volume.
             Node::Socket => return Err(EPERM),
         };
-        let req = Req { path: &path, ..req };
+        let owner = self.cred.as_ref().map(|c| (c.uid, c.gid));
+        let req = Req {
+            path: &path,
+            owner,
+            ..req
+        };
         crate::mm::heap::charge(super::inode::inode_cost(name.len()))?;
         let (_, st) = self.vol_call(vol, &req, Buf::None)?;
         let target = copy(target)?;
@@ -800,6 +823,22 @@ impl Fs {
         };
         let (_, st) = self.vol_call(vol, &req, Buf::None)?;
         Ok(st.perm & 0o7777)
+    }
+
+    /// `chown` of a volume inode on its host, if the host keeps owners (a disk's ext2);
+    /// nothing for other inodes.
+    pub(super) fn vol_chown(&mut self, ino: Ino, uid: u32, gid: u32) -> Result<(), Errno> {
+        let Some((vol, path)) = self.vol_of(ino) else {
+            return Ok(());
+        };
+        self.vol_writable(vol)?;
+        let path = copy(path)?;
+        self.vols
+            .hosts
+            .get(&vol)
+            .ok_or(EIO)?
+            .chown(vol, &path, uid, gid)?;
+        Ok(())
     }
 
     /// Sets a volume inode's times on the host (`None`: not a volume inode).

@@ -10,9 +10,13 @@
 //! closed). When the last one that may read closes, the peer's writes fail with `EPIPE` (as
 //! a pipe whose readers closed). Both are final: a channel carries one stream each way.
 //!
-//! Waiting: a call that would block gets `Busy` from the host, which raises
-//! `pending::CHANNEL` once the peer moved; the event handler ([`event`]) bumps [`SEQ`] and
-//! wakes every waiter, which retries.
+//! Waiting: a call that would block first polls the ring for up to [`SPIN_NS`] (hypercalls
+//! with `flag::NO_WAKE`, which arm no wake-up; the poll stops at once when another thread
+//! may run on this vCPU or a signal is pending). Then it sleeps: its last try arms a wake-up,
+//! the host raises `pending::CHANNEL` once the peer moved, and the event handler ([`event`])
+//! bumps [`SEQ`] and wakes every waiter, which retries. The poll saves the round trip's
+//! wake-ups (the peer's doorbell thread, this kernel's halted vCPU, the reader's thread)
+//! when the peer answers within it (docs/BENCHMARKS.md "Channels between kernels").
 
 #![forbid(unsafe_code)]
 
@@ -21,7 +25,9 @@ use alloc::vec::Vec;
 use core::any::Any;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use pvmux_hypercalls::channel::{op, poll as cpoll, IO_MAX, MAX_CHANNELS, RET_BROKEN, RET_CLOSED};
+use pvmux_hypercalls::channel::{
+    flag, op, poll as cpoll, IO_MAX, MAX_CHANNELS, RET_BROKEN, RET_CLOSED,
+};
 use pvmux_hypercalls::{HcError, Hypercall};
 
 use super::file::{KStat, OpenFile};
@@ -69,40 +75,103 @@ fn gpa_of(b: &[u8]) -> Option<u64> {
     crate::boot::virt_to_phys(b.as_ptr() as u64, b.len() as u64)
 }
 
-/// One `ChannelSend` of (a prefix of) `data`.
-fn send(index: u8, data: &[u8]) -> Result<usize, Errno> {
+/// How long a read or write that would block polls the channel before it sleeps (guest
+/// ns). A round trip between two kernels whose peers answer at once takes a few tens of
+/// microseconds; a longer poll only burns the CPU the peer needs on a loaded host.
+pub(crate) const SPIN_NS: u64 = 50_000;
+
+/// The flags of a try: a poll arms no wake-up.
+fn flags(polling: bool) -> u64 {
+    if polling {
+        flag::NO_WAKE
+    } else {
+        0
+    }
+}
+
+/// One `ChannelSend` of (a prefix of) `data` (`polling`: arm no wake-up).
+fn send(index: u8, data: &[u8], polling: bool) -> Result<usize, Errno> {
     let data = &data[..data.len().min(IO_MAX as usize)];
     let nr = Hypercall::ChannelSend;
+    let fl = flags(polling);
     if let Some(g) = gpa_of(data) {
-        return result(crate::hcall::channel(
+        return result(crate::hcall::channel_flags(
             nr,
             [u64::from(index), g, data.len() as u64],
+            fl,
         ));
     }
     let mut b = Vec::new();
     b.try_reserve_exact(data.len()).map_err(|_| Errno::ENOMEM)?;
     b.extend_from_slice(data);
     let g = gpa_of(&b).ok_or(Errno::EIO)?;
-    result(crate::hcall::channel(
+    result(crate::hcall::channel_flags(
         nr,
         [u64::from(index), g, b.len() as u64],
+        fl,
     ))
 }
 
-/// One `ChannelRecv` into (a prefix of) `buf`.
-fn recv(index: u8, buf: &mut [u8]) -> Result<usize, Errno> {
+/// One `ChannelRecv` into (a prefix of) `buf` (`polling`: arm no wake-up).
+fn recv(index: u8, buf: &mut [u8], polling: bool) -> Result<usize, Errno> {
     let n = buf.len().min(IO_MAX as usize);
     let nr = Hypercall::ChannelRecv;
+    let fl = flags(polling);
     if let Some(g) = gpa_of(&buf[..n]) {
-        return result(crate::hcall::channel(nr, [u64::from(index), g, n as u64]));
+        return result(crate::hcall::channel_flags(
+            nr,
+            [u64::from(index), g, n as u64],
+            fl,
+        ));
     }
     let mut b = Vec::new();
     b.try_reserve_exact(n).map_err(|_| Errno::ENOMEM)?;
     b.resize(n, 0);
     let g = gpa_of(&b).ok_or(Errno::EIO)?;
-    let got = result(crate::hcall::channel(nr, [u64::from(index), g, n as u64]))?.min(n);
+    let got = result(crate::hcall::channel_flags(
+        nr,
+        [u64::from(index), g, n as u64],
+        fl,
+    ))?
+    .min(n);
     buf[..got].copy_from_slice(&b[..got]);
     Ok(got)
+}
+
+/// The bounded poll before a sleep: tries with `flag::NO_WAKE` for up to [`SPIN_NS`], then
+/// one try that arms a wake-up. A non-blocking description arms at once (its caller
+/// sleeps in `poll`/`epoll`, which arm their own); the poll also ends once another thread
+/// may run on this vCPU or a signal is pending.
+struct Poll {
+    /// Deadline of the poll (0 before the first pause).
+    until: u64,
+    /// The next try is a poll.
+    polling: bool,
+}
+
+impl Poll {
+    fn new(f: &OpenFile) -> Self {
+        Self {
+            until: 0,
+            polling: !f.nonblock() && SPIN_NS > 0,
+        }
+    }
+
+    /// After a polling try found nothing: pauses briefly, or ends the poll (the next try
+    /// arms a wake-up).
+    fn next(&mut self) {
+        let now = crate::time::now_ns();
+        if self.until == 0 {
+            self.until = now.saturating_add(SPIN_NS);
+        }
+        if now >= self.until || signal::pending() || crate::sched::others_runnable() {
+            self.polling = false;
+            return;
+        }
+        for _ in 0..32 {
+            core::hint::spin_loop();
+        }
+    }
 }
 
 /// `poll` events of the host's [`cpoll`] bits.
@@ -201,10 +270,15 @@ impl FileObject for ChannelFile {
         if buf.is_empty() {
             return Ok(0);
         }
+        let mut spin = Poll::new(f);
         loop {
             let seq = SEQ.load(Ordering::Acquire);
-            match recv(self.index, buf) {
-                Err(Errno::EAGAIN) => wait(f, seq)?,
+            match recv(self.index, buf, spin.polling) {
+                Err(Errno::EAGAIN) if spin.polling => spin.next(),
+                Err(Errno::EAGAIN) => {
+                    wait(f, seq)?;
+                    spin = Poll::new(f);
+                }
                 r => return r,
             }
         }
@@ -215,12 +289,17 @@ impl FileObject for ChannelFile {
             return Err(Errno::ESPIPE);
         }
         let mut done = 0;
+        let mut spin = Poll::new(f);
         while done < data.len() {
             let seq = SEQ.load(Ordering::Acquire);
-            match send(self.index, &data[done..]) {
-                Ok(n) => done += n,
+            match send(self.index, &data[done..], spin.polling) {
+                Ok(n) => {
+                    done += n;
+                    spin = Poll::new(f);
+                }
+                Err(Errno::EAGAIN) if spin.polling => spin.next(),
                 Err(Errno::EAGAIN) => match wait(f, seq) {
-                    Ok(()) => {}
+                    Ok(()) => spin = Poll::new(f),
                     Err(_) if done > 0 => break,
                     Err(e) => return Err(e),
                 },

@@ -1,7 +1,9 @@
 //! The device registry: `/dev/null`, `/dev/zero`, `/dev/full`, `/dev/random`,
 //! `/dev/urandom`, `/dev/tty` and `/dev/console`, and the reads and writes of the memory-like
 //! ones. The last two open the console terminal ([`super::tty`]). The channels to other
-//! kernels the host gave (`/dev/pvmux/NAME`) open as [`super::channel`] files.
+//! kernels the host gave (`/dev/pvmux/NAME`) open as [`super::channel`] files, the disks
+//! attached to this kernel (`/dev/vda`, ... made and removed as disks come and go) as
+//! [`super::blockdev`] files.
 //!
 //! The ramfs has no device inodes, so [`init`] creates empty regular files at the `/dev`
 //! paths and records their inode numbers: opening one of those inodes (by any path) gives the
@@ -32,7 +34,16 @@ pub(crate) enum Dev {
     Console,
     /// `/dev/pvmux/NAME`: channel `index` to another kernel ([`super::channel`]).
     Channel(u8),
+    /// `/dev/vdX`: the disk in slot `n` (a block device, [`super::blockdev`]).
+    Disk(u8),
 }
+
+/// Linux's virtio-blk major number as most distribution kernels get it (the block major is
+/// dynamic: 254 on a machine with no device-mapper loaded first, 253 otherwise), and the
+/// minors each disk takes (a whole disk and 15 partitions: `vdb` is minor 16).
+pub(crate) const VIRTBLK_MAJOR: u32 = 254;
+/// Minors per disk.
+pub(crate) const VIRTBLK_MINORS: u32 = 16;
 
 impl Dev {
     /// Every device, with its name under `/dev`.
@@ -58,13 +69,20 @@ impl Dev {
             Self::Console => (5, 1),
             // Linux's range for local use.
             Self::Channel(i) => (240, i as u32),
+            Self::Disk(n) => (VIRTBLK_MAJOR, n as u32 * VIRTBLK_MINORS),
         }
+    }
+
+    /// True for a block device (`S_IFBLK`), false for a character device.
+    pub(crate) const fn is_block(self) -> bool {
+        matches!(self, Self::Disk(_))
     }
 
     /// Permission bits of the node.
     const fn perm(self) -> u32 {
         match self {
             Self::Console => 0o600,
+            Self::Disk(_) => 0o660,
             _ => 0o666,
         }
     }
@@ -129,7 +147,10 @@ pub(crate) fn init() {
         }
         nodes
     });
-    *NODES.lock() = nodes;
+    // The disks' nodes come and go with the disks (`add_disk_node`), maybe before this.
+    let mut all = NODES.lock();
+    all.retain(|&(_, d)| matches!(d, Dev::Disk(_)));
+    all.extend(nodes);
 }
 
 /// The channels the host gave, in index order (at most `MAX_CHANNELS`).
@@ -171,6 +192,72 @@ fn channel_node(fs: &mut crate::fs::Fs, name: &[u8]) -> Option<Ino> {
     }
 }
 
+/// The name of disk `slot` (`vda`, `vdb`, ...).
+pub(crate) fn disk_name(slot: u32) -> [u8; 3] {
+    [b'v', b'd', b'a' + (slot % 26) as u8]
+}
+
+/// Makes `/dev/vdX` for disk `slot` (group `disk`, mode 0660, as udev does). The name is
+/// this kernel's: whatever held it (an empty file of an initramfs, or the host's own node
+/// seen through `--rootfs /`, which stays untouched on the host) is replaced. Call outside
+/// the VFS lock.
+pub(crate) fn add_disk_node(slot: u32) {
+    use crate::fs::ramfs::ROOT_INO;
+    let dev = Dev::Disk(slot as u8);
+    if node_ino(dev).is_some() {
+        return;
+    }
+    let mut path = b"/dev/".to_vec();
+    path.extend_from_slice(&disk_name(slot));
+    let ino = crate::fs::with(|fs| {
+        let _ = fs.mkdir(ROOT_INO, b"/dev", 0o755);
+        let reuse = match fs.lookup(ROOT_INO, &path, false) {
+            Ok(ino) => match fs.stat_ino(ino) {
+                Ok(st) if st.file_type() == FileType::Regular && st.size == 0 => Some(ino),
+                _ => {
+                    fs.unlink(ROOT_INO, &path).ok()?;
+                    None
+                }
+            },
+            Err(_) => None,
+        };
+        let ino = match reuse {
+            Some(ino) => ino,
+            None => {
+                let flags = oflag::O_CREAT | oflag::O_EXCL | oflag::O_WRONLY;
+                let h = fs.open(ROOT_INO, &path, flags, dev.perm()).ok()?;
+                let ino = fs.fstat(h).map(|st| st.ino);
+                let _ = fs.close(h);
+                ino.ok()?
+            }
+        };
+        // Group 6 is `disk` on Debian-like systems.
+        let _ = fs.set_meta(ino, dev.perm(), Some((0, 6)), None);
+        Some(ino)
+    });
+    if let Some(ino) = ino {
+        NODES.lock().push((ino, dev));
+    }
+}
+
+/// Removes disk `slot`'s `/dev/vdX` (the disk left this kernel). Call outside the VFS
+/// lock.
+pub(crate) fn remove_disk_node(slot: u32) {
+    use crate::fs::ramfs::ROOT_INO;
+    let dev = Dev::Disk(slot as u8);
+    let Some(ino) = node_ino(dev) else {
+        return;
+    };
+    NODES.lock().retain(|&(_, d)| d != dev);
+    let mut path = b"/dev/".to_vec();
+    path.extend_from_slice(&disk_name(slot));
+    crate::fs::with(|fs| {
+        if fs.lookup(ROOT_INO, &path, false) == Ok(ino) {
+            let _ = fs.unlink(ROOT_INO, &path);
+        }
+    });
+}
+
 /// The device behind inode `ino`, if it is one of the `/dev` nodes.
 pub(crate) fn node(ino: Ino) -> Option<Dev> {
     NODES
@@ -201,8 +288,9 @@ pub(crate) fn read(dev: Dev, buf: &mut [u8]) -> usize {
             super::random::fill(buf);
             buf.len()
         }
-        // Never reached: terminals open as console files, channels as channel files.
-        Dev::Tty | Dev::Console | Dev::Channel(_) => 0,
+        // Never reached: terminals open as console files, channels as channel files,
+        // disks as block files (an `O_PATH` descriptor cannot read).
+        Dev::Tty | Dev::Console | Dev::Channel(_) | Dev::Disk(_) => 0,
     }
 }
 
@@ -211,7 +299,7 @@ pub(crate) fn write(dev: Dev, len: usize) -> Result<usize, Errno> {
     match dev {
         Dev::Full => Err(Errno::ENOSPC),
         // Never reached (an `O_PATH` descriptor cannot write).
-        Dev::Channel(_) => Err(Errno::EBADF),
+        Dev::Channel(_) | Dev::Disk(_) => Err(Errno::EBADF),
         _ => Ok(len),
     }
 }

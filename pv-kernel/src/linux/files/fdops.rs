@@ -48,6 +48,8 @@ const FD_CLOEXEC: u64 = 1;
 const F_UNLCK: i16 = 2;
 /// `DT_CHR`.
 const DT_CHR: u8 = 2;
+/// `DT_BLK`.
+const DT_BLK: u8 = 6;
 /// `SEEK_DATA` and `SEEK_HOLE`.
 const SEEK_DATA: u32 = 3;
 const SEEK_HOLE: u32 = 4;
@@ -429,8 +431,12 @@ fn fix_dirents(buf: &mut [u8], old: bool) {
         }
         let rec = &mut buf[pos..pos + reclen];
         let mut ty = rec[18];
-        if ty == dt::DT_REG && dev::node(ino).is_some() {
-            ty = DT_CHR;
+        if ty == dt::DT_REG {
+            match dev::node(ino) {
+                Some(d) if d.is_block() => ty = DT_BLK,
+                Some(_) => ty = DT_CHR,
+                None => {}
+            }
         }
         if old {
             // linux_dirent: ino, off, reclen, name (NUL-terminated), padding, type last.
@@ -547,8 +553,14 @@ pub(crate) fn sys_fd_noop(fd: u64) -> SysResult {
 /// (other files live in guest memory: nothing to do).
 pub(crate) fn sys_fsync(fd: u64) -> SysResult {
     let f = fd_file(fd_arg(fd))?;
-    if let Kind::Node { ino, .. } = f.kind {
-        fs::with(|fs| fs.fsync(ino))?;
+    match &f.kind {
+        Kind::Node { ino, .. } => fs::with(|fs| fs.fsync(*ino))?,
+        Kind::Object(o) => {
+            if let Some(b) = o.as_any().downcast_ref::<super::blockdev::BlockFile>() {
+                b.flush()?;
+            }
+        }
+        _ => {}
     }
     Ok(0)
 }

@@ -55,6 +55,8 @@ pub(crate) mod fl {
 
 /// Extra `st_mode` type bits.
 pub(crate) const S_IFCHR: u32 = 0o020_000;
+/// `S_IFBLK`.
+pub(crate) const S_IFBLK: u32 = 0o060_000;
 /// FIFO type bits.
 pub(crate) const S_IFIFO: u32 = 0o010_000;
 
@@ -714,9 +716,10 @@ impl KStat {
         Self { st, rdev: 0 }
     }
 
-    /// A device node's stat: character device with `dev`'s number.
+    /// A device node's stat: character (or block) device with `dev`'s number.
     pub(crate) fn device(mut st: Stat, dev: Dev) -> Self {
-        st.mode = S_IFCHR | (st.mode & mode::PERM);
+        let kind = if dev.is_block() { S_IFBLK } else { S_IFCHR };
+        st.mode = kind | (st.mode & mode::PERM);
         st.size = 0;
         st.blocks = 0;
         Self {

@@ -14,6 +14,7 @@
 //! directory holds a ramfs handle. Semantics follow Linux (errno values included); every
 //! process runs as root, so there are no permission checks except execute bits.
 
+pub(crate) mod blockdev;
 pub(crate) mod channel;
 pub(crate) mod copy;
 pub(crate) mod dev;
@@ -182,6 +183,8 @@ pub(crate) fn syscall(n: u64, a: [u64; 6]) -> Option<SysResult> {
         nr::FACCESSAT => sys_faccessat2(a[0], a[1], a[2], 0),
         nr::FACCESSAT2 => sys_faccessat2(a[0], a[1], a[2], a[3]),
         nr::CHDIR => sys_chdir(a[0]),
+        nr::MOUNT => sys_mount(a[0], a[1], a[2], a[3]),
+        nr::UMOUNT2 => sys_umount2(a[0], a[1]),
         nr::FCHDIR => sys_fchdir(a[0]),
         nr::GETCWD => sys_getcwd(a[0], a[1]),
         nr::CHMOD => sys_fchmodat(FDCWD, a[0], a[1]),

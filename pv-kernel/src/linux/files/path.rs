@@ -23,6 +23,7 @@ use crate::linux::uaccess::{copy_to_user, read_cstr, read_path, read_val, write_
 use crate::linux::SysResult;
 
 mod at;
+mod mount;
 mod names;
 mod open;
 #[cfg(test)]
@@ -30,6 +31,7 @@ mod tests;
 
 use at::{AT_EACCESS, AT_EMPTY_PATH, AT_SYMLINK_FOLLOW, FSTATAT_FLAGS};
 pub(crate) use at::{AT_FDCWD, AT_REMOVEDIR, AT_SYMLINK_NOFOLLOW};
+pub(crate) use mount::{sys_mount, sys_umount2};
 use names::time_arg;
 use open::OpenHow;
 
@@ -172,6 +174,19 @@ pub(crate) fn sys_openat(dirfd: u64, path_va: u64, flags: u64, mode: u64) -> Sys
                         KStat::of(st),
                         how.file_flags,
                     );
+                    let limit = crate::linux::rlimit::nofile(&p);
+                    let r = p.files.lock().alloc(file, how.cloexec, 0, limit);
+                    return r.map(|fd| fd as u64);
+                }
+                Dev::Disk(n) if !path_only => {
+                    let mut node_path = b"/dev/".to_vec();
+                    node_path.extend_from_slice(&dev::disk_name(u32::from(n)));
+                    let file = super::blockdev::open(
+                        u32::from(n),
+                        &node_path,
+                        KStat::of(st),
+                        how.file_flags,
+                    )?;
                     let limit = crate::linux::rlimit::nofile(&p);
                     let r = p.files.lock().alloc(file, how.cloexec, 0, limit);
                     return r.map(|fd| fd as u64);

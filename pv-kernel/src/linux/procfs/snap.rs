@@ -423,6 +423,18 @@ pub(crate) fn mountinfo() -> Vec<u8> {
             t = k.fs_type()
         ));
     }
+    let base = crate::fs::mount::MountKind::ALL.len() + 2;
+    for (i, d) in crate::fs::mount::disk_mounts().iter().enumerate() {
+        let slot = u32::from(d.name[2] - b'a');
+        let (major, minor) = crate::linux::files::dev::Dev::Disk(slot as u8).number();
+        let opt = if d.read_only { "ro" } else { "rw" };
+        s.push_str(&format!(
+            "{} 1 {major}:{minor} / {} {opt},relatime - ext2 /dev/{} {opt}\n",
+            base + i,
+            crate::fs::mount::escape(&d.path),
+            core::str::from_utf8(&d.name).unwrap_or("?"),
+        ));
+    }
     s.into_bytes()
 }
 

@@ -53,9 +53,15 @@ const PROC_FILES: [(&str, Gen); 32] = [
         b"Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n".to_vec()
     }),
     ("vmstat", snap::vmstat),
-    ("partitions", || b"major minor  #blocks  name\n\n".to_vec()),
+    ("partitions", || {
+        let disks: Vec<(u32, u64)> = crate::fs::disk::attached()
+            .into_iter()
+            .map(|(slot, sectors, _)| (slot, sectors))
+            .collect();
+        mount::partitions_text(&disks)
+    }),
     ("devices", || {
-        b"Character devices:\n  1 mem\n  5 /dev/tty\n  5 /dev/console\n  5 /dev/ptmx\n136 pts\n\nBlock devices:\n"
+        b"Character devices:\n  1 mem\n  5 /dev/tty\n  5 /dev/console\n  5 /dev/ptmx\n136 pts\n240 pvmux\n\nBlock devices:\n254 virtblk\n"
             .to_vec()
     }),
     ("sys/kernel/ostype", || b"Linux\n".to_vec()),
@@ -230,7 +236,44 @@ pub(crate) fn classify(kind: MountKind, comps: &[Vec<u8>]) -> Result<Node, Errno
     }
 }
 
+/// Files of a `/sys/block/vdX` directory.
+const BLOCK_FILES: [&str; 4] = ["dev", "ro", "removable", "size"];
+
+/// The attached disk named `name` (`vda`, ...): (slot, sectors, read-only).
+fn block_disk(name: &[u8]) -> Option<(u32, u64, bool)> {
+    crate::fs::disk::attached()
+        .into_iter()
+        .find(|&(slot, _, _)| crate::linux::files::dev::disk_name(slot) == name)
+}
+
+/// `/sys/block/vdX/FILE`.
+fn block_file(name: &[u8], file: &[u8]) -> Result<Vec<u8>, Errno> {
+    let (slot, sectors, ro) = block_disk(name).ok_or(Errno::ENOENT)?;
+    let (major, minor) = crate::linux::files::dev::Dev::Disk(slot as u8).number();
+    Ok(match file {
+        b"dev" => format!("{major}:{minor}\n"),
+        b"ro" => format!("{}\n", u8::from(ro)),
+        b"removable" => "0\n".into(),
+        b"size" => format!("{sectors}\n"),
+        _ => return Err(Errno::ENOENT),
+    }
+    .into_bytes())
+}
+
 fn classify_sys(comps: &[Vec<u8>]) -> Result<Node, Errno> {
+    match comps {
+        [b] if b == b"block" => return Ok(Node::Dir),
+        [b, d] if b == b"block" => {
+            return block_disk(d).map(|_| Node::Dir).ok_or(Errno::ENOENT);
+        }
+        [b, d, f] if b == b"block" => {
+            return match block_disk(d) {
+                Some(_) if BLOCK_FILES.iter().any(|n| n.as_bytes() == f) => Ok(Node::File),
+                _ => Err(Errno::ENOENT),
+            };
+        }
+        _ => {}
+    }
     let path = join(comps);
     if let Some(g) = in_table(&SYS_FILES, &path) {
         return Ok(if g.is_some() { Node::File } else { Node::Dir });
@@ -370,7 +413,19 @@ pub(crate) fn list(kind: MountKind, comps: &[Vec<u8>]) -> Result<Vec<(Vec<u8>, u
                 .into_iter()
                 .map(|(n, d)| (n, dtype(d)))
                 .collect();
-            if path == b"devices/system/cpu" {
+            if path.is_empty() {
+                out.push((b"block".to_vec(), dt::DT_DIR));
+            } else if path == b"block" {
+                for (slot, _, _) in crate::fs::disk::attached() {
+                    let name = crate::linux::files::dev::disk_name(slot);
+                    out.push((name.to_vec(), dt::DT_DIR));
+                }
+            } else if comps.len() == 2 && comps[0] == b"block" {
+                block_disk(&comps[1]).ok_or(Errno::ENOENT)?;
+                for f in BLOCK_FILES {
+                    out.push((f.as_bytes().to_vec(), dt::DT_REG));
+                }
+            } else if path == b"devices/system/cpu" {
                 for i in 0..crate::boot::nr_vcpus() {
                     out.push((format!("cpu{i}").into_bytes(), dt::DT_DIR));
                 }
@@ -464,6 +519,11 @@ pub(crate) fn contents(kind: MountKind, comps: &[Vec<u8>]) -> Result<Vec<u8>, Er
         MountKind::Sys => {
             if let Some(Some(g)) = in_table(&SYS_FILES, &join(comps)) {
                 return Ok(g());
+            }
+            if let [b, d, f] = comps {
+                if b == b"block" {
+                    return block_file(d, f);
+                }
             }
             match classify_sys(comps)? {
                 Node::File => Ok(b"1\n".to_vec()),

@@ -83,7 +83,8 @@ impl StateRoot {
 
 impl Drop for StateRoot {
     /// A test that failed half-way leaves no tenant running: each listed tenant's monitor is
-    /// killed (its sandboxes die with it).
+    /// killed (its sandboxes die with it). When the test is failing, each one's console log
+    /// is printed first.
     fn drop(&mut self) {
         let mut cmd = Command::new(self.pvmux);
         cmd.arg("--root")
@@ -91,6 +92,22 @@ impl Drop for StateRoot {
             .args(["ps", "--format", "json"]);
         let Ok(out) = cmd.output() else { return };
         let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if std::thread::panicking() {
+            for name in rows.iter().filter_map(|r| r["name"].as_str()) {
+                let logs = Command::new(self.pvmux)
+                    .arg("--root")
+                    .arg(self.dir())
+                    .args(["logs", name])
+                    .output();
+                if let Ok(o) = logs {
+                    eprintln!(
+                        "--- pvmux logs {name}:\n{}{}",
+                        String::from_utf8_lossy(&o.stdout),
+                        String::from_utf8_lossy(&o.stderr)
+                    );
+                }
+            }
+        }
         for r in rows {
             if let Some(pid) = r["pid"].as_i64().and_then(|p| i32::try_from(p).ok()) {
                 if let Some(pid) = rustix::process::Pid::from_raw(pid) {

@@ -12,34 +12,25 @@ use std::process::Command;
 use std::time::Duration;
 
 use pvmux_tests::oci::TIMEOUT;
-use pvmux_tests::{run_with_timeout, Run, TempDir};
+use pvmux_tests::state_root::StateRoot;
+use pvmux_tests::{run_with_timeout, Run};
 
 const PVMUX: &str = env!("CARGO_BIN_EXE_pvmux-cli");
 const E2FS_PATH: &str = "/usr/sbin:/sbin:/usr/bin:/bin";
 
-/// A state root of its own per test.
-struct Root(TempDir);
+/// A state root of its own per test (its tenants' logs are printed if the test fails).
+struct Root(StateRoot);
+
+impl std::ops::Deref for Root {
+    type Target = StateRoot;
+    fn deref(&self) -> &StateRoot {
+        &self.0
+    }
+}
 
 impl Root {
     fn new(tag: &str) -> Self {
-        Self(TempDir::unique("pvmux-disk", tag))
-    }
-
-    fn dir(&self) -> &Path {
-        &self.0 .0
-    }
-
-    /// `pvmux --root ROOT ARGS...` to its end.
-    fn pvmux(&self, args: &[&str]) -> Run {
-        let mut cmd = Command::new(PVMUX);
-        cmd.arg("--root").arg(self.dir()).args(args);
-        run_with_timeout(
-            cmd,
-            &args.join(" "),
-            TIMEOUT,
-            Duration::from_millis(10),
-            |_| {},
-        )
+        Self(StateRoot::new(PVMUX, "pvmux-disk", tag))
     }
 
     /// Starts a detached tenant `name` idling, with the host's root as its files and `extra`
@@ -49,38 +40,6 @@ impl Root {
         a.extend_from_slice(extra);
         a.extend_from_slice(&["--", "/bin/sh", "-c", "while :; do sleep 1; done"]);
         self.pvmux(&a)
-    }
-
-    fn sh(&self, name: &str, script: &str) -> Run {
-        self.pvmux(&["exec", name, "--", "/bin/sh", "-c", script])
-    }
-}
-
-impl Drop for Root {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            for n in ["one", "two"] {
-                let out = Command::new(PVMUX)
-                    .arg("--root")
-                    .arg(self.dir())
-                    .args(["logs", n])
-                    .output();
-                if let Ok(o) = out {
-                    eprintln!(
-                        "--- pvmux logs {n}:\n{}{}",
-                        String::from_utf8_lossy(&o.stdout),
-                        String::from_utf8_lossy(&o.stderr)
-                    );
-                }
-            }
-        }
-        for n in ["one", "two", "three"] {
-            let mut cmd = Command::new(PVMUX);
-            cmd.arg("--root")
-                .arg(self.dir())
-                .args(["stop", "--time", "1", n]);
-            let _ = cmd.output();
-        }
     }
 }
 

@@ -113,6 +113,50 @@ fn snapshot_refusal(cfg: &TenantConfig) -> Option<String> {
     }
 }
 
+/// The parts of a tenant built from `cfg` and its memory, control region, layout and clock:
+/// one place for what [`Host::launch`] and [`Host::restore`] take from the configuration
+/// (a field added to either is added to both). `InvalidConfig` if a disk cannot be opened.
+fn tenant_parts(
+    cfg: TenantConfig,
+    mem: GuestMemory,
+    ctl: ControlRegion,
+    layout: domain_builder::DomainLayout,
+    clock: ClockParams,
+    initial_balloon: u64,
+) -> Result<TenantParts, HostError> {
+    let snapshot_refusal = snapshot_refusal(&cfg);
+    Ok(TenantParts {
+        name: cfg.name,
+        mem,
+        ctl,
+        kernel: cfg.kernel,
+        layout,
+        clock,
+        console: cfg.console,
+        console_stderr: cfg.console_stderr,
+        kernel_log: cfg.kernel_log,
+        console_input: cfg.console_input,
+        console_rate: cfg.console_rate,
+        fault_around_pages: DEFAULT_FAULT_AROUND,
+        hostfs: cfg.hostfs,
+        net: cfg.net,
+        volumes: cfg.volumes,
+        channels: cfg.channels,
+        disks: crate::disk::Disks::with(cfg.disks)
+            .map_err(|e| HostError::InvalidConfig(e.to_string()))?,
+        initial_balloon,
+        snapshot_refusal,
+        limits: Limits {
+            watchdog: cfg.watchdog,
+            cpu_limit: cfg.cpu_limit,
+            cpu_seconds: cfg.cpu_seconds,
+            cpu_shares: cfg.cpu_shares,
+            crash_dump: cfg.crash_dump,
+            sandbox_user: cfg.sandbox_user,
+        },
+    })
+}
+
 /// The pvmux host runtime. Launches any number of independent tenants.
 #[derive(Debug)]
 pub struct Host {
@@ -219,39 +263,10 @@ impl Host {
             user_isolation: pvmux_hypercalls::sandbox::user_isolation::PROCESS,
             ..HeaderInit::default()
         })?;
-        let refusal = snapshot_refusal(&cfg);
         let winsize = st.console_winsize;
         let tenant = Tenant::start(
-            TenantParts {
-                name: cfg.name,
-                mem,
-                ctl,
-                kernel: cfg.kernel,
-                layout,
-                clock,
-                console: cfg.console,
-                console_stderr: cfg.console_stderr,
-                kernel_log: cfg.kernel_log,
-                console_input: cfg.console_input,
-                console_rate: cfg.console_rate,
-                fault_around_pages: DEFAULT_FAULT_AROUND,
-                hostfs: cfg.hostfs,
-                net: cfg.net,
-                volumes: cfg.volumes,
-                initial_balloon: 0,
-                channels: cfg.channels,
-                disks: crate::disk::Disks::with(cfg.disks)
-                    .map_err(|e| SnapshotError::Invalid(e.to_string()))?,
-                snapshot_refusal: refusal,
-                limits: Limits {
-                    watchdog: cfg.watchdog,
-                    cpu_limit: cfg.cpu_limit,
-                    cpu_seconds: cfg.cpu_seconds,
-                    cpu_shares: cfg.cpu_shares,
-                    crash_dump: cfg.crash_dump,
-                    sandbox_user: cfg.sandbox_user,
-                },
-            },
+            tenant_parts(cfg, mem, ctl, layout, clock, 0)
+                .map_err(|e| SnapshotError::Invalid(e.to_string()))?,
             Arc::clone(&self.stub),
             Arc::clone(&self.user_stub),
         )?;
@@ -295,7 +310,6 @@ impl Host {
         }
         validate_mem_size(cfg.mem_size)?;
         let initial_balloon = crate::balloon::initial_balloon(cfg.mem_size, cfg.mem_initial)?;
-        let refusal = snapshot_refusal(&cfg);
         let mem = GuestMemory::new(cfg.mem_size)?;
         let clock = ClockParams::now();
         let params = BuildParams {
@@ -328,36 +342,7 @@ impl Host {
             ..HeaderInit::default()
         })?;
         Tenant::start(
-            TenantParts {
-                name: cfg.name,
-                mem,
-                ctl,
-                kernel: cfg.kernel,
-                layout,
-                clock,
-                console: cfg.console,
-                console_stderr: cfg.console_stderr,
-                kernel_log: cfg.kernel_log,
-                console_input: cfg.console_input,
-                console_rate: cfg.console_rate,
-                fault_around_pages: DEFAULT_FAULT_AROUND,
-                hostfs: cfg.hostfs,
-                net: cfg.net,
-                volumes: cfg.volumes,
-                channels: cfg.channels,
-                disks: crate::disk::Disks::with(cfg.disks)
-                    .map_err(|e| HostError::InvalidConfig(e.to_string()))?,
-                initial_balloon,
-                snapshot_refusal: refusal,
-                limits: Limits {
-                    watchdog: cfg.watchdog,
-                    cpu_limit: cfg.cpu_limit,
-                    cpu_seconds: cfg.cpu_seconds,
-                    cpu_shares: cfg.cpu_shares,
-                    crash_dump: cfg.crash_dump,
-                    sandbox_user: cfg.sandbox_user,
-                },
-            },
+            tenant_parts(cfg, mem, ctl, layout, clock, initial_balloon)?,
             Arc::clone(&self.stub),
             Arc::clone(&self.user_stub),
         )

@@ -113,6 +113,32 @@ fn snapshot_refusal(cfg: &TenantConfig) -> Option<String> {
     }
 }
 
+/// The control region's header of a tenant with `nr_vcpus` vCPUs and `mem_size` bytes whose
+/// kernel enters as `layout` says, on `clock`.
+fn header_init(
+    nr_vcpus: u32,
+    mem_size: u64,
+    layout: &domain_builder::DomainLayout,
+    clock: &ClockParams,
+    user_isolation: u32,
+) -> HeaderInit {
+    HeaderInit {
+        nr_vcpus,
+        mem_size,
+        entry_rip: layout.entry_rip,
+        entry_rsp: layout.entry_rsp,
+        entry_rdi: layout.entry_rdi,
+        page_table_root: layout.page_table_root,
+        tsc_base: clock.tsc_base,
+        mono_base_ns: clock.mono_base_ns,
+        clock_mult: clock.mult,
+        clock_shift: clock.shift,
+        fault_around_pages: DEFAULT_FAULT_AROUND,
+        user_isolation,
+        ..HeaderInit::default()
+    }
+}
+
 /// The parts of a tenant built from `cfg` and its memory, control region, layout and clock:
 /// one place for what [`Host::launch`] and [`Host::restore`] take from the configuration
 /// (a field added to either is added to both). `InvalidConfig` if a disk cannot be opened.
@@ -248,21 +274,13 @@ impl Host {
         rand::fill(&mut bi.entropy);
         mem.write(gpa, zerocopy::IntoBytes::as_bytes(&bi))
             .map_err(|e| bad(e.to_string()))?;
-        let ctl = ControlRegion::new(&HeaderInit {
-            nr_vcpus: st.nr_vcpus,
-            mem_size: st.mem_size,
-            entry_rip: layout.entry_rip,
-            entry_rsp: layout.entry_rsp,
-            entry_rdi: layout.entry_rdi,
-            page_table_root: layout.page_table_root,
-            tsc_base: clock.tsc_base,
-            mono_base_ns: clock.mono_base_ns,
-            clock_mult: clock.mult,
-            clock_shift: clock.shift,
-            fault_around_pages: DEFAULT_FAULT_AROUND,
-            user_isolation: pvmux_hypercalls::sandbox::user_isolation::PROCESS,
-            ..HeaderInit::default()
-        })?;
+        let ctl = ControlRegion::new(&header_init(
+            st.nr_vcpus,
+            st.mem_size,
+            &layout,
+            &clock,
+            pvmux_hypercalls::sandbox::user_isolation::PROCESS,
+        ))?;
         let winsize = st.console_winsize;
         let tenant = Tenant::start(
             tenant_parts(cfg, mem, ctl, layout, clock, 0)
@@ -320,27 +338,20 @@ impl Host {
         };
         let base = domain_builder::random_kernel_base(cfg.kernel.span());
         let layout = domain_builder::build(&mem, &cfg.kernel, &params, base)?;
-        let ctl = ControlRegion::new(&HeaderInit {
-            nr_vcpus: cfg.vcpus,
-            mem_size: cfg.mem_size,
-            entry_rip: layout.entry_rip,
-            entry_rsp: layout.entry_rsp,
-            entry_rdi: layout.entry_rdi,
-            page_table_root: layout.page_table_root,
-            tsc_base: clock.tsc_base,
-            mono_base_ns: clock.mono_base_ns,
-            clock_mult: clock.mult,
-            clock_shift: clock.shift,
-            fault_around_pages: DEFAULT_FAULT_AROUND,
-            // The trusted in-process mode is the boot arguments' (`USER_ISOLATION_NONE`):
-            // the stub widens its filter for it, the kernel runs init in-process.
-            user_isolation: if cfg.boot_args.args().user_isolation_none() {
-                pvmux_hypercalls::sandbox::user_isolation::NONE
-            } else {
-                pvmux_hypercalls::sandbox::user_isolation::PROCESS
-            },
-            ..HeaderInit::default()
-        })?;
+        // The trusted in-process mode is the boot arguments' (`USER_ISOLATION_NONE`): the
+        // stub widens its filter for it, the kernel runs init in-process.
+        let isolation = if cfg.boot_args.args().user_isolation_none() {
+            pvmux_hypercalls::sandbox::user_isolation::NONE
+        } else {
+            pvmux_hypercalls::sandbox::user_isolation::PROCESS
+        };
+        let ctl = ControlRegion::new(&header_init(
+            cfg.vcpus,
+            cfg.mem_size,
+            &layout,
+            &clock,
+            isolation,
+        ))?;
         Tenant::start(
             tenant_parts(cfg, mem, ctl, layout, clock, initial_balloon)?,
             Arc::clone(&self.stub),

@@ -43,6 +43,38 @@ impl Root {
     }
 }
 
+/// Has a program in tenant `name` open `path` (run detached, so no pipe of the host process
+/// stays open) and keep it open until `release` exists; returns once the guest's `/proc`
+/// shows a descriptor whose link contains `link`.
+fn hold_open(root: &Root, name: &str, path: &str, link: &str, release: &str) {
+    let hold = Command::new(PVMUX)
+        .arg("--root")
+        .arg(root.dir())
+        .args(["exec", "-d", name, "--", "/bin/sh", "-c"])
+        .arg(format!(
+            "exec 3<{path}; until [ -e {release} ]; do sleep 0.1; done"
+        ))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("pvmux exec -d runs");
+    assert!(hold.success());
+    let opened = root.sh(
+        name,
+        &format!(
+            "for i in $(seq 200); do ls -l /proc/[0-9]*/fd/ 2>/dev/null | grep -q {link} && exit 0; \
+             sleep 0.05; done; exit 1"
+        ),
+    );
+    assert_eq!(
+        opened.code(),
+        Some(0),
+        "the holder opened {path}: {}",
+        opened.context()
+    );
+}
+
 /// A fresh ext2 image of `size_m` MiB with 1 KiB blocks.
 fn mkfs(dir: &Path, name: &str, size_m: u32) -> PathBuf {
     let p = dir.join(name);
@@ -147,28 +179,7 @@ fn a_disk_moves_between_kernels_with_its_files_and_fsck_finds_it_clean() {
 
     // A file open on the disk: the move is refused and nothing changes.
     // (Its host process keeps stdout open while the program runs: no pipes to it.)
-    let hold = Command::new(PVMUX)
-        .arg("--root")
-        .arg(root.dir())
-        .args(["exec", "-d", "one", "--", "/bin/sh", "-c"])
-        .arg("exec 3</data/a/c/note; until [ -e /data/release ]; do sleep 0.1; done")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("pvmux exec -d runs");
-    assert!(hold.success());
-    let opened = root.sh(
-        "one",
-        "for i in $(seq 200); do ls -l /proc/[0-9]*/fd/ 2>/dev/null | grep -q note && exit 0; \
-         sleep 0.05; done; exit 1",
-    );
-    assert_eq!(
-        opened.code(),
-        Some(0),
-        "the holder opened the file: {}",
-        opened.context()
-    );
+    hold_open(&root, "one", "/data/a/c/note", "note", "/data/release");
     let refused = root.pvmux(&["disk", "move", "one", "two"]);
     assert_eq!(refused.code(), Some(1), "{}", refused.context());
     assert!(
@@ -484,23 +495,7 @@ fn a_disk_a_guest_program_mounted_moves_once_unmounted_by_the_move() {
         w.context()
     );
     // A description of /dev/vda open: the move is refused, nothing changes.
-    let hold = Command::new(PVMUX)
-        .arg("--root")
-        .arg(root.dir())
-        .args(["exec", "-d", "one", "--", "/bin/sh", "-c"])
-        .arg("exec 3</dev/vda; until [ -e /tmp/release ]; do sleep 0.1; done")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("pvmux exec -d runs");
-    assert!(hold.success());
-    let opened = root.sh(
-        "one",
-        "for i in $(seq 200); do ls -l /proc/[0-9]*/fd/ 2>/dev/null | grep -q /dev/vda && exit 0; \
-         sleep 0.05; done; exit 1",
-    );
-    assert_eq!(opened.code(), Some(0), "{}", opened.context());
+    hold_open(&root, "one", "/dev/vda", "/dev/vda", "/tmp/release");
     let refused = root.pvmux(&["disk", "move", "one", "two"]);
     assert_eq!(refused.code(), Some(1), "{}", refused.context());
     let r = root.sh(

@@ -247,6 +247,10 @@ struct Inner {
     left: AtomicBool,
     /// Raises `pending::CHANNEL` on the tenant (set when the tenant starts).
     raise: Mutex<Option<Arc<dyn Fn() + Send + Sync>>>,
+    /// Events raised on the tenant, and bells that found no tenant to raise them on
+    /// (for [`ChannelEnd::describe`]).
+    raised: AtomicU64,
+    unraised: AtomicU64,
 }
 
 /// One tenant's end of a channel (see the module documentation). Dropping it closes both
@@ -606,7 +610,10 @@ impl Inner {
     fn raise(&self) {
         let hook = self.raise.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some(h) = hook {
+            self.raised.fetch_add(1, Ordering::Relaxed);
             h();
+        } else {
+            self.unraised.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -746,6 +753,8 @@ impl ChannelEnd {
                 stop: AtomicBool::new(false),
                 left: AtomicBool::new(false),
                 raise: Mutex::new(None),
+                raised: AtomicU64::new(0),
+                unraised: AtomicU64::new(0),
             });
             let i = Arc::clone(&inner);
             let thread = std::thread::Builder::new()
@@ -805,6 +814,38 @@ impl ChannelEnd {
     /// `wanted` is).
     pub fn poll(&self, wanted: u64) -> u64 {
         self.inner.poll(wanted).max(0) as u64
+    }
+
+    /// One line of this end's state for a diagnosis (a benchmark or test that timed out):
+    /// our private positions, the object's positions and words of both ends. Values read
+    /// from the object are untrusted and only printed.
+    pub fn describe(&self) -> String {
+        let i = &self.inner;
+        let (me, peer) = (i.me, i.peer());
+        let tail = *i.tail.lock().unwrap_or_else(|e| e.into_inner());
+        let head = *i.head.lock().unwrap_or_else(|e| e.into_inner());
+        let w32 = |e: usize, f: usize| i.end_word(e, f).load(Ordering::SeqCst);
+        let w64 = |d: usize, f: usize| i.ring_word(d, f).load(Ordering::SeqCst);
+        format!(
+            "channel {:?} end {me}: sent {tail} (peer read {}), read {head} (peer sent {}); \
+             want {}/{}, bell {}/{}, closed tx {}/{} rx {}/{}, peer gone {}, broken {}, \
+             events raised {} (without a tenant {})",
+            i.name,
+            w64(me, HEAD),
+            w64(peer, TAIL),
+            w32(me, WANT),
+            w32(peer, WANT),
+            w32(me, BELL),
+            w32(peer, BELL),
+            w32(me, CLOSED_TX),
+            w32(peer, CLOSED_TX),
+            w32(me, CLOSED_RX),
+            w32(peer, CLOSED_RX),
+            i.peer_gone.load(Ordering::SeqCst),
+            i.broken.load(Ordering::SeqCst),
+            i.raised.load(Ordering::Relaxed),
+            i.unraised.load(Ordering::Relaxed),
+        )
     }
 
     /// Waits until the bell of this end rings or `timeout` passes (benchmarks and tests

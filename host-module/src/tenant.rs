@@ -1398,6 +1398,19 @@ impl Tenant {
         self.pid
     }
 
+    /// What the host sees of each vCPU now (pending events, halted, last hypercall), for a
+    /// diagnosis of a guest that stopped making progress.
+    pub fn vcpu_snapshots(&self) -> Vec<VcpuSnapshot> {
+        let s = &self.shared;
+        (0..s.ctl.nr_vcpus())
+            .filter_map(|i| {
+                let v = s.ctl.vcpu(i)?;
+                let in_host = s.in_host.get(i as usize).is_some_and(|f| f.load(SeqCst));
+                Some(VcpuSnapshot::read(v, in_host))
+            })
+            .collect()
+    }
+
     /// Current lifecycle state.
     pub fn state(&self) -> TenantState {
         self.shared

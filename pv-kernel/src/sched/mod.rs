@@ -510,7 +510,10 @@ pub(crate) fn idle_loop() -> ! {
 /// True if a runnable thread waits for this vCPU (a thread polling for a short while stops
 /// then and sleeps instead).
 pub(crate) fn others_runnable() -> bool {
-    let _irq = IrqGuard::new();
+    // No `IrqGuard` local here: the lock's guard restores the event flag itself, and a
+    // local would be dropped *before* the tail expression's temporary guard (edition 2021),
+    // turning events back on while the lock is held; an event taken right then spins on
+    // this lock forever (then so does every other vCPU).
     SCHED.lock().has_work(cpu())
 }
 

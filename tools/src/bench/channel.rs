@@ -17,7 +17,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pvmux_host::{initramfs, Host, KernelImage, TenantOutcome};
+use pvmux_host::{initramfs, Host, KernelImage, TenantOutcome, TenantState};
 use pvmux_hypercalls::bootargs::{BootArgsBuf, Command as BootCommand, Options};
 
 use super::guest::{GuestFigure, Parser, MALFORMED, MISSING};
@@ -133,6 +133,60 @@ impl Write for Sink {
     }
 }
 
+/// The last bytes of the echo guest's console (its errors, if it failed).
+#[derive(Clone, Default)]
+struct Tail(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Tail {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut t = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        t.extend_from_slice(buf);
+        let over = t.len().saturating_sub(TAIL_BYTES);
+        t.drain(..over);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// How much of the echo guest's console a timeout report shows.
+const TAIL_BYTES: usize = 512;
+
+/// What a timed-out run saw: both ends of the channel, each guest's vCPUs, the echo
+/// guest's last console output.
+fn diagnosis(
+    ends: &[Arc<pvmux_host::channel::ChannelEnd>; 2],
+    client: &pvmux_host::Tenant,
+    server: &pvmux_host::Tenant,
+    echo_log: &Tail,
+) -> String {
+    let vcpus = |t: &pvmux_host::Tenant| {
+        t.vcpu_snapshots()
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                format!(
+                    "vCPU {i}: events {}, pending {:#x}, halted {}, in host {}",
+                    v.events, v.pending, v.halted, v.in_host
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let log = echo_log.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    format!(
+        "client end: {}; echo end: {}; client {:?}: {}; echo {:?}: {}; echo console: {:?}",
+        ends[0].describe(),
+        ends[1].describe(),
+        client.state(),
+        vcpus(client),
+        server.state(),
+        vcpus(server),
+        String::from_utf8_lossy(&log)
+    )
+}
+
 /// Two tenants joined by a channel.
 fn pvmux(
     host: &Host,
@@ -142,6 +196,7 @@ fn pvmux(
     timeout: Duration,
 ) -> (Parser, Result<(), String>) {
     let sink = Sink::default();
+    let echo_log = Tail::default();
     let end = (|| {
         let archive = initramfs::pack_dir(s.0.join("initrd"))
             .map_err(|e| format!("cannot pack the initramfs: {e}"))?;
@@ -176,7 +231,7 @@ fn pvmux(
             "chan-echo",
             GUEST_MEM,
             args("--channel-echo")?,
-            Box::new(std::io::sink()),
+            Box::new(echo_log.clone()),
             Some(Arc::clone(&initrd)),
             None,
             vec![Arc::clone(&ends[1])],
@@ -194,9 +249,27 @@ fn pvmux(
             vec![Arc::clone(&ends[0])],
         )
         .map_err(|e| format!("cannot launch the client guest: {e}"))?;
+        let deadline = std::time::Instant::now() + timeout;
+        while matches!(
+            client.tenant.state(),
+            TenantState::Created | TenantState::Running
+        ) && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // A guest that stopped making progress: what each side saw, for the report.
+        let stuck = matches!(
+            client.tenant.state(),
+            TenantState::Created | TenantState::Running
+        )
+        .then(|| diagnosis(&ends, &client.tenant, &server.tenant, &echo_log));
         drop(ends);
-        let r = match tenants::wait(client.tenant, timeout) {
-            (_, None) => Err(format!("guest timed out after {} s", timeout.as_secs())),
+        let r = match tenants::wait(client.tenant, Duration::ZERO) {
+            (_, None) => Err(format!(
+                "guest timed out after {} s ({})",
+                timeout.as_secs(),
+                stuck.unwrap_or_default()
+            )),
             (TenantOutcome::Crashed(r), _) => Err(format!("guest crashed: {}", r.cause)),
             _ => Ok(()),
         };

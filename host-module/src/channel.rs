@@ -617,11 +617,10 @@ impl Inner {
         }
     }
 
-    /// The end's thread: raises the tenant's event when its bell rings or the peer's
-    /// process disappears.
-    fn run(&self) {
+    /// The end's thread: raises the tenant's event when its bell rings (moves from `seen`,
+    /// its value when the end was joined) or the peer's process disappears.
+    fn run(&self, mut seen: u32) {
         let bell = self.end_word(self.me, BELL);
-        let mut seen = bell.load(Ordering::SeqCst);
         while !self.stop.load(Ordering::SeqCst) {
             futex_wait(bell, seen, LIVENESS_INTERVAL);
             if self.stop.load(Ordering::SeqCst) {
@@ -757,9 +756,13 @@ impl ChannelEnd {
                 unraised: AtomicU64::new(0),
             });
             let i = Arc::clone(&inner);
+            // The bell as it is now, before the thread starts: a ring between this and the
+            // thread's first look (a loaded host may start it tens of milliseconds later)
+            // is still a change it raises.
+            let seen = inner.end_word(me, BELL).load(Ordering::SeqCst);
             let thread = std::thread::Builder::new()
                 .name(format!("pvmux-chan-{name}"))
-                .spawn(move || i.run())
+                .spawn(move || i.run(seen))
                 .map_err(inner.io("cannot start the channel's thread"))?;
             tracing::info!(channel = name, end = me, "channel joined");
             return Ok(Self {

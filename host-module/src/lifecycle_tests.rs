@@ -25,31 +25,14 @@ impl Write for Capture {
 }
 
 fn config(name: &str, vcpus: u32, console: Capture) -> TenantConfig {
-    TenantConfig {
-        name: name.to_owned(),
-        kernel: Arc::new(KernelImage::parse(TestElf::default().build()).unwrap()),
-        mem_size: 16 << 20,
-        mem_initial: None,
+    TenantConfig::new(
+        name,
+        Arc::new(KernelImage::parse(TestElf::default().build()).unwrap()),
+        16 << 20,
         vcpus,
-        boot_args: pvmux_hypercalls::BootArgsBuf::default(),
-        console: Box::new(console),
-        console_stderr: Box::new(std::io::stderr()),
-        kernel_log: crate::KernelLog::Stdout,
-        console_input: None,
-        watchdog: None,
-        console_rate: None,
-        cpu_limit: None,
-        cpu_seconds: None,
-        cpu_shares: None,
-        crash_dump: None,
-        initrd: None,
-        hostfs: None,
-        volumes: Vec::new(),
-        disks: Vec::new(),
-        sandbox_user: Default::default(),
-        net: Default::default(),
-        channels: Vec::new(),
-    }
+        pvmux_hypercalls::BootArgsBuf::default(),
+        Box::new(console),
+    )
 }
 
 fn run(stub_elf: Vec<u8>, vcpus: u32) -> (TenantOutcome, String) {

@@ -1,7 +1,6 @@
 //! Launching and waiting many tenants must not grow the host's fds, threads or children.
 //! (Its own test binary, so no other test's fds disturb the count.)
 
-use std::io::Write;
 use std::sync::Arc;
 
 use pvmux_host::{Host, KernelImage, TenantConfig, TenantOutcome};
@@ -20,31 +19,14 @@ fn count(dir: &str) -> usize {
 }
 
 fn config(i: usize) -> TenantConfig {
-    TenantConfig {
-        name: format!("m{i}"),
-        kernel: Arc::new(KernelImage::parse(test_elf::TestElf::default().build()).unwrap()),
-        mem_size: 16 << 20,
-        mem_initial: None,
-        vcpus: 2,
-        boot_args: pvmux_hypercalls::BootArgsBuf::default(),
-        console: Box::new(std::io::sink()) as Box<dyn Write + Send>,
-        console_stderr: Box::new(std::io::stderr()),
-        kernel_log: pvmux_host::KernelLog::Stdout,
-        console_input: None,
-        watchdog: None,
-        console_rate: None,
-        cpu_limit: None,
-        cpu_seconds: None,
-        cpu_shares: None,
-        crash_dump: None,
-        initrd: None,
-        hostfs: None,
-        volumes: Vec::new(),
-        disks: Vec::new(),
-        sandbox_user: Default::default(),
-        net: Default::default(),
-        channels: Vec::new(),
-    }
+    TenantConfig::new(
+        format!("m{i}"),
+        Arc::new(KernelImage::parse(test_elf::TestElf::default().build()).unwrap()),
+        16 << 20,
+        2,
+        pvmux_hypercalls::BootArgsBuf::default(),
+        Box::new(std::io::sink()),
+    )
 }
 
 #[test]

@@ -126,31 +126,14 @@ pub fn args(words: &str) -> BootArgsBuf {
 /// discarded and the kernel log on stdout, no limits, no initrd or share. `words` are the
 /// kernel command line ([`args`]).
 pub fn config(name: &str, words: &str, vcpus: u32) -> TenantConfig {
-    TenantConfig {
-        name: name.to_owned(),
-        kernel: kernel(),
-        mem_size: 64 << 20,
-        mem_initial: None,
+    TenantConfig::new(
+        name,
+        kernel(),
+        64 << 20,
         vcpus,
-        boot_args: args(words),
-        console: Box::new(std::io::sink()),
-        console_stderr: Box::new(std::io::stderr()),
-        kernel_log: pvmux_host::KernelLog::Stdout,
-        console_input: None,
-        watchdog: None,
-        console_rate: None,
-        cpu_limit: None,
-        cpu_seconds: None,
-        cpu_shares: None,
-        crash_dump: None,
-        initrd: None,
-        hostfs: None,
-        volumes: Vec::new(),
-        disks: Vec::new(),
-        sandbox_user: Default::default(),
-        net: Default::default(),
-        channels: Vec::new(),
-    }
+        args(words),
+        Box::new(std::io::sink()),
+    )
 }
 
 /// Launches the embedded kernel with the command-line `words` on `vcpus` vCPUs and 64 MiB

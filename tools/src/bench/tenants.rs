@@ -98,29 +98,17 @@ pub fn launch_with_channels(
     channels: Vec<Arc<pvmux_host::channel::ChannelEnd>>,
 ) -> Result<Launched, HostError> {
     let cfg = TenantConfig {
-        name: name.to_owned(),
-        kernel: Arc::clone(kernel),
-        mem_size,
-        mem_initial: None,
-        vcpus: GUEST_VCPUS,
-        boot_args,
-        console,
-        console_stderr: Box::new(std::io::stderr()),
-        kernel_log: pvmux_host::KernelLog::Stdout,
-        console_input: None,
-        watchdog: None,
-        console_rate: None,
-        cpu_limit: None,
-        cpu_seconds: None,
-        cpu_shares: None,
-        crash_dump: None,
         initrd,
         hostfs,
-        volumes: Vec::new(),
-        disks: Vec::new(),
-        sandbox_user: Default::default(),
-        net: Default::default(),
         channels,
+        ..TenantConfig::new(
+            name,
+            Arc::clone(kernel),
+            mem_size,
+            GUEST_VCPUS,
+            boot_args,
+            console,
+        )
     };
     let start_mono_ns = monotonic_ns();
     let tenant = host.launch(cfg)?;

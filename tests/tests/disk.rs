@@ -527,3 +527,109 @@ fn a_disk_a_guest_program_mounted_moves_once_unmounted_by_the_move() {
     assert_eq!(code, 0, "e2fsck -fn:\n{out}");
     assert_eq!(debugfs_cat(&img, "/f"), b"one-wrote\ntwo-wrote\n");
 }
+
+/// `debugfs -R "stat PATH" IMAGE`: the inode's `Links:` count and inode number.
+fn debugfs_links(img: &Path, path: &str) -> (u32, u32) {
+    let out = Command::new("debugfs")
+        .args(["-R", &format!("stat {path}")])
+        .arg(img)
+        .env("PATH", E2FS_PATH)
+        .output()
+        .expect("debugfs runs");
+    let st = String::from_utf8_lossy(&out.stdout).into_owned();
+    let field = |key: &str| -> u32 {
+        st.split(key)
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("debugfs stat {path}: no {key}\n{st}"))
+    };
+    (field("Links: "), field("Inode: "))
+}
+
+#[test]
+#[cfg_attr(
+    not(all(have_mke2fs, have_busybox)),
+    ignore = "needs e2fsprogs and busybox-static: apt-get install e2fsprogs busybox-static"
+)]
+fn hard_links_on_a_disk_count_like_linux_and_fsck_finds_them_clean() {
+    let root = Root::new("links");
+    let img = mkfs(root.dir(), "l.img", 8);
+    let ro = mkfs(root.dir(), "r.img", 2);
+    let ro_before = std::fs::read(&ro).unwrap();
+    let script = "
+        ln() { /bin/busybox ln \"$@\" 2>&1 | sed 's/.*: //'; }
+        cd /mnt/d
+        echo data > a
+        mkdir sub
+        ln a sub/b
+        stat -c '%h %i' a sub/b
+        ln a sub/b
+        ln sub dirlink
+        ln a /tmp/x
+        ln /bin/busybox here
+        ln /mnt/r/lost+found /mnt/r/x
+        echo more >> sub/b
+        cat a
+        ln a c
+        exec 3<a
+        rm a
+        stat -c '%h' sub/b c
+        cat - c <&3
+        exec 3<&-
+        mv c sub/c
+        stat -c '%h' sub/c
+        rm sub/c
+        stat -c '%h' sub/b
+        ls
+        ln sub/b top
+    ";
+    let r = run_sh(
+        &[
+            format!("{},mount=/mnt/d", img.display()),
+            format!("{}:ro,mount=/mnt/r", ro.display()),
+        ],
+        script,
+    );
+    assert_eq!(r.code(), Some(0), "{}", r.context());
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert!(lines.len() >= 2, "{}", r.context());
+    let (a, b) = (lines[0], lines[1]);
+    assert_eq!(a, b, "two names, one inode: {}", r.context());
+    assert!(a.starts_with("2 "), "{}", r.context());
+    assert_eq!(
+        &lines[2..],
+        [
+            "File exists",
+            "Operation not permitted",
+            "Invalid cross-device link",
+            "Invalid cross-device link",
+            "Read-only file system",
+            "data",
+            "more",
+            "2",
+            "2",
+            "data",
+            "more",
+            "data",
+            "more",
+            "2",
+            "1",
+            "lost+found",
+            "sub",
+        ],
+        "{}",
+        r.context()
+    );
+    // The host's tools read what the guest did: one inode with two names, clean.
+    let (code, out) = fsck(&img);
+    assert_eq!(code, 0, "e2fsck -fn:\n{out}");
+    let (links, ino) = debugfs_links(&img, "/sub/b");
+    assert_eq!(debugfs_links(&img, "/top"), (links, ino));
+    assert_eq!(links, 2);
+    assert_eq!(debugfs_cat(&img, "/top"), b"data\nmore\n");
+    assert!(
+        std::fs::read(&ro).unwrap() == ro_before,
+        "a read-only image changed"
+    );
+}

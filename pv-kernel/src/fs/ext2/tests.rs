@@ -986,3 +986,58 @@ fn the_vfs_links_names_of_one_file_on_a_disk() {
     let g2 = fs.lookup(ROOT_INO, b"/m/e/g2", false).unwrap();
     assert_eq!(fs.link_ino(ROOT_INO, b"/m/x", g2), Err(EROFS));
 }
+
+#[test]
+fn a_lazily_detached_disk_serves_its_open_files_until_released() {
+    use crate::fs::ramfs::{oflag, ROOT_INO};
+    use std::sync::Arc;
+    let img = mkfs("lazy", 4096, &[]);
+    let vol = Arc::new(Ext2Volume {
+        fs: spin::Mutex::new(mount(img)),
+    });
+    let mut fs = crate::fs::ramfs::Fs::new(|| 1_700_000_000_000_000_000);
+    fs.mount_volume(vol.clone(), 0x1000, false, b"/mnt/d")
+        .unwrap();
+    let m = fs.lookup(ROOT_INO, b"/mnt/d", true).unwrap();
+    fs.mkdir(m, b"sub", 0o755).unwrap();
+    let sub = fs.lookup(m, b"sub", true).unwrap();
+    let h = fs
+        .open(m, b"f", oflag::O_CREAT | oflag::O_RDWR, 0o644)
+        .unwrap();
+    fs.write(h, b"before ").unwrap();
+    assert!(fs.volume_in_use(0x1000, &[]));
+    assert!(matches!(fs.unmount_volume(0x1000), Err(EBUSY)));
+    fs.detach_volume(0x1000).unwrap();
+    assert!(fs.volume_detached(0x1000));
+    assert_eq!(fs.detach_volume(0x1000), Err(EINVAL));
+    // Out of the tree at once: the path is an empty directory of the root filesystem.
+    let now = fs.lookup(ROOT_INO, b"/mnt/d", true).unwrap();
+    assert_ne!(now, m);
+    assert!(fs.list(now).unwrap().is_empty());
+    assert!(fs.lookup(ROOT_INO, b"/mnt/d/f", true).is_err());
+    // The open file and a working directory in it still work on the disk.
+    fs.write(h, b"after").unwrap();
+    let g = fs
+        .open(sub, b"g", oflag::O_CREAT | oflag::O_WRONLY, 0o644)
+        .unwrap();
+    fs.write(g, b"made while detached").unwrap();
+    fs.close(g).unwrap();
+    fs.close(h).unwrap();
+    assert!(
+        fs.volume_in_use(0x1000, &[sub]),
+        "a working directory in it"
+    );
+    assert!(!fs.volume_in_use(0x1000, &[ROOT_INO]));
+    // Released once nothing uses it: its inodes go, the new directory stays.
+    let before = fs.inode_count();
+    drop(fs.unmount_volume(0x1000).unwrap());
+    assert!(fs.inode_count() < before);
+    assert!(!fs.volume_detached(0x1000));
+    assert_eq!(fs.lookup(ROOT_INO, b"/mnt/d", true), Ok(now));
+    let mut e = Arc::try_unwrap(vol).ok().unwrap().fs.into_inner();
+    e.unmount().unwrap();
+    let img = e.into_dev().bytes;
+    assert_clean("lazy", &img);
+    assert_eq!(debugfs("lazy", &img, "cat /f"), b"before after");
+    assert_eq!(debugfs("lazy", &img, "cat /sub/g"), b"made while detached");
+}

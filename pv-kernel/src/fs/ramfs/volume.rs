@@ -169,6 +169,8 @@ pub(crate) struct Volumes {
     by_hino: BTreeMap<(u32, u32), Ino>,
     /// The caches of volume files mapped `MAP_SHARED` ([`maps`]).
     maps: BTreeMap<Ino, Arc<PageObject>>,
+    /// Volumes detached from the tree while in use ([`Fs::detach_volume`]).
+    detached: alloc::collections::BTreeSet<u32>,
 }
 
 impl Volumes {
@@ -380,6 +382,7 @@ impl Fs {
             .ok_or(EINVAL)?;
         let host = self.vols.hosts.remove(&id).ok_or(EINVAL)?;
         self.vols.read_only.remove(&id);
+        let detached = self.vols.detached.remove(&id);
         for &i in &inos {
             self.vols.take(i);
             if i == mount {
@@ -393,7 +396,16 @@ impl Fs {
             }
             self.maybe_free(i);
         }
-        if self.is_dir(mount) {
+        if detached {
+            // Out of the tree already: its root goes too.
+            if let Some(n) = self.inodes.get_mut(&mount) {
+                n.nlink = 0;
+                if let Node::Dir(d) = &mut n.node {
+                    d.entries.clear();
+                }
+            }
+            self.maybe_free(mount);
+        } else if self.is_dir(mount) {
             let parent = self.dir(mount)?.parent;
             let i = self.inode_mut(mount)?;
             i.node = Node::Dir(Dir::new(parent));
@@ -424,6 +436,58 @@ impl Fs {
             self.maybe_free(mount);
         }
         Ok(host)
+    }
+
+    /// Whether volume `id` is in use: a file or directory of it open or mapped, or the
+    /// working directory of a process (`cwds`). False if no such volume is mounted.
+    pub(crate) fn volume_in_use(&self, id: u32, cwds: &[Ino]) -> bool {
+        self.vols.nodes.iter().any(|(i, n)| {
+            n.vol == id
+                && (self.vols.maps.contains_key(i)
+                    || cwds.contains(i)
+                    || self.inodes.get(i).is_some_and(|n| n.open > 0))
+        })
+    }
+
+    /// `umount2(MNT_DETACH)` of directory volume `id`: it leaves the tree at once — its
+    /// mount point's name leads to a new, empty directory — while its inodes stay, for the
+    /// files, directories and working directories still in it (whose paths no longer
+    /// reach them); [`Fs::unmount_volume`] frees them once nothing uses them. `EINVAL` if no
+    /// such volume is mounted (or it is detached already, or a file volume).
+    pub(crate) fn detach_volume(&mut self, id: u32) -> Result<(), Errno> {
+        if !self.vols.read_only.contains_key(&id) || self.vols.detached.contains(&id) {
+            return Err(EINVAL);
+        }
+        let mount = self
+            .vols
+            .nodes
+            .iter()
+            .find(|(_, n)| n.vol == id && n.path == b"/")
+            .map(|(&i, _)| i)
+            .ok_or(EINVAL)?;
+        let parent = self.dir(mount)?.parent;
+        let name = self
+            .dir(parent)?
+            .entries
+            .iter()
+            .find(|(_, e)| e.0 == mount)
+            .map(|(n, _)| n.clone())
+            .ok_or(EINVAL)?;
+        let fresh = self.new_uncounted_inode(Node::Dir(Dir::new(parent)), 0o755, 2, name.len())?;
+        // The name's place in the inode count goes with the name.
+        let counted = core::mem::replace(&mut self.inode_mut(mount)?.counted, false);
+        self.inode_mut(fresh)?.counted = counted;
+        if let Some(e) = self.dir_mut(parent)?.entries.get_mut(&name) {
+            e.0 = fresh;
+        }
+        self.vols.detached.insert(id);
+        Ok(())
+    }
+
+    /// Whether volume `id` was detached from the tree ([`Fs::detach_volume`]).
+    #[cfg(test)]
+    pub(crate) fn volume_detached(&self, id: u32) -> bool {
+        self.vols.detached.contains(&id)
     }
 
     /// Records `ino` as the mount point (path `/`) of volume `id`.

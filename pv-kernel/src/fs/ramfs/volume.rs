@@ -202,6 +202,9 @@ impl Volumes {
 /// an unlisted directory, and its mapped pages' cache.
 type Detached = (VolNode, u64, bool, Option<Arc<PageObject>>);
 
+/// A rename's old and new paths in its volume (see [`Fs::vol_repath`]).
+type Renamed = (Vec<u8>, Vec<u8>);
+
 /// `parent/name` with the heap asked first.
 fn join(parent: &[u8], name: &[u8]) -> Result<Vec<u8>, Errno> {
     let mut p = Vec::new();
@@ -558,11 +561,10 @@ impl Fs {
             return None;
         }
         let &ino = self.vols.by_hino.get(&(vol, st.ino))?;
-        let same_kind = match (&self.inodes.get(&ino)?.node, st.kind) {
-            (Node::File { .. }, abi::kind::REG) => true,
-            (Node::Symlink(_), abi::kind::SYMLINK) => true,
-            _ => false,
-        };
+        let same_kind = matches!(
+            (&self.inodes.get(&ino)?.node, st.kind),
+            (Node::File { .. }, abi::kind::REG) | (Node::Symlink(_), abi::kind::SYMLINK)
+        );
         (same_kind && self.vols.nodes.get(&ino)?.vol == vol).then_some(ino)
     }
 
@@ -952,7 +954,7 @@ impl Fs {
         nname: &[u8],
         src: Ino,
         dst: Option<Ino>,
-    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, Errno> {
+    ) -> Result<Option<Renamed>, Errno> {
         let is_root = |fs: &Self, i: Ino| fs.vol_of(i).is_some_and(|(_, p)| p == b"/");
         if is_root(self, src) || dst.is_some_and(|d| is_root(self, d)) {
             return Err(EBUSY);

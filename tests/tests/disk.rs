@@ -563,7 +563,7 @@ fn hard_links_on_a_disk_count_like_linux_and_fsck_finds_them_clean() {
         echo data > a
         mkdir sub
         ln a sub/b
-        stat -c '%h %i' a sub/b
+        stat -c '%h %i %D' a sub/b
         ln a sub/b
         ln sub dirlink
         ln a /tmp/x
@@ -596,7 +596,13 @@ fn hard_links_on_a_disk_count_like_linux_and_fsck_finds_them_clean() {
     assert!(lines.len() >= 2, "{}", r.context());
     let (a, b) = (lines[0], lines[1]);
     assert_eq!(a, b, "two names, one inode: {}", r.context());
-    assert!(a.starts_with("2 "), "{}", r.context());
+    let f: Vec<&str> = a.split(' ').collect();
+    assert_eq!(
+        (f[0], f.get(2).copied()),
+        ("2", Some("fe00")),
+        "two links, on /dev/vda (254:0): {}",
+        r.context()
+    );
     assert_eq!(
         &lines[2..],
         [
@@ -627,6 +633,11 @@ fn hard_links_on_a_disk_count_like_linux_and_fsck_finds_them_clean() {
     let (links, ino) = debugfs_links(&img, "/sub/b");
     assert_eq!(debugfs_links(&img, "/top"), (links, ino));
     assert_eq!(links, 2);
+    assert_eq!(
+        f[1],
+        ino.to_string(),
+        "the guest's st_ino is ext2's inode number"
+    );
     assert_eq!(debugfs_cat(&img, "/top"), b"data\nmore\n");
     assert!(
         std::fs::read(&ro).unwrap() == ro_before,

@@ -271,6 +271,12 @@ pub(crate) fn mount_slot(
             let _ = vol.fs.lock().unmount();
             return Err(err);
         }
+        // Its files show the block device's number and ext2's inode numbers, as on Linux.
+        let dev = crate::linux::files::dev::Dev::Disk(slot as u8).number();
+        fs.set_volume_dev(
+            VOLUME_BASE + slot,
+            crate::linux::files::dev::encode_dev(dev),
+        );
         let mut path_v = Vec::new();
         path_v.try_reserve_exact(path.len()).map_err(|_| ENOMEM)?;
         path_v.extend_from_slice(path);

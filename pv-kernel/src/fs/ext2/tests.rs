@@ -959,6 +959,21 @@ fn the_vfs_links_names_of_one_file_on_a_disk() {
     let a = fs.stat(ROOT_INO, b"/m/e/g").unwrap();
     let b = fs.stat(ROOT_INO, b"/m/e/g2").unwrap();
     assert_eq!((a.ino, a.nlink), (b.ino, 2));
+    assert_eq!(
+        (a.dev, a.shown_ino()),
+        (0, a.ino),
+        "no device: the VFS's numbers"
+    );
+    // With the disk's device number, programs see ext2's inode numbers.
+    fs.set_volume_dev(0x1000, 0xfe00);
+    let a = fs.stat(ROOT_INO, b"/m/e/g").unwrap();
+    assert_eq!((a.dev, a.shown_ino()), (0xfe00, u64::from(ino)));
+    assert_eq!(
+        fs.stat(ROOT_INO, b"/m").unwrap().shown_ino(),
+        2,
+        "ext2's root"
+    );
+    assert_eq!(fs.stat(ROOT_INO, b"/").unwrap().dev, 0);
     fs.unlink(ROOT_INO, b"/m/e/g").unwrap();
     assert_eq!(fs.stat(ROOT_INO, b"/m/e/g2").unwrap().nlink, 1);
     drop(fs.unmount_volume(0x1000).unwrap());

@@ -171,6 +171,9 @@ pub(crate) struct Volumes {
     maps: BTreeMap<Ino, Arc<PageObject>>,
     /// Volumes detached from the tree while in use ([`Fs::detach_volume`]).
     detached: alloc::collections::BTreeSet<u32>,
+    /// The device number (`st_dev`) of a volume's files, for volumes that have one (a
+    /// disk's, [`Fs::set_volume_dev`]).
+    devs: BTreeMap<u32, u64>,
 }
 
 impl Volumes {
@@ -310,7 +313,7 @@ impl Fs {
         i.nlink = 2;
         (i.perm, i.uid, i.gid) = (root.perm & 0o7777, root.uid, root.gid);
         (i.atime, i.mtime, i.ctime) = (root.mtime_ns, root.mtime_ns, root.mtime_ns);
-        self.vol_register(host, id, read_only, dir)
+        self.vol_register(host, id, read_only, dir, root.ino)
     }
 
     /// Mounts file volume `id` (host stat `root`) as `name` in directory `dir`: a new inode
@@ -351,7 +354,7 @@ impl Fs {
         } else {
             self.dir_mut(dir)?.insert(copy(name)?, ino);
         }
-        self.vol_register(host, id, read_only, ino)
+        self.vol_register(host, id, read_only, ino, root.ino)
     }
 
     /// Unmounts volume `id` (a disk given back to the host, `pvmux disk move`): `EBUSY`,
@@ -385,6 +388,7 @@ impl Fs {
             .ok_or(EINVAL)?;
         let host = self.vols.hosts.remove(&id).ok_or(EINVAL)?;
         self.vols.read_only.remove(&id);
+        self.vols.devs.remove(&id);
         let detached = self.vols.detached.remove(&id);
         for &i in &inos {
             self.vols.take(i);
@@ -493,18 +497,48 @@ impl Fs {
         self.vols.detached.contains(&id)
     }
 
-    /// Records `ino` as the mount point (path `/`) of volume `id`.
+    /// Gives volume `id`'s files the device number `dev` (`st_dev`, Linux's encoding), and
+    /// so their host inode numbers as `st_ino` (a disk: its block device's number and ext2's
+    /// inode numbers, as Linux shows them; `stat` and `debugfs` agree).
+    pub(crate) fn set_volume_dev(&mut self, id: u32, dev: u64) {
+        if self.vols.read_only.contains_key(&id) {
+            self.vols.devs.insert(id, dev);
+        }
+    }
+
+    /// (`st_dev`, host inode number) of `ino`: the volume's device and the host's number
+    /// for an inode of a volume with a device ([`Fs::set_volume_dev`]), else (0, 0).
+    pub(super) fn vol_ids(&self, ino: Ino) -> (u64, u64) {
+        self.vols
+            .nodes
+            .get(&ino)
+            .filter(|n| n.hino != 0)
+            .and_then(|n| Some((*self.vols.devs.get(&n.vol)?, u64::from(n.hino))))
+            .unwrap_or((0, 0))
+    }
+
+    /// The inode number programs see for `ino` (`d_ino`): its host number on a volume with
+    /// a device, else `ino`.
+    pub(super) fn shown_ino(&self, ino: Ino) -> u64 {
+        match self.vol_ids(ino) {
+            (_, 0) => ino,
+            (_, h) => h,
+        }
+    }
+
+    /// Records `ino` as the mount point (path `/`, host inode number `hino`) of volume `id`.
     fn vol_register(
         &mut self,
         host: Arc<dyn VolumeHost>,
         id: u32,
         read_only: bool,
         ino: Ino,
+        hino: u32,
     ) -> Result<(), Errno> {
         let path = copy(b"/")?;
         self.vols.hosts.insert(id, host);
         self.vols.read_only.insert(id, read_only);
-        self.vols.nodes.insert(ino, VolNode::new(id, path, 0));
+        self.vols.nodes.insert(ino, VolNode::new(id, path, hino));
         Ok(())
     }
 

@@ -13,7 +13,9 @@
 //! at most `IO_MAX`, buffer inside guest memory) before any I/O; data moves between the file
 //! and a host buffer, and from it into guest memory by copy. Slot numbers, counts and
 //! generations are checked against the host's own table; nothing the guest writes to the
-//! ring after the copy matters.
+//! ring after the copy matters. What the guest says of its mounts (`DiskMounted`) is only
+//! shown (`pvmux disk ls`): its slot and flags are checked, its path bounded and shown only
+//! if it is absolute, printable UTF-8 (`?` otherwise).
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -22,8 +24,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use pvmux_hypercalls::disk::{
-    event, flag, op, DiskDesc, DiskEvent, DESC_LEN, IO_MAX, MAX_DISKS, PATH_MAX, RING_MAX,
-    SECTOR_SIZE, STATUS_OFFSET,
+    event, flag, mounted, op, DiskDesc, DiskEvent, DESC_LEN, IO_MAX, MAX_DISKS, MOUNTED_PATH_MAX,
+    PATH_MAX, RING_MAX, SECTOR_SIZE, STATUS_OFFSET,
 };
 use pvmux_hypercalls::HcError;
 use zerocopy::{FromBytes, IntoBytes};
@@ -37,6 +39,7 @@ pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Linux errno values the disk protocol uses.
 mod errno {
     pub(super) const EIO: u32 = 5;
+    pub(super) const EAGAIN: u32 = 11;
     pub(super) const EFAULT: u32 = 14;
     pub(super) const EBUSY: u32 = 16;
     pub(super) const EINVAL: u32 = 22;
@@ -113,6 +116,10 @@ pub enum DiskError {
 fn errno_text(e: u32) -> String {
     let s = match e {
         errno::EBUSY => "files are open on the disk, or its mount point is in use (EBUSY)",
+        errno::EAGAIN => {
+            "a guest program unmounted the disk lazily (umount -l) and files of it are still \
+             open; the guest releases it when they are closed: try again then (EAGAIN)"
+        }
         errno::EINVAL => "not an ext2 filesystem the guest can mount (EINVAL)",
         117 => "the filesystem is corrupted (EUCLEAN); run e2fsck on the image",
         errno::EIO => "I/O error (EIO)",
@@ -145,11 +152,21 @@ pub struct DiskInfo {
     pub read_only: bool,
     /// Size in bytes.
     pub size: u64,
-    /// Where the guest kernel mounted it when it attached it (empty: not mounted then; a
-    /// guest program may mount it itself, which the host does not see).
+    /// The mount path the host gave the guest kernel (`--disk FILE,mount=PATH`, `disk move
+    /// --mount`; empty: none, the guest's programs mount it or not). A move mounts it there
+    /// in the other kernel.
     pub mount: String,
-    /// `attaching`, `mounted` (attached with a mount path), `attached` (without one),
-    /// `detaching`.
+    /// Where it is mounted in the guest now, as the guest says (`DiskMounted`; `?` for a
+    /// path the host does not show); empty: not mounted. Until the guest says anything,
+    /// `mount` once attached.
+    pub mounted_at: String,
+    /// Who mounted it: `pvmux` (the guest kernel, at `mount`), `guest` (a guest program's
+    /// `mount(2)`); empty when not mounted.
+    pub mounted_by: &'static str,
+    /// The mount is read-only (a read-only disk, or a guest program's read-only mount).
+    pub mount_read_only: bool,
+    /// `attaching`, `mounted`, `attached` (not mounted), `unmounting` (a guest program
+    /// unmounted it lazily and files of it are still open), `detaching`.
     pub state: &'static str,
 }
 
@@ -284,9 +301,22 @@ enum State {
     Detaching,
 }
 
+/// What the guest last said of a disk's mount (`DiskMounted`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum View {
+    /// Nothing yet (a kernel that does not say: the host shows the path it gave).
+    Unknown,
+    /// Not mounted.
+    Unmounted,
+    /// Mounted at `path` (checked, or `?`) with `mounted` flags.
+    Mounted { path: String, flags: u64 },
+}
+
 #[derive(Debug)]
 struct Slot {
     disk: Arc<Disk>,
+    /// Where the guest says it is mounted.
+    view: View,
     generation: u64,
     state: State,
     /// The guest has taken the event of the current state.
@@ -313,6 +343,50 @@ pub struct Disks {
 /// The guest's name of slot `i`.
 fn slot_name(i: usize) -> String {
     format!("vd{}", char::from(b'a' + i as u8))
+}
+
+/// Slot `i` as the CLI shows it.
+fn info(i: usize, s: &Slot) -> DiskInfo {
+    let mount = String::from_utf8_lossy(&s.disk.mount).into_owned();
+    let (mounted_at, mounted_by, mount_ro, detached) = match (&s.view, s.state) {
+        (_, State::Attaching) | (View::Unmounted, _) => (String::new(), "", false, false),
+        (View::Unknown, _) if mount.is_empty() => (String::new(), "", false, false),
+        (View::Unknown, _) => (mount.clone(), "pvmux", s.disk.read_only, false),
+        (View::Mounted { path, flags }, _) => (
+            path.clone(),
+            if flags & mounted::BY_PROGRAM != 0 {
+                "guest"
+            } else {
+                "pvmux"
+            },
+            flags & mounted::READ_ONLY != 0 || s.disk.read_only,
+            flags & mounted::DETACHED != 0,
+        ),
+    };
+    let state = match s.state {
+        State::Attaching => "attaching",
+        State::Detaching => "detaching",
+        State::Attached if detached => "unmounting",
+        State::Attached if mounted_at.is_empty() => "attached",
+        State::Attached => "mounted",
+    };
+    DiskInfo {
+        name: slot_name(i),
+        path: s.disk.path.clone(),
+        read_only: s.disk.read_only,
+        size: s.disk.sectors * SECTOR_SIZE,
+        mount,
+        mounted_at,
+        mounted_by,
+        mount_read_only: mount_ro,
+        state,
+    }
+}
+
+/// A guest's mount path as the host shows it: absolute, printable UTF-8, else `None`.
+fn shown_path(bytes: &[u8]) -> Option<String> {
+    let s = std::str::from_utf8(bytes).ok()?;
+    (s.starts_with('/') && !s.chars().any(char::is_control)).then(|| s.to_owned())
 }
 
 impl Disks {
@@ -350,6 +424,7 @@ impl Disks {
         let generation = t.next_gen;
         t.slots[i] = Some(Slot {
             disk: Arc::new(disk),
+            view: View::Unknown,
             generation,
             state: State::Attaching,
             taken: false,
@@ -365,22 +440,7 @@ impl Disks {
         t.slots
             .iter()
             .enumerate()
-            .filter_map(|(i, s)| {
-                let s = s.as_ref()?;
-                Some(DiskInfo {
-                    name: slot_name(i),
-                    path: s.disk.path.clone(),
-                    read_only: s.disk.read_only,
-                    size: s.disk.sectors * SECTOR_SIZE,
-                    mount: String::from_utf8_lossy(&s.disk.mount).into_owned(),
-                    state: match s.state {
-                        State::Attaching => "attaching",
-                        State::Attached if s.disk.mount.is_empty() => "attached",
-                        State::Attached => "mounted",
-                        State::Detaching => "detaching",
-                    },
-                })
-            })
+            .filter_map(|(i, s)| Some(info(i, s.as_ref()?)))
             .collect()
     }
 
@@ -471,12 +531,8 @@ impl Disks {
             let info = {
                 let s = t.slots[i].as_ref().ok_or(DiskError::NotRunning)?;
                 DiskInfo {
-                    name: slot_name(i),
-                    path: s.disk.path.clone(),
-                    read_only: s.disk.read_only,
-                    size: s.disk.sectors * SECTOR_SIZE,
-                    mount: String::from_utf8_lossy(&s.disk.mount).into_owned(),
                     state: "detached",
+                    ..info(i, s)
                 }
             };
             t.next_gen += 1;
@@ -587,6 +643,51 @@ impl Disks {
         }
         self.answered.notify_all();
         Ok(0)
+    }
+
+    /// `DiskMounted(slot, path_gpa, path_len, flags)`: where the guest says disk `slot` is
+    /// mounted now. Checked (slot, flags, path length, guest memory, printable path); a path
+    /// that is too long or not printable is recorded as `?` and refused.
+    pub(crate) fn hc_mounted(&self, mem: &GuestMemory, a: [u64; 6]) -> Result<u64, HcError> {
+        let (slot, gpa, len, flags) = (a[0], a[1], a[2], a[3]);
+        if flags & !mounted::ALL != 0 || (len == 0 && flags != 0) {
+            return Err(HcError::InvalidArgument);
+        }
+        // The path is copied before the table is locked (nothing of it is trusted).
+        let path = if len == 0 || len > MOUNTED_PATH_MAX {
+            None
+        } else {
+            let raw = mem
+                .read_vec(gpa, len as usize)
+                .map_err(|_| HcError::BadAddress)?;
+            Some(shown_path(&raw))
+        };
+        let mut t = self.lock();
+        let s = usize::try_from(slot)
+            .ok()
+            .and_then(|i| t.slots.get_mut(i))
+            .and_then(Option::as_mut)
+            .ok_or(HcError::InvalidArgument)?;
+        let (view, result) = match path {
+            _ if len == 0 => (View::Unmounted, Ok(0)),
+            None => (
+                View::Mounted {
+                    path: "?".to_owned(),
+                    flags,
+                },
+                Err(HcError::TooLarge),
+            ),
+            Some(None) => (
+                View::Mounted {
+                    path: "?".to_owned(),
+                    flags,
+                },
+                Err(HcError::InvalidArgument),
+            ),
+            Some(Some(p)) => (View::Mounted { path: p, flags }, Ok(0)),
+        };
+        s.view = view;
+        result
     }
 
     /// `DiskSubmit(slot, ring_gpa, count)`: performs the descriptors.
@@ -782,6 +883,80 @@ mod tests {
         mem.write(ring, descs[0].as_bytes()).unwrap();
         ro.hc_submit(&mem, [0, ring, 1, 0, 0, 0]).unwrap();
         assert_eq!(mem.read_u32(ring + STATUS_OFFSET).unwrap(), errno::EROFS);
+        let _ = std::fs::remove_file(p);
+    }
+
+    #[test]
+    fn the_guests_mounts_are_shown_only_once_checked() {
+        let p = image("mounted", 64 * 512);
+        let mem = GuestMemory::new(16 << 20).unwrap();
+        let disks = Disks::with(vec![Disk::open(&p, false, "").unwrap()]).unwrap();
+        assert_eq!(disks.hc_take(&mem, 0x3000).unwrap(), 1);
+        let g = DiskEvent::read_from_bytes(&mem.read_vec(0x3000, 288).unwrap())
+            .unwrap()
+            .generation;
+        disks.hc_report([0, g, 0, 0, 0, 0]).unwrap();
+        let shown = |d: &Disks| {
+            let i = d.list().remove(0);
+            (i.mounted_at, i.mounted_by, i.mount_read_only, i.state)
+        };
+        assert_eq!(shown(&disks), (String::new(), "", false, "attached"));
+        // A guest program's read-only mount.
+        mem.write(0x4000, b"/mnt/a b").unwrap();
+        let by = mounted::BY_PROGRAM | mounted::READ_ONLY;
+        assert_eq!(disks.hc_mounted(&mem, [0, 0x4000, 8, by, 0, 0]), Ok(0));
+        assert_eq!(
+            shown(&disks),
+            ("/mnt/a b".to_owned(), "guest", true, "mounted")
+        );
+        // Refused, nothing changed: unknown flags, flags without a path, no such slot, a
+        // path outside guest memory.
+        for a in [
+            [0, 0x4000, 8, 1 << 3, 0, 0],
+            [0, 0, 0, mounted::READ_ONLY, 0, 0],
+            [1, 0x4000, 8, 0, 0, 0],
+            [u64::MAX, 0x4000, 8, 0, 0, 0],
+        ] {
+            assert_eq!(
+                disks.hc_mounted(&mem, a),
+                Err(HcError::InvalidArgument),
+                "{a:?}"
+            );
+        }
+        assert_eq!(
+            disks.hc_mounted(&mem, [0, (16 << 20) - 4, 8, 0, 0, 0]),
+            Err(HcError::BadAddress)
+        );
+        assert_eq!(shown(&disks).0, "/mnt/a b");
+        // Not shown as given: relative, control characters, not UTF-8, too long.
+        for bad in [&b"mnt"[..], b"/m\x1b[2J", b"/m\n", b"/\xff"] {
+            mem.write(0x4000, bad).unwrap();
+            assert_eq!(
+                disks.hc_mounted(&mem, [0, 0x4000, bad.len() as u64, 0, 0, 0]),
+                Err(HcError::InvalidArgument),
+                "{bad:?}"
+            );
+            assert_eq!(shown(&disks), ("?".to_owned(), "pvmux", false, "mounted"));
+        }
+        assert_eq!(
+            disks.hc_mounted(&mem, [0, 0x4000, MOUNTED_PATH_MAX + 1, 0, 0, 0]),
+            Err(HcError::TooLarge)
+        );
+        assert_eq!(shown(&disks).0, "?");
+        // Lazily unmounted while in use, then released.
+        mem.write(0x4000, b"/m").unwrap();
+        let lazy = mounted::BY_PROGRAM | mounted::DETACHED;
+        assert_eq!(disks.hc_mounted(&mem, [0, 0x4000, 2, lazy, 0, 0]), Ok(0));
+        assert_eq!(
+            shown(&disks),
+            ("/m".to_owned(), "guest", false, "unmounting")
+        );
+        assert_eq!(disks.hc_mounted(&mem, [0, 0, 0, 0, 0, 0]), Ok(0));
+        assert_eq!(shown(&disks), (String::new(), "", false, "attached"));
+        // The guest kernel's own mount.
+        assert_eq!(disks.hc_mounted(&mem, [0, 0x4000, 2, 0, 0, 0]), Ok(0));
+        assert_eq!(shown(&disks), ("/m".to_owned(), "pvmux", false, "mounted"));
+        drop(disks);
         let _ = std::fs::remove_file(p);
     }
 

@@ -157,6 +157,10 @@ pub(crate) fn handle(mem: &GuestMemory, env: &dyn HcEnv, nr: u64, args: [u64; 6]
             .disks()
             .ok_or(HcError::UnknownCall)
             .and_then(|d| d.hc_report(args))),
+        Hypercall::DiskMounted => ret(env
+            .disks()
+            .ok_or(HcError::UnknownCall)
+            .and_then(|d| d.hc_mounted(mem, args))),
         Hypercall::BalloonTake => ret(env.balloon().map(|b| b.take()).ok_or(HcError::UnknownCall)),
         Hypercall::BalloonReport => ret(env
             .balloon()

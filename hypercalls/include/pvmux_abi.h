@@ -370,6 +370,7 @@ enum pvmux_hypercall {
     PVMUX_HC_SNAPSHOT_RESUMED = 46, /* (resumed vcpus) -> 0 (ABI v6) */
     PVMUX_HC_HANDOVER_TAKE = 47,   /* () -> record version asked for, 0: none */
     PVMUX_HC_HANDOVER_RECORD = 48, /* (record_gpa, len) -> 0: the hand-over record */
+    PVMUX_HC_DISK_MOUNTED = 52,    /* (slot, path_gpa, path_len, flags) -> 0: where it is mounted */
 };
 
 /* Negative results of hypercalls and stub calls (int64_t in rax). */
@@ -773,7 +774,9 @@ struct pvmux_hostfs_entry {
     uint16_t name_len;   /* 1..=PVMUX_HOSTFS_NAME_MAX */
     uint16_t target_len; /* 0 unless kind == PVMUX_HOSTFS_KIND_SYMLINK */
     uint8_t kind;        /* PVMUX_HOSTFS_KIND_* */
-    uint8_t reserved[7]; /* 0 */
+    uint8_t reserved;    /* 0 */
+    uint16_t links;      /* st_nlink if the server states it (a guest's ext2), else 0 */
+    uint32_t ino;        /* inode number if the server states it (a guest's ext2), else 0 */
 };
 
 /* ------------------------------------------------------------------------------------------
@@ -1021,6 +1024,10 @@ _Static_assert(sizeof(struct pvmux_balloon_range) == 16, "BalloonRange size");
 #define PVMUX_DISK_EVENT_ATTACH 1u    /* struct pvmux_disk_event.kind */
 #define PVMUX_DISK_EVENT_DETACH 2u
 #define PVMUX_DISK_READ_ONLY 1u       /* struct pvmux_disk_event.flags */
+#define PVMUX_DISK_MOUNTED_PATH_MAX 1024 /* disk_mounted: longest path shown */
+#define PVMUX_DISK_MOUNTED_READ_ONLY 1u  /* disk_mounted flags: a read-only mount */
+#define PVMUX_DISK_MOUNTED_BY_PROGRAM 2u /* a guest program's mount(2) */
+#define PVMUX_DISK_MOUNTED_DETACHED 4u   /* unmounted lazily, files of it still open */
 
 struct pvmux_disk_desc {
     uint32_t op;
@@ -1162,6 +1169,8 @@ _Static_assert(offsetof(struct pvmux_exec_request_header, cwd_len) == 40, "ExecR
 _Static_assert(offsetof(struct pvmux_hostfs_entry, perm) == 16, "HostfsEntry.perm");
 _Static_assert(offsetof(struct pvmux_hostfs_entry, name_len) == 28, "HostfsEntry.name_len");
 _Static_assert(offsetof(struct pvmux_hostfs_entry, kind) == 32, "HostfsEntry.kind");
+_Static_assert(offsetof(struct pvmux_hostfs_entry, links) == 34, "HostfsEntry.links");
+_Static_assert(offsetof(struct pvmux_hostfs_entry, ino) == 36, "HostfsEntry.ino");
 _Static_assert(PVMUX_HOSTFS_LIST_MIN_BUF ==
                    PVMUX_HOSTFS_RECORD_LEN(PVMUX_HOSTFS_NAME_MAX, PVMUX_HOSTFS_TARGET_MAX),
                "hostfs::LIST_MIN_BUF");

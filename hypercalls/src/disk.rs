@@ -21,8 +21,19 @@
 //!   generation: for an attach, 0 once the filesystem is mounted, else why not (`EINVAL`:
 //!   not a filesystem the kernel knows, `EUCLEAN`: corrupted, `EBUSY`: the mount point is
 //!   taken, ...); for a detach, 0 once every change is written and the disk unmounted, or
-//!   `EBUSY` (files open on it) and the disk stays. A report for another generation is
-//!   `InvalidArgument`.
+//!   `EBUSY` (files open on it) and the disk stays, or `EAGAIN` (a guest program unmounted
+//!   it lazily and files of it are still open: it is released when they are closed). A
+//!   report for another generation is `InvalidArgument`.
+//! - `DiskMounted(slot, path_gpa, path_len, flags) -> 0`: where disk `slot` is mounted in
+//!   the guest now, sent by the guest after every mount and unmount (the kernel's, for an
+//!   event's path, and its programs' `mount(2)`/`umount2(2)`): `path_len` bytes at
+//!   `path_gpa` (at most [`MOUNTED_PATH_MAX`]), [`mounted`] flags; `path_len` 0 and `flags`
+//!   0 when it is not mounted. For display only (`pvmux disk ls`): the host checks the slot,
+//!   the flags and the path (absolute, printable UTF-8) and keeps nothing else of it.
+//!   `InvalidArgument` for a slot without a disk, unknown flags, flags without a path, a
+//!   path that is not absolute printable UTF-8 (the host then shows the mount with the path
+//!   `?`); `TooLarge` for a longer path (shown as `?` too); `BadAddress` for a path outside
+//!   guest memory (nothing changes).
 
 use core::mem::{offset_of, size_of};
 
@@ -88,6 +99,23 @@ pub mod event {
     pub const ATTACH: u32 = 1;
     /// The host asks for the disk back: write everything, unmount, report.
     pub const DETACH: u32 = 2;
+}
+
+/// Longest mount path `DiskMounted` takes (a longer one is shown as `?`).
+pub const MOUNTED_PATH_MAX: u64 = 1024;
+
+/// `DiskMounted` flags.
+pub mod mounted {
+    /// The mount is read-only.
+    pub const READ_ONLY: u64 = 1 << 0;
+    /// A guest program mounted it (`mount(2)`); without it, the guest kernel did, at the
+    /// path an `ATTACH` event named (`--disk FILE,mount=PATH`, `disk move --mount`).
+    pub const BY_PROGRAM: u64 = 1 << 1;
+    /// Unmounted lazily (`umount2(MNT_DETACH)`): gone from the guest's tree, the path is
+    /// where it was, and files of it are still open; released when they are closed.
+    pub const DETACHED: u64 = 1 << 2;
+    /// Every flag.
+    pub const ALL: u64 = READ_ONLY | BY_PROGRAM | DETACHED;
 }
 
 /// [`DiskEvent::flags`] bits.

@@ -85,13 +85,22 @@ pub struct HostfsEntry {
     /// One of [`kind`].
     pub kind: u8,
     /// Zero.
-    pub reserved: [u8; 7],
+    pub reserved: u8,
+    /// Link count (`st_nlink`) when the server keeps one it can state (the guest kernel's
+    /// ext2 of a disk); 0 = not given (the host's servers: the host share and volumes).
+    pub links: u16,
+    /// The object's inode number in its filesystem when the server has stable ones (the
+    /// guest kernel's ext2 of a disk: two names with the same number are hard links of one
+    /// file); 0 = not given (the host's servers).
+    pub ino: u32,
 }
 
 const _: () = assert!(size_of::<HostfsEntry>() == 40);
 const _: () = assert!(offset_of!(HostfsEntry, perm) == 16);
 const _: () = assert!(offset_of!(HostfsEntry, name_len) == 28);
 const _: () = assert!(offset_of!(HostfsEntry, kind) == 32);
+const _: () = assert!(offset_of!(HostfsEntry, links) == 34);
+const _: () = assert!(offset_of!(HostfsEntry, ino) == 36);
 
 /// Size of the fixed header.
 pub const ENTRY_HEADER: usize = size_of::<HostfsEntry>();

@@ -181,6 +181,12 @@ pub enum Hypercall {
     /// guest could not write one (`gpa` is then an [`HcError`] code, negated). The host
     /// copies and checks it before it believes anything in it (docs/ABI.md §handover).
     HandoverRecord = 48,
+    /// `DiskMounted(slot, path_gpa, path_len, flags) -> 0`: the guest tells the host where
+    /// disk `slot` is mounted now (`path_len` 0 and `flags` 0: not mounted), with
+    /// [`crate::disk::mounted`] flags: read-only, by a guest program, lazily detached. The
+    /// host checks it all and shows it (`pvmux disk ls`); nothing else depends on it
+    /// (docs/ABI.md §disks).
+    DiskMounted = 52,
 }
 
 impl Hypercall {
@@ -235,6 +241,7 @@ impl Hypercall {
             46 => Self::SnapshotResumed,
             47 => Self::HandoverTake,
             48 => Self::HandoverRecord,
+            52 => Self::DiskMounted,
             _ => return None,
         })
     }

@@ -257,6 +257,7 @@ int main(void) {
     O(pvmux_hostfs_entry, mtime_ns); O(pvmux_hostfs_entry, perm); O(pvmux_hostfs_entry, uid);
     O(pvmux_hostfs_entry, gid); O(pvmux_hostfs_entry, name_len); O(pvmux_hostfs_entry, target_len);
     O(pvmux_hostfs_entry, kind); O(pvmux_hostfs_entry, reserved);
+    O(pvmux_hostfs_entry, links); O(pvmux_hostfs_entry, ino);
     P("ABI_MAGIC", PVMUX_ABI_MAGIC); P("ABI_VERSION", PVMUX_ABI_VERSION);
     P("PAGE_SIZE", PVMUX_PAGE_SIZE); P("MAX_VCPUS", PVMUX_MAX_VCPUS);
     P("CTL_BASE", PVMUX_CTL_BASE); P("CTL_HEADER_OFFSET", PVMUX_CTL_HEADER_OFFSET);
@@ -392,7 +393,11 @@ int main(void) {
     P("HC_SNAPSHOT_PARK", PVMUX_HC_SNAPSHOT_PARK); P("HC_SNAPSHOT_RESUMED", PVMUX_HC_SNAPSHOT_RESUMED);
     P("PENDING_DISK", PVMUX_PENDING_DISK);
     P("HC_DISK_TAKE", PVMUX_HC_DISK_TAKE); P("HC_DISK_SUBMIT", PVMUX_HC_DISK_SUBMIT);
-    P("HC_DISK_REPORT", PVMUX_HC_DISK_REPORT);
+    P("HC_DISK_REPORT", PVMUX_HC_DISK_REPORT); P("HC_DISK_MOUNTED", PVMUX_HC_DISK_MOUNTED);
+    P("DISK_MOUNTED_PATH_MAX", PVMUX_DISK_MOUNTED_PATH_MAX);
+    P("DISK_MOUNTED_READ_ONLY", PVMUX_DISK_MOUNTED_READ_ONLY);
+    P("DISK_MOUNTED_BY_PROGRAM", PVMUX_DISK_MOUNTED_BY_PROGRAM);
+    P("DISK_MOUNTED_DETACHED", PVMUX_DISK_MOUNTED_DETACHED);
     P("DISK_SECTOR_SIZE", PVMUX_DISK_SECTOR_SIZE); P("DISK_MAX_DISKS", PVMUX_DISK_MAX_DISKS);
     P("DISK_RING_MAX", PVMUX_DISK_RING_MAX); P("DISK_IO_MAX", PVMUX_DISK_IO_MAX);
     P("DISK_PATH_MAX", PVMUX_DISK_PATH_MAX); P("DISK_READ", PVMUX_DISK_READ);
@@ -664,6 +669,8 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         o!("pvmux_hostfs_entry", HostfsEntry, target_len),
         o!("pvmux_hostfs_entry", HostfsEntry, kind),
         o!("pvmux_hostfs_entry", HostfsEntry, reserved),
+        o!("pvmux_hostfs_entry", HostfsEntry, links),
+        o!("pvmux_hostfs_entry", HostfsEntry, ino),
         o!("pvmux_guest_stats", GuestStats, task_limit),
         o!("pvmux_guest_stats", GuestStats, processes),
         o!("pvmux_guest_stats", GuestStats, mem_total),
@@ -943,6 +950,23 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         ("HC_DISK_TAKE", Hypercall::DiskTake as u64),
         ("HC_DISK_SUBMIT", Hypercall::DiskSubmit as u64),
         ("HC_DISK_REPORT", Hypercall::DiskReport as u64),
+        ("HC_DISK_MOUNTED", Hypercall::DiskMounted as u64),
+        (
+            "DISK_MOUNTED_PATH_MAX",
+            pvmux_hypercalls::disk::MOUNTED_PATH_MAX,
+        ),
+        (
+            "DISK_MOUNTED_READ_ONLY",
+            pvmux_hypercalls::disk::mounted::READ_ONLY,
+        ),
+        (
+            "DISK_MOUNTED_BY_PROGRAM",
+            pvmux_hypercalls::disk::mounted::BY_PROGRAM,
+        ),
+        (
+            "DISK_MOUNTED_DETACHED",
+            pvmux_hypercalls::disk::mounted::DETACHED,
+        ),
         ("DISK_SECTOR_SIZE", pvmux_hypercalls::disk::SECTOR_SIZE),
         (
             "DISK_MAX_DISKS",

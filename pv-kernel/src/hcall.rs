@@ -202,6 +202,15 @@ pub(crate) fn disk_report(slot: u32, generation: u64, errno: u64) -> Result<u64,
     ))
 }
 
+/// `DiskMounted`: where disk `slot` is mounted now (`len` bytes of path at `gpa`; 0 and
+/// flags 0: not mounted), with `disk::mounted` flags.
+pub(crate) fn disk_mounted(slot: u32, gpa: u64, len: u64, flags: u64) -> Result<u64, HcError> {
+    result(call(
+        Hypercall::DiskMounted,
+        [u64::from(slot), gpa, len, flags, 0],
+    ))
+}
+
 /// `VolumeOp`: the request at `req_gpa` (a `volume::VolumeRequest`); the host writes a
 /// `volume::VolumeResponse` at `resp_gpa`.
 pub(crate) fn volume_op(req_gpa: u64, resp_gpa: u64) -> Result<u64, HcError> {

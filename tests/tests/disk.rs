@@ -527,3 +527,288 @@ fn a_disk_a_guest_program_mounted_moves_once_unmounted_by_the_move() {
     assert_eq!(code, 0, "e2fsck -fn:\n{out}");
     assert_eq!(debugfs_cat(&img, "/f"), b"one-wrote\ntwo-wrote\n");
 }
+
+/// `debugfs -R "stat PATH" IMAGE`: the inode's `Links:` count and inode number.
+fn debugfs_links(img: &Path, path: &str) -> (u32, u32) {
+    let out = Command::new("debugfs")
+        .args(["-R", &format!("stat {path}")])
+        .arg(img)
+        .env("PATH", E2FS_PATH)
+        .output()
+        .expect("debugfs runs");
+    let st = String::from_utf8_lossy(&out.stdout).into_owned();
+    let field = |key: &str| -> u32 {
+        st.split(key)
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("debugfs stat {path}: no {key}\n{st}"))
+    };
+    (field("Links: "), field("Inode: "))
+}
+
+#[test]
+#[cfg_attr(
+    not(all(have_mke2fs, have_busybox)),
+    ignore = "needs e2fsprogs and busybox-static: apt-get install e2fsprogs busybox-static"
+)]
+fn hard_links_on_a_disk_count_like_linux_and_fsck_finds_them_clean() {
+    let root = Root::new("links");
+    let img = mkfs(root.dir(), "l.img", 8);
+    let ro = mkfs(root.dir(), "r.img", 2);
+    let ro_before = std::fs::read(&ro).unwrap();
+    let script = "
+        ln() { /bin/busybox ln \"$@\" 2>&1 | sed 's/.*: //'; }
+        cd /mnt/d
+        echo data > a
+        mkdir sub
+        ln a sub/b
+        stat -c '%h %i %D' a sub/b
+        ln a sub/b
+        ln sub dirlink
+        ln a /tmp/x
+        ln /bin/busybox here
+        ln /mnt/r/lost+found /mnt/r/x
+        echo more >> sub/b
+        cat a
+        ln a c
+        exec 3<a
+        rm a
+        stat -c '%h' sub/b c
+        cat - c <&3
+        exec 3<&-
+        mv c sub/c
+        stat -c '%h' sub/c
+        rm sub/c
+        stat -c '%h' sub/b
+        ls
+        ln sub/b top
+    ";
+    let r = run_sh(
+        &[
+            format!("{},mount=/mnt/d", img.display()),
+            format!("{}:ro,mount=/mnt/r", ro.display()),
+        ],
+        script,
+    );
+    assert_eq!(r.code(), Some(0), "{}", r.context());
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert!(lines.len() >= 2, "{}", r.context());
+    let (a, b) = (lines[0], lines[1]);
+    assert_eq!(a, b, "two names, one inode: {}", r.context());
+    let f: Vec<&str> = a.split(' ').collect();
+    assert_eq!(
+        (f[0], f.get(2).copied()),
+        ("2", Some("fe00")),
+        "two links, on /dev/vda (254:0): {}",
+        r.context()
+    );
+    assert_eq!(
+        &lines[2..],
+        [
+            "File exists",
+            "Operation not permitted",
+            "Invalid cross-device link",
+            "Invalid cross-device link",
+            "Read-only file system",
+            "data",
+            "more",
+            "2",
+            "2",
+            "data",
+            "more",
+            "data",
+            "more",
+            "2",
+            "1",
+            "lost+found",
+            "sub",
+        ],
+        "{}",
+        r.context()
+    );
+    // The host's tools read what the guest did: one inode with two names, clean.
+    let (code, out) = fsck(&img);
+    assert_eq!(code, 0, "e2fsck -fn:\n{out}");
+    let (links, ino) = debugfs_links(&img, "/sub/b");
+    assert_eq!(debugfs_links(&img, "/top"), (links, ino));
+    assert_eq!(links, 2);
+    assert_eq!(
+        f[1],
+        ino.to_string(),
+        "the guest's st_ino is ext2's inode number"
+    );
+    assert_eq!(debugfs_cat(&img, "/top"), b"data\nmore\n");
+    assert!(
+        std::fs::read(&ro).unwrap() == ro_before,
+        "a read-only image changed"
+    );
+}
+
+/// `pvmux disk ls --format json NAME`, as JSON.
+fn disk_ls(root: &Root, name: &str) -> serde_json::Value {
+    let ls = root.pvmux(&["disk", "ls", "--format", "json", name]);
+    assert_eq!(ls.code(), Some(0), "{}", ls.context());
+    serde_json::from_str(&ls.stdout).expect("disk ls JSON")
+}
+
+/// The fields of `disk ls` that say where a disk is mounted: (mounted_at, mounted_by,
+/// mount_read_only, state).
+fn mount_fields(v: &serde_json::Value) -> (String, String, bool, String) {
+    (
+        v["mounted_at"].as_str().unwrap_or("?").to_owned(),
+        v["mounted_by"].as_str().unwrap_or("?").to_owned(),
+        v["mount_read_only"].as_bool().unwrap_or(false),
+        v["state"].as_str().unwrap_or("?").to_owned(),
+    )
+}
+
+#[test]
+#[cfg_attr(
+    not(all(have_mke2fs, have_busybox)),
+    ignore = "needs e2fsprogs and busybox-static: apt-get install e2fsprogs busybox-static"
+)]
+fn disk_ls_shows_the_guests_own_mounts_and_a_lazy_umount_waits_for_its_last_file() {
+    let root = Root::new("lazy");
+    let a = mkfs(root.dir(), "a.img", 8);
+    let b = mkfs(root.dir(), "b.img", 8);
+    let a_disk = format!("{},mount=/data", a.display());
+    let r = root.detached("one", &["--disk", &a_disk, "--disk", b.to_str().unwrap()]);
+    assert_eq!(r.code(), Some(0), "{}", r.context());
+    let r = root.detached("two", &[]);
+    assert_eq!(r.code(), Some(0), "{}", r.context());
+    let v = disk_ls(&root, "one");
+    let f = |s: &str| s.to_owned();
+    assert_eq!(
+        mount_fields(&v[0]),
+        (f("/data"), f("pvmux"), false, f("mounted")),
+        "{v}"
+    );
+    assert_eq!(
+        mount_fields(&v[1]),
+        (f(""), f(""), false, f("attached")),
+        "{v}"
+    );
+    // A guest program mounts vdb read-only and unmounts the kernel's mount of vda.
+    let w = root.sh(
+        "one",
+        "set -e; mkdir -p /mnt/g; /bin/busybox mount -r -t ext2 /dev/vdb /mnt/g; \
+         /bin/busybox umount /data; echo ok",
+    );
+    assert_eq!(w.stdout, "ok\n", "{}", w.context());
+    let v = disk_ls(&root, "one");
+    assert_eq!(
+        mount_fields(&v[0]),
+        (f(""), f(""), false, f("attached")),
+        "{v}"
+    );
+    assert_eq!(v[0]["mount"], "/data", "the path pvmux gave stays: {v}");
+    assert_eq!(
+        mount_fields(&v[1]),
+        (f("/mnt/g"), f("guest"), true, f("mounted")),
+        "{v}"
+    );
+    let t = root.pvmux(&["disk", "ls", "one"]);
+    let row: Vec<&str> = t
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("vdb"))
+        .map(|l| l.split_whitespace().collect())
+        .unwrap_or_default();
+    assert_eq!(
+        row.get(4..8),
+        Some(&["/mnt/g", "(ro)", "guest", "mounted"][..]),
+        "{}",
+        t.context()
+    );
+    // Read-write again, a file written, and a program keeps it open (appending later).
+    let w = root.sh(
+        "one",
+        "set -e; /bin/busybox umount /mnt/g; /bin/busybox mount -t ext2 /dev/vdb /mnt/g; \
+         echo first > /mnt/g/f; (cd /mnt/g && /bin/busybox umount /mnt/g 2>&1 | grep -o busy); \
+         echo ok",
+    );
+    assert_eq!(
+        w.stdout,
+        "busy\nok\n",
+        "a working directory in it: {}",
+        w.context()
+    );
+    let hold = Command::new(PVMUX)
+        .arg("--root")
+        .arg(root.dir())
+        .args(["exec", "-d", "one", "--", "/bin/sh", "-c"])
+        .arg("exec 3>>/mnt/g/f; until [ -e /tmp/release ]; do sleep 0.1; done; echo late >&3")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("pvmux exec -d runs");
+    assert!(hold.success());
+    let opened = root.sh(
+        "one",
+        "for i in $(seq 200); do ls -l /proc/[0-9]*/fd/ 2>/dev/null | grep -q /mnt/g/f && exit 0; \
+         sleep 0.05; done; exit 1",
+    );
+    assert_eq!(opened.code(), Some(0), "{}", opened.context());
+    // A plain umount is refused; umount -l detaches it from the tree at once.
+    let w = root.sh(
+        "one",
+        "/bin/busybox umount /mnt/g 2>&1 | grep -o busy; /bin/busybox umount -l /mnt/g && echo detached; \
+         grep -c vdb /proc/mounts; ls -A /mnt/g | wc -l; cat /mnt/g/f 2>&1 | grep -o 'No such file'",
+    );
+    assert_eq!(
+        w.stdout,
+        "busy\ndetached\n0\n0\nNo such file\n",
+        "{}",
+        w.context()
+    );
+    let v = disk_ls(&root, "one");
+    assert_eq!(
+        mount_fields(&v[1]),
+        (f("/mnt/g"), f("guest"), false, f("unmounting")),
+        "{v}"
+    );
+    // Meanwhile it does not move, and says why; the guest cannot mount it again either.
+    let mv = root.pvmux(&["disk", "move", "--disk", "vdb", "one", "two"]);
+    assert_eq!(mv.code(), Some(1), "{}", mv.context());
+    assert!(mv.stderr.contains("umount -l"), "{}", mv.context());
+    let w = root.sh(
+        "one",
+        "/bin/busybox mount -t ext2 /dev/vdb /mnt/g 2>&1 | grep -o busy",
+    );
+    assert_eq!(w.stdout, "busy\n", "{}", w.context());
+    // The last file closes (after a write through it): the kernel releases the disk.
+    let r = root.sh("one", "touch /tmp/release");
+    assert_eq!(r.code(), Some(0), "{}", r.context());
+    let mut last = serde_json::Value::Null;
+    for _ in 0..200 {
+        last = disk_ls(&root, "one");
+        if last[1]["state"] == "attached" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        mount_fields(&last[1]),
+        (f(""), f(""), false, f("attached")),
+        "{last}"
+    );
+    let mv = root.pvmux(&["disk", "move", "--disk", "vdb", "one", "two"]);
+    assert_eq!(mv.code(), Some(0), "{}", mv.context());
+    let w = root.sh(
+        "two",
+        "set -e; mkdir -p /m; /bin/busybox mount -t ext2 /dev/vda /m; cat /m/f; \
+         /bin/busybox umount /m",
+    );
+    assert_eq!(w.stdout, "first\nlate\n", "{}", w.context());
+    for n in ["one", "two"] {
+        let s = root.pvmux(&["stop", n]);
+        assert_eq!(s.code(), Some(0), "{}", s.context());
+    }
+    for img in [&a, &b] {
+        let (code, out) = fsck(img);
+        assert_eq!(code, 0, "e2fsck -fn {}:\n{out}", img.display());
+    }
+    assert_eq!(debugfs_cat(&b, "/f"), b"first\nlate\n");
+}

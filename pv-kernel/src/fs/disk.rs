@@ -5,7 +5,13 @@
 //! ([`attach_at_boot`]) and afterwards by the `diskd` kernel thread, woken by
 //! `pending::DISK` ([`event`]). Programs mount and unmount attached disks themselves with
 //! `mount(2)`/`umount2(2)` ([`mount`], [`umount`]) and read or write them raw through
-//! `/dev/vdX` ([`raw_read`], [`raw_write`]).
+//! `/dev/vdX` ([`raw_read`], [`raw_write`]). After every mount and unmount the host is told
+//! where each disk is mounted (`DiskMounted`, [`report`]), for `pvmux disk ls`.
+//!
+//! `umount2(MNT_DETACH)` of a disk in use detaches it lazily, as Linux: it leaves the tree
+//! at once, its open files and working directories go on using it, and `diskd` releases it
+//! (written back, marked clean) once nothing does ([`release_detached`], polled while such
+//! a disk exists). A `disk move` of it meanwhile is refused with `EAGAIN`.
 //!
 //! A mounted disk is a volume of the VFS (`ramfs::volume`) whose host is its
 //! [`Ext2Volume`]; its volume id is [`VOLUME_BASE`] plus its slot. The filesystem's lock is
@@ -18,8 +24,8 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use pvmux_hypercalls::disk::{
-    event as ev, flag, op, DiskDesc, DiskEvent, DESC_LEN, EVENT_LEN, IO_MAX, MAX_DISKS, RING_MAX,
-    SECTOR_SIZE,
+    event as ev, flag, mounted, op, DiskDesc, DiskEvent, DESC_LEN, EVENT_LEN, IO_MAX, MAX_DISKS,
+    MOUNTED_PATH_MAX, RING_MAX, SECTOR_SIZE,
 };
 use zerocopy::{FromBytes, IntoBytes};
 
@@ -50,7 +56,14 @@ struct Mounted {
     path: Vec<u8>,
     /// Mounted read-only.
     read_only: bool,
+    /// A program mounted it (`mount(2)`), not the kernel for an event.
+    by_program: bool,
+    /// Unmounted lazily (`MNT_DETACH`) while in use: out of the tree, not yet released.
+    detached: bool,
 }
+
+/// How often `diskd` looks whether a lazily unmounted disk is still in use (ns).
+const RELEASE_POLL_NS: u64 = 100_000_000;
 
 /// The attached disks, by slot.
 static DISKS: IrqLock<BTreeMap<u32, Attached>> = IrqLock::new(BTreeMap::new());
@@ -63,6 +76,8 @@ static SEQ: AtomicU64 = AtomicU64::new(0);
 static WQ: WaitQueue = WaitQueue::new();
 /// `diskd` runs.
 static STARTED: AtomicBool = AtomicBool::new(false);
+/// A disk was unmounted lazily: `diskd` watches it until it can be released.
+static DETACHED: AtomicBool = AtomicBool::new(false);
 
 /// Guest-physical address of `bytes` (heap and image memory; `None` elsewhere).
 fn gpa_of(bytes: &[u8]) -> Option<u64> {
@@ -208,7 +223,7 @@ fn attach(e: &DiskEvent) -> Result<(), Errno> {
         );
     }
     if let Some(path) = path {
-        if let Err(err) = mount_slot(e.slot, e.flags & flag::READ_ONLY != 0, path) {
+        if let Err(err) = mount_slot(e.slot, e.flags & flag::READ_ONLY != 0, path, false) {
             DISKS.lock().remove(&e.slot);
             return Err(err);
         }
@@ -223,9 +238,15 @@ fn name(slot: u32) -> alloc::string::String {
 }
 
 /// Mounts attached disk `slot`'s ext2 filesystem at absolute `path` (`read_only`, or the
-/// disk is): `EBUSY` if it is mounted already or the path is taken, `EINVAL` (or
-/// `EUCLEAN`) if it holds no filesystem this kernel mounts, `ENXIO` if no such disk.
-pub(crate) fn mount_slot(slot: u32, read_only: bool, path: &[u8]) -> Result<(), Errno> {
+/// disk is; `by_program`: a program's `mount(2)`): `EBUSY` if it is mounted already (or
+/// detached lazily and still in use) or the path is taken, `EINVAL` (or `EUCLEAN`) if it
+/// holds no filesystem this kernel mounts, `ENXIO` if no such disk.
+pub(crate) fn mount_slot(
+    slot: u32,
+    read_only: bool,
+    path: &[u8],
+    by_program: bool,
+) -> Result<(), Errno> {
     let (sectors, disk_ro) = {
         let d = DISKS.lock();
         let a = d.get(&slot).ok_or(ENXIO)?;
@@ -250,6 +271,12 @@ pub(crate) fn mount_slot(slot: u32, read_only: bool, path: &[u8]) -> Result<(), 
             let _ = vol.fs.lock().unmount();
             return Err(err);
         }
+        // Its files show the block device's number and ext2's inode numbers, as on Linux.
+        let dev = crate::linux::files::dev::Dev::Disk(slot as u8).number();
+        fs.set_volume_dev(
+            VOLUME_BASE + slot,
+            crate::linux::files::dev::encode_dev(dev),
+        );
         let mut path_v = Vec::new();
         path_v.try_reserve_exact(path.len()).map_err(|_| ENOMEM)?;
         path_v.extend_from_slice(path);
@@ -258,6 +285,8 @@ pub(crate) fn mount_slot(slot: u32, read_only: bool, path: &[u8]) -> Result<(), 
                 vol,
                 path: path_v,
                 read_only,
+                by_program,
+                detached: false,
             });
         }
         crate::println!(
@@ -267,19 +296,86 @@ pub(crate) fn mount_slot(slot: u32, read_only: bool, path: &[u8]) -> Result<(), 
             if read_only { " (read-only)" } else { "" }
         );
         Ok(())
-    })
+    })?;
+    report(slot);
+    Ok(())
 }
 
-/// Unmounts disk `slot` if it is mounted: `EBUSY`, nothing changed, while a file or
-/// directory of it is open or mapped; otherwise everything is written back and the
-/// filesystem marked clean. If the write-back fails the disk is mounted again and the error
-/// returned.
-fn unmount_slot(slot: u32) -> Result<(), Errno> {
+/// Tells the host where disk `slot` is mounted now (`DiskMounted`): shown by `pvmux disk
+/// ls`, nothing else depends on it.
+pub(crate) fn report(slot: u32) {
+    let m = DISKS
+        .lock()
+        .get(&slot)
+        .and_then(|a| a.mounted.as_ref())
+        .map(|m| (m.path.clone(), m.read_only, m.by_program, m.detached));
+    let Some((path, ro, by_program, detached)) = m else {
+        let _ = crate::hcall::disk_mounted(slot, 0, 0, 0);
+        return;
+    };
+    let flags = if ro { mounted::READ_ONLY } else { 0 }
+        | if by_program { mounted::BY_PROGRAM } else { 0 }
+        | if detached { mounted::DETACHED } else { 0 };
+    // A path the host does not take whole is sent as its length alone (shown as `?`).
+    let Ok(mut buf) = heap(path.len().clamp(1, MOUNTED_PATH_MAX as usize)) else {
+        return;
+    };
+    let n = path.len().min(buf.len());
+    buf[..n].copy_from_slice(&path[..n]);
+    let Some(gpa) = gpa_of(&buf) else { return };
+    if crate::hcall::disk_mounted(slot, gpa, path.len() as u64, flags).is_err() {
+        crate::println!(
+            "pvmux-kernel: disk {}: the host does not show the mount path",
+            name(slot)
+        );
+    }
+}
+
+/// The working directories of the live processes (a disk holding one is in use).
+fn cwds() -> Vec<super::ramfs::Ino> {
+    crate::linux::task::all_processes()
+        .iter()
+        .filter(|p| !p.zombie.load(Ordering::Acquire))
+        .map(|p| p.fs.lock().cwd)
+        .collect()
+}
+
+/// How [`unmount_slot`] unmounts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum How {
+    /// `umount2` without `MNT_DETACH`, or a `disk move`: `EBUSY` while in use.
+    Now,
+    /// `MNT_DETACH`: lazily while in use.
+    Lazy,
+    /// `diskd` releasing a lazily unmounted disk: only once it is no longer in use.
+    Release,
+}
+
+/// Unmounts disk `slot` if it is mounted: while a file or directory of it is open or
+/// mapped, or a process works in it, `EBUSY` and nothing changed (`How::Now`, and a release
+/// that must wait), or it is detached lazily (`How::Lazy`); otherwise everything is written
+/// back and the filesystem marked clean. If the write-back fails the disk is mounted again
+/// and the error returned. A lazily detached disk is `EAGAIN` for `How::Now` (a move).
+fn unmount_slot(slot: u32, how: How) -> Result<(), Errno> {
     let Some(m) = DISKS.lock().get(&slot).and_then(|a| a.mounted.clone()) else {
         return Ok(());
     };
+    if m.detached && how != How::Release {
+        return Err(if how == How::Now { EAGAIN } else { EINVAL });
+    }
     let id = VOLUME_BASE + slot;
-    super::with(|fs| {
+    let cwds = cwds();
+    let lazy = super::with(|fs| {
+        if fs.volume_in_use(id, &cwds) {
+            if how != How::Lazy {
+                return Err(EBUSY);
+            }
+            fs.detach_volume(id)?;
+            if let Some(m) = DISKS.lock().get_mut(&slot).and_then(|a| a.mounted.as_mut()) {
+                m.detached = true;
+            }
+            return Ok(true);
+        }
         let host = fs.unmount_volume(id)?;
         drop(host);
         if let Err(err) = m.vol.fs.lock().unmount() {
@@ -287,8 +383,12 @@ fn unmount_slot(slot: u32) -> Result<(), Errno> {
                 "pvmux-kernel: disk {}: write-back failed: {err}",
                 name(slot)
             );
-            let _ = fs.mount_volume(m.vol.clone(), id, m.read_only, &m.path);
-            return Err(err);
+            // A lazily unmounted disk is out of the tree already: it is released all the
+            // same (its image as of the last write-back, as after a crash).
+            if !m.detached {
+                let _ = fs.mount_volume(m.vol.clone(), id, m.read_only, &m.path);
+                return Err(err);
+            }
         }
         if let Some(a) = DISKS.lock().get_mut(&slot) {
             a.mounted = None;
@@ -298,8 +398,41 @@ fn unmount_slot(slot: u32) -> Result<(), Errno> {
             name(slot),
             alloc::string::String::from_utf8_lossy(&m.path)
         );
-        Ok(())
-    })
+        Ok(false)
+    })?;
+    if lazy {
+        crate::println!(
+            "pvmux-kernel: disk {} detached from {} (released when no longer in use)",
+            name(slot),
+            alloc::string::String::from_utf8_lossy(&m.path)
+        );
+        DETACHED.store(true, Ordering::Release);
+        WQ.wake_all();
+    }
+    report(slot);
+    Ok(())
+}
+
+/// Releases every lazily unmounted disk that is no longer in use; whether one remains.
+fn release_detached() -> bool {
+    let slots: Vec<u32> = DISKS
+        .lock()
+        .iter()
+        .filter(|(_, a)| a.mounted.as_ref().is_some_and(|m| m.detached))
+        .map(|(&s, _)| s)
+        .collect();
+    let mut left = false;
+    for slot in slots {
+        match unmount_slot(slot, How::Release) {
+            Ok(()) => {}
+            Err(EBUSY) => left = true,
+            Err(e) => {
+                crate::println!("pvmux-kernel: disk {}: release failed: {e}", name(slot));
+                left = true;
+            }
+        }
+    }
+    left
 }
 
 /// Gives back the disk of a `DETACH` event: `EBUSY` while `/dev/vdX` is open, or while a
@@ -312,22 +445,28 @@ fn detach(e: &DiskEvent) -> Result<(), Errno> {
     if RAW_OPEN[e.slot as usize % RAW_OPEN.len()].load(Ordering::Acquire) != 0 {
         return Err(EBUSY);
     }
-    unmount_slot(e.slot)?;
+    unmount_slot(e.slot, How::Now)?;
     DISKS.lock().remove(&e.slot);
     crate::linux::files::dev::remove_disk_node(e.slot);
     Ok(())
 }
 
-/// `umount2(2)` of absolute mount point `path`: `EINVAL` if no disk is mounted there,
-/// `EBUSY` while files of it are open.
-pub(crate) fn umount(path: &[u8]) -> Result<(), Errno> {
+/// `umount2(2)` of absolute mount point `path`: `EINVAL` if no disk is mounted there;
+/// while the disk is in use (files of it open, a process working in it) `EBUSY`, or with
+/// `lazy` (`MNT_DETACH`) it is detached from the tree now and released when no longer in
+/// use.
+pub(crate) fn umount(path: &[u8], lazy: bool) -> Result<(), Errno> {
     let slot = DISKS
         .lock()
         .iter()
-        .find(|(_, a)| a.mounted.as_ref().is_some_and(|m| m.path == path))
+        .find(|(_, a)| {
+            a.mounted
+                .as_ref()
+                .is_some_and(|m| m.path == path && !m.detached)
+        })
         .map(|(&s, _)| s)
         .ok_or(EINVAL)?;
-    unmount_slot(slot)
+    unmount_slot(slot, if lazy { How::Lazy } else { How::Now })
 }
 
 /// The attached disks: (slot, sectors, read-only).
@@ -339,12 +478,18 @@ pub(crate) fn attached() -> Vec<(u32, u64, bool)> {
         .collect()
 }
 
-/// The mounted disks: (slot, mount point, read-only), for `/proc/mounts`.
+/// The mounted disks: (slot, mount point, read-only), for `/proc/mounts` (not those
+/// detached lazily: they are out of the tree).
 pub(crate) fn mounts() -> Vec<(u32, Vec<u8>, bool)> {
     DISKS
         .lock()
         .iter()
-        .filter_map(|(&s, a)| a.mounted.as_ref().map(|m| (s, m.path.clone(), m.read_only)))
+        .filter_map(|(&s, a)| {
+            a.mounted
+                .as_ref()
+                .filter(|m| !m.detached)
+                .map(|m| (s, m.path.clone(), m.read_only))
+        })
         .collect()
 }
 
@@ -507,7 +652,14 @@ fn start_daemon() {
     let r = crate::sched::spawn("diskd", None, || loop {
         let seq = SEQ.load(Ordering::Acquire);
         take_events();
-        WQ.wait_until(|| SEQ.load(Ordering::Acquire) != seq);
+        DETACHED.store(false, Ordering::Release);
+        let changed = || SEQ.load(Ordering::Acquire) != seq || DETACHED.load(Ordering::Acquire);
+        if release_detached() {
+            let deadline = crate::time::now_ns() + RELEASE_POLL_NS;
+            WQ.wait_until_deadline(changed, deadline);
+        } else {
+            WQ.wait_until(changed);
+        }
     });
     if r.is_err() {
         crate::println!("pvmux-kernel: cannot start diskd");

@@ -98,14 +98,26 @@ pub(crate) enum DiskRequest {
     },
 }
 
-/// A disk on the wire.
+/// A disk on the wire (`disk ls --format json`).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct DiskEntry {
     name: String,
     path: PathBuf,
     read_only: bool,
     size: u64,
+    /// The mount path pvmux gave the guest kernel (empty: none).
     mount: String,
+    /// Where it is mounted in the guest now, as the guest says (empty: not mounted; `?`: a
+    /// path the host does not show).
+    #[serde(default)]
+    mounted_at: String,
+    /// `pvmux` (the guest kernel, at `mount`) or `guest` (a guest program); empty when not
+    /// mounted.
+    #[serde(default)]
+    mounted_by: String,
+    /// The mount is read-only.
+    #[serde(default)]
+    mount_read_only: bool,
     state: String,
 }
 
@@ -117,9 +129,42 @@ impl From<DiskInfo> for DiskEntry {
             read_only: d.read_only,
             size: d.size,
             mount: d.mount,
+            mounted_at: d.mounted_at,
+            mounted_by: d.mounted_by.to_owned(),
+            mount_read_only: d.mount_read_only,
             state: d.state.to_owned(),
         }
     }
+}
+
+/// `disk ls`'s table.
+fn table(v: &[DiskEntry]) -> String {
+    let mut out = format!(
+        "{:<5} {:<5} {:<11} {:<26} {:<6} {:<10} IMAGE\n",
+        "NAME", "MODE", "SIZE", "MOUNT", "BY", "STATE"
+    );
+    for d in v {
+        let mount = match (d.mounted_at.as_str(), d.mount_read_only && !d.read_only) {
+            ("", _) => "-".to_owned(),
+            (m, true) => format!("{m} (ro)"),
+            (m, false) => m.to_owned(),
+        };
+        out.push_str(&format!(
+            "{:<5} {:<5} {:<11} {:<26} {:<6} {:<10} {}\n",
+            d.name,
+            if d.read_only { "ro" } else { "rw" },
+            super::format_size(d.size),
+            mount,
+            if d.mounted_by.is_empty() {
+                "-"
+            } else {
+                &d.mounted_by
+            },
+            d.state,
+            d.path.display()
+        ));
+    }
+    out
 }
 
 /// The monitor's side of a `disk` request (JSON answer).
@@ -158,7 +203,11 @@ pub struct DiskArgs {
 /// `pvmux disk` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum DiskCmd {
-    /// List a running tenant's disks: name in the guest, image, mode, size, mount path.
+    /// List a running tenant's disks: name in the guest, mode, size, where it is mounted in
+    /// the guest now and by whom (`pvmux`: the guest kernel, at the path --disk mount= or
+    /// disk move --mount gave; `guest`: a guest program's mount(2)), state (attached,
+    /// mounted, unmounting: unmounted lazily with files still open), image. The mounts are
+    /// what the guest kernel reports, checked by the host.
     Ls {
         /// Output format.
         #[arg(short = 'f', long, value_enum, default_value = "table")]
@@ -209,20 +258,7 @@ pub(crate) fn disk(g: &GlobalArgs, a: &DiskArgs) -> anyhow::Result<u8> {
                 serde_json::from_str(&payload).context("bad answer from the monitor")?;
             match format {
                 Format::Json => println!("{payload}"),
-                Format::Table => {
-                    println!("NAME  MODE  SIZE        MOUNT                 STATE     IMAGE");
-                    for d in v {
-                        println!(
-                            "{:<5} {:<5} {:<11} {:<21} {:<9} {}",
-                            d.name,
-                            if d.read_only { "ro" } else { "rw" },
-                            super::format_size(d.size),
-                            if d.mount.is_empty() { "-" } else { &d.mount },
-                            d.state,
-                            d.path.display()
-                        );
-                    }
-                }
+                Format::Table => print!("{}", table(&v)),
             }
             Ok(0)
         }
@@ -330,6 +366,40 @@ mod tests {
         ] {
             assert!(parse_disk(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_table_shows_who_mounted_what() {
+        let e = |name: &str, at: &str, by: &str, ro: (bool, bool), state: &str| DiskEntry {
+            name: name.into(),
+            path: "/i.img".into(),
+            read_only: ro.0,
+            size: 64 << 20,
+            mount: String::new(),
+            mounted_at: at.into(),
+            mounted_by: by.into(),
+            mount_read_only: ro.1,
+            state: state.into(),
+        };
+        let t = table(&[
+            e("vda", "/data", "pvmux", (false, false), "mounted"),
+            e("vdb", "/mnt/g", "guest", (false, true), "mounted"),
+            e("vdc", "", "", (true, false), "attached"),
+        ]);
+        let rows: Vec<Vec<&str>> = t.lines().map(|l| l.split_whitespace().collect()).collect();
+        assert_eq!(
+            rows[0],
+            ["NAME", "MODE", "SIZE", "MOUNT", "BY", "STATE", "IMAGE"]
+        );
+        // SIZE is two words ("64 MiB").
+        assert_eq!(rows[1][4..7], ["/data", "pvmux", "mounted"]);
+        assert_eq!(rows[2][4..8], ["/mnt/g", "(ro)", "guest", "mounted"]);
+        assert_eq!(rows[3][..2], ["vdc", "ro"]);
+        assert_eq!(rows[3][4..7], ["-", "-", "attached"]);
+        // An older monitor's answer (without the mount fields) still reads.
+        let old = r#"{"name":"vda","path":"/i","read_only":false,"size":1,"mount":"/m","state":"mounted"}"#;
+        let d: DiskEntry = serde_json::from_str(old).unwrap();
+        assert_eq!((d.mount.as_str(), d.mounted_at.as_str()), ("/m", ""));
     }
 
     #[test]

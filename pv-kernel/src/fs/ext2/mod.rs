@@ -10,14 +10,15 @@
 //! What it does: regular files (direct, indirect, double and triple indirect blocks; sparse
 //! files; sizes past 2 GiB with `large_file`), directories (linear; an htree index is
 //! dropped on the first change, as Linux's ext2 does), fast and slow symbolic links, create,
-//! unlink, rename (across directories, replacing), mkdir, rmdir, truncate, chmod, utimes;
-//! block and inode bitmaps and the group and superblock counters. What it refuses: images
+//! unlink, hard links, rename (across directories, replacing), mkdir, rmdir, truncate, chmod,
+//! utimes; block and inode bitmaps and the group and superblock counters. What it refuses: images
 //! with incompatible features other than `filetype` (`EINVAL` at mount), and writes to
 //! images with read-only-compatible features other than `sparse_super` and `large_file`
 //! (mounted read-only). Owners are kept: a new file, directory or symbolic link gets its
 //! creator's filesystem ids ([`VolumeReq::owner`]), `chown` changes them
-//! ([`Ext2::set_owner`]). Hard links are `EPERM` (the VFS's volume layer names each inode by
-//! one path).
+//! ([`Ext2::set_owner`]). Hard links ([`Ext2::link`]) count in the inode's links; every stat
+//! states the link count and the inode number (`HostfsEntry::links`, `ino`), from which the
+//! VFS knows two names of one file.
 //!
 //! Nothing read from the image is trusted: every block number must lie inside the
 //! filesystem, every inode number inside the inode table, every directory record inside its
@@ -468,11 +469,14 @@ impl<D: BlockDev> Ext2<D> {
 
     fn stat(&mut self, ino: u32) -> Result<HostfsEntry, Errno> {
         let i = self.live(ino)?;
-        Ok(self.entry(&i))
+        Ok(self.entry(ino, &i))
     }
 
-    fn entry(&self, i: &Inode) -> HostfsEntry {
+    /// The volume protocol's stat of inode `ino` (with its link count and number).
+    fn entry(&self, ino: u32, i: &Inode) -> HostfsEntry {
         HostfsEntry {
+            links: i.links(),
+            ino,
             size: i.size(),
             mtime_ns: u64::from(i.mtime()) * 1_000_000_000,
             perm: u32::from(i.mode() & 0o7777),
@@ -1171,7 +1175,7 @@ impl<D: BlockDev> Ext2<D> {
         let mut pos = 0;
         for (ino, name) in names {
             let mut i = self.live(ino)?;
-            let mut e = self.entry(&i);
+            let mut e = self.entry(ino, &i);
             let target = if i.kind() == S_IFLNK {
                 let mut t = vec_zeroed(i.size().min(abi::TARGET_MAX as u64) as usize)?;
                 let n = self.read_link(&mut i, &mut t)?;
@@ -1216,7 +1220,7 @@ impl<D: BlockDev> Ext2<D> {
             }
             let i = self.live(s.ino)?;
             return match i.kind() {
-                S_IFREG => Ok(self.entry(&i)),
+                S_IFREG => Ok(self.entry(s.ino, &i)),
                 S_IFDIR => Err(EISDIR),
                 _ => Err(EEXIST),
             };
@@ -1229,7 +1233,7 @@ impl<D: BlockDev> Ext2<D> {
             self.free_inode(ino, false)?;
             return Err(e);
         }
-        Ok(self.entry(&i))
+        Ok(self.entry(ino, &i))
     }
 
     fn mkdir(&mut self, path: &[u8], mode: u32) -> Result<HostfsEntry, Errno> {
@@ -1267,7 +1271,7 @@ impl<D: BlockDev> Ext2<D> {
         let mut d = self.live(dno)?;
         d.set_links(d.links() + 1);
         self.put_inode(dno, &d)?;
-        Ok(self.entry(&i))
+        Ok(self.entry(ino, &i))
     }
 
     fn symlink(&mut self, path: &[u8], target: &[u8]) -> Result<HostfsEntry, Errno> {
@@ -1301,7 +1305,7 @@ impl<D: BlockDev> Ext2<D> {
             self.free_inode(ino, false)?;
             return Err(e);
         }
-        Ok(self.entry(&i))
+        Ok(self.entry(ino, &i))
     }
 
     fn unlink(&mut self, path: &[u8], dir: bool) -> Result<(), Errno> {
@@ -1404,6 +1408,34 @@ impl<D: BlockDev> Ext2<D> {
         self.put_inode(fs.ino, &s)
     }
 
+    /// A new name `to` for the non-directory `from` (`link(2)`): `EPERM` for a directory,
+    /// `EEXIST` if `to` exists, `EMLINK` at ext2's 32000 links, `EROFS` on a read-only
+    /// mount. The link count and the inode's change time go up; the new name's directory
+    /// changes as for a create. The new stat.
+    pub(crate) fn link(&mut self, from: &[u8], to: &[u8]) -> Result<HostfsEntry, Errno> {
+        let ino = self.walk(from)?;
+        let i = self.live(ino)?;
+        if i.is_dir() {
+            return Err(EPERM);
+        }
+        let (dno, name) = self.walk_parent(to)?;
+        let mut d = self.live(dno)?;
+        if self.find(&mut d, name)?.is_some() {
+            return Err(EEXIST);
+        }
+        self.writable()?;
+        if i.links() >= LINK_MAX {
+            return Err(EMLINK);
+        }
+        self.add_entry(dno, name, ino, i.mode())?;
+        // Read again: the directory's change may have moved the cache's blocks.
+        let mut i = self.live(ino)?;
+        i.set_links(i.links() + 1);
+        self.touch(&mut i, false, true);
+        self.put_inode(ino, &i)?;
+        Ok(self.entry(ino, &i))
+    }
+
     /// Performs one volume-protocol request.
     pub(crate) fn call(
         &mut self,
@@ -1447,7 +1479,7 @@ impl<D: BlockDev> Ext2<D> {
                 self.touch(&mut i, true, true);
                 self.put_inode(ino, &i)?;
                 let n = r?;
-                Ok((n as u64, self.entry(&i)))
+                Ok((n as u64, self.entry(ino, &i)))
             }
             op::CREATE => {
                 let excl = req.flags & flag::EXCL != 0;
@@ -1478,7 +1510,7 @@ impl<D: BlockDev> Ext2<D> {
                 self.truncate_inode(&mut i, req.offset)?;
                 self.touch(&mut i, true, true);
                 self.put_inode(ino, &i)?;
-                Ok((0, self.entry(&i)))
+                Ok((0, self.entry(ino, &i)))
             }
             op::SYMLINK => {
                 let e = self.symlink(req.path, req.path2)?;
@@ -1502,7 +1534,7 @@ impl<D: BlockDev> Ext2<D> {
                 put16(&mut i.raw, 0, m);
                 self.touch(&mut i, false, true);
                 self.put_inode(ino, &i)?;
-                Ok((0, self.entry(&i)))
+                Ok((0, self.entry(ino, &i)))
             }
             op::UTIMES => {
                 let ino = self.walk(req.path)?;
@@ -1515,7 +1547,7 @@ impl<D: BlockDev> Ext2<D> {
                 }
                 self.touch(&mut i, false, true);
                 self.put_inode(ino, &i)?;
-                Ok((0, self.entry(&i)))
+                Ok((0, self.entry(ino, &i)))
             }
             op::FSYNC => {
                 self.walk(req.path)?;
@@ -1543,7 +1575,7 @@ impl<D: BlockDev> Ext2<D> {
         put16(&mut i.raw, 122, (gid >> 16) as u16);
         self.touch(&mut i, false, true);
         self.put_inode(ino, &i)?;
-        Ok(self.entry(&i))
+        Ok(self.entry(ino, &i))
     }
 }
 
@@ -1583,5 +1615,9 @@ impl<D: BlockDev> VolumeHost for Ext2Volume<D> {
         gid: u32,
     ) -> Result<Option<HostfsEntry>, Errno> {
         self.fs.lock().set_owner(path, uid, gid).map(Some)
+    }
+
+    fn link(&self, _vol: u32, from: &[u8], to: &[u8]) -> Result<HostfsEntry, Errno> {
+        self.fs.lock().link(from, to)
     }
 }

@@ -760,3 +760,299 @@ fn owners_of_new_objects_and_chown_reach_the_image() {
         "{st}"
     );
 }
+
+/// `debugfs -w -R CMD` on `bytes`: the changed image.
+fn debugfs_w(name: &str, bytes: &[u8], cmd: &str) -> Vec<u8> {
+    let f = tmp(name);
+    std::fs::write(&f, bytes).unwrap();
+    let st = Command::new("debugfs")
+        .args(["-w", "-R", cmd])
+        .arg(&f)
+        .env("PATH", "/usr/sbin:/sbin:/usr/bin:/bin")
+        .output()
+        .expect("debugfs runs");
+    assert!(st.status.success());
+    let b = std::fs::read(&f).unwrap();
+    let _ = std::fs::remove_file(&f);
+    b
+}
+
+/// The `Links:` count and inode number `debugfs` states for `path`.
+fn debugfs_links(name: &str, bytes: &[u8], path: &str) -> (u32, u32) {
+    let st = String::from_utf8_lossy(&debugfs(name, bytes, &format!("stat {path}"))).into_owned();
+    let links = st
+        .split("Links: ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no Links: in {st}"));
+    let ino = st
+        .split("Inode: ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no Inode: in {st}"));
+    (links, ino)
+}
+
+#[test]
+fn ext2_hard_links_count_and_survive_e2fsck() {
+    let img = mkfs("hl", 2048, &["-b", "1024"]);
+    let mut fs = mount(img);
+    let f = call(
+        &mut fs,
+        VolumeReq {
+            mode: 0o644,
+            flags: flag::EXCL,
+            ..req(op::CREATE, b"/f")
+        },
+    )
+    .unwrap();
+    assert_eq!(f.links, 1);
+    write(&mut fs, b"/f", 0, b"shared bytes");
+    call(
+        &mut fs,
+        VolumeReq {
+            mode: 0o755,
+            ..req(op::MKDIR, b"/d")
+        },
+    )
+    .unwrap();
+    let l = fs.link(b"/f", b"/d/g").unwrap();
+    assert_eq!((l.links, l.ino), (2, f.ino));
+    assert_eq!(fs.link(b"/f", b"/d/g"), Err(EEXIST));
+    assert_eq!(fs.link(b"/d", b"/d2"), Err(EPERM));
+    assert_eq!(fs.link(b"/missing", b"/x"), Err(ENOENT));
+    assert_eq!(fs.link(b"/f", b"/missing/x"), Err(ENOENT));
+    let s = call(&mut fs, req(op::LOOKUP, b"/d/g")).unwrap();
+    assert_eq!((s.links, s.ino, s.size), (2, f.ino, 12));
+    assert_eq!(read(&mut fs, b"/d/g", 0, 64), b"shared bytes");
+    // A third name, then one name goes: the file stays with the others.
+    fs.link(b"/d/g", b"/h").unwrap();
+    call(&mut fs, req(op::UNLINK, b"/f")).unwrap();
+    let s = call(&mut fs, req(op::LOOKUP, b"/h")).unwrap();
+    assert_eq!((s.links, s.ino), (2, f.ino));
+    let listed: Vec<_> = list(&mut fs, b"/").into_iter().map(|(n, _)| n).collect();
+    assert!(!listed.contains(&b"f".to_vec()), "{listed:?}");
+    fs.unmount().unwrap();
+    let img = fs.into_dev().bytes;
+    assert_clean("hl", &img);
+    let (links, ino) = debugfs_links("hl", &img, "/h");
+    assert_eq!((links, ino), (2, f.ino));
+    assert_eq!(debugfs_links("hl", &img, "/d/g"), (2, f.ino));
+    assert_eq!(debugfs("hl", &img, "cat /d/g"), b"shared bytes");
+    // At ext2's most links: EMLINK, nothing changed.
+    let img = debugfs_w("hl", &img, "sif /h links_count 32000");
+    let mut fs = mount(img);
+    assert_eq!(fs.link(b"/h", b"/i"), Err(EMLINK));
+    assert_eq!(call(&mut fs, req(op::LOOKUP, b"/i")), Err(ENOENT));
+    fs.unmount().unwrap();
+    let img = debugfs_w("hl", &fs.into_dev().bytes, "sif /h links_count 2");
+    assert_clean("hl", &img);
+    // Read-only: EROFS, the image unchanged.
+    let mut ro = Ext2::mount(
+        Mem {
+            bytes: img.clone(),
+            fail_reads: false,
+        },
+        true,
+        now,
+    )
+    .unwrap();
+    assert_eq!(ro.link(b"/h", b"/i"), Err(EROFS));
+    assert_eq!(ro.into_dev().bytes, img);
+}
+
+#[test]
+fn the_vfs_links_names_of_one_file_on_a_disk() {
+    use crate::fs::ramfs::{oflag, ROOT_INO};
+    use std::sync::Arc;
+    let img = mkfs("vhl", 4096, &[]);
+    let vol = Arc::new(Ext2Volume {
+        fs: spin::Mutex::new(mount(img)),
+    });
+    let mut fs = crate::fs::ramfs::Fs::new(|| 1_700_000_000_000_000_000);
+    fs.mount_volume(vol.clone(), 0x1000, false, b"/mnt/disk")
+        .unwrap();
+    let m = fs.lookup(ROOT_INO, b"/mnt/disk", true).unwrap();
+    fs.mkdir(m, b"d", 0o755).unwrap();
+    fs.mkdir(ROOT_INO, b"/tmp", 0o755).unwrap();
+    let h = fs
+        .open(m, b"f", oflag::O_CREAT | oflag::O_WRONLY, 0o644)
+        .unwrap();
+    fs.write(h, b"one").unwrap();
+    fs.close(h).unwrap();
+    let f = fs.lookup(m, b"f", false).unwrap();
+    let ctime = fs.stat_ino(f).unwrap().ctime_ns;
+    fs.link_ino(m, b"d/g", f).unwrap();
+    let (a, b) = (fs.stat(m, b"f").unwrap(), fs.stat(m, b"d/g").unwrap());
+    assert_eq!((a.ino, a.nlink), (b.ino, 2));
+    assert!(a.ctime_ns >= ctime);
+    // Linux's errors.
+    assert_eq!(fs.link_ino(m, b"d/g", f), Err(EEXIST));
+    let d = fs.lookup(m, b"d", false).unwrap();
+    assert_eq!(fs.link_ino(m, b"d2", d), Err(EPERM));
+    assert_eq!(fs.link_ino(ROOT_INO, b"/tmp/x", f), Err(EXDEV));
+    let t = fs
+        .open(ROOT_INO, b"/tmp/t", oflag::O_CREAT | oflag::O_WRONLY, 0o644)
+        .unwrap();
+    fs.close(t).unwrap();
+    let t = fs.lookup(ROOT_INO, b"/tmp/t", false).unwrap();
+    assert_eq!(fs.link_ino(m, b"t", t), Err(EXDEV));
+    // Writes through one name show through the other.
+    let h = fs
+        .open(m, b"d/g", oflag::O_WRONLY | oflag::O_APPEND, 0)
+        .unwrap();
+    fs.write(h, b"+two").unwrap();
+    fs.close(h).unwrap();
+    let mut buf = [0u8; 16];
+    let h = fs.open(m, b"f", oflag::O_RDONLY, 0).unwrap();
+    let n = fs.read(h, &mut buf).unwrap();
+    assert_eq!(&buf[..n], b"one+two");
+    // Unlink of the name its I/O used, while open: the file stays, by its other name.
+    fs.unlink(m, b"f").unwrap();
+    assert_eq!(fs.stat(m, b"d/g").unwrap().nlink, 1);
+    let h2 = fs
+        .open(m, b"d/g", oflag::O_WRONLY | oflag::O_APPEND, 0)
+        .unwrap();
+    fs.write(h2, b"!").unwrap();
+    fs.close(h2).unwrap();
+    let n = fs.read(h, &mut buf).unwrap();
+    assert_eq!(
+        &buf[..n],
+        b"!",
+        "the open file is the file its other name has"
+    );
+    fs.close(h).unwrap();
+    // A rename of the directory moves the name; a rename onto another name of the same
+    // file changes nothing.
+    fs.link_ino(m, b"k", f).unwrap();
+    fs.rename(m, b"d", b"e").unwrap();
+    assert_eq!(fs.rename(m, b"k", b"e/g"), Ok(()));
+    assert_eq!(fs.stat(m, b"e/g").unwrap().nlink, 2);
+    // A rename that replaces one name of a linked file: the file keeps its other name.
+    let h = fs
+        .open(m, b"other", oflag::O_CREAT | oflag::O_WRONLY, 0o600)
+        .unwrap();
+    fs.write(h, b"other").unwrap();
+    fs.close(h).unwrap();
+    fs.rename(m, b"other", b"k").unwrap();
+    let g = fs.stat(m, b"e/g").unwrap();
+    assert_eq!((g.nlink, g.size), (1, 8));
+    fs.link_ino(m, b"e/g2", f).unwrap();
+    let host = fs.unmount_volume(0x1000).unwrap();
+    drop(host);
+    let mut e = Arc::try_unwrap(vol).ok().unwrap().fs.into_inner();
+    e.unmount().unwrap();
+    let img = e.into_dev().bytes;
+    assert_clean("vhl", &img);
+    let (links, ino) = debugfs_links("vhl", &img, "/e/g");
+    assert_eq!((links, debugfs_links("vhl", &img, "/e/g2")), (2, (2, ino)));
+    assert_eq!(debugfs("vhl", &img, "cat /e/g2"), b"one+two!");
+    assert_eq!(debugfs("vhl", &img, "cat /k"), b"other");
+    // Mounted again: a listing that meets both names makes one inode of them.
+    let vol = Arc::new(Ext2Volume {
+        fs: spin::Mutex::new(mount(img)),
+    });
+    let mut fs = crate::fs::ramfs::Fs::new(|| 1_700_000_000_000_000_000);
+    fs.mount_volume(vol.clone(), 0x1000, false, b"/m").unwrap();
+    let a = fs.stat(ROOT_INO, b"/m/e/g").unwrap();
+    let b = fs.stat(ROOT_INO, b"/m/e/g2").unwrap();
+    assert_eq!((a.ino, a.nlink), (b.ino, 2));
+    assert_eq!(
+        (a.dev, a.shown_ino()),
+        (0, a.ino),
+        "no device: the VFS's numbers"
+    );
+    // With the disk's device number, programs see ext2's inode numbers.
+    fs.set_volume_dev(0x1000, 0xfe00);
+    let a = fs.stat(ROOT_INO, b"/m/e/g").unwrap();
+    assert_eq!((a.dev, a.shown_ino()), (0xfe00, u64::from(ino)));
+    assert_eq!(
+        fs.stat(ROOT_INO, b"/m").unwrap().shown_ino(),
+        2,
+        "ext2's root"
+    );
+    assert_eq!(fs.stat(ROOT_INO, b"/").unwrap().dev, 0);
+    fs.unlink(ROOT_INO, b"/m/e/g").unwrap();
+    assert_eq!(fs.stat(ROOT_INO, b"/m/e/g2").unwrap().nlink, 1);
+    drop(fs.unmount_volume(0x1000).unwrap());
+    let mut e = Arc::try_unwrap(vol).ok().unwrap().fs.into_inner();
+    e.unmount().unwrap();
+    let img = e.into_dev().bytes;
+    assert_clean("vhl", &img);
+    assert_eq!(debugfs_links("vhl", &img, "/e/g2"), (1, ino));
+    // A read-only mount: EROFS.
+    let vol = Arc::new(Ext2Volume {
+        fs: spin::Mutex::new(
+            Ext2::mount(
+                Mem {
+                    bytes: img,
+                    fail_reads: false,
+                },
+                true,
+                now,
+            )
+            .unwrap(),
+        ),
+    });
+    let mut fs = crate::fs::ramfs::Fs::new(|| 1_700_000_000_000_000_000);
+    fs.mount_volume(vol, 0x1000, true, b"/m").unwrap();
+    let g2 = fs.lookup(ROOT_INO, b"/m/e/g2", false).unwrap();
+    assert_eq!(fs.link_ino(ROOT_INO, b"/m/x", g2), Err(EROFS));
+}
+
+#[test]
+fn a_lazily_detached_disk_serves_its_open_files_until_released() {
+    use crate::fs::ramfs::{oflag, ROOT_INO};
+    use std::sync::Arc;
+    let img = mkfs("lazy", 4096, &[]);
+    let vol = Arc::new(Ext2Volume {
+        fs: spin::Mutex::new(mount(img)),
+    });
+    let mut fs = crate::fs::ramfs::Fs::new(|| 1_700_000_000_000_000_000);
+    fs.mount_volume(vol.clone(), 0x1000, false, b"/mnt/d")
+        .unwrap();
+    let m = fs.lookup(ROOT_INO, b"/mnt/d", true).unwrap();
+    fs.mkdir(m, b"sub", 0o755).unwrap();
+    let sub = fs.lookup(m, b"sub", true).unwrap();
+    let h = fs
+        .open(m, b"f", oflag::O_CREAT | oflag::O_RDWR, 0o644)
+        .unwrap();
+    fs.write(h, b"before ").unwrap();
+    assert!(fs.volume_in_use(0x1000, &[]));
+    assert!(matches!(fs.unmount_volume(0x1000), Err(EBUSY)));
+    fs.detach_volume(0x1000).unwrap();
+    assert!(fs.volume_detached(0x1000));
+    assert_eq!(fs.detach_volume(0x1000), Err(EINVAL));
+    // Out of the tree at once: the path is an empty directory of the root filesystem.
+    let now = fs.lookup(ROOT_INO, b"/mnt/d", true).unwrap();
+    assert_ne!(now, m);
+    assert!(fs.list(now).unwrap().is_empty());
+    assert!(fs.lookup(ROOT_INO, b"/mnt/d/f", true).is_err());
+    // The open file and a working directory in it still work on the disk.
+    fs.write(h, b"after").unwrap();
+    let g = fs
+        .open(sub, b"g", oflag::O_CREAT | oflag::O_WRONLY, 0o644)
+        .unwrap();
+    fs.write(g, b"made while detached").unwrap();
+    fs.close(g).unwrap();
+    fs.close(h).unwrap();
+    assert!(
+        fs.volume_in_use(0x1000, &[sub]),
+        "a working directory in it"
+    );
+    assert!(!fs.volume_in_use(0x1000, &[ROOT_INO]));
+    // Released once nothing uses it: its inodes go, the new directory stays.
+    let before = fs.inode_count();
+    drop(fs.unmount_volume(0x1000).unwrap());
+    assert!(fs.inode_count() < before);
+    assert!(!fs.volume_detached(0x1000));
+    assert_eq!(fs.lookup(ROOT_INO, b"/mnt/d", true), Ok(now));
+    let mut e = Arc::try_unwrap(vol).ok().unwrap().fs.into_inner();
+    e.unmount().unwrap();
+    let img = e.into_dev().bytes;
+    assert_clean("lazy", &img);
+    assert_eq!(debugfs("lazy", &img, "cat /f"), b"before after");
+    assert_eq!(debugfs("lazy", &img, "cat /sub/g"), b"made while detached");
+}

@@ -68,9 +68,21 @@ pub(crate) struct Stat {
     pub(crate) mtime_ns: u64,
     /// Status change time, ns since the epoch.
     pub(crate) ctime_ns: u64,
+    /// The inode number its own filesystem gives it (a disk's ext2), which programs see
+    /// instead of `ino` (0: none; `ino` is the kernel's handle either way).
+    pub(crate) host_ino: u64,
 }
 
 impl Stat {
+    /// The inode number programs see (`st_ino`, `stx_ino`).
+    pub(crate) fn shown_ino(&self) -> u64 {
+        if self.host_ino != 0 {
+            self.host_ino
+        } else {
+            self.ino
+        }
+    }
+
     /// The file type.
     pub(crate) fn file_type(&self) -> FileType {
         match self.mode & mode::S_IFMT {
@@ -92,7 +104,7 @@ impl Stat {
             )
         };
         put(0, &self.dev.to_le_bytes());
-        put(8, &self.ino.to_le_bytes());
+        put(8, &self.shown_ino().to_le_bytes());
         put(16, &u64::from(self.nlink).to_le_bytes());
         put(24, &self.mode.to_le_bytes());
         put(28, &self.uid.to_le_bytes());
@@ -157,9 +169,11 @@ impl Fs {
             Node::File { data, .. } => data.stored_bytes(),
             _ => i.size(),
         };
+        let (dev, host_ino) = self.vol_ids(ino);
         Ok(Stat {
-            dev: 0,
+            dev,
             ino,
+            host_ino,
             mode: i.file_type().mode_bits() | i.perm,
             nlink: i.nlink,
             uid: i.uid,

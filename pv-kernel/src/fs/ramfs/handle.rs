@@ -311,13 +311,20 @@ impl Fs {
         let mut full = false;
         if inode.nlink > 0 {
             if cookie == 0 {
-                full = !put_dirent(buf, &mut pos, ino, 1, dt::DT_DIR, b".");
+                full = !put_dirent(buf, &mut pos, self.shown_ino(ino), 1, dt::DT_DIR, b".");
                 if !full {
                     cookie = 1;
                 }
             }
             if cookie == 1 && !full {
-                full = !put_dirent(buf, &mut pos, d.parent, 2, dt::DT_DIR, b"..");
+                full = !put_dirent(
+                    buf,
+                    &mut pos,
+                    self.shown_ino(d.parent),
+                    2,
+                    dt::DT_DIR,
+                    b"..",
+                );
                 if !full {
                     cookie = 2;
                 }
@@ -326,7 +333,7 @@ impl Fs {
                 for (&c, name) in d.by_cookie.range(cookie.saturating_add(1).max(3)..) {
                     let Some(child) = d.get(name) else { continue };
                     let dtype = self.inode(child).map_or(0, |i| i.file_type().dtype());
-                    if !put_dirent(buf, &mut pos, child, c, dtype, name) {
+                    if !put_dirent(buf, &mut pos, self.shown_ino(child), c, dtype, name) {
                         full = true;
                         break;
                     }

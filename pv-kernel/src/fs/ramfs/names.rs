@@ -150,24 +150,50 @@ impl Fs {
         Ok(())
     }
 
-    /// Adds the name `path` for the non-directory inode `ino` (used for archive hard links).
+    /// Adds the name `path` for the non-directory inode `ino` (`linkat`, archive hard links),
+    /// with Linux's checks in its order: `EEXIST` for an existing name, `EROFS` for a name in
+    /// a read-only volume, `EXDEV` across a volume's edge, the caller's rights (`EPERM`,
+    /// `EACCES`), `EPERM` for a directory, `ENOENT` for an inode with no name left, `EMLINK`
+    /// at the most links. In a volume the host makes the link first.
     pub(crate) fn link_ino(&mut self, cwd: Ino, path: &[u8], ino: Ino) -> Result<(), Errno> {
+        self.inode(ino)?;
+        let walk = self.walk_parent(cwd, path, &mut 0)?;
+        let Last::Name(name) = walk.last else {
+            return Err(EEXIST);
+        };
+        if self.dir(walk.dir)?.get(&name).is_some() {
+            return Err(EEXIST);
+        }
+        self.vol_may_link(ino, walk.dir)?;
+        self.may_hardlink(ino)?;
+        self.may_create(walk.dir)?;
         if self.is_dir(ino) {
             return Err(EPERM);
         }
         // Check the inode before adding the name: a failure must leave no name behind.
-        if self.inode(ino)?.nlink == u32::MAX {
+        let i = self.inode(ino)?;
+        if i.nlink == 0 {
+            return Err(ENOENT);
+        }
+        if i.nlink == u32::MAX {
             return Err(EMLINK);
         }
-        let walk = self.walk_parent(cwd, path, &mut 0)?;
-        self.may_hardlink(ino)?;
-        self.may_create(walk.dir)?;
-        self.vol_link(ino, walk.dir)?;
-        let Last::Name(name) = walk.last else {
-            return Err(EEXIST);
-        };
-        self.link_into(walk.dir, name, ino)?;
-        self.inode_mut(ino)?.nlink += 1;
+        if self.inode(walk.dir)?.nlink == 0 {
+            return Err(ENOENT);
+        }
+        let in_volume = self.vol_link(ino, walk.dir, &name)?;
+        if let Err(e) = self.link_into(walk.dir, name.clone(), ino) {
+            if in_volume {
+                self.vol_unlink_new(ino, walk.dir, &name);
+            }
+            return Err(e);
+        }
+        let now = self.now();
+        let i = self.inode_mut(ino)?;
+        if !in_volume {
+            i.nlink += 1;
+        }
+        i.ctime = now;
         Ok(())
     }
 
@@ -296,8 +322,8 @@ impl Fs {
         self.touch_dir(ndir);
         let now = self.now();
         self.inode_mut(src)?.ctime = now;
-        if let Some(p) = vol_path {
-            self.vol_repath(src, p)?;
+        if let Some((old, new)) = vol_path {
+            self.vol_repath(src, &old, &new)?;
         }
         Ok(())
     }

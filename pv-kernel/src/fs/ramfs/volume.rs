@@ -14,10 +14,14 @@
 //!
 //! Linux's rules at a mount point: a rename or hard link between a volume and anything else
 //! is `EXDEV`; the mount point itself cannot be renamed or removed (`EBUSY`). Hard links
-//! inside a volume are `EPERM` (the host op set has none). A file unlinked (or replaced by a
-//! rename) while open is first copied into guest memory, so its open descriptors keep
-//! reading its bytes, as on Linux. Symbolic links resolve in the guest's namespace like any
-//! other link; the host never follows one.
+//! inside a volume are made by hosts that keep them ([`VolumeHost::link`]: a disk's ext2;
+//! `EPERM` for `--volume`, whose op set has none). A volume inode has a path for its I/O and
+//! the other names it is known by; a host that states inode numbers (`HostfsEntry::ino`)
+//! lets a listing find a second name of a file the guest knows already, so every name of one
+//! file is one inode here, with the host's link count. A file unlinked (or replaced by a
+//! rename) while open, with no other name the guest knows, is first copied into guest
+//! memory, so its open descriptors keep reading its bytes, as on Linux. Symbolic links
+//! resolve in the guest's namespace like any other link; the host never follows one.
 //!
 //! Directories listed once are not listed again, but a name a listed directory does not
 //! hold is asked of the host ([`Fs::vol_lookup_new`]): a file the host makes behind the
@@ -101,12 +105,55 @@ pub(crate) trait VolumeHost: Send + Sync {
         let _ = (vol, path, uid, gid);
         Ok(None)
     }
+
+    /// `link(2)`: the new name `to` for the non-directory `from` of volume `vol` (both paths
+    /// in it): the file's new stat. `EPERM` for a host that keeps no hard links (the
+    /// default: `--volume`).
+    fn link(&self, vol: u32, from: &[u8], to: &[u8]) -> Result<HostfsEntry, Errno> {
+        let _ = (vol, from, to);
+        Err(EPERM)
+    }
 }
 
-/// A volume inode: its volume and its path in it (`/` for the mount point).
+/// A volume inode: its volume and its path in it (`/` for the mount point), the file's
+/// other names the guest knows (hard links), and its host inode number (0: not given).
 pub(super) struct VolNode {
     vol: u32,
     path: Vec<u8>,
+    others: Vec<Vec<u8>>,
+    hino: u32,
+}
+
+impl VolNode {
+    fn new(vol: u32, path: Vec<u8>, hino: u32) -> Self {
+        Self {
+            vol,
+            path,
+            others: Vec::new(),
+            hino,
+        }
+    }
+
+    /// Drops name `path` of a file with other names (the next one becomes the path its I/O
+    /// uses): false if `path` is its only name (or not one of its names).
+    fn drop_name(&mut self, path: &[u8]) -> bool {
+        if self.others.is_empty() {
+            return false;
+        }
+        if self.path == path {
+            if let Some(next) = self.others.pop() {
+                self.path = next;
+            }
+            return true;
+        }
+        match self.others.iter().position(|p| p == path) {
+            Some(k) => {
+                self.others.swap_remove(k);
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 /// The volumes of a filesystem: the host, each mounted volume's read-only flag and the
@@ -117,21 +164,49 @@ pub(crate) struct Volumes {
     hosts: BTreeMap<u32, Arc<dyn VolumeHost>>,
     read_only: BTreeMap<u32, bool>,
     nodes: BTreeMap<Ino, VolNode>,
+    /// The non-directory volume inodes by (volume, host inode number), for hosts that state
+    /// one: a listing that meets another name of a known file links it to the same inode.
+    by_hino: BTreeMap<(u32, u32), Ino>,
     /// The caches of volume files mapped `MAP_SHARED` ([`maps`]).
     maps: BTreeMap<Ino, Arc<PageObject>>,
+    /// Volumes detached from the tree while in use ([`Fs::detach_volume`]).
+    detached: alloc::collections::BTreeSet<u32>,
+    /// The device number (`st_dev`) of a volume's files, for volumes that have one (a
+    /// disk's, [`Fs::set_volume_dev`]).
+    devs: BTreeMap<u32, u64>,
 }
 
 impl Volumes {
     /// Forgets a freed inode.
     pub(super) fn forget(&mut self, ino: Ino) {
-        self.nodes.remove(&ino);
+        self.take(ino);
         self.maps.remove(&ino);
+    }
+
+    /// Records volume inode `ino` (and its host inode number, if it has one).
+    fn put(&mut self, ino: Ino, node: VolNode, dir: bool) {
+        if node.hino != 0 && !dir {
+            self.by_hino.insert((node.vol, node.hino), ino);
+        }
+        self.nodes.insert(ino, node);
+    }
+
+    /// Takes volume inode `ino` out of the table.
+    fn take(&mut self, ino: Ino) -> Option<VolNode> {
+        let node = self.nodes.remove(&ino)?;
+        if node.hino != 0 && self.by_hino.get(&(node.vol, node.hino)) == Some(&ino) {
+            self.by_hino.remove(&(node.vol, node.hino));
+        }
+        Some(node)
     }
 }
 
 /// What [`Fs::vol_detach`] took from an inode: its volume node, its size, whether it was
 /// an unlisted directory, and its mapped pages' cache.
 type Detached = (VolNode, u64, bool, Option<Arc<PageObject>>);
+
+/// A rename's old and new paths in its volume (see [`Fs::vol_repath`]).
+type Renamed = (Vec<u8>, Vec<u8>);
 
 /// `parent/name` with the heap asked first.
 fn join(parent: &[u8], name: &[u8]) -> Result<Vec<u8>, Errno> {
@@ -238,7 +313,7 @@ impl Fs {
         i.nlink = 2;
         (i.perm, i.uid, i.gid) = (root.perm & 0o7777, root.uid, root.gid);
         (i.atime, i.mtime, i.ctime) = (root.mtime_ns, root.mtime_ns, root.mtime_ns);
-        self.vol_register(host, id, read_only, dir)
+        self.vol_register(host, id, read_only, dir, root.ino)
     }
 
     /// Mounts file volume `id` (host stat `root`) as `name` in directory `dir`: a new inode
@@ -279,7 +354,7 @@ impl Fs {
         } else {
             self.dir_mut(dir)?.insert(copy(name)?, ino);
         }
-        self.vol_register(host, id, read_only, ino)
+        self.vol_register(host, id, read_only, ino, root.ino)
     }
 
     /// Unmounts volume `id` (a disk given back to the host, `pvmux disk move`): `EBUSY`,
@@ -313,8 +388,10 @@ impl Fs {
             .ok_or(EINVAL)?;
         let host = self.vols.hosts.remove(&id).ok_or(EINVAL)?;
         self.vols.read_only.remove(&id);
+        self.vols.devs.remove(&id);
+        let detached = self.vols.detached.remove(&id);
         for &i in &inos {
-            self.vols.nodes.remove(&i);
+            self.vols.take(i);
             if i == mount {
                 continue;
             }
@@ -326,7 +403,16 @@ impl Fs {
             }
             self.maybe_free(i);
         }
-        if self.is_dir(mount) {
+        if detached {
+            // Out of the tree already: its root goes too.
+            if let Some(n) = self.inodes.get_mut(&mount) {
+                n.nlink = 0;
+                if let Node::Dir(d) = &mut n.node {
+                    d.entries.clear();
+                }
+            }
+            self.maybe_free(mount);
+        } else if self.is_dir(mount) {
             let parent = self.dir(mount)?.parent;
             let i = self.inode_mut(mount)?;
             i.node = Node::Dir(Dir::new(parent));
@@ -359,18 +445,100 @@ impl Fs {
         Ok(host)
     }
 
-    /// Records `ino` as the mount point (path `/`) of volume `id`.
+    /// Whether volume `id` is in use: a file or directory of it open or mapped, or the
+    /// working directory of a process (`cwds`). False if no such volume is mounted.
+    pub(crate) fn volume_in_use(&self, id: u32, cwds: &[Ino]) -> bool {
+        self.vols.nodes.iter().any(|(i, n)| {
+            n.vol == id
+                && (self.vols.maps.contains_key(i)
+                    || cwds.contains(i)
+                    || self.inodes.get(i).is_some_and(|n| n.open > 0))
+        })
+    }
+
+    /// `umount2(MNT_DETACH)` of directory volume `id`: it leaves the tree at once — its
+    /// mount point's name leads to a new, empty directory — while its inodes stay, for the
+    /// files, directories and working directories still in it (whose paths no longer
+    /// reach them); [`Fs::unmount_volume`] frees them once nothing uses them. `EINVAL` if no
+    /// such volume is mounted (or it is detached already, or a file volume).
+    pub(crate) fn detach_volume(&mut self, id: u32) -> Result<(), Errno> {
+        if !self.vols.read_only.contains_key(&id) || self.vols.detached.contains(&id) {
+            return Err(EINVAL);
+        }
+        let mount = self
+            .vols
+            .nodes
+            .iter()
+            .find(|(_, n)| n.vol == id && n.path == b"/")
+            .map(|(&i, _)| i)
+            .ok_or(EINVAL)?;
+        let parent = self.dir(mount)?.parent;
+        let name = self
+            .dir(parent)?
+            .entries
+            .iter()
+            .find(|(_, e)| e.0 == mount)
+            .map(|(n, _)| n.clone())
+            .ok_or(EINVAL)?;
+        let fresh = self.new_uncounted_inode(Node::Dir(Dir::new(parent)), 0o755, 2, name.len())?;
+        // The name's place in the inode count goes with the name.
+        let counted = core::mem::replace(&mut self.inode_mut(mount)?.counted, false);
+        self.inode_mut(fresh)?.counted = counted;
+        if let Some(e) = self.dir_mut(parent)?.entries.get_mut(&name) {
+            e.0 = fresh;
+        }
+        self.vols.detached.insert(id);
+        Ok(())
+    }
+
+    /// Whether volume `id` was detached from the tree ([`Fs::detach_volume`]).
+    #[cfg(test)]
+    pub(crate) fn volume_detached(&self, id: u32) -> bool {
+        self.vols.detached.contains(&id)
+    }
+
+    /// Gives volume `id`'s files the device number `dev` (`st_dev`, Linux's encoding), and
+    /// so their host inode numbers as `st_ino` (a disk: its block device's number and ext2's
+    /// inode numbers, as Linux shows them; `stat` and `debugfs` agree).
+    pub(crate) fn set_volume_dev(&mut self, id: u32, dev: u64) {
+        if self.vols.read_only.contains_key(&id) {
+            self.vols.devs.insert(id, dev);
+        }
+    }
+
+    /// (`st_dev`, host inode number) of `ino`: the volume's device and the host's number
+    /// for an inode of a volume with a device ([`Fs::set_volume_dev`]), else (0, 0).
+    pub(super) fn vol_ids(&self, ino: Ino) -> (u64, u64) {
+        self.vols
+            .nodes
+            .get(&ino)
+            .filter(|n| n.hino != 0)
+            .and_then(|n| Some((*self.vols.devs.get(&n.vol)?, u64::from(n.hino))))
+            .unwrap_or((0, 0))
+    }
+
+    /// The inode number programs see for `ino` (`d_ino`): its host number on a volume with
+    /// a device, else `ino`.
+    pub(super) fn shown_ino(&self, ino: Ino) -> u64 {
+        match self.vol_ids(ino) {
+            (_, 0) => ino,
+            (_, h) => h,
+        }
+    }
+
+    /// Records `ino` as the mount point (path `/`, host inode number `hino`) of volume `id`.
     fn vol_register(
         &mut self,
         host: Arc<dyn VolumeHost>,
         id: u32,
         read_only: bool,
         ino: Ino,
+        hino: u32,
     ) -> Result<(), Errno> {
         let path = copy(b"/")?;
         self.vols.hosts.insert(id, host);
         self.vols.read_only.insert(id, read_only);
-        self.vols.nodes.insert(ino, VolNode { vol: id, path });
+        self.vols.nodes.insert(ino, VolNode::new(id, path, hino));
         Ok(())
     }
 
@@ -409,7 +577,29 @@ impl Fs {
             if let Node::File { size, .. } = &mut i.node {
                 *size = st.size.min(MAX_FILE_SIZE);
             }
+            Self::apply_links(i, st);
         }
+    }
+
+    /// A non-directory's link count from a host stat that states one.
+    fn apply_links(i: &mut super::inode::Inode, st: &HostfsEntry) {
+        if st.links != 0 && !matches!(i.node, Node::Dir(_)) {
+            i.nlink = u32::from(st.links);
+        }
+    }
+
+    /// The known inode that host entry `st` of volume `vol` is another name of (same host
+    /// inode number, same kind), if any.
+    fn vol_known(&self, vol: u32, st: &HostfsEntry) -> Option<Ino> {
+        if st.ino == 0 || st.kind == abi::kind::DIR {
+            return None;
+        }
+        let &ino = self.vols.by_hino.get(&(vol, st.ino))?;
+        let same_kind = matches!(
+            (&self.inodes.get(&ino)?.node, st.kind),
+            (Node::File { .. }, abi::kind::REG) | (Node::Symlink(_), abi::kind::SYMLINK)
+        );
+        (same_kind && self.vols.nodes.get(&ino)?.vol == vol).then_some(ino)
     }
 
     /// Adds a volume inode for host entry `st` named `name` in volume directory `dir`
@@ -423,6 +613,21 @@ impl Fs {
         st: &HostfsEntry,
         target: &[u8],
     ) -> Result<Option<Ino>, Errno> {
+        if let Some(known) = self.vol_known(vol, st) {
+            // Another name of a file the guest knows: the same inode.
+            crate::mm::heap::charge(2 * name.len() + 2 * 64)?;
+            let name = copy(name)?;
+            let n = self.vols.nodes.get_mut(&known).ok_or(EIO)?;
+            n.others.try_reserve(1).map_err(|_| ENOMEM)?;
+            if n.path != path && !n.others.contains(&path) {
+                n.others.push(path);
+            }
+            self.dir_mut(dir)?.insert(name, known);
+            if let Ok(i) = self.inode_mut(known) {
+                Self::apply_links(i, st);
+            }
+            return Ok(Some(known));
+        }
         let node = match st.kind {
             abi::kind::DIR => {
                 let mut d = Dir::new(dir);
@@ -442,7 +647,7 @@ impl Fs {
         let ino =
             self.new_uncounted_inode(node, st.perm, if is_dir { 2 } else { 1 }, name.len())?;
         self.vol_apply(ino, st);
-        self.vols.nodes.insert(ino, VolNode { vol, path });
+        self.vols.put(ino, VolNode::new(vol, path, st.ino), is_dir);
         self.dir_mut(dir)?.insert(copy(name)?, ino);
         if is_dir {
             self.inode_mut(dir)?.nlink += 1;
@@ -632,17 +837,54 @@ impl Fs {
         self.vol_writable(vol)?;
         let path = join(dpath, name)?;
         let o = if rmdir { op::RMDIR } else { op::UNLINK };
-        let saved = self.vol_detach(ino);
         let req = Req {
             op: o,
             path: &path,
             ..Req::default()
         };
+        if self.vol_has_other_names(ino) {
+            // One name of several: the file stays, reached by its other names.
+            self.vol_call(vol, &req, Buf::None)?;
+            if let Some(n) = self.vols.nodes.get_mut(&ino) {
+                n.drop_name(&path);
+            }
+            return Ok(());
+        }
+        let nlink = self.vol_last_name(ino);
+        let saved = self.vol_detach(ino);
         if let Err(e) = self.vol_call(vol, &req, Buf::None) {
             self.vol_undetach(ino, saved);
+            if let Ok(i) = self.inode_mut(ino) {
+                i.nlink = nlink;
+            }
             return Err(e);
         }
         Ok(())
+    }
+
+    /// Whether volume inode `ino` has names other than its path that the guest knows.
+    fn vol_has_other_names(&self, ino: Ino) -> bool {
+        self.vols
+            .nodes
+            .get(&ino)
+            .is_some_and(|n| !n.others.is_empty())
+    }
+
+    /// Before the last name the guest knows of `ino` goes: the inode leaves the volume with
+    /// that name (another name the host has, in a directory the guest has not listed, is a
+    /// new inode when listed), so its count drops to one here, for the caller's decrement.
+    /// Returns the count before, to restore if the host refuses.
+    fn vol_last_name(&mut self, ino: Ino) -> u32 {
+        match self.inode_mut(ino) {
+            Ok(i) => {
+                let before = i.nlink;
+                if !matches!(i.node, Node::Dir(_)) {
+                    i.nlink = i.nlink.min(1);
+                }
+                before
+            }
+            Err(_) => 0,
+        }
     }
 
     /// Takes `ino` out of its volume before the host removes or replaces its name: a file
@@ -652,7 +894,7 @@ impl Fs {
         let keep =
             self.is_volume_file(ino) && self.inode(ino).is_ok_and(|i| i.open > 0 && i.nlink <= 1);
         let mapped = self.vols.maps.remove(&ino);
-        let node = self.vols.nodes.remove(&ino)?;
+        let node = self.vols.take(ino)?;
         let size = match self.inode(ino).map(|i| &i.node) {
             Ok(Node::File { size, .. }) => *size,
             _ => 0,
@@ -731,12 +973,13 @@ impl Fs {
             }
         }
         self.data_pages -= dropped;
-        self.vols.nodes.insert(ino, node);
+        let dir = self.is_dir(ino);
+        self.vols.put(ino, node, dir);
     }
 
     /// Before `rename` moves `src` from `odir/oname` to `ndir/nname` (replacing `dst`): the
     /// host renames first. `EXDEV` across a volume's edge, `EBUSY` for a mount point. Returns
-    /// the new path to give `src`'s subtree afterwards ([`Fs::vol_repath`]).
+    /// the old and new paths to give `src`'s subtree afterwards ([`Fs::vol_repath`]).
     pub(super) fn vol_rename(
         &mut self,
         odir: Ino,
@@ -745,7 +988,7 @@ impl Fs {
         nname: &[u8],
         src: Ino,
         dst: Option<Ino>,
-    ) -> Result<Option<Vec<u8>>, Errno> {
+    ) -> Result<Option<Renamed>, Errno> {
         let is_root = |fs: &Self, i: Ino| fs.vol_of(i).is_some_and(|(_, p)| p == b"/");
         if is_root(self, src) || dst.is_some_and(|d| is_root(self, d)) {
             return Err(EBUSY);
@@ -763,44 +1006,140 @@ impl Fs {
             path2: &npath,
             ..Req::default()
         };
-        let saved = dst.and_then(|d| self.vol_detach(d));
+        // A replaced file with other names keeps them (and its place in the volume).
+        let dst_other = dst.filter(|&d| self.vol_has_other_names(d));
+        let mut dst_nlink = None;
+        let saved = match dst {
+            Some(d) if dst_other.is_none() => {
+                dst_nlink = Some(self.vol_last_name(d));
+                self.vol_detach(d)
+            }
+            _ => None,
+        };
         if let Err(e) = self.vol_call(vol, &req, Buf::None) {
-            if let Some(d) = dst {
+            if let (Some(d), None) = (dst, dst_other) {
                 self.vol_undetach(d, saved);
+                if let (Ok(i), Some(n)) = (self.inode_mut(d), dst_nlink) {
+                    i.nlink = n;
+                }
             }
             return Err(e);
         }
-        Ok(Some(npath))
+        if let Some(n) = dst_other.and_then(|d| self.vols.nodes.get_mut(&d)) {
+            n.drop_name(&npath);
+        }
+        Ok(Some((opath, npath)))
     }
 
-    /// Gives `ino` and every volume inode below it their paths under `path`.
-    pub(super) fn vol_repath(&mut self, ino: Ino, path: Vec<u8>) -> Result<(), Errno> {
-        let mut stack = alloc::vec![(ino, path)];
-        while let Some((i, p)) = stack.pop() {
+    /// After a rename of `old` to `new` (paths in the volume): gives `ino` and every volume
+    /// inode below it their names under `new` (names outside, other hard links, stay).
+    pub(super) fn vol_repath(&mut self, ino: Ino, old: &[u8], new: &[u8]) -> Result<(), Errno> {
+        let moved = |p: &[u8]| -> Result<Option<Vec<u8>>, Errno> {
+            let rest = match p.strip_prefix(old) {
+                Some(r) if r.is_empty() || r.starts_with(b"/") => r,
+                _ => return Ok(None),
+            };
+            let mut v = Vec::new();
+            v.try_reserve_exact(new.len() + rest.len())
+                .map_err(|_| ENOMEM)?;
+            v.extend_from_slice(new);
+            v.extend_from_slice(rest);
+            Ok(Some(v))
+        };
+        let mut stack = alloc::vec![ino];
+        while let Some(i) = stack.pop() {
             if let Node::Dir(d) = &self.inode(i)?.node {
-                for (name, &(child, _)) in &d.entries {
+                for &(child, _) in d.entries.values() {
                     if self.vols.nodes.contains_key(&child) {
                         stack.try_reserve(1).map_err(|_| ENOMEM)?;
-                        stack.push((child, join(&p, name)?));
+                        stack.push(child);
                     }
                 }
             }
             if let Some(n) = self.vols.nodes.get_mut(&i) {
-                n.path = p;
+                if let Some(p) = moved(&n.path)? {
+                    n.path = p;
+                }
+                for o in n.others.iter_mut() {
+                    if let Some(p) = moved(o)? {
+                        *o = p;
+                    }
+                }
             }
         }
         Ok(())
     }
 
-    /// Hard links: `EXDEV` between a volume and elsewhere, `EPERM` inside one.
-    pub(super) fn vol_link(&self, ino: Ino, dir: Ino) -> Result<(), Errno> {
+    /// `link(2)`'s checks at a volume, before anything changes: `EROFS` for a new name in a
+    /// read-only volume, `EXDEV` between a volume and elsewhere (or two volumes).
+    pub(super) fn vol_may_link(&self, ino: Ino, dir: Ino) -> Result<(), Errno> {
+        if let Some((b, _)) = self.vol_of(dir) {
+            self.vol_writable(b)?;
+        }
         match (self.vol_of(ino), self.vol_of(dir)) {
             (None, None) => Ok(()),
-            (Some((a, _)), Some((b, _))) if a == b => {
-                self.vol_writable(a)?;
-                Err(EPERM)
-            }
+            (Some((a, _)), Some((b, _))) if a == b => Ok(()),
             _ => Err(EXDEV),
+        }
+    }
+
+    /// A hard link `dir/name` to volume inode `ino`, made on the host (which counts the
+    /// links: the inode's count becomes the host's): false if `ino` is not a volume's (the
+    /// caller links it in the tree alone). The caller adds the directory entry, and undoes
+    /// the host's link with [`Fs::vol_unlink_new`] if it cannot.
+    pub(super) fn vol_link(&mut self, ino: Ino, dir: Ino, name: &[u8]) -> Result<bool, Errno> {
+        self.vol_may_link(ino, dir)?;
+        let Some((vol, from)) = self.vol_of(ino) else {
+            return Ok(false);
+        };
+        let from = copy(from)?;
+        let (_, dpath) = self.vol_of(dir).ok_or(EXDEV)?;
+        let to = join(dpath, name)?;
+        self.vols
+            .nodes
+            .get_mut(&ino)
+            .ok_or(EIO)?
+            .others
+            .try_reserve(1)
+            .map_err(|_| ENOMEM)?;
+        let st = self
+            .vols
+            .hosts
+            .get(&vol)
+            .ok_or(EIO)?
+            .link(vol, &from, &to)?;
+        if let Some(n) = self.vols.nodes.get_mut(&ino) {
+            n.others.push(to);
+        }
+        if let Ok(i) = self.inode_mut(ino) {
+            if st.links != 0 {
+                Self::apply_links(i, &st);
+            } else {
+                i.nlink = i.nlink.saturating_add(1);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Undoes [`Fs::vol_link`]'s `dir/name` of `ino` on the host (the tree could not take
+    /// the name).
+    pub(super) fn vol_unlink_new(&mut self, ino: Ino, dir: Ino, name: &[u8]) {
+        let (Some((vol, _)), Some((_, dpath))) = (self.vol_of(ino), self.vol_of(dir)) else {
+            return;
+        };
+        let Ok(path) = join(dpath, name) else { return };
+        let req = Req {
+            op: op::UNLINK,
+            path: &path,
+            ..Req::default()
+        };
+        if self.vol_call(vol, &req, Buf::None).is_ok() {
+            if let Some(n) = self.vols.nodes.get_mut(&ino) {
+                n.drop_name(&path);
+            }
+            if let Ok(i) = self.inode_mut(ino) {
+                i.nlink = i.nlink.saturating_sub(1).max(1);
+            }
         }
     }
 

@@ -754,7 +754,7 @@ impl KStat {
         put(20, &st.uid.to_le_bytes());
         put(24, &st.gid.to_le_bytes());
         put(28, &(st.mode as u16).to_le_bytes());
-        put(32, &st.ino.to_le_bytes());
+        put(32, &st.shown_ino().to_le_bytes());
         put(40, &st.size.to_le_bytes());
         put(48, &st.blocks.to_le_bytes());
         for (off, ns) in [(64, st.atime_ns), (96, st.ctime_ns), (112, st.mtime_ns)] {
@@ -794,6 +794,7 @@ pub(crate) fn synthetic_stat(mode: u32, ino: u64, time_ns: u64) -> Stat {
         atime_ns: time_ns,
         mtime_ns: time_ns,
         ctime_ns: time_ns,
+        host_ino: 0,
     }
 }
 

@@ -97,13 +97,14 @@ pub(crate) fn mount_flags(flags: u64) -> Result<bool, Errno> {
     Ok(flags & ms::RDONLY != 0)
 }
 
-/// `umount2(2)` flags checked: whether to follow a final symbolic link.
-pub(crate) fn umount_flags(flags: u64) -> Result<bool, Errno> {
+/// `umount2(2)` flags checked: whether to follow a final symbolic link, and whether to
+/// detach lazily (`MNT_DETACH`).
+pub(crate) fn umount_flags(flags: u64) -> Result<(bool, bool), Errno> {
     let all = mnt::FORCE | mnt::DETACH | mnt::EXPIRE | mnt::UMOUNT_NOFOLLOW;
     if flags & !all != 0 || (flags & mnt::EXPIRE != 0 && flags & (mnt::FORCE | mnt::DETACH) != 0) {
         return Err(Errno::EINVAL);
     }
-    Ok(flags & mnt::UMOUNT_NOFOLLOW == 0)
+    Ok((flags & mnt::UMOUNT_NOFOLLOW == 0, flags & mnt::DETACH != 0))
 }
 
 fn may_mount() -> Result<(), Errno> {
@@ -155,18 +156,20 @@ pub(crate) fn sys_mount(src_va: u64, target_va: u64, type_va: u64, flags: u64) -
     if disk_ro && !read_only {
         return Err(Errno::EACCES);
     }
-    fs::disk::mount_slot(slot, read_only, &target)?;
+    fs::disk::mount_slot(slot, read_only, &target, true)?;
     Ok(0)
 }
 
 /// `umount2(target, flags)` (and `umount(target)`): only a disk's mount point unmounts
-/// (`EINVAL` for any other path); `MNT_FORCE` and `MNT_DETACH` unmount as a plain call does
-/// (`EBUSY` while files of the disk are open: nothing is detached lazily).
+/// (`EINVAL` for any other path). While the disk is in use (a file or directory of it open
+/// or mapped, a process's working directory in it) a plain call (and `MNT_FORCE`, which
+/// aborts nothing here) is `EBUSY`; `MNT_DETACH` detaches it from the tree at once and the
+/// kernel releases it (written back, marked clean) when it is no longer in use, as Linux.
 pub(crate) fn sys_umount2(target_va: u64, flags: u64) -> SysResult {
     may_mount()?;
-    let follow = umount_flags(flags)?;
+    let (follow, lazy) = umount_flags(flags)?;
     let target = target_dir(&read_path(target_va)?, follow)?;
-    fs::disk::umount(&target)?;
+    fs::disk::umount(&target, lazy)?;
     Ok(0)
 }
 
@@ -201,8 +204,10 @@ mod tests {
         assert_eq!(mount_flags(ms::REMOUNT), Err(Errno::EINVAL));
         assert_eq!(mount_flags(ms::BIND | ms::REC), Err(Errno::EINVAL));
         assert_eq!(mount_flags(1 << 40), Err(Errno::EINVAL));
-        assert_eq!(umount_flags(0), Ok(true));
-        assert_eq!(umount_flags(mnt::UMOUNT_NOFOLLOW), Ok(false));
+        assert_eq!(umount_flags(0), Ok((true, false)));
+        assert_eq!(umount_flags(mnt::UMOUNT_NOFOLLOW), Ok((false, false)));
+        assert_eq!(umount_flags(mnt::DETACH), Ok((true, true)));
+        assert_eq!(umount_flags(mnt::FORCE), Ok((true, false)));
         assert_eq!(umount_flags(mnt::EXPIRE | mnt::DETACH), Err(Errno::EINVAL));
         assert_eq!(umount_flags(16), Err(Errno::EINVAL));
     }

@@ -27,20 +27,14 @@ pub(crate) fn unlink_at(fs: &mut Fs, base: Ino, path: &[u8], flags: u64) -> Resu
 }
 
 /// `linkat` once the source inode `ino` is known: a new name `new` (from `new_base`) for
-/// it. A directory is `EPERM`; an inode with no name left (unlinked while open) `ENOENT`;
-/// an existing name `EEXIST`; a new name with a trailing slash is `EEXIST` if it exists,
-/// else `ENOENT`.
+/// it. An existing name is `EEXIST` (a new name with a trailing slash is `EEXIST` if it
+/// exists, else `ENOENT`); then, as Linux: `EROFS` for a new name on a read-only mount,
+/// `EXDEV` across filesystems, `EPERM` for a directory, `ENOENT` for an inode with no name
+/// left (unlinked while open), `EMLINK` at the most links ([`Fs::link_ino`]).
 pub(crate) fn link_at(fs: &mut Fs, ino: Ino, new_base: Ino, new: &[u8]) -> Result<(), Errno> {
     if new.ends_with(b"/") {
         let exists = fs.lookup(new_base, new, false).is_ok();
         return Err(if exists { Errno::EEXIST } else { Errno::ENOENT });
-    }
-    let st = fs.stat_ino(ino)?;
-    if st.file_type() == FileType::Directory {
-        return Err(Errno::EPERM);
-    }
-    if st.nlink == 0 {
-        return Err(Errno::ENOENT);
     }
     if fs.lookup(new_base, new, false).is_ok() {
         return Err(Errno::EEXIST);

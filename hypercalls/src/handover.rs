@@ -68,6 +68,66 @@ pub const MAX_PID: i32 = 4 << 20;
 /// Length of a release string ([`HandoverNote::release`]), NUL padded.
 pub const RELEASE_LEN: usize = 64;
 
+/// The longest reason an adopting kernel gives with `HandoverAdopted` (bytes of text).
+pub const MAX_ADOPT_REASON: u64 = 256;
+
+/// `HandoverAdopted`'s `status`.
+pub mod adopt_status {
+    /// The kernel adopts the record (with [`super::adopt_flags::CHECK`]: would adopt it).
+    pub const ADOPTS: u64 = 0;
+    /// The kernel refuses it; the reason follows.
+    pub const REFUSES: u64 = 1;
+}
+
+/// [`AdoptArgs::flags`].
+pub mod adopt_flags {
+    /// Check the record only (every check an adoption makes, and the plan of what it would
+    /// rebuild), report the verdict with `HandoverAdopted`, and shut down: the host's
+    /// pre-flight, in a scratch tenant of its own, before the running kernel is stopped.
+    pub const CHECK: u32 = 1 << 0;
+    /// Every flag this ABI defines.
+    pub const ALL: u32 = CHECK;
+}
+
+/// The payload of boot command [`crate::bootargs::command::ADOPT`]: the hand-over record the
+/// host offers (fetched with `HandoverFetch`) and the bounds its page frames are checked
+/// against (the user pool of the tenant whose record it is).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct AdoptArgs {
+    /// The record version offered.
+    pub version: u32,
+    /// [`adopt_flags`].
+    pub flags: u32,
+    /// The record's length in bytes (at most [`MAX_RECORD_LEN`]).
+    pub record_len: u64,
+    /// First byte of the user pool the record's frames lie in.
+    pub pool_start: u64,
+    /// End of that pool.
+    pub pool_end: u64,
+}
+
+const _: () = assert!(size_of::<AdoptArgs>() == 32);
+const _: () = assert!(core::mem::offset_of!(AdoptArgs, record_len) == 8);
+const _: () = assert!(core::mem::offset_of!(AdoptArgs, pool_end) == 24);
+
+impl AdoptArgs {
+    /// Whether the values are ones a host sends: a known version, known flags, a record
+    /// length in bounds and a page-aligned, non-empty pool.
+    pub const fn ok(&self) -> bool {
+        self.version >= MIN_RECORD_VERSION
+            && self.version <= RECORD_VERSION
+            && self.flags & !adopt_flags::ALL == 0
+            && self.record_len > 0
+            && self.record_len <= MAX_RECORD_LEN
+            && self.pool_start.is_multiple_of(crate::PAGE_SIZE)
+            && self.pool_end.is_multiple_of(crate::PAGE_SIZE)
+            && self.pool_start < self.pool_end
+    }
+}
+
 /// What a kernel image declares about hand-over (section [`NOTE_SECTION`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
 #[repr(C)]

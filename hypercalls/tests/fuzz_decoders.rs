@@ -82,6 +82,8 @@ const KNOWN_CALLS: [Hypercall; 48] = [
     Hypercall::SnapshotResumed,
     Hypercall::HandoverTake,
     Hypercall::HandoverRecord,
+    Hypercall::HandoverAdopted,
+    Hypercall::HandoverFetch,
 ];
 const KNOWN_ERRORS: [HcError; 6] = [
     HcError::UnknownCall,

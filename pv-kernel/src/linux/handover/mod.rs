@@ -27,6 +27,8 @@
 //! runs until the record is handed over; then the threads are let go. A thread still
 //! running at the timeout is named as a blocker.
 
+pub(crate) mod adopt;
+
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -186,12 +188,26 @@ fn thaw() {
     THAW_WQ.wake_all();
 }
 
-/// The kernel's release (`uname -r`, `/proc/version`, the image's hand-over note): the
-/// build-time `PVMUX_KERNEL_RELEASE`, else `6.1.0-pvmux`.
+/// The kernel's release as built (the image's hand-over note): the build-time
+/// `PVMUX_KERNEL_RELEASE`, else `6.1.0-pvmux`. What `uname -r` and `/proc/version` show is
+/// [`release`], the note as the image carries it.
 pub(crate) const RELEASE: &str = match option_env!("PVMUX_KERNEL_RELEASE") {
     Some(r) => r,
     None => "6.1.0-pvmux",
 };
+
+/// The release this image declares in its hand-over note (`uname -r`, `/proc/version`): the
+/// one the host reads from the image and names in `pvmux upgrade`, so an image whose note
+/// was rewritten (the tests' `6.1.0-pvmux-next`) says so itself. [`RELEASE`] when the note
+/// holds no text.
+pub(crate) fn release() -> &'static [u8] {
+    let r = pvmux_hypercalls::handover::until_nul(&crate::handover_note().release);
+    if r.is_empty() {
+        RELEASE.as_bytes()
+    } else {
+        r
+    }
+}
 
 /// Bumped by every `pending::HANDOVER` event.
 static SEQ: AtomicU64 = AtomicU64::new(0);
@@ -264,7 +280,7 @@ fn answer(version: u64) {
         crate::hcall::handover_record_failed(HcError::NoResources);
         return;
     }
-    inv.write(&mut out, version, RELEASE.as_bytes());
+    inv.write(&mut out, version, release());
     match crate::boot::virt_to_phys(out.as_ptr() as u64, out.len() as u64) {
         Some(gpa) => crate::hcall::handover_record(gpa, out.len() as u64),
         None => crate::hcall::handover_record_failed(HcError::NoResources),

@@ -1,0 +1,320 @@
+//! Adopting a hand-over record (`pvmux upgrade`, docs/MULTIKERNEL.md "Kernel hand-over",
+//! docs/ABI.md §handover): the kernel's side of boot command `ADOPT`.
+//!
+//! A kernel booted with `ADOPT` fetches the record the host offers (`HandoverFetch`: the
+//! host's own copy, which it checked whole before offering it; nothing in this kernel's
+//! memory had to survive), checks it again itself ([`plan`]: [`Record::parse`], every value
+//! against the user pool the boot command names with [`Record::check`], and what an adopter
+//! needs beyond that), and says whether it adopts it (`HandoverAdopted`). With
+//! [`adopt_flags::CHECK`] — the host's pre-flight, in a scratch tenant of its own — that is
+//! all it does: it reports the verdict and shuts down. Rebuilding the processes the record
+//! describes is not implemented yet, so an adoption without `CHECK` is refused by name.
+//!
+//! [`plan`] is what an adoption would rebuild, checked: every live process has its state and
+//! its threads are all stopped in user mode with their registers; init (pid 1) is there and
+//! live; every parent is in the record; every resident page's frame is in the user pool,
+//! and a frame mapped privately (neither copy-on-write nor shared) is mapped exactly once;
+//! descriptors that share an open file description agree on what it is (kind, object,
+//! path, flags, offset); every file area names an absolute path.
+
+use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use pvmux_hypercalls::handover::{
+    adopt_flags, adopt_status, page_flags, process_flags, thread_state, AdoptArgs, BlockerEntry,
+    Bounds, FdStateEntry, FileAreaEntry, PageRunEntry, PipeEntry, ProcessEntry, ProcessStateEntry,
+    Record, RecordError, ThreadStateEntry, ZombieEntry, MAX_ADOPT_REASON, MAX_PID,
+};
+
+/// Why this kernel does not adopt a record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// The host offered no record, or not the length the boot command says.
+    Fetch(&'static str),
+    /// The record fails [`Record::parse`] or [`Record::check`].
+    Record(RecordError),
+    /// Version 1 is an inventory: it carries no process.
+    Inventory,
+    /// The record names what it could not carry.
+    Blockers(usize),
+    /// Init (pid 1) is missing or not live.
+    NoInit,
+    /// A live process without its state.
+    NoState(i32),
+    /// A thread not stopped in user mode (or without its state).
+    ThreadNotStopped(i32),
+    /// A process whose parent is not in the record.
+    Orphan(i32),
+    /// A frame mapped privately more than once.
+    FrameTwice(u64),
+    /// Descriptors of one open file description that disagree.
+    Description(u64),
+    /// A file area whose path is not absolute.
+    FileArea(i32, u64),
+    /// The boot command `adopt-refuse` (tests).
+    Asked,
+    /// Rebuilding processes is not implemented by this kernel.
+    Rebuild,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Fetch(what) => write!(f, "cannot fetch the record: {what}"),
+            Self::Record(e) => write!(f, "the record is refused: {e}"),
+            Self::Inventory => f.write_str("record version 1 carries no process state"),
+            Self::Blockers(n) => write!(f, "the record names {n} things it could not carry"),
+            Self::NoInit => f.write_str("the record has no live init (pid 1)"),
+            Self::NoState(pid) => write!(f, "process {pid} is live but has no state"),
+            Self::ThreadNotStopped(tid) => {
+                write!(
+                    f,
+                    "thread {tid} is not stopped in user mode with its registers"
+                )
+            }
+            Self::Orphan(pid) => write!(f, "the parent of process {pid} is not in the record"),
+            Self::FrameTwice(gpa) => {
+                write!(f, "frame {gpa:#x} is mapped privately more than once")
+            }
+            Self::Description(d) => {
+                write!(f, "the descriptors of open file description {d} disagree")
+            }
+            Self::FileArea(pid, start) => write!(
+                f,
+                "the file area at {start:#x} of process {pid} has no absolute path"
+            ),
+            Self::Asked => f.write_str("refused as asked (boot command adopt-refuse)"),
+            Self::Rebuild => {
+                f.write_str("this kernel checks records but does not rebuild their processes yet")
+            }
+        }
+    }
+}
+
+/// What an adoption of a checked record would rebuild.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Plan {
+    /// Live processes, parents before children (pids).
+    pub(crate) order: Vec<i32>,
+    /// Zombies (pids).
+    pub(crate) zombies: Vec<i32>,
+    /// Threads.
+    pub(crate) threads: usize,
+    /// Distinct frames the user pool must hold for the adopted pages, with the number of
+    /// references each gets (one per page that maps it).
+    pub(crate) frames: BTreeMap<u64, u32>,
+    /// Open file descriptions (descriptors sharing one count once).
+    pub(crate) descriptions: usize,
+    /// Pipes, and the bytes buffered in them.
+    pub(crate) pipes: usize,
+    /// Bytes buffered in the pipes.
+    pub(crate) pipe_bytes: usize,
+}
+
+/// Checks `bytes` as the record `args` describes, with every check an adoption makes, and
+/// plans the adoption.
+pub(crate) fn plan(bytes: &[u8], args: &AdoptArgs) -> Result<Plan, Refusal> {
+    if bytes.len() as u64 != args.record_len {
+        return Err(Refusal::Fetch("its length is not the one announced"));
+    }
+    let r = Record::parse(bytes, (args.version, args.version)).map_err(Refusal::Record)?;
+    r.check(&Bounds {
+        user_end: pvmux_hypercalls::user::USER_END,
+        pool_start: args.pool_start,
+        pool_end: args.pool_end,
+        max_pid: MAX_PID,
+    })
+    .map_err(Refusal::Record)?;
+    if r.header.version < 2 {
+        return Err(Refusal::Inventory);
+    }
+    let blockers = r.entries::<BlockerEntry>().count();
+    if blockers > 0 {
+        return Err(Refusal::Blockers(blockers));
+    }
+    let procs: BTreeMap<i32, ProcessEntry> =
+        r.entries::<ProcessEntry>().map(|p| (p.pid, p)).collect();
+    let live = |p: &ProcessEntry| p.flags & process_flags::ZOMBIE == 0;
+    if !procs.get(&1).is_some_and(live) {
+        return Err(Refusal::NoInit);
+    }
+    let states: BTreeSet<i32> = r.entries::<ProcessStateEntry>().map(|s| s.pid).collect();
+    let mut plan = Plan::default();
+    for p in procs.values() {
+        if p.ppid != 0 && !procs.contains_key(&p.ppid) {
+            return Err(Refusal::Orphan(p.pid));
+        }
+        if !live(p) {
+            plan.zombies.push(p.pid);
+            continue;
+        }
+        if !states.contains(&p.pid) {
+            return Err(Refusal::NoState(p.pid));
+        }
+    }
+    // Every thread of a live process stopped in user mode, with its state.
+    let thread_states: BTreeMap<i32, ThreadStateEntry> = r
+        .entries::<ThreadStateEntry>()
+        .map(|t| (t.tid, t))
+        .collect();
+    for t in r.entries::<pvmux_hypercalls::handover::ThreadEntry>() {
+        if !procs.get(&t.pid).is_some_and(live) {
+            continue;
+        }
+        if thread_states
+            .get(&t.tid)
+            .is_none_or(|s| s.state != thread_state::USER)
+        {
+            return Err(Refusal::ThreadNotStopped(t.tid));
+        }
+        plan.threads += 1;
+    }
+    plan.order = parents_first(&procs, live);
+    // Frames: one reference per page that maps one; a private frame exactly once.
+    let mut private = BTreeSet::new();
+    for run in r.entries::<PageRunEntry>() {
+        for k in 0..run.pages {
+            let gpa = run.gpa + k * pvmux_hypercalls::PAGE_SIZE;
+            let shared = run.flags & (page_flags::COW | page_flags::SHARED) != 0;
+            if private.contains(&gpa) || (!shared && plan.frames.contains_key(&gpa)) {
+                return Err(Refusal::FrameTwice(gpa));
+            }
+            if !shared {
+                private.insert(gpa);
+            }
+            let n = plan.frames.entry(gpa).or_insert(0);
+            *n = n.saturating_add(1);
+        }
+    }
+    // Descriptions agree on what they are.
+    let mut descriptions: BTreeMap<u64, (FdStateEntry, &[u8])> = BTreeMap::new();
+    for f in r.entries::<FdStateEntry>() {
+        let path = r.blob_bytes(f.path).unwrap_or_default();
+        match descriptions.get(&f.description) {
+            Some((d, p)) => {
+                let same = d.kind == f.kind
+                    && d.object == f.object
+                    && d.status_flags == f.status_flags
+                    && d.pos == f.pos
+                    && *p == path;
+                if !same {
+                    return Err(Refusal::Description(f.description));
+                }
+            }
+            None => {
+                descriptions.insert(f.description, (f, path));
+            }
+        }
+    }
+    plan.descriptions = descriptions.len();
+    for a in r.entries::<FileAreaEntry>() {
+        if !r.blob_bytes(a.path).is_some_and(|p| p.starts_with(b"/")) {
+            return Err(Refusal::FileArea(a.pid, a.start));
+        }
+    }
+    for p in r.entries::<PipeEntry>() {
+        plan.pipes += 1;
+        plan.pipe_bytes += p.data.len as usize;
+    }
+    // Zombies carry their wait status (checked by `Record::check`); counted above.
+    debug_assert!(r
+        .entries::<ZombieEntry>()
+        .all(|z| plan.zombies.contains(&z.pid)));
+    Ok(plan)
+}
+
+/// The live processes of `procs`, each after its parent (a parent not live, or 0, counts as
+/// done): the order an adoption creates them in.
+fn parents_first(
+    procs: &BTreeMap<i32, ProcessEntry>,
+    live: impl Fn(&ProcessEntry) -> bool,
+) -> Vec<i32> {
+    let mut done: BTreeSet<i32> = procs.values().filter(|p| !live(p)).map(|p| p.pid).collect();
+    let mut order = Vec::new();
+    let mut left: Vec<&ProcessEntry> = procs.values().filter(|p| live(p)).collect();
+    while !left.is_empty() {
+        let before = left.len();
+        left.retain(|p| {
+            if p.ppid == 0 || p.ppid == p.pid || done.contains(&p.ppid) {
+                done.insert(p.pid);
+                order.push(p.pid);
+                false
+            } else {
+                true
+            }
+        });
+        if left.len() == before {
+            // A cycle of parents (a record cannot say that of a real tree): the rest in
+            // pid order.
+            order.extend(left.iter().map(|p| p.pid));
+            break;
+        }
+    }
+    order
+}
+
+/// The verdict on an offered record: its plan, or why not. `refuse`: the boot command
+/// `adopt-refuse`; `check`: the host's pre-flight ([`adopt_flags::CHECK`]).
+pub(crate) fn verdict(bytes: &[u8], args: &AdoptArgs, refuse: bool) -> Result<Plan, Refusal> {
+    let plan = plan(bytes, args)?;
+    if refuse {
+        return Err(Refusal::Asked);
+    }
+    if args.flags & adopt_flags::CHECK == 0 {
+        return Err(Refusal::Rebuild);
+    }
+    Ok(plan)
+}
+
+/// Boot command `ADOPT`: fetches the offered record, gives the verdict, and shuts down (in
+/// this version every adoption is a check: [`Refusal::Rebuild`] otherwise).
+pub(crate) fn boot(args: &AdoptArgs, refuse: bool) -> ! {
+    let verdict = fetch(args).and_then(|bytes| verdict(&bytes, args, refuse));
+    match &verdict {
+        Ok(p) => {
+            crate::println!(
+                "pvmux-kernel: the hand-over record checks: {} processes (parents first: \
+                 {:?}), {} zombies, {} threads, {} frames, {} open file descriptions, {} \
+                 pipes ({} bytes)",
+                p.order.len(),
+                p.order,
+                p.zombies.len(),
+                p.threads,
+                p.frames.len(),
+                p.descriptions,
+                p.pipes,
+                p.pipe_bytes
+            );
+            crate::hcall::handover_adopted(adopt_status::ADOPTS, b"");
+        }
+        Err(why) => {
+            let mut text = String::new();
+            let _ = fmt::Write::write_fmt(&mut text, format_args!("{why}"));
+            text.truncate(MAX_ADOPT_REASON as usize);
+            crate::println!("pvmux-kernel: the hand-over record is refused: {text}");
+            crate::hcall::handover_adopted(adopt_status::REFUSES, text.as_bytes());
+        }
+    }
+    crate::hcall::shutdown(0)
+}
+
+/// Copies the offered record into this kernel's memory (`HandoverFetch`).
+fn fetch(args: &AdoptArgs) -> Result<Vec<u8>, Refusal> {
+    let len = usize::try_from(args.record_len).map_err(|_| Refusal::Fetch("too long"))?;
+    let mut buf: Vec<u8> = Vec::new();
+    buf.try_reserve_exact(len)
+        .map_err(|_| Refusal::Fetch("no memory for it"))?;
+    buf.resize(len, 0);
+    let gpa = crate::boot::virt_to_phys(buf.as_ptr() as u64, len as u64)
+        .ok_or(Refusal::Fetch("no contiguous buffer"))?;
+    match crate::hcall::handover_fetch(gpa, len as u64) {
+        Ok(n) if n == len as u64 => Ok(buf),
+        Ok(_) => Err(Refusal::Fetch("its length is not the one announced")),
+        Err(_) => Err(Refusal::Fetch("the host offers none")),
+    }
+}
+
+#[cfg(test)]
+mod tests;

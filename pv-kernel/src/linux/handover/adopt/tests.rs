@@ -1,0 +1,309 @@
+use super::*;
+use crate::linux::handover::{Inventory, RELEASE};
+use pvmux_hypercalls::handover::{
+    blocker, fd_state, fill_name, BlobRef, PipeEntry, ThreadEntry, VmaEntry, NO_RESTART,
+};
+use pvmux_hypercalls::TrapFrame;
+use zerocopy::FromZeros;
+
+const POOL: (u64, u64) = (16 << 20, 64 << 20);
+
+fn args(len: usize, flags: u32) -> AdoptArgs {
+    AdoptArgs {
+        version: 2,
+        flags,
+        record_len: len as u64,
+        pool_start: POOL.0,
+        pool_end: POOL.1,
+    }
+}
+
+fn process(pid: i32, ppid: i32, zombie: bool) -> ProcessEntry {
+    ProcessEntry {
+        pid,
+        ppid,
+        pgid: 1,
+        sid: 1,
+        nr_threads: u32::from(!zombie),
+        flags: if zombie { process_flags::ZOMBIE } else { 0 },
+        ..Default::default()
+    }
+}
+
+fn thread(inv: &mut Inventory, tid: i32, pid: i32, state: u32) {
+    inv.threads.push(ThreadEntry {
+        tid,
+        pid,
+        state,
+        ..Default::default()
+    });
+    let fpu = inv.blob_add(&[0u8; 576]);
+    inv.thread_states.push(ThreadStateEntry {
+        tid,
+        pid,
+        state,
+        _reserved: 0,
+        regs: TrapFrame {
+            rip: 0x40_1000,
+            ..TrapFrame::default()
+        },
+        fs_base: 0,
+        clear_child_tid: 0,
+        sigmask: 0,
+        pending: 0,
+        restart_nr: NO_RESTART,
+        fpu,
+        altstack_sp: 0,
+        altstack_size: 0,
+        altstack_flags: 0,
+        _reserved2: 0,
+    });
+}
+
+fn state(inv: &mut Inventory, pid: i32) {
+    let mut st = ProcessStateEntry::new_zeroed();
+    st.pid = pid;
+    st.exe = inv.blob_add(b"/bin/sh");
+    st.cwd = inv.blob_add(b"/");
+    inv.states.push(st);
+}
+
+fn fd(inv: &mut Inventory, pid: i32, fd: i32, kind: u32, description: u64, object: u64) {
+    let path = inv.blob_add(b"");
+    inv.fd_states.push(FdStateEntry {
+        pid,
+        fd,
+        kind,
+        fd_flags: 0,
+        status_flags: 0,
+        aux: 0,
+        description,
+        pos: 0,
+        object,
+        path,
+    });
+}
+
+/// The test's scenario: init (pid 1) with a live child (pid 2) and a zombie (pid 3); the
+/// child shares a copy-on-write frame with init and has a private one; both hold the two
+/// ends of one pipe, the child's write end shared (one description) by fds 1 and 2.
+fn scenario() -> Inventory {
+    let mut inv = Inventory::default();
+    inv.processes = alloc::vec![
+        process(1, 0, false),
+        process(2, 1, false),
+        process(3, 1, true)
+    ];
+    for (pid, start) in [(1, 0x40_0000), (2, 0x40_0000)] {
+        inv.vmas.push(VmaEntry {
+            pid,
+            start,
+            end: start + 0x4000,
+            ..FromZeros::new_zeroed()
+        });
+    }
+    thread(&mut inv, 1, 1, thread_state::USER);
+    thread(&mut inv, 2, 2, thread_state::USER);
+    state(&mut inv, 1);
+    state(&mut inv, 2);
+    let cow = POOL.0 + 0x1000;
+    inv.pages = alloc::vec![
+        PageRunEntry {
+            pid: 1,
+            flags: page_flags::COW,
+            va: 0x40_0000,
+            gpa: cow,
+            pages: 1
+        },
+        PageRunEntry {
+            pid: 2,
+            flags: page_flags::COW,
+            va: 0x40_0000,
+            gpa: cow,
+            pages: 1
+        },
+        PageRunEntry {
+            pid: 2,
+            flags: 0,
+            va: 0x40_1000,
+            gpa: POOL.0 + 0x8000,
+            pages: 2
+        },
+    ];
+    let data = inv.blob_add(b"hello");
+    inv.pipes.insert(
+        7,
+        PipeEntry {
+            id: 7,
+            data,
+            _reserved: 0,
+        },
+    );
+    fd(&mut inv, 1, 0, fd_state::PIPE_READ, 1, 7);
+    fd(&mut inv, 2, 1, fd_state::PIPE_WRITE, 2, 7);
+    fd(&mut inv, 2, 2, fd_state::PIPE_WRITE, 2, 7);
+    inv.zombies.push(ZombieEntry {
+        pid: 3,
+        status: 0x100,
+    });
+    inv
+}
+
+fn record(inv: &Inventory, version: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    inv.write(&mut out, version, RELEASE.as_bytes());
+    out
+}
+
+fn check(inv: &Inventory) -> Result<Plan, Refusal> {
+    let r = record(inv, 2);
+    verdict(&r, &args(r.len(), adopt_flags::CHECK), false)
+}
+
+#[test]
+fn a_record_of_live_processes_pipes_and_a_zombie_is_planned_parents_first() {
+    let p = check(&scenario()).expect("adopts");
+    assert_eq!(p.order, [1, 2]);
+    assert_eq!(p.zombies, [3]);
+    assert_eq!(p.threads, 2);
+    assert_eq!(p.frames.len(), 3, "{:?}", p.frames);
+    assert_eq!(
+        p.frames[&(POOL.0 + 0x1000)],
+        2,
+        "the shared frame has two references"
+    );
+    assert_eq!(
+        p.descriptions, 2,
+        "fds 1 and 2 of pid 2 share one description"
+    );
+    assert_eq!((p.pipes, p.pipe_bytes), (1, 5));
+}
+
+#[test]
+fn children_come_after_their_parents_whatever_their_pids() {
+    let mut inv = scenario();
+    // Pid 2's parent becomes pid 4, a child of init with a larger pid.
+    inv.processes[1].ppid = 4;
+    inv.processes.push(process(4, 1, false));
+    inv.vmas.push(VmaEntry {
+        pid: 4,
+        start: 0x40_0000,
+        end: 0x40_1000,
+        ..FromZeros::new_zeroed()
+    });
+    thread(&mut inv, 4, 4, thread_state::USER);
+    state(&mut inv, 4);
+    assert_eq!(check(&inv).expect("adopts").order, [1, 4, 2]);
+}
+
+#[test]
+fn what_an_adopter_cannot_rebuild_is_refused_by_name() {
+    let mut inv = scenario();
+    inv.thread_states[1].state = thread_state::SYSCALL;
+    inv.threads[1].state = thread_state::SYSCALL;
+    assert_eq!(check(&inv), Err(Refusal::ThreadNotStopped(2)));
+
+    let mut inv = scenario();
+    inv.states.retain(|s| s.pid != 2);
+    assert_eq!(check(&inv), Err(Refusal::NoState(2)));
+
+    let mut inv = scenario();
+    inv.processes[0].flags = process_flags::ZOMBIE;
+    inv.processes[0].nr_threads = 0;
+    inv.zombies.push(ZombieEntry { pid: 1, status: 0 });
+    inv.zombies.sort_by_key(|z| z.pid);
+    inv.thread_states.retain(|t| t.pid != 1);
+    assert_eq!(check(&inv), Err(Refusal::NoInit));
+
+    let mut inv = scenario();
+    inv.processes[1].ppid = 9;
+    assert_eq!(check(&inv), Err(Refusal::Orphan(2)));
+
+    // A private frame mapped by a second page, copy-on-write or not.
+    for flags in [page_flags::COW, 0] {
+        let mut inv = scenario();
+        inv.pages.push(PageRunEntry {
+            pid: 2,
+            flags,
+            va: 0x40_3000,
+            gpa: POOL.0 + 0x9000,
+            pages: 1,
+        });
+        assert_eq!(check(&inv), Err(Refusal::FrameTwice(POOL.0 + 0x9000)));
+    }
+    // A copy-on-write frame that a page also maps privately.
+    let mut inv = scenario();
+    inv.pages[2].gpa = POOL.0;
+    assert_eq!(check(&inv), Err(Refusal::FrameTwice(POOL.0 + 0x1000)));
+
+    // Two descriptors of one description that disagree on their pipe.
+    let mut inv = scenario();
+    inv.pipes.insert(
+        8,
+        PipeEntry {
+            id: 8,
+            data: BlobRef::default(),
+            _reserved: 0,
+        },
+    );
+    inv.fd_states[2].object = 8;
+    assert_eq!(check(&inv), Err(Refusal::Description(2)));
+
+    let mut inv = scenario();
+    let mut b = BlockerEntry {
+        kind: blocker::TIMERS,
+        pid: 2,
+        count: 1,
+        ..FromZeros::new_zeroed()
+    };
+    fill_name(&mut b.what, b"timers");
+    inv.blockers.push(b);
+    assert_eq!(check(&inv), Err(Refusal::Blockers(1)));
+}
+
+#[test]
+fn a_record_out_of_its_bounds_or_of_another_shape_is_refused() {
+    let inv = scenario();
+    let r = record(&inv, 2);
+    // A frame outside the pool the boot command names.
+    let mut a = args(r.len(), adopt_flags::CHECK);
+    a.pool_start += 0x10_0000;
+    assert!(matches!(
+        verdict(&r, &a, false),
+        Err(Refusal::Record(RecordError::OutOfBounds("page frame", _)))
+    ));
+    // Not the length announced; a flipped byte (the CRC).
+    let a = args(r.len() + 1, adopt_flags::CHECK);
+    assert!(matches!(verdict(&r, &a, false), Err(Refusal::Fetch(_))));
+    let mut bad = r.clone();
+    let n = bad.len();
+    bad[n - 3] ^= 1;
+    assert!(matches!(
+        verdict(&bad, &args(n, adopt_flags::CHECK), false),
+        Err(Refusal::Record(_))
+    ));
+    // Version 1 carries no process.
+    let v1 = record(&inv, 1);
+    let mut a = args(v1.len(), adopt_flags::CHECK);
+    a.version = 1;
+    assert_eq!(verdict(&v1, &a, false), Err(Refusal::Inventory));
+}
+
+#[test]
+fn a_refusal_asked_for_and_an_adoption_beyond_the_check_are_refused() {
+    let r = record(&scenario(), 2);
+    assert_eq!(
+        verdict(&r, &args(r.len(), adopt_flags::CHECK), true),
+        Err(Refusal::Asked)
+    );
+    assert_eq!(verdict(&r, &args(r.len(), 0), false), Err(Refusal::Rebuild));
+    // Every reason fits `HandoverAdopted`.
+    for why in [
+        Refusal::Asked,
+        Refusal::Rebuild,
+        Refusal::Record(RecordError::OutOfBounds("page frame", u64::MAX)),
+        Refusal::FileArea(i32::MAX, u64::MAX),
+    ] {
+        assert!(alloc::format!("{why}").len() <= MAX_ADOPT_REASON as usize);
+    }
+}

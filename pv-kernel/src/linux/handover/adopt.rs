@@ -53,6 +53,12 @@ pub(crate) enum Refusal {
     Description(u64),
     /// A file area whose path is not absolute.
     FileArea(i32, u64),
+    /// A memory area an address space cannot take (overlapping, shared, out of the window).
+    Area(i32, u64),
+    /// A page run outside its areas, or over pages already mapped.
+    Pages(i32, u64),
+    /// A frame the user pool cannot give its references (in use, outside the pool).
+    Frame(u64),
     /// The boot command `adopt-refuse` (tests).
     Asked,
     /// Rebuilding processes is not implemented by this kernel.
@@ -85,6 +91,15 @@ impl fmt::Display for Refusal {
                 f,
                 "the file area at {start:#x} of process {pid} has no absolute path"
             ),
+            Self::Area(pid, start) => write!(
+                f,
+                "the memory area at {start:#x} of process {pid} cannot be rebuilt"
+            ),
+            Self::Pages(pid, va) => write!(
+                f,
+                "the pages at {va:#x} of process {pid} cannot be mapped again"
+            ),
+            Self::Frame(gpa) => write!(f, "frame {gpa:#x} is not a free frame of the pool"),
             Self::Asked => f.write_str("refused as asked (boot command adopt-refuse)"),
             Self::Rebuild => {
                 f.write_str("this kernel checks records but does not rebuild their processes yet")
@@ -218,11 +233,72 @@ pub(crate) fn plan(bytes: &[u8], args: &AdoptArgs) -> Result<Plan, Refusal> {
         plan.pipes += 1;
         plan.pipe_bytes += p.data.len as usize;
     }
+    // What an adoption does with them, done on a shadow of the tenant's pool and on maps
+    // of no sandbox: the frames' references, every address space (without its files).
+    crate::linux::pool::check_adoption(args.pool_start, args.pool_end, &plan.frames)
+        .map_err(Refusal::Frame)?;
+    for &pid in &plan.order {
+        let mut mm = crate::linux::space::Mm::new();
+        rebuild_mm(&r, pid, &mut mm, &|_, _| None)?;
+    }
     // Zombies carry their wait status (checked by `Record::check`); counted above.
     debug_assert!(r
         .entries::<ZombieEntry>()
         .all(|z| plan.zombies.contains(&z.pid)));
     Ok(plan)
+}
+
+/// Rebuilds the address space of process `pid` of the checked record `r` in `mm` (empty):
+/// its memory areas with their rights (a private file mapping backed by the file `file_of`
+/// gives it, else by nothing: its pages not in the record then read as zero), its program
+/// break, and every resident page mapped lazily to its frame, copy-on-write where it was
+/// (the frames' references are the pool's business: `pool::adopt`).
+pub(crate) fn rebuild_mm(
+    r: &Record<'_>,
+    pid: i32,
+    mm: &mut crate::linux::space::Mm,
+    file_of: &dyn Fn(&FileAreaEntry, &[u8]) -> Option<crate::linux::space::MapFile>,
+) -> Result<(), Refusal> {
+    use pvmux_hypercalls::handover::{vma_flags, VmaEntry};
+    use pvmux_hypercalls::user::prot;
+    let files: BTreeMap<u64, FileAreaEntry> = r
+        .entries::<FileAreaEntry>()
+        .filter(|a| a.pid == pid)
+        .map(|a| (a.start, a))
+        .collect();
+    for v in r.entries::<VmaEntry>().filter(|v| v.pid == pid) {
+        if v.flags & vma_flags::SHARED != 0 {
+            return Err(Refusal::Area(pid, v.start));
+        }
+        let mut bits = 0;
+        for (flag, p) in [
+            (vma_flags::READ, prot::READ),
+            (vma_flags::WRITE, prot::WRITE),
+            (vma_flags::EXEC, prot::EXEC),
+        ] {
+            if v.flags & flag != 0 {
+                bits |= p;
+            }
+        }
+        let file = files
+            .get(&v.start)
+            .and_then(|a| file_of(a, r.blob_bytes(a.path).unwrap_or_default()));
+        if !mm.adopt_region(v.start, v.end, bits, file) {
+            return Err(Refusal::Area(pid, v.start));
+        }
+    }
+    if let Some(s) = r.entries::<ProcessStateEntry>().find(|s| s.pid == pid) {
+        mm.brk_base = s.brk_base;
+        mm.brk = s.brk;
+    }
+    for run in r.entries::<PageRunEntry>().filter(|p| p.pid == pid) {
+        if run.flags & page_flags::SHARED != 0
+            || !mm.adopt_pages(run.va, run.gpa, run.pages, run.flags & page_flags::COW != 0)
+        {
+            return Err(Refusal::Pages(pid, run.va));
+        }
+    }
+    Ok(())
 }
 
 /// The live processes of `procs`, each after its parent (a parent not live, or 0, counts as

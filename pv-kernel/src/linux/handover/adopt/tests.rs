@@ -307,3 +307,56 @@ fn a_refusal_asked_for_and_an_adoption_beyond_the_check_are_refused() {
         assert!(alloc::format!("{why}").len() <= MAX_ADOPT_REASON as usize);
     }
 }
+
+#[test]
+fn an_address_space_is_rebuilt_with_its_areas_break_and_pages_lazily_mapped() {
+    let mut inv = scenario();
+    inv.vmas[1].flags =
+        pvmux_hypercalls::handover::vma_flags::READ | pvmux_hypercalls::handover::vma_flags::WRITE;
+    inv.states[1].brk_base = 0x40_4000;
+    inv.states[1].brk = 0x40_4000;
+    let bytes = record(&inv, 2);
+    let r = Record::parse(&bytes, (2, 2)).expect("valid");
+    let mut mm = crate::linux::space::Mm::new();
+    rebuild_mm(&r, 2, &mut mm, &|_, _| None).expect("rebuilt");
+    let areas: Vec<(u64, u64, u32)> = mm.vmas().map(|(s, v)| (s, v.end, v.prot)).collect();
+    use pvmux_hypercalls::user::prot;
+    assert_eq!(areas, [(0x40_0000, 0x40_4000, prot::READ | prot::WRITE)]);
+    assert_eq!((mm.brk_base, mm.brk), (0x40_4000, 0x40_4000));
+    let pages: Vec<(u64, u64, bool)> = mm.resident(0, u64::MAX).collect();
+    assert_eq!(
+        pages,
+        [
+            (0x40_0000, POOL.0 + 0x1000, true),
+            (0x40_1000, POOL.0 + 0x8000, false),
+            (0x40_2000, POOL.0 + 0x9000, false),
+        ]
+    );
+    // Nothing is queued for the sandbox: the pages are mapped at their first fault.
+    assert!(mm.take_batch().ops.is_empty());
+    // A second rebuild over the same map is refused (the areas are taken).
+    assert_eq!(
+        rebuild_mm(&r, 2, &mut mm, &|_, _| None),
+        Err(Refusal::Area(2, 0x40_0000))
+    );
+}
+
+#[test]
+fn the_check_adopts_the_frames_on_a_shadow_of_the_tenants_pool() {
+    let inv = scenario();
+    let r = record(&inv, 2);
+    // A pool too small for the frames' references: the frame past its end is named by
+    // `Record::check` first; a shadow pool refuses an unaligned or foreign frame itself.
+    let mut frames = BTreeMap::new();
+    frames.insert(POOL.0 + 0x1000, 2u32);
+    assert_eq!(
+        crate::linux::pool::check_adoption(POOL.0, POOL.1, &frames),
+        Ok(())
+    );
+    frames.insert(POOL.1, 1);
+    assert_eq!(
+        crate::linux::pool::check_adoption(POOL.0, POOL.1, &frames),
+        Err(POOL.1)
+    );
+    assert!(check(&inv).is_ok(), "{}", r.len());
+}

@@ -252,6 +252,9 @@ pub mod section {
     pub const FILE_AREA: u32 = 13;
     /// Version 2: [`super::ZombieEntry`]s (the wait status of each process not reaped).
     pub const ZOMBIE: u32 = 14;
+    /// Version 2 (optional: a reader that does not know it skips it):
+    /// [`super::FileImageEntry`]s (where each file area's pages not in a page run come from).
+    pub const FILE_IMAGE: u32 = 15;
 }
 
 /// One process.
@@ -652,6 +655,35 @@ pub mod file_area_flags {
     pub const IMAGE: u32 = 1 << 1;
 }
 
+/// Version 2 (section [`section::FILE_IMAGE`]): where the pages of a file area (the
+/// [`FileAreaEntry`] of the same process and start) that no page run holds come from: the
+/// file offsets `lo..hi` of its image (whole pages of file data: a program segment's
+/// `.bss` past them, and its partial edges, are not from the file), the others zero —
+/// exactly as the writer's own loader backed the area.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct FileImageEntry {
+    /// The process.
+    pub pid: i32,
+    /// [`file_image_flags`].
+    pub flags: u32,
+    /// The area's first byte (a [`FileAreaEntry::start`] of the same process).
+    pub start: u64,
+    /// First file offset backed by the file (page aligned).
+    pub lo: u64,
+    /// End of the file offsets backed (page aligned, at least `lo`; equal: none).
+    pub hi: u64,
+}
+
+const _: () = assert!(size_of::<FileImageEntry>() == 32);
+
+/// [`FileImageEntry::flags`].
+pub mod file_image_flags {
+    /// Touching a page wholly past the file's end is `SIGBUS` (an `mmap` of a file; not a
+    /// program's segment).
+    pub const BUS_PAST_EOF: u32 = 1 << 0;
+}
+
 /// Version 2: a process that ended and is not reaped yet ([`process_flags::ZOMBIE`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
 #[repr(C)]
@@ -728,6 +760,9 @@ impl Entry for FileAreaEntry {
 }
 impl Entry for ZombieEntry {
     const KIND: u32 = section::ZOMBIE;
+}
+impl Entry for FileImageEntry {
+    const KIND: u32 = section::FILE_IMAGE;
 }
 
 /// Copies `s` into a NUL-padded field (cut to its size).
@@ -1048,6 +1083,22 @@ impl<'a> Record<'a> {
             if a.offset % PAGE_SIZE != 0 || self.blob_bytes(a.path).is_none_or(<[u8]>::is_empty) {
                 return oob("file area offset or path", a.offset);
             }
+        }
+        let areas = Table::<FileAreaEntry>::of(self);
+        let mut prev = (0i32, 0u64);
+        for i in self.entries::<FileImageEntry>() {
+            let ok = areas.find((i.pid, i.start), |a| (a.pid, a.start)).is_some()
+                && (i.pid, i.start) >= prev
+                && i.lo % PAGE_SIZE == 0
+                && i.hi % PAGE_SIZE == 0
+                && i.lo <= i.hi;
+            if !ok {
+                return oob(
+                    "file image range (of a file area, in order, page aligned)",
+                    i.start,
+                );
+            }
+            prev = (i.pid, i.start.saturating_add(1));
         }
         for z in self.entries::<ZombieEntry>() {
             if procs

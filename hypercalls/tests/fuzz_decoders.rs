@@ -33,7 +33,7 @@ const KNOWN_VECTORS: [Vector; 12] = [
     Vector::Event,
     Vector::Syscall,
 ];
-const KNOWN_CALLS: [Hypercall; 48] = [
+const KNOWN_CALLS: [Hypercall; 50] = [
     Hypercall::Nop,
     Hypercall::DiskTake,
     Hypercall::DiskSubmit,

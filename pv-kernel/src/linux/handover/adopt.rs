@@ -24,8 +24,9 @@ use core::fmt;
 
 use pvmux_hypercalls::handover::{
     adopt_flags, adopt_status, page_flags, process_flags, thread_state, AdoptArgs, BlockerEntry,
-    Bounds, FdStateEntry, FileAreaEntry, PageRunEntry, PipeEntry, ProcessEntry, ProcessStateEntry,
-    Record, RecordError, ThreadStateEntry, ZombieEntry, MAX_ADOPT_REASON, MAX_PID,
+    Bounds, FdStateEntry, FileAreaEntry, FileImageEntry, PageRunEntry, PipeEntry, ProcessEntry,
+    ProcessStateEntry, Record, RecordError, ThreadStateEntry, ZombieEntry, MAX_ADOPT_REASON,
+    MAX_PID,
 };
 
 /// Why this kernel does not adopt a record.
@@ -51,7 +52,7 @@ pub(crate) enum Refusal {
     FrameTwice(u64),
     /// Descriptors of one open file description that disagree.
     Description(u64),
-    /// A file area whose path is not absolute.
+    /// A file area whose path is not absolute, or without its image range (section 15).
     FileArea(i32, u64),
     /// A memory area an address space cannot take (overlapping, shared, out of the window).
     Area(i32, u64),
@@ -89,7 +90,8 @@ impl fmt::Display for Refusal {
             }
             Self::FileArea(pid, start) => write!(
                 f,
-                "the file area at {start:#x} of process {pid} has no absolute path"
+                "the file area at {start:#x} of process {pid} has no absolute path or no \
+                 image range"
             ),
             Self::Area(pid, start) => write!(
                 f,
@@ -224,8 +226,14 @@ pub(crate) fn plan(bytes: &[u8], args: &AdoptArgs) -> Result<Plan, Refusal> {
         }
     }
     plan.descriptions = descriptions.len();
+    let images: BTreeSet<(i32, u64)> = r
+        .entries::<FileImageEntry>()
+        .map(|i| (i.pid, i.start))
+        .collect();
     for a in r.entries::<FileAreaEntry>() {
-        if !r.blob_bytes(a.path).is_some_and(|p| p.starts_with(b"/")) {
+        if !r.blob_bytes(a.path).is_some_and(|p| p.starts_with(b"/"))
+            || !images.contains(&(a.pid, a.start))
+        {
             return Err(Refusal::FileArea(a.pid, a.start));
         }
     }
@@ -239,7 +247,7 @@ pub(crate) fn plan(bytes: &[u8], args: &AdoptArgs) -> Result<Plan, Refusal> {
         .map_err(Refusal::Frame)?;
     for &pid in &plan.order {
         let mut mm = crate::linux::space::Mm::new();
-        rebuild_mm(&r, pid, &mut mm, &|_, _| None)?;
+        rebuild_mm(&r, pid, &mut mm, &|_, _, _| None)?;
     }
     // Zombies carry their wait status (checked by `Record::check`); counted above.
     debug_assert!(r
@@ -248,23 +256,34 @@ pub(crate) fn plan(bytes: &[u8], args: &AdoptArgs) -> Result<Plan, Refusal> {
     Ok(plan)
 }
 
+/// How an adopter backs a file area again: the area, its image range (section 15) and its
+/// path → the file it maps, if it can open it.
+pub(crate) type FileOf<'a> =
+    &'a dyn Fn(&FileAreaEntry, &FileImageEntry, &[u8]) -> Option<crate::linux::space::MapFile>;
+
 /// Rebuilds the address space of process `pid` of the checked record `r` in `mm` (empty):
 /// its memory areas with their rights (a private file mapping backed by the file `file_of`
-/// gives it, else by nothing: its pages not in the record then read as zero), its program
-/// break, and every resident page mapped lazily to its frame, copy-on-write where it was
-/// (the frames' references are the pool's business: `pool::adopt`).
+/// gives it, with its image range, else by nothing: its pages not in the record then read
+/// as zero), its program break, and every resident page mapped lazily to its frame,
+/// copy-on-write where it was (the frames' references are the pool's business:
+/// `pool::adopt`).
 pub(crate) fn rebuild_mm(
     r: &Record<'_>,
     pid: i32,
     mm: &mut crate::linux::space::Mm,
-    file_of: &dyn Fn(&FileAreaEntry, &[u8]) -> Option<crate::linux::space::MapFile>,
+    file_of: FileOf<'_>,
 ) -> Result<(), Refusal> {
     use pvmux_hypercalls::handover::{vma_flags, VmaEntry};
     use pvmux_hypercalls::user::prot;
-    let files: BTreeMap<u64, FileAreaEntry> = r
-        .entries::<FileAreaEntry>()
+    let images: BTreeMap<u64, FileImageEntry> = r
+        .entries::<FileImageEntry>()
         .filter(|a| a.pid == pid)
         .map(|a| (a.start, a))
+        .collect();
+    let files: BTreeMap<u64, (FileAreaEntry, FileImageEntry)> = r
+        .entries::<FileAreaEntry>()
+        .filter(|a| a.pid == pid)
+        .filter_map(|a| Some((a.start, (a, *images.get(&a.start)?))))
         .collect();
     for v in r.entries::<VmaEntry>().filter(|v| v.pid == pid) {
         if v.flags & vma_flags::SHARED != 0 {
@@ -282,7 +301,7 @@ pub(crate) fn rebuild_mm(
         }
         let file = files
             .get(&v.start)
-            .and_then(|a| file_of(a, r.blob_bytes(a.path).unwrap_or_default()));
+            .and_then(|(a, i)| file_of(a, i, r.blob_bytes(a.path).unwrap_or_default()));
         if !mm.adopt_region(v.start, v.end, bits, file) {
             return Err(Refusal::Area(pid, v.start));
         }

@@ -318,7 +318,7 @@ fn an_address_space_is_rebuilt_with_its_areas_break_and_pages_lazily_mapped() {
     let bytes = record(&inv, 2);
     let r = Record::parse(&bytes, (2, 2)).expect("valid");
     let mut mm = crate::linux::space::Mm::new();
-    rebuild_mm(&r, 2, &mut mm, &|_, _| None).expect("rebuilt");
+    rebuild_mm(&r, 2, &mut mm, &|_, _, _| None).expect("rebuilt");
     let areas: Vec<(u64, u64, u32)> = mm.vmas().map(|(s, v)| (s, v.end, v.prot)).collect();
     use pvmux_hypercalls::user::prot;
     assert_eq!(areas, [(0x40_0000, 0x40_4000, prot::READ | prot::WRITE)]);
@@ -336,7 +336,7 @@ fn an_address_space_is_rebuilt_with_its_areas_break_and_pages_lazily_mapped() {
     assert!(mm.take_batch().ops.is_empty());
     // A second rebuild over the same map is refused (the areas are taken).
     assert_eq!(
-        rebuild_mm(&r, 2, &mut mm, &|_, _| None),
+        rebuild_mm(&r, 2, &mut mm, &|_, _, _| None),
         Err(Refusal::Area(2, 0x40_0000))
     );
 }
@@ -359,4 +359,66 @@ fn the_check_adopts_the_frames_on_a_shadow_of_the_tenants_pool() {
         Err(POOL.1)
     );
     assert!(check(&inv).is_ok(), "{}", r.len());
+}
+
+#[test]
+fn a_file_area_is_backed_again_with_the_image_range_its_writer_used() {
+    use pvmux_hypercalls::handover::{file_area_flags, file_image_flags, FileImageEntry};
+    let mut inv = scenario();
+    let path = inv.blob_add(b"/usr/lib/libc.so.6");
+    inv.file_areas.push(FileAreaEntry {
+        pid: 2,
+        flags: file_area_flags::IMAGE,
+        start: 0x40_0000,
+        offset: 0x2000,
+        path,
+    });
+    // Without its image range (a writer that predates section 15): refused.
+    assert_eq!(check(&inv), Err(Refusal::FileArea(2, 0x40_0000)));
+    inv.file_images.push(FileImageEntry {
+        pid: 2,
+        flags: file_image_flags::BUS_PAST_EOF,
+        start: 0x40_0000,
+        lo: 0x2000,
+        hi: 0x4000,
+    });
+    check(&inv).expect("adopts");
+    let bytes = record(&inv, 2);
+    let r = Record::parse(&bytes, (2, 2)).expect("valid");
+    let seen = core::cell::RefCell::new(Vec::new());
+    let mut mm = crate::linux::space::Mm::new();
+    rebuild_mm(&r, 2, &mut mm, &|a, i, p| {
+        seen.borrow_mut()
+            .push((a.start, a.offset, i.lo, i.hi, i.flags, p.to_vec()));
+        None
+    })
+    .expect("rebuilt");
+    assert_eq!(
+        seen.into_inner(),
+        [(
+            0x40_0000,
+            0x2000,
+            0x2000,
+            0x4000,
+            file_image_flags::BUS_PAST_EOF,
+            b"/usr/lib/libc.so.6".to_vec()
+        )]
+    );
+    // A range that names no file area, or is not page aligned, fails `Record::check`.
+    for (start, lo) in [(0x50_0000, 0x2000), (0x40_0000, 0x2001)] {
+        let mut bad = inv.file_images.clone();
+        bad[0].start = start;
+        bad[0].lo = lo;
+        let mut inv2 = scenario();
+        inv2.blob = inv.blob.clone();
+        inv2.file_areas = inv.file_areas.clone();
+        inv2.file_images = bad;
+        assert!(
+            matches!(
+                check(&inv2),
+                Err(Refusal::Record(RecordError::OutOfBounds(..)))
+            ),
+            "{start:#x} {lo:#x}"
+        );
+    }
 }

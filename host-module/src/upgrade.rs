@@ -768,6 +768,42 @@ mod tests {
     }
 
     #[test]
+    fn an_offered_record_is_copied_on_request_and_the_verdict_taken_once() {
+        use pvmux_hypercalls::handover::{adopt_status, MAX_ADOPT_REASON};
+        let mem = GuestMemory::new(16 << 20).expect("memfd");
+        let a = Adoption::new(b"the record".to_vec());
+        // Too small a buffer: nothing copied, the length said.
+        assert_eq!(a.fetch(&mem, 0x1000, 4), Ok(10));
+        assert_eq!(mem.read_vec(0x1000, 4).unwrap(), [0; 4]);
+        assert_eq!(a.fetch(&mem, 0x1000, 4096), Ok(10));
+        assert_eq!(mem.read_vec(0x1000, 10).unwrap(), b"the record");
+        assert_eq!(a.fetch(&mem, 16 << 20, 4096), Err(HcError::BadAddress));
+        // Verdicts: bad status, a reason too long, then a refusal with terminal escapes.
+        assert_eq!(a.adopted(&mem, 7, 0, 0), Err(HcError::InvalidArgument));
+        assert_eq!(
+            a.adopted(&mem, adopt_status::REFUSES, 0x2000, MAX_ADOPT_REASON + 1),
+            Err(HcError::TooLarge)
+        );
+        mem.write(0x2000, b"no \x1b[2J way").unwrap();
+        a.adopted(&mem, adopt_status::REFUSES, 0x2000, 12)
+            .expect("taken");
+        assert_eq!(
+            a.adopted(&mem, adopt_status::ADOPTS, 0, 0),
+            Err(HcError::InvalidArgument),
+            "once"
+        );
+        let v = a
+            .wait(Duration::from_millis(1), || false)
+            .expect("a verdict");
+        let why = v.expect_err("a refusal");
+        assert!(why.starts_with("no ") && !why.contains('\x1b'), "{why}");
+        // No verdict: none after the timeout, or as soon as the kernel ended.
+        let b = Adoption::new(Vec::new());
+        assert_eq!(b.wait(Duration::from_millis(5), || false), None);
+        assert_eq!(b.wait(Duration::from_secs(60), || true), None);
+    }
+
+    #[test]
     fn the_exchange_takes_once_and_checks_the_answer() {
         let h = Handover::default();
         assert_eq!(h.take(), 0, "nothing asked");

@@ -1089,8 +1089,8 @@ impl<'a> Record<'a> {
         for i in self.entries::<FileImageEntry>() {
             let ok = areas.find((i.pid, i.start), |a| (a.pid, a.start)).is_some()
                 && (i.pid, i.start) >= prev
-                && i.lo % PAGE_SIZE == 0
-                && i.hi % PAGE_SIZE == 0
+                && i.lo.is_multiple_of(PAGE_SIZE)
+                && i.hi.is_multiple_of(PAGE_SIZE)
                 && i.lo <= i.hi;
             if !ok {
                 return oob(

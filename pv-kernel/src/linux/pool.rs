@@ -219,7 +219,7 @@ impl Pool {
         for (&gpa, &k) in frames {
             let i = gpa.wrapping_sub(self.base) / PAGE_SIZE;
             let ok = gpa >= self.base
-                && gpa % PAGE_SIZE == 0
+                && gpa.is_multiple_of(PAGE_SIZE)
                 && (i as usize) < n
                 && self.refs[i as usize] == 0
                 && k > 0

@@ -60,6 +60,10 @@ pub(crate) enum Refusal {
     Pages(i32, u64),
     /// A frame the user pool cannot give its references (in use, outside the pool).
     Frame(u64),
+    /// A pipe that cannot be re-created (more bytes than a pipe holds).
+    Pipe(u64),
+    /// A descriptor that cannot be installed again (its kind, device or number).
+    Descriptor(i32, i32),
     /// The boot command `adopt-refuse` (tests).
     Asked,
     /// Rebuilding processes is not implemented by this kernel.
@@ -102,6 +106,10 @@ impl fmt::Display for Refusal {
                 "the pages at {va:#x} of process {pid} cannot be mapped again"
             ),
             Self::Frame(gpa) => write!(f, "frame {gpa:#x} is not a free frame of the pool"),
+            Self::Pipe(id) => write!(f, "pipe {id} cannot be re-created"),
+            Self::Descriptor(pid, fd) => {
+                write!(f, "descriptor {fd} of process {pid} cannot be opened again")
+            }
             Self::Asked => f.write_str("refused as asked (boot command adopt-refuse)"),
             Self::Rebuild => {
                 f.write_str("this kernel checks records but does not rebuild their processes yet")
@@ -245,9 +253,11 @@ pub(crate) fn plan(bytes: &[u8], args: &AdoptArgs) -> Result<Plan, Refusal> {
     // of no sandbox: the frames' references, every address space (without its files).
     crate::linux::pool::check_adoption(args.pool_start, args.pool_end, &plan.frames)
         .map_err(Refusal::Frame)?;
+    let mut d = Descriptions::new(&r, 0)?;
     for &pid in &plan.order {
         let mut mm = crate::linux::space::Mm::new();
         rebuild_mm(&r, pid, &mut mm, &|_, _, _| None)?;
+        rebuild_fds(&r, pid, &mut d, &|_, _| Ok(None))?;
     }
     // Zombies carry their wait status (checked by `Record::check`); counted above.
     debug_assert!(r
@@ -318,6 +328,131 @@ pub(crate) fn rebuild_mm(
         }
     }
     Ok(())
+}
+
+/// The open file descriptions an adoption re-creates, shared by every descriptor (of any
+/// process) that shares one in the record, and the pipes they refer to.
+pub(crate) struct Descriptions {
+    /// By the record's description number.
+    files: BTreeMap<u64, Arc<OpenFile>>,
+    /// By pipe id.
+    pipes: BTreeMap<u64, Arc<Pipe>>,
+}
+
+/// How an adopter opens a host file, a volume file or a device again (by the record's
+/// path, with its flags; the offset is set afterwards): `Ok(None)` to leave it out (the
+/// check, in a kernel without the tenant's files).
+pub(crate) type OpenPath<'a> =
+    &'a dyn Fn(&FdStateEntry, &[u8]) -> Result<Option<Arc<OpenFile>>, Refusal>;
+
+use crate::linux::files::pipe::Pipe;
+use crate::linux::files::OpenFile;
+use alloc::sync::Arc;
+
+impl Descriptions {
+    /// The record's pipes re-created with the bytes they buffered, each with as many read
+    /// and write descriptions as the record has of it.
+    pub(crate) fn new(r: &Record<'_>, now_ns: u64) -> Result<Self, Refusal> {
+        use pvmux_hypercalls::handover::fd_state;
+        let mut ends: BTreeMap<u64, (BTreeSet<u64>, BTreeSet<u64>)> = BTreeMap::new();
+        for f in r.entries::<FdStateEntry>() {
+            let e = ends.entry(f.object).or_default();
+            match f.kind {
+                fd_state::PIPE_READ => e.0.insert(f.description),
+                fd_state::PIPE_WRITE => e.1.insert(f.description),
+                _ => continue,
+            };
+        }
+        let mut pipes = BTreeMap::new();
+        for p in r.entries::<PipeEntry>() {
+            let (rd, wr) = ends.get(&p.id).map_or((0, 0), |(r, w)| (r.len(), w.len()));
+            let bytes = r.blob_bytes(p.data).unwrap_or_default();
+            let pipe = Pipe::adopted(p.id, now_ns, bytes, rd as u32, wr as u32)
+                .ok_or(Refusal::Pipe(p.id))?;
+            pipes.insert(p.id, pipe);
+        }
+        Ok(Self {
+            files: BTreeMap::new(),
+            pipes,
+        })
+    }
+
+    /// The open file description of `f` (created at its first descriptor); `None` when
+    /// `open` leaves it out.
+    fn of(
+        &mut self,
+        f: &FdStateEntry,
+        path: &[u8],
+        open: OpenPath<'_>,
+    ) -> Result<Option<Arc<OpenFile>>, Refusal> {
+        use crate::linux::files::dev::{self, Dev};
+        use crate::linux::files::file::Kind;
+        use pvmux_hypercalls::handover::fd_state;
+        if let Some(d) = self.files.get(&f.description) {
+            return Ok(Some(d.clone()));
+        }
+        let bad = Refusal::Descriptor(f.pid, f.fd);
+        let pipe = || self.pipes.get(&f.object).cloned().ok_or(bad.clone());
+        let file = match f.kind {
+            fd_state::PIPE_READ => OpenFile::new(Kind::PipeRead(pipe()?), f.status_flags),
+            fd_state::PIPE_WRITE => OpenFile::new(Kind::PipeWrite(pipe()?), f.status_flags),
+            fd_state::CONSOLE => {
+                let dev = match dev::by_path(path) {
+                    Some(d @ (Dev::Tty | Dev::Console)) => d,
+                    _ => Dev::Console,
+                };
+                OpenFile::new(
+                    Kind::Console {
+                        out: f.object,
+                        tty: f.aux & 1 != 0,
+                        dev,
+                    },
+                    f.status_flags,
+                )
+            }
+            fd_state::HOST_FILE | fd_state::VOLUME_FILE | fd_state::DEVICE => {
+                let Some(file) = open(f, path)? else {
+                    return Ok(None);
+                };
+                if matches!(f.kind, fd_state::HOST_FILE | fd_state::VOLUME_FILE) {
+                    *file.pos() = f.pos;
+                    file.set_path(path.to_vec());
+                }
+                file
+            }
+            _ => return Err(bad),
+        };
+        self.files.insert(f.description, file.clone());
+        Ok(Some(file))
+    }
+}
+
+/// Rebuilds the descriptor table of process `pid` of the checked record `r`: each
+/// descriptor on its open file description (`d`, shared with every other descriptor of it),
+/// with its close-on-exec flag.
+pub(crate) fn rebuild_fds(
+    r: &Record<'_>,
+    pid: i32,
+    d: &mut Descriptions,
+    open: OpenPath<'_>,
+) -> Result<crate::linux::files::FdTable, Refusal> {
+    let mut table = crate::linux::files::FdTable::new();
+    for f in r.entries::<FdStateEntry>().filter(|f| f.pid == pid) {
+        let path = r.blob_bytes(f.path).unwrap_or_default();
+        let Some(file) = d.of(&f, path, open)? else {
+            continue;
+        };
+        let fd = usize::try_from(f.fd).map_err(|_| Refusal::Descriptor(pid, f.fd))?;
+        table
+            .put(
+                fd,
+                file,
+                f.fd_flags & 1 != 0,
+                crate::linux::files::file::NOFILE,
+            )
+            .map_err(|_| Refusal::Descriptor(pid, f.fd))?;
+    }
+    Ok(table)
 }
 
 /// The live processes of `procs`, each after its parent (a parent not live, or 0, counts as

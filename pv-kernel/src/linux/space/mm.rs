@@ -1155,7 +1155,8 @@ impl Mm {
         prot_bits: u32,
         file: Option<MapFile>,
     ) -> bool {
-        let aligned = start % PAGE_SIZE == 0 && end % PAGE_SIZE == 0 && start < end;
+        let aligned =
+            start.is_multiple_of(PAGE_SIZE) && end.is_multiple_of(PAGE_SIZE) && start < end;
         if !aligned || !in_user_window(start, end - start) || !self.is_free(start, end) {
             return false;
         }
@@ -1180,8 +1181,8 @@ impl Mm {
         let Some(len) = n.checked_mul(PAGE_SIZE).filter(|&l| l > 0) else {
             return false;
         };
-        let inside = va % PAGE_SIZE == 0
-            && gpa % PAGE_SIZE == 0
+        let inside = va.is_multiple_of(PAGE_SIZE)
+            && gpa.is_multiple_of(PAGE_SIZE)
             && self
                 .vma_at(va)
                 .is_some_and(|(_, v)| va.checked_add(len).is_some_and(|e| e <= v.end));

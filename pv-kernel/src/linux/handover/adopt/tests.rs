@@ -88,12 +88,14 @@ fn fd(inv: &mut Inventory, pid: i32, fd: i32, kind: u32, description: u64, objec
 /// child shares a copy-on-write frame with init and has a private one; both hold the two
 /// ends of one pipe, the child's write end shared (one description) by fds 1 and 2.
 fn scenario() -> Inventory {
-    let mut inv = Inventory::default();
-    inv.processes = alloc::vec![
-        process(1, 0, false),
-        process(2, 1, false),
-        process(3, 1, true)
-    ];
+    let mut inv = Inventory {
+        processes: alloc::vec![
+            process(1, 0, false),
+            process(2, 1, false),
+            process(3, 1, true)
+        ],
+        ..Inventory::default()
+    };
     for (pid, start) in [(1, 0x40_0000), (2, 0x40_0000)] {
         inv.vmas.push(VmaEntry {
             pid,
@@ -421,4 +423,80 @@ fn a_file_area_is_backed_again_with_the_image_range_its_writer_used() {
             "{start:#x} {lo:#x}"
         );
     }
+}
+
+#[test]
+fn descriptors_share_their_descriptions_and_pipes_come_back_with_their_bytes() {
+    use crate::linux::files::file::Kind;
+    let mut inv = scenario();
+    // Init's console on fd 1, and a host file the adopter is asked to open.
+    let console = inv.blob_add(b"/dev/console");
+    inv.fd_states.push(FdStateEntry {
+        pid: 1,
+        fd: 1,
+        kind: fd_state::CONSOLE,
+        fd_flags: 1,
+        status_flags: 1,
+        aux: 0,
+        description: 3,
+        pos: 0,
+        object: 2,
+        path: console,
+    });
+    let file = inv.blob_add(b"/etc/hostname");
+    inv.fd_states.push(FdStateEntry {
+        pid: 1,
+        fd: 4,
+        kind: fd_state::HOST_FILE,
+        fd_flags: 0,
+        status_flags: 0,
+        aux: 0,
+        description: 4,
+        pos: 3,
+        object: 0,
+        path: file,
+    });
+    inv.fd_states.sort_by_key(|f| (f.pid, f.fd));
+    let bytes = record(&inv, 2);
+    let r = Record::parse(&bytes, (2, 2)).expect("valid");
+    let mut d = Descriptions::new(&r, 0).expect("pipes");
+    let asked = core::cell::RefCell::new(Vec::new());
+    let open: OpenPath<'_> = &|f, p| {
+        asked.borrow_mut().push((f.fd, p.to_vec()));
+        Ok(None)
+    };
+    let init = rebuild_fds(&r, 1, &mut d, open).expect("init's");
+    let child = rebuild_fds(&r, 2, &mut d, open).expect("the child's");
+    assert_eq!(asked.into_inner(), [(4, b"/etc/hostname".to_vec())]);
+    assert_eq!(init.open_fds(), [0, 1], "the file left out");
+    assert!(init.cloexec(1).unwrap() && !init.cloexec(0).unwrap());
+    assert!(matches!(
+        init.get(1).unwrap().kind,
+        Kind::Console {
+            out: 2,
+            tty: false,
+            ..
+        }
+    ));
+    // One description for fds 1 and 2 of the child; the pipe keeps its id and its bytes.
+    let (w1, w2) = (child.get(1).unwrap(), child.get(2).unwrap());
+    assert!(Arc::ptr_eq(&w1, &w2));
+    let rd = init.get(0).unwrap();
+    let Kind::PipeRead(p) = &rd.kind else {
+        panic!("a pipe's read end")
+    };
+    assert_eq!(p.id, 7);
+    let mut buf = [0u8; 16];
+    assert_eq!(p.read(&mut buf, true), Ok(5));
+    assert_eq!(&buf[..5], b"hello");
+    // The last writer's end (with the adoption's own table of descriptions) closes the
+    // pipe for its reader: one writer was counted.
+    drop((child, w1, w2, d));
+    assert_eq!(p.read(&mut buf, true), Ok(0), "end of file");
+
+    // More bytes than a pipe holds: refused.
+    let mut inv = scenario();
+    let big = inv.blob_add(&[7u8; 64 * 1024 + 1]);
+    inv.pipes.get_mut(&7).unwrap().data = big;
+    assert_eq!(check(&inv), Err(Refusal::Pipe(7)));
 }

@@ -64,6 +64,8 @@ pub(crate) enum Refusal {
     Pipe(u64),
     /// A descriptor that cannot be installed again (its kind, device or number).
     Descriptor(i32, i32),
+    /// A process whose credentials, limits or threads cannot be taken as they are.
+    Process(i32, &'static str),
     /// The boot command `adopt-refuse` (tests).
     Asked,
     /// Rebuilding processes is not implemented by this kernel.
@@ -107,6 +109,7 @@ impl fmt::Display for Refusal {
             ),
             Self::Frame(gpa) => write!(f, "frame {gpa:#x} is not a free frame of the pool"),
             Self::Pipe(id) => write!(f, "pipe {id} cannot be re-created"),
+            Self::Process(pid, what) => write!(f, "process {pid}: {what}"),
             Self::Descriptor(pid, fd) => {
                 write!(f, "descriptor {fd} of process {pid} cannot be opened again")
             }
@@ -258,6 +261,7 @@ pub(crate) fn plan(bytes: &[u8], args: &AdoptArgs) -> Result<Plan, Refusal> {
         let mut mm = crate::linux::space::Mm::new();
         rebuild_mm(&r, pid, &mut mm, &|_, _, _| None)?;
         rebuild_fds(&r, pid, &mut d, &|_, _| Ok(None))?;
+        process_parts(&r, pid)?;
     }
     // Zombies carry their wait status (checked by `Record::check`); counted above.
     debug_assert!(r
@@ -453,6 +457,169 @@ pub(crate) fn rebuild_fds(
             .map_err(|_| Refusal::Descriptor(pid, f.fd))?;
     }
     Ok(table)
+}
+
+/// What an adoption creates of a live process, decoded from a checked record (the
+/// address space, [`rebuild_mm`], and the descriptors, [`rebuild_fds`], apart).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ProcessParts {
+    /// Its ids.
+    pub(crate) pid: i32,
+    pub(crate) ppid: i32,
+    pub(crate) pgid: i32,
+    pub(crate) sid: i32,
+    /// Signal sent to the parent at its end.
+    pub(crate) exit_signal: u32,
+    pub(crate) umask: u32,
+    /// User and group ids, groups, capabilities.
+    pub(crate) creds: crate::linux::creds::Creds,
+    /// Resource limits (the kernel's defaults where the record has none).
+    pub(crate) rlimits: Option<crate::linux::rlimit::Rlimits>,
+    /// Signal dispositions (the default where the record names none).
+    pub(crate) sigactions: [crate::linux::signal::SigAction; 64],
+    /// Signals pending process-wide.
+    pub(crate) shared_pending: u64,
+    /// Its working directory and program (paths).
+    pub(crate) cwd: Vec<u8>,
+    pub(crate) exe: Vec<u8>,
+    /// The command name (`comm`).
+    pub(crate) comm: Vec<u8>,
+    /// Its threads, by tid.
+    pub(crate) threads: Vec<ThreadParts>,
+}
+
+/// What an adoption starts of a thread.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ThreadParts {
+    pub(crate) tid: i32,
+    /// Its user registers (resumed as they are: a rewound system call is re-issued).
+    pub(crate) regs: pvmux_hypercalls::TrapFrame,
+    pub(crate) fs_base: u64,
+    /// The XSAVE image (empty: the initial state).
+    pub(crate) fp: Vec<u8>,
+    /// Blocked and pending signals (its own).
+    pub(crate) sigmask: u64,
+    pub(crate) pending: u64,
+    pub(crate) clear_child_tid: u64,
+    /// The alternate signal stack: sp, size, flags.
+    pub(crate) altstack: (u64, u64, u32),
+}
+
+/// Decodes live process `pid` of the checked record `r` ([`plan`] passed).
+pub(crate) fn process_parts(r: &Record<'_>, pid: i32) -> Result<ProcessParts, Refusal> {
+    use crate::linux::rlimit::{Rlimit, Rlimits};
+    use pvmux_hypercalls::handover::{SigActionEntry, ThreadEntry, NR_RLIMITS};
+    let p = r
+        .entries::<ProcessEntry>()
+        .find(|p| p.pid == pid)
+        .ok_or(Refusal::NoState(pid))?;
+    let s = r
+        .entries::<ProcessStateEntry>()
+        .find(|s| s.pid == pid)
+        .ok_or(Refusal::NoState(pid))?;
+    let blob = |b| r.blob_bytes(b).unwrap_or_default().to_vec();
+    let groups: Vec<u32> = blob(s.groups)
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let caps = pvmux_hypercalls::bootargs::CapSets {
+        effective: s.caps[0],
+        permitted: s.caps[1],
+        inheritable: s.caps[2],
+        bounding: s.caps[3],
+        ambient: s.caps[4],
+    };
+    if !caps.ok() {
+        return Err(Refusal::Process(
+            pid,
+            "capability sets that break Linux's rules",
+        ));
+    }
+    let creds = crate::linux::creds::Creds {
+        uid: s.uids[0],
+        euid: s.uids[1],
+        suid: s.uids[2],
+        fsuid: s.uids[3],
+        gid: s.gids[0],
+        egid: s.gids[1],
+        sgid: s.gids[2],
+        fsgid: s.gids[3],
+        groups,
+        caps: crate::linux::caps::CapState {
+            sets: caps,
+            keep: s.cap_flags & 1 != 0,
+        },
+    };
+    let raw = blob(s.rlimits);
+    let rlimits = if raw.is_empty() {
+        None
+    } else {
+        // Every limit is carried (`Record::check`: all 16 or none): the base is replaced.
+        let mut l = Rlimits::defaults(1);
+        for (i, c) in raw.chunks_exact(16).enumerate().take(NR_RLIMITS) {
+            let word = |o: usize| {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&c[o..o + 8]);
+                u64::from_le_bytes(b)
+            };
+            l.set(
+                i,
+                Rlimit {
+                    cur: word(0),
+                    max: word(8),
+                },
+            )
+            .map_err(|_| Refusal::Process(pid, "a resource limit out of range"))?;
+        }
+        Some(l)
+    };
+    let mut sigactions = [crate::linux::signal::SigAction::DEFAULT; 64];
+    for a in r.entries::<SigActionEntry>().filter(|a| a.pid == pid) {
+        sigactions[a.signo as usize - 1] = crate::linux::signal::SigAction {
+            handler: a.handler,
+            flags: a.flags,
+            restorer: a.restorer,
+            mask: a.mask,
+        };
+    }
+    let states: BTreeMap<i32, ThreadStateEntry> = r
+        .entries::<ThreadStateEntry>()
+        .filter(|t| t.pid == pid)
+        .map(|t| (t.tid, t))
+        .collect();
+    let mut threads = Vec::new();
+    for t in r.entries::<ThreadEntry>().filter(|t| t.pid == pid) {
+        let st = states
+            .get(&t.tid)
+            .filter(|s| s.state == thread_state::USER)
+            .ok_or(Refusal::ThreadNotStopped(t.tid))?;
+        threads.push(ThreadParts {
+            tid: t.tid,
+            regs: st.regs,
+            fs_base: st.fs_base,
+            fp: blob(st.fpu),
+            sigmask: st.sigmask,
+            pending: st.pending,
+            clear_child_tid: st.clear_child_tid,
+            altstack: (st.altstack_sp, st.altstack_size, st.altstack_flags),
+        });
+    }
+    Ok(ProcessParts {
+        pid,
+        ppid: p.ppid,
+        pgid: p.pgid,
+        sid: p.sid,
+        exit_signal: s.exit_signal,
+        umask: s.umask & 0o777,
+        creds,
+        rlimits,
+        sigactions,
+        shared_pending: s.shared_pending,
+        cwd: blob(s.cwd),
+        exe: blob(s.exe),
+        comm: pvmux_hypercalls::handover::until_nul(&p.comm).to_vec(),
+        threads,
+    })
 }
 
 /// The live processes of `procs`, each after its parent (a parent not live, or 0, counts as

@@ -500,3 +500,77 @@ fn descriptors_share_their_descriptions_and_pipes_come_back_with_their_bytes() {
     inv.pipes.get_mut(&7).unwrap().data = big;
     assert_eq!(check(&inv), Err(Refusal::Pipe(7)));
 }
+
+#[test]
+fn a_process_is_decoded_with_its_credentials_limits_dispositions_and_threads() {
+    use pvmux_hypercalls::handover::SigActionEntry;
+    let mut inv = scenario();
+    let groups: Vec<u8> = [10u32, 20].iter().flat_map(|g| g.to_le_bytes()).collect();
+    let groups = inv.blob_add(&groups);
+    let rl: Vec<u8> = (0..16u64)
+        .flat_map(|i| {
+            let (cur, max) = if i == 7 {
+                (256, 1024)
+            } else {
+                (u64::MAX, u64::MAX)
+            };
+            cur.to_le_bytes().into_iter().chain(max.to_le_bytes())
+        })
+        .collect();
+    let rlimits = inv.blob_add(&rl);
+    let s = &mut inv.states[1];
+    s.uids = [1000, 1001, 1002, 1003];
+    s.gids = [100, 101, 102, 103];
+    s.umask = 0o027;
+    s.groups = groups;
+    s.rlimits = rlimits;
+    s.caps = [1, 3, 0, 7, 0];
+    s.cap_flags = 1;
+    s.exit_signal = 17;
+    inv.sigactions.push(SigActionEntry {
+        pid: 2,
+        signo: 15,
+        handler: 0x40_1234,
+        flags: 0x0400_0000,
+        restorer: 0x40_1300,
+        mask: 1 << 1,
+    });
+    inv.thread_states[1].sigmask = 1 << 9;
+    inv.thread_states[1].clear_child_tid = 0x40_2000;
+    inv.thread_states[1].altstack_sp = 0x40_3000;
+    inv.thread_states[1].altstack_size = 0x1000;
+    let bytes = record(&inv, 2);
+    let r = Record::parse(&bytes, (2, 2)).expect("valid");
+    let p = process_parts(&r, 2).expect("decoded");
+    assert_eq!((p.pid, p.ppid, p.pgid, p.sid), (2, 1, 1, 1));
+    assert_eq!((p.exit_signal, p.umask), (17, 0o027));
+    assert_eq!(
+        (p.creds.uid, p.creds.euid, p.creds.suid, p.creds.fsuid),
+        (1000, 1001, 1002, 1003)
+    );
+    assert_eq!((p.creds.gid, p.creds.fsgid), (100, 103));
+    assert_eq!(p.creds.groups, [10, 20]);
+    assert_eq!(p.creds.caps.sets.permitted, 3);
+    assert!(p.creds.caps.keep);
+    let l = p.rlimits.expect("carried").get(7);
+    assert_eq!((l.cur, l.max), (256, 1024));
+    assert_eq!(p.sigactions[14].handler, 0x40_1234);
+    assert_eq!(p.sigactions[14].mask, 1 << 1);
+    assert_eq!(p.sigactions[0].handler, 0, "the others at their default");
+    assert_eq!(
+        (p.exe.as_slice(), p.cwd.as_slice()),
+        (&b"/bin/sh"[..], &b"/"[..])
+    );
+    assert_eq!(p.threads.len(), 1);
+    let t = &p.threads[0];
+    assert_eq!((t.tid, t.regs.rip, t.sigmask), (2, 0x40_1000, 1 << 9));
+    assert_eq!(t.clear_child_tid, 0x40_2000);
+    assert_eq!(t.altstack, (0x40_3000, 0x1000, 0));
+    assert_eq!(t.fp.len(), 576);
+    // Sets that break Linux's rules (effective beyond permitted) are refused.
+    inv.states[1].caps = [4, 3, 0, 7, 0];
+    let bytes = record(&inv, 2);
+    let r = Record::parse(&bytes, (2, 2)).expect("valid");
+    assert!(matches!(process_parts(&r, 2), Err(Refusal::Process(2, _))));
+    assert!(matches!(check(&inv), Err(Refusal::Process(2, _))));
+}

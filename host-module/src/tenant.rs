@@ -1176,7 +1176,7 @@ impl TenantHandle {
     /// the image and the record versions first (a refusal there never reaches the guest), then
     /// asks the guest for its hand-over record and checks it; a record without blockers is
     /// then offered to the new image itself, booted in a scratch tenant to check it
-    /// ([`crate::upgrade::preflight`], with the kernel words `words` if given). `Ok` is the
+    /// (`upgrade::preflight`, with the kernel words `words` if given). `Ok` is the
     /// checked record and the new kernel's verdict; the caller applies
     /// [`crate::upgrade::decide`]. The running kernel is never replaced: its user threads
     /// pause only while it writes the record.

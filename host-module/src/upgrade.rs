@@ -267,12 +267,12 @@ pub struct UpgradeReport {
     /// its user threads are stopped, so this bounds their pause (less the return of one
     /// hypercall).
     pub pause: Duration,
-    /// The new kernel's own check of the record ([`preflight`]), when the record names no
+    /// The new kernel's own check of the record (the pre-flight, `preflight`), when the record names no
     /// blocker.
     pub adopt_check: Option<AdoptCheck>,
 }
 
-/// What the new kernel said of the record in the pre-flight ([`preflight`]).
+/// What the new kernel said of the record in the pre-flight (`preflight`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AdoptCheck {
     /// `Ok`: it would adopt it; `Err`: why not (its reason, escaped, or how it ended).

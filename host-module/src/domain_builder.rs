@@ -199,6 +199,33 @@ pub fn random_kernel_base(span: u64) -> u64 {
     KERNEL_REGION_BASE + rand::rng().random_range(0..slots) * KERNEL_ALIGN
 }
 
+/// Builds the domain again in the memory of a running tenant whose kernel was stopped, for
+/// a kernel hand-over's switch (docs/MULTIKERNEL.md, "Kernel hand-over"): the kernel part,
+/// everything below the user pool, is punched out of the memfd (the host gets its pages
+/// back; they read as zeros, as in a fresh memfd), then built exactly as [`build`] does;
+/// the user pool — the programs' pages the new kernel adopts — is not touched.
+pub fn rebuild_kernel_part(
+    mem: &GuestMemory,
+    kernel: &KernelImage,
+    params: &BuildParams<'_>,
+    base: u64,
+) -> Result<DomainLayout, HostError> {
+    use rustix::fs::FallocateFlags;
+    let pool_base = user_pool_base(mem.size());
+    if rustix::fs::fallocate(
+        mem.fd(),
+        FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
+        0,
+        pool_base,
+    )
+    .is_err()
+    {
+        // A memfd punches; zeroing is the same for the guest.
+        mem.zero(0, pool_base)?;
+    }
+    build(mem, kernel, params, base)
+}
+
 /// Builds the domain in `mem` with the kernel at guest-virtual `base` (2 MiB aligned, from
 /// [`random_kernel_base`]). `mem` must be freshly zeroed.
 pub fn build(
@@ -491,6 +518,55 @@ mod tests {
         assert_eq!(t.gpa, mem.size() - 1);
         assert!(t.writable && !t.executable);
         assert!(translate(&mem, root, DIRECT_MAP_BASE + mem.size()).is_none());
+    }
+
+    #[test]
+    fn a_rebuild_replaces_the_kernel_part_and_leaves_the_user_pool_alone() {
+        let kernel = KernelImage::parse(TestElf::default().build()).unwrap();
+        let mem = GuestMemory::new(32 << 20).unwrap();
+        let c = clock();
+        let params = BuildParams {
+            nr_vcpus: 1,
+            boot_args: &BootArgsBuf::from_words("exit=3").unwrap(),
+            clock: &c,
+            initrd: None,
+        };
+        let first = build(&mem, &kernel, &params, random_kernel_base(kernel.span())).unwrap();
+        // The old kernel's leftovers in its free memory, and programs' pages in the pool.
+        let pool = user_pool_base(mem.size());
+        let usable = first.kernel_phys + first.kernel_span + PAGE_SIZE;
+        mem.write(usable, &[0x5a; 64]).unwrap();
+        let pages: Vec<u8> = (0..(mem.size() - pool) as usize)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        mem.write(pool, &pages).unwrap();
+        let words = BootArgsBuf::from_words("exit=4").unwrap();
+        let params = BuildParams {
+            boot_args: &words,
+            ..params
+        };
+        let base = random_kernel_base(kernel.span());
+        let l = rebuild_kernel_part(&mem, &kernel, &params, base).unwrap();
+        assert_eq!(l.pool_base, pool);
+        assert_eq!(l.entry_rip, base + 0x1000);
+        assert_eq!(
+            mem.read_vec(usable, 64).unwrap(),
+            vec![0; 64],
+            "old bytes gone"
+        );
+        assert_eq!(
+            mem.read_vec(pool, pages.len()).unwrap(),
+            pages,
+            "the pool untouched"
+        );
+        // The new boot information and arguments.
+        let t = translate(&mem, l.page_table_root, l.entry_rip).unwrap();
+        assert_eq!(mem.read_vec(t.gpa, 4).unwrap(), vec![0xcc; 4]);
+        let bi =
+            BootInfo::read_from_bytes(&mem.read_vec(BOOT_INFO_GPA, size_of::<BootInfo>()).unwrap())
+                .unwrap();
+        let (gpa, len) = bi.boot_args_range().unwrap();
+        assert_eq!(mem.read_vec(gpa, len).unwrap(), words.as_bytes());
     }
 
     #[test]

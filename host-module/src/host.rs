@@ -172,6 +172,7 @@ fn tenant_parts(
             .map_err(|e| HostError::InvalidConfig(e.to_string()))?,
         initial_balloon,
         snapshot_refusal,
+        adoption: None,
         limits: Limits {
             watchdog: cfg.watchdog,
             cpu_limit: cfg.cpu_limit,
@@ -320,6 +321,22 @@ impl Host {
 
     /// Builds a tenant from `cfg` and starts its sandbox.
     pub fn launch(&self, cfg: TenantConfig) -> Result<Tenant, HostError> {
+        self.launch_with(cfg, None)
+    }
+
+    /// A host that runs the same stubs (a scratch tenant of a running one: the hand-over's
+    /// pre-flight, [`crate::upgrade::preflight`]).
+    pub(crate) fn from_stubs(stub: Arc<Stub>, user_stub: Arc<Stub>) -> Self {
+        Self { stub, user_stub }
+    }
+
+    /// As [`Host::launch`], offering the guest the hand-over record of `adoption`
+    /// (`HandoverFetch`, `HandoverAdopted`) when there is one.
+    pub(crate) fn launch_with(
+        &self,
+        cfg: TenantConfig,
+        adoption: Option<Arc<crate::upgrade::Adoption>>,
+    ) -> Result<Tenant, HostError> {
         if cfg.vcpus == 0 || cfg.vcpus > MAX_VCPUS {
             return Err(HostError::InvalidConfig(format!(
                 "{} vCPUs requested; the range is 1..={MAX_VCPUS}",
@@ -352,10 +369,8 @@ impl Host {
             &clock,
             isolation,
         ))?;
-        Tenant::start(
-            tenant_parts(cfg, mem, ctl, layout, clock, initial_balloon)?,
-            Arc::clone(&self.stub),
-            Arc::clone(&self.user_stub),
-        )
+        let mut parts = tenant_parts(cfg, mem, ctl, layout, clock, initial_balloon)?;
+        parts.adoption = adoption;
+        Tenant::start(parts, Arc::clone(&self.stub), Arc::clone(&self.user_stub))
     }
 }

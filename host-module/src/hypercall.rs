@@ -78,6 +78,10 @@ pub(crate) trait HcEnv {
     fn handover(&self) -> Option<&crate::upgrade::Handover> {
         None
     }
+    /// The hand-over record offered to this tenant's kernel for adoption, if any.
+    fn adoption(&self) -> Option<&crate::upgrade::Adoption> {
+        None
+    }
     /// The tenant's exec sessions, if it takes them.
     fn exec(&self) -> Option<&crate::exec::ExecTable> {
         None
@@ -174,6 +178,15 @@ pub(crate) fn handle(mem: &GuestMemory, env: &dyn HcEnv, nr: u64, args: [u64; 6]
             .handover()
             .ok_or(HcError::UnknownCall)
             .and_then(|h| h.record(mem, args[0], args[1]))
+            .map(|()| 0)),
+        Hypercall::HandoverFetch => ret(env
+            .adoption()
+            .ok_or(HcError::InvalidArgument)
+            .and_then(|a| a.fetch(mem, args[0], args[1]))),
+        Hypercall::HandoverAdopted => ret(env
+            .adoption()
+            .ok_or(HcError::InvalidArgument)
+            .and_then(|a| a.adopted(mem, args[0], args[1], args[2]))
             .map(|()| 0)),
         _ => HcAction::Return(HcError::UnknownCall.to_ret()),
     }

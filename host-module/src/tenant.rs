@@ -273,6 +273,10 @@ struct Shared {
     parking: crate::snapshot::Parking,
     /// Why this tenant cannot be snapshotted whatever it does, if so.
     snapshot_refusal: Option<String>,
+    /// The hand-over record offered to its kernel, if any (`HandoverFetch`).
+    adoption: Option<Arc<crate::upgrade::Adoption>>,
+    /// The stubs its sandboxes run (a hand-over's pre-flight runs the same).
+    stubs: (Arc<Stub>, Arc<Stub>),
 }
 
 /// The options of [`TenantConfig`] the monitor thread applies.
@@ -631,6 +635,10 @@ impl HcEnv for Shared {
 
     fn stats_report(&self, stats: pvmux_hypercalls::resources::GuestStats) {
         self.resources.report(stats);
+    }
+
+    fn adoption(&self) -> Option<&crate::upgrade::Adoption> {
+        self.adoption.as_deref()
     }
 
     fn handover(&self) -> Option<&crate::upgrade::Handover> {
@@ -1166,12 +1174,16 @@ impl TenantHandle {
 
     /// Upgrades the running kernel to `image` (`pvmux upgrade`; [`crate::upgrade`]): checks
     /// the image and the record versions first (a refusal there never reaches the guest), then
-    /// asks the guest for its hand-over record and checks it. `Ok` is the checked record;
-    /// the caller applies [`crate::upgrade::decide`]. The running kernel is never replaced:
-    /// its user threads pause only while it writes the record.
+    /// asks the guest for its hand-over record and checks it; a record without blockers is
+    /// then offered to the new image itself, booted in a scratch tenant to check it
+    /// (`upgrade::preflight`, with the kernel words `words` if given). `Ok` is the
+    /// checked record and the new kernel's verdict; the caller applies
+    /// [`crate::upgrade::decide`]. The running kernel is never replaced: its user threads
+    /// pause only while it writes the record.
     pub fn upgrade(
         &self,
         image: Vec<u8>,
+        words: Option<&str>,
     ) -> Result<crate::upgrade::UpgradeReport, crate::upgrade::UpgradeError> {
         use crate::upgrade::{self, UpgradeError};
         let s = &self.shared;
@@ -1181,11 +1193,25 @@ impl TenantHandle {
         if self.is_paused() {
             return Err(UpgradeError::Paused);
         }
-        let plan = upgrade::prepare(&s.kernel, image)?;
+        let (plan, new) = upgrade::prepare_image(&s.kernel, image)?;
         let bounds = upgrade::bounds(s.layout.pool_base, s.mem.size());
-        upgrade::run(&s.handover, plan, &bounds, || {
+        let (mut report, record) = upgrade::run(&s.handover, plan, &bounds, || {
             s.raise(pvmux_hypercalls::vcpu::pending::HANDOVER)
-        })
+        })?;
+        if report.inventory.blockers.is_empty() {
+            report.adopt_check = Some(upgrade::preflight(
+                Arc::new(new),
+                upgrade::PreflightInput {
+                    name: &s.name,
+                    stubs: (Arc::clone(&s.stubs.0), Arc::clone(&s.stubs.1)),
+                    record,
+                    version: report.plan.version,
+                    bounds,
+                    words,
+                },
+            )?);
+        }
+        Ok(report)
     }
 }
 
@@ -1235,6 +1261,8 @@ pub(crate) struct TenantParts {
     pub(crate) initial_balloon: u64,
     /// Why this tenant cannot be snapshotted, if so (its configuration).
     pub(crate) snapshot_refusal: Option<String>,
+    /// The hand-over record offered to its kernel (a pre-flight's scratch tenant).
+    pub(crate) adoption: Option<Arc<crate::upgrade::Adoption>>,
 }
 
 impl Tenant {
@@ -1245,6 +1273,7 @@ impl Tenant {
         user_stub: Arc<Stub>,
     ) -> Result<Self, HostError> {
         let nr_vcpus = parts.ctl.nr_vcpus();
+        let stubs = (Arc::clone(&stub), Arc::clone(&user_stub));
         let mem = Arc::new(parts.mem);
         let namespaces = Arc::new(crate::jail::SharedNamespaces::default());
         let spaces = Spaces::new(
@@ -1318,6 +1347,8 @@ impl Tenant {
                 live_limits: Mutex::new(None),
                 parking: crate::snapshot::Parking::default(),
                 snapshot_refusal: parts.snapshot_refusal,
+                adoption: parts.adoption,
+                stubs,
             }
         });
         if parts.net.enabled() {

@@ -89,11 +89,24 @@ pub enum UpgradeError {
     /// The record names state the new kernel could not adopt.
     #[error("the record cannot carry: {}", .0.join("; "))]
     CannotCarry(Vec<String>),
-    /// Every check passed but this host does not switch kernels yet.
+    /// The new kernel, booted to check the record, refuses to adopt it.
+    #[error("the new kernel ({new}) refuses to adopt the record: {reason}")]
+    NewRefuses {
+        /// The new kernel's release.
+        new: String,
+        /// Its reason (guest text, escaped), or how it ended without one.
+        reason: String,
+    },
+    /// Every check passed (the new kernel's own included) but this host does not switch
+    /// kernels yet.
     #[error(
-        "every check passed, but switching the kernel of a running tenant is not implemented yet"
+        "every check passed and the new kernel ({0}) would adopt the record, but switching \
+         the kernel of a running tenant is not implemented yet"
     )]
-    SwitchNotImplemented,
+    SwitchNotImplemented(String),
+    /// The pre-flight tenant could not be started.
+    #[error("cannot start the new kernel to check the record: {0}")]
+    Preflight(String),
 }
 
 /// What [`prepare`] found: the two kernels and the record version to ask for.
@@ -110,6 +123,14 @@ pub struct Plan {
 /// The running image's note and a new image's bytes → the plan, or why not (nothing asked of
 /// the guest yet).
 pub fn prepare(running: &KernelImage, new_image: Vec<u8>) -> Result<Plan, UpgradeError> {
+    prepare_image(running, new_image).map(|(p, _)| p)
+}
+
+/// As [`prepare`], with the new image parsed.
+pub(crate) fn prepare_image(
+    running: &KernelImage,
+    new_image: Vec<u8>,
+) -> Result<(Plan, KernelImage), UpgradeError> {
     let new = KernelImage::parse(new_image)?;
     let rn = running
         .handover_note()
@@ -126,11 +147,12 @@ pub fn prepare(running: &KernelImage, new_image: Vec<u8>) -> Result<Plan, Upgrad
             nmin: nn.min_version,
             nmax: nn.max_version,
         })?;
-    Ok(Plan {
+    let plan = Plan {
         running: rel(rn),
         new: rel(nn),
         version,
-    })
+    };
+    Ok((plan, new))
 }
 
 /// A checked record, decoded (owned).
@@ -245,6 +267,218 @@ pub struct UpgradeReport {
     /// its user threads are stopped, so this bounds their pause (less the return of one
     /// hypercall).
     pub pause: Duration,
+    /// The new kernel's own check of the record (the pre-flight, `preflight`), when the record names no
+    /// blocker.
+    pub adopt_check: Option<AdoptCheck>,
+}
+
+/// What the new kernel said of the record in the pre-flight (`preflight`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdoptCheck {
+    /// `Ok`: it would adopt it; `Err`: why not (its reason, escaped, or how it ended).
+    pub verdict: Result<(), String>,
+    /// From launching the scratch tenant to the verdict.
+    pub time: Duration,
+}
+
+/// A hand-over record offered to a kernel booted to adopt it (boot command `ADOPT`): the
+/// host's copy, checked whole before it is offered, which the guest copies into its own
+/// memory with `HandoverFetch` (the record stays host-owned: nothing in guest memory has
+/// to survive a switch), and the kernel's verdict (`HandoverAdopted`).
+#[derive(Debug)]
+pub struct Adoption {
+    record: Vec<u8>,
+    verdict: Mutex<Option<Result<(), String>>>,
+    cv: Condvar,
+}
+
+impl Adoption {
+    /// Offers `record` (already checked by [`Inventory::parse`]).
+    pub(crate) fn new(record: Vec<u8>) -> Self {
+        Self {
+            record,
+            verdict: Mutex::new(None),
+            cv: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<Result<(), String>>> {
+        self.verdict.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `HandoverFetch(gpa, len)`: the record copied to `gpa` when `len` holds it; its length.
+    pub(crate) fn fetch(&self, mem: &GuestMemory, gpa: u64, len: u64) -> Result<u64, HcError> {
+        let n = self.record.len() as u64;
+        if len >= n {
+            mem.write(gpa, &self.record)
+                .map_err(|_| HcError::BadAddress)?;
+        }
+        Ok(n)
+    }
+
+    /// `HandoverAdopted(status, gpa, len)`: the kernel's verdict, once.
+    pub(crate) fn adopted(
+        &self,
+        mem: &GuestMemory,
+        status: u64,
+        gpa: u64,
+        len: u64,
+    ) -> Result<(), HcError> {
+        use pvmux_hypercalls::handover::{adopt_status, MAX_ADOPT_REASON};
+        let verdict = match status {
+            adopt_status::ADOPTS => Ok(()),
+            adopt_status::REFUSES if len > MAX_ADOPT_REASON => return Err(HcError::TooLarge),
+            adopt_status::REFUSES => {
+                let b = mem
+                    .read_vec(gpa, len as usize)
+                    .map_err(|_| HcError::BadAddress)?;
+                let why = crate::escape::escape_guest(&b, crate::escape::Mode::Line);
+                Err(if why.is_empty() {
+                    "no reason given".to_owned()
+                } else {
+                    why
+                })
+            }
+            _ => return Err(HcError::InvalidArgument),
+        };
+        let mut v = self.lock();
+        if v.is_some() {
+            return Err(HcError::InvalidArgument);
+        }
+        *v = Some(verdict);
+        self.cv.notify_all();
+        Ok(())
+    }
+
+    /// Waits (at most `timeout`, looking at `ended` every 10 ms) for the verdict.
+    fn wait(&self, timeout: Duration, ended: impl Fn() -> bool) -> Option<Result<(), String>> {
+        let deadline = Instant::now() + timeout;
+        let mut v = self.lock();
+        loop {
+            if let Some(r) = v.clone() {
+                return Some(r);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || ended() {
+                return None;
+            }
+            v = self
+                .cv
+                .wait_timeout(v, left.min(Duration::from_millis(10)))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+/// How long the new kernel is given to boot and give its verdict in the pre-flight.
+pub const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Guest memory of the pre-flight's scratch tenant: the record (at most
+/// [`MAX_RECORD_LEN`]) in its kernel heap; sparse, so only what the kernel touches costs.
+const PREFLIGHT_MEM: u64 = 128 << 20;
+
+/// What [`preflight`] needs of the running tenant.
+pub(crate) struct PreflightInput<'a> {
+    /// The tenant's name (the scratch tenant is `NAME~adopt-check`).
+    pub(crate) name: &'a str,
+    /// The stubs its sandboxes run.
+    pub(crate) stubs: (
+        std::sync::Arc<crate::sandbox::Stub>,
+        std::sync::Arc<crate::sandbox::Stub>,
+    ),
+    /// The record, as checked.
+    pub(crate) record: Vec<u8>,
+    /// Its version.
+    pub(crate) version: u32,
+    /// The bounds it was checked against (its frames' user pool).
+    pub(crate) bounds: Bounds,
+    /// Kernel words for the new kernel (`pvmux upgrade --cmdline`).
+    pub(crate) words: Option<&'a str>,
+}
+
+/// The pre-flight: boots the new image in a scratch tenant of its own (its own memory, one
+/// vCPU, no devices) with boot command `ADOPT` and flag `CHECK`, offers it the checked
+/// record (`HandoverFetch`) and waits for its verdict (`HandoverAdopted`): every check an
+/// adoption makes, by the new kernel's own code, before anything of the running tenant is
+/// touched. The scratch tenant is then stopped. A kernel that ends, or says nothing within
+/// [`PREFLIGHT_TIMEOUT`], refuses.
+pub(crate) fn preflight(
+    image: std::sync::Arc<KernelImage>,
+    input: PreflightInput<'_>,
+) -> Result<AdoptCheck, UpgradeError> {
+    use pvmux_hypercalls::bootargs::{Command, Options};
+    use pvmux_hypercalls::handover::{adopt_flags, AdoptArgs};
+    let start = Instant::now();
+    let adopt = AdoptArgs {
+        version: input.version,
+        flags: adopt_flags::CHECK,
+        record_len: input.record.len() as u64,
+        pool_start: input.bounds.pool_start,
+        pool_end: input.bounds.pool_end,
+    };
+    let extra = match input.words {
+        Some(w) => Some(
+            pvmux_hypercalls::BootArgsBuf::from_words(w)
+                .map_err(|e| UpgradeError::Preflight(format!("--cmdline {w:?}: {e}")))?,
+        ),
+        None => None,
+    };
+    let extra_args = extra.as_ref().map(|b| b.args());
+    let options = Options {
+        quiet: true,
+        ..extra_args.map(|a| a.options).unwrap_or_default()
+    };
+    let commands = core::iter::once(Command::Adopt(adopt))
+        .chain(extra_args.into_iter().flat_map(|a| a.commands()));
+    let boot_args = pvmux_hypercalls::BootArgsBuf::new(&options, commands, [b""; 0])
+        .map_err(|e| UpgradeError::Preflight(e.to_string()))?;
+    let mut cfg = crate::TenantConfig::new(
+        format!("{}~adopt-check", input.name),
+        image,
+        PREFLIGHT_MEM,
+        1,
+        boot_args,
+        Box::new(std::io::sink()),
+    );
+    cfg.console_stderr = Box::new(std::io::sink());
+    cfg.kernel_log = crate::console::KernelLog::Hidden;
+    let adoption = std::sync::Arc::new(Adoption::new(input.record));
+    let host = crate::Host::from_stubs(input.stubs.0, input.stubs.1);
+    let tenant = host
+        .launch_with(cfg, Some(std::sync::Arc::clone(&adoption)))
+        .map_err(|e| UpgradeError::Preflight(e.to_string()))?;
+    let verdict = adoption.wait(PREFLIGHT_TIMEOUT, || {
+        !matches!(
+            tenant.state(),
+            crate::TenantState::Running | crate::TenantState::Created
+        )
+    });
+    let time = start.elapsed();
+    tenant.kill();
+    let outcome = tenant.wait();
+    let verdict = verdict.unwrap_or_else(|| {
+        Err(match outcome {
+            crate::TenantOutcome::Crashed(r)
+                if matches!(r.cause, crate::CrashCause::KilledByHost) =>
+            {
+                format!("it gave no verdict within {PREFLIGHT_TIMEOUT:?}")
+            }
+            crate::TenantOutcome::Crashed(r) => {
+                format!("it crashed before its verdict: {}", r.cause)
+            }
+            o => format!(
+                "it shut down (exit code {}) before its verdict",
+                o.exit_code().unwrap_or(-1)
+            ),
+        })
+    });
+    tracing::info!(
+        ms = time.as_secs_f64() * 1e3,
+        adopts = verdict.is_ok(),
+        "hand-over pre-flight"
+    );
+    Ok(AdoptCheck { verdict, time })
 }
 
 /// The exchange with the guest (one per tenant).
@@ -351,14 +585,15 @@ impl Handover {
     }
 }
 
-/// Asks the guest for its record of `plan.version` (`raise` raises `pending::HANDOVER`),
-/// checks it and decides. The guest keeps running whatever happens.
+/// Asks the guest for its record of `plan.version` (`raise` raises `pending::HANDOVER`)
+/// and checks it: the report and the record's bytes. The guest keeps running whatever
+/// happens.
 pub(crate) fn run(
     h: &Handover,
     plan: Plan,
     bounds: &Bounds,
     raise: impl FnOnce(),
-) -> Result<UpgradeReport, UpgradeError> {
+) -> Result<(UpgradeReport, Vec<u8>), UpgradeError> {
     let start = Instant::now();
     h.ask(plan.version)?;
     raise();
@@ -374,12 +609,14 @@ pub(crate) fn run(
         pause_ms = pause.as_secs_f64() * 1e3,
         "hand-over record checked"
     );
-    Ok(UpgradeReport {
+    let report = UpgradeReport {
         plan,
         inventory,
         record_time,
         pause,
-    })
+        adopt_check: None,
+    };
+    Ok((report, bytes))
 }
 
 /// The bounds a tenant's record is checked against: user addresses in the user window,
@@ -393,14 +630,26 @@ pub fn bounds(pool_base: u64, mem_size: u64) -> Bounds {
     }
 }
 
-/// Decides on a checked report: refused naming the blockers, else (with this host) refused
-/// as not implemented.
+/// Decides on a checked report: refused naming the blockers, or the new kernel's refusal,
+/// else (with this host) refused as not implemented.
 pub fn decide(report: &UpgradeReport) -> Result<(), UpgradeError> {
     let b = report.inventory.blocker_texts();
     if !b.is_empty() {
         return Err(UpgradeError::CannotCarry(b));
     }
-    Err(UpgradeError::SwitchNotImplemented)
+    match &report.adopt_check {
+        Some(AdoptCheck {
+            verdict: Err(reason),
+            ..
+        }) => Err(UpgradeError::NewRefuses {
+            new: report.plan.new.clone(),
+            reason: reason.clone(),
+        }),
+        Some(_) => Err(UpgradeError::SwitchNotImplemented(report.plan.new.clone())),
+        None => Err(UpgradeError::Preflight(
+            "the new kernel was not asked".to_owned(),
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -516,6 +765,42 @@ mod tests {
             Inventory::parse(&record_v2(32 << 20), 1, &b).err(),
             Some(RecordError::Version(2))
         );
+    }
+
+    #[test]
+    fn an_offered_record_is_copied_on_request_and_the_verdict_taken_once() {
+        use pvmux_hypercalls::handover::{adopt_status, MAX_ADOPT_REASON};
+        let mem = GuestMemory::new(16 << 20).expect("memfd");
+        let a = Adoption::new(b"the record".to_vec());
+        // Too small a buffer: nothing copied, the length said.
+        assert_eq!(a.fetch(&mem, 0x1000, 4), Ok(10));
+        assert_eq!(mem.read_vec(0x1000, 4).unwrap(), [0; 4]);
+        assert_eq!(a.fetch(&mem, 0x1000, 4096), Ok(10));
+        assert_eq!(mem.read_vec(0x1000, 10).unwrap(), b"the record");
+        assert_eq!(a.fetch(&mem, 16 << 20, 4096), Err(HcError::BadAddress));
+        // Verdicts: bad status, a reason too long, then a refusal with terminal escapes.
+        assert_eq!(a.adopted(&mem, 7, 0, 0), Err(HcError::InvalidArgument));
+        assert_eq!(
+            a.adopted(&mem, adopt_status::REFUSES, 0x2000, MAX_ADOPT_REASON + 1),
+            Err(HcError::TooLarge)
+        );
+        mem.write(0x2000, b"no \x1b[2J way").unwrap();
+        a.adopted(&mem, adopt_status::REFUSES, 0x2000, 12)
+            .expect("taken");
+        assert_eq!(
+            a.adopted(&mem, adopt_status::ADOPTS, 0, 0),
+            Err(HcError::InvalidArgument),
+            "once"
+        );
+        let v = a
+            .wait(Duration::from_millis(1), || false)
+            .expect("a verdict");
+        let why = v.expect_err("a refusal");
+        assert!(why.starts_with("no ") && !why.contains('\x1b'), "{why}");
+        // No verdict: none after the timeout, or as soon as the kernel ended.
+        let b = Adoption::new(Vec::new());
+        assert_eq!(b.wait(Duration::from_millis(5), || false), None);
+        assert_eq!(b.wait(Duration::from_secs(60), || true), None);
     }
 
     #[test]

@@ -370,6 +370,8 @@ enum pvmux_hypercall {
     PVMUX_HC_SNAPSHOT_RESUMED = 46, /* (resumed vcpus) -> 0 (ABI v6) */
     PVMUX_HC_HANDOVER_TAKE = 47,   /* () -> record version asked for, 0: none */
     PVMUX_HC_HANDOVER_RECORD = 48, /* (record_gpa, len) -> 0: the hand-over record */
+    PVMUX_HC_HANDOVER_ADOPTED = 49, /* (status, reason_gpa, len) -> 0: adopts or refuses */
+    PVMUX_HC_HANDOVER_FETCH = 50,   /* (gpa, len) -> record length (copied when len holds it) */
     PVMUX_HC_DISK_MOUNTED = 52,    /* (slot, path_gpa, path_len, flags) -> 0: where it is mounted */
 };
 
@@ -709,6 +711,19 @@ struct pvmux_user_slot {
 #define PVMUX_BOOT_CMD_NO_PATCH 26u /* [no payload] leave syscall sites unpatched (ABI v6) */
 #define PVMUX_BOOT_CMD_USER_ISOLATION_NONE 27u /* [none] the trusted in-process mode (ABI v6) */
 #define PVMUX_BOOT_CMD_CHANNEL 28u /* [name] channel index i = i-th record: /dev/pvmux/NAME */
+#define PVMUX_BOOT_CMD_ADOPT 31u /* struct pvmux_adopt_args: adopt the host's hand-over record */
+#define PVMUX_BOOT_CMD_ADOPT_REFUSE 32u /* [] refuse every hand-over record (tests) */
+#define PVMUX_ADOPT_CHECK 1u /* pvmux_adopt_args.flags: check the record only, then shut down */
+#define PVMUX_ADOPT_ADOPTS 0u  /* handover_adopted status */
+#define PVMUX_ADOPT_REFUSES 1u /* handover_adopted status (reason text follows) */
+#define PVMUX_MAX_ADOPT_REASON 256u
+struct pvmux_adopt_args {
+    uint32_t version;    /* the record version offered */
+    uint32_t flags;      /* PVMUX_ADOPT_* */
+    uint64_t record_len; /* its length in bytes */
+    uint64_t pool_start; /* the user pool its page frames must lie in */
+    uint64_t pool_end;
+};
 #define PVMUX_CAP_LAST_CAP 40u
 #define PVMUX_HOSTNAME_MAX 64u
 #define PVMUX_BOOT_VOLUME_READ_ONLY 1u /* VOLUME flags: every change is EROFS */

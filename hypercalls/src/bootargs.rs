@@ -211,6 +211,15 @@ pub mod command {
     /// [`crate::channel::name_ok`]. The `i`-th `CHANNEL` record is channel index `i` of the
     /// channel hypercalls; the guest shows it as `/dev/pvmux/NAME`. Not run.
     pub const CHANNEL: u16 = 28;
+    /// Adopt the hand-over record the host offers (`pvmux upgrade`; docs/ABI.md
+    /// §handover): payload a [`crate::handover::AdoptArgs`] (32 bytes). The kernel fetches
+    /// the record (`HandoverFetch`), checks it, reports its verdict (`HandoverAdopted`) and,
+    /// with [`crate::handover::adopt_flags::CHECK`], shuts down. Runs before every other
+    /// command.
+    pub const ADOPT: u16 = 31;
+    /// Refuse every hand-over record offered ([`ADOPT`]): tests of the refusal path (word
+    /// `adopt-refuse`, e.g. `pvmux upgrade --cmdline adopt-refuse`). No payload.
+    pub const ADOPT_REFUSE: u16 = 32;
 }
 
 /// The highest capability number the guest knows (Linux 6.1's `CAP_LAST_CAP`,
@@ -662,6 +671,12 @@ pub enum Command<'a> {
     /// A channel between kernels ([`command::CHANNEL`]); not run: [`BootArgs::channels`]
     /// lists them in index order.
     Channel(&'a [u8]),
+    /// Adopt the host's hand-over record ([`command::ADOPT`]); [`BootArgs::adopt`] gives
+    /// the first one.
+    Adopt(crate::handover::AdoptArgs),
+    /// Refuse every hand-over record ([`command::ADOPT_REFUSE`]); not run:
+    /// [`BootArgs::adopt_refuse`] says whether there is one.
+    AdoptRefuse,
 }
 
 impl Command<'_> {
@@ -686,6 +701,8 @@ impl Command<'_> {
                 | Self::UserIsolationNone
                 | Self::NoPatch
                 | Self::Channel(_)
+                | Self::Adopt(_)
+                | Self::AdoptRefuse
         )
     }
 
@@ -716,6 +733,8 @@ impl Command<'_> {
             Self::UserIsolationNone => command::USER_ISOLATION_NONE,
             Self::NoPatch => command::NO_PATCH,
             Self::Channel(_) => command::CHANNEL,
+            Self::Adopt(_) => command::ADOPT,
+            Self::AdoptRefuse => command::ADOPT_REFUSE,
         }
     }
 }
@@ -811,6 +830,8 @@ pub enum EncodeError {
     /// Capability sets with a bit above [`CAP_LAST_CAP`] or that break Linux's invariants
     /// ([`CapSets::ok`]).
     BadCaps,
+    /// An adoption's arguments that [`crate::handover::AdoptArgs::ok`] refuses.
+    BadAdopt,
 }
 
 impl fmt::Display for EncodeError {
@@ -844,6 +865,10 @@ impl fmt::Display for EncodeError {
             Self::BadChannel => f.write_str(
                 "a channel name is not 1 to 64 letters, digits, '_', '.' or '-' starting with a \
                  letter or digit",
+            ),
+            Self::BadAdopt => f.write_str(
+                "an adoption names an unknown record version or flag, a record length out of \
+                 bounds or a pool that is empty or not page aligned",
             ),
             Self::BadCaps => write!(
                 f,
@@ -1047,8 +1072,20 @@ impl<'a> BootArgs<'a> {
             .any(|c| matches!(c, Command::UserIsolationNone))
     }
 
-    /// Whether the boot arguments ask to leave system-call sites unpatched
-    /// ([`Command::NoPatch`]).
+    /// The hand-over record to adopt ([`Command::Adopt`]), the first one.
+    pub fn adopt(&self) -> Option<crate::handover::AdoptArgs> {
+        self.commands().find_map(|c| match c {
+            Command::Adopt(a) => Some(a),
+            _ => None,
+        })
+    }
+
+    /// Whether the commands refuse every hand-over record ([`Command::AdoptRefuse`]).
+    pub fn adopt_refuse(&self) -> bool {
+        self.commands().any(|c| matches!(c, Command::AdoptRefuse))
+    }
+
+    /// Whether the commands ask to leave system-call sites unpatched ([`Command::NoPatch`]).
     pub fn no_patch(&self) -> bool {
         self.commands().any(|c| matches!(c, Command::NoPatch))
     }
@@ -1185,6 +1222,14 @@ fn read_command(bytes: &[u8]) -> Result<(Command<'_>, usize), DecodeError> {
         command::NO_PATCH => none(Command::NoPatch)?,
         command::CHANNEL if crate::channel::name_ok(payload) => Command::Channel(payload),
         command::CHANNEL => return Err(bad),
+        command::ADOPT => {
+            let a = crate::handover::AdoptArgs::read_from_bytes(payload).map_err(|_| bad)?;
+            if !a.ok() {
+                return Err(bad);
+            }
+            Command::Adopt(a)
+        }
+        command::ADOPT_REFUSE => none(Command::AdoptRefuse)?,
         k => return Err(DecodeError::UnknownCommand(k)),
     };
     Ok((c, RECORD_HEADER_LEN + payload.len()))
@@ -1393,6 +1438,11 @@ impl<'b> Encoder<'b> {
                 &record
             }
             Command::Caps(_) => return Err(EncodeError::BadCaps),
+            Command::Adopt(a) if a.ok() => {
+                record[..32].copy_from_slice(a.as_bytes());
+                &record[..32]
+            }
+            Command::Adopt(_) => return Err(EncodeError::BadAdopt),
             _ => &[],
         };
         let len = self.len_u16(payload)?;

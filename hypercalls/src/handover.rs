@@ -68,6 +68,66 @@ pub const MAX_PID: i32 = 4 << 20;
 /// Length of a release string ([`HandoverNote::release`]), NUL padded.
 pub const RELEASE_LEN: usize = 64;
 
+/// The longest reason an adopting kernel gives with `HandoverAdopted` (bytes of text).
+pub const MAX_ADOPT_REASON: u64 = 256;
+
+/// `HandoverAdopted`'s `status`.
+pub mod adopt_status {
+    /// The kernel adopts the record (with [`super::adopt_flags::CHECK`]: would adopt it).
+    pub const ADOPTS: u64 = 0;
+    /// The kernel refuses it; the reason follows.
+    pub const REFUSES: u64 = 1;
+}
+
+/// [`AdoptArgs::flags`].
+pub mod adopt_flags {
+    /// Check the record only (every check an adoption makes, and the plan of what it would
+    /// rebuild), report the verdict with `HandoverAdopted`, and shut down: the host's
+    /// pre-flight, in a scratch tenant of its own, before the running kernel is stopped.
+    pub const CHECK: u32 = 1 << 0;
+    /// Every flag this ABI defines.
+    pub const ALL: u32 = CHECK;
+}
+
+/// The payload of boot command [`crate::bootargs::command::ADOPT`]: the hand-over record the
+/// host offers (fetched with `HandoverFetch`) and the bounds its page frames are checked
+/// against (the user pool of the tenant whose record it is).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct AdoptArgs {
+    /// The record version offered.
+    pub version: u32,
+    /// [`adopt_flags`].
+    pub flags: u32,
+    /// The record's length in bytes (at most [`MAX_RECORD_LEN`]).
+    pub record_len: u64,
+    /// First byte of the user pool the record's frames lie in.
+    pub pool_start: u64,
+    /// End of that pool.
+    pub pool_end: u64,
+}
+
+const _: () = assert!(size_of::<AdoptArgs>() == 32);
+const _: () = assert!(core::mem::offset_of!(AdoptArgs, record_len) == 8);
+const _: () = assert!(core::mem::offset_of!(AdoptArgs, pool_end) == 24);
+
+impl AdoptArgs {
+    /// Whether the values are ones a host sends: a known version, known flags, a record
+    /// length in bounds and a page-aligned, non-empty pool.
+    pub const fn ok(&self) -> bool {
+        self.version >= MIN_RECORD_VERSION
+            && self.version <= RECORD_VERSION
+            && self.flags & !adopt_flags::ALL == 0
+            && self.record_len > 0
+            && self.record_len <= MAX_RECORD_LEN
+            && self.pool_start.is_multiple_of(crate::PAGE_SIZE)
+            && self.pool_end.is_multiple_of(crate::PAGE_SIZE)
+            && self.pool_start < self.pool_end
+    }
+}
+
 /// What a kernel image declares about hand-over (section [`NOTE_SECTION`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
 #[repr(C)]
@@ -192,6 +252,9 @@ pub mod section {
     pub const FILE_AREA: u32 = 13;
     /// Version 2: [`super::ZombieEntry`]s (the wait status of each process not reaped).
     pub const ZOMBIE: u32 = 14;
+    /// Version 2 (optional: a reader that does not know it skips it):
+    /// [`super::FileImageEntry`]s (where each file area's pages not in a page run come from).
+    pub const FILE_IMAGE: u32 = 15;
 }
 
 /// One process.
@@ -592,6 +655,35 @@ pub mod file_area_flags {
     pub const IMAGE: u32 = 1 << 1;
 }
 
+/// Version 2 (section [`section::FILE_IMAGE`]): where the pages of a file area (the
+/// [`FileAreaEntry`] of the same process and start) that no page run holds come from: the
+/// file offsets `lo..hi` of its image (whole pages of file data: a program segment's
+/// `.bss` past them, and its partial edges, are not from the file), the others zero —
+/// exactly as the writer's own loader backed the area.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct FileImageEntry {
+    /// The process.
+    pub pid: i32,
+    /// [`file_image_flags`].
+    pub flags: u32,
+    /// The area's first byte (a [`FileAreaEntry::start`] of the same process).
+    pub start: u64,
+    /// First file offset backed by the file (page aligned).
+    pub lo: u64,
+    /// End of the file offsets backed (page aligned, at least `lo`; equal: none).
+    pub hi: u64,
+}
+
+const _: () = assert!(size_of::<FileImageEntry>() == 32);
+
+/// [`FileImageEntry::flags`].
+pub mod file_image_flags {
+    /// Touching a page wholly past the file's end is `SIGBUS` (an `mmap` of a file; not a
+    /// program's segment).
+    pub const BUS_PAST_EOF: u32 = 1 << 0;
+}
+
 /// Version 2: a process that ended and is not reaped yet ([`process_flags::ZOMBIE`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
 #[repr(C)]
@@ -668,6 +760,9 @@ impl Entry for FileAreaEntry {
 }
 impl Entry for ZombieEntry {
     const KIND: u32 = section::ZOMBIE;
+}
+impl Entry for FileImageEntry {
+    const KIND: u32 = section::FILE_IMAGE;
 }
 
 /// Copies `s` into a NUL-padded field (cut to its size).
@@ -988,6 +1083,22 @@ impl<'a> Record<'a> {
             if a.offset % PAGE_SIZE != 0 || self.blob_bytes(a.path).is_none_or(<[u8]>::is_empty) {
                 return oob("file area offset or path", a.offset);
             }
+        }
+        let areas = Table::<FileAreaEntry>::of(self);
+        let mut prev = (0i32, 0u64);
+        for i in self.entries::<FileImageEntry>() {
+            let ok = areas.find((i.pid, i.start), |a| (a.pid, a.start)).is_some()
+                && (i.pid, i.start) >= prev
+                && i.lo.is_multiple_of(PAGE_SIZE)
+                && i.hi.is_multiple_of(PAGE_SIZE)
+                && i.lo <= i.hi;
+            if !ok {
+                return oob(
+                    "file image range (of a file area, in order, page aligned)",
+                    i.start,
+                );
+            }
+            prev = (i.pid, i.start.saturating_add(1));
         }
         for z in self.entries::<ZombieEntry>() {
             if procs

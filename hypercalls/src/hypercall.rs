@@ -181,6 +181,19 @@ pub enum Hypercall {
     /// guest could not write one (`gpa` is then an [`HcError`] code, negated). The host
     /// copies and checks it before it believes anything in it (docs/ABI.md §handover).
     HandoverRecord = 48,
+    /// `HandoverAdopted(status, gpa, len) -> 0`: a kernel booted to adopt a hand-over
+    /// record (boot command [`crate::bootargs::command::ADOPT`]) says whether it adopts it:
+    /// `status` [`crate::handover::adopt_status::ADOPTS`], or
+    /// [`crate::handover::adopt_status::REFUSES`] with the reason, `len` (at most
+    /// [`crate::handover::MAX_ADOPT_REASON`]) bytes of text at `gpa` (docs/ABI.md
+    /// §handover). Once per boot; refused unless the host offered a record.
+    HandoverAdopted = 49,
+    /// `HandoverFetch(gpa, len) -> record length`: copies the hand-over record the host
+    /// offers to an adopting kernel (the running kernel's record, checked whole by the host)
+    /// to `gpa`, when `len` holds it; with a smaller `len` copies nothing. Either way the
+    /// answer is the record's length. `InvalidArgument`: the host offers none (docs/ABI.md
+    /// §handover).
+    HandoverFetch = 50,
     /// `DiskMounted(slot, path_gpa, path_len, flags) -> 0`: the guest tells the host where
     /// disk `slot` is mounted now (`path_len` 0 and `flags` 0: not mounted), with
     /// [`crate::disk::mounted`] flags: read-only, by a guest program, lazily detached. The
@@ -241,6 +254,8 @@ impl Hypercall {
             46 => Self::SnapshotResumed,
             47 => Self::HandoverTake,
             48 => Self::HandoverRecord,
+            49 => Self::HandoverAdopted,
+            50 => Self::HandoverFetch,
             52 => Self::DiskMounted,
             _ => return None,
         })

@@ -364,6 +364,12 @@ int main(void) {
     P("HC_TASK_LIMIT_TAKE", PVMUX_HC_TASK_LIMIT_TAKE); P("HC_STATS_REPORT", PVMUX_HC_STATS_REPORT);
     P("HC_BALLOON_TAKE", PVMUX_HC_BALLOON_TAKE); P("HC_BALLOON_REPORT", PVMUX_HC_BALLOON_REPORT);
     P("HC_HANDOVER_TAKE", PVMUX_HC_HANDOVER_TAKE); P("HC_HANDOVER_RECORD", PVMUX_HC_HANDOVER_RECORD);
+    P("HC_HANDOVER_ADOPTED", PVMUX_HC_HANDOVER_ADOPTED); P("HC_HANDOVER_FETCH", PVMUX_HC_HANDOVER_FETCH);
+    P("BOOT_CMD_ADOPT", PVMUX_BOOT_CMD_ADOPT); P("BOOT_CMD_ADOPT_REFUSE", PVMUX_BOOT_CMD_ADOPT_REFUSE);
+    P("ADOPT_CHECK", PVMUX_ADOPT_CHECK); P("ADOPT_ADOPTS", PVMUX_ADOPT_ADOPTS);
+    P("ADOPT_REFUSES", PVMUX_ADOPT_REFUSES); P("MAX_ADOPT_REASON", PVMUX_MAX_ADOPT_REASON);
+    S(pvmux_adopt_args); O(pvmux_adopt_args, version); O(pvmux_adopt_args, flags);
+    O(pvmux_adopt_args, record_len); O(pvmux_adopt_args, pool_start); O(pvmux_adopt_args, pool_end);
     P("TASK_LIMIT_NONE", PVMUX_TASK_LIMIT_NONE); P("GUEST_STATS_SIZE", PVMUX_GUEST_STATS_SIZE);
     P("NET_ERRNO_BASE", PVMUX_NET_ERRNO_BASE); P("NET_IO_MAX", PVMUX_NET_IO_MAX);
     P("NET_DEFAULT_MAX_SOCKETS", PVMUX_NET_DEFAULT_MAX_SOCKETS);
@@ -850,6 +856,26 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         ("HC_BALLOON_REPORT", Hypercall::BalloonReport as u64),
         ("HC_HANDOVER_TAKE", Hypercall::HandoverTake as u64),
         ("HC_HANDOVER_RECORD", Hypercall::HandoverRecord as u64),
+        ("HC_HANDOVER_ADOPTED", Hypercall::HandoverAdopted as u64),
+        ("HC_HANDOVER_FETCH", Hypercall::HandoverFetch as u64),
+        ("BOOT_CMD_ADOPT", u64::from(boot_cmd::ADOPT)),
+        ("BOOT_CMD_ADOPT_REFUSE", u64::from(boot_cmd::ADOPT_REFUSE)),
+        (
+            "ADOPT_CHECK",
+            u64::from(pvmux_hypercalls::handover::adopt_flags::CHECK),
+        ),
+        (
+            "ADOPT_ADOPTS",
+            pvmux_hypercalls::handover::adopt_status::ADOPTS,
+        ),
+        (
+            "ADOPT_REFUSES",
+            pvmux_hypercalls::handover::adopt_status::REFUSES,
+        ),
+        (
+            "MAX_ADOPT_REASON",
+            pvmux_hypercalls::handover::MAX_ADOPT_REASON,
+        ),
         (
             "TASK_LIMIT_NONE",
             u64::from(pvmux_hypercalls::resources::TASK_LIMIT_NONE),
@@ -1170,6 +1196,35 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         o!("pvmux_exec_rlimit", exec::ExecRlimit, reserved),
         o!("pvmux_exec_rlimit", exec::ExecRlimit, soft),
         o!("pvmux_exec_rlimit", exec::ExecRlimit, hard),
+        (
+            "sizeof pvmux_adopt_args",
+            size_of::<pvmux_hypercalls::handover::AdoptArgs>() as u64,
+        ),
+        o!(
+            "pvmux_adopt_args",
+            pvmux_hypercalls::handover::AdoptArgs,
+            version
+        ),
+        o!(
+            "pvmux_adopt_args",
+            pvmux_hypercalls::handover::AdoptArgs,
+            flags
+        ),
+        o!(
+            "pvmux_adopt_args",
+            pvmux_hypercalls::handover::AdoptArgs,
+            record_len
+        ),
+        o!(
+            "pvmux_adopt_args",
+            pvmux_hypercalls::handover::AdoptArgs,
+            pool_start
+        ),
+        o!(
+            "pvmux_adopt_args",
+            pvmux_hypercalls::handover::AdoptArgs,
+            pool_end
+        ),
         ("PENDING_EXEC", u64::from(pending::EXEC)),
         ("HC_VOLUME_OP", Hypercall::VolumeOp as u64),
         ("BOOT_CMD_VOLUME", u64::from(boot_cmd::VOLUME)),

@@ -33,7 +33,7 @@ const KNOWN_VECTORS: [Vector; 12] = [
     Vector::Event,
     Vector::Syscall,
 ];
-const KNOWN_CALLS: [Hypercall; 49] = [
+const KNOWN_CALLS: [Hypercall; 51] = [
     Hypercall::Nop,
     Hypercall::DiskTake,
     Hypercall::DiskSubmit,
@@ -82,6 +82,8 @@ const KNOWN_CALLS: [Hypercall; 49] = [
     Hypercall::SnapshotResumed,
     Hypercall::HandoverTake,
     Hypercall::HandoverRecord,
+    Hypercall::HandoverAdopted,
+    Hypercall::HandoverFetch,
     Hypercall::DiskMounted,
 ];
 const KNOWN_ERRORS: [HcError; 6] = [

@@ -104,6 +104,27 @@ pub(crate) fn handover_record_failed(e: HcError) {
     let _ = result(call(Hypercall::HandoverRecord, [code, 0, 0, 0, 0]));
 }
 
+/// `HandoverFetch`: copies the record the host offers to `gpa` when `len` holds it; its
+/// length.
+pub(crate) fn handover_fetch(gpa: u64, len: u64) -> Result<u64, HcError> {
+    result(call(Hypercall::HandoverFetch, [gpa, len, 0, 0, 0]))
+}
+
+/// `HandoverAdopted`: this kernel's verdict on the offered record (`reason`: text, with
+/// `adopt_status::REFUSES`).
+pub(crate) fn handover_adopted(status: u64, reason: &[u8]) {
+    let gpa = if reason.is_empty() {
+        Some(0)
+    } else {
+        crate::boot::virt_to_phys(reason.as_ptr() as u64, reason.len() as u64)
+    };
+    let (gpa, len) = match gpa {
+        Some(g) => (g, reason.len() as u64),
+        None => (0, 0),
+    };
+    let _ = result(call(Hypercall::HandoverAdopted, [status, gpa, len, 0, 0]));
+}
+
 /// `BalloonTake`: the balloon target (pages); `None` from a host without the balloon.
 pub(crate) fn balloon_take() -> Option<u64> {
     result(call(Hypercall::BalloonTake, [0; 5])).ok()

@@ -63,6 +63,12 @@ static ABI: KernelAbiHeader = KernelAbiHeader::CURRENT;
 static HANDOVER: pvmux_hypercalls::handover::HandoverNote =
     pvmux_hypercalls::handover::HandoverNote::new(linux::handover::RELEASE);
 
+/// The hand-over note as this image carries it (read through an opaque reference, so an
+/// image whose note was rewritten after the build reports what the note says).
+pub(crate) fn handover_note() -> &'static pvmux_hypercalls::handover::HandoverNote {
+    core::hint::black_box(&HANDOVER)
+}
+
 /// Exit code: the boot information page is missing, of another ABI version, or inconsistent.
 const EXIT_BAD_BOOT_INFO: u64 = 120;
 /// Exit code: the stub table has another magic or ABI version.
@@ -175,6 +181,10 @@ fn kmain() {
     fs::init();
     fs::volume::mount_all();
     fs::disk::attach_at_boot();
+    // Booted to adopt a hand-over record (`pvmux upgrade`): that, before anything else.
+    if let Some(a) = args.adopt() {
+        linux::handover::adopt::boot(&a, args.adopt_refuse());
+    }
     for cmd in args.commands() {
         match cmd {
             Command::Exit(code) => commands::exit(code),
@@ -193,7 +203,9 @@ fn kmain() {
             | Command::Caps(_)
             | Command::UserIsolationNone
             | Command::NoPatch
-            | Command::Channel(_) => {}
+            | Command::Channel(_)
+            | Command::Adopt(_)
+            | Command::AdoptRefuse => {}
             #[cfg(feature = "diagnostics")]
             Command::Bench(list) => bench::run(list, args.options.bench_quick),
             #[cfg(feature = "diagnostics")]

@@ -158,12 +158,20 @@ fn an_upgrade_lists_the_running_state_refuses_what_it_cannot_carry_and_loses_not
         "{v}"
     );
     if blockers.is_empty() {
+        // The new image itself, booted in a scratch tenant, checked the record and would
+        // adopt it; the switch is what is missing.
         assert!(
-            up.stderr
-                .contains("switching the kernel of a running tenant is not implemented yet"),
+            up.stderr.contains(
+                "the new kernel (6.1.0-pvmux-next) would adopt the record, but switching the \
+                 kernel of a running tenant is not implemented yet"
+            ),
             "{}",
             up.context()
         );
+        assert_eq!(v["adopt_check"]["adopts"], true, "{v}");
+        assert!(v["adopt_check"]["ms"].as_f64().unwrap() > 0.0, "{v}");
+    } else {
+        assert_eq!(v["adopt_check"], serde_json::Value::Null, "{v}");
     }
     assert_eq!(v["new"], "6.1.0-pvmux-next", "{v}");
     let rec = &v["record"];
@@ -350,6 +358,35 @@ fn an_upgrade_lists_the_running_state_refuses_what_it_cannot_carry_and_loses_not
     assert_eq!(pgid, cat["pgid"].as_i64().unwrap(), "{v}");
     assert_eq!(sid, cat["sid"].as_i64().unwrap(), "{v}");
 
+    // A new kernel that refuses the record (asked to by a kernel word): the refusal names
+    // it and its reason, and the old kernel keeps running.
+    let up = root.pvmux(&[
+        "upgrade",
+        "--format",
+        "json",
+        "--cmdline",
+        "adopt-refuse",
+        "t",
+        "--kernel",
+        next.to_str().expect("UTF-8"),
+    ]);
+    assert_eq!(up.code(), Some(1), "{}", up.context());
+    let v: serde_json::Value = serde_json::from_str(up.stdout.trim()).expect("answer JSON");
+    if v["record"]["blockers"]
+        .as_array()
+        .is_some_and(Vec::is_empty)
+    {
+        assert!(
+            up.stderr.contains(
+                "the new kernel (6.1.0-pvmux-next) refuses to adopt the record: refused as \
+                 asked (boot command adopt-refuse); 6.1.0-pvmux keeps running"
+            ),
+            "{}",
+            up.context()
+        );
+        assert_eq!(v["adopt_check"]["adopts"], false, "{v}");
+    }
+
     // Nothing stopped: the loop goes on counting, every value there, the same processes.
     wait_for("the loop counts on", || counter(&file).len() >= before + 30);
     assert_no_value_lost(&counter(&file));
@@ -363,6 +400,38 @@ fn an_upgrade_lists_the_running_state_refuses_what_it_cannot_carry_and_loses_not
 
     let st = root.pvmux(&["stop", "-t", "1", "t"]);
     assert_eq!(st.code(), Some(0), "{}", st.context());
+}
+
+#[test]
+fn a_kernel_reports_the_release_its_note_declares() {
+    let root = root("release");
+    let next = kernel_copy(root.dir(), "next", |n| {
+        *n = HandoverNote {
+            release: HandoverNote::new("6.1.0-pvmux-next").release,
+            ..*n
+        }
+    });
+    for (kernel, want) in [(None, "6.1.0-pvmux"), (Some(&next), "6.1.0-pvmux-next")] {
+        let mut args = vec!["run", "--rootfs", "/"];
+        if let Some(k) = kernel {
+            args.extend(["--kernel", k.to_str().expect("UTF-8")]);
+        }
+        args.extend([
+            "--",
+            "/bin/sh",
+            "-c",
+            "uname -r; read v < /proc/version; echo \"$v\"",
+        ]);
+        let r = root.pvmux(&args);
+        assert_eq!(r.code(), Some(0), "{}", r.context());
+        let lines: Vec<&str> = r.stdout.lines().collect();
+        assert_eq!(lines[0], want, "{}", r.context());
+        assert!(
+            lines[1].starts_with(&format!("Linux version {want} ")),
+            "{}",
+            r.context()
+        );
+    }
 }
 
 #[test]

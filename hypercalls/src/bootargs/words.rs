@@ -87,6 +87,10 @@ pub const HELP: &[(&str, &str)] = &[
         "hostpid=N seed=N canary=PATH",
         "parameters of hostile cases",
     ),
+    (
+        "adopt-refuse",
+        "refuse every hand-over record (pvmux upgrade --cmdline: the refusal path)",
+    ),
     ("panic", "panic on purpose (*)"),
     ("syscall", "execute raw Linux system calls (*)"),
     ("crash=double-fault", "make exception delivery fault (*)"),
@@ -220,6 +224,7 @@ pub fn parse_word(word: &str) -> Result<Word<'_>, Error<'_>> {
         "crash=double-fault" => return cmd(Command::CrashDoubleFault),
         "crash=stub-syscall" => return cmd(Command::CrashStubSyscall),
         "no-patch" => return cmd(Command::NoPatch),
+        "adopt-refuse" => return cmd(Command::AdoptRefuse),
         "syscall-report" => return set(Setting::SyscallReport),
         "quiet" => return set(Setting::Quiet),
         "hostfs" => return set(Setting::Hostfs),
@@ -462,6 +467,12 @@ impl fmt::Display for Command<'_> {
             Self::TaskLimit(n) => write!(f, "task-limit={n}"),
             Self::UserIsolationNone => f.write_str("user-isolation=none"),
             Self::NoPatch => f.write_str("no-patch"),
+            Self::AdoptRefuse => f.write_str("adopt-refuse"),
+            Self::Adopt(a) => write!(
+                f,
+                "adopt(v{}, {} bytes, flags {:#x}, pool {:#x}..{:#x})",
+                a.version, a.record_len, a.flags, a.pool_start, a.pool_end
+            ),
             Self::Channel(n) => write!(f, "channel={}", Arg(n)),
             Self::Caps(c) => write!(
                 f,

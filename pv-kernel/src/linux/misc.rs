@@ -25,7 +25,7 @@ pub(crate) fn sys_uname(buf: u64) -> SysResult {
     let mut u = [0u8; 65 * 6];
     put_str(&mut u, 0, b"Linux");
     put_str(&mut u, 65, hostname());
-    put_str(&mut u, 130, super::handover::RELEASE.as_bytes());
+    put_str(&mut u, 130, super::handover::release());
     put_str(&mut u, 195, b"#1 SMP pvmux guest kernel");
     put_str(&mut u, 260, b"x86_64");
     put_str(&mut u, 325, b"(none)");

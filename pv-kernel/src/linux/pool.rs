@@ -208,6 +208,37 @@ impl Pool {
         self.nfree = self.free.len();
     }
 
+    /// Adoption of a hand-over record (`linux/handover/adopt.rs`): each of `frames` (page
+    /// aligned, in the pool, free, not in the balloon; checked first, nothing changes on an
+    /// error, which names the frame) gets its count of references — one per page of the
+    /// adopted address spaces that maps it. Every frame of the pool then counts as used:
+    /// the kernel that used it before may have left its bytes there, so none may be handed
+    /// out as a frame known to be zero.
+    fn adopt(&mut self, frames: &alloc::collections::BTreeMap<u64, u32>) -> Result<(), u64> {
+        let n = self.refs.len();
+        for (&gpa, &k) in frames {
+            let i = gpa.wrapping_sub(self.base) / PAGE_SIZE;
+            let ok = gpa >= self.base
+                && gpa.is_multiple_of(PAGE_SIZE)
+                && (i as usize) < n
+                && self.refs[i as usize] == 0
+                && k > 0
+                && k < u32::from(BALLOONED);
+            if !ok {
+                return Err(gpa);
+            }
+        }
+        for (&gpa, &k) in frames {
+            let i = ((gpa - self.base) / PAGE_SIZE) as usize;
+            self.refs[i] = k as u16;
+            self.nfree -= 1;
+        }
+        // Their free-stack entries stay, stale (skipped when popped, as for contiguous
+        // allocations).
+        self.used.fill(u64::MAX);
+        Ok(())
+    }
+
     /// Marks frame `i` used; returns whether it had never been used (still all zeros).
     fn first_use(&mut self, i: usize) -> bool {
         let (w, b) = (i / 64, 1u64 << (i % 64));
@@ -244,6 +275,19 @@ pub(crate) fn init() {
 fn take_over(base: u64, pages: u64) {
     pool_mem::init(base, pages * PAGE_SIZE);
     *POOL.lock() = Some(Pool::with_frames(base, pages as usize));
+}
+
+/// The check of an adoption (`linux/handover/adopt.rs`): [`Pool::adopt`] of `frames` on a
+/// fresh pool `[start, end)` (the adopted tenant's, not necessarily this kernel's). `Err`
+/// names a frame that is not a free frame of it. The switch adopts on the live pool.
+pub(crate) fn check_adoption(
+    start: u64,
+    end: u64,
+    frames: &alloc::collections::BTreeMap<u64, u32>,
+) -> Result<(), u64> {
+    let pages = end.saturating_sub(start) / PAGE_SIZE;
+    let mut shadow = Pool::with_frames(start, usize::try_from(pages).map_err(|_| start)?);
+    shadow.adopt(frames)
 }
 
 /// Host unit tests: a pool of 8192 frames at a made-up guest-physical address, in heap memory
@@ -437,6 +481,39 @@ mod tests {
             .collect();
         v.sort_unstable();
         v
+    }
+
+    #[test]
+    fn adopted_frames_keep_their_references_and_no_frame_counts_as_zero_afterwards() {
+        let mut p = Pool::with_frames(0x10_0000, 64);
+        let a = p.pop_free().unwrap() as usize; // in use: not adoptable
+        p.refs[a] = 1;
+        let gpa = |i: u64| 0x10_0000 + i * PAGE_SIZE;
+        let mut frames = alloc::collections::BTreeMap::new();
+        frames.insert(gpa(5), 2);
+        frames.insert(gpa(9), 1);
+        // Refused whole, naming the frame: in use, outside the pool, unaligned, no reference.
+        for (bad, k) in [
+            (gpa(a as u64), 1),
+            (gpa(64), 1),
+            (gpa(3) + 8, 1),
+            (gpa(7), 0),
+        ] {
+            let mut f = frames.clone();
+            f.insert(bad, k);
+            assert_eq!(p.adopt(&f), Err(bad));
+            assert_eq!((p.refs[5], p.nfree), (0, 63), "nothing changed");
+        }
+        p.adopt(&frames).expect("free frames");
+        assert_eq!((p.refs[5], p.refs[9], p.nfree), (2, 1, 61));
+        assert!((0..64).all(|i| p.was_used(i)), "old bytes may be anywhere");
+        // The adopted frames are never handed out again while referenced.
+        let mut got = Vec::new();
+        while let Some(i) = p.pop_free() {
+            got.push(i as usize);
+        }
+        assert_eq!(got.len(), 61);
+        assert!(!got.contains(&5) && !got.contains(&9) && !got.contains(&a));
     }
 
     #[test]

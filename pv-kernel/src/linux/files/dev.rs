@@ -101,6 +101,12 @@ pub(crate) fn name(dev: Dev) -> &'static [u8] {
         .map_or(&b"null"[..], |(_, n)| n)
 }
 
+/// The memory-like device or console `/dev/NAME` names (a hand-over record's descriptor).
+pub(crate) fn by_path(path: &[u8]) -> Option<Dev> {
+    let name = path.strip_prefix(b"/dev/")?;
+    Dev::ALL.iter().find(|(_, n)| *n == name).map(|(d, _)| *d)
+}
+
 /// Device nodes created by [`init`]: (inode, device).
 static NODES: IrqLock<Vec<(Ino, Dev)>> = IrqLock::new(Vec::new());
 

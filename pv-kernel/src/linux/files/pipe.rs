@@ -158,6 +158,38 @@ impl Pipe {
         })
     }
 
+    /// A pipe rebuilt by an adoption (`linux/handover/adopt.rs`): the id it had (what
+    /// `fstat` and `/proc/PID/fd` show), the bytes it buffered, oldest first, and as many
+    /// read and write open file descriptions as will refer to it (each one's end closes
+    /// one). `None` if the bytes do not fit a pipe.
+    pub(crate) fn adopted(
+        id: u64,
+        now_ns: u64,
+        bytes: &[u8],
+        readers: u32,
+        writers: u32,
+    ) -> Option<Arc<Self>> {
+        if bytes.len() > PIPE_SIZE || id == 0 {
+            return None;
+        }
+        NEXT_ID.fetch_max(id.saturating_add(1), Ordering::Relaxed);
+        let mut buf = VecDeque::new();
+        buf.try_reserve_exact(bytes.len()).ok()?;
+        buf.extend(bytes.iter().copied());
+        Some(Arc::new(Self {
+            state: IrqLock::new(State {
+                buf,
+                readers,
+                writers,
+            }),
+            wq: WaitQueue::new(),
+            id,
+            ctime_ns: now_ns,
+            rd_events: AtomicU64::new(0),
+            wr_events: AtomicU64::new(0),
+        }))
+    }
+
     /// Wakes everybody who may wait on this pipe.
     fn notify(&self) {
         self.wq.wake_all();

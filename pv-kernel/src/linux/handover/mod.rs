@@ -27,17 +27,20 @@
 //! runs until the record is handed over; then the threads are let go. A thread still
 //! running at the timeout is named as a blocker.
 
+pub(crate) mod adopt;
+
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use pvmux_hypercalls::handover::{
-    blocker, fd_kind, fd_state, file_area_flags, fill_name, page_flags, process_flags,
-    thread_state, vma_flags, BlobRef, BlockerEntry, FdEntry, FdStateEntry, FileAreaEntry,
-    PageRunEntry, PipeEntry, ProcessEntry, ProcessStateEntry, RecordWriter, SigActionEntry,
-    ThreadEntry, ThreadStateEntry, VmaEntry, ZombieEntry, MAX_FPU_LEN, MAX_PIPE_BYTES,
-    MAX_RECORD_LEN, MIN_RECORD_VERSION, NO_RESTART, NR_RLIMITS, RECORD_VERSION,
+    blocker, fd_kind, fd_state, file_area_flags, file_image_flags, fill_name, page_flags,
+    process_flags, thread_state, vma_flags, BlobRef, BlockerEntry, FdEntry, FdStateEntry,
+    FileAreaEntry, FileImageEntry, PageRunEntry, PipeEntry, ProcessEntry, ProcessStateEntry,
+    RecordWriter, SigActionEntry, ThreadEntry, ThreadStateEntry, VmaEntry, ZombieEntry,
+    MAX_FPU_LEN, MAX_PIPE_BYTES, MAX_RECORD_LEN, MIN_RECORD_VERSION, NO_RESTART, NR_RLIMITS,
+    RECORD_VERSION,
 };
 use pvmux_hypercalls::{HcError, TrapFrame};
 use zerocopy::FromZeros;
@@ -186,12 +189,26 @@ fn thaw() {
     THAW_WQ.wake_all();
 }
 
-/// The kernel's release (`uname -r`, `/proc/version`, the image's hand-over note): the
-/// build-time `PVMUX_KERNEL_RELEASE`, else `6.1.0-pvmux`.
+/// The kernel's release as built (the image's hand-over note): the build-time
+/// `PVMUX_KERNEL_RELEASE`, else `6.1.0-pvmux`. What `uname -r` and `/proc/version` show is
+/// [`release`], the note as the image carries it.
 pub(crate) const RELEASE: &str = match option_env!("PVMUX_KERNEL_RELEASE") {
     Some(r) => r,
     None => "6.1.0-pvmux",
 };
+
+/// The release this image declares in its hand-over note (`uname -r`, `/proc/version`): the
+/// one the host reads from the image and names in `pvmux upgrade`, so an image whose note
+/// was rewritten (the tests' `6.1.0-pvmux-next`) says so itself. [`RELEASE`] when the note
+/// holds no text.
+pub(crate) fn release() -> &'static [u8] {
+    let r = pvmux_hypercalls::handover::until_nul(&crate::handover_note().release);
+    if r.is_empty() {
+        RELEASE.as_bytes()
+    } else {
+        r
+    }
+}
 
 /// Bumped by every `pending::HANDOVER` event.
 static SEQ: AtomicU64 = AtomicU64::new(0);
@@ -258,13 +275,13 @@ fn answer(version: u64) {
     }
     let mut out: Vec<u8> = Vec::new();
     // The record is the host's to read: refused rather than grown past what it accepts.
-    let size = 96 + 16 * 14 + inv.size();
+    let size = 96 + 16 * 15 + inv.size();
     if size as u64 > MAX_RECORD_LEN || out.try_reserve_exact(size).is_err() {
         thaw();
         crate::hcall::handover_record_failed(HcError::NoResources);
         return;
     }
-    inv.write(&mut out, version, RELEASE.as_bytes());
+    inv.write(&mut out, version, release());
     match crate::boot::virt_to_phys(out.as_ptr() as u64, out.len() as u64) {
         Some(gpa) => crate::hcall::handover_record(gpa, out.len() as u64),
         None => crate::hcall::handover_record_failed(HcError::NoResources),
@@ -367,6 +384,8 @@ pub(crate) struct Inventory {
     pub(crate) sigactions: Vec<SigActionEntry>,
     pub(crate) fd_states: Vec<FdStateEntry>,
     pub(crate) file_areas: Vec<FileAreaEntry>,
+    /// Where each file area's pages come from (section 15).
+    pub(crate) file_images: Vec<FileImageEntry>,
     pub(crate) zombies: Vec<ZombieEntry>,
     /// By id.
     pub(crate) pipes: BTreeMap<u64, PipeEntry>,
@@ -390,6 +409,7 @@ impl Inventory {
             + self.sigactions.len() * size_of::<SigActionEntry>()
             + self.fd_states.len() * size_of::<FdStateEntry>()
             + self.file_areas.len() * size_of::<FileAreaEntry>()
+            + self.file_images.len() * size_of::<FileImageEntry>()
             + self.zombies.len() * size_of::<ZombieEntry>()
             + self.pipes.len() * size_of::<PipeEntry>()
             + self.blob.len()
@@ -423,6 +443,7 @@ impl Inventory {
             w.section(&pipes);
             w.section(&self.file_areas);
             w.section(&self.zombies);
+            w.section(&self.file_images);
             w.blob(&self.blob);
         }
         w.finish();
@@ -527,6 +548,7 @@ fn inventory(procs: &[Arc<Process>], version: u32) -> Inventory {
     inv.fds.sort_by_key(|f| (f.pid, f.fd));
     inv.fd_states.sort_by_key(|f| (f.pid, f.fd));
     inv.file_areas.sort_by_key(|a| (a.pid, a.start));
+    inv.file_images.sort_by_key(|a| (a.pid, a.start));
     inv
 }
 
@@ -566,7 +588,14 @@ fn carry_process(
             if v.shm.is_some() {
                 shared_areas += 1;
             } else if let Some(f) = &v.file {
-                mapped.push((start, f.offset, f.path.clone(), f.ino, f.image.is_some()));
+                mapped.push((
+                    start,
+                    f.offset,
+                    f.path.clone(),
+                    f.ino,
+                    f.image.as_ref().map(|i| (i.lo, i.hi)),
+                    f.bus_past_eof,
+                ));
             }
             for (va, gpa, cow) in mm.resident(start, v.end) {
                 let flags = if v.shm.is_some() {
@@ -598,7 +627,7 @@ fn carry_process(
             }
         }
     }
-    for (start, offset, path, ino, image) in mapped {
+    for (start, offset, path, ino, image, bus_past_eof) in mapped {
         let (volume, host) = crate::fs::with(|fs| (fs.is_volume_file(ino), fs.is_host_file(ino)));
         if !(volume || host) || !path.starts_with(b"/") {
             file_areas += 1;
@@ -609,7 +638,7 @@ fn carry_process(
         if volume {
             flags |= file_area_flags::VOLUME;
         }
-        if image {
+        if image.is_some() {
             flags |= file_area_flags::IMAGE;
         }
         inv.file_areas.push(FileAreaEntry {
@@ -618,6 +647,18 @@ fn carry_process(
             start,
             offset,
             path,
+        });
+        let (lo, hi) = image.unwrap_or_default();
+        inv.file_images.push(FileImageEntry {
+            pid: p.pid,
+            flags: if bus_past_eof {
+                file_image_flags::BUS_PAST_EOF
+            } else {
+                0
+            },
+            start,
+            lo,
+            hi,
         });
     }
     let cwd = inv.blob_add(&cwd);

@@ -44,7 +44,7 @@ const PROC_FILES: [(&str, Gen); 32] = [
     ("version", || {
         alloc::format!(
             "Linux version {} (pvmux) #1 SMP pvmux guest kernel\n",
-            crate::linux::handover::RELEASE
+            alloc::string::String::from_utf8_lossy(crate::linux::handover::release())
         )
         .into_bytes()
     }),

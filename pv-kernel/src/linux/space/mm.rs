@@ -1145,6 +1145,63 @@ impl Mm {
         core::mem::take(&mut self.deferred)
     }
 
+    /// Adoption of a hand-over record (`linux/handover/adopt.rs`): adds the region
+    /// `[start, end)` (page aligned, free) with `prot_bits`, backed by `file` if given.
+    /// `false` (nothing changed) if it is not.
+    pub(crate) fn adopt_region(
+        &mut self,
+        start: u64,
+        end: u64,
+        prot_bits: u32,
+        file: Option<MapFile>,
+    ) -> bool {
+        let aligned =
+            start.is_multiple_of(PAGE_SIZE) && end.is_multiple_of(PAGE_SIZE) && start < end;
+        if !aligned || !in_user_window(start, end - start) || !self.is_free(start, end) {
+            return false;
+        }
+        self.vmas.insert(
+            start,
+            Vma {
+                end,
+                prot: prot_bits,
+                shm: None,
+                file,
+            },
+        );
+        true
+    }
+
+    /// Adoption: the `n` pages from `va` map the `n` frames from `gpa` (the pool gave this
+    /// space one reference to each: `pool::adopt`), copy-on-write if `cow`, *lazy* — the new
+    /// sandbox maps them at their first fault, as after a snapshot's resume
+    /// ([`Mm::forget_sandbox`]). `false` (nothing changed) unless every page is inside one
+    /// region and not in the map yet.
+    pub(crate) fn adopt_pages(&mut self, va: u64, gpa: u64, n: u64, cow: bool) -> bool {
+        let Some(len) = n.checked_mul(PAGE_SIZE).filter(|&l| l > 0) else {
+            return false;
+        };
+        let inside = va.is_multiple_of(PAGE_SIZE)
+            && gpa.is_multiple_of(PAGE_SIZE)
+            && self
+                .vma_at(va)
+                .is_some_and(|(_, v)| va.checked_add(len).is_some_and(|e| e <= v.end));
+        if !inside || self.pages.range(va..va + len).next().is_some() {
+            return false;
+        }
+        for k in 0..n {
+            self.pages.insert(
+                va + k * PAGE_SIZE,
+                Pte {
+                    gpa: gpa + k * PAGE_SIZE,
+                    cow,
+                    lazy: true,
+                },
+            );
+        }
+        true
+    }
+
     /// Frames to release once the operations queued so far are applied (a request that
     /// took them came back without saying they were).
     pub(crate) fn defer(&mut self, frames: Vec<u64>) {

@@ -262,6 +262,7 @@ mod tests {
             Request::Update(u),
             Request::Upgrade(super::super::upgrade::UpgradeRequest {
                 kernel: "/k/new kernel".into(),
+                cmdline: Some("adopt-refuse".into()),
             }),
         ] {
             assert_eq!(Request::parse(&format!("{}\n", r.line())), Some(r));

@@ -32,6 +32,10 @@ pub struct UpgradeArgs {
     /// is refused before the running kernel is asked anything.
     #[arg(long, value_name = "FILE")]
     pub kernel: PathBuf,
+    /// Kernel words for the new kernel's boot (as `pvmux run --cmdline`), e.g.
+    /// `adopt-refuse`: the new kernel then refuses the record (the refusal path).
+    #[arg(long, value_name = "WORDS")]
+    pub cmdline: Option<String>,
     /// The tenant (its name or container id in --root).
     pub id: String,
 }
@@ -41,6 +45,9 @@ pub struct UpgradeArgs {
 pub(crate) struct UpgradeRequest {
     /// Absolute path of the new kernel image.
     pub(crate) kernel: PathBuf,
+    /// Kernel words for the new kernel's boot.
+    #[serde(default)]
+    pub(crate) cmdline: Option<String>,
 }
 
 /// The monitor's answer once the guest's record was checked.
@@ -62,6 +69,21 @@ struct UpgradeAnswer {
     pause_ms: f64,
     /// What the record holds.
     record: RecordSummary,
+    /// The new kernel's own check of the record (booted in a scratch tenant), when the
+    /// record names no blocker.
+    #[serde(default)]
+    adopt_check: Option<AdoptCheckJson>,
+}
+
+/// The new kernel's verdict on the record.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct AdoptCheckJson {
+    /// It would adopt it.
+    adopts: bool,
+    /// Why not.
+    reason: Option<String>,
+    /// From booting it to its verdict (ms).
+    ms: f64,
 }
 
 /// A hand-over record, as JSON.
@@ -353,12 +375,14 @@ fn state_name(s: u32) -> &'static str {
 pub(crate) fn answer(h: &TenantHandle, req: &UpgradeRequest) -> anyhow::Result<String> {
     let image = std::fs::read(&req.kernel)
         .with_context(|| format!("reading the new kernel image {}", req.kernel.display()))?;
-    let report = h.upgrade(image)?;
+    let report = h.upgrade(image, req.cmdline.as_deref())?;
     let refusal = match upgrade::decide(&report) {
         Ok(()) => None,
-        Err(e @ (UpgradeError::CannotCarry(_) | UpgradeError::SwitchNotImplemented)) => {
-            Some(e.to_string())
-        }
+        Err(
+            e @ (UpgradeError::CannotCarry(_)
+            | UpgradeError::SwitchNotImplemented(_)
+            | UpgradeError::NewRefuses { .. }),
+        ) => Some(e.to_string()),
         Err(e) => return Err(e.into()),
     };
     let a = UpgradeAnswer {
@@ -370,6 +394,11 @@ pub(crate) fn answer(h: &TenantHandle, req: &UpgradeRequest) -> anyhow::Result<S
         record_ms: report.record_time.as_secs_f64() * 1e3,
         pause_ms: report.pause.as_secs_f64() * 1e3,
         record: (&report.inventory).into(),
+        adopt_check: report.adopt_check.as_ref().map(|c| AdoptCheckJson {
+            adopts: c.verdict.is_ok(),
+            reason: c.verdict.as_ref().err().cloned(),
+            ms: c.time.as_secs_f64() * 1e3,
+        }),
     };
     tracing::info!(upgraded = a.upgraded, "upgrade answered");
     Ok(serde_json::to_string(&a)?)
@@ -387,7 +416,10 @@ pub(crate) fn upgrade(g: &GlobalArgs, a: &UpgradeArgs) -> anyhow::Result<u8> {
     }
     let payload = control::request(
         &sd.control_socket(),
-        &Request::Upgrade(UpgradeRequest { kernel }),
+        &Request::Upgrade(UpgradeRequest {
+            kernel,
+            cmdline: a.cmdline.clone(),
+        }),
     )?;
     let ans: UpgradeAnswer =
         serde_json::from_str(&payload).context("bad answer from the monitor")?;
@@ -416,6 +448,18 @@ pub(crate) fn upgrade(g: &GlobalArgs, a: &UpgradeArgs) -> anyhow::Result<u8> {
                 String::new()
             }
         );
+        if let Some(c) = &ans.adopt_check {
+            match &c.reason {
+                None => println!(
+                    "{}: {} checked the record in {:.1} ms and would adopt it",
+                    a.id, ans.new, c.ms
+                ),
+                Some(why) => println!(
+                    "{}: {} refused the record in {:.1} ms: {why}",
+                    a.id, ans.new, c.ms
+                ),
+            }
+        }
     }
     match ans.refusal {
         None => Ok(0),

@@ -1,0 +1,717 @@
+//! Adopting a hand-over record (`pvmux upgrade`, docs/MULTIKERNEL.md "Kernel hand-over",
+//! docs/ABI.md §handover): the kernel's side of boot command `ADOPT`.
+//!
+//! A kernel booted with `ADOPT` fetches the record the host offers (`HandoverFetch`: the
+//! host's own copy, which it checked whole before offering it; nothing in this kernel's
+//! memory had to survive), checks it again itself ([`plan`]: [`Record::parse`], every value
+//! against the user pool the boot command names with [`Record::check`], and what an adopter
+//! needs beyond that), and says whether it adopts it (`HandoverAdopted`). With
+//! [`adopt_flags::CHECK`] — the host's pre-flight, in a scratch tenant of its own — that is
+//! all it does: it reports the verdict and shuts down. Rebuilding the processes the record
+//! describes is not implemented yet, so an adoption without `CHECK` is refused by name.
+//!
+//! [`plan`] is what an adoption would rebuild, checked: every live process has its state and
+//! its threads are all stopped in user mode with their registers; init (pid 1) is there and
+//! live; every parent is in the record; every resident page's frame is in the user pool,
+//! and a frame mapped privately (neither copy-on-write nor shared) is mapped exactly once;
+//! descriptors that share an open file description agree on what it is (kind, object,
+//! path, flags, offset); every file area names an absolute path.
+
+use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use pvmux_hypercalls::handover::{
+    adopt_flags, adopt_status, page_flags, process_flags, thread_state, AdoptArgs, BlockerEntry,
+    Bounds, FdStateEntry, FileAreaEntry, FileImageEntry, PageRunEntry, PipeEntry, ProcessEntry,
+    ProcessStateEntry, Record, RecordError, ThreadStateEntry, ZombieEntry, MAX_ADOPT_REASON,
+    MAX_PID,
+};
+
+/// Why this kernel does not adopt a record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// The host offered no record, or not the length the boot command says.
+    Fetch(&'static str),
+    /// The record fails [`Record::parse`] or [`Record::check`].
+    Record(RecordError),
+    /// Version 1 is an inventory: it carries no process.
+    Inventory,
+    /// The record names what it could not carry.
+    Blockers(usize),
+    /// Init (pid 1) is missing or not live.
+    NoInit,
+    /// A live process without its state.
+    NoState(i32),
+    /// A thread not stopped in user mode (or without its state).
+    ThreadNotStopped(i32),
+    /// A process whose parent is not in the record.
+    Orphan(i32),
+    /// A frame mapped privately more than once.
+    FrameTwice(u64),
+    /// Descriptors of one open file description that disagree.
+    Description(u64),
+    /// A file area whose path is not absolute, or without its image range (section 15).
+    FileArea(i32, u64),
+    /// A memory area an address space cannot take (overlapping, shared, out of the window).
+    Area(i32, u64),
+    /// A page run outside its areas, or over pages already mapped.
+    Pages(i32, u64),
+    /// A frame the user pool cannot give its references (in use, outside the pool).
+    Frame(u64),
+    /// A pipe that cannot be re-created (more bytes than a pipe holds).
+    Pipe(u64),
+    /// A descriptor that cannot be installed again (its kind, device or number).
+    Descriptor(i32, i32),
+    /// A process whose credentials, limits or threads cannot be taken as they are.
+    Process(i32, &'static str),
+    /// The boot command `adopt-refuse` (tests).
+    Asked,
+    /// Rebuilding processes is not implemented by this kernel.
+    Rebuild,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Fetch(what) => write!(f, "cannot fetch the record: {what}"),
+            Self::Record(e) => write!(f, "the record is refused: {e}"),
+            Self::Inventory => f.write_str("record version 1 carries no process state"),
+            Self::Blockers(n) => write!(f, "the record names {n} things it could not carry"),
+            Self::NoInit => f.write_str("the record has no live init (pid 1)"),
+            Self::NoState(pid) => write!(f, "process {pid} is live but has no state"),
+            Self::ThreadNotStopped(tid) => {
+                write!(
+                    f,
+                    "thread {tid} is not stopped in user mode with its registers"
+                )
+            }
+            Self::Orphan(pid) => write!(f, "the parent of process {pid} is not in the record"),
+            Self::FrameTwice(gpa) => {
+                write!(f, "frame {gpa:#x} is mapped privately more than once")
+            }
+            Self::Description(d) => {
+                write!(f, "the descriptors of open file description {d} disagree")
+            }
+            Self::FileArea(pid, start) => write!(
+                f,
+                "the file area at {start:#x} of process {pid} has no absolute path or no \
+                 image range"
+            ),
+            Self::Area(pid, start) => write!(
+                f,
+                "the memory area at {start:#x} of process {pid} cannot be rebuilt"
+            ),
+            Self::Pages(pid, va) => write!(
+                f,
+                "the pages at {va:#x} of process {pid} cannot be mapped again"
+            ),
+            Self::Frame(gpa) => write!(f, "frame {gpa:#x} is not a free frame of the pool"),
+            Self::Pipe(id) => write!(f, "pipe {id} cannot be re-created"),
+            Self::Process(pid, what) => write!(f, "process {pid}: {what}"),
+            Self::Descriptor(pid, fd) => {
+                write!(f, "descriptor {fd} of process {pid} cannot be opened again")
+            }
+            Self::Asked => f.write_str("refused as asked (boot command adopt-refuse)"),
+            Self::Rebuild => {
+                f.write_str("this kernel checks records but does not rebuild their processes yet")
+            }
+        }
+    }
+}
+
+/// What an adoption of a checked record would rebuild.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Plan {
+    /// Live processes, parents before children (pids).
+    pub(crate) order: Vec<i32>,
+    /// Zombies (pids).
+    pub(crate) zombies: Vec<i32>,
+    /// Threads.
+    pub(crate) threads: usize,
+    /// Distinct frames the user pool must hold for the adopted pages, with the number of
+    /// references each gets (one per page that maps it).
+    pub(crate) frames: BTreeMap<u64, u32>,
+    /// Open file descriptions (descriptors sharing one count once).
+    pub(crate) descriptions: usize,
+    /// Pipes, and the bytes buffered in them.
+    pub(crate) pipes: usize,
+    /// Bytes buffered in the pipes.
+    pub(crate) pipe_bytes: usize,
+}
+
+/// Checks `bytes` as the record `args` describes, with every check an adoption makes, and
+/// plans the adoption.
+pub(crate) fn plan(bytes: &[u8], args: &AdoptArgs) -> Result<Plan, Refusal> {
+    if bytes.len() as u64 != args.record_len {
+        return Err(Refusal::Fetch("its length is not the one announced"));
+    }
+    let r = Record::parse(bytes, (args.version, args.version)).map_err(Refusal::Record)?;
+    r.check(&Bounds {
+        user_end: pvmux_hypercalls::user::USER_END,
+        pool_start: args.pool_start,
+        pool_end: args.pool_end,
+        max_pid: MAX_PID,
+    })
+    .map_err(Refusal::Record)?;
+    if r.header.version < 2 {
+        return Err(Refusal::Inventory);
+    }
+    let blockers = r.entries::<BlockerEntry>().count();
+    if blockers > 0 {
+        return Err(Refusal::Blockers(blockers));
+    }
+    let procs: BTreeMap<i32, ProcessEntry> =
+        r.entries::<ProcessEntry>().map(|p| (p.pid, p)).collect();
+    let live = |p: &ProcessEntry| p.flags & process_flags::ZOMBIE == 0;
+    if !procs.get(&1).is_some_and(live) {
+        return Err(Refusal::NoInit);
+    }
+    let states: BTreeSet<i32> = r.entries::<ProcessStateEntry>().map(|s| s.pid).collect();
+    let mut plan = Plan::default();
+    for p in procs.values() {
+        if p.ppid != 0 && !procs.contains_key(&p.ppid) {
+            return Err(Refusal::Orphan(p.pid));
+        }
+        if !live(p) {
+            plan.zombies.push(p.pid);
+            continue;
+        }
+        if !states.contains(&p.pid) {
+            return Err(Refusal::NoState(p.pid));
+        }
+    }
+    // Every thread of a live process stopped in user mode, with its state.
+    let thread_states: BTreeMap<i32, ThreadStateEntry> = r
+        .entries::<ThreadStateEntry>()
+        .map(|t| (t.tid, t))
+        .collect();
+    for t in r.entries::<pvmux_hypercalls::handover::ThreadEntry>() {
+        if !procs.get(&t.pid).is_some_and(live) {
+            continue;
+        }
+        if thread_states
+            .get(&t.tid)
+            .is_none_or(|s| s.state != thread_state::USER)
+        {
+            return Err(Refusal::ThreadNotStopped(t.tid));
+        }
+        plan.threads += 1;
+    }
+    plan.order = parents_first(&procs, live);
+    // Frames: one reference per page that maps one; a private frame exactly once.
+    let mut private = BTreeSet::new();
+    for run in r.entries::<PageRunEntry>() {
+        for k in 0..run.pages {
+            let gpa = run.gpa + k * pvmux_hypercalls::PAGE_SIZE;
+            let shared = run.flags & (page_flags::COW | page_flags::SHARED) != 0;
+            if private.contains(&gpa) || (!shared && plan.frames.contains_key(&gpa)) {
+                return Err(Refusal::FrameTwice(gpa));
+            }
+            if !shared {
+                private.insert(gpa);
+            }
+            let n = plan.frames.entry(gpa).or_insert(0);
+            *n = n.saturating_add(1);
+        }
+    }
+    // Descriptions agree on what they are.
+    let mut descriptions: BTreeMap<u64, (FdStateEntry, &[u8])> = BTreeMap::new();
+    for f in r.entries::<FdStateEntry>() {
+        let path = r.blob_bytes(f.path).unwrap_or_default();
+        match descriptions.get(&f.description) {
+            Some((d, p)) => {
+                let same = d.kind == f.kind
+                    && d.object == f.object
+                    && d.status_flags == f.status_flags
+                    && d.pos == f.pos
+                    && *p == path;
+                if !same {
+                    return Err(Refusal::Description(f.description));
+                }
+            }
+            None => {
+                descriptions.insert(f.description, (f, path));
+            }
+        }
+    }
+    plan.descriptions = descriptions.len();
+    let images: BTreeSet<(i32, u64)> = r
+        .entries::<FileImageEntry>()
+        .map(|i| (i.pid, i.start))
+        .collect();
+    for a in r.entries::<FileAreaEntry>() {
+        if !r.blob_bytes(a.path).is_some_and(|p| p.starts_with(b"/"))
+            || !images.contains(&(a.pid, a.start))
+        {
+            return Err(Refusal::FileArea(a.pid, a.start));
+        }
+    }
+    for p in r.entries::<PipeEntry>() {
+        plan.pipes += 1;
+        plan.pipe_bytes += p.data.len as usize;
+    }
+    // What an adoption does with them, done on a shadow of the tenant's pool and on maps
+    // of no sandbox: the frames' references, every address space (without its files).
+    crate::linux::pool::check_adoption(args.pool_start, args.pool_end, &plan.frames)
+        .map_err(Refusal::Frame)?;
+    let mut d = Descriptions::new(&r, 0)?;
+    for &pid in &plan.order {
+        let mut mm = crate::linux::space::Mm::new();
+        rebuild_mm(&r, pid, &mut mm, &|_, _, _| None)?;
+        rebuild_fds(&r, pid, &mut d, &|_, _| Ok(None))?;
+        process_parts(&r, pid)?;
+    }
+    // Zombies carry their wait status (checked by `Record::check`); counted above.
+    debug_assert!(r
+        .entries::<ZombieEntry>()
+        .all(|z| plan.zombies.contains(&z.pid)));
+    Ok(plan)
+}
+
+/// How an adopter backs a file area again: the area, its image range (section 15) and its
+/// path → the file it maps, if it can open it.
+pub(crate) type FileOf<'a> =
+    &'a dyn Fn(&FileAreaEntry, &FileImageEntry, &[u8]) -> Option<crate::linux::space::MapFile>;
+
+/// Rebuilds the address space of process `pid` of the checked record `r` in `mm` (empty):
+/// its memory areas with their rights (a private file mapping backed by the file `file_of`
+/// gives it, with its image range, else by nothing: its pages not in the record then read
+/// as zero), its program break, and every resident page mapped lazily to its frame,
+/// copy-on-write where it was (the frames' references are the pool's business:
+/// `pool::adopt`).
+pub(crate) fn rebuild_mm(
+    r: &Record<'_>,
+    pid: i32,
+    mm: &mut crate::linux::space::Mm,
+    file_of: FileOf<'_>,
+) -> Result<(), Refusal> {
+    use pvmux_hypercalls::handover::{vma_flags, VmaEntry};
+    use pvmux_hypercalls::user::prot;
+    let images: BTreeMap<u64, FileImageEntry> = r
+        .entries::<FileImageEntry>()
+        .filter(|a| a.pid == pid)
+        .map(|a| (a.start, a))
+        .collect();
+    let files: BTreeMap<u64, (FileAreaEntry, FileImageEntry)> = r
+        .entries::<FileAreaEntry>()
+        .filter(|a| a.pid == pid)
+        .filter_map(|a| Some((a.start, (a, *images.get(&a.start)?))))
+        .collect();
+    for v in r.entries::<VmaEntry>().filter(|v| v.pid == pid) {
+        if v.flags & vma_flags::SHARED != 0 {
+            return Err(Refusal::Area(pid, v.start));
+        }
+        let mut bits = 0;
+        for (flag, p) in [
+            (vma_flags::READ, prot::READ),
+            (vma_flags::WRITE, prot::WRITE),
+            (vma_flags::EXEC, prot::EXEC),
+        ] {
+            if v.flags & flag != 0 {
+                bits |= p;
+            }
+        }
+        let file = files
+            .get(&v.start)
+            .and_then(|(a, i)| file_of(a, i, r.blob_bytes(a.path).unwrap_or_default()));
+        if !mm.adopt_region(v.start, v.end, bits, file) {
+            return Err(Refusal::Area(pid, v.start));
+        }
+    }
+    if let Some(s) = r.entries::<ProcessStateEntry>().find(|s| s.pid == pid) {
+        mm.brk_base = s.brk_base;
+        mm.brk = s.brk;
+    }
+    for run in r.entries::<PageRunEntry>().filter(|p| p.pid == pid) {
+        if run.flags & page_flags::SHARED != 0
+            || !mm.adopt_pages(run.va, run.gpa, run.pages, run.flags & page_flags::COW != 0)
+        {
+            return Err(Refusal::Pages(pid, run.va));
+        }
+    }
+    Ok(())
+}
+
+/// The open file descriptions an adoption re-creates, shared by every descriptor (of any
+/// process) that shares one in the record, and the pipes they refer to.
+pub(crate) struct Descriptions {
+    /// By the record's description number.
+    files: BTreeMap<u64, Arc<OpenFile>>,
+    /// By pipe id.
+    pipes: BTreeMap<u64, Arc<Pipe>>,
+}
+
+/// How an adopter opens a host file, a volume file or a device again (by the record's
+/// path, with its flags; the offset is set afterwards): `Ok(None)` to leave it out (the
+/// check, in a kernel without the tenant's files).
+pub(crate) type OpenPath<'a> =
+    &'a dyn Fn(&FdStateEntry, &[u8]) -> Result<Option<Arc<OpenFile>>, Refusal>;
+
+use crate::linux::files::pipe::Pipe;
+use crate::linux::files::OpenFile;
+use alloc::sync::Arc;
+
+impl Descriptions {
+    /// The record's pipes re-created with the bytes they buffered, each with as many read
+    /// and write descriptions as the record has of it.
+    pub(crate) fn new(r: &Record<'_>, now_ns: u64) -> Result<Self, Refusal> {
+        use pvmux_hypercalls::handover::fd_state;
+        let mut ends: BTreeMap<u64, (BTreeSet<u64>, BTreeSet<u64>)> = BTreeMap::new();
+        for f in r.entries::<FdStateEntry>() {
+            let e = ends.entry(f.object).or_default();
+            match f.kind {
+                fd_state::PIPE_READ => e.0.insert(f.description),
+                fd_state::PIPE_WRITE => e.1.insert(f.description),
+                _ => continue,
+            };
+        }
+        let mut pipes = BTreeMap::new();
+        for p in r.entries::<PipeEntry>() {
+            let (rd, wr) = ends.get(&p.id).map_or((0, 0), |(r, w)| (r.len(), w.len()));
+            let bytes = r.blob_bytes(p.data).unwrap_or_default();
+            let pipe = Pipe::adopted(p.id, now_ns, bytes, rd as u32, wr as u32)
+                .ok_or(Refusal::Pipe(p.id))?;
+            pipes.insert(p.id, pipe);
+        }
+        Ok(Self {
+            files: BTreeMap::new(),
+            pipes,
+        })
+    }
+
+    /// The open file description of `f` (created at its first descriptor); `None` when
+    /// `open` leaves it out.
+    fn of(
+        &mut self,
+        f: &FdStateEntry,
+        path: &[u8],
+        open: OpenPath<'_>,
+    ) -> Result<Option<Arc<OpenFile>>, Refusal> {
+        use crate::linux::files::dev::{self, Dev};
+        use crate::linux::files::file::Kind;
+        use pvmux_hypercalls::handover::fd_state;
+        if let Some(d) = self.files.get(&f.description) {
+            return Ok(Some(d.clone()));
+        }
+        let bad = Refusal::Descriptor(f.pid, f.fd);
+        let pipe = || self.pipes.get(&f.object).cloned().ok_or(bad.clone());
+        let file = match f.kind {
+            fd_state::PIPE_READ => OpenFile::new(Kind::PipeRead(pipe()?), f.status_flags),
+            fd_state::PIPE_WRITE => OpenFile::new(Kind::PipeWrite(pipe()?), f.status_flags),
+            fd_state::CONSOLE => {
+                let dev = match dev::by_path(path) {
+                    Some(d @ (Dev::Tty | Dev::Console)) => d,
+                    _ => Dev::Console,
+                };
+                OpenFile::new(
+                    Kind::Console {
+                        out: f.object,
+                        tty: f.aux & 1 != 0,
+                        dev,
+                    },
+                    f.status_flags,
+                )
+            }
+            fd_state::HOST_FILE | fd_state::VOLUME_FILE | fd_state::DEVICE => {
+                let Some(file) = open(f, path)? else {
+                    return Ok(None);
+                };
+                if matches!(f.kind, fd_state::HOST_FILE | fd_state::VOLUME_FILE) {
+                    *file.pos() = f.pos;
+                    file.set_path(path.to_vec());
+                }
+                file
+            }
+            _ => return Err(bad),
+        };
+        self.files.insert(f.description, file.clone());
+        Ok(Some(file))
+    }
+}
+
+/// Rebuilds the descriptor table of process `pid` of the checked record `r`: each
+/// descriptor on its open file description (`d`, shared with every other descriptor of it),
+/// with its close-on-exec flag.
+pub(crate) fn rebuild_fds(
+    r: &Record<'_>,
+    pid: i32,
+    d: &mut Descriptions,
+    open: OpenPath<'_>,
+) -> Result<crate::linux::files::FdTable, Refusal> {
+    let mut table = crate::linux::files::FdTable::new();
+    for f in r.entries::<FdStateEntry>().filter(|f| f.pid == pid) {
+        let path = r.blob_bytes(f.path).unwrap_or_default();
+        let Some(file) = d.of(&f, path, open)? else {
+            continue;
+        };
+        let fd = usize::try_from(f.fd).map_err(|_| Refusal::Descriptor(pid, f.fd))?;
+        table
+            .put(
+                fd,
+                file,
+                f.fd_flags & 1 != 0,
+                crate::linux::files::file::NOFILE,
+            )
+            .map_err(|_| Refusal::Descriptor(pid, f.fd))?;
+    }
+    Ok(table)
+}
+
+/// What an adoption creates of a live process, decoded from a checked record (the
+/// address space, [`rebuild_mm`], and the descriptors, [`rebuild_fds`], apart).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ProcessParts {
+    /// Its ids.
+    pub(crate) pid: i32,
+    pub(crate) ppid: i32,
+    pub(crate) pgid: i32,
+    pub(crate) sid: i32,
+    /// Signal sent to the parent at its end.
+    pub(crate) exit_signal: u32,
+    pub(crate) umask: u32,
+    /// User and group ids, groups, capabilities.
+    pub(crate) creds: crate::linux::creds::Creds,
+    /// Resource limits (the kernel's defaults where the record has none).
+    pub(crate) rlimits: Option<crate::linux::rlimit::Rlimits>,
+    /// Signal dispositions (the default where the record names none).
+    pub(crate) sigactions: [crate::linux::signal::SigAction; 64],
+    /// Signals pending process-wide.
+    pub(crate) shared_pending: u64,
+    /// Its working directory and program (paths).
+    pub(crate) cwd: Vec<u8>,
+    pub(crate) exe: Vec<u8>,
+    /// The command name (`comm`).
+    pub(crate) comm: Vec<u8>,
+    /// Its threads, by tid.
+    pub(crate) threads: Vec<ThreadParts>,
+}
+
+/// What an adoption starts of a thread.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ThreadParts {
+    pub(crate) tid: i32,
+    /// Its user registers (resumed as they are: a rewound system call is re-issued).
+    pub(crate) regs: pvmux_hypercalls::TrapFrame,
+    pub(crate) fs_base: u64,
+    /// The XSAVE image (empty: the initial state).
+    pub(crate) fp: Vec<u8>,
+    /// Blocked and pending signals (its own).
+    pub(crate) sigmask: u64,
+    pub(crate) pending: u64,
+    pub(crate) clear_child_tid: u64,
+    /// The alternate signal stack: sp, size, flags.
+    pub(crate) altstack: (u64, u64, u32),
+}
+
+/// Decodes live process `pid` of the checked record `r` ([`plan`] passed).
+pub(crate) fn process_parts(r: &Record<'_>, pid: i32) -> Result<ProcessParts, Refusal> {
+    use crate::linux::rlimit::{Rlimit, Rlimits};
+    use pvmux_hypercalls::handover::{SigActionEntry, ThreadEntry, NR_RLIMITS};
+    let p = r
+        .entries::<ProcessEntry>()
+        .find(|p| p.pid == pid)
+        .ok_or(Refusal::NoState(pid))?;
+    let s = r
+        .entries::<ProcessStateEntry>()
+        .find(|s| s.pid == pid)
+        .ok_or(Refusal::NoState(pid))?;
+    let blob = |b| r.blob_bytes(b).unwrap_or_default().to_vec();
+    let groups: Vec<u32> = blob(s.groups)
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let caps = pvmux_hypercalls::bootargs::CapSets {
+        effective: s.caps[0],
+        permitted: s.caps[1],
+        inheritable: s.caps[2],
+        bounding: s.caps[3],
+        ambient: s.caps[4],
+    };
+    if !caps.ok() {
+        return Err(Refusal::Process(
+            pid,
+            "capability sets that break Linux's rules",
+        ));
+    }
+    let creds = crate::linux::creds::Creds {
+        uid: s.uids[0],
+        euid: s.uids[1],
+        suid: s.uids[2],
+        fsuid: s.uids[3],
+        gid: s.gids[0],
+        egid: s.gids[1],
+        sgid: s.gids[2],
+        fsgid: s.gids[3],
+        groups,
+        caps: crate::linux::caps::CapState {
+            sets: caps,
+            keep: s.cap_flags & 1 != 0,
+        },
+    };
+    let raw = blob(s.rlimits);
+    let rlimits = if raw.is_empty() {
+        None
+    } else {
+        // Every limit is carried (`Record::check`: all 16 or none): the base is replaced.
+        let mut l = Rlimits::defaults(1);
+        for (i, c) in raw.chunks_exact(16).enumerate().take(NR_RLIMITS) {
+            let word = |o: usize| {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&c[o..o + 8]);
+                u64::from_le_bytes(b)
+            };
+            l.set(
+                i,
+                Rlimit {
+                    cur: word(0),
+                    max: word(8),
+                },
+            )
+            .map_err(|_| Refusal::Process(pid, "a resource limit out of range"))?;
+        }
+        Some(l)
+    };
+    let mut sigactions = [crate::linux::signal::SigAction::DEFAULT; 64];
+    for a in r.entries::<SigActionEntry>().filter(|a| a.pid == pid) {
+        sigactions[a.signo as usize - 1] = crate::linux::signal::SigAction {
+            handler: a.handler,
+            flags: a.flags,
+            restorer: a.restorer,
+            mask: a.mask,
+        };
+    }
+    let states: BTreeMap<i32, ThreadStateEntry> = r
+        .entries::<ThreadStateEntry>()
+        .filter(|t| t.pid == pid)
+        .map(|t| (t.tid, t))
+        .collect();
+    let mut threads = Vec::new();
+    for t in r.entries::<ThreadEntry>().filter(|t| t.pid == pid) {
+        let st = states
+            .get(&t.tid)
+            .filter(|s| s.state == thread_state::USER)
+            .ok_or(Refusal::ThreadNotStopped(t.tid))?;
+        threads.push(ThreadParts {
+            tid: t.tid,
+            regs: st.regs,
+            fs_base: st.fs_base,
+            fp: blob(st.fpu),
+            sigmask: st.sigmask,
+            pending: st.pending,
+            clear_child_tid: st.clear_child_tid,
+            altstack: (st.altstack_sp, st.altstack_size, st.altstack_flags),
+        });
+    }
+    Ok(ProcessParts {
+        pid,
+        ppid: p.ppid,
+        pgid: p.pgid,
+        sid: p.sid,
+        exit_signal: s.exit_signal,
+        umask: s.umask & 0o777,
+        creds,
+        rlimits,
+        sigactions,
+        shared_pending: s.shared_pending,
+        cwd: blob(s.cwd),
+        exe: blob(s.exe),
+        comm: pvmux_hypercalls::handover::until_nul(&p.comm).to_vec(),
+        threads,
+    })
+}
+
+/// The live processes of `procs`, each after its parent (a parent not live, or 0, counts as
+/// done): the order an adoption creates them in.
+fn parents_first(
+    procs: &BTreeMap<i32, ProcessEntry>,
+    live: impl Fn(&ProcessEntry) -> bool,
+) -> Vec<i32> {
+    let mut done: BTreeSet<i32> = procs.values().filter(|p| !live(p)).map(|p| p.pid).collect();
+    let mut order = Vec::new();
+    let mut left: Vec<&ProcessEntry> = procs.values().filter(|p| live(p)).collect();
+    while !left.is_empty() {
+        let before = left.len();
+        left.retain(|p| {
+            if p.ppid == 0 || p.ppid == p.pid || done.contains(&p.ppid) {
+                done.insert(p.pid);
+                order.push(p.pid);
+                false
+            } else {
+                true
+            }
+        });
+        if left.len() == before {
+            // A cycle of parents (a record cannot say that of a real tree): the rest in
+            // pid order.
+            order.extend(left.iter().map(|p| p.pid));
+            break;
+        }
+    }
+    order
+}
+
+/// The verdict on an offered record: its plan, or why not. `refuse`: the boot command
+/// `adopt-refuse`; `check`: the host's pre-flight ([`adopt_flags::CHECK`]).
+pub(crate) fn verdict(bytes: &[u8], args: &AdoptArgs, refuse: bool) -> Result<Plan, Refusal> {
+    let plan = plan(bytes, args)?;
+    if refuse {
+        return Err(Refusal::Asked);
+    }
+    if args.flags & adopt_flags::CHECK == 0 {
+        return Err(Refusal::Rebuild);
+    }
+    Ok(plan)
+}
+
+/// Boot command `ADOPT`: fetches the offered record, gives the verdict, and shuts down (in
+/// this version every adoption is a check: [`Refusal::Rebuild`] otherwise).
+pub(crate) fn boot(args: &AdoptArgs, refuse: bool) -> ! {
+    let verdict = fetch(args).and_then(|bytes| verdict(&bytes, args, refuse));
+    match &verdict {
+        Ok(p) => {
+            crate::println!(
+                "pvmux-kernel: the hand-over record checks: {} processes (parents first: \
+                 {:?}), {} zombies, {} threads, {} frames, {} open file descriptions, {} \
+                 pipes ({} bytes)",
+                p.order.len(),
+                p.order,
+                p.zombies.len(),
+                p.threads,
+                p.frames.len(),
+                p.descriptions,
+                p.pipes,
+                p.pipe_bytes
+            );
+            crate::hcall::handover_adopted(adopt_status::ADOPTS, b"");
+        }
+        Err(why) => {
+            let mut text = String::new();
+            let _ = fmt::Write::write_fmt(&mut text, format_args!("{why}"));
+            text.truncate(MAX_ADOPT_REASON as usize);
+            crate::println!("pvmux-kernel: the hand-over record is refused: {text}");
+            crate::hcall::handover_adopted(adopt_status::REFUSES, text.as_bytes());
+        }
+    }
+    crate::hcall::shutdown(0)
+}
+
+/// Copies the offered record into this kernel's memory (`HandoverFetch`).
+fn fetch(args: &AdoptArgs) -> Result<Vec<u8>, Refusal> {
+    let len = usize::try_from(args.record_len).map_err(|_| Refusal::Fetch("too long"))?;
+    let mut buf: Vec<u8> = Vec::new();
+    buf.try_reserve_exact(len)
+        .map_err(|_| Refusal::Fetch("no memory for it"))?;
+    buf.resize(len, 0);
+    let gpa = crate::boot::virt_to_phys(buf.as_ptr() as u64, len as u64)
+        .ok_or(Refusal::Fetch("no contiguous buffer"))?;
+    match crate::hcall::handover_fetch(gpa, len as u64) {
+        Ok(n) if n == len as u64 => Ok(buf),
+        Ok(_) => Err(Refusal::Fetch("its length is not the one announced")),
+        Err(_) => Err(Refusal::Fetch("the host offers none")),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,576 @@
+use super::*;
+use crate::linux::handover::{Inventory, RELEASE};
+use pvmux_hypercalls::handover::{
+    blocker, fd_state, fill_name, BlobRef, PipeEntry, ThreadEntry, VmaEntry, NO_RESTART,
+};
+use pvmux_hypercalls::TrapFrame;
+use zerocopy::FromZeros;
+
+const POOL: (u64, u64) = (16 << 20, 64 << 20);
+
+fn args(len: usize, flags: u32) -> AdoptArgs {
+    AdoptArgs {
+        version: 2,
+        flags,
+        record_len: len as u64,
+        pool_start: POOL.0,
+        pool_end: POOL.1,
+    }
+}
+
+fn process(pid: i32, ppid: i32, zombie: bool) -> ProcessEntry {
+    ProcessEntry {
+        pid,
+        ppid,
+        pgid: 1,
+        sid: 1,
+        nr_threads: u32::from(!zombie),
+        flags: if zombie { process_flags::ZOMBIE } else { 0 },
+        ..Default::default()
+    }
+}
+
+fn thread(inv: &mut Inventory, tid: i32, pid: i32, state: u32) {
+    inv.threads.push(ThreadEntry {
+        tid,
+        pid,
+        state,
+        ..Default::default()
+    });
+    let fpu = inv.blob_add(&[0u8; 576]);
+    inv.thread_states.push(ThreadStateEntry {
+        tid,
+        pid,
+        state,
+        _reserved: 0,
+        regs: TrapFrame {
+            rip: 0x40_1000,
+            ..TrapFrame::default()
+        },
+        fs_base: 0,
+        clear_child_tid: 0,
+        sigmask: 0,
+        pending: 0,
+        restart_nr: NO_RESTART,
+        fpu,
+        altstack_sp: 0,
+        altstack_size: 0,
+        altstack_flags: 0,
+        _reserved2: 0,
+    });
+}
+
+fn state(inv: &mut Inventory, pid: i32) {
+    let mut st = ProcessStateEntry::new_zeroed();
+    st.pid = pid;
+    st.exe = inv.blob_add(b"/bin/sh");
+    st.cwd = inv.blob_add(b"/");
+    inv.states.push(st);
+}
+
+fn fd(inv: &mut Inventory, pid: i32, fd: i32, kind: u32, description: u64, object: u64) {
+    let path = inv.blob_add(b"");
+    inv.fd_states.push(FdStateEntry {
+        pid,
+        fd,
+        kind,
+        fd_flags: 0,
+        status_flags: 0,
+        aux: 0,
+        description,
+        pos: 0,
+        object,
+        path,
+    });
+}
+
+/// The test's scenario: init (pid 1) with a live child (pid 2) and a zombie (pid 3); the
+/// child shares a copy-on-write frame with init and has a private one; both hold the two
+/// ends of one pipe, the child's write end shared (one description) by fds 1 and 2.
+fn scenario() -> Inventory {
+    let mut inv = Inventory {
+        processes: alloc::vec![
+            process(1, 0, false),
+            process(2, 1, false),
+            process(3, 1, true)
+        ],
+        ..Inventory::default()
+    };
+    for (pid, start) in [(1, 0x40_0000), (2, 0x40_0000)] {
+        inv.vmas.push(VmaEntry {
+            pid,
+            start,
+            end: start + 0x4000,
+            ..FromZeros::new_zeroed()
+        });
+    }
+    thread(&mut inv, 1, 1, thread_state::USER);
+    thread(&mut inv, 2, 2, thread_state::USER);
+    state(&mut inv, 1);
+    state(&mut inv, 2);
+    let cow = POOL.0 + 0x1000;
+    inv.pages = alloc::vec![
+        PageRunEntry {
+            pid: 1,
+            flags: page_flags::COW,
+            va: 0x40_0000,
+            gpa: cow,
+            pages: 1
+        },
+        PageRunEntry {
+            pid: 2,
+            flags: page_flags::COW,
+            va: 0x40_0000,
+            gpa: cow,
+            pages: 1
+        },
+        PageRunEntry {
+            pid: 2,
+            flags: 0,
+            va: 0x40_1000,
+            gpa: POOL.0 + 0x8000,
+            pages: 2
+        },
+    ];
+    let data = inv.blob_add(b"hello");
+    inv.pipes.insert(
+        7,
+        PipeEntry {
+            id: 7,
+            data,
+            _reserved: 0,
+        },
+    );
+    fd(&mut inv, 1, 0, fd_state::PIPE_READ, 1, 7);
+    fd(&mut inv, 2, 1, fd_state::PIPE_WRITE, 2, 7);
+    fd(&mut inv, 2, 2, fd_state::PIPE_WRITE, 2, 7);
+    inv.zombies.push(ZombieEntry {
+        pid: 3,
+        status: 0x100,
+    });
+    inv
+}
+
+fn record(inv: &Inventory, version: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    inv.write(&mut out, version, RELEASE.as_bytes());
+    out
+}
+
+fn check(inv: &Inventory) -> Result<Plan, Refusal> {
+    let r = record(inv, 2);
+    verdict(&r, &args(r.len(), adopt_flags::CHECK), false)
+}
+
+#[test]
+fn a_record_of_live_processes_pipes_and_a_zombie_is_planned_parents_first() {
+    let p = check(&scenario()).expect("adopts");
+    assert_eq!(p.order, [1, 2]);
+    assert_eq!(p.zombies, [3]);
+    assert_eq!(p.threads, 2);
+    assert_eq!(p.frames.len(), 3, "{:?}", p.frames);
+    assert_eq!(
+        p.frames[&(POOL.0 + 0x1000)],
+        2,
+        "the shared frame has two references"
+    );
+    assert_eq!(
+        p.descriptions, 2,
+        "fds 1 and 2 of pid 2 share one description"
+    );
+    assert_eq!((p.pipes, p.pipe_bytes), (1, 5));
+}
+
+#[test]
+fn children_come_after_their_parents_whatever_their_pids() {
+    let mut inv = scenario();
+    // Pid 2's parent becomes pid 4, a child of init with a larger pid.
+    inv.processes[1].ppid = 4;
+    inv.processes.push(process(4, 1, false));
+    inv.vmas.push(VmaEntry {
+        pid: 4,
+        start: 0x40_0000,
+        end: 0x40_1000,
+        ..FromZeros::new_zeroed()
+    });
+    thread(&mut inv, 4, 4, thread_state::USER);
+    state(&mut inv, 4);
+    assert_eq!(check(&inv).expect("adopts").order, [1, 4, 2]);
+}
+
+#[test]
+fn what_an_adopter_cannot_rebuild_is_refused_by_name() {
+    let mut inv = scenario();
+    inv.thread_states[1].state = thread_state::SYSCALL;
+    inv.threads[1].state = thread_state::SYSCALL;
+    assert_eq!(check(&inv), Err(Refusal::ThreadNotStopped(2)));
+
+    let mut inv = scenario();
+    inv.states.retain(|s| s.pid != 2);
+    assert_eq!(check(&inv), Err(Refusal::NoState(2)));
+
+    let mut inv = scenario();
+    inv.processes[0].flags = process_flags::ZOMBIE;
+    inv.processes[0].nr_threads = 0;
+    inv.zombies.push(ZombieEntry { pid: 1, status: 0 });
+    inv.zombies.sort_by_key(|z| z.pid);
+    inv.thread_states.retain(|t| t.pid != 1);
+    assert_eq!(check(&inv), Err(Refusal::NoInit));
+
+    let mut inv = scenario();
+    inv.processes[1].ppid = 9;
+    assert_eq!(check(&inv), Err(Refusal::Orphan(2)));
+
+    // A private frame mapped by a second page, copy-on-write or not.
+    for flags in [page_flags::COW, 0] {
+        let mut inv = scenario();
+        inv.pages.push(PageRunEntry {
+            pid: 2,
+            flags,
+            va: 0x40_3000,
+            gpa: POOL.0 + 0x9000,
+            pages: 1,
+        });
+        assert_eq!(check(&inv), Err(Refusal::FrameTwice(POOL.0 + 0x9000)));
+    }
+    // A copy-on-write frame that a page also maps privately.
+    let mut inv = scenario();
+    inv.pages[2].gpa = POOL.0;
+    assert_eq!(check(&inv), Err(Refusal::FrameTwice(POOL.0 + 0x1000)));
+
+    // Two descriptors of one description that disagree on their pipe.
+    let mut inv = scenario();
+    inv.pipes.insert(
+        8,
+        PipeEntry {
+            id: 8,
+            data: BlobRef::default(),
+            _reserved: 0,
+        },
+    );
+    inv.fd_states[2].object = 8;
+    assert_eq!(check(&inv), Err(Refusal::Description(2)));
+
+    let mut inv = scenario();
+    let mut b = BlockerEntry {
+        kind: blocker::TIMERS,
+        pid: 2,
+        count: 1,
+        ..FromZeros::new_zeroed()
+    };
+    fill_name(&mut b.what, b"timers");
+    inv.blockers.push(b);
+    assert_eq!(check(&inv), Err(Refusal::Blockers(1)));
+}
+
+#[test]
+fn a_record_out_of_its_bounds_or_of_another_shape_is_refused() {
+    let inv = scenario();
+    let r = record(&inv, 2);
+    // A frame outside the pool the boot command names.
+    let mut a = args(r.len(), adopt_flags::CHECK);
+    a.pool_start += 0x10_0000;
+    assert!(matches!(
+        verdict(&r, &a, false),
+        Err(Refusal::Record(RecordError::OutOfBounds("page frame", _)))
+    ));
+    // Not the length announced; a flipped byte (the CRC).
+    let a = args(r.len() + 1, adopt_flags::CHECK);
+    assert!(matches!(verdict(&r, &a, false), Err(Refusal::Fetch(_))));
+    let mut bad = r.clone();
+    let n = bad.len();
+    bad[n - 3] ^= 1;
+    assert!(matches!(
+        verdict(&bad, &args(n, adopt_flags::CHECK), false),
+        Err(Refusal::Record(_))
+    ));
+    // Version 1 carries no process.
+    let v1 = record(&inv, 1);
+    let mut a = args(v1.len(), adopt_flags::CHECK);
+    a.version = 1;
+    assert_eq!(verdict(&v1, &a, false), Err(Refusal::Inventory));
+}
+
+#[test]
+fn a_refusal_asked_for_and_an_adoption_beyond_the_check_are_refused() {
+    let r = record(&scenario(), 2);
+    assert_eq!(
+        verdict(&r, &args(r.len(), adopt_flags::CHECK), true),
+        Err(Refusal::Asked)
+    );
+    assert_eq!(verdict(&r, &args(r.len(), 0), false), Err(Refusal::Rebuild));
+    // Every reason fits `HandoverAdopted`.
+    for why in [
+        Refusal::Asked,
+        Refusal::Rebuild,
+        Refusal::Record(RecordError::OutOfBounds("page frame", u64::MAX)),
+        Refusal::FileArea(i32::MAX, u64::MAX),
+    ] {
+        assert!(alloc::format!("{why}").len() <= MAX_ADOPT_REASON as usize);
+    }
+}
+
+#[test]
+fn an_address_space_is_rebuilt_with_its_areas_break_and_pages_lazily_mapped() {
+    let mut inv = scenario();
+    inv.vmas[1].flags =
+        pvmux_hypercalls::handover::vma_flags::READ | pvmux_hypercalls::handover::vma_flags::WRITE;
+    inv.states[1].brk_base = 0x40_4000;
+    inv.states[1].brk = 0x40_4000;
+    let bytes = record(&inv, 2);
+    let r = Record::parse(&bytes, (2, 2)).expect("valid");
+    let mut mm = crate::linux::space::Mm::new();
+    rebuild_mm(&r, 2, &mut mm, &|_, _, _| None).expect("rebuilt");
+    let areas: Vec<(u64, u64, u32)> = mm.vmas().map(|(s, v)| (s, v.end, v.prot)).collect();
+    use pvmux_hypercalls::user::prot;
+    assert_eq!(areas, [(0x40_0000, 0x40_4000, prot::READ | prot::WRITE)]);
+    assert_eq!((mm.brk_base, mm.brk), (0x40_4000, 0x40_4000));
+    let pages: Vec<(u64, u64, bool)> = mm.resident(0, u64::MAX).collect();
+    assert_eq!(
+        pages,
+        [
+            (0x40_0000, POOL.0 + 0x1000, true),
+            (0x40_1000, POOL.0 + 0x8000, false),
+            (0x40_2000, POOL.0 + 0x9000, false),
+        ]
+    );
+    // Nothing is queued for the sandbox: the pages are mapped at their first fault.
+    assert!(mm.take_batch().ops.is_empty());
+    // A second rebuild over the same map is refused (the areas are taken).
+    assert_eq!(
+        rebuild_mm(&r, 2, &mut mm, &|_, _, _| None),
+        Err(Refusal::Area(2, 0x40_0000))
+    );
+}
+
+#[test]
+fn the_check_adopts_the_frames_on_a_shadow_of_the_tenants_pool() {
+    let inv = scenario();
+    let r = record(&inv, 2);
+    // A pool too small for the frames' references: the frame past its end is named by
+    // `Record::check` first; a shadow pool refuses an unaligned or foreign frame itself.
+    let mut frames = BTreeMap::new();
+    frames.insert(POOL.0 + 0x1000, 2u32);
+    assert_eq!(
+        crate::linux::pool::check_adoption(POOL.0, POOL.1, &frames),
+        Ok(())
+    );
+    frames.insert(POOL.1, 1);
+    assert_eq!(
+        crate::linux::pool::check_adoption(POOL.0, POOL.1, &frames),
+        Err(POOL.1)
+    );
+    assert!(check(&inv).is_ok(), "{}", r.len());
+}
+
+#[test]
+fn a_file_area_is_backed_again_with_the_image_range_its_writer_used() {
+    use pvmux_hypercalls::handover::{file_area_flags, file_image_flags, FileImageEntry};
+    let mut inv = scenario();
+    let path = inv.blob_add(b"/usr/lib/libc.so.6");
+    inv.file_areas.push(FileAreaEntry {
+        pid: 2,
+        flags: file_area_flags::IMAGE,
+        start: 0x40_0000,
+        offset: 0x2000,
+        path,
+    });
+    // Without its image range (a writer that predates section 15): refused.
+    assert_eq!(check(&inv), Err(Refusal::FileArea(2, 0x40_0000)));
+    inv.file_images.push(FileImageEntry {
+        pid: 2,
+        flags: file_image_flags::BUS_PAST_EOF,
+        start: 0x40_0000,
+        lo: 0x2000,
+        hi: 0x4000,
+    });
+    check(&inv).expect("adopts");
+    let bytes = record(&inv, 2);
+    let r = Record::parse(&bytes, (2, 2)).expect("valid");
+    let seen = core::cell::RefCell::new(Vec::new());
+    let mut mm = crate::linux::space::Mm::new();
+    rebuild_mm(&r, 2, &mut mm, &|a, i, p| {
+        seen.borrow_mut()
+            .push((a.start, a.offset, i.lo, i.hi, i.flags, p.to_vec()));
+        None
+    })
+    .expect("rebuilt");
+    assert_eq!(
+        seen.into_inner(),
+        [(
+            0x40_0000,
+            0x2000,
+            0x2000,
+            0x4000,
+            file_image_flags::BUS_PAST_EOF,
+            b"/usr/lib/libc.so.6".to_vec()
+        )]
+    );
+    // A range that names no file area, or is not page aligned, fails `Record::check`.
+    for (start, lo) in [(0x50_0000, 0x2000), (0x40_0000, 0x2001)] {
+        let mut bad = inv.file_images.clone();
+        bad[0].start = start;
+        bad[0].lo = lo;
+        let mut inv2 = scenario();
+        inv2.blob = inv.blob.clone();
+        inv2.file_areas = inv.file_areas.clone();
+        inv2.file_images = bad;
+        assert!(
+            matches!(
+                check(&inv2),
+                Err(Refusal::Record(RecordError::OutOfBounds(..)))
+            ),
+            "{start:#x} {lo:#x}"
+        );
+    }
+}
+
+#[test]
+fn descriptors_share_their_descriptions_and_pipes_come_back_with_their_bytes() {
+    use crate::linux::files::file::Kind;
+    let mut inv = scenario();
+    // Init's console on fd 1, and a host file the adopter is asked to open.
+    let console = inv.blob_add(b"/dev/console");
+    inv.fd_states.push(FdStateEntry {
+        pid: 1,
+        fd: 1,
+        kind: fd_state::CONSOLE,
+        fd_flags: 1,
+        status_flags: 1,
+        aux: 0,
+        description: 3,
+        pos: 0,
+        object: 2,
+        path: console,
+    });
+    let file = inv.blob_add(b"/etc/hostname");
+    inv.fd_states.push(FdStateEntry {
+        pid: 1,
+        fd: 4,
+        kind: fd_state::HOST_FILE,
+        fd_flags: 0,
+        status_flags: 0,
+        aux: 0,
+        description: 4,
+        pos: 3,
+        object: 0,
+        path: file,
+    });
+    inv.fd_states.sort_by_key(|f| (f.pid, f.fd));
+    let bytes = record(&inv, 2);
+    let r = Record::parse(&bytes, (2, 2)).expect("valid");
+    let mut d = Descriptions::new(&r, 0).expect("pipes");
+    let asked = core::cell::RefCell::new(Vec::new());
+    let open: OpenPath<'_> = &|f, p| {
+        asked.borrow_mut().push((f.fd, p.to_vec()));
+        Ok(None)
+    };
+    let init = rebuild_fds(&r, 1, &mut d, open).expect("init's");
+    let child = rebuild_fds(&r, 2, &mut d, open).expect("the child's");
+    assert_eq!(asked.into_inner(), [(4, b"/etc/hostname".to_vec())]);
+    assert_eq!(init.open_fds(), [0, 1], "the file left out");
+    assert!(init.cloexec(1).unwrap() && !init.cloexec(0).unwrap());
+    assert!(matches!(
+        init.get(1).unwrap().kind,
+        Kind::Console {
+            out: 2,
+            tty: false,
+            ..
+        }
+    ));
+    // One description for fds 1 and 2 of the child; the pipe keeps its id and its bytes.
+    let (w1, w2) = (child.get(1).unwrap(), child.get(2).unwrap());
+    assert!(Arc::ptr_eq(&w1, &w2));
+    let rd = init.get(0).unwrap();
+    let Kind::PipeRead(p) = &rd.kind else {
+        panic!("a pipe's read end")
+    };
+    assert_eq!(p.id, 7);
+    let mut buf = [0u8; 16];
+    assert_eq!(p.read(&mut buf, true), Ok(5));
+    assert_eq!(&buf[..5], b"hello");
+    // The last writer's end (with the adoption's own table of descriptions) closes the
+    // pipe for its reader: one writer was counted.
+    drop((child, w1, w2, d));
+    assert_eq!(p.read(&mut buf, true), Ok(0), "end of file");
+
+    // More bytes than a pipe holds: refused.
+    let mut inv = scenario();
+    let big = inv.blob_add(&[7u8; 64 * 1024 + 1]);
+    inv.pipes.get_mut(&7).unwrap().data = big;
+    assert_eq!(check(&inv), Err(Refusal::Pipe(7)));
+}
+
+#[test]
+fn a_process_is_decoded_with_its_credentials_limits_dispositions_and_threads() {
+    use pvmux_hypercalls::handover::SigActionEntry;
+    let mut inv = scenario();
+    let groups: Vec<u8> = [10u32, 20].iter().flat_map(|g| g.to_le_bytes()).collect();
+    let groups = inv.blob_add(&groups);
+    let rl: Vec<u8> = (0..16u64)
+        .flat_map(|i| {
+            let (cur, max) = if i == 7 {
+                (256, 1024)
+            } else {
+                (u64::MAX, u64::MAX)
+            };
+            cur.to_le_bytes().into_iter().chain(max.to_le_bytes())
+        })
+        .collect();
+    let rlimits = inv.blob_add(&rl);
+    let s = &mut inv.states[1];
+    s.uids = [1000, 1001, 1002, 1003];
+    s.gids = [100, 101, 102, 103];
+    s.umask = 0o027;
+    s.groups = groups;
+    s.rlimits = rlimits;
+    s.caps = [1, 3, 0, 7, 0];
+    s.cap_flags = 1;
+    s.exit_signal = 17;
+    inv.sigactions.push(SigActionEntry {
+        pid: 2,
+        signo: 15,
+        handler: 0x40_1234,
+        flags: 0x0400_0000,
+        restorer: 0x40_1300,
+        mask: 1 << 1,
+    });
+    inv.thread_states[1].sigmask = 1 << 9;
+    inv.thread_states[1].clear_child_tid = 0x40_2000;
+    inv.thread_states[1].altstack_sp = 0x40_3000;
+    inv.thread_states[1].altstack_size = 0x1000;
+    let bytes = record(&inv, 2);
+    let r = Record::parse(&bytes, (2, 2)).expect("valid");
+    let p = process_parts(&r, 2).expect("decoded");
+    assert_eq!((p.pid, p.ppid, p.pgid, p.sid), (2, 1, 1, 1));
+    assert_eq!((p.exit_signal, p.umask), (17, 0o027));
+    assert_eq!(
+        (p.creds.uid, p.creds.euid, p.creds.suid, p.creds.fsuid),
+        (1000, 1001, 1002, 1003)
+    );
+    assert_eq!((p.creds.gid, p.creds.fsgid), (100, 103));
+    assert_eq!(p.creds.groups, [10, 20]);
+    assert_eq!(p.creds.caps.sets.permitted, 3);
+    assert!(p.creds.caps.keep);
+    let l = p.rlimits.expect("carried").get(7);
+    assert_eq!((l.cur, l.max), (256, 1024));
+    assert_eq!(p.sigactions[14].handler, 0x40_1234);
+    assert_eq!(p.sigactions[14].mask, 1 << 1);
+    assert_eq!(p.sigactions[0].handler, 0, "the others at their default");
+    assert_eq!(
+        (p.exe.as_slice(), p.cwd.as_slice()),
+        (&b"/bin/sh"[..], &b"/"[..])
+    );
+    assert_eq!(p.threads.len(), 1);
+    let t = &p.threads[0];
+    assert_eq!((t.tid, t.regs.rip, t.sigmask), (2, 0x40_1000, 1 << 9));
+    assert_eq!(t.clear_child_tid, 0x40_2000);
+    assert_eq!(t.altstack, (0x40_3000, 0x1000, 0));
+    assert_eq!(t.fp.len(), 576);
+    // Sets that break Linux's rules (effective beyond permitted) are refused.
+    inv.states[1].caps = [4, 3, 0, 7, 0];
+    let bytes = record(&inv, 2);
+    let r = Record::parse(&bytes, (2, 2)).expect("valid");
+    assert!(matches!(process_parts(&r, 2), Err(Refusal::Process(2, _))));
+    assert!(matches!(check(&inv), Err(Refusal::Process(2, _))));
+}

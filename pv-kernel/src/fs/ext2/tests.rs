@@ -667,17 +667,37 @@ fn list_ok(fs: &mut Ext2<Mem>, path: &[u8]) -> Result<u64, Errno> {
         .map(|x| x.0)
 }
 
+/// A VFS with the ext2 filesystem `e` mounted at `at` as volume 0x1000 (`ro`: read-only);
+/// the volume is kept to take the filesystem back ([`image_of`]).
+fn vfs_with(
+    e: Ext2<Mem>,
+    ro: bool,
+    at: &[u8],
+) -> (crate::fs::ramfs::Fs, std::sync::Arc<Ext2Volume<Mem>>) {
+    let vol = std::sync::Arc::new(Ext2Volume {
+        fs: spin::Mutex::new(e),
+    });
+    let mut fs = crate::fs::ramfs::Fs::new(|| 1_700_000_000_000_000_000);
+    fs.mount_volume(vol.clone(), 0x1000, ro, at).unwrap();
+    (fs, vol)
+}
+
+/// The image of `vol` once the VFS let it go: ext2 unmounted (everything written back).
+fn image_of(vol: std::sync::Arc<Ext2Volume<Mem>>) -> Vec<u8> {
+    let mut e = std::sync::Arc::try_unwrap(vol)
+        .ok()
+        .unwrap()
+        .fs
+        .into_inner();
+    e.unmount().unwrap();
+    e.into_dev().bytes
+}
+
 #[test]
 fn the_vfs_mounts_an_ext2_disk_as_a_volume() {
     use crate::fs::ramfs::{oflag, ROOT_INO};
-    use std::sync::Arc;
     let img = mkfs("vfs", 4096, &[]);
-    let vol = Arc::new(Ext2Volume {
-        fs: spin::Mutex::new(mount(img)),
-    });
-    let mut fs = crate::fs::ramfs::Fs::new(|| 1_700_000_000_000_000_000);
-    fs.mount_volume(vol.clone(), 0x1000, false, b"/mnt/disk")
-        .unwrap();
+    let (mut fs, vol) = vfs_with(mount(img), false, b"/mnt/disk");
     let m = fs.lookup(ROOT_INO, b"/mnt/disk", true).unwrap();
     fs.mkdir(m, b"dir", 0o755).unwrap();
     let h = fs
@@ -690,9 +710,7 @@ fn the_vfs_mounts_an_ext2_disk_as_a_volume() {
     fs.rename(m, b"dir/file", b"dir/renamed").unwrap();
     let host = fs.unmount_volume(0x1000).unwrap();
     drop(host);
-    let mut e = Arc::try_unwrap(vol).ok().unwrap().fs.into_inner();
-    e.unmount().unwrap();
-    let img = e.into_dev().bytes;
+    let img = image_of(vol);
     assert_clean("vfs", &img);
     assert_eq!(debugfs("vfs", &img, "cat /dir/renamed"), data);
 }
@@ -866,14 +884,8 @@ fn ext2_hard_links_count_and_survive_e2fsck() {
 #[test]
 fn the_vfs_links_names_of_one_file_on_a_disk() {
     use crate::fs::ramfs::{oflag, ROOT_INO};
-    use std::sync::Arc;
     let img = mkfs("vhl", 4096, &[]);
-    let vol = Arc::new(Ext2Volume {
-        fs: spin::Mutex::new(mount(img)),
-    });
-    let mut fs = crate::fs::ramfs::Fs::new(|| 1_700_000_000_000_000_000);
-    fs.mount_volume(vol.clone(), 0x1000, false, b"/mnt/disk")
-        .unwrap();
+    let (mut fs, vol) = vfs_with(mount(img), false, b"/mnt/disk");
     let m = fs.lookup(ROOT_INO, b"/mnt/disk", true).unwrap();
     fs.mkdir(m, b"d", 0o755).unwrap();
     fs.mkdir(ROOT_INO, b"/tmp", 0o755).unwrap();
@@ -942,20 +954,14 @@ fn the_vfs_links_names_of_one_file_on_a_disk() {
     fs.link_ino(m, b"e/g2", f).unwrap();
     let host = fs.unmount_volume(0x1000).unwrap();
     drop(host);
-    let mut e = Arc::try_unwrap(vol).ok().unwrap().fs.into_inner();
-    e.unmount().unwrap();
-    let img = e.into_dev().bytes;
+    let img = image_of(vol);
     assert_clean("vhl", &img);
     let (links, ino) = debugfs_links("vhl", &img, "/e/g");
     assert_eq!((links, debugfs_links("vhl", &img, "/e/g2")), (2, (2, ino)));
     assert_eq!(debugfs("vhl", &img, "cat /e/g2"), b"one+two!");
     assert_eq!(debugfs("vhl", &img, "cat /k"), b"other");
     // Mounted again: a listing that meets both names makes one inode of them.
-    let vol = Arc::new(Ext2Volume {
-        fs: spin::Mutex::new(mount(img)),
-    });
-    let mut fs = crate::fs::ramfs::Fs::new(|| 1_700_000_000_000_000_000);
-    fs.mount_volume(vol.clone(), 0x1000, false, b"/m").unwrap();
+    let (mut fs, vol) = vfs_with(mount(img), false, b"/m");
     let a = fs.stat(ROOT_INO, b"/m/e/g").unwrap();
     let b = fs.stat(ROOT_INO, b"/m/e/g2").unwrap();
     assert_eq!((a.ino, a.nlink), (b.ino, 2));
@@ -977,27 +983,15 @@ fn the_vfs_links_names_of_one_file_on_a_disk() {
     fs.unlink(ROOT_INO, b"/m/e/g").unwrap();
     assert_eq!(fs.stat(ROOT_INO, b"/m/e/g2").unwrap().nlink, 1);
     drop(fs.unmount_volume(0x1000).unwrap());
-    let mut e = Arc::try_unwrap(vol).ok().unwrap().fs.into_inner();
-    e.unmount().unwrap();
-    let img = e.into_dev().bytes;
+    let img = image_of(vol);
     assert_clean("vhl", &img);
     assert_eq!(debugfs_links("vhl", &img, "/e/g2"), (1, ino));
     // A read-only mount: EROFS.
-    let vol = Arc::new(Ext2Volume {
-        fs: spin::Mutex::new(
-            Ext2::mount(
-                Mem {
-                    bytes: img,
-                    fail_reads: false,
-                },
-                true,
-                now,
-            )
-            .unwrap(),
-        ),
-    });
-    let mut fs = crate::fs::ramfs::Fs::new(|| 1_700_000_000_000_000_000);
-    fs.mount_volume(vol, 0x1000, true, b"/m").unwrap();
+    let ro = Mem {
+        bytes: img,
+        fail_reads: false,
+    };
+    let (mut fs, _vol) = vfs_with(Ext2::mount(ro, true, now).unwrap(), true, b"/m");
     let g2 = fs.lookup(ROOT_INO, b"/m/e/g2", false).unwrap();
     assert_eq!(fs.link_ino(ROOT_INO, b"/m/x", g2), Err(EROFS));
 }
@@ -1005,14 +999,8 @@ fn the_vfs_links_names_of_one_file_on_a_disk() {
 #[test]
 fn a_lazily_detached_disk_serves_its_open_files_until_released() {
     use crate::fs::ramfs::{oflag, ROOT_INO};
-    use std::sync::Arc;
     let img = mkfs("lazy", 4096, &[]);
-    let vol = Arc::new(Ext2Volume {
-        fs: spin::Mutex::new(mount(img)),
-    });
-    let mut fs = crate::fs::ramfs::Fs::new(|| 1_700_000_000_000_000_000);
-    fs.mount_volume(vol.clone(), 0x1000, false, b"/mnt/d")
-        .unwrap();
+    let (mut fs, vol) = vfs_with(mount(img), false, b"/mnt/d");
     let m = fs.lookup(ROOT_INO, b"/mnt/d", true).unwrap();
     fs.mkdir(m, b"sub", 0o755).unwrap();
     let sub = fs.lookup(m, b"sub", true).unwrap();
@@ -1049,9 +1037,7 @@ fn a_lazily_detached_disk_serves_its_open_files_until_released() {
     assert!(fs.inode_count() < before);
     assert!(!fs.volume_detached(0x1000));
     assert_eq!(fs.lookup(ROOT_INO, b"/mnt/d", true), Ok(now));
-    let mut e = Arc::try_unwrap(vol).ok().unwrap().fs.into_inner();
-    e.unmount().unwrap();
-    let img = e.into_dev().bytes;
+    let img = image_of(vol);
     assert_clean("lazy", &img);
     assert_eq!(debugfs("lazy", &img, "cat /f"), b"before after");
     assert_eq!(debugfs("lazy", &img, "cat /sub/g"), b"made while detached");

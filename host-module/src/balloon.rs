@@ -240,6 +240,19 @@ impl Balloon {
         self.pool_pages * PAGE_SIZE
     }
 
+    /// A new kernel of the same tenant (a hand-over) boots: nothing is released any more as
+    /// far as its pool goes (the frames the old kernel released read as zeros, and the new
+    /// kernel may use them), and it takes the current target at boot, as a first kernel
+    /// takes its initial balloon.
+    pub(crate) fn restart(&self) {
+        let mut s = self.lock();
+        s.released = Released::new(self.pool_pages);
+        s.asked += 1;
+        s.answered = s.taken;
+        s.short = false;
+        self.changed.notify_all();
+    }
+
     /// Pages released now.
     pub(crate) fn released_pages(&self) -> u64 {
         self.lock().released.count

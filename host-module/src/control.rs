@@ -70,7 +70,58 @@ impl ControlRegion {
             ("pvmux-ctl", init.nr_vcpus)
         };
         let shm = SharedMemfd::new(name, ctl_size(vcpu_pages))?;
-        let header = SandboxHeader {
+        let header = Self::header(init);
+        const _: () = assert!(size_of::<SandboxHeader>() as u64 <= PAGE_SIZE);
+        // SAFETY: page 0 of a fresh, page-aligned mapping of at least one page that no other
+        // process has mapped yet; `SandboxHeader` (160 bytes, align 8) fits.
+        unsafe {
+            shm.as_ptr()
+                .add(CTL_HEADER_OFFSET as usize)
+                .cast::<SandboxHeader>()
+                .write(header);
+        }
+        Ok(Self {
+            shm,
+            nr_vcpus: init.nr_vcpus,
+            vcpu_pages,
+        })
+    }
+
+    /// Makes the region as [`ControlRegion::new`] made it, for a new kernel sandbox of the
+    /// same tenant (a kernel hand-over): the header of `init` (same vCPU count) and zeroed
+    /// vCPU pages. Only once the sandbox that mapped it is gone and no host thread serves its
+    /// vCPUs; other host threads may still read the vCPU pages (all atomics), so every word
+    /// is stored atomically.
+    pub(crate) fn reset(&self, init: &HeaderInit) {
+        debug_assert_eq!(init.nr_vcpus, self.nr_vcpus);
+        // SAFETY: page 0 of the mapping, as in `new`. The sandbox that mapped it is gone;
+        // on the host the header's atomics are read only by the tenant's monitor thread,
+        // which calls this, and by start-up waiters, which do not run during a hand-over.
+        unsafe {
+            self.shm
+                .as_ptr()
+                .add(CTL_HEADER_OFFSET as usize)
+                .cast::<SandboxHeader>()
+                .write(Self::header(init));
+        }
+        let vcpu_bytes = self.vcpu_pages as usize * PAGE_SIZE as usize;
+        debug_assert!(CTL_VCPU_OFFSET as usize + vcpu_bytes <= self.shm.len());
+        for off in (0..vcpu_bytes).step_by(8) {
+            // SAFETY: an 8-byte aligned word of a vCPU page inside the mapping; other host
+            // threads may hold references to the page's atomics, so the store is atomic.
+            unsafe {
+                &*self
+                    .shm
+                    .as_ptr()
+                    .add(CTL_VCPU_OFFSET as usize + off)
+                    .cast::<AtomicU64>()
+            }
+            .store(0, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    fn header(init: &HeaderInit) -> SandboxHeader {
+        SandboxHeader {
             magic: pvmux_hypercalls::ABI_MAGIC,
             abi_version: pvmux_hypercalls::ABI_VERSION,
             nr_vcpus: init.nr_vcpus,
@@ -99,21 +150,7 @@ impl ControlRegion {
             user_grant_gpa: init.user_grant_gpa,
             user_isolation: init.user_isolation,
             _reserved2: 0,
-        };
-        const _: () = assert!(size_of::<SandboxHeader>() as u64 <= PAGE_SIZE);
-        // SAFETY: page 0 of a fresh, page-aligned mapping of at least one page that no other
-        // process has mapped yet; `SandboxHeader` (160 bytes, align 8) fits.
-        unsafe {
-            shm.as_ptr()
-                .add(CTL_HEADER_OFFSET as usize)
-                .cast::<SandboxHeader>()
-                .write(header);
         }
-        Ok(Self {
-            shm,
-            nr_vcpus: init.nr_vcpus,
-            vcpu_pages,
-        })
     }
 
     /// Number of vCPUs of the tenant (of vCPU pages, for a kernel sandbox's region).

@@ -71,6 +71,12 @@ pub enum CrashCause {
         /// The watchdog timeout it exceeded.
         timeout: std::time::Duration,
     },
+    /// A kernel hand-over (`pvmux upgrade`) stopped the old kernel, and neither the new
+    /// kernel nor the old one adopted its record.
+    HandoverFailed {
+        /// What each kernel did.
+        reason: String,
+    },
 }
 
 impl CrashCause {
@@ -86,6 +92,7 @@ impl CrashCause {
             Self::KilledByHost => "killed_by_host",
             Self::UnexpectedExit { .. } => "unexpected_exit",
             Self::Watchdog { .. } => "watchdog",
+            Self::HandoverFailed { .. } => "handover_failed",
         }
     }
 }
@@ -175,6 +182,10 @@ impl fmt::Display for CrashCause {
             ),
             Self::Signal { signo } => write!(f, "sandbox killed by {}", signal_name(*signo)),
             Self::KilledByHost => write!(f, "tenant killed by the host"),
+            Self::HandoverFailed { reason } => write!(
+                f,
+                "kernel hand-over failed: no kernel adopted the tenant's record ({reason})"
+            ),
             Self::UnexpectedExit { status } => {
                 write!(f, "sandbox exited unexpectedly (status {status})")
             }

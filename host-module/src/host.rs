@@ -115,7 +115,7 @@ fn snapshot_refusal(cfg: &TenantConfig) -> Option<String> {
 
 /// The control region's header of a tenant with `nr_vcpus` vCPUs and `mem_size` bytes whose
 /// kernel enters as `layout` says, on `clock`.
-fn header_init(
+pub(crate) fn header_init(
     nr_vcpus: u32,
     mem_size: u64,
     layout: &domain_builder::DomainLayout,
@@ -151,7 +151,12 @@ fn tenant_parts(
     initial_balloon: u64,
 ) -> Result<TenantParts, HostError> {
     let snapshot_refusal = snapshot_refusal(&cfg);
+    let boot = crate::tenant::BootInputs {
+        boot_args: cfg.boot_args.clone(),
+        initrd: cfg.initrd.clone(),
+    };
     Ok(TenantParts {
+        boot,
         name: cfg.name,
         mem,
         ctl,

@@ -79,7 +79,7 @@ pub(crate) trait HcEnv {
         None
     }
     /// The hand-over record offered to this tenant's kernel for adoption, if any.
-    fn adoption(&self) -> Option<&crate::upgrade::Adoption> {
+    fn adoption(&self) -> Option<std::sync::Arc<crate::upgrade::Adoption>> {
         None
     }
     /// The tenant's exec sessions, if it takes them.

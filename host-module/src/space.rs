@@ -588,6 +588,14 @@ impl Spaces {
         }
     }
 
+    /// After [`Spaces::shutdown`] for a new kernel of the same tenant (a hand-over): spaces
+    /// may be created again (handles go on from where they were) and spares are started.
+    pub(crate) fn reopen(&self) {
+        let mut st = self.lock();
+        st.closed = false;
+        self.want_spares(&mut st);
+    }
+
     fn start_reaper(&self) -> std::io::Result<Reaper> {
         let ep = Arc::new(epoll::create(epoll::CreateFlags::CLOEXEC)?);
         let wake = Arc::new(rustix::event::eventfd(

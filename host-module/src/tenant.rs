@@ -214,13 +214,16 @@ struct Shared {
     name: String,
     mem: Arc<GuestMemory>,
     ctl: Arc<ControlRegion>,
-    kernel: Arc<KernelImage>,
-    layout: DomainLayout,
+    /// The kernel that runs now and where it was built (a hand-over replaces both).
+    gen: std::sync::RwLock<KernelGen>,
+    /// What a kernel of this tenant is built from (a hand-over builds the next one).
+    boot: BootInputs,
     clock: ClockParams,
     console: Console,
     stop: Arc<AtomicBool>,
     killed_by_host: AtomicBool,
-    pidfd: OnceLock<OwnedFd>,
+    /// The running kernel sandbox's pidfd (replaced by a hand-over).
+    pidfd: Mutex<Option<Arc<OwnedFd>>>,
     status: Mutex<(TenantState, Option<TenantOutcome>)>,
     /// vCPU that is reporting a guest-initiated end, to keep the first one.
     ending: AtomicU32,
@@ -274,9 +277,28 @@ struct Shared {
     /// Why this tenant cannot be snapshotted whatever it does, if so.
     snapshot_refusal: Option<String>,
     /// The hand-over record offered to its kernel, if any (`HandoverFetch`).
-    adoption: Option<Arc<crate::upgrade::Adoption>>,
+    adoption: Mutex<Option<Arc<crate::upgrade::Adoption>>>,
+    /// A hand-over's next kernel, asked for and not yet started (`crate::upgrade`).
+    switch: Mutex<Option<crate::upgrade::Next>>,
+    /// The vCPU service threads of the running kernel, and the flag that stops them.
+    vcpu_threads: Mutex<Vec<JoinHandle<()>>>,
+    vcpu_stop: Mutex<Arc<AtomicBool>>,
     /// The stubs its sandboxes run (a hand-over's pre-flight runs the same).
     stubs: (Arc<Stub>, Arc<Stub>),
+}
+
+/// The running kernel's image and layout.
+#[derive(Clone, Debug)]
+struct KernelGen {
+    kernel: Arc<KernelImage>,
+    layout: DomainLayout,
+}
+
+/// What the domain builder needs to build a kernel of this tenant again.
+#[derive(Clone, Debug)]
+pub(crate) struct BootInputs {
+    pub(crate) boot_args: BootArgsBuf,
+    pub(crate) initrd: Option<Arc<Vec<u8>>>,
 }
 
 /// The options of [`TenantConfig`] the monitor thread applies.
@@ -293,6 +315,12 @@ pub(crate) struct Limits {
 impl Shared {
     /// Records the outcome unless one is already recorded.
     fn finish(&self, outcome: TenantOutcome) {
+        if self.adopting() {
+            // A kernel booted to adopt a hand-over record ended before adopting it: the
+            // monitor boots the old kernel again to adopt the same record.
+            tracing::warn!(tenant = %self.name, ?outcome, "the adopting kernel ended before adopting");
+            return;
+        }
         let mut st = self.status.lock().unwrap_or_else(|e| e.into_inner());
         if st.1.is_some() {
             return;
@@ -331,18 +359,40 @@ impl Shared {
     }
 
     fn kill(&self) {
-        if let Some(fd) = self.pidfd.get() {
-            sandbox::kill(fd);
+        if let Some(fd) = self.pidfd() {
+            sandbox::kill(&fd);
         }
     }
 
-    fn symbolizer(&self) -> Symbolizer<'_> {
-        Symbolizer {
-            kernel: &self.kernel,
-            kernel_base: self.layout.kernel_base,
+    /// The running kernel sandbox's pidfd.
+    fn pidfd(&self) -> Option<Arc<OwnedFd>> {
+        self.pidfd.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The running kernel's image and layout.
+    fn gen(&self) -> KernelGen {
+        self.gen.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Runs `f` with the symbolizer of the running kernel.
+    fn with_symbolizer<R>(&self, f: impl FnOnce(Symbolizer<'_>) -> R) -> R {
+        let g = self.gen();
+        f(Symbolizer {
+            kernel: &g.kernel,
+            kernel_base: g.layout.kernel_base,
             mem: &self.mem,
-            root: self.layout.page_table_root,
-        }
+            root: g.layout.page_table_root,
+        })
+    }
+
+    /// Whether the running kernel was booted to adopt a hand-over record and has not said it
+    /// adopted it: its end is then not the tenant's (the monitor falls back).
+    fn adopting(&self) -> bool {
+        self.adoption
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(|a| a.is_switch() && !a.adopted_ok())
     }
 
     fn report(&self, cause: CrashCause) -> CrashReport {
@@ -368,12 +418,14 @@ impl Shared {
             });
             r.vcpu = Some(i);
             r.regs = Some(c.regs);
-            r.backtrace = self.symbolizer().backtrace(c.regs.rip, c.regs.rbp);
-            for (what, addr) in [("detail", c.detail), ("fault address", c.fault_addr)] {
-                if let Some(sym) = self.symbolizer().symbol(addr) {
-                    r.notes.push(format!("{what} {addr:#x} is <{sym}>"));
+            self.with_symbolizer(|sym| {
+                r.backtrace = sym.backtrace(c.regs.rip, c.regs.rbp);
+                for (what, addr) in [("detail", c.detail), ("fault address", c.fault_addr)] {
+                    if let Some(name) = sym.symbol(addr) {
+                        r.notes.push(format!("{what} {addr:#x} is <{name}>"));
+                    }
                 }
-            }
+            });
             return r;
         }
         self.report(CrashCause::CrashWithoutRecord)
@@ -419,9 +471,43 @@ impl Shared {
         }
     }
 
+    /// Starts the vCPU service threads of the kernel about to run (with a stop flag of
+    /// their own, which [`Shared::stop_vcpus`] sets).
+    fn spawn_vcpus(self: &Arc<Self>) -> Result<(), HostError> {
+        let stop = Arc::new(AtomicBool::new(false));
+        *self.vcpu_stop.lock().unwrap_or_else(|e| e.into_inner()) = Arc::clone(&stop);
+        let mut threads = self.vcpu_threads.lock().unwrap_or_else(|e| e.into_inner());
+        for i in 0..self.ctl.nr_vcpus() {
+            let s = Arc::clone(self);
+            let stop = Arc::clone(&stop);
+            let h = std::thread::Builder::new()
+                .name(format!("pvmux-vcpu{i}-{}", self.name))
+                .spawn(move || s.vcpu_thread(i, stop))
+                .map_err(|e| HostError::os("spawning a vCPU thread", e))?;
+            threads.push(h);
+        }
+        Ok(())
+    }
+
+    /// Stops the vCPU service threads and waits for them.
+    fn stop_vcpus(&self) {
+        self.vcpu_stop
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .store(true, SeqCst);
+        for i in 0..self.ctl.nr_vcpus() {
+            Vcpu::wake(&self.ctl, i);
+        }
+        let threads =
+            std::mem::take(&mut *self.vcpu_threads.lock().unwrap_or_else(|e| e.into_inner()));
+        for h in threads {
+            let _ = h.join();
+        }
+    }
+
     /// One vCPU service thread.
-    fn vcpu_thread(self: Arc<Self>, index: u32) {
-        let Some(mut vcpu) = Vcpu::new(Arc::clone(&self.ctl), index, Arc::clone(&self.stop)) else {
+    fn vcpu_thread(self: Arc<Self>, index: u32, stop: Arc<AtomicBool>) {
+        let Some(mut vcpu) = Vcpu::new(Arc::clone(&self.ctl), index, stop) else {
             return;
         };
         // This thread serves only this tenant: its CPU time (waiting for and serving
@@ -492,7 +578,7 @@ impl Shared {
                     let mut r = self.report(CrashCause::GuestPanic { message });
                     r.vcpu = Some(index);
                     r.regs = Some(regs);
-                    r.backtrace = self.symbolizer().backtrace(regs.rip, regs.rbp);
+                    r.backtrace = self.with_symbolizer(|sym| sym.backtrace(regs.rip, regs.rbp));
                     self.end_from_guest(TenantOutcome::Crashed(Box::new(r)));
                     return;
                 }
@@ -518,16 +604,15 @@ impl Shared {
         ));
         r.notes
             .push(format!("events taken so far: {}", snap.events));
-        let sym = self.symbolizer().symbol(snap.hc_caller_rip);
+        let sym = self.with_symbolizer(|sym| sym.symbol(snap.hc_caller_rip));
         r.notes.push(format!(
             "last hypercall caller rip {:#x}{}",
             snap.hc_caller_rip,
             sym.map(|s| format!(" <{s}>")).unwrap_or_default()
         ));
         if snap.hc_caller_rip != 0 {
-            r.backtrace = self
-                .symbolizer()
-                .backtrace(snap.hc_caller_rip, snap.hc_caller_rbp);
+            r.backtrace =
+                self.with_symbolizer(|sym| sym.backtrace(snap.hc_caller_rip, snap.hc_caller_rbp));
             if !r.backtrace.is_empty() {
                 r.notes
                     .push("backtrace: from the last hypercall (not the stuck instruction)".into());
@@ -637,8 +722,11 @@ impl HcEnv for Shared {
         self.resources.report(stats);
     }
 
-    fn adoption(&self) -> Option<&crate::upgrade::Adoption> {
-        self.adoption.as_deref()
+    fn adoption(&self) -> Option<Arc<crate::upgrade::Adoption>> {
+        self.adoption
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn handover(&self) -> Option<&crate::upgrade::Handover> {
@@ -803,7 +891,8 @@ impl TenantHandle {
         use crate::snapshot::format::{self, Manifest, Region, State};
         let s = &self.shared;
         let guest_ns = s.clock.tsc_to_ns(crate::clock::rdtsc());
-        let l = &s.layout;
+        let gen = s.gen();
+        let l = &gen.layout;
         let state = State {
             name: s.name.clone(),
             mem_size: s.mem.size(),
@@ -846,7 +935,7 @@ impl TenantHandle {
             magic: format::MAGIC.into(),
             format: format::FORMAT_VERSION,
             abi: pvmux_hypercalls::ABI_VERSION,
-            kernel: crate::snapshot::kernel_digest(&s.kernel),
+            kernel: crate::snapshot::kernel_digest(&s.gen().kernel),
             sections: vec![
                 st,
                 format::Section {
@@ -883,7 +972,7 @@ impl TenantHandle {
         let s = &self.shared;
         let mut paused = s.pause.lock().unwrap_or_else(|e| e.into_inner());
         let gate = s.signal_gate.lock().unwrap_or_else(|e| e.into_inner());
-        let (Some(kernel_pid), Some(fd), false) = (*gate, s.pidfd.get(), s.has_outcome()) else {
+        let (Some(kernel_pid), Some(fd), false) = (*gate, s.pidfd(), s.has_outcome()) else {
             return Err(PauseError::NotRunning);
         };
         drop(gate);
@@ -895,7 +984,7 @@ impl TenantHandle {
         let stopped = s
             .spaces
             .set_paused(Direction::Stop)
-            .and_then(|()| pause::signal(fd, Direction::Stop))
+            .and_then(|()| pause::signal(&fd, Direction::Stop))
             .and_then(|()| {
                 pause::wait_all_stopped(|| {
                     let mut pids = s.spaces.with_pids(|p| p.collect::<Vec<_>>());
@@ -911,7 +1000,7 @@ impl TenantHandle {
             }
             Err(e) => {
                 let _ = s.spaces.set_paused(Direction::Continue);
-                let _ = pause::signal(fd, Direction::Continue);
+                let _ = pause::signal(&fd, Direction::Continue);
                 s.paused.store(false, SeqCst);
                 Err(e)
             }
@@ -927,9 +1016,8 @@ impl TenantHandle {
             return Err(PauseError::NotPaused);
         }
         let kernel = s
-            .pidfd
-            .get()
-            .map_or(Ok(()), |fd| pause::signal(fd, Direction::Continue));
+            .pidfd()
+            .map_or(Ok(()), |fd| pause::signal(&fd, Direction::Continue));
         let users = s.spaces.set_paused(Direction::Continue);
         *paused = false;
         s.paused.store(false, SeqCst);
@@ -1176,10 +1264,12 @@ impl TenantHandle {
     /// the image and the record versions first (a refusal there never reaches the guest), then
     /// asks the guest for its hand-over record and checks it; a record without blockers is
     /// then offered to the new image itself, booted in a scratch tenant to check it
-    /// (`upgrade::preflight`, with the kernel words `words` if given). `Ok` is the
-    /// checked record and the new kernel's verdict; the caller applies
-    /// [`crate::upgrade::decide`]. The running kernel is never replaced: its user threads
-    /// pause only while it writes the record.
+    /// (`upgrade::preflight`, with the kernel words `words` if given). When it would adopt
+    /// it, the switch: the guest writes its record again and stays held (its user threads
+    /// stopped); its kernel sandbox and user sandboxes are killed, the kernel part of its
+    /// memory is rebuilt with the new image, which boots with `ADOPT` and adopts the record
+    /// (the old image does the same if the new one does not). `Ok` is the report (records,
+    /// verdict, switch); the caller applies [`crate::upgrade::decide`].
     pub fn upgrade(
         &self,
         image: Vec<u8>,
@@ -1193,25 +1283,95 @@ impl TenantHandle {
         if self.is_paused() {
             return Err(UpgradeError::Paused);
         }
-        let (plan, new) = upgrade::prepare_image(&s.kernel, image)?;
-        let bounds = upgrade::bounds(s.layout.pool_base, s.mem.size());
-        let (mut report, record) = upgrade::run(&s.handover, plan, &bounds, || {
-            s.raise(pvmux_hypercalls::vcpu::pending::HANDOVER)
-        })?;
-        if report.inventory.blockers.is_empty() {
-            report.adopt_check = Some(upgrade::preflight(
-                Arc::new(new),
-                upgrade::PreflightInput {
-                    name: &s.name,
-                    stubs: (Arc::clone(&s.stubs.0), Arc::clone(&s.stubs.1)),
-                    record,
-                    version: report.plan.version,
-                    bounds,
-                    words,
-                },
-            )?);
+        let running = s.gen().kernel;
+        let (plan, new) = upgrade::prepare_image(&running, image)?;
+        let new = Arc::new(new);
+        let bounds = upgrade::bounds(s.gen().layout.pool_base, s.mem.size());
+        let raise = || s.raise(pvmux_hypercalls::vcpu::pending::HANDOVER);
+        let (mut report, record) = upgrade::run(&s.handover, plan.clone(), &bounds, false, raise)?;
+        if !report.inventory.blockers.is_empty() {
+            return Ok(report);
         }
-        Ok(report)
+        let check = upgrade::preflight(
+            Arc::clone(&new),
+            upgrade::PreflightInput {
+                name: &s.name,
+                stubs: (Arc::clone(&s.stubs.0), Arc::clone(&s.stubs.1)),
+                record,
+                version: report.plan.version,
+                bounds,
+                words,
+            },
+        )?;
+        let adopts = check.verdict.is_ok();
+        report.adopt_check = Some(check);
+        if !adopts {
+            return Ok(report);
+        }
+        if let Some(why) = &s.snapshot_refusal {
+            return Err(UpgradeError::HostState(why.clone()));
+        }
+        // The switch. The record it adopts is taken again, with the guest held: from its
+        // `HandoverTake` on, nothing of the old kernel runs again.
+        let (mut held, record) = upgrade::run(&s.handover, plan.clone(), &bounds, true, raise)?;
+        let frozen = Instant::now() - held.pause;
+        if !held.inventory.blockers.is_empty() {
+            // Something the record cannot carry appeared since the first one.
+            s.handover.release(upgrade::Release::Thaw);
+            held.adopt_check = report.adopt_check;
+            return Ok(held);
+        }
+        let record_len = record.len();
+        let result = Arc::new(upgrade::SwitchWait::default());
+        let next = upgrade::Next::switch(
+            new,
+            plan.new.clone(),
+            record,
+            plan.version,
+            (running, plan.running.clone()),
+            words.map(str::to_owned),
+            Arc::clone(&result),
+        );
+        let Some(fd) = s.pidfd() else {
+            s.handover.release(upgrade::Release::Thaw);
+            return Err(UpgradeError::NotRunning);
+        };
+        *s.switch.lock().unwrap_or_else(|e| e.into_inner()) = Some(next);
+        let recorded = Instant::now();
+        // The old kernel goes (its monitor thread takes the switch when its sandbox is
+        // reaped); only then is the host thread that holds it in `HandoverRecord` freed.
+        sandbox::kill(&fd);
+        sandbox::wait_exited(&fd, Some(Duration::from_secs(5)));
+        s.handover.release(upgrade::Release::Switch);
+        // Each kernel (the new one, then the old one again) gets its time to adopt.
+        let mut outcome = None;
+        for _ in 0..2 {
+            outcome = result.wait(upgrade::ADOPT_TIMEOUT);
+            if outcome.is_some() {
+                break;
+            }
+            tracing::warn!(tenant = %s.name, "no hand-over verdict in time: stopping that kernel");
+            s.kill();
+        }
+        let (outcome, at) = outcome
+            .or_else(|| result.wait(Duration::from_secs(5)))
+            .unwrap_or_else(|| {
+                (
+                    upgrade::SwitchOutcome::Failed {
+                        reason: "no kernel gave its verdict".to_owned(),
+                    },
+                    Instant::now(),
+                )
+            });
+        held.adopt_check = report.adopt_check;
+        held.switch = Some(upgrade::SwitchReport {
+            outcome,
+            pause: at.saturating_duration_since(frozen),
+            switch_time: at.saturating_duration_since(recorded),
+            record_len,
+        });
+        tracing::info!(tenant = %s.name, switch = ?held.switch, "kernel switch");
+        Ok(held)
     }
 }
 
@@ -1224,7 +1384,6 @@ pub struct Tenant {
     shared: Arc<Shared>,
     pid: u32,
     monitor: Option<JoinHandle<()>>,
-    vcpus: Vec<JoinHandle<()>>,
     input: Option<JoinHandle<()>>,
 }
 
@@ -1263,6 +1422,8 @@ pub(crate) struct TenantParts {
     pub(crate) snapshot_refusal: Option<String>,
     /// The hand-over record offered to its kernel (a pre-flight's scratch tenant).
     pub(crate) adoption: Option<Arc<crate::upgrade::Adoption>>,
+    /// What its kernel was built from.
+    pub(crate) boot: BootInputs,
 }
 
 impl Tenant {
@@ -1305,8 +1466,11 @@ impl Tenant {
                 name: parts.name,
                 mem,
                 ctl: Arc::new(parts.ctl),
-                kernel: parts.kernel,
-                layout: parts.layout,
+                gen: std::sync::RwLock::new(KernelGen {
+                    kernel: parts.kernel,
+                    layout: parts.layout.clone(),
+                }),
+                boot: parts.boot,
                 clock: parts.clock,
                 console: Console::with_streams(
                     parts.console,
@@ -1316,7 +1480,7 @@ impl Tenant {
                 ),
                 stop: Arc::new(AtomicBool::new(false)),
                 killed_by_host: AtomicBool::new(false),
-                pidfd: OnceLock::new(),
+                pidfd: Mutex::new(None),
                 status: Mutex::new((TenantState::Created, None)),
                 ending: AtomicU32::new(0),
                 in_host: (0..nr_vcpus).map(|_| AtomicBool::new(false)).collect(),
@@ -1347,7 +1511,10 @@ impl Tenant {
                 live_limits: Mutex::new(None),
                 parking: crate::snapshot::Parking::default(),
                 snapshot_refusal: parts.snapshot_refusal,
-                adoption: parts.adoption,
+                adoption: Mutex::new(parts.adoption),
+                switch: Mutex::new(None),
+                vcpu_threads: Mutex::new(Vec::new()),
+                vcpu_stop: Mutex::new(Arc::new(AtomicBool::new(false))),
                 stubs,
             }
         });
@@ -1391,7 +1558,6 @@ impl Tenant {
             shared: Arc::clone(&shared),
             pid,
             monitor: Some(monitor),
-            vcpus: Vec::new(),
             input: None,
         };
         if let Some(source) = parts.console_input {
@@ -1407,14 +1573,7 @@ impl Tenant {
                 }),
             )?;
         }
-        for i in 0..nr_vcpus {
-            let s = Arc::clone(&shared);
-            let h = std::thread::Builder::new()
-                .name(format!("pvmux-vcpu{i}-{}", shared.name))
-                .spawn(move || s.vcpu_thread(i))
-                .map_err(|e| HostError::os("spawning a vCPU thread", e))?;
-            tenant.vcpus.push(h);
-        }
+        shared.spawn_vcpus()?;
         tracing::info!(tenant = %shared.name, pid, vcpus = nr_vcpus, "tenant started");
         Ok(tenant)
     }
@@ -1424,9 +1583,13 @@ impl Tenant {
         &self.shared.name
     }
 
-    /// Process id of the sandbox.
+    /// Process id of the kernel sandbox (the running kernel's, after a hand-over).
     pub fn sandbox_pid(&self) -> u32 {
-        self.pid
+        self.shared
+            .signal_gate
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or(self.pid)
     }
 
     /// What the host sees of each vCPU now (pending events, halted, last hypercall), for a
@@ -1485,9 +1648,9 @@ impl Tenant {
         &self.shared.ctl
     }
 
-    /// The domain layout the tenant was built with.
-    pub fn layout(&self) -> &DomainLayout {
-        &self.shared.layout
+    /// The domain layout of the tenant's running kernel.
+    pub fn layout(&self) -> DomainLayout {
+        self.shared.gen().layout
     }
 
     /// The tenant's clock: guest time 0 is the instant these parameters were sampled during
@@ -1581,12 +1744,7 @@ impl Tenant {
             let _ = m.join();
         }
         self.shared.stop.store(true, SeqCst);
-        for i in 0..self.shared.ctl.nr_vcpus() {
-            Vcpu::wake(&self.shared.ctl, i);
-        }
-        for h in self.vcpus.drain(..) {
-            let _ = h.join();
-        }
+        self.shared.stop_vcpus();
         self.shared.input.close();
         if let Some(h) = self.input.take() {
             let _ = h.join();
@@ -1612,12 +1770,11 @@ fn monitor_thread(s: &Arc<Shared>, stub: &Stub, tx: &mpsc::Sender<Result<u32, Ho
             return;
         }
     };
-    let pid = child.pid;
-    let raw_pid = pid.as_raw_nonzero().get() as u32;
+    let mut pid = child.pid;
+    let mut raw_pid = pid.as_raw_nonzero().get() as u32;
     // Its net, ipc and uts namespaces become the tenant's: user sandboxes join them.
     s.namespaces.adopt(raw_pid);
-    let _ = s.pidfd.set(child.pidfd);
-    *s.signal_gate.lock().unwrap_or_else(|e| e.into_inner()) = Some(raw_pid);
+    s.set_sandbox(raw_pid, child.pidfd);
     {
         let mut st = s.status.lock().unwrap_or_else(|e| e.into_inner());
         if st.0 == TenantState::Created {
@@ -1645,23 +1802,76 @@ fn monitor_thread(s: &Arc<Shared>, stub: &Stub, tx: &mpsc::Sender<Result<u32, Ho
     *s.live_limits.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(&limits));
     let _ = s.cpu.set(Arc::clone(&limits.cpu));
     s.spaces.set_cpu(limits.for_spaces(&s.name));
-    watch(s, raw_pid, &limits);
-    if let Some(fd) = s.pidfd.get() {
-        sandbox::wait_exited(fd, None);
-    }
-    // The sandbox has exited: nothing signals it from now on (the gate), so nothing can hit
-    // its pid once it is reaped and recycled.
-    *s.signal_gate.lock().unwrap_or_else(|e| e.into_inner()) = None;
-    // Only this thread reaps the kernel sandbox.
-    let exit = match sandbox::reap(pid) {
-        Ok(e) => e,
-        Err(e) => {
-            tracing::error!(tenant = %s.name, "{e}");
-            SandboxExit::Signaled(0)
+    let exit = loop {
+        watch(s, raw_pid, &limits);
+        if let Some(fd) = s.pidfd() {
+            sandbox::wait_exited(&fd, None);
+        }
+        // The sandbox has exited: nothing signals it from now on (the gate), so nothing can
+        // hit its pid once it is reaped and recycled.
+        *s.signal_gate.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        // Only this thread reaps the kernel sandbox (its CPU time stays the tenant's).
+        let exit = match limits.for_spaces(&s.name).reap(pid) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(tenant = %s.name, "{e}");
+                SandboxExit::Signaled(0)
+            }
+        };
+        // Every user sandbox goes with the kernel sandbox, before the cgroup they share.
+        s.spaces.shutdown();
+        // A kernel hand-over: the next kernel (or the fallback) in the same memory.
+        let next = match s.next_kernel() {
+            None => break exit,
+            Some(Ok(n)) => n,
+            Some(Err(why)) => {
+                s.end_switch(&why);
+                break exit;
+            }
+        };
+        match s.start_kernel(stub, &limits, next) {
+            Ok(p) => {
+                pid = p;
+                raw_pid = pid.as_raw_nonzero().get() as u32;
+            }
+            Err(e) => {
+                // Whatever was offered cannot be booted: the fallback, if any, else the end.
+                tracing::error!(tenant = %s.name, "cannot start the next kernel: {e}");
+                match s.next_kernel() {
+                    Some(Ok(n)) => match s.start_kernel(stub, &limits, n) {
+                        Ok(p) => {
+                            pid = p;
+                            raw_pid = pid.as_raw_nonzero().get() as u32;
+                        }
+                        Err(e2) => {
+                            s.end_switch(&format!("{e}; the old kernel: {e2}"));
+                            break exit;
+                        }
+                    },
+                    Some(Err(why)) => {
+                        s.end_switch(&format!("{e}; {why}"));
+                        break exit;
+                    }
+                    None => {
+                        s.end_switch(&e.to_string());
+                        break exit;
+                    }
+                }
+            }
         }
     };
-    // Every user sandbox goes with the kernel sandbox, before the cgroup they share.
-    s.spaces.shutdown();
+    // A switch that was under way ends with the tenant.
+    if let Some(a) = s
+        .adoption
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+    {
+        a.abandoned("the tenant ended during the switch");
+    }
+    if let Some(n) = s.switch.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        n.adoption.abandoned("the tenant ended before the switch");
+    }
     // Exec sessions end with it (their programs were in it).
     s.exec.close();
     // The cgroup goes once the last user of the limits is done with them.
@@ -1674,8 +1884,124 @@ fn monitor_thread(s: &Arc<Shared>, stub: &Stub, tx: &mpsc::Sender<Result<u32, Ho
     s.sandbox_ended(exit);
     s.console.finish();
     s.write_dump();
+    s.vcpu_stop
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .store(true, SeqCst);
     for i in 0..s.ctl.nr_vcpus() {
         Vcpu::wake(&s.ctl, i);
+    }
+}
+
+impl Shared {
+    /// The kernel sandbox `pid` (not reaped) runs now.
+    fn set_sandbox(&self, pid: u32, pidfd: OwnedFd) {
+        *self.pidfd.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(pidfd));
+        *self.signal_gate.lock().unwrap_or_else(|e| e.into_inner()) = Some(pid);
+    }
+
+    /// After the kernel sandbox was reaped: the kernel to boot next, if any — a switch
+    /// asked for, or, when the kernel that ended was booted to adopt a record and did not,
+    /// the fallback (`Err`: none left; the switch failed).
+    fn next_kernel(&self) -> Option<Result<crate::upgrade::Next, String>> {
+        if let Some(n) = self.switch.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            return Some(Ok(n));
+        }
+        let cur = self
+            .adoption
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()?;
+        if !cur.is_switch() || cur.adopted_ok() {
+            return None;
+        }
+        Some(cur.failed())
+    }
+
+    /// A switch failed with no kernel left to adopt the record: the tenant ends with a crash
+    /// report saying why.
+    fn end_switch(&self, why: &str) {
+        tracing::error!(tenant = %self.name, "kernel hand-over failed: {why}");
+        self.adoption
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let r = self.report(CrashCause::HandoverFailed {
+            reason: why.to_owned(),
+        });
+        self.finish(TenantOutcome::Crashed(Box::new(r)));
+    }
+
+    /// Boots `next` in this tenant after its kernel sandbox was reaped (a hand-over): stops
+    /// the old vCPU threads, rebuilds the kernel part of guest memory with the next image
+    /// and its boot arguments (the user pool, and so every page the record names, is left
+    /// as it is), resets the control region, starts a new kernel sandbox in the tenant's
+    /// cgroup and its vCPU threads. Returns the new sandbox's pid.
+    fn start_kernel(
+        self: &Arc<Self>,
+        stub: &Stub,
+        limits: &crate::limits::TenantLimits,
+        next: crate::upgrade::Next,
+    ) -> Result<rustix::process::Pid, HostError> {
+        let started = Instant::now();
+        self.stop_vcpus();
+        let pool_base = self.gen().layout.pool_base;
+        let boot_args = next
+            .boot_args(&self.boot.boot_args, (pool_base, self.mem.size()))
+            .map_err(HostError::InvalidConfig)?;
+        let params = crate::domain_builder::BuildParams {
+            nr_vcpus: self.ctl.nr_vcpus(),
+            boot_args: &boot_args,
+            clock: &self.clock,
+            initrd: self.boot.initrd.as_deref().map(Vec::as_slice),
+        };
+        let base = crate::domain_builder::random_kernel_base(next.image.span());
+        let layout =
+            crate::domain_builder::rebuild_kernel_part(&self.mem, &next.image, &params, base)?;
+        if layout.pool_base != pool_base {
+            return Err(HostError::InvalidConfig(
+                "the new kernel's user pool is not where the old one's was".into(),
+            ));
+        }
+        let built = started.elapsed();
+        self.ctl.reset(&crate::host::header_init(
+            self.ctl.nr_vcpus(),
+            self.mem.size(),
+            &layout,
+            &self.clock,
+            pvmux_hypercalls::sandbox::user_isolation::PROCESS,
+        ));
+        *self.gen.write().unwrap_or_else(|e| e.into_inner()) = KernelGen {
+            kernel: Arc::clone(&next.image),
+            layout,
+        };
+        *self.adoption.lock().unwrap_or_else(|e| e.into_inner()) = Some(next.adoption);
+        // The old kernel's host-side state: its balloon (the new kernel takes the same
+        // target at boot), its reported end.
+        self.balloon.restart();
+        self.ending.store(0, SeqCst);
+        self.spaces.reopen();
+        let jail = ChildJail::for_sandbox(
+            self.limits.sandbox_user,
+            self.limits.cpu_seconds,
+            &self.namespaces,
+        );
+        let child = sandbox::spawn(stub, self.mem.raw_fd(), self.ctl.raw_fd(), &jail)?;
+        let pid = child.pid;
+        let raw = pid.as_raw_nonzero().get() as u32;
+        self.set_sandbox(raw, child.pidfd);
+        self.spawn_vcpus()?;
+        // Into the tenant's cgroup while the kernel boots (the move waits for an RCU grace
+        // period, as at the first boot).
+        limits.for_spaces(&self.name).apply(raw);
+        tracing::info!(
+            tenant = %self.name,
+            pid = raw,
+            built_ms = built.as_secs_f64() * 1e3,
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "next kernel started"
+        );
+        Ok(pid)
     }
 }
 
@@ -1685,7 +2011,7 @@ fn monitor_thread(s: &Arc<Shared>, stub: &Stub, tx: &mpsc::Sender<Result<u32, Ho
 /// the tenant's CPU time and checks its budget, and checks every vCPU.
 fn watch(s: &Arc<Shared>, pid: u32, limits: &crate::limits::TenantLimits) {
     use rustix::event::{poll, PollFd, PollFlags};
-    let Some(pidfd) = s.pidfd.get() else { return };
+    let Some(pidfd) = s.pidfd() else { return };
     let counting = limits.cpu.active();
     let mut dog = s
         .limits

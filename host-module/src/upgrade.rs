@@ -21,7 +21,7 @@
 //! 2 carries threads and memory, and names what it does not carry; the switch itself is
 //! not implemented (see docs/MULTIKERNEL.md).
 
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use pvmux_hypercalls::handover::{
@@ -97,13 +97,24 @@ pub enum UpgradeError {
         /// Its reason (guest text, escaped), or how it ended without one.
         reason: String,
     },
-    /// Every check passed (the new kernel's own included) but this host does not switch
-    /// kernels yet.
+    /// The tenant has host-side state a switch cannot carry to a new kernel.
+    #[error("the tenant cannot switch kernels: {0}")]
+    HostState(String),
+    /// The new kernel did not adopt the record at the switch; the old kernel adopted it
+    /// again and runs the tenant's programs.
     #[error(
-        "every check passed and the new kernel ({0}) would adopt the record, but switching \
-         the kernel of a running tenant is not implemented yet"
+        "the new kernel ({new}) did not adopt the record at the switch ({reason}); the old \
+         kernel adopted it again"
     )]
-    SwitchNotImplemented(String),
+    SwitchFellBack {
+        /// The new kernel's release.
+        new: String,
+        /// Why not.
+        reason: String,
+    },
+    /// No kernel adopted the record: the tenant ended.
+    #[error("the switch failed and the tenant ended: {0}")]
+    SwitchFailed(String),
     /// The pre-flight tenant could not be started.
     #[error("cannot start the new kernel to check the record: {0}")]
     Preflight(String),
@@ -270,6 +281,8 @@ pub struct UpgradeReport {
     /// The new kernel's own check of the record (the pre-flight, `preflight`), when the record names no
     /// blocker.
     pub adopt_check: Option<AdoptCheck>,
+    /// The switch, when every check passed.
+    pub switch: Option<SwitchReport>,
 }
 
 /// What the new kernel said of the record in the pre-flight (`preflight`).
@@ -287,18 +300,111 @@ pub struct AdoptCheck {
 /// to survive a switch), and the kernel's verdict (`HandoverAdopted`).
 #[derive(Debug)]
 pub struct Adoption {
-    record: Vec<u8>,
+    record: Arc<Vec<u8>>,
     verdict: Mutex<Option<Result<(), String>>>,
     cv: Condvar,
+    /// Set when the record is offered to a tenant's own next kernel (a switch), not to a
+    /// pre-flight's scratch tenant.
+    switch: Option<SwitchInfo>,
+}
+
+/// What a switch's adoption carries besides the record.
+#[derive(Debug)]
+struct SwitchInfo {
+    /// The adopting kernel's release.
+    release: String,
+    /// The record's version.
+    version: u32,
+    /// The kernel to boot, adopting the same record, if this one does not adopt it (the old
+    /// kernel), and its release; `None` for that fallback itself.
+    fallback: Option<(Arc<KernelImage>, String)>,
+    /// Why the kernel before this one did not adopt the record (a fallback's).
+    fell_back: Option<String>,
+    /// Where the outcome goes.
+    result: Arc<SwitchWait>,
 }
 
 impl Adoption {
     /// Offers `record` (already checked by [`Inventory::parse`]).
     pub(crate) fn new(record: Vec<u8>) -> Self {
         Self {
-            record,
+            record: Arc::new(record),
             verdict: Mutex::new(None),
             cv: Condvar::new(),
+            switch: None,
+        }
+    }
+
+    /// Whether this record is offered to the tenant's own next kernel (a switch).
+    pub(crate) fn is_switch(&self) -> bool {
+        self.switch.is_some()
+    }
+
+    /// Whether the kernel said it adopted the record.
+    pub(crate) fn adopted_ok(&self) -> bool {
+        matches!(*self.lock(), Some(Ok(())))
+    }
+
+    /// The record offered.
+    pub(crate) fn record(&self) -> &[u8] {
+        &self.record
+    }
+
+    /// The record's version (0 outside a switch).
+    pub(crate) fn version(&self) -> u32 {
+        self.switch.as_ref().map_or(0, |s| s.version)
+    }
+
+    /// The kernel that ran this adoption did not adopt (it refused, or ended before its
+    /// verdict): the next step, booting the fallback kernel to adopt the same record, or, when
+    /// there is none, the reason the switch failed (the outcome is posted then).
+    pub(crate) fn failed(&self) -> Result<Next, String> {
+        let why = match &*self.lock() {
+            Some(Err(reason)) => format!("it refused to adopt the record: {reason}"),
+            _ => "it ended before saying whether it adopts the record".to_owned(),
+        };
+        let Some(info) = &self.switch else {
+            return Err(why);
+        };
+        let new = &info.release;
+        match &info.fallback {
+            Some((image, release)) => Ok(Next {
+                image: Arc::clone(image),
+                words: None,
+                adoption: Arc::new(Adoption {
+                    record: Arc::clone(&self.record),
+                    verdict: Mutex::new(None),
+                    cv: Condvar::new(),
+                    switch: Some(SwitchInfo {
+                        release: release.clone(),
+                        version: info.version,
+                        fallback: None,
+                        fell_back: Some(format!("{new}: {why}")),
+                        result: Arc::clone(&info.result),
+                    }),
+                }),
+            }),
+            None => {
+                let before = info
+                    .fell_back
+                    .as_ref()
+                    .map(|b| format!("{b}; then "))
+                    .unwrap_or_default();
+                let reason = format!("{before}{new}: {why}");
+                info.result.post(SwitchOutcome::Failed {
+                    reason: reason.clone(),
+                });
+                Err(reason)
+            }
+        }
+    }
+
+    /// The tenant ended during the switch (not through this adoption's kernel's refusal).
+    pub(crate) fn abandoned(&self, why: &str) {
+        if let Some(info) = &self.switch {
+            info.result.post(SwitchOutcome::Failed {
+                reason: why.to_owned(),
+            });
         }
     }
 
@@ -345,8 +451,16 @@ impl Adoption {
         if v.is_some() {
             return Err(HcError::InvalidArgument);
         }
+        let adopts = verdict.is_ok();
         *v = Some(verdict);
         self.cv.notify_all();
+        drop(v);
+        if let (true, Some(info)) = (adopts, &self.switch) {
+            info.result.post(SwitchOutcome::Adopted {
+                release: info.release.clone(),
+                fell_back: info.fell_back.clone(),
+            });
+        }
         Ok(())
     }
 
@@ -369,6 +483,163 @@ impl Adoption {
                 .0;
         }
     }
+}
+
+/// A tenant's next kernel, for its monitor thread to boot in place of the one that ran (a
+/// switch, or the fallback after a switch whose kernel did not adopt the record).
+#[derive(Debug)]
+pub(crate) struct Next {
+    /// The image to boot.
+    pub(crate) image: Arc<KernelImage>,
+    /// The record it adopts (offered with `HandoverFetch`), with the switch's bookkeeping.
+    pub(crate) adoption: Arc<Adoption>,
+    /// Kernel words added to its boot arguments (`pvmux upgrade --cmdline`).
+    pub(crate) words: Option<String>,
+}
+
+impl Next {
+    /// The switch to `image` (release `release`) adopting `record` of `version`, falling
+    /// back to `old` (release `old_release`); the outcome goes to `result`.
+    pub(crate) fn switch(
+        image: Arc<KernelImage>,
+        release: String,
+        record: Vec<u8>,
+        version: u32,
+        old: (Arc<KernelImage>, String),
+        words: Option<String>,
+        result: Arc<SwitchWait>,
+    ) -> Self {
+        Self {
+            image,
+            words,
+            adoption: Arc::new(Adoption {
+                record: Arc::new(record),
+                verdict: Mutex::new(None),
+                cv: Condvar::new(),
+                switch: Some(SwitchInfo {
+                    release,
+                    version,
+                    fallback: Some(old),
+                    fell_back: None,
+                    result,
+                }),
+            }),
+        }
+    }
+
+    /// The boot arguments of the next kernel: the tenant's own (`base`: its volumes, share,
+    /// program, environment — the kernel's filesystem is built as at a boot) with boot
+    /// command `ADOPT` (no `CHECK`: a real adoption) first, and the upgrade's words.
+    pub(crate) fn boot_args(
+        &self,
+        base: &pvmux_hypercalls::BootArgsBuf,
+        pool: (u64, u64),
+    ) -> Result<pvmux_hypercalls::BootArgsBuf, String> {
+        use pvmux_hypercalls::bootargs::Command;
+        use pvmux_hypercalls::handover::AdoptArgs;
+        let adopt = AdoptArgs {
+            version: self.adoption.version(),
+            flags: 0,
+            record_len: self.adoption.record().len() as u64,
+            pool_start: pool.0,
+            pool_end: pool.1,
+        };
+        let extra = match &self.words {
+            Some(w) => Some(
+                pvmux_hypercalls::BootArgsBuf::from_words(w)
+                    .map_err(|e| format!("--cmdline {w:?}: {e}"))?,
+            ),
+            None => None,
+        };
+        let args = base.args();
+        let commands = core::iter::once(Command::Adopt(adopt))
+            .chain(
+                args.commands()
+                    .filter(|c| !matches!(c, Command::Adopt(_) | Command::AdoptRefuse)),
+            )
+            .chain(
+                extra
+                    .iter()
+                    .flat_map(|b| b.args().commands().collect::<Vec<_>>()),
+            );
+        pvmux_hypercalls::BootArgsBuf::new(&args.options, commands, args.argv())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// How a switch ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SwitchOutcome {
+    /// A kernel adopted the record and runs the tenant's programs: the new one, or (with
+    /// `fell_back`: why the new one did not) the old one again.
+    Adopted {
+        /// The release of the kernel that adopted it.
+        release: String,
+        /// Why the new kernel did not adopt it, when the old one did.
+        fell_back: Option<String>,
+    },
+    /// No kernel adopted it: the tenant ended (its crash report says why).
+    Failed {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Where a switch's outcome is posted (once) and waited for.
+#[derive(Debug, Default)]
+pub(crate) struct SwitchWait {
+    slot: Mutex<Option<(SwitchOutcome, Instant)>>,
+    cv: Condvar,
+}
+
+impl SwitchWait {
+    /// Posts the outcome (the first one stays).
+    pub(crate) fn post(&self, o: SwitchOutcome) {
+        let mut s = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+        if s.is_none() {
+            *s = Some((o, Instant::now()));
+            self.cv.notify_all();
+        }
+    }
+
+    /// Waits at most `timeout` for the outcome, and when it was posted.
+    pub(crate) fn wait(&self, timeout: Duration) -> Option<(SwitchOutcome, Instant)> {
+        let deadline = Instant::now() + timeout;
+        let mut s = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(o) = s.clone() {
+                return Some(o);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            s = self
+                .cv
+                .wait_timeout(s, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+/// How long each kernel of a switch is given to adopt the record (boot, checks, rebuild)
+/// before the host gives up on it.
+pub const ADOPT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// What a switch did (the report's `switch`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SwitchReport {
+    /// How it ended.
+    pub outcome: SwitchOutcome,
+    /// From the old kernel's `HandoverTake` of the switch's record (its user threads stop)
+    /// to the adopting kernel's verdict (they run again): the programs' pause.
+    pub pause: Duration,
+    /// Of it, from the record to the verdict: the old kernel stopped, the new one built,
+    /// booted, and adopting.
+    pub switch_time: Duration,
+    /// The switch's record's length.
+    pub record_len: usize,
 }
 
 /// How long the new kernel is given to boot and give its verdict in the pre-flight.
@@ -502,15 +773,35 @@ struct State {
     taken_at: Option<Instant>,
     /// From then to its answer.
     pause: Duration,
+    /// The guest's `HandoverRecord` is to be held until the host decides ([`Handover::release`]):
+    /// the record is the one a switch adopts, so nothing may run after it is written.
+    hold: bool,
+    /// The host's decision for a held guest.
+    release: Option<Release>,
 }
+
+/// What the host decides for a guest held in `HandoverRecord` ([`Handover::release`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Release {
+    /// Its threads go on (the upgrade was refused after the record).
+    Thaw,
+    /// The kernel is being replaced: its sandbox is gone, nothing will read the answer.
+    Switch,
+}
+
+/// How long a guest is held at most in `HandoverRecord` (a host that never decides
+/// thaws it).
+pub const HOLD_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Handover {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Starts an exchange for `version`; the caller then raises `pending::HANDOVER`.
-    pub(crate) fn ask(&self, version: u32) -> Result<(), UpgradeError> {
+    /// Starts an exchange for `version`; the caller then raises `pending::HANDOVER`. With
+    /// `hold`, a guest that hands over its record is held in `HandoverRecord` (its threads
+    /// stay stopped) until [`Handover::release`].
+    pub(crate) fn ask(&self, version: u32, hold: bool) -> Result<(), UpgradeError> {
         let mut s = self.lock();
         if s.busy {
             return Err(UpgradeError::Busy);
@@ -518,9 +809,21 @@ impl Handover {
         *s = State {
             busy: true,
             asked: version,
+            hold,
             ..State::default()
         };
         Ok(())
+    }
+
+    /// Ends the hold of a guest held in `HandoverRecord` (see [`Handover::ask`]): `Thaw` lets
+    /// its threads go on; `Switch` (once its sandbox is gone) frees the host thread that
+    /// served the call.
+    pub(crate) fn release(&self, how: Release) {
+        let mut s = self.lock();
+        if s.hold {
+            s.release = Some(how);
+            self.cv.notify_all();
+        }
     }
 
     /// Waits for the guest's answer (at most `timeout`), ends the exchange and returns it.
@@ -540,7 +843,9 @@ impl Handover {
         }
         let answer = s.answer.take();
         let pause = s.pause;
-        *s = State::default();
+        if !(s.hold && matches!(answer, Some(Ok(_)))) {
+            *s = State::default();
+        }
         match answer {
             Some(Ok(b)) => Ok((b, pause)),
             Some(Err(e)) => Err(UpgradeError::GuestFailed(e)),
@@ -579,9 +884,32 @@ impl Handover {
                 .map_err(|_| HcError::BadAddress)?)
         };
         s.pause = s.taken_at.map(|t| t.elapsed()).unwrap_or_default();
+        let held = s.hold && answer.is_ok();
         s.answer = Some(answer);
         self.cv.notify_all();
-        Ok(())
+        if !held {
+            return Ok(());
+        }
+        // Held: the guest's threads stay stopped until the host decides (or gives up).
+        let deadline = Instant::now() + HOLD_TIMEOUT;
+        while s.release.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                tracing::warn!("no decision on a held hand-over within {HOLD_TIMEOUT:?}: thawing");
+                break;
+            }
+            s = self
+                .cv
+                .wait_timeout(s, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        let how = s.release.take().unwrap_or(Release::Thaw);
+        *s = State::default();
+        match how {
+            Release::Thaw => Ok(()),
+            Release::Switch => Err(HcError::Busy),
+        }
     }
 }
 
@@ -592,10 +920,11 @@ pub(crate) fn run(
     h: &Handover,
     plan: Plan,
     bounds: &Bounds,
+    hold: bool,
     raise: impl FnOnce(),
 ) -> Result<(UpgradeReport, Vec<u8>), UpgradeError> {
     let start = Instant::now();
-    h.ask(plan.version)?;
+    h.ask(plan.version, hold)?;
     raise();
     let (bytes, pause) = h.wait(ANSWER_TIMEOUT)?;
     let inventory =
@@ -615,6 +944,7 @@ pub(crate) fn run(
         record_time,
         pause,
         adopt_check: None,
+        switch: None,
     };
     Ok((report, bytes))
 }
@@ -630,8 +960,8 @@ pub fn bounds(pool_base: u64, mem_size: u64) -> Bounds {
     }
 }
 
-/// Decides on a checked report: refused naming the blockers, or the new kernel's refusal,
-/// else (with this host) refused as not implemented.
+/// Decides on a report: refused naming the blockers, or the new kernel's refusal, or how
+/// the switch ended.
 pub fn decide(report: &UpgradeReport) -> Result<(), UpgradeError> {
     let b = report.inventory.blocker_texts();
     if !b.is_empty() {
@@ -645,7 +975,22 @@ pub fn decide(report: &UpgradeReport) -> Result<(), UpgradeError> {
             new: report.plan.new.clone(),
             reason: reason.clone(),
         }),
-        Some(_) => Err(UpgradeError::SwitchNotImplemented(report.plan.new.clone())),
+        Some(_) => match report.switch.as_ref().map(|s| &s.outcome) {
+            Some(SwitchOutcome::Adopted {
+                fell_back: None, ..
+            }) => Ok(()),
+            Some(SwitchOutcome::Adopted {
+                fell_back: Some(reason),
+                ..
+            }) => Err(UpgradeError::SwitchFellBack {
+                new: report.plan.new.clone(),
+                reason: reason.clone(),
+            }),
+            Some(SwitchOutcome::Failed { reason }) => {
+                Err(UpgradeError::SwitchFailed(reason.clone()))
+            }
+            None => Err(UpgradeError::Preflight("no switch was made".to_owned())),
+        },
         None => Err(UpgradeError::Preflight(
             "the new kernel was not asked".to_owned(),
         )),
@@ -807,8 +1152,8 @@ mod tests {
     fn the_exchange_takes_once_and_checks_the_answer() {
         let h = Handover::default();
         assert_eq!(h.take(), 0, "nothing asked");
-        h.ask(1).expect("idle");
-        assert!(matches!(h.ask(1), Err(UpgradeError::Busy)));
+        h.ask(1, false).expect("idle");
+        assert!(matches!(h.ask(1, false), Err(UpgradeError::Busy)));
         assert_eq!(h.take(), 1);
         assert_eq!(h.take(), 0, "taken once");
         // A failure code from the guest.
@@ -821,7 +1166,7 @@ mod tests {
         ));
         // Unasked answers and out-of-memory records are refused.
         assert!(h.record(&mem, 0, 64).is_err());
-        h.ask(1).expect("idle again");
+        h.ask(1, false).expect("idle again");
         let _ = h.take();
         assert_eq!(h.record(&mem, 16 << 20, 4096), Err(HcError::BadAddress));
         assert_eq!(
@@ -831,6 +1176,98 @@ mod tests {
         assert!(matches!(
             h.wait(Duration::from_millis(1)),
             Err(UpgradeError::NoAnswer(_))
+        ));
+    }
+
+    #[test]
+    fn a_held_guest_waits_in_its_record_call_until_the_host_decides() {
+        let mem = std::sync::Arc::new(GuestMemory::new(16 << 20).expect("memfd"));
+        mem.write(0x1000, b"record").expect("write");
+        for (how, want) in [
+            (Release::Thaw, Ok(())),
+            (Release::Switch, Err(HcError::Busy)),
+        ] {
+            let h = std::sync::Arc::new(Handover::default());
+            h.ask(2, true).expect("idle");
+            assert_eq!(h.take(), 2);
+            let (h2, mem2) = (std::sync::Arc::clone(&h), std::sync::Arc::clone(&mem));
+            let guest = std::thread::spawn(move || h2.record(&mem2, 0x1000, 6));
+            let (bytes, _) = h.wait(Duration::from_secs(10)).expect("the record");
+            assert_eq!(bytes, b"record");
+            std::thread::sleep(Duration::from_millis(20));
+            assert!(!guest.is_finished(), "held until the host decides");
+            assert!(
+                matches!(h.ask(2, false), Err(UpgradeError::Busy)),
+                "no other exchange while one is held"
+            );
+            h.release(how);
+            assert_eq!(guest.join().expect("guest thread"), want);
+            h.ask(2, false).expect("idle once released");
+        }
+    }
+
+    #[test]
+    fn a_switch_falls_back_once_then_fails_and_posts_each_outcome() {
+        use pvmux_hypercalls::handover::adopt_status;
+        let image = || {
+            std::sync::Arc::new(
+                KernelImage::parse(crate::test_elf::TestElf::default().build())
+                    .expect("test image"),
+            )
+        };
+        let mem = GuestMemory::new(16 << 20).expect("memfd");
+        let result = std::sync::Arc::new(SwitchWait::default());
+        let next = Next::switch(
+            image(),
+            "new".into(),
+            b"rec".to_vec(),
+            2,
+            (image(), "old".into()),
+            None,
+            std::sync::Arc::clone(&result),
+        );
+        assert!(next.adoption.is_switch() && !next.adoption.adopted_ok());
+        // The new kernel refuses: the old one is next, with the same record.
+        mem.write(0, b"no").expect("write");
+        next.adoption
+            .adopted(&mem, adopt_status::REFUSES, 0, 2)
+            .expect("verdict");
+        let fallback = next.adoption.failed().expect("a fallback");
+        assert_eq!(fallback.adoption.record(), b"rec");
+        assert!(result.wait(Duration::ZERO).is_none(), "nothing posted yet");
+        // The old kernel adopts: posted, naming why the new one did not.
+        fallback
+            .adoption
+            .adopted(&mem, adopt_status::ADOPTS, 0, 0)
+            .expect("verdict");
+        let (o, _) = result.wait(Duration::ZERO).expect("posted");
+        assert_eq!(
+            o,
+            SwitchOutcome::Adopted {
+                release: "old".into(),
+                fell_back: Some("new: it refused to adopt the record: no".into()),
+            }
+        );
+        // Had it ended without a verdict, the switch would have failed.
+        let result = std::sync::Arc::new(SwitchWait::default());
+        let next = Next::switch(
+            image(),
+            "new".into(),
+            b"rec".to_vec(),
+            2,
+            (image(), "old".into()),
+            None,
+            std::sync::Arc::clone(&result),
+        );
+        let fallback = next.adoption.failed().expect("a fallback");
+        let why = fallback.adoption.failed().expect_err("no second fallback");
+        assert!(
+            why.contains("new: it ended before") && why.contains("old: it ended before"),
+            "{why}"
+        );
+        assert!(matches!(
+            result.wait(Duration::ZERO),
+            Some((SwitchOutcome::Failed { .. }, _))
         ));
     }
 }

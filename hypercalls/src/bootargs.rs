@@ -220,6 +220,10 @@ pub mod command {
     /// Refuse every hand-over record offered ([`ADOPT`]): tests of the refusal path (word
     /// `adopt-refuse`, e.g. `pvmux upgrade --cmdline adopt-refuse`). No payload.
     pub const ADOPT_REFUSE: u16 = 32;
+    /// Refuse a hand-over record offered for a real adoption (a switch), not the pre-flight's
+    /// check ([`ADOPT`] with `CHECK`): tests of the host's fallback to the old kernel (word
+    /// `adopt-refuse-switch`). No payload.
+    pub const ADOPT_REFUSE_SWITCH: u16 = 33;
 }
 
 /// The highest capability number the guest knows (Linux 6.1's `CAP_LAST_CAP`,
@@ -677,6 +681,9 @@ pub enum Command<'a> {
     /// Refuse every hand-over record ([`command::ADOPT_REFUSE`]); not run:
     /// [`BootArgs::adopt_refuse`] says whether there is one.
     AdoptRefuse,
+    /// Refuse a record offered for a switch, not for a check
+    /// ([`command::ADOPT_REFUSE_SWITCH`]); not run: [`BootArgs::adopt_refuse_switch`].
+    AdoptRefuseSwitch,
 }
 
 impl Command<'_> {
@@ -703,6 +710,7 @@ impl Command<'_> {
                 | Self::Channel(_)
                 | Self::Adopt(_)
                 | Self::AdoptRefuse
+                | Self::AdoptRefuseSwitch
         )
     }
 
@@ -735,6 +743,7 @@ impl Command<'_> {
             Self::Channel(_) => command::CHANNEL,
             Self::Adopt(_) => command::ADOPT,
             Self::AdoptRefuse => command::ADOPT_REFUSE,
+            Self::AdoptRefuseSwitch => command::ADOPT_REFUSE_SWITCH,
         }
     }
 }
@@ -1085,6 +1094,13 @@ impl<'a> BootArgs<'a> {
         self.commands().any(|c| matches!(c, Command::AdoptRefuse))
     }
 
+    /// Whether the commands refuse a record offered for a switch
+    /// ([`Command::AdoptRefuseSwitch`]).
+    pub fn adopt_refuse_switch(&self) -> bool {
+        self.commands()
+            .any(|c| matches!(c, Command::AdoptRefuseSwitch))
+    }
+
     /// Whether the commands ask to leave system-call sites unpatched ([`Command::NoPatch`]).
     pub fn no_patch(&self) -> bool {
         self.commands().any(|c| matches!(c, Command::NoPatch))
@@ -1230,6 +1246,7 @@ fn read_command(bytes: &[u8]) -> Result<(Command<'_>, usize), DecodeError> {
             Command::Adopt(a)
         }
         command::ADOPT_REFUSE => none(Command::AdoptRefuse)?,
+        command::ADOPT_REFUSE_SWITCH => none(Command::AdoptRefuseSwitch)?,
         k => return Err(DecodeError::UnknownCommand(k)),
     };
     Ok((c, RECORD_HEADER_LEN + payload.len()))

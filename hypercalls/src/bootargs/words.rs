@@ -91,6 +91,10 @@ pub const HELP: &[(&str, &str)] = &[
         "adopt-refuse",
         "refuse every hand-over record (pvmux upgrade --cmdline: the refusal path)",
     ),
+    (
+        "adopt-refuse-switch",
+        "pass the pre-flight's check, refuse the switch (tests of the fallback)",
+    ),
     ("panic", "panic on purpose (*)"),
     ("syscall", "execute raw Linux system calls (*)"),
     ("crash=double-fault", "make exception delivery fault (*)"),
@@ -225,6 +229,7 @@ pub fn parse_word(word: &str) -> Result<Word<'_>, Error<'_>> {
         "crash=stub-syscall" => return cmd(Command::CrashStubSyscall),
         "no-patch" => return cmd(Command::NoPatch),
         "adopt-refuse" => return cmd(Command::AdoptRefuse),
+        "adopt-refuse-switch" => return cmd(Command::AdoptRefuseSwitch),
         "syscall-report" => return set(Setting::SyscallReport),
         "quiet" => return set(Setting::Quiet),
         "hostfs" => return set(Setting::Hostfs),
@@ -468,6 +473,7 @@ impl fmt::Display for Command<'_> {
             Self::UserIsolationNone => f.write_str("user-isolation=none"),
             Self::NoPatch => f.write_str("no-patch"),
             Self::AdoptRefuse => f.write_str("adopt-refuse"),
+            Self::AdoptRefuseSwitch => f.write_str("adopt-refuse-switch"),
             Self::Adopt(a) => write!(
                 f,
                 "adopt(v{}, {} bytes, flags {:#x}, pool {:#x}..{:#x})",

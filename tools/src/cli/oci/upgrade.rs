@@ -2,8 +2,10 @@
 //! [`pvmux_host::TenantHandle::upgrade`], docs/MULTIKERNEL.md "Kernel hand-over"). The CLI
 //! sends an `upgrade JSON` request ([`UpgradeRequest`]: the image's absolute path) to the
 //! tenant's monitor (`ctl.sock`); the monitor checks the image and the record versions, asks
-//! the guest for its hand-over record, checks it and answers with what it holds and the
-//! decision ([`answer`]). The running kernel keeps running whatever the answer.
+//! the guest for its hand-over record, checks it, has the new kernel check it, and switches
+//! kernels; it answers with what the record holds and how it went ([`answer`]). Until the
+//! switch the running kernel keeps running whatever the answer; after it, the new kernel
+//! runs the same processes (or, if it did not adopt them, the old kernel again).
 
 use std::path::PathBuf;
 
@@ -65,14 +67,37 @@ struct UpgradeAnswer {
     version: u32,
     /// From asking the guest to the checked record (ms).
     record_ms: f64,
-    /// How long the guest's user threads were stopped (ms; see `UpgradeReport::pause`).
+    /// How long the guest's user threads were stopped (ms): for the switch, from the old
+    /// kernel's freeze to the adopting kernel's verdict; without one, while the record was
+    /// written (`UpgradeReport::pause`).
     pause_ms: f64,
+    /// The switch, when every check passed.
+    #[serde(default)]
+    switch: Option<SwitchJson>,
     /// What the record holds.
     record: RecordSummary,
     /// The new kernel's own check of the record (booted in a scratch tenant), when the
     /// record names no blocker.
     #[serde(default)]
     adopt_check: Option<AdoptCheckJson>,
+}
+
+/// How the switch went.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct SwitchJson {
+    /// The release of the kernel that adopted the record (`None`: none did).
+    adopted_by: Option<String>,
+    /// Why the new kernel did not adopt it, when the old one did.
+    fell_back: Option<String>,
+    /// Why no kernel adopted it (the tenant ended).
+    failed: Option<String>,
+    /// From the old kernel's freeze to the adopting kernel's verdict (ms).
+    pause_ms: f64,
+    /// From the record to the verdict (ms): the old kernel stopped, the new one built,
+    /// booted and adopting.
+    switch_ms: f64,
+    /// The switch's record (bytes).
+    record_bytes: usize,
 }
 
 /// The new kernel's verdict on the record.
@@ -380,11 +405,28 @@ pub(crate) fn answer(h: &TenantHandle, req: &UpgradeRequest) -> anyhow::Result<S
         Ok(()) => None,
         Err(
             e @ (UpgradeError::CannotCarry(_)
-            | UpgradeError::SwitchNotImplemented(_)
+            | UpgradeError::SwitchFellBack { .. }
+            | UpgradeError::SwitchFailed(_)
             | UpgradeError::NewRefuses { .. }),
         ) => Some(e.to_string()),
         Err(e) => return Err(e.into()),
     };
+    let switch = report.switch.as_ref().map(|s| {
+        let (adopted_by, fell_back, failed) = match &s.outcome {
+            upgrade::SwitchOutcome::Adopted { release, fell_back } => {
+                (Some(release.clone()), fell_back.clone(), None)
+            }
+            upgrade::SwitchOutcome::Failed { reason } => (None, None, Some(reason.clone())),
+        };
+        SwitchJson {
+            adopted_by,
+            fell_back,
+            failed,
+            pause_ms: s.pause.as_secs_f64() * 1e3,
+            switch_ms: s.switch_time.as_secs_f64() * 1e3,
+            record_bytes: s.record_len,
+        }
+    });
     let a = UpgradeAnswer {
         upgraded: refusal.is_none(),
         refusal,
@@ -392,7 +434,10 @@ pub(crate) fn answer(h: &TenantHandle, req: &UpgradeRequest) -> anyhow::Result<S
         new: report.plan.new.clone(),
         version: report.plan.version,
         record_ms: report.record_time.as_secs_f64() * 1e3,
-        pause_ms: report.pause.as_secs_f64() * 1e3,
+        pause_ms: switch
+            .as_ref()
+            .map_or(report.pause.as_secs_f64() * 1e3, |s| s.pause_ms),
+        switch,
         record: (&report.inventory).into(),
         adopt_check: report.adopt_check.as_ref().map(|c| AdoptCheckJson {
             adopts: c.verdict.is_ok(),
@@ -459,6 +504,29 @@ pub(crate) fn upgrade(g: &GlobalArgs, a: &UpgradeArgs) -> anyhow::Result<u8> {
                     a.id, ans.new, c.ms
                 ),
             }
+        }
+    }
+    if let Some(s) = &ans.switch {
+        if a.format != super::Format::Json {
+            match (&s.adopted_by, &s.fell_back) {
+                (Some(k), None) => println!(
+                    "{}: upgraded from {} to {k}: programs paused {:.1} ms (old kernel stopped, new one built, booted and adopting: {:.1} ms)",
+                    a.id, ans.running, s.pause_ms, s.switch_ms
+                ),
+                (Some(k), Some(_)) => println!(
+                    "{}: {k} adopted the record again after the new kernel did not; programs paused {:.1} ms",
+                    a.id, s.pause_ms
+                ),
+                (None, _) => {}
+            }
+        }
+        if let Some(why) = &s.failed {
+            bail!(
+                "cannot upgrade {} from {} to {}: {why}; the tenant ended (its crash report says why)",
+                a.id,
+                ans.running,
+                ans.new
+            );
         }
     }
     match ans.refusal {

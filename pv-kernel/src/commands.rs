@@ -90,10 +90,7 @@ pub(crate) fn init_ended(status: i32, exe: &[u8]) -> ! {
 
 /// The end of a tenant whose init ran: the unknown system calls' report if asked, the
 /// disks unmounted, and the shutdown with `code` (and `record`).
-fn shut_down(
-    code: u64,
-    record: Option<alloc::boxed::Box<pvmux_hypercalls::ShutdownRecord>>,
-) -> ! {
+fn shut_down(code: u64, record: Option<alloc::boxed::Box<pvmux_hypercalls::ShutdownRecord>>) -> ! {
     if crate::boot::args().options.syscall_report {
         crate::linux::dispatch::report_unknown();
     }

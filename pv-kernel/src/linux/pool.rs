@@ -311,7 +311,10 @@ fn adopt_on(
     frames: &alloc::collections::BTreeMap<u64, u32>,
 ) -> Result<(), u64> {
     match pool {
-        Some(p) if p.base == start && Some(end) == p.base.checked_add(p.refs.len() as u64 * PAGE_SIZE) => {
+        Some(p)
+            if p.base == start
+                && Some(end) == p.base.checked_add(p.refs.len() as u64 * PAGE_SIZE) =>
+        {
             p.adopt(frames)
         }
         _ => Err(start),

@@ -723,9 +723,7 @@ pub(crate) fn begin(args: &AdoptArgs, refuse: bool) -> Adopting {
     if crate::linux::space::trusted_mode() {
         stop(&Refusal::Trusted, false)
     }
-    if let Err(gpa) =
-        crate::linux::pool::adopt_live(args.pool_start, args.pool_end, &plan.frames)
-    {
+    if let Err(gpa) = crate::linux::pool::adopt_live(args.pool_start, args.pool_end, &plan.frames) {
         stop(&Refusal::Frame(gpa), false)
     }
     Adopting {
@@ -815,8 +813,8 @@ fn build(r: &Record<'_>, plan: &Plan) -> Result<Built, Refusal> {
         let mut files = BTreeMap::new();
         for (a, i) in file_areas(r, pid) {
             let path = r.blob_bytes(a.path).unwrap_or_default();
-            let file = backing(&a, &i, path, space.created_ns)
-                .ok_or(Refusal::Backing(pid, a.start))?;
+            let file =
+                backing(&a, &i, path, space.created_ns).ok_or(Refusal::Backing(pid, a.start))?;
             files.insert(a.start, file);
         }
         rebuild_mm(r, pid, &mut space.mm.lock(), &|a, _, _| {
@@ -825,13 +823,8 @@ fn build(r: &Record<'_>, plan: &Plan) -> Result<Built, Refusal> {
         let fds = rebuild_fds(r, pid, &mut d, &reopen)?;
         let cwd = working_directory(&parts.cwd)
             .ok_or(Refusal::Process(pid, "its working directory is gone"))?;
-        let p = task::adopt_process(
-            &parts,
-            space,
-            fds,
-            crate::linux::files::FsContext::at(cwd),
-        )
-        .map_err(|_| Refusal::Process(pid, "its pid is taken"))?;
+        let p = task::adopt_process(&parts, space, fds, crate::linux::files::FsContext::at(cwd))
+            .map_err(|_| Refusal::Process(pid, "its pid is taken"))?;
         if pid == 1 {
             init_exe = parts.exe.clone();
         }
@@ -948,13 +941,11 @@ fn reopen(f: &FdStateEntry, path: &[u8]) -> Result<Option<Arc<OpenFile>>, Refusa
     use pvmux_hypercalls::handover::fd_state;
     let bad = Refusal::Descriptor(f.pid, f.fd);
     match f.kind {
-        fd_state::HOST_FILE | fd_state::VOLUME_FILE => crate::linux::files::path::reopen(
-            path,
-            f.status_flags,
-            f.kind == fd_state::VOLUME_FILE,
-        )
-        .map(Some)
-        .map_err(|_| bad),
+        fd_state::HOST_FILE | fd_state::VOLUME_FILE => {
+            crate::linux::files::path::reopen(path, f.status_flags, f.kind == fd_state::VOLUME_FILE)
+                .map(Some)
+                .map_err(|_| bad)
+        }
         fd_state::DEVICE => match dev::by_path(path) {
             Some(d @ (Dev::Null | Dev::Zero | Dev::Full | Dev::Random | Dev::URandom)) => {
                 let ino = crate::fs::with(|fs| fs.lookup(crate::fs::ramfs::ROOT_INO, path, true))
@@ -962,7 +953,10 @@ fn reopen(f: &FdStateEntry, path: &[u8]) -> Result<Option<Arc<OpenFile>>, Refusa
                 if dev::node(ino) != Some(d) {
                     return Err(bad);
                 }
-                Ok(Some(OpenFile::new(Kind::Dev { dev: d, ino }, f.status_flags)))
+                Ok(Some(OpenFile::new(
+                    Kind::Dev { dev: d, ino },
+                    f.status_flags,
+                )))
             }
             _ => Err(bad),
         },

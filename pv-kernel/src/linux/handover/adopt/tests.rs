@@ -595,10 +595,7 @@ fn the_id_counter_goes_past_every_pid_and_tid_and_zombies_keep_their_wait_status
     let r = Record::parse(&bytes, (2, 2)).expect("valid");
     assert_eq!(highest_id(&r), 9);
     inv.processes.push(process(12, 1, true));
-    inv.zombies.push(ZombieEntry {
-        pid: 12,
-        status: 9,
-    });
+    inv.zombies.push(ZombieEntry { pid: 12, status: 9 });
     fill_name(&mut inv.processes[3].comm, b"sleep");
     let bytes = record(&inv, 2);
     let r = Record::parse(&bytes, (2, 2)).expect("valid");
@@ -655,7 +652,10 @@ fn an_adopted_thread_resumes_with_its_registers_fpu_image_and_signal_state() {
     assert!(!fresh, "its FPU image, not the initial state");
     let mut bare = t.clone();
     bare.fp.clear();
-    assert!(crate::linux::task::adopted_state(&bare).1, "no image: the initial state");
+    assert!(
+        crate::linux::task::adopted_state(&bare).1,
+        "no image: the initial state"
+    );
     let sig = SigState::adopted(
         SigSet::from_bits(t.sigmask | 1 << 8),
         SigSet::from_bits(t.pending),

@@ -45,17 +45,8 @@ pub(crate) fn run_init(args: &pvmux_hypercalls::bootargs::BootArgs<'_>) -> ! {
             }
         },
     };
-    let mut record = None;
     let code = match crate::linux::task::run_init(argv, (!env.is_empty()).then_some(env), cwd) {
-        Ok(status) => {
-            // Killed: the host learns how (the kernel log is hidden unless --log debug).
-            record = crate::linux::death::shutdown_record(status, &exe).map(alloc::boxed::Box::new);
-            if status & 0x7f == 0 {
-                ((status >> 8) & 0xff) as u64
-            } else {
-                128 + (status & 0x7f) as u64
-            }
-        }
+        Ok(status) => init_ended(status, &exe),
         Err(e) => {
             // The program's own stderr (visible without --log debug), and the kernel log.
             let msg = match crate::linux::exec::missing_interpreter(
@@ -79,6 +70,27 @@ pub(crate) fn run_init(args: &pvmux_hypercalls::bootargs::BootArgs<'_>) -> ! {
             }
         }
     };
+    shut_down(code, None)
+}
+
+/// Init (program `exe`) ended with wait status `status` — started by [`run_init`], or
+/// adopted from a hand-over record (`linux::handover::adopt`): shuts down with its status,
+/// the exit code, or 128 + the signal that killed it (the shell convention), with a
+/// shutdown record saying how it was killed.
+pub(crate) fn init_ended(status: i32, exe: &[u8]) -> ! {
+    // Killed: the host learns how (the kernel log is hidden unless --log debug).
+    let record = crate::linux::death::shutdown_record(status, exe).map(alloc::boxed::Box::new);
+    let code = if status & 0x7f == 0 {
+        ((status >> 8) & 0xff) as u64
+    } else {
+        128 + (status & 0x7f) as u64
+    };
+    shut_down(code, record)
+}
+
+/// The end of a tenant whose init ran: the unknown system calls' report if asked, the
+/// disks unmounted, and the shutdown with `code` (and `record`).
+fn shut_down(code: u64, record: Option<alloc::boxed::Box<pvmux_hypercalls::ShutdownRecord>>) -> ! {
     if crate::boot::args().options.syscall_report {
         crate::linux::dispatch::report_unknown();
     }

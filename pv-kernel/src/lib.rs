@@ -175,15 +175,29 @@ fn kmain() {
     let args = boot::args();
     // File contents live in the user pool (the page cache): take it over first.
     linux::pool::init();
+    // Booted to adopt a hand-over record (`pvmux upgrade`): the record checked, and its
+    // frames adopted by the pool before anything takes one (a check ends here).
+    // (`adopt-refuse-switch` refuses only a real adoption: the host's fallback is tested.)
+    let adopting = args.adopt().map(|a| {
+        let switch = a.flags & pvmux_hypercalls::handover::adopt_flags::CHECK == 0;
+        let refuse = args.adopt_refuse() || (switch && args.adopt_refuse_switch());
+        linux::handover::adopt::begin(&a, refuse)
+    });
     // A tenant that starts below its maximum (`--mem-max`): its balloon, before anything
     // takes pool frames.
     linux::balloon::at_boot();
     fs::init();
     fs::volume::mount_all();
     fs::disk::attach_at_boot();
-    // Booted to adopt a hand-over record (`pvmux upgrade`): that, before anything else.
-    if let Some(a) = args.adopt() {
-        linux::handover::adopt::boot(&a, args.adopt_refuse());
+    // The adopted processes instead of the commands and a new init: rebuilt, running, and
+    // init waited for as at a boot.
+    if let Some(a) = adopting {
+        // `/dev` and `/proc`, which a first process's console table would create.
+        linux::files::init();
+        let exe = linux::handover::adopt::finish(a);
+        let status = linux::task::serve_until_init_ends();
+        let exe = args.argv().next().map_or(exe, <[u8]>::to_vec);
+        commands::init_ended(status, &exe)
     }
     for cmd in args.commands() {
         match cmd {
@@ -205,7 +219,8 @@ fn kmain() {
             | Command::NoPatch
             | Command::Channel(_)
             | Command::Adopt(_)
-            | Command::AdoptRefuse => {}
+            | Command::AdoptRefuse
+            | Command::AdoptRefuseSwitch => {}
             #[cfg(feature = "diagnostics")]
             Command::Bench(list) => bench::run(list, args.options.bench_quick),
             #[cfg(feature = "diagnostics")]

@@ -76,6 +76,35 @@ fn write_bytes(mm: &mut Mm, va: u64, data: &[u8]) -> Option<()> {
     Some(())
 }
 
+/// An address space adopted from a hand-over record (`linux/handover/adopt.rs`), its pages
+/// mapped: finds its patch table again — a read+execute area exactly at the table's range
+/// whose header names the user stub's entry (what [`take_cell`] made) — and the cells in
+/// use (a used cell starts with its own code address; the rest are zero), so that a
+/// thread rewound onto a patched site restarts ([`race_restart`]) and new patches take the
+/// next cells. Anything else at that range is the program's own: no patching there.
+pub(crate) fn adopted(mm: &mut Mm) {
+    if mm.is_free(PATCH_TABLE_BASE, PATCH_TABLE_BASE + PATCH_TABLE_LEN) {
+        return;
+    }
+    let table = mm.vmas().find(|(start, v)| {
+        *start == PATCH_TABLE_BASE
+            && v.end == PATCH_TABLE_BASE + PATCH_TABLE_LEN
+            && v.file.is_none()
+            && v.shm.is_none()
+    });
+    let header = read_bytes::<8>(mm, PATCH_TABLE_BASE).map(u64::from_le_bytes);
+    if table.is_none() || header != Some(USER_PATCH_ENTRY) {
+        mm.patch_next = u32::MAX;
+        return;
+    }
+    mm.patch_next = (1..CELLS)
+        .find(|&i| {
+            let cell = cell_addr(i);
+            read_bytes::<8>(mm, cell).map(u64::from_le_bytes) != Some(cell + 8)
+        })
+        .unwrap_or(CELLS);
+}
+
 /// The space's next free cell, creating the table (with `entry` in its header) at the first
 /// call. `None` when the table is full or its range is not free.
 fn take_cell(mm: &mut Mm, entry: u64) -> Option<u64> {

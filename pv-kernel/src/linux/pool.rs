@@ -290,6 +290,37 @@ pub(crate) fn check_adoption(
     shadow.adopt(frames)
 }
 
+/// The switch's adoption (`linux/handover/adopt.rs`, boot command `ADOPT` without `CHECK`):
+/// [`Pool::adopt`] of `frames` on this kernel's own pool, which must be the adopted tenant's
+/// `[start, end)` and must not have handed out any frame yet (called right after [`init`]).
+/// `Err` names a frame that is not a free frame of it (`start` when the pool is another
+/// one, or none); nothing changes then.
+pub(crate) fn adopt_live(
+    start: u64,
+    end: u64,
+    frames: &alloc::collections::BTreeMap<u64, u32>,
+) -> Result<(), u64> {
+    adopt_on(&mut POOL.lock(), start, end, frames)
+}
+
+/// [`adopt_live`] on `pool`.
+fn adopt_on(
+    pool: &mut Option<Pool>,
+    start: u64,
+    end: u64,
+    frames: &alloc::collections::BTreeMap<u64, u32>,
+) -> Result<(), u64> {
+    match pool {
+        Some(p)
+            if p.base == start
+                && Some(end) == p.base.checked_add(p.refs.len() as u64 * PAGE_SIZE) =>
+        {
+            p.adopt(frames)
+        }
+        _ => Err(start),
+    }
+}
+
 /// Host unit tests: a pool of 8192 frames at a made-up guest-physical address, in heap memory
 /// (`pool_mem`), set up once for the whole test process.
 #[cfg(test)]
@@ -514,6 +545,24 @@ mod tests {
         }
         assert_eq!(got.len(), 61);
         assert!(!got.contains(&5) && !got.contains(&9) && !got.contains(&a));
+    }
+
+    #[test]
+    fn the_live_adoption_takes_only_the_tenants_own_pool() {
+        let base = 0x10_0000;
+        let end = base + 64 * PAGE_SIZE;
+        let mut frames = alloc::collections::BTreeMap::new();
+        frames.insert(base + 3 * PAGE_SIZE, 1);
+        // No pool, or another range than the record's: refused, naming its start.
+        assert_eq!(adopt_on(&mut None, base, end, &frames), Err(base));
+        let mut pool = Some(Pool::with_frames(base, 64));
+        for (s, e) in [(base + PAGE_SIZE, end), (base, end - PAGE_SIZE)] {
+            assert_eq!(adopt_on(&mut pool, s, e, &frames), Err(s));
+        }
+        assert_eq!(pool.as_ref().map(|p| p.nfree), Some(64), "nothing changed");
+        adopt_on(&mut pool, base, end, &frames).expect("its own pool");
+        let p = pool.as_ref().unwrap();
+        assert_eq!((p.refs[3], p.nfree), (1, 63));
     }
 
     #[test]

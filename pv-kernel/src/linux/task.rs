@@ -314,27 +314,40 @@ pub(crate) fn find_task(tid: i32) -> Option<Arc<Task>> {
     None
 }
 
+/// A new id for a process or a thread.
+fn next_id() -> i32 {
+    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Moves the id counter past `highest` (the ids an adopted hand-over record carries): no
+/// process or thread created afterwards takes one of them.
+pub(crate) fn reserve_ids(highest: i32) {
+    NEXT_ID.fetch_max(highest.saturating_add(1), Ordering::Relaxed);
+}
+
+/// A process `pid` (a new id from [`next_id`], or an adopted one) with `space` (`None`: an
+/// adopted zombie), in [`PROCS`]. A `pgid` or `sid` of 0 is its pid.
 #[allow(clippy::too_many_arguments)] // one call per kind of process creation
 fn new_process(
+    pid: i32,
     ppid: i32,
     pgid: i32,
     sid: i32,
     files: FdTable,
     fs: FsContext,
-    space: Arc<Space>,
+    space: Option<Arc<Space>>,
     sigactions: [SigAction; 64],
     exit_signal: u32,
     umask: u32,
     rlimits: Rlimits,
 ) -> Arc<Process> {
-    let pid = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let p = Arc::new(Process {
         pid,
         pgid_: AtomicI32::new(if pgid == 0 { pid } else { pgid }),
         sid_: AtomicI32::new(if sid == 0 { pid } else { sid }),
         files: IrqLock::new(files),
         fs: IrqLock::new(fs),
-        space: IrqLock::new(Some(space)),
+        space: IrqLock::new(space),
         rel: IrqLock::new(Relations {
             ppid,
             children: Vec::new(),
@@ -380,7 +393,7 @@ fn new_task(tid: i32, process: &Arc<Process>, sig: SigState) -> Arc<Task> {
 /// a signal sent in between (the new thread may run far ahead of its creator, whose vCPU the
 /// host can preempt) was queued but woke no one, and a thread that had meanwhile gone to sleep
 /// waiting for it (`sigsuspend`) slept for ever.
-fn start(task: Arc<Task>, st: UserState, fresh: bool) -> Result<(), Errno> {
+pub(crate) fn start(task: Arc<Task>, st: UserState, fresh: bool) -> Result<(), Errno> {
     let t2 = task.clone();
     crate::sched::spawn_published(
         "user",
@@ -457,12 +470,13 @@ pub(crate) fn run_init(
         &path,
     )?;
     let p = new_process(
+        next_id(),
         0,
         0,
         0,
         FdTable::with_console(),
         FsContext::at(cwd),
-        space,
+        Some(space),
         [SigAction::DEFAULT; 64],
         0,
         0o022,
@@ -473,13 +487,152 @@ pub(crate) fn run_init(
     *p.creds.lock() = super::creds::for_init();
     let t = new_task(p.pid, &p, SigState::new(SigSet::EMPTY));
     start(t, UserState::new(loaded.entry, loaded.rsp), true)?;
+    Ok(serve_until_init_ends())
+}
+
+/// Once init (pid 1) runs — started by [`run_init`], or adopted from a hand-over record
+/// (`handover::adopt`): starts the daemons that serve the host while it runs, and waits for
+/// it to end; its wait status.
+pub(crate) fn serve_until_init_ends() -> i32 {
     // The host may start more programs in the guest while init runs.
     super::exec_session::start_daemon();
     // ... and ask for a hand-over record (`pvmux upgrade`).
     super::handover::start_daemon();
     INIT_WQ.wait_until(|| INIT_STATUS.lock().is_some());
     let status = INIT_STATUS.lock().unwrap_or(0);
-    Ok(status)
+    status
+}
+
+/// Creates process `parts.pid` of an adopted hand-over record (`handover::adopt`, parents
+/// first) with its recorded ids, state, address space `space`, descriptors `files` and
+/// working directory `fs`, linked into its parent's children; its threads come from
+/// [`adopt_thread`]. `EEXIST` if the pid is taken.
+pub(crate) fn adopt_process(
+    parts: &super::handover::adopt::ProcessParts,
+    space: Arc<Space>,
+    files: FdTable,
+    fs: FsContext,
+) -> Result<Arc<Process>, Errno> {
+    if PROCS.lock().contains_key(&parts.pid) {
+        return Err(Errno::EEXIST);
+    }
+    let rlimits = parts
+        .rlimits
+        .unwrap_or_else(|| super::rlimit::for_init(u64::from(max_tasks())));
+    let p = new_process(
+        parts.pid,
+        parts.ppid,
+        parts.pgid,
+        parts.sid,
+        files,
+        fs,
+        Some(space),
+        parts.sigactions,
+        parts.exit_signal,
+        parts.umask,
+        rlimits,
+    );
+    *p.exe.lock() = parts.exe.clone();
+    // The record carries no `cmdline` nor `environ`.
+    p.args.lock().comm = parts.comm.clone();
+    *p.creds.lock() = parts.creds.clone();
+    p.shared_sig.adopt(SigSet::from_bits(parts.shared_pending));
+    link_to_parent(&p);
+    Ok(p)
+}
+
+/// Keeps zombie `pid` of an adopted hand-over record (parent `ppid`, group `pgid`, session
+/// `sid`, command `comm`) for its parent, with wait status `status`: the parent's `wait`
+/// reaps it. `EEXIST` if the pid is taken.
+pub(crate) fn adopt_zombie(
+    [pid, ppid, pgid, sid]: [i32; 4],
+    comm: &[u8],
+    status: i32,
+) -> Result<Arc<Process>, Errno> {
+    if PROCS.lock().contains_key(&pid) {
+        return Err(Errno::EEXIST);
+    }
+    let p = new_process(
+        pid,
+        ppid,
+        pgid,
+        sid,
+        FdTable::new(),
+        FsContext::at(crate::fs::ramfs::ROOT_INO),
+        None,
+        [SigAction::DEFAULT; 64],
+        0,
+        0o022,
+        Rlimits::defaults(1),
+    );
+    p.args.lock().comm = comm.to_vec();
+    *p.exit_status.lock() = Some(status);
+    p.zombie.store(true, Ordering::Release);
+    link_to_parent(&p);
+    Ok(p)
+}
+
+/// Links adopted process `p` into its parent's children (init's when the parent is gone).
+fn link_to_parent(p: &Arc<Process>) {
+    let ppid = p.ppid();
+    if ppid == 0 || ppid == p.pid {
+        return;
+    }
+    let parent = find_process(ppid).filter(|q| !q.zombie.load(Ordering::Acquire));
+    match parent.or_else(|| find_process(1).filter(|_| p.pid != 1)) {
+        Some(q) => {
+            if q.pid != ppid {
+                p.rel.lock().ppid = q.pid;
+            }
+            q.rel.lock().children.push(p.clone());
+        }
+        None => p.rel.lock().ppid = 0,
+    }
+}
+
+/// Creates thread `t` of adopted process `p` (its recorded tid, masks, pending signals,
+/// alternate stack and tid address): the task, and the state and `fresh` flag to
+/// [`start`] it with ([`adopted_state`]).
+pub(crate) fn adopt_thread(
+    p: &Arc<Process>,
+    t: &super::handover::adopt::ThreadParts,
+) -> (Arc<Task>, UserState, bool) {
+    let sig = SigState::adopted(
+        SigSet::from_bits(t.sigmask),
+        SigSet::from_bits(t.pending),
+        t.altstack,
+    );
+    let task = new_task(t.tid, p, sig);
+    task.clear_child_tid
+        .store(t.clear_child_tid, Ordering::Relaxed);
+    let (st, fresh) = adopted_state(t);
+    (task, st, fresh)
+}
+
+/// The user state an adopted thread resumes with: its registers exactly as recorded (a
+/// system call rewound at the freeze is re-issued: `rip` is on its `syscall` instruction,
+/// `rax` its number), flags limited to the user's, its `fs_base` and its FPU image. `fresh`
+/// (the sandbox starts from the initial FPU state) only when the record has no image: with
+/// one, the image is what the thread resumes with.
+pub(crate) fn adopted_state(t: &super::handover::adopt::ThreadParts) -> (UserState, bool) {
+    let mut regs = t.regs;
+    regs.rflags = (regs.rflags & RFLAGS_USER_MASK) | 0x202;
+    let st = UserState {
+        regs,
+        fs_base: t.fs_base,
+        fp: t.fp.clone(),
+        fp_token: 0,
+        user_ns: 0,
+    };
+    (st, t.fp.is_empty())
+}
+
+/// An adopted thread that could not be started: its process dies as killed (`SIGKILL`)
+/// and this thread ends as if it had run.
+pub(crate) fn abandon_adopted(task: &Arc<Task>) {
+    kill_process(&task.process, super::signal::sig::SIGKILL);
+    task.clear_child_tid.store(0, Ordering::Relaxed);
+    exit_thread(task);
 }
 
 /// Starts `argv` for an exec session: a process whose parent is outside the guest
@@ -540,12 +693,13 @@ pub(crate) fn spawn_exec(
     let creds =
         super::creds::for_exec_session(ids, init_creds.as_ref(), crate::boot::args().caps());
     let p = new_process(
+        next_id(),
         0,
         0,
         0,
         stdio,
         FsContext::at(cwd),
-        space,
+        Some(space),
         [SigAction::DEFAULT; 64],
         0,
         0o022,
@@ -824,7 +978,7 @@ pub(crate) fn do_clone(
         if flags & CLONE_VM == 0 || flags & CLONE_SIGHAND == 0 {
             return Err(Errno::EINVAL);
         }
-        let tid = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let tid = next_id();
         let t = new_task(tid, p, task.sig.cloned(shares_stack));
         // Checked again now that the thread is in `p.threads`: an `exit_group` that set the
         // exit status before this check is refused here; one that sets it after takes its
@@ -871,12 +1025,13 @@ pub(crate) fn do_clone(
     let exe = p.exe.lock().clone();
     let rlimits = *p.rlimits.lock();
     let c = new_process(
+        next_id(),
         ppid,
         p.pgid(),
         p.sid(),
         files,
         fs,
-        child_space.clone(),
+        Some(child_space.clone()),
         actions,
         (flags & CSIGNAL) as u32,
         p.umask.load(Ordering::Relaxed),

@@ -215,6 +215,48 @@ pub(crate) fn sys_openat(dirfd: u64, path_va: u64, flags: u64, mode: u64) -> Sys
     r.map(|fd| fd as u64)
 }
 
+/// Opens again, for an adopted hand-over record's descriptor (`handover::adopt`), the
+/// `--rootfs` host file (`volume` false) or `--volume` file (`volume` true) at absolute
+/// `path` with the open file description's flags `status_flags` — never creating nor
+/// truncating it (`O_CREAT`, `O_EXCL`, `O_TRUNC` and `O_TMPFILE` are dropped). The caller
+/// sets the offset. `ENOENT` if it is gone, `EINVAL` if it is no longer such a file.
+pub(crate) fn reopen(
+    path: &[u8],
+    status_flags: u32,
+    volume: bool,
+) -> Result<alloc::sync::Arc<OpenFile>, Errno> {
+    let flags = status_flags
+        & !(oflag::O_CREAT
+            | oflag::O_EXCL
+            | oflag::O_TRUNC
+            | oflag::O_DIRECTORY
+            | super::file::fl::O_TMPFILE_BIT);
+    let how = open::OpenHow::decode(flags, 0, 0)?;
+    let (h, st) = fs::with(|fs| {
+        let (h, st) = open::open_node(fs, ROOT_INO, path, &how)?;
+        let kind_ok = if volume {
+            fs.is_volume_file(st.ino)
+        } else {
+            fs.is_host_file(st.ino)
+        };
+        if st.file_type() != FileType::Regular || !kind_ok || dev::node(st.ino).is_some() {
+            let _ = fs.close(h);
+            return Err(Errno::EINVAL);
+        }
+        Ok((h, st))
+    })?;
+    let file = OpenFile::new(
+        Kind::Node {
+            h,
+            ino: st.ino,
+            dir: false,
+        },
+        how.file_flags,
+    );
+    file.set_path(path.to_vec());
+    Ok(file)
+}
+
 /// The absolute path `(dirfd, path)` names, `.` and `..` taken lexically (what
 /// `/proc/PID/fd/N` shows for a file opened by that name).
 fn opened_path(dirfd: u64, path: &[u8]) -> Vec<u8> {

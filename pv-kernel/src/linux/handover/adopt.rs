@@ -7,8 +7,17 @@
 //! against the user pool the boot command names with [`Record::check`], and what an adopter
 //! needs beyond that), and says whether it adopts it (`HandoverAdopted`). With
 //! [`adopt_flags::CHECK`] — the host's pre-flight, in a scratch tenant of its own — that is
-//! all it does: it reports the verdict and shuts down. Rebuilding the processes the record
-//! describes is not implemented yet, so an adoption without `CHECK` is refused by name.
+//! all it does: it reports the verdict and shuts down.
+//!
+//! Without `CHECK` — the switch, in the tenant's own memory, whose user pool holds the old
+//! kernel's user pages — it adopts the record in two steps. [`begin`], right after the user
+//! pool is taken over and before anything takes a frame of it: the verdict, then the
+//! record's frames with their references on the live pool (`pool::adopt_live`); a refusal
+//! there changes nothing the old kernel would need. [`finish`], once the filesystem,
+//! volumes and disks are up: every process rebuilt, parents first, in a user sandbox of its
+//! own ([`build`]), the zombies kept for their parents, and only then every thread started
+//! with its registers; then the verdict. A failure before the first thread starts is a
+//! refusal too (the user pool's bytes are untouched: adoption only keeps books).
 //!
 //! [`plan`] is what an adoption would rebuild, checked: every live process has its state and
 //! its threads are all stopped in user mode with their registers; init (pid 1) is there and
@@ -68,8 +77,11 @@ pub(crate) enum Refusal {
     Process(i32, &'static str),
     /// The boot command `adopt-refuse` (tests).
     Asked,
-    /// Rebuilding processes is not implemented by this kernel.
-    Rebuild,
+    /// The trusted in-process mode (`--user-isolation none`): one space at a time runs in
+    /// the kernel's own sandbox, an adoption needs a user sandbox per process.
+    Trusted,
+    /// A file area whose file cannot be opened again (gone, changed kind, too large).
+    Backing(i32, u64),
 }
 
 impl fmt::Display for Refusal {
@@ -114,9 +126,13 @@ impl fmt::Display for Refusal {
                 write!(f, "descriptor {fd} of process {pid} cannot be opened again")
             }
             Self::Asked => f.write_str("refused as asked (boot command adopt-refuse)"),
-            Self::Rebuild => {
-                f.write_str("this kernel checks records but does not rebuild their processes yet")
-            }
+            Self::Trusted => f.write_str(
+                "the trusted in-process mode (--user-isolation none) cannot adopt processes",
+            ),
+            Self::Backing(pid, start) => write!(
+                f,
+                "the file of the area at {start:#x} of process {pid} cannot be opened again"
+            ),
         }
     }
 }
@@ -653,48 +669,313 @@ fn parents_first(
 }
 
 /// The verdict on an offered record: its plan, or why not. `refuse`: the boot command
-/// `adopt-refuse`; `check`: the host's pre-flight ([`adopt_flags::CHECK`]).
+/// `adopt-refuse`.
 pub(crate) fn verdict(bytes: &[u8], args: &AdoptArgs, refuse: bool) -> Result<Plan, Refusal> {
     let plan = plan(bytes, args)?;
     if refuse {
         return Err(Refusal::Asked);
     }
-    if args.flags & adopt_flags::CHECK == 0 {
-        return Err(Refusal::Rebuild);
-    }
     Ok(plan)
 }
 
-/// Boot command `ADOPT`: fetches the offered record, gives the verdict, and shuts down (in
-/// this version every adoption is a check: [`Refusal::Rebuild`] otherwise).
-pub(crate) fn boot(args: &AdoptArgs, refuse: bool) -> ! {
-    let verdict = fetch(args).and_then(|bytes| verdict(&bytes, args, refuse));
-    match &verdict {
-        Ok(p) => {
+/// The exit code of a kernel that refused to adopt a record it was booted to adopt (without
+/// `CHECK`; a check ends with 0 whatever its verdict): the host boots the old kernel again
+/// to adopt the same record.
+pub(crate) const EXIT_ADOPT_REFUSED: u64 = 119;
+
+/// An adoption under way: the checked record, and its plan (its frames already adopted by
+/// the live pool).
+pub(crate) struct Adopting {
+    bytes: Vec<u8>,
+    version: u32,
+    plan: Plan,
+}
+
+/// Boot command `ADOPT`, first step, right after `pool::init` and before anything takes a
+/// frame of the pool: fetches the offered record and gives the verdict. With `CHECK` (the
+/// pre-flight) that is all: it reports the verdict and shuts down. Otherwise the record's
+/// frames are adopted by the live pool, and [`finish`] rebuilds the processes once the
+/// filesystem is up. A refusal is reported (`HandoverAdopted`) and shuts down with
+/// [`EXIT_ADOPT_REFUSED`]: nothing of the tenant was touched.
+pub(crate) fn begin(args: &AdoptArgs, refuse: bool) -> Adopting {
+    let check = args.flags & adopt_flags::CHECK != 0;
+    let verdict = fetch(args).and_then(|bytes| Ok((verdict(&bytes, args, refuse)?, bytes)));
+    let (plan, bytes) = match verdict {
+        Ok(v) => v,
+        Err(why) => stop(&why, check),
+    };
+    crate::println!(
+        "pvmux-kernel: the hand-over record checks: {} processes (parents first: {:?}), \
+         {} zombies, {} threads, {} frames, {} open file descriptions, {} pipes ({} bytes)",
+        plan.order.len(),
+        plan.order,
+        plan.zombies.len(),
+        plan.threads,
+        plan.frames.len(),
+        plan.descriptions,
+        plan.pipes,
+        plan.pipe_bytes
+    );
+    if check {
+        crate::hcall::handover_adopted(adopt_status::ADOPTS, b"");
+        crate::hcall::shutdown(0)
+    }
+    if crate::linux::space::trusted_mode() {
+        stop(&Refusal::Trusted, false)
+    }
+    if let Err(gpa) = crate::linux::pool::adopt_live(args.pool_start, args.pool_end, &plan.frames) {
+        stop(&Refusal::Frame(gpa), false)
+    }
+    Adopting {
+        bytes,
+        version: args.version,
+        plan,
+    }
+}
+
+/// Reports the refusal `why` and shuts down (0 after a check, else
+/// [`EXIT_ADOPT_REFUSED`]).
+fn stop(why: &Refusal, check: bool) -> ! {
+    let mut text = String::new();
+    let _ = fmt::Write::write_fmt(&mut text, format_args!("{why}"));
+    text.truncate(MAX_ADOPT_REASON as usize);
+    crate::println!("pvmux-kernel: the hand-over record is refused: {text}");
+    crate::hcall::handover_adopted(adopt_status::REFUSES, text.as_bytes());
+    crate::hcall::shutdown(if check { 0 } else { EXIT_ADOPT_REFUSED })
+}
+
+/// Boot command `ADOPT` without `CHECK`, second step, once the filesystem, volumes and
+/// disks are up: rebuilds every process ([`build`]; a failure is a refusal, as in
+/// [`begin`]), starts every thread (a thread that cannot start kills its process, with a
+/// log line: the others run), and says it adopts the record. Returns init's program (the
+/// record's `exe` of pid 1) for the shutdown record at its end.
+pub(crate) fn finish(a: Adopting) -> Vec<u8> {
+    let r = match Record::parse(&a.bytes, (a.version, a.version)) {
+        Ok(r) => r,
+        Err(e) => stop(&Refusal::Record(e), false),
+    };
+    let built = match build(&r, &a.plan) {
+        Ok(b) => b,
+        Err(why) => stop(&why, false),
+    };
+    let threads = built.threads.len();
+    let mut failed = 0;
+    for (task, st, fresh) in built.threads {
+        if let Err(e) = crate::linux::task::start(task.clone(), st, fresh) {
             crate::println!(
-                "pvmux-kernel: the hand-over record checks: {} processes (parents first: \
-                 {:?}), {} zombies, {} threads, {} frames, {} open file descriptions, {} \
-                 pipes ({} bytes)",
-                p.order.len(),
-                p.order,
-                p.zombies.len(),
-                p.threads,
-                p.frames.len(),
-                p.descriptions,
-                p.pipes,
-                p.pipe_bytes
+                "pvmux-kernel: adopted thread {} (process {}) cannot start: {e}; its process \
+                 is killed",
+                task.tid,
+                task.process.pid
             );
-            crate::hcall::handover_adopted(adopt_status::ADOPTS, b"");
-        }
-        Err(why) => {
-            let mut text = String::new();
-            let _ = fmt::Write::write_fmt(&mut text, format_args!("{why}"));
-            text.truncate(MAX_ADOPT_REASON as usize);
-            crate::println!("pvmux-kernel: the hand-over record is refused: {text}");
-            crate::hcall::handover_adopted(adopt_status::REFUSES, text.as_bytes());
+            crate::linux::task::abandon_adopted(&task);
+            failed += 1;
         }
     }
-    crate::hcall::shutdown(0)
+    crate::println!(
+        "pvmux-kernel: adopted {} processes, {} zombies, {} of {} threads running",
+        a.plan.order.len(),
+        a.plan.zombies.len(),
+        threads - failed,
+        threads
+    );
+    crate::hcall::handover_adopted(adopt_status::ADOPTS, b"");
+    built.init_exe
+}
+
+/// What [`build`] made: every thread, to start, and init's program.
+struct Built {
+    threads: Vec<(
+        Arc<crate::linux::task::Task>,
+        crate::linux::space::UserState,
+        bool,
+    )>,
+    init_exe: Vec<u8>,
+}
+
+/// Rebuilds the processes of the checked record `r` (`plan`: its plan) in this kernel, none
+/// of their threads started (`begin` refused the trusted in-process mode, whose spaces
+/// are not user sandboxes): the id counter past every id of the record; each live
+/// process, parents first, with its pid, state, address space in a new user sandbox (file
+/// areas backed again by their files, [`backing`]), descriptors (host and volume files and
+/// devices opened again by path, [`reopen`]) and working directory, linked into its
+/// parent's children; its threads with their tids; then the zombies, for their parents.
+fn build(r: &Record<'_>, plan: &Plan) -> Result<Built, Refusal> {
+    use crate::linux::{space, task};
+    task::reserve_ids(highest_id(r));
+    let mut d = Descriptions::new(r, crate::time::now_ns())?;
+    let mut threads = Vec::new();
+    let mut init_exe = Vec::new();
+    for &pid in &plan.order {
+        let parts = process_parts(r, pid)?;
+        let space =
+            space::Space::new().map_err(|_| Refusal::Process(pid, "no user sandbox for it"))?;
+        let mut files = BTreeMap::new();
+        for (a, i) in file_areas(r, pid) {
+            let path = r.blob_bytes(a.path).unwrap_or_default();
+            let file =
+                backing(&a, &i, path, space.created_ns).ok_or(Refusal::Backing(pid, a.start))?;
+            files.insert(a.start, file);
+        }
+        {
+            let mut mm = space.mm.lock();
+            rebuild_mm(r, pid, &mut mm, &|a, _, _| files.get(&a.start).cloned())?;
+            // The patch table's cells in use (a rewound call through a patched site
+            // restarts by them), read back from its adopted pages.
+            crate::linux::patch::adopted(&mut mm);
+        }
+        let fds = rebuild_fds(r, pid, &mut d, &reopen)?;
+        let cwd = working_directory(&parts.cwd)
+            .ok_or(Refusal::Process(pid, "its working directory is gone"))?;
+        let p = task::adopt_process(&parts, space, fds, crate::linux::files::FsContext::at(cwd))
+            .map_err(|_| Refusal::Process(pid, "its pid is taken"))?;
+        if pid == 1 {
+            init_exe = parts.exe.clone();
+        }
+        for t in &parts.threads {
+            threads.push(task::adopt_thread(&p, t));
+        }
+    }
+    for z in zombie_parts(r) {
+        task::adopt_zombie([z.pid, z.ppid, z.pgid, z.sid], &z.comm, z.status)
+            .map_err(|_| Refusal::Process(z.pid, "its pid is taken"))?;
+    }
+    Ok(Built { threads, init_exe })
+}
+
+/// The highest process or thread id of the record `r` (0 if none).
+pub(crate) fn highest_id(r: &Record<'_>) -> i32 {
+    let pids = r.entries::<ProcessEntry>().map(|p| p.pid);
+    let tids = r
+        .entries::<pvmux_hypercalls::handover::ThreadEntry>()
+        .map(|t| t.tid);
+    pids.chain(tids).max().unwrap_or(0).max(0)
+}
+
+/// A zombie of a record, as an adoption keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ZombieParts {
+    pub(crate) pid: i32,
+    pub(crate) ppid: i32,
+    pub(crate) pgid: i32,
+    pub(crate) sid: i32,
+    pub(crate) comm: Vec<u8>,
+    /// The wait status its parent's `wait` returns.
+    pub(crate) status: i32,
+}
+
+/// The zombies of the checked record `r`, with their wait status (section 14).
+pub(crate) fn zombie_parts(r: &Record<'_>) -> Vec<ZombieParts> {
+    let procs: BTreeMap<i32, ProcessEntry> = r
+        .entries::<ProcessEntry>()
+        .filter(|p| p.flags & process_flags::ZOMBIE != 0)
+        .map(|p| (p.pid, p))
+        .collect();
+    r.entries::<ZombieEntry>()
+        .filter_map(|z| {
+            let p = procs.get(&z.pid)?;
+            Some(ZombieParts {
+                pid: p.pid,
+                ppid: p.ppid,
+                pgid: p.pgid,
+                sid: p.sid,
+                comm: pvmux_hypercalls::handover::until_nul(&p.comm).to_vec(),
+                status: z.status,
+            })
+        })
+        .collect()
+}
+
+/// The file areas of process `pid` of `r`, each with its image range.
+fn file_areas(r: &Record<'_>, pid: i32) -> Vec<(FileAreaEntry, FileImageEntry)> {
+    let images: BTreeMap<u64, FileImageEntry> = r
+        .entries::<FileImageEntry>()
+        .filter(|i| i.pid == pid)
+        .map(|i| (i.start, i))
+        .collect();
+    r.entries::<FileAreaEntry>()
+        .filter(|a| a.pid == pid)
+        .filter_map(|a| Some((a, *images.get(&a.start)?)))
+        .collect()
+}
+
+/// The file file area `a` maps again, at `path`, for a space created at `since`: with the
+/// image range `i` its writer's loader used (`file_area_flags::IMAGE`), its pages not in
+/// the record come from the file's cached image (`imagecache::for_mapping`, as a private
+/// mapping of a `--rootfs` file: the file's execute bit does not matter for a mapping),
+/// else they read as zero, as they did (such an area's file bytes were copied at its
+/// `mmap`, so they are page runs). `None` if an image area's file is gone or is no longer
+/// a host file the cache can hold.
+fn backing(
+    a: &FileAreaEntry,
+    i: &FileImageEntry,
+    path: &[u8],
+    since: u64,
+) -> Option<crate::linux::space::MapFile> {
+    use crate::fs::ramfs::ROOT_INO;
+    use pvmux_hypercalls::handover::{file_area_flags, file_image_flags};
+    let ino = crate::fs::with(|fs| fs.lookup(ROOT_INO, path, true)).ok();
+    let image = if a.flags & file_area_flags::IMAGE != 0 && i.hi > i.lo {
+        let file = crate::linux::imagecache::for_mapping(ino?, i.lo, true).ok()??;
+        Some(crate::linux::space::ImageMap {
+            file,
+            lo: i.lo,
+            hi: i.hi,
+            since,
+        })
+    } else {
+        None
+    };
+    Some(crate::linux::space::MapFile {
+        path: path.into(),
+        ino: ino.unwrap_or(0),
+        offset: a.offset,
+        bus_past_eof: i.flags & file_image_flags::BUS_PAST_EOF != 0,
+        image,
+    })
+}
+
+/// Opens a host file, a volume file or a device of descriptor `f` again by its `path`
+/// (never creating nor truncating it: `files::path::reopen`); a device is one of the
+/// kernel's `/dev` nodes that keep no state (`null`, `zero`, `full`, `random`,
+/// `urandom`).
+fn reopen(f: &FdStateEntry, path: &[u8]) -> Result<Option<Arc<OpenFile>>, Refusal> {
+    use crate::linux::files::dev::{self, Dev};
+    use crate::linux::files::file::Kind;
+    use pvmux_hypercalls::handover::fd_state;
+    let bad = Refusal::Descriptor(f.pid, f.fd);
+    match f.kind {
+        fd_state::HOST_FILE | fd_state::VOLUME_FILE => {
+            crate::linux::files::path::reopen(path, f.status_flags, f.kind == fd_state::VOLUME_FILE)
+                .map(Some)
+                .map_err(|_| bad)
+        }
+        fd_state::DEVICE => match dev::by_path(path) {
+            Some(d @ (Dev::Null | Dev::Zero | Dev::Full | Dev::Random | Dev::URandom)) => {
+                let ino = crate::fs::with(|fs| fs.lookup(crate::fs::ramfs::ROOT_INO, path, true))
+                    .map_err(|_| bad.clone())?;
+                if dev::node(ino) != Some(d) {
+                    return Err(bad);
+                }
+                Ok(Some(OpenFile::new(
+                    Kind::Dev { dev: d, ino },
+                    f.status_flags,
+                )))
+            }
+            _ => Err(bad),
+        },
+        _ => Err(bad),
+    }
+}
+
+/// The directory an adopted process works in: its recorded path (`/` when the record has
+/// none: a directory of no path), `None` if it is gone.
+fn working_directory(path: &[u8]) -> Option<crate::fs::ramfs::Ino> {
+    use crate::fs::ramfs::ROOT_INO;
+    if path.is_empty() {
+        return Some(ROOT_INO);
+    }
+    crate::fs::with(|fs| fs.lookup_dir(ROOT_INO, path)).ok()
 }
 
 /// Copies the offered record into this kernel's memory (`HandoverFetch`).

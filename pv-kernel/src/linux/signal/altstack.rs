@@ -89,6 +89,16 @@ impl AltStack {
         (self.sp, self.size, self.flags)
     }
 
+    /// The stack [`Self::raw`] gave (an adopted hand-over record's thread): a stack the
+    /// record says is disabled, or too small to be one, is no stack.
+    pub(crate) const fn from_raw((sp, size, flags): (u64, u64, u32)) -> Self {
+        if flags & SS_DISABLE != 0 || size < MINSIGSTKSZ {
+            Self::DISABLED
+        } else {
+            Self { sp, size, flags }
+        }
+    }
+
     pub(crate) const fn on_stack(&self, sp: u64) -> bool {
         self.flags & SS_AUTODISARM == 0 && sp > self.sp && sp - self.sp <= self.size
     }

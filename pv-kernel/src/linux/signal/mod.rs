@@ -87,6 +87,18 @@ impl Pending {
         self.queue.lock().has_timer(key)
     }
 
+    /// The signals of `set` pending (an adopted hand-over record's: the record carries the
+    /// set, not each signal's information, so each is pending as sent by the kernel).
+    pub(crate) fn adopt(&self, set: SigSet) {
+        let mut q = self.queue.lock();
+        for signo in 1..=64 {
+            if set.contains(signo) {
+                let _ = q.raise_limited(SigInfo::kernel(signo), queue::MAX_QUEUED);
+            }
+        }
+        self.bits.store(q.pending().bits(), Ordering::Release);
+    }
+
     /// The pending signals.
     pub(crate) fn pending(&self) -> SigSet {
         SigSet::from_bits(self.bits.load(Ordering::Acquire))
@@ -140,6 +152,15 @@ impl SigState {
             altstack: IrqLock::new(AltStack::DISABLED),
             interrupted: AtomicU64::new(u64::MAX),
         }
+    }
+
+    /// The state of a thread of an adopted hand-over record: its mask, the signals pending
+    /// for it alone (see [`Pending::adopt`]) and its alternate stack (base, size, flags).
+    pub(crate) fn adopted(blocked: SigSet, pending: SigSet, altstack: (u64, u64, u32)) -> Self {
+        let s = Self::new(blocked);
+        s.own.adopt(pending);
+        *s.altstack.lock() = AltStack::from_raw(altstack);
+        s
     }
 
     /// The state of a thread or process `clone` creates from this thread's: the same mask,

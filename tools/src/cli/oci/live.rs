@@ -23,7 +23,7 @@ pub(crate) fn answer(req: &Request, stream: &UnixStream, handle: &TenantHandle, 
         // The monitor answers it itself (it keeps the run arguments).
         Request::Snapshot(_) => Err(anyhow::anyhow!("snapshot: not through this path")),
         Request::Disk(d) => crate::cli::disk::answer(handle, d),
-        Request::Upgrade(u) => super::upgrade::answer(handle, u),
+        Request::Upgrade(u) => super::upgrade::answer(handle, u, sd),
     };
     if let Err(e) = &result {
         tracing::warn!("{e:#}");

@@ -397,7 +397,11 @@ fn state_name(s: u32) -> &'static str {
 
 /// The monitor's side: reads the image, asks the host library, answers (JSON). Refusals
 /// before the guest's record (a bad image, incompatible versions, no answer) are errors.
-pub(crate) fn answer(h: &TenantHandle, req: &UpgradeRequest) -> anyhow::Result<String> {
+pub(crate) fn answer(
+    h: &TenantHandle,
+    req: &UpgradeRequest,
+    sd: &StateDir,
+) -> anyhow::Result<String> {
     let image = std::fs::read(&req.kernel)
         .with_context(|| format!("reading the new kernel image {}", req.kernel.display()))?;
     let report = h.upgrade(image, req.cmdline.as_deref())?;
@@ -411,6 +415,14 @@ pub(crate) fn answer(h: &TenantHandle, req: &UpgradeRequest) -> anyhow::Result<S
         ) => Some(e.to_string()),
         Err(e) => return Err(e.into()),
     };
+    // A kernel that took over is the one `pvmux ps` names from now on.
+    if let Some(upgrade::SwitchOutcome::Adopted {
+        fell_back: None, ..
+    }) = report.switch.as_ref().map(|s| &s.outcome)
+    {
+        let kernel = req.kernel.display().to_string();
+        sd.update(|r| r.kernel = kernel)?;
+    }
     let switch = report.switch.as_ref().map(|s| {
         let (adopted_by, fell_back, failed) = match &s.outcome {
             upgrade::SwitchOutcome::Adopted { release, fell_back } => {

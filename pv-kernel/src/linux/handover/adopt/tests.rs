@@ -292,17 +292,27 @@ fn a_record_out_of_its_bounds_or_of_another_shape_is_refused() {
 }
 
 #[test]
-fn a_refusal_asked_for_and_an_adoption_beyond_the_check_are_refused() {
+fn a_refusal_asked_for_is_refused_and_the_switch_gets_the_checks_verdict() {
     let r = record(&scenario(), 2);
     assert_eq!(
         verdict(&r, &args(r.len(), adopt_flags::CHECK), true),
         Err(Refusal::Asked)
     );
-    assert_eq!(verdict(&r, &args(r.len(), 0), false), Err(Refusal::Rebuild));
+    assert_eq!(
+        verdict(&r, &args(r.len(), 0), true),
+        Err(Refusal::Asked),
+        "the switch too"
+    );
+    // Without `CHECK` (the switch) the verdict is the check's: the plan.
+    assert_eq!(
+        verdict(&r, &args(r.len(), 0), false),
+        verdict(&r, &args(r.len(), adopt_flags::CHECK), false)
+    );
     // Every reason fits `HandoverAdopted`.
     for why in [
         Refusal::Asked,
-        Refusal::Rebuild,
+        Refusal::Trusted,
+        Refusal::Backing(i32::MAX, u64::MAX),
         Refusal::Record(RecordError::OutOfBounds("page frame", u64::MAX)),
         Refusal::FileArea(i32::MAX, u64::MAX),
     ] {
@@ -573,4 +583,91 @@ fn a_process_is_decoded_with_its_credentials_limits_dispositions_and_threads() {
     let r = Record::parse(&bytes, (2, 2)).expect("valid");
     assert!(matches!(process_parts(&r, 2), Err(Refusal::Process(2, _))));
     assert!(matches!(check(&inv), Err(Refusal::Process(2, _))));
+}
+
+#[test]
+fn the_id_counter_goes_past_every_pid_and_tid_and_zombies_keep_their_wait_status() {
+    let mut inv = scenario();
+    // A thread whose tid is the highest id of the record.
+    thread(&mut inv, 9, 2, thread_state::USER);
+    inv.processes[1].nr_threads = 2;
+    let bytes = record(&inv, 2);
+    let r = Record::parse(&bytes, (2, 2)).expect("valid");
+    assert_eq!(highest_id(&r), 9);
+    inv.processes.push(process(12, 1, true));
+    inv.zombies.push(ZombieEntry { pid: 12, status: 9 });
+    fill_name(&mut inv.processes[3].comm, b"sleep");
+    let bytes = record(&inv, 2);
+    let r = Record::parse(&bytes, (2, 2)).expect("valid");
+    assert_eq!(highest_id(&r), 12, "a zombie's pid too");
+    assert_eq!(
+        zombie_parts(&r),
+        [
+            ZombieParts {
+                pid: 3,
+                ppid: 1,
+                pgid: 1,
+                sid: 1,
+                comm: Vec::new(),
+                status: 0x100
+            },
+            ZombieParts {
+                pid: 12,
+                ppid: 1,
+                pgid: 1,
+                sid: 1,
+                comm: b"sleep".to_vec(),
+                status: 9
+            }
+        ]
+    );
+    assert_eq!(check(&inv).expect("adopts").zombies, [3, 12]);
+}
+
+#[test]
+fn an_adopted_thread_resumes_with_its_registers_fpu_image_and_signal_state() {
+    use crate::linux::signal::{SigSet, SigState};
+    let mut inv = scenario();
+    let st = &mut inv.thread_states[1];
+    // Rewound at the freeze: on its `syscall` instruction, `rax` its number (read).
+    st.regs.rip = 0x40_1002;
+    st.regs.rax = 0;
+    st.regs.rdi = 3;
+    st.regs.rflags = 0x246 | (1 << 14) | (3 << 12); // NT and IOPL are not the user's
+    st.restart_nr = 0;
+    st.fs_base = 0x7000_0000;
+    st.sigmask = (1 << 9) | (1 << 1); // SIGKILL (bit 8) is never blocked
+    st.pending = 1 << 9;
+    st.altstack_sp = 0x40_3000;
+    st.altstack_size = 0x4000;
+    let bytes = record(&inv, 2);
+    let r = Record::parse(&bytes, (2, 2)).expect("valid");
+    let t = &process_parts(&r, 2).expect("decoded").threads[0];
+    let (us, fresh) = crate::linux::task::adopted_state(t);
+    assert_eq!((us.regs.rip, us.regs.rax, us.regs.rdi), (0x40_1002, 0, 3));
+    assert_eq!(us.regs.rflags & (1 << 14 | 3 << 12), 0, "user flags only");
+    assert_eq!(us.regs.rflags & 0x246, 0x246, "the user's flags kept");
+    assert_eq!(us.fs_base, 0x7000_0000);
+    assert_eq!((us.fp.len(), us.fp_token), (576, 0));
+    assert!(!fresh, "its FPU image, not the initial state");
+    let mut bare = t.clone();
+    bare.fp.clear();
+    assert!(
+        crate::linux::task::adopted_state(&bare).1,
+        "no image: the initial state"
+    );
+    let sig = SigState::adopted(
+        SigSet::from_bits(t.sigmask | 1 << 8),
+        SigSet::from_bits(t.pending),
+        t.altstack,
+    );
+    assert_eq!(sig.blocked().bits(), (1 << 9) | (1 << 1));
+    assert_eq!(sig.own_pending().bits(), 1 << 9);
+    assert!(!sig.has_deliverable(), "pending but blocked");
+    assert_eq!(sig.altstack_raw(), (0x40_3000, 0x4000, 0));
+    // A stack too small to be one, or disabled, is none.
+    for raw in [(0x40_3000, 0x100, 0), (0x40_3000, 0x4000, 2)] {
+        let s = SigState::adopted(SigSet::EMPTY, SigSet::EMPTY, raw);
+        assert_eq!(s.altstack_raw(), (0, 0, 2), "{raw:?}");
+    }
 }

@@ -421,7 +421,11 @@ pub(crate) fn answer(
     }) = report.switch.as_ref().map(|s| &s.outcome)
     {
         let kernel = req.kernel.display().to_string();
-        sd.update(|r| r.kernel = kernel)?;
+        sd.update(|r| {
+            if let Some(t) = r.tenant.as_mut() {
+                t.kernel = kernel;
+            }
+        })?;
     }
     let switch = report.switch.as_ref().map(|s| {
         let (adopted_by, fell_back, failed) = match &s.outcome {

@@ -734,14 +734,29 @@ pub(crate) fn begin(args: &AdoptArgs, refuse: bool) -> Adopting {
 }
 
 /// Reports the refusal `why` and shuts down (0 after a check, else
-/// [`EXIT_ADOPT_REFUSED`]).
+/// [`EXIT_ADOPT_REFUSED`], the disks attached at boot left clean for the kernel that
+/// adopts the record next).
 fn stop(why: &Refusal, check: bool) -> ! {
-    let mut text = String::new();
-    let _ = fmt::Write::write_fmt(&mut text, format_args!("{why}"));
-    text.truncate(MAX_ADOPT_REASON as usize);
+    let text = reason(why);
     crate::println!("pvmux-kernel: the hand-over record is refused: {text}");
     crate::hcall::handover_adopted(adopt_status::REFUSES, text.as_bytes());
-    crate::hcall::shutdown(if check { 0 } else { EXIT_ADOPT_REFUSED })
+    if check {
+        crate::hcall::shutdown(0)
+    }
+    crate::fs::disk::unmount_all();
+    crate::hcall::shutdown(EXIT_ADOPT_REFUSED)
+}
+
+/// The text of refusal `why`, cut to [`MAX_ADOPT_REASON`] bytes on a character boundary.
+fn reason(why: &Refusal) -> String {
+    let mut text = String::new();
+    let _ = fmt::Write::write_fmt(&mut text, format_args!("{why}"));
+    let mut end = text.len().min(MAX_ADOPT_REASON as usize);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text
 }
 
 /// Boot command `ADOPT` without `CHECK`, second step, once the filesystem, volumes and

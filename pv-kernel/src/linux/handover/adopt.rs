@@ -910,7 +910,7 @@ fn file_areas(r: &Record<'_>, pid: i32) -> Vec<(FileAreaEntry, FileImageEntry)> 
         .collect()
 }
 
-/// The file file area `a` maps again, at `path`, for a space created at `since`: with the
+/// The file that file area `a` maps again, at `path`, for a space created at `since`: with the
 /// image range `i` its writer's loader used (`file_area_flags::IMAGE`), its pages not in
 /// the record come from the file's cached image (`imagecache::for_mapping`, as a private
 /// mapping of a `--rootfs` file: the file's execute bit does not matter for a mapping),

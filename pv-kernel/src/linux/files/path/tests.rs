@@ -382,7 +382,7 @@ fn utimensat_time_arguments() {
 #[test]
 fn an_adopted_descriptor_is_opened_again_without_creating_or_truncating() {
     let (mut fs, _) = fs();
-    let flags = (O_WRONLY | O_TRUNC | O_CREAT | O_EXCL) as u32;
+    let flags = O_WRONLY | O_TRUNC | O_CREAT | O_EXCL;
     // A file of the guest's memory is neither a host nor a volume file: refused, untouched.
     for volume in [false, true] {
         assert_eq!(
@@ -399,7 +399,7 @@ fn an_adopted_descriptor_is_opened_again_without_creating_or_truncating() {
     assert_eq!(fs.stat(ROOT_INO, b"/d/gone").map(|_| ()), Err(ENOENT));
     // Nor is a directory a file.
     assert_eq!(
-        super::reopen_node(&mut fs, b"/d/sub", O_RDONLY as u32, false).map(|_| ()),
+        super::reopen_node(&mut fs, b"/d/sub", O_RDONLY, false).map(|_| ()),
         Err(EINVAL)
     );
 }

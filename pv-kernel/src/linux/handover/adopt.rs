@@ -832,9 +832,11 @@ fn build(r: &Record<'_>, plan: &Plan) -> Result<Built, Refusal> {
                 backing(&a, &i, path, space.created_ns).ok_or(Refusal::Backing(pid, a.start))?;
             files.insert(a.start, file);
         }
-        rebuild_mm(r, pid, &mut space.mm.lock(), &|a, _, _| {
-            files.get(&a.start).cloned()
-        })?;
+        {
+            let mut mm = space.mm.lock();
+            rebuild_mm(r, pid, &mut mm, &|a, _, _| files.get(&a.start).cloned())?;
+            crate::linux::patch::adopted(&mut mm);
+        }
         let fds = rebuild_fds(r, pid, &mut d, &reopen)?;
         let cwd = working_directory(&parts.cwd)
             .ok_or(Refusal::Process(pid, "its working directory is gone"))?;

@@ -773,6 +773,13 @@ pub(crate) fn finish(a: Adopting) -> Vec<u8> {
         Ok(b) => b,
         Err(why) => stop(&why, false),
     };
+    // Nothing of the pool's bytes was written until here (a refusal left them to the next
+    // adopter): now the adopted vvar pages get this kernel's clock.
+    for &pid in &a.plan.order {
+        if let Some(space) = crate::linux::task::find_process(pid).and_then(|p| p.space()) {
+            crate::linux::vdso::adopt_vvar(&space.mm.lock());
+        }
+    }
     let threads = built.threads.len();
     let mut failed = 0;
     for (task, st, fresh) in built.threads {

@@ -76,35 +76,6 @@ fn write_bytes(mm: &mut Mm, va: u64, data: &[u8]) -> Option<()> {
     Some(())
 }
 
-/// An address space adopted from a hand-over record (`linux/handover/adopt.rs`), its pages
-/// mapped: finds its patch table again — a read+execute area exactly at the table's range
-/// whose header names the user stub's entry (what [`take_cell`] made) — and the cells in
-/// use (a used cell starts with its own code address; the rest are zero), so that a
-/// thread rewound onto a patched site restarts ([`race_restart`]) and new patches take the
-/// next cells. Anything else at that range is the program's own: no patching there.
-pub(crate) fn adopted(mm: &mut Mm) {
-    if mm.is_free(PATCH_TABLE_BASE, PATCH_TABLE_BASE + PATCH_TABLE_LEN) {
-        return;
-    }
-    let table = mm.vmas().find(|(start, v)| {
-        *start == PATCH_TABLE_BASE
-            && v.end == PATCH_TABLE_BASE + PATCH_TABLE_LEN
-            && v.file.is_none()
-            && v.shm.is_none()
-    });
-    let header = read_bytes::<8>(mm, PATCH_TABLE_BASE).map(u64::from_le_bytes);
-    if table.is_none() || header != Some(USER_PATCH_ENTRY) {
-        mm.patch_next = u32::MAX;
-        return;
-    }
-    mm.patch_next = (1..CELLS)
-        .find(|&i| {
-            let cell = cell_addr(i);
-            read_bytes::<8>(mm, cell).map(u64::from_le_bytes) != Some(cell + 8)
-        })
-        .unwrap_or(CELLS);
-}
-
 /// The space's next free cell, creating the table (with `entry` in its header) at the first
 /// call. `None` when the table is full or its range is not free.
 fn take_cell(mm: &mut Mm, entry: u64) -> Option<u64> {
@@ -125,6 +96,33 @@ fn take_cell(mm: &mut Mm, entry: u64) -> Option<u64> {
     let cell = cell_addr(mm.patch_next);
     mm.patch_next += 1;
     Some(cell)
+}
+
+/// After an adoption (`handover::adopt`, the map rebuilt from a hand-over record, which does
+/// not carry the next free cell): the space's next free cell, read from its table — an
+/// anonymous read+execute area at [`PATCH_TABLE_BASE`] whose header names
+/// [`USER_PATCH_ENTRY`]; cells are taken in order, the first one still zero (or on a page
+/// never touched) is the next. No table: none yet if its range is free, none possible if
+/// the program mapped something there (as [`take_cell`] decides).
+pub(crate) fn adopted(mm: &mut Mm) {
+    let end = PATCH_TABLE_BASE + PATCH_TABLE_LEN;
+    let table = mm.vma_at(PATCH_TABLE_BASE).is_some_and(|(s, v)| {
+        s == PATCH_TABLE_BASE
+            && v.end == end
+            && v.prot == prot::READ | prot::EXEC
+            && v.shm.is_none()
+            && v.file.is_none()
+    }) && read_bytes::<8>(mm, PATCH_TABLE_BASE).map(u64::from_le_bytes)
+        == Some(USER_PATCH_ENTRY);
+    mm.patch_next = if table {
+        (1..CELLS)
+            .find(|&i| read_bytes::<8>(mm, cell_addr(i)).is_none_or(|b| b == [0; 8]))
+            .unwrap_or(CELLS)
+    } else if mm.is_free(PATCH_TABLE_BASE, end) {
+        0
+    } else {
+        u32::MAX
+    };
 }
 
 /// The entry a space's patched sites jump to (its table's header word): the user stub's
@@ -207,5 +205,44 @@ pub(crate) fn race_restart(space: &Space, regs: &mut TrapFrame) -> bool {
             true
         }
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::linux::pool;
+
+    #[test]
+    fn an_adopted_table_goes_on_at_its_first_free_cell() {
+        pool::init_for_tests();
+        let end = PATCH_TABLE_BASE + PATCH_TABLE_LEN;
+        // No table, its range free: one is made at the first patch.
+        let mut mm = Mm::new();
+        adopted(&mut mm);
+        assert_eq!(mm.patch_next, 0);
+        // Something else there: no table possible.
+        assert!(mm.adopt_region(PATCH_TABLE_BASE, end, prot::READ, None));
+        adopted(&mut mm);
+        assert_eq!(mm.patch_next, u32::MAX);
+        // A table whose cells 1..=3 are taken, its first page carried.
+        let frame = pool::alloc_zeroed().expect("frame");
+        pool_mem::write(frame, &USER_PATCH_ENTRY.to_le_bytes());
+        for i in 1..=3 {
+            let cell = cell_addr(i);
+            let bytes = cell_bytes(cell, 0x40_1000 + u64::from(i) * 16, 1);
+            pool_mem::write(frame + (cell - PATCH_TABLE_BASE), &bytes);
+        }
+        let mut mm = Mm::new();
+        assert!(mm.adopt_region(PATCH_TABLE_BASE, end, prot::READ | prot::EXEC, None));
+        assert!(mm.adopt_pages(PATCH_TABLE_BASE, frame, 1, false));
+        adopted(&mut mm);
+        assert_eq!(mm.patch_next, 4);
+        // Its header naming another entry: not a table of a user sandbox.
+        pool_mem::write(frame, &0u64.to_le_bytes());
+        adopted(&mut mm);
+        assert_eq!(mm.patch_next, u32::MAX);
+        mm.take_frames();
+        pool::put(frame);
     }
 }

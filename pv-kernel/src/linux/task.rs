@@ -1283,3 +1283,19 @@ fn absolute_path(p: &Process, path: &[u8]) -> Vec<u8> {
     out.extend_from_slice(rest);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adopted_ids_are_never_handed_out_again() {
+        reserve_ids(4000);
+        let a = next_id();
+        assert!(a > 4000, "{a}");
+        // A record of lower ids moves nothing back.
+        reserve_ids(7);
+        let b = next_id();
+        assert!(b > a, "{b} {a}");
+    }
+}

@@ -18,6 +18,7 @@ use pvmux_vdso::{vvar_offset, VVAR_VALID};
 
 use super::space::Mm;
 use super::{pool, Errno};
+use crate::irq::IrqLock;
 use crate::mm::pool_mem;
 
 /// The vDSO image (an ELF shared object linked at 0).
@@ -71,18 +72,71 @@ fn setup() -> Option<Frames> {
 }
 
 /// Publishes the clock again after a snapshot resumed (`crate::suspend`): programs read the
-/// new sandbox's TSC base and the new host's wall clock from then on.
+/// new sandbox's TSC base and the new host's wall clock from then on — through this
+/// kernel's vvar page and the adopted ones ([`adopt_vvar`]).
 pub(crate) fn republish() {
-    if let Some(Some(frames)) = FRAMES.get() {
-        let bi = crate::boot::info();
+    let own = FRAMES.get().and_then(|f| f.as_ref()).map(|f| f.vvar);
+    let adopted = ADOPTED.lock().clone();
+    let bi = crate::boot::info();
+    for vvar in own.into_iter().chain(adopted) {
         publish(
-            frames.vvar,
+            vvar,
             crate::time::tsc_base(),
             bi.clock_mult,
             bi.clock_shift,
             crate::time::wall_epoch_ns(),
         );
     }
+}
+
+/// The vvar frames of adopted processes this kernel publishes its clock into
+/// ([`adopt_vvar`]), each kept with a reference of the kernel's for ever (as its own).
+static ADOPTED: IrqLock<Vec<u64>> = IrqLock::new(Vec::new());
+
+/// An address space adopted from a hand-over record (`handover::adopt`) keeps the old
+/// kernel's vvar and vDSO pages (copy-on-write page runs of the record, the old vDSO's
+/// code reading the old kernel's vvar layout). If its vvar page is one of this kernel's
+/// layout — the area this kernel would map, holding this tenant's clock (`valid`, the same
+/// multiplier and shift) at this kernel's offsets — it gets this kernel's clock now (the
+/// old kernel's wall-clock epoch may have moved since boot) and at every snapshot resume
+/// ([`republish`]). A page of another layout is left as the old kernel wrote it.
+pub(crate) fn adopt_vvar(mm: &Mm) {
+    let bi = crate::boot::info();
+    if let Some(vvar) = adopt_vvar_in(mm, bi.clock_mult, bi.clock_shift, &mut ADOPTED.lock()) {
+        publish(
+            vvar,
+            crate::time::tsc_base(),
+            bi.clock_mult,
+            bi.clock_shift,
+            crate::time::wall_epoch_ns(),
+        );
+    }
+}
+
+/// [`adopt_vvar`] with the clock's `mult` and `shift`, the frames kept in `adopted`: the
+/// vvar frame of `mm` if it is of this layout and newly kept.
+fn adopt_vvar_in(mm: &Mm, mult: u64, shift: u32, adopted: &mut Vec<u64>) -> Option<u64> {
+    let area = mm.vma_at(VVAR_VA).is_some_and(|(s, v)| {
+        s == VVAR_VA
+            && v.end == VDSO_VA
+            && v.prot == prot::READ
+            && v.file.is_none()
+            && v.shm.is_none()
+    });
+    let vvar = mm.frame_of(VVAR_VA).filter(|_| area)?;
+    if adopted.contains(&vvar) {
+        return None;
+    }
+    let ours = pool_mem::atomic_u32(vvar + vvar_offset::FLAGS).load(Ordering::Acquire)
+        == VVAR_VALID
+        && pool_mem::atomic_u64(vvar + vvar_offset::MULT).load(Ordering::Relaxed) == mult
+        && pool_mem::atomic_u32(vvar + vvar_offset::SHIFT).load(Ordering::Relaxed) == shift.min(63);
+    if !ours {
+        return None;
+    }
+    pool::get(vvar);
+    adopted.push(vvar);
+    Some(vvar)
 }
 
 /// Writes the clock data into the vvar frame under its sequence counter.
@@ -132,6 +186,35 @@ mod tests {
     use object::{Endianness, Object, ObjectSection, ObjectSymbol};
 
     use super::*;
+
+    #[test]
+    fn an_adopted_vvar_page_of_this_layout_is_kept_and_published_into() {
+        pool::init_for_tests();
+        let (mult, shift) = (0x1234_5678, 24);
+        let vvar = pool::alloc_zeroed().expect("frame");
+        publish(vvar, 7, mult, shift, 9);
+        let mut mm = Mm::new();
+        assert!(mm.adopt_region(VVAR_VA, VDSO_VA, prot::READ, None));
+        assert!(mm.adopt_pages(VVAR_VA, vvar, 1, true));
+        let mut adopted = Vec::new();
+        // Another clock (or layout): left alone.
+        assert_eq!(adopt_vvar_in(&mm, mult + 1, shift, &mut adopted), None);
+        assert_eq!(adopt_vvar_in(&mm, mult, shift + 1, &mut adopted), None);
+        assert_eq!(pool::refs(vvar), 1);
+        // This kernel's: kept once, with a reference of its own.
+        assert_eq!(adopt_vvar_in(&mm, mult, shift, &mut adopted), Some(vvar));
+        assert_eq!(adopt_vvar_in(&mm, mult, shift, &mut adopted), None);
+        assert_eq!((adopted.as_slice(), pool::refs(vvar)), (&[vvar][..], 2));
+        // Not the vvar area (another address, or writable): none.
+        let mut other = Mm::new();
+        assert!(other.adopt_region(VVAR_VA, VDSO_VA, prot::READ | prot::WRITE, None));
+        assert!(other.adopt_pages(VVAR_VA, vvar, 1, true));
+        assert_eq!(adopt_vvar_in(&other, mult, shift, &mut Vec::new()), None);
+        mm.take_frames();
+        other.take_frames();
+        pool::put(vvar);
+        pool::put(vvar);
+    }
 
     #[test]
     fn the_image_is_a_shared_object_with_the_linux_symbols() {

@@ -225,6 +225,19 @@ pub(crate) fn reopen(
     status_flags: u32,
     volume: bool,
 ) -> Result<alloc::sync::Arc<OpenFile>, Errno> {
+    let (h, ino, file_flags) = fs::with(|fs| reopen_node(fs, path, status_flags, volume))?;
+    let file = OpenFile::new(Kind::Node { h, ino, dir: false }, file_flags);
+    file.set_path(path.to_vec());
+    Ok(file)
+}
+
+/// [`reopen`] in `fs`: the handle, the inode and the open file description's flags.
+fn reopen_node(
+    fs: &mut fs::Fs,
+    path: &[u8],
+    status_flags: u32,
+    volume: bool,
+) -> Result<(fs::ramfs::Handle, Ino, u32), Errno> {
     let flags = status_flags
         & !(oflag::O_CREAT
             | oflag::O_EXCL
@@ -232,29 +245,17 @@ pub(crate) fn reopen(
             | oflag::O_DIRECTORY
             | super::file::fl::O_TMPFILE_BIT);
     let how = open::OpenHow::decode(flags, 0, 0)?;
-    let (h, st) = fs::with(|fs| {
-        let (h, st) = open::open_node(fs, ROOT_INO, path, &how)?;
-        let kind_ok = if volume {
-            fs.is_volume_file(st.ino)
-        } else {
-            fs.is_host_file(st.ino)
-        };
-        if st.file_type() != FileType::Regular || !kind_ok || dev::node(st.ino).is_some() {
-            let _ = fs.close(h);
-            return Err(Errno::EINVAL);
-        }
-        Ok((h, st))
-    })?;
-    let file = OpenFile::new(
-        Kind::Node {
-            h,
-            ino: st.ino,
-            dir: false,
-        },
-        how.file_flags,
-    );
-    file.set_path(path.to_vec());
-    Ok(file)
+    let (h, st) = open::open_node(fs, ROOT_INO, path, &how)?;
+    let kind_ok = if volume {
+        fs.is_volume_file(st.ino)
+    } else {
+        fs.is_host_file(st.ino)
+    };
+    if st.file_type() != FileType::Regular || !kind_ok || dev::node(st.ino).is_some() {
+        let _ = fs.close(h);
+        return Err(Errno::EINVAL);
+    }
+    Ok((h, st.ino, how.file_flags))
 }
 
 /// The absolute path `(dirfd, path)` names, `.` and `..` taken lexically (what

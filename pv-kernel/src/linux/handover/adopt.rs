@@ -734,14 +734,29 @@ pub(crate) fn begin(args: &AdoptArgs, refuse: bool) -> Adopting {
 }
 
 /// Reports the refusal `why` and shuts down (0 after a check, else
-/// [`EXIT_ADOPT_REFUSED`]).
+/// [`EXIT_ADOPT_REFUSED`], the disks attached at boot left clean for the kernel that
+/// adopts the record next).
 fn stop(why: &Refusal, check: bool) -> ! {
-    let mut text = String::new();
-    let _ = fmt::Write::write_fmt(&mut text, format_args!("{why}"));
-    text.truncate(MAX_ADOPT_REASON as usize);
+    let text = reason(why);
     crate::println!("pvmux-kernel: the hand-over record is refused: {text}");
     crate::hcall::handover_adopted(adopt_status::REFUSES, text.as_bytes());
-    crate::hcall::shutdown(if check { 0 } else { EXIT_ADOPT_REFUSED })
+    if check {
+        crate::hcall::shutdown(0)
+    }
+    crate::fs::disk::unmount_all();
+    crate::hcall::shutdown(EXIT_ADOPT_REFUSED)
+}
+
+/// The text of refusal `why`, cut to [`MAX_ADOPT_REASON`] bytes on a character boundary.
+fn reason(why: &Refusal) -> String {
+    let mut text = String::new();
+    let _ = fmt::Write::write_fmt(&mut text, format_args!("{why}"));
+    let mut end = text.len().min(MAX_ADOPT_REASON as usize);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text
 }
 
 /// Boot command `ADOPT` without `CHECK`, second step, once the filesystem, volumes and
@@ -758,6 +773,13 @@ pub(crate) fn finish(a: Adopting) -> Vec<u8> {
         Ok(b) => b,
         Err(why) => stop(&why, false),
     };
+    // Nothing of the pool's bytes was written until here (a refusal left them to the next
+    // adopter): now the adopted vvar pages get this kernel's clock.
+    for &pid in &a.plan.order {
+        if let Some(space) = crate::linux::task::find_process(pid).and_then(|p| p.space()) {
+            crate::linux::vdso::adopt_vvar(&space.mm.lock());
+        }
+    }
     let threads = built.threads.len();
     let mut failed = 0;
     for (task, st, fresh) in built.threads {
@@ -899,7 +921,7 @@ fn file_areas(r: &Record<'_>, pid: i32) -> Vec<(FileAreaEntry, FileImageEntry)> 
         .collect()
 }
 
-/// The file file area `a` maps again, at `path`, for a space created at `since`: with the
+/// The file that file area `a` maps again, at `path`, for a space created at `since`: with the
 /// image range `i` its writer's loader used (`file_area_flags::IMAGE`), its pages not in
 /// the record come from the file's cached image (`imagecache::for_mapping`, as a private
 /// mapping of a `--rootfs` file: the file's execute bit does not matter for a mapping),

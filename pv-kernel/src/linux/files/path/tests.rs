@@ -378,3 +378,28 @@ fn utimensat_time_arguments() {
     assert_eq!(time_arg(now, 0, 1_000_000_000), Err(EINVAL));
     assert_eq!(time_arg(now, 0, -1), Err(EINVAL));
 }
+
+#[test]
+fn an_adopted_descriptor_is_opened_again_without_creating_or_truncating() {
+    let (mut fs, _) = fs();
+    let flags = O_WRONLY | O_TRUNC | O_CREAT | O_EXCL;
+    // A file of the guest's memory is neither a host nor a volume file: refused, untouched.
+    for volume in [false, true] {
+        assert_eq!(
+            super::reopen_node(&mut fs, b"/d/f", flags, volume).map(|_| ()),
+            Err(EINVAL)
+        );
+    }
+    assert_eq!(size(&mut fs, ROOT_INO, b"/d/f"), 4, "not truncated");
+    // A file that is gone is not created again.
+    assert_eq!(
+        super::reopen_node(&mut fs, b"/d/gone", flags, false).map(|_| ()),
+        Err(ENOENT)
+    );
+    assert_eq!(fs.stat(ROOT_INO, b"/d/gone").map(|_| ()), Err(ENOENT));
+    // Nor is a directory a file.
+    assert_eq!(
+        super::reopen_node(&mut fs, b"/d/sub", O_RDONLY, false).map(|_| ()),
+        Err(EINVAL)
+    );
+}

@@ -317,6 +317,7 @@ fn a_refusal_asked_for_is_refused_and_the_switch_gets_the_checks_verdict() {
         Refusal::FileArea(i32::MAX, u64::MAX),
     ] {
         assert!(alloc::format!("{why}").len() <= MAX_ADOPT_REASON as usize);
+        assert_eq!(reason(&why), alloc::format!("{why}"));
     }
 }
 

@@ -1364,7 +1364,14 @@ impl TenantHandle {
                 )
             });
         held.adopt_check = report.adopt_check;
+        let mut steps = result.steps(recorded);
+        let last = steps.iter().fold(recorded, |t, (_, d)| t + *d);
+        steps.push((
+            "kernel booted and adopted".to_owned(),
+            at.saturating_duration_since(last),
+        ));
         held.switch = Some(upgrade::SwitchReport {
+            steps,
             outcome,
             pause: at.saturating_duration_since(frozen),
             switch_time: at.saturating_duration_since(recorded),
@@ -1944,6 +1951,8 @@ impl Shared {
         next: crate::upgrade::Next,
     ) -> Result<rustix::process::Pid, HostError> {
         let started = Instant::now();
+        next.adoption
+            .mark("old kernel's sandbox and user sandboxes gone");
         self.stop_vcpus();
         let pool_base = self.gen().layout.pool_base;
         let boot_args = next
@@ -1964,6 +1973,7 @@ impl Shared {
             ));
         }
         let built = started.elapsed();
+        next.adoption.mark("kernel part rebuilt");
         self.ctl.reset(&crate::host::header_init(
             self.ctl.nr_vcpus(),
             self.mem.size(),
@@ -1975,6 +1985,7 @@ impl Shared {
             kernel: Arc::clone(&next.image),
             layout,
         };
+        let adoption = Arc::clone(&next.adoption);
         *self.adoption.lock().unwrap_or_else(|e| e.into_inner()) = Some(next.adoption);
         // The old kernel's host-side state: its balloon (the new kernel takes the same
         // target at boot), its reported end.
@@ -1991,6 +2002,7 @@ impl Shared {
         let raw = pid.as_raw_nonzero().get() as u32;
         self.set_sandbox(raw, child.pidfd);
         self.spawn_vcpus()?;
+        adoption.mark("new kernel sandbox started");
         // Into the tenant's cgroup while the kernel boots (the move waits for an RCU grace
         // period, as at the first boot).
         limits.for_spaces(&self.name).apply(raw);

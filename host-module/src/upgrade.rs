@@ -400,6 +400,13 @@ impl Adoption {
     }
 
     /// The tenant ended during the switch (not through this adoption's kernel's refusal).
+    /// Marks the end of a step of the switch (see [`SwitchReport::steps`]).
+    pub(crate) fn mark(&self, step: &'static str) {
+        if let Some(info) = &self.switch {
+            info.result.mark(step);
+        }
+    }
+
     pub(crate) fn abandoned(&self, why: &str) {
         if let Some(info) = &self.switch {
             info.result.post(SwitchOutcome::Failed {
@@ -590,9 +597,35 @@ pub enum SwitchOutcome {
 pub(crate) struct SwitchWait {
     slot: Mutex<Option<(SwitchOutcome, Instant)>>,
     cv: Condvar,
+    /// When each step of the switch ended, in order (the host's marks).
+    steps: Mutex<Vec<(&'static str, Instant)>>,
 }
 
 impl SwitchWait {
+    /// Marks the end of step `name` now.
+    pub(crate) fn mark(&self, name: &'static str) {
+        self.steps
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((name, Instant::now()));
+    }
+
+    /// The steps marked so far, each with its time since the previous one (the first since
+    /// `from`).
+    pub(crate) fn steps(&self, from: Instant) -> Vec<(String, Duration)> {
+        let mut prev = from;
+        self.steps
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|&(name, at)| {
+                let d = at.saturating_duration_since(prev);
+                prev = at;
+                (name.to_owned(), d)
+            })
+            .collect()
+    }
+
     /// Posts the outcome (the first one stays).
     pub(crate) fn post(&self, o: SwitchOutcome) {
         let mut s = self.slot.lock().unwrap_or_else(|e| e.into_inner());
@@ -640,6 +673,10 @@ pub struct SwitchReport {
     pub switch_time: Duration,
     /// The switch's record's length.
     pub record_len: usize,
+    /// Where the switch's time went: each step the host marked (the old kernel's sandbox
+    /// reaped, the kernel part rebuilt, the new sandbox started, ...) with its time since
+    /// the one before (the first since the record), the last being the wait for the verdict.
+    pub steps: Vec<(String, Duration)>,
 }
 
 /// How long the new kernel is given to boot and give its verdict in the pre-flight.

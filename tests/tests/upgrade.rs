@@ -346,6 +346,11 @@ fn an_upgrade_lists_the_running_state_refuses_what_it_cannot_carry_and_loses_not
         "{v}"
     );
     assert_eq!(pause_ms, v["switch"]["pause_ms"].as_f64().unwrap(), "{v}");
+    // Where the switch's time went, step by step, adds up to it.
+    let steps = v["switch"]["steps"].as_array().expect("steps");
+    assert_eq!(steps.len(), 4, "{v}");
+    let sum: f64 = steps.iter().map(|s| s[1].as_f64().unwrap()).sum();
+    assert!((sum - switch_ms).abs() < 0.5, "{v}");
     eprintln!(
         "kernel switch: record {} bytes, {record_ms:.2} ms; programs paused {pause_ms:.2} ms, \
          of which {switch_ms:.2} ms from the record to the new kernel's verdict",

@@ -98,6 +98,9 @@ struct SwitchJson {
     switch_ms: f64,
     /// The switch's record (bytes).
     record_bytes: usize,
+    /// Where the switch's time went: each step with its time since the one before (ms).
+    #[serde(default)]
+    steps: Vec<(String, f64)>,
 }
 
 /// The new kernel's verdict on the record.
@@ -441,6 +444,11 @@ pub(crate) fn answer(
             pause_ms: s.pause.as_secs_f64() * 1e3,
             switch_ms: s.switch_time.as_secs_f64() * 1e3,
             record_bytes: s.record_len,
+            steps: s
+                .steps
+                .iter()
+                .map(|(n, d)| (n.clone(), d.as_secs_f64() * 1e3))
+                .collect(),
         }
     });
     let a = UpgradeAnswer {
@@ -526,8 +534,15 @@ pub(crate) fn upgrade(g: &GlobalArgs, a: &UpgradeArgs) -> anyhow::Result<u8> {
         if a.format != super::Format::Json {
             match (&s.adopted_by, &s.fell_back) {
                 (Some(k), None) => println!(
-                    "{}: upgraded from {} to {k}: programs paused {:.1} ms (old kernel stopped, new one built, booted and adopting: {:.1} ms)",
-                    a.id, ans.running, s.pause_ms, s.switch_ms
+                    "{}: upgraded from {} to {k}: programs paused {:.1} ms ({})",
+                    a.id,
+                    ans.running,
+                    s.pause_ms,
+                    s.steps
+                        .iter()
+                        .map(|(n, ms)| format!("{n} {ms:.1} ms"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
                 (Some(k), Some(_)) => println!(
                     "{}: {k} adopted the record again after the new kernel did not; programs paused {:.1} ms",

@@ -53,8 +53,14 @@ use crate::sched::wait::WaitQueue;
 /// Longest wait for every user thread to reach a safe point (ns).
 pub(crate) const FREEZE_TIMEOUT_NS: u64 = 200_000_000;
 
-/// How long a thread found blocked is given to leave its system call and park (ns).
-const BLOCKED_GRACE_NS: u64 = 5_000_000;
+/// How long a thread found blocked is given to leave its system call and park (ns). A
+/// thread in a wait that looks at signals leaves at once; one waiting for the host (a
+/// volume or `--rootfs` operation the host serves slowly on a busy machine) leaves when the
+/// host answers: on a loaded 2-CPU host that took more than 5 ms now and then, which named
+/// the thread as a blocker and refused the upgrade. The grace costs nothing when every
+/// thread parks; a thread in a wait that never ends (none that a record can carry) costs
+/// a refused upgrade this much later.
+const BLOCKED_GRACE_NS: u64 = 50_000_000;
 
 /// User threads stop at their safe point while set.
 static FREEZE: AtomicBool = AtomicBool::new(false);

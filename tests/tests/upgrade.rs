@@ -5,9 +5,11 @@
 //! of the shared pipe; record version 2 carries what each process resumes with (its threads'
 //! registers — a thread blocked in a system call rewound to re-issue it — every resident
 //! page by frame, its file mappings, descriptors, credentials, cwd and program, as the
-//! guest's own `/proc` shows them), so the refusal is the missing switch; what version 2
-//! does not carry (a timer) is named by pid. The tenant runs on through every refusal: no
-//! counter value lost, no process restarted. A kernel
+//! guest's own `/proc` shows them); the new kernel checks the record, then adopts it in the
+//! tenant: the same processes go on under it, no counter value lost or repeated (also through
+//! a pipe, and through a fallback to the old kernel when the new one refuses the switch);
+//! what version 2 does not carry (a timer) is named by pid. The tenant runs on through every
+//! refusal. A kernel
 //! that only adopts version 1 gets the inventory, refused naming every process. A bad image,
 //! an image without a hand-over note, and one whose record versions do not meet the running
 //! kernel's are refused before the guest is asked anything; the new image's release (from
@@ -99,7 +101,7 @@ fn kernel_copy(dir: &Path, name: &str, edit: impl FnOnce(&mut HandoverNote)) -> 
 }
 
 #[test]
-fn an_upgrade_lists_the_running_state_refuses_what_it_cannot_carry_and_loses_nothing() {
+fn an_upgrade_switches_kernels_under_running_programs_and_loses_nothing() {
     let root = root("loop");
     let out = TempDir::unique("pvmux-upgrade-out", "loop");
     let file = out.0.join("c");

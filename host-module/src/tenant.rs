@@ -1280,7 +1280,9 @@ impl TenantHandle {
         if !self.running() {
             return Err(UpgradeError::NotRunning);
         }
-        if self.is_paused() {
+        // Pauses and resumes wait for the upgrade (a switch changes the sandboxes they stop).
+        let paused = s.pause.lock().unwrap_or_else(|e| e.into_inner());
+        if *paused {
             return Err(UpgradeError::Paused);
         }
         let running = s.gen().kernel;
@@ -1867,14 +1869,17 @@ fn monitor_thread(s: &Arc<Shared>, stub: &Stub, tx: &mpsc::Sender<Result<u32, Ho
             }
         }
     };
-    // A switch that was under way ends with the tenant.
-    if let Some(a) = s
-        .adoption
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .as_ref()
+    // A switch that was under way ends with the tenant (its end is then the tenant's).
     {
-        a.abandoned("the tenant ended during the switch");
+        let mut cur = s.adoption.lock().unwrap_or_else(|e| e.into_inner());
+        if cur
+            .as_ref()
+            .is_some_and(|a| a.is_switch() && !a.adopted_ok())
+        {
+            if let Some(a) = cur.take() {
+                a.abandoned("the tenant ended during the switch");
+            }
+        }
     }
     if let Some(n) = s.switch.lock().unwrap_or_else(|e| e.into_inner()).take() {
         n.adoption.abandoned("the tenant ended before the switch");
@@ -1911,6 +1916,10 @@ impl Shared {
     /// asked for, or, when the kernel that ended was booted to adopt a record and did not,
     /// the fallback (`Err`: none left; the switch failed).
     fn next_kernel(&self) -> Option<Result<crate::upgrade::Next, String>> {
+        // Killed by the host (`pvmux stop`, `kill`): the end, switch or not.
+        if self.killed_by_host.load(SeqCst) {
+            return None;
+        }
         if let Some(n) = self.switch.lock().unwrap_or_else(|e| e.into_inner()).take() {
             return Some(Ok(n));
         }

@@ -433,14 +433,21 @@ fn a_pipe_carries_its_bytes_across_a_switch_and_a_refused_switch_falls_back() {
     let monitor = root.monitor_pid("p");
     wait_for("the loop counts", || counter(&file).len() >= 20);
     // The guest's long-lived processes (`pid:comm`): init, the loop's subshell, `cat` — not
-    // the loop's short `sleep`s nor this exec's own shell.
+    // the loop's short `sleep`s (nor the moment between its fork and its exec, when it is
+    // still an `sh`: read again) nor this exec's own shell.
     let pids = |root: &Root| {
         let script = "for p in /proc/[0-9]*; do n=${p#/proc/}; [ $n = $$ ] && continue; \
                       read c < $p/comm; [ $c = sleep ] || echo $n:$c; done";
-        let r = root.pvmux(&["exec", "p", "--", "/bin/sh", "-c", script]);
-        assert_eq!(r.code(), Some(0), "{}", r.context());
-        let mut v: Vec<String> = r.stdout.split_whitespace().map(str::to_owned).collect();
-        v.sort();
+        let mut v = Vec::new();
+        for _ in 0..20 {
+            let r = root.pvmux(&["exec", "p", "--", "/bin/sh", "-c", script]);
+            assert_eq!(r.code(), Some(0), "{}", r.context());
+            v = r.stdout.split_whitespace().map(str::to_owned).collect();
+            v.sort();
+            if v.len() == 3 {
+                break;
+            }
+        }
         v
     };
     let next = kernel_copy(root.dir(), "next", |n| {

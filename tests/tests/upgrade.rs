@@ -665,3 +665,45 @@ fn bad_or_incompatible_images_are_refused_before_the_guest_is_asked() {
     let st = root.pvmux(&["stop", "-t", "1", "b"]);
     assert_eq!(st.code(), Some(0), "{}", st.context());
 }
+
+#[test]
+fn files_written_in_guest_memory_refuse_the_switch_and_stay() {
+    let root = root("tmpfs");
+    let out = TempDir::unique("pvmux-upgrade-out", "tmpfs");
+    let vol = format!("{}:/out", out.0.display());
+    let r = root.pvmux(&[
+        "run", "--name", "m", "--detach", "--rootfs", "/", "-v", &vol, "--", "/bin/sh", "-c",
+        "sleep 1000",
+    ]);
+    assert_eq!(r.code(), Some(0), "{}", r.context());
+    let next = kernel_copy(root.dir(), "next", |n| {
+        *n = HandoverNote {
+            release: HandoverNote::new("6.1.0-pvmux-next").release,
+            ..*n
+        }
+    });
+    // Files on a volume are the host's: they do not stop a switch.
+    let w = root.pvmux(&["exec", "m", "--", "/bin/sh", "-c", "echo kept > /out/v"]);
+    assert_eq!(w.code(), Some(0), "{}", w.context());
+    let (up, v) = upgrade(&root, "m", &next, None);
+    assert_eq!(up.code(), Some(0), "{}", up.context());
+    assert_eq!(v["switch"]["adopted_by"], "6.1.0-pvmux-next", "{v}");
+    // A file in the guest's memory (/tmp) is not carried yet: named, and the switch is
+    // refused before anything stops; the file is still there under the running kernel.
+    let w = root.pvmux(&["exec", "m", "--", "/bin/sh", "-c", "echo data > /tmp/f"]);
+    assert_eq!(w.code(), Some(0), "{}", w.context());
+    let up = root.pvmux(&["upgrade", "m", "--kernel", next.to_str().expect("UTF-8")]);
+    assert_eq!(up.code(), Some(1), "{}", up.context());
+    assert!(
+        up.stderr
+            .contains("changes to in-memory files (/tmp, overlay)")
+            && up.stderr.contains("6.1.0-pvmux-next keeps running"),
+        "{}",
+        up.context()
+    );
+    let r = root.pvmux(&["exec", "m", "--", "/bin/cat", "/tmp/f"]);
+    assert_eq!(r.stdout, "data\n", "{}", r.context());
+    assert_eq!(std::fs::read_to_string(out.0.join("v")).unwrap(), "kept\n");
+    let st = root.pvmux(&["stop", "-t", "1", "m"]);
+    assert_eq!(st.code(), Some(0), "{}", st.context());
+}

@@ -362,6 +362,7 @@ impl Fs {
             max: self.limits.max_pages,
         };
         let done = pages.write(off, buf, &mut || budget.take())?;
+        self.note_change(ino);
         let i = self.inodes.get_mut(&ino).ok_or(ENOENT)?;
         if let Node::File { size, .. } = &mut i.node {
             *size = (*size).max(off + done as u64);
@@ -380,6 +381,7 @@ impl Fs {
         if self.vol_truncate(ino, len)? {
             return Ok(());
         }
+        self.note_change(ino);
         let now = self.now();
         let i = self.inodes.get_mut(&ino).ok_or(ENOENT)?;
         let Node::File { data, size } = &mut i.node else {

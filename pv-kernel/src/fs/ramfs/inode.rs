@@ -229,6 +229,7 @@ impl Fs {
 
     /// Updates a directory's mtime and ctime.
     pub(super) fn touch_dir(&mut self, ino: Ino) {
+        self.note_change(ino);
         let now = self.now();
         if let Ok(i) = self.inode_mut(ino) {
             i.mtime = now;
@@ -296,6 +297,16 @@ impl Fs {
             self.vol_chown(ino, uid, gid)?;
         }
         let perm = self.vol_chmod(ino, perm)?;
+        // Setting what is already there (`/dev`'s nodes, made again for every first
+        // descriptor table) changes nothing a hand-over would lose.
+        let same = self.inode(ino).is_ok_and(|i| {
+            i.perm == perm & mode::PERM
+                && owner.is_none_or(|(u, g)| (i.uid, i.gid) == (u, g))
+                && mtime.is_none_or(|t| i.mtime == t)
+        });
+        if !same {
+            self.note_change(ino);
+        }
         let now = self.now();
         let i = self.inode_mut(ino)?;
         i.perm = perm & mode::PERM;

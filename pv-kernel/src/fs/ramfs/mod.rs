@@ -125,6 +125,9 @@ pub(crate) struct Fs {
     data_pages: u64,
     /// Inodes created in the guest (against `limits.max_inodes`).
     counted_inodes: u64,
+    /// Changes made to in-memory contents or names (not a volume's, which are the host's):
+    /// a kernel hand-over compares it with its value after boot ([`Fs::changes`]).
+    changes: u64,
     handles: BTreeMap<Handle, OpenFile>,
     next_handle: u32,
     /// Wall-clock time in ns since the epoch.
@@ -169,6 +172,7 @@ impl Fs {
             mounts: BTreeMap::new(),
             vols: volume::Volumes::default(),
             cred: None,
+            changes: 0,
         }
     }
 
@@ -193,6 +197,20 @@ impl Fs {
     }
 
     /// What the filesystem holds against its limits (for `statfs`).
+    /// How many changes the in-memory filesystem has had (file contents, names, metadata;
+    /// a volume's do not count: they are on the host). A kernel hand-over does not carry
+    /// in-memory files yet, so a count that moved since boot names them as a blocker.
+    pub(crate) fn changes(&self) -> u64 {
+        self.changes
+    }
+
+    /// Counts a change of inode `ino` unless it belongs to a volume.
+    pub(super) fn note_change(&mut self, ino: Ino) {
+        if !self.is_volume_node(ino) {
+            self.changes = self.changes.wrapping_add(1);
+        }
+    }
+
     pub(crate) fn usage(&self) -> Usage {
         Usage {
             pages: self.data_pages,

@@ -189,6 +189,28 @@ fn freeze() -> Vec<Arc<Task>> {
     }
 }
 
+/// The in-memory filesystem's change count when the kernel had booted (its initramfs
+/// unpacked, `/dev` made), `u64::MAX` before: what a new kernel booted from the same
+/// arguments rebuilds by itself.
+static FS_BASELINE: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// Notes that the kernel booted: changes to the in-memory filesystem from now on are the
+/// programs' (`ramfs::Fs::changes`).
+pub(crate) fn fs_booted() {
+    FS_BASELINE.store(crate::fs::with(|fs| fs.changes()), Ordering::Release);
+}
+
+/// Changes the programs made to the in-memory filesystem (files in memory — `/tmp`, the
+/// `--rootfs` overlay —, names, metadata; a volume's are on the host) since boot: a record
+/// does not carry in-memory files yet, so an adopting kernel would lose them.
+fn fs_changes() -> u64 {
+    let base = FS_BASELINE.load(Ordering::Acquire);
+    if base == u64::MAX {
+        return 0;
+    }
+    crate::fs::with(|fs| fs.changes()).wrapping_sub(base)
+}
+
 /// Lets the parked threads go.
 fn thaw() {
     FREEZE.store(false, Ordering::SeqCst);
@@ -277,6 +299,17 @@ fn answer(version: u64) {
             ..FromZeros::new_zeroed()
         };
         fill_name(&mut b.what, b"threads did not reach a safe point");
+        inv.blockers.push(b);
+    }
+    let changes = fs_changes();
+    if version >= 2 && changes > 0 {
+        let mut b = BlockerEntry {
+            kind: blocker::KERNEL,
+            pid: 0,
+            count: u32::try_from(changes).unwrap_or(u32::MAX),
+            ..FromZeros::new_zeroed()
+        };
+        fill_name(&mut b.what, b"changes to in-memory files (/tmp, overlay)");
         inv.blockers.push(b);
     }
     let mut out: Vec<u8> = Vec::new();

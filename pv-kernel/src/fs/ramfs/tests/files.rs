@@ -506,3 +506,34 @@ fn an_unnamed_file_lives_while_open_and_goes_with_its_last_handle() {
     assert_eq!(fs.inode_count(), before, "freed with its last handle");
     assert!(fs.stat_ino(ino).is_err());
 }
+
+#[test]
+fn every_change_of_contents_names_or_metadata_is_counted_and_reads_are_not() {
+    let (mut fs, d) = fs_with_dir();
+    let mut last = fs.changes();
+    let mut changed = |fs: &Fs, what: &str, want: bool| {
+        let now = fs.changes();
+        assert_eq!(now != last, want, "{what}: {last} -> {now}");
+        last = now;
+    };
+    put(&mut fs, d, b"f", b"bytes");
+    changed(&fs, "a new file written", true);
+    assert_eq!(get(&mut fs, d, b"f").unwrap(), b"bytes");
+    let _ = fs.stat(d, b"f").unwrap();
+    changed(&fs, "reads and stat", false);
+    let ino = fs.lookup(d, b"f", false).unwrap();
+    let perm = fs.stat_ino(ino).unwrap().mode & 0o7777;
+    fs.set_meta(ino, perm, None, None).unwrap();
+    changed(&fs, "the same mode set again", false);
+    fs.set_meta(ino, 0o600, None, None).unwrap();
+    changed(&fs, "a new mode", true);
+    let h = fs.open(d, b"f", O_WRONLY | O_TRUNC, 0).unwrap();
+    fs.close(h).unwrap();
+    changed(&fs, "truncated", true);
+    fs.rename(d, b"f", b"g").unwrap();
+    changed(&fs, "renamed", true);
+    fs.unlink(d, b"g").unwrap();
+    changed(&fs, "removed", true);
+    fs.mkdir(d, b"sub", 0o755).unwrap();
+    changed(&fs, "a directory made", true);
+}

@@ -35,8 +35,7 @@ use pvmux_hypercalls::handover::{
     adopt_flags, adopt_status, page_flags, process_flags, thread_state, AdoptArgs, BlockerEntry,
     Bounds, FdStateEntry, FileAreaEntry, FileImageEntry, PageRunEntry, PipeEntry, ProcessEntry,
     ProcessStateEntry, Record, RecordError, ThreadStateEntry, TimerEntry, ZombieEntry,
-    MAX_ADOPT_REASON,
-    MAX_PID,
+    MAX_ADOPT_REASON, MAX_PID,
 };
 
 /// Why this kernel does not adopt a record.

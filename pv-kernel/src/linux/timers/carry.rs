@@ -91,9 +91,7 @@ pub(crate) fn decode(e: &TimerEntry) -> Result<Carried, &'static str> {
     };
     let slot = match e.kind {
         timer_kind::ITIMER_REAL => itimer(0, ClockKind::Wall { realtime: true }, sig::SIGALRM)?,
-        timer_kind::ITIMER_VIRTUAL => {
-            itimer(1, ClockKind::Cpu(CpuKind::User), sig::SIGVTALRM)?
-        }
+        timer_kind::ITIMER_VIRTUAL => itimer(1, ClockKind::Cpu(CpuKind::User), sig::SIGVTALRM)?,
         timer_kind::ITIMER_PROF => itimer(2, ClockKind::Cpu(CpuKind::Total), sig::SIGPROF)?,
         timer_kind::POSIX if e.id >= 0 => Slot::Posix(e.id),
         _ => return Err("a timer's kind or id is invalid"),
@@ -145,7 +143,11 @@ pub(crate) fn carry(p: &Arc<Process>) -> (Vec<TimerEntry>, u32) {
                 timer_clock::PROCESS_CPU_USER,
                 sig::SIGVTALRM,
             ),
-            _ => (timer_kind::ITIMER_PROF, timer_clock::PROCESS_CPU, sig::SIGPROF),
+            _ => (
+                timer_kind::ITIMER_PROF,
+                timer_clock::PROCESS_CPU,
+                sig::SIGPROF,
+            ),
         };
         out.push(TimerEntry {
             pid: p.pid,
@@ -372,10 +374,22 @@ mod tests {
                 clock: timer_clock::MONOTONIC,
                 ..alarm
             },
-            TimerEntry { clock: 0, ..entry() },
-            TimerEntry { signo: 0, ..entry() },
-            TimerEntry { signo: 65, ..entry() },
-            TimerEntry { notify: 9, ..entry() },
+            TimerEntry {
+                clock: 0,
+                ..entry()
+            },
+            TimerEntry {
+                signo: 0,
+                ..entry()
+            },
+            TimerEntry {
+                signo: 65,
+                ..entry()
+            },
+            TimerEntry {
+                notify: 9,
+                ..entry()
+            },
             TimerEntry { kind: 0, ..entry() },
             TimerEntry { id: -1, ..entry() },
             TimerEntry {
@@ -399,7 +413,11 @@ mod tests {
         assert_eq!(carried_times(&s, 50, false), (100, 10), "wall: absolute");
         assert_eq!(carried_times(&s, 50, true), (50, 10), "CPU: what is left");
         assert_eq!(carried_times(&s, 150, true), (1, 10), "CPU, due: at once");
-        assert_eq!(carried_times(&s, 150, false), (100, 10), "wall, due: as it is");
+        assert_eq!(
+            carried_times(&s, 150, false),
+            (100, 10),
+            "wall, due: as it is"
+        );
         // A periodic POSIX timer whose signal is queued goes on after now.
         s.expire(100, super::super::state::Kind::Posix);
         assert_eq!(s.next, None);

@@ -34,8 +34,8 @@
 //! state ([`ThreadStateEntry`]), every resident page and the guest-physical frame it maps
 //! ([`PageRunEntry`]; the frames stay where they are in the user pool), credentials, paths
 //! and limits ([`ProcessStateEntry`]), signal dispositions ([`SigActionEntry`]) and a byte
-//! blob those entries point into ([`BlobRef`]) — and blockers for what it still does not
-//! carry. Every reader checks a record with [`Record::parse`] and then its values with
+//! blob those entries point into ([`BlobRef`]), its interval and POSIX timers
+//! ([`TimerEntry`]) — and blockers for what it still does not carry. Every reader checks a record with [`Record::parse`] and then its values with
 //! [`Record::check`] against its own [`Bounds`]: the record is untrusted input to the host
 //! and to an adopting kernel alike.
 

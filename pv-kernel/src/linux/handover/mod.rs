@@ -12,7 +12,8 @@
 //! resident page with its frame, its credentials, capabilities, limits, paths, break and
 //! signal dispositions ([`carry_threads`], [`carry_process`]); its blockers name, per
 //! process, what version 2 does not carry (open descriptors, file-backed and shared memory
-//! areas, timers, threads left blocked in a system call). The host refuses an upgrade with
+//! areas, timers on another process's or a thread's CPU clock, threads left blocked in a
+//! system call). Timers are carried in section 16 ([`super::timers::carry`]). The host refuses an upgrade with
 //! blockers, naming them.
 //!
 //! **Safe point.** While it writes the record, `handoverd` stops every user thread: it sets

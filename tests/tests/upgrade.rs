@@ -662,9 +662,9 @@ fn bad_or_incompatible_images_are_refused_before_the_guest_is_asked() {
 /// timer on `CLOCK_REALTIME`, `SIGALRM`) and the static C program `handover-timers`
 /// (`alarm(8)`, and a POSIX timer on `CLOCK_MONOTONIC` due at 8.5 s with `SIGEV_THREAD_ID`
 /// and a `sigev_value`) are armed, the kernel is switched while they run, and afterwards
-/// they fire at the times they would have without a switch (as natively: 8000 and 8500 ms
-/// after arming, `timeout` exiting 124), with their value, id and target thread, in the
-/// same processes.
+/// they fire at the times they would have without a switch (as the same program run
+/// natively alongside: 8000 and 8500 ms after arming; `timeout` exiting 124), with their
+/// value, id and target thread, in the same processes.
 #[test]
 #[cfg_attr(
     not(have_static_glibc),
@@ -681,6 +681,13 @@ fn timers_fire_on_time_after_a_switch() {
          while :; do sleep 1; done",
         prog.display()
     );
+    // The same program natively, alongside, for comparison.
+    let native_out = out.0.join("native");
+    let mut native = std::process::Command::new(&prog)
+        .arg(&native_out)
+        .arg(SECS.to_string())
+        .spawn()
+        .expect("run handover-timers natively");
     let started = std::time::Instant::now();
     let r = root.pvmux(&[
         "run", "--name", "t", "--detach", "--rootfs", "/", "-v", &vol, "--", "/bin/sh", "-c",
@@ -800,6 +807,19 @@ fn timers_fire_on_time_after_a_switch() {
         (4242, 0, 0),
         "value, timer id, overrun: {line}"
     );
+    assert!(native.wait().expect("native run").success());
+    let native = std::fs::read_to_string(&native_out).expect("native results");
+    eprintln!("natively: {}", native.trim());
+    let nw: Vec<&str> = native.split_whitespace().collect();
+    assert_eq!(
+        (nw[0], nw[2], &nw[4..]),
+        (w[0], w[2], &w[4..]),
+        "the same signals, value, id and overrun as natively: {native} / {line}"
+    );
+    for i in [1, 3] {
+        let nat: i64 = nw[i].parse().expect("native ms");
+        assert!((n(i) - nat).abs() < 500, "{} ms vs {nat} natively", n(i));
+    }
     let st = root.pvmux(&["stop", "-t", "1", "t"]);
     assert_eq!(st.code(), Some(0), "{}", st.context());
 }

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use pvmux_hypercalls::handover::{
     blocker, until_nul, BlockerEntry, Bounds, FdEntry, FdStateEntry, FileAreaEntry, HandoverNote,
     PageRunEntry, PipeEntry, ProcessEntry, ProcessStateEntry, Record, RecordError, SigActionEntry,
-    ThreadEntry, ThreadStateEntry, VmaEntry, ZombieEntry, MAX_PID, MAX_RECORD_LEN,
+    ThreadEntry, ThreadStateEntry, TimerEntry, VmaEntry, ZombieEntry, MAX_PID, MAX_RECORD_LEN,
 };
 use pvmux_hypercalls::HcError;
 
@@ -208,6 +208,8 @@ pub struct Inventory {
     pub file_areas: Vec<(FileAreaEntry, String)>,
     /// Version 2: the wait status of each process not reaped.
     pub zombies: Vec<ZombieEntry>,
+    /// Version 2: every timer carried (section 16), in (pid, kind, id) order.
+    pub timers: Vec<TimerEntry>,
 }
 
 impl Inventory {
@@ -240,6 +242,7 @@ impl Inventory {
                 .map(|a| (a, path(r.blob_bytes(a.path))))
                 .collect(),
             zombies: r.entries().collect(),
+            timers: r.entries().collect(),
             release: crate::escape::escape_guest(r.release(), crate::escape::Mode::Line),
             version: r.header.version,
             len: bytes.len(),

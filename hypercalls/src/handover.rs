@@ -34,8 +34,8 @@
 //! state ([`ThreadStateEntry`]), every resident page and the guest-physical frame it maps
 //! ([`PageRunEntry`]; the frames stay where they are in the user pool), credentials, paths
 //! and limits ([`ProcessStateEntry`]), signal dispositions ([`SigActionEntry`]) and a byte
-//! blob those entries point into ([`BlobRef`]) — and blockers for what it still does not
-//! carry. Every reader checks a record with [`Record::parse`] and then its values with
+//! blob those entries point into ([`BlobRef`]), its interval and POSIX timers
+//! ([`TimerEntry`]) — and blockers for what it still does not carry. Every reader checks a record with [`Record::parse`] and then its values with
 //! [`Record::check`] against its own [`Bounds`]: the record is untrusted input to the host
 //! and to an adopting kernel alike.
 
@@ -255,6 +255,10 @@ pub mod section {
     /// Version 2 (optional: a reader that does not know it skips it):
     /// [`super::FileImageEntry`]s (where each file area's pages not in a page run come from).
     pub const FILE_IMAGE: u32 = 15;
+    /// Version 2: [`super::TimerEntry`]s (every interval and POSIX timer of each live
+    /// process). An adopter of this source checks and re-creates them; see docs/ABI.md
+    /// §handover for what an older adopter (which skips kinds it does not know) would do.
+    pub const TIMER: u32 = 16;
 }
 
 /// One process.
@@ -696,6 +700,81 @@ pub struct ZombieEntry {
 
 const _: () = assert!(size_of::<ZombieEntry>() == 8);
 
+/// Version 2 (section [`section::TIMER`]): one timer of a live process — an interval timer
+/// (`setitimer`, `alarm`) or a POSIX timer (`timer_create`) — armed or not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct TimerEntry {
+    /// Its process.
+    pub pid: i32,
+    /// [`timer_kind`].
+    pub kind: u32,
+    /// A POSIX timer's id (`timer_create`'s); 0 for an interval timer.
+    pub id: i32,
+    /// [`timer_clock`].
+    pub clock: u32,
+    /// [`timer_notify`] (an interval timer: [`timer_notify::SIGNAL`]).
+    pub notify: u32,
+    /// The signal an expiry sends (1..=64; 0 with [`timer_notify::NONE`]). An interval
+    /// timer's is its kind's (`SIGALRM`, `SIGVTALRM`, `SIGPROF`).
+    pub signo: u32,
+    /// [`timer_notify::THREAD`]: the thread (of the process) its signal goes to; else 0.
+    pub tid: i32,
+    /// What `timer_getoverrun` reports (0..=`i32::MAX`).
+    pub overrun: i32,
+    /// The signal's `sigev_value` (`si_value`; a POSIX timer's).
+    pub value: u64,
+    /// The next expiry (0: not armed): a wall clock's is an absolute time of the tenant's
+    /// guest clock in ns (the same across a switch: the host keeps its clock parameters); a
+    /// CPU-time clock's is the CPU time in ns left until it (at least 1).
+    pub next: u64,
+    /// The reload interval in ns (0: one-shot).
+    pub interval: u64,
+    /// Reserved (0).
+    pub _reserved: u64,
+}
+
+const _: () = assert!(size_of::<TimerEntry>() == 64);
+const _: () = assert!(core::mem::offset_of!(TimerEntry, value) == 32);
+const _: () = assert!(core::mem::offset_of!(TimerEntry, next) == 40);
+
+/// [`TimerEntry::kind`].
+pub mod timer_kind {
+    /// `ITIMER_REAL` (and `alarm`): [`super::timer_clock::REALTIME`], `SIGALRM`.
+    pub const ITIMER_REAL: u32 = 1;
+    /// `ITIMER_VIRTUAL`: [`super::timer_clock::PROCESS_CPU_USER`], `SIGVTALRM`.
+    pub const ITIMER_VIRTUAL: u32 = 2;
+    /// `ITIMER_PROF`: [`super::timer_clock::PROCESS_CPU`], `SIGPROF`.
+    pub const ITIMER_PROF: u32 = 3;
+    /// A POSIX timer.
+    pub const POSIX: u32 = 4;
+}
+
+/// [`TimerEntry::clock`].
+pub mod timer_clock {
+    /// `CLOCK_REALTIME` and its kin (absolute settings are wall-clock times).
+    pub const REALTIME: u32 = 1;
+    /// `CLOCK_MONOTONIC` and its kin (`CLOCK_BOOTTIME`, ...).
+    pub const MONOTONIC: u32 = 2;
+    /// The process's own CPU time, user + system (`CLOCK_PROCESS_CPUTIME_ID`).
+    pub const PROCESS_CPU: u32 = 3;
+    /// The process's own user CPU time.
+    pub const PROCESS_CPU_USER: u32 = 4;
+}
+
+/// [`TimerEntry::notify`].
+pub mod timer_notify {
+    /// `SIGEV_NONE`: nothing; the timer is only read back.
+    pub const NONE: u32 = 0;
+    /// A signal to the process (`SIGEV_SIGNAL`, `SIGEV_THREAD`; an interval timer).
+    pub const SIGNAL: u32 = 1;
+    /// A signal to one thread (`SIGEV_THREAD_ID`).
+    pub const THREAD: u32 = 2;
+}
+
+/// The most timers a record may carry for one process (interval timers included).
+pub const MAX_TIMERS_PER_PROCESS: usize = 4096 + 3;
+
 /// The most bytes a [`PipeEntry`] may hold (Linux's largest pipe, `pipe-max-size`).
 pub const MAX_PIPE_BYTES: u32 = 1 << 20;
 
@@ -763,6 +842,9 @@ impl Entry for ZombieEntry {
 }
 impl Entry for FileImageEntry {
     const KIND: u32 = section::FILE_IMAGE;
+}
+impl Entry for TimerEntry {
+    const KIND: u32 = section::TIMER;
 }
 
 /// Copies `s` into a NUL-padded field (cut to its size).
@@ -866,6 +948,8 @@ impl<'a> Record<'a> {
                 section::PIPE => Some(size_of::<PipeEntry>()),
                 section::FILE_AREA => Some(size_of::<FileAreaEntry>()),
                 section::ZOMBIE => Some(size_of::<ZombieEntry>()),
+                section::FILE_IMAGE => Some(size_of::<FileImageEntry>()),
+                section::TIMER => Some(size_of::<TimerEntry>()),
                 _ => None,
             };
             if header.version >= 2 && h.kind < 32 {
@@ -879,7 +963,7 @@ impl<'a> Record<'a> {
                 r.blob = payload;
             }
             // Version 1 has none of version 2's sections.
-            if header.version < 2 && (section::THREAD_STATE..=section::ZOMBIE).contains(&h.kind) {
+            if header.version < 2 && (section::THREAD_STATE..=section::TIMER).contains(&h.kind) {
                 return Err(RecordError::BadSection(h.kind));
             }
             if known.is_some_and(|s| s != h.entry_size as usize)
@@ -1139,6 +1223,91 @@ impl<'a> Record<'a> {
                 | fd_state::CONSOLE
                 | fd_state::DEVICE => {}
                 k => return oob("descriptor kind", u64::from(k)),
+            }
+        }
+        self.check_timers(&procs, &threads)
+    }
+
+    /// [`Record::check`] of the [`TimerEntry`]s: in (pid, kind, id) order (so unique), each
+    /// of a live process of the record, at most [`MAX_TIMERS_PER_PROCESS`] a process; an
+    /// interval timer with id 0, its kind's clock and signal, notifying the process; a
+    /// POSIX timer with a known clock and notification, a signal in 1..=64 (0 for
+    /// [`timer_notify::NONE`]), a target thread of its process; times and the overrun
+    /// non-negative as a `timespec` and an `int` (a disarmed timer, `next` 0, with no
+    /// interval); the reserved field 0.
+    fn check_timers(
+        &self,
+        procs: &Table<'_, ProcessEntry>,
+        threads: &Table<'_, ThreadEntry>,
+    ) -> Result<(), RecordError> {
+        let mut prev: Option<(i32, u32, i32)> = None;
+        let mut per_process = 0usize;
+        for t in self.entries::<TimerEntry>() {
+            let key = (t.pid, t.kind, t.id);
+            if prev.is_some_and(|p| key <= p) {
+                return oob("timer (in (pid, kind, id) order, unique)", t.id as u64);
+            }
+            per_process = if prev.is_some_and(|p| p.0 == t.pid) {
+                per_process + 1
+            } else {
+                1
+            };
+            prev = Some(key);
+            if per_process > MAX_TIMERS_PER_PROCESS {
+                return oob("timers of one process", per_process as u64);
+            }
+            if procs
+                .find(t.pid, |p| p.pid)
+                .is_none_or(|p| p.flags & process_flags::ZOMBIE != 0)
+            {
+                return oob("timer of no live process", t.pid as u64);
+            }
+            let itimer = |clock, signo| {
+                t.id == 0
+                    && t.clock == clock
+                    && t.notify == timer_notify::SIGNAL
+                    && t.signo == signo
+                    && t.tid == 0
+                    && t.value == 0
+            };
+            let ok = match t.kind {
+                timer_kind::ITIMER_REAL => itimer(timer_clock::REALTIME, 14),
+                timer_kind::ITIMER_VIRTUAL => itimer(timer_clock::PROCESS_CPU_USER, 26),
+                timer_kind::ITIMER_PROF => itimer(timer_clock::PROCESS_CPU, 27),
+                timer_kind::POSIX => {
+                    let target = match t.notify {
+                        timer_notify::NONE => t.signo == 0 && t.tid == 0,
+                        timer_notify::SIGNAL => (1..=64).contains(&t.signo) && t.tid == 0,
+                        timer_notify::THREAD => {
+                            (1..=64).contains(&t.signo)
+                                && threads
+                                    .find(t.tid, |u| u.tid)
+                                    .is_some_and(|u| u.pid == t.pid)
+                        }
+                        _ => false,
+                    };
+                    t.id >= 0
+                        && (timer_clock::REALTIME..=timer_clock::PROCESS_CPU_USER)
+                            .contains(&t.clock)
+                        && target
+                }
+                _ => false,
+            };
+            if !ok {
+                return oob(
+                    "timer (kind, clock, notification, signal or thread)",
+                    u64::from(t.kind),
+                );
+            }
+            if t.overrun < 0 || t._reserved != 0 {
+                return oob("timer overrun", t.overrun as u64);
+            }
+            // A disarmed timer has no interval either.
+            if t.next > i64::MAX as u64
+                || t.interval > i64::MAX as u64
+                || t.next == 0 && t.interval != 0
+            {
+                return oob("timer expiry or interval", t.next);
             }
         }
         Ok(())
@@ -1684,6 +1853,193 @@ mod tests {
                 e => panic!("{what}: {e:?}"),
             }
         }
+    }
+
+    #[test]
+    fn timers_round_trip_and_are_checked() {
+        // Process 1 (threads 1 and 2), process 2 a zombie.
+        let rec = |timers: &[TimerEntry]| {
+            let mut v = Vec::new();
+            let mut w = RecordWriter::new(&mut v, 2, b"x");
+            w.section(&[
+                ProcessEntry {
+                    pid: 1,
+                    nr_threads: 2,
+                    ..Default::default()
+                },
+                ProcessEntry {
+                    pid: 2,
+                    ppid: 1,
+                    flags: process_flags::ZOMBIE,
+                    ..Default::default()
+                },
+            ]);
+            w.section(&[
+                ThreadEntry {
+                    tid: 1,
+                    pid: 1,
+                    ..Default::default()
+                },
+                ThreadEntry {
+                    tid: 3,
+                    pid: 1,
+                    ..Default::default()
+                },
+            ]);
+            w.section(timers);
+            w.finish();
+            v
+        };
+        let real = TimerEntry {
+            pid: 1,
+            kind: timer_kind::ITIMER_REAL,
+            id: 0,
+            clock: timer_clock::REALTIME,
+            notify: timer_notify::SIGNAL,
+            signo: 14,
+            tid: 0,
+            overrun: 0,
+            value: 0,
+            next: 3_000_000_000,
+            interval: 0,
+            _reserved: 0,
+        };
+        let prof = TimerEntry {
+            kind: timer_kind::ITIMER_PROF,
+            clock: timer_clock::PROCESS_CPU,
+            signo: 27,
+            next: 5_000,
+            interval: 10_000,
+            ..real
+        };
+        let posix = |id: i32| TimerEntry {
+            kind: timer_kind::POSIX,
+            id,
+            clock: timer_clock::MONOTONIC,
+            notify: timer_notify::THREAD,
+            signo: 35,
+            tid: 3,
+            overrun: 4,
+            value: 0xdead_beef,
+            ..real
+        };
+        let silent = TimerEntry {
+            notify: timer_notify::NONE,
+            signo: 0,
+            tid: 0,
+            next: 0,
+            interval: 0,
+            ..posix(9)
+        };
+        let ok = rec(&[real, prof, posix(0), posix(7), silent]);
+        let r = Record::parse(&ok, (2, 2)).expect("well formed");
+        r.check(&BOUNDS).expect("in bounds");
+        let t: Vec<TimerEntry> = r.entries().collect();
+        assert_eq!(t, [real, prof, posix(0), posix(7), silent]);
+        // Version 1 has no timers.
+        let mut v1 = Vec::new();
+        let mut w = RecordWriter::new(&mut v1, 1, b"x");
+        w.section(&[real]);
+        w.finish();
+        assert_eq!(
+            Record::parse(&v1, (1, 2)).map(|_| ()),
+            Err(RecordError::BadSection(section::TIMER))
+        );
+        for (timers, what) in [
+            (std::vec![posix(7), posix(0)], "order"),
+            (std::vec![posix(7), posix(7)], "unique"),
+            (std::vec![TimerEntry { pid: 2, ..real }], "no live process"),
+            (std::vec![TimerEntry { pid: 5, ..real }], "no live process"),
+            (std::vec![TimerEntry { signo: 10, ..real }], "signal"),
+            (std::vec![TimerEntry { id: 1, ..real }], "signal"),
+            (
+                std::vec![TimerEntry {
+                    clock: timer_clock::MONOTONIC,
+                    ..real
+                }],
+                "clock",
+            ),
+            (
+                std::vec![TimerEntry {
+                    signo: 65,
+                    ..posix(0)
+                }],
+                "signal",
+            ),
+            (
+                std::vec![TimerEntry {
+                    signo: 0,
+                    ..posix(0)
+                }],
+                "signal",
+            ),
+            (std::vec![TimerEntry { tid: 2, ..posix(0) }], "thread"),
+            (
+                std::vec![TimerEntry {
+                    clock: 9,
+                    ..posix(0)
+                }],
+                "clock",
+            ),
+            (
+                std::vec![TimerEntry {
+                    notify: 3,
+                    ..posix(0)
+                }],
+                "notification",
+            ),
+            (std::vec![TimerEntry { kind: 5, ..real }], "kind"),
+            (std::vec![TimerEntry { id: -1, ..posix(0) }], "kind"),
+            (
+                std::vec![TimerEntry {
+                    overrun: -1,
+                    ..posix(0)
+                }],
+                "overrun",
+            ),
+            (
+                std::vec![TimerEntry {
+                    _reserved: 1,
+                    ..real
+                }],
+                "overrun",
+            ),
+            (
+                std::vec![TimerEntry {
+                    next: u64::MAX,
+                    ..real
+                }],
+                "expiry",
+            ),
+            (
+                std::vec![TimerEntry {
+                    interval: 1 << 63,
+                    ..real
+                }],
+                "expiry",
+            ),
+            (
+                std::vec![TimerEntry {
+                    interval: 5,
+                    ..silent
+                }],
+                "expiry",
+            ),
+        ] {
+            match Record::parse(&rec(&timers), (2, 2))
+                .expect("well formed")
+                .check(&BOUNDS)
+            {
+                Err(RecordError::OutOfBounds(w, _)) => assert!(w.contains(what), "{what}: {w}"),
+                e => panic!("{what}: {e:?}"),
+            }
+        }
+        let many: std::vec::Vec<TimerEntry> =
+            (0..=MAX_TIMERS_PER_PROCESS as i32).map(posix).collect();
+        assert!(matches!(
+            Record::parse(&rec(&many), (2, 2)).expect("well formed").check(&BOUNDS),
+            Err(RecordError::OutOfBounds(w, _)) if w.contains("timers of one process")
+        ));
     }
 
     #[test]

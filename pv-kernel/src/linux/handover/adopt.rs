@@ -34,8 +34,8 @@ use core::fmt;
 use pvmux_hypercalls::handover::{
     adopt_flags, adopt_status, page_flags, process_flags, thread_state, AdoptArgs, BlockerEntry,
     Bounds, FdStateEntry, FileAreaEntry, FileImageEntry, PageRunEntry, PipeEntry, ProcessEntry,
-    ProcessStateEntry, Record, RecordError, ThreadStateEntry, ZombieEntry, MAX_ADOPT_REASON,
-    MAX_PID,
+    ProcessStateEntry, Record, RecordError, ThreadStateEntry, TimerEntry, ZombieEntry,
+    MAX_ADOPT_REASON, MAX_PID,
 };
 
 /// Why this kernel does not adopt a record.
@@ -155,6 +155,8 @@ pub(crate) struct Plan {
     pub(crate) pipes: usize,
     /// Bytes buffered in the pipes.
     pub(crate) pipe_bytes: usize,
+    /// Timers (section 16).
+    pub(crate) timers: usize,
 }
 
 /// Checks `bytes` as the record `args` describes, with every check an adoption makes, and
@@ -263,6 +265,14 @@ pub(crate) fn plan(bytes: &[u8], args: &AdoptArgs) -> Result<Plan, Refusal> {
         {
             return Err(Refusal::FileArea(a.pid, a.start));
         }
+    }
+    // Timers: each one this kernel can make again, on a live process of the plan.
+    for t in r.entries::<TimerEntry>() {
+        crate::linux::timers::carry::decode(&t).map_err(|what| Refusal::Process(t.pid, what))?;
+        if !plan.order.contains(&t.pid) {
+            return Err(Refusal::Process(t.pid, "a timer of no live process"));
+        }
+        plan.timers += 1;
     }
     for p in r.entries::<PipeEntry>() {
         plan.pipes += 1;
@@ -794,12 +804,18 @@ pub(crate) fn finish(a: Adopting) -> Vec<u8> {
             failed += 1;
         }
     }
+    // The timers run from now: one due while the tenant was frozen fires at once.
+    let timers = built.timers.len();
+    for t in built.timers {
+        crate::linux::timers::carry::arm(t);
+    }
     crate::println!(
-        "pvmux-kernel: adopted {} processes, {} zombies, {} of {} threads running",
+        "pvmux-kernel: adopted {} processes, {} zombies, {} of {} threads running, {} timers",
         a.plan.order.len(),
         a.plan.zombies.len(),
         threads - failed,
-        threads
+        threads,
+        timers
     );
     crate::hcall::handover_adopted(adopt_status::ADOPTS, b"");
     built.init_exe
@@ -812,6 +828,8 @@ struct Built {
         crate::linux::space::UserState,
         bool,
     )>,
+    /// Every carried timer, made again, to arm.
+    timers: Vec<crate::linux::timers::carry::Adopted>,
     init_exe: Vec<u8>,
 }
 
@@ -827,6 +845,7 @@ fn build(r: &Record<'_>, plan: &Plan) -> Result<Built, Refusal> {
     task::reserve_ids(highest_id(r));
     let mut d = Descriptions::new(r, crate::time::now_ns())?;
     let mut threads = Vec::new();
+    let mut timers = Vec::new();
     let mut init_exe = Vec::new();
     for &pid in &plan.order {
         let parts = process_parts(r, pid)?;
@@ -857,12 +876,22 @@ fn build(r: &Record<'_>, plan: &Plan) -> Result<Built, Refusal> {
         for t in &parts.threads {
             threads.push(task::adopt_thread(&p, t));
         }
+        // Its timers, on it and its threads; armed once the threads run.
+        for e in r.entries::<TimerEntry>().filter(|e| e.pid == pid) {
+            let t = crate::linux::timers::carry::adopt(&p, &e)
+                .map_err(|what| Refusal::Process(pid, what))?;
+            timers.push(t);
+        }
     }
     for z in zombie_parts(r) {
         task::adopt_zombie([z.pid, z.ppid, z.pgid, z.sid], &z.comm, z.status)
             .map_err(|_| Refusal::Process(z.pid, "its pid is taken"))?;
     }
-    Ok(Built { threads, init_exe })
+    Ok(Built {
+        threads,
+        timers,
+        init_exe,
+    })
 }
 
 /// The highest process or thread id of the record `r` (0 if none).

@@ -12,7 +12,8 @@
 //! resident page with its frame, its credentials, capabilities, limits, paths, break and
 //! signal dispositions ([`carry_threads`], [`carry_process`]); its blockers name, per
 //! process, what version 2 does not carry (open descriptors, file-backed and shared memory
-//! areas, timers, threads left blocked in a system call). The host refuses an upgrade with
+//! areas, timers on another process's or a thread's CPU clock, threads left blocked in a
+//! system call). Timers are carried in section 16 ([`super::timers::carry`]). The host refuses an upgrade with
 //! blockers, naming them.
 //!
 //! **Safe point.** While it writes the record, `handoverd` stops every user thread: it sets
@@ -38,7 +39,7 @@ use pvmux_hypercalls::handover::{
     blocker, fd_kind, fd_state, file_area_flags, file_image_flags, fill_name, page_flags,
     process_flags, thread_state, vma_flags, BlobRef, BlockerEntry, FdEntry, FdStateEntry,
     FileAreaEntry, FileImageEntry, PageRunEntry, PipeEntry, ProcessEntry, ProcessStateEntry,
-    RecordWriter, SigActionEntry, ThreadEntry, ThreadStateEntry, VmaEntry, ZombieEntry,
+    RecordWriter, SigActionEntry, ThreadEntry, ThreadStateEntry, TimerEntry, VmaEntry, ZombieEntry,
     MAX_FPU_LEN, MAX_PIPE_BYTES, MAX_RECORD_LEN, MIN_RECORD_VERSION, NO_RESTART, NR_RLIMITS,
     RECORD_VERSION,
 };
@@ -426,6 +427,8 @@ pub(crate) struct Inventory {
     /// Where each file area's pages come from (section 15).
     pub(crate) file_images: Vec<FileImageEntry>,
     pub(crate) zombies: Vec<ZombieEntry>,
+    /// Version 2: every carried timer (in (pid, kind, id) order).
+    pub(crate) timers: Vec<TimerEntry>,
     /// By id.
     pub(crate) pipes: BTreeMap<u64, PipeEntry>,
     /// Open file descriptions seen, by address: their ordinals in the record.
@@ -450,6 +453,7 @@ impl Inventory {
             + self.file_areas.len() * size_of::<FileAreaEntry>()
             + self.file_images.len() * size_of::<FileImageEntry>()
             + self.zombies.len() * size_of::<ZombieEntry>()
+            + self.timers.len() * size_of::<TimerEntry>()
             + self.pipes.len() * size_of::<PipeEntry>()
             + self.blob.len()
     }
@@ -483,6 +487,7 @@ impl Inventory {
             w.section(&self.file_areas);
             w.section(&self.zombies);
             w.section(&self.file_images);
+            w.section(&self.timers);
             w.blob(&self.blob);
         }
         w.finish();
@@ -588,6 +593,7 @@ fn inventory(procs: &[Arc<Process>], version: u32) -> Inventory {
     inv.fd_states.sort_by_key(|f| (f.pid, f.fd));
     inv.file_areas.sort_by_key(|a| (a.pid, a.start));
     inv.file_images.sort_by_key(|a| (a.pid, a.start));
+    inv.timers.sort_by_key(|t| (t.pid, t.kind, t.id));
     inv
 }
 
@@ -595,7 +601,7 @@ fn inventory(procs: &[Arc<Process>], version: u32) -> Inventory {
 /// signal dispositions, every resident page and its frame, its descriptors: `fds`, each
 /// with its description and close-on-exec flag), and blockers for what it does not carry
 /// yet: descriptors other than host and volume files, pipes, the console and devices;
-/// file-backed and shared memory areas; timers.
+/// file-backed and shared memory areas; timers it cannot carry ([`super::timers::carry`]).
 fn carry_process(
     p: &Arc<Process>,
     fds: &[(i32, Arc<super::files::OpenFile>, bool)],
@@ -748,14 +754,8 @@ fn carry_process(
             });
         }
     }
-    let timers = p
-        .timers
-        .itimers
-        .lock()
-        .iter()
-        .filter(|t| t.is_some())
-        .count()
-        + p.timers.posix.lock().map.len();
+    let (timers, timers_not_carried) = super::timers::carry::carry(p);
+    inv.timers.extend(timers);
     let mut not_carried: BTreeMap<&'static [u8], u32> = BTreeMap::new();
     for (fd, f, cloexec) in fds {
         if let Err(what) = carry_fd(p.pid, *fd, f, *cloexec, inv) {
@@ -779,7 +779,11 @@ fn carry_process(
             &b"mappings of in-memory files"[..],
         ),
         (shared_areas, blocker::KERNEL, b"shared memory areas"),
-        (timers as u32, blocker::TIMERS, b"timers"),
+        (
+            timers_not_carried,
+            blocker::TIMERS,
+            b"timers on another's CPU clock or ended thread",
+        ),
     ] {
         if n > 0 {
             let mut b = BlockerEntry {

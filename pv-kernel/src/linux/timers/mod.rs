@@ -9,11 +9,13 @@
 //!   timerfd's count),
 //! * [`daemon`] the kernel thread that sleeps until the next expiry (on the scheduler's
 //!   sleep list) and fires timers,
-//! * [`itimer`], [`posix`], [`timerfd`], [`sleep`] the system calls.
+//! * [`itimer`], [`posix`], [`timerfd`], [`sleep`] the system calls,
+//! * [`carry`] the timers across a kernel hand-over (record section 16).
 //!
 //! A process's timers live in [`ProcessTimers`] (a field of `Process`): interval timers
 //! survive `execve`, POSIX timers do not, and both go at exit; `fork` starts with none.
 
+pub(crate) mod carry;
 pub(crate) mod clock;
 mod daemon;
 pub(crate) mod itimer;

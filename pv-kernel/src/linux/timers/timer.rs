@@ -143,6 +143,37 @@ impl Timer {
         old
     }
 
+    /// The timer as a hand-over record carries it: its next expiry, interval
+    /// ([`super::carry::carried_times`]) and `timer_getoverrun`'s report.
+    pub(crate) fn carried(&self) -> (u64, u64, i32) {
+        let Some(now) = self.clock.now() else {
+            return (0, 0, 0);
+        };
+        let st = self.st.lock();
+        let (next, interval) = super::carry::carried_times(&st, now, self.clock.is_cpu());
+        (next, interval, st.last_overrun)
+    }
+
+    /// An adopted timer armed as carried (`next` 0: disarmed; else a wall clock's expiry, or
+    /// the CPU time to it), with its overrun report; the daemon is told.
+    pub(crate) fn adopted(self: &Arc<Self>, next: u64, interval: u64, overrun: i32) {
+        let at = if next == 0 {
+            None
+        } else if self.clock.is_cpu() {
+            Some(self.clock.now().unwrap_or(0).saturating_add(next))
+        } else {
+            Some(next)
+        };
+        {
+            let mut st = self.st.lock();
+            st.arm(at, interval, NEXT_KEY.fetch_add(1, Ordering::Relaxed));
+            st.last_overrun = overrun;
+        }
+        if at.is_some() && !matches!(self.event, Event::None) {
+            super::daemon::watch(self);
+        }
+    }
+
     /// Disarms the timer.
     pub(crate) fn disarm(&self) {
         self.st.lock().disarm();

@@ -14,7 +14,8 @@ use clap::Args;
 use pvmux_host::upgrade::{self, Inventory, UpgradeError};
 use pvmux_host::TenantHandle;
 use pvmux_hypercalls::handover::{
-    fd_kind, fd_state, process_flags, thread_state, until_nul, NO_RESTART,
+    fd_kind, fd_state, process_flags, thread_state, timer_clock, timer_kind, timer_notify,
+    until_nul, TimerEntry, NO_RESTART,
 };
 
 use super::control::{self, Request};
@@ -188,6 +189,34 @@ struct CarriedJson {
     fds: Vec<CarriedFdJson>,
     /// Private mappings of host and volume files: the paths, by area.
     file_areas: Vec<String>,
+    /// Its timers (record section 16).
+    #[serde(default)]
+    timers: Vec<CarriedTimerJson>,
+}
+
+/// What a version 2 record carries of a timer.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct CarriedTimerJson {
+    /// `real` (`ITIMER_REAL`, `alarm`), `virtual`, `prof` or `posix`.
+    kind: String,
+    /// A POSIX timer's id (0 for an interval timer).
+    id: i32,
+    /// `realtime`, `monotonic`, `process-cpu` or `process-cpu-user`.
+    clock: String,
+    /// `none`, `signal` (to the process) or `thread`.
+    notify: String,
+    /// The signal an expiry sends (0: none).
+    signo: u32,
+    /// `notify` `thread`: the thread.
+    tid: Option<i32>,
+    /// `sigev_value`.
+    value: u64,
+    /// The next expiry (none: disarmed): a wall clock's in guest monotonic ns, a CPU
+    /// clock's as CPU ns left.
+    next_ns: Option<u64>,
+    interval_ns: u64,
+    /// What `timer_getoverrun` reports.
+    overrun: i32,
 }
 
 /// What a version 2 record carries of a thread.
@@ -240,6 +269,39 @@ struct FdJson {
     fd: i32,
     kind: String,
     name: String,
+}
+
+/// A carried timer (checked by `Record::check`) in words.
+fn timer_json(t: &TimerEntry) -> CarriedTimerJson {
+    CarriedTimerJson {
+        kind: match t.kind {
+            timer_kind::ITIMER_REAL => "real",
+            timer_kind::ITIMER_VIRTUAL => "virtual",
+            timer_kind::ITIMER_PROF => "prof",
+            _ => "posix",
+        }
+        .to_owned(),
+        id: t.id,
+        clock: match t.clock {
+            timer_clock::REALTIME => "realtime",
+            timer_clock::MONOTONIC => "monotonic",
+            timer_clock::PROCESS_CPU => "process-cpu",
+            _ => "process-cpu-user",
+        }
+        .to_owned(),
+        notify: match t.notify {
+            timer_notify::NONE => "none",
+            timer_notify::SIGNAL => "signal",
+            _ => "thread",
+        }
+        .to_owned(),
+        signo: t.signo,
+        tid: (t.notify == timer_notify::THREAD).then_some(t.tid),
+        value: t.value,
+        next_ns: (t.next != 0).then_some(t.next),
+        interval_ns: t.interval,
+        overrun: t.overrun,
+    }
 }
 
 /// Guest text, escaped for a terminal.
@@ -365,6 +427,12 @@ impl From<&Inventory> for RecordSummary {
                             .iter()
                             .filter(|(a, _)| a.pid == st.pid)
                             .map(|(_, path)| path.clone())
+                            .collect(),
+                        timers: i
+                            .timers
+                            .iter()
+                            .filter(|t| t.pid == st.pid)
+                            .map(timer_json)
                             .collect(),
                     }
                 })

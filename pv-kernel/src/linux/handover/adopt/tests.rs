@@ -672,3 +672,55 @@ fn an_adopted_thread_resumes_with_its_registers_fpu_image_and_signal_state() {
         assert_eq!(s.altstack_raw(), (0, 0, 2), "{raw:?}");
     }
 }
+
+#[test]
+fn carried_timers_are_planned_and_checked_before_adoption() {
+    use pvmux_hypercalls::handover::{timer_clock, timer_kind, timer_notify, TimerEntry};
+    let alarm = TimerEntry {
+        pid: 1,
+        kind: timer_kind::ITIMER_REAL,
+        id: 0,
+        clock: timer_clock::REALTIME,
+        notify: timer_notify::SIGNAL,
+        signo: 14,
+        tid: 0,
+        overrun: 0,
+        value: 0,
+        next: 5_000_000_000,
+        interval: 0,
+        _reserved: 0,
+    };
+    let posix = TimerEntry {
+        pid: 2,
+        kind: timer_kind::POSIX,
+        id: 0,
+        clock: timer_clock::PROCESS_CPU,
+        notify: timer_notify::THREAD,
+        signo: 34,
+        tid: 2,
+        value: 9,
+        next: 1_000,
+        interval: 1_000,
+        ..alarm
+    };
+    let mut inv = scenario();
+    inv.timers = alloc::vec![alarm, posix];
+    assert_eq!(check(&inv).expect("adopts").timers, 2);
+    // The record's check refuses what is not a timer of a live process (the zombie, 3), or
+    // aims at a thread of another process, before anything is planned.
+    for bad in [
+        TimerEntry { pid: 3, ..alarm },
+        TimerEntry { tid: 1, ..posix },
+        TimerEntry { signo: 0, ..posix },
+    ] {
+        let mut inv = scenario();
+        inv.timers = alloc::vec![bad];
+        assert!(
+            matches!(
+                check(&inv),
+                Err(Refusal::Record(RecordError::OutOfBounds(..)))
+            ),
+            "{bad:?}"
+        );
+    }
+}

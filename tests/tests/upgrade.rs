@@ -678,7 +678,17 @@ fn files_written_in_guest_memory_refuse_the_switch_and_stay() {
     let out = TempDir::unique("pvmux-upgrade-out", "tmpfs");
     let vol = format!("{}:/out", out.0.display());
     let r = root.pvmux(&[
-        "run", "--name", "m", "--detach", "--rootfs", "/", "-v", &vol, "--", "/bin/sh", "-c",
+        "run",
+        "--name",
+        "m",
+        "--detach",
+        "--rootfs",
+        "/",
+        "-v",
+        &vol,
+        "--",
+        "/bin/sh",
+        "-c",
         "sleep 1000",
     ]);
     assert_eq!(r.code(), Some(0), "{}", r.context());

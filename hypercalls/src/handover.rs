@@ -661,8 +661,9 @@ pub struct SocketEntry {
     pub backlog: u32,
     /// The pending error (`SO_ERROR`, a positive errno); 0: none.
     pub err: u32,
-    /// `SO_SNDBUF` and `SO_RCVBUF` (bytes).
+    /// `SO_SNDBUF` (bytes).
     pub sndbuf: u32,
+    /// `SO_RCVBUF` (bytes).
     pub rcvbuf: u32,
     /// `SO_PEERCRED` ([`socket_flags::PEERCRED`]): pid, uid, gid.
     pub peercred: [u32; 3],
@@ -696,8 +697,11 @@ pub mod socket_flags {
     pub const PEERCRED: u32 = 1 << 1;
     /// Released (its last descriptor closed; kept as a peer that is gone).
     pub const DEAD: u32 = 1 << 2;
+    /// Holds its (abstract) name [`super::SocketEntry::addr`] in the name table: `bind`
+    /// (an accepted connection only shows its listener's name).
+    pub const NAMED: u32 = 1 << 3;
     /// Every flag.
-    pub const ALL: u32 = PASSCRED | PEERCRED | DEAD;
+    pub const ALL: u32 = PASSCRED | PEERCRED | DEAD | NAMED;
 }
 
 /// `SOCK_STREAM`, `SOCK_DGRAM`, `SOCK_SEQPACKET`: the [`SocketEntry::ty`] values.

@@ -26,6 +26,7 @@
 
 #![forbid(unsafe_code)]
 
+pub(crate) mod carry;
 mod name;
 mod queue;
 

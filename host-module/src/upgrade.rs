@@ -27,7 +27,8 @@ use std::time::{Duration, Instant};
 use pvmux_hypercalls::handover::{
     blocker, until_nul, BlockerEntry, Bounds, FdEntry, FdStateEntry, FileAreaEntry, HandoverNote,
     PageRunEntry, PipeEntry, ProcessEntry, ProcessStateEntry, Record, RecordError, SigActionEntry,
-    ThreadEntry, ThreadStateEntry, VmaEntry, ZombieEntry, MAX_PID, MAX_RECORD_LEN,
+    SocketEntry, SocketMsgEntry, ThreadEntry, ThreadStateEntry, VmaEntry, ZombieEntry, MAX_PID,
+    MAX_RECORD_LEN,
 };
 use pvmux_hypercalls::HcError;
 
@@ -202,6 +203,9 @@ pub struct Inventory {
     pub file_areas: Vec<(FileAreaEntry, String)>,
     /// Version 2: the wait status of each process not reaped.
     pub zombies: Vec<ZombieEntry>,
+    /// Version 2: `AF_UNIX` sockets, each with its bound address (guest text, escaped:
+    /// an abstract name starts with `\x00`), its messages queued and their bytes.
+    pub sockets: Vec<(SocketEntry, String, usize, usize)>,
 }
 
 impl Inventory {
@@ -234,6 +238,17 @@ impl Inventory {
                 .map(|a| (a, path(r.blob_bytes(a.path))))
                 .collect(),
             zombies: r.entries().collect(),
+            sockets: r
+                .entries::<SocketEntry>()
+                .map(|s| {
+                    let addr = r.blob_bytes(s.addr).unwrap_or_default();
+                    let (msgs, bytes) = r
+                        .entries::<SocketMsgEntry>()
+                        .filter(|m| m.socket == s.id)
+                        .fold((0, 0), |(n, b), m| (n + 1, b + m.data.len as usize));
+                    (s, path(addr.get(2..)), msgs, bytes)
+                })
+                .collect(),
             release: crate::escape::escape_guest(r.release(), crate::escape::Mode::Line),
             version: r.header.version,
             len: bytes.len(),

@@ -651,3 +651,149 @@ fn bad_or_incompatible_images_are_refused_before_the_guest_is_asked() {
     let st = root.pvmux(&["stop", "-t", "1", "b"]);
     assert_eq!(st.code(), Some(0), "{}", st.context());
 }
+
+/// The guest program of [`unix_sockets_carry_their_bytes_across_a_switch`]: a server and
+/// a client (`fork`) pass a counter around over AF_UNIX sockets every 10 ms, three values
+/// always in flight — the server sends each over a stream `socketpair`, the client sends it
+/// back over a stream connection to the server's listener on an abstract name and as a
+/// datagram over a datagram `socketpair`; the server checks both agree and appends the
+/// value to the volume file. A second connection stays waiting in the listener's queue,
+/// its first bytes unread, and is accepted only when the server has counted to 200.
+const SOCKETS_PY: &str = r#"
+import os, socket, time
+NAME = b"\0pvmux-upgrade-sockets"
+out = open("/out/c", "a", buffering=1)
+a, b = socket.socketpair()
+da, db = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+srv.bind(NAME)
+srv.listen(4)
+if os.fork() == 0:
+    a.close(); da.close(); srv.close()
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    c.connect(NAME)
+    late = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    late.connect(NAME)
+    late.sendall(b"late\n")
+    rd = b.makefile("rb")
+    while True:
+        line = rd.readline()
+        if not line:
+            os._exit(0)
+        time.sleep(0.01)
+        c.sendall(line)
+        db.send(line.strip())
+b.close(); db.close()
+conn, _ = srv.accept()
+rd = conn.makefile("rb")
+for i in range(1, 4):
+    a.sendall(b"%d\n" % i)
+n = 3
+while True:
+    v = rd.readline().strip()
+    d = da.recv(64)
+    if d != v:
+        out.write("mismatch %r %r\n" % (v, d))
+        break
+    out.write(v.decode() + "\n")
+    if v == b"200":
+        late, _ = srv.accept()
+        if late.recv(64) != b"late\n":
+            out.write("late connection lost\n")
+    n += 1
+    a.sendall(b"%d\n" % n)
+    time.sleep(0.01)
+"#;
+
+#[test]
+#[cfg_attr(
+    not(have_python3),
+    ignore = "needs /usr/bin/python3: apt-get install python3"
+)]
+fn unix_sockets_carry_their_bytes_across_a_switch() {
+    let root = root("sockets");
+    let out = TempDir::unique("pvmux-upgrade-out", "sockets");
+    let file = out.0.join("c");
+    std::fs::write(out.0.join("s.py"), SOCKETS_PY).expect("write the program");
+    let vol = format!("{}:/out", out.0.display());
+    let r = root.pvmux(&[
+        "run",
+        "--name",
+        "s",
+        "--detach",
+        "--mem",
+        "256M",
+        "--rootfs",
+        "/",
+        "-v",
+        &vol,
+        "--",
+        "/usr/bin/python3",
+        "/out/s.py",
+    ]);
+    assert_eq!(r.code(), Some(0), "{}", r.context());
+    let monitor = root.monitor_pid("s");
+    wait_for("the counter goes round", || counter(&file).len() >= 20);
+    // The guest's processes (`pid:comm`), but this exec's own shell.
+    let pids = |root: &Root| {
+        let script = "for p in /proc/[0-9]*; do n=${p#/proc/}; [ $n = $$ ] && continue; \
+                      read c < $p/comm; echo $n:$c; done";
+        let r = root.pvmux(&["exec", "s", "--", "/bin/sh", "-c", script]);
+        assert_eq!(r.code(), Some(0), "{}", r.context());
+        let mut v: Vec<String> = r.stdout.split_whitespace().map(str::to_owned).collect();
+        v.sort();
+        v
+    };
+    let before = pids(&root);
+    assert_eq!(before.len(), 2, "server and client: {before:?}");
+    let next = kernel_copy(root.dir(), "next", |n| {
+        *n = HandoverNote {
+            release: HandoverNote::new("6.1.0-pvmux-next").release,
+            ..*n
+        }
+    });
+    let count = counter(&file).len();
+    assert!(
+        count < 150,
+        "switched before the late connection is accepted"
+    );
+    let (up, v) = upgrade(&root, "s", &next, None);
+    assert_eq!(up.code(), Some(0), "{}", up.context());
+    assert_eq!(v["adopt_check"]["adopts"], true, "{v}");
+    assert_eq!(v["switch"]["adopted_by"], "6.1.0-pvmux-next", "{v}");
+    // The record carried them: the listener under its abstract name with the late
+    // connection in its queue (its bytes too), both stream pairs, the datagram pair.
+    let socks = v["record"]["sockets"].as_array().expect("sockets");
+    let with = |k: &str, val: &str| socks.iter().filter(|s| s[k] == val).count();
+    let listener = socks
+        .iter()
+        .find(|s| s["state"] == "listening")
+        .unwrap_or_else(|| panic!("a listener: {v}"));
+    assert_eq!(listener["name"], "\\x00pvmux-upgrade-sockets", "{v}");
+    assert_eq!(listener["bound"], true, "{v}");
+    let waiting: Vec<_> = socks
+        .iter()
+        .filter(|s| s["listener"] == listener["id"])
+        .collect();
+    assert_eq!(waiting.len(), 1, "{v}");
+    assert_eq!(waiting[0]["queued_bytes"], 5, "\"late\\n\": {v}");
+    assert_eq!(with("type", "dgram"), 2, "{v}");
+    assert_eq!(with("state", "connected"), 6, "{v}");
+    let queued: u64 = socks
+        .iter()
+        .map(|s| s["queued_bytes"].as_u64().expect("bytes"))
+        .sum();
+    assert!(queued > 5, "values in flight were carried: {v}");
+    // The same processes go on: every value once, in order, through the late connection.
+    wait_for("the counter goes on past 200", || {
+        counter(&file).len() >= 210.max(count + 30)
+    });
+    assert_no_value_lost(&counter(&file));
+    assert_eq!(pids(&root), before, "the same processes");
+    let r = root.pvmux(&["exec", "s", "--", "/bin/sh", "-c", "uname -r"]);
+    assert_eq!(r.stdout.trim(), "6.1.0-pvmux-next", "{}", r.context());
+    assert!(alive(monitor));
+    let st = root.pvmux(&["stop", "-t", "1", "s"]);
+    assert_eq!(st.code(), Some(0), "{}", st.context());
+    assert_no_value_lost(&counter(&file));
+}

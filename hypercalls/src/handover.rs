@@ -617,7 +617,7 @@ pub mod fd_state {
     pub const CONSOLE: u32 = 5;
     /// A memory-like device (`/dev/null`, `zero`, `full`, `random`, `urandom`, `tty`).
     pub const DEVICE: u32 = 6;
-    /// An `AF_UNIX` socket: [`FdStateEntry::object`] is its [`super::SocketEntry::id`].
+    /// An `AF_UNIX` socket: [`super::FdStateEntry::object`] is its [`super::SocketEntry::id`].
     pub const UNIX_SOCKET: u32 = 7;
 }
 

@@ -86,8 +86,7 @@ impl Carry {
                 if i.err.is_some_and(|e| e != Errno::ECONNRESET) {
                     return Err(b"sockets with a pending error");
                 }
-                if i.opts.iter().map(|(_, v)| v.len() + 8).sum::<usize>() > MAX_SOCKET_OPTS as usize
-                {
+                if i.opts.values().map(|v| v.len() + 8).sum::<usize>() > MAX_SOCKET_OPTS as usize {
                     return Err(b"sockets with too many options");
                 }
                 todo.extend(i.peer.iter().cloned());
@@ -97,11 +96,10 @@ impl Carry {
             }
             reached.insert(ptr(&s), s);
         }
-        let mut next = self.socks.len() as u64 + 1;
-        for (&k, s) in &reached {
-            self.ids.insert(k, next);
-            self.wmems.insert(ptr(&s.wmem), next);
-            next += 1;
+        let first = self.socks.len() as u64 + 1;
+        for (id, (&k, s)) in (first..).zip(&reached) {
+            self.ids.insert(k, id);
+            self.wmems.insert(ptr(&s.wmem), id);
         }
         let mut queued_on: BTreeMap<usize, (u64, u32)> = BTreeMap::new();
         for (k, s) in &reached {

@@ -203,8 +203,8 @@ pub struct Inventory {
     pub file_areas: Vec<(FileAreaEntry, String)>,
     /// Version 2: the wait status of each process not reaped.
     pub zombies: Vec<ZombieEntry>,
-    /// Version 2: `AF_UNIX` sockets, each with its bound address (guest text, escaped:
-    /// an abstract name starts with `\x00`), its messages queued and their bytes.
+    /// Version 2: `AF_UNIX` sockets, each with its bound address's name (guest text,
+    /// escaped: an abstract name starts with `\x00`, a path ends before its NUL), its messages queued and their bytes.
     pub sockets: Vec<(SocketEntry, String, usize, usize)>,
 }
 
@@ -246,7 +246,12 @@ impl Inventory {
                         .entries::<SocketMsgEntry>()
                         .filter(|m| m.socket == s.id)
                         .fold((0, 0), |(n, b), m| (n + 1, b + m.data.len as usize));
-                    (s, path(addr.get(2..)), msgs, bytes)
+                    // A path ends at its NUL; an abstract name is all its bytes.
+                    let name = match addr.get(2..) {
+                        Some(n @ [0, ..]) => n,
+                        n => until_nul(n.unwrap_or_default()),
+                    };
+                    (s, path(Some(name)), msgs, bytes)
                 })
                 .collect(),
             release: crate::escape::escape_guest(r.release(), crate::escape::Mode::Line),

@@ -667,17 +667,22 @@ pub struct SocketEntry {
     pub rcvbuf: u32,
     /// `SO_PEERCRED` ([`socket_flags::PEERCRED`]): pid, uid, gid.
     pub peercred: [u32; 3],
-    /// Zero.
-    pub _reserved: u32,
+    /// A name in the filesystem ([`SocketEntry::path`]): its permission bits.
+    pub mode: u32,
+    /// A name in the filesystem: its owner and group.
+    pub owner: [u32; 2],
     /// The bound address (a `sockaddr_un`: family, then the name; empty: unbound), in the
     /// blob.
     pub addr: BlobRef,
     /// Options kept as set (`SO_RCVTIMEO`, …): a sequence of (name `i32`, length `u32`,
     /// bytes), little-endian, in the blob.
     pub opts: BlobRef,
+    /// A socket holding a name in the filesystem ([`socket_flags::NAMED`], `addr` a path):
+    /// the absolute path of its socket file, in the blob (empty: none).
+    pub path: BlobRef,
 }
 
-const _: () = assert!(size_of::<SocketEntry>() == 88);
+const _: () = assert!(size_of::<SocketEntry>() == 104);
 
 /// [`SocketEntry::state`].
 pub mod socket_state {
@@ -697,8 +702,9 @@ pub mod socket_flags {
     pub const PEERCRED: u32 = 1 << 1;
     /// Released (its last descriptor closed; kept as a peer that is gone).
     pub const DEAD: u32 = 1 << 2;
-    /// Holds its (abstract) name [`super::SocketEntry::addr`] in the name table: `bind`
-    /// (an accepted connection only shows its listener's name).
+    /// Holds its name [`super::SocketEntry::addr`] in the name table: `bind` (an accepted
+    /// connection only shows its listener's name); a path name is the socket file at
+    /// [`super::SocketEntry::path`].
     pub const NAMED: u32 = 1 << 3;
     /// Every flag.
     pub const ALL: u32 = PASSCRED | PEERCRED | DEAD | NAMED;
@@ -1296,7 +1302,7 @@ impl<'a> Record<'a> {
                 && s.flags & !socket_flags::ALL == 0
                 && s.peer != s.id
                 && s.err < 4096
-                && s._reserved == 0;
+                && s.mode <= 0o7777;
             if !ok {
                 return oob("socket type, state, flags or shutdown", s.id);
             }
@@ -1326,6 +1332,18 @@ impl<'a> Record<'a> {
             let addr = self.blob_bytes(s.addr);
             if addr.is_none_or(|a| a.len() > MAX_UNIX_ADDR as usize || (a.len() == 1)) {
                 return oob("socket address", s.id);
+            }
+            let path = self.blob_bytes(s.path);
+            let abstract_name = addr.is_some_and(|a| a.get(2) == Some(&0));
+            let path_ok = path.is_some_and(|p| {
+                p.is_empty()
+                    || (p.starts_with(b"/") && p.len() <= 4096 && !p.contains(&0) && !abstract_name)
+            });
+            let named_ok = s.flags & socket_flags::NAMED == 0
+                || abstract_name
+                || path.is_some_and(|p| !p.is_empty());
+            if !path_ok || !named_ok {
+                return oob("socket name (abstract, or an absolute path)", s.id);
             }
             let Some(mut opts) = self
                 .blob_bytes(s.opts)
@@ -1876,9 +1894,11 @@ mod tests {
             sndbuf: 212_992,
             rcvbuf: 212_992,
             peercred: [0; 3],
-            _reserved: 0,
+            mode: 0,
+            owner: [0; 2],
             addr: BlobRef::default(),
             opts: BlobRef::default(),
+            path: BlobRef::default(),
         };
         let msg = |socket: u64, len: u32| SocketMsgEntry {
             socket,
@@ -1896,6 +1916,7 @@ mod tests {
         let c = socket_state::CONNECTED;
         let listener = SocketEntry {
             state: socket_state::LISTENING,
+            flags: socket_flags::NAMED,
             backlog: 5,
             addr: BlobRef { off: 0, len: 6 },
             opts: BlobRef {
@@ -2000,6 +2021,29 @@ mod tests {
                     &[],
                 ),
                 "socket options",
+            ),
+            (
+                rec(
+                    &[],
+                    &[SocketEntry {
+                        flags: socket_flags::NAMED,
+                        addr: BlobRef { off: 6, len: 5 },
+                        ..sock(1, 0, 0)
+                    }],
+                    &[],
+                ),
+                "socket name",
+            ),
+            (
+                rec(
+                    &[],
+                    &[SocketEntry {
+                        path: BlobRef { off: 6, len: 5 },
+                        ..sock(1, 0, 0)
+                    }],
+                    &[],
+                ),
+                "socket name",
             ),
             (rec(&[], &socks, &[msg(5, 1), msg(1, 1)]), "socket order"),
             (rec(&[], &socks, &[msg(3, 1)]), "listener"),

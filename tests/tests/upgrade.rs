@@ -657,23 +657,29 @@ fn bad_or_incompatible_images_are_refused_before_the_guest_is_asked() {
 /// always in flight — the server sends each over a stream `socketpair`, the client sends it
 /// back over a stream connection to the server's listener on an abstract name and as a
 /// datagram over a datagram `socketpair`; the server checks both agree and appends the
-/// value to the volume file. A second connection stays waiting in the listener's queue,
-/// its first bytes unread, and is accepted only when the server has counted to 200.
+/// value to the volume file. A second connection, to a second listener bound to a path,
+/// stays waiting in that listener's queue, its first bytes unread; the server accepts it
+/// only when it has counted to 200, and then checks the path still names its listener (a
+/// socket file, a new connection through it). Any error is a line that is no number.
 const SOCKETS_PY: &str = r#"
-import os, socket, time
+import os, socket, stat, time
 NAME = b"\0pvmux-upgrade-sockets"
+PATH = "/tmp/pvmux-upgrade-sockets.sock"
 out = open("/out/c", "a", buffering=1)
 a, b = socket.socketpair()
 da, db = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
 srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 srv.bind(NAME)
 srv.listen(4)
+srv2 = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+srv2.bind(PATH)
+srv2.listen(2)
 if os.fork() == 0:
-    a.close(); da.close(); srv.close()
+    a.close(); da.close(); srv.close(); srv2.close()
     c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     c.connect(NAME)
     late = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    late.connect(NAME)
+    late.connect(PATH)
     late.sendall(b"late\n")
     rd = b.makefile("rb")
     while True:
@@ -697,14 +703,21 @@ while True:
         break
     out.write(v.decode() + "\n")
     if v == b"200":
-        late, _ = srv.accept()
+        late, _ = srv2.accept()
         if late.recv(64) != b"late\n":
             out.write("late connection lost\n")
+        if not stat.S_ISSOCK(os.stat(PATH).st_mode):
+            out.write("the path is no socket\n")
+        x = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        x.connect(PATH)
+        y, _ = srv2.accept()
+        x.sendall(b"x")
+        if y.recv(1) != b"x":
+            out.write("a new connection through the path fails\n")
     n += 1
     a.sendall(b"%d\n" % n)
     time.sleep(0.01)
 "#;
-
 #[test]
 #[cfg_attr(
     not(have_python3),
@@ -761,24 +774,32 @@ fn unix_sockets_carry_their_bytes_across_a_switch() {
     assert_eq!(up.code(), Some(0), "{}", up.context());
     assert_eq!(v["adopt_check"]["adopts"], true, "{v}");
     assert_eq!(v["switch"]["adopted_by"], "6.1.0-pvmux-next", "{v}");
-    // The record carried them: the listener under its abstract name with the late
-    // connection in its queue (its bytes too), both stream pairs, the datagram pair.
+    // The record carried them: the listener under its abstract name with its accepted
+    // connection, the one under a path with the late connection in its queue (its bytes
+    // too), the stream pair, the datagram pair.
     let socks = v["record"]["sockets"].as_array().expect("sockets");
     let with = |k: &str, val: &str| socks.iter().filter(|s| s[k] == val).count();
-    let listener = socks
-        .iter()
-        .find(|s| s["state"] == "listening")
-        .unwrap_or_else(|| panic!("a listener: {v}"));
-    assert_eq!(listener["name"], "\\x00pvmux-upgrade-sockets", "{v}");
-    assert_eq!(listener["bound"], true, "{v}");
-    let waiting: Vec<_> = socks
-        .iter()
-        .filter(|s| s["listener"] == listener["id"])
-        .collect();
-    assert_eq!(waiting.len(), 1, "{v}");
-    assert_eq!(waiting[0]["queued_bytes"], 5, "\"late\\n\": {v}");
+    let waiting = |name: &str| {
+        let listener = socks
+            .iter()
+            .find(|s| s["state"] == "listening" && s["name"] == name)
+            .unwrap_or_else(|| panic!("a listener on {name}: {v}"));
+        assert_eq!(listener["bound"], true, "{v}");
+        socks
+            .iter()
+            .filter(|s| s["listener"] == listener["id"])
+            .map(|s| s["queued_bytes"].as_u64().expect("bytes"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(waiting("\\x00pvmux-upgrade-sockets"), [] as [u64; 0], "{v}");
+    assert_eq!(
+        waiting("/tmp/pvmux-upgrade-sockets.sock"),
+        [5],
+        "\"late\\n\": {v}"
+    );
     assert_eq!(with("type", "dgram"), 2, "{v}");
     assert_eq!(with("state", "connected"), 6, "{v}");
+    assert_eq!(with("state", "listening"), 2, "{v}");
     let queued: u64 = socks
         .iter()
         .map(|s| s["queued_bytes"].as_u64().expect("bytes"))

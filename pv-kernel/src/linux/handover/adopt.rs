@@ -284,7 +284,7 @@ pub(crate) fn plan(bytes: &[u8], args: &AdoptArgs) -> Result<Plan, Refusal> {
     // of no sandbox: the frames' references, every address space (without its files).
     crate::linux::pool::check_adoption(args.pool_start, args.pool_end, &plan.frames)
         .map_err(Refusal::Frame)?;
-    let mut d = Descriptions::new(&r, 0)?;
+    let mut d = Descriptions::new(&r, 0, false)?;
     for &pid in &plan.order {
         let mut mm = crate::linux::space::Mm::new();
         rebuild_mm(&r, pid, &mut mm, &|_, _, _| None)?;
@@ -385,8 +385,10 @@ use alloc::sync::Arc;
 
 impl Descriptions {
     /// The record's pipes re-created with the bytes they buffered, each with as many read
-    /// and write descriptions as the record has of it.
-    pub(crate) fn new(r: &Record<'_>, now_ns: u64) -> Result<Self, Refusal> {
+    /// and write descriptions as the record has of it, and its `AF_UNIX` sockets (their
+    /// path names' socket files made again when `files`: not in a check, whose kernel has
+    /// none of the tenant's files).
+    pub(crate) fn new(r: &Record<'_>, now_ns: u64, files: bool) -> Result<Self, Refusal> {
         use pvmux_hypercalls::handover::fd_state;
         let mut ends: BTreeMap<u64, (BTreeSet<u64>, BTreeSet<u64>)> = BTreeMap::new();
         for f in r.entries::<FdStateEntry>() {
@@ -407,9 +409,12 @@ impl Descriptions {
         }
         let socks: Vec<SocketEntry> = r.entries().collect();
         let msgs: Vec<SocketMsgEntry> = r.entries().collect();
-        let sockets = crate::linux::net::unix::carry::adopt(&socks, &msgs, &|b| {
-            r.blob_bytes(b).map(<[u8]>::to_vec)
-        })
+        let sockets = crate::linux::net::unix::carry::adopt(
+            &socks,
+            &msgs,
+            &|b| r.blob_bytes(b).map(<[u8]>::to_vec),
+            files,
+        )
         .map_err(|e| Refusal::Socket(e.0))?;
         Ok(Self {
             files: BTreeMap::new(),
@@ -853,7 +858,7 @@ struct Built {
 fn build(r: &Record<'_>, plan: &Plan) -> Result<Built, Refusal> {
     use crate::linux::{space, task};
     task::reserve_ids(highest_id(r));
-    let mut d = Descriptions::new(r, crate::time::now_ns())?;
+    let mut d = Descriptions::new(r, crate::time::now_ns(), true)?;
     let mut threads = Vec::new();
     let mut init_exe = Vec::new();
     for &pid in &plan.order {

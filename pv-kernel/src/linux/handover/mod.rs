@@ -562,7 +562,8 @@ fn inventory(procs: &[Arc<Process>], version: u32) -> Inventory {
 /// Version 2: what the record carries of the live process `p` (credentials, paths, break,
 /// signal dispositions, every resident page and its frame, its descriptors: `fds`, each
 /// with its description and close-on-exec flag), and blockers for what it does not carry
-/// yet: descriptors other than host and volume files, pipes, the console and devices;
+/// yet: descriptors other than host and volume files, pipes, `AF_UNIX` sockets, the
+/// console and devices;
 /// file-backed and shared memory areas; timers.
 fn carry_process(
     p: &Arc<Process>,

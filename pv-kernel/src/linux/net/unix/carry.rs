@@ -4,9 +4,14 @@
 //! [`adopt`] re-creates them in the adopting kernel, paired, with their queues, each
 //! name in the name table again.
 //!
-//! What is not carried is refused in words (a blocker): a socket bound to a path (its name
-//! is a socket inode of the in-memory filesystem, which is not carried), descriptors in
-//! flight (`SCM_RIGHTS`), a pending error other than `ECONNRESET`.
+//! A name in the filesystem is a socket inode of the in-memory filesystem: the record
+//! carries its absolute path, permission bits and owner, and the adopter makes the socket
+//! file again there (its directory must exist in the new kernel's filesystem: a `--rootfs`
+//! or volume directory, or one the boot makes).
+//!
+//! What is not carried is refused in words (a blocker): a path name removed, moved or
+//! never told, descriptors in flight (`SCM_RIGHTS`), a pending error other than
+//! `ECONNRESET`.
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::sync::Arc;
@@ -77,8 +82,14 @@ impl Carry {
             }
             {
                 let i = s.inner.lock();
-                if matches!(i.key, Some(Key::Path(_))) {
-                    return Err(b"sockets bound to a path (in-memory socket files)");
+                if let Some(Key::Path(ino)) = i.key {
+                    let same = i.path.as_deref().is_some_and(|p| {
+                        crate::fs::with(|fs| fs.lookup(crate::fs::ramfs::ROOT_INO, p, false))
+                            == Ok(ino)
+                    });
+                    if !same {
+                        return Err(b"sockets whose path name was removed or moved");
+                    }
                 }
                 if i.rq.carried().any(|m| m.rights) {
                     return Err(b"sockets with descriptors in flight (SCM_RIGHTS)");
@@ -140,6 +151,14 @@ impl Carry {
                 opts.extend_from_slice(&(v.len() as u32).to_le_bytes());
                 opts.extend_from_slice(v);
             }
+            let (mut mode, mut owner, mut path) = (0, [0; 2], BlobRef::default());
+            if let (Some(Key::Path(ino)), Some(p)) = (&i.key, &i.path) {
+                if let Ok(st) = crate::fs::with(|fs| fs.stat_ino(*ino)) {
+                    mode = st.mode & 0o7777;
+                    owner = [st.uid, st.gid];
+                }
+                path = blob(p);
+            }
             let e = SocketEntry {
                 id,
                 peer: i.peer.as_ref().map_or(0, |p| self.ids[&ptr(p)]),
@@ -153,9 +172,11 @@ impl Carry {
                 sndbuf: i.sndbuf as u32,
                 rcvbuf: i.rcvbuf as u32,
                 peercred: [c.pid as u32, c.uid, c.gid],
-                _reserved: 0,
+                mode,
+                owner,
                 addr: blob(i.addr.as_deref().unwrap_or_default()),
                 opts: blob(&opts),
+                path,
             };
             self.socks.insert(id, e);
             for m in i.rq.carried() {
@@ -213,14 +234,17 @@ pub(crate) type Adopted = BTreeMap<u64, Arc<dyn Socket>>;
 /// Re-creates the sockets `socks` of a checked record (`Record::check` passed) with the
 /// messages `msgs` queued on them (`blob` gives the bytes a reference names): each
 /// connection's two ends paired, a listener's connections not accepted yet in its queue
-/// in their order, every name in the name table again (refused if it is taken), each
-/// queue with its bytes charged to its sender. The sockets a descriptor may name (neither
+/// in their order, every name in the name table again (refused if it is taken; a path
+/// name's socket file made again with its mode and owner when `files`, else — a check in
+/// a kernel without the tenant's files — left out), each queue with its bytes charged to
+/// its sender. The sockets a descriptor may name (neither
 /// released nor waiting in a listener's queue) come back as open-file objects; the
 /// others live as long as what refers to them.
 pub(crate) fn adopt(
     socks: &[SocketEntry],
     msgs: &[SocketMsgEntry],
     blob: &dyn Fn(BlobRef) -> Option<Vec<u8>>,
+    files: bool,
 ) -> Result<Adopted, Refused> {
     let mut made: BTreeMap<u64, Arc<Sock>> = BTreeMap::new();
     for e in socks {
@@ -260,13 +284,21 @@ pub(crate) fn adopt(
             p => Some(get(p)?),
         };
         let named = e.flags & socket_flags::NAMED != 0;
-        let key = if named {
-            match addr.get(2..) {
-                Some([0, name @ ..]) => Some(Key::Abstract(name.to_vec())),
-                _ => return Err(Refused(e.id)),
+        let path = blob(e.path).ok_or(Refused(e.id))?;
+        let key = match (named, addr.get(2..)) {
+            (false, _) => None,
+            (true, Some([0, name @ ..])) => Some(Key::Abstract(name.to_vec())),
+            (true, Some(_)) if !path.is_empty() && !files => None,
+            (true, Some(_)) if !path.is_empty() => {
+                let ino = crate::fs::with(|fs| {
+                    let ino = fs.mksock(crate::fs::ramfs::ROOT_INO, &path, e.mode & 0o7777)?;
+                    fs.set_meta(ino, e.mode & 0o7777, Some((e.owner[0], e.owner[1])), None)?;
+                    Ok::<_, Errno>(ino)
+                })
+                .map_err(|_| Refused(e.id))?;
+                Some(Key::Path(ino))
             }
-        } else {
-            None
+            _ => return Err(Refused(e.id)),
         };
         let mut i = s.inner.lock();
         i.state = match e.state {
@@ -292,6 +324,7 @@ pub(crate) fn adopt(
         });
         i.opts = opts;
         i.dead = e.flags & socket_flags::DEAD != 0;
+        i.path = (!path.is_empty()).then_some(path);
         drop(i);
         if let Some(key) = key {
             let mut names = NAMES.lock();
@@ -436,7 +469,7 @@ mod tests {
             .collect();
         assert_eq!(carry.len(), (5, 5), "the embryo too, every message");
         assert_eq!(carry.add(&b, &mut add), Ok(ids[1]), "one id per socket");
-        // Refused in words: a path name, descriptors in flight.
+        // Refused in words: a path name that is not where it was bound.
         let p = Sock::new(SockType::Stream);
         p.inner.lock().key = Some(Key::Path(42));
         assert!(carry.add(&p, &mut add).is_err());
@@ -484,7 +517,13 @@ mod tests {
         }
         let socks: Vec<SocketEntry> = r.entries().collect();
         let msgs: Vec<SocketMsgEntry> = r.entries().collect();
-        let got = adopt(&socks, &msgs, &|b| r.blob_bytes(b).map(<[u8]>::to_vec)).expect("adopts");
+        let got = adopt(
+            &socks,
+            &msgs,
+            &|b| r.blob_bytes(b).map(<[u8]>::to_vec),
+            false,
+        )
+        .expect("adopts");
         assert_eq!(got.len(), 4, "the embryo has no descriptor");
         let sock = |id: u64| {
             got[&id]

@@ -818,3 +818,75 @@ fn unix_sockets_carry_their_bytes_across_a_switch() {
     assert_eq!(st.code(), Some(0), "{}", st.context());
     assert_no_value_lost(&counter(&file));
 }
+
+#[test]
+#[cfg_attr(
+    not(have_python3),
+    ignore = "needs /usr/bin/python3: apt-get install python3"
+)]
+fn a_descriptor_in_flight_on_a_unix_socket_is_named_and_refuses_the_upgrade() {
+    let root = root("scm");
+    let out = TempDir::unique("pvmux-upgrade-out", "scm");
+    // A descriptor passed (`SCM_RIGHTS`) and not received yet: the record cannot carry it.
+    let program = "import socket, time\n\
+                   a, b = socket.socketpair()\n\
+                   socket.send_fds(a, [b'x'], [0])\n\
+                   open('/out/ready', 'w').close()\n\
+                   time.sleep(1000)\n";
+    std::fs::write(out.0.join("p.py"), program).expect("write the program");
+    let vol = format!("{}:/out", out.0.display());
+    let r = root.pvmux(&[
+        "run",
+        "--name",
+        "f",
+        "--detach",
+        "--mem",
+        "256M",
+        "--rootfs",
+        "/",
+        "-v",
+        &vol,
+        "--",
+        "/usr/bin/python3",
+        "/out/p.py",
+    ]);
+    assert_eq!(r.code(), Some(0), "{}", r.context());
+    wait_for("the descriptor is in flight", || {
+        out.0.join("ready").exists()
+    });
+    let next = kernel_copy(root.dir(), "next", |n| {
+        *n = HandoverNote {
+            release: HandoverNote::new("6.1.0-pvmux-next").release,
+            ..*n
+        }
+    });
+    let up = root.pvmux(&[
+        "upgrade",
+        "--format",
+        "json",
+        "f",
+        "--kernel",
+        next.to_str().expect("UTF-8"),
+    ]);
+    assert_eq!(up.code(), Some(1), "{}", up.context());
+    assert!(
+        up.stderr
+            .contains("sockets with descriptors in flight (SCM_RIGHTS) of pid 1"),
+        "{}",
+        up.context()
+    );
+    let v: serde_json::Value = serde_json::from_str(up.stdout.trim()).expect("answer JSON");
+    assert_eq!(v["upgraded"], false, "{v}");
+    // Refused whole: the old kernel runs on, the program still there.
+    let r = root.pvmux(&[
+        "exec",
+        "f",
+        "--",
+        "/bin/sh",
+        "-c",
+        "uname -r; cat /proc/1/comm",
+    ]);
+    assert_eq!(r.stdout, "6.1.0-pvmux\npython3\n", "{}", r.context());
+    let st = root.pvmux(&["stop", "-t", "1", "f"]);
+    assert_eq!(st.code(), Some(0), "{}", st.context());
+}

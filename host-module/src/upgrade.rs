@@ -33,7 +33,8 @@ use std::time::{Duration, Instant};
 use pvmux_hypercalls::handover::{
     blocker, until_nul, BlockerEntry, Bounds, FdEntry, FdStateEntry, FileAreaEntry, HandoverNote,
     PageRunEntry, PipeEntry, ProcessEntry, ProcessStateEntry, Record, RecordError, SigActionEntry,
-    ThreadEntry, ThreadStateEntry, TimerEntry, VmaEntry, ZombieEntry, MAX_PID, MAX_RECORD_LEN,
+    SocketEntry, SocketMsgEntry, ThreadEntry, ThreadStateEntry, TimerEntry, VmaEntry, ZombieEntry,
+    MAX_PID, MAX_RECORD_LEN,
 };
 use pvmux_hypercalls::HcError;
 
@@ -210,6 +211,9 @@ pub struct Inventory {
     pub zombies: Vec<ZombieEntry>,
     /// Version 2: every timer carried (section 16), in (pid, kind, id) order.
     pub timers: Vec<TimerEntry>,
+    /// Version 2: `AF_UNIX` sockets, each with its bound address's name (guest text,
+    /// escaped: an abstract name starts with `\x00`, a path ends before its NUL), its messages queued and their bytes.
+    pub sockets: Vec<(SocketEntry, String, usize, usize)>,
 }
 
 impl Inventory {
@@ -243,6 +247,22 @@ impl Inventory {
                 .collect(),
             zombies: r.entries().collect(),
             timers: r.entries().collect(),
+            sockets: r
+                .entries::<SocketEntry>()
+                .map(|s| {
+                    let addr = r.blob_bytes(s.addr).unwrap_or_default();
+                    let (msgs, bytes) = r
+                        .entries::<SocketMsgEntry>()
+                        .filter(|m| m.socket == s.id)
+                        .fold((0, 0), |(n, b), m| (n + 1, b + m.data.len as usize));
+                    // A path ends at its NUL; an abstract name is all its bytes.
+                    let name = match addr.get(2..) {
+                        Some(n @ [0, ..]) => n,
+                        n => until_nul(n.unwrap_or_default()),
+                    };
+                    (s, path(Some(name)), msgs, bytes)
+                })
+                .collect(),
             release: crate::escape::escape_guest(r.release(), crate::escape::Mode::Line),
             version: r.header.version,
             len: bytes.len(),

@@ -259,6 +259,12 @@ pub mod section {
     /// process). An adopter of this source checks and re-creates them; see docs/ABI.md
     /// §handover for what an older adopter (which skips kinds it does not know) would do.
     pub const TIMER: u32 = 16;
+    /// Version 2 (optional: a reader that does not know it skips it, and then refuses the
+    /// descriptors that name its sockets): [`super::SocketEntry`]s (`AF_UNIX` sockets).
+    pub const SOCKET: u32 = 17;
+    /// Version 2 (optional, as [`SOCKET`]): [`super::SocketMsgEntry`]s (what is queued on
+    /// each `AF_UNIX` socket, oldest first).
+    pub const SOCKET_MSG: u32 = 19;
 }
 
 /// One process.
@@ -615,6 +621,8 @@ pub mod fd_state {
     pub const CONSOLE: u32 = 5;
     /// A memory-like device (`/dev/null`, `zero`, `full`, `random`, `urandom`, `tty`).
     pub const DEVICE: u32 = 6;
+    /// An `AF_UNIX` socket: [`super::FdStateEntry::object`] is its [`super::SocketEntry::id`].
+    pub const UNIX_SOCKET: u32 = 7;
 }
 
 /// Version 2: a pipe, named by the [`FdStateEntry::object`] of both its ends.
@@ -630,6 +638,115 @@ pub struct PipeEntry {
 }
 
 const _: () = assert!(size_of::<PipeEntry>() == 24);
+
+/// Version 2 (section [`section::SOCKET`]): an `AF_UNIX` socket. Both ends of a connection
+/// are entries naming each other ([`SocketEntry::peer`]); a connection a listener has not
+/// accepted yet is an entry with no descriptor naming its listener
+/// ([`SocketEntry::listener`]). What is queued on it is in [`SocketMsgEntry`]s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct SocketEntry {
+    /// Its id (not zero, unique in the record; in increasing order).
+    pub id: u64,
+    /// The connected peer (datagrams: the default destination); 0: none.
+    pub peer: u64,
+    /// A connection not accepted yet: the listener whose queue holds it; 0: none.
+    pub listener: u64,
+    /// `SOCK_STREAM` (1), `SOCK_DGRAM` (2) or `SOCK_SEQPACKET` (5).
+    pub ty: u32,
+    /// A [`socket_state`].
+    pub state: u32,
+    /// [`socket_flags`].
+    pub flags: u32,
+    /// Bit 0: receiving shut down; bit 1: sending shut down.
+    pub shutdown: u32,
+    /// A listener: its backlog; a connection not accepted yet: its place in its listener's
+    /// queue (0 first).
+    pub backlog: u32,
+    /// The pending error (`SO_ERROR`, a positive errno); 0: none.
+    pub err: u32,
+    /// `SO_SNDBUF` (bytes).
+    pub sndbuf: u32,
+    /// `SO_RCVBUF` (bytes).
+    pub rcvbuf: u32,
+    /// `SO_PEERCRED` ([`socket_flags::PEERCRED`]): pid, uid, gid.
+    pub peercred: [u32; 3],
+    /// A name in the filesystem ([`SocketEntry::path`]): its permission bits.
+    pub mode: u32,
+    /// A name in the filesystem: its owner and group.
+    pub owner: [u32; 2],
+    /// The bound address (a `sockaddr_un`: family, then the name; empty: unbound), in the
+    /// blob.
+    pub addr: BlobRef,
+    /// Options kept as set (`SO_RCVTIMEO`, …): a sequence of (name `i32`, length `u32`,
+    /// bytes), little-endian, in the blob.
+    pub opts: BlobRef,
+    /// A socket holding a name in the filesystem ([`socket_flags::NAMED`], `addr` a path):
+    /// the absolute path of its socket file, in the blob (empty: none).
+    pub path: BlobRef,
+}
+
+const _: () = assert!(size_of::<SocketEntry>() == 104);
+
+/// [`SocketEntry::state`].
+pub mod socket_state {
+    /// Neither listening nor connected (datagram sockets).
+    pub const UNCONNECTED: u32 = 0;
+    /// Listening: its connections not accepted yet name it.
+    pub const LISTENING: u32 = 1;
+    /// A connected stream or seqpacket socket (also after its peer closed).
+    pub const CONNECTED: u32 = 2;
+}
+
+/// [`SocketEntry::flags`].
+pub mod socket_flags {
+    /// `SO_PASSCRED`.
+    pub const PASSCRED: u32 = 1 << 0;
+    /// [`super::SocketEntry::peercred`] holds `SO_PEERCRED`.
+    pub const PEERCRED: u32 = 1 << 1;
+    /// Released (its last descriptor closed; kept as a peer that is gone).
+    pub const DEAD: u32 = 1 << 2;
+    /// Holds its name [`super::SocketEntry::addr`] in the name table: `bind` (an accepted
+    /// connection only shows its listener's name); a path name is the socket file at
+    /// [`super::SocketEntry::path`].
+    pub const NAMED: u32 = 1 << 3;
+    /// Every flag.
+    pub const ALL: u32 = PASSCRED | PEERCRED | DEAD | NAMED;
+}
+
+/// `SOCK_STREAM`, `SOCK_DGRAM`, `SOCK_SEQPACKET`: the [`SocketEntry::ty`] values.
+pub const SOCKET_TYPES: [u32; 3] = [1, 2, 5];
+
+/// The longest `sockaddr_un` (`sizeof(struct sockaddr_un)`).
+pub const MAX_UNIX_ADDR: u32 = 110;
+
+/// The most option bytes a [`SocketEntry`] may carry.
+pub const MAX_SOCKET_OPTS: u32 = 4096;
+
+/// The most bytes queued on one socket a record may carry (a socket's largest forced
+/// receive buffer).
+pub const MAX_SOCKET_BYTES: u64 = 8 << 20;
+
+/// Version 2 (section [`section::SOCKET_MSG`]): a message queued on an `AF_UNIX` socket
+/// (a stream's bytes not read yet, a datagram or a record), in the order it is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct SocketMsgEntry {
+    /// The socket it is queued on (entries in non-decreasing order of it).
+    pub socket: u64,
+    /// The socket whose send buffer it is charged to; 0: none.
+    pub sender: u64,
+    /// The sender's credentials (`SCM_CREDENTIALS`): pid, uid, gid.
+    pub cred: [u32; 3],
+    /// Zero.
+    pub _reserved: u32,
+    /// The bytes not read yet, in the blob.
+    pub data: BlobRef,
+    /// The sender's address (empty: unbound), in the blob.
+    pub from: BlobRef,
+}
+
+const _: () = assert!(size_of::<SocketMsgEntry>() == 48);
 
 /// Version 2: a private mapping of a host or volume file: the memory area of the same
 /// process and start, whose pages not in a [`PageRunEntry`] come from the file.
@@ -834,6 +951,12 @@ impl Entry for FdStateEntry {
 impl Entry for PipeEntry {
     const KIND: u32 = section::PIPE;
 }
+impl Entry for SocketEntry {
+    const KIND: u32 = section::SOCKET;
+}
+impl Entry for SocketMsgEntry {
+    const KIND: u32 = section::SOCKET_MSG;
+}
 impl Entry for FileAreaEntry {
     const KIND: u32 = section::FILE_AREA;
 }
@@ -950,6 +1073,8 @@ impl<'a> Record<'a> {
                 section::ZOMBIE => Some(size_of::<ZombieEntry>()),
                 section::FILE_IMAGE => Some(size_of::<FileImageEntry>()),
                 section::TIMER => Some(size_of::<TimerEntry>()),
+                section::SOCKET => Some(size_of::<SocketEntry>()),
+                section::SOCKET_MSG => Some(size_of::<SocketMsgEntry>()),
                 _ => None,
             };
             if header.version >= 2 && h.kind < 32 {
@@ -963,7 +1088,8 @@ impl<'a> Record<'a> {
                 r.blob = payload;
             }
             // Version 1 has none of version 2's sections.
-            if header.version < 2 && (section::THREAD_STATE..=section::TIMER).contains(&h.kind) {
+            if header.version < 2 && (section::THREAD_STATE..=section::SOCKET_MSG).contains(&h.kind)
+            {
                 return Err(RecordError::BadSection(h.kind));
             }
             if known.is_some_and(|s| s != h.entry_size as usize)
@@ -1203,6 +1329,8 @@ impl<'a> Record<'a> {
                 return oob("pipe contents", p.id);
             }
         }
+        let sockets = Table::<SocketEntry>::of(self);
+        self.check_sockets(&sockets)?;
         let mut prev = (0i32, -1i32);
         for f in self.entries::<FdStateEntry>() {
             if !known(f.pid) || !(0..MAX_FD).contains(&f.fd) || (f.pid, f.fd) <= prev {
@@ -1216,6 +1344,14 @@ impl<'a> Record<'a> {
                 fd_state::PIPE_READ | fd_state::PIPE_WRITE => {
                     if pipes.find(f.object, |p| p.id).is_none() {
                         return oob("descriptor of an unknown pipe", f.object);
+                    }
+                }
+                fd_state::UNIX_SOCKET => {
+                    if sockets
+                        .find(f.object, |s| s.id)
+                        .is_none_or(|s| s.listener != 0 || s.flags & socket_flags::DEAD != 0)
+                    {
+                        return oob("descriptor of an unknown socket", f.object);
                     }
                 }
                 fd_state::HOST_FILE
@@ -1308,6 +1444,118 @@ impl<'a> Record<'a> {
                 || t.next == 0 && t.interval != 0
             {
                 return oob("timer expiry or interval", t.next);
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Record::check`] of the sockets and their queues: ids in increasing order; types,
+    /// states, shutdown and flags known; both ends of a live connection naming each other,
+    /// of one type; a connection not accepted yet naming a listener, connected; addresses
+    /// and options in the blob and of their sizes (options well formed); messages on known
+    /// sockets, in order, charged to known sockets, their bytes in the blob and at most
+    /// [`MAX_SOCKET_BYTES`] per socket; nothing queued on a listener.
+    fn check_sockets(&self, sockets: &Table<'_, SocketEntry>) -> Result<(), RecordError> {
+        let mut last = 0;
+        for s in sockets.iter() {
+            if s.id <= last {
+                return oob("socket id (in increasing order, not zero)", s.id);
+            }
+            last = s.id;
+            let stream = s.ty != 2;
+            let ok = SOCKET_TYPES.contains(&s.ty)
+                && s.state <= socket_state::CONNECTED
+                && (s.state == socket_state::UNCONNECTED || stream)
+                && s.shutdown <= 3
+                && s.flags & !socket_flags::ALL == 0
+                && s.peer != s.id
+                && s.err < 4096
+                && s.mode <= 0o7777;
+            if !ok {
+                return oob("socket type, state, flags or shutdown", s.id);
+            }
+            if s.peer != 0 {
+                let Some(p) = sockets.find(s.peer, |p| p.id) else {
+                    return oob("socket peer", s.peer);
+                };
+                let live = s.flags & socket_flags::DEAD == 0 && p.flags & socket_flags::DEAD == 0;
+                if stream && (p.ty != s.ty || (live && p.peer != s.id)) {
+                    return oob("socket peer (both ends, one type)", s.peer);
+                }
+                if !stream && p.ty != s.ty {
+                    return oob("socket peer (one type)", s.peer);
+                }
+            }
+            if s.state == socket_state::LISTENING && s.peer != 0 {
+                return oob("listening socket with a peer", s.id);
+            }
+            if s.listener != 0
+                && (s.state != socket_state::CONNECTED
+                    || sockets
+                        .find(s.listener, |l| l.id)
+                        .is_none_or(|l| l.state != socket_state::LISTENING))
+            {
+                return oob("connection of an unknown listener", s.listener);
+            }
+            let addr = self.blob_bytes(s.addr);
+            if addr.is_none_or(|a| a.len() > MAX_UNIX_ADDR as usize || (a.len() == 1)) {
+                return oob("socket address", s.id);
+            }
+            let path = self.blob_bytes(s.path);
+            let abstract_name = addr.is_some_and(|a| a.get(2) == Some(&0));
+            let path_ok = path.is_some_and(|p| {
+                p.is_empty()
+                    || (p.starts_with(b"/") && p.len() <= 4096 && !p.contains(&0) && !abstract_name)
+            });
+            let named_ok = s.flags & socket_flags::NAMED == 0
+                || abstract_name
+                || path.is_some_and(|p| !p.is_empty());
+            if !path_ok || !named_ok {
+                return oob("socket name (abstract, or an absolute path)", s.id);
+            }
+            let Some(mut opts) = self
+                .blob_bytes(s.opts)
+                .filter(|o| o.len() <= MAX_SOCKET_OPTS as usize)
+            else {
+                return oob("socket options", s.id);
+            };
+            while !opts.is_empty() {
+                let len = opts
+                    .get(4..8)
+                    .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
+                match len.and_then(|l| opts.get(8 + l..)) {
+                    Some(rest) => opts = rest,
+                    None => return oob("socket options", s.id),
+                }
+            }
+        }
+        let (mut prev, mut bytes) = (0u64, 0u64);
+        for m in self.entries::<SocketMsgEntry>() {
+            let Some(s) = sockets.find(m.socket, |s| s.id) else {
+                return oob("message of an unknown socket", m.socket);
+            };
+            if m.socket < prev || s.state == socket_state::LISTENING {
+                return oob(
+                    "socket message (in socket order, not on a listener)",
+                    m.socket,
+                );
+            }
+            if m.socket != prev {
+                bytes = 0;
+            }
+            prev = m.socket;
+            bytes += u64::from(m.data.len);
+            if m.sender != 0 && sockets.find(m.sender, |s| s.id).is_none() {
+                return oob("message of an unknown sender", m.sender);
+            }
+            if bytes > MAX_SOCKET_BYTES
+                || self.blob_bytes(m.data).is_none()
+                || self
+                    .blob_bytes(m.from)
+                    .is_none_or(|a| a.len() > MAX_UNIX_ADDR as usize)
+                || m._reserved != 0
+            {
+                return oob("socket message bytes or sender address", m.socket);
             }
         }
         Ok(())
@@ -1762,6 +2010,227 @@ mod tests {
         ] {
             match check(&v) {
                 Err(RecordError::OutOfBounds(w, _)) => assert!(w.contains(what), "{w}"),
+                e => panic!("{what}: {e:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn carried_sockets_name_both_ends_and_their_queues() {
+        // Blob: "\x01\x00\x00srv" (an abstract address), "hello", options (20, 16 bytes).
+        let mut blob = b"\x01\x00\x00srvhello".to_vec();
+        let opts_at = blob.len() as u32;
+        blob.extend_from_slice(&20i32.to_le_bytes());
+        blob.extend_from_slice(&16u32.to_le_bytes());
+        blob.extend_from_slice(&[0; 16]);
+        let rec = |fds: &[FdStateEntry], socks: &[SocketEntry], msgs: &[SocketMsgEntry]| {
+            let mut v = Vec::new();
+            let mut w = RecordWriter::new(&mut v, 2, b"x");
+            w.section(&[ProcessEntry {
+                pid: 1,
+                ..Default::default()
+            }]);
+            w.section(fds);
+            w.section(socks);
+            w.section(msgs);
+            w.blob(&blob);
+            w.finish();
+            v
+        };
+        let fd = |fd: i32, object: u64| FdStateEntry {
+            pid: 1,
+            fd,
+            kind: fd_state::UNIX_SOCKET,
+            fd_flags: 0,
+            status_flags: 2,
+            aux: 0,
+            description: fd as u64 + 1,
+            pos: 0,
+            object,
+            path: BlobRef::default(),
+        };
+        let sock = |id: u64, peer: u64, state: u32| SocketEntry {
+            id,
+            peer,
+            listener: 0,
+            ty: 1,
+            state,
+            flags: 0,
+            shutdown: 0,
+            backlog: 0,
+            err: 0,
+            sndbuf: 212_992,
+            rcvbuf: 212_992,
+            peercred: [0; 3],
+            mode: 0,
+            owner: [0; 2],
+            addr: BlobRef::default(),
+            opts: BlobRef::default(),
+            path: BlobRef::default(),
+        };
+        let msg = |socket: u64, len: u32| SocketMsgEntry {
+            socket,
+            sender: 1,
+            cred: [1, 0, 0],
+            _reserved: 0,
+            data: BlobRef { off: 6, len },
+            from: BlobRef::default(),
+        };
+        let check = |v: &[u8]| {
+            Record::parse(v, (2, 2))
+                .expect("well formed")
+                .check(&BOUNDS)
+        };
+        let c = socket_state::CONNECTED;
+        let listener = SocketEntry {
+            state: socket_state::LISTENING,
+            flags: socket_flags::NAMED,
+            backlog: 5,
+            addr: BlobRef { off: 0, len: 6 },
+            opts: BlobRef {
+                off: opts_at,
+                len: 24,
+            },
+            ..sock(3, 0, 0)
+        };
+        let embryo = SocketEntry {
+            listener: 3,
+            ..sock(5, 4, c)
+        };
+        let socks = [
+            sock(1, 2, c),
+            sock(2, 1, c),
+            listener,
+            sock(4, 5, c),
+            embryo,
+        ];
+        let fds = [fd(0, 1), fd(1, 2), fd(2, 3), fd(3, 4)];
+        let ok = rec(&fds, &socks, &[msg(1, 5), msg(1, 2), msg(5, 1)]);
+        check(&ok).expect("in bounds");
+        let r = Record::parse(&ok, (2, 2)).expect("valid");
+        let s: Vec<SocketEntry> = r.entries().collect();
+        assert_eq!(s, socks);
+        assert_eq!(r.blob_bytes(s[2].addr), Some(&b"\x01\x00\x00srv"[..]));
+        let m: Vec<SocketMsgEntry> = r.entries().collect();
+        assert_eq!(r.blob_bytes(m[0].data), Some(&b"hello"[..]));
+        // A version 1 record has no socket sections.
+        let mut v1 = Vec::new();
+        let mut w = RecordWriter::new(&mut v1, 1, b"x");
+        w.section(&socks);
+        w.finish();
+        assert_eq!(
+            Record::parse(&v1, (1, 2)).err(),
+            Some(RecordError::BadSection(section::SOCKET))
+        );
+        let half = [sock(1, 2, c), sock(2, 4, c), sock(4, 2, c)];
+        for (v, what) in [
+            (rec(&[fd(0, 9)], &socks, &[]), "unknown socket"),
+            (rec(&[fd(0, 5)], &socks, &[]), "unknown socket"),
+            (rec(&[], &[sock(2, 0, 0), sock(1, 0, 0)], &[]), "socket id"),
+            (rec(&[], &half, &[]), "both ends"),
+            (rec(&[], &[sock(1, 7, c)], &[]), "socket peer"),
+            (
+                rec(
+                    &[],
+                    &[SocketEntry {
+                        ty: 3,
+                        ..sock(1, 0, 0)
+                    }],
+                    &[],
+                ),
+                "socket type",
+            ),
+            (
+                rec(
+                    &[],
+                    &[SocketEntry {
+                        ty: 2,
+                        ..sock(1, 0, c)
+                    }],
+                    &[],
+                ),
+                "socket type",
+            ),
+            (
+                rec(
+                    &[],
+                    &[
+                        SocketEntry {
+                            listener: 2,
+                            ..sock(1, 0, c)
+                        },
+                        sock(2, 0, 0),
+                    ],
+                    &[],
+                ),
+                "listener",
+            ),
+            (
+                rec(
+                    &[],
+                    &[SocketEntry {
+                        addr: BlobRef { off: 20, len: 100 },
+                        ..sock(1, 0, 0)
+                    }],
+                    &[],
+                ),
+                "socket address",
+            ),
+            (
+                rec(
+                    &[],
+                    &[SocketEntry {
+                        opts: BlobRef {
+                            off: opts_at,
+                            len: 20,
+                        },
+                        ..sock(1, 0, 0)
+                    }],
+                    &[],
+                ),
+                "socket options",
+            ),
+            (
+                rec(
+                    &[],
+                    &[SocketEntry {
+                        flags: socket_flags::NAMED,
+                        addr: BlobRef { off: 6, len: 5 },
+                        ..sock(1, 0, 0)
+                    }],
+                    &[],
+                ),
+                "socket name",
+            ),
+            (
+                rec(
+                    &[],
+                    &[SocketEntry {
+                        path: BlobRef { off: 6, len: 5 },
+                        ..sock(1, 0, 0)
+                    }],
+                    &[],
+                ),
+                "socket name",
+            ),
+            (rec(&[], &socks, &[msg(5, 1), msg(1, 1)]), "socket order"),
+            (rec(&[], &socks, &[msg(3, 1)]), "listener"),
+            (rec(&[], &socks, &[msg(8, 1)]), "unknown socket"),
+            (rec(&[], &socks, &[msg(1, 500)]), "message bytes"),
+            (
+                rec(
+                    &[],
+                    &socks,
+                    &[SocketMsgEntry {
+                        sender: 8,
+                        ..msg(1, 1)
+                    }],
+                ),
+                "unknown sender",
+            ),
+        ] {
+            match check(&v) {
+                Err(RecordError::OutOfBounds(w, _)) => assert!(w.contains(what), "{what}: {w}"),
                 e => panic!("{what}: {e:?}"),
             }
         }

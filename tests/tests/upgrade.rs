@@ -889,3 +889,242 @@ fn timers_fire_on_time_after_a_switch() {
     let st = root.pvmux(&["stop", "-t", "1", "t"]);
     assert_eq!(st.code(), Some(0), "{}", st.context());
 }
+
+/// The guest program of [`unix_sockets_carry_their_bytes_across_a_switch`]: a server and
+/// a client (`fork`) pass a counter around over AF_UNIX sockets every 10 ms, three values
+/// always in flight — the server sends each over a stream `socketpair`, the client sends it
+/// back over a stream connection to the server's listener on an abstract name and as a
+/// datagram over a datagram `socketpair`; the server checks both agree and appends the
+/// value to the volume file. A second connection, to a second listener bound to a path,
+/// stays waiting in that listener's queue, its first bytes unread; the server accepts it
+/// only when it has counted to 200, and then checks the path still names its listener (a
+/// socket file, a new connection through it). Any error is a line that is no number.
+const SOCKETS_PY: &str = r#"
+import os, socket, stat, time
+NAME = b"\0pvmux-upgrade-sockets"
+PATH = "/tmp/pvmux-upgrade-sockets.sock"
+out = open("/out/c", "a", buffering=1)
+a, b = socket.socketpair()
+da, db = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+srv.bind(NAME)
+srv.listen(4)
+srv2 = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+srv2.bind(PATH)
+srv2.listen(2)
+if os.fork() == 0:
+    a.close(); da.close(); srv.close(); srv2.close()
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    c.connect(NAME)
+    late = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    late.connect(PATH)
+    late.sendall(b"late\n")
+    rd = b.makefile("rb")
+    while True:
+        line = rd.readline()
+        if not line:
+            os._exit(0)
+        time.sleep(0.01)
+        c.sendall(line)
+        db.send(line.strip())
+b.close(); db.close()
+conn, _ = srv.accept()
+rd = conn.makefile("rb")
+for i in range(1, 4):
+    a.sendall(b"%d\n" % i)
+n = 3
+while True:
+    v = rd.readline().strip()
+    d = da.recv(64)
+    if d != v:
+        out.write("mismatch %r %r\n" % (v, d))
+        break
+    out.write(v.decode() + "\n")
+    if v == b"200":
+        late, _ = srv2.accept()
+        if late.recv(64) != b"late\n":
+            out.write("late connection lost\n")
+        if not stat.S_ISSOCK(os.stat(PATH).st_mode):
+            out.write("the path is no socket\n")
+        x = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        x.connect(PATH)
+        y, _ = srv2.accept()
+        x.sendall(b"x")
+        if y.recv(1) != b"x":
+            out.write("a new connection through the path fails\n")
+    n += 1
+    a.sendall(b"%d\n" % n)
+    time.sleep(0.01)
+"#;
+#[test]
+#[cfg_attr(
+    not(have_python3),
+    ignore = "needs /usr/bin/python3: apt-get install python3"
+)]
+fn unix_sockets_carry_their_bytes_across_a_switch() {
+    let root = root("sockets");
+    let out = TempDir::unique("pvmux-upgrade-out", "sockets");
+    let file = out.0.join("c");
+    std::fs::write(out.0.join("s.py"), SOCKETS_PY).expect("write the program");
+    let vol = format!("{}:/out", out.0.display());
+    let r = root.pvmux(&[
+        "run",
+        "--name",
+        "s",
+        "--detach",
+        "--mem",
+        "256M",
+        "--rootfs",
+        "/",
+        "-v",
+        &vol,
+        "--",
+        "/usr/bin/python3",
+        "/out/s.py",
+    ]);
+    assert_eq!(r.code(), Some(0), "{}", r.context());
+    let monitor = root.monitor_pid("s");
+    wait_for("the counter goes round", || counter(&file).len() >= 20);
+    // The guest's processes (`pid:comm`), but this exec's own shell.
+    let pids = |root: &Root| {
+        let script = "for p in /proc/[0-9]*; do n=${p#/proc/}; [ $n = $$ ] && continue; \
+                      read c < $p/comm; echo $n:$c; done";
+        let r = root.pvmux(&["exec", "s", "--", "/bin/sh", "-c", script]);
+        assert_eq!(r.code(), Some(0), "{}", r.context());
+        let mut v: Vec<String> = r.stdout.split_whitespace().map(str::to_owned).collect();
+        v.sort();
+        v
+    };
+    let before = pids(&root);
+    assert_eq!(before.len(), 2, "server and client: {before:?}");
+    let next = kernel_copy(root.dir(), "next", |n| {
+        *n = HandoverNote {
+            release: HandoverNote::new("6.1.0-pvmux-next").release,
+            ..*n
+        }
+    });
+    let count = counter(&file).len();
+    assert!(
+        count < 150,
+        "switched before the late connection is accepted"
+    );
+    let (up, v) = upgrade(&root, "s", &next, None);
+    assert_eq!(up.code(), Some(0), "{}", up.context());
+    assert_eq!(v["adopt_check"]["adopts"], true, "{v}");
+    assert_eq!(v["switch"]["adopted_by"], "6.1.0-pvmux-next", "{v}");
+    // The record carried them: the listener under its abstract name with its accepted
+    // connection, the one under a path with the late connection in its queue (its bytes
+    // too), the stream pair, the datagram pair.
+    let socks = v["record"]["sockets"].as_array().expect("sockets");
+    let with = |k: &str, val: &str| socks.iter().filter(|s| s[k] == val).count();
+    let waiting = |name: &str| {
+        let listener = socks
+            .iter()
+            .find(|s| s["state"] == "listening" && s["name"] == name)
+            .unwrap_or_else(|| panic!("a listener on {name}: {v}"));
+        assert_eq!(listener["bound"], true, "{v}");
+        socks
+            .iter()
+            .filter(|s| s["listener"] == listener["id"])
+            .map(|s| s["queued_bytes"].as_u64().expect("bytes"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(waiting("\\x00pvmux-upgrade-sockets"), [] as [u64; 0], "{v}");
+    assert_eq!(
+        waiting("/tmp/pvmux-upgrade-sockets.sock"),
+        [5],
+        "\"late\\n\": {v}"
+    );
+    assert_eq!(with("type", "dgram"), 2, "{v}");
+    assert_eq!(with("state", "connected"), 6, "{v}");
+    assert_eq!(with("state", "listening"), 2, "{v}");
+    let queued: u64 = socks
+        .iter()
+        .map(|s| s["queued_bytes"].as_u64().expect("bytes"))
+        .sum();
+    assert!(queued > 5, "values in flight were carried: {v}");
+    // The same processes go on: every value once, in order, through the late connection.
+    wait_for("the counter goes on past 200", || {
+        counter(&file).len() >= 210.max(count + 30)
+    });
+    assert_no_value_lost(&counter(&file));
+    assert_eq!(pids(&root), before, "the same processes");
+    let r = root.pvmux(&["exec", "s", "--", "/bin/sh", "-c", "uname -r"]);
+    assert_eq!(r.stdout.trim(), "6.1.0-pvmux-next", "{}", r.context());
+    assert!(alive(monitor));
+    let st = root.pvmux(&["stop", "-t", "1", "s"]);
+    assert_eq!(st.code(), Some(0), "{}", st.context());
+    assert_no_value_lost(&counter(&file));
+}
+
+#[test]
+#[cfg_attr(
+    not(have_python3),
+    ignore = "needs /usr/bin/python3: apt-get install python3"
+)]
+fn a_descriptor_in_flight_on_a_unix_socket_is_named_and_refuses_the_upgrade() {
+    let root = root("scm");
+    let out = TempDir::unique("pvmux-upgrade-out", "scm");
+    // A descriptor passed (`SCM_RIGHTS`) and not received yet: the record cannot carry it.
+    let program = "import socket, time\n\
+                   a, b = socket.socketpair()\n\
+                   socket.send_fds(a, [b'x'], [0])\n\
+                   open('/out/ready', 'w').close()\n\
+                   time.sleep(1000)\n";
+    std::fs::write(out.0.join("p.py"), program).expect("write the program");
+    let vol = format!("{}:/out", out.0.display());
+    let r = root.pvmux(&[
+        "run",
+        "--name",
+        "f",
+        "--detach",
+        "--mem",
+        "256M",
+        "--rootfs",
+        "/",
+        "-v",
+        &vol,
+        "--",
+        "/usr/bin/python3",
+        "/out/p.py",
+    ]);
+    assert_eq!(r.code(), Some(0), "{}", r.context());
+    wait_for("the descriptor is in flight", || {
+        out.0.join("ready").exists()
+    });
+    let next = kernel_copy(root.dir(), "next", |n| {
+        *n = HandoverNote {
+            release: HandoverNote::new("6.1.0-pvmux-next").release,
+            ..*n
+        }
+    });
+    let up = root.pvmux(&[
+        "upgrade",
+        "--format",
+        "json",
+        "f",
+        "--kernel",
+        next.to_str().expect("UTF-8"),
+    ]);
+    assert_eq!(up.code(), Some(1), "{}", up.context());
+    assert!(
+        up.stderr
+            .contains("sockets with descriptors in flight (SCM_RIGHTS) of pid 1"),
+        "{}",
+        up.context()
+    );
+    let v: serde_json::Value = serde_json::from_str(up.stdout.trim()).expect("answer JSON");
+    assert_eq!(v["upgraded"], false, "{v}");
+    // Refused whole: the old kernel runs on, the program still there.
+    let r = root.pvmux(&[
+        "exec",
+        "f",
+        "--",
+        "/bin/sh",
+        "-c",
+        "uname -r; cat /proc/1/comm",
+    ]);
+    assert_eq!(r.stdout, "6.1.0-pvmux\npython3\n", "{}", r.context());
+    let st = root.pvmux(&["stop", "-t", "1", "f"]);
+    assert_eq!(st.code(), Some(0), "{}", st.context());
+}

@@ -43,8 +43,15 @@ impl Fs {
             return Ok(ino);
         }
         let is_dir = matches!(node, Node::Dir(_));
+        // A socket's name is the socket's (a hand-over record carries it with the socket and
+        // the adopting kernel makes it again), not a change of the files.
+        let (socket, changes) = (matches!(node, Node::Socket), self.changes);
         let ino = self.new_inode(node, perm, if is_dir { 2 } else { 1 }, name.len())?;
-        if let Err(e) = self.link_into(walk.dir, name, ino) {
+        let linked = self.link_into(walk.dir, name, ino);
+        if socket {
+            self.changes = changes;
+        }
+        if let Err(e) = linked {
             self.inode_mut(ino)?.nlink = 0;
             self.maybe_free(ino);
             return Err(e);
@@ -111,8 +118,13 @@ impl Fs {
             return Err(EISDIR);
         }
         self.vol_remove(walk.dir, &name, ino, false)?;
+        // Removing a socket's name is no change of the files either (see `create_at`).
+        let (socket, changes) = (matches!(self.inode(ino)?.node, Node::Socket), self.changes);
         self.dir_mut(walk.dir)?.remove(&name);
         self.touch_dir(walk.dir);
+        if socket {
+            self.changes = changes;
+        }
         let now = self.now();
         let i = self.inode_mut(ino)?;
         i.nlink = i.nlink.saturating_sub(1);

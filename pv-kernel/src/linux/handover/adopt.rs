@@ -34,8 +34,8 @@ use core::fmt;
 use pvmux_hypercalls::handover::{
     adopt_flags, adopt_status, page_flags, process_flags, thread_state, AdoptArgs, BlockerEntry,
     Bounds, FdStateEntry, FileAreaEntry, FileImageEntry, PageRunEntry, PipeEntry, ProcessEntry,
-    ProcessStateEntry, Record, RecordError, ThreadStateEntry, TimerEntry, ZombieEntry,
-    MAX_ADOPT_REASON, MAX_PID,
+    ProcessStateEntry, Record, RecordError, SocketEntry, SocketMsgEntry, ThreadStateEntry,
+    TimerEntry, ZombieEntry, MAX_ADOPT_REASON, MAX_PID,
 };
 
 /// Why this kernel does not adopt a record.
@@ -71,6 +71,8 @@ pub(crate) enum Refusal {
     Frame(u64),
     /// A pipe that cannot be re-created (more bytes than a pipe holds).
     Pipe(u64),
+    /// An `AF_UNIX` socket that cannot be re-created (its name taken, its values unknown).
+    Socket(u64),
     /// A descriptor that cannot be installed again (its kind, device or number).
     Descriptor(i32, i32),
     /// A process whose credentials, limits or threads cannot be taken as they are.
@@ -121,6 +123,7 @@ impl fmt::Display for Refusal {
             ),
             Self::Frame(gpa) => write!(f, "frame {gpa:#x} is not a free frame of the pool"),
             Self::Pipe(id) => write!(f, "pipe {id} cannot be re-created"),
+            Self::Socket(id) => write!(f, "socket {id} cannot be re-created"),
             Self::Process(pid, what) => write!(f, "process {pid}: {what}"),
             Self::Descriptor(pid, fd) => {
                 write!(f, "descriptor {fd} of process {pid} cannot be opened again")
@@ -157,6 +160,10 @@ pub(crate) struct Plan {
     pub(crate) pipe_bytes: usize,
     /// Timers (section 16).
     pub(crate) timers: usize,
+    /// `AF_UNIX` sockets (both ends of a connection count twice).
+    pub(crate) sockets: usize,
+    /// Bytes queued on them.
+    pub(crate) socket_bytes: usize,
 }
 
 /// Checks `bytes` as the record `args` describes, with every check an adoption makes, and
@@ -278,11 +285,16 @@ pub(crate) fn plan(bytes: &[u8], args: &AdoptArgs) -> Result<Plan, Refusal> {
         plan.pipes += 1;
         plan.pipe_bytes += p.data.len as usize;
     }
+    plan.sockets = r.entries::<SocketEntry>().count();
+    plan.socket_bytes = r
+        .entries::<SocketMsgEntry>()
+        .map(|m| m.data.len as usize)
+        .sum();
     // What an adoption does with them, done on a shadow of the tenant's pool and on maps
     // of no sandbox: the frames' references, every address space (without its files).
     crate::linux::pool::check_adoption(args.pool_start, args.pool_end, &plan.frames)
         .map_err(Refusal::Frame)?;
-    let mut d = Descriptions::new(&r, 0)?;
+    let mut d = Descriptions::new(&r, 0, false)?;
     for &pid in &plan.order {
         let mut mm = crate::linux::space::Mm::new();
         rebuild_mm(&r, pid, &mut mm, &|_, _, _| None)?;
@@ -367,6 +379,8 @@ pub(crate) struct Descriptions {
     files: BTreeMap<u64, Arc<OpenFile>>,
     /// By pipe id.
     pipes: BTreeMap<u64, Arc<Pipe>>,
+    /// The `AF_UNIX` sockets descriptors may name, by id.
+    sockets: crate::linux::net::unix::carry::Adopted,
 }
 
 /// How an adopter opens a host file, a volume file or a device again (by the record's
@@ -381,8 +395,10 @@ use alloc::sync::Arc;
 
 impl Descriptions {
     /// The record's pipes re-created with the bytes they buffered, each with as many read
-    /// and write descriptions as the record has of it.
-    pub(crate) fn new(r: &Record<'_>, now_ns: u64) -> Result<Self, Refusal> {
+    /// and write descriptions as the record has of it, and its `AF_UNIX` sockets (their
+    /// path names' socket files made again when `files`: not in a check, whose kernel has
+    /// none of the tenant's files).
+    pub(crate) fn new(r: &Record<'_>, now_ns: u64, files: bool) -> Result<Self, Refusal> {
         use pvmux_hypercalls::handover::fd_state;
         let mut ends: BTreeMap<u64, (BTreeSet<u64>, BTreeSet<u64>)> = BTreeMap::new();
         for f in r.entries::<FdStateEntry>() {
@@ -401,9 +417,19 @@ impl Descriptions {
                 .ok_or(Refusal::Pipe(p.id))?;
             pipes.insert(p.id, pipe);
         }
+        let socks: Vec<SocketEntry> = r.entries().collect();
+        let msgs: Vec<SocketMsgEntry> = r.entries().collect();
+        let sockets = crate::linux::net::unix::carry::adopt(
+            &socks,
+            &msgs,
+            &|b| r.blob_bytes(b).map(<[u8]>::to_vec),
+            files,
+        )
+        .map_err(|e| Refusal::Socket(e.0))?;
         Ok(Self {
             files: BTreeMap::new(),
             pipes,
+            sockets,
         })
     }
 
@@ -426,6 +452,10 @@ impl Descriptions {
         let file = match f.kind {
             fd_state::PIPE_READ => OpenFile::new(Kind::PipeRead(pipe()?), f.status_flags),
             fd_state::PIPE_WRITE => OpenFile::new(Kind::PipeWrite(pipe()?), f.status_flags),
+            fd_state::UNIX_SOCKET => {
+                let s = self.sockets.get(&f.object).cloned().ok_or(bad)?;
+                crate::linux::net::SocketFile::open(s, f.status_flags)
+            }
             fd_state::CONSOLE => {
                 let dev = match dev::by_path(path) {
                     Some(d @ (Dev::Tty | Dev::Console)) => d,
@@ -716,7 +746,8 @@ pub(crate) fn begin(args: &AdoptArgs, refuse: bool) -> Adopting {
     };
     crate::println!(
         "pvmux-kernel: the hand-over record checks: {} processes (parents first: {:?}), \
-         {} zombies, {} threads, {} frames, {} open file descriptions, {} pipes ({} bytes)",
+         {} zombies, {} threads, {} frames, {} open file descriptions, {} pipes ({} bytes), {} sockets ({} bytes \
+         queued)",
         plan.order.len(),
         plan.order,
         plan.zombies.len(),
@@ -724,7 +755,9 @@ pub(crate) fn begin(args: &AdoptArgs, refuse: bool) -> Adopting {
         plan.frames.len(),
         plan.descriptions,
         plan.pipes,
-        plan.pipe_bytes
+        plan.pipe_bytes,
+        plan.sockets,
+        plan.socket_bytes
     );
     if check {
         crate::hcall::handover_adopted(adopt_status::ADOPTS, b"");
@@ -843,7 +876,7 @@ struct Built {
 fn build(r: &Record<'_>, plan: &Plan) -> Result<Built, Refusal> {
     use crate::linux::{space, task};
     task::reserve_ids(highest_id(r));
-    let mut d = Descriptions::new(r, crate::time::now_ns())?;
+    let mut d = Descriptions::new(r, crate::time::now_ns(), true)?;
     let mut threads = Vec::new();
     let mut timers = Vec::new();
     let mut init_exe = Vec::new();

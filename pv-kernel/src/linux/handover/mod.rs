@@ -39,9 +39,9 @@ use pvmux_hypercalls::handover::{
     blocker, fd_kind, fd_state, file_area_flags, file_image_flags, fill_name, page_flags,
     process_flags, thread_state, vma_flags, BlobRef, BlockerEntry, FdEntry, FdStateEntry,
     FileAreaEntry, FileImageEntry, PageRunEntry, PipeEntry, ProcessEntry, ProcessStateEntry,
-    RecordWriter, SigActionEntry, ThreadEntry, ThreadStateEntry, TimerEntry, VmaEntry, ZombieEntry,
-    MAX_FPU_LEN, MAX_PIPE_BYTES, MAX_RECORD_LEN, MIN_RECORD_VERSION, NO_RESTART, NR_RLIMITS,
-    RECORD_VERSION,
+    RecordWriter, SigActionEntry, SocketEntry, SocketMsgEntry, ThreadEntry, ThreadStateEntry,
+    TimerEntry, VmaEntry, ZombieEntry, MAX_FPU_LEN, MAX_PIPE_BYTES, MAX_RECORD_LEN,
+    MIN_RECORD_VERSION, NO_RESTART, NR_RLIMITS, RECORD_VERSION,
 };
 use pvmux_hypercalls::{HcError, TrapFrame};
 use zerocopy::FromZeros;
@@ -315,7 +315,7 @@ fn answer(version: u64) {
     }
     let mut out: Vec<u8> = Vec::new();
     // The record is the host's to read: refused rather than grown past what it accepts.
-    let size = 96 + 16 * 15 + inv.size();
+    let size = 96 + 16 * 17 + inv.size();
     if size as u64 > MAX_RECORD_LEN || out.try_reserve_exact(size).is_err() {
         thaw();
         crate::hcall::handover_record_failed(HcError::NoResources);
@@ -433,6 +433,8 @@ pub(crate) struct Inventory {
     pub(crate) pipes: BTreeMap<u64, PipeEntry>,
     /// Open file descriptions seen, by address: their ordinals in the record.
     descriptions: BTreeMap<usize, u64>,
+    /// The `AF_UNIX` sockets the carried descriptors reach (sections 17 and 19).
+    pub(crate) sockets: super::net::unix::carry::Carry,
     pub(crate) blob: Vec<u8>,
 }
 
@@ -455,6 +457,8 @@ impl Inventory {
             + self.zombies.len() * size_of::<ZombieEntry>()
             + self.timers.len() * size_of::<TimerEntry>()
             + self.pipes.len() * size_of::<PipeEntry>()
+            + self.sockets.len().0 * size_of::<SocketEntry>()
+            + self.sockets.len().1 * size_of::<SocketMsgEntry>()
             + self.blob.len()
     }
 
@@ -488,6 +492,9 @@ impl Inventory {
             w.section(&self.zombies);
             w.section(&self.file_images);
             w.section(&self.timers);
+            let (socks, msgs) = self.sockets.finish();
+            w.section(&socks);
+            w.section(&msgs);
             w.blob(&self.blob);
         }
         w.finish();
@@ -600,8 +607,9 @@ fn inventory(procs: &[Arc<Process>], version: u32) -> Inventory {
 /// Version 2: what the record carries of the live process `p` (credentials, paths, break,
 /// signal dispositions, every resident page and its frame, its descriptors: `fds`, each
 /// with its description and close-on-exec flag), and blockers for what it does not carry
-/// yet: descriptors other than host and volume files, pipes, the console and devices;
-/// file-backed and shared memory areas; timers it cannot carry ([`super::timers::carry`]).
+/// yet: descriptors other than host and volume files, pipes, `AF_UNIX` sockets, the
+/// console and devices; file-backed and shared memory areas; timers it cannot carry
+/// ([`super::timers::carry`]).
 fn carry_process(
     p: &Arc<Process>,
     fds: &[(i32, Arc<super::files::OpenFile>, bool)],
@@ -879,7 +887,28 @@ fn carry_fd(
             e.kind = fd_state::DEVICE;
             e.path = inv.blob_add(&super::procfs::link_name(f));
         }
-        Kind::Object(_) => return Err(b"sockets and other descriptors"),
+        Kind::Object(_) => {
+            let Some(sock) = super::net::unix::carry::sock_of(f) else {
+                let family = super::files::object::downcast::<super::net::SocketFile>(f)
+                    .map(|s| s.sock.family());
+                return Err(match family {
+                    Some(super::net::af::AF_INET | super::net::af::AF_INET6) => b"inet sockets",
+                    Some(_) => b"sockets of another family",
+                    None => b"descriptors of kernel objects (epoll, eventfd, ...)",
+                });
+            };
+            let Inventory { sockets, blob, .. } = inv;
+            let mut add = |b: &[u8]| {
+                let r = BlobRef {
+                    off: blob.len() as u32,
+                    len: b.len() as u32,
+                };
+                blob.extend_from_slice(b);
+                r
+            };
+            e.kind = fd_state::UNIX_SOCKET;
+            e.object = sockets.add(&sock, &mut add)?;
+        }
     }
     inv.fd_states.push(e);
     Ok(())

@@ -14,8 +14,8 @@ use clap::Args;
 use pvmux_host::upgrade::{self, Inventory, UpgradeError};
 use pvmux_host::TenantHandle;
 use pvmux_hypercalls::handover::{
-    fd_kind, fd_state, process_flags, thread_state, timer_clock, timer_kind, timer_notify,
-    until_nul, TimerEntry, NO_RESTART,
+    fd_kind, fd_state, process_flags, socket_flags, socket_state, thread_state, timer_clock,
+    timer_kind, timer_notify, until_nul, TimerEntry, NO_RESTART,
 };
 
 use super::control::{self, Request};
@@ -134,6 +134,35 @@ struct RecordSummary {
     /// Record version 2: processes not reaped, with their wait status.
     #[serde(default)]
     zombies: Vec<ZombieJson>,
+    /// Record version 2: `AF_UNIX` sockets, by id.
+    #[serde(default)]
+    sockets: Vec<SocketJson>,
+}
+
+/// An `AF_UNIX` socket a version 2 record carries.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct SocketJson {
+    id: u64,
+    /// `stream`, `dgram` or `seqpacket`.
+    #[serde(rename = "type")]
+    ty: String,
+    /// `unconnected`, `listening` or `connected`.
+    state: String,
+    /// The connected peer (a datagram socket's default destination).
+    peer: Option<u64>,
+    /// A connection not accepted yet: its listener.
+    listener: Option<u64>,
+    /// The bound address's name (escaped; an abstract one starts with `\x00`).
+    name: String,
+    /// It holds that name (`bind`), rather than showing its listener's.
+    bound: bool,
+    /// Its last descriptor is closed (kept as a peer that is gone).
+    closed: bool,
+    /// Bit 0: receiving shut down; bit 1: sending shut down.
+    shutdown: u32,
+    /// Messages queued on it, and their bytes.
+    queued: usize,
+    queued_bytes: usize,
 }
 
 /// A process not reaped, as a version 2 record carries it.
@@ -154,7 +183,8 @@ struct PipeJson {
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct CarriedFdJson {
     fd: i32,
-    /// `host-file`, `volume-file`, `pipe-read`, `pipe-write`, `console` or `device`.
+    /// `host-file`, `volume-file`, `pipe-read`, `pipe-write`, `console`, `device` or
+    /// `unix-socket`.
     kind: String,
     cloexec: bool,
     /// `F_GETFL`.
@@ -164,6 +194,9 @@ struct CarriedFdJson {
     description: u64,
     /// A pipe end's pipe.
     pipe: Option<u64>,
+    /// A socket's id (`sockets`).
+    #[serde(default)]
+    socket: Option<u64>,
     path: String,
 }
 
@@ -402,6 +435,7 @@ impl From<&Inventory> for RecordSummary {
                             .map(|(f, path)| {
                                 let pipe =
                                     matches!(f.kind, fd_state::PIPE_READ | fd_state::PIPE_WRITE);
+                                let socket = f.kind == fd_state::UNIX_SOCKET;
                                 CarriedFdJson {
                                     fd: f.fd,
                                     kind: match f.kind {
@@ -410,6 +444,7 @@ impl From<&Inventory> for RecordSummary {
                                         fd_state::PIPE_READ => "pipe-read",
                                         fd_state::PIPE_WRITE => "pipe-write",
                                         fd_state::CONSOLE => "console",
+                                        fd_state::UNIX_SOCKET => "unix-socket",
                                         _ => "device",
                                     }
                                     .to_owned(),
@@ -418,6 +453,7 @@ impl From<&Inventory> for RecordSummary {
                                     pos: f.pos,
                                     description: f.description,
                                     pipe: pipe.then_some(f.object),
+                                    socket: socket.then_some(f.object),
                                     path: path.clone(),
                                 }
                             })
@@ -451,6 +487,33 @@ impl From<&Inventory> for RecordSummary {
                 .map(|(p, n)| PipeJson {
                     id: p.id,
                     buffered: *n,
+                })
+                .collect(),
+            sockets: i
+                .sockets
+                .iter()
+                .map(|(s, name, queued, bytes)| SocketJson {
+                    id: s.id,
+                    ty: match s.ty {
+                        1 => "stream",
+                        2 => "dgram",
+                        _ => "seqpacket",
+                    }
+                    .to_owned(),
+                    state: match s.state {
+                        socket_state::LISTENING => "listening",
+                        socket_state::CONNECTED => "connected",
+                        _ => "unconnected",
+                    }
+                    .to_owned(),
+                    peer: (s.peer != 0).then_some(s.peer),
+                    listener: (s.listener != 0).then_some(s.listener),
+                    name: name.clone(),
+                    bound: s.flags & socket_flags::NAMED != 0,
+                    closed: s.flags & socket_flags::DEAD != 0,
+                    shutdown: s.shutdown,
+                    queued: *queued,
+                    queued_bytes: *bytes,
                 })
                 .collect(),
         }

@@ -470,7 +470,7 @@ fn descriptors_share_their_descriptions_and_pipes_come_back_with_their_bytes() {
     inv.fd_states.sort_by_key(|f| (f.pid, f.fd));
     let bytes = record(&inv, 2);
     let r = Record::parse(&bytes, (2, 2)).expect("valid");
-    let mut d = Descriptions::new(&r, 0).expect("pipes");
+    let mut d = Descriptions::new(&r, 0, false).expect("pipes");
     let asked = core::cell::RefCell::new(Vec::new());
     let open: OpenPath<'_> = &|f, p| {
         asked.borrow_mut().push((f.fd, p.to_vec()));

@@ -26,6 +26,7 @@
 
 #![forbid(unsafe_code)]
 
+pub(crate) mod carry;
 mod name;
 mod queue;
 
@@ -148,6 +149,9 @@ struct Inner {
     opts: BTreeMap<i32, Vec<u8>>,
     /// Released (its last descriptor closed).
     dead: bool,
+    /// Bound to a path: the absolute path of its socket file as bound (the hand-over
+    /// record's; `None` if it could not be told).
+    path: Option<Vec<u8>>,
 }
 
 /// One `AF_UNIX` socket.
@@ -186,6 +190,20 @@ fn may_wait(nonblock: bool) -> Result<(), Errno> {
     } else {
         Ok(())
     }
+}
+
+/// The absolute form of `path` looked up from directory `base` (`None` if the directory's
+/// path cannot be told).
+fn absolute(base: Ino, path: &[u8]) -> Option<Vec<u8>> {
+    if path.starts_with(b"/") {
+        return Some(path.to_vec());
+    }
+    let mut p = crate::linux::files::path::dir_path(base).ok()?;
+    if !p.ends_with(b"/") {
+        p.push(b'/');
+    }
+    p.extend_from_slice(path);
+    Some(p)
 }
 
 /// Messages of released sockets waiting to be dropped, and whether someone is dropping
@@ -283,6 +301,7 @@ impl Sock {
                 peercred: None,
                 opts: BTreeMap::new(),
                 dead: false,
+                path: None,
             }),
         })
     }
@@ -452,6 +471,9 @@ impl Sock {
                     }
                 })?;
                 let r = self.bind_key(Key::Path(ino), name::path_addr(p));
+                if r.is_ok() {
+                    self.inner.lock().path = absolute(base, p);
+                }
                 if r.is_err() {
                     let _ = fs::with(|fs| fs.unlink(base, p));
                 }

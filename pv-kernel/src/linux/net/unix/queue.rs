@@ -132,6 +132,15 @@ pub(crate) struct Read<R> {
     pub(crate) from: Option<Vec<u8>>,
 }
 
+/// A queued message as [`Queue::carried`] shows it.
+pub(crate) struct Carried<'a> {
+    pub(crate) data: &'a [u8],
+    pub(crate) rights: bool,
+    pub(crate) cred: Cred,
+    pub(crate) from: Option<&'a [u8]>,
+    pub(crate) wmem: Option<&'a Arc<Wmem>>,
+}
+
 /// Accounts whose waiters the caller must wake (after unlocking).
 pub(crate) type Freed = Vec<Arc<Wmem>>;
 
@@ -214,6 +223,19 @@ impl<R: Clone> Queue<R> {
             out.push(m);
         }
         out
+    }
+
+    /// The queued messages as the hand-over record carries them, oldest first: the bytes
+    /// not read yet, whether descriptors are passed with it, the credentials, the sender's
+    /// address and account.
+    pub(crate) fn carried(&self) -> impl Iterator<Item = Carried<'_>> + '_ {
+        self.msgs.iter().map(|m| Carried {
+            data: &m.data[m.off..],
+            rights: !m.rights.is_empty(),
+            cred: m.cred,
+            from: m.from.as_deref(),
+            wmem: m.wmem.as_ref(),
+        })
     }
 
     /// A stream read into `out` (not empty): `None` if nothing is queued. With `peek` nothing

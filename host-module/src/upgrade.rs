@@ -20,12 +20,12 @@
 //! inventory that carries no process) every tenant with a live process is refused; version
 //! 2 carries threads and memory, and names what it does not carry.
 //!
-//! A record without blockers is checked by the new kernel itself ([`preflight`]), then the
+//! A record without blockers is checked by the new kernel itself (`preflight`), then the
 //! switch: the record is taken again with the guest held in `HandoverRecord`
-//! ([`Handover::ask`] with `hold`, [`Handover::release`]), and a [`Next`] is handed to the
+//! (`Handover::ask` with `hold`, `Handover::release`), and a `Next` is handed to the
 //! tenant's monitor thread, which boots the new kernel in the same memory to adopt it (or
-//! the old one again if it does not: [`Adoption::failed`]); the outcome comes back through
-//! a [`SwitchWait`] (docs/MULTIKERNEL.md "Kernel hand-over").
+//! the old one again if it does not: `Adoption::failed`); the outcome comes back through
+//! a `SwitchWait` as a [`SwitchOutcome`] (docs/MULTIKERNEL.md "Kernel hand-over").
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};

@@ -90,34 +90,36 @@ impl ControlRegion {
     /// Makes the region as [`ControlRegion::new`] made it, for a new kernel sandbox of the
     /// same tenant (a kernel hand-over): the header of `init` (same vCPU count) and zeroed
     /// vCPU pages. Only once the sandbox that mapped it is gone and no host thread serves its
-    /// vCPUs; other host threads may still read the vCPU pages (all atomics), so every word
-    /// is stored atomically.
+    /// vCPUs; other host threads may still read the header's and vCPU pages' atomics, so
+    /// every word is stored atomically.
     pub(crate) fn reset(&self, init: &HeaderInit) {
         debug_assert_eq!(init.nr_vcpus, self.nr_vcpus);
-        // SAFETY: page 0 of the mapping, as in `new`. The sandbox that mapped it is gone;
-        // on the host the header's atomics are read only by the tenant's monitor thread,
-        // which calls this, and by start-up waiters, which do not run during a hand-over.
-        unsafe {
-            self.shm
-                .as_ptr()
-                .add(CTL_HEADER_OFFSET as usize)
-                .cast::<SandboxHeader>()
-                .write(Self::header(init));
+        // Other host threads may hold references to the header's atomics (a start-up
+        // waiter): every word is stored atomically. (`SandboxHeader` has no padding: it is
+        // `IntoBytes`.)
+        const _: () = assert!(size_of::<SandboxHeader>().is_multiple_of(8));
+        let mut header = Self::header(init);
+        let bytes = zerocopy::IntoBytes::as_mut_bytes(&mut header);
+        for (i, w) in bytes.chunks_exact(8).enumerate() {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(w);
+            self.store_word(CTL_HEADER_OFFSET as usize + i * 8, u64::from_ne_bytes(b));
         }
         let vcpu_bytes = self.vcpu_pages as usize * PAGE_SIZE as usize;
         debug_assert!(CTL_VCPU_OFFSET as usize + vcpu_bytes <= self.shm.len());
         for off in (0..vcpu_bytes).step_by(8) {
-            // SAFETY: an 8-byte aligned word of a vCPU page inside the mapping; other host
-            // threads may hold references to the page's atomics, so the store is atomic.
-            unsafe {
-                &*self
-                    .shm
-                    .as_ptr()
-                    .add(CTL_VCPU_OFFSET as usize + off)
-                    .cast::<AtomicU64>()
-            }
-            .store(0, std::sync::atomic::Ordering::SeqCst);
+            self.store_word(CTL_VCPU_OFFSET as usize + off, 0);
         }
+    }
+
+    /// Stores `v` atomically at byte `off` of the mapping (8-byte aligned, inside it).
+    fn store_word(&self, off: usize, v: u64) {
+        assert!(off.is_multiple_of(8) && off + 8 <= self.shm.len());
+        // SAFETY: an 8-byte aligned word inside the mapping (checked above), which lives as
+        // long as `&self`; other host threads may hold references to atomics there, so the
+        // store is atomic and no other reference is formed.
+        unsafe { &*self.shm.as_ptr().add(off).cast::<AtomicU64>() }
+            .store(v, std::sync::atomic::Ordering::SeqCst);
     }
 
     fn header(init: &HeaderInit) -> SandboxHeader {
@@ -255,6 +257,32 @@ mod tests {
         c.vcpu(2).unwrap().hc_req.store(5, Relaxed);
         assert_eq!(c.vcpu(2).unwrap().hc_req.load(Relaxed), 5);
         assert_eq!(c.stub_status().load(Relaxed), 0);
+    }
+
+    #[test]
+    fn a_reset_region_is_as_new_for_the_next_kernel() {
+        let init = HeaderInit {
+            nr_vcpus: 2,
+            mem_size: 16 << 20,
+            entry_rip: 0x1234,
+            ..Default::default()
+        };
+        let c = ControlRegion::new(&init).unwrap();
+        c.stub_status().store(2, Relaxed);
+        c.vcpu(1).unwrap().pending.store(0x10, Relaxed);
+        c.vcpu(0).unwrap().hc_req.store(7, Relaxed);
+        let next = HeaderInit {
+            entry_rip: 0x5678,
+            ..init
+        };
+        c.reset(&next);
+        assert_eq!(
+            c.header_bytes(),
+            ControlRegion::new(&next).unwrap().header_bytes()
+        );
+        assert_eq!(c.stub_status().load(Relaxed), 0);
+        assert_eq!(c.vcpu(1).unwrap().pending.load(Relaxed), 0);
+        assert_eq!(c.vcpu(0).unwrap().hc_req.load(Relaxed), 0);
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub enum PauseError {
     /// `pause` of a paused tenant.
     #[error("the tenant is already paused")]
     AlreadyPaused,
+    /// An upgrade of the tenant's kernel is under way (`pvmux upgrade`).
+    #[error("an upgrade of the tenant's kernel is under way")]
+    Upgrading,
     /// `resume` of a tenant that is not paused.
     #[error("the tenant is not paused")]
     NotPaused,

@@ -283,6 +283,8 @@ struct Shared {
     /// The vCPU service threads of the running kernel, and the flag that stops them.
     vcpu_threads: Mutex<Vec<JoinHandle<()>>>,
     vcpu_stop: Mutex<Arc<AtomicBool>>,
+    /// An upgrade (`TenantHandle::upgrade`) is under way: pauses are refused meanwhile.
+    upgrading: AtomicBool,
     /// The stubs its sandboxes run (a hand-over's pre-flight runs the same).
     stubs: (Arc<Stub>, Arc<Stub>),
 }
@@ -315,12 +317,6 @@ pub(crate) struct Limits {
 impl Shared {
     /// Records the outcome unless one is already recorded.
     fn finish(&self, outcome: TenantOutcome) {
-        if self.adopting() {
-            // A kernel booted to adopt a hand-over record ended before adopting it: the
-            // monitor boots the old kernel again to adopt the same record.
-            tracing::warn!(tenant = %self.name, ?outcome, "the adopting kernel ended before adopting");
-            return;
-        }
         let mut st = self.status.lock().unwrap_or_else(|e| e.into_inner());
         if st.1.is_some() {
             return;
@@ -662,6 +658,14 @@ impl Shared {
     }
 
     fn end_from_guest(&self, outcome: TenantOutcome) {
+        if self.adopting() {
+            // A kernel booted to adopt a hand-over record ended (refused, panicked) before
+            // adopting it: not the tenant's end, the monitor boots the old kernel again to
+            // adopt the same record.
+            tracing::warn!(tenant = %self.name, ?outcome, "the adopting kernel ended before adopting");
+            self.kill();
+            return;
+        }
         if self.ending.swap(1, SeqCst) == 0 {
             self.finish(outcome);
         }
@@ -971,6 +975,9 @@ impl TenantHandle {
         use crate::pause::{self, Direction, PauseError};
         let s = &self.shared;
         let mut paused = s.pause.lock().unwrap_or_else(|e| e.into_inner());
+        if s.upgrading.load(SeqCst) {
+            return Err(PauseError::Upgrading);
+        }
         let gate = s.signal_gate.lock().unwrap_or_else(|e| e.into_inner());
         let (Some(kernel_pid), Some(fd), false) = (*gate, s.pidfd(), s.has_outcome()) else {
             return Err(PauseError::NotRunning);
@@ -1280,19 +1287,48 @@ impl TenantHandle {
         if !self.running() {
             return Err(UpgradeError::NotRunning);
         }
-        // Pauses and resumes wait for the upgrade (a switch changes the sandboxes they stop).
-        let paused = s.pause.lock().unwrap_or_else(|e| e.into_inner());
-        if *paused {
-            return Err(UpgradeError::Paused);
-        }
+        // Pauses and resumes are refused while an upgrade runs (a switch changes the
+        // sandboxes they stop).
+        let _upgrading = {
+            let paused = s.pause.lock().unwrap_or_else(|e| e.into_inner());
+            if *paused {
+                return Err(UpgradeError::Paused);
+            }
+            if s.upgrading.swap(true, SeqCst) {
+                return Err(UpgradeError::Busy);
+            }
+            UpgradingGuard(&s.upgrading)
+        };
+        // What the switch would have to leave behind on the host's side: refused before
+        // the guest is asked anything.
+        let host_state = s.snapshot_refusal.clone().or_else(|| {
+            let disks = s.disks.list();
+            let live = s.exec.live();
+            if !disks.is_empty() {
+                Some(format!(
+                    "it has {} disk(s): move them to another tenant first (pvmux disk move)",
+                    disks.len()
+                ))
+            } else if live > 0 {
+                Some(format!(
+                    "{live} exec session(s) in progress (their host streams cannot be carried)"
+                ))
+            } else {
+                None
+            }
+        });
         let running = s.gen().kernel;
         let (plan, new) = upgrade::prepare_image(&running, image)?;
         let new = Arc::new(new);
         let bounds = upgrade::bounds(s.gen().layout.pool_base, s.mem.size());
         let raise = || s.raise(pvmux_hypercalls::vcpu::pending::HANDOVER);
-        let (mut report, record) = upgrade::run(&s.handover, plan.clone(), &bounds, false, raise)?;
+        let (mut report, record, _) =
+            upgrade::run(&s.handover, plan.clone(), &bounds, false, raise)?;
         if !report.inventory.blockers.is_empty() {
             return Ok(report);
+        }
+        if let Some(why) = host_state {
+            return Err(UpgradeError::HostState(why));
         }
         let check = upgrade::preflight(
             Arc::clone(&new),
@@ -1310,13 +1346,10 @@ impl TenantHandle {
         if !adopts {
             return Ok(report);
         }
-        if let Some(why) = &s.snapshot_refusal {
-            return Err(UpgradeError::HostState(why.clone()));
-        }
         // The switch. The record it adopts is taken again, with the guest held: from its
         // `HandoverTake` on, nothing of the old kernel runs again.
-        let (mut held, record) = upgrade::run(&s.handover, plan.clone(), &bounds, true, raise)?;
-        let frozen = Instant::now() - held.pause;
+        let (mut held, record, frozen) =
+            upgrade::run(&s.handover, plan.clone(), &bounds, true, raise)?;
         if !held.inventory.blockers.is_empty() {
             // Something the record cannot carry appeared since the first one.
             s.handover.release(upgrade::Release::Thaw);
@@ -1334,10 +1367,18 @@ impl TenantHandle {
             words.map(str::to_owned),
             Arc::clone(&result),
         );
-        let Some(fd) = s.pidfd() else {
-            s.handover.release(upgrade::Release::Thaw);
-            return Err(UpgradeError::NotRunning);
+        let fd = match s.pidfd() {
+            Some(fd) if !s.stop.load(SeqCst) && !s.killed_by_host.load(SeqCst) => fd,
+            _ => {
+                s.handover.release(upgrade::Release::Thaw);
+                return Err(UpgradeError::NotRunning);
+            }
         };
+        // From here the switch goes on: the guest must still be held (not thawed by its
+        // hold's deadline), and now stays held until its sandbox is gone.
+        if !s.handover.commit() {
+            return Err(UpgradeError::HoldLost);
+        }
         *s.switch.lock().unwrap_or_else(|e| e.into_inner()) = Some(next);
         let recorded = Instant::now();
         // The old kernel goes (its monitor thread takes the switch when its sandbox is
@@ -1345,26 +1386,15 @@ impl TenantHandle {
         sandbox::kill(&fd);
         sandbox::wait_exited(&fd, Some(Duration::from_secs(5)));
         s.handover.release(upgrade::Release::Switch);
-        // Each kernel (the new one, then the old one again) gets its time to adopt.
-        let mut outcome = None;
-        for _ in 0..2 {
-            outcome = result.wait(upgrade::ADOPT_TIMEOUT);
-            if outcome.is_some() {
-                break;
-            }
-            tracing::warn!(tenant = %s.name, "no hand-over verdict in time: stopping that kernel");
-            s.kill();
-        }
-        let (outcome, at) = outcome
-            .or_else(|| result.wait(Duration::from_secs(5)))
-            .unwrap_or_else(|| {
-                (
-                    upgrade::SwitchOutcome::Failed {
-                        reason: "no kernel gave its verdict".to_owned(),
-                    },
-                    Instant::now(),
-                )
-            });
+        let outcome = self.wait_switch(&result);
+        let (outcome, at) = outcome.unwrap_or_else(|| {
+            (
+                upgrade::SwitchOutcome::Failed {
+                    reason: "no kernel gave its verdict".to_owned(),
+                },
+                Instant::now(),
+            )
+        });
         held.adopt_check = report.adopt_check;
         let mut steps = result.steps(recorded);
         let last = steps.iter().fold(recorded, |t, (_, d)| t + *d);
@@ -1381,6 +1411,50 @@ impl TenantHandle {
         });
         tracing::info!(tenant = %s.name, switch = ?held.switch, "kernel switch");
         Ok(held)
+    }
+
+    /// Waits for a switch's outcome: each kernel (the new one, then the old one again) gets
+    /// [`crate::upgrade::ADOPT_TIMEOUT`] to adopt the record, after which it is stopped
+    /// (unless it adopted meanwhile); the wait ends early when the tenant ends.
+    fn wait_switch(
+        &self,
+        result: &crate::upgrade::SwitchWait,
+    ) -> Option<(crate::upgrade::SwitchOutcome, Instant)> {
+        let s = &self.shared;
+        let slice = Duration::from_millis(50);
+        for _ in 0..2 {
+            let deadline = Instant::now() + crate::upgrade::ADOPT_TIMEOUT;
+            while Instant::now() < deadline {
+                if let Some(o) = result.wait(slice) {
+                    return Some(o);
+                }
+                if s.stop.load(SeqCst) {
+                    return result.wait(slice).or_else(|| {
+                        Some((
+                            crate::upgrade::SwitchOutcome::Failed {
+                                reason: "the tenant ended during the switch".to_owned(),
+                            },
+                            Instant::now(),
+                        ))
+                    });
+                }
+            }
+            tracing::warn!(tenant = %s.name, "no hand-over verdict in time: stopping that kernel");
+            let cur = s.adoption.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            if let Some(a) = cur {
+                a.give_up(|| s.kill());
+            }
+        }
+        result.wait(Duration::from_secs(5))
+    }
+}
+
+/// Clears the tenant's "upgrading" flag when an upgrade ends, however it ends.
+struct UpgradingGuard<'a>(&'a AtomicBool);
+
+impl Drop for UpgradingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, SeqCst);
     }
 }
 
@@ -1524,6 +1598,7 @@ impl Tenant {
                 switch: Mutex::new(None),
                 vcpu_threads: Mutex::new(Vec::new()),
                 vcpu_stop: Mutex::new(Arc::new(AtomicBool::new(false))),
+                upgrading: AtomicBool::new(false),
                 stubs,
             }
         });
@@ -1916,8 +1991,9 @@ impl Shared {
     /// asked for, or, when the kernel that ended was booted to adopt a record and did not,
     /// the fallback (`Err`: none left; the switch failed).
     fn next_kernel(&self) -> Option<Result<crate::upgrade::Next, String>> {
-        // Killed by the host (`pvmux stop`, `kill`): the end, switch or not.
-        if self.killed_by_host.load(SeqCst) {
+        // Killed by the host (`pvmux stop`, `kill`), or ended by its decision (a CPU budget,
+        // the watchdog): the end, switch or not.
+        if self.killed_by_host.load(SeqCst) || self.has_outcome() {
             return None;
         }
         if let Some(n) = self.switch.lock().unwrap_or_else(|e| e.into_inner()).take() {
@@ -1938,10 +2014,14 @@ impl Shared {
     /// report saying why.
     fn end_switch(&self, why: &str) {
         tracing::error!(tenant = %self.name, "kernel hand-over failed: {why}");
-        self.adoption
+        let cur = self
+            .adoption
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
+        if let Some(a) = cur {
+            a.abandoned(why);
+        }
         let r = self.report(CrashCause::HandoverFailed {
             reason: why.to_owned(),
         });
@@ -1962,6 +2042,10 @@ impl Shared {
         let started = Instant::now();
         next.adoption
             .mark("old kernel's sandbox and user sandboxes gone");
+        // The record is this kernel's to adopt from now on: whatever fails below, the
+        // monitor's next step is the fallback (`next_kernel`).
+        let adoption = Arc::clone(&next.adoption);
+        *self.adoption.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(&adoption));
         self.stop_vcpus();
         let pool_base = self.gen().layout.pool_base;
         let boot_args = next
@@ -1994,8 +2078,6 @@ impl Shared {
             kernel: Arc::clone(&next.image),
             layout,
         };
-        let adoption = Arc::clone(&next.adoption);
-        *self.adoption.lock().unwrap_or_else(|e| e.into_inner()) = Some(next.adoption);
         // The old kernel's host-side state: its balloon (the new kernel takes the same
         // target at boot), its reported end.
         self.balloon.restart();
@@ -2010,8 +2092,28 @@ impl Shared {
         let pid = child.pid;
         let raw = pid.as_raw_nonzero().get() as u32;
         self.set_sandbox(raw, child.pidfd);
-        self.spawn_vcpus()?;
+        if let Err(e) = self.spawn_vcpus() {
+            // No sandbox is left behind: killed, reaped, before the fallback rebuilds.
+            self.kill();
+            if let Some(fd) = self.pidfd() {
+                sandbox::wait_exited(&fd, None);
+            }
+            *self.signal_gate.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            let _ = sandbox::reap(pid);
+            self.stop_vcpus();
+            return Err(e);
+        }
         adoption.mark("new kernel sandbox started");
+        // What the host asked of the old kernel and it had not taken yet (its pending bits
+        // went with the control region): asked again.
+        use pvmux_hypercalls::vcpu::pending;
+        if self.host_signals.load(SeqCst) != 0 {
+            self.raise(pending::SIGNAL);
+        }
+        if self.console_winsize.load(SeqCst) != 0 {
+            self.raise(pending::CONSOLE_SIZE);
+        }
+        self.raise(pending::INPUT);
         // Into the tenant's cgroup while the kernel boots (the move waits for an RCU grace
         // period, as at the first boot).
         limits.for_spaces(&self.name).apply(raw);

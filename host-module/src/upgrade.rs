@@ -104,6 +104,10 @@ pub enum UpgradeError {
         /// Its reason (guest text, escaped), or how it ended without one.
         reason: String,
     },
+    /// The guest's hold ended before the switch could begin (it waited [`HOLD_TIMEOUT`]):
+    /// its programs went on, so its record is stale.
+    #[error("the guest's hold ended before the switch began (its record is stale)")]
+    HoldLost,
     /// The tenant has host-side state a switch cannot carry to a new kernel.
     #[error("the tenant cannot switch kernels: {0}")]
     HostState(String),
@@ -222,6 +226,14 @@ impl Inventory {
     pub fn parse(bytes: &[u8], version: u32, bounds: &Bounds) -> Result<Self, RecordError> {
         let r = Record::parse(bytes, (version, version))?;
         r.check(bounds)?;
+        // Each socket's queued messages and bytes, in one pass.
+        let mut queued: std::collections::BTreeMap<u64, (usize, usize)> =
+            std::collections::BTreeMap::new();
+        for m in r.entries::<SocketMsgEntry>() {
+            let q = queued.entry(m.socket).or_default();
+            q.0 += 1;
+            q.1 += m.data.len as usize;
+        }
         let path = |b: Option<&[u8]>| {
             crate::escape::escape_guest(b.unwrap_or_default(), crate::escape::Mode::Line)
         };
@@ -251,10 +263,7 @@ impl Inventory {
                 .entries::<SocketEntry>()
                 .map(|s| {
                     let addr = r.blob_bytes(s.addr).unwrap_or_default();
-                    let (msgs, bytes) = r
-                        .entries::<SocketMsgEntry>()
-                        .filter(|m| m.socket == s.id)
-                        .fold((0, 0), |(n, b), m| (n + 1, b + m.data.len as usize));
+                    let (msgs, bytes) = queued.get(&s.id).copied().unwrap_or_default();
                     // A path ends at its NUL; an abstract name is all its bytes.
                     let name = match addr.get(2..) {
                         Some(n @ [0, ..]) => n,
@@ -335,6 +344,8 @@ pub struct Adoption {
     /// Set when the record is offered to a tenant's own next kernel (a switch), not to a
     /// pre-flight's scratch tenant.
     switch: Option<SwitchInfo>,
+    /// The host gave up on the kernel ([`Adoption::give_up`]).
+    gave_up: std::sync::atomic::AtomicBool,
 }
 
 /// What a switch's adoption carries besides the record.
@@ -361,6 +372,7 @@ impl Adoption {
             verdict: Mutex::new(None),
             cv: Condvar::new(),
             switch: None,
+            gave_up: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -389,6 +401,9 @@ impl Adoption {
     /// there is none, the reason the switch failed (the outcome is posted then).
     pub(crate) fn failed(&self) -> Result<Next, String> {
         let why = match &*self.lock() {
+            Some(Err(reason)) if self.gave_up.load(std::sync::atomic::Ordering::SeqCst) => {
+                reason.clone()
+            }
             Some(Err(reason)) => format!("it refused to adopt the record: {reason}"),
             _ => "it ended before saying whether it adopts the record".to_owned(),
         };
@@ -404,6 +419,7 @@ impl Adoption {
                     record: Arc::clone(&self.record),
                     verdict: Mutex::new(None),
                     cv: Condvar::new(),
+                    gave_up: std::sync::atomic::AtomicBool::new(false),
                     switch: Some(SwitchInfo {
                         release: release.clone(),
                         version: info.version,
@@ -428,7 +444,19 @@ impl Adoption {
         }
     }
 
-    /// The tenant ended during the switch (not through this adoption's kernel's refusal).
+    /// Gives up on the kernel adopting this record unless it already adopted it: records
+    /// that it gave no verdict in time (a verdict it sends later is refused) and runs `kill`,
+    /// both under the verdict's lock, so a kernel that adopted is never killed for being late.
+    pub(crate) fn give_up(&self, kill: impl FnOnce()) {
+        let mut v = self.lock();
+        if v.is_none() {
+            self.gave_up
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            *v = Some(Err(format!("it gave no verdict within {ADOPT_TIMEOUT:?}")));
+            kill();
+        }
+    }
+
     /// Marks the end of a step of the switch (see [`SwitchReport::steps`]).
     pub(crate) fn mark(&self, step: &'static str) {
         if let Some(info) = &self.switch {
@@ -436,6 +464,8 @@ impl Adoption {
         }
     }
 
+    /// The tenant ended during the switch (not through this adoption's kernel's refusal):
+    /// the switch's outcome says why (unless one was posted already).
     pub(crate) fn abandoned(&self, why: &str) {
         if let Some(info) = &self.switch {
             info.result.post(SwitchOutcome::Failed {
@@ -552,6 +582,7 @@ impl Next {
                 record: Arc::new(record),
                 verdict: Mutex::new(None),
                 cv: Condvar::new(),
+                gave_up: std::sync::atomic::AtomicBool::new(false),
                 switch: Some(SwitchInfo {
                     release,
                     version,
@@ -844,6 +875,11 @@ struct State {
     hold: bool,
     /// The host's decision for a held guest.
     release: Option<Release>,
+    /// A guest is held in `HandoverRecord` now.
+    held: bool,
+    /// The host has committed to a switch ([`Handover::commit`]): the held guest then waits
+    /// for its sandbox's end with no deadline.
+    committed: bool,
 }
 
 /// What the host decides for a guest held in `HandoverRecord` ([`Handover::release`]).
@@ -879,6 +915,20 @@ impl Handover {
             ..State::default()
         };
         Ok(())
+    }
+
+    /// Commits to a switch while the guest is still held: from now on its hold has no
+    /// deadline (only [`Handover::release`], once its sandbox is gone, ends it). `false` if
+    /// the guest is no longer held (its hold timed out and it thawed, so its record is
+    /// stale): the switch must not go on.
+    pub(crate) fn commit(&self) -> bool {
+        let mut s = self.lock();
+        if s.held && s.release.is_none() {
+            s.committed = true;
+            true
+        } else {
+            false
+        }
     }
 
     /// Ends the hold of a guest held in `HandoverRecord` (see [`Handover::ask`]): `Thaw` lets
@@ -956,17 +1006,20 @@ impl Handover {
         if !held {
             return Ok(());
         }
-        // Held: the guest's threads stay stopped until the host decides (or gives up).
+        // Held: the guest's threads stay stopped until the host decides (or gives up, unless
+        // it committed to the switch).
+        s.held = true;
         let deadline = Instant::now() + HOLD_TIMEOUT;
         while s.release.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            if left.is_zero() && !s.committed {
                 tracing::warn!("no decision on a held hand-over within {HOLD_TIMEOUT:?}: thawing");
                 break;
             }
+            let wait = if s.committed { HOLD_TIMEOUT } else { left };
             s = self
                 .cv
-                .wait_timeout(s, left)
+                .wait_timeout(s, wait)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
@@ -988,13 +1041,21 @@ pub(crate) fn run(
     bounds: &Bounds,
     hold: bool,
     raise: impl FnOnce(),
-) -> Result<(UpgradeReport, Vec<u8>), UpgradeError> {
+) -> Result<(UpgradeReport, Vec<u8>, Instant), UpgradeError> {
     let start = Instant::now();
     h.ask(plan.version, hold)?;
     raise();
     let (bytes, pause) = h.wait(ANSWER_TIMEOUT)?;
-    let inventory =
-        Inventory::parse(&bytes, plan.version, bounds).map_err(UpgradeError::BadRecord)?;
+    // When the guest's threads stopped (its `HandoverTake`).
+    let frozen = Instant::now() - pause;
+    let inventory = match Inventory::parse(&bytes, plan.version, bounds) {
+        Ok(i) => i,
+        Err(e) => {
+            // A held guest goes on: its record is refused.
+            h.release(Release::Thaw);
+            return Err(UpgradeError::BadRecord(e));
+        }
+    };
     let record_time = start.elapsed();
     tracing::info!(
         processes = inventory.processes.len(),
@@ -1012,7 +1073,7 @@ pub(crate) fn run(
         adopt_check: None,
         switch: None,
     };
-    Ok((report, bytes))
+    Ok((report, bytes, frozen))
 }
 
 /// The bounds a tenant's record is checked against: user addresses in the user window,

@@ -7,7 +7,7 @@
 
 use core::mem::{offset_of, size_of};
 use core::sync::atomic::{AtomicU32, AtomicU64};
-use zerocopy::{FromBytes, KnownLayout};
+use zerocopy::{FromBytes, IntoBytes, KnownLayout};
 
 /// File descriptor of the guest-memory memfd inside a sandbox.
 pub const GUEST_MEM_FD: i32 = 3;
@@ -31,7 +31,7 @@ pub mod status {
 }
 
 /// Page 0 of the control region.
-#[derive(Debug, FromBytes, KnownLayout)]
+#[derive(Debug, FromBytes, IntoBytes, KnownLayout)]
 #[repr(C)]
 pub struct SandboxHeader {
     /// [`crate::ABI_MAGIC`] (host).

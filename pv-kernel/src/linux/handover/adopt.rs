@@ -816,8 +816,12 @@ pub(crate) fn finish(a: Adopting) -> Vec<u8> {
         Ok(b) => b,
         Err(why) => stop(&why, false),
     };
-    // Nothing of the pool's bytes was written until here (a refusal left them to the next
-    // adopter): now the adopted vvar pages get this kernel's clock.
+    // Nothing of the pool's bytes was written and no program ran until here (a refusal
+    // left them to the next adopter). From here on the programs are this kernel's: the host
+    // is told before anything of theirs changes, so that this kernel's end is the tenant's
+    // and no other kernel adopts the record again.
+    crate::hcall::handover_adopted(adopt_status::ADOPTS, b"");
+    // The adopted vvar pages get this kernel's clock.
     for &pid in &a.plan.order {
         if let Some(space) = crate::linux::task::find_process(pid).and_then(|p| p.space()) {
             crate::linux::vdso::adopt_vvar(&space.mm.lock());
@@ -850,7 +854,6 @@ pub(crate) fn finish(a: Adopting) -> Vec<u8> {
         threads,
         timers
     );
-    crate::hcall::handover_adopted(adopt_status::ADOPTS, b"");
     built.init_exe
 }
 

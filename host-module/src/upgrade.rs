@@ -1334,6 +1334,56 @@ mod tests {
     }
 
     #[test]
+    fn a_switch_is_committed_only_while_the_guest_is_held_and_a_late_kernel_is_given_up() {
+        use pvmux_hypercalls::handover::adopt_status;
+        let mem = std::sync::Arc::new(GuestMemory::new(16 << 20).expect("memfd"));
+        let h = std::sync::Arc::new(Handover::default());
+        assert!(!h.commit(), "no guest held");
+        h.ask(2, true).expect("idle");
+        assert!(!h.commit(), "asked, not answered yet");
+        assert_eq!(h.take(), 2);
+        let (h2, mem2) = (std::sync::Arc::clone(&h), std::sync::Arc::clone(&mem));
+        let guest = std::thread::spawn(move || h2.record(&mem2, 0x1000, 8));
+        h.wait(Duration::from_secs(10)).expect("the record");
+        while !h.commit() {
+            std::thread::yield_now();
+        }
+        h.release(Release::Switch);
+        assert_eq!(guest.join().expect("guest thread"), Err(HcError::Busy));
+        // A kernel given up on: its late verdict is refused, and the fallback says why.
+        let image = || {
+            std::sync::Arc::new(
+                KernelImage::parse(crate::test_elf::TestElf::default().build()).expect("image"),
+            )
+        };
+        let next = Next::switch(
+            image(),
+            "new".into(),
+            b"rec".to_vec(),
+            2,
+            (image(), "old".into()),
+            None,
+            std::sync::Arc::new(SwitchWait::default()),
+        );
+        let mut killed = false;
+        next.adoption.give_up(|| killed = true);
+        assert!(killed);
+        assert!(next
+            .adoption
+            .adopted(&mem, adopt_status::ADOPTS, 0, 0)
+            .is_err());
+        assert!(!next.adoption.adopted_ok());
+        let fallback = next.adoption.failed().expect("a fallback");
+        let mut again = false;
+        fallback
+            .adoption
+            .adopted(&mem, adopt_status::ADOPTS, 0, 0)
+            .expect("verdict");
+        fallback.adoption.give_up(|| again = true);
+        assert!(!again, "a kernel that adopted is not stopped");
+    }
+
+    #[test]
     fn a_switch_falls_back_once_then_fails_and_posts_each_outcome() {
         use pvmux_hypercalls::handover::adopt_status;
         let image = || {

@@ -1395,6 +1395,13 @@ impl TenantHandle {
                 Instant::now(),
             )
         });
+        // An adopted record is not offered again (and its memory goes).
+        {
+            let mut cur = s.adoption.lock().unwrap_or_else(|e| e.into_inner());
+            if cur.as_ref().is_some_and(|a| a.adopted_ok()) {
+                cur.take();
+            }
+        }
         held.adopt_check = report.adopt_check;
         let mut steps = result.steps(recorded);
         let last = steps.iter().fold(recorded, |t, (_, d)| t + *d);

@@ -791,11 +791,14 @@ pub struct InetSocketEntry {
     pub sndbuf: u32,
     /// `SO_RCVBUF` as reported (bytes).
     pub rcvbuf: u32,
-    /// The local address ([`inet_flags::BOUND`]).
+    /// The bound address ([`inet_flags::BOUND`]; may be the wildcard `::`/`0.0.0.0`).
     pub local: [u8; 16],
+    /// TCP established: the connection's own address (its port is
+    /// [`InetSocketEntry::local_port`]); otherwise zero.
+    pub conn: [u8; 16],
     /// The peer's address (TCP established, or UDP with [`inet_flags::CONNECTED_UDP`]).
     pub remote: [u8; 16],
-    /// The local port.
+    /// The bound port.
     pub local_port: u16,
     /// The peer's port.
     pub remote_port: u16,
@@ -806,7 +809,7 @@ pub struct InetSocketEntry {
     pub opts: BlobRef,
 }
 
-const _: () = assert!(size_of::<InetSocketEntry>() == 104);
+const _: () = assert!(size_of::<InetSocketEntry>() == 120);
 
 /// [`InetSocketEntry::state`].
 pub mod inet_state {
@@ -1730,16 +1733,22 @@ impl Record<'_> {
             }
             let v4 = |a: &[u8; 16]| a[..12] == MAPPED;
             let remote = s.state == inet_state::ESTABLISHED || udp_peer;
-            if s.family == 2 && ((bound && !v4(&s.local)) || (remote && !v4(&s.remote))) {
+            let est = s.state == inet_state::ESTABLISHED;
+            let addrs_ok = if s.family == 2 {
+                (!bound || v4(&s.local)) && (!remote || v4(&s.remote)) && (!est || v4(&s.conn))
+            } else {
+                true
+            };
+            if !addrs_ok || (!est && s.conn != [0; 16]) {
                 return oob("inet socket address (IPv4-mapped on AF_INET)", s.id);
             }
             if s.peer != 0 {
                 let Some(p) = inets.find(s.peer, |p| p.id) else {
                     return oob("inet socket peer", s.peer);
                 };
-                let crossed = p.local == s.remote
+                let crossed = p.conn == s.remote
                     && p.local_port == s.remote_port
-                    && p.remote == s.local
+                    && p.remote == s.conn
                     && p.remote_port == s.local_port;
                 if p.proto != 6 || p.peer != s.id || !crossed {
                     return oob("inet socket peer (both ends, crossed addresses)", s.peer);
@@ -2526,6 +2535,7 @@ mod tests {
             sndbuf: 16_384,
             rcvbuf: 131_072,
             local: lo,
+            conn: lo,
             remote: lo,
             local_port: port,
             remote_port: rport,
@@ -2535,6 +2545,7 @@ mod tests {
         let udp = |id: u64| InetSocketEntry {
             proto: 17,
             state: inet_state::CLOSED,
+            conn: [0; 16],
             remote: [0; 16],
             remote_port: 0,
             ..tcp(id, 0, 5000 + id as u16, 0)
@@ -2554,6 +2565,7 @@ mod tests {
         let listener = InetSocketEntry {
             state: inet_state::LISTENING,
             backlog: 5,
+            conn: [0; 16],
             remote: [0; 16],
             remote_port: 0,
             opts: BlobRef {

@@ -333,6 +333,27 @@ mod tests {
                 }
             })
             .expect("carried");
+        // What the host and the adopter check of it passes.
+        let mut rec = Vec::new();
+        let mut w = pvmux_hypercalls::handover::RecordWriter::new(&mut rec, 2, b"x");
+        w.section(&[pvmux_hypercalls::handover::ProcessEntry {
+            pid: 1,
+            ..Default::default()
+        }]);
+        w.section(&socks);
+        w.section(&msgs);
+        w.blob(&bytes);
+        w.finish();
+        let bounds = pvmux_hypercalls::handover::Bounds {
+            user_end: pvmux_hypercalls::user::USER_END,
+            pool_start: 16 << 20,
+            pool_end: 64 << 20,
+            max_pid: 4_194_304,
+        };
+        pvmux_hypercalls::handover::Record::parse(&rec, (2, 2))
+            .expect("well formed")
+            .check(&bounds)
+            .expect("checks");
         let blob = |r: BlobRef| {
             bytes
                 .get(r.off as usize..(r.off + r.len) as usize)

@@ -1171,6 +1171,7 @@ if os.fork() == 0:
         uc.send(line.strip())
         c.sendall(line)
 conn, _ = srv.accept()
+rcvbuf = conn.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
 rd = conn.makefile("rb")
 for i in range(1, 4):
     conn.sendall(b"%d\n" % i)
@@ -1188,6 +1189,10 @@ while True:
             out.write("late connection lost\n")
         if not peer[0].startswith("::ffff:127.0.0.1"):
             out.write("late peer %r\n" % (peer,))
+        if srv.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR) != 1 \
+                or srv.getsockname() != ("127.0.0.1", port) \
+                or conn.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) != rcvbuf:
+            out.write("options or addresses lost\n")
         x = socket.create_connection(("127.0.0.1", port))
         y, _ = srv.accept()
         x.sendall(b"x")

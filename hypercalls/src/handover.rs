@@ -1696,7 +1696,8 @@ impl Record<'_> {
     /// [`Record::check`] of the loopback internet sockets and their queues: ids in
     /// increasing order; family, protocol, state, flags and shutdown known and consistent
     /// (only TCP listens or is established; only UDP is `connect`ed without a connection; a
-    /// listener or an established socket is bound); both ends of an open connection naming
+    /// listener or an established socket is bound); buffer sizes at most
+    /// [`MAX_SOCKET_BYTES`]; both ends of an open connection naming
     /// each other, TCP, with crossed addresses; a connection not accepted yet naming a TCP
     /// listener, established, bound to its listener's port; an `AF_INET` socket's addresses
     /// IPv4-mapped; options in the blob and well formed; reserved bytes zero; messages on
@@ -1724,6 +1725,7 @@ impl Record<'_> {
                 && s.peer != s.id
                 && (s.peer == 0 || s.state == inet_state::ESTABLISHED)
                 && s.err < 4096
+                && u64::from(s.sndbuf.max(s.rcvbuf)) <= MAX_SOCKET_BYTES
                 && (s.linger as i32) >= 0;
             if !ok {
                 return oob(

@@ -1729,7 +1729,7 @@ impl Record<'_> {
                 && (s.linger as i32) >= 0;
             if !ok {
                 return oob(
-                    "inet socket family, protocol, state, flags or shutdown",
+                    "inet socket family, protocol, state, flags, shutdown or buffers",
                     s.id,
                 );
             }
@@ -2667,6 +2667,14 @@ mod tests {
                 }),
                 "shutdown",
             ),
+            (
+                with(InetSocketEntry {
+                    rcvbuf: u32::MAX,
+                    ..udp(1)
+                }),
+                "buffers",
+            ),
+            (with(InetSocketEntry { conn: lo, ..udp(1) }), "IPv4-mapped"),
             (
                 with(InetSocketEntry {
                     local: [0; 16],

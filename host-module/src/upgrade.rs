@@ -32,9 +32,9 @@ use std::time::{Duration, Instant};
 
 use pvmux_hypercalls::handover::{
     blocker, until_nul, BlockerEntry, Bounds, FdEntry, FdStateEntry, FileAreaEntry, HandoverNote,
-    PageRunEntry, PipeEntry, ProcessEntry, ProcessStateEntry, Record, RecordError, SigActionEntry,
-    SocketEntry, SocketMsgEntry, ThreadEntry, ThreadStateEntry, TimerEntry, VmaEntry, ZombieEntry,
-    MAX_PID, MAX_RECORD_LEN,
+    InetMsgEntry, InetSocketEntry, PageRunEntry, PipeEntry, ProcessEntry, ProcessStateEntry,
+    Record, RecordError, SigActionEntry, SocketEntry, SocketMsgEntry, ThreadEntry,
+    ThreadStateEntry, TimerEntry, VmaEntry, ZombieEntry, MAX_PID, MAX_RECORD_LEN,
 };
 use pvmux_hypercalls::HcError;
 
@@ -218,6 +218,10 @@ pub struct Inventory {
     /// Version 2: `AF_UNIX` sockets, each with its bound address's name (guest text,
     /// escaped: an abstract name starts with `\x00`, a path ends before its NUL), its messages queued and their bytes.
     pub sockets: Vec<(SocketEntry, String, usize, usize)>,
+    /// Version 2: the guest's loopback `AF_INET`/`AF_INET6` sockets (section 18), each
+    /// with its messages queued (section 20: a TCP socket's unread bytes count as one) and
+    /// their bytes.
+    pub inet_sockets: Vec<(InetSocketEntry, usize, usize)>,
 }
 
 impl Inventory {
@@ -231,6 +235,13 @@ impl Inventory {
             std::collections::BTreeMap::new();
         for m in r.entries::<SocketMsgEntry>() {
             let q = queued.entry(m.socket).or_default();
+            q.0 += 1;
+            q.1 += m.data.len as usize;
+        }
+        let mut inet_queued: std::collections::BTreeMap<u64, (usize, usize)> =
+            std::collections::BTreeMap::new();
+        for m in r.entries::<InetMsgEntry>() {
+            let q = inet_queued.entry(m.socket).or_default();
             q.0 += 1;
             q.1 += m.data.len as usize;
         }
@@ -270,6 +281,13 @@ impl Inventory {
                         n => until_nul(n.unwrap_or_default()),
                     };
                     (s, path(Some(name)), msgs, bytes)
+                })
+                .collect(),
+            inet_sockets: r
+                .entries::<InetSocketEntry>()
+                .map(|s| {
+                    let (msgs, bytes) = inet_queued.get(&s.id).copied().unwrap_or_default();
+                    (s, msgs, bytes)
                 })
                 .collect(),
             release: crate::escape::escape_guest(r.release(), crate::escape::Mode::Line),

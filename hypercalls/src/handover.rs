@@ -265,6 +265,12 @@ pub mod section {
     /// Version 2 (optional, as [`SOCKET`]): [`super::SocketMsgEntry`]s (what is queued on
     /// each `AF_UNIX` socket, oldest first).
     pub const SOCKET_MSG: u32 = 19;
+    /// Version 2 (optional, as [`SOCKET`]): [`super::InetSocketEntry`]s (the guest's
+    /// loopback `AF_INET`/`AF_INET6` sockets).
+    pub const INET_SOCKET: u32 = 18;
+    /// Version 2 (optional, as [`SOCKET`]): [`super::InetMsgEntry`]s (what is queued on
+    /// each loopback internet socket, oldest first).
+    pub const INET_MSG: u32 = 20;
 }
 
 /// One process.
@@ -623,6 +629,9 @@ pub mod fd_state {
     pub const DEVICE: u32 = 6;
     /// An `AF_UNIX` socket: [`super::FdStateEntry::object`] is its [`super::SocketEntry::id`].
     pub const UNIX_SOCKET: u32 = 7;
+    /// A loopback internet socket: [`super::FdStateEntry::object`] is its
+    /// [`super::InetSocketEntry::id`].
+    pub const INET_SOCKET: u32 = 8;
 }
 
 /// Version 2: a pipe, named by the [`FdStateEntry::object`] of both its ends.
@@ -747,6 +756,109 @@ pub struct SocketMsgEntry {
 }
 
 const _: () = assert!(size_of::<SocketMsgEntry>() == 48);
+
+/// Version 2 (section [`section::INET_SOCKET`]): a loopback `AF_INET`/`AF_INET6` socket of
+/// the guest's stack (TCP or UDP). Both ends of an open TCP connection are entries naming
+/// each other ([`InetSocketEntry::peer`]); a connection a listener has not accepted yet is
+/// an entry with no descriptor naming its listener ([`InetSocketEntry::listener`]). What is
+/// queued on it is in [`InetMsgEntry`]s. Addresses are IPv6, IPv4 as IPv4-mapped
+/// (`::ffff:a.b.c.d`), whatever the socket's family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct InetSocketEntry {
+    /// Its id (not zero, unique in the record; in increasing order).
+    pub id: u64,
+    /// An established TCP connection: the other end while it is open; 0: none (closed).
+    pub peer: u64,
+    /// A connection not accepted yet: the listener whose queue holds it; 0: none.
+    pub listener: u64,
+    /// `AF_INET` (2) or `AF_INET6` (10).
+    pub family: u16,
+    /// `IPPROTO_TCP` (6) or `IPPROTO_UDP` (17).
+    pub proto: u16,
+    /// An [`inet_state`].
+    pub state: u32,
+    /// [`inet_flags`].
+    pub flags: u32,
+    /// Bit 0: receiving shut down; bit 1: sending shut down.
+    pub shutdown: u32,
+    /// A listener: its backlog; a connection not accepted yet: its place in its listener's
+    /// queue (0 first).
+    pub backlog: u32,
+    /// The pending error (`SO_ERROR`, a positive errno); 0: none.
+    pub err: u32,
+    /// `SO_SNDBUF` as reported (bytes).
+    pub sndbuf: u32,
+    /// `SO_RCVBUF` as reported (bytes).
+    pub rcvbuf: u32,
+    /// The bound address ([`inet_flags::BOUND`]; may be the wildcard `::`/`0.0.0.0`).
+    pub local: [u8; 16],
+    /// TCP established: the connection's own address (its port is
+    /// [`InetSocketEntry::local_port`]); otherwise zero.
+    pub conn: [u8; 16],
+    /// The peer's address (TCP established, or UDP with [`inet_flags::CONNECTED_UDP`]).
+    pub remote: [u8; 16],
+    /// The bound port.
+    pub local_port: u16,
+    /// The peer's port.
+    pub remote_port: u16,
+    /// `SO_LINGER`'s `l_linger` (seconds; [`inet_flags::LINGER`] is `l_onoff`).
+    pub linger: u32,
+    /// Options kept as set: a sequence of (level `i32`, name `i32`, length `u32`, bytes),
+    /// little-endian, in the blob.
+    pub opts: BlobRef,
+}
+
+const _: () = assert!(size_of::<InetSocketEntry>() == 120);
+
+/// [`InetSocketEntry::state`].
+pub mod inet_state {
+    /// Not listening, not connected (a new TCP socket, one whose connect failed; UDP).
+    pub const CLOSED: u32 = 0;
+    /// TCP listening: its connections not accepted yet name it.
+    pub const LISTENING: u32 = 1;
+    /// TCP established (also half-closed or reset).
+    pub const ESTABLISHED: u32 = 2;
+}
+
+/// [`InetSocketEntry::flags`].
+pub mod inet_flags {
+    /// Holds [`super::InetSocketEntry::local`]:`local_port` in the port table.
+    pub const BOUND: u32 = 1 << 0;
+    /// UDP: `connect`ed to [`super::InetSocketEntry::remote`].
+    pub const CONNECTED_UDP: u32 = 1 << 1;
+    /// TCP: the peer sent FIN (shut down writing or closed).
+    pub const RX_FIN: u32 = 1 << 2;
+    /// TCP: the connection was reset.
+    pub const RESET: u32 = 1 << 3;
+    /// `SO_LINGER`'s `l_onoff`.
+    pub const LINGER: u32 = 1 << 4;
+    /// Every flag.
+    pub const ALL: u32 = BOUND | CONNECTED_UDP | RX_FIN | RESET | LINGER;
+}
+
+/// `IPPROTO_TCP`, `IPPROTO_UDP`: the [`InetSocketEntry::proto`] values.
+pub const INET_PROTOS: [u16; 2] = [6, 17];
+
+/// Version 2 (section [`section::INET_MSG`]): what is queued on a loopback internet socket,
+/// in the order it is read: a TCP socket's bytes not read yet (one entry), or a UDP
+/// datagram (one entry each) and its sender.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct InetMsgEntry {
+    /// The socket it is queued on (entries in non-decreasing order of it).
+    pub socket: u64,
+    /// UDP: the sender's address (IPv4 as IPv4-mapped); TCP: zero.
+    pub from: [u8; 16],
+    /// UDP: the sender's port; TCP: zero.
+    pub from_port: u16,
+    /// Zero.
+    pub _reserved: [u8; 6],
+    /// The bytes not read yet, in the blob.
+    pub data: BlobRef,
+}
+
+const _: () = assert!(size_of::<InetMsgEntry>() == 40);
 
 /// Version 2: a private mapping of a host or volume file: the memory area of the same
 /// process and start, whose pages not in a [`PageRunEntry`] come from the file.
@@ -957,6 +1069,12 @@ impl Entry for SocketEntry {
 impl Entry for SocketMsgEntry {
     const KIND: u32 = section::SOCKET_MSG;
 }
+impl Entry for InetSocketEntry {
+    const KIND: u32 = section::INET_SOCKET;
+}
+impl Entry for InetMsgEntry {
+    const KIND: u32 = section::INET_MSG;
+}
 impl Entry for FileAreaEntry {
     const KIND: u32 = section::FILE_AREA;
 }
@@ -1075,6 +1193,8 @@ impl<'a> Record<'a> {
                 section::TIMER => Some(size_of::<TimerEntry>()),
                 section::SOCKET => Some(size_of::<SocketEntry>()),
                 section::SOCKET_MSG => Some(size_of::<SocketMsgEntry>()),
+                section::INET_SOCKET => Some(size_of::<InetSocketEntry>()),
+                section::INET_MSG => Some(size_of::<InetMsgEntry>()),
                 _ => None,
             };
             if header.version >= 2 && h.kind < 32 {
@@ -1331,6 +1451,8 @@ impl<'a> Record<'a> {
         }
         let sockets = Table::<SocketEntry>::of(self);
         self.check_sockets(&sockets)?;
+        let inets = Table::<InetSocketEntry>::of(self);
+        self.check_inet_sockets(&inets)?;
         let mut prev = (0i32, -1i32);
         for f in self.entries::<FdStateEntry>() {
             if !known(f.pid) || !(0..MAX_FD).contains(&f.fd) || (f.pid, f.fd) <= prev {
@@ -1352,6 +1474,14 @@ impl<'a> Record<'a> {
                         .is_none_or(|s| s.listener != 0 || s.flags & socket_flags::DEAD != 0)
                     {
                         return oob("descriptor of an unknown socket", f.object);
+                    }
+                }
+                fd_state::INET_SOCKET => {
+                    if inets
+                        .find(f.object, |s| s.id)
+                        .is_none_or(|s| s.listener != 0)
+                    {
+                        return oob("descriptor of an unknown inet socket", f.object);
                     }
                 }
                 fd_state::HOST_FILE
@@ -1556,6 +1686,124 @@ impl<'a> Record<'a> {
                 || m._reserved != 0
             {
                 return oob("socket message bytes or sender address", m.socket);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Record<'_> {
+    /// [`Record::check`] of the loopback internet sockets and their queues: ids in
+    /// increasing order; family, protocol, state, flags and shutdown known and consistent
+    /// (only TCP listens or is established; only UDP is `connect`ed without a connection; a
+    /// listener or an established socket is bound); buffer sizes at most
+    /// [`MAX_SOCKET_BYTES`]; both ends of an open connection naming
+    /// each other, TCP, with crossed addresses; a connection not accepted yet naming a TCP
+    /// listener, established, bound to its listener's port; an `AF_INET` socket's addresses
+    /// IPv4-mapped; options in the blob and well formed; reserved bytes zero; messages on
+    /// known sockets, in order, at most one on a TCP socket, none on a listener, senders
+    /// only on UDP, their bytes in the blob and at most [`MAX_SOCKET_BYTES`] per socket.
+    fn check_inet_sockets(&self, inets: &Table<'_, InetSocketEntry>) -> Result<(), RecordError> {
+        const MAPPED: [u8; 12] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+        let mut last = 0;
+        for s in inets.iter() {
+            if s.id <= last {
+                return oob("inet socket id (in increasing order, not zero)", s.id);
+            }
+            last = s.id;
+            let tcp = s.proto == 6;
+            let bound = s.flags & inet_flags::BOUND != 0;
+            let udp_peer = s.flags & inet_flags::CONNECTED_UDP != 0;
+            let ok = (s.family == 2 || s.family == 10)
+                && INET_PROTOS.contains(&s.proto)
+                && s.state <= inet_state::ESTABLISHED
+                && (s.state == inet_state::CLOSED || (tcp && bound))
+                && s.flags & !inet_flags::ALL == 0
+                && (!udp_peer || !tcp)
+                && (tcp || s.flags & (inet_flags::RX_FIN | inet_flags::RESET) == 0)
+                && s.shutdown <= 3
+                && s.peer != s.id
+                && (s.peer == 0 || s.state == inet_state::ESTABLISHED)
+                && s.err < 4096
+                && u64::from(s.sndbuf.max(s.rcvbuf)) <= MAX_SOCKET_BYTES
+                && (s.linger as i32) >= 0;
+            if !ok {
+                return oob(
+                    "inet socket family, protocol, state, flags, shutdown or buffers",
+                    s.id,
+                );
+            }
+            let v4 = |a: &[u8; 16]| a[..12] == MAPPED;
+            let remote = s.state == inet_state::ESTABLISHED || udp_peer;
+            let est = s.state == inet_state::ESTABLISHED;
+            let addrs_ok = if s.family == 2 {
+                (!bound || v4(&s.local)) && (!remote || v4(&s.remote)) && (!est || v4(&s.conn))
+            } else {
+                true
+            };
+            if !addrs_ok || (!est && s.conn != [0; 16]) {
+                return oob("inet socket address (IPv4-mapped on AF_INET)", s.id);
+            }
+            if s.peer != 0 {
+                let Some(p) = inets.find(s.peer, |p| p.id) else {
+                    return oob("inet socket peer", s.peer);
+                };
+                let crossed = p.conn == s.remote
+                    && p.local_port == s.remote_port
+                    && p.remote == s.conn
+                    && p.remote_port == s.local_port;
+                if p.proto != 6 || p.peer != s.id || !crossed {
+                    return oob("inet socket peer (both ends, crossed addresses)", s.peer);
+                }
+            }
+            if s.listener != 0
+                && (s.state != inet_state::ESTABLISHED
+                    || inets.find(s.listener, |l| l.id).is_none_or(|l| {
+                        l.state != inet_state::LISTENING || l.local_port != s.local_port
+                    }))
+            {
+                return oob("connection of an unknown inet listener", s.listener);
+            }
+            let Some(mut opts) = self
+                .blob_bytes(s.opts)
+                .filter(|o| o.len() <= MAX_SOCKET_OPTS as usize)
+            else {
+                return oob("inet socket options", s.id);
+            };
+            while !opts.is_empty() {
+                let len = opts
+                    .get(8..12)
+                    .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
+                match len.and_then(|l| opts.get(12 + l..)) {
+                    Some(rest) => opts = rest,
+                    None => return oob("inet socket options", s.id),
+                }
+            }
+        }
+        let (mut prev, mut bytes, mut count) = (0u64, 0u64, 0u32);
+        for m in self.entries::<InetMsgEntry>() {
+            let Some(s) = inets.find(m.socket, |s| s.id) else {
+                return oob("message of an unknown inet socket", m.socket);
+            };
+            if m.socket < prev || s.state == inet_state::LISTENING {
+                return oob(
+                    "inet socket message (in socket order, not on a listener)",
+                    m.socket,
+                );
+            }
+            if m.socket != prev {
+                (bytes, count) = (0, 0);
+            }
+            prev = m.socket;
+            bytes += u64::from(m.data.len);
+            count += 1;
+            let tcp = s.proto == 6;
+            if (tcp && (count > 1 || m.from != [0; 16] || m.from_port != 0))
+                || bytes > MAX_SOCKET_BYTES
+                || self.blob_bytes(m.data).is_none()
+                || m._reserved != [0; 6]
+            {
+                return oob("inet socket message bytes or sender", m.socket);
             }
         }
         Ok(())
@@ -2227,6 +2475,277 @@ mod tests {
                     }],
                 ),
                 "unknown sender",
+            ),
+        ] {
+            match check(&v) {
+                Err(RecordError::OutOfBounds(w, _)) => assert!(w.contains(what), "{what}: {w}"),
+                e => panic!("{what}: {e:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn carried_inet_sockets_name_both_ends_and_their_queues() {
+        // Blob: "hello", then options (IPPROTO_TCP, TCP_NODELAY, 4 bytes).
+        let mut blob = b"hello".to_vec();
+        let opts_at = blob.len() as u32;
+        blob.extend_from_slice(&6i32.to_le_bytes());
+        blob.extend_from_slice(&1i32.to_le_bytes());
+        blob.extend_from_slice(&4u32.to_le_bytes());
+        blob.extend_from_slice(&1i32.to_le_bytes());
+        let rec = |fds: &[FdStateEntry], socks: &[InetSocketEntry], msgs: &[InetMsgEntry]| {
+            let mut v = Vec::new();
+            let mut w = RecordWriter::new(&mut v, 2, b"x");
+            w.section(&[ProcessEntry {
+                pid: 1,
+                ..Default::default()
+            }]);
+            w.section(fds);
+            w.section(socks);
+            w.section(msgs);
+            w.blob(&blob);
+            w.finish();
+            v
+        };
+        let fd = |fd: i32, object: u64| FdStateEntry {
+            pid: 1,
+            fd,
+            kind: fd_state::INET_SOCKET,
+            fd_flags: 0,
+            status_flags: 2,
+            aux: 0,
+            description: fd as u64 + 1,
+            pos: 0,
+            object,
+            path: BlobRef::default(),
+        };
+        let lo = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1];
+        let est = inet_state::ESTABLISHED;
+        let bound = inet_flags::BOUND;
+        // Socket `id` at 127.0.0.1:`port`, connected to 127.0.0.1:`rport` (socket `peer`).
+        let tcp = |id: u64, peer: u64, port: u16, rport: u16| InetSocketEntry {
+            id,
+            peer,
+            listener: 0,
+            family: 2,
+            proto: 6,
+            state: est,
+            flags: bound,
+            shutdown: 0,
+            backlog: 0,
+            err: 0,
+            sndbuf: 16_384,
+            rcvbuf: 131_072,
+            local: lo,
+            conn: lo,
+            remote: lo,
+            local_port: port,
+            remote_port: rport,
+            linger: 0,
+            opts: BlobRef::default(),
+        };
+        let udp = |id: u64| InetSocketEntry {
+            proto: 17,
+            state: inet_state::CLOSED,
+            conn: [0; 16],
+            remote: [0; 16],
+            remote_port: 0,
+            ..tcp(id, 0, 5000 + id as u16, 0)
+        };
+        let msg = |socket: u64, len: u32| InetMsgEntry {
+            socket,
+            from: [0; 16],
+            from_port: 0,
+            _reserved: [0; 6],
+            data: BlobRef { off: 0, len },
+        };
+        let check = |v: &[u8]| {
+            Record::parse(v, (2, 2))
+                .expect("well formed")
+                .check(&BOUNDS)
+        };
+        let listener = InetSocketEntry {
+            state: inet_state::LISTENING,
+            backlog: 5,
+            conn: [0; 16],
+            remote: [0; 16],
+            remote_port: 0,
+            opts: BlobRef {
+                off: opts_at,
+                len: 16,
+            },
+            ..tcp(3, 0, 8000, 0)
+        };
+        let embryo = InetSocketEntry {
+            listener: 3,
+            ..tcp(5, 4, 8000, 40000)
+        };
+        let socks = [
+            tcp(1, 2, 40001, 40002),
+            InetSocketEntry {
+                shutdown: 2,
+                ..tcp(2, 1, 40002, 40001)
+            },
+            listener,
+            tcp(4, 5, 40000, 8000),
+            embryo,
+            udp(6),
+        ];
+        let dgram = InetMsgEntry {
+            from: lo,
+            from_port: 5006,
+            ..msg(6, 3)
+        };
+        let fds = [fd(0, 1), fd(1, 2), fd(2, 3), fd(3, 4), fd(4, 6)];
+        let ok = rec(&fds, &socks, &[msg(1, 5), msg(5, 1), dgram, dgram]);
+        check(&ok).expect("in bounds");
+        let r = Record::parse(&ok, (2, 2)).expect("valid");
+        let s: Vec<InetSocketEntry> = r.entries().collect();
+        assert_eq!(s, socks);
+        let m: Vec<InetMsgEntry> = r.entries().collect();
+        assert_eq!(r.blob_bytes(m[0].data), Some(&b"hello"[..]));
+        assert_eq!(m[2].from_port, 5006);
+        // A version 1 record has no inet socket sections.
+        let mut v1 = Vec::new();
+        let mut w = RecordWriter::new(&mut v1, 1, b"x");
+        w.section(&socks);
+        w.finish();
+        assert_eq!(
+            Record::parse(&v1, (1, 2)).err(),
+            Some(RecordError::BadSection(section::INET_SOCKET))
+        );
+        let with = |e: InetSocketEntry| rec(&[], &[e], &[]);
+        for (v, what) in [
+            (rec(&[fd(0, 9)], &socks, &[]), "unknown inet socket"),
+            (rec(&[fd(0, 5)], &socks, &[]), "unknown inet socket"),
+            (rec(&[], &[udp(2), udp(1)], &[]), "inet socket id"),
+            (
+                rec(&[], &[tcp(1, 2, 1, 2), tcp(2, 1, 2, 3)], &[]),
+                "crossed addresses",
+            ),
+            (rec(&[], &[tcp(1, 7, 1, 2)], &[]), "inet socket peer"),
+            (with(InetSocketEntry { proto: 1, ..udp(1) }), "protocol"),
+            (
+                with(InetSocketEntry {
+                    family: 1,
+                    ..udp(1)
+                }),
+                "family",
+            ),
+            (
+                with(InetSocketEntry {
+                    state: est,
+                    ..udp(1)
+                }),
+                "state",
+            ),
+            (
+                with(InetSocketEntry {
+                    flags: 0,
+                    ..tcp(1, 0, 1, 2)
+                }),
+                "state",
+            ),
+            (
+                with(InetSocketEntry {
+                    flags: bound | inet_flags::CONNECTED_UDP,
+                    ..tcp(1, 0, 1, 2)
+                }),
+                "flags",
+            ),
+            (
+                with(InetSocketEntry {
+                    flags: bound | inet_flags::RESET,
+                    ..udp(1)
+                }),
+                "flags",
+            ),
+            (
+                with(InetSocketEntry {
+                    shutdown: 4,
+                    ..udp(1)
+                }),
+                "shutdown",
+            ),
+            (
+                with(InetSocketEntry {
+                    rcvbuf: u32::MAX,
+                    ..udp(1)
+                }),
+                "buffers",
+            ),
+            (with(InetSocketEntry { conn: lo, ..udp(1) }), "IPv4-mapped"),
+            (
+                with(InetSocketEntry {
+                    local: [0; 16],
+                    ..udp(1)
+                }),
+                "IPv4-mapped",
+            ),
+            (
+                rec(
+                    &[],
+                    &[
+                        InetSocketEntry {
+                            listener: 2,
+                            ..tcp(1, 0, 1, 2)
+                        },
+                        udp(2),
+                    ],
+                    &[],
+                ),
+                "listener",
+            ),
+            (
+                rec(
+                    &[],
+                    &[
+                        listener,
+                        InetSocketEntry {
+                            listener: 3,
+                            ..tcp(4, 0, 8001, 2)
+                        },
+                    ],
+                    &[],
+                ),
+                "listener",
+            ),
+            (
+                with(InetSocketEntry {
+                    opts: BlobRef {
+                        off: opts_at,
+                        len: 15,
+                    },
+                    ..udp(1)
+                }),
+                "inet socket options",
+            ),
+            (rec(&[], &socks, &[msg(5, 1), msg(1, 1)]), "socket order"),
+            (rec(&[], &socks, &[msg(3, 1)]), "listener"),
+            (rec(&[], &socks, &[msg(8, 1)]), "unknown inet socket"),
+            (rec(&[], &socks, &[msg(1, 500)]), "bytes"),
+            (rec(&[], &socks, &[msg(1, 1), msg(1, 1)]), "bytes"),
+            (
+                rec(
+                    &[],
+                    &socks,
+                    &[InetMsgEntry {
+                        from_port: 1,
+                        ..msg(1, 1)
+                    }],
+                ),
+                "sender",
+            ),
+            (
+                rec(
+                    &[],
+                    &socks,
+                    &[InetMsgEntry {
+                        _reserved: [1, 0, 0, 0, 0, 0],
+                        ..msg(6, 1)
+                    }],
+                ),
+                "sender",
             ),
         ] {
             match check(&v) {

@@ -1133,3 +1133,165 @@ fn a_descriptor_in_flight_on_a_unix_socket_is_named_and_refuses_the_upgrade() {
     let st = root.pvmux(&["stop", "-t", "1", "f"]);
     assert_eq!(st.code(), Some(0), "{}", st.context());
 }
+
+/// A TCP server on 127.0.0.1 and its client (another process) exchanging a counter every
+/// 10 ms over one connection, each value also sent back over a UDP pair on `::1`; a
+/// connection from `127.0.0.1` waits in a dual-stack listener's queue (with its bytes)
+/// until value 200.
+const INET_PY: &str = r#"
+import os, socket, time
+out = open("/out/c", "a", buffering=1)
+srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", 0))
+srv.listen(4)
+port = srv.getsockname()[1]
+u = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+u.bind(("::1", 0))
+uport = u.getsockname()[1]
+late_srv = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+late_srv.bind(("::", 0))
+late_srv.listen(2)
+lport = late_srv.getsockname()[1]
+if os.fork() == 0:
+    srv.close(); u.close(); late_srv.close()
+    c = socket.create_connection(("127.0.0.1", port))
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    late = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    late.connect(("127.0.0.1", lport))
+    late.sendall(b"late\n")
+    uc = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    uc.connect(("::1", uport))
+    rd = c.makefile("rb")
+    while True:
+        line = rd.readline()
+        if not line:
+            os._exit(0)
+        time.sleep(0.01)
+        uc.send(line.strip())
+        c.sendall(line)
+conn, _ = srv.accept()
+rcvbuf = conn.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+rd = conn.makefile("rb")
+for i in range(1, 4):
+    conn.sendall(b"%d\n" % i)
+n = 3
+while True:
+    v = rd.readline().strip()
+    d, frm = u.recvfrom(64)
+    if d != v or frm[0] != "::1":
+        out.write("mismatch %r %r %r\n" % (v, d, frm))
+        break
+    out.write(v.decode() + "\n")
+    if v == b"200":
+        late, peer = late_srv.accept()
+        if late.recv(64) != b"late\n":
+            out.write("late connection lost\n")
+        if not peer[0].startswith("::ffff:127.0.0.1"):
+            out.write("late peer %r\n" % (peer,))
+        if srv.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR) != 1 \
+                or srv.getsockname() != ("127.0.0.1", port) \
+                or conn.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) != rcvbuf:
+            out.write("options or addresses lost\n")
+        x = socket.create_connection(("127.0.0.1", port))
+        y, _ = srv.accept()
+        x.sendall(b"x")
+        if y.recv(1) != b"x":
+            out.write("a new connection to the listener fails\n")
+    n += 1
+    conn.sendall(b"%d\n" % n)
+"#;
+#[test]
+#[cfg_attr(
+    not(have_python3),
+    ignore = "needs /usr/bin/python3: apt-get install python3"
+)]
+fn loopback_inet_sockets_carry_their_bytes_across_a_switch() {
+    let root = root("inet");
+    let out = TempDir::unique("pvmux-upgrade-out", "inet");
+    let file = out.0.join("c");
+    std::fs::write(out.0.join("i.py"), INET_PY).expect("write the program");
+    let vol = format!("{}:/out", out.0.display());
+    let r = root.pvmux(&[
+        "run",
+        "--name",
+        "i",
+        "--detach",
+        "--mem",
+        "256M",
+        "--rootfs",
+        "/",
+        "-v",
+        &vol,
+        "--",
+        "/usr/bin/python3",
+        "/out/i.py",
+    ]);
+    assert_eq!(r.code(), Some(0), "{}", r.context());
+    let monitor = root.monitor_pid("i");
+    wait_for("the counter goes round", || counter(&file).len() >= 20);
+    let pids = |root: &Root| {
+        let script = "for p in /proc/[0-9]*; do n=${p#/proc/}; [ $n = $$ ] && continue; \
+                      read c < $p/comm; echo $n:$c; done";
+        let r = root.pvmux(&["exec", "i", "--", "/bin/sh", "-c", script]);
+        assert_eq!(r.code(), Some(0), "{}", r.context());
+        let mut v: Vec<String> = r.stdout.split_whitespace().map(str::to_owned).collect();
+        v.sort();
+        v
+    };
+    let before = pids(&root);
+    assert_eq!(before.len(), 2, "server and client: {before:?}");
+    let next = kernel_copy(root.dir(), "next", |n| {
+        *n = HandoverNote {
+            release: HandoverNote::new("6.1.0-pvmux-next").release,
+            ..*n
+        }
+    });
+    let count = counter(&file).len();
+    assert!(
+        count < 150,
+        "switched before the late connection is accepted"
+    );
+    let (up, v) = upgrade(&root, "i", &next, None);
+    assert_eq!(up.code(), Some(0), "{}", up.context());
+    assert_eq!(v["adopt_check"]["adopts"], true, "{v}");
+    assert_eq!(v["switch"]["adopted_by"], "6.1.0-pvmux-next", "{v}");
+    // The record carried them: two listeners (the dual-stack one with the late connection
+    // and its bytes in its queue), the counter's connection, the late one, the UDP pair.
+    let socks = v["record"]["inet_sockets"]
+        .as_array()
+        .expect("inet sockets");
+    let with = |k: &str, val: &str| socks.iter().filter(|s| s[k] == val).count();
+    let listener = socks
+        .iter()
+        .find(|s| s["state"] == "listening" && s["family"] == "inet6")
+        .unwrap_or_else(|| panic!("the dual-stack listener: {v}"));
+    let waiting: Vec<u64> = socks
+        .iter()
+        .filter(|s| s["listener"] == listener["id"])
+        .map(|s| s["queued_bytes"].as_u64().expect("bytes"))
+        .collect();
+    assert_eq!(waiting, [5], "\"late\\n\": {v}");
+    assert_eq!(with("proto", "udp"), 2, "{v}");
+    assert_eq!(with("state", "listening"), 2, "{v}");
+    assert_eq!(with("state", "established"), 4, "{v}");
+    let local = |s: &serde_json::Value| s["local"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        socks
+            .iter()
+            .any(|s| s["state"] == "listening" && local(s).starts_with("[::ffff:127.0.0.1]:")),
+        "the IPv4 listener's address: {v}"
+    );
+    // The same processes go on: every value once, in order, through the late connection.
+    wait_for("the counter goes on past 200", || {
+        counter(&file).len() >= 210.max(count + 30)
+    });
+    assert_no_value_lost(&counter(&file));
+    assert_eq!(pids(&root), before, "the same processes");
+    let r = root.pvmux(&["exec", "i", "--", "/bin/sh", "-c", "uname -r"]);
+    assert_eq!(r.stdout.trim(), "6.1.0-pvmux-next", "{}", r.context());
+    assert!(alive(monitor));
+    let st = root.pvmux(&["stop", "-t", "1", "i"]);
+    assert_eq!(st.code(), Some(0), "{}", st.context());
+    assert_no_value_lost(&counter(&file));
+}

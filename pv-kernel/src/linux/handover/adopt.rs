@@ -33,9 +33,9 @@ use core::fmt;
 
 use pvmux_hypercalls::handover::{
     adopt_flags, adopt_status, page_flags, process_flags, thread_state, AdoptArgs, BlockerEntry,
-    Bounds, FdStateEntry, FileAreaEntry, FileImageEntry, PageRunEntry, PipeEntry, ProcessEntry,
-    ProcessStateEntry, Record, RecordError, SocketEntry, SocketMsgEntry, ThreadStateEntry,
-    TimerEntry, ZombieEntry, MAX_ADOPT_REASON, MAX_PID,
+    Bounds, FdStateEntry, FileAreaEntry, FileImageEntry, InetMsgEntry, InetSocketEntry,
+    PageRunEntry, PipeEntry, ProcessEntry, ProcessStateEntry, Record, RecordError, SocketEntry,
+    SocketMsgEntry, ThreadStateEntry, TimerEntry, ZombieEntry, MAX_ADOPT_REASON, MAX_PID,
 };
 
 /// Why this kernel does not adopt a record.
@@ -73,6 +73,9 @@ pub(crate) enum Refusal {
     Pipe(u64),
     /// An `AF_UNIX` socket that cannot be re-created (its name taken, its values unknown).
     Socket(u64),
+    /// A loopback internet socket that cannot be re-created (its values unknown, the table
+    /// in use: id 0).
+    InetSocket(u64),
     /// A descriptor that cannot be installed again (its kind, device or number).
     Descriptor(i32, i32),
     /// A process whose credentials, limits or threads cannot be taken as they are.
@@ -124,6 +127,7 @@ impl fmt::Display for Refusal {
             Self::Frame(gpa) => write!(f, "frame {gpa:#x} is not a free frame of the pool"),
             Self::Pipe(id) => write!(f, "pipe {id} cannot be re-created"),
             Self::Socket(id) => write!(f, "socket {id} cannot be re-created"),
+            Self::InetSocket(id) => write!(f, "inet socket {id} cannot be re-created"),
             Self::Process(pid, what) => write!(f, "process {pid}: {what}"),
             Self::Descriptor(pid, fd) => {
                 write!(f, "descriptor {fd} of process {pid} cannot be opened again")
@@ -164,6 +168,10 @@ pub(crate) struct Plan {
     pub(crate) sockets: usize,
     /// Bytes queued on them.
     pub(crate) socket_bytes: usize,
+    /// Loopback internet sockets (both ends of a connection count twice).
+    pub(crate) inet_sockets: usize,
+    /// Bytes queued on them.
+    pub(crate) inet_bytes: usize,
 }
 
 /// Checks `bytes` as the record `args` describes, with every check an adoption makes, and
@@ -290,6 +298,11 @@ pub(crate) fn plan(bytes: &[u8], args: &AdoptArgs) -> Result<Plan, Refusal> {
         .entries::<SocketMsgEntry>()
         .map(|m| m.data.len as usize)
         .sum();
+    plan.inet_sockets = r.entries::<InetSocketEntry>().count();
+    plan.inet_bytes = r
+        .entries::<InetMsgEntry>()
+        .map(|m| m.data.len as usize)
+        .sum();
     // What an adoption does with them, done on a shadow of the tenant's pool and on maps
     // of no sandbox: the frames' references, every address space (without its files).
     crate::linux::pool::check_adoption(args.pool_start, args.pool_end, &plan.frames)
@@ -381,6 +394,8 @@ pub(crate) struct Descriptions {
     pipes: BTreeMap<u64, Arc<Pipe>>,
     /// The `AF_UNIX` sockets descriptors may name, by id.
     sockets: crate::linux::net::unix::carry::Adopted,
+    /// The loopback internet sockets descriptors may name, by id.
+    inets: crate::linux::net::unix::carry::Adopted,
 }
 
 /// How an adopter opens a host file, a volume file or a device again (by the record's
@@ -426,10 +441,16 @@ impl Descriptions {
             files,
         )
         .map_err(|e| Refusal::Socket(e.0))?;
+        let socks: Vec<InetSocketEntry> = r.entries().collect();
+        let msgs: Vec<InetMsgEntry> = r.entries().collect();
+        let inets =
+            crate::linux::net::inet::adopt(&socks, &msgs, &|b| r.blob_bytes(b).map(<[u8]>::to_vec))
+                .map_err(|e| Refusal::InetSocket(e.0))?;
         Ok(Self {
             files: BTreeMap::new(),
             pipes,
             sockets,
+            inets,
         })
     }
 
@@ -454,6 +475,10 @@ impl Descriptions {
             fd_state::PIPE_WRITE => OpenFile::new(Kind::PipeWrite(pipe()?), f.status_flags),
             fd_state::UNIX_SOCKET => {
                 let s = self.sockets.get(&f.object).cloned().ok_or(bad)?;
+                crate::linux::net::SocketFile::open(s, f.status_flags)
+            }
+            fd_state::INET_SOCKET => {
+                let s = self.inets.get(&f.object).cloned().ok_or(bad)?;
                 crate::linux::net::SocketFile::open(s, f.status_flags)
             }
             fd_state::CONSOLE => {
@@ -747,7 +772,7 @@ pub(crate) fn begin(args: &AdoptArgs, refuse: bool) -> Adopting {
     crate::println!(
         "pvmux-kernel: the hand-over record checks: {} processes (parents first: {:?}), \
          {} zombies, {} threads, {} frames, {} open file descriptions, {} pipes ({} bytes), {} sockets ({} bytes \
-         queued)",
+         queued), {} inet sockets ({} bytes queued)",
         plan.order.len(),
         plan.order,
         plan.zombies.len(),
@@ -757,7 +782,9 @@ pub(crate) fn begin(args: &AdoptArgs, refuse: bool) -> Adopting {
         plan.pipes,
         plan.pipe_bytes,
         plan.sockets,
-        plan.socket_bytes
+        plan.socket_bytes,
+        plan.inet_sockets,
+        plan.inet_bytes
     );
     if check {
         crate::hcall::handover_adopted(adopt_status::ADOPTS, b"");

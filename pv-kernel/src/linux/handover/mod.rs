@@ -38,10 +38,10 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use pvmux_hypercalls::handover::{
     blocker, fd_kind, fd_state, file_area_flags, file_image_flags, fill_name, page_flags,
     process_flags, thread_state, vma_flags, BlobRef, BlockerEntry, FdEntry, FdStateEntry,
-    FileAreaEntry, FileImageEntry, PageRunEntry, PipeEntry, ProcessEntry, ProcessStateEntry,
-    RecordWriter, SigActionEntry, SocketEntry, SocketMsgEntry, ThreadEntry, ThreadStateEntry,
-    TimerEntry, VmaEntry, ZombieEntry, MAX_FPU_LEN, MAX_PIPE_BYTES, MAX_RECORD_LEN,
-    MIN_RECORD_VERSION, NO_RESTART, NR_RLIMITS, RECORD_VERSION,
+    FileAreaEntry, FileImageEntry, InetMsgEntry, InetSocketEntry, PageRunEntry, PipeEntry,
+    ProcessEntry, ProcessStateEntry, RecordWriter, SigActionEntry, SocketEntry, SocketMsgEntry,
+    ThreadEntry, ThreadStateEntry, TimerEntry, VmaEntry, ZombieEntry, MAX_FPU_LEN, MAX_PIPE_BYTES,
+    MAX_RECORD_LEN, MIN_RECORD_VERSION, NO_RESTART, NR_RLIMITS, RECORD_VERSION,
 };
 use pvmux_hypercalls::{HcError, TrapFrame};
 use zerocopy::FromZeros;
@@ -435,6 +435,9 @@ pub(crate) struct Inventory {
     descriptions: BTreeMap<usize, u64>,
     /// The `AF_UNIX` sockets the carried descriptors reach (sections 17 and 19).
     pub(crate) sockets: super::net::unix::carry::Carry,
+    /// The loopback's internet sockets (sections 18 and 20), written whole once a carried
+    /// descriptor names one of them.
+    pub(crate) inet: Option<(Vec<InetSocketEntry>, Vec<InetMsgEntry>)>,
     pub(crate) blob: Vec<u8>,
 }
 
@@ -459,6 +462,9 @@ impl Inventory {
             + self.pipes.len() * size_of::<PipeEntry>()
             + self.sockets.len().0 * size_of::<SocketEntry>()
             + self.sockets.len().1 * size_of::<SocketMsgEntry>()
+            + self.inet.as_ref().map_or(0, |(s, m)| {
+                s.len() * size_of::<InetSocketEntry>() + m.len() * size_of::<InetMsgEntry>()
+            })
             + self.blob.len()
     }
 
@@ -495,6 +501,10 @@ impl Inventory {
             let (socks, msgs) = self.sockets.finish();
             w.section(&socks);
             w.section(&msgs);
+            if let Some((socks, msgs)) = &self.inet {
+                w.section(socks);
+                w.section(msgs);
+            }
             w.blob(&self.blob);
         }
         w.finish();
@@ -888,6 +898,25 @@ fn carry_fd(
             e.path = inv.blob_add(&super::procfs::link_name(f));
         }
         Kind::Object(_) => {
+            if let Some(id) = super::net::inet::carried_id(f) {
+                let id = id?;
+                if inv.inet.is_none() {
+                    let Inventory { inet, blob, .. } = inv;
+                    let mut add = |b: &[u8]| {
+                        let r = BlobRef {
+                            off: blob.len() as u32,
+                            len: b.len() as u32,
+                        };
+                        blob.extend_from_slice(b);
+                        r
+                    };
+                    *inet = Some(super::net::inet::carry(&mut add)?);
+                }
+                e.kind = fd_state::INET_SOCKET;
+                e.object = id;
+                inv.fd_states.push(e);
+                return Ok(());
+            }
             let Some(sock) = super::net::unix::carry::sock_of(f) else {
                 let family = super::files::object::downcast::<super::net::SocketFile>(f)
                     .map(|s| s.sock.family());

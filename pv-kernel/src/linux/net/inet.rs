@@ -76,6 +76,67 @@ pub(crate) fn create(family: u16, ty: SockType, protocol: u32) -> Result<Arc<dyn
     }))
 }
 
+/// Hand-over: the number in the table of the loopback socket behind `f` (`None`: not an
+/// internet socket; an error: one of `--net host`, whose host socket is not carried).
+pub(crate) fn carried_id(f: &OpenFile) -> Option<Result<u64, &'static [u8]>> {
+    let s = crate::linux::files::object::downcast::<super::SocketFile>(f)?;
+    let i = s.sock.as_any().downcast_ref::<InetSocket>()?;
+    Some(match i.host {
+        Some(_) => Err(b"inet sockets of --net host"),
+        None => Ok(i.id),
+    })
+}
+
+/// Hand-over: every socket of the table as record entries (sections 18 and 20), their
+/// bytes in the blob `blob` writes; or what cannot be carried.
+pub(crate) fn carry(
+    blob: stack::carry::Blob<'_>,
+) -> Result<
+    (
+        Vec<pvmux_hypercalls::handover::InetSocketEntry>,
+        Vec<pvmux_hypercalls::handover::InetMsgEntry>,
+    ),
+    &'static [u8],
+> {
+    STACK.lock().carry(blob)
+}
+
+/// Hand-over: the loopback sockets of a checked record re-created in the table (which is
+/// empty: no program has run), the ones a descriptor may name (not waiting in a
+/// listener's queue) by record id. Dropping them all empties the table again.
+pub(crate) fn adopt(
+    socks: &[pvmux_hypercalls::handover::InetSocketEntry],
+    msgs: &[pvmux_hypercalls::handover::InetMsgEntry],
+    blob: &dyn Fn(pvmux_hypercalls::handover::BlobRef) -> Option<Vec<u8>>,
+) -> Result<alloc::collections::BTreeMap<u64, Arc<dyn Socket>>, stack::carry::Refused> {
+    let mut out = alloc::collections::BTreeMap::new();
+    if socks.is_empty() {
+        return Ok(out);
+    }
+    let ids = STACK.lock().adopt(socks, msgs, blob)?;
+    changed();
+    for e in socks.iter().filter(|e| e.listener == 0) {
+        let (family, proto) = match (e.family, e.proto) {
+            (2, p) => (af::AF_INET, p),
+            (_, p) => (af::AF_INET6, p),
+        };
+        let proto = if proto == IPPROTO_TCP as u16 {
+            Proto::Tcp
+        } else {
+            Proto::Udp
+        };
+        let id = ids[&e.id];
+        let s: Arc<dyn Socket> = Arc::new(InetSocket {
+            id,
+            family,
+            proto,
+            host: None,
+        });
+        out.insert(e.id, s);
+    }
+    Ok(out)
+}
+
 /// One internet socket: a handle on its entry in [`STACK`].
 pub(crate) struct InetSocket {
     /// Its entry in [`STACK`] (with a host socket: only its options live there).

@@ -14,8 +14,8 @@ use clap::Args;
 use pvmux_host::upgrade::{self, Inventory, UpgradeError};
 use pvmux_host::TenantHandle;
 use pvmux_hypercalls::handover::{
-    fd_kind, fd_state, process_flags, socket_flags, socket_state, thread_state, timer_clock,
-    timer_kind, timer_notify, until_nul, TimerEntry, NO_RESTART,
+    fd_kind, fd_state, inet_flags, inet_state, process_flags, socket_flags, socket_state,
+    thread_state, timer_clock, timer_kind, timer_notify, until_nul, TimerEntry, NO_RESTART,
 };
 
 use super::control::{self, Request};
@@ -137,6 +137,39 @@ struct RecordSummary {
     /// Record version 2: `AF_UNIX` sockets, by id.
     #[serde(default)]
     sockets: Vec<SocketJson>,
+    /// Record version 2: the guest's loopback `AF_INET`/`AF_INET6` sockets, by id.
+    #[serde(default)]
+    inet_sockets: Vec<InetSocketJson>,
+}
+
+/// A loopback internet socket a version 2 record carries.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct InetSocketJson {
+    id: u64,
+    /// `tcp` or `udp`.
+    proto: String,
+    /// `inet` or `inet6`.
+    family: String,
+    /// `closed`, `listening` or `established`.
+    state: String,
+    /// The bound address and port (`[addr]:port`; IPv4 as mapped), if bound.
+    local: Option<String>,
+    /// The peer's address and port (TCP established, UDP `connect`ed).
+    remote: Option<String>,
+    /// The other end of an open TCP connection.
+    peer: Option<u64>,
+    /// A connection not accepted yet: its listener.
+    listener: Option<u64>,
+    /// Bit 0: receiving shut down; bit 1: sending shut down.
+    shutdown: u32,
+    /// Messages queued on it (a TCP socket's unread bytes count as one), and their bytes.
+    queued: usize,
+    queued_bytes: usize,
+}
+
+/// `[addr]:port` of an address as a record carries it (IPv6, IPv4 as mapped).
+fn inet_ep(ip: [u8; 16], port: u16) -> String {
+    format!("[{}]:{port}", std::net::Ipv6Addr::from(ip))
 }
 
 /// An `AF_UNIX` socket a version 2 record carries.
@@ -184,7 +217,7 @@ struct PipeJson {
 struct CarriedFdJson {
     fd: i32,
     /// `host-file`, `volume-file`, `pipe-read`, `pipe-write`, `console`, `device` or
-    /// `unix-socket`.
+    /// `unix-socket` or `inet-socket`.
     kind: String,
     cloexec: bool,
     /// `F_GETFL`.
@@ -194,7 +227,7 @@ struct CarriedFdJson {
     description: u64,
     /// A pipe end's pipe.
     pipe: Option<u64>,
-    /// A socket's id (`sockets`).
+    /// A socket's id (`sockets`, or `inet_sockets` for an `inet-socket`).
     #[serde(default)]
     socket: Option<u64>,
     path: String,
@@ -435,7 +468,8 @@ impl From<&Inventory> for RecordSummary {
                             .map(|(f, path)| {
                                 let pipe =
                                     matches!(f.kind, fd_state::PIPE_READ | fd_state::PIPE_WRITE);
-                                let socket = f.kind == fd_state::UNIX_SOCKET;
+                                let socket =
+                                    matches!(f.kind, fd_state::UNIX_SOCKET | fd_state::INET_SOCKET);
                                 CarriedFdJson {
                                     fd: f.fd,
                                     kind: match f.kind {
@@ -445,6 +479,7 @@ impl From<&Inventory> for RecordSummary {
                                         fd_state::PIPE_WRITE => "pipe-write",
                                         fd_state::CONSOLE => "console",
                                         fd_state::UNIX_SOCKET => "unix-socket",
+                                        fd_state::INET_SOCKET => "inet-socket",
                                         _ => "device",
                                     }
                                     .to_owned(),
@@ -511,6 +546,31 @@ impl From<&Inventory> for RecordSummary {
                     name: name.clone(),
                     bound: s.flags & socket_flags::NAMED != 0,
                     closed: s.flags & socket_flags::DEAD != 0,
+                    shutdown: s.shutdown,
+                    queued: *queued,
+                    queued_bytes: *bytes,
+                })
+                .collect(),
+            inet_sockets: i
+                .inet_sockets
+                .iter()
+                .map(|(s, queued, bytes)| InetSocketJson {
+                    id: s.id,
+                    proto: if s.proto == 6 { "tcp" } else { "udp" }.to_owned(),
+                    family: if s.family == 2 { "inet" } else { "inet6" }.to_owned(),
+                    state: match s.state {
+                        inet_state::LISTENING => "listening",
+                        inet_state::ESTABLISHED => "established",
+                        _ => "closed",
+                    }
+                    .to_owned(),
+                    local: (s.flags & inet_flags::BOUND != 0)
+                        .then(|| inet_ep(s.local, s.local_port)),
+                    remote: (s.state == inet_state::ESTABLISHED
+                        || s.flags & inet_flags::CONNECTED_UDP != 0)
+                        .then(|| inet_ep(s.remote, s.remote_port)),
+                    peer: (s.peer != 0).then_some(s.peer),
+                    listener: (s.listener != 0).then_some(s.listener),
                     shutdown: s.shutdown,
                     queued: *queued,
                     queued_bytes: *bytes,

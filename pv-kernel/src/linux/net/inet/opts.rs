@@ -162,6 +162,49 @@ impl Opts {
         }
     }
 
+    /// The options kept as set, for the hand-over record: `(level, name, bytes)` of each
+    /// integer option set (4 bytes) and each timeout set (a 16-byte `struct timeval`).
+    pub(crate) fn kept(&self) -> Vec<(i32, i32, Vec<u8>)> {
+        let mut v: Vec<(i32, i32, Vec<u8>)> = self
+            .ints
+            .iter()
+            .map(|&(l, n, x)| (l, n, x.to_le_bytes().to_vec()))
+            .collect();
+        for (i, name) in [so::RCVTIMEO, so::SNDTIMEO].into_iter().enumerate() {
+            if self.timeo[i] != [0; 16] {
+                v.push((level::SOL_SOCKET, name, self.timeo[i].to_vec()));
+            }
+        }
+        v
+    }
+
+    /// Sets again one option of [`Opts::kept`] as it was (no doubling, no freezing): false
+    /// if it is not one a socket of `proto` and family `v6` keeps, or of the wrong size.
+    pub(crate) fn restore(
+        &mut self,
+        proto: Proto,
+        v6: bool,
+        level: i32,
+        name: i32,
+        val: &[u8],
+    ) -> bool {
+        if level == level::SOL_SOCKET && (name == so::RCVTIMEO || name == so::SNDTIMEO) {
+            let Ok(t) = <[u8; 16]>::try_from(val) else {
+                return false;
+            };
+            self.timeo[usize::from(name == so::SNDTIMEO)] = t;
+            return true;
+        }
+        let Ok(b) = <[u8; 4]>::try_from(val) else {
+            return false;
+        };
+        if !Self::is_int(proto, v6, level, name) {
+            return false;
+        }
+        self.set_int(level, name, i32::from_le_bytes(b));
+        true
+    }
+
     /// `setsockopt` (`bound`: the socket has a local address, which freezes `IPV6_V6ONLY`).
     pub(crate) fn set(
         &mut self,

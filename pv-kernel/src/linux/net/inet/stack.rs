@@ -15,6 +15,8 @@ use crate::fs::Errno;
 use crate::linux::files::poll::ev;
 use crate::linux::net::af;
 
+pub(crate) mod carry;
+
 /// A socket's number in the table.
 pub(crate) type Id = u64;
 

@@ -177,7 +177,7 @@ pub struct UserFilterParams {
 /// Errors building a filter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FilterError {
-    /// The code range is empty or crosses a 4 GiB boundary (BPF compares 32-bit halves).
+    /// The code range is empty or ends below its start.
     BadTextRange,
     /// The output buffer is too small.
     BufferTooSmall,
@@ -355,20 +355,35 @@ impl Builder {
         // seccomp reports the address *after* the 2-byte `syscall`, so a call made by stub
         // code reports an IP in [text_start + 2, text_end]; text_start or text_start + 1 would
         // mean a `syscall` in the bytes just before the stub's code.
-        let first = p.text_start.wrapping_add(2);
-        if first > end || p.text_start >> 32 != end >> 32 || first >> 32 != end >> 32 {
+        let Some(first) = p.text_start.checked_add(2) else {
+            return Err(FilterError::BadTextRange);
+        };
+        if first > end {
             return Err(FilterError::BadTextRange);
         }
-        self.ld(OFF_IP_HI);
-        self.jmp(
-            JEQ_K,
-            (p.text_start >> 32) as u32,
-            Target::Next,
-            Target::Trap,
-        );
-        self.ld(OFF_IP_LO);
-        self.jmp(JGE_K, first as u32, Target::Next, Target::Trap);
-        self.jmp(JGT_K, end as u32, Target::Trap, Target::Next);
+        let (first_hi, first_lo) = ((first >> 32) as u32, first as u32);
+        let (end_hi, end_lo) = ((end >> 32) as u32, end as u32);
+        if first_hi == end_hi {
+            // The common case: one 4 GiB half, one comparison of the high half.
+            self.ld(OFF_IP_HI);
+            self.jmp(JEQ_K, first_hi, Target::Next, Target::Trap);
+            self.ld(OFF_IP_LO);
+            self.jmp(JGE_K, first_lo, Target::Next, Target::Trap);
+            self.jmp(JGT_K, end_lo, Target::Trap, Target::Next);
+        } else {
+            // A load address that puts the code across a 4 GiB boundary (ASLR can): compare
+            // the 64-bit IP with each bound, half by half.
+            self.ld(OFF_IP_HI);
+            self.jmp(JGT_K, first_hi, Target::Skip(3), Target::Next);
+            self.jmp(JEQ_K, first_hi, Target::Next, Target::Trap);
+            self.ld(OFF_IP_LO);
+            self.jmp(JGE_K, first_lo, Target::Next, Target::Trap);
+            self.ld(OFF_IP_HI);
+            self.jmp(JGT_K, end_hi, Target::Trap, Target::Next);
+            self.jmp(JEQ_K, end_hi, Target::Next, Target::Skip(2));
+            self.ld(OFF_IP_LO);
+            self.jmp(JGT_K, end_lo, Target::Trap, Target::Next);
+        }
         Ok(())
     }
 
@@ -876,17 +891,70 @@ mod tests {
     }
 
     #[test]
+    fn code_across_a_4_gib_boundary_is_checked_as_64_bit_addresses() {
+        // ASLR may load the stub so its code crosses a 4 GiB boundary: the filter must still
+        // build (it once refused, failing one sandbox start in tens of thousands).
+        for (start, end) in [
+            (0x5_ffff_f000_u64, 0x6_0000_1000_u64),
+            (0x5_ffff_fffe, 0x6_0000_1000),
+            (0x5_ffff_ffff, 0x6_0000_1000),
+            (0x5_ffff_f000, 0x6_0000_0000),
+        ] {
+            let params = FilterParams {
+                text_start: start,
+                text_end: end,
+                ..P
+            };
+            let mut out = [SockFilter::default(); MAX_FILTER_LEN];
+            let n = build_kernel_filter(&params, &mut out).expect("filter builds");
+            let run = |ip: u64| evaluate(&out[..n], nr::SCHED_YIELD, X86, ip, [0; 6]);
+            let user = UserFilterParams {
+                common: params,
+                pool_base: 0x1_0000_0000,
+                mem_size: 0x2_0000_0000,
+            };
+            let mut user_out = [SockFilter::default(); MAX_FILTER_LEN];
+            build_user_filter(&user, &mut user_out).expect("user filter builds");
+            build_kernel_filter_with(&params, true, &mut user_out).expect("in-process builds");
+            let first = start + 2;
+            for ip in [first, first + 1, 0x5_ffff_ffff, 0x6_0000_0000, end] {
+                if ip >= first && ip <= end {
+                    assert_eq!(run(ip), RET_ALLOW, "{start:#x}..{end:#x}: ip {ip:#x}");
+                }
+            }
+            for ip in [
+                start,
+                start + 1,
+                end + 1,
+                end + 0x1_0000_0000,
+                first - 0x1_0000_0000,
+                0x5_0000_0000,
+                0x6_ffff_ffff,
+                0x7_0000_0000,
+                0,
+                u64::MAX,
+            ] {
+                assert_eq!(run(ip), RET_TRAP, "{start:#x}..{end:#x}: ip {ip:#x}");
+            }
+        }
+    }
+
+    #[test]
     fn rejects_bad_ranges() {
         let mut out = [SockFilter::default(); MAX_FILTER_LEN];
-        let bad = FilterParams {
-            text_start: 0xffff_f000,
-            text_end: 0x1_0000_1000,
-            ..P
-        };
-        assert_eq!(
-            build_kernel_filter(&bad, &mut out),
-            Err(FilterError::BadTextRange)
-        );
+        for (text_start, text_end) in [(0x2000, 0x1000), (0x1000, 0x1001), (u64::MAX - 1, u64::MAX)]
+        {
+            let bad = FilterParams {
+                text_start,
+                text_end,
+                ..P
+            };
+            assert_eq!(
+                build_kernel_filter(&bad, &mut out),
+                Err(FilterError::BadTextRange),
+                "{text_start:#x}..{text_end:#x}"
+            );
+        }
         assert_eq!(
             build_kernel_filter(&P, &mut out[..4]),
             Err(FilterError::BufferTooSmall)

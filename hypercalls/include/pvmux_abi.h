@@ -227,7 +227,7 @@ enum pvmux_vector {
 /* Stack a stub call may use below the caller's rsp. */
 #define PVMUX_STUB_STACK_NEED UINT64_C(4096)
 /* Entry points in this ABI version's table. */
-#define PVMUX_STUB_ENTRIES 23u
+#define PVMUX_STUB_ENTRIES 24u
 
 struct pvmux_vcpu_shared;
 struct pvmux_stub_table;
@@ -298,6 +298,7 @@ struct pvmux_stub_table {
     int64_t (*inproc_ops)(const void *ops, uint64_t n);
     int64_t (*inproc_run)(void *run);
     uint64_t inproc_syscall; /* not a function: where a patched syscall site jumps */
+    int64_t (*inproc_fp_save)(void *buf, uint64_t cap); /* the kept FPU state as an image */
 };
 
 /* ------------------------------------------------------------------------------------------
@@ -1125,8 +1126,11 @@ _Static_assert(offsetof(struct pvmux_stub_table, iret) == 32, "StubTable.iret");
 _Static_assert(offsetof(struct pvmux_stub_table, null) == 152, "StubTable.null");
 _Static_assert(offsetof(struct pvmux_stub_table, user_wait) == 160, "StubTable.user_wait");
 _Static_assert(offsetof(struct pvmux_stub_table, inproc_syscall) ==
-                   16 + 8 * (PVMUX_STUB_ENTRIES - 1),
+                   16 + 8 * (PVMUX_STUB_ENTRIES - 2),
                "StubTable.inproc_syscall");
+_Static_assert(offsetof(struct pvmux_stub_table, inproc_fp_save) ==
+                   16 + 8 * (PVMUX_STUB_ENTRIES - 1),
+               "StubTable.inproc_fp_save");
 _Static_assert(sizeof(struct pvmux_stub_table) == 16 + 8 * PVMUX_STUB_ENTRIES, "StubTable size");
 
 _Static_assert(offsetof(struct pvmux_sandbox_header, clock_shift) == 80, "SandboxHeader");

@@ -94,6 +94,11 @@ pub struct StubTable {
     /// the program's). It ends the current `inproc_run` with a system-call exit, like a
     /// trapped `syscall`, without a signal ([`crate::user::inproc`]).
     pub inproc_syscall: u64,
+    /// `inproc_fp_save(buf, cap) -> i64` *in-sandbox*, trusted in-process mode only: the FPU
+    /// state this vCPU's last system-call exit kept in the registers, as an XSAVE image in
+    /// `buf`; returns its length ([`crate::user::inproc`], "The FPU state kept in the
+    /// registers").
+    pub inproc_fp_save: u64,
 }
 
 impl StubTable {
@@ -126,6 +131,7 @@ impl StubTable {
         inproc_ops: 0,
         inproc_run: 0,
         inproc_syscall: 0,
+        inproc_fp_save: 0,
     };
 
     /// The entry addresses in declaration order.
@@ -154,12 +160,13 @@ impl StubTable {
             self.inproc_ops,
             self.inproc_run,
             self.inproc_syscall,
+            self.inproc_fp_save,
         ]
     }
 }
 
 /// Number of entry points in this ABI version's [`StubTable`].
-pub const STUB_ENTRIES: u32 = 23;
+pub const STUB_ENTRIES: u32 = 24;
 
 const _: () = assert!(offset_of!(StubTable, hypercall) == 16);
 const _: () = assert!(size_of::<StubTable>() == 16 + 8 * STUB_ENTRIES as usize);

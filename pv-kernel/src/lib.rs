@@ -27,6 +27,7 @@ mod hcall;
 #[cfg(feature = "diagnostics")]
 mod hostile;
 mod irq;
+mod kept_fp;
 mod linux;
 #[cfg(test)]
 mod linux_abi_tests;

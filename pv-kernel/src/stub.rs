@@ -241,7 +241,8 @@ pub(crate) fn inproc_run(
     run.fp_cap = u32::try_from(fp.capacity()).unwrap_or(u32::MAX);
     run.fp_len = len as u32;
     let r = entry!(inproc_run: fn(u64) -> i64)(run as *mut _ as u64);
-    let n = if r == 0 {
+    let kept = run.fp_flags & pvmux_hypercalls::user::inproc::fp_flags::KEPT != 0;
+    let n = if r == 0 && !kept {
         (run.fp_len as usize).min(fp.capacity())
     } else {
         len
@@ -250,5 +251,22 @@ pub(crate) fn inproc_run(
     // the buffer's start, or nothing (then the first `len` bytes are the old image); bytes
     // need no other initialisation.
     unsafe { fp.set_len(n) };
+    r
+}
+
+/// Trusted in-process mode: the FPU state this vCPU's last system-call exit kept in its
+/// registers, as an image in `fp` (replacing what it held; no allocation when it already
+/// has `USER_FPSTATE_MAX` bytes of room). Its length, or a negative error (`fp` is then
+/// empty).
+pub(crate) fn inproc_fp_save(fp: &mut alloc::vec::Vec<u8>) -> i64 {
+    fp.clear();
+    fp.reserve(pvmux_hypercalls::user::USER_FPSTATE_MAX);
+    let cap = fp.capacity();
+    let r = entry!(inproc_fp_save: fn(u64, u64) -> i64)(fp.as_mut_ptr() as u64, cap as u64);
+    if r > 0 {
+        // SAFETY: the stub wrote `r` bytes (at most `cap`, which it was given) from the
+        // buffer's start; bytes need no other initialisation.
+        unsafe { fp.set_len((r as usize).min(cap)) };
+    }
     r
 }

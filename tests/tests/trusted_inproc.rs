@@ -122,6 +122,19 @@ fn futexes_threads_and_exec_in_process() {
     same_in_both_modes("shared-anon", &[]);
 }
 
+/// The FPU state a system call keeps in the vCPU's registers (no `xsave` per call in the
+/// trusted mode): every register — xmm/ymm/zmm, opmasks, MXCSR, the x87 control word — is
+/// unchanged after patched calls on several threads, calls that block and switch threads,
+/// signals whose handler changes every register, and `fork` (in the child too).
+#[test]
+#[cfg_attr(
+    not(have_static_glibc),
+    ignore = "needs a static glibc: apt-get install libc6-dev"
+)]
+fn fpu_state_survives_calls_switches_signals_and_fork() {
+    same_in_both_modes("fpu-kept", &[]);
+}
+
 /// The host's busybox.
 const BUSYBOX: &str = "/bin/busybox";
 

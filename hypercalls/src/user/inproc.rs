@@ -14,6 +14,25 @@
 //!   with the state and the exit written back into `run` ([`InprocRun::exit`], a
 //!   [`UserExit`](super::UserExit) code). `InvalidArgument` when the mode is off.
 //!
+//! * `inproc_fp_save(buf, cap) -> i64` writes the FPU state a system-call exit *kept* on
+//!   this vCPU (see below) into `buf` as an XSAVE image (the signal frame's format, with the
+//!   software bytes) and returns its length; the state is no longer kept afterwards.
+//!   `InvalidArgument` if none is kept, `BadAddress` if `buf` is outside the window or
+//!   `cap` is too small.
+//!
+//! **The FPU state kept in the registers.** A system call through the syscall entry does
+//! not change the program's FPU state, and the kernel and the stub use only the SSE
+//! registers `xmm0`–`xmm15`, `MXCSR` and the x87 control word (no AVX, no x87 arithmetic:
+//! their code is built for the x86-64 baseline). So when the kernel asks for it
+//! ([`fp_flags::MAY_KEEP`]), the syscall entry saves only those (the stub's per-vCPU area)
+//! instead of an `xsave` of the whole image (2.7 KB with AVX-512) and says so
+//! ([`fp_flags::KEPT`], no image). The rest of the state stays in the vCPU thread's
+//! registers while the kernel serves the call. The next `inproc_run` of the same thread
+//! on the same vCPU passes [`fp_flags::LIVE`] and the stub puts the saved registers back
+//! (no `xrstor`). Before anything else runs user code on that vCPU (a thread switch), or
+//! when the kernel needs the image (a signal frame, `fork`, a hand-over safe point), the
+//! kernel fetches it with `inproc_fp_save`.
+//!
 //! A system call of user code reaches the stub either as `SIGSYS` (the `syscall`
 //! instruction outside stub code is trapped by the kernel sandbox's filter) or, with no
 //! signal, through the stub's *syscall entry* (`pvmux_stub_inproc_syscall`, see
@@ -65,14 +84,30 @@ pub struct InprocRun {
     /// In: bytes of the image to load (0: keep the initial state if `fp_init`, else reset
     /// it). Out: bytes saved.
     pub fp_len: u32,
-    /// In: 1 to start from the initial FPU state when `fp_len` is 0.
-    pub fp_init: u32,
+    /// [`fp_flags`] bits: in, how to load the FPU state and whether the exit may keep it;
+    /// out, whether it was kept ([`fp_flags::KEPT`]: no image written, `fp_len` 0).
+    pub fp_flags: u32,
     /// Out: a [`UserExit`](super::UserExit) code.
     pub exit: u32,
     /// In: arm the slice timer to fire after this many ns (0: leave it).
     pub slice_ns: u64,
     /// Out: TSC ticks user code ran.
     pub user_ticks: u64,
+}
+
+/// [`InprocRun::fp_flags`] bits.
+pub mod fp_flags {
+    /// In: start from the initial FPU state when `fp_len` is 0 (a fresh thread).
+    pub const INIT: u32 = 1;
+    /// In: a system-call exit through the syscall entry may keep the FPU state in the vCPU
+    /// thread's registers instead of writing the image (the kernel will pass [`LIVE`] or
+    /// call `inproc_fp_save` before anything else runs user code on this vCPU).
+    pub const MAY_KEEP: u32 = 2;
+    /// In: resume with the state this vCPU kept at its last exit (`fp_len` is ignored); the
+    /// stub refuses (`InvalidArgument`) if it kept none.
+    pub const LIVE: u32 = 4;
+    /// Out: the state was kept (no image was written).
+    pub const KEPT: u32 = 8;
 }
 
 const _: () = assert!(offset_of!(InprocRun, fs_base) == size_of::<TrapFrame>());

@@ -214,9 +214,19 @@ pub(crate) fn syscall(
             Err(Errno::EINTR)
         }
         // Processes.
-        nr::FORK => task::do_clone(t, st, 17, 0, 0, 0, 0),
-        nr::VFORK => task::do_clone(t, st, 0x4000 | 0x100 | 17, 0, 0, 0, 0),
-        nr::CLONE => task::do_clone(t, st, a[0], a[1], a[2], a[3], a[4]),
+        // The child starts with the caller's FPU state: the image, not a vCPU's registers.
+        nr::FORK => {
+            st.take_kept_fp();
+            task::do_clone(t, st, 17, 0, 0, 0, 0)
+        }
+        nr::VFORK => {
+            st.take_kept_fp();
+            task::do_clone(t, st, 0x4000 | 0x100 | 17, 0, 0, 0, 0)
+        }
+        nr::CLONE => {
+            st.take_kept_fp();
+            task::do_clone(t, st, a[0], a[1], a[2], a[3], a[4])
+        }
         nr::CLONE3 => Err(Errno::ENOSYS),
         nr::EXECVE => {
             let path = read_path(a[0])?;

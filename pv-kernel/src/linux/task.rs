@@ -627,6 +627,8 @@ pub(crate) fn adopted_state(t: &super::handover::adopt::ThreadParts) -> (UserSta
         fp: t.fp.clone(),
         fp_token: 0,
         user_ns: 0,
+        fp_kept: 0,
+        park_ready: false,
     };
     (st, t.fp.is_empty())
 }
@@ -762,8 +764,10 @@ fn task_main(task: Arc<Task>, mut st: UserState, mut fresh: bool) {
         if task.must_exit.load(Ordering::Acquire) {
             break;
         }
+        // A kernel thread made runnable here that must not wait for this one's slice.
+        crate::sched::resched_point();
         // Stopped here while a hand-over record is written (`pvmux upgrade`).
-        super::handover::safe_point(&task, &st, restart);
+        super::handover::safe_point(&task, &mut st, restart);
         restart = pvmux_hypercalls::handover::NO_RESTART;
         if super::signal::deliver(&task, &mut st, &mut fresh).is_err() {
             break;
@@ -955,6 +959,8 @@ pub(crate) fn do_clone(
         fp: st.fp.clone(),
         fp_token: 0,
         user_ns: 0,
+        fp_kept: 0,
+        park_ready: false,
     };
     cst.regs.rax = 0;
     if newsp != 0 {

@@ -12,6 +12,8 @@
 //!   queues it.
 //! * Time slices are [`SLICE_NS`]; each vCPU's one-shot timer is armed to the earlier of its
 //!   slice end (not when idle) and the earliest sleeper's deadline ([`rearm_timer`]).
+//! * A sleeper whose deadline comes preempts the running thread at once (once that has run
+//!   [`WAKEUP_PREEMPT_NS`]): timers fire on time on a busy vCPU, not at its slice end.
 //! * Making a thread runnable kicks an idle vCPU that may run it (`vcpu_kick`).
 
 pub(crate) mod switch;
@@ -35,6 +37,9 @@ pub(crate) use wait::Completion;
 
 /// Length of a time slice.
 pub(crate) const SLICE_NS: u64 = 10_000_000;
+/// A thread woken by its deadline preempts the running thread once that has run this long
+/// since it was switched in (so a stream of short sleeps cannot starve it).
+const WAKEUP_PREEMPT_NS: u64 = 50_000;
 
 const NR: usize = MAX_VCPUS as usize;
 
@@ -209,6 +214,27 @@ pub(crate) fn mark_dead(cur: &Arc<Thread>) {
     cur.set_state(state::DEAD);
 }
 
+/// Per vCPU: a thread made runnable here should run before the current thread's slice ends
+/// ([`request_resched`]).
+static RESCHED: [core::sync::atomic::AtomicBool; NR] =
+    [const { core::sync::atomic::AtomicBool::new(false) }; NR];
+
+/// Asks this vCPU to switch threads at its running task's next safe point (its return to
+/// user mode, where it holds no lock): for a kernel thread just made runnable that must not
+/// wait for a busy thread's slice to end (the timer daemon when a timer is armed).
+pub(crate) fn request_resched() {
+    RESCHED[cpu()].store(true, Ordering::Relaxed);
+}
+
+/// At a safe point of a task: gives the vCPU up if [`request_resched`] asked for it.
+pub(crate) fn resched_point() {
+    let me = cpu();
+    if RESCHED[me].load(Ordering::Relaxed) {
+        RESCHED[me].store(false, Ordering::Relaxed);
+        yield_now();
+    }
+}
+
 /// Makes `t` runnable if it is blocked (a no-op otherwise: wake-ups may be spurious).
 pub(crate) fn wake(t: &Arc<Thread>) {
     let target = {
@@ -276,10 +302,16 @@ pub(crate) fn schedule() {
     // `rsp` and released the lock since, which orders that store before this read.
     let next_rsp = unsafe { *next.ctx_rsp.get() };
     let prev_rsp = cur.ctx_rsp.get();
+    let keeper = crate::kept_fp::any(me as u32).then(|| cur.clone());
     s.cpus[me].slice_end = now + SLICE_NS;
     s.cpus[me].current = Some(next);
     s.cpus[me].prev = Some(cur);
     drop(s);
+    // An FPU state this vCPU keeps for the outgoing thread (trusted in-process mode) goes
+    // with the thread before anything else can run user code here.
+    if let Some(out) = keeper {
+        crate::kept_fp::park(me as u32, &out.fp_park);
+    }
     CPU_STATS[me].switches.fetch_add(1, Ordering::Relaxed);
     // SAFETY: events are disabled; `prev_rsp` points into the outgoing thread, kept alive by
     // the `prev` slot until `finish_switch` runs on the incoming context, i.e. after the
@@ -401,15 +433,20 @@ pub(crate) fn handle_event(bits: u32) {
         let mut s = SCHED.lock();
         let me = cpu();
         CPU_STATS[me].events.fetch_add(1, Ordering::Relaxed);
+        let mut woke = false;
         while let Some(&(deadline, _)) = s.sleepers.first() {
             if deadline > now {
                 break;
             }
             let (_, t) = s.sleepers.remove(0);
+            woke = true;
             if let Some(c) = s.make_ready(&t, me) {
                 kicks |= 1 << c;
             }
         }
+        let ran = s.cpus[me].current.as_ref().map_or(0, |c| {
+            now.saturating_sub(c.ran_since.load(Ordering::Relaxed))
+        });
         if s.is_idle(me) {
             s.has_work(me)
         } else if crate::suspend::suspending() {
@@ -423,6 +460,12 @@ pub(crate) fn handle_event(bits: u32) {
                 s.cpus[me].slice_end = now + SLICE_NS;
                 false
             }
+        } else if woke && ran >= WAKEUP_PREEMPT_NS && s.has_work(me) {
+            // A sleeper's deadline came (the timer daemon firing `alarm`/`setitimer`/POSIX
+            // timers, a `nanosleep` ending): it runs now rather than at the end of a busy
+            // thread's slice, as Linux's wake-up preemption does.
+            CPU_STATS[me].preemptions.fetch_add(1, Ordering::Relaxed);
+            true
         } else {
             false
         }

@@ -95,6 +95,9 @@ pub(crate) struct Thread {
     pub(crate) cpu_ns: AtomicU64,
     /// Guest time at which it was last switched in.
     pub(crate) ran_since: AtomicU64,
+    /// Where the FPU state its vCPU keeps goes when the thread is switched out (trusted
+    /// in-process mode, `crate::kept_fp`).
+    pub(crate) fp_park: spin::Mutex<crate::kept_fp::Parked>,
     /// Code to run, taken on first run.
     entry: spin::Mutex<Option<Entry>>,
     /// The stack (none for idle threads, which run on their vCPU's boot stack).
@@ -124,6 +127,7 @@ impl Thread {
             task: spin::Once::new(),
             cpu_ns: AtomicU64::new(0),
             ran_since: AtomicU64::new(0),
+            fp_park: spin::Mutex::new(crate::kept_fp::Parked::default()),
             entry: spin::Mutex::new(None),
             _stack: None,
         })
@@ -225,6 +229,7 @@ pub(crate) fn spawn_published(
         task: spin::Once::new(),
         cpu_ns: AtomicU64::new(0),
         ran_since: AtomicU64::new(0),
+        fp_park: spin::Mutex::new(crate::kept_fp::Parked::default()),
         entry: spin::Mutex::new(Some(Box::new(f))),
         _stack: Some(stack),
     });

@@ -113,10 +113,11 @@ pub(crate) fn interrupted_by_freeze(task: &Task, epoch: u64) -> bool {
 /// A user thread's safe point (the top of its loop, in user mode): parks it while a
 /// hand-over record is written. One atomic load otherwise. `restart` is the system call
 /// its registers re-issue ([`NO_RESTART`]: none), for the record.
-pub(crate) fn safe_point(task: &Task, st: &UserState, restart: u64) {
+pub(crate) fn safe_point(task: &Task, st: &mut UserState, restart: u64) {
     if !FREEZE.load(Ordering::Acquire) {
         return;
     }
+    st.take_kept_fp();
     let e = ThreadEntry {
         tid: task.tid,
         pid: task.process.pid,

@@ -524,6 +524,7 @@ fn setup_frame(
     if act.flags & sa::SA_RESTORER == 0 {
         return Err(Errno::EFAULT);
     }
+    st.take_kept_fp();
     let r = st.regs;
     let alt = *t.sig.altstack.lock();
     let (top, on_alt) = alt.frame_top(
@@ -563,6 +564,7 @@ fn setup_frame(
 /// mask, alternate stack, FPU state), as the handler may have edited it: whatever the CPU
 /// would refuse is sanitised. A frame that cannot be read is a fatal `SIGSEGV`.
 pub(crate) fn sigreturn(t: &Arc<Task>, st: &mut UserState) -> SysResult {
+    st.take_kept_fp();
     let uc = st.regs.rsp;
     let mut u = [0u8; UCONTEXT_SIZE];
     if copy_from_user(uc, &mut u).is_err() {

@@ -66,6 +66,13 @@ pub(crate) struct UserState {
     /// Time user code ran in the runs since this was last taken (the user sandbox's count,
     /// clamped to how long each run took).
     pub(crate) user_ns: u64,
+    /// Trusted in-process mode: the token of the FPU state a vCPU keeps in its registers for
+    /// this thread (`crate::kept_fp`; 0: [`Self::fp`] is the state). Whoever reads or
+    /// replaces `fp` calls [`Self::take_kept_fp`] first.
+    pub(crate) fp_kept: u64,
+    /// Whether the current kernel thread's park room for a kept state is ready (a
+    /// `UserState` never moves to another kernel thread).
+    pub(crate) park_ready: bool,
 }
 
 impl UserState {
@@ -82,7 +89,33 @@ impl UserState {
             fp: Vec::new(),
             fp_token: 0,
             user_ns: 0,
+            fp_kept: 0,
+            park_ready: false,
         }
+    }
+
+    /// Makes [`Self::fp`] the thread's FPU state again if a vCPU keeps it in its registers
+    /// (trusted in-process mode): fetched from this vCPU, or taken from where the thread's
+    /// switch-out parked it. A state found in neither (a kernel bug) becomes the initial
+    /// one, said in the log.
+    pub(crate) fn take_kept_fp(&mut self) {
+        if self.fp_kept == 0 {
+            return;
+        }
+        let token = core::mem::take(&mut self.fp_kept);
+        self.fp_changed();
+        let _irq = IrqGuard::new();
+        let cpu = crate::stub::vcpu_id();
+        if crate::kept_fp::keeps(cpu, token) {
+            crate::kept_fp::forget(cpu);
+            if crate::stub::inproc_fp_save(&mut self.fp) > 0 {
+                return;
+            }
+        } else if crate::kept_fp::unpark(&crate::sched::current().fp_park, token, &mut self.fp) {
+            return;
+        }
+        crate::println!("pvmux-kernel: a thread's kept FPU state was lost; it is reset");
+        self.fp.clear();
     }
 
     /// Records that [`Self::fp`] was changed (or replaced) by the kernel: the next run sends

@@ -14,7 +14,7 @@
 
 use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
-use pvmux_hypercalls::user::inproc::{InprocRun, INPROC_WIPE};
+use pvmux_hypercalls::user::inproc::{fp_flags, InprocRun, INPROC_WIPE};
 use pvmux_hypercalls::user::patch::SYSCALL_FROM_ENTRY;
 use pvmux_hypercalls::user::{UserExit, UserOp};
 
@@ -103,16 +103,41 @@ impl Space {
             return Exit::Dead;
         }
         let cpu = crate::stub::vcpu_id();
+        // The FPU state: still in this vCPU's registers (kept at the last system call), or
+        // an image (parked at a thread switch, or written by an exit).
+        let mut fp_flags = u32::from(fp_init);
+        if st.fp_kept != 0 {
+            if crate::kept_fp::keeps(cpu, st.fp_kept) {
+                fp_flags |= fp_flags::LIVE;
+            } else {
+                st.take_kept_fp();
+            }
+        }
+        if fp_flags & fp_flags::LIVE == 0 {
+            crate::kept_fp::forget(cpu);
+        }
+        // A system-call exit may keep the state once the thread has room to park it.
+        if !st.park_ready {
+            crate::sched::current().fp_park.lock().prepare();
+            st.park_ready = true;
+        }
+        fp_flags |= fp_flags::MAY_KEEP;
         let mut run = InprocRun {
             regs: st.regs,
             fs_base: st.fs_base,
-            fp_init: u32::from(fp_init),
+            fp_flags,
             slice_ns: self.slice_for(cpu),
             ..InprocRun::default()
         };
         st.fp_changed();
-        if crate::stub::inproc_run(&mut run, &mut st.fp) != 0 {
+        let r = crate::stub::inproc_run(&mut run, &mut st.fp);
+        st.fp_kept = 0;
+        if r != 0 {
+            crate::kept_fp::forget(cpu);
             return Exit::Dead;
+        }
+        if run.fp_flags & fp_flags::KEPT != 0 {
+            st.fp_kept = crate::kept_fp::kept_now(cpu);
         }
         st.regs = run.regs;
         st.fs_base = run.fs_base;

@@ -56,6 +56,9 @@ pub(super) fn watch(t: &Arc<Timer>) {
             }
         }
     }
+    // The daemon looks at the new timer now, not when a busy caller's slice ends (which
+    // would delay a 200 µs `setitimer`'s first expiry by up to the 10 ms slice).
+    crate::sched::request_resched();
 }
 
 /// The daemon's body.

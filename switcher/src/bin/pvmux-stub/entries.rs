@@ -75,6 +75,7 @@ pub(crate) fn table() -> StubTable {
         inproc_ops: crate::inproc::ops_entry(),
         inproc_run: crate::inproc::run_entry(),
         inproc_syscall: crate::inproc::syscall_entry(),
+        inproc_fp_save: crate::inproc::fp_save_entry(),
     }
 }
 

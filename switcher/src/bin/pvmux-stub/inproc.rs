@@ -29,7 +29,7 @@ use pvmux_hypercalls::frame::RFLAGS_USER_MASK;
 use pvmux_hypercalls::layout::in_window;
 use pvmux_hypercalls::sandbox::GUEST_MEM_FD;
 use pvmux_hypercalls::user::inproc::{
-    in_inproc_window, InprocRun, INPROC_HIGH, INPROC_LEN_MAX, INPROC_LOW, INPROC_OPS_MAX,
+    fp_flags, in_inproc_window, InprocRun, INPROC_HIGH, INPROC_LEN_MAX, INPROC_LOW, INPROC_OPS_MAX,
     INPROC_WIPE,
 };
 use pvmux_hypercalls::user::patch::SYSCALL_FROM_ENTRY;
@@ -51,6 +51,9 @@ pub(crate) const SLICE_TIMER_VALUE: u64 = 2;
 const XSAVE_OFF: usize = 4096;
 /// Size of that area.
 const XSAVE_MAX: usize = 8192;
+
+/// `InprocCpu::fp_len` of a system-call exit that kept the FPU state in the registers.
+const FP_KEPT: u32 = u32::MAX;
 
 /// 1 when the mode is on (set once at start-up).
 static ON: AtomicU32 = AtomicU32::new(0);
@@ -85,12 +88,27 @@ pub(crate) struct InprocCpu {
     /// 1 from the entry into user code until it has come back.
     pub(crate) in_user: AtomicU32,
     /// Bytes of the user's FPU image in the XSAVE area (0: an `xsave` image without the
-    /// software bytes, see `leave`).
+    /// software bytes, see `leave`; [`FP_KEPT`]: no image, the state is in the registers and
+    /// `u_xmm`, `u_mxcsr`, `u_fcw`).
     fp_len: AtomicU32,
     /// Kernel id of the slice timer.
     pub(crate) slice_timer_id: AtomicI32,
-    _pad: u32,
+    /// 1 when the kernel's last `inproc_run` allowed a system-call exit to keep the FPU
+    /// state in the registers (`fp_flags::MAY_KEEP`).
+    may_keep: AtomicU32,
+    /// The user's MXCSR at a kept exit.
+    u_mxcsr: AtomicU32,
+    /// The user's x87 control word at a kept exit.
+    u_fcw: AtomicU32,
+    _pad: [u32; 2],
+    /// The user's xmm0-15 at a kept exit (16-byte aligned: the entry may run with
+    /// `EFLAGS.AC` set, and `movaps` needs it).
+    u_xmm: Xmm,
 }
+
+/// Room for xmm0-15, 16-byte aligned.
+#[repr(C, align(16))]
+struct Xmm([AtomicU64; 32]);
 
 const fn u_off(field: usize) -> usize {
     OFF_INPROC + offset_of!(InprocCpu, u) + field
@@ -98,6 +116,8 @@ const fn u_off(field: usize) -> usize {
 const fn c_off(field: usize) -> usize {
     OFF_INPROC + field
 }
+const U_XMM: usize = c_off(offset_of!(InprocCpu, u_xmm));
+const _: () = assert!(U_XMM.is_multiple_of(16));
 
 /// Whether the mode is on.
 pub(crate) fn active() -> bool {
@@ -171,9 +191,33 @@ global_asm!(
     "test rax, rax",
     "jz 2f",
     "mov rbx, rax",
+    "test edx, edx",
+    "jnz 5f",
     "mov eax, dword ptr [rip + PVMUX_INPROC_XMASK]",
     "mov edx, dword ptr [rip + PVMUX_INPROC_XMASK + 4]",
     "xrstor64 [rbx + {xsave}]",
+    "jmp 6f",
+    // The state kept at the last exit: only what the kernel may have changed comes back.
+    "5:",
+    "movaps xmm0, [rbx + {u_xmm}]",
+    "movaps xmm1, [rbx + {u_xmm} + 16]",
+    "movaps xmm2, [rbx + {u_xmm} + 32]",
+    "movaps xmm3, [rbx + {u_xmm} + 48]",
+    "movaps xmm4, [rbx + {u_xmm} + 64]",
+    "movaps xmm5, [rbx + {u_xmm} + 80]",
+    "movaps xmm6, [rbx + {u_xmm} + 96]",
+    "movaps xmm7, [rbx + {u_xmm} + 112]",
+    "movaps xmm8, [rbx + {u_xmm} + 128]",
+    "movaps xmm9, [rbx + {u_xmm} + 144]",
+    "movaps xmm10, [rbx + {u_xmm} + 160]",
+    "movaps xmm11, [rbx + {u_xmm} + 176]",
+    "movaps xmm12, [rbx + {u_xmm} + 192]",
+    "movaps xmm13, [rbx + {u_xmm} + 208]",
+    "movaps xmm14, [rbx + {u_xmm} + 224]",
+    "movaps xmm15, [rbx + {u_xmm} + 240]",
+    "ldmxcsr [rbx + {u_mxcsr}]",
+    "fldcw [rbx + {u_fcw}]",
+    "6:",
     "lea rsp, [rbx + {u_rflags}]",
     "popfq",
     "mov rax, [rbx + {u_rax}]",
@@ -256,10 +300,36 @@ global_asm!(
     "mov qword ptr gs:[{u_addr}], {from_entry}",
     "cmp dword ptr [rbx + {in_user}], 1",
     "jne 9f",
+    "cmp dword ptr [rbx + {may_keep}], 0",
+    "je 8f",
+    // Keep the state: save only what the kernel's code may change (module docs of
+    // `pvmux_hypercalls::user::inproc`).
+    "movaps [rbx + {u_xmm}], xmm0",
+    "movaps [rbx + {u_xmm} + 16], xmm1",
+    "movaps [rbx + {u_xmm} + 32], xmm2",
+    "movaps [rbx + {u_xmm} + 48], xmm3",
+    "movaps [rbx + {u_xmm} + 64], xmm4",
+    "movaps [rbx + {u_xmm} + 80], xmm5",
+    "movaps [rbx + {u_xmm} + 96], xmm6",
+    "movaps [rbx + {u_xmm} + 112], xmm7",
+    "movaps [rbx + {u_xmm} + 128], xmm8",
+    "movaps [rbx + {u_xmm} + 144], xmm9",
+    "movaps [rbx + {u_xmm} + 160], xmm10",
+    "movaps [rbx + {u_xmm} + 176], xmm11",
+    "movaps [rbx + {u_xmm} + 192], xmm12",
+    "movaps [rbx + {u_xmm} + 208], xmm13",
+    "movaps [rbx + {u_xmm} + 224], xmm14",
+    "movaps [rbx + {u_xmm} + 240], xmm15",
+    "stmxcsr [rbx + {u_mxcsr}]",
+    "fnstcw [rbx + {u_fcw}]",
+    "mov dword ptr [rbx + {fp_len}], {fp_kept}",
+    "jmp 7f",
+    "8:",
     "mov eax, dword ptr [rip + PVMUX_INPROC_XMASK]",
     "mov edx, dword ptr [rip + PVMUX_INPROC_XMASK + 4]",
     "xsave64 [rbx + {xsave}]",
     "mov dword ptr [rbx + {fp_len}], 0",
+    "7:",
     "mov eax, {exit_syscall}",
     "jmp pvmux_stub_inproc_resume",
     "9:",
@@ -270,6 +340,11 @@ global_asm!(
     k_fcw = const c_off(offset_of!(InprocCpu, k_fcw)),
     in_user = const c_off(offset_of!(InprocCpu, in_user)),
     fp_len = const c_off(offset_of!(InprocCpu, fp_len)),
+    may_keep = const c_off(offset_of!(InprocCpu, may_keep)),
+    u_mxcsr = const c_off(offset_of!(InprocCpu, u_mxcsr)),
+    u_fcw = const c_off(offset_of!(InprocCpu, u_fcw)),
+    u_xmm = const U_XMM,
+    fp_kept = const FP_KEPT,
     xsave = const XSAVE_OFF,
     enter = sym enter,
     leave = sym leave,
@@ -421,7 +496,8 @@ fn load_image(c: &StubCpu, addr: u64, len: usize) {
 }
 
 /// The Rust half of `inproc_run`'s entry: checks and loads the state. Returns this vCPU's
-/// `StubCpu` (FS is the user's from here on), or `(0, error)`.
+/// `StubCpu` (FS is the user's from here on) and 1 if the assembly restores the kept
+/// registers instead of the XSAVE area (`fp_flags::LIVE`), or `(0, error)`.
 extern "sysv64" fn enter(run: u64) -> Pair {
     if !active() {
         return Pair(0, ERR_INVAL as u64);
@@ -434,8 +510,13 @@ extern "sysv64" fn enter(run: u64) -> Pair {
     if r.regs.rip >= 0x0000_8000_0000_0000 || r.fs_base >= 0x0000_8000_0000_0000 {
         return Pair(0, ERR_INVAL as u64);
     }
+    let live = r.fp_flags & fp_flags::LIVE != 0;
     let fp_len = r.fp_len as usize;
-    if fp_len != 0 && !in_window(r.fp_addr, fp_len as u64) {
+    if live {
+        if c.inproc.fp_len.load(Relaxed) != FP_KEPT {
+            return Pair(0, ERR_INVAL as u64);
+        }
+    } else if fp_len != 0 && !in_window(r.fp_addr, fp_len as u64) {
         return Pair(0, ERR_BADADDR as u64);
     }
     let mut regs = r.regs;
@@ -445,7 +526,14 @@ extern "sysv64" fn enter(run: u64) -> Pair {
     for (slot, w) in c.inproc.u.iter().zip(words) {
         slot.store(w, Relaxed);
     }
-    load_image(c, r.fp_addr, fp_len);
+    if !live {
+        load_image(c, r.fp_addr, fp_len);
+    }
+    // Whatever was kept is in use again (or replaced): the next exit says what it saved.
+    c.inproc.fp_len.store(0, Relaxed);
+    c.inproc
+        .may_keep
+        .store(u32::from(r.fp_flags & fp_flags::MAY_KEEP != 0), Relaxed);
     if r.slice_ns != 0 {
         let spec = sys::Itimerspec {
             value: sys::Timespec {
@@ -463,7 +551,7 @@ extern "sysv64" fn enter(run: u64) -> Pair {
         c.inproc.in_user.store(0, SeqCst);
         return Pair(0, ERR_INVAL as u64);
     }
-    Pair(c as *const StubCpu as u64, 0)
+    Pair(c as *const StubCpu as u64, u64::from(live))
 }
 
 /// The Rust half of the way back: the kernel's FS again, the user state written back into
@@ -487,20 +575,17 @@ extern "sysv64" fn leave(cpu: u64, exit: u32) -> i64 {
     r.fs_base = user_fs;
     r.exit = exit;
     r.user_ticks = ticks;
+    r.fp_flags = 0;
+    if c.inproc.fp_len.load(Relaxed) == FP_KEPT {
+        // The state stays in the registers: no image.
+        r.fp_flags = fp_flags::KEPT;
+        r.fp_len = 0;
+        write_run(run, &r);
+        return 0;
+    }
     let area = xsave_area(c);
     let len = match c.inproc.fp_len.load(Relaxed) as usize {
-        0 => {
-            // An `xsave` image: add the software bytes a signal frame's image has.
-            let size = XSAVE_SIZE.load(Relaxed);
-            // SAFETY: FX_SW..FX_SW + 24 lies in the XSAVE area; plain stores.
-            unsafe {
-                (area.add(FX_SW) as *mut u32).write(FP_XSTATE_MAGIC1);
-                (area.add(FX_SW + 4) as *mut u32).write(size + 4);
-                (area.add(FX_SW + 8) as *mut u64).write(PVMUX_INPROC_XMASK.load(Relaxed));
-                (area.add(FX_SW + 16) as *mut u32).write(size);
-            }
-            size as usize
-        }
+        0 => add_software_bytes(c),
         n => n.min(XSAVE_MAX),
     };
     if len <= r.fp_cap as usize && in_window(r.fp_addr, len as u64) {
@@ -512,6 +597,100 @@ extern "sysv64" fn leave(cpu: u64, exit: u32) -> i64 {
     }
     write_run(run, &r);
     0
+}
+
+/// Adds the software bytes a signal frame's image has to the `xsave` image in `c`'s XSAVE
+/// area; returns the image's size.
+fn add_software_bytes(c: &StubCpu) -> usize {
+    let area = xsave_area(c);
+    let size = XSAVE_SIZE.load(Relaxed);
+    // SAFETY: FX_SW..FX_SW + 24 lies in the XSAVE area; plain stores.
+    unsafe {
+        (area.add(FX_SW) as *mut u32).write(FP_XSTATE_MAGIC1);
+        (area.add(FX_SW + 4) as *mut u32).write(size + 4);
+        (area.add(FX_SW + 8) as *mut u64).write(PVMUX_INPROC_XMASK.load(Relaxed));
+        (area.add(FX_SW + 16) as *mut u32).write(size);
+    }
+    size as usize
+}
+
+/// `inproc_fp_save(buf, cap)`: the FPU state this vCPU's last system-call exit kept in the
+/// registers, written into `buf` as an image; returns its length
+/// (`pvmux_hypercalls::user::inproc`). Runs in kernel context: the registers hold the
+/// user's state except xmm0-15, MXCSR and the x87 control word, which are in `InprocCpu`.
+extern "sysv64" fn inproc_fp_save(buf: u64, cap: u64) -> i64 {
+    if !active() {
+        return ERR_INVAL;
+    }
+    let c = StubCpu::current();
+    if c.inproc.fp_len.load(Relaxed) != FP_KEPT {
+        return ERR_INVAL;
+    }
+    let size = XSAVE_SIZE.load(Relaxed) as u64;
+    if cap < size || !in_window(buf, size) {
+        return ERR_BADADDR;
+    }
+    let area = xsave_area(c);
+    let kept = c as *const StubCpu as u64 + OFF_INPROC as u64;
+    let mask = PVMUX_INPROC_XMASK.load(Relaxed);
+    let (mut k_mxcsr, mut k_fcw) = (0u32, 0u16);
+    // SAFETY: `kept` is this vCPU's `InprocCpu` (its `u_xmm` 16-byte aligned, asserted
+    // above) and `area` its 64-byte-aligned XSAVE area of XSAVE_MAX >= XSAVE_SIZE bytes.
+    // The user's xmm0-15, MXCSR and control word are put back in the registers, the whole
+    // state saved, and the kernel's MXCSR and control word restored; xmm0-15 are declared
+    // clobbered.
+    unsafe {
+        core::arch::asm!(
+            "stmxcsr [{k_mxcsr}]",
+            "fnstcw [{k_fcw}]",
+            "movaps xmm0, [{kept} + {x}]",
+            "movaps xmm1, [{kept} + {x} + 16]",
+            "movaps xmm2, [{kept} + {x} + 32]",
+            "movaps xmm3, [{kept} + {x} + 48]",
+            "movaps xmm4, [{kept} + {x} + 64]",
+            "movaps xmm5, [{kept} + {x} + 80]",
+            "movaps xmm6, [{kept} + {x} + 96]",
+            "movaps xmm7, [{kept} + {x} + 112]",
+            "movaps xmm8, [{kept} + {x} + 128]",
+            "movaps xmm9, [{kept} + {x} + 144]",
+            "movaps xmm10, [{kept} + {x} + 160]",
+            "movaps xmm11, [{kept} + {x} + 176]",
+            "movaps xmm12, [{kept} + {x} + 192]",
+            "movaps xmm13, [{kept} + {x} + 208]",
+            "movaps xmm14, [{kept} + {x} + 224]",
+            "movaps xmm15, [{kept} + {x} + 240]",
+            "ldmxcsr [{kept} + {m}]",
+            "fldcw [{kept} + {f}]",
+            "xsave64 [{area}]",
+            "ldmxcsr [{k_mxcsr}]",
+            "fldcw [{k_fcw}]",
+            kept = in(reg) kept,
+            area = in(reg) area,
+            k_mxcsr = in(reg) &raw mut k_mxcsr,
+            k_fcw = in(reg) &raw mut k_fcw,
+            x = const offset_of!(InprocCpu, u_xmm),
+            m = const offset_of!(InprocCpu, u_mxcsr),
+            f = const offset_of!(InprocCpu, u_fcw),
+            in("eax") mask as u32,
+            in("edx") (mask >> 32) as u32,
+            out("xmm0") _, out("xmm1") _, out("xmm2") _, out("xmm3") _,
+            out("xmm4") _, out("xmm5") _, out("xmm6") _, out("xmm7") _,
+            out("xmm8") _, out("xmm9") _, out("xmm10") _, out("xmm11") _,
+            out("xmm12") _, out("xmm13") _, out("xmm14") _, out("xmm15") _,
+            options(nostack, preserves_flags),
+        );
+    }
+    let len = add_software_bytes(c);
+    // SAFETY: `len` (XSAVE_SIZE) bytes of the XSAVE area to the kernel's buffer, which lies
+    // in the window (checked above). Raw copy; no reference is formed.
+    unsafe { core::ptr::copy_nonoverlapping(area, buf as *mut u8, len) };
+    c.inproc.fp_len.store(0, Relaxed);
+    len as i64
+}
+
+/// The `inproc_fp_save` entry's address (for the stub table).
+pub(crate) fn fp_save_entry() -> u64 {
+    inproc_fp_save as *const () as u64
 }
 
 /// A signal that interrupted user code of vCPU `c` (`g`: the frame's context words): records

@@ -8,7 +8,8 @@
 //! guest's own `/proc` shows them); the new kernel checks the record, then adopts it in the
 //! tenant: the same processes go on under it, no counter value lost or repeated (also through
 //! a pipe, and through a fallback to the old kernel when the new one refuses the switch);
-//! what version 2 does not carry is named by pid (timers are carried: section 16). The
+//! what version 2 does not carry is named by pid (timers are carried: section 16; event
+//! objects — eventfd, timerfd, signalfd, epoll — too: sections 24 and 25). The
 //! tenant runs on through every refusal. A kernel
 //! that only adopts version 1 gets the inventory, refused naming every process. A bad image,
 //! an image without a hand-over note, and one whose record versions do not meet the running

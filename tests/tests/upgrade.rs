@@ -1575,3 +1575,82 @@ fn an_asyncio_echo_server_keeps_its_connection_across_a_switch() {
     assert_eq!(st.code(), Some(0), "{}", st.context());
     assert_no_value_lost(&counter(&file));
 }
+
+/// `inotify` is not carried (its watches name inodes of the in-memory filesystem, which a
+/// new kernel rebuilds with other numbers): a program holding one, in an epoll, refuses the
+/// upgrade naming it by pid, and the old kernel runs on with the program.
+#[test]
+#[cfg_attr(
+    not(have_python3),
+    ignore = "needs /usr/bin/python3: apt-get install python3"
+)]
+fn an_inotify_descriptor_is_named_and_refuses_the_upgrade() {
+    let root = root("inotify");
+    let out = TempDir::unique("pvmux-upgrade-out", "inotify");
+    let program = "import ctypes, select, time\n\
+                   libc = ctypes.CDLL(None, use_errno=True)\n\
+                   fd = libc.inotify_init1(0)\n\
+                   assert fd >= 0 and libc.inotify_add_watch(fd, b'/tmp', 0x100) >= 0\n\
+                   ep = select.epoll()\n\
+                   ep.register(fd, select.EPOLLIN)\n\
+                   open('/out/ready', 'w').close()\n\
+                   time.sleep(1000)\n";
+    std::fs::write(out.0.join("p.py"), program).expect("write the program");
+    let vol = format!("{}:/out", out.0.display());
+    let r = root.pvmux(&[
+        "run",
+        "--name",
+        "n",
+        "--detach",
+        "--mem",
+        "256M",
+        "--rootfs",
+        "/",
+        "-v",
+        &vol,
+        "--",
+        "/usr/bin/python3",
+        "/out/p.py",
+    ]);
+    assert_eq!(r.code(), Some(0), "{}", r.context());
+    wait_for("the watch is set", || out.0.join("ready").exists());
+    let next = kernel_copy(root.dir(), "next", |n| {
+        *n = HandoverNote {
+            release: HandoverNote::new("6.1.0-pvmux-next").release,
+            ..*n
+        }
+    });
+    let up = root.pvmux(&[
+        "upgrade",
+        "--format",
+        "json",
+        "n",
+        "--kernel",
+        next.to_str().expect("UTF-8"),
+    ]);
+    assert_eq!(up.code(), Some(1), "{}", up.context());
+    assert!(
+        up.stderr.contains("inotify descriptors of pid 1"),
+        "{}",
+        up.context()
+    );
+    let v: serde_json::Value = serde_json::from_str(up.stdout.trim()).expect("answer JSON");
+    assert_eq!(v["upgraded"], false, "{v}");
+    let blockers = v["record"]["blockers"].as_array().expect("blockers");
+    assert_eq!(
+        blockers.len(),
+        1,
+        "the epoll is carried, the inotify not: {v}"
+    );
+    let r = root.pvmux(&[
+        "exec",
+        "n",
+        "--",
+        "/bin/sh",
+        "-c",
+        "uname -r; cat /proc/1/comm",
+    ]);
+    assert_eq!(r.stdout, "6.1.0-pvmux\npython3\n", "{}", r.context());
+    let st = root.pvmux(&["stop", "-t", "1", "n"]);
+    assert_eq!(st.code(), Some(0), "{}", st.context());
+}

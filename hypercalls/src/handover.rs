@@ -42,6 +42,12 @@
 use core::mem::size_of;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
+mod events;
+pub use events::{
+    epoll_bits, epoll_item_flags, eventfd_flags, EpollItemEntry, TimerFdEntry, EVENT_STATUS_FLAGS,
+    MAX_EPOLL_NESTS, MAX_EVENTFD_COUNT, MAX_NESTED_EPOLL_ITEMS, SIGNALFD_NEVER,
+};
+
 /// Name of the ELF section holding a kernel image's [`HandoverNote`].
 pub const NOTE_SECTION: &str = ".pvmux_handover";
 
@@ -271,6 +277,12 @@ pub mod section {
     /// Version 2 (optional, as [`SOCKET`]): [`super::InetMsgEntry`]s (what is queued on
     /// each loopback internet socket, oldest first).
     pub const INET_MSG: u32 = 20;
+    /// Version 2 (optional, as [`SOCKET`]): [`super::TimerFdEntry`]s (the timer of each
+    /// carried timerfd).
+    pub const TIMERFD: u32 = 24;
+    /// Version 2 (optional, as [`SOCKET`]): [`super::EpollItemEntry`]s (every registration
+    /// of each carried epoll's interest list).
+    pub const EPOLL_ITEM: u32 = 25;
 }
 
 /// One process.
@@ -632,6 +644,15 @@ pub mod fd_state {
     /// A loopback internet socket: [`super::FdStateEntry::object`] is its
     /// [`super::InetSocketEntry::id`].
     pub const INET_SOCKET: u32 = 8;
+    /// An `eventfd`: [`super::FdStateEntry::object`] is its counter, `aux` its
+    /// [`super::eventfd_flags`].
+    pub const EVENTFD: u32 = 10;
+    /// A `timerfd`: its timer is the [`super::TimerFdEntry`] of its description.
+    pub const TIMERFD: u32 = 11;
+    /// A `signalfd`: [`super::FdStateEntry::object`] is its signal mask.
+    pub const SIGNALFD: u32 = 12;
+    /// An `epoll`: its interest list is the [`super::EpollItemEntry`]s of its description.
+    pub const EPOLL: u32 = 13;
 }
 
 /// Version 2: a pipe, named by the [`FdStateEntry::object`] of both its ends.
@@ -1087,6 +1108,12 @@ impl Entry for FileImageEntry {
 impl Entry for TimerEntry {
     const KIND: u32 = section::TIMER;
 }
+impl Entry for TimerFdEntry {
+    const KIND: u32 = section::TIMERFD;
+}
+impl Entry for EpollItemEntry {
+    const KIND: u32 = section::EPOLL_ITEM;
+}
 
 /// Copies `s` into a NUL-padded field (cut to its size).
 pub fn fill_name(dst: &mut [u8], s: &[u8]) {
@@ -1195,6 +1222,8 @@ impl<'a> Record<'a> {
                 section::SOCKET_MSG => Some(size_of::<SocketMsgEntry>()),
                 section::INET_SOCKET => Some(size_of::<InetSocketEntry>()),
                 section::INET_MSG => Some(size_of::<InetMsgEntry>()),
+                section::TIMERFD => Some(size_of::<TimerFdEntry>()),
+                section::EPOLL_ITEM => Some(size_of::<EpollItemEntry>()),
                 _ => None,
             };
             if header.version >= 2 && h.kind < 32 {
@@ -1488,9 +1517,11 @@ impl<'a> Record<'a> {
                 | fd_state::VOLUME_FILE
                 | fd_state::CONSOLE
                 | fd_state::DEVICE => {}
+                fd_state::EVENTFD | fd_state::TIMERFD | fd_state::SIGNALFD | fd_state::EPOLL => {}
                 k => return oob("descriptor kind", u64::from(k)),
             }
         }
+        self.check_events()?;
         self.check_timers(&procs, &threads)
     }
 

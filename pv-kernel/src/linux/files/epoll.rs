@@ -311,6 +311,94 @@ impl FileObject for Epoll {
     }
 }
 
+/// A registration of an epoll's interest list, as a hand-over record carries it.
+pub(crate) struct CarriedItem {
+    /// The descriptor number it was registered by.
+    pub(crate) fd: i32,
+    /// The open file description registered.
+    pub(crate) file: Arc<OpenFile>,
+    /// Interest and control bits as registered (`EPOLLERR | EPOLLHUP` included).
+    pub(crate) events: u32,
+    pub(crate) data: u64,
+    /// An `EPOLLONESHOT` registration that reported.
+    pub(crate) disabled: bool,
+}
+
+impl Epoll {
+    /// Its live registrations, in list order. An edge-triggered one's last reported
+    /// wake-up count is not carried: it is reported once more if ready (one spurious edge
+    /// after a switch rather than a lost one).
+    pub(crate) fn carried(&self) -> Vec<CarriedItem> {
+        self.entries
+            .lock()
+            .iter()
+            .filter_map(|e| {
+                Some(CarriedItem {
+                    fd: e.fd,
+                    file: e.file.upgrade()?,
+                    events: e.events,
+                    data: e.data,
+                    disabled: e.disabled,
+                })
+            })
+            .collect()
+    }
+}
+
+/// An epoll made again from a hand-over record, with an empty interest list
+/// ([`adopt_item`] fills it once every description exists).
+pub(crate) fn adopted(status_flags: u32) -> Arc<OpenFile> {
+    let obj = Arc::new(Epoll {
+        entries: IrqLock::new(Vec::new()),
+        parents: IrqLock::new(Vec::new()),
+        ino: anon_ino(),
+    });
+    open_object(obj, status_flags)
+}
+
+/// Adds a carried registration to the adopted epoll `ep`: `target` by descriptor number
+/// `fd`, with `events` as registered, `data`, and a fired one-shot `disabled`. The record's
+/// check made sure epolls neither loop nor nest too deep; what `epoll_ctl` would refuse
+/// here is refused too.
+pub(crate) fn adopt_item(
+    ep: &Arc<OpenFile>,
+    fd: i32,
+    target: &Arc<OpenFile>,
+    events: u32,
+    data: u64,
+    disabled: bool,
+) -> Result<(), &'static str> {
+    let e = downcast::<Epoll>(ep).ok_or("a registration of no epoll")?;
+    if Arc::ptr_eq(ep, target) || !pollable(target) {
+        return Err("a registration of a file epoll cannot watch");
+    }
+    let inner = downcast::<Epoll>(target);
+    if inner.is_some() && events & EPOLLEXCLUSIVE != 0 {
+        return Err("an exclusive registration of an epoll");
+    }
+    let weak = Arc::downgrade(target);
+    if e.entries
+        .lock()
+        .iter()
+        .any(|x| x.fd == fd && Weak::ptr_eq(&x.file, &weak))
+    {
+        return Err("a registration twice");
+    }
+    if let Some(t) = inner {
+        t.parents.lock().push(Arc::downgrade(ep));
+    }
+    e.entries.lock().push(Entry {
+        fd,
+        file: weak,
+        events: events | EPOLLERR | EPOLLHUP,
+        data,
+        seen: None,
+        disabled,
+        serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
+    });
+    Ok(())
+}
+
 /// `epoll_create1(flags)`.
 pub(crate) fn sys_epoll_create1(flags: u64) -> SysResult {
     if flags & !u64::from(fl::O_CLOEXEC) != 0 {

@@ -161,6 +161,27 @@ impl FileObject for EventFd {
     }
 }
 
+impl EventFd {
+    /// Its counter and `EFD_SEMAPHORE`, as a hand-over record carries them.
+    pub(crate) fn carried(&self) -> (u64, bool) {
+        (*self.count.lock(), self.semaphore)
+    }
+}
+
+/// An eventfd made again from a hand-over record: its counter (at most the largest),
+/// `EFD_SEMAPHORE`, and its description's status flags.
+pub(crate) fn adopted(count: u64, semaphore: bool, status_flags: u32) -> Arc<super::OpenFile> {
+    let obj = Arc::new(EventFd {
+        count: IrqLock::new(count.min(MAX)),
+        semaphore,
+        wq: WaitQueue::new(),
+        ino: anon_ino(),
+        writes: core::sync::atomic::AtomicU64::new(0),
+        reads: core::sync::atomic::AtomicU64::new(0),
+    });
+    open_object(obj, status_flags)
+}
+
 /// `eventfd2(initval, flags)` (`eventfd(initval)` is flags 0).
 pub(crate) fn sys_eventfd2(initval: u64, flags: u64) -> SysResult {
     let flags = u32::try_from(flags).map_err(|_| Errno::EINVAL)?;

@@ -78,6 +78,10 @@ pub(crate) enum Refusal {
     InetSocket(u64),
     /// A descriptor that cannot be installed again (its kind, device or number).
     Descriptor(i32, i32),
+    /// An epoll registration (of the epoll's description, by descriptor number) that
+    /// cannot be made again: of no epoll, of an unknown description, of a file epoll cannot
+    /// watch, or flagged as not what its target is.
+    Epoll(u64, i32),
     /// A process whose credentials, limits or threads cannot be taken as they are.
     Process(i32, &'static str),
     /// The boot command `adopt-refuse` (tests).
@@ -129,6 +133,11 @@ impl fmt::Display for Refusal {
             Self::Socket(id) => write!(f, "socket {id} cannot be re-created"),
             Self::InetSocket(id) => write!(f, "inet socket {id} cannot be re-created"),
             Self::Process(pid, what) => write!(f, "process {pid}: {what}"),
+            Self::Epoll(d, fd) => write!(
+                f,
+                "the registration of descriptor {fd} in epoll (open file description {d}) \
+                 cannot be made again"
+            ),
             Self::Descriptor(pid, fd) => {
                 write!(f, "descriptor {fd} of process {pid} cannot be opened again")
             }
@@ -172,6 +181,10 @@ pub(crate) struct Plan {
     pub(crate) inet_sockets: usize,
     /// Bytes queued on them.
     pub(crate) inet_bytes: usize,
+    /// Event objects (eventfd, timerfd, signalfd, epoll open file descriptions).
+    pub(crate) event_objects: usize,
+    /// Epoll registrations.
+    pub(crate) epoll_items: usize,
 }
 
 /// Checks `bytes` as the record `args` describes, with every check an adoption makes, and
@@ -314,6 +327,9 @@ pub(crate) fn plan(bytes: &[u8], args: &AdoptArgs) -> Result<Plan, Refusal> {
         rebuild_fds(&r, pid, &mut d, &|_, _| Ok(None))?;
         process_parts(&r, pid)?;
     }
+    // The interest lists, once every description exists.
+    plan.epoll_items = super::events::link_epolls(&r, &d.files, &d.left_out)?;
+    plan.event_objects = d.event_objects;
     // Zombies carry their wait status (checked by `Record::check`); counted above.
     debug_assert!(r
         .entries::<ZombieEntry>()
@@ -396,6 +412,14 @@ pub(crate) struct Descriptions {
     sockets: crate::linux::net::unix::carry::Adopted,
     /// The loopback internet sockets descriptors may name, by id.
     inets: crate::linux::net::unix::carry::Adopted,
+    /// The timerfds' timers, by description (section 24).
+    timerfds: BTreeMap<u64, pvmux_hypercalls::handover::TimerFdEntry>,
+    /// The timerfds' timers made again, to arm once the programs run.
+    pub(crate) arms: Vec<super::events::TimerArm>,
+    /// Descriptions the opener left out (a check's: host files, devices).
+    left_out: BTreeSet<u64>,
+    /// Event objects made.
+    event_objects: usize,
 }
 
 /// How an adopter opens a host file, a volume file or a device again (by the record's
@@ -451,6 +475,10 @@ impl Descriptions {
             pipes,
             sockets,
             inets,
+            timerfds: super::events::timerfds(r),
+            arms: Vec::new(),
+            left_out: BTreeSet::new(),
+            event_objects: 0,
         })
     }
 
@@ -497,6 +525,7 @@ impl Descriptions {
             }
             fd_state::HOST_FILE | fd_state::VOLUME_FILE | fd_state::DEVICE => {
                 let Some(file) = open(f, path)? else {
+                    self.left_out.insert(f.description);
                     return Ok(None);
                 };
                 if matches!(f.kind, fd_state::HOST_FILE | fd_state::VOLUME_FILE) {
@@ -505,7 +534,13 @@ impl Descriptions {
                 }
                 file
             }
-            _ => return Err(bad),
+            _ => match super::events::open(f, &self.timerfds, &mut self.arms) {
+                Some(file) => {
+                    self.event_objects += 1;
+                    file?
+                }
+                None => return Err(bad),
+            },
         };
         self.files.insert(f.description, file.clone());
         Ok(Some(file))
@@ -772,7 +807,7 @@ pub(crate) fn begin(args: &AdoptArgs, refuse: bool) -> Adopting {
     crate::println!(
         "pvmux-kernel: the hand-over record checks: {} processes (parents first: {:?}), \
          {} zombies, {} threads, {} frames, {} open file descriptions, {} pipes ({} bytes), {} sockets ({} bytes \
-         queued), {} inet sockets ({} bytes queued)",
+         queued), {} inet sockets ({} bytes queued), {} event objects, {} epoll registrations",
         plan.order.len(),
         plan.order,
         plan.zombies.len(),
@@ -784,7 +819,9 @@ pub(crate) fn begin(args: &AdoptArgs, refuse: bool) -> Adopting {
         plan.sockets,
         plan.socket_bytes,
         plan.inet_sockets,
-        plan.inet_bytes
+        plan.inet_bytes,
+        plan.event_objects,
+        plan.epoll_items
     );
     if check {
         crate::hcall::handover_adopted(adopt_status::ADOPTS, b"");
@@ -873,13 +910,19 @@ pub(crate) fn finish(a: Adopting) -> Vec<u8> {
     for t in built.timers {
         crate::linux::timers::carry::arm(t);
     }
+    let timerfds = built.timerfds.len();
+    super::events::arm(built.timerfds);
     crate::println!(
-        "pvmux-kernel: adopted {} processes, {} zombies, {} of {} threads running, {} timers",
+        "pvmux-kernel: adopted {} processes, {} zombies, {} of {} threads running, {} timers, \
+         {} event objects ({} timerfds, {} epoll registrations)",
         a.plan.order.len(),
         a.plan.zombies.len(),
         threads - failed,
         threads,
-        timers
+        timers,
+        a.plan.event_objects,
+        timerfds,
+        a.plan.epoll_items
     );
     built.init_exe
 }
@@ -893,6 +936,8 @@ struct Built {
     )>,
     /// Every carried timer, made again, to arm.
     timers: Vec<crate::linux::timers::carry::Adopted>,
+    /// Every carried timerfd's timer, to arm.
+    timerfds: Vec<super::events::TimerArm>,
     init_exe: Vec<u8>,
 }
 
@@ -946,6 +991,8 @@ fn build(r: &Record<'_>, plan: &Plan) -> Result<Built, Refusal> {
             timers.push(t);
         }
     }
+    // The epolls' interest lists, once every description of every process exists.
+    super::events::link_epolls(r, &d.files, &d.left_out)?;
     for z in zombie_parts(r) {
         task::adopt_zombie([z.pid, z.ppid, z.pgid, z.sid], &z.comm, z.status)
             .map_err(|_| Refusal::Process(z.pid, "its pid is taken"))?;
@@ -953,6 +1000,7 @@ fn build(r: &Record<'_>, plan: &Plan) -> Result<Built, Refusal> {
     Ok(Built {
         threads,
         timers,
+        timerfds: core::mem::take(&mut d.arms),
         init_exe,
     })
 }

@@ -29,6 +29,7 @@
 //! running at the timeout is named as a blocker.
 
 pub(crate) mod adopt;
+pub(crate) mod events;
 
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
@@ -37,11 +38,12 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use pvmux_hypercalls::handover::{
     blocker, fd_kind, fd_state, file_area_flags, file_image_flags, fill_name, page_flags,
-    process_flags, thread_state, vma_flags, BlobRef, BlockerEntry, FdEntry, FdStateEntry,
-    FileAreaEntry, FileImageEntry, InetMsgEntry, InetSocketEntry, PageRunEntry, PipeEntry,
-    ProcessEntry, ProcessStateEntry, RecordWriter, SigActionEntry, SocketEntry, SocketMsgEntry,
-    ThreadEntry, ThreadStateEntry, TimerEntry, VmaEntry, ZombieEntry, MAX_FPU_LEN, MAX_PIPE_BYTES,
-    MAX_RECORD_LEN, MIN_RECORD_VERSION, NO_RESTART, NR_RLIMITS, RECORD_VERSION,
+    process_flags, thread_state, vma_flags, BlobRef, BlockerEntry, EpollItemEntry, FdEntry,
+    FdStateEntry, FileAreaEntry, FileImageEntry, InetMsgEntry, InetSocketEntry, PageRunEntry,
+    PipeEntry, ProcessEntry, ProcessStateEntry, RecordWriter, SigActionEntry, SocketEntry,
+    SocketMsgEntry, ThreadEntry, ThreadStateEntry, TimerEntry, TimerFdEntry, VmaEntry, ZombieEntry,
+    MAX_FPU_LEN, MAX_PIPE_BYTES, MAX_RECORD_LEN, MIN_RECORD_VERSION, NO_RESTART, NR_RLIMITS,
+    RECORD_VERSION,
 };
 use pvmux_hypercalls::{HcError, TrapFrame};
 use zerocopy::FromZeros;
@@ -316,7 +318,7 @@ fn answer(version: u64) {
     }
     let mut out: Vec<u8> = Vec::new();
     // The record is the host's to read: refused rather than grown past what it accepts.
-    let size = 96 + 16 * 17 + inv.size();
+    let size = 96 + 16 * 19 + inv.size();
     if size as u64 > MAX_RECORD_LEN || out.try_reserve_exact(size).is_err() {
         thaw();
         crate::hcall::handover_record_failed(HcError::NoResources);
@@ -439,6 +441,14 @@ pub(crate) struct Inventory {
     /// The loopback's internet sockets (sections 18 and 20), written whole once a carried
     /// descriptor names one of them.
     pub(crate) inet: Option<(Vec<InetSocketEntry>, Vec<InetMsgEntry>)>,
+    /// The carried timerfds' timers, by description (section 24).
+    pub(crate) timerfds: BTreeMap<u64, TimerFdEntry>,
+    /// The carried epolls, by description: the process of the first descriptor seen, and
+    /// the epoll ([`events::carry_epolls`] writes their lists once every descriptor is
+    /// carried).
+    pub(crate) epolls: BTreeMap<u64, (i32, Arc<super::files::OpenFile>)>,
+    /// Their registrations (section 25).
+    pub(crate) epoll_items: Vec<EpollItemEntry>,
     pub(crate) blob: Vec<u8>,
 }
 
@@ -466,6 +476,8 @@ impl Inventory {
             + self.inet.as_ref().map_or(0, |(s, m)| {
                 s.len() * size_of::<InetSocketEntry>() + m.len() * size_of::<InetMsgEntry>()
             })
+            + self.timerfds.len() * size_of::<TimerFdEntry>()
+            + self.epoll_items.len() * size_of::<EpollItemEntry>()
             + self.blob.len()
     }
 
@@ -506,6 +518,9 @@ impl Inventory {
                 w.section(socks);
                 w.section(msgs);
             }
+            let timerfds: Vec<TimerFdEntry> = self.timerfds.values().copied().collect();
+            w.section(&timerfds);
+            w.section(&self.epoll_items);
             w.blob(&self.blob);
         }
         w.finish();
@@ -604,6 +619,9 @@ fn inventory(procs: &[Arc<Process>], version: u32) -> Inventory {
             fill_name(&mut b.what, b"open file descriptors");
             inv.blockers.push(b);
         }
+    }
+    if version >= 2 {
+        events::carry_epolls(&mut inv);
     }
     inv.processes.sort_by_key(|p| p.pid);
     inv.vmas.sort_by_key(|v| (v.pid, v.start));
@@ -899,6 +917,11 @@ fn carry_fd(
             e.path = inv.blob_add(&super::procfs::link_name(f));
         }
         Kind::Object(_) => {
+            if let Some(carried) = events::carry(pid, f, &mut e, inv) {
+                carried?;
+                inv.fd_states.push(e);
+                return Ok(());
+            }
             if let Some(id) = super::net::inet::carried_id(f) {
                 let id = id?;
                 if inv.inet.is_none() {
@@ -924,7 +947,7 @@ fn carry_fd(
                 return Err(match family {
                     Some(super::net::af::AF_INET | super::net::af::AF_INET6) => b"inet sockets",
                     Some(_) => b"sockets of another family",
-                    None => b"descriptors of kernel objects (epoll, eventfd, ...)",
+                    None => b"descriptors of other kernel objects",
                 });
             };
             let Inventory { sockets, blob, .. } = inv;

@@ -185,6 +185,27 @@ pub(crate) fn record(info: &SigInfo) -> [u8; RECORD_SIZE] {
     b
 }
 
+impl SignalFd {
+    /// Its mask, as a hand-over record carries it.
+    pub(crate) fn carried(&self) -> u64 {
+        self.mask.load(Ordering::Acquire)
+    }
+}
+
+/// A signalfd made again from a hand-over record: its mask (`SIGKILL` and `SIGSTOP` left
+/// out) and its description's status flags.
+pub(crate) fn adopted(mask: u64, status_flags: u32) -> Arc<crate::linux::files::OpenFile> {
+    LIVE.fetch_add(1, Ordering::AcqRel);
+    let m = SigSet::from_bits(mask)
+        .minus(SigSet::of(sig::SIGKILL).with(sig::SIGSTOP))
+        .bits();
+    let obj = Arc::new(SignalFd {
+        mask: AtomicU64::new(m),
+        ino: anon_ino(),
+    });
+    open_object(obj, status_flags)
+}
+
 /// `signalfd4(fd, mask, sizemask, flags)` (`signalfd` is flags 0): a new signalfd for
 /// `fd == -1`, else a new mask for signalfd `fd`.
 pub(crate) fn sys_signalfd4(fd: u64, mask: u64, size: u64, flags: u64) -> SysResult {

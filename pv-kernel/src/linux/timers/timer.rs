@@ -155,7 +155,8 @@ impl Timer {
     }
 
     /// An adopted timer armed as carried (`next` 0: disarmed; else a wall clock's expiry, or
-    /// the CPU time to it), with its overrun report; the daemon is told.
+    /// the CPU time to it), with its overrun report (a timerfd's count kept); the daemon is
+    /// told.
     pub(crate) fn adopted(self: &Arc<Self>, next: u64, interval: u64, overrun: i32) {
         let at = if next == 0 {
             None
@@ -166,8 +167,11 @@ impl Timer {
         };
         {
             let mut st = self.st.lock();
+            // A timerfd's expirations not read yet ([`Timer::set_ticks`]) are kept.
+            let ticks = st.ticks;
             st.arm(at, interval, NEXT_KEY.fetch_add(1, Ordering::Relaxed));
             st.last_overrun = overrun;
+            st.ticks = ticks;
         }
         if at.is_some() && !matches!(self.event, Event::None) {
             super::daemon::watch(self);
@@ -187,6 +191,11 @@ impl Timer {
     /// Takes a timerfd's count of expirations (0 if none yet).
     pub(crate) fn take_ticks(&self) -> u64 {
         core::mem::take(&mut self.st.lock().ticks)
+    }
+
+    /// Sets a timerfd's count of expirations not read yet (an adopted one's).
+    pub(crate) fn set_ticks(&self, n: u64) {
+        self.st.lock().ticks = n;
     }
 
     /// A timerfd's count of expirations not read yet.

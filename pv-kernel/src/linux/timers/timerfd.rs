@@ -91,6 +91,34 @@ impl FileObject for TimerFd {
     }
 }
 
+impl TimerFd {
+    /// Its timer as a hand-over record carries it: realtime (else monotonic), the next
+    /// expiry (an absolute time of the guest clock; 0: disarmed), the interval and the
+    /// expirations not read yet.
+    pub(crate) fn carried(&self) -> (bool, u64, u64, u64) {
+        let realtime = matches!(self.timer.clock, Clock::Wall { realtime: true });
+        let (next, interval, _) = self.timer.carried();
+        (realtime, next, interval, self.timer.ticks())
+    }
+}
+
+/// A timerfd made again from a hand-over record, disarmed, with its expirations not read
+/// yet and its description's status flags; its timer, to arm ([`super::timer::Timer::adopted`])
+/// once the programs run.
+pub(crate) fn adopted(
+    realtime: bool,
+    ticks: u64,
+    status_flags: u32,
+) -> (Arc<OpenFile>, Arc<Timer>) {
+    let timer = Timer::new(Clock::Wall { realtime }, Event::Fd(WaitQueue::new()));
+    timer.set_ticks(ticks);
+    let obj = Arc::new(TimerFd {
+        timer: timer.clone(),
+        ino: anon_ino(),
+    });
+    (open_object(obj, status_flags), timer)
+}
+
 /// `timerfd_create(clockid, flags)`.
 pub(crate) fn sys_timerfd_create(clk: u64, flags: u64) -> SysResult {
     let flags = u32::try_from(flags).map_err(|_| Errno::EINVAL)?;

@@ -217,7 +217,7 @@ struct PipeJson {
 struct CarriedFdJson {
     fd: i32,
     /// `host-file`, `volume-file`, `pipe-read`, `pipe-write`, `console`, `device` or
-    /// `unix-socket` or `inet-socket`.
+    /// `unix-socket`, `inet-socket`, `eventfd`, `timerfd`, `signalfd` or `epoll`.
     kind: String,
     cloexec: bool,
     /// `F_GETFL`.
@@ -230,6 +230,9 @@ struct CarriedFdJson {
     /// A socket's id (`sockets`, or `inet_sockets` for an `inet-socket`).
     #[serde(default)]
     socket: Option<u64>,
+    /// An eventfd's counter, a signalfd's signal mask.
+    #[serde(default)]
+    event: Option<u64>,
     path: String,
 }
 
@@ -480,6 +483,10 @@ impl From<&Inventory> for RecordSummary {
                                         fd_state::CONSOLE => "console",
                                         fd_state::UNIX_SOCKET => "unix-socket",
                                         fd_state::INET_SOCKET => "inet-socket",
+                                        fd_state::EVENTFD => "eventfd",
+                                        fd_state::TIMERFD => "timerfd",
+                                        fd_state::SIGNALFD => "signalfd",
+                                        fd_state::EPOLL => "epoll",
                                         _ => "device",
                                     }
                                     .to_owned(),
@@ -489,6 +496,8 @@ impl From<&Inventory> for RecordSummary {
                                     description: f.description,
                                     pipe: pipe.then_some(f.object),
                                     socket: socket.then_some(f.object),
+                                    event: matches!(f.kind, fd_state::EVENTFD | fd_state::SIGNALFD)
+                                        .then_some(f.object),
                                     path: path.clone(),
                                 }
                             })

@@ -724,3 +724,108 @@ fn carried_timers_are_planned_and_checked_before_adoption() {
         );
     }
 }
+
+/// The scenario with event objects: init holds an eventfd (fd 5, count 3, semaphore), a
+/// signalfd (fd 6) and an epoll (fd 8) over the eventfd, the pipe's read end (fd 0), the
+/// child's timerfd (fd 7 of pid 2, one description) and a host file (left out by a check).
+fn events_scenario() -> Inventory {
+    use pvmux_hypercalls::handover::{
+        epoll_item_flags, eventfd_flags, timer_clock, EpollItemEntry, TimerFdEntry,
+    };
+    let mut inv = scenario();
+    fd(&mut inv, 1, 5, fd_state::EVENTFD, 10, 3);
+    inv.fd_states.last_mut().unwrap().aux = eventfd_flags::SEMAPHORE;
+    fd(&mut inv, 1, 6, fd_state::SIGNALFD, 11, 1 << (10 - 1));
+    fd(&mut inv, 2, 7, fd_state::TIMERFD, 12, 0);
+    fd(&mut inv, 1, 8, fd_state::EPOLL, 13, 0);
+    inv.timerfds.insert(
+        12,
+        TimerFdEntry {
+            description: 12,
+            clock: timer_clock::MONOTONIC,
+            flags: 0,
+            next: 1 << 40,
+            interval: 10_000_000,
+            ticks: 4,
+        },
+    );
+    let item = |fd: i32, target: u64, data: u64| EpollItemEntry {
+        epoll: 13,
+        target,
+        fd,
+        events: 0x001 | 0x008 | 0x010,
+        data,
+        flags: 0,
+        _reserved: 0,
+    };
+    inv.epoll_items = alloc::vec![
+        item(0, 1, 0xa0),
+        item(5, 10, 0xa5),
+        EpollItemEntry {
+            flags: epoll_item_flags::DISABLED,
+            events: 0x001 | (1 << 30) | 0x008 | 0x010,
+            ..item(7, 12, 0xa7)
+        },
+    ];
+    inv.fd_states.sort_by_key(|f| (f.pid, f.fd));
+    inv
+}
+
+#[test]
+fn event_objects_come_back_and_epolls_are_linked_after_every_description() {
+    use crate::linux::files::epoll::Epoll;
+    use crate::linux::files::eventfd::EventFd;
+    use crate::linux::files::object::downcast;
+    use crate::linux::files::poll::poll_mask;
+    use crate::linux::signal::signalfd::SignalFd;
+    use crate::linux::timers::timerfd::TimerFd;
+    let inv = events_scenario();
+    let p = check(&inv).expect("adopts");
+    assert_eq!((p.event_objects, p.epoll_items), (4, 3));
+    let bytes = record(&inv, 2);
+    let r = Record::parse(&bytes, (2, 2)).expect("valid");
+    let mut d = Descriptions::new(&r, 0, false).expect("pipes");
+    let init = rebuild_fds(&r, 1, &mut d, &|_, _| Ok(None)).expect("init's");
+    let child = rebuild_fds(&r, 2, &mut d, &|_, _| Ok(None)).expect("the child's");
+    // The epoll names the child's timerfd: linked once both tables exist.
+    let n = crate::linux::handover::events::link_epolls(&r, &d.files, &d.left_out).expect("links");
+    assert_eq!(n, 3);
+    let ev = init.get(5).unwrap();
+    assert_eq!(downcast::<EventFd>(&ev).unwrap().carried(), (3, true));
+    let sf = init.get(6).unwrap();
+    assert_eq!(downcast::<SignalFd>(&sf).unwrap().carried(), 1 << 9);
+    let tf = child.get(7).unwrap();
+    assert!(downcast::<TimerFd>(&tf).is_some());
+    assert_eq!(
+        poll_mask(&tf) & 1,
+        1,
+        "its expirations not read yet are kept"
+    );
+    assert_eq!(d.arms.len(), 1);
+    assert_eq!((d.arms[0].1, d.arms[0].2), (1 << 40, 10_000_000));
+    let ep = init.get(8).unwrap();
+    let items = downcast::<Epoll>(&ep).unwrap().carried();
+    let got: Vec<(i32, u64, bool)> = items.iter().map(|i| (i.fd, i.data, i.disabled)).collect();
+    assert_eq!(got, [(0, 0xa0, false), (5, 0xa5, false), (7, 0xa7, true)]);
+    assert!(Arc::ptr_eq(&items[0].file, &init.get(0).unwrap()));
+    assert!(Arc::ptr_eq(&items[2].file, &tf));
+    // Ready at once: the eventfd's count, the pipe's bytes (level-triggered).
+    assert_eq!(poll_mask(&ep) & 1, 1, "the epoll is readable");
+    drop((init, child, d));
+
+    // What the adopter refuses: a registration of an unknown description, one flagged as
+    // an epoll that is not, one of no epoll.
+    let mut bad = events_scenario();
+    bad.epoll_items[1].target = 99;
+    assert_eq!(check(&bad), Err(Refusal::Epoll(13, 5)));
+    let mut bad = events_scenario();
+    bad.epoll_items[1].flags = pvmux_hypercalls::handover::epoll_item_flags::EPOLL;
+    assert_eq!(check(&bad), Err(Refusal::Epoll(13, 5)));
+    let mut bad = events_scenario();
+    bad.epoll_items[0].epoll = 10; // the eventfd's description
+    assert_eq!(check(&bad), Err(Refusal::Epoll(10, 0)));
+    // A timerfd without its timer: Record::check refuses it.
+    let mut bad = events_scenario();
+    bad.timerfds.clear();
+    assert!(matches!(check(&bad), Err(Refusal::Record(_))));
+}

@@ -42,6 +42,11 @@
 use core::mem::size_of;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
+mod fs;
+pub use fs::{
+    fs_node, fs_node_flags, FsDirentEntry, FsNodeEntry, FsPagesEntry, MAX_FS_FILE_SIZE, MAX_FS_PATH,
+};
+
 /// Name of the ELF section holding a kernel image's [`HandoverNote`].
 pub const NOTE_SECTION: &str = ".pvmux_handover";
 
@@ -271,6 +276,13 @@ pub mod section {
     /// Version 2 (optional, as [`SOCKET`]): [`super::InetMsgEntry`]s (what is queued on
     /// each loopback internet socket, oldest first).
     pub const INET_MSG: u32 = 20;
+    /// Version 2: the in-memory filesystem's inodes ([`super::FsNodeEntry`]; first the
+    /// filesystem itself).
+    pub const FS_NODE: u32 = 21;
+    /// Version 2: the names in its directories ([`super::FsDirentEntry`]).
+    pub const FS_DIRENT: u32 = 22;
+    /// Version 2: its regular files' stored pages, by frame ([`super::FsPagesEntry`]).
+    pub const FS_PAGES: u32 = 23;
 }
 
 /// One process.
@@ -1195,6 +1207,9 @@ impl<'a> Record<'a> {
                 section::SOCKET_MSG => Some(size_of::<SocketMsgEntry>()),
                 section::INET_SOCKET => Some(size_of::<InetSocketEntry>()),
                 section::INET_MSG => Some(size_of::<InetMsgEntry>()),
+                section::FS_NODE => Some(size_of::<FsNodeEntry>()),
+                section::FS_DIRENT => Some(size_of::<FsDirentEntry>()),
+                section::FS_PAGES => Some(size_of::<FsPagesEntry>()),
                 _ => None,
             };
             if header.version >= 2 && h.kind < 32 {
@@ -1208,7 +1223,9 @@ impl<'a> Record<'a> {
                 r.blob = payload;
             }
             // Version 1 has none of version 2's sections.
-            if header.version < 2 && (section::THREAD_STATE..=section::SOCKET_MSG).contains(&h.kind)
+            if header.version < 2
+                && ((section::THREAD_STATE..=section::SOCKET_MSG).contains(&h.kind)
+                    || (section::FS_NODE..=section::FS_PAGES).contains(&h.kind))
             {
                 return Err(RecordError::BadSection(h.kind));
             }
@@ -1491,6 +1508,7 @@ impl<'a> Record<'a> {
                 k => return oob("descriptor kind", u64::from(k)),
             }
         }
+        self.check_fs((b.pool_start, b.pool_end))?;
         self.check_timers(&procs, &threads)
     }
 
@@ -1865,6 +1883,12 @@ impl<'a, T: Entry> Table<'a, T> {
         }
         None
     }
+}
+
+/// CRC-32/ISO-HDLC of `bytes` (what [`fs_node_flags::STATIC`] files are known by).
+pub fn crc32(bytes: &[u8]) -> u32 {
+    const CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+    CRC32.checksum(bytes)
 }
 
 /// CRC-32 of a whole record (at least a header long) with its `crc32` field taken as zero.

@@ -677,10 +677,47 @@ fn bad_or_incompatible_images_are_refused_before_the_guest_is_asked() {
     assert_eq!(st.code(), Some(0), "{}", st.context());
 }
 
+/// What the guest shows of its in-memory files (`/tmp/w`, the overlay over the `--rootfs`
+/// share `share`): `ls -lin` of every directory, `stat` of every name (number, mode, owner,
+/// links, size, blocks, modification and change times), `md5sum` of every file, a symbolic
+/// link's target, a listing's `getdents` order.
+fn in_memory_files(root: &Root, name: &str, share: &str) -> String {
+    let script = format!(
+        "cd /tmp/w && ls -lin --time-style=full-iso -U . t t/a t/a/b {share} && \
+         find . {share} -exec stat -c '%i %A %u %g %h %s %b %y %z %n' {{}} + && \
+         find . {share} -type f -exec md5sum {{}} + && readlink t/link && cat s1 t/hard \
+         {share}/over.txt"
+    );
+    let r = root.pvmux(&["exec", name, "--", "/bin/sh", "-c", &script]);
+    assert_eq!(r.code(), Some(0), "{}", r.context());
+    r.stdout
+}
+
+/// The in-memory filesystem across a switch (record sections 21-23): a program writes
+/// files in `/tmp` (a few bytes, more than a page, a sparse one, an empty one), makes a
+/// tree, a symbolic link and a hard link, changes modes, writes over a `--rootfs` file (the
+/// overlay), removes one and renames another; after `pvmux upgrade` the guest shows the
+/// same numbers, modes, owners, times, contents and listing order, the removed file stays
+/// removed, and the files go on being written. Files on a volume are the host's, kept too.
 #[test]
-fn files_written_in_guest_memory_refuse_the_switch_and_stay() {
+fn files_in_guest_memory_are_carried_across_a_switch() {
     let root = root("tmpfs");
     let out = TempDir::unique("pvmux-upgrade-out", "tmpfs");
+    // A small directory of the `--rootfs` share (under the build's temporary directory,
+    // which the guest sees at the same path: the share is the host's `/`).
+    let share = TempDir::at(
+        Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("pvmux-upgrade-share-{}", std::process::id())),
+    );
+    for (f, text) in [
+        ("over.txt", "host\n"),
+        ("gone.txt", "gone\n"),
+        ("moved.txt", "m\n"),
+        ("kept.txt", "k\n"),
+    ] {
+        std::fs::write(share.0.join(f), text).unwrap();
+    }
+    let share_path = share.0.to_str().expect("UTF-8").to_owned();
     let vol = format!("{}:/out", out.0.display());
     let r = root.pvmux(&[
         "run",
@@ -703,30 +740,68 @@ fn files_written_in_guest_memory_refuse_the_switch_and_stay() {
             ..*n
         }
     });
-    // Files on a volume are the host's: they do not stop a switch.
-    let w = root.pvmux(&["exec", "m", "--", "/bin/sh", "-c", "echo kept > /out/v"]);
+    let make = format!(
+        "set -e; mkdir /tmp/w; cd /tmp/w; printf small > s1; head -c 10000 /dev/urandom > big; \
+         dd if=/dev/zero of=sparse bs=1 count=1 seek=3000000 2>/dev/null; echo end >> sparse; \
+         : > empty; mkdir -p t/a/b; echo deep > t/a/b/c; ln -s ../s1 t/link; ln s1 t/hard; \
+         chmod 600 big; chmod 1700 t/a; touch -d @1000000000 t/a/b/c; \
+         echo over > {share_path}/over.txt; rm {share_path}/gone.txt; \
+         mv {share_path}/moved.txt {share_path}/moved2.txt; echo kept > /out/v"
+    );
+    let w = root.pvmux(&["exec", "m", "--", "/bin/sh", "-c", &make]);
     assert_eq!(w.code(), Some(0), "{}", w.context());
+    let before = in_memory_files(&root, "m", &share_path);
+    assert!(
+        before.contains("  big\n") || before.contains("./big"),
+        "{before}"
+    );
     let (up, v) = upgrade(&root, "m", &next, None);
     assert_eq!(up.code(), Some(0), "{}", up.context());
     assert_eq!(v["switch"]["adopted_by"], "6.1.0-pvmux-next", "{v}");
-    // A file in the guest's memory (/tmp) is not carried yet: named, and the switch is
-    // refused before anything stops; the file is still there under the running kernel.
-    let w = root.pvmux(&["exec", "m", "--", "/bin/sh", "-c", "echo data > /tmp/f"]);
-    assert_eq!(w.code(), Some(0), "{}", w.context());
-    let up = root.pvmux(&["upgrade", "m", "--kernel", next.to_str().expect("UTF-8")]);
-    assert_eq!(up.code(), Some(1), "{}", up.context());
-    assert!(
-        up.stderr
-            .contains("changes to in-memory files (/tmp, overlay)")
-            && up.stderr.contains("6.1.0-pvmux-next keeps running"),
-        "{}",
-        up.context()
+    // Carried by the record (sections 21-23), by frame: s1 1 page, big 3, sparse its last
+    // one only, c 1, over.txt 1 (and whatever else the guest wrote in memory).
+    let files = &v["record"]["files"];
+    assert!(files["inodes"].as_u64().unwrap() >= 12, "{v}");
+    assert!(files["pages"].as_u64().unwrap() >= 7, "{v}");
+    let after = in_memory_files(&root, "m", &share_path);
+    assert_eq!(
+        after, before,
+        "the same files, numbers, metadata and contents"
     );
-    let r = root.pvmux(&["exec", "m", "--", "/bin/cat", "/tmp/f"]);
-    assert_eq!(r.stdout, "data\n", "{}", r.context());
+    let u = root.pvmux(&["exec", "m", "--", "/bin/uname", "-r"]);
+    assert_eq!(u.stdout.trim(), "6.1.0-pvmux-next", "{}", u.context());
+    // Gone stays gone, the host was never written, and the files are written on.
+    let r = root.pvmux(&[
+        "exec", "m", "--", "/bin/sh", "-c",
+        &format!("test ! -e {share_path}/gone.txt && echo more >> /tmp/w/s1 && cat /tmp/w/t/hard && ls {share_path}"),
+    ]);
+    assert_eq!(r.code(), Some(0), "{}", r.context());
+    assert_eq!(
+        r.stdout,
+        "smallmore\nkept.txt\nmoved2.txt\nover.txt\n",
+        "{}",
+        r.context()
+    );
+    assert_eq!(
+        std::fs::read_to_string(share.0.join("over.txt")).unwrap(),
+        "host\n"
+    );
+    assert!(share.0.join("gone.txt").exists() && share.0.join("moved.txt").exists());
     assert_eq!(std::fs::read_to_string(out.0.join("v")).unwrap(), "kept\n");
+    // And back to the embedded kernel: carried twice.
+    let after = in_memory_files(&root, "m", &share_path);
+    let (up, v) = upgrade(&root, "m", Path::new(&embedded_kernel(root.dir())), None);
+    assert_eq!(up.code(), Some(0), "{}", up.context());
+    assert_eq!(v["switch"]["adopted_by"], "6.1.0-pvmux", "{v}");
+    let again = in_memory_files(&root, "m", &share_path);
+    assert_eq!(again, after);
     let st = root.pvmux(&["stop", "-t", "1", "m"]);
     assert_eq!(st.code(), Some(0), "{}", st.context());
+}
+
+/// The embedded kernel, as a file in `dir`.
+fn embedded_kernel(dir: &Path) -> PathBuf {
+    kernel_copy(dir, "embedded", |_| {})
 }
 
 /// Timers across a switch (record section 16): `timeout 8 sleep 1000` (coreutils' POSIX

@@ -87,12 +87,15 @@ pub(crate) enum Refusal {
     Trusted,
     /// A file area whose file cannot be opened again (gone, changed kind, too large).
     Backing(i32, u64),
+    /// The in-memory filesystem (sections 21-23) cannot be taken as carried.
+    Fs(&'static str),
 }
 
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Fetch(what) => write!(f, "cannot fetch the record: {what}"),
+            Self::Fs(what) => write!(f, "the in-memory filesystem cannot be adopted: {what}"),
             Self::Record(e) => write!(f, "the record is refused: {e}"),
             Self::Inventory => f.write_str("record version 1 carries no process state"),
             Self::Blockers(n) => write!(f, "the record names {n} things it could not carry"),
@@ -172,6 +175,18 @@ pub(crate) struct Plan {
     pub(crate) inet_sockets: usize,
     /// Bytes queued on them.
     pub(crate) inet_bytes: usize,
+    /// Inodes of the in-memory filesystem (sections 21-23; 0: not carried).
+    pub(crate) fs_nodes: usize,
+}
+
+/// The in-memory filesystem the record carries (sections 21-23), if it does.
+fn carried_fs(r: &Record<'_>) -> Option<crate::fs::ramfs::carry::Carried> {
+    let c = crate::fs::ramfs::carry::Carried {
+        nodes: r.entries().collect(),
+        dirents: r.entries().collect(),
+        pages: r.entries().collect(),
+    };
+    (!c.nodes.is_empty()).then_some(c)
 }
 
 /// Checks `bytes` as the record `args` describes, with every check an adoption makes, and
@@ -248,6 +263,21 @@ pub(crate) fn plan(bytes: &[u8], args: &AdoptArgs) -> Result<Plan, Refusal> {
             let n = plan.frames.entry(gpa).or_insert(0);
             *n = n.saturating_add(1);
         }
+    }
+    // The in-memory filesystem: its tree checked, each file frame one reference (the
+    // file's), never a frame a page run maps too.
+    if let Some(c) = carried_fs(&r) {
+        crate::fs::ramfs::carry::check_carried(&c, &|b| r.blob_bytes(b).map(<[u8]>::to_vec))
+            .map_err(Refusal::Fs)?;
+        for run in &c.pages {
+            for k in 0..run.pages {
+                let gpa = run.gpa + k * pvmux_hypercalls::PAGE_SIZE;
+                if plan.frames.insert(gpa, 1).is_some() {
+                    return Err(Refusal::FrameTwice(gpa));
+                }
+            }
+        }
+        plan.fs_nodes = c.nodes.len() - 1;
     }
     // Descriptions agree on what they are.
     let mut descriptions: BTreeMap<u64, (FdStateEntry, &[u8])> = BTreeMap::new();
@@ -772,7 +802,7 @@ pub(crate) fn begin(args: &AdoptArgs, refuse: bool) -> Adopting {
     crate::println!(
         "pvmux-kernel: the hand-over record checks: {} processes (parents first: {:?}), \
          {} zombies, {} threads, {} frames, {} open file descriptions, {} pipes ({} bytes), {} sockets ({} bytes \
-         queued), {} inet sockets ({} bytes queued)",
+         queued), {} inet sockets ({} bytes queued), {} in-memory inodes",
         plan.order.len(),
         plan.order,
         plan.zombies.len(),
@@ -784,7 +814,8 @@ pub(crate) fn begin(args: &AdoptArgs, refuse: bool) -> Adopting {
         plan.sockets,
         plan.socket_bytes,
         plan.inet_sockets,
-        plan.inet_bytes
+        plan.inet_bytes,
+        plan.fs_nodes
     );
     if check {
         crate::hcall::handover_adopted(adopt_status::ADOPTS, b"");
@@ -905,6 +936,12 @@ struct Built {
 /// parent's children; its threads with their tids; then the zombies, for their parents.
 fn build(r: &Record<'_>, plan: &Plan) -> Result<Built, Refusal> {
     use crate::linux::{space, task};
+    // The in-memory filesystem first: descriptors, sockets' names and working directories
+    // are looked up in it.
+    if let Some(c) = carried_fs(r) {
+        crate::fs::with(|fs| fs.adopt_carried(&c, &|b| r.blob_bytes(b).map(<[u8]>::to_vec)))
+            .map_err(Refusal::Fs)?;
+    }
     task::reserve_ids(highest_id(r));
     let mut d = Descriptions::new(r, crate::time::now_ns(), true)?;
     let mut threads = Vec::new();

@@ -190,26 +190,32 @@ fn freeze() -> Vec<Arc<Task>> {
     }
 }
 
-/// The in-memory filesystem's change count when the kernel had booted (its initramfs
-/// unpacked, `/dev` made), `u64::MAX` before: what a new kernel booted from the same
-/// arguments rebuilds by itself.
-static FS_BASELINE: AtomicU64 = AtomicU64::new(u64::MAX);
-
-/// Notes that the kernel booted: changes to the in-memory filesystem from now on are the
-/// programs' (`ramfs::Fs::changes`).
-pub(crate) fn fs_booted() {
-    FS_BASELINE.store(crate::fs::with(|fs| fs.changes()), Ordering::Release);
-}
-
-/// Changes the programs made to the in-memory filesystem (files in memory — `/tmp`, the
-/// `--rootfs` overlay —, names, metadata; a volume's are on the host) since boot: a record
-/// does not carry in-memory files yet, so an adopting kernel would lose them.
-fn fs_changes() -> u64 {
-    let base = FS_BASELINE.load(Ordering::Acquire);
-    if base == u64::MAX {
-        return 0;
-    }
-    crate::fs::with(|fs| fs.changes()).wrapping_sub(base)
+/// Version 2: the in-memory filesystem (sections 21-23, `ramfs::carry`): its tree and
+/// its files' frames; a blocker for what it cannot carry, or for a filesystem that would
+/// make the record larger than [`MAX_RECORD_LEN`] (its entries are then left out).
+fn carry_fs(inv: &mut Inventory) {
+    let before = inv.blob.len();
+    let carried = crate::fs::with(|fs| fs.carry_out(&mut |b| inv.blob_add(b)));
+    let (what, count): (&[u8], u32) = match carried {
+        Ok(c) if (96 + 16 * 20 + inv.size() + c.size()) as u64 <= MAX_RECORD_LEN => {
+            inv.fs = Some(c);
+            return;
+        }
+        Ok(c) => (
+            b"in-memory files too many for the record (inodes)",
+            u32::try_from(c.nodes.len()).unwrap_or(u32::MAX),
+        ),
+        Err(e) => e,
+    };
+    inv.blob.truncate(before);
+    let mut b = BlockerEntry {
+        kind: blocker::KERNEL,
+        pid: 0,
+        count,
+        ..FromZeros::new_zeroed()
+    };
+    fill_name(&mut b.what, what);
+    inv.blockers.push(b);
 }
 
 /// Lets the parked threads go.
@@ -302,20 +308,12 @@ fn answer(version: u64) {
         fill_name(&mut b.what, b"threads did not reach a safe point");
         inv.blockers.push(b);
     }
-    let changes = fs_changes();
-    if version >= 2 && changes > 0 {
-        let mut b = BlockerEntry {
-            kind: blocker::KERNEL,
-            pid: 0,
-            count: u32::try_from(changes).unwrap_or(u32::MAX),
-            ..FromZeros::new_zeroed()
-        };
-        fill_name(&mut b.what, b"changes to in-memory files (/tmp, overlay)");
-        inv.blockers.push(b);
+    if version >= 2 {
+        carry_fs(&mut inv);
     }
     let mut out: Vec<u8> = Vec::new();
     // The record is the host's to read: refused rather than grown past what it accepts.
-    let size = 96 + 16 * 17 + inv.size();
+    let size = 96 + 16 * 20 + inv.size();
     if size as u64 > MAX_RECORD_LEN || out.try_reserve_exact(size).is_err() {
         thaw();
         crate::hcall::handover_record_failed(HcError::NoResources);
@@ -438,6 +436,8 @@ pub(crate) struct Inventory {
     /// The loopback's internet sockets (sections 18 and 20), written whole once a carried
     /// descriptor names one of them.
     pub(crate) inet: Option<(Vec<InetSocketEntry>, Vec<InetMsgEntry>)>,
+    /// The in-memory filesystem (sections 21-23), when it is carried.
+    pub(crate) fs: Option<crate::fs::ramfs::carry::Carried>,
     pub(crate) blob: Vec<u8>,
 }
 
@@ -465,6 +465,7 @@ impl Inventory {
             + self.inet.as_ref().map_or(0, |(s, m)| {
                 s.len() * size_of::<InetSocketEntry>() + m.len() * size_of::<InetMsgEntry>()
             })
+            + self.fs.as_ref().map_or(0, |c| c.size())
             + self.blob.len()
     }
 
@@ -504,6 +505,11 @@ impl Inventory {
             if let Some((socks, msgs)) = &self.inet {
                 w.section(socks);
                 w.section(msgs);
+            }
+            if let Some(fs) = &self.fs {
+                w.section(&fs.nodes);
+                w.section(&fs.dirents);
+                w.section(&fs.pages);
             }
             w.blob(&self.blob);
         }
@@ -638,7 +644,7 @@ fn carry_process(
             super::files::path::dir_path(cwd).unwrap_or_default()
         }
     };
-    let (mut file_areas, mut shared_areas) = (0u32, 0u32);
+    let (mut file_areas, mut shared_areas, mut moved_areas) = (0u32, 0u32, 0u32);
     // Private file mappings to carry: (start, offset, path, volume, image), classified once
     // the space's lock is dropped.
     let mut mapped = Vec::new();
@@ -691,9 +697,19 @@ fn carry_process(
         }
     }
     for (start, offset, path, ino, image, bus_past_eof) in mapped {
-        let (volume, host) = crate::fs::with(|fs| (fs.is_volume_file(ino), fs.is_host_file(ino)));
+        let (volume, host, named) = crate::fs::with(|fs| {
+            (
+                fs.is_volume_file(ino),
+                fs.is_host_file(ino),
+                names_inode(fs, &path, ino),
+            )
+        });
         if !(volume || host) || !path.starts_with(b"/") {
             file_areas += 1;
+            continue;
+        }
+        if !named {
+            moved_areas += 1;
             continue;
         }
         let path = inv.blob_add(&path);
@@ -798,6 +814,11 @@ fn carry_process(
         ),
         (shared_areas, blocker::KERNEL, b"shared memory areas"),
         (
+            moved_areas,
+            blocker::FILES,
+            b"mappings of files renamed or removed",
+        ),
+        (
             timers_not_carried,
             blocker::TIMERS,
             b"timers on another's CPU clock or ended thread",
@@ -814,6 +835,12 @@ fn carry_process(
             inv.blockers.push(b);
         }
     }
+}
+
+/// Whether absolute `path` names inode `ino` now (what a file reopened by its path in an
+/// adopting kernel, whose tree is this one's, gets).
+fn names_inode(fs: &mut crate::fs::ramfs::Fs, path: &[u8], ino: crate::fs::ramfs::Ino) -> bool {
+    path.starts_with(b"/") && fs.lookup(crate::fs::ramfs::ROOT_INO, path, true) == Ok(ino)
 }
 
 /// Version 2: carries descriptor `fd` of process `pid` (open on `f`), or says in words what
@@ -847,11 +874,20 @@ fn carry_fd(
         Kind::Node { dir: true, .. } => return Err(b"directory descriptors"),
         Kind::Node { ino, .. } => {
             let ino = *ino;
-            let (volume, host) =
-                crate::fs::with(|fs| (fs.is_volume_file(ino), fs.is_host_file(ino)));
             let Some(path) = f.path() else {
                 return Err(b"descriptors of unnamed files");
             };
+            let (volume, host, named) = crate::fs::with(|fs| {
+                (
+                    fs.is_volume_file(ino),
+                    fs.is_host_file(ino),
+                    names_inode(fs, path, ino),
+                )
+            });
+            if (volume || host) && !named {
+                // Reopened by its path, it would be another file (or none).
+                return Err(b"descriptors of files renamed or removed");
+            }
             e.kind = if volume {
                 fd_state::VOLUME_FILE
             } else if host {

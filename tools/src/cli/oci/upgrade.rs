@@ -140,6 +140,20 @@ struct RecordSummary {
     /// Record version 2: the guest's loopback `AF_INET`/`AF_INET6` sockets, by id.
     #[serde(default)]
     inet_sockets: Vec<InetSocketJson>,
+    /// Record version 2: the in-memory filesystem (sections 21-23), if carried.
+    #[serde(default)]
+    files: Option<FilesJson>,
+}
+
+/// What a version 2 record carries of the in-memory filesystem.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct FilesJson {
+    /// Inodes (directories, files, links, socket names), with their numbers.
+    inodes: usize,
+    /// Names in directories.
+    names: usize,
+    /// Stored pages of files, carried by frame.
+    pages: u64,
 }
 
 /// A loopback internet socket a version 2 record carries.
@@ -576,6 +590,11 @@ impl From<&Inventory> for RecordSummary {
                     queued_bytes: *bytes,
                 })
                 .collect(),
+            files: i.files.map(|f| FilesJson {
+                inodes: f.inodes,
+                names: f.names,
+                pages: f.pages,
+            }),
         }
     }
 }
@@ -701,8 +720,12 @@ pub(crate) fn upgrade(g: &GlobalArgs, a: &UpgradeArgs) -> anyhow::Result<u8> {
             r.fds.len(),
             if ans.version >= 2 {
                 format!(
-                    "; carries {} resident pages by frame",
-                    r.carried.iter().map(|c| c.pages).sum::<u64>()
+                    "; carries {} resident pages by frame{}",
+                    r.carried.iter().map(|c| c.pages).sum::<u64>(),
+                    r.files.as_ref().map_or(String::new(), |f| format!(
+                        ", {} in-memory inodes and {} file pages by frame",
+                        f.inodes, f.pages
+                    ))
                 )
             } else {
                 String::new()

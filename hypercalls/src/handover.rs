@@ -644,6 +644,12 @@ pub mod fd_state {
     /// A loopback internet socket: [`super::FdStateEntry::object`] is its
     /// [`super::InetSocketEntry::id`].
     pub const INET_SOCKET: u32 = 8;
+    /// A file or directory of the in-memory filesystem (sections 21-23), by inode:
+    /// [`super::FdStateEntry::object`] is its [`super::FsNodeEntry::ino`], `pos` a file's
+    /// offset or a directory's `getdents64` cookie, `path` the name it was opened by (what
+    /// `/proc/PID/fd` shows; empty: none). Also a host or volume file whose path no longer
+    /// names it (renamed or removed while open).
+    pub const MEMORY_FILE: u32 = 9;
 }
 
 /// Version 2: a pipe, named by the [`FdStateEntry::object`] of both its ends.
@@ -1470,6 +1476,7 @@ impl<'a> Record<'a> {
         self.check_sockets(&sockets)?;
         let inets = Table::<InetSocketEntry>::of(self);
         self.check_inet_sockets(&inets)?;
+        let fs_nodes = Table::<FsNodeEntry>::of(self);
         let mut prev = (0i32, -1i32);
         for f in self.entries::<FdStateEntry>() {
             if !known(f.pid) || !(0..MAX_FD).contains(&f.fd) || (f.pid, f.fd) <= prev {
@@ -1499,6 +1506,19 @@ impl<'a> Record<'a> {
                         .is_none_or(|s| s.listener != 0)
                     {
                         return oob("descriptor of an unknown inet socket", f.object);
+                    }
+                }
+                fd_state::MEMORY_FILE => {
+                    // Checked against the filesystem's inodes when the record carries it
+                    // (a record that does not is refused by its adopter, and names why).
+                    if fs_nodes.len() > 0
+                        && fs_nodes.find(f.object, |n| n.ino).is_none_or(|n| {
+                            n.ino == 0
+                                || !(n.kind == fs_node::REGULAR
+                                    || n.kind == fs_node::DIRECTORY && n.nlink > 0)
+                        })
+                    {
+                        return oob("descriptor of an unknown in-memory file", f.object);
                     }
                 }
                 fd_state::HOST_FILE

@@ -799,6 +799,85 @@ fn files_in_guest_memory_are_carried_across_a_switch() {
     assert_eq!(st.code(), Some(0), "{}", st.context());
 }
 
+/// Descriptors of in-memory files across a switch (descriptor kind 9, by inode): the static
+/// C program `handover-files` holds a `/tmp` file open at an offset, a file it unlinked, a
+/// file through two descriptors of one description, and a directory it is half way through
+/// listing; after the switch each goes on where it was — the listing neither repeats nor
+/// skips a name, the writes land at the offsets, the unlinked file still has its bytes —
+/// exactly as the same program run natively without a switch reports.
+#[test]
+#[cfg_attr(
+    not(have_static_glibc),
+    ignore = "needs static glibc (glibc-static / libc6-dev) for handover-files"
+)]
+fn descriptors_of_in_memory_files_go_on_where_they_were_after_a_switch() {
+    let root = root("tmpfds");
+    let out = TempDir::unique("pvmux-upgrade-out", "tmpfds");
+    let vol = format!("{}:/out", out.0.display());
+    let prog = pvmux_tests::prog("handover-files");
+    // Natively first: the report without a switch.
+    let native = TempDir::unique("pvmux-upgrade-native", "tmpfds");
+    std::fs::write(native.0.join("go"), "").unwrap();
+    let st = std::process::Command::new(&prog)
+        .arg(native.0.join("d"))
+        .arg(native.0.join("ready"))
+        .arg(native.0.join("go"))
+        .arg(native.0.join("report"))
+        .status()
+        .expect("run handover-files natively");
+    assert!(st.success());
+    let want = std::fs::read_to_string(native.0.join("report")).unwrap();
+    assert_eq!(
+        want,
+        "entries 16 unique 16 log 13 before|after| gone 14 unlinked|more| dup 7 one,two\n"
+    );
+    let script = format!(
+        "{} /tmp/fds /out/ready /out/go /out/report; while :; do sleep 1; done",
+        prog.display()
+    );
+    let r = root.pvmux(&[
+        "run", "--name", "f", "--detach", "--rootfs", "/", "-v", &vol, "--", "/bin/sh", "-c",
+        &script,
+    ]);
+    assert_eq!(r.code(), Some(0), "{}", r.context());
+    wait_for("the files are open", || out.0.join("ready").exists());
+    let next = kernel_copy(root.dir(), "next", |n| {
+        *n = HandoverNote {
+            release: HandoverNote::new("6.1.0-pvmux-next").release,
+            ..*n
+        }
+    });
+    let (up, v) = upgrade(&root, "f", &next, None);
+    assert_eq!(up.code(), Some(0), "{}", up.context());
+    assert_eq!(v["switch"]["adopted_by"], "6.1.0-pvmux-next", "{v}");
+    // Carried by inode, with their offsets (the directory's: a cookie past `.`, `..`, ...).
+    let procs = v["record"]["processes"].as_array().expect("processes");
+    let pid = procs
+        .iter()
+        .find(|p| p["comm"] == "handover-files")
+        .and_then(|p| p["pid"].as_i64())
+        .unwrap_or_else(|| panic!("handover-files listed: {v}"));
+    let carried = v["record"]["carried"].as_array().expect("carried");
+    let fd = |n| carried_fd(carried, pid, n);
+    for n in 3..=7 {
+        assert_eq!(fd(n)["kind"], "memory-file", "fd {n}: {v}");
+    }
+    assert_eq!(fd(4)["pos"], 7, "log: {v}");
+    assert_eq!(fd(5)["pos"], 9, "gone: {v}");
+    assert_eq!(fd(6)["description"], fd(7)["description"], "dup: {v}");
+    assert!(
+        fd(3)["pos"].as_u64().unwrap() > 2,
+        "the listing's cookie: {v}"
+    );
+    std::fs::write(out.0.join("go"), "").unwrap();
+    wait_for("the report", || {
+        std::fs::read_to_string(out.0.join("report")).is_ok_and(|s| s.ends_with('\n'))
+    });
+    assert_eq!(std::fs::read_to_string(out.0.join("report")).unwrap(), want);
+    let st = root.pvmux(&["stop", "-t", "1", "f"]);
+    assert_eq!(st.code(), Some(0), "{}", st.context());
+}
+
 /// The embedded kernel, as a file in `dir`.
 fn embedded_kernel(dir: &Path) -> PathBuf {
     kernel_copy(dir, "embedded", |_| {})

@@ -45,7 +45,8 @@ pub struct FsNodeEntry {
     pub uid: u32,
     /// Group.
     pub gid: u32,
-    /// Link count (at least 1: only named inodes are carried).
+    /// Link count: at least 1 (a named inode), or 0 for a regular file that descriptors of
+    /// kind [`super::fd_state::MEMORY_FILE`] hold open after its last name went.
     pub nlink: u32,
     /// Access time (ns since the epoch).
     pub atime: u64,
@@ -191,15 +192,15 @@ impl Record<'_> {
             let vol_path = self.blob_bytes(n.vol_path);
             if f & !super::fs_node_flags::ALL != 0
                 || n.perm > 0o7777
-                || n.nlink == 0
+                || (n.nlink == 0 && n.kind != fs_node::REGULAR)
                 || path.is_none_or(|p| p.len() > MAX_FS_PATH as usize)
                 || vol_path.is_none_or(|p| p.len() > MAX_FS_PATH as usize)
                 || (f & super::fs_node_flags::VOLUME != 0) == vol_path.is_none_or(<[u8]>::is_empty)
             {
                 return oob("filesystem inode's flags, mode or paths", n.ino);
             }
-            use super::fs_node::*;
             use super::fs_node_flags::*;
+            use fs_node::*;
             let ok = match n.kind {
                 REGULAR => {
                     let backing = f & (HOST | STATIC);
@@ -420,7 +421,7 @@ mod tests {
             ("unknown kind", |n, _, _| n[3].kind = 9),
             ("unknown flag", |n, _, _| n[3].flags = 1 << 20),
             ("mode past 07777", |n, _, _| n[3].perm = 0o10000),
-            ("no link count", |n, _, _| n[3].nlink = 0),
+            ("no link count on a directory", |n, _, _| n[2].nlink = 0),
             ("no root", |n, d, _| {
                 n[1].kind = fs_node::SOCKET;
                 d.clear();
@@ -477,6 +478,59 @@ mod tests {
             assert!(
                 matches!(e, Err(RecordError::OutOfBounds(..))),
                 "{what}: {e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn descriptors_of_in_memory_files_name_a_carried_file_or_directory() {
+        let (n, d, p) = tree();
+        let fd = |object| FdStateEntry {
+            pid: 1,
+            fd: 3,
+            kind: fd_state::MEMORY_FILE,
+            fd_flags: 0,
+            status_flags: 0,
+            aux: 0,
+            description: 1,
+            pos: 0,
+            object,
+            path: BlobRef::default(),
+        };
+        let check = |n: &[FsNodeEntry], f: FdStateEntry| {
+            let mut v = Vec::new();
+            let mut w = RecordWriter::new(&mut v, 2, b"6.1.0-pvmux");
+            w.section(&[ProcessEntry {
+                pid: 1,
+                ..Default::default()
+            }]);
+            w.section(&[f]);
+            w.section(n);
+            w.section(&d);
+            w.section(&p);
+            w.blob(b"tmpfl\0/tmp/f");
+            w.finish();
+            Record::parse(&v, (2, 2)).unwrap().check(&BOUNDS)
+        };
+        assert_eq!(check(&n, fd(3)), Ok(()), "a file");
+        assert_eq!(check(&n, fd(2)), Ok(()), "a directory");
+        // A file held open after its last name went: carried with no link.
+        let mut open = n.clone();
+        open.push(FsNodeEntry {
+            ino: 5,
+            nlink: 0,
+            ..n[3]
+        });
+        open[0].size = 9;
+        assert_eq!(check(&open, fd(5)), Ok(()), "an unlinked file");
+        for (what, object) in [
+            ("unknown", 7),
+            ("a symbolic link", 4),
+            ("the filesystem", 0),
+        ] {
+            assert!(
+                matches!(check(&n, fd(object)), Err(RecordError::OutOfBounds(..))),
+                "{what}"
             );
         }
     }

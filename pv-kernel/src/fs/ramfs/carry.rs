@@ -4,8 +4,9 @@
 //! frames (a written file's pages, carried by frame), the initramfs's bytes (by their
 //! CRC-32), the `--rootfs` share (by path), a volume (by volume and path) — and
 //! [`Fs::adopt_carried`] makes an adopting kernel's tree that one, so the programs see the
-//! same files, numbers and contents. Inodes without a name (open or mapped only) are not
-//! carried: whatever holds them is named as a blocker by the record's writer.
+//! same files, numbers and contents. An inode without a name is carried only as a regular
+//! file held open (its descriptors are carried by inode); one mapped only is not carried:
+//! its mapping is named as a blocker by the record's writer.
 
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
@@ -70,7 +71,9 @@ impl Fs {
         });
         let mut several = 0u32;
         for (&ino, i) in &self.inodes {
-            if i.nlink == 0 {
+            // An inode without a name is carried only as a regular file held open (its
+            // descriptors are carried by inode, `fd_state::MEMORY_FILE`).
+            if i.nlink == 0 && !(i.open > 0 && matches!(i.node, Node::File { .. })) {
                 continue;
             }
             let mut e = FsNodeEntry {
@@ -221,6 +224,20 @@ impl Fs {
         self.mounts = mounts;
         self.vols.replace_nodes(vols);
         Ok(())
+    }
+
+    /// Frees every inode without a name that nothing holds open: after an adoption, the
+    /// carried files whose descriptors were not opened again.
+    pub(crate) fn forget_unheld(&mut self) {
+        let unheld: Vec<Ino> = self
+            .inodes
+            .iter()
+            .filter(|(_, i)| i.nlink == 0 && i.open == 0)
+            .map(|(&ino, _)| ino)
+            .collect();
+        for ino in unheld {
+            self.maybe_free(ino);
+        }
     }
 
     /// The bytes of borrowed file `ino`, if it is one.
@@ -400,11 +417,18 @@ pub(super) fn build(
     }
     for (&ino, i) in &inodes {
         let names = named.get(&ino).copied().unwrap_or(0);
-        let ok = seen.contains(&ino)
-            && match &i.node {
-                Node::Dir(_) => (ino == ROOT_INO && names == 0) || (ino != ROOT_INO && names == 1),
-                _ => names >= 1,
-            };
+        let ok = if i.nlink == 0 {
+            // Held open only (`Fs::forget_unheld` frees it if nothing opens it).
+            names == 0 && matches!(i.node, Node::File { .. })
+        } else {
+            seen.contains(&ino)
+                && match &i.node {
+                    Node::Dir(_) => {
+                        (ino == ROOT_INO && names == 0) || (ino != ROOT_INO && names == 1)
+                    }
+                    _ => names >= 1,
+                }
+        };
         if !ok {
             return Err("an inode not in the tree once");
         }

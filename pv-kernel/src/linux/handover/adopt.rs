@@ -279,6 +279,16 @@ pub(crate) fn plan(bytes: &[u8], args: &AdoptArgs) -> Result<Plan, Refusal> {
         }
         plan.fs_nodes = c.nodes.len() - 1;
     }
+    // A descriptor of an in-memory file names a carried inode (`Record::check`); without
+    // the filesystem there is none to open.
+    if plan.fs_nodes == 0 {
+        if let Some(f) = r
+            .entries::<FdStateEntry>()
+            .find(|f| f.kind == pvmux_hypercalls::handover::fd_state::MEMORY_FILE)
+        {
+            return Err(Refusal::Descriptor(f.pid, f.fd));
+        }
+    }
     // Descriptions agree on what they are.
     let mut descriptions: BTreeMap<u64, (FdStateEntry, &[u8])> = BTreeMap::new();
     for f in r.entries::<FdStateEntry>() {
@@ -525,7 +535,10 @@ impl Descriptions {
                     f.status_flags,
                 )
             }
-            fd_state::HOST_FILE | fd_state::VOLUME_FILE | fd_state::DEVICE => {
+            fd_state::HOST_FILE
+            | fd_state::VOLUME_FILE
+            | fd_state::DEVICE
+            | fd_state::MEMORY_FILE => {
                 let Some(file) = open(f, path)? else {
                     return Ok(None);
                 };
@@ -983,6 +996,9 @@ fn build(r: &Record<'_>, plan: &Plan) -> Result<Built, Refusal> {
             timers.push(t);
         }
     }
+    // The carried files held open only by descriptors that were not opened again (none
+    // in a record that checks) go.
+    crate::fs::with(|fs| fs.forget_unheld());
     for z in zombie_parts(r) {
         task::adopt_zombie([z.pid, z.ppid, z.pgid, z.sid], &z.comm, z.status)
             .map_err(|_| Refusal::Process(z.pid, "its pid is taken"))?;
@@ -1087,7 +1103,8 @@ fn backing(
 }
 
 /// Opens a host file, a volume file or a device of descriptor `f` again by its `path`
-/// (never creating nor truncating it: `files::path::reopen`); a device is one of the
+/// (never creating nor truncating it: `files::path::reopen`), an in-memory file or
+/// directory by its inode (`files::path::reopen_ino`, at its offset or cookie); a device is one of the
 /// kernel's `/dev` nodes that keep no state (`null`, `zero`, `full`, `random`,
 /// `urandom`).
 fn reopen(f: &FdStateEntry, path: &[u8]) -> Result<Option<Arc<OpenFile>>, Refusal> {
@@ -1098,6 +1115,11 @@ fn reopen(f: &FdStateEntry, path: &[u8]) -> Result<Option<Arc<OpenFile>>, Refusa
     match f.kind {
         fd_state::HOST_FILE | fd_state::VOLUME_FILE => {
             crate::linux::files::path::reopen(path, f.status_flags, f.kind == fd_state::VOLUME_FILE)
+                .map(Some)
+                .map_err(|_| bad)
+        }
+        fd_state::MEMORY_FILE => {
+            crate::linux::files::path::reopen_ino(f.object, f.status_flags, f.pos, path)
                 .map(Some)
                 .map_err(|_| bad)
         }

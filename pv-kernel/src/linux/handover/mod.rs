@@ -871,32 +871,49 @@ fn carry_fd(
         path: BlobRef::default(),
     };
     match &f.kind {
-        Kind::Node { dir: true, .. } => return Err(b"directory descriptors"),
-        Kind::Node { ino, .. } => {
-            let ino = *ino;
-            let Some(path) = f.path() else {
-                return Err(b"descriptors of unnamed files");
-            };
-            let (volume, host, named) = crate::fs::with(|fs| {
+        Kind::Node { ino, h, dir } => {
+            let (ino, h, dir) = (*ino, *h, *dir);
+            let path = f.path();
+            let (volume, host, named, nlink, cookie) = crate::fs::with(|fs| {
                 (
                     fs.is_volume_file(ino),
                     fs.is_host_file(ino),
-                    names_inode(fs, path, ino),
+                    path.is_some_and(|p| names_inode(fs, p, ino)),
+                    fs.stat_ino(ino).map_or(0, |s| s.nlink),
+                    if dir {
+                        fs.lseek(h, 0, crate::fs::ramfs::whence::SEEK_CUR).ok()
+                    } else {
+                        None
+                    },
                 )
             });
-            if (volume || host) && !named {
-                // Reopened by its path, it would be another file (or none).
-                return Err(b"descriptors of files renamed or removed");
-            }
-            e.kind = if volume {
-                fd_state::VOLUME_FILE
-            } else if host {
-                fd_state::HOST_FILE
-            } else {
-                return Err(b"descriptors of in-memory files");
-            };
             e.pos = *f.pos();
-            e.path = inv.blob_add(path);
+            match path {
+                // Reopened by its path (what an adopter without section 21 can do too).
+                Some(p) if (volume || host) && named && !dir => {
+                    e.kind = if volume {
+                        fd_state::VOLUME_FILE
+                    } else {
+                        fd_state::HOST_FILE
+                    };
+                    e.path = inv.blob_add(p);
+                }
+                // Anything else of the in-memory filesystem, by inode (the tree is carried
+                // with its numbers, section 21): a file in memory, a file held open after
+                // its last name went, a host or volume file renamed or removed, a
+                // directory at its `getdents64` cookie.
+                _ => {
+                    if dir && nlink == 0 {
+                        return Err(b"descriptors of removed directories");
+                    }
+                    e.kind = fd_state::MEMORY_FILE;
+                    e.object = ino;
+                    if let Some(c) = cookie {
+                        e.pos = c;
+                    }
+                    e.path = inv.blob_add(path.unwrap_or_default());
+                }
+            }
         }
         Kind::PipeRead(pipe) | Kind::PipeWrite(pipe) => {
             e.kind = if matches!(f.kind, Kind::PipeRead(_)) {

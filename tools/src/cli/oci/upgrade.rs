@@ -230,8 +230,9 @@ struct PipeJson {
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct CarriedFdJson {
     fd: i32,
-    /// `host-file`, `volume-file`, `pipe-read`, `pipe-write`, `console`, `device` or
-    /// `unix-socket` or `inet-socket`.
+    /// `host-file`, `volume-file`, `pipe-read`, `pipe-write`, `console`, `device`,
+    /// `unix-socket`, `inet-socket` or `memory-file` (an in-memory file or directory, by
+    /// inode: `inode`).
     kind: String,
     cloexec: bool,
     /// `F_GETFL`.
@@ -244,6 +245,9 @@ struct CarriedFdJson {
     /// A socket's id (`sockets`, or `inet_sockets` for an `inet-socket`).
     #[serde(default)]
     socket: Option<u64>,
+    /// A `memory-file`'s inode number.
+    #[serde(default)]
+    inode: Option<u64>,
     path: String,
 }
 
@@ -494,6 +498,7 @@ impl From<&Inventory> for RecordSummary {
                                         fd_state::CONSOLE => "console",
                                         fd_state::UNIX_SOCKET => "unix-socket",
                                         fd_state::INET_SOCKET => "inet-socket",
+                                        fd_state::MEMORY_FILE => "memory-file",
                                         _ => "device",
                                     }
                                     .to_owned(),
@@ -503,6 +508,7 @@ impl From<&Inventory> for RecordSummary {
                                     description: f.description,
                                     pipe: pipe.then_some(f.object),
                                     socket: socket.then_some(f.object),
+                                    inode: (f.kind == fd_state::MEMORY_FILE).then_some(f.object),
                                     path: path.clone(),
                                 }
                             })

@@ -123,7 +123,10 @@ fn a_carried_filesystem_is_the_same_tree_with_the_same_contents() {
     assert_eq!(c.nodes[0].kind, fs_node::FS);
     // small 1, big 4, sparse its last page only, c 1, y 1, the copied-up hosts 1.
     assert_eq!(c.pages.iter().map(|p| p.pages).sum::<u64>(), 9);
-    assert_eq!(c.pages.iter().map(|p| p.pages).sum::<u64>(), old.usage().pages);
+    assert_eq!(
+        c.pages.iter().map(|p| p.pages).sum::<u64>(),
+        old.usage().pages
+    );
     let mut new = booted();
     take_frames(&c);
     new.adopt_carried(&c, &resolve(&blob)).unwrap();
@@ -245,4 +248,42 @@ fn a_malformed_carry_is_refused_and_changes_nothing() {
     let h = new.open(ROOT_INO, b"/init", O_RDONLY, 0).unwrap();
     assert!(new.adopt_carried(&c, &resolve(&blob)).is_err());
     new.close(h).unwrap();
+}
+
+#[test]
+fn a_file_held_open_after_its_last_name_is_carried_and_reopened_by_inode() {
+    crate::linux::pool::init_for_tests();
+    let mut old = booted();
+    put(&mut old, ROOT_INO, b"/tmp/open", b"still here");
+    put(&mut old, ROOT_INO, b"/tmp/closed", b"gone");
+    let h = old.open(ROOT_INO, b"/tmp/open", O_RDWR, 0).unwrap();
+    let h2 = old.open(ROOT_INO, b"/tmp/closed", O_RDONLY, 0).unwrap();
+    let ino = old.fstat(h).unwrap().ino;
+    let gone = old.fstat(h2).unwrap().ino;
+    old.unlink(ROOT_INO, b"/tmp/open").unwrap();
+    old.unlink(ROOT_INO, b"/tmp/closed").unwrap();
+    let (c, blob) = carry(&old);
+    let carried = |i| c.nodes.iter().find(|n| n.ino == i).map(|n| n.nlink);
+    assert_eq!(carried(ino), Some(0), "held open: carried with no link");
+    assert_eq!(carried(gone), Some(0));
+    let mut new = booted();
+    take_frames(&c);
+    new.adopt_carried(&c, &resolve(&blob)).unwrap();
+    // Its descriptor opens it again by inode; the other one has none and goes.
+    let h = new.open_ino(ino, O_RDWR).unwrap();
+    new.forget_unheld();
+    let mut buf = [0u8; 32];
+    let n = new.pread(h, &mut buf, 0).unwrap();
+    assert_eq!(&buf[..n], b"still here");
+    assert_eq!(new.stat_ino(gone).err(), Some(Errno::ENOENT));
+    assert_eq!(new.stat_ino(ino).unwrap().nlink, 0);
+    assert!(new.lstat(ROOT_INO, b"/tmp/open").is_err());
+    // Closed, it is freed as on Linux.
+    new.close(h).unwrap();
+    assert_eq!(new.stat_ino(ino).err(), Some(Errno::ENOENT));
+    // A directory opens read-only only.
+    let tmp = new.lookup(ROOT_INO, b"/tmp", false).unwrap();
+    assert_eq!(new.open_ino(tmp, O_RDWR).err(), Some(Errno::EISDIR));
+    let d = new.open_ino(tmp, O_RDONLY).unwrap();
+    new.close(d).unwrap();
 }

@@ -904,6 +904,10 @@ pub mod file_area_flags {
     /// A program's segment (filled from the program's image, its `.bss` past the file's end
     /// zero); else an `mmap` of a file (touching a page past the file's end is `SIGBUS`).
     pub const IMAGE: u32 = 1 << 1;
+    /// A file of the in-memory filesystem (sections 21-23), by its path: every page the
+    /// mapping has is a page run (copy-on-write of the file's frames, or its own); the
+    /// others are demand-zero, as they were.
+    pub const MEMORY: u32 = 1 << 2;
 }
 
 /// Version 2 (section [`section::FILE_IMAGE`]): where the pages of a file area (the

@@ -194,6 +194,7 @@ fn kmain() {
     if let Some(a) = adopting {
         // `/dev` and `/proc`, which a first process's console table would create.
         linux::files::init();
+        linux::handover::fs_booted();
         let exe = linux::handover::adopt::finish(a);
         let status = linux::task::serve_until_init_ends();
         let exe = args.argv().next().map_or(exe, <[u8]>::to_vec);

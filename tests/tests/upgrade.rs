@@ -801,9 +801,11 @@ fn files_in_guest_memory_are_carried_across_a_switch() {
 
 /// Descriptors of in-memory files across a switch (descriptor kind 9, by inode): the static
 /// C program `handover-files` holds a `/tmp` file open at an offset, a file it unlinked, a
-/// file through two descriptors of one description, and a directory it is half way through
-/// listing; after the switch each goes on where it was — the listing neither repeats nor
-/// skips a name, the writes land at the offsets, the unlinked file still has its bytes —
+/// file through two descriptors of one description, a directory it is half way through
+/// listing, and a `MAP_PRIVATE` mapping of a `/tmp` file one page of which it wrote; after
+/// the switch each goes on where it was — the listing neither repeats nor skips a name, the
+/// writes land at the offsets, the unlinked file still has its bytes, the mapping shows its
+/// own page and the file's —
 /// exactly as the same program run natively without a switch reports.
 #[test]
 #[cfg_attr(
@@ -829,7 +831,8 @@ fn descriptors_of_in_memory_files_go_on_where_they_were_after_a_switch() {
     let want = std::fs::read_to_string(native.0.join("report")).unwrap();
     assert_eq!(
         want,
-        "entries 16 unique 16 log 13 before|after| gone 14 unlinked|more| dup 7 one,two\n"
+        "entries 17 unique 17 log 13 before|after| gone 14 unlinked|more| dup 7 one,two \
+         map X B A\n"
     );
     let script = format!(
         "{} /tmp/fds /out/ready /out/go /out/report; while :; do sleep 1; done",
@@ -869,6 +872,11 @@ fn descriptors_of_in_memory_files_go_on_where_they_were_after_a_switch() {
         fd(3)["pos"].as_u64().unwrap() > 2,
         "the listing's cookie: {v}"
     );
+    // The private mapping of /tmp/fds/map, backed by the carried file again.
+    let areas = carried.iter().find(|c| c["pid"] == pid).expect("carried")["file_areas"]
+        .as_array()
+        .expect("file areas");
+    assert!(areas.iter().any(|a| a == "/tmp/fds/map"), "{v}");
     std::fs::write(out.0.join("go"), "").unwrap();
     wait_for("the report", || {
         std::fs::read_to_string(out.0.join("report")).is_ok_and(|s| s.ends_with('\n'))

@@ -452,8 +452,10 @@ pub(crate) fn run_init(
         crate::println!("pvmux-kernel: no user pool in the memory map: cannot run programs");
         return Err(Errno::ENOMEM);
     }
-    // `/dev` and `/proc`.
+    // `/dev` and `/proc`; then what the filesystem holds at boot, which a hand-over's
+    // adopter makes by itself, is settled: a change from here on is the programs'.
     super::files::init();
+    super::handover::fs_booted();
     let path = resolve_init(&argv[0]);
     let env = env.unwrap_or_else(|| INIT_ENV.iter().map(|e| e.to_vec()).collect());
     let (file, argv2) = load_file_with_shebang(cwd, &path, argv)?;

@@ -2,12 +2,16 @@
  * in directory DIR (fresh) makes the files e0..e11, opens DIR, opens DIR/log (written
  * "before\n", so at offset 7), DIR/gone (written "unlinked\n", then unlinked: held open
  * only) and DIR/dup through two descriptors of one open file description (dup: one offset,
- * "one," written), lists DIR's first entries with one small getdents64; writes "ready" to
+ * "one," written), maps DIR/map (a page of 'A's, a page of 'B's) MAP_PRIVATE and writes 'X'
+ * into its first page (a private copy; the second page is still the file's), lists DIR's
+ * first entries with one small getdents64; writes "ready" to
  * READY, waits until GO exists, then goes on with every descriptor where it was: lists the
  * rest of DIR, writes "after\n" at log's offset and "more\n" at gone's, and writes to OUT:
- *   entries N unique U log OFFSET <contents> gone OFFSET <contents> dup OFFSET
- * (N entries listed in the two parts, U of them distinct, the offsets after the writes, and
- * what pread reads back from offset 0). The caller upgrades the kernel in between; the
+ *   entries N unique U log OFFSET <contents> gone OFFSET <contents> dup OFFSET <contents>
+ *   map M0 M1 F0
+ * (M0, M1: the mapping's first bytes of each page; F0: the file's first byte),
+ * with N entries listed in the two parts, U of them distinct, the offsets after the writes,
+ * and what pread reads back from offset 0. The caller upgrades the kernel in between; the
  * report must be the one of a run without a switch. */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -15,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -70,6 +75,18 @@ int main(int argc, char **argv) {
     snprintf(path, sizeof path, "%s/gone", argv[1]);
     if (unlink(path) != 0)
         return 1;
+    snprintf(path, sizeof path, "%s/map", argv[1]);
+    int mf = open(path, O_CREAT | O_RDWR, 0644);
+    static char page[8192];
+    memset(page, 'A', 4096);
+    memset(page + 4096, 'B', 4096);
+    if (mf < 0 || write(mf, page, sizeof page) != (ssize_t)sizeof page)
+        return 1;
+    char *map = mmap(NULL, sizeof page, PROT_READ | PROT_WRITE, MAP_PRIVATE, mf, 0);
+    if (map == MAP_FAILED)
+        return 1;
+    close(mf);
+    map[0] = 'X';
     static char seen[64][256];
     char buf[160];
     long n = syscall(SYS_getdents64, dir, buf, sizeof buf);
@@ -97,7 +114,12 @@ int main(int argc, char **argv) {
     show(out, "log", log);
     show(out, "gone", gone);
     show(out, "dup", d1);
-    fputc('\n', out);
+    snprintf(path, sizeof path, "%s/map", argv[1]);
+    int again = open(path, O_RDONLY);
+    char f0 = 0;
+    if (again < 0 || pread(again, &f0, 1, 0) != 1)
+        return 1;
+    fprintf(out, " map %c %c %c\n", map[0], map[4096], f0);
     fclose(out);
     return 0;
 }

@@ -126,8 +126,8 @@ pub(crate) struct Fs {
     data_pages: u64,
     /// Inodes created in the guest (against `limits.max_inodes`).
     counted_inodes: u64,
-    /// Changes made to in-memory contents or names (not a volume's, which are the host's;
-    /// [`Fs::changes`]).
+    /// Changes made to in-memory contents or names (not a volume's, which are the host's):
+    /// a kernel hand-over compares it with its value after boot ([`Fs::changes`]).
     changes: u64,
     handles: BTreeMap<Handle, OpenFile>,
     next_handle: u32,
@@ -198,9 +198,8 @@ impl Fs {
     }
 
     /// How many changes the in-memory filesystem has had (file contents, names, metadata;
-    /// a volume's do not count: they are on the host). A kernel hand-over used to name a
-    /// count moved since boot as a blocker; it carries the filesystem now (`carry`).
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// a volume's do not count: they are on the host). A kernel hand-over that cannot fit
+    /// the tree in its record leaves it out only if the count did not move since boot.
     pub(crate) fn changes(&self) -> u64 {
         self.changes
     }

@@ -264,17 +264,20 @@ pub(crate) fn plan(bytes: &[u8], args: &AdoptArgs) -> Result<Plan, Refusal> {
             *n = n.saturating_add(1);
         }
     }
-    // The in-memory filesystem: its tree checked, each file frame one reference (the
-    // file's), never a frame a page run maps too.
+    // The in-memory filesystem: its tree checked, each file frame one reference more (the
+    // file's; a private mapping of the file maps it copy-on-write too), never a frame a
+    // page run maps privately.
     if let Some(c) = carried_fs(&r) {
         crate::fs::ramfs::carry::check_carried(&c, &|b| r.blob_bytes(b).map(<[u8]>::to_vec))
             .map_err(Refusal::Fs)?;
         for run in &c.pages {
             for k in 0..run.pages {
                 let gpa = run.gpa + k * pvmux_hypercalls::PAGE_SIZE;
-                if plan.frames.insert(gpa, 1).is_some() {
+                if private.contains(&gpa) {
                     return Err(Refusal::FrameTwice(gpa));
                 }
+                let n = plan.frames.entry(gpa).or_insert(0);
+                *n = n.saturating_add(1);
             }
         }
         plan.fs_nodes = c.nodes.len() - 1;
@@ -954,6 +957,7 @@ fn build(r: &Record<'_>, plan: &Plan) -> Result<Built, Refusal> {
     if let Some(c) = carried_fs(r) {
         crate::fs::with(|fs| fs.adopt_carried(&c, &|b| r.blob_bytes(b).map(<[u8]>::to_vec)))
             .map_err(Refusal::Fs)?;
+        super::fs_adopted();
     }
     task::reserve_ids(highest_id(r));
     let mut d = Descriptions::new(r, crate::time::now_ns(), true)?;

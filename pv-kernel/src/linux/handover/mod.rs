@@ -190,15 +190,58 @@ fn freeze() -> Vec<Arc<Task>> {
     }
 }
 
+/// The in-memory filesystem's change count when the kernel had booted (its initramfs
+/// unpacked, `/dev` made), `u64::MAX` before: what a new kernel booted from the same
+/// arguments rebuilds by itself.
+static FS_BASELINE: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// The tree is one a hand-over carried (not this kernel's boot's).
+static FS_ADOPTED: AtomicBool = AtomicBool::new(false);
+
+/// Notes that the kernel booted: changes to the in-memory filesystem from now on are the
+/// programs' (`ramfs::Fs::changes`).
+pub(crate) fn fs_booted() {
+    FS_BASELINE.store(crate::fs::with(|fs| fs.changes()), Ordering::Release);
+}
+
+/// Notes that the tree is a carried one (`adopt::build`): it differs from a boot's.
+pub(crate) fn fs_adopted() {
+    FS_ADOPTED.store(true, Ordering::Release);
+}
+
+/// Whether the in-memory filesystem differs from what a kernel booted from the same
+/// arguments makes by itself: the programs changed it since boot (files in memory —
+/// `/tmp`, the `--rootfs` overlay —, names, metadata; a volume's are on the host), or it
+/// was carried.
+fn fs_changed() -> bool {
+    let base = FS_BASELINE.load(Ordering::Acquire);
+    FS_ADOPTED.load(Ordering::Acquire)
+        || base != u64::MAX && crate::fs::with(|fs| fs.changes()) != base
+}
+
 /// Version 2: the in-memory filesystem (sections 21-23, `ramfs::carry`): its tree and
 /// its files' frames; a blocker for what it cannot carry, or for a filesystem that would
-/// make the record larger than [`MAX_RECORD_LEN`] (its entries are then left out).
+/// make the record larger than [`MAX_RECORD_LEN`] (its entries are then left out). A tree
+/// too large that is still the boot's (the share's entries the programs looked at) and
+/// that no carried descriptor names by inode is left out without a blocker, as before
+/// the filesystem was carried: the adopter's boot makes the same files (the share's
+/// inode numbers may differ, as they did then).
 fn carry_fs(inv: &mut Inventory) {
     let before = inv.blob.len();
     let carried = crate::fs::with(|fs| fs.carry_out(&mut |b| inv.blob_add(b)));
     let (what, count): (&[u8], u32) = match carried {
         Ok(c) if (96 + 16 * 20 + inv.size() + c.size()) as u64 <= MAX_RECORD_LEN => {
             inv.fs = Some(c);
+            return;
+        }
+        Ok(_)
+            if !fs_changed()
+                && !inv
+                    .fd_states
+                    .iter()
+                    .any(|f| f.kind == fd_state::MEMORY_FILE) =>
+        {
+            inv.blob.truncate(before);
             return;
         }
         Ok(c) => (
@@ -704,7 +747,12 @@ fn carry_process(
                 names_inode(fs, &path, ino),
             )
         });
-        if !(volume || host) || !path.starts_with(b"/") {
+        // A private mapping of an in-memory file (its bytes were mapped copy-on-write or
+        // copied at `mmap`: every page it has is a page run; the file is carried whole,
+        // section 21) is backed again by its path like a host file's; one of a program's
+        // image (the image cache's) is not.
+        let memory = !(volume || host) && image.is_none();
+        if !(volume || host || memory) || !path.starts_with(b"/") {
             file_areas += 1;
             continue;
         }
@@ -714,6 +762,9 @@ fn carry_process(
         }
         let path = inv.blob_add(&path);
         let mut flags = 0;
+        if memory {
+            flags |= file_area_flags::MEMORY;
+        }
         if volume {
             flags |= file_area_flags::VOLUME;
         }

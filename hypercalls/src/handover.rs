@@ -44,7 +44,8 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 mod fs;
 pub use fs::{
-    fs_node, fs_node_flags, FsDirentEntry, FsNodeEntry, FsPagesEntry, MAX_FS_FILE_SIZE, MAX_FS_PATH,
+    fs_node, fs_node_flags, FsDirentEntry, FsNodeEntry, FsPagesEntry, MAX_FS_COUNTER,
+    MAX_FS_FILE_SIZE, MAX_FS_PATH,
 };
 
 /// Name of the ELF section holding a kernel image's [`HandoverNote`].

@@ -153,6 +153,9 @@ impl Entry for FsPagesEntry {
 /// The largest file a record may carry (the filesystem's own limit, 1 TiB).
 pub const MAX_FS_FILE_SIZE: u64 = 1 << 40;
 
+/// Inode numbers and directory cookies stay below this (they count up from there).
+pub const MAX_FS_COUNTER: u64 = 1 << 62;
+
 /// The longest symbolic link target or path a node may name (`PATH_MAX`).
 pub const MAX_FS_PATH: u32 = 4096;
 
@@ -178,6 +181,9 @@ impl Record<'_> {
             return oob("filesystem entry (first, inode 0)", fs.ino);
         }
         let next_ino = fs.size;
+        if next_ino >= MAX_FS_COUNTER {
+            return oob("filesystem's next inode number", next_ino);
+        }
         let mut last = 0u64;
         for n in nodes.iter().skip(1) {
             if n.ino <= last || n.ino >= next_ino {
@@ -214,7 +220,7 @@ impl Record<'_> {
                     nodes
                         .find(n.parent, |d| d.ino)
                         .is_some_and(|d| d.kind == DIRECTORY && d.ino != 0)
-                        && n.next_cookie >= 3
+                        && (3..MAX_FS_COUNTER).contains(&n.next_cookie)
                         && f & (HOST | STATIC) == 0
                         && (f & LAZY == 0 || path.is_some_and(|p| p.starts_with(b"/")))
                 }
@@ -417,6 +423,12 @@ mod tests {
             }),
             ("names without nodes", |n, _, _| n.clear()),
             ("inode past the next number", |n, _, _| n[0].size = 4),
+            ("no room for more inodes", |n, _, _| {
+                n[0].size = MAX_FS_COUNTER
+            }),
+            ("no room for more names", |n, _, _| {
+                n[2].next_cookie = u64::MAX
+            }),
             ("inodes out of order", |n, _, _| n.swap(3, 4)),
             ("unknown kind", |n, _, _| n[3].kind = 9),
             ("unknown flag", |n, _, _| n[3].flags = 1 << 20),

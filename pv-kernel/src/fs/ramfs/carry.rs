@@ -370,6 +370,7 @@ pub(super) fn build(
     }
     // Names.
     let mut named: BTreeMap<Ino, u32> = BTreeMap::new();
+    let mut subdirs: BTreeMap<Ino, u32> = BTreeMap::new();
     for d in &c.dirents {
         let name = blob(d.name)?;
         let child_is_dir = matches!(
@@ -380,6 +381,9 @@ pub(super) fn build(
             && !matches!(&inodes.get(&d.ino).map(|i| &i.node), Some(Node::Dir(c)) if c.parent == d.dir)
         {
             return Err("a directory named outside its parent");
+        }
+        if child_is_dir {
+            *subdirs.entry(d.dir).or_default() += 1;
         }
         let Some(Inode {
             node: Node::Dir(dir),
@@ -415,8 +419,28 @@ pub(super) fn build(
             todo.extend(d.entries.values().map(|&(i, _)| i));
         }
     }
+    // Link counts as the filesystem keeps them (a directory: 2 and one per subdirectory;
+    // anything else: one per name), so that removing names never takes one below zero; a
+    // volume's inodes may have more (the host's links the guest has not seen).
+    let volume = |ino: Ino| {
+        nodes
+            .binary_search_by_key(&ino, |n| n.ino)
+            .is_ok_and(|k| nodes[k].flags & fs_node_flags::VOLUME != 0)
+    };
     for (&ino, i) in &inodes {
         let names = named.get(&ino).copied().unwrap_or(0);
+        let want = match i.node {
+            Node::Dir(_) => 2 + subdirs.get(&ino).copied().unwrap_or(0),
+            _ => names,
+        };
+        let links_ok = if volume(ino) {
+            i.nlink >= want
+        } else {
+            i.nlink == want || i.nlink == 0
+        };
+        if !links_ok {
+            return Err("a link count");
+        }
         let ok = if i.nlink == 0 {
             // Held open only (`Fs::forget_unheld` frees it if nothing opens it).
             names == 0 && matches!(i.node, Node::File { .. })

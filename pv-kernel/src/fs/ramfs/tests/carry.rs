@@ -206,6 +206,20 @@ fn a_malformed_carry_is_refused_and_changes_nothing() {
         ("an inode not named", |c, _, d| {
             c.dirents.retain(|e| e.ino != d)
         }),
+        ("a file's link count above its names", |c, tmp, _| {
+            let f = c.dirents.iter().find(|e| e.dir == tmp).unwrap().ino;
+            let n = c
+                .nodes
+                .iter_mut()
+                .find(|n| n.ino == f && n.kind != fs_node::DIRECTORY);
+            n.unwrap().nlink = 5;
+        }),
+        (
+            "a directory's link count below its subdirectories",
+            |c, tmp, _| {
+                c.nodes.iter_mut().find(|n| n.ino == tmp).unwrap().nlink = 2;
+            },
+        ),
         ("a directory under another parent", |c, _, d| {
             c.nodes.iter_mut().find(|n| n.ino == d).unwrap().parent = 1;
         }),

@@ -761,6 +761,11 @@ fn files_in_guest_memory_are_carried_across_a_switch() {
     // Carried by the record (sections 21-23), by frame: s1 1 page, big 3, sparse its last
     // one only, c 1, over.txt 1 (and whatever else the guest wrote in memory).
     let files = &v["record"]["files"];
+    eprintln!(
+        "record {} bytes, files {files}, programs paused {:.1} ms",
+        v["record"]["bytes"],
+        v["switch"]["pause_ms"].as_f64().unwrap()
+    );
     assert!(files["inodes"].as_u64().unwrap() >= 12, "{v}");
     assert!(files["pages"].as_u64().unwrap() >= 7, "{v}");
     let after = in_memory_files(&root, "m", &share_path);

@@ -452,8 +452,8 @@ pub(crate) fn run_init(
         crate::println!("pvmux-kernel: no user pool in the memory map: cannot run programs");
         return Err(Errno::ENOMEM);
     }
-    // `/dev` and `/proc`; then what the filesystem holds at boot, which a hand-over's
-    // adopter makes by itself, is settled: a change from here on is the programs'.
+    // `/dev` and `/proc`; then what the filesystem holds at boot, which a hand-over can
+    // rebuild, is settled: a change from here on is the programs'.
     super::files::init();
     super::handover::fs_booted();
     let path = resolve_init(&argv[0]);

@@ -31,10 +31,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use pvmux_hypercalls::handover::{
-    blocker, until_nul, BlockerEntry, Bounds, FdEntry, FdStateEntry, FileAreaEntry, HandoverNote,
-    InetMsgEntry, InetSocketEntry, PageRunEntry, PipeEntry, ProcessEntry, ProcessStateEntry,
-    Record, RecordError, SigActionEntry, SocketEntry, SocketMsgEntry, ThreadEntry,
-    ThreadStateEntry, TimerEntry, VmaEntry, ZombieEntry, MAX_PID, MAX_RECORD_LEN,
+    blocker, until_nul, BlockerEntry, Bounds, FdEntry, FdStateEntry, FileAreaEntry, FsDirentEntry,
+    FsNodeEntry, FsPagesEntry, HandoverNote, InetMsgEntry, InetSocketEntry, PageRunEntry,
+    PipeEntry, ProcessEntry, ProcessStateEntry, Record, RecordError, SigActionEntry, SocketEntry,
+    SocketMsgEntry, ThreadEntry, ThreadStateEntry, TimerEntry, VmaEntry, ZombieEntry, MAX_PID,
+    MAX_RECORD_LEN,
 };
 use pvmux_hypercalls::HcError;
 
@@ -222,6 +223,20 @@ pub struct Inventory {
     /// with its messages queued (section 20: a TCP socket's unread bytes count as one) and
     /// their bytes.
     pub inet_sockets: Vec<(InetSocketEntry, usize, usize)>,
+    /// Version 2: the in-memory filesystem (sections 21-23), if carried: its inodes, names
+    /// and the stored pages of its files (carried by frame).
+    pub files: Option<FilesCarried>,
+}
+
+/// What a record carries of the in-memory filesystem (sections 21-23).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FilesCarried {
+    /// Inodes (the filesystem entry not counted).
+    pub inodes: usize,
+    /// Names in directories.
+    pub names: usize,
+    /// Stored file pages, carried by frame.
+    pub pages: u64,
 }
 
 impl Inventory {
@@ -298,6 +313,14 @@ impl Inventory {
             vmas: r.entries().collect(),
             fds: r.entries().collect(),
             blockers: r.entries().collect(),
+            files: {
+                let inodes = r.entries::<FsNodeEntry>().count();
+                (inodes > 0).then(|| FilesCarried {
+                    inodes: inodes - 1,
+                    names: r.entries::<FsDirentEntry>().count(),
+                    pages: r.entries::<FsPagesEntry>().map(|p| p.pages).sum(),
+                })
+            },
         })
     }
 

@@ -47,6 +47,11 @@ pub use events::{
     epoll_bits, epoll_item_flags, eventfd_flags, EpollItemEntry, TimerFdEntry, EVENT_STATUS_FLAGS,
     MAX_EPOLL_NESTS, MAX_EVENTFD_COUNT, MAX_NESTED_EPOLL_ITEMS, SIGNALFD_NEVER,
 };
+mod fs;
+pub use fs::{
+    fs_node, fs_node_flags, FsDirentEntry, FsNodeEntry, FsPagesEntry, MAX_FS_COUNTER,
+    MAX_FS_FILE_SIZE, MAX_FS_PATH,
+};
 
 /// Name of the ELF section holding a kernel image's [`HandoverNote`].
 pub const NOTE_SECTION: &str = ".pvmux_handover";
@@ -283,6 +288,13 @@ pub mod section {
     /// Version 2 (optional, as [`SOCKET`]): [`super::EpollItemEntry`]s (every registration
     /// of each carried epoll's interest list).
     pub const EPOLL_ITEM: u32 = 25;
+    /// Version 2: the in-memory filesystem's inodes ([`super::FsNodeEntry`]; first the
+    /// filesystem itself).
+    pub const FS_NODE: u32 = 21;
+    /// Version 2: the names in its directories ([`super::FsDirentEntry`]).
+    pub const FS_DIRENT: u32 = 22;
+    /// Version 2: its regular files' stored pages, by frame ([`super::FsPagesEntry`]).
+    pub const FS_PAGES: u32 = 23;
 }
 
 /// One process.
@@ -653,6 +665,12 @@ pub mod fd_state {
     pub const SIGNALFD: u32 = 12;
     /// An `epoll`: its interest list is the [`super::EpollItemEntry`]s of its description.
     pub const EPOLL: u32 = 13;
+    /// A file or directory of the in-memory filesystem (sections 21-23), by inode:
+    /// [`super::FdStateEntry::object`] is its [`super::FsNodeEntry::ino`], `pos` a file's
+    /// offset or a directory's `getdents64` cookie, `path` the name it was opened by (what
+    /// `/proc/PID/fd` shows; empty: none). Also a host or volume file whose path no longer
+    /// names it (renamed or removed while open).
+    pub const MEMORY_FILE: u32 = 9;
 }
 
 /// Version 2: a pipe, named by the [`FdStateEntry::object`] of both its ends.
@@ -907,6 +925,10 @@ pub mod file_area_flags {
     /// A program's segment (filled from the program's image, its `.bss` past the file's end
     /// zero); else an `mmap` of a file (touching a page past the file's end is `SIGBUS`).
     pub const IMAGE: u32 = 1 << 1;
+    /// A file of the in-memory filesystem (sections 21-23), by its path: every page the
+    /// mapping has is a page run (copy-on-write of the file's frames, or its own); the
+    /// others are demand-zero, as they were.
+    pub const MEMORY: u32 = 1 << 2;
 }
 
 /// Version 2 (section [`section::FILE_IMAGE`]): where the pages of a file area (the
@@ -1224,6 +1246,9 @@ impl<'a> Record<'a> {
                 section::INET_MSG => Some(size_of::<InetMsgEntry>()),
                 section::TIMERFD => Some(size_of::<TimerFdEntry>()),
                 section::EPOLL_ITEM => Some(size_of::<EpollItemEntry>()),
+                section::FS_NODE => Some(size_of::<FsNodeEntry>()),
+                section::FS_DIRENT => Some(size_of::<FsDirentEntry>()),
+                section::FS_PAGES => Some(size_of::<FsPagesEntry>()),
                 _ => None,
             };
             if header.version >= 2 && h.kind < 32 {
@@ -1237,7 +1262,9 @@ impl<'a> Record<'a> {
                 r.blob = payload;
             }
             // Version 1 has none of version 2's sections.
-            if header.version < 2 && (section::THREAD_STATE..=section::SOCKET_MSG).contains(&h.kind)
+            if header.version < 2
+                && ((section::THREAD_STATE..=section::SOCKET_MSG).contains(&h.kind)
+                    || (section::FS_NODE..=section::FS_PAGES).contains(&h.kind))
             {
                 return Err(RecordError::BadSection(h.kind));
             }
@@ -1482,6 +1509,7 @@ impl<'a> Record<'a> {
         self.check_sockets(&sockets)?;
         let inets = Table::<InetSocketEntry>::of(self);
         self.check_inet_sockets(&inets)?;
+        let fs_nodes = Table::<FsNodeEntry>::of(self);
         let mut prev = (0i32, -1i32);
         for f in self.entries::<FdStateEntry>() {
             if !known(f.pid) || !(0..MAX_FD).contains(&f.fd) || (f.pid, f.fd) <= prev {
@@ -1513,6 +1541,19 @@ impl<'a> Record<'a> {
                         return oob("descriptor of an unknown inet socket", f.object);
                     }
                 }
+                fd_state::MEMORY_FILE => {
+                    // Checked against the filesystem's inodes when the record carries it
+                    // (a record that does not is refused by its adopter, and names why).
+                    if fs_nodes.len() > 0
+                        && fs_nodes.find(f.object, |n| n.ino).is_none_or(|n| {
+                            n.ino == 0
+                                || !(n.kind == fs_node::REGULAR
+                                    || n.kind == fs_node::DIRECTORY && n.nlink > 0)
+                        })
+                    {
+                        return oob("descriptor of an unknown in-memory file", f.object);
+                    }
+                }
                 fd_state::HOST_FILE
                 | fd_state::VOLUME_FILE
                 | fd_state::CONSOLE
@@ -1522,6 +1563,7 @@ impl<'a> Record<'a> {
             }
         }
         self.check_events()?;
+        self.check_fs((b.pool_start, b.pool_end))?;
         self.check_timers(&procs, &threads)
     }
 
@@ -1896,6 +1938,12 @@ impl<'a, T: Entry> Table<'a, T> {
         }
         None
     }
+}
+
+/// CRC-32/ISO-HDLC of `bytes` (what [`fs_node_flags::STATIC`] files are known by).
+pub fn crc32(bytes: &[u8]) -> u32 {
+    const CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+    CRC32.checksum(bytes)
 }
 
 /// CRC-32 of a whole record (at least a header long) with its `crc32` field taken as zero.

@@ -678,10 +678,47 @@ fn bad_or_incompatible_images_are_refused_before_the_guest_is_asked() {
     assert_eq!(st.code(), Some(0), "{}", st.context());
 }
 
+/// What the guest shows of its in-memory files (`/tmp/w`, the overlay over the `--rootfs`
+/// share `share`): `ls -lin` of every directory, `stat` of every name (number, mode, owner,
+/// links, size, blocks, modification and change times), `md5sum` of every file, a symbolic
+/// link's target, a listing's `getdents` order.
+fn in_memory_files(root: &Root, name: &str, share: &str) -> String {
+    let script = format!(
+        "cd /tmp/w && ls -lin --time-style=full-iso -U . t t/a t/a/b {share} && \
+         find . {share} -exec stat -c '%i %A %u %g %h %s %b %y %z %n' {{}} + && \
+         find . {share} -type f -exec md5sum {{}} + && readlink t/link && cat s1 t/hard \
+         {share}/over.txt"
+    );
+    let r = root.pvmux(&["exec", name, "--", "/bin/sh", "-c", &script]);
+    assert_eq!(r.code(), Some(0), "{}", r.context());
+    r.stdout
+}
+
+/// The in-memory filesystem across a switch (record sections 21-23): a program writes
+/// files in `/tmp` (a few bytes, more than a page, a sparse one, an empty one), makes a
+/// tree, a symbolic link and a hard link, changes modes, writes over a `--rootfs` file (the
+/// overlay), removes one and renames another; after `pvmux upgrade` the guest shows the
+/// same numbers, modes, owners, times, contents and listing order, the removed file stays
+/// removed, and the files go on being written. Files on a volume are the host's, kept too.
 #[test]
-fn files_written_in_guest_memory_refuse_the_switch_and_stay() {
+fn files_in_guest_memory_are_carried_across_a_switch() {
     let root = root("tmpfs");
     let out = TempDir::unique("pvmux-upgrade-out", "tmpfs");
+    // A small directory of the `--rootfs` share (under the build's temporary directory,
+    // which the guest sees at the same path: the share is the host's `/`).
+    let share = TempDir::at(
+        Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("pvmux-upgrade-share-{}", std::process::id())),
+    );
+    for (f, text) in [
+        ("over.txt", "host\n"),
+        ("gone.txt", "gone\n"),
+        ("moved.txt", "m\n"),
+        ("kept.txt", "k\n"),
+    ] {
+        std::fs::write(share.0.join(f), text).unwrap();
+    }
+    let share_path = share.0.to_str().expect("UTF-8").to_owned();
     let vol = format!("{}:/out", out.0.display());
     let r = root.pvmux(&[
         "run",
@@ -704,30 +741,160 @@ fn files_written_in_guest_memory_refuse_the_switch_and_stay() {
             ..*n
         }
     });
-    // Files on a volume are the host's: they do not stop a switch.
-    let w = root.pvmux(&["exec", "m", "--", "/bin/sh", "-c", "echo kept > /out/v"]);
+    let make = format!(
+        "set -e; mkdir /tmp/w; cd /tmp/w; printf small > s1; head -c 10000 /dev/urandom > big; \
+         dd if=/dev/zero of=sparse bs=1 count=1 seek=3000000 2>/dev/null; echo end >> sparse; \
+         : > empty; mkdir -p t/a/b; echo deep > t/a/b/c; ln -s ../s1 t/link; ln s1 t/hard; \
+         chmod 600 big; chmod 1700 t/a; touch -d @1000000000 t/a/b/c; \
+         echo over > {share_path}/over.txt; rm {share_path}/gone.txt; \
+         mv {share_path}/moved.txt {share_path}/moved2.txt; echo kept > /out/v"
+    );
+    let w = root.pvmux(&["exec", "m", "--", "/bin/sh", "-c", &make]);
     assert_eq!(w.code(), Some(0), "{}", w.context());
+    let before = in_memory_files(&root, "m", &share_path);
+    assert!(
+        before.contains("  big\n") || before.contains("./big"),
+        "{before}"
+    );
     let (up, v) = upgrade(&root, "m", &next, None);
     assert_eq!(up.code(), Some(0), "{}", up.context());
     assert_eq!(v["switch"]["adopted_by"], "6.1.0-pvmux-next", "{v}");
-    // A file in the guest's memory (/tmp) is not carried yet: named, and the switch is
-    // refused before anything stops; the file is still there under the running kernel.
-    let w = root.pvmux(&["exec", "m", "--", "/bin/sh", "-c", "echo data > /tmp/f"]);
-    assert_eq!(w.code(), Some(0), "{}", w.context());
-    let up = root.pvmux(&["upgrade", "m", "--kernel", next.to_str().expect("UTF-8")]);
-    assert_eq!(up.code(), Some(1), "{}", up.context());
-    assert!(
-        up.stderr
-            .contains("changes to in-memory files (/tmp, overlay)")
-            && up.stderr.contains("6.1.0-pvmux-next keeps running"),
-        "{}",
-        up.context()
+    // Carried by the record (sections 21-23), by frame: s1 1 page, big 3, sparse its last
+    // one only, c 1, over.txt 1 (and whatever else the guest wrote in memory).
+    let files = &v["record"]["files"];
+    eprintln!(
+        "record {} bytes, files {files}, programs paused {:.1} ms",
+        v["record"]["bytes"],
+        v["switch"]["pause_ms"].as_f64().unwrap()
     );
-    let r = root.pvmux(&["exec", "m", "--", "/bin/cat", "/tmp/f"]);
-    assert_eq!(r.stdout, "data\n", "{}", r.context());
+    assert!(files["inodes"].as_u64().unwrap() >= 12, "{v}");
+    assert!(files["pages"].as_u64().unwrap() >= 7, "{v}");
+    let after = in_memory_files(&root, "m", &share_path);
+    assert_eq!(
+        after, before,
+        "the same files, numbers, metadata and contents"
+    );
+    let u = root.pvmux(&["exec", "m", "--", "/bin/uname", "-r"]);
+    assert_eq!(u.stdout.trim(), "6.1.0-pvmux-next", "{}", u.context());
+    // Gone stays gone, the host was never written, and the files are written on.
+    let r = root.pvmux(&[
+        "exec", "m", "--", "/bin/sh", "-c",
+        &format!("test ! -e {share_path}/gone.txt && echo more >> /tmp/w/s1 && cat /tmp/w/t/hard && ls {share_path}"),
+    ]);
+    assert_eq!(r.code(), Some(0), "{}", r.context());
+    assert_eq!(
+        r.stdout,
+        "smallmore\nkept.txt\nmoved2.txt\nover.txt\n",
+        "{}",
+        r.context()
+    );
+    assert_eq!(
+        std::fs::read_to_string(share.0.join("over.txt")).unwrap(),
+        "host\n"
+    );
+    assert!(share.0.join("gone.txt").exists() && share.0.join("moved.txt").exists());
     assert_eq!(std::fs::read_to_string(out.0.join("v")).unwrap(), "kept\n");
+    // And back to the embedded kernel: carried twice.
+    let after = in_memory_files(&root, "m", &share_path);
+    let (up, v) = upgrade(&root, "m", Path::new(&embedded_kernel(root.dir())), None);
+    assert_eq!(up.code(), Some(0), "{}", up.context());
+    assert_eq!(v["switch"]["adopted_by"], "6.1.0-pvmux", "{v}");
+    let again = in_memory_files(&root, "m", &share_path);
+    assert_eq!(again, after);
     let st = root.pvmux(&["stop", "-t", "1", "m"]);
     assert_eq!(st.code(), Some(0), "{}", st.context());
+}
+
+/// Descriptors of in-memory files across a switch (descriptor kind 9, by inode): the static
+/// C program `handover-files` holds a `/tmp` file open at an offset, a file it unlinked, a
+/// file through two descriptors of one description, a directory it is half way through
+/// listing, and a `MAP_PRIVATE` mapping of a `/tmp` file one page of which it wrote; after
+/// the switch each goes on where it was — the listing neither repeats nor skips a name, the
+/// writes land at the offsets, the unlinked file still has its bytes, the mapping shows its
+/// own page and the file's —
+/// exactly as the same program run natively without a switch reports.
+#[test]
+#[cfg_attr(
+    not(have_static_glibc),
+    ignore = "needs static glibc (glibc-static / libc6-dev) for handover-files"
+)]
+fn descriptors_of_in_memory_files_go_on_where_they_were_after_a_switch() {
+    let root = root("tmpfds");
+    let out = TempDir::unique("pvmux-upgrade-out", "tmpfds");
+    let vol = format!("{}:/out", out.0.display());
+    let prog = pvmux_tests::prog("handover-files");
+    // Natively first: the report without a switch.
+    let native = TempDir::unique("pvmux-upgrade-native", "tmpfds");
+    std::fs::write(native.0.join("go"), "").unwrap();
+    let st = std::process::Command::new(&prog)
+        .arg(native.0.join("d"))
+        .arg(native.0.join("ready"))
+        .arg(native.0.join("go"))
+        .arg(native.0.join("report"))
+        .status()
+        .expect("run handover-files natively");
+    assert!(st.success());
+    let want = std::fs::read_to_string(native.0.join("report")).unwrap();
+    assert_eq!(
+        want,
+        "entries 17 unique 17 log 13 before|after| gone 14 unlinked|more| dup 7 one,two \
+         map X B A\n"
+    );
+    let script = format!(
+        "{} /tmp/fds /out/ready /out/go /out/report; while :; do sleep 1; done",
+        prog.display()
+    );
+    let r = root.pvmux(&[
+        "run", "--name", "f", "--detach", "--rootfs", "/", "-v", &vol, "--", "/bin/sh", "-c",
+        &script,
+    ]);
+    assert_eq!(r.code(), Some(0), "{}", r.context());
+    wait_for("the files are open", || out.0.join("ready").exists());
+    let next = kernel_copy(root.dir(), "next", |n| {
+        *n = HandoverNote {
+            release: HandoverNote::new("6.1.0-pvmux-next").release,
+            ..*n
+        }
+    });
+    let (up, v) = upgrade(&root, "f", &next, None);
+    assert_eq!(up.code(), Some(0), "{}", up.context());
+    assert_eq!(v["switch"]["adopted_by"], "6.1.0-pvmux-next", "{v}");
+    // Carried by inode, with their offsets (the directory's: a cookie past `.`, `..`, ...).
+    let procs = v["record"]["processes"].as_array().expect("processes");
+    let pid = procs
+        .iter()
+        .find(|p| p["comm"] == "handover-files")
+        .and_then(|p| p["pid"].as_i64())
+        .unwrap_or_else(|| panic!("handover-files listed: {v}"));
+    let carried = v["record"]["carried"].as_array().expect("carried");
+    let fd = |n| carried_fd(carried, pid, n);
+    for n in 3..=7 {
+        assert_eq!(fd(n)["kind"], "memory-file", "fd {n}: {v}");
+    }
+    assert_eq!(fd(4)["pos"], 7, "log: {v}");
+    assert_eq!(fd(5)["pos"], 9, "gone: {v}");
+    assert_eq!(fd(6)["description"], fd(7)["description"], "dup: {v}");
+    assert!(
+        fd(3)["pos"].as_u64().unwrap() > 2,
+        "the listing's cookie: {v}"
+    );
+    // The private mapping of /tmp/fds/map, backed by the carried file again.
+    let areas = carried.iter().find(|c| c["pid"] == pid).expect("carried")["file_areas"]
+        .as_array()
+        .expect("file areas");
+    assert!(areas.iter().any(|a| a == "/tmp/fds/map"), "{v}");
+    std::fs::write(out.0.join("go"), "").unwrap();
+    wait_for("the report", || {
+        std::fs::read_to_string(out.0.join("report")).is_ok_and(|s| s.ends_with('\n'))
+    });
+    assert_eq!(std::fs::read_to_string(out.0.join("report")).unwrap(), want);
+    let st = root.pvmux(&["stop", "-t", "1", "f"]);
+    assert_eq!(st.code(), Some(0), "{}", st.context());
+}
+
+/// The embedded kernel, as a file in `dir`.
+fn embedded_kernel(dir: &Path) -> PathBuf {
+    kernel_copy(dir, "embedded", |_| {})
 }
 
 /// Timers across a switch (record section 16): `timeout 8 sleep 1000` (coreutils' POSIX

@@ -157,6 +157,11 @@ impl PageObject {
         self.pages.lock().len() as u64
     }
 
+    /// Every page held: (index, frame), in index order.
+    pub(crate) fn frames(&self) -> Vec<(u64, u64)> {
+        self.pages.lock().iter().map(|(&i, &g)| (i, g)).collect()
+    }
+
     /// Whether page `index` is present.
     pub(crate) fn has(&self, index: u64) -> bool {
         self.pages.lock().contains_key(&index)

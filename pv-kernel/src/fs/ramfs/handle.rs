@@ -157,6 +157,38 @@ impl Fs {
         Ok(h)
     }
 
+    /// Opens inode `ino` itself (a regular file or a directory; a directory read-only) with
+    /// `flags` (access mode and status flags; nothing is created, truncated or checked):
+    /// a kernel hand-over's descriptors of in-memory files, reopened by inode. A directory's
+    /// cookie is set with `lseek` afterwards.
+    pub(crate) fn open_ino(&mut self, ino: Ino, flags: u32) -> Result<Handle, Errno> {
+        if self.handles.len() >= MAX_HANDLES {
+            return Err(EMFILE);
+        }
+        let i = self.inode(ino)?;
+        match i.file_type() {
+            FileType::Regular => {}
+            FileType::Directory if flags & oflag::O_ACCMODE == oflag::O_RDONLY => {}
+            FileType::Directory => return Err(EISDIR),
+            _ => return Err(EINVAL),
+        }
+        let mut h = Handle(self.next_handle);
+        while self.handles.contains_key(&h) {
+            h = Handle(h.0.wrapping_add(1));
+        }
+        self.next_handle = h.0.wrapping_add(1);
+        self.handles.insert(
+            h,
+            OpenFile {
+                ino,
+                offset: 0,
+                flags: flags & !(oflag::O_CREAT | oflag::O_EXCL | oflag::O_TRUNC),
+            },
+        );
+        self.inode_mut(ino)?.open += 1;
+        Ok(h)
+    }
+
     /// Creates a regular file with no name, open read-write (`memfd_create`): it is freed
     /// with its last handle. Returns the handle and the inode.
     pub(crate) fn open_unnamed(&mut self, perm: u32) -> Result<(Handle, Ino), Errno> {

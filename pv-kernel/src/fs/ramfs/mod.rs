@@ -48,6 +48,7 @@ use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 
 mod access;
+pub(crate) mod carry;
 mod contents;
 mod encode;
 mod handle;
@@ -196,10 +197,9 @@ impl Fs {
         self.limits = limits;
     }
 
-    /// What the filesystem holds against its limits (for `statfs`).
     /// How many changes the in-memory filesystem has had (file contents, names, metadata;
-    /// a volume's do not count: they are on the host). A kernel hand-over does not carry
-    /// in-memory files yet, so a count that moved since boot names them as a blocker.
+    /// a volume's do not count: they are on the host). A kernel hand-over that cannot fit
+    /// the tree in its record leaves it out only if the count did not move since boot.
     pub(crate) fn changes(&self) -> u64 {
         self.changes
     }
@@ -211,6 +211,7 @@ impl Fs {
         }
     }
 
+    /// What the filesystem holds against its limits (for `statfs`).
     pub(crate) fn usage(&self) -> Usage {
         Usage {
             pages: self.data_pages,

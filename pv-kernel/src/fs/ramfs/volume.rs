@@ -177,6 +177,22 @@ pub(crate) struct Volumes {
 }
 
 impl Volumes {
+    /// Whether volume `id` is mounted here.
+    pub(super) fn has_volume(&self, id: u32) -> bool {
+        self.hosts.contains_key(&id)
+    }
+
+    /// Replaces every volume inode by `nodes`: (inode, volume, path, host inode number,
+    /// directory) — a kernel hand-over's tree (`carry.rs`).
+    pub(super) fn replace_nodes(&mut self, nodes: Vec<(Ino, u32, Vec<u8>, u32, bool)>) {
+        self.nodes.clear();
+        self.by_hino.clear();
+        self.maps.clear();
+        for (ino, vol, path, hino, dir) in nodes {
+            self.put(ino, VolNode::new(vol, path, hino), dir);
+        }
+    }
+
     /// Forgets a freed inode.
     pub(super) fn forget(&mut self, ino: Ino) {
         self.take(ino);
@@ -232,6 +248,12 @@ fn copy(bytes: &[u8]) -> Result<Vec<u8>, Errno> {
 }
 
 impl Fs {
+    /// Volume inode `ino`'s volume, path, whether it has other names, and host inode number.
+    pub(super) fn vol_node_parts(&self, ino: Ino) -> Option<(u32, &[u8], bool, u32)> {
+        let n = self.vols.nodes.get(&ino)?;
+        Some((n.vol, &n.path, !n.others.is_empty(), n.hino))
+    }
+
     /// Whether `ino` is a regular file of a volume (its bytes live on the host, not here).
     pub(crate) fn is_volume_file(&self, ino: Ino) -> bool {
         self.vols.nodes.contains_key(&ino)

@@ -231,6 +231,55 @@ pub(crate) fn reopen(
     Ok(file)
 }
 
+/// Opens in-memory file or directory `ino` again by its inode, with `status_flags` (never
+/// creating nor truncating it), at `pos` — a file's offset, a directory's `getdents64`
+/// cookie — named `path` (what `/proc/PID/fd` shows; empty: none): a kernel hand-over's
+/// descriptor of kind `MEMORY_FILE` (the adopted tree has the old numbers). A device node
+/// is `EINVAL` (devices are carried as such).
+pub(crate) fn reopen_ino(
+    ino: Ino,
+    status_flags: u32,
+    pos: u64,
+    path: &[u8],
+) -> Result<alloc::sync::Arc<OpenFile>, Errno> {
+    let flags = status_flags
+        & !(oflag::O_CREAT
+            | oflag::O_EXCL
+            | oflag::O_TRUNC
+            | oflag::O_DIRECTORY
+            | super::file::fl::O_TMPFILE_BIT);
+    let how = open::OpenHow::decode(flags, 0, 0)?;
+    if dev::node(ino).is_some() {
+        return Err(Errno::EINVAL);
+    }
+    let (h, dir) = fs::with(|fs| {
+        let h = fs.open_ino(ino, how.fs_flags)?;
+        let dir = fs.fstat(h).map(|st| st.file_type() == FileType::Directory);
+        let seek = match dir {
+            Ok(true) => i64::try_from(pos)
+                .map_err(|_| Errno::EINVAL)
+                .and_then(|p| fs.lseek(h, p, crate::fs::ramfs::whence::SEEK_SET))
+                .map(|_| true),
+            other => other,
+        };
+        match seek {
+            Ok(dir) => Ok((h, dir)),
+            Err(e) => {
+                let _ = fs.close(h);
+                Err(e)
+            }
+        }
+    })?;
+    let file = OpenFile::new(Kind::Node { h, ino, dir }, how.file_flags);
+    if !dir {
+        *file.pos() = pos;
+    }
+    if !path.is_empty() {
+        file.set_path(path.to_vec());
+    }
+    Ok(file)
+}
+
 /// [`reopen`] in `fs`: the handle, the inode and the open file description's flags.
 fn reopen_node(
     fs: &mut fs::Fs,

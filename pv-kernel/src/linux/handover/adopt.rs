@@ -91,12 +91,15 @@ pub(crate) enum Refusal {
     Trusted,
     /// A file area whose file cannot be opened again (gone, changed kind, too large).
     Backing(i32, u64),
+    /// The in-memory filesystem (sections 21-23) cannot be taken as carried.
+    Fs(&'static str),
 }
 
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Fetch(what) => write!(f, "cannot fetch the record: {what}"),
+            Self::Fs(what) => write!(f, "the in-memory filesystem cannot be adopted: {what}"),
             Self::Record(e) => write!(f, "the record is refused: {e}"),
             Self::Inventory => f.write_str("record version 1 carries no process state"),
             Self::Blockers(n) => write!(f, "the record names {n} things it could not carry"),
@@ -185,6 +188,18 @@ pub(crate) struct Plan {
     pub(crate) event_objects: usize,
     /// Epoll registrations.
     pub(crate) epoll_items: usize,
+    /// Inodes of the in-memory filesystem (sections 21-23; 0: not carried).
+    pub(crate) fs_nodes: usize,
+}
+
+/// The in-memory filesystem the record carries (sections 21-23), if it does.
+fn carried_fs(r: &Record<'_>) -> Option<crate::fs::ramfs::carry::Carried> {
+    let c = crate::fs::ramfs::carry::Carried {
+        nodes: r.entries().collect(),
+        dirents: r.entries().collect(),
+        pages: r.entries().collect(),
+    };
+    (!c.nodes.is_empty()).then_some(c)
 }
 
 /// Checks `bytes` as the record `args` describes, with every check an adoption makes, and
@@ -260,6 +275,34 @@ pub(crate) fn plan(bytes: &[u8], args: &AdoptArgs) -> Result<Plan, Refusal> {
             }
             let n = plan.frames.entry(gpa).or_insert(0);
             *n = n.saturating_add(1);
+        }
+    }
+    // The in-memory filesystem: its tree checked, each file frame one reference more (the
+    // file's; a private mapping of the file maps it copy-on-write too), never a frame a
+    // page run maps privately.
+    if let Some(c) = carried_fs(&r) {
+        crate::fs::ramfs::carry::check_carried(&c, &|b| r.blob_bytes(b).map(<[u8]>::to_vec))
+            .map_err(Refusal::Fs)?;
+        for run in &c.pages {
+            for k in 0..run.pages {
+                let gpa = run.gpa + k * pvmux_hypercalls::PAGE_SIZE;
+                if private.contains(&gpa) {
+                    return Err(Refusal::FrameTwice(gpa));
+                }
+                let n = plan.frames.entry(gpa).or_insert(0);
+                *n = n.saturating_add(1);
+            }
+        }
+        plan.fs_nodes = c.nodes.len() - 1;
+    }
+    // A descriptor of an in-memory file names a carried inode (`Record::check`); without
+    // the filesystem there is none to open.
+    if plan.fs_nodes == 0 {
+        if let Some(f) = r
+            .entries::<FdStateEntry>()
+            .find(|f| f.kind == pvmux_hypercalls::handover::fd_state::MEMORY_FILE)
+        {
+            return Err(Refusal::Descriptor(f.pid, f.fd));
         }
     }
     // Descriptions agree on what they are.
@@ -523,7 +566,10 @@ impl Descriptions {
                     f.status_flags,
                 )
             }
-            fd_state::HOST_FILE | fd_state::VOLUME_FILE | fd_state::DEVICE => {
+            fd_state::HOST_FILE
+            | fd_state::VOLUME_FILE
+            | fd_state::DEVICE
+            | fd_state::MEMORY_FILE => {
                 let Some(file) = open(f, path)? else {
                     self.left_out.insert(f.description);
                     return Ok(None);
@@ -807,7 +853,8 @@ pub(crate) fn begin(args: &AdoptArgs, refuse: bool) -> Adopting {
     crate::println!(
         "pvmux-kernel: the hand-over record checks: {} processes (parents first: {:?}), \
          {} zombies, {} threads, {} frames, {} open file descriptions, {} pipes ({} bytes), {} sockets ({} bytes \
-         queued), {} inet sockets ({} bytes queued), {} event objects, {} epoll registrations",
+         queued), {} inet sockets ({} bytes queued), {} event objects, {} epoll registrations, \
+         {} in-memory inodes",
         plan.order.len(),
         plan.order,
         plan.zombies.len(),
@@ -821,7 +868,8 @@ pub(crate) fn begin(args: &AdoptArgs, refuse: bool) -> Adopting {
         plan.inet_sockets,
         plan.inet_bytes,
         plan.event_objects,
-        plan.epoll_items
+        plan.epoll_items,
+        plan.fs_nodes
     );
     if check {
         crate::hcall::handover_adopted(adopt_status::ADOPTS, b"");
@@ -950,6 +998,13 @@ struct Built {
 /// parent's children; its threads with their tids; then the zombies, for their parents.
 fn build(r: &Record<'_>, plan: &Plan) -> Result<Built, Refusal> {
     use crate::linux::{space, task};
+    // The in-memory filesystem first: descriptors, sockets' names and working directories
+    // are looked up in it.
+    if let Some(c) = carried_fs(r) {
+        crate::fs::with(|fs| fs.adopt_carried(&c, &|b| r.blob_bytes(b).map(<[u8]>::to_vec)))
+            .map_err(Refusal::Fs)?;
+        super::fs_adopted();
+    }
     task::reserve_ids(highest_id(r));
     let mut d = Descriptions::new(r, crate::time::now_ns(), true)?;
     let mut threads = Vec::new();
@@ -993,6 +1048,9 @@ fn build(r: &Record<'_>, plan: &Plan) -> Result<Built, Refusal> {
     }
     // The epolls' interest lists, once every description of every process exists.
     super::events::link_epolls(r, &d.files, &d.left_out)?;
+    // The carried files held open only by descriptors that were not opened again (none
+    // in a record that checks) go.
+    crate::fs::with(|fs| fs.forget_unheld());
     for z in zombie_parts(r) {
         task::adopt_zombie([z.pid, z.ppid, z.pgid, z.sid], &z.comm, z.status)
             .map_err(|_| Refusal::Process(z.pid, "its pid is taken"))?;
@@ -1098,7 +1156,8 @@ fn backing(
 }
 
 /// Opens a host file, a volume file or a device of descriptor `f` again by its `path`
-/// (never creating nor truncating it: `files::path::reopen`); a device is one of the
+/// (never creating nor truncating it: `files::path::reopen`), an in-memory file or
+/// directory by its inode (`files::path::reopen_ino`, at its offset or cookie); a device is one of the
 /// kernel's `/dev` nodes that keep no state (`null`, `zero`, `full`, `random`,
 /// `urandom`).
 fn reopen(f: &FdStateEntry, path: &[u8]) -> Result<Option<Arc<OpenFile>>, Refusal> {
@@ -1109,6 +1168,11 @@ fn reopen(f: &FdStateEntry, path: &[u8]) -> Result<Option<Arc<OpenFile>>, Refusa
     match f.kind {
         fd_state::HOST_FILE | fd_state::VOLUME_FILE => {
             crate::linux::files::path::reopen(path, f.status_flags, f.kind == fd_state::VOLUME_FILE)
+                .map(Some)
+                .map_err(|_| bad)
+        }
+        fd_state::MEMORY_FILE => {
+            crate::linux::files::path::reopen_ino(f.object, f.status_flags, f.pos, path)
                 .map(Some)
                 .map_err(|_| bad)
         }

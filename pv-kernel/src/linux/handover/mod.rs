@@ -198,21 +198,70 @@ fn freeze() -> Vec<Arc<Task>> {
 /// arguments rebuilds by itself.
 static FS_BASELINE: AtomicU64 = AtomicU64::new(u64::MAX);
 
+/// The tree is one a hand-over carried (not this kernel's boot's).
+static FS_ADOPTED: AtomicBool = AtomicBool::new(false);
+
 /// Notes that the kernel booted: changes to the in-memory filesystem from now on are the
 /// programs' (`ramfs::Fs::changes`).
 pub(crate) fn fs_booted() {
     FS_BASELINE.store(crate::fs::with(|fs| fs.changes()), Ordering::Release);
 }
 
-/// Changes the programs made to the in-memory filesystem (files in memory — `/tmp`, the
-/// `--rootfs` overlay —, names, metadata; a volume's are on the host) since boot: a record
-/// does not carry in-memory files yet, so an adopting kernel would lose them.
-fn fs_changes() -> u64 {
+/// Notes that the tree is a carried one (`adopt::build`): it differs from a boot's.
+pub(crate) fn fs_adopted() {
+    FS_ADOPTED.store(true, Ordering::Release);
+}
+
+/// Whether the in-memory filesystem differs from what a kernel booted from the same
+/// arguments makes by itself: the programs changed it since boot (files in memory —
+/// `/tmp`, the `--rootfs` overlay —, names, metadata; a volume's are on the host), or it
+/// was carried.
+fn fs_changed() -> bool {
     let base = FS_BASELINE.load(Ordering::Acquire);
-    if base == u64::MAX {
-        return 0;
-    }
-    crate::fs::with(|fs| fs.changes()).wrapping_sub(base)
+    FS_ADOPTED.load(Ordering::Acquire)
+        || base != u64::MAX && crate::fs::with(|fs| fs.changes()) != base
+}
+
+/// Version 2: the in-memory filesystem (sections 21-23, `ramfs::carry`): its tree and
+/// its files' frames; a blocker for what it cannot carry, or for a filesystem that would
+/// make the record larger than [`MAX_RECORD_LEN`] (its entries are then left out). A tree
+/// too large that is still the boot's (the share's entries the programs looked at) and
+/// that no carried descriptor names by inode is left out without a blocker, as before
+/// the filesystem was carried: the adopter's boot makes the same files (the share's
+/// inode numbers may differ, as they did then).
+fn carry_fs(inv: &mut Inventory) {
+    let before = inv.blob.len();
+    let carried = crate::fs::with(|fs| fs.carry_out(&mut |b| inv.blob_add(b)));
+    let (what, count): (&[u8], u32) = match carried {
+        Ok(c) if (96 + 16 * 20 + inv.size() + c.size()) as u64 <= MAX_RECORD_LEN => {
+            inv.fs = Some(c);
+            return;
+        }
+        Ok(_)
+            if !fs_changed()
+                && !inv
+                    .fd_states
+                    .iter()
+                    .any(|f| f.kind == fd_state::MEMORY_FILE) =>
+        {
+            inv.blob.truncate(before);
+            return;
+        }
+        Ok(c) => (
+            b"in-memory files too many for the record (inodes)",
+            u32::try_from(c.nodes.len()).unwrap_or(u32::MAX),
+        ),
+        Err(e) => e,
+    };
+    inv.blob.truncate(before);
+    let mut b = BlockerEntry {
+        kind: blocker::KERNEL,
+        pid: 0,
+        count,
+        ..FromZeros::new_zeroed()
+    };
+    fill_name(&mut b.what, what);
+    inv.blockers.push(b);
 }
 
 /// Lets the parked threads go.
@@ -305,20 +354,12 @@ fn answer(version: u64) {
         fill_name(&mut b.what, b"threads did not reach a safe point");
         inv.blockers.push(b);
     }
-    let changes = fs_changes();
-    if version >= 2 && changes > 0 {
-        let mut b = BlockerEntry {
-            kind: blocker::KERNEL,
-            pid: 0,
-            count: u32::try_from(changes).unwrap_or(u32::MAX),
-            ..FromZeros::new_zeroed()
-        };
-        fill_name(&mut b.what, b"changes to in-memory files (/tmp, overlay)");
-        inv.blockers.push(b);
+    if version >= 2 {
+        carry_fs(&mut inv);
     }
     let mut out: Vec<u8> = Vec::new();
     // The record is the host's to read: refused rather than grown past what it accepts.
-    let size = 96 + 16 * 19 + inv.size();
+    let size = 96 + 16 * 22 + inv.size();
     if size as u64 > MAX_RECORD_LEN || out.try_reserve_exact(size).is_err() {
         thaw();
         crate::hcall::handover_record_failed(HcError::NoResources);
@@ -449,6 +490,8 @@ pub(crate) struct Inventory {
     pub(crate) epolls: BTreeMap<u64, (i32, Arc<super::files::OpenFile>)>,
     /// Their registrations (section 25).
     pub(crate) epoll_items: Vec<EpollItemEntry>,
+    /// The in-memory filesystem (sections 21-23), when it is carried.
+    pub(crate) fs: Option<crate::fs::ramfs::carry::Carried>,
     pub(crate) blob: Vec<u8>,
 }
 
@@ -478,6 +521,7 @@ impl Inventory {
             })
             + self.timerfds.len() * size_of::<TimerFdEntry>()
             + self.epoll_items.len() * size_of::<EpollItemEntry>()
+            + self.fs.as_ref().map_or(0, |c| c.size())
             + self.blob.len()
     }
 
@@ -521,6 +565,11 @@ impl Inventory {
             let timerfds: Vec<TimerFdEntry> = self.timerfds.values().copied().collect();
             w.section(&timerfds);
             w.section(&self.epoll_items);
+            if let Some(fs) = &self.fs {
+                w.section(&fs.nodes);
+                w.section(&fs.dirents);
+                w.section(&fs.pages);
+            }
             w.blob(&self.blob);
         }
         w.finish();
@@ -657,7 +706,7 @@ fn carry_process(
             super::files::path::dir_path(cwd).unwrap_or_default()
         }
     };
-    let (mut file_areas, mut shared_areas) = (0u32, 0u32);
+    let (mut file_areas, mut shared_areas, mut moved_areas) = (0u32, 0u32, 0u32);
     // Private file mappings to carry: (start, offset, path, volume, image), classified once
     // the space's lock is dropped.
     let mut mapped = Vec::new();
@@ -710,13 +759,31 @@ fn carry_process(
         }
     }
     for (start, offset, path, ino, image, bus_past_eof) in mapped {
-        let (volume, host) = crate::fs::with(|fs| (fs.is_volume_file(ino), fs.is_host_file(ino)));
-        if !(volume || host) || !path.starts_with(b"/") {
+        let (volume, host, named) = crate::fs::with(|fs| {
+            (
+                fs.is_volume_file(ino),
+                fs.is_host_file(ino),
+                names_inode(fs, &path, ino),
+            )
+        });
+        // A private mapping of an in-memory file (its bytes were mapped copy-on-write or
+        // copied at `mmap`: every page it has is a page run; the file is carried whole,
+        // section 21) is backed again by its path like a host file's; one of a program's
+        // image (the image cache's) is not.
+        let memory = !(volume || host) && image.is_none();
+        if !(volume || host || memory) || !path.starts_with(b"/") {
             file_areas += 1;
+            continue;
+        }
+        if !named {
+            moved_areas += 1;
             continue;
         }
         let path = inv.blob_add(&path);
         let mut flags = 0;
+        if memory {
+            flags |= file_area_flags::MEMORY;
+        }
         if volume {
             flags |= file_area_flags::VOLUME;
         }
@@ -817,6 +884,11 @@ fn carry_process(
         ),
         (shared_areas, blocker::KERNEL, b"shared memory areas"),
         (
+            moved_areas,
+            blocker::FILES,
+            b"mappings of files renamed or removed",
+        ),
+        (
             timers_not_carried,
             blocker::TIMERS,
             b"timers on another's CPU clock or ended thread",
@@ -833,6 +905,12 @@ fn carry_process(
             inv.blockers.push(b);
         }
     }
+}
+
+/// Whether absolute `path` names inode `ino` now (what a file reopened by its path in an
+/// adopting kernel, whose tree is this one's, gets).
+fn names_inode(fs: &mut crate::fs::ramfs::Fs, path: &[u8], ino: crate::fs::ramfs::Ino) -> bool {
+    path.starts_with(b"/") && fs.lookup(crate::fs::ramfs::ROOT_INO, path, true) == Ok(ino)
 }
 
 /// Version 2: carries descriptor `fd` of process `pid` (open on `f`), or says in words what
@@ -863,23 +941,49 @@ fn carry_fd(
         path: BlobRef::default(),
     };
     match &f.kind {
-        Kind::Node { dir: true, .. } => return Err(b"directory descriptors"),
-        Kind::Node { ino, .. } => {
-            let ino = *ino;
-            let (volume, host) =
-                crate::fs::with(|fs| (fs.is_volume_file(ino), fs.is_host_file(ino)));
-            let Some(path) = f.path() else {
-                return Err(b"descriptors of unnamed files");
-            };
-            e.kind = if volume {
-                fd_state::VOLUME_FILE
-            } else if host {
-                fd_state::HOST_FILE
-            } else {
-                return Err(b"descriptors of in-memory files");
-            };
+        Kind::Node { ino, h, dir } => {
+            let (ino, h, dir) = (*ino, *h, *dir);
+            let path = f.path();
+            let (volume, host, named, nlink, cookie) = crate::fs::with(|fs| {
+                (
+                    fs.is_volume_file(ino),
+                    fs.is_host_file(ino),
+                    path.is_some_and(|p| names_inode(fs, p, ino)),
+                    fs.stat_ino(ino).map_or(0, |s| s.nlink),
+                    if dir {
+                        fs.lseek(h, 0, crate::fs::ramfs::whence::SEEK_CUR).ok()
+                    } else {
+                        None
+                    },
+                )
+            });
             e.pos = *f.pos();
-            e.path = inv.blob_add(path);
+            match path {
+                // Reopened by its path (what an adopter without section 21 can do too).
+                Some(p) if (volume || host) && named && !dir => {
+                    e.kind = if volume {
+                        fd_state::VOLUME_FILE
+                    } else {
+                        fd_state::HOST_FILE
+                    };
+                    e.path = inv.blob_add(p);
+                }
+                // Anything else of the in-memory filesystem, by inode (the tree is carried
+                // with its numbers, section 21): a file in memory, a file held open after
+                // its last name went, a host or volume file renamed or removed, a
+                // directory at its `getdents64` cookie.
+                _ => {
+                    if dir && nlink == 0 {
+                        return Err(b"descriptors of removed directories");
+                    }
+                    e.kind = fd_state::MEMORY_FILE;
+                    e.object = ino;
+                    if let Some(c) = cookie {
+                        e.pos = c;
+                    }
+                    e.path = inv.blob_add(path.unwrap_or_default());
+                }
+            }
         }
         Kind::PipeRead(pipe) | Kind::PipeWrite(pipe) => {
             e.kind = if matches!(f.kind, Kind::PipeRead(_)) {

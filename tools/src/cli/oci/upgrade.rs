@@ -140,6 +140,20 @@ struct RecordSummary {
     /// Record version 2: the guest's loopback `AF_INET`/`AF_INET6` sockets, by id.
     #[serde(default)]
     inet_sockets: Vec<InetSocketJson>,
+    /// Record version 2: the in-memory filesystem (sections 21-23), if carried.
+    #[serde(default)]
+    files: Option<FilesJson>,
+}
+
+/// What a version 2 record carries of the in-memory filesystem.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct FilesJson {
+    /// Inodes (directories, files, links, socket names), with their numbers.
+    inodes: usize,
+    /// Names in directories.
+    names: usize,
+    /// Stored pages of files, carried by frame.
+    pages: u64,
 }
 
 /// A loopback internet socket a version 2 record carries.
@@ -216,8 +230,9 @@ struct PipeJson {
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct CarriedFdJson {
     fd: i32,
-    /// `host-file`, `volume-file`, `pipe-read`, `pipe-write`, `console`, `device` or
-    /// `unix-socket`, `inet-socket`, `eventfd`, `timerfd`, `signalfd` or `epoll`.
+    /// `host-file`, `volume-file`, `pipe-read`, `pipe-write`, `console`, `device`,
+    /// `unix-socket`, `inet-socket`, `eventfd`, `timerfd`, `signalfd`, `epoll` or
+    /// `memory-file` (an in-memory file or directory, by inode: `inode`).
     kind: String,
     cloexec: bool,
     /// `F_GETFL`.
@@ -233,6 +248,9 @@ struct CarriedFdJson {
     /// An eventfd's counter, a signalfd's signal mask.
     #[serde(default)]
     event: Option<u64>,
+    /// A `memory-file`'s inode number.
+    #[serde(default)]
+    inode: Option<u64>,
     path: String,
 }
 
@@ -487,6 +505,7 @@ impl From<&Inventory> for RecordSummary {
                                         fd_state::TIMERFD => "timerfd",
                                         fd_state::SIGNALFD => "signalfd",
                                         fd_state::EPOLL => "epoll",
+                                        fd_state::MEMORY_FILE => "memory-file",
                                         _ => "device",
                                     }
                                     .to_owned(),
@@ -498,6 +517,7 @@ impl From<&Inventory> for RecordSummary {
                                     socket: socket.then_some(f.object),
                                     event: matches!(f.kind, fd_state::EVENTFD | fd_state::SIGNALFD)
                                         .then_some(f.object),
+                                    inode: (f.kind == fd_state::MEMORY_FILE).then_some(f.object),
                                     path: path.clone(),
                                 }
                             })
@@ -585,6 +605,11 @@ impl From<&Inventory> for RecordSummary {
                     queued_bytes: *bytes,
                 })
                 .collect(),
+            files: i.files.map(|f| FilesJson {
+                inodes: f.inodes,
+                names: f.names,
+                pages: f.pages,
+            }),
         }
     }
 }
@@ -710,8 +735,12 @@ pub(crate) fn upgrade(g: &GlobalArgs, a: &UpgradeArgs) -> anyhow::Result<u8> {
             r.fds.len(),
             if ans.version >= 2 {
                 format!(
-                    "; carries {} resident pages by frame",
-                    r.carried.iter().map(|c| c.pages).sum::<u64>()
+                    "; carries {} resident pages by frame{}",
+                    r.carried.iter().map(|c| c.pages).sum::<u64>(),
+                    r.files.as_ref().map_or(String::new(), |f| format!(
+                        ", {} in-memory inodes and {} file pages by frame",
+                        f.inodes, f.pages
+                    ))
                 )
             } else {
                 String::new()

@@ -15,7 +15,7 @@ use crate::fs::errno::Errno::{self, *};
 
 /// One node of the fake host tree.
 #[derive(Clone)]
-enum Node {
+pub(super) enum Node {
     Dir,
     File(Vec<u8>),
     Link(Vec<u8>),
@@ -24,7 +24,7 @@ enum Node {
 }
 
 /// A fake host directory tree, keyed by absolute path.
-struct Fake {
+pub(super) struct Fake {
     tree: Mutex<BTreeMap<Vec<u8>, (Node, HostfsEntry)>>,
     /// Records per `list` call (to exercise continuation by cookie).
     per_call: usize,
@@ -42,7 +42,7 @@ struct Fake {
 }
 
 impl Fake {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         let mut f = Self {
             tree: Mutex::new(BTreeMap::new()),
             per_call: usize::MAX,
@@ -59,7 +59,7 @@ impl Fake {
     }
 
     /// Adds `path` (absolute) with mode `perm`, owner 1000:1000 and mtime 5 s.
-    fn add(&mut self, path: &[u8], node: Node, perm: u32) {
+    pub(super) fn add(&mut self, path: &[u8], node: Node, perm: u32) {
         let (k, size) = match &node {
             Node::Dir => (kind::DIR, 4096),
             Node::File(b) => (kind::REG, b.len() as u64),
@@ -192,7 +192,7 @@ impl HostShare for Fake {
 }
 
 /// A filesystem with `fake` attached.
-fn attached(fake: Fake) -> (Fs, Arc<Fake>) {
+pub(super) fn attached(fake: Fake) -> (Fs, Arc<Fake>) {
     let fake = Arc::new(fake);
     let mut fs = new_fs();
     fs.attach_host(fake.clone()).unwrap();

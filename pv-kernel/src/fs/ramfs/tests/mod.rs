@@ -8,6 +8,7 @@ use super::handle::oflag::*;
 use super::{Fs, Ino, ROOT_INO};
 use crate::fs::errno::Errno;
 
+mod carry;
 mod dirents;
 mod dirs;
 mod files;

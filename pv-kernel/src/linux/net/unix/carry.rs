@@ -291,7 +291,17 @@ pub(crate) fn adopt(
             (true, Some(_)) if !path.is_empty() && !files => None,
             (true, Some(_)) if !path.is_empty() => {
                 let ino = crate::fs::with(|fs| {
-                    let ino = fs.mksock(crate::fs::ramfs::ROOT_INO, &path, e.mode & 0o7777)?;
+                    use crate::fs::ramfs::{FileType, ROOT_INO};
+                    // The socket file the carried filesystem (sections 21-23) holds already,
+                    // or made again.
+                    let carried = fs.lookup(ROOT_INO, &path, false).ok().filter(|&i| {
+                        fs.stat_ino(i)
+                            .is_ok_and(|s| s.file_type() == FileType::Socket)
+                    });
+                    let ino = match carried {
+                        Some(i) => i,
+                        None => fs.mksock(ROOT_INO, &path, e.mode & 0o7777)?,
+                    };
                     fs.set_meta(ino, e.mode & 0o7777, Some((e.owner[0], e.owner[1])), None)?;
                     Ok::<_, Errno>(ino)
                 })

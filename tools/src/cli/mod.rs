@@ -150,12 +150,14 @@ pub enum Command {
     /// Disks owned by one tenant at a time: `disk ls NAME`, `disk move FROM TO` (FROM's
     /// guest writes back and unmounts the disk, TO's mounts it).
     Disk(disk::DiskArgs),
-    /// Hand a running tenant over to a new kernel image (kernel hand-over): the image is
-    /// checked, then the running kernel writes its hand-over record (processes, threads,
-    /// memory by frame, descriptors, pipes), which is checked; state the record cannot
-    /// carry refuses the upgrade, naming it, and the running kernel keeps running. The
-    /// switch itself is not implemented yet: a record with nothing to name is refused as
-    /// such (docs/MULTIKERNEL.md).
+    /// Hand a running tenant over to a new kernel image without stopping its programs
+    /// (kernel hand-over): the image is checked, the running kernel writes its hand-over
+    /// record (processes, threads, memory by frame, descriptors, pipes, sockets, timers,
+    /// event objects, the in-memory files), the host and the new image check it, then the
+    /// new kernel replaces the old one and adopts it: the programs keep their pids, memory
+    /// and open files after a pause of ~20 ms. State the record cannot carry refuses the
+    /// upgrade, naming it, and the running kernel keeps running; a new kernel that fails
+    /// at the switch gives way to the old one again (docs/MULTIKERNEL.md).
     Upgrade(oci::UpgradeArgs),
     /// Internal: a container's monitor process (started by `create`).
     #[command(hide = true, name = "oci-monitor")]

@@ -65,8 +65,13 @@ pub(crate) struct Process {
     pub(crate) fs: IrqLock<FsContext>,
     /// The address space (None once the process has exited).
     pub(crate) space: IrqLock<Option<Arc<Space>>>,
+    /// Bumped (under `space`'s lock) whenever `space` changes (`execve`, exit): a thread
+    /// keeps its space between system calls while this stays the same.
+    space_gen: AtomicU64,
     /// Parent and children.
     pub(crate) rel: IrqLock<Relations>,
+    /// `rel.ppid`, readable without the lock (`getppid`); written with it.
+    ppid_now: AtomicI32,
     /// Live threads.
     pub(crate) threads: IrqLock<Vec<Arc<Task>>>,
     /// Signal actions.
@@ -154,7 +159,26 @@ impl Process {
 
     /// Parent pid.
     pub(crate) fn ppid(&self) -> i32 {
-        self.rel.lock().ppid
+        self.ppid_now.load(Ordering::Acquire)
+    }
+
+    /// Makes `ppid` the parent (`rel.ppid` and its lock-free copy).
+    fn set_ppid(&self, ppid: i32) {
+        let mut r = self.rel.lock();
+        r.ppid = ppid;
+        self.ppid_now.store(ppid, Ordering::Release);
+    }
+
+    /// The address space and its generation ([`Self::space_changed`] tells when it is
+    /// stale).
+    fn space_with_gen(&self) -> (u64, Option<Arc<Space>>) {
+        let s = self.space.lock();
+        (self.space_gen.load(Ordering::Acquire), s.clone())
+    }
+
+    /// Whether the space changed since generation `gen`.
+    fn space_changed(&self, gen: u64) -> bool {
+        self.space_gen.load(Ordering::Acquire) != gen
     }
 
     /// The address space.
@@ -348,10 +372,12 @@ fn new_process(
         files: IrqLock::new(files),
         fs: IrqLock::new(fs),
         space: IrqLock::new(space),
+        space_gen: AtomicU64::new(0),
         rel: IrqLock::new(Relations {
             ppid,
             children: Vec::new(),
         }),
+        ppid_now: AtomicI32::new(ppid),
         threads: IrqLock::new(Vec::new()),
         sigactions: IrqLock::new(sigactions),
         exit_status: IrqLock::new(None),
@@ -586,11 +612,11 @@ fn link_to_parent(p: &Arc<Process>) {
     match parent.or_else(|| find_process(1).filter(|_| p.pid != 1)) {
         Some(q) => {
             if q.pid != ppid {
-                p.rel.lock().ppid = q.pid;
+                p.set_ppid(q.pid);
             }
             q.rel.lock().children.push(p.clone());
         }
-        None => p.rel.lock().ppid = 0,
+        None => p.set_ppid(0),
     }
 }
 
@@ -760,6 +786,8 @@ fn task_main(task: Arc<Task>, mut st: UserState, mut fresh: bool) {
     let mut fault_loop = super::fault::FaultLoop::default();
     // The system call the registers re-issue after a freeze interrupted it (the record).
     let mut restart = pvmux_hypercalls::handover::NO_RESTART;
+    // The process's space, kept between system calls until `execve` or exit changes it.
+    let (mut space_gen, mut cached_space) = task.process.space_with_gen();
     loop {
         if task.must_exit.load(Ordering::Acquire) {
             break;
@@ -775,7 +803,10 @@ fn task_main(task: Arc<Task>, mut st: UserState, mut fresh: bool) {
         if task.must_exit.load(Ordering::Acquire) {
             break;
         }
-        let Some(space) = task.process.space() else {
+        if task.process.space_changed(space_gen) {
+            (space_gen, cached_space) = task.process.space_with_gen();
+        }
+        let Some(space) = cached_space.as_ref() else {
             break;
         };
         let exit = space.run(&mut st, fresh);
@@ -786,7 +817,7 @@ fn task_main(task: Arc<Task>, mut st: UserState, mut fresh: bool) {
                 crate::stub::count(pvmux_hypercalls::vcpu::stat::GUEST_SYSCALLS);
                 let nr = st.regs.rax;
                 if trapped {
-                    super::patch::after_trap(&space, st.regs.rip, nr);
+                    super::patch::after_trap(space, st.regs.rip, nr);
                 }
                 let args = [
                     st.regs.rdi,
@@ -817,7 +848,7 @@ fn task_main(task: Arc<Task>, mut st: UserState, mut fresh: bool) {
             }
             Exit::Exception { vector, .. }
                 if vector == pvmux_hypercalls::Vector::InvalidOpcode as u32
-                    && super::patch::race_restart(&space, &mut st.regs) => {}
+                    && super::patch::race_restart(space, &mut st.regs) => {}
             Exit::Exception {
                 vector,
                 error_code,
@@ -826,7 +857,7 @@ fn task_main(task: Arc<Task>, mut st: UserState, mut fresh: bool) {
                 crate::stub::count(pvmux_hypercalls::vcpu::stat::GUEST_FAULTS);
                 super::fault::user_exception(
                     &task,
-                    &space,
+                    space,
                     &st.regs,
                     super::fault::Trap {
                         vector,
@@ -845,6 +876,8 @@ fn task_main(task: Arc<Task>, mut st: UserState, mut fresh: bool) {
         // Let events (timers, kicks) run between user slices.
         st.regs.rflags = (st.regs.rflags & RFLAGS_USER_MASK) | 0x202;
     }
+    // The space goes with the process (`exit_process`), not when this thread's stack does.
+    drop(cached_space);
     exit_thread(&task);
 }
 
@@ -895,7 +928,11 @@ fn exit_process(p: &Arc<Process>) {
     let status = p.exit_status.lock().unwrap_or(0);
     super::timers::process_exited(p);
     p.files.lock().close_all();
-    let space = p.space.lock().take();
+    let space = {
+        let mut s = p.space.lock();
+        p.space_gen.fetch_add(1, Ordering::AcqRel);
+        s.take()
+    };
     let mapped_files = space
         .as_ref()
         .is_some_and(|s| super::memory::write_back_space(s));
@@ -909,7 +946,7 @@ fn exit_process(p: &Arc<Process>) {
     if p.pid != 1 {
         if let Some(init) = find_process(1) {
             for c in &children {
-                c.rel.lock().ppid = 1;
+                c.set_ppid(1);
             }
             init.rel.lock().children.extend(children);
             init.child_wq.wake_all();
@@ -1131,7 +1168,11 @@ pub(crate) fn do_execve(
     }
     *p.exe.lock() = absolute_path(p, &path);
     *p.args.lock() = ExecArgs::new(&path, &argv, &envp);
-    let old = p.space.lock().replace(space);
+    let old = {
+        let mut s = p.space.lock();
+        p.space_gen.fetch_add(1, Ordering::AcqRel);
+        s.replace(space)
+    };
     let mapped_files = old
         .as_ref()
         .is_some_and(|s| super::memory::write_back_space(s));

@@ -214,23 +214,25 @@ pub(crate) fn mark_dead(cur: &Arc<Thread>) {
     cur.set_state(state::DEAD);
 }
 
-/// Per vCPU: a thread made runnable here should run before the current thread's slice ends
-/// ([`request_resched`]).
-static RESCHED: [core::sync::atomic::AtomicBool; NR] =
-    [const { core::sync::atomic::AtomicBool::new(false) }; NR];
+/// Bit `c`: a thread made runnable on vCPU `c` should run before the current thread's slice
+/// ends ([`request_resched`]).
+static RESCHED: AtomicU64 = AtomicU64::new(0);
 
 /// Asks this vCPU to switch threads at its running task's next safe point (its return to
 /// user mode, where it holds no lock): for a kernel thread just made runnable that must not
 /// wait for a busy thread's slice to end (the timer daemon when a timer is armed).
 pub(crate) fn request_resched() {
-    RESCHED[cpu()].store(true, Ordering::Relaxed);
+    RESCHED.fetch_or(1 << (cpu() % 64), Ordering::Relaxed);
 }
 
-/// At a safe point of a task: gives the vCPU up if [`request_resched`] asked for it.
+/// At a safe point of a task: gives the vCPU up if [`request_resched`] asked for it (one
+/// load when nothing was asked).
 pub(crate) fn resched_point() {
-    let me = cpu();
-    if RESCHED[me].load(Ordering::Relaxed) {
-        RESCHED[me].store(false, Ordering::Relaxed);
+    if RESCHED.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    let bit = 1 << (cpu() % 64);
+    if RESCHED.fetch_and(!bit, Ordering::Relaxed) & bit != 0 {
         yield_now();
     }
 }

@@ -257,6 +257,10 @@ impl SigState {
 
     /// Takes the mask saved by [`Self::set_temporary_mask`], if any.
     fn take_saved_mask(&self) -> Option<SigSet> {
+        // Only the thread itself sets and takes it: a load spares the swap when none is.
+        if self.saved_mask.load(Ordering::Relaxed) == NO_SAVED_MASK {
+            return None;
+        }
         let m = self.saved_mask.swap(NO_SAVED_MASK, Ordering::Relaxed);
         (m != NO_SAVED_MASK).then_some(SigSet::from_bits(m))
     }

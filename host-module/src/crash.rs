@@ -448,7 +448,7 @@ mod tests {
         let p = BuildParams {
             nr_vcpus: 1,
             boot_args: &pvmux_hypercalls::BootArgsBuf::default(),
-            clock: &clock,
+            clock: Some(&clock),
             initrd: None,
         };
         let base = random_kernel_base(kernel.span());

@@ -184,8 +184,9 @@ pub struct BuildParams<'a> {
     pub nr_vcpus: u32,
     /// The boot arguments (encoded: at most `BOOT_ARGS_MAX` bytes).
     pub boot_args: &'a BootArgsBuf,
-    /// Guest clock origin.
-    pub clock: &'a ClockParams,
+    /// Guest clock origin; `None`: written afterwards with [`write_clock`] (a launch
+    /// builds the domain while the TSC is still being calibrated).
+    pub clock: Option<&'a ClockParams>,
     /// Initial RAM disk: a plain cpio newc archive the caller has checked with
     /// [`crate::initramfs::validate`]; `None` (or empty) for none.
     pub initrd: Option<&'a [u8]>,
@@ -288,7 +289,7 @@ pub fn build(
     let usable_end = args_gpa;
 
     // Kernel image and initial RAM disk.
-    mem.write(kernel_phys, &kernel.relocated(base))?;
+    kernel.relocated_chunks(base, |off, chunk| mem.write_bulk(kernel_phys + off, chunk))?;
     if !initrd.is_empty() {
         mem.write(initrd_gpa, initrd)?;
     }
@@ -351,7 +352,6 @@ pub fn build(
     debug_assert!(mem_map.len() <= MAX_MEM_REGIONS);
 
     // Boot info.
-    let clock = params.clock;
     let mut info = BootInfo::new_zeroed();
     info.magic = ABI_MAGIC;
     info.abi_version = ABI_VERSION;
@@ -361,11 +361,9 @@ pub fn build(
     info.mem_map[..mem_map.len()].copy_from_slice(&mem_map);
     info.boot_args_len = boot_args.len() as u32;
     info.boot_args_gpa = args_gpa;
-    info.tsc_khz = clock.tsc_khz;
-    info.tsc_base = clock.tsc_base;
-    info.clock_mult = clock.mult;
-    info.clock_shift = clock.shift;
-    info.wall_clock_epoch_ns = clock.wall_base_ns;
+    if let Some(clock) = params.clock {
+        set_clock(&mut info, clock);
+    }
     info.kernel_phys_base = kernel_phys;
     info.kernel_virt_base = base;
     info.kernel_size = span;
@@ -396,6 +394,25 @@ pub fn build(
     };
     tracing::debug!(?layout, "domain built");
     Ok(layout)
+}
+
+/// The clock fields of a boot information block.
+fn set_clock(info: &mut BootInfo, clock: &ClockParams) {
+    info.tsc_khz = clock.tsc_khz;
+    info.tsc_base = clock.tsc_base;
+    info.clock_mult = clock.mult;
+    info.clock_shift = clock.shift;
+    info.wall_clock_epoch_ns = clock.wall_base_ns;
+}
+
+/// Writes the guest clock's origin into the boot information block of a domain built
+/// without one ([`BuildParams::clock`] `None`), before its kernel first runs.
+pub fn write_clock(mem: &GuestMemory, clock: &ClockParams) -> Result<(), HostError> {
+    let mut info = BootInfo::new_zeroed();
+    mem.read(BOOT_INFO_GPA, info.as_mut_bytes())?;
+    set_clock(&mut info, clock);
+    mem.write(BOOT_INFO_GPA, info.as_bytes())?;
+    Ok(())
 }
 
 fn region(base: u64, len: u64, kind: MemRegionKind) -> MemRegion {
@@ -435,7 +452,7 @@ mod tests {
         let params = BuildParams {
             nr_vcpus: 2,
             boot_args: &BootArgsBuf::from_words("selftest exit=3").unwrap(),
-            clock: &c,
+            clock: Some(&c),
             initrd: None,
         };
         let l = build(&mem, &kernel, &params, base).unwrap();
@@ -528,7 +545,7 @@ mod tests {
         let params = BuildParams {
             nr_vcpus: 1,
             boot_args: &BootArgsBuf::from_words("exit=3").unwrap(),
-            clock: &c,
+            clock: Some(&c),
             initrd: None,
         };
         let first = build(&mem, &kernel, &params, random_kernel_base(kernel.span())).unwrap();
@@ -582,7 +599,7 @@ mod tests {
         let params = BuildParams {
             nr_vcpus: 1,
             boot_args: &BootArgsBuf::default(),
-            clock: &c,
+            clock: Some(&c),
             initrd: Some(&initrd),
         };
         let l = build(&mem, &kernel, &params, base).unwrap();
@@ -663,7 +680,7 @@ mod tests {
         let params = BuildParams {
             nr_vcpus: 1,
             boot_args: &BootArgsBuf::default(),
-            clock: &c,
+            clock: Some(&c),
             initrd: Some(&initrd),
         };
         let e = build(&mem, &kernel, &params, base).unwrap_err();
@@ -764,7 +781,7 @@ mod tests {
             let params = BuildParams {
                 nr_vcpus: 1,
                 boot_args: &BootArgsBuf::default(),
-                clock: &c,
+                clock: Some(&c),
                 initrd: Some(&initrd),
             };
             let base = random_kernel_base(kernel.span());
@@ -806,7 +823,7 @@ mod tests {
         let p = BuildParams {
             nr_vcpus: 1,
             boot_args: &BootArgsBuf::default(),
-            clock: &c,
+            clock: Some(&c),
             initrd: None,
         };
         let base = random_kernel_base(kernel.span());

@@ -214,7 +214,7 @@ fn test_domain(base_slot: u64) -> (KernelImage, GuestMemory, DomainLayout) {
     let p = BuildParams {
         nr_vcpus: 1,
         boot_args: &pvmux_hypercalls::BootArgsBuf::default(),
-        clock: &c,
+        clock: Some(&c),
         initrd: None,
     };
     let layout = build(&mem, &kernel, &p, base).expect("test ELF builds");
@@ -503,7 +503,7 @@ proptest! {
         let _ = img.symbolize(probe % img.span());
         let mem = GuestMemory::new(MEM).expect("guest memory");
         let c = clock();
-        let p = BuildParams { nr_vcpus: 1, boot_args: &pvmux_hypercalls::BootArgsBuf::default(), clock: &c, initrd: None };
+        let p = BuildParams { nr_vcpus: 1, boot_args: &pvmux_hypercalls::BootArgsBuf::default(), clock: Some(&c), initrd: None };
         let slots = KERNEL_REGION_SIZE / KERNEL_ALIGN;
         let base = KERNEL_REGION_BASE + (base_slot % slots) * KERNEL_ALIGN;
         if let Ok(l) = build(&mem, &img, &p, base) {

@@ -351,15 +351,17 @@ impl Host {
         validate_mem_size(cfg.mem_size)?;
         let initial_balloon = crate::balloon::initial_balloon(cfg.mem_size, cfg.mem_initial)?;
         let mem = GuestMemory::new(cfg.mem_size)?;
-        let clock = ClockParams::now();
         let params = BuildParams {
             nr_vcpus: cfg.vcpus,
             boot_args: &cfg.boot_args,
-            clock: &clock,
+            clock: None,
             initrd: cfg.initrd.as_deref().map(Vec::as_slice),
         };
         let base = domain_builder::random_kernel_base(cfg.kernel.span());
         let layout = domain_builder::build(&mem, &cfg.kernel, &params, base)?;
+        // The clock last: the first launch's TSC calibration ([`warm_up`]) overlaps the build.
+        let clock = ClockParams::now();
+        domain_builder::write_clock(&mem, &clock)?;
         // The trusted in-process mode is the boot arguments' (`USER_ISOLATION_NONE`): the
         // stub widens its filter for it, the kernel runs init in-process.
         let isolation = if cfg.boot_args.args().user_isolation_none() {

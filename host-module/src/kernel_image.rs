@@ -21,6 +21,9 @@ const DT_RELR: u32 = 36;
 
 /// Alignment of the randomised kernel base.
 pub const KERNEL_ALIGN: u64 = 2 << 20;
+/// Bytes of the image relocated and written at a time at boot.
+const RELOCATION_CHUNK: usize = 64 * 1024;
+
 /// Largest image footprint accepted.
 pub const MAX_IMAGE_SPAN: u64 = KERNEL_REGION_SIZE - KERNEL_ALIGN;
 
@@ -61,15 +64,20 @@ impl KernelImage {
         &self.image
     }
 
-    /// Parses and validates a kernel image.
-    pub fn parse(bytes: Vec<u8>) -> Result<Self, ImageError> {
+    /// Parses and validates a kernel image (the ELF file's bytes: borrowed, so an image
+    /// built into the executable is not copied first).
+    pub fn parse(bytes: impl AsRef<[u8]>) -> Result<Self, ImageError> {
+        Self::parse_file(bytes.as_ref())
+    }
+
+    fn parse_file(bytes: &[u8]) -> Result<Self, ImageError> {
         if bytes.len() < 16 || &bytes[..4] != b"\x7fELF" {
             return Err(ImageError::NotElf);
         }
         if bytes[4] != elf::ELFCLASS64 || bytes[5] != elf::ELFDATA2LSB {
             return Err(ImageError::WrongArch);
         }
-        let file = ElfFile64::<Endianness>::parse(&*bytes).map_err(malformed)?;
+        let file = ElfFile64::<Endianness>::parse(bytes).map_err(malformed)?;
         let e = file.endian();
         let hdr = file.elf_header();
         if hdr.e_machine(e) != elf::EM_X86_64 {
@@ -194,13 +202,53 @@ impl KernelImage {
     }
 
     /// The image's bytes at link address 0, relocated for `base`.
+    #[cfg(test)]
     pub(crate) fn relocated(&self, base: u64) -> Vec<u8> {
-        let mut img = self.image.clone();
-        for r in &self.relocations {
-            let o = r.offset as usize;
-            img[o..o + 8].copy_from_slice(&base.wrapping_add(r.addend).to_le_bytes());
-        }
+        let mut img = Vec::with_capacity(self.image.len());
+        self.relocated_chunks::<()>(base, |_, chunk| {
+            img.extend_from_slice(chunk);
+            Ok(())
+        })
+        .unwrap_or_default();
         img
+    }
+
+    /// Hands the image's bytes at link address 0, relocated for `base`, to `put` in chunks
+    /// of [`RELOCATION_CHUNK`] bytes (with the chunk's offset), through one buffer: the
+    /// image is never copied whole (a boot writes it straight into guest memory).
+    pub(crate) fn relocated_chunks<E>(
+        &self,
+        base: u64,
+        mut put: impl FnMut(u64, &[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut buf = vec![0u8; RELOCATION_CHUNK.min(self.image.len())];
+        // Relocations are sorted by offset (`read_relocations`): one pass over them.
+        let mut next = 0;
+        for (i, src) in self.image.chunks(RELOCATION_CHUNK).enumerate() {
+            let start = (i * RELOCATION_CHUNK) as u64;
+            let end = start + src.len() as u64;
+            let chunk = &mut buf[..src.len()];
+            chunk.copy_from_slice(src);
+            // A slot that straddles two chunks is written in part into each.
+            while let Some(r) = self.relocations.get(next) {
+                if r.offset >= end {
+                    break;
+                }
+                let value = base.wrapping_add(r.addend).to_le_bytes();
+                for (k, b) in value.iter().enumerate() {
+                    let at = r.offset + k as u64;
+                    if (start..end).contains(&at) {
+                        chunk[(at - start) as usize] = *b;
+                    }
+                }
+                if r.offset + 8 > end {
+                    break;
+                }
+                next += 1;
+            }
+            put(start, chunk)?;
+        }
+        Ok(())
     }
 
     /// Mapping flags of each page (`None` = hole, not mapped).
@@ -383,6 +431,10 @@ fn read_relocations(
             }
         }
     }
+    // Sorted (stably: of two at one offset the later still wins), so that a boot applies
+    // them chunk by chunk in one pass
+    // (`KernelImage::relocated_chunks`).
+    out.sort_by_key(|r| r.offset);
     Ok(out)
 }
 
@@ -425,6 +477,63 @@ mod tests {
     use crate::test_elf::TestElf;
 
     #[test]
+    fn relocations_are_applied_across_chunk_boundaries() {
+        let span = 2 * RELOCATION_CHUNK + 100;
+        let image: Vec<u8> = (0..span).map(|i| (i % 251) as u8).collect();
+        // Sorted offsets: one in the first chunk, one straddling each boundary, the last
+        // ending the image.
+        let offsets = [
+            8,
+            RELOCATION_CHUNK as u64 - 3,
+            2 * RELOCATION_CHUNK as u64 - 5,
+            span as u64 - 8,
+        ];
+        let img = KernelImage {
+            image: image.clone(),
+            page_flags: vec![Some(MapFlags::RW); span.div_ceil(PAGE_SIZE as usize)],
+            relocations: offsets
+                .iter()
+                .enumerate()
+                .map(|(i, &offset)| Relocation {
+                    offset,
+                    addend: 0x1000 * (i as u64 + 1),
+                })
+                .collect(),
+            entry: 0,
+            symbols: Vec::new(),
+            handover: None,
+        };
+        let base: u64 = 0x1234_5678_9abc_0000;
+        let mut want = image;
+        for r in &img.relocations {
+            let o = r.offset as usize;
+            want[o..o + 8].copy_from_slice(&base.wrapping_add(r.addend).to_le_bytes());
+        }
+        let mut got = Vec::new();
+        let mut offsets_seen = Vec::new();
+        img.relocated_chunks::<()>(base, |off, chunk| {
+            offsets_seen.push(off);
+            got.extend_from_slice(chunk);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(got, want);
+        assert_eq!(
+            offsets_seen,
+            [0, RELOCATION_CHUNK as u64, 2 * RELOCATION_CHUNK as u64]
+        );
+    }
+
+    #[test]
+    fn an_embedded_slice_parses_like_an_owned_copy() {
+        let bytes = TestElf::default().build();
+        let owned = KernelImage::parse(bytes.clone()).unwrap();
+        let borrowed = KernelImage::parse(&bytes[..]).unwrap();
+        assert_eq!(owned.bytes(), borrowed.bytes());
+        assert_eq!(owned.relocated(1 << 40), borrowed.relocated(1 << 40));
+    }
+
+    #[test]
     fn parses_valid_image() {
         let img = KernelImage::parse(TestElf::default().build()).unwrap();
         assert_eq!(img.entry(), 0x1000);
@@ -457,7 +566,7 @@ mod tests {
     fn rejects_bad_images() {
         let err = |e: TestElf| KernelImage::parse(e.build()).unwrap_err().to_string();
         assert_eq!(
-            KernelImage::parse(b"#!/bin/sh\n".to_vec())
+            KernelImage::parse(b"#!/bin/sh\n")
                 .unwrap_err()
                 .to_string(),
             "not an ELF file"
@@ -513,7 +622,7 @@ mod tests {
         // Truncations anywhere must give an error, never a panic.
         let good = TestElf::default().build();
         for n in 0..good.len() {
-            let _ = KernelImage::parse(good[..n].to_vec());
+            let _ = KernelImage::parse(&good[..n]);
         }
         // Byte flips must never panic.
         for i in 0..0x100 {

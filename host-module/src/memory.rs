@@ -106,6 +106,31 @@ impl GuestMemory {
         Ok(())
     }
 
+    /// Copies `data` into guest memory at `gpa` through the memfd (`pwrite`), not the
+    /// mapping: for large initial contents (the kernel image), whose pages the host would
+    /// otherwise fault in, zero and then overwrite one by one.
+    pub fn write_bulk(&self, gpa: u64, data: &[u8]) -> Result<(), MemoryError> {
+        self.check_range(gpa, data.len() as u64)?;
+        let (mut at, mut rest) = (gpa, data);
+        while !rest.is_empty() {
+            match rustix::io::pwrite(self.shm.fd(), rest, at) {
+                Ok(0) => break,
+                Ok(n) => {
+                    at += n as u64;
+                    rest = &rest[n..];
+                }
+                Err(rustix::io::Errno::INTR) => {}
+                Err(_) => break,
+            }
+        }
+        if !rest.is_empty() {
+            // A memfd of this size takes any write within it; should it not, the mapping
+            // does (the same bytes, more slowly).
+            self.write(at, rest)?;
+        }
+        Ok(())
+    }
+
     /// Fills `[gpa, gpa + len)` with zeroes.
     pub fn zero(&self, gpa: u64, len: u64) -> Result<(), MemoryError> {
         let off = self.check_range(gpa, len)?;

@@ -167,17 +167,27 @@ unsafe fn clone_vfork(
 }
 
 /// Whether a child jailed with `jail` can be started on this host: clones one that jails
-/// itself like a sandbox and exits (used once by `jail::layers`).
+/// itself like a sandbox and exits (used once by `jail::layers`). The child says whether it
+/// got through in the memory it shares with the caller, which reads it as soon as the child
+/// has left that memory (`CLONE_VFORK`): not after the child's namespaces are torn down,
+/// which takes the host milliseconds (RCU grace periods), on the path of every launch. The
+/// child is reaped on a thread of its own meanwhile.
 pub(crate) fn probe(jail: &ChildJail) -> bool {
+    use std::sync::atomic::{AtomicBool, Ordering};
     struct ProbeArgs<'a> {
         parent: libc::pid_t,
         jail: &'a ChildJail,
+        jailed: AtomicBool,
     }
     extern "C" fn probe_main(arg: *mut libc::c_void) -> libc::c_int {
-        // SAFETY: `probe` passes a valid `ProbeArgs` that outlives the child.
+        // SAFETY: `probe` passes a valid `ProbeArgs` that outlives the child's use of it (the
+        // caller is suspended until the child exits).
         let a = unsafe { &*(arg as *const ProbeArgs<'_>) };
         // SAFETY: we are the freshly cloned child, with every signal blocked.
         let ok = unsafe { crate::jail::enter(a.jail, a.parent) };
+        // An atomic store to the shared memory (the only write the child makes outside its
+        // own stack).
+        a.jailed.store(ok, Ordering::SeqCst);
         // SAFETY: _exit is async-signal-safe.
         unsafe { libc::_exit(if ok { 0 } else { 1 }) }
     }
@@ -185,8 +195,10 @@ pub(crate) fn probe(jail: &ChildJail) -> bool {
         // SAFETY: getpid has no preconditions.
         parent: unsafe { libc::getpid() },
         jail,
+        jailed: AtomicBool::new(false),
     };
-    // SAFETY: `probe_main` only jails itself (async-signal-safe calls) and exits.
+    // SAFETY: `probe_main` only jails itself (async-signal-safe calls), stores one flag in
+    // `args` and exits.
     let pid = unsafe {
         clone_vfork(
             probe_main,
@@ -197,13 +209,20 @@ pub(crate) fn probe(jail: &ChildJail) -> bool {
     let Ok(pid) = pid else {
         return false;
     };
-    match Pid::from_raw(pid).map(reap) {
-        Some(Ok(SandboxExit::Exited(0))) => true,
-        other => {
-            tracing::debug!(flags = jail.namespaces, "jail probe failed: {other:?}");
-            false
-        }
+    let Some(pid) = Pid::from_raw(pid) else {
+        return false;
+    };
+    let jailed = args.jailed.load(Ordering::SeqCst);
+    let reaper = std::thread::Builder::new()
+        .name("pvmux-probe-reap".into())
+        .spawn(move || reap(pid));
+    if reaper.is_err() {
+        let _ = reap(pid);
     }
+    if !jailed {
+        tracing::debug!(flags = jail.namespaces, "jail probe failed");
+    }
+    jailed
 }
 
 /// Entry of the cloned child (`arg` is the parent's [`ChildArgs`]).

@@ -282,6 +282,14 @@ impl Spaces {
         self.want_spares(&mut st);
     }
 
+    /// Starts spawning the first spares while the kernel boots, before the tenant's limits
+    /// are set (that waits for RCU grace periods; [`Self::set_cpu`] then moves the spares
+    /// that exist by then): init's space takes a ready sandbox instead of spawning one.
+    pub(crate) fn prewarm(&self) {
+        let mut st = self.lock();
+        self.want_spares(&mut st);
+    }
+
     /// Starts the reaper if needed and wakes it to top up the spares.
     fn want_spares(&self, st: &mut State) {
         if st.closed || st.spares_off || st.spares.len() >= self.inner.max_spares {

@@ -1875,10 +1875,11 @@ fn monitor_thread(s: &Arc<Shared>, stub: &Stub, tx: &mpsc::Sender<Result<u32, Ho
     // The vCPU threads start now; the limits are set while the guest boots: moving the
     // sandbox into the tenant's cgroup waits for an RCU grace period (~10 ms on a quiet VM),
     // which would otherwise come before the guest's first hypercall. Until then the sandbox
-    // runs as the host's other processes do (its first milliseconds, once per tenant; no
-    // user sandbox exists before `set_cpu` below but those the kernel asks for, which
-    // `set_cpu` moves in too).
+    // runs as the host's other processes do (its first milliseconds, once per tenant; the
+    // user sandboxes made before `set_cpu` below — the first spares, started now, and those
+    // the kernel asks for — `set_cpu` moves in too).
     let _ = tx.send(Ok(raw_pid));
+    s.spaces.prewarm();
     let limits = Arc::new(crate::limits::apply(
         &s.name,
         raw_pid,
@@ -2061,7 +2062,7 @@ impl Shared {
         let params = crate::domain_builder::BuildParams {
             nr_vcpus: self.ctl.nr_vcpus(),
             boot_args: &boot_args,
-            clock: &self.clock,
+            clock: Some(&self.clock),
             initrd: self.boot.initrd.as_deref().map(Vec::as_slice),
         };
         let base = crate::domain_builder::random_kernel_base(next.image.span());

@@ -80,14 +80,12 @@ pub fn host() -> Host {
 /// The embedded test kernel (the guest kernel with its `diagnostics` feature: `selftest`,
 /// `hostile=`, `bench=`, the crash commands), which the library-level tests boot.
 pub fn kernel() -> Arc<KernelImage> {
-    Arc::new(
-        KernelImage::parse(pvmux::images::KERNEL_TEST.to_vec()).expect("embedded kernel parses"),
-    )
+    Arc::new(KernelImage::parse(pvmux::images::KERNEL_TEST).expect("embedded kernel parses"))
 }
 
 /// The embedded default kernel: what `pvmux run` boots for programs (no diagnostics).
 pub fn default_kernel() -> Arc<KernelImage> {
-    Arc::new(KernelImage::parse(pvmux::images::KERNEL.to_vec()).expect("embedded kernel parses"))
+    Arc::new(KernelImage::parse(pvmux::images::KERNEL).expect("embedded kernel parses"))
 }
 
 /// A console sink that keeps everything the guest printed.

@@ -214,7 +214,7 @@ fn exercise(bytes: Vec<u8>, pick: u64) -> (bool, bool) {
     let p = BuildParams {
         nr_vcpus: 1,
         boot_args: &pvmux_hypercalls::BootArgsBuf::default(),
-        clock: &c,
+        clock: Some(&c),
         initrd: None,
     };
     let base = KERNEL_REGION_BASE + (pick % (KERNEL_REGION_SIZE / ALIGN)) * ALIGN;
@@ -231,7 +231,7 @@ fn exercise(bytes: Vec<u8>, pick: u64) -> (bool, bool) {
 /// and highest kernel bases.
 #[test]
 fn real_kernel_builds() {
-    let img = KernelImage::parse(KERNEL.to_vec()).expect("real kernel parses");
+    let img = KernelImage::parse(KERNEL).expect("real kernel parses");
     assert!((0..img.span())
         .step_by(16)
         .any(|a| img.symbolize(a).is_some()));

@@ -811,7 +811,7 @@ pub fn run(opts: &Options) -> Result<BenchReport, BenchError> {
     let want = |name: &str| defs.iter().any(|d| d.name == name);
     let reps = Reps::new(opts.quick);
     let host = Host::new(images::STUB)?;
-    let kernel = Arc::new(KernelImage::parse(images::KERNEL_TEST.to_vec())?);
+    let kernel = Arc::new(KernelImage::parse(images::KERNEL_TEST)?);
 
     let guest_wanted: Vec<&'static str> = guest::GUEST_NAMES
         .iter()

@@ -849,20 +849,22 @@ pub(crate) fn prepare(
         },
     };
     tracing::debug!(boot_args = %plan.boot_args, "kernel boot arguments");
-    let (bytes, label) = match &args.kernel {
+    // The embedded images are parsed where they are, not copied first.
+    let (bytes, label): (std::borrow::Cow<'static, [u8]>, String) = match &args.kernel {
         Some(path) => (
             std::fs::read(path)
-                .with_context(|| format!("cannot read kernel image {}", path.display()))?,
+                .with_context(|| format!("cannot read kernel image {}", path.display()))?
+                .into(),
             path.display().to_string(),
         ),
         // The test kernel has the self-tests, hostile cases, benchmarks and crash commands.
         None if plan.boot_args.args().needs_diagnostics() => {
-            (images::KERNEL_TEST.to_vec(), "embedded (test)".to_owned())
+            (images::KERNEL_TEST.into(), "embedded (test)".to_owned())
         }
-        None => (images::KERNEL.to_vec(), "embedded".to_owned()),
+        None => (images::KERNEL.into(), "embedded".to_owned()),
     };
-    let kernel =
-        KernelImage::parse(bytes).with_context(|| format!("kernel image {label} is not usable"))?;
+    let kernel = KernelImage::parse(&*bytes)
+        .with_context(|| format!("kernel image {label} is not usable"))?;
     let initrd = load_initrd(args)?;
     let host = Host::new(images::STUB).context("cannot prepare the sandbox stub")?;
     Ok(Prepared {

@@ -566,9 +566,7 @@ mod tests {
     fn rejects_bad_images() {
         let err = |e: TestElf| KernelImage::parse(e.build()).unwrap_err().to_string();
         assert_eq!(
-            KernelImage::parse(b"#!/bin/sh\n")
-                .unwrap_err()
-                .to_string(),
+            KernelImage::parse(b"#!/bin/sh\n").unwrap_err().to_string(),
             "not an ELF file"
         );
         assert!(KernelImage::parse(Vec::new()).is_err());

@@ -288,6 +288,10 @@ pub mod section {
     /// Version 2 (optional, as [`SOCKET`]): [`super::EpollItemEntry`]s (every registration
     /// of each carried epoll's interest list).
     pub const EPOLL_ITEM: u32 = 25;
+    /// Version 2 (optional: a reader that does not know it skips it, and the processes show
+    /// an empty `/proc/PID/cmdline` and `environ` until their next `execve`):
+    /// [`super::ProcessArgsEntry`]s.
+    pub const PROCESS_ARGS: u32 = 26;
     /// Version 2: the in-memory filesystem's inodes ([`super::FsNodeEntry`]; first the
     /// filesystem itself).
     pub const FS_NODE: u32 = 21;
@@ -972,6 +976,28 @@ pub struct ZombieEntry {
 
 const _: () = assert!(size_of::<ZombieEntry>() == 8);
 
+/// Version 2 (section [`section::PROCESS_ARGS`]): what `/proc/PID/cmdline` and
+/// `/proc/PID/environ` show of a live process — its last `execve`'s arguments and
+/// environment, each string NUL-terminated, at most [`MAX_PROCESS_ARGS`] bytes each. In
+/// increasing pid order, one per process at most.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct ProcessArgsEntry {
+    /// The process (live).
+    pub pid: i32,
+    /// Zero.
+    pub reserved: u32,
+    /// Its arguments (in the blob).
+    pub cmdline: BlobRef,
+    /// Its environment (in the blob).
+    pub environ: BlobRef,
+}
+
+const _: () = assert!(size_of::<ProcessArgsEntry>() == 24);
+
+/// The most bytes a [`ProcessArgsEntry`] carries of each of its two lists.
+pub const MAX_PROCESS_ARGS: u32 = 64 << 10;
+
 /// Version 2 (section [`section::TIMER`]): one timer of a live process — an interval timer
 /// (`setitimer`, `alarm`) or a POSIX timer (`timer_create`) — armed or not.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
@@ -1137,6 +1163,10 @@ impl Entry for EpollItemEntry {
     const KIND: u32 = section::EPOLL_ITEM;
 }
 
+impl Entry for ProcessArgsEntry {
+    const KIND: u32 = section::PROCESS_ARGS;
+}
+
 /// Copies `s` into a NUL-padded field (cut to its size).
 pub fn fill_name(dst: &mut [u8], s: &[u8]) {
     let n = s.len().min(dst.len());
@@ -1246,6 +1276,7 @@ impl<'a> Record<'a> {
                 section::INET_MSG => Some(size_of::<InetMsgEntry>()),
                 section::TIMERFD => Some(size_of::<TimerFdEntry>()),
                 section::EPOLL_ITEM => Some(size_of::<EpollItemEntry>()),
+                section::PROCESS_ARGS => Some(size_of::<ProcessArgsEntry>()),
                 section::FS_NODE => Some(size_of::<FsNodeEntry>()),
                 section::FS_DIRENT => Some(size_of::<FsDirentEntry>()),
                 section::FS_PAGES => Some(size_of::<FsPagesEntry>()),
@@ -1264,7 +1295,7 @@ impl<'a> Record<'a> {
             // Version 1 has none of version 2's sections.
             if header.version < 2
                 && ((section::THREAD_STATE..=section::SOCKET_MSG).contains(&h.kind)
-                    || (section::FS_NODE..=section::FS_PAGES).contains(&h.kind))
+                    || (section::FS_NODE..=section::PROCESS_ARGS).contains(&h.kind))
             {
                 return Err(RecordError::BadSection(h.kind));
             }
@@ -1485,6 +1516,31 @@ impl<'a> Record<'a> {
                 );
             }
             prev = (i.pid, i.start.saturating_add(1));
+        }
+        let mut last_args = 0;
+        for a in self.entries::<ProcessArgsEntry>() {
+            let live = procs
+                .find(a.pid, |p| p.pid)
+                .is_some_and(|p| p.flags & process_flags::ZOMBIE == 0);
+            if !live || a.pid <= last_args || a.reserved != 0 {
+                return oob(
+                    "arguments of no live process (in increasing pid order)",
+                    a.pid as u64,
+                );
+            }
+            last_args = a.pid;
+            for list in [a.cmdline, a.environ] {
+                let ok = list.len <= MAX_PROCESS_ARGS
+                    && self
+                        .blob_bytes(list)
+                        .is_some_and(|b| b.last().is_none_or(|&c| c == 0));
+                if !ok {
+                    return oob(
+                        "arguments or environment (NUL-terminated, within the limit)",
+                        u64::from(list.len),
+                    );
+                }
+            }
         }
         for z in self.entries::<ZombieEntry>() {
             if procs
@@ -2132,6 +2188,17 @@ mod tests {
     /// A version 2 record of one process (pid 1, thread 1) with one memory area and the
     /// page runs `runs`, changed by `edit` before it is written.
     fn v2(runs: &[PageRunEntry], edit: impl FnOnce(&mut ThreadStateEntry)) -> Vec<u8> {
+        v2_plus(runs, edit, b"", |_| {})
+    }
+
+    /// [`v2`] with `more` bytes at the end of the blob (from offset 521) and the sections
+    /// `extra` writes before it.
+    fn v2_plus(
+        runs: &[PageRunEntry],
+        edit: impl FnOnce(&mut ThreadStateEntry),
+        more: &[u8],
+        extra: impl FnOnce(&mut RecordWriter<'_, Vec<u8>>),
+    ) -> Vec<u8> {
         let mut v = Vec::new();
         let mut w = RecordWriter::new(&mut v, 2, b"6.1.0-pvmux");
         w.section(&[ProcessEntry {
@@ -2195,11 +2262,82 @@ mod tests {
                 len: (NR_RLIMITS * 16) as u32,
             },
         }]);
+        extra(&mut w);
         let mut blob = std::vec![0u8; 512];
         blob.extend_from_slice(b"//bin/app");
+        blob.extend_from_slice(more);
         w.blob(&blob);
         w.finish();
         v
+    }
+
+    #[test]
+    fn arguments_and_environment_are_checked() {
+        let more = b"app\0-v\0HOME=/\0";
+        let good = ProcessArgsEntry {
+            pid: 1,
+            reserved: 0,
+            cmdline: BlobRef { off: 521, len: 7 },
+            environ: BlobRef { off: 528, len: 7 },
+        };
+        let check = |entries: &[ProcessArgsEntry]| {
+            let v = v2_plus(&[], |_| {}, more, |w| w.section(entries));
+            let r = Record::parse(&v, (1, 2)).expect("parses");
+            r.check(&BOUNDS).map(|()| {
+                r.entries::<ProcessArgsEntry>()
+                    .map(|a| (r.blob_bytes(a.cmdline), r.blob_bytes(a.environ)))
+                    .map(|(c, e)| {
+                        (
+                            c.unwrap_or_default().to_vec(),
+                            e.unwrap_or_default().to_vec(),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+        };
+        assert_eq!(
+            check(&[good]),
+            Ok(std::vec![(b"app\0-v\0".to_vec(), b"HOME=/\0".to_vec())])
+        );
+        // Empty lists are fine (a process that never ran `execve`).
+        let empty = BlobRef { off: 0, len: 0 };
+        assert!(check(&[ProcessArgsEntry {
+            cmdline: empty,
+            environ: empty,
+            ..good
+        }])
+        .is_ok());
+        let bad = [
+            // Not NUL-terminated.
+            ProcessArgsEntry {
+                cmdline: BlobRef { off: 521, len: 6 },
+                ..good
+            },
+            // Outside the blob.
+            ProcessArgsEntry {
+                environ: BlobRef { off: 530, len: 70 },
+                ..good
+            },
+            // Over the limit (the blob is not that large either way).
+            ProcessArgsEntry {
+                environ: BlobRef {
+                    off: 0,
+                    len: MAX_PROCESS_ARGS + 1,
+                },
+                ..good
+            },
+            // No such process.
+            ProcessArgsEntry { pid: 2, ..good },
+            ProcessArgsEntry {
+                reserved: 1,
+                ..good
+            },
+        ];
+        for b in bad {
+            assert!(check(&[b]).is_err(), "{b:?}");
+        }
+        // Twice for one process.
+        assert!(check(&[good, good]).is_err());
     }
 
     fn run(va: u64, gpa: u64, pages: u64) -> PageRunEntry {

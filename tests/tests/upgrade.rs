@@ -117,6 +117,19 @@ fn an_upgrade_switches_kernels_under_running_programs_and_loses_nothing() {
     assert_eq!(r.code(), Some(0), "{}", r.context());
     let monitor = root.monitor_pid("t");
     wait_for("the loop counts", || counter(&file).len() >= 20);
+    // What `/proc/PID/cmdline` and `environ` show, NULs as `|`.
+    let args_of = |pid: i64| {
+        let cmd =
+            format!("tr '\\0' '|' < /proc/{pid}/cmdline; echo; tr '\\0' '|' < /proc/{pid}/environ");
+        let r = root.pvmux(&["exec", "t", "--", "/bin/sh", "-c", &cmd]);
+        assert_eq!(r.code(), Some(0), "{}", r.context());
+        r.stdout
+    };
+    let init_args = args_of(1);
+    assert!(
+        init_args.starts_with(&format!("/bin/sh|-c|{script}|\n")) && init_args.contains("PATH="),
+        "{init_args}"
+    );
 
     // The same image, released under another name in its note: the refusal names both.
     let next = kernel_copy(root.dir(), "next", |n| {
@@ -378,6 +391,10 @@ fn an_upgrade_switches_kernels_under_running_programs_and_loses_nothing() {
         "the pipe client is the same"
     );
     assert_eq!(guest_stat(&root, "t", 1).4, "sh", "init is the same");
+    // Their arguments and environment are carried (section 26).
+    assert_eq!(args_of(1), init_args, "init's arguments and environment");
+    let cat_args = args_of(cat_pid);
+    assert!(cat_args.starts_with("cat|\n"), "{cat_args}");
     let r = root.pvmux(&["exec", "t", "--", "/bin/sh", "-c", "uname -r"]);
     assert_eq!(r.code(), Some(0), "{}", r.context());
     assert_eq!(r.stdout.trim(), "6.1.0-pvmux-next", "{}", r.context());

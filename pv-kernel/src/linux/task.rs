@@ -563,8 +563,12 @@ pub(crate) fn adopt_process(
         rlimits,
     );
     *p.exe.lock() = parts.exe.clone();
-    // The record carries no `cmdline` nor `environ`.
-    p.args.lock().comm = parts.comm.clone();
+    {
+        let mut a = p.args.lock();
+        a.comm = parts.comm.clone();
+        a.cmdline = parts.cmdline.clone();
+        a.environ = parts.environ.clone();
+    }
     *p.creds.lock() = parts.creds.clone();
     p.shared_sig.adopt(SigSet::from_bits(parts.shared_pending));
     link_to_parent(&p);

@@ -646,6 +646,9 @@ pub(crate) struct ProcessParts {
     pub(crate) exe: Vec<u8>,
     /// The command name (`comm`).
     pub(crate) comm: Vec<u8>,
+    /// What `/proc/PID/cmdline` and `environ` show (empty if the record has no section 26).
+    pub(crate) cmdline: Vec<u8>,
+    pub(crate) environ: Vec<u8>,
     /// Its threads, by tid.
     pub(crate) threads: Vec<ThreadParts>,
 }
@@ -766,6 +769,11 @@ pub(crate) fn process_parts(r: &Record<'_>, pid: i32) -> Result<ProcessParts, Re
             altstack: (st.altstack_sp, st.altstack_size, st.altstack_flags),
         });
     }
+    let (cmdline, environ) = r
+        .entries::<pvmux_hypercalls::handover::ProcessArgsEntry>()
+        .find(|a| a.pid == pid)
+        .map(|a| (blob(a.cmdline), blob(a.environ)))
+        .unwrap_or_default();
     Ok(ProcessParts {
         pid,
         ppid: p.ppid,
@@ -780,6 +788,8 @@ pub(crate) fn process_parts(r: &Record<'_>, pid: i32) -> Result<ProcessParts, Re
         cwd: blob(s.cwd),
         exe: blob(s.exe),
         comm: pvmux_hypercalls::handover::until_nul(&p.comm).to_vec(),
+        cmdline,
+        environ,
         threads,
     })
 }

@@ -40,10 +40,10 @@ use pvmux_hypercalls::handover::{
     blocker, fd_kind, fd_state, file_area_flags, file_image_flags, fill_name, page_flags,
     process_flags, thread_state, vma_flags, BlobRef, BlockerEntry, EpollItemEntry, FdEntry,
     FdStateEntry, FileAreaEntry, FileImageEntry, InetMsgEntry, InetSocketEntry, PageRunEntry,
-    PipeEntry, ProcessEntry, ProcessStateEntry, RecordWriter, SigActionEntry, SocketEntry,
-    SocketMsgEntry, ThreadEntry, ThreadStateEntry, TimerEntry, TimerFdEntry, VmaEntry, ZombieEntry,
-    MAX_FPU_LEN, MAX_PIPE_BYTES, MAX_RECORD_LEN, MIN_RECORD_VERSION, NO_RESTART, NR_RLIMITS,
-    RECORD_VERSION,
+    PipeEntry, ProcessArgsEntry, ProcessEntry, ProcessStateEntry, RecordWriter, SigActionEntry,
+    SocketEntry, SocketMsgEntry, ThreadEntry, ThreadStateEntry, TimerEntry, TimerFdEntry, VmaEntry,
+    ZombieEntry, MAX_FPU_LEN, MAX_PIPE_BYTES, MAX_RECORD_LEN, MIN_RECORD_VERSION, NO_RESTART,
+    NR_RLIMITS, RECORD_VERSION,
 };
 use pvmux_hypercalls::{HcError, TrapFrame};
 use zerocopy::FromZeros;
@@ -490,6 +490,8 @@ pub(crate) struct Inventory {
     pub(crate) epolls: BTreeMap<u64, (i32, Arc<super::files::OpenFile>)>,
     /// Their registrations (section 25).
     pub(crate) epoll_items: Vec<EpollItemEntry>,
+    /// Each live process's arguments and environment (section 26, in pid order).
+    pub(crate) process_args: Vec<ProcessArgsEntry>,
     /// The in-memory filesystem (sections 21-23), when it is carried.
     pub(crate) fs: Option<crate::fs::ramfs::carry::Carried>,
     pub(crate) blob: Vec<u8>,
@@ -521,6 +523,7 @@ impl Inventory {
             })
             + self.timerfds.len() * size_of::<TimerFdEntry>()
             + self.epoll_items.len() * size_of::<EpollItemEntry>()
+            + self.process_args.len() * size_of::<ProcessArgsEntry>()
             + self.fs.as_ref().map_or(0, |c| c.size())
             + self.blob.len()
     }
@@ -565,6 +568,7 @@ impl Inventory {
             let timerfds: Vec<TimerFdEntry> = self.timerfds.values().copied().collect();
             w.section(&timerfds);
             w.section(&self.epoll_items);
+            w.section(&self.process_args);
             if let Some(fs) = &self.fs {
                 w.section(&fs.nodes);
                 w.section(&fs.dirents);
@@ -812,6 +816,20 @@ fn carry_process(
     }
     let cwd = inv.blob_add(&cwd);
     let exe = inv.blob_add(&exe);
+    // What `/proc/PID/cmdline` and `environ` show (`ExecArgs` keeps each NUL-terminated
+    // string whole, within the record's limit).
+    let (cmdline, environ) = {
+        let a = p.args.lock();
+        (a.cmdline.clone(), a.environ.clone())
+    };
+    let cmdline = inv.blob_add(&cmdline);
+    let environ = inv.blob_add(&environ);
+    inv.process_args.push(ProcessArgsEntry {
+        pid: p.pid,
+        reserved: 0,
+        cmdline,
+        environ,
+    });
     let groups: Vec<u8> = c.groups.iter().flat_map(|g| g.to_le_bytes()).collect();
     let groups = inv.blob_add(&groups);
     let limits = *p.rlimits.lock();

@@ -346,18 +346,24 @@ pub(crate) fn raise_current(signo: u32) {
     }
 }
 
-/// Forces a synchronous fault signal: unblocks it and resets an ignored action to default
-/// (like Linux `force_sig`). A fault the program does not handle is logged the way Linux
+/// Forces a synchronous fault signal: unblocks it and resets an ignored action, or one it
+/// was blocked under (a fault in the signal's own handler), to default (like Linux
+/// `force_sig`). A fault the program does not handle is logged the way Linux
 /// logs it (`prog[pid]: segfault at ...`).
 pub(crate) fn force(t: &Arc<Task>, info: SigInfo) {
     let signo = info.signo;
-    t.sig
+    let was_blocked = t
+        .sig
         .blocked
-        .fetch_and(!SigSet::of(signo).bits(), Ordering::AcqRel);
+        .fetch_and(!SigSet::of(signo).bits(), Ordering::AcqRel)
+        & SigSet::of(signo).bits()
+        != 0;
     let handled = {
         let mut a = t.process.sigactions.lock();
         let act = &mut a[(signo - 1) as usize];
-        if act.handler == action::SIG_IGN {
+        // Blocked (a fault in its own handler) or ignored: the default action, as Linux's
+        // `force_sig_info_to_task` (the handler is not entered again and again).
+        if was_blocked || act.handler == action::SIG_IGN {
             *act = SigAction::DEFAULT;
         }
         act.handler != action::SIG_DFL

@@ -199,6 +199,8 @@ pub struct Inventory {
     pub blockers: Vec<BlockerEntry>,
     /// Version 2: what each thread resumes with.
     pub thread_states: Vec<ThreadStateEntry>,
+    /// Version 2: the sleeps threads go on with when they re-issue them (section 27).
+    pub restarts: Vec<pvmux_hypercalls::handover::RestartEntry>,
     /// Version 2: every resident user page and its frame, in runs.
     pub pages: Vec<PageRunEntry>,
     /// Version 2: each live process's state, with its working directory and program path
@@ -265,6 +267,7 @@ impl Inventory {
         };
         Ok(Self {
             thread_states: r.entries().collect(),
+            restarts: r.entries().collect(),
             pages: r.entries().collect(),
             states: r
                 .entries::<ProcessStateEntry>()

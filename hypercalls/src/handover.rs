@@ -292,6 +292,9 @@ pub mod section {
     /// an empty `/proc/PID/cmdline` and `environ` until their next `execve`):
     /// [`super::ProcessArgsEntry`]s.
     pub const PROCESS_ARGS: u32 = 26;
+    /// Version 2 (optional: a reader that does not know it skips it, and such a thread's
+    /// sleep then starts over when it is re-issued, as before): [`super::RestartEntry`]s.
+    pub const RESTART: u32 = 27;
     /// Version 2: the in-memory filesystem's inodes ([`super::FsNodeEntry`]; first the
     /// filesystem itself).
     pub const FS_NODE: u32 = 21;
@@ -998,6 +1001,37 @@ const _: () = assert!(size_of::<ProcessArgsEntry>() == 24);
 /// The most bytes a [`ProcessArgsEntry`] carries of each of its two lists.
 pub const MAX_PROCESS_ARGS: u32 = 64 << 10;
 
+/// Linux's `restart_syscall` number.
+pub const RESTART_SYSCALL_NR: u64 = 219;
+
+/// The calls a [`RestartEntry`] continues: `nanosleep`, `clock_nanosleep` and
+/// `restart_syscall` itself (x86-64 numbers).
+pub const CONTINUED_SLEEPS: [u64; 3] = [35, 230, RESTART_SYSCALL_NR];
+
+/// Version 2 (section [`section::RESTART`]): a relative sleep (`nanosleep`, a relative
+/// `clock_nanosleep` on a wall clock) the freeze stopped, which its thread goes on with when
+/// it re-issues the call (its `restart_nr`, `nr`, returning to `ret_rip`, a patched site's
+/// too): it sleeps until `target_ns` — the time it had left, as Linux continues a sleep a
+/// stop interrupted — not the whole time again. In increasing tid order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct RestartEntry {
+    /// The thread (state [`thread_state::USER`]).
+    pub tid: i32,
+    /// Zero.
+    pub reserved: u32,
+    /// The call it re-issues (one of [`CONTINUED_SLEEPS`]; its `restart_nr`).
+    pub nr: u64,
+    /// The call's return address (in the user window).
+    pub ret_rip: u64,
+    /// When the sleep ends: guest monotonic ns (the tenant's clock, which a switch keeps).
+    pub target_ns: u64,
+    /// Where a signal's interruption writes the time left (`rem`; 0: nowhere).
+    pub rem: u64,
+}
+
+const _: () = assert!(size_of::<RestartEntry>() == 40);
+
 /// Version 2 (section [`section::TIMER`]): one timer of a live process — an interval timer
 /// (`setitimer`, `alarm`) or a POSIX timer (`timer_create`) — armed or not.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
@@ -1167,6 +1201,10 @@ impl Entry for ProcessArgsEntry {
     const KIND: u32 = section::PROCESS_ARGS;
 }
 
+impl Entry for RestartEntry {
+    const KIND: u32 = section::RESTART;
+}
+
 /// Copies `s` into a NUL-padded field (cut to its size).
 pub fn fill_name(dst: &mut [u8], s: &[u8]) {
     let n = s.len().min(dst.len());
@@ -1277,6 +1315,7 @@ impl<'a> Record<'a> {
                 section::TIMERFD => Some(size_of::<TimerFdEntry>()),
                 section::EPOLL_ITEM => Some(size_of::<EpollItemEntry>()),
                 section::PROCESS_ARGS => Some(size_of::<ProcessArgsEntry>()),
+                section::RESTART => Some(size_of::<RestartEntry>()),
                 section::FS_NODE => Some(size_of::<FsNodeEntry>()),
                 section::FS_DIRENT => Some(size_of::<FsDirentEntry>()),
                 section::FS_PAGES => Some(size_of::<FsPagesEntry>()),
@@ -1295,7 +1334,7 @@ impl<'a> Record<'a> {
             // Version 1 has none of version 2's sections.
             if header.version < 2
                 && ((section::THREAD_STATE..=section::SOCKET_MSG).contains(&h.kind)
-                    || (section::FS_NODE..=section::PROCESS_ARGS).contains(&h.kind))
+                    || (section::FS_NODE..=section::RESTART).contains(&h.kind))
             {
                 return Err(RecordError::BadSection(h.kind));
             }
@@ -1516,6 +1555,25 @@ impl<'a> Record<'a> {
                 );
             }
             prev = (i.pid, i.start.saturating_add(1));
+        }
+        let thread_states = Table::<ThreadStateEntry>::of(self);
+        let mut last_restart = 0;
+        for e in self.entries::<RestartEntry>() {
+            let ok = e.tid > last_restart
+                && e.reserved == 0
+                && CONTINUED_SLEEPS.contains(&e.nr)
+                && user(e.ret_rip)
+                && (e.rem == 0 || user(e.rem))
+                && thread_states
+                    .find(e.tid, |t| t.tid)
+                    .is_some_and(|t| t.state == thread_state::USER && t.restart_nr == e.nr);
+            if !ok {
+                return oob(
+                    "sleep to continue of no thread re-issuing it (in tid order)",
+                    e.tid as u64,
+                );
+            }
+            last_restart = e.tid;
         }
         let mut last_args = 0;
         for a in self.entries::<ProcessArgsEntry>() {
@@ -2269,6 +2327,57 @@ mod tests {
         w.blob(&blob);
         w.finish();
         v
+    }
+
+    #[test]
+    fn a_sleep_to_continue_is_checked() {
+        let entry = RestartEntry {
+            tid: 1,
+            reserved: 0,
+            nr: 230,
+            ret_rip: 0x40_0102,
+            target_ns: 5_000_000_000,
+            rem: 0x40_0800,
+        };
+        let check = |entries: &[RestartEntry], restarting: bool| {
+            let v = v2_plus(
+                &[],
+                |t| {
+                    if restarting {
+                        t.restart_nr = 230;
+                    }
+                },
+                b"",
+                |w| w.section(entries),
+            );
+            let r = Record::parse(&v, (1, 2)).expect("parses");
+            r.check(&BOUNDS)
+                .map(|()| r.entries::<RestartEntry>().collect::<Vec<_>>())
+        };
+        assert_eq!(check(&[entry], true), Ok(std::vec![entry]));
+        assert!(check(&[RestartEntry { rem: 0, ..entry }], true).is_ok());
+        // The thread does not re-issue the call.
+        assert!(check(&[entry], false).is_err());
+        for bad in [
+            RestartEntry { tid: 2, ..entry },
+            RestartEntry { nr: 0, ..entry },
+            RestartEntry {
+                ret_rip: 4,
+                ..entry
+            },
+            RestartEntry {
+                reserved: 1,
+                ..entry
+            },
+            RestartEntry { rem: 8, ..entry },
+            RestartEntry {
+                rem: BOUNDS.user_end,
+                ..entry
+            },
+        ] {
+            assert!(check(&[bad], true).is_err(), "{bad:?}");
+        }
+        assert!(check(&[entry, entry], true).is_err());
     }
 
     #[test]

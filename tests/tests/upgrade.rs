@@ -1838,3 +1838,69 @@ fn an_inotify_descriptor_is_named_and_refuses_the_upgrade() {
     let st = root.pvmux(&["stop", "-t", "1", "n"]);
     assert_eq!(st.code(), Some(0), "{}", st.context());
 }
+
+/// A relative sleep that a switch stops goes on with the time it had left, as Linux
+/// continues a sleep a stop interrupted: the old kernel turns it into `restart_syscall` with
+/// the sleep's end (record section 27), the new kernel sleeps until then. Before, it was
+/// re-issued whole: a 4 s `sleep` switched at 2 s ended at 6 s.
+#[test]
+fn a_sleep_goes_on_with_the_time_it_had_left_after_a_switch() {
+    const SECS: u64 = 4;
+    let root = root("sleep");
+    let out = TempDir::unique("pvmux-upgrade-out", "sleep");
+    let vol = format!("{}:/out", out.0.display());
+    let slept = out.0.join("slept");
+    // coreutils `sleep` (glibc's `nanosleep`: a relative `clock_nanosleep`), then a mark;
+    // init lives on meanwhile.
+    let script = format!("(/bin/sleep {SECS}; echo done > /out/slept) & while :; do sleep 1; done");
+    let started = std::time::Instant::now();
+    let r = root.pvmux(&[
+        "run", "--name", "t", "--detach", "--rootfs", "/", "-v", &vol, "--", "/bin/sh", "-c",
+        &script,
+    ]);
+    assert_eq!(r.code(), Some(0), "{}", r.context());
+    let next = kernel_copy(root.dir(), "next", |n| {
+        *n = HandoverNote {
+            release: HandoverNote::new("6.1.0-pvmux-next").release,
+            ..*n
+        }
+    });
+    // Half way through the sleep.
+    std::thread::sleep(Duration::from_secs(SECS / 2).saturating_sub(started.elapsed()));
+    let (up, v) = upgrade(&root, "t", &next, None);
+    let switched = started.elapsed();
+    assert_eq!(up.code(), Some(0), "{}", up.context());
+    assert_eq!(v["switch"]["adopted_by"], "6.1.0-pvmux-next", "{v}");
+    assert!(
+        !slept.exists(),
+        "the sleep ended before the switch ({switched:?})"
+    );
+    // The sleeping threads were stopped in their sleep (`clock_nanosleep`, 230), which they
+    // re-issue, carried with when it ends (section 27).
+    let procs = v["record"]["processes"].as_array().expect("processes");
+    let carried = v["record"]["carried"].as_array().expect("carried");
+    let sleeps: Vec<&serde_json::Value> = procs
+        .iter()
+        .filter(|p| p["comm"] == "sleep")
+        .filter_map(|p| carried.iter().find(|c| c["pid"] == p["pid"]))
+        .map(|c| &c["threads"][0])
+        .collect();
+    assert!(
+        sleeps
+            .iter()
+            .any(|t| t["restart"] == 230 && t["sleeps_until_ns"].is_u64()),
+        "{v}"
+    );
+    wait_for("the sleep ends", || slept.exists());
+    let ended = started.elapsed();
+    eprintln!("switched at {switched:?}, the {SECS} s sleep ended at {ended:?}");
+    // It ends when it was due (plus the start's and the polling's slack), not a whole sleep
+    // after the switch.
+    assert!(
+        ended < Duration::from_secs(SECS) + Duration::from_millis(1200)
+            && ended < switched + Duration::from_secs(SECS),
+        "switched at {switched:?}, the sleep ended at {ended:?}: it started over"
+    );
+    let st = root.pvmux(&["stop", "-t", "1", "t"]);
+    assert_eq!(st.code(), Some(0), "{}", st.context());
+}

@@ -222,7 +222,16 @@ impl Record<'_> {
                         .is_some_and(|d| d.kind == DIRECTORY && d.ino != 0)
                         && (3..MAX_FS_COUNTER).contains(&n.next_cookie)
                         && f & (HOST | STATIC) == 0
-                        && (f & LAZY == 0 || path.is_some_and(|p| p.starts_with(b"/")))
+                        // Still to be listed: from the share, by absolute path; a volume's
+                        // from its volume (`vol_path`), with no share path.
+                        && (f & LAZY == 0
+                            || path.is_some_and(|p| {
+                                if f & VOLUME != 0 {
+                                    p.is_empty()
+                                } else {
+                                    p.starts_with(b"/")
+                                }
+                            }))
                 }
                 SYMLINK => f & (LAZY | HOST | STATIC) == 0 && path.is_some_and(|p| !p.is_empty()),
                 SOCKET => f & (LAZY | HOST | STATIC) == 0,
@@ -412,6 +421,19 @@ mod tests {
             Record::parse(&v1, (1, 1)).err(),
             Some(RecordError::BadSection(section::FS_NODE))
         );
+    }
+
+    #[test]
+    fn a_volume_directory_not_listed_yet_is_carried() {
+        // As a volume mounted at /out that no program has looked into: its listing comes
+        // from the volume, so it has no share path.
+        let (mut n, d, p) = tree();
+        n[2].flags = fs_node_flags::LAZY | fs_node_flags::VOLUME;
+        n[2].vol_path = BlobRef { off: 6, len: 1 };
+        assert_eq!(checked(&n, &d, &p), Ok(()));
+        // With a share path it is not a volume's.
+        n[2].path = BlobRef { off: 6, len: 6 };
+        assert!(checked(&n, &d, &p).is_err());
     }
 
     #[test]

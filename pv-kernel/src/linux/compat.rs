@@ -37,6 +37,7 @@ pub(crate) const NOTES: &[(&str, Note)] = &[
     ("arch_prctl", Partial("ARCH_SET_FS/ARCH_GET_FS; ARCH_SET_GS is accepted and ignored; the CET and AMX codes are EINVAL")),
     ("clock_gettime", Remark("also answered in user space by the vDSO for the realtime and monotonic clocks (no trap)")),
     ("gettimeofday", Remark("also answered in user space by the vDSO")),
+    ("restart_syscall", Remark("continues a `nanosleep` or relative `clock_nanosleep` on a wall clock that a kernel hand-over's freeze stopped, with the time it had left (also under the adopting kernel); `EINTR` when there is none, as on Linux")),
     ("time", Remark("also answered in user space by the vDSO")),
     ("clock_getres", Remark("1 ns for every clock; also answered by the vDSO")),
     ("getcpu", Remark("the vDSO answers CPU 0, node 0")),

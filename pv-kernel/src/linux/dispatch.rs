@@ -152,6 +152,7 @@ pub(crate) fn syscall(
         nr::GETTIMEOFDAY => misc::sys_gettimeofday(a[0]),
         nr::TIME => misc::sys_time(a[0]),
         nr::NANOSLEEP => misc::sys_nanosleep(a[0], a[1]),
+        nr::RESTART_SYSCALL => super::timers::sleep::sys_restart_syscall(),
         nr::PRLIMIT64 => rlimit::sys_prlimit64(a[0], a[1], a[2], a[3]),
         nr::GETRLIMIT => rlimit::sys_prlimit64(0, a[0], 0, a[1]),
         nr::SETRLIMIT => rlimit::sys_prlimit64(0, a[0], a[1], 0),

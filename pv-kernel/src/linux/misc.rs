@@ -200,6 +200,7 @@ pub(crate) fn sys_nanosleep(req: u64, rem: u64) -> SysResult {
             if rem != 0 {
                 write_timespec(rem, deadline.saturating_sub(crate::time::now_ns()))?;
             }
+            super::timers::sleep::note_restart(e, deadline, rem);
             Err(e)
         }
     }

@@ -204,6 +204,11 @@ pub(crate) struct Task {
     pub(crate) must_exit: AtomicBool,
     /// Its user CPU time.
     pub(crate) times: TaskTimes,
+    /// What `restart_syscall` continues: a sleep a hand-over freeze stopped
+    /// (`timers::sleep::RestartBlock`).
+    pub(crate) restart_block: IrqLock<Option<super::timers::sleep::RestartBlock>>,
+    /// A restart block waits for the call's re-issue (checked at every system call).
+    pub(crate) restart_armed: AtomicBool,
 }
 
 impl Task {
@@ -409,6 +414,8 @@ fn new_task(tid: i32, process: &Arc<Process>, sig: SigState) -> Arc<Task> {
         thread: spin::Once::new(),
         must_exit: AtomicBool::new(false),
         times: TaskTimes::default(),
+        restart_block: IrqLock::new(None),
+        restart_armed: AtomicBool::new(false),
     });
     process.threads.lock().push(t.clone());
     t
@@ -639,6 +646,9 @@ pub(crate) fn adopt_thread(
     let task = new_task(t.tid, p, sig);
     task.clear_child_tid
         .store(t.clear_child_tid, Ordering::Relaxed);
+    *task.restart_block.lock() = t.restart;
+    task.restart_armed
+        .store(t.restart.is_some(), Ordering::Relaxed);
     let (st, fresh) = adopted_state(t);
     (task, st, fresh)
 }
@@ -832,12 +842,17 @@ fn task_main(task: Arc<Task>, mut st: UserState, mut fresh: bool) {
                     st.regs.r9,
                 ];
                 let epoch = super::handover::freeze_epoch();
-                let r = super::dispatch::syscall(&task, &mut st, &mut fresh, nr, args);
+                // The re-issue of a sleep a freeze stopped goes on where it was.
+                let call = super::timers::sleep::continued(&task, nr, st.regs.rip);
+                let r = super::dispatch::syscall(&task, &mut st, &mut fresh, call, args);
                 st.regs.rax = match r {
                     Ok(v) => v,
                     // Interrupted by a hand-over freeze, no signal to deliver: re-issued at
                     // its boundary (after the thaw, or under the adopting kernel).
+                    // A sleep goes on with the time it had left (`restart_syscall` and its
+                    // restart block, as Linux continues one a stop interrupted).
                     Err(Errno::EINTR) if super::handover::interrupted_by_freeze(&task, epoch) => {
+                        super::timers::sleep::arm_restart(&task, nr, st.regs.rip);
                         st.regs.rip -= 2;
                         restart = nr;
                         nr
@@ -845,6 +860,8 @@ fn task_main(task: Arc<Task>, mut st: UserState, mut fresh: bool) {
                     Err(e) => {
                         if e == Errno::EINTR {
                             task.sig.note_interrupted(nr);
+                            // Returned to the program: nothing to continue.
+                            super::timers::sleep::disarm_restart(&task);
                         }
                         (-(e.code() as i64)) as u64
                     }

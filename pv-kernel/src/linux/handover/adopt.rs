@@ -668,6 +668,8 @@ pub(crate) struct ThreadParts {
     pub(crate) clear_child_tid: u64,
     /// The alternate signal stack: sp, size, flags.
     pub(crate) altstack: (u64, u64, u32),
+    /// The sleep it goes on with by re-issuing `restart_syscall` (section 27).
+    pub(crate) restart: Option<crate::linux::timers::sleep::RestartBlock>,
 }
 
 /// Decodes live process `pid` of the checked record `r` ([`plan`] passed).
@@ -767,6 +769,15 @@ pub(crate) fn process_parts(r: &Record<'_>, pid: i32) -> Result<ProcessParts, Re
             pending: st.pending,
             clear_child_tid: st.clear_child_tid,
             altstack: (st.altstack_sp, st.altstack_size, st.altstack_flags),
+            restart: r
+                .entries::<pvmux_hypercalls::handover::RestartEntry>()
+                .find(|e| e.tid == t.tid)
+                .map(|e| crate::linux::timers::sleep::RestartBlock {
+                    target: e.target_ns,
+                    rem: e.rem,
+                    nr: e.nr,
+                    ret_rip: e.ret_rip,
+                }),
         });
     }
     let (cmdline, environ) = r

@@ -40,10 +40,10 @@ use pvmux_hypercalls::handover::{
     blocker, fd_kind, fd_state, file_area_flags, file_image_flags, fill_name, page_flags,
     process_flags, thread_state, vma_flags, BlobRef, BlockerEntry, EpollItemEntry, FdEntry,
     FdStateEntry, FileAreaEntry, FileImageEntry, InetMsgEntry, InetSocketEntry, PageRunEntry,
-    PipeEntry, ProcessArgsEntry, ProcessEntry, ProcessStateEntry, RecordWriter, SigActionEntry,
-    SocketEntry, SocketMsgEntry, ThreadEntry, ThreadStateEntry, TimerEntry, TimerFdEntry, VmaEntry,
-    ZombieEntry, MAX_FPU_LEN, MAX_PIPE_BYTES, MAX_RECORD_LEN, MIN_RECORD_VERSION, NO_RESTART,
-    NR_RLIMITS, RECORD_VERSION,
+    PipeEntry, ProcessArgsEntry, ProcessEntry, ProcessStateEntry, RecordWriter, RestartEntry,
+    SigActionEntry, SocketEntry, SocketMsgEntry, ThreadEntry, ThreadStateEntry, TimerEntry,
+    TimerFdEntry, VmaEntry, ZombieEntry, MAX_FPU_LEN, MAX_PIPE_BYTES, MAX_RECORD_LEN,
+    MIN_RECORD_VERSION, NO_RESTART, NR_RLIMITS, RECORD_VERSION,
 };
 use pvmux_hypercalls::{HcError, TrapFrame};
 use zerocopy::FromZeros;
@@ -434,6 +434,22 @@ fn carry_threads(procs: &[Arc<Process>], inv: &mut Inventory) {
                     e.fs_base = k.entry.fs_base;
                     e.restart_nr = k.restart;
                     e.fpu = inv.blob_add(&k.fp);
+                    // A sleep it goes on with when it re-issues the call: until when.
+                    if let Some(b) = *t.restart_block.lock() {
+                        if k.restart != NO_RESTART
+                            && b.nr == k.restart
+                            && t.restart_armed.load(Ordering::Relaxed)
+                        {
+                            inv.restarts.push(RestartEntry {
+                                tid: t.tid,
+                                reserved: 0,
+                                nr: b.nr,
+                                ret_rip: b.ret_rip,
+                                target_ns: b.target,
+                                rem: b.rem,
+                            });
+                        }
+                    }
                 }
                 _ => blocked += 1,
             }
@@ -451,6 +467,7 @@ fn carry_threads(procs: &[Arc<Process>], inv: &mut Inventory) {
         }
     }
     inv.thread_states.sort_by_key(|t| t.tid);
+    inv.restarts.sort_by_key(|r| r.tid);
 }
 
 /// What record version 1 lists.
@@ -492,6 +509,8 @@ pub(crate) struct Inventory {
     pub(crate) epoll_items: Vec<EpollItemEntry>,
     /// Each live process's arguments and environment (section 26, in pid order).
     pub(crate) process_args: Vec<ProcessArgsEntry>,
+    /// The sleeps threads go on with (section 27, in tid order).
+    pub(crate) restarts: Vec<RestartEntry>,
     /// The in-memory filesystem (sections 21-23), when it is carried.
     pub(crate) fs: Option<crate::fs::ramfs::carry::Carried>,
     pub(crate) blob: Vec<u8>,
@@ -524,6 +543,7 @@ impl Inventory {
             + self.timerfds.len() * size_of::<TimerFdEntry>()
             + self.epoll_items.len() * size_of::<EpollItemEntry>()
             + self.process_args.len() * size_of::<ProcessArgsEntry>()
+            + self.restarts.len() * size_of::<RestartEntry>()
             + self.fs.as_ref().map_or(0, |c| c.size())
             + self.blob.len()
     }
@@ -569,6 +589,7 @@ impl Inventory {
             w.section(&timerfds);
             w.section(&self.epoll_items);
             w.section(&self.process_args);
+            w.section(&self.restarts);
             if let Some(fs) = &self.fs {
                 w.section(&fs.nodes);
                 w.section(&fs.dirents);

@@ -11,6 +11,111 @@ use crate::linux::SysResult;
 /// `TIMER_ABSTIME`.
 const TIMER_ABSTIME: u64 = 1;
 
+/// A relative sleep (`nanosleep`, a relative `clock_nanosleep` on a wall clock) that a
+/// hand-over freeze interrupted, which goes on with the time it had left, as Linux continues
+/// a sleep a stop interrupted: the thread re-issues the call (`nr`, from the same place:
+/// `ret_rip` is its return address, a patched site's too) and [`continued`] turns that into
+/// `restart_syscall`, which sleeps on until `target` (the kernel's monotonic ns, which a
+/// kernel switch keeps) and, interrupted by a signal, writes the time left to `rem` (0:
+/// nowhere). Carried in the hand-over record (section 27).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RestartBlock {
+    pub(crate) target: u64,
+    pub(crate) rem: u64,
+    /// The call re-issued (0 until [`arm_restart`]).
+    pub(crate) nr: u64,
+    /// Its return address.
+    pub(crate) ret_rip: u64,
+}
+
+/// The sleeps a freeze can stop and a restart block continues.
+fn continuable(n: u64) -> bool {
+    use crate::linux::abi::nr;
+    matches!(n, nr::NANOSLEEP | nr::CLOCK_NANOSLEEP | nr::RESTART_SYSCALL)
+}
+
+/// For a sleep about to fail with `e`: if that is `EINTR`, notes where it was to end, in case
+/// the interruption turns out to be a freeze's ([`arm_restart`] decides). Called last, so
+/// that no other error leaves a block behind.
+pub(crate) fn note_restart(e: Errno, target: u64, rem: u64) {
+    if e == Errno::EINTR {
+        let t = crate::linux::task::current_task();
+        *t.restart_block.lock() = Some(RestartBlock {
+            target,
+            rem,
+            nr: 0,
+            ret_rip: 0,
+        });
+    }
+}
+
+/// A freeze interrupted call `nr` (return address `ret_rip`), which the thread re-issues:
+/// a sleep that left a restart block goes on from it when it does ([`continued`]); anything
+/// else is re-issued as it was.
+pub(crate) fn arm_restart(task: &crate::linux::task::Task, nr: u64, ret_rip: u64) {
+    use core::sync::atomic::Ordering;
+    let mut b = task.restart_block.lock();
+    match b.as_mut() {
+        Some(blk) if continuable(nr) => {
+            blk.nr = nr;
+            blk.ret_rip = ret_rip;
+            task.restart_armed.store(true, Ordering::Relaxed);
+        }
+        _ => {
+            *b = None;
+            task.restart_armed.store(false, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Drops a restart block (the call returned to the program).
+pub(crate) fn disarm_restart(task: &crate::linux::task::Task) {
+    use core::sync::atomic::Ordering;
+    if task.restart_armed.swap(false, Ordering::Relaxed) || task.restart_block.lock().is_some() {
+        *task.restart_block.lock() = None;
+    }
+}
+
+/// The call to run for system call `nr` entered with return address `ret_rip`: the
+/// re-issue of a stopped sleep is `restart_syscall`; one load when no sleep is armed.
+pub(crate) fn continued(task: &crate::linux::task::Task, nr: u64, ret_rip: u64) -> u64 {
+    use core::sync::atomic::Ordering;
+    if !task.restart_armed.load(Ordering::Relaxed) {
+        return nr;
+    }
+    task.restart_armed.store(false, Ordering::Relaxed);
+    let b = task.restart_block.lock();
+    match *b {
+        Some(blk) if blk.nr == nr && blk.ret_rip == ret_rip => {
+            crate::linux::abi::nr::RESTART_SYSCALL
+        }
+        _ => nr,
+    }
+}
+
+/// `restart_syscall()`: continues the sleep of this thread's restart block until its target;
+/// `EINTR` (as on Linux) when there is none.
+pub(crate) fn sys_restart_syscall() -> SysResult {
+    let Some(b) = crate::linux::task::current_task()
+        .restart_block
+        .lock()
+        .take()
+    else {
+        return Err(Errno::EINTR);
+    };
+    match sleep_until(b.target) {
+        Ok(()) => Ok(0),
+        Err(e) => {
+            if b.rem != 0 {
+                let left = b.target.saturating_sub(crate::time::now_ns());
+                write_val(b.rem, &spec::ns_timespec(left))?;
+            }
+            note_restart(e, b.target, b.rem);
+            Err(e)
+        }
+    }
+}
+
 /// The shortest step of a sleep on a CPU-time clock.
 const CPU_STEP_NS: u64 = 1_000_000;
 
@@ -43,6 +148,11 @@ pub(crate) fn sys_clock_nanosleep(clk: u64, flags: u64, req: u64, rem: u64) -> S
             if rem != 0 && !absolute {
                 let left = target.saturating_sub(clock.now().unwrap_or(target));
                 write_val(rem, &spec::ns_timespec(left))?;
+            }
+            // An absolute sleep is re-issued as it was; a CPU clock's target is not the
+            // monotonic clock's.
+            if !absolute && !clock.is_cpu() {
+                note_restart(e, target, rem);
             }
             Err(e)
         }

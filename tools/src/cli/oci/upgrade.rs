@@ -320,6 +320,9 @@ struct CarriedThreadJson {
     sigmask: u64,
     /// The system call it re-issues on resuming, if any.
     restart: Option<u64>,
+    /// For a sleep it re-issues: when it ends (guest monotonic ns): it goes on with the
+    /// time it had left.
+    sleeps_until_ns: Option<u64>,
     /// Bytes of its FPU area (0: the initial state).
     fpu_bytes: u32,
 }
@@ -479,6 +482,11 @@ impl From<&Inventory> for RecordSummary {
                                 clear_child_tid: t.clear_child_tid,
                                 sigmask: t.sigmask,
                                 restart: (t.restart_nr != NO_RESTART).then_some(t.restart_nr),
+                                sleeps_until_ns: i
+                                    .restarts
+                                    .iter()
+                                    .find(|r| r.tid == t.tid)
+                                    .map(|r| r.target_ns),
                                 fpu_bytes: t.fpu.len,
                             })
                             .collect(),

@@ -475,7 +475,15 @@ pub(crate) fn is_ignored(p: &Process, signo: u32) -> bool {
 pub(crate) fn deliver(t: &Arc<Task>, st: &mut UserState, fresh: &mut bool) -> Result<(), ()> {
     loop {
         let Some(info) = take(t, !t.sig.blocked()) else {
-            t.sig.interrupted.store(u64::MAX, Ordering::Relaxed);
+            // A call a signal interrupted, and no handler runs after all (another thread
+            // took the process's signal first, or it was ignored): restarted, as Linux
+            // restarts `-ERESTARTSYS` when no handler runs, whatever `SA_RESTART` says.
+            let interrupted = t.sig.interrupted.swap(u64::MAX, Ordering::Relaxed);
+            let interrupted = (interrupted != u64::MAX).then_some(interrupted);
+            if let Some(nr) = action::restart(interrupted, st.regs.rax, sa::SA_RESTART) {
+                st.regs.rax = nr;
+                st.regs.rip -= 2;
+            }
             // No handler ran: a wait's temporary mask ends here.
             t.sig.restore_saved_mask();
             return Ok(());

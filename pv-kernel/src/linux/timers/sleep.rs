@@ -71,9 +71,8 @@ pub(crate) fn arm_restart(task: &crate::linux::task::Task, nr: u64, ret_rip: u64
 /// Drops a restart block (the call returned to the program).
 pub(crate) fn disarm_restart(task: &crate::linux::task::Task) {
     use core::sync::atomic::Ordering;
-    if task.restart_armed.swap(false, Ordering::Relaxed) || task.restart_block.lock().is_some() {
-        *task.restart_block.lock() = None;
-    }
+    task.restart_armed.store(false, Ordering::Relaxed);
+    task.restart_block.lock().take();
 }
 
 /// The call to run for system call `nr` entered with return address `ret_rip`: the
@@ -84,12 +83,17 @@ pub(crate) fn continued(task: &crate::linux::task::Task, nr: u64, ret_rip: u64) 
         return nr;
     }
     task.restart_armed.store(false, Ordering::Relaxed);
-    let b = task.restart_block.lock();
+    let mut b = task.restart_block.lock();
     match *b {
+        // `restart_syscall` takes the block.
         Some(blk) if blk.nr == nr && blk.ret_rip == ret_rip => {
             crate::linux::abi::nr::RESTART_SYSCALL
         }
-        _ => nr,
+        // Something else ran first (a handler): the sleep is not continued.
+        _ => {
+            *b = None;
+            nr
+        }
     }
 }
 

@@ -53,6 +53,18 @@ fn assert_no_value_lost(values: &[u64]) {
 }
 
 /// `pid`, `ppid`, `pgid`, `sid` and the command of a guest process, from its own
+/// Tenant `name`'s processes as `pid:comm`, sorted (through `pvmux exec`; not the exec's
+/// own shell).
+fn guest_processes(root: &Root, name: &str) -> Vec<String> {
+    let script = "for p in /proc/[0-9]*; do n=${p#/proc/}; [ $n = $$ ] && continue; \
+                  read c < $p/comm; echo $n:$c; done";
+    let r = root.pvmux(&["exec", name, "--", "/bin/sh", "-c", script]);
+    assert_eq!(r.code(), Some(0), "{}", r.context());
+    let mut v: Vec<String> = r.stdout.split_whitespace().map(str::to_owned).collect();
+    v.sort();
+    v
+}
+
 /// `/proc/PID/stat` (through `pvmux exec`).
 fn guest_stat(root: &Root, name: &str, pid: i64) -> (i64, i64, i64, i64, String) {
     let script = format!("read l < /proc/{pid}/stat; echo \"$l\"");
@@ -1175,16 +1187,7 @@ fn unix_sockets_carry_their_bytes_across_a_switch() {
     assert_eq!(r.code(), Some(0), "{}", r.context());
     let monitor = root.monitor_pid("s");
     wait_for("the counter goes round", || counter(&file).len() >= 20);
-    // The guest's processes (`pid:comm`), but this exec's own shell.
-    let pids = |root: &Root| {
-        let script = "for p in /proc/[0-9]*; do n=${p#/proc/}; [ $n = $$ ] && continue; \
-                      read c < $p/comm; echo $n:$c; done";
-        let r = root.pvmux(&["exec", "s", "--", "/bin/sh", "-c", script]);
-        assert_eq!(r.code(), Some(0), "{}", r.context());
-        let mut v: Vec<String> = r.stdout.split_whitespace().map(str::to_owned).collect();
-        v.sort();
-        v
-    };
+    let pids = |root: &Root| guest_processes(root, "s");
     let before = pids(&root);
     assert_eq!(before.len(), 2, "server and client: {before:?}");
     let next = kernel_copy(root.dir(), "next", |n| {
@@ -1415,15 +1418,7 @@ fn loopback_inet_sockets_carry_their_bytes_across_a_switch() {
     assert_eq!(r.code(), Some(0), "{}", r.context());
     let monitor = root.monitor_pid("i");
     wait_for("the counter goes round", || counter(&file).len() >= 20);
-    let pids = |root: &Root| {
-        let script = "for p in /proc/[0-9]*; do n=${p#/proc/}; [ $n = $$ ] && continue; \
-                      read c < $p/comm; echo $n:$c; done";
-        let r = root.pvmux(&["exec", "i", "--", "/bin/sh", "-c", script]);
-        assert_eq!(r.code(), Some(0), "{}", r.context());
-        let mut v: Vec<String> = r.stdout.split_whitespace().map(str::to_owned).collect();
-        v.sort();
-        v
-    };
+    let pids = |root: &Root| guest_processes(root, "i");
     let before = pids(&root);
     assert_eq!(before.len(), 2, "server and client: {before:?}");
     let next = kernel_copy(root.dir(), "next", |n| {
@@ -1719,15 +1714,7 @@ fn an_asyncio_echo_server_keeps_its_connection_across_a_switch() {
     assert_eq!(r.code(), Some(0), "{}", r.context());
     let monitor = root.monitor_pid("a");
     wait_for("the echoes go round", || counter(&file).len() >= 20);
-    let pids = |root: &Root| {
-        let script = "for p in /proc/[0-9]*; do n=${p#/proc/}; [ $n = $$ ] && continue; \
-                      read c < $p/comm; echo $n:$c; done";
-        let r = root.pvmux(&["exec", "a", "--", "/bin/sh", "-c", script]);
-        assert_eq!(r.code(), Some(0), "{}", r.context());
-        let mut v: Vec<String> = r.stdout.split_whitespace().map(str::to_owned).collect();
-        v.sort();
-        v
-    };
+    let pids = |root: &Root| guest_processes(root, "a");
     let before = pids(&root);
     assert_eq!(before.len(), 2, "server and client: {before:?}");
     let next = kernel_copy(root.dir(), "next", |n| {

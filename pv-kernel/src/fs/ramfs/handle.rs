@@ -140,6 +140,12 @@ impl Fs {
         if ft == FileType::Regular && flags & O_TRUNC != 0 && acc != O_RDONLY {
             self.truncate_ino(ino, 0)?;
         }
+        self.new_handle(ino, flags)
+    }
+
+    /// A handle on `ino` at offset 0 with `flags`: the next free number, counted as an
+    /// opener of the inode.
+    fn new_handle(&mut self, ino: Ino, flags: u32) -> Result<Handle, Errno> {
         let mut h = Handle(self.next_handle);
         while self.handles.contains_key(&h) {
             h = Handle(h.0.wrapping_add(1));
@@ -172,21 +178,10 @@ impl Fs {
             FileType::Directory => return Err(EISDIR),
             _ => return Err(EINVAL),
         }
-        let mut h = Handle(self.next_handle);
-        while self.handles.contains_key(&h) {
-            h = Handle(h.0.wrapping_add(1));
-        }
-        self.next_handle = h.0.wrapping_add(1);
-        self.handles.insert(
-            h,
-            OpenFile {
-                ino,
-                offset: 0,
-                flags: flags & !(oflag::O_CREAT | oflag::O_EXCL | oflag::O_TRUNC),
-            },
-        );
-        self.inode_mut(ino)?.open += 1;
-        Ok(h)
+        self.new_handle(
+            ino,
+            flags & !(oflag::O_CREAT | oflag::O_EXCL | oflag::O_TRUNC),
+        )
     }
 
     /// Creates a regular file with no name, open read-write (`memfd_create`): it is freed

@@ -242,13 +242,7 @@ pub(crate) fn reopen_ino(
     pos: u64,
     path: &[u8],
 ) -> Result<alloc::sync::Arc<OpenFile>, Errno> {
-    let flags = status_flags
-        & !(oflag::O_CREAT
-            | oflag::O_EXCL
-            | oflag::O_TRUNC
-            | oflag::O_DIRECTORY
-            | super::file::fl::O_TMPFILE_BIT);
-    let how = open::OpenHow::decode(flags, 0, 0)?;
+    let how = reopen_how(status_flags)?;
     if dev::node(ino).is_some() {
         return Err(Errno::EINVAL);
     }
@@ -280,6 +274,18 @@ pub(crate) fn reopen_ino(
     Ok(file)
 }
 
+/// How a carried descriptor with `status_flags` is opened again: its access mode and
+/// status flags, nothing created, truncated or required to be a directory.
+fn reopen_how(status_flags: u32) -> Result<open::OpenHow, Errno> {
+    let flags = status_flags
+        & !(oflag::O_CREAT
+            | oflag::O_EXCL
+            | oflag::O_TRUNC
+            | oflag::O_DIRECTORY
+            | super::file::fl::O_TMPFILE_BIT);
+    open::OpenHow::decode(flags, 0, 0)
+}
+
 /// [`reopen`] in `fs`: the handle, the inode and the open file description's flags.
 fn reopen_node(
     fs: &mut fs::Fs,
@@ -287,13 +293,7 @@ fn reopen_node(
     status_flags: u32,
     volume: bool,
 ) -> Result<(fs::ramfs::Handle, Ino, u32), Errno> {
-    let flags = status_flags
-        & !(oflag::O_CREAT
-            | oflag::O_EXCL
-            | oflag::O_TRUNC
-            | oflag::O_DIRECTORY
-            | super::file::fl::O_TMPFILE_BIT);
-    let how = open::OpenHow::decode(flags, 0, 0)?;
+    let how = reopen_how(status_flags)?;
     let (h, st) = open::open_node(fs, ROOT_INO, path, &how)?;
     let kind_ok = if volume {
         fs.is_volume_file(st.ino)

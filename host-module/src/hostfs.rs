@@ -11,11 +11,25 @@
 //! regular file. Files on host pseudo filesystems (procfs, sysfs, debugfs, ...) are refused:
 //! such directories list as empty and their files cannot be read.
 //!
+//! **Descriptor cache** (the `--rootfs` share, [`HostFs::open_cached`]): the checked read
+//! descriptors of the last [`FILE_CACHE`] files read stay open, so a file read in many pieces
+//! (a program's image chunk by chunk) costs one `pread` a piece after the first, not two path
+//! walks, two `fstat`s and a filesystem check. A cached descriptor is the file it was when
+//! first read: a file the host replaces (a rename over it) is read from its old inode until
+//! its descriptor leaves the cache, consistent with the size and times the guest already
+//! holds for it; a file changed in place is read as it is now, as without the cache. Only
+//! opened regular files are kept (never directories, so nothing a host `mv` takes out of DIR
+//! can be walked through), and never for a writable volume ([`crate::volume`], whose files
+//! the guest itself renames and truncates). [`hc_read`] reads straight into guest memory (no
+//! host bounce buffer).
+//!
 //! Guest arguments are validated before any host work: path length (at most
 //! [`hostfs::PATH_MAX`]) and guest ranges; paths are copied out of guest memory first.
 
+use std::num::NonZeroUsize;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use pvmux_hypercalls::hostfs::{
     self, kind, put_record, HostfsEntry, LIST_MAX_BUF, NAME_MAX, READ_MAX, TARGET_MAX,
@@ -49,11 +63,27 @@ pub enum HostfsError {
     },
 }
 
+/// Read descriptors a cached share keeps open (see the module's "Descriptor cache").
+pub const FILE_CACHE: usize = 64;
+
+/// Checked read descriptors of regular files, by guest path, least recently used first out.
+type FileCache = lru::LruCache<Vec<u8>, Arc<OwnedFd>>;
+
 /// A host directory shared read-only with a guest.
-#[derive(Debug)]
 pub struct HostFs {
     root: OwnedFd,
     path: PathBuf,
+    /// `Some` for a share the guest cannot change ([`HostFs::open_cached`]).
+    files: Option<Mutex<FileCache>>,
+}
+
+impl std::fmt::Debug for HostFs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostFs")
+            .field("path", &self.path)
+            .field("cached", &self.files.is_some())
+            .finish()
+    }
 }
 
 /// Filesystem magic numbers (`statfs.f_type`) of pseudo filesystems whose files are never
@@ -159,7 +189,17 @@ impl HostFs {
         Ok(Self {
             root: fd,
             path: dir.to_owned(),
+            files: None,
         })
+    }
+
+    /// [`HostFs::open`] for a share only the host may change (`--rootfs`): read descriptors
+    /// are cached (see the module's "Descriptor cache").
+    pub fn open_cached(dir: &Path) -> Result<Self, HostfsError> {
+        let mut fs = Self::open(dir)?;
+        let cap = NonZeroUsize::new(FILE_CACHE).expect("FILE_CACHE is not zero");
+        fs.files = Some(Mutex::new(FileCache::new(cap)));
+        Ok(fs)
     }
 
     /// The shared directory as given to [`HostFs::open`].
@@ -325,6 +365,84 @@ impl HostFs {
     /// Reads regular file `path` at `offset` into `buf` (at most [`READ_MAX`] bytes): the
     /// bytes read, 0 at or past the end.
     pub fn read(&self, path: &[u8], offset: u64, buf: &mut [u8]) -> Result<usize, HcError> {
+        let fd = self.file(path)?;
+        let want = buf.len().min(READ_MAX as usize);
+        let mut done = 0;
+        while done < want {
+            let at = offset
+                .checked_add(done as u64)
+                .ok_or(HcError::InvalidArgument)?;
+            match rustix::io::pread(&*fd, &mut buf[done..want], at) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(Errno::INTR) => {}
+                Err(e) if done == 0 => return Err(map_errno(e)),
+                Err(_) => break,
+            }
+        }
+        Ok(done)
+    }
+
+    /// Reads regular file `path` at `offset` into guest memory `[gpa, gpa + len)` and, with
+    /// a `copy`, `[copy, copy + len)` too (`len` at most [`READ_MAX`]; the ranges checked
+    /// by the caller): the bytes read, 0 at or past the end.
+    fn read_into(
+        &self,
+        path: &[u8],
+        offset: u64,
+        mem: &GuestMemory,
+        gpa: u64,
+        len: u64,
+        copy: Option<u64>,
+    ) -> Result<usize, HcError> {
+        let fd = self.file(path)?;
+        offset.checked_add(len).ok_or(HcError::InvalidArgument)?;
+        mem.read_file(fd.as_fd(), offset, len, &[Some(gpa), copy])
+            .map_err(map_errno)
+    }
+
+    /// How many read descriptors the cache holds (0 without one).
+    #[cfg(test)]
+    fn cached_files(&self) -> usize {
+        self.files.as_ref().map_or(0, |f| {
+            f.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .len()
+        })
+    }
+
+    /// The checked read descriptor of regular file `path`: from the cache, or opened (and
+    /// cached, if this share caches).
+    fn file(&self, path: &[u8]) -> Result<Arc<OwnedFd>, HcError> {
+        // Keyed by the path as resolved in the root (`/a` and `a` are one file).
+        let path = {
+            use std::os::unix::ffi::OsStrExt;
+            rel_path(path)?.as_os_str().as_bytes()
+        };
+        let cached = |files: &Mutex<FileCache>| {
+            files
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(path)
+                .cloned()
+        };
+        if let Some(fd) = self.files.as_ref().and_then(cached) {
+            return Ok(fd);
+        }
+        let fd = Arc::new(self.open_file(path)?);
+        if let Some(files) = &self.files {
+            files
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .put(path.to_vec(), Arc::clone(&fd));
+        }
+        Ok(fd)
+    }
+
+    /// Opens regular file `path` for reading, checked: only a regular file not on a pseudo
+    /// filesystem is ever opened, and the opened descriptor is that same file (so on the
+    /// same filesystem: one filesystem check covers both).
+    fn open_file(&self, path: &[u8]) -> Result<OwnedFd, HcError> {
         let rel = rel_path(path)?;
         // Look before opening for reading: only a regular file is ever opened.
         let probe = self.open_in_root(rel, OFlags::PATH)?;
@@ -336,25 +454,10 @@ impl HostFs {
         let st2 = rfs::fstat(&fd).map_err(map_errno)?;
         if !is_type(&st2, FileType::RegularFile)
             || (st2.st_dev, st2.st_ino) != (st.st_dev, st.st_ino)
-            || denied_fs(fd.as_fd())
         {
             return Err(HcError::InvalidArgument);
         }
-        let want = buf.len().min(READ_MAX as usize);
-        let mut done = 0;
-        while done < want {
-            let at = offset
-                .checked_add(done as u64)
-                .ok_or(HcError::InvalidArgument)?;
-            match rustix::io::pread(&fd, &mut buf[done..want], at) {
-                Ok(0) => break,
-                Ok(n) => done += n,
-                Err(Errno::INTR) => {}
-                Err(e) if done == 0 => return Err(map_errno(e)),
-                Err(_) => break,
-            }
-        }
-        Ok(done)
+        Ok(fd)
     }
 }
 
@@ -412,22 +515,25 @@ fn records_call(
     Ok(n as u64)
 }
 
-/// `HostfsRead(path_gpa, path_len, offset, buf_gpa, len)`: `len` is capped at
-/// [`READ_MAX`] (a short read); the capped range must be guest memory.
+/// `HostfsRead(path_gpa, path_len, offset, buf_gpa, len, copy_gpa)`: `len` is capped at
+/// [`READ_MAX`] (a short read); the capped range, and `copy_gpa`'s if not 0, must be guest
+/// memory. The bytes read go to `buf_gpa` and, with a `copy_gpa`, there too.
 pub(crate) fn hc_read(
     mem: &GuestMemory,
     share: Option<&HostFs>,
     a: [u64; 6],
 ) -> Result<u64, HcError> {
     let share = share.ok_or(HcError::UnknownCall)?;
-    let (offset, buf_gpa, len) = (a[2], a[3], a[4].min(READ_MAX));
+    let (offset, buf_gpa, len, copy_gpa) = (a[2], a[3], a[4].min(READ_MAX), a[5]);
     let path = guest_path(mem, a[0], a[1])?;
-    mem.check_range(buf_gpa, len)
-        .map_err(|_| HcError::BadAddress)?;
-    let mut buf = vec![0u8; len as usize];
-    let n = share.read(&path, offset, &mut buf)?;
-    mem.write(buf_gpa, &buf[..n])
-        .map_err(|_| HcError::BadAddress)?;
+    for gpa in [buf_gpa]
+        .into_iter()
+        .chain((copy_gpa != 0).then_some(copy_gpa))
+    {
+        mem.check_range(gpa, len).map_err(|_| HcError::BadAddress)?;
+    }
+    let copy = (copy_gpa != 0).then_some(copy_gpa);
+    let n = share.read_into(&path, offset, mem, buf_gpa, len, copy)?;
     Ok(n as u64)
 }
 
@@ -712,6 +818,48 @@ mod tests {
     }
 
     #[test]
+    fn a_cached_share_reads_the_file_it_opened_and_keeps_few_open() {
+        let t = tree("cache");
+        let root = t.tmp.join("root");
+        let cached = HostFs::open_cached(&root).unwrap();
+        let plain = HostFs::open(&root).unwrap();
+        assert_eq!(read(&cached, b"/a").unwrap(), b"hello");
+        assert_eq!(read(&plain, b"/a").unwrap(), b"hello");
+        // Replaced on the host (a rename over it): the cached descriptor is the old file, a
+        // share without the cache (a volume's) opens the new one.
+        std::fs::write(root.join("a.new"), b"HELLO AGAIN").unwrap();
+        std::fs::rename(root.join("a.new"), root.join("a")).unwrap();
+        assert_eq!(
+            read(&cached, b"a").unwrap(),
+            b"hello",
+            "cached by its guest path"
+        );
+        assert_eq!(read(&plain, b"/a").unwrap(), b"HELLO AGAIN");
+        // Changed in place: read as it is now.
+        std::fs::write(root.join("d/f"), b"in d").unwrap();
+        assert_eq!(read(&cached, b"/d/f").unwrap(), b"in d");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(root.join("d/f"))
+            .and_then(|mut f| std::io::Write::write_all(&mut f, b"IN"))
+            .unwrap();
+        assert_eq!(read(&cached, b"/d/f").unwrap(), b"IN d");
+        // Only checked regular files get in; the cache stays bounded.
+        assert_eq!(read(&cached, b"/fifo"), Err(HcError::InvalidArgument));
+        assert_eq!(read(&cached, b"/d"), Err(HcError::InvalidArgument));
+        assert_eq!(read(&cached, b"/escfile"), Err(HcError::InvalidArgument));
+        for i in 0..FILE_CACHE + 10 {
+            let name = format!("many{i}");
+            std::fs::write(root.join(&name), name.as_bytes()).unwrap();
+            assert_eq!(read(&cached, name.as_bytes()).unwrap(), name.as_bytes());
+        }
+        assert_eq!(cached.cached_files(), FILE_CACHE);
+        assert_eq!(plain.cached_files(), 0);
+        // The first name left the cache: it is opened again (the new file now).
+        assert_eq!(read(&cached, b"/a").unwrap(), b"HELLO AGAIN");
+    }
+
+    #[test]
     fn hypercalls_validate_guest_ranges() {
         let t = tree("hc");
         let fs = HostFs::open(&t.tmp.join("root")).unwrap();
@@ -723,6 +871,18 @@ mod tests {
         let look = |a: [u64; 6]| hc_lookup(&mem, Some(&fs), a);
         assert_eq!(rd([0x1000, 4, 1, 0x2000, 100, 0]), Ok(3));
         assert_eq!(mem.read_vec(0x2000, 3).unwrap(), b"n d");
+        // A copy address gets the same bytes; a bad one is refused before any host work.
+        assert_eq!(rd([0x1000, 4, 0, 0x5000, 100, 0x6000]), Ok(4));
+        assert_eq!(mem.read_vec(0x5000, 4).unwrap(), b"in d");
+        assert_eq!(mem.read_vec(0x6000, 4).unwrap(), b"in d");
+        for copy in [size - 2, u64::MAX - 1] {
+            assert_eq!(
+                rd([0x1000, 4, 0, 0x7000, 4, copy]),
+                Err(HcError::BadAddress),
+                "{copy:#x}"
+            );
+            assert_eq!(mem.read_vec(0x7000, 4).unwrap(), [0; 4]);
+        }
         let n = look([0x1000, 4, 0x4000, 4096, 0, 0]).unwrap();
         let one = mem.read_vec(0x4000, n as usize).unwrap();
         assert_eq!(parse_record(&one).unwrap().0.name, b"f");

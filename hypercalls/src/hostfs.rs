@@ -15,8 +15,12 @@
 //!   bytes used; 0 means no entries from `cookie` on. The next cookie is `cookie` plus the
 //!   number of records returned. `TooLarge` if not even one record fits in `buf_len` (a
 //!   buffer of [`LIST_MIN_BUF`] bytes always fits one).
-//! * `HostfsRead(path_gpa, path_len, offset, buf_gpa, len) -> bytes`: reads up to
-//!   `min(len, READ_MAX)` bytes of a regular file at `offset`; 0 at or past its end.
+//! * `HostfsRead(path_gpa, path_len, offset, buf_gpa, len, copy_gpa) -> bytes`: reads up to
+//!   `min(len, READ_MAX)` bytes of a regular file at `offset`; 0 at or past its end. With
+//!   `copy_gpa` not 0, the same bytes also go to `copy_gpa` (both ranges checked before any
+//!   host work): the guest reads a program chunk into its frames and, in the same call, into
+//!   a buffer of its own memory it hashes (the frames are memory its programs can write, its
+//!   own buffer is not).
 //! * `HostfsLookup(path_gpa, path_len, buf_gpa, buf_len) -> bytes` (ABI v6): the one record
 //!   `HostfsList` of the parent directory would give for the path's last component (a
 //!   final symbolic link is not followed), or 0 when the directory has no such entry (or

@@ -24,7 +24,7 @@ pub struct StubTable {
     pub abi_version: u32,
     /// Number of entry points that follow (a newer stub may have more).
     pub nr_entries: u32,
-    /// `hypercall(nr | flags, a0, a1, a2, a3, a4) -> i64`: host hypercall through the
+    /// `hypercall(nr | flags, a0, a1, a2, a3, a4, a5) -> i64`: host hypercall through the
     /// per-vCPU doorbell (bounded spin, then futex; no spin with `HC_FLAG_NOSPIN`).
     pub hypercall: u64,
     /// `set_callbacks(trap_entry, event_entry) -> i64` *in-sandbox*: register the entries

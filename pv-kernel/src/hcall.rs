@@ -13,9 +13,14 @@ use pvmux_hypercalls::{HcError, Hypercall};
 use crate::irq::IrqGuard;
 
 /// Makes host hypercall `nr` (number | flags) with five arguments, events disabled.
-fn call_raw(nr: u64, a: [u64; 5]) -> i64 {
+fn call_raw(nr: u64, [a0, a1, a2, a3, a4]: [u64; 5]) -> i64 {
+    call_raw6(nr, [a0, a1, a2, a3, a4, 0])
+}
+
+/// Makes host hypercall `nr` (number | flags) with six arguments, events disabled.
+fn call_raw6(nr: u64, a: [u64; 6]) -> i64 {
     let _irq = IrqGuard::new();
-    crate::stub::hypercall(nr, a[0], a[1], a[2], a[3], a[4])
+    crate::stub::hypercall(nr, a)
 }
 
 /// Makes host hypercall `nr` with five arguments.
@@ -188,17 +193,18 @@ pub(crate) fn hostfs_list(
 }
 
 /// `HostfsRead`: bytes of the regular file at the path (`path_gpa`, `path_len`) of the host
-/// share from offset `off` into the buffer (`buf_gpa`, `buf_len`). Returns the bytes read.
+/// share from offset `off` into the buffer (`buf_gpa`, `buf_len`) and, with a `copy_gpa`
+/// (not 0), into `buf_len` bytes there too. Returns the bytes read.
 pub(crate) fn hostfs_read(
     path_gpa: u64,
     path_len: u64,
     off: u64,
-    buf_gpa: u64,
-    buf_len: u64,
+    (buf_gpa, buf_len): (u64, u64),
+    copy_gpa: u64,
 ) -> Result<u64, HcError> {
-    result(call(
-        Hypercall::HostfsRead,
-        [path_gpa, path_len, off, buf_gpa, buf_len],
+    result(call_raw6(
+        Hypercall::HostfsRead as u64,
+        [path_gpa, path_len, off, buf_gpa, buf_len, copy_gpa],
     ))
 }
 
@@ -293,7 +299,7 @@ pub(crate) fn before_install(entry: u64, msg: Option<(u64, u64)>, code: u64) -> 
         // SAFETY: best effort on a table we could not validate (the caller tried everything
         // else first): the ABI defines this entry as a System V function with this signature.
         let hc = unsafe {
-            core::mem::transmute::<u64, extern "sysv64" fn(u64, u64, u64, u64, u64, u64) -> i64>(
+            core::mem::transmute::<u64, extern "sysv64" fn(u64, u64, u64, u64, u64, u64, u64) -> i64>(
                 entry,
             )
         };
@@ -306,9 +312,10 @@ pub(crate) fn before_install(entry: u64, msg: Option<(u64, u64)>, code: u64) -> 
                 stream::STDOUT,
                 0,
                 0,
+                0,
             );
         }
-        hc(Hypercall::Shutdown as u64, code, 0, 0, 0, 0);
+        hc(Hypercall::Shutdown as u64, code, 0, 0, 0, 0, 0);
     }
     crate::arch::die()
 }

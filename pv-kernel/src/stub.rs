@@ -103,8 +103,8 @@ pub(crate) fn halt_entry_address() -> u64 {
 
 /// Host hypercall through the doorbell. Only [`crate::hcall`] calls it: every hypercall the
 /// kernel makes goes through that module.
-pub(crate) fn hypercall(nr: u64, a0: u64, a1: u64, a2: u64, a3: u64, a4: u64) -> i64 {
-    entry!(hypercall: fn(u64, u64, u64, u64, u64, u64) -> i64)(nr, a0, a1, a2, a3, a4)
+pub(crate) fn hypercall(nr: u64, [a0, a1, a2, a3, a4, a5]: [u64; 6]) -> i64 {
+    entry!(hypercall: fn(u64, u64, u64, u64, u64, u64, u64) -> i64)(nr, a0, a1, a2, a3, a4, a5)
 }
 
 /// Registers the tenant-wide trap and event entries.

@@ -26,6 +26,16 @@ impl HostShare for Share {
         read(path, off, buf)
     }
 
+    fn read_frames(
+        &self,
+        path: &[u8],
+        off: u64,
+        frames_gpa: u64,
+        copy: &mut [u8],
+    ) -> Result<usize, Errno> {
+        read_frames(path, off, frames_gpa, copy)
+    }
+
     fn lookup(&self, path: &[u8], buf: &mut [u8]) -> Result<usize, Errno> {
         lookup(path, buf)
     }
@@ -105,30 +115,54 @@ fn read(path: &[u8], off: u64, buf: &mut [u8]) -> Result<usize, Errno> {
     if len == 0 {
         return Ok(0);
     }
-    with_path(path, |pgpa| {
-        let once = |bgpa: u64, len: usize| -> Result<usize, Errno> {
-            let n = result(hcall::hostfs_read(
-                pgpa,
-                path.len() as u64,
-                off,
-                bgpa,
-                len as u64,
-            ))?;
-            if n > len {
-                return Err(Errno::EIO);
-            }
+    if let Some(bgpa) = gpa_of(&buf[..len]) {
+        return read_gpa(path, off, (bgpa, len), 0);
+    }
+    // A buffer outside the direct map (a kernel stack, say): bounce through the heap.
+    let len = len.min(BOUNCE_MAX);
+    let mut bounce = Vec::new();
+    bounce.try_reserve_exact(len).map_err(|_| Errno::ENOMEM)?;
+    bounce.resize(len, 0);
+    let n = read_gpa(path, off, (gpa_of(&bounce).ok_or(Errno::EIO)?, len), 0)?;
+    buf[..n].copy_from_slice(&bounce[..n]);
+    Ok(n)
+}
+
+/// `HostfsRead(path, off)` into the pool frames at `frames_gpa` and `copy` (its copy
+/// argument) in one call: the host writes both (a short read is possible).
+fn read_frames(path: &[u8], off: u64, frames_gpa: u64, copy: &mut [u8]) -> Result<usize, Errno> {
+    let len = copy.len().min(READ_MAX as usize);
+    if len == 0 {
+        return Ok(0);
+    }
+    match gpa_of(&copy[..len]) {
+        Some(cgpa) => read_gpa(path, off, (frames_gpa, len), cgpa),
+        None => {
+            let n = read(path, off, copy)?;
+            crate::mm::pool_mem::write(frames_gpa, &copy[..n]);
             Ok(n)
-        };
-        if let Some(bgpa) = gpa_of(&buf[..len]) {
-            return once(bgpa, len);
         }
-        // A buffer outside the direct map (a kernel stack, say): bounce through the heap.
-        let len = len.min(BOUNCE_MAX);
-        let mut bounce = Vec::new();
-        bounce.try_reserve_exact(len).map_err(|_| Errno::ENOMEM)?;
-        bounce.resize(len, 0);
-        let n = once(gpa_of(&bounce).ok_or(Errno::EIO)?, len)?;
-        buf[..n].copy_from_slice(&bounce[..n]);
+    }
+}
+
+/// `HostfsRead(path, off)` into guest memory `(gpa, len)` (and `copy_gpa` if not 0).
+fn read_gpa(
+    path: &[u8],
+    off: u64,
+    (gpa, len): (u64, usize),
+    copy_gpa: u64,
+) -> Result<usize, Errno> {
+    with_path(path, |pgpa| {
+        let n = result(hcall::hostfs_read(
+            pgpa,
+            path.len() as u64,
+            off,
+            (gpa, len as u64),
+            copy_gpa,
+        ))?;
+        if n > len {
+            return Err(Errno::EIO);
+        }
         Ok(n)
     })
 }

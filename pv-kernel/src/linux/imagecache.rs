@@ -6,9 +6,10 @@
 //! [`TAG_CHUNK`] read (the head the loader parses); `execve` maps nothing but the segment
 //! edges (private copies of partial pages): the whole pages of each segment are named in the
 //! region ([`super::space::ImageMap`]) and a page's first touch — the program's fault, or a
-//! kernel access to it — reads its 64 KiB chunk from the file system through a kernel buffer
-//! into the frames, tags it from that buffer ([`CachedFile::ensure`]), and maps the chunk's
-//! pages copy-on-write. A chunk's frames are never mapped nor read before that. A chunk read
+//! kernel access to it — reads its 64 KiB chunk from the file system into the frames and a
+//! kernel buffer at once (for a host file the host writes both in one `HostfsRead`, so the
+//! kernel never faults the frames in to copy them), tags it from that buffer
+//! ([`CachedFile::ensure`]), and maps the chunk's pages copy-on-write. A chunk's frames are never mapped nor read before that. A chunk read
 //! after the file changed (size or modification time) or that reads short is `EIO`, `SIGBUS`
 //! for the program touching it: never bytes of two versions of a file. Entries are keyed by
 //! inode, size and modification time (a rewritten file is read again) and bounded to a
@@ -191,24 +192,19 @@ impl CachedFile {
         // mapping): the kernel reads the file by inode whatever its read bits, as Linux does
         // for a program that is execute-only. From the host itself for a host file, not the
         // page cache (whose frames programs can write): see `Fs::read_ino_uncached`.
+        // The file's bytes go to the frames and, in the same read, to the kernel's own
+        // buffer the tag is taken from: a program that writes the frames meanwhile cannot
+        // get its bytes tagged.
         crate::fs::with(|fs| {
             let st = fs.stat_ino(ino)?;
             if (st.size, st.mtime_ns) != (size, mtime) {
                 return Err(Errno::EIO); // the file changed since the entry was made
             }
-            let mut got = 0;
-            while got < n {
-                match fs.read_ino_uncached(ino, (off + got) as u64, &mut buf[got..])? {
-                    0 => return Err(Errno::EIO), // shrank under us
-                    k => got += k,
-                }
-            }
-            Ok(())
+            fs.read_ino_uncached_frames(ino, off as u64, self.base + off as u64, &mut buf)
         })
         .inspect_err(|e| {
             crate::println!("imagecache: reading chunk {i} of inode {ino} failed: {e}");
         })?;
-        pool_mem::write(self.base + off as u64, &buf);
         if off + n == self.size {
             // The tail of the last page (the loader may map it).
             let tail = self.pages * PAGE_SIZE as usize - self.size;

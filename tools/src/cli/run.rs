@@ -815,7 +815,7 @@ pub(crate) fn prepare(
     // kernel uses it because its boot arguments have the `hostfs` option.
     let hostfs = match &args.rootfs {
         Some(dir) => {
-            Some(Arc::new(HostFs::open(dir).with_context(|| {
+            Some(Arc::new(HostFs::open_cached(dir).with_context(|| {
                 format!("--rootfs {} is not usable", dir.display())
             })?))
         }

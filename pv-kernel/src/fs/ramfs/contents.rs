@@ -207,6 +207,54 @@ impl Fs {
         self.read_at_with(ino, off, buf, false)
     }
 
+    /// [`Fs::read_ino_uncached`] of exactly `buf.len()` bytes at `off` into `buf` and the
+    /// same bytes into the pool frames at `frames_gpa` (contiguous): for a host file the
+    /// host writes both in one call per piece ([`HostShare::read_frames`]); `EIO` if the
+    /// file ends first (it shrank under the guest).
+    pub(crate) fn read_ino_uncached_frames(
+        &mut self,
+        ino: Ino,
+        off: u64,
+        frames_gpa: u64,
+        buf: &mut [u8],
+    ) -> Result<(), Errno> {
+        let end = off.checked_add(buf.len() as u64).ok_or(EIO)?;
+        let host_path = match (self.is_volume_file(ino), self.inodes.get(&ino)) {
+            (false, Some(i)) => match &i.node {
+                Node::File {
+                    data: Data::Host { path, len, .. },
+                    size,
+                } if end <= (*len).min(*size) => Some(path.clone()),
+                _ => None,
+            },
+            _ => None,
+        };
+        let (Some(path), Some(host)) = (host_path, self.host.clone()) else {
+            let mut got = 0;
+            while got < buf.len() {
+                match self.read_ino_uncached(ino, off + got as u64, &mut buf[got..])? {
+                    0 => return Err(EIO),
+                    k => got += k,
+                }
+            }
+            crate::mm::pool_mem::write(frames_gpa, buf);
+            return Ok(());
+        };
+        let mut got = 0;
+        while got < buf.len() {
+            let at = off + got as u64;
+            match host.read_frames(&path, at, frames_gpa + got as u64, &mut buf[got..])? {
+                k if k == 0 || k > buf.len() - got => return Err(EIO),
+                k => got += k,
+            }
+        }
+        let now = self.now();
+        if let Some(i) = self.inodes.get_mut(&ino) {
+            i.atime = now;
+        }
+        Ok(())
+    }
+
     /// Whether `ino` is a `--rootfs` host file all of whose bytes come from the host (not
     /// written or truncated by the guest, not a `--volume` file): what the image cache may
     /// keep for executable mappings (`linux::imagecache::for_mapping`).

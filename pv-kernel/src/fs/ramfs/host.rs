@@ -33,6 +33,22 @@ pub(crate) trait HostShare: Send + Sync {
         let _ = (path, buf);
         Err(ENOSYS)
     }
+    /// Reads regular file `path` at `off` into `copy` and the same bytes into the pool frames
+    /// at `frames_gpa` (contiguous, at least `copy.len()` bytes): the bytes read (may be
+    /// short), 0 at the end. The default reads into `copy` and copies it to the frames; the
+    /// host share has the host write both at once, so the kernel never faults the frames
+    /// in to copy them.
+    fn read_frames(
+        &self,
+        path: &[u8],
+        off: u64,
+        frames_gpa: u64,
+        copy: &mut [u8],
+    ) -> Result<usize, Errno> {
+        let n = self.read(path, off, copy)?;
+        crate::mm::pool_mem::write(frames_gpa, &copy[..n.min(copy.len())]);
+        Ok(n)
+    }
 }
 
 /// Fills `buf` from host file `path` at `off`; bytes the host no longer has read as zeros.

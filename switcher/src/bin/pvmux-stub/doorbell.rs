@@ -38,8 +38,9 @@ pub(crate) extern "sysv64" fn hypercall(
     a2: u64,
     a3: u64,
     a4: u64,
+    a5: u64,
 ) -> i64 {
     let s = StubCpu::current().shared();
     crate::state::count(s, pvmux_hypercalls::vcpu::stat::HYPERCALLS);
-    GuestDoorbell::new(s).call(&Stub, nr, [a0, a1, a2, a3, a4, 0])
+    GuestDoorbell::new(s).call(&Stub, nr, [a0, a1, a2, a3, a4, a5])
 }

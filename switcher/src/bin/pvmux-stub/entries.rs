@@ -24,7 +24,7 @@ use crate::state::{
 use crate::{doorbell, sys, trap};
 
 extern "sysv64" {
-    fn pvmux_stub_hypercall(nr: u64, a0: u64, a1: u64, a2: u64, a3: u64, a4: u64) -> i64;
+    fn pvmux_stub_hypercall(nr: u64, a0: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> i64;
     fn pvmux_stub_iret(frame: u64) -> !;
     fn pvmux_stub_irq_enable();
     fn pvmux_stub_null() -> u64;
@@ -174,8 +174,11 @@ const ERR_INVAL: i64 = HcError::InvalidArgument.to_ret();
 const ERR_BADADDR: i64 = HcError::BadAddress.to_ret();
 
 global_asm!(
-    // hypercall(nr, a0..a4): record the caller's context for host reports, then the doorbell
+    // hypercall(nr, a0..a5): record the caller's context for host reports, then the doorbell
     // (with AC and DF cleared for the call when the caller had them set, as `pvmux_entry`).
+    // `a5` is the seventh argument, on the stack above the return address: the tail call
+    // leaves it there; the AC/DF path copies it below its saved flags (8 bytes of padding
+    // keep the callee's stack 16-byte aligned).
     ".globl pvmux_stub_hypercall",
     "pvmux_stub_hypercall:",
     "mov rax, fs:[8]",
@@ -193,7 +196,11 @@ global_asm!(
     "push qword ptr [rsp]",
     "and dword ptr [rsp], {keep}",
     "popfq",
+    // [rsp] = the caller's flags, [rsp + 8] = return address, [rsp + 16] = a5.
+    "sub rsp, 8",
+    "push qword ptr [rsp + 24]",
     "call {hypercall}",
+    "add rsp, 16",
     "popfq",
     "ret",
     //

@@ -664,3 +664,42 @@ fn at_most_host_dir_max_entries_are_taken_from_one_directory() {
         Err(ENOENT)
     );
 }
+
+#[test]
+fn program_bytes_go_to_the_frames_and_the_kernel_buffer_alike() {
+    use crate::linux::pool;
+    use crate::mm::pool_mem;
+    pool::init_for_tests();
+    let mut fake = Fake::standard();
+    fake.per_read = 4096 - 7; // pieces that do not end on page boundaries
+    let (mut fs, _) = attached(fake);
+    let ino = fs.lookup(ROOT_INO, b"/bin/busybox", true).unwrap();
+    let frames = pool::alloc_contiguous(3).unwrap();
+    let mut buf = vec![0u8; 9_000];
+    fs.read_ino_uncached_frames(ino, 1_000, frames, &mut buf)
+        .unwrap();
+    assert_eq!(buf, vec![0x7f; 9_000]);
+    let mut back = vec![0u8; 9_000];
+    pool_mem::read(frames, &mut back);
+    assert_eq!(back, buf, "the frames hold the same bytes");
+    // Past the end of the file: EIO (a program's bytes are never zeros in place of the
+    // file's), as for `read_ino_uncached` of a file that shrank.
+    let mut long = vec![0u8; 9_001];
+    assert_eq!(
+        fs.read_ino_uncached_frames(ino, 1_000, frames, &mut long),
+        Err(EIO)
+    );
+    // A file the guest wrote (not the host's bytes): the same bytes, copied to the frames.
+    put(&mut fs, ROOT_INO, b"mine", b"guest\n");
+    let mine = fs.lookup(ROOT_INO, b"/mine", true).unwrap();
+    let mut six = [0u8; 6];
+    fs.read_ino_uncached_frames(mine, 0, frames, &mut six)
+        .unwrap();
+    assert_eq!(&six, b"guest\n");
+    let mut back = [0u8; 6];
+    pool_mem::read(frames, &mut back);
+    assert_eq!(&back, b"guest\n");
+    for i in 0..3 {
+        pool::put(frames + i * pvmux_hypercalls::PAGE_SIZE);
+    }
+}

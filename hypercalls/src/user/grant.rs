@@ -34,8 +34,9 @@ pub const USER_GRANT_BASE: u64 = USER_CTX_BASE + 0x2000_0000;
 /// How long after a reply a slot's thread is still counted as granted, at most (ns): the
 /// user stub spins ≈ [`super::handoff::USER_SPIN_NS`] for its next request before it sleeps,
 /// on CPU time the kernel's vCPU is still spending on that thread. The credit for a reply is
-/// `min(time until the slot's next grant, LINGER_NS)`.
-pub const LINGER_NS: u64 = 50_000;
+/// `min(time until the slot's next grant, LINGER_NS)`: the spin and half of it again (for the
+/// clock reads between spin iterations and the futex call that ends it).
+pub const LINGER_NS: u64 = super::handoff::USER_SPIN_NS + super::handoff::USER_SPIN_NS / 2;
 
 /// Fixed part of the CPU time a user sandbox may use beyond its grants before the host kills
 /// it (ns): its start-up, a spare's wait, timer and scheduling noise.

@@ -69,13 +69,20 @@ pub use crate::doorbell::Waiter;
 /// How long the kernel spins for a reply before it sleeps (ns). (An adaptive budget that
 /// shrank after sleeps was measured: once below the user side's turnaround it never
 /// recovered, and every system call paid a futex wake-up: 7-10 µs instead of 4 µs.)
-pub const KERNEL_SPIN_NS: u64 = 30_000;
+///
+/// Both spins outlast a cross-CPU futex wake-up, which the side that slept costs its peer:
+/// 35 µs median, 120 µs p99 on a nested AMD EPYC cloud host (`native.futex_pingpong.
+/// cross_core`), where 30 µs and 20 µs made a page fault or a host file read of a program
+/// pay two such wake-ups. 100 µs each: `python3 -c pass` in a guest 41.5–45 → 38 ms
+/// (medians of 30–40 alternated runs), a fork+exec loop 52.5 → 46.5 ms (docs/BENCHMARKS.md).
+/// A spin stops at once when the peer shares its CPU (`peer_on_my_cpu`).
+pub const KERNEL_SPIN_NS: u64 = 100_000;
 /// Longest single sleep of the kernel on `done_seq` (ns): it re-checks the header's `dead`
 /// flag and its timeout in between, even if a wake-up was missed.
 pub const KERNEL_WAIT_SLICE_NS: u64 = 20_000_000;
 /// How long a slot thread spins for its next request, or for an earlier batch, before it
-/// sleeps (ns).
-pub const USER_SPIN_NS: u64 = 20_000;
+/// sleeps (ns): see [`KERNEL_SPIN_NS`].
+pub const USER_SPIN_NS: u64 = 100_000;
 /// Longest single sleep of a slot thread waiting for an earlier batch (ns): it re-checks
 /// `dead` in between.
 pub const ORDER_WAIT_SLICE_NS: u64 = 10_000_000;

@@ -441,9 +441,11 @@ fn out_of_memory_kills_are_reported() {
 /// Signals sent to a process (`kill`, not `tgkill`) are pending process-wide, as on Linux:
 /// taken by a thread that unblocks them after they were sent, seen in every thread's
 /// `sigpending` and taken by `sigwaitinfo` in any, kept when the thread that was running
-/// exits; a `tgkill`ed signal stays its thread's. The same output as natively, on 1 and 2
-/// vCPUs (the kernel used to queue a process's signal on one thread, chosen when it was
-/// sent).
+/// exits; a `tgkill`ed signal stays its thread's; a `read` blocked in one thread fails with
+/// `EINTR` only if the handler ran in that thread, and goes on when a thread making system
+/// calls took the signal (in a guest the other thread takes it in some rounds). The same
+/// output as natively, on 1 and 2 vCPUs (the kernel used to queue a process's signal on one
+/// thread, chosen when it was sent).
 #[test]
 #[cfg_attr(
     not(have_static_glibc),

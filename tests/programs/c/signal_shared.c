@@ -11,13 +11,19 @@
  *   sender-exits    the main thread sends SIGUSR1 to its process with every thread blocking
  *                   it and exits (pthread_exit); the worker finds it pending and takes it
  *   thread-directed a tgkill'ed signal stays the target thread's: another thread does not
- *                   see it in sigpending */
+ *                   see it in sigpending
+ *   read-restart    a reader blocked in read() and a thread making system calls in a loop both
+ *                   leave SIGUSR1 (a handler
+ *                   without SA_RESTART) unblocked; the process is sent SIGUSR1 each round:
+ *                   the read fails with EINTR only when the handler ran in the reader, and
+ *                   goes on (returns the byte written later) when the other thread took it */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -96,6 +102,77 @@ static void *directed_worker(void *arg) {
     return NULL;
 }
 
+/* read-restart */
+enum { ROUNDS = 40 };
+static int rr_pipe[2];
+static volatile int rr_stop;
+static volatile pid_t reader_tid, busy_tid;
+
+static void *rr_reader(void *arg) {
+    int *bad = arg;
+    reader_tid = gettid_();
+    set_mask(SIG_UNBLOCK, SIGUSR1);
+    for (int i = 0; i < ROUNDS; i++) {
+        pthread_barrier_wait(&bar); /* round starts: main sends once this thread blocks */
+        char c;
+        ssize_t n = read(rr_pipe[0], &c, 1);
+        int interrupted = n < 0 && errno == EINTR;
+        if (interrupted)
+            n = read(rr_pipe[0], &c, 1); /* the round's byte */
+        pid_t by = handled_by;
+        /* EINTR only for a handler that ran in this thread (it may also have run just
+         * before the read began: then the read simply waits for the byte). */
+        if (n != 1 || (interrupted && by != reader_tid))
+            (*bad)++;
+        pthread_barrier_wait(&bar); /* round done */
+    }
+    return NULL;
+}
+
+static void *rr_busy(void *arg) {
+    (void)arg;
+    busy_tid = gettid_();
+    set_mask(SIG_UNBLOCK, SIGUSR1);
+    while (!rr_stop)
+        getppid(); /* in and out of the kernel, where pending signals are taken */
+    return NULL;
+}
+
+static void read_restart(void) {
+    int bad = 0, by_reader = 0, by_busy = 0;
+    pipe(rr_pipe);
+    pthread_barrier_init(&bar, NULL, 2);
+    pthread_t r, b;
+    /* The reader first: a kernel that wakes the first thread not blocking the signal wakes
+     * it, and the busy thread may still take the signal on its way through the kernel. */
+    pthread_create(&r, NULL, rr_reader, &bad);
+    pthread_create(&b, NULL, rr_busy, NULL);
+    for (int i = 0; i < ROUNDS; i++) {
+        handled_by = 0;
+        pthread_barrier_wait(&bar);
+        usleep(2000); /* the reader is blocked in read() by now */
+        kill(getpid(), SIGUSR1);
+        while (handled_by == 0)
+            usleep(100);
+        if (handled_by == reader_tid)
+            by_reader++;
+        else if (handled_by == busy_tid)
+            by_busy++;
+        write(rr_pipe[1], "x", 1);
+        pthread_barrier_wait(&bar);
+    }
+    rr_stop = 1;
+    pthread_join(r, NULL);
+    pthread_join(b, NULL);
+    printf("read-restart: EINTR only when the reader ran the handler, else the byte: %s\n",
+           bad == 0 ? "yes" : "no");
+    printf("read-restart: every signal handled by one of the two threads: %s\n",
+           by_reader + by_busy == ROUNDS ? "yes" : "no");
+    fflush(stdout);
+    if (getenv("SIGNAL_SHARED_VERBOSE"))
+        fprintf(stderr, "read-restart: reader %d, busy %d, bad %d\n", by_reader, by_busy, bad);
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     struct sigaction sa;
@@ -136,6 +213,8 @@ int main(void) {
     int sig;
     sigwait(&s2, &sig);
     pthread_join(t, NULL);
+
+    read_restart();
 
     handled_by = 0;
     main_thread = pthread_self();

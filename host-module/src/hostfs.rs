@@ -20,7 +20,7 @@
 //! holds for it; a file changed in place is read as it is now, as without the cache. Only
 //! opened regular files are kept (never directories, so nothing a host `mv` takes out of DIR
 //! can be walked through), and never for a writable volume ([`crate::volume`], whose files
-//! the guest itself renames and truncates). [`hc_read`] reads straight into guest memory (no
+//! the guest itself renames and truncates). `HostfsRead` reads straight into guest memory (no
 //! host bounce buffer).
 //!
 //! Guest arguments are validated before any host work: path length (at most

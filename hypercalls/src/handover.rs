@@ -295,6 +295,9 @@ pub mod section {
     /// Version 2 (optional: a reader that does not know it skips it, and such a thread's
     /// sleep then starts over when it is re-issued, as before): [`super::RestartEntry`]s.
     pub const RESTART: u32 = 27;
+    /// Version 2 (optional: a reader that does not know it skips it, and the processes' CPU
+    /// times then start again from zero): [`super::CpuTimesEntry`]s.
+    pub const CPU_TIMES: u32 = 28;
     /// Version 2: the in-memory filesystem's inodes ([`super::FsNodeEntry`]; first the
     /// filesystem itself).
     pub const FS_NODE: u32 = 21;
@@ -1032,6 +1035,43 @@ pub struct RestartEntry {
 
 const _: () = assert!(size_of::<RestartEntry>() == 40);
 
+/// [`CpuTimesEntry::kind`].
+pub mod cpu_times_kind {
+    /// A live thread (`id` its tid): what it has used so far.
+    pub const THREAD: u32 = 0;
+    /// A live process (`id` its pid): what its ended threads used, its largest resident set
+    /// and the page faults it took.
+    pub const ENDED: u32 = 1;
+    /// A live process (`id` its pid): what its reaped children used (`RUSAGE_CHILDREN`).
+    pub const CHILDREN: u32 = 2;
+}
+
+/// Version 2 (section [`section::CPU_TIMES`]): CPU times and faults the adopting kernel goes
+/// on counting from (`times`, `getrusage`, `/proc/PID/stat`, CPU-time clocks and timers), in
+/// increasing order of (`kind`, `id`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct CpuTimesEntry {
+    /// The thread's tid ([`cpu_times_kind::THREAD`]) or the process's pid.
+    pub id: i32,
+    /// One of [`cpu_times_kind`].
+    pub kind: u32,
+    /// User CPU time (ns).
+    pub user_ns: u64,
+    /// System CPU time (ns).
+    pub system_ns: u64,
+    /// Largest resident set in KiB (0 for a thread).
+    pub maxrss_kib: u64,
+    /// Page faults served (0 for a thread).
+    pub minflt: u64,
+}
+
+const _: () = assert!(size_of::<CpuTimesEntry>() == 40);
+
+/// The most CPU time an entry may carry, per field (ns): about 292 years, so that sums of
+/// many never overflow.
+pub const MAX_CPU_NS: u64 = 1 << 63 >> 10;
+
 /// Version 2 (section [`section::TIMER`]): one timer of a live process — an interval timer
 /// (`setitimer`, `alarm`) or a POSIX timer (`timer_create`) — armed or not.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
@@ -1205,6 +1245,10 @@ impl Entry for RestartEntry {
     const KIND: u32 = section::RESTART;
 }
 
+impl Entry for CpuTimesEntry {
+    const KIND: u32 = section::CPU_TIMES;
+}
+
 /// Copies `s` into a NUL-padded field (cut to its size).
 pub fn fill_name(dst: &mut [u8], s: &[u8]) {
     let n = s.len().min(dst.len());
@@ -1316,6 +1360,7 @@ impl<'a> Record<'a> {
                 section::EPOLL_ITEM => Some(size_of::<EpollItemEntry>()),
                 section::PROCESS_ARGS => Some(size_of::<ProcessArgsEntry>()),
                 section::RESTART => Some(size_of::<RestartEntry>()),
+                section::CPU_TIMES => Some(size_of::<CpuTimesEntry>()),
                 section::FS_NODE => Some(size_of::<FsNodeEntry>()),
                 section::FS_DIRENT => Some(size_of::<FsDirentEntry>()),
                 section::FS_PAGES => Some(size_of::<FsPagesEntry>()),
@@ -1334,7 +1379,7 @@ impl<'a> Record<'a> {
             // Version 1 has none of version 2's sections.
             if header.version < 2
                 && ((section::THREAD_STATE..=section::SOCKET_MSG).contains(&h.kind)
-                    || (section::FS_NODE..=section::RESTART).contains(&h.kind))
+                    || (section::FS_NODE..=section::CPU_TIMES).contains(&h.kind))
             {
                 return Err(RecordError::BadSection(h.kind));
             }
@@ -1574,6 +1619,35 @@ impl<'a> Record<'a> {
                 );
             }
             last_restart = e.tid;
+        }
+        let mut last_times = None;
+        for e in self.entries::<CpuTimesEntry>() {
+            let live_process = |pid: i32| {
+                procs
+                    .find(pid, |p| p.pid)
+                    .is_some_and(|p| p.flags & process_flags::ZOMBIE == 0)
+            };
+            let of_live = match e.kind {
+                cpu_times_kind::THREAD => {
+                    e.maxrss_kib == 0
+                        && e.minflt == 0
+                        && thread_states.find(e.id, |t| t.tid).is_some()
+                }
+                cpu_times_kind::ENDED | cpu_times_kind::CHILDREN => live_process(e.id),
+                _ => false,
+            };
+            let ok = of_live
+                && last_times < Some((e.kind, e.id))
+                && [e.user_ns, e.system_ns, e.maxrss_kib, e.minflt]
+                    .iter()
+                    .all(|&v| v <= MAX_CPU_NS);
+            if !ok {
+                return oob(
+                    "CPU times of no live thread or process (in kind and id order, bounded)",
+                    e.id as u64,
+                );
+            }
+            last_times = Some((e.kind, e.id));
         }
         let mut last_args = 0;
         for a in self.entries::<ProcessArgsEntry>() {
@@ -2378,6 +2452,63 @@ mod tests {
             assert!(check(&[bad], true).is_err(), "{bad:?}");
         }
         assert!(check(&[entry, entry], true).is_err());
+    }
+
+    #[test]
+    fn cpu_times_are_checked() {
+        let thread = CpuTimesEntry {
+            id: 1,
+            kind: cpu_times_kind::THREAD,
+            user_ns: 3_000_000,
+            system_ns: 1_000_000,
+            maxrss_kib: 0,
+            minflt: 0,
+        };
+        let ended = CpuTimesEntry {
+            kind: cpu_times_kind::ENDED,
+            maxrss_kib: 4096,
+            minflt: 300,
+            ..thread
+        };
+        let children = CpuTimesEntry {
+            kind: cpu_times_kind::CHILDREN,
+            ..ended
+        };
+        let check = |entries: &[CpuTimesEntry]| {
+            let v = v2_plus(&[], |_| {}, b"", |w| w.section(entries));
+            let r = Record::parse(&v, (1, 2)).expect("parses");
+            r.check(&BOUNDS)
+                .map(|()| r.entries::<CpuTimesEntry>().collect::<Vec<_>>())
+        };
+        let all = [thread, ended, children];
+        assert_eq!(check(&all), Ok(all.to_vec()));
+        assert!(check(&[]).is_ok());
+        for bad in [
+            CpuTimesEntry { id: 2, ..thread },
+            CpuTimesEntry { id: 2, ..ended },
+            CpuTimesEntry { kind: 3, ..ended },
+            CpuTimesEntry {
+                minflt: 1,
+                ..thread
+            },
+            CpuTimesEntry {
+                maxrss_kib: 1,
+                ..thread
+            },
+            CpuTimesEntry {
+                user_ns: MAX_CPU_NS + 1,
+                ..thread
+            },
+            CpuTimesEntry {
+                system_ns: u64::MAX,
+                ..children
+            },
+        ] {
+            assert!(check(&[bad]).is_err(), "{bad:?}");
+        }
+        // Out of order, twice.
+        assert!(check(&[ended, thread]).is_err());
+        assert!(check(&[thread, thread]).is_err());
     }
 
     #[test]

@@ -1891,3 +1891,63 @@ fn a_sleep_goes_on_with_the_time_it_had_left_after_a_switch() {
     let st = root.pvmux(&["stop", "-t", "1", "t"]);
     assert_eq!(st.code(), Some(0), "{}", st.context());
 }
+
+/// A program's CPU time goes on from what it had used after a switch (record section 28):
+/// before, the adopting kernel counted every thread's time from zero, so `process_time()`
+/// went back to about 0 s.
+#[test]
+fn cpu_times_go_on_after_a_switch() {
+    let root = root("cputimes");
+    let out = TempDir::unique("pvmux-upgrade-out", "cputimes");
+    let vol = format!("{}:/out", out.0.display());
+    let cpu = out.0.join("cpu");
+    // Burn 0.6 s of CPU time, then write the process's CPU time every 50 ms.
+    let prog = "import time\n\
+                while time.process_time() < 0.6: pass\n\
+                while True:\n\
+                \x20   open('/out/cpu.new', 'w').write(repr(time.process_time()))\n\
+                \x20   __import__('os').rename('/out/cpu.new', '/out/cpu')\n\
+                \x20   time.sleep(0.05)\n";
+    let r = root.pvmux(&[
+        "run",
+        "--name",
+        "c",
+        "--detach",
+        "--rootfs",
+        "/",
+        "-v",
+        &vol,
+        "--",
+        "/usr/bin/python3",
+        "-c",
+        prog,
+    ]);
+    assert_eq!(r.code(), Some(0), "{}", r.context());
+    let read = || -> Option<f64> { std::fs::read_to_string(&cpu).ok()?.trim().parse().ok() };
+    wait_for("0.6 s of CPU time used", || {
+        read().is_some_and(|t| t >= 0.6)
+    });
+    let before = read().expect("a CPU time");
+    let next = kernel_copy(root.dir(), "next", |n| {
+        *n = HandoverNote {
+            release: HandoverNote::new("6.1.0-pvmux-next").release,
+            ..*n
+        }
+    });
+    let (up, v) = upgrade(&root, "c", &next, None);
+    assert_eq!(up.code(), Some(0), "{}", up.context());
+    assert_eq!(v["switch"]["adopted_by"], "6.1.0-pvmux-next", "{v}");
+    // Values the new kernel wrote (the file changes after the switch).
+    let first_after = read();
+    wait_for("a CPU time written by the new kernel's process", || {
+        read() != first_after
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let after = read().expect("a CPU time");
+    assert!(
+        after >= before,
+        "the CPU time went back from {before} s to {after} s after the switch"
+    );
+    let st = root.pvmux(&["stop", "-t", "1", "c"]);
+    assert_eq!(st.code(), Some(0), "{}", st.context());
+}

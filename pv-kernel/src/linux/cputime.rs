@@ -76,16 +76,25 @@ impl Usage {
     }
 }
 
-/// Per thread: its user time.
+/// Per thread: its user time, and the CPU time it had used under the kernel that handed it
+/// over (its kernel thread here counts from zero).
 #[derive(Default)]
 pub(crate) struct TaskTimes {
     user_ns: AtomicU64,
+    adopted_cpu_ns: AtomicU64,
 }
 
 impl TaskTimes {
     /// Adds `ns` of user time (one run of user code).
     pub(crate) fn add_user(&self, ns: u64) {
         self.user_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    /// Starts from what an adopted thread had used (hand-over record section 28).
+    pub(crate) fn adopt(&self, u: &Usage) {
+        self.user_ns.store(u.user_ns, Ordering::Relaxed);
+        self.adopted_cpu_ns
+            .store(u.user_ns.saturating_add(u.system_ns), Ordering::Relaxed);
     }
 }
 
@@ -131,6 +140,26 @@ impl ProcessTimes {
         self.children.lock().add(u);
     }
 
+    /// Starts from what an adopted process's ended threads and reaped children had used
+    /// (hand-over record section 28).
+    pub(crate) fn adopt(&self, ended: &Usage, children: &Usage) {
+        *self.ended.lock() = Usage {
+            maxrss_kib: 0,
+            minflt: 0,
+            ..*ended
+        };
+        *self.children.lock() = *children;
+        self.maxrss_kib
+            .fetch_max(ended.maxrss_kib, Ordering::Relaxed);
+        self.minflt.fetch_add(ended.minflt, Ordering::Relaxed);
+    }
+
+    /// What its ended threads used, with its largest resident set and its faults (the
+    /// hand-over record's `ENDED` entry).
+    pub(crate) fn ended_usage(&self) -> Usage {
+        self.own_ended()
+    }
+
     /// What the reaped children used (`RUSAGE_CHILDREN`).
     pub(crate) fn children(&self) -> Usage {
         *self.children.lock()
@@ -159,7 +188,9 @@ fn thread_of(t: &Task) -> Option<Arc<crate::sched::thread::Thread>> {
 
 /// What thread `t` has used so far (`RUSAGE_THREAD`, `CLOCK_THREAD_CPUTIME_ID`).
 pub(crate) fn thread_usage(t: &Task) -> Usage {
-    let cpu = thread_of(t).map_or(0, |th| th.cpu_time_ns());
+    let cpu = thread_of(t)
+        .map_or(0, |th| th.cpu_time_ns())
+        .saturating_add(t.times.adopted_cpu_ns.load(Ordering::Relaxed));
     let user = t.times.user_ns.load(Ordering::Relaxed).min(cpu);
     Usage {
         user_ns: user,

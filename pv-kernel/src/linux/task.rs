@@ -577,6 +577,7 @@ pub(crate) fn adopt_process(
         a.environ = parts.environ.clone();
     }
     *p.creds.lock() = parts.creds.clone();
+    p.times.adopt(&parts.times[0], &parts.times[1]);
     p.shared_sig.adopt(SigSet::from_bits(parts.shared_pending));
     link_to_parent(&p);
     Ok(p)
@@ -646,6 +647,7 @@ pub(crate) fn adopt_thread(
     let task = new_task(t.tid, p, sig);
     task.clear_child_tid
         .store(t.clear_child_tid, Ordering::Relaxed);
+    task.times.adopt(&t.times);
     *task.restart_block.lock() = t.restart;
     task.restart_armed
         .store(t.restart.is_some(), Ordering::Relaxed);

@@ -32,10 +32,11 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use pvmux_hypercalls::handover::{
-    adopt_flags, adopt_status, page_flags, process_flags, thread_state, AdoptArgs, BlockerEntry,
-    Bounds, FdStateEntry, FileAreaEntry, FileImageEntry, InetMsgEntry, InetSocketEntry,
-    PageRunEntry, PipeEntry, ProcessEntry, ProcessStateEntry, Record, RecordError, SocketEntry,
-    SocketMsgEntry, ThreadStateEntry, TimerEntry, ZombieEntry, MAX_ADOPT_REASON, MAX_PID,
+    adopt_flags, adopt_status, cpu_times_kind, page_flags, process_flags, thread_state, AdoptArgs,
+    BlockerEntry, Bounds, FdStateEntry, FileAreaEntry, FileImageEntry, InetMsgEntry,
+    InetSocketEntry, PageRunEntry, PipeEntry, ProcessEntry, ProcessStateEntry, Record, RecordError,
+    SocketEntry, SocketMsgEntry, ThreadStateEntry, TimerEntry, ZombieEntry, MAX_ADOPT_REASON,
+    MAX_PID,
 };
 
 /// Why this kernel does not adopt a record.
@@ -649,6 +650,9 @@ pub(crate) struct ProcessParts {
     /// What `/proc/PID/cmdline` and `environ` show (empty if the record has no section 26).
     pub(crate) cmdline: Vec<u8>,
     pub(crate) environ: Vec<u8>,
+    /// What its ended threads and its reaped children had used (section 28; zero without
+    /// it).
+    pub(crate) times: [crate::linux::cputime::Usage; 2],
     /// Its threads, by tid.
     pub(crate) threads: Vec<ThreadParts>,
 }
@@ -670,6 +674,21 @@ pub(crate) struct ThreadParts {
     pub(crate) altstack: (u64, u64, u32),
     /// The sleep it goes on with by re-issuing `restart_syscall` (section 27).
     pub(crate) restart: Option<crate::linux::timers::sleep::RestartBlock>,
+    /// What it had used (section 28; zero without it).
+    pub(crate) times: crate::linux::cputime::Usage,
+}
+
+/// The usage entry `(kind, id)` of section 28 (zero when the record has none).
+fn cpu_times(r: &Record<'_>, kind: u32, id: i32) -> crate::linux::cputime::Usage {
+    r.entries::<pvmux_hypercalls::handover::CpuTimesEntry>()
+        .find(|e| (e.kind, e.id) == (kind, id))
+        .map(|e| crate::linux::cputime::Usage {
+            user_ns: e.user_ns,
+            system_ns: e.system_ns,
+            maxrss_kib: e.maxrss_kib,
+            minflt: e.minflt,
+        })
+        .unwrap_or_default()
 }
 
 /// Decodes live process `pid` of the checked record `r` ([`plan`] passed).
@@ -778,6 +797,7 @@ pub(crate) fn process_parts(r: &Record<'_>, pid: i32) -> Result<ProcessParts, Re
                     nr: e.nr,
                     ret_rip: e.ret_rip,
                 }),
+            times: cpu_times(r, cpu_times_kind::THREAD, t.tid),
         });
     }
     let (cmdline, environ) = r
@@ -801,6 +821,10 @@ pub(crate) fn process_parts(r: &Record<'_>, pid: i32) -> Result<ProcessParts, Re
         comm: pvmux_hypercalls::handover::until_nul(&p.comm).to_vec(),
         cmdline,
         environ,
+        times: [
+            cpu_times(r, cpu_times_kind::ENDED, pid),
+            cpu_times(r, cpu_times_kind::CHILDREN, pid),
+        ],
         threads,
     })
 }

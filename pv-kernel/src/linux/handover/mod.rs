@@ -38,11 +38,11 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use pvmux_hypercalls::handover::{
     blocker, fd_kind, fd_state, file_area_flags, file_image_flags, fill_name, page_flags,
-    process_flags, thread_state, vma_flags, BlobRef, BlockerEntry, EpollItemEntry, FdEntry,
-    FdStateEntry, FileAreaEntry, FileImageEntry, InetMsgEntry, InetSocketEntry, PageRunEntry,
-    PipeEntry, ProcessArgsEntry, ProcessEntry, ProcessStateEntry, RecordWriter, RestartEntry,
-    SigActionEntry, SocketEntry, SocketMsgEntry, ThreadEntry, ThreadStateEntry, TimerEntry,
-    TimerFdEntry, VmaEntry, ZombieEntry, MAX_FPU_LEN, MAX_PIPE_BYTES, MAX_RECORD_LEN,
+    process_flags, thread_state, vma_flags, BlobRef, BlockerEntry, CpuTimesEntry, EpollItemEntry,
+    FdEntry, FdStateEntry, FileAreaEntry, FileImageEntry, InetMsgEntry, InetSocketEntry,
+    PageRunEntry, PipeEntry, ProcessArgsEntry, ProcessEntry, ProcessStateEntry, RecordWriter,
+    RestartEntry, SigActionEntry, SocketEntry, SocketMsgEntry, ThreadEntry, ThreadStateEntry,
+    TimerEntry, TimerFdEntry, VmaEntry, ZombieEntry, MAX_FPU_LEN, MAX_PIPE_BYTES, MAX_RECORD_LEN,
     MIN_RECORD_VERSION, NO_RESTART, NR_RLIMITS, RECORD_VERSION,
 };
 use pvmux_hypercalls::{HcError, TrapFrame};
@@ -468,6 +468,46 @@ fn carry_threads(procs: &[Arc<Process>], inv: &mut Inventory) {
     }
     inv.thread_states.sort_by_key(|t| t.tid);
     inv.restarts.sort_by_key(|r| r.tid);
+    carry_cpu_times(procs, inv);
+}
+
+/// Version 2: the CPU times and faults of every live thread and process (section 28), which
+/// the adopting kernel goes on counting from.
+fn carry_cpu_times(procs: &[Arc<Process>], inv: &mut Inventory) {
+    use crate::linux::cputime::{self, Usage};
+    use pvmux_hypercalls::handover::{cpu_times_kind as kind, MAX_CPU_NS};
+    let entry = |id: i32, kind: u32, u: &Usage| CpuTimesEntry {
+        id,
+        kind,
+        user_ns: u.user_ns.min(MAX_CPU_NS),
+        system_ns: u.system_ns.min(MAX_CPU_NS),
+        maxrss_kib: u.maxrss_kib.min(MAX_CPU_NS),
+        minflt: u.minflt.min(MAX_CPU_NS),
+    };
+    let live = || procs.iter().filter(|p| !p.zombie.load(Ordering::Relaxed));
+    for p in live() {
+        for t in p.threads.lock().iter() {
+            let u = cputime::thread_usage(t);
+            inv.cpu_times.push(entry(
+                t.tid,
+                kind::THREAD,
+                &Usage {
+                    maxrss_kib: 0,
+                    minflt: 0,
+                    ..u
+                },
+            ));
+        }
+    }
+    for p in live() {
+        inv.cpu_times
+            .push(entry(p.pid, kind::ENDED, &p.times.ended_usage()));
+    }
+    for p in live() {
+        inv.cpu_times
+            .push(entry(p.pid, kind::CHILDREN, &p.times.children()));
+    }
+    inv.cpu_times.sort_by_key(|e| (e.kind, e.id));
 }
 
 /// What record version 1 lists.
@@ -511,6 +551,8 @@ pub(crate) struct Inventory {
     pub(crate) process_args: Vec<ProcessArgsEntry>,
     /// The sleeps threads go on with (section 27, in tid order).
     pub(crate) restarts: Vec<RestartEntry>,
+    /// CPU times of live threads and processes (section 28, in kind and id order).
+    pub(crate) cpu_times: Vec<CpuTimesEntry>,
     /// The in-memory filesystem (sections 21-23), when it is carried.
     pub(crate) fs: Option<crate::fs::ramfs::carry::Carried>,
     pub(crate) blob: Vec<u8>,
@@ -544,6 +586,7 @@ impl Inventory {
             + self.epoll_items.len() * size_of::<EpollItemEntry>()
             + self.process_args.len() * size_of::<ProcessArgsEntry>()
             + self.restarts.len() * size_of::<RestartEntry>()
+            + self.cpu_times.len() * size_of::<CpuTimesEntry>()
             + self.fs.as_ref().map_or(0, |c| c.size())
             + self.blob.len()
     }
@@ -590,6 +633,7 @@ impl Inventory {
             w.section(&self.epoll_items);
             w.section(&self.process_args);
             w.section(&self.restarts);
+            w.section(&self.cpu_times);
             if let Some(fs) = &self.fs {
                 w.section(&fs.nodes);
                 w.section(&fs.dirents);

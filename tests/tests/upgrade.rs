@@ -144,12 +144,7 @@ fn an_upgrade_switches_kernels_under_running_programs_and_loses_nothing() {
     );
 
     // The same image, released under another name in its note: the refusal names both.
-    let next = kernel_copy(root.dir(), "next", |n| {
-        *n = HandoverNote {
-            release: HandoverNote::new("6.1.0-pvmux-next").release,
-            ..*n
-        }
-    });
+    let next = next_kernel(&root);
     let before = counter(&file).len();
     // A new kernel that refuses the record (asked to by a kernel word): the refusal names
     // it and its reason, and the old kernel keeps running.
@@ -416,6 +411,27 @@ fn an_upgrade_switches_kernels_under_running_programs_and_loses_nothing() {
     assert_eq!(st.code(), Some(0), "{}", st.context());
 }
 
+/// A copy of the kernel whose hand-over note says `6.1.0-pvmux-next` (what a switch to it
+/// shows in `uname -r`).
+fn next_kernel(root: &Root) -> PathBuf {
+    kernel_copy(root.dir(), "next", |n| {
+        *n = HandoverNote {
+            release: HandoverNote::new("6.1.0-pvmux-next").release,
+            ..*n
+        }
+    })
+}
+
+/// Upgrades tenant `name` to a copy of the kernel whose note says `6.1.0-pvmux-next`, which
+/// must switch to it: the upgrade's JSON report.
+fn switch_to_next(root: &Root, name: &str) -> serde_json::Value {
+    let next = next_kernel(root);
+    let (up, v) = upgrade(root, name, &next, None);
+    assert_eq!(up.code(), Some(0), "{}", up.context());
+    assert_eq!(v["switch"]["adopted_by"], "6.1.0-pvmux-next", "{v}");
+    v
+}
+
 /// Upgrades `name` to `kernel` (with kernel `words`), retrying while a record names a
 /// thread caught where the freeze cannot stop it for a moment — not at its safe point in
 /// time, or blocked in a system call that waits for the host (a `fork` making its user
@@ -486,12 +502,7 @@ fn a_pipe_carries_its_bytes_across_a_switch_and_a_refused_switch_falls_back() {
         }
         v
     };
-    let next = kernel_copy(root.dir(), "next", |n| {
-        *n = HandoverNote {
-            release: HandoverNote::new("6.1.0-pvmux-next").release,
-            ..*n
-        }
-    });
+    let next = next_kernel(&root);
     for (kernel, words, running, want) in [
         // The switch: 6.1.0-pvmux-next adopts the tenant.
         (next.as_path(), None, "6.1.0-pvmux", "6.1.0-pvmux-next"),
@@ -555,12 +566,7 @@ fn a_pipe_carries_its_bytes_across_a_switch_and_a_refused_switch_falls_back() {
 #[test]
 fn a_kernel_reports_the_release_its_note_declares() {
     let root = root("release");
-    let next = kernel_copy(root.dir(), "next", |n| {
-        *n = HandoverNote {
-            release: HandoverNote::new("6.1.0-pvmux-next").release,
-            ..*n
-        }
-    });
+    let next = next_kernel(&root);
     for (kernel, want) in [(None, "6.1.0-pvmux"), (Some(&next), "6.1.0-pvmux-next")] {
         let mut args = vec!["run", "--rootfs", "/"];
         if let Some(k) = kernel {
@@ -649,12 +655,7 @@ fn bad_or_incompatible_images_are_refused_before_the_guest_is_asked() {
         });
     }
     // Version 2 carries `timeout`'s timer (section 16): the switch goes through.
-    let next = kernel_copy(root.dir(), "next", |n| {
-        *n = HandoverNote {
-            release: HandoverNote::new("6.1.0-pvmux-next").release,
-            ..*n
-        }
-    });
+    let next = next_kernel(&root);
     let up = root.pvmux(&[
         "upgrade",
         "--format",
@@ -764,12 +765,7 @@ fn files_in_guest_memory_are_carried_across_a_switch() {
         "sleep 1000",
     ]);
     assert_eq!(r.code(), Some(0), "{}", r.context());
-    let next = kernel_copy(root.dir(), "next", |n| {
-        *n = HandoverNote {
-            release: HandoverNote::new("6.1.0-pvmux-next").release,
-            ..*n
-        }
-    });
+    let next = next_kernel(&root);
     let make = format!(
         "set -e; mkdir /tmp/w; cd /tmp/w; printf small > s1; head -c 10000 /dev/urandom > big; \
          dd if=/dev/zero of=sparse bs=1 count=1 seek=3000000 2>/dev/null; echo end >> sparse; \
@@ -879,15 +875,7 @@ fn descriptors_of_in_memory_files_go_on_where_they_were_after_a_switch() {
     ]);
     assert_eq!(r.code(), Some(0), "{}", r.context());
     wait_for("the files are open", || out.0.join("ready").exists());
-    let next = kernel_copy(root.dir(), "next", |n| {
-        *n = HandoverNote {
-            release: HandoverNote::new("6.1.0-pvmux-next").release,
-            ..*n
-        }
-    });
-    let (up, v) = upgrade(&root, "f", &next, None);
-    assert_eq!(up.code(), Some(0), "{}", up.context());
-    assert_eq!(v["switch"]["adopted_by"], "6.1.0-pvmux-next", "{v}");
+    let v = switch_to_next(&root, "f");
     // Carried by inode, with their offsets (the directory's: a cookie past `.`, `..`, ...).
     let procs = v["record"]["processes"].as_array().expect("processes");
     let pid = procs
@@ -967,12 +955,7 @@ fn timers_fire_on_time_after_a_switch() {
         std::fs::read_to_string(&results).is_ok_and(|s| s == "armed\n")
     });
     let armed = started.elapsed();
-    let next = kernel_copy(root.dir(), "next", |n| {
-        *n = HandoverNote {
-            release: HandoverNote::new("6.1.0-pvmux-next").release,
-            ..*n
-        }
-    });
+    let next = next_kernel(&root);
     let (up, v) = upgrade(&root, "t", &next, None);
     let switched = started.elapsed();
     assert_eq!(up.code(), Some(0), "{}", up.context());
@@ -1190,12 +1173,7 @@ fn unix_sockets_carry_their_bytes_across_a_switch() {
     let pids = |root: &Root| guest_processes(root, "s");
     let before = pids(&root);
     assert_eq!(before.len(), 2, "server and client: {before:?}");
-    let next = kernel_copy(root.dir(), "next", |n| {
-        *n = HandoverNote {
-            release: HandoverNote::new("6.1.0-pvmux-next").release,
-            ..*n
-        }
-    });
+    let next = next_kernel(&root);
     let count = counter(&file).len();
     assert!(
         count < 150,
@@ -1285,12 +1263,7 @@ fn a_descriptor_in_flight_on_a_unix_socket_is_named_and_refuses_the_upgrade() {
     wait_for("the descriptor is in flight", || {
         out.0.join("ready").exists()
     });
-    let next = kernel_copy(root.dir(), "next", |n| {
-        *n = HandoverNote {
-            release: HandoverNote::new("6.1.0-pvmux-next").release,
-            ..*n
-        }
-    });
+    let next = next_kernel(&root);
     let up = root.pvmux(&[
         "upgrade",
         "--format",
@@ -1421,12 +1394,7 @@ fn loopback_inet_sockets_carry_their_bytes_across_a_switch() {
     let pids = |root: &Root| guest_processes(root, "i");
     let before = pids(&root);
     assert_eq!(before.len(), 2, "server and client: {before:?}");
-    let next = kernel_copy(root.dir(), "next", |n| {
-        *n = HandoverNote {
-            release: HandoverNote::new("6.1.0-pvmux-next").release,
-            ..*n
-        }
-    });
+    let next = next_kernel(&root);
     let count = counter(&file).len();
     assert!(
         count < 150,
@@ -1537,12 +1505,7 @@ fn event_objects_keep_their_state_and_readiness_across_a_switch() {
     let before = ready(&results).unwrap();
     assert_eq!(before, ready(&native_out).unwrap(), "before the switch");
     assert_eq!(before, "ready 1001,1002,1003,1004\n");
-    let next = kernel_copy(root.dir(), "next", |n| {
-        *n = HandoverNote {
-            release: HandoverNote::new("6.1.0-pvmux-next").release,
-            ..*n
-        }
-    });
+    let next = next_kernel(&root);
     let (up, v) = upgrade(&root, "e", &next, None);
     assert_eq!(up.code(), Some(0), "{}", up.context());
     assert_eq!(v["adopt_check"]["adopts"], true, "{v}");
@@ -1717,12 +1680,7 @@ fn an_asyncio_echo_server_keeps_its_connection_across_a_switch() {
     let pids = |root: &Root| guest_processes(root, "a");
     let before = pids(&root);
     assert_eq!(before.len(), 2, "server and client: {before:?}");
-    let next = kernel_copy(root.dir(), "next", |n| {
-        *n = HandoverNote {
-            release: HandoverNote::new("6.1.0-pvmux-next").release,
-            ..*n
-        }
-    });
+    let next = next_kernel(&root);
     let (up, v) = upgrade(&root, "a", &next, None);
     assert_eq!(up.code(), Some(0), "{}", up.context());
     assert_eq!(v["adopt_check"]["adopts"], true, "{v}");
@@ -1785,12 +1743,7 @@ fn an_inotify_descriptor_is_named_and_refuses_the_upgrade() {
     ]);
     assert_eq!(r.code(), Some(0), "{}", r.context());
     wait_for("the watch is set", || out.0.join("ready").exists());
-    let next = kernel_copy(root.dir(), "next", |n| {
-        *n = HandoverNote {
-            release: HandoverNote::new("6.1.0-pvmux-next").release,
-            ..*n
-        }
-    });
+    let next = next_kernel(&root);
     let up = root.pvmux(&[
         "upgrade",
         "--format",
@@ -1846,12 +1799,7 @@ fn a_sleep_goes_on_with_the_time_it_had_left_after_a_switch() {
         &script,
     ]);
     assert_eq!(r.code(), Some(0), "{}", r.context());
-    let next = kernel_copy(root.dir(), "next", |n| {
-        *n = HandoverNote {
-            release: HandoverNote::new("6.1.0-pvmux-next").release,
-            ..*n
-        }
-    });
+    let next = next_kernel(&root);
     // Half way through the sleep.
     std::thread::sleep(Duration::from_secs(SECS / 2).saturating_sub(started.elapsed()));
     let (up, v) = upgrade(&root, "t", &next, None);
@@ -1928,15 +1876,7 @@ fn cpu_times_go_on_after_a_switch() {
         read().is_some_and(|t| t >= 0.6)
     });
     let before = read().expect("a CPU time");
-    let next = kernel_copy(root.dir(), "next", |n| {
-        *n = HandoverNote {
-            release: HandoverNote::new("6.1.0-pvmux-next").release,
-            ..*n
-        }
-    });
-    let (up, v) = upgrade(&root, "c", &next, None);
-    assert_eq!(up.code(), Some(0), "{}", up.context());
-    assert_eq!(v["switch"]["adopted_by"], "6.1.0-pvmux-next", "{v}");
+    switch_to_next(&root, "c");
     // Values the new kernel wrote (the file changes after the switch).
     let first_after = read();
     wait_for("a CPU time written by the new kernel's process", || {

@@ -411,6 +411,17 @@ fn an_upgrade_switches_kernels_under_running_programs_and_loses_nothing() {
     assert_eq!(st.code(), Some(0), "{}", st.context());
 }
 
+/// Starts tenant `name` detached with `--rootfs /` and volume `vol` (`HOSTDIR:GUESTDIR`),
+/// running `program` (with its arguments); it must start.
+fn start_detached(root: &Root, name: &str, vol: &str, program: &[&str]) {
+    let mut args = vec![
+        "run", "--name", name, "--detach", "--rootfs", "/", "-v", vol, "--",
+    ];
+    args.extend_from_slice(program);
+    let r = root.pvmux(&args);
+    assert_eq!(r.code(), Some(0), "{}", r.context());
+}
+
 /// A copy of the kernel whose hand-over note says `6.1.0-pvmux-next` (what a switch to it
 /// shows in `uname -r`).
 fn next_kernel(root: &Root) -> PathBuf {
@@ -477,11 +488,7 @@ fn a_pipe_carries_its_bytes_across_a_switch_and_a_refused_switch_falls_back() {
     let vol = format!("{}:/out", out.0.display());
     // Every value goes through a pipe to `cat`, which appends it to the host file.
     let script = "i=0; while :; do i=$((i+1)); echo $i; sleep 0.01; done | cat >> /out/c";
-    let r = root.pvmux(&[
-        "run", "--name", "p", "--detach", "--rootfs", "/", "-v", &vol, "--", "/bin/sh", "-c",
-        script,
-    ]);
-    assert_eq!(r.code(), Some(0), "{}", r.context());
+    start_detached(&root, "p", &vol, &["/bin/sh", "-c", script]);
     let monitor = root.monitor_pid("p");
     wait_for("the loop counts", || counter(&file).len() >= 20);
     // The guest's long-lived processes (`pid:comm`): init, the loop's subshell, `cat` — not
@@ -750,21 +757,7 @@ fn files_in_guest_memory_are_carried_across_a_switch() {
     }
     let share_path = share.0.to_str().expect("UTF-8").to_owned();
     let vol = format!("{}:/out", out.0.display());
-    let r = root.pvmux(&[
-        "run",
-        "--name",
-        "m",
-        "--detach",
-        "--rootfs",
-        "/",
-        "-v",
-        &vol,
-        "--",
-        "/bin/sh",
-        "-c",
-        "sleep 1000",
-    ]);
-    assert_eq!(r.code(), Some(0), "{}", r.context());
+    start_detached(&root, "m", &vol, &["/bin/sh", "-c", "sleep 1000"]);
     let next = next_kernel(&root);
     let make = format!(
         "set -e; mkdir /tmp/w; cd /tmp/w; printf small > s1; head -c 10000 /dev/urandom > big; \
@@ -869,11 +862,7 @@ fn descriptors_of_in_memory_files_go_on_where_they_were_after_a_switch() {
         "{} /tmp/fds /out/ready /out/go /out/report; while :; do sleep 1; done",
         prog.display()
     );
-    let r = root.pvmux(&[
-        "run", "--name", "f", "--detach", "--rootfs", "/", "-v", &vol, "--", "/bin/sh", "-c",
-        &script,
-    ]);
-    assert_eq!(r.code(), Some(0), "{}", r.context());
+    start_detached(&root, "f", &vol, &["/bin/sh", "-c", &script]);
     wait_for("the files are open", || out.0.join("ready").exists());
     let v = switch_to_next(&root, "f");
     // Carried by inode, with their offsets (the directory's: a cookie past `.`, `..`, ...).
@@ -945,11 +934,7 @@ fn timers_fire_on_time_after_a_switch() {
         .spawn()
         .expect("run handover-timers natively");
     let started = std::time::Instant::now();
-    let r = root.pvmux(&[
-        "run", "--name", "t", "--detach", "--rootfs", "/", "-v", &vol, "--", "/bin/sh", "-c",
-        &script,
-    ]);
-    assert_eq!(r.code(), Some(0), "{}", r.context());
+    start_detached(&root, "t", &vol, &["/bin/sh", "-c", &script]);
     let results = out.0.join("timers");
     wait_for("the timers are armed", || {
         std::fs::read_to_string(&results).is_ok_and(|s| s == "armed\n")
@@ -1487,11 +1472,7 @@ fn event_objects_keep_their_state_and_readiness_across_a_switch() {
             .spawn()
             .expect("run handover-events natively"),
     );
-    let r = root.pvmux(&[
-        "run", "--name", "e", "--detach", "--rootfs", "/", "-v", &vol, "--", "/bin/sh", "-c",
-        &script,
-    ]);
-    assert_eq!(r.code(), Some(0), "{}", r.context());
+    start_detached(&root, "e", &vol, &["/bin/sh", "-c", &script]);
     let results = out.0.join("events");
     let ready = |f: &Path| {
         std::fs::read_to_string(f)
@@ -1794,11 +1775,7 @@ fn a_sleep_goes_on_with_the_time_it_had_left_after_a_switch() {
     // init lives on meanwhile.
     let script = format!("(/bin/sleep {SECS}; echo done > /out/slept) & while :; do sleep 1; done");
     let started = std::time::Instant::now();
-    let r = root.pvmux(&[
-        "run", "--name", "t", "--detach", "--rootfs", "/", "-v", &vol, "--", "/bin/sh", "-c",
-        &script,
-    ]);
-    assert_eq!(r.code(), Some(0), "{}", r.context());
+    start_detached(&root, "t", &vol, &["/bin/sh", "-c", &script]);
     let next = next_kernel(&root);
     // Half way through the sleep.
     std::thread::sleep(Duration::from_secs(SECS / 2).saturating_sub(started.elapsed()));
@@ -1856,21 +1833,7 @@ fn cpu_times_go_on_after_a_switch() {
                 \x20   open('/out/cpu.new', 'w').write(repr(time.process_time()))\n\
                 \x20   __import__('os').rename('/out/cpu.new', '/out/cpu')\n\
                 \x20   time.sleep(0.05)\n";
-    let r = root.pvmux(&[
-        "run",
-        "--name",
-        "c",
-        "--detach",
-        "--rootfs",
-        "/",
-        "-v",
-        &vol,
-        "--",
-        "/usr/bin/python3",
-        "-c",
-        prog,
-    ]);
-    assert_eq!(r.code(), Some(0), "{}", r.context());
+    start_detached(&root, "c", &vol, &["/usr/bin/python3", "-c", prog]);
     let read = || -> Option<f64> { std::fs::read_to_string(&cpu).ok()?.trim().parse().ok() };
     wait_for("0.6 s of CPU time used", || {
         read().is_some_and(|t| t >= 0.6)

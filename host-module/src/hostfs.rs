@@ -69,6 +69,13 @@ pub const FILE_CACHE: usize = 64;
 /// Checked read descriptors of regular files, by guest path, least recently used first out.
 type FileCache = lru::LruCache<Vec<u8>, Arc<OwnedFd>>;
 
+/// The descriptor cache, locked (a panic while it was held leaves nothing half done).
+fn locked(files: &Mutex<FileCache>) -> std::sync::MutexGuard<'_, FileCache> {
+    files
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// A host directory shared read-only with a guest.
 pub struct HostFs {
     root: OwnedFd,
@@ -404,11 +411,7 @@ impl HostFs {
     /// How many read descriptors the cache holds (0 without one).
     #[cfg(test)]
     fn cached_files(&self) -> usize {
-        self.files.as_ref().map_or(0, |f| {
-            f.lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .len()
-        })
+        self.files.as_ref().map_or(0, |f| locked(f).len())
     }
 
     /// The checked read descriptor of regular file `path`: from the cache, or opened (and
@@ -419,22 +422,16 @@ impl HostFs {
             use std::os::unix::ffi::OsStrExt;
             rel_path(path)?.as_os_str().as_bytes()
         };
-        let cached = |files: &Mutex<FileCache>| {
-            files
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .get(path)
-                .cloned()
-        };
-        if let Some(fd) = self.files.as_ref().and_then(cached) {
+        if let Some(fd) = self
+            .files
+            .as_ref()
+            .and_then(|f| locked(f).get(path).cloned())
+        {
             return Ok(fd);
         }
         let fd = Arc::new(self.open_file(path)?);
         if let Some(files) = &self.files {
-            files
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .put(path.to_vec(), Arc::clone(&fd));
+            locked(files).put(path.to_vec(), Arc::clone(&fd));
         }
         Ok(fd)
     }
@@ -526,13 +523,10 @@ pub(crate) fn hc_read(
     let share = share.ok_or(HcError::UnknownCall)?;
     let (offset, buf_gpa, len, copy_gpa) = (a[2], a[3], a[4].min(READ_MAX), a[5]);
     let path = guest_path(mem, a[0], a[1])?;
-    for gpa in [buf_gpa]
-        .into_iter()
-        .chain((copy_gpa != 0).then_some(copy_gpa))
-    {
+    let copy = (copy_gpa != 0).then_some(copy_gpa);
+    for gpa in [Some(buf_gpa), copy].into_iter().flatten() {
         mem.check_range(gpa, len).map_err(|_| HcError::BadAddress)?;
     }
-    let copy = (copy_gpa != 0).then_some(copy_gpa);
     let n = share.read_into(&path, offset, mem, buf_gpa, len, copy)?;
     Ok(n as u64)
 }

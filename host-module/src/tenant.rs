@@ -21,7 +21,7 @@ use crate::control::ControlRegion;
 use crate::crash::{CrashCause, CrashReport, Symbolizer};
 use crate::domain_builder::DomainLayout;
 use crate::hypercall::{handle, HcAction, HcEnv};
-use crate::jail::{ChildJail, SandboxUser};
+use crate::jail::SandboxUser;
 use crate::program_end::ProgramDeath;
 use crate::sandbox::{self, SandboxExit, Stub};
 use crate::space::{SpaceConfig, Spaces};
@@ -1853,8 +1853,14 @@ impl Drop for Tenant {
 }
 
 fn monitor_thread(s: &Arc<Shared>, stub: &Stub, tx: &mpsc::Sender<Result<u32, HostError>>) {
-    let jail = ChildJail::for_sandbox(s.limits.sandbox_user, s.limits.cpu_seconds, &s.namespaces);
-    let child = match sandbox::spawn(stub, s.mem.raw_fd(), s.ctl.raw_fd(), &jail) {
+    let child = match sandbox::spawn_jailed(
+        stub,
+        s.mem.raw_fd(),
+        s.ctl.raw_fd(),
+        s.limits.sandbox_user,
+        s.limits.cpu_seconds,
+        &s.namespaces,
+    ) {
         Ok(c) => c,
         Err(e) => {
             let _ = tx.send(Err(e));
@@ -2091,12 +2097,14 @@ impl Shared {
         self.balloon.restart();
         self.ending.store(0, SeqCst);
         self.spaces.reopen();
-        let jail = ChildJail::for_sandbox(
+        let child = sandbox::spawn_jailed(
+            stub,
+            self.mem.raw_fd(),
+            self.ctl.raw_fd(),
             self.limits.sandbox_user,
             self.limits.cpu_seconds,
             &self.namespaces,
-        );
-        let child = sandbox::spawn(stub, self.mem.raw_fd(), self.ctl.raw_fd(), &jail)?;
+        )?;
         let pid = child.pid;
         let raw = pid.as_raw_nonzero().get() as u32;
         self.set_sandbox(raw, child.pidfd);

@@ -37,6 +37,7 @@ pub mod panic;
 mod sched;
 #[cfg(feature = "diagnostics")]
 mod selftest;
+mod simd;
 mod smp;
 mod stub;
 mod suspend;

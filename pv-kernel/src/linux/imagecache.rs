@@ -264,17 +264,21 @@ fn tag_key() -> (u64, u64) {
     (0x0706_0504_0302_0100, 0x0f0e_0d0c_0b0a_0908)
 }
 
-/// The tag of `bytes` (a chunk of a file): SipHash-2-4 of its two halves, computed
-/// together ([`siphash::hash2`]: a chunk's check is the cost of its first use in a new
-/// space), then of the two results under the key's halves swapped.
+/// The tag of `bytes` (a chunk of a file): SipHash-2-4 of its four quarters, computed
+/// together ([`siphash::hash4`]: a chunk's check is the cost of its first use in a new
+/// space), then of the four results under the key's halves swapped.
 fn tag(bytes: &[u8]) -> u64 {
     let key = tag_key();
-    let (a, b) = bytes.split_at(bytes.len() / 2 / 8 * 8);
-    let (x, y) = siphash::hash2(key, a, b);
-    let mut both = [0u8; 16];
-    both[..8].copy_from_slice(&x.to_le_bytes());
-    both[8..].copy_from_slice(&y.to_le_bytes());
-    siphash::hash((key.1, key.0), &both)
+    let q = bytes.len() / 4 / 8 * 8;
+    let (ab, cd) = bytes.split_at(2 * q);
+    let (a, b) = ab.split_at(q);
+    let (c, d) = cd.split_at(q);
+    let lanes = siphash::hash4(key, [a, b, c, d]);
+    let mut all = [0u8; 32];
+    for (dst, h) in all.chunks_exact_mut(8).zip(lanes) {
+        dst.copy_from_slice(&h.to_le_bytes());
+    }
+    siphash::hash((key.1, key.0), &all)
 }
 
 impl Drop for CachedFile {
@@ -478,6 +482,11 @@ mod tests {
         let (a, b) = data[..TAG_CHUNK].split_at(TAG_CHUNK / 2);
         let swapped: Vec<u8> = b.iter().chain(a).copied().collect();
         assert_ne!(tag(&swapped), whole[0]);
+        // So does swapping two of its quarters (each hashed in a lane of its own).
+        let q = TAG_CHUNK / 4;
+        let mut quarters = data[..TAG_CHUNK].to_vec();
+        quarters[q..3 * q].rotate_left(q);
+        assert_ne!(tag(&quarters), whole[0]);
         // A one-byte change changes its chunk's tag only.
         let mut evil = data.clone();
         evil[TAG_CHUNK + 5] ^= 1;

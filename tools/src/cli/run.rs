@@ -863,8 +863,8 @@ pub(crate) fn prepare(
         }
         None => (images::KERNEL.into(), "embedded".to_owned()),
     };
-    let kernel = KernelImage::parse(&*bytes)
-        .with_context(|| format!("kernel image {label} is not usable"))?;
+    let kernel =
+        KernelImage::parse(bytes).with_context(|| format!("kernel image {label} is not usable"))?;
     let initrd = load_initrd(args)?;
     let host = Host::new(images::STUB).context("cannot prepare the sandbox stub")?;
     Ok(Prepared {

@@ -177,6 +177,12 @@ impl Fs {
             return Err(EIO);
         }
         self.add_host_entry(dir, &path, &rec)?;
+        if self.dir(dir)?.get(name).is_none() {
+            // An entry the guest does not show (a device node, a socket, an over-long
+            // symbolic link): missing to the guest, as in a listing, so the host is not
+            // asked again (boot's `/dev` set-up asked 4 times for each of the host's nodes).
+            self.host_misses.insert(child);
+        }
         Ok(true)
     }
 

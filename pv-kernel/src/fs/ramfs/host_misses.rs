@@ -1,5 +1,6 @@
-//! Names the host share does not have: a bounded cache of single-name lookups that found
-//! nothing, so a program that keeps probing the same missing paths — a shell searching
+//! Names the host share does not have (or has as an entry the guest does not show: a device
+//! node, a socket, a FIFO): a bounded cache of single-name lookups that found nothing, so a
+//! program that keeps probing the same missing paths — a shell searching
 //! `PATH`, the dynamic loader searching its library directories, Python's import system —
 //! asks the host once, not once a probe (each ask is a hypercall).
 //!

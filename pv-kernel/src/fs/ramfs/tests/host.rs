@@ -303,6 +303,29 @@ fn a_missing_host_name_is_looked_up_once() {
     assert_eq!(fs.stat(ROOT_INO, b"/etc/nothing"), Err(ENOENT));
 }
 
+/// A host entry the guest does not show (a device node, a FIFO) is missing to the guest and
+/// asked for once, like a name the host does not have; the guest may make the name itself
+/// (as boot does for `/dev/null` over the host's `/dev`).
+#[test]
+fn an_unshown_host_entry_is_looked_up_once() {
+    let mut fake = Fake::standard();
+    fake.looks_up = true;
+    fake.add(b"/etc/fifo", Node::Other, 0o644);
+    let (mut fs, fake) = attached(fake);
+    assert_eq!(fs.stat(ROOT_INO, b"/etc/fifo"), Err(ENOENT));
+    let lookups = fake.lookups.load(Ordering::Relaxed);
+    for _ in 0..3 {
+        assert_eq!(fs.lookup(ROOT_INO, b"/etc/fifo", false), Err(ENOENT));
+    }
+    assert_eq!(
+        fake.lookups.load(Ordering::Relaxed),
+        lookups,
+        "no new host call"
+    );
+    put(&mut fs, ROOT_INO, b"/etc/fifo", b"guest");
+    assert_eq!(get(&mut fs, ROOT_INO, b"/etc/fifo").unwrap(), b"guest");
+}
+
 #[test]
 fn host_metadata_shows_in_stat() {
     let (mut fs, _) = attached(Fake::standard());

@@ -20,7 +20,7 @@ pub const DEFAULT_FAULT_AROUND: u32 = 16;
 /// of delaying the first sandbox: the TSC frequency (a 2 ms calibration where CPUID does not
 /// give it, [`crate::clock::tsc_khz`]), computed once per process; a launch that needs it
 /// before it is ready waits for it. The jail's layers need no probe first: the first
-/// sandbox tries them all ([`crate::jail::known_or_guess`]). Idempotent; [`Host::new`]
+/// sandbox tries them all (`jail::known_or_guess`). Idempotent; [`Host::new`]
 /// calls it too.
 pub fn warm_up() {
     static STARTED: std::sync::Once = std::sync::Once::new();

@@ -1853,14 +1853,7 @@ impl Drop for Tenant {
 }
 
 fn monitor_thread(s: &Arc<Shared>, stub: &Stub, tx: &mpsc::Sender<Result<u32, HostError>>) {
-    let child = match sandbox::spawn_jailed(
-        stub,
-        s.mem.raw_fd(),
-        s.ctl.raw_fd(),
-        s.limits.sandbox_user,
-        s.limits.cpu_seconds,
-        &s.namespaces,
-    ) {
+    let child = match s.spawn_kernel_sandbox(stub) {
         Ok(c) => c,
         Err(e) => {
             let _ = tx.send(Err(e));
@@ -2042,6 +2035,19 @@ impl Shared {
         self.finish(TenantOutcome::Crashed(Box::new(r)));
     }
 
+    /// Spawns the tenant's kernel sandbox (jailed, running `stub`) over its guest memory and
+    /// control region.
+    fn spawn_kernel_sandbox(&self, stub: &Stub) -> Result<sandbox::Child, HostError> {
+        sandbox::spawn_jailed(
+            stub,
+            self.mem.raw_fd(),
+            self.ctl.raw_fd(),
+            self.limits.sandbox_user,
+            self.limits.cpu_seconds,
+            &self.namespaces,
+        )
+    }
+
     /// Boots `next` in this tenant after its kernel sandbox was reaped (a hand-over): stops
     /// the old vCPU threads, rebuilds the kernel part of guest memory with the next image
     /// and its boot arguments (the user pool, and so every page the record names, is left
@@ -2097,14 +2103,7 @@ impl Shared {
         self.balloon.restart();
         self.ending.store(0, SeqCst);
         self.spaces.reopen();
-        let child = sandbox::spawn_jailed(
-            stub,
-            self.mem.raw_fd(),
-            self.ctl.raw_fd(),
-            self.limits.sandbox_user,
-            self.limits.cpu_seconds,
-            &self.namespaces,
-        )?;
+        let child = self.spawn_kernel_sandbox(stub)?;
         let pid = child.pid;
         let raw = pid.as_raw_nonzero().get() as u32;
         self.set_sandbox(raw, child.pidfd);

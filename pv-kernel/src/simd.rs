@@ -55,6 +55,11 @@ pub(crate) fn siphash24_absorb4(
     if !has_avx2() || msgs.iter().any(|m| m.len() / 8 < words) {
         return None;
     }
+    // Events off while the state lives in YMM registers: the event entry saves only the
+    // FXSAVE state (x87 and the low 128 bits of each vector register, `trap.rs`), and an
+    // event handler may switch to another kernel thread that runs this code too, whose
+    // upper halves the interrupted one would then resume with (64 KiB take ~10 µs).
+    let _events = crate::irq::IrqGuard::new();
     // SAFETY: the CPU has AVX2 (checked above), which is all the function needs.
     Some(unsafe { absorb4_avx2(init, msgs, words) })
 }

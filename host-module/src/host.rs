@@ -15,22 +15,27 @@ use crate::{GuestMemory, HostError, Tenant, TenantConfig};
 /// Pages the stub maps around a shadow-paging miss by default.
 pub const DEFAULT_FAULT_AROUND: u32 = 16;
 
-/// Starts the host's one-time detection on a background thread, so that it overlaps the
+/// Starts the host's one-time detection on background threads, so that it overlaps the
 /// caller's own start-up work (reading and parsing a kernel image, opening a root) instead
-/// of delaying the first sandbox: the TSC frequency (a 2 ms calibration where CPUID does not
-/// give it, [`crate::clock::tsc_khz`]), computed once per process; a launch that needs it
-/// before it is ready waits for it. The jail's layers need no probe first: the first
-/// sandbox tries them all (`jail::known_or_guess`). Idempotent; [`Host::new`]
-/// calls it too.
+/// of delaying the first sandbox: which jail layers this host allows (probe children,
+/// [`crate::jail::layers`]) and the TSC frequency (a 2 ms calibration where CPUID does not
+/// give it, [`crate::clock::tsc_khz`]). Both are computed once per process; a launch that
+/// needs one before it is ready waits for it. Idempotent; [`Host::new`] calls it too.
 pub fn warm_up() {
     static STARTED: std::sync::Once = std::sync::Once::new();
     STARTED.call_once(|| {
-        // Without a thread, the first launch computes it itself.
-        let _ = std::thread::Builder::new()
-            .name("pvmux-warm-tsc".into())
-            .spawn(|| {
+        let jobs: [(&str, fn()); 2] = [
+            ("pvmux-warm-jail", || {
+                crate::jail::layers();
+            }),
+            ("pvmux-warm-tsc", || {
                 crate::clock::tsc_khz();
-            });
+            }),
+        ];
+        for (name, job) in jobs {
+            // Without a thread, the first launch computes it itself.
+            let _ = std::thread::Builder::new().name(name.into()).spawn(job);
+        }
     });
 }
 

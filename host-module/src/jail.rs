@@ -272,13 +272,10 @@ pub const NAMESPACES: [(i32, &str); 7] = [
 /// the host never sees the mount). The first existing directory is used.
 const ROOT_MOUNT_POINTS: [&CStr; 4] = [c"/tmp", c"/mnt", c"/dev", c"/proc"];
 
-/// What the host allows: found by the first sandbox made with [`guess`] (the common case) or
-/// detected by probe children that run the same jail code as a sandbox, then exit. Set once
-/// per process and logged once at info level.
-static LAYERS: OnceLock<Layers> = OnceLock::new();
-
-/// What the host allows, detected on first use if no sandbox has confirmed a guess yet.
+/// What the host allows, detected on first use (by probe children that run the same jail
+/// code as a sandbox, then exit) and logged once at info level.
 pub fn layers() -> Layers {
+    static LAYERS: OnceLock<Layers> = OnceLock::new();
     *LAYERS.get_or_init(|| {
         let l = detect();
         tracing::info!("sandbox jail: {}", l.describe());
@@ -286,68 +283,13 @@ pub fn layers() -> Layers {
     })
 }
 
-/// The layers for the next sandbox: those known already, or, before the first sandbox of
-/// this process, every layer at once (`true`: a guess, which the caller confirms with
-/// [`confirm`] once a sandbox jailed itself with it, or drops for [`layers`]). Skipping the
-/// probe saves a launch a clone with every namespace and its empty root's unmount, which
-/// waits for an RCU grace period (1–4 ms on a 2-CPU VM), on the path to the first sandbox.
-pub(crate) fn known_or_guess() -> (Layers, bool) {
-    if let Some(l) = LAYERS.get() {
-        return (*l, false);
-    }
-    match guess() {
-        Some(l) => (l, true),
-        None => (layers(), false),
-    }
-}
-
-/// Records that a sandbox jailed itself with `l` (a [`guess`]): what the probes would have
-/// found, since they try exactly that first.
-pub(crate) fn confirm(l: Layers) {
-    LAYERS.get_or_init(|| {
-        tracing::info!("sandbox jail: {}", l.describe());
-        l
-    });
-}
-
-/// The directory the empty root is mounted on ([`ROOT_MOUNT_POINTS`]), if any exists.
-fn mount_point() -> Option<&'static CStr> {
-    static AT: OnceLock<Option<&'static CStr>> = OnceLock::new();
-    *AT.get_or_init(|| {
-        ROOT_MOUNT_POINTS
-            .into_iter()
-            .find(|p| std::fs::metadata(p.to_str().unwrap_or("/")).is_ok_and(|m| m.is_dir()))
-    })
-}
-
-/// Every layer at once: each namespace (a user namespace only when not root) and the empty
-/// root. `None` without a mount point for the root (detection then tries layer by layer).
-fn guess() -> Option<Layers> {
-    mount_point()?;
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    Some(Layers {
-        root,
-        namespaces: every_namespace(root),
-        empty_root: true,
-        drop_bounding: true,
-    })
-}
-
-/// Every namespace flag a sandbox can be cloned with (`CLONE_NEWUSER` only when not root).
-fn every_namespace(root: bool) -> i32 {
-    let user_flag = if root { 0 } else { libc::CLONE_NEWUSER };
-    NAMESPACES
-        .iter()
-        .fold(user_flag, |acc, &(flag, _)| acc | flag)
-        & !(libc::CLONE_NEWUSER & !user_flag)
-}
-
 fn detect() -> Layers {
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     let user_flag = if root { 0 } else { libc::CLONE_NEWUSER };
-    let mount_point = mount_point();
+    let mount_point = ROOT_MOUNT_POINTS
+        .into_iter()
+        .find(|p| std::fs::metadata(p.to_str().unwrap_or("/")).is_ok_and(|m| m.is_dir()));
     let try_layers = |namespaces: i32, empty_root: bool| {
         let l = Layers {
             root,
@@ -369,7 +311,10 @@ fn detect() -> Layers {
     }
     // The common case first: every layer at once, one probe (each probe is a clone that
     // makes namespaces, on every pvmux start).
-    let every = every_namespace(root);
+    let every = NAMESPACES
+        .iter()
+        .fold(user_flag, |acc, &(flag, _)| acc | flag)
+        & !(libc::CLONE_NEWUSER & !user_flag);
     if mount_point.is_some() {
         if let Some(l) = try_layers(every, true) {
             return l;
@@ -534,17 +479,14 @@ impl ChildJail {
         cpu_seconds: Option<u64>,
         shared: &SharedNamespaces,
     ) -> Self {
-        Self::with_layers(&layers(), user, cpu_seconds, shared)
-    }
-
-    /// [`Self::for_sandbox`] with the layers `l` (a guess, [`known_or_guess`]).
-    pub(crate) fn with_layers(
-        l: &Layers,
-        user: SandboxUser,
-        cpu_seconds: Option<u64>,
-        shared: &SharedNamespaces,
-    ) -> Self {
-        Self::new(l, user, cpu_seconds, mount_point()).joining(shared)
+        static MOUNT_POINT: OnceLock<Option<&'static CStr>> = OnceLock::new();
+        let l = layers();
+        let at = *MOUNT_POINT.get_or_init(|| {
+            ROOT_MOUNT_POINTS
+                .into_iter()
+                .find(|p| std::fs::metadata(p.to_str().unwrap_or("/")).is_ok_and(|m| m.is_dir()))
+        });
+        Self::new(&l, user, cpu_seconds, at).joining(shared)
     }
 }
 

@@ -72,54 +72,16 @@ struct ChildArgs<'a> {
     argv: [*const c_char; 2],
     envp: [*const c_char; 1],
     jail: &'a ChildJail,
-    /// Set by the child once it has jailed itself (the only write it makes outside its own
-    /// stack), read by the parent after the clone returns.
-    jailed: std::sync::atomic::AtomicBool,
-}
-
-/// Spawns a sandbox of a tenant whose sandboxes run as `user` with the CPU budget
-/// `cpu_seconds`, joining its `shared` namespaces: with `guest_fd` as fd 3 and `ctl_fd` as
-/// fd 4, jailed (`crate::jail`), running the stub. The first sandbox of the process is
-/// jailed with every layer at once without a probe first ([`crate::jail::known_or_guess`]);
-/// if it cannot jail itself so, the layers are detected and it is spawned again.
-pub(crate) fn spawn_jailed(
-    stub: &Stub,
-    guest_fd: RawFd,
-    ctl_fd: RawFd,
-    user: crate::jail::SandboxUser,
-    cpu_seconds: Option<u64>,
-    shared: &crate::jail::SharedNamespaces,
-) -> Result<Child, HostError> {
-    let (layers, guessed) = crate::jail::known_or_guess();
-    let jail = ChildJail::with_layers(&layers, user, cpu_seconds, shared);
-    if !guessed {
-        return spawn(stub, guest_fd, ctl_fd, &jail).map(|(child, _)| child);
-    }
-    match spawn(stub, guest_fd, ctl_fd, &jail) {
-        Ok((child, true)) => {
-            crate::jail::confirm(layers);
-            Ok(child)
-        }
-        failed => {
-            if let Ok((child, false)) = failed {
-                // It exited before its exec; its namespaces' teardown is not waited for.
-                reap_later(child.pid);
-            }
-            tracing::debug!("a sandbox could not jail itself with every layer: detecting");
-            let jail = ChildJail::for_sandbox(user, cpu_seconds, shared);
-            spawn(stub, guest_fd, ctl_fd, &jail).map(|(child, _)| child)
-        }
-    }
 }
 
 /// Spawns a sandbox with `guest_fd` as fd 3 and `ctl_fd` as fd 4, jails it (`crate::jail`)
-/// and execs the stub. Also says whether the child jailed itself (if not, it has exited).
-fn spawn(
+/// and execs the stub.
+pub(crate) fn spawn(
     stub: &Stub,
     guest_fd: RawFd,
     ctl_fd: RawFd,
     jail: &ChildJail,
-) -> Result<(Child, bool), HostError> {
+) -> Result<Child, HostError> {
     let args = ChildArgs {
         // SAFETY: getpid has no preconditions.
         parent: unsafe { libc::getpid() },
@@ -127,7 +89,6 @@ fn spawn(
         argv: [SANDBOX_ARGV0.as_ptr(), std::ptr::null()],
         envp: [std::ptr::null()],
         jail,
-        jailed: std::sync::atomic::AtomicBool::new(false),
     };
     // SAFETY: `child_main` is a valid child entry for a `ChildArgs` that outlives the clone.
     let pid = unsafe {
@@ -139,9 +100,8 @@ fn spawn(
     };
     let pid = pid.map_err(|e| HostError::os("clone", e))?;
     let pid = Pid::from_raw(pid).ok_or(HostError::BadStub("clone returned pid 0"))?;
-    let jailed = args.jailed.load(std::sync::atomic::Ordering::SeqCst);
     match rustix::process::pidfd_open(pid, PidfdFlags::empty()) {
-        Ok(pidfd) => Ok((Child { pid, pidfd }, jailed)),
+        Ok(pidfd) => Ok(Child { pid, pidfd }),
         Err(e) => {
             // Do not leave an unreaped child behind.
             let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
@@ -253,22 +213,16 @@ pub(crate) fn probe(jail: &ChildJail) -> bool {
         return false;
     };
     let jailed = args.jailed.load(Ordering::SeqCst);
-    reap_later(pid);
-    if !jailed {
-        tracing::debug!(flags = jail.namespaces, "jail probe failed");
-    }
-    jailed
-}
-
-/// Reaps `pid`, a child that exited or is about to, on a thread of its own (the exit of a
-/// child with namespaces waits for their teardown, RCU grace periods: milliseconds).
-fn reap_later(pid: Pid) {
     let reaper = std::thread::Builder::new()
         .name("pvmux-probe-reap".into())
         .spawn(move || reap(pid));
     if reaper.is_err() {
         let _ = reap(pid);
     }
+    if !jailed {
+        tracing::debug!(flags = jail.namespaces, "jail probe failed");
+    }
+    jailed
 }
 
 /// Entry of the cloned child (`arg` is the parent's [`ChildArgs`]).
@@ -277,7 +231,7 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
     // parent is suspended until the child execs or exits).
     let a = unsafe { &*(arg as *const ChildArgs<'_>) };
     // SAFETY: we are the freshly cloned child, on our own stack.
-    unsafe { exec_child(a.parent, a.fds, &a.argv, &a.envp, a.jail, &a.jailed) }
+    unsafe { exec_child(a.parent, a.fds, &a.argv, &a.envp, a.jail) }
 }
 
 /// The cloned child: arrange fds 3 and 4, close everything else, jail itself, exec the stub.
@@ -286,15 +240,14 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
 ///
 /// Must be called only in a child just cloned (`CLONE_VM | CLONE_VFORK`) from a
 /// multi-threaded process, with every signal blocked; it performs only async-signal-safe
-/// system calls, writes no memory of the parent but its own stack, `jailed` (once it has
-/// jailed itself) and, at worst, the parent thread's `errno`, and never returns.
+/// system calls, writes no memory of the parent but its own stack (and, at worst, the
+/// parent thread's `errno`), and never returns.
 unsafe fn exec_child(
     parent: libc::pid_t,
     [guest, ctl, stub]: [RawFd; 3],
     argv: &[*const c_char; 2],
     envp: &[*const c_char; 1],
     jail: &ChildJail,
-    jailed: &std::sync::atomic::AtomicBool,
 ) -> ! {
     // SAFETY: raw async-signal-safe system calls on plain integers and on pointers to
     // NUL-terminated strings / NULL-terminated arrays that outlive the calls.
@@ -325,7 +278,6 @@ unsafe fn exec_child(
         if !crate::jail::enter(jail, parent) {
             libc::_exit(EXEC_FAILED_STATUS);
         }
-        jailed.store(true, std::sync::atomic::Ordering::SeqCst);
         libc::syscall(
             libc::SYS_execveat,
             STUB_FD,

@@ -386,13 +386,13 @@ impl Spaces {
             tracing::warn!(tenant = %cfg.name, "cannot create a user control region: {e}");
             HcError::NoResources
         })?;
-        let child = sandbox::spawn_jailed(
+        let jail =
+            crate::jail::ChildJail::for_sandbox(cfg.sandbox_user, cfg.cpu_seconds, &cfg.namespaces);
+        let child = sandbox::spawn(
             &self.inner.stub,
             self.inner.mem.raw_fd(),
             ctl.raw_fd(),
-            cfg.sandbox_user,
-            cfg.cpu_seconds,
-            &cfg.namespaces,
+            &jail,
         )
         .map_err(|e| {
             tracing::warn!(tenant = %cfg.name, "cannot spawn a user sandbox: {e}");
@@ -709,15 +709,13 @@ fn top_up_spares(inner: &Inner, ep: &OwnedFd) {
         .map_err(|e| e.to_string())
         .and_then(|ctl| {
             let words = CtlMap::new(&ctl).map_err(|e| format!("mmap: {e}"))?;
-            let child = sandbox::spawn_jailed(
-                &inner.stub,
-                inner.mem.raw_fd(),
-                ctl.raw_fd(),
+            let jail = crate::jail::ChildJail::for_sandbox(
                 cfg.sandbox_user,
                 cfg.cpu_seconds,
                 &cfg.namespaces,
-            )
-            .map_err(|e| e.to_string())?;
+            );
+            let child = sandbox::spawn(&inner.stub, inner.mem.raw_fd(), ctl.raw_fd(), &jail)
+                .map_err(|e| e.to_string())?;
             Ok((ctl, words, child))
         });
         // Limits before the spare is visible, and without the state lock (moving a process

@@ -21,7 +21,7 @@ use crate::control::ControlRegion;
 use crate::crash::{CrashCause, CrashReport, Symbolizer};
 use crate::domain_builder::DomainLayout;
 use crate::hypercall::{handle, HcAction, HcEnv};
-use crate::jail::SandboxUser;
+use crate::jail::{ChildJail, SandboxUser};
 use crate::program_end::ProgramDeath;
 use crate::sandbox::{self, SandboxExit, Stub};
 use crate::space::{SpaceConfig, Spaces};
@@ -2038,14 +2038,12 @@ impl Shared {
     /// Spawns the tenant's kernel sandbox (jailed, running `stub`) over its guest memory and
     /// control region.
     fn spawn_kernel_sandbox(&self, stub: &Stub) -> Result<sandbox::Child, HostError> {
-        sandbox::spawn_jailed(
-            stub,
-            self.mem.raw_fd(),
-            self.ctl.raw_fd(),
+        let jail = ChildJail::for_sandbox(
             self.limits.sandbox_user,
             self.limits.cpu_seconds,
             &self.namespaces,
-        )
+        );
+        sandbox::spawn(stub, self.mem.raw_fd(), self.ctl.raw_fd(), &jail)
     }
 
     /// Boots `next` in this tenant after its kernel sandbox was reaped (a hand-over): stops

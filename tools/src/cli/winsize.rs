@@ -20,6 +20,21 @@ pub(crate) fn stdin() -> Option<(u16, u16)> {
     of(std::io::stdin())
 }
 
+/// The size of the terminal on stdin once it has one, polled every millisecond for at most
+/// `limit`; `None` if it is still unsized (or not a terminal) by then.
+pub(crate) fn stdin_within(limit: std::time::Duration) -> Option<(u16, u16)> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(size) = stdin() {
+            return Some(size);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
 /// Watches for `SIGWINCH` while it lives.
 pub(crate) struct Watch(signal_hook::iterator::Handle);
 

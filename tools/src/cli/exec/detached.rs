@@ -42,6 +42,9 @@ use super::super::winsize;
 /// Most bytes of the program's output held back until it runs (its standard error before
 /// `STARTED` is the guest's reason when it could not start).
 const HELD_MAX: usize = 64 * 1024;
+/// Longest an exec session with a terminal and no `consoleSize` waits for the engine to size
+/// the terminal before its program starts (runc's own exec takes longer than this).
+const ENGINE_SIZE_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Removes the hand-shake socket when `exec` returns.
 struct Remove(PathBuf);
@@ -175,7 +178,16 @@ fn open(
         console::attach(c)?;
         console::stdin_fully_raw()?;
         // The engine may have sized the master already; else the process's consoleSize.
-        if let Some(size) = winsize::stdin() {
+        // Without either, the engine sizes it once it has the master, asynchronously
+        // (conmon: right after it receives it, for `podman exec -t`): wait a little for that
+        // size rather than start the program on an unsized terminal that a resize corrects
+        // only after the program has read it.
+        if let Some(size) = winsize::stdin().or_else(|| {
+            spec.tty_size
+                .is_none()
+                .then(|| winsize::stdin_within(ENGINE_SIZE_WAIT))
+                .flatten()
+        }) {
             spec.tty_size = Some(size);
         }
         resized = Some(rx);

@@ -6,18 +6,21 @@
 //! 1. **Namespaces** — the child is cloned into new pid, net, mount, ipc, uts and cgroup
 //!    namespaces (and, when pvmux is not root, a new user namespace that maps only pvmux's own
 //!    uid and gid, which is what lets an unprivileged pvmux create the others). As root, the
-//!    net, ipc and uts namespaces are made once per tenant, by its kernel sandbox, and every
-//!    later sandbox of the tenant joins them (`SharedNamespaces`, `setns` first thing in the
-//!    child): they are empty (no interface but a down loopback, no IPC object, a default host
-//!    name) and the filter lets no sandbox use them, and a new network namespace per process
-//!    cost ~0.3 ms of host CPU per guest `fork` (its creation and its teardown). As root no user
+//!    net, ipc, uts and (with the empty root) mount namespaces are made once per tenant, by
+//!    its kernel sandbox, and every later sandbox of the tenant joins them
+//!    (`SharedNamespaces`, `setns` first thing in the child): they are empty (no interface
+//!    but a down loopback, no IPC object, a default host name, no mount but the empty root)
+//!    and the filter lets no sandbox use them, and a new network namespace per process cost
+//!    ~0.3 ms of host CPU per guest `fork` (its creation and its teardown), a new mount
+//!    namespace a copy of the host's mount tree and two expedited RCU grace periods. As root no user
 //!    namespace is made: the sandbox then holds no capability in *any* namespace, where a user
 //!    namespace would make it the owner (with a full capability set) of the namespaces it
 //!    lives in, which only widens the host kernel's attack surface.
 //! 2. **Empty root** — in its mount namespace the child makes every mount private, mounts an
 //!    empty read-only tmpfs (`nosuid,nodev,noexec`), `pivot_root`s into it, detaches the old
 //!    root and changes to `/`: no host file is reachable by path, even to a process that got
-//!    past seccomp. (The stub is exec'd from its memfd, which needs no path.)
+//!    past seccomp. (The stub is exec'd from its memfd, which needs no path.) A sandbox that
+//!    joins the tenant's mount namespace (as root) is there already: `setns` made its root.
 //! 3. **Resource limits** ([`RLIMITS`]): no file may be written (`FSIZE` 0), no memory locked,
 //!    no message queue, no core dump, no real-time priority, no nice raise, no file lock, no
 //!    fd above the ones the stub holds (`NOFILE`); and the tenant's CPU budget (`RLIMIT_CPU`),
@@ -372,13 +375,21 @@ pub(crate) struct SharedNamespaces {
 
 /// The namespaces a tenant's sandboxes share (as root): `(flag, name in /proc/PID/ns)`.
 ///
-/// Not the mount namespace: the parent check of step 5 opens `/proc/self/stat` of the host's
-/// procfs after the namespaces are joined, which a sandbox that joined the empty root could
-/// not. Not the pid namespace: each sandbox is pid 1 of its own.
-const SHARED_NAMESPACES: [(i32, &str); 3] = [
+/// The mount namespace only when the jail makes the empty root: the kernel sandbox's holds
+/// nothing but that read-only, empty tmpfs, so a sandbox that joins it (`setns` makes the
+/// namespace's root its root and cwd) is where one that made its own would be after
+/// `pivot_root`, without the host's work per sandbox: copying the host's mount tree, mounting
+/// the tmpfs and detaching the old root, each detach and each teardown of the namespace
+/// waiting for an expedited RCU grace period (IPIs to every host CPU) — a few percent of all
+/// host CPU time in a guest `fork` loop. The parent check of step 5 reads `/proc/self/stat`
+/// of the host's procfs, which such a sandbox no longer reaches: it is opened before the
+/// namespaces are joined ([`open_parent_stat`]). Not the pid namespace: each sandbox is pid 1
+/// of its own.
+const SHARED_NAMESPACES: [(i32, &str); 4] = [
     (libc::CLONE_NEWNET, "net"),
     (libc::CLONE_NEWIPC, "ipc"),
     (libc::CLONE_NEWUTS, "uts"),
+    (libc::CLONE_NEWNS, "mnt"),
 ];
 
 impl SharedNamespaces {
@@ -393,6 +404,8 @@ impl SharedNamespaces {
         let fds = SHARED_NAMESPACES
             .iter()
             .filter(|(flag, _)| l.namespaces & flag != 0)
+            // The kernel sandbox's mount namespace is worth joining only as the empty root.
+            .filter(|&&(flag, _)| flag != libc::CLONE_NEWNS || l.empty_root)
             .filter_map(|&(flag, name)| {
                 let f = std::fs::File::open(format!("/proc/{pid}/ns/{name}")).ok()?;
                 Some((OwnedFd::from(f), flag))
@@ -467,6 +480,10 @@ impl ChildJail {
                 self.namespaces &= !flag;
                 self.join[self.nr_join] = (fd.as_raw_fd(), *flag);
                 self.nr_join += 1;
+                if *flag == libc::CLONE_NEWNS {
+                    // Its root is the empty root already.
+                    self.root_at = None;
+                }
             }
         }
         self
@@ -548,14 +565,36 @@ pub(crate) unsafe fn join(j: &ChildJail) -> bool {
         .all(|&(fd, flag)| unsafe { libc::setns(fd, flag) } == 0)
 }
 
+/// Opens the host procfs's `/proc/self/stat` for the parent check of [`enter`] when the
+/// child is in a pid namespace of its own (there `getppid()` is 0): `Some(-1)` when it is
+/// not, `None` if it cannot be opened. Called before [`join`], while the host's procfs is
+/// still reachable (a joined mount namespace is the empty root); close-on-exec.
+///
+/// # Safety
+/// Same as [`enter`].
+pub(crate) unsafe fn open_parent_stat(j: &ChildJail) -> Option<RawFd> {
+    if !j.pid_namespace {
+        return Some(-1);
+    }
+    // SAFETY: open of a NUL-terminated path.
+    let fd = unsafe {
+        libc::open(
+            c"/proc/self/stat".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    (fd >= 0).then_some(fd)
+}
+
 /// Jails the calling child (see the module documentation); `parent` is the host pid of the
-/// process that cloned it. Returns `false` if a step failed or the parent is gone.
+/// process that cloned it and `stat` what [`open_parent_stat`] opened (closed here). Returns
+/// `false` if a step failed or the parent is gone.
 ///
 /// # Safety
 /// Must be called only in a child just cloned (`CLONE_VM | CLONE_VFORK`, with
 /// `j.namespaces`) with every signal blocked, after its file descriptors are arranged: it
 /// makes only async-signal-safe system calls and writes nothing but its own stack.
-pub(crate) unsafe fn enter(j: &ChildJail, parent: libc::pid_t) -> bool {
+pub(crate) unsafe fn enter(j: &ChildJail, parent: libc::pid_t, stat: RawFd) -> bool {
     // SAFETY: raw system calls on plain integers and on pointers to NUL-terminated strings
     // and buffers that outlive the calls.
     unsafe {
@@ -567,19 +606,6 @@ pub(crate) unsafe fn enter(j: &ChildJail, parent: libc::pid_t) -> bool {
                 return false;
             }
         }
-        // Opened while the host's procfs is still reachable; closed on exec.
-        let stat = if j.pid_namespace {
-            let fd = libc::open(
-                c"/proc/self/stat".as_ptr(),
-                libc::O_RDONLY | libc::O_CLOEXEC,
-            );
-            if fd < 0 {
-                return false;
-            }
-            fd
-        } else {
-            -1
-        };
         if let Some(at) = j.root_at {
             let none = std::ptr::null::<libc::c_char>();
             if libc::mount(

@@ -27,6 +27,9 @@ pub const SANDBOX_ARGV0: &std::ffi::CStr = c"pvmux-sandbox";
 pub const EXEC_FAILED_STATUS: i32 = 127;
 /// Fd of the stub memfd in the child between clone and exec (close-on-exec).
 const STUB_FD: RawFd = 5;
+/// Fd of the host's `/proc/self/stat` in the child between clone and exec, for the jail's
+/// parent check (close-on-exec; closed by the jail before that).
+const STAT_FD: RawFd = 6;
 
 /// The sandbox stub executable, sealed in a memfd.
 #[derive(Debug)]
@@ -184,7 +187,10 @@ pub(crate) fn probe(jail: &ChildJail) -> bool {
         // caller is suspended until the child exits).
         let a = unsafe { &*(arg as *const ProbeArgs<'_>) };
         // SAFETY: we are the freshly cloned child, with every signal blocked.
-        let ok = unsafe { crate::jail::enter(a.jail, a.parent) };
+        let ok = unsafe {
+            crate::jail::open_parent_stat(a.jail)
+                .is_some_and(|stat| crate::jail::enter(a.jail, a.parent, stat))
+        };
         // An atomic store to the shared memory (the only write the child makes outside its
         // own stack).
         a.jailed.store(ok, Ordering::SeqCst);
@@ -253,29 +259,43 @@ unsafe fn exec_child(
     // NUL-terminated strings / NULL-terminated arrays that outlive the calls.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        // The tenant's shared namespaces first: their fds are closed with the rest below.
+        // The parent check's procfs file while the host's procfs is reachable, then the
+        // tenant's shared namespaces (a joined mount namespace is the empty root): their fds
+        // are closed with the rest below.
+        let Some(stat) = crate::jail::open_parent_stat(jail) else {
+            libc::_exit(EXEC_FAILED_STATUS);
+        };
         if !crate::jail::join(jail) {
             libc::_exit(EXEC_FAILED_STATUS);
         }
-        // Move the three fds out of the way first, so the dup2s below cannot clobber them.
+        let last_kept = if stat >= 0 { STAT_FD } else { STUB_FD };
+        // Move the fds out of the way first, so the dup2s below cannot clobber them.
         let high = [
             libc::fcntl(guest, libc::F_DUPFD_CLOEXEC, 16),
             libc::fcntl(ctl, libc::F_DUPFD_CLOEXEC, 16),
             libc::fcntl(stub, libc::F_DUPFD_CLOEXEC, 16),
+            if stat >= 0 {
+                libc::fcntl(stat, libc::F_DUPFD_CLOEXEC, 16)
+            } else {
+                16
+            },
         ];
         if high.iter().any(|&fd| fd < 0)
             || libc::dup2(high[0], GUEST_MEM_FD) < 0
             || libc::dup2(high[1], CTL_FD) < 0
             || libc::dup2(high[2], STUB_FD) < 0
             || libc::fcntl(STUB_FD, libc::F_SETFD, libc::FD_CLOEXEC) < 0
+            || (stat >= 0
+                && (libc::dup2(high[3], STAT_FD) < 0
+                    || libc::fcntl(STAT_FD, libc::F_SETFD, libc::FD_CLOEXEC) < 0))
             || libc::syscall(libc::SYS_close_range, 0u32, 2u32, 0u32) < 0
-            || libc::syscall(libc::SYS_close_range, STUB_FD as u32 + 1, u32::MAX, 0u32) < 0
+            || libc::syscall(libc::SYS_close_range, last_kept as u32 + 1, u32::MAX, 0u32) < 0
         {
             libc::_exit(EXEC_FAILED_STATUS);
         }
         // Namespaces' set-up, empty root, rlimits, credentials, capabilities,
         // no_new_privs, then PR_SET_PDEATHSIG and the parent check (`crate::jail`).
-        if !crate::jail::enter(jail, parent) {
+        if !crate::jail::enter(jail, parent, if stat >= 0 { STAT_FD } else { -1 }) {
             libc::_exit(EXEC_FAILED_STATUS);
         }
         libc::syscall(

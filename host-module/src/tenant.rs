@@ -1862,7 +1862,7 @@ fn monitor_thread(s: &Arc<Shared>, stub: &Stub, tx: &mpsc::Sender<Result<u32, Ho
     };
     let mut pid = child.pid;
     let mut raw_pid = pid.as_raw_nonzero().get() as u32;
-    // Its net, ipc and uts namespaces become the tenant's: user sandboxes join them.
+    // Its net, ipc, uts and mount namespaces become the tenant's: user sandboxes join them.
     s.namespaces.adopt(raw_pid);
     s.set_sandbox(raw_pid, child.pidfd);
     {

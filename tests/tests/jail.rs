@@ -295,6 +295,46 @@ fn check_sandbox(pid: u32, kind: Kind, l: &Layers, user: SandboxUser) {
     }
 }
 
+/// As root, a tenant's user sandboxes (spares included) live in its kernel sandbox's net,
+/// ipc and uts namespaces and, with the empty root, its mount namespace (made once per
+/// tenant, joined with `setns`); each keeps a pid namespace of its own.
+fn check_shared_namespaces(sandboxes: &BTreeMap<u32, Kind>, l: &Layers) {
+    let ns = |pid: u32, name: &str| {
+        std::fs::read_link(format!("/proc/{pid}/ns/{name}")).expect("sandbox ns")
+    };
+    let kernel = sandboxes
+        .iter()
+        .find(|(_, &k)| k == Kind::Kernel)
+        .map(|(&p, _)| p)
+        .expect("a kernel sandbox");
+    let mut shared = vec!["net", "ipc", "uts"];
+    if l.empty_root {
+        shared.push("mnt");
+    }
+    let users: Vec<u32> = sandboxes
+        .iter()
+        .filter(|(_, &k)| k != Kind::Kernel)
+        .map(|(&p, _)| p)
+        .collect();
+    assert!(!users.is_empty(), "no user sandbox to compare");
+    for pid in users {
+        for name in &shared {
+            assert_eq!(
+                ns(pid, name),
+                ns(kernel, name),
+                "user sandbox {pid}: its {name} namespace is not the tenant's"
+            );
+        }
+        if l.pid_namespace() {
+            assert_ne!(
+                ns(pid, "pid"),
+                ns(kernel, "pid"),
+                "user sandbox {pid}: pid namespace"
+            );
+        }
+    }
+}
+
 fn check_run(extra: &[&str], user: SandboxUser) {
     let l = detected();
     assert!(l.root, "the test runs as root (as CI does)");
@@ -309,6 +349,7 @@ fn check_run(extra: &[&str], user: SandboxUser) {
     for (&pid, &kind) in &sandboxes {
         check_sandbox(pid, kind, &l, user);
     }
+    check_shared_namespaces(&sandboxes, &l);
     assert_eq!(run.finish(), Some(0), "{log}");
 }
 

@@ -214,6 +214,11 @@ pub struct Inventory {
     pub pipes: Vec<(PipeEntry, usize)>,
     /// Version 2: private mappings of host and volume files, each with its path (escaped).
     pub file_areas: Vec<(FileAreaEntry, String)>,
+    /// Version 2: `MAP_SHARED` areas (section 29), each with the path of its file (escaped;
+    /// empty for anonymous shared memory).
+    pub shared_areas: Vec<(pvmux_hypercalls::handover::ShmAreaEntry, String)>,
+    /// Version 2: pages of anonymous shared objects carried by frame (section 30).
+    pub shared_pages: u64,
     /// Version 2: the wait status of each process not reaped.
     pub zombies: Vec<ZombieEntry>,
     /// Version 2: every timer carried (section 16), in (pid, kind, id) order.
@@ -286,6 +291,14 @@ impl Inventory {
                 .entries::<FileAreaEntry>()
                 .map(|a| (a, path(r.blob_bytes(a.path))))
                 .collect(),
+            shared_areas: r
+                .entries::<pvmux_hypercalls::handover::ShmAreaEntry>()
+                .map(|a| (a, path(r.blob_bytes(a.path))))
+                .collect(),
+            shared_pages: r
+                .entries::<pvmux_hypercalls::handover::ShmPagesEntry>()
+                .map(|p| p.pages)
+                .sum(),
             zombies: r.entries().collect(),
             timers: r.entries().collect(),
             sockets: r

@@ -298,6 +298,13 @@ pub mod section {
     /// Version 2 (optional: a reader that does not know it skips it, and the processes' CPU
     /// times then start again from zero): [`super::CpuTimesEntry`]s.
     pub const CPU_TIMES: u32 = 28;
+    /// Version 2 (optional: a reader that does not know it skips it, and then refuses the
+    /// `MAP_SHARED` memory areas it describes): [`super::ShmAreaEntry`]s (the shared object
+    /// each `MAP_SHARED` area maps).
+    pub const SHM_AREA: u32 = 29;
+    /// Version 2 (optional, as [`SHM_AREA`]): [`super::ShmPagesEntry`]s (the pages of each
+    /// anonymous shared object, by index).
+    pub const SHM_PAGES: u32 = 30;
     /// Version 2: the in-memory filesystem's inodes ([`super::FsNodeEntry`]; first the
     /// filesystem itself).
     pub const FS_NODE: u32 = 21;
@@ -1035,6 +1042,62 @@ pub struct RestartEntry {
 
 const _: () = assert!(size_of::<RestartEntry>() == 40);
 
+/// Version 2 (section [`section::SHM_AREA`]): the `MAP_SHARED` memory area of the same
+/// process and start maps the pages of a shared object from page `pgoff` on: every region
+/// naming the same object, in any process, maps the same frames (a page first touched after
+/// the switch too). The area's resident pages are page runs with [`page_flags::SHARED`],
+/// each the object's frame at its index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct ShmAreaEntry {
+    /// The process.
+    pub pid: i32,
+    /// [`shm_area_flags`].
+    pub flags: u32,
+    /// The area's first byte (a [`VmaEntry::start`] of the same process, a shared area).
+    pub start: u64,
+    /// The object: an anonymous object's number in the record (its pages are the
+    /// [`ShmPagesEntry`]s of that number), or with [`shm_area_flags::FILE`] the inode of a
+    /// regular file of the carried in-memory filesystem (its pages are the file's).
+    pub object: u64,
+    /// The object's page at the area's first byte.
+    pub pgoff: u64,
+    /// With [`shm_area_flags::FILE`]: the path the file was mapped by (what
+    /// `/proc/PID/maps` names); else empty.
+    pub path: BlobRef,
+}
+
+const _: () = assert!(size_of::<ShmAreaEntry>() == 40);
+
+/// [`ShmAreaEntry::flags`].
+pub mod shm_area_flags {
+    /// The object is a file of the in-memory filesystem (`/tmp`, `/dev/shm`), by inode;
+    /// else anonymous shared memory (`MAP_SHARED|MAP_ANONYMOUS`, shared since by `fork`).
+    pub const FILE: u32 = 1 << 0;
+}
+
+/// Version 2 (section [`section::SHM_PAGES`]): `pages` pages of anonymous shared object
+/// `object` (its number in [`ShmAreaEntry::object`]) from page index `index` on, in the
+/// consecutive frames from `gpa` (the object's own reference on each). Pages of the object
+/// not in any entry read as zero, as they did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct ShmPagesEntry {
+    /// The object.
+    pub object: u64,
+    /// First page index.
+    pub index: u64,
+    /// Its frame (page aligned, in the user pool).
+    pub gpa: u64,
+    /// Pages in the run (at least 1).
+    pub pages: u64,
+}
+
+const _: () = assert!(size_of::<ShmPagesEntry>() == 32);
+
+/// Most pages a shared object may have by index in a record (2^36: 256 TiB of pages).
+pub const MAX_SHM_PAGES: u64 = 1 << 36;
+
 /// [`CpuTimesEntry::kind`].
 pub mod cpu_times_kind {
     /// A live thread (`id` its tid): what it has used so far.
@@ -1249,6 +1312,14 @@ impl Entry for CpuTimesEntry {
     const KIND: u32 = section::CPU_TIMES;
 }
 
+impl Entry for ShmAreaEntry {
+    const KIND: u32 = section::SHM_AREA;
+}
+
+impl Entry for ShmPagesEntry {
+    const KIND: u32 = section::SHM_PAGES;
+}
+
 /// Copies `s` into a NUL-padded field (cut to its size).
 pub fn fill_name(dst: &mut [u8], s: &[u8]) {
     let n = s.len().min(dst.len());
@@ -1361,6 +1432,8 @@ impl<'a> Record<'a> {
                 section::PROCESS_ARGS => Some(size_of::<ProcessArgsEntry>()),
                 section::RESTART => Some(size_of::<RestartEntry>()),
                 section::CPU_TIMES => Some(size_of::<CpuTimesEntry>()),
+                section::SHM_AREA => Some(size_of::<ShmAreaEntry>()),
+                section::SHM_PAGES => Some(size_of::<ShmPagesEntry>()),
                 section::FS_NODE => Some(size_of::<FsNodeEntry>()),
                 section::FS_DIRENT => Some(size_of::<FsDirentEntry>()),
                 section::FS_PAGES => Some(size_of::<FsPagesEntry>()),
@@ -1379,7 +1452,7 @@ impl<'a> Record<'a> {
             // Version 1 has none of version 2's sections.
             if header.version < 2
                 && ((section::THREAD_STATE..=section::SOCKET_MSG).contains(&h.kind)
-                    || (section::FS_NODE..=section::CPU_TIMES).contains(&h.kind))
+                    || (section::FS_NODE..=section::SHM_PAGES).contains(&h.kind))
             {
                 return Err(RecordError::BadSection(h.kind));
             }
@@ -1534,6 +1607,15 @@ impl<'a> Record<'a> {
                 .is_some_and(|a| a.pid == r.pid && a.start <= r.va && va_end <= a.end)
             {
                 return oob("page run outside its process's memory areas", r.va);
+            }
+            // A shared page exactly in a shared area (the adopter maps it as the object's).
+            if vmas.get(vi).is_some_and(|a| {
+                (a.flags & vma_flags::SHARED != 0) != (r.flags & page_flags::SHARED != 0)
+            }) {
+                return oob(
+                    "page run shared in a private area, or private in a shared one",
+                    r.va,
+                );
             }
         }
         for s in self.entries::<ProcessStateEntry>() {
@@ -1698,6 +1780,7 @@ impl<'a> Record<'a> {
         let inets = Table::<InetSocketEntry>::of(self);
         self.check_inet_sockets(&inets)?;
         let fs_nodes = Table::<FsNodeEntry>::of(self);
+        self.check_shm(b, &vmas, &fs_nodes)?;
         let mut prev = (0i32, -1i32);
         for f in self.entries::<FdStateEntry>() {
             if !known(f.pid) || !(0..MAX_FD).contains(&f.fd) || (f.pid, f.fd) <= prev {
@@ -1846,6 +1929,77 @@ impl<'a> Record<'a> {
     /// and options in the blob and of their sizes (options well formed); messages on known
     /// sockets, in order, charged to known sockets, their bytes in the blob and at most
     /// [`MAX_SOCKET_BYTES`] per socket; nothing queued on a listener.
+    /// `MAP_SHARED` areas (section 29) and anonymous objects' pages (section 30): each area
+    /// names a shared memory area of its process, in (pid, address) order, its page indexes
+    /// bounded by [`MAX_SHM_PAGES`]; a file object is a regular file (not a volume's) of the
+    /// carried filesystem when the record carries one, with its path in the blob; an
+    /// anonymous object's number is at most the number of areas, and its page runs are in
+    /// (object, index) order, disjoint, bounded, their frames in the user pool.
+    fn check_shm(
+        &self,
+        b: &Bounds,
+        vmas: &Table<'_, VmaEntry>,
+        fs_nodes: &Table<'_, FsNodeEntry>,
+    ) -> Result<(), RecordError> {
+        use crate::PAGE_SIZE;
+        let areas = Table::<ShmAreaEntry>::of(self);
+        let nr_areas = areas.len() as u64;
+        let mut prev = (0i32, 0u64);
+        for a in areas.iter() {
+            let vma = vmas
+                .find((a.pid, a.start), |v| (v.pid, v.start))
+                .filter(|v| v.flags & vma_flags::SHARED != 0);
+            let Some(v) = vma.filter(|_| (a.pid, a.start) >= prev) else {
+                return oob(
+                    "shared area of no shared memory area (in (pid, address) order)",
+                    a.start,
+                );
+            };
+            prev = (a.pid, a.start.saturating_add(1));
+            let pages = (v.end - v.start) / PAGE_SIZE;
+            if a.flags & !shm_area_flags::FILE != 0
+                || a.pgoff.checked_add(pages).is_none_or(|e| e > MAX_SHM_PAGES)
+            {
+                return oob("shared area flags or page offset", a.pgoff);
+            }
+            let object_ok = if a.flags & shm_area_flags::FILE != 0 {
+                self.blob_bytes(a.path).is_some_and(|p| !p.is_empty())
+                    && (fs_nodes.len() == 0
+                        || fs_nodes.find(a.object, |n| n.ino).is_some_and(|n| {
+                            n.ino != 0
+                                && n.kind == fs_node::REGULAR
+                                && n.flags & fs_node_flags::VOLUME == 0
+                        }))
+            } else {
+                a.path.len == 0 && (1..=nr_areas).contains(&a.object)
+            };
+            if !object_ok {
+                return oob("shared area's object", a.object);
+            }
+        }
+        let mut prev = (0u64, 0u64);
+        for r in self.entries::<ShmPagesEntry>() {
+            let end = r.index.checked_add(r.pages).filter(|&e| e <= MAX_SHM_PAGES);
+            let len = r.pages.checked_mul(PAGE_SIZE);
+            let gpa_end = len.and_then(|l| r.gpa.checked_add(l));
+            let ok = (1..=nr_areas).contains(&r.object)
+                && r.pages > 0
+                && end.is_some()
+                && (r.object, r.index) >= prev
+                && r.gpa % PAGE_SIZE == 0
+                && r.gpa >= b.pool_start
+                && gpa_end.is_some_and(|e| e <= b.pool_end);
+            if !ok {
+                return oob(
+                    "shared object's pages (in (object, index) order, disjoint, in the pool)",
+                    r.index,
+                );
+            }
+            prev = (r.object, end.unwrap_or(u64::MAX));
+        }
+        Ok(())
+    }
+
     fn check_sockets(&self, sockets: &Table<'_, SocketEntry>) -> Result<(), RecordError> {
         let mut last = 0;
         for s in sockets.iter() {
@@ -2452,6 +2606,133 @@ mod tests {
             assert!(check(&[bad], true).is_err(), "{bad:?}");
         }
         assert!(check(&[entry, entry], true).is_err());
+    }
+
+    #[test]
+    fn shared_areas_and_their_objects_pages_are_checked() {
+        let shared = VmaEntry {
+            pid: 1,
+            flags: vma_flags::READ | vma_flags::WRITE | vma_flags::SHARED,
+            start: 0x50_0000,
+            end: 0x50_4000,
+            name: [0; 40],
+        };
+        let private = VmaEntry {
+            flags: vma_flags::READ,
+            start: 0x60_0000,
+            end: 0x60_1000,
+            ..shared
+        };
+        let area = ShmAreaEntry {
+            pid: 1,
+            flags: 0,
+            start: 0x50_0000,
+            object: 1,
+            pgoff: 2,
+            path: BlobRef::default(),
+        };
+        let pages = ShmPagesEntry {
+            object: 1,
+            index: 2,
+            gpa: 20 << 20,
+            pages: 2,
+        };
+        let run = PageRunEntry {
+            pid: 1,
+            flags: page_flags::SHARED,
+            va: 0x50_0000,
+            gpa: 20 << 20,
+            pages: 1,
+        };
+        let check = |areas: &[ShmAreaEntry], objects: &[ShmPagesEntry], runs: &[PageRunEntry]| {
+            let mut v = Vec::new();
+            let mut w = RecordWriter::new(&mut v, 2, b"6.1.0-pvmux");
+            w.section(&[ProcessEntry {
+                pid: 1,
+                nr_threads: 1,
+                ..Default::default()
+            }]);
+            w.section(&[shared, private]);
+            w.section(runs);
+            w.section(areas);
+            w.section(objects);
+            w.blob(b"/dev/shm/x");
+            w.finish();
+            let r = Record::parse(&v, (2, 2)).expect("parses");
+            r.check(&BOUNDS)
+        };
+        assert_eq!(check(&[area], &[pages], &[run]), Ok(()));
+        // A file's area: its path in the blob (no filesystem carried: checked by the adopter).
+        let file = ShmAreaEntry {
+            flags: shm_area_flags::FILE,
+            object: 42,
+            path: BlobRef { off: 0, len: 10 },
+            ..area
+        };
+        assert_eq!(check(&[file], &[], &[run]), Ok(()));
+        for bad in [
+            // Of a private area, of no area, unknown flags, past the page limit.
+            ShmAreaEntry {
+                start: 0x60_0000,
+                ..area
+            },
+            ShmAreaEntry {
+                start: 0x50_1000,
+                ..area
+            },
+            ShmAreaEntry { flags: 2, ..area },
+            ShmAreaEntry {
+                pgoff: MAX_SHM_PAGES - 1,
+                ..area
+            },
+            // An anonymous object's number past the areas, or with a path; a file's without.
+            ShmAreaEntry { object: 2, ..area },
+            ShmAreaEntry {
+                path: BlobRef { off: 0, len: 10 },
+                ..area
+            },
+            ShmAreaEntry {
+                path: BlobRef::default(),
+                ..file
+            },
+        ] {
+            assert!(check(&[bad], &[pages], &[run]).is_err(), "{bad:?}");
+        }
+        for bad in [
+            ShmPagesEntry { object: 2, ..pages },
+            ShmPagesEntry { pages: 0, ..pages },
+            ShmPagesEntry {
+                gpa: (20 << 20) + 1,
+                ..pages
+            },
+            ShmPagesEntry {
+                gpa: 64 << 20,
+                ..pages
+            },
+            ShmPagesEntry {
+                index: MAX_SHM_PAGES - 1,
+                ..pages
+            },
+        ] {
+            assert!(check(&[area], &[bad], &[run]).is_err(), "{bad:?}");
+        }
+        // Runs overlapping, out of order.
+        let next = ShmPagesEntry {
+            index: 3,
+            gpa: 21 << 20,
+            pages: 1,
+            ..pages
+        };
+        assert!(check(&[area], &[pages, next], &[run]).is_err());
+        assert!(check(&[area], &[next, pages], &[run]).is_err());
+        // A shared page in a private area, a private page in a shared one.
+        let in_private = PageRunEntry {
+            va: 0x60_0000,
+            ..run
+        };
+        assert!(check(&[area], &[pages], &[in_private]).is_err());
+        let unshared = PageRunEntry { flags: 0, ..run };
+        assert!(check(&[area], &[pages], &[unshared]).is_err());
     }
 
     #[test]

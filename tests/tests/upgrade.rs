@@ -1854,3 +1854,92 @@ fn cpu_times_go_on_after_a_switch() {
     let st = root.pvmux(&["stop", "-t", "1", "c"]);
     assert_eq!(st.code(), Some(0), "{}", st.context());
 }
+
+/// The guest program of [`shared_memory_is_carried_across_a_switch`]: a parent and its
+/// `fork` child count together through two `MAP_SHARED` mappings made before the fork —
+/// anonymous memory (`mmap.mmap(-1, ...)`) and a file in guest memory, `/tmp/pvmux-shm` —
+/// every 10 ms: the child writes each value into both and waits for the parent's
+/// acknowledgement in the anonymous page; the parent checks that the file mapping and a
+/// `pread` of the file show the same value, appends it to the volume file and acknowledges.
+/// Any disagreement is a line that is no number.
+const SHARED_MEMORY_PY: &str = r#"
+import mmap, os, struct, time
+out = open("/out/c", "a", buffering=1)
+anon = mmap.mmap(-1, 8192)
+fd = os.open("/tmp/pvmux-shm", os.O_RDWR | os.O_CREAT, 0o600)
+os.ftruncate(fd, 4096)
+filemap = mmap.mmap(fd, 4096)
+get = lambda m, off: struct.unpack_from("Q", m, off)[0]
+if os.fork() == 0:
+    n = 0
+    while True:
+        n += 1
+        struct.pack_into("Q", filemap, 0, n)
+        struct.pack_into("Q", anon, 4096, n)
+        struct.pack_into("Q", anon, 0, n)
+        while get(anon, 8) != n:
+            time.sleep(0.002)
+        time.sleep(0.01)
+want = 1
+while True:
+    while get(anon, 0) != want:
+        time.sleep(0.002)
+    seen = (get(anon, 4096), get(filemap, 0), struct.unpack("Q", os.pread(fd, 8, 0))[0])
+    if seen != (want, want, want):
+        out.write("mismatch %d %r\n" % (want, seen))
+        break
+    out.write("%d\n" % want)
+    struct.pack_into("Q", anon, 8, want)
+    want += 1
+"#;
+#[test]
+#[cfg_attr(
+    not(have_python3),
+    ignore = "needs /usr/bin/python3: apt-get install python3"
+)]
+fn shared_memory_is_carried_across_a_switch() {
+    let root = root("shm");
+    let out = TempDir::unique("pvmux-upgrade-out", "shm");
+    let file = out.0.join("c");
+    std::fs::write(out.0.join("m.py"), SHARED_MEMORY_PY).expect("write the program");
+    let vol = format!("{}:/out", out.0.display());
+    start_detached(&root, "m", &vol, &["/usr/bin/python3", "/out/m.py"]);
+    let monitor = root.monitor_pid("m");
+    wait_for("the counter goes round", || counter(&file).len() >= 20);
+    let before = guest_processes(&root, "m");
+    assert_eq!(before.len(), 2, "parent and child: {before:?}");
+    let next = next_kernel(&root);
+    let count = counter(&file).len();
+    let (up, v) = upgrade(&root, "m", &next, None);
+    assert_eq!(up.code(), Some(0), "{}", up.context());
+    assert_eq!(v["adopt_check"]["adopts"], true, "{v}");
+    assert_eq!(v["switch"]["adopted_by"], "6.1.0-pvmux-next", "{v}");
+    // The record carried both areas of both processes: the anonymous one as one object
+    // whose touched pages went by frame, the file's by its inode and path.
+    let carried = v["record"]["carried"].as_array().expect("carried");
+    assert_eq!(carried.len(), 2, "{v}");
+    let mut anon_objects = Vec::new();
+    for p in carried {
+        let areas = p["shared_areas"].as_array().expect("shared areas");
+        let anon: Vec<_> = areas.iter().filter(|a| a["object"].is_u64()).collect();
+        let files: Vec<_> = areas.iter().filter(|a| a["inode"].is_u64()).collect();
+        assert_eq!((anon.len(), files.len()), (1, 1), "pid {}: {v}", p["pid"]);
+        assert_eq!(files[0]["path"], "/tmp/pvmux-shm", "{v}");
+        anon_objects.push(anon[0]["object"].clone());
+    }
+    assert_eq!(anon_objects[0], anon_objects[1], "one object, shared: {v}");
+    assert!(
+        v["record"]["shared_pages"].as_u64() >= Some(2),
+        "both touched pages of the anonymous object: {v}"
+    );
+    // The same processes go on counting through the same memory: every value once.
+    wait_for("the counter goes on", || counter(&file).len() >= count + 30);
+    assert_no_value_lost(&counter(&file));
+    assert_eq!(guest_processes(&root, "m"), before, "the same processes");
+    let r = root.pvmux(&["exec", "m", "--", "/bin/sh", "-c", "uname -r"]);
+    assert_eq!(r.stdout.trim(), "6.1.0-pvmux-next", "{}", r.context());
+    assert!(alive(monitor));
+    let st = root.pvmux(&["stop", "-t", "1", "m"]);
+    assert_eq!(st.code(), Some(0), "{}", st.context());
+    assert_no_value_lost(&counter(&file));
+}

@@ -222,7 +222,7 @@ mod tests {
         adopted(&mut mm);
         assert_eq!(mm.patch_next, 0);
         // Something else there: no table possible.
-        assert!(mm.adopt_region(PATCH_TABLE_BASE, end, prot::READ, None));
+        assert!(mm.adopt_region(PATCH_TABLE_BASE, end, prot::READ, None, None));
         adopted(&mut mm);
         assert_eq!(mm.patch_next, u32::MAX);
         // A table whose cells 1..=3 are taken, its first page carried.
@@ -234,7 +234,7 @@ mod tests {
             pool_mem::write(frame + (cell - PATCH_TABLE_BASE), &bytes);
         }
         let mut mm = Mm::new();
-        assert!(mm.adopt_region(PATCH_TABLE_BASE, end, prot::READ | prot::EXEC, None));
+        assert!(mm.adopt_region(PATCH_TABLE_BASE, end, prot::READ | prot::EXEC, None, None));
         assert!(mm.adopt_pages(PATCH_TABLE_BASE, frame, 1, false));
         adopted(&mut mm);
         assert_eq!(mm.patch_next, 4);

@@ -480,6 +480,21 @@ impl Fs {
         self.own_data(ino)
     }
 
+    /// The page object of regular file `ino` if its data is owned pages (what a
+    /// `MAP_SHARED` mapping of it maps; not a volume file's), without changing anything.
+    pub(crate) fn owned_pages(&self, ino: Ino) -> Option<Arc<PageObject>> {
+        if self.is_volume_file(ino) {
+            return None;
+        }
+        match &self.inodes.get(&ino)?.node {
+            Node::File {
+                data: Data::Pages(p),
+                ..
+            } => Some(p.clone()),
+            _ => None,
+        }
+    }
+
     /// Whether regular file `ino`'s data is owned pages (a `MAP_SHARED` mapping of it maps
     /// them; of a borrowed or host file, a read-only one maps a copy-on-write snapshot).
     pub(crate) fn has_owned_pages(&self, ino: Ino) -> bool {

@@ -32,11 +32,11 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use pvmux_hypercalls::handover::{
-    adopt_flags, adopt_status, cpu_times_kind, page_flags, process_flags, thread_state, AdoptArgs,
-    BlockerEntry, Bounds, FdStateEntry, FileAreaEntry, FileImageEntry, InetMsgEntry,
-    InetSocketEntry, PageRunEntry, PipeEntry, ProcessEntry, ProcessStateEntry, Record, RecordError,
-    SocketEntry, SocketMsgEntry, ThreadStateEntry, TimerEntry, ZombieEntry, MAX_ADOPT_REASON,
-    MAX_PID,
+    adopt_flags, adopt_status, cpu_times_kind, page_flags, process_flags, shm_area_flags,
+    thread_state, AdoptArgs, BlockerEntry, Bounds, FdStateEntry, FileAreaEntry, FileImageEntry,
+    InetMsgEntry, InetSocketEntry, PageRunEntry, PipeEntry, ProcessEntry, ProcessStateEntry,
+    Record, RecordError, ShmAreaEntry, ShmPagesEntry, SocketEntry, SocketMsgEntry,
+    ThreadStateEntry, TimerEntry, ZombieEntry, MAX_ADOPT_REASON, MAX_PID,
 };
 
 /// Why this kernel does not adopt a record.
@@ -278,6 +278,27 @@ pub(crate) fn plan(bytes: &[u8], args: &AdoptArgs) -> Result<Plan, Refusal> {
             *n = n.saturating_add(1);
         }
     }
+    // Anonymous shared objects: each frame one reference more (the object's), never a frame
+    // a page run maps privately (`Record::check` bounded the runs).
+    for run in r.entries::<ShmPagesEntry>() {
+        for k in 0..run.pages {
+            let gpa = run.gpa + k * pvmux_hypercalls::PAGE_SIZE;
+            if private.contains(&gpa) {
+                return Err(Refusal::FrameTwice(gpa));
+            }
+            let n = plan.frames.entry(gpa).or_insert(0);
+            *n = n.saturating_add(1);
+        }
+    }
+    // A shared area of an in-memory file needs the carried filesystem.
+    if carried_fs(&r).is_none() {
+        if let Some(a) = r
+            .entries::<ShmAreaEntry>()
+            .find(|a| a.flags & shm_area_flags::FILE != 0)
+        {
+            return Err(Refusal::Area(a.pid, a.start));
+        }
+    }
     // The in-memory filesystem: its tree checked, each file frame one reference more (the
     // file's; a private mapping of the file maps it copy-on-write too), never a frame a
     // page run maps privately.
@@ -365,9 +386,10 @@ pub(crate) fn plan(bytes: &[u8], args: &AdoptArgs) -> Result<Plan, Refusal> {
     crate::linux::pool::check_adoption(args.pool_start, args.pool_end, &plan.frames)
         .map_err(Refusal::Frame)?;
     let mut d = Descriptions::new(&r, 0, false)?;
+    let shared = SharedObjects::checked(&r);
     for &pid in &plan.order {
         let mut mm = crate::linux::space::Mm::new();
-        rebuild_mm(&r, pid, &mut mm, &|_, _, _| None)?;
+        rebuild_mm(&r, pid, &mut mm, &|_, _, _| None, &shared)?;
         rebuild_fds(&r, pid, &mut d, &|_, _| Ok(None))?;
         process_parts(&r, pid)?;
     }
@@ -379,6 +401,93 @@ pub(crate) fn plan(bytes: &[u8], args: &AdoptArgs) -> Result<Plan, Refusal> {
         .entries::<ZombieEntry>()
         .all(|z| plan.zombies.contains(&z.pid)));
     Ok(plan)
+}
+
+/// The shared objects `MAP_SHARED` areas map (sections 29 and 30; a file's pages are
+/// section 23's): which frame each page of an object is, and the objects themselves.
+pub(crate) struct SharedObjects {
+    /// (file?, object) → first page index of a run → (pages, first frame).
+    runs: BTreeMap<(bool, u64), BTreeMap<u64, (u64, u64)>>,
+    /// The anonymous objects made again, by number; `None` for a check (no frame is
+    /// taken: a region then maps a scratch object).
+    made: Option<BTreeMap<u64, Arc<crate::linux::shmem::ShmObject>>>,
+}
+
+impl SharedObjects {
+    fn runs(r: &Record<'_>) -> BTreeMap<(bool, u64), BTreeMap<u64, (u64, u64)>> {
+        let mut runs: BTreeMap<(bool, u64), BTreeMap<u64, (u64, u64)>> = BTreeMap::new();
+        for e in r.entries::<ShmPagesEntry>() {
+            runs.entry((false, e.object))
+                .or_default()
+                .insert(e.index, (e.pages, e.gpa));
+        }
+        for e in r.entries::<pvmux_hypercalls::handover::FsPagesEntry>() {
+            runs.entry((true, e.ino))
+                .or_default()
+                .insert(e.index, (e.pages, e.gpa));
+        }
+        runs
+    }
+
+    /// For a check: the frames only.
+    pub(crate) fn checked(r: &Record<'_>) -> Self {
+        Self {
+            runs: Self::runs(r),
+            made: None,
+        }
+    }
+
+    /// For the switch (the record's frames adopted by the pool: `pool::adopt_live`): every
+    /// anonymous object an area names, holding its pages (the object's reference on each
+    /// frame is one of those the pool gave).
+    fn made(r: &Record<'_>) -> Self {
+        let runs = Self::runs(r);
+        let mut made = BTreeMap::new();
+        for a in r.entries::<ShmAreaEntry>() {
+            if a.flags & shm_area_flags::FILE == 0 {
+                made.entry(a.object)
+                    .or_insert_with(crate::linux::shmem::ShmObject::new_owned);
+            }
+        }
+        for ((file, object), list) in &runs {
+            let Some(obj) = made.get(object).filter(|_| !file) else {
+                continue;
+            };
+            for (&index, &(pages, gpa)) in list {
+                for k in 0..pages {
+                    obj.insert(index + k, gpa + k * pvmux_hypercalls::PAGE_SIZE);
+                }
+            }
+        }
+        Self {
+            runs,
+            made: Some(made),
+        }
+    }
+
+    /// The frame of page `index` of the object area `a` maps, if the record gives it one.
+    fn frame(&self, a: &ShmAreaEntry, index: u64) -> Option<u64> {
+        let list = self
+            .runs
+            .get(&(a.flags & shm_area_flags::FILE != 0, a.object))?;
+        let (&first, &(pages, gpa)) = list.range(..=index).next_back()?;
+        (index < first + pages).then(|| gpa + (index - first) * pvmux_hypercalls::PAGE_SIZE)
+    }
+
+    /// The object area `a` maps, from its page offset: an anonymous one made again, or the
+    /// adopted in-memory file's pages (`None` if the file has none of its own any more).
+    fn object(&self, a: &ShmAreaEntry) -> Option<crate::linux::shmem::ShmRef> {
+        use crate::linux::shmem::ShmRef;
+        let Some(made) = &self.made else {
+            return Some(ShmRef::new_object().advanced(a.pgoff * pvmux_hypercalls::PAGE_SIZE));
+        };
+        let obj = if a.flags & shm_area_flags::FILE != 0 {
+            crate::fs::with(|fs| fs.owned_pages(a.object))?
+        } else {
+            made.get(&a.object)?.clone()
+        };
+        Some(ShmRef::of(obj, a.pgoff))
+    }
 }
 
 /// How an adopter backs a file area again: the area, its image range (section 15) and its
@@ -397,6 +506,7 @@ pub(crate) fn rebuild_mm(
     pid: i32,
     mm: &mut crate::linux::space::Mm,
     file_of: FileOf<'_>,
+    shared: &SharedObjects,
 ) -> Result<(), Refusal> {
     use pvmux_hypercalls::handover::{vma_flags, VmaEntry};
     use pvmux_hypercalls::user::prot;
@@ -410,10 +520,19 @@ pub(crate) fn rebuild_mm(
         .filter(|a| a.pid == pid)
         .filter_map(|a| Some((a.start, (a, *images.get(&a.start)?))))
         .collect();
+    let shm_areas: BTreeMap<u64, ShmAreaEntry> = r
+        .entries::<ShmAreaEntry>()
+        .filter(|a| a.pid == pid)
+        .map(|a| (a.start, a))
+        .collect();
     for v in r.entries::<VmaEntry>().filter(|v| v.pid == pid) {
-        if v.flags & vma_flags::SHARED != 0 {
-            return Err(Refusal::Area(pid, v.start));
-        }
+        // A shared area maps its object (section 29): without one it is refused.
+        let shm = if v.flags & vma_flags::SHARED != 0 {
+            let a = shm_areas.get(&v.start).ok_or(Refusal::Area(pid, v.start))?;
+            Some((a, shared.object(a).ok_or(Refusal::Area(pid, v.start))?))
+        } else {
+            None
+        };
         let mut bits = 0;
         for (flag, p) in [
             (vma_flags::READ, prot::READ),
@@ -424,10 +543,23 @@ pub(crate) fn rebuild_mm(
                 bits |= p;
             }
         }
-        let file = files
-            .get(&v.start)
-            .and_then(|(a, i)| file_of(a, i, r.blob_bytes(a.path).unwrap_or_default()));
-        if !mm.adopt_region(v.start, v.end, bits, file) {
+        let file = match &shm {
+            // What `mmap` names a shared mapping of a file by (`/proc/PID/maps`).
+            Some((a, _)) if a.flags & shm_area_flags::FILE != 0 => {
+                Some(crate::linux::space::MapFile {
+                    path: r.blob_bytes(a.path).unwrap_or_default().into(),
+                    ino: a.object,
+                    offset: a.pgoff * pvmux_hypercalls::PAGE_SIZE,
+                    bus_past_eof: true,
+                    image: None,
+                })
+            }
+            Some(_) => None,
+            None => files
+                .get(&v.start)
+                .and_then(|(a, i)| file_of(a, i, r.blob_bytes(a.path).unwrap_or_default())),
+        };
+        if !mm.adopt_region(v.start, v.end, bits, file, shm.map(|(_, o)| o)) {
             return Err(Refusal::Area(pid, v.start));
         }
     }
@@ -436,9 +568,22 @@ pub(crate) fn rebuild_mm(
         mm.brk = s.brk;
     }
     for run in r.entries::<PageRunEntry>().filter(|p| p.pid == pid) {
-        if run.flags & page_flags::SHARED != 0
-            || !mm.adopt_pages(run.va, run.gpa, run.pages, run.flags & page_flags::COW != 0)
-        {
+        // A shared page is its object's frame at its index (`Record::check` put the run in
+        // a shared area).
+        if run.flags & page_flags::SHARED != 0 {
+            let page = pvmux_hypercalls::PAGE_SIZE;
+            let area = shm_areas.range(..=run.va).next_back().map(|(_, a)| a);
+            let ok = area.is_some_and(|a| {
+                (0..run.pages).all(|k| {
+                    let index = a.pgoff + (run.va + k * page - a.start) / page;
+                    shared.frame(a, index) == Some(run.gpa + k * page)
+                })
+            });
+            if !ok || run.flags & page_flags::COW != 0 {
+                return Err(Refusal::Pages(pid, run.va));
+            }
+        }
+        if !mm.adopt_pages(run.va, run.gpa, run.pages, run.flags & page_flags::COW != 0) {
             return Err(Refusal::Pages(pid, run.va));
         }
     }
@@ -1051,6 +1196,8 @@ fn build(r: &Record<'_>, plan: &Plan) -> Result<Built, Refusal> {
         super::fs_adopted();
     }
     task::reserve_ids(highest_id(r));
+    // The anonymous shared objects, with their frames.
+    let shared = SharedObjects::made(r);
     let mut d = Descriptions::new(r, crate::time::now_ns(), true)?;
     let mut threads = Vec::new();
     let mut timers = Vec::new();
@@ -1068,7 +1215,13 @@ fn build(r: &Record<'_>, plan: &Plan) -> Result<Built, Refusal> {
         }
         {
             let mut mm = space.mm.lock();
-            rebuild_mm(r, pid, &mut mm, &|a, _, _| files.get(&a.start).cloned())?;
+            rebuild_mm(
+                r,
+                pid,
+                &mut mm,
+                &|a, _, _| files.get(&a.start).cloned(),
+                &shared,
+            )?;
             // The patch table's cells in use (a rewound call through a patched site
             // restarts by them), read back from its adopted pages.
             crate::linux::patch::adopted(&mut mm);

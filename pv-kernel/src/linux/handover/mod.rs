@@ -38,12 +38,13 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use pvmux_hypercalls::handover::{
     blocker, fd_kind, fd_state, file_area_flags, file_image_flags, fill_name, page_flags,
-    process_flags, thread_state, vma_flags, BlobRef, BlockerEntry, CpuTimesEntry, EpollItemEntry,
-    FdEntry, FdStateEntry, FileAreaEntry, FileImageEntry, InetMsgEntry, InetSocketEntry,
-    PageRunEntry, PipeEntry, ProcessArgsEntry, ProcessEntry, ProcessStateEntry, RecordWriter,
-    RestartEntry, SigActionEntry, SocketEntry, SocketMsgEntry, ThreadEntry, ThreadStateEntry,
-    TimerEntry, TimerFdEntry, VmaEntry, ZombieEntry, MAX_FPU_LEN, MAX_PIPE_BYTES, MAX_RECORD_LEN,
-    MIN_RECORD_VERSION, NO_RESTART, NR_RLIMITS, RECORD_VERSION,
+    process_flags, shm_area_flags, thread_state, vma_flags, BlobRef, BlockerEntry, CpuTimesEntry,
+    EpollItemEntry, FdEntry, FdStateEntry, FileAreaEntry, FileImageEntry, InetMsgEntry,
+    InetSocketEntry, PageRunEntry, PipeEntry, ProcessArgsEntry, ProcessEntry, ProcessStateEntry,
+    RecordWriter, RestartEntry, ShmAreaEntry, ShmPagesEntry, SigActionEntry, SocketEntry,
+    SocketMsgEntry, ThreadEntry, ThreadStateEntry, TimerEntry, TimerFdEntry, VmaEntry, ZombieEntry,
+    MAX_FPU_LEN, MAX_PIPE_BYTES, MAX_RECORD_LEN, MIN_RECORD_VERSION, NO_RESTART, NR_RLIMITS,
+    RECORD_VERSION,
 };
 use pvmux_hypercalls::{HcError, TrapFrame};
 use zerocopy::FromZeros;
@@ -233,7 +234,7 @@ fn carry_fs(inv: &mut Inventory) {
     let before = inv.blob.len();
     let carried = crate::fs::with(|fs| fs.carry_out(&mut |b| inv.blob_add(b)));
     let (what, count): (&[u8], u32) = match carried {
-        Ok(c) if (96 + 16 * 20 + inv.size() + c.size()) as u64 <= MAX_RECORD_LEN => {
+        Ok(c) if (96 + 16 * 22 + inv.size() + c.size()) as u64 <= MAX_RECORD_LEN => {
             inv.fs = Some(c);
             return;
         }
@@ -242,7 +243,11 @@ fn carry_fs(inv: &mut Inventory) {
                 && !inv
                     .fd_states
                     .iter()
-                    .any(|f| f.kind == fd_state::MEMORY_FILE) =>
+                    .any(|f| f.kind == fd_state::MEMORY_FILE)
+                && !inv
+                    .shm_areas
+                    .iter()
+                    .any(|a| a.flags & shm_area_flags::FILE != 0) =>
         {
             inv.blob.truncate(before);
             return;
@@ -359,7 +364,7 @@ fn answer(version: u64) {
     }
     let mut out: Vec<u8> = Vec::new();
     // The record is the host's to read: refused rather than grown past what it accepts.
-    let size = 96 + 16 * 22 + inv.size();
+    let size = 96 + 16 * 24 + inv.size();
     if size as u64 > MAX_RECORD_LEN || out.try_reserve_exact(size).is_err() {
         thaw();
         crate::hcall::handover_record_failed(HcError::NoResources);
@@ -553,6 +558,13 @@ pub(crate) struct Inventory {
     pub(crate) restarts: Vec<RestartEntry>,
     /// CPU times of live threads and processes (section 28, in kind and id order).
     pub(crate) cpu_times: Vec<CpuTimesEntry>,
+    /// The `MAP_SHARED` areas (section 29, in (pid, address) order).
+    pub(crate) shm_areas: Vec<ShmAreaEntry>,
+    /// The anonymous shared objects they map, by address: their numbers in the record
+    /// (from 1, in the order first seen) and the objects.
+    shm_objects: BTreeMap<usize, (u64, Arc<crate::linux::shmem::ShmObject>)>,
+    /// Their pages (section 30, in (object, index) order), listed once every process is.
+    pub(crate) shm_pages: Vec<ShmPagesEntry>,
     /// The in-memory filesystem (sections 21-23), when it is carried.
     pub(crate) fs: Option<crate::fs::ramfs::carry::Carried>,
     pub(crate) blob: Vec<u8>,
@@ -587,8 +599,45 @@ impl Inventory {
             + self.process_args.len() * size_of::<ProcessArgsEntry>()
             + self.restarts.len() * size_of::<RestartEntry>()
             + self.cpu_times.len() * size_of::<CpuTimesEntry>()
+            + self.shm_areas.len() * size_of::<ShmAreaEntry>()
+            + self.shm_pages.len() * size_of::<ShmPagesEntry>()
             + self.fs.as_ref().map_or(0, |c| c.size())
             + self.blob.len()
+    }
+
+    /// The number of anonymous shared object `obj` in the record (a new one the first time).
+    fn shm_object(&mut self, obj: &Arc<crate::linux::shmem::ShmObject>) -> u64 {
+        let next = self.shm_objects.len() as u64 + 1;
+        self.shm_objects
+            .entry(Arc::as_ptr(obj) as usize)
+            .or_insert_with(|| (next, obj.clone()))
+            .0
+    }
+
+    /// The pages of every anonymous shared object (section 30): runs of consecutive
+    /// indexes in consecutive frames, in (object, index) order.
+    fn shm_page_runs(&self) -> Vec<ShmPagesEntry> {
+        let mut objects: Vec<_> = self.shm_objects.values().collect();
+        objects.sort_by_key(|(id, _)| *id);
+        let mut runs: Vec<ShmPagesEntry> = Vec::new();
+        let page = pvmux_hypercalls::PAGE_SIZE;
+        for (id, obj) in objects {
+            for (index, gpa) in obj.frames() {
+                if let Some(r) = runs.last_mut().filter(|r| {
+                    r.object == *id && r.index + r.pages == index && r.gpa + r.pages * page == gpa
+                }) {
+                    r.pages += 1;
+                    continue;
+                }
+                runs.push(ShmPagesEntry {
+                    object: *id,
+                    index,
+                    gpa,
+                    pages: 1,
+                });
+            }
+        }
+        runs
     }
 
     /// Appends `b` to the blob; where it is.
@@ -634,6 +683,8 @@ impl Inventory {
             w.section(&self.process_args);
             w.section(&self.restarts);
             w.section(&self.cpu_times);
+            w.section(&self.shm_areas);
+            w.section(&self.shm_pages);
             if let Some(fs) = &self.fs {
                 w.section(&fs.nodes);
                 w.section(&fs.dirents);
@@ -740,12 +791,14 @@ fn inventory(procs: &[Arc<Process>], version: u32) -> Inventory {
     }
     if version >= 2 {
         events::carry_epolls(&mut inv);
+        inv.shm_pages = inv.shm_page_runs();
     }
     inv.processes.sort_by_key(|p| p.pid);
     inv.vmas.sort_by_key(|v| (v.pid, v.start));
     inv.fds.sort_by_key(|f| (f.pid, f.fd));
     inv.fd_states.sort_by_key(|f| (f.pid, f.fd));
     inv.file_areas.sort_by_key(|a| (a.pid, a.start));
+    inv.shm_areas.sort_by_key(|a| (a.pid, a.start));
     inv.file_images.sort_by_key(|a| (a.pid, a.start));
     inv.timers.sort_by_key(|t| (t.pid, t.kind, t.id));
     inv
@@ -753,10 +806,11 @@ fn inventory(procs: &[Arc<Process>], version: u32) -> Inventory {
 
 /// Version 2: what the record carries of the live process `p` (credentials, paths, break,
 /// signal dispositions, every resident page and its frame, its descriptors: `fds`, each
-/// with its description and close-on-exec flag), and blockers for what it does not carry
+/// with its description and close-on-exec flag; its `MAP_SHARED` areas' objects: anonymous
+/// ones by number, an in-memory file's by inode), and blockers for what it does not carry
 /// yet: descriptors other than host and volume files, pipes, `AF_UNIX` sockets, the
-/// console and devices; file-backed and shared memory areas; timers it cannot carry
-/// ([`super::timers::carry`]).
+/// console and devices; mappings of files it cannot name; shared mappings of host, volume
+/// or unnamed files; timers it cannot carry ([`super::timers::carry`]).
 fn carry_process(
     p: &Arc<Process>,
     fds: &[(i32, Arc<super::files::OpenFile>, bool)],
@@ -779,14 +833,34 @@ fn carry_process(
     // Private file mappings to carry: (start, offset, path, volume, image), classified once
     // the space's lock is dropped.
     let mut mapped = Vec::new();
+    // Shared mappings of files: (start, object, page offset, path, inode), classified once
+    // the space's lock is dropped.
+    let mut shared_files = Vec::new();
     let (mut brk_base, mut brk) = (0, 0);
     if let Some(space) = p.space() {
         let mm = space.mm.lock();
         brk_base = mm.brk_base;
         brk = mm.brk;
         for (start, v) in mm.vmas() {
-            if v.shm.is_some() {
-                shared_areas += 1;
+            if let Some(r) = &v.shm {
+                match &v.file {
+                    // Anonymous shared memory: its object, numbered once for every region
+                    // (of any process) that maps it.
+                    None => {
+                        let object = inv.shm_object(&r.obj);
+                        inv.shm_areas.push(ShmAreaEntry {
+                            pid: p.pid,
+                            flags: 0,
+                            start,
+                            object,
+                            pgoff: r.pgoff,
+                            path: BlobRef::default(),
+                        });
+                    }
+                    Some(f) => {
+                        shared_files.push((start, r.obj.clone(), r.pgoff, f.path.clone(), f.ino))
+                    }
+                }
             } else if let Some(f) = &v.file {
                 mapped.push((
                     start,
@@ -826,6 +900,28 @@ fn carry_process(
                 });
             }
         }
+    }
+    // A shared mapping of a named in-memory file maps the file's own pages, which the
+    // filesystem carries (section 23): the adopter maps the adopted file's. Of a host or
+    // volume file, a memfd or a file whose path no longer names it: not carried.
+    for (start, obj, pgoff, path, ino) in shared_files {
+        let file_pages = crate::fs::with(|fs| {
+            fs.owned_pages(ino).is_some_and(|o| Arc::ptr_eq(&o, &obj))
+                && names_inode(fs, &path, ino)
+        });
+        if !file_pages {
+            shared_areas += 1;
+            continue;
+        }
+        let path = inv.blob_add(&path);
+        inv.shm_areas.push(ShmAreaEntry {
+            pid: p.pid,
+            flags: shm_area_flags::FILE,
+            start,
+            object: ino,
+            pgoff,
+            path,
+        });
     }
     for (start, offset, path, ino, image, bus_past_eof) in mapped {
         let (volume, host, named) = crate::fs::with(|fs| {
@@ -965,7 +1061,11 @@ fn carry_process(
             blocker::FILES,
             &b"mappings of in-memory files"[..],
         ),
-        (shared_areas, blocker::KERNEL, b"shared memory areas"),
+        (
+            shared_areas,
+            blocker::KERNEL,
+            b"shared mappings of host, volume or unnamed files",
+        ),
         (
             moved_areas,
             blocker::FILES,

@@ -1146,7 +1146,8 @@ impl Mm {
     }
 
     /// Adoption of a hand-over record (`linux/handover/adopt.rs`): adds the region
-    /// `[start, end)` (page aligned, free) with `prot_bits`, backed by `file` if given.
+    /// `[start, end)` (page aligned, free) with `prot_bits`, backed by `file` if given, mapping
+    /// the shared object `shm` if given (a `MAP_SHARED` area).
     /// `false` (nothing changed) if it is not.
     pub(crate) fn adopt_region(
         &mut self,
@@ -1154,6 +1155,7 @@ impl Mm {
         end: u64,
         prot_bits: u32,
         file: Option<MapFile>,
+        shm: Option<ShmRef>,
     ) -> bool {
         let aligned =
             start.is_multiple_of(PAGE_SIZE) && end.is_multiple_of(PAGE_SIZE) && start < end;
@@ -1165,7 +1167,7 @@ impl Mm {
             Vma {
                 end,
                 prot: prot_bits,
-                shm: None,
+                shm,
                 file,
             },
         );

@@ -14,8 +14,9 @@ use clap::Args;
 use pvmux_host::upgrade::{self, Inventory, UpgradeError};
 use pvmux_host::TenantHandle;
 use pvmux_hypercalls::handover::{
-    fd_kind, fd_state, inet_flags, inet_state, process_flags, socket_flags, socket_state,
-    thread_state, timer_clock, timer_kind, timer_notify, until_nul, TimerEntry, NO_RESTART,
+    fd_kind, fd_state, inet_flags, inet_state, process_flags, shm_area_flags, socket_flags,
+    socket_state, thread_state, timer_clock, timer_kind, timer_notify, until_nul, TimerEntry,
+    NO_RESTART,
 };
 
 use super::control::{self, Request};
@@ -143,6 +144,9 @@ struct RecordSummary {
     /// Record version 2: the in-memory filesystem (sections 21-23), if carried.
     #[serde(default)]
     files: Option<FilesJson>,
+    /// Record version 2: pages of anonymous shared memory carried by frame (section 30).
+    #[serde(default)]
+    shared_pages: u64,
 }
 
 /// What a version 2 record carries of the in-memory filesystem.
@@ -276,9 +280,27 @@ struct CarriedJson {
     fds: Vec<CarriedFdJson>,
     /// Private mappings of host and volume files: the paths, by area.
     file_areas: Vec<String>,
+    /// Its `MAP_SHARED` areas (record section 29).
+    #[serde(default)]
+    shared_areas: Vec<SharedAreaJson>,
     /// Its timers (record section 16).
     #[serde(default)]
     timers: Vec<CarriedTimerJson>,
+}
+
+/// What a version 2 record carries of a `MAP_SHARED` area.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct SharedAreaJson {
+    /// The area's first byte.
+    start: u64,
+    /// Anonymous shared memory: the object's number in the record (the same in every
+    /// process sharing it); `None` for a file's.
+    object: Option<u64>,
+    /// An in-memory file's: its inode and the path it was mapped by.
+    inode: Option<u64>,
+    path: Option<String>,
+    /// The object's page at `start`.
+    pgoff: u64,
 }
 
 /// What a version 2 record carries of a timer.
@@ -536,6 +558,21 @@ impl From<&Inventory> for RecordSummary {
                             .filter(|(a, _)| a.pid == st.pid)
                             .map(|(_, path)| path.clone())
                             .collect(),
+                        shared_areas: i
+                            .shared_areas
+                            .iter()
+                            .filter(|(a, _)| a.pid == st.pid)
+                            .map(|(a, path)| {
+                                let file = a.flags & shm_area_flags::FILE != 0;
+                                SharedAreaJson {
+                                    start: a.start,
+                                    object: (!file).then_some(a.object),
+                                    inode: file.then_some(a.object),
+                                    path: file.then(|| path.clone()),
+                                    pgoff: a.pgoff,
+                                }
+                            })
+                            .collect(),
                         timers: i
                             .timers
                             .iter()
@@ -618,6 +655,7 @@ impl From<&Inventory> for RecordSummary {
                 names: f.names,
                 pages: f.pages,
             }),
+            shared_pages: i.shared_pages,
         }
     }
 }

@@ -1,7 +1,8 @@
 use super::*;
 use crate::linux::handover::{Inventory, RELEASE};
 use pvmux_hypercalls::handover::{
-    blocker, fd_state, fill_name, BlobRef, PipeEntry, ThreadEntry, VmaEntry, NO_RESTART,
+    blocker, fd_state, fill_name, BlobRef, PipeEntry, ShmAreaEntry, ShmPagesEntry, ThreadEntry,
+    VmaEntry, NO_RESTART,
 };
 use pvmux_hypercalls::TrapFrame;
 use zerocopy::FromZeros;
@@ -331,7 +332,7 @@ fn an_address_space_is_rebuilt_with_its_areas_break_and_pages_lazily_mapped() {
     let bytes = record(&inv, 2);
     let r = Record::parse(&bytes, (2, 2)).expect("valid");
     let mut mm = crate::linux::space::Mm::new();
-    rebuild_mm(&r, 2, &mut mm, &|_, _, _| None).expect("rebuilt");
+    rebuild_mm(&r, 2, &mut mm, &|_, _, _| None, &SharedObjects::checked(&r)).expect("rebuilt");
     let areas: Vec<(u64, u64, u32)> = mm.vmas().map(|(s, v)| (s, v.end, v.prot)).collect();
     use pvmux_hypercalls::user::prot;
     assert_eq!(areas, [(0x40_0000, 0x40_4000, prot::READ | prot::WRITE)]);
@@ -349,7 +350,7 @@ fn an_address_space_is_rebuilt_with_its_areas_break_and_pages_lazily_mapped() {
     assert!(mm.take_batch().ops.is_empty());
     // A second rebuild over the same map is refused (the areas are taken).
     assert_eq!(
-        rebuild_mm(&r, 2, &mut mm, &|_, _, _| None),
+        rebuild_mm(&r, 2, &mut mm, &|_, _, _| None, &SharedObjects::checked(&r)),
         Err(Refusal::Area(2, 0x40_0000))
     );
 }
@@ -400,11 +401,17 @@ fn a_file_area_is_backed_again_with_the_image_range_its_writer_used() {
     let r = Record::parse(&bytes, (2, 2)).expect("valid");
     let seen = core::cell::RefCell::new(Vec::new());
     let mut mm = crate::linux::space::Mm::new();
-    rebuild_mm(&r, 2, &mut mm, &|a, i, p| {
-        seen.borrow_mut()
-            .push((a.start, a.offset, i.lo, i.hi, i.flags, p.to_vec()));
-        None
-    })
+    rebuild_mm(
+        &r,
+        2,
+        &mut mm,
+        &|a, i, p| {
+            seen.borrow_mut()
+                .push((a.start, a.offset, i.lo, i.hi, i.flags, p.to_vec()));
+            None
+        },
+        &SharedObjects::checked(&r),
+    )
     .expect("rebuilt");
     assert_eq!(
         seen.into_inner(),
@@ -828,4 +835,96 @@ fn event_objects_come_back_and_epolls_are_linked_after_every_description() {
     let mut bad = events_scenario();
     bad.timerfds.clear();
     assert!(matches!(check(&bad), Err(Refusal::Record(_))));
+}
+
+/// The scenario with anonymous shared memory: two pages at 0x50_0000 in init and its child
+/// (one object, number 1; `fork` shared it), page 0 resident in init only.
+fn with_shared_memory() -> Inventory {
+    use pvmux_hypercalls::handover::vma_flags;
+    let mut inv = scenario();
+    for pid in [1, 2] {
+        inv.vmas.push(VmaEntry {
+            pid,
+            flags: vma_flags::READ | vma_flags::WRITE | vma_flags::SHARED,
+            start: 0x50_0000,
+            end: 0x50_2000,
+            ..FromZeros::new_zeroed()
+        });
+        inv.shm_areas.push(ShmAreaEntry {
+            pid,
+            flags: 0,
+            start: 0x50_0000,
+            object: 1,
+            pgoff: 0,
+            path: BlobRef::default(),
+        });
+    }
+    inv.vmas.sort_by_key(|v| (v.pid, v.start));
+    inv.pages.push(PageRunEntry {
+        pid: 1,
+        flags: page_flags::SHARED,
+        va: 0x50_0000,
+        gpa: POOL.0 + 0x2_0000,
+        pages: 1,
+    });
+    inv.pages.sort_by_key(|p| (p.pid, p.va));
+    inv.shm_pages.push(ShmPagesEntry {
+        object: 1,
+        index: 0,
+        gpa: POOL.0 + 0x2_0000,
+        pages: 1,
+    });
+    inv
+}
+
+#[test]
+fn shared_memory_areas_map_their_object_in_every_process() {
+    let p = check(&with_shared_memory()).expect("adopts");
+    assert_eq!(
+        p.frames[&(POOL.0 + 0x2_0000)],
+        2,
+        "the object's reference and init's mapping"
+    );
+    let bytes = record(&with_shared_memory(), 2);
+    let r = Record::parse(&bytes, (2, 2)).expect("valid");
+    let shared = SharedObjects::checked(&r);
+    for (pid, resident) in [(1, true), (2, false)] {
+        let mut mm = crate::linux::space::Mm::new();
+        rebuild_mm(&r, pid, &mut mm, &|_, _, _| None, &shared).expect("rebuilt");
+        let (start, v) = mm
+            .vmas()
+            .find(|(s, _)| *s == 0x50_0000)
+            .expect("the shared area");
+        assert_eq!((start, v.end), (0x50_0000, 0x50_2000));
+        assert_eq!(v.shm.as_ref().map(|r| r.pgoff), Some(0), "pid {pid}");
+        let pages: Vec<(u64, u64, bool)> = mm.resident(0x50_0000, 0x50_2000).collect();
+        let want: &[(u64, u64, bool)] = if resident {
+            &[(0x50_0000, POOL.0 + 0x2_0000, false)]
+        } else {
+            &[]
+        };
+        assert_eq!(pages, want, "pid {pid}");
+    }
+}
+
+#[test]
+fn a_shared_area_without_its_object_or_with_another_frame_is_refused() {
+    // No area entry for init's shared memory: refused by name, as before areas were carried.
+    let mut inv = with_shared_memory();
+    inv.shm_areas.retain(|a| a.pid != 1);
+    assert_eq!(check(&inv), Err(Refusal::Area(1, 0x50_0000)));
+    // Init's page is not the object's frame at its index.
+    let mut inv = with_shared_memory();
+    inv.shm_pages[0].gpa = POOL.0 + 0x2_1000;
+    assert_eq!(check(&inv), Err(Refusal::Pages(1, 0x50_0000)));
+    // A page of the object at an index init's area does not reach holds nothing of init's.
+    let mut inv = with_shared_memory();
+    inv.shm_areas[0].pgoff = 1;
+    assert_eq!(check(&inv), Err(Refusal::Pages(1, 0x50_0000)));
+    // An in-memory file's area with no filesystem carried.
+    let mut inv = with_shared_memory();
+    inv.shm_areas[1].flags = shm_area_flags::FILE;
+    inv.shm_areas[1].path = inv.blob_add(b"/tmp/x");
+    inv.shm_areas[1].object = 9;
+    assert_eq!(check(&inv), Err(Refusal::Area(2, 0x50_0000)));
 }

@@ -305,6 +305,9 @@ pub mod section {
     /// Version 2 (optional, as [`SHM_AREA`]): [`super::ShmPagesEntry`]s (the pages of each
     /// anonymous shared object, by index).
     pub const SHM_PAGES: u32 = 30;
+    /// Version 2 (optional: a reader that does not know it skips it, and then refuses the
+    /// descriptors of a terminal console): the [`super::ConsoleEntry`] (at most one).
+    pub const CONSOLE: u32 = 31;
     /// Version 2: the in-memory filesystem's inodes ([`super::FsNodeEntry`]; first the
     /// filesystem itself).
     pub const FS_NODE: u32 = 21;
@@ -1098,6 +1101,46 @@ const _: () = assert!(size_of::<ShmPagesEntry>() == 32);
 /// Most pages a shared object may have by index in a record (2^36: 256 TiB of pages).
 pub const MAX_SHM_PAGES: u64 = 1 << 36;
 
+/// Version 2 (section [`section::CONSOLE`]): the console's state — what programs have not
+/// read of its input and, when the host's stdin is a terminal (the console is then the line
+/// discipline), the terminal's settings, size, foreground process group and the line being
+/// typed. At most one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct ConsoleEntry {
+    /// Linux's `struct termios2` (x86-64): `c_iflag`, `c_oflag`, `c_cflag`, `c_lflag` (u32
+    /// each), `c_line`, `c_cc[19]`, `c_ispeed`, `c_ospeed`.
+    pub termios: [u8; 44],
+    /// [`console_flags`].
+    pub flags: u32,
+    /// `struct winsize`: rows, columns, x and y pixels (rows 0: not set, the boot's size).
+    pub winsize: [u16; 4],
+    /// The foreground process group (0: not set, init's).
+    pub fg_pgrp: i32,
+    /// 0.
+    pub reserved: u32,
+    /// The input ready for programs, oldest first (at most [`MAX_CONSOLE_INPUT`] bytes).
+    pub input: BlobRef,
+    /// Canonical mode: the length of each completed line in `input`, in order (u32
+    /// little-endian each; 0: an end of file typed at the start of a line).
+    pub lines: BlobRef,
+    /// Canonical mode: the line being typed (less than [`MAX_CONSOLE_LINE`] bytes).
+    pub edit: BlobRef,
+}
+
+const _: () = assert!(size_of::<ConsoleEntry>() == 88);
+
+/// [`ConsoleEntry::flags`].
+pub mod console_flags {
+    /// The host reported the end of the input: the next read returns 0 (once).
+    pub const EOF: u32 = 1 << 0;
+}
+
+/// Most bytes of console input a record carries (the console buffers at most 64 KiB).
+pub const MAX_CONSOLE_INPUT: u32 = 64 << 10;
+/// A line being typed is shorter than this (Linux's `N_TTY_BUF_SIZE`).
+pub const MAX_CONSOLE_LINE: u32 = 4096;
+
 /// [`CpuTimesEntry::kind`].
 pub mod cpu_times_kind {
     /// A live thread (`id` its tid): what it has used so far.
@@ -1320,6 +1363,10 @@ impl Entry for ShmPagesEntry {
     const KIND: u32 = section::SHM_PAGES;
 }
 
+impl Entry for ConsoleEntry {
+    const KIND: u32 = section::CONSOLE;
+}
+
 /// Copies `s` into a NUL-padded field (cut to its size).
 pub fn fill_name(dst: &mut [u8], s: &[u8]) {
     let n = s.len().min(dst.len());
@@ -1434,6 +1481,7 @@ impl<'a> Record<'a> {
                 section::CPU_TIMES => Some(size_of::<CpuTimesEntry>()),
                 section::SHM_AREA => Some(size_of::<ShmAreaEntry>()),
                 section::SHM_PAGES => Some(size_of::<ShmPagesEntry>()),
+                section::CONSOLE => Some(size_of::<ConsoleEntry>()),
                 section::FS_NODE => Some(size_of::<FsNodeEntry>()),
                 section::FS_DIRENT => Some(size_of::<FsDirentEntry>()),
                 section::FS_PAGES => Some(size_of::<FsPagesEntry>()),
@@ -1452,7 +1500,7 @@ impl<'a> Record<'a> {
             // Version 1 has none of version 2's sections.
             if header.version < 2
                 && ((section::THREAD_STATE..=section::SOCKET_MSG).contains(&h.kind)
-                    || (section::FS_NODE..=section::SHM_PAGES).contains(&h.kind))
+                    || (section::FS_NODE..=section::CONSOLE).contains(&h.kind))
             {
                 return Err(RecordError::BadSection(h.kind));
             }
@@ -1781,6 +1829,7 @@ impl<'a> Record<'a> {
         self.check_inet_sockets(&inets)?;
         let fs_nodes = Table::<FsNodeEntry>::of(self);
         self.check_shm(b, &vmas, &fs_nodes)?;
+        self.check_console(b)?;
         let mut prev = (0i32, -1i32);
         for f in self.entries::<FdStateEntry>() {
             if !known(f.pid) || !(0..MAX_FD).contains(&f.fd) || (f.pid, f.fd) <= prev {
@@ -1996,6 +2045,38 @@ impl<'a> Record<'a> {
                 );
             }
             prev = (r.object, end.unwrap_or(u64::MAX));
+        }
+        Ok(())
+    }
+
+    /// The console (section 31): at most one entry; known flags; the foreground group an id
+    /// (or 0); the input, the completed lines' lengths (adding up to at most the input) and
+    /// the line being typed within their bounds and inside the blob.
+    fn check_console(&self, b: &Bounds) -> Result<(), RecordError> {
+        let consoles = Table::<ConsoleEntry>::of(self);
+        if consoles.len() > 1 {
+            return oob("console entries", consoles.len() as u64);
+        }
+        let Some(c) = consoles.get(0) else {
+            return Ok(());
+        };
+        let lines = self.blob_bytes(c.lines);
+        let total = lines.map(|l| {
+            l.chunks_exact(4)
+                .map(|w| u64::from(u32::from_le_bytes([w[0], w[1], w[2], w[3]])))
+                .sum::<u64>()
+        });
+        let ok = c.flags & !console_flags::EOF == 0
+            && c.reserved == 0
+            && (0..=b.max_pid).contains(&c.fg_pgrp)
+            && c.input.len <= MAX_CONSOLE_INPUT
+            && self.blob_bytes(c.input).is_some()
+            && lines.is_some_and(|l| l.len() % 4 == 0)
+            && total.is_some_and(|t| t <= u64::from(c.input.len))
+            && c.edit.len < MAX_CONSOLE_LINE
+            && self.blob_bytes(c.edit).is_some();
+        if !ok {
+            return oob("console state", u64::from(c.input.len));
         }
         Ok(())
     }
@@ -2733,6 +2814,75 @@ mod tests {
         assert!(check(&[area], &[pages], &[in_private]).is_err());
         let unshared = PageRunEntry { flags: 0, ..run };
         assert!(check(&[area], &[pages], &[unshared]).is_err());
+    }
+
+    #[test]
+    fn the_console_state_is_checked() {
+        let good = ConsoleEntry {
+            termios: [0; 44],
+            flags: console_flags::EOF,
+            winsize: [24, 80, 0, 0],
+            fg_pgrp: 1,
+            reserved: 0,
+            input: BlobRef { off: 0, len: 6 },
+            lines: BlobRef { off: 6, len: 8 },
+            edit: BlobRef { off: 14, len: 2 },
+        };
+        // "ab\ncd" then two line lengths (3 and 0) then "ef".
+        let mut blob = b"ab\ncd\n".to_vec();
+        blob.truncate(6);
+        blob.extend_from_slice(&3u32.to_le_bytes());
+        blob.extend_from_slice(&0u32.to_le_bytes());
+        blob.extend_from_slice(b"ef");
+        let check = |entries: &[ConsoleEntry]| {
+            let mut v = Vec::new();
+            let mut w = RecordWriter::new(&mut v, 2, b"6.1.0-pvmux");
+            w.section(entries);
+            w.blob(&blob);
+            w.finish();
+            let r = Record::parse(&v, (2, 2)).expect("parses");
+            r.check(&BOUNDS)
+                .map(|()| r.entries::<ConsoleEntry>().collect::<Vec<_>>())
+        };
+        assert_eq!(check(&[good]), Ok(Vec::from([good])));
+        assert!(check(&[]).is_ok());
+        assert!(check(&[good, good]).is_err(), "two consoles");
+        for bad in [
+            ConsoleEntry { flags: 2, ..good },
+            ConsoleEntry {
+                reserved: 1,
+                ..good
+            },
+            ConsoleEntry {
+                fg_pgrp: -1,
+                ..good
+            },
+            ConsoleEntry {
+                fg_pgrp: MAX_PID + 1,
+                ..good
+            },
+            ConsoleEntry {
+                input: BlobRef { off: 10, len: 7 },
+                ..good
+            },
+            ConsoleEntry {
+                input: BlobRef { off: 0, len: 2 },
+                ..good
+            },
+            ConsoleEntry {
+                lines: BlobRef { off: 6, len: 7 },
+                ..good
+            },
+            ConsoleEntry {
+                edit: BlobRef {
+                    off: 0,
+                    len: MAX_CONSOLE_LINE,
+                },
+                ..good
+            },
+        ] {
+            assert!(check(&[bad]).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

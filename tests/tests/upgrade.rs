@@ -1943,3 +1943,130 @@ fn shared_memory_is_carried_across_a_switch() {
     assert_eq!(st.code(), Some(0), "{}", st.context());
     assert_no_value_lost(&counter(&file));
 }
+
+/// A busybox container with a terminal (the OCI console socket, as an engine runs it)
+/// whose shell turned echo off and reads lines: the switch carries the console's state
+/// (record section 31) — its terminal settings (`stty -g` the same after, echo still off),
+/// its size, and the line half typed when the kernel was switched, which the shell then
+/// reads whole.
+#[test]
+#[cfg_attr(
+    not(have_busybox),
+    ignore = "needs /bin/busybox: apt-get install busybox-static"
+)]
+fn a_terminal_console_keeps_its_settings_and_the_line_being_typed_across_a_switch() {
+    use pvmux_tests::oci::{receive_master, wait_child, Bundle};
+    use std::io::{Read, Write};
+    use std::sync::{Arc, Mutex};
+    const SCRIPT: &str = "stty -echo; echo \"ready $(stty size) $(stty -g)\"; \
+                          while read l; do echo \"got $l $(stty size) $(stty -g)\"; done";
+    let b = Bundle::new(
+        PVMUX,
+        &[],
+        serde_json::json!({
+            "process": {
+                "terminal": true,
+                "cwd": "/",
+                "args": ["sh", "-c", SCRIPT],
+                "env": ["PATH=/bin"],
+                "user": { "uid": 0, "gid": 0 },
+            },
+        }),
+    );
+    let sock = b.path().join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind");
+    let pid_file = b.path().join("pid");
+    let mut create = std::process::Command::new(PVMUX)
+        .arg("--root")
+        .arg(b.root())
+        .args(["create", "--console-socket"])
+        .arg(&sock)
+        .arg("--bundle")
+        .arg(b.path())
+        .arg("--pid-file")
+        .arg(&pid_file)
+        .arg("tty")
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .expect("pvmux create");
+    let mut master = receive_master(&listener);
+    assert_eq!(wait_child(&mut create), 0, "create");
+    rustix::termios::tcsetwinsize(
+        &master,
+        rustix::termios::Winsize {
+            ws_row: 30,
+            ws_col: 90,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        },
+    )
+    .expect("size the terminal");
+    let screen = Arc::new(Mutex::new(Vec::<u8>::new()));
+    {
+        let screen = Arc::clone(&screen);
+        let mut from = master.try_clone().expect("dup the master");
+        std::thread::spawn(move || {
+            let mut b = [0u8; 4096];
+            while let Ok(n @ 1..) = from.read(&mut b) {
+                screen.lock().unwrap().extend_from_slice(&b[..n]);
+            }
+        });
+    }
+    let text = || String::from_utf8_lossy(&screen.lock().unwrap()).into_owned();
+    let shown = |needle: &str| {
+        wait_for(&format!("{needle:?} on the terminal"), || {
+            text().contains(needle)
+        })
+    };
+    assert_eq!(b.oci(&["start", "tty"]).code(), Some(0));
+    shown("ready 30 90 ");
+    let settings = text()
+        .split("ready 30 90 ")
+        .nth(1)
+        .and_then(|t| t.split("\r\n").next())
+        .expect("stty -g")
+        .to_owned();
+    master.write_all(b"one\n").expect("type");
+    shown(&format!("got one 30 90 {settings}\r\n"));
+    // Half a line, then the switch.
+    master.write_all(b"par").expect("type");
+    std::thread::sleep(Duration::from_millis(300));
+    let next = kernel_copy(b.path(), "next", |n| {
+        *n = HandoverNote {
+            release: HandoverNote::new("6.1.0-pvmux-next").release,
+            ..*n
+        }
+    });
+    let next = next.to_str().expect("UTF-8");
+    let mut answer = None;
+    for _ in 0..5 {
+        let up = b.oci(&["upgrade", "--format", "json", "tty", "--kernel", next]);
+        let v: serde_json::Value = serde_json::from_str(up.stdout.trim())
+            .unwrap_or_else(|_| panic!("answer JSON: {}", up.context()));
+        if v["record"]["blockers"]
+            .as_array()
+            .is_some_and(Vec::is_empty)
+        {
+            assert_eq!(up.code(), Some(0), "{}", up.context());
+            answer = Some(v);
+            break;
+        }
+        let blockers = v["record"]["blockers"].to_string();
+        assert!(
+            blockers.contains("safe point") || blockers.contains("blocked in a system call"),
+            "{v}"
+        );
+    }
+    let v = answer.expect("a record without blockers in five tries");
+    assert_eq!(v["switch"]["adopted_by"], "6.1.0-pvmux-next", "{v}");
+    master.write_all(b"tial\n").expect("type");
+    shown(&format!("got partial 30 90 {settings}\r\n"));
+    assert!(!text().contains("tial\r\n"), "echo stayed off: {:?}", text());
+    let r = b.oci(&["exec", "tty", "--", "/bin/sh", "-c", "uname -r"]);
+    assert_eq!(r.stdout.trim(), "6.1.0-pvmux-next", "{}", r.context());
+    assert_eq!(b.oci(&["kill", "tty", "KILL"]).code(), Some(0));
+    wait_for("the container stops", || {
+        b.oci(&["state", "tty"]).stdout.contains("stopped")
+    });
+    assert_eq!(b.oci(&["delete", "tty"]).code(), Some(0));
+}

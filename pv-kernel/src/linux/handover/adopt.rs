@@ -32,11 +32,11 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use pvmux_hypercalls::handover::{
-    adopt_flags, adopt_status, cpu_times_kind, page_flags, process_flags, shm_area_flags,
-    thread_state, AdoptArgs, BlockerEntry, Bounds, FdStateEntry, FileAreaEntry, FileImageEntry,
-    InetMsgEntry, InetSocketEntry, PageRunEntry, PipeEntry, ProcessEntry, ProcessStateEntry,
-    Record, RecordError, ShmAreaEntry, ShmPagesEntry, SocketEntry, SocketMsgEntry,
-    ThreadStateEntry, TimerEntry, ZombieEntry, MAX_ADOPT_REASON, MAX_PID,
+    adopt_flags, adopt_status, console_flags, cpu_times_kind, page_flags, process_flags,
+    shm_area_flags, thread_state, AdoptArgs, BlockerEntry, Bounds, ConsoleEntry, FdStateEntry,
+    FileAreaEntry, FileImageEntry, InetMsgEntry, InetSocketEntry, PageRunEntry, PipeEntry,
+    ProcessEntry, ProcessStateEntry, Record, RecordError, ShmAreaEntry, ShmPagesEntry, SocketEntry,
+    SocketMsgEntry, ThreadStateEntry, TimerEntry, ZombieEntry, MAX_ADOPT_REASON, MAX_PID,
 };
 
 /// Why this kernel does not adopt a record.
@@ -201,6 +201,24 @@ fn carried_fs(r: &Record<'_>) -> Option<crate::fs::ramfs::carry::Carried> {
         pages: r.entries().collect(),
     };
     (!c.nodes.is_empty()).then_some(c)
+}
+
+/// The console state of the checked record `r` (section 31), if it carries one.
+pub(crate) fn carried_console(r: &Record<'_>) -> Option<crate::linux::files::tty::CarriedConsole> {
+    let c = r.entries::<ConsoleEntry>().next()?;
+    let bytes = |b| r.blob_bytes(b).unwrap_or_default().to_vec();
+    Some(crate::linux::files::tty::CarriedConsole {
+        termios: c.termios,
+        eof: c.flags & console_flags::EOF != 0,
+        winsize: c.winsize,
+        fg_pgrp: c.fg_pgrp,
+        input: bytes(c.input),
+        lines: bytes(c.lines)
+            .chunks_exact(4)
+            .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]) as usize)
+            .collect(),
+        edit: bytes(c.edit),
+    })
 }
 
 /// Checks `bytes` as the record `args` describes, with every check an adoption makes, and
@@ -1196,6 +1214,10 @@ fn build(r: &Record<'_>, plan: &Plan) -> Result<Built, Refusal> {
         super::fs_adopted();
     }
     task::reserve_ids(highest_id(r));
+    // The console's input and terminal state, before any program reads it.
+    if let Some(c) = carried_console(r) {
+        crate::linux::files::tty::adopt(c);
+    }
     // The anonymous shared objects, with their frames.
     let shared = SharedObjects::made(r);
     let mut d = Descriptions::new(r, crate::time::now_ns(), true)?;

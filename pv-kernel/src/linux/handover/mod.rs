@@ -37,14 +37,14 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use pvmux_hypercalls::handover::{
-    blocker, fd_kind, fd_state, file_area_flags, file_image_flags, fill_name, page_flags,
-    process_flags, shm_area_flags, thread_state, vma_flags, BlobRef, BlockerEntry, CpuTimesEntry,
-    EpollItemEntry, FdEntry, FdStateEntry, FileAreaEntry, FileImageEntry, InetMsgEntry,
-    InetSocketEntry, PageRunEntry, PipeEntry, ProcessArgsEntry, ProcessEntry, ProcessStateEntry,
-    RecordWriter, RestartEntry, ShmAreaEntry, ShmPagesEntry, SigActionEntry, SocketEntry,
-    SocketMsgEntry, ThreadEntry, ThreadStateEntry, TimerEntry, TimerFdEntry, VmaEntry, ZombieEntry,
-    MAX_FPU_LEN, MAX_PIPE_BYTES, MAX_RECORD_LEN, MIN_RECORD_VERSION, NO_RESTART, NR_RLIMITS,
-    RECORD_VERSION,
+    blocker, console_flags, fd_kind, fd_state, file_area_flags, file_image_flags, fill_name,
+    page_flags, process_flags, shm_area_flags, thread_state, vma_flags, BlobRef, BlockerEntry,
+    ConsoleEntry, CpuTimesEntry, EpollItemEntry, FdEntry, FdStateEntry, FileAreaEntry,
+    FileImageEntry, InetMsgEntry, InetSocketEntry, PageRunEntry, PipeEntry, ProcessArgsEntry,
+    ProcessEntry, ProcessStateEntry, RecordWriter, RestartEntry, ShmAreaEntry, ShmPagesEntry,
+    SigActionEntry, SocketEntry, SocketMsgEntry, ThreadEntry, ThreadStateEntry, TimerEntry,
+    TimerFdEntry, VmaEntry, ZombieEntry, MAX_FPU_LEN, MAX_PIPE_BYTES, MAX_RECORD_LEN,
+    MIN_RECORD_VERSION, NO_RESTART, NR_RLIMITS, RECORD_VERSION,
 };
 use pvmux_hypercalls::{HcError, TrapFrame};
 use zerocopy::FromZeros;
@@ -565,6 +565,8 @@ pub(crate) struct Inventory {
     shm_objects: BTreeMap<usize, (u64, Arc<crate::linux::shmem::ShmObject>)>,
     /// Their pages (section 30, in (object, index) order), listed once every process is.
     pub(crate) shm_pages: Vec<ShmPagesEntry>,
+    /// The console's state (section 31; none in version 1).
+    pub(crate) console: Vec<ConsoleEntry>,
     /// The in-memory filesystem (sections 21-23), when it is carried.
     pub(crate) fs: Option<crate::fs::ramfs::carry::Carried>,
     pub(crate) blob: Vec<u8>,
@@ -601,6 +603,7 @@ impl Inventory {
             + self.cpu_times.len() * size_of::<CpuTimesEntry>()
             + self.shm_areas.len() * size_of::<ShmAreaEntry>()
             + self.shm_pages.len() * size_of::<ShmPagesEntry>()
+            + self.console.len() * size_of::<ConsoleEntry>()
             + self.fs.as_ref().map_or(0, |c| c.size())
             + self.blob.len()
     }
@@ -685,6 +688,7 @@ impl Inventory {
             w.section(&self.cpu_times);
             w.section(&self.shm_areas);
             w.section(&self.shm_pages);
+            w.section(&self.console);
             if let Some(fs) = &self.fs {
                 w.section(&fs.nodes);
                 w.section(&fs.dirents);
@@ -694,6 +698,31 @@ impl Inventory {
         }
         w.finish();
     }
+}
+
+/// Version 2: the console's state (section 31): its unread input and, as a terminal, its
+/// settings, size, foreground group and the line being typed (descriptors of a terminal
+/// console are then carried like the others).
+fn carry_console(inv: &mut Inventory) {
+    let c = super::files::tty::carry_out();
+    let lines: Vec<u8> = c
+        .lines
+        .iter()
+        .flat_map(|&n| (n as u32).to_le_bytes())
+        .collect();
+    let input = inv.blob_add(&c.input);
+    let lines = inv.blob_add(&lines);
+    let edit = inv.blob_add(&c.edit);
+    inv.console.push(ConsoleEntry {
+        termios: c.termios,
+        flags: if c.eof { console_flags::EOF } else { 0 },
+        winsize: c.winsize,
+        fg_pgrp: c.fg_pgrp,
+        reserved: 0,
+        input,
+        lines,
+        edit,
+    });
 }
 
 /// The inventory of `procs` for a record of `version` (for version 2, with what it carries
@@ -792,6 +821,7 @@ fn inventory(procs: &[Arc<Process>], version: u32) -> Inventory {
     if version >= 2 {
         events::carry_epolls(&mut inv);
         inv.shm_pages = inv.shm_page_runs();
+        carry_console(&mut inv);
     }
     inv.processes.sort_by_key(|p| p.pid);
     inv.vmas.sort_by_key(|v| (v.pid, v.start));
@@ -1191,8 +1221,8 @@ fn carry_fd(
                 );
             }
         }
-        // A terminal's state (modes, window size, foreground group) is not carried.
-        Kind::Console { tty: true, .. } => return Err(b"descriptors of a terminal console"),
+        // A terminal's state (modes, window size, foreground group, the line being typed)
+        // is the console's, section 31.
         Kind::Console { out, tty, .. } => {
             e.kind = fd_state::CONSOLE;
             e.object = *out;

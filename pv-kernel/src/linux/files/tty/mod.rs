@@ -210,6 +210,61 @@ pub(crate) fn console_resized(rows: u16, cols: u16) {
     signal_foreground(pgrp, 1 << signal::sig::SIGWINCH);
 }
 
+/// The console's state a kernel hand-over carries (record section 31): what programs have
+/// not read of its input and, as a terminal, its settings, size, foreground process group
+/// and the line being typed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct CarriedConsole {
+    /// Linux's `struct termios2`.
+    pub(crate) termios: [u8; 44],
+    /// The host reported the end of the input, not read yet.
+    pub(crate) eof: bool,
+    /// `struct winsize` (rows 0: not set).
+    pub(crate) winsize: [u16; 4],
+    /// The foreground process group (0: not set).
+    pub(crate) fg_pgrp: i32,
+    /// Input ready for programs.
+    pub(crate) input: Vec<u8>,
+    /// Canonical mode: each completed line's length in `input`.
+    pub(crate) lines: Vec<usize>,
+    /// Canonical mode: the line being typed.
+    pub(crate) edit: Vec<u8>,
+}
+
+/// The console's state, for a hand-over record.
+pub(crate) fn carry_out() -> CarriedConsole {
+    let c = CONSOLE.lock();
+    let mut termios = [0u8; 44];
+    termios.copy_from_slice(&c.termios.to_bytes(true));
+    CarriedConsole {
+        termios,
+        eof: c.eof,
+        winsize: c.winsize,
+        fg_pgrp: c.fg_pgrp,
+        input: c.input.iter().copied().collect(),
+        lines: c.lines.iter().copied().collect(),
+        edit: c.edit.clone(),
+    }
+}
+
+/// Takes over the console state a hand-over record carried (checked: the lines add up to
+/// at most the input), before any program runs; wakes readers and pollers.
+pub(crate) fn adopt(carried: CarriedConsole) {
+    {
+        let mut c = CONSOLE.lock();
+        c.termios = Termios::from_bytes(&carried.termios, &c.termios);
+        c.eof = carried.eof;
+        c.winsize = carried.winsize;
+        c.fg_pgrp = carried.fg_pgrp;
+        c.input = carried.input.into_iter().collect();
+        c.lines = carried.lines.into_iter().collect();
+        c.edit = carried.edit;
+    }
+    INPUT_SEQ.fetch_add(1, Ordering::AcqRel);
+    INPUT_WQ.wake_all();
+    poll::notify();
+}
+
 /// Writes `data` to host stream `out` (`stream::STDOUT` or `stream::STDERR`).
 pub(crate) fn console_write(out: u64, data: &[u8]) {
     let out = if out == stream::STDERR {

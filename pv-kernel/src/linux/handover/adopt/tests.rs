@@ -928,3 +928,42 @@ fn a_shared_area_without_its_object_or_with_another_frame_is_refused() {
     inv.shm_areas[1].object = 9;
     assert_eq!(check(&inv), Err(Refusal::Area(2, 0x50_0000)));
 }
+
+#[test]
+fn the_console_state_comes_back_as_it_was_carried() {
+    let mut inv = scenario();
+    let input = inv.blob_add(b"ls\nab");
+    let lines = inv.blob_add(&[3u8, 0, 0, 0]);
+    let edit = inv.blob_add(b"par");
+    let mut termios = [0u8; 44];
+    termios[12] = 0o2; // ICANON only: no echo
+    inv.console.push(pvmux_hypercalls::handover::ConsoleEntry {
+        termios,
+        flags: console_flags::EOF,
+        winsize: [30, 90, 0, 0],
+        fg_pgrp: 2,
+        reserved: 0,
+        input,
+        lines,
+        edit,
+    });
+    check(&inv).expect("adopts");
+    let bytes = record(&inv, 2);
+    let r = Record::parse(&bytes, (2, 2)).expect("valid");
+    assert_eq!(
+        carried_console(&r),
+        Some(crate::linux::files::tty::CarriedConsole {
+            termios,
+            eof: true,
+            winsize: [30, 90, 0, 0],
+            fg_pgrp: 2,
+            input: b"ls\nab".to_vec(),
+            lines: alloc::vec![3],
+            edit: b"par".to_vec(),
+        })
+    );
+    assert_eq!(
+        carried_console(&Record::parse(&record(&scenario(), 2), (2, 2)).expect("valid")),
+        None
+    );
+}

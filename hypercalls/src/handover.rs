@@ -1017,15 +1017,19 @@ pub const MAX_PROCESS_ARGS: u32 = 64 << 10;
 /// Linux's `restart_syscall` number.
 pub const RESTART_SYSCALL_NR: u64 = 219;
 
-/// The calls a [`RestartEntry`] continues: `nanosleep`, `clock_nanosleep` and
-/// `restart_syscall` itself (x86-64 numbers).
-pub const CONTINUED_SLEEPS: [u64; 3] = [35, 230, RESTART_SYSCALL_NR];
+/// The calls a [`RestartEntry`] continues (x86-64 numbers): the sleeps `nanosleep`,
+/// `clock_nanosleep` and `restart_syscall` itself, and the waits with a timeout `poll`,
+/// `select`, `epoll_wait`, `pselect6`, `ppoll`, `epoll_pwait` and `epoll_pwait2`.
+pub const CONTINUED_SLEEPS: [u64; 10] =
+    [35, 230, RESTART_SYSCALL_NR, 7, 23, 232, 270, 271, 281, 441];
 
 /// Version 2 (section [`section::RESTART`]): a relative sleep (`nanosleep`, a relative
-/// `clock_nanosleep` on a wall clock) the freeze stopped, which its thread goes on with when
-/// it re-issues the call (its `restart_nr`, `nr`, returning to `ret_rip`, a patched site's
-/// too): it sleeps until `target_ns` — the time it had left, as Linux continues a sleep a
-/// stop interrupted — not the whole time again. In increasing tid order.
+/// `clock_nanosleep` on a wall clock) or a wait with a timeout (`poll`, `select`, the
+/// `epoll` waits, ...) the freeze stopped, which its thread goes on with when it re-issues
+/// the call (its `restart_nr`, `nr`, returning to `ret_rip`, a patched site's too): a sleep
+/// sleeps until `target_ns`, a wait waits until then at most — the time it had left, as
+/// Linux continues a sleep a stop interrupted — not the whole time again. In increasing tid
+/// order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
 #[repr(C)]
 pub struct RestartEntry {
@@ -1037,9 +1041,11 @@ pub struct RestartEntry {
     pub nr: u64,
     /// The call's return address (in the user window).
     pub ret_rip: u64,
-    /// When the sleep ends: guest monotonic ns (the tenant's clock, which a switch keeps).
+    /// When the sleep ends, or the wait times out: guest monotonic ns (the tenant's clock,
+    /// which a switch keeps).
     pub target_ns: u64,
-    /// Where a signal's interruption writes the time left (`rem`; 0: nowhere).
+    /// Where a signal's interruption of a sleep writes the time left (`rem`; 0: nowhere; 0
+    /// for a wait).
     pub rem: u64,
 }
 

@@ -2061,7 +2061,11 @@ fn a_terminal_console_keeps_its_settings_and_the_line_being_typed_across_a_switc
     assert_eq!(v["switch"]["adopted_by"], "6.1.0-pvmux-next", "{v}");
     master.write_all(b"tial\n").expect("type");
     shown(&format!("got partial 30 90 {settings}\r\n"));
-    assert!(!text().contains("tial\r\n"), "echo stayed off: {:?}", text());
+    assert!(
+        !text().contains("tial\r\n"),
+        "echo stayed off: {:?}",
+        text()
+    );
     let r = b.oci(&["exec", "tty", "--", "/bin/sh", "-c", "uname -r"]);
     assert_eq!(r.stdout.trim(), "6.1.0-pvmux-next", "{}", r.context());
     assert_eq!(b.oci(&["kill", "tty", "KILL"]).code(), Some(0));
@@ -2069,4 +2073,89 @@ fn a_terminal_console_keeps_its_settings_and_the_line_being_typed_across_a_switc
         b.oci(&["state", "tty"]).stdout.contains("stopped")
     });
     assert_eq!(b.oci(&["delete", "tty"]).code(), Some(0));
+}
+
+/// The guest program of [`a_wait_goes_on_with_the_time_it_had_left_after_a_switch`]: a
+/// process waits 4 s in `epoll_wait` and its child 4 s in `poll`, on a pipe nobody writes,
+/// and each writes how long it waited.
+const WAITS_PY: &str = r#"
+import os, select, time
+r, w = os.pipe()
+def report(name, t0, n):
+    with open("/out/" + name, "w") as f:
+        f.write("%d %d\n" % (n, int((time.monotonic() - t0) * 1000)))
+if os.fork() == 0:
+    p = select.poll()
+    p.register(r, select.POLLIN)
+    t0 = time.monotonic()
+    report("poll", t0, len(p.poll(4000)))
+    os._exit(0)
+ep = select.epoll()
+ep.register(r, select.EPOLLIN)
+t0 = time.monotonic()
+report("epoll", t0, len(ep.poll(4)))
+os.wait()
+while True:
+    time.sleep(1)
+"#;
+#[test]
+#[cfg_attr(
+    not(have_python3),
+    ignore = "needs /usr/bin/python3: apt-get install python3"
+)]
+fn a_wait_goes_on_with_the_time_it_had_left_after_a_switch() {
+    const SECS: u64 = 4;
+    let root = root("waits");
+    let out = TempDir::unique("pvmux-upgrade-out", "waits");
+    std::fs::write(out.0.join("w.py"), WAITS_PY).expect("write the program");
+    let vol = format!("{}:/out", out.0.display());
+    let next = next_kernel(&root);
+    let started = std::time::Instant::now();
+    start_detached(&root, "w", &vol, &["/usr/bin/python3", "/out/w.py"]);
+    wait_for("both wait", || guest_processes(&root, "w").len() == 2);
+    std::thread::sleep(Duration::from_secs(SECS / 2).saturating_sub(started.elapsed()));
+    let (up, v) = upgrade(&root, "w", &next, None);
+    let switched = started.elapsed();
+    assert_eq!(up.code(), Some(0), "{}", up.context());
+    assert_eq!(v["switch"]["adopted_by"], "6.1.0-pvmux-next", "{v}");
+    let (epoll, poll) = (out.0.join("epoll"), out.0.join("poll"));
+    assert!(
+        !epoll.exists() && !poll.exists(),
+        "a wait ended before the switch ({switched:?})"
+    );
+    // Both threads were stopped in their waits, carried with when they time out (section
+    // 27): `epoll_wait` (232, or `epoll_pwait`, 281, as the C library makes it) and `poll` (7).
+    let carried = v["record"]["carried"].as_array().expect("carried");
+    let waits: Vec<u64> = carried
+        .iter()
+        .filter(|c| c["threads"][0]["sleeps_until_ns"].is_u64())
+        .filter_map(|c| c["threads"][0]["restart"].as_u64())
+        .collect();
+    assert!(
+        waits.contains(&7) && (waits.contains(&232) || waits.contains(&281)),
+        "{waits:?}: {v}"
+    );
+    wait_for("both waits end", || epoll.exists() && poll.exists());
+    let ended = started.elapsed();
+    for f in [&epoll, &poll] {
+        let text = std::fs::read_to_string(f).expect("the report");
+        let ms: Vec<u64> = text
+            .split_whitespace()
+            .map(|w| w.parse().expect("a number"))
+            .collect();
+        assert_eq!(ms[0], 0, "nothing became ready: {text}");
+        // It waited its 4 s (plus the freeze's pause), not 4 s more after the switch.
+        assert!(
+            (SECS * 1000..SECS * 1000 + 1500).contains(&ms[1]),
+            "{}: waited {} ms (switched at {switched:?}): it started over",
+            f.display(),
+            ms[1]
+        );
+    }
+    assert!(
+        ended < switched + Duration::from_secs(SECS),
+        "ended at {ended:?}"
+    );
+    let st = root.pvmux(&["stop", "-t", "1", "w"]);
+    assert_eq!(st.code(), Some(0), "{}", st.context());
 }

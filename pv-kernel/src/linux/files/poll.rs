@@ -6,6 +6,7 @@
 
 #![deny(unsafe_code)]
 
+use crate::linux::abi::nr;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
@@ -295,7 +296,17 @@ pub(crate) fn with_sigmask(
 pub(crate) fn sys_poll(fds: u64, nfds: u64, timeout_ms: u64) -> SysResult {
     let t = timeout_ms as i32;
     let deadline = (t >= 0).then(|| deadline_after(t as u64 * 1_000_000));
-    do_poll(fds, nfds, deadline)
+    continued(nr::POLL, deadline, |d| do_poll(fds, nfds, d))
+}
+
+/// Wait `nr` until `deadline`, or the deadline it had when a hand-over freeze stopped it
+/// (see [`crate::linux::timers::sleep::with_continued_deadline`]).
+fn continued(
+    nr: u64,
+    deadline: Option<u64>,
+    f: impl FnOnce(Option<u64>) -> SysResult,
+) -> SysResult {
+    crate::linux::timers::sleep::with_continued_deadline(nr, deadline, f)
 }
 
 /// `ppoll(fds, nfds, timeout_ts, sigmask, sigsetsize)`.
@@ -306,8 +317,12 @@ pub(crate) fn sys_ppoll(fds: u64, nfds: u64, ts: u64, mask: u64, setsize: u64) -
         let [s, ns]: [i64; 2] = read_val(ts)?;
         Some(deadline_after(timespec_ns(s, ns)?))
     };
-    let r = with_sigmask(mask, setsize, || do_poll(fds, nfds, deadline));
-    if let Some(d) = deadline {
+    let mut used = deadline;
+    let r = continued(nr::PPOLL, deadline, |d| {
+        used = d;
+        with_sigmask(mask, setsize, || do_poll(fds, nfds, d))
+    });
+    if let Some(d) = used {
         let (s, ns) = remaining(d);
         let _ = write_val(ts, &[s, ns]);
     }
@@ -377,8 +392,12 @@ pub(crate) fn sys_select(nfds: u64, r: u64, w: u64, x: u64, tv: u64) -> SysResul
         let [s, us]: [i64; 2] = read_val(tv)?;
         Some(deadline_after(timeval_ns(s, us)?))
     };
-    let res = do_select(nfds, [r, w, x], deadline);
-    if let Some(d) = deadline {
+    let mut used = deadline;
+    let res = continued(nr::SELECT, deadline, |d| {
+        used = d;
+        do_select(nfds, [r, w, x], d)
+    });
+    if let Some(d) = used {
         let (s, ns) = remaining(d);
         let _ = write_val(tv, &[s, ns / 1000]);
     }
@@ -399,8 +418,12 @@ pub(crate) fn sys_pselect6(nfds: u64, r: u64, w: u64, x: u64, ts: u64, sig: u64)
         let [m, s]: [u64; 2] = read_val(sig)?;
         (m, s)
     };
-    let res = with_sigmask(mask, size, || do_select(nfds, [r, w, x], deadline));
-    if let Some(d) = deadline {
+    let mut used = deadline;
+    let res = continued(nr::PSELECT6, deadline, |d| {
+        used = d;
+        with_sigmask(mask, size, || do_select(nfds, [r, w, x], d))
+    });
+    if let Some(d) = used {
         let (s, ns) = remaining(d);
         let _ = write_val(ts, &[s, ns]);
     }

@@ -17,7 +17,10 @@ const TIMER_ABSTIME: u64 = 1;
 /// `ret_rip` is its return address, a patched site's too) and [`continued`] turns that into
 /// `restart_syscall`, which sleeps on until `target` (the kernel's monotonic ns, which a
 /// kernel switch keeps) and, interrupted by a signal, writes the time left to `rem` (0:
-/// nowhere). Carried in the hand-over record (section 27).
+/// nowhere). A wait with a timeout (`poll`, `ppoll`, `select`, `pselect6`, the `epoll`
+/// waits: [`is_wait`]) goes on the same way: its re-issue runs as it was, with `target` as
+/// its deadline instead of one its timeout argument gives ([`with_continued_deadline`]).
+/// Carried in the hand-over record (section 27).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct RestartBlock {
     pub(crate) target: u64,
@@ -31,8 +34,61 @@ pub(crate) struct RestartBlock {
 /// The sleeps a freeze can stop and a restart block continues.
 fn continuable(n: u64) -> bool {
     use crate::linux::abi::nr;
-    matches!(n, nr::NANOSLEEP | nr::CLOCK_NANOSLEEP | nr::RESTART_SYSCALL)
+    is_wait(n) || matches!(n, nr::NANOSLEEP | nr::CLOCK_NANOSLEEP | nr::RESTART_SYSCALL)
 }
+
+/// The waits with a timeout a restart block continues with their deadline.
+pub(crate) fn is_wait(n: u64) -> bool {
+    use crate::linux::abi::nr;
+    [
+        nr::POLL,
+        nr::PPOLL,
+        nr::SELECT,
+        nr::PSELECT6,
+        nr::EPOLL_WAIT,
+        nr::EPOLL_PWAIT,
+        nr::EPOLL_PWAIT2,
+    ]
+    .contains(&n)
+}
+
+/// Runs wait `nr` (one of [`is_wait`]) until `deadline` (`None`: no timeout) — or, when it
+/// is the re-issue of a wait a freeze stopped ([`continued`] kept its block), until the
+/// deadline it had then; an `EINTR` with a deadline leaves a block, in case the
+/// interruption is a freeze's.
+pub(crate) fn with_continued_deadline(
+    nr: u64,
+    deadline: Option<u64>,
+    f: impl FnOnce(Option<u64>) -> SysResult,
+) -> SysResult {
+    let task = crate::linux::task::current_task();
+    let kept = {
+        let mut b = task.restart_block.lock();
+        match *b {
+            Some(blk) if blk.nr == nr && blk.rem == CONTINUING => {
+                *b = None;
+                Some(blk.target)
+            }
+            _ => None,
+        }
+    };
+    let deadline = kept.or(deadline);
+    let r = f(deadline);
+    if matches!(r, Err(Errno::EINTR)) {
+        // Named for the wait already: `restart_syscall` never takes it for a sleep's. A
+        // wait without a timeout leaves none (an older one must not give it a deadline).
+        *task.restart_block.lock() = deadline.map(|d| RestartBlock {
+            target: d,
+            rem: 0,
+            nr,
+            ret_rip: 0,
+        });
+    }
+    r
+}
+
+/// A wait's block that its re-issue has met ([`continued`]): `rem`, which no wait has.
+const CONTINUING: u64 = u64::MAX;
 
 /// For a sleep about to fail with `e`: if that is `EINTR`, notes where it was to end, in case
 /// the interruption turns out to be a freeze's ([`arm_restart`] decides). Called last, so
@@ -85,6 +141,11 @@ pub(crate) fn continued(task: &crate::linux::task::Task, nr: u64, ret_rip: u64) 
     task.restart_armed.store(false, Ordering::Relaxed);
     let mut b = task.restart_block.lock();
     match *b {
+        // A wait runs as it was, with the block's deadline (`with_continued_deadline`).
+        Some(ref mut blk) if blk.nr == nr && blk.ret_rip == ret_rip && is_wait(nr) => {
+            blk.rem = CONTINUING;
+            nr
+        }
         // `restart_syscall` takes the block.
         Some(blk) if blk.nr == nr && blk.ret_rip == ret_rip => {
             crate::linux::abi::nr::RESTART_SYSCALL
@@ -100,10 +161,12 @@ pub(crate) fn continued(task: &crate::linux::task::Task, nr: u64, ret_rip: u64) 
 /// `restart_syscall()`: continues the sleep of this thread's restart block until its target;
 /// `EINTR` (as on Linux) when there is none.
 pub(crate) fn sys_restart_syscall() -> SysResult {
+    // A wait's block is its own (`with_continued_deadline`), never a sleep to go on with.
     let Some(b) = crate::linux::task::current_task()
         .restart_block
         .lock()
         .take()
+        .filter(|b| !is_wait(b.nr))
     else {
         return Err(Errno::EINTR);
     };

@@ -1151,10 +1151,12 @@ pub const MAX_CONSOLE_LINE: u32 = 4096;
 pub mod cpu_times_kind {
     /// A live thread (`id` its tid): what it has used so far.
     pub const THREAD: u32 = 0;
-    /// A live process (`id` its pid): what its ended threads used, its largest resident set
-    /// and the page faults it took.
+    /// A process (`id` its pid; a zombie's is all it used, what its parent's `wait4`
+    /// reports): what its ended threads used, its largest resident set and the page faults
+    /// it took.
     pub const ENDED: u32 = 1;
-    /// A live process (`id` its pid): what its reaped children used (`RUSAGE_CHILDREN`).
+    /// A process (`id` its pid, live or a zombie): what its reaped children used
+    /// (`RUSAGE_CHILDREN`).
     pub const CHILDREN: u32 = 2;
 }
 
@@ -1758,18 +1760,15 @@ impl<'a> Record<'a> {
         }
         let mut last_times = None;
         for e in self.entries::<CpuTimesEntry>() {
-            let live_process = |pid: i32| {
-                procs
-                    .find(pid, |p| p.pid)
-                    .is_some_and(|p| p.flags & process_flags::ZOMBIE == 0)
-            };
             let of_live = match e.kind {
                 cpu_times_kind::THREAD => {
                     e.maxrss_kib == 0
                         && e.minflt == 0
                         && thread_states.find(e.id, |t| t.tid).is_some()
                 }
-                cpu_times_kind::ENDED | cpu_times_kind::CHILDREN => live_process(e.id),
+                cpu_times_kind::ENDED | cpu_times_kind::CHILDREN => {
+                    procs.find(e.id, |p| p.pid).is_some()
+                }
                 _ => false,
             };
             let ok = of_live

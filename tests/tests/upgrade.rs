@@ -2135,7 +2135,12 @@ fn a_wait_goes_on_with_the_time_it_had_left_after_a_switch() {
         waits.contains(&7) && (waits.contains(&232) || waits.contains(&281)),
         "{waits:?}: {v}"
     );
-    wait_for("both waits end", || epoll.exists() && poll.exists());
+    let done = |f: &Path| {
+        std::fs::read_to_string(f)
+            .unwrap_or_default()
+            .ends_with('\n')
+    };
+    wait_for("both waits end", || done(&epoll) && done(&poll));
     let ended = started.elapsed();
     for f in [&epoll, &poll] {
         let text = std::fs::read_to_string(f).expect("the report");
@@ -2157,5 +2162,73 @@ fn a_wait_goes_on_with_the_time_it_had_left_after_a_switch() {
         "ended at {ended:?}"
     );
     let st = root.pvmux(&["stop", "-t", "1", "w"]);
+    assert_eq!(st.code(), Some(0), "{}", st.context());
+}
+
+/// The guest program of [`a_zombies_resource_usage_survives_a_switch`]: a child burns
+/// 0.3 s of CPU and exits 7; its parent reaps it with `wait4` only when `/out/go` exists
+/// (after the switch), and writes the exit code, the child's CPU time (user and system)
+/// from `wait4` and its own `RUSAGE_CHILDREN` CPU time.
+const ZOMBIE_USAGE_PY: &str = r#"
+import os, resource, time
+pid = os.fork()
+if pid == 0:
+    t = time.process_time()
+    while time.process_time() - t < 0.3:
+        pass
+    os._exit(7)
+open("/out/forked", "w").close()
+while not os.path.exists("/out/go"):
+    time.sleep(0.05)
+_, status, ru = os.wait4(pid, 0)
+c = resource.getrusage(resource.RUSAGE_CHILDREN)
+with open("/out/r", "w") as f:
+    f.write("%d %.3f %.3f\n" % (os.waitstatus_to_exitcode(status), ru.ru_utime + ru.ru_stime,
+                                c.ru_utime + c.ru_stime))
+while True:
+    time.sleep(1)
+"#;
+#[test]
+#[cfg_attr(
+    not(have_python3),
+    ignore = "needs /usr/bin/python3: apt-get install python3"
+)]
+fn a_zombies_resource_usage_survives_a_switch() {
+    let root = root("zusage");
+    let out = TempDir::unique("pvmux-upgrade-out", "zusage");
+    std::fs::write(out.0.join("z.py"), ZOMBIE_USAGE_PY).expect("write the program");
+    let vol = format!("{}:/out", out.0.display());
+    let next = next_kernel(&root);
+    start_detached(&root, "z", &vol, &["/usr/bin/python3", "/out/z.py"]);
+    wait_for("the child is forked", || out.0.join("forked").exists());
+    // The child has burnt its CPU time and ended, not reaped: a zombie in the record.
+    let mut v = serde_json::Value::Null;
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(200));
+        let (up, answer) = upgrade(&root, "z", &next, None);
+        assert_eq!(up.code(), Some(0), "{}", up.context());
+        v = answer;
+        if !v["record"]["zombies"]
+            .as_array()
+            .expect("zombies")
+            .is_empty()
+        {
+            break;
+        }
+    }
+    assert_eq!(v["record"]["zombies"][0]["status"], 7 << 8, "{v}");
+    std::fs::write(out.0.join("go"), b"").expect("go");
+    let r = out.0.join("r");
+    let report = || std::fs::read_to_string(&r).unwrap_or_default();
+    wait_for("the parent reaps it", || report().ends_with('\n'));
+    let text = report();
+    let f: Vec<f64> = text
+        .split_whitespace()
+        .map(|w| w.parse().expect("a number"))
+        .collect();
+    assert_eq!(f[0], 7.0, "{text}");
+    assert!(f[1] >= 0.25, "wait4's CPU time of the zombie: {text}");
+    assert!(f[2] >= 0.25, "RUSAGE_CHILDREN after reaping it: {text}");
+    let st = root.pvmux(&["stop", "-t", "1", "z"]);
     assert_eq!(st.code(), Some(0), "{}", st.context());
 }

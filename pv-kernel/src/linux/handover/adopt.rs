@@ -1272,8 +1272,13 @@ fn build(r: &Record<'_>, plan: &Plan) -> Result<Built, Refusal> {
     // in a record that checks) go.
     crate::fs::with(|fs| fs.forget_unheld());
     for z in zombie_parts(r) {
-        task::adopt_zombie([z.pid, z.ppid, z.pgid, z.sid], &z.comm, z.status)
+        let p = task::adopt_zombie([z.pid, z.ppid, z.pgid, z.sid], &z.comm, z.status)
             .map_err(|_| Refusal::Process(z.pid, "its pid is taken"))?;
+        // What its parent's `wait4` reports (section 28).
+        p.times.adopt(
+            &cpu_times(r, cpu_times_kind::ENDED, z.pid),
+            &cpu_times(r, cpu_times_kind::CHILDREN, z.pid),
+        );
     }
     Ok(Built {
         threads,

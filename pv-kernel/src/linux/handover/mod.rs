@@ -504,11 +504,10 @@ fn carry_cpu_times(procs: &[Arc<Process>], inv: &mut Inventory) {
             ));
         }
     }
-    for p in live() {
+    // A zombie's too: what its parent's `wait4` reports and adds to its own children's.
+    for p in procs {
         inv.cpu_times
             .push(entry(p.pid, kind::ENDED, &p.times.ended_usage()));
-    }
-    for p in live() {
         inv.cpu_times
             .push(entry(p.pid, kind::CHILDREN, &p.times.children()));
     }

@@ -308,6 +308,10 @@ pub mod section {
     /// Version 2 (optional: a reader that does not know it skips it, and then refuses the
     /// descriptors of a terminal console): the [`super::ConsoleEntry`] (at most one).
     pub const CONSOLE: u32 = 31;
+    /// Version 2 (optional: a reader that does not know it skips it, and every pending
+    /// signal is then as the kernel sent it): [`super::SigQueueEntry`]s (each pending
+    /// signal's information, in the order sent).
+    pub const SIG_QUEUE: u32 = 32;
     /// Version 2: the in-memory filesystem's inodes ([`super::FsNodeEntry`]; first the
     /// filesystem itself).
     pub const FS_NODE: u32 = 21;
@@ -1136,6 +1140,69 @@ pub struct ConsoleEntry {
 
 const _: () = assert!(size_of::<ConsoleEntry>() == 88);
 
+/// Version 2 (section [`section::SIG_QUEUE`]): one pending signal instance with its
+/// information (what the `siginfo_t` of its delivery says), in the order sent: a live
+/// thread's own queue ([`sig_queue_kind::THREAD`]) or a live process's shared one
+/// ([`sig_queue_kind::PROCESS`]). A standard signal is pending at most once; a real-time
+/// one once per instance. A signal pending without its information (merged beyond the
+/// queue's limit) is in the thread's or process's pending set only. In (kind, owner) order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct SigQueueEntry {
+    /// The thread's tid or the process's pid.
+    pub owner: i32,
+    /// [`sig_queue_kind`].
+    pub kind: u32,
+    /// The signal (1..=64).
+    pub signo: u32,
+    /// `si_code`.
+    pub code: i32,
+    /// [`sig_detail`]: which of the fields below say what.
+    pub detail: u32,
+    /// Sender or child: its pid; queued: `si_errno`; fault: the exception vector; timer:
+    /// `si_timerid`.
+    pub a: i32,
+    /// Sender or child: its uid; timer: `si_overrun`.
+    pub b: u32,
+    /// Child: its exit code or killing signal.
+    pub c: i32,
+    /// Child: user and system time (clock ticks); fault: `si_addr`, the error code, the
+    /// instruction and stack pointers; timer: `si_value`.
+    pub v: [u64; 4],
+    /// Queued (`rt_sigqueueinfo`): the 112 bytes of the sender's `siginfo_t` after its
+    /// header; else empty.
+    pub rest: BlobRef,
+}
+
+const _: () = assert!(size_of::<SigQueueEntry>() == 72);
+
+/// [`SigQueueEntry::kind`].
+pub mod sig_queue_kind {
+    /// A thread's own pending signals.
+    pub const THREAD: u32 = 0;
+    /// A process's shared pending signals.
+    pub const PROCESS: u32 = 1;
+}
+
+/// [`SigQueueEntry::detail`].
+pub mod sig_detail {
+    /// Sent by a process (`kill`, `tgkill`) or the kernel (pid 0).
+    pub const SENDER: u32 = 0;
+    /// `rt_sigqueueinfo`: the sender's own `siginfo_t`.
+    pub const QUEUED: u32 = 1;
+    /// A child's state change (`SIGCHLD`).
+    pub const CHILD: u32 = 2;
+    /// A fault of the program.
+    pub const FAULT: u32 = 3;
+    /// A POSIX timer's expiry.
+    pub const TIMER: u32 = 4;
+}
+
+/// Bytes of a queued signal's `siginfo_t` after its 16-byte header.
+pub const SIGINFO_REST: u32 = 112;
+/// Most signal instances a record carries per queue (a thread's or a process's).
+pub const MAX_SIG_QUEUE: usize = 512;
+
 /// [`ConsoleEntry::flags`].
 pub mod console_flags {
     /// The host reported the end of the input: the next read returns 0 (once).
@@ -1375,6 +1442,10 @@ impl Entry for ConsoleEntry {
     const KIND: u32 = section::CONSOLE;
 }
 
+impl Entry for SigQueueEntry {
+    const KIND: u32 = section::SIG_QUEUE;
+}
+
 /// Copies `s` into a NUL-padded field (cut to its size).
 pub fn fill_name(dst: &mut [u8], s: &[u8]) {
     let n = s.len().min(dst.len());
@@ -1490,6 +1561,7 @@ impl<'a> Record<'a> {
                 section::SHM_AREA => Some(size_of::<ShmAreaEntry>()),
                 section::SHM_PAGES => Some(size_of::<ShmPagesEntry>()),
                 section::CONSOLE => Some(size_of::<ConsoleEntry>()),
+                section::SIG_QUEUE => Some(size_of::<SigQueueEntry>()),
                 section::FS_NODE => Some(size_of::<FsNodeEntry>()),
                 section::FS_DIRENT => Some(size_of::<FsDirentEntry>()),
                 section::FS_PAGES => Some(size_of::<FsPagesEntry>()),
@@ -1508,7 +1580,7 @@ impl<'a> Record<'a> {
             // Version 1 has none of version 2's sections.
             if header.version < 2
                 && ((section::THREAD_STATE..=section::SOCKET_MSG).contains(&h.kind)
-                    || (section::FS_NODE..=section::CONSOLE).contains(&h.kind))
+                    || (section::FS_NODE..=section::SIG_QUEUE).contains(&h.kind))
             {
                 return Err(RecordError::BadSection(h.kind));
             }
@@ -1835,6 +1907,7 @@ impl<'a> Record<'a> {
         let fs_nodes = Table::<FsNodeEntry>::of(self);
         self.check_shm(b, &vmas, &fs_nodes)?;
         self.check_console(b)?;
+        self.check_sig_queues(&procs, &thread_states)?;
         let mut prev = (0i32, -1i32);
         for f in self.entries::<FdStateEntry>() {
             if !known(f.pid) || !(0..MAX_FD).contains(&f.fd) || (f.pid, f.fd) <= prev {
@@ -2082,6 +2155,53 @@ impl<'a> Record<'a> {
             && self.blob_bytes(c.edit).is_some();
         if !ok {
             return oob("console state", u64::from(c.input.len));
+        }
+        Ok(())
+    }
+
+    /// Pending signals' information (section 32): each of a live thread (with its state)
+    /// or a live process, in (kind, owner) order, at most [`MAX_SIG_QUEUE`] per queue, a
+    /// signal number, a known detail, and a queued one's `siginfo_t` rest in the blob.
+    fn check_sig_queues(
+        &self,
+        procs: &Table<'_, ProcessEntry>,
+        thread_states: &Table<'_, ThreadStateEntry>,
+    ) -> Result<(), RecordError> {
+        let mut prev = (0u32, 0i32);
+        let mut in_queue = 0usize;
+        for e in self.entries::<SigQueueEntry>() {
+            let owner_ok = match e.kind {
+                sig_queue_kind::THREAD => thread_states
+                    .find(e.owner, |t| t.tid)
+                    .is_some_and(|t| t.state == thread_state::USER),
+                sig_queue_kind::PROCESS => procs
+                    .find(e.owner, |p| p.pid)
+                    .is_some_and(|p| p.flags & process_flags::ZOMBIE == 0),
+                _ => false,
+            };
+            in_queue = if (e.kind, e.owner) == prev {
+                in_queue + 1
+            } else {
+                1
+            };
+            let rest_ok = if e.detail == sig_detail::QUEUED {
+                e.rest.len == SIGINFO_REST && self.blob_bytes(e.rest).is_some()
+            } else {
+                e.rest.len == 0
+            };
+            let ok = owner_ok
+                && (e.kind, e.owner) >= prev
+                && in_queue <= MAX_SIG_QUEUE
+                && (1..=64).contains(&e.signo)
+                && e.detail <= sig_detail::TIMER
+                && rest_ok;
+            if !ok {
+                return oob(
+                    "pending signal of no live thread or process (in order, bounded)",
+                    u64::from(e.signo),
+                );
+            }
+            prev = (e.kind, e.owner);
         }
         Ok(())
     }
@@ -2819,6 +2939,70 @@ mod tests {
         assert!(check(&[area], &[pages], &[in_private]).is_err());
         let unshared = PageRunEntry { flags: 0, ..run };
         assert!(check(&[area], &[pages], &[unshared]).is_err());
+    }
+
+    #[test]
+    fn pending_signals_information_is_checked() {
+        let thread = SigQueueEntry {
+            owner: 1,
+            kind: sig_queue_kind::THREAD,
+            signo: 35,
+            code: 0,
+            detail: sig_detail::SENDER,
+            a: 2,
+            b: 0,
+            c: 0,
+            v: [0; 4],
+            rest: BlobRef::default(),
+        };
+        let queued = SigQueueEntry {
+            kind: sig_queue_kind::PROCESS,
+            detail: sig_detail::QUEUED,
+            rest: BlobRef {
+                off: 521,
+                len: SIGINFO_REST,
+            },
+            ..thread
+        };
+        let check = |entries: &[SigQueueEntry]| {
+            let v = v2_plus(&[], |_| {}, &[0u8; 112], |w| w.section(entries));
+            let r = Record::parse(&v, (2, 2)).expect("parses");
+            r.check(&BOUNDS)
+        };
+        assert_eq!(check(&[thread, thread, queued]), Ok(()));
+        for bad in [
+            SigQueueEntry { owner: 2, ..thread },
+            SigQueueEntry { kind: 2, ..thread },
+            SigQueueEntry { signo: 0, ..thread },
+            SigQueueEntry {
+                signo: 65,
+                ..thread
+            },
+            SigQueueEntry {
+                detail: 5,
+                ..thread
+            },
+            SigQueueEntry {
+                rest: BlobRef { off: 0, len: 8 },
+                ..thread
+            },
+            SigQueueEntry {
+                rest: BlobRef::default(),
+                ..queued
+            },
+            SigQueueEntry {
+                rest: BlobRef {
+                    off: 600,
+                    len: SIGINFO_REST,
+                },
+                ..queued
+            },
+        ] {
+            assert!(check(&[bad]).is_err(), "{bad:?}");
+        }
+        // Out of (kind, owner) order; too many in one queue.
+        assert!(check(&[queued, thread]).is_err());
+        assert!(check(&[thread; MAX_SIG_QUEUE + 1]).is_err());
     }
 
     #[test]

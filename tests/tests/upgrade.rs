@@ -2232,3 +2232,58 @@ fn a_zombies_resource_usage_survives_a_switch() {
     let st = root.pvmux(&["stop", "-t", "1", "z"]);
     assert_eq!(st.code(), Some(0), "{}", st.context());
 }
+
+/// The guest program of [`pending_signals_keep_their_information_across_a_switch`]: the
+/// parent blocks `SIGUSR1` and `SIGRTMIN+1`; its child sends it `SIGRTMIN+1` twice and
+/// `SIGUSR1` once, and exits. Once `/out/go` exists (after the switch) the parent takes them
+/// with `sigtimedwait` and writes each as `signo pid code`, then `end`.
+const PENDING_PY: &str = r#"
+import os, signal, time
+rt = signal.SIGRTMIN + 1
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1, rt})
+pid = os.fork()
+if pid == 0:
+    for s in (rt, rt, signal.SIGUSR1):
+        os.kill(os.getppid(), s)
+    os._exit(0)
+os.waitpid(pid, 0)
+open("/out/sent", "w").write("%d %d %d\n" % (pid, signal.SIGUSR1, rt))
+while not os.path.exists("/out/go"):
+    time.sleep(0.05)
+with open("/out/r", "w") as f:
+    for _ in range(3):
+        i = signal.sigtimedwait({signal.SIGUSR1, rt}, 1)
+        f.write("%d %d %d\n" % (i.si_signo, i.si_pid, i.si_code) if i else "none\n")
+    f.write("end\n")
+while True:
+    time.sleep(1)
+"#;
+#[test]
+#[cfg_attr(
+    not(have_python3),
+    ignore = "needs /usr/bin/python3: apt-get install python3"
+)]
+fn pending_signals_keep_their_information_across_a_switch() {
+    let root = root("pending");
+    let out = TempDir::unique("pvmux-upgrade-out", "pending");
+    std::fs::write(out.0.join("p.py"), PENDING_PY).expect("write the program");
+    let vol = format!("{}:/out", out.0.display());
+    start_detached(&root, "p", &vol, &["/usr/bin/python3", "/out/p.py"]);
+    let read = |name: &str| std::fs::read_to_string(out.0.join(name)).unwrap_or_default();
+    wait_for("the signals are sent", || read("sent").ends_with('\n'));
+    let sent: Vec<i64> = read("sent")
+        .split_whitespace()
+        .map(|w| w.parse().expect("a number"))
+        .collect();
+    let (sender, usr1, rt) = (sent[0], sent[1], sent[2]);
+    switch_to_next(&root, "p");
+    std::fs::write(out.0.join("go"), b"").expect("go");
+    wait_for("the signals are taken", || read("r").ends_with("end\n"));
+    // Both instances of the real-time signal, then SIGUSR1 (lowest number first for
+    // standard signals: Linux takes SIGUSR1 (10) before SIGRTMIN+1), each from the child
+    // with SI_USER.
+    let want = format!("{usr1} {sender} 0\n{rt} {sender} 0\n{rt} {sender} 0\nend\n");
+    assert_eq!(read("r"), want);
+    let st = root.pvmux(&["stop", "-t", "1", "p"]);
+    assert_eq!(st.code(), Some(0), "{}", st.context());
+}

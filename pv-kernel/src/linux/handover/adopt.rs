@@ -1266,6 +1266,9 @@ fn build(r: &Record<'_>, plan: &Plan) -> Result<Built, Refusal> {
             timers.push(t);
         }
     }
+    // Pending signals with their information (section 32), in place of the sets adopted
+    // with each thread and process (as the kernel's), once every thread exists.
+    adopt_sig_queues(r)?;
     // The epolls' interest lists, once every description of every process exists.
     super::events::link_epolls(r, &d.files, &d.left_out)?;
     // The carried files held open only by descriptors that were not opened again (none
@@ -1286,6 +1289,58 @@ fn build(r: &Record<'_>, plan: &Plan) -> Result<Built, Refusal> {
         timerfds: core::mem::take(&mut d.arms),
         init_exe,
     })
+}
+
+/// Gives every adopted thread and process the information of its pending signals, in the
+/// order sent (section 32); each must be one of its pending set's.
+fn adopt_sig_queues(r: &Record<'_>) -> Result<(), Refusal> {
+    use crate::linux::signal::{CarriedInfo, SigInfo};
+    use crate::linux::task;
+    use pvmux_hypercalls::handover::sig_queue_kind;
+    let mut queues: BTreeMap<(u32, i32), Vec<SigInfo>> = BTreeMap::new();
+    for e in r.entries::<pvmux_hypercalls::handover::SigQueueEntry>() {
+        let rest = r.blob_bytes(e.rest).and_then(|b| b.try_into().ok());
+        let c = CarriedInfo {
+            detail: e.detail,
+            a: e.a,
+            b: e.b,
+            c: e.c,
+            v: e.v,
+            rest,
+        };
+        let info = SigInfo::from_carried(e.signo, e.code, &c)
+            .ok_or(Refusal::Process(e.owner, "a pending signal's information"))?;
+        queues.entry((e.kind, e.owner)).or_default().push(info);
+    }
+    let not_pending = |owner| Refusal::Process(owner, "information of a signal not pending");
+    for ((kind, owner), infos) in queues {
+        let pending = match kind {
+            sig_queue_kind::THREAD => task::find_task(owner).map(|t| {
+                let set = t.sig.own_pending();
+                (
+                    set,
+                    infos.iter().all(|i| set.contains(i.signo)),
+                    Some(t),
+                    None,
+                )
+            }),
+            _ => task::find_process(owner).map(|p| {
+                let set = p.shared_sig.pending();
+                (
+                    set,
+                    infos.iter().all(|i| set.contains(i.signo)),
+                    None,
+                    Some(p),
+                )
+            }),
+        };
+        match pending {
+            Some((set, true, Some(t), _)) => t.sig.own().adopt_infos(set, &infos),
+            Some((set, true, _, Some(p))) => p.shared_sig.adopt_infos(set, &infos),
+            _ => return Err(not_pending(owner)),
+        }
+    }
+    Ok(())
 }
 
 /// The highest process or thread id of the record `r` (0 if none).

@@ -38,13 +38,13 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use pvmux_hypercalls::handover::{
     blocker, console_flags, fd_kind, fd_state, file_area_flags, file_image_flags, fill_name,
-    page_flags, process_flags, shm_area_flags, thread_state, vma_flags, BlobRef, BlockerEntry,
-    ConsoleEntry, CpuTimesEntry, EpollItemEntry, FdEntry, FdStateEntry, FileAreaEntry,
-    FileImageEntry, InetMsgEntry, InetSocketEntry, PageRunEntry, PipeEntry, ProcessArgsEntry,
-    ProcessEntry, ProcessStateEntry, RecordWriter, RestartEntry, ShmAreaEntry, ShmPagesEntry,
-    SigActionEntry, SocketEntry, SocketMsgEntry, ThreadEntry, ThreadStateEntry, TimerEntry,
-    TimerFdEntry, VmaEntry, ZombieEntry, MAX_FPU_LEN, MAX_PIPE_BYTES, MAX_RECORD_LEN,
-    MIN_RECORD_VERSION, NO_RESTART, NR_RLIMITS, RECORD_VERSION,
+    page_flags, process_flags, shm_area_flags, sig_queue_kind, thread_state, vma_flags, BlobRef,
+    BlockerEntry, ConsoleEntry, CpuTimesEntry, EpollItemEntry, FdEntry, FdStateEntry,
+    FileAreaEntry, FileImageEntry, InetMsgEntry, InetSocketEntry, PageRunEntry, PipeEntry,
+    ProcessArgsEntry, ProcessEntry, ProcessStateEntry, RecordWriter, RestartEntry, ShmAreaEntry,
+    ShmPagesEntry, SigActionEntry, SigQueueEntry, SocketEntry, SocketMsgEntry, ThreadEntry,
+    ThreadStateEntry, TimerEntry, TimerFdEntry, VmaEntry, ZombieEntry, MAX_FPU_LEN, MAX_PIPE_BYTES,
+    MAX_RECORD_LEN, MIN_RECORD_VERSION, NO_RESTART, NR_RLIMITS, RECORD_VERSION,
 };
 use pvmux_hypercalls::{HcError, TrapFrame};
 use zerocopy::FromZeros;
@@ -432,6 +432,7 @@ fn carry_threads(procs: &[Arc<Process>], inv: &mut Inventory) {
                 _reserved2: 0,
             };
             (e.altstack_sp, e.altstack_size, e.altstack_flags) = t.sig.altstack_raw();
+            carry_sig_queue(inv, sig_queue_kind::THREAD, t.tid, t.sig.own());
             match parked.get(&t.tid) {
                 Some(k) if k.fp.len() <= MAX_FPU_LEN as usize => {
                     e.state = thread_state::USER;
@@ -566,6 +567,8 @@ pub(crate) struct Inventory {
     pub(crate) shm_pages: Vec<ShmPagesEntry>,
     /// The console's state (section 31; none in version 1).
     pub(crate) console: Vec<ConsoleEntry>,
+    /// Pending signals' information (section 32, in (kind, owner) order).
+    pub(crate) sig_queues: Vec<SigQueueEntry>,
     /// The in-memory filesystem (sections 21-23), when it is carried.
     pub(crate) fs: Option<crate::fs::ramfs::carry::Carried>,
     pub(crate) blob: Vec<u8>,
@@ -603,6 +606,7 @@ impl Inventory {
             + self.shm_areas.len() * size_of::<ShmAreaEntry>()
             + self.shm_pages.len() * size_of::<ShmPagesEntry>()
             + self.console.len() * size_of::<ConsoleEntry>()
+            + self.sig_queues.len() * size_of::<SigQueueEntry>()
             + self.fs.as_ref().map_or(0, |c| c.size())
             + self.blob.len()
     }
@@ -688,6 +692,7 @@ impl Inventory {
             w.section(&self.shm_areas);
             w.section(&self.shm_pages);
             w.section(&self.console);
+            w.section(&self.sig_queues);
             if let Some(fs) = &self.fs {
                 w.section(&fs.nodes);
                 w.section(&fs.dirents);
@@ -696,6 +701,37 @@ impl Inventory {
             w.blob(&self.blob);
         }
         w.finish();
+    }
+}
+
+/// Version 2: the information of every signal pending in `pending` (a thread's own queue,
+/// `kind` THREAD, or a process's, PROCESS; `owner` its tid or pid), in the order sent
+/// (section 32); at most `MAX_SIG_QUEUE`.
+fn carry_sig_queue(
+    inv: &mut Inventory,
+    kind: u32,
+    owner: i32,
+    pending: &crate::linux::signal::Pending,
+) {
+    use pvmux_hypercalls::handover::MAX_SIG_QUEUE;
+    for info in pending.infos().into_iter().take(MAX_SIG_QUEUE) {
+        let c = info.to_carried();
+        let rest = match c.rest {
+            Some(r) => inv.blob_add(&r),
+            None => BlobRef::default(),
+        };
+        inv.sig_queues.push(SigQueueEntry {
+            owner,
+            kind,
+            signo: info.signo,
+            code: info.code,
+            detail: c.detail,
+            a: c.a,
+            b: c.b,
+            c: c.c,
+            v: c.v,
+            rest,
+        });
     }
 }
 
@@ -821,6 +857,7 @@ fn inventory(procs: &[Arc<Process>], version: u32) -> Inventory {
         events::carry_epolls(&mut inv);
         inv.shm_pages = inv.shm_page_runs();
         carry_console(&mut inv);
+        inv.sig_queues.sort_by_key(|e| (e.kind, e.owner));
     }
     inv.processes.sort_by_key(|p| p.pid);
     inv.vmas.sort_by_key(|v| (v.pid, v.start));
@@ -1031,6 +1068,7 @@ fn carry_process(
         .collect();
     let rlimits = inv.blob_add(&rl);
     let k = c.caps.sets;
+    carry_sig_queue(inv, sig_queue_kind::PROCESS, p.pid, &p.shared_sig);
     inv.states.push(ProcessStateEntry {
         pid: p.pid,
         umask: p.umask.load(Ordering::Relaxed),

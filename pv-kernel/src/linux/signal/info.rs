@@ -100,6 +100,19 @@ pub(crate) enum Detail {
     },
 }
 
+/// A signal's information as a hand-over record carries it (see [`SigInfo::to_carried`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Carried {
+    /// `sig_detail` kind.
+    pub(crate) detail: u32,
+    pub(crate) a: i32,
+    pub(crate) b: u32,
+    pub(crate) c: i32,
+    pub(crate) v: [u64; 4],
+    /// A queued signal's `siginfo_t` after its header.
+    pub(crate) rest: Option<[u8; SIGINFO_SIZE - 16]>,
+}
+
 /// One signal's information: what the `siginfo_t` of its delivery says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct SigInfo {
@@ -167,6 +180,92 @@ impl SigInfo {
                 key,
             },
         }
+    }
+
+    /// The information as a hand-over record carries it (section 32): (detail kind, a, b, c,
+    /// v, a queued signal's `siginfo_t` rest). A timer's arm key is not carried: it names
+    /// an arm of this kernel's timer.
+    pub(crate) fn to_carried(self) -> Carried {
+        use pvmux_hypercalls::handover::sig_detail as d;
+        let mut c = Carried {
+            detail: d::SENDER,
+            a: 0,
+            b: 0,
+            c: 0,
+            v: [0; 4],
+            rest: None,
+        };
+        match self.detail {
+            Detail::Sender { pid, uid } => (c.a, c.b) = (pid, uid),
+            Detail::Queued { errno, rest } => {
+                (c.detail, c.a, c.rest) = (d::QUEUED, errno, Some(rest));
+            }
+            Detail::Child {
+                pid,
+                uid,
+                status,
+                utime,
+                stime,
+            } => {
+                (c.detail, c.a, c.b, c.c) = (d::CHILD, pid, uid, status);
+                c.v = [utime as u64, stime as u64, 0, 0];
+            }
+            Detail::Fault(f) => {
+                (c.detail, c.a) = (d::FAULT, f.vector as i32);
+                c.v = [f.addr, f.error_code, f.ip, f.sp];
+            }
+            Detail::Timer {
+                timerid,
+                overrun,
+                value,
+                ..
+            } => {
+                (c.detail, c.a, c.b) = (d::TIMER, timerid, overrun as u32);
+                c.v = [value, 0, 0, 0];
+            }
+        }
+        c
+    }
+
+    /// The information of signal `signo` (`si_code` `code`) a hand-over record carried
+    /// ([`Self::to_carried`]); `None` for an unknown detail or a queued one without its
+    /// rest. A timer's signal names no arm of this kernel's (its overrun is then 0 when it
+    /// is taken, as for a timer set again since).
+    pub(crate) fn from_carried(signo: u32, code: i32, c: &Carried) -> Option<Self> {
+        use pvmux_hypercalls::handover::sig_detail as d;
+        let detail = match c.detail {
+            d::SENDER => Detail::Sender { pid: c.a, uid: c.b },
+            d::QUEUED => Detail::Queued {
+                errno: c.a,
+                rest: c.rest?,
+            },
+            d::CHILD => Detail::Child {
+                pid: c.a,
+                uid: c.b,
+                status: c.c,
+                utime: c.v[0] as i64,
+                stime: c.v[1] as i64,
+            },
+            d::FAULT => Detail::Fault(Fault {
+                addr: c.v[0],
+                vector: c.a as u32,
+                error_code: c.v[1],
+                ip: c.v[2],
+                sp: c.v[3],
+            }),
+            d::TIMER => Detail::Timer {
+                timerid: c.a,
+                overrun: c.b as i32,
+                value: c.v[0],
+                key: u64::MAX,
+            },
+            _ => return None,
+        };
+        Some(Self {
+            signo,
+            code,
+            detail,
+        })
     }
 
     /// The fault, for fault signals.
@@ -239,5 +338,67 @@ mod tests {
         assert_eq!(code::TRAP_TRACE, libc::TRAP_TRACE);
         assert_eq!(code::CLD_EXITED, libc::CLD_EXITED);
         assert_eq!(code::CLD_KILLED, libc::CLD_KILLED);
+    }
+
+    #[test]
+    fn every_kind_of_information_round_trips_through_a_hand_over_record() {
+        let mut rest = [0u8; SIGINFO_SIZE - 16];
+        rest[0] = 42;
+        rest[111] = 7;
+        let fault = Fault {
+            addr: 0xdead_0000,
+            vector: 14,
+            error_code: 6,
+            ip: 0x40_1000,
+            sp: 0x7fff_0000,
+        };
+        let child = SigInfo {
+            signo: 17,
+            code: code::CLD_EXITED,
+            detail: Detail::Child {
+                pid: 9,
+                uid: 1000,
+                status: 3,
+                utime: 12,
+                stime: 5,
+            },
+        };
+        for info in [
+            SigInfo::from_process(10, code::SI_TKILL, 4),
+            SigInfo::kernel(2),
+            SigInfo::queued(40, &{
+                let mut raw = [0u8; SIGINFO_SIZE];
+                raw[4] = 1;
+                raw[8] = 0xff;
+                raw[16..].copy_from_slice(&rest);
+                raw
+            }),
+            child,
+            SigInfo::fault(11, code::SEGV_MAPERR, fault),
+        ] {
+            let c = info.to_carried();
+            assert_eq!(SigInfo::from_carried(info.signo, info.code, &c), Some(info));
+        }
+        // A timer's signal comes back without its arm (no arm of this kernel's).
+        let t = SigInfo {
+            signo: 34,
+            code: code::SI_TIMER,
+            detail: Detail::Timer {
+                timerid: 3,
+                overrun: 2,
+                value: 99,
+                key: 17,
+            },
+        };
+        let back = SigInfo::from_carried(34, code::SI_TIMER, &t.to_carried()).expect("back");
+        assert_eq!(back.to_bytes(), t.to_bytes(), "the same siginfo_t");
+        assert!(matches!(back.detail, Detail::Timer { key: u64::MAX, .. }));
+        // Unknown details, and a queued signal without its bytes, are refused.
+        let mut c = child.to_carried();
+        c.detail = 9;
+        assert_eq!(SigInfo::from_carried(17, 1, &c), None);
+        let mut q = SigInfo::queued(40, &[0; SIGINFO_SIZE]).to_carried();
+        q.rest = None;
+        assert_eq!(SigInfo::from_carried(40, 0, &q), None);
     }
 }

@@ -45,7 +45,7 @@ use action::{sa, Disposition};
 use altstack::{AltStack, StackT, STACK_T_SIZE};
 use frame::{Frame, RED_ZONE, UCONTEXT_SIZE};
 use info::SIGINFO_SIZE;
-pub(crate) use info::{code, Detail, Fault, SigInfo};
+pub(crate) use info::{code, Carried as CarriedInfo, Detail, Fault, SigInfo};
 use queue::SigQueue;
 pub(crate) use set::{sig, SigSet};
 use set::{How, UNBLOCKABLE};
@@ -94,6 +94,27 @@ impl Pending {
         for signo in 1..=64 {
             if set.contains(signo) {
                 let _ = q.raise_limited(SigInfo::kernel(signo), queue::MAX_QUEUED);
+            }
+        }
+        self.bits.store(q.pending().bits(), Ordering::Release);
+    }
+
+    /// The pending signals' information, in the order sent (a hand-over record's).
+    pub(crate) fn infos(&self) -> Vec<SigInfo> {
+        self.queue.lock().infos().to_vec()
+    }
+
+    /// Replaces what is pending by a hand-over record's: `infos` in the order sent, then
+    /// the signals of `set` still without information.
+    pub(crate) fn adopt_infos(&self, set: SigSet, infos: &[SigInfo]) {
+        let mut q = self.queue.lock();
+        *q = SigQueue::default();
+        for &info in infos {
+            let _ = q.raise_limited(info, queue::MAX_QUEUED);
+        }
+        for signo in 1..=64 {
+            if set.contains(signo) && !q.pending().contains(signo) {
+                q.mark(signo);
             }
         }
         self.bits.store(q.pending().bits(), Ordering::Release);
@@ -206,7 +227,13 @@ impl SigState {
         self.own.discard(set);
     }
 
-    /// The signals pending for this thread alone (the hand-over record).
+    /// The signals pending for this thread alone, with their information (a hand-over
+    /// record's).
+    pub(crate) fn own(&self) -> &Pending {
+        &self.own
+    }
+
+    /// The signals pending for this thread alone.
     pub(crate) fn own_pending(&self) -> SigSet {
         self.pending()
     }

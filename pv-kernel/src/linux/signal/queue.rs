@@ -79,6 +79,19 @@ impl SigQueue {
         Some(info)
     }
 
+    /// Every pending signal's information, in the order sent.
+    pub(crate) fn infos(&self) -> &[SigInfo] {
+        &self.entries
+    }
+
+    /// Marks `signo` pending without information (a hand-over's signal merged beyond the
+    /// queue's limit where it was sent).
+    pub(crate) fn mark(&mut self, signo: u32) {
+        if valid(signo) {
+            self.pending = self.pending.with(signo);
+        }
+    }
+
     /// Drops every pending instance of the signals in `set`.
     pub(crate) fn discard(&mut self, set: SigSet) {
         self.entries.retain(|i| !set.contains(i.signo));

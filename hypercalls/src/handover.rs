@@ -1023,9 +1023,21 @@ pub const RESTART_SYSCALL_NR: u64 = 219;
 
 /// The calls a [`RestartEntry`] continues (x86-64 numbers): the sleeps `nanosleep`,
 /// `clock_nanosleep` and `restart_syscall` itself, and the waits with a timeout `poll`,
-/// `select`, `epoll_wait`, `pselect6`, `ppoll`, `epoll_pwait` and `epoll_pwait2`.
-pub const CONTINUED_SLEEPS: [u64; 10] =
-    [35, 230, RESTART_SYSCALL_NR, 7, 23, 232, 270, 271, 281, 441];
+/// `select`, `futex` (a relative `FUTEX_WAIT`), `epoll_wait`, `pselect6`, `ppoll`,
+/// `epoll_pwait` and `epoll_pwait2`.
+pub const CONTINUED_SLEEPS: [u64; 11] = [
+    35,
+    230,
+    RESTART_SYSCALL_NR,
+    7,
+    23,
+    202,
+    232,
+    270,
+    271,
+    281,
+    441,
+];
 
 /// Version 2 (section [`section::RESTART`]): a relative sleep (`nanosleep`, a relative
 /// `clock_nanosleep` on a wall clock) or a wait with a timeout (`poll`, `select`, the

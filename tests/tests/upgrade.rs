@@ -38,10 +38,16 @@ fn root(tag: &str) -> Root {
 
 /// The counter values written so far (every line must be a number).
 fn counter(file: &Path) -> Vec<u64> {
-    std::fs::read_to_string(file)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| l.trim().parse().expect("a counter line"))
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    text.lines()
+        .map(|l| {
+            l.trim().parse().unwrap_or_else(|_| {
+                panic!(
+                    "{}: {l:?} is no counter line (the program said what went wrong)",
+                    file.display()
+                )
+            })
+        })
         .collect()
 }
 
@@ -2285,5 +2291,55 @@ fn pending_signals_keep_their_information_across_a_switch() {
     let want = format!("{usr1} {sender} 0\n{rt} {sender} 0\n{rt} {sender} 0\nend\n");
     assert_eq!(read("r"), want);
     let st = root.pvmux(&["stop", "-t", "1", "p"]);
+    assert_eq!(st.code(), Some(0), "{}", st.context());
+}
+
+/// A relative `FUTEX_WAIT` (the static C program `handover-futex`, 4 s) switched half way
+/// ends when it was due, not a whole timeout after the switch (record section 27).
+#[test]
+#[cfg_attr(
+    not(have_static_glibc),
+    ignore = "needs static glibc (glibc-static / libc6-dev) for handover-futex"
+)]
+fn a_futex_wait_goes_on_with_the_time_it_had_left_after_a_switch() {
+    const SECS: u64 = 4;
+    let root = root("futex");
+    let out = TempDir::unique("pvmux-upgrade-out", "futex");
+    let vol = format!("{}:/out", out.0.display());
+    let prog = pvmux_tests::prog("handover-futex");
+    let report = out.0.join("futex");
+    let script = format!(
+        "{} /out/futex {SECS} & while :; do sleep 1; done",
+        prog.display()
+    );
+    let next = next_kernel(&root);
+    start_detached(&root, "f", &vol, &["/bin/sh", "-c", &script]);
+    let read = || std::fs::read_to_string(&report).unwrap_or_default();
+    wait_for("the wait begins", || read() == "waiting\n");
+    let began = std::time::Instant::now();
+    std::thread::sleep(Duration::from_secs(SECS / 2));
+    let (up, v) = upgrade(&root, "f", &next, None);
+    let switched = began.elapsed();
+    assert_eq!(up.code(), Some(0), "{}", up.context());
+    assert_eq!(v["switch"]["adopted_by"], "6.1.0-pvmux-next", "{v}");
+    assert_eq!(read(), "waiting\n", "the wait ended before the switch");
+    let carried = v["record"]["carried"].as_array().expect("carried");
+    assert!(
+        carried.iter().any(|c| {
+            c["threads"][0]["restart"] == 202 && c["threads"][0]["sleeps_until_ns"].is_u64()
+        }),
+        "the futex wait carried with its deadline: {v}"
+    );
+    wait_for("the wait ends", || read().starts_with("timedout"));
+    let ms: u64 = read()
+        .split_whitespace()
+        .nth(1)
+        .and_then(|w| w.parse().ok())
+        .expect("how long it waited");
+    assert!(
+        (SECS * 1000..SECS * 1000 + 1500).contains(&ms),
+        "waited {ms} ms (switched at {switched:?}): it started over"
+    );
+    let st = root.pvmux(&["stop", "-t", "1", "f"]);
     assert_eq!(st.code(), Some(0), "{}", st.context());
 }

@@ -186,7 +186,17 @@ pub(crate) fn sys_futex(a: [u64; 6]) -> SysResult {
             } else {
                 let t = read_timespec(a[3])?;
                 match op.timeout() {
-                    Timeout::Relative => crate::time::now_ns().saturating_add(t),
+                    // A relative wait a hand-over freeze stopped goes on until the deadline
+                    // it had (`timers::sleep::with_continued_deadline`); an absolute one is
+                    // re-issued as it was.
+                    Timeout::Relative => {
+                        let d = crate::time::now_ns().saturating_add(t);
+                        return crate::linux::timers::sleep::with_continued_deadline(
+                            super::abi::nr::FUTEX,
+                            Some(d),
+                            |d| wait(uaddr, op.private, val, d.unwrap_or(u64::MAX), bitset),
+                        );
+                    }
                     // Absolute wall-clock deadline.
                     Timeout::Realtime => crate::time::now_ns()
                         .saturating_add(t.saturating_sub(super::misc::realtime_ns())),

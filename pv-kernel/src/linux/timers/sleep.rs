@@ -18,7 +18,7 @@ const TIMER_ABSTIME: u64 = 1;
 /// `restart_syscall`, which sleeps on until `target` (the kernel's monotonic ns, which a
 /// kernel switch keeps) and, interrupted by a signal, writes the time left to `rem` (0:
 /// nowhere). A wait with a timeout (`poll`, `ppoll`, `select`, `pselect6`, the `epoll`
-/// waits: [`is_wait`]) goes on the same way: its re-issue runs as it was, with `target` as
+/// waits, a relative `FUTEX_WAIT`: [`is_wait`]) goes on the same way: its re-issue runs as it was, with `target` as
 /// its deadline instead of one its timeout argument gives ([`with_continued_deadline`]).
 /// Carried in the hand-over record (section 27).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +48,7 @@ pub(crate) fn is_wait(n: u64) -> bool {
         nr::EPOLL_WAIT,
         nr::EPOLL_PWAIT,
         nr::EPOLL_PWAIT2,
+        nr::FUTEX,
     ]
     .contains(&n)
 }

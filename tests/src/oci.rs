@@ -364,3 +364,40 @@ impl Drop for Podman {
         let _ = self.podman(None, &["rmi", "-f", &self.image]);
     }
 }
+
+/// Everything read from a terminal master (or a pipe) so far, by a thread of its own.
+#[derive(Clone, Default)]
+pub struct Screen(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Screen {
+    /// Starts reading `from` until its end (or EIO: the terminal's last slave closed).
+    pub fn read(mut from: impl std::io::Read + Send + 'static) -> Self {
+        let s = Self::default();
+        let buf = std::sync::Arc::clone(&s.0);
+        std::thread::spawn(move || {
+            let mut b = [0u8; 4096];
+            while let Ok(n @ 1..) = from.read(&mut b) {
+                buf.lock().unwrap().extend_from_slice(&b[..n]);
+            }
+        });
+        s
+    }
+
+    /// What was shown so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// Waits until the text shown contains `needle` (at most [`TIMEOUT`]).
+    pub fn expect(&self, needle: &str) {
+        let start = std::time::Instant::now();
+        while !self.text().contains(needle) {
+            assert!(
+                start.elapsed() < TIMEOUT,
+                "{needle:?} not shown; the terminal shows {:?}",
+                self.text()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+}

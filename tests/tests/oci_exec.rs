@@ -7,54 +7,15 @@
 //! script where used).
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Arc, Mutex};
 
-use pvmux_tests::oci::{
-    alive, reap, receive_master, wait_child, wait_for, Bundle, Podman, TIMEOUT,
-};
+use pvmux_tests::oci::{alive, reap, receive_master, wait_child, wait_for, Bundle, Podman, Screen};
 
 /// The `pvmux` command line.
 const PVMUX: &str = env!("CARGO_BIN_EXE_pvmux-cli");
-
-/// Everything read from a terminal master (or a pipe) so far, by a thread of its own.
-#[derive(Clone, Default)]
-struct Screen(Arc<Mutex<Vec<u8>>>);
-
-impl Screen {
-    /// Starts reading `from` until its end (or EIO: the terminal's last slave closed).
-    fn read(mut from: impl Read + Send + 'static) -> Self {
-        let s = Self::default();
-        let buf = Arc::clone(&s.0);
-        std::thread::spawn(move || {
-            let mut b = [0u8; 4096];
-            while let Ok(n @ 1..) = from.read(&mut b) {
-                buf.lock().unwrap().extend_from_slice(&b[..n]);
-            }
-        });
-        s
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-
-    /// Waits until the text shown contains `needle` (at most [`TIMEOUT`]).
-    fn expect(&self, needle: &str) {
-        let start = std::time::Instant::now();
-        while !self.text().contains(needle) {
-            assert!(
-                start.elapsed() < TIMEOUT,
-                "{needle:?} not shown; the terminal shows {:?}",
-                self.text()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-    }
-}
 
 /// Sets the size of the terminal `master` (`TIOCSWINSZ`), as an engine does.
 fn resize(master: &File, rows: u16, cols: u16) {

@@ -1961,9 +1961,8 @@ fn shared_memory_is_carried_across_a_switch() {
     ignore = "needs /bin/busybox: apt-get install busybox-static"
 )]
 fn a_terminal_console_keeps_its_settings_and_the_line_being_typed_across_a_switch() {
-    use pvmux_tests::oci::{receive_master, wait_child, Bundle};
-    use std::io::{Read, Write};
-    use std::sync::{Arc, Mutex};
+    use pvmux_tests::oci::{receive_master, wait_child, Bundle, Screen};
+    use std::io::Write;
     const SCRIPT: &str = "stty -echo; echo \"ready $(stty size) $(stty -g)\"; \
                           while read l; do echo \"got $l $(stty size) $(stty -g)\"; done";
     let b = Bundle::new(
@@ -2007,23 +2006,9 @@ fn a_terminal_console_keeps_its_settings_and_the_line_being_typed_across_a_switc
         },
     )
     .expect("size the terminal");
-    let screen = Arc::new(Mutex::new(Vec::<u8>::new()));
-    {
-        let screen = Arc::clone(&screen);
-        let mut from = master.try_clone().expect("dup the master");
-        std::thread::spawn(move || {
-            let mut b = [0u8; 4096];
-            while let Ok(n @ 1..) = from.read(&mut b) {
-                screen.lock().unwrap().extend_from_slice(&b[..n]);
-            }
-        });
-    }
-    let text = || String::from_utf8_lossy(&screen.lock().unwrap()).into_owned();
-    let shown = |needle: &str| {
-        wait_for(&format!("{needle:?} on the terminal"), || {
-            text().contains(needle)
-        })
-    };
+    let screen = Screen::read(master.try_clone().expect("dup the master"));
+    let text = || screen.text();
+    let shown = |needle: &str| screen.expect(needle);
     assert_eq!(b.oci(&["start", "tty"]).code(), Some(0));
     shown("ready 30 90 ");
     let settings = text()

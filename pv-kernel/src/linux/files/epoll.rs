@@ -569,24 +569,14 @@ fn ms_deadline(timeout: u64) -> Option<u64> {
 
 /// `epoll_wait(epfd, events, maxevents, timeout_ms)`.
 pub(crate) fn sys_epoll_wait(epfd: u64, events: u64, max: u64, timeout: u64) -> SysResult {
-    continued(nr::EPOLL_WAIT, ms_deadline(timeout), |d| {
+    poll::continued(nr::EPOLL_WAIT, ms_deadline(timeout), |d| {
         do_wait(epfd, events, max, d)
     })
 }
 
-/// Wait `nr` until `deadline`, or the deadline it had when a hand-over freeze stopped it
-/// (see [`crate::linux::timers::sleep::with_continued_deadline`]).
-fn continued(
-    nr: u64,
-    deadline: Option<u64>,
-    f: impl FnOnce(Option<u64>) -> SysResult,
-) -> SysResult {
-    crate::linux::timers::sleep::with_continued_deadline(nr, deadline, f)
-}
-
 /// `epoll_pwait(epfd, events, maxevents, timeout_ms, sigmask, sigsetsize)`.
 pub(crate) fn sys_epoll_pwait(a: [u64; 6]) -> SysResult {
-    continued(nr::EPOLL_PWAIT, ms_deadline(a[3]), |d| {
+    poll::continued(nr::EPOLL_PWAIT, ms_deadline(a[3]), |d| {
         poll::with_sigmask(a[4], a[5], || do_wait(a[0], a[1], a[2], d))
     })
 }
@@ -599,7 +589,7 @@ pub(crate) fn sys_epoll_pwait2(a: [u64; 6]) -> SysResult {
         let [s, ns]: [i64; 2] = read_val(a[3])?;
         Some(poll::deadline_after(poll::timespec_ns(s, ns)?))
     };
-    continued(nr::EPOLL_PWAIT2, deadline, |d| {
+    poll::continued(nr::EPOLL_PWAIT2, deadline, |d| {
         poll::with_sigmask(a[4], a[5], || do_wait(a[0], a[1], a[2], d))
     })
 }

@@ -301,7 +301,7 @@ pub(crate) fn sys_poll(fds: u64, nfds: u64, timeout_ms: u64) -> SysResult {
 
 /// Wait `nr` until `deadline`, or the deadline it had when a hand-over freeze stopped it
 /// (see [`crate::linux::timers::sleep::with_continued_deadline`]).
-fn continued(
+pub(crate) fn continued(
     nr: u64,
     deadline: Option<u64>,
     f: impl FnOnce(Option<u64>) -> SysResult,

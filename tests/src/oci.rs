@@ -46,6 +46,37 @@ pub struct Bundle {
 }
 
 impl Bundle {
+    /// `pvmux --root ROOT create --console-socket S --bundle B --pid-file F ID`, as an
+    /// engine runs it for a `process.terminal` container: the container's pid and the
+    /// terminal master `create` sends.
+    pub fn create_with_terminal(&self, id: &str) -> (i32, File) {
+        let sock = self.path().join(format!("console-{id}.sock"));
+        let listener =
+            std::os::unix::net::UnixListener::bind(&sock).expect("bind the console socket");
+        let pid_file = self.path().join(format!("pid-{id}"));
+        let mut child = Command::new(self.pvmux)
+            .arg("--root")
+            .arg(self.root())
+            .args(["create", "--console-socket"])
+            .arg(&sock)
+            .arg("--bundle")
+            .arg(self.path())
+            .arg("--pid-file")
+            .arg(&pid_file)
+            .arg(id)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("run pvmux create");
+        let master = receive_master(&listener);
+        assert_eq!(wait_child(&mut child), 0, "create");
+        let pid = std::fs::read_to_string(&pid_file)
+            .expect("pid file")
+            .trim()
+            .parse()
+            .expect("a pid");
+        (pid, master)
+    }
+
     /// A bundle whose process runs `args` (with PATH=/bin); `extra` is merged into the
     /// config's top level.
     pub fn new(pvmux: &'static str, args: &[&str], extra: serde_json::Value) -> Self {
@@ -400,4 +431,18 @@ impl Screen {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
     }
+}
+
+/// Sets the size of the terminal `master` (`TIOCSWINSZ`), as an engine does.
+pub fn resize(master: &File, rows: u16, cols: u16) {
+    rustix::termios::tcsetwinsize(
+        master,
+        rustix::termios::Winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        },
+    )
+    .expect("TIOCSWINSZ on the master");
 }

@@ -12,53 +12,17 @@ use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 
-use pvmux_tests::oci::{alive, reap, receive_master, wait_child, wait_for, Bundle, Podman, Screen};
+use pvmux_tests::oci::{
+    alive, reap, receive_master, resize, wait_child, wait_for, Bundle, Podman, Screen,
+};
 
 /// The `pvmux` command line.
 const PVMUX: &str = env!("CARGO_BIN_EXE_pvmux-cli");
-
-/// Sets the size of the terminal `master` (`TIOCSWINSZ`), as an engine does.
-fn resize(master: &File, rows: u16, cols: u16) {
-    rustix::termios::tcsetwinsize(
-        master,
-        rustix::termios::Winsize {
-            ws_row: rows,
-            ws_col: cols,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        },
-    )
-    .expect("TIOCSWINSZ on the master");
-}
 
 /// The busybox script of the resize tests: prints its terminal's size at the start and at
 /// every `SIGWINCH` (a trap), after `start` and `winch`.
 const SIZE_REPORTER: &str =
     "trap 'echo \"winch $(stty size)\"' WINCH; echo \"start $(stty size)\"; while :; do sleep 1; done";
-
-/// `pvmux --root ROOT create --console-socket S --bundle B --pid-file F ID`, with the master
-/// it sends; returns the container's pid.
-fn create_with_terminal(b: &Bundle, id: &str) -> (i32, File) {
-    let sock = b.path().join(format!("console-{id}.sock"));
-    let listener = UnixListener::bind(&sock).expect("bind the console socket");
-    let pid_file = b.path().join(format!("pid-{id}"));
-    let mut child = Command::new(PVMUX)
-        .arg("--root")
-        .arg(b.root())
-        .args(["create", "--console-socket"])
-        .arg(&sock)
-        .arg("--bundle")
-        .arg(b.path())
-        .arg("--pid-file")
-        .arg(&pid_file)
-        .arg(id)
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("run pvmux create");
-    let master = receive_master(&listener);
-    assert_eq!(wait_child(&mut child), 0, "create");
-    (read_pid(&pid_file), master)
-}
 
 fn read_pid(f: &Path) -> i32 {
     std::fs::read_to_string(f)
@@ -227,7 +191,7 @@ fn the_containers_terminal_follows_resizes() {
             },
         }),
     );
-    let (pid, master) = create_with_terminal(&b, "r1");
+    let (pid, master) = b.create_with_terminal("r1");
     // Sized before the start, as engines do: the guest boots with it.
     resize(&master, 30, 90);
     let screen = Screen::read(master.try_clone().expect("dup the master"));

@@ -1961,7 +1961,7 @@ fn shared_memory_is_carried_across_a_switch() {
     ignore = "needs /bin/busybox: apt-get install busybox-static"
 )]
 fn a_terminal_console_keeps_its_settings_and_the_line_being_typed_across_a_switch() {
-    use pvmux_tests::oci::{receive_master, wait_child, Bundle, Screen};
+    use pvmux_tests::oci::{resize, Bundle, Screen};
     use std::io::Write;
     const SCRIPT: &str = "stty -echo; echo \"ready $(stty size) $(stty -g)\"; \
                           while read l; do echo \"got $l $(stty size) $(stty -g)\"; done";
@@ -1978,34 +1978,8 @@ fn a_terminal_console_keeps_its_settings_and_the_line_being_typed_across_a_switc
             },
         }),
     );
-    let sock = b.path().join("console.sock");
-    let listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind");
-    let pid_file = b.path().join("pid");
-    let mut create = std::process::Command::new(PVMUX)
-        .arg("--root")
-        .arg(b.root())
-        .args(["create", "--console-socket"])
-        .arg(&sock)
-        .arg("--bundle")
-        .arg(b.path())
-        .arg("--pid-file")
-        .arg(&pid_file)
-        .arg("tty")
-        .stdin(std::process::Stdio::null())
-        .spawn()
-        .expect("pvmux create");
-    let mut master = receive_master(&listener);
-    assert_eq!(wait_child(&mut create), 0, "create");
-    rustix::termios::tcsetwinsize(
-        &master,
-        rustix::termios::Winsize {
-            ws_row: 30,
-            ws_col: 90,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        },
-    )
-    .expect("size the terminal");
+    let (_, mut master) = b.create_with_terminal("tty");
+    resize(&master, 30, 90);
     let screen = Screen::read(master.try_clone().expect("dup the master"));
     let text = || screen.text();
     let shown = |needle: &str| screen.expect(needle);

@@ -62,8 +62,10 @@ pub(crate) fn with_continued_deadline(
     deadline: Option<u64>,
     f: impl FnOnce(Option<u64>) -> SysResult,
 ) -> SysResult {
+    use core::sync::atomic::Ordering;
     let task = crate::linux::task::current_task();
-    let kept = {
+    // One load on every wait: `continued` leaves the flag set only for a re-issue it met.
+    let kept = if task.restart_armed.swap(false, Ordering::Relaxed) {
         let mut b = task.restart_block.lock();
         match *b {
             Some(blk) if blk.nr == nr && blk.rem == CONTINUING => {
@@ -72,6 +74,8 @@ pub(crate) fn with_continued_deadline(
             }
             _ => None,
         }
+    } else {
+        None
     };
     let deadline = kept.or(deadline);
     let r = f(deadline);
@@ -88,7 +92,8 @@ pub(crate) fn with_continued_deadline(
     r
 }
 
-/// A wait's block that its re-issue has met ([`continued`]): `rem`, which no wait has.
+/// A wait's block that its re-issue has met ([`continued`], which leaves the task's
+/// `restart_armed` set for [`with_continued_deadline`]): `rem`, which no wait has.
 const CONTINUING: u64 = u64::MAX;
 
 /// For a sleep about to fail with `e`: if that is `EINTR`, notes where it was to end, in case
@@ -145,6 +150,7 @@ pub(crate) fn continued(task: &crate::linux::task::Task, nr: u64, ret_rip: u64) 
         // A wait runs as it was, with the block's deadline (`with_continued_deadline`).
         Some(ref mut blk) if blk.nr == nr && blk.ret_rip == ret_rip && is_wait(nr) => {
             blk.rem = CONTINUING;
+            task.restart_armed.store(true, Ordering::Relaxed);
             nr
         }
         // `restart_syscall` takes the block.

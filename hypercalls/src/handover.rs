@@ -44,8 +44,10 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 mod events;
 pub use events::{
-    epoll_bits, epoll_item_flags, eventfd_flags, EpollItemEntry, TimerFdEntry, EVENT_STATUS_FLAGS,
-    MAX_EPOLL_NESTS, MAX_EVENTFD_COUNT, MAX_NESTED_EPOLL_ITEMS, SIGNALFD_NEVER,
+    check_inotify_events, epoll_bits, epoll_item_flags, eventfd_flags, inotify_bits,
+    EpollItemEntry, InotifyEntry, InotifyWatchEntry, TimerFdEntry, EVENT_STATUS_FLAGS,
+    INOTIFY_EVENT_HEADER, MAX_EPOLL_NESTS, MAX_EVENTFD_COUNT, MAX_INOTIFY_EVENTS,
+    MAX_INOTIFY_NAME_FIELD, MAX_INOTIFY_WATCHES, MAX_NESTED_EPOLL_ITEMS, SIGNALFD_NEVER,
 };
 mod fs;
 pub use fs::{
@@ -312,6 +314,14 @@ pub mod section {
     /// signal is then as the kernel sent it): [`super::SigQueueEntry`]s (each pending
     /// signal's information, in the order sent).
     pub const SIG_QUEUE: u32 = 32;
+    /// Version 2 (optional, as [`SOCKET`]): [`super::InotifyEntry`]s (each carried inotify
+    /// instance and its queued events).
+    pub const INOTIFY: u32 = 33;
+    /// Version 2 (optional, as [`SOCKET`]): [`super::InotifyWatchEntry`]s (every watch of
+    /// each carried inotify instance).
+    pub const INOTIFY_WATCH: u32 = 34;
+    /// The highest section number.
+    pub const LAST: u32 = INOTIFY_WATCH;
     /// Version 2: the in-memory filesystem's inodes ([`super::FsNodeEntry`]; first the
     /// filesystem itself).
     pub const FS_NODE: u32 = 21;
@@ -689,6 +699,9 @@ pub mod fd_state {
     pub const SIGNALFD: u32 = 12;
     /// An `epoll`: its interest list is the [`super::EpollItemEntry`]s of its description.
     pub const EPOLL: u32 = 13;
+    /// An `inotify` instance: its queue is the [`super::InotifyEntry`] of its description,
+    /// its watches the [`super::InotifyWatchEntry`]s.
+    pub const INOTIFY: u32 = 14;
     /// A file or directory of the in-memory filesystem (sections 21-23), by inode:
     /// [`super::FdStateEntry::object`] is its [`super::FsNodeEntry::ino`], `pos` a file's
     /// offset or a directory's `getdents64` cookie, `path` the name it was opened by (what
@@ -1458,6 +1471,14 @@ impl Entry for SigQueueEntry {
     const KIND: u32 = section::SIG_QUEUE;
 }
 
+impl Entry for InotifyEntry {
+    const KIND: u32 = section::INOTIFY;
+}
+
+impl Entry for InotifyWatchEntry {
+    const KIND: u32 = section::INOTIFY_WATCH;
+}
+
 /// Copies `s` into a NUL-padded field (cut to its size).
 pub fn fill_name(dst: &mut [u8], s: &[u8]) {
     let n = s.len().min(dst.len());
@@ -1541,7 +1562,7 @@ impl<'a> Record<'a> {
         // Walk every section once: bounds and entry sizes.
         let mut n = 0u32;
         let mut blobs = 0u32;
-        let mut seen = 0u32;
+        let mut seen = 0u64;
         let mut rest = body;
         while let Some((h, payload, tail)) = split_section(rest)? {
             let known = match h.kind {
@@ -1574,12 +1595,14 @@ impl<'a> Record<'a> {
                 section::SHM_PAGES => Some(size_of::<ShmPagesEntry>()),
                 section::CONSOLE => Some(size_of::<ConsoleEntry>()),
                 section::SIG_QUEUE => Some(size_of::<SigQueueEntry>()),
+                section::INOTIFY => Some(size_of::<InotifyEntry>()),
+                section::INOTIFY_WATCH => Some(size_of::<InotifyWatchEntry>()),
                 section::FS_NODE => Some(size_of::<FsNodeEntry>()),
                 section::FS_DIRENT => Some(size_of::<FsDirentEntry>()),
                 section::FS_PAGES => Some(size_of::<FsPagesEntry>()),
                 _ => None,
             };
-            if header.version >= 2 && h.kind < 32 {
+            if header.version >= 2 && h.kind < 64 {
                 if seen & (1 << h.kind) != 0 {
                     return Err(RecordError::BadSection(h.kind));
                 }
@@ -1592,7 +1615,7 @@ impl<'a> Record<'a> {
             // Version 1 has none of version 2's sections.
             if header.version < 2
                 && ((section::THREAD_STATE..=section::SOCKET_MSG).contains(&h.kind)
-                    || (section::FS_NODE..=section::SIG_QUEUE).contains(&h.kind))
+                    || (section::FS_NODE..=section::LAST).contains(&h.kind))
             {
                 return Err(RecordError::BadSection(h.kind));
             }
@@ -1968,7 +1991,11 @@ impl<'a> Record<'a> {
                 | fd_state::VOLUME_FILE
                 | fd_state::CONSOLE
                 | fd_state::DEVICE => {}
-                fd_state::EVENTFD | fd_state::TIMERFD | fd_state::SIGNALFD | fd_state::EPOLL => {}
+                fd_state::EVENTFD
+                | fd_state::TIMERFD
+                | fd_state::SIGNALFD
+                | fd_state::EPOLL
+                | fd_state::INOTIFY => {}
                 k => return oob("descriptor kind", u64::from(k)),
             }
         }

@@ -1584,6 +1584,72 @@ fn event_objects_keep_their_state_and_readiness_across_a_switch() {
     assert_eq!(st.code(), Some(0), "{}", st.context());
 }
 
+/// inotify across a switch (descriptor kind 14, sections 33 and 34): the static C program
+/// `handover-inotify` watches a directory of the guest's `/tmp` and a file in it, holds the
+/// file open for writing, and has four events queued, unread (a create, a close and a
+/// rename's two halves), when the kernel is switched. Afterwards it writes through the
+/// descriptor, creates and renames another file, adds a watch and reads everything: the
+/// events must be what Linux gives — the same program run natively — in the same order,
+/// with the queued ones intact, the write through the descriptor reported to the
+/// directory's watch too (the adopter learns where the open file is named), the second
+/// rename's cookie not the first's, and the next watch descriptor 3.
+#[test]
+#[cfg_attr(
+    not(have_static_glibc),
+    ignore = "needs static glibc (glibc-static / libc6-dev) for handover-inotify"
+)]
+fn inotify_watches_and_queued_events_survive_a_switch() {
+    let root = root("inotify");
+    let out = TempDir::unique("pvmux-upgrade-out", "inotify");
+    let vol = format!("{}:/out", out.0.display());
+    let prog = pvmux_tests::prog("handover-inotify");
+    // The native reference, run to its end first (its GO is there from the start).
+    let native_dir = out.0.join("native-dir");
+    std::fs::create_dir(&native_dir).expect("native dir");
+    let (native_out, native_go) = (out.0.join("native"), out.0.join("native-go"));
+    std::fs::write(&native_go, b"").expect("native go");
+    let native = pvmux_tests::run_native(
+        "handover-inotify",
+        &[
+            native_out.to_str().unwrap(),
+            native_dir.to_str().unwrap(),
+            native_go.to_str().unwrap(),
+        ],
+        Duration::from_secs(30),
+    );
+    assert!(native.status.success(), "native: {}", native.stderr);
+    let want = std::fs::read_to_string(&native_out).expect("native result");
+    assert!(want.starts_with("events 1:100:a:"), "native: {want}");
+    let script = format!(
+        "mkdir /tmp/w && {} /out/inotify /tmp/w /out/go; echo $? > /out/rc; \
+         while :; do sleep 1; done",
+        prog.display()
+    );
+    start_detached(&root, "i", &vol, &["/bin/sh", "-c", &script]);
+    let results = out.0.join("inotify");
+    let read = || std::fs::read_to_string(&results).unwrap_or_default();
+    wait_for("the program is ready", || read() == "ready\n");
+    let next = next_kernel(&root);
+    let (up, v) = upgrade(&root, "i", &next, None);
+    assert_eq!(up.code(), Some(0), "{}", up.context());
+    assert_eq!(v["adopt_check"]["adopts"], true, "{v}");
+    assert_eq!(v["switch"]["adopted_by"], "6.1.0-pvmux-next", "{v}");
+    let carried = v["record"]["carried"].as_array().expect("carried");
+    assert!(
+        carried.iter().any(|c| c["fds"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|f| f["kind"] == "inotify"))),
+        "the inotify descriptor carried: {v}"
+    );
+    assert_eq!(read(), "ready\n", "the program went on before the switch");
+    std::fs::write(out.0.join("go"), b"").expect("go");
+    wait_for("the events are read", || !read().starts_with("ready"));
+    assert_eq!(read(), want, "the events after the switch (native: {want})");
+    wait_for("the program ends", || out.0.join("rc").exists());
+    let st = root.pvmux(&["stop", "-t", "1", "i"]);
+    assert_eq!(st.code(), Some(0), "{}", st.context());
+}
+
 /// The guest program of [`an_asyncio_echo_server_keeps_its_connection_across_a_switch`]:
 /// an asyncio echo server on 127.0.0.1 (python's default event loop: an epoll, a
 /// self-pipe socket pair) and, forked before any loop exists, an asyncio client that keeps
@@ -1692,23 +1758,22 @@ fn an_asyncio_echo_server_keeps_its_connection_across_a_switch() {
     assert_no_value_lost(&counter(&file));
 }
 
-/// `inotify` is not carried (its watches name inodes of the in-memory filesystem, which a
-/// new kernel rebuilds with other numbers): a program holding one, in an epoll, refuses the
-/// upgrade naming it by pid, and the old kernel runs on with the program.
+/// A descriptor the record does not carry (an open `/proc` file: its bytes are made when
+/// it is read, from the kernel's own state) refuses the upgrade naming it by pid, the
+/// program's epoll (which is carried) aside, and the old kernel runs on with the program.
 #[test]
 #[cfg_attr(
     not(have_python3),
     ignore = "needs /usr/bin/python3: apt-get install python3"
 )]
-fn an_inotify_descriptor_is_named_and_refuses_the_upgrade() {
-    let root = root("inotify");
-    let out = TempDir::unique("pvmux-upgrade-out", "inotify");
-    let program = "import ctypes, select, time\n\
-                   libc = ctypes.CDLL(None, use_errno=True)\n\
-                   fd = libc.inotify_init1(0)\n\
-                   assert fd >= 0 and libc.inotify_add_watch(fd, b'/tmp', 0x100) >= 0\n\
+fn a_proc_file_descriptor_is_named_and_refuses_the_upgrade() {
+    let root = root("procfile");
+    let out = TempDir::unique("pvmux-upgrade-out", "procfile");
+    let program = "import os, select, time\n\
+                   f = open('/proc/self/status')\n\
+                   r, w = os.pipe()\n\
                    ep = select.epoll()\n\
-                   ep.register(fd, select.EPOLLIN)\n\
+                   ep.register(r, select.EPOLLIN)\n\
                    open('/out/ready', 'w').close()\n\
                    time.sleep(1000)\n";
     std::fs::write(out.0.join("p.py"), program).expect("write the program");
@@ -1741,7 +1806,7 @@ fn an_inotify_descriptor_is_named_and_refuses_the_upgrade() {
     ]);
     assert_eq!(up.code(), Some(1), "{}", up.context());
     assert!(
-        up.stderr.contains("inotify descriptors of pid 1"),
+        up.stderr.contains("/proc and /sys files of pid 1"),
         "{}",
         up.context()
     );
@@ -1751,7 +1816,7 @@ fn an_inotify_descriptor_is_named_and_refuses_the_upgrade() {
     assert_eq!(
         blockers.len(),
         1,
-        "the epoll is carried, the inotify not: {v}"
+        "the epoll and pipe are carried, the /proc file not: {v}"
     );
     let r = root.pvmux(&[
         "exec",

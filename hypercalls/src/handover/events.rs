@@ -1,7 +1,8 @@
 //! Version 2 record entries of the **event objects** a descriptor may name (`eventfd`,
-//! `timerfd`, `signalfd`, `epoll`): descriptor kinds [`super::fd_state::EVENTFD`] ..
-//! [`super::fd_state::EPOLL`], sections [`super::section::TIMERFD`] and
-//! [`super::section::EPOLL_ITEM`], and their part of [`super::Record::check`].
+//! `timerfd`, `signalfd`, `epoll`, `inotify`): descriptor kinds [`super::fd_state::EVENTFD`]
+//! .. [`super::fd_state::EPOLL`] and [`super::fd_state::INOTIFY`], sections
+//! [`super::section::TIMERFD`], [`super::section::EPOLL_ITEM`], [`super::section::INOTIFY`]
+//! and [`super::section::INOTIFY_WATCH`], and their part of [`super::Record::check`].
 //!
 //! An eventfd and a signalfd need no section: their whole state fits their
 //! [`super::FdStateEntry`] (an eventfd's counter in `object`, its `EFD_SEMAPHORE` in `aux`; a
@@ -9,9 +10,11 @@
 //! list a run of [`EpollItemEntry`]s; both name their object by the record's open file
 //! description number ([`super::FdStateEntry::description`]), so every descriptor of one
 //! description — in any process — names the same object, and an epoll registration names
-//! its target the way Linux does: by (descriptor number, open file description).
+//! its target the way Linux does: by (descriptor number, open file description). An inotify
+//! instance is an [`InotifyEntry`] (its queue, as `read` would return it) and a run of
+//! [`InotifyWatchEntry`]s, each naming an inode of the carried in-memory filesystem.
 
-use super::{fd_state, oob, FdStateEntry, Record, RecordError, Table};
+use super::{fd_state, oob, BlobRef, FdStateEntry, Record, RecordError, Table};
 use core::mem::size_of;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
@@ -124,6 +127,101 @@ pub mod epoll_bits {
         0x001 | 0x004 | 0x008 | 0x010 | 0x040 | 0x080 | 0x100 | 0x200 | (1 << 29) | ET | EXCLUSIVE;
 }
 
+/// Version 2 (section [`super::section::INOTIFY`]): an inotify instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct InotifyEntry {
+    /// Its open file description (a [`super::fd_state::INOTIFY`] descriptor's; entries in
+    /// increasing order of it).
+    pub description: u64,
+    /// The watch descriptor its next new watch gets (at least 1).
+    pub next_wd: i32,
+    /// The kernel's next rename cookie (the same in every entry: the counter is the
+    /// kernel's), so a rename after the switch never pairs with a queued event's cookie.
+    pub cookie: u32,
+    /// Its queued events, oldest first, as `read` returns them: `struct inotify_event`
+    /// records (in the blob; at most [`MAX_INOTIFY_EVENTS`] of them).
+    pub events: BlobRef,
+}
+
+const _: () = assert!(size_of::<InotifyEntry>() == 24);
+
+/// Version 2 (section [`super::section::INOTIFY_WATCH`]): one watch of an inotify instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct InotifyWatchEntry {
+    /// The instance's open file description (its [`InotifyEntry::description`]).
+    pub description: u64,
+    /// The inode watched: a [`super::FsNodeEntry::ino`] of the carried filesystem.
+    pub ino: u64,
+    /// Its watch descriptor (at least 1; entries in (description, wd) order, so unique).
+    pub wd: i32,
+    /// The events it asks for and its `IN_ONESHOT` and `IN_EXCL_UNLINK` flags
+    /// ([`inotify_bits::WATCH`]).
+    pub mask: u32,
+}
+
+const _: () = assert!(size_of::<InotifyWatchEntry>() == 24);
+
+/// inotify's bits (`<sys/inotify.h>`).
+pub mod inotify_bits {
+    /// Every event a watch may ask for (`IN_ALL_EVENTS`).
+    pub const ALL_EVENTS: u32 = 0xfff;
+    /// `IN_ONESHOT`.
+    pub const ONESHOT: u32 = 0x8000_0000;
+    /// `IN_EXCL_UNLINK`.
+    pub const EXCL_UNLINK: u32 = 0x0400_0000;
+    /// What a watch keeps: its events and these two flags.
+    pub const WATCH: u32 = ALL_EVENTS | ONESHOT | EXCL_UNLINK;
+    /// What a queued event's mask may hold: an event, `IN_UNMOUNT`, `IN_Q_OVERFLOW`,
+    /// `IN_IGNORED` and `IN_ISDIR`.
+    pub const EVENT: u32 = ALL_EVENTS | 0x2000 | 0x4000 | 0x8000 | 0x4000_0000;
+}
+
+/// Most watches of one instance (the kernel's `MAX_WATCHES`).
+pub const MAX_INOTIFY_WATCHES: usize = 8192;
+/// Most queued events of one instance (Linux's default `max_queued_events`).
+pub const MAX_INOTIFY_EVENTS: usize = 16384;
+/// Size of a `struct inotify_event` without its name.
+pub const INOTIFY_EVENT_HEADER: usize = 16;
+/// The longest name field of a queued event: `NAME_MAX` and its NUL, NUL-padded to a
+/// multiple of [`INOTIFY_EVENT_HEADER`].
+pub const MAX_INOTIFY_NAME_FIELD: usize = 256;
+
+/// Checks `bytes` as an inotify queue: [`InotifyEntry::events`]. Returns the number of
+/// events, or what is wrong: a record cut short, a name field not a multiple of 16 bytes,
+/// longer than [`MAX_INOTIFY_NAME_FIELD`] or without its NUL, a watch descriptor below -1,
+/// bits outside [`inotify_bits::EVENT`], or more than [`MAX_INOTIFY_EVENTS`] events.
+pub fn check_inotify_events(bytes: &[u8]) -> Result<usize, &'static str> {
+    let mut rest = bytes;
+    let mut n = 0usize;
+    while !rest.is_empty() {
+        let Some((head, tail)) = rest.split_at_checked(INOTIFY_EVENT_HEADER) else {
+            return Err("inotify event cut short");
+        };
+        let word = |i: usize| u32::from_le_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
+        let (wd, mask, len) = (word(0) as i32, word(4), word(12) as usize);
+        if wd < -1 || mask & !inotify_bits::EVENT != 0 || mask == 0 {
+            return Err("inotify event's watch or mask");
+        }
+        if len % INOTIFY_EVENT_HEADER != 0 || len > MAX_INOTIFY_NAME_FIELD {
+            return Err("inotify event's name length");
+        }
+        let Some((name, tail)) = tail.split_at_checked(len) else {
+            return Err("inotify event cut short");
+        };
+        if len > 0 && (name[0] == 0 || name[len - 1] != 0) {
+            return Err("inotify event's name");
+        }
+        n += 1;
+        if n > MAX_INOTIFY_EVENTS {
+            return Err("inotify events (too many)");
+        }
+        rest = tail;
+    }
+    Ok(n)
+}
+
 /// The deepest nesting of epolls in epolls (Linux's `EP_MAX_NESTS`).
 pub const MAX_EPOLL_NESTS: usize = 4;
 
@@ -147,10 +245,15 @@ impl Record<'_> {
     pub(super) fn check_events(&self) -> Result<(), RecordError> {
         let fds = Table::<FdStateEntry>::of(self);
         let timerfds = Table::<TimerFdEntry>::of(self);
+        let inotifies = Table::<InotifyEntry>::of(self);
         for f in fds.iter() {
             let event = matches!(
                 f.kind,
-                fd_state::EVENTFD | fd_state::TIMERFD | fd_state::SIGNALFD | fd_state::EPOLL
+                fd_state::EVENTFD
+                    | fd_state::TIMERFD
+                    | fd_state::SIGNALFD
+                    | fd_state::EPOLL
+                    | fd_state::INOTIFY
             );
             if !event {
                 continue;
@@ -166,11 +269,17 @@ impl Record<'_> {
                 fd_state::TIMERFD => {
                     f.aux == 0 && timerfds.find(f.description, |t| t.description).is_some()
                 }
+                fd_state::INOTIFY => {
+                    f.aux == 0
+                        && f.object == 0
+                        && inotifies.find(f.description, |i| i.description).is_some()
+                }
                 _ => f.aux == 0,
             };
             if !ok {
                 return oob(
-                    "event object (eventfd count or flags, signalfd mask, timerfd of no timer)",
+                    "event object (eventfd count or flags, signalfd mask, timerfd of no timer, \
+                     inotify of no instance)",
                     f.object,
                 );
             }
@@ -223,7 +332,56 @@ impl Record<'_> {
                 n_nested += 1;
             }
         }
-        check_nesting(&nested[..n_nested])
+        check_nesting(&nested[..n_nested])?;
+        self.check_inotify(&inotifies)
+    }
+
+    /// [`Record::check`] of the inotify instances: entries in increasing description order,
+    /// a next watch descriptor of at least 1, the rename cookie the same in every entry, the
+    /// queue in the blob and well formed ([`check_inotify_events`]); watches in
+    /// (description, wd) order, each of an instance, a watch descriptor of at least 1, an
+    /// event asked for and no bit outside [`inotify_bits::WATCH`], at most
+    /// [`MAX_INOTIFY_WATCHES`] an instance. That each instance has a descriptor and each
+    /// watched inode is carried, an adopter checks with its own tables.
+    fn check_inotify(&self, inotifies: &Table<'_, InotifyEntry>) -> Result<(), RecordError> {
+        let mut last = 0;
+        let mut cookie = None;
+        for i in inotifies.iter() {
+            if i.description <= last {
+                return oob("inotify (in increasing description order)", i.description);
+            }
+            last = i.description;
+            if i.next_wd < 1 || cookie.is_some_and(|c| c != i.cookie) {
+                return oob("inotify's next watch or cookie", i.description);
+            }
+            cookie = Some(i.cookie);
+            let Some(bytes) = self.blob_bytes(i.events) else {
+                return oob("inotify's queue (outside the blob)", i.description);
+            };
+            if let Err(what) = check_inotify_events(bytes) {
+                return oob(what, i.description);
+            }
+        }
+        let mut prev = (0u64, 0i32);
+        let mut in_instance = 0usize;
+        for w in self.entries::<InotifyWatchEntry>() {
+            let key = (w.description, w.wd);
+            in_instance = if key.0 == prev.0 { in_instance + 1 } else { 1 };
+            let ok = key > prev
+                && w.wd >= 1
+                && w.mask & inotify_bits::ALL_EVENTS != 0
+                && w.mask & !inotify_bits::WATCH == 0
+                && in_instance <= MAX_INOTIFY_WATCHES
+                && inotifies.find(w.description, |i| i.description).is_some();
+            if !ok {
+                return oob(
+                    "inotify watch (in order, of an instance, with known events)",
+                    w.description,
+                );
+            }
+            prev = key;
+        }
+        Ok(())
     }
 }
 
@@ -518,5 +676,168 @@ mod tests {
         }
         // Four deep is Linux's limit, and fine.
         check(&rec(&deep_fds[..5], &[], &deep[..4])).expect("four nested epolls");
+    }
+
+    /// One `struct inotify_event` record.
+    fn event(wd: i32, mask: u32, cookie: u32, name: &[u8]) -> Vec<u8> {
+        let len = if name.is_empty() {
+            0
+        } else {
+            (name.len() + 1).div_ceil(16) * 16
+        };
+        let mut v = Vec::new();
+        v.extend_from_slice(&wd.to_le_bytes());
+        v.extend_from_slice(&mask.to_le_bytes());
+        v.extend_from_slice(&cookie.to_le_bytes());
+        v.extend_from_slice(&(len as u32).to_le_bytes());
+        v.extend_from_slice(name);
+        v.resize(v.len() + len - name.len(), 0);
+        v
+    }
+
+    /// An inotify instance (fd 3, description 4) with `queue` queued and `watches`, the
+    /// queue in the blob.
+    fn inotify_rec(queue: &[u8], entry: InotifyEntry, watches: &[InotifyWatchEntry]) -> Vec<u8> {
+        let mut v = Vec::new();
+        let mut w = RecordWriter::new(&mut v, RECORD_VERSION, b"x");
+        w.section(&[ProcessEntry {
+            pid: 1,
+            ..Default::default()
+        }]);
+        w.section(&[FdStateEntry {
+            status_flags: 0o4000,
+            ..fd(3, fd_state::INOTIFY, 0)
+        }]);
+        w.section(&[entry]);
+        w.section(watches);
+        w.blob(queue);
+        w.finish();
+        v
+    }
+
+    fn instance(len: usize) -> InotifyEntry {
+        InotifyEntry {
+            description: 4,
+            next_wd: 3,
+            cookie: 7,
+            events: BlobRef {
+                off: 0,
+                len: len as u32,
+            },
+        }
+    }
+
+    fn watch(wd: i32, ino: u64) -> InotifyWatchEntry {
+        InotifyWatchEntry {
+            description: 4,
+            ino,
+            wd,
+            mask: 0x100 | 0x200 | inotify_bits::ONESHOT,
+        }
+    }
+
+    #[test]
+    fn inotify_instances_round_trip_and_bad_ones_are_refused() {
+        let mut queue = event(1, 0x100, 0, b"a");
+        queue.extend(event(1, 0x40, 6, b"a-long-name-of-17"));
+        queue.extend(event(2, 0x8000, 0, b""));
+        assert_eq!(check_inotify_events(&queue), Ok(3));
+        let watches = [watch(1, 40), watch(2, 41)];
+        let v = inotify_rec(&queue, instance(queue.len()), &watches);
+        check(&v).expect("in bounds");
+        let r = Record::parse(&v, (2, 2)).expect("valid");
+        assert_eq!(
+            r.entries::<InotifyEntry>().collect::<Vec<_>>(),
+            [instance(queue.len())]
+        );
+        assert_eq!(
+            r.entries::<InotifyWatchEntry>().collect::<Vec<_>>(),
+            watches
+        );
+        assert_eq!(r.blob_bytes(instance(queue.len()).events), Some(&queue[..]));
+        assert_eq!((section::INOTIFY, section::INOTIFY_WATCH), (33, 34));
+        let mut unpadded = event(1, 0x100, 0, b"abc");
+        unpadded.truncate(unpadded.len() - 1);
+        let mut no_nul = event(1, 0x100, 0, b"0123456789abcde");
+        no_nul[16 + 15] = b'x';
+        let with_watch = |w: InotifyWatchEntry| inotify_rec(&queue, instance(queue.len()), &[w]);
+        for (v, what) in [
+            (
+                inotify_rec(&event(-2, 0x100, 0, b""), instance(16), &[]),
+                "watch or mask",
+            ),
+            (
+                inotify_rec(&event(1, 0x10_0000, 0, b""), instance(16), &[]),
+                "watch or mask",
+            ),
+            (
+                inotify_rec(&unpadded, instance(unpadded.len()), &[]),
+                "cut short",
+            ),
+            (inotify_rec(&no_nul, instance(no_nul.len()), &[]), "name"),
+            (
+                inotify_rec(&queue, instance(queue.len() + 1), &watches),
+                "outside the blob",
+            ),
+            (
+                inotify_rec(
+                    &queue,
+                    InotifyEntry {
+                        next_wd: 0,
+                        ..instance(queue.len())
+                    },
+                    &watches,
+                ),
+                "next watch",
+            ),
+            (
+                inotify_rec(&queue, instance(queue.len()), &[watch(2, 41), watch(1, 40)]),
+                "inotify watch",
+            ),
+            (with_watch(watch(0, 40)), "inotify watch"),
+            (
+                with_watch(InotifyWatchEntry {
+                    mask: inotify_bits::ONESHOT,
+                    ..watch(1, 40)
+                }),
+                "inotify watch",
+            ),
+            (
+                with_watch(InotifyWatchEntry {
+                    mask: 0x100 | 0x0100_0000, // IN_ONLYDIR is not kept
+                    ..watch(1, 40)
+                }),
+                "inotify watch",
+            ),
+            (
+                with_watch(InotifyWatchEntry {
+                    description: 9,
+                    ..watch(1, 40)
+                }),
+                "inotify watch",
+            ),
+        ] {
+            match check(&v) {
+                Err(RecordError::OutOfBounds(w, _)) => assert!(w.contains(what), "{what}: {w}"),
+                e => panic!("{what}: {e:?}"),
+            }
+        }
+        // A descriptor of no instance.
+        let mut v = Vec::new();
+        let mut w = RecordWriter::new(&mut v, RECORD_VERSION, b"x");
+        w.section(&[ProcessEntry {
+            pid: 1,
+            ..Default::default()
+        }]);
+        w.section(&[fd(3, fd_state::INOTIFY, 0)]);
+        w.finish();
+        assert!(
+            check(&v).is_err(),
+            "an inotify descriptor without its instance"
+        );
+        let too_many: Vec<u8> = (0..=MAX_INOTIFY_EVENTS)
+            .flat_map(|_| event(1, 0x2, 0, b""))
+            .collect();
+        assert!(check_inotify_events(&too_many).is_err());
     }
 }

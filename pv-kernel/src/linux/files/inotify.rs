@@ -293,6 +293,115 @@ impl FileObject for Inotify {
     }
 }
 
+/// An instance as a kernel hand-over carries it (`linux/handover/events.rs`, record
+/// sections 33 and 34).
+pub(crate) struct Carried {
+    /// The watch descriptor the next new watch gets.
+    pub(crate) next_wd: i32,
+    /// Every watch: (watch descriptor, inode, mask), in watch descriptor order.
+    pub(crate) watches: Vec<(i32, Ino, u32)>,
+    /// The queued events, oldest first, as `read` would return them.
+    pub(crate) events: Vec<u8>,
+}
+
+impl Inotify {
+    /// Its state as a hand-over carries it.
+    pub(crate) fn carried(&self) -> Carried {
+        let s = self.state.lock();
+        let mut watches: Vec<(i32, Ino, u32)> =
+            s.watches.iter().map(|w| (w.wd, w.ino, w.mask)).collect();
+        watches.sort_unstable_by_key(|w| w.0);
+        let mut events = Vec::new();
+        for e in &s.queue {
+            e.encode(&mut events);
+        }
+        Carried {
+            next_wd: s.next_wd,
+            watches,
+            events,
+        }
+    }
+}
+
+/// Decodes a carried queue (checked by `pvmux_hypercalls::handover::check_inotify_events`):
+/// its events, names without their padding; `None` if it is not well formed.
+fn decode_events(mut bytes: &[u8]) -> Option<VecDeque<Event>> {
+    pvmux_hypercalls::handover::check_inotify_events(bytes).ok()?;
+    let mut q = VecDeque::new();
+    while bytes.len() >= EVENT_HEADER {
+        let word =
+            |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+        let (wd, mask, cookie, len) = (word(0) as i32, word(4), word(8), word(12) as usize);
+        let field = bytes.get(EVENT_HEADER..EVENT_HEADER + len)?;
+        let name = &field[..field.iter().position(|&b| b == 0).unwrap_or(len)];
+        q.try_reserve(1).ok()?;
+        q.push_back(Event {
+            wd,
+            mask,
+            cookie,
+            name: name.to_vec(),
+        });
+        bytes = &bytes[EVENT_HEADER + len..];
+    }
+    Some(q)
+}
+
+/// An adopted instance (`linux/handover/events.rs`): `c`'s watches (their inodes checked
+/// by the adopter), next watch descriptor and queue, opened with `status_flags`; `None` if
+/// the queue is not well formed or the watches are too many.
+pub(crate) fn adopted(c: Carried, status_flags: u32) -> Option<Arc<OpenFile>> {
+    let queue = decode_events(&c.events)?;
+    if c.next_wd < 1 || c.watches.len() > MAX_WATCHES {
+        return None;
+    }
+    let bytes = queue.iter().map(Event::size).sum();
+    let any_watch = !c.watches.is_empty();
+    let obj = Arc::new(Inotify {
+        state: IrqLock::new(State {
+            watches: c
+                .watches
+                .into_iter()
+                .map(|(wd, ino, mask)| Watch { wd, ino, mask })
+                .collect(),
+            next_wd: c.next_wd,
+            queue,
+            bytes,
+        }),
+        wq: WaitQueue::new(),
+        ino: anon_ino(),
+        queued: AtomicU64::new(0),
+    });
+    {
+        let mut all = INSTANCES.lock();
+        all.try_reserve(1).ok()?;
+        all.push(Arc::downgrade(&obj));
+    }
+    if any_watch {
+        ACTIVE.store(true, Ordering::Relaxed);
+    }
+    Some(open_object(obj, status_flags))
+}
+
+/// The next rename cookie (what a hand-over carries).
+pub(crate) fn next_cookie() -> u32 {
+    COOKIE.load(Ordering::Relaxed)
+}
+
+/// An adopter: renames from now on take cookies from `next` up (unless this kernel's are
+/// already past it), so none pairs with a carried event's.
+pub(crate) fn adopt_cookie(next: u32) {
+    COOKIE.fetch_max(next, Ordering::Relaxed);
+}
+
+/// An adopter, once the filesystem and every descriptor exist: file `ino`, open by a
+/// descriptor, is named `name` in directory `parent`, so events on it by descriptor reach
+/// that directory's watches too.
+pub(crate) fn adopt_name(ino: Ino, parent: Ino, name: &[u8]) {
+    if active() {
+        remember(ino, parent, name);
+    }
+}
+
 /// Every instance (pruned as they close).
 static INSTANCES: IrqLock<Vec<Weak<Inotify>>> = IrqLock::new(Vec::new());
 /// True once a watch was added: until then every hook returns at once.
@@ -654,6 +763,42 @@ mod tests {
         assert_eq!(IN_ONESHOT, libc::IN_ONESHOT);
         assert_eq!(IN_MASK_ADD, libc::IN_MASK_ADD);
         assert_eq!(ALL_EVENTS, libc::IN_ALL_EVENTS);
+    }
+
+    #[test]
+    fn a_carried_queue_decodes_to_the_same_events() {
+        let events = [
+            Event {
+                wd: 1,
+                mask: IN_MOVED_FROM,
+                cookie: 9,
+                name: b"a-name-of-sixteen".to_vec(),
+            },
+            Event {
+                wd: 1,
+                mask: IN_MOVED_TO | IN_ISDIR,
+                cookie: 9,
+                name: b"b".to_vec(),
+            },
+            ignored(2),
+        ];
+        let mut bytes = Vec::new();
+        for e in &events {
+            e.encode(&mut bytes);
+        }
+        let q = decode_events(&bytes).expect("well formed");
+        assert!(
+            q.iter().eq(events.iter()),
+            "the same events, names unpadded"
+        );
+        assert!(
+            decode_events(&bytes[..bytes.len() - 1]).is_none(),
+            "cut short"
+        );
+        let mut bad = bytes.clone();
+        bad[16] = 0; // the first name starts with NUL
+        assert!(decode_events(&bad).is_none());
+        assert!(decode_events(&[]).is_some_and(|q| q.is_empty()));
     }
 
     #[test]

@@ -94,6 +94,9 @@ pub(crate) enum Refusal {
     Backing(i32, u64),
     /// The in-memory filesystem (sections 21-23) cannot be taken as carried.
     Fs(&'static str),
+    /// An inotify watch (of the instance's description, by watch descriptor) of an inode
+    /// the carried filesystem does not name.
+    Watch(u64, i32),
 }
 
 impl fmt::Display for Refusal {
@@ -152,6 +155,10 @@ impl fmt::Display for Refusal {
             Self::Backing(pid, start) => write!(
                 f,
                 "the file of the area at {start:#x} of process {pid} cannot be opened again"
+            ),
+            Self::Watch(d, wd) => write!(
+                f,
+                "inotify watch {wd} (open file description {d}) names no carried file"
             ),
         }
     }
@@ -334,6 +341,18 @@ pub(crate) fn plan(bytes: &[u8], args: &AdoptArgs) -> Result<Plan, Refusal> {
             }
         }
         plan.fs_nodes = c.nodes.len() - 1;
+    }
+    // An inotify watch names a named inode of the carried filesystem.
+    let named: BTreeSet<u64> = carried_fs(&r).map_or_else(BTreeSet::new, |c| {
+        c.nodes
+            .iter()
+            .skip(1)
+            .filter(|n| n.nlink > 0)
+            .map(|n| n.ino)
+            .collect()
+    });
+    if let Some((d, wd)) = super::events::unnamed_watch(&r, &named) {
+        return Err(Refusal::Watch(d, wd));
     }
     // A descriptor of an in-memory file names a carried inode (`Record::check`); without
     // the filesystem there is none to open.
@@ -619,8 +638,9 @@ pub(crate) struct Descriptions {
     sockets: crate::linux::net::unix::carry::Adopted,
     /// The loopback internet sockets descriptors may name, by id.
     inets: crate::linux::net::unix::carry::Adopted,
-    /// The timerfds' timers, by description (section 24).
-    timerfds: BTreeMap<u64, pvmux_hypercalls::handover::TimerFdEntry>,
+    /// The timerfds' timers and the inotify instances, by description (sections 24, 33
+    /// and 34).
+    events: super::events::Tables,
     /// The timerfds' timers made again, to arm once the programs run.
     pub(crate) arms: Vec<super::events::TimerArm>,
     /// Descriptions the opener left out (a check's: host files, devices).
@@ -682,7 +702,7 @@ impl Descriptions {
             pipes,
             sockets,
             inets,
-            timerfds: super::events::timerfds(r),
+            events: super::events::Tables::of(r),
             arms: Vec::new(),
             left_out: BTreeSet::new(),
             event_objects: 0,
@@ -744,7 +764,7 @@ impl Descriptions {
                 }
                 file
             }
-            _ => match super::events::open(f, &self.timerfds, &mut self.arms) {
+            _ => match super::events::open(f, &self.events, &mut self.arms) {
                 Some(file) => {
                     self.event_objects += 1;
                     file?
@@ -1271,6 +1291,10 @@ fn build(r: &Record<'_>, plan: &Plan) -> Result<Built, Refusal> {
     adopt_sig_queues(r)?;
     // The epolls' interest lists, once every description of every process exists.
     super::events::link_epolls(r, &d.files, &d.left_out)?;
+    // inotify: renames go on from the carried cookie; events on the files open by
+    // descriptors reach their directories' watches.
+    super::events::adopt_inotify_cookie(r);
+    super::events::adopt_inotify_names(&d.files);
     // The carried files held open only by descriptors that were not opened again (none
     // in a record that checks) go.
     crate::fs::with(|fs| fs.forget_unheld());

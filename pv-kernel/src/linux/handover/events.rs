@@ -11,9 +11,13 @@
 //! never cached ([`crate::linux::files::epoll`]): what is ready after a switch is reported
 //! by the next `epoll_wait` (a level-triggered registration); an edge-triggered one is
 //! reported once if its file is ready (its last reported wake-up is not carried: one
-//! spurious edge, never a lost one). `inotify` is not carried: its watches name inodes of
-//! the in-memory filesystem that a new kernel does not keep (its queue and cookies with
-//! them); it stays a named blocker.
+//! spurious edge, never a lost one). An `inotify` instance carries its watches by inode —
+//! the in-memory filesystem is carried with its inode numbers (sections 21-23) — and its
+//! queue as `read` would return it (sections 33 and 34); the kernel's rename cookie goes
+//! with it, and an adopter learns where each file open by a descriptor is named, so events
+//! on it by descriptor reach its directory's watches ([`adopt_inotify_names`]). A watch of
+//! a file without a name (none is left: a file's watches go with its last name) is a
+//! blocker.
 
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::sync::Arc;
@@ -21,7 +25,7 @@ use alloc::vec::Vec;
 
 use pvmux_hypercalls::handover::{
     blocker, epoll_item_flags, eventfd_flags, fd_state, fill_name, timer_clock, BlockerEntry,
-    EpollItemEntry, FdStateEntry, Record, TimerFdEntry,
+    EpollItemEntry, FdStateEntry, InotifyEntry, InotifyWatchEntry, Record, TimerFdEntry,
 };
 use zerocopy::FromZeros;
 
@@ -29,6 +33,7 @@ use super::adopt::Refusal;
 use super::Inventory;
 use crate::linux::files::epoll::{self, Epoll};
 use crate::linux::files::eventfd::{self, EventFd};
+use crate::linux::files::inotify::{self, Inotify};
 use crate::linux::files::object::downcast;
 use crate::linux::files::OpenFile;
 use crate::linux::signal::signalfd::{self, SignalFd};
@@ -74,8 +79,36 @@ pub(super) fn carry(
     } else if downcast::<Epoll>(f).is_some() {
         e.kind = fd_state::EPOLL;
         inv.epolls.entry(e.description).or_insert((pid, f.clone()));
-    } else if downcast::<crate::linux::files::inotify::Inotify>(f).is_some() {
-        return Some(Err(b"inotify descriptors"));
+    } else if let Some(i) = downcast::<Inotify>(f) {
+        e.kind = fd_state::INOTIFY;
+        if !inv.inotifies.contains_key(&e.description) {
+            let c = i.carried();
+            let named = crate::fs::with(|fs| {
+                c.watches
+                    .iter()
+                    .all(|&(_, ino, _)| fs.stat_ino(ino).is_ok_and(|s| s.nlink > 0))
+            });
+            if !named {
+                return Some(Err(b"inotify watches of files without a name"));
+            }
+            let events = inv.blob_add(&c.events);
+            inv.inotify_watches
+                .extend(c.watches.iter().map(|&(wd, ino, mask)| InotifyWatchEntry {
+                    description: e.description,
+                    ino,
+                    wd,
+                    mask,
+                }));
+            inv.inotifies.insert(
+                e.description,
+                InotifyEntry {
+                    description: e.description,
+                    next_wd: c.next_wd,
+                    cookie: inotify::next_cookie(),
+                    events,
+                },
+            );
+        }
     } else {
         return None;
     }
@@ -134,8 +167,103 @@ pub(super) fn carry_epolls(inv: &mut Inventory) {
     inv.epolls = epolls;
 }
 
-/// Adopter: the timers of the record's timerfds, by description.
-pub(crate) fn timerfds(r: &Record<'_>) -> BTreeMap<u64, TimerFdEntry> {
+/// Adopter: what the record says of its timerfds and inotify instances, by description.
+pub(crate) struct Tables {
+    timerfds: BTreeMap<u64, TimerFdEntry>,
+    inotifies: BTreeMap<u64, InotifyEntry>,
+    /// Each instance's watches, in watch descriptor order.
+    watches: BTreeMap<u64, Vec<InotifyWatchEntry>>,
+    /// The record's queues are in its blob: each instance's bytes, by description.
+    queues: BTreeMap<u64, Vec<u8>>,
+}
+
+impl Tables {
+    /// The tables of checked record `r`.
+    pub(crate) fn of(r: &Record<'_>) -> Self {
+        let mut watches: BTreeMap<u64, Vec<InotifyWatchEntry>> = BTreeMap::new();
+        for w in r.entries::<InotifyWatchEntry>() {
+            watches.entry(w.description).or_default().push(w);
+        }
+        let inotifies: BTreeMap<u64, InotifyEntry> = r
+            .entries::<InotifyEntry>()
+            .map(|i| (i.description, i))
+            .collect();
+        let queues = inotifies
+            .values()
+            .map(|i| {
+                let q = r.blob_bytes(i.events).unwrap_or_default().to_vec();
+                (i.description, q)
+            })
+            .collect();
+        Self {
+            timerfds: timerfds(r),
+            inotifies,
+            watches,
+            queues,
+        }
+    }
+}
+
+/// Adopter: the inotify watch (instance's description, watch descriptor) of the checked
+/// record `r` whose inode is not one of the carried filesystem's named inodes `named`, if
+/// any.
+pub(crate) fn unnamed_watch(r: &Record<'_>, named: &BTreeSet<u64>) -> Option<(u64, i32)> {
+    r.entries::<InotifyWatchEntry>()
+        .find(|w| !named.contains(&w.ino))
+        .map(|w| (w.description, w.wd))
+}
+
+/// Adopter: the rename cookie the record's inotify instances carry (the kernel's counter
+/// goes on from it), once the programs' descriptors exist.
+pub(crate) fn adopt_inotify_cookie(r: &Record<'_>) {
+    if let Some(i) = r.entries::<InotifyEntry>().next() {
+        inotify::adopt_cookie(i.cookie);
+    }
+}
+
+/// Adopter, once the filesystem and every descriptor exist and if an instance has a watch:
+/// where each file or directory open by one of `files` is named (by the path it was opened
+/// by, if that still names it), so events on it by descriptor reach its directory's
+/// watches, as on Linux. Returns how many were learnt.
+pub(crate) fn adopt_inotify_names(files: &BTreeMap<u64, Arc<OpenFile>>) -> usize {
+    use crate::fs::ramfs::ROOT_INO;
+    use crate::linux::files::file::Kind;
+    if !inotify::active() {
+        return 0;
+    }
+    let mut n = 0;
+    for f in files.values() {
+        let Kind::Node { ino, .. } = &f.kind else {
+            continue;
+        };
+        let Some(path) = f.path() else {
+            continue;
+        };
+        let Some(cut) = path.iter().rposition(|&b| b == b'/') else {
+            continue;
+        };
+        let (dir, name) = (&path[..cut], &path[cut + 1..]);
+        if name.is_empty() || name == b"." || name == b".." {
+            continue;
+        }
+        let parent = crate::fs::with(|fs| {
+            let parent = if dir.is_empty() {
+                ROOT_INO
+            } else {
+                fs.lookup(ROOT_INO, dir, true).ok()?
+            };
+            (fs.lookup(parent, name, false).ok()? == *ino).then_some(parent)
+        });
+        if let Some(parent) = parent {
+            inotify::adopt_name(*ino, parent, name);
+            n += 1;
+        }
+    }
+    n
+}
+
+/// The timers of the record's timerfds, by description.
+fn timerfds(r: &Record<'_>) -> BTreeMap<u64, TimerFdEntry> {
     r.entries::<TimerFdEntry>()
         .map(|t| (t.description, t))
         .collect()
@@ -149,7 +277,7 @@ pub(crate) type TimerArm = (Arc<Timer>, u64, u64);
 /// `f` is of another kind); a timerfd's timer is added to `arms`.
 pub(crate) fn open(
     f: &FdStateEntry,
-    timers: &BTreeMap<u64, TimerFdEntry>,
+    tables: &Tables,
     arms: &mut Vec<TimerArm>,
 ) -> Option<Result<Arc<OpenFile>, Refusal>> {
     let bad = Refusal::Descriptor(f.pid, f.fd);
@@ -161,7 +289,7 @@ pub(crate) fn open(
         ),
         fd_state::SIGNALFD => signalfd::adopted(f.object, f.status_flags),
         fd_state::TIMERFD => {
-            let Some(t) = timers.get(&f.description) else {
+            let Some(t) = tables.timerfds.get(&f.description) else {
                 return Some(Err(bad));
             };
             let (file, timer) =
@@ -170,6 +298,26 @@ pub(crate) fn open(
             file
         }
         fd_state::EPOLL => epoll::adopted(f.status_flags),
+        fd_state::INOTIFY => {
+            let (Some(i), Some(events)) = (
+                tables.inotifies.get(&f.description),
+                tables.queues.get(&f.description),
+            ) else {
+                return Some(Err(bad));
+            };
+            let watches = tables.watches.get(&f.description).map_or(Vec::new(), |w| {
+                w.iter().map(|w| (w.wd, w.ino, w.mask)).collect()
+            });
+            let carried = inotify::Carried {
+                next_wd: i.next_wd,
+                watches,
+                events: events.clone(),
+            };
+            match inotify::adopted(carried, f.status_flags) {
+                Some(file) => file,
+                None => return Some(Err(bad)),
+            }
+        }
         _ => return None,
     }))
 }

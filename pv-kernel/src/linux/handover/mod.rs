@@ -40,11 +40,12 @@ use pvmux_hypercalls::handover::{
     blocker, console_flags, fd_kind, fd_state, file_area_flags, file_image_flags, fill_name,
     page_flags, process_flags, shm_area_flags, sig_queue_kind, thread_state, vma_flags, BlobRef,
     BlockerEntry, ConsoleEntry, CpuTimesEntry, EpollItemEntry, FdEntry, FdStateEntry,
-    FileAreaEntry, FileImageEntry, InetMsgEntry, InetSocketEntry, PageRunEntry, PipeEntry,
-    ProcessArgsEntry, ProcessEntry, ProcessStateEntry, RecordWriter, RestartEntry, ShmAreaEntry,
-    ShmPagesEntry, SigActionEntry, SigQueueEntry, SocketEntry, SocketMsgEntry, ThreadEntry,
-    ThreadStateEntry, TimerEntry, TimerFdEntry, VmaEntry, ZombieEntry, MAX_FPU_LEN, MAX_PIPE_BYTES,
-    MAX_RECORD_LEN, MIN_RECORD_VERSION, NO_RESTART, NR_RLIMITS, RECORD_VERSION,
+    FileAreaEntry, FileImageEntry, InetMsgEntry, InetSocketEntry, InotifyEntry, InotifyWatchEntry,
+    PageRunEntry, PipeEntry, ProcessArgsEntry, ProcessEntry, ProcessStateEntry, RecordWriter,
+    RestartEntry, ShmAreaEntry, ShmPagesEntry, SigActionEntry, SigQueueEntry, SocketEntry,
+    SocketMsgEntry, ThreadEntry, ThreadStateEntry, TimerEntry, TimerFdEntry, VmaEntry, ZombieEntry,
+    MAX_FPU_LEN, MAX_PIPE_BYTES, MAX_RECORD_LEN, MIN_RECORD_VERSION, NO_RESTART, NR_RLIMITS,
+    RECORD_VERSION,
 };
 use pvmux_hypercalls::{HcError, TrapFrame};
 use zerocopy::FromZeros;
@@ -569,6 +570,10 @@ pub(crate) struct Inventory {
     pub(crate) console: Vec<ConsoleEntry>,
     /// Pending signals' information (section 32, in (kind, owner) order).
     pub(crate) sig_queues: Vec<SigQueueEntry>,
+    /// The carried inotify instances, by description (section 33).
+    pub(crate) inotifies: BTreeMap<u64, InotifyEntry>,
+    /// Their watches (section 34, in (description, wd) order once every process is carried).
+    pub(crate) inotify_watches: Vec<InotifyWatchEntry>,
     /// The in-memory filesystem (sections 21-23), when it is carried.
     pub(crate) fs: Option<crate::fs::ramfs::carry::Carried>,
     pub(crate) blob: Vec<u8>,
@@ -607,6 +612,8 @@ impl Inventory {
             + self.shm_pages.len() * size_of::<ShmPagesEntry>()
             + self.console.len() * size_of::<ConsoleEntry>()
             + self.sig_queues.len() * size_of::<SigQueueEntry>()
+            + self.inotifies.len() * size_of::<InotifyEntry>()
+            + self.inotify_watches.len() * size_of::<InotifyWatchEntry>()
             + self.fs.as_ref().map_or(0, |c| c.size())
             + self.blob.len()
     }
@@ -693,6 +700,9 @@ impl Inventory {
             w.section(&self.shm_pages);
             w.section(&self.console);
             w.section(&self.sig_queues);
+            let inotifies: Vec<InotifyEntry> = self.inotifies.values().copied().collect();
+            w.section(&inotifies);
+            w.section(&self.inotify_watches);
             if let Some(fs) = &self.fs {
                 w.section(&fs.nodes);
                 w.section(&fs.dirents);
@@ -867,6 +877,7 @@ fn inventory(procs: &[Arc<Process>], version: u32) -> Inventory {
     inv.shm_areas.sort_by_key(|a| (a.pid, a.start));
     inv.file_images.sort_by_key(|a| (a.pid, a.start));
     inv.timers.sort_by_key(|t| (t.pid, t.kind, t.id));
+    inv.inotify_watches.sort_by_key(|w| (w.description, w.wd));
     inv
 }
 
@@ -1296,8 +1307,13 @@ fn carry_fd(
                 return Ok(());
             }
             let Some(sock) = super::net::unix::carry::sock_of(f) else {
-                let family = super::files::object::downcast::<super::net::SocketFile>(f)
-                    .map(|s| s.sock.family());
+                use super::files::object::downcast;
+                if downcast::<super::procfs::object::SynthFile>(f).is_some()
+                    || downcast::<super::procfs::object::SynthDir>(f).is_some()
+                {
+                    return Err(b"/proc and /sys files");
+                }
+                let family = downcast::<super::net::SocketFile>(f).map(|s| s.sock.family());
                 return Err(match family {
                     Some(super::net::af::AF_INET | super::net::af::AF_INET6) => b"inet sockets",
                     Some(_) => b"sockets of another family",

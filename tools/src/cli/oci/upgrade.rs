@@ -535,6 +535,7 @@ impl From<&Inventory> for RecordSummary {
                                         fd_state::TIMERFD => "timerfd",
                                         fd_state::SIGNALFD => "signalfd",
                                         fd_state::EPOLL => "epoll",
+                                        fd_state::INOTIFY => "inotify",
                                         fd_state::MEMORY_FILE => "memory-file",
                                         _ => "device",
                                     }

@@ -257,3 +257,43 @@ PY
 "#,
     );
 }
+
+/// A `/proc` file kept open is read again as `top` and `free` (procps) poll `/proc/stat` and
+/// `/proc/meminfo`: `lseek(fd, 0, SEEK_SET)` then `read`, or `pread` at 0, give the file as
+/// it is now, not as it was at the first read; a read that goes on from the middle keeps
+/// the snapshot it started with (Linux's `seq_file`).
+#[test]
+#[cfg_attr(
+    not(have_python3),
+    ignore = "needs /usr/bin/python3: apt-get install python3"
+)]
+fn proc_files_kept_open_are_generated_again_at_offset_zero() {
+    same_as_native(
+        "re-read",
+        r#"
+python3 - <<'PY'
+import os, time
+fd = os.open("/proc/uptime", os.O_RDONLY)
+first = os.read(fd, 4096)
+time.sleep(0.05)
+os.lseek(fd, 0, os.SEEK_SET)
+second = os.read(fd, 4096)
+time.sleep(0.05)
+third = os.pread(fd, 4096, 0)
+print("lseek gives new contents", first != second)
+print("pread at 0 gives new contents", second != third)
+# A read in pieces: the pieces of one snapshot (one line, one newline at its end).
+fd2 = os.open("/proc/self/status", os.O_RDONLY)
+head = os.read(fd2, 7)
+rest = b""
+while True:
+    b = os.read(fd2, 64)
+    if not b:
+        break
+    rest += b
+whole = head + rest
+print("pieces", head, whole.count(b"\nName:") == 0 and whole.startswith(b"Name:"), whole.endswith(b"\n"))
+PY
+"#,
+    );
+}

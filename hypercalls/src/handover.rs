@@ -320,8 +320,12 @@ pub mod section {
     /// Version 2 (optional, as [`SOCKET`]): [`super::InotifyWatchEntry`]s (every watch of
     /// each carried inotify instance).
     pub const INOTIFY_WATCH: u32 = 34;
+    /// Version 2 (optional: a reader that does not know it skips it, and a generated file
+    /// read in part is then generated again for the rest of its read):
+    /// [`super::SynthDataEntry`]s.
+    pub const SYNTH_DATA: u32 = 35;
     /// The highest section number.
-    pub const LAST: u32 = INOTIFY_WATCH;
+    pub const LAST: u32 = SYNTH_DATA;
     /// Version 2: the in-memory filesystem's inodes ([`super::FsNodeEntry`]; first the
     /// filesystem itself).
     pub const FS_NODE: u32 = 21;
@@ -702,6 +706,10 @@ pub mod fd_state {
     /// An `inotify` instance: its queue is the [`super::InotifyEntry`] of its description,
     /// its watches the [`super::InotifyWatchEntry`]s.
     pub const INOTIFY: u32 = 14;
+    /// A file or directory of a generated filesystem (`/proc`, `/sys`), by its path: `aux`
+    /// [`super::synth_flags`], `pos` a file's offset or a directory's entry index; a file
+    /// read in part has its snapshot in a [`super::SynthDataEntry`].
+    pub const SYNTHETIC: u32 = 15;
     /// A file or directory of the in-memory filesystem (sections 21-23), by inode:
     /// [`super::FdStateEntry::object`] is its [`super::FsNodeEntry::ino`], `pos` a file's
     /// offset or a directory's `getdents64` cookie, `path` the name it was opened by (what
@@ -709,6 +717,31 @@ pub mod fd_state {
     /// names it (renamed or removed while open).
     pub const MEMORY_FILE: u32 = 9;
 }
+
+/// [`fd_state::SYNTHETIC`]'s [`FdStateEntry::aux`] bits.
+pub mod synth_flags {
+    /// A directory (else a file).
+    pub const DIRECTORY: u32 = 1 << 0;
+    /// Every flag.
+    pub const ALL: u32 = DIRECTORY;
+}
+
+/// The largest snapshot of a generated file a record carries ([`SynthDataEntry::data`]).
+pub const MAX_SYNTH_DATA: u32 = 1 << 20;
+
+/// Version 2 (section [`section::SYNTH_DATA`]): the contents a generated file's reads go on
+/// from (a [`fd_state::SYNTHETIC`] file read in part: generated again, the rest of its read
+/// would not be the snapshot it began).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct SynthDataEntry {
+    /// Its open file description (entries in increasing order of it).
+    pub description: u64,
+    /// The snapshot (in the blob; at most [`MAX_SYNTH_DATA`] bytes).
+    pub data: BlobRef,
+}
+
+const _: () = assert!(size_of::<SynthDataEntry>() == 16);
 
 /// Version 2: a pipe, named by the [`FdStateEntry::object`] of both its ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
@@ -1479,6 +1512,10 @@ impl Entry for InotifyWatchEntry {
     const KIND: u32 = section::INOTIFY_WATCH;
 }
 
+impl Entry for SynthDataEntry {
+    const KIND: u32 = section::SYNTH_DATA;
+}
+
 /// Copies `s` into a NUL-padded field (cut to its size).
 pub fn fill_name(dst: &mut [u8], s: &[u8]) {
     let n = s.len().min(dst.len());
@@ -1597,6 +1634,7 @@ impl<'a> Record<'a> {
                 section::SIG_QUEUE => Some(size_of::<SigQueueEntry>()),
                 section::INOTIFY => Some(size_of::<InotifyEntry>()),
                 section::INOTIFY_WATCH => Some(size_of::<InotifyWatchEntry>()),
+                section::SYNTH_DATA => Some(size_of::<SynthDataEntry>()),
                 section::FS_NODE => Some(size_of::<FsNodeEntry>()),
                 section::FS_DIRENT => Some(size_of::<FsDirentEntry>()),
                 section::FS_PAGES => Some(size_of::<FsPagesEntry>()),
@@ -1996,10 +2034,21 @@ impl<'a> Record<'a> {
                 | fd_state::SIGNALFD
                 | fd_state::EPOLL
                 | fd_state::INOTIFY => {}
+                fd_state::SYNTHETIC => {
+                    let path = self.blob_bytes(f.path).unwrap_or_default();
+                    if f.aux & !synth_flags::ALL != 0
+                        || f.object != 0
+                        || !path.starts_with(b"/")
+                        || path.contains(&0)
+                    {
+                        return oob("generated file (path, flags)", f.fd as u64);
+                    }
+                }
                 k => return oob("descriptor kind", u64::from(k)),
             }
         }
         self.check_events()?;
+        self.check_synth_data()?;
         self.check_fs((b.pool_start, b.pool_end))?;
         self.check_timers(&procs, &threads)
     }
@@ -2194,6 +2243,26 @@ impl<'a> Record<'a> {
             && self.blob_bytes(c.edit).is_some();
         if !ok {
             return oob("console state", u64::from(c.input.len));
+        }
+        Ok(())
+    }
+
+    /// Generated files' snapshots (section 35): in increasing description order, each in
+    /// the blob and at most [`MAX_SYNTH_DATA`] bytes. That each is a generated file's, an
+    /// adopter checks with its own tables.
+    fn check_synth_data(&self) -> Result<(), RecordError> {
+        let mut last = 0;
+        for e in self.entries::<SynthDataEntry>() {
+            if e.description <= last
+                || e.data.len > MAX_SYNTH_DATA
+                || self.blob_bytes(e.data).is_none()
+            {
+                return oob(
+                    "generated file's snapshot (in order, in the blob, bounded)",
+                    e.description,
+                );
+            }
+            last = e.description;
         }
         Ok(())
     }
@@ -2800,6 +2869,84 @@ mod tests {
         w.blob(&blob);
         w.finish();
         v
+    }
+
+    #[test]
+    fn generated_files_and_their_snapshots_are_checked() {
+        // The blob past 521: the path, then a snapshot.
+        let more = b"/proc/1/statusName:";
+        let file = FdStateEntry {
+            pid: 1,
+            fd: 3,
+            kind: fd_state::SYNTHETIC,
+            fd_flags: 0,
+            status_flags: 0,
+            aux: 0,
+            description: 4,
+            pos: 3,
+            object: 0,
+            path: BlobRef { off: 521, len: 14 },
+        };
+        let dir = FdStateEntry {
+            fd: 4,
+            aux: synth_flags::DIRECTORY,
+            description: 5,
+            path: BlobRef { off: 521, len: 7 },
+            ..file
+        };
+        let snap = SynthDataEntry {
+            description: 4,
+            data: BlobRef { off: 535, len: 5 },
+        };
+        let check = |fds: &[FdStateEntry], snaps: &[SynthDataEntry]| {
+            let v = v2_plus(
+                &[],
+                |_| {},
+                more,
+                |w| {
+                    w.section(fds);
+                    w.section(snaps);
+                },
+            );
+            let r = Record::parse(&v, (2, 2)).expect("parses");
+            r.check(&BOUNDS)
+        };
+        assert_eq!(check(&[file, dir], &[snap]), Ok(()));
+        assert_eq!(section::SYNTH_DATA, 35);
+        for (fds, snaps) in [
+            ([FdStateEntry { aux: 2, ..file }, dir], [snap]),
+            ([FdStateEntry { object: 1, ..file }, dir], [snap]),
+            (
+                [
+                    FdStateEntry {
+                        path: BlobRef { off: 522, len: 4 }, // "proc": relative
+                        ..file
+                    },
+                    dir,
+                ],
+                [snap],
+            ),
+            (
+                [file, dir],
+                [SynthDataEntry {
+                    data: BlobRef { off: 535, len: 6 },
+                    ..snap
+                }],
+            ),
+            (
+                [file, dir],
+                [SynthDataEntry {
+                    description: 0,
+                    ..snap
+                }],
+            ),
+        ] {
+            assert!(check(&fds, &snaps).is_err(), "{fds:?} {snaps:?}");
+        }
+        assert!(
+            check(&[file, dir], &[snap, snap]).is_err(),
+            "two snapshots of one description"
+        );
     }
 
     #[test]

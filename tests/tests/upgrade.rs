@@ -1758,19 +1758,87 @@ fn an_asyncio_echo_server_keeps_its_connection_across_a_switch() {
     assert_no_value_lost(&counter(&file));
 }
 
-/// A descriptor the record does not carry (an open `/proc` file: its bytes are made when
-/// it is read, from the kernel's own state) refuses the upgrade naming it by pid, the
-/// program's epoll (which is carried) aside, and the old kernel runs on with the program.
+/// Generated files across a switch (descriptor kind 15, section 35): a python3 program
+/// holds `/proc/uptime` read in part (its snapshot's rest read with `pread`, which does not
+/// generate it again), `/proc/self/status` and the directory `/proc/self/fd`. After the
+/// switch the read goes on with the rest of the very snapshot it began, a read at offset 0
+/// gives the uptime as it is now (later: the guest clock goes on across the switch), and
+/// the directory lists the descriptors.
 #[test]
 #[cfg_attr(
     not(have_python3),
     ignore = "needs /usr/bin/python3: apt-get install python3"
 )]
-fn a_proc_file_descriptor_is_named_and_refuses_the_upgrade() {
-    let root = root("procfile");
-    let out = TempDir::unique("pvmux-upgrade-out", "procfile");
+fn proc_files_held_open_go_on_after_a_switch() {
+    let root = root("procfiles");
+    let out = TempDir::unique("pvmux-upgrade-out", "procfiles");
+    let program = "import os, time\n\
+                   up = os.open('/proc/uptime', os.O_RDONLY)\n\
+                   head = os.read(up, 2)\n\
+                   snap = head + os.pread(up, 100, 2)\n\
+                   st = os.open('/proc/self/status', os.O_RDONLY)\n\
+                   d = os.open('/proc/self/fd', os.O_RDONLY | os.O_DIRECTORY)\n\
+                   time.sleep(0.3)\n\
+                   open('/out/ready', 'w').close()\n\
+                   while not os.path.exists('/out/go'): time.sleep(0.01)\n\
+                   rest = os.read(up, 100)\n\
+                   os.lseek(up, 0, os.SEEK_SET)\n\
+                   now = os.read(up, 100)\n\
+                   status = os.read(st, 65536)\n\
+                   fds = sorted(int(x) for x in os.listdir(d))\n\
+                   r = [head + rest == snap, float(now.split()[0]) > float(snap.split()[0]),\n\
+                        status.startswith(b'Name:\\tpython3'), b'\\nPid:\\t1\\n' in status,\n\
+                        all(f in fds for f in (up, st, d))]\n\
+                   open('/out/result.new', 'w').write(' '.join(map(str, r)) + '\\n')\n\
+                   os.rename('/out/result.new', '/out/result')\n\
+                   time.sleep(1000)\n";
+    std::fs::write(out.0.join("p.py"), program).expect("write the program");
+    let vol = format!("{}:/out", out.0.display());
+    start_detached(&root, "g", &vol, &["/usr/bin/python3", "/out/p.py"]);
+    wait_for("the files are open", || out.0.join("ready").exists());
+    let next = next_kernel(&root);
+    let (up, v) = upgrade(&root, "g", &next, None);
+    assert_eq!(up.code(), Some(0), "{}", up.context());
+    assert_eq!(v["adopt_check"]["adopts"], true, "{v}");
+    assert_eq!(v["switch"]["adopted_by"], "6.1.0-pvmux-next", "{v}");
+    let carried = v["record"]["carried"].as_array().expect("carried");
+    let generated: Vec<String> = carried
+        .iter()
+        .flat_map(|c| c["fds"].as_array().cloned().unwrap_or_default())
+        .filter(|f| f["kind"] == "generated")
+        .map(|f| f["path"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        generated,
+        ["/proc/uptime", "/proc/1/status", "/proc/1/fd"],
+        "{v}"
+    );
+    std::fs::write(out.0.join("go"), b"").expect("go");
+    let result = out.0.join("result");
+    wait_for("the program reads on", || result.exists());
+    assert_eq!(
+        std::fs::read_to_string(&result).expect("result"),
+        "True True True True True\n"
+    );
+    let st = root.pvmux(&["stop", "-t", "1", "g"]);
+    assert_eq!(st.code(), Some(0), "{}", st.context());
+}
+
+/// A descriptor the record does not carry (a directory held open after it was removed)
+/// refuses the upgrade naming it by pid, the program's epoll and pipe (which are carried)
+/// aside, and the old kernel runs on with the program.
+#[test]
+#[cfg_attr(
+    not(have_python3),
+    ignore = "needs /usr/bin/python3: apt-get install python3"
+)]
+fn a_removed_directory_held_open_is_named_and_refuses_the_upgrade() {
+    let root = root("rmdir");
+    let out = TempDir::unique("pvmux-upgrade-out", "rmdir");
     let program = "import os, select, time\n\
-                   f = open('/proc/self/status')\n\
+                   os.mkdir('/tmp/d')\n\
+                   d = os.open('/tmp/d', os.O_RDONLY | os.O_DIRECTORY)\n\
+                   os.rmdir('/tmp/d')\n\
                    r, w = os.pipe()\n\
                    ep = select.epoll()\n\
                    ep.register(r, select.EPOLLIN)\n\
@@ -1806,7 +1874,8 @@ fn a_proc_file_descriptor_is_named_and_refuses_the_upgrade() {
     ]);
     assert_eq!(up.code(), Some(1), "{}", up.context());
     assert!(
-        up.stderr.contains("/proc and /sys files of pid 1"),
+        up.stderr
+            .contains("descriptors of removed directories of pid 1"),
         "{}",
         up.context()
     );
@@ -1816,7 +1885,7 @@ fn a_proc_file_descriptor_is_named_and_refuses_the_upgrade() {
     assert_eq!(
         blockers.len(),
         1,
-        "the epoll and pipe are carried, the /proc file not: {v}"
+        "the epoll and pipe are carried, the removed directory not: {v}"
     );
     let r = root.pvmux(&[
         "exec",

@@ -645,6 +645,8 @@ pub(crate) struct Descriptions {
     pub(crate) arms: Vec<super::events::TimerArm>,
     /// Descriptions the opener left out (a check's: host files, devices).
     left_out: BTreeSet<u64>,
+    /// The snapshots generated files read in part go on from, by description (section 35).
+    synth_data: BTreeMap<u64, Vec<u8>>,
     /// Event objects made.
     event_objects: usize,
 }
@@ -705,6 +707,13 @@ impl Descriptions {
             events: super::events::Tables::of(r),
             arms: Vec::new(),
             left_out: BTreeSet::new(),
+            synth_data: r
+                .entries::<pvmux_hypercalls::handover::SynthDataEntry>()
+                .map(|e| {
+                    let b = r.blob_bytes(e.data).unwrap_or_default().to_vec();
+                    (e.description, b)
+                })
+                .collect(),
             event_objects: 0,
         })
     }
@@ -749,6 +758,23 @@ impl Descriptions {
                     },
                     f.status_flags,
                 )
+            }
+            fd_state::SYNTHETIC => {
+                use pvmux_hypercalls::handover::synth_flags;
+                let dir = f.aux & synth_flags::DIRECTORY != 0;
+                let snapshot = self.synth_data.get(&f.description);
+                if dir && snapshot.is_some() {
+                    return Err(bad);
+                }
+                let carried = crate::linux::procfs::object::Carried {
+                    path: path.to_vec(),
+                    dir,
+                    snapshot: snapshot.map(|b| Arc::from(b.as_slice())),
+                };
+                let file =
+                    crate::linux::procfs::object::adopted(carried, f.status_flags).ok_or(bad)?;
+                *file.pos() = f.pos;
+                file
             }
             fd_state::HOST_FILE
             | fd_state::VOLUME_FILE

@@ -38,14 +38,14 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use pvmux_hypercalls::handover::{
     blocker, console_flags, fd_kind, fd_state, file_area_flags, file_image_flags, fill_name,
-    page_flags, process_flags, shm_area_flags, sig_queue_kind, thread_state, vma_flags, BlobRef,
-    BlockerEntry, ConsoleEntry, CpuTimesEntry, EpollItemEntry, FdEntry, FdStateEntry,
-    FileAreaEntry, FileImageEntry, InetMsgEntry, InetSocketEntry, InotifyEntry, InotifyWatchEntry,
-    PageRunEntry, PipeEntry, ProcessArgsEntry, ProcessEntry, ProcessStateEntry, RecordWriter,
-    RestartEntry, ShmAreaEntry, ShmPagesEntry, SigActionEntry, SigQueueEntry, SocketEntry,
-    SocketMsgEntry, ThreadEntry, ThreadStateEntry, TimerEntry, TimerFdEntry, VmaEntry, ZombieEntry,
-    MAX_FPU_LEN, MAX_PIPE_BYTES, MAX_RECORD_LEN, MIN_RECORD_VERSION, NO_RESTART, NR_RLIMITS,
-    RECORD_VERSION,
+    page_flags, process_flags, shm_area_flags, sig_queue_kind, synth_flags, thread_state,
+    vma_flags, BlobRef, BlockerEntry, ConsoleEntry, CpuTimesEntry, EpollItemEntry, FdEntry,
+    FdStateEntry, FileAreaEntry, FileImageEntry, InetMsgEntry, InetSocketEntry, InotifyEntry,
+    InotifyWatchEntry, PageRunEntry, PipeEntry, ProcessArgsEntry, ProcessEntry, ProcessStateEntry,
+    RecordWriter, RestartEntry, ShmAreaEntry, ShmPagesEntry, SigActionEntry, SigQueueEntry,
+    SocketEntry, SocketMsgEntry, SynthDataEntry, ThreadEntry, ThreadStateEntry, TimerEntry,
+    TimerFdEntry, VmaEntry, ZombieEntry, MAX_FPU_LEN, MAX_PIPE_BYTES, MAX_RECORD_LEN,
+    MAX_SYNTH_DATA, MIN_RECORD_VERSION, NO_RESTART, NR_RLIMITS, RECORD_VERSION,
 };
 use pvmux_hypercalls::{HcError, TrapFrame};
 use zerocopy::FromZeros;
@@ -574,6 +574,8 @@ pub(crate) struct Inventory {
     pub(crate) inotifies: BTreeMap<u64, InotifyEntry>,
     /// Their watches (section 34, in (description, wd) order once every process is carried).
     pub(crate) inotify_watches: Vec<InotifyWatchEntry>,
+    /// The snapshots of generated files read in part, by description (section 35).
+    pub(crate) synth_data: BTreeMap<u64, SynthDataEntry>,
     /// The in-memory filesystem (sections 21-23), when it is carried.
     pub(crate) fs: Option<crate::fs::ramfs::carry::Carried>,
     pub(crate) blob: Vec<u8>,
@@ -614,6 +616,7 @@ impl Inventory {
             + self.sig_queues.len() * size_of::<SigQueueEntry>()
             + self.inotifies.len() * size_of::<InotifyEntry>()
             + self.inotify_watches.len() * size_of::<InotifyWatchEntry>()
+            + self.synth_data.len() * size_of::<SynthDataEntry>()
             + self.fs.as_ref().map_or(0, |c| c.size())
             + self.blob.len()
     }
@@ -703,6 +706,8 @@ impl Inventory {
             let inotifies: Vec<InotifyEntry> = self.inotifies.values().copied().collect();
             w.section(&inotifies);
             w.section(&self.inotify_watches);
+            let synth: Vec<SynthDataEntry> = self.synth_data.values().copied().collect();
+            w.section(&synth);
             if let Some(fs) = &self.fs {
                 w.section(&fs.nodes);
                 w.section(&fs.dirents);
@@ -1306,14 +1311,34 @@ fn carry_fd(
                 inv.fd_states.push(e);
                 return Ok(());
             }
-            let Some(sock) = super::net::unix::carry::sock_of(f) else {
-                use super::files::object::downcast;
-                if downcast::<super::procfs::object::SynthFile>(f).is_some()
-                    || downcast::<super::procfs::object::SynthDir>(f).is_some()
-                {
-                    return Err(b"/proc and /sys files");
+            // A generated file by its path (its snapshot if it was read in part); a
+            // directory at its entry index.
+            if let Some(c) = super::procfs::object::carried(f) {
+                e.kind = fd_state::SYNTHETIC;
+                e.aux = if c.dir { synth_flags::DIRECTORY } else { 0 };
+                e.pos = *f.pos();
+                e.path = inv.blob_add(&c.path);
+                if let Some(snap) = c.snapshot.filter(|_| e.pos > 0) {
+                    if snap.len() > MAX_SYNTH_DATA as usize {
+                        return Err(b"/proc and /sys files over 1 MiB read in part");
+                    }
+                    if !inv.synth_data.contains_key(&e.description) {
+                        let data = inv.blob_add(&snap);
+                        inv.synth_data.insert(
+                            e.description,
+                            SynthDataEntry {
+                                description: e.description,
+                                data,
+                            },
+                        );
+                    }
                 }
-                let family = downcast::<super::net::SocketFile>(f).map(|s| s.sock.family());
+                inv.fd_states.push(e);
+                return Ok(());
+            }
+            let Some(sock) = super::net::unix::carry::sock_of(f) else {
+                let family = super::files::object::downcast::<super::net::SocketFile>(f)
+                    .map(|s| s.sock.family());
                 return Err(match family {
                     Some(super::net::af::AF_INET | super::net::af::AF_INET6) => b"inet sockets",
                     Some(_) => b"sockets of another family",

@@ -44,6 +44,11 @@ impl SynthFile {
         }
     }
 
+    /// The snapshot reads go on from, if one was generated (what a hand-over carries).
+    pub(crate) fn snapshot(&self) -> Option<Arc<[u8]>> {
+        self.data.lock().clone().and_then(Result::ok)
+    }
+
     /// The contents: generated now if `fresh` or if there are none yet, else the snapshot.
     fn data(&self, fresh: bool) -> Result<Arc<[u8]>, Errno> {
         let mut d = self.data.lock();
@@ -229,6 +234,65 @@ impl FileObject for SynthDir {
     fn as_any(&self) -> &dyn Any {
         self
     }
+}
+
+/// A generated file or directory as a kernel hand-over carries it (descriptor kind 15): its
+/// path, whether it is a directory, and the snapshot a file's reads go on from.
+pub(crate) struct Carried {
+    pub(crate) path: Vec<u8>,
+    pub(crate) dir: bool,
+    pub(crate) snapshot: Option<Arc<[u8]>>,
+}
+
+/// What a hand-over carries of `f`, if it is a generated file or directory.
+pub(crate) fn carried(f: &OpenFile) -> Option<Carried> {
+    if let Some(d) = dir_of(f) {
+        return Some(Carried {
+            path: d.path.clone(),
+            dir: true,
+            snapshot: None,
+        });
+    }
+    let s = crate::linux::files::object::downcast::<SynthFile>(f)?;
+    Some(Carried {
+        path: s.path.clone(),
+        dir: false,
+        snapshot: s.snapshot(),
+    })
+}
+
+/// An adopter: the generated file or directory `c` open again with `status_flags` (not
+/// looked up: a `/proc/PID` directory of a process adopted later, or gone since, reads as
+/// it would now), or `None` if its path is not in `/proc` or `/sys` or not a clean path.
+/// The description's offset is set by the caller.
+pub(crate) fn adopted(c: Carried, status_flags: u32) -> Option<alloc::sync::Arc<OpenFile>> {
+    let kind = [MountKind::Proc, MountKind::Sys].into_iter().find(|k| {
+        c.path
+            .strip_prefix(k.path())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(b"/"))
+    })?;
+    let rest = &c.path[kind.path().len()..];
+    let mut comps = Vec::new();
+    for comp in rest.split(|&b| b == b'/').skip(1) {
+        if comp.is_empty() || comp == b"." || comp == b".." || comp.contains(&0) {
+            return None;
+        }
+        comps.push(comp.to_vec());
+    }
+    let obj: Arc<dyn FileObject> = if c.dir {
+        Arc::new(SynthDir {
+            path: super::tree::abs_path(kind, &comps),
+            ino: super::tree::ino_of(kind, &comps),
+            kind,
+            comps,
+            entries: spin::Once::new(),
+        })
+    } else {
+        let f = SynthFile::new(kind, comps);
+        *f.data.lock() = c.snapshot.map(Ok);
+        Arc::new(f)
+    };
+    Some(crate::linux::files::object::open_object(obj, status_flags))
 }
 
 /// The synthetic directory behind `f`, if it is one.

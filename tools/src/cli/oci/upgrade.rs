@@ -536,6 +536,7 @@ impl From<&Inventory> for RecordSummary {
                                         fd_state::SIGNALFD => "signalfd",
                                         fd_state::EPOLL => "epoll",
                                         fd_state::INOTIFY => "inotify",
+                                        fd_state::SYNTHETIC => "generated",
                                         fd_state::MEMORY_FILE => "memory-file",
                                         _ => "device",
                                     }

@@ -324,8 +324,14 @@ pub mod section {
     /// read in part is then generated again for the rest of its read):
     /// [`super::SynthDataEntry`]s.
     pub const SYNTH_DATA: u32 = 35;
+    /// Version 2 (optional: a reader that does not know it skips it, and the processes then
+    /// have no parent-death signal, no-new-privs or subreaper flag): [`super::PrctlEntry`]s.
+    pub const PRCTL: u32 = 36;
+    /// Version 2 (optional: a reader that does not know it skips it, and the threads are then
+    /// named after their programs): [`super::ThreadNameEntry`]s.
+    pub const THREAD_NAME: u32 = 37;
     /// The highest section number.
-    pub const LAST: u32 = SYNTH_DATA;
+    pub const LAST: u32 = THREAD_NAME;
     /// Version 2: the in-memory filesystem's inodes ([`super::FsNodeEntry`]; first the
     /// filesystem itself).
     pub const FS_NODE: u32 = 21;
@@ -742,6 +748,52 @@ pub struct SynthDataEntry {
 }
 
 const _: () = assert!(size_of::<SynthDataEntry>() == 16);
+
+/// Version 2 (section [`section::PRCTL`]): a live process's `prctl` state, for a process
+/// with any (the others have none).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct PrctlEntry {
+    /// A live process (entries in increasing pid order).
+    pub pid: i32,
+    /// The signal it gets when its parent ends (`PR_SET_PDEATHSIG`; 0..=64, 0: none).
+    pub pdeath_signal: u32,
+    /// [`prctl_flags`].
+    pub flags: u32,
+    /// Zero.
+    pub _reserved: u32,
+}
+
+const _: () = assert!(size_of::<PrctlEntry>() == 16);
+
+/// [`PrctlEntry::flags`].
+pub mod prctl_flags {
+    /// `PR_SET_NO_NEW_PRIVS`.
+    pub const NO_NEW_PRIVS: u32 = 1 << 0;
+    /// `PR_SET_CHILD_SUBREAPER`.
+    pub const CHILD_SUBREAPER: u32 = 1 << 1;
+    /// Every flag.
+    pub const ALL: u32 = NO_NEW_PRIVS | CHILD_SUBREAPER;
+}
+
+/// Version 2 (section [`section::THREAD_NAME`]): the name `PR_SET_NAME` gave a live thread
+/// (a thread without one is named after its process's program).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct ThreadNameEntry {
+    /// A thread with its state (entries in increasing tid order).
+    pub tid: i32,
+    /// Bytes of `name` used (at most 15).
+    pub len: u32,
+    /// The name: `len` bytes without a NUL, then zeros.
+    pub name: [u8; 16],
+}
+
+const _: () = assert!(size_of::<ThreadNameEntry>() == 24);
 
 /// Version 2: a pipe, named by the [`FdStateEntry::object`] of both its ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
@@ -1516,6 +1568,14 @@ impl Entry for SynthDataEntry {
     const KIND: u32 = section::SYNTH_DATA;
 }
 
+impl Entry for PrctlEntry {
+    const KIND: u32 = section::PRCTL;
+}
+
+impl Entry for ThreadNameEntry {
+    const KIND: u32 = section::THREAD_NAME;
+}
+
 /// Copies `s` into a NUL-padded field (cut to its size).
 pub fn fill_name(dst: &mut [u8], s: &[u8]) {
     let n = s.len().min(dst.len());
@@ -1635,6 +1695,8 @@ impl<'a> Record<'a> {
                 section::INOTIFY => Some(size_of::<InotifyEntry>()),
                 section::INOTIFY_WATCH => Some(size_of::<InotifyWatchEntry>()),
                 section::SYNTH_DATA => Some(size_of::<SynthDataEntry>()),
+                section::PRCTL => Some(size_of::<PrctlEntry>()),
+                section::THREAD_NAME => Some(size_of::<ThreadNameEntry>()),
                 section::FS_NODE => Some(size_of::<FsNodeEntry>()),
                 section::FS_DIRENT => Some(size_of::<FsDirentEntry>()),
                 section::FS_PAGES => Some(size_of::<FsPagesEntry>()),
@@ -1981,6 +2043,7 @@ impl<'a> Record<'a> {
         self.check_shm(b, &vmas, &fs_nodes)?;
         self.check_console(b)?;
         self.check_sig_queues(&procs, &thread_states)?;
+        self.check_prctl(&procs, &thread_states)?;
         let mut prev = (0i32, -1i32);
         for f in self.entries::<FdStateEntry>() {
             if !known(f.pid) || !(0..MAX_FD).contains(&f.fd) || (f.pid, f.fd) <= prev {
@@ -2243,6 +2306,51 @@ impl<'a> Record<'a> {
             && self.blob_bytes(c.edit).is_some();
         if !ok {
             return oob("console state", u64::from(c.input.len));
+        }
+        Ok(())
+    }
+
+    /// `prctl` state (sections 36 and 37): each entry of a live process, in increasing pid
+    /// order, a signal in 0..=64, known flags, the reserved field 0; each name of a thread with
+    /// its state, in increasing tid order, at most 15 bytes without a NUL, zeros after them.
+    fn check_prctl(
+        &self,
+        procs: &Table<'_, ProcessEntry>,
+        thread_states: &Table<'_, ThreadStateEntry>,
+    ) -> Result<(), RecordError> {
+        let mut last = 0;
+        for e in self.entries::<PrctlEntry>() {
+            let live = procs
+                .find(e.pid, |p| p.pid)
+                .is_some_and(|p| p.flags & process_flags::ZOMBIE == 0);
+            if e.pid <= last
+                || !live
+                || e.pdeath_signal > 64
+                || e.flags & !prctl_flags::ALL != 0
+                || e._reserved != 0
+            {
+                return oob(
+                    "prctl state (of a live process, in order, known values)",
+                    e.pid as u64,
+                );
+            }
+            last = e.pid;
+        }
+        let mut last = 0;
+        for e in self.entries::<ThreadNameEntry>() {
+            let len = e.len as usize;
+            let ok = e.tid > last
+                && thread_states.find(e.tid, |t| t.tid).is_some()
+                && len < e.name.len()
+                && !e.name[..len].contains(&0)
+                && e.name[len..].iter().all(|&b| b == 0);
+            if !ok {
+                return oob(
+                    "thread name (of a thread, in order, at most 15 bytes)",
+                    e.tid as u64,
+                );
+            }
+            last = e.tid;
         }
         Ok(())
     }
@@ -2869,6 +2977,66 @@ mod tests {
         w.blob(&blob);
         w.finish();
         v
+    }
+
+    #[test]
+    fn prctl_state_and_thread_names_are_checked() {
+        let state = PrctlEntry {
+            pid: 1,
+            pdeath_signal: 15,
+            flags: prctl_flags::ALL,
+            _reserved: 0,
+        };
+        let mut name = ThreadNameEntry {
+            tid: 1,
+            len: 6,
+            name: [0; 16],
+        };
+        name.name[..6].copy_from_slice(b"worker");
+        let check = |states: &[PrctlEntry], names: &[ThreadNameEntry]| {
+            let v = v2_plus(
+                &[],
+                |_| {},
+                &[],
+                |w| {
+                    w.section(states);
+                    w.section(names);
+                },
+            );
+            let r = Record::parse(&v, (2, 2)).expect("parses");
+            r.check(&BOUNDS)
+        };
+        assert_eq!(check(&[state], &[name]), Ok(()));
+        assert_eq!((section::PRCTL, section::THREAD_NAME), (36, 37));
+        let mut nul = name;
+        nul.name[2] = 0;
+        let mut trailing = name;
+        trailing.name[10] = b'x';
+        for (states, names) in [
+            ([PrctlEntry { pid: 2, ..state }], [name]),
+            (
+                [PrctlEntry {
+                    pdeath_signal: 65,
+                    ..state
+                }],
+                [name],
+            ),
+            ([PrctlEntry { flags: 4, ..state }], [name]),
+            (
+                [PrctlEntry {
+                    _reserved: 1,
+                    ..state
+                }],
+                [name],
+            ),
+            ([state], [ThreadNameEntry { tid: 2, ..name }]),
+            ([state], [ThreadNameEntry { len: 16, ..name }]),
+            ([state], [nul]),
+            ([state], [trailing]),
+        ] {
+            assert!(check(&states, &names).is_err(), "{states:?} {names:?}");
+        }
+        assert!(check(&[state, state], &[]).is_err(), "twice");
     }
 
     #[test]

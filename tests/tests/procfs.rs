@@ -297,3 +297,81 @@ PY
 "#,
     );
 }
+
+/// `prctl`'s kept state, as Linux gives it: a thread's name (`PR_SET_NAME`, cut to 15
+/// bytes) in `PR_GET_NAME`, `/proc/self/comm`, `status` and `task/TID/comm`, another
+/// thread's own name; no-new-privs (set once, kept by a `fork` child, a bad argument
+/// `EINVAL`); the parent-death signal (not kept by a `fork` child, sent when the parent
+/// ends); a child subreaper that gets its orphaned grandchild, and reaps it.
+#[test]
+#[cfg_attr(
+    not(have_python3),
+    ignore = "needs /usr/bin/python3: apt-get install python3"
+)]
+fn prctl_names_parent_death_signal_and_subreaper_same_as_native() {
+    same_as_native(
+        "prctl",
+        r#"
+python3 - <<'PY'
+import ctypes, os, signal, threading, time
+libc = ctypes.CDLL(None, use_errno=True)
+SET_PDEATHSIG, GET_PDEATHSIG, SET_NAME, GET_NAME = 1, 2, 15, 16
+SET_SUBREAPER, GET_SUBREAPER, SET_NNP, GET_NNP = 36, 37, 38, 39
+def getint(opt):
+    v = ctypes.c_int(-1)
+    libc.prctl(opt, ctypes.byref(v), 0, 0, 0)
+    return v.value
+out = []
+buf = ctypes.create_string_buffer(16)
+libc.prctl(SET_NAME, b"a-long-worker-name-here", 0, 0, 0)
+libc.prctl(GET_NAME, buf, 0, 0, 0)
+comm = lambda p: open(p).read().strip()
+out.append(("name", buf.value, comm("/proc/self/comm"), comm(f"/proc/self/task/{os.getpid()}/comm")))
+out.append(("status", [l for l in open("/proc/self/status") if l.startswith("Name:")][0].strip()))
+def named():
+    libc.prctl(SET_NAME, b"second", 0, 0, 0)
+    tid = threading.get_native_id()
+    out.append(("thread", comm(f"/proc/self/task/{tid}/comm"), comm("/proc/self/comm")))
+th = threading.Thread(target=named)
+th.start()
+th.join()
+out.append(("nnp", libc.prctl(GET_NNP, 0, 0, 0, 0), libc.prctl(SET_NNP, 2, 0, 0, 0),
+            libc.prctl(SET_NNP, 1, 0, 0, 0), libc.prctl(GET_NNP, 0, 0, 0, 0)))
+libc.prctl(SET_PDEATHSIG, signal.SIGUSR2, 0, 0, 0)
+out.append(("pdeathsig", getint(GET_PDEATHSIG), libc.prctl(SET_PDEATHSIG, 65, 0, 0, 0)))
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.write(w, repr((getint(GET_PDEATHSIG), libc.prctl(GET_NNP, 0, 0, 0, 0), comm("/proc/self/comm"))).encode())
+    os._exit(0)
+os.waitpid(pid, 0)
+out.append(("fork child", os.read(r, 200).decode()))
+libc.prctl(SET_PDEATHSIG, 0, 0, 0, 0)
+libc.prctl(SET_SUBREAPER, 1, 0, 0, 0)
+out.append(("subreaper", getint(GET_SUBREAPER)))
+r2, w2 = os.pipe()
+go_r, go_w = os.pipe()
+child = os.fork()
+if child == 0:
+    if os.fork() == 0:
+        got = []
+        signal.signal(signal.SIGTERM, lambda s, f: got.append(s))
+        libc.prctl(SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        os.write(go_w, b"x")
+        deadline = time.time() + 10
+        while not got and time.time() < deadline:
+            time.sleep(0.01)
+        os.write(w2, repr((got, os.getppid())).encode())
+        os._exit(0)
+    os.read(go_r, 1)
+    os._exit(0)
+os.waitpid(child, 0)
+got, ppid = eval(os.read(r2, 200).decode())
+out.append(("grandchild", got, ppid == os.getpid()))
+out.append(("reaped", os.wait()[0] not in (0, child)))
+for o in out:
+    print(*o)
+PY
+"#,
+    );
+}

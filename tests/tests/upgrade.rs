@@ -1824,6 +1824,87 @@ fn proc_files_held_open_go_on_after_a_switch() {
     assert_eq!(st.code(), Some(0), "{}", st.context());
 }
 
+/// `prctl` state across a switch (sections 36 and 37): a python3 init that is a child
+/// subreaper with no-new-privs, its main thread and a second thread named by
+/// `PR_SET_NAME`, and a grandchild that asked for `SIGTERM` when its parent ends. After the
+/// switch the names, flags and signal are still there: when the middle process exits, the
+/// grandchild gets `SIGTERM` and init becomes its parent.
+#[test]
+#[cfg_attr(
+    not(have_python3),
+    ignore = "needs /usr/bin/python3: apt-get install python3"
+)]
+fn prctl_state_and_thread_names_survive_a_switch() {
+    let root = root("prctl");
+    let out = TempDir::unique("pvmux-upgrade-out", "prctl");
+    let program = r#"import ctypes, os, signal, threading, time
+libc = ctypes.CDLL(None, use_errno=True)
+def getint(opt):
+    v = ctypes.c_int(-1)
+    libc.prctl(opt, ctypes.byref(v), 0, 0, 0)
+    return v.value
+def wait_for(path):
+    while not os.path.exists(path):
+        time.sleep(0.01)
+libc.prctl(36, 1, 0, 0, 0)
+libc.prctl(38, 1, 0, 0, 0)
+libc.prctl(15, b"keeper", 0, 0, 0)
+helper_tid = []
+def helper():
+    libc.prctl(15, b"helper", 0, 0, 0)
+    helper_tid.append(threading.get_native_id())
+    time.sleep(1000)
+threading.Thread(target=helper, daemon=True).start()
+r, w = os.pipe()
+if os.fork() == 0:
+    if os.fork() == 0:
+        got = []
+        signal.signal(signal.SIGTERM, lambda s, f: got.append(s))
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)
+        open('/out/grandchild', 'w').close()
+        while not got:
+            time.sleep(0.01)
+        os.write(w, repr((got, os.getppid(), getint(2))).encode())
+        os._exit(0)
+    wait_for('/out/go')
+    os._exit(0)
+wait_for('/out/grandchild')
+while not helper_tid:
+    time.sleep(0.01)
+open('/out/ready', 'w').close()
+wait_for('/out/go')
+got, ppid, pdeath = eval(os.read(r, 200).decode())
+names = ctypes.create_string_buffer(16)
+libc.prctl(16, names, 0, 0, 0)
+comm = lambda t: open(f'/proc/self/task/{t}/comm').read().strip()
+line = [names.value.decode(), comm(os.getpid()), comm(helper_tid[0]),
+        libc.prctl(39, 0, 0, 0, 0), getint(37), got, ppid == os.getpid(), pdeath]
+open('/out/result.new', 'w').write(' '.join(map(str, line)) + '\n')
+os.rename('/out/result.new', '/out/result')
+time.sleep(1000)
+"#;
+    std::fs::write(out.0.join("p.py"), program).expect("write the program");
+    let vol = format!("{}:/out", out.0.display());
+    start_detached(&root, "c", &vol, &["/usr/bin/python3", "/out/p.py"]);
+    wait_for("the processes are set up", || out.0.join("ready").exists());
+    let v = switch_to_next(&root, "c");
+    let carried = v["record"]["carried"].as_array().expect("carried");
+    assert_eq!(
+        carried.len(),
+        3,
+        "init, the middle process, the grandchild: {v}"
+    );
+    std::fs::write(out.0.join("go"), b"").expect("go");
+    let result = out.0.join("result");
+    wait_for("the grandchild reports", || result.exists());
+    assert_eq!(
+        std::fs::read_to_string(&result).expect("result"),
+        "keeper keeper helper 1 1 [15] True 15\n"
+    );
+    let st = root.pvmux(&["stop", "-t", "1", "c"]);
+    assert_eq!(st.code(), Some(0), "{}", st.context());
+}
+
 /// A descriptor the record does not carry (a directory held open after it was removed)
 /// refuses the upgrade naming it by pid, the program's epoll and pipe (which are carried)
 /// aside, and the old kernel runs on with the program.

@@ -173,16 +173,7 @@ pub(crate) fn syscall(
             }
             Ok(0)
         }
-        nr::PRCTL => match a[0] {
-            15 | 16 => Ok(0), // PR_SET_NAME / PR_GET_NAME (name not kept)
-            38 | 39 => Ok(0), // NO_NEW_PRIVS
-            _ => {
-                let p = super::task::current_process();
-                let mut c = p.creds.lock();
-                super::caps::prctl(&mut c.caps, [a[0], a[1], a[2], a[3], a[4]])
-                    .unwrap_or(Err(Errno::EINVAL))
-            }
-        },
+        nr::PRCTL => super::prctl::sys_prctl(t, [a[0], a[1], a[2], a[3], a[4]]),
         nr::GETPRIORITY => Ok(20),
         nr::SETPRIORITY => Ok(0),
         // Signals.

@@ -49,6 +49,7 @@ pub(crate) mod misc;
 pub(crate) mod net;
 pub(crate) mod patch;
 pub(crate) mod pool;
+pub(crate) mod prctl;
 pub(crate) mod procfs;
 pub(crate) mod resources;
 pub(crate) mod rlimit;

@@ -106,6 +106,8 @@ pub(crate) struct Process {
     /// by whichever thread does not block them (Linux's `shared_pending`; not inherited by
     /// `fork`, kept across `execve`).
     pub(crate) shared_sig: super::signal::Pending,
+    /// The parent-death signal, no-new-privs and the child-subreaper flag (`prctl`).
+    pub(crate) prctl: super::prctl::ProcessPrctl,
 }
 
 /// The arguments and environment a process's program was started with (NUL-terminated
@@ -209,6 +211,10 @@ pub(crate) struct Task {
     pub(crate) restart_block: IrqLock<Option<super::timers::sleep::RestartBlock>>,
     /// A restart block waits for the call's re-issue (checked at every system call).
     pub(crate) restart_armed: AtomicBool,
+    /// Its name as `PR_SET_NAME` set it (at most 15 bytes); `None`: its process's command
+    /// name (`super::prctl::thread_name`). Inherited by the threads and `fork` children it
+    /// creates, cleared by `execve`.
+    pub(crate) name: IrqLock<Option<Vec<u8>>>,
 }
 
 impl Task {
@@ -399,6 +405,7 @@ fn new_process(
         timers: super::timers::ProcessTimers::default(),
         shared_sig: super::signal::Pending::new(),
         creds: IrqLock::new(super::creds::Creds::default()),
+        prctl: super::prctl::ProcessPrctl::default(),
     });
     PROCS.lock().insert(pid, p.clone());
     p
@@ -416,6 +423,7 @@ fn new_task(tid: i32, process: &Arc<Process>, sig: SigState) -> Arc<Task> {
         times: TaskTimes::default(),
         restart_block: IrqLock::new(None),
         restart_armed: AtomicBool::new(false),
+        name: IrqLock::new(None),
     });
     process.threads.lock().push(t.clone());
     t
@@ -964,18 +972,35 @@ fn exit_process(p: &Arc<Process>) {
         super::memory::release_unmapped();
     }
     p.vfork_done.signal();
-    // Orphans go to init (pid 1), or nowhere when init itself ends.
+    // Orphans go to the nearest live ancestor that is a child subreaper, else to init
+    // (pid 1), or nowhere when init itself ends; each that asked for a parent-death signal
+    // gets it (from the parent that ended, as Linux's `SI_USER` of `forget_original_parent`).
     let children = core::mem::take(&mut p.rel.lock().children);
+    let ppid = p.ppid();
     if p.pid != 1 {
-        if let Some(init) = find_process(1) {
+        if let Some(reaper) = super::prctl::reaper_for(p, ppid) {
             for c in &children {
-                c.set_ppid(1);
+                c.set_ppid(reaper.pid);
             }
-            init.rel.lock().children.extend(children);
-            init.child_wq.wake_all();
+            let deaths: Vec<(Arc<Process>, u32)> = children
+                .iter()
+                .filter_map(|c| {
+                    let s = c.prctl.pdeath_signal();
+                    (s != 0).then(|| (c.clone(), s))
+                })
+                .collect();
+            reaper.rel.lock().children.extend(children);
+            reaper.child_wq.wake_all();
+            for (c, signo) in deaths {
+                let info = super::signal::SigInfo::from_process(
+                    signo,
+                    super::signal::code::SI_USER,
+                    p.pid,
+                );
+                let _ = super::signal::send_info_to_process(&c, info);
+            }
         }
     }
-    let ppid = p.ppid();
     if p.pid == 1 {
         p.zombie.store(true, Ordering::Release);
         PROCS.lock().remove(&p.pid);
@@ -1050,6 +1075,7 @@ pub(crate) fn do_clone(
         }
         let tid = next_id();
         let t = new_task(tid, p, task.sig.cloned(shares_stack));
+        *t.name.lock() = task.name.lock().clone();
         // Checked again now that the thread is in `p.threads`: an `exit_group` that set the
         // exit status before this check is refused here; one that sets it after takes its
         // snapshot of the threads after the insertion, so it marks the new thread too.
@@ -1110,7 +1136,9 @@ pub(crate) fn do_clone(
     *c.exe.lock() = exe;
     *c.args.lock() = p.args.lock().clone();
     *c.creds.lock() = p.creds.lock().clone();
+    c.prctl.set(p.prctl.for_child());
     let t = new_task(c.pid, &c, task.sig.cloned(shares_stack));
+    *t.name.lock() = task.name.lock().clone();
     // As on Linux, a fault writing the child's pid is ignored (the child exists).
     if flags & CLONE_PARENT_SETTID != 0 {
         let _ = super::uaccess::write_val(ptid, &c.pid);
@@ -1191,6 +1219,8 @@ pub(crate) fn do_execve(
     }
     *p.exe.lock() = absolute_path(p, &path);
     *p.args.lock() = ExecArgs::new(&path, &argv, &envp);
+    // The thread is named after the new program (Linux's `__set_task_comm` at exec).
+    *task.name.lock() = None;
     let old = {
         let mut s = p.space.lock();
         p.space_gen.fetch_add(1, Ordering::AcqRel);

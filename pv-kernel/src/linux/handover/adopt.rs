@@ -1302,8 +1302,27 @@ fn build(r: &Record<'_>, plan: &Plan) -> Result<Built, Refusal> {
         if pid == 1 {
             init_exe = parts.exe.clone();
         }
+        // Its `prctl` state and its threads' names (sections 36 and 37).
+        if let Some(e) = r
+            .entries::<pvmux_hypercalls::handover::PrctlEntry>()
+            .find(|e| e.pid == pid)
+        {
+            use pvmux_hypercalls::handover::prctl_flags;
+            p.prctl.set(crate::linux::prctl::PrctlValues {
+                pdeath_signal: e.pdeath_signal,
+                no_new_privs: e.flags & prctl_flags::NO_NEW_PRIVS != 0,
+                child_subreaper: e.flags & prctl_flags::CHILD_SUBREAPER != 0,
+            });
+        }
         for t in &parts.threads {
-            threads.push(task::adopt_thread(&p, t));
+            let adopted = task::adopt_thread(&p, t);
+            if let Some(n) = r
+                .entries::<pvmux_hypercalls::handover::ThreadNameEntry>()
+                .find(|n| n.tid == t.tid)
+            {
+                *adopted.0.name.lock() = Some(n.name[..n.len as usize].to_vec());
+            }
+            threads.push(adopted);
         }
         // Its timers, on it and its threads; armed once the threads run.
         for e in r.entries::<TimerEntry>().filter(|e| e.pid == pid) {

@@ -38,14 +38,15 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use pvmux_hypercalls::handover::{
     blocker, console_flags, fd_kind, fd_state, file_area_flags, file_image_flags, fill_name,
-    page_flags, process_flags, shm_area_flags, sig_queue_kind, synth_flags, thread_state,
-    vma_flags, BlobRef, BlockerEntry, ConsoleEntry, CpuTimesEntry, EpollItemEntry, FdEntry,
-    FdStateEntry, FileAreaEntry, FileImageEntry, InetMsgEntry, InetSocketEntry, InotifyEntry,
-    InotifyWatchEntry, PageRunEntry, PipeEntry, ProcessArgsEntry, ProcessEntry, ProcessStateEntry,
-    RecordWriter, RestartEntry, ShmAreaEntry, ShmPagesEntry, SigActionEntry, SigQueueEntry,
-    SocketEntry, SocketMsgEntry, SynthDataEntry, ThreadEntry, ThreadStateEntry, TimerEntry,
-    TimerFdEntry, VmaEntry, ZombieEntry, MAX_FPU_LEN, MAX_PIPE_BYTES, MAX_RECORD_LEN,
-    MAX_SYNTH_DATA, MIN_RECORD_VERSION, NO_RESTART, NR_RLIMITS, RECORD_VERSION,
+    page_flags, prctl_flags, process_flags, shm_area_flags, sig_queue_kind, synth_flags,
+    thread_state, vma_flags, BlobRef, BlockerEntry, ConsoleEntry, CpuTimesEntry, EpollItemEntry,
+    FdEntry, FdStateEntry, FileAreaEntry, FileImageEntry, InetMsgEntry, InetSocketEntry,
+    InotifyEntry, InotifyWatchEntry, PageRunEntry, PipeEntry, PrctlEntry, ProcessArgsEntry,
+    ProcessEntry, ProcessStateEntry, RecordWriter, RestartEntry, ShmAreaEntry, ShmPagesEntry,
+    SigActionEntry, SigQueueEntry, SocketEntry, SocketMsgEntry, SynthDataEntry, ThreadEntry,
+    ThreadNameEntry, ThreadStateEntry, TimerEntry, TimerFdEntry, VmaEntry, ZombieEntry,
+    MAX_FPU_LEN, MAX_PIPE_BYTES, MAX_RECORD_LEN, MAX_SYNTH_DATA, MIN_RECORD_VERSION, NO_RESTART,
+    NR_RLIMITS, RECORD_VERSION,
 };
 use pvmux_hypercalls::{HcError, TrapFrame};
 use zerocopy::FromZeros;
@@ -434,6 +435,15 @@ fn carry_threads(procs: &[Arc<Process>], inv: &mut Inventory) {
             };
             (e.altstack_sp, e.altstack_size, e.altstack_flags) = t.sig.altstack_raw();
             carry_sig_queue(inv, sig_queue_kind::THREAD, t.tid, t.sig.own());
+            if let Some(n) = t.name.lock().as_ref() {
+                let mut name = ThreadNameEntry {
+                    tid: t.tid,
+                    len: n.len().min(15) as u32,
+                    name: [0; 16],
+                };
+                name.name[..name.len as usize].copy_from_slice(&n[..name.len as usize]);
+                inv.thread_names.push(name);
+            }
             match parked.get(&t.tid) {
                 Some(k) if k.fp.len() <= MAX_FPU_LEN as usize => {
                     e.state = thread_state::USER;
@@ -576,6 +586,10 @@ pub(crate) struct Inventory {
     pub(crate) inotify_watches: Vec<InotifyWatchEntry>,
     /// The snapshots of generated files read in part, by description (section 35).
     pub(crate) synth_data: BTreeMap<u64, SynthDataEntry>,
+    /// Live processes' `prctl` state (section 36, in pid order).
+    pub(crate) prctl: Vec<PrctlEntry>,
+    /// Threads' names (section 37, in tid order).
+    pub(crate) thread_names: Vec<ThreadNameEntry>,
     /// The in-memory filesystem (sections 21-23), when it is carried.
     pub(crate) fs: Option<crate::fs::ramfs::carry::Carried>,
     pub(crate) blob: Vec<u8>,
@@ -617,6 +631,8 @@ impl Inventory {
             + self.inotifies.len() * size_of::<InotifyEntry>()
             + self.inotify_watches.len() * size_of::<InotifyWatchEntry>()
             + self.synth_data.len() * size_of::<SynthDataEntry>()
+            + self.prctl.len() * size_of::<PrctlEntry>()
+            + self.thread_names.len() * size_of::<ThreadNameEntry>()
             + self.fs.as_ref().map_or(0, |c| c.size())
             + self.blob.len()
     }
@@ -708,6 +724,8 @@ impl Inventory {
             w.section(&self.inotify_watches);
             let synth: Vec<SynthDataEntry> = self.synth_data.values().copied().collect();
             w.section(&synth);
+            w.section(&self.prctl);
+            w.section(&self.thread_names);
             if let Some(fs) = &self.fs {
                 w.section(&fs.nodes);
                 w.section(&fs.dirents);
@@ -883,6 +901,8 @@ fn inventory(procs: &[Arc<Process>], version: u32) -> Inventory {
     inv.file_images.sort_by_key(|a| (a.pid, a.start));
     inv.timers.sort_by_key(|t| (t.pid, t.kind, t.id));
     inv.inotify_watches.sort_by_key(|w| (w.description, w.wd));
+    inv.prctl.sort_by_key(|e| e.pid);
+    inv.thread_names.sort_by_key(|e| e.tid);
     inv
 }
 
@@ -1085,6 +1105,22 @@ fn carry_process(
     let rlimits = inv.blob_add(&rl);
     let k = c.caps.sets;
     carry_sig_queue(inv, sig_queue_kind::PROCESS, p.pid, &p.shared_sig);
+    let pr = p.prctl.values();
+    if pr != super::prctl::PrctlValues::default() {
+        let mut flags = 0;
+        if pr.no_new_privs {
+            flags |= prctl_flags::NO_NEW_PRIVS;
+        }
+        if pr.child_subreaper {
+            flags |= prctl_flags::CHILD_SUBREAPER;
+        }
+        inv.prctl.push(PrctlEntry {
+            pid: p.pid,
+            pdeath_signal: pr.pdeath_signal,
+            flags,
+            _reserved: 0,
+        });
+    }
     inv.states.push(ProcessStateEntry {
         pid: p.pid,
         umask: p.umask.load(Ordering::Relaxed),

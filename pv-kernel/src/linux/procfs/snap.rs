@@ -228,6 +228,23 @@ pub(crate) fn boot_id() -> Vec<u8> {
     uuid_text(b)
 }
 
+/// The name `/proc/PID/comm` and `status` show for `w`: its thread's (`task/TID`), else its
+/// process's main thread's (Linux shows the thread group leader's), as `PR_SET_NAME` set
+/// it, else the process's command name.
+pub(crate) fn comm_of(w: &super::tree::Who) -> Vec<u8> {
+    let leader = || {
+        w.p.threads
+            .lock()
+            .iter()
+            .find(|t| t.tid == w.p.pid)
+            .cloned()
+    };
+    match w.t.clone().or_else(leader) {
+        Some(t) => crate::linux::prctl::thread_name(&t),
+        None => comm(&w.p),
+    }
+}
+
 /// The command name of `p`.
 pub(crate) fn comm(p: &Process) -> Vec<u8> {
     let c = p.args.lock().comm.clone();
@@ -296,7 +313,7 @@ pub(crate) fn info(w: &Who) -> ProcInfo {
         ppid: p.ppid(),
         pgid: p.pgid(),
         sid: p.sid(),
-        comm: comm(p),
+        comm: comm_of(w),
         state: if zombie {
             b'Z'
         } else if running {

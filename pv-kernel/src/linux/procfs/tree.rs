@@ -579,7 +579,7 @@ fn pid_contents(w: &Who, rest: &[Vec<u8>]) -> Result<Vec<u8>, Errno> {
             b"cmdline" => w.p.args.lock().cmdline.clone(),
             b"environ" => w.p.args.lock().environ.clone(),
             b"comm" => {
-                let mut c = snap::comm(&w.p);
+                let mut c = snap::comm_of(w);
                 c.push(b'\n');
                 c
             }

@@ -330,8 +330,12 @@ pub mod section {
     /// Version 2 (optional: a reader that does not know it skips it, and the threads are then
     /// named after their programs): [`super::ThreadNameEntry`]s.
     pub const THREAD_NAME: u32 = 37;
+    /// Version 2 (optional: a reader that does not know it skips it, and such a timer is
+    /// then armed again beside its pending signal, which reports no overrun):
+    /// [`super::TimerWaitEntry`]s.
+    pub const TIMER_WAIT: u32 = 38;
     /// The highest section number.
-    pub const LAST: u32 = THREAD_NAME;
+    pub const LAST: u32 = TIMER_WAIT;
     /// Version 2: the in-memory filesystem's inodes ([`super::FsNodeEntry`]; first the
     /// filesystem itself).
     pub const FS_NODE: u32 = 21;
@@ -1401,6 +1405,27 @@ const _: () = assert!(size_of::<TimerEntry>() == 64);
 const _: () = assert!(core::mem::offset_of!(TimerEntry, value) == 32);
 const _: () = assert!(core::mem::offset_of!(TimerEntry, next) == 40);
 
+/// Version 2 (section [`section::TIMER_WAIT`]): a periodic POSIX timer whose signal is
+/// queued and not taken yet, which waits for it as on Linux (it is armed again, counting the
+/// expirations missed as the signal's `si_overrun`, when the signal is taken).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct TimerWaitEntry {
+    /// Its process (a [`TimerEntry`]'s; entries in (pid, id) order).
+    pub pid: i32,
+    /// Its id: a [`timer_kind::POSIX`] [`TimerEntry`] of the process with an interval and a
+    /// next expiry (the first after the freeze; the expiry before it is the one the signal
+    /// now waits for).
+    pub id: i32,
+    /// The expirations missed up to that expiry and not reported yet (what the pending
+    /// signal's `si_overrun` starts from; at most `i32::MAX`).
+    pub overrun: u64,
+}
+
+const _: () = assert!(size_of::<TimerWaitEntry>() == 16);
+
 /// [`TimerEntry::kind`].
 pub mod timer_kind {
     /// `ITIMER_REAL` (and `alarm`): [`super::timer_clock::REALTIME`], `SIGALRM`.
@@ -1576,6 +1601,10 @@ impl Entry for ThreadNameEntry {
     const KIND: u32 = section::THREAD_NAME;
 }
 
+impl Entry for TimerWaitEntry {
+    const KIND: u32 = section::TIMER_WAIT;
+}
+
 /// Copies `s` into a NUL-padded field (cut to its size).
 pub fn fill_name(dst: &mut [u8], s: &[u8]) {
     let n = s.len().min(dst.len());
@@ -1697,6 +1726,7 @@ impl<'a> Record<'a> {
                 section::SYNTH_DATA => Some(size_of::<SynthDataEntry>()),
                 section::PRCTL => Some(size_of::<PrctlEntry>()),
                 section::THREAD_NAME => Some(size_of::<ThreadNameEntry>()),
+                section::TIMER_WAIT => Some(size_of::<TimerWaitEntry>()),
                 section::FS_NODE => Some(size_of::<FsNodeEntry>()),
                 section::FS_DIRENT => Some(size_of::<FsDirentEntry>()),
                 section::FS_PAGES => Some(size_of::<FsPagesEntry>()),
@@ -2113,7 +2143,36 @@ impl<'a> Record<'a> {
         self.check_events()?;
         self.check_synth_data()?;
         self.check_fs((b.pool_start, b.pool_end))?;
-        self.check_timers(&procs, &threads)
+        self.check_timers(&procs, &threads)?;
+        self.check_timer_waits()
+    }
+
+    /// Timers waiting for their signal (section 38): in (pid, id) order (so unique), each a
+    /// periodic POSIX timer of the record with a next expiry, an overrun of at most
+    /// `i32::MAX`. That its signal is pending, an adopter checks (and arms the timer as
+    /// usual when it is not).
+    fn check_timer_waits(&self) -> Result<(), RecordError> {
+        // The POSIX timers in (pid, id) order (`check_timers` checked the (pid, kind, id)
+        // order), walked alongside the waits: linear.
+        let mut posix = self
+            .entries::<TimerEntry>()
+            .filter(|t| t.kind == timer_kind::POSIX)
+            .peekable();
+        let mut prev = (i32::MIN, i32::MIN);
+        for w in self.entries::<TimerWaitEntry>() {
+            while posix.next_if(|t| (t.pid, t.id) < (w.pid, w.id)).is_some() {}
+            let periodic = posix
+                .peek()
+                .is_some_and(|t| (t.pid, t.id) == (w.pid, w.id) && t.interval != 0 && t.next != 0);
+            if (w.pid, w.id) <= prev || !periodic || w.overrun > i32::MAX as u64 {
+                return oob(
+                    "timer waiting for its signal (in order, a periodic timer of the record)",
+                    w.id as u64,
+                );
+            }
+            prev = (w.pid, w.id);
+        }
+        Ok(())
     }
 
     /// [`Record::check`] of the [`TimerEntry`]s: in (pid, kind, id) order (so unique), each
@@ -2977,6 +3036,57 @@ mod tests {
         w.blob(&blob);
         w.finish();
         v
+    }
+
+    #[test]
+    fn timers_waiting_for_their_signal_are_checked() {
+        let timer = |id: i32, interval: u64| TimerEntry {
+            pid: 1,
+            kind: timer_kind::POSIX,
+            id,
+            clock: timer_clock::MONOTONIC,
+            notify: timer_notify::SIGNAL,
+            signo: 34,
+            tid: 0,
+            overrun: 0,
+            value: 0,
+            next: 5_000_000_000,
+            interval,
+            _reserved: 0,
+        };
+        let timers = [timer(0, 20_000_000), timer(1, 0), timer(2, 20_000_000)];
+        let wait = |id: i32| TimerWaitEntry {
+            pid: 1,
+            id,
+            overrun: 12,
+        };
+        let check = |waits: &[TimerWaitEntry]| {
+            let v = v2_plus(
+                &[],
+                |_| {},
+                &[],
+                |w| {
+                    w.section(&timers);
+                    w.section(waits);
+                },
+            );
+            let r = Record::parse(&v, (2, 2)).expect("parses");
+            r.check(&BOUNDS)
+        };
+        assert_eq!(check(&[wait(0), wait(2)]), Ok(()));
+        assert_eq!(section::TIMER_WAIT, 38);
+        for bad in [
+            std::vec![wait(2), wait(0)],
+            std::vec![wait(1)],
+            std::vec![wait(3)],
+            std::vec![TimerWaitEntry { pid: 2, ..wait(0) }],
+            std::vec![TimerWaitEntry {
+                overrun: 1 << 31,
+                ..wait(0)
+            }],
+        ] {
+            assert!(check(&bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

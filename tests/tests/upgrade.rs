@@ -2468,6 +2468,52 @@ fn pending_signals_keep_their_information_across_a_switch() {
     assert_eq!(st.code(), Some(0), "{}", st.context());
 }
 
+/// A periodic POSIX timer that waits for its blocked signal (section 38, the static C
+/// program `handover-timer-wait`, every 20 ms) is switched while it waits: after the switch
+/// the signal is taken with the overrun of every expiration missed since the first —
+/// before and after the switch —, no second signal was queued beside it, and the timer
+/// runs again once it is taken: what Linux gives, the same program run natively.
+#[test]
+#[cfg_attr(
+    not(have_static_glibc),
+    ignore = "needs static glibc (glibc-static / libc6-dev) for handover-timer-wait"
+)]
+fn a_timer_waiting_for_its_signal_keeps_its_overrun_across_a_switch() {
+    let root = root("timerwait");
+    let out = TempDir::unique("pvmux-upgrade-out", "timerwait");
+    let (native_out, native_go) = (out.0.join("native"), out.0.join("native-go"));
+    std::fs::write(&native_go, b"").expect("native go");
+    let native = pvmux_tests::run_native(
+        "handover-timer-wait",
+        &[native_out.to_str().unwrap(), native_go.to_str().unwrap()],
+        Duration::from_secs(30),
+    );
+    assert!(native.status.success(), "native: {}", native.stderr);
+    let want = std::fs::read_to_string(&native_out).expect("native result");
+    assert_eq!(want, "value 77 overrun-ok 1 second 0 next 1\n");
+    let vol = format!("{}:/out", out.0.display());
+    let prog = pvmux_tests::prog("handover-timer-wait");
+    let script = format!(
+        "{} /out/timer /out/go; while :; do sleep 1; done",
+        prog.display()
+    );
+    let next = next_kernel(&root);
+    start_detached(&root, "t", &vol, &["/bin/sh", "-c", &script]);
+    let report = out.0.join("timer");
+    let read = || std::fs::read_to_string(&report).unwrap_or_default();
+    wait_for("the timer waits for its signal", || read() == "ready\n");
+    std::thread::sleep(Duration::from_millis(300));
+    let (up, v) = upgrade(&root, "t", &next, None);
+    assert_eq!(up.code(), Some(0), "{}", up.context());
+    assert_eq!(v["switch"]["adopted_by"], "6.1.0-pvmux-next", "{v}");
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(out.0.join("go"), b"").expect("go");
+    wait_for("the signal is taken", || read() != "ready\n");
+    assert_eq!(read(), want, "after the switch (native: {want})");
+    let st = root.pvmux(&["stop", "-t", "1", "t"]);
+    assert_eq!(st.code(), Some(0), "{}", st.context());
+}
+
 /// A relative `FUTEX_WAIT` (the static C program `handover-futex`, 4 s) switched half way
 /// ends when it was due, not a whole timeout after the switch (record section 27).
 #[test]

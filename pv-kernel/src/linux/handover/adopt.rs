@@ -1326,14 +1326,33 @@ fn build(r: &Record<'_>, plan: &Plan) -> Result<Built, Refusal> {
         }
         // Its timers, on it and its threads; armed once the threads run.
         for e in r.entries::<TimerEntry>().filter(|e| e.pid == pid) {
-            let t = crate::linux::timers::carry::adopt(&p, &e)
+            let wait = r
+                .entries::<pvmux_hypercalls::handover::TimerWaitEntry>()
+                .find(|w| {
+                    w.pid == pid
+                        && w.id == e.id
+                        && e.kind == pvmux_hypercalls::handover::timer_kind::POSIX
+                });
+            let t = crate::linux::timers::carry::adopt(&p, &e, wait.as_ref())
                 .map_err(|what| Refusal::Process(pid, what))?;
             timers.push(t);
         }
     }
     // Pending signals with their information (section 32), in place of the sets adopted
-    // with each thread and process (as the kernel's), once every thread exists.
-    adopt_sig_queues(r)?;
+    // with each thread and process (as the kernel's), once every thread exists; a waiting
+    // timer's signal linked to its arm (section 38), and a timer whose signal is not there
+    // armed as usual.
+    let waits: BTreeMap<(i32, i32), u64> = timers
+        .iter()
+        .filter_map(|t| t.wait_key().map(|(id, key)| ((t.pid(), id), key)))
+        .collect();
+    let linked = adopt_sig_queues(r, &waits)?;
+    for t in &mut timers {
+        let is_linked = t
+            .wait_key()
+            .is_some_and(|(id, _)| linked.contains(&(t.pid(), id)));
+        t.keep_waiting(is_linked);
+    }
     // The epolls' interest lists, once every description of every process exists.
     super::events::link_epolls(r, &d.files, &d.left_out)?;
     // inotify: renames go on from the carried cookie; events on the files open by
@@ -1362,7 +1381,10 @@ fn build(r: &Record<'_>, plan: &Plan) -> Result<Built, Refusal> {
 
 /// Gives every adopted thread and process the information of its pending signals, in the
 /// order sent (section 32); each must be one of its pending set's.
-fn adopt_sig_queues(r: &Record<'_>) -> Result<(), Refusal> {
+fn adopt_sig_queues(
+    r: &Record<'_>,
+    waits: &BTreeMap<(i32, i32), u64>,
+) -> Result<BTreeSet<(i32, i32)>, Refusal> {
     use crate::linux::signal::{CarriedInfo, SigInfo};
     use crate::linux::task;
     use pvmux_hypercalls::handover::sig_queue_kind;
@@ -1382,7 +1404,18 @@ fn adopt_sig_queues(r: &Record<'_>) -> Result<(), Refusal> {
         queues.entry((e.kind, e.owner)).or_default().push(info);
     }
     let not_pending = |owner| Refusal::Process(owner, "information of a signal not pending");
-    for ((kind, owner), infos) in queues {
+    let mut linked = BTreeSet::new();
+    for ((kind, owner), mut infos) in queues {
+        // The process whose timers the queue's timer signals come from.
+        let pid = match kind {
+            sig_queue_kind::THREAD => task::find_task(owner).map_or(0, |t| t.process.pid),
+            _ => owner,
+        };
+        for i in &mut infos {
+            if let Some(id) = i.link_timer(|id| waits.get(&(pid, id)).copied()) {
+                linked.insert((pid, id));
+            }
+        }
         let pending = match kind {
             sig_queue_kind::THREAD => task::find_task(owner).map(|t| {
                 let set = t.sig.own_pending();
@@ -1409,7 +1442,7 @@ fn adopt_sig_queues(r: &Record<'_>) -> Result<(), Refusal> {
             _ => return Err(not_pending(owner)),
         }
     }
-    Ok(())
+    Ok(linked)
 }
 
 /// The highest process or thread id of the record `r` (0 if none).

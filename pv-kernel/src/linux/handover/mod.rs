@@ -44,9 +44,9 @@ use pvmux_hypercalls::handover::{
     InotifyEntry, InotifyWatchEntry, PageRunEntry, PipeEntry, PrctlEntry, ProcessArgsEntry,
     ProcessEntry, ProcessStateEntry, RecordWriter, RestartEntry, ShmAreaEntry, ShmPagesEntry,
     SigActionEntry, SigQueueEntry, SocketEntry, SocketMsgEntry, SynthDataEntry, ThreadEntry,
-    ThreadNameEntry, ThreadStateEntry, TimerEntry, TimerFdEntry, VmaEntry, ZombieEntry,
-    MAX_FPU_LEN, MAX_PIPE_BYTES, MAX_RECORD_LEN, MAX_SYNTH_DATA, MIN_RECORD_VERSION, NO_RESTART,
-    NR_RLIMITS, RECORD_VERSION,
+    ThreadNameEntry, ThreadStateEntry, TimerEntry, TimerFdEntry, TimerWaitEntry, VmaEntry,
+    ZombieEntry, MAX_FPU_LEN, MAX_PIPE_BYTES, MAX_RECORD_LEN, MAX_SYNTH_DATA, MIN_RECORD_VERSION,
+    NO_RESTART, NR_RLIMITS, RECORD_VERSION,
 };
 use pvmux_hypercalls::{HcError, TrapFrame};
 use zerocopy::FromZeros;
@@ -590,6 +590,9 @@ pub(crate) struct Inventory {
     pub(crate) prctl: Vec<PrctlEntry>,
     /// Threads' names (section 37, in tid order).
     pub(crate) thread_names: Vec<ThreadNameEntry>,
+    /// Periodic POSIX timers waiting for their pending signal (section 38, in (pid, id)
+    /// order).
+    pub(crate) timer_waits: Vec<TimerWaitEntry>,
     /// The in-memory filesystem (sections 21-23), when it is carried.
     pub(crate) fs: Option<crate::fs::ramfs::carry::Carried>,
     pub(crate) blob: Vec<u8>,
@@ -633,6 +636,7 @@ impl Inventory {
             + self.synth_data.len() * size_of::<SynthDataEntry>()
             + self.prctl.len() * size_of::<PrctlEntry>()
             + self.thread_names.len() * size_of::<ThreadNameEntry>()
+            + self.timer_waits.len() * size_of::<TimerWaitEntry>()
             + self.fs.as_ref().map_or(0, |c| c.size())
             + self.blob.len()
     }
@@ -726,6 +730,7 @@ impl Inventory {
             w.section(&synth);
             w.section(&self.prctl);
             w.section(&self.thread_names);
+            w.section(&self.timer_waits);
             if let Some(fs) = &self.fs {
                 w.section(&fs.nodes);
                 w.section(&fs.dirents);
@@ -903,6 +908,7 @@ fn inventory(procs: &[Arc<Process>], version: u32) -> Inventory {
     inv.inotify_watches.sort_by_key(|w| (w.description, w.wd));
     inv.prctl.sort_by_key(|e| e.pid);
     inv.thread_names.sort_by_key(|e| e.tid);
+    inv.timer_waits.sort_by_key(|e| (e.pid, e.id));
     inv
 }
 
@@ -1156,8 +1162,9 @@ fn carry_process(
             });
         }
     }
-    let (timers, timers_not_carried) = super::timers::carry::carry(p);
+    let (timers, waits, timers_not_carried) = super::timers::carry::carry(p);
     inv.timers.extend(timers);
+    inv.timer_waits.extend(waits);
     let mut not_carried: BTreeMap<&'static [u8], u32> = BTreeMap::new();
     for (fd, f, cloexec) in fds {
         if let Err(what) = carry_fd(p.pid, *fd, f, *cloexec, inv) {

@@ -182,6 +182,18 @@ impl SigInfo {
         }
     }
 
+    /// An adopted POSIX timer signal (whose arm key was not carried) linked to the arm
+    /// `key_of(timerid)` gives, if any: returns its timer id when it was linked.
+    pub(crate) fn link_timer(&mut self, key_of: impl Fn(i32) -> Option<u64>) -> Option<i32> {
+        match &mut self.detail {
+            Detail::Timer { timerid, key, .. } if *key == u64::MAX => {
+                *key = key_of(*timerid)?;
+                Some(*timerid)
+            }
+            _ => None,
+        }
+    }
+
     /// The information as a hand-over record carries it (section 32): (detail kind, a, b, c,
     /// v, a queued signal's `siginfo_t` rest). A timer's arm key is not carried: it names
     /// an arm of this kernel's timer.

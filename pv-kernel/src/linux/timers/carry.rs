@@ -15,7 +15,9 @@
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use pvmux_hypercalls::handover::{timer_clock, timer_kind, timer_notify, TimerEntry};
+use pvmux_hypercalls::handover::{
+    timer_clock, timer_kind, timer_notify, TimerEntry, TimerWaitEntry,
+};
 
 use super::clock::{Clock, CpuKind};
 use super::spec;
@@ -124,9 +126,10 @@ pub(crate) fn carried_times(st: &State, now: u64, cpu: bool) -> (u64, u64) {
     (next.max(1), st.interval)
 }
 
-/// The entries of `p`'s timers (`pid` in each), in the record's (kind, id) order, and how
-/// many cannot be carried. Disarmed interval timers are left out (one is the same as none).
-pub(crate) fn carry(p: &Arc<Process>) -> (Vec<TimerEntry>, u32) {
+/// The entries of `p`'s timers (`pid` in each), in the record's (kind, id) order, those of
+/// its periodic POSIX timers that wait for their queued signal (section 38), and how many
+/// cannot be carried. Disarmed interval timers are left out (one is the same as none).
+pub(crate) fn carry(p: &Arc<Process>) -> (Vec<TimerEntry>, Vec<TimerWaitEntry>, u32) {
     let mut out = Vec::new();
     let mut not_carried = 0;
     let itimers = p.timers.itimers.lock().clone();
@@ -172,17 +175,23 @@ pub(crate) fn carry(p: &Arc<Process>) -> (Vec<TimerEntry>, u32) {
         .iter()
         .map(|(&id, t)| (id, t.clone()))
         .collect();
+    let mut waits = Vec::new();
     for (id, t) in posix {
-        match posix_entry(p, id, &t) {
+        match posix_entry(p, id, &t, &mut waits) {
             Some(e) => out.push(e),
             None => not_carried += 1,
         }
     }
-    (out, not_carried)
+    (out, waits, not_carried)
 }
 
 /// The entry of `p`'s POSIX timer `id` (`None`: it cannot be carried).
-fn posix_entry(p: &Arc<Process>, id: i32, t: &Timer) -> Option<TimerEntry> {
+fn posix_entry(
+    p: &Arc<Process>,
+    id: i32,
+    t: &Timer,
+    waits: &mut Vec<TimerWaitEntry>,
+) -> Option<TimerEntry> {
     let own = |w: &alloc::sync::Weak<Process>| core::ptr::eq(w.as_ptr(), Arc::as_ptr(p));
     let clock = match &t.clock {
         Clock::Wall { realtime: true } => timer_clock::REALTIME,
@@ -211,7 +220,14 @@ fn posix_entry(p: &Arc<Process>, id: i32, t: &Timer) -> Option<TimerEntry> {
         },
         _ => return None,
     };
-    let (next, interval, overrun) = t.carried();
+    let ((next, interval, overrun), pending) = t.carried_waiting();
+    if let Some(pending) = pending.filter(|_| next != 0) {
+        waits.push(TimerWaitEntry {
+            pid: p.pid,
+            id,
+            overrun: pending.min(i32::MAX as u64),
+        });
+    }
     Some(TimerEntry {
         pid: p.pid,
         kind: timer_kind::POSIX,
@@ -234,11 +250,41 @@ pub(crate) struct Adopted {
     next: u64,
     interval: u64,
     overrun: i32,
+    /// A periodic POSIX timer carried as waiting for its pending signal (section 38): its
+    /// id, the key its arm and its signal's information share, and the expirations not
+    /// reported yet; cleared by [`Adopted::keep_waiting`] when no such signal was adopted.
+    wait: Option<(i32, u64, u64)>,
+    /// Its process.
+    pid: i32,
+}
+
+impl Adopted {
+    /// Its process's pid.
+    pub(crate) fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// The (timer id, key) a pending signal of this timer is linked to, if it waits for one.
+    pub(crate) fn wait_key(&self) -> Option<(i32, u64)> {
+        self.wait.map(|(id, key, _)| (id, key))
+    }
+
+    /// Keeps the wait only if `linked` (its signal was adopted and linked to its key); else
+    /// the timer is armed as usual.
+    pub(crate) fn keep_waiting(&mut self, linked: bool) {
+        if !linked {
+            self.wait = None;
+        }
+    }
 }
 
 /// Makes the carried timer `e` again on the adopted process `p` (its threads made), not
 /// armed yet.
-pub(crate) fn adopt(p: &Arc<Process>, e: &TimerEntry) -> Result<Adopted, &'static str> {
+pub(crate) fn adopt(
+    p: &Arc<Process>,
+    e: &TimerEntry,
+    wait: Option<&TimerWaitEntry>,
+) -> Result<Adopted, &'static str> {
     let c = decode(e)?;
     let weak = Arc::downgrade(p);
     let clock = match c.clock {
@@ -291,18 +337,33 @@ pub(crate) fn adopt(p: &Arc<Process>, e: &TimerEntry) -> Result<Adopted, &'stati
             timers.next = if id == i32::MAX { 0 } else { id + 1 };
         }
     }
+    let wait = match (c.slot, wait) {
+        (Slot::Posix(id), Some(w)) if w.id == id && c.interval != 0 && c.next != 0 => {
+            Some((id, Timer::new_key(), w.overrun))
+        }
+        _ => None,
+    };
     Ok(Adopted {
         timer,
         next: c.next,
         interval: c.interval,
         overrun: c.overrun,
+        wait,
+        pid: p.pid,
     })
 }
 
 /// Arms an adopted timer as carried (a wall clock's expiry as it is, already due or not; a
-/// CPU clock's that much CPU time from now) with its overrun report.
+/// CPU clock's that much CPU time from now) with its overrun report; one that waits for
+/// its pending signal waits on.
 pub(crate) fn arm(a: Adopted) {
-    a.timer.adopted(a.next, a.interval, a.overrun);
+    match a.wait {
+        Some((_, key, pending)) => {
+            a.timer
+                .adopted_waiting((a.next, a.interval), a.overrun, key, pending)
+        }
+        None => a.timer.adopted(a.next, a.interval, a.overrun),
+    }
 }
 
 #[cfg(test)]

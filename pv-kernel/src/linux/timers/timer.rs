@@ -154,6 +154,53 @@ impl Timer {
         (next, interval, st.last_overrun)
     }
 
+    /// [`Timer::carried`], and for a periodic POSIX timer waiting for its queued signal to
+    /// be taken the expirations missed since the one the signal was queued for (up to the
+    /// same now) and not reported yet — the carried next expiry is the first after now
+    /// ([`super::carry::carried_times`]), so the one it waits for is an interval before it.
+    pub(crate) fn carried_waiting(&self) -> ((u64, u64, i32), Option<u64>) {
+        let Some(now) = self.clock.now() else {
+            return ((0, 0, 0), None);
+        };
+        let st = self.st.lock();
+        let (next, interval) = super::carry::carried_times(&st, now, self.clock.is_cpu());
+        let pending = st.waiting_since.filter(|_| st.interval != 0).map(|at| {
+            let (missed, _) = super::spec::forward(at, st.interval, now);
+            st.overrun.saturating_add(missed)
+        });
+        ((next, interval, st.last_overrun), pending)
+    }
+
+    /// A key for an adopted timer's arm, given before it is armed so its pending signal can
+    /// name it ([`Timer::adopted_waiting`]).
+    pub(crate) fn new_key() -> u64 {
+        NEXT_KEY.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// An adopted periodic POSIX timer that waits, as arm `key`, for its pending signal
+    /// (whose information names `key`): the expiry it waits for is an interval before the
+    /// carried `next` (a wall clock's time, or the CPU time to it), `pending` the
+    /// expirations missed and not reported yet; `overrun` what `timer_getoverrun` reports.
+    /// It is armed again when the signal is taken ([`Timer::taken`]).
+    pub(crate) fn adopted_waiting(
+        self: &Arc<Self>,
+        (next, interval): (u64, u64),
+        overrun: i32,
+        key: u64,
+        pending: u64,
+    ) {
+        let next = if self.clock.is_cpu() {
+            self.clock.now().unwrap_or(0).saturating_add(next)
+        } else {
+            next
+        };
+        let mut st = self.st.lock();
+        st.arm(None, interval, key);
+        st.waiting_since = Some(next.saturating_sub(interval));
+        st.overrun = pending;
+        st.last_overrun = overrun;
+    }
+
     /// An adopted timer armed as carried (`next` 0: disarmed; else a wall clock's expiry, or
     /// the CPU time to it), with its overrun report (a timerfd's count kept); the daemon is
     /// told.

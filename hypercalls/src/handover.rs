@@ -2112,7 +2112,8 @@ impl<'a> Record<'a> {
                         && fs_nodes.find(f.object, |n| n.ino).is_none_or(|n| {
                             n.ino == 0
                                 || !(n.kind == fs_node::REGULAR
-                                    || n.kind == fs_node::DIRECTORY && n.nlink > 0)
+                                    || n.kind == fs_node::DIRECTORY
+                                        && (n.nlink > 0 || n.flags & fs_node_flags::REMOVED != 0))
                         })
                     {
                         return oob("descriptor of an unknown in-memory file", f.object);

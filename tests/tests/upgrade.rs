@@ -1905,21 +1905,82 @@ time.sleep(1000)
     assert_eq!(st.code(), Some(0), "{}", st.context());
 }
 
-/// A descriptor the record does not carry (a directory held open after it was removed)
-/// refuses the upgrade naming it by pid, the program's epoll and pipe (which are carried)
-/// aside, and the old kernel runs on with the program.
+/// A directory removed while a descriptor holds it open is carried by inode (section 21
+/// flag `REMOVED`): after the switch it still lists empty with no link, and `fchdir` to it
+/// works while its old path is gone — as before the switch and on Linux.
 #[test]
 #[cfg_attr(
     not(have_python3),
     ignore = "needs /usr/bin/python3: apt-get install python3"
 )]
-fn a_removed_directory_held_open_is_named_and_refuses_the_upgrade() {
+fn a_removed_directory_held_open_is_carried() {
     let root = root("rmdir");
     let out = TempDir::unique("pvmux-upgrade-out", "rmdir");
-    let program = "import os, select, time\n\
-                   os.mkdir('/tmp/d')\n\
-                   d = os.open('/tmp/d', os.O_RDONLY | os.O_DIRECTORY)\n\
-                   os.rmdir('/tmp/d')\n\
+    let program = r#"import os, time
+os.mkdir('/tmp/d')
+open('/tmp/d/f', 'w').close()
+d = os.open('/tmp/d', os.O_RDONLY | os.O_DIRECTORY)
+os.unlink('/tmp/d/f')
+os.rmdir('/tmp/d')
+def look():
+    return [os.listdir(d), os.fstat(d).st_nlink, os.path.exists('/tmp/d')]
+before = look()
+open('/out/ready', 'w').close()
+while not os.path.exists('/out/go'):
+    time.sleep(0.01)
+after = look()
+os.fchdir(d)
+try:
+    os.listdir('.')
+    listed = 'listed'
+except OSError as e:
+    listed = e.errno
+open('/out/result.new', 'w').write(f'{before == after} {after} {listed}\n')
+os.rename('/out/result.new', '/out/result')
+time.sleep(1000)
+"#;
+    std::fs::write(out.0.join("p.py"), program).expect("write the program");
+    let native_dir = TempDir::unique("pvmux-upgrade-native", "rmdir");
+    let native_program = program
+        .replace("/tmp/d", &format!("{}/d", native_dir.0.display()))
+        .replace("/out/", &format!("{}/", native_dir.0.display()))
+        .replace("time.sleep(1000)", "");
+    std::fs::write(native_dir.0.join("go"), b"").expect("native go");
+    let native = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", &native_program])
+        .output()
+        .expect("python3 natively");
+    assert!(native.status.success(), "{native:?}");
+    let want = std::fs::read_to_string(native_dir.0.join("result")).expect("native result");
+    assert_eq!(want, "True [[], 0, False] listed\n");
+    let vol = format!("{}:/out", out.0.display());
+    start_detached(&root, "r", &vol, &["/usr/bin/python3", "/out/p.py"]);
+    wait_for("the directory is removed", || out.0.join("ready").exists());
+    switch_to_next(&root, "r");
+    std::fs::write(out.0.join("go"), b"").expect("go");
+    let result = out.0.join("result");
+    wait_for("the program looks again", || result.exists());
+    assert_eq!(std::fs::read_to_string(&result).expect("result"), want);
+    let st = root.pvmux(&["stop", "-t", "1", "r"]);
+    assert_eq!(st.code(), Some(0), "{}", st.context());
+}
+
+/// A mapping the record does not carry (a `MAP_SHARED` mapping of a memfd) refuses the
+/// upgrade naming it by pid, the program's epoll and pipe (which are carried) aside, and
+/// the old kernel runs on with the program.
+#[test]
+#[cfg_attr(
+    not(have_python3),
+    ignore = "needs /usr/bin/python3: apt-get install python3"
+)]
+fn a_shared_memfd_mapping_is_named_and_refuses_the_upgrade() {
+    let root = root("memfd");
+    let out = TempDir::unique("pvmux-upgrade-out", "memfd");
+    let program = "import mmap, os, select, time\n\
+                   m = os.memfd_create('shared')\n\
+                   os.ftruncate(m, 4096)\n\
+                   shared = mmap.mmap(m, 4096)\n\
+                   shared[:5] = b'hello'\n\
                    r, w = os.pipe()\n\
                    ep = select.epoll()\n\
                    ep.register(r, select.EPOLLIN)\n\
@@ -1956,7 +2017,7 @@ fn a_removed_directory_held_open_is_named_and_refuses_the_upgrade() {
     assert_eq!(up.code(), Some(1), "{}", up.context());
     assert!(
         up.stderr
-            .contains("descriptors of removed directories of pid 1"),
+            .contains("shared mappings of host, volume or unnamed files of pid 1"),
         "{}",
         up.context()
     );
@@ -1966,7 +2027,7 @@ fn a_removed_directory_held_open_is_named_and_refuses_the_upgrade() {
     assert_eq!(
         blockers.len(),
         1,
-        "the epoll and pipe are carried, the removed directory not: {v}"
+        "the epoll, pipe and memfd are carried, the shared mapping not: {v}"
     );
     let r = root.pvmux(&[
         "exec",

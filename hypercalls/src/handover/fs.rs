@@ -99,8 +99,11 @@ pub mod fs_node_flags {
     pub const STATIC: u32 = 1 << 3;
     /// A volume's inode.
     pub const VOLUME: u32 = 1 << 4;
+    /// A directory removed while a descriptor held it open: no link, no names, no entries,
+    /// its own parent.
+    pub const REMOVED: u32 = 1 << 5;
     /// Every flag.
-    pub const ALL: u32 = COUNTED | LAZY | HOST | STATIC | VOLUME;
+    pub const ALL: u32 = COUNTED | LAZY | HOST | STATIC | VOLUME | REMOVED;
 }
 
 /// Version 2 (section [`super::section::FS_DIRENT`]): one name in a directory.
@@ -198,7 +201,11 @@ impl Record<'_> {
             let vol_path = self.blob_bytes(n.vol_path);
             if f & !super::fs_node_flags::ALL != 0
                 || n.perm > 0o7777
-                || (n.nlink == 0 && n.kind != fs_node::REGULAR)
+                || (n.nlink == 0
+                    && n.kind != fs_node::REGULAR
+                    && f & super::fs_node_flags::REMOVED == 0)
+                || (f & super::fs_node_flags::REMOVED != 0
+                    && (n.kind != fs_node::DIRECTORY || n.nlink != 0 || n.parent != n.ino))
                 || path.is_none_or(|p| p.len() > MAX_FS_PATH as usize)
                 || vol_path.is_none_or(|p| p.len() > MAX_FS_PATH as usize)
                 || (f & super::fs_node_flags::VOLUME != 0) == vol_path.is_none_or(<[u8]>::is_empty)
@@ -217,7 +224,8 @@ impl Record<'_> {
                             || (n.aux <= n.size && path.is_some_and(|p| !p.is_empty())))
                 }
                 DIRECTORY => {
-                    nodes
+                    f & (LAZY | REMOVED) != LAZY | REMOVED
+                        && nodes
                         .find(n.parent, |d| d.ino)
                         .is_some_and(|d| d.kind == DIRECTORY && d.ino != 0)
                         && (3..MAX_FS_COUNTER).contains(&n.next_cookie)
@@ -557,6 +565,36 @@ mod tests {
         });
         open[0].size = 9;
         assert_eq!(check(&open, fd(5)), Ok(()), "an unlinked file");
+        // A directory removed while open: no link, its own parent.
+        let mut removed = n.clone();
+        removed.push(FsNodeEntry {
+            ino: 5,
+            nlink: 0,
+            flags: fs_node_flags::REMOVED,
+            parent: 5,
+            ..n[2]
+        });
+        removed[0].size = 9;
+        assert_eq!(check(&removed, fd(5)), Ok(()), "a removed directory");
+        for bad in [
+            FsNodeEntry {
+                parent: 2,
+                ..removed[5]
+            },
+            FsNodeEntry {
+                nlink: 2,
+                ..removed[5]
+            },
+            FsNodeEntry {
+                flags: fs_node_flags::REMOVED | fs_node_flags::LAZY,
+                path: BlobRef { off: 6, len: 5 },
+                ..removed[5]
+            },
+        ] {
+            let mut v = removed.clone();
+            v[5] = bad;
+            assert!(check(&v, fd(5)).is_err(), "{bad:?}");
+        }
         for (what, object) in [
             ("unknown", 7),
             ("a symbolic link", 4),

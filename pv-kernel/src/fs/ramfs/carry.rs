@@ -5,8 +5,9 @@
 //! CRC-32), the `--rootfs` share (by path), a volume (by volume and path) — and
 //! [`Fs::adopt_carried`] makes an adopting kernel's tree that one, so the programs see the
 //! same files, numbers and contents. An inode without a name is carried only as a regular
-//! file held open (its descriptors are carried by inode); one mapped only is not carried:
-//! its mapping is named as a blocker by the record's writer.
+//! file or a removed directory held open (its descriptors are carried by inode; a removed
+//! directory becomes its own parent); one mapped only is not carried: its mapping is named
+//! as a blocker by the record's writer.
 
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
@@ -32,7 +33,7 @@ fn static_key(b: &[u8]) -> u64 {
 }
 
 /// The filesystem as sections 21-23 carry it.
-#[derive(Default, Debug)]
+#[derive(Clone, Default, Debug)]
 pub(crate) struct Carried {
     /// The filesystem entry, then every named inode in increasing order.
     pub(crate) nodes: Vec<FsNodeEntry>,
@@ -71,9 +72,13 @@ impl Fs {
         });
         let mut several = 0u32;
         for (&ino, i) in &self.inodes {
-            // An inode without a name is carried only as a regular file held open (its
-            // descriptors are carried by inode, `fd_state::MEMORY_FILE`).
-            if i.nlink == 0 && !(i.open > 0 && matches!(i.node, Node::File { .. })) {
+            // An inode without a name is carried only as a regular file or a removed (so
+            // empty) directory held open (its descriptors are carried by inode,
+            // `fd_state::MEMORY_FILE`).
+            let removed_dir =
+                i.nlink == 0 && matches!(&i.node, Node::Dir(d) if d.entries.is_empty());
+            if i.nlink == 0 && !(i.open > 0 && (matches!(i.node, Node::File { .. }) || removed_dir))
+            {
                 continue;
             }
             let mut e = FsNodeEntry {
@@ -127,6 +132,13 @@ impl Fs {
                             }
                         }
                     }
+                }
+                // A removed directory is its own parent (the old one may be gone too).
+                Node::Dir(d) if removed_dir => {
+                    e.kind = fs_node::DIRECTORY;
+                    e.flags |= fs_node_flags::REMOVED;
+                    e.parent = ino;
+                    e.next_cookie = d.next_cookie;
                 }
                 Node::Dir(d) => {
                     e.kind = fs_node::DIRECTORY;
@@ -442,8 +454,14 @@ pub(super) fn build(
             return Err("a link count");
         }
         let ok = if i.nlink == 0 {
-            // Held open only (`Fs::forget_unheld` frees it if nothing opens it).
-            names == 0 && matches!(i.node, Node::File { .. })
+            // Held open only (`Fs::forget_unheld` frees it if nothing opens it): a file, or
+            // a removed directory, empty and its own parent.
+            names == 0
+                && match &i.node {
+                    Node::File { .. } => true,
+                    Node::Dir(d) => d.entries.is_empty() && d.parent == ino && d.host.is_none(),
+                    _ => false,
+                }
         } else {
             seen.contains(&ino)
                 && match &i.node {

@@ -1253,12 +1253,11 @@ fn carry_fd(
         Kind::Node { ino, h, dir } => {
             let (ino, h, dir) = (*ino, *h, *dir);
             let path = f.path();
-            let (volume, host, named, nlink, cookie) = crate::fs::with(|fs| {
+            let (volume, host, named, cookie) = crate::fs::with(|fs| {
                 (
                     fs.is_volume_file(ino),
                     fs.is_host_file(ino),
                     path.is_some_and(|p| names_inode(fs, p, ino)),
-                    fs.stat_ino(ino).map_or(0, |s| s.nlink),
                     if dir {
                         fs.lseek(h, 0, crate::fs::ramfs::whence::SEEK_CUR).ok()
                     } else {
@@ -1280,11 +1279,8 @@ fn carry_fd(
                 // Anything else of the in-memory filesystem, by inode (the tree is carried
                 // with its numbers, section 21): a file in memory, a file held open after
                 // its last name went, a host or volume file renamed or removed, a
-                // directory at its `getdents64` cookie.
+                // directory at its `getdents64` cookie (a removed one too).
                 _ => {
-                    if dir && nlink == 0 {
-                        return Err(b"descriptors of removed directories");
-                    }
                     e.kind = fd_state::MEMORY_FILE;
                     e.object = ino;
                     if let Some(c) = cookie {

@@ -4,7 +4,7 @@
 //! share's), the overlay's state over the share — and a malformed carry is refused with
 //! nothing changed.
 
-use pvmux_hypercalls::handover::{fs_node, BlobRef};
+use pvmux_hypercalls::handover::{fs_node, fs_node_flags, BlobRef};
 
 use super::super::carry::Carried;
 use super::super::FileType;
@@ -300,4 +300,42 @@ fn a_file_held_open_after_its_last_name_is_carried_and_reopened_by_inode() {
     assert_eq!(new.open_ino(tmp, O_RDWR).err(), Some(Errno::EISDIR));
     let d = new.open_ino(tmp, O_RDONLY).unwrap();
     new.close(d).unwrap();
+}
+
+#[test]
+fn a_directory_removed_while_open_is_carried_empty_and_its_own_parent() {
+    crate::linux::pool::init_for_tests();
+    let mut old = booted();
+    old.mkdir(ROOT_INO, b"/tmp/d", 0o755).unwrap();
+    put(&mut old, ROOT_INO, b"/tmp/d/f", b"x");
+    let h = old.open(ROOT_INO, b"/tmp/d", O_RDONLY, 0).unwrap();
+    let ino = old.fstat(h).unwrap().ino;
+    old.unlink(ROOT_INO, b"/tmp/d/f").unwrap();
+    old.rmdir(ROOT_INO, b"/tmp/d").unwrap();
+    let (c, blob) = carry(&old);
+    let n = c.nodes.iter().find(|n| n.ino == ino).expect("carried");
+    assert_eq!((n.nlink, n.parent), (0, ino));
+    assert_ne!(n.flags & fs_node_flags::REMOVED, 0);
+    assert!(c.dirents.iter().all(|d| d.dir != ino && d.ino != ino));
+    let mut new = booted();
+    take_frames(&c);
+    new.adopt_carried(&c, &resolve(&blob)).unwrap();
+    let h = new.open_ino(ino, O_RDONLY).unwrap();
+    new.forget_unheld();
+    assert_eq!(new.stat_ino(ino).unwrap().nlink, 0);
+    assert!(new.lookup(ino, b"f", false).is_err(), "empty");
+    assert!(new.lstat(ROOT_INO, b"/tmp/d").is_err(), "no name");
+    new.close(h).unwrap();
+    assert_eq!(
+        new.stat_ino(ino).err(),
+        Some(Errno::ENOENT),
+        "freed at its close"
+    );
+    // A removed directory with an entry, or named, is refused.
+    let mut bad = c.clone();
+    if let Some(n) = bad.nodes.iter_mut().find(|n| n.ino == ino) {
+        n.parent = ROOT_INO;
+    }
+    let mut again = booted();
+    assert!(again.adopt_carried(&bad, &resolve(&blob)).is_err());
 }

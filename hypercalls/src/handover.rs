@@ -334,8 +334,12 @@ pub mod section {
     /// then armed again beside its pending signal, which reports no overrun):
     /// [`super::TimerWaitEntry`]s.
     pub const TIMER_WAIT: u32 = 38;
+    /// Version 2 (optional: a reader that does not know it skips it, and then finds such a
+    /// process's working directory path, [`super::UNREACHABLE_CWD`], nowhere and refuses
+    /// the record): [`super::WorkdirEntry`]s.
+    pub const WORKDIR: u32 = 39;
     /// The highest section number.
-    pub const LAST: u32 = TIMER_WAIT;
+    pub const LAST: u32 = WORKDIR;
     /// Version 2: the in-memory filesystem's inodes ([`super::FsNodeEntry`]; first the
     /// filesystem itself).
     pub const FS_NODE: u32 = 21;
@@ -1426,6 +1430,42 @@ pub struct TimerWaitEntry {
 
 const _: () = assert!(size_of::<TimerWaitEntry>() == 16);
 
+/// The [`ProcessStateEntry::cwd`] of a process whose working directory has no path of the
+/// in-memory filesystem (Linux's `getcwd` says `(unreachable)` of such a directory): a
+/// relative path an adopter that does not know [`section::WORKDIR`] does not find, so it
+/// refuses the record rather than moving the process to `/`.
+pub const UNREACHABLE_CWD: &[u8] = b"(unreachable)";
+
+/// Version 2 (section [`section::WORKDIR`]): a live process's working directory that has no
+/// path of the in-memory filesystem (its [`ProcessStateEntry::cwd`] is
+/// [`UNREACHABLE_CWD`]).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct WorkdirEntry {
+    /// A live process (entries in increasing pid order).
+    pub pid: i32,
+    /// [`workdir_kind`].
+    pub kind: u32,
+    /// [`workdir_kind::REMOVED`]: the directory's inode (a carried `REMOVED` directory, or
+    /// one gone since: the process then stays in a directory no lookup finds); else 0.
+    pub ino: u64,
+    /// [`workdir_kind::SYNTHETIC`]: the directory's absolute path in `/proc` or `/sys`;
+    /// else empty.
+    pub path: BlobRef,
+}
+
+const _: () = assert!(size_of::<WorkdirEntry>() == 24);
+
+/// [`WorkdirEntry::kind`].
+pub mod workdir_kind {
+    /// A directory removed while it was the working directory.
+    pub const REMOVED: u32 = 1;
+    /// A directory of a generated filesystem (`/proc/self`, say).
+    pub const SYNTHETIC: u32 = 2;
+}
+
 /// [`TimerEntry::kind`].
 pub mod timer_kind {
     /// `ITIMER_REAL` (and `alarm`): [`super::timer_clock::REALTIME`], `SIGALRM`.
@@ -1605,6 +1645,10 @@ impl Entry for TimerWaitEntry {
     const KIND: u32 = section::TIMER_WAIT;
 }
 
+impl Entry for WorkdirEntry {
+    const KIND: u32 = section::WORKDIR;
+}
+
 /// Copies `s` into a NUL-padded field (cut to its size).
 pub fn fill_name(dst: &mut [u8], s: &[u8]) {
     let n = s.len().min(dst.len());
@@ -1727,6 +1771,7 @@ impl<'a> Record<'a> {
                 section::PRCTL => Some(size_of::<PrctlEntry>()),
                 section::THREAD_NAME => Some(size_of::<ThreadNameEntry>()),
                 section::TIMER_WAIT => Some(size_of::<TimerWaitEntry>()),
+                section::WORKDIR => Some(size_of::<WorkdirEntry>()),
                 section::FS_NODE => Some(size_of::<FsNodeEntry>()),
                 section::FS_DIRENT => Some(size_of::<FsDirentEntry>()),
                 section::FS_PAGES => Some(size_of::<FsPagesEntry>()),
@@ -1911,12 +1956,23 @@ impl<'a> Record<'a> {
                 );
             }
         }
+        let workdirs = Table::<WorkdirEntry>::of(self);
         for s in self.entries::<ProcessStateEntry>() {
             if !known(s.pid) {
                 return oob("process state of an unknown process", s.pid as u64);
             }
             if self.blob_bytes(s.cwd).is_none() || self.blob_bytes(s.exe).is_none() {
                 return oob("process path", s.pid as u64);
+            }
+            // A working directory is absolute (empty: `/`), or has no path and is
+            // described by a section 39 entry.
+            let cwd_ok = match self.blob_bytes(s.cwd) {
+                Some(c) if c == UNREACHABLE_CWD => workdirs.find(s.pid, |w| w.pid).is_some(),
+                Some(c) => c.is_empty() || c.starts_with(b"/"),
+                None => false,
+            };
+            if !cwd_ok {
+                return oob("working directory (absolute, or described)", s.pid as u64);
             }
             let groups = self.blob_bytes(s.groups).map(<[u8]>::len);
             if groups.is_none_or(|n| n % 4 != 0 || n / 4 > MAX_GROUPS) {
@@ -2074,6 +2130,7 @@ impl<'a> Record<'a> {
         self.check_console(b)?;
         self.check_sig_queues(&procs, &thread_states)?;
         self.check_prctl(&procs, &thread_states)?;
+        self.check_workdirs(&procs)?;
         let mut prev = (0i32, -1i32);
         for f in self.entries::<FdStateEntry>() {
             if !known(f.pid) || !(0..MAX_FD).contains(&f.fd) || (f.pid, f.fd) <= prev {
@@ -2411,6 +2468,46 @@ impl<'a> Record<'a> {
                 );
             }
             last = e.tid;
+        }
+        Ok(())
+    }
+
+    /// Working directories without a path (section 39): each of a live process whose
+    /// [`ProcessStateEntry::cwd`] is [`UNREACHABLE_CWD`], in increasing pid order; a removed
+    /// one by a non-zero inode below the filesystem's next, with no path; a generated one by
+    /// an absolute path without NUL, with inode 0.
+    fn check_workdirs(&self, procs: &Table<'_, ProcessEntry>) -> Result<(), RecordError> {
+        let states = Table::<ProcessStateEntry>::of(self);
+        let next_ino = self
+            .entries::<FsNodeEntry>()
+            .next()
+            .filter(|n| n.kind == fs_node::FS)
+            .map_or(0, |n| n.size);
+        let mut last = 0;
+        for w in self.entries::<WorkdirEntry>() {
+            let live = procs
+                .find(w.pid, |p| p.pid)
+                .is_some_and(|p| p.flags & process_flags::ZOMBIE == 0);
+            let unreachable = states
+                .find(w.pid, |s| s.pid)
+                .is_some_and(|s| self.blob_bytes(s.cwd) == Some(UNREACHABLE_CWD));
+            let path = self.blob_bytes(w.path);
+            let ok = match w.kind {
+                workdir_kind::REMOVED => {
+                    w.ino != 0 && w.ino < next_ino && path.is_some_and(<[u8]>::is_empty)
+                }
+                workdir_kind::SYNTHETIC => {
+                    w.ino == 0 && path.is_some_and(|p| p.starts_with(b"/") && !p.contains(&0))
+                }
+                _ => false,
+            };
+            if w.pid <= last || !live || !unreachable || !ok {
+                return oob(
+                    "working directory without a path (of a live process, in order, known kind)",
+                    w.pid as u64,
+                );
+            }
+            last = w.pid;
         }
         Ok(())
     }
@@ -2967,6 +3064,17 @@ mod tests {
         more: &[u8],
         extra: impl FnOnce(&mut RecordWriter<'_, Vec<u8>>),
     ) -> Vec<u8> {
+        v2_cwd(BlobRef { off: 512, len: 1 }, runs, edit, more, extra)
+    }
+
+    /// [`v2_plus`] with the process's working directory at `cwd` in the blob.
+    fn v2_cwd(
+        cwd: BlobRef,
+        runs: &[PageRunEntry],
+        edit: impl FnOnce(&mut ThreadStateEntry),
+        more: &[u8],
+        extra: impl FnOnce(&mut RecordWriter<'_, Vec<u8>>),
+    ) -> Vec<u8> {
         let mut v = Vec::new();
         let mut w = RecordWriter::new(&mut v, 2, b"6.1.0-pvmux");
         w.section(&[ProcessEntry {
@@ -3019,7 +3127,7 @@ mod tests {
             shared_pending: 0,
             brk_base: 0,
             brk: 0,
-            cwd: BlobRef { off: 512, len: 1 },
+            cwd,
             exe: BlobRef { off: 513, len: 8 },
             caps: [0; 5],
             cap_flags: 0,
@@ -3037,6 +3145,61 @@ mod tests {
         w.blob(&blob);
         w.finish();
         v
+    }
+
+    #[test]
+    fn working_directories_without_a_path_are_checked() {
+        // The blob past 521: "(unreachable)", "/proc/1", "tmp".
+        let more = b"(unreachable)/proc/1tmp";
+        let unreachable = BlobRef { off: 521, len: 13 };
+        let proc1 = BlobRef { off: 534, len: 7 };
+        let check = |cwd: BlobRef, workdirs: &[WorkdirEntry]| {
+            let v = v2_cwd(cwd, &[], |_| {}, more, |w| w.section(workdirs));
+            Record::parse(&v, (2, 2)).expect("parses").check(&BOUNDS)
+        };
+        let synthetic = WorkdirEntry {
+            pid: 1,
+            kind: workdir_kind::SYNTHETIC,
+            ino: 0,
+            path: proc1,
+        };
+        assert_eq!(check(unreachable, &[synthetic]), Ok(()));
+        assert_eq!(section::WORKDIR, 39);
+        for (cwd, workdirs, what) in [
+            (unreachable, &[][..], "unreachable without its entry"),
+            (BlobRef { off: 541, len: 3 }, &[][..], "a relative path"),
+            (
+                BlobRef { off: 512, len: 1 },
+                &[synthetic][..],
+                "an entry for a path",
+            ),
+            (
+                unreachable,
+                &[WorkdirEntry {
+                    kind: workdir_kind::REMOVED,
+                    ..synthetic
+                }][..],
+                "a removed one by path, with no filesystem",
+            ),
+            (
+                unreachable,
+                &[WorkdirEntry {
+                    kind: 3,
+                    ..synthetic
+                }][..],
+                "an unknown kind",
+            ),
+            (
+                unreachable,
+                &[WorkdirEntry {
+                    path: BlobRef { off: 541, len: 3 },
+                    ..synthetic
+                }][..],
+                "a relative generated path",
+            ),
+        ] {
+            assert!(check(cwd, workdirs).is_err(), "{what}");
+        }
     }
 
     #[test]

@@ -1965,6 +1965,73 @@ time.sleep(1000)
     assert_eq!(st.code(), Some(0), "{}", st.context());
 }
 
+/// Working directories without a path across a switch (section 39): a process whose
+/// working directory was removed stays in it — what it sees there is what it saw before
+/// the switch, and a file it creates there is not created anywhere (an adopter that put
+/// it in `/`, as one that does not know section 39 would, would create `/created-here`) —
+/// and a process in `/proc/self` stays there.
+#[test]
+#[cfg_attr(
+    not(have_python3),
+    ignore = "needs /usr/bin/python3: apt-get install python3"
+)]
+fn working_directories_without_a_path_are_kept_across_a_switch() {
+    let root = root("workdir");
+    let out = TempDir::unique("pvmux-upgrade-out", "workdir");
+    let program = r#"import os, time
+def probe():
+    out = []
+    for f in (lambda: sorted(os.listdir('.')), os.getcwd,
+              lambda: open('created-here', 'w').close()):
+        try:
+            out.append(repr(f()))
+        except OSError as e:
+            out.append(f'errno {e.errno}')
+    return out
+def wait_go():
+    while not os.path.exists('/out/go'):
+        time.sleep(0.01)
+os.mkdir('/tmp/gone')
+os.chdir('/tmp/gone')
+os.rmdir('/tmp/gone')
+if os.fork() == 0:
+    os.chdir('/proc/self')
+    wait_go()
+    ok = 'status' in os.listdir('.') and os.getcwd() == f'/proc/{os.getpid()}'
+    open('/out/child', 'w').write(f'{ok}\n')
+    os._exit(0)
+before = probe()
+open('/out/ready', 'w').close()
+wait_go()
+after = probe()
+line = f"{before == after} {after} {os.path.exists('/created-here')}\n"
+open('/out/result.new', 'w').write(line)
+os.rename('/out/result.new', '/out/result')
+time.sleep(1000)
+"#;
+    std::fs::write(out.0.join("p.py"), program).expect("write the program");
+    let vol = format!("{}:/out", out.0.display());
+    start_detached(&root, "w", &vol, &["/usr/bin/python3", "/out/p.py"]);
+    wait_for("the directory is removed", || out.0.join("ready").exists());
+    let v = switch_to_next(&root, "w");
+    let carried = v["record"]["carried"].as_array().expect("carried");
+    assert!(
+        carried.iter().all(|c| c["cwd"] == "(unreachable)"),
+        "both working directories have no path: {v}"
+    );
+    std::fs::write(out.0.join("go"), b"").expect("go");
+    let (result, child) = (out.0.join("result"), out.0.join("child"));
+    wait_for("both processes look again", || {
+        result.exists() && child.exists()
+    });
+    let result = std::fs::read_to_string(&result).expect("result");
+    assert!(result.starts_with("True "), "{result}");
+    assert!(result.ends_with(" False\n"), "{result}");
+    assert_eq!(std::fs::read_to_string(&child).expect("child"), "True\n");
+    let st = root.pvmux(&["stop", "-t", "1", "w"]);
+    assert_eq!(st.code(), Some(0), "{}", st.context());
+}
+
 /// A mapping the record does not carry (a `MAP_SHARED` mapping of a memfd) refuses the
 /// upgrade naming it by pid, the program's epoll and pipe (which are carried) aside, and
 /// the old kernel runs on with the program.

@@ -1295,9 +1295,9 @@ fn build(r: &Record<'_>, plan: &Plan) -> Result<Built, Refusal> {
             crate::linux::patch::adopted(&mut mm);
         }
         let fds = rebuild_fds(r, pid, &mut d, &reopen)?;
-        let cwd = working_directory(&parts.cwd)
+        let cwd = working_directory(r, pid, &parts.cwd)
             .ok_or(Refusal::Process(pid, "its working directory is gone"))?;
-        let p = task::adopt_process(&parts, space, fds, crate::linux::files::FsContext::at(cwd))
+        let p = task::adopt_process(&parts, space, fds, cwd)
             .map_err(|_| Refusal::Process(pid, "its pid is taken"))?;
         if pid == 1 {
             init_exe = parts.exe.clone();
@@ -1578,12 +1578,43 @@ fn reopen(f: &FdStateEntry, path: &[u8]) -> Result<Option<Arc<OpenFile>>, Refusa
 
 /// The directory an adopted process works in: its recorded path (`/` when the record has
 /// none: a directory of no path), `None` if it is gone.
-fn working_directory(path: &[u8]) -> Option<crate::fs::ramfs::Ino> {
+fn working_directory(
+    r: &Record<'_>,
+    pid: i32,
+    path: &[u8],
+) -> Option<crate::linux::files::FsContext> {
     use crate::fs::ramfs::ROOT_INO;
-    if path.is_empty() {
-        return Some(ROOT_INO);
+    use crate::linux::files::FsContext;
+    use pvmux_hypercalls::handover::{workdir_kind, WorkdirEntry};
+    // One without a path (section 39): a removed directory by its inode (carried if a
+    // descriptor holds it; else gone, as it was: no lookup finds anything in it), or a
+    // directory of `/proc` or `/sys` by its path there.
+    if let Some(w) = r.entries::<WorkdirEntry>().find(|w| w.pid == pid) {
+        return match w.kind {
+            workdir_kind::REMOVED => {
+                let dir = crate::fs::with(|fs| fs.stat_ino(w.ino)).map_or(true, |st| {
+                    st.file_type() == crate::fs::ramfs::FileType::Directory
+                });
+                dir.then(|| FsContext::at(w.ino))
+            }
+            workdir_kind::SYNTHETIC => {
+                let (kind, comps) =
+                    crate::linux::procfs::object::parse_path(r.blob_bytes(w.path)?)?;
+                let mp = crate::fs::with(|fs| fs.lookup(ROOT_INO, kind.path(), true)).ok()?;
+                Some(FsContext {
+                    cwd: mp,
+                    synth: (!comps.is_empty()).then_some((kind, comps)),
+                })
+            }
+            _ => None,
+        };
     }
-    crate::fs::with(|fs| fs.lookup_dir(ROOT_INO, path)).ok()
+    if path.is_empty() {
+        return Some(FsContext::at(ROOT_INO));
+    }
+    crate::fs::with(|fs| fs.lookup_dir(ROOT_INO, path))
+        .ok()
+        .map(FsContext::at)
 }
 
 /// Copies the offered record into this kernel's memory (`HandoverFetch`).

@@ -39,14 +39,14 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use pvmux_hypercalls::handover::{
     blocker, console_flags, fd_kind, fd_state, file_area_flags, file_image_flags, fill_name,
     page_flags, prctl_flags, process_flags, shm_area_flags, sig_queue_kind, synth_flags,
-    thread_state, vma_flags, BlobRef, BlockerEntry, ConsoleEntry, CpuTimesEntry, EpollItemEntry,
-    FdEntry, FdStateEntry, FileAreaEntry, FileImageEntry, InetMsgEntry, InetSocketEntry,
-    InotifyEntry, InotifyWatchEntry, PageRunEntry, PipeEntry, PrctlEntry, ProcessArgsEntry,
-    ProcessEntry, ProcessStateEntry, RecordWriter, RestartEntry, ShmAreaEntry, ShmPagesEntry,
-    SigActionEntry, SigQueueEntry, SocketEntry, SocketMsgEntry, SynthDataEntry, ThreadEntry,
-    ThreadNameEntry, ThreadStateEntry, TimerEntry, TimerFdEntry, TimerWaitEntry, VmaEntry,
-    ZombieEntry, MAX_FPU_LEN, MAX_PIPE_BYTES, MAX_RECORD_LEN, MAX_SYNTH_DATA, MIN_RECORD_VERSION,
-    NO_RESTART, NR_RLIMITS, RECORD_VERSION,
+    thread_state, vma_flags, workdir_kind, BlobRef, BlockerEntry, ConsoleEntry, CpuTimesEntry,
+    EpollItemEntry, FdEntry, FdStateEntry, FileAreaEntry, FileImageEntry, InetMsgEntry,
+    InetSocketEntry, InotifyEntry, InotifyWatchEntry, PageRunEntry, PipeEntry, PrctlEntry,
+    ProcessArgsEntry, ProcessEntry, ProcessStateEntry, RecordWriter, RestartEntry, ShmAreaEntry,
+    ShmPagesEntry, SigActionEntry, SigQueueEntry, SocketEntry, SocketMsgEntry, SynthDataEntry,
+    ThreadEntry, ThreadNameEntry, ThreadStateEntry, TimerEntry, TimerFdEntry, TimerWaitEntry,
+    VmaEntry, WorkdirEntry, ZombieEntry, MAX_FPU_LEN, MAX_PIPE_BYTES, MAX_RECORD_LEN,
+    MAX_SYNTH_DATA, MIN_RECORD_VERSION, NO_RESTART, NR_RLIMITS, RECORD_VERSION, UNREACHABLE_CWD,
 };
 use pvmux_hypercalls::{HcError, TrapFrame};
 use zerocopy::FromZeros;
@@ -593,6 +593,8 @@ pub(crate) struct Inventory {
     /// Periodic POSIX timers waiting for their pending signal (section 38, in (pid, id)
     /// order).
     pub(crate) timer_waits: Vec<TimerWaitEntry>,
+    /// Working directories without a path (section 39, in pid order).
+    pub(crate) workdirs: Vec<WorkdirEntry>,
     /// The in-memory filesystem (sections 21-23), when it is carried.
     pub(crate) fs: Option<crate::fs::ramfs::carry::Carried>,
     pub(crate) blob: Vec<u8>,
@@ -637,6 +639,7 @@ impl Inventory {
             + self.prctl.len() * size_of::<PrctlEntry>()
             + self.thread_names.len() * size_of::<ThreadNameEntry>()
             + self.timer_waits.len() * size_of::<TimerWaitEntry>()
+            + self.workdirs.len() * size_of::<WorkdirEntry>()
             + self.fs.as_ref().map_or(0, |c| c.size())
             + self.blob.len()
     }
@@ -731,6 +734,7 @@ impl Inventory {
             w.section(&self.prctl);
             w.section(&self.thread_names);
             w.section(&self.timer_waits);
+            w.section(&self.workdirs);
             if let Some(fs) = &self.fs {
                 w.section(&fs.nodes);
                 w.section(&fs.dirents);
@@ -909,6 +913,8 @@ fn inventory(procs: &[Arc<Process>], version: u32) -> Inventory {
     inv.prctl.sort_by_key(|e| e.pid);
     inv.thread_names.sort_by_key(|e| e.tid);
     inv.timer_waits.sort_by_key(|e| (e.pid, e.id));
+    inv.workdirs.sort_by_key(|e| e.pid);
+    inv.states.sort_by_key(|e| e.pid);
     inv
 }
 
@@ -926,15 +932,34 @@ fn carry_process(
 ) {
     let c = p.creds.lock().clone();
     let exe = p.exe.lock().clone();
+    // The working directory by its path; one without a path of the in-memory filesystem
+    // (removed, or inside `/proc`) as a section 39 entry, with a path no adopter finds.
     let cwd = {
         let (cwd, synth) = {
             let f = p.fs.lock();
-            (f.cwd, f.synth.is_some())
+            (f.cwd, f.synth.clone())
         };
-        if synth {
-            Vec::new()
-        } else {
-            super::files::path::dir_path(cwd).unwrap_or_default()
+        let unreachable = match (synth, super::files::path::dir_path(cwd)) {
+            (None, Ok(path)) => Err(path),
+            (Some((kind, comps)), _) => Ok((
+                workdir_kind::SYNTHETIC,
+                0,
+                super::procfs::tree::abs_path(kind, &comps),
+            )),
+            (None, Err(_)) => Ok((workdir_kind::REMOVED, cwd, Vec::new())),
+        };
+        match unreachable {
+            Err(path) => path,
+            Ok((kind, ino, path)) => {
+                let path = inv.blob_add(&path);
+                inv.workdirs.push(WorkdirEntry {
+                    pid: p.pid,
+                    kind,
+                    ino,
+                    path,
+                });
+                UNREACHABLE_CWD.to_vec()
+            }
         }
     };
     let (mut file_areas, mut shared_areas, mut moved_areas) = (0u32, 0u32, 0u32);

@@ -236,6 +236,24 @@ impl FileObject for SynthDir {
     }
 }
 
+/// The filesystem (`/proc` or `/sys`) and components of absolute `path`, as a hand-over
+/// carries it; `None` for a path elsewhere or with an empty, `.` or `..` component.
+pub(crate) fn parse_path(path: &[u8]) -> Option<(MountKind, Vec<Vec<u8>>)> {
+    let kind = [MountKind::Proc, MountKind::Sys].into_iter().find(|k| {
+        path.strip_prefix(k.path())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(b"/"))
+    })?;
+    let rest = &path[kind.path().len()..];
+    let mut comps = Vec::new();
+    for comp in rest.split(|&b| b == b'/').skip(1) {
+        if comp.is_empty() || comp == b"." || comp == b".." || comp.contains(&0) {
+            return None;
+        }
+        comps.push(comp.to_vec());
+    }
+    Some((kind, comps))
+}
+
 /// A generated file or directory as a kernel hand-over carries it (descriptor kind 15): its
 /// path, whether it is a directory, and the snapshot a file's reads go on from.
 pub(crate) struct Carried {
@@ -266,19 +284,7 @@ pub(crate) fn carried(f: &OpenFile) -> Option<Carried> {
 /// it would now), or `None` if its path is not in `/proc` or `/sys` or not a clean path.
 /// The description's offset is set by the caller.
 pub(crate) fn adopted(c: Carried, status_flags: u32) -> Option<alloc::sync::Arc<OpenFile>> {
-    let kind = [MountKind::Proc, MountKind::Sys].into_iter().find(|k| {
-        c.path
-            .strip_prefix(k.path())
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with(b"/"))
-    })?;
-    let rest = &c.path[kind.path().len()..];
-    let mut comps = Vec::new();
-    for comp in rest.split(|&b| b == b'/').skip(1) {
-        if comp.is_empty() || comp == b"." || comp == b".." || comp.contains(&0) {
-            return None;
-        }
-        comps.push(comp.to_vec());
-    }
+    let (kind, comps) = parse_path(&c.path)?;
     let obj: Arc<dyn FileObject> = if c.dir {
         Arc::new(SynthDir {
             path: super::tree::abs_path(kind, &comps),

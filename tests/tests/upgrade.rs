@@ -2032,19 +2032,80 @@ time.sleep(1000)
     assert_eq!(st.code(), Some(0), "{}", st.context());
 }
 
-/// A mapping the record does not carry (a `MAP_SHARED` mapping of a memfd) refuses the
-/// upgrade naming it by pid, the program's epoll and pipe (which are carried) aside, and
-/// the old kernel runs on with the program.
+/// `MAP_SHARED` mappings of memfds across a switch: one whose descriptor is still open
+/// (carried by inode with the file) and one whose descriptor was closed after `mmap`
+/// (carried as the anonymous shared memory it now is), each shared by a parent and its
+/// child. After the switch the child writes through both and the parent sees it — and
+/// through the open descriptor too.
 #[test]
 #[cfg_attr(
     not(have_python3),
     ignore = "needs /usr/bin/python3: apt-get install python3"
 )]
-fn a_shared_memfd_mapping_is_named_and_refuses_the_upgrade() {
+fn shared_memfd_mappings_are_carried_across_a_switch() {
     let root = root("memfd");
     let out = TempDir::unique("pvmux-upgrade-out", "memfd");
+    let program = r#"import mmap, os, time
+def wait_for(path):
+    while not os.path.exists(path):
+        time.sleep(0.01)
+kept = os.memfd_create('kept')
+os.ftruncate(kept, 4096)
+a = mmap.mmap(kept, 4096)
+closed = os.memfd_create('closed')
+os.ftruncate(closed, 4096)
+b = mmap.mmap(closed, 4096)
+os.close(closed)
+a[:6] = b'before'
+b[:6] = b'before'
+if os.fork() == 0:
+    wait_for('/out/go')
+    a[:5] = b'after'
+    b[:5] = b'after'
+    open('/out/child', 'w').close()
+    os._exit(0)
+open('/out/ready', 'w').close()
+wait_for('/out/child')
+line = f"{a[:6]} {b[:6]} {os.pread(kept, 6, 0)}\n"
+open('/out/result.new', 'w').write(line)
+os.rename('/out/result.new', '/out/result')
+time.sleep(1000)
+"#;
+    std::fs::write(out.0.join("p.py"), program).expect("write the program");
+    let vol = format!("{}:/out", out.0.display());
+    start_detached(&root, "m", &vol, &["/usr/bin/python3", "/out/p.py"]);
+    wait_for("the memory is shared", || out.0.join("ready").exists());
+    let v = switch_to_next(&root, "m");
+    let carried = v["record"]["carried"].as_array().expect("carried");
+    let areas: usize = carried
+        .iter()
+        .map(|c| c["shared_areas"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert_eq!(areas, 4, "two areas in each process: {v}");
+    std::fs::write(out.0.join("go"), b"").expect("go");
+    let result = out.0.join("result");
+    wait_for("the parent looks", || result.exists());
+    assert_eq!(
+        std::fs::read_to_string(&result).expect("result"),
+        "b'aftere' b'aftere' b'aftere'\n"
+    );
+    let st = root.pvmux(&["stop", "-t", "1", "m"]);
+    assert_eq!(st.code(), Some(0), "{}", st.context());
+}
+
+/// A mapping the record does not carry (a `MAP_SHARED` mapping of a volume file, whose
+/// pages are the host's) refuses the upgrade naming it by pid, the program's epoll and
+/// pipe (which are carried) aside, and the old kernel runs on with the program.
+#[test]
+#[cfg_attr(
+    not(have_python3),
+    ignore = "needs /usr/bin/python3: apt-get install python3"
+)]
+fn a_shared_volume_file_mapping_is_named_and_refuses_the_upgrade() {
+    let root = root("volmap");
+    let out = TempDir::unique("pvmux-upgrade-out", "volmap");
     let program = "import mmap, os, select, time\n\
-                   m = os.memfd_create('shared')\n\
+                   m = os.open('/out/shared', os.O_RDWR | os.O_CREAT)\n\
                    os.ftruncate(m, 4096)\n\
                    shared = mmap.mmap(m, 4096)\n\
                    shared[:5] = b'hello'\n\
@@ -2084,7 +2145,7 @@ fn a_shared_memfd_mapping_is_named_and_refuses_the_upgrade() {
     assert_eq!(up.code(), Some(1), "{}", up.context());
     assert!(
         up.stderr
-            .contains("shared mappings of host, volume or unnamed files of pid 1"),
+            .contains("shared mappings of host or volume files of pid 1"),
         "{}",
         up.context()
     );
@@ -2094,7 +2155,7 @@ fn a_shared_memfd_mapping_is_named_and_refuses_the_upgrade() {
     assert_eq!(
         blockers.len(),
         1,
-        "the epoll, pipe and memfd are carried, the shared mapping not: {v}"
+        "the epoll, pipe and file are carried, the shared mapping not: {v}"
     );
     let r = root.pvmux(&[
         "exec",

@@ -160,6 +160,11 @@ pub(super) fn put_dirent(
 }
 
 impl Fs {
+    /// Whether a descriptor holds inode `ino` open.
+    pub(crate) fn is_open(&self, ino: Ino) -> bool {
+        self.inodes.get(&ino).is_some_and(|i| i.open > 0)
+    }
+
     /// `stat` of an inode.
     pub(crate) fn stat_ino(&self, ino: Ino) -> Result<Stat, Errno> {
         let i = self.inode(ino)?;

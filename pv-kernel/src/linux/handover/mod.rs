@@ -921,10 +921,10 @@ fn inventory(procs: &[Arc<Process>], version: u32) -> Inventory {
 /// Version 2: what the record carries of the live process `p` (credentials, paths, break,
 /// signal dispositions, every resident page and its frame, its descriptors: `fds`, each
 /// with its description and close-on-exec flag; its `MAP_SHARED` areas' objects: anonymous
-/// ones by number, an in-memory file's by inode), and blockers for what it does not carry
-/// yet: descriptors other than host and volume files, pipes, `AF_UNIX` sockets, the
-/// console and devices; mappings of files it cannot name; shared mappings of host, volume
-/// or unnamed files; timers it cannot carry ([`super::timers::carry`]).
+/// ones — and a file's whose inode is gone — by number, an in-memory file's by inode), and
+/// blockers for what it does not carry yet (the descriptors [`carry_fd`] cannot; mappings
+/// of files it cannot name; shared mappings of host or volume files; timers it cannot
+/// carry, [`super::timers::carry`]).
 fn carry_process(
     p: &Arc<Process>,
     fds: &[(i32, Arc<super::files::OpenFile>, bool)],
@@ -1038,10 +1038,32 @@ fn carry_process(
     // filesystem carries (section 23): the adopter maps the adopted file's. Of a host or
     // volume file, a memfd or a file whose path no longer names it: not carried.
     for (start, obj, pgoff, path, ino) in shared_files {
-        let file_pages = crate::fs::with(|fs| {
-            fs.owned_pages(ino).is_some_and(|o| Arc::ptr_eq(&o, &obj))
-                && names_inode(fs, &path, ino)
+        // The file's own pages, of an inode the filesystem carries (named, or held open
+        // without a name: a memfd, say), by inode; a file whose inode is gone (a memfd
+        // whose descriptors were closed, an unlinked file) lives on only in the pages its
+        // mappings share, carried as anonymous shared memory; anything else (a host or
+        // volume file, whose pages are the host's) is not carried.
+        let (file_pages, gone) = crate::fs::with(|fs| {
+            let carried = fs
+                .stat_ino(ino)
+                .is_ok_and(|st| st.nlink > 0 || fs.is_open(ino));
+            (
+                carried && fs.owned_pages(ino).is_some_and(|o| Arc::ptr_eq(&o, &obj)),
+                fs.stat_ino(ino).is_err(),
+            )
         });
+        if gone {
+            let object = inv.shm_object(&obj);
+            inv.shm_areas.push(ShmAreaEntry {
+                pid: p.pid,
+                flags: 0,
+                start,
+                object,
+                pgoff,
+                path: BlobRef::default(),
+            });
+            continue;
+        }
         if !file_pages {
             shared_areas += 1;
             continue;
@@ -1215,7 +1237,7 @@ fn carry_process(
         (
             shared_areas,
             blocker::KERNEL,
-            b"shared mappings of host, volume or unnamed files",
+            b"shared mappings of host or volume files",
         ),
         (
             moved_areas,

@@ -449,6 +449,26 @@ fn switch_to_next(root: &Root, name: &str) -> serde_json::Value {
     v
 }
 
+/// Starts python3 `program` as tenant `name`'s init (written to the volume `out`, mounted
+/// at `/out`, as `/out/p.py`), waits until it creates `/out/ready`, and switches the tenant
+/// to the next kernel: the switch's report.
+fn python_switched(root: &Root, out: &TempDir, name: &str, program: &str) -> serde_json::Value {
+    std::fs::write(out.0.join("p.py"), program).expect("write the program");
+    let vol = format!("{}:/out", out.0.display());
+    start_detached(root, name, &vol, &["/usr/bin/python3", "/out/p.py"]);
+    wait_for("the program is ready", || out.0.join("ready").exists());
+    switch_to_next(root, name)
+}
+
+/// Lets a program started by [`python_switched`] go on (it waits for `/out/go`) and returns
+/// what it writes to `/out/result` (whole: it renames the file into place).
+fn go_and_result(out: &TempDir) -> String {
+    std::fs::write(out.0.join("go"), b"").expect("go");
+    let result = out.0.join("result");
+    wait_for("the program's result", || result.exists());
+    std::fs::read_to_string(&result).expect("result")
+}
+
 /// Upgrades `name` to `kernel` (with kernel `words`), retrying while a record names a
 /// thread caught where the freeze cannot stop it for a moment — not at its safe point in
 /// time, or blocked in a system call that waits for the host (a `fork` making its user
@@ -1792,15 +1812,8 @@ fn proc_files_held_open_go_on_after_a_switch() {
                    open('/out/result.new', 'w').write(' '.join(map(str, r)) + '\\n')\n\
                    os.rename('/out/result.new', '/out/result')\n\
                    time.sleep(1000)\n";
-    std::fs::write(out.0.join("p.py"), program).expect("write the program");
-    let vol = format!("{}:/out", out.0.display());
-    start_detached(&root, "g", &vol, &["/usr/bin/python3", "/out/p.py"]);
-    wait_for("the files are open", || out.0.join("ready").exists());
-    let next = next_kernel(&root);
-    let (up, v) = upgrade(&root, "g", &next, None);
-    assert_eq!(up.code(), Some(0), "{}", up.context());
+    let v = python_switched(&root, &out, "g", program);
     assert_eq!(v["adopt_check"]["adopts"], true, "{v}");
-    assert_eq!(v["switch"]["adopted_by"], "6.1.0-pvmux-next", "{v}");
     let carried = v["record"]["carried"].as_array().expect("carried");
     let generated: Vec<String> = carried
         .iter()
@@ -1813,13 +1826,7 @@ fn proc_files_held_open_go_on_after_a_switch() {
         ["/proc/uptime", "/proc/1/status", "/proc/1/fd"],
         "{v}"
     );
-    std::fs::write(out.0.join("go"), b"").expect("go");
-    let result = out.0.join("result");
-    wait_for("the program reads on", || result.exists());
-    assert_eq!(
-        std::fs::read_to_string(&result).expect("result"),
-        "True True True True True\n"
-    );
+    assert_eq!(go_and_result(&out), "True True True True True\n");
     let st = root.pvmux(&["stop", "-t", "1", "g"]);
     assert_eq!(st.code(), Some(0), "{}", st.context());
 }
@@ -1883,22 +1890,15 @@ open('/out/result.new', 'w').write(' '.join(map(str, line)) + '\n')
 os.rename('/out/result.new', '/out/result')
 time.sleep(1000)
 "#;
-    std::fs::write(out.0.join("p.py"), program).expect("write the program");
-    let vol = format!("{}:/out", out.0.display());
-    start_detached(&root, "c", &vol, &["/usr/bin/python3", "/out/p.py"]);
-    wait_for("the processes are set up", || out.0.join("ready").exists());
-    let v = switch_to_next(&root, "c");
+    let v = python_switched(&root, &out, "c", program);
     let carried = v["record"]["carried"].as_array().expect("carried");
     assert_eq!(
         carried.len(),
         3,
         "init, the middle process, the grandchild: {v}"
     );
-    std::fs::write(out.0.join("go"), b"").expect("go");
-    let result = out.0.join("result");
-    wait_for("the grandchild reports", || result.exists());
     assert_eq!(
-        std::fs::read_to_string(&result).expect("result"),
+        go_and_result(&out),
         "keeper keeper helper 1 1 [15] True 15\n"
     );
     let st = root.pvmux(&["stop", "-t", "1", "c"]);
@@ -1939,7 +1939,6 @@ open('/out/result.new', 'w').write(f'{before == after} {after} {listed}\n')
 os.rename('/out/result.new', '/out/result')
 time.sleep(1000)
 "#;
-    std::fs::write(out.0.join("p.py"), program).expect("write the program");
     let native_dir = TempDir::unique("pvmux-upgrade-native", "rmdir");
     let native_program = program
         .replace("/tmp/d", &format!("{}/d", native_dir.0.display()))
@@ -1953,14 +1952,8 @@ time.sleep(1000)
     assert!(native.status.success(), "{native:?}");
     let want = std::fs::read_to_string(native_dir.0.join("result")).expect("native result");
     assert_eq!(want, "True [[], 0, False] listed\n");
-    let vol = format!("{}:/out", out.0.display());
-    start_detached(&root, "r", &vol, &["/usr/bin/python3", "/out/p.py"]);
-    wait_for("the directory is removed", || out.0.join("ready").exists());
-    switch_to_next(&root, "r");
-    std::fs::write(out.0.join("go"), b"").expect("go");
-    let result = out.0.join("result");
-    wait_for("the program looks again", || result.exists());
-    assert_eq!(std::fs::read_to_string(&result).expect("result"), want);
+    python_switched(&root, &out, "r", program);
+    assert_eq!(go_and_result(&out), want);
     let st = root.pvmux(&["stop", "-t", "1", "r"]);
     assert_eq!(st.code(), Some(0), "{}", st.context());
 }
@@ -2009,22 +2002,15 @@ open('/out/result.new', 'w').write(line)
 os.rename('/out/result.new', '/out/result')
 time.sleep(1000)
 "#;
-    std::fs::write(out.0.join("p.py"), program).expect("write the program");
-    let vol = format!("{}:/out", out.0.display());
-    start_detached(&root, "w", &vol, &["/usr/bin/python3", "/out/p.py"]);
-    wait_for("the directory is removed", || out.0.join("ready").exists());
-    let v = switch_to_next(&root, "w");
+    let v = python_switched(&root, &out, "w", program);
     let carried = v["record"]["carried"].as_array().expect("carried");
     assert!(
         carried.iter().all(|c| c["cwd"] == "(unreachable)"),
         "both working directories have no path: {v}"
     );
-    std::fs::write(out.0.join("go"), b"").expect("go");
-    let (result, child) = (out.0.join("result"), out.0.join("child"));
-    wait_for("both processes look again", || {
-        result.exists() && child.exists()
-    });
-    let result = std::fs::read_to_string(&result).expect("result");
+    let result = go_and_result(&out);
+    let child = out.0.join("child");
+    wait_for("the child looks again", || child.exists());
     assert!(result.starts_with("True "), "{result}");
     assert!(result.ends_with(" False\n"), "{result}");
     assert_eq!(std::fs::read_to_string(&child).expect("child"), "True\n");
@@ -2071,24 +2057,14 @@ open('/out/result.new', 'w').write(line)
 os.rename('/out/result.new', '/out/result')
 time.sleep(1000)
 "#;
-    std::fs::write(out.0.join("p.py"), program).expect("write the program");
-    let vol = format!("{}:/out", out.0.display());
-    start_detached(&root, "m", &vol, &["/usr/bin/python3", "/out/p.py"]);
-    wait_for("the memory is shared", || out.0.join("ready").exists());
-    let v = switch_to_next(&root, "m");
+    let v = python_switched(&root, &out, "m", program);
     let carried = v["record"]["carried"].as_array().expect("carried");
     let areas: usize = carried
         .iter()
         .map(|c| c["shared_areas"].as_array().map_or(0, Vec::len))
         .sum();
     assert_eq!(areas, 4, "two areas in each process: {v}");
-    std::fs::write(out.0.join("go"), b"").expect("go");
-    let result = out.0.join("result");
-    wait_for("the parent looks", || result.exists());
-    assert_eq!(
-        std::fs::read_to_string(&result).expect("result"),
-        "b'aftere' b'aftere' b'aftere'\n"
-    );
+    assert_eq!(go_and_result(&out), "b'aftere' b'aftere' b'aftere'\n");
     let st = root.pvmux(&["stop", "-t", "1", "m"]);
     assert_eq!(st.code(), Some(0), "{}", st.context());
 }

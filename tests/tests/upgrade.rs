@@ -2069,6 +2069,53 @@ time.sleep(1000)
     assert_eq!(st.code(), Some(0), "{}", st.context());
 }
 
+/// A private mapping of a host file the guest renamed since (`/usr/bin/perl`, mapped with
+/// no descriptor left, then renamed) is backed again by the name the file has now: after
+/// the switch a page not read before reads the host file's bytes, as the native read of
+/// the file gives them.
+#[test]
+#[cfg_attr(
+    not(all(have_python3, have_perl)),
+    ignore = "needs /usr/bin/python3 and /usr/bin/perl: apt-get install python3 perl"
+)]
+fn a_mapping_of_a_renamed_host_file_is_carried() {
+    let root = root("renamed");
+    let out = TempDir::unique("pvmux-upgrade-out", "renamed");
+    let program = r#"import mmap, os, time
+f = open('/usr/bin/perl', 'rb')
+m = mmap.mmap(f.fileno(), 0, mmap.MAP_PRIVATE, mmap.PROT_READ)
+f.close()
+first = m[:4]
+os.rename('/usr/bin/perl', '/usr/bin/perl.moved')
+open('/out/ready', 'w').close()
+while not os.path.exists('/out/go'):
+    time.sleep(0.01)
+far = m[len(m) - 4096:len(m) - 4080]
+open('/out/result.new', 'w').write(f'{first.hex()} {far.hex()} {len(m)}\n')
+os.rename('/out/result.new', '/out/result')
+time.sleep(1000)
+"#;
+    let perl = std::fs::read("/usr/bin/perl").expect("read /usr/bin/perl");
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let n = perl.len();
+    let want = format!(
+        "{} {} {n}\n",
+        hex(&perl[..4]),
+        hex(&perl[n - 4096..n - 4080])
+    );
+    let v = python_switched(&root, &out, "n", program);
+    let carried = v["record"]["carried"].as_array().expect("carried");
+    assert!(
+        carried.iter().any(|c| c["file_areas"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|p| p == "/usr/bin/perl.moved"))),
+        "the mapping carried by the file's new name: {v}"
+    );
+    assert_eq!(go_and_result(&out), want);
+    let st = root.pvmux(&["stop", "-t", "1", "n"]);
+    assert_eq!(st.code(), Some(0), "{}", st.context());
+}
+
 /// A mapping the record does not carry (a `MAP_SHARED` mapping of a volume file, whose
 /// pages are the host's) refuses the upgrade naming it by pid, the program's epoll and
 /// pipe (which are carried) aside, and the old kernel runs on with the program.

@@ -11,6 +11,20 @@ use super::Fs;
 use crate::fs::errno::Errno::{self, *};
 
 impl Fs {
+    /// A name of non-directory `ino`: the directory that holds it and the name (the first
+    /// found, in inode order); `None` if it has none. Only directories already listed are
+    /// looked in: a file the guest renamed is named in one.
+    pub(crate) fn a_name_of(&self, ino: Ino) -> Option<(Ino, Vec<u8>)> {
+        self.inodes.iter().find_map(|(&dir, i)| match &i.node {
+            Node::Dir(d) if i.nlink > 0 => d
+                .entries
+                .iter()
+                .find(|(_, &(child, _))| child == ino)
+                .map(|(name, _)| (dir, name.clone())),
+            _ => None,
+        })
+    }
+
     /// Adds `name → ino` to directory `dir` (which must still be linked).
     pub(super) fn link_into(&mut self, dir: Ino, name: Vec<u8>, ino: Ino) -> Result<(), Errno> {
         if self.inode(dir)?.nlink == 0 {

@@ -1095,10 +1095,19 @@ fn carry_process(
             file_areas += 1;
             continue;
         }
-        if !named {
-            moved_areas += 1;
-            continue;
-        }
+        // A file renamed since it was mapped is backed again by a name it has now (its
+        // inode, carried with its number and backing, is the same); one removed is not.
+        let path = if named {
+            path
+        } else {
+            match renamed_path(ino) {
+                Some(p) => p.into(),
+                None => {
+                    moved_areas += 1;
+                    continue;
+                }
+            }
+        };
         let path = inv.blob_add(&path);
         let mut flags = 0;
         if memory {
@@ -1239,11 +1248,7 @@ fn carry_process(
             blocker::KERNEL,
             b"shared mappings of host or volume files",
         ),
-        (
-            moved_areas,
-            blocker::FILES,
-            b"mappings of files renamed or removed",
-        ),
+        (moved_areas, blocker::FILES, b"mappings of removed files"),
         (
             timers_not_carried,
             blocker::TIMERS,
@@ -1267,6 +1272,18 @@ fn carry_process(
 /// adopting kernel, whose tree is this one's, gets).
 fn names_inode(fs: &mut crate::fs::ramfs::Fs, path: &[u8], ino: crate::fs::ramfs::Ino) -> bool {
     path.starts_with(b"/") && fs.lookup(crate::fs::ramfs::ROOT_INO, path, true) == Ok(ino)
+}
+
+/// An absolute path that names file `ino` now (one renamed since a mapping named it by
+/// another), checked by a lookup; `None` if it has no name.
+fn renamed_path(ino: crate::fs::ramfs::Ino) -> Option<Vec<u8>> {
+    let (dir, name) = crate::fs::with(|fs| fs.a_name_of(ino))?;
+    let mut path = super::files::path::dir_path(dir).ok()?;
+    if !path.ends_with(b"/") {
+        path.push(b'/');
+    }
+    path.extend_from_slice(&name);
+    crate::fs::with(|fs| names_inode(fs, &path, ino)).then_some(path)
 }
 
 /// Version 2: carries descriptor `fd` of process `pid` (open on `f`), or says in words what

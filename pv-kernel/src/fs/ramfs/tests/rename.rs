@@ -188,3 +188,17 @@ fn renaming_into_a_removed_directory_fails() {
     assert!(fs.stat(ROOT_INO, b"/x").is_ok());
     fs.close(h).unwrap();
 }
+
+#[test]
+fn a_renamed_file_is_found_by_its_new_name_and_a_removed_one_by_none() {
+    let (mut fs, d) = fs_with_dir();
+    put(&mut fs, d, b"a", b"x");
+    fs.mkdir(d, b"sub", 0o755).unwrap();
+    let ino = fs.stat(d, b"a").unwrap().ino;
+    let sub = fs.stat(d, b"sub").unwrap().ino;
+    assert_eq!(fs.a_name_of(ino), Some((d, b"a".to_vec())));
+    fs.rename(d, b"a", b"sub/b").unwrap();
+    assert_eq!(fs.a_name_of(ino), Some((sub, b"b".to_vec())));
+    fs.unlink(d, b"sub/b").unwrap();
+    assert_eq!(fs.a_name_of(ino), None);
+}

@@ -782,8 +782,12 @@ pub mod prctl_flags {
     pub const NO_NEW_PRIVS: u32 = 1 << 0;
     /// `PR_SET_CHILD_SUBREAPER`.
     pub const CHILD_SUBREAPER: u32 = 1 << 1;
+    /// `PR_SET_DUMPABLE` 0.
+    pub const NOT_DUMPABLE: u32 = 1 << 2;
+    /// `PR_SET_THP_DISABLE`.
+    pub const THP_DISABLE: u32 = 1 << 3;
     /// Every flag.
-    pub const ALL: u32 = NO_NEW_PRIVS | CHILD_SUBREAPER;
+    pub const ALL: u32 = NO_NEW_PRIVS | CHILD_SUBREAPER | NOT_DUMPABLE | THP_DISABLE;
 }
 
 /// Version 2 (section [`section::THREAD_NAME`]): the name `PR_SET_NAME` gave a live thread
@@ -3295,7 +3299,13 @@ mod tests {
                 }],
                 [name],
             ),
-            ([PrctlEntry { flags: 4, ..state }], [name]),
+            (
+                [PrctlEntry {
+                    flags: 1 << 4,
+                    ..state
+                }],
+                [name],
+            ),
             (
                 [PrctlEntry {
                     _reserved: 1,

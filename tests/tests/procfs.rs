@@ -301,8 +301,9 @@ PY
 /// `prctl`'s kept state, as Linux gives it: a thread's name (`PR_SET_NAME`, cut to 15
 /// bytes) in `PR_GET_NAME`, `/proc/self/comm`, `status` and `task/TID/comm`, another
 /// thread's own name; no-new-privs (set once, kept by a `fork` child, a bad argument
-/// `EINVAL`); the parent-death signal (not kept by a `fork` child, sent when the parent
-/// ends); a child subreaper that gets its orphaned grandchild, and reaps it.
+/// `EINVAL`); dumpability and `PR_SET_THP_DISABLE` (kept by a `fork` child); the
+/// parent-death signal (not kept by a `fork` child, sent when the parent ends); a child
+/// subreaper that gets its orphaned grandchild, and reaps it.
 #[test]
 #[cfg_attr(
     not(have_python3),
@@ -337,15 +338,21 @@ th.start()
 th.join()
 out.append(("nnp", libc.prctl(GET_NNP, 0, 0, 0, 0), libc.prctl(SET_NNP, 2, 0, 0, 0),
             libc.prctl(SET_NNP, 1, 0, 0, 0), libc.prctl(GET_NNP, 0, 0, 0, 0)))
+out.append(("dumpable", libc.prctl(3, 0, 0, 0, 0), libc.prctl(4, 2, 0, 0, 0),
+            libc.prctl(4, 0, 0, 0, 0), libc.prctl(3, 0, 0, 0, 0)))
+out.append(("thp", libc.prctl(42, 0, 0, 0, 0), libc.prctl(41, 1, 0, 0, 0),
+            libc.prctl(42, 0, 0, 0, 0), libc.prctl(42, 1, 0, 0, 0)))
 libc.prctl(SET_PDEATHSIG, signal.SIGUSR2, 0, 0, 0)
 out.append(("pdeathsig", getint(GET_PDEATHSIG), libc.prctl(SET_PDEATHSIG, 65, 0, 0, 0)))
 r, w = os.pipe()
 pid = os.fork()
 if pid == 0:
-    os.write(w, repr((getint(GET_PDEATHSIG), libc.prctl(GET_NNP, 0, 0, 0, 0), comm("/proc/self/comm"))).encode())
+    os.write(w, repr((getint(GET_PDEATHSIG), libc.prctl(GET_NNP, 0, 0, 0, 0), comm("/proc/self/comm"),
+                      libc.prctl(3, 0, 0, 0, 0), libc.prctl(42, 0, 0, 0, 0))).encode())
     os._exit(0)
 os.waitpid(pid, 0)
 out.append(("fork child", os.read(r, 200).decode()))
+libc.prctl(4, 1, 0, 0, 0)
 libc.prctl(SET_PDEATHSIG, 0, 0, 0, 0)
 libc.prctl(SET_SUBREAPER, 1, 0, 0, 0)
 out.append(("subreaper", getint(GET_SUBREAPER)))

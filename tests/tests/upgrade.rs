@@ -1832,7 +1832,7 @@ fn proc_files_held_open_go_on_after_a_switch() {
 }
 
 /// `prctl` state across a switch (sections 36 and 37): a python3 init that is a child
-/// subreaper with no-new-privs, its main thread and a second thread named by
+/// subreaper with no-new-privs, not dumpable and with huge pages disabled, its main thread and a second thread named by
 /// `PR_SET_NAME`, and a grandchild that asked for `SIGTERM` when its parent ends. After the
 /// switch the names, flags and signal are still there: when the middle process exits, the
 /// grandchild gets `SIGTERM` and init becomes its parent.
@@ -1855,6 +1855,8 @@ def wait_for(path):
         time.sleep(0.01)
 libc.prctl(36, 1, 0, 0, 0)
 libc.prctl(38, 1, 0, 0, 0)
+libc.prctl(4, 0, 0, 0, 0)
+libc.prctl(41, 1, 0, 0, 0)
 libc.prctl(15, b"keeper", 0, 0, 0)
 helper_tid = []
 def helper():
@@ -1885,7 +1887,8 @@ names = ctypes.create_string_buffer(16)
 libc.prctl(16, names, 0, 0, 0)
 comm = lambda t: open(f'/proc/self/task/{t}/comm').read().strip()
 line = [names.value.decode(), comm(os.getpid()), comm(helper_tid[0]),
-        libc.prctl(39, 0, 0, 0, 0), getint(37), got, ppid == os.getpid(), pdeath]
+        libc.prctl(39, 0, 0, 0, 0), getint(37), got, ppid == os.getpid(), pdeath,
+        libc.prctl(3, 0, 0, 0, 0), libc.prctl(42, 0, 0, 0, 0)]
 open('/out/result.new', 'w').write(' '.join(map(str, line)) + '\n')
 os.rename('/out/result.new', '/out/result')
 time.sleep(1000)
@@ -1899,7 +1902,7 @@ time.sleep(1000)
     );
     assert_eq!(
         go_and_result(&out),
-        "keeper keeper helper 1 1 [15] True 15\n"
+        "keeper keeper helper 1 1 [15] True 15 0 1\n"
     );
     let st = root.pvmux(&["stop", "-t", "1", "c"]);
     assert_eq!(st.code(), Some(0), "{}", st.context());

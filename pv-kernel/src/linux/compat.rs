@@ -45,7 +45,7 @@ pub(crate) const NOTES: &[(&str, Note)] = &[
     ("setgroups", Remark("kept sorted as Linux; they take part in permission checks; init starts with `pvmux run --user NAME`'s groups (as `initgroups(3)`) and `--group-add`'s")),
     ("capget", Remark("effective, permitted and inheritable sets, v1/v2/v3 headers; init's sets come from `pvmux run --cap-drop`/`--cap-add` or an OCI config's `process.capabilities` (root: all)")),
     ("capset", Remark("Linux's rules (`CAP_SETPCAP` for inheritable bits beyond the permitted set); no file capabilities exist in the guest")),
-    ("prctl", Partial("PR_SET/GET_NAME (per thread, in /proc/PID/comm and task/TID/comm), PR_SET/GET_PDEATHSIG and PR_SET/GET_NO_NEW_PRIVS (kept per process: the signal comes when the parent process ends, not the parent thread), PR_SET/GET_CHILD_SUBREAPER, PR_CAPBSET_READ/DROP, PR_CAP_AMBIENT, PR_GET/SET_KEEPCAPS; other options EINVAL")),
+    ("prctl", Partial("PR_SET/GET_NAME (per thread, in /proc/PID/comm and task/TID/comm), PR_SET/GET_PDEATHSIG and PR_SET/GET_NO_NEW_PRIVS (kept per process: the signal comes when the parent process ends, not the parent thread), PR_SET/GET_CHILD_SUBREAPER, PR_SET/GET_DUMPABLE and PR_SET/GET_THP_DISABLE (kept; nothing else changes: no core dumps, no huge pages), PR_CAPBSET_READ/DROP, PR_CAP_AMBIENT, PR_GET/SET_KEEPCAPS; other options EINVAL")),
     ("mlock", Partial("accepted, nothing is ever swapped")),
     ("munlock", Partial("accepted, nothing is ever swapped")),
     ("msync", Remark("guest files' shared mappings map the page cache's frames (nothing to write back); a `--volume` file's are written to the host, `MS_ASYNC` synchronously too; the flags are checked as Linux")),

@@ -1,6 +1,9 @@
 //! `prctl(2)`: the options that keep state — a thread's name (`PR_SET_NAME`), the
-//! parent-death signal (`PR_SET_PDEATHSIG`), `PR_SET_NO_NEW_PRIVS` and
-//! `PR_SET_CHILD_SUBREAPER` — and the capability options (`super::caps::prctl`).
+//! parent-death signal (`PR_SET_PDEATHSIG`), `PR_SET_NO_NEW_PRIVS`,
+//! `PR_SET_CHILD_SUBREAPER`, `PR_SET_DUMPABLE` and `PR_SET_THP_DISABLE` — and the
+//! capability options (`super::caps::prctl`). Whether a process is dumpable and whether
+//! huge pages are disabled for it change nothing else here (the kernel writes no core
+//! dumps and maps no huge pages): they are kept for the programs that read them back.
 //!
 //! Linux keeps the parent-death signal and no-new-privs per thread; this kernel keeps them
 //! per process ([`ProcessPrctl`]): the signal is sent when the parent *process* ends (Linux:
@@ -22,12 +25,16 @@ use super::{Errno, SysResult};
 pub(crate) mod pr {
     pub(crate) const SET_PDEATHSIG: u64 = 1;
     pub(crate) const GET_PDEATHSIG: u64 = 2;
+    pub(crate) const GET_DUMPABLE: u64 = 3;
+    pub(crate) const SET_DUMPABLE: u64 = 4;
     pub(crate) const SET_NAME: u64 = 15;
     pub(crate) const GET_NAME: u64 = 16;
     pub(crate) const SET_CHILD_SUBREAPER: u64 = 36;
     pub(crate) const GET_CHILD_SUBREAPER: u64 = 37;
     pub(crate) const SET_NO_NEW_PRIVS: u64 = 38;
     pub(crate) const GET_NO_NEW_PRIVS: u64 = 39;
+    pub(crate) const SET_THP_DISABLE: u64 = 41;
+    pub(crate) const GET_THP_DISABLE: u64 = 42;
 }
 
 /// Bytes of a thread's name, its NUL included (Linux's `TASK_COMM_LEN`).
@@ -42,6 +49,10 @@ pub(crate) struct ProcessPrctl {
     no_new_privs: AtomicBool,
     /// `PR_SET_CHILD_SUBREAPER`: its orphaned descendants come to it, not to init.
     child_subreaper: AtomicBool,
+    /// `PR_SET_DUMPABLE` 0 (set again by `execve`).
+    not_dumpable: AtomicBool,
+    /// `PR_SET_THP_DISABLE` (inherited by `fork`, kept by `execve`).
+    thp_disabled: AtomicBool,
 }
 
 /// [`ProcessPrctl`] as plain values (what `fork` passes on and a hand-over carries).
@@ -50,6 +61,8 @@ pub(crate) struct PrctlValues {
     pub(crate) pdeath_signal: u32,
     pub(crate) no_new_privs: bool,
     pub(crate) child_subreaper: bool,
+    pub(crate) not_dumpable: bool,
+    pub(crate) thp_disabled: bool,
 }
 
 impl ProcessPrctl {
@@ -59,6 +72,14 @@ impl ProcessPrctl {
         self.no_new_privs.store(v.no_new_privs, Ordering::Relaxed);
         self.child_subreaper
             .store(v.child_subreaper, Ordering::Relaxed);
+        self.not_dumpable.store(v.not_dumpable, Ordering::Relaxed);
+        self.thp_disabled.store(v.thp_disabled, Ordering::Relaxed);
+    }
+
+    /// `execve`: the program is dumpable again (Linux resets it for a program that is not
+    /// set-id).
+    pub(crate) fn execed(&self) {
+        self.not_dumpable.store(false, Ordering::Relaxed);
     }
 
     /// Its values now.
@@ -67,14 +88,18 @@ impl ProcessPrctl {
             pdeath_signal: self.pdeath_signal.load(Ordering::Relaxed),
             no_new_privs: self.no_new_privs.load(Ordering::Relaxed),
             child_subreaper: self.child_subreaper.load(Ordering::Relaxed),
+            not_dumpable: self.not_dumpable.load(Ordering::Relaxed),
+            thp_disabled: self.thp_disabled.load(Ordering::Relaxed),
         }
     }
 
-    /// What a `fork` child starts with: no-new-privs only (the parent-death signal and the
-    /// subreaper flag are not inherited).
+    /// What a `fork` child starts with: no-new-privs, dumpability and the huge-page setting
+    /// (the parent-death signal and the subreaper flag are not inherited).
     pub(crate) fn for_child(&self) -> PrctlValues {
         PrctlValues {
             no_new_privs: self.no_new_privs.load(Ordering::Relaxed),
+            not_dumpable: self.not_dumpable.load(Ordering::Relaxed),
+            thp_disabled: self.thp_disabled.load(Ordering::Relaxed),
             ..PrctlValues::default()
         }
     }
@@ -147,6 +172,28 @@ pub(crate) fn sys_prctl(t: &Arc<Task>, a: [u64; 5]) -> SysResult {
             p.prctl.no_new_privs.store(true, Ordering::Relaxed);
             Ok(0)
         }
+        pr::SET_DUMPABLE => {
+            // Only 0 (`SUID_DUMP_DISABLE`) and 1 (`SUID_DUMP_USER`), as Linux.
+            if a[1] > 1 {
+                return Err(Errno::EINVAL);
+            }
+            p.prctl.not_dumpable.store(a[1] == 0, Ordering::Relaxed);
+            Ok(0)
+        }
+        pr::GET_DUMPABLE => Ok(u64::from(!p.prctl.values().not_dumpable)),
+        pr::SET_THP_DISABLE => {
+            if a[2] != 0 || a[3] != 0 || a[4] != 0 {
+                return Err(Errno::EINVAL);
+            }
+            p.prctl.thp_disabled.store(a[1] != 0, Ordering::Relaxed);
+            Ok(0)
+        }
+        pr::GET_THP_DISABLE => {
+            if a[1] != 0 || a[2] != 0 || a[3] != 0 || a[4] != 0 {
+                return Err(Errno::EINVAL);
+            }
+            Ok(u64::from(p.prctl.values().thp_disabled))
+        }
         pr::GET_NO_NEW_PRIVS => {
             if a[1] != 0 || a[2] != 0 || a[3] != 0 || a[4] != 0 {
                 return Err(Errno::EINVAL);
@@ -207,21 +254,27 @@ mod tests {
     }
 
     #[test]
-    fn a_fork_child_keeps_only_no_new_privs() {
+    fn a_fork_child_keeps_what_linux_passes_on() {
         let p = ProcessPrctl::default();
         p.set(PrctlValues {
             pdeath_signal: 9,
             no_new_privs: true,
             child_subreaper: true,
+            not_dumpable: true,
+            thp_disabled: true,
         });
         assert_eq!(
             p.for_child(),
             PrctlValues {
                 pdeath_signal: 0,
                 no_new_privs: true,
-                child_subreaper: false
+                child_subreaper: false,
+                not_dumpable: true,
+                thp_disabled: true,
             }
         );
+        p.execed();
+        assert!(!p.values().not_dumpable);
         assert_eq!(p.values().pdeath_signal, 9);
     }
 }

@@ -1219,8 +1219,10 @@ pub(crate) fn do_execve(
     }
     *p.exe.lock() = absolute_path(p, &path);
     *p.args.lock() = ExecArgs::new(&path, &argv, &envp);
-    // The thread is named after the new program (Linux's `__set_task_comm` at exec).
+    // The thread is named after the new program (Linux's `__set_task_comm` at exec), which
+    // is dumpable.
     *task.name.lock() = None;
+    p.prctl.execed();
     let old = {
         let mut s = p.space.lock();
         p.space_gen.fetch_add(1, Ordering::AcqRel);

@@ -1312,6 +1312,8 @@ fn build(r: &Record<'_>, plan: &Plan) -> Result<Built, Refusal> {
                 pdeath_signal: e.pdeath_signal,
                 no_new_privs: e.flags & prctl_flags::NO_NEW_PRIVS != 0,
                 child_subreaper: e.flags & prctl_flags::CHILD_SUBREAPER != 0,
+                not_dumpable: e.flags & prctl_flags::NOT_DUMPABLE != 0,
+                thp_disabled: e.flags & prctl_flags::THP_DISABLE != 0,
             });
         }
         for t in &parts.threads {

@@ -1173,8 +1173,14 @@ fn carry_process(
         if pr.no_new_privs {
             flags |= prctl_flags::NO_NEW_PRIVS;
         }
-        if pr.child_subreaper {
-            flags |= prctl_flags::CHILD_SUBREAPER;
+        for (on, flag) in [
+            (pr.child_subreaper, prctl_flags::CHILD_SUBREAPER),
+            (pr.not_dumpable, prctl_flags::NOT_DUMPABLE),
+            (pr.thp_disabled, prctl_flags::THP_DISABLE),
+        ] {
+            if on {
+                flags |= flag;
+            }
         }
         inv.prctl.push(PrctlEntry {
             pid: p.pid,

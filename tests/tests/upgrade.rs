@@ -413,8 +413,7 @@ fn an_upgrade_switches_kernels_under_running_programs_and_loses_nothing() {
     assert_eq!(r.stdout.trim(), "6.1.0-pvmux-next", "{}", r.context());
     assert!(alive(monitor));
 
-    let st = root.pvmux(&["stop", "-t", "1", "t"]);
-    assert_eq!(st.code(), Some(0), "{}", st.context());
+    stop(&root, "t");
 }
 
 /// Starts tenant `name` detached with `--rootfs /` and volume `vol` (`HOSTDIR:GUESTDIR`),
@@ -458,6 +457,12 @@ fn python_switched(root: &Root, out: &TempDir, name: &str, program: &str) -> ser
     start_detached(root, name, &vol, &["/usr/bin/python3", "/out/p.py"]);
     wait_for("the program is ready", || out.0.join("ready").exists());
     switch_to_next(root, name)
+}
+
+/// Stops tenant `name`, which must stop cleanly (within a second of `SIGTERM`).
+fn stop(root: &Root, name: &str) {
+    let st = root.pvmux(&["stop", "-t", "1", name]);
+    assert_eq!(st.code(), Some(0), "{}", st.context());
 }
 
 /// Lets a program started by [`python_switched`] go on (it waits for `/out/go`) and returns
@@ -591,8 +596,7 @@ fn a_pipe_carries_its_bytes_across_a_switch_and_a_refused_switch_falls_back() {
         assert_eq!(r.stdout.trim(), want, "{}", r.context());
     }
     assert!(alive(monitor));
-    let st = root.pvmux(&["stop", "-t", "1", "p"]);
-    assert_eq!(st.code(), Some(0), "{}", st.context());
+    stop(&root, "p");
     assert_no_value_lost(&counter(&file));
 }
 
@@ -737,8 +741,7 @@ fn bad_or_incompatible_images_are_refused_before_the_guest_is_asked() {
         counter(&file).len() >= before + 5
     });
     assert_no_value_lost(&counter(&file));
-    let st = root.pvmux(&["stop", "-t", "1", "b"]);
-    assert_eq!(st.code(), Some(0), "{}", st.context());
+    stop(&root, "b");
 }
 
 /// What the guest shows of its in-memory files (`/tmp/w`, the overlay over the `--rootfs`
@@ -845,8 +848,7 @@ fn files_in_guest_memory_are_carried_across_a_switch() {
     assert_eq!(v["switch"]["adopted_by"], "6.1.0-pvmux", "{v}");
     let again = in_memory_files(&root, "m", &share_path);
     assert_eq!(again, after);
-    let st = root.pvmux(&["stop", "-t", "1", "m"]);
-    assert_eq!(st.code(), Some(0), "{}", st.context());
+    stop(&root, "m");
 }
 
 /// Descriptors of in-memory files across a switch (descriptor kind 9, by inode): the static
@@ -920,8 +922,7 @@ fn descriptors_of_in_memory_files_go_on_where_they_were_after_a_switch() {
         std::fs::read_to_string(out.0.join("report")).is_ok_and(|s| s.ends_with('\n'))
     });
     assert_eq!(std::fs::read_to_string(out.0.join("report")).unwrap(), want);
-    let st = root.pvmux(&["stop", "-t", "1", "f"]);
-    assert_eq!(st.code(), Some(0), "{}", st.context());
+    stop(&root, "f");
 }
 
 /// The embedded kernel, as a file in `dir`.
@@ -1082,8 +1083,7 @@ fn timers_fire_on_time_after_a_switch() {
         let nat: i64 = nw[i].parse().expect("native ms");
         assert!((n(i) - nat).abs() < 500, "{} ms vs {nat} natively", n(i));
     }
-    let st = root.pvmux(&["stop", "-t", "1", "t"]);
-    assert_eq!(st.code(), Some(0), "{}", st.context());
+    stop(&root, "t");
 }
 
 /// The guest program of [`unix_sockets_carry_their_bytes_across_a_switch`]: a server and
@@ -1234,8 +1234,7 @@ fn unix_sockets_carry_their_bytes_across_a_switch() {
     let r = root.pvmux(&["exec", "s", "--", "/bin/sh", "-c", "uname -r"]);
     assert_eq!(r.stdout.trim(), "6.1.0-pvmux-next", "{}", r.context());
     assert!(alive(monitor));
-    let st = root.pvmux(&["stop", "-t", "1", "s"]);
-    assert_eq!(st.code(), Some(0), "{}", st.context());
+    stop(&root, "s");
     assert_no_value_lost(&counter(&file));
 }
 
@@ -1302,8 +1301,7 @@ fn a_descriptor_in_flight_on_a_unix_socket_is_named_and_refuses_the_upgrade() {
         "uname -r; cat /proc/1/comm",
     ]);
     assert_eq!(r.stdout, "6.1.0-pvmux\npython3\n", "{}", r.context());
-    let st = root.pvmux(&["stop", "-t", "1", "f"]);
-    assert_eq!(st.code(), Some(0), "{}", st.context());
+    stop(&root, "f");
 }
 
 /// A TCP server on 127.0.0.1 and its client (another process) exchanging a counter every
@@ -1450,8 +1448,7 @@ fn loopback_inet_sockets_carry_their_bytes_across_a_switch() {
     let r = root.pvmux(&["exec", "i", "--", "/bin/sh", "-c", "uname -r"]);
     assert_eq!(r.stdout.trim(), "6.1.0-pvmux-next", "{}", r.context());
     assert!(alive(monitor));
-    let st = root.pvmux(&["stop", "-t", "1", "i"]);
-    assert_eq!(st.code(), Some(0), "{}", st.context());
+    stop(&root, "i");
     assert_no_value_lost(&counter(&file));
 }
 
@@ -1600,8 +1597,7 @@ fn event_objects_keep_their_state_and_readiness_across_a_switch() {
         std::fs::read_to_string(out.0.join("rc")).unwrap().trim(),
         "0"
     );
-    let st = root.pvmux(&["stop", "-t", "1", "e"]);
-    assert_eq!(st.code(), Some(0), "{}", st.context());
+    stop(&root, "e");
 }
 
 /// inotify across a switch (descriptor kind 14, sections 33 and 34): the static C program
@@ -1666,8 +1662,7 @@ fn inotify_watches_and_queued_events_survive_a_switch() {
     wait_for("the events are read", || !read().starts_with("ready"));
     assert_eq!(read(), want, "the events after the switch (native: {want})");
     wait_for("the program ends", || out.0.join("rc").exists());
-    let st = root.pvmux(&["stop", "-t", "1", "i"]);
-    assert_eq!(st.code(), Some(0), "{}", st.context());
+    stop(&root, "i");
 }
 
 /// The guest program of [`an_asyncio_echo_server_keeps_its_connection_across_a_switch`]:
@@ -1773,8 +1768,7 @@ fn an_asyncio_echo_server_keeps_its_connection_across_a_switch() {
     let r = root.pvmux(&["exec", "a", "--", "/bin/sh", "-c", "uname -r"]);
     assert_eq!(r.stdout.trim(), "6.1.0-pvmux-next", "{}", r.context());
     assert!(alive(monitor));
-    let st = root.pvmux(&["stop", "-t", "1", "a"]);
-    assert_eq!(st.code(), Some(0), "{}", st.context());
+    stop(&root, "a");
     assert_no_value_lost(&counter(&file));
 }
 
@@ -1827,8 +1821,7 @@ fn proc_files_held_open_go_on_after_a_switch() {
         "{v}"
     );
     assert_eq!(go_and_result(&out), "True True True True True\n");
-    let st = root.pvmux(&["stop", "-t", "1", "g"]);
-    assert_eq!(st.code(), Some(0), "{}", st.context());
+    stop(&root, "g");
 }
 
 /// `prctl` state across a switch (sections 36 and 37): a python3 init that is a child
@@ -1904,8 +1897,7 @@ time.sleep(1000)
         go_and_result(&out),
         "keeper keeper helper 1 1 [15] True 15 0 1\n"
     );
-    let st = root.pvmux(&["stop", "-t", "1", "c"]);
-    assert_eq!(st.code(), Some(0), "{}", st.context());
+    stop(&root, "c");
 }
 
 /// A directory removed while a descriptor holds it open is carried by inode (section 21
@@ -1957,8 +1949,7 @@ time.sleep(1000)
     assert_eq!(want, "True [[], 0, False] listed\n");
     python_switched(&root, &out, "r", program);
     assert_eq!(go_and_result(&out), want);
-    let st = root.pvmux(&["stop", "-t", "1", "r"]);
-    assert_eq!(st.code(), Some(0), "{}", st.context());
+    stop(&root, "r");
 }
 
 /// Working directories without a path across a switch (section 39): a process whose
@@ -2017,8 +2008,7 @@ time.sleep(1000)
     assert!(result.starts_with("True "), "{result}");
     assert!(result.ends_with(" False\n"), "{result}");
     assert_eq!(std::fs::read_to_string(&child).expect("child"), "True\n");
-    let st = root.pvmux(&["stop", "-t", "1", "w"]);
-    assert_eq!(st.code(), Some(0), "{}", st.context());
+    stop(&root, "w");
 }
 
 /// `MAP_SHARED` mappings of memfds across a switch: one whose descriptor is still open
@@ -2068,8 +2058,7 @@ time.sleep(1000)
         .sum();
     assert_eq!(areas, 4, "two areas in each process: {v}");
     assert_eq!(go_and_result(&out), "b'aftere' b'aftere' b'aftere'\n");
-    let st = root.pvmux(&["stop", "-t", "1", "m"]);
-    assert_eq!(st.code(), Some(0), "{}", st.context());
+    stop(&root, "m");
 }
 
 /// A private mapping of a host file the guest renamed since (`/usr/bin/perl`, mapped with
@@ -2115,8 +2104,7 @@ time.sleep(1000)
         "the mapping carried by the file's new name: {v}"
     );
     assert_eq!(go_and_result(&out), want);
-    let st = root.pvmux(&["stop", "-t", "1", "n"]);
-    assert_eq!(st.code(), Some(0), "{}", st.context());
+    stop(&root, "n");
 }
 
 /// A mapping the record does not carry (a `MAP_SHARED` mapping of a volume file, whose
@@ -2192,8 +2180,7 @@ fn a_shared_volume_file_mapping_is_named_and_refuses_the_upgrade() {
         "uname -r; cat /proc/1/comm",
     ]);
     assert_eq!(r.stdout, "6.1.0-pvmux\npython3\n", "{}", r.context());
-    let st = root.pvmux(&["stop", "-t", "1", "n"]);
-    assert_eq!(st.code(), Some(0), "{}", st.context());
+    stop(&root, "n");
 }
 
 /// A relative sleep that a switch stops goes on with the time it had left, as Linux
@@ -2249,8 +2236,7 @@ fn a_sleep_goes_on_with_the_time_it_had_left_after_a_switch() {
             && ended < switched + Duration::from_secs(SECS),
         "switched at {switched:?}, the sleep ended at {ended:?}: it started over"
     );
-    let st = root.pvmux(&["stop", "-t", "1", "t"]);
-    assert_eq!(st.code(), Some(0), "{}", st.context());
+    stop(&root, "t");
 }
 
 /// A program's CPU time goes on from what it had used after a switch (record section 28):
@@ -2287,8 +2273,7 @@ fn cpu_times_go_on_after_a_switch() {
         after >= before,
         "the CPU time went back from {before} s to {after} s after the switch"
     );
-    let st = root.pvmux(&["stop", "-t", "1", "c"]);
-    assert_eq!(st.code(), Some(0), "{}", st.context());
+    stop(&root, "c");
 }
 
 /// The guest program of [`shared_memory_is_carried_across_a_switch`]: a parent and its
@@ -2375,8 +2360,7 @@ fn shared_memory_is_carried_across_a_switch() {
     let r = root.pvmux(&["exec", "m", "--", "/bin/sh", "-c", "uname -r"]);
     assert_eq!(r.stdout.trim(), "6.1.0-pvmux-next", "{}", r.context());
     assert!(alive(monitor));
-    let st = root.pvmux(&["stop", "-t", "1", "m"]);
-    assert_eq!(st.code(), Some(0), "{}", st.context());
+    stop(&root, "m");
     assert_no_value_lost(&counter(&file));
 }
 
@@ -2556,8 +2540,7 @@ fn a_wait_goes_on_with_the_time_it_had_left_after_a_switch() {
         ended < switched + Duration::from_secs(SECS),
         "ended at {ended:?}"
     );
-    let st = root.pvmux(&["stop", "-t", "1", "w"]);
-    assert_eq!(st.code(), Some(0), "{}", st.context());
+    stop(&root, "w");
 }
 
 /// The guest program of [`a_zombies_resource_usage_survives_a_switch`]: a child burns
@@ -2624,8 +2607,7 @@ fn a_zombies_resource_usage_survives_a_switch() {
     assert_eq!(f[0], 7.0, "{text}");
     assert!(f[1] >= 0.25, "wait4's CPU time of the zombie: {text}");
     assert!(f[2] >= 0.25, "RUSAGE_CHILDREN after reaping it: {text}");
-    let st = root.pvmux(&["stop", "-t", "1", "z"]);
-    assert_eq!(st.code(), Some(0), "{}", st.context());
+    stop(&root, "z");
 }
 
 /// The guest program of [`pending_signals_keep_their_information_across_a_switch`]: the
@@ -2679,8 +2661,7 @@ fn pending_signals_keep_their_information_across_a_switch() {
     // with SI_USER.
     let want = format!("{usr1} {sender} 0\n{rt} {sender} 0\n{rt} {sender} 0\nend\n");
     assert_eq!(read("r"), want);
-    let st = root.pvmux(&["stop", "-t", "1", "p"]);
-    assert_eq!(st.code(), Some(0), "{}", st.context());
+    stop(&root, "p");
 }
 
 /// A periodic POSIX timer that waits for its blocked signal (section 38, the static C
@@ -2725,8 +2706,7 @@ fn a_timer_waiting_for_its_signal_keeps_its_overrun_across_a_switch() {
     std::fs::write(out.0.join("go"), b"").expect("go");
     wait_for("the signal is taken", || read() != "ready\n");
     assert_eq!(read(), want, "after the switch (native: {want})");
-    let st = root.pvmux(&["stop", "-t", "1", "t"]);
-    assert_eq!(st.code(), Some(0), "{}", st.context());
+    stop(&root, "t");
 }
 
 /// A relative `FUTEX_WAIT` (the static C program `handover-futex`, 4 s) switched half way
@@ -2775,6 +2755,5 @@ fn a_futex_wait_goes_on_with_the_time_it_had_left_after_a_switch() {
         (SECS * 1000..SECS * 1000 + 1500).contains(&ms),
         "waited {ms} ms (switched at {switched:?}): it started over"
     );
-    let st = root.pvmux(&["stop", "-t", "1", "f"]);
-    assert_eq!(st.code(), Some(0), "{}", st.context());
+    stop(&root, "f");
 }

@@ -338,8 +338,12 @@ pub mod section {
     /// process's working directory path, [`super::UNREACHABLE_CWD`], nowhere and refuses
     /// the record): [`super::WorkdirEntry`]s.
     pub const WORKDIR: u32 = 39;
+    /// Version 2 (optional: a reader that does not know it skips it, but then finds the
+    /// descriptions in flight as [`super::FdStateEntry`]s of pid 0, [`super::IN_FLIGHT_PID`],
+    /// which no process has, and refuses the record): [`super::InFlightEntry`]s.
+    pub const IN_FLIGHT: u32 = 40;
     /// The highest section number.
-    pub const LAST: u32 = WORKDIR;
+    pub const LAST: u32 = IN_FLIGHT;
     /// Version 2: the in-memory filesystem's inodes ([`super::FsNodeEntry`]; first the
     /// filesystem itself).
     pub const FS_NODE: u32 = 21;
@@ -1462,6 +1466,35 @@ pub struct WorkdirEntry {
 
 const _: () = assert!(size_of::<WorkdirEntry>() == 24);
 
+/// The [`FdStateEntry::pid`] of an open file description in flight: passed with
+/// `SCM_RIGHTS` on an `AF_UNIX` socket and not received yet ([`InFlightEntry`]). Every such
+/// description has one entry of this pid (whether or not a process holds it too), its
+/// [`FdStateEntry::fd`] numbering them from 0 in increasing description order.
+pub const IN_FLIGHT_PID: i32 = 0;
+
+/// The most descriptors one message may pass (Linux's `SCM_MAX_FD`).
+pub const MAX_RIGHTS_PER_MSG: u32 = 253;
+
+/// Version 2 (section [`section::IN_FLIGHT`]): a descriptor passed with a message queued on
+/// an `AF_UNIX` socket (`SCM_RIGHTS`), which the first read reaching the message receives.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct InFlightEntry {
+    /// The message: its index among the record's [`SocketMsgEntry`]s (entries in
+    /// increasing (message, slot) order).
+    pub message: u32,
+    /// Its place among the message's descriptors: 0, 1, ... (at most
+    /// [`MAX_RIGHTS_PER_MSG`] a message).
+    pub slot: u32,
+    /// The open file description passed: an [`FdStateEntry::description`] of an entry of
+    /// pid [`IN_FLIGHT_PID`].
+    pub description: u64,
+}
+
+const _: () = assert!(size_of::<InFlightEntry>() == 16);
+
 /// [`WorkdirEntry::kind`].
 pub mod workdir_kind {
     /// A directory removed while it was the working directory.
@@ -1653,6 +1686,10 @@ impl Entry for WorkdirEntry {
     const KIND: u32 = section::WORKDIR;
 }
 
+impl Entry for InFlightEntry {
+    const KIND: u32 = section::IN_FLIGHT;
+}
+
 /// Copies `s` into a NUL-padded field (cut to its size).
 pub fn fill_name(dst: &mut [u8], s: &[u8]) {
     let n = s.len().min(dst.len());
@@ -1776,6 +1813,7 @@ impl<'a> Record<'a> {
                 section::THREAD_NAME => Some(size_of::<ThreadNameEntry>()),
                 section::TIMER_WAIT => Some(size_of::<TimerWaitEntry>()),
                 section::WORKDIR => Some(size_of::<WorkdirEntry>()),
+                section::IN_FLIGHT => Some(size_of::<InFlightEntry>()),
                 section::FS_NODE => Some(size_of::<FsNodeEntry>()),
                 section::FS_DIRENT => Some(size_of::<FsDirentEntry>()),
                 section::FS_PAGES => Some(size_of::<FsPagesEntry>()),
@@ -2135,9 +2173,21 @@ impl<'a> Record<'a> {
         self.check_sig_queues(&procs, &thread_states)?;
         self.check_prctl(&procs, &thread_states)?;
         self.check_workdirs(&procs)?;
-        let mut prev = (0i32, -1i32);
+        let mut prev = (IN_FLIGHT_PID, -1i32);
+        let mut in_flight = 0usize;
+        let mut last_in_flight = 0u64;
         for f in self.entries::<FdStateEntry>() {
-            if !known(f.pid) || !(0..MAX_FD).contains(&f.fd) || (f.pid, f.fd) <= prev {
+            let ok = if f.pid == IN_FLIGHT_PID {
+                // Numbered from 0, in increasing description order.
+                let ok = f.fd as usize == in_flight
+                    && (in_flight == 0 || f.description > last_in_flight);
+                in_flight += 1;
+                last_in_flight = f.description;
+                ok
+            } else {
+                known(f.pid) && (f.pid, f.fd) > prev
+            };
+            if !ok || !(0..MAX_FD).contains(&f.fd) {
                 return oob("carried descriptor (in (pid, fd) order)", f.fd as u64);
             }
             prev = (f.pid, f.fd);
@@ -2202,11 +2252,54 @@ impl<'a> Record<'a> {
                 k => return oob("descriptor kind", u64::from(k)),
             }
         }
+        self.check_in_flight(in_flight)?;
         self.check_events()?;
         self.check_synth_data()?;
         self.check_fs((b.pool_start, b.pool_end))?;
         self.check_timers(&procs, &threads)?;
         self.check_timer_waits()
+    }
+
+    /// Descriptors in flight (section 40): in (message, slot) order, each message's slots
+    /// 0, 1, ... (at most [`MAX_RIGHTS_PER_MSG`]), each of a message of the record and of
+    /// a description that has an entry of pid [`IN_FLIGHT_PID`] (the first `described`
+    /// [`FdStateEntry`]s, in description order: [`Record::check`] checked that).
+    fn check_in_flight(&self, described: usize) -> Result<(), RecordError> {
+        let fds = Table::<FdStateEntry>::of(self);
+        let msgs = Table::<SocketMsgEntry>::of(self).len();
+        let has = |d: u64| {
+            let (mut lo, mut hi) = (0, described);
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                match fds.get(mid).map(|f| f.description.cmp(&d)) {
+                    Some(core::cmp::Ordering::Less) => lo = mid + 1,
+                    Some(core::cmp::Ordering::Greater) => hi = mid,
+                    Some(core::cmp::Ordering::Equal) => return true,
+                    None => return false,
+                }
+            }
+            false
+        };
+        let mut prev: Option<(u32, u32)> = None;
+        for e in self.entries::<InFlightEntry>() {
+            let next_slot = match prev {
+                Some((m, s)) if m == e.message => s + 1,
+                Some((m, _)) if m > e.message => u32::MAX,
+                _ => 0,
+            };
+            if e.slot != next_slot
+                || e.slot >= MAX_RIGHTS_PER_MSG
+                || e.message as usize >= msgs
+                || !has(e.description)
+            {
+                return oob(
+                    "descriptor in flight (in (message, slot) order, of a carried message and description)",
+                    u64::from(e.message),
+                );
+            }
+            prev = Some((e.message, e.slot));
+        }
+        Ok(())
     }
 
     /// Timers waiting for their signal (section 38): in (pid, id) order (so unique), each a
@@ -3975,6 +4068,124 @@ mod tests {
                 Err(RecordError::OutOfBounds(w, _)) => assert!(w.contains(what), "{w}"),
                 e => panic!("{what}: {e:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn descriptors_in_flight_name_a_carried_message_and_description() {
+        // Process 1 holds a socket pair's end (description 1); a message queued on the other
+        // end passes a pipe's read end (description 2, held by no process) and that same
+        // socket (description 1, held by process 1 too).
+        let sock = |id: u64, peer: u64| SocketEntry {
+            id,
+            peer,
+            listener: 0,
+            ty: 1,
+            state: socket_state::CONNECTED,
+            flags: 0,
+            shutdown: 0,
+            backlog: 0,
+            err: 0,
+            sndbuf: 212_992,
+            rcvbuf: 212_992,
+            peercred: [0; 3],
+            mode: 0,
+            owner: [0; 2],
+            addr: BlobRef::default(),
+            opts: BlobRef::default(),
+            path: BlobRef::default(),
+        };
+        let fd = |pid: i32, fd: i32, kind: u32, description: u64, object: u64| FdStateEntry {
+            pid,
+            fd,
+            kind,
+            fd_flags: 0,
+            status_flags: 2,
+            aux: 0,
+            description,
+            pos: 0,
+            object,
+            path: BlobRef::default(),
+        };
+        let held = fd(1, 3, fd_state::UNIX_SOCKET, 1, 1);
+        let socket_end = fd(IN_FLIGHT_PID, 0, fd_state::UNIX_SOCKET, 1, 1);
+        let pipe_end = fd(IN_FLIGHT_PID, 1, fd_state::PIPE_READ, 2, 7);
+        let msg = SocketMsgEntry {
+            socket: 2,
+            sender: 1,
+            cred: [1, 0, 0],
+            _reserved: 0,
+            data: BlobRef { off: 0, len: 1 },
+            from: BlobRef::default(),
+        };
+        let slot = |message: u32, slot: u32, description: u64| InFlightEntry {
+            message,
+            slot,
+            description,
+        };
+        let check = |fds: &[FdStateEntry], in_flight: &[InFlightEntry]| {
+            let mut v = Vec::new();
+            let mut w = RecordWriter::new(&mut v, 2, b"x");
+            w.section(&[ProcessEntry {
+                pid: 1,
+                ..Default::default()
+            }]);
+            w.section(fds);
+            w.section(&[PipeEntry {
+                id: 7,
+                data: BlobRef::default(),
+                _reserved: 0,
+            }]);
+            w.section(&[sock(1, 2), sock(2, 1)]);
+            w.section(&[msg]);
+            w.section(in_flight);
+            w.blob(b"x");
+            w.finish();
+            Record::parse(&v, (2, 2))
+                .expect("well formed")
+                .check(&BOUNDS)
+                .map_err(|e| match e {
+                    RecordError::OutOfBounds(what, _) => what,
+                    _ => "other",
+                })
+        };
+        let good = [slot(0, 0, 2), slot(0, 1, 1)];
+        assert_eq!(check(&[socket_end, pipe_end, held], &good), Ok(()));
+        assert_eq!(section::IN_FLIGHT, 40);
+        // Refused: a description in flight with no entry of pid 0 (held only by process 1);
+        // a message the record does not have; slots out of order or not from 0; the
+        // in-flight entries not numbered from 0 in description order.
+        let bad_slots: [&[InFlightEntry]; 5] = [
+            &[slot(0, 0, 2), slot(0, 1, 3)],
+            &[slot(1, 0, 2)],
+            &[slot(0, 1, 2)],
+            &[slot(0, 0, 2), slot(0, 0, 1)],
+            &[slot(0, 0, 2), slot(0, 2, 1)],
+        ];
+        for bad in bad_slots {
+            let e = check(&[socket_end, pipe_end, held], bad).expect_err("refused");
+            assert!(e.contains("descriptor in flight"), "{e}");
+        }
+        for fds in [
+            [
+                FdStateEntry { fd: 0, ..pipe_end },
+                FdStateEntry {
+                    fd: 1,
+                    ..socket_end
+                },
+                held,
+            ],
+            [
+                FdStateEntry {
+                    fd: 1,
+                    ..socket_end
+                },
+                FdStateEntry { fd: 2, ..pipe_end },
+                held,
+            ],
+        ] {
+            let e = check(&fds, &good).expect_err("refused");
+            assert!(e.contains("carried descriptor"), "{e}");
         }
     }
 

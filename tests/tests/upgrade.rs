@@ -1238,69 +1238,94 @@ fn unix_sockets_carry_their_bytes_across_a_switch() {
     assert_no_value_lost(&counter(&file));
 }
 
+/// Descriptors passed with `SCM_RIGHTS` and not received yet, of every kind a program
+/// passes: a memfd (whose description the sender keeps open too), both ends of a pipe with
+/// bytes in it, a socket with a message queued on it, and a `--rootfs` file at an offset.
+/// OUT is where it writes `ready` (then it waits for OUT/go) and `result`; the result line
+/// is compared with the native run's.
+const IN_FLIGHT_PY: &str = r#"import os, socket, sys, time
+out = sys.argv[1]
+a, b = socket.socketpair()
+c, d = socket.socketpair()
+d.send(b'queued on the passed socket')
+m = os.memfd_create('m')
+os.write(m, b'memfd bytes')
+r, w = os.pipe()
+os.write(w, b'pipe bytes')
+f = os.open('/etc/passwd', os.O_RDONLY)
+os.lseek(f, 5, 0)
+socket.send_fds(a, [b'first'], [m, r, c.fileno()])
+socket.send_fds(a, [b'second'], [f, w])
+for x in (r, f, w):
+    os.close(x)
+c.close()
+open(out + '/ready', 'w').close()
+while not os.path.exists(out + '/go'):
+    time.sleep(0.01)
+res = []
+msg, (m2, r2, c2), _, _ = socket.recv_fds(b, 100, 10)
+res.append(msg)
+os.lseek(m, 6, 0)
+res.append(os.read(m2, 5))
+res.append(os.read(r2, 100))
+res.append(socket.socket(fileno=c2).recv(100))
+msg, (f2, w2), _, _ = socket.recv_fds(b, 100, 10)
+res.append(msg)
+res.append(os.read(f2, 20))
+os.write(w2, b'more')
+os.close(w2)
+res.append(os.read(r2, 100))
+res.append(os.read(r2, 100))
+with open(out + '/result.new', 'w') as o:
+    o.write(repr(res) + '\n')
+os.rename(out + '/result.new', out + '/result')
+time.sleep(1000)
+"#;
+
 #[test]
 #[cfg_attr(
     not(have_python3),
     ignore = "needs /usr/bin/python3: apt-get install python3"
 )]
-fn a_descriptor_in_flight_on_a_unix_socket_is_named_and_refuses_the_upgrade() {
+fn descriptors_in_flight_on_a_unix_socket_are_carried() {
     let root = root("scm");
     let out = TempDir::unique("pvmux-upgrade-out", "scm");
-    // A descriptor passed (`SCM_RIGHTS`) and not received yet: the record cannot carry it.
-    let program = "import socket, time\n\
-                   a, b = socket.socketpair()\n\
-                   socket.send_fds(a, [b'x'], [0])\n\
-                   open('/out/ready', 'w').close()\n\
-                   time.sleep(1000)\n";
-    std::fs::write(out.0.join("p.py"), program).expect("write the program");
+    // The native reference: the same program, its GO there from the start.
+    let native = out.0.join("native");
+    std::fs::create_dir(&native).expect("native dir");
+    std::fs::write(native.join("go"), b"").expect("native go");
+    std::fs::write(out.0.join("p.py"), IN_FLIGHT_PY).expect("write the program");
+    let mut child = std::process::Command::new("/usr/bin/python3")
+        .arg(out.0.join("p.py"))
+        .arg(&native)
+        .spawn()
+        .expect("native python3");
+    wait_for("the native result", || native.join("result").exists());
+    let _ = child.kill();
+    let _ = child.wait();
+    let want = std::fs::read_to_string(native.join("result")).expect("native result");
+    assert!(
+        want.starts_with("[b'first', b'bytes', b'pipe bytes'"),
+        "native: {want}"
+    );
     let vol = format!("{}:/out", out.0.display());
-    let r = root.pvmux(&[
-        "run",
-        "--name",
-        "f",
-        "--detach",
-        "--mem",
-        "256M",
-        "--rootfs",
-        "/",
-        "-v",
-        &vol,
-        "--",
-        "/usr/bin/python3",
-        "/out/p.py",
-    ]);
-    assert_eq!(r.code(), Some(0), "{}", r.context());
-    wait_for("the descriptor is in flight", || {
+    start_detached(&root, "f", &vol, &["/usr/bin/python3", "/out/p.py", "/out"]);
+    wait_for("the descriptors are in flight", || {
         out.0.join("ready").exists()
     });
-    let next = next_kernel(&root);
-    let up = root.pvmux(&[
-        "upgrade",
-        "--format",
-        "json",
-        "f",
-        "--kernel",
-        next.to_str().expect("UTF-8"),
-    ]);
-    assert_eq!(up.code(), Some(1), "{}", up.context());
+    let v = switch_to_next(&root, "f");
+    let carried = v["record"]["carried"].as_array().expect("carried");
     assert!(
-        up.stderr
-            .contains("sockets with descriptors in flight (SCM_RIGHTS) of pid 1"),
-        "{}",
-        up.context()
+        carried.iter().any(|c| c["fds"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|f| f["kind"] == "unix-socket"))),
+        "the carrier socket carried: {v}"
     );
-    let v: serde_json::Value = serde_json::from_str(up.stdout.trim()).expect("answer JSON");
-    assert_eq!(v["upgraded"], false, "{v}");
-    // Refused whole: the old kernel runs on, the program still there.
-    let r = root.pvmux(&[
-        "exec",
-        "f",
-        "--",
-        "/bin/sh",
-        "-c",
-        "uname -r; cat /proc/1/comm",
-    ]);
-    assert_eq!(r.stdout, "6.1.0-pvmux\npython3\n", "{}", r.context());
+    assert_eq!(
+        go_and_result(&out),
+        want,
+        "after the switch (native: {want})"
+    );
     stop(&root, "f");
 }
 

@@ -97,6 +97,9 @@ pub(crate) enum Refusal {
     /// An inotify watch (of the instance's description, by watch descriptor) of an inode
     /// the carried filesystem does not name.
     Watch(u64, i32),
+    /// The descriptors in flight of a queued message (by its index in the record) cannot
+    /// be passed again.
+    InFlight(u32),
 }
 
 impl fmt::Display for Refusal {
@@ -159,6 +162,10 @@ impl fmt::Display for Refusal {
             Self::Watch(d, wd) => write!(
                 f,
                 "inotify watch {wd} (open file description {d}) names no carried file"
+            ),
+            Self::InFlight(m) => write!(
+                f,
+                "the descriptors in flight of socket message {m} cannot be passed again"
             ),
         }
     }
@@ -430,6 +437,7 @@ pub(crate) fn plan(bytes: &[u8], args: &AdoptArgs) -> Result<Plan, Refusal> {
         rebuild_fds(&r, pid, &mut d, &|_, _| Ok(None))?;
         process_parts(&r, pid)?;
     }
+    d.attach_in_flight(&r, &|_, _| Ok(None))?;
     // The interest lists, once every description exists.
     plan.epoll_items = super::events::link_epolls(&r, &d.files, &d.left_out)?;
     plan.event_objects = d.event_objects;
@@ -636,6 +644,8 @@ pub(crate) struct Descriptions {
     pipes: BTreeMap<u64, Arc<Pipe>>,
     /// The `AF_UNIX` sockets descriptors may name, by id.
     sockets: crate::linux::net::unix::carry::Adopted,
+    /// Where each message of the record was queued (for its descriptors in flight).
+    queued: crate::linux::net::unix::carry::Queued,
     /// The loopback internet sockets descriptors may name, by id.
     inets: crate::linux::net::unix::carry::Adopted,
     /// The timerfds' timers and the inotify instances, by description (sections 24, 33
@@ -687,7 +697,7 @@ impl Descriptions {
         }
         let socks: Vec<SocketEntry> = r.entries().collect();
         let msgs: Vec<SocketMsgEntry> = r.entries().collect();
-        let sockets = crate::linux::net::unix::carry::adopt(
+        let (sockets, queued) = crate::linux::net::unix::carry::adopt(
             &socks,
             &msgs,
             &|b| r.blob_bytes(b).map(<[u8]>::to_vec),
@@ -703,6 +713,7 @@ impl Descriptions {
             files: BTreeMap::new(),
             pipes,
             sockets,
+            queued,
             inets,
             events: super::events::Tables::of(r),
             arms: Vec::new(),
@@ -716,6 +727,40 @@ impl Descriptions {
                 .collect(),
             event_objects: 0,
         })
+    }
+
+    /// Gives each queued message its descriptors in flight (section 40), in their order:
+    /// each description made as a process's descriptor's would be (one a process holds too
+    /// is the same description). Called once every process's descriptors exist. In a check
+    /// the descriptions `open` leaves out are left out of their messages.
+    pub(crate) fn attach_in_flight(
+        &mut self,
+        r: &Record<'_>,
+        open: OpenPath<'_>,
+    ) -> Result<(), Refusal> {
+        use pvmux_hypercalls::handover::{InFlightEntry, IN_FLIGHT_PID};
+        let described: BTreeMap<u64, FdStateEntry> = r
+            .entries::<FdStateEntry>()
+            .filter(|f| f.pid == IN_FLIGHT_PID)
+            .map(|f| (f.description, f))
+            .collect();
+        let mut rights: BTreeMap<u32, Vec<Arc<OpenFile>>> = BTreeMap::new();
+        for e in r.entries::<InFlightEntry>() {
+            let f = described
+                .get(&e.description)
+                .ok_or(Refusal::InFlight(e.message))?;
+            let path = r.blob_bytes(f.path).unwrap_or_default();
+            let slot = rights.entry(e.message).or_default();
+            if let Some(file) = self.of(f, path, open)? {
+                slot.push(file);
+            }
+        }
+        for (m, files) in rights {
+            if !crate::linux::net::unix::carry::attach_rights(&self.queued, m, files) {
+                return Err(Refusal::InFlight(m));
+            }
+        }
+        Ok(())
     }
 
     /// The open file description of `f` (created at its first descriptor); `None` when
@@ -1355,6 +1400,9 @@ fn build(r: &Record<'_>, plan: &Plan) -> Result<Built, Refusal> {
             .is_some_and(|(id, _)| linked.contains(&(t.pid(), id)));
         t.keep_waiting(is_linked);
     }
+    // The descriptors in flight, once every process's descriptors exist (so that one a
+    // process holds too is the same description).
+    d.attach_in_flight(r, &reopen)?;
     // The epolls' interest lists, once every description of every process exists.
     super::events::link_epolls(r, &d.files, &d.left_out)?;
     // inotify: renames go on from the carried cookie; events on the files open by

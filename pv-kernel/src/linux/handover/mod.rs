@@ -709,7 +709,12 @@ impl Inventory {
             w.section(&self.zombies);
             w.section(&self.file_images);
             w.section(&self.timers);
-            let (socks, msgs) = self.sockets.finish();
+            let description = |f: &Arc<super::files::OpenFile>| {
+                self.descriptions
+                    .get(&(Arc::as_ptr(f) as *const () as usize))
+                    .copied()
+            };
+            let (socks, msgs, in_flight) = self.sockets.finish(&description);
             w.section(&socks);
             w.section(&msgs);
             if let Some((socks, msgs)) = &self.inet {
@@ -735,6 +740,7 @@ impl Inventory {
             w.section(&self.thread_names);
             w.section(&self.timer_waits);
             w.section(&self.workdirs);
+            w.section(&in_flight);
             if let Some(fs) = &self.fs {
                 w.section(&fs.nodes);
                 w.section(&fs.dirents);
@@ -896,6 +902,7 @@ fn inventory(procs: &[Arc<Process>], version: u32) -> Inventory {
         }
     }
     if version >= 2 {
+        carry_in_flight(&mut inv);
         events::carry_epolls(&mut inv);
         inv.shm_pages = inv.shm_page_runs();
         carry_console(&mut inv);
@@ -1274,6 +1281,70 @@ fn carry_process(
     }
 }
 
+/// Version 2: carries the descriptors in flight on the carried sockets (`SCM_RIGHTS`,
+/// section 40) as open file descriptions of pid [`IN_FLIGHT_PID`], numbered from 0 in
+/// description order — every one of them, also those a process holds too, so that an
+/// adopter that does not know section 40 finds a descriptor of no process and refuses the
+/// record instead of dropping them. A description in flight may be a socket with more in
+/// flight: carried until none is left. One that cannot be carried (an epoll, say) is a
+/// blocker of the process whose descriptor reached its socket.
+fn carry_in_flight(inv: &mut Inventory) {
+    use pvmux_hypercalls::handover::IN_FLIGHT_PID;
+    let mut carried: BTreeMap<usize, ()> = BTreeMap::new();
+    let mut not_carried: BTreeMap<(i32, &'static [u8]), u32> = BTreeMap::new();
+    loop {
+        let pending = inv.sockets.take_in_flight();
+        if pending.is_empty() {
+            break;
+        }
+        for (pid, f) in pending {
+            let key = Arc::as_ptr(&f) as *const () as usize;
+            if carried.insert(key, ()).is_some() {
+                continue;
+            }
+            let refused: Option<&'static [u8]> = if crate::linux::files::object::downcast::<
+                super::files::epoll::Epoll,
+            >(&f)
+            .is_some()
+            {
+                Some(b"epoll descriptors in flight (SCM_RIGHTS)")
+            } else {
+                carry_fd(IN_FLIGHT_PID, 0, &f, false, inv).err()
+            };
+            if let Some(what) = refused {
+                *not_carried.entry((pid, what)).or_default() += 1;
+            }
+        }
+    }
+    // Numbered in description order.
+    let mut n = 0;
+    let mut ours: Vec<&mut FdStateEntry> = inv
+        .fd_states
+        .iter_mut()
+        .filter(|e| e.pid == IN_FLIGHT_PID)
+        .collect();
+    ours.sort_by_key(|e| e.description);
+    for e in ours {
+        e.fd = n;
+        n += 1;
+    }
+    if n >= pvmux_hypercalls::handover::MAX_FD {
+        *not_carried
+            .entry((0, b"over 1,048,576 descriptors in flight"))
+            .or_default() += 1;
+    }
+    for ((pid, what), count) in not_carried {
+        let mut b = BlockerEntry {
+            kind: blocker::FILES,
+            pid,
+            count,
+            ..FromZeros::new_zeroed()
+        };
+        fill_name(&mut b.what, what);
+        inv.blockers.push(b);
+    }
+}
+
 /// Whether absolute `path` names inode `ino` now (what a file reopened by its path in an
 /// adopting kernel, whose tree is this one's, gets).
 fn names_inode(fs: &mut crate::fs::ramfs::Fs, path: &[u8], ino: crate::fs::ramfs::Ino) -> bool {
@@ -1464,7 +1535,7 @@ fn carry_fd(
                 r
             };
             e.kind = fd_state::UNIX_SOCKET;
-            e.object = sockets.add(&sock, &mut add)?;
+            e.object = sockets.add(pid, &sock, &mut add)?;
         }
     }
     inv.fd_states.push(e);

@@ -9,16 +9,22 @@
 //! file again there (its directory must exist in the new kernel's filesystem: a `--rootfs`
 //! or volume directory, or one the boot makes).
 //!
+//! Descriptors in flight (`SCM_RIGHTS`: passed with a queued message, not received yet)
+//! are carried as open file descriptions of no process (section 40): [`Carry`] hands the
+//! files to the record writer ([`Carry::take_in_flight`]), which carries each as it carries
+//! a process's descriptor, and an adopter gives each message its descriptions again
+//! ([`attach_rights`]) once every description exists.
+//!
 //! What is not carried is refused in words (a blocker): a path name removed, moved or
-//! never told, descriptors in flight (`SCM_RIGHTS`), a pending error other than
-//! `ECONNRESET`.
+//! never told, a pending error other than `ECONNRESET`.
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use pvmux_hypercalls::handover::{
-    socket_flags, socket_state, BlobRef, SocketEntry, SocketMsgEntry, MAX_SOCKET_OPTS,
+    socket_flags, socket_state, BlobRef, InFlightEntry, SocketEntry, SocketMsgEntry,
+    MAX_RIGHTS_PER_MSG, MAX_SOCKET_OPTS,
 };
 
 use super::queue::{Cred, Msg};
@@ -62,15 +68,25 @@ pub(crate) struct Carry {
     wmems: BTreeMap<usize, u64>,
     /// By id.
     socks: BTreeMap<u64, SocketEntry>,
-    /// Messages with their sender's account, in the order [`Carry::add`] met them.
-    msgs: Vec<(SocketMsgEntry, usize)>,
+    /// Messages with their sender's account and the descriptors passed with them, in the
+    /// order [`Carry::add`] met them.
+    msgs: Vec<(SocketMsgEntry, usize, Vec<Arc<OpenFile>>)>,
+    /// Descriptors in flight met by [`Carry::add`] and not taken by
+    /// [`Carry::take_in_flight`] yet, each with the process whose descriptor reached it.
+    in_flight: Vec<(i32, Arc<OpenFile>)>,
 }
 
 impl Carry {
     /// The id of `sock` in the record, entering it and every socket it reaches (peers, a
     /// listener's connections not accepted yet) with their queues; or, entering nothing,
-    /// what cannot be carried.
-    pub(crate) fn add(&mut self, sock: &Arc<Sock>, blob: Blob<'_>) -> Result<u64, &'static [u8]> {
+    /// what cannot be carried. A descriptor of process `pid` reached it: the descriptors in
+    /// flight on the sockets entered are kept for [`Carry::take_in_flight`] under `pid`.
+    pub(crate) fn add(
+        &mut self,
+        pid: i32,
+        sock: &Arc<Sock>,
+        blob: Blob<'_>,
+    ) -> Result<u64, &'static [u8]> {
         if let Some(&id) = self.ids.get(&ptr(sock)) {
             return Ok(id);
         }
@@ -91,8 +107,11 @@ impl Carry {
                         return Err(b"sockets whose path name was removed or moved");
                     }
                 }
-                if i.rq.carried().any(|m| m.rights) {
-                    return Err(b"sockets with descriptors in flight (SCM_RIGHTS)");
+                if i.rq
+                    .carried()
+                    .any(|m| m.rights.len() > MAX_RIGHTS_PER_MSG as usize)
+                {
+                    return Err(b"messages passing over 253 descriptors");
                 }
                 if i.err.is_some_and(|e| e != Errno::ECONNRESET) {
                     return Err(b"sockets with a pending error");
@@ -188,7 +207,10 @@ impl Carry {
                     data: blob(m.data),
                     from: blob(m.from.unwrap_or_default()),
                 };
-                self.msgs.push((entry, m.wmem.map_or(0, ptr)));
+                self.in_flight
+                    .extend(m.rights.iter().map(|f| (pid, f.clone())));
+                self.msgs
+                    .push((entry, m.wmem.map_or(0, ptr), m.rights.to_vec()));
             }
         }
         for (k, (listener, n)) in queued_on {
@@ -200,21 +222,49 @@ impl Carry {
         Ok(self.ids[&ptr(sock)])
     }
 
+    /// The descriptors in flight met since the last call, each with the process whose
+    /// descriptor reached its socket: the record writer carries each as an open file
+    /// description (which may enter more sockets, and so more descriptors in flight).
+    pub(crate) fn take_in_flight(&mut self) -> Vec<(i32, Arc<OpenFile>)> {
+        core::mem::take(&mut self.in_flight)
+    }
+
     /// The sections: sockets by id, and their messages (socket by socket, each queue
-    /// oldest first), each charged to its sender if the record carries it.
-    pub(crate) fn finish(&self) -> (Vec<SocketEntry>, Vec<SocketMsgEntry>) {
+    /// oldest first), each charged to its sender if the record carries it; and the
+    /// descriptors in flight (section 40), `description` giving each one's number.
+    pub(crate) fn finish(
+        &self,
+        description: &dyn Fn(&Arc<OpenFile>) -> Option<u64>,
+    ) -> (Vec<SocketEntry>, Vec<SocketMsgEntry>, Vec<InFlightEntry>) {
         let socks = self.socks.values().copied().collect();
-        let mut msgs: Vec<SocketMsgEntry> = self
+        let mut msgs: Vec<(SocketMsgEntry, &[Arc<OpenFile>])> = self
             .msgs
             .iter()
-            .map(|(m, w)| SocketMsgEntry {
-                sender: self.wmems.get(w).copied().unwrap_or(0),
-                ..*m
+            .map(|(m, w, rights)| {
+                let m = SocketMsgEntry {
+                    sender: self.wmems.get(w).copied().unwrap_or(0),
+                    ..*m
+                };
+                (m, &rights[..])
             })
             .collect();
         // Stable: each queue keeps its order.
-        msgs.sort_by_key(|m| m.socket);
-        (socks, msgs)
+        msgs.sort_by_key(|(m, _)| m.socket);
+        let mut in_flight = Vec::new();
+        for (message, (_, rights)) in msgs.iter().enumerate() {
+            for (slot, f) in rights.iter().enumerate() {
+                // Every descriptor in flight was carried (`take_in_flight`); the record
+                // writer refused the others as blockers.
+                if let Some(d) = description(f) {
+                    in_flight.push(InFlightEntry {
+                        message: message as u32,
+                        slot: slot as u32,
+                        description: d,
+                    });
+                }
+            }
+        }
+        (socks, msgs.into_iter().map(|(m, _)| m).collect(), in_flight)
     }
 
     /// Entries and messages so far (for the record's size).
@@ -231,6 +281,19 @@ pub(crate) struct Refused(pub(crate) u64);
 /// name, by id.
 pub(crate) type Adopted = BTreeMap<u64, Arc<dyn Socket>>;
 
+/// Where [`adopt`] queued each message of the record (by its index in the record): the
+/// socket and the message's place in its queue.
+pub(crate) type Queued = Vec<(Arc<Sock>, usize)>;
+
+/// Gives message `message` of the record (queued by [`adopt`] without them) the
+/// descriptors passed with it, `rights`, in their order; `false` if the record has no such
+/// message.
+pub(crate) fn attach_rights(queued: &Queued, message: u32, rights: Vec<Arc<OpenFile>>) -> bool {
+    queued
+        .get(message as usize)
+        .is_some_and(|(s, index)| s.inner.lock().rq.set_rights(*index, rights))
+}
+
 /// Re-creates the sockets `socks` of a checked record (`Record::check` passed) with the
 /// messages `msgs` queued on them (`blob` gives the bytes a reference names): each
 /// connection's two ends paired, a listener's connections not accepted yet in its queue
@@ -245,7 +308,7 @@ pub(crate) fn adopt(
     msgs: &[SocketMsgEntry],
     blob: &dyn Fn(BlobRef) -> Option<Vec<u8>>,
     files: bool,
-) -> Result<Adopted, Refused> {
+) -> Result<(Adopted, Queued), Refused> {
     let mut made: BTreeMap<u64, Arc<Sock>> = BTreeMap::new();
     for e in socks {
         let ty = SockType::from_raw(e.ty).map_err(|_| Refused(e.id))?;
@@ -358,8 +421,16 @@ pub(crate) fn adopt(
         };
         pending.extend(q.into_iter().map(|(_, s)| s));
     }
+    let mut queued = Queued::new();
+    let mut at = (0u64, 0usize);
     for m in msgs {
         let s = get(m.socket)?;
+        at = if at.0 == m.socket && !queued.is_empty() {
+            (m.socket, at.1 + 1)
+        } else {
+            (m.socket, 0)
+        };
+        queued.push((s.clone(), at.1));
         let wmem = match m.sender {
             0 => None,
             id => Some(get(id)?.wmem.clone()),
@@ -386,7 +457,7 @@ pub(crate) fn adopt(
             out.insert(e.id, UnixSocket::wrap(get(e.id)?));
         }
     }
-    Ok(out)
+    Ok((out, queued))
 }
 
 #[cfg(test)]
@@ -427,6 +498,74 @@ mod tests {
             .carried()
             .map(|m| m.data.to_vec())
             .collect()
+    }
+
+    #[test]
+    fn descriptors_in_flight_are_handed_out_and_given_back_to_their_message() {
+        use crate::linux::files::file::Kind;
+        use crate::linux::files::pipe::Pipe;
+        let (a, b) = connected(SockType::Dgram);
+        let pipe = Pipe::new(0);
+        let rd = OpenFile::new(Kind::PipeRead(pipe.clone()), 0);
+        let wr = OpenFile::new(Kind::PipeWrite(pipe), 1);
+        send(&b, &a.wmem, b"none");
+        let m = Msg::new(
+            b"two".to_vec(),
+            alloc::vec![rd.clone(), wr.clone()],
+            ME,
+            None,
+            None,
+        );
+        b.inner.lock().rq.push(m);
+        let mut carry = Carry::default();
+        let mut blob = Vec::new();
+        let mut add = |x: &[u8]| {
+            let r = BlobRef {
+                off: blob.len() as u32,
+                len: x.len() as u32,
+            };
+            blob.extend_from_slice(x);
+            r
+        };
+        carry.add(9, &a, &mut add).expect("carried");
+        let got = carry.take_in_flight();
+        assert_eq!(got.len(), 2, "both descriptors, once");
+        assert!(
+            got.iter().all(|(pid, _)| *pid == 9),
+            "under the pid that reached them"
+        );
+        assert!(Arc::ptr_eq(&got[0].1, &rd) && Arc::ptr_eq(&got[1].1, &wr));
+        assert!(carry.take_in_flight().is_empty(), "taken once");
+        // Descriptions 5 and 6; the message with them is the second one queued on `b`.
+        let number = |f: &Arc<OpenFile>| Some(if Arc::ptr_eq(f, &rd) { 5 } else { 6 });
+        let (socks, msgs, in_flight) = carry.finish(&number);
+        assert_eq!(msgs.len(), 2);
+        let slots: Vec<(u32, u32, u64)> = in_flight
+            .iter()
+            .map(|e| (e.message, e.slot, e.description))
+            .collect();
+        assert_eq!(slots, [(1, 0, 5), (1, 1, 6)]);
+        // Adopted without them, then given them back, in their order.
+        for s in [&a, &b] {
+            s.release(false);
+        }
+        let bytes = |r: BlobRef| {
+            blob.get(r.off as usize..(r.off + r.len) as usize)
+                .map(<[u8]>::to_vec)
+        };
+        // (The open-file objects hold the sockets, as descriptors would.)
+        let (_held, queued) = adopt(&socks, &msgs, &bytes, false).expect("adopts");
+        let (b2, at) = queued[1].clone();
+        assert_eq!(at, 1, "the second message of its queue");
+        assert!(attach_rights(
+            &queued,
+            1,
+            alloc::vec![rd.clone(), wr.clone()]
+        ));
+        assert!(!attach_rights(&queued, 2, Vec::new()), "no such message");
+        let i = b2.inner.lock();
+        let rights: Vec<usize> = i.rq.carried().map(|m| m.rights.len()).collect();
+        assert_eq!(rights, [0, 2]);
     }
 
     #[test]
@@ -475,16 +614,18 @@ mod tests {
         };
         let ids: Vec<u64> = [&a, &b, &l, &client]
             .iter()
-            .map(|s| carry.add(s, &mut add).expect("carried"))
+            .map(|s| carry.add(1, s, &mut add).expect("carried"))
             .collect();
         assert_eq!(carry.len(), (5, 5), "the embryo too, every message");
-        assert_eq!(carry.add(&b, &mut add), Ok(ids[1]), "one id per socket");
+        assert_eq!(carry.add(1, &b, &mut add), Ok(ids[1]), "one id per socket");
         // Refused in words: a path name that is not where it was bound.
         let p = Sock::new(SockType::Stream);
         p.inner.lock().key = Some(Key::Path(42));
-        assert!(carry.add(&p, &mut add).is_err());
+        assert!(carry.add(1, &p, &mut add).is_err());
         assert_eq!(carry.len(), (5, 5), "nothing entered for a refusal");
-        let (socks, msgs) = carry.finish();
+        assert!(carry.take_in_flight().is_empty(), "nothing in flight");
+        let (socks, msgs, in_flight) = carry.finish(&|_| None);
+        assert!(in_flight.is_empty());
         let fds: Vec<FdStateEntry> = ids
             .iter()
             .enumerate()
@@ -527,13 +668,14 @@ mod tests {
         }
         let socks: Vec<SocketEntry> = r.entries().collect();
         let msgs: Vec<SocketMsgEntry> = r.entries().collect();
-        let got = adopt(
+        let (got, queued) = adopt(
             &socks,
             &msgs,
             &|b| r.blob_bytes(b).map(<[u8]>::to_vec),
             false,
         )
         .expect("adopts");
+        assert_eq!(queued.len(), msgs.len(), "each message queued once");
         assert_eq!(got.len(), 4, "the embryo has no descriptor");
         let sock = |id: u64| {
             got[&id]

@@ -133,9 +133,9 @@ pub(crate) struct Read<R> {
 }
 
 /// A queued message as [`Queue::carried`] shows it.
-pub(crate) struct Carried<'a> {
+pub(crate) struct Carried<'a, R> {
     pub(crate) data: &'a [u8],
-    pub(crate) rights: bool,
+    pub(crate) rights: &'a [R],
     pub(crate) cred: Cred,
     pub(crate) from: Option<&'a [u8]>,
     pub(crate) wmem: Option<&'a Arc<Wmem>>,
@@ -181,6 +181,19 @@ impl<R: Clone> Queue<R> {
     }
 
     /// Queues `m`, charging its sender.
+    /// Gives the `index`th queued message (oldest first) the descriptors `rights` (an
+    /// adopted message's, which it was queued without); `false` if there is no such
+    /// message.
+    pub(crate) fn set_rights(&mut self, index: usize, rights: Vec<R>) -> bool {
+        match self.msgs.get_mut(index) {
+            Some(m) => {
+                m.rights = rights;
+                true
+            }
+            None => false,
+        }
+    }
+
     pub(crate) fn push(&mut self, m: Msg<R>) {
         if let Some(w) = &m.wmem {
             w.charge(m.data.len() + MSG_OVERHEAD);
@@ -228,10 +241,10 @@ impl<R: Clone> Queue<R> {
     /// The queued messages as the hand-over record carries them, oldest first: the bytes
     /// not read yet, whether descriptors are passed with it, the credentials, the sender's
     /// address and account.
-    pub(crate) fn carried(&self) -> impl Iterator<Item = Carried<'_>> + '_ {
+    pub(crate) fn carried(&self) -> impl Iterator<Item = Carried<'_, R>> + '_ {
         self.msgs.iter().map(|m| Carried {
             data: &m.data[m.off..],
-            rights: !m.rights.is_empty(),
+            rights: &m.rights,
             cred: m.cred,
             from: m.from.as_deref(),
             wmem: m.wmem.as_ref(),

@@ -56,17 +56,35 @@ static int map_file(const char *path) {
 /* N children map small regions until refused, all at the same time (together more than a
  * small guest kernel's heap holds); each records its count and error in a shared page and
  * waits there until all are done, so all hold their regions at once. Nothing else is asked
- * of the kernel until they exit: with its heap short, the kernel refuses what needs it. */
+ * of the kernel until they exit: with its heap short, the kernel refuses what needs it.
+ * The children start mapping only once all of them exist (`go`): on a loaded host the
+ * first ones could otherwise take the heap before the parent's last forks, which the
+ * kernel then refuses, and the children would wait for brothers that never come. A fork
+ * that fails anyway is reported, and the others wait only for the children that exist. */
 static int procs(int n) {
     struct shared {
         volatile long done;
+        volatile long go;
+        volatile long started;
         volatile long count[64];
         volatile int err[64];
     } *sh = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (sh == MAP_FAILED || n > 64)
         return 1;
+    int started = 0;
     for (int i = 0; i < n; i++) {
-        if (fork() == 0) {
+        pid_t pid = fork();
+        if (pid < 0) {
+            fprintf(stderr, "fork %d: %s\n", i, name(errno));
+            break;
+        }
+        if (pid > 0) {
+            started++;
+            continue;
+        }
+        {
+            while (!__atomic_load_n(&sh->go, __ATOMIC_SEQ_CST))
+                sched_yield();
             long k = 0;
             for (;; k++) {
                 int prot = (k & 1) ? PROT_READ : PROT_READ | PROT_WRITE;
@@ -76,11 +94,13 @@ static int procs(int n) {
             sh->count[i] = k;
             sh->err[i] = errno;
             __atomic_add_fetch(&sh->done, 1, __ATOMIC_SEQ_CST);
-            while (__atomic_load_n(&sh->done, __ATOMIC_SEQ_CST) < n)
+            while (__atomic_load_n(&sh->done, __ATOMIC_SEQ_CST) < __atomic_load_n(&sh->started, __ATOMIC_SEQ_CST))
                 sched_yield();
             _exit(0);
         }
     }
+    __atomic_store_n(&sh->started, started, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&sh->go, 1, __ATOMIC_SEQ_CST);
     int ok = 0, st;
     while (wait(&st) > 0)
         ok += WIFEXITED(st) && WEXITSTATUS(st) == 0;

@@ -99,10 +99,34 @@ fn restored_layout(
 
 /// Why a tenant of `cfg` can never be snapshotted (state a snapshot cannot carry), if so.
 fn snapshot_refusal(cfg: &TenantConfig) -> Option<String> {
-    let args = cfg.boot_args.args();
     if cfg.net.enabled() {
         Some("it has host sockets (--net host / --publish), which cannot be carried".into())
-    } else if !cfg.disks.is_empty() {
+    } else {
+        refusal_beside_net(cfg)
+    }
+}
+
+/// Why a tenant of `cfg` can never be upgraded (`pvmux upgrade`: host state a kernel switch
+/// cannot carry), if so. As [`snapshot_refusal`], except that the host sockets of `--net
+/// host` stay where they are, on the host, across a switch: the record names them (section
+/// 41). `--publish` connections are relayed by the kernel's own threads, which no record
+/// carries.
+fn upgrade_refusal(cfg: &TenantConfig) -> Option<String> {
+    if !cfg.net.publish.is_empty() {
+        Some(
+            "it publishes ports (--publish): the guest kernel's relays of published \
+             connections cannot be carried"
+                .into(),
+        )
+    } else {
+        refusal_beside_net(cfg)
+    }
+}
+
+/// The host state other than networking that neither a snapshot nor a switch carries.
+fn refusal_beside_net(cfg: &TenantConfig) -> Option<String> {
+    let args = cfg.boot_args.args();
+    if !cfg.disks.is_empty() {
         Some("it has disks (--disk): move them to another tenant first (pvmux disk move); the host's side of a disk is not carried".into())
     } else if !cfg.channels.is_empty() {
         Some("it has channels to other kernels (--channel): the peer's side of each ring lives in the other tenant".into())
@@ -151,6 +175,7 @@ fn tenant_parts(
     initial_balloon: u64,
 ) -> Result<TenantParts, HostError> {
     let snapshot_refusal = snapshot_refusal(&cfg);
+    let upgrade_refusal = upgrade_refusal(&cfg);
     let boot = crate::tenant::BootInputs {
         boot_args: cfg.boot_args.clone(),
         initrd: cfg.initrd.clone(),
@@ -177,6 +202,7 @@ fn tenant_parts(
             .map_err(|e| HostError::InvalidConfig(e.to_string()))?,
         initial_balloon,
         snapshot_refusal,
+        upgrade_refusal,
         adoption: None,
         limits: Limits {
             watchdog: cfg.watchdog,

@@ -276,6 +276,8 @@ struct Shared {
     parking: crate::snapshot::Parking,
     /// Why this tenant cannot be snapshotted whatever it does, if so.
     snapshot_refusal: Option<String>,
+    /// Why an upgrade can never be taken (host state a switch cannot carry), if so.
+    upgrade_refusal: Option<String>,
     /// The hand-over record offered to its kernel, if any (`HandoverFetch`).
     adoption: Mutex<Option<Arc<crate::upgrade::Adoption>>>,
     /// A hand-over's next kernel, asked for and not yet started (`crate::upgrade`).
@@ -1301,7 +1303,7 @@ impl TenantHandle {
         };
         // What the switch would have to leave behind on the host's side: refused before
         // the guest is asked anything.
-        let host_state = s.snapshot_refusal.clone().or_else(|| {
+        let host_state = s.upgrade_refusal.clone().or_else(|| {
             let disks = s.disks.list();
             let live = s.exec.live();
             if !disks.is_empty() {
@@ -1356,6 +1358,23 @@ impl TenantHandle {
             held.adopt_check = report.adopt_check;
             return Ok(held);
         }
+        // The host sockets the record names must be the tenant's own, each once.
+        let named: std::collections::HashSet<u64> =
+            held.inventory.host_sockets.iter().copied().collect();
+        let bad = held
+            .inventory
+            .host_sockets
+            .iter()
+            .find(|&&h| !s.net().is_some_and(|n| n.holds(h)))
+            .copied()
+            .or((named.len() != held.inventory.host_sockets.len()).then_some(0));
+        if let Some(h) = bad {
+            s.handover.release(upgrade::Release::Thaw);
+            return Err(UpgradeError::HostState(format!(
+                "its kernel's record names host socket {h}, which is not one of the tenant's \
+                 own (or names one twice)"
+            )));
+        }
         let record_len = record.len();
         let result = Arc::new(upgrade::SwitchWait::default());
         let next = upgrade::Next::switch(
@@ -1385,6 +1404,11 @@ impl TenantHandle {
         // reaped); only then is the host thread that holds it in `HandoverRecord` freed.
         sandbox::kill(&fd);
         sandbox::wait_exited(&fd, Some(Duration::from_secs(5)));
+        // The host sockets of the old kernel that the record does not name would stay open
+        // for good.
+        if let Some(n) = s.net() {
+            n.keep_only(&named);
+        }
         s.handover.release(upgrade::Release::Switch);
         let outcome = self.wait_switch(&result);
         let (outcome, at) = outcome.unwrap_or_else(|| {
@@ -1510,6 +1534,8 @@ pub(crate) struct TenantParts {
     pub(crate) initial_balloon: u64,
     /// Why this tenant cannot be snapshotted, if so (its configuration).
     pub(crate) snapshot_refusal: Option<String>,
+    /// Why an upgrade can never be taken, if so.
+    pub(crate) upgrade_refusal: Option<String>,
     /// The hand-over record offered to its kernel (a pre-flight's scratch tenant).
     pub(crate) adoption: Option<Arc<crate::upgrade::Adoption>>,
     /// What its kernel was built from.
@@ -1601,6 +1627,7 @@ impl Tenant {
                 live_limits: Mutex::new(None),
                 parking: crate::snapshot::Parking::default(),
                 snapshot_refusal: parts.snapshot_refusal,
+                upgrade_refusal: parts.upgrade_refusal,
                 adoption: Mutex::new(parts.adoption),
                 switch: Mutex::new(None),
                 vcpu_threads: Mutex::new(Vec::new()),

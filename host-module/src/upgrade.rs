@@ -183,6 +183,9 @@ pub(crate) fn prepare_image(
 pub struct Inventory {
     /// The writer's release.
     pub release: String,
+    /// The host sockets (`--net host`) the record names, by handle (section 41): the host
+    /// checks that the tenant holds each one, and closes the others at the switch.
+    pub host_sockets: Vec<u64>,
     /// The record's version.
     pub version: u32,
     /// Its length in bytes.
@@ -271,6 +274,10 @@ impl Inventory {
             crate::escape::escape_guest(b.unwrap_or_default(), crate::escape::Mode::Line)
         };
         Ok(Self {
+            host_sockets: r
+                .entries::<pvmux_hypercalls::handover::HostSocketEntry>()
+                .map(|h| h.handle)
+                .collect(),
             thread_states: r.entries().collect(),
             restarts: r.entries().collect(),
             pages: r.entries().collect(),

@@ -342,8 +342,11 @@ pub mod section {
     /// descriptions in flight as [`super::FdStateEntry`]s of pid 0, [`super::IN_FLIGHT_PID`],
     /// which no process has, and refuses the record): [`super::InFlightEntry`]s.
     pub const IN_FLIGHT: u32 = 40;
+    /// Version 2 (optional, but an inet socket flagged [`super::inet_flags::HOST`] needs
+    /// its entry): [`super::HostSocketEntry`]s.
+    pub const HOST_SOCKET: u32 = 41;
     /// The highest section number.
-    pub const LAST: u32 = IN_FLIGHT;
+    pub const LAST: u32 = HOST_SOCKET;
     /// Version 2: the in-memory filesystem's inodes ([`super::FsNodeEntry`]; first the
     /// filesystem itself).
     pub const FS_NODE: u32 = 21;
@@ -1010,8 +1013,12 @@ pub mod inet_flags {
     pub const RESET: u32 = 1 << 3;
     /// `SO_LINGER`'s `l_onoff`.
     pub const LINGER: u32 = 1 << 4;
+    /// `--net host`: a host socket carries it, by the handle its
+    /// [`super::HostSocketEntry`] names (the entry holds only its options: not bound,
+    /// closed, nothing queued). An adopter that does not know the flag refuses the record.
+    pub const HOST: u32 = 1 << 5;
     /// Every flag.
-    pub const ALL: u32 = BOUND | CONNECTED_UDP | RX_FIN | RESET | LINGER;
+    pub const ALL: u32 = BOUND | CONNECTED_UDP | RX_FIN | RESET | LINGER | HOST;
 }
 
 /// `IPPROTO_TCP`, `IPPROTO_UDP`: the [`InetSocketEntry::proto`] values.
@@ -1495,6 +1502,23 @@ pub struct InFlightEntry {
 
 const _: () = assert!(size_of::<InFlightEntry>() == 16);
 
+/// Version 2 (section [`section::HOST_SOCKET`]): the host socket (`--net host`) that
+/// carries an internet socket of the guest. The host keeps its sockets across a switch;
+/// it checks that each handle is one of the tenant's.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct HostSocketEntry {
+    /// The [`InetSocketEntry::id`] of a socket flagged [`inet_flags::HOST`] (entries in
+    /// increasing order of it, one per such socket).
+    pub socket: u64,
+    /// The host's handle of the socket (`NetSocket`, `NetAccept`; docs/ABI.md §net).
+    pub handle: u64,
+}
+
+const _: () = assert!(size_of::<HostSocketEntry>() == 16);
+
 /// [`WorkdirEntry::kind`].
 pub mod workdir_kind {
     /// A directory removed while it was the working directory.
@@ -1690,6 +1714,10 @@ impl Entry for InFlightEntry {
     const KIND: u32 = section::IN_FLIGHT;
 }
 
+impl Entry for HostSocketEntry {
+    const KIND: u32 = section::HOST_SOCKET;
+}
+
 /// Copies `s` into a NUL-padded field (cut to its size).
 pub fn fill_name(dst: &mut [u8], s: &[u8]) {
     let n = s.len().min(dst.len());
@@ -1814,6 +1842,7 @@ impl<'a> Record<'a> {
                 section::TIMER_WAIT => Some(size_of::<TimerWaitEntry>()),
                 section::WORKDIR => Some(size_of::<WorkdirEntry>()),
                 section::IN_FLIGHT => Some(size_of::<InFlightEntry>()),
+                section::HOST_SOCKET => Some(size_of::<HostSocketEntry>()),
                 section::FS_NODE => Some(size_of::<FsNodeEntry>()),
                 section::FS_DIRENT => Some(size_of::<FsDirentEntry>()),
                 section::FS_PAGES => Some(size_of::<FsPagesEntry>()),
@@ -2805,8 +2834,14 @@ impl Record<'_> {
             let tcp = s.proto == 6;
             let bound = s.flags & inet_flags::BOUND != 0;
             let udp_peer = s.flags & inet_flags::CONNECTED_UDP != 0;
+            let host = s.flags & inet_flags::HOST != 0;
             let ok = (s.family == 2 || s.family == 10)
                 && INET_PROTOS.contains(&s.proto)
+                && (!host
+                    || (s.flags == inet_flags::HOST | (s.flags & inet_flags::LINGER)
+                        && s.state == inet_state::CLOSED
+                        && s.peer == 0
+                        && s.listener == 0))
                 && s.state <= inet_state::ESTABLISHED
                 && (s.state == inet_state::CLOSED || (tcp && bound))
                 && s.flags & !inet_flags::ALL == 0
@@ -2876,9 +2911,12 @@ impl Record<'_> {
             let Some(s) = inets.find(m.socket, |s| s.id) else {
                 return oob("message of an unknown inet socket", m.socket);
             };
-            if m.socket < prev || s.state == inet_state::LISTENING {
+            if m.socket < prev
+                || s.state == inet_state::LISTENING
+                || s.flags & inet_flags::HOST != 0
+            {
                 return oob(
-                    "inet socket message (in socket order, not on a listener)",
+                    "inet socket message (in socket order, not on a listener or host socket)",
                     m.socket,
                 );
             }
@@ -2896,6 +2934,27 @@ impl Record<'_> {
             {
                 return oob("inet socket message bytes or sender", m.socket);
             }
+        }
+        // Host sockets: one entry per socket flagged `HOST`, in its order.
+        let mut last = 0;
+        for h in self.entries::<HostSocketEntry>() {
+            let flagged = inets
+                .find(h.socket, |s| s.id)
+                .is_some_and(|s| s.flags & inet_flags::HOST != 0);
+            if h.socket <= last || !flagged || h.handle == 0 {
+                return oob(
+                    "host socket (in increasing order, of an inet socket flagged HOST)",
+                    h.socket,
+                );
+            }
+            last = h.socket;
+        }
+        let flagged = inets
+            .iter()
+            .filter(|s| s.flags & inet_flags::HOST != 0)
+            .count();
+        if flagged != Table::<HostSocketEntry>::of(self).len() {
+            return oob("inet socket flagged HOST without its host socket", 0);
         }
         Ok(())
     }
@@ -4408,6 +4467,105 @@ mod tests {
                 e => panic!("{what}: {e:?}"),
             }
         }
+    }
+
+    #[test]
+    fn host_sockets_are_named_by_handle_for_sockets_flagged_host() {
+        let closed = |id: u64, flags: u32| InetSocketEntry {
+            id,
+            peer: 0,
+            listener: 0,
+            family: 2,
+            proto: 6,
+            state: inet_state::CLOSED,
+            flags,
+            shutdown: 0,
+            backlog: 0,
+            err: 0,
+            sndbuf: 16_384,
+            rcvbuf: 131_072,
+            local: [0; 16],
+            conn: [0; 16],
+            remote: [0; 16],
+            local_port: 0,
+            remote_port: 0,
+            linger: 0,
+            opts: BlobRef::default(),
+        };
+        let check =
+            |socks: &[InetSocketEntry], msgs: &[InetMsgEntry], hosts: &[HostSocketEntry]| {
+                let mut v = Vec::new();
+                let mut w = RecordWriter::new(&mut v, 2, b"x");
+                w.section(&[ProcessEntry {
+                    pid: 1,
+                    ..Default::default()
+                }]);
+                w.section(&[FdStateEntry {
+                    pid: 1,
+                    fd: 3,
+                    kind: fd_state::INET_SOCKET,
+                    fd_flags: 0,
+                    status_flags: 2,
+                    aux: 0,
+                    description: 1,
+                    pos: 0,
+                    object: 1,
+                    path: BlobRef::default(),
+                }]);
+                w.section(socks);
+                w.section(msgs);
+                w.section(hosts);
+                w.blob(b"x");
+                w.finish();
+                Record::parse(&v, (2, 2))
+                    .expect("well formed")
+                    .check(&BOUNDS)
+                    .map_err(|e| match e {
+                        RecordError::OutOfBounds(what, _) => what,
+                        _ => "other",
+                    })
+            };
+        let host = inet_flags::HOST;
+        let h = |socket: u64, handle: u64| HostSocketEntry { socket, handle };
+        assert_eq!(section::HOST_SOCKET, 41);
+        assert_eq!(
+            check(&[closed(1, host), closed(2, 0)], &[], &[h(1, 7)]),
+            Ok(())
+        );
+        assert_eq!(
+            check(&[closed(1, host | inet_flags::LINGER)], &[], &[h(1, 7)]),
+            Ok(()),
+            "SO_LINGER lives in the options holder"
+        );
+        // A flagged socket without its host socket; one for a socket not flagged, or with
+        // handle 0; out of order.
+        for (socks, hosts) in [
+            (&[closed(1, host)][..], &[][..]),
+            (&[closed(1, 0)][..], &[h(1, 7)][..]),
+            (&[closed(1, host)][..], &[h(1, 0)][..]),
+            (
+                &[closed(1, host), closed(2, host)][..],
+                &[h(2, 8), h(1, 7)][..],
+            ),
+        ] {
+            assert!(check(socks, &[], hosts).is_err(), "{socks:?} {hosts:?}");
+        }
+        // A host socket's entry holds only its options: not bound, not connected, nothing
+        // queued.
+        let bound = InetSocketEntry {
+            local: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1],
+            local_port: 80,
+            ..closed(1, host | inet_flags::BOUND)
+        };
+        assert!(check(&[bound], &[], &[h(1, 7)]).is_err());
+        let queued = InetMsgEntry {
+            socket: 1,
+            from: [0; 16],
+            from_port: 0,
+            _reserved: [0; 6],
+            data: BlobRef { off: 0, len: 1 },
+        };
+        assert!(check(&[closed(1, host)], &[queued], &[h(1, 7)]).is_err());
     }
 
     #[test]

@@ -1329,6 +1329,142 @@ fn descriptors_in_flight_on_a_unix_socket_are_carried() {
     stop(&root, "f");
 }
 
+/// The guest program of [`a_net_host_connection_and_listener_go_on_across_a_switch`]:
+/// with `--net host` its sockets are host sockets. It connects to the test's echo server on
+/// the host's 127.0.0.1 (port in argv) and listens on 127.0.0.1 itself (its port to
+/// /out/port); one line is echoed before the switch, one after, then it takes the test's
+/// connection on its listener and reads its line.
+const NET_HOST_PY: &str = r#"import os, socket, sys, time
+c = socket.create_connection(('127.0.0.1', int(sys.argv[1])))
+f = c.makefile('rb')
+l = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+l.bind(('127.0.0.1', 0))
+l.listen(1)
+res = []
+c.sendall(b'before\n')
+res.append(f.readline())
+open('/out/port.new', 'w').write(str(l.getsockname()[1]))
+os.rename('/out/port.new', '/out/port')
+open('/out/ready', 'w').close()
+while not os.path.exists('/out/go'):
+    time.sleep(0.01)
+c.sendall(b'after\n')
+res.append(f.readline())
+a, _ = l.accept()
+res.append(a.makefile('rb').readline())
+open('/out/result.new', 'w').write(repr(res) + '\n')
+os.rename('/out/result.new', '/out/result')
+time.sleep(1000)
+"#;
+
+/// `--net host`: the guest's sockets are the host's, and the host keeps them across a
+/// switch. A connection to a server on the host goes on, and a listener keeps its port
+/// and takes a connection made after the switch.
+#[test]
+#[cfg_attr(
+    not(have_python3),
+    ignore = "needs /usr/bin/python3: apt-get install python3"
+)]
+fn a_net_host_connection_and_listener_go_on_across_a_switch() {
+    use std::io::{BufRead, Write};
+    let root = root("nethost");
+    let out = TempDir::unique("pvmux-upgrade-out", "nethost");
+    let server = std::net::TcpListener::bind("127.0.0.1:0").expect("host server");
+    let port = server.local_addr().expect("port").port();
+    let echo = std::thread::spawn(move || {
+        let (conn, _) = server.accept().expect("the guest connects");
+        let mut w = conn.try_clone().expect("clone");
+        for line in std::io::BufReader::new(conn).lines() {
+            let Ok(line) = line else { break };
+            if w.write_all(format!("echo {line}\n").as_bytes()).is_err() {
+                break;
+            }
+        }
+    });
+    std::fs::write(out.0.join("p.py"), NET_HOST_PY).expect("write the program");
+    let vol = format!("{}:/out", out.0.display());
+    let port_arg = port.to_string();
+    let r = root.pvmux(&[
+        "run",
+        "--name",
+        "n",
+        "--detach",
+        "--net",
+        "host",
+        "--rootfs",
+        "/",
+        "-v",
+        &vol,
+        "--",
+        "/usr/bin/python3",
+        "/out/p.py",
+        &port_arg,
+    ]);
+    assert_eq!(r.code(), Some(0), "{}", r.context());
+    wait_for("the program is ready", || out.0.join("ready").exists());
+    let v = switch_to_next(&root, "n");
+    let hosts = v["record"]["host_sockets"]
+        .as_array()
+        .expect("host sockets");
+    assert_eq!(hosts.len(), 2, "the connection and the listener: {v}");
+    let guest_port: u16 = std::fs::read_to_string(out.0.join("port"))
+        .expect("port")
+        .parse()
+        .expect("a port");
+    std::fs::write(out.0.join("go"), b"").expect("go");
+    let mut late = std::net::TcpStream::connect(("127.0.0.1", guest_port)).expect("connect");
+    late.write_all(b"hello\n").expect("send");
+    let result = out.0.join("result");
+    wait_for("the program's result", || result.exists());
+    assert_eq!(
+        std::fs::read_to_string(&result).expect("result"),
+        "[b'echo before\\n', b'echo after\\n', b'hello\\n']\n"
+    );
+    stop(&root, "n");
+    echo.join().expect("echo thread");
+}
+
+/// `--publish` connections are relayed by the guest kernel's own threads, which a record
+/// cannot carry: the upgrade is refused up front, in words, and the tenant goes on.
+#[test]
+fn an_upgrade_of_a_tenant_that_publishes_ports_is_refused_in_words() {
+    let root = root("publish");
+    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let rule = format!("127.0.0.1:{}:80", free.local_addr().expect("port").port());
+    drop(free);
+    let r = root.pvmux(&[
+        "run",
+        "--name",
+        "p",
+        "--detach",
+        "--publish",
+        &rule,
+        "--rootfs",
+        "/",
+        "--",
+        "/bin/sh",
+        "-c",
+        "while :; do sleep 1; done",
+    ]);
+    assert_eq!(r.code(), Some(0), "{}", r.context());
+    wait_for("the tenant runs", || {
+        root.pvmux(&["exec", "p", "--", "/bin/sh", "-c", "true"])
+            .code()
+            == Some(0)
+    });
+    let next = next_kernel(&root);
+    let up = root.pvmux(&["upgrade", "p", "--kernel", next.to_str().expect("UTF-8")]);
+    assert_eq!(up.code(), Some(1), "{}", up.context());
+    assert!(
+        up.stderr.contains("publishes ports (--publish)"),
+        "{}",
+        up.context()
+    );
+    let r = root.pvmux(&["exec", "p", "--", "/bin/sh", "-c", "echo alive"]);
+    assert_eq!(r.stdout, "alive\n", "{}", r.context());
+    stop(&root, "p");
+}
+
 /// A TCP server on 127.0.0.1 and its client (another process) exchanging a counter every
 /// 10 ms over one connection, each value also sent back over a UDP pair on `::1`; a
 /// connection from `127.0.0.1` waits in a dual-stack listener's queue (with its bytes)

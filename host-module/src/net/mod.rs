@@ -290,6 +290,38 @@ impl HostNet {
         Ok(net)
     }
 
+    /// Kernel hand-over: whether `handle` is a host socket the guest holds of its own (made
+    /// by `NetSocket` or `NetAccept`; not a `--publish` connection or flow, which the old
+    /// kernel's relays served).
+    pub(crate) fn holds(&self, handle: u64) -> bool {
+        self.table()
+            .socks
+            .get(&handle)
+            .is_some_and(|e| !e.published && e.flow.is_none())
+    }
+
+    /// Kernel hand-over, once the old kernel is stopped: closes every host socket the
+    /// adopted record does not name (`keep`): nothing would ever close them.
+    pub(crate) fn keep_only(&self, keep: &std::collections::HashSet<u64>) {
+        let gone: Vec<u64> = {
+            let mut t = self.table();
+            let gone: Vec<u64> = t
+                .socks
+                .keys()
+                .filter(|h| !keep.contains(h))
+                .copied()
+                .collect();
+            for h in &gone {
+                t.end_flow(*h);
+                t.socks.remove(h);
+            }
+            gone
+        };
+        for h in gone {
+            self.watch.disarm(h);
+        }
+    }
+
     fn limit(&self) -> usize {
         if self.cfg.max_sockets == 0 {
             DEFAULT_MAX_SOCKETS

@@ -706,9 +706,14 @@ impl Descriptions {
         .map_err(|e| Refusal::Socket(e.0))?;
         let socks: Vec<InetSocketEntry> = r.entries().collect();
         let msgs: Vec<InetMsgEntry> = r.entries().collect();
-        let inets =
-            crate::linux::net::inet::adopt(&socks, &msgs, &|b| r.blob_bytes(b).map(<[u8]>::to_vec))
-                .map_err(|e| Refusal::InetSocket(e.0))?;
+        let hosts: BTreeMap<u64, u64> = r
+            .entries::<pvmux_hypercalls::handover::HostSocketEntry>()
+            .map(|h| (h.socket, h.handle))
+            .collect();
+        let inets = crate::linux::net::inet::adopt(&socks, &msgs, &hosts, &|b| {
+            r.blob_bytes(b).map(<[u8]>::to_vec)
+        })
+        .map_err(|e| Refusal::InetSocket(e.0))?;
         Ok(Self {
             files: BTreeMap::new(),
             pipes,
@@ -1144,6 +1149,10 @@ pub(crate) struct Adopting {
 /// [`EXIT_ADOPT_REFUSED`]: nothing of the tenant was touched.
 pub(crate) fn begin(args: &AdoptArgs, refuse: bool) -> Adopting {
     let check = args.flags & adopt_flags::CHECK != 0;
+    // The host sockets the record names are made and dropped by the verdict, and made
+    // again by `finish`: they stay open on the host until the adoption is done (a kernel
+    // that refuses the record, or gives up half-way, leaves them to the next adopter).
+    crate::linux::net::inet::host::adoption_started();
     let verdict = fetch(args).and_then(|bytes| Ok((verdict(&bytes, args, refuse)?, bytes)));
     let (plan, bytes) = match verdict {
         Ok(v) => v,
@@ -1227,6 +1236,7 @@ pub(crate) fn finish(a: Adopting) -> Vec<u8> {
         Ok(b) => b,
         Err(why) => stop(&why, false),
     };
+    crate::linux::net::inet::host::adoption_done();
     // Nothing of the pool's bytes was written and no program ran until here (a refusal
     // left them to the next adopter). From here on the programs are this kernel's: the host
     // is told before anything of theirs changes, so that this kernel's end is the tenant's

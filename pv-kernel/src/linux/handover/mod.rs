@@ -40,13 +40,14 @@ use pvmux_hypercalls::handover::{
     blocker, console_flags, fd_kind, fd_state, file_area_flags, file_image_flags, fill_name,
     page_flags, prctl_flags, process_flags, shm_area_flags, sig_queue_kind, synth_flags,
     thread_state, vma_flags, workdir_kind, BlobRef, BlockerEntry, ConsoleEntry, CpuTimesEntry,
-    EpollItemEntry, FdEntry, FdStateEntry, FileAreaEntry, FileImageEntry, InetMsgEntry,
-    InetSocketEntry, InotifyEntry, InotifyWatchEntry, PageRunEntry, PipeEntry, PrctlEntry,
-    ProcessArgsEntry, ProcessEntry, ProcessStateEntry, RecordWriter, RestartEntry, ShmAreaEntry,
-    ShmPagesEntry, SigActionEntry, SigQueueEntry, SocketEntry, SocketMsgEntry, SynthDataEntry,
-    ThreadEntry, ThreadNameEntry, ThreadStateEntry, TimerEntry, TimerFdEntry, TimerWaitEntry,
-    VmaEntry, WorkdirEntry, ZombieEntry, MAX_FPU_LEN, MAX_PIPE_BYTES, MAX_RECORD_LEN,
-    MAX_SYNTH_DATA, MIN_RECORD_VERSION, NO_RESTART, NR_RLIMITS, RECORD_VERSION, UNREACHABLE_CWD,
+    EpollItemEntry, FdEntry, FdStateEntry, FileAreaEntry, FileImageEntry, HostSocketEntry,
+    InetMsgEntry, InetSocketEntry, InotifyEntry, InotifyWatchEntry, PageRunEntry, PipeEntry,
+    PrctlEntry, ProcessArgsEntry, ProcessEntry, ProcessStateEntry, RecordWriter, RestartEntry,
+    ShmAreaEntry, ShmPagesEntry, SigActionEntry, SigQueueEntry, SocketEntry, SocketMsgEntry,
+    SynthDataEntry, ThreadEntry, ThreadNameEntry, ThreadStateEntry, TimerEntry, TimerFdEntry,
+    TimerWaitEntry, VmaEntry, WorkdirEntry, ZombieEntry, MAX_FPU_LEN, MAX_PIPE_BYTES,
+    MAX_RECORD_LEN, MAX_SYNTH_DATA, MIN_RECORD_VERSION, NO_RESTART, NR_RLIMITS, RECORD_VERSION,
+    UNREACHABLE_CWD,
 };
 use pvmux_hypercalls::{HcError, TrapFrame};
 use zerocopy::FromZeros;
@@ -555,6 +556,9 @@ pub(crate) struct Inventory {
     /// The loopback's internet sockets (sections 18 and 20), written whole once a carried
     /// descriptor names one of them.
     pub(crate) inet: Option<(Vec<InetSocketEntry>, Vec<InetMsgEntry>)>,
+    /// The host sockets (`--net host`) that carry internet sockets, by the sockets' ids
+    /// (section 41; their entries flagged `HOST`).
+    pub(crate) host_sockets: BTreeMap<u64, u64>,
     /// The carried timerfds' timers, by description (section 24).
     pub(crate) timerfds: BTreeMap<u64, TimerFdEntry>,
     /// The carried epolls, by description: the process of the first descriptor seen, and
@@ -640,6 +644,7 @@ impl Inventory {
             + self.thread_names.len() * size_of::<ThreadNameEntry>()
             + self.timer_waits.len() * size_of::<TimerWaitEntry>()
             + self.workdirs.len() * size_of::<WorkdirEntry>()
+            + self.host_sockets.len() * size_of::<HostSocketEntry>()
             + self.fs.as_ref().map_or(0, |c| c.size())
             + self.blob.len()
     }
@@ -718,7 +723,17 @@ impl Inventory {
             w.section(&socks);
             w.section(&msgs);
             if let Some((socks, msgs)) = &self.inet {
-                w.section(socks);
+                let socks: Vec<InetSocketEntry> = socks
+                    .iter()
+                    .map(|e| {
+                        let mut e = *e;
+                        if self.host_sockets.contains_key(&e.id) {
+                            e.flags |= pvmux_hypercalls::handover::inet_flags::HOST;
+                        }
+                        e
+                    })
+                    .collect();
+                w.section(&socks);
                 w.section(msgs);
             }
             let timerfds: Vec<TimerFdEntry> = self.timerfds.values().copied().collect();
@@ -741,6 +756,12 @@ impl Inventory {
             w.section(&self.timer_waits);
             w.section(&self.workdirs);
             w.section(&in_flight);
+            let hosts: Vec<HostSocketEntry> = self
+                .host_sockets
+                .iter()
+                .map(|(&socket, &handle)| HostSocketEntry { socket, handle })
+                .collect();
+            w.section(&hosts);
             if let Some(fs) = &self.fs {
                 w.section(&fs.nodes);
                 w.section(&fs.dirents);
@@ -1472,8 +1493,10 @@ fn carry_fd(
                 inv.fd_states.push(e);
                 return Ok(());
             }
-            if let Some(id) = super::net::inet::carried_id(f) {
-                let id = id?;
+            if let Some((id, host)) = super::net::inet::carried_id(f) {
+                if let Some(h) = host {
+                    inv.host_sockets.insert(id, h);
+                }
                 if inv.inet.is_none() {
                     let Inventory { inet, blob, .. } = inv;
                     let mut add = |b: &[u8]| {

@@ -76,15 +76,13 @@ pub(crate) fn create(family: u16, ty: SockType, protocol: u32) -> Result<Arc<dyn
     }))
 }
 
-/// Hand-over: the number in the table of the loopback socket behind `f` (`None`: not an
-/// internet socket; an error: one of `--net host`, whose host socket is not carried).
-pub(crate) fn carried_id(f: &OpenFile) -> Option<Result<u64, &'static [u8]>> {
+/// Hand-over: the number in the table of the internet socket behind `f` and, for one of
+/// `--net host`, the handle of the host socket that carries it (its table entry holds
+/// only its options); `None`: not an internet socket.
+pub(crate) fn carried_id(f: &OpenFile) -> Option<(u64, Option<u64>)> {
     let s = crate::linux::files::object::downcast::<super::SocketFile>(f)?;
     let i = s.sock.as_any().downcast_ref::<InetSocket>()?;
-    Some(match i.host {
-        Some(_) => Err(b"inet sockets of --net host"),
-        None => Ok(i.id),
-    })
+    Some((i.id, i.host.as_ref().map(|h| h.h)))
 }
 
 /// Hand-over: every socket of the table as record entries (sections 18 and 20), their
@@ -101,12 +99,16 @@ pub(crate) fn carry(
     STACK.lock().carry(blob)
 }
 
-/// Hand-over: the loopback sockets of a checked record re-created in the table (which is
+/// Hand-over: the internet sockets of a checked record re-created in the table (which is
 /// empty: no program has run), the ones a descriptor may name (not waiting in a
-/// listener's queue) by record id. Dropping them all empties the table again.
+/// listener's queue) by record id; one flagged `HOST` on the host socket `hosts` names
+/// for it (section 41; the host keeps its sockets across a switch). Dropping them all
+/// empties the table again (and closes those host sockets, once the adoption is done:
+/// [`host::adoption_done`]).
 pub(crate) fn adopt(
     socks: &[pvmux_hypercalls::handover::InetSocketEntry],
     msgs: &[pvmux_hypercalls::handover::InetMsgEntry],
+    hosts: &alloc::collections::BTreeMap<u64, u64>,
     blob: &dyn Fn(pvmux_hypercalls::handover::BlobRef) -> Option<Vec<u8>>,
 ) -> Result<alloc::collections::BTreeMap<u64, Arc<dyn Socket>>, stack::carry::Refused> {
     let mut out = alloc::collections::BTreeMap::new();
@@ -126,11 +128,19 @@ pub(crate) fn adopt(
             Proto::Udp
         };
         let id = ids[&e.id];
+        let host = match (
+            e.flags & pvmux_hypercalls::handover::inet_flags::HOST,
+            hosts.get(&e.id),
+        ) {
+            (0, _) => None,
+            (_, Some(&h)) => Some(host::HostSock::adopted(h, family)),
+            (_, None) => return Err(stack::carry::Refused(e.id)),
+        };
         let s: Arc<dyn Socket> = Arc::new(InetSocket {
             id,
             family,
             proto,
-            host: None,
+            host,
         });
         out.insert(e.id, s);
     }

@@ -138,6 +138,10 @@ struct RecordSummary {
     /// Record version 2: `AF_UNIX` sockets, by id.
     #[serde(default)]
     sockets: Vec<SocketJson>,
+    /// Record version 2: the host sockets (`--net host`) it names, by handle; the host
+    /// keeps them across the switch.
+    #[serde(default)]
+    host_sockets: Vec<u64>,
     /// Record version 2: the guest's loopback `AF_INET`/`AF_INET6` sockets, by id.
     #[serde(default)]
     inet_sockets: Vec<InetSocketJson>,
@@ -473,6 +477,7 @@ impl From<&Inventory> for RecordSummary {
                 })
                 .collect(),
             blockers: i.blocker_texts(),
+            host_sockets: i.host_sockets.clone(),
             carried: i
                 .states
                 .iter()

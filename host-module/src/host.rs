@@ -102,14 +102,15 @@ fn snapshot_refusal(cfg: &TenantConfig) -> Option<String> {
     if cfg.net.enabled() {
         Some("it has host sockets (--net host / --publish), which cannot be carried".into())
     } else {
-        refusal_beside_net(cfg)
+        refusal_beside_net(cfg, true)
     }
 }
 
 /// Why a tenant of `cfg` can never be upgraded (`pvmux upgrade`: host state a kernel switch
-/// cannot carry), if so. As [`snapshot_refusal`], except that the host sockets of `--net
-/// host` stay where they are, on the host, across a switch: the record names them (section
-/// 41). `--publish` connections are relayed by the kernel's own threads, which no record
+/// cannot carry), if so. As [`snapshot_refusal`], except that what lives in this host
+/// process stays where it is across a switch: the host sockets of `--net host` (the record
+/// names them, section 41) and the channels' rings (the adopter opens their nodes again).
+/// `--publish` connections are relayed by the kernel's own threads, which no record
 /// carries.
 fn upgrade_refusal(cfg: &TenantConfig) -> Option<String> {
     if !cfg.net.publish.is_empty() {
@@ -119,16 +120,17 @@ fn upgrade_refusal(cfg: &TenantConfig) -> Option<String> {
                 .into(),
         )
     } else {
-        refusal_beside_net(cfg)
+        refusal_beside_net(cfg, false)
     }
 }
 
-/// The host state other than networking that neither a snapshot nor a switch carries.
-fn refusal_beside_net(cfg: &TenantConfig) -> Option<String> {
+/// The host state other than networking that neither a snapshot nor (except `channels`) a
+/// switch carries.
+fn refusal_beside_net(cfg: &TenantConfig, channels: bool) -> Option<String> {
     let args = cfg.boot_args.args();
     if !cfg.disks.is_empty() {
         Some("it has disks (--disk): move them to another tenant first (pvmux disk move); the host's side of a disk is not carried".into())
-    } else if !cfg.channels.is_empty() {
+    } else if channels && !cfg.channels.is_empty() {
         Some("it has channels to other kernels (--channel): the peer's side of each ring lives in the other tenant".into())
     } else if args.user_isolation_none() {
         Some("it runs its programs in-process (--user-isolation none): their mappings live in the kernel sandbox".into())

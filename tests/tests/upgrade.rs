@@ -1465,6 +1465,65 @@ fn an_upgrade_of_a_tenant_that_publishes_ports_is_refused_in_words() {
     stop(&root, "p");
 }
 
+/// Channels between kernels: their rings live in the host processes, so a switch keeps
+/// them; the adopter opens each carried descriptor of `/dev/pvmux/NAME` again. W writes a
+/// line, holds the channel open across a switch of its kernel, then writes another; R, a
+/// `cat` blocked reading the channel, is switched too. R gets both lines in order, and the
+/// end of the stream once W's tenant is stopped (the adopted descriptor is W's writer).
+#[test]
+fn a_channel_between_two_kernels_goes_on_across_switches_of_both() {
+    let root = root("channel");
+    let out = TempDir::unique("pvmux-upgrade-out", "channel");
+    let vol = format!("{}:/out", out.0.display());
+    let run = |name: &str, script: &str| {
+        let r = root.pvmux(&[
+            "run",
+            "--name",
+            name,
+            "--detach",
+            "--channel",
+            "ch",
+            "--rootfs",
+            "/",
+            "-v",
+            &vol,
+            "--",
+            "/bin/sh",
+            "-c",
+            script,
+        ]);
+        assert_eq!(r.code(), Some(0), "{}", r.context());
+    };
+    run(
+        "w",
+        "exec 3>/dev/pvmux/ch; echo before >&3; : > /out/w-ready; \
+         while [ ! -e /out/go ]; do sleep 0.05; done; echo after >&3; sleep 1000",
+    );
+    run(
+        "r",
+        "cat /dev/pvmux/ch > /out/got; echo status=$? > /out/r-end",
+    );
+    let got = || std::fs::read_to_string(out.0.join("got")).unwrap_or_default();
+    wait_for("r reads the first line", || got() == "before\n");
+    assert!(out.0.join("w-ready").exists());
+    switch_to_next(&root, "w");
+    switch_to_next(&root, "r");
+    std::fs::write(out.0.join("go"), b"").expect("go");
+    wait_for("r reads the second line", || got() == "before\nafter\n");
+    assert!(
+        !out.0.join("r-end").exists(),
+        "the stream goes on while w holds it"
+    );
+    let r = root.pvmux(&["exec", "w", "--", "/bin/sh", "-c", "uname -r"]);
+    assert_eq!(r.stdout.trim(), "6.1.0-pvmux-next", "{}", r.context());
+    stop(&root, "w");
+    wait_for("r sees the end of the stream", || {
+        std::fs::read_to_string(out.0.join("r-end")).is_ok_and(|s| s == "status=0\n")
+    });
+    assert_eq!(got(), "before\nafter\n");
+    stop(&root, "r");
+}
+
 /// A TCP server on 127.0.0.1 and its client (another process) exchanging a counter every
 /// 10 ms over one connection, each value also sent back over a UDP pair on `::1`; a
 /// connection from `127.0.0.1` waits in a dual-stack listener's queue (with its bytes)

@@ -253,12 +253,22 @@ impl Drop for ChannelFile {
     fn drop(&mut self) {
         let i = usize::from(self.index) % READERS.len();
         let idx = u64::from(self.index);
-        if self.writer && WRITERS[i].fetch_sub(1, Ordering::AcqRel) == 1 {
+        // An adoption that may still give up leaves the streams to the next adopter.
+        let ours = crate::linux::handover::host_objects_are_ours();
+        if self.writer && WRITERS[i].fetch_sub(1, Ordering::AcqRel) == 1 && ours {
             let _ = crate::hcall::channel(Hypercall::ChannelCtl, [idx, op::SHUT_WR, 0]);
         }
-        if self.reader && READERS[i].fetch_sub(1, Ordering::AcqRel) == 1 {
+        if self.reader && READERS[i].fetch_sub(1, Ordering::AcqRel) == 1 && ours {
             let _ = crate::hcall::channel(Hypercall::ChannelCtl, [idx, op::SHUT_RD, 0]);
         }
+    }
+}
+
+impl ChannelFile {
+    /// Hand-over: the path of the channel's node, if `f` is an open channel (carried as a
+    /// device, opened again by that path: the stream and its data are the host's).
+    pub(crate) fn carried_path(f: &OpenFile) -> Option<Vec<u8>> {
+        super::object::downcast::<ChannelFile>(f).map(|c| c.path.clone())
     }
 }
 

@@ -1149,10 +1149,11 @@ pub(crate) struct Adopting {
 /// [`EXIT_ADOPT_REFUSED`]: nothing of the tenant was touched.
 pub(crate) fn begin(args: &AdoptArgs, refuse: bool) -> Adopting {
     let check = args.flags & adopt_flags::CHECK != 0;
-    // The host sockets the record names are made and dropped by the verdict, and made
-    // again by `finish`: they stay open on the host until the adoption is done (a kernel
-    // that refuses the record, or gives up half-way, leaves them to the next adopter).
-    crate::linux::net::inet::host::adoption_started();
+    // The host objects the record names (host sockets, channel ends) are made and dropped
+    // by the verdict, and made again by `finish`: they stay as they are on the host until
+    // the adoption is done (a kernel that refuses the record, or gives up half-way, leaves
+    // them to the next adopter).
+    super::adoption_started();
     let verdict = fetch(args).and_then(|bytes| Ok((verdict(&bytes, args, refuse)?, bytes)));
     let (plan, bytes) = match verdict {
         Ok(v) => v,
@@ -1236,7 +1237,7 @@ pub(crate) fn finish(a: Adopting) -> Vec<u8> {
         Ok(b) => b,
         Err(why) => stop(&why, false),
     };
-    crate::linux::net::inet::host::adoption_done();
+    super::adoption_done();
     // Nothing of the pool's bytes was written and no program ran until here (a refusal
     // left them to the next adopter). From here on the programs are this kernel's: the host
     // is told before anything of theirs changes, so that this kernel's end is the tenant's
@@ -1601,7 +1602,8 @@ fn backing(
 /// (never creating nor truncating it: `files::path::reopen`), an in-memory file or
 /// directory by its inode (`files::path::reopen_ino`, at its offset or cookie); a device is one of the
 /// kernel's `/dev` nodes that keep no state (`null`, `zero`, `full`, `random`,
-/// `urandom`).
+/// `urandom`) or a channel to another kernel (`/dev/pvmux/NAME`: its stream is the host's,
+/// which gives the new kernel the same channels).
 fn reopen(f: &FdStateEntry, path: &[u8]) -> Result<Option<Arc<OpenFile>>, Refusal> {
     use crate::linux::files::dev::{self, Dev};
     use crate::linux::files::file::Kind;
@@ -1617,6 +1619,22 @@ fn reopen(f: &FdStateEntry, path: &[u8]) -> Result<Option<Arc<OpenFile>>, Refusa
             crate::linux::files::path::reopen_ino(f.object, f.status_flags, f.pos, path)
                 .map(Some)
                 .map_err(|_| bad)
+        }
+        fd_state::DEVICE if path.starts_with(b"/dev/pvmux/") => {
+            let (ino, st) = crate::fs::with(|fs| {
+                let ino = fs.lookup(crate::fs::ramfs::ROOT_INO, path, true)?;
+                Ok::<_, crate::fs::Errno>((ino, fs.stat_ino(ino)?))
+            })
+            .map_err(|_| bad.clone())?;
+            match dev::node(ino) {
+                Some(Dev::Channel(i)) => Ok(Some(crate::linux::files::channel::open(
+                    i,
+                    dev::channel_name(i),
+                    crate::linux::files::file::KStat::of(st),
+                    f.status_flags,
+                ))),
+                _ => Err(bad),
+            }
         }
         fd_state::DEVICE => match dev::by_path(path) {
             Some(d @ (Dev::Null | Dev::Zero | Dev::Full | Dev::Random | Dev::URandom)) => {

@@ -89,6 +89,28 @@ struct Parked {
     restart: u64,
 }
 
+/// Cleared while this kernel adopts a record and may still give up: the host's objects the
+/// record names (host sockets, channel ends) are then the next adopter's, and dropping the
+/// kernel's handle on one must not close it on the host.
+static HOST_OBJECTS_OURS: AtomicBool = AtomicBool::new(true);
+
+/// An adoption starts ([`adopt::begin`]): until [`adoption_done`], dropping a handle on a
+/// host object (a host socket, a channel end) leaves the object as it is on the host.
+pub(crate) fn adoption_started() {
+    HOST_OBJECTS_OURS.store(false, Ordering::Release);
+}
+
+/// The adoption went through ([`adopt::finish`]): the host objects are this kernel's.
+pub(crate) fn adoption_done() {
+    HOST_OBJECTS_OURS.store(true, Ordering::Release);
+}
+
+/// Whether dropping a handle on a host object may change it on the host (close a host
+/// socket, end a channel's stream): not while an adoption may still give up.
+pub(crate) fn host_objects_are_ours() -> bool {
+    HOST_OBJECTS_OURS.load(Ordering::Acquire)
+}
+
 /// Freezes so far: a system call that overlapped one and failed with `EINTR` is restarted
 /// ([`interrupted_by_freeze`]).
 static FREEZES: AtomicU64 = AtomicU64::new(0);
@@ -1488,6 +1510,14 @@ fn carry_fd(
             e.path = inv.blob_add(&super::procfs::link_name(f));
         }
         Kind::Object(_) => {
+            // A channel to another kernel: its stream and data are the host's, its node is
+            // made again by the adopter (the host gives it the same channels).
+            if let Some(path) = super::files::channel::ChannelFile::carried_path(f) {
+                e.kind = fd_state::DEVICE;
+                e.path = inv.blob_add(&path);
+                inv.fd_states.push(e);
+                return Ok(());
+            }
             if let Some(carried) = events::carry(pid, f, &mut e, inv) {
                 carried?;
                 inv.fd_states.push(e);

@@ -359,24 +359,10 @@ impl HostSock {
     }
 }
 
-/// Until an adoption is done ([`adoption_done`]), dropping a host socket does not close it:
-/// a kernel that gives up an adoption half-way (its record refused) leaves the sockets to
-/// the kernel that adopts the record after it (the old one, as the fallback).
-static ADOPTION_DONE: AtomicU8 = AtomicU8::new(1);
-
-/// An adoption starts: host sockets dropped from now on stay open on the host.
-pub(crate) fn adoption_started() {
-    ADOPTION_DONE.store(0, Ordering::Release);
-}
-
-/// The adoption went through: a host socket dropped from now on is closed.
-pub(crate) fn adoption_done() {
-    ADOPTION_DONE.store(1, Ordering::Release);
-}
-
 impl Drop for HostSock {
     fn drop(&mut self) {
-        if ADOPTION_DONE.load(Ordering::Acquire) != 0 {
+        // Not while an adoption may still give up: the socket is the next adopter's.
+        if crate::linux::handover::host_objects_are_ours() {
             let _ = call(Hypercall::NetClose, [self.h, 0, 0, 0, 0]);
         }
     }

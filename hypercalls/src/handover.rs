@@ -1074,6 +1074,11 @@ pub mod file_area_flags {
     /// mapping has is a page run (copy-on-write of the file's frames, or its own); the
     /// others are demand-zero, as they were.
     pub const MEMORY: u32 = 1 << 2;
+    /// A file with no name left (removed since it was mapped; `path` is the name it had),
+    /// of an area that is not [`IMAGE`]: every page the mapping has is a page run, the
+    /// others demand-zero, so the adopter needs no file and looks up no path. (An adopter
+    /// that does not know the flag looks the path up and backs the area the same way.)
+    pub const REMOVED: u32 = 1 << 3;
 }
 
 /// Version 2 (section [`section::FILE_IMAGE`]): where the pages of a file area (the
@@ -2083,8 +2088,12 @@ impl<'a> Record<'a> {
                 );
             }
             prev = (a.pid, a.start.saturating_add(1));
-            if a.offset % PAGE_SIZE != 0 || self.blob_bytes(a.path).is_none_or(<[u8]>::is_empty) {
-                return oob("file area offset or path", a.offset);
+            if a.offset % PAGE_SIZE != 0
+                || self.blob_bytes(a.path).is_none_or(<[u8]>::is_empty)
+                || (a.flags & file_area_flags::REMOVED != 0
+                    && a.flags & file_area_flags::IMAGE != 0)
+            {
+                return oob("file area offset, path or flags", a.offset);
             }
         }
         let areas = Table::<FileAreaEntry>::of(self);

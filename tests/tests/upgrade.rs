@@ -2281,6 +2281,102 @@ time.sleep(1000)
     stop(&root, "m");
 }
 
+/// Private mappings of files removed since they were mapped, that are no program's image:
+/// an in-memory file (`/tmp`) and a `--rootfs` file (removed from the guest's view), each
+/// with a page written since (its own copy). Every page such a mapping has is its own or
+/// the file's copied at `mmap`: the adopter needs no file. After the switch both read as
+/// before — as the native run of the same program reads them.
+const REMOVED_MAPS_PY: &str = r#"import mmap, os, shutil, sys, time
+out = sys.argv[1]
+tmp = sys.argv[2] + '/removed-map'
+with open(tmp, 'wb') as f:
+    f.write(b'A' * 4096 + b'B' * 4096 + b'C' * 4096)
+host = sys.argv[3]
+fd = os.open(tmp, os.O_RDWR)
+m = mmap.mmap(fd, 3 * 4096, flags=mmap.MAP_PRIVATE)
+os.close(fd)
+fd = os.open(host, os.O_RDONLY)
+h = mmap.mmap(fd, 4096, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+os.close(fd)
+m[4096:4100] = b'mine'
+h[0:4] = b'mine'
+os.unlink(tmp)
+if len(sys.argv) > 4:
+    os.unlink(host)
+open(out + '/ready', 'w').close()
+while not os.path.exists(out + '/go'):
+    time.sleep(0.01)
+res = [m[0:4], m[4096:4104], m[8192:8196], h[0:8], len(h)]
+with open(out + '/result.new', 'w') as o:
+    o.write(repr(res) + '\n')
+os.rename(out + '/result.new', out + '/result')
+time.sleep(1000)
+"#;
+
+#[test]
+#[cfg_attr(
+    not(have_python3),
+    ignore = "needs /usr/bin/python3: apt-get install python3"
+)]
+fn private_mappings_of_removed_files_are_carried() {
+    let root = root("removedmaps");
+    let out = TempDir::unique("pvmux-upgrade-out", "removedmaps");
+    std::fs::write(out.0.join("p.py"), REMOVED_MAPS_PY).expect("write the program");
+    // The native reference: the same program, the host file a copy it may remove.
+    let native = out.0.join("native");
+    std::fs::create_dir(&native).expect("native dir");
+    std::fs::write(native.join("go"), b"").expect("native go");
+    let copy = out.0.join("services");
+    std::fs::copy("/etc/services", &copy).expect("copy /etc/services");
+    let mut child = std::process::Command::new("/usr/bin/python3")
+        .arg(out.0.join("p.py"))
+        .args([&native, &native, &copy])
+        .arg("remove")
+        .spawn()
+        .expect("native python3");
+    wait_for("the native result", || native.join("result").exists());
+    let _ = child.kill();
+    let _ = child.wait();
+    let want = std::fs::read_to_string(native.join("result")).expect("native result");
+    assert!(
+        want.starts_with("[b'AAAA', b'mineBBBB', b'CCCC', b'mine"),
+        "native: {want}"
+    );
+    let vol = format!("{}:/out", out.0.display());
+    start_detached(
+        &root,
+        "r",
+        &vol,
+        &[
+            "/usr/bin/python3",
+            "/out/p.py",
+            "/out",
+            "/tmp",
+            "/etc/services",
+            "remove",
+        ],
+    );
+    wait_for("the files are removed", || out.0.join("ready").exists());
+    let v = switch_to_next(&root, "r");
+    let carried = v["record"]["carried"].as_array().expect("carried");
+    assert!(
+        carried.iter().any(|c| c["file_areas"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|p| p == "/tmp/removed-map"))),
+        "the removed file's area carried: {v}"
+    );
+    assert_eq!(
+        go_and_result(&out),
+        want,
+        "after the switch (native: {want})"
+    );
+    assert!(
+        std::path::Path::new("/etc/services").exists(),
+        "the host's file stays"
+    );
+    stop(&root, "r");
+}
+
 /// A private mapping of a host file the guest renamed since (`/usr/bin/perl`, mapped with
 /// no descriptor left, then renamed) is backed again by the name the file has now: after
 /// the switch a page not read before reads the host file's bytes, as the native read of

@@ -1577,7 +1577,12 @@ fn backing(
 ) -> Option<crate::linux::space::MapFile> {
     use crate::fs::ramfs::ROOT_INO;
     use pvmux_hypercalls::handover::{file_area_flags, file_image_flags};
-    let ino = crate::fs::with(|fs| fs.lookup(ROOT_INO, path, true)).ok();
+    // A removed file's name may be another file's now: not looked up.
+    let ino = if a.flags & file_area_flags::REMOVED != 0 {
+        None
+    } else {
+        crate::fs::with(|fs| fs.lookup(ROOT_INO, path, true)).ok()
+    };
     let image = if a.flags & file_area_flags::IMAGE != 0 && i.hi > i.lo {
         let file = crate::linux::imagecache::for_mapping(ino?, i.lo, true).ok()??;
         Some(crate::linux::space::ImageMap {

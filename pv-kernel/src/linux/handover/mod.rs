@@ -1146,12 +1146,18 @@ fn carry_process(
             continue;
         }
         // A file renamed since it was mapped is backed again by a name it has now (its
-        // inode, carried with its number and backing, is the same); one removed is not.
+        // inode, carried with its number and backing, is the same). One removed needs no
+        // file unless it is a program's image: every page such an area has is a page run.
+        let mut flags = 0;
         let path = if named {
             path
         } else {
             match renamed_path(ino) {
                 Some(p) => p.into(),
+                None if image.is_none() => {
+                    flags |= file_area_flags::REMOVED;
+                    path
+                }
                 None => {
                     moved_areas += 1;
                     continue;
@@ -1159,7 +1165,6 @@ fn carry_process(
             }
         };
         let path = inv.blob_add(&path);
-        let mut flags = 0;
         if memory {
             flags |= file_area_flags::MEMORY;
         }
@@ -1304,7 +1309,11 @@ fn carry_process(
             blocker::KERNEL,
             b"shared mappings of host or volume files",
         ),
-        (moved_areas, blocker::FILES, b"mappings of removed files"),
+        (
+            moved_areas,
+            blocker::FILES,
+            b"image mappings of removed files",
+        ),
         (
             timers_not_carried,
             blocker::TIMERS,

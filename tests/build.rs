@@ -5,7 +5,8 @@
 //! programs of `programs/c/` (every `*.c` there; among them the stress family `stress_*.c`)
 //! with `cc -static` (as `NAME`, `_` written `-`) and `musl-gcc -static` (as `NAME-musl`), and
 //! the dynamically linked programs of `programs/c-dynamic/` (a shared library
-//! `libdynelf-plugin.so`, `dynelf-dlopen`, `dynelf-linked`, and their `-musl` builds). They are copied into
+//! `libdynelf-plugin.so`, `dynelf-dlopen`, `dynelf-linked`, `libdynelf-big.so`,
+//! `dynelf-removed`, and their `-musl` builds). They are copied into
 //! `<target>/guest-programs/bin`, whose path the tests get as `PVMUX_PROG_DIR`.
 //!
 //! The nested cargo uses its own target directory (`<target>/guest-programs`, no lock shared
@@ -136,6 +137,10 @@ fn main() {
         build_c_with(cc, &["-shared", "-fPIC"], &source("dynelf_plugin"), &plugin);
         let dlopen = bin_dir.join(format!("dynelf-dlopen{suffix}"));
         build_c_with(cc, &["-pie", "-fPIE"], &source("dynelf_dlopen"), &dlopen);
+        let big = bin_dir.join(format!("libdynelf-big{suffix}.so"));
+        build_c_with(cc, &["-shared", "-fPIC"], &source("dynelf_big"), &big);
+        let removed = bin_dir.join(format!("dynelf-removed{suffix}"));
+        build_c_with(cc, &["-pie", "-fPIE"], &source("dynelf_removed"), &removed);
         let linked = bin_dir.join(format!("dynelf-linked{suffix}"));
         let link_dir = format!("-L{}", bin_dir.display());
         let link_lib = format!("-l{lib}");

@@ -299,3 +299,56 @@ fn glibc_shared_libraries_and_dlopen_match_native() {
 fn musl_shared_libraries_and_dlopen_match_native() {
     libraries_match_native("-musl");
 }
+
+/// A library removed while it is mapped keeps its bytes, as on Linux: `dynelf-removed`
+/// `dlopen`s `libdynelf-big.so` (2 MiB of data the loader does not read), removes the
+/// file, then reads bytes at its start, middle and end. Natively it removes a copy; in the
+/// guest it removes the shared host file from the guest's view (the host's file stays).
+/// Before, the guest kernel freed the removed file's inode, and the pages of the library
+/// not read yet could no longer be read: `SIGSEGV`.
+fn a_removed_library_keeps_its_bytes(suffix: &str) {
+    let lib = format!("{PROG_DIR}/libdynelf-big{suffix}.so");
+    let prog = format!("{PROG_DIR}/dynelf-removed{suffix}");
+    let copy = TempDir::unique("pvmux-dynelf", "removed");
+    let copied = copy.0.join("libdynelf-big.so");
+    std::fs::copy(&lib, &copied).expect("copy the library");
+    let mut cmd = Command::new(&prog);
+    cmd.arg(&copied);
+    let want = run(cmd);
+    assert_eq!(
+        (want.code(), want.stdout.as_str()),
+        (Some(0), "1 2 3\n"),
+        "native: {}",
+        want.context()
+    );
+    for vcpus in [1, 2] {
+        let mut cmd = Command::new(PVMUX);
+        cmd.arg("run")
+            .arg("--vcpus")
+            .arg(vcpus.to_string())
+            .args(["--rootfs", "/", "--", &prog, &lib]);
+        let got = run(cmd);
+        assert_eq!(
+            (got.code(), &got.stdout),
+            (want.code(), &want.stdout),
+            "on {vcpus} vCPU(s): {}",
+            got.context()
+        );
+        assert!(Path::new(&lib).exists(), "the host's library stays");
+    }
+}
+
+#[test]
+#[cfg_attr(
+    not(have_glibc_ld_so),
+    ignore = "needs glibc's dynamic loader /lib64/ld-linux-x86-64.so.2 and ldd: apt-get install libc6 libc-bin"
+)]
+fn a_removed_glibc_library_keeps_its_bytes() {
+    a_removed_library_keeps_its_bytes("");
+}
+
+#[test]
+#[cfg_attr(not(have_musl), ignore = "needs musl-gcc: apt-get install musl-tools")]
+fn a_removed_musl_library_keeps_its_bytes() {
+    a_removed_library_keeps_its_bytes("-musl");
+}

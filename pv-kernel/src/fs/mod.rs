@@ -66,6 +66,16 @@ pub(crate) fn with<R>(f: impl FnOnce(&mut Fs) -> R) -> R {
     f(fs)
 }
 
+/// [`with`], unless the filesystem is in use (on this CPU, further up the stack: a caller
+/// that may run inside [`with`] must not wait for it): `None` then.
+pub(crate) fn try_with<R>(f: impl FnOnce(&mut Fs) -> R) -> Option<R> {
+    let cred = crate::linux::creds::fs_cred();
+    let mut fs = FS.try_lock()?;
+    let fs = fs.as_mut()?;
+    fs.set_cred(cred);
+    Some(f(fs))
+}
+
 /// The filesystem's limits: tmpfs's defaults for the guest's memory, the contents at most
 /// two thirds of the user pool they live in (so programs keep a third: this binds for guests
 /// of less than 256 MiB, whose pool is only half of memory).

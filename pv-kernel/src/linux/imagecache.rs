@@ -17,6 +17,11 @@
 //! short (processes mapping an entry keep it). A program may be as large as half of the pool
 //! (e.g. a 74 MiB binary with the default `--mem`).
 //!
+//! **A removed file stays readable.** An entry of a host file holds its inode open (a
+//! filesystem handle, [`CachedFile`]'s `hold`): a library or program removed while it is
+//! mapped keeps its bytes for its chunks not read yet, as Linux keeps a mapped file after
+//! its last name goes. The hold goes with the entry (evicted, and mapped by no process).
+//!
 //! The frames are user-pool memory, which a hostile program can map and write (see
 //! docs/SECURITY.md): the kernel never parses them in place. What the loader parses — the ELF
 //! header and program headers, or a `#!` line — is the entry's [`CachedFile::head`], a copy
@@ -78,6 +83,10 @@ pub(crate) struct CachedFile {
     verified: Vec<AtomicU64>,
     /// Held while a chunk is filled or checked (one reader of the file per entry).
     fill_lock: IrqLock<()>,
+    /// A host file's inode held open while the entry lives: its chunks not read yet are
+    /// read from it, also after its last name went (a library removed while processes map
+    /// it, as Linux keeps a mapped file).
+    hold: Option<crate::fs::ramfs::Handle>,
 }
 
 /// Bytes of the file per tag, and per read at a chunk's first use.
@@ -286,6 +295,32 @@ impl Drop for CachedFile {
         for i in 0..self.pages as u64 {
             pool::put(self.base + i * PAGE_SIZE);
         }
+        if let Some(h) = self.hold.take() {
+            TO_CLOSE.lock().push(h);
+            close_released();
+        }
+    }
+}
+
+/// Inode holds of dropped entries not closed yet: an entry may be dropped while the
+/// filesystem is in use further up the stack (the pool ran short inside a file operation,
+/// [`shrink`]); they are closed at the next chance.
+static TO_CLOSE: IrqLock<Vec<crate::fs::ramfs::Handle>> = IrqLock::new(Vec::new());
+
+/// Closes the released holds, if the filesystem is free (a removed file's inode goes with
+/// its last hold).
+fn close_released() {
+    let held = core::mem::take(&mut *TO_CLOSE.lock());
+    if held.is_empty() {
+        return;
+    }
+    let closed = crate::fs::try_with(|fs| {
+        for &h in &held {
+            let _ = fs.close(h);
+        }
+    });
+    if closed.is_none() {
+        TO_CLOSE.lock().extend(held);
     }
 }
 
@@ -411,6 +446,7 @@ const ELF_MAGIC: &[u8; 4] = b"\x7fELF";
 /// frames for the whole file and its first chunk read now (the head the loader parses),
 /// the rest read at first use.
 fn entry(ino: Ino, size: u64, mtime_ns: u64) -> Result<Arc<CachedFile>, Errno> {
+    close_released();
     let max_file = pool::stats().1 as u64 * PAGE_SIZE / MAX_FILE_POOL_SHARE;
     if size > max_file || size == 0 {
         return Err(if size == 0 {
@@ -459,6 +495,13 @@ fn entry(ino: Ino, size: u64, mtime_ns: u64) -> Result<Arc<CachedFile>, Errno> {
         tags: (0..chunks).map(|_| AtomicU64::new(0)).collect(),
         verified: (0..chunks).map(|_| AtomicU64::new(0)).collect(),
         fill_lock: IrqLock::new(()),
+        // Only a host file: an in-memory file's pages are the guest's own (held until its
+        // removal frees them).
+        hold: crate::fs::with(|fs| {
+            fs.is_host_file(ino)
+                .then(|| fs.open_ino(ino, crate::fs::ramfs::oflag::O_RDONLY).ok())
+                .flatten()
+        }),
     };
     // Dropping `e` on an error gives the frames back.
     let first = e.fill_chunk(0)?;

@@ -345,8 +345,11 @@ pub mod section {
     /// Version 2 (optional, but an inet socket flagged [`super::inet_flags::HOST`] needs
     /// its entry): [`super::HostSocketEntry`]s.
     pub const HOST_SOCKET: u32 = 41;
+    /// Version 2 (optional, but a file area flagged both [`super::file_area_flags::IMAGE`]
+    /// and [`super::file_area_flags::REMOVED`] needs its entry): [`super::FileAreaInodeEntry`]s.
+    pub const FILE_AREA_INODE: u32 = 42;
     /// The highest section number.
-    pub const LAST: u32 = HOST_SOCKET;
+    pub const LAST: u32 = FILE_AREA_INODE;
     /// Version 2: the in-memory filesystem's inodes ([`super::FsNodeEntry`]; first the
     /// filesystem itself).
     pub const FS_NODE: u32 = 21;
@@ -1074,10 +1077,13 @@ pub mod file_area_flags {
     /// mapping has is a page run (copy-on-write of the file's frames, or its own); the
     /// others are demand-zero, as they were.
     pub const MEMORY: u32 = 1 << 2;
-    /// A file with no name left (removed since it was mapped; `path` is the name it had),
-    /// of an area that is not [`IMAGE`]: every page the mapping has is a page run, the
-    /// others demand-zero, so the adopter needs no file and looks up no path. (An adopter
-    /// that does not know the flag looks the path up and backs the area the same way.)
+    /// A file with no name left (removed since it was mapped; `path` is the name it had):
+    /// the adopter looks up no path. Of an area that is not [`IMAGE`], every page the
+    /// mapping has is a page run, the others demand-zero, so no file is needed (an adopter
+    /// that does not know the flag looks the path up and backs the area the same way). Of
+    /// an [`IMAGE`] area, the file is a carried inode held open, named by the area's
+    /// [`super::FileAreaInodeEntry`] (an adopter that does not know it finds no file at
+    /// the path and refuses the record).
     pub const REMOVED: u32 = 1 << 3;
 }
 
@@ -1524,6 +1530,27 @@ pub struct HostSocketEntry {
 
 const _: () = assert!(size_of::<HostSocketEntry>() == 16);
 
+/// Version 2 (section [`section::FILE_AREA_INODE`]): the file of a program's or library's
+/// image area whose file has no name left (its [`FileAreaEntry`] flagged `IMAGE` and
+/// `REMOVED`): a host file's inode of the carried filesystem, held open by the writer's
+/// image cache.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct FileAreaInodeEntry {
+    /// The process (entries in (pid, start) order, one per such area).
+    pub pid: i32,
+    /// Zero.
+    pub _reserved: u32,
+    /// The area's first byte (its [`FileAreaEntry::start`]).
+    pub start: u64,
+    /// The file's inode (a [`FsNodeEntry::ino`] when the record carries the filesystem).
+    pub ino: u64,
+}
+
+const _: () = assert!(size_of::<FileAreaInodeEntry>() == 24);
+
 /// [`WorkdirEntry::kind`].
 pub mod workdir_kind {
     /// A directory removed while it was the working directory.
@@ -1723,6 +1750,10 @@ impl Entry for HostSocketEntry {
     const KIND: u32 = section::HOST_SOCKET;
 }
 
+impl Entry for FileAreaInodeEntry {
+    const KIND: u32 = section::FILE_AREA_INODE;
+}
+
 /// Copies `s` into a NUL-padded field (cut to its size).
 pub fn fill_name(dst: &mut [u8], s: &[u8]) {
     let n = s.len().min(dst.len());
@@ -1848,6 +1879,7 @@ impl<'a> Record<'a> {
                 section::WORKDIR => Some(size_of::<WorkdirEntry>()),
                 section::IN_FLIGHT => Some(size_of::<InFlightEntry>()),
                 section::HOST_SOCKET => Some(size_of::<HostSocketEntry>()),
+                section::FILE_AREA_INODE => Some(size_of::<FileAreaInodeEntry>()),
                 section::FS_NODE => Some(size_of::<FsNodeEntry>()),
                 section::FS_DIRENT => Some(size_of::<FsDirentEntry>()),
                 section::FS_PAGES => Some(size_of::<FsPagesEntry>()),
@@ -2078,6 +2110,8 @@ impl<'a> Record<'a> {
             }
         }
         let mut prev = (0i32, 0u64);
+        let by_inode = Table::<FileAreaInodeEntry>::of(self);
+        let mut removed_images = 0usize;
         for a in self.entries::<FileAreaEntry>() {
             if vmas.find((a.pid, a.start), |v| (v.pid, v.start)).is_none()
                 || (a.pid, a.start) < prev
@@ -2088,13 +2122,48 @@ impl<'a> Record<'a> {
                 );
             }
             prev = (a.pid, a.start.saturating_add(1));
+            let removed_image =
+                a.flags & file_area_flags::REMOVED != 0 && a.flags & file_area_flags::IMAGE != 0;
+            if removed_image {
+                removed_images += 1;
+            }
             if a.offset % PAGE_SIZE != 0
                 || self.blob_bytes(a.path).is_none_or(<[u8]>::is_empty)
-                || (a.flags & file_area_flags::REMOVED != 0
-                    && a.flags & file_area_flags::IMAGE != 0)
+                || (removed_image
+                    && by_inode
+                        .find((a.pid, a.start), |e| (e.pid, e.start))
+                        .is_none())
             {
                 return oob("file area offset, path or flags", a.offset);
             }
+        }
+        // One inode per removed image area, of a carried regular file (when the record
+        // carries the filesystem), in (pid, start) order.
+        let fs_nodes = Table::<FsNodeEntry>::of(self);
+        let areas = Table::<FileAreaEntry>::of(self);
+        let mut prev = (0i32, 0u64);
+        for e in by_inode.iter() {
+            let area_ok = areas
+                .find((e.pid, e.start), |a| (a.pid, a.start))
+                .is_some_and(|a| {
+                    a.flags & file_area_flags::REMOVED != 0 && a.flags & file_area_flags::IMAGE != 0
+                });
+            let ino_ok = e.ino != 0
+                && (fs_nodes.len() == 0
+                    || fs_nodes
+                        .find(e.ino, |n| n.ino)
+                        .is_some_and(|n| n.kind == fs_node::REGULAR));
+            if (e.pid, e.start) <= prev && prev != (0, 0) || !area_ok || !ino_ok || e._reserved != 0
+            {
+                return oob(
+                    "file area inode (of a removed image area, in order)",
+                    e.start,
+                );
+            }
+            prev = (e.pid, e.start);
+        }
+        if by_inode.len() != removed_images {
+            return oob("removed image area without its inode", 0);
         }
         let areas = Table::<FileAreaEntry>::of(self);
         let mut prev = (0i32, 0u64);
@@ -4136,6 +4205,83 @@ mod tests {
                 Err(RecordError::OutOfBounds(w, _)) => assert!(w.contains(what), "{w}"),
                 e => panic!("{what}: {e:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn a_removed_image_area_names_its_inode() {
+        let rec = |areas: &[FileAreaEntry], inodes: &[FileAreaInodeEntry]| {
+            let mut v = Vec::new();
+            let mut w = RecordWriter::new(&mut v, 2, b"x");
+            w.section(&[ProcessEntry {
+                pid: 1,
+                ..Default::default()
+            }]);
+            let vma = |start: u64| VmaEntry {
+                pid: 1,
+                flags: vma_flags::READ,
+                start,
+                end: start + 0x1000,
+                name: [0; 40],
+            };
+            w.section(&[vma(0x40_0000), vma(0x50_0000)]);
+            w.section(areas);
+            w.section(inodes);
+            w.blob(b"/lib/gone.so");
+            w.finish();
+            Record::parse(&v, (2, 2))
+                .expect("well formed")
+                .check(&BOUNDS)
+                .map_err(|e| match e {
+                    RecordError::OutOfBounds(what, _) => what,
+                    _ => "other",
+                })
+        };
+        let area = |start: u64, flags: u32| FileAreaEntry {
+            pid: 1,
+            flags,
+            start,
+            offset: 0,
+            path: BlobRef { off: 0, len: 12 },
+        };
+        let ino = |start: u64, ino: u64| FileAreaInodeEntry {
+            pid: 1,
+            _reserved: 0,
+            start,
+            ino,
+        };
+        let image = file_area_flags::IMAGE;
+        let removed = file_area_flags::REMOVED;
+        assert_eq!(section::FILE_AREA_INODE, 42);
+        // A removed non-image area needs no inode; a removed image area needs exactly one.
+        assert_eq!(rec(&[area(0x40_0000, removed)], &[]), Ok(()));
+        assert_eq!(
+            rec(
+                &[area(0x40_0000, image | removed), area(0x50_0000, image)],
+                &[ino(0x40_0000, 9)]
+            ),
+            Ok(())
+        );
+        for (areas, inodes) in [
+            (&[area(0x40_0000, image | removed)][..], &[][..]),
+            (&[area(0x40_0000, image)][..], &[ino(0x40_0000, 9)][..]),
+            (
+                &[area(0x40_0000, image | removed)][..],
+                &[ino(0x40_0000, 0)][..],
+            ),
+            (
+                &[area(0x40_0000, image | removed)][..],
+                &[ino(0x50_0000, 9)][..],
+            ),
+            (
+                &[
+                    area(0x40_0000, image | removed),
+                    area(0x50_0000, image | removed),
+                ][..],
+                &[ino(0x50_0000, 9), ino(0x40_0000, 9)][..],
+            ),
+        ] {
+            assert!(rec(areas, inodes).is_err(), "{areas:?} {inodes:?}");
         }
     }
 

@@ -2377,6 +2377,76 @@ fn private_mappings_of_removed_files_are_carried() {
     stop(&root, "r");
 }
 
+/// A library removed while it is mapped (`libdynelf-big.so`, 2 MiB of data the loader does
+/// not read): its image is carried by the inode the image cache holds open, and after the
+/// switch the new kernel reads the pages not read before from that file. OUT gets `ready`
+/// after the removal and the result after OUT/go.
+const REMOVED_LIBRARY_PY: &str = r#"import ctypes, os, sys, time
+out = sys.argv[2]
+get = ctypes.CDLL(sys.argv[1]).dynelf_big_get
+os.unlink(sys.argv[1])
+first = get(0)
+open(out + '/ready', 'w').close()
+while not os.path.exists(out + '/go'):
+    time.sleep(0.01)
+res = [first, get(1 << 20), get((2 << 20) - 1)]
+with open(out + '/result.new', 'w') as o:
+    o.write(repr(res) + '\n')
+os.rename(out + '/result.new', out + '/result')
+time.sleep(1000)
+"#;
+
+#[test]
+#[cfg_attr(
+    not(have_python3),
+    ignore = "needs /usr/bin/python3: apt-get install python3"
+)]
+fn a_library_removed_while_mapped_is_carried_by_its_inode() {
+    let root = root("removedlib");
+    let out = TempDir::unique("pvmux-upgrade-out", "removedlib");
+    std::fs::write(out.0.join("p.py"), REMOVED_LIBRARY_PY).expect("write the program");
+    let lib = pvmux_tests::prog("libdynelf-big.so");
+    // The native reference removes a copy.
+    let native = out.0.join("native");
+    std::fs::create_dir(&native).expect("native dir");
+    std::fs::write(native.join("go"), b"").expect("native go");
+    let copy = out.0.join("libdynelf-big.so");
+    std::fs::copy(&lib, &copy).expect("copy the library");
+    let mut child = std::process::Command::new("/usr/bin/python3")
+        .arg(out.0.join("p.py"))
+        .args([&copy, &native])
+        .spawn()
+        .expect("native python3");
+    wait_for("the native result", || native.join("result").exists());
+    let _ = child.kill();
+    let _ = child.wait();
+    let want = std::fs::read_to_string(native.join("result")).expect("native result");
+    assert_eq!(want, "[1, 2, 3]\n", "native");
+    let vol = format!("{}:/out", out.0.display());
+    let lib_path = lib.to_str().expect("UTF-8");
+    start_detached(
+        &root,
+        "l",
+        &vol,
+        &["/usr/bin/python3", "/out/p.py", lib_path, "/out"],
+    );
+    wait_for("the library is removed", || out.0.join("ready").exists());
+    let v = switch_to_next(&root, "l");
+    assert!(
+        v["record"]["blockers"]
+            .as_array()
+            .is_some_and(Vec::is_empty),
+        "{v}"
+    );
+    assert_eq!(
+        go_and_result(&out),
+        want,
+        "after the switch (native: {want})"
+    );
+    assert!(lib.exists(), "the host's library stays");
+    stop(&root, "l");
+}
+
 /// A private mapping of a host file the guest renamed since (`/usr/bin/perl`, mapped with
 /// no descriptor left, then renamed) is backed again by the name the file has now: after
 /// the switch a page not read before reads the host file's bytes, as the native read of

@@ -1331,10 +1331,10 @@ fn build(r: &Record<'_>, plan: &Plan) -> Result<Built, Refusal> {
         let space =
             space::Space::new().map_err(|_| Refusal::Process(pid, "no user sandbox for it"))?;
         let mut files = BTreeMap::new();
-        for (a, i) in file_areas(r, pid) {
+        for (a, i, ino) in file_areas(r, pid) {
             let path = r.blob_bytes(a.path).unwrap_or_default();
-            let file =
-                backing(&a, &i, path, space.created_ns).ok_or(Refusal::Backing(pid, a.start))?;
+            let file = backing(&a, &i, ino, path, space.created_ns)
+                .ok_or(Refusal::Backing(pid, a.start))?;
             files.insert(a.start, file);
         }
         {
@@ -1550,15 +1550,20 @@ pub(crate) fn zombie_parts(r: &Record<'_>) -> Vec<ZombieParts> {
 }
 
 /// The file areas of process `pid` of `r`, each with its image range.
-fn file_areas(r: &Record<'_>, pid: i32) -> Vec<(FileAreaEntry, FileImageEntry)> {
+fn file_areas(r: &Record<'_>, pid: i32) -> Vec<(FileAreaEntry, FileImageEntry, Option<u64>)> {
     let images: BTreeMap<u64, FileImageEntry> = r
         .entries::<FileImageEntry>()
         .filter(|i| i.pid == pid)
         .map(|i| (i.start, i))
         .collect();
+    let inodes: BTreeMap<u64, u64> = r
+        .entries::<pvmux_hypercalls::handover::FileAreaInodeEntry>()
+        .filter(|e| e.pid == pid)
+        .map(|e| (e.start, e.ino))
+        .collect();
     r.entries::<FileAreaEntry>()
         .filter(|a| a.pid == pid)
-        .filter_map(|a| Some((a, *images.get(&a.start)?)))
+        .filter_map(|a| Some((a, *images.get(&a.start)?, inodes.get(&a.start).copied())))
         .collect()
 }
 
@@ -1572,14 +1577,16 @@ fn file_areas(r: &Record<'_>, pid: i32) -> Vec<(FileAreaEntry, FileImageEntry)> 
 fn backing(
     a: &FileAreaEntry,
     i: &FileImageEntry,
+    removed_ino: Option<u64>,
     path: &[u8],
     since: u64,
 ) -> Option<crate::linux::space::MapFile> {
     use crate::fs::ramfs::ROOT_INO;
     use pvmux_hypercalls::handover::{file_area_flags, file_image_flags};
-    // A removed file's name may be another file's now: not looked up.
+    // A removed file's name may be another file's now: not looked up (an image's file is
+    // the carried inode section 42 names).
     let ino = if a.flags & file_area_flags::REMOVED != 0 {
-        None
+        removed_ino
     } else {
         crate::fs::with(|fs| fs.lookup(ROOT_INO, path, true)).ok()
     };

@@ -621,6 +621,9 @@ pub(crate) struct Inventory {
     pub(crate) timer_waits: Vec<TimerWaitEntry>,
     /// Working directories without a path (section 39, in pid order).
     pub(crate) workdirs: Vec<WorkdirEntry>,
+    /// The files of image areas whose file has no name left, by inode (section 42, in
+    /// (pid, start) order).
+    pub(crate) file_area_inodes: Vec<pvmux_hypercalls::handover::FileAreaInodeEntry>,
     /// The in-memory filesystem (sections 21-23), when it is carried.
     pub(crate) fs: Option<crate::fs::ramfs::carry::Carried>,
     pub(crate) blob: Vec<u8>,
@@ -667,6 +670,8 @@ impl Inventory {
             + self.timer_waits.len() * size_of::<TimerWaitEntry>()
             + self.workdirs.len() * size_of::<WorkdirEntry>()
             + self.host_sockets.len() * size_of::<HostSocketEntry>()
+            + self.file_area_inodes.len()
+                * size_of::<pvmux_hypercalls::handover::FileAreaInodeEntry>()
             + self.fs.as_ref().map_or(0, |c| c.size())
             + self.blob.len()
     }
@@ -784,6 +789,7 @@ impl Inventory {
                 .map(|(&socket, &handle)| HostSocketEntry { socket, handle })
                 .collect();
             w.section(&hosts);
+            w.section(&self.file_area_inodes);
             if let Some(fs) = &self.fs {
                 w.section(&fs.nodes);
                 w.section(&fs.dirents);
@@ -964,6 +970,7 @@ fn inventory(procs: &[Arc<Process>], version: u32) -> Inventory {
     inv.thread_names.sort_by_key(|e| e.tid);
     inv.timer_waits.sort_by_key(|e| (e.pid, e.id));
     inv.workdirs.sort_by_key(|e| e.pid);
+    inv.file_area_inodes.sort_by_key(|e| (e.pid, e.start));
     inv.states.sort_by_key(|e| e.pid);
     inv
 }
@@ -1156,6 +1163,19 @@ fn carry_process(
                 Some(p) => p.into(),
                 None if image.is_none() => {
                     flags |= file_area_flags::REMOVED;
+                    path
+                }
+                // A program's or library's image: by its inode, which the image cache
+                // holds open (so the filesystem carries it) while it maps a host file.
+                None if crate::fs::with(|fs| fs.is_host_file(ino) && fs.is_open(ino)) => {
+                    flags |= file_area_flags::REMOVED;
+                    inv.file_area_inodes
+                        .push(pvmux_hypercalls::handover::FileAreaInodeEntry {
+                            pid: p.pid,
+                            _reserved: 0,
+                            start,
+                            ino,
+                        });
                     path
                 }
                 None => {

@@ -2447,6 +2447,87 @@ fn a_library_removed_while_mapped_is_carried_by_its_inode() {
     stop(&root, "l");
 }
 
+/// A program whose image is no `--rootfs` file: python3's own binary copied to a volume,
+/// and from there to `/tmp` (a file in guest memory), each running a script that waits for
+/// OUT/go and then imports modules — code of the binary not run before, whose pages the
+/// new kernel's image cache reads from the volume or the carried in-memory file. Before,
+/// the adopter looked such an image up in the `--rootfs` share only: the volume's was
+/// refused at the switch by both kernels and the tenant ended; the in-memory one was a
+/// blocker.
+const IMAGE_PY: &str = r#"import os, sys, time
+out = sys.argv[1]
+open(out + '/ready', 'w').close()
+while not os.path.exists(out + '/go'):
+    time.sleep(0.01)
+import decimal, fractions, json, statistics
+res = [str(decimal.Decimal(1) / 7), str(fractions.Fraction(3, 9)),
+       json.dumps({'a': [1, 2]}), statistics.median([3, 1, 2])]
+with open(out + '/result.new', 'w') as o:
+    o.write(repr(res) + '\n')
+os.rename(out + '/result.new', out + '/result')
+time.sleep(1000)
+"#;
+
+/// Runs [`IMAGE_PY`] by a copy of python3 at `guest_py` (in the guest; the copy is on the
+/// volume as `py`, `setup` puts it where it runs) and switches; the result after the switch
+/// against the native run's.
+fn image_switched(tag: &str, setup: &str, guest_py: &str) {
+    let root = root(tag);
+    let out = TempDir::unique("pvmux-upgrade-out", tag);
+    std::fs::write(out.0.join("p.py"), IMAGE_PY).expect("write the program");
+    let python = std::fs::canonicalize("/usr/bin/python3").expect("python3");
+    std::fs::copy(&python, out.0.join("py")).expect("copy python3");
+    let native = out.0.join("native");
+    std::fs::create_dir(&native).expect("native dir");
+    std::fs::write(native.join("go"), b"").expect("native go");
+    let mut child = std::process::Command::new(&python)
+        .arg(out.0.join("p.py"))
+        .arg(&native)
+        .spawn()
+        .expect("native python3");
+    wait_for("the native result", || native.join("result").exists());
+    let _ = child.kill();
+    let _ = child.wait();
+    let want = std::fs::read_to_string(native.join("result")).expect("native result");
+    let vol = format!("{}:/out", out.0.display());
+    let script = format!("{setup} exec {guest_py} /out/p.py /out");
+    start_detached(&root, "i", &vol, &["/bin/sh", "-c", &script]);
+    wait_for("the program is ready", || out.0.join("ready").exists());
+    let v = switch_to_next(&root, "i");
+    assert!(
+        v["record"]["blockers"]
+            .as_array()
+            .is_some_and(Vec::is_empty),
+        "{v}"
+    );
+    assert_eq!(
+        go_and_result(&out),
+        want,
+        "after the switch (native: {want})"
+    );
+    let r = root.pvmux(&["exec", "i", "--", "/bin/sh", "-c", "uname -r"]);
+    assert_eq!(r.stdout.trim(), "6.1.0-pvmux-next", "{}", r.context());
+    stop(&root, "i");
+}
+
+#[test]
+#[cfg_attr(
+    not(have_python3),
+    ignore = "needs /usr/bin/python3: apt-get install python3"
+)]
+fn a_program_run_from_a_volume_goes_on_after_a_switch() {
+    image_switched("volimage", "", "/out/py");
+}
+
+#[test]
+#[cfg_attr(
+    not(have_python3),
+    ignore = "needs /usr/bin/python3: apt-get install python3"
+)]
+fn a_program_run_from_guest_memory_goes_on_after_a_switch() {
+    image_switched("memimage", "cp /out/py /tmp/py &&", "/tmp/py");
+}
+
 /// A private mapping of a host file the guest renamed since (`/usr/bin/perl`, mapped with
 /// no descriptor left, then renamed) is backed again by the name the file has now: after
 /// the switch a page not read before reads the host file's bytes, as the native read of

@@ -409,6 +409,19 @@ pub(crate) fn for_mapping(
     entry(ino, st.size, st.mtime_ns).map(Some)
 }
 
+/// Kernel hand-over: the cached image of file `ino` for a program's or library's image
+/// area an adopted process maps from offset `off` — a host file, a volume file or a file
+/// in memory, as its writer's loader cached it (`load` caches any of them; its execute
+/// permission was checked by that exec). `None` if it is not a regular file the cache
+/// can hold, or `off` is past its end.
+pub(crate) fn for_adopted_image(ino: Ino, off: u64) -> Option<Arc<CachedFile>> {
+    let st = crate::fs::with(|fs| fs.stat_ino(ino)).ok()?;
+    if st.mode & mode::S_IFMT != mode::S_IFREG || off >= st.size {
+        return None;
+    }
+    entry(ino, st.size, st.mtime_ns).ok()
+}
+
 /// Files (by cache key) found not to be ELF files: a private mapping of them comes from the
 /// page cache, and knowing it spares a host read per mapping. Bounded (oldest dropped).
 static NOT_ELF: IrqLock<Vec<(Ino, u64, u64)>> = IrqLock::new(Vec::new());

@@ -1569,8 +1569,8 @@ fn file_areas(r: &Record<'_>, pid: i32) -> Vec<(FileAreaEntry, FileImageEntry, O
 
 /// The file that file area `a` maps again, at `path`, for a space created at `since`: with the
 /// image range `i` its writer's loader used (`file_area_flags::IMAGE`), its pages not in
-/// the record come from the file's cached image (`imagecache::for_mapping`, as a private
-/// mapping of a `--rootfs` file: the file's execute bit does not matter for a mapping),
+/// the record come from the file's cached image (`imagecache::for_adopted_image`: a host
+/// file, a volume file or a file in memory, as the writer's loader cached it),
 /// else they read as zero, as they did (such an area's file bytes were copied at its
 /// `mmap`, so they are page runs). `None` if an image area's file is gone or is no longer
 /// a host file the cache can hold.
@@ -1591,7 +1591,7 @@ fn backing(
         crate::fs::with(|fs| fs.lookup(ROOT_INO, path, true)).ok()
     };
     let image = if a.flags & file_area_flags::IMAGE != 0 && i.hi > i.lo {
-        let file = crate::linux::imagecache::for_mapping(ino?, i.lo, true).ok()??;
+        let file = crate::linux::imagecache::for_adopted_image(ino?, i.lo)?;
         Some(crate::linux::space::ImageMap {
             file,
             lo: i.lo,

@@ -1145,10 +1145,11 @@ fn carry_process(
         });
         // A private mapping of an in-memory file (its bytes were mapped copy-on-write or
         // copied at `mmap`: every page it has is a page run; the file is carried whole,
-        // section 21) is backed again by its path like a host file's; one of a program's
-        // image (the image cache's) is not.
+        // section 21) is backed again by its path like a host file's; so is a program's
+        // image of one (the image cache's), whose pages not read yet the adopter's image
+        // cache reads from the carried file.
         let memory = !(volume || host) && image.is_none();
-        if !(volume || host || memory) || !path.starts_with(b"/") {
+        if !path.starts_with(b"/") {
             file_areas += 1;
             continue;
         }
@@ -1322,7 +1323,7 @@ fn carry_process(
         (
             file_areas,
             blocker::FILES,
-            &b"mappings of in-memory files"[..],
+            &b"file mappings without a path"[..],
         ),
         (
             shared_areas,

@@ -474,6 +474,29 @@ fn go_and_result(out: &TempDir) -> String {
     std::fs::read_to_string(&result).expect("result")
 }
 
+/// Runs `OUT/p.py` natively with `python` and the arguments `args` gives for the native
+/// results directory (its `go` there from the start, so the program does not wait), and
+/// returns what the program writes to that directory's `result`: the reference a guest
+/// program's result after a switch is compared with.
+fn native_result(
+    out: &TempDir,
+    python: &Path,
+    args: impl FnOnce(&Path) -> Vec<std::ffi::OsString>,
+) -> String {
+    let native = out.0.join("native");
+    std::fs::create_dir(&native).expect("native dir");
+    std::fs::write(native.join("go"), b"").expect("native go");
+    let mut child = std::process::Command::new(python)
+        .arg(out.0.join("p.py"))
+        .args(args(&native))
+        .spawn()
+        .expect("native python3");
+    wait_for("the native result", || native.join("result").exists());
+    let _ = child.kill();
+    let _ = child.wait();
+    std::fs::read_to_string(native.join("result")).expect("native result")
+}
+
 /// Upgrades `name` to `kernel` (with kernel `words`), retrying while a record names a
 /// thread caught where the freeze cannot stop it for a moment — not at its safe point in
 /// time, or blocked in a system call that waits for the host (a `fork` making its user
@@ -1290,20 +1313,8 @@ time.sleep(1000)
 fn descriptors_in_flight_on_a_unix_socket_are_carried() {
     let root = root("scm");
     let out = TempDir::unique("pvmux-upgrade-out", "scm");
-    // The native reference: the same program, its GO there from the start.
-    let native = out.0.join("native");
-    std::fs::create_dir(&native).expect("native dir");
-    std::fs::write(native.join("go"), b"").expect("native go");
     std::fs::write(out.0.join("p.py"), IN_FLIGHT_PY).expect("write the program");
-    let mut child = std::process::Command::new("/usr/bin/python3")
-        .arg(out.0.join("p.py"))
-        .arg(&native)
-        .spawn()
-        .expect("native python3");
-    wait_for("the native result", || native.join("result").exists());
-    let _ = child.kill();
-    let _ = child.wait();
-    let want = std::fs::read_to_string(native.join("result")).expect("native result");
+    let want = native_result(&out, Path::new("/usr/bin/python3"), |n| vec![n.into()]);
     assert!(
         want.starts_with("[b'first', b'bytes', b'pipe bytes'"),
         "native: {want}"
@@ -2322,22 +2333,12 @@ fn private_mappings_of_removed_files_are_carried() {
     let root = root("removedmaps");
     let out = TempDir::unique("pvmux-upgrade-out", "removedmaps");
     std::fs::write(out.0.join("p.py"), REMOVED_MAPS_PY).expect("write the program");
-    // The native reference: the same program, the host file a copy it may remove.
-    let native = out.0.join("native");
-    std::fs::create_dir(&native).expect("native dir");
-    std::fs::write(native.join("go"), b"").expect("native go");
+    // The native reference removes a copy of the host file.
     let copy = out.0.join("services");
     std::fs::copy("/etc/services", &copy).expect("copy /etc/services");
-    let mut child = std::process::Command::new("/usr/bin/python3")
-        .arg(out.0.join("p.py"))
-        .args([&native, &native, &copy])
-        .arg("remove")
-        .spawn()
-        .expect("native python3");
-    wait_for("the native result", || native.join("result").exists());
-    let _ = child.kill();
-    let _ = child.wait();
-    let want = std::fs::read_to_string(native.join("result")).expect("native result");
+    let want = native_result(&out, Path::new("/usr/bin/python3"), |n| {
+        vec![n.into(), n.into(), copy.clone().into(), "remove".into()]
+    });
     assert!(
         want.starts_with("[b'AAAA', b'mineBBBB', b'CCCC', b'mine"),
         "native: {want}"
@@ -2407,20 +2408,11 @@ fn a_library_removed_while_mapped_is_carried_by_its_inode() {
     std::fs::write(out.0.join("p.py"), REMOVED_LIBRARY_PY).expect("write the program");
     let lib = pvmux_tests::prog("libdynelf-big.so");
     // The native reference removes a copy.
-    let native = out.0.join("native");
-    std::fs::create_dir(&native).expect("native dir");
-    std::fs::write(native.join("go"), b"").expect("native go");
     let copy = out.0.join("libdynelf-big.so");
     std::fs::copy(&lib, &copy).expect("copy the library");
-    let mut child = std::process::Command::new("/usr/bin/python3")
-        .arg(out.0.join("p.py"))
-        .args([&copy, &native])
-        .spawn()
-        .expect("native python3");
-    wait_for("the native result", || native.join("result").exists());
-    let _ = child.kill();
-    let _ = child.wait();
-    let want = std::fs::read_to_string(native.join("result")).expect("native result");
+    let want = native_result(&out, Path::new("/usr/bin/python3"), |n| {
+        vec![copy.clone().into(), n.into()]
+    });
     assert_eq!(want, "[1, 2, 3]\n", "native");
     let vol = format!("{}:/out", out.0.display());
     let lib_path = lib.to_str().expect("UTF-8");
@@ -2477,18 +2469,7 @@ fn image_switched(tag: &str, setup: &str, guest_py: &str) {
     std::fs::write(out.0.join("p.py"), IMAGE_PY).expect("write the program");
     let python = std::fs::canonicalize("/usr/bin/python3").expect("python3");
     std::fs::copy(&python, out.0.join("py")).expect("copy python3");
-    let native = out.0.join("native");
-    std::fs::create_dir(&native).expect("native dir");
-    std::fs::write(native.join("go"), b"").expect("native go");
-    let mut child = std::process::Command::new(&python)
-        .arg(out.0.join("p.py"))
-        .arg(&native)
-        .spawn()
-        .expect("native python3");
-    wait_for("the native result", || native.join("result").exists());
-    let _ = child.kill();
-    let _ = child.wait();
-    let want = std::fs::read_to_string(native.join("result")).expect("native result");
+    let want = native_result(&out, &python, |n| vec![n.into()]);
     let vol = format!("{}:/out", out.0.display());
     let script = format!("{setup} exec {guest_py} /out/p.py /out");
     start_detached(&root, "i", &vol, &["/bin/sh", "-c", &script]);

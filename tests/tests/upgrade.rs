@@ -1535,6 +1535,64 @@ fn a_channel_between_two_kernels_goes_on_across_switches_of_both() {
     stop(&root, "r");
 }
 
+/// An epoll registration whose file only a message in flight holds: the socket was
+/// registered, passed with `SCM_RIGHTS` and its descriptor closed, which leaves the
+/// registration (Linux drops it with the file). After the switch the epoll still reports
+/// the socket readable, by the descriptor number it was registered with, and the socket
+/// received reads what its peer sent.
+const EPOLL_IN_FLIGHT_PY: &str = r#"import os, select, socket, sys, time
+out = sys.argv[1]
+a, b = socket.socketpair()
+c, d = socket.socketpair()
+ep = select.epoll()
+cfd = c.fileno()
+ep.register(cfd, select.EPOLLIN)
+socket.send_fds(a, [b'x'], [cfd])
+c.close()
+d.send(b'ping')
+open(out + '/ready', 'w').close()
+while not os.path.exists(out + '/go'):
+    time.sleep(0.01)
+events = [(fd == cfd, mask) for fd, mask in ep.poll(0)]
+msg, fds, _, _ = socket.recv_fds(b, 10, 1)
+res = [events, msg, socket.socket(fileno=fds[0]).recv(10)]
+with open(out + '/result.new', 'w') as o:
+    o.write(repr(res) + '\n')
+os.rename(out + '/result.new', out + '/result')
+time.sleep(1000)
+"#;
+
+#[test]
+#[cfg_attr(
+    not(have_python3),
+    ignore = "needs /usr/bin/python3: apt-get install python3"
+)]
+fn an_epoll_registration_of_a_socket_in_flight_is_carried() {
+    let root = root("epollscm");
+    let out = TempDir::unique("pvmux-upgrade-out", "epollscm");
+    std::fs::write(out.0.join("p.py"), EPOLL_IN_FLIGHT_PY).expect("write the program");
+    let want = native_result(&out, Path::new("/usr/bin/python3"), |n| vec![n.into()]);
+    assert_eq!(want, "[[(True, 1)], b'x', b'ping']\n", "native");
+    let v = python_switched(
+        &root,
+        &out,
+        "e",
+        &EPOLL_IN_FLIGHT_PY.replace("sys.argv[1]", "'/out'"),
+    );
+    assert!(
+        v["record"]["blockers"]
+            .as_array()
+            .is_some_and(Vec::is_empty),
+        "{v}"
+    );
+    assert_eq!(
+        go_and_result(&out),
+        want,
+        "after the switch (native: {want})"
+    );
+    stop(&root, "e");
+}
+
 /// A TCP server on 127.0.0.1 and its client (another process) exchanging a counter every
 /// 10 ms over one connection, each value also sent back over a UDP pair on `::1`; a
 /// connection from `127.0.0.1` waits in a dual-stack listener's queue (with its bytes)

@@ -951,6 +951,8 @@ fn inventory(procs: &[Arc<Process>], version: u32) -> Inventory {
         }
     }
     if version >= 2 {
+        // The descriptions in flight first: an epoll may watch a file only a message in
+        // flight holds, and its registration names the file's description.
         carry_in_flight(&mut inv);
         events::carry_epolls(&mut inv);
         inv.shm_pages = inv.shm_page_runs();

@@ -2274,7 +2274,8 @@ if os.fork() == 0:
     os.chdir('/proc/self')
     wait_go()
     ok = 'status' in os.listdir('.') and os.getcwd() == f'/proc/{os.getpid()}'
-    open('/out/child', 'w').write(f'{ok}\n')
+    open('/out/child.new', 'w').write(f'{ok}\n')
+    os.rename('/out/child.new', '/out/child')
     os._exit(0)
 before = probe()
 open('/out/ready', 'w').close()

@@ -94,6 +94,18 @@ fn guest(root: &TempDir, vcpus: u32, argv: &[&str]) -> Run {
     run(cmd)
 }
 
+/// Runs `argv` under pvmux with the host's own root as its rootfs (paths, and the messages
+/// naming them, are the native run's) on `vcpus` virtual CPUs.
+fn guest_on_host_root(vcpus: u32, argv: &[&str]) -> Run {
+    let mut cmd = Command::new(PVMUX);
+    cmd.arg("run")
+        .arg("--vcpus")
+        .arg(vcpus.to_string())
+        .args(["--rootfs", "/", "--"])
+        .args(argv);
+    run(cmd)
+}
+
 /// Runs `argv` natively in `root` (its working directory; the guest's is its `/`, so
 /// relative paths name the same files).
 fn native(root: &TempDir, argv: &[&str]) -> Run {
@@ -270,13 +282,7 @@ fn libraries_match_native(suffix: &str) {
         want.context()
     );
     for vcpus in [1, 2] {
-        let mut cmd = Command::new(PVMUX);
-        cmd.arg("run")
-            .arg("--vcpus")
-            .arg(vcpus.to_string())
-            .args(["--rootfs", "/", "--"])
-            .args(argv);
-        let got = run(cmd);
+        let got = guest_on_host_root(vcpus, &argv);
         assert_eq!(
             (got.code(), &got.stdout, &got.stderr),
             (want.code(), &want.stdout, &want.stderr),
@@ -322,12 +328,7 @@ fn a_removed_library_keeps_its_bytes(suffix: &str) {
         want.context()
     );
     for vcpus in [1, 2] {
-        let mut cmd = Command::new(PVMUX);
-        cmd.arg("run")
-            .arg("--vcpus")
-            .arg(vcpus.to_string())
-            .args(["--rootfs", "/", "--", &prog, &lib]);
-        let got = run(cmd);
+        let got = guest_on_host_root(vcpus, &[&prog, &lib]);
         assert_eq!(
             (got.code(), &got.stdout),
             (want.code(), &want.stdout),

@@ -474,6 +474,27 @@ fn go_and_result(out: &TempDir) -> String {
     std::fs::read_to_string(&result).expect("result")
 }
 
+/// Python steps the switched programs of these tests share (prepended by [`write_program`]):
+/// `ready(out)` says the program is set up (OUT/ready) and waits for OUT/go; `result(out,
+/// value)` writes `repr(value)` whole (renamed into place) to OUT/result and sleeps until the
+/// test stops the tenant.
+const PY_STEPS: &str = r#"import os as _os, time as _time
+def ready(out):
+    open(out + '/ready', 'w').close()
+    while not _os.path.exists(out + '/go'):
+        _time.sleep(0.01)
+def result(out, value):
+    with open(out + '/result.new', 'w') as o:
+        o.write(repr(value) + '\n')
+    _os.rename(out + '/result.new', out + '/result')
+    _time.sleep(1000)
+"#;
+
+/// Writes `script`, after [`PY_STEPS`], as OUT/p.py.
+fn write_program(out: &TempDir, script: &str) {
+    std::fs::write(out.0.join("p.py"), format!("{PY_STEPS}{script}")).expect("write the program");
+}
+
 /// Runs `OUT/p.py` natively with `python` and the arguments `args` gives for the native
 /// results directory (its `go` there from the start, so the program does not wait), and
 /// returns what the program writes to that directory's `result`: the reference a guest
@@ -1282,9 +1303,7 @@ socket.send_fds(a, [b'second'], [f, w])
 for x in (r, f, w):
     os.close(x)
 c.close()
-open(out + '/ready', 'w').close()
-while not os.path.exists(out + '/go'):
-    time.sleep(0.01)
+ready(out)
 res = []
 msg, (m2, r2, c2), _, _ = socket.recv_fds(b, 100, 10)
 res.append(msg)
@@ -1299,10 +1318,7 @@ os.write(w2, b'more')
 os.close(w2)
 res.append(os.read(r2, 100))
 res.append(os.read(r2, 100))
-with open(out + '/result.new', 'w') as o:
-    o.write(repr(res) + '\n')
-os.rename(out + '/result.new', out + '/result')
-time.sleep(1000)
+result(out, res)
 "#;
 
 #[test]
@@ -1313,7 +1329,7 @@ time.sleep(1000)
 fn descriptors_in_flight_on_a_unix_socket_are_carried() {
     let root = root("scm");
     let out = TempDir::unique("pvmux-upgrade-out", "scm");
-    std::fs::write(out.0.join("p.py"), IN_FLIGHT_PY).expect("write the program");
+    write_program(&out, IN_FLIGHT_PY);
     let want = native_result(&out, Path::new("/usr/bin/python3"), |n| vec![n.into()]);
     assert!(
         want.starts_with("[b'first', b'bytes', b'pipe bytes'"),
@@ -1356,16 +1372,12 @@ c.sendall(b'before\n')
 res.append(f.readline())
 open('/out/port.new', 'w').write(str(l.getsockname()[1]))
 os.rename('/out/port.new', '/out/port')
-open('/out/ready', 'w').close()
-while not os.path.exists('/out/go'):
-    time.sleep(0.01)
+ready('/out')
 c.sendall(b'after\n')
 res.append(f.readline())
 a, _ = l.accept()
 res.append(a.makefile('rb').readline())
-open('/out/result.new', 'w').write(repr(res) + '\n')
-os.rename('/out/result.new', '/out/result')
-time.sleep(1000)
+result('/out', res)
 "#;
 
 /// `--net host`: the guest's sockets are the host's, and the host keeps them across a
@@ -1392,7 +1404,7 @@ fn a_net_host_connection_and_listener_go_on_across_a_switch() {
             }
         }
     });
-    std::fs::write(out.0.join("p.py"), NET_HOST_PY).expect("write the program");
+    write_program(&out, NET_HOST_PY);
     let vol = format!("{}:/out", out.0.display());
     let port_arg = port.to_string();
     let r = root.pvmux(&[
@@ -1550,16 +1562,11 @@ ep.register(cfd, select.EPOLLIN)
 socket.send_fds(a, [b'x'], [cfd])
 c.close()
 d.send(b'ping')
-open(out + '/ready', 'w').close()
-while not os.path.exists(out + '/go'):
-    time.sleep(0.01)
+ready(out)
 events = [(fd == cfd, mask) for fd, mask in ep.poll(0)]
 msg, fds, _, _ = socket.recv_fds(b, 10, 1)
 res = [events, msg, socket.socket(fileno=fds[0]).recv(10)]
-with open(out + '/result.new', 'w') as o:
-    o.write(repr(res) + '\n')
-os.rename(out + '/result.new', out + '/result')
-time.sleep(1000)
+result(out, res)
 "#;
 
 #[test]
@@ -1570,15 +1577,13 @@ time.sleep(1000)
 fn an_epoll_registration_of_a_socket_in_flight_is_carried() {
     let root = root("epollscm");
     let out = TempDir::unique("pvmux-upgrade-out", "epollscm");
-    std::fs::write(out.0.join("p.py"), EPOLL_IN_FLIGHT_PY).expect("write the program");
+    write_program(&out, EPOLL_IN_FLIGHT_PY);
     let want = native_result(&out, Path::new("/usr/bin/python3"), |n| vec![n.into()]);
     assert_eq!(want, "[[(True, 1)], b'x', b'ping']\n", "native");
-    let v = python_switched(
-        &root,
-        &out,
-        "e",
-        &EPOLL_IN_FLIGHT_PY.replace("sys.argv[1]", "'/out'"),
-    );
+    let vol = format!("{}:/out", out.0.display());
+    start_detached(&root, "e", &vol, &["/usr/bin/python3", "/out/p.py", "/out"]);
+    wait_for("the program is ready", || out.0.join("ready").exists());
+    let v = switch_to_next(&root, "e");
     assert!(
         v["record"]["blockers"]
             .as_array()
@@ -2373,14 +2378,9 @@ h[0:4] = b'mine'
 os.unlink(tmp)
 if len(sys.argv) > 4:
     os.unlink(host)
-open(out + '/ready', 'w').close()
-while not os.path.exists(out + '/go'):
-    time.sleep(0.01)
+ready(out)
 res = [m[0:4], m[4096:4104], m[8192:8196], h[0:8], len(h)]
-with open(out + '/result.new', 'w') as o:
-    o.write(repr(res) + '\n')
-os.rename(out + '/result.new', out + '/result')
-time.sleep(1000)
+result(out, res)
 "#;
 
 #[test]
@@ -2391,7 +2391,7 @@ time.sleep(1000)
 fn private_mappings_of_removed_files_are_carried() {
     let root = root("removedmaps");
     let out = TempDir::unique("pvmux-upgrade-out", "removedmaps");
-    std::fs::write(out.0.join("p.py"), REMOVED_MAPS_PY).expect("write the program");
+    write_program(&out, REMOVED_MAPS_PY);
     // The native reference removes a copy of the host file.
     let copy = out.0.join("services");
     std::fs::copy("/etc/services", &copy).expect("copy /etc/services");
@@ -2446,14 +2446,9 @@ out = sys.argv[2]
 get = ctypes.CDLL(sys.argv[1]).dynelf_big_get
 os.unlink(sys.argv[1])
 first = get(0)
-open(out + '/ready', 'w').close()
-while not os.path.exists(out + '/go'):
-    time.sleep(0.01)
+ready(out)
 res = [first, get(1 << 20), get((2 << 20) - 1)]
-with open(out + '/result.new', 'w') as o:
-    o.write(repr(res) + '\n')
-os.rename(out + '/result.new', out + '/result')
-time.sleep(1000)
+result(out, res)
 "#;
 
 #[test]
@@ -2464,7 +2459,7 @@ time.sleep(1000)
 fn a_library_removed_while_mapped_is_carried_by_its_inode() {
     let root = root("removedlib");
     let out = TempDir::unique("pvmux-upgrade-out", "removedlib");
-    std::fs::write(out.0.join("p.py"), REMOVED_LIBRARY_PY).expect("write the program");
+    write_program(&out, REMOVED_LIBRARY_PY);
     let lib = pvmux_tests::prog("libdynelf-big.so");
     // The native reference removes a copy.
     let copy = out.0.join("libdynelf-big.so");
@@ -2507,16 +2502,11 @@ fn a_library_removed_while_mapped_is_carried_by_its_inode() {
 /// blocker.
 const IMAGE_PY: &str = r#"import os, sys, time
 out = sys.argv[1]
-open(out + '/ready', 'w').close()
-while not os.path.exists(out + '/go'):
-    time.sleep(0.01)
+ready(out)
 import decimal, fractions, json, statistics
 res = [str(decimal.Decimal(1) / 7), str(fractions.Fraction(3, 9)),
        json.dumps({'a': [1, 2]}), statistics.median([3, 1, 2])]
-with open(out + '/result.new', 'w') as o:
-    o.write(repr(res) + '\n')
-os.rename(out + '/result.new', out + '/result')
-time.sleep(1000)
+result(out, res)
 "#;
 
 /// Runs [`IMAGE_PY`] by a copy of python3 at `guest_py` (in the guest; the copy is on the
@@ -2525,7 +2515,7 @@ time.sleep(1000)
 fn image_switched(tag: &str, setup: &str, guest_py: &str) {
     let root = root(tag);
     let out = TempDir::unique("pvmux-upgrade-out", tag);
-    std::fs::write(out.0.join("p.py"), IMAGE_PY).expect("write the program");
+    write_program(&out, IMAGE_PY);
     let python = std::fs::canonicalize("/usr/bin/python3").expect("python3");
     std::fs::copy(&python, out.0.join("py")).expect("copy python3");
     let want = native_result(&out, &python, |n| vec![n.into()]);

@@ -1886,7 +1886,10 @@ fn event_objects_keep_their_state_and_readiness_across_a_switch() {
         "outer 2001 inner 1001,1003 eventfd-reads 5 nonblock 1 signo 10 pid-ok 1 \
          timer-interval 100000000 timer-on-schedule 1 oneshot-silent 1 rearmed 1004 pipe abc"
     );
-    wait_for("the program exits", || out.0.join("rc").exists());
+    // The shell creates the file before it writes the status: wait for the whole line.
+    wait_for("the program exits", || {
+        std::fs::read_to_string(out.0.join("rc")).is_ok_and(|s| s.ends_with('\n'))
+    });
     assert_eq!(
         std::fs::read_to_string(out.0.join("rc")).unwrap().trim(),
         "0"

@@ -2567,7 +2567,9 @@ impl<'a> Record<'a> {
                         || fs_nodes.find(a.object, |n| n.ino).is_some_and(|n| {
                             n.ino != 0
                                 && n.kind == fs_node::REGULAR
-                                && n.flags & fs_node_flags::VOLUME == 0
+                                // A volume file's pages are its mappings' cache.
+                                && (n.flags & fs_node_flags::VOLUME == 0
+                                    || n.flags & fs_node_flags::MAPPED != 0)
                         }))
             } else {
                 a.path.len == 0 && (1..=nr_areas).contains(&a.object)

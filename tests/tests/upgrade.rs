@@ -1264,11 +1264,9 @@ fn unix_sockets_carry_their_bytes_across_a_switch() {
     assert_eq!(with("type", "dgram"), 2, "{v}");
     assert_eq!(with("state", "connected"), 6, "{v}");
     assert_eq!(with("state", "listening"), 2, "{v}");
-    let queued: u64 = socks
-        .iter()
-        .map(|s| s["queued_bytes"].as_u64().expect("bytes"))
-        .sum();
-    assert!(queued > 5, "values in flight were carried: {v}");
+    // The counter's three values are in the sockets' queues or in the programs' buffers,
+    // depending on the moment of the freeze (on a loaded host all three can be in the
+    // programs): none lost is what the counter file shows below.
     // The same processes go on: every value once, in order, through the late connection.
     wait_for("the counter goes on past 200", || {
         counter(&file).len() >= 210.max(count + 30)
@@ -2561,6 +2559,24 @@ fn a_program_run_from_guest_memory_goes_on_after_a_switch() {
     image_switched("memimage", "cp /out/py /tmp/py &&", "/tmp/py");
 }
 
+/// A program run from guest memory that removed its file: the image cache holds the file
+/// (before, its removal freed the pages not read yet and the program died of `SIGSEGV` at
+/// its next new page), and the switch carries its image by inode (section 42), pages not
+/// read yet included.
+#[test]
+#[cfg_attr(
+    not(have_python3),
+    ignore = "needs /usr/bin/python3: apt-get install python3"
+)]
+fn a_program_run_from_guest_memory_and_removed_goes_on_after_a_switch() {
+    image_switched(
+        "rmimage",
+        "cp /out/py /tmp/py &&",
+        "/tmp/py -c \"import os, sys; os.unlink('/tmp/py'); sys.argv = ['p.py', '/out']; \
+         exec(compile(open('/out/p.py').read(), 'p.py', 'exec'))\"",
+    );
+}
+
 /// A private mapping of a host file the guest renamed since (`/usr/bin/perl`, mapped with
 /// no descriptor left, then renamed) is backed again by the name the file has now: after
 /// the switch a page not read before reads the host file's bytes, as the native read of
@@ -2607,80 +2623,74 @@ time.sleep(1000)
     stop(&root, "n");
 }
 
-/// A mapping the record does not carry (a `MAP_SHARED` mapping of a volume file, whose
-/// pages are the host's) refuses the upgrade naming it by pid, the program's epoll and
-/// pipe (which are carried) aside, and the old kernel runs on with the program.
+/// The guest program of [`shared_volume_file_mappings_go_on_across_a_switch`]: a `MAP_SHARED`
+/// mapping of a volume file with bytes stored before the switch that the host has not been
+/// written yet, and an SQLite database in WAL mode on the volume (SQLite maps its `-shm`
+/// file shared) with a connection open across the switch.
+const VOLUME_MAPS_PY: &str = r#"
+import mmap, sqlite3, sys
+out = sys.argv[1]
+fd = _os.open(out + '/shared', _os.O_RDWR | _os.O_CREAT)
+_os.ftruncate(fd, 8192)
+m = mmap.mmap(fd, 8192)
+m[:6] = b'before'
+db = sqlite3.connect(out + '/db', isolation_level=None)
+mode = db.execute('pragma journal_mode=wal').fetchone()[0]
+db.execute('create table t(v)')
+db.execute('insert into t values (1)')
+ready(out)
+got = bytes(m[:6])
+m[4096:4101] = b'after'
+m.flush()
+with open(out + '/shared', 'rb') as f:
+    disk = f.read()
+db.execute('insert into t values (2)')
+other = sqlite3.connect(out + '/db')
+rows = other.execute('select sum(v), count(*) from t').fetchall()
+result(out, (mode, got, disk[:6], disk[4096:4101], len(disk), rows))
+"#;
+
+/// `MAP_SHARED` mappings of volume files go on across a switch with their cache (file-node
+/// flag `MAPPED`): what a program stored through one before the switch and had not written
+/// back is in the mapping after it and reaches the host on `msync`, and an SQLite database
+/// in WAL mode keeps working, as natively. Before, such a mapping refused the upgrade.
 #[test]
 #[cfg_attr(
     not(have_python3),
     ignore = "needs /usr/bin/python3: apt-get install python3"
 )]
-fn a_shared_volume_file_mapping_is_named_and_refuses_the_upgrade() {
+fn shared_volume_file_mappings_go_on_across_a_switch() {
     let root = root("volmap");
     let out = TempDir::unique("pvmux-upgrade-out", "volmap");
-    let program = "import mmap, os, select, time\n\
-                   m = os.open('/out/shared', os.O_RDWR | os.O_CREAT)\n\
-                   os.ftruncate(m, 4096)\n\
-                   shared = mmap.mmap(m, 4096)\n\
-                   shared[:5] = b'hello'\n\
-                   r, w = os.pipe()\n\
-                   ep = select.epoll()\n\
-                   ep.register(r, select.EPOLLIN)\n\
-                   open('/out/ready', 'w').close()\n\
-                   time.sleep(1000)\n";
-    std::fs::write(out.0.join("p.py"), program).expect("write the program");
+    write_program(&out, VOLUME_MAPS_PY);
+    let python = std::fs::canonicalize("/usr/bin/python3").expect("python3");
+    let want = native_result(&out, &python, |n| vec![n.into()]);
     let vol = format!("{}:/out", out.0.display());
-    let r = root.pvmux(&[
-        "run",
-        "--name",
-        "n",
-        "--detach",
-        "--mem",
-        "256M",
-        "--rootfs",
-        "/",
-        "-v",
-        &vol,
-        "--",
-        "/usr/bin/python3",
-        "/out/p.py",
-    ]);
-    assert_eq!(r.code(), Some(0), "{}", r.context());
-    wait_for("the watch is set", || out.0.join("ready").exists());
-    let next = next_kernel(&root);
-    let up = root.pvmux(&[
-        "upgrade",
-        "--format",
-        "json",
-        "n",
-        "--kernel",
-        next.to_str().expect("UTF-8"),
-    ]);
-    assert_eq!(up.code(), Some(1), "{}", up.context());
+    start_detached(&root, "v", &vol, &["/usr/bin/python3", "/out/p.py", "/out"]);
+    wait_for("the program is ready", || out.0.join("ready").exists());
+    // Stored through the mapping, not written back yet: only the guest has it.
+    let host = std::fs::read(out.0.join("shared")).expect("the shared file");
+    assert_eq!(&host[..6], &[0; 6], "written back before the switch");
+    let v = switch_to_next(&root, "v");
     assert!(
-        up.stderr
-            .contains("shared mappings of host or volume files of pid 1"),
-        "{}",
-        up.context()
+        v["record"]["blockers"]
+            .as_array()
+            .is_some_and(Vec::is_empty),
+        "{v}"
     );
-    let v: serde_json::Value = serde_json::from_str(up.stdout.trim()).expect("answer JSON");
-    assert_eq!(v["upgraded"], false, "{v}");
-    let blockers = v["record"]["blockers"].as_array().expect("blockers");
     assert_eq!(
-        blockers.len(),
-        1,
-        "the epoll, pipe and file are carried, the shared mapping not: {v}"
+        go_and_result(&out),
+        want,
+        "after the switch (native: {want})"
     );
-    let r = root.pvmux(&[
-        "exec",
-        "n",
-        "--",
-        "/bin/sh",
-        "-c",
-        "uname -r; cat /proc/1/comm",
-    ]);
-    assert_eq!(r.stdout, "6.1.0-pvmux\npython3\n", "{}", r.context());
-    stop(&root, "n");
+    let host = std::fs::read(out.0.join("shared")).expect("the shared file");
+    assert_eq!(
+        (&host[..6], &host[4096..4101]),
+        (&b"before"[..], &b"after"[..])
+    );
+    let r = root.pvmux(&["exec", "v", "--", "/bin/sh", "-c", "uname -r"]);
+    assert_eq!(r.stdout.trim(), "6.1.0-pvmux-next", "{}", r.context());
+    stop(&root, "v");
 }
 
 /// A relative sleep that a switch stops goes on with the time it had left, as Linux

@@ -102,8 +102,13 @@ pub mod fs_node_flags {
     /// A directory removed while a descriptor held it open: no link, no names, no entries,
     /// its own parent.
     pub const REMOVED: u32 = 1 << 5;
+    /// A volume's regular file mapped `MAP_SHARED`: its page runs (section
+    /// [`super::super::section::FS_PAGES`]) are the cache its mappings share, which holds
+    /// every page of the file and what programs stored through the mappings that has not
+    /// reached the host yet. Only with [`VOLUME`]; a volume file without it has no pages.
+    pub const MAPPED: u32 = 1 << 6;
     /// Every flag.
-    pub const ALL: u32 = COUNTED | LAZY | HOST | STATIC | VOLUME | REMOVED;
+    pub const ALL: u32 = COUNTED | LAZY | HOST | STATIC | VOLUME | REMOVED | MAPPED;
 }
 
 /// Version 2 (section [`super::section::FS_DIRENT`]): one name in a directory.
@@ -217,7 +222,9 @@ impl Record<'_> {
             let ok = match n.kind {
                 REGULAR => {
                     let backing = f & (HOST | STATIC);
+                    let mapped_ok = f & MAPPED == 0 || f & VOLUME != 0;
                     n.size <= MAX_FS_FILE_SIZE
+                        && mapped_ok
                         && f & LAZY == 0
                         && backing != HOST | STATIC
                         && (f & HOST == 0
@@ -225,6 +232,7 @@ impl Record<'_> {
                 }
                 DIRECTORY => {
                     f & (LAZY | REMOVED) != LAZY | REMOVED
+                        && f & MAPPED == 0
                         && nodes
                         .find(n.parent, |d| d.ino)
                         .is_some_and(|d| d.kind == DIRECTORY && d.ino != 0)
@@ -241,8 +249,10 @@ impl Record<'_> {
                                 }
                             }))
                 }
-                SYMLINK => f & (LAZY | HOST | STATIC) == 0 && path.is_some_and(|p| !p.is_empty()),
-                SOCKET => f & (LAZY | HOST | STATIC) == 0,
+                SYMLINK => {
+                    f & (LAZY | HOST | STATIC | MAPPED) == 0 && path.is_some_and(|p| !p.is_empty())
+                }
+                SOCKET => f & (LAZY | HOST | STATIC | MAPPED) == 0,
                 _ => false,
             };
             if !ok {
@@ -289,10 +299,13 @@ impl Record<'_> {
                 return oob("file page run length", p.pages);
             };
             let end = p.index.checked_add(p.pages);
+            // A file whose bytes are the guest's, or a mapped volume file's cache.
             let ok = file.is_some_and(|f| {
+                use super::fs_node_flags::{HOST, MAPPED, STATIC, VOLUME};
                 f.ino != 0
                     && f.kind == super::fs_node::REGULAR
-                    && f.flags & (super::fs_node_flags::HOST | super::fs_node_flags::STATIC) == 0
+                    && f.flags & (HOST | STATIC) == 0
+                    && (f.flags & VOLUME == 0 || f.flags & MAPPED != 0)
                     && end.is_some_and(|e| e <= f.size.div_ceil(PAGE_SIZE))
             }) && (p.ino, p.index) >= prev;
             if !ok {
@@ -432,6 +445,17 @@ mod tests {
     }
 
     #[test]
+    fn a_mapped_volume_file_carries_its_cache_pages() {
+        // `f` (3) as a volume's file mapped `MAP_SHARED`: its stored page is the cache.
+        let (mut n, d, p) = tree();
+        n[3].flags = fs_node_flags::VOLUME | fs_node_flags::MAPPED;
+        n[3].vol_path = BlobRef { off: 6, len: 1 };
+        assert_eq!(checked(&n, &d, &p), Ok(()));
+        // Mapped with no page stored (an empty file) is fine too.
+        assert_eq!(checked(&n, &d, &[]), Ok(()));
+    }
+
+    #[test]
     fn a_volume_directory_not_listed_yet_is_carried() {
         // As a volume mounted at /out that no program has looked into: its listing comes
         // from the volume, so it has no share path.
@@ -504,6 +528,17 @@ mod tests {
             ("pages of a directory", |_, _, p| p[0].ino = 2),
             ("pages of a host file", |n, _, _| {
                 n[3].flags = fs_node_flags::STATIC;
+            }),
+            ("pages of a volume file not mapped", |n, _, _| {
+                n[3].flags = fs_node_flags::VOLUME;
+                n[3].vol_path = BlobRef { off: 6, len: 1 };
+            }),
+            ("mapped flag on a file of no volume", |n, _, _| {
+                n[3].flags = fs_node_flags::MAPPED
+            }),
+            ("mapped flag on a volume directory", |n, _, _| {
+                n[2].flags = fs_node_flags::VOLUME | fs_node_flags::MAPPED;
+                n[2].vol_path = BlobRef { off: 0, len: 3 };
             }),
             ("no pages", |_, _, p| p[0].pages = 0),
             ("frame outside the pool", |_, _, p| p[0].gpa = 4096),

@@ -17,10 +17,11 @@
 //! short (processes mapping an entry keep it). A program may be as large as half of the pool
 //! (e.g. a 74 MiB binary with the default `--mem`).
 //!
-//! **A removed file stays readable.** An entry of a host file holds its inode open (a
-//! filesystem handle, [`CachedFile`]'s `hold`): a library or program removed while it is
-//! mapped keeps its bytes for its chunks not read yet, as Linux keeps a mapped file after
-//! its last name goes. The hold goes with the entry (evicted, and mapped by no process).
+//! **A removed file stays readable.** An entry holds its file's inode open (a filesystem
+//! handle, [`CachedFile`]'s `hold`): a library or program removed while it is mapped — a
+//! host file, or one in guest memory whose removal would free its pages — keeps its bytes
+//! for its chunks not read yet, as Linux keeps a mapped file after its last name goes. The
+//! hold goes with the entry (evicted, and mapped by no process).
 //!
 //! The frames are user-pool memory, which a hostile program can map and write (see
 //! docs/SECURITY.md): the kernel never parses them in place. What the loader parses — the ELF
@@ -508,13 +509,9 @@ fn entry(ino: Ino, size: u64, mtime_ns: u64) -> Result<Arc<CachedFile>, Errno> {
         tags: (0..chunks).map(|_| AtomicU64::new(0)).collect(),
         verified: (0..chunks).map(|_| AtomicU64::new(0)).collect(),
         fill_lock: IrqLock::new(()),
-        // Only a host file: an in-memory file's pages are the guest's own (held until its
-        // removal frees them).
-        hold: crate::fs::with(|fs| {
-            fs.is_host_file(ino)
-                .then(|| fs.open_ino(ino, crate::fs::ramfs::oflag::O_RDONLY).ok())
-                .flatten()
-        }),
+        // Any file: a removed file's bytes (a host file's, or an in-memory file's pages,
+        // which its removal would free) stay readable for the chunks not read yet.
+        hold: crate::fs::with(|fs| fs.open_ino(ino, crate::fs::ramfs::oflag::O_RDONLY).ok()),
     };
     // Dropping `e` on an error gives the frames back.
     let first = e.fill_chunk(0)?;

@@ -7,7 +7,9 @@
 //! same files, numbers and contents. An inode without a name is carried only as a regular
 //! file or a removed directory held open (its descriptors are carried by inode; a removed
 //! directory becomes its own parent); one mapped only is not carried: its mapping is named
-//! as a blocker by the record's writer.
+//! as a blocker by the record's writer. A volume file mapped `MAP_SHARED` carries the cache
+//! its mappings share (`fs_node_flags::MAPPED`, `volume/maps.rs`) as its pages, with what
+//! the programs stored that the host has not been written yet.
 
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
@@ -30,6 +32,25 @@ fn crc(b: &[u8]) -> u32 {
 /// [`FsNodeEntry::aux`] of a borrowed file: its length and CRC-32.
 fn static_key(b: &[u8]) -> u64 {
     ((b.len() as u64) << 32) | u64::from(crc(b))
+}
+
+/// Adds the stored pages of file `ino`, whose page object is `obj`, to `pages` by runs of
+/// consecutive frames.
+fn push_runs(pages: &mut Vec<FsPagesEntry>, ino: Ino, obj: &PageObject) {
+    for (index, gpa) in obj.frames() {
+        if let Some(r) = pages.last_mut().filter(|r| {
+            r.ino == ino && r.index + r.pages == index && r.gpa + r.pages * PAGE_SIZE == gpa
+        }) {
+            r.pages += 1;
+            continue;
+        }
+        pages.push(FsPagesEntry {
+            ino,
+            index,
+            gpa,
+            pages: 1,
+        });
+    }
 }
 
 /// The filesystem as sections 21-23 carry it.
@@ -113,24 +134,14 @@ impl Fs {
                             e.aux = *len;
                             e.path = blob(path);
                         }
-                        Data::Pages(p) => {
-                            for (index, gpa) in p.frames() {
-                                if let Some(r) = c.pages.last_mut().filter(|r| {
-                                    r.ino == ino
-                                        && r.index + r.pages == index
-                                        && r.gpa + r.pages * PAGE_SIZE == gpa
-                                }) {
-                                    r.pages += 1;
-                                    continue;
-                                }
-                                c.pages.push(FsPagesEntry {
-                                    ino,
-                                    index,
-                                    gpa,
-                                    pages: 1,
-                                });
+                        // A mapped volume file: the cache its mappings share.
+                        Data::Pages(_) if self.vol_cache(ino).is_some() => {
+                            e.flags |= fs_node_flags::MAPPED;
+                            if let Some(cache) = self.vol_cache(ino) {
+                                push_runs(&mut c.pages, ino, cache);
                             }
                         }
+                        Data::Pages(p) => push_runs(&mut c.pages, ino, p),
                     }
                 }
                 // A removed directory is its own parent (the old one may be gone too).
@@ -221,7 +232,27 @@ impl Fs {
             mounts.insert(to, kind);
         }
         drop(inodes);
-        let (inodes, next_ino) = build(c, blob, &|ino| self.static_bytes(ino), true)?;
+        let (mut inodes, next_ino) = build(c, blob, &|ino| self.static_bytes(ino), true)?;
+        // A mapped volume file's pages are its mappings' cache, not its data (it has none:
+        // its bytes are the host's).
+        let mut maps = Vec::new();
+        for n in c
+            .nodes
+            .iter()
+            .filter(|n| n.flags & fs_node_flags::MAPPED != 0)
+        {
+            if let Some(Inode {
+                node: Node::File { data, .. },
+                ..
+            }) = inodes.get_mut(&n.ino)
+            {
+                if let Data::Pages(cache) =
+                    core::mem::replace(data, Data::Pages(PageObject::new_owned()))
+                {
+                    maps.push((n.ino, cache));
+                }
+            }
+        }
         let pages: u64 = inodes
             .values()
             .map(|i| match &i.node {
@@ -234,7 +265,7 @@ impl Fs {
         self.inodes = inodes;
         self.next_ino = next_ino;
         self.mounts = mounts;
-        self.vols.replace_nodes(vols);
+        self.vols.replace_nodes(vols, maps);
         Ok(())
     }
 

@@ -495,6 +495,13 @@ impl Fs {
         }
     }
 
+    /// The page object a `MAP_SHARED` mapping of regular file `ino` maps now, if it has
+    /// one: its owned pages, or a volume file's cache while it is mapped.
+    pub(crate) fn mapped_pages(&self, ino: Ino) -> Option<Arc<PageObject>> {
+        self.owned_pages(ino)
+            .or_else(|| self.vol_cache(ino).cloned())
+    }
+
     /// Whether regular file `ino`'s data is owned pages (a `MAP_SHARED` mapping of it maps
     /// them; of a borrowed or host file, a read-only one maps a copy-on-write snapshot).
     pub(crate) fn has_owned_pages(&self, ino: Ino) -> bool {

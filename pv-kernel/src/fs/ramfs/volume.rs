@@ -183,14 +183,20 @@ impl Volumes {
     }
 
     /// Replaces every volume inode by `nodes`: (inode, volume, path, host inode number,
-    /// directory) — a kernel hand-over's tree (`carry.rs`).
-    pub(super) fn replace_nodes(&mut self, nodes: Vec<(Ino, u32, Vec<u8>, u32, bool)>) {
+    /// directory), and the caches of mapped files by `maps` — a kernel hand-over's tree
+    /// (`carry.rs`).
+    pub(super) fn replace_nodes(
+        &mut self,
+        nodes: Vec<(Ino, u32, Vec<u8>, u32, bool)>,
+        maps: Vec<(Ino, Arc<PageObject>)>,
+    ) {
         self.nodes.clear();
         self.by_hino.clear();
         self.maps.clear();
         for (ino, vol, path, hino, dir) in nodes {
             self.put(ino, VolNode::new(vol, path, hino), dir);
         }
+        self.maps.extend(maps);
     }
 
     /// Forgets a freed inode.

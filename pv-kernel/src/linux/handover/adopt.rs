@@ -520,14 +520,15 @@ impl SharedObjects {
     }
 
     /// The object area `a` maps, from its page offset: an anonymous one made again, or the
-    /// adopted in-memory file's pages (`None` if the file has none of its own any more).
+    /// adopted file's pages — an in-memory file's own, a volume file's cache
+    /// (`None` if the file has neither any more).
     fn object(&self, a: &ShmAreaEntry) -> Option<crate::linux::shmem::ShmRef> {
         use crate::linux::shmem::ShmRef;
         let Some(made) = &self.made else {
             return Some(ShmRef::new_object().advanced(a.pgoff * pvmux_hypercalls::PAGE_SIZE));
         };
         let obj = if a.flags & shm_area_flags::FILE != 0 {
-            crate::fs::with(|fs| fs.owned_pages(a.object))?
+            crate::fs::with(|fs| fs.mapped_pages(a.object))?
         } else {
             made.get(&a.object)?.clone()
         };

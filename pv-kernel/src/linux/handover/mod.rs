@@ -1093,21 +1093,22 @@ fn carry_process(
             }
         }
     }
-    // A shared mapping of a named in-memory file maps the file's own pages, which the
-    // filesystem carries (section 23): the adopter maps the adopted file's. Of a host or
-    // volume file, a memfd or a file whose path no longer names it: not carried.
+    // A shared mapping of a file maps the file's pages, which the filesystem carries
+    // (section 23): an in-memory file's own (a `--rootfs` file mapped writable was copied
+    // up into them), a volume file's cache while it is mapped (`fs_node_flags::MAPPED`).
+    // The adopter maps the adopted file's.
     for (start, obj, pgoff, path, ino) in shared_files {
-        // The file's own pages, of an inode the filesystem carries (named, or held open
+        // The file's pages, of an inode the filesystem carries (named, or held open
         // without a name: a memfd, say), by inode; a file whose inode is gone (a memfd
         // whose descriptors were closed, an unlinked file) lives on only in the pages its
-        // mappings share, carried as anonymous shared memory; anything else (a host or
-        // volume file, whose pages are the host's) is not carried.
+        // mappings share, carried as anonymous shared memory; pages the file no longer
+        // has are not carried.
         let (file_pages, gone) = crate::fs::with(|fs| {
             let carried = fs
                 .stat_ino(ino)
                 .is_ok_and(|st| st.nlink > 0 || fs.is_open(ino));
             (
-                carried && fs.owned_pages(ino).is_some_and(|o| Arc::ptr_eq(&o, &obj)),
+                carried && fs.mapped_pages(ino).is_some_and(|o| Arc::ptr_eq(&o, &obj)),
                 fs.stat_ino(ino).is_err(),
             )
         });
@@ -1169,8 +1170,9 @@ fn carry_process(
                     path
                 }
                 // A program's or library's image: by its inode, which the image cache
-                // holds open (so the filesystem carries it) while it maps a host file.
-                None if crate::fs::with(|fs| fs.is_host_file(ino) && fs.is_open(ino)) => {
+                // holds open (so the filesystem carries it: a host file's by path, a file
+                // in memory with its pages).
+                None if crate::fs::with(|fs| fs.is_open(ino)) => {
                     flags |= file_area_flags::REMOVED;
                     inv.file_area_inodes
                         .push(pvmux_hypercalls::handover::FileAreaInodeEntry {
@@ -1330,7 +1332,7 @@ fn carry_process(
         (
             shared_areas,
             blocker::KERNEL,
-            b"shared mappings of host or volume files",
+            b"shared mappings of pages a file no longer has",
         ),
         (
             moved_areas,

@@ -236,6 +236,8 @@ pub struct Inventory {
     /// Version 2: the in-memory filesystem (sections 21-23), if carried: its inodes, names
     /// and the stored pages of its files (carried by frame).
     pub files: Option<FilesCarried>,
+    /// Version 3: the advisory file locks held (section 43).
+    pub locks: Vec<pvmux_hypercalls::handover::LockEntry>,
 }
 
 /// What a record carries of the in-memory filesystem (sections 21-23).
@@ -279,6 +281,7 @@ impl Inventory {
                 .map(|h| h.handle)
                 .collect(),
             thread_states: r.entries().collect(),
+            locks: r.entries().collect(),
             restarts: r.entries().collect(),
             pages: r.entries().collect(),
             states: r
@@ -1191,12 +1194,12 @@ pub fn decide(report: &UpgradeReport) -> Result<(), UpgradeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pvmux_hypercalls::handover::{fill_name, RecordWriter, RECORD_VERSION};
+    use pvmux_hypercalls::handover::{fill_name, RecordWriter};
     use zerocopy::FromZeros;
 
     fn record(blockers: &[(&[u8], i32)]) -> Vec<u8> {
         let mut v = Vec::new();
-        let mut w = RecordWriter::new(&mut v, RECORD_VERSION, b"6.1.0-pvmux");
+        let mut w = RecordWriter::new(&mut v, 2, b"6.1.0-pvmux");
         w.section(&[ProcessEntry {
             pid: 1,
             ..Default::default()

@@ -65,8 +65,10 @@ pub const NOTE_MAGIC: u64 = u64::from_le_bytes(*b"PVHOVNOT");
 pub const RECORD_MAGIC: u64 = u64::from_le_bytes(*b"PVHNDOVR");
 
 /// The highest record version this crate defines (and the one a kernel of this source
-/// writes when both sides support it).
-pub const RECORD_VERSION: u32 = 2;
+/// writes when both sides support it). Version 3 is version 2 with the advisory file locks
+/// (section [`section::LOCK`]), which a version-2 adopter would not know to take: a writer
+/// asked for version 2 names held locks as a blocker instead.
+pub const RECORD_VERSION: u32 = 3;
 
 /// The lowest record version this crate still reads and writes (version 1: the inventory
 /// alone).
@@ -348,8 +350,10 @@ pub mod section {
     /// Version 2 (optional, but a file area flagged both [`super::file_area_flags::IMAGE`]
     /// and [`super::file_area_flags::REMOVED`] needs its entry): [`super::FileAreaInodeEntry`]s.
     pub const FILE_AREA_INODE: u32 = 42;
+    /// Version 3: the advisory file locks held ([`super::LockEntry`]s).
+    pub const LOCK: u32 = 43;
     /// The highest section number.
-    pub const LAST: u32 = FILE_AREA_INODE;
+    pub const LAST: u32 = LOCK;
     /// Version 2: the in-memory filesystem's inodes ([`super::FsNodeEntry`]; first the
     /// filesystem itself).
     pub const FS_NODE: u32 = 21;
@@ -1490,6 +1494,58 @@ const _: () = assert!(size_of::<WorkdirEntry>() == 24);
 /// [`FdStateEntry::fd`] numbering them from 0 in increasing description order.
 pub const IN_FLIGHT_PID: i32 = 0;
 
+/// [`LockEntry::kind`].
+pub mod lock_kind {
+    /// A POSIX record lock (`fcntl` `F_SETLK`), held by process [`super::LockEntry::owner`].
+    pub const POSIX: u32 = 1;
+    /// An open file description lock (`F_OFD_SETLK`), held by the description.
+    pub const OFD: u32 = 2;
+    /// A `flock` lock (the whole file), held by the description.
+    pub const FLOCK: u32 = 3;
+}
+
+/// [`LockEntry::mode`].
+pub mod lock_mode {
+    /// Shared (`F_RDLCK`, `LOCK_SH`).
+    pub const READ: u32 = 0;
+    /// Exclusive (`F_WRLCK`, `LOCK_EX`).
+    pub const WRITE: u32 = 1;
+}
+
+/// The last byte of a lock "to the end of the file" ([`LockEntry::end`]; Linux's
+/// `OFFSET_MAX`).
+pub const LOCK_OFFSET_MAX: u64 = i64::MAX as u64;
+
+/// Version 3 (section [`section::LOCK`]): an advisory lock held on a file. The file is the
+/// one open file description [`LockEntry::description`] names (an adopter's inode numbers
+/// of host files may differ from the writer's).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct LockEntry {
+    /// A [`lock_kind`].
+    pub kind: u32,
+    /// A [`lock_mode`].
+    pub mode: u32,
+    /// [`lock_kind::POSIX`]: the process holding it (a process of the record); 0 otherwise.
+    pub owner: i32,
+    /// Zero.
+    pub _reserved: u32,
+    /// An [`FdStateEntry::description`] of a file: for [`lock_kind::OFD`] and
+    /// [`lock_kind::FLOCK`] the description holding the lock; for [`lock_kind::POSIX`] one
+    /// of the owner's descriptions of the file (closing its last one would have dropped the
+    /// lock).
+    pub description: u64,
+    /// The first byte locked (0 for `flock`).
+    pub start: u64,
+    /// The last byte locked, at least `start` ([`LOCK_OFFSET_MAX`]: to the end of the file
+    /// however long; always for `flock`).
+    pub end: u64,
+}
+
+const _: () = assert!(size_of::<LockEntry>() == 40);
+
 /// The most descriptors one message may pass (Linux's `SCM_MAX_FD`).
 pub const MAX_RIGHTS_PER_MSG: u32 = 253;
 
@@ -1754,6 +1810,10 @@ impl Entry for FileAreaInodeEntry {
     const KIND: u32 = section::FILE_AREA_INODE;
 }
 
+impl Entry for LockEntry {
+    const KIND: u32 = section::LOCK;
+}
+
 /// Copies `s` into a NUL-padded field (cut to its size).
 pub fn fill_name(dst: &mut [u8], s: &[u8]) {
     let n = s.len().min(dst.len());
@@ -1880,6 +1940,7 @@ impl<'a> Record<'a> {
                 section::IN_FLIGHT => Some(size_of::<InFlightEntry>()),
                 section::HOST_SOCKET => Some(size_of::<HostSocketEntry>()),
                 section::FILE_AREA_INODE => Some(size_of::<FileAreaInodeEntry>()),
+                section::LOCK => Some(size_of::<LockEntry>()),
                 section::FS_NODE => Some(size_of::<FsNodeEntry>()),
                 section::FS_DIRENT => Some(size_of::<FsDirentEntry>()),
                 section::FS_PAGES => Some(size_of::<FsPagesEntry>()),
@@ -1900,6 +1961,10 @@ impl<'a> Record<'a> {
                 && ((section::THREAD_STATE..=section::SOCKET_MSG).contains(&h.kind)
                     || (section::FS_NODE..=section::LAST).contains(&h.kind))
             {
+                return Err(RecordError::BadSection(h.kind));
+            }
+            // Nor version 2 of version 3's.
+            if header.version < 3 && h.kind == section::LOCK {
                 return Err(RecordError::BadSection(h.kind));
             }
             if known.is_some_and(|s| s != h.entry_size as usize)
@@ -2360,11 +2425,36 @@ impl<'a> Record<'a> {
             }
         }
         self.check_in_flight(in_flight)?;
+        self.check_locks(&procs)?;
         self.check_events()?;
         self.check_synth_data()?;
         self.check_fs((b.pool_start, b.pool_end))?;
         self.check_timers(&procs, &threads)?;
         self.check_timer_waits()
+    }
+
+    /// Advisory locks (section 43): known kinds and modes, a range within the file
+    /// (`flock`: the whole file), a POSIX lock's owner a process of the record, no owner for
+    /// the others. That the description is carried (and held by a POSIX lock's owner), and
+    /// that no two locks conflict, an adopter checks as it takes them (by its own tables:
+    /// descriptors are not in description order here).
+    fn check_locks(&self, procs: &Table<'_, ProcessEntry>) -> Result<(), RecordError> {
+        for e in self.entries::<LockEntry>() {
+            let range_ok = e.start <= e.end && e.end <= LOCK_OFFSET_MAX;
+            let kind_ok = match e.kind {
+                lock_kind::POSIX => procs.find(e.owner, |p| p.pid).is_some(),
+                lock_kind::OFD => e.owner == 0,
+                lock_kind::FLOCK => e.owner == 0 && e.start == 0 && e.end == LOCK_OFFSET_MAX,
+                _ => false,
+            };
+            if !range_ok || !kind_ok || e.mode > lock_mode::WRITE || e._reserved != 0 {
+                return oob(
+                    "advisory lock (kind, mode, range, owner, description)",
+                    e.start,
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Descriptors in flight (section 40): in (message, slot) order, each message's slots
@@ -4284,6 +4374,69 @@ mod tests {
             ),
         ] {
             assert!(rec(areas, inodes).is_err(), "{areas:?} {inodes:?}");
+        }
+    }
+
+    #[test]
+    fn advisory_locks_are_version_3_and_checked() {
+        let lock = |kind: u32, mode: u32, owner: i32, start: u64, end: u64| LockEntry {
+            kind,
+            mode,
+            owner,
+            _reserved: 0,
+            description: 1,
+            start,
+            end,
+        };
+        let record = |version: u32, locks: &[LockEntry]| {
+            let mut v = Vec::new();
+            let mut w = RecordWriter::new(&mut v, version, b"x");
+            w.section(&[ProcessEntry {
+                pid: 1,
+                ..Default::default()
+            }]);
+            w.section(locks);
+            w.finish();
+            v
+        };
+        let check = |locks: &[LockEntry]| {
+            let v = record(3, locks);
+            Record::parse(&v, (3, 3))
+                .expect("well formed")
+                .check(&BOUNDS)
+                .map_err(|e| match e {
+                    RecordError::OutOfBounds(what, _) => what,
+                    _ => "other",
+                })
+        };
+        let good = [
+            lock(lock_kind::POSIX, lock_mode::WRITE, 1, 0, 9),
+            lock(lock_kind::OFD, lock_mode::READ, 0, 10, LOCK_OFFSET_MAX),
+            lock(lock_kind::FLOCK, lock_mode::WRITE, 0, 0, LOCK_OFFSET_MAX),
+        ];
+        assert_eq!(check(&good), Ok(()));
+        assert_eq!(section::LOCK, 43);
+        // A version-2 record has no locks: its adopter would drop them.
+        let v2 = record(2, &good);
+        assert_eq!(
+            Record::parse(&v2, (2, 3)).err(),
+            Some(RecordError::BadSection(section::LOCK))
+        );
+        for bad in [
+            lock(9, lock_mode::READ, 0, 0, 1),
+            lock(lock_kind::POSIX, 2, 1, 0, 1),
+            lock(lock_kind::POSIX, lock_mode::READ, 2, 0, 1),
+            lock(lock_kind::POSIX, lock_mode::READ, 1, 5, 4),
+            lock(lock_kind::POSIX, lock_mode::READ, 1, 0, LOCK_OFFSET_MAX + 1),
+            lock(lock_kind::OFD, lock_mode::READ, 1, 0, 1),
+            lock(lock_kind::FLOCK, lock_mode::READ, 0, 0, 1),
+            LockEntry {
+                _reserved: 1,
+                ..good[0]
+            },
+        ] {
+            let e = check(&[bad]).expect_err("refused");
+            assert!(e.contains("advisory lock"), "{bad:?}: {e}");
         }
     }
 

@@ -187,7 +187,7 @@ fn an_upgrade_switches_kernels_under_running_programs_and_loses_nothing() {
     let (up, v) = upgrade(&root, "t", &next, None);
     assert_eq!(up.code(), Some(0), "{}", up.context());
     assert_eq!(v["upgraded"], true, "{v}");
-    assert_eq!(v["version"], 2, "{v}");
+    assert_eq!(v["version"], 3, "{v}");
     let blockers = v["record"]["blockers"]
         .as_array()
         .expect("blockers")
@@ -699,8 +699,8 @@ fn bad_or_incompatible_images_are_refused_before_the_guest_is_asked() {
     let garbage = root.dir().join("garbage");
     std::fs::write(&garbage, b"#!/bin/sh\necho not a kernel\n").expect("write");
     let newer = kernel_copy(root.dir(), "newer", |n| {
-        n.min_version = 3;
-        n.max_version = 4;
+        n.min_version = 4;
+        n.max_version = 5;
     });
     let none = kernel_copy(root.dir(), "none", |n| {
         n.min_version = 0;
@@ -717,7 +717,7 @@ fn bad_or_incompatible_images_are_refused_before_the_guest_is_asked() {
         (
             &newer,
             "incompatible hand-over record versions: the running kernel (6.1.0-pvmux) writes \
-             1..=2, the new kernel (6.1.0-pvmux) adopts 3..=4",
+             1..=3, the new kernel (6.1.0-pvmux) adopts 4..=5",
         ),
         (&none, "adopts 0..=0"),
     ];
@@ -747,7 +747,7 @@ fn bad_or_incompatible_images_are_refused_before_the_guest_is_asked() {
     ]);
     assert_eq!(up.code(), Some(0), "{}", up.context());
     let v: serde_json::Value = serde_json::from_str(up.stdout.trim()).expect("answer JSON");
-    assert_eq!(v["version"], 2, "{v}");
+    assert_eq!(v["version"], 3, "{v}");
     let timeout = v["record"]["processes"]
         .as_array()
         .expect("processes")
@@ -2691,6 +2691,190 @@ fn shared_volume_file_mappings_go_on_across_a_switch() {
     let r = root.pvmux(&["exec", "v", "--", "/bin/sh", "-c", "uname -r"]);
     assert_eq!(r.stdout.trim(), "6.1.0-pvmux-next", "{}", r.context());
     stop(&root, "v");
+}
+
+/// The guest program of [`advisory_locks_go_on_across_a_switch`]: the parent holds a
+/// `flock` lock on a file in guest memory and one on a `--rootfs` file, a POSIX record lock
+/// and an open file description lock on a volume file; a child waits in `F_SETLKW` for the
+/// record lock across the switch. After it, another process finds every lock held, and the
+/// parent's unlock lets the waiting child go on.
+const LOCKS_PY: &str = r#"
+import errno, fcntl, struct, sys
+out = sys.argv[1]
+tmp = sys.argv[2]
+F = "hhxxxxqqixxxx"
+mem = _os.open(tmp + "/l", _os.O_RDWR | _os.O_CREAT)
+fcntl.flock(mem, fcntl.LOCK_EX)
+host = _os.open("/etc/hostname", _os.O_RDONLY)
+fcntl.flock(host, fcntl.LOCK_SH)
+vol = _os.open(out + "/v", _os.O_RDWR | _os.O_CREAT)
+_os.write(vol, b"v" * 64)
+fcntl.lockf(vol, fcntl.LOCK_EX, 10, 0)
+ofd = _os.open(out + "/v", _os.O_RDWR)
+fcntl.fcntl(ofd, fcntl.F_OFD_SETLK, struct.pack(F, fcntl.F_RDLCK, 0, 20, 10, 0))
+me = _os.getpid()
+r, w = _os.pipe()
+waiter = _os.fork()
+if waiter == 0:
+    q = _os.open(out + "/v", _os.O_RDWR)
+    _os.write(w, b"w")
+    fcntl.lockf(q, fcntl.LOCK_EX, 1, 0)  # waits for the parent's record lock
+    _os.write(w, b"got it")
+    _os._exit(0)
+_os.read(r, 1)
+_time.sleep(0.2)
+ready(out)
+def name(e):
+    return errno.errorcode.get(e.errno, str(e.errno))
+def probe():
+    got = []
+    for path, flags in [(tmp + "/l", _os.O_RDWR), ("/etc/hostname", _os.O_RDONLY)]:
+        fd = _os.open(path, flags)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            got.append("flock granted")
+        except OSError as e:
+            got.append("flock " + name(e))
+    q = _os.open(out + "/v", _os.O_RDWR)
+    for cmd, start in [(fcntl.F_GETLK, 5), (fcntl.F_OFD_GETLK, 25)]:
+        lt, _, s, l, pid = struct.unpack(F, fcntl.fcntl(q, cmd, struct.pack(F, fcntl.F_WRLCK, 0, start, 1, 0)))
+        got.append((lt, s, l, "parent" if pid == me else pid))
+    return got
+pr, pw = _os.pipe()
+prober = _os.fork()
+if prober == 0:
+    _os.write(pw, repr(probe()).encode())
+    _os._exit(0)
+_os.waitpid(prober, 0)
+held = _os.read(pr, 4096).decode()
+fcntl.lockf(vol, fcntl.LOCK_UN, 10, 0)
+got = _os.read(r, 6).decode()
+_, st = _os.waitpid(waiter, 0)
+result(out, (held, got, _os.waitstatus_to_exitcode(st)))
+"#;
+
+/// Advisory locks go on across a switch (record version 3, section 43): `flock` locks on a
+/// file in guest memory and on a `--rootfs` file (whose inode number the new kernel may
+/// give differently: a lock names its file by a description), a POSIX record lock and an
+/// open file description lock on a volume file, and a process waiting in `F_SETLKW`,
+/// which the switch re-issues — as natively. Before, a switch dropped every lock.
+#[test]
+#[cfg_attr(
+    not(have_python3),
+    ignore = "needs /usr/bin/python3: apt-get install python3"
+)]
+fn advisory_locks_go_on_across_a_switch() {
+    let root = root("locks");
+    let out = TempDir::unique("pvmux-upgrade-out", "locks");
+    write_program(&out, LOCKS_PY);
+    let python = std::fs::canonicalize("/usr/bin/python3").expect("python3");
+    let want = native_result(&out, &python, |n| vec![n.into(), n.into()]);
+    let vol = format!("{}:/out", out.0.display());
+    start_detached(
+        &root,
+        "l",
+        &vol,
+        &["/usr/bin/python3", "/out/p.py", "/out", "/tmp"],
+    );
+    wait_for("the program is ready", || out.0.join("ready").exists());
+    let v = switch_to_next(&root, "l");
+    assert!(
+        v["record"]["blockers"]
+            .as_array()
+            .is_some_and(Vec::is_empty),
+        "{v}"
+    );
+    let kinds: Vec<(String, String)> = v["record"]["locks"]
+        .as_array()
+        .expect("locks")
+        .iter()
+        .map(|l| (l["kind"].to_string(), l["mode"].to_string()))
+        .collect();
+    for want in [
+        ("\"flock\"", "\"write\""),
+        ("\"flock\"", "\"read\""),
+        ("\"posix\"", "\"write\""),
+        ("\"ofd\"", "\"read\""),
+    ] {
+        assert!(
+            kinds.iter().any(|(k, m)| (k.as_str(), m.as_str()) == want),
+            "{want:?} carried: {v}"
+        );
+    }
+    assert_eq!(
+        go_and_result(&out),
+        want,
+        "after the switch (native: {want})"
+    );
+    stop(&root, "l");
+}
+
+/// A new kernel that adopts record version 2 only would not know the locks: the running
+/// kernel names them as a blocker, the upgrade is refused, and the old kernel runs on with
+/// the program and its lock.
+#[test]
+#[cfg_attr(
+    not(have_python3),
+    ignore = "needs /usr/bin/python3: apt-get install python3"
+)]
+fn locks_refuse_an_upgrade_to_a_kernel_of_record_version_2() {
+    let root = root("locks2");
+    let out = TempDir::unique("pvmux-upgrade-out", "locks2");
+    let program = "import fcntl, os, select, time\n\
+                   fd = os.open('/out/v', os.O_RDWR | os.O_CREAT)\n\
+                   fcntl.flock(fd, fcntl.LOCK_EX)\n\
+                   r, w = os.pipe()\n\
+                   ep = select.epoll()\n\
+                   ep.register(r, select.EPOLLIN)\n\
+                   open('/out/ready', 'w').close()\n\
+                   time.sleep(1000)\n";
+    std::fs::write(out.0.join("p.py"), program).expect("write the program");
+    let vol = format!("{}:/out", out.0.display());
+    start_detached(&root, "n", &vol, &["/usr/bin/python3", "/out/p.py"]);
+    wait_for("the program is ready", || out.0.join("ready").exists());
+    let older = kernel_copy(root.dir(), "v2", |n| n.max_version = 2);
+    let up = root.pvmux(&[
+        "upgrade",
+        "--format",
+        "json",
+        "n",
+        "--kernel",
+        older.to_str().expect("UTF-8"),
+    ]);
+    assert_eq!(up.code(), Some(1), "{}", up.context());
+    assert!(
+        up.stderr
+            .contains("advisory locks (record version 2 has none)"),
+        "{}",
+        up.context()
+    );
+    let v: serde_json::Value = serde_json::from_str(up.stdout.trim()).expect("answer JSON");
+    assert_eq!(
+        (&v["upgraded"], &v["version"]),
+        (&false.into(), &2.into()),
+        "{v}"
+    );
+    let blockers = v["record"]["blockers"].as_array().expect("blockers");
+    assert_eq!(
+        blockers.len(),
+        1,
+        "the epoll, pipe and file are carried, the lock not: {v}"
+    );
+    // The old kernel runs on, the lock held.
+    let r = root.pvmux(&[
+        "exec",
+        "n",
+        "--",
+        "/usr/bin/python3",
+        "-c",
+        "import fcntl, os, platform\n\
+         fd = os.open('/out/v', os.O_RDWR)\n\
+         try:\n    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB); print('granted')\n\
+         except BlockingIOError: print('held')\n\
+         print(platform.release())",
+    ]);
+    assert_eq!(r.stdout, "held\n6.1.0-pvmux\n", "{}", r.context());
+    stop(&root, "n");
 }
 
 /// A relative sleep that a switch stops goes on with the time it had left, as Linux

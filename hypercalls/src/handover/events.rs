@@ -486,7 +486,7 @@ mod tests {
     }
 
     fn check(v: &[u8]) -> Result<(), RecordError> {
-        Record::parse(v, (2, 2))
+        Record::parse(v, (2, RECORD_VERSION))
             .expect("well formed")
             .check(&BOUNDS)
     }
@@ -523,7 +523,7 @@ mod tests {
         let (fds, timers, items) = good();
         let v = rec(&fds, &timers, &items);
         check(&v).expect("in bounds");
-        let r = Record::parse(&v, (2, 2)).expect("valid");
+        let r = Record::parse(&v, (2, RECORD_VERSION)).expect("valid");
         assert_eq!(r.entries::<TimerFdEntry>().collect::<Vec<_>>(), timers);
         assert_eq!(r.entries::<EpollItemEntry>().collect::<Vec<_>>(), items);
         assert_eq!(section::TIMERFD, 24);
@@ -745,7 +745,7 @@ mod tests {
         let watches = [watch(1, 40), watch(2, 41)];
         let v = inotify_rec(&queue, instance(queue.len()), &watches);
         check(&v).expect("in bounds");
-        let r = Record::parse(&v, (2, 2)).expect("valid");
+        let r = Record::parse(&v, (2, RECORD_VERSION)).expect("valid");
         assert_eq!(
             r.entries::<InotifyEntry>().collect::<Vec<_>>(),
             [instance(queue.len())]

@@ -39,8 +39,12 @@ pub(crate) enum Errno {
     ENOSPC = 28,
     /// Too many links.
     EMLINK = 31,
+    /// Resource deadlock would occur (a lock wait closing a cycle).
+    EDEADLK = 35,
     /// File name too long.
     ENAMETOOLONG = 36,
+    /// No locks available (the kernel's lock table is full).
+    ENOLCK = 37,
     /// Directory not empty.
     ENOTEMPTY = 39,
     /// Too many levels of symbolic links.
@@ -167,7 +171,9 @@ impl Errno {
             Self::EFBIG => "EFBIG",
             Self::ENOSPC => "ENOSPC",
             Self::EMLINK => "EMLINK",
+            Self::EDEADLK => "EDEADLK",
             Self::ENAMETOOLONG => "ENAMETOOLONG",
+            Self::ENOLCK => "ENOLCK",
             Self::ENOTEMPTY => "ENOTEMPTY",
             Self::ELOOP => "ELOOP",
             Self::EOVERFLOW => "EOVERFLOW",
@@ -237,7 +243,9 @@ impl Errno {
             Self::EFBIG => "File too large",
             Self::ENOSPC => "No space left on device",
             Self::EMLINK => "Too many links",
+            Self::EDEADLK => "Resource deadlock avoided",
             Self::ENAMETOOLONG => "File name too long",
+            Self::ENOLCK => "No locks available",
             Self::ENOTEMPTY => "Directory not empty",
             Self::ELOOP => "Too many levels of symbolic links",
             Self::EOVERFLOW => "Value too large for defined data type",
@@ -309,7 +317,7 @@ mod tests {
     use super::Errno::{self, *};
 
     /// Every variant.
-    const ALL: [Errno; 64] = [
+    const ALL: [Errno; 66] = [
         EUCLEAN,
         EPERM,
         ENOENT,
@@ -325,7 +333,9 @@ mod tests {
         EFBIG,
         ENOSPC,
         EMLINK,
+        EDEADLK,
         ENAMETOOLONG,
+        ENOLCK,
         ENOTEMPTY,
         ELOOP,
         EOVERFLOW,
@@ -394,7 +404,9 @@ mod tests {
             (EFBIG, libc::EFBIG),
             (ENOSPC, libc::ENOSPC),
             (EMLINK, libc::EMLINK),
+            (EDEADLK, libc::EDEADLK),
             (ENAMETOOLONG, libc::ENAMETOOLONG),
+            (ENOLCK, libc::ENOLCK),
             (ENOTEMPTY, libc::ENOTEMPTY),
             (ELOOP, libc::ELOOP),
             (EOVERFLOW, libc::EOVERFLOW),

@@ -959,6 +959,7 @@ fn exit_process(p: &Arc<Process>) {
     let status = p.exit_status.lock().unwrap_or(0);
     super::timers::process_exited(p);
     p.files.lock().close_all();
+    super::files::locks::process_exited(p.pid);
     let space = {
         let mut s = p.space.lock();
         p.space_gen.fetch_add(1, Ordering::AcqRel);

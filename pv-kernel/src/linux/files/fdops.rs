@@ -6,6 +6,7 @@ use super::file::{
     fl, fstat, kbuf, read_kernel, read_user, write_kernel, write_user, Kind, OpenFile, UserBuf,
     MAX_RW,
 };
+use super::locks::LockCmd;
 use super::pipe::{Pipe, PIPE_SIZE};
 use super::tty::{self, ioc};
 use super::{fd_file, wall_now};
@@ -286,26 +287,12 @@ pub(crate) fn sys_fcntl(fd: u64, cmd: u64, arg: u64) -> SysResult {
             f.set_status_flags(arg as u32);
             Ok(0)
         }
-        F_GETLK | F_OFD_GETLK => {
-            // No locks are ever held: report the region unlocked.
-            let mut lk: [u8; 32] = read_val(arg)?;
-            let ty = i16::from_le_bytes([lk[0], lk[1]]);
-            if !(0..=2).contains(&ty) {
-                return Err(Errno::EINVAL);
-            }
-            lk[..2].copy_from_slice(&F_UNLCK.to_le_bytes());
-            write_val(arg, &lk)?;
-            Ok(0)
-        }
-        F_SETLK | F_SETLKW | F_OFD_SETLK | F_OFD_SETLKW => {
-            // Advisory locks always succeed (one machine, cooperating programs).
-            let lk: [u8; 32] = read_val(arg)?;
-            let ty = i16::from_le_bytes([lk[0], lk[1]]);
-            if !(0..=2).contains(&ty) {
-                return Err(Errno::EINVAL);
-            }
-            Ok(0)
-        }
+        F_GETLK => super::locks::fcntl(&f, LockCmd::Get, false, arg),
+        F_SETLK => super::locks::fcntl(&f, LockCmd::Set, false, arg),
+        F_SETLKW => super::locks::fcntl(&f, LockCmd::SetWait, false, arg),
+        F_OFD_GETLK => super::locks::fcntl(&f, LockCmd::Get, true, arg),
+        F_OFD_SETLK => super::locks::fcntl(&f, LockCmd::Set, true, arg),
+        F_OFD_SETLKW => super::locks::fcntl(&f, LockCmd::SetWait, true, arg),
         F_SETOWN | F_SETSIG | F_SETLEASE => Ok(0),
         F_GETOWN | F_GETSIG => Ok(0),
         F_GETLEASE => Ok(F_UNLCK as u64),
@@ -565,17 +552,9 @@ pub(crate) fn sys_fsync(fd: u64) -> SysResult {
     Ok(0)
 }
 
-/// `flock(fd, operation)`: always granted.
+/// `flock(fd, operation)` (`locks.rs`).
 pub(crate) fn sys_flock(fd: u64, op: u64) -> SysResult {
-    fd_file(fd_arg(fd))?;
-    const LOCK_SH: u64 = 1;
-    const LOCK_EX: u64 = 2;
-    const LOCK_NB: u64 = 4;
-    const LOCK_UN: u64 = 8;
-    match op & !LOCK_NB {
-        LOCK_SH | LOCK_EX | LOCK_UN => Ok(0),
-        _ => Err(Errno::EINVAL),
-    }
+    super::locks::flock(&*fd_file(fd_arg(fd))?, op)
 }
 
 /// `fadvise64(fd, offset, len, advice)`: validated and ignored.

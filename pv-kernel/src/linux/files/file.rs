@@ -12,7 +12,7 @@
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use super::dev::{self, Dev};
 use super::pipe::{Pipe, PIPE_BUF};
@@ -105,7 +105,15 @@ pub(crate) struct OpenFile {
     pos: IrqLock<u64>,
     /// The absolute path it was opened by (regular files; `/proc/PID/fd`).
     path: spin::Once<Vec<u8>>,
+    /// Unique among the descriptions of this kernel: what owns its `flock` and open file
+    /// description locks (`locks.rs`).
+    id: u64,
+    /// Whether it ever took such a lock (its drop then drops them).
+    locked: AtomicBool,
 }
+
+/// The next [`OpenFile::id`].
+static NEXT_DESCRIPTION_ID: AtomicU64 = AtomicU64::new(1);
 
 impl OpenFile {
     /// A new description with `flags` (open-only flags are dropped).
@@ -115,7 +123,19 @@ impl OpenFile {
             flags: AtomicU32::new((flags & !fl::OPEN_ONLY) | fl::O_LARGEFILE),
             pos: IrqLock::new(0),
             path: spin::Once::new(),
+            id: NEXT_DESCRIPTION_ID.fetch_add(1, Ordering::Relaxed),
+            locked: AtomicBool::new(false),
         })
+    }
+
+    /// Its id, unique among this kernel's descriptions (what owns its locks).
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// It takes a `flock` or open file description lock: its drop drops its locks.
+    pub(crate) fn note_locked(&self) {
+        self.locked.store(true, Ordering::Relaxed);
     }
 
     /// Records the absolute path it was opened by (once).
@@ -210,6 +230,9 @@ impl OpenFile {
 
 impl Drop for OpenFile {
     fn drop(&mut self) {
+        if *self.locked.get_mut() {
+            super::locks::description_closed(self.id);
+        }
         match &self.kind {
             Kind::Node { h, ino, dir } => {
                 let h = *h;
@@ -222,6 +245,14 @@ impl Drop for OpenFile {
             Kind::PipeWrite(p) => p.close_writer(),
             Kind::Dev { .. } | Kind::Console { .. } | Kind::Object(_) => {}
         }
+    }
+}
+
+/// A descriptor of `file` is closed by the current process (if a process's thread closes
+/// it): POSIX drops the process's record locks on the file (`locks.rs`).
+fn closing(file: &OpenFile) {
+    if let Some(t) = crate::linux::task::try_current_task() {
+        super::locks::descriptor_closed(t.process.pid, file);
     }
 }
 
@@ -283,7 +314,9 @@ impl FdTable {
     pub(crate) fn close_on_exec(&mut self) {
         for s in &mut self.slots {
             if s.as_ref().is_some_and(|s| s.cloexec) {
-                *s = None;
+                if let Some(s) = s.take() {
+                    closing(&s.file);
+                }
             }
         }
         self.trim();
@@ -299,7 +332,9 @@ impl FdTable {
 
     /// Closes everything (process exit).
     pub(crate) fn close_all(&mut self) {
-        self.slots = Vec::new();
+        for s in core::mem::take(&mut self.slots).into_iter().flatten() {
+            closing(&s.file);
+        }
     }
 
     /// Drops trailing empty slots.
@@ -385,6 +420,9 @@ impl FdTable {
             self.slots.resize(fd + 1, None);
         }
         let old = self.slots[fd].replace(Slot { file, cloexec });
+        if let Some(s) = &old {
+            closing(&s.file);
+        }
         Ok(old.map(|s| s.file))
     }
 
@@ -397,6 +435,7 @@ impl FdTable {
             .and_then(Option::take)
             .ok_or(Errno::EBADF)?;
         self.trim();
+        closing(&s.file);
         Ok(s.file)
     }
 
@@ -416,6 +455,7 @@ impl FdTable {
                     s.cloexec = true;
                 }
             } else if let Some(s) = s.take() {
+                closing(&s.file);
                 out.push(s.file);
             }
         }

@@ -23,6 +23,7 @@ pub(crate) mod eventfd;
 pub(crate) mod fdops;
 pub(crate) mod file;
 pub(crate) mod inotify;
+pub(crate) mod locks;
 pub(crate) mod memfd;
 pub(crate) mod object;
 pub(crate) mod path;

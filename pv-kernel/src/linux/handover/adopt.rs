@@ -100,6 +100,9 @@ pub(crate) enum Refusal {
     /// The descriptors in flight of a queued message (by its index in the record) cannot
     /// be passed again.
     InFlight(u32),
+    /// An advisory lock (section 43) that cannot be taken again: of no carried file, of a
+    /// POSIX owner without a descriptor of it, or conflicting with another.
+    Lock(&'static str),
 }
 
 impl fmt::Display for Refusal {
@@ -167,6 +170,7 @@ impl fmt::Display for Refusal {
                 f,
                 "the descriptors in flight of socket message {m} cannot be passed again"
             ),
+            Self::Lock(what) => write!(f, "an advisory lock cannot be taken again: {what}"),
         }
     }
 }
@@ -392,6 +396,7 @@ pub(crate) fn plan(bytes: &[u8], args: &AdoptArgs) -> Result<Plan, Refusal> {
         }
     }
     plan.descriptions = descriptions.len();
+    check_locks(&r, &descriptions)?;
     let images: BTreeSet<(i32, u64)> = r
         .entries::<FileImageEntry>()
         .map(|i| (i.pid, i.start))
@@ -1417,6 +1422,8 @@ fn build(r: &Record<'_>, plan: &Plan) -> Result<Built, Refusal> {
     d.attach_in_flight(r, &reopen)?;
     // The epolls' interest lists, once every description of every process exists.
     super::events::link_epolls(r, &d.files, &d.left_out)?;
+    // The advisory locks, on the files their descriptions have open now.
+    adopt_locks(r, &d.files)?;
     // inotify: renames go on from the carried cookie; events on the files open by
     // descriptors reach their directories' watches.
     super::events::adopt_inotify_cookie(r);
@@ -1439,6 +1446,83 @@ fn build(r: &Record<'_>, plan: &Plan) -> Result<Built, Refusal> {
         timerfds: core::mem::take(&mut d.arms),
         init_exe,
     })
+}
+
+/// The advisory locks (section 43) name carried descriptions of files; a POSIX lock one
+/// its owner holds (`descriptions`: the record's, by number, each with its first entry).
+fn check_locks(
+    r: &Record<'_>,
+    descriptions: &BTreeMap<u64, (FdStateEntry, &[u8])>,
+) -> Result<(), Refusal> {
+    use pvmux_hypercalls::handover::{fd_state, lock_kind, LockEntry};
+    let mut held: Option<BTreeSet<(i32, u64)>> = None;
+    for e in r.entries::<LockEntry>() {
+        let file = descriptions.get(&e.description).is_some_and(|(f, _)| {
+            matches!(
+                f.kind,
+                fd_state::HOST_FILE | fd_state::VOLUME_FILE | fd_state::MEMORY_FILE
+            )
+        });
+        if !file {
+            return Err(Refusal::Lock("of no carried file's description"));
+        }
+        if e.kind == lock_kind::POSIX {
+            let held = held.get_or_insert_with(|| {
+                r.entries::<FdStateEntry>()
+                    .map(|f| (f.pid, f.description))
+                    .collect()
+            });
+            if !held.contains(&(e.owner, e.description)) {
+                return Err(Refusal::Lock(
+                    "a record lock its owner has no descriptor for",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Takes the advisory locks of section 43 (checked by [`check_locks`]) on the files the
+/// adopted descriptions `files` have open, owned by the same processes and descriptions.
+fn adopt_locks(r: &Record<'_>, files: &BTreeMap<u64, Arc<OpenFile>>) -> Result<(), Refusal> {
+    use crate::linux::files::file::Kind;
+    use crate::linux::files::locks::table::{FlockLock, Mode, Owner, RangeLock};
+    use pvmux_hypercalls::handover::{lock_kind, lock_mode, LockEntry};
+    let (mut ranges, mut flocks) = (Vec::new(), Vec::new());
+    for e in r.entries::<LockEntry>() {
+        let f = files
+            .get(&e.description)
+            .ok_or(Refusal::Lock("of no carried file's description"))?;
+        let Kind::Node { ino, .. } = f.kind else {
+            return Err(Refusal::Lock("of no carried file's description"));
+        };
+        let mode = if e.mode == lock_mode::WRITE {
+            Mode::Write
+        } else {
+            Mode::Read
+        };
+        let owner = match e.kind {
+            lock_kind::POSIX => Owner::Process(e.owner),
+            _ => {
+                f.note_locked();
+                Owner::Description(f.id())
+            }
+        };
+        if e.kind == lock_kind::FLOCK {
+            flocks.push((ino, FlockLock { desc: f.id(), mode }));
+        } else {
+            ranges.push((
+                ino,
+                RangeLock {
+                    owner,
+                    mode,
+                    start: e.start,
+                    end: e.end,
+                },
+            ));
+        }
+    }
+    crate::linux::files::locks::adopt(&ranges, &flocks).map_err(Refusal::Lock)
 }
 
 /// Gives every adopted thread and process the information of its pending signals, in the

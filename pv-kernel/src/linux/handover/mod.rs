@@ -624,6 +624,14 @@ pub(crate) struct Inventory {
     /// The files of image areas whose file has no name left, by inode (section 42, in
     /// (pid, start) order).
     pub(crate) file_area_inodes: Vec<pvmux_hypercalls::handover::FileAreaInodeEntry>,
+    /// The advisory locks held (section 43, version 3).
+    pub(crate) locks: Vec<pvmux_hypercalls::handover::LockEntry>,
+    /// The record's number of each carried open file description, by its
+    /// [`super::files::OpenFile::id`] (what owns its locks).
+    description_ids: BTreeMap<u64, u64>,
+    /// A carried description of each (process, inode) with a descriptor of it: what names
+    /// the file of a process's record lock.
+    fd_inodes: BTreeMap<(i32, u64), u64>,
     /// The in-memory filesystem (sections 21-23), when it is carried.
     pub(crate) fs: Option<crate::fs::ramfs::carry::Carried>,
     pub(crate) blob: Vec<u8>,
@@ -672,6 +680,7 @@ impl Inventory {
             + self.host_sockets.len() * size_of::<HostSocketEntry>()
             + self.file_area_inodes.len()
                 * size_of::<pvmux_hypercalls::handover::FileAreaInodeEntry>()
+            + self.locks.len() * size_of::<pvmux_hypercalls::handover::LockEntry>()
             + self.fs.as_ref().map_or(0, |c| c.size())
             + self.blob.len()
     }
@@ -790,6 +799,9 @@ impl Inventory {
                 .collect();
             w.section(&hosts);
             w.section(&self.file_area_inodes);
+            if version >= 3 {
+                w.section(&self.locks);
+            }
             if let Some(fs) = &self.fs {
                 w.section(&fs.nodes);
                 w.section(&fs.dirents);
@@ -954,6 +966,7 @@ fn inventory(procs: &[Arc<Process>], version: u32) -> Inventory {
         // The descriptions in flight first: an epoll may watch a file only a message in
         // flight holds, and its registration names the file's description.
         carry_in_flight(&mut inv);
+        carry_locks(&mut inv, version);
         events::carry_epolls(&mut inv);
         inv.shm_pages = inv.shm_page_runs();
         carry_console(&mut inv);
@@ -1358,6 +1371,84 @@ fn carry_process(
     }
 }
 
+/// Version 3: the advisory locks held (section 43), each naming a carried description of
+/// its file — the holder for a `flock` or open file description lock, one of the owner's
+/// for a POSIX record lock. Blockers: a lock no carried description names the file of
+/// (none in practice: a process closing its last descriptor of a file drops its record
+/// locks, a description's last close its own); every lock, in a record of version 2,
+/// whose adopter would not know to take them.
+fn carry_locks(inv: &mut Inventory, version: u32) {
+    use super::files::locks::table::{Mode, Owner};
+    use pvmux_hypercalls::handover::{lock_kind, lock_mode, LockEntry};
+    let mode = |m: Mode| match m {
+        Mode::Read => lock_mode::READ,
+        Mode::Write => lock_mode::WRITE,
+    };
+    let (mut held, mut lost) = (0u32, 0u32);
+    for (ino, ranges, flocks) in super::files::locks::held() {
+        let entries = ranges
+            .iter()
+            .map(|r| {
+                let (kind, owner, description) = match r.owner {
+                    Owner::Process(pid) => (
+                        lock_kind::POSIX,
+                        pid,
+                        inv.fd_inodes.get(&(pid, ino)).copied(),
+                    ),
+                    Owner::Description(id) => {
+                        (lock_kind::OFD, 0, inv.description_ids.get(&id).copied())
+                    }
+                };
+                (kind, mode(r.mode), owner, description, r.start, r.end)
+            })
+            .chain(flocks.iter().map(|l| {
+                (
+                    lock_kind::FLOCK,
+                    mode(l.mode),
+                    0,
+                    inv.description_ids.get(&l.desc).copied(),
+                    0,
+                    pvmux_hypercalls::handover::LOCK_OFFSET_MAX,
+                )
+            }))
+            .collect::<Vec<_>>();
+        for (kind, mode, owner, description, start, end) in entries {
+            held += 1;
+            let Some(description) = description else {
+                lost += 1;
+                continue;
+            };
+            inv.locks.push(LockEntry {
+                kind,
+                mode,
+                owner,
+                _reserved: 0,
+                description,
+                start,
+                end,
+            });
+        }
+    }
+    for (n, what) in [
+        (lost, &b"advisory locks of files no descriptor holds"[..]),
+        (
+            if version < 3 { held } else { 0 },
+            b"advisory locks (record version 2 has none)",
+        ),
+    ] {
+        if n > 0 {
+            let mut b = BlockerEntry {
+                kind: blocker::FILES,
+                pid: 0,
+                count: n,
+                ..FromZeros::new_zeroed()
+            };
+            fill_name(&mut b.what, what);
+            inv.blockers.push(b);
+        }
+    }
+}
+
 /// Version 2: carries the descriptors in flight on the carried sockets (`SCM_RIGHTS`,
 /// section 40) as open file descriptions of pid [`IN_FLIGHT_PID`], numbered from 0 in
 /// description order — every one of them, also those a process holds too, so that an
@@ -1455,6 +1546,10 @@ fn carry_fd(
         .descriptions
         .entry(Arc::as_ptr(f) as *const () as usize)
         .or_insert(next);
+    inv.description_ids.insert(f.id(), description);
+    if let Kind::Node { ino, .. } = f.kind {
+        inv.fd_inodes.entry((pid, ino)).or_insert(description);
+    }
     let mut e = FdStateEntry {
         pid,
         fd,

@@ -151,6 +151,25 @@ struct RecordSummary {
     /// Record version 2: pages of anonymous shared memory carried by frame (section 30).
     #[serde(default)]
     shared_pages: u64,
+    /// Record version 3: the advisory file locks held (section 43).
+    #[serde(default)]
+    locks: Vec<LockJson>,
+}
+
+/// An advisory lock a version 3 record carries.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct LockJson {
+    /// `posix`, `ofd` or `flock`.
+    kind: String,
+    /// `read` or `write`.
+    mode: String,
+    /// A POSIX lock's process.
+    pid: Option<i32>,
+    /// The open file description it names (the holder, or one of a POSIX holder's).
+    description: u64,
+    start: u64,
+    /// The last byte; `None`: to the end of the file.
+    end: Option<u64>,
 }
 
 /// What a version 2 record carries of the in-memory filesystem.
@@ -478,6 +497,31 @@ impl From<&Inventory> for RecordSummary {
                 .collect(),
             blockers: i.blocker_texts(),
             host_sockets: i.host_sockets.clone(),
+            locks: i
+                .locks
+                .iter()
+                .map(|l| {
+                    use pvmux_hypercalls::handover::{lock_kind, lock_mode, LOCK_OFFSET_MAX};
+                    LockJson {
+                        kind: match l.kind {
+                            lock_kind::POSIX => "posix",
+                            lock_kind::OFD => "ofd",
+                            _ => "flock",
+                        }
+                        .to_owned(),
+                        mode: if l.mode == lock_mode::WRITE {
+                            "write"
+                        } else {
+                            "read"
+                        }
+                        .to_owned(),
+                        pid: (l.kind == lock_kind::POSIX).then_some(l.owner),
+                        description: l.description,
+                        start: l.start,
+                        end: (l.end != LOCK_OFFSET_MAX).then_some(l.end),
+                    }
+                })
+                .collect(),
             carried: i
                 .states
                 .iter()

@@ -1,9 +1,9 @@
 //! Advisory file locks in a guest against the same program natively: `flock` (shared,
 //! exclusive, non-blocking, converted, shared by `fork`), POSIX record locks (`fcntl`
 //! `F_SETLK`/`F_SETLKW`/`F_GETLK`: ranges, the holder's pid, waiting, dropped by closing
-//! any descriptor of the file, `EDEADLK`), open file description locks (`F_OFD_*`), and
-//! what they are for: processes updating one file or one SQLite database at once lose no
-//! update.
+//! any descriptor of the file, `EDEADLK`), open file description locks (`F_OFD_*`),
+//! `/proc/locks`, and what they are for: processes updating one file or one SQLite database
+//! at once lose no update.
 
 use std::process::Command;
 use std::time::Duration;
@@ -183,6 +183,26 @@ except OSError as e:
 os.close(a)
 fcntl.fcntl(b, fcntl.F_OFD_SETLK, struct.pack("hhxxxxqqixxxx", fcntl.F_WRLCK, 0, 0, 0, 0))
 print("ofd after the holder's close: granted")
+
+# /proc/locks shows them (what lslocks reads): the lines of this file.
+p = d + "/pl"
+with open(p, "wb") as f:
+    f.write(b"z" * 10)
+a = os.open(p, os.O_RDWR)
+fcntl.lockf(a, fcntl.LOCK_EX, 4, 2)
+b = os.open(p, os.O_RDWR)
+fcntl.flock(b, fcntl.LOCK_SH)
+st = os.stat(p)
+key = "%02x:%02x:%d" % (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
+rows = []
+with open("/proc/locks") as f:
+    for line in f:
+        w = line.split()
+        if w[5] == key:
+            rows.append((w[1], w[3], int(w[4]) == os.getpid(), w[6], w[7]))
+print("proc locks", sorted(rows))
+os.close(a)
+os.close(b)
 
 # SQLite from several processes at once: every row arrives.
 db = d + "/db"

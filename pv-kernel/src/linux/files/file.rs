@@ -812,7 +812,7 @@ impl KStat {
 }
 
 /// (major, minor) of an encoded device number.
-fn decode_dev(d: u64) -> (u32, u32) {
+pub(crate) fn decode_dev(d: u64) -> (u32, u32) {
     (
         ((d >> 8) & 0xfff) as u32,
         ((d & 0xff) | ((d >> 12) & !0xff)) as u32,

@@ -230,6 +230,7 @@ pub(crate) fn flock(f: &OpenFile, op: u64) -> SysResult {
         return Ok(0);
     };
     let desc = f.id();
+    let pid = current_process().pid;
     f.note_locked();
     loop {
         let r = {
@@ -237,7 +238,7 @@ pub(crate) fn flock(f: &OpenFile, op: u64) -> SysResult {
             if mode.is_some() && t.is_full() {
                 return Err(Errno::ENOLCK);
             }
-            t.flock(ino, desc, mode)
+            t.flock(ino, desc, pid, mode)
         };
         let released = match r {
             Ok(r) | Err(r) => r,
@@ -310,4 +311,34 @@ pub(crate) fn adopt(
     flocks: &[(u64, table::FlockLock)],
 ) -> Result<(), &'static str> {
     LOCKS.lock().adopt(ranges, flocks)
+}
+
+/// `/proc/locks`: every lock, with its file's device and inode number as `stat` shows them.
+pub(crate) fn proc_locks() -> Vec<u8> {
+    use table::ProcLine;
+    let mut lines = Vec::new();
+    for (ino, ranges, flocks) in held() {
+        let (dev, shown) = crate::fs::with(|fs| fs.stat_ino(ino))
+            .map(|st| (super::file::decode_dev(st.dev), st.shown_ino()))
+            .unwrap_or(((0, 0), ino));
+        let line = |kind, mode, pid, start, end| ProcLine {
+            kind,
+            mode,
+            pid,
+            dev,
+            ino: shown,
+            start,
+            end,
+        };
+        for r in &ranges {
+            lines.push(match r.owner {
+                Owner::Process(pid) => line("POSIX", r.mode, pid, r.start, r.end),
+                Owner::Description(_) => line("OFDLCK", r.mode, -1, r.start, r.end),
+            });
+        }
+        for l in &flocks {
+            lines.push(line("FLOCK", l.mode, l.pid, 0, OFFSET_MAX));
+        }
+    }
+    table::proc_text(&lines)
 }

@@ -1509,7 +1509,19 @@ fn adopt_locks(r: &Record<'_>, files: &BTreeMap<u64, Arc<OpenFile>>) -> Result<(
             }
         };
         if e.kind == lock_kind::FLOCK {
-            flocks.push((ino, FlockLock { desc: f.id(), mode }));
+            // The process `/proc/locks` shows: one holding the description.
+            let pid = r
+                .entries::<FdStateEntry>()
+                .find(|d| d.description == e.description && d.pid > 0)
+                .map_or(0, |d| d.pid);
+            flocks.push((
+                ino,
+                FlockLock {
+                    desc: f.id(),
+                    pid,
+                    mode,
+                },
+            ));
         } else {
             ranges.push((
                 ino,

@@ -34,8 +34,9 @@ const DT_CHR: u8 = 2;
 type Gen = fn() -> Vec<u8>;
 
 /// `/proc`'s files that do not belong to a process, by path.
-const PROC_FILES: [(&str, Gen); 32] = [
+const PROC_FILES: [(&str, Gen); 33] = [
     ("cpuinfo", snap::cpuinfo),
+    ("locks", crate::linux::files::locks::proc_locks),
     ("meminfo", snap::meminfo),
     ("stat", snap::stat),
     ("uptime", snap::uptime),

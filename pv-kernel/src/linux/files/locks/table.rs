@@ -71,6 +71,8 @@ impl RangeLock {
 pub(crate) struct FlockLock {
     /// The description's id.
     pub(crate) desc: u64,
+    /// The process that took it (what `/proc/locks` shows).
+    pub(crate) pid: i32,
     /// Shared or exclusive.
     pub(crate) mode: Mode,
 }
@@ -222,7 +224,13 @@ impl LockTable {
     /// `ino`. As Linux, a conversion drops the old lock first, so a conversion that would
     /// wait has given it up (`Err(true)`, as any conflict); `Ok(true)` if a lock was dropped
     /// or weakened, which may let waiters go on (`Ok(false)`: nothing others could gain).
-    pub(crate) fn flock(&mut self, ino: Ino, desc: u64, mode: Option<Mode>) -> Result<bool, bool> {
+    pub(crate) fn flock(
+        &mut self,
+        ino: Ino,
+        desc: u64,
+        pid: i32,
+        mode: Option<Mode>,
+    ) -> Result<bool, bool> {
         let locks = self.inodes.entry(ino).or_default();
         let held = locks.flocks.iter().position(|l| l.desc == desc);
         let mut released = false;
@@ -240,7 +248,7 @@ impl LockTable {
                 if locks.flocks.iter().any(|l| !l.mode.compatible(m)) {
                     Err(released)
                 } else {
-                    locks.flocks.push(FlockLock { desc, mode: m });
+                    locks.flocks.push(FlockLock { desc, pid, mode: m });
                     self.count += 1;
                     Ok(released)
                 }
@@ -367,7 +375,7 @@ impl LockTable {
                 .inodes
                 .get(&ino)
                 .is_some_and(|i| i.flocks.iter().any(|f| f.desc == l.desc));
-            if twice || t.flock(ino, l.desc, Some(l.mode)).is_err() {
+            if twice || t.flock(ino, l.desc, l.pid, Some(l.mode)).is_err() {
                 return Err("flock locks that conflict");
             }
         }
@@ -377,6 +385,52 @@ impl LockTable {
         *self = t;
         Ok(())
     }
+}
+
+/// What `/proc/locks` shows of a lock: its kind, its mode, its process (-1 for an open
+/// file description lock), its file (device major, minor, inode) and range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ProcLine {
+    /// `POSIX`, `OFDLCK` or `FLOCK`.
+    pub(crate) kind: &'static str,
+    pub(crate) mode: Mode,
+    pub(crate) pid: i32,
+    pub(crate) dev: (u32, u32),
+    pub(crate) ino: u64,
+    pub(crate) start: u64,
+    pub(crate) end: u64,
+}
+
+/// `/proc/locks`: one line per lock, numbered from 1, as Linux's `lock_get_status` prints
+/// them (`1: POSIX  ADVISORY  WRITE 1234 00:1a:5678 0 EOF`).
+pub(crate) fn proc_text(lines: &[ProcLine]) -> Vec<u8> {
+    use core::fmt::Write;
+    let mut out = alloc::string::String::new();
+    for (i, l) in lines.iter().enumerate() {
+        let end = if l.end == OFFSET_MAX {
+            alloc::string::String::from("EOF")
+        } else {
+            alloc::format!("{}", l.end)
+        };
+        let _ = writeln!(
+            out,
+            "{}: {:<6} ADVISORY  {} {} {:02x}:{:02x}:{} {} {}",
+            i + 1,
+            l.kind,
+            if l.mode == Mode::Write {
+                "WRITE"
+            } else {
+                "READ "
+            },
+            l.pid,
+            l.dev.0,
+            l.dev.1,
+            l.ino,
+            l.start,
+            end
+        );
+    }
+    out.into_bytes()
 }
 
 #[cfg(test)]
@@ -451,7 +505,7 @@ mod tests {
         t.set_range(1, P1, Some(Mode::Write), 0, 9).unwrap();
         t.set_range(2, P1, Some(Mode::Write), 0, 9).unwrap();
         t.set_range(1, D7, Some(Mode::Read), 20, 29).unwrap();
-        assert_eq!(t.flock(1, 7, Some(Mode::Write)), Ok(false));
+        assert_eq!(t.flock(1, 7, 0, Some(Mode::Write)), Ok(false));
         // A close by P1 of inode 1 drops its record locks there only.
         assert!(t.release_process_inode(1, 1));
         assert!(!t.release_process_inode(1, 1));
@@ -468,23 +522,23 @@ mod tests {
     #[test]
     fn flock_shares_excludes_and_converts() {
         let mut t = LockTable::new();
-        assert_eq!(t.flock(3, 1, Some(Mode::Read)), Ok(false));
-        assert_eq!(t.flock(3, 2, Some(Mode::Read)), Ok(false));
+        assert_eq!(t.flock(3, 1, 0, Some(Mode::Read)), Ok(false));
+        assert_eq!(t.flock(3, 2, 0, Some(Mode::Read)), Ok(false));
         // Converting to exclusive while another shares it: the shared lock is given up.
-        assert_eq!(t.flock(3, 1, Some(Mode::Write)), Err(true));
+        assert_eq!(t.flock(3, 1, 0, Some(Mode::Write)), Err(true));
         assert!(t.flock_blocked(3, 1, Mode::Write));
-        assert_eq!(t.flock(3, 2, None), Ok(true));
-        assert_eq!(t.flock(3, 1, Some(Mode::Write)), Ok(false));
+        assert_eq!(t.flock(3, 2, 0, None), Ok(true));
+        assert_eq!(t.flock(3, 1, 0, Some(Mode::Write)), Ok(false));
         assert_eq!(
-            t.flock(3, 1, Some(Mode::Write)),
+            t.flock(3, 1, 0, Some(Mode::Write)),
             Ok(false),
             "again: nothing"
         );
-        assert_eq!(t.flock(3, 2, Some(Mode::Read)), Err(false));
+        assert_eq!(t.flock(3, 2, 0, Some(Mode::Read)), Err(false));
         // flock and record locks do not interact.
         assert_eq!(t.set_range(3, P2, Some(Mode::Write), 0, OFFSET_MAX), Ok(()));
-        assert_eq!(t.flock(3, 1, None), Ok(true));
-        assert_eq!(t.flock(3, 9, None), Ok(false), "unlocking nothing");
+        assert_eq!(t.flock(3, 1, 0, None), Ok(true));
+        assert_eq!(t.flock(3, 9, 0, None), Ok(false), "unlocking nothing");
     }
 
     #[test]
@@ -492,7 +546,7 @@ mod tests {
         let mut t = LockTable::new();
         t.set_range(1, P1, Some(Mode::Write), 0, 99).unwrap();
         t.set_range(1, P1, None, 10, 19).unwrap(); // split: two
-        t.flock(1, 7, Some(Mode::Read)).unwrap();
+        t.flock(1, 7, 0, Some(Mode::Read)).unwrap();
         t.set_range(1, D7, Some(Mode::Read), 200, 299).unwrap();
         assert_eq!(t.count, 4);
         assert!(t.release_description(7));
@@ -502,7 +556,7 @@ mod tests {
         // Past the bound: full, and a carried table that large is refused.
         for i in 0..(MAX_LOCKS as u64 / 2) {
             t.set_range(i, P1, Some(Mode::Read), 0, 0).unwrap();
-            t.flock(i, 1, Some(Mode::Read)).unwrap();
+            t.flock(i, 1, 0, Some(Mode::Read)).unwrap();
         }
         assert!(t.is_full());
         let many: Vec<(Ino, RangeLock)> = (0..=MAX_LOCKS as u64)
@@ -519,6 +573,30 @@ mod tests {
             })
             .collect();
         assert!(LockTable::new().adopt(&many, &[]).is_err());
+    }
+
+    #[test]
+    fn proc_locks_lines_are_linuxs() {
+        let l = |kind, mode, pid, end| ProcLine {
+            kind,
+            mode,
+            pid,
+            dev: (0, 0x1a),
+            ino: 5678,
+            start: 0,
+            end,
+        };
+        let text = proc_text(&[
+            l("POSIX", Mode::Write, 1234, OFFSET_MAX),
+            l("OFDLCK", Mode::Read, -1, 9),
+            l("FLOCK", Mode::Read, 77, OFFSET_MAX),
+        ]);
+        assert_eq!(
+            core::str::from_utf8(&text).unwrap(),
+            "1: POSIX  ADVISORY  WRITE 1234 00:1a:5678 0 EOF\n\
+             2: OFDLCK ADVISORY  READ  -1 00:1a:5678 0 9\n\
+             3: FLOCK  ADVISORY  READ  77 00:1a:5678 0 EOF\n"
+        );
     }
 
     #[test]
@@ -553,6 +631,7 @@ mod tests {
                 1,
                 FlockLock {
                     desc: 3,
+                    pid: 1,
                     mode: Mode::Read,
                 },
             ),
@@ -560,6 +639,7 @@ mod tests {
                 1,
                 FlockLock {
                     desc: 4,
+                    pid: 1,
                     mode: Mode::Read,
                 },
             ),
@@ -575,6 +655,7 @@ mod tests {
                 1,
                 FlockLock {
                     desc: 3,
+                    pid: 1,
                     mode: Mode::Write,
                 },
             ),
@@ -582,6 +663,7 @@ mod tests {
                 1,
                 FlockLock {
                     desc: 4,
+                    pid: 1,
                     mode: Mode::Read,
                 },
             ),

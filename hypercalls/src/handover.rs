@@ -352,8 +352,11 @@ pub mod section {
     pub const FILE_AREA_INODE: u32 = 42;
     /// Version 3: the advisory file locks held ([`super::LockEntry`]s).
     pub const LOCK: u32 = 43;
+    /// Version 3 (optional: a reader that does not know it skips it, and robust mutexes a
+    /// carried thread holds when it ends are then not released): [`super::RobustListEntry`]s.
+    pub const ROBUST_LIST: u32 = 44;
     /// The highest section number.
-    pub const LAST: u32 = LOCK;
+    pub const LAST: u32 = ROBUST_LIST;
     /// Version 2: the in-memory filesystem's inodes ([`super::FsNodeEntry`]; first the
     /// filesystem itself).
     pub const FS_NODE: u32 = 21;
@@ -820,6 +823,24 @@ pub struct ThreadNameEntry {
 }
 
 const _: () = assert!(size_of::<ThreadNameEntry>() == 24);
+
+/// Version 3 (section [`section::ROBUST_LIST`]): the robust futex list a live thread
+/// registered (`set_robust_list`), which its end walks to release the robust mutexes it
+/// still holds.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct RobustListEntry {
+    /// A thread with its state (entries in increasing tid order).
+    pub tid: i32,
+    /// Zero.
+    pub _reserved: u32,
+    /// The user address of its `struct robust_list_head` (not 0).
+    pub head: u64,
+}
+
+const _: () = assert!(size_of::<RobustListEntry>() == 16);
 
 /// Version 2: a pipe, named by the [`FdStateEntry::object`] of both its ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
@@ -1814,6 +1835,10 @@ impl Entry for LockEntry {
     const KIND: u32 = section::LOCK;
 }
 
+impl Entry for RobustListEntry {
+    const KIND: u32 = section::ROBUST_LIST;
+}
+
 /// Copies `s` into a NUL-padded field (cut to its size).
 pub fn fill_name(dst: &mut [u8], s: &[u8]) {
     let n = s.len().min(dst.len());
@@ -1941,6 +1966,7 @@ impl<'a> Record<'a> {
                 section::HOST_SOCKET => Some(size_of::<HostSocketEntry>()),
                 section::FILE_AREA_INODE => Some(size_of::<FileAreaInodeEntry>()),
                 section::LOCK => Some(size_of::<LockEntry>()),
+                section::ROBUST_LIST => Some(size_of::<RobustListEntry>()),
                 section::FS_NODE => Some(size_of::<FsNodeEntry>()),
                 section::FS_DIRENT => Some(size_of::<FsDirentEntry>()),
                 section::FS_PAGES => Some(size_of::<FsPagesEntry>()),
@@ -1964,7 +1990,7 @@ impl<'a> Record<'a> {
                 return Err(RecordError::BadSection(h.kind));
             }
             // Nor version 2 of version 3's.
-            if header.version < 3 && h.kind == section::LOCK {
+            if header.version < 3 && (section::LOCK..=section::LAST).contains(&h.kind) {
                 return Err(RecordError::BadSection(h.kind));
             }
             if known.is_some_and(|s| s != h.entry_size as usize)
@@ -2760,6 +2786,21 @@ impl<'a> Record<'a> {
             if !ok {
                 return oob(
                     "thread name (of a thread, in order, at most 15 bytes)",
+                    e.tid as u64,
+                );
+            }
+            last = e.tid;
+        }
+        // Robust lists (section 44): of a thread with its state, in increasing tid order.
+        let mut last = 0;
+        for e in self.entries::<RobustListEntry>() {
+            if e.tid <= last
+                || thread_states.find(e.tid, |t| t.tid).is_none()
+                || e.head == 0
+                || e._reserved != 0
+            {
+                return oob(
+                    "robust list (of a thread, in order, not at 0)",
                     e.tid as u64,
                 );
             }
@@ -4375,6 +4416,48 @@ mod tests {
         ] {
             assert!(rec(areas, inodes).is_err(), "{areas:?} {inodes:?}");
         }
+    }
+
+    /// `v` (a finished record) as a record of `version`: the header's version changed and
+    /// its CRC computed again.
+    fn as_version(mut v: Vec<u8>, version: u32) -> Vec<u8> {
+        v[8..12].copy_from_slice(&version.to_le_bytes());
+        v[24..28].fill(0);
+        let c = crc32(&v);
+        v[24..28].copy_from_slice(&c.to_le_bytes());
+        v
+    }
+
+    #[test]
+    fn robust_lists_are_version_3_and_checked() {
+        let entry = |tid: i32, head: u64| RobustListEntry {
+            tid,
+            _reserved: 0,
+            head,
+        };
+        let record = |lists: &[RobustListEntry]| v2_plus(&[], |_| {}, &[], |w| w.section(lists));
+        let check = |lists: &[RobustListEntry]| {
+            let v = as_version(record(lists), 3);
+            Record::parse(&v, (3, 3)).expect("parses").check(&BOUNDS)
+        };
+        assert_eq!(check(&[entry(1, 0x7000_0010)]), Ok(()));
+        assert_eq!(section::ROBUST_LIST, 44);
+        for bad in [
+            entry(2, 0x1000),
+            entry(1, 0),
+            RobustListEntry {
+                _reserved: 1,
+                ..entry(1, 0x10)
+            },
+        ] {
+            assert!(check(&[bad]).is_err(), "{bad:?}");
+        }
+        assert!(check(&[entry(1, 0x10), entry(1, 0x20)]).is_err(), "twice");
+        // Not in a version-2 record.
+        assert_eq!(
+            Record::parse(&record(&[entry(1, 0x10)]), (2, 3)).err(),
+            Some(RecordError::BadSection(section::ROBUST_LIST))
+        );
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! `F_SETLK`/`F_SETLKW`/`F_GETLK`: ranges, the holder's pid, waiting, dropped by closing
 //! any descriptor of the file, `EDEADLK`), open file description locks (`F_OFD_*`),
 //! `/proc/locks`, and what they are for: processes updating one file or one SQLite database
-//! at once lose no update.
+//! at once lose no update. And robust mutexes, the lock a process or thread that ends
+//! holding it releases with `EOWNERDEAD` (`set_robust_list`).
 
 use std::process::Command;
 use std::time::Duration;
@@ -229,21 +230,113 @@ print("sqlite rows", c.execute("select count(*), count(distinct v) from t").fetc
       c.execute("pragma integrity_check").fetchone())
 "#;
 
+/// Robust process-shared mutexes (glibc through ctypes) whose owner ends holding them — a
+/// process exiting, exec'ing or killed, a thread exiting — as the next locker and a
+/// blocked waiter see it; `get_robust_list` and a bad `set_robust_list`.
+const ROBUST_PY: &str = r#"
+import ctypes, errno, mmap, os, threading, time
+
+libc = ctypes.CDLL(None, use_errno=True)
+
+class Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+def deadline(s):
+    t = time.clock_gettime(time.CLOCK_REALTIME) + s
+    return Timespec(int(t), int((t % 1) * 1e9))
+
+def name(r):
+    return errno.errorcode.get(r, str(r))
+
+shm = mmap.mmap(-1, 4096)
+buf = (ctypes.c_char * 4096).from_buffer(shm)
+m = ctypes.c_void_p(ctypes.addressof(buf))
+attr = ctypes.create_string_buffer(16)
+libc.pthread_mutexattr_init(attr)
+libc.pthread_mutexattr_setpshared(attr, 1)
+libc.pthread_mutexattr_setrobust(attr, 1)
+libc.pthread_mutex_init(m, attr)
+
+def lock(s=5):
+    d = deadline(s)
+    return name(libc.pthread_mutex_timedlock(m, ctypes.byref(d)))
+
+# A process that ends holding it: the next lock says the owner died.
+pid = os.fork()
+if pid == 0:
+    libc.pthread_mutex_lock(m)
+    os._exit(0)
+os.waitpid(pid, 0)
+print("after its owner process ended:", lock())
+print("made consistent:", libc.pthread_mutex_consistent(m), libc.pthread_mutex_unlock(m))
+print("then:", lock(), libc.pthread_mutex_unlock(m))
+
+# A waiter blocked when the owner ends is woken with EOWNERDEAD.
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    libc.pthread_mutex_lock(m)
+    os.write(w, b"x")
+    time.sleep(0.3)
+    os._exit(0)
+os.read(r, 1)
+t0 = time.monotonic()
+print("a waiter:", lock(), time.monotonic() - t0 >= 0.2)
+libc.pthread_mutex_consistent(m)
+libc.pthread_mutex_unlock(m)
+os.waitpid(pid, 0)
+
+# A thread of this process that ends holding it.
+t = threading.Thread(target=lambda: libc.pthread_mutex_lock(m))
+t.start()
+t.join()
+print("after its owner thread ended:", lock())
+libc.pthread_mutex_consistent(m)
+libc.pthread_mutex_unlock(m)
+
+# A process that execs holding it.
+pid = os.fork()
+if pid == 0:
+    libc.pthread_mutex_lock(m)
+    os.execv("/bin/true", ["true"])
+os.waitpid(pid, 0)
+print("after its owner process exec'd:", lock())
+libc.pthread_mutex_consistent(m)
+libc.pthread_mutex_unlock(m)
+
+# A process killed holding it.
+pid = os.fork()
+if pid == 0:
+    libc.pthread_mutex_lock(m)
+    os.write(w, b"y")
+    time.sleep(100)
+    os._exit(0)
+os.read(r, 1)
+os.kill(pid, 9)
+os.waitpid(pid, 0)
+print("after its owner was killed:", lock())
+
+# get_robust_list of this thread: its head, 24 bytes.
+head = ctypes.c_void_p()
+ln = ctypes.c_size_t()
+rc = libc.syscall(274, 0, ctypes.byref(head), ctypes.byref(ln))
+print("get_robust_list:", rc, head.value is not None and head.value != 0, ln.value)
+print("set_robust_list of a bad length:", libc.syscall(273, head, 8), name(ctypes.get_errno()))
+"#;
+
 /// Runs `cmd` with null stdin, killing it after [`TIMEOUT`].
 fn run(cmd: Command) -> Run {
     let what = format!("{cmd:?}");
     run_with_timeout(cmd, &what, TIMEOUT, Duration::from_millis(20), |_| {})
 }
 
-#[test]
-#[cfg_attr(
-    not(have_python3),
-    ignore = "needs /usr/bin/python3: apt-get install python3"
-)]
-fn advisory_locks_act_as_natively() {
-    let dir = TempDir::unique("pvmux-locks", "script");
-    let script = dir.0.join("locks.py");
-    std::fs::write(&script, LOCKS_PY).expect("write the script");
+/// Runs python3 `program` natively and in a guest (`--rootfs /`), with the directory to
+/// work in as its argument (natively a fresh one, in the guest its `/tmp`), and checks
+/// both print the same.
+fn same_as_native(tag: &str, program: &str) {
+    let dir = TempDir::unique("pvmux-locks", tag);
+    let script = dir.0.join("p.py");
+    std::fs::write(&script, program).expect("write the script");
     let script = script.to_str().expect("utf-8 temp path");
     let work = dir.0.join("native");
     std::fs::create_dir(&work).expect("native dir");
@@ -273,4 +366,22 @@ fn advisory_locks_act_as_natively() {
         native.stderr
     );
     assert_eq!(guest.code(), Some(0), "guest run:\n{}", guest.context());
+}
+
+#[test]
+#[cfg_attr(
+    not(have_python3),
+    ignore = "needs /usr/bin/python3: apt-get install python3"
+)]
+fn advisory_locks_act_as_natively() {
+    same_as_native("locks", LOCKS_PY);
+}
+
+#[test]
+#[cfg_attr(
+    not(have_python3),
+    ignore = "needs /usr/bin/python3: apt-get install python3"
+)]
+fn robust_mutexes_of_an_ended_owner_say_so_as_natively() {
+    same_as_native("robust", ROBUST_PY);
 }

@@ -2901,6 +2901,72 @@ fn locks_refuse_an_upgrade_to_a_kernel_of_record_version_2() {
     stop(&root, "n");
 }
 
+/// The guest program of [`robust_mutexes_are_released_after_a_switch`]: a child holds a
+/// robust process-shared mutex across the switch and is killed after it; the parent's next
+/// lock says its owner died.
+const ROBUST_PY: &str = r#"
+import ctypes, errno, mmap, signal, sys
+out = sys.argv[1]
+libc = ctypes.CDLL(None, use_errno=True)
+class Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+shm = mmap.mmap(-1, 4096)
+m = ctypes.c_void_p(ctypes.addressof((ctypes.c_char * 4096).from_buffer(shm)))
+attr = ctypes.create_string_buffer(16)
+libc.pthread_mutexattr_init(attr)
+libc.pthread_mutexattr_setpshared(attr, 1)
+libc.pthread_mutexattr_setrobust(attr, 1)
+libc.pthread_mutex_init(m, attr)
+r, w = _os.pipe()
+child = _os.fork()
+if child == 0:
+    libc.pthread_mutex_lock(m)
+    _os.write(w, b"x")
+    _time.sleep(1000)
+_os.read(r, 1)
+ready(out)
+_os.kill(child, signal.SIGKILL)
+_os.waitpid(child, 0)
+t = _time.clock_gettime(_time.CLOCK_REALTIME) + 5
+d = Timespec(int(t), int((t % 1) * 1e9))
+got = errno.errorcode.get(libc.pthread_mutex_timedlock(m, ctypes.byref(d)))
+result(out, got)
+"#;
+
+/// Robust futex lists go on across a switch (record version 3, section 44): a child that
+/// holds a robust mutex across the switch and is killed after it releases it with
+/// `EOWNERDEAD`, as natively. Without the section the adopted thread had no list and the
+/// next lock timed out.
+#[test]
+#[cfg_attr(
+    not(have_python3),
+    ignore = "needs /usr/bin/python3: apt-get install python3"
+)]
+fn robust_mutexes_are_released_after_a_switch() {
+    let root = root("robust");
+    let out = TempDir::unique("pvmux-upgrade-out", "robust");
+    write_program(&out, ROBUST_PY);
+    let python = std::fs::canonicalize("/usr/bin/python3").expect("python3");
+    let want = native_result(&out, &python, |n| vec![n.into()]);
+    assert_eq!(want.trim(), "'EOWNERDEAD'");
+    let vol = format!("{}:/out", out.0.display());
+    start_detached(&root, "r", &vol, &["/usr/bin/python3", "/out/p.py", "/out"]);
+    wait_for("the program is ready", || out.0.join("ready").exists());
+    let v = switch_to_next(&root, "r");
+    assert!(
+        v["record"]["blockers"]
+            .as_array()
+            .is_some_and(Vec::is_empty),
+        "{v}"
+    );
+    assert_eq!(
+        go_and_result(&out),
+        want,
+        "after the switch (native: {want})"
+    );
+    stop(&root, "r");
+}
+
 /// A relative sleep that a switch stops goes on with the time it had left, as Linux
 /// continues a sleep a stop interrupted: the old kernel turns it into `restart_syscall` with
 /// the sleep's end (record section 27), the new kernel sleeps until then. Before, it was

@@ -43,6 +43,8 @@ pub(crate) mod cap {
     pub(crate) const SETPCAP: u32 = 8;
     /// Administration (here: forging another pid in `SCM_CREDENTIALS`).
     pub(crate) const SYS_ADMIN: u32 = 21;
+    /// Trace any process (read another's robust list).
+    pub(crate) const SYS_PTRACE: u32 = 19;
     /// Raise hard resource limits.
     pub(crate) const SYS_RESOURCE: u32 = 24;
 }

@@ -64,10 +64,9 @@ pub(crate) const NOTES: &[(&str, Note)] = &[
     ("lgetxattr", Partial("no extended attributes: ENOTSUP")),
     ("fgetxattr", Partial("no extended attributes: ENOTSUP")),
     ("setxattr", Partial("no extended attributes: ENOTSUP")),
-    ("set_robust_list", Partial("accepted; robust futexes are not released at thread death")),
     ("rseq", Remark("ENOSYS: the C library then works without restartable sequences")),
     ("membarrier", Remark("ENOSYS")),
-    ("get_robust_list", Remark("ENOSYS")),
+    ("get_robust_list", Remark("another process's thread needs CAP_SYS_PTRACE (no ptrace access check beyond it)")),
 ];
 
 /// The source files (relative to `src/linux/`) whose `match` arms dispatch system calls.

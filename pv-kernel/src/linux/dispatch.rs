@@ -118,8 +118,29 @@ pub(crate) fn syscall(
             t.clear_child_tid.store(a[0], Ordering::Relaxed);
             Ok(t.tid as u64)
         }
-        nr::SET_ROBUST_LIST => Ok(0),
-        nr::GET_ROBUST_LIST => Err(Errno::ENOSYS),
+        nr::SET_ROBUST_LIST => {
+            if a[1] != super::futex::robust::ROBUST_HEAD_LEN {
+                return Err(Errno::EINVAL);
+            }
+            t.robust_list.store(a[0], Ordering::Relaxed);
+            Ok(0)
+        }
+        nr::GET_ROBUST_LIST => {
+            // Of the calling thread (0) or a thread of this kernel, as Linux lets a tracer
+            // read it.
+            let target = match a[0] as i32 {
+                0 => t.clone(),
+                tid => super::task::find_task(tid).ok_or(Errno::ESRCH)?,
+            };
+            if !Arc::ptr_eq(&target.process, &t.process)
+                && !t.process.creds.lock().capable(super::caps::cap::SYS_PTRACE)
+            {
+                return Err(Errno::EPERM);
+            }
+            super::uaccess::write_val(a[1], &target.robust_list.load(Ordering::Relaxed))?;
+            super::uaccess::write_val(a[2], &super::futex::robust::ROBUST_HEAD_LEN)?;
+            Ok(0)
+        }
         nr::RSEQ => Err(Errno::ENOSYS),
         nr::ARCH_PRCTL => match a[0] {
             0x1002 => {

@@ -199,6 +199,9 @@ pub(crate) struct Task {
     pub(crate) sig: SigState,
     /// `CLONE_CHILD_CLEARTID` / `set_tid_address` word.
     pub(crate) clear_child_tid: AtomicU64,
+    /// `set_robust_list`: the head of the thread's list of robust futexes it holds (0:
+    /// none), released when the thread ends (`futex/robust.rs`).
+    pub(crate) robust_list: AtomicU64,
     /// The kernel thread running it (to wake it for signals). Weak: the thread owns the task
     /// (`Thread::task`), not the other way round, so an exited thread and its task are freed.
     pub(crate) thread: spin::Once<Weak<crate::sched::thread::Thread>>,
@@ -418,6 +421,7 @@ fn new_task(tid: i32, process: &Arc<Process>, sig: SigState) -> Arc<Task> {
         process: process.clone(),
         sig,
         clear_child_tid: AtomicU64::new(0),
+        robust_list: AtomicU64::new(0),
         thread: spin::Once::new(),
         must_exit: AtomicBool::new(false),
         times: TaskTimes::default(),
@@ -934,6 +938,10 @@ pub(crate) fn kill_process(p: &Arc<Process>, signo: u32) {
 
 /// Thread exit: clears `clear_child_tid`, and ends the process with its last thread.
 fn exit_thread(task: &Arc<Task>) {
+    // Robust mutexes it still holds: their owner died (before the tid word is cleared, as
+    // Linux's `mm_release`).
+    let robust = task.robust_list.swap(0, Ordering::AcqRel);
+    super::futex::release_robust_list(task.tid, robust);
     let ctid = task.clear_child_tid.swap(0, Ordering::AcqRel);
     let p = task.process.clone();
     if ctid != 0 {
@@ -1224,6 +1232,10 @@ pub(crate) fn do_execve(
     // is dumpable.
     *task.name.lock() = None;
     p.prctl.execed();
+    // Robust mutexes it holds in the old image: their owner died (Linux's
+    // `exec_mm_release`); the new program registers its own list.
+    let robust = task.robust_list.swap(0, Ordering::AcqRel);
+    super::futex::release_robust_list(task.tid, robust);
     let old = {
         let mut s = p.space.lock();
         p.space_gen.fetch_add(1, Ordering::AcqRel);

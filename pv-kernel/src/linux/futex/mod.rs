@@ -14,6 +14,7 @@
 
 mod op;
 mod queues;
+pub(crate) mod robust;
 
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -58,6 +59,44 @@ fn key(uaddr: u64, private: bool) -> Result<Key, Errno> {
         uaddr,
         shared,
     ))
+}
+
+/// The end of thread `tid` (it exits, or execs) whose robust list starts at `head` (0:
+/// none; `robust.rs`): each robust futex word it still owns is marked `FUTEX_OWNER_DIED`
+/// and one waiter woken; a lock it was taking (the pending entry, still 0) wakes one waiter
+/// too, who then takes it. Words it cannot read or write are left as they are.
+pub(crate) fn release_robust_list(tid: i32, head: u64) {
+    if head == 0 {
+        return;
+    }
+    let read = |va: u64| super::uaccess::read_val::<u64>(va).ok();
+    for d in robust::entries(head, read) {
+        if !d.uaddr.is_multiple_of(4) {
+            continue;
+        }
+        let Ok(cur) = super::uaccess::read_val::<u32>(d.uaddr) else {
+            continue;
+        };
+        if d.pending && !d.pi && cur == 0 {
+            let _ = wake_addr(d.uaddr, 1);
+            continue;
+        }
+        let mut wake = false;
+        let r =
+            super::uaccess::atomic_update_u32(d.uaddr, |old| match robust::owner_died(old, tid) {
+                Some((new, w)) => {
+                    wake = w;
+                    new
+                }
+                None => {
+                    wake = false;
+                    old
+                }
+            });
+        if r.is_ok() && wake {
+            let _ = wake_addr(d.uaddr, 1);
+        }
+    }
 }
 
 /// Wakes up to `n` waiters on `uaddr` (also used for CLONE_CHILD_CLEARTID, a shared wake).

@@ -1386,6 +1386,16 @@ fn build(r: &Record<'_>, plan: &Plan) -> Result<Built, Refusal> {
             {
                 *adopted.0.name.lock() = Some(n.name[..n.len as usize].to_vec());
             }
+            // Its robust futex list (section 44), which its end walks.
+            if let Some(l) = r
+                .entries::<pvmux_hypercalls::handover::RobustListEntry>()
+                .find(|l| l.tid == t.tid)
+            {
+                adopted
+                    .0
+                    .robust_list
+                    .store(l.head, core::sync::atomic::Ordering::Relaxed);
+            }
             threads.push(adopted);
         }
         // Its timers, on it and its threads; armed once the threads run.

@@ -467,6 +467,15 @@ fn carry_threads(procs: &[Arc<Process>], inv: &mut Inventory) {
                 name.name[..name.len as usize].copy_from_slice(&n[..name.len as usize]);
                 inv.thread_names.push(name);
             }
+            let robust = t.robust_list.load(Ordering::Relaxed);
+            if robust != 0 {
+                inv.robust_lists
+                    .push(pvmux_hypercalls::handover::RobustListEntry {
+                        tid: t.tid,
+                        _reserved: 0,
+                        head: robust,
+                    });
+            }
             match parked.get(&t.tid) {
                 Some(k) if k.fp.len() <= MAX_FPU_LEN as usize => {
                     e.state = thread_state::USER;
@@ -507,6 +516,8 @@ fn carry_threads(procs: &[Arc<Process>], inv: &mut Inventory) {
         }
     }
     inv.thread_states.sort_by_key(|t| t.tid);
+    inv.thread_names.sort_by_key(|e| e.tid);
+    inv.robust_lists.sort_by_key(|e| e.tid);
     inv.restarts.sort_by_key(|r| r.tid);
     carry_cpu_times(procs, inv);
 }
@@ -626,6 +637,8 @@ pub(crate) struct Inventory {
     pub(crate) file_area_inodes: Vec<pvmux_hypercalls::handover::FileAreaInodeEntry>,
     /// The advisory locks held (section 43, version 3).
     pub(crate) locks: Vec<pvmux_hypercalls::handover::LockEntry>,
+    /// The threads' robust futex lists (section 44, version 3; in tid order).
+    pub(crate) robust_lists: Vec<pvmux_hypercalls::handover::RobustListEntry>,
     /// The record's number of each carried open file description, by its
     /// [`super::files::OpenFile::id`] (what owns its locks).
     description_ids: BTreeMap<u64, u64>,
@@ -681,6 +694,7 @@ impl Inventory {
             + self.file_area_inodes.len()
                 * size_of::<pvmux_hypercalls::handover::FileAreaInodeEntry>()
             + self.locks.len() * size_of::<pvmux_hypercalls::handover::LockEntry>()
+            + self.robust_lists.len() * size_of::<pvmux_hypercalls::handover::RobustListEntry>()
             + self.fs.as_ref().map_or(0, |c| c.size())
             + self.blob.len()
     }
@@ -801,6 +815,7 @@ impl Inventory {
             w.section(&self.file_area_inodes);
             if version >= 3 {
                 w.section(&self.locks);
+                w.section(&self.robust_lists);
             }
             if let Some(fs) = &self.fs {
                 w.section(&fs.nodes);

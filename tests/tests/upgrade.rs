@@ -519,6 +519,60 @@ fn write_program(out: &TempDir, script: &str) {
     std::fs::write(out.0.join("p.py"), format!("{PY_STEPS}{script}")).expect("write the program");
 }
 
+/// A python program switched at its `ready` (see [`python_switched_as_native`]).
+struct Switched {
+    root: Root,
+    out: TempDir,
+    /// What the native run wrote as its result.
+    want: String,
+    /// The switch's report.
+    v: serde_json::Value,
+}
+
+impl Switched {
+    /// Lets the program go on and checks its result is the native run's.
+    fn result_as_native(&self) {
+        let want = &self.want;
+        assert_eq!(
+            go_and_result(&self.out),
+            *want,
+            "after the switch (native: {want})"
+        );
+    }
+}
+
+/// Writes `script` (after [`PY_STEPS`]), runs it natively with the arguments `native_args`
+/// gives for the native results directory, then as tenant `p`'s init with `args`, and, once
+/// it is ready and `before_switch` has looked at its volume, switches the tenant to the next
+/// kernel: a switch with no blocker.
+fn python_switched_as_native(
+    tag: &str,
+    script: &str,
+    args: &[&str],
+    native_args: impl FnOnce(&Path) -> Vec<std::ffi::OsString>,
+    before_switch: impl FnOnce(&TempDir),
+) -> Switched {
+    let root = root(tag);
+    let out = TempDir::unique("pvmux-upgrade-out", tag);
+    write_program(&out, script);
+    let python = std::fs::canonicalize("/usr/bin/python3").expect("python3");
+    let want = native_result(&out, &python, native_args);
+    let vol = format!("{}:/out", out.0.display());
+    let mut program = vec!["/usr/bin/python3", "/out/p.py"];
+    program.extend_from_slice(args);
+    start_detached(&root, "p", &vol, &program);
+    wait_for("the program is ready", || out.0.join("ready").exists());
+    before_switch(&out);
+    let v = switch_to_next(&root, "p");
+    assert!(
+        v["record"]["blockers"]
+            .as_array()
+            .is_some_and(Vec::is_empty),
+        "{v}"
+    );
+    Switched { root, out, want, v }
+}
+
 /// Runs `OUT/p.py` natively with `python` and the arguments `args` gives for the native
 /// results directory (its `go` there from the start, so the program does not wait), and
 /// returns what the program writes to that directory's `result`: the reference a guest
@@ -1597,27 +1651,16 @@ result(out, res)
     ignore = "needs /usr/bin/python3: apt-get install python3"
 )]
 fn an_epoll_registration_of_a_socket_in_flight_is_carried() {
-    let root = root("epollscm");
-    let out = TempDir::unique("pvmux-upgrade-out", "epollscm");
-    write_program(&out, EPOLL_IN_FLIGHT_PY);
-    let want = native_result(&out, Path::new("/usr/bin/python3"), |n| vec![n.into()]);
-    assert_eq!(want, "[[(True, 1)], b'x', b'ping']\n", "native");
-    let vol = format!("{}:/out", out.0.display());
-    start_detached(&root, "e", &vol, &["/usr/bin/python3", "/out/p.py", "/out"]);
-    wait_for("the program is ready", || out.0.join("ready").exists());
-    let v = switch_to_next(&root, "e");
-    assert!(
-        v["record"]["blockers"]
-            .as_array()
-            .is_some_and(Vec::is_empty),
-        "{v}"
+    let s = python_switched_as_native(
+        "epollscm",
+        EPOLL_IN_FLIGHT_PY,
+        &["/out"],
+        |n| vec![n.into()],
+        |_| {},
     );
-    assert_eq!(
-        go_and_result(&out),
-        want,
-        "after the switch (native: {want})"
-    );
-    stop(&root, "e");
+    assert_eq!(s.want, "[[(True, 1)], b'x', b'ping']\n", "native");
+    s.result_as_native();
+    stop(&s.root, "p");
 }
 
 /// A TCP server on 127.0.0.1 and its client (another process) exchanging a counter every
@@ -2684,37 +2727,28 @@ result(out, (mode, got, disk[:6], disk[4096:4101], len(disk), rows))
     ignore = "needs /usr/bin/python3: apt-get install python3"
 )]
 fn shared_volume_file_mappings_go_on_across_a_switch() {
-    let root = root("volmap");
-    let out = TempDir::unique("pvmux-upgrade-out", "volmap");
-    write_program(&out, VOLUME_MAPS_PY);
-    let python = std::fs::canonicalize("/usr/bin/python3").expect("python3");
-    let want = native_result(&out, &python, |n| vec![n.into()]);
-    let vol = format!("{}:/out", out.0.display());
-    start_detached(&root, "v", &vol, &["/usr/bin/python3", "/out/p.py", "/out"]);
-    wait_for("the program is ready", || out.0.join("ready").exists());
-    // Stored through the mapping, not written back yet: only the guest has it.
-    let host = std::fs::read(out.0.join("shared")).expect("the shared file");
-    assert_eq!(&host[..6], &[0; 6], "written back before the switch");
-    let v = switch_to_next(&root, "v");
-    assert!(
-        v["record"]["blockers"]
-            .as_array()
-            .is_some_and(Vec::is_empty),
-        "{v}"
+    let s = python_switched_as_native(
+        "volmap",
+        VOLUME_MAPS_PY,
+        &["/out"],
+        |n| vec![n.into()],
+        |out| {
+            // Stored through the mapping, not written back yet: only the guest has it.
+            let host = std::fs::read(out.0.join("shared")).expect("the shared file");
+            assert_eq!(&host[..6], &[0; 6], "written back before the switch");
+        },
     );
-    assert_eq!(
-        go_and_result(&out),
-        want,
-        "after the switch (native: {want})"
-    );
-    let host = std::fs::read(out.0.join("shared")).expect("the shared file");
+    s.result_as_native();
+    let host = std::fs::read(s.out.0.join("shared")).expect("the shared file");
     assert_eq!(
         (&host[..6], &host[4096..4101]),
         (&b"before"[..], &b"after"[..])
     );
-    let r = root.pvmux(&["exec", "v", "--", "/bin/sh", "-c", "uname -r"]);
+    let r = s
+        .root
+        .pvmux(&["exec", "p", "--", "/bin/sh", "-c", "uname -r"]);
     assert_eq!(r.stdout.trim(), "6.1.0-pvmux-next", "{}", r.context());
-    stop(&root, "v");
+    stop(&s.root, "p");
 }
 
 /// The guest program of [`advisory_locks_go_on_across_a_switch`]: the parent holds a
@@ -2788,27 +2822,14 @@ result(out, (held, got, _os.waitstatus_to_exitcode(st)))
     ignore = "needs /usr/bin/python3: apt-get install python3"
 )]
 fn advisory_locks_go_on_across_a_switch() {
-    let root = root("locks");
-    let out = TempDir::unique("pvmux-upgrade-out", "locks");
-    write_program(&out, LOCKS_PY);
-    let python = std::fs::canonicalize("/usr/bin/python3").expect("python3");
-    let want = native_result(&out, &python, |n| vec![n.into(), n.into()]);
-    let vol = format!("{}:/out", out.0.display());
-    start_detached(
-        &root,
-        "l",
-        &vol,
-        &["/usr/bin/python3", "/out/p.py", "/out", "/tmp"],
+    let s = python_switched_as_native(
+        "locks",
+        LOCKS_PY,
+        &["/out", "/tmp"],
+        |n| vec![n.into(), n.into()],
+        |_| {},
     );
-    wait_for("the program is ready", || out.0.join("ready").exists());
-    let v = switch_to_next(&root, "l");
-    assert!(
-        v["record"]["blockers"]
-            .as_array()
-            .is_some_and(Vec::is_empty),
-        "{v}"
-    );
-    let kinds: Vec<(String, String)> = v["record"]["locks"]
+    let kinds: Vec<(String, String)> = s.v["record"]["locks"]
         .as_array()
         .expect("locks")
         .iter()
@@ -2822,15 +2843,12 @@ fn advisory_locks_go_on_across_a_switch() {
     ] {
         assert!(
             kinds.iter().any(|(k, m)| (k.as_str(), m.as_str()) == want),
-            "{want:?} carried: {v}"
+            "{want:?} carried: {}",
+            s.v
         );
     }
-    assert_eq!(
-        go_and_result(&out),
-        want,
-        "after the switch (native: {want})"
-    );
-    stop(&root, "l");
+    s.result_as_native();
+    stop(&s.root, "p");
 }
 
 /// A new kernel that adopts record version 2 only would not know the locks: the running
@@ -2943,28 +2961,10 @@ result(out, got)
     ignore = "needs /usr/bin/python3: apt-get install python3"
 )]
 fn robust_mutexes_are_released_after_a_switch() {
-    let root = root("robust");
-    let out = TempDir::unique("pvmux-upgrade-out", "robust");
-    write_program(&out, ROBUST_PY);
-    let python = std::fs::canonicalize("/usr/bin/python3").expect("python3");
-    let want = native_result(&out, &python, |n| vec![n.into()]);
-    assert_eq!(want.trim(), "'EOWNERDEAD'");
-    let vol = format!("{}:/out", out.0.display());
-    start_detached(&root, "r", &vol, &["/usr/bin/python3", "/out/p.py", "/out"]);
-    wait_for("the program is ready", || out.0.join("ready").exists());
-    let v = switch_to_next(&root, "r");
-    assert!(
-        v["record"]["blockers"]
-            .as_array()
-            .is_some_and(Vec::is_empty),
-        "{v}"
-    );
-    assert_eq!(
-        go_and_result(&out),
-        want,
-        "after the switch (native: {want})"
-    );
-    stop(&root, "r");
+    let s = python_switched_as_native("robust", ROBUST_PY, &["/out"], |n| vec![n.into()], |_| {});
+    assert_eq!(s.want.trim(), "'EOWNERDEAD'");
+    s.result_as_native();
+    stop(&s.root, "p");
 }
 
 /// A relative sleep that a switch stops goes on with the time it had left, as Linux

@@ -355,8 +355,11 @@ pub mod section {
     /// Version 3 (optional: a reader that does not know it skips it, and robust mutexes a
     /// carried thread holds when it ends are then not released): [`super::RobustListEntry`]s.
     pub const ROBUST_LIST: u32 = 44;
+    /// Version 3 (optional: a reader that does not know it skips it, and the threads then
+    /// have nice 0 and every vCPU in their affinity): [`super::ThreadSchedEntry`]s.
+    pub const THREAD_SCHED: u32 = 45;
     /// The highest section number.
-    pub const LAST: u32 = ROBUST_LIST;
+    pub const LAST: u32 = THREAD_SCHED;
     /// Version 2: the in-memory filesystem's inodes ([`super::FsNodeEntry`]; first the
     /// filesystem itself).
     pub const FS_NODE: u32 = 21;
@@ -841,6 +844,23 @@ pub struct RobustListEntry {
 }
 
 const _: () = assert!(size_of::<RobustListEntry>() == 16);
+
+/// Version 3 (section [`section::THREAD_SCHED`]): a live thread's scheduling parameters
+/// other than the defaults (nice 0, every vCPU).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct ThreadSchedEntry {
+    /// A thread with its state (entries in increasing tid order).
+    pub tid: i32,
+    /// Its nice value (-20..=19).
+    pub nice: i32,
+    /// Its CPU affinity, a bit per vCPU (not 0).
+    pub affinity: u64,
+}
+
+const _: () = assert!(size_of::<ThreadSchedEntry>() == 16);
 
 /// Version 2: a pipe, named by the [`FdStateEntry::object`] of both its ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
@@ -1839,6 +1859,10 @@ impl Entry for RobustListEntry {
     const KIND: u32 = section::ROBUST_LIST;
 }
 
+impl Entry for ThreadSchedEntry {
+    const KIND: u32 = section::THREAD_SCHED;
+}
+
 /// Copies `s` into a NUL-padded field (cut to its size).
 pub fn fill_name(dst: &mut [u8], s: &[u8]) {
     let n = s.len().min(dst.len());
@@ -1967,6 +1991,7 @@ impl<'a> Record<'a> {
                 section::FILE_AREA_INODE => Some(size_of::<FileAreaInodeEntry>()),
                 section::LOCK => Some(size_of::<LockEntry>()),
                 section::ROBUST_LIST => Some(size_of::<RobustListEntry>()),
+                section::THREAD_SCHED => Some(size_of::<ThreadSchedEntry>()),
                 section::FS_NODE => Some(size_of::<FsNodeEntry>()),
                 section::FS_DIRENT => Some(size_of::<FsDirentEntry>()),
                 section::FS_PAGES => Some(size_of::<FsPagesEntry>()),
@@ -2801,6 +2826,21 @@ impl<'a> Record<'a> {
             {
                 return oob(
                     "robust list (of a thread, in order, not at 0)",
+                    e.tid as u64,
+                );
+            }
+            last = e.tid;
+        }
+        // Scheduling parameters (section 45): likewise, a nice value Linux allows, some vCPU.
+        let mut last = 0;
+        for e in self.entries::<ThreadSchedEntry>() {
+            if e.tid <= last
+                || thread_states.find(e.tid, |t| t.tid).is_none()
+                || !(-20..=19).contains(&e.nice)
+                || e.affinity == 0
+            {
+                return oob(
+                    "thread scheduling parameters (of a thread, in order, nice -20..=19, a vCPU)",
                     e.tid as u64,
                 );
             }
@@ -4453,6 +4493,26 @@ mod tests {
             assert!(check(&[bad]).is_err(), "{bad:?}");
         }
         assert!(check(&[entry(1, 0x10), entry(1, 0x20)]).is_err(), "twice");
+        // Scheduling parameters (section 45), checked alike.
+        let sched = |tid: i32, nice: i32, affinity: u64| ThreadSchedEntry {
+            tid,
+            nice,
+            affinity,
+        };
+        let check_sched = |e: ThreadSchedEntry| {
+            let v = as_version(v2_plus(&[], |_| {}, &[], |w| w.section(&[e])), 3);
+            Record::parse(&v, (3, 3)).expect("parses").check(&BOUNDS)
+        };
+        assert_eq!(check_sched(sched(1, -5, 0b10)), Ok(()));
+        assert_eq!(section::THREAD_SCHED, 45);
+        for bad in [
+            sched(2, 0, 1),
+            sched(1, 20, 1),
+            sched(1, -21, 1),
+            sched(1, 0, 0),
+        ] {
+            assert!(check_sched(bad).is_err(), "{bad:?}");
+        }
         // Not in a version-2 record.
         assert_eq!(
             Record::parse(&record(&[entry(1, 0x10)]), (2, 3)).err(),

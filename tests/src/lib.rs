@@ -389,3 +389,52 @@ pub fn run_native(name: &str, args: &[&str], timeout: Duration) -> Run {
     cmd.args(args);
     run_clean(cmd, timeout)
 }
+
+/// Runs python3 `program` natively and in a guest of `pvmux` (`run --rootfs / --vcpus 2`),
+/// with the directory to work in as its argument — natively a fresh one, in the guest its
+/// `/tmp` (guest memory) — and the same `PATH` and `LC_ALL=C`, and checks that both exit 0
+/// and print the same. Each side may take two minutes.
+pub fn python_same_as_native(pvmux: &str, tag: &str, program: &str) {
+    const PATH: &str = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
+    let limit = std::time::Duration::from_secs(120);
+    let run = |cmd: std::process::Command| {
+        let what = format!("{cmd:?}");
+        run_with_timeout(
+            cmd,
+            &what,
+            limit,
+            std::time::Duration::from_millis(20),
+            |_| {},
+        )
+    };
+    let dir = TempDir::unique("pvmux-as-native", tag);
+    let script = dir.0.join("p.py");
+    std::fs::write(&script, program).expect("write the script");
+    let script = script.to_str().expect("utf-8 temp path");
+    let work = dir.0.join("native");
+    std::fs::create_dir(&work).expect("native dir");
+    let mut native = std::process::Command::new("/usr/bin/python3");
+    native
+        .env_clear()
+        .env("LC_ALL", "C")
+        .env("PATH", PATH)
+        .arg(script)
+        .arg(&work);
+    let native = run(native);
+    assert_eq!(native.code(), Some(0), "native run:\n{}", native.context());
+    let mut guest = std::process::Command::new(pvmux);
+    guest
+        .env_clear()
+        .args(["run", "--rootfs", "/", "--vcpus", "2", "--mem", "1G"])
+        .args(["--env", "LC_ALL=C", "--env", &format!("PATH={PATH}")])
+        .args(["--", "/usr/bin/python3", script, "/tmp"]);
+    let guest = run(guest);
+    assert_eq!(
+        guest.stdout,
+        native.stdout,
+        "guest and native differ\nguest:\n{}\nnative stderr:\n{}",
+        guest.context(),
+        native.stderr
+    );
+    assert_eq!(guest.code(), Some(0), "guest run:\n{}", guest.context());
+}

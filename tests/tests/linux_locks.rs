@@ -6,15 +6,9 @@
 //! at once lose no update. And robust mutexes, the lock a process or thread that ends
 //! holding it releases with `EOWNERDEAD` (`set_robust_list`).
 
-use std::process::Command;
-use std::time::Duration;
-
-use pvmux_tests::{run_with_timeout, Run, TempDir};
+use pvmux_tests::python_same_as_native;
 
 const PVMUX: &str = env!("CARGO_BIN_EXE_pvmux-cli");
-
-/// Longest a run may take (each side).
-const TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The program: prints what each lock did; the directory to work in is its argument.
 const LOCKS_PY: &str = r#"
@@ -324,57 +318,13 @@ print("get_robust_list:", rc, head.value is not None and head.value != 0, ln.val
 print("set_robust_list of a bad length:", libc.syscall(273, head, 8), name(ctypes.get_errno()))
 "#;
 
-/// Runs `cmd` with null stdin, killing it after [`TIMEOUT`].
-fn run(cmd: Command) -> Run {
-    let what = format!("{cmd:?}");
-    run_with_timeout(cmd, &what, TIMEOUT, Duration::from_millis(20), |_| {})
-}
-
-/// Runs python3 `program` natively and in a guest (`--rootfs /`), with the directory to
-/// work in as its argument (natively a fresh one, in the guest its `/tmp`), and checks
-/// both print the same.
-fn same_as_native(tag: &str, program: &str) {
-    let dir = TempDir::unique("pvmux-locks", tag);
-    let script = dir.0.join("p.py");
-    std::fs::write(&script, program).expect("write the script");
-    let script = script.to_str().expect("utf-8 temp path");
-    let work = dir.0.join("native");
-    std::fs::create_dir(&work).expect("native dir");
-    let mut native = Command::new("/usr/bin/python3");
-    native.env_clear().env("LC_ALL", "C").arg(script).arg(&work);
-    let native = run(native);
-    assert_eq!(native.code(), Some(0), "native run:\n{}", native.context());
-    // The guest works in its own /tmp (guest memory).
-    let mut guest = Command::new(PVMUX);
-    guest
-        .env_clear()
-        .args(["run", "--rootfs", "/", "--vcpus", "2", "--mem", "1G"])
-        .args([
-            "--env",
-            "LC_ALL=C",
-            "--",
-            "/usr/bin/python3",
-            script,
-            "/tmp",
-        ]);
-    let guest = run(guest);
-    assert_eq!(
-        guest.stdout,
-        native.stdout,
-        "guest and native differ\nguest:\n{}\nnative stderr:\n{}",
-        guest.context(),
-        native.stderr
-    );
-    assert_eq!(guest.code(), Some(0), "guest run:\n{}", guest.context());
-}
-
 #[test]
 #[cfg_attr(
     not(have_python3),
     ignore = "needs /usr/bin/python3: apt-get install python3"
 )]
 fn advisory_locks_act_as_natively() {
-    same_as_native("locks", LOCKS_PY);
+    python_same_as_native(PVMUX, "locks", LOCKS_PY);
 }
 
 #[test]
@@ -383,5 +333,5 @@ fn advisory_locks_act_as_natively() {
     ignore = "needs /usr/bin/python3: apt-get install python3"
 )]
 fn robust_mutexes_of_an_ended_owner_say_so_as_natively() {
-    same_as_native("robust", ROBUST_PY);
+    python_same_as_native(PVMUX, "robust", ROBUST_PY);
 }

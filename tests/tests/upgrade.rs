@@ -2967,6 +2967,39 @@ fn robust_mutexes_are_released_after_a_switch() {
     stop(&s.root, "p");
 }
 
+/// The guest program of [`nice_values_and_affinity_go_on_across_a_switch`].
+const SCHED_PY: &str = r#"
+import sys
+out = sys.argv[1]
+_os.setpriority(_os.PRIO_PROCESS, 0, 7)
+_os.sched_setaffinity(0, {0})
+r, w = _os.pipe()
+child = _os.fork()
+if child == 0:
+    _os.setpriority(_os.PRIO_PROCESS, 0, 12)
+    _os.write(w, b"x")
+    _time.sleep(1000)
+_os.read(r, 1)
+ready(out)
+got = (_os.getpriority(_os.PRIO_PROCESS, 0), sorted(_os.sched_getaffinity(0)),
+       _os.getpriority(_os.PRIO_PROCESS, child), sorted(_os.sched_getaffinity(child)))
+_os.kill(child, 9)
+result(out, got)
+"#;
+
+/// Nice values and affinity masks go on across a switch (record section 45), as natively.
+#[test]
+#[cfg_attr(
+    not(have_python3),
+    ignore = "needs /usr/bin/python3: apt-get install python3"
+)]
+fn nice_values_and_affinity_go_on_across_a_switch() {
+    let s = python_switched_as_native("sched", SCHED_PY, &["/out"], |n| vec![n.into()], |_| {});
+    assert_eq!(s.want.trim(), "(7, [0], 12, [0])");
+    s.result_as_native();
+    stop(&s.root, "p");
+}
+
 /// A relative sleep that a switch stops goes on with the time it had left, as Linux
 /// continues a sleep a stop interrupted: the old kernel turns it into `restart_syscall` with
 /// the sleep's end (record section 27), the new kernel sleeps until then. Before, it was

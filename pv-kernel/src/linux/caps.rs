@@ -45,6 +45,8 @@ pub(crate) mod cap {
     pub(crate) const SYS_ADMIN: u32 = 21;
     /// Trace any process (read another's robust list).
     pub(crate) const SYS_PTRACE: u32 = 19;
+    /// Lower nice values, other users' scheduling parameters.
+    pub(crate) const SYS_NICE: u32 = 23;
     /// Raise hard resource limits.
     pub(crate) const SYS_RESOURCE: u32 = 24;
 }

@@ -46,6 +46,8 @@ pub(crate) const NOTES: &[(&str, Note)] = &[
     ("capget", Remark("effective, permitted and inheritable sets, v1/v2/v3 headers; init's sets come from `pvmux run --cap-drop`/`--cap-add` or an OCI config's `process.capabilities` (root: all)")),
     ("capset", Remark("Linux's rules (`CAP_SETPCAP` for inheritable bits beyond the permitted set); no file capabilities exist in the guest")),
     ("prctl", Partial("PR_SET/GET_NAME (per thread, in /proc/PID/comm and task/TID/comm), PR_SET/GET_PDEATHSIG and PR_SET/GET_NO_NEW_PRIVS (kept per process: the signal comes when the parent process ends, not the parent thread), PR_SET/GET_CHILD_SUBREAPER, PR_SET/GET_DUMPABLE and PR_SET/GET_THP_DISABLE (kept; nothing else changes: no core dumps, no huge pages), PR_CAPBSET_READ/DROP, PR_CAP_AMBIENT, PR_GET/SET_KEEPCAPS; other options EINVAL")),
+    ("setpriority", Partial("the nice value is kept per thread, inherited, checked as Linux (EPERM, EACCES) and reported (getpriority, /proc/PID/stat), but the guest scheduler gives every thread the same share")),
+    ("sched_setaffinity", Partial("the mask is kept per thread, inherited and reported (sched_getaffinity, so nproc counts it), but the guest scheduler may run a thread on any vCPU")),
     ("mlock", Partial("accepted, nothing is ever swapped")),
     ("munlock", Partial("accepted, nothing is ever swapped")),
     ("msync", Remark("guest files' shared mappings map the page cache's frames (nothing to write back); a `--volume` file's are written to the host, `MS_ASYNC` synchronously too; the flags are checked as Linux")),

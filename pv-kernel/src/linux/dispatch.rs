@@ -183,8 +183,8 @@ pub(crate) fn syscall(
             crate::sched::yield_now();
             Ok(0)
         }
-        nr::SCHED_GETAFFINITY => misc::sys_sched_getaffinity(a[1], a[2]),
-        nr::SCHED_SETAFFINITY => Ok(0),
+        nr::SCHED_GETAFFINITY => super::sched_params::sys_sched_getaffinity(t, a[0], a[1], a[2]),
+        nr::SCHED_SETAFFINITY => super::sched_params::sys_sched_setaffinity(t, a[0], a[1], a[2]),
         nr::GETCPU => {
             if a[0] != 0 {
                 write_val(a[0], &crate::stub::vcpu_id())?;
@@ -195,8 +195,8 @@ pub(crate) fn syscall(
             Ok(0)
         }
         nr::PRCTL => super::prctl::sys_prctl(t, [a[0], a[1], a[2], a[3], a[4]]),
-        nr::GETPRIORITY => Ok(20),
-        nr::SETPRIORITY => Ok(0),
+        nr::GETPRIORITY => super::sched_params::sys_getpriority(t, a[0], a[1]),
+        nr::SETPRIORITY => super::sched_params::sys_setpriority(t, a[0], a[1], a[2]),
         // Signals.
         nr::RT_SIGACTION => signal::sys_rt_sigaction(a[0], a[1], a[2], a[3]),
         nr::RT_SIGPROCMASK => signal::sys_rt_sigprocmask(a[0], a[1], a[2], a[3]),

@@ -237,18 +237,3 @@ pub(crate) fn sys_times(buf: u64) -> SysResult {
     }
     Ok(crate::time::now_ns() / (1_000_000_000 / super::cputime::CLK_TCK))
 }
-
-/// `sched_getaffinity(pid, len, mask)`.
-pub(crate) fn sys_sched_getaffinity(len: u64, mask: u64) -> SysResult {
-    let n = crate::boot::nr_vcpus();
-    let bytes = (n as u64).div_ceil(64) * 8;
-    if len < bytes {
-        return Err(Errno::EINVAL);
-    }
-    let mut m = alloc::vec![0u8; bytes as usize];
-    for i in 0..n as usize {
-        m[i / 8] |= 1 << (i % 8);
-    }
-    copy_to_user(mask, &m)?;
-    Ok(bytes)
-}

@@ -53,6 +53,7 @@ pub(crate) mod prctl;
 pub(crate) mod procfs;
 pub(crate) mod resources;
 pub(crate) mod rlimit;
+pub(crate) mod sched_params;
 pub(crate) mod shmem;
 pub(crate) mod signal;
 pub(crate) mod space;

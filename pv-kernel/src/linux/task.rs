@@ -202,6 +202,10 @@ pub(crate) struct Task {
     /// `set_robust_list`: the head of the thread's list of robust futexes it holds (0:
     /// none), released when the thread ends (`futex/robust.rs`).
     pub(crate) robust_list: AtomicU64,
+    /// Its nice value (`setpriority`; `sched_params.rs`).
+    pub(crate) nice: AtomicI32,
+    /// Its CPU affinity mask, a bit per vCPU (`sched_setaffinity`; all set: any).
+    pub(crate) affinity: AtomicU64,
     /// The kernel thread running it (to wake it for signals). Weak: the thread owns the task
     /// (`Thread::task`), not the other way round, so an exited thread and its task are freed.
     pub(crate) thread: spin::Once<Weak<crate::sched::thread::Thread>>,
@@ -414,6 +418,16 @@ fn new_process(
     p
 }
 
+/// A new thread or process starts with its creator's nice value and affinity.
+fn inherit_sched(parent: &Task, child: &Task) {
+    child
+        .nice
+        .store(parent.nice.load(Ordering::Relaxed), Ordering::Relaxed);
+    child
+        .affinity
+        .store(parent.affinity.load(Ordering::Relaxed), Ordering::Relaxed);
+}
+
 fn new_task(tid: i32, process: &Arc<Process>, sig: SigState) -> Arc<Task> {
     LIVE_TASKS.fetch_add(1, Ordering::Relaxed);
     let t = Arc::new(Task {
@@ -422,6 +436,8 @@ fn new_task(tid: i32, process: &Arc<Process>, sig: SigState) -> Arc<Task> {
         sig,
         clear_child_tid: AtomicU64::new(0),
         robust_list: AtomicU64::new(0),
+        nice: AtomicI32::new(0),
+        affinity: AtomicU64::new(u64::MAX),
         thread: spin::Once::new(),
         must_exit: AtomicBool::new(false),
         times: TaskTimes::default(),
@@ -1084,6 +1100,7 @@ pub(crate) fn do_clone(
         }
         let tid = next_id();
         let t = new_task(tid, p, task.sig.cloned(shares_stack));
+        inherit_sched(task, &t);
         *t.name.lock() = task.name.lock().clone();
         // Checked again now that the thread is in `p.threads`: an `exit_group` that set the
         // exit status before this check is refused here; one that sets it after takes its
@@ -1147,6 +1164,7 @@ pub(crate) fn do_clone(
     *c.creds.lock() = p.creds.lock().clone();
     c.prctl.set(p.prctl.for_child());
     let t = new_task(c.pid, &c, task.sig.cloned(shares_stack));
+    inherit_sched(task, &t);
     *t.name.lock() = task.name.lock().clone();
     // As on Linux, a fault writing the child's pid is ignored (the child exists).
     if flags & CLONE_PARENT_SETTID != 0 {

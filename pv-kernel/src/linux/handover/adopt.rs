@@ -1396,6 +1396,15 @@ fn build(r: &Record<'_>, plan: &Plan) -> Result<Built, Refusal> {
                     .robust_list
                     .store(l.head, core::sync::atomic::Ordering::Relaxed);
             }
+            // Its nice value and affinity (section 45).
+            if let Some(e) = r
+                .entries::<pvmux_hypercalls::handover::ThreadSchedEntry>()
+                .find(|e| e.tid == t.tid)
+            {
+                use core::sync::atomic::Ordering::Relaxed;
+                adopted.0.nice.store(e.nice, Relaxed);
+                adopted.0.affinity.store(e.affinity, Relaxed);
+            }
             threads.push(adopted);
         }
         // Its timers, on it and its threads; armed once the threads run.

@@ -467,6 +467,18 @@ fn carry_threads(procs: &[Arc<Process>], inv: &mut Inventory) {
                 name.name[..name.len as usize].copy_from_slice(&n[..name.len as usize]);
                 inv.thread_names.push(name);
             }
+            let (nice, affinity) = (
+                t.nice.load(Ordering::Relaxed),
+                t.affinity.load(Ordering::Relaxed),
+            );
+            if nice != 0 || affinity != u64::MAX {
+                inv.thread_scheds
+                    .push(pvmux_hypercalls::handover::ThreadSchedEntry {
+                        tid: t.tid,
+                        nice,
+                        affinity,
+                    });
+            }
             let robust = t.robust_list.load(Ordering::Relaxed);
             if robust != 0 {
                 inv.robust_lists
@@ -518,6 +530,7 @@ fn carry_threads(procs: &[Arc<Process>], inv: &mut Inventory) {
     inv.thread_states.sort_by_key(|t| t.tid);
     inv.thread_names.sort_by_key(|e| e.tid);
     inv.robust_lists.sort_by_key(|e| e.tid);
+    inv.thread_scheds.sort_by_key(|e| e.tid);
     inv.restarts.sort_by_key(|r| r.tid);
     carry_cpu_times(procs, inv);
 }
@@ -639,6 +652,9 @@ pub(crate) struct Inventory {
     pub(crate) locks: Vec<pvmux_hypercalls::handover::LockEntry>,
     /// The threads' robust futex lists (section 44, version 3; in tid order).
     pub(crate) robust_lists: Vec<pvmux_hypercalls::handover::RobustListEntry>,
+    /// The threads' scheduling parameters other than the defaults (section 45, version 3;
+    /// in tid order).
+    pub(crate) thread_scheds: Vec<pvmux_hypercalls::handover::ThreadSchedEntry>,
     /// The record's number of each carried open file description, by its
     /// [`super::files::OpenFile::id`] (what owns its locks).
     description_ids: BTreeMap<u64, u64>,
@@ -695,6 +711,7 @@ impl Inventory {
                 * size_of::<pvmux_hypercalls::handover::FileAreaInodeEntry>()
             + self.locks.len() * size_of::<pvmux_hypercalls::handover::LockEntry>()
             + self.robust_lists.len() * size_of::<pvmux_hypercalls::handover::RobustListEntry>()
+            + self.thread_scheds.len() * size_of::<pvmux_hypercalls::handover::ThreadSchedEntry>()
             + self.fs.as_ref().map_or(0, |c| c.size())
             + self.blob.len()
     }
@@ -816,6 +833,7 @@ impl Inventory {
             if version >= 3 {
                 w.section(&self.locks);
                 w.section(&self.robust_lists);
+                w.section(&self.thread_scheds);
             }
             if let Some(fs) = &self.fs {
                 w.section(&fs.nodes);

@@ -333,6 +333,11 @@ pub(crate) fn info(w: &Who) -> ProcInfo {
         cutime: ticks(children.user_ns) as u64,
         cstime: ticks(children.system_ns) as u64,
         start_ticks: ticks(p.start_ns) as u64,
+        nice: w
+            .t
+            .as_ref()
+            .or(p.threads.lock().first())
+            .map_or(0, |t| t.nice.load(Ordering::Relaxed)),
         minflt: usage.minflt,
         umask: p.umask.load(Ordering::Relaxed),
         sig_pending: pending,

@@ -51,6 +51,8 @@ pub(crate) struct ProcInfo {
     pub(crate) cstime: u64,
     /// Start time in clock ticks after boot.
     pub(crate) start_ticks: u64,
+    /// The thread's nice value (the process's: its first thread's).
+    pub(crate) nice: i32,
     /// Minor faults.
     pub(crate) minflt: u64,
     /// File-mode creation mask.
@@ -220,8 +222,8 @@ pub(crate) fn stat(p: &ProcInfo) -> Vec<u8> {
         p.stime.into(),
         p.cutime.into(),
         p.cstime.into(),
-        20, // priority
-        0,  // nice
+        (20 + p.nice).into(), // priority
+        p.nice.into(),
         (p.threads as u64).into(),
         0, // itrealvalue
         p.start_ticks.into(),

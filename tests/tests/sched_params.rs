@@ -42,6 +42,8 @@ except OSError as e:
 os.sched_setaffinity(0, {0})
 print("affinity", sorted(os.sched_getaffinity(0)))
 print("nproc", subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip())
+with open("/proc/self/status") as f:
+    print([l.strip() for l in f if l.startswith("Cpus_allowed_list")])
 pid = os.fork()
 if pid == 0:
     print("a child inherits it", sorted(os.sched_getaffinity(0)), flush=True)

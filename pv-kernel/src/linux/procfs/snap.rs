@@ -307,6 +307,9 @@ pub(crate) fn info(w: &Who) -> ProcInfo {
             .map_or(0, |th| th.last_cpu.load(Ordering::Relaxed).min(ncpus() - 1));
     let rl = *p.rlimits.lock();
     let creds = p.creds.lock().clone();
+    // The thread shown (the process's: its first), taken before the struct below, whose
+    // field expressions' temporaries (a lock guard) would live to its end.
+    let lead = w.t.clone().or_else(|| p.threads.lock().first().cloned());
     ProcInfo {
         pid: p.pid,
         tid: w.t.as_ref().map_or(p.pid, |t| t.tid),
@@ -333,11 +336,7 @@ pub(crate) fn info(w: &Who) -> ProcInfo {
         cutime: ticks(children.user_ns) as u64,
         cstime: ticks(children.system_ns) as u64,
         start_ticks: ticks(p.start_ns) as u64,
-        nice: w
-            .t
-            .as_ref()
-            .or(p.threads.lock().first())
-            .map_or(0, |t| t.nice.load(Ordering::Relaxed)),
+        nice: lead.as_ref().map_or(0, |t| t.nice.load(Ordering::Relaxed)),
         minflt: usage.minflt,
         umask: p.umask.load(Ordering::Relaxed),
         sig_pending: pending,
@@ -353,6 +352,9 @@ pub(crate) fn info(w: &Who) -> ProcInfo {
             .map_or(64, |&l| (l as usize + 1).next_multiple_of(64)),
         cpu,
         ncpus: ncpus(),
+        affinity: lead
+            .as_ref()
+            .map_or(0, |t| t.affinity.load(Ordering::Relaxed)),
         rsslim: rl.cur(crate::linux::rlimit::res::RSS),
         start_stack: crate::linux::exec::STACK_TOP,
         uids: [creds.uid, creds.euid, creds.suid, creds.fsuid],

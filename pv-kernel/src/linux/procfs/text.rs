@@ -71,8 +71,10 @@ pub(crate) struct ProcInfo {
     pub(crate) fd_size: usize,
     /// The CPU it last ran on.
     pub(crate) cpu: u32,
-    /// Number of vCPUs (`Cpus_allowed`).
+    /// Number of vCPUs.
     pub(crate) ncpus: u32,
+    /// The thread's affinity mask (`Cpus_allowed`; 0: every vCPU).
+    pub(crate) affinity: u64,
     /// `RLIMIT_RSS` current value (`rsslim`).
     pub(crate) rsslim: u64,
     /// Start of the stack (`startstack`).
@@ -98,11 +100,45 @@ fn state_name(s: u8) -> &'static str {
     }
 }
 
-/// The `Cpus_allowed` mask of `n` CPUs in hex.
-fn cpu_mask(n: u32) -> String {
+/// The CPUs of `affinity` among `n` (0: all of them), as a mask.
+fn allowed(n: u32, affinity: u64) -> u64 {
     let n = n.clamp(1, 64);
-    let m: u64 = if n == 64 { u64::MAX } else { (1 << n) - 1 };
+    let all: u64 = if n == 64 { u64::MAX } else { (1 << n) - 1 };
+    match affinity & all {
+        0 => all,
+        m => m,
+    }
+}
+
+/// A CPU mask in hex (`Cpus_allowed`).
+fn mask_hex(m: u64) -> String {
     format!("{m:x}")
+}
+
+/// A CPU mask as a list of ranges (`Cpus_allowed_list`: `0-1`, `0,2-3`).
+fn mask_list(m: u64) -> String {
+    let mut out = String::new();
+    let mut i = 0u32;
+    while i < 64 {
+        if m & (1 << i) == 0 {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i + 1 < 64 && m & (1 << (i + 1)) != 0 {
+            i += 1;
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if start == i {
+            out.push_str(&format!("{start}"));
+        } else {
+            out.push_str(&format!("{start}-{i}"));
+        }
+        i += 1;
+    }
+    out
 }
 
 /// The `Cpus_allowed_list` of `n` CPUs.
@@ -196,8 +232,8 @@ pub(crate) fn status(p: &ProcInfo) -> Vec<u8> {
         p.caps.effective,
         p.caps.bounding,
         p.caps.ambient,
-        cpu_mask(p.ncpus),
-        cpu_list(p.ncpus)
+        mask_hex(allowed(p.ncpus, p.affinity)),
+        mask_list(allowed(p.ncpus, p.affinity))
     );
     s.into_bytes()
 }
@@ -522,6 +558,19 @@ mod tests {
             },
             ..ProcInfo::default()
         }
+    }
+
+    #[test]
+    fn cpu_masks_show_the_affinity() {
+        assert_eq!(allowed(2, 0), 0b11, "no mask: every vCPU");
+        assert_eq!(allowed(2, u64::MAX), 0b11);
+        assert_eq!(allowed(4, 0b1101), 0b1101);
+        assert_eq!(
+            (mask_hex(0b1101), mask_list(0b1101)),
+            ("d".into(), "0,2-3".into())
+        );
+        assert_eq!(mask_list(0b1), "0");
+        assert_eq!(mask_list(u64::MAX), "0-63");
     }
 
     #[test]

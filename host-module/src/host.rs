@@ -109,19 +109,11 @@ fn snapshot_refusal(cfg: &TenantConfig) -> Option<String> {
 /// Why a tenant of `cfg` can never be upgraded (`pvmux upgrade`: host state a kernel switch
 /// cannot carry), if so. As [`snapshot_refusal`], except that what lives in this host
 /// process stays where it is across a switch: the host sockets of `--net host` (the record
-/// names them, section 41) and the channels' rings (the adopter opens their nodes again).
-/// `--publish` connections are relayed by the kernel's own threads, which no record
-/// carries.
+/// names them, section 41), the `--publish` listeners and the connections the kernel's
+/// relays serve (section 46), and the channels' rings (the adopter opens their nodes
+/// again).
 fn upgrade_refusal(cfg: &TenantConfig) -> Option<String> {
-    if !cfg.net.publish.is_empty() {
-        Some(
-            "it publishes ports (--publish): the guest kernel's relays of published \
-             connections cannot be carried"
-                .into(),
-        )
-    } else {
-        refusal_beside_net(cfg, false)
-    }
+    refusal_beside_net(cfg, false)
 }
 
 /// The host state other than networking that neither a snapshot nor (except `channels`) a

@@ -1358,16 +1358,21 @@ impl TenantHandle {
             held.adopt_check = report.adopt_check;
             return Ok(held);
         }
-        // The host sockets the record names must be the tenant's own, each once.
+        // The host sockets the record names must be the tenant's own, each once; so must
+        // the published connections its relays serve.
+        let inv = &held.inventory;
+        let relays: Vec<u64> = inv.relays.iter().map(|r| r.handle).collect();
         let named: std::collections::HashSet<u64> =
-            held.inventory.host_sockets.iter().copied().collect();
-        let bad = held
-            .inventory
+            inv.host_sockets.iter().chain(&relays).copied().collect();
+        let bad = inv
             .host_sockets
             .iter()
             .find(|&&h| !s.net().is_some_and(|n| n.holds(h)))
+            .or(relays
+                .iter()
+                .find(|&&h| !s.net().is_some_and(|n| n.relays(h))))
             .copied()
-            .or((named.len() != held.inventory.host_sockets.len()).then_some(0));
+            .or((named.len() != inv.host_sockets.len() + relays.len()).then_some(0));
         if let Some(h) = bad {
             s.handover.release(upgrade::Release::Thaw);
             return Err(UpgradeError::HostState(format!(

@@ -238,6 +238,10 @@ pub struct Inventory {
     pub files: Option<FilesCarried>,
     /// Version 3: the advisory file locks held (section 43).
     pub locks: Vec<pvmux_hypercalls::handover::LockEntry>,
+    /// Version 4: the kernel's relays of `--publish` connections and UDP flows (section
+    /// 46): the host checks that each handle is one of the tenant's published ones, and
+    /// keeps them at the switch.
+    pub relays: Vec<pvmux_hypercalls::handover::RelayEntry>,
 }
 
 /// What a record carries of the in-memory filesystem (sections 21-23).
@@ -282,6 +286,7 @@ impl Inventory {
                 .collect(),
             thread_states: r.entries().collect(),
             locks: r.entries().collect(),
+            relays: r.entries().collect(),
             restarts: r.entries().collect(),
             pages: r.entries().collect(),
             states: r

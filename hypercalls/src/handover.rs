@@ -67,8 +67,10 @@ pub const RECORD_MAGIC: u64 = u64::from_le_bytes(*b"PVHNDOVR");
 /// The highest record version this crate defines (and the one a kernel of this source
 /// writes when both sides support it). Version 3 is version 2 with the advisory file locks
 /// (section [`section::LOCK`]), which a version-2 adopter would not know to take: a writer
-/// asked for version 2 names held locks as a blocker instead.
-pub const RECORD_VERSION: u32 = 3;
+/// asked for version 2 names held locks as a blocker instead. Version 4 adds the relays of
+/// `--publish` connections (section [`section::RELAY`]); a writer asked for an older version
+/// names live relays as a blocker.
+pub const RECORD_VERSION: u32 = 4;
 
 /// The lowest record version this crate still reads and writes (version 1: the inventory
 /// alone).
@@ -358,8 +360,11 @@ pub mod section {
     /// Version 3 (optional: a reader that does not know it skips it, and the threads then
     /// have nice 0 and every vCPU in their affinity): [`super::ThreadSchedEntry`]s.
     pub const THREAD_SCHED: u32 = 45;
+    /// Version 4: the kernel's relays of `--publish` connections and UDP flows
+    /// ([`super::RelayEntry`]s).
+    pub const RELAY: u32 = 46;
     /// The highest section number.
-    pub const LAST: u32 = THREAD_SCHED;
+    pub const LAST: u32 = RELAY;
     /// Version 2: the in-memory filesystem's inodes ([`super::FsNodeEntry`]; first the
     /// filesystem itself).
     pub const FS_NODE: u32 = 21;
@@ -861,6 +866,57 @@ pub struct ThreadSchedEntry {
 }
 
 const _: () = assert!(size_of::<ThreadSchedEntry>() == 16);
+
+/// Version 4 (section [`section::RELAY`]): a relay of the kernel's own between a
+/// `--publish` connection or UDP flow the host accepted (its handle, which the host keeps
+/// across a switch) and the guest's loopback socket the relay uses to reach the published
+/// port. A relay that has not reached the guest's listener yet names no socket: the
+/// adopter connects it.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct RelayEntry {
+    /// The host's handle of the connection or flow (`NetPublished`; not zero, each once:
+    /// the host checks it is one of the tenant's).
+    pub handle: u64,
+    /// The [`InetSocketEntry::id`] of the relay's loopback socket (of the same protocol,
+    /// not in a listener's queue, not a host socket, named by no descriptor; entries in
+    /// increasing order of it, those without one first); 0: none yet.
+    pub socket: u64,
+    /// The guest port it relays to (not 0).
+    pub port: u16,
+    /// [`crate::net::PUBLISH_TCP`] or [`crate::net::PUBLISH_UDP`].
+    pub proto: u8,
+    /// [`relay_flags`] (a UDP flow has none).
+    pub flags: u8,
+    /// Zero.
+    pub _reserved: u32,
+    /// TCP: bytes read from the host connection not yet queued on the guest's socket (at
+    /// most [`MAX_RELAY_BYTES`]); UDP: empty.
+    pub to_guest: BlobRef,
+    /// TCP: bytes read from the guest not yet sent to the host (at most
+    /// [`MAX_RELAY_BYTES`]); UDP: empty.
+    pub to_host: BlobRef,
+}
+
+const _: () = assert!(size_of::<RelayEntry>() == 40);
+
+/// The most bytes a relay holds in one direction ([`RelayEntry::to_guest`],
+/// [`RelayEntry::to_host`]).
+pub const MAX_RELAY_BYTES: u32 = 64 << 10;
+
+/// [`RelayEntry::flags`].
+pub mod relay_flags {
+    /// The relay's socket is connected to the guest's listener.
+    pub const CONNECTED: u8 = 1 << 0;
+    /// The host connection ended its sending (the relay shut the guest socket's writing).
+    pub const HOST_EOF: u8 = 1 << 1;
+    /// The guest ended its sending (the relay shut the host connection's writing).
+    pub const GUEST_EOF: u8 = 1 << 2;
+    /// Every flag.
+    pub const ALL: u8 = CONNECTED | HOST_EOF | GUEST_EOF;
+}
 
 /// Version 2: a pipe, named by the [`FdStateEntry::object`] of both its ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
@@ -1863,6 +1919,10 @@ impl Entry for ThreadSchedEntry {
     const KIND: u32 = section::THREAD_SCHED;
 }
 
+impl Entry for RelayEntry {
+    const KIND: u32 = section::RELAY;
+}
+
 /// Copies `s` into a NUL-padded field (cut to its size).
 pub fn fill_name(dst: &mut [u8], s: &[u8]) {
     let n = s.len().min(dst.len());
@@ -1992,6 +2052,7 @@ impl<'a> Record<'a> {
                 section::LOCK => Some(size_of::<LockEntry>()),
                 section::ROBUST_LIST => Some(size_of::<RobustListEntry>()),
                 section::THREAD_SCHED => Some(size_of::<ThreadSchedEntry>()),
+                section::RELAY => Some(size_of::<RelayEntry>()),
                 section::FS_NODE => Some(size_of::<FsNodeEntry>()),
                 section::FS_DIRENT => Some(size_of::<FsDirentEntry>()),
                 section::FS_PAGES => Some(size_of::<FsPagesEntry>()),
@@ -2014,8 +2075,10 @@ impl<'a> Record<'a> {
             {
                 return Err(RecordError::BadSection(h.kind));
             }
-            // Nor version 2 of version 3's.
-            if header.version < 3 && (section::LOCK..=section::LAST).contains(&h.kind) {
+            // Nor version 2 of version 3's, nor version 3 of version 4's.
+            if header.version < 3 && (section::LOCK..=section::LAST).contains(&h.kind)
+                || header.version < 4 && (section::RELAY..=section::LAST).contains(&h.kind)
+            {
                 return Err(RecordError::BadSection(h.kind));
             }
             if known.is_some_and(|s| s != h.entry_size as usize)
@@ -2390,6 +2453,7 @@ impl<'a> Record<'a> {
         self.check_sockets(&sockets)?;
         let inets = Table::<InetSocketEntry>::of(self);
         self.check_inet_sockets(&inets)?;
+        self.check_relays(&inets)?;
         let fs_nodes = Table::<FsNodeEntry>::of(self);
         self.check_shm(b, &vmas, &fs_nodes)?;
         self.check_console(b)?;
@@ -3074,6 +3138,58 @@ impl Record<'_> {
     /// IPv4-mapped; options in the blob and well formed; reserved bytes zero; messages on
     /// known sockets, in order, at most one on a TCP socket, none on a listener, senders
     /// only on UDP, their bytes in the blob and at most [`MAX_SOCKET_BYTES`] per socket.
+    /// The relays (section 46): their protocol, port, flags and bytes; the socket of each
+    /// (if any) one of the loopback's of its protocol, not a host socket or in a
+    /// listener's queue, that no descriptor and no other relay names. Their handles are
+    /// the host's to check (each one of the tenant's published connections, once).
+    fn check_relays(&self, inets: &Table<'_, InetSocketEntry>) -> Result<(), RecordError> {
+        use crate::net::{PUBLISH_TCP, PUBLISH_UDP};
+        let mut last = 0;
+        for e in self.entries::<RelayEntry>() {
+            let tcp = e.proto == PUBLISH_TCP;
+            let bytes = |b: BlobRef| {
+                b.len <= MAX_RELAY_BYTES && self.blob_bytes(b).is_some() && (tcp || b.len == 0)
+            };
+            let ok = (tcp || e.proto == PUBLISH_UDP)
+                && e.handle != 0
+                && e.port != 0
+                && e.flags & !relay_flags::ALL == 0
+                && (tcp || e.flags == 0)
+                && (e.socket != 0 || e.flags & relay_flags::CONNECTED == 0)
+                && e._reserved == 0
+                && bytes(e.to_guest)
+                && bytes(e.to_host);
+            if !ok {
+                return oob("relay (handle, protocol, port, flags or bytes)", e.handle);
+            }
+            if e.socket == 0 && last == 0 {
+                continue;
+            }
+            let proto = if tcp { 6 } else { 17 };
+            let fits = inets.find(e.socket, |s| s.id).is_some_and(|s| {
+                s.proto == proto && s.listener == 0 && s.flags & inet_flags::HOST == 0
+            });
+            if e.socket <= last || !fits {
+                return oob(
+                    "relay socket (in increasing order after those without, a loopback \
+                     socket of the relay's protocol)",
+                    e.socket,
+                );
+            }
+            last = e.socket;
+        }
+        let relays = Table::<RelayEntry>::of(self);
+        for f in self.entries::<FdStateEntry>() {
+            if f.kind == fd_state::INET_SOCKET
+                && f.object != 0
+                && relays.find(f.object, |r| r.socket).is_some()
+            {
+                return oob("descriptor of a relay's socket", f.object);
+            }
+        }
+        Ok(())
+    }
+
     fn check_inet_sockets(&self, inets: &Table<'_, InetSocketEntry>) -> Result<(), RecordError> {
         const MAPPED: [u8; 12] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
         let mut last = 0;
@@ -4920,6 +5036,120 @@ mod tests {
                 e => panic!("{what}: {e:?}"),
             }
         }
+    }
+
+    #[test]
+    fn relays_are_version_4_and_checked() {
+        use crate::net::{PUBLISH_TCP, PUBLISH_UDP};
+        let sock = |id: u64, proto: u16, listener: u64, flags: u32| InetSocketEntry {
+            id,
+            peer: 0,
+            listener,
+            family: 2,
+            proto,
+            state: inet_state::CLOSED,
+            flags,
+            shutdown: 0,
+            backlog: 0,
+            err: 0,
+            sndbuf: 16_384,
+            rcvbuf: 131_072,
+            local: [0; 16],
+            conn: [0; 16],
+            remote: [0; 16],
+            local_port: 0,
+            remote_port: 0,
+            linger: 0,
+            opts: BlobRef::default(),
+        };
+        let relay = |handle: u64, socket: u64, proto: u8, flags: u8| RelayEntry {
+            handle,
+            socket,
+            port: 8000,
+            proto,
+            flags,
+            _reserved: 0,
+            to_guest: BlobRef { off: 0, len: 3 },
+            to_host: BlobRef::default(),
+        };
+        let record = |version: u32, socks: &[InetSocketEntry], relays: &[RelayEntry]| {
+            let mut v = Vec::new();
+            let mut w = RecordWriter::new(&mut v, version, b"x");
+            w.section(&[ProcessEntry {
+                pid: 1,
+                ..Default::default()
+            }]);
+            w.section(&[FdStateEntry {
+                pid: 1,
+                fd: 3,
+                kind: fd_state::INET_SOCKET,
+                fd_flags: 0,
+                status_flags: 2,
+                aux: 0,
+                description: 1,
+                pos: 0,
+                object: 1,
+                path: BlobRef::default(),
+            }]);
+            w.section(socks);
+            w.section(relays);
+            w.blob(b"abc");
+            w.finish();
+            v
+        };
+        let check = |socks: &[InetSocketEntry], relays: &[RelayEntry]| {
+            Record::parse(&record(4, socks, relays), (4, 4))
+                .expect("well formed")
+                .check(&BOUNDS)
+                .map_err(|e| match e {
+                    RecordError::OutOfBounds(what, _) => what,
+                    _ => "other",
+                })
+        };
+        assert_eq!(section::RELAY, 46);
+        assert_eq!(size_of::<RelayEntry>(), 40);
+        // Version 3 has no relays.
+        let socks = [sock(1, 6, 0, 0), sock(2, 6, 0, 0), sock(3, 17, 0, 0)];
+        let tcp = relay(7, 2, PUBLISH_TCP, relay_flags::CONNECTED);
+        assert!(matches!(
+            Record::parse(&record(3, &socks, &[tcp]), (3, 4)),
+            Err(RecordError::BadSection(46))
+        ));
+        let udp = RelayEntry {
+            to_guest: BlobRef::default(),
+            ..relay(5, 3, PUBLISH_UDP, 0)
+        };
+        let unconnected = relay(9, 0, PUBLISH_TCP, 0);
+        assert_eq!(check(&socks, &[unconnected, tcp, udp]), Ok(()));
+        let bad: [&[RelayEntry]; 13] = [
+            // A descriptor's socket; one of the other protocol; an unknown one.
+            &[relay(7, 1, PUBLISH_TCP, 0)],
+            &[relay(7, 3, PUBLISH_TCP, 0)],
+            &[relay(7, 4, PUBLISH_TCP, 0)],
+            // Two relays of one socket; sockets out of order; one without after one with.
+            &[tcp, relay(8, 2, PUBLISH_TCP, 0)],
+            &[udp, tcp],
+            &[tcp, unconnected],
+            // Handle 0, port 0, an unknown protocol or flag, connected without a socket.
+            &[relay(0, 2, PUBLISH_TCP, 0)],
+            &[RelayEntry { port: 0, ..tcp }],
+            &[relay(7, 2, 1, 0)],
+            &[relay(7, 2, PUBLISH_TCP, 1 << 5)],
+            &[relay(7, 0, PUBLISH_TCP, relay_flags::CONNECTED)],
+            // UDP with bytes or flags.
+            &[relay(5, 3, PUBLISH_UDP, 0)],
+            // Bytes outside the blob.
+            &[RelayEntry {
+                to_host: BlobRef { off: 2, len: 5 },
+                ..tcp
+            }],
+        ];
+        for relays in bad {
+            assert!(check(&socks, relays).is_err(), "{relays:?}");
+        }
+        // A socket in a listener's queue, or a host socket.
+        let queued = [sock(1, 6, 0, 0), sock(2, 6, 9, 0), sock(9, 6, 0, 0)];
+        assert!(check(&queued, &[tcp]).is_err());
     }
 
     #[test]

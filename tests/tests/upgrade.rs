@@ -19,7 +19,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use pvmux_hypercalls::handover::{HandoverNote, NOTE_MAGIC};
+use pvmux_hypercalls::handover::{HandoverNote, NOTE_MAGIC, RECORD_VERSION};
 use pvmux_tests::oci::{alive, wait_for};
 use pvmux_tests::state_root::StateRoot;
 use pvmux_tests::TempDir;
@@ -211,7 +211,7 @@ fn an_upgrade_switches_kernels_under_running_programs_and_loses_nothing() {
     let (up, v) = upgrade(&root, "t", &next, None);
     assert_eq!(up.code(), Some(0), "{}", up.context());
     assert_eq!(v["upgraded"], true, "{v}");
-    assert_eq!(v["version"], 3, "{v}");
+    assert_eq!(v["version"], RECORD_VERSION, "{v}");
     let blockers = v["record"]["blockers"]
         .as_array()
         .expect("blockers")
@@ -777,8 +777,8 @@ fn bad_or_incompatible_images_are_refused_before_the_guest_is_asked() {
     let garbage = root.dir().join("garbage");
     std::fs::write(&garbage, b"#!/bin/sh\necho not a kernel\n").expect("write");
     let newer = kernel_copy(root.dir(), "newer", |n| {
-        n.min_version = 4;
-        n.max_version = 5;
+        n.min_version = RECORD_VERSION + 1;
+        n.max_version = RECORD_VERSION + 2;
     });
     let none = kernel_copy(root.dir(), "none", |n| {
         n.min_version = 0;
@@ -788,15 +788,17 @@ fn bad_or_incompatible_images_are_refused_before_the_guest_is_asked() {
     truncated.truncate(truncated.len() / 3);
     let truncated_path = root.dir().join("truncated");
     std::fs::write(&truncated_path, truncated).expect("write");
+    let incompatible = format!(
+        "incompatible hand-over record versions: the running kernel (6.1.0-pvmux) writes \
+         1..={RECORD_VERSION}, the new kernel (6.1.0-pvmux) adopts {}..={}",
+        RECORD_VERSION + 1,
+        RECORD_VERSION + 2
+    );
     let cases: [(&Path, &str); 5] = [
         (&garbage, "not an ELF file"),
         (&truncated_path, "the new kernel image is refused"),
         (Path::new("/nonexistent/kernel"), "/nonexistent/kernel"),
-        (
-            &newer,
-            "incompatible hand-over record versions: the running kernel (6.1.0-pvmux) writes \
-             1..=3, the new kernel (6.1.0-pvmux) adopts 4..=5",
-        ),
+        (&newer, &incompatible),
         (&none, "adopts 0..=0"),
     ];
     for (image, message) in cases {
@@ -825,7 +827,7 @@ fn bad_or_incompatible_images_are_refused_before_the_guest_is_asked() {
     ]);
     assert_eq!(up.code(), Some(0), "{}", up.context());
     let v: serde_json::Value = serde_json::from_str(up.stdout.trim()).expect("answer JSON");
-    assert_eq!(v["version"], 3, "{v}");
+    assert_eq!(v["version"], RECORD_VERSION, "{v}");
     let timeout = v["record"]["processes"]
         .as_array()
         .expect("processes")
@@ -1523,44 +1525,194 @@ fn a_net_host_connection_and_listener_go_on_across_a_switch() {
     echo.join().expect("echo thread");
 }
 
-/// `--publish` connections are relayed by the guest kernel's own threads, which a record
-/// cannot carry: the upgrade is refused up front, in words, and the tenant goes on.
+/// The guest side of [`published_connections_go_on_across_a_switch`]: a TCP server on
+/// port 8000 and a UDP echo on 9999 (published by the test). The first connection's line
+/// is echoed; then, while both sides flood each other with [`PUBLISH_FLOOD`] bytes, it
+/// reads nothing until /out/go; then it reads the test's bytes, says whether they were the
+/// pattern, and reads to the end. A second connection (made after the switch) gets its
+/// bytes back.
+const PUBLISH_PY: &str = r#"import socket, sys, threading
+N = int(sys.argv[1])
+PATTERN = bytes(range(256)) * (N // 256)
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(('127.0.0.1', 8000))
+srv.listen(8)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.bind(('127.0.0.1', 9999))
+def udp():
+    while True:
+        d, a = u.recvfrom(2048)
+        u.sendto(b'echo ' + d, a)
+threading.Thread(target=udp, daemon=True).start()
+open('/out/listening', 'w').close()
+c, _ = srv.accept()
+f = c.makefile('rb')
+line = f.readline()
+c.sendall(b'echo ' + line)
+flood = threading.Thread(target=c.sendall, args=(PATTERN,))
+flood.start()
+ready('/out')
+got = f.read(N)
+flood.join()
+c.sendall(b'same\n' if got == PATTERN else b'different\n')
+rest = f.read()
+f.close()
+c.close()
+c2, _ = srv.accept()
+c2.sendall(b'late ' + c2.recv(100))
+c2.close()
+result('/out', [line, len(got), len(rest)])
+"#;
+
+/// Bytes each side of [`PUBLISH_PY`]'s first connection sends the other while neither
+/// reads: more than the host's and the guest's socket buffers hold, so that the relay
+/// holds bytes both ways when the record is written.
+const PUBLISH_FLOOD: usize = 16 << 20;
+
+/// `--publish` connections and UDP flows are relayed by the guest kernel's own threads;
+/// a switch carries each relay (record version 4, section 46) with the bytes it holds
+/// either way, and the host keeps the connections. A connection flooded both ways across
+/// the switch delivers every byte in order each way and ends cleanly; a UDP client's flow
+/// still reaches the guest's socket; the new kernel takes new connections. A new kernel
+/// of record version 3, which has no relays, is refused first, in words.
 #[test]
-fn an_upgrade_of_a_tenant_that_publishes_ports_is_refused_in_words() {
+#[cfg_attr(
+    not(have_python3),
+    ignore = "needs /usr/bin/python3: apt-get install python3"
+)]
+fn published_connections_go_on_across_a_switch() {
+    use std::io::{BufRead, Read, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
     let root = root("publish");
-    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    let rule = format!("127.0.0.1:{}:80", free.local_addr().expect("port").port());
-    drop(free);
+    let out = TempDir::unique("pvmux-upgrade-out", "publish");
+    write_program(&out, PUBLISH_PY);
+    let free_tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let free_udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("a free port");
+    let (tport, uport) = (
+        free_tcp.local_addr().expect("port").port(),
+        free_udp.local_addr().expect("port").port(),
+    );
+    drop((free_tcp, free_udp));
+    let (tcp_rule, udp_rule) = (
+        format!("127.0.0.1:{tport}:8000"),
+        format!("127.0.0.1:{uport}:9999/udp"),
+    );
+    let vol = format!("{}:/out", out.0.display());
+    let n = PUBLISH_FLOOD.to_string();
     let r = root.pvmux(&[
         "run",
         "--name",
         "p",
         "--detach",
         "--publish",
-        &rule,
+        &tcp_rule,
+        "--publish",
+        &udp_rule,
         "--rootfs",
         "/",
+        "-v",
+        &vol,
         "--",
-        "/bin/sh",
-        "-c",
-        "while :; do sleep 1; done",
+        "/usr/bin/python3",
+        "/out/p.py",
+        &n,
     ]);
     assert_eq!(r.code(), Some(0), "{}", r.context());
-    wait_for("the tenant runs", || {
-        root.pvmux(&["exec", "p", "--", "/bin/sh", "-c", "true"])
-            .code()
-            == Some(0)
-    });
-    let next = next_kernel(&root);
-    let up = root.pvmux(&["upgrade", "p", "--kernel", next.to_str().expect("UTF-8")]);
+    wait_for("the guest listens", || out.0.join("listening").exists());
+    let conn = std::net::TcpStream::connect(("127.0.0.1", tport)).expect("connect");
+    let mut w = conn.try_clone().expect("clone");
+    let mut rd = std::io::BufReader::new(conn);
+    w.write_all(b"before\n").expect("send");
+    let mut line = String::new();
+    rd.read_line(&mut line).expect("the echo");
+    assert_eq!(line, "echo before\n");
+    // A UDP client's flow, before and after the switch.
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("UDP client");
+    udp.set_read_timeout(Some(std::time::Duration::from_millis(500)))
+        .expect("timeout");
+    let ping = |what: &str| {
+        let mut buf = [0u8; 64];
+        for _ in 0..20 {
+            udp.send_to(what.as_bytes(), ("127.0.0.1", uport))
+                .expect("send");
+            if let Ok(n) = udp.recv(&mut buf) {
+                return String::from_utf8_lossy(&buf[..n]).into_owned();
+            }
+        }
+        panic!("no UDP echo of {what}");
+    };
+    assert_eq!(ping("ping1"), "echo ping1");
+    // A kernel that adopts record version 3 at most would not know the relays: refused,
+    // and the old kernel's relays go on.
+    let older = kernel_copy(root.dir(), "v3", |n| n.max_version = 3);
+    let up = root.pvmux(&["upgrade", "p", "--kernel", older.to_str().expect("UTF-8")]);
     assert_eq!(up.code(), Some(1), "{}", up.context());
     assert!(
-        up.stderr.contains("publishes ports (--publish)"),
+        up.stderr
+            .contains("2 --publish relays (record version 3 has none)"),
         "{}",
         up.context()
     );
-    let r = root.pvmux(&["exec", "p", "--", "/bin/sh", "-c", "echo alive"]);
-    assert_eq!(r.stdout, "alive\n", "{}", r.context());
+    assert_eq!(ping("ping1"), "echo ping1");
+    // Flood the guest, which reads nothing until it is told to go on (as it floods us).
+    let pattern: Vec<u8> = (0..PUBLISH_FLOOD).map(|i| i as u8).collect();
+    let sent = std::sync::Arc::new(AtomicUsize::new(0));
+    let writer = {
+        let (pattern, sent) = (pattern.clone(), sent.clone());
+        std::thread::spawn(move || {
+            for chunk in pattern.chunks(64 << 10) {
+                w.write_all(chunk).expect("flood the guest");
+                sent.fetch_add(chunk.len(), Ordering::Relaxed);
+            }
+            w
+        })
+    };
+    wait_for("the guest waits", || out.0.join("ready").exists());
+    let mut last = usize::MAX;
+    wait_for("the flood to stall", || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let now = sent.load(Ordering::Relaxed);
+        std::mem::replace(&mut last, now) == now
+    });
+    let v = switch_to_next(&root, "p");
+    rd.get_ref()
+        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .expect("timeout");
+    let relays = v["record"]["relays"].as_array().expect("relays");
+    assert_eq!(relays.len(), 2, "the connection and the UDP flow: {v}");
+    let tcp = relays
+        .iter()
+        .find(|r| r["proto"] == "tcp")
+        .expect("the TCP relay");
+    assert!(
+        tcp["to_guest"].as_u64() > Some(0) && tcp["to_host"].as_u64() > Some(0),
+        "the relay held bytes both ways: {tcp}"
+    );
+    assert_eq!(ping("ping2"), "echo ping2");
+    std::fs::write(out.0.join("go"), b"").expect("go");
+    let mut got = vec![0u8; PUBLISH_FLOOD];
+    rd.read_exact(&mut got).expect("the guest's flood");
+    assert!(got == pattern, "the guest's bytes came in order");
+    let w = writer.join().expect("the writer");
+    line.clear();
+    rd.read_line(&mut line).expect("the verdict");
+    assert_eq!(line, "same\n", "the guest got the test's bytes in order");
+    w.shutdown(std::net::Shutdown::Write).expect("shutdown");
+    let mut rest = Vec::new();
+    rd.read_to_end(&mut rest).expect("the end");
+    assert!(rest.is_empty(), "{rest:?}");
+    let mut late = std::net::TcpStream::connect(("127.0.0.1", tport)).expect("connect");
+    late.write_all(b"after").expect("send");
+    let mut answer = String::new();
+    late.read_to_string(&mut answer).expect("answer");
+    assert_eq!(answer, "late after");
+    let result = out.0.join("result");
+    wait_for("the program's result", || result.exists());
+    assert_eq!(
+        std::fs::read_to_string(&result).expect("result"),
+        format!("[b'before\\n', {PUBLISH_FLOOD}, 0]\n")
+    );
     stop(&root, "p");
 }
 

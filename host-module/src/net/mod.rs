@@ -209,6 +209,24 @@ impl Table {
         }
     }
 
+    /// Whether `h` is a published connection or flow the guest has taken (`NetPublished`).
+    fn taken_published(&self, h: u64) -> bool {
+        self.socks
+            .get(&h)
+            .is_some_and(|e| e.published || e.flow.is_some())
+            && !self.queue.iter().any(|&(q, _)| q == h)
+    }
+
+    /// The handles neither in `keep` nor waiting for `NetPublished`.
+    fn not_kept(&self, keep: &std::collections::HashSet<u64>) -> Vec<u64> {
+        let queued: std::collections::HashSet<u64> = self.queue.iter().map(|&(h, _)| h).collect();
+        self.socks
+            .keys()
+            .filter(|h| !keep.contains(h) && !queued.contains(h))
+            .copied()
+            .collect()
+    }
+
     /// The flow of handle `h`, if it is one.
     fn flow_mut(&mut self, h: u64) -> Option<&mut Flow> {
         self.socks.get_mut(&h).and_then(|e| e.flow.as_mut())
@@ -300,17 +318,19 @@ impl HostNet {
             .is_some_and(|e| !e.published && e.flow.is_none())
     }
 
+    /// Kernel hand-over: whether `handle` is a `--publish` connection or flow the guest
+    /// took (`NetPublished`): what a relay of the old kernel served.
+    pub(crate) fn relays(&self, handle: u64) -> bool {
+        self.table().taken_published(handle)
+    }
+
     /// Kernel hand-over, once the old kernel is stopped: closes every host socket the
-    /// adopted record does not name (`keep`): nothing would ever close them.
+    /// adopted record does not name (`keep`) and no published connection waiting for
+    /// `NetPublished` is: nothing would ever close them.
     pub(crate) fn keep_only(&self, keep: &std::collections::HashSet<u64>) {
         let gone: Vec<u64> = {
             let mut t = self.table();
-            let gone: Vec<u64> = t
-                .socks
-                .keys()
-                .filter(|h| !keep.contains(h))
-                .copied()
-                .collect();
+            let gone = t.not_kept(keep);
             for h in &gone {
                 t.end_flow(*h);
                 t.socks.remove(h);
@@ -769,6 +789,40 @@ mod tests {
         // The same client on another rule is another flow.
         assert!(t.datagram(256, 1, &fd, 54, b"x", client(1000), now));
         assert_eq!(t.flows.len(), 3);
+    }
+
+    #[test]
+    fn a_switch_keeps_what_the_record_names_and_what_waits_to_be_taken() {
+        let (mut t, fd, now) = (Table::default(), udp_fd(), Instant::now());
+        // Two flows: the guest took the first one, the second waits for `NetPublished`.
+        assert!(t.datagram(256, 0, &fd, 53, b"a", client(1000), now));
+        assert!(t.datagram(256, 0, &fd, 53, b"b", client(1001), now));
+        let (taken, _) = t.queue.pop_front().unwrap();
+        let (waiting, _) = t.queue[0];
+        // And a socket of the guest's own (`--net host`).
+        t.next += 1;
+        let own = t.next;
+        t.socks.insert(
+            own,
+            Entry {
+                fd: udp_fd(),
+                published: false,
+                flow: None,
+            },
+        );
+        assert!(t.taken_published(taken));
+        assert!(!t.taken_published(waiting), "not the guest's yet");
+        assert!(
+            !t.taken_published(own),
+            "a socket of its own, not a relay's"
+        );
+        assert!(!t.taken_published(own + 100));
+        let keep: std::collections::HashSet<u64> = [taken].into();
+        assert_eq!(t.not_kept(&keep), [own]);
+        let none = std::collections::HashSet::new();
+        let mut gone = t.not_kept(&none);
+        gone.sort_unstable();
+        assert_eq!(gone, [taken.min(own), taken.max(own)]);
     }
 
     #[test]

@@ -77,6 +77,9 @@ pub(crate) enum Refusal {
     /// A loopback internet socket that cannot be re-created (its values unknown, the table
     /// in use: id 0).
     InetSocket(u64),
+    /// A relay of a published connection whose socket is not there or whose bytes are not
+    /// in the blob.
+    Relay,
     /// A descriptor that cannot be installed again (its kind, device or number).
     Descriptor(i32, i32),
     /// An epoll registration (of the epoll's description, by descriptor number) that
@@ -145,6 +148,7 @@ impl fmt::Display for Refusal {
             Self::Pipe(id) => write!(f, "pipe {id} cannot be re-created"),
             Self::Socket(id) => write!(f, "socket {id} cannot be re-created"),
             Self::InetSocket(id) => write!(f, "inet socket {id} cannot be re-created"),
+            Self::Relay => write!(f, "a relay of a published connection names no socket"),
             Self::Process(pid, what) => write!(f, "process {pid}: {what}"),
             Self::Epoll(d, fd) => write!(
                 f,
@@ -654,6 +658,8 @@ pub(crate) struct Descriptions {
     queued: crate::linux::net::unix::carry::Queued,
     /// The loopback internet sockets descriptors may name, by id.
     inets: crate::linux::net::unix::carry::Adopted,
+    /// The `--publish` relays (section 46), to start once the programs run.
+    pub(crate) relays: Vec<crate::linux::net::inet::relay::Adopted>,
     /// The timerfds' timers and the inotify instances, by description (sections 24, 33
     /// and 34).
     events: super::events::Tables,
@@ -716,16 +722,24 @@ impl Descriptions {
             .entries::<pvmux_hypercalls::handover::HostSocketEntry>()
             .map(|h| (h.socket, h.handle))
             .collect();
-        let inets = crate::linux::net::inet::adopt(&socks, &msgs, &hosts, &|b| {
-            r.blob_bytes(b).map(<[u8]>::to_vec)
-        })
-        .map_err(|e| Refusal::InetSocket(e.0))?;
+        let relay_entries: Vec<pvmux_hypercalls::handover::RelayEntry> = r.entries().collect();
+        let relay_sockets: BTreeSet<u64> = relay_entries
+            .iter()
+            .map(|e| e.socket)
+            .filter(|&s| s != 0)
+            .collect();
+        let blob = |b| r.blob_bytes(b).map(<[u8]>::to_vec);
+        let inets = crate::linux::net::inet::adopt(&socks, &msgs, &hosts, &relay_sockets, &blob)
+            .map_err(|e| Refusal::InetSocket(e.0))?;
+        let relays = crate::linux::net::inet::relay::adopt(&relay_entries, &inets.relays, &blob)
+            .ok_or(Refusal::Relay)?;
         Ok(Self {
             files: BTreeMap::new(),
             pipes,
             sockets,
             queued,
-            inets,
+            inets: inets.sockets,
+            relays,
             events: super::events::Tables::of(r),
             arms: Vec::new(),
             left_out: BTreeSet::new(),
@@ -1276,9 +1290,16 @@ pub(crate) fn finish(a: Adopting) -> Vec<u8> {
     }
     let timerfds = built.timerfds.len();
     super::events::arm(built.timerfds);
+    // The published connections go on, and the next ones are taken again.
+    let relays = built.relays.len();
+    crate::linux::net::inet::relay::start_adopted(built.relays);
+    if a.plan.inet_sockets > 0 {
+        crate::linux::net::inet::host::start_publish_pump();
+    }
     crate::println!(
         "pvmux-kernel: adopted {} processes, {} zombies, {} of {} threads running, {} timers, \
-         {} event objects ({} timerfds, {} epoll registrations)",
+         {} event objects ({} timerfds, {} epoll registrations), {} relays of published \
+         connections",
         a.plan.order.len(),
         a.plan.zombies.len(),
         threads - failed,
@@ -1286,7 +1307,8 @@ pub(crate) fn finish(a: Adopting) -> Vec<u8> {
         timers,
         a.plan.event_objects,
         timerfds,
-        a.plan.epoll_items
+        a.plan.epoll_items,
+        relays
     );
     built.init_exe
 }
@@ -1302,6 +1324,8 @@ struct Built {
     timers: Vec<crate::linux::timers::carry::Adopted>,
     /// Every carried timerfd's timer, to arm.
     timerfds: Vec<super::events::TimerArm>,
+    /// The `--publish` relays, to start.
+    relays: Vec<crate::linux::net::inet::relay::Adopted>,
     init_exe: Vec<u8>,
 }
 
@@ -1463,6 +1487,7 @@ fn build(r: &Record<'_>, plan: &Plan) -> Result<Built, Refusal> {
         threads,
         timers,
         timerfds: core::mem::take(&mut d.arms),
+        relays: core::mem::take(&mut d.relays),
         init_exe,
     })
 }

@@ -34,7 +34,7 @@ pub(crate) mod events;
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use pvmux_hypercalls::handover::{
     blocker, console_flags, fd_kind, fd_state, file_area_flags, file_image_flags, fill_name,
@@ -211,7 +211,9 @@ fn freeze() -> Vec<Arc<Task>> {
         // A thread blocked in a system call that sees the freeze comes out of it (its call
         // rewound) and parks: it is given BLOCKED_GRACE_NS to; one that stays blocked
         // (a wait that does not look at signals) is recorded as blocked.
-        let settled = busy.is_empty() && (blocked == 0 || now >= start + BLOCKED_GRACE_NS);
+        let settled = busy.is_empty()
+            && !kernel_steps_running()
+            && (blocked == 0 || now >= start + BLOCKED_GRACE_NS);
         if settled || now >= deadline {
             return busy;
         }
@@ -284,14 +286,43 @@ fn carry_fs(inv: &mut Inventory) {
         Err(e) => e,
     };
     inv.blob.truncate(before);
-    let mut b = BlockerEntry {
-        kind: blocker::KERNEL,
-        pid: 0,
-        count,
-        ..FromZeros::new_zeroed()
-    };
-    fill_name(&mut b.what, what);
-    inv.blockers.push(b);
+    inv.block(0, what, count);
+}
+
+/// Kernel threads that change what a record carries (the `--publish` relays and their
+/// pump) in a step now ([`kernel_step`]).
+static KERNEL_STEPS: AtomicUsize = AtomicUsize::new(0);
+
+/// A step of a kernel thread that changes what a record carries ([`kernel_step`]); it ends
+/// when dropped.
+pub(crate) struct KernelStep(());
+
+impl Drop for KernelStep {
+    fn drop(&mut self) {
+        KERNEL_STEPS.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Begins a step of a kernel thread that changes what a record carries (a relay moving
+/// bytes, the pump taking a published connection). `None` while a record is written: the
+/// thread has waited for the thaw and must look again at what it was doing. The freeze
+/// waits for the steps under way to end, and none begins until the thaw, so the record
+/// sees each such thread between two steps.
+pub(crate) fn kernel_step() -> Option<KernelStep> {
+    // Counted before the freeze is looked at, as the freeze is set before the count is:
+    // either the freeze sees this step, or this step sees the freeze.
+    KERNEL_STEPS.fetch_add(1, Ordering::SeqCst);
+    if !FREEZE.load(Ordering::SeqCst) {
+        return Some(KernelStep(()));
+    }
+    KERNEL_STEPS.fetch_sub(1, Ordering::SeqCst);
+    THAW_WQ.wait_until(|| !FREEZE.load(Ordering::Acquire));
+    None
+}
+
+/// Whether a kernel step is under way.
+fn kernel_steps_running() -> bool {
+    KERNEL_STEPS.load(Ordering::SeqCst) != 0
 }
 
 /// Lets the parked threads go.
@@ -375,15 +406,9 @@ fn answer(version: u64) {
         carry_threads(&procs, &mut inv);
     }
     if !busy.is_empty() {
-        let mut b = BlockerEntry {
-            kind: blocker::KERNEL,
-            pid: 0,
-            count: busy.len() as u32,
-            ..FromZeros::new_zeroed()
-        };
-        fill_name(&mut b.what, b"threads did not reach a safe point");
-        inv.blockers.push(b);
+        inv.block(0, b"threads did not reach a safe point", busy.len() as u32);
     }
+    carry_relays(&mut inv, version);
     if version >= 2 {
         carry_fs(&mut inv);
     }
@@ -402,6 +427,42 @@ fn answer(version: u64) {
     }
     // The switch is not implemented: every thread goes on where it stopped.
     thaw();
+}
+
+/// The relays of `--publish` connections (section 46, version 4), and the loopback's
+/// sockets when one of them has one; a blocker for a relay that is still in a step (the
+/// freeze timed out), or for live relays in an older version, which has none.
+fn carry_relays(inv: &mut Inventory, version: u32) {
+    if kernel_steps_running() {
+        return inv.block(0, b"relays of published connections did not stop", 1);
+    }
+    let Inventory {
+        relays, inet, blob, ..
+    } = inv;
+    let mut add = |b: &[u8]| {
+        let r = BlobRef {
+            off: blob.len() as u32,
+            len: b.len() as u32,
+        };
+        blob.extend_from_slice(b);
+        r
+    };
+    *relays = super::net::inet::relay::carry(&mut add);
+    if relays.is_empty() {
+        return;
+    }
+    if version < 4 {
+        let n = relays.len() as u32;
+        relays.clear();
+        let what = alloc::format!("--publish relays (record version {version} has none)");
+        return inv.block(0, what.as_bytes(), n);
+    }
+    if inet.is_none() && super::net::inet::relay::any_socket() {
+        match super::net::inet::carry(&mut add) {
+            Ok(c) => *inet = Some(c),
+            Err(what) => inv.block(0, what, 1),
+        }
+    }
 }
 
 /// The threads of `procs`: parked ones with their registers, the others blocked in a system
@@ -517,14 +578,7 @@ fn carry_threads(procs: &[Arc<Process>], inv: &mut Inventory) {
             inv.thread_states.push(e);
         }
         if blocked > 0 {
-            let mut b = BlockerEntry {
-                kind: blocker::KERNEL,
-                pid: p.pid,
-                count: blocked,
-                ..FromZeros::new_zeroed()
-            };
-            fill_name(&mut b.what, b"threads blocked in a system call");
-            inv.blockers.push(b);
+            inv.block(p.pid, b"threads blocked in a system call", blocked);
         }
     }
     inv.thread_states.sort_by_key(|t| t.tid);
@@ -655,6 +709,8 @@ pub(crate) struct Inventory {
     /// The threads' scheduling parameters other than the defaults (section 45, version 3;
     /// in tid order).
     pub(crate) thread_scheds: Vec<pvmux_hypercalls::handover::ThreadSchedEntry>,
+    /// The relays of published connections (section 46, version 4; in socket order).
+    pub(crate) relays: Vec<pvmux_hypercalls::handover::RelayEntry>,
     /// The record's number of each carried open file description, by its
     /// [`super::files::OpenFile::id`] (what owns its locks).
     description_ids: BTreeMap<u64, u64>,
@@ -712,6 +768,7 @@ impl Inventory {
             + self.locks.len() * size_of::<pvmux_hypercalls::handover::LockEntry>()
             + self.robust_lists.len() * size_of::<pvmux_hypercalls::handover::RobustListEntry>()
             + self.thread_scheds.len() * size_of::<pvmux_hypercalls::handover::ThreadSchedEntry>()
+            + self.relays.len() * size_of::<pvmux_hypercalls::handover::RelayEntry>()
             + self.fs.as_ref().map_or(0, |c| c.size())
             + self.blob.len()
     }
@@ -752,6 +809,19 @@ impl Inventory {
     }
 
     /// Appends `b` to the blob; where it is.
+    /// Names `count` of `what` (of process `pid`, 0: the kernel's) that the record cannot
+    /// carry.
+    fn block(&mut self, pid: i32, what: &[u8], count: u32) {
+        let mut b = BlockerEntry {
+            kind: blocker::KERNEL,
+            pid,
+            count,
+            ..FromZeros::new_zeroed()
+        };
+        fill_name(&mut b.what, what);
+        self.blockers.push(b);
+    }
+
     fn blob_add(&mut self, b: &[u8]) -> BlobRef {
         let r = BlobRef {
             off: self.blob.len() as u32,
@@ -834,6 +904,9 @@ impl Inventory {
                 w.section(&self.locks);
                 w.section(&self.robust_lists);
                 w.section(&self.thread_scheds);
+            }
+            if version >= 4 {
+                w.section(&self.relays);
             }
             if let Some(fs) = &self.fs {
                 w.section(&fs.nodes);

@@ -19,6 +19,7 @@
 pub(crate) mod host;
 pub(crate) mod ip;
 pub(crate) mod opts;
+pub(crate) mod relay;
 pub(crate) mod stack;
 
 use alloc::sync::Arc;
@@ -99,19 +100,30 @@ pub(crate) fn carry(
     STACK.lock().carry(blob)
 }
 
+/// The loopback sockets an adoption made again ([`adopt`]), by record id.
+pub(crate) struct AdoptedSockets {
+    /// The ones a descriptor may name (not waiting in a listener's queue, not a relay's).
+    pub(crate) sockets: alloc::collections::BTreeMap<u64, Arc<dyn Socket>>,
+    /// The relays' (section 46), with their families, for [`relay::adopt`].
+    pub(crate) relays: alloc::collections::BTreeMap<u64, (Id, u16)>,
+}
+
 /// Hand-over: the internet sockets of a checked record re-created in the table (which is
-/// empty: no program has run), the ones a descriptor may name (not waiting in a
-/// listener's queue) by record id; one flagged `HOST` on the host socket `hosts` names
-/// for it (section 41; the host keeps its sockets across a switch). Dropping them all
-/// empties the table again (and closes those host sockets, once the adoption is done:
-/// [`host::adoption_done`]).
+/// empty: no program has run); one flagged `HOST` on the host socket `hosts` names for it
+/// (section 41; the host keeps its sockets across a switch); the sockets of relays
+/// (`relays`, section 46) left to them. Dropping the sockets empties the table again (and
+/// closes those host sockets, once the adoption is done: [`host::adoption_done`]).
 pub(crate) fn adopt(
     socks: &[pvmux_hypercalls::handover::InetSocketEntry],
     msgs: &[pvmux_hypercalls::handover::InetMsgEntry],
     hosts: &alloc::collections::BTreeMap<u64, u64>,
+    relays: &alloc::collections::BTreeSet<u64>,
     blob: &dyn Fn(pvmux_hypercalls::handover::BlobRef) -> Option<Vec<u8>>,
-) -> Result<alloc::collections::BTreeMap<u64, Arc<dyn Socket>>, stack::carry::Refused> {
-    let mut out = alloc::collections::BTreeMap::new();
+) -> Result<AdoptedSockets, stack::carry::Refused> {
+    let mut out = AdoptedSockets {
+        sockets: alloc::collections::BTreeMap::new(),
+        relays: alloc::collections::BTreeMap::new(),
+    };
     if socks.is_empty() {
         return Ok(out);
     }
@@ -128,6 +140,10 @@ pub(crate) fn adopt(
             Proto::Udp
         };
         let id = ids[&e.id];
+        if relays.contains(&e.id) {
+            out.relays.insert(e.id, (id, family));
+            continue;
+        }
         let host = match (
             e.flags & pvmux_hypercalls::handover::inet_flags::HOST,
             hosts.get(&e.id),
@@ -142,7 +158,7 @@ pub(crate) fn adopt(
             proto,
             host,
         });
-        out.insert(e.id, s);
+        out.sockets.insert(e.id, s);
     }
     Ok(out)
 }
@@ -483,196 +499,4 @@ impl Socket for InetSocket {
     fn as_any(&self) -> &dyn Any {
         self
     }
-}
-
-/// Relays a `--publish` connection (host socket `hs`) to the guest listener on `port` of
-/// the loopback (127.0.0.1, else ::1): bytes both ways until both directions have ended or
-/// one side fails. Runs as a kernel thread.
-fn relay(hs: host::HostSock, port: u16) {
-    let Some(id) = relay_connect(port) else {
-        return;
-    };
-    let mut to_guest: Vec<u8> = Vec::new();
-    let mut to_host: Vec<u8> = Vec::new();
-    let (mut host_eof, mut guest_eof) = (false, false);
-    let mut buf = alloc::vec![0u8; 64 * 1024];
-    loop {
-        let (seq_net, seq_stack) = (host::seq(), STACK_SEQ.load(Ordering::Acquire));
-        let mut moved = false;
-        if to_guest.is_empty() && !host_eof {
-            match hs.recv(&mut buf, false, true) {
-                Ok((0, _)) => {
-                    host_eof = true;
-                    moved = true;
-                    let _ = STACK.lock().shutdown(id, 1);
-                    changed();
-                }
-                Ok((n, _)) => {
-                    to_guest.extend_from_slice(&buf[..n]);
-                    moved = true;
-                }
-                Err(Errno::EAGAIN) => {}
-                Err(_) => break,
-            }
-        }
-        if !to_guest.is_empty() {
-            let r = STACK.lock().send(id, &to_guest, None);
-            match r {
-                Ok(n) => {
-                    to_guest.drain(..n);
-                    moved = true;
-                    changed();
-                }
-                Err(Errno::EAGAIN) => {}
-                Err(_) => break,
-            }
-        }
-        if to_host.is_empty() && !guest_eof {
-            let r = STACK.lock().recv(id, &mut buf, false);
-            match r {
-                Ok(g) if g.len == 0 => {
-                    guest_eof = true;
-                    moved = true;
-                    let _ = hs.shutdown(1);
-                }
-                Ok(g) => {
-                    to_host.extend_from_slice(&buf[..g.len]);
-                    moved = true;
-                    changed();
-                }
-                Err(Errno::EAGAIN) => {}
-                Err(_) => break,
-            }
-        }
-        if !to_host.is_empty() {
-            match hs.send(&to_host, None, true) {
-                Ok(n) => {
-                    to_host.drain(..n);
-                    moved = true;
-                }
-                Err(Errno::EAGAIN) => {}
-                Err(_) => break,
-            }
-        }
-        if host_eof && guest_eof && to_guest.is_empty() && to_host.is_empty() {
-            break;
-        }
-        if !moved {
-            WAITERS.wait_until(|| {
-                host::seq() != seq_net || STACK_SEQ.load(Ordering::Acquire) != seq_stack
-            });
-        }
-    }
-    STACK.lock().close(id);
-    changed();
-}
-
-/// Relays a `--publish .../udp` flow (host handle `hs`: the datagrams of one host client) to
-/// the guest's UDP socket bound on `port` of the loopback (127.0.0.1, else ::1), from a UDP
-/// socket of the relay's own connected there (so the flow has its own guest source port and
-/// the guest's replies to it go back to that client), datagram by datagram. A datagram
-/// nobody is bound for is dropped, as Linux drops it. Ends when the host ends the flow
-/// (idle) or fails. Runs as a kernel thread.
-fn udp_relay(hs: host::HostSock, port: u16) {
-    // The relay's socket and the index of its destination in `UDP_DESTS`.
-    let mut cur: Option<(Id, usize)> = None;
-    let mut buf = alloc::vec![0u8; 64 * 1024];
-    loop {
-        let (seq_net, seq_stack) = (host::seq(), STACK_SEQ.load(Ordering::Acquire));
-        let mut moved = false;
-        match hs.recv(&mut buf, false, true) {
-            Ok((n, _)) => {
-                udp_deliver(&mut cur, port, &buf[..n]);
-                moved = true;
-            }
-            Err(Errno::EAGAIN) => {}
-            Err(_) => break,
-        }
-        if let Some((id, _)) = cur {
-            let r = STACK.lock().recv(id, &mut buf, false);
-            match r {
-                Ok(g) => {
-                    changed();
-                    moved = true;
-                    match hs.send(&buf[..g.len], None, true) {
-                        // A full host socket buffer drops the datagram, as UDP does.
-                        Ok(_) | Err(Errno::EAGAIN) => {}
-                        Err(_) => break,
-                    }
-                }
-                Err(Errno::EAGAIN) => {}
-                // The port-unreachable of a dropped datagram (taken: not again).
-                Err(Errno::ECONNREFUSED) => moved = true,
-                Err(_) => break,
-            }
-        }
-        if !moved {
-            WAITERS.wait_until(|| {
-                host::seq() != seq_net || STACK_SEQ.load(Ordering::Acquire) != seq_stack
-            });
-        }
-    }
-    if let Some((id, _)) = cur {
-        STACK.lock().close(id);
-        changed();
-    }
-}
-
-/// Where [`udp_relay`] delivers, in order of preference.
-const UDP_DESTS: [(u16, ip::Ip); 2] = [(af::AF_INET, ip::LOOPBACK4), (af::AF_INET6, ip::LOOPBACK6)];
-
-/// Sends one datagram of a flow to the guest's socket on `port`: from the relay's socket
-/// `cur` if its destination has a socket bound, else from a new one connected to the other
-/// destination (`cur` then names it).
-fn udp_deliver(cur: &mut Option<(Id, usize)>, port: u16, data: &[u8]) {
-    let start = cur.map_or(0, |(_, i)| i);
-    for i in (start..UDP_DESTS.len()).chain(0..start) {
-        let (family, ip) = UDP_DESTS[i];
-        let mut st = STACK.lock();
-        let id = match *cur {
-            Some((id, j)) if j == i => id,
-            old => {
-                if let Some((old, _)) = old {
-                    st.close(old);
-                }
-                *cur = None;
-                let Ok(id) = st.socket(family, Proto::Udp) else {
-                    return;
-                };
-                if st.connect(id, Some(Ep::new(ip, port))).is_err() {
-                    st.close(id);
-                    return;
-                }
-                *cur = Some((id, i));
-                id
-            }
-        };
-        let sent = st.send(id, data, None);
-        // Nobody bound there: the port-unreachable comes back at once on the loopback.
-        let refused = st.take_error(id).ok().flatten() == Some(Errno::ECONNREFUSED);
-        drop(st);
-        changed();
-        if sent.is_ok() && !refused {
-            return;
-        }
-    }
-}
-
-/// A loopback socket connected to the guest listener on `port` (127.0.0.1, else ::1).
-fn relay_connect(port: u16) -> Option<Id> {
-    for (family, ip) in [(af::AF_INET, ip::LOOPBACK4), (af::AF_INET6, ip::LOOPBACK6)] {
-        let id = STACK.lock().socket(family, Proto::Tcp).ok()?;
-        let dest = Ep::new(ip, port);
-        let r = blocking(
-            false,
-            |st| st.connect(id, Some(dest)),
-            |st| !st.accept_queue_full(id, dest),
-        );
-        if r.is_ok() {
-            return Some(id);
-        }
-        STACK.lock().close(id);
-    }
-    changed();
-    None
 }

@@ -154,6 +154,28 @@ struct RecordSummary {
     /// Record version 3: the advisory file locks held (section 43).
     #[serde(default)]
     locks: Vec<LockJson>,
+    /// Record version 4: the kernel's relays of `--publish` connections (section 46).
+    #[serde(default)]
+    relays: Vec<RelayJson>,
+}
+
+/// A relay of a published connection or UDP flow a version 4 record carries.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct RelayJson {
+    /// The host's handle of the connection or flow (kept across the switch).
+    handle: u64,
+    /// `tcp` or `udp`.
+    proto: String,
+    /// The guest port it relays to.
+    port: u16,
+    /// Its loopback socket (an `inet_sockets` id), if it has one yet.
+    socket: Option<u64>,
+    /// Bytes read from the host not yet given to the guest.
+    to_guest: u32,
+    /// Bytes read from the guest not yet sent to the host.
+    to_host: u32,
+    /// Which sides ended their sending (`host`, `guest`).
+    ended: Vec<String>,
 }
 
 /// An advisory lock a version 3 record carries.
@@ -497,6 +519,35 @@ impl From<&Inventory> for RecordSummary {
                 .collect(),
             blockers: i.blocker_texts(),
             host_sockets: i.host_sockets.clone(),
+            relays: i
+                .relays
+                .iter()
+                .map(|r| {
+                    use pvmux_hypercalls::handover::relay_flags;
+                    let ended = [
+                        (relay_flags::HOST_EOF, "host"),
+                        (relay_flags::GUEST_EOF, "guest"),
+                    ];
+                    RelayJson {
+                        handle: r.handle,
+                        proto: if r.proto == pvmux_hypercalls::net::PUBLISH_UDP {
+                            "udp"
+                        } else {
+                            "tcp"
+                        }
+                        .to_owned(),
+                        port: r.port,
+                        socket: (r.socket != 0).then_some(r.socket),
+                        to_guest: r.to_guest.len,
+                        to_host: r.to_host.len,
+                        ended: ended
+                            .iter()
+                            .filter(|(f, _)| r.flags & f != 0)
+                            .map(|(_, s)| (*s).to_owned())
+                            .collect(),
+                    }
+                })
+                .collect(),
             locks: i
                 .locks
                 .iter()

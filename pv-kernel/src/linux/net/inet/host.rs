@@ -378,33 +378,34 @@ pub(crate) fn start_publish_pump() {
     });
 }
 
-/// Takes each published connection and relays it to the guest listener it is for; ends
-/// when the host has no `--publish` (`UnknownCall`).
+/// Takes each published connection and relays it to the guest listener it is for
+/// ([`super::relay`]); ends when the host has no `--publish` (`UnknownCall`). Taking one
+/// is a kernel step (`handover::kernel_step`): none is taken while a record is written,
+/// and each one taken is a relay of the record.
 fn publish_pump() {
     loop {
         let seq = NET_SEQ.load(Ordering::Acquire);
-        let mut rec = [0u8; 32];
-        let r = with_buf(&mut rec, |g, _| {
-            call(Hypercall::NetPublished, [g, 0, 0, 0, 0])
-        });
-        match r {
-            Ok(h) => {
-                let Ok(p) = NetPublish::read_from_bytes(&rec) else {
-                    continue;
-                };
+        let r = {
+            let Some(_step) = crate::linux::handover::kernel_step() else {
+                continue;
+            };
+            let mut rec = [0u8; 32];
+            let r = with_buf(&mut rec, |g, _| {
+                call(Hypercall::NetPublished, [g, 0, 0, 0, 0])
+            });
+            if let Ok(h) = r {
                 let hs = HostSock {
                     h,
                     family: af::AF_INET,
                 };
-                let (port, udp) = (p.guest_port, p.proto == PUBLISH_UDP);
-                let _ = crate::sched::thread::spawn("net-relay", None, move || {
-                    if udp {
-                        super::udp_relay(hs, port);
-                    } else {
-                        super::relay(hs, port);
-                    }
-                });
+                if let Ok(p) = NetPublish::read_from_bytes(&rec) {
+                    super::relay::start(hs, p.guest_port, p.proto == PUBLISH_UDP);
+                }
             }
+            r
+        };
+        match r {
+            Ok(_) => {}
             Err(Errno::EAGAIN) => {
                 super::WAITERS.wait_until(|| NET_SEQ.load(Ordering::Acquire) != seq);
             }

@@ -110,21 +110,22 @@ fn snapshot_refusal(cfg: &TenantConfig) -> Option<String> {
 /// cannot carry), if so. As [`snapshot_refusal`], except that what lives in this host
 /// process stays where it is across a switch: the host sockets of `--net host` (the record
 /// names them, section 41), the `--publish` listeners and the connections the kernel's
-/// relays serve (section 46), and the channels' rings (the adopter opens their nodes
-/// again).
+/// relays serve (section 46), the channels' rings (the adopter opens their nodes again)
+/// and the trusted in-process mode's kernel sandbox (a new one, in which the adopter maps
+/// the programs' pages again).
 fn upgrade_refusal(cfg: &TenantConfig) -> Option<String> {
     refusal_beside_net(cfg, false)
 }
 
-/// The host state other than networking that neither a snapshot nor (except `channels`) a
-/// switch carries.
-fn refusal_beside_net(cfg: &TenantConfig, channels: bool) -> Option<String> {
+/// The host state other than networking that neither a snapshot nor (unless `snapshot`
+/// alone) a switch carries.
+fn refusal_beside_net(cfg: &TenantConfig, snapshot: bool) -> Option<String> {
     let args = cfg.boot_args.args();
     if !cfg.disks.is_empty() {
         Some("it has disks (--disk): move them to another tenant first (pvmux disk move); the host's side of a disk is not carried".into())
-    } else if channels && !cfg.channels.is_empty() {
+    } else if snapshot && !cfg.channels.is_empty() {
         Some("it has channels to other kernels (--channel): the peer's side of each ring lives in the other tenant".into())
-    } else if args.user_isolation_none() {
+    } else if snapshot && args.user_isolation_none() {
         Some("it runs its programs in-process (--user-isolation none): their mappings live in the kernel sandbox".into())
     } else {
         None

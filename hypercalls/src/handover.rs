@@ -408,6 +408,12 @@ const _: () = assert!(size_of::<ProcessEntry>() == 56);
 pub mod process_flags {
     /// Exited, not reaped yet.
     pub const ZOMBIE: u32 = 1 << 0;
+    /// Its address space runs in the kernel sandbox (the trusted in-process mode, `pvmux
+    /// run --user-isolation none`; a live process). An adopter without that mode refuses
+    /// the record.
+    pub const IN_PROCESS: u32 = 1 << 1;
+    /// Every flag.
+    pub const ALL: u32 = ZOMBIE | IN_PROCESS;
 }
 
 /// One thread, as the writer stopped it.
@@ -2160,6 +2166,11 @@ impl<'a> Record<'a> {
         for p in procs.iter() {
             if !id_ok(p.pid) || p.pid <= last {
                 return oob("process id (in increasing order)", p.pid as u64);
+            }
+            if p.flags & !process_flags::ALL != 0
+                || p.flags == process_flags::ZOMBIE | process_flags::IN_PROCESS
+            {
+                return oob("process flags", p.pid as u64);
             }
             last = p.pid;
         }
@@ -5036,6 +5047,28 @@ mod tests {
                 e => panic!("{what}: {e:?}"),
             }
         }
+    }
+
+    #[test]
+    fn process_flags_are_known_ones() {
+        let check = |flags: u32| {
+            let mut v = Vec::new();
+            let mut w = RecordWriter::new(&mut v, 2, b"x");
+            w.section(&[ProcessEntry {
+                pid: 1,
+                flags,
+                ..Default::default()
+            }]);
+            w.blob(b"");
+            w.finish();
+            Record::parse(&v, (2, 2))
+                .expect("well formed")
+                .check(&BOUNDS)
+        };
+        assert!(check(0).is_ok());
+        assert!(check(process_flags::IN_PROCESS).is_ok());
+        assert!(check(process_flags::ZOMBIE | process_flags::IN_PROCESS).is_err());
+        assert!(check(1 << 2).is_err());
     }
 
     #[test]

@@ -1525,6 +1525,67 @@ fn a_net_host_connection_and_listener_go_on_across_a_switch() {
     echo.join().expect("echo thread");
 }
 
+/// The trusted in-process mode (`--user-isolation none`): init's address space runs in the
+/// kernel sandbox, its children's in user sandboxes. A switch carries init as such (the
+/// record flags it `IN_PROCESS`; the new kernel maps its pages in the new kernel sandbox):
+/// the shell loop of [`an_upgrade_switches_kernels_under_running_programs_and_loses_nothing`]
+/// goes on counting, forking a `sleep` each time, with no value lost, under the new
+/// kernel's release.
+#[test]
+fn a_trusted_in_process_tenant_switches_kernels() {
+    let root = root("trusted");
+    let out = TempDir::unique("pvmux-upgrade-out", "trusted");
+    let file = out.0.join("c");
+    let vol = format!("{}:/out", out.0.display());
+    let script = "i=0; while :; do i=$((i+1)); echo $i >> /out/c; sleep 0.01; done";
+    let r = root.pvmux(&[
+        "run",
+        "--name",
+        "t",
+        "--detach",
+        "--user-isolation",
+        "none",
+        "--rootfs",
+        "/",
+        "-v",
+        &vol,
+        "--",
+        "/bin/sh",
+        "-c",
+        script,
+    ]);
+    assert_eq!(r.code(), Some(0), "{}", r.context());
+    wait_for("the loop counts", || counter(&file).len() >= 20);
+    let v = switch_to_next(&root, "t");
+    let procs = v["record"]["processes"].as_array().expect("processes");
+    let init = procs.iter().find(|p| p["pid"] == 1).expect("init listed");
+    assert_eq!(
+        (&init["comm"], &init["in_process"]),
+        (&"sh".into(), &true.into()),
+        "{v}"
+    );
+    assert!(
+        procs
+            .iter()
+            .filter(|p| p["pid"] != 1)
+            .all(|p| p["in_process"] == false),
+        "only init runs in the kernel sandbox: {v}"
+    );
+    let after = counter(&file).len();
+    wait_for("the loop counts on", || counter(&file).len() >= after + 20);
+    let r = root.pvmux(&[
+        "exec",
+        "t",
+        "--",
+        "/bin/sh",
+        "-c",
+        "uname -r; cat /proc/1/comm",
+    ]);
+    assert_eq!(r.stdout, "6.1.0-pvmux-next\nsh\n", "{}", r.context());
+    stop(&root, "t");
+    assert_no_value_lost_through_stop(&file);
+}
+
 /// The guest side of [`published_connections_go_on_across_a_switch`]: a TCP server on
 /// port 8000 and a UDP echo on 9999 (published by the test). The first connection's line
 /// is echoed; then, while both sides flood each other with [`PUBLISH_FLOOD`] bytes, it

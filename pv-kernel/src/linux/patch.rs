@@ -101,19 +101,29 @@ fn take_cell(mm: &mut Mm, entry: u64) -> Option<u64> {
 /// After an adoption (`handover::adopt`, the map rebuilt from a hand-over record, which does
 /// not carry the next free cell): the space's next free cell, read from its table — an
 /// anonymous read+execute area at [`PATCH_TABLE_BASE`] whose header names
-/// [`USER_PATCH_ENTRY`]; cells are taken in order, the first one still zero (or on a page
-/// never touched) is the next. No table: none yet if its range is free, none possible if
-/// the program mapped something there (as [`take_cell`] decides).
-pub(crate) fn adopted(mm: &mut Mm) {
+/// [`USER_PATCH_ENTRY`], or, in an in-process space (`inproc`), the old kernel sandbox's
+/// syscall entry, which moved with the sandbox: the header then names this one's. Cells are
+/// taken in order, the first one still zero (or on a page never touched) is the next. No
+/// table: none yet if its range is free, none possible if the program mapped something
+/// there (as [`take_cell`] decides).
+pub(crate) fn adopted(mm: &mut Mm, inproc: bool) {
     let end = PATCH_TABLE_BASE + PATCH_TABLE_LEN;
-    let table = mm.vma_at(PATCH_TABLE_BASE).is_some_and(|(s, v)| {
+    let shaped = mm.vma_at(PATCH_TABLE_BASE).is_some_and(|(s, v)| {
         s == PATCH_TABLE_BASE
             && v.end == end
             && v.prot == prot::READ | prot::EXEC
             && v.shm.is_none()
             && v.file.is_none()
-    }) && read_bytes::<8>(mm, PATCH_TABLE_BASE).map(u64::from_le_bytes)
-        == Some(USER_PATCH_ENTRY);
+    });
+    let header = read_bytes::<8>(mm, PATCH_TABLE_BASE).map(u64::from_le_bytes);
+    let table = shaped
+        && match header {
+            Some(USER_PATCH_ENTRY) => !inproc,
+            Some(0) | None => false,
+            Some(_) => {
+                inproc && write_bytes(mm, PATCH_TABLE_BASE, &entry_of(true).to_le_bytes()).is_some()
+            }
+        };
     mm.patch_next = if table {
         (1..CELLS)
             .find(|&i| read_bytes::<8>(mm, cell_addr(i)).is_none_or(|b| b == [0; 8]))
@@ -219,11 +229,11 @@ mod tests {
         let end = PATCH_TABLE_BASE + PATCH_TABLE_LEN;
         // No table, its range free: one is made at the first patch.
         let mut mm = Mm::new();
-        adopted(&mut mm);
+        adopted(&mut mm, false);
         assert_eq!(mm.patch_next, 0);
         // Something else there: no table possible.
         assert!(mm.adopt_region(PATCH_TABLE_BASE, end, prot::READ, None, None));
-        adopted(&mut mm);
+        adopted(&mut mm, false);
         assert_eq!(mm.patch_next, u32::MAX);
         // A table whose cells 1..=3 are taken, its first page carried.
         let frame = pool::alloc_zeroed().expect("frame");
@@ -236,11 +246,16 @@ mod tests {
         let mut mm = Mm::new();
         assert!(mm.adopt_region(PATCH_TABLE_BASE, end, prot::READ | prot::EXEC, None, None));
         assert!(mm.adopt_pages(PATCH_TABLE_BASE, frame, 1, false));
-        adopted(&mut mm);
+        adopted(&mut mm, false);
         assert_eq!(mm.patch_next, 4);
+        // The user stub's entry in an in-process space: not its table (whose header names
+        // the kernel sandbox's entry; rewritten there, which needs the stub: tested by
+        // tests/tests/upgrade.rs `a_trusted_in_process_tenant_switches_kernels`).
+        adopted(&mut mm, true);
+        assert_eq!(mm.patch_next, u32::MAX);
         // Its header naming another entry: not a table of a user sandbox.
         pool_mem::write(frame, &0u64.to_le_bytes());
-        adopted(&mut mm);
+        adopted(&mut mm, false);
         assert_eq!(mm.patch_next, u32::MAX);
         mm.take_frames();
         pool::put(frame);

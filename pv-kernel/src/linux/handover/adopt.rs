@@ -160,7 +160,8 @@ impl fmt::Display for Refusal {
             }
             Self::Asked => f.write_str("refused as asked (boot command adopt-refuse)"),
             Self::Trusted => f.write_str(
-                "the trusted in-process mode (--user-isolation none) cannot adopt processes",
+                "a process runs in the kernel sandbox (--user-isolation none), and this \
+                 kernel does not run in that mode",
             ),
             Self::Backing(pid, start) => write!(
                 f,
@@ -213,6 +214,8 @@ pub(crate) struct Plan {
     pub(crate) epoll_items: usize,
     /// Inodes of the in-memory filesystem (sections 21-23; 0: not carried).
     pub(crate) fs_nodes: usize,
+    /// A live process runs in the kernel sandbox (the trusted in-process mode).
+    pub(crate) in_process: bool,
 }
 
 /// The in-memory filesystem the record carries (sections 21-23), if it does.
@@ -430,6 +433,9 @@ pub(crate) fn plan(bytes: &[u8], args: &AdoptArgs) -> Result<Plan, Refusal> {
         .map(|m| m.data.len as usize)
         .sum();
     plan.inet_sockets = r.entries::<InetSocketEntry>().count();
+    plan.in_process = r
+        .entries::<ProcessEntry>()
+        .any(|p| p.flags & process_flags::IN_PROCESS != 0);
     plan.inet_bytes = r
         .entries::<InetMsgEntry>()
         .map(|m| m.data.len as usize)
@@ -934,6 +940,8 @@ pub(crate) struct ProcessParts {
     pub(crate) times: [crate::linux::cputime::Usage; 2],
     /// Its threads, by tid.
     pub(crate) threads: Vec<ThreadParts>,
+    /// Its address space runs in the kernel sandbox (the trusted in-process mode).
+    pub(crate) in_process: bool,
 }
 
 /// What an adoption starts of a thread.
@@ -1105,6 +1113,7 @@ pub(crate) fn process_parts(r: &Record<'_>, pid: i32) -> Result<ProcessParts, Re
             cpu_times(r, cpu_times_kind::CHILDREN, pid),
         ],
         threads,
+        in_process: p.flags & process_flags::IN_PROCESS != 0,
     })
 }
 
@@ -1204,7 +1213,9 @@ pub(crate) fn begin(args: &AdoptArgs, refuse: bool) -> Adopting {
         crate::hcall::handover_adopted(adopt_status::ADOPTS, b"");
         crate::hcall::shutdown(0)
     }
-    if crate::linux::space::trusted_mode() {
+    // A space of the trusted in-process mode needs the mode here too (the host gives a
+    // switched tenant the same boot arguments: only a hostile record names one otherwise).
+    if plan.in_process && !crate::linux::space::trusted_mode() {
         stop(&Refusal::Trusted, false)
     }
     if let Err(gpa) = crate::linux::pool::adopt_live(args.pool_start, args.pool_end, &plan.frames) {
@@ -1358,8 +1369,15 @@ fn build(r: &Record<'_>, plan: &Plan) -> Result<Built, Refusal> {
     let mut init_exe = Vec::new();
     for &pid in &plan.order {
         let parts = process_parts(r, pid)?;
-        let space =
-            space::Space::new().map_err(|_| Refusal::Process(pid, "no user sandbox for it"))?;
+        let space = if parts.in_process {
+            // The trusted in-process mode (`begin` checked this kernel runs in it): the
+            // space runs in the kernel sandbox again; its pages are mapped there at its
+            // first run.
+            space::Space::new_inproc()
+        } else {
+            space::Space::new()
+        }
+        .map_err(|_| Refusal::Process(pid, "no user sandbox for it"))?;
         let mut files = BTreeMap::new();
         for (a, i, ino) in file_areas(r, pid) {
             let path = r.blob_bytes(a.path).unwrap_or_default();
@@ -1378,7 +1396,7 @@ fn build(r: &Record<'_>, plan: &Plan) -> Result<Built, Refusal> {
             )?;
             // The patch table's cells in use (a rewound call through a patched site
             // restarts by them), read back from its adopted pages.
-            crate::linux::patch::adopted(&mut mm);
+            crate::linux::patch::adopted(&mut mm, space.is_inproc());
         }
         let fds = rebuild_fds(r, pid, &mut d, &reopen)?;
         let cwd = working_directory(r, pid, &parts.cwd)

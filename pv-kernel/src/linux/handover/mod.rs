@@ -996,7 +996,13 @@ fn inventory(procs: &[Arc<Process>], version: u32) -> Inventory {
             uid: creds.uid,
             gid: creds.gid,
             nr_threads: threads,
-            flags: if zombie { process_flags::ZOMBIE } else { 0 },
+            flags: if zombie {
+                process_flags::ZOMBIE
+            } else if p.space().is_some_and(|s| s.is_inproc()) {
+                process_flags::IN_PROCESS
+            } else {
+                0
+            },
             resident_pages: resident,
             comm: [0; 16],
         };

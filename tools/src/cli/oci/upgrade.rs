@@ -404,6 +404,9 @@ struct ProcessJson {
     gid: u32,
     threads: u32,
     zombie: bool,
+    /// Its address space runs in the kernel sandbox (`--user-isolation none`).
+    #[serde(default)]
+    in_process: bool,
     resident_pages: u64,
     comm: String,
 }
@@ -483,6 +486,7 @@ impl From<&Inventory> for RecordSummary {
                     gid: p.gid,
                     threads: p.nr_threads,
                     zombie: p.flags & process_flags::ZOMBIE != 0,
+                    in_process: p.flags & process_flags::IN_PROCESS != 0,
                     resident_pages: p.resident_pages,
                     comm: text(&p.comm),
                 })

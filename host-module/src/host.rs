@@ -97,6 +97,19 @@ fn restored_layout(
     })
 }
 
+/// The user isolation of a tenant booted with `args` (the header's
+/// [`pvmux_hypercalls::sandbox::user_isolation`]): the trusted in-process mode is the boot
+/// arguments' (`USER_ISOLATION_NONE`); the stub widens its filter for it, the kernel runs
+/// init in-process. Always from the host's copy of the arguments, never from the
+/// guest-writable header.
+pub(crate) fn isolation_of(args: &pvmux_hypercalls::bootargs::BootArgsBuf) -> u32 {
+    if args.args().user_isolation_none() {
+        pvmux_hypercalls::sandbox::user_isolation::NONE
+    } else {
+        pvmux_hypercalls::sandbox::user_isolation::PROCESS
+    }
+}
+
 /// Why a tenant of `cfg` can never be snapshotted (state a snapshot cannot carry), if so.
 fn snapshot_refusal(cfg: &TenantConfig) -> Option<String> {
     if cfg.net.enabled() {
@@ -110,9 +123,8 @@ fn snapshot_refusal(cfg: &TenantConfig) -> Option<String> {
 /// cannot carry), if so. As [`snapshot_refusal`], except that what lives in this host
 /// process stays where it is across a switch: the host sockets of `--net host` (the record
 /// names them, section 41), the `--publish` listeners and the connections the kernel's
-/// relays serve (section 46), the channels' rings (the adopter opens their nodes again)
-/// and the trusted in-process mode's kernel sandbox (a new one, in which the adopter maps
-/// the programs' pages again).
+/// relays serve (section 46) and the channels' rings (the adopter opens their nodes
+/// again).
 fn upgrade_refusal(cfg: &TenantConfig) -> Option<String> {
     refusal_beside_net(cfg, false)
 }
@@ -120,13 +132,10 @@ fn upgrade_refusal(cfg: &TenantConfig) -> Option<String> {
 /// The host state other than networking that neither a snapshot nor (unless `snapshot`
 /// alone) a switch carries.
 fn refusal_beside_net(cfg: &TenantConfig, snapshot: bool) -> Option<String> {
-    let args = cfg.boot_args.args();
     if !cfg.disks.is_empty() {
         Some("it has disks (--disk): move them to another tenant first (pvmux disk move); the host's side of a disk is not carried".into())
     } else if snapshot && !cfg.channels.is_empty() {
         Some("it has channels to other kernels (--channel): the peer's side of each ring lives in the other tenant".into())
-    } else if snapshot && args.user_isolation_none() {
-        Some("it runs its programs in-process (--user-isolation none): their mappings live in the kernel sandbox".into())
     } else {
         None
     }
@@ -306,7 +315,7 @@ impl Host {
             st.mem_size,
             &layout,
             &clock,
-            pvmux_hypercalls::sandbox::user_isolation::PROCESS,
+            isolation_of(&cfg.boot_args),
         ))?;
         let winsize = st.console_winsize;
         let tenant = Tenant::start(
@@ -383,19 +392,12 @@ impl Host {
         // The clock last: the first launch's TSC calibration ([`warm_up`]) overlaps the build.
         let clock = ClockParams::now();
         domain_builder::write_clock(&mem, &clock)?;
-        // The trusted in-process mode is the boot arguments' (`USER_ISOLATION_NONE`): the
-        // stub widens its filter for it, the kernel runs init in-process.
-        let isolation = if cfg.boot_args.args().user_isolation_none() {
-            pvmux_hypercalls::sandbox::user_isolation::NONE
-        } else {
-            pvmux_hypercalls::sandbox::user_isolation::PROCESS
-        };
         let ctl = ControlRegion::new(&header_init(
             cfg.vcpus,
             cfg.mem_size,
             &layout,
             &clock,
-            isolation,
+            isolation_of(&cfg.boot_args),
         ))?;
         let mut parts = tenant_parts(cfg, mem, ctl, layout, clock, initial_balloon)?;
         parts.adoption = adoption;

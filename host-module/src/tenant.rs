@@ -2117,18 +2117,12 @@ impl Shared {
         }
         let built = started.elapsed();
         next.adoption.mark("kernel part rebuilt");
-        // The tenant's mode, from its boot arguments (the header is the guest's to write).
-        let isolation = if self.boot.boot_args.args().user_isolation_none() {
-            pvmux_hypercalls::sandbox::user_isolation::NONE
-        } else {
-            pvmux_hypercalls::sandbox::user_isolation::PROCESS
-        };
         self.ctl.reset(&crate::host::header_init(
             self.ctl.nr_vcpus(),
             self.mem.size(),
             &layout,
             &self.clock,
-            isolation,
+            crate::host::isolation_of(&self.boot.boot_args),
         ));
         *self.gen.write().unwrap_or_else(|e| e.into_inner()) = KernelGen {
             kernel: Arc::clone(&next.image),

@@ -175,6 +175,36 @@ fn a_tenant_continues_where_it_stopped_twice_from_one_snapshot() {
     assert!(root.ps().is_empty());
 }
 
+/// The trusted in-process mode (`--user-isolation none`): init's address space runs in the
+/// kernel sandbox. A restored tenant gets a new kernel sandbox in the same mode, whose user
+/// window is empty and whose syscall entry is elsewhere: init maps its pages again and its
+/// patched call sites jump to the new entry. The loop goes on counting, with the same pids.
+#[test]
+fn a_trusted_in_process_tenant_continues_after_a_restore() {
+    let root = Root::new("trusted");
+    root.start("src", "256M", &["--user-isolation", "none"]);
+    counter_past(&root, "src", 20);
+    let snap = root.dir("snap");
+    root.ok(&["snapshot", "src", snap.to_str().unwrap()]);
+    wait_for("the source to stop", || {
+        root.state("src").as_deref() == Some("stopped")
+    });
+    root.ok(&["restore", snap.to_str().unwrap(), "--name", "r"]);
+    let pids = root.exec(
+        "r",
+        "for f in loop reader sleep; do p=$(cat /tmp/$f.pid); \
+         test -d /proc/$p && echo $f=$p:alive; done",
+    );
+    assert!(
+        pids.contains("loop=1:alive") && pids.matches(":alive").count() == 3,
+        "{pids}"
+    );
+    let a = counter(&root.exec("r", "cat /tmp/c"));
+    counter_past(&root, "r", a + 20);
+    root.ok(&["stop", "-t", "1", "r"]);
+    root.ok(&["rm", "src"]);
+}
+
 /// Copies `from` to `to` keeping only the non-zero pages (a sparse copy).
 fn sparse_copy(from: &Path, to: &Path) {
     let f = std::fs::File::open(from).unwrap();

@@ -12,10 +12,12 @@
 //!   its parked contexts and says so with hypercall 46 `SnapshotResumed`.
 //!
 //! What cannot be carried is refused before the guest is asked: host sockets (`--net host`,
-//! `--publish`), exec sessions in progress and the trusted in-process mode (its mappings
-//! live in the kernel sandbox). Syscall-site patching is carried: the patched bytes and the
-//! patch table are ordinary guest pages of each process, and the table's header names the
-//! user stub's fixed patch entry (`USER_PATCH_ENTRY`), the same in the new sandboxes.
+//! `--publish`) and exec sessions in progress. Syscall-site patching is carried: the patched
+//! bytes and the patch table are ordinary guest pages of each process, and the table's
+//! header names the user stub's fixed patch entry (`USER_PATCH_ENTRY`), the same in the new
+//! sandboxes. The trusted in-process mode is carried: the restored kernel sandbox runs in
+//! it too, and an in-process space maps its pages again in the new sandbox's user window
+//! and points its table at the new sandbox's syscall entry (`Space::revive`).
 
 pub mod format;
 

@@ -147,6 +147,14 @@ fn entry_of(inproc: bool) -> u64 {
     }
 }
 
+/// A snapshot resumed an in-process space in a new kernel sandbox, whose syscall entry is
+/// elsewhere: the space's table, if it has one, names this one.
+pub(crate) fn sandbox_moved(mm: &mut Mm) {
+    if mm.patch_next != 0 && mm.patch_next != u32::MAX {
+        let _ = write_bytes(mm, PATCH_TABLE_BASE, &entry_of(true).to_le_bytes());
+    }
+}
+
 /// After `fork` copied a space with a patch table into `child` (which runs in a user
 /// sandbox): points the child's copy of the table at the user stub's entry if the parent's
 /// named another (an in-process parent's). The child's table page becomes its own.

@@ -152,11 +152,11 @@ impl Space {
     /// there are many), and waits until the batches other threads took before are applied
     /// too. `Err` if the sandbox is dead.
     pub(super) fn sync_ops(&self) -> Result<(), ()> {
+        self.revive()?;
         if self.inproc {
             let _irq = IrqGuard::new();
             return self.sync_inproc();
         }
-        self.revive()?;
         let _irq = IrqGuard::new();
         let cpu = crate::stub::vcpu_id();
         let slot = self.slot(cpu);
@@ -185,11 +185,11 @@ impl Space {
             self.fork_done
                 .wait_until(|| self.forking.load(Ordering::SeqCst) == 0);
         }
-        if self.inproc {
-            return self.run_inproc(st, fp_init);
-        }
         if self.revive().is_err() {
             return Exit::Dead;
+        }
+        if self.inproc {
+            return self.run_inproc(st, fp_init);
         }
         let _irq = IrqGuard::new();
         let cpu = crate::stub::vcpu_id();

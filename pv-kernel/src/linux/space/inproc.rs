@@ -161,6 +161,21 @@ impl Space {
         }
     }
 
+    /// A snapshot resumed in a new kernel sandbox (`Space::revive`): its user window holds
+    /// nothing, so the space owns it no longer and maps every page again at its first fault;
+    /// its patch table names the new sandbox's syscall entry.
+    pub(super) fn resumed_inproc(&self) {
+        let _ = OWNER.compare_exchange(self.id, 0, Ordering::AcqRel, Ordering::Acquire);
+        let freed = {
+            let mut mm = self.mm.lock();
+            crate::linux::patch::sandbox_moved(&mut mm);
+            mm.forget_sandbox()
+        };
+        for f in freed {
+            pool::put(f);
+        }
+    }
+
     /// Gives the kernel sandbox's user window up if this space owns it (the space is being
     /// destroyed: its frames are about to be released).
     pub(super) fn leave_window(&self) {

@@ -117,11 +117,17 @@ impl Space {
     /// frames waiting for an unmap are free. `Err` if the host gives no sandbox.
     pub(super) fn revive(&self) -> Result<(), ()> {
         let now = crate::suspend::epoch();
-        if self.inproc || self.epoch.load(Ordering::Acquire) == now {
+        if self.epoch.load(Ordering::Acquire) == now {
             return Ok(());
         }
         let _g = self.revive_lock.lock();
         if self.epoch.load(Ordering::Acquire) == now {
+            return Ok(());
+        }
+        if self.inproc {
+            // The new kernel sandbox's user window is empty, and its syscall entry moved.
+            self.resumed_inproc();
+            self.epoch.store(now, Ordering::Release);
             return Ok(());
         }
         let n = crate::boot::nr_vcpus();

@@ -111,9 +111,11 @@ pub(crate) fn isolation_of(args: &pvmux_hypercalls::bootargs::BootArgsBuf) -> u3
 }
 
 /// Why a tenant of `cfg` can never be snapshotted (state a snapshot cannot carry), if so.
+/// `--publish` alone is not a reason: a restored tenant listens again from its own
+/// arguments; the connections open at the snapshot are (`TenantHandle::snapshot`).
 fn snapshot_refusal(cfg: &TenantConfig) -> Option<String> {
-    if cfg.net.enabled() {
-        Some("it has host sockets (--net host / --publish), which cannot be carried".into())
+    if cfg.net.host {
+        Some("it has host sockets (--net host), which cannot be carried".into())
     } else {
         refusal_beside_net(cfg, true)
     }

@@ -864,6 +864,17 @@ impl TenantHandle {
             }
         };
         let park = t0.elapsed();
+        // `--publish` connections the guest took are host sockets: the parked guest takes
+        // no new one, so the count holds until it goes on.
+        let open = s.net().map_or(0, crate::net::HostNet::taken_published);
+        if open > 0 {
+            s.parking.end();
+            let _ = std::fs::remove_dir(dir);
+            return Err(SnapshotError::Refused(format!(
+                "{open} published connection(s) are open (--publish): their host sockets \
+                 cannot be carried; no snapshot taken, it goes on running"
+            )));
+        }
         let t1 = Instant::now();
         let written = self.write_snapshot(dir, parked, extra);
         let write = t1.elapsed();

@@ -205,6 +205,106 @@ fn a_trusted_in_process_tenant_continues_after_a_restore() {
     root.ok(&["rm", "src"]);
 }
 
+/// The guest server of [`published_ports_listen_again_after_a_restore`]: answers each
+/// connection's first bytes with its number (counted since start) and them, then waits for
+/// the client to close.
+const NUMBERED_SERVER: &str = r#"import socket
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('127.0.0.1', 8000))
+s.listen(8)
+n = 0
+while True:
+    c, _ = s.accept()
+    n += 1
+    c.sendall(b'%d %s' % (n, c.recv(100)))
+    while c.recv(100):
+        pass
+    c.close()
+"#;
+
+/// `--publish`: a snapshot while a published connection is open is refused (its host
+/// socket cannot be carried) and the tenant goes on; once it is closed the snapshot is
+/// taken, and the restored tenant — listening again on the published port from its own
+/// arguments — serves the next connection with the count it had.
+#[test]
+#[cfg_attr(
+    not(have_python3),
+    ignore = "needs /usr/bin/python3: apt-get install python3"
+)]
+fn published_ports_listen_again_after_a_restore() {
+    use std::io::{Read, Write};
+    let root = Root::new("publish");
+    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let port = free.local_addr().expect("port").port();
+    drop(free);
+    let rule = format!("127.0.0.1:{port}:8000");
+    root.ok(&[
+        "run",
+        "--name",
+        "p",
+        "--detach",
+        "--publish",
+        &rule,
+        "--rootfs",
+        "/",
+        "--",
+        "/usr/bin/python3",
+        "-c",
+        NUMBERED_SERVER,
+    ]);
+    // A connection's answer: its number (None: closed unanswered, the guest not listening).
+    let ask = |c: &mut std::net::TcpStream, what: &str| -> Option<u64> {
+        c.write_all(what.as_bytes()).ok()?;
+        let mut buf = [0u8; 64];
+        let n = c.read(&mut buf).ok().filter(|&n| n > 0)?;
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let (num, rest) = text.split_once(' ')?;
+        assert_eq!(rest, what, "{text}");
+        num.parse().ok()
+    };
+    let mut last = 0;
+    wait_for("the published server answers", || {
+        let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+            return false;
+        };
+        ask(&mut c, "probe").inspect(|&n| last = n).is_some()
+    });
+    let mut open = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    assert_eq!(ask(&mut open, "held"), Some(last + 1));
+    let snap = root.dir("snap");
+    let r = root.pvmux(&["snapshot", "p", snap.to_str().unwrap()]);
+    assert_eq!(r.code(), Some(1), "{}", r.context());
+    assert!(
+        r.stderr.contains("1 published connection(s) are open"),
+        "{}",
+        r.context()
+    );
+    assert_eq!(root.state("p").as_deref(), Some("running"));
+    assert!(!snap.join("manifest.json").exists());
+    drop(open);
+    // Once the guest has closed it, the snapshot is taken (the tenant stops).
+    wait_for("a snapshot without open connections", || {
+        root.pvmux(&["snapshot", "p", snap.to_str().unwrap()])
+            .code()
+            == Some(0)
+    });
+    wait_for("the source to stop", || {
+        root.state("p").as_deref() == Some("stopped")
+    });
+    // Its monitor may hold the published port a moment after it says it stopped.
+    wait_for("the restored tenant to listen", || {
+        root.pvmux(&["restore", snap.to_str().unwrap(), "--name", "r"])
+            .code()
+            == Some(0)
+    });
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    assert_eq!(ask(&mut c, "again"), Some(last + 2), "the count goes on");
+    drop(c);
+    root.ok(&["stop", "-t", "1", "r"]);
+    root.ok(&["rm", "p"]);
+}
+
 /// Copies `from` to `to` keeping only the non-zero pages (a sparse copy).
 fn sparse_copy(from: &Path, to: &Path) {
     let f = std::fs::File::open(from).unwrap();

@@ -318,6 +318,13 @@ impl HostNet {
             .is_some_and(|e| !e.published && e.flow.is_none())
     }
 
+    /// The `--publish` connections and flows the guest took (`NetPublished`) and has not
+    /// closed: what a snapshot cannot carry.
+    pub(crate) fn taken_published(&self) -> usize {
+        let t = self.table();
+        t.socks.keys().filter(|&&h| t.taken_published(h)).count()
+    }
+
     /// Kernel hand-over: whether `handle` is a `--publish` connection or flow the guest
     /// took (`NetPublished`): what a relay of the old kernel served.
     pub(crate) fn relays(&self, handle: u64) -> bool {

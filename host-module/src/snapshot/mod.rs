@@ -11,8 +11,10 @@
 //!   wall clock now) and starts a new sandbox at the kernel's entry point; the kernel resumes
 //!   its parked contexts and says so with hypercall 46 `SnapshotResumed`.
 //!
-//! What cannot be carried is refused before the guest is asked: host sockets (`--net host`,
-//! `--publish`) and exec sessions in progress. Syscall-site patching is carried: the patched
+//! What cannot be carried is refused before the guest is asked: host sockets (`--net host`)
+//! and exec sessions in progress; `--publish` connections open once the guest has parked
+//! are refused then (the guest goes on), while the listeners are the restored tenant's own
+//! arguments. Syscall-site patching is carried: the patched
 //! bytes and the patch table are ordinary guest pages of each process, and the table's
 //! header names the user stub's fixed patch entry (`USER_PATCH_ENTRY`), the same in the new
 //! sandboxes. The trusted in-process mode is carried: the restored kernel sandbox runs in

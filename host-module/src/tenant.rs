@@ -867,13 +867,22 @@ impl TenantHandle {
         // `--publish` connections the guest took are host sockets: the parked guest takes
         // no new one, so the count holds until it goes on.
         let open = s.net().map_or(0, crate::net::HostNet::taken_published);
-        if open > 0 {
+        // Nor an exec session that started since the check above.
+        let live = s.exec.live();
+        if open > 0 || live > 0 {
             s.parking.end();
             let _ = std::fs::remove_dir(dir);
-            return Err(SnapshotError::Refused(format!(
-                "{open} published connection(s) are open (--publish): their host sockets \
-                 cannot be carried; no snapshot taken, it goes on running"
-            )));
+            return Err(SnapshotError::Refused(if open > 0 {
+                format!(
+                    "{open} published connection(s) are open (--publish): their host \
+                     sockets cannot be carried; no snapshot taken, it goes on running"
+                )
+            } else {
+                format!(
+                    "{live} exec session(s) in progress (their host streams cannot be \
+                     carried); no snapshot taken, it goes on running"
+                )
+            }));
         }
         let t1 = Instant::now();
         let written = self.write_snapshot(dir, parked, extra);
@@ -1368,6 +1377,15 @@ impl TenantHandle {
             s.handover.release(upgrade::Release::Thaw);
             held.adopt_check = report.adopt_check;
             return Ok(held);
+        }
+        // An exec session started since the check above: its host streams would be left
+        // without the kernel's side.
+        let live = s.exec.live();
+        if live > 0 {
+            s.handover.release(upgrade::Release::Thaw);
+            return Err(UpgradeError::HostState(format!(
+                "{live} exec session(s) in progress (their host streams cannot be carried)"
+            )));
         }
         // The host sockets the record names must be the tenant's own, each once; so must
         // the published connections its relays serve.

@@ -1525,6 +1525,60 @@ fn a_net_host_connection_and_listener_go_on_across_a_switch() {
     echo.join().expect("echo thread");
 }
 
+/// An exec session's streams are host connections the record cannot carry: an upgrade
+/// while one runs is refused in words, and the tenant and the session go on (the session's
+/// program ends as it would have, with its output and status).
+#[test]
+fn an_upgrade_during_an_exec_session_is_refused_in_words() {
+    let root = root("execsession");
+    let r = root.pvmux(&[
+        "run",
+        "--name",
+        "e",
+        "--detach",
+        "--rootfs",
+        "/",
+        "--",
+        "/bin/sh",
+        "-c",
+        "while :; do sleep 1; done",
+    ]);
+    assert_eq!(r.code(), Some(0), "{}", r.context());
+    let mut session = std::process::Command::new(PVMUX)
+        .arg("--root")
+        .arg(root.dir())
+        .args([
+            "exec",
+            "e",
+            "--",
+            "/bin/sh",
+            "-c",
+            "echo started; sleep 3; echo done; exit 7",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("pvmux exec");
+    let mut out = std::io::BufReader::new(session.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).expect("the session's first line");
+    assert_eq!(line, "started\n");
+    let next = next_kernel(&root);
+    let up = root.pvmux(&["upgrade", "e", "--kernel", next.to_str().expect("UTF-8")]);
+    assert_eq!(up.code(), Some(1), "{}", up.context());
+    assert!(
+        up.stderr.contains("1 exec session(s) in progress"),
+        "{}",
+        up.context()
+    );
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).expect("the rest");
+    assert_eq!(rest, "done\n");
+    assert_eq!(session.wait().expect("the session").code(), Some(7));
+    // Once it has ended, the upgrade goes through.
+    switch_to_next(&root, "e");
+    stop(&root, "e");
+}
+
 /// The trusted in-process mode (`--user-isolation none`): init's address space runs in the
 /// kernel sandbox, its children's in user sandboxes. A switch carries init as such (the
 /// record flags it `IN_PROCESS`; the new kernel maps its pages in the new kernel sandbox):

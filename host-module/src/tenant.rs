@@ -458,6 +458,15 @@ impl Shared {
         self.raise(pvmux_hypercalls::vcpu::pending::INPUT);
     }
 
+    /// The exec sessions in progress, which neither a snapshot nor a switch carries (their
+    /// streams are host connections), if any.
+    fn exec_in_progress(&self) -> Option<String> {
+        let live = self.exec.live();
+        (live > 0).then(|| {
+            format!("{live} exec session(s) in progress (their host streams cannot be carried)")
+        })
+    }
+
     /// Raises pending `bit` on vCPU 0 and wakes it, unless the sandbox has already exited.
     fn raise(&self, bit: u32) {
         let gate = self.signal_gate.lock().unwrap_or_else(|e| e.into_inner());
@@ -819,11 +828,9 @@ impl TenantHandle {
         if let Some(why) = &s.snapshot_refusal {
             return Err(SnapshotError::Refused(why.clone()));
         }
-        let live = s.exec.live();
-        if live > 0 {
+        if let Some(why) = s.exec_in_progress() {
             return Err(SnapshotError::Refused(format!(
-                "{live} exec session(s) in progress (their host streams cannot be carried); \
-                 wait for them to end"
+                "{why}; wait for them to end"
             )));
         }
         if s.balloon.released_pages() > 0 {
@@ -866,23 +873,22 @@ impl TenantHandle {
         let park = t0.elapsed();
         // `--publish` connections the guest took are host sockets: the parked guest takes
         // no new one, so the count holds until it goes on.
-        let open = s.net().map_or(0, crate::net::HostNet::taken_published);
         // Nor an exec session that started since the check above.
-        let live = s.exec.live();
-        if open > 0 || live > 0 {
-            s.parking.end();
-            let _ = std::fs::remove_dir(dir);
-            return Err(SnapshotError::Refused(if open > 0 {
+        let open = s.net().map_or(0, crate::net::HostNet::taken_published);
+        let why = (open > 0)
+            .then(|| {
                 format!(
                     "{open} published connection(s) are open (--publish): their host \
-                     sockets cannot be carried; no snapshot taken, it goes on running"
+                     sockets cannot be carried"
                 )
-            } else {
-                format!(
-                    "{live} exec session(s) in progress (their host streams cannot be \
-                     carried); no snapshot taken, it goes on running"
-                )
-            }));
+            })
+            .or_else(|| s.exec_in_progress());
+        if let Some(why) = why {
+            s.parking.end();
+            let _ = std::fs::remove_dir(dir);
+            return Err(SnapshotError::Refused(format!(
+                "{why}; no snapshot taken, it goes on running"
+            )));
         }
         let t1 = Instant::now();
         let written = self.write_snapshot(dir, parked, extra);
@@ -1325,18 +1331,13 @@ impl TenantHandle {
         // the guest is asked anything.
         let host_state = s.upgrade_refusal.clone().or_else(|| {
             let disks = s.disks.list();
-            let live = s.exec.live();
-            if !disks.is_empty() {
+            if disks.is_empty() {
+                s.exec_in_progress()
+            } else {
                 Some(format!(
                     "it has {} disk(s): move them to another tenant first (pvmux disk move)",
                     disks.len()
                 ))
-            } else if live > 0 {
-                Some(format!(
-                    "{live} exec session(s) in progress (their host streams cannot be carried)"
-                ))
-            } else {
-                None
             }
         });
         let running = s.gen().kernel;
@@ -1380,12 +1381,9 @@ impl TenantHandle {
         }
         // An exec session started since the check above: its host streams would be left
         // without the kernel's side.
-        let live = s.exec.live();
-        if live > 0 {
+        if let Some(why) = s.exec_in_progress() {
             s.handover.release(upgrade::Release::Thaw);
-            return Err(UpgradeError::HostState(format!(
-                "{live} exec session(s) in progress (their host streams cannot be carried)"
-            )));
+            return Err(UpgradeError::HostState(why));
         }
         // The host sockets the record names must be the tenant's own, each once; so must
         // the published connections its relays serve.

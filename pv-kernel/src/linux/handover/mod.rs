@@ -439,14 +439,7 @@ fn carry_relays(inv: &mut Inventory, version: u32) {
     let Inventory {
         relays, inet, blob, ..
     } = inv;
-    let mut add = |b: &[u8]| {
-        let r = BlobRef {
-            off: blob.len() as u32,
-            len: b.len() as u32,
-        };
-        blob.extend_from_slice(b);
-        r
-    };
+    let mut add = |b: &[u8]| blob_push(blob, b);
     *relays = super::net::inet::relay::carry(&mut add);
     if relays.is_empty() {
         return;
@@ -823,12 +816,7 @@ impl Inventory {
     }
 
     fn blob_add(&mut self, b: &[u8]) -> BlobRef {
-        let r = BlobRef {
-            off: self.blob.len() as u32,
-            len: b.len() as u32,
-        };
-        self.blob.extend_from_slice(b);
-        r
+        blob_push(&mut self.blob, b)
     }
 
     /// The record of `version`, in `out` (empty).
@@ -917,6 +905,17 @@ impl Inventory {
         }
         w.finish();
     }
+}
+
+/// Appends `b` to the record's blob `blob`: where it is (for a caller that holds other
+/// parts of the inventory borrowed, [`Inventory::blob_add`] otherwise).
+fn blob_push(blob: &mut Vec<u8>, b: &[u8]) -> BlobRef {
+    let r = BlobRef {
+        off: blob.len() as u32,
+        len: b.len() as u32,
+    };
+    blob.extend_from_slice(b);
+    r
 }
 
 /// Version 2: the information of every signal pending in `pending` (a thread's own queue,
@@ -1770,14 +1769,7 @@ fn carry_fd(
                 }
                 if inv.inet.is_none() {
                     let Inventory { inet, blob, .. } = inv;
-                    let mut add = |b: &[u8]| {
-                        let r = BlobRef {
-                            off: blob.len() as u32,
-                            len: b.len() as u32,
-                        };
-                        blob.extend_from_slice(b);
-                        r
-                    };
+                    let mut add = |b: &[u8]| blob_push(blob, b);
                     *inet = Some(super::net::inet::carry(&mut add)?);
                 }
                 e.kind = fd_state::INET_SOCKET;
@@ -1820,14 +1812,7 @@ fn carry_fd(
                 });
             };
             let Inventory { sockets, blob, .. } = inv;
-            let mut add = |b: &[u8]| {
-                let r = BlobRef {
-                    off: blob.len() as u32,
-                    len: b.len() as u32,
-                };
-                blob.extend_from_slice(b);
-                r
-            };
+            let mut add = |b: &[u8]| blob_push(blob, b);
             e.kind = fd_state::UNIX_SOCKET;
             e.object = sockets.add(pid, &sock, &mut add)?;
         }

@@ -36,6 +36,10 @@ use crate::GuestMemory;
 /// the guest's cached changes first).
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Why a tenant with disks is not snapshotted (`pvmux snapshot`).
+pub const SNAPSHOT_REFUSAL: &str = "it has disks (--disk, pvmux disk move): move them to \
+     another tenant first (pvmux disk move); a snapshot does not carry a disk's image";
+
 /// Linux errno values the disk protocol uses.
 mod errno {
     pub(super) const EIO: u32 = 5;
@@ -110,6 +114,12 @@ pub enum DiskError {
     /// The tenant is not running.
     #[error("the tenant is not running")]
     NotRunning,
+    /// A kernel switch (`pvmux upgrade`) or a snapshot holds the disks: they stay as they
+    /// are until it is done.
+    #[error(
+        "an upgrade or a snapshot of the tenant's kernel is under way: try again when it is done"
+    )]
+    Held,
 }
 
 /// A Linux errno as text for messages.
@@ -331,6 +341,8 @@ struct Slot {
 struct Table {
     slots: [Option<Slot>; MAX_DISKS as usize],
     next_gen: u64,
+    /// A kernel switch holds the disks ([`Disks::hold`]): no attach or detach starts.
+    held: bool,
 }
 
 /// A tenant's disks.
@@ -406,6 +418,9 @@ impl Disks {
 
     fn insert(&self, disk: Disk, awaited: bool) -> Result<(usize, u64), DiskError> {
         let mut t = self.lock();
+        if t.held {
+            return Err(DiskError::Held);
+        }
         if t.slots.iter().flatten().any(|s| s.disk.path == disk.path) {
             return Err(DiskError::AlreadyAttached { path: disk.path });
         }
@@ -527,6 +542,9 @@ impl Disks {
     pub fn detach(&self, which: Option<&str>, raise: impl Fn()) -> Result<DiskInfo, DiskError> {
         let (i, generation, info) = {
             let mut t = self.lock();
+            if t.held {
+                return Err(DiskError::Held);
+            }
             let i = self.find(&t, which)?;
             let info = {
                 let s = t.slots[i].as_ref().ok_or(DiskError::NotRunning)?;
@@ -573,6 +591,65 @@ impl Disks {
                 })
             }
         }
+    }
+
+    /// Holds the disks for a kernel switch (`pvmux upgrade`): from here until
+    /// [`Self::release`], no attach or detach starts ([`DiskError::Held`]). Refused,
+    /// in words, while one is under way (a switch carries a disk the guest has, not one
+    /// on its way in or out).
+    pub fn hold(&self) -> Result<(), String> {
+        let mut t = self.lock();
+        let busy =
+            t.slots.iter().enumerate().find_map(|(i, s)| {
+                Some((i, s.as_ref()?)).filter(|(_, s)| s.state != State::Attached)
+            });
+        if let Some((i, s)) = busy {
+            let doing = if s.state == State::Attaching {
+                "being attached"
+            } else {
+                "being given back"
+            };
+            return Err(format!(
+                "disk {} is {doing} (pvmux disk move): try again when it is done",
+                slot_name(i)
+            ));
+        }
+        t.held = true;
+        Ok(())
+    }
+
+    /// Ends [`Self::hold`].
+    pub fn release(&self) {
+        self.lock().held = false;
+    }
+
+    /// Whether the disks a kernel's hand-over record names — (slot, size in sectors,
+    /// read-only) — are exactly this tenant's: else what differs, in words.
+    pub fn check_carried(&self, carried: &[(u32, u64, bool)]) -> Result<(), String> {
+        let t = self.lock();
+        let own: Vec<(u32, u64, bool)> = t
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| Some((i as u32, s.as_ref()?)))
+            .map(|(i, s)| (i, s.disk.sectors, s.disk.read_only))
+            .collect();
+        if own == carried {
+            return Ok(());
+        }
+        let names = |v: &[(u32, u64, bool)]| {
+            let n: Vec<String> = v.iter().map(|d| slot_name(d.0 as usize)).collect();
+            if n.is_empty() {
+                "none".to_owned()
+            } else {
+                n.join(", ")
+            }
+        };
+        Err(format!(
+            "its kernel's record names disks {} (size and mode as it says), the tenant has {}",
+            names(carried),
+            names(&own)
+        ))
     }
 
     /// `DiskTake(event_gpa)`: the next event not yet taken.
@@ -763,6 +840,58 @@ mod tests {
         ));
         let _ = std::fs::remove_file(p);
         let _ = std::fs::remove_file(odd);
+    }
+
+    #[test]
+    fn a_switch_holds_the_disks_and_checks_the_records_list() {
+        let (p, q) = (image("hold-a", 64 * 512), image("hold-b", 32 * 512));
+        let disks = Disks::with(vec![
+            Disk::open(&p, false, "/a").unwrap(),
+            Disk::open(&q, true, "").unwrap(),
+        ])
+        .unwrap();
+        // Boot disks not mounted yet: being attached, no hold.
+        assert!(disks.hold().unwrap_err().contains("vda is being attached"));
+        for s in disks.lock().slots.iter_mut().flatten() {
+            s.state = State::Attached;
+        }
+        disks.hold().unwrap();
+        // Nothing comes or goes while held.
+        let r = image("hold-c", 8 * 512);
+        assert!(matches!(
+            disks.attach(Disk::open(&r, false, "").unwrap(), || {}),
+            Err(DiskError::Held)
+        ));
+        assert!(matches!(
+            disks.detach(Some("vda"), || {}),
+            Err(DiskError::Held)
+        ));
+        // The record must name exactly these, with their sizes and modes.
+        disks
+            .check_carried(&[(0, 64, false), (1, 32, true)])
+            .unwrap();
+        for bad in [
+            &[(0, 64, false)][..],
+            &[(0, 64, false), (1, 32, false)],
+            &[(0, 64, false), (1, 33, true)],
+            &[(0, 64, false), (2, 32, true)],
+            &[],
+        ] {
+            let e = disks.check_carried(bad).unwrap_err();
+            assert!(e.contains("the tenant has vda, vdb"), "{e}");
+        }
+        disks.release();
+        // Released: a disk may come in again.
+        assert_eq!(
+            disks
+                .insert(Disk::open(&r, false, "").unwrap(), true)
+                .unwrap()
+                .0,
+            2
+        );
+        for f in [p, q, r] {
+            let _ = std::fs::remove_file(f);
+        }
     }
 
     #[test]

@@ -112,35 +112,28 @@ pub(crate) fn isolation_of(args: &pvmux_hypercalls::bootargs::BootArgsBuf) -> u3
 
 /// Why a tenant of `cfg` can never be snapshotted (state a snapshot cannot carry), if so.
 /// `--publish` alone is not a reason: a restored tenant listens again from its own
-/// arguments; the connections open at the snapshot are (`TenantHandle::snapshot`).
+/// arguments; the connections open at the snapshot are (`TenantHandle::snapshot`). Disks
+/// given later (`pvmux disk move`) are refused when the snapshot is asked for.
 fn snapshot_refusal(cfg: &TenantConfig) -> Option<String> {
     if cfg.net.host {
         Some("it has host sockets (--net host), which cannot be carried".into())
-    } else {
-        refusal_beside_net(cfg, true)
-    }
-}
-
-/// Why a tenant of `cfg` can never be upgraded (`pvmux upgrade`: host state a kernel switch
-/// cannot carry), if so. As [`snapshot_refusal`], except that what lives in this host
-/// process stays where it is across a switch: the host sockets of `--net host` (the record
-/// names them, section 41), the `--publish` listeners and the connections the kernel's
-/// relays serve (section 46) and the channels' rings (the adopter opens their nodes
-/// again).
-fn upgrade_refusal(cfg: &TenantConfig) -> Option<String> {
-    refusal_beside_net(cfg, false)
-}
-
-/// The host state other than networking that neither a snapshot nor (unless `snapshot`
-/// alone) a switch carries.
-fn refusal_beside_net(cfg: &TenantConfig, snapshot: bool) -> Option<String> {
-    if !cfg.disks.is_empty() {
-        Some("it has disks (--disk): move them to another tenant first (pvmux disk move); the host's side of a disk is not carried".into())
-    } else if snapshot && !cfg.channels.is_empty() {
+    } else if !cfg.disks.is_empty() {
+        Some(crate::disk::SNAPSHOT_REFUSAL.into())
+    } else if !cfg.channels.is_empty() {
         Some("it has channels to other kernels (--channel): the peer's side of each ring lives in the other tenant".into())
     } else {
         None
     }
+}
+
+/// Why a tenant of `cfg` can never be upgraded (`pvmux upgrade`: host state a kernel switch
+/// cannot carry), if so: nothing now. What lives in this host process stays where it is
+/// across a switch: the host sockets of `--net host` (the record names them, section 41),
+/// the `--publish` listeners and the connections the kernel's relays serve (section 46),
+/// the channels' rings (the adopter opens their nodes again) and the disks' images (open
+/// and locked in their slots; the record names them, section 47).
+fn upgrade_refusal(_cfg: &TenantConfig) -> Option<String> {
+    None
 }
 
 /// The control region's header of a tenant with `nr_vcpus` vCPUs and `mem_size` bytes whose

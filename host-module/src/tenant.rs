@@ -828,6 +828,12 @@ impl TenantHandle {
         if let Some(why) = &s.snapshot_refusal {
             return Err(SnapshotError::Refused(why.clone()));
         }
+        // No disk comes in (`pvmux disk move`) while the snapshot is taken.
+        let held = s.disks.hold();
+        let _disks_held = DisksHeld(&s.disks);
+        if held.is_err() || !s.disks.list().is_empty() {
+            return Err(SnapshotError::Refused(crate::disk::SNAPSHOT_REFUSAL.into()));
+        }
         if let Some(why) = s.exec_in_progress() {
             return Err(SnapshotError::Refused(format!(
                 "{why}; wait for them to end"
@@ -1327,19 +1333,17 @@ impl TenantHandle {
             }
             UpgradingGuard(&s.upgrading)
         };
+        // The disks stay as they are until the upgrade is done: no `disk move` starts
+        // (the switch carries the disks the guest has, in their slots).
+        let disks_held = s.disks.hold();
+        let _disks_held = DisksHeld(&s.disks);
         // What the switch would have to leave behind on the host's side: refused before
         // the guest is asked anything.
-        let host_state = s.upgrade_refusal.clone().or_else(|| {
-            let disks = s.disks.list();
-            if disks.is_empty() {
-                s.exec_in_progress()
-            } else {
-                Some(format!(
-                    "it has {} disk(s): move them to another tenant first (pvmux disk move)",
-                    disks.len()
-                ))
-            }
-        });
+        let host_state = s
+            .upgrade_refusal
+            .clone()
+            .or(disks_held.err())
+            .or_else(|| s.exec_in_progress());
         let running = s.gen().kernel;
         let (plan, new) = upgrade::prepare_image(&running, image)?;
         let new = Arc::new(new);
@@ -1382,6 +1386,20 @@ impl TenantHandle {
         // An exec session started since the check above: its host streams would be left
         // without the kernel's side.
         if let Some(why) = s.exec_in_progress() {
+            s.handover.release(upgrade::Release::Thaw);
+            return Err(UpgradeError::HostState(why));
+        }
+        // The disks the record names must be the tenant's, all of them, as they are.
+        let carried: Vec<(u32, u64, bool)> = held
+            .inventory
+            .disks
+            .iter()
+            .map(|(d, _)| {
+                let ro = d.flags & pvmux_hypercalls::handover::disk_flags::READ_ONLY != 0;
+                (d.slot, d.sectors, ro)
+            })
+            .collect();
+        if let Err(why) = s.disks.check_carried(&carried) {
             s.handover.release(upgrade::Release::Thaw);
             return Err(UpgradeError::HostState(why));
         }
@@ -1514,6 +1532,15 @@ impl TenantHandle {
 
 /// Clears the tenant's "upgrading" flag when an upgrade ends, however it ends.
 struct UpgradingGuard<'a>(&'a AtomicBool);
+
+/// Ends a kernel switch's hold of the disks ([`crate::disk::Disks::hold`]) when dropped.
+struct DisksHeld<'a>(&'a crate::disk::Disks);
+
+impl Drop for DisksHeld<'_> {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
 
 impl Drop for UpgradingGuard<'_> {
     fn drop(&mut self) {

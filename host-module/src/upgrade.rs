@@ -242,6 +242,9 @@ pub struct Inventory {
     /// 46): the host checks that each handle is one of the tenant's published ones, and
     /// keeps them at the switch.
     pub relays: Vec<pvmux_hypercalls::handover::RelayEntry>,
+    /// Version 5: the disks attached to the kernel (section 47), each with its mount path
+    /// (escaped; empty when not mounted): the host checks they are exactly its own.
+    pub disks: Vec<(pvmux_hypercalls::handover::DiskEntry, String)>,
 }
 
 /// What a record carries of the in-memory filesystem (sections 21-23).
@@ -287,6 +290,10 @@ impl Inventory {
             thread_states: r.entries().collect(),
             locks: r.entries().collect(),
             relays: r.entries().collect(),
+            disks: r
+                .entries::<pvmux_hypercalls::handover::DiskEntry>()
+                .map(|d| (d, path(r.blob_bytes(d.path))))
+                .collect(),
             restarts: r.entries().collect(),
             pages: r.entries().collect(),
             states: r

@@ -69,8 +69,10 @@ pub const RECORD_MAGIC: u64 = u64::from_le_bytes(*b"PVHNDOVR");
 /// (section [`section::LOCK`]), which a version-2 adopter would not know to take: a writer
 /// asked for version 2 names held locks as a blocker instead. Version 4 adds the relays of
 /// `--publish` connections (section [`section::RELAY`]); a writer asked for an older version
-/// names live relays as a blocker.
-pub const RECORD_VERSION: u32 = 4;
+/// names live relays as a blocker. Version 5 adds the disks attached to the kernel and where
+/// they are mounted (section [`section::DISK`]); a writer asked for an older version names
+/// attached disks as a blocker.
+pub const RECORD_VERSION: u32 = 5;
 
 /// The lowest record version this crate still reads and writes (version 1: the inventory
 /// alone).
@@ -363,8 +365,11 @@ pub mod section {
     /// Version 4: the kernel's relays of `--publish` connections and UDP flows
     /// ([`super::RelayEntry`]s).
     pub const RELAY: u32 = 46;
+    /// Version 5: the disks attached to the kernel (`--disk`, `pvmux disk move`) and where
+    /// each is mounted ([`super::DiskEntry`]s).
+    pub const DISK: u32 = 47;
     /// The highest section number.
-    pub const LAST: u32 = RELAY;
+    pub const LAST: u32 = DISK;
     /// Version 2: the in-memory filesystem's inodes ([`super::FsNodeEntry`]; first the
     /// filesystem itself).
     pub const FS_NODE: u32 = 21;
@@ -922,6 +927,44 @@ pub mod relay_flags {
     pub const GUEST_EOF: u8 = 1 << 2;
     /// Every flag.
     pub const ALL: u8 = CONNECTED | HOST_EOF | GUEST_EOF;
+}
+
+/// Version 5 (section [`section::DISK`]): a disk attached to the kernel. Its image stays
+/// the host's (open and locked in the same slot across a switch); the writer wrote every
+/// change it cached back to the image before the record was taken, and the adopter attaches
+/// the disk again (its `/dev/vdX` node) and mounts its filesystem where it was. The host
+/// checks that the entries are exactly its attached disks (slot, size, read-only).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct DiskEntry {
+    /// Its slot (below [`crate::disk::MAX_DISKS`]; entries in increasing order of it).
+    pub slot: u32,
+    /// [`disk_flags`].
+    pub flags: u32,
+    /// Its size in sectors (not 0).
+    pub sectors: u64,
+    /// Where it is mounted: an absolute path without NUL, shorter than
+    /// [`crate::disk::PATH_MAX`]; empty when it is not mounted ([`disk_flags::MOUNTED`]).
+    pub path: BlobRef,
+}
+
+const _: () = assert!(size_of::<DiskEntry>() == 24);
+
+/// [`DiskEntry::flags`].
+pub mod disk_flags {
+    /// The host opened the disk read-only.
+    pub const READ_ONLY: u32 = 1 << 0;
+    /// Its filesystem is mounted at [`super::DiskEntry::path`].
+    pub const MOUNTED: u32 = 1 << 1;
+    /// The mount is read-only (always so for a read-only disk).
+    pub const MOUNT_READ_ONLY: u32 = 1 << 2;
+    /// A guest program mounted it (`mount(2)`); without it, the kernel did (at the path
+    /// the host named).
+    pub const BY_PROGRAM: u32 = 1 << 3;
+    /// Every flag.
+    pub const ALL: u32 = READ_ONLY | MOUNTED | MOUNT_READ_ONLY | BY_PROGRAM;
 }
 
 /// Version 2: a pipe, named by the [`FdStateEntry::object`] of both its ends.
@@ -1929,6 +1972,10 @@ impl Entry for RelayEntry {
     const KIND: u32 = section::RELAY;
 }
 
+impl Entry for DiskEntry {
+    const KIND: u32 = section::DISK;
+}
+
 /// Copies `s` into a NUL-padded field (cut to its size).
 pub fn fill_name(dst: &mut [u8], s: &[u8]) {
     let n = s.len().min(dst.len());
@@ -2059,6 +2106,7 @@ impl<'a> Record<'a> {
                 section::ROBUST_LIST => Some(size_of::<RobustListEntry>()),
                 section::THREAD_SCHED => Some(size_of::<ThreadSchedEntry>()),
                 section::RELAY => Some(size_of::<RelayEntry>()),
+                section::DISK => Some(size_of::<DiskEntry>()),
                 section::FS_NODE => Some(size_of::<FsNodeEntry>()),
                 section::FS_DIRENT => Some(size_of::<FsDirentEntry>()),
                 section::FS_PAGES => Some(size_of::<FsPagesEntry>()),
@@ -2081,9 +2129,11 @@ impl<'a> Record<'a> {
             {
                 return Err(RecordError::BadSection(h.kind));
             }
-            // Nor version 2 of version 3's, nor version 3 of version 4's.
+            // Nor version 2 of version 3's, nor version 3 of version 4's, nor version 4 of
+            // version 5's.
             if header.version < 3 && (section::LOCK..=section::LAST).contains(&h.kind)
                 || header.version < 4 && (section::RELAY..=section::LAST).contains(&h.kind)
+                || header.version < 5 && (section::DISK..=section::LAST).contains(&h.kind)
             {
                 return Err(RecordError::BadSection(h.kind));
             }
@@ -2465,6 +2515,7 @@ impl<'a> Record<'a> {
         let inets = Table::<InetSocketEntry>::of(self);
         self.check_inet_sockets(&inets)?;
         self.check_relays(&inets)?;
+        self.check_disks()?;
         let fs_nodes = Table::<FsNodeEntry>::of(self);
         self.check_shm(b, &vmas, &fs_nodes)?;
         self.check_console(b)?;
@@ -3197,6 +3248,47 @@ impl Record<'_> {
             {
                 return oob("descriptor of a relay's socket", f.object);
             }
+        }
+        Ok(())
+    }
+
+    /// The disks (section 47): in increasing slot order below [`crate::disk::MAX_DISKS`],
+    /// a size, known flags; a mount path (absolute, no NUL, shorter than
+    /// [`crate::disk::PATH_MAX`]) exactly when mounted, the mount's flags only then, and a
+    /// read-only disk mounted read-only. That they are the host's disks is the host's to
+    /// check.
+    fn check_disks(&self) -> Result<(), RecordError> {
+        let mut next = 0;
+        for d in self.entries::<DiskEntry>() {
+            let mounted = d.flags & disk_flags::MOUNTED != 0;
+            let path = self.blob_bytes(d.path);
+            let path_ok = match path {
+                Some(p) if mounted => {
+                    p.first() == Some(&b'/')
+                        && p.len() > 1
+                        && p.len() < crate::disk::PATH_MAX
+                        && !p.contains(&0)
+                }
+                Some(p) => p.is_empty(),
+                None => false,
+            };
+            let ok = d.slot >= next
+                && d.slot < crate::disk::MAX_DISKS
+                && d.sectors > 0
+                && d.flags & !disk_flags::ALL == 0
+                && (mounted
+                    || d.flags & (disk_flags::MOUNT_READ_ONLY | disk_flags::BY_PROGRAM) == 0)
+                && (!mounted
+                    || d.flags & disk_flags::READ_ONLY == 0
+                    || d.flags & disk_flags::MOUNT_READ_ONLY != 0)
+                && path_ok;
+            if !ok {
+                return oob(
+                    "disk (slot in increasing order, size, flags or mount path)",
+                    u64::from(d.slot),
+                );
+            }
+            next = d.slot + 1;
         }
         Ok(())
     }
@@ -5183,6 +5275,105 @@ mod tests {
         // A socket in a listener's queue, or a host socket.
         let queued = [sock(1, 6, 0, 0), sock(2, 6, 9, 0), sock(9, 6, 0, 0)];
         assert!(check(&queued, &[tcp]).is_err());
+    }
+
+    #[test]
+    fn disks_are_version_5_and_checked() {
+        let record = |version: u32, disks: &[DiskEntry]| {
+            let mut v = Vec::new();
+            let mut w = RecordWriter::new(&mut v, version, b"x");
+            w.section(&[ProcessEntry {
+                pid: 1,
+                ..Default::default()
+            }]);
+            w.section(disks);
+            w.blob(b"/data/mnt\0x");
+            w.finish();
+            v
+        };
+        let check = |disks: &[DiskEntry]| {
+            Record::parse(&record(5, disks), (5, 5))
+                .expect("well formed")
+                .check(&BOUNDS)
+                .map_err(|e| match e {
+                    RecordError::OutOfBounds(what, _) => what,
+                    _ => "other",
+                })
+        };
+        assert_eq!(section::DISK, 47);
+        assert_eq!(size_of::<DiskEntry>(), 24);
+        let data = BlobRef { off: 0, len: 5 };
+        let mounted = DiskEntry {
+            slot: 0,
+            flags: disk_flags::MOUNTED,
+            sectors: 2048,
+            path: data,
+        };
+        let raw = DiskEntry {
+            slot: 3,
+            flags: disk_flags::READ_ONLY,
+            sectors: 8,
+            path: BlobRef::default(),
+        };
+        // Version 4 has no disks.
+        assert!(matches!(
+            Record::parse(&record(4, &[mounted]), (4, 5)),
+            Err(RecordError::BadSection(47))
+        ));
+        let by_program = DiskEntry {
+            slot: 1,
+            flags: disk_flags::READ_ONLY
+                | disk_flags::MOUNTED
+                | disk_flags::MOUNT_READ_ONLY
+                | disk_flags::BY_PROGRAM,
+            path: BlobRef { off: 0, len: 9 },
+            ..mounted
+        };
+        assert_eq!(check(&[mounted, by_program, raw]), Ok(()));
+        let bad: [&[DiskEntry]; 11] = [
+            // Slots twice, out of order, too high; no size; an unknown flag.
+            &[mounted, mounted],
+            &[raw, mounted],
+            &[DiskEntry { slot: 8, ..raw }],
+            &[DiskEntry { sectors: 0, ..raw }],
+            &[DiskEntry {
+                flags: 1 << 4,
+                ..raw
+            }],
+            // Mounted without a path, a path without the mount, mount flags unmounted.
+            &[DiskEntry {
+                path: BlobRef::default(),
+                ..mounted
+            }],
+            &[DiskEntry { path: data, ..raw }],
+            &[DiskEntry {
+                flags: disk_flags::BY_PROGRAM,
+                ..raw
+            }],
+            // A read-only disk mounted for writing.
+            &[DiskEntry {
+                flags: disk_flags::READ_ONLY | disk_flags::MOUNTED,
+                ..mounted
+            }],
+            // A path with a NUL, or outside the blob.
+            &[DiskEntry {
+                path: BlobRef { off: 0, len: 11 },
+                ..mounted
+            }],
+            &[DiskEntry {
+                path: BlobRef { off: 8, len: 9 },
+                ..mounted
+            }],
+        ];
+        for disks in bad {
+            assert!(check(disks).is_err(), "{disks:?}");
+        }
+        // "/" alone is no mount path.
+        let root_only = DiskEntry {
+            path: BlobRef { off: 0, len: 1 },
+            ..mounted
+        };
+        assert!(check(&[root_only]).is_err());
     }
 
     #[test]

@@ -68,6 +68,7 @@ use std::time::{Duration, Instant};
 use pvmux_host::{Host, KernelImage, Tenant, TenantConfig};
 use pvmux_hypercalls::BootArgsBuf;
 
+pub mod ext2;
 pub mod oci;
 pub mod procfs;
 pub mod state_root;

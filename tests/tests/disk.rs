@@ -7,16 +7,16 @@
 //! read-only disk refuses writes with EROFS and its image does not change; a corrupted image
 //! is an error in the guest (EUCLEAN, or a refused mount), never a host problem.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use pvmux_tests::ext2::{debugfs_cat, fsck, mkfs, E2FS_PATH};
 use pvmux_tests::oci::TIMEOUT;
 use pvmux_tests::state_root::StateRoot;
 use pvmux_tests::{run_with_timeout, Run};
 
 const PVMUX: &str = env!("CARGO_BIN_EXE_pvmux-cli");
-const E2FS_PATH: &str = "/usr/sbin:/sbin:/usr/bin:/bin";
 
 /// A state root of its own per test (its tenants' logs are printed if the test fails).
 struct Root(StateRoot);
@@ -73,45 +73,6 @@ fn hold_open(root: &Root, name: &str, path: &str, link: &str, release: &str) {
         "the holder opened {path}: {}",
         opened.context()
     );
-}
-
-/// A fresh ext2 image of `size_m` MiB with 1 KiB blocks.
-fn mkfs(dir: &Path, name: &str, size_m: u32) -> PathBuf {
-    let p = dir.join(name);
-    let out = Command::new("mkfs.ext2")
-        .args(["-q", "-F", "-b", "1024"])
-        .arg(&p)
-        .arg(format!("{size_m}M"))
-        .env("PATH", E2FS_PATH)
-        .output()
-        .expect("mkfs.ext2 runs");
-    assert!(out.status.success(), "mkfs.ext2: {out:?}");
-    p
-}
-
-/// `e2fsck -fn IMAGE`: exit status and output.
-fn fsck(img: &Path) -> (i32, String) {
-    let out = Command::new("e2fsck")
-        .arg("-fn")
-        .arg(img)
-        .env("PATH", E2FS_PATH)
-        .output()
-        .expect("e2fsck runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
-}
-
-/// `debugfs -R "cat PATH" IMAGE`: the file's bytes as e2fsprogs reads them.
-fn debugfs_cat(img: &Path, path: &str) -> Vec<u8> {
-    let out = Command::new("debugfs")
-        .args(["-R", &format!("cat {path}")])
-        .arg(img)
-        .env("PATH", E2FS_PATH)
-        .output()
-        .expect("debugfs runs");
-    out.stdout
 }
 
 /// `cksum FILE` on the host: "CRC SIZE".
@@ -221,6 +182,12 @@ fn a_disk_moves_between_kernels_with_its_files_and_fsck_finds_it_clean() {
     assert_eq!(lines[0], "hello-from-one", "{}", r.context());
     assert_eq!(crc_fields(lines[1])[0], want, "{}", r.context());
     assert_eq!(&lines[2..], ["a", "lost+found"], "{}", r.context());
+    // A snapshot does not carry a disk's image: refused for a disk that came later too,
+    // and the tenant goes on with it.
+    let snap = root.dir().join("snap");
+    let r = root.pvmux(&["snapshot", "two", snap.to_str().unwrap()]);
+    assert_eq!(r.code(), Some(1), "{}", r.context());
+    assert!(r.stderr.contains("it has disks"), "{}", r.context());
     // Two writes too, then gives it to nobody: stopping it writes the disk back.
     let r = root.sh("two", "echo from-two >> /data/a/c/note");
     assert_eq!(r.code(), Some(0), "{}", r.context());

@@ -451,6 +451,23 @@ fn start_detached(root: &Root, name: &str, vol: &str, program: &[&str]) {
     assert_eq!(r.code(), Some(0), "{}", r.context());
 }
 
+/// Starts tenant `name` detached with `--rootfs /`, idling; it must start.
+fn start_idle(root: &Root, name: &str) {
+    let r = root.pvmux(&[
+        "run",
+        "--name",
+        name,
+        "--detach",
+        "--rootfs",
+        "/",
+        "--",
+        "/bin/sh",
+        "-c",
+        "while :; do sleep 1; done",
+    ]);
+    assert_eq!(r.code(), Some(0), "{}", r.context());
+}
+
 /// A copy of the kernel whose hand-over note says `6.1.0-pvmux-next` (what a switch to it
 /// shows in `uname -r`).
 fn next_kernel(root: &Root) -> PathBuf {
@@ -1525,19 +1542,7 @@ fn a_net_host_connection_and_listener_go_on_across_a_switch() {
 #[test]
 fn an_upgrade_during_an_exec_session_is_refused_in_words() {
     let root = root("execsession");
-    let r = root.pvmux(&[
-        "run",
-        "--name",
-        "e",
-        "--detach",
-        "--rootfs",
-        "/",
-        "--",
-        "/bin/sh",
-        "-c",
-        "while :; do sleep 1; done",
-    ]);
-    assert_eq!(r.code(), Some(0), "{}", r.context());
+    start_idle(&root, "e");
     let mut session = std::process::Command::new(PVMUX)
         .arg("--root")
         .arg(root.dir())
@@ -3841,4 +3846,122 @@ fn a_futex_wait_goes_on_with_the_time_it_had_left_after_a_switch() {
         "waited {ms} ms (switched at {switched:?}): it started over"
     );
     stop(&root, "f");
+}
+
+/// Tenant `d`'s init in [`disks_stay_mounted_and_owned_across_a_switch`]: mounts its second
+/// disk itself and writes a file there, holds that disk's node open, then appends a counter
+/// to a file on its first disk (mounted by the kernel at `/data`) every 10 ms through one
+/// descriptor, until `/out/stop`.
+const DISK_LOOP: &str = "set -e; mkdir -p /mnt/b; /bin/busybox mount -t ext2 /dev/vdb /mnt/b; \
+    echo written-before-the-switch > /mnt/b/note; exec 4</dev/vdb; exec 3>>/data/count; \
+    i=0; while [ ! -e /out/stop ]; do i=$((i+1)); echo $i >&3; \
+    [ $i = 20 ] && touch /out/ready; sleep 0.01; done; \
+    exec 3>&-; touch /out/stopped; while :; do sleep 1; done";
+
+#[test]
+#[cfg_attr(
+    not(all(have_mke2fs, have_busybox)),
+    ignore = "needs e2fsprogs and static /bin/busybox: apt-get install e2fsprogs busybox-static"
+)]
+fn disks_stay_mounted_and_owned_across_a_switch() {
+    use pvmux_tests::ext2::{debugfs_cat, fsck, mkfs};
+    let root = root("disks");
+    let out = TempDir::unique("pvmux-upgrade-out", "disks");
+    let (a, b) = (mkfs(root.dir(), "a.img", 8), mkfs(root.dir(), "b.img", 8));
+    let vol = format!("{}:/out", out.0.display());
+    let disk_a = format!("{},mount=/data", a.display());
+    let disk_b = b.to_str().expect("UTF-8").to_owned();
+    let r = root.pvmux(&[
+        "run", "--name", "d", "--detach", "--rootfs", "/", "-v", &vol, "--disk", &disk_a, "--disk",
+        &disk_b, "--", "/bin/sh", "-c", DISK_LOOP,
+    ]);
+    assert_eq!(r.code(), Some(0), "{}", r.context());
+    wait_for("the counter runs", || out.0.join("ready").exists());
+    // A kernel that adopts record version 4 at most would not know the disks: refused,
+    // and the old kernel goes on with them.
+    let older = kernel_copy(root.dir(), "v4", |n| n.max_version = 4);
+    let up = root.pvmux(&["upgrade", "d", "--kernel", older.to_str().expect("UTF-8")]);
+    assert_eq!(up.code(), Some(1), "{}", up.context());
+    assert!(
+        up.stderr.contains("2 disks (record version 4 has none)"),
+        "{}",
+        up.context()
+    );
+    let v = switch_to_next(&root, "d");
+    let disks = v["record"]["disks"].as_array().expect("disks");
+    let fields = |d: &serde_json::Value| {
+        (
+            d["name"].as_str().unwrap_or("").to_owned(),
+            d["mounted_at"].as_str().unwrap_or("").to_owned(),
+            d["mounted_by"].as_str().unwrap_or("").to_owned(),
+        )
+    };
+    assert_eq!(
+        disks.iter().map(fields).collect::<Vec<_>>(),
+        [
+            ("vda".into(), "/data".into(), "pvmux".into()),
+            ("vdb".into(), "/mnt/b".into(), "guest".into())
+        ],
+        "{v}"
+    );
+    // The same init (its counter goes on below), the new kernel, the disks where they
+    // were, the host's view too.
+    assert!(guest_processes(&root, "d").contains(&"1:sh".to_owned()));
+    let r = root.sh(
+        "d",
+        "uname -r; cat /mnt/b/note; grep -c '^/dev/vd[ab] ' /proc/mounts; ls -l /proc/1/fd/4",
+    );
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(r.code(), Some(0), "{}", r.context());
+    assert_eq!(
+        lines[..3],
+        ["6.1.0-pvmux-next", "written-before-the-switch", "2"],
+        "{}",
+        r.context()
+    );
+    assert!(lines[3].ends_with("/dev/vdb"), "{}", r.context());
+    let ls = root.pvmux(&["disk", "ls", "--format", "json", "d"]);
+    let shown: serde_json::Value = serde_json::from_str(&ls.stdout).expect("disk ls JSON");
+    assert_eq!(
+        (&shown[0]["state"], &shown[0]["mounted_at"]),
+        (&"mounted".into(), &"/data".into()),
+        "{shown}"
+    );
+    assert_eq!(
+        (&shown[1]["mounted_at"], &shown[1]["mounted_by"]),
+        (&"/mnt/b".into(), &"guest".into()),
+        "{shown}"
+    );
+    // The counter goes on under the new kernel, through the descriptor it had.
+    let at_switch = root.sh("d", "wc -l < /data/count").stdout;
+    let at_switch: u64 = at_switch.trim().parse().expect("a count");
+    wait_for("more values under the new kernel", || {
+        root.sh("d", "wc -l < /data/count")
+            .stdout
+            .trim()
+            .parse::<u64>()
+            .is_ok_and(|n| n > at_switch + 20)
+    });
+    std::fs::write(out.0.join("stop"), b"").expect("stop");
+    wait_for("the counter stops", || out.0.join("stopped").exists());
+    let count = root.sh("d", "cat /data/count").stdout;
+    let values: Vec<u64> = count
+        .lines()
+        .map(|l| l.parse().expect("a counter line"))
+        .collect();
+    assert_no_value_lost(&values);
+    // The new kernel owns the disk: it gives it to another tenant, which reads it.
+    start_idle(&root, "e");
+    let mv = root.pvmux(&["disk", "move", "--disk", "vda", "d", "e"]);
+    assert_eq!(mv.code(), Some(0), "{}", mv.context());
+    assert_eq!(root.sh("e", "cat /data/count").stdout, count);
+    for n in ["d", "e"] {
+        stop(&root, n);
+    }
+    for img in [&a, &b] {
+        let (code, report) = fsck(img);
+        assert_eq!(code, 0, "e2fsck -fn {}:\n{report}", img.display());
+    }
+    assert_eq!(debugfs_cat(&a, "/count"), count.as_bytes());
+    assert_eq!(debugfs_cat(&b, "/note"), b"written-before-the-switch\n");
 }

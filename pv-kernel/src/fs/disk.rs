@@ -13,6 +13,11 @@
 //! (written back, marked clean) once nothing does ([`release_detached`], polled while such
 //! a disk exists). A `disk move` of it meanwhile is refused with `EAGAIN`.
 //!
+//! A kernel hand-over (`pvmux upgrade`) carries the disks in their slots: the old kernel
+//! writes every mounted disk back and names each with its mount ([`carry`], record section
+//! 47); the new one attaches and mounts them again before it takes the carried tree
+//! ([`adopt`]), then finds their nodes in that tree ([`adopt_nodes`]).
+//!
 //! A mounted disk is a volume of the VFS (`ramfs::volume`) whose host is its
 //! [`Ext2Volume`]; its volume id is [`VOLUME_BASE`] plus its slot. The filesystem's lock is
 //! only ever taken under the VFS lock (so a vCPU never spins on it with events off while
@@ -678,6 +683,119 @@ pub(crate) fn unmount_all() {
         if let Err(e) = super::with(|_| v.fs.lock().unmount()) {
             crate::println!("pvmux-kernel: disk write-back at shutdown failed: {e}");
         }
+    }
+}
+
+/// A kernel hand-over (record section 47, `pvmux upgrade`): every attached disk, with where
+/// it is mounted, each mounted one's changes written back to its image first (the adopter
+/// reads the image, not this kernel's cache); its mount path added with `blob`. Or what
+/// cannot be carried and how many: a disk unmounted lazily whose files are still open, one
+/// whose write-back failed. Called with the programs stopped.
+pub(crate) fn carry(
+    blob: &mut dyn FnMut(&[u8]) -> pvmux_hypercalls::handover::BlobRef,
+) -> Result<Vec<pvmux_hypercalls::handover::DiskEntry>, (&'static [u8], u32)> {
+    use pvmux_hypercalls::handover::{disk_flags, BlobRef, DiskEntry};
+    let disks: Vec<(u32, u64, bool, Option<Mounted>)> = DISKS
+        .lock()
+        .iter()
+        .map(|(&s, a)| (s, a.sectors, a.read_only, a.mounted.clone()))
+        .collect();
+    let lazy = disks
+        .iter()
+        .filter(|d| d.3.as_ref().is_some_and(|m| m.detached))
+        .count() as u32;
+    if lazy > 0 {
+        return Err((
+            b"disks unmounted lazily (umount -l) whose files are still open",
+            lazy,
+        ));
+    }
+    let mut failed = 0;
+    let mut out = Vec::new();
+    for (slot, sectors, read_only, m) in disks {
+        let mut e = DiskEntry {
+            slot,
+            flags: if read_only { disk_flags::READ_ONLY } else { 0 },
+            sectors,
+            path: BlobRef::default(),
+        };
+        if let Some(m) = m {
+            if let Err(err) = super::with(|_| m.vol.fs.lock().sync()) {
+                crate::println!(
+                    "pvmux-kernel: disk {}: write-back failed: {err}",
+                    name(slot)
+                );
+                failed += 1;
+            }
+            e.flags |= disk_flags::MOUNTED
+                | if m.read_only {
+                    disk_flags::MOUNT_READ_ONLY
+                } else {
+                    0
+                }
+                | if m.by_program {
+                    disk_flags::BY_PROGRAM
+                } else {
+                    0
+                };
+            e.path = blob(&m.path);
+        }
+        out.push(e);
+    }
+    if failed > 0 {
+        return Err((b"disks whose changes could not be written back", failed));
+    }
+    Ok(out)
+}
+
+/// Adopts the disks of a hand-over record (section 47, checked): each attached again in its
+/// slot and mounted where it was (shorter paths first: a disk mounted inside another one's
+/// tree after it), by the kernel or as a program's mount; `path` resolves a mount path.
+/// Call before the carried filesystem is adopted (its disk inodes need their volumes). A
+/// disk that cannot be mounted is its slot and the error; the disks already attached stay
+/// (the refusal's shutdown writes them back).
+pub(crate) fn adopt(
+    entries: &[pvmux_hypercalls::handover::DiskEntry],
+    path: &dyn Fn(pvmux_hypercalls::handover::BlobRef) -> Option<Vec<u8>>,
+) -> Result<(), (u32, Errno)> {
+    use pvmux_hypercalls::handover::disk_flags;
+    let mut mounts = Vec::new();
+    for e in entries {
+        {
+            let mut d = DISKS.lock();
+            if d.contains_key(&e.slot) {
+                return Err((e.slot, EBUSY));
+            }
+            d.insert(
+                e.slot,
+                Attached {
+                    sectors: e.sectors,
+                    read_only: e.flags & disk_flags::READ_ONLY != 0,
+                    mounted: None,
+                },
+            );
+        }
+        crate::linux::files::dev::add_disk_node(e.slot);
+        if e.flags & disk_flags::MOUNTED != 0 {
+            mounts.push((path(e.path).ok_or((e.slot, EINVAL))?, e));
+        }
+    }
+    mounts.sort_by_key(|(p, _)| p.len());
+    for (p, e) in mounts {
+        let ro = e.flags & disk_flags::MOUNT_READ_ONLY != 0;
+        mount_slot(e.slot, ro, &p, e.flags & disk_flags::BY_PROGRAM != 0)
+            .map_err(|err| (e.slot, err))?;
+    }
+    Ok(())
+}
+
+/// After a carried filesystem replaced this kernel's tree: each attached disk's `/dev/vdX`
+/// is the carried tree's node of that name again (made if the programs had removed it).
+pub(crate) fn adopt_nodes() {
+    let slots: Vec<u32> = DISKS.lock().keys().copied().collect();
+    for slot in slots {
+        crate::linux::files::dev::forget_disk_node(slot);
+        crate::linux::files::dev::add_disk_node(slot);
     }
 }
 

@@ -64,6 +64,12 @@ pub(crate) fn open(slot: u32, path: &[u8], st: KStat, flags: u32) -> Result<Arc<
 }
 
 impl BlockFile {
+    /// Hand-over: the path of the node, if `f` is an open disk (carried as a device by
+    /// that path and its offset: the disk itself is carried in its slot, section 47).
+    pub(crate) fn carried_path(f: &OpenFile) -> Option<Vec<u8>> {
+        super::object::downcast::<BlockFile>(f).map(|b| b.path.clone())
+    }
+
     /// `fsync`: the host flushes the image.
     pub(crate) fn flush(&self) -> Result<(), Errno> {
         disk::raw_flush(self.slot)

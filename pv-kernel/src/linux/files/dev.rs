@@ -246,6 +246,13 @@ pub(crate) fn add_disk_node(slot: u32) {
     }
 }
 
+/// Forgets which inode is disk `slot`'s node (a hand-over's carried tree has its own), so
+/// that [`add_disk_node`] finds it again.
+pub(crate) fn forget_disk_node(slot: u32) {
+    let dev = Dev::Disk(slot as u8);
+    NODES.lock().retain(|&(_, d)| d != dev);
+}
+
 /// Removes disk `slot`'s `/dev/vdX` (the disk left this kernel). Call outside the VFS
 /// lock.
 pub(crate) fn remove_disk_node(slot: u32) {

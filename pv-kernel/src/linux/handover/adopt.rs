@@ -106,6 +106,8 @@ pub(crate) enum Refusal {
     /// An advisory lock (section 43) that cannot be taken again: of no carried file, of a
     /// POSIX owner without a descriptor of it, or conflicting with another.
     Lock(&'static str),
+    /// A disk (section 47, by slot) that cannot be attached or mounted again.
+    Disk(u32, crate::fs::Errno),
 }
 
 impl fmt::Display for Refusal {
@@ -176,6 +178,11 @@ impl fmt::Display for Refusal {
                 "the descriptors in flight of socket message {m} cannot be passed again"
             ),
             Self::Lock(what) => write!(f, "an advisory lock cannot be taken again: {what}"),
+            Self::Disk(slot, e) => write!(
+                f,
+                "disk vd{} cannot be mounted again: {e}",
+                char::from(b'a' + (*slot % 26) as u8)
+            ),
         }
     }
 }
@@ -1349,12 +1356,20 @@ struct Built {
 /// parent's children; its threads with their tids; then the zombies, for their parents.
 fn build(r: &Record<'_>, plan: &Plan) -> Result<Built, Refusal> {
     use crate::linux::{space, task};
+    // The disks, mounted where they were: the carried tree's files of a disk are
+    // inodes of its volume.
+    let disks: Vec<pvmux_hypercalls::handover::DiskEntry> = r.entries().collect();
+    crate::fs::disk::adopt(&disks, &|b| r.blob_bytes(b).map(<[u8]>::to_vec))
+        .map_err(|(slot, e)| Refusal::Disk(slot, e))?;
     // The in-memory filesystem first: descriptors, sockets' names and working directories
     // are looked up in it.
     if let Some(c) = carried_fs(r) {
         crate::fs::with(|fs| fs.adopt_carried(&c, &|b| r.blob_bytes(b).map(<[u8]>::to_vec)))
             .map_err(Refusal::Fs)?;
         super::fs_adopted();
+        // The device nodes are the carried tree's.
+        crate::linux::files::init();
+        crate::fs::disk::adopt_nodes();
     }
     task::reserve_ids(highest_id(r));
     // The console's input and terminal state, before any program reads it.
@@ -1804,6 +1819,27 @@ fn reopen(f: &FdStateEntry, path: &[u8]) -> Result<Option<Arc<OpenFile>>, Refusa
                     crate::linux::files::file::KStat::of(st),
                     f.status_flags,
                 ))),
+                _ => Err(bad),
+            }
+        }
+        fd_state::DEVICE if path.starts_with(b"/dev/vd") => {
+            let (ino, st) = crate::fs::with(|fs| {
+                let ino = fs.lookup(crate::fs::ramfs::ROOT_INO, path, true)?;
+                Ok::<_, crate::fs::Errno>((ino, fs.stat_ino(ino)?))
+            })
+            .map_err(|_| bad.clone())?;
+            match dev::node(ino) {
+                Some(Dev::Disk(slot)) => {
+                    let file = crate::linux::files::blockdev::open(
+                        u32::from(slot),
+                        path,
+                        crate::linux::files::file::KStat::of(st),
+                        f.status_flags,
+                    )
+                    .map_err(|_| bad)?;
+                    *file.pos() = f.pos;
+                    Ok(Some(file))
+                }
                 _ => Err(bad),
             }
         }

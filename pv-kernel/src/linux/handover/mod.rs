@@ -409,12 +409,13 @@ fn answer(version: u64) {
         inv.block(0, b"threads did not reach a safe point", busy.len() as u32);
     }
     carry_relays(&mut inv, version);
+    carry_disks(&mut inv, version);
     if version >= 2 {
         carry_fs(&mut inv);
     }
     let mut out: Vec<u8> = Vec::new();
     // The record is the host's to read: refused rather than grown past what it accepts.
-    let size = 96 + 16 * 24 + inv.size();
+    let size = 96 + 16 * 25 + inv.size();
     if size as u64 > MAX_RECORD_LEN || out.try_reserve_exact(size).is_err() {
         thaw();
         crate::hcall::handover_record_failed(HcError::NoResources);
@@ -455,6 +456,25 @@ fn carry_relays(inv: &mut Inventory, version: u32) {
             Ok(c) => *inet = Some(c),
             Err(what) => inv.block(0, what, 1),
         }
+    }
+}
+
+/// The disks attached to this kernel (section 47, version 5), each mounted one written
+/// back first; a blocker for what cannot be carried, or for attached disks in an older
+/// version, which has none.
+fn carry_disks(inv: &mut Inventory, version: u32) {
+    let n = crate::fs::disk::attached().len() as u32;
+    if n == 0 {
+        return;
+    }
+    if version < 5 {
+        let what = alloc::format!("disks (record version {version} has none)");
+        return inv.block(0, what.as_bytes(), n);
+    }
+    let Inventory { disks, blob, .. } = inv;
+    match crate::fs::disk::carry(&mut |b| blob_push(blob, b)) {
+        Ok(d) => *disks = d,
+        Err((what, n)) => inv.block(0, what, n),
     }
 }
 
@@ -704,6 +724,8 @@ pub(crate) struct Inventory {
     pub(crate) thread_scheds: Vec<pvmux_hypercalls::handover::ThreadSchedEntry>,
     /// The relays of published connections (section 46, version 4; in socket order).
     pub(crate) relays: Vec<pvmux_hypercalls::handover::RelayEntry>,
+    /// The disks attached (section 47, version 5; in slot order).
+    pub(crate) disks: Vec<pvmux_hypercalls::handover::DiskEntry>,
     /// The record's number of each carried open file description, by its
     /// [`super::files::OpenFile::id`] (what owns its locks).
     description_ids: BTreeMap<u64, u64>,
@@ -762,6 +784,7 @@ impl Inventory {
             + self.robust_lists.len() * size_of::<pvmux_hypercalls::handover::RobustListEntry>()
             + self.thread_scheds.len() * size_of::<pvmux_hypercalls::handover::ThreadSchedEntry>()
             + self.relays.len() * size_of::<pvmux_hypercalls::handover::RelayEntry>()
+            + self.disks.len() * size_of::<pvmux_hypercalls::handover::DiskEntry>()
             + self.fs.as_ref().map_or(0, |c| c.size())
             + self.blob.len()
     }
@@ -895,6 +918,9 @@ impl Inventory {
             }
             if version >= 4 {
                 w.section(&self.relays);
+            }
+            if version >= 5 {
+                w.section(&self.disks);
             }
             if let Some(fs) = &self.fs {
                 w.section(&fs.nodes);
@@ -1754,6 +1780,14 @@ fn carry_fd(
             // made again by the adopter (the host gives it the same channels).
             if let Some(path) = super::files::channel::ChannelFile::carried_path(f) {
                 e.kind = fd_state::DEVICE;
+                e.path = inv.blob_add(&path);
+                inv.fd_states.push(e);
+                return Ok(());
+            }
+            // A disk's `/dev/vdX` at its offset (the disk is carried in its slot).
+            if let Some(path) = super::files::blockdev::BlockFile::carried_path(f) {
+                e.kind = fd_state::DEVICE;
+                e.pos = *f.pos();
                 e.path = inv.blob_add(&path);
                 inv.fd_states.push(e);
                 return Ok(());

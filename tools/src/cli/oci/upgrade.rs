@@ -157,6 +157,27 @@ struct RecordSummary {
     /// Record version 4: the kernel's relays of `--publish` connections (section 46).
     #[serde(default)]
     relays: Vec<RelayJson>,
+    /// Record version 5: the disks attached to the kernel (section 47).
+    #[serde(default)]
+    disks: Vec<DiskJson>,
+}
+
+/// A disk a version 5 record carries (its image stays the host's, in the same slot).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct DiskJson {
+    /// Its name in the guest (`vda`, ...).
+    name: String,
+    /// Size in bytes.
+    size: u64,
+    /// The host opened it read-only.
+    read_only: bool,
+    /// Where it is mounted (empty: not mounted).
+    mounted_at: String,
+    /// `pvmux` (the kernel, at the path the host named) or `guest` (a program's
+    /// `mount(2)`); empty when not mounted.
+    mounted_by: String,
+    /// The mount is read-only.
+    mount_read_only: bool,
 }
 
 /// A relay of a published connection or UDP flow a version 4 record carries.
@@ -549,6 +570,27 @@ impl From<&Inventory> for RecordSummary {
                             .filter(|(f, _)| r.flags & f != 0)
                             .map(|(_, s)| (*s).to_owned())
                             .collect(),
+                    }
+                })
+                .collect(),
+            disks: i
+                .disks
+                .iter()
+                .map(|(d, path)| {
+                    use pvmux_hypercalls::handover::disk_flags;
+                    let mounted = d.flags & disk_flags::MOUNTED != 0;
+                    DiskJson {
+                        name: format!("vd{}", char::from(b'a' + (d.slot % 26) as u8)),
+                        size: d.sectors * pvmux_hypercalls::disk::SECTOR_SIZE,
+                        read_only: d.flags & disk_flags::READ_ONLY != 0,
+                        mounted_at: path.clone(),
+                        mounted_by: match (mounted, d.flags & disk_flags::BY_PROGRAM != 0) {
+                            (false, _) => "",
+                            (true, false) => "pvmux",
+                            (true, true) => "guest",
+                        }
+                        .to_owned(),
+                        mount_read_only: d.flags & disk_flags::MOUNT_READ_ONLY != 0,
                     }
                 })
                 .collect(),

@@ -62,12 +62,14 @@ pub(crate) static FSGSBASE: AtomicU32 = AtomicU32::new(0);
 /// The XSAVE image size for the enabled features (`CPUID.(0xd, 0).ebx`).
 static XSAVE_SIZE: AtomicU32 = AtomicU32::new(0);
 /// The XSAVE features the stub saves and restores: XCR0 without the dynamically enabled
-/// ones (AMX tile state, which Linux enables per process on request and keeps out of signal
+/// ones (AMX tile data, which Linux enables per process on request and keeps out of signal
 /// frames otherwise).
 #[no_mangle]
 static PVMUX_INPROC_XMASK: AtomicU64 = AtomicU64::new(0);
-/// XCR0 bits of the dynamically enabled features (AMX `XTILECFG`, `XTILEDATA`).
-const XFEATURES_DYNAMIC: u64 = (1 << 17) | (1 << 18);
+/// XCR0 bits of the dynamically enabled features: AMX `XTILEDATA`, as Linux's
+/// `XFEATURE_MASK_USER_DYNAMIC` (its signal frames hold `XTILECFG`, which is small, but
+/// not the tile data): the image is then the size and format of the host's signal frames.
+const XFEATURES_DYNAMIC: u64 = 1 << 18;
 
 /// The per-vCPU state of the mode, inside `StubCpu` (`repr(C)`: the assembly uses it).
 #[repr(C)]

@@ -77,8 +77,8 @@ global_asm!(
     "mov qword ptr gs:[{r15}], r15",
     "mov rdi, qword ptr gs:[{fpbuf}]",
     "mov qword ptr gs:[{fpstate}], rdi",
-    "mov eax, -1",
-    "mov edx, -1",
+    "mov eax, dword ptr [rip + {xfeatures}]",
+    "mov edx, dword ptr [rip + {xfeatures} + 4]",
     "cmp dword ptr [rip + {xsave_size}], 0",
     "je 1f",
     "xsave64 [rdi]",
@@ -92,8 +92,8 @@ global_asm!(
     "pvmux_patch_exit:",
     // From here on the save area holds the whole state to resume (see `interrupted`).
     "mov rdi, qword ptr gs:[{fpbuf}]",
-    "mov eax, -1",
-    "mov edx, -1",
+    "mov eax, dword ptr [rip + {xfeatures}]",
+    "mov edx, dword ptr [rip + {xfeatures} + 4]",
     "cmp dword ptr [rip + {xsave_size}], 0",
     "je 1f",
     "xrstor64 [rdi]",
@@ -147,6 +147,7 @@ global_asm!(
     fpbuf = const offset_of!(UserCpu, tramp_fp),
     in_tramp = const offset_of!(UserCpu, in_tramp),
     xsave_size = sym XSAVE_SIZE,
+    xfeatures = sym XFEATURES,
     body = sym on_patched_syscall,
 );
 
@@ -156,11 +157,19 @@ extern "sysv64" {
     fn pvmux_patch_end();
 }
 
-/// Bytes of the host's XSAVE image for the features it enabled (CPUID 0xD.0 EBX); 0: no
-/// XSAVE, the entry uses `fxsave` (512 bytes). Written once at start-up.
+/// Bytes of the entry's XSAVE image of [`XFEATURES`] (standard format: the end of the
+/// highest component); 0: no XSAVE, the entry uses `fxsave` (512 bytes). Written once at
+/// start-up.
 static XSAVE_SIZE: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
-/// The features enabled in XCR0 (the XSAVE image's `xfeatures` software word).
+/// The features the entry saves and restores (its `xsave`/`xrstor` mask, and the image's
+/// `xfeatures` software word): those enabled in XCR0 but the dynamically enabled one (AMX
+/// tile state, which Linux enables per process on request and keeps out of signal frames
+/// otherwise: with it, the image would not fit a slot).
 static XFEATURES: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+/// XCR0 bits of the dynamically enabled features: AMX `XTILEDATA`, as Linux's
+/// `XFEATURE_MASK_USER_DYNAMIC` (its signal frames hold `XTILECFG`, which is small, but
+/// not the tile data): the image is then the size and format of the host's signal frames.
+const XFEATURES_DYNAMIC: u64 = 1 << 18;
 
 /// The signal frame's software bytes (`struct _fpx_sw_bytes` at 464) and magic2 the handler's
 /// FPU code checks ([`super::fpu`]).
@@ -174,14 +183,22 @@ pub(super) fn setup() -> Result<(), u32> {
     let l1 = core::arch::x86_64::__cpuid(1);
     let osxsave = l1.ecx & (1 << 27) != 0;
     if osxsave {
-        let size = core::arch::x86_64::__cpuid_count(0xd, 0).ebx;
         // SAFETY: xgetbv(0) is allowed when the OS set OSXSAVE.
         let xcr0 = unsafe { core::arch::x86_64::_xgetbv(0) };
+        let mask = xcr0 & !XFEATURES_DYNAMIC;
+        // The standard-format image ends after the highest component saved.
+        let mut size = 576u32;
+        for i in 2..63 {
+            if mask & (1 << i) != 0 {
+                let c = core::arch::x86_64::__cpuid_count(0xd, i);
+                size = size.max(c.ebx + c.eax);
+            }
+        }
         let fits = u64::from(size) + 4 <= super::cpu::TRAMP_FP_SIZE
             && size as usize <= pvmux_hypercalls::user::USER_FPSTATE_MAX;
-        if fits && size >= 576 {
+        if fits {
             XSAVE_SIZE.store(size, Relaxed);
-            XFEATURES.store(xcr0, Relaxed);
+            XFEATURES.store(mask, Relaxed);
         }
     }
     // SAFETY: a fresh private anonymous page at the address reserved for it; NOREPLACE.

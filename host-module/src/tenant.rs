@@ -1339,11 +1339,7 @@ impl TenantHandle {
         let _disks_held = DisksHeld(&s.disks);
         // What the switch would have to leave behind on the host's side: refused before
         // the guest is asked anything.
-        let host_state = s
-            .upgrade_refusal
-            .clone()
-            .or(disks_held.err())
-            .or_else(|| s.exec_in_progress());
+        let host_state = s.upgrade_refusal.clone().or(disks_held.err());
         let running = s.gen().kernel;
         let (plan, new) = upgrade::prepare_image(&running, image)?;
         let new = Arc::new(new);
@@ -1383,9 +1379,15 @@ impl TenantHandle {
             held.adopt_check = report.adopt_check;
             return Ok(held);
         }
-        // An exec session started since the check above: its host streams would be left
-        // without the kernel's side.
-        if let Some(why) = s.exec_in_progress() {
+        // The exec sessions whose programs run must be the record's, each with its pid:
+        // their streams go on with the new kernel's relays.
+        let sessions: Vec<(u64, i32)> = held
+            .inventory
+            .exec_sessions
+            .iter()
+            .map(|e| (e.session, e.pid))
+            .collect();
+        if let Err(why) = s.exec.check_carried(&sessions) {
             s.handover.release(upgrade::Release::Thaw);
             return Err(UpgradeError::HostState(why));
         }

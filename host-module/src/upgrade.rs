@@ -245,6 +245,9 @@ pub struct Inventory {
     /// Version 5: the disks attached to the kernel (section 47), each with its mount path
     /// (escaped; empty when not mounted): the host checks they are exactly its own.
     pub disks: Vec<(pvmux_hypercalls::handover::DiskEntry, String)>,
+    /// Version 6: the exec sessions in progress (section 48): the host checks they are
+    /// exactly its sessions whose program runs.
+    pub exec_sessions: Vec<pvmux_hypercalls::handover::ExecSessionEntry>,
 }
 
 /// What a record carries of the in-memory filesystem (sections 21-23).
@@ -290,6 +293,7 @@ impl Inventory {
             thread_states: r.entries().collect(),
             locks: r.entries().collect(),
             relays: r.entries().collect(),
+            exec_sessions: r.entries().collect(),
             disks: r
                 .entries::<pvmux_hypercalls::handover::DiskEntry>()
                 .map(|d| (d, path(r.blob_bytes(d.path))))

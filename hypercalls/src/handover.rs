@@ -71,8 +71,9 @@ pub const RECORD_MAGIC: u64 = u64::from_le_bytes(*b"PVHNDOVR");
 /// `--publish` connections (section [`section::RELAY`]); a writer asked for an older version
 /// names live relays as a blocker. Version 5 adds the disks attached to the kernel and where
 /// they are mounted (section [`section::DISK`]); a writer asked for an older version names
-/// attached disks as a blocker.
-pub const RECORD_VERSION: u32 = 5;
+/// attached disks as a blocker. Version 6 adds the exec sessions in progress (section
+/// [`section::EXEC_SESSION`]); a writer asked for an older version names them as a blocker.
+pub const RECORD_VERSION: u32 = 6;
 
 /// The lowest record version this crate still reads and writes (version 1: the inventory
 /// alone).
@@ -368,8 +369,11 @@ pub mod section {
     /// Version 5: the disks attached to the kernel (`--disk`, `pvmux disk move`) and where
     /// each is mounted ([`super::DiskEntry`]s).
     pub const DISK: u32 = 47;
+    /// Version 6: the exec sessions in progress (`pvmux exec`, `runc exec`) and what their
+    /// relays hold ([`super::ExecSessionEntry`]s).
+    pub const EXEC_SESSION: u32 = 48;
     /// The highest section number.
-    pub const LAST: u32 = DISK;
+    pub const LAST: u32 = EXEC_SESSION;
     /// Version 2: the in-memory filesystem's inodes ([`super::FsNodeEntry`]; first the
     /// filesystem itself).
     pub const FS_NODE: u32 = 21;
@@ -965,6 +969,64 @@ pub mod disk_flags {
     pub const BY_PROGRAM: u32 = 1 << 3;
     /// Every flag.
     pub const ALL: u32 = READ_ONLY | MOUNTED | MOUNT_READ_ONLY | BY_PROGRAM;
+}
+
+/// Version 6 (section [`section::EXEC_SESSION`]): an exec session in progress (`pvmux
+/// exec`, `runc exec`; docs/ABI.md §exec) whose program the host started and whose end
+/// it has not been told yet. The host keeps the session (its id, buffers, signals); the
+/// kernel's relay between it and the program's standard streams — three pipes whose
+/// other ends no descriptor of the relay holds — goes on in the adopter where it was.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct ExecSessionEntry {
+    /// The host's session id (not 0; entries in increasing order of it; the host checks
+    /// they are exactly its sessions whose program runs, each with this pid).
+    pub session: u64,
+    /// The program's process: a live process of the record whose parent is outside the
+    /// guest (ppid 0), or with [`exec_session_flags::EXITED`] one that ended.
+    pub pid: i32,
+    /// With [`exec_session_flags::EXITED`]: its wait status (a valid one); else 0.
+    pub status: i32,
+    /// [`exec_session_flags`].
+    pub flags: u32,
+    /// Zero.
+    pub _reserved: u32,
+    /// The pipe (a [`PipeEntry::id`]) of the program's standard input whose write end the
+    /// relay holds; 0: the relay closed it.
+    pub stdin: u64,
+    /// The pipe of the program's standard output whose read end the relay holds; 0: every
+    /// writer closed it and the relay read it to its end.
+    pub stdout: u64,
+    /// The same for standard error.
+    pub stderr: u64,
+    /// Input the relay took from the host and has not written to the stdin pipe yet (at
+    /// most [`crate::exec::IO_MAX`]; empty without a stdin pipe).
+    pub to_guest: BlobRef,
+    /// Output read from the stdout pipe not yet taken by the host (at most
+    /// [`crate::exec::IO_MAX`]).
+    pub to_stdout: BlobRef,
+    /// The same for standard error.
+    pub to_stderr: BlobRef,
+}
+
+const _: () = assert!(size_of::<ExecSessionEntry>() == 72);
+
+/// [`ExecSessionEntry::flags`].
+pub mod exec_session_flags {
+    /// The host's input has ended (the relay closes the stdin pipe once `to_guest` is
+    /// written).
+    pub const HOST_EOF: u32 = 1 << 0;
+    /// The program ended with [`super::ExecSessionEntry::status`] (the relay reports it
+    /// once its outputs are closed and given to the host).
+    pub const EXITED: u32 = 1 << 1;
+    /// The host stopped taking standard output: the relay drops it.
+    pub const DISCARD_STDOUT: u32 = 1 << 2;
+    /// The same for standard error.
+    pub const DISCARD_STDERR: u32 = 1 << 3;
+    /// Every flag.
+    pub const ALL: u32 = HOST_EOF | EXITED | DISCARD_STDOUT | DISCARD_STDERR;
 }
 
 /// Version 2: a pipe, named by the [`FdStateEntry::object`] of both its ends.
@@ -1976,6 +2038,10 @@ impl Entry for DiskEntry {
     const KIND: u32 = section::DISK;
 }
 
+impl Entry for ExecSessionEntry {
+    const KIND: u32 = section::EXEC_SESSION;
+}
+
 /// Copies `s` into a NUL-padded field (cut to its size).
 pub fn fill_name(dst: &mut [u8], s: &[u8]) {
     let n = s.len().min(dst.len());
@@ -2107,6 +2173,7 @@ impl<'a> Record<'a> {
                 section::THREAD_SCHED => Some(size_of::<ThreadSchedEntry>()),
                 section::RELAY => Some(size_of::<RelayEntry>()),
                 section::DISK => Some(size_of::<DiskEntry>()),
+                section::EXEC_SESSION => Some(size_of::<ExecSessionEntry>()),
                 section::FS_NODE => Some(size_of::<FsNodeEntry>()),
                 section::FS_DIRENT => Some(size_of::<FsDirentEntry>()),
                 section::FS_PAGES => Some(size_of::<FsPagesEntry>()),
@@ -2129,11 +2196,11 @@ impl<'a> Record<'a> {
             {
                 return Err(RecordError::BadSection(h.kind));
             }
-            // Nor version 2 of version 3's, nor version 3 of version 4's, nor version 4 of
-            // version 5's.
+            // Nor version 2 of version 3's, nor any later version's of an earlier one.
             if header.version < 3 && (section::LOCK..=section::LAST).contains(&h.kind)
                 || header.version < 4 && (section::RELAY..=section::LAST).contains(&h.kind)
                 || header.version < 5 && (section::DISK..=section::LAST).contains(&h.kind)
+                || header.version < 6 && (section::EXEC_SESSION..=section::LAST).contains(&h.kind)
             {
                 return Err(RecordError::BadSection(h.kind));
             }
@@ -2516,6 +2583,7 @@ impl<'a> Record<'a> {
         self.check_inet_sockets(&inets)?;
         self.check_relays(&inets)?;
         self.check_disks()?;
+        self.check_exec_sessions(&procs, &pipes)?;
         let fs_nodes = Table::<FsNodeEntry>::of(self);
         self.check_shm(b, &vmas, &fs_nodes)?;
         self.check_console(b)?;
@@ -3289,6 +3357,68 @@ impl Record<'_> {
                 );
             }
             next = d.slot + 1;
+        }
+        Ok(())
+    }
+
+    /// The exec sessions (section 48): in increasing session order, each program a live
+    /// process whose parent is outside the guest (ppid 0, not init) or, ended, with a
+    /// valid wait status and not live; its pipes known, distinct, named by no other session;
+    /// the bytes held in the blob, at most [`crate::exec::IO_MAX`] each, none for a closed
+    /// input; known flags, reserved zero. That the sessions are the host's is the host's to
+    /// check.
+    fn check_exec_sessions(
+        &self,
+        procs: &Table<'_, ProcessEntry>,
+        pipes: &Table<'_, PipeEntry>,
+    ) -> Result<(), RecordError> {
+        use crate::exec::{wait_status_valid, IO_MAX, MAX_SESSIONS};
+        let sessions = Table::<ExecSessionEntry>::of(self);
+        if sessions.len() > MAX_SESSIONS {
+            return oob(
+                "exec sessions (more than a tenant has)",
+                sessions.len() as u64,
+            );
+        }
+        let mut last = 0;
+        for (k, e) in sessions.iter().enumerate() {
+            let exited = e.flags & exec_session_flags::EXITED != 0;
+            let live = procs
+                .find(e.pid, |p| p.pid)
+                .filter(|p| p.flags & process_flags::ZOMBIE == 0);
+            let program_ok = e.pid > 1
+                && if exited {
+                    wait_status_valid(e.status as u32 as u64) && live.is_none()
+                } else {
+                    e.status == 0 && live.is_some_and(|p| p.ppid == 0)
+                };
+            let bytes = |b: BlobRef| u64::from(b.len) <= IO_MAX && self.blob_bytes(b).is_some();
+            let ok = e.session > last
+                && program_ok
+                && e.flags & !exec_session_flags::ALL == 0
+                && e._reserved == 0
+                && bytes(e.to_guest)
+                && bytes(e.to_stdout)
+                && bytes(e.to_stderr)
+                && (e.stdin != 0 || e.to_guest.len == 0);
+            if !ok {
+                return oob(
+                    "exec session (in increasing order; its program, status, flags or bytes)",
+                    e.session,
+                );
+            }
+            last = e.session;
+            let own = [e.stdin, e.stdout, e.stderr];
+            for (i, &p) in own.iter().enumerate().filter(|(_, &p)| p != 0) {
+                let twice = own[..i].contains(&p)
+                    || sessions
+                        .iter()
+                        .take(k)
+                        .any(|o| [o.stdin, o.stdout, o.stderr].contains(&p));
+                if pipes.find(p, |x| x.id).is_none() || twice {
+                    return oob("exec session pipe (unknown, or named twice)", p);
+                }
+            }
         }
         Ok(())
     }
@@ -5374,6 +5504,120 @@ mod tests {
             ..mounted
         };
         assert!(check(&[root_only]).is_err());
+    }
+
+    #[test]
+    fn exec_sessions_are_version_6_and_checked() {
+        let proc_ = |pid: i32, ppid: i32, flags: u32| ProcessEntry {
+            pid,
+            ppid,
+            flags,
+            ..Default::default()
+        };
+        let pipe = |id: u64| PipeEntry {
+            id,
+            data: BlobRef::default(),
+            _reserved: 0,
+        };
+        let record = |version: u32, sessions: &[ExecSessionEntry]| {
+            let mut v = Vec::new();
+            let mut w = RecordWriter::new(&mut v, version, b"x");
+            w.section(&[proc_(1, 0, 0), proc_(5, 0, 0), proc_(6, 1, 0)]);
+            w.section(&[pipe(1), pipe(2), pipe(3), pipe(4)]);
+            w.section(sessions);
+            w.blob(b"abc");
+            w.finish();
+            v
+        };
+        let check = |sessions: &[ExecSessionEntry]| {
+            Record::parse(&record(6, sessions), (6, 6))
+                .expect("well formed")
+                .check(&BOUNDS)
+                .map_err(|e| match e {
+                    RecordError::OutOfBounds(what, _) => what,
+                    _ => "other",
+                })
+        };
+        assert_eq!(section::EXEC_SESSION, 48);
+        assert_eq!(size_of::<ExecSessionEntry>(), 72);
+        let running = ExecSessionEntry {
+            session: 3,
+            pid: 5,
+            stdin: 1,
+            stdout: 2,
+            stderr: 3,
+            to_guest: BlobRef { off: 0, len: 3 },
+            ..Default::default()
+        };
+        // Version 5 has no exec sessions.
+        assert!(matches!(
+            Record::parse(&record(5, &[running]), (5, 6)),
+            Err(RecordError::BadSection(48))
+        ));
+        // A program that ended (its pid gone), its output still relayed.
+        let ended = ExecSessionEntry {
+            session: 4,
+            pid: 9,
+            status: 7 << 8,
+            flags: exec_session_flags::EXITED | exec_session_flags::HOST_EOF,
+            stdin: 0,
+            stdout: 4,
+            stderr: 0,
+            to_stdout: BlobRef { off: 1, len: 2 },
+            ..Default::default()
+        };
+        assert_eq!(check(&[running, ended]), Ok(()));
+        let bad: [&[ExecSessionEntry]; 12] = [
+            // Sessions out of order, or 0.
+            &[ended, running],
+            &[ExecSessionEntry {
+                session: 0,
+                ..running
+            }],
+            // Not a program of an exec session: init, a child of init, unknown, a live pid
+            // said to have ended, an invalid status.
+            &[ExecSessionEntry { pid: 1, ..running }],
+            &[ExecSessionEntry { pid: 6, ..running }],
+            &[ExecSessionEntry { pid: 8, ..running }],
+            &[ExecSessionEntry { pid: 5, ..ended }],
+            &[ExecSessionEntry {
+                status: 0x7f,
+                ..ended
+            }],
+            // A status without the flag, an unknown flag.
+            &[ExecSessionEntry {
+                status: 1,
+                ..running
+            }],
+            &[ExecSessionEntry {
+                flags: 1 << 4,
+                ..running
+            }],
+            // A pipe unknown, twice in one session, in two sessions.
+            &[ExecSessionEntry {
+                stdin: 9,
+                ..running
+            }],
+            &[ExecSessionEntry {
+                stderr: 2,
+                ..running
+            }],
+            &[running, ExecSessionEntry { stdout: 1, ..ended }],
+        ];
+        for sessions in bad {
+            assert!(check(sessions).is_err(), "{sessions:?}");
+        }
+        // Bytes for a closed input, or outside the blob.
+        assert!(check(&[ExecSessionEntry {
+            stdin: 0,
+            ..running
+        }])
+        .is_err());
+        assert!(check(&[ExecSessionEntry {
+            to_stderr: BlobRef { off: 2, len: 5 },
+            ..running
+        }])
+        .is_err());
     }
 
     #[test]

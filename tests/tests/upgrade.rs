@@ -1536,45 +1536,81 @@ fn a_net_host_connection_and_listener_go_on_across_a_switch() {
     echo.join().expect("echo thread");
 }
 
-/// An exec session's streams are host connections the record cannot carry: an upgrade
-/// while one runs is refused in words, and the tenant and the session go on (the session's
-/// program ends as it would have, with its output and status).
+/// The program of a session in [`an_exec_session_goes_on_across_a_switch`]: it answers a
+/// first line, then, while a child prints 1..=300 every 10 ms, waits for a second line
+/// (written after the switch: its read is blocked on the empty pipe meanwhile) and answers
+/// it; once the child is done, a line on standard error, the rest of its input, and status
+/// 7.
+const EXEC_SESSION_SH: &str = "read a; echo \"got $a\"; \
+    (i=0; while [ $i -lt 300 ]; do i=$((i+1)); echo $i; sleep 0.01; done) & \
+    read b; echo \"then $b\"; wait; echo err-line >&2; cat; exit 7";
+
+/// An exec session (`pvmux exec`) in progress goes on across a switch: the host keeps the
+/// session; the kernel's relay between it and the program's pipes — with the bytes it held
+/// and the pipes' own — is carried (record version 6, section 48) and goes on under the new
+/// kernel. The session's output is whole and in order, input written after the switch
+/// reaches the program, its end of input too, and its status is the program's. A kernel
+/// of record version 5 is refused, naming the session, and the old kernel's relay goes on.
 #[test]
-fn an_upgrade_during_an_exec_session_is_refused_in_words() {
+fn an_exec_session_goes_on_across_a_switch() {
+    use std::io::{BufRead, Read, Write};
     let root = root("execsession");
     start_idle(&root, "e");
     let mut session = std::process::Command::new(PVMUX)
         .arg("--root")
         .arg(root.dir())
-        .args([
-            "exec",
-            "e",
-            "--",
-            "/bin/sh",
-            "-c",
-            "echo started; sleep 3; echo done; exit 7",
-        ])
+        .args(["exec", "e", "--", "/bin/sh", "-c", EXEC_SESSION_SH])
+        .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("pvmux exec");
+    let mut input = session.stdin.take().expect("stdin");
     let mut out = std::io::BufReader::new(session.stdout.take().expect("stdout"));
+    let mut err = session.stderr.take().expect("stderr");
+    input.write_all(b"one\n").expect("first line");
     let mut line = String::new();
-    std::io::BufRead::read_line(&mut out, &mut line).expect("the session's first line");
-    assert_eq!(line, "started\n");
-    let next = next_kernel(&root);
-    let up = root.pvmux(&["upgrade", "e", "--kernel", next.to_str().expect("UTF-8")]);
+    out.read_line(&mut line).expect("the session's first line");
+    assert_eq!(line, "got one\n");
+    let older = kernel_copy(root.dir(), "v5", |n| n.max_version = 5);
+    let up = root.pvmux(&["upgrade", "e", "--kernel", older.to_str().expect("UTF-8")]);
     assert_eq!(up.code(), Some(1), "{}", up.context());
     assert!(
-        up.stderr.contains("1 exec session(s) in progress"),
+        up.stderr
+            .contains("1 exec sessions (record version 5 has none)"),
         "{}",
         up.context()
     );
+    let v = switch_to_next(&root, "e");
+    let carried = v["record"]["exec_sessions"]
+        .as_array()
+        .expect("exec_sessions");
+    assert_eq!(carried.len(), 1, "{v}");
+    input.write_all(b"two\nthree\n").expect("after the switch");
+    drop(input);
     let mut rest = String::new();
-    std::io::Read::read_to_string(&mut out, &mut rest).expect("the rest");
-    assert_eq!(rest, "done\n");
+    out.read_to_string(&mut rest)
+        .expect("the rest of the output");
+    // The child's values in order, the answer among them, the rest of the input last.
+    let lines: Vec<&str> = rest.lines().collect();
+    let values: Vec<u64> = lines.iter().filter_map(|l| l.parse().ok()).collect();
+    assert_eq!(values, (1..=300).collect::<Vec<u64>>(), "{rest}");
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.starts_with("then"))
+            .collect::<Vec<_>>(),
+        [&"then two"],
+        "{rest}"
+    );
+    assert_eq!(lines.last(), Some(&"three"), "{rest}");
+    assert_eq!(lines.len(), 302, "{rest}");
+    let mut e = String::new();
+    err.read_to_string(&mut e).expect("stderr");
+    assert_eq!(e, "err-line\n");
     assert_eq!(session.wait().expect("the session").code(), Some(7));
-    // Once it has ended, the upgrade goes through.
-    switch_to_next(&root, "e");
+    let r = root.sh("e", "uname -r");
+    assert_eq!(r.stdout, "6.1.0-pvmux-next\n", "{}", r.context());
     stop(&root, "e");
 }
 

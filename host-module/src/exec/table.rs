@@ -193,6 +193,32 @@ impl ExecTable {
         self.lock().live.len()
     }
 
+    /// Whether the sessions a kernel's hand-over record names — (session, pid) — are
+    /// exactly those whose program runs, with their pids; else why not, in words. A
+    /// session fetched but not yet started is never carried (a kernel takes a request and
+    /// starts its program in one step), so one refuses too. Queued sessions stay queued
+    /// for the new kernel.
+    pub(crate) fn check_carried(&self, carried: &[(u64, i32)]) -> Result<(), String> {
+        let st = self.lock();
+        let mut running = Vec::new();
+        for (&id, s) in &st.live {
+            match s.lock().phase {
+                Phase::Running(pid) => running.push((id, pid as i32)),
+                Phase::Fetched => {
+                    return Err(format!("exec session {id} is starting: try again"));
+                }
+                Phase::Queued | Phase::Ended(_) => {}
+            }
+        }
+        if running == carried {
+            return Ok(());
+        }
+        Err(format!(
+            "its kernel's record names exec sessions {carried:?} (session, pid), the tenant \
+             runs {running:?}"
+        ))
+    }
+
     fn session(&self, id: u64) -> Result<Arc<Session>, HcError> {
         self.lock()
             .live

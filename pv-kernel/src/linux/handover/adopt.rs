@@ -108,6 +108,8 @@ pub(crate) enum Refusal {
     Lock(&'static str),
     /// A disk (section 47, by slot) that cannot be attached or mounted again.
     Disk(u32, crate::fs::Errno),
+    /// An exec session (section 48) whose pipes or bytes are not there.
+    ExecSession,
 }
 
 impl fmt::Display for Refusal {
@@ -178,6 +180,7 @@ impl fmt::Display for Refusal {
                 "the descriptors in flight of socket message {m} cannot be passed again"
             ),
             Self::Lock(what) => write!(f, "an advisory lock cannot be taken again: {what}"),
+            Self::ExecSession => write!(f, "an exec session names a pipe that is not there"),
             Self::Disk(slot, e) => write!(
                 f,
                 "disk vd{} cannot be mounted again: {e}",
@@ -673,6 +676,8 @@ pub(crate) struct Descriptions {
     inets: crate::linux::net::unix::carry::Adopted,
     /// The `--publish` relays (section 46), to start once the programs run.
     pub(crate) relays: Vec<crate::linux::net::inet::relay::Adopted>,
+    /// The exec sessions' relays (section 48), to start once the programs run.
+    pub(crate) exec_relays: Vec<crate::linux::exec_session::Relay>,
     /// The timerfds' timers and the inotify instances, by description (sections 24, 33
     /// and 34).
     events: super::events::Tables,
@@ -712,6 +717,20 @@ impl Descriptions {
                 _ => continue,
             };
         }
+        // An exec session's relay holds an end of its pipes without a description: counted
+        // as one of its own (numbers no description has).
+        let sessions: Vec<pvmux_hypercalls::handover::ExecSessionEntry> = r.entries().collect();
+        for (k, e) in sessions.iter().enumerate() {
+            let own = u64::MAX - 3 * k as u64;
+            if e.stdin != 0 {
+                ends.entry(e.stdin).or_default().1.insert(own);
+            }
+            for (i, p) in [e.stdout, e.stderr].into_iter().enumerate() {
+                if p != 0 {
+                    ends.entry(p).or_default().0.insert(own - 1 - i as u64);
+                }
+            }
+        }
         let mut pipes = BTreeMap::new();
         for p in r.entries::<PipeEntry>() {
             let (rd, wr) = ends.get(&p.id).map_or((0, 0), |(r, w)| (r.len(), w.len()));
@@ -746,6 +765,8 @@ impl Descriptions {
             .map_err(|e| Refusal::InetSocket(e.0))?;
         let relays = crate::linux::net::inet::relay::adopt(&relay_entries, &inets.relays, &blob)
             .ok_or(Refusal::Relay)?;
+        let exec_relays = crate::linux::exec_session::adopt(&sessions, &pipes, &blob, now_ns)
+            .ok_or(Refusal::ExecSession)?;
         Ok(Self {
             files: BTreeMap::new(),
             pipes,
@@ -753,6 +774,7 @@ impl Descriptions {
             queued,
             inets: inets.sockets,
             relays,
+            exec_relays,
             events: super::events::Tables::of(r),
             arms: Vec::new(),
             left_out: BTreeSet::new(),
@@ -1311,12 +1333,14 @@ pub(crate) fn finish(a: Adopting) -> Vec<u8> {
     // The published connections go on, and the next ones are taken again.
     let relays = built.relays.len();
     crate::linux::net::inet::relay::start_adopted(built.relays);
+    let exec_sessions = built.exec_relays.len();
+    crate::linux::exec_session::start_adopted(built.exec_relays);
     if a.plan.inet_sockets > 0 {
         crate::linux::net::inet::host::start_publish_pump();
     }
     crate::println!(
         "pvmux-kernel: adopted {} processes, {} zombies, {} of {} threads running, {} timers, \
-         {} event objects ({} timerfds, {} epoll registrations), {} relays of published \
+         {} event objects ({} timerfds, {} epoll registrations), {} exec sessions, {} relays of published \
          connections",
         a.plan.order.len(),
         a.plan.zombies.len(),
@@ -1326,6 +1350,7 @@ pub(crate) fn finish(a: Adopting) -> Vec<u8> {
         a.plan.event_objects,
         timerfds,
         a.plan.epoll_items,
+        exec_sessions,
         relays
     );
     built.init_exe
@@ -1344,6 +1369,8 @@ struct Built {
     timerfds: Vec<super::events::TimerArm>,
     /// The `--publish` relays, to start.
     relays: Vec<crate::linux::net::inet::relay::Adopted>,
+    /// The exec sessions' relays, to start.
+    exec_relays: Vec<crate::linux::exec_session::Relay>,
     init_exe: Vec<u8>,
 }
 
@@ -1521,6 +1548,7 @@ fn build(r: &Record<'_>, plan: &Plan) -> Result<Built, Refusal> {
         timers,
         timerfds: core::mem::take(&mut d.arms),
         relays: core::mem::take(&mut d.relays),
+        exec_relays: core::mem::take(&mut d.exec_relays),
         init_exe,
     })
 }

@@ -410,12 +410,13 @@ fn answer(version: u64) {
     }
     carry_relays(&mut inv, version);
     carry_disks(&mut inv, version);
+    carry_exec_sessions(&mut inv, version);
     if version >= 2 {
         carry_fs(&mut inv);
     }
     let mut out: Vec<u8> = Vec::new();
     // The record is the host's to read: refused rather than grown past what it accepts.
-    let size = 96 + 16 * 25 + inv.size();
+    let size = 96 + 16 * 26 + inv.size();
     if size as u64 > MAX_RECORD_LEN || out.try_reserve_exact(size).is_err() {
         thaw();
         crate::hcall::handover_record_failed(HcError::NoResources);
@@ -435,7 +436,11 @@ fn answer(version: u64) {
 /// freeze timed out), or for live relays in an older version, which has none.
 fn carry_relays(inv: &mut Inventory, version: u32) {
     if kernel_steps_running() {
-        return inv.block(0, b"relays of published connections did not stop", 1);
+        return inv.block(
+            0,
+            b"kernel relays (--publish, exec sessions) did not stop",
+            1,
+        );
     }
     let Inventory {
         relays, inet, blob, ..
@@ -475,6 +480,38 @@ fn carry_disks(inv: &mut Inventory, version: u32) {
     match crate::fs::disk::carry(&mut |b| blob_push(blob, b)) {
         Ok(d) => *disks = d,
         Err((what, n)) => inv.block(0, what, n),
+    }
+}
+
+/// The exec sessions in progress (section 48, version 6), with the pipes their relays hold
+/// and those pipes' bytes; a blocker for what cannot be carried, or for sessions in an
+/// older version, which has none.
+fn carry_exec_sessions(inv: &mut Inventory, version: u32) {
+    let carried = match super::exec_session::carry() {
+        Ok(c) if c.is_empty() => return,
+        Ok(c) => c,
+        Err((what, n)) => return inv.block(0, what, n),
+    };
+    if version < 6 {
+        let what = alloc::format!("exec sessions (record version {version} has none)");
+        return inv.block(0, what.as_bytes(), carried.len() as u32);
+    }
+    for c in carried {
+        let mut e = c.entry;
+        let mut ids = [0u64; 3];
+        for (id, p) in ids.iter_mut().zip(&c.pipes) {
+            if let Some(p) = p {
+                match carry_pipe(&mut inv.pipes, &mut inv.blob, p) {
+                    Ok(i) => *id = i,
+                    Err(what) => return inv.block(0, what, 1),
+                }
+            }
+        }
+        [e.stdin, e.stdout, e.stderr] = ids;
+        e.to_guest = inv.blob_add(&c.bytes[0]);
+        e.to_stdout = inv.blob_add(&c.bytes[1]);
+        e.to_stderr = inv.blob_add(&c.bytes[2]);
+        inv.exec_sessions.push(e);
     }
 }
 
@@ -726,6 +763,8 @@ pub(crate) struct Inventory {
     pub(crate) relays: Vec<pvmux_hypercalls::handover::RelayEntry>,
     /// The disks attached (section 47, version 5; in slot order).
     pub(crate) disks: Vec<pvmux_hypercalls::handover::DiskEntry>,
+    /// The exec sessions in progress (section 48, version 6; in session order).
+    pub(crate) exec_sessions: Vec<pvmux_hypercalls::handover::ExecSessionEntry>,
     /// The record's number of each carried open file description, by its
     /// [`super::files::OpenFile::id`] (what owns its locks).
     description_ids: BTreeMap<u64, u64>,
@@ -785,6 +824,7 @@ impl Inventory {
             + self.thread_scheds.len() * size_of::<pvmux_hypercalls::handover::ThreadSchedEntry>()
             + self.relays.len() * size_of::<pvmux_hypercalls::handover::RelayEntry>()
             + self.disks.len() * size_of::<pvmux_hypercalls::handover::DiskEntry>()
+            + self.exec_sessions.len() * size_of::<pvmux_hypercalls::handover::ExecSessionEntry>()
             + self.fs.as_ref().map_or(0, |c| c.size())
             + self.blob.len()
     }
@@ -922,6 +962,9 @@ impl Inventory {
             if version >= 5 {
                 w.section(&self.disks);
             }
+            if version >= 6 {
+                w.section(&self.exec_sessions);
+            }
             if let Some(fs) = &self.fs {
                 w.section(&fs.nodes);
                 w.section(&fs.dirents);
@@ -935,6 +978,27 @@ impl Inventory {
 
 /// Appends `b` to the record's blob `blob`: where it is (for a caller that holds other
 /// parts of the inventory borrowed, [`Inventory::blob_add`] otherwise).
+/// Version 2: pipe `pipe` with the bytes buffered in it (once); its id.
+fn carry_pipe(
+    pipes: &mut BTreeMap<u64, PipeEntry>,
+    blob: &mut Vec<u8>,
+    pipe: &super::files::pipe::Pipe,
+) -> Result<u64, &'static [u8]> {
+    if let alloc::collections::btree_map::Entry::Vacant(e) = pipes.entry(pipe.id) {
+        let bytes = pipe.buffered();
+        if bytes.len() > MAX_PIPE_BYTES as usize {
+            return Err(b"pipes holding more than 1 MiB");
+        }
+        let data = blob_push(blob, &bytes);
+        e.insert(PipeEntry {
+            id: pipe.id,
+            data,
+            _reserved: 0,
+        });
+    }
+    Ok(pipe.id)
+}
+
 fn blob_push(blob: &mut Vec<u8>, b: &[u8]) -> BlobRef {
     let r = BlobRef {
         off: blob.len() as u32,
@@ -1746,22 +1810,7 @@ fn carry_fd(
             } else {
                 fd_state::PIPE_WRITE
             };
-            e.object = pipe.id;
-            if !inv.pipes.contains_key(&pipe.id) {
-                let bytes = pipe.buffered();
-                if bytes.len() > MAX_PIPE_BYTES as usize {
-                    return Err(b"pipes holding more than 1 MiB");
-                }
-                let data = inv.blob_add(&bytes);
-                inv.pipes.insert(
-                    pipe.id,
-                    PipeEntry {
-                        id: pipe.id,
-                        data,
-                        _reserved: 0,
-                    },
-                );
-            }
+            e.object = carry_pipe(&mut inv.pipes, &mut inv.blob, pipe)?;
         }
         // A terminal's state (modes, window size, foreground group, the line being typed)
         // is the console's, section 31.

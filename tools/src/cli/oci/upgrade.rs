@@ -160,6 +160,25 @@ struct RecordSummary {
     /// Record version 5: the disks attached to the kernel (section 47).
     #[serde(default)]
     disks: Vec<DiskJson>,
+    /// Record version 6: the exec sessions in progress (section 48).
+    #[serde(default)]
+    exec_sessions: Vec<ExecSessionJson>,
+}
+
+/// An exec session a version 6 record carries (the host keeps the session itself).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct ExecSessionJson {
+    /// The host's session id.
+    session: u64,
+    /// The program's guest pid.
+    pid: i32,
+    /// Its wait status, if it ended (its output is still being relayed).
+    exited: Option<i32>,
+    /// Bytes the relay holds: input not yet given to the program, and its standard output
+    /// and standard error not yet given to the host.
+    to_guest: u32,
+    to_stdout: u32,
+    to_stderr: u32,
 }
 
 /// A disk a version 5 record carries (its image stays the host's, in the same slot).
@@ -571,6 +590,19 @@ impl From<&Inventory> for RecordSummary {
                             .map(|(_, s)| (*s).to_owned())
                             .collect(),
                     }
+                })
+                .collect(),
+            exec_sessions: i
+                .exec_sessions
+                .iter()
+                .map(|e| ExecSessionJson {
+                    session: e.session,
+                    pid: e.pid,
+                    exited: (e.flags & pvmux_hypercalls::handover::exec_session_flags::EXITED != 0)
+                        .then_some(e.status),
+                    to_guest: e.to_guest.len,
+                    to_stdout: e.to_stdout.len,
+                    to_stderr: e.to_stderr.len,
                 })
                 .collect(),
             disks: i

@@ -3968,6 +3968,20 @@ fn disks_stay_mounted_and_owned_across_a_switch() {
         (&"/mnt/b".into(), &"guest".into()),
         "{shown}"
     );
+    // A kernel that refuses the switch itself: the running one adopts the same record
+    // again, disks and all.
+    let default = root.dir().join("default");
+    std::fs::write(&default, pvmux::images::KERNEL).expect("write the kernel");
+    let (up, v) = upgrade(&root, "d", &default, Some("adopt-refuse-switch"));
+    assert_eq!(up.code(), Some(1), "{}", up.context());
+    assert_eq!(v["switch"]["adopted_by"], "6.1.0-pvmux-next", "{v}");
+    let r = root.sh("d", "cat /mnt/b/note; grep -c '^/dev/vd[ab] ' /proc/mounts");
+    assert_eq!(
+        r.stdout,
+        "written-before-the-switch\n2\n",
+        "{}",
+        r.context()
+    );
     // The counter goes on under the new kernel, through the descriptor it had.
     let at_switch = root.sh("d", "wc -l < /data/count").stdout;
     let at_switch: u64 = at_switch.trim().parse().expect("a count");

@@ -499,3 +499,47 @@ fn malformed_specs_are_refused_before_the_guest() {
     }
     assert_eq!(raised.load(SeqCst), 0);
 }
+
+/// A kernel switch's check of the sessions a record names: exactly those whose program
+/// runs, with their pids; one being started refuses; queued ones are left to the next
+/// kernel.
+#[test]
+fn a_record_must_name_exactly_the_running_sessions() {
+    let (mem, h, _) = setup();
+    let spec = ExecSpec::new(["true"]);
+    let (a, b, _queued) = (
+        h.exec(&spec).unwrap(),
+        h.exec(&spec).unwrap(),
+        h.exec(&spec).unwrap(),
+    );
+    assert_eq!(h.table.check_carried(&[]), Ok(()));
+    assert_eq!(fetch(&mem, &h), a.id());
+    let starting = h.table.check_carried(&[]).unwrap_err();
+    assert!(starting.contains("is starting"), "{starting}");
+    let started = |id: u64, pid: u64| {
+        call(
+            &mem,
+            &h,
+            Hypercall::ExecStatus,
+            [id, status::STARTED, pid, 0],
+        )
+        .unwrap();
+    };
+    started(a.id(), 40);
+    assert_eq!(fetch(&mem, &h), b.id());
+    started(b.id(), 41);
+    let (ia, ib) = (a.id(), b.id());
+    assert_eq!(h.table.check_carried(&[(ia, 40), (ib, 41)]), Ok(()));
+    for bad in [
+        &[(ia, 40)][..],
+        &[(ia, 40), (ib, 42)],
+        &[(ia, 40), (ib, 41), (99, 43)],
+        &[(ib, 41), (ia, 40)],
+        &[],
+    ] {
+        assert!(h.table.check_carried(bad).is_err(), "{bad:?}");
+    }
+    // One ended: the record no longer names it.
+    call(&mem, &h, Hypercall::ExecStatus, [ia, status::EXITED, 0, 0]).unwrap();
+    assert_eq!(h.table.check_carried(&[(ib, 41)]), Ok(()));
+}

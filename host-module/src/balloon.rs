@@ -258,6 +258,48 @@ impl Balloon {
         self.lock().released.count
     }
 
+    /// The target and the released pages as runs `(gpa, pages)` in address order (a
+    /// snapshot's).
+    pub(crate) fn carried(&self) -> (u64, Vec<(u64, u64)>) {
+        let s = self.lock();
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        for i in (0..self.pool_pages).filter(|&i| s.released.get(i)) {
+            let gpa = self.pool_base + i * PAGE_SIZE;
+            match runs.last_mut() {
+                Some((g, n)) if *g + *n * PAGE_SIZE == gpa => *n += 1,
+                _ => runs.push((gpa, 1)),
+            }
+        }
+        (s.target, runs)
+    }
+
+    /// A restored tenant's balloon: its snapshot's target and released runs (checked as a
+    /// guest's report is: inside the pool, page aligned, each page once), before the
+    /// guest runs. Nothing changes on an error.
+    pub(crate) fn restore(&self, target: u64, runs: &[(u64, u64)]) -> Result<(), RangeError> {
+        let mut s = self.lock();
+        let mut rel = Released::new(self.pool_pages);
+        for chunk in runs.chunks(MAX_RANGES) {
+            let ranges = chunk
+                .iter()
+                .map(|&(gpa, pages)| {
+                    Ok(BalloonRange {
+                        gpa,
+                        pages: u32::try_from(pages).map_err(|_| RangeError::OutsidePool)?,
+                        kind: kind::RELEASED,
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            rel = check_ranges(&rel, self.pool_base, self.pool_pages, 0, &ranges)?;
+        }
+        if target > self.pool_pages {
+            return Err(RangeError::OutsidePool);
+        }
+        s.released = rel;
+        s.target = target;
+        Ok(())
+    }
+
     /// Sets a new target; returns its number for [`Balloon::wait_answer`].
     pub(crate) fn set_target(&self, pages: u64) -> u64 {
         let mut s = self.lock();
@@ -524,6 +566,33 @@ mod tests {
                 proptest::prop_assert_eq!(set, rel.count);
                 proptest::prop_assert!(rel.bits.len() == 1);
             }
+        }
+    }
+
+    #[test]
+    fn a_snapshots_balloon_is_carried_and_checked() {
+        let b = Balloon::new(BASE, BASE + 512 * PAGE_SIZE);
+        let p = |page: u64| BASE + page * PAGE_SIZE;
+        // Fragmented: more runs than one report takes.
+        let runs: Vec<(u64, u64)> = (0..200).map(|i| (p(i * 2 + 10), 1)).collect();
+        b.restore(600, &[]).unwrap_err();
+        b.restore(200, &runs).unwrap();
+        assert_eq!(b.released_pages(), 200);
+        assert_eq!(b.carried(), (200, runs.clone()));
+        // Adjacent pages come back as one run.
+        let c = Balloon::new(BASE, BASE + 256 * PAGE_SIZE);
+        c.restore(5, &[(p(3), 2), (p(5), 3)]).unwrap();
+        assert_eq!(c.carried(), (5, vec![(p(3), 5)]));
+        // Outside the pool, unaligned, twice, too large: refused, nothing changes.
+        for bad in [
+            &[(p(255), 2)][..],
+            &[(BASE - PAGE_SIZE, 1)],
+            &[(p(1) + 8, 1)],
+            &[(p(1), 2), (p(2), 1)],
+            &[(p(0), u64::from(u32::MAX) + 1)],
+        ] {
+            assert!(c.restore(1, bad).is_err(), "{bad:?}");
+            assert_eq!(c.carried(), (5, vec![(p(3), 5)]));
         }
     }
 

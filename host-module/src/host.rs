@@ -200,6 +200,7 @@ fn tenant_parts(
         disks: crate::disk::Disks::with(cfg.disks)
             .map_err(|e| HostError::InvalidConfig(e.to_string()))?,
         initial_balloon,
+        restored_balloon: None,
         snapshot_refusal,
         upgrade_refusal,
         adoption: None,
@@ -258,8 +259,11 @@ impl Host {
                 st.nr_vcpus, st.parked_vcpus
             )));
         }
-        if st.balloon_pages != 0 {
-            return Err(bad("the balloon holds memory".into()));
+        let released: Vec<(u64, u64)> = st.balloon_released.iter().map(|r| (r[0], r[1])).collect();
+        if released.iter().map(|r| r.1).sum::<u64>() != st.balloon_pages {
+            return Err(bad(
+                "the balloon's released pages and their count disagree".into()
+            ));
         }
         let layout = restored_layout(&st, cfg.kernel.span()).map_err(bad)?;
         let mem = GuestMemory::new(st.mem_size)?;
@@ -313,12 +317,10 @@ impl Host {
             isolation_of(&cfg.boot_args),
         ))?;
         let winsize = st.console_winsize;
-        let tenant = Tenant::start(
-            tenant_parts(cfg, mem, ctl, layout, clock, 0)
-                .map_err(|e| SnapshotError::Invalid(e.to_string()))?,
-            Arc::clone(&self.stub),
-            Arc::clone(&self.user_stub),
-        )?;
+        let mut parts = tenant_parts(cfg, mem, ctl, layout, clock, 0)
+            .map_err(|e| SnapshotError::Invalid(e.to_string()))?;
+        parts.restored_balloon = Some((st.balloon_target, released));
+        let tenant = Tenant::start(parts, Arc::clone(&self.stub), Arc::clone(&self.user_stub))?;
         if winsize != 0 {
             if let Some(size) = pvmux_hypercalls::bootargs::ConsoleSize::new(
                 (winsize & 0xffff) as u16,

@@ -839,13 +839,6 @@ impl TenantHandle {
                 "{why}; wait for them to end"
             )));
         }
-        if s.balloon.released_pages() > 0 {
-            return Err(SnapshotError::Refused(
-                "its balloon holds memory (pvmux mem, --mem below --mem-max): the host's record \
-                 of released pages is not carried yet"
-                    .into(),
-            ));
-        }
         std::fs::create_dir_all(dir).map_err(|e| SnapshotError::Io {
             what: "creating",
             path: dir.to_owned(),
@@ -931,6 +924,7 @@ impl TenantHandle {
         let guest_ns = s.clock.tsc_to_ns(crate::clock::rdtsc());
         let gen = s.gen();
         let l = &gen.layout;
+        let (balloon_target, balloon_runs) = s.balloon.carried();
         let state = State {
             name: s.name.clone(),
             mem_size: s.mem.size(),
@@ -960,7 +954,9 @@ impl TenantHandle {
             initrd_gpa: l.initrd_gpa,
             initrd_len: l.initrd_len,
             pool_base: l.pool_base,
-            balloon_pages: s.balloon.released_pages(),
+            balloon_pages: balloon_runs.iter().map(|r| r.1).sum(),
+            balloon_target,
+            balloon_released: balloon_runs.iter().map(|&(g, n)| [g, n]).collect(),
             console_winsize: s.console_winsize.load(SeqCst),
             taken_unix_ms: crate::clock::realtime_ns() / 1_000_000,
             extra: extra.to_owned(),
@@ -1593,6 +1589,9 @@ pub(crate) struct TenantParts {
     pub(crate) disks: crate::disk::Disks,
     /// Pages the guest's balloon starts with (`TenantConfig::mem_initial`).
     pub(crate) initial_balloon: u64,
+    /// A restored tenant's balloon: its target and released runs `(gpa, pages)`, which the
+    /// resumed guest kernel knows it released (`initial_balloon` is then 0).
+    pub(crate) restored_balloon: Option<(u64, Vec<(u64, u64)>)>,
     /// Why this tenant cannot be snapshotted, if so (its configuration).
     pub(crate) snapshot_refusal: Option<String>,
     /// Why an upgrade can never be taken, if so.
@@ -1636,6 +1635,11 @@ impl Tenant {
         if parts.initial_balloon > 0 {
             // The guest takes it at boot, before its first program.
             balloon.set_target(parts.initial_balloon);
+        }
+        if let Some((target, runs)) = &parts.restored_balloon {
+            balloon.restore(*target, runs).map_err(|e| {
+                HostError::InvalidConfig(format!("the snapshot's balloon is refused: {e:?}"))
+            })?;
         }
         let shared = Arc::new_cyclic(|weak: &std::sync::Weak<Shared>| {
             let exec_weak = weak.clone();

@@ -124,8 +124,15 @@ pub struct State {
     pub initrd_len: u64,
     /// Start of the user pool.
     pub pool_base: u64,
-    /// Pages in the guest's balloon (its target when taken).
+    /// Pages in the guest's balloon (released when taken).
     pub balloon_pages: u64,
+    /// The balloon's target when taken (pages the guest must not use).
+    #[serde(default)]
+    pub balloon_target: u64,
+    /// The released pages as runs `[gpa, pages]` in address order (their memory is holes
+    /// in `memory.img`): a restored host knows them as the guest kernel does.
+    #[serde(default)]
+    pub balloon_released: Vec<[u64; 2]>,
     /// The console size the host last set (`(rows << 16) | cols`, 0 never).
     pub console_winsize: u32,
     /// Wall clock when it was taken (ms since the epoch).

@@ -1834,34 +1834,24 @@ fn reopen(f: &FdStateEntry, path: &[u8]) -> Result<Option<Arc<OpenFile>>, Refusa
                 .map(Some)
                 .map_err(|_| bad)
         }
-        fd_state::DEVICE if path.starts_with(b"/dev/pvmux/") => {
+        // A node whose device has a state outside the file: a channel to another kernel
+        // (its stream is the host's) or a disk (carried in its slot, section 47).
+        fd_state::DEVICE if path.starts_with(b"/dev/pvmux/") || path.starts_with(b"/dev/vd") => {
             let (ino, st) = crate::fs::with(|fs| {
                 let ino = fs.lookup(crate::fs::ramfs::ROOT_INO, path, true)?;
                 Ok::<_, crate::fs::Errno>((ino, fs.stat_ino(ino)?))
             })
             .map_err(|_| bad.clone())?;
+            let st = crate::linux::files::file::KStat::of(st);
             match dev::node(ino) {
-                Some(Dev::Channel(i)) => Ok(Some(crate::linux::files::channel::open(
-                    i,
-                    dev::channel_name(i),
-                    crate::linux::files::file::KStat::of(st),
-                    f.status_flags,
-                ))),
-                _ => Err(bad),
-            }
-        }
-        fd_state::DEVICE if path.starts_with(b"/dev/vd") => {
-            let (ino, st) = crate::fs::with(|fs| {
-                let ino = fs.lookup(crate::fs::ramfs::ROOT_INO, path, true)?;
-                Ok::<_, crate::fs::Errno>((ino, fs.stat_ino(ino)?))
-            })
-            .map_err(|_| bad.clone())?;
-            match dev::node(ino) {
-                Some(Dev::Disk(slot)) => {
+                Some(Dev::Channel(i)) if path.starts_with(b"/dev/pvmux/") => Ok(Some(
+                    crate::linux::files::channel::open(i, dev::channel_name(i), st, f.status_flags),
+                )),
+                Some(Dev::Disk(slot)) if path.starts_with(b"/dev/vd") => {
                     let file = crate::linux::files::blockdev::open(
                         u32::from(slot),
                         path,
-                        crate::linux::files::file::KStat::of(st),
+                        st,
                         f.status_flags,
                     )
                     .map_err(|_| bad)?;

@@ -59,17 +59,12 @@ const FP_KEPT: u32 = u32::MAX;
 static ON: AtomicU32 = AtomicU32::new(0);
 /// 1 when user space may use `rdfsbase`/`wrfsbase` (`AT_HWCAP2`).
 pub(crate) static FSGSBASE: AtomicU32 = AtomicU32::new(0);
-/// The XSAVE image size for the enabled features (`CPUID.(0xd, 0).ebx`).
+/// Bytes of the standard-format XSAVE image of `PVMUX_INPROC_XMASK`'s features.
 static XSAVE_SIZE: AtomicU32 = AtomicU32::new(0);
-/// The XSAVE features the stub saves and restores: XCR0 without the dynamically enabled
-/// ones (AMX tile data, which Linux enables per process on request and keeps out of signal
-/// frames otherwise).
+/// The XSAVE features the stub saves and restores: the host's signal-frame features
+/// ([`crate::xsave::signal_frame_features`]).
 #[no_mangle]
 static PVMUX_INPROC_XMASK: AtomicU64 = AtomicU64::new(0);
-/// XCR0 bits of the dynamically enabled features: AMX `XTILEDATA`, as Linux's
-/// `XFEATURE_MASK_USER_DYNAMIC` (its signal frames hold `XTILECFG`, which is small, but
-/// not the tile data): the image is then the size and format of the host's signal frames.
-const XFEATURES_DYNAMIC: u64 = 1 << 18;
 
 /// The per-vCPU state of the mode, inside `StubCpu` (`repr(C)`: the assembly uses it).
 #[repr(C)]
@@ -129,22 +124,9 @@ pub(crate) fn active() -> bool {
 /// Turns the mode on (start-up, before the vCPU threads exist). `Err` if the CPU lacks
 /// what it needs (XSAVE).
 pub(crate) fn init(fsgsbase: bool) -> Result<(), u32> {
-    let leaf1 = core::arch::x86_64::__cpuid(1);
-    const OSXSAVE: u32 = 1 << 27;
-    if leaf1.ecx & OSXSAVE == 0 {
+    let Some((mask, size)) = crate::xsave::signal_frame_features() else {
         return Err(95); // EOPNOTSUPP
-    }
-    // SAFETY: OSXSAVE is set, so xgetbv is available.
-    let xcr0 = unsafe { core::arch::x86_64::_xgetbv(0) };
-    let mask = xcr0 & !XFEATURES_DYNAMIC;
-    // The standard-format image ends after the highest component saved.
-    let mut size = 576u32;
-    for i in 2..63 {
-        if mask & (1 << i) != 0 {
-            let c = core::arch::x86_64::__cpuid_count(0xd, i);
-            size = size.max(c.ebx + c.eax);
-        }
-    }
+    };
     if size as usize > XSAVE_MAX {
         return Err(95);
     }

@@ -25,6 +25,7 @@ mod state;
 mod sys;
 mod trap;
 mod user;
+mod xsave;
 
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo<'_>) -> ! {

@@ -162,14 +162,10 @@ extern "sysv64" {
 /// start-up.
 static XSAVE_SIZE: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
 /// The features the entry saves and restores (its `xsave`/`xrstor` mask, and the image's
-/// `xfeatures` software word): those enabled in XCR0 but the dynamically enabled one (AMX
-/// tile state, which Linux enables per process on request and keeps out of signal frames
-/// otherwise: with it, the image would not fit a slot).
+/// `xfeatures` software word): the host's signal-frame features
+/// ([`crate::xsave::signal_frame_features`]; with the AMX tile data the image would not fit
+/// a slot).
 static XFEATURES: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
-/// XCR0 bits of the dynamically enabled features: AMX `XTILEDATA`, as Linux's
-/// `XFEATURE_MASK_USER_DYNAMIC` (its signal frames hold `XTILECFG`, which is small, but
-/// not the tile data): the image is then the size and format of the host's signal frames.
-const XFEATURES_DYNAMIC: u64 = 1 << 18;
 
 /// The signal frame's software bytes (`struct _fpx_sw_bytes` at 464) and magic2 the handler's
 /// FPU code checks ([`super::fpu`]).
@@ -180,20 +176,7 @@ const FP_XSTATE_MAGIC2: u32 = 0x4650_5845;
 /// Start-up (before the filter): finds the XSAVE size, maps the entry page at
 /// [`USER_PATCH_ENTRY`] (a `jmp *[rip + 2]` to `pvmux_patch_entry`, then read and execute).
 pub(super) fn setup() -> Result<(), u32> {
-    let l1 = core::arch::x86_64::__cpuid(1);
-    let osxsave = l1.ecx & (1 << 27) != 0;
-    if osxsave {
-        // SAFETY: xgetbv(0) is allowed when the OS set OSXSAVE.
-        let xcr0 = unsafe { core::arch::x86_64::_xgetbv(0) };
-        let mask = xcr0 & !XFEATURES_DYNAMIC;
-        // The standard-format image ends after the highest component saved.
-        let mut size = 576u32;
-        for i in 2..63 {
-            if mask & (1 << i) != 0 {
-                let c = core::arch::x86_64::__cpuid_count(0xd, i);
-                size = size.max(c.ebx + c.eax);
-            }
-        }
+    if let Some((mask, size)) = crate::xsave::signal_frame_features() {
         let fits = u64::from(size) + 4 <= super::cpu::TRAMP_FP_SIZE
             && size as usize <= pvmux_hypercalls::user::USER_FPSTATE_MAX;
         if fits {

@@ -422,6 +422,7 @@ impl Guest {
                 slice_ns: next.slice_ns,
                 fp: &next.fp,
                 fp_init: next.fp_init,
+                regs_kept: false,
             }),
         };
         let slot = self.slot(i);

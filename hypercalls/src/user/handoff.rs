@@ -223,6 +223,11 @@ pub struct RunRequest<'a> {
     pub fp: &'a [u8],
     /// With an empty `fp`: reset the FPU state to its initial configuration.
     pub fp_init: bool,
+    /// The slot still holds, from this thread's last exit, every register of `regs` but
+    /// `rax` (no other request ran on the slot since): only `rax` is written. The user
+    /// side reads the whole `regs` as always; this spares the kernel writing, and the user
+    /// side's CPU fetching, the two cache lines of the rest (a system call's return).
+    pub regs_kept: bool,
 }
 
 /// One request of the kernel to a slot.
@@ -274,6 +279,8 @@ pub struct Returned {
     /// TSC ticks user code ran during the request, as the user side counted them
     /// (untrusted: clamp it to what the kernel measured).
     pub user_ticks: u64,
+    /// The user side's tick counter after the request ([`KernelSlot::with_user_ticks`]).
+    pub user_ticks_total: u64,
 }
 
 /// A slot's answer to a request.
@@ -345,12 +352,29 @@ impl Pending {
 #[derive(Clone, Copy, Debug)]
 pub struct KernelSlot<'a, M: ?Sized> {
     mem: &'a M,
+    /// The user side's [`user_stat::USER_TICKS`] as the last reply on the slot left it, if
+    /// the caller knows it ([`KernelSlot::with_user_ticks`]).
+    ticks_known: Option<u64>,
 }
 
 impl<'a, M: SlotMem + ?Sized> KernelSlot<'a, M> {
     /// The kernel half on the slot `mem` reaches.
     pub const fn new(mem: &'a M) -> Self {
-        Self { mem }
+        Self {
+            mem,
+            ticks_known: None,
+        }
+    }
+
+    /// Counts the next request's user time from `ticks`, the [`Returned::user_ticks_total`]
+    /// of the slot's last reply, instead of reading the counter when it hands the slot over:
+    /// the user side wrote that line at its last exit, and reading it would fetch it to this
+    /// CPU once more per request. (The user side adds to it only while it has the slot; a
+    /// program that writes it only skews its own user time, which the kernel clamps.)
+    #[must_use]
+    pub const fn with_user_ticks(mut self, ticks: Option<u64>) -> Self {
+        self.ticks_known = ticks;
+        self
     }
 
     /// Writes `req` into the slot, hands it over, waits at most `timeout_ns` for the answer
@@ -384,11 +408,19 @@ impl<'a, M: SlotMem + ?Sized> KernelSlot<'a, M> {
             m.write(OPS, req.ops.as_bytes());
         }
         put(m, NR_OPS, &(req.ops.len() as u32));
-        put(m, OPS_SEQ, &req.ops_seq);
+        // Its own line, which only the kernel writes: left alone while it holds the value
+        // (most requests carry no operations), it stays in the user side's cache.
+        if get::<u64>(m, OPS_SEQ) != req.ops_seq {
+            put(m, OPS_SEQ, &req.ops_seq);
+        }
         let cmd = match &req.run {
             None => command::OPS_ONLY,
             Some(run) => {
-                put(m, REGS, &run.regs);
+                if run.regs_kept {
+                    put(m, REGS + offset_of!(TrapFrame, rax), &run.regs.rax);
+                } else {
+                    put(m, REGS, &run.regs);
+                }
                 put(m, FS_BASE, &run.fs_base);
                 put(m, SLICE_NS, &run.slice_ns);
                 let fp = &run.fp[..run.fp.len().min(USER_FPSTATE_MAX)];
@@ -415,7 +447,10 @@ impl<'a, M: SlotMem + ?Sized> KernelSlot<'a, M> {
         let m = self.mem;
         let run = m.word(Word::RunSeq);
         let seq = super::grant::next_seq(run.load(Relaxed));
-        let ticks_before = m.counter(user_stat::USER_TICKS).load(Relaxed);
+        let ticks_before = match self.ticks_known {
+            Some(t) => t,
+            None => m.counter(user_stat::USER_TICKS).load(Relaxed),
+        };
         // Where this thread waits for the answer (a hint for the user side's spinning).
         let _ = peer_on_my_cpu(w, m.word(Word::KernelCpu), m.word(Word::UserCpu));
         run.store(seq, SeqCst);
@@ -518,6 +553,7 @@ impl<'a, M: SlotMem + ?Sized> KernelSlot<'a, M> {
             fs_base: get(m, FS_BASE),
             fp_len: (fp_saved as usize).min(USER_FPSTATE_MAX),
             user_ticks: ticks.wrapping_sub(pending.ticks_before),
+            user_ticks_total: ticks,
         }))
     }
 

@@ -186,6 +186,7 @@ fn run_req<'a>(rax: u64, fs: u64, fp: &'a [u8]) -> RunRequest<'a> {
         slice_ns: 0,
         fp,
         fp_init: fp.is_empty(),
+        regs_kept: false,
     }
 }
 
@@ -1051,4 +1052,75 @@ fn lying_cpu_words_cost_no_correctness() {
     stop.store(true, SeqCst);
     user.join().unwrap();
     liar.join().unwrap();
+}
+
+/// A request with `regs_kept` writes `rax` alone: every other register the slot holds
+/// (what the last exit left) is what the user side loads. `ops_seq` is written only when it
+/// changes. A known tick count is what a run's user time counts from.
+#[test]
+fn a_kept_request_writes_only_rax_and_an_unchanged_ops_seq_is_left_alone() {
+    let slot = TestSlot::new();
+    let k = KernelSlot::new(&*slot);
+    let exit = TrapFrame {
+        rax: 39,
+        rdi: 1,
+        rsi: 2,
+        r15: 15,
+        rip: 0x40_1234,
+        rsp: 0x7fff_0000,
+        ..TrapFrame::default()
+    };
+    // What an exit left: the user side's registers in the slot.
+    slot.put(REGS, exit);
+    let mut back = exit;
+    back.rax = 4242;
+    // The kernel's copy may differ elsewhere: with `regs_kept` only rax is written.
+    let mut run = run_req(0, 0, &[]);
+    run.regs = TrapFrame {
+        rax: 4242,
+        ..TrapFrame::default()
+    };
+    run.regs_kept = true;
+    k.write_request(&Request {
+        ops: &[],
+        ops_seq: 3,
+        run: Some(run),
+    });
+    assert_eq!(get::<TrapFrame>(&*slot, REGS), back);
+    assert_eq!(get::<u64>(&*slot, OPS_SEQ), 3);
+    // Without it the whole frame is written.
+    run.regs_kept = false;
+    k.write_request(&Request {
+        ops: &[],
+        ops_seq: 3,
+        run: Some(run),
+    });
+    assert_eq!(get::<TrapFrame>(&*slot, REGS), run.regs);
+    // An ops_seq the slot does not hold is written.
+    slot.put(OPS_SEQ, 3u64);
+    k.write_request(&Request {
+        ops: &[],
+        ops_seq: 4,
+        run: None,
+    });
+    assert_eq!(get::<u64>(&*slot, OPS_SEQ), 4);
+
+    // A run's user time counts from the known tick count, not the counter's value.
+    let w = Yield::new();
+    slot.counter(user_stat::USER_TICKS).store(1000, SeqCst);
+    let k = KernelSlot::new(&*slot).with_user_ticks(Some(900));
+    k.write_request(&Request {
+        ops: &[],
+        ops_seq: 0,
+        run: Some(run_req(0, 0, &[])),
+    });
+    let pending = k.ring(&w, false);
+    slot.counter(user_stat::USER_TICKS).store(1500, SeqCst);
+    slot.put(EXIT_REASON, UserExit::Interrupt as u32);
+    slot.word(Word::DoneSeq).store(pending.seq(), SeqCst);
+    k.wait(&w, &pending, LONG).unwrap();
+    match k.reply(&pending) {
+        Ok(Reply::Ran(r)) => assert_eq!((r.user_ticks, r.user_ticks_total), (600, 1500)),
+        other => panic!("{other:?}"),
+    }
 }

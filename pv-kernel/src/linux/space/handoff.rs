@@ -7,14 +7,18 @@
 //! [`RUN_TIMEOUT_NS`] treated as dead, and the time each slot holds a grant counted in the
 //! space's grant page for the host's CPU audit.
 
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use pvmux_hypercalls::user::handoff::{KernelSlot, Reply, Request, RunRequest};
+use pvmux_hypercalls::user::handoff::{
+    Exit as ReturnedExit, KernelSlot, Reply, Request, Returned, RunRequest,
+};
 use pvmux_hypercalls::TrapFrame;
 
 use super::graveyard::reap_graveyard;
 use super::mm::Batch;
+use super::slot_fp::InSlot;
 use super::Space;
 use crate::irq::IrqGuard;
 use crate::linux::pool;
@@ -56,13 +60,24 @@ pub(crate) struct UserState {
     pub(crate) regs: TrapFrame,
     /// FS base (TLS).
     pub(crate) fs_base: u64,
-    /// Saved FPU state (XSAVE image); empty = initial state.
+    /// Saved FPU state (XSAVE image); empty = initial state. Not the state while
+    /// [`Self::fp_in_slot`] or [`Self::fp_kept`] says it is elsewhere: whoever reads or
+    /// replaces it calls [`Self::take_kept_fp`] first.
     pub(crate) fp: Vec<u8>,
-    /// Which copy of [`Self::fp`] this is ([`Space::run`]'s slot token, 0: none): a run on a
-    /// slot whose FPU image still has this token sends no image — the sandbox keeps the
-    /// state it saved at the exit, byte for byte what `fp` holds. Anything that changes `fp`
-    /// other than the read-back of an exit sets it to 0 ([`Self::fp_changed`]).
+    /// Which copy of the FPU state this is ([`Space::run`]'s slot token, 0: none): a run on
+    /// a slot whose FPU image still has this token sends no image — the sandbox keeps the
+    /// state it saved at the exit. Anything that changes `fp` other than an exit sets it to
+    /// 0 ([`Self::fp_changed`]).
     pub(crate) fp_token: u64,
+    /// The state is the image the last exit left unread in its slot (`super::slot_fp`), not
+    /// [`Self::fp`].
+    pub(crate) fp_in_slot: Option<InSlot>,
+    /// The token of the last exit ([`Space::run`]; 0: none): while its slot still holds
+    /// that exit, a run there sends no FPU image if [`Self::fp_token`] is this one, and only
+    /// `rax` of the registers if no other register changed from [`Self::exit_regs`].
+    pub(crate) exit_token: u64,
+    /// The registers that exit left (what its slot holds).
+    pub(crate) exit_regs: TrapFrame,
     /// Time user code ran in the runs since this was last taken (the user sandbox's count,
     /// clamped to how long each run took).
     pub(crate) user_ns: u64,
@@ -88,17 +103,32 @@ impl UserState {
             fs_base: 0,
             fp: Vec::new(),
             fp_token: 0,
+            fp_in_slot: None,
+            exit_token: 0,
+            exit_regs: TrapFrame::default(),
             user_ns: 0,
             fp_kept: 0,
             park_ready: false,
         }
     }
 
-    /// Makes [`Self::fp`] the thread's FPU state again if a vCPU keeps it in its registers
-    /// (trusted in-process mode): fetched from this vCPU, or taken from where the thread's
-    /// switch-out parked it. A state found in neither (a kernel bug) becomes the initial
-    /// one, said in the log.
+    /// Makes [`Self::fp`] the thread's FPU state again: read from the slot its last exit
+    /// left it in (or from where it was set aside since, `super::slot_fp`), or, if a vCPU
+    /// keeps it in its registers (trusted in-process mode), fetched from this vCPU or taken
+    /// from where the thread's switch-out parked it. A state found nowhere (a kernel bug)
+    /// becomes the initial one, said in the log.
     pub(crate) fn take_kept_fp(&mut self) {
+        if let Some(s) = self.fp_in_slot.take() {
+            // Still a copy of what the slot holds: `fp_token` stays.
+            if !s.space.slot_fp.take(s.cpu, s.token, &mut self.fp, |len| {
+                s.space.read_slot_fp(s.cpu, len)
+            }) {
+                crate::println!("pvmux-kernel: a thread's FPU image was lost; it is reset");
+                self.fp.clear();
+                self.fp_changed();
+            }
+            return;
+        }
         if self.fp_kept == 0 {
             return;
         }
@@ -160,10 +190,9 @@ impl Space {
         let _irq = IrqGuard::new();
         let cpu = crate::stub::vcpu_id();
         let slot = self.slot(cpu);
-        let mut unused = UserState::new(0, 0);
         loop {
             let batch = self.mm.lock().take_batch();
-            let exit = self.hand_over(&slot, cpu, &batch, true, &mut unused, false);
+            let exit = self.hand_over(&slot, cpu, &batch, None);
             self.release(batch.freed, exit.is_some());
             match exit {
                 None if batch.more => continue,
@@ -175,7 +204,7 @@ impl Space {
 
     /// Runs user code on this vCPU's slot until it comes back. Applies queued operations
     /// first (in several rounds if there are many).
-    pub(crate) fn run(&self, st: &mut UserState, fp_init: bool) -> Exit {
+    pub(crate) fn run(self: &Arc<Self>, st: &mut UserState, fp_init: bool) -> Exit {
         // Release destroyed spaces that have died since (exit + wait4 + fork loops would
         // otherwise only release them in `Space::new`).
         reap_graveyard();
@@ -196,12 +225,105 @@ impl Space {
         let slot = self.slot(cpu);
         loop {
             let batch = self.mm.lock().take_batch();
-            let exit = self.hand_over(&slot, cpu, &batch, batch.more, st, fp_init);
+            let exit = if batch.more {
+                // (An `OPS_ONLY` request answered as a run is garbage the ABI refuses.)
+                self.hand_over(&slot, cpu, &batch, None)
+                    .map(|r| r.err().unwrap_or(Exit::Dead))
+            } else {
+                self.run_on_slot(&slot, cpu, &batch, st, fp_init)
+            };
             self.release(batch.freed, exit == Some(Exit::Dead));
             if let Some(e) = exit {
                 return e;
             }
         }
+    }
+
+    /// [`Self::hand_over`] of a run of `st` (a thread of this space) on this vCPU's slot
+    /// `cpu`, with the FPU image's bookkeeping around it (`super::slot_fp`): no image is
+    /// sent if the slot still holds the thread's, and the exit's image is left unread in
+    /// the slot.
+    fn run_on_slot(
+        self: &Arc<Self>,
+        slot: &Slot<'_>,
+        cpu: u32,
+        batch: &Batch,
+        st: &mut UserState,
+        fp_init: bool,
+    ) -> Option<Exit> {
+        if fp_init {
+            // A fresh state: whatever image the thread had is gone.
+            st.fp_in_slot = None;
+            st.fp_changed();
+        }
+        // The slot still holds this thread's last exit: the FPU image, unless something
+        // changed it since, is sent as none (the sandbox keeps what it saved), and the
+        // registers, if only `rax` changed (a system call's return), as `rax` alone.
+        let same_exit = self
+            .slot_fp
+            .claim(cpu, st.exit_token, |len| self.read_slot_fp(cpu, len));
+        let fp_kept = same_exit && !fp_init && st.fp_token == st.exit_token;
+        let regs_kept = same_exit && {
+            let mut at_exit = st.exit_regs;
+            at_exit.rax = st.regs.rax;
+            at_exit == st.regs
+        };
+        if !fp_kept {
+            // The state is sent whole: read it first if it is still in a slot (another
+            // vCPU's, or set aside from this one).
+            st.take_kept_fp();
+        }
+        let run = RunRequest {
+            regs: st.regs,
+            fs_base: st.fs_base,
+            slice_ns: self.slice_for(cpu),
+            fp: if fp_kept { &[] } else { &st.fp },
+            fp_init,
+            regs_kept,
+        };
+        let tsc_before = crate::arch::rdtsc();
+        let back = match self.hand_over(slot, cpu, batch, Some(run))? {
+            Ok(back) => back,
+            Err(dead) => return Some(dead),
+        };
+        let exit = self.exit_of(cpu, back.exit);
+        // User time: what the sandbox counted, at most the whole run.
+        let ticks = back
+            .user_ticks
+            .min(crate::arch::rdtsc().wrapping_sub(tsc_before));
+        st.user_ns += ticks_to_ns(ticks);
+        st.regs = back.regs;
+        st.exit_regs = back.regs;
+        st.fs_base = back.fs_base;
+        let token = next_fp_token();
+        st.exit_token = token;
+        self.slot_fp.filled(cpu, token, back.fp_len);
+        if back.fp_len == 0 {
+            // No image came back: the initial state.
+            st.fp_in_slot = None;
+            st.fp.clear();
+            st.fp_changed();
+        } else {
+            st.fp_token = token;
+            match &mut st.fp_in_slot {
+                Some(s) if s.cpu == cpu && Arc::ptr_eq(&s.space, self) => s.token = token,
+                other => {
+                    *other = Some(InSlot {
+                        space: self.clone(),
+                        cpu,
+                        token,
+                    })
+                }
+            }
+        }
+        Some(exit)
+    }
+
+    /// The first `len` bytes of slot `cpu`'s `fpstate` (at most what a slot holds).
+    pub(super) fn read_slot_fp(&self, cpu: u32, len: usize) -> Vec<u8> {
+        let mut image = alloc::vec![0u8; len.min(pvmux_hypercalls::user::USER_FPSTATE_MAX)];
+        KernelSlot::new(&self.slot(cpu)).read_fp(&mut image);
+        image
     }
 
     /// Releases the frames a batch unmapped, once its request came back. If it came back
@@ -230,45 +352,24 @@ impl Space {
         }
     }
 
-    /// One request on `slot` (this vCPU's, `cpu`): `batch`'s operations, then — unless
-    /// `ops_only` — user code with `st`. Returns `None` for a completed `OPS_ONLY` round.
+    /// One request on `slot` (this vCPU's, `cpu`): `batch`'s operations, then user code if
+    /// `run` is given. `None` for a completed `OPS_ONLY` round; `Err(Exit::Dead)` if the
+    /// sandbox gave no valid answer.
     fn hand_over(
         &self,
         slot: &Slot<'_>,
         cpu: u32,
         batch: &Batch,
-        ops_only: bool,
-        st: &mut UserState,
-        fp_init: bool,
-    ) -> Option<Exit> {
-        // The slot's FPU image is still the one this state was read from (same exit, no
-        // run of another thread on the slot since, nothing changed it): send none, the
-        // sandbox keeps what it saved. Saves the image's two crossings of the CPUs (2.7 KiB
-        // with AVX-512) per system call.
-        let slot_token = &self.slot_fp_token[cpu as usize];
-        let kept = st.fp_token != 0
-            && !fp_init
-            && !ops_only
-            && slot_token.load(Ordering::Relaxed) == st.fp_token;
-        let run = (!ops_only).then(|| RunRequest {
-            regs: st.regs,
-            fs_base: st.fs_base,
-            slice_ns: self.slice_for(cpu),
-            fp: if kept { &[] } else { &st.fp },
-            fp_init,
-        });
-        if !ops_only {
-            // The slot's image is about to change (or be kept and then overwritten by the
-            // exit); a failed round leaves it unknown.
-            slot_token.store(0, Ordering::Relaxed);
-        }
+        run: Option<RunRequest<'_>>,
+    ) -> Option<Result<Returned, Exit>> {
         let req = Request {
             ops: &batch.ops,
             ops_seq: batch.seq,
             run,
         };
-        let k = KernelSlot::new(slot);
-        let tsc_before = crate::arch::rdtsc();
+        let ticks = &self.slot_ticks[cpu as usize];
+        let known = ticks.swap(u64::MAX, Ordering::Relaxed);
+        let k = KernelSlot::new(slot).with_user_ticks((known != u64::MAX).then_some(known));
         // The slot holds a grant from here until the reply (or until we give up on it): that
         // time, and the slot's linger after the reply, is what the host lets the sandbox's
         // CPU time reach (`pvmux_hypercalls::user::grant`).
@@ -278,17 +379,28 @@ impl Space {
         grants.end(cpu as usize, crate::stub::clock_ns());
         // A failed operation means the sandbox refused a mapping we validated: treat it as
         // broken, like a dead, unanswering or garbage-answering one.
-        let back = match answer {
-            Ok(Reply::OpsDone) => return None,
-            Ok(Reply::Ran(back)) => back,
+        match answer {
+            Ok(Reply::OpsDone) => {
+                ticks.store(known, Ordering::Relaxed);
+                None
+            }
+            Ok(Reply::Ran(back)) => {
+                ticks.store(back.user_ticks_total, Ordering::Relaxed);
+                Some(Ok(back))
+            }
             Err(e) => {
                 self.note_failure(e);
-                return Some(Exit::Dead);
+                Some(Err(Exit::Dead))
             }
-        };
-        let exit = match back.exit {
-            pvmux_hypercalls::user::handoff::Exit::Syscall { trapped } => Exit::Syscall { trapped },
-            pvmux_hypercalls::user::handoff::Exit::Exception {
+        }
+    }
+
+    /// The kernel's view of why user code on slot `cpu` came back; a slice that ended
+    /// re-arms the slot's timer at the next run.
+    fn exit_of(&self, cpu: u32, exit: ReturnedExit) -> Exit {
+        match exit {
+            ReturnedExit::Syscall { trapped } => Exit::Syscall { trapped },
+            ReturnedExit::Exception {
                 vector,
                 error_code,
                 addr,
@@ -297,27 +409,11 @@ impl Space {
                 error_code,
                 addr,
             },
-            pvmux_hypercalls::user::handoff::Exit::Interrupt => {
+            ReturnedExit::Interrupt => {
                 self.slice_deadline[cpu as usize].store(0, Ordering::Relaxed);
                 Exit::Interrupt
             }
-        };
-        // User time: what the sandbox counted, at most the whole run.
-        let ticks = back
-            .user_ticks
-            .min(crate::arch::rdtsc().wrapping_sub(tsc_before));
-        st.user_ns += ticks_to_ns(ticks);
-        st.regs = back.regs;
-        st.fs_base = back.fs_base;
-        st.fp.resize(back.fp_len, 0);
-        k.read_fp(&mut st.fp);
-        st.fp_token = 0;
-        if !st.fp.is_empty() {
-            let t = next_fp_token();
-            st.fp_token = t;
-            slot_token.store(t, Ordering::Relaxed);
         }
-        Some(exit)
     }
 }
 

@@ -90,7 +90,8 @@ impl Space {
             failure: AtomicU64::new(0),
             mm: IrqLock::new(Mm::new()),
             slice_deadline: [const { AtomicU64::new(0) }; pvmux_hypercalls::MAX_VCPUS as usize],
-            slot_fp_token: [const { AtomicU64::new(0) }; pvmux_hypercalls::MAX_VCPUS as usize],
+            slot_ticks: [const { AtomicU64::new(u64::MAX) }; pvmux_hypercalls::MAX_VCPUS as usize],
+            slot_fp: super::slot_fp::SlotImages::new(),
             patch_skip: [const { AtomicU64::new(0) }; crate::linux::patch::SKIP_SLOTS],
             forking: AtomicU32::new(0),
             fork_done: WaitQueue::new(),
@@ -131,6 +132,10 @@ impl Space {
             return Ok(());
         }
         let n = crate::boot::nr_vcpus();
+        // The slots' unread FPU images (threads parked in the kernel at the snapshot) are
+        // set aside before the region is cleared; the new sandbox's slots hold none.
+        self.slot_fp
+            .park_all(|cpu, len| self.read_slot_fp(cpu, len));
         crate::mm::pool_mem::zero(self.ctx_gpa, self.ctx_pages * PAGE_SIZE as usize);
         user_ctx::init_header(self.ctx_gpa, n);
         let handle =
@@ -139,9 +144,8 @@ impl Space {
         for d in &self.slice_deadline {
             d.store(0, Ordering::Relaxed);
         }
-        // The new sandbox's slots hold no thread's FPU image.
-        for t in &self.slot_fp_token {
-            t.store(0, Ordering::Relaxed);
+        for t in &self.slot_ticks {
+            t.store(u64::MAX, Ordering::Relaxed);
         }
         let freed = self.mm.lock().forget_sandbox();
         for f in freed {

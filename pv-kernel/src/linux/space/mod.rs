@@ -9,6 +9,8 @@
 //!   word says they are gone;
 //! * [`handoff`]: running user code ([`Space::run`]) — the kernel half of the ABI's slot
 //!   hand-off (`pvmux_hypercalls::user::handoff`) on this vCPU's slot of the context region;
+//! * [`slot_fp`]: a thread's FPU image stays unread in its slot after an exit, until the
+//!   kernel needs it or another run needs the slot;
 //! * [`copy`]: copies between the kernel and a space's user memory;
 //! * [`watch`]: notices sandboxes that died while their process was not running user code
 //!   (killed by the host's CPU audit, by its filter, ...) and kills the process.
@@ -47,6 +49,7 @@ mod handoff;
 mod inproc;
 mod lifecycle;
 pub(crate) mod mm;
+mod slot_fp;
 mod watch;
 
 pub(crate) use copy::{
@@ -83,9 +86,12 @@ pub(crate) struct Space {
     /// Per slot: guest time at which its slice timer fires (0 = not armed). The timer is
     /// re-armed only once it has fired, which saves a host timer call per entry.
     slice_deadline: [AtomicU64; pvmux_hypercalls::MAX_VCPUS as usize],
-    /// Per slot: the token of the FPU image its `fpstate` holds (`UserState::fp_token`; 0:
-    /// unknown). Only the vCPU of the slot touches it.
-    slot_fp_token: [AtomicU64; pvmux_hypercalls::MAX_VCPUS as usize],
+    /// Per slot: the user side's tick counter as the last reply left it (`u64::MAX`: not
+    /// known), so that a request need not read it first (`KernelSlot::with_user_ticks`).
+    slot_ticks: [AtomicU64; pvmux_hypercalls::MAX_VCPUS as usize],
+    /// Which thread's FPU image each slot's `fpstate` holds, and the unread images set aside
+    /// ([`slot_fp`]).
+    slot_fp: slot_fp::SlotImages,
     /// Forks of this space under way ([`Space::fork`]): its threads wait in [`Space::run`]
     /// until there are none.
     forking: AtomicU32,

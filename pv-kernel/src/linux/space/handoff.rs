@@ -119,10 +119,14 @@ impl UserState {
     /// becomes the initial one, said in the log.
     pub(crate) fn take_kept_fp(&mut self) {
         if let Some(s) = self.fp_in_slot.take() {
-            // Still a copy of what the slot holds: `fp_token` stays.
-            if !s.space.slot_fp.take(s.cpu, s.token, &mut self.fp, |len| {
-                s.space.read_slot_fp(s.cpu, len)
-            }) {
+            // Still a copy of what the slot holds: `fp_token` stays. (A thread that runs
+            // keeps its space: only one whose process is gone finds it dropped.)
+            let found = s.space.upgrade().is_some_and(|space| {
+                space.slot_fp.take(s.cpu, s.token, &mut self.fp, |len| {
+                    space.read_slot_fp(s.cpu, len)
+                })
+            });
+            if !found {
                 crate::println!("pvmux-kernel: a thread's FPU image was lost; it is reset");
                 self.fp.clear();
                 self.fp_changed();
@@ -306,10 +310,12 @@ impl Space {
         } else {
             st.fp_token = token;
             match &mut st.fp_in_slot {
-                Some(s) if s.cpu == cpu && Arc::ptr_eq(&s.space, self) => s.token = token,
+                Some(s) if s.cpu == cpu && core::ptr::eq(s.space.as_ptr(), Arc::as_ptr(self)) => {
+                    s.token = token
+                }
                 other => {
                     *other = Some(InSlot {
-                        space: self.clone(),
+                        space: Arc::downgrade(self),
                         cpu,
                         token,
                     })

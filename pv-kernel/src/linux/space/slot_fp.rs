@@ -20,7 +20,7 @@
 //!
 //! This is pure bookkeeping over a reader of slot memory, unit-tested on the host.
 
-use alloc::sync::Arc;
+use alloc::sync::Weak;
 use alloc::vec::Vec;
 
 use pvmux_hypercalls::MAX_VCPUS;
@@ -156,16 +156,20 @@ impl SlotImage {
 
 /// A thread's FPU image left unread in slot `cpu` of `space` under `token` (in its
 /// `UserState`): the thread's state is that image, not `UserState::fp`. Dropping it (the
-/// state is replaced or the thread ends) forgets the image.
+/// state is replaced or the thread ends) forgets the image. It does not keep the space
+/// alive: a space goes with its process (its memory returns to the pool then, which an
+/// out-of-memory kill waits for), not when the exiting thread's state is dropped.
 pub(crate) struct InSlot {
-    pub(super) space: Arc<super::Space>,
+    pub(super) space: Weak<super::Space>,
     pub(super) cpu: u32,
     pub(super) token: u64,
 }
 
 impl Drop for InSlot {
     fn drop(&mut self) {
-        self.space.slot_fp.forget(self.cpu, self.token);
+        if let Some(space) = self.space.upgrade() {
+            space.slot_fp.forget(self.cpu, self.token);
+        }
     }
 }
 

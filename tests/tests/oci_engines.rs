@@ -143,6 +143,17 @@ impl Drop for Containerd {
             rustix::process::Signal::TERM,
         );
         let _ = self.daemon.wait();
+        // The containers' parent cgroup, named after the namespace, which runc makes with
+        // each container's path and leaves when it removes the container's own (on cgroup
+        // v1 one per hierarchy, on v2 one). Only an empty cgroup can be removed: a
+        // container still in one keeps it.
+        let cgroups = Path::new("/sys/fs/cgroup");
+        let _ = std::fs::remove_dir(cgroups.join(&self.namespace));
+        if let Ok(hierarchies) = std::fs::read_dir(cgroups) {
+            for h in hierarchies.flatten() {
+                let _ = std::fs::remove_dir(h.path().join(&self.namespace));
+            }
+        }
     }
 }
 

@@ -317,6 +317,34 @@ pub(crate) struct Limits {
 }
 
 impl Shared {
+    /// The limits in force while the sandbox runs. The monitor thread sets them up once the
+    /// guest has started (moving the sandbox into the tenant cgroup waits for an RCU grace
+    /// period, tens of milliseconds on a loaded host): a query in that window (`pvmux
+    /// events --stats` right after `start`) waits for them, at most [`LIMITS_WAIT`], where
+    /// it used to find none and answer "container not running".
+    fn limits_in_force(&self) -> Option<Arc<crate::limits::TenantLimits>> {
+        let deadline = Instant::now() + LIMITS_WAIT;
+        loop {
+            if let Some(l) = self
+                .live_limits
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+            {
+                return Some(l);
+            }
+            let running = self
+                .signal_gate
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_some();
+            if !running || self.stop.load(SeqCst) || Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// Records the outcome unless one is already recorded.
     fn finish(&self, outcome: TenantOutcome) {
         let mut st = self.status.lock().unwrap_or_else(|e| e.into_inner());
@@ -1126,11 +1154,7 @@ impl TenantHandle {
     /// budget). `None` before the sandbox runs or after it ended.
     pub fn cpu_time(&self) -> Option<crate::limits::CpuTime> {
         let s = &self.shared;
-        let limits = s
-            .live_limits
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()?;
+        let limits = s.limits_in_force()?;
         let pid = (*s.signal_gate.lock().unwrap_or_else(|e| e.into_inner()))?;
         Some(crate::limits::CpuTime {
             sandboxes: Duration::from_nanos(limits.sandboxes_ns(pid, &s.spaces)),
@@ -1148,10 +1172,7 @@ impl TenantHandle {
         use crate::resources::ResourceError;
         let limits = self
             .shared
-            .live_limits
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .limits_in_force()
             .ok_or(ResourceError::NotRunning)?;
         let cg = limits
             .cgroup
@@ -1167,12 +1188,7 @@ impl TenantHandle {
     /// Whether the tenant has a cgroup whose CPU controls [`TenantHandle::update_cpu`]
     /// changes, and the CFS quota and period in force there.
     pub fn cpu_controls(&self) -> Option<(Option<u64>, u64)> {
-        let limits = self
-            .shared
-            .live_limits
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()?;
+        let limits = self.shared.limits_in_force()?;
         limits.cgroup.as_ref()?.cpu_max()
     }
 
@@ -1549,6 +1565,10 @@ impl Drop for UpgradingGuard<'_> {
 /// The largest signal number [`TenantHandle::signal`] sends (the set is returned in a
 /// hypercall's non-negative `i64`).
 pub const MAX_HOST_SIGNAL: u32 = 63;
+
+/// Longest a query of the tenant's limits waits for the monitor to set them up after the
+/// guest started ([`Shared::limits_in_force`]).
+const LIMITS_WAIT: Duration = Duration::from_secs(5);
 
 /// A running guest kernel. Dropping it kills the sandbox and releases everything.
 pub struct Tenant {

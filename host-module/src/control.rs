@@ -48,6 +48,10 @@ pub struct HeaderInit {
     /// Kernel sandboxes: [`pvmux_hypercalls::sandbox::user_isolation`] (the trusted
     /// in-process mode or not).
     pub user_isolation: u32,
+    /// Kernel sandboxes: the entry, root and clock fields come later
+    /// (`ControlRegion::release_entry`); the stub waits for them
+    /// ([`SandboxHeader::entry_held`]).
+    pub entry_held: bool,
 }
 
 /// A sandbox's control memfd, mapped into the host.
@@ -112,6 +116,34 @@ impl ControlRegion {
         }
     }
 
+    /// Writes the fields a domain build gives — the entry point, stack and argument, the
+    /// page-table root and the clock, from `init` — into a header made with
+    /// [`HeaderInit::entry_held`], then clears `entry_held` and wakes the stub waiting on it.
+    /// The sandbox may already run: every word is stored atomically.
+    pub(crate) fn release_entry(&self, init: &HeaderInit) {
+        use std::mem::offset_of;
+        let mut header = Self::header(init);
+        let bytes = zerocopy::IntoBytes::as_mut_bytes(&mut header);
+        // `entry_rip` .. `fault_around_pages`: host fields, 8-byte words; the stub reads
+        // `[entry_rip, clock_shift]` only after `entry_held` is 0.
+        const FIRST: usize = offset_of!(SandboxHeader, entry_rip);
+        const END: usize = offset_of!(SandboxHeader, stub_status);
+        const _: () = assert!(FIRST.is_multiple_of(8) && END.is_multiple_of(8));
+        for off in (FIRST..END).step_by(8) {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&bytes[off..off + 8]);
+            self.store_word(CTL_HEADER_OFFSET as usize + off, u64::from_ne_bytes(b));
+        }
+        let off = CTL_HEADER_OFFSET as usize + offset_of!(SandboxHeader, entry_held);
+        assert!(off.is_multiple_of(4) && off + 4 <= self.shm.len());
+        // SAFETY: a 4-byte aligned word inside the mapping (checked above), which lives as
+        // long as `&self`; the stub waits on it as a futex, so it is accessed atomically.
+        let held = unsafe { &*self.shm.as_ptr().add(off).cast::<AtomicU32>() };
+        held.store(0, std::sync::atomic::Ordering::SeqCst);
+        // A shared futex: the waiter is the sandbox process.
+        let _ = rustix::thread::futex::wake(held, rustix::thread::futex::Flags::empty(), 1);
+    }
+
     /// Stores `v` atomically at byte `off` of the mapping (8-byte aligned, inside it).
     fn store_word(&self, off: usize, v: u64) {
         assert!(off.is_multiple_of(8) && off + 8 <= self.shm.len());
@@ -145,7 +177,7 @@ impl ControlRegion {
             first_insn_tsc: AtomicU64::new(0),
             stub_start_tsc: AtomicU64::new(0),
             kind: init.kind,
-            _reserved1: 0,
+            entry_held: AtomicU32::new(u32::from(init.entry_held)),
             user_pool_base: init.user_pool_base,
             user_ctx_gpa: init.user_ctx_gpa,
             user_ctx_len: init.user_ctx_len,

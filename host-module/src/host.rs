@@ -204,6 +204,7 @@ fn tenant_parts(
         snapshot_refusal,
         upgrade_refusal,
         adoption: None,
+        prelaunch: None,
         limits: Limits {
             watchdog: cfg.watchdog,
             cpu_limit: cfg.cpu_limit,
@@ -378,6 +379,21 @@ impl Host {
         validate_mem_size(cfg.mem_size)?;
         let initial_balloon = crate::balloon::initial_balloon(cfg.mem_size, cfg.mem_initial)?;
         let mem = GuestMemory::new(cfg.mem_size)?;
+        let isolation = isolation_of(&cfg.boot_args);
+        // The header without what the build gives: the sandbox starts (namespaces, exec,
+        // its threads and filter) while this thread builds the domain, and waits for the
+        // rest (`entry_held`).
+        let ctl = ControlRegion::new(&HeaderInit {
+            nr_vcpus: cfg.vcpus,
+            mem_size: cfg.mem_size,
+            fault_around_pages: DEFAULT_FAULT_AROUND,
+            user_isolation: isolation,
+            entry_held: true,
+            ..HeaderInit::default()
+        })?;
+        let namespaces = Arc::new(crate::jail::SharedNamespaces::default());
+        let jail =
+            crate::jail::ChildJail::for_sandbox(cfg.sandbox_user, cfg.cpu_seconds, &namespaces);
         let params = BuildParams {
             nr_vcpus: cfg.vcpus,
             boot_args: &cfg.boot_args,
@@ -385,19 +401,32 @@ impl Host {
             initrd: cfg.initrd.as_deref().map(Vec::as_slice),
         };
         let base = domain_builder::random_kernel_base(cfg.kernel.span());
-        let layout = domain_builder::build(&mem, &cfg.kernel, &params, base)?;
+        let spawn = crate::tenant::Prelaunch::start(
+            &cfg.name,
+            Arc::clone(&self.stub),
+            mem.raw_fd(),
+            ctl.raw_fd(),
+            jail,
+            namespaces,
+        )?;
+        let layout = domain_builder::build(&mem, &cfg.kernel, &params, base);
+        // Waited for whatever the build gave (the spawn uses `mem` and `ctl`); a failure of
+        // either kills and reaps a sandbox already started.
+        let prelaunch = spawn.wait()?;
+        let layout = layout?;
         // The clock last: the first launch's TSC calibration ([`warm_up`]) overlaps the build.
         let clock = ClockParams::now();
         domain_builder::write_clock(&mem, &clock)?;
-        let ctl = ControlRegion::new(&header_init(
+        ctl.release_entry(&header_init(
             cfg.vcpus,
             cfg.mem_size,
             &layout,
             &clock,
-            isolation_of(&cfg.boot_args),
-        ))?;
+            isolation,
+        ));
         let mut parts = tenant_parts(cfg, mem, ctl, layout, clock, initial_balloon)?;
         parts.adoption = adoption;
+        parts.prelaunch = Some(prelaunch);
         Tenant::start(parts, Arc::clone(&self.stub), Arc::clone(&self.user_stub))
     }
 }

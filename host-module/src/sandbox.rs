@@ -65,6 +65,38 @@ pub(crate) struct Child {
     pub(crate) pidfd: OwnedFd,
 }
 
+/// A kernel sandbox a launch started before handing it to its tenant's monitor
+/// ([`crate::Host::launch`] starts it while it builds the domain): killed and reaped if it is
+/// dropped before [`Prespawned::take`] (the launch failed after the spawn), so no sandbox
+/// outlives a failed launch.
+#[derive(Debug)]
+pub(crate) struct Prespawned(Option<Child>);
+
+impl Prespawned {
+    pub(crate) fn new(child: Child) -> Self {
+        Self(Some(child))
+    }
+
+    /// The sandbox, now the caller's to reap.
+    pub(crate) fn take(mut self) -> Child {
+        match self.0.take() {
+            Some(c) => c,
+            None => unreachable!("a Prespawned holds its child until taken"),
+        }
+    }
+}
+
+impl Drop for Prespawned {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            kill(&c.pidfd);
+            if let Err(e) = reap(c.pid) {
+                tracing::warn!("reaping an unused kernel sandbox: {e}");
+            }
+        }
+    }
+}
+
 /// Bytes of the stack the spawned child runs on until it execs.
 const CHILD_STACK: usize = 64 * 1024;
 

@@ -289,6 +289,9 @@ struct Shared {
     upgrading: AtomicBool,
     /// The stubs its sandboxes run (a hand-over's pre-flight runs the same).
     stubs: (Arc<Stub>, Arc<Stub>),
+    /// The kernel sandbox the launch started, until the monitor takes it (dropped with the
+    /// tenant if it never does: killed and reaped).
+    prespawned: Mutex<Option<sandbox::Prespawned>>,
 }
 
 /// The running kernel's image and layout.
@@ -1618,6 +1621,9 @@ pub(crate) struct TenantParts {
     pub(crate) upgrade_refusal: Option<String>,
     /// The hand-over record offered to its kernel (a pre-flight's scratch tenant).
     pub(crate) adoption: Option<Arc<crate::upgrade::Adoption>>,
+    /// The kernel sandbox [`crate::Host::launch`] already started while it built the domain
+    /// ([`Prelaunch`]); `None`: the monitor spawns it.
+    pub(crate) prelaunch: Option<Prelaunch>,
     /// What its kernel was built from.
     pub(crate) boot: BootInputs,
 }
@@ -1632,7 +1638,14 @@ impl Tenant {
         let nr_vcpus = parts.ctl.nr_vcpus();
         let stubs = (Arc::clone(&stub), Arc::clone(&user_stub));
         let mem = Arc::new(parts.mem);
-        let namespaces = Arc::new(crate::jail::SharedNamespaces::default());
+        let (prespawned, namespaces, seat) = match parts.prelaunch {
+            Some(p) => (Some(p.child), p.namespaces, Some(p.seat)),
+            None => (
+                None,
+                Arc::new(crate::jail::SharedNamespaces::default()),
+                None,
+            ),
+        };
         let spaces = Spaces::new(
             SpaceConfig {
                 name: parts.name.clone(),
@@ -1719,6 +1732,7 @@ impl Tenant {
                 vcpu_stop: Mutex::new(Arc::new(AtomicBool::new(false))),
                 upgrading: AtomicBool::new(false),
                 stubs,
+                prespawned: Mutex::new(prespawned),
             }
         });
         if parts.net.enabled() {
@@ -1742,10 +1756,15 @@ impl Tenant {
         }
         let (tx, rx) = mpsc::channel();
         let s = Arc::clone(&shared);
-        let monitor = std::thread::Builder::new()
-            .name(format!("pvmux-mon-{}", shared.name))
-            .spawn(move || monitor_thread(&s, &stub, &tx))
-            .map_err(|e| HostError::os("spawning the monitor thread", e))?;
+        let job = move || monitor_thread(&s, &stub, &tx);
+        let monitor = match seat {
+            // The thread that spawned the sandbox (its parent-death signal is tied to it).
+            Some(seat) => seat.run(Box::new(job))?,
+            None => std::thread::Builder::new()
+                .name(format!("pvmux-mon-{}", shared.name))
+                .spawn(job)
+                .map_err(|e| HostError::os("spawning the monitor thread", e))?,
+        };
         let pid = match rx.recv() {
             Ok(Ok(pid)) => pid,
             Ok(Err(e)) => {
@@ -1964,8 +1983,107 @@ impl Drop for Tenant {
     }
 }
 
+/// What a launch started before its tenant existed: the kernel sandbox, spawned while the
+/// domain was built, the namespaces its jail was made for, and the thread that spawned it,
+/// which becomes the tenant's monitor (the sandbox's parent-death signal belongs to that
+/// thread: it must live as long as the sandbox). Dropped unused, the sandbox is killed and
+/// reaped and the thread ends.
+pub(crate) struct Prelaunch {
+    child: sandbox::Prespawned,
+    namespaces: Arc<crate::jail::SharedNamespaces>,
+    seat: MonitorSeat,
+}
+
+impl Prelaunch {
+    /// Starts tenant `name`'s monitor thread and has it spawn the kernel sandbox (`stub`,
+    /// guest memory `guest_fd`, control region `ctl_fd`, whose header holds the entry back:
+    /// `entry_held`) at once; [`PrelaunchSpawn::wait`] gives the result. The two fds must
+    /// stay open until then.
+    pub(crate) fn start(
+        name: &str,
+        stub: Arc<Stub>,
+        guest_fd: std::os::fd::RawFd,
+        ctl_fd: std::os::fd::RawFd,
+        jail: crate::jail::ChildJail,
+        namespaces: Arc<crate::jail::SharedNamespaces>,
+    ) -> Result<PrelaunchSpawn, HostError> {
+        let (child_tx, child_rx) = mpsc::sync_channel(1);
+        let (job_tx, job_rx) = mpsc::channel::<MonitorJob>();
+        let thread = std::thread::Builder::new()
+            .name(format!("pvmux-mon-{name}"))
+            .spawn(move || {
+                let spawned = sandbox::spawn(&stub, guest_fd, ctl_fd, &jail);
+                let ok = spawned.is_ok();
+                if child_tx.send(spawned).is_err() || !ok {
+                    return;
+                }
+                // The tenant's monitor from here on; no job: the launch failed (the sandbox
+                // is killed and reaped by its `Prespawned`).
+                if let Ok(job) = job_rx.recv() {
+                    job();
+                }
+            })
+            .map_err(|e| HostError::os("spawning the monitor thread", e))?;
+        Ok(PrelaunchSpawn {
+            seat: MonitorSeat { thread, job_tx },
+            child_rx,
+            namespaces,
+        })
+    }
+}
+
+/// A [`Prelaunch`] whose sandbox spawn may still be under way.
+pub(crate) struct PrelaunchSpawn {
+    seat: MonitorSeat,
+    child_rx: mpsc::Receiver<Result<sandbox::Child, HostError>>,
+    namespaces: Arc<crate::jail::SharedNamespaces>,
+}
+
+impl PrelaunchSpawn {
+    /// Waits for the spawn.
+    pub(crate) fn wait(self) -> Result<Prelaunch, HostError> {
+        let child = self
+            .child_rx
+            .recv()
+            .map_err(|_| HostError::BadStub("the monitor thread died before spawning"))??;
+        Ok(Prelaunch {
+            child: sandbox::Prespawned::new(child),
+            namespaces: self.namespaces,
+            seat: self.seat,
+        })
+    }
+}
+
+/// What a monitor thread started early runs once its tenant exists.
+type MonitorJob = Box<dyn FnOnce() + Send>;
+
+/// A monitor thread started before its tenant, waiting for its job.
+struct MonitorSeat {
+    thread: JoinHandle<()>,
+    job_tx: mpsc::Sender<MonitorJob>,
+}
+
+impl MonitorSeat {
+    /// Hands the thread its job; its handle.
+    fn run(self, job: MonitorJob) -> Result<JoinHandle<()>, HostError> {
+        self.job_tx
+            .send(job)
+            .map_err(|_| HostError::BadStub("the monitor thread ended before its tenant"))?;
+        Ok(self.thread)
+    }
+}
+
 fn monitor_thread(s: &Arc<Shared>, stub: &Stub, tx: &mpsc::Sender<Result<u32, HostError>>) {
-    let child = match s.spawn_kernel_sandbox(stub) {
+    let prespawned = s
+        .prespawned
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    let spawned = match prespawned {
+        Some(p) => Ok(p.take()),
+        None => s.spawn_kernel_sandbox(stub),
+    };
+    let child = match spawned {
         Ok(c) => c,
         Err(e) => {
             let _ = tx.send(Err(e));

@@ -79,6 +79,10 @@ core::arch::global_asm!(
     "    syscall",
     // -- mode 1: a crash record in vCPU 0's page
     "4:  call 8f",
+    // (the entry is there once the host has built the domain: `entry_held`)
+    "25: pause",
+    "    cmp dword ptr [r12 + {entry_held}], 0",
+    "    jne 25b",
     "    lea rbx, [r12 + {vcpu0}]",
     "    mov dword ptr [rbx + {crash_vector}], {vec_pf}",
     "    mov qword ptr [rbx + {crash_error_code}], 6",
@@ -180,6 +184,7 @@ core::arch::global_asm!(
     msg_gpa = const MSG_GPA,
     msg_len = const MSG_LEN,
     entry_rip = const offset_of!(SandboxHeader, entry_rip),
+    entry_held = const offset_of!(SandboxHeader, entry_held),
     crash_reason = const offset_of!(VcpuShared, crash_reason),
     crash_vector = const offset_of!(VcpuShared, crash_vector),
     crash_error_code = const offset_of!(VcpuShared, crash_error_code),

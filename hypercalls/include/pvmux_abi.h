@@ -427,7 +427,7 @@ struct pvmux_sandbox_header {
     uint64_t first_insn_tsc; /* stub (atomic) */
     uint64_t stub_start_tsc; /* stub (atomic) */
     uint32_t kind;           /* host: PVMUX_SANDBOX_KIND_* */
-    uint32_t _reserved1;
+    uint32_t entry_held;     /* host, kernel sandboxes: 1 until entry, root, clock are written */
     uint64_t user_pool_base; /* host, user sandboxes: first gpa of the user pool */
     uint64_t user_ctx_gpa;   /* host, user sandboxes: gpa of the context region */
     uint64_t user_ctx_len;   /* host, user sandboxes: PVMUX_USER_CTX_SIZE(nr_vcpus) */

@@ -76,8 +76,14 @@ pub struct SandboxHeader {
     pub stub_start_tsc: AtomicU64,
     /// [`kind`] of sandbox to become (host).
     pub kind: u32,
-    /// Reserved.
-    pub _reserved1: u32,
+    /// Kernel sandboxes: 1 while the host is still building the domain (host). A launch
+    /// starts the sandbox while it builds, so the stub's own start-up (namespaces, exec,
+    /// threads, filter) overlaps the build: the stub reads `entry_rip`, `entry_rsp`,
+    /// `entry_rdi`, `page_table_root`, `tsc_base`, `mono_base_ns`, `clock_mult` and
+    /// `clock_shift` only once this word is 0, waiting on it as a shared futex; the host
+    /// writes those fields, then 0 here, then wakes it. 0 when the header is complete from
+    /// the start (a restore, a kernel hand-over, user sandboxes).
+    pub entry_held: AtomicU32,
     /// User sandboxes: first guest-physical byte of the user pool; the filter refuses
     /// mappings of lower memfd offsets (host).
     pub user_pool_base: u64,
@@ -123,6 +129,7 @@ pub mod kind {
 const _: () = assert!(offset_of!(SandboxHeader, stub_status) == 88);
 const _: () = assert!(offset_of!(SandboxHeader, stub_table) == 104);
 const _: () = assert!(offset_of!(SandboxHeader, kind) == 128);
+const _: () = assert!(offset_of!(SandboxHeader, entry_held) == 132);
 const _: () = assert!(offset_of!(SandboxHeader, user_ctx_gpa) == 144);
 const _: () = assert!(offset_of!(SandboxHeader, user_grant_gpa) == 160);
 const _: () = assert!(offset_of!(SandboxHeader, user_isolation) == 168);

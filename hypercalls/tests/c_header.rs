@@ -228,7 +228,7 @@ int main(void) {
     O(pvmux_sandbox_header, stub_status); O(pvmux_sandbox_header, stub_step);
     O(pvmux_sandbox_header, stub_error); O(pvmux_sandbox_header, stub_table);
     O(pvmux_sandbox_header, first_insn_tsc); O(pvmux_sandbox_header, stub_start_tsc);
-    O(pvmux_sandbox_header, kind); O(pvmux_sandbox_header, _reserved1);
+    O(pvmux_sandbox_header, kind); O(pvmux_sandbox_header, entry_held);
     O(pvmux_sandbox_header, user_pool_base); O(pvmux_sandbox_header, user_ctx_gpa);
     O(pvmux_sandbox_header, user_ctx_len); O(pvmux_sandbox_header, user_grant_gpa);
     O(pvmux_vcpu_shared, pending); O(pvmux_vcpu_shared, halted); O(pvmux_vcpu_shared, online);
@@ -610,7 +610,7 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         o!("pvmux_sandbox_header", SandboxHeader, first_insn_tsc),
         o!("pvmux_sandbox_header", SandboxHeader, stub_start_tsc),
         o!("pvmux_sandbox_header", SandboxHeader, kind),
-        o!("pvmux_sandbox_header", SandboxHeader, _reserved1),
+        o!("pvmux_sandbox_header", SandboxHeader, entry_held),
         o!("pvmux_sandbox_header", SandboxHeader, user_pool_base),
         o!("pvmux_sandbox_header", SandboxHeader, user_ctx_gpa),
         o!("pvmux_sandbox_header", SandboxHeader, user_ctx_len),

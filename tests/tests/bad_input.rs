@@ -121,3 +121,58 @@ fn an_unimplemented_system_call_is_enosys_and_named_once() {
         .count();
     assert_eq!(named, 1, "{}", got.context());
 }
+
+/// Host pids of `pvmux-sandbox` processes whose parent is no `pvmux` process: sandboxes a
+/// `pvmux` process left behind (each sandbox's parent is the `pvmux` process that runs it).
+fn orphaned_sandboxes() -> Vec<u32> {
+    let field = |pid: &str, name: &str| -> Option<String> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_owned())
+    };
+    let cmdline = |pid: &str| std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+        .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|pid| cmdline(pid).starts_with(b"pvmux-sandbox\0"))
+        .filter(|pid| {
+            let parent = field(pid, "PPid:").unwrap_or_default();
+            let parent_name = field(&parent, "Name:").unwrap_or_default();
+            !parent_name.starts_with("pvmux")
+        })
+        .filter_map(|pid| pid.parse().ok())
+        .collect()
+}
+
+#[test]
+fn a_launch_whose_domain_does_not_fit_fails_clearly_and_leaves_no_sandbox() {
+    // The launch starts the kernel sandbox while it builds the domain: a build that fails
+    // (an initramfs larger than the guest memory) must end that sandbox too.
+    let root = TempDir::unique("pvmux-badinput", "too-big");
+    let blob = std::fs::File::create(root.0.join("blob")).expect("create");
+    blob.set_len(80 << 20).expect("a sparse 80 MiB file");
+    let before = orphaned_sandboxes();
+    let mut cmd = Command::new(PVMUX);
+    cmd.args(["run", "--mem", "64M", "--rootfs-pack"])
+        .arg(&root.0)
+        .args(["--", "/blob"]);
+    let r = run(cmd);
+    assert_eq!(r.code(), Some(125), "{}", r.context());
+    assert!(
+        r.stderr.contains("does not fit in guest memory of 64 MiB"),
+        "{}",
+        r.context()
+    );
+    // A sandbox left behind would still be there (it waits for an entry point forever).
+    std::thread::sleep(Duration::from_millis(300));
+    let left: Vec<u32> = orphaned_sandboxes()
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .collect();
+    assert!(left.is_empty(), "sandboxes left behind: {left:?}");
+}

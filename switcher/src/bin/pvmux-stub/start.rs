@@ -471,17 +471,9 @@ extern "sysv64" fn stub_main(base: u64, dynamic: u64, initial_sp: u64) -> ! {
     if sandbox_kind == kind::USER {
         crate::user::main(base, text_start, text_end, hwcap2 & HWCAP2_FSGSBASE != 0)
     }
-    // The kernel sandbox's header fields, each read once.
-    let (n, mem, root) = (
-        header_read!(nr_vcpus),
-        header_read!(mem_size),
-        header_read!(page_table_root),
-    );
-    let (entry_rip, entry_rsp, entry_rdi) = (
-        header_read!(entry_rip),
-        header_read!(entry_rsp),
-        header_read!(entry_rdi),
-    );
+    // The kernel sandbox's header fields the build does not change, each read once (the
+    // entry, root and clock come after `entry_held`, in `kernel_main`).
+    let (n, mem) = (header_read!(nr_vcpus), header_read!(mem_size));
     if header_read!(magic) != ABI_MAGIC
         || header_read!(abi_version) != ABI_VERSION
         || sandbox_kind != kind::KERNEL
@@ -490,10 +482,6 @@ extern "sysv64" fn stub_main(base: u64, dynamic: u64, initial_sp: u64) -> ! {
         || mem == 0
         || mem > MAX_GUEST_MEM
         || mem % PAGE_SIZE != 0
-        || !root.is_multiple_of(PAGE_SIZE)
-        || root >= mem
-        || !in_window(entry_rip, 1)
-        || !in_window(entry_rsp.wrapping_sub(8), 8)
     {
         fail(Step::BadHeader, 22);
     }
@@ -525,11 +513,6 @@ extern "sysv64" fn stub_main(base: u64, dynamic: u64, initial_sp: u64) -> ! {
     }
     G.nr_vcpus.store(n, Relaxed);
     G.mem_size.store(mem, Relaxed);
-    G.root.store(root, Relaxed);
-    G.tsc_base.store(header_read!(tsc_base), Relaxed);
-    G.clock_mult.store(header_read!(clock_mult), Relaxed);
-    G.clock_shift
-        .store(header_read!(clock_shift).min(63), Relaxed);
     G.fault_around.store(
         header_read!(fault_around_pages)
             .clamp(1, shadow::MAX_FAULT_AROUND)
@@ -559,12 +542,48 @@ extern "sysv64" fn stub_main(base: u64, dynamic: u64, initial_sp: u64) -> ! {
     // it parks nowhere else) and unmap it.
     let top = cpu(0) as *const StubCpu as u64 + AREA_STACK_TOP;
     // SAFETY: vCPU 0's parking stack is mapped, writable and unused until the guest runs.
-    unsafe { host_limits::switch_stack(top, kernel_main, entry_rip, entry_rsp, entry_rdi) }
+    unsafe { host_limits::switch_stack(top, kernel_main, 0, 0, 0) }
+}
+
+/// Waits until the host has built the domain (`entry_held` is 0), then reads and checks the
+/// header fields the build wrote: the entry point, stack and argument, the page-table root
+/// (stored in `G`) and the clock (stored in `G`). Returns (rip, rsp, rdi).
+fn await_entry(mem: u64) -> (u64, u64, u64) {
+    // SAFETY: as for `header_read!`; the reference covers the one atomic field.
+    let held = unsafe { &*core::ptr::addr_of!((*crate::state::HEADER).entry_held) };
+    loop {
+        let v = held.load(Acquire);
+        if v == 0 {
+            break;
+        }
+        // A shared futex (the host wakes it from its own mapping); EAGAIN or EINTR: look
+        // again.
+        let _ = sys::futex_wait(held, v);
+    }
+    let root = header_read!(page_table_root);
+    let (rip, rsp, rdi) = (
+        header_read!(entry_rip),
+        header_read!(entry_rsp),
+        header_read!(entry_rdi),
+    );
+    if !root.is_multiple_of(PAGE_SIZE)
+        || root >= mem
+        || !in_window(rip, 1)
+        || !in_window(rsp.wrapping_sub(8), 8)
+    {
+        fail(Step::BadHeader, 22);
+    }
+    G.root.store(root, Release);
+    G.tsc_base.store(header_read!(tsc_base), Relaxed);
+    G.clock_mult.store(header_read!(clock_mult), Relaxed);
+    G.clock_shift
+        .store(header_read!(clock_shift).min(63), Relaxed);
+    (rip, rsp, rdi)
 }
 
 /// The rest of vCPU 0's start-up, on its parking stack: unmap the initial stack, handlers,
-/// vCPU threads, limits, filter, guest entry.
-extern "sysv64" fn kernel_main(entry_rip: u64, entry_rsp: u64, entry_rdi: u64) -> ! {
+/// vCPU threads, limits, filter, the domain (`await_entry`), guest entry.
+extern "sysv64" fn kernel_main(_: u64, _: u64, _: u64) -> ! {
     if let Err(e) = host_limits::release_initial_stack() {
         fail(Step::Stack, e);
     }
@@ -624,6 +643,7 @@ extern "sysv64" fn kernel_main(entry_rip: u64, entry_rsp: u64, entry_rdi: u64) -
         fail(Step::Seccomp, e);
     }
     // From here on the filter is in force for every thread.
+    let (entry_rip, entry_rsp, entry_rdi) = await_entry(mem);
     let table = &raw const TABLE as u64;
     h.stub_table.store(table, Relaxed);
     h.stub_status.store(status::READY, Release);

@@ -417,14 +417,11 @@ impl Host {
         // The clock last: the first launch's TSC calibration ([`warm_up`]) overlaps the build.
         let clock = ClockParams::now();
         domain_builder::write_clock(&mem, &clock)?;
-        ctl.release_entry(&header_init(
-            cfg.vcpus,
-            cfg.mem_size,
-            &layout,
-            &clock,
-            isolation,
-        ));
+        let entry = header_init(cfg.vcpus, cfg.mem_size, &layout, &clock, isolation);
+        // Everything that can still refuse the configuration (a disk that does not open)
+        // before the guest may run.
         let mut parts = tenant_parts(cfg, mem, ctl, layout, clock, initial_balloon)?;
+        parts.ctl.release_entry(&entry);
         parts.adoption = adoption;
         parts.prelaunch = Some(prelaunch);
         Tenant::start(parts, Arc::clone(&self.stub), Arc::clone(&self.user_stub))

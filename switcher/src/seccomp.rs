@@ -486,7 +486,7 @@ pub fn build_kernel_filter_with(
 }
 
 /// The trusted in-process mode's rules of the kernel filter: `mmap` of the guest memfd
-/// (`MAP_SHARED|MAP_FIXED`), `munmap` and `mprotect` (RWX at most) of ranges starting in
+/// (`MAP_SHARED|MAP_FIXED`, optionally with `MAP_POPULATE`: `UserOp` `MAP_POPULATE`), `munmap` and `mprotect` (RWX at most) of ranges starting in
 /// the free parts of the user window (`INPROC_LOW`, `INPROC_HIGH`) at most `INPROC_LEN_MAX`
 /// long, and `arch_prctl(ARCH_SET_FS | ARCH_GET_FS)`. A call that fails one block's checks
 /// goes on to the next block (and finally to the kernel filter's own rules).
@@ -498,7 +498,8 @@ fn inproc_rules(b: &mut Builder) {
         b.arg_lt(0, hi);
         b.arg_le(1, INPROC_LEN_MAX);
         b.arg_within_bits(2, 7);
-        b.arg_eq32(3, 0x11); // MAP_SHARED | MAP_FIXED, nothing else
+        // MAP_SHARED | MAP_FIXED, and MAP_POPULATE or nothing else.
+        b.arg_eq32_optional(3, 0x11, USER_MAP_POPULATE);
         b.arg_eq32(4, GUEST_MEM_FD as u32);
         b.ret(RET_ALLOW);
         b.block(nr::MUNMAP);
@@ -733,6 +734,11 @@ mod tests {
             let map = [addr, 0x1000, 7, 0x11, fd, 0x1000];
             assert_eq!(eval_inproc(nr::MMAP, ip, map), RET_ALLOW, "{addr:#x}");
             assert_eq!(eval(nr::MMAP, ip, map), RET_REFUSE, "{addr:#x}: mode off");
+            // A demand-zero fault's block (`UserOp` MAP_POPULATE).
+            let mut populated = map;
+            populated[3] |= u64::from(USER_MAP_POPULATE);
+            assert_eq!(eval_inproc(nr::MMAP, ip, populated), RET_ALLOW, "{addr:#x}");
+            assert_eq!(eval(nr::MMAP, ip, populated), RET_REFUSE, "{addr:#x}: off");
             let unmap = [addr, 0x1000, 0, 0, 0, 0];
             assert_eq!(eval_inproc(nr::MUNMAP, ip, unmap), RET_ALLOW);
             assert_eq!(
@@ -742,8 +748,9 @@ mod tests {
         }
         // Anonymous or foreign-fd mappings, ranges reaching the control region, the
         // physmap or beyond the user window, too long, or with odd rights: refused.
-        let refused: [(u32, [u64; 6]); 8] = [
+        let refused: [(u32, [u64; 6]); 9] = [
             (nr::MMAP, [0x40_0000, 0x1000, 3, 0x31, u64::MAX, 0]),
+            (nr::MMAP, [0x40_0000, 0x1000, 3, 0x8031, fd, 0]),
             (nr::MMAP, [0x40_0000, 0x1000, 3, 0x11, 4, 0]),
             (nr::MMAP, [0x40_0000, 0x1000, 3, 0x12, fd, 0]),
             (nr::MMAP, [INPROC_LOW.1, 0x1000, 3, 0x11, fd, 0]),

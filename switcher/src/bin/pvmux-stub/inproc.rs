@@ -39,7 +39,7 @@ use pvmux_hypercalls::{HcError, TrapFrame, Vector};
 use pvmux_switcher::exception::{classify, Classified, SandboxKind};
 
 use crate::sigctx::{trap_frame, SigInfo, FPSTATE, SI_TIMER};
-use crate::start::{MAP_FIXED, MAP_SHARED};
+use crate::start::{MAP_FIXED, MAP_POPULATE, MAP_SHARED};
 use crate::state::{StubCpu, AREA_ALTSTACK, AREA_SIZE, OFF_INPROC, RETRY_TIMER_VALUE, SIG_EVENT};
 use crate::sys;
 
@@ -810,13 +810,20 @@ fn apply_part(o: &UserOp, done: u64, len: u64) -> Result<(), u32> {
     // SAFETY: the range lies in a free part of the user window (checked by the caller).
     unsafe {
         match o.kind {
-            // `MAP_POPULATE` is a hint for user sandboxes (fill the page-table entries at
-            // once); here the pages are mapped as for `MAP`, which the filter allows.
+            // `MAP_POPULATE`: a demand-zero fault's block, which the program is about to
+            // touch: the host fills its page-table entries in this call instead of taking
+            // one host page fault per page (the filter allows that one extra flag).
             op::MAP | op::MAP_POPULATE => sys::mmap(
                 addr,
                 len,
                 o.prot,
-                MAP_SHARED | MAP_FIXED,
+                MAP_SHARED
+                    | MAP_FIXED
+                    | if o.kind == op::MAP_POPULATE {
+                        MAP_POPULATE
+                    } else {
+                        0
+                    },
                 GUEST_MEM_FD,
                 o.offset + done,
             )

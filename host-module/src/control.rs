@@ -99,16 +99,8 @@ impl ControlRegion {
     pub(crate) fn reset(&self, init: &HeaderInit) {
         debug_assert_eq!(init.nr_vcpus, self.nr_vcpus);
         // Other host threads may hold references to the header's atomics (a start-up
-        // waiter): every word is stored atomically. (`SandboxHeader` has no padding: it is
-        // `IntoBytes`.)
-        const _: () = assert!(size_of::<SandboxHeader>().is_multiple_of(8));
-        let mut header = Self::header(init);
-        let bytes = zerocopy::IntoBytes::as_mut_bytes(&mut header);
-        for (i, w) in bytes.chunks_exact(8).enumerate() {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(w);
-            self.store_word(CTL_HEADER_OFFSET as usize + i * 8, u64::from_ne_bytes(b));
-        }
+        // waiter): every word is stored atomically.
+        self.store_header_words(init, 0..size_of::<SandboxHeader>());
         let vcpu_bytes = self.vcpu_pages as usize * PAGE_SIZE as usize;
         debug_assert!(CTL_VCPU_OFFSET as usize + vcpu_bytes <= self.shm.len());
         for off in (0..vcpu_bytes).step_by(8) {
@@ -122,26 +114,30 @@ impl ControlRegion {
     /// The sandbox may already run: every word is stored atomically.
     pub(crate) fn release_entry(&self, init: &HeaderInit) {
         use std::mem::offset_of;
-        let mut header = Self::header(init);
-        let bytes = zerocopy::IntoBytes::as_mut_bytes(&mut header);
         // `entry_rip` .. `fault_around_pages`: host fields, 8-byte words; the stub reads
         // `[entry_rip, clock_shift]` only after `entry_held` is 0.
-        const FIRST: usize = offset_of!(SandboxHeader, entry_rip);
-        const END: usize = offset_of!(SandboxHeader, stub_status);
-        const _: () = assert!(FIRST.is_multiple_of(8) && END.is_multiple_of(8));
-        for off in (FIRST..END).step_by(8) {
+        self.store_header_words(
+            init,
+            offset_of!(SandboxHeader, entry_rip)..offset_of!(SandboxHeader, stub_status),
+        );
+        let held = self.header_u32(offset_of!(SandboxHeader, entry_held));
+        held.store(0, std::sync::atomic::Ordering::SeqCst);
+        // A shared futex: the waiter is the sandbox process.
+        let _ = rustix::thread::futex::wake(held, rustix::thread::futex::Flags::empty(), 1);
+    }
+
+    /// Stores the bytes `range` (8-byte aligned) of the header `init` describes, a word at a
+    /// time, atomically. (`SandboxHeader` has no padding: it is `IntoBytes`.)
+    fn store_header_words(&self, init: &HeaderInit, range: std::ops::Range<usize>) {
+        const _: () = assert!(size_of::<SandboxHeader>().is_multiple_of(8));
+        let mut header = Self::header(init);
+        // (Mutable only because the header's atomics make it not `Immutable`.)
+        let bytes = zerocopy::IntoBytes::as_mut_bytes(&mut header);
+        for off in range.step_by(8) {
             let mut b = [0u8; 8];
             b.copy_from_slice(&bytes[off..off + 8]);
             self.store_word(CTL_HEADER_OFFSET as usize + off, u64::from_ne_bytes(b));
         }
-        let off = CTL_HEADER_OFFSET as usize + offset_of!(SandboxHeader, entry_held);
-        assert!(off.is_multiple_of(4) && off + 4 <= self.shm.len());
-        // SAFETY: a 4-byte aligned word inside the mapping (checked above), which lives as
-        // long as `&self`; the stub waits on it as a futex, so it is accessed atomically.
-        let held = unsafe { &*self.shm.as_ptr().add(off).cast::<AtomicU32>() };
-        held.store(0, std::sync::atomic::Ordering::SeqCst);
-        // A shared futex: the waiter is the sandbox process.
-        let _ = rustix::thread::futex::wake(held, rustix::thread::futex::Flags::empty(), 1);
     }
 
     /// Stores `v` atomically at byte `off` of the mapping (8-byte aligned, inside it).

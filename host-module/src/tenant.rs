@@ -289,9 +289,6 @@ struct Shared {
     upgrading: AtomicBool,
     /// The stubs its sandboxes run (a hand-over's pre-flight runs the same).
     stubs: (Arc<Stub>, Arc<Stub>),
-    /// The kernel sandbox the launch started, until the monitor takes it (dropped with the
-    /// tenant if it never does: killed and reaped).
-    prespawned: Mutex<Option<sandbox::Prespawned>>,
 }
 
 /// The running kernel's image and layout.
@@ -1732,7 +1729,6 @@ impl Tenant {
                 vcpu_stop: Mutex::new(Arc::new(AtomicBool::new(false))),
                 upgrading: AtomicBool::new(false),
                 stubs,
-                prespawned: Mutex::new(prespawned),
             }
         });
         if parts.net.enabled() {
@@ -1756,7 +1752,9 @@ impl Tenant {
         }
         let (tx, rx) = mpsc::channel();
         let s = Arc::clone(&shared);
-        let job = move || monitor_thread(&s, &stub, &tx);
+        // The sandbox the launch started goes with the job: if the job never runs (a failure
+        // below), it is dropped, so killed and reaped.
+        let job = move || monitor_thread(&s, &stub, prespawned, &tx);
         let monitor = match seat {
             // The thread that spawned the sandbox (its parent-death signal is tied to it).
             Some(seat) => seat.run(Box::new(job))?,
@@ -2073,12 +2071,14 @@ impl MonitorSeat {
     }
 }
 
-fn monitor_thread(s: &Arc<Shared>, stub: &Stub, tx: &mpsc::Sender<Result<u32, HostError>>) {
-    let prespawned = s
-        .prespawned
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take();
+/// The monitor of tenant `s`: takes `prespawned` (the kernel sandbox the launch started) or
+/// spawns the sandbox, sends its pid on `tx`, then watches it until it ends.
+fn monitor_thread(
+    s: &Arc<Shared>,
+    stub: &Stub,
+    prespawned: Option<sandbox::Prespawned>,
+    tx: &mpsc::Sender<Result<u32, HostError>>,
+) {
     let spawned = match prespawned {
         Some(p) => Ok(p.take()),
         None => s.spawn_kernel_sandbox(stub),

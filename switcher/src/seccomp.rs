@@ -486,9 +486,9 @@ pub fn build_kernel_filter_with(
 }
 
 /// The trusted in-process mode's rules of the kernel filter: `mmap` of the guest memfd
-/// (`MAP_SHARED|MAP_FIXED`, optionally with `MAP_POPULATE`: `UserOp` `MAP_POPULATE`), `munmap` and `mprotect` (RWX at most) of ranges starting in
-/// the free parts of the user window (`INPROC_LOW`, `INPROC_HIGH`) at most `INPROC_LEN_MAX`
-/// long, and `arch_prctl(ARCH_SET_FS | ARCH_GET_FS)`. A call that fails one block's checks
+/// (`MAP_SHARED|MAP_FIXED`, optionally with `MAP_POPULATE`: `UserOp` `MAP_POPULATE`),
+/// `munmap` and `mprotect` (RWX at most) of ranges starting in the free parts of the user
+/// window (`INPROC_LOW`, `INPROC_HIGH`) at most `INPROC_LEN_MAX` long, and `arch_prctl(ARCH_SET_FS | ARCH_GET_FS)`. A call that fails one block's checks
 /// goes on to the next block (and finally to the kernel filter's own rules).
 fn inproc_rules(b: &mut Builder) {
     b.fail = Target::NextBlock;

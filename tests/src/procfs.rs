@@ -1,4 +1,5 @@
-//! Counts of this test process's resources from `/proc`, for leak tests.
+//! Counts of this test process's resources, and sandboxes left behind, from `/proc`, for leak
+//! tests.
 
 /// The number of entries in directory `dir` (e.g. `/proc/self/fd`).
 pub fn count(dir: &str) -> usize {
@@ -26,4 +27,31 @@ pub fn children() -> usize {
                 .count()
         })
         .sum()
+}
+
+/// Host pids of `pvmux-sandbox` processes whose parent is no `pvmux` process: sandboxes a
+/// `pvmux` process left behind (each sandbox's parent is the `pvmux` process that runs it).
+pub fn orphaned_sandboxes() -> Vec<u32> {
+    let field = |pid: &str, name: &str| -> Option<String> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_owned())
+    };
+    let cmdline = |pid: &str| std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+        .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|pid| cmdline(pid).starts_with(b"pvmux-sandbox\0"))
+        .filter(|pid| {
+            let parent = field(pid, "PPid:").unwrap_or_default();
+            let parent_name = field(&parent, "Name:").unwrap_or_default();
+            !parent_name.starts_with("pvmux")
+        })
+        .filter_map(|pid| pid.parse().ok())
+        .collect()
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use pvmux_tests::{run_with_timeout, Run, TempDir};
+use pvmux_tests::{procfs, run_with_timeout, Run, TempDir};
 
 /// The `pvmux` command line.
 const PVMUX: &str = env!("CARGO_BIN_EXE_pvmux-cli");
@@ -122,33 +122,6 @@ fn an_unimplemented_system_call_is_enosys_and_named_once() {
     assert_eq!(named, 1, "{}", got.context());
 }
 
-/// Host pids of `pvmux-sandbox` processes whose parent is no `pvmux` process: sandboxes a
-/// `pvmux` process left behind (each sandbox's parent is the `pvmux` process that runs it).
-fn orphaned_sandboxes() -> Vec<u32> {
-    let field = |pid: &str, name: &str| -> Option<String> {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(|v| v.trim().to_owned())
-    };
-    let cmdline = |pid: &str| std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
-        .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
-        .filter(|pid| cmdline(pid).starts_with(b"pvmux-sandbox\0"))
-        .filter(|pid| {
-            let parent = field(pid, "PPid:").unwrap_or_default();
-            let parent_name = field(&parent, "Name:").unwrap_or_default();
-            !parent_name.starts_with("pvmux")
-        })
-        .filter_map(|pid| pid.parse().ok())
-        .collect()
-}
-
 #[test]
 fn a_launch_whose_domain_does_not_fit_fails_clearly_and_leaves_no_sandbox() {
     // The launch starts the kernel sandbox while it builds the domain: a build that fails
@@ -156,7 +129,7 @@ fn a_launch_whose_domain_does_not_fit_fails_clearly_and_leaves_no_sandbox() {
     let root = TempDir::unique("pvmux-badinput", "too-big");
     let blob = std::fs::File::create(root.0.join("blob")).expect("create");
     blob.set_len(80 << 20).expect("a sparse 80 MiB file");
-    let before = orphaned_sandboxes();
+    let before = procfs::orphaned_sandboxes();
     let mut cmd = Command::new(PVMUX);
     cmd.args(["run", "--mem", "64M", "--rootfs-pack"])
         .arg(&root.0)
@@ -170,7 +143,7 @@ fn a_launch_whose_domain_does_not_fit_fails_clearly_and_leaves_no_sandbox() {
     );
     // A sandbox left behind would still be there (it waits for an entry point forever).
     std::thread::sleep(Duration::from_millis(300));
-    let left: Vec<u32> = orphaned_sandboxes()
+    let left: Vec<u32> = procfs::orphaned_sandboxes()
         .into_iter()
         .filter(|p| !before.contains(p))
         .collect();

@@ -84,7 +84,7 @@ fn host_state() -> HostState {
             (e.file_name().to_string_lossy().into_owned(), target)
         })
         // The directory handle `read_dir` itself holds.
-        .filter(|(_, target)| !target.ends_with("/fd") || !target.starts_with("/proc/"))
+        .filter(|(_, target)| !(target.starts_with("/proc/") && target.ends_with("/fd")))
         .collect();
     let status = std::fs::read_to_string("/proc/self/status")
         .expect("status")

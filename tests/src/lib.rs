@@ -316,14 +316,40 @@ pub fn output_in_clean_env(mut cmd: Command) -> std::process::Output {
 /// it has not finished within `timeout`. `what` names the command in panic messages. Every
 /// `poll`, `sample` is called with the child's pid, then the child is checked for exit.
 pub fn run_with_timeout(
+    cmd: Command,
+    what: &str,
+    timeout: Duration,
+    poll: Duration,
+    sample: impl FnMut(u32),
+) -> Run {
+    run_with_timeout_and_stdin(cmd, Stdio::null(), what, timeout, poll, sample)
+}
+
+/// [`run_with_timeout`] with a stdin that stays open and empty until the child ends (a pipe
+/// nobody writes): for `script`, which types the terminal's end-of-file character (`^D`)
+/// into its session as soon as its own stdin ends — input that reaches the program under
+/// test, at a moment that depends on timing.
+pub fn run_with_timeout_stdin_open(
+    cmd: Command,
+    what: &str,
+    timeout: Duration,
+    poll: Duration,
+    sample: impl FnMut(u32),
+) -> Run {
+    run_with_timeout_and_stdin(cmd, Stdio::piped(), what, timeout, poll, sample)
+}
+
+fn run_with_timeout_and_stdin(
     mut cmd: Command,
+    stdin: Stdio,
     what: &str,
     timeout: Duration,
     poll: Duration,
     mut sample: impl FnMut(u32),
 ) -> Run {
+    // A piped stdin's write end stays in `child` (open) until the child has been waited for.
     let mut child = cmd
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -228,6 +228,9 @@ enum pvmux_vector {
 #define PVMUX_STUB_STACK_NEED UINT64_C(4096)
 /* Entry points in this ABI version's table. */
 #define PVMUX_STUB_ENTRIES 24u
+/* On a vCPU thread running guest kernel code, the 8 bytes at fs:PVMUX_FS_VCPU_SHARED hold
+ * the address of the vCPU's struct pvmux_vcpu_shared (what vcpu_self returns). */
+#define PVMUX_FS_VCPU_SHARED 8u
 
 struct pvmux_vcpu_shared;
 struct pvmux_stub_table;

@@ -14,6 +14,15 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 /// Stack a stub call may use below the caller's `rsp`.
 pub const STUB_STACK_NEED: u64 = 4096;
 
+/// Where guest kernel code finds its vCPU without a call: on every vCPU thread, while guest
+/// kernel code runs, the 8 bytes at `fs:FS_VCPU_SHARED` hold the address of that vCPU's
+/// [`crate::VcpuShared`] page (what `vcpu_self` returns). The FS base is the stub's: guest
+/// kernel code does not change it (in-process user code runs with its own, which
+/// `inproc_run` swaps in and out). With it a guest clears the virtual interrupt flag, sets it
+/// (calling `irq_enable` only when events are pending) and reads its vCPU index with plain
+/// memory accesses (docs/ABI.md §7, "The FS block").
+pub const FS_VCPU_SHARED: u32 = 8;
+
 /// Table of stub entry points (all `u64` code addresses).
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout)]
 #[repr(C)]

@@ -9,6 +9,13 @@ pub(crate) fn die() -> ! {
     }
 }
 
+/// Reads the TSC as the stub's clock does: no fence (guest time, `crate::time::now_ns`).
+#[inline(always)]
+pub(crate) fn tsc() -> u64 {
+    // SAFETY: `rdtsc` is allowed in the sandbox (ABI §6) and has no memory effects.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
 /// Reads the TSC, ordered against surrounding instructions (`lfence` on both sides), without a
 /// stub call. Also a compiler barrier (no `nomem`), so timed memory accesses stay inside.
 #[inline(always)]

@@ -20,8 +20,9 @@ use pvmux_hypercalls::MAX_VCPUS;
 
 /// Per vCPU: the token of the state it keeps (0: none).
 static KEPT: [AtomicU64; MAX_VCPUS as usize] = [const { AtomicU64::new(0) }; MAX_VCPUS as usize];
-/// The next token (never 0).
-static NEXT: AtomicU64 = AtomicU64::new(1);
+/// Per vCPU: how many states it has kept (the sequence its tokens are made of).
+static KEPT_SEQ: [AtomicU64; MAX_VCPUS as usize] =
+    [const { AtomicU64::new(0) }; MAX_VCPUS as usize];
 
 fn slot(cpu: u32) -> &'static AtomicU64 {
     &KEPT[cpu as usize % MAX_VCPUS as usize]
@@ -48,9 +49,16 @@ impl Parked {
     }
 }
 
-/// vCPU `cpu` now keeps a new state: its token.
+/// vCPU `cpu` (the caller's own) now keeps a new state: its token, never 0 and never
+/// another vCPU's (the vCPU's sequence number times [`MAX_VCPUS`], plus the vCPU and 1).
+/// Only `cpu`'s own thread counts its sequence: no shared counter, no locked add.
 pub(crate) fn kept_now(cpu: u32) -> u64 {
-    let token = NEXT.fetch_add(1, Ordering::Relaxed);
+    let i = cpu as usize % MAX_VCPUS as usize;
+    let seq = KEPT_SEQ[i].load(Ordering::Relaxed).wrapping_add(1);
+    KEPT_SEQ[i].store(seq, Ordering::Relaxed);
+    let token = seq
+        .wrapping_mul(u64::from(MAX_VCPUS))
+        .wrapping_add(i as u64 + 1);
     slot(cpu).store(token, Ordering::Relaxed);
     token
 }

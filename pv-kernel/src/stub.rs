@@ -112,14 +112,29 @@ pub(crate) fn set_callbacks(trap_entry: u64, event_entry: u64) -> i64 {
     entry!(set_callbacks: fn(u64, u64) -> i64)(trap_entry, event_entry)
 }
 
-/// Sets the virtual interrupt flag and delivers pending events before returning.
+/// Sets the virtual interrupt flag and delivers pending events before returning: the flag is
+/// set here (`xchg`, a full fence against a `vcpu_kick` that sets a pending bit and then
+/// looks at the flag), and the stub's `irq_enable` is called only when events are pending.
+#[inline]
 pub(crate) fn irq_enable() {
-    entry!(irq_enable: fn())()
+    let shared = vcpu_self();
+    shared.irq_enabled.swap(1, Ordering::SeqCst);
+    if shared.pending.load(Ordering::SeqCst) != 0 {
+        entry!(irq_enable: fn())()
+    }
 }
 
-/// Clears the virtual interrupt flag; returns whether it was set.
+/// Clears the virtual interrupt flag; returns whether it was set. A plain store (ABI §8.3:
+/// the guest may clear the flag itself): only this vCPU's thread writes the flag, and its
+/// signal handlers (event delivery) see its own stores in program order.
+#[inline]
 pub(crate) fn irq_disable() -> bool {
-    entry!(irq_disable: fn() -> u64)() != 0
+    let flag = &vcpu_self().irq_enabled;
+    let was = flag.load(Ordering::Relaxed) != 0;
+    flag.store(0, Ordering::Relaxed);
+    // Nothing of the section events are off for moves above the store.
+    core::sync::atomic::compiler_fence(Ordering::SeqCst);
+    was
 }
 
 /// With events disabled: sleeps until a pending bit is set (returns at once if one is).
@@ -132,7 +147,8 @@ pub(crate) fn timer_arm(deadline_ns: u64) -> i64 {
     entry!(timer_arm: fn(u64) -> i64)(deadline_ns)
 }
 
-/// Guest time in nanoseconds.
+#[cfg(feature = "diagnostics")]
+/// The stub's `clock_ns` entry (the kernel computes guest time itself: `crate::time::now_ns`).
 pub(crate) fn clock_ns() -> u64 {
     entry!(clock_ns: fn() -> u64)()
 }
@@ -147,9 +163,10 @@ pub(crate) fn vcpu_kick(id: u32) -> i64 {
     entry!(vcpu_kick: fn(u64) -> i64)(u64::from(id))
 }
 
-/// This vCPU's index.
+/// This vCPU's index (from its shared page, which the stub fills at start).
+#[inline]
 pub(crate) fn vcpu_id() -> u32 {
-    entry!(vcpu_id: fn() -> u64)() as u32
+    vcpu_self().vcpu_id.load(Ordering::Relaxed)
 }
 
 /// Adds one to this vCPU's counter `index` (a [`pvmux_hypercalls::vcpu::stat`] index the
@@ -157,17 +174,37 @@ pub(crate) fn vcpu_id() -> u32 {
 pub(crate) fn count(index: usize) {
     if installed() {
         if let Some(c) = vcpu_self().stats.get(index) {
-            c.fetch_add(1, Ordering::Relaxed);
+            // This vCPU's thread is the only writer of the guest's counters (the stub keeps
+            // others): a load and a store, without a locked add.
+            c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
         }
     }
 }
 
-/// This vCPU's shared page.
+/// This vCPU's shared page, read from the thread's FS block (ABI
+/// [`pvmux_hypercalls::stub::FS_VCPU_SHARED`]) rather than by calling `vcpu_self`: the lock
+/// paths disable and enable events through it.
+#[inline]
 pub(crate) fn vcpu_self() -> &'static VcpuShared {
-    let ptr = entry!(vcpu_self: fn() -> *mut VcpuShared)();
-    // SAFETY: the stub returns the address of this vCPU's shared page, which stays mapped
-    // read-write for the sandbox's whole life; all its fields are atomics.
-    unsafe { &*ptr }
+    debug_assert!(
+        installed(),
+        "vCPU state read before the stub table is installed"
+    );
+    let ptr: u64;
+    // SAFETY: a plain 8-byte load from the FS block the stub set up for this vCPU thread
+    // before any guest code ran (ABI §7); no other effect. Not `pure`: a kernel thread may
+    // resume on another vCPU thread (another FS base) after any call.
+    unsafe {
+        core::arch::asm!(
+            "mov {}, qword ptr fs:[{off}]",
+            out(reg) ptr,
+            off = const pvmux_hypercalls::stub::FS_VCPU_SHARED,
+            options(nostack, readonly, preserves_flags),
+        )
+    };
+    // SAFETY: the stub keeps this vCPU's shared page at that address, mapped read-write for
+    // the sandbox's whole life; all its fields are atomics.
+    unsafe { &*(ptr as *const VcpuShared) }
 }
 
 #[cfg(feature = "diagnostics")]

@@ -89,7 +89,10 @@ pub struct InprocRun {
     pub fp_flags: u32,
     /// Out: a [`UserExit`](super::UserExit) code.
     pub exit: u32,
-    /// In: arm the slice timer to fire after this many ns (0: leave it).
+    /// In: the time slice, in ns: when the vCPU's last slice has ended (its timer fired, or
+    /// its end has passed on the guest clock) or none was armed, the stub arms the slice
+    /// timer to fire after this long; a kernel passes its slice length at every run and
+    /// reads no clock for it. 0: leave the timer as it is.
     pub slice_ns: u64,
     /// Out: TSC ticks user code ran.
     pub user_ticks: u64,

@@ -55,6 +55,14 @@ fn call(f: impl FnOnce() -> i64) -> Call {
     }
 }
 
+/// Stub entry `addr` (one taking no argument) as a function.
+fn entry0(addr: u64) -> extern "sysv64" fn() -> i64 {
+    // SAFETY: the stub table's entries taking no argument (`tlb_flush_all`, `vcpu_id`,
+    // `vcpu_self`, `irq_enable`, `irq_disable`) are System V functions; their results fit
+    // an `i64` (`irq_enable` leaves `rax` unspecified, and its result is not used).
+    unsafe { core::mem::transmute::<u64, extern "sysv64" fn() -> i64>(addr) }
+}
+
 /// A word of this kernel's data (its page is flushed and prefaulted).
 static PROBE: u64 = 0;
 
@@ -84,22 +92,25 @@ pub(crate) fn ac_entries() -> bool {
     let id = stub::vcpu_id();
     // A page of this kernel's data to flush and prefault (it is mapped, so refilled).
     let page = (&raw const PROBE as u64) & !0xfff;
-    let flush_all_addr = super::stub_table().tlb_flush_all;
-    // SAFETY: the table's `tlb_flush_all` entry has this signature (stub ABI).
-    let flush_all: extern "sysv64" fn() -> i64 = unsafe { core::mem::transmute(flush_all_addr) };
+    let table = super::stub_table();
+    // The kernel reads its vCPU and the clock and flips the interrupt flag itself (FS block,
+    // ABI §6): the entries are called here through the table.
+    let flush_all = entry0(table.tlb_flush_all);
+    let (vcpu_id, vcpu_self) = (entry0(table.vcpu_id), entry0(table.vcpu_self));
+    let (irq_enable, irq_disable) = (entry0(table.irq_enable), entry0(table.irq_disable));
     let mut r = [Call::default(); NAMES.len()];
     set_ac(true);
     let ac_set = rflags() & RFLAGS_AC != 0;
     r[0] = call(|| stub::clock_ns() as i64);
-    r[1] = call(|| i64::from(stub::vcpu_id()));
-    r[2] = call(|| stub::vcpu_self() as *const _ as i64);
+    r[1] = call(|| vcpu_id());
+    r[2] = call(|| vcpu_self());
     r[3] = call(|| hcall::nop(0));
     r[4] = call(|| stub::vcpu_kick(id));
     r[5] = call(|| {
-        stub::irq_enable();
+        irq_enable();
         0
     });
-    r[6] = call(|| i64::from(stub::irq_disable()));
+    r[6] = call(|| irq_disable());
     r[7] = call(|| {
         stub::vcpu_kick(id);
         stub::halt();

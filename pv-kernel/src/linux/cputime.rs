@@ -85,9 +85,11 @@ pub(crate) struct TaskTimes {
 }
 
 impl TaskTimes {
-    /// Adds `ns` of user time (one run of user code).
+    /// Adds `ns` of user time (one run of user code). Only the task's own thread adds (after
+    /// each run; others only read), so a load and a store do, without a locked add.
     pub(crate) fn add_user(&self, ns: u64) {
-        self.user_ns.fetch_add(ns, Ordering::Relaxed);
+        let now = self.user_ns.load(Ordering::Relaxed);
+        self.user_ns.store(now.wrapping_add(ns), Ordering::Relaxed);
     }
 
     /// Starts from what an adopted thread had used (hand-over record section 28).

@@ -203,9 +203,9 @@ static OOM_BUSY: AtomicBool = AtomicBool::new(false);
 fn out_of_memory(task: &Arc<Task>) -> bool {
     if OOM_BUSY.swap(true, Ordering::AcqRel) {
         // Another fault is killing already: wait for its victim's memory, then retry.
-        let deadline = crate::stub::clock_ns() + OOM_WAIT_NS;
-        while OOM_BUSY.load(Ordering::Acquire) && crate::stub::clock_ns() < deadline {
-            crate::sched::sleep_until(crate::stub::clock_ns() + OOM_POLL_NS);
+        let deadline = crate::time::now_ns() + OOM_WAIT_NS;
+        while OOM_BUSY.load(Ordering::Acquire) && crate::time::now_ns() < deadline {
+            crate::sched::sleep_until(crate::time::now_ns() + OOM_POLL_NS);
         }
         return !task.signal_pending();
     }
@@ -234,9 +234,9 @@ fn kill_largest(me: &Arc<Process>) -> bool {
     if victim.exit_status.lock().is_none() {
         super::death::oom_kill(&victim, usage);
     }
-    let deadline = crate::stub::clock_ns() + OOM_WAIT_NS;
-    while !victim.zombie.load(Ordering::Acquire) && crate::stub::clock_ns() < deadline {
-        crate::sched::sleep_until(crate::stub::clock_ns() + OOM_POLL_NS);
+    let deadline = crate::time::now_ns() + OOM_WAIT_NS;
+    while !victim.zombie.load(Ordering::Acquire) && crate::time::now_ns() < deadline {
+        crate::sched::sleep_until(crate::time::now_ns() + OOM_POLL_NS);
     }
     drop(victim);
     space::wait_for_reclaim();

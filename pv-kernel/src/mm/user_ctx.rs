@@ -169,7 +169,7 @@ pub(crate) struct StubWaiter;
 
 impl Waiter for StubWaiter {
     fn now_ns(&self) -> u64 {
-        crate::stub::clock_ns()
+        crate::time::now_ns()
     }
 
     fn wait(&self, word: &AtomicU32, expected: u32, timeout_ns: Option<u64>) {

@@ -259,7 +259,7 @@ pub(crate) fn schedule() {
     let _irq = IrqGuard::new();
     let mut s = SCHED.lock();
     let me = cpu();
-    let now = stub::clock_ns();
+    let now = crate::time::now_ns();
     let Some(cur) = s.cpus[me].current.clone() else {
         panic!("schedule on vCPU {me} before init_cpu");
     };
@@ -429,7 +429,7 @@ pub(crate) fn handle_event(bits: u32) {
         // The host changed the balloon target (`pvmux mem`).
         crate::linux::balloon::host_request();
     }
-    let now = stub::clock_ns();
+    let now = crate::time::now_ns();
     let mut kicks: u64 = 0;
     let resched = {
         let mut s = SCHED.lock();
@@ -487,7 +487,7 @@ pub(crate) fn handle_event(bits: u32) {
 pub(crate) fn sleep_until(deadline: u64) {
     loop {
         let _irq = IrqGuard::new();
-        if stub::clock_ns() >= deadline {
+        if crate::time::now_ns() >= deadline {
             return;
         }
         let cur = current();
@@ -512,7 +512,7 @@ pub(crate) fn timed_block(deadline: u64) {
     let cur = current();
     if deadline != u64::MAX {
         let mut s = SCHED.lock();
-        if stub::clock_ns() >= deadline {
+        if crate::time::now_ns() >= deadline {
             if matches!(cur.state(), state::BLOCKED | state::READY) {
                 cur.set_state(state::RUNNING);
             }

@@ -149,7 +149,7 @@ impl Thread {
         let done = self.cpu_ns.load(Ordering::Acquire);
         if self.on_cpu.load(Ordering::Acquire) {
             let since = self.ran_since.load(Ordering::Acquire);
-            done + crate::stub::clock_ns().saturating_sub(since)
+            done + crate::time::now_ns().saturating_sub(since)
         } else {
             done
         }

@@ -272,6 +272,17 @@ impl SigState {
         }
     }
 
+    /// The system call a signal interrupted, if one is recorded; clears it. Only the thread
+    /// itself touches it: a load first, so the common case (none) writes nothing.
+    fn take_interrupted(&self) -> Option<u64> {
+        let nr = self.interrupted.load(Ordering::Relaxed);
+        if nr == u64::MAX {
+            return None;
+        }
+        self.interrupted.store(u64::MAX, Ordering::Relaxed);
+        Some(nr)
+    }
+
     /// Blocks `mask` for the duration of a wait (`rt_sigsuspend`, `ppoll`, `pselect6`),
     /// remembering the mask to go back to.
     fn set_temporary_mask(&self, mask: SigSet) {
@@ -505,8 +516,7 @@ pub(crate) fn deliver(t: &Arc<Task>, st: &mut UserState, fresh: &mut bool) -> Re
             // A call a signal interrupted, and no handler runs after all (another thread
             // took the process's signal first, or it was ignored): restarted, as Linux
             // restarts `-ERESTARTSYS` when no handler runs, whatever `SA_RESTART` says.
-            let interrupted = t.sig.interrupted.swap(u64::MAX, Ordering::Relaxed);
-            let interrupted = (interrupted != u64::MAX).then_some(interrupted);
+            let interrupted = t.sig.take_interrupted();
             if let Some(nr) = action::restart(interrupted, st.regs.rax, sa::SA_RESTART) {
                 st.regs.rax = nr;
                 st.regs.rip -= 2;
@@ -526,8 +536,7 @@ pub(crate) fn deliver(t: &Arc<Task>, st: &mut UserState, fresh: &mut bool) -> Re
             Disposition::Handle => {}
         }
         // Restart or fail the interrupted system call.
-        let interrupted = t.sig.interrupted.swap(u64::MAX, Ordering::Relaxed);
-        let interrupted = (interrupted != u64::MAX).then_some(interrupted);
+        let interrupted = t.sig.take_interrupted();
         if let Some(nr) = action::restart(interrupted, st.regs.rax, act.flags) {
             st.regs.rax = nr;
             st.regs.rip -= 2;

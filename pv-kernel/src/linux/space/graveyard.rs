@@ -91,10 +91,10 @@ pub(super) fn throttle() {
     if GRAVE_LEN.load(Ordering::Acquire) <= MAX_GRAVES {
         return;
     }
-    let deadline = crate::stub::clock_ns() + RECLAIM_WAIT_NS;
+    let deadline = crate::time::now_ns() + RECLAIM_WAIT_NS;
     loop {
         reap_graveyard();
-        let now = crate::stub::clock_ns();
+        let now = crate::time::now_ns();
         if GRAVE_LEN.load(Ordering::Acquire) <= MAX_GRAVES || now >= deadline {
             return;
         }
@@ -106,12 +106,12 @@ pub(super) fn throttle() {
 /// the pool; true if anything was released. For callers that ran out of pool memory (must not
 /// hold a space lock).
 pub(crate) fn wait_for_reclaim() -> bool {
-    let deadline = crate::stub::clock_ns() + RECLAIM_WAIT_NS;
+    let deadline = crate::time::now_ns() + RECLAIM_WAIT_NS;
     loop {
         if reap_graveyard() {
             return true;
         }
-        let now = crate::stub::clock_ns();
+        let now = crate::time::now_ns();
         if !occupied() || now >= deadline {
             return false;
         }

@@ -348,7 +348,7 @@ impl Space {
     /// The slice to arm for a run on slot `cpu`: a full one if the slot's timer has fired
     /// since it was last armed, else 0 (leave it running).
     pub(super) fn slice_for(&self, cpu: u32) -> u64 {
-        let now = crate::stub::clock_ns();
+        let now = crate::time::now_ns();
         let dl = &self.slice_deadline[cpu as usize];
         if dl.load(Ordering::Relaxed) <= now {
             dl.store(now + crate::linux::task::SLICE_NS, Ordering::Relaxed);
@@ -380,9 +380,9 @@ impl Space {
         // time, and the slot's linger after the reply, is what the host lets the sandbox's
         // CPU time reach (`pvmux_hypercalls::user::grant`).
         let grants = self.grants().page();
-        grants.begin(cpu as usize, crate::stub::clock_ns());
+        grants.begin(cpu as usize, crate::time::now_ns());
         let answer = k.hand_over(&StubWaiter, &req, RUN_TIMEOUT_NS);
-        grants.end(cpu as usize, crate::stub::clock_ns());
+        grants.end(cpu as usize, crate::time::now_ns());
         // A failed operation means the sandbox refused a mapping we validated: treat it as
         // broken, like a dead, unanswering or garbage-answering one.
         match answer {

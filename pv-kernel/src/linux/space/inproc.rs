@@ -126,7 +126,8 @@ impl Space {
             regs: st.regs,
             fs_base: st.fs_base,
             fp_flags,
-            slice_ns: self.slice_for(cpu),
+            // The stub keeps the slice: it arms a new one when the last has ended.
+            slice_ns: crate::linux::task::SLICE_NS,
             ..InprocRun::default()
         };
         st.fp_changed();
@@ -153,10 +154,7 @@ impl Space {
                 error_code: run.regs.error_code,
                 addr: run.regs.fault_addr,
             },
-            Some(UserExit::Interrupt) => {
-                self.slice_deadline[cpu as usize].store(0, Ordering::Relaxed);
-                Exit::Interrupt
-            }
+            Some(UserExit::Interrupt) => Exit::Interrupt,
             _ => Exit::Dead,
         }
     }

@@ -33,12 +33,12 @@ impl Space {
         let grants = GrantPage::new().ok_or(Errno::ENOMEM)?;
         // Short of memory with destroyed spaces not dead yet: their sandboxes are being
         // reaped (a matter of microseconds to milliseconds); wait for them a little.
-        let deadline = crate::stub::clock_ns() + RECLAIM_WAIT_NS;
+        let deadline = crate::time::now_ns() + RECLAIM_WAIT_NS;
         let ctx_gpa = loop {
             match pool::alloc_contiguous_zeroed(pages) {
                 Ok(g) => break g,
                 Err(e) => {
-                    let now = crate::stub::clock_ns();
+                    let now = crate::time::now_ns();
                     if reap_graveyard() {
                         continue;
                     }

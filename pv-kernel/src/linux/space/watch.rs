@@ -35,7 +35,7 @@ pub(super) fn start() {
 
 fn run() {
     loop {
-        crate::sched::sleep_until(crate::stub::clock_ns() + PERIOD_NS);
+        crate::sched::sleep_until(crate::time::now_ns() + PERIOD_NS);
         sweep();
     }
 }

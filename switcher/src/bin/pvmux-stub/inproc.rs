@@ -90,6 +90,9 @@ pub(crate) struct InprocCpu {
     fp_len: AtomicU32,
     /// Kernel id of the slice timer.
     pub(crate) slice_timer_id: AtomicI32,
+    /// Guest time (ns) at which the armed slice ends; 0 when none is armed (never armed,
+    /// or it fired: [`slice_ended`]).
+    slice_end: AtomicU64,
     /// 1 when the kernel's last `inproc_run` allowed a system-call exit to keep the FPU
     /// state in the registers (`fp_flags::MAY_KEEP`).
     may_keep: AtomicU32,
@@ -146,6 +149,11 @@ pub(crate) fn thread_setup(c: &StubCpu, tid: u32) -> Result<(), u32> {
         .slice_timer_id
         .store(crate::start::thread_timer(tid, SLICE_TIMER_VALUE)?, Relaxed);
     Ok(())
+}
+
+/// The slice timer of vCPU `c` fired: the next run arms a new slice.
+pub(crate) fn slice_ended(c: &StubCpu) {
+    c.inproc.slice_end.store(0, Relaxed);
 }
 
 /// True while vCPU `c` runs (or is entering or leaving) user code.
@@ -397,6 +405,14 @@ struct Pair(u64, u64);
 
 const RUN_WORDS: usize = size_of::<InprocRun>() / 8;
 
+/// Whether vCPU `c` needs a new slice at TSC `now`: its timer fired, was never armed, or the
+/// slice's end has passed on the guest clock (a kernel passes the slice length at every run
+/// and reads no clock for it).
+fn slice_due(c: &StubCpu, now: u64) -> bool {
+    let end = c.inproc.slice_end.load(Relaxed);
+    end == 0 || crate::state::clock_ns_at(now) >= end
+}
+
 fn rdtsc() -> u64 {
     // SAFETY: rdtsc has no memory effects and is allowed in user mode on pvmux hosts.
     unsafe { core::arch::x86_64::_rdtsc() }
@@ -551,7 +567,8 @@ extern "sysv64" fn enter(run: u64) -> Pair {
     c.inproc
         .may_keep
         .store(u32::from(r.fp_flags & fp_flags::MAY_KEEP != 0), Relaxed);
-    if r.slice_ns != 0 {
+    let mut now = rdtsc();
+    if r.slice_ns != 0 && slice_due(c, now) {
         let spec = sys::Itimerspec {
             value: sys::Timespec {
                 sec: (r.slice_ns / 1_000_000_000).min(i64::MAX as u64) as i64,
@@ -560,10 +577,20 @@ extern "sysv64" fn enter(run: u64) -> Pair {
             ..Default::default()
         };
         let _ = sys::timer_settime(c.inproc.slice_timer_id.load(Relaxed), 0, &spec);
+        let end = crate::state::clock_ns_at(now).saturating_add(r.slice_ns);
+        c.inproc.slice_end.store(end.max(1), Relaxed);
+        now = rdtsc();
     }
     c.inproc.run.store(run, Relaxed);
-    c.inproc.user_since.store(rdtsc(), Relaxed);
+    c.inproc.user_since.store(now, Relaxed);
+    // A full fence between this store and the load of `pending`, against `vcpu_kick`,
+    // which sets a pending bit and then looks at `in_user`: either it sees user code
+    // running and interrupts it, or this sees the bit and user code comes back shortly
+    // (the retry timer) for the kernel to take the event.
     c.inproc.in_user.store(1, SeqCst);
+    if c.shared().pending.load(SeqCst) != 0 {
+        crate::trap::arm_retry(c);
+    }
     if set_fs(r.fs_base).is_err() {
         c.inproc.in_user.store(0, SeqCst);
         return Pair(0, ERR_INVAL as u64);
@@ -581,7 +608,9 @@ extern "sysv64" fn leave(cpu: u64, exit: u32) -> i64 {
         sys::exit_group(pvmux_hypercalls::sandbox::STUB_EXIT_CRASH);
     }
     let ticks = rdtsc().saturating_sub(c.inproc.user_since.load(Relaxed));
-    c.inproc.in_user.store(0, SeqCst);
+    // Release, no fence: a kick that still sees 1 only sends a signal the stub then
+    // defers, and the kernel takes pending events when it enables them.
+    c.inproc.in_user.store(0, Release);
     let run = c.inproc.run.load(Relaxed);
     if c.inproc.fp_len.load(Relaxed) == FP_KEPT {
         // The state stays in the registers: no image. Only the outputs are written (the
@@ -716,7 +745,7 @@ pub(crate) fn exit_from_signal(c: &StubCpu, sig: i32, si: SigInfo, g: &[u64; 32]
         if si.code == SI_TIMER {
             match si.word24 {
                 RETRY_TIMER_VALUE => c.retry_armed.store(0, Relaxed),
-                SLICE_TIMER_VALUE => {}
+                SLICE_TIMER_VALUE => slice_ended(c),
                 _ => {
                     c.shared().pending.fetch_or(pending::TIMER, SeqCst);
                 }

@@ -30,7 +30,8 @@ pub(crate) const RETRY_TIMER_VALUE: u64 = 1;
 pub(crate) struct StubCpu {
     /// Address of this struct (`fs:[0]`).
     pub(crate) self_ptr: AtomicU64,
-    /// Address of this vCPU's [`VcpuShared`] (`fs:[8]`).
+    /// Address of this vCPU's [`VcpuShared`] (`fs:[8]`: guest kernel code reads it there,
+    /// `pvmux_hypercalls::stub::FS_VCPU_SHARED`).
     pub(crate) shared: AtomicU64,
     /// vCPU index.
     pub(crate) id: AtomicU32,
@@ -65,7 +66,9 @@ pub(crate) struct StubCpu {
 
 /// Offset of `iret_scratch` (used by assembly).
 pub(crate) const OFF_IRET_SCRATCH: usize = core::mem::offset_of!(StubCpu, iret_scratch);
-const _: () = assert!(core::mem::offset_of!(StubCpu, shared) == 8);
+const _: () = assert!(
+    core::mem::offset_of!(StubCpu, shared) == pvmux_hypercalls::stub::FS_VCPU_SHARED as usize
+);
 const _: () = assert!(OFF_IRET_SCRATCH == 72);
 /// Offset of `xmm_save` (used by assembly).
 pub(crate) const OFF_XMM_SAVE: usize = core::mem::offset_of!(StubCpu, xmm_save);
@@ -222,7 +225,11 @@ pub(crate) fn is_stub_code(rip: u64) -> bool {
 /// Guest time in ns from the TSC.
 pub(crate) fn clock_ns() -> u64 {
     // SAFETY: rdtsc has no memory effects and is allowed in user mode on pvmux hosts.
-    let tsc = unsafe { core::arch::x86_64::_rdtsc() };
+    clock_ns_at(unsafe { core::arch::x86_64::_rdtsc() })
+}
+
+/// Guest time in ns at TSC value `tsc`.
+pub(crate) fn clock_ns_at(tsc: u64) -> u64 {
     let ticks = tsc.saturating_sub(G.tsc_base.load(Relaxed));
     ((u128::from(ticks) * u128::from(G.clock_mult.load(Relaxed))) >> G.clock_shift.load(Relaxed))
         as u64

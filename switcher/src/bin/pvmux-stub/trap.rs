@@ -92,7 +92,7 @@ pub(crate) unsafe extern "C" fn on_signal(sig: i32, info: *const u8, uc: *mut u8
             if si.code == SI_TIMER {
                 match si.word24 {
                     RETRY_TIMER_VALUE => cpu.retry_armed.store(0, Relaxed),
-                    crate::inproc::SLICE_TIMER_VALUE => {}
+                    crate::inproc::SLICE_TIMER_VALUE => crate::inproc::slice_ended(cpu),
                     _ => {
                         shared.pending.fetch_or(pending::TIMER, SeqCst);
                     }
@@ -169,7 +169,9 @@ fn on_event(cpu: &StubCpu, shared: &VcpuShared, regs: Regs, si: SigInfo, in_stub
         if si.word24 == RETRY_TIMER_VALUE {
             cpu.retry_armed.store(0, Relaxed);
         } else if si.word24 == crate::inproc::SLICE_TIMER_VALUE {
-            // The in-process slice timer fired while the kernel ran: nothing to do.
+            // The in-process slice timer fired while the kernel ran: the next run arms
+            // another.
+            crate::inproc::slice_ended(cpu);
         } else {
             shared.pending.fetch_or(pending::TIMER, SeqCst);
         }
@@ -195,7 +197,7 @@ fn on_event(cpu: &StubCpu, shared: &VcpuShared, regs: Regs, si: SigInfo, in_stub
     deliver(shared, regs, &frame, entry);
 }
 
-fn arm_retry(cpu: &StubCpu) {
+pub(crate) fn arm_retry(cpu: &StubCpu) {
     if cpu.retry_armed.swap(1, Relaxed) == 0 {
         let spec = sys::Itimerspec {
             value: sys::Timespec {

@@ -124,7 +124,7 @@ const VTIME_TICK_NS: u64 = 10_000_000;
 /// A read through the line discipline: canonical mode waits for a line; non-canonical mode
 /// follows `VMIN` and `VTIME` (in tenths of a second).
 fn tty_read(out: &mut [u8], nonblock: bool) -> Result<usize, Errno> {
-    let start = crate::stub::clock_ns();
+    let start = crate::time::now_ns();
     loop {
         let seq = INPUT_SEQ.load(Ordering::Acquire);
         let step = with_console(|c| {
@@ -135,7 +135,7 @@ fn tty_read(out: &mut [u8], nonblock: bool) -> Result<usize, Errno> {
                 }
                 let vmin = usize::from(c.termios.cc[vc::VMIN]).min(out.len());
                 let vtime = u64::from(c.termios.cc[vc::VTIME]) * 100_000_000;
-                let now = crate::stub::clock_ns();
+                let now = crate::time::now_ns();
                 if c.input.len() >= vmin || c.eof || (vtime > 0 && now >= c.last_rx + vtime) {
                     return Step::Done(c.tty_take(out));
                 }
@@ -152,7 +152,7 @@ fn tty_read(out: &mut [u8], nonblock: bool) -> Result<usize, Errno> {
                 (0, 0) => Step::Done(0),
                 (0, vtime) => {
                     let deadline = start + u64::from(vtime) * 100_000_000;
-                    if crate::stub::clock_ns() >= deadline {
+                    if crate::time::now_ns() >= deadline {
                         Step::Done(0)
                     } else {
                         Step::Wait(Some(deadline))
@@ -175,7 +175,7 @@ fn tty_read(out: &mut [u8], nonblock: bool) -> Result<usize, Errno> {
             None => INPUT_WQ
                 .wait_until(|| INPUT_SEQ.load(Ordering::Acquire) != seq || signal::pending()),
             Some(d) => {
-                let now = crate::stub::clock_ns();
+                let now = crate::time::now_ns();
                 crate::sched::sleep_until(d.min(now + VTIME_TICK_NS));
             }
         }

@@ -20,7 +20,7 @@
 //! killed (and the host says so in [`UserGrant::audit_killed`]).
 
 use core::mem::{offset_of, size_of};
-use core::sync::atomic::Ordering::SeqCst;
+use core::sync::atomic::Ordering::{Relaxed, Release, SeqCst};
 use core::sync::atomic::{AtomicU32, AtomicU64};
 
 use super::USER_CTX_BASE;
@@ -125,25 +125,30 @@ impl UserGrant {
     /// Guest kernel: slot `i` is about to be handed a request at guest time `now`. Adds the
     /// slot's linger credit of its last reply (the time since, at most [`LINGER_NS`]) and
     /// starts counting.
+    ///
+    /// Slot `i`'s words have one writer, the vCPU that owns the slot, so they are loaded and
+    /// stored (release: in this order for a reader, who acquires), without a locked
+    /// instruction; only the shared total takes an atomic add.
     pub fn begin(&self, i: usize, now: u64) {
-        let r = self.replied_ns[i].swap(0, SeqCst);
+        let r = self.replied_ns[i].load(Relaxed);
         if r != 0 {
+            self.replied_ns[i].store(0, Release);
             self.granted_ns
                 .fetch_add(now.saturating_sub(r).min(LINGER_NS), SeqCst);
         }
-        self.since_ns[i].store(now.max(1), SeqCst);
+        self.since_ns[i].store(now.max(1), Release);
     }
 
     /// Guest kernel: slot `i`'s request came back (or was given up) at guest time `now`.
     /// Counts the grant (into `granted_ns` first, then clears `since_ns`, so a concurrent
     /// reader never misses it) and starts the linger credit.
     pub fn end(&self, i: usize, now: u64) {
-        let s = self.since_ns[i].load(SeqCst);
+        let s = self.since_ns[i].load(Relaxed);
         if s != 0 {
             self.granted_ns.fetch_add(now.saturating_sub(s), SeqCst);
         }
-        self.replied_ns[i].store(now.max(1), SeqCst);
-        self.since_ns[i].store(0, SeqCst);
+        self.replied_ns[i].store(now.max(1), Release);
+        self.since_ns[i].store(0, Release);
     }
 }
 

@@ -374,7 +374,9 @@ impl Space {
             run,
         };
         let ticks = &self.slot_ticks[cpu as usize];
-        let known = ticks.swap(u64::MAX, Ordering::Relaxed);
+        // Only this vCPU uses its slot's word: a load and a store, no `xchg`.
+        let known = ticks.load(Ordering::Relaxed);
+        ticks.store(u64::MAX, Ordering::Relaxed);
         let k = KernelSlot::new(slot).with_user_ticks((known != u64::MAX).then_some(known));
         // The slot holds a grant from here until the reply (or until we give up on it): that
         // time, and the slot's linger after the reply, is what the host lets the sandbox's

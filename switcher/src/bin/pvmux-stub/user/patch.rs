@@ -300,8 +300,11 @@ extern "sysv64" fn on_patched_syscall() {
     let g = &mut words;
     g[FPSTATE] = c.tramp_fp.load(Relaxed);
     mark_fp_buffer(g[FPSTATE]);
-    let since = c.user_since.swap(0, Relaxed);
+    // Loads and stores, no `xchg`: only this thread writes these words, and a signal that
+    // comes meanwhile (in the entry) leaves them alone but for setting `tick_pending`.
+    let since = c.user_since.load(Relaxed);
     if since != 0 {
+        c.user_since.store(0, Relaxed);
         side(&slot).add_user_ticks(rdtsc().saturating_sub(since));
     }
     let trap = UserTrap {
@@ -314,9 +317,11 @@ extern "sysv64" fn on_patched_syscall() {
     side(&slot).publish(&Futex, c.cur_seq.load(Relaxed), trap.reason);
     loop {
         serve(c, slot, g, core::ptr::null_mut());
-        if c.tick_pending.swap(0, Relaxed) == 0 {
+        if c.tick_pending.load(Relaxed) == 0 {
             break;
         }
+        // (A tick that comes between the load and this store merges with this one.)
+        c.tick_pending.store(0, Relaxed);
         // A slice-timer signal came while the call was in here: report it now, as the
         // handler would have had it hit the first user instruction.
         c.user_since.store(0, Relaxed);

@@ -128,7 +128,7 @@ impl UserPlatform for Stub<'_> {
             },
         );
         if slept {
-            slot.counter(user_stat::SLEEPS).fetch_add(1, Relaxed);
+            pvmux_hypercalls::user::handoff::bump(slot.counter(user_stat::SLEEPS), 1);
         }
         Some(grant)
     }

@@ -124,17 +124,51 @@ pub(crate) fn irq_enable() {
     }
 }
 
-/// Clears the virtual interrupt flag; returns whether it was set. A plain store (ABI §8.3:
-/// the guest may clear the flag itself): only this vCPU's thread writes the flag, and its
-/// signal handlers (event delivery) see its own stores in program order.
+// `irq_disable`'s body: find the vCPU's shared page through the FS block, read the flag,
+// store 0. Events are still enabled until the store, and an event may preempt the thread and
+// resume it on another vCPU: the page found before that is the old vCPU's. So the event
+// handler restarts an interrupted sequence from its first instruction
+// (`irq_disable_restart`), as Linux restarts an interrupted rseq critical section; after the
+// store no event can come. Only this vCPU's thread writes the flag, and the stub's signal
+// handlers see its stores in program order: no locked instruction is needed.
+core::arch::global_asm!(
+    ".globl pvmux_kernel_irq_disable",
+    ".globl pvmux_kernel_irq_disable_end",
+    "pvmux_kernel_irq_disable:",
+    "mov rdx, qword ptr fs:[{fs}]",
+    "mov eax, dword ptr [rdx + {flag}]",
+    "mov dword ptr [rdx + {flag}], 0",
+    "pvmux_kernel_irq_disable_end:",
+    "ret",
+    fs = const pvmux_hypercalls::stub::FS_VCPU_SHARED,
+    flag = const core::mem::offset_of!(VcpuShared, irq_enabled),
+);
+
+extern "sysv64" {
+    /// Clears this vCPU's virtual interrupt flag; returns its previous value. Clobbers only
+    /// `rax` and `rdx` (a System V call).
+    fn pvmux_kernel_irq_disable() -> u32;
+    /// The end of [`pvmux_kernel_irq_disable`]'s restartable part (its `ret`).
+    static pvmux_kernel_irq_disable_end: u8;
+}
+
+/// Clears the virtual interrupt flag; returns whether it was set: a store into the vCPU's
+/// shared page (ABI §8.3: the guest may clear the flag itself), no stub call.
 #[inline]
 pub(crate) fn irq_disable() -> bool {
-    let flag = &vcpu_self().irq_enabled;
-    let was = flag.load(Ordering::Relaxed) != 0;
-    flag.store(0, Ordering::Relaxed);
-    // Nothing of the section events are off for moves above the store.
-    core::sync::atomic::compiler_fence(Ordering::SeqCst);
-    was
+    // SAFETY: the function reads fs:8 (the FS block the stub set for this thread, ABI §7)
+    // and the flag word of the page it names, writes 0 there, and returns; as a call it is
+    // a compiler barrier, so nothing of the section events are off for moves above it.
+    unsafe { pvmux_kernel_irq_disable() != 0 }
+}
+
+/// Where an event that interrupted `rip` must resume: the start of [`irq_disable`]'s
+/// sequence if `rip` lies inside it (the thread may run on another vCPU when it resumes);
+/// `None` elsewhere.
+pub(crate) fn irq_disable_restart(rip: u64) -> Option<u64> {
+    let start = pvmux_kernel_irq_disable as *const () as u64;
+    let end = (&raw const pvmux_kernel_irq_disable_end) as u64;
+    (start..end).contains(&rip).then_some(start)
 }
 
 /// With events disabled: sleeps until a pending bit is set (returns at once if one is).
@@ -306,4 +340,24 @@ pub(crate) fn inproc_fp_save(fp: &mut alloc::vec::Vec<u8>) -> i64 {
         unsafe { fp.set_len((r as usize).min(cap)) };
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An event anywhere before `irq_disable`'s store restarts the sequence; at its `ret`
+    /// (the store done: no event can come) and outside it nothing changes.
+    #[test]
+    fn irq_disable_restarts_only_inside_its_sequence() {
+        let start = pvmux_kernel_irq_disable as *const () as u64;
+        let end = (&raw const pvmux_kernel_irq_disable_end) as u64;
+        assert!(end > start, "the sequence has instructions");
+        for rip in start..end {
+            assert_eq!(irq_disable_restart(rip), Some(start), "rip {rip:#x}");
+        }
+        assert_eq!(irq_disable_restart(end), None);
+        assert_eq!(irq_disable_restart(start - 1), None);
+        assert_eq!(irq_disable_restart(0), None);
+    }
 }

@@ -251,6 +251,11 @@ extern "sysv64" fn trap_dispatch(frame: *mut TrapFrame) {
     let frame = unsafe { &mut *frame };
     let vector = Vector::from_raw(frame.vector);
     if vector == Some(Vector::Event) {
+        // Inside `irq_disable`'s sequence: it starts again when the thread resumes, on
+        // whichever vCPU that is.
+        if let Some(start) = crate::stub::irq_disable_restart(frame.rip) {
+            frame.rip = start;
+        }
         #[cfg(feature = "diagnostics")]
         crate::bench::on_event(entry_tsc);
         STATS.events.fetch_add(1, Ordering::Relaxed);

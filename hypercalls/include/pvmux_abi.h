@@ -231,6 +231,8 @@ enum pvmux_vector {
 /* On a vCPU thread running guest kernel code, the 8 bytes at fs:PVMUX_FS_VCPU_SHARED hold
  * the address of the vCPU's struct pvmux_vcpu_shared (what vcpu_self returns). */
 #define PVMUX_FS_VCPU_SHARED 8u
+/* The 4 bytes at fs:PVMUX_FS_VCPU_ID hold the vCPU's index (stub memory). */
+#define PVMUX_FS_VCPU_ID 16u
 
 struct pvmux_vcpu_shared;
 struct pvmux_stub_table;

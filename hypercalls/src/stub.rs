@@ -23,6 +23,11 @@ pub const STUB_STACK_NEED: u64 = 4096;
 /// memory accesses (docs/ABI.md §7, "The FS block").
 pub const FS_VCPU_SHARED: u32 = 8;
 
+/// The 4 bytes at `fs:FS_VCPU_ID` hold the vCPU's index (what `vcpu_id` returns), in stub
+/// memory: unlike `VcpuShared::vcpu_id`, nothing the guest writes by mistake (or on purpose:
+/// the hostile suite scribbles over its shared pages) can change it.
+pub const FS_VCPU_ID: u32 = 16;
+
 /// Table of stub entry points (all `u64` code addresses).
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout)]
 #[repr(C)]

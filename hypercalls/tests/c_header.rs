@@ -37,7 +37,7 @@ use pvmux_hypercalls::sandbox::{
     kind, status, CTL_FD, GUEST_MEM_FD, STUB_EXIT_CRASH, STUB_EXIT_SETUP,
 };
 use pvmux_hypercalls::shutdown::{self, ProgramEnd, ShutdownRecord};
-use pvmux_hypercalls::stub::{FS_VCPU_SHARED, STUB_ENTRIES, STUB_STACK_NEED};
+use pvmux_hypercalls::stub::{FS_VCPU_ID, FS_VCPU_SHARED, STUB_ENTRIES, STUB_STACK_NEED};
 use pvmux_hypercalls::user::{
     command, op, prot, user_ctx_size, user_slot_offset, user_stat, UserCtxHeader, UserExit, UserOp,
     UserSlot, USER_BASE, USER_CTX_BASE, USER_CTX_MAGIC, USER_END, USER_FPSTATE_MAX, USER_OPS_MAX,
@@ -319,7 +319,7 @@ int main(void) {
     P("PF_RESERVED", PVMUX_PF_RESERVED); P("PF_FETCH", PVMUX_PF_FETCH);
     P("PF_USER", PVMUX_PF_USER); P("SYSCALL_COMPAT", PVMUX_SYSCALL_COMPAT);
     P("STUB_STACK_NEED", PVMUX_STUB_STACK_NEED); P("STUB_ENTRIES", PVMUX_STUB_ENTRIES);
-    P("FS_VCPU_SHARED", PVMUX_FS_VCPU_SHARED);
+    P("FS_VCPU_SHARED", PVMUX_FS_VCPU_SHARED); P("FS_VCPU_ID", PVMUX_FS_VCPU_ID);
     P("HC_FLAG_NOSPIN", PVMUX_HC_FLAG_NOSPIN); P("HC_NR_MASK", PVMUX_HC_NR_MASK);
     P("CONSOLE_WRITE_MAX", PVMUX_CONSOLE_WRITE_MAX); P("PANIC_MSG_MAX", PVMUX_PANIC_MSG_MAX);
     P("HC_NOP", PVMUX_HC_NOP); P("HC_CONSOLE_WRITE", PVMUX_HC_CONSOLE_WRITE);
@@ -819,6 +819,7 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         ("STUB_STACK_NEED", STUB_STACK_NEED),
         ("STUB_ENTRIES", u64::from(STUB_ENTRIES)),
         ("FS_VCPU_SHARED", u64::from(FS_VCPU_SHARED)),
+        ("FS_VCPU_ID", u64::from(FS_VCPU_ID)),
         ("HC_FLAG_NOSPIN", HC_FLAG_NOSPIN),
         ("HC_NR_MASK", HC_NR_MASK),
         ("CONSOLE_WRITE_MAX", CONSOLE_WRITE_MAX),

@@ -197,10 +197,27 @@ pub(crate) fn vcpu_kick(id: u32) -> i64 {
     entry!(vcpu_kick: fn(u64) -> i64)(u64::from(id))
 }
 
-/// This vCPU's index (from its shared page, which the stub fills at start).
+/// This vCPU's index, read from the thread's FS block (ABI
+/// [`pvmux_hypercalls::stub::FS_VCPU_ID`]: stub memory, not the shared page, which the guest
+/// can overwrite).
 #[inline]
 pub(crate) fn vcpu_id() -> u32 {
-    vcpu_self().vcpu_id.load(Ordering::Relaxed)
+    debug_assert!(
+        installed(),
+        "vCPU id read before the stub table is installed"
+    );
+    let id: u32;
+    // SAFETY: a plain 4-byte load from the FS block the stub set up for this vCPU thread
+    // before any guest code ran (ABI §7); no other effect. Not `pure` (see `vcpu_self`).
+    unsafe {
+        core::arch::asm!(
+            "mov {:e}, dword ptr fs:[{off}]",
+            out(reg) id,
+            off = const pvmux_hypercalls::stub::FS_VCPU_ID,
+            options(nostack, readonly, preserves_flags),
+        )
+    };
+    id
 }
 
 /// Adds one to this vCPU's counter `index` (a [`pvmux_hypercalls::vcpu::stat`] index the

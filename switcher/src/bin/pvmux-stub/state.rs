@@ -33,7 +33,8 @@ pub(crate) struct StubCpu {
     /// Address of this vCPU's [`VcpuShared`] (`fs:[8]`: guest kernel code reads it there,
     /// `pvmux_hypercalls::stub::FS_VCPU_SHARED`).
     pub(crate) shared: AtomicU64,
-    /// vCPU index.
+    /// vCPU index (`fs:[16]`: guest kernel code reads it there,
+    /// `pvmux_hypercalls::stub::FS_VCPU_ID`).
     pub(crate) id: AtomicU32,
     /// Host thread id.
     pub(crate) tid: AtomicU32,
@@ -69,6 +70,8 @@ pub(crate) const OFF_IRET_SCRATCH: usize = core::mem::offset_of!(StubCpu, iret_s
 const _: () = assert!(
     core::mem::offset_of!(StubCpu, shared) == pvmux_hypercalls::stub::FS_VCPU_SHARED as usize
 );
+const _: () =
+    assert!(core::mem::offset_of!(StubCpu, id) == pvmux_hypercalls::stub::FS_VCPU_ID as usize);
 const _: () = assert!(OFF_IRET_SCRATCH == 72);
 /// Offset of `xmm_save` (used by assembly).
 pub(crate) const OFF_XMM_SAVE: usize = core::mem::offset_of!(StubCpu, xmm_save);

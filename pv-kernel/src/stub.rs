@@ -83,6 +83,27 @@ fn table() -> &'static StubTable {
     unsafe { &*TABLE.0.get() }
 }
 
+/// The 8 bytes at `fs:OFF` of this vCPU thread's FS block (ABI §7, "The FS block"), as a
+/// `u64`. Not `pure`: a kernel thread may resume on another vCPU thread (another FS base)
+/// after any call.
+macro_rules! fs_block {
+    ($off:expr) => {{
+        debug_assert!(installed(), "FS block read before the stub table is installed");
+        let v: u64;
+        // SAFETY: a plain 8-byte load from the FS block the stub set up for this vCPU
+        // thread before any guest code ran (ABI §7, inside its `StubCpu`); no other effect.
+        unsafe {
+            core::arch::asm!(
+                "mov {}, qword ptr fs:[{off}]",
+                out(reg) v,
+                off = const $off,
+                options(nostack, readonly, preserves_flags),
+            )
+        };
+        v
+    }};
+}
+
 /// Turns a stub entry address into a callable function pointer of the given signature.
 macro_rules! entry {
     ($field:ident: fn($($arg:ty),*) $(-> $ret:ty)?) => {{
@@ -202,22 +223,9 @@ pub(crate) fn vcpu_kick(id: u32) -> i64 {
 /// can overwrite).
 #[inline]
 pub(crate) fn vcpu_id() -> u32 {
-    debug_assert!(
-        installed(),
-        "vCPU id read before the stub table is installed"
-    );
-    let id: u32;
-    // SAFETY: a plain 4-byte load from the FS block the stub set up for this vCPU thread
-    // before any guest code ran (ABI §7); no other effect. Not `pure` (see `vcpu_self`).
-    unsafe {
-        core::arch::asm!(
-            "mov {:e}, dword ptr fs:[{off}]",
-            out(reg) id,
-            off = const pvmux_hypercalls::stub::FS_VCPU_ID,
-            options(nostack, readonly, preserves_flags),
-        )
-    };
-    id
+    // The index is the low half of the 8 bytes there (little-endian; the stub's next field
+    // follows it).
+    fs_block!(pvmux_hypercalls::stub::FS_VCPU_ID) as u32
 }
 
 /// Adds one to this vCPU's counter `index` (a [`pvmux_hypercalls::vcpu::stat`] index the
@@ -237,22 +245,7 @@ pub(crate) fn count(index: usize) {
 /// paths disable and enable events through it.
 #[inline]
 pub(crate) fn vcpu_self() -> &'static VcpuShared {
-    debug_assert!(
-        installed(),
-        "vCPU state read before the stub table is installed"
-    );
-    let ptr: u64;
-    // SAFETY: a plain 8-byte load from the FS block the stub set up for this vCPU thread
-    // before any guest code ran (ABI §7); no other effect. Not `pure`: a kernel thread may
-    // resume on another vCPU thread (another FS base) after any call.
-    unsafe {
-        core::arch::asm!(
-            "mov {}, qword ptr fs:[{off}]",
-            out(reg) ptr,
-            off = const pvmux_hypercalls::stub::FS_VCPU_SHARED,
-            options(nostack, readonly, preserves_flags),
-        )
-    };
+    let ptr = fs_block!(pvmux_hypercalls::stub::FS_VCPU_SHARED);
     // SAFETY: the stub keeps this vCPU's shared page at that address, mapped read-write for
     // the sandbox's whole life; all its fields are atomics.
     unsafe { &*(ptr as *const VcpuShared) }

@@ -322,24 +322,15 @@ pub fn run_with_timeout(
     poll: Duration,
     sample: impl FnMut(u32),
 ) -> Run {
-    run_with_timeout_and_stdin(cmd, Stdio::null(), what, timeout, poll, sample)
+    run_with_timeout_stdin(cmd, Stdio::null(), what, timeout, poll, sample)
 }
 
-/// [`run_with_timeout`] with a stdin that stays open and empty until the child ends (a pipe
-/// nobody writes): for `script`, which types the terminal's end-of-file character (`^D`)
-/// into its session as soon as its own stdin ends — input that reaches the program under
-/// test, at a moment that depends on timing.
-pub fn run_with_timeout_stdin_open(
-    cmd: Command,
-    what: &str,
-    timeout: Duration,
-    poll: Duration,
-    sample: impl FnMut(u32),
-) -> Run {
-    run_with_timeout_and_stdin(cmd, Stdio::piped(), what, timeout, poll, sample)
-}
-
-fn run_with_timeout_and_stdin(
+/// [`run_with_timeout`] with `stdin` as the child's stdin. `Stdio::piped()` gives a stdin
+/// that stays open and empty until the child ends (a pipe nobody writes): for `script`,
+/// which types the terminal's end-of-file character (`^D`) into its session as soon as its
+/// own stdin ends — input that reaches the program under test, at a moment that depends on
+/// timing.
+pub fn run_with_timeout_stdin(
     mut cmd: Command,
     stdin: Stdio,
     what: &str,

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use pvmux_tests::oci::{alive, children, wait_for, Podman, TIMEOUT};
-use pvmux_tests::{run_with_timeout, run_with_timeout_stdin_open, Run, TempDir};
+use pvmux_tests::{run_with_timeout, run_with_timeout_stdin, Run, TempDir};
 
 /// The `pvmux` command line.
 const PVMUX: &str = env!("CARGO_BIN_EXE_pvmux-cli");
@@ -554,7 +554,15 @@ fn containerd_gives_the_container_a_terminal() {
         // script's stdin stays open: at its end, script would type ^D into the session, and
         // ctr (raw by then or not) passes it, or the NUL a canonical ^D leaves, to the
         // container, whose terminal echoes it ("^@").
-        run_with_timeout_stdin_open(cmd, &what, TIMEOUT, Duration::from_millis(10), |_| {})
+        let stdin = Stdio::piped();
+        run_with_timeout_stdin(
+            cmd,
+            stdin,
+            &what,
+            TIMEOUT,
+            Duration::from_millis(10),
+            |_| {},
+        )
     };
     let pvmux = run(PVMUX, "tty-pvmux");
     let native = run(RUNC, "tty-runc");

@@ -175,8 +175,8 @@ fn open(
                 let _ = tx.send(size);
             }
         })?);
-        console::attach(c)?;
-        console::stdin_fully_raw()?;
+        // Fully raw: the guest's terminal already turned `\n` into `\r\n`.
+        console::attach(c, console::Output::Raw)?;
         // The engine may have sized the master already; else the process's consoleSize.
         // Without either, the engine sizes it once it has the master, asynchronously
         // (conmon: right after it receives it, for `podman exec -t`): wait a little for that

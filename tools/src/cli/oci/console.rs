@@ -9,7 +9,8 @@
 //! own, `TIOCSCTTY`), so the host kernel sends it `SIGWINCH` whenever the engine resizes the
 //! master (`TIOCSWINSZ`); it reads the new size from the slave and passes it to the guest
 //! ([`super::super::winsize`]). `pvmux exec --detach --tty` uses the same terminal for exec
-//! sessions.
+//! sessions, without output processing (their guest terminal already did it); either way the
+//! settings are made before the master is sent, since the engine may change them after.
 
 use std::io::IoSlice;
 use std::mem::MaybeUninit;
@@ -23,10 +24,21 @@ use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags}
 use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
 use rustix::termios::{tcgetattr, tcsetattr, OptionalActions};
 
-/// Makes the terminal, sends its master to `socket`, makes its slave this process's
-/// controlling terminal (in a new session) and puts it on fds 0, 1 and 2.
-pub(crate) fn attach(socket: &Path) -> anyhow::Result<()> {
-    let slave = send_terminal(socket)?;
+/// What the host terminal does to the guest's output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Output {
+    /// `\n` becomes `\r\n` (a container's console: the guest console writes `\n`).
+    Processed,
+    /// Passed as it is (an exec session, whose guest terminal already did it).
+    Raw,
+}
+
+/// Makes the terminal, in raw mode with `output` processing, sends its master to `socket`,
+/// makes its slave this process's controlling terminal (in a new session) and puts it on fds
+/// 0, 1 and 2. The settings are made before the master is sent: the engine may change the
+/// terminal's settings once it has the master (a read-modify-write that would undo ours).
+pub(crate) fn attach(socket: &Path, output: Output) -> anyhow::Result<()> {
+    let slave = send_terminal(socket, output)?;
     rustix::process::setsid().context("cannot start a session for the terminal")?;
     rustix::process::ioctl_tiocsctty(&slave).context("cannot make the terminal controlling")?;
     rustix::stdio::dup2_stdin(&slave).context("dup2 stdin")?;
@@ -35,18 +47,9 @@ pub(crate) fn attach(socket: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Makes the terminal on stdin fully raw, output processing included: for an exec session,
-/// whose guest terminal already did it (`\n` to `\r\n`).
-pub(crate) fn stdin_fully_raw() -> anyhow::Result<()> {
-    let stdin = std::io::stdin();
-    let mut t = tcgetattr(&stdin).context("tcgetattr")?;
-    t.make_raw();
-    tcsetattr(&stdin, OptionalActions::Now, &t).context("cannot make the terminal raw")
-}
-
-/// Makes the terminal and sends its master to `socket`; returns its slave, in raw mode
-/// (output processing kept: the guest console writes `\n`).
-pub(crate) fn send_terminal(socket: &Path) -> anyhow::Result<std::fs::File> {
+/// Makes the terminal and sends its master to `socket`; returns its slave, in raw mode with
+/// `output` processing.
+pub(crate) fn send_terminal(socket: &Path, output: Output) -> anyhow::Result<std::fs::File> {
     let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)
         .context("cannot open a pseudo-terminal")?;
     grantpt(&master).context("grantpt")?;
@@ -61,7 +64,15 @@ pub(crate) fn send_terminal(socket: &Path) -> anyhow::Result<std::fs::File> {
         .custom_flags(rustix::fs::OFlags::NOCTTY.bits() as i32)
         .open(path)
         .with_context(|| format!("cannot open {}", path.to_string_lossy()))?;
-    let raw = super::super::terminal::raw_settings(&tcgetattr(&slave).context("tcgetattr")?);
+    let settings = tcgetattr(&slave).context("tcgetattr")?;
+    let raw = match output {
+        Output::Processed => super::super::terminal::raw_settings(&settings),
+        Output::Raw => {
+            let mut t = settings;
+            t.make_raw();
+            t
+        }
+    };
     tcsetattr(&slave, OptionalActions::Now, &raw).context("cannot make the terminal raw")?;
     let sock = UnixStream::connect(socket)
         .with_context(|| format!("cannot connect to --console-socket {}", socket.display()))?;

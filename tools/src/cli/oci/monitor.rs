@@ -105,7 +105,7 @@ pub(crate) fn run(g: &GlobalArgs, m: &MonitorArgs) -> anyhow::Result<u8> {
                         let _ = tx.send(size);
                     }
                 })?);
-                super::console::attach(socket)?;
+                super::console::attach(socket, super::console::Output::Processed)?;
                 Ok(Some(rx))
             }
         })

@@ -401,7 +401,16 @@ mod tests {
         assert!(pss_bytes(std::process::id() as i32) > 0);
         let mut child = Command::new("sleep").arg("10").spawn().unwrap();
         let me = std::process::id() as i32;
-        assert!(descendants(me).contains(&(child.id() as i32)));
+        // `children` files are a snapshot the kernel may take while other tests' children
+        // come and go (proc(5): reliable only for stopped tasks): a few looks, not one.
+        let found = (0..50).any(|_| {
+            let seen = descendants(me).contains(&(child.id() as i32));
+            if !seen {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            seen
+        });
+        assert!(found, "the child is not among our descendants");
         child.kill().unwrap();
         child.wait().unwrap();
     }

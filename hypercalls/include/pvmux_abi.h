@@ -642,12 +642,17 @@ struct pvmux_user_slot {
                                  failed; UINT32_MAX: bad command or nr_ops (docs/ABI.md) */
     uint32_t op_errno;        /* OP_FAILED: positive errno */
     uint32_t fp_saved_len;    /* bytes of fpstate saved */
-    uint32_t _pad0;
+    uint32_t fp_pending;      /* 1 until those bytes are written: wait for 0 to read them */
     /* 0x58: user registers, both directions (vector, error_code, fault_addr: see docs) */
     struct pvmux_trap_frame regs;
     /* 0x100: counters (user stub), PVMUX_USER_STAT_* */
     uint64_t stats[8];
-    uint64_t _reserved[56];
+    /* 0x140: operation ordering (kernel -> user): the batch this request carries or waits for */
+    uint64_t ops_seq;
+    /* 0x148: where each side runs, host CPU + 1 (0: not known); spinning hints only */
+    uint32_t user_cpu;   /* user */
+    uint32_t kernel_cpu; /* kernel */
+    uint64_t _reserved[54];
     /* 0x300: queued operations, applied in order */
     struct pvmux_user_op ops[PVMUX_USER_OPS_MAX];
     uint8_t _pad1[0x2000 - 0x300 - 32 * PVMUX_USER_OPS_MAX];
@@ -1169,6 +1174,9 @@ _Static_assert(offsetof(struct pvmux_user_slot, command) == 0x10, "UserSlot.comm
 _Static_assert(offsetof(struct pvmux_user_slot, exit_reason) == 0x30, "UserSlot.exit_reason");
 _Static_assert(offsetof(struct pvmux_user_slot, regs) == 0x58, "UserSlot.regs");
 _Static_assert(offsetof(struct pvmux_user_slot, stats) == 0x100, "UserSlot.stats");
+_Static_assert(offsetof(struct pvmux_user_slot, ops_seq) == 0x140, "UserSlot.ops_seq");
+_Static_assert(offsetof(struct pvmux_user_slot, kernel_cpu) == 0x14c, "UserSlot.kernel_cpu");
+_Static_assert(offsetof(struct pvmux_user_slot, fp_pending) == 0x54, "UserSlot.fp_pending");
 _Static_assert(offsetof(struct pvmux_user_slot, ops) == 0x300, "UserSlot.ops");
 _Static_assert(offsetof(struct pvmux_user_slot, fpstate) == 0x2000, "UserSlot.fpstate");
 _Static_assert(PVMUX_USER_CTX_SIZE(1) == PVMUX_USER_SLOT_OFFSET_OF(1), "user_ctx_size");

@@ -234,7 +234,12 @@ pub struct UserSlot {
     pub op_errno: u32,
     /// Bytes of `fpstate` the user stub saved.
     pub fp_saved_len: u32,
-    _pad0: u32,
+    /// 1 from an exit's report until the user stub has written those bytes: a system call
+    /// from a patched site hands the slot back first and writes the image while the kernel
+    /// serves the call. The kernel waits for 0 before it reads `fpstate`
+    /// (`handoff::KernelSlot::read_fp`). On the line the kernel reads the exit from: a word
+    /// of its own line cost each call ~70 ns (measured; docs/BENCHMARKS.md).
+    pub fp_pending: AtomicU32,
     // ---- 0x58: registers (both directions) ----
     /// User registers (the `vector`, `error_code`, `fault_addr` words are unused).
     pub regs: TrapFrame,
@@ -297,6 +302,7 @@ const _: () = assert!(offset_of!(UserSlot, stats) == 0x100);
 const _: () = assert!(offset_of!(UserSlot, ops_seq) == 0x140);
 const _: () = assert!(offset_of!(UserSlot, user_cpu) == 0x148);
 const _: () = assert!(offset_of!(UserSlot, kernel_cpu) == 0x14c);
+const _: () = assert!(offset_of!(UserSlot, fp_pending) == 0x54);
 const _: () = assert!(offset_of!(UserSlot, ops) == 0x300);
 const _: () = assert!(offset_of!(UserSlot, fpstate) == 0x2000);
 

@@ -252,7 +252,9 @@ int main(void) {
     O(pvmux_user_slot, fp_init); O(pvmux_user_slot, exit_reason); O(pvmux_user_slot, exit_vector);
     O(pvmux_user_slot, exit_error_code); O(pvmux_user_slot, exit_addr);
     O(pvmux_user_slot, op_failed); O(pvmux_user_slot, op_errno); O(pvmux_user_slot, fp_saved_len);
-    O(pvmux_user_slot, regs); O(pvmux_user_slot, stats); O(pvmux_user_slot, ops);
+    O(pvmux_user_slot, regs); O(pvmux_user_slot, stats); O(pvmux_user_slot, ops_seq);
+    O(pvmux_user_slot, user_cpu); O(pvmux_user_slot, kernel_cpu);
+    O(pvmux_user_slot, fp_pending); O(pvmux_user_slot, ops);
     O(pvmux_user_slot, fpstate);
     O(pvmux_hostfs_entry, mtime_ns); O(pvmux_hostfs_entry, perm); O(pvmux_hostfs_entry, uid);
     O(pvmux_hostfs_entry, gid); O(pvmux_hostfs_entry, name_len); O(pvmux_hostfs_entry, target_len);
@@ -666,6 +668,10 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         o!("pvmux_user_slot", UserSlot, fp_saved_len),
         o!("pvmux_user_slot", UserSlot, regs),
         o!("pvmux_user_slot", UserSlot, stats),
+        o!("pvmux_user_slot", UserSlot, ops_seq),
+        o!("pvmux_user_slot", UserSlot, user_cpu),
+        o!("pvmux_user_slot", UserSlot, kernel_cpu),
+        o!("pvmux_user_slot", UserSlot, fp_pending),
         o!("pvmux_user_slot", UserSlot, ops),
         o!("pvmux_user_slot", UserSlot, fpstate),
         o!("pvmux_hostfs_entry", HostfsEntry, mtime_ns),

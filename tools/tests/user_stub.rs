@@ -515,7 +515,11 @@ impl Guest {
     fn saved_fp(&self, i: u32) -> Vec<u8> {
         let back = self.last[i as usize].expect("a run");
         let mut image = vec![0u8; back.fp_len];
-        KernelSlot::new(&self.slot(i)).read_fp(&mut image);
+        let slot = self.slot(i);
+        let k = KernelSlot::new(&slot);
+        k.wait_fp(&HostWaiter(Instant::now()), REQUEST_TIMEOUT_NS)
+            .expect("the image is written");
+        k.read_fp(&mut image);
         image
     }
 

@@ -51,7 +51,7 @@
 
 use core::fmt;
 use core::mem::offset_of;
-use core::sync::atomic::Ordering::{Acquire, Relaxed, SeqCst};
+use core::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 use core::sync::atomic::{AtomicU32, AtomicU64};
 
 use zerocopy::{FromBytes, Immutable, IntoBytes};
@@ -88,6 +88,13 @@ pub const USER_SPIN_NS: u64 = 100_000;
 pub const ORDER_WAIT_SLICE_NS: u64 = 10_000_000;
 /// Spin iterations between two clock reads.
 const SPIN_CLOCK_EVERY: u32 = 64;
+/// How long the kernel spins for an exit's FPU image that is still being written
+/// ([`UserSlot::fp_pending`]) before it sleeps on the word (ns): the user side writes it
+/// right after its report, in well under a microsecond, unless the host preempted it.
+pub const FP_SPIN_NS: u64 = 20_000;
+/// Longest single sleep on `fp_pending` (ns): the user side does not wake the kernel (the
+/// wait is rare and short), so the kernel polls.
+pub const FP_WAIT_SLICE_NS: u64 = 100_000;
 
 /// Adds `n` to a counter of [`UserSlot::stats`] as its one writer, the slot's thread: a load
 /// and a store, not a locked add. The kernel reads the line these counters share at every
@@ -119,6 +126,8 @@ pub enum Word {
     UserCpu,
     /// [`UserSlot::kernel_cpu`]: written by the kernel (a hint).
     KernelCpu,
+    /// [`UserSlot::fp_pending`]: written by the user side; the kernel may sleep on it.
+    FpPending,
 }
 
 impl Word {
@@ -132,6 +141,7 @@ impl Word {
             Self::KernelWaiting => offset_of!(UserSlot, kernel_waiting),
             Self::UserCpu => offset_of!(UserSlot, user_cpu),
             Self::KernelCpu => offset_of!(UserSlot, kernel_cpu),
+            Self::FpPending => offset_of!(UserSlot, fp_pending),
         }
     }
 }
@@ -569,10 +579,47 @@ impl<'a, M: SlotMem + ?Sized> KernelSlot<'a, M> {
     }
 
     /// Copies the first `out.len()` (at most [`USER_FPSTATE_MAX`]) bytes of the saved FPU
-    /// image into `out`.
+    /// image into `out`. The last exit's image may still be on its way
+    /// ([`UserSlot::fp_pending`]): call [`Self::wait_fp`] first.
     pub fn read_fp(&self, out: &mut [u8]) {
         let n = out.len().min(USER_FPSTATE_MAX);
         self.mem.read(FPSTATE, &mut out[..n]);
+    }
+
+    /// Whether the last exit's FPU image is still being written ([`UserSlot::fp_pending`]).
+    pub fn fp_pending(&self) -> bool {
+        self.mem.word(Word::FpPending).load(Acquire) != 0
+    }
+
+    /// Waits until the user side has written the last exit's FPU image (it writes a patched
+    /// call's image after its report): spins up to [`FP_SPIN_NS`], then sleeps in slices of
+    /// [`FP_WAIT_SLICE_NS`], for at most `timeout_ns`. `Err(Dead)` if the sandbox died first,
+    /// `Err(Timeout)` if it never finished (a program that wrote `fp_pending` itself): the
+    /// slot then holds what only that program's own threads are made of.
+    pub fn wait_fp(&self, w: &(impl Waiter + ?Sized), timeout_ns: u64) -> Result<(), HandOffError> {
+        let m = self.mem;
+        let pending = m.word(Word::FpPending);
+        if pending.load(Acquire) == 0 {
+            return Ok(());
+        }
+        let start = w.now_ns();
+        loop {
+            if pending.load(Acquire) == 0 {
+                return Ok(());
+            }
+            if m.dead() {
+                return Err(HandOffError::Dead);
+            }
+            let waited = w.now_ns().saturating_sub(start);
+            if waited > timeout_ns {
+                return Err(HandOffError::Timeout);
+            }
+            if waited < FP_SPIN_NS {
+                core::hint::spin_loop();
+            } else {
+                w.wait(pending, 1, Some(FP_WAIT_SLICE_NS));
+            }
+        }
     }
 }
 
@@ -866,12 +913,24 @@ impl<'a, M: SlotMem + ?Sized> UserSide<'a, M> {
 
     /// Saves the state user code left into the slot: registers (`rax` as given: for a system
     /// call the caller puts the number there), FS base, how many bytes of FPU image it wrote
-    /// to `fpstate` (0: none), and why it came back; counts the exit.
-    pub fn record(&self, trap: &UserTrap, regs: &TrapFrame, fs_base: u64, fp_saved_len: u32) {
+    /// to `fpstate` (0: none) — or will write after [`Self::publish`], with `fp_follows`,
+    /// calling [`Self::fp_written`] when done — and why it came back; counts the exit.
+    pub fn record(
+        &self,
+        trap: &UserTrap,
+        regs: &TrapFrame,
+        fs_base: u64,
+        fp_saved_len: u32,
+        fp_follows: bool,
+    ) {
         let m = self.mem;
         put(m, REGS, regs);
         put(m, FS_BASE, &fs_base);
         put(m, FP_SAVED_LEN, &fp_saved_len);
+        if fp_follows {
+            // Ordered before the report by `publish`'s store of `done_seq`.
+            m.word(Word::FpPending).store(1, Relaxed);
+        }
         put(m, EXIT_VECTOR, &trap.vector);
         put(m, EXIT_ERROR_CODE, &trap.error_code);
         put(m, EXIT_ADDR, &trap.addr);
@@ -881,6 +940,11 @@ impl<'a, M: SlotMem + ?Sized> UserSide<'a, M> {
             _ => user_stat::INTERRUPTS,
         };
         bump(m.counter(counter), 1);
+    }
+
+    /// The FPU image announced with `fp_follows` is in `fpstate`: the kernel may read it.
+    pub fn fp_written(&self) {
+        self.mem.word(Word::FpPending).store(0, Release);
     }
 
     /// Adds `ticks` of time spent running user code ([`user_stat::USER_TICKS`]).

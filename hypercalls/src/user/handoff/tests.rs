@@ -20,7 +20,7 @@ const LONG: u64 = 60_000_000_000;
 /// A slot in ordinary memory: the words and counters as atomics, the plain fields as bytes
 /// behind a lock (the layout is the trait's business, not the protocol's).
 struct TestSlot {
-    words: [AtomicU32; 6],
+    words: [AtomicU32; 7],
     grant: AtomicU32,
     counters: [AtomicU64; 8],
     bytes: Mutex<Vec<u8>>,
@@ -52,6 +52,7 @@ impl SlotMem for TestSlot {
             Word::KernelWaiting => 3,
             Word::UserCpu => 4,
             Word::KernelCpu => 5,
+            Word::FpPending => 6,
         }]
     }
     fn counter(&self, index: usize) -> &AtomicU64 {
@@ -127,8 +128,10 @@ impl UserPlatform for Fake {
 }
 
 /// A slot thread whose "user code" makes a system call at once: number = `rax + 1`, FS base
-/// plus 1, and an FPU image of `fp_len + 16` bytes, each byte the loaded one + 1. Returns the
-/// number of requests that ran user code when the sandbox is marked dead.
+/// plus 1, and an FPU image of `fp_len + 16` bytes, each byte the loaded one + 1 — written
+/// before the report for even `run_seq`s, after it (`fp_follows`, as the stub's patch entry
+/// does) for odd ones. Returns the number of requests that ran user code when the sandbox is
+/// marked dead.
 fn serve_forever(slot: Arc<TestSlot>, order: Arc<OpsOrder>, mut p: Fake) -> u64 {
     let w = Yield::new();
     let side = UserSide::new(&*slot, MEM);
@@ -146,7 +149,10 @@ fn serve_forever(slot: Arc<TestSlot>, order: Arc<OpsOrder>, mut p: Fake) -> u64 
                 let saved: Vec<u8> = (0..run.fp_len + 16)
                     .map(|i| fp.get(i).map_or(0xee, |b| b.wrapping_add(1)))
                     .collect();
-                slot.write(FPSTATE, &saved);
+                let follows = seq % 2 == 1;
+                if !follows {
+                    slot.write(FPSTATE, &saved);
+                }
                 let mut regs = run.regs;
                 regs.rax += 1;
                 regs.vector = 99; // what a careless user side might leave there
@@ -157,8 +163,16 @@ fn serve_forever(slot: Arc<TestSlot>, order: Arc<OpsOrder>, mut p: Fake) -> u64 
                     addr: 0,
                 };
                 side.add_user_ticks(10);
-                side.record(&trap, &regs, run.fs_base + 1, saved.len() as u32);
+                side.record(&trap, &regs, run.fs_base + 1, saved.len() as u32, follows);
                 side.publish(&w, seq, UserExit::Syscall);
+                if follows {
+                    // Late, so that the kernel half finds the image still pending.
+                    for _ in 0..3 {
+                        std::thread::yield_now();
+                    }
+                    slot.write(FPSTATE, &saved);
+                    side.fp_written();
+                }
                 runs += 1;
             }
         }
@@ -257,6 +271,7 @@ fn halves_agree() {
         assert_eq!(back.user_ticks, 10);
         assert_eq!(back.fp_len, fp.len() + 16);
         let mut saved = std::vec![0u8; back.fp_len];
+        assert_eq!(k.wait_fp(&w, LONG), Ok(()));
         k.read_fp(&mut saved);
         for (j, b) in fp.iter().enumerate() {
             assert_eq!(saved[j], b.wrapping_add(1));
@@ -800,7 +815,28 @@ fn word_offsets_are_the_slot_layout() {
     assert_eq!(Word::KernelWaiting.offset(), 12);
     assert_eq!(Word::UserCpu.offset(), 0x148);
     assert_eq!(Word::KernelCpu.offset(), 0x14c);
+    assert_eq!(Word::FpPending.offset(), 0x54);
     assert_eq!(FPSTATE, 0x2000);
+}
+
+/// An image that never stops being pending (a program that wrote `fp_pending` itself) ends
+/// the kernel's wait at its timeout, and a dead sandbox ends it at once.
+#[test]
+fn a_pending_image_that_never_comes_ends_the_wait() {
+    let w = Yield::new();
+    let slot = TestSlot::new();
+    let k = KernelSlot::new(&*slot);
+    assert!(!k.fp_pending());
+    assert_eq!(k.wait_fp(&w, LONG), Ok(()), "nothing pending");
+
+    slot.word(Word::FpPending).store(1, SeqCst);
+    assert!(k.fp_pending());
+    let t = Instant::now();
+    assert_eq!(k.wait_fp(&w, 30_000_000), Err(HandOffError::Timeout));
+    assert!(t.elapsed() >= Duration::from_millis(30));
+
+    slot.dead.store(true, SeqCst);
+    assert_eq!(k.wait_fp(&w, LONG), Err(HandOffError::Dead));
 }
 
 /// A request the program forged into an idle slot (a bumped `run_seq`, a `RUN` command,
@@ -1028,6 +1064,7 @@ fn lying_cpu_words_cost_no_correctness() {
                             &regs,
                             0,
                             0,
+                            false,
                         );
                         side.publish(&w, seq, UserExit::Syscall);
                     }

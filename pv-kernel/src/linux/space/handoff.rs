@@ -122,6 +122,10 @@ impl UserState {
             // Still a copy of what the slot holds: `fp_token` stays. (A thread that runs
             // keeps its space: only one whose process is gone finds it dropped.)
             let found = s.space.upgrade().is_some_and(|space| {
+                if space.slot_fp.take_reads(s.cpu, s.token) {
+                    // (If it never comes the space is given up on: its next run fails.)
+                    space.settle_slot_fp(s.cpu);
+                }
                 space.slot_fp.take(s.cpu, s.token, &mut self.fp, |len| {
                     space.read_slot_fp(s.cpu, len)
                 })
@@ -263,9 +267,25 @@ impl Space {
         // The slot still holds this thread's last exit: the FPU image, unless something
         // changed it since, is sent as none (the sandbox keeps what it saved), and the
         // registers, if only `rax` changed (a system call's return), as `rax` alone.
-        let same_exit = self
-            .slot_fp
-            .claim(cpu, st.exit_token, |len| self.read_slot_fp(cpu, len));
+        let read = |len| self.read_slot_fp(cpu, len);
+        let same_exit = match self.slot_fp.claim(
+            cpu,
+            st.exit_token,
+            || !KernelSlot::new(slot).fp_pending(),
+            read,
+        ) {
+            Some(kept) => kept,
+            None => {
+                // Another thread's image, still being written: wait for it, unlocked.
+                if !self.settle_slot_fp(cpu) {
+                    return Some(Exit::Dead);
+                }
+                // (A program that sets the word again meanwhile gets its own bytes.)
+                self.slot_fp
+                    .claim(cpu, st.exit_token, || true, read)
+                    .unwrap_or(false)
+            }
+        };
         let fp_kept = same_exit && !fp_init && st.fp_token == st.exit_token;
         let regs_kept = same_exit && {
             let mut at_exit = st.exit_regs;
@@ -325,11 +345,39 @@ impl Space {
         Some(exit)
     }
 
-    /// The first `len` bytes of slot `cpu`'s `fpstate` (at most what a slot holds).
+    /// The first `len` bytes of slot `cpu`'s `fpstate` (at most what a slot holds). A patched
+    /// system call's image follows its report: [`Self::settle_slot_fp`] first.
     pub(super) fn read_slot_fp(&self, cpu: u32, len: usize) -> Vec<u8> {
         let mut image = alloc::vec![0u8; len.min(pvmux_hypercalls::user::USER_FPSTATE_MAX)];
         KernelSlot::new(&self.slot(cpu)).read_fp(&mut image);
         image
+    }
+
+    /// Waits until slot `cpu`'s last exit's FPU image is written (`UserSlot::fp_pending`;
+    /// outside any lock: the wait may sleep). `false` if the sandbox died first or never
+    /// wrote it within [`RUN_TIMEOUT_NS`] (a program that set the word itself): the space is
+    /// then given up on like one that does not answer a run, and its next run fails.
+    pub(super) fn settle_slot_fp(&self, cpu: u32) -> bool {
+        match KernelSlot::new(&self.slot(cpu)).wait_fp(&StubWaiter, RUN_TIMEOUT_NS) {
+            Ok(()) => true,
+            Err(e) => {
+                self.note_failure(e);
+                false
+            }
+        }
+    }
+
+    /// Slot `cpu`'s image for [`super::slot_fp::SlotImages::park_all`], when the sandbox that
+    /// wrote it is gone (a restore): an image it had not finished is lost (empty: the
+    /// thread's state is then reset, said in the log).
+    pub(super) fn read_slot_fp_left(&self, cpu: u32, len: usize) -> Vec<u8> {
+        if KernelSlot::new(&self.slot(cpu)).fp_pending() {
+            crate::println!(
+                "pvmux-kernel: an FPU image was not finished at the snapshot; it is reset"
+            );
+            return Vec::new();
+        }
+        self.read_slot_fp(cpu, len)
     }
 
     /// Releases the frames a batch unmapped, once its request came back. If it came back
@@ -373,6 +421,10 @@ impl Space {
             ops_seq: batch.seq,
             run,
         };
+        if self.failure.load(Ordering::Relaxed) != 0 {
+            // Given up on outside a run (`settle_slot_fp`): as dead.
+            return Some(Err(Exit::Dead));
+        }
         let ticks = &self.slot_ticks[cpu as usize];
         // Only this vCPU uses its slot's word: a load and a store, no `xchg`.
         let known = ticks.load(Ordering::Relaxed);

@@ -135,7 +135,7 @@ impl Space {
         // The slots' unread FPU images (threads parked in the kernel at the snapshot) are
         // set aside before the region is cleared; the new sandbox's slots hold none.
         self.slot_fp
-            .park_all(|cpu, len| self.read_slot_fp(cpu, len));
+            .park_all(|cpu, len| self.read_slot_fp_left(cpu, len));
         crate::mm::pool_mem::zero(self.ctx_gpa, self.ctx_pages * PAGE_SIZE as usize);
         user_ctx::init_header(self.ctx_gpa, n);
         let handle =

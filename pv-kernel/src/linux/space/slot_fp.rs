@@ -56,20 +56,41 @@ impl SlotImages {
 
     /// Before a run on slot `cpu` by the thread whose last exit was `token` (0: none):
     /// whether the slot still holds that exit (the run may send no image and only `rax`).
-    /// Otherwise an unread image in the slot is set aside first, read with `read(len)`.
-    /// Either way the slot then holds no known exit until [`Self::filled`].
-    pub(super) fn claim(&self, cpu: u32, token: u64, read: impl FnOnce(usize) -> Vec<u8>) -> bool {
+    /// Otherwise an unread image in the slot is set aside first, read with `read(len)` —
+    /// if `ready()` says it is all there; if not, `None` and nothing changed: the caller
+    /// waits for it, outside the lock, and claims again. Either way the slot then holds no
+    /// known exit until [`Self::filled`].
+    pub(super) fn claim(
+        &self,
+        cpu: u32,
+        token: u64,
+        ready: impl FnOnce() -> bool,
+        read: impl FnOnce(usize) -> Vec<u8>,
+    ) -> Option<bool> {
         let Some(slot) = self.slots.get(cpu as usize) else {
-            return false;
+            return Some(false);
         };
         let mut s = slot.lock();
         let kept = token != 0 && s.token == token;
         if !kept && s.unread {
+            if !ready() {
+                return None;
+            }
             let image = read(s.len);
             self.parked.lock().push((s.token, image));
         }
         *s = SlotImage::new();
-        kept
+        Some(kept)
+    }
+
+    /// Whether [`Self::take`] of `token` would read slot `cpu` (the image is still there,
+    /// unread): it may still be on its way, which the caller waits for first, outside the
+    /// lock.
+    pub(super) fn take_reads(&self, cpu: u32, token: u64) -> bool {
+        self.slots.get(cpu as usize).is_some_and(|slot| {
+            let s = slot.lock();
+            s.unread && s.token == token
+        })
     }
 
     /// After exit `token` on slot `cpu`: the slot holds it, with an unread image of `len`
@@ -177,6 +198,11 @@ impl Drop for InSlot {
 mod tests {
     use super::*;
 
+    /// [`SlotImages::claim`] of an image that is all there.
+    fn claim(s: &SlotImages, cpu: u32, token: u64, read: impl FnOnce(usize) -> Vec<u8>) -> bool {
+        s.claim(cpu, token, || true, read).expect("ready")
+    }
+
     /// A slot reader that returns `len` bytes of `fill` and counts its calls.
     fn reader(fill: u8, calls: &core::cell::Cell<u32>) -> impl FnOnce(usize) -> Vec<u8> + '_ {
         move |len| {
@@ -190,11 +216,11 @@ mod tests {
         let s = SlotImages::new();
         let calls = core::cell::Cell::new(0);
         s.filled(0, 7, 2816);
-        assert!(s.claim(0, 7, reader(1, &calls)));
+        assert!(claim(&s, 0, 7, reader(1, &calls)));
         assert_eq!(calls.get(), 0);
         assert_eq!(s.parked_len(), 0);
         // Claimed: until the exit fills it again the slot holds nothing known.
-        assert!(!s.claim(0, 7, reader(1, &calls)));
+        assert!(!claim(&s, 0, 7, reader(1, &calls)));
     }
 
     #[test]
@@ -202,7 +228,7 @@ mod tests {
         let s = SlotImages::new();
         let calls = core::cell::Cell::new(0);
         s.filled(1, 7, 576);
-        assert!(!s.claim(1, 8, reader(0xaa, &calls)));
+        assert!(!claim(&s, 1, 8, reader(0xaa, &calls)));
         assert_eq!(calls.get(), 1);
         s.filled(1, 9, 100);
         let mut out = Vec::new();
@@ -222,12 +248,35 @@ mod tests {
         assert!(s.take(0, 3, &mut out, reader(5, &calls)));
         assert_eq!((out.len(), calls.get()), (64, 1));
         // Read: another thread's run overwrites it without setting it aside...
-        assert!(!s.claim(0, 4, reader(6, &calls)));
+        assert!(!claim(&s, 0, 4, reader(6, &calls)));
         assert_eq!((calls.get(), s.parked_len()), (1, 0));
         // ...while the thread itself could still have run with no image sent.
         s.filled(0, 5, 64);
         assert!(s.take(0, 5, &mut out, reader(5, &calls)));
-        assert!(s.claim(0, 5, reader(6, &calls)));
+        assert!(claim(&s, 0, 5, reader(6, &calls)));
+    }
+
+    #[test]
+    fn an_image_still_on_its_way_is_waited_for_not_read() {
+        let s = SlotImages::new();
+        let calls = core::cell::Cell::new(0);
+        assert!(!s.take_reads(0, 7), "an empty slot");
+        s.filled(0, 7, 64);
+        // Its own thread keeps it: whether it is all there does not matter.
+        assert_eq!(s.claim(0, 7, || false, reader(1, &calls)), Some(true));
+        s.filled(0, 7, 64);
+        assert!(s.take_reads(0, 7) && !s.take_reads(0, 8));
+        // Another thread must set it aside: not before it is all there.
+        assert_eq!(s.claim(0, 8, || false, reader(1, &calls)), None);
+        assert_eq!((calls.get(), s.parked_len()), (0, 0));
+        assert!(s.take_reads(0, 7), "nothing changed");
+        assert_eq!(s.claim(0, 8, || true, reader(1, &calls)), Some(false));
+        assert_eq!((calls.get(), s.parked_len()), (1, 1));
+        assert!(
+            !s.take_reads(0, 7),
+            "set aside: taken from there, not the slot"
+        );
+        assert!(!s.take_reads(MAX_VCPUS, 1));
     }
 
     #[test]
@@ -236,11 +285,11 @@ mod tests {
         let calls = core::cell::Cell::new(0);
         s.filled(0, 3, 64);
         s.forget(0, 3);
-        assert!(!s.claim(0, 4, reader(1, &calls)));
+        assert!(!claim(&s, 0, 4, reader(1, &calls)));
         assert_eq!((calls.get(), s.parked_len()), (0, 0));
         // Forgetting one set aside drops it.
         s.filled(0, 5, 64);
-        assert!(!s.claim(0, 6, reader(1, &calls)));
+        assert!(!claim(&s, 0, 6, reader(1, &calls)));
         assert_eq!(s.parked_len(), 1);
         s.forget(0, 5);
         assert_eq!(s.parked_len(), 0);
@@ -260,7 +309,7 @@ mod tests {
         assert_eq!(seen, [(0, 10), (1, 20)]);
         let calls = core::cell::Cell::new(0);
         assert!(
-            !s.claim(0, 1, reader(9, &calls)),
+            !claim(&s, 0, 1, reader(9, &calls)),
             "the new sandbox keeps nothing"
         );
         let mut out = Vec::new();
@@ -274,7 +323,7 @@ mod tests {
         let s = SlotImages::new();
         let calls = core::cell::Cell::new(0);
         s.filled(MAX_VCPUS, 1, 10);
-        assert!(!s.claim(MAX_VCPUS, 1, reader(0, &calls)));
+        assert!(!claim(&s, MAX_VCPUS, 1, reader(0, &calls)));
         let mut out = Vec::new();
         assert!(!s.take(MAX_VCPUS, 1, &mut out, reader(0, &calls)));
     }

@@ -43,6 +43,11 @@ pub(super) struct UserCpu {
     /// 1 if a slice-timer signal arrived while the patch entry ran: reported as an
     /// interrupt before user code runs again.
     pub(super) tick_pending: AtomicU32,
+    /// 1 when the patch entry's buffer holds a whole FPU image to load on the way back (the
+    /// kernel sent one, or reset the state); 0: the entry keeps the FPU state in the
+    /// registers and its buffer holds only the user's `MXCSR` and `xmm0`-`xmm15`
+    /// (`super::patch`).
+    pub(super) tramp_full: AtomicU32,
 }
 
 const _: () = assert!(core::mem::size_of::<UserCpu>() <= 4096);

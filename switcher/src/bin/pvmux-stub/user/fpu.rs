@@ -104,6 +104,58 @@ pub(super) fn load_fpu_from(src: *const u8, g: &[u64; 32], len: usize) {
     }
 }
 
+/// The bytes of an FP image that hold `MXCSR` and `xmm0`-`xmm15`: the only FPU state the
+/// stub's own code changes (it is built for SSE2 and never uses x87; legacy SSE instructions
+/// leave the upper halves of the vector registers alone). The patch entry saves these alone
+/// (`super::patch`).
+pub(super) const SSE_PARTS: [(usize, usize); 2] = [(FX_MXCSR, 4), (FX_XMM, 256)];
+const FX_XMM: usize = 160;
+/// Offset of the XSAVE header's `xstate_bv`.
+const XSTATE_BV: usize = FX_LEGACY;
+/// `xstate_bv`'s SSE bit (the `xmm` registers).
+const XFEATURE_SSE: u64 = 1 << 1;
+
+/// Copies [`SSE_PARTS`] from the image at `src` into the one at `dst` (`xsave`: `dst` is in
+/// XSAVE format, whose `xstate_bv` then marks the `xmm` registers as saved).
+///
+/// # Safety
+/// `src` and `dst` are valid for 512 bytes (576 with `xsave`) and do not overlap.
+pub(super) unsafe fn copy_sse(src: *const u8, dst: *mut u8, xsave: bool) {
+    // SAFETY: within the 512 bytes the caller vouches for, at offsets below 512.
+    unsafe {
+        for (off, len) in SSE_PARTS {
+            core::ptr::copy_nonoverlapping(src.add(off), dst.add(off), len);
+        }
+        if xsave {
+            let bv = dst.add(XSTATE_BV) as *mut u64;
+            bv.write(bv.read() | XFEATURE_SSE);
+        }
+    }
+}
+
+/// Loads [`SSE_PARTS`] from `src` (the patch entry's buffer) into the frame: the rest of the
+/// frame's FP state is the thread's own already (the signal came while the entry kept it in
+/// the registers). `MXCSR` is masked as in [`load_fpu_from`].
+pub(super) fn load_sse_from(src: *const u8, g: &[u64; 32]) {
+    let Some((p, _, xsave)) = frame_fp(g) else {
+        return;
+    };
+    if core::ptr::eq(src, p) {
+        return;
+    }
+    // SAFETY: the frame's FP area has at least 512 bytes (576 with XSAVE: `frame_fp`); the
+    // caller passes the entry's buffer, which is not the frame (checked above).
+    unsafe {
+        let mask = match (p.add(FX_MXCSR_MASK) as *const u32).read() {
+            0 => 0xffbf,
+            m => m,
+        };
+        copy_sse(src, p, xsave);
+        let mxcsr = p.add(FX_MXCSR) as *mut u32;
+        mxcsr.write(mxcsr.read() & mask);
+    }
+}
+
 /// Resets the frame's FP state to the initial configuration (FCW 0x37f, MXCSR 0x1f80, all
 /// else zero, XSAVE header `xstate_bv` = 0).
 pub(super) fn init_fpu(g: &[u64; 32]) {

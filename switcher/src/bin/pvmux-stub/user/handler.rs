@@ -118,8 +118,22 @@ fn trap_for(c: &UserCpu, sig: i32, si: SigInfo, g: &[u64; 32]) -> Option<UserTra
 }
 
 /// Saves the interrupted user state into the slot: registers (for a system call `rax` is its
-/// number), FS base, FPU image, the exit.
+/// number), FS base, FPU image (copied from the frame), the exit.
 pub(super) fn record(c: &UserCpu, slot: Slot, g: &[u64; 32], trap: &UserTrap) {
+    let saved = save_fpu(slot, g);
+    record_regs(c, slot, g, trap, saved, false);
+}
+
+/// [`record`] but for the FPU image, which the caller wrote or will write (`fp_follows`):
+/// `fp_len` bytes of it.
+pub(super) fn record_regs(
+    c: &UserCpu,
+    slot: Slot,
+    g: &[u64; 32],
+    trap: &UserTrap,
+    fp_len: u32,
+    fp_follows: bool,
+) {
     let mut regs = trap_frame(g, u64::from(trap.vector), trap.error_code, trap.addr);
     if trap.reason == UserExit::Syscall {
         regs.rax = trap.error_code;
@@ -135,6 +149,5 @@ pub(super) fn record(c: &UserCpu, slot: Slot, g: &[u64; 32], trap: &UserTrap) {
             0
         }
     };
-    let saved = save_fpu(slot, g);
-    side(&slot).record(trap, &regs, fs, saved);
+    side(&slot).record(trap, &regs, fs, fp_len, fp_follows);
 }

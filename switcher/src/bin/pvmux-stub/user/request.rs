@@ -166,10 +166,19 @@ impl UserPlatform for Stub<'_> {
             c.last_fs.store(fs, Relaxed);
             c.fs_known.store(1, Relaxed);
         }
+        // From the patch entry (no ucontext) the "frame" is the entry's buffer, loaded whole
+        // on the way back only when the state changes here.
+        let entry = self.uc.is_null();
         if run.fp_len != 0 {
+            if entry {
+                super::patch::prepare_full_load(c, run.fp_len);
+            }
             load_fpu(self.slot, g, run.fp_len);
         } else if run.fp_init {
             init_fpu(g);
+        }
+        if entry && (run.fp_len != 0 || run.fp_init) {
+            c.tramp_full.store(1, Relaxed);
         }
         let regs = &run.regs;
         g[RAX] = regs.rax;

@@ -5,8 +5,14 @@
 /// information's scale from this sandbox's TSC base.
 #[inline]
 pub(crate) fn now_ns() -> u64 {
+    ns_at(crate::arch::tsc())
+}
+
+/// Guest time in nanoseconds at TSC value `tsc` (an `arch::tsc()` read earlier): lets a
+/// path that needs both a TSC and the time read the clock once.
+pub(crate) fn ns_at(tsc: u64) -> u64 {
     let bi = crate::boot::info();
-    let ticks = crate::arch::tsc().saturating_sub(tsc_base());
+    let ticks = tsc.saturating_sub(tsc_base());
     ((u128::from(ticks) * u128::from(bi.clock_mult)) >> bi.clock_shift.min(63)) as u64
 }
 

@@ -406,9 +406,21 @@ impl<'a, M: SlotMem + ?Sized> KernelSlot<'a, M> {
         req: &Request<'_>,
         timeout_ns: u64,
     ) -> Result<Reply, HandOffError> {
+        self.hand_over_from(w, req, timeout_ns, w.now_ns())
+    }
+
+    /// [`Self::hand_over`], the wait's timeout counted from `now_ns` (`w.now_ns()` the caller
+    /// read just before: one clock read less per request).
+    pub fn hand_over_from(
+        &self,
+        w: &(impl Waiter + ?Sized),
+        req: &Request<'_>,
+        timeout_ns: u64,
+        now_ns: u64,
+    ) -> Result<Reply, HandOffError> {
         self.write_request(req);
         let pending = self.ring(w, req.run.is_none());
-        let waited = self.wait(w, &pending, timeout_ns);
+        let waited = self.wait_from(w, &pending, timeout_ns, now_ns);
         // Back (or given up): the thread may not serve this request any more.
         self.revoke();
         waited?;
@@ -497,12 +509,22 @@ impl<'a, M: SlotMem + ?Sized> KernelSlot<'a, M> {
         pending: &Pending,
         timeout_ns: u64,
     ) -> Result<(), HandOffError> {
+        self.wait_from(w, pending, timeout_ns, w.now_ns())
+    }
+
+    /// [`Self::wait`], its timeout and spin counted from `start` (a `w.now_ns()`).
+    fn wait_from(
+        &self,
+        w: &(impl Waiter + ?Sized),
+        pending: &Pending,
+        timeout_ns: u64,
+        start: u64,
+    ) -> Result<(), HandOffError> {
         let m = self.mem;
         let done = m.word(Word::DoneSeq);
         let waiting = m.word(Word::KernelWaiting);
         let (my_cpu, peer_cpu) = (m.word(Word::KernelCpu), m.word(Word::UserCpu));
         let seq = pending.seq;
-        let start = w.now_ns();
         let mut slept = false;
         let mut i = 0u32;
         loop {

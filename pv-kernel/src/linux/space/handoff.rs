@@ -14,7 +14,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use pvmux_hypercalls::user::handoff::{
     Exit as ReturnedExit, KernelSlot, Reply, Request, Returned, RunRequest,
 };
-use pvmux_hypercalls::TrapFrame;
+use pvmux_hypercalls::{TrapFrame, MAX_VCPUS};
 
 use super::graveyard::reap_graveyard;
 use super::mm::Batch;
@@ -163,10 +163,16 @@ impl UserState {
     }
 }
 
-/// The next slot token (never 0).
+/// The next slot token (never 0): this vCPU's index + 1 in the top 16 bits, a count below.
+/// Only the vCPU itself takes its tokens, with events off (`Space::run`): a load and a store,
+/// no locked add on a line all vCPUs share.
 fn next_fp_token() -> u64 {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    NEXT.fetch_add(1, Ordering::Relaxed)
+    static NEXT: [AtomicU64; MAX_VCPUS as usize] =
+        [const { AtomicU64::new(0) }; MAX_VCPUS as usize];
+    let cpu = crate::stub::vcpu_id() as usize % MAX_VCPUS as usize;
+    let n = NEXT[cpu].load(Ordering::Relaxed).wrapping_add(1) & ((1 << 48) - 1);
+    NEXT[cpu].store(n, Ordering::Relaxed);
+    (cpu as u64 + 1) << 48 | n
 }
 
 /// TSC ticks as nanoseconds (the boot information's clock scale).
@@ -200,7 +206,7 @@ impl Space {
         let slot = self.slot(cpu);
         loop {
             let batch = self.mm.lock().take_batch();
-            let exit = self.hand_over(&slot, cpu, &batch, None);
+            let exit = self.hand_over(&slot, cpu, &batch, None, crate::arch::tsc(), &mut 0);
             self.release(batch.freed, exit.is_some());
             match exit {
                 None if batch.more => continue,
@@ -235,7 +241,7 @@ impl Space {
             let batch = self.mm.lock().take_batch();
             let exit = if batch.more {
                 // (An `OPS_ONLY` request answered as a run is garbage the ABI refuses.)
-                self.hand_over(&slot, cpu, &batch, None)
+                self.hand_over(&slot, cpu, &batch, None, crate::arch::tsc(), &mut 0)
                     .map(|r| r.err().unwrap_or(Exit::Dead))
             } else {
                 self.run_on_slot(&slot, cpu, &batch, st, fp_init)
@@ -297,24 +303,26 @@ impl Space {
             // vCPU's, or set aside from this one).
             st.take_kept_fp();
         }
+        // One clock read before the run and one after serve the slice, the grant's
+        // accounting, the wait's timeout and the bound on user time.
+        let start = crate::arch::tsc();
         let run = RunRequest {
             regs: st.regs,
             fs_base: st.fs_base,
-            slice_ns: self.slice_for(cpu),
+            slice_ns: self.slice_for(cpu, crate::time::ns_at(start)),
             fp: if fp_kept { &[] } else { &st.fp },
             fp_init,
             regs_kept,
         };
-        let tsc_before = crate::arch::rdtsc();
-        let back = match self.hand_over(slot, cpu, batch, Some(run))? {
+        let mut end = start;
+        let back = match self.hand_over(slot, cpu, batch, Some(run), start, &mut end)? {
             Ok(back) => back,
             Err(dead) => return Some(dead),
         };
         let exit = self.exit_of(cpu, back.exit);
-        // User time: what the sandbox counted, at most the whole run.
-        let ticks = back
-            .user_ticks
-            .min(crate::arch::rdtsc().wrapping_sub(tsc_before));
+        // User time: what the sandbox counted, at most the whole run (unfenced TSC reads:
+        // a bound, not a measurement).
+        let ticks = back.user_ticks.min(end.wrapping_sub(start));
         st.user_ns += ticks_to_ns(ticks);
         st.regs = back.regs;
         st.exit_regs = back.regs;
@@ -395,8 +403,7 @@ impl Space {
 
     /// The slice to arm for a run on slot `cpu`: a full one if the slot's timer has fired
     /// since it was last armed, else 0 (leave it running).
-    pub(super) fn slice_for(&self, cpu: u32) -> u64 {
-        let now = crate::time::now_ns();
+    pub(super) fn slice_for(&self, cpu: u32, now: u64) -> u64 {
         let dl = &self.slice_deadline[cpu as usize];
         if dl.load(Ordering::Relaxed) <= now {
             dl.store(now + crate::linux::task::SLICE_NS, Ordering::Relaxed);
@@ -415,6 +422,8 @@ impl Space {
         cpu: u32,
         batch: &Batch,
         run: Option<RunRequest<'_>>,
+        start_tsc: u64,
+        end_tsc: &mut u64,
     ) -> Option<Result<Returned, Exit>> {
         let req = Request {
             ops: &batch.ops,
@@ -434,9 +443,11 @@ impl Space {
         // time, and the slot's linger after the reply, is what the host lets the sandbox's
         // CPU time reach (`pvmux_hypercalls::user::grant`).
         let grants = self.grants().page();
-        grants.begin(cpu as usize, crate::time::now_ns());
-        let answer = k.hand_over(&StubWaiter, &req, RUN_TIMEOUT_NS);
-        grants.end(cpu as usize, crate::time::now_ns());
+        let now = crate::time::ns_at(start_tsc);
+        grants.begin(cpu as usize, now);
+        let answer = k.hand_over_from(&StubWaiter, &req, RUN_TIMEOUT_NS, now);
+        *end_tsc = crate::arch::tsc();
+        grants.end(cpu as usize, crate::time::ns_at(*end_tsc));
         // A failed operation means the sandbox refused a mapping we validated: treat it as
         // broken, like a dead, unanswering or garbage-answering one.
         match answer {

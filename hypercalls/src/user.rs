@@ -237,7 +237,7 @@ pub struct UserSlot {
     /// 1 from an exit's report until the user stub has written those bytes: a system call
     /// from a patched site hands the slot back first and writes the image while the kernel
     /// serves the call. The kernel waits for 0 before it reads `fpstate`
-    /// (`handoff::KernelSlot::read_fp`). On the line the kernel reads the exit from: a word
+    /// (`handoff::KernelSlot::wait_fp`). On the line the kernel reads the exit from: a word
     /// of its own line cost each call ~70 ns (measured; docs/BENCHMARKS.md).
     pub fp_pending: AtomicU32,
     // ---- 0x58: registers (both directions) ----

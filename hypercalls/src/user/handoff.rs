@@ -295,7 +295,7 @@ pub struct Returned {
     /// FS base.
     pub fs_base: u64,
     /// Bytes of FPU image saved in the slot, at most [`USER_FPSTATE_MAX`]: read them with
-    /// [`KernelSlot::read_fp`].
+    /// [`KernelSlot::read_fp`] once [`KernelSlot::wait_fp`] says they are all there.
     pub fp_len: usize,
     /// TSC ticks user code ran during the request, as the user side counted them
     /// (untrusted: clamp it to what the kernel measured).

@@ -217,6 +217,14 @@ const FX_SW: usize = 464;
 const FP_XSTATE_MAGIC1: u32 = 0x4650_5853;
 const FP_XSTATE_MAGIC2: u32 = 0x4650_5845;
 
+// The entry's asm saves and loads `fpu::SSE_PARTS` at these offsets.
+const _: () = assert!(
+    super::fpu::SSE_PARTS[0].0 == 24
+        && super::fpu::SSE_PARTS[0].1 == 4
+        && super::fpu::SSE_PARTS[1].0 == 160
+        && super::fpu::SSE_PARTS[1].1 == 16 * 16
+);
+
 // The exit's image is saved straight into the slot: XSAVE needs 64-byte alignment.
 const _: () = assert!(
     USER_SLOT_OFFSET.is_multiple_of(64)
@@ -299,7 +307,7 @@ unsafe fn save_registers(dst: *mut u8) {
 }
 
 /// After a patched call's report: writes the thread's FPU image into the slot, where the
-/// kernel reads it if it needs it (`KernelSlot::read_fp` waits for it). The registers still
+/// kernel reads it if it needs it (after `KernelSlot::wait_fp`). The registers still
 /// hold the thread's state but for what stub code changed (`fpu::SSE_PARTS`), which the
 /// entry saved into its buffer.
 fn write_image(c: &UserCpu, slot: Slot) {

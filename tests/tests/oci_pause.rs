@@ -230,7 +230,18 @@ fn events_stats_are_the_tenants_real_figures() {
     );
     let pid = start(&b, "e1");
     wait_for("the shell runs", || b.out("up").exists());
-    let s1 = stats(&b, "e1");
+    // The CPU figure is the tenant cgroup's counter (where there is one), which counts from
+    // the moment the sandboxes joined it, and a running thread's time reaches it at the next
+    // scheduler tick: right after start-up it can still read 0 (CI saw it once). The shell
+    // spins, so it must become positive: look a few times, 20 ms apart.
+    let mut s1 = stats(&b, "e1");
+    for _ in 0..50 {
+        if s1["cpu"]["usage"]["total"].as_u64() != Some(0) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        s1 = stats(&b, "e1");
+    }
     // Only the shell runs (it spins, without forking).
     assert_eq!(s1["pids"]["current"], 1, "{s1}");
     assert!(s1["pids"]["limit"].as_u64().unwrap() > 1, "{s1}");

@@ -11,8 +11,12 @@ pub(crate) fn now_ns() -> u64 {
 /// Guest time in nanoseconds at TSC value `tsc` (an `arch::tsc()` read earlier): lets a
 /// path that needs both a TSC and the time read the clock once.
 pub(crate) fn ns_at(tsc: u64) -> u64 {
+    ticks_to_ns(tsc.saturating_sub(tsc_base()))
+}
+
+/// A span of TSC ticks in nanoseconds (the boot information's clock scale).
+pub(crate) fn ticks_to_ns(ticks: u64) -> u64 {
     let bi = crate::boot::info();
-    let ticks = tsc.saturating_sub(tsc_base());
     ((u128::from(ticks) * u128::from(bi.clock_mult)) >> bi.clock_shift.min(63)) as u64
 }
 

@@ -122,13 +122,16 @@ impl UserState {
             // Still a copy of what the slot holds: `fp_token` stays. (A thread that runs
             // keeps its space: only one whose process is gone finds it dropped.)
             let found = s.space.upgrade().is_some_and(|space| {
-                if space.slot_fp.take_reads(s.cpu, s.token) {
-                    // (If it never comes the space is given up on: its next run fails.)
-                    space.settle_slot_fp(s.cpu);
-                }
-                space.slot_fp.take(s.cpu, s.token, &mut self.fp, |len| {
-                    space.read_slot_fp(s.cpu, len)
-                })
+                // (If it never comes the space is given up on: its next run fails.)
+                space
+                    .settled(s.cpu, |ready| {
+                        space
+                            .slot_fp
+                            .take(s.cpu, s.token, &mut self.fp, ready, |len| {
+                                space.read_slot_fp(s.cpu, len)
+                            })
+                    })
+                    .unwrap_or(false)
             });
             if !found {
                 crate::println!("pvmux-kernel: a thread's FPU image was lost; it is reset");
@@ -173,12 +176,6 @@ fn next_fp_token() -> u64 {
     let n = NEXT[cpu].load(Ordering::Relaxed).wrapping_add(1) & ((1 << 48) - 1);
     NEXT[cpu].store(n, Ordering::Relaxed);
     (cpu as u64 + 1) << 48 | n
-}
-
-/// TSC ticks as nanoseconds (the boot information's clock scale).
-pub(super) fn ticks_to_ns(ticks: u64) -> u64 {
-    let bi = crate::boot::info();
-    ((u128::from(ticks) * u128::from(bi.clock_mult)) >> bi.clock_shift.min(63)) as u64
 }
 
 impl Space {
@@ -273,24 +270,11 @@ impl Space {
         // The slot still holds this thread's last exit: the FPU image, unless something
         // changed it since, is sent as none (the sandbox keeps what it saved), and the
         // registers, if only `rax` changed (a system call's return), as `rax` alone.
-        let read = |len| self.read_slot_fp(cpu, len);
-        let same_exit = match self.slot_fp.claim(
-            cpu,
-            st.exit_token,
-            || !KernelSlot::new(slot).fp_pending(),
-            read,
-        ) {
-            Some(kept) => kept,
-            None => {
-                // Another thread's image, still being written: wait for it, unlocked.
-                if !self.settle_slot_fp(cpu) {
-                    return Some(Exit::Dead);
-                }
-                // (A program that sets the word again meanwhile gets its own bytes.)
-                self.slot_fp
-                    .claim(cpu, st.exit_token, || true, read)
-                    .unwrap_or(false)
-            }
+        let Some(same_exit) = self.settled(cpu, |ready| {
+            self.slot_fp
+                .claim(cpu, st.exit_token, ready, |len| self.read_slot_fp(cpu, len))
+        }) else {
+            return Some(Exit::Dead);
         };
         let fp_kept = same_exit && !fp_init && st.fp_token == st.exit_token;
         let regs_kept = same_exit && {
@@ -323,7 +307,7 @@ impl Space {
         // User time: what the sandbox counted, at most the whole run (unfenced TSC reads:
         // a bound, not a measurement).
         let ticks = back.user_ticks.min(end.wrapping_sub(start));
-        st.user_ns += ticks_to_ns(ticks);
+        st.user_ns += crate::time::ticks_to_ns(ticks);
         st.regs = back.regs;
         st.exit_regs = back.regs;
         st.fs_base = back.fs_base;
@@ -354,25 +338,34 @@ impl Space {
     }
 
     /// The first `len` bytes of slot `cpu`'s `fpstate` (at most what a slot holds). A patched
-    /// system call's image follows its report: [`Self::settle_slot_fp`] first.
+    /// system call's image follows its report: read it through [`Self::settled`].
     pub(super) fn read_slot_fp(&self, cpu: u32, len: usize) -> Vec<u8> {
         let mut image = alloc::vec![0u8; len.min(pvmux_hypercalls::user::USER_FPSTATE_MAX)];
         KernelSlot::new(&self.slot(cpu)).read_fp(&mut image);
         image
     }
 
-    /// Waits until slot `cpu`'s last exit's FPU image is written (`UserSlot::fp_pending`;
-    /// outside any lock: the wait may sleep). `false` if the sandbox died first or never
-    /// wrote it within [`RUN_TIMEOUT_NS`] (a program that set the word itself): the space is
-    /// then given up on like one that does not answer a run, and its next run fails.
-    pub(super) fn settle_slot_fp(&self, cpu: u32) -> bool {
-        match KernelSlot::new(&self.slot(cpu)).wait_fp(&StubWaiter, RUN_TIMEOUT_NS) {
-            Ok(()) => true,
-            Err(e) => {
-                self.note_failure(e);
-                false
-            }
+    /// `op(ready)`, a [`super::slot_fp::SlotImages`] call that reads slot `cpu`'s image only
+    /// if `ready()` (under its lock) and returns `None` otherwise: an image still being
+    /// written (`UserSlot::fp_pending`) is waited for outside the lock (the wait may sleep)
+    /// and `op` runs once more, reading whatever is there then (a program that sets the word
+    /// again meanwhile gets its own bytes). `None` if the sandbox died first or never wrote
+    /// it within [`RUN_TIMEOUT_NS`] (a program that set the word itself): the space is then
+    /// given up on like one that does not answer a run, and its next run fails.
+    fn settled<T>(
+        &self,
+        cpu: u32,
+        mut op: impl FnMut(&dyn Fn() -> bool) -> Option<T>,
+    ) -> Option<T> {
+        // (The slot is looked at only when an image is to be read: not on a run's fast path.)
+        if let Some(v) = op(&|| !KernelSlot::new(&self.slot(cpu)).fp_pending()) {
+            return Some(v);
         }
+        if let Err(e) = KernelSlot::new(&self.slot(cpu)).wait_fp(&StubWaiter, RUN_TIMEOUT_NS) {
+            self.note_failure(e);
+            return None;
+        }
+        op(&|| true)
     }
 
     /// Slot `cpu`'s image for [`super::slot_fp::SlotImages::park_all`], when the sandbox that
@@ -431,7 +424,7 @@ impl Space {
             run,
         };
         if self.failure.load(Ordering::Relaxed) != 0 {
-            // Given up on outside a run (`settle_slot_fp`): as dead.
+            // Given up on outside a run (`Self::settled`): as dead.
             return Some(Err(Exit::Dead));
         }
         let ticks = &self.slot_ticks[cpu as usize];

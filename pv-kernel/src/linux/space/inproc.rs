@@ -142,7 +142,7 @@ impl Space {
         }
         st.regs = run.regs;
         st.fs_base = run.fs_base;
-        st.user_ns += super::handoff::ticks_to_ns(run.user_ticks);
+        st.user_ns += crate::time::ticks_to_ns(run.user_ticks);
         match UserExit::from_raw(run.exit) {
             // Trapped (`SIGSYS`), unless it came through the stub's syscall entry, which
             // the space's patched sites jump to (`linux/patch.rs`).

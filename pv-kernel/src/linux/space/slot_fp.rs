@@ -83,16 +83,6 @@ impl SlotImages {
         Some(kept)
     }
 
-    /// Whether [`Self::take`] of `token` would read slot `cpu` (the image is still there,
-    /// unread): it may still be on its way, which the caller waits for first, outside the
-    /// lock.
-    pub(super) fn take_reads(&self, cpu: u32, token: u64) -> bool {
-        self.slots.get(cpu as usize).is_some_and(|slot| {
-            let s = slot.lock();
-            s.unread && s.token == token
-        })
-    }
-
     /// After exit `token` on slot `cpu`: the slot holds it, with an unread image of `len`
     /// bytes (0: none).
     pub(super) fn filled(&self, cpu: u32, token: u64, len: usize) {
@@ -107,31 +97,36 @@ impl SlotImages {
 
     /// The image `token` its thread left in slot `cpu`, into `out`: read from the slot with
     /// `read(len)` if it is still there (it stays valid there: a later run of the thread on
-    /// the slot may still send none), else taken from those set aside. `false` if neither
-    /// has it (a kernel bug; `out` is untouched).
+    /// the slot may still send none) — if `ready()` says it is all there; if not, `None` and
+    /// nothing changed, as in [`Self::claim`] — else taken from those set aside. `false` if
+    /// neither has it (a kernel bug; `out` is untouched).
     pub(super) fn take(
         &self,
         cpu: u32,
         token: u64,
         out: &mut Vec<u8>,
+        ready: impl FnOnce() -> bool,
         read: impl FnOnce(usize) -> Vec<u8>,
-    ) -> bool {
+    ) -> Option<bool> {
         if let Some(slot) = self.slots.get(cpu as usize) {
             let mut s = slot.lock();
             if s.unread && s.token == token {
+                if !ready() {
+                    return None;
+                }
                 *out = read(s.len);
                 s.unread = false;
-                return true;
+                return Some(true);
             }
         }
         let mut parked = self.parked.lock();
-        match parked.iter().position(|(t, _)| *t == token) {
+        Some(match parked.iter().position(|(t, _)| *t == token) {
             Some(i) => {
                 *out = parked.swap_remove(i).1;
                 true
             }
             None => false,
-        }
+        })
     }
 
     /// The thread of image `token` (left in slot `cpu`) no longer needs it.
@@ -203,6 +198,17 @@ mod tests {
         s.claim(cpu, token, || true, read).expect("ready")
     }
 
+    /// [`SlotImages::take`] of an image that is all there.
+    fn take(
+        s: &SlotImages,
+        cpu: u32,
+        token: u64,
+        out: &mut Vec<u8>,
+        read: impl FnOnce(usize) -> Vec<u8>,
+    ) -> bool {
+        s.take(cpu, token, out, || true, read).expect("ready")
+    }
+
     /// A slot reader that returns `len` bytes of `fill` and counts its calls.
     fn reader(fill: u8, calls: &core::cell::Cell<u32>) -> impl FnOnce(usize) -> Vec<u8> + '_ {
         move |len| {
@@ -232,11 +238,11 @@ mod tests {
         assert_eq!(calls.get(), 1);
         s.filled(1, 9, 100);
         let mut out = Vec::new();
-        assert!(s.take(1, 7, &mut out, reader(0, &calls)));
+        assert!(take(&s, 1, 7, &mut out, reader(0, &calls)));
         assert_eq!(out, alloc::vec![0xaa; 576]);
         assert_eq!(calls.get(), 1, "taken from those set aside, not the slot");
         assert_eq!(s.parked_len(), 0);
-        assert!(!s.take(1, 7, &mut out, reader(0, &calls)), "taken once");
+        assert!(!take(&s, 1, 7, &mut out, reader(0, &calls)), "taken once");
     }
 
     #[test]
@@ -245,14 +251,14 @@ mod tests {
         let calls = core::cell::Cell::new(0);
         s.filled(0, 3, 64);
         let mut out = Vec::new();
-        assert!(s.take(0, 3, &mut out, reader(5, &calls)));
+        assert!(take(&s, 0, 3, &mut out, reader(5, &calls)));
         assert_eq!((out.len(), calls.get()), (64, 1));
         // Read: another thread's run overwrites it without setting it aside...
         assert!(!claim(&s, 0, 4, reader(6, &calls)));
         assert_eq!((calls.get(), s.parked_len()), (1, 0));
         // ...while the thread itself could still have run with no image sent.
         s.filled(0, 5, 64);
-        assert!(s.take(0, 5, &mut out, reader(5, &calls)));
+        assert!(take(&s, 0, 5, &mut out, reader(5, &calls)));
         assert!(claim(&s, 0, 5, reader(6, &calls)));
     }
 
@@ -260,23 +266,23 @@ mod tests {
     fn an_image_still_on_its_way_is_waited_for_not_read() {
         let s = SlotImages::new();
         let calls = core::cell::Cell::new(0);
-        assert!(!s.take_reads(0, 7), "an empty slot");
+        let mut out = Vec::new();
         s.filled(0, 7, 64);
         // Its own thread keeps it: whether it is all there does not matter.
         assert_eq!(s.claim(0, 7, || false, reader(1, &calls)), Some(true));
         s.filled(0, 7, 64);
-        assert!(s.take_reads(0, 7) && !s.take_reads(0, 8));
-        // Another thread must set it aside: not before it is all there.
+        // Neither another thread's run nor its owner reads it before it is all there.
         assert_eq!(s.claim(0, 8, || false, reader(1, &calls)), None);
-        assert_eq!((calls.get(), s.parked_len()), (0, 0));
-        assert!(s.take_reads(0, 7), "nothing changed");
-        assert_eq!(s.claim(0, 8, || true, reader(1, &calls)), Some(false));
+        assert_eq!(s.take(0, 7, &mut out, || false, reader(1, &calls)), None);
+        assert_eq!((calls.get(), s.parked_len(), out.len()), (0, 0, 0));
+        // Nothing changed meanwhile: once it is there, it is set aside, then taken from there.
+        assert_eq!(s.claim(0, 8, || true, reader(2, &calls)), Some(false));
         assert_eq!((calls.get(), s.parked_len()), (1, 1));
-        assert!(
-            !s.take_reads(0, 7),
-            "set aside: taken from there, not the slot"
+        assert_eq!(
+            s.take(0, 7, &mut out, || false, reader(3, &calls)),
+            Some(true)
         );
-        assert!(!s.take_reads(MAX_VCPUS, 1));
+        assert_eq!((calls.get(), out), (1, alloc::vec![2u8; 64]));
     }
 
     #[test]
@@ -313,7 +319,7 @@ mod tests {
             "the new sandbox keeps nothing"
         );
         let mut out = Vec::new();
-        assert!(s.take(1, 2, &mut out, reader(9, &calls)));
+        assert!(take(&s, 1, 2, &mut out, reader(9, &calls)));
         assert_eq!(out, alloc::vec![1u8; 20]);
         assert_eq!(calls.get(), 0);
     }
@@ -325,6 +331,6 @@ mod tests {
         s.filled(MAX_VCPUS, 1, 10);
         assert!(!claim(&s, MAX_VCPUS, 1, reader(0, &calls)));
         let mut out = Vec::new();
-        assert!(!s.take(MAX_VCPUS, 1, &mut out, reader(0, &calls)));
+        assert!(!take(&s, MAX_VCPUS, 1, &mut out, reader(0, &calls)));
     }
 }

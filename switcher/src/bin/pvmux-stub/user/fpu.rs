@@ -85,10 +85,7 @@ pub(super) fn load_fpu_from(src: *const u8, g: &[u64; 32], len: usize) {
     // (at p + size) are not written. If both are the entry's buffer the copies are no-ops
     // in effect (`copy` allows the overlap).
     unsafe {
-        let mask = match (p.add(FX_MXCSR_MASK) as *const u32).read() {
-            0 => 0xffbf,
-            m => m,
-        };
+        let mask = mxcsr_mask(p);
         core::ptr::copy(src, p, n.min(FX_SW));
         if n > FX_LEGACY {
             core::ptr::copy(src.add(FX_LEGACY), p.add(FX_LEGACY), n - FX_LEGACY);
@@ -146,13 +143,23 @@ pub(super) fn load_sse_from(src: *const u8, g: &[u64; 32]) {
     // SAFETY: the frame's FP area has at least 512 bytes (576 with XSAVE: `frame_fp`); the
     // caller passes the entry's buffer, which is not the frame (checked above).
     unsafe {
-        let mask = match (p.add(FX_MXCSR_MASK) as *const u32).read() {
-            0 => 0xffbf,
-            m => m,
-        };
+        let mask = mxcsr_mask(p);
         copy_sse(src, p, xsave);
         let mxcsr = p.add(FX_MXCSR) as *mut u32;
         mxcsr.write(mxcsr.read() & mask);
+    }
+}
+
+/// The `MXCSR` bits the CPU accepts, from the host's image at `p` (its `MXCSR_MASK`; 0 means
+/// the architectural default, `0xffbf`).
+///
+/// # Safety
+/// `p` is valid for 512 bytes.
+unsafe fn mxcsr_mask(p: *const u8) -> u32 {
+    // SAFETY: within the 512 bytes the caller vouches for.
+    match unsafe { (p.add(FX_MXCSR_MASK) as *const u32).read() } {
+        0 => 0xffbf,
+        m => m,
     }
 }
 

@@ -206,6 +206,78 @@ fn a_trusted_in_process_tenant_continues_after_a_restore() {
     root.ok(&["rm", "src"]);
 }
 
+/// An FPU image a snapshot caught unfinished — its slot's `fp_pending` word still set,
+/// which the program forges on its own slot before it sleeps (a program can write its slots)
+/// — is not read at the restore: the thread goes on with the initial FPU state, not with the
+/// registers the new sandbox's thread happens to hold. The same program woken without a
+/// snapshot keeps its registers across its wait (its slot still holds its exit), so the
+/// reset is the restore's doing (`tests/programs/c/fp_lost_snapshot.c`).
+#[test]
+fn an_fpu_image_a_snapshot_caught_unfinished_comes_back_as_the_initial_state() {
+    use pvmux_hypercalls::user::{UserSlot, USER_CTX_BASE, USER_SLOT_OFFSET};
+    let root = Root::new("fplost");
+    let prog = pvmux_tests::prog("fp-lost-snapshot");
+    let prog = prog.to_str().unwrap();
+    // Slot 0: the tenant has one vCPU.
+    let pending = format!(
+        "{:#x}",
+        USER_CTX_BASE + USER_SLOT_OFFSET + std::mem::offset_of!(UserSlot, fp_pending) as u64
+    );
+    for name in ["ctl", "src"] {
+        let r = root.ok(&[
+            "run",
+            "--name",
+            name,
+            "--detach",
+            "--vcpus",
+            "1",
+            "--no-patch",
+            "--mem",
+            "256M",
+            "--rootfs",
+            "/",
+            "--",
+            prog,
+            &pending,
+            "/tmp",
+        ]);
+        assert_eq!(r.stdout.trim(), name, "{}", r.context());
+    }
+    let file = |name: &str, f: &str| root.exec(name, &format!("cat /tmp/{f} 2>/dev/null; true"));
+    for name in ["ctl", "src"] {
+        wait_for(&format!("{name} to arm"), || file(name, "armed") == "1\n");
+    }
+    let snap = root.dir("snap");
+    root.ok(&["snapshot", "src", snap.to_str().unwrap()]);
+    wait_for("the source to stop", || {
+        root.state("src").as_deref() == Some("stopped")
+    });
+    root.ok(&["restore", snap.to_str().unwrap(), "--name", "r"]);
+    let mut results = Vec::new();
+    for name in ["ctl", "r"] {
+        // The program's child ends once this file exists, and the program goes on.
+        root.exec(name, "touch /tmp/go");
+        wait_for(&format!("{name}'s result"), || {
+            !file(name, "result").is_empty()
+        });
+        results.push(file(name, "result"));
+    }
+    assert!(
+        results[0].starts_with("mxcsr=7f80 pattern=16 zero=0 wait=1"),
+        "without a snapshot the registers are kept: {}",
+        results[0]
+    );
+    assert!(
+        results[1].starts_with("mxcsr=1f80 pattern=0 zero=16 wait=1"),
+        "after the restore the state is the initial one: {}",
+        results[1]
+    );
+    for name in ["ctl", "r"] {
+        root.ok(&["stop", "-t", "1", name]);
+    }
+    root.ok(&["rm", "src"]);
+}
+
 /// `MemTotal` of tenant `name`'s `/proc/meminfo`, in KiB.
 fn mem_total_kib(root: &Root, name: &str) -> u64 {
     let m = root.exec(name, "grep MemTotal: /proc/meminfo");

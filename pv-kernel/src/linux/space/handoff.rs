@@ -287,6 +287,11 @@ impl Space {
             // vCPU's, or set aside from this one).
             st.take_kept_fp();
         }
+        // Sent whole and empty, the state is the initial one (`UserState::fp`): said so,
+        // for the stub takes an empty image without `fp_init` as "keep what you have",
+        // which on this slot is another thread's state or the stub's own. (Only a state
+        // that was lost gets here: a snapshot caught its image unfinished, say.)
+        let fp_init = fp_init || (!fp_kept && st.fp.is_empty());
         // One clock read before the run and one after serve the slice, the grant's
         // accounting, the wait's timeout and the bound on user time.
         let start = crate::arch::tsc();

@@ -5,7 +5,8 @@
 //! and each restored tenant continues where it stopped: the same processes (pids), the
 //! counter file intact and still growing by one with no restart, the pipe still connected.
 //! The snapshot is sparse on disk; corrupted, truncated and foreign snapshots and a tenant
-//! with host sockets are refused with a clear error, leaving nothing behind.
+//! with host sockets are refused with a clear error, leaving nothing behind. A thread whose
+//! FPU image the snapshot caught unfinished goes on with the initial FPU state.
 
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -207,7 +208,7 @@ fn a_trusted_in_process_tenant_continues_after_a_restore() {
 }
 
 /// An FPU image a snapshot caught unfinished — its slot's `fp_pending` word still set,
-/// which the program forges on its own slot before it sleeps (a program can write its slots)
+/// which the program forges on its own slot before it waits (a program can write its slots)
 /// — is not read at the restore: the thread goes on with the initial FPU state, not with the
 /// registers the new sandbox's thread happens to hold. The same program woken without a
 /// snapshot keeps its registers across its wait (its slot still holds its exit), so the

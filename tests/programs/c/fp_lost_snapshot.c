@@ -5,13 +5,13 @@
  * whatever registers the new sandbox's thread holds.
  *
  * `fp-lost-snapshot PENDING DIR` (PENDING: the address of this program's slot's
- * `fp_pending` word, hex; run with one vCPU and `--no-patch`, so the read below traps and
- * its report leaves the word alone): starts a child that ends once DIR/go exists (another
+ * `fp_pending` word, hex; run with one vCPU and `--no-patch`, so the `wait4` below traps
+ * and its report leaves the word alone): starts a child that ends once DIR/go exists (another
  * process: another sandbox and slot) and writes DIR/armed; then, with no libc code in
  * between, loads xmm0-15 with a pattern and MXCSR with round-toward-zero, sets the word to 1
  * (a program can write its slots), waits for the child in a raw `wait4`, and stores xmm0-15
  * and MXCSR back. It writes DIR/result, `mxcsr=HEX pattern=N zero=N wait=RET` (of the 16
- * registers, how many still hold the pattern and how many are 0; RET: the child's pid),
+ * registers, how many still hold the pattern and how many are 0; RET: 1 if `wait4` returned the child's pid, else what it returned),
  * and waits for a signal to end it. Woken without a snapshot, the slot still
  * holds the thread's exit and the state is kept: `mxcsr=7f80 pattern=16 zero=0`. Restored
  * from a snapshot taken while it waits: `mxcsr=1f80 pattern=0 zero=16`. */

@@ -178,6 +178,13 @@ pub(crate) fn run(g: &GlobalArgs, m: &MonitorArgs) -> anyhow::Result<u8> {
             return Err(e);
         }
     };
+    // `pvmux exec ID`: new processes in the running guest (removed when this returns).
+    // Listening before the container is said to run: an exec right after `start` (or
+    // `run --detach`) returns finds the socket there and accepting, not missing or bound
+    // but not yet listening (`ECONNREFUSED`; seen in CI under load).
+    let _exec = pvmux_host::exec::socket::ExecServer::bind(&sd.exec_socket(), tenant.exec_handle())
+        .map_err(|e| tracing::warn!("no exec into this container: {e}"))
+        .ok();
     // `running` once the guest kernel's sandbox exists, before `start` returns.
     let _ = sd.update(|r| {
         r.status = Status::Running;
@@ -185,10 +192,6 @@ pub(crate) fn run(g: &GlobalArgs, m: &MonitorArgs) -> anyhow::Result<u8> {
     });
     control::answer(&start, &Ok(()));
     drop(start);
-    // `pvmux exec ID`: new processes in the running guest (removed when this returns).
-    let _exec = pvmux_host::exec::socket::ExecServer::bind(&sd.exec_socket(), tenant.exec_handle())
-        .map_err(|e| tracing::warn!("no exec into this container: {e}"))
-        .ok();
     let handle = tenant.handle();
     let events_sd = StateDir::open(&g.root, &m.id)?;
     let run_args = m.run_args.clone();

@@ -83,6 +83,22 @@ pub const KERNEL_WAIT_SLICE_NS: u64 = 20_000_000;
 /// How long a slot thread spins for its next request, or for an earlier batch, before it
 /// sleeps (ns): see [`KERNEL_SPIN_NS`].
 pub const USER_SPIN_NS: u64 = 100_000;
+/// How long a slot thread spins for its next grant (ns): [`USER_SPIN_NS`], except before its
+/// first one (`last` = 0), which it waits for asleep.
+///
+/// A new sandbox's threads all wait for a first grant, and most of them never get one soon:
+/// a `fork` child runs on one vCPU, and the other slots' threads spun their whole budget for
+/// nothing, on CPUs the child, its parent and the host's spawn of the next spare were
+/// waiting for. Asleep, the slot that is granted costs the kernel one futex wake-up instead.
+/// A `fork`/`_exit`/`wait` loop on a 2-CPU host: 458–591 µs a round before, 372–441 µs
+/// after (docs/BENCHMARKS.md).
+pub const fn first_wait_spin(last: u32) -> u64 {
+    if last == 0 {
+        0
+    } else {
+        USER_SPIN_NS
+    }
+}
 /// Longest single sleep of a slot thread waiting for an earlier batch (ns): it re-checks
 /// `dead` in between.
 pub const ORDER_WAIT_SLICE_NS: u64 = 10_000_000;
@@ -833,7 +849,7 @@ impl<'a, M: SlotMem + ?Sized> UserSide<'a, M> {
             }
             let mut r = None;
             let (mine, peer) = (m.word(Word::UserCpu), m.word(Word::KernelCpu));
-            if spin_apart_until(w, USER_SPIN_NS, mine, peer, || {
+            if spin_apart_until(w, first_wait_spin(last), mine, peer, || {
                 r = next_grant(grant.load(Acquire), last);
                 r.is_some()
             }) {

@@ -8,7 +8,7 @@ use core::sync::atomic::Ordering::Relaxed;
 use pvmux_hypercalls::frame::RFLAGS_USER_MASK;
 use pvmux_hypercalls::sandbox::GUEST_MEM_FD;
 use pvmux_hypercalls::user::handoff::{
-    OpsOrder, RunLoad, Served, SlotMem, UserPlatform, UserSide, USER_SPIN_NS,
+    first_wait_spin, OpsOrder, RunLoad, Served, SlotMem, UserPlatform, UserSide,
 };
 use pvmux_hypercalls::user::{op, user_stat, UserOp, USER_BASE, USER_END};
 use pvmux_switcher::seccomp::USER_LEN_MAX;
@@ -31,10 +31,10 @@ pub(super) fn side(slot: &Slot) -> UserSide<'_, Slot> {
     UserSide::new(slot, G.mem_size.load(Relaxed))
 }
 
-/// The hand-off's spin budget ([`USER_SPIN_NS`]) in TSC ticks of the guest clock.
-fn spin_ticks() -> u64 {
+/// A spin budget of the hand-off (`ns`: [`first_wait_spin`]) in TSC ticks of the guest clock.
+fn spin_ticks(ns: u64) -> u64 {
     let (mult, shift) = (G.clock_mult.load(Relaxed), G.clock_shift.load(Relaxed));
-    ((u128::from(USER_SPIN_NS) << shift) / u128::from(mult.max(1))).min(u128::from(u32::MAX)) as u64
+    ((u128::from(ns) << shift) / u128::from(mult.max(1))).min(u128::from(u32::MAX)) as u64
 }
 
 /// Serves requests until one runs user code (then returns, so the handler's `rt_sigreturn`
@@ -118,7 +118,7 @@ impl UserPlatform for Stub<'_> {
             slot.grant_word(),
             last,
             slot.waiting_word(),
-            spin_ticks(),
+            spin_ticks(first_wait_spin(last)),
             super::slot::ctx_dead_word(),
             // Without `rdtscp` the loop cannot tell where it runs: it spins as before.
             if crate::state::has_rdtscp() {

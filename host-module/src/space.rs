@@ -636,9 +636,18 @@ fn reaper_thread(inner: &Inner, ep: &OwnedFd, wake: &OwnedFd) {
     // Spawning spares and reaping is host work on the tenant's behalf.
     let mut meter = crate::limits::budget::HostMeter::start();
     let mut audit = grant_audit::Audit::new();
+    // Whether this thread is in the tenant's cgroup (`SpaceCpu::join_thread`), once the
+    // limits are known; `None` until then.
+    let mut joined: Option<bool> = None;
     loop {
         if let Some(cpu) = inner.cpu.get() {
-            meter.charge(cpu.account());
+            if !(joined == Some(true) && cpu.usage_in_cgroup()) {
+                meter.charge(cpu.account());
+            }
+            if joined.is_none() {
+                joined = Some(cpu.join_thread());
+                meter = crate::limits::budget::HostMeter::start();
+            }
         }
         events.clear();
         let timeout = audit.timeout();
@@ -666,7 +675,7 @@ fn reaper_thread(inner: &Inner, ep: &OwnedFd, wake: &OwnedFd) {
                 reap_one(inner, ep, token);
             }
         }
-        top_up_spares(inner, ep);
+        top_up_spares(inner, ep, joined == Some(true));
         audit.run_if_due(inner);
         let st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
         if st.closed && st.processes() == 0 {
@@ -678,7 +687,8 @@ fn reaper_thread(inner: &Inner, ep: &OwnedFd, wake: &OwnedFd) {
 /// Spawns spares until there are `max_spares` (called on the reaper thread, which stays
 /// alive as long as any sandbox of the tenant: the spares' `PDEATHSIG` is tied to it).
 /// Forks without the state lock; the vCPU threads only ever take spares that are ready.
-fn top_up_spares(inner: &Inner, ep: &OwnedFd) {
+/// `in_cgroup`: the reaper thread is in the tenant's cgroup, so its spares are born there.
+fn top_up_spares(inner: &Inner, ep: &OwnedFd, in_cgroup: bool) {
     let cfg = &inner.cfg;
     loop {
         {
@@ -723,6 +733,10 @@ fn top_up_spares(inner: &Inner, ep: &OwnedFd) {
         // registered yet, so its pid is still its own. Limits set meanwhile
         // (`Spaces::set_cpu`) are applied below, under the lock.
         let applied = match (&spawned, inner.cpu.get()) {
+            (Ok((_, _, child)), Some(cpu)) if in_cgroup => {
+                cpu.apply_born_inside(child.pid.as_raw_nonzero().get() as u32);
+                true
+            }
             (Ok((_, _, child)), Some(cpu)) => {
                 cpu.apply(child.pid.as_raw_nonzero().get() as u32);
                 true

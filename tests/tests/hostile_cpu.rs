@@ -336,6 +336,19 @@ fn report_memory(m: &Measured) {
     }
 }
 
+/// Starts `pvmux ARGS` with its log (stderr) piped to the caller, as it runs.
+fn spawn_logging(args: &[&str]) -> (std::process::Child, std::process::ChildStderr) {
+    let mut child = Command::new(pvmux_bin())
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("pvmux starts");
+    let err = child.stderr.take().expect("stderr");
+    (child, err)
+}
+
 /// A host that dies (SIGKILL: no clean-up at all) leaves its tenant cgroup behind, emptied
 /// (its sandboxes die with it); the next pvmux removes it.
 #[test]
@@ -345,14 +358,8 @@ fn a_dead_hosts_cgroup_is_removed_by_the_next_one() {
         return;
     }
     let p = prog("cpu-fork-busy");
-    let mut child = Command::new(pvmux_bin())
-        .args(["run", "--log", "info", "--rootfs", "/", "--", &p, "1"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("pvmux starts");
-    let mut err = child.stderr.take().expect("stderr");
+    let (mut child, mut err) =
+        spawn_logging(&["run", "--log", "info", "--rootfs", "/", "--", &p, "1"]);
     // Read the log until the cgroup line (logged once the kernel sandbox is in it, while
     // the guest boots), then kill pvmux.
     let mut log = Vec::new();
@@ -390,4 +397,95 @@ fn a_dead_hosts_cgroup_is_removed_by_the_next_one() {
         assert!(!d.exists(), "{} not removed by the next pvmux", d.display());
     }
     assert_cgroup_gone(&m);
+}
+
+/// Every user sandbox is in the tenant cgroup while it runs: the ones spawned on the spot
+/// (moved one by one) and the spares, which on cgroup v1 are born there (their spawning
+/// thread joined the cgroup, `SpaceCpu::join_thread`) instead of being moved.
+#[test]
+fn every_user_sandbox_runs_in_the_tenant_cgroup() {
+    if !host_has_cgroups() {
+        eprintln!("no tenant cgroups on this host: nothing to check");
+        return;
+    }
+    // The shell waits until the limits are in force (they are set while the guest boots):
+    // the sandboxes of the `sleep`, of the program it execs and of its three children are
+    // spares spawned after that.
+    let script = format!("sleep 0.5; exec {} 3", prog("cpu-fork-busy"));
+    let (mut child, mut err) = spawn_logging(&[
+        "run",
+        "--log",
+        "info,pvmux_host::space=debug",
+        "--rootfs",
+        "/",
+        "--cpu-seconds",
+        "2",
+        "--",
+        "/bin/sh",
+        "-c",
+        &script,
+    ]);
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let log = std::sync::Arc::clone(&log);
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = err.read(&mut buf) {
+                let mut l = log.lock().expect("log");
+                l.push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        })
+    };
+    // The pids of the sandboxes that hold a space: the shell's, the `sleep`'s, the program's
+    // and its three children's.
+    let used = |log: &str| -> Vec<u32> {
+        log.lines()
+            .filter(|l| {
+                l.contains("spare user sandbox assigned")
+                    || (l.contains("user sandbox spawned") && !l.contains("spare"))
+            })
+            .filter_map(|l| {
+                l.split_once(" pid=")?
+                    .1
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (dirs, pids) = loop {
+        let l = log.lock().expect("log").clone();
+        let (dirs, pids) = (cgroup_dirs(&l), used(&l));
+        if !dirs.is_empty() && pids.len() >= 6 {
+            break (dirs, pids);
+        }
+        assert!(Instant::now() < deadline, "{l}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // The program and its children spin until the budget ends the tenant: the last four
+    // are alive here (the shell's and the `sleep`'s sandboxes are gone).
+    for d in &dirs {
+        let procs = std::fs::read_to_string(d.join("cgroup.procs")).expect("cgroup.procs");
+        let members: Vec<u32> = procs
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        for pid in &pids[pids.len() - 4..] {
+            assert!(
+                members.contains(pid),
+                "user sandbox {pid} is not in {} ({procs})",
+                d.display()
+            );
+        }
+    }
+    let status = child.wait().expect("pvmux ends by the budget");
+    reader.join().expect("log reader");
+    let l = log.lock().expect("log").clone();
+    assert_eq!(status.code(), Some(124), "{l}");
+    for d in &dirs {
+        assert!(!d.exists(), "{} left behind\n{l}", d.display());
+    }
 }

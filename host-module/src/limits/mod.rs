@@ -128,6 +128,11 @@ pub(crate) struct SpaceCpu {
     rlimit_secs: Option<u64>,
     cpu: Arc<TenantCpu>,
     count_reaped: bool,
+    /// The tenant's CPU time is the cgroup's counter ([`Accounting::Cgroup`]).
+    usage_in_cgroup: bool,
+    /// The cgroup has a `cpu` controller directory (a rate or a weight): no host thread may
+    /// join it ([`Self::join_thread`]).
+    throttles: bool,
 }
 
 impl TenantLimits {
@@ -143,6 +148,8 @@ impl TenantLimits {
             rlimit_secs: self.rlimit_secs,
             cpu: Arc::clone(&self.cpu),
             count_reaped: self.accounting == Accounting::Processes && self.cpu.active(),
+            usage_in_cgroup: self.accounting == Accounting::Cgroup,
+            throttles: self.cgroup.as_ref().is_some_and(TenantCgroup::has_cpu),
         }
     }
 
@@ -181,6 +188,8 @@ impl Default for SpaceCpu {
             rlimit_secs: None,
             cpu: Arc::new(TenantCpu::new(None, None)),
             count_reaped: false,
+            usage_in_cgroup: false,
+            throttles: false,
         }
     }
 }
@@ -205,6 +214,50 @@ impl SpaceCpu {
                 tracing::error!(tenant = %name, pid, "cannot set RLIMIT_CPU of a user sandbox: {e}");
             }
         }
+    }
+
+    /// Sets the backstop of user sandbox `pid`, born inside the tenant's cgroup (spawned by
+    /// a thread that [joined](Self::join_thread) it): what [`Self::apply`] does but the move.
+    pub(crate) fn apply_born_inside(&self, pid: u32) {
+        if let Some(secs) = self.rlimit_secs {
+            if let Err(e) = set_cpu_rlimit(pid, secs) {
+                tracing::error!(tenant = %self.name, pid, "cannot set RLIMIT_CPU of a user sandbox: {e}");
+            }
+        }
+    }
+
+    /// Moves the calling thread alone into every directory of the tenant's cgroup, which
+    /// only cgroup v1 allows (its `tasks` file), so that the processes it spawns are born
+    /// there: [`Self::apply`]'s move of each one waits for an RCU grace period (87 µs on
+    /// average, up to 16 ms, on the path of every `fork`'s spare: docs/BENCHMARKS.md).
+    /// True when the thread is now in every one of them; false without a cgroup, on cgroup
+    /// v2, when the cgroup has a `cpu` directory (a host thread must not be throttled by
+    /// the tenant's rate while it holds locks other tenants' threads take), or when a move
+    /// fails (spawned processes are then moved one by one, as before). The thread's CPU
+    /// time then counts in the cgroup's, as its work is the tenant's; docs/SECURITY.md,
+    /// "Tenant cgroup", says why the memory controller is safe to join.
+    pub(crate) fn join_thread(&self) -> bool {
+        if self.cgroup_dirs.is_empty() || self.throttles {
+            return false;
+        }
+        let tid = rustix::thread::gettid().as_raw_nonzero().get().to_string();
+        for d in &self.cgroup_dirs {
+            let tasks = d.join("tasks");
+            if !tasks.exists() {
+                return false;
+            }
+            if let Err(e) = std::fs::write(&tasks, &tid) {
+                tracing::debug!(tenant = %self.name, "cannot move the spawning thread into {}: {e}", d.display());
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Whether the tenant's CPU time is the cgroup's counter (a thread in the cgroup must
+    /// not also charge its time as host work).
+    pub(crate) fn usage_in_cgroup(&self) -> bool {
+        self.usage_in_cgroup
     }
 
     /// Reaps user sandbox `pid`, adding its CPU time to the account when the tenant's CPU

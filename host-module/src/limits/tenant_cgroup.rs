@@ -274,7 +274,9 @@ fn remove(dir: &Path) {
     tracing::warn!("cannot remove cgroup {}: still busy", dir.display());
 }
 
-/// Moves whatever is left in `dir` into its parent.
+/// Moves whatever is left in `dir` into its parent, but never this host process: on cgroup
+/// v1 one of its threads (a tenant's reaper, `SpaceCpu::join_thread`) lists it there until
+/// the thread has fully exited.
 fn evacuate(dir: &Path) {
     let (Some(parent), Ok(procs)) = (
         dir.parent(),
@@ -282,7 +284,8 @@ fn evacuate(dir: &Path) {
     ) else {
         return;
     };
-    for pid in procs.split_whitespace() {
+    let me = std::process::id().to_string();
+    for pid in procs.split_whitespace().filter(|p| *p != me) {
         let _ = std::fs::write(parent.join("cgroup.procs"), pid);
     }
 }

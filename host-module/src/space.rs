@@ -14,7 +14,8 @@
 //! thread (so a spare never waits unfiltered; docs/SECURITY.md, "Layers") and then sleeps on
 //! a futex on the low 32 bits of `user_ctx_len` in its control header. `SpaceCreate` hands a spare the validated region
 //! (writes `user_ctx_gpa`, then `user_ctx_len`, then wakes it) and asks the reaper thread for
-//! a replacement; with no spare at hand it spawns on the calling thread as before. Spares are
+//! a replacement; with no spare at hand it waits up to [`SPARE_WAIT`] for the one the reaper
+//! is spawning, then spawns on the calling thread as before. Spares are
 //! spawned by the reaper thread (`clone(CLONE_VM | CLONE_VFORK)`, see `sandbox.rs`; their
 //! `PDEATHSIG` is tied to it, and it outlives every sandbox of the tenant), get the tenant's
 //! CPU limits like any space, count against
@@ -40,9 +41,9 @@ use std::mem::offset_of;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::atomic::{AtomicU32, AtomicU64};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pvmux_hypercalls::sandbox::kind;
 use pvmux_hypercalls::user::grant::REAPED_OFFSET;
@@ -69,6 +70,9 @@ pub const MAX_PROCESSES: usize = 2 * MAX_SPACES;
 pub const DESTROY_WAIT: Duration = Duration::from_secs(5);
 /// Most spare user sandboxes a tenant keeps ready.
 pub(crate) const SPARES: usize = 2;
+/// Longest `SpaceCreate` waits for the spare the reaper is spawning when there is none at
+/// hand, before it spawns one itself.
+const SPARE_WAIT: Duration = Duration::from_millis(20);
 /// epoll token of the reaper's wake-up eventfd (handles are smaller).
 const WAKE_TOKEN: u64 = u64::MAX;
 /// epoll tokens of spares: `SPARE_TOKEN | spare id` (handles are smaller).
@@ -224,6 +228,8 @@ struct Inner {
     stub: Arc<Stub>,
     cpu: OnceLock<SpaceCpu>,
     state: Mutex<State>,
+    /// Notified when the reaper offers a spare, and when the tenant closes.
+    spare_ready: Condvar,
     /// [`MAX_SPACES`] (lower in tests).
     max_spaces: usize,
     /// [`SPARES`] (0 in most tests).
@@ -256,6 +262,7 @@ impl Spaces {
                     next_handle: 1,
                     ..State::default()
                 }),
+                spare_ready: Condvar::new(),
                 max_spaces: MAX_SPACES,
                 max_spares: SPARES,
             }),
@@ -358,6 +365,29 @@ impl Spaces {
             self.want_spares(&mut st);
             return Ok(handle);
         }
+        // None at hand: the reaper is spawning one (it tops up after each spare taken), and
+        // waiting for it is quicker than spawning here, which would also hold the state lock
+        // through a clone, an exec and the cgroup moves (up to milliseconds, while other
+        // vCPUs' `SpaceCreate`s and the reaper wait for the lock).
+        let deadline = Instant::now() + SPARE_WAIT;
+        self.want_spares(&mut st);
+        while self.spare_coming(&st) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            st = match self.inner.spare_ready.wait_timeout(st, left) {
+                Ok((g, _)) => g,
+                Err(e) => e.into_inner().0,
+            };
+            if st.closed {
+                return Err(HcError::NoResources);
+            }
+            if let Some(handle) = self.use_spare(&mut st, ctx_gpa, ctx_len, grant) {
+                self.want_spares(&mut st);
+                return Ok(handle);
+            }
+        }
         if st.processes() >= max * (MAX_PROCESSES / MAX_SPACES) {
             return Err(HcError::NoResources);
         }
@@ -439,6 +469,15 @@ impl Spaces {
         tracing::debug!(tenant = %cfg.name, handle, pid = raw_pid, ctx_gpa, "user sandbox spawned");
         self.want_spares(&mut st);
         Ok(handle)
+    }
+
+    /// Whether the reaper will offer a spare (it is topping them up).
+    fn spare_coming(&self, st: &State) -> bool {
+        !st.closed
+            && !st.spares_off
+            && st.reaper.is_some()
+            && st.spares.len() < self.inner.max_spares
+            && st.processes() < self.inner.max_spaces * (MAX_PROCESSES / MAX_SPACES)
     }
 
     /// Gives the oldest live spare the (validated) context region and makes it space
@@ -586,6 +625,7 @@ impl Spaces {
             for s in &st.spares {
                 sandbox::kill(&s.pidfd);
             }
+            self.inner.spare_ready.notify_all();
             st.reaper.take()
         };
         if let Some(r) = reaper {
@@ -752,6 +792,7 @@ fn top_up_spares(inner: &Inner, ep: &OwnedFd, in_cgroup: bool) {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .spares_off = true;
+                inner.spare_ready.notify_all();
                 return;
             }
         };
@@ -768,6 +809,7 @@ fn top_up_spares(inner: &Inner, ep: &OwnedFd, in_cgroup: bool) {
             if let Err(e) = added {
                 tracing::error!(tenant = %cfg.name, "cannot watch a spare user sandbox: {e}");
                 st.spares_off = true;
+                inner.spare_ready.notify_all();
             } else {
                 let _ = epoll::delete(ep, &child.pidfd);
             }
@@ -792,6 +834,7 @@ fn top_up_spares(inner: &Inner, ep: &OwnedFd, in_cgroup: bool) {
             ctl,
             words,
         });
+        inner.spare_ready.notify_one();
         tracing::debug!(tenant = %cfg.name, pid = raw_pid, spare = id, "spare user sandbox spawned");
     }
 }
@@ -809,6 +852,7 @@ fn reap_spare(inner: &Inner, ep: &OwnedFd, id: u64) {
     let exit = reap(inner, sp.pid);
     if !st.closed {
         st.spares_off = true;
+        inner.spare_ready.notify_all();
         tracing::warn!(
             tenant = %inner.cfg.name,
             pid = sp.pid.as_raw_nonzero().get(),
@@ -886,6 +930,7 @@ fn reap_all_blocking(inner: &Inner) {
         let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
         // Spares are of no use without a reaper: kill them.
         st.spares_off = true;
+        inner.spare_ready.notify_all();
         for sp in std::mem::take(&mut st.spares) {
             sandbox::kill(&sp.pidfd);
             let _ = reap(inner, sp.pid);
@@ -1187,6 +1232,25 @@ mod tests {
             );
         }
         assert_eq!(s.create(POOL), Err(HcError::NoResources), "closed");
+    }
+
+    #[test]
+    fn a_space_asked_for_with_no_spare_at_hand_waits_for_the_reapers() {
+        let (s, _mem) = with_spares(spin(), 1);
+        s.set_cpu(SpaceCpu::default());
+        wait_for("a spare", || spare_pids(&s).len() == 1);
+        // Three in a row: the second and third find none ready and take the one the reaper
+        // spawns meanwhile, instead of spawning one themselves.
+        for i in 0..3 {
+            s.create(POOL + i * 0x10_0000).unwrap();
+        }
+        let spawned_as_spares = s.lock().next_spare;
+        assert!(
+            spawned_as_spares >= 3,
+            "{spawned_as_spares} spares for 3 spaces"
+        );
+        assert_eq!(s.pids().len(), 3);
+        s.shutdown();
     }
 
     #[test]

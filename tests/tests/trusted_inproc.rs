@@ -110,6 +110,18 @@ fn signals_and_fork_in_process() {
     same_in_both_modes("signal-rules", &[]);
 }
 
+/// After `fork`, each side writes its stack and TLS at once (pages the child gets a copy of
+/// at the fork when the parent is single-threaded): the child sees the fork instant, and
+/// neither sees the other's writes.
+#[test]
+#[cfg_attr(
+    not(have_static_glibc),
+    ignore = "needs a static glibc: apt-get install libc6-dev"
+)]
+fn fork_gives_each_side_its_own_stack_and_tls() {
+    same_in_both_modes("fork-copies", &[]);
+}
+
 /// Futexes (shared and private, with threads), `execve`'s rules (fork + exec + wait).
 #[test]
 #[cfg_attr(

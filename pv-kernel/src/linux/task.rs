@@ -1137,7 +1137,14 @@ pub(crate) fn do_clone(
     } else {
         // The child's copy of the memory map comes from the kernel heap.
         super::memory::check_fork(&space.mm.lock())?;
-        space.fork()?
+        // What the child touches first: its code, its stack top and its TLS. While the
+        // parent has no other thread that could write them, the two pages it writes at once
+        // are copied for it now instead of at two copy-on-write faults.
+        let page = |a: u64| a & !(pvmux_hypercalls::PAGE_SIZE - 1);
+        let (rsp, tls) = (page(cst.regs.rsp), page(cst.fs_base));
+        let alone = p.threads.lock().len() == 1;
+        let own: &[u64] = if alone { &[rsp, tls] } else { &[] };
+        space.fork(own, &[cst.regs.rip, cst.regs.rsp, cst.fs_base])?
     };
     if exiting() {
         return Err(Errno::EINTR);

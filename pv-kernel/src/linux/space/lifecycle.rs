@@ -159,7 +159,9 @@ impl Space {
     /// Returns once the parent's write protection is in force in its sandbox (so no thread of
     /// the parent can write into a page it now shares with the child); meanwhile the parent's
     /// other threads wait before entering user code.
-    pub(crate) fn fork(&self) -> Result<Arc<Self>, Errno> {
+    /// `own`: the child's private copies made at once, `hot`: addresses whose blocks it
+    /// maps with its first run (see [`Mm::fork_into`] and [`Mm::map_hot`]).
+    pub(crate) fn fork(&self, own: &[u64], hot: &[u64]) -> Result<Arc<Self>, Errno> {
         let child = Self::new()?;
         let mut pm = self.mm.lock();
         // Under the lock that the page map is copied under: a thread that changes the map
@@ -167,7 +169,8 @@ impl Space {
         self.forking.fetch_add(1, Ordering::SeqCst);
         {
             let mut cm = child.mm.lock();
-            pm.fork_into(&mut cm);
+            pm.fork_into(&mut cm, own);
+            cm.map_hot(hot);
             crate::linux::patch::after_fork(self.inproc, &mut cm);
         }
         drop(pm);

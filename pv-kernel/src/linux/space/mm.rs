@@ -1072,7 +1072,15 @@ impl Mm {
     /// of one host `mmap` per run of frames before the child first runs (the largest cost
     /// of a `fork` in the sandboxes: 13% of all CPU time in a `fork`/`_exit`/`wait` loop).
     /// One pass over the regions and their pages, the references taken under one pool lock.
-    pub(crate) fn fork_into(&mut self, child: &mut Mm) {
+    ///
+    /// `own`: pages (page-aligned addresses) the child gets a private copy of at once, mapped
+    /// writable with its first run — the forking thread's stack top and TLS, which both
+    /// processes write as soon as `fork` returns. Each is copied only if it is a private,
+    /// writable page this map holds alone; this map then keeps it writable as it was. That
+    /// saves a copy-on-write fault (a hand-over there and back) in the parent and one or two
+    /// in the child per `fork`. The caller passes pages only while no other thread can write
+    /// them (a single-threaded parent, stopped in `fork`): the copy is a snapshot.
+    pub(crate) fn fork_into(&mut self, child: &mut Mm, own: &[u64]) {
         child.vmas = self.vmas.clone();
         child.brk_base = self.brk_base;
         child.brk = self.brk;
@@ -1084,6 +1092,25 @@ impl Mm {
         for (&s, vma) in &self.vmas {
             let share = vma.shm.is_some();
             for (&va, pte) in self.pages.range_mut(s..vma.end) {
+                if !share
+                    && !pte.cow
+                    && !pte.lazy
+                    && vma.prot & prot::WRITE != 0
+                    && own.contains(&va)
+                    && pool::refs(pte.gpa) == 1
+                {
+                    if let Ok(new) = pool::alloc() {
+                        pool_mem::copy(new, pte.gpa, PAGE_SIZE as usize);
+                        let npte = Pte {
+                            gpa: new,
+                            cow: false,
+                            lazy: false,
+                        };
+                        child.queue_map_populated(va, vma, &npte);
+                        copied.push((va, npte));
+                        continue;
+                    }
+                }
                 frames.push(pte.gpa);
                 if !share && !pte.cow {
                     pte.cow = true;
@@ -1108,6 +1135,25 @@ impl Mm {
         // The child's pages are mapped in its sandbox as it faults them
         // ([`Mm::map_lazy_around`]): a child that runs a little and exits or execs (most
         // do) never pays a host `mmap` for the runs it does not touch.
+    }
+
+    /// Maps the blocks around `addrs` now, as their first faults would ([`Mm::map_lazy_around`]):
+    /// for a `fork` child, the pages it touches first (its code at `rip`, its stack, its
+    /// thread's TLS), sent with its first run instead of one fault — a hand-over there and back
+    /// — each. Addresses outside every region, or whose page is not lazy, are skipped.
+    pub(crate) fn map_hot(&mut self, addrs: &[u64]) {
+        for &a in addrs {
+            let page = a & !(PAGE_SIZE - 1);
+            if !self.pages.get(&page).is_some_and(|p| p.lazy) {
+                continue;
+            }
+            let Some((vstart, vma)) = self.vma_at(page) else {
+                continue;
+            };
+            if vma.prot & prot::ALL != 0 {
+                self.map_lazy_around(page, vstart, &vma);
+            }
+        }
     }
 
     /// Maps the lazy pages ([`Pte::lazy`]) of the aligned [`FAULT_AROUND_SEQUENTIAL`]-page

@@ -187,7 +187,7 @@ fn protect_changes_present_pages_in_place() {
     );
     // After a fork the pages are copy-on-write: making them writable keeps them read-only.
     let mut child = Mm::new();
-    m.fork_into(&mut child);
+    m.fork_into(&mut child, &[]);
     drain(&mut m);
     m.protect(BASE, BASE + 16 * P, prot::ALL).unwrap();
     assert_eq!(
@@ -357,7 +357,7 @@ fn fork_copies_every_page_and_maps_runs_in_one_operation() {
     }
     drain(&mut parent);
     let mut child = Mm::new();
-    parent.fork_into(&mut child);
+    parent.fork_into(&mut child, &[]);
     assert_eq!(child.resident_pages(), 96);
     for k in 0..96 {
         let va = BASE + k * P;
@@ -407,6 +407,88 @@ fn fork_copies_every_page_and_maps_runs_in_one_operation() {
 }
 
 #[test]
+fn fork_copies_the_pages_it_is_told_the_parent_holds_alone() {
+    let mut parent = mm();
+    // Two regions far apart: a copy-on-write break in one does not reach the other.
+    let far = BASE + 64 * P;
+    parent.add_vma(BASE, BASE + P, RW, None);
+    parent.add_vma(far, far + P, RW, None);
+    parent.touch(BASE, true, false).unwrap();
+    let shared = parent.touch(far, true, false).unwrap();
+    drain(&mut parent);
+    // A first child shares both pages copy-on-write; the parent then writes the first one
+    // again, which gives it a frame of its own.
+    let mut first = Mm::new();
+    parent.fork_into(&mut first, &[]);
+    let stack = parent.touch(BASE, true, false).unwrap();
+    pool_mem::write(stack, b"stack");
+    drain(&mut parent);
+    drain(&mut first);
+    assert_eq!((pool::refs(stack), pool::refs(shared)), (1, 2));
+
+    let mut child = Mm::new();
+    parent.fork_into(&mut child, &[BASE, far]);
+    // The page the parent holds alone stays its own, writable, not write-protected.
+    assert_eq!(
+        parent.pages[&BASE],
+        Pte {
+            gpa: stack,
+            cow: false,
+            lazy: false
+        }
+    );
+    assert_eq!(pool::refs(stack), 1);
+    // The child has a copy with the same bytes, mapped writable with its first run.
+    let copy = child.pages[&BASE];
+    assert!(!copy.cow && !copy.lazy && copy.gpa != stack);
+    assert_eq!(pool::refs(copy.gpa), 1);
+    assert_eq!(&frame_bytes(copy.gpa)[..5], b"stack");
+    assert_eq!(pages_mapped(&drain(&mut child)), [(BASE, copy.gpa, RW)]);
+    // The page shared with the first child is shared with this one too, copy-on-write.
+    assert_eq!(
+        child.pages[&far],
+        Pte {
+            gpa: shared,
+            cow: true,
+            lazy: true
+        }
+    );
+    assert_eq!(pool::refs(shared), 3);
+    assert_eq!(
+        drain(&mut parent),
+        [],
+        "nothing of the parent's is protected"
+    );
+    release(child);
+    release(first);
+    release(parent);
+}
+
+#[test]
+fn a_fork_childs_hot_blocks_are_mapped_with_its_first_run() {
+    let mut parent = mm();
+    parent.add_vma(BASE, BASE + 2 * P, prot::READ | prot::EXEC, None);
+    let code = parent.touch(BASE, false, false).unwrap();
+    drain(&mut parent);
+    let mut child = Mm::new();
+    parent.fork_into(&mut child, &[]);
+    assert!(child.pages[&BASE].lazy);
+    // Its code's block is sent now (read-only as the fault would); an address in no region
+    // is skipped.
+    child.map_hot(&[BASE + 0x123, 0x7000_0000]);
+    assert!(!child.pages[&BASE].lazy);
+    // (The parent's fault populated the whole region: both pages are in the block.)
+    let next = child.pages[&(BASE + P)].gpa;
+    let rx = prot::READ | prot::EXEC;
+    assert_eq!(
+        pages_mapped(&drain(&mut child)),
+        [(BASE, code, rx), (BASE + P, next, rx)]
+    );
+    release(child);
+    release(parent);
+}
+
+#[test]
 fn fork_marks_private_pages_copy_on_write() {
     let mut parent = mm();
     parent.add_vma(BASE, BASE + P, RW, None);
@@ -416,7 +498,7 @@ fn fork_marks_private_pages_copy_on_write() {
     pool_mem::write(data, b"parent");
     drain(&mut parent);
     let mut child = Mm::new();
-    parent.fork_into(&mut child);
+    parent.fork_into(&mut child, &[]);
     assert_eq!(regions(&child), regions(&parent));
     for (va, gpa) in [(BASE, data), (BASE + P, ro)] {
         assert_eq!(pool::refs(gpa), 2);
@@ -504,7 +586,7 @@ fn shared_regions_share_frames_across_fork() {
     parent.add_vma(BASE, BASE + 4 * P, RW, Some(ShmRef::new_object()));
     let first = parent.touch(BASE, true, false).unwrap();
     let mut child = Mm::new();
-    parent.fork_into(&mut child);
+    parent.fork_into(&mut child, &[]);
     assert_eq!(
         child.pages[&BASE],
         Pte {
@@ -596,7 +678,7 @@ fn map_generation_tells_a_fault_loop_from_progress() {
     );
     // After a fork, the same write is a copy-on-write break: progress.
     let mut child = Mm::new();
-    m.fork_into(&mut child);
+    m.fork_into(&mut child, &[]);
     let g3 = m.fault(BASE, pf::WRITE | pf::USER).unwrap();
     assert_ne!(g3, g2);
     release(m);
@@ -699,7 +781,7 @@ fn a_copy_on_write_break_takes_its_block_along() {
         .collect();
     drain(&mut parent);
     let mut child = Mm::new();
-    parent.fork_into(&mut child);
+    parent.fork_into(&mut child, &[]);
     drain(&mut parent);
     drain(&mut child);
     // The child writes page 3: pages 0..FAULT_AROUND become private copies, with their
@@ -747,7 +829,7 @@ fn private_frame_breaks_sharing_for_one_space_only() {
     parent.patch_next = 5;
     drain(&mut parent);
     let mut child = Mm::new();
-    parent.fork_into(&mut child);
+    parent.fork_into(&mut child, &[]);
     assert_eq!(child.patch_next, 5);
     drain(&mut child);
 
@@ -835,7 +917,7 @@ fn an_in_process_parents_fork_child_gets_the_user_stubs_entry() {
     drain(&mut parent);
     for (inproc, want) in [(false, INPROC_ENTRY), (true, USER_PATCH_ENTRY)] {
         let mut child = Mm::new();
-        parent.fork_into(&mut child);
+        parent.fork_into(&mut child, &[]);
         drain(&mut child);
         crate::linux::patch::after_fork(inproc, &mut child);
         let f = child.frame_of(PATCH_TABLE_BASE).unwrap();

@@ -236,6 +236,14 @@ struct Inner {
     max_spares: usize,
 }
 
+impl Inner {
+    /// Most user sandbox processes of the tenant ([`MAX_PROCESSES`], scaled with a test's
+    /// lower `max_spaces`).
+    fn max_processes(&self) -> usize {
+        self.max_spaces * (MAX_PROCESSES / MAX_SPACES)
+    }
+}
+
 /// The user sandboxes of one tenant.
 pub(crate) struct Spaces {
     inner: Arc<Inner>,
@@ -388,7 +396,7 @@ impl Spaces {
                 return Ok(handle);
             }
         }
-        if st.processes() >= max * (MAX_PROCESSES / MAX_SPACES) {
+        if st.processes() >= self.inner.max_processes() {
             return Err(HcError::NoResources);
         }
         if st.reaper.is_none() {
@@ -477,7 +485,7 @@ impl Spaces {
             && !st.spares_off
             && st.reaper.is_some()
             && st.spares.len() < self.inner.max_spares
-            && st.processes() < self.inner.max_spaces * (MAX_PROCESSES / MAX_SPACES)
+            && st.processes() < self.inner.max_processes()
     }
 
     /// Gives the oldest live spare the (validated) context region and makes it space
@@ -733,11 +741,10 @@ fn top_up_spares(inner: &Inner, ep: &OwnedFd, in_cgroup: bool) {
     loop {
         {
             let st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
-            let limit = inner.max_spaces * (MAX_PROCESSES / MAX_SPACES);
             if st.closed
                 || st.spares_off
                 || st.spares.len() >= inner.max_spares
-                || st.processes() >= limit
+                || st.processes() >= inner.max_processes()
             {
                 return;
             }

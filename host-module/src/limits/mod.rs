@@ -209,11 +209,7 @@ impl SpaceCpu {
                 return;
             }
         }
-        if let Some(secs) = self.rlimit_secs {
-            if let Err(e) = set_cpu_rlimit(pid, secs) {
-                tracing::error!(tenant = %name, pid, "cannot set RLIMIT_CPU of a user sandbox: {e}");
-            }
-        }
+        self.apply_born_inside(pid);
     }
 
     /// Sets the backstop of user sandbox `pid`, born inside the tenant's cgroup (spawned by

@@ -294,6 +294,10 @@ impl Spaces {
                 }
             }
         }
+        // The reaper joins the cgroup at its next wake-up: now, while the guest runs, not at
+        // its first spawn or at the tenant's end (a join waits for an RCU grace period, and
+        // the shutdown waits for the reaper).
+        self.wake_reaper(&st);
         self.want_spares(&mut st);
     }
 
@@ -319,6 +323,11 @@ impl Spaces {
                 }
             }
         }
+        self.wake_reaper(st);
+    }
+
+    /// Wakes the reaper thread, if it runs.
+    fn wake_reaper(&self, st: &State) {
         if let Some(r) = &st.reaper {
             if let Err(e) = rustix::io::write(&*r.wake, &1u64.to_ne_bytes()) {
                 tracing::error!("cannot wake the space reaper: {e}");
@@ -693,7 +702,10 @@ fn reaper_thread(inner: &Inner, ep: &OwnedFd, wake: &OwnedFd) {
                 meter.charge(cpu.account());
             }
             if joined.is_none() {
-                joined = Some(cpu.join_thread());
+                // A closed tenant spawns nothing more: its reaper has no reason to join (and
+                // the shutdown would wait for the join's grace period).
+                let closed = inner.state.lock().unwrap_or_else(|e| e.into_inner()).closed;
+                joined = Some(!closed && cpu.join_thread());
                 meter = crate::limits::budget::HostMeter::start();
             }
         }

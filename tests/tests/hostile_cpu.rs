@@ -489,3 +489,74 @@ fn every_user_sandbox_runs_in_the_tenant_cgroup() {
         assert!(!d.exists(), "{} left behind\n{l}", d.display());
     }
 }
+
+/// On cgroup v1, the tenant's reaper thread joins the tenant cgroup as soon as the limits
+/// are in force, while the guest runs: the spares it spawns are born inside, and the join's
+/// wait (an RCU grace period) is over long before the tenant's end, which waits for the
+/// reaper.
+#[test]
+fn the_reaper_joins_the_tenant_cgroup_while_the_guest_runs() {
+    if !host_has_cgroups() {
+        eprintln!("no tenant cgroups on this host: nothing to join");
+        return;
+    }
+    let (mut child, mut err) = spawn_logging(&[
+        "run",
+        "--log",
+        "info",
+        "--rootfs",
+        "/",
+        "--",
+        "/bin/sleep",
+        "3",
+    ]);
+    let mut log = String::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let line = loop {
+        use std::io::Read;
+        let mut buf = [0u8; 4096];
+        let n = err.read(&mut buf).expect("pvmux's log");
+        assert!(n > 0, "pvmux ended before its cgroup was logged: {log}");
+        log.push_str(&String::from_utf8_lossy(&buf[..n]));
+        if let Some(l) = log.lines().find(|l| l.contains("tenant cgroup: cgroup v")) {
+            break l.to_owned();
+        }
+        assert!(Instant::now() < deadline, "{log}");
+    };
+    let dirs = cgroup_dirs(&line);
+    assert!(!dirs.is_empty(), "{line}");
+    if !line.contains("cgroup v1") || line.contains("cpu.") {
+        // cgroup v2 has no thread-only moves; a `cpu` directory would throttle host work.
+        eprintln!("the reaper does not join this tenant cgroup: {line}");
+        let _ = child.wait();
+        return;
+    }
+    let reaper = || -> Option<String> {
+        std::fs::read_dir(format!("/proc/{}/task", child.id()))
+            .ok()?
+            .flatten()
+            .find(|t| {
+                std::fs::read_to_string(t.path().join("comm"))
+                    .is_ok_and(|c| c.starts_with("pvmux-reap-"))
+            })
+            .map(|t| t.file_name().to_string_lossy().into_owned())
+    };
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let tid = reaper().expect("the tenant's reaper thread");
+        let joined = dirs.iter().all(|d| {
+            std::fs::read_to_string(d.join("tasks"))
+                .is_ok_and(|t| t.split_whitespace().any(|x| x == tid))
+        });
+        if joined {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "reaper thread {tid} is not in every one of {dirs:?} while the guest runs"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = child.wait().expect("pvmux ends with the guest");
+    assert!(status.success(), "{status}");
+}

@@ -246,6 +246,7 @@ pub(crate) fn volume_op(req_gpa: u64, resp_gpa: u64) -> Result<u64, HcError> {
 
 /// Ends the tenant with exit code `code & 0xff`.
 pub(crate) fn shutdown(code: u64) -> ! {
+    crate::console::flush_held();
     call(Hypercall::Shutdown, [code, 0, 0, 0, 0]);
     // The host does not return from a shutdown; if it does, crash loudly.
     crate::arch::die()
@@ -253,6 +254,7 @@ pub(crate) fn shutdown(code: u64) -> ! {
 
 /// Ends the tenant with exit code `code & 0xff`, telling the host how init ended.
 pub(crate) fn shutdown_with_record(code: u64, record: &pvmux_hypercalls::ShutdownRecord) -> ! {
+    crate::console::flush_held();
     let va = record as *const _ as u64;
     let len = core::mem::size_of_val(record) as u64;
     let gpa = crate::boot::virt_to_phys(va, len).unwrap_or(0);

@@ -191,6 +191,7 @@ fn kmain() {
     fs::init();
     fs::volume::mount_all();
     fs::disk::attach_at_boot();
+    console::boot_done();
     // The adopted processes instead of the commands and a new init: rebuilt, running, and
     // init waited for as at a boot.
     if let Some(a) = adopting {

@@ -57,6 +57,7 @@ pub fn report(info: &PanicInfo<'_>) -> ! {
         None => write!(w, "panicked: {}", info.message()),
     };
     let len = w.len;
+    crate::console::flush_held();
     crate::hcall::console_write(b"\n");
     crate::hcall::console_write(&w.buf[..len]);
     crate::hcall::console_write(b"\n");

@@ -14,7 +14,8 @@
 //!   with entry number `cookie` (0 = the first; `.` and `..` are never listed). Returns the
 //!   bytes used; 0 means no entries from `cookie` on. The next cookie is `cookie` plus the
 //!   number of records returned. `TooLarge` if not even one record fits in `buf_len` (a
-//!   buffer of [`LIST_MIN_BUF`] bytes always fits one).
+//!   buffer of [`LIST_MIN_BUF`] bytes always fits one). The host puts in as many records as
+//!   fit, so a reply leaving [`LIST_MIN_BUF`] bytes or more unused ends the listing.
 //! * `HostfsRead(path_gpa, path_len, offset, buf_gpa, len, copy_gpa) -> bytes`: reads up to
 //!   `min(len, READ_MAX)` bytes of a regular file at `offset`; 0 at or past its end. With
 //!   `copy_gpa` not 0, the same bytes also go to `copy_gpa` (both ranges checked before any

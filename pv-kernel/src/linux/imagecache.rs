@@ -161,9 +161,11 @@ impl CachedFile {
         if self.filled[i].load(Ordering::Acquire) {
             let start = crate::time::now_ns();
             let (off, n) = self.chunk_span(i);
-            let mut buf = kernel_buffer(n)?;
+            let mut buf = take_buffer(n)?;
             pool_mem::read(self.base + off as u64, &mut buf);
-            if tag(&buf) == self.tags[i].load(Ordering::Acquire) {
+            let intact = tag(&buf) == self.tags[i].load(Ordering::Acquire);
+            give_back(buf);
+            if intact {
                 self.verified[i].fetch_max(start, Ordering::AcqRel);
                 return Ok(());
             }
@@ -173,7 +175,7 @@ impl CachedFile {
             );
             self.filled[i].store(false, Ordering::Release);
         }
-        self.fill_chunk(i).map(drop)
+        self.fill_chunk(i).map(give_back)
     }
 
     /// Whether chunk `i` has been read (its frames hold the file's bytes, unless a program
@@ -196,7 +198,7 @@ impl CachedFile {
     fn fill_chunk(&self, i: usize) -> Result<Vec<u8>, Errno> {
         let read_at = crate::time::now_ns();
         let (off, n) = self.chunk_span(i);
-        let mut buf = kernel_buffer(n)?;
+        let mut buf = take_buffer(n)?;
         let (ino, size, mtime) = self.key;
         // Execute permission was checked (`load`), or the file is open for reading (a
         // mapping): the kernel reads the file by inode whatever its read bits, as Linux does
@@ -227,13 +229,36 @@ impl CachedFile {
     }
 }
 
-/// A zeroed kernel buffer of `n` bytes (`ENOMEM` if the heap has none).
-fn kernel_buffer(n: usize) -> Result<Vec<u8>, Errno> {
+/// A kernel buffer of `n` bytes (at most [`TAG_CHUNK`]) to read or check a chunk through:
+/// a spare one if there is one, its old bytes left (the read or the copy overwrites them all,
+/// or fails), else a new zeroed one (`ENOMEM` if the heap has none).
+fn take_buffer(n: usize) -> Result<Vec<u8>, Errno> {
+    if let Some(mut buf) = SPARE_BUFS.lock().pop() {
+        buf.resize(n, 0);
+        return Ok(buf);
+    }
     let mut buf = Vec::new();
-    buf.try_reserve_exact(n).map_err(|_| Errno::ENOMEM)?;
+    buf.try_reserve_exact(TAG_CHUNK.max(n))
+        .map_err(|_| Errno::ENOMEM)?;
     buf.resize(n, 0);
     Ok(buf)
 }
+
+/// Keeps a chunk buffer for the next [`take_buffer`] if fewer than [`SPARE_BUFFERS`] are
+/// kept: no allocation and no 64 KiB of zeroes per chunk read.
+fn give_back(buf: Vec<u8>) {
+    if buf.capacity() >= TAG_CHUNK {
+        let mut spare = SPARE_BUFS.lock();
+        if spare.len() < SPARE_BUFFERS {
+            spare.push(buf);
+        }
+    }
+}
+
+/// Chunk buffers kept for reuse.
+static SPARE_BUFS: IrqLock<Vec<Vec<u8>>> = IrqLock::new(Vec::new());
+/// Most buffers in [`SPARE_BUFS`] (one per vCPU reading at once is plenty).
+const SPARE_BUFFERS: usize = 2;
 
 /// How many bytes of a file starting with `first` (its first bytes, at least 64 if the file
 /// has them) to keep as its head, for a file of `size` bytes.
@@ -516,6 +541,7 @@ fn entry(ino: Ino, size: u64, mtime_ns: u64) -> Result<Arc<CachedFile>, Errno> {
     // Dropping `e` on an error gives the frames back.
     let first = e.fill_chunk(0)?;
     e.head = first[..head_len(&first, size)].to_vec();
+    give_back(first);
     let entry = Arc::new(e);
     CACHE.lock().push(entry.clone());
     Ok(entry)

@@ -207,6 +207,9 @@ impl Fs {
             if n == 0 {
                 break;
             }
+            // Room for one more record of any size left over: that was the last (the host
+            // fills the buffer), no call to hear it.
+            let last = n + abi::LIST_MIN_BUF as usize <= buf.len();
             let recs = buf.get(..n).ok_or(EIO)?;
             let mut pos = 0;
             while pos < recs.len() {
@@ -217,6 +220,9 @@ impl Fs {
                 if cookie >= HOST_DIR_MAX {
                     break 'calls;
                 }
+            }
+            if last {
+                break;
             }
         }
         self.dir_mut(ino)?.host = None;

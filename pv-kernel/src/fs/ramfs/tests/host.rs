@@ -26,8 +26,6 @@ pub(super) enum Node {
 /// A fake host directory tree, keyed by absolute path.
 pub(super) struct Fake {
     tree: Mutex<BTreeMap<Vec<u8>, (Node, HostfsEntry)>>,
-    /// Records per `list` call (to exercise continuation by cookie).
-    per_call: usize,
     /// Bytes per `read` call (to exercise short reads).
     per_read: usize,
     /// When set, every call fails with `EIO`.
@@ -45,7 +43,6 @@ impl Fake {
     pub(super) fn new() -> Self {
         let mut f = Self {
             tree: Mutex::new(BTreeMap::new()),
-            per_call: usize::MAX,
             per_read: usize::MAX,
             failing: AtomicBool::new(false),
             lists: AtomicUsize::new(0),
@@ -135,12 +132,7 @@ impl HostShare for Fake {
         self.lists.fetch_add(1, Ordering::Relaxed);
         self.check(path)?;
         let mut pos = 0;
-        for (name, node, mut e) in self
-            .children(path)
-            .into_iter()
-            .skip(cookie as usize)
-            .take(self.per_call)
-        {
+        for (name, node, mut e) in self.children(path).into_iter().skip(cookie as usize) {
             let target = match &node {
                 Node::Link(t) => t.clone(),
                 _ => Vec::new(),
@@ -204,28 +196,28 @@ fn attaching_lists_the_root_at_once_and_subdirectories_on_first_use() {
     let (mut fs, fake) = attached(Fake::standard());
     assert_eq!(
         fake.lists.load(Ordering::Relaxed),
-        2,
-        "one call, one call at the end"
+        1,
+        "one call, with room left: no call to hear the end"
     );
     assert_eq!(names(&mut fs, ROOT_INO), ["bin", "empty", "etc", "top.txt"]);
     assert_eq!(
         fake.lists.load(Ordering::Relaxed),
-        2,
+        1,
         "the root is not listed again"
     );
     let etc = fs.lookup(ROOT_INO, b"/etc", true).unwrap();
     assert_eq!(
         fake.lists.load(Ordering::Relaxed),
-        2,
+        1,
         "looking up /etc does not list it"
     );
     assert_eq!(names(&mut fs, etc), ["hosts", "passwd"]);
-    assert_eq!(fake.lists.load(Ordering::Relaxed), 4);
+    assert_eq!(fake.lists.load(Ordering::Relaxed), 2);
     assert!(fake.seen.lock().unwrap().iter().any(|p| p == b"/etc"));
     // A lookup inside a lazy directory lists it too (once).
     assert!(fs.stat(ROOT_INO, b"/bin/busybox").is_ok());
     assert!(fs.stat(ROOT_INO, b"/bin/sh").is_ok());
-    assert_eq!(fake.lists.load(Ordering::Relaxed), 6);
+    assert_eq!(fake.lists.load(Ordering::Relaxed), 3);
 }
 
 /// With a host that looks up single names, a path walk lists no directory on the way; a
@@ -526,22 +518,21 @@ fn attaching_to_a_failing_host_fails() {
 #[test]
 fn long_directories_are_listed_over_several_calls() {
     let mut fake = Fake::new();
-    fake.per_call = 3;
     fake.add(b"/d", Node::Dir, 0o755);
-    for i in 0..10 {
-        fake.add(format!("/d/f{i}").as_bytes(), Node::File(vec![i]), 0o644);
+    // 300 records of 288 bytes (a 40-byte entry, a 244-byte name, padding): 227 fill the
+    // kernel's 64 KiB buffer, the other 73 come in a second call, which leaves room.
+    let name = |i: u32| format!("f{i:03}{}", "x".repeat(240));
+    for i in 0..300u32 {
+        let path = format!("/d/{}", name(i));
+        fake.add(path.as_bytes(), Node::File(vec![i as u8]), 0o644);
     }
     let (mut fs, fake) = attached(fake);
     let l0 = fake.lists.load(Ordering::Relaxed);
     let d = fs.lookup(ROOT_INO, b"/d", true).unwrap();
     let all = names(&mut fs, d);
-    assert_eq!(all.len(), 10);
-    assert_eq!(
-        fake.lists.load(Ordering::Relaxed) - l0,
-        5,
-        "4 calls of 3, 3, 3, 1, then 0"
-    );
-    assert_eq!(get(&mut fs, d, b"f7").unwrap(), [7]);
+    assert_eq!(all.len(), 300);
+    assert_eq!(fake.lists.load(Ordering::Relaxed) - l0, 2, "227, then 73");
+    assert_eq!(get(&mut fs, d, name(7).as_bytes()).unwrap(), [7]);
 }
 
 #[test]

@@ -2,9 +2,9 @@
 //! several messages can be hashed at once: two computations are independent chains of
 //! dependent additions, rotations and xors, and interleaving them keeps more of the CPU's
 //! execution units busy (≈1.7× the throughput of one `core::hash::SipHasher` on this host);
-//! four run in the lanes of AVX2 registers where the CPU has them ([`hash4`],
-//! `crate::simd`). The results are exactly SipHash-2-4's (checked against core's
-//! implementation and the reference vector).
+//! eight run in the lanes of an AVX-512 register, or of two AVX2 registers, where the CPU
+//! has them ([`hash8_rows`], `crate::simd`). The results are exactly SipHash-2-4's (checked
+//! against core's implementation and the reference vector).
 
 /// A SipHash-2-4 state.
 #[derive(Clone, Copy)]
@@ -85,29 +85,39 @@ pub(super) fn hash(key: (u64, u64), m: &[u8]) -> u64 {
     State::new(key).finish(m, m.len())
 }
 
-/// SipHash-2-4 of each of `m` under `key`: the four in the lanes of AVX2 registers where
-/// the CPU has them, else two pairs with [`hash2`]; the same results either way.
-pub(super) fn hash4(key: (u64, u64), m: [&[u8]; 4]) -> [u64; 4] {
-    let words = m.iter().map(|x| x.len() / 8).min().unwrap_or(0);
+/// Bytes of one row of [`hash8_rows`]: one 8-byte word of each of its eight lanes.
+pub(super) const ROW: usize = 64;
+
+/// SipHash-2-4 under `key` of each of the eight lanes of `m`'s whole [`ROW`]s: lane `j` is
+/// the message made of the little-endian words at byte `8 * j` of each row, in row order
+/// (the bytes after the last whole row are in no lane). In the lanes of an AVX-512
+/// register or two AVX2 registers where the CPU has them, else one word of each lane after
+/// the other; the same results either way.
+pub(super) fn hash8_rows(key: (u64, u64), m: &[u8]) -> [u64; 8] {
+    let rows = &m[..m.len() / ROW * ROW];
     let init = State::new(key);
-    match crate::simd::siphash24_absorb4([init.v0, init.v1, init.v2, init.v3], m, words) {
-        Some(states) => {
-            let n = words * 8;
-            [0, 1, 2, 3].map(|i| {
-                let [v0, v1, v2, v3] = states[i];
-                State { v0, v1, v2, v3 }.finish(&m[i][n..], m[i].len())
-            })
-        }
-        None => {
-            let (a, b) = hash2(key, m[0], m[1]);
-            let (c, d) = hash2(key, m[2], m[3]);
-            [a, b, c, d]
+    let states =
+        match crate::simd::siphash24_absorb_rows([init.v0, init.v1, init.v2, init.v3], rows) {
+            Some(s) => s.map(|[v0, v1, v2, v3]| State { v0, v1, v2, v3 }),
+            None => absorb_rows(init, rows),
+        };
+    states.map(|s| s.finish(&[], rows.len() / 8))
+}
+
+/// The eight lanes' states after `rows` (whole rows), one word of each after the other.
+fn absorb_rows(init: State, rows: &[u8]) -> [State; 8] {
+    let mut s = [init; 8];
+    for row in rows.chunks_exact(ROW) {
+        for (lane, w) in s.iter_mut().zip(row.chunks_exact(8)) {
+            lane.word(le(w));
         }
     }
+    s
 }
 
 /// SipHash-2-4 of `a` and of `b` under `key`, computed together.
-pub(super) fn hash2(key: (u64, u64), a: &[u8], b: &[u8]) -> (u64, u64) {
+#[cfg(test)]
+fn hash2(key: (u64, u64), a: &[u8], b: &[u8]) -> (u64, u64) {
     let (mut sa, mut sb) = (State::new(key), State::new(key));
     let n = a.len().min(b.len()) / 8 * 8;
     for (x, y) in a[..n].chunks_exact(8).zip(b[..n].chunks_exact(8)) {
@@ -129,35 +139,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn four_at_once_are_four_siphashes() {
-        let data: alloc::vec::Vec<u8> = (0..4099u32).map(|i| (i * 131 % 251) as u8).collect();
+    fn eight_lanes_are_eight_siphashes_on_every_unit() {
+        use crate::simd::{siphash24_absorb_rows_with, vector, Vector};
+        let data: alloc::vec::Vec<u8> = (0..70_000u32).map(|i| (i * 131 % 251) as u8).collect();
         let key = (0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210);
-        for lens in [
-            [0, 0, 0, 0],
-            [7, 8, 9, 100],
-            [1024, 1024, 1024, 1027],
-            [3, 4096, 17, 0],
-        ] {
-            let mut at = 0;
-            let m = lens.map(|n| {
-                let s = &data[at..at + n];
-                at = (at + 1) % 3;
-                s
+        for len in [0, 7, 64, 65, 128, 64 * 7 + 13, 4096, 65_536, 65_536 + 63] {
+            let m = &data[..len];
+            let rows = len / ROW;
+            // Lane `j`: the `j`-th word of every row, in row order.
+            let want: [u64; 8] = core::array::from_fn(|j| {
+                let lane: alloc::vec::Vec<u8> = (0..rows)
+                    .flat_map(|r| m[r * ROW + 8 * j..r * ROW + 8 * j + 8].iter().copied())
+                    .collect();
+                hash(key, &lane)
             });
-            let want = m.map(|x| hash(key, x));
-            assert_eq!(hash4(key, m), want, "{lens:?}");
-            let (a, b) = hash2(key, m[0], m[1]);
-            assert_eq!([a, b], [want[0], want[1]]);
-        }
-        // The vector path is the one tested above where the CPU has it.
-        if crate::simd::has_avx2() {
-            let m = [
-                &data[..64],
-                &data[64..128],
-                &data[128..192],
-                &data[192..256],
-            ];
-            assert!(crate::simd::siphash24_absorb4([0; 4], m, 8).is_some());
+            assert_eq!(hash8_rows(key, m), want, "{len} bytes");
+            // Each vector unit the CPU has gives the scalar states.
+            let init = State::new(key);
+            let scalar = absorb_rows(init, &m[..rows * ROW]).map(|s| [s.v0, s.v1, s.v2, s.v3]);
+            let units = match vector() {
+                Vector::Avx512 => &[Vector::Avx512, Vector::Avx2][..],
+                Vector::Avx2 => &[Vector::Avx2][..],
+                Vector::None => &[][..],
+            };
+            for &unit in units {
+                let got = siphash24_absorb_rows_with(
+                    unit,
+                    [init.v0, init.v1, init.v2, init.v3],
+                    &m[..rows * ROW],
+                );
+                assert_eq!(got, Some(scalar), "{unit:?}, {len} bytes");
+            }
         }
     }
 

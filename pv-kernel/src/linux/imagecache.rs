@@ -222,18 +222,7 @@ impl CachedFile {
             let tail = self.pages * PAGE_SIZE as usize - self.size;
             pool_mem::zero(self.base + self.size as u64, tail);
         }
-        let t1 = crate::arch::tsc();
         self.tags[i].store(tag(&buf), Ordering::Release);
-        let t2 = crate::arch::tsc();
-        ZZN.fetch_add(1, Ordering::Relaxed);
-        ZZT.fetch_add(t2 - t1, Ordering::Relaxed);
-        if i == 0 && self.size > 6_000_000 {
-            crate::println!(
-                "ZZTAG n {} ticks {}",
-                ZZN.load(Ordering::Relaxed),
-                ZZT.load(Ordering::Relaxed)
-            );
-        }
         self.verified[i].store(read_at, Ordering::Release);
         self.filled[i].store(true, Ordering::Release);
         Ok(buf)
@@ -361,8 +350,6 @@ fn close_released() {
     }
 }
 
-static ZZN: AtomicU64 = AtomicU64::new(0);
-static ZZT: AtomicU64 = AtomicU64::new(0);
 static CACHE: IrqLock<Vec<Arc<CachedFile>>> = IrqLock::new(Vec::new());
 
 /// Largest program loaded, as a share of the pool: a program of any size that fits in

@@ -103,10 +103,49 @@ fn audit_all(inner: &Inner) {
             cpu_ms = cpu / 1_000_000,
             granted_ms = allowed / 1_000_000,
             bound_ms = bound / 1_000_000,
+            threads_ms = %threads_ms(raw),
+            open = %open_grants(g, inner.cfg.nr_vcpus, now),
             "user sandbox used CPU time its guest kernel never granted: killed"
         );
         sandbox::kill(&pidfd);
     }
+}
+
+/// For the log of a kill: each thread's CPU time in ms (`TID:MS`, space-separated), to tell
+/// one runaway thread from time spread over all of them.
+fn threads_ms(pid: i32) -> String {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return String::new();
+    };
+    dir.flatten()
+        .filter_map(|t| {
+            let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
+            let ms = parse_cpu_ticks(&stat)?.saturating_mul(1000 / USER_HZ);
+            Some(format!("{}:{ms}", t.file_name().to_string_lossy()))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// For the log of a kill: per slot, how long its current grant has been held and whether a
+/// reply's linger is still open (`SLOT:MS+linger`, space-separated; idle slots left out).
+fn open_grants(g: &pvmux_hypercalls::user::grant::UserGrant, nr_slots: u32, now: u64) -> String {
+    use std::sync::atomic::Ordering::SeqCst;
+    (0..nr_slots.min(pvmux_hypercalls::MAX_VCPUS) as usize)
+        .filter_map(|i| {
+            let since = g.since_ns[i].load(SeqCst);
+            let linger = g.replied_ns[i].load(SeqCst) != 0;
+            let held = if since != 0 {
+                format!("{}", now.saturating_sub(since) / 1_000_000)
+            } else if linger {
+                "0".to_owned()
+            } else {
+                return None;
+            };
+            Some(format!("{i}:{held}{}", if linger { "+linger" } else { "" }))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Clock ticks per second of `/proc` (`USER_HZ`: 100 on x86-64, whatever the kernel's HZ).
@@ -140,6 +179,31 @@ mod tests {
         assert_eq!(parse_cpu_ticks(line), Some(267));
         assert_eq!(parse_cpu_ticks("1 (x) R 1 2"), None);
         assert_eq!(parse_cpu_ticks("garbage"), None);
+    }
+
+    #[test]
+    fn a_kills_log_names_each_thread_and_each_open_grant() {
+        // Our own threads: this one and a busy one.
+        let busy = std::thread::spawn(|| {
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_millis(30) {
+                std::hint::black_box(0u64);
+            }
+        });
+        let me = std::process::id();
+        let line = threads_ms(me as i32);
+        assert!(
+            line.split(' ').any(|t| t.starts_with(&format!("{me}:"))),
+            "{line}"
+        );
+        busy.join().expect("busy thread");
+        let g = pvmux_hypercalls::user::grant::UserGrant::default();
+        assert_eq!(open_grants(&g, 2, 10_000_000), "");
+        g.begin(1, 4_000_000);
+        assert_eq!(open_grants(&g, 2, 10_000_000), "1:6");
+        g.end(1, 9_000_000);
+        g.begin(0, 9_500_000);
+        assert_eq!(open_grants(&g, 2, 10_000_000), "0:0 1:0+linger");
     }
 
     #[test]

@@ -2,14 +2,15 @@
 //! and XGETBV): eight SipHash-2-4 computations at once, in the eight 64-bit lanes of an
 //! AVX-512 register or in two chains of four lanes of AVX2 registers, for the program image
 //! cache's tags (`linux::imagecache`). The `unsafe` here is the call into the
-//! `#[target_feature]` functions once the CPU is known to have the feature, and the
-//! unaligned loads and stores of whole registers from and to byte arrays they make; the
-//! callers get the same results with or without the vector units.
+//! `#[target_feature]` functions once the CPU is known to have the feature, their unaligned
+//! loads of whole registers from byte slices, and the reading of registers as arrays of
+//! integers; the callers get the same results with or without the vector units.
 
 use core::sync::atomic::{AtomicU8, Ordering};
 
-/// What the CPU (and the host's saved state, XCR0) allows, detected once.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What the CPU (and the host's saved state, XCR0) allows, detected once; ordered by width
+/// (a CPU with AVX-512 has AVX2 too).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Vector {
     /// Neither: the callers' scalar code.
     None,
@@ -88,12 +89,7 @@ pub(crate) fn siphash24_absorb_rows_with(
     if !rows.len().is_multiple_of(64) {
         return None;
     }
-    let allowed = match (unit, vector()) {
-        (Vector::None, _) => return None,
-        (Vector::Avx512, Vector::Avx512) | (Vector::Avx2, Vector::Avx512 | Vector::Avx2) => true,
-        _ => false,
-    };
-    if !allowed {
+    if unit == Vector::None || unit > vector() {
         return None;
     }
     // Events off while the state lives in vector registers: the event entry saves only the

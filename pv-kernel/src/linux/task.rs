@@ -222,9 +222,21 @@ pub(crate) struct Task {
     /// name (`super::prctl::thread_name`). Inherited by the threads and `fork` children it
     /// creates, cleared by `execve`.
     pub(crate) name: IrqLock<Option<Vec<u8>>>,
+    /// Whether the task still counts in [`LIVE_TASKS`]: from its creation until it exits
+    /// ([`Task::count_out`]), or until it is freed if it never ran.
+    counted: AtomicBool,
 }
 
 impl Task {
+    /// Takes the task out of the task count, once. A thread that exits leaves the count at
+    /// once, as Linux's `release_task` does, not when its kernel thread is freed later: a
+    /// parent that has waited for a child may at once start as many threads as the child had.
+    fn count_out(&self) {
+        if self.counted.swap(false, Ordering::AcqRel) {
+            LIVE_TASKS.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
     /// True if an unblocked signal is pending (or the task must exit, or a hand-over record
     /// is being written: blocking calls then return `EINTR` and are restarted at their
     /// boundary, see `handover::interrupted_by_freeze`).
@@ -308,7 +320,8 @@ pub(crate) fn max_tasks() -> u32 {
 
 impl Drop for Task {
     fn drop(&mut self) {
-        LIVE_TASKS.fetch_sub(1, Ordering::Relaxed);
+        // A task that never ran (a `clone` that failed after creating it).
+        self.count_out();
     }
 }
 
@@ -444,6 +457,7 @@ fn new_task(tid: i32, process: &Arc<Process>, sig: SigState) -> Arc<Task> {
         restart_block: IrqLock::new(None),
         restart_armed: AtomicBool::new(false),
         name: IrqLock::new(None),
+        counted: AtomicBool::new(true),
     });
     process.threads.lock().push(t.clone());
     t
@@ -968,6 +982,8 @@ fn exit_thread(task: &Arc<Task>) {
         let _ = super::futex::wake_addr(ctid, 1);
     }
     super::cputime::thread_ended(task);
+    // Before the process can be waited for (its last thread ends it below).
+    task.count_out();
     let last = {
         let mut th = p.threads.lock();
         th.retain(|t| !Arc::ptr_eq(t, task));

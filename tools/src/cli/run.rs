@@ -322,9 +322,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "NAME", value_parser = parse_hostname)]
     pub hostname: Option<String>,
 
-    /// The most tasks (processes and threads) the guest runs at once, its kernel threads
-    /// included, like podman's --pids-limit: fork and clone beyond it fail with EAGAIN.
-    /// The guest kernel's own ceiling (from its heap, at most 4096) applies too.
+    /// The most tasks (processes and their threads) the guest's programs run at once, like
+    /// podman's --pids-limit: fork and clone beyond it fail with EAGAIN, and a task leaves
+    /// the count when it exits. The guest kernel's own ceiling (from its heap, at most
+    /// 4096) applies too.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub pids_limit: Option<u32>,
 

@@ -17,6 +17,7 @@
 //! them the audit: either way only its own tenant is affected (the tenant's CPU limits bound
 //! the whole tenant).
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use pvmux_hypercalls::user::grant::{allowed_ns, audit, AUDIT_KILLED, AUDIT_PERIOD_NS};
@@ -25,9 +26,19 @@ use rustix::fs::Timespec;
 use super::Inner;
 use crate::sandbox;
 
-/// When the next audit is due.
+/// When the next audit is due, and what the last one saw.
 pub(super) struct Audit {
     next: Instant,
+    /// Per sandbox pid: what the last audit read (for the log of a kill).
+    last: HashMap<i32, Seen>,
+}
+
+/// One audit's reading of one sandbox.
+#[derive(Clone, Copy, Debug)]
+struct Seen {
+    at: Instant,
+    cpu_ns: u64,
+    allowed_ns: u64,
 }
 
 impl Audit {
@@ -35,6 +46,7 @@ impl Audit {
     pub(super) fn new() -> Self {
         Self {
             next: Instant::now() + Duration::from_nanos(AUDIT_PERIOD_NS),
+            last: HashMap::new(),
         }
     }
 
@@ -57,17 +69,25 @@ impl Audit {
             return;
         }
         self.next = now + Duration::from_nanos(AUDIT_PERIOD_NS);
-        audit_all(inner);
+        self.audit_all(inner);
+    }
+
+    /// One audit of every live (not destroyed) space that has a grant page. Runs on the
+    /// reaper thread, the only thread that reaps: the pids read here stay ours while it runs.
+    fn audit_all(&mut self, inner: &Inner) {
+        let seen = audit_all(inner, &self.last);
+        self.last = seen;
     }
 }
 
-/// One audit of every live (not destroyed) space that has a grant page. Runs on the reaper
-/// thread, the only thread that reaps: the pids read here stay ours while it runs.
-fn audit_all(inner: &Inner) {
+/// [`Audit::audit_all`]: audits each sandbox, and returns what it read of each (`last`: what
+/// the audit before read, for the log of a kill).
+fn audit_all(inner: &Inner, last: &HashMap<i32, Seen>) -> HashMap<i32, Seen> {
+    let mut seen = HashMap::new();
     let targets: Vec<_> = {
         let st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
         if st.closed {
-            return;
+            return seen;
         }
         st.entries
             .values()
@@ -79,12 +99,24 @@ fn audit_all(inner: &Inner) {
     for (pid, gpa, pidfd) in targets {
         let raw = pid.as_raw_nonzero().get();
         // CPU first, then the grants (which only grow): see the module documentation.
-        let Some(cpu) = cpu_ns(raw) else { continue };
+        let at = Instant::now();
+        let Some(split) = cpu_split(raw) else {
+            continue;
+        };
+        let cpu = split.total_ns();
         let Some(g) = inner.mem.user_grant(gpa) else {
             continue;
         };
         let now = clock.tsc_to_ns(crate::clock::rdtsc());
         let allowed = allowed_ns(g, inner.cfg.nr_vcpus, now);
+        seen.insert(
+            raw,
+            Seen {
+                at,
+                cpu_ns: cpu,
+                allowed_ns: allowed,
+            },
+        );
         let Some(bound) = audit(cpu, allowed) else {
             continue;
         };
@@ -103,16 +135,36 @@ fn audit_all(inner: &Inner) {
             cpu_ms = cpu / 1_000_000,
             granted_ms = allowed / 1_000_000,
             bound_ms = bound / 1_000_000,
+            user_ms = split.user_ns / 1_000_000,
+            system_ms = split.system_ns / 1_000_000,
+            since_last = %since_last(last.get(&raw), at, cpu, allowed),
             threads_ms = %threads_ms(raw),
             open = %open_grants(g, inner.cfg.nr_vcpus, now),
             "user sandbox used CPU time its guest kernel never granted: killed"
         );
         sandbox::kill(&pidfd);
     }
+    seen
 }
 
-/// For the log of a kill: each thread's CPU time in ms (`TID:MS`, space-separated), to tell
-/// one runaway thread from time spread over all of them.
+/// For the log of a kill: how the CPU time and the grants grew since the audit before
+/// (`MS ms: cpu +MS, granted +MS`), or `none` for a sandbox audited for the first time.
+fn since_last(last: Option<&Seen>, at: Instant, cpu_ns: u64, allowed_ns: u64) -> String {
+    let Some(l) = last else {
+        return "none".to_owned();
+    };
+    let ms = |ns: u64| ns / 1_000_000;
+    format!(
+        "{} ms: cpu +{}, granted +{}",
+        at.saturating_duration_since(l.at).as_millis(),
+        ms(cpu_ns.saturating_sub(l.cpu_ns)),
+        ms(allowed_ns.saturating_sub(l.allowed_ns))
+    )
+}
+
+/// For the log of a kill: each thread's user and system CPU time in ms (`TID:USER+SYSTEM`,
+/// space-separated), to tell one runaway thread from time spread over all of them, and time
+/// spent in user code from time the host kernel charged to the thread.
 fn threads_ms(pid: i32) -> String {
     let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return String::new();
@@ -120,8 +172,14 @@ fn threads_ms(pid: i32) -> String {
     dir.flatten()
         .filter_map(|t| {
             let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
-            let ms = parse_cpu_ticks(&stat)?.saturating_mul(1000 / USER_HZ);
-            Some(format!("{}:{ms}", t.file_name().to_string_lossy()))
+            let (u, s) = parse_utime_stime(&stat)?;
+            let ms = |ticks: u64| ticks.saturating_mul(1000 / USER_HZ);
+            Some(format!(
+                "{}:{}+{}",
+                t.file_name().to_string_lossy(),
+                ms(u),
+                ms(s)
+            ))
         })
         .collect::<Vec<_>>()
         .join(" ")
@@ -151,22 +209,39 @@ fn open_grants(g: &pvmux_hypercalls::user::grant::UserGrant, nr_slots: u32, now:
 /// Clock ticks per second of `/proc` (`USER_HZ`: 100 on x86-64, whatever the kernel's HZ).
 const USER_HZ: u64 = 100;
 
-/// CPU time (user + system, all threads) of process `pid` in ns, from `/proc/PID/stat`;
-/// `None` if it cannot be read (the process is gone).
-fn cpu_ns(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let ticks = parse_cpu_ticks(&stat)?;
-    Some(ticks.saturating_mul(1_000_000_000 / USER_HZ))
+/// A process's CPU time (all threads) in ns, split as `/proc/PID/stat` splits it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct CpuSplit {
+    user_ns: u64,
+    system_ns: u64,
 }
 
-/// `utime + stime` (fields 14 and 15, clock ticks) of a `/proc/PID/stat` line. The command
+impl CpuSplit {
+    fn total_ns(self) -> u64 {
+        self.user_ns.saturating_add(self.system_ns)
+    }
+}
+
+/// CPU time (user and system, all threads) of process `pid`, from `/proc/PID/stat`; `None`
+/// if it cannot be read (the process is gone).
+fn cpu_split(pid: i32) -> Option<CpuSplit> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (utime, stime) = parse_utime_stime(&stat)?;
+    let ns = |ticks: u64| ticks.saturating_mul(1_000_000_000 / USER_HZ);
+    Some(CpuSplit {
+        user_ns: ns(utime),
+        system_ns: ns(stime),
+    })
+}
+
+/// `(utime, stime)` (fields 14 and 15, clock ticks) of a `/proc/PID/stat` line. The command
 /// name (field 2) may hold spaces and parentheses: fields are counted after its last `)`.
-fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+fn parse_utime_stime(stat: &str) -> Option<(u64, u64)> {
     let rest = &stat[stat.rfind(')')? + 1..];
     let mut f = rest.split_ascii_whitespace().skip(11);
     let utime: u64 = f.next()?.parse().ok()?;
     let stime: u64 = f.next()?.parse().ok()?;
-    Some(utime.saturating_add(stime))
+    Some((utime, stime))
 }
 
 #[cfg(test)]
@@ -176,9 +251,9 @@ mod tests {
     #[test]
     fn cpu_ticks_are_parsed_after_the_command_name() {
         let line = "4242 (a) b (c)) R 1 2 3 4 5 6 7 8 9 10 250 17 0 0 20 0 3 0";
-        assert_eq!(parse_cpu_ticks(line), Some(267));
-        assert_eq!(parse_cpu_ticks("1 (x) R 1 2"), None);
-        assert_eq!(parse_cpu_ticks("garbage"), None);
+        assert_eq!(parse_utime_stime(line), Some((250, 17)));
+        assert_eq!(parse_utime_stime("1 (x) R 1 2"), None);
+        assert_eq!(parse_utime_stime("garbage"), None);
     }
 
     #[test]
@@ -209,11 +284,30 @@ mod tests {
     #[test]
     fn our_own_cpu_time_is_readable() {
         let me = std::process::id() as i32;
-        let t0 = cpu_ns(me).expect("own /proc/PID/stat");
+        let t0 = cpu_split(me).expect("own /proc/PID/stat");
         let start = Instant::now();
         while start.elapsed() < Duration::from_millis(50) {
             std::hint::black_box(0u64);
         }
-        assert!(cpu_ns(me).expect("again") >= t0);
+        let t1 = cpu_split(me).expect("again");
+        assert!(
+            t1.total_ns() >= t0.total_ns() && t1.user_ns >= t0.user_ns,
+            "{t0:?} {t1:?}"
+        );
+    }
+
+    #[test]
+    fn a_kills_log_says_how_cpu_and_grants_grew_since_the_audit_before() {
+        let at = Instant::now();
+        assert_eq!(since_last(None, at, 5, 5), "none");
+        let before = Seen {
+            at: at - Duration::from_millis(210),
+            cpu_ns: 100_000_000,
+            allowed_ns: 90_000_000,
+        };
+        assert_eq!(
+            since_last(Some(&before), at, 400_000_000, 120_000_000),
+            "210 ms: cpu +300, granted +30"
+        );
     }
 }

@@ -92,11 +92,18 @@ fn audit_all(inner: &Inner, last: &HashMap<i32, Seen>) -> HashMap<i32, Seen> {
         st.entries
             .values()
             .filter(|e| !e.destroyed)
-            .filter_map(|e| Some((e.pid, e.grant_gpa?, std::sync::Arc::clone(&e.pidfd))))
+            .filter_map(|e| {
+                Some((
+                    e.pid,
+                    e.grant_gpa?,
+                    e.ctx_gpa,
+                    std::sync::Arc::clone(&e.pidfd),
+                ))
+            })
             .collect()
     };
     let clock = &inner.cfg.clock;
-    for (pid, gpa, pidfd) in targets {
+    for (pid, gpa, ctx_gpa, pidfd) in targets {
         let raw = pid.as_raw_nonzero().get();
         // CPU first, then the grants (which only grow): see the module documentation.
         let at = Instant::now();
@@ -140,11 +147,43 @@ fn audit_all(inner: &Inner, last: &HashMap<i32, Seen>) -> HashMap<i32, Seen> {
             since_last = %since_last(last.get(&raw), at, cpu, allowed),
             threads_ms = %threads_ms(raw),
             open = %open_grants(g, inner.cfg.nr_vcpus, now),
+            slots = %ctx_gpa
+                .map(|c| slot_stats(&inner.mem, clock, inner.cfg.nr_vcpus, c))
+                .unwrap_or_default(),
             "user sandbox used CPU time its guest kernel never granted: killed"
         );
         sandbox::kill(&pidfd);
     }
     seen
+}
+
+/// For the log of a kill: what each slot's counters in the context region say (the sandbox's
+/// own count, untrusted: `SLOT:runs=N,interrupts=N,sleeps=N,user_ms=MS`, space-separated), to
+/// tell time in user code from time in the stub's own waits.
+fn slot_stats(
+    mem: &crate::GuestMemory,
+    clock: &crate::clock::ClockParams,
+    nr_slots: u32,
+    ctx_gpa: u64,
+) -> String {
+    use pvmux_hypercalls::user::{user_slot_offset, user_stat, UserSlot};
+    (0..nr_slots.min(pvmux_hypercalls::MAX_VCPUS))
+        .map(|i| {
+            let base = ctx_gpa
+                .saturating_add(user_slot_offset(i))
+                .saturating_add(std::mem::offset_of!(UserSlot, stats) as u64);
+            let stat = |k: usize| mem.read_u64(base.saturating_add(8 * k as u64)).unwrap_or(0);
+            let ticks = stat(user_stat::USER_TICKS);
+            let user_ms = ((u128::from(ticks) * u128::from(clock.mult)) >> clock.shift) / 1_000_000;
+            format!(
+                "{i}:runs={},interrupts={},sleeps={},user_ms={user_ms}",
+                stat(user_stat::RUNS),
+                stat(user_stat::INTERRUPTS),
+                stat(user_stat::SLEEPS)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// For the log of a kill: how the CPU time and the grants grew since the audit before
@@ -293,6 +332,40 @@ mod tests {
         assert!(
             t1.total_ns() >= t0.total_ns() && t1.user_ns >= t0.user_ns,
             "{t0:?} {t1:?}"
+        );
+    }
+
+    #[test]
+    fn a_kills_log_reads_each_slots_counters() {
+        use pvmux_hypercalls::user::{user_slot_offset, user_stat, UserSlot};
+        let mem = crate::GuestMemory::new(16 << 20).expect("guest memory");
+        // 1 GHz: one tick per ns.
+        let clock = crate::clock::ClockParams {
+            tsc_khz: 1_000_000,
+            tsc_base: 0,
+            mono_base_ns: 0,
+            wall_base_ns: 0,
+            mult: 1 << 32,
+            shift: 32,
+        };
+        let ctx = 8 << 20;
+        let stats =
+            |i: u32| ctx + user_slot_offset(i) + std::mem::offset_of!(UserSlot, stats) as u64;
+        let put =
+            |i: u32, k: usize, v: u64| mem.write_u64(stats(i) + 8 * k as u64, v).expect("write");
+        put(0, user_stat::RUNS, 12);
+        put(0, user_stat::INTERRUPTS, 3);
+        put(0, user_stat::SLEEPS, 4);
+        put(0, user_stat::USER_TICKS, 250_000_000);
+        put(1, user_stat::RUNS, 1);
+        assert_eq!(
+            slot_stats(&mem, &clock, 2, ctx),
+            "0:runs=12,interrupts=3,sleeps=4,user_ms=250 1:runs=1,interrupts=0,sleeps=0,user_ms=0"
+        );
+        // Outside guest memory: zeros, no panic.
+        assert_eq!(
+            slot_stats(&mem, &clock, 1, u64::MAX - 4096),
+            "0:runs=0,interrupts=0,sleeps=0,user_ms=0"
         );
     }
 

@@ -22,20 +22,49 @@ fn run(cmd: Command) -> Run {
     run_clean(cmd, TIMEOUT)
 }
 
+/// The program `base` (glibc) and `base-musl` (where built), copied into a fresh root.
+fn programs(base: &str) -> (Vec<String>, TempDir) {
+    let mut names = vec![base.to_owned()];
+    if cfg!(have_musl) {
+        names.push(format!("{base}-musl"));
+    }
+    let root = TempDir::unique("pvmux-linux-edges", base);
+    for name in &names {
+        std::fs::copy(prog(name), root.0.join(name)).expect("copy program");
+    }
+    (names, root)
+}
+
+/// Runs `/name` under `pvmux run --rootfs root` on each of `vcpus` with `extra` options, and
+/// checks that it printed what the native run `native` printed and exited 0.
+fn guest_matches_native(name: &str, root: &TempDir, native: &Run, vcpus: &[u32], extra: &[&str]) {
+    for vcpus in vcpus {
+        let mut cmd = Command::new(PVMUX);
+        cmd.arg("run")
+            .arg(format!("--vcpus={vcpus}"))
+            .args(extra)
+            .arg("--rootfs")
+            .arg(&root.0)
+            .arg("--")
+            .arg(format!("/{name}"));
+        let g = run(cmd);
+        assert_eq!(
+            g.stdout, native.stdout,
+            "{name} on {vcpus} vCPUs {extra:?}: guest stdout differs from the native run \
+             (guest stderr:\n{})",
+            g.stderr
+        );
+        assert_eq!(g.code(), Some(0), "{name} on {vcpus} vCPUs:\n{}", g.stderr);
+    }
+}
+
 #[test]
 #[cfg_attr(
     not(have_static_glibc),
     ignore = "needs a static glibc: apt-get install libc6-dev"
 )]
 fn lseek_open_rlimit_and_clone_edge_cases_behave_as_on_linux() {
-    let mut names = vec!["edge-cases".to_owned()];
-    if cfg!(have_musl) {
-        names.push("edge-cases-musl".to_owned());
-    }
-    let root = TempDir::unique("pvmux-linux-edges", "rootfs");
-    for name in &names {
-        std::fs::copy(prog(name), root.0.join(name)).expect("copy program");
-    }
+    let (names, root) = programs("edge-cases");
     for name in &names {
         let mut native = Command::new("/bin/sh");
         native
@@ -45,23 +74,7 @@ fn lseek_open_rlimit_and_clone_edge_cases_behave_as_on_linux() {
         let n = run(native);
         assert_eq!(n.code(), Some(0), "native {name}:\n{}", n.context());
         assert!(n.has_line("failures: 0"), "native {name}:\n{}", n.stdout);
-        for vcpus in [1, 4] {
-            let mut cmd = Command::new(PVMUX);
-            cmd.arg("run")
-                .arg(format!("--vcpus={vcpus}"))
-                .arg("--rootfs")
-                .arg(&root.0)
-                .arg("--")
-                .arg(format!("/{name}"));
-            let g = run(cmd);
-            assert_eq!(
-                g.stdout, n.stdout,
-                "{name} on {vcpus} vCPUs: guest stdout differs from the native run (guest \
-                 stderr:\n{})",
-                g.stderr
-            );
-            assert_eq!(g.code(), Some(0), "{name} on {vcpus} vCPUs:\n{}", g.stderr);
-        }
+        guest_matches_native(name, &root, &n, &[1, 4], &[]);
     }
 }
 
@@ -76,14 +89,7 @@ fn lseek_open_rlimit_and_clone_edge_cases_behave_as_on_linux() {
     ignore = "needs a static glibc: apt-get install libc6-dev"
 )]
 fn a_waited_for_child_s_threads_no_longer_count_against_the_task_limit() {
-    let mut names = vec!["thread-rounds".to_owned()];
-    if cfg!(have_musl) {
-        names.push("thread-rounds-musl".to_owned());
-    }
-    let root = TempDir::unique("pvmux-linux-edges", "thread-rounds");
-    for name in &names {
-        std::fs::copy(prog(name), root.0.join(name)).expect("copy program");
-    }
+    let (names, root) = programs("thread-rounds");
     for name in &names {
         let n = run(Command::new(prog(name)));
         assert_eq!(n.code(), Some(0), "native {name}:\n{}", n.context());
@@ -92,23 +98,6 @@ fn a_waited_for_child_s_threads_no_longer_count_against_the_task_limit() {
             "native {name}:\n{}",
             n.stdout
         );
-        for vcpus in [1, 2] {
-            let mut cmd = Command::new(PVMUX);
-            cmd.arg("run")
-                .arg(format!("--vcpus={vcpus}"))
-                .arg("--pids-limit=8")
-                .arg("--rootfs")
-                .arg(&root.0)
-                .arg("--")
-                .arg(format!("/{name}"));
-            let g = run(cmd);
-            assert_eq!(
-                g.stdout, n.stdout,
-                "{name} on {vcpus} vCPUs with --pids-limit=8: guest stdout differs from the \
-                 native run (guest stderr:\n{})",
-                g.stderr
-            );
-            assert_eq!(g.code(), Some(0), "{name} on {vcpus} vCPUs:\n{}", g.stderr);
-        }
+        guest_matches_native(name, &root, &n, &[1, 2], &["--pids-limit=8"]);
     }
 }

@@ -286,11 +286,17 @@ static void *creator(void *arg) {
     return NULL;
 }
 
+/* Exit status of a racer whose own creator thread did not start: RACER_NO_THREAD + the
+ * error pthread_create returned (which the parent names). */
+#define RACER_NO_THREAD 64
+
 static void exit_racer(int round) {
     pthread_t t;
-    for (int i = 0; i < CREATORS; i++)
-        if (pthread_create(&t, NULL, creator, NULL) != 0)
-            _exit(2);
+    for (int i = 0; i < CREATORS; i++) {
+        int e = pthread_create(&t, NULL, creator, NULL);
+        if (e != 0)
+            _exit(RACER_NO_THREAD + (e < 64 ? e : 63));
+    }
     /* exit_group after a few creations: mostly while a creator is inside clone. */
     while (atomic_load(&created) < round % 5 + 1)
         sched_yield();
@@ -325,7 +331,10 @@ static void clone_exit_cases(void) {
                 snprintf(d, sizeof d, "round %d: the child was still running 20 s after exit_group", i);
             bad++;
         } else if (!(WIFEXITED(status) && WEXITSTATUS(status) == 7)) {
-            if (!bad)
+            if (!bad && WIFEXITED(status) && WEXITSTATUS(status) >= RACER_NO_THREAD)
+                snprintf(d, sizeof d, "round %d: the child's pthread_create failed with %s", i,
+                         errname(WEXITSTATUS(status) - RACER_NO_THREAD));
+            else if (!bad)
                 snprintf(d, sizeof d, "round %d: status %#x, expected exit 7", i, status);
             bad++;
         }

@@ -109,7 +109,11 @@ impl ClockParams {
 
     /// Guest nanoseconds for a TSC value (0 before the base).
     pub fn tsc_to_ns(&self, tsc: u64) -> u64 {
-        let ticks = tsc.saturating_sub(self.tsc_base);
+        self.ticks_to_ns(tsc.saturating_sub(self.tsc_base))
+    }
+
+    /// Nanoseconds for a span of `ticks` TSC ticks.
+    pub fn ticks_to_ns(&self, ticks: u64) -> u64 {
         ((u128::from(ticks) * u128::from(self.mult)) >> self.shift) as u64
     }
 }

@@ -69,19 +69,13 @@ impl Audit {
             return;
         }
         self.next = now + Duration::from_nanos(AUDIT_PERIOD_NS);
-        self.audit_all(inner);
-    }
-
-    /// One audit of every live (not destroyed) space that has a grant page. Runs on the
-    /// reaper thread, the only thread that reaps: the pids read here stay ours while it runs.
-    fn audit_all(&mut self, inner: &Inner) {
-        let seen = audit_all(inner, &self.last);
-        self.last = seen;
+        self.last = audit_all(inner, &self.last);
     }
 }
 
-/// [`Audit::audit_all`]: audits each sandbox, and returns what it read of each (`last`: what
-/// the audit before read, for the log of a kill).
+/// One audit of every live (not destroyed) space that has a grant page; returns what it read
+/// of each (`last`: what the audit before read, for the log of a kill). Runs on the reaper
+/// thread, the only thread that reaps: the pids read here stay ours while it runs.
 fn audit_all(inner: &Inner, last: &HashMap<i32, Seen>) -> HashMap<i32, Seen> {
     let mut seen = HashMap::new();
     let targets: Vec<_> = {
@@ -174,7 +168,7 @@ fn slot_stats(
                 .saturating_add(std::mem::offset_of!(UserSlot, stats) as u64);
             let stat = |k: usize| mem.read_u64(base.saturating_add(8 * k as u64)).unwrap_or(0);
             let ticks = stat(user_stat::USER_TICKS);
-            let user_ms = ((u128::from(ticks) * u128::from(clock.mult)) >> clock.shift) / 1_000_000;
+            let user_ms = clock.ticks_to_ns(ticks) / 1_000_000;
             format!(
                 "{i}:runs={},interrupts={},sleeps={},user_ms={user_ms}",
                 stat(user_stat::RUNS),

@@ -112,6 +112,19 @@ impl ClockParams {
         self.ticks_to_ns(tsc.saturating_sub(self.tsc_base))
     }
 
+    /// A 1 GHz clock (one tick per ns) with its origin at 0, for tests.
+    #[cfg(test)]
+    pub(crate) const fn test_1ghz() -> Self {
+        Self {
+            tsc_khz: 1_000_000,
+            tsc_base: 0,
+            mono_base_ns: 0,
+            wall_base_ns: 0,
+            mult: 1 << 32,
+            shift: 32,
+        }
+    }
+
     /// Nanoseconds for a span of `ticks` TSC ticks.
     pub fn ticks_to_ns(&self, ticks: u64) -> u64 {
         ((u128::from(ticks) * u128::from(self.mult)) >> self.shift) as u64

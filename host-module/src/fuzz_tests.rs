@@ -30,14 +30,7 @@ use pvmux_hypercalls::layout::{KERNEL_REGION_BASE, KERNEL_REGION_SIZE};
 const MEM: u64 = 16 << 20;
 
 fn clock() -> ClockParams {
-    ClockParams {
-        tsc_khz: 1_000_000,
-        tsc_base: 0,
-        mono_base_ns: 0,
-        wall_base_ns: 0,
-        mult: 1 << 32,
-        shift: 32,
-    }
+    ClockParams::test_1ghz()
 }
 
 /// Guest-physical addresses biased to the edges of 16 MiB of guest memory and of `u64`.

@@ -333,15 +333,7 @@ mod tests {
     fn a_kills_log_reads_each_slots_counters() {
         use pvmux_hypercalls::user::{user_slot_offset, user_stat, UserSlot};
         let mem = crate::GuestMemory::new(16 << 20).expect("guest memory");
-        // 1 GHz: one tick per ns.
-        let clock = crate::clock::ClockParams {
-            tsc_khz: 1_000_000,
-            tsc_base: 0,
-            mono_base_ns: 0,
-            wall_base_ns: 0,
-            mult: 1 << 32,
-            shift: 32,
-        };
+        let clock = crate::clock::ClockParams::test_1ghz();
         let ctx = 8 << 20;
         let stats =
             |i: u32| ctx + user_slot_offset(i) + std::mem::offset_of!(UserSlot, stats) as u64;

@@ -77,7 +77,7 @@ impl ControlRegion {
         let header = Self::header(init);
         const _: () = assert!(size_of::<SandboxHeader>() as u64 <= PAGE_SIZE);
         // SAFETY: page 0 of a fresh, page-aligned mapping of at least one page that no other
-        // process has mapped yet; `SandboxHeader` (160 bytes, align 8) fits.
+        // process has mapped yet; `SandboxHeader` (192 bytes, align 8) fits.
         unsafe {
             shm.as_ptr()
                 .add(CTL_HEADER_OFFSET as usize)
@@ -151,6 +151,7 @@ impl ControlRegion {
     }
 
     fn header(init: &HeaderInit) -> SandboxHeader {
+        let cpu = crate::cpu_features::get();
         SandboxHeader {
             magic: pvmux_hypercalls::ABI_MAGIC,
             abi_version: pvmux_hypercalls::ABI_VERSION,
@@ -180,6 +181,9 @@ impl ControlRegion {
             user_grant_gpa: init.user_grant_gpa,
             user_isolation: init.user_isolation,
             _reserved2: 0,
+            xsave_mask: cpu.xsave_mask,
+            xsave_size: cpu.xsave_size,
+            cpu_flags: cpu.flags,
         }
     }
 

@@ -14,6 +14,7 @@ pub mod clock;
 mod console;
 pub mod console_input;
 pub mod control;
+mod cpu_features;
 pub mod crash;
 pub mod disk;
 pub mod domain_builder;

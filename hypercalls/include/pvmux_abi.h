@@ -439,7 +439,11 @@ struct pvmux_sandbox_header {
     uint64_t user_grant_gpa; /* host, user sandboxes: gpa of the space's grant page */
     uint32_t user_isolation; /* host, kernel sandboxes: PVMUX_USER_ISOLATION_* (ABI v6) */
     uint32_t _reserved2;
+    uint64_t xsave_mask; /* host: XCR0 without dynamic features (0: no XSAVE) */
+    uint32_t xsave_size; /* host: standard-format XSAVE image bytes of xsave_mask */
+    uint32_t cpu_flags;  /* host: PVMUX_CPU_FLAG_* */
 };
+#define PVMUX_CPU_FLAG_RDTSCP (1u << 0) /* SandboxHeader.cpu_flags: rdtscp works */
 #define PVMUX_USER_ISOLATION_PROCESS 0u /* every address space in a user sandbox */
 #define PVMUX_USER_ISOLATION_NONE 1u    /* trusted in-process mode */
 
@@ -1150,7 +1154,9 @@ _Static_assert(offsetof(struct pvmux_sandbox_header, stub_table) == 104, "Sandbo
 _Static_assert(offsetof(struct pvmux_sandbox_header, kind) == 128, "SandboxHeader.kind");
 _Static_assert(offsetof(struct pvmux_sandbox_header, user_ctx_gpa) == 144, "SandboxHeader");
 _Static_assert(offsetof(struct pvmux_sandbox_header, user_grant_gpa) == 160, "SandboxHeader");
-_Static_assert(sizeof(struct pvmux_sandbox_header) == 176, "SandboxHeader size");
+_Static_assert(offsetof(struct pvmux_sandbox_header, xsave_mask) == 176, "SandboxHeader");
+_Static_assert(offsetof(struct pvmux_sandbox_header, cpu_flags) == 188, "SandboxHeader");
+_Static_assert(sizeof(struct pvmux_sandbox_header) == 192, "SandboxHeader size");
 
 _Static_assert(sizeof(struct pvmux_vcpu_shared) == 4096, "VcpuShared size");
 _Static_assert(_Alignof(struct pvmux_vcpu_shared) == 4096, "VcpuShared alignment");

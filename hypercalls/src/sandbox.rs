@@ -108,6 +108,23 @@ pub struct SandboxHeader {
     pub user_isolation: u32,
     /// Reserved.
     pub _reserved2: u32,
+    /// The FPU state components of the host's signal frames: XCR0 without the dynamically
+    /// enabled ones (AMX tile data), 0 when the OS did not enable XSAVE (host). The stub
+    /// saves and restores user code's FPU registers with these (patched calls, the trusted
+    /// mode) instead of asking CPUID, which traps to the hypervisor in a VM (~4 µs a call on
+    /// a nested EPYC, and a user sandbox asked eight times at every start).
+    pub xsave_mask: u64,
+    /// Bytes of the standard-format XSAVE image of [`Self::xsave_mask`]'s components (the end
+    /// of the highest one, at least 576); 0 with the mask (host).
+    pub xsave_size: u32,
+    /// [`cpu_flags`] of the host CPU (host).
+    pub cpu_flags: u32,
+}
+
+/// [`SandboxHeader::cpu_flags`] bits.
+pub mod cpu_flags {
+    /// The CPU implements `rdtscp` (CPUID.8000_0001h:EDX bit 27).
+    pub const RDTSCP: u32 = 1 << 0;
 }
 
 /// [`SandboxHeader::user_isolation`] values.
@@ -133,4 +150,7 @@ const _: () = assert!(offset_of!(SandboxHeader, entry_held) == 132);
 const _: () = assert!(offset_of!(SandboxHeader, user_ctx_gpa) == 144);
 const _: () = assert!(offset_of!(SandboxHeader, user_grant_gpa) == 160);
 const _: () = assert!(offset_of!(SandboxHeader, user_isolation) == 168);
-const _: () = assert!(size_of::<SandboxHeader>() == 176);
+const _: () = assert!(offset_of!(SandboxHeader, xsave_mask) == 176);
+const _: () = assert!(offset_of!(SandboxHeader, xsave_size) == 184);
+const _: () = assert!(offset_of!(SandboxHeader, cpu_flags) == 188);
+const _: () = assert!(size_of::<SandboxHeader>() == 192);

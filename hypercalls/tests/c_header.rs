@@ -231,6 +231,8 @@ int main(void) {
     O(pvmux_sandbox_header, kind); O(pvmux_sandbox_header, entry_held);
     O(pvmux_sandbox_header, user_pool_base); O(pvmux_sandbox_header, user_ctx_gpa);
     O(pvmux_sandbox_header, user_ctx_len); O(pvmux_sandbox_header, user_grant_gpa);
+    O(pvmux_sandbox_header, user_isolation); O(pvmux_sandbox_header, xsave_mask);
+    O(pvmux_sandbox_header, xsave_size); O(pvmux_sandbox_header, cpu_flags);
     O(pvmux_vcpu_shared, pending); O(pvmux_vcpu_shared, halted); O(pvmux_vcpu_shared, online);
     O(pvmux_vcpu_shared, tid); O(pvmux_vcpu_shared, vcpu_id); O(pvmux_vcpu_shared, hc_req);
     O(pvmux_vcpu_shared, guest_waiting); O(pvmux_vcpu_shared, hc_nr);
@@ -618,6 +620,10 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         o!("pvmux_sandbox_header", SandboxHeader, user_ctx_gpa),
         o!("pvmux_sandbox_header", SandboxHeader, user_ctx_len),
         o!("pvmux_sandbox_header", SandboxHeader, user_grant_gpa),
+        o!("pvmux_sandbox_header", SandboxHeader, user_isolation),
+        o!("pvmux_sandbox_header", SandboxHeader, xsave_mask),
+        o!("pvmux_sandbox_header", SandboxHeader, xsave_size),
+        o!("pvmux_sandbox_header", SandboxHeader, cpu_flags),
         o!("pvmux_vcpu_shared", VcpuShared, pending),
         o!("pvmux_vcpu_shared", VcpuShared, halted),
         o!("pvmux_vcpu_shared", VcpuShared, online),

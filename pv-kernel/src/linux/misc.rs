@@ -5,9 +5,20 @@ use super::{Errno, SysResult};
 
 pub(crate) use crate::time::realtime_ns;
 
-/// `AT_HWCAP`: CPUID leaf 1 EDX, as Linux reports it.
+/// `AT_HWCAP`: CPUID leaf 1 EDX, as Linux reports it (asked once: in a VM `cpuid` traps to
+/// the hypervisor, ~4 µs on a nested EPYC, and every `execve` wants it).
 pub(crate) fn cpuid_hwcap() -> u64 {
-    u64::from(core::arch::x86_64::__cpuid(1).edx)
+    use core::sync::atomic::{AtomicU64, Ordering};
+    /// `u64::MAX`: not asked yet (EDX has 32 bits).
+    static HWCAP: AtomicU64 = AtomicU64::new(u64::MAX);
+    match HWCAP.load(Ordering::Relaxed) {
+        u64::MAX => {
+            let v = u64::from(core::arch::x86_64::__cpuid(1).edx);
+            HWCAP.store(v, Ordering::Relaxed);
+            v
+        }
+        v => v,
+    }
 }
 
 fn put_str(b: &mut [u8], off: usize, s: &[u8]) {

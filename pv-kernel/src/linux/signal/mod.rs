@@ -312,11 +312,22 @@ impl SigState {
 }
 
 /// `AT_MINSIGSTKSZ`: the largest signal frame on this machine, with the FP image of the
-/// features the CPU has enabled (CPUID leaf 0xD; at most what the user stub can carry).
+/// features the CPU has enabled (CPUID leaf 0xD, asked once: every `execve` wants it; at most
+/// what the user stub can carry).
 pub(crate) fn min_sigstack_size() -> u64 {
-    let xsave = core::arch::x86_64::__cpuid_count(0xd, 0).ebx as usize;
-    let fp = xsave.clamp(512, pvmux_hypercalls::user::USER_FPSTATE_MAX);
-    fpframe::max_frame_size(fp)
+    use core::sync::atomic::{AtomicU64, Ordering};
+    /// 0: not asked yet.
+    static SIZE: AtomicU64 = AtomicU64::new(0);
+    match SIZE.load(Ordering::Relaxed) {
+        0 => {
+            let xsave = core::arch::x86_64::__cpuid_count(0xd, 0).ebx as usize;
+            let fp = xsave.clamp(512, pvmux_hypercalls::user::USER_FPSTATE_MAX);
+            let v = fpframe::max_frame_size(fp);
+            SIZE.store(v, Ordering::Relaxed);
+            v
+        }
+        v => v,
+    }
 }
 
 /// Takes the next pending signal of `t` in `allowed`, its own first, then its process's: a

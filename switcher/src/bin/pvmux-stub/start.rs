@@ -445,6 +445,7 @@ extern "sysv64" fn stub_main(base: u64, dynamic: u64, initial_sp: u64) -> ! {
     }
     let h = header_atomics();
     h.stub_start_tsc.store(start_tsc, Relaxed);
+    crate::xsave::load();
     // Never dump core, whatever kills the sandbox (before anything else can).
     if let Err(e) = host_limits::no_core_dumps() {
         fail(Step::Limits, e);

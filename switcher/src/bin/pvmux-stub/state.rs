@@ -239,7 +239,8 @@ pub(crate) fn clock_ns_at(tsc: u64) -> u64 {
 }
 
 /// The host CPU this thread runs on, plus 1: `rdtscp`'s `TSC_AUX`, which Linux sets to
-/// `node << 12 | cpu`. 0 if the CPU has no `rdtscp` (CPUID.8000_0001h:EDX bit 27, asked once).
+/// `node << 12 | cpu`. 0 if the CPU has no `rdtscp` (CPUID.8000_0001h:EDX bit 27, asked by
+/// the host).
 /// A hint for the hand-offs' spinning (`pvmux_hypercalls::doorbell::Waiter::cpu`).
 pub(crate) fn host_cpu() -> u32 {
     if !has_rdtscp() {
@@ -251,19 +252,9 @@ pub(crate) fn host_cpu() -> u32 {
     (aux & 0xfff) + 1
 }
 
-/// Whether the CPU implements `rdtscp` (asked once, then cached).
+/// Whether the CPU implements `rdtscp` (the host's answer: `crate::xsave`).
 pub(crate) fn has_rdtscp() -> bool {
-    /// 0: not asked yet, 1: `rdtscp` works, 2: it does not.
-    static RDTSCP: AtomicU32 = AtomicU32::new(0);
-    match RDTSCP.load(Relaxed) {
-        0 => {
-            let ext = core::arch::x86_64::__cpuid(0x8000_0000).eax >= 0x8000_0001;
-            let has = ext && core::arch::x86_64::__cpuid(0x8000_0001).edx & (1 << 27) != 0;
-            RDTSCP.store(if has { 1 } else { 2 }, Relaxed);
-            has
-        }
-        v => v == 1,
-    }
+    crate::xsave::has_rdtscp()
 }
 
 /// Bumps a statistics counter of this vCPU's shared page.

@@ -31,7 +31,7 @@
 //! `execve`, `ptrace`, `kill`, anonymous `mmap`, `mprotect`, `prctl`, `seccomp`,
 //! `memfd_create`, `io_uring_*` or anything else.
 //!
-//! # User sandboxes ([`build_user_filter`])
+//! # User sandboxes ([`build_user_base_filter`] + [`build_user_lock_filter`])
 //!
 //! A user sandbox runs untrusted guest user code next to the stub, so its filter is stricter:
 //!
@@ -65,9 +65,12 @@
 //!
 //! Every user sandbox first installs the *base filter* ([`build_user_base_filter`]) as soon as
 //! its threads exist, before it waits for its context region (a spare waits there until it
-//! is assigned): the same policy plus exactly the context mapping and the installation of the
-//! user filter on top. Both stay in force; since the base filter allows or traps everything
-//! the user filter allows or traps, the stack behaves as the user filter alone.
+//! is assigned): this policy plus exactly the context and grant-page mappings and the
+//! installation of a second filter. Once those mappings are made, and before any user code
+//! runs, it installs the *lock filter* ([`build_user_lock_filter`]) on top, which kills those
+//! three calls from stub code and allows everything else. Both stay in force, and the
+//! strictest answer wins, so the stack enforces exactly the policy above
+//! ([`evaluate_stack`] evaluates it as the kernel does).
 //!
 //! Note what this does *not* protect: user code can write the stub's memory and jump into
 //! its code, so it can make any call above with any arguments the checks pass, e.g. map any
@@ -351,6 +354,11 @@ impl Builder {
     /// Traps every call whose IP is outside `[text_start + 2, text_end]` (see
     /// [`build_kernel_filter`]); checks the range first.
     fn trap_outside_text(&mut self, p: &FilterParams) -> Result<(), FilterError> {
+        self.outside_text(p, Target::Trap)
+    }
+    /// Sends every call whose IP is outside `[text_start + 2, text_end]` to `to`; checks the
+    /// range first.
+    fn outside_text(&mut self, p: &FilterParams, to: Target) -> Result<(), FilterError> {
         let end = p.text_end;
         // seccomp reports the address *after* the 2-byte `syscall`, so a call made by stub
         // code reports an IP in [text_start + 2, text_end]; text_start or text_start + 1 would
@@ -366,23 +374,23 @@ impl Builder {
         if first_hi == end_hi {
             // The common case: one 4 GiB half, one comparison of the high half.
             self.ld(OFF_IP_HI);
-            self.jmp(JEQ_K, first_hi, Target::Next, Target::Trap);
+            self.jmp(JEQ_K, first_hi, Target::Next, to);
             self.ld(OFF_IP_LO);
-            self.jmp(JGE_K, first_lo, Target::Next, Target::Trap);
-            self.jmp(JGT_K, end_lo, Target::Trap, Target::Next);
+            self.jmp(JGE_K, first_lo, Target::Next, to);
+            self.jmp(JGT_K, end_lo, to, Target::Next);
         } else {
             // A load address that puts the code across a 4 GiB boundary (ASLR can): compare
             // the 64-bit IP with each bound, half by half.
             self.ld(OFF_IP_HI);
             self.jmp(JGT_K, first_hi, Target::Skip(3), Target::Next);
-            self.jmp(JEQ_K, first_hi, Target::Next, Target::Trap);
+            self.jmp(JEQ_K, first_hi, Target::Next, to);
             self.ld(OFF_IP_LO);
-            self.jmp(JGE_K, first_lo, Target::Next, Target::Trap);
+            self.jmp(JGE_K, first_lo, Target::Next, to);
             self.ld(OFF_IP_HI);
-            self.jmp(JGT_K, end_hi, Target::Trap, Target::Next);
+            self.jmp(JGT_K, end_hi, to, Target::Next);
             self.jmp(JEQ_K, end_hi, Target::Next, Target::Skip(2));
             self.ld(OFF_IP_LO);
-            self.jmp(JGT_K, end_lo, Target::Trap, Target::Next);
+            self.jmp(JGT_K, end_lo, to, Target::Next);
         }
         Ok(())
     }
@@ -523,15 +531,6 @@ fn inproc_rules(b: &mut Builder) {
     b.fail = Target::Refuse;
 }
 
-/// Builds the user-sandbox filter into `out` (policy in the module documentation); returns
-/// the number of instructions.
-pub fn build_user_filter(
-    p: &UserFilterParams,
-    out: &mut [SockFilter],
-) -> Result<usize, FilterError> {
-    user_filter(p, false, out)
-}
-
 /// `MAP_POPULATE`: the one flag a user sandbox's `mmap` of pool memory may add to
 /// `MAP_SHARED | MAP_FIXED` (it only fills page-table entries of a range the mapping itself
 /// may reach).
@@ -544,37 +543,27 @@ pub const CTX_MAP_PROT: u32 = 3;
 /// `prot` of the stub's one `mmap` of its grant page (`PROT_READ`).
 pub const GRANT_MAP_PROT: u32 = 1;
 /// `seccomp(SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, ..)`: the only `seccomp` call
-/// the base filter lets through (installing the user filter on top of it).
+/// the base filter lets through (installing the lock filter on top of it).
 pub const SECCOMP_SET_MODE_FILTER_TSYNC: [u32; 2] = [1, 1];
 
 /// Builds the *base* filter of a user sandbox into `out`: the filter every user sandbox
 /// installs (on all its threads) as soon as its threads exist, before it waits for its context
-/// region — so a spare never waits without seccomp. It is [`build_user_filter`]'s policy plus
-/// exactly the three calls the stub still makes between the two filters:
+/// region — so a spare never waits without seccomp. It is the user policy (module
+/// documentation) plus exactly the three calls the stub still makes before it runs user code:
 ///
-/// * `seccomp(SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, prog)` (installing the user
+/// * `seccomp(SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, prog)` (installing the lock
 ///   filter; the pointer cannot be checked);
 /// * `mmap(USER_CTX_BASE, len <= user_ctx_size(MAX_VCPUS), PROT_READ|PROT_WRITE,
 ///   MAP_SHARED|MAP_FIXED_NOREPLACE, guest memfd, user_pool_base <= offset < mem_size)`
 ///   (mapping the assigned context region);
 /// * `mmap(USER_GRANT_BASE, len <= PAGE_SIZE, PROT_READ, MAP_SHARED|MAP_FIXED_NOREPLACE,
 ///   guest memfd, offset < user_pool_base)` (mapping the space's grant page, which lives in
-///   guest-kernel memory below the pool; no untrusted code runs before the user filter is
+///   guest-kernel memory below the pool; no untrusted code runs before the lock filter is
 ///   installed on top, and that filter kills this call).
 ///
-/// Filters stack and the strictest answer wins, so once the user filter is installed on top,
-/// both extra calls kill the sandbox; and since the base filter allows (or traps) everything
-/// the user filter allows (or traps), stacking changes nothing else.
+/// [`build_user_lock_filter`] takes the three away again.
 pub fn build_user_base_filter(
     p: &UserFilterParams,
-    out: &mut [SockFilter],
-) -> Result<usize, FilterError> {
-    user_filter(p, true, out)
-}
-
-fn user_filter(
-    p: &UserFilterParams,
-    base: bool,
     out: &mut [SockFilter],
 ) -> Result<usize, FilterError> {
     if p.pool_base >= p.mem_size {
@@ -603,35 +592,33 @@ fn user_filter(
     b.arg_eq32(0, p.common.pid);
     b.arg_eq32(2, p.common.event_signal);
     b.ret(RET_ALLOW);
-    if base {
-        b.block(nr::SECCOMP);
-        b.arg_eq32(0, SECCOMP_SET_MODE_FILTER_TSYNC[0]);
-        b.arg_eq32(1, SECCOMP_SET_MODE_FILTER_TSYNC[1]);
-        b.ret(RET_ALLOW);
-        // The context mapping; any other `mmap` goes on to the user window's rules below.
-        b.fail = Target::NextBlock;
-        b.block(nr::MMAP);
-        b.arg_ge(0, USER_CTX_BASE);
-        b.arg_le(0, USER_CTX_BASE);
-        b.arg_le(1, user_ctx_size(MAX_VCPUS));
-        b.arg_eq32(2, CTX_MAP_PROT);
-        b.arg_eq32(3, CTX_MAP_FLAGS);
-        b.arg_eq32(4, GUEST_MEM_FD as u32);
-        b.arg_ge(5, p.pool_base);
-        b.arg_lt(5, p.mem_size);
-        b.ret(RET_ALLOW);
-        // The grant page, read-only, from guest-kernel memory.
-        b.block(nr::MMAP);
-        b.arg_ge(0, USER_GRANT_BASE);
-        b.arg_le(0, USER_GRANT_BASE);
-        b.arg_le(1, PAGE_SIZE);
-        b.arg_eq32(2, GRANT_MAP_PROT);
-        b.arg_eq32(3, CTX_MAP_FLAGS);
-        b.arg_eq32(4, GUEST_MEM_FD as u32);
-        b.arg_lt(5, p.pool_base);
-        b.ret(RET_ALLOW);
-        b.fail = Target::Die;
-    }
+    b.block(nr::SECCOMP);
+    b.arg_eq32(0, SECCOMP_SET_MODE_FILTER_TSYNC[0]);
+    b.arg_eq32(1, SECCOMP_SET_MODE_FILTER_TSYNC[1]);
+    b.ret(RET_ALLOW);
+    // The context mapping; any other `mmap` goes on to the user window's rules below.
+    b.fail = Target::NextBlock;
+    b.block(nr::MMAP);
+    b.arg_ge(0, USER_CTX_BASE);
+    b.arg_le(0, USER_CTX_BASE);
+    b.arg_le(1, user_ctx_size(MAX_VCPUS));
+    b.arg_eq32(2, CTX_MAP_PROT);
+    b.arg_eq32(3, CTX_MAP_FLAGS);
+    b.arg_eq32(4, GUEST_MEM_FD as u32);
+    b.arg_ge(5, p.pool_base);
+    b.arg_lt(5, p.mem_size);
+    b.ret(RET_ALLOW);
+    // The grant page, read-only, from guest-kernel memory.
+    b.block(nr::MMAP);
+    b.arg_ge(0, USER_GRANT_BASE);
+    b.arg_le(0, USER_GRANT_BASE);
+    b.arg_le(1, PAGE_SIZE);
+    b.arg_eq32(2, GRANT_MAP_PROT);
+    b.arg_eq32(3, CTX_MAP_FLAGS);
+    b.arg_eq32(4, GUEST_MEM_FD as u32);
+    b.arg_lt(5, p.pool_base);
+    b.ret(RET_ALLOW);
+    b.fail = Target::Die;
     b.block(nr::ARCH_PRCTL);
     b.ld(arg_hi(0));
     b.jmp(JEQ_K, 0, Target::Next, Target::Die);
@@ -658,6 +645,50 @@ fn user_filter(
     b.block(u32::MAX);
     b.ret(RET_KILL_PROCESS);
     b.finish(out)
+}
+
+/// Builds the *lock* filter of a user sandbox into `out`: the filter it stacks on its base
+/// filter ([`build_user_base_filter`]) once its context region and grant page are mapped,
+/// before any user code runs. From stub code it kills `seccomp` and every `mmap` at
+/// `USER_CTX_BASE` or `USER_GRANT_BASE` — the three calls the base filter allows beyond the
+/// user policy, which stub code never makes again — and it allows everything else, which
+/// leaves the answer to the base filter (filters stack, and the strictest answer wins: calls
+/// from user code stay trapped, and every other call from stub code is judged by the base
+/// filter's user policy). So the stack enforces exactly the user policy, as a second copy of
+/// the whole policy on top would, with a filter of about twenty instructions instead of a
+/// hundred and forty: each sandbox start JIT-compiles half as much, and each system call the
+/// sandbox makes runs a shorter second filter.
+pub fn build_user_lock_filter(
+    p: &FilterParams,
+    out: &mut [SockFilter],
+) -> Result<usize, FilterError> {
+    let mut b = Builder::new(Target::Die);
+    // Calls from user code: the base filter traps them.
+    b.outside_text(p, Target::Allow)?;
+    b.ld(OFF_NR);
+    b.jmp(JEQ_K, nr::SECCOMP, Target::Die, Target::Next);
+    b.jmp(JEQ_K, nr::MMAP, Target::Next, Target::Allow);
+    for addr in [USER_CTX_BASE, USER_GRANT_BASE] {
+        b.ld(arg_hi(0));
+        b.jmp(JEQ_K, (addr >> 32) as u32, Target::Next, Target::Skip(2));
+        b.ld(arg_lo(0));
+        b.jmp(JEQ_K, addr as u32, Target::Die, Target::Next);
+    }
+    b.ret(RET_ALLOW);
+    b.finish(out)
+}
+
+/// Evaluates a stack of filters on one system call, like the kernel: every filter runs and
+/// the answer with the strictest action wins (`KILL_PROCESS`, then `KILL_THREAD`, `TRAP`,
+/// `ERRNO`, ..., `ALLOW`: the kernel compares the actions as signed 32-bit numbers); between
+/// equal actions the first in `progs` wins, so list the newest filter first, as the kernel
+/// walks them. An empty stack allows.
+pub fn evaluate_stack(progs: &[&[SockFilter]], nr: u32, arch: u32, ip: u64, args: [u64; 6]) -> u32 {
+    progs
+        .iter()
+        .map(|p| evaluate(p, nr, arch, ip, args))
+        .min_by_key(|&r| (r & 0xffff_0000) as i32)
+        .unwrap_or(RET_ALLOW)
 }
 
 /// Evaluates a filter on one system call, like the kernel does (for tests and fuzzing).
@@ -921,12 +952,20 @@ mod tests {
                 mem_size: 0x2_0000_0000,
             };
             let mut user_out = [SockFilter::default(); MAX_FILTER_LEN];
-            build_user_filter(&user, &mut user_out).expect("user filter builds");
+            build_user_base_filter(&user, &mut user_out).expect("base filter builds");
             build_kernel_filter_with(&params, true, &mut user_out).expect("in-process builds");
+            let mut lock_out = [SockFilter::default(); MAX_FILTER_LEN];
+            let n_lock = build_user_lock_filter(&params, &mut lock_out).expect("lock builds");
+            let lock = |ip: u64| evaluate(&lock_out[..n_lock], nr::SECCOMP, X86, ip, [1; 6]);
             let first = start + 2;
             for ip in [first, first + 1, 0x5_ffff_ffff, 0x6_0000_0000, end] {
                 if ip >= first && ip <= end {
                     assert_eq!(run(ip), RET_ALLOW, "{start:#x}..{end:#x}: ip {ip:#x}");
+                    assert_eq!(
+                        lock(ip),
+                        RET_KILL_PROCESS,
+                        "{start:#x}..{end:#x}: ip {ip:#x}"
+                    );
                 }
             }
             for ip in [
@@ -942,6 +981,7 @@ mod tests {
                 u64::MAX,
             ] {
                 assert_eq!(run(ip), RET_TRAP, "{start:#x}..{end:#x}: ip {ip:#x}");
+                assert_eq!(lock(ip), RET_ALLOW, "{start:#x}..{end:#x}: ip {ip:#x}");
             }
         }
     }
@@ -976,10 +1016,18 @@ mod tests {
         mem_size: MEM,
     };
 
+    /// The user policy: what a user sandbox's two filters answer together once it runs user
+    /// code (the lock filter stacked on the base filter).
     fn user_eval(nr: u32, ip: u64, args: [u64; 6]) -> u32 {
-        let mut out = [SockFilter::default(); MAX_FILTER_LEN];
-        let n = build_user_filter(&UP, &mut out).expect("user filter builds");
-        evaluate(&out[..n], nr, X86, ip, args)
+        user_eval_arch(nr, X86, ip, args)
+    }
+
+    fn user_eval_arch(nr: u32, arch: u32, ip: u64, args: [u64; 6]) -> u32 {
+        let mut base = [SockFilter::default(); MAX_FILTER_LEN];
+        let nb = build_user_base_filter(&UP, &mut base).expect("base filter builds");
+        let mut lock = [SockFilter::default(); MAX_FILTER_LEN];
+        let nl = build_user_lock_filter(&UP.common, &mut lock).expect("lock filter builds");
+        evaluate_stack(&[&lock[..nl], &base[..nb]], nr, arch, ip, args)
     }
 
     const GOOD_MAP: [u64; 6] = [0x40_0000, 0x2000, 5, 0x11, 3, POOL + 0x3000];
@@ -991,11 +1039,9 @@ mod tests {
                 assert_eq!(user_eval(nr, ip, GOOD_MAP), RET_TRAP, "nr {nr} ip {ip:#x}");
             }
         }
-        let mut out = [SockFilter::default(); MAX_FILTER_LEN];
-        let n = build_user_filter(&UP, &mut out).expect("builds");
         for ip in [0x40_1000, TEXT + 0x100] {
             assert_eq!(
-                evaluate(&out[..n], 1, 0x4000_0003, ip, [0; 6]),
+                user_eval_arch(1, 0x4000_0003, ip, [0; 6]),
                 RET_KILL_PROCESS,
                 "int 0x80 at {ip:#x}"
             );
@@ -1200,12 +1246,73 @@ mod tests {
             pool_base: MEM,
             ..UP
         };
-        assert_eq!(build_user_filter(&bad, &mut out), Err(FilterError::BadPool));
-        let n = build_user_filter(&UP, &mut out).expect("builds");
         assert_eq!(
-            build_user_filter(&UP, &mut out[..n - 1]),
+            build_user_base_filter(&bad, &mut out),
+            Err(FilterError::BadPool)
+        );
+        let n = build_user_base_filter(&UP, &mut out).expect("builds");
+        assert_eq!(
+            build_user_base_filter(&UP, &mut out[..n - 1]),
             Err(FilterError::BufferTooSmall)
         );
+        let n = build_user_lock_filter(&P, &mut out).expect("builds");
+        assert_eq!(
+            build_user_lock_filter(&P, &mut out[..n - 1]),
+            Err(FilterError::BufferTooSmall)
+        );
+    }
+
+    #[test]
+    fn the_lock_filter_is_short_and_kills_only_the_set_up_calls_from_stub_code() {
+        let mut out = [SockFilter::default(); MAX_FILTER_LEN];
+        let n = build_user_lock_filter(&P, &mut out).expect("builds");
+        assert!(n <= 24, "{n} instructions");
+        let lock = |nr: u32, ip: u64, a: [u64; 6]| evaluate(&out[..n], nr, X86, ip, a);
+        let ip = TEXT + 0x100;
+        assert_eq!(lock(nr::SECCOMP, ip, [1, 1, 0, 0, 0, 0]), RET_KILL_PROCESS);
+        assert_eq!(lock(nr::SECCOMP, ip, [0; 6]), RET_KILL_PROCESS);
+        for addr in [USER_CTX_BASE, USER_GRANT_BASE] {
+            assert_eq!(lock(nr::MMAP, ip, [addr, 0, 0, 0, 0, 0]), RET_KILL_PROCESS);
+            // The same low or high half alone is another address.
+            for other in [addr ^ (1 << 40), addr ^ 0x1000] {
+                assert_eq!(lock(nr::MMAP, ip, [other, 0, 0, 0, 0, 0]), RET_ALLOW);
+            }
+        }
+        for nr in [
+            nr::FUTEX,
+            nr::MUNMAP,
+            nr::MPROTECT,
+            nr::EXIT_GROUP,
+            59,
+            0x4000_013d,
+        ] {
+            assert_eq!(lock(nr, ip, [USER_CTX_BASE; 6]), RET_ALLOW, "nr {nr}");
+        }
+        // From user code it allows everything: the base filter traps it.
+        for nr in [nr::SECCOMP, nr::MMAP] {
+            assert_eq!(lock(nr, 0x40_1000, [USER_CTX_BASE; 6]), RET_ALLOW);
+        }
+    }
+
+    #[test]
+    fn a_stack_answers_with_its_strictest_filter() {
+        let ret = |k: u32| {
+            [SockFilter {
+                code: RET_K,
+                jt: 0,
+                jf: 0,
+                k,
+            }]
+        };
+        let (allow, trap, kill) = (ret(RET_ALLOW), ret(RET_TRAP), ret(RET_KILL_PROCESS));
+        let refuse = ret(RET_REFUSE);
+        let eval = |s: &[&[SockFilter]]| evaluate_stack(s, 0, X86, 0, [0; 6]);
+        assert_eq!(eval(&[]), RET_ALLOW);
+        assert_eq!(eval(&[&allow, &trap]), RET_TRAP);
+        assert_eq!(eval(&[&trap, &kill, &allow]), RET_KILL_PROCESS);
+        // Equal actions: the first (newest) filter's data.
+        assert_eq!(eval(&[&refuse, &trap]), RET_REFUSE);
+        assert_eq!(eval(&[&trap, &refuse]), RET_TRAP);
     }
 
     fn base_eval(nr: u32, ip: u64, args: [u64; 6]) -> u32 {
@@ -1226,7 +1333,7 @@ mod tests {
             POOL - 0x1000,
         ];
         assert_eq!(base_eval(nr::MMAP, ip, grant), RET_ALLOW);
-        // The user filter on top kills it.
+        // The lock filter on top kills it.
         assert_eq!(user_eval(nr::MMAP, ip, grant), RET_KILL_PROCESS);
         let with = |i: usize, v: u64| {
             let mut a = grant;
@@ -1259,7 +1366,7 @@ mod tests {
         let tsync = [1, 1, 0x7fff_0000_1000, 0, 0, 0];
         assert_eq!(base_eval(nr::MMAP, ip, ctx), RET_ALLOW);
         assert_eq!(base_eval(nr::SECCOMP, ip, tsync), RET_ALLOW);
-        // The user filter (stacked on top once assigned) kills both.
+        // The lock filter (stacked on top once assigned) kills both.
         assert_eq!(user_eval(nr::MMAP, ip, ctx), RET_KILL_PROCESS);
         assert_eq!(user_eval(nr::SECCOMP, ip, tsync), RET_KILL_PROCESS);
         // Every other context mapping or seccomp call is killed by the base filter too.
@@ -1286,7 +1393,7 @@ mod tests {
         // And from user code they trap like any call.
         assert_eq!(base_eval(nr::MMAP, 0x40_1000, ctx), RET_TRAP);
         assert_eq!(base_eval(nr::SECCOMP, 0x40_1000, tsync), RET_TRAP);
-        // What the user filter allows, the base filter allows.
+        // What the user policy allows, the base filter allows.
         assert_eq!(base_eval(nr::MMAP, ip, GOOD_MAP), RET_ALLOW);
         assert_eq!(base_eval(nr::FUTEX, ip, [0, 0, 5, 0, 0, 0]), RET_ALLOW);
     }

@@ -1,6 +1,8 @@
-//! Property tests of the user sandbox's seccomp filter ([`build_user_filter`]), run through
-//! the filter's own evaluator on arbitrary `(nr, arch, ip, args)` and arbitrary valid
-//! parameters, against an independent model of the policy in the `seccomp` module docs:
+//! Property tests of the user sandbox's seccomp filters — the base filter alone
+//! ([`build_user_base_filter`]) and the stack it runs user code under (the lock filter,
+//! [`build_user_lock_filter`], on top) — run through the filters' own evaluator on arbitrary
+//! `(nr, arch, ip, args)` and arbitrary valid parameters, against an independent model of the
+//! policy in the `seccomp` module docs:
 //! * a non-native architecture gets `RET_KILL_PROCESS`, from anywhere;
 //! * an IP outside `[text_start + 2, text_end]` gets `RET_TRAP`;
 //! * from stub code the result is `RET_ALLOW` exactly when the call is in the allow-list with
@@ -13,9 +15,9 @@ use pvmux_hypercalls::user::user_ctx_size;
 use pvmux_hypercalls::user::{USER_BASE, USER_CTX_BASE, USER_END};
 use pvmux_hypercalls::{MAX_VCPUS, PAGE_SIZE};
 use pvmux_switcher::seccomp::{
-    build_user_base_filter, build_user_filter, evaluate, nr, FilterParams, SockFilter,
-    UserFilterParams, AUDIT_ARCH_X86_64, MAX_FILTER_LEN, RET_ALLOW, RET_KILL_PROCESS, RET_TRAP,
-    USER_LEN_MAX,
+    build_user_base_filter, build_user_lock_filter, evaluate, evaluate_stack, nr, FilterParams,
+    SockFilter, UserFilterParams, AUDIT_ARCH_X86_64, MAX_FILTER_LEN, RET_ALLOW, RET_KILL_PROCESS,
+    RET_TRAP, USER_LEN_MAX,
 };
 
 /// The documented policy for a native call from stub code.
@@ -160,12 +162,15 @@ fn input() -> impl Strategy<Value = (UserFilterParams, u32, u32, u64, [u64; 6])>
 proptest! {
     #![proptest_config(ProptestConfig { cases: 4096, ..ProptestConfig::default() })]
 
-    /// Arbitrary calls against arbitrary valid parameters obey the documented policy.
+    /// Arbitrary calls against arbitrary valid parameters obey the documented policy, under
+    /// the stack a user sandbox runs user code with: the lock filter on the base filter.
     #[test]
-    fn user_filter_matches_policy((p, nr, arch, ip, a) in input()) {
-        let mut out = [SockFilter::default(); MAX_FILTER_LEN];
-        let n = build_user_filter(&p, &mut out).expect("valid parameters build");
-        let ret = evaluate(&out[..n], nr, arch, ip, a);
+    fn user_filter_stack_matches_policy((p, nr, arch, ip, a) in input()) {
+        let mut base = [SockFilter::default(); MAX_FILTER_LEN];
+        let nb = build_user_base_filter(&p, &mut base).expect("valid parameters build");
+        let mut lock = [SockFilter::default(); MAX_FILTER_LEN];
+        let nl = build_user_lock_filter(&p.common, &mut lock).expect("valid parameters build");
+        let ret = evaluate_stack(&[&lock[..nl], &base[..nb]], nr, arch, ip, a);
         let from_stub = (p.common.text_start + 2..=p.common.text_end).contains(&ip);
         if arch != AUDIT_ARCH_X86_64 {
             prop_assert_eq!(ret, RET_KILL_PROCESS);
@@ -181,9 +186,8 @@ proptest! {
         }
     }
 
-    /// The base filter obeys its documented policy; in particular it allows (or traps)
-    /// everything the user filter allows (or traps), so stacking the user filter on top of it
-    /// changes nothing but the two start-up calls.
+    /// The base filter obeys its documented policy: the user policy plus the three start-up
+    /// calls, which the lock filter on top takes away again (the test above).
     #[test]
     fn base_filter_matches_policy((p, nr, arch, ip, a) in input()) {
         let mut out = [SockFilter::default(); MAX_FILTER_LEN];

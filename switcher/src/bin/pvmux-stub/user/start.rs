@@ -1,8 +1,8 @@
 //! Start-up of a user sandbox: check the header, map the per-slot areas, install the
 //! handlers, create the slot threads (each with its alternate signal stack and slice timer),
-//! build the filter, install the base filter, wait for a context region (a spare waits here until `SpaceCreate`
-//! assigns it one), map and check it, install the filter on every thread, and enter the
-//! handler loop.
+//! build the filters, install the base filter, wait for a context region (a spare waits here
+//! until `SpaceCreate` assigns it one), map and check it and the grant page, install the lock
+//! filter on every thread, and enter the handler loop.
 
 use core::arch::global_asm;
 use core::mem::offset_of;
@@ -17,7 +17,7 @@ use pvmux_hypercalls::{ABI_MAGIC, ABI_VERSION, MAX_VCPUS, PAGE_SIZE};
 use pvmux_switcher::host_memory::user_address_space_limit;
 use pvmux_switcher::seccomp::MAX_FILTER_LEN;
 use pvmux_switcher::seccomp::{
-    build_user_base_filter, build_user_filter, FilterParams, SockFilter, UserFilterParams,
+    build_user_base_filter, build_user_lock_filter, FilterParams, SockFilter, UserFilterParams,
     CTX_MAP_FLAGS, CTX_MAP_PROT, GRANT_MAP_PROT,
 };
 
@@ -179,7 +179,7 @@ extern "sysv64" fn main_on_own_stack(n: u64, mem: u64, pool: u64) -> ! {
         pool_base: pool,
         mem_size: mem,
     };
-    let len = match build_user_filter(&params, &mut prog) {
+    let len = match build_user_lock_filter(&params.common, &mut prog) {
         Ok(l) => l,
         Err(_) => fail(Step::Filter, EINVAL),
     };
@@ -190,8 +190,8 @@ extern "sysv64" fn main_on_own_stack(n: u64, mem: u64, pool: u64) -> ! {
     }
     // Everything that does not need the context region is done. Before waiting for it (a
     // spare waits here until `SpaceCreate` assigns it one), lock every thread into the base
-    // filter: the user policy plus the context mapping and the user filter's installation
-    // (docs/SECURITY.md, "Layers"). Both filters stay in force.
+    // filter: the user policy plus the context and grant mappings and the lock filter's
+    // installation (docs/SECURITY.md, "Layers"). Both filters stay in force.
     {
         let mut base = [SockFilter::default(); MAX_FILTER_LEN];
         let Ok(base_len) = build_user_base_filter(&params, &mut base) else {

@@ -6,10 +6,11 @@
 //! [`TAG_CHUNK`] read (the head the loader parses); `execve` maps nothing but the segment
 //! edges (private copies of partial pages): the whole pages of each segment are named in the
 //! region ([`super::space::ImageMap`]) and a page's first touch — the program's fault, or a
-//! kernel access to it — reads its 64 KiB chunk from the file system into the frames and a
-//! kernel buffer at once (for a host file the host writes both in one `HostfsRead`, so the
-//! kernel never faults the frames in to copy them), tags it from that buffer
-//! ([`CachedFile::ensure`]), and maps the chunk's pages copy-on-write. A chunk's frames are never mapped nor read before that. A chunk read
+//! kernel access to it — reads its 64 KiB chunk, and up to three unread chunks right after it
+//! (read-ahead: a program's first run touches most of its image), from the file system into
+//! the frames and a kernel buffer at once (for a host file the host writes both in one
+//! `HostfsRead`, so the kernel never faults the frames in to copy them), tags each chunk from
+//! that buffer ([`CachedFile::ensure`]), and maps the touched chunk's pages copy-on-write. A chunk's frames are never mapped nor read before that. A chunk read
 //! after the file changed (size or modification time) or that reads short is `EIO`, `SIGBUS`
 //! for the program touching it: never bytes of two versions of a file. Entries are keyed by
 //! inode, size and modification time (a rewritten file is read again) and bounded to a
@@ -93,6 +94,12 @@ pub(crate) struct CachedFile {
 /// Bytes of the file per tag, and per read at a chunk's first use.
 pub(crate) const TAG_CHUNK: usize = 64 << 10;
 
+/// Most chunks one read fills: the one a fault needs and the unread ones right after it
+/// (256 KiB in all). Each read is a host call whose fixed cost (10–45 µs on a nested EPYC)
+/// is that of copying a chunk or more; a window of four quarters the calls of a program
+/// that touches its whole image and reads at most three chunks it may never use.
+const READ_AHEAD_CHUNKS: usize = 4;
+
 /// Bytes of a file's head kept in kernel memory at least (the ELF header and a `#!` line fit).
 const HEAD_MIN: usize = 4096;
 /// At most (program headers further into the file are not loaded: `ENOEXEC`). The head
@@ -175,7 +182,14 @@ impl CachedFile {
             );
             self.filled[i].store(false, Ordering::Release);
         }
-        self.fill_chunk(i).map(give_back)
+        // Read ahead: the chunks right after it that were not read yet come in the same
+        // host read (a program's first run touches most chunks of its text and data:
+        // python3's 6.8 MB binary is read whole at start-up, and one read per chunk cost a
+        // host call each).
+        let ahead = (i + 1..self.filled.len().min(i + READ_AHEAD_CHUNKS))
+            .take_while(|&j| !self.filled[j].load(Ordering::Acquire))
+            .count();
+        self.fill_chunks(i, 1 + ahead).map(give_back)
     }
 
     /// Whether chunk `i` has been read (its frames hold the file's bytes, unless a program
@@ -192,12 +206,21 @@ impl CachedFile {
         (off, (self.size - off).min(TAG_CHUNK))
     }
 
-    /// Reads chunk `i` from the file system through a kernel buffer into its frames (the
-    /// rest of the file's last page zeroed), tags it from that buffer, and returns the
-    /// buffer. Called under [`CachedFile::fill_lock`] or before the entry is shared.
-    fn fill_chunk(&self, i: usize) -> Result<Vec<u8>, Errno> {
+    /// Reads chunks `i..i + count` (at most [`READ_AHEAD_CHUNKS`], within the file) from the
+    /// file system through one kernel buffer into their frames (the rest of the file's last
+    /// page zeroed), tags each from that buffer, and returns the buffer. Called under
+    /// [`CachedFile::fill_lock`] or before the entry is shared.
+    fn fill_chunks(&self, i: usize, count: usize) -> Result<Vec<u8>, Errno> {
         let read_at = crate::time::now_ns();
-        let (off, n) = self.chunk_span(i);
+        let last = i + count.clamp(1, READ_AHEAD_CHUNKS) - 1;
+        if last >= self.filled.len() {
+            return Err(Errno::EIO);
+        }
+        let off = self.chunk_span(i).0;
+        let n = {
+            let (last_off, last_n) = self.chunk_span(last);
+            last_off + last_n - off
+        };
         let mut buf = take_buffer(n)?;
         let (ino, size, mtime) = self.key;
         // Execute permission was checked (`load`), or the file is open for reading (a
@@ -222,18 +245,23 @@ impl CachedFile {
             let tail = self.pages * PAGE_SIZE as usize - self.size;
             pool_mem::zero(self.base + self.size as u64, tail);
         }
-        self.tags[i].store(tag(&buf), Ordering::Release);
-        self.verified[i].store(read_at, Ordering::Release);
-        self.filled[i].store(true, Ordering::Release);
+        for (k, bytes) in buf.chunks(TAG_CHUNK).enumerate() {
+            self.tags[i + k].store(tag(bytes), Ordering::Release);
+            self.verified[i + k].store(read_at, Ordering::Release);
+            self.filled[i + k].store(true, Ordering::Release);
+        }
         Ok(buf)
     }
 }
 
-/// A kernel buffer of `n` bytes (at most [`TAG_CHUNK`]) to read or check a chunk through:
-/// a spare one if there is one, its old bytes left (the read or the copy overwrites them all,
-/// or fails), else a new zeroed one (`ENOMEM` if the heap has none).
+/// A kernel buffer of `n` bytes (at most [`READ_AHEAD_CHUNKS`] chunks) to read or check
+/// chunks through: a spare one if there is one, its old bytes left (the read or the copy
+/// overwrites them all, or fails), else a new zeroed one (`ENOMEM` if the heap has none).
 fn take_buffer(n: usize) -> Result<Vec<u8>, Errno> {
-    if let Some(mut buf) = SPARE_BUFS.lock().pop() {
+    let spare = SPARE_BUFS.lock().pop();
+    if let Some(mut buf) = spare {
+        buf.try_reserve_exact(n.saturating_sub(buf.len()))
+            .map_err(|_| Errno::ENOMEM)?;
         buf.resize(n, 0);
         return Ok(buf);
     }
@@ -539,7 +567,7 @@ fn entry(ino: Ino, size: u64, mtime_ns: u64) -> Result<Arc<CachedFile>, Errno> {
         hold: crate::fs::with(|fs| fs.open_ino(ino, crate::fs::ramfs::oflag::O_RDONLY).ok()),
     };
     // Dropping `e` on an error gives the frames back.
-    let first = e.fill_chunk(0)?;
+    let first = e.fill_chunks(0, 1)?;
     e.head = first[..head_len(&first, size)].to_vec();
     give_back(first);
     let entry = Arc::new(e);

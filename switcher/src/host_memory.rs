@@ -110,9 +110,64 @@ const fn min(a: u64, b: u64) -> u64 {
     }
 }
 
+/// The largest `n <= max` for which `fits(n)` holds, for a `fits` that holds for every
+/// number up to some bound and for none above it (`fits(0)` is taken to hold): a galloping
+/// search, then a binary one, so about `2 log2(n)` calls. The stub finds the extent of its
+/// initial stack with it — `fits(n)`: the `n` pages below the stack pointer are all mapped,
+/// one `mincore` each — in about a dozen calls instead of one per page.
+pub fn largest_fitting(max: u64, mut fits: impl FnMut(u64) -> bool) -> u64 {
+    // `ok` fits; `bad` does not, or is past `max`.
+    let (mut ok, mut bad) = (0u64, 1u64);
+    while bad <= max && fits(bad) {
+        ok = bad;
+        bad = bad.saturating_mul(2);
+    }
+    if bad > max {
+        if ok == max || fits(max) {
+            return max;
+        }
+        bad = max;
+    }
+    while bad - ok > 1 {
+        let mid = ok + (bad - ok) / 2;
+        if fits(mid) {
+            ok = mid;
+        } else {
+            bad = mid;
+        }
+    }
+    ok
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn largest_fitting_finds_the_bound_in_few_calls() {
+        for max in [0u64, 1, 2, 3, 7, 64, 4096] {
+            for bound in 0..=max.min(300) + 2 {
+                let mut calls = 0;
+                let got = largest_fitting(max, |n| {
+                    calls += 1;
+                    assert!((1..=max).contains(&n), "asked {n} with max {max}");
+                    n <= bound
+                });
+                assert_eq!(got, bound.min(max), "max {max} bound {bound}");
+                assert!(calls <= 2 * (64 - max.leading_zeros()) + 2, "{calls} calls");
+            }
+        }
+        // The initial stack's case: 33 pages below the stack pointer, 4096 at most.
+        let mut calls = 0;
+        assert_eq!(
+            largest_fitting(4096, |n| {
+                calls += 1;
+                n <= 33
+            }),
+            33
+        );
+        assert!(calls <= 12, "{calls}");
+    }
 
     #[test]
     fn dense_and_sparse_cases() {

@@ -20,6 +20,7 @@ use core::arch::global_asm;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use pvmux_hypercalls::PAGE_SIZE;
+use pvmux_switcher::host_memory::largest_fitting;
 
 use crate::sys::{self, syscall6};
 
@@ -86,15 +87,32 @@ pub(crate) fn limit_address_space(bytes: u64) -> Result<(), u32> {
 
 /// Whether the page at `page` is mapped (`mincore` fails with `ENOMEM` on a hole).
 fn mapped(page: u64) -> bool {
-    let mut vec = 0u8;
-    // SAFETY: mincore writes one byte per page of the range (one page) to `vec`.
+    let mut vec = [0u8; 1];
+    mincore_ok(page, &mut vec)
+}
+
+/// Whether all of the `n` pages (at most [`MAX_STACK_SCAN_PAGES`]) from `page` on are mapped.
+/// Takes 4 KiB of stack: for the initial stack's scan only.
+fn pages_mapped(page: u64, n: u64) -> bool {
+    let mut vec = [0u8; MAX_STACK_SCAN_PAGES as usize];
+    match usize::try_from(n) {
+        Ok(0) => true,
+        Ok(n) if n <= vec.len() => mincore_ok(page, &mut vec[..n]),
+        _ => false,
+    }
+}
+
+/// One `mincore` of the `vec.len()` pages from `page` on: false if the range has a hole
+/// (`ENOMEM`) or any other error.
+fn mincore_ok(page: u64, vec: &mut [u8]) -> bool {
+    // SAFETY: mincore writes one byte per page of the range (`vec.len()` pages) to `vec`.
     let r = unsafe {
         syscall6(
             NR_MINCORE,
             [
                 page as usize,
-                PAGE_SIZE as usize,
-                &mut vec as *mut u8 as usize,
+                vec.len() * PAGE_SIZE as usize,
+                vec.as_mut_ptr() as usize,
                 0,
                 0,
                 0,
@@ -118,12 +136,13 @@ pub(crate) unsafe fn record_initial_stack(sp: u64, execfn: u64) -> Result<(), u3
         end += 1;
     }
     let hi = (end + 1 + 8).next_multiple_of(PAGE_SIZE);
-    let mut lo = sp & !(PAGE_SIZE - 1);
-    let mut n = 0;
-    while n < MAX_STACK_SCAN_PAGES && lo > PAGE_SIZE && mapped(lo - PAGE_SIZE) {
-        lo -= PAGE_SIZE;
-        n += 1;
-    }
+    let sp_page = sp & !(PAGE_SIZE - 1);
+    // The pages right below the stack pointer's that are mapped (a range `mincore` per step:
+    // about a dozen calls for the ~33 pages of an initial stack, not one per page).
+    let n = largest_fitting(MAX_STACK_SCAN_PAGES, |n| {
+        n < sp_page / PAGE_SIZE && pages_mapped(sp_page - n * PAGE_SIZE, n)
+    });
+    let lo = sp_page - n * PAGE_SIZE;
     if sp < lo || sp >= hi || !mapped(hi - PAGE_SIZE) || n == MAX_STACK_SCAN_PAGES {
         return Err(ENOMEM);
     }

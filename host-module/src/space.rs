@@ -689,6 +689,9 @@ impl Spaces {
 /// Waits on the pidfds of every space and spare (and the wake eventfd), reaps each as it
 /// ends and tops up the spares, until the tenant is closed and no sandbox is left.
 fn reaper_thread(inner: &Inner, ep: &OwnedFd, wake: &OwnedFd) {
+    // The spares this thread spawns inherit its empty bounding set: their jails drop none.
+    let emptied = crate::jail::drop_thread_bounding_set();
+    tracing::debug!(tenant = %inner.cfg.name, emptied, "reaper's capability bounding set");
     let mut events = Vec::with_capacity(64);
     // Spawning spares and reaping is host work on the tenant's behalf.
     let mut meter = crate::limits::budget::HostMeter::start();

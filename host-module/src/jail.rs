@@ -601,9 +601,10 @@ unsafe fn drop_bounding_set() -> bool {
             0 => {}
             // EINVAL: past the last capability this kernel knows.
             r if r < 0 => return cap > 0,
-            // SAFETY: prctl on plain integers.
             _ => {
-                if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong) } != 0 {
+                // SAFETY: prctl on plain integers.
+                let dropped = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong) };
+                if dropped != 0 {
                     return false;
                 }
             }

@@ -235,6 +235,20 @@ pub fn reap(pid: i32) -> i32 {
     }
 }
 
+/// Runs `cmd` until it exits with 0 (at most [`TIMEOUT`]) and returns that run; on a timeout
+/// the failure shows the last run's output, so that a wait that never ends says why.
+pub fn wait_for_success(what: &str, mut cmd: impl FnMut() -> Run) -> Run {
+    let start = Instant::now();
+    loop {
+        let r = cmd();
+        if r.code() == Some(0) {
+            return r;
+        }
+        assert!(start.elapsed() < TIMEOUT, "{what}: {}", r.context());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Waits until `cond` holds (at most [`TIMEOUT`]).
 pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();

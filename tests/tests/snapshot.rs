@@ -12,7 +12,7 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use pvmux_tests::oci::wait_for;
+use pvmux_tests::oci::{wait_for, wait_for_success};
 use pvmux_tests::state_root::StateRoot;
 use pvmux_tests::TempDir;
 
@@ -400,19 +400,15 @@ fn published_ports_listen_again_after_a_restore() {
     assert!(!snap.join("manifest.json").exists());
     drop(open);
     // Once the guest has closed it, the snapshot is taken (the tenant stops).
-    wait_for("a snapshot without open connections", || {
+    wait_for_success("a snapshot without open connections", || {
         root.pvmux(&["snapshot", "p", snap.to_str().unwrap()])
-            .code()
-            == Some(0)
     });
     wait_for("the source to stop", || {
         root.state("p").as_deref() == Some("stopped")
     });
     // Its monitor may hold the published port a moment after it says it stopped.
-    wait_for("the restored tenant to listen", || {
+    wait_for_success("the restored tenant to listen", || {
         root.pvmux(&["restore", snap.to_str().unwrap(), "--name", "r"])
-            .code()
-            == Some(0)
     });
     let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
     assert_eq!(ask(&mut c, "again"), Some(last + 2), "the count goes on");

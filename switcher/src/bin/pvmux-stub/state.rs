@@ -243,18 +243,13 @@ pub(crate) fn clock_ns_at(tsc: u64) -> u64 {
 /// the host).
 /// A hint for the hand-offs' spinning (`pvmux_hypercalls::doorbell::Waiter::cpu`).
 pub(crate) fn host_cpu() -> u32 {
-    if !has_rdtscp() {
+    if !crate::xsave::has_rdtscp() {
         return 0;
     }
     let mut aux = 0u32;
     // SAFETY: the CPU implements `rdtscp` (checked above); it writes only `aux`.
     unsafe { core::arch::x86_64::__rdtscp(&mut aux) };
     (aux & 0xfff) + 1
-}
-
-/// Whether the CPU implements `rdtscp` (the host's answer: `crate::xsave`).
-pub(crate) fn has_rdtscp() -> bool {
-    crate::xsave::has_rdtscp()
 }
 
 /// Bumps a statistics counter of this vCPU's shared page.

@@ -121,7 +121,7 @@ impl UserPlatform for Stub<'_> {
             spin_ticks(first_wait_spin(last)),
             super::slot::ctx_dead_word(),
             // Without `rdtscp` the loop cannot tell where it runs: it spins as before.
-            if crate::state::has_rdtscp() {
+            if crate::xsave::has_rdtscp() {
                 slot.cpu_words()
             } else {
                 core::ptr::null_mut()

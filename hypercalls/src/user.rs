@@ -292,6 +292,10 @@ pub mod user_stat {
     /// TSC ticks spent running user code: from entering it until the signal that brought it
     /// back (the guest kernel's user-time accounting; untrusted, like every slot field).
     pub const USER_TICKS: usize = 6;
+    /// TSC ticks a slot thread spent waiting for a grant it got without sleeping: from
+    /// entering the wait until it had the grant's request loaded (untrusted; for the host's
+    /// log of an audit kill, to tell the stub's spinning from time in user code).
+    pub const SPIN_TICKS: usize = 7;
 }
 
 const _: () = assert!(size_of::<UserSlot>() == USER_SLOT_SIZE as usize);

@@ -140,6 +140,7 @@ fn audit_all(inner: &Inner, last: &HashMap<i32, Seen>) -> HashMap<i32, Seen> {
             system_ms = split.system_ns / 1_000_000,
             since_last = %since_last(last.get(&raw), at, cpu, allowed),
             threads_ms = %threads_ms(raw),
+            sched = %threads_sched(raw),
             open = %open_grants(g, inner.cfg.nr_vcpus, now),
             slots = %ctx_gpa
                 .map(|c| slot_stats(&inner.mem, clock, inner.cfg.nr_vcpus, c))
@@ -152,8 +153,9 @@ fn audit_all(inner: &Inner, last: &HashMap<i32, Seen>) -> HashMap<i32, Seen> {
 }
 
 /// For the log of a kill: what each slot's counters in the context region say (the sandbox's
-/// own count, untrusted: `SLOT:runs=N,interrupts=N,sleeps=N,user_ms=MS`, space-separated), to
-/// tell time in user code from time in the stub's own waits.
+/// own count, untrusted: `SLOT:runs=N,interrupts=N,sleeps=N,user_ms=MS,spin_ms=MS`,
+/// space-separated), to
+/// tell time in user code from time in the stub's own waits and spins.
 fn slot_stats(
     mem: &crate::GuestMemory,
     clock: &crate::clock::ClockParams,
@@ -167,10 +169,10 @@ fn slot_stats(
                 .saturating_add(user_slot_offset(i))
                 .saturating_add(std::mem::offset_of!(UserSlot, stats) as u64);
             let stat = |k: usize| mem.read_u64(base.saturating_add(8 * k as u64)).unwrap_or(0);
-            let ticks = stat(user_stat::USER_TICKS);
-            let user_ms = clock.ticks_to_ns(ticks) / 1_000_000;
+            let ms = |k: usize| clock.ticks_to_ns(stat(k)) / 1_000_000;
+            let (user_ms, spin_ms) = (ms(user_stat::USER_TICKS), ms(user_stat::SPIN_TICKS));
             format!(
-                "{i}:runs={},interrupts={},sleeps={},user_ms={user_ms}",
+                "{i}:runs={},interrupts={},sleeps={},user_ms={user_ms},spin_ms={spin_ms}",
                 stat(user_stat::RUNS),
                 stat(user_stat::INTERRUPTS),
                 stat(user_stat::SLEEPS)
@@ -195,27 +197,65 @@ fn since_last(last: Option<&Seen>, at: Instant, cpu_ns: u64, allowed_ns: u64) ->
     )
 }
 
-/// For the log of a kill: each thread's user and system CPU time in ms (`TID:USER+SYSTEM`,
-/// space-separated), to tell one runaway thread from time spread over all of them, and time
-/// spent in user code from time the host kernel charged to the thread.
-fn threads_ms(pid: i32) -> String {
+/// `TID:WHAT` for each thread of process `pid`, space-separated, where `what` reads the
+/// thread's `/proc/PID/task/TID` directory (threads it has nothing for are left out).
+fn per_thread(pid: i32, what: impl Fn(&std::path::Path) -> Option<String>) -> String {
     let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return String::new();
     };
     dir.flatten()
         .filter_map(|t| {
-            let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
-            let (u, s) = parse_utime_stime(&stat)?;
-            let ms = |ticks: u64| ticks.saturating_mul(1000 / USER_HZ);
             Some(format!(
-                "{}:{}+{}",
+                "{}:{}",
                 t.file_name().to_string_lossy(),
-                ms(u),
-                ms(s)
+                what(&t.path())?
             ))
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// For the log of a kill: each thread's user and system CPU time in ms (`TID:USER+SYSTEM`,
+/// space-separated), to tell one runaway thread from time spread over all of them, and time
+/// spent in user code from time the host kernel charged to the thread.
+fn threads_ms(pid: i32) -> String {
+    per_thread(pid, |dir| {
+        let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+        let (u, s) = parse_utime_stime(&stat)?;
+        let ms = |ticks: u64| ticks.saturating_mul(1000 / USER_HZ);
+        Some(format!("{}+{}", ms(u), ms(s)))
+    })
+}
+
+/// For the log of a kill: what the host scheduler says of each thread
+/// (`TID:RUN_MS/WAIT_MS/SLICES/VOLUNTARY/INVOLUNTARY`, space-separated: CPU time and time
+/// spent runnable from `/proc/.../schedstat`, with the number of times it ran; context
+/// switches from `status`), to tell a thread that spun from one that was switched in and out.
+fn threads_sched(pid: i32) -> String {
+    per_thread(pid, |dir| {
+        let sched = std::fs::read_to_string(dir.join("schedstat")).ok()?;
+        let status = std::fs::read_to_string(dir.join("status")).ok()?;
+        format_sched(&sched, &status)
+    })
+}
+
+/// `RUN_MS/WAIT_MS/SLICES/VOLUNTARY/INVOLUNTARY` of a thread's `schedstat` and `status`.
+fn format_sched(schedstat: &str, status: &str) -> Option<String> {
+    let mut f = schedstat.split_ascii_whitespace();
+    let mut next = || f.next()?.parse::<u64>().ok();
+    let (run, wait, slices) = (next()?, next()?, next()?);
+    let switches = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.trim().parse::<u64>().ok())
+    };
+    Some(format!(
+        "{}/{}/{slices}/{}/{}",
+        run / 1_000_000,
+        wait / 1_000_000,
+        switches("voluntary_ctxt_switches:")?,
+        switches("nonvoluntary_ctxt_switches:")?
+    ))
 }
 
 /// For the log of a kill: per slot, how long its current grant has been held and whether a
@@ -315,6 +355,24 @@ mod tests {
     }
 
     #[test]
+    fn a_kills_log_reads_each_threads_scheduler_figures() {
+        let status = "Name:\tx\nvoluntary_ctxt_switches:\t12\nnonvoluntary_ctxt_switches:\t3\n";
+        assert_eq!(
+            format_sched("2500000000 1000000 77\n", status).as_deref(),
+            Some("2500/1/77/12/3")
+        );
+        assert_eq!(format_sched("1 2\n", status), None);
+        assert_eq!(format_sched("1 2 3\n", "Name:\tx\n"), None);
+        // Our own threads: this one at least.
+        let me = std::process::id();
+        let line = threads_sched(me as i32);
+        assert!(
+            line.split(' ').any(|t| t.starts_with(&format!("{me}:"))),
+            "{line}"
+        );
+    }
+
+    #[test]
     fn our_own_cpu_time_is_readable() {
         let me = std::process::id() as i32;
         let t0 = cpu_split(me).expect("own /proc/PID/stat");
@@ -343,15 +401,17 @@ mod tests {
         put(0, user_stat::INTERRUPTS, 3);
         put(0, user_stat::SLEEPS, 4);
         put(0, user_stat::USER_TICKS, 250_000_000);
+        put(0, user_stat::SPIN_TICKS, 40_000_000);
         put(1, user_stat::RUNS, 1);
         assert_eq!(
             slot_stats(&mem, &clock, 2, ctx),
-            "0:runs=12,interrupts=3,sleeps=4,user_ms=250 1:runs=1,interrupts=0,sleeps=0,user_ms=0"
+            "0:runs=12,interrupts=3,sleeps=4,user_ms=250,spin_ms=40 \
+             1:runs=1,interrupts=0,sleeps=0,user_ms=0,spin_ms=0"
         );
         // Outside guest memory: zeros, no panic.
         assert_eq!(
             slot_stats(&mem, &clock, 1, u64::MAX - 4096),
-            "0:runs=0,interrupts=0,sleeps=0,user_ms=0"
+            "0:runs=0,interrupts=0,sleeps=0,user_ms=0,spin_ms=0"
         );
     }
 

@@ -15,11 +15,12 @@
 use core::arch::global_asm;
 
 global_asm!(
-    // u64 pvmux_user_wait_grant(const u32 *grant, u32 last, u32 *waiting, u64 spin_ticks,
+    // Waited pvmux_user_wait_grant(const u32 *grant, u32 last, u32 *waiting, u64 spin_ticks,
     //                           const u32 *dead, u32 *cpus):
     // spins on *grant until the TSC passes now + spin_ticks, then announces itself in
     // *waiting and sleeps on *grant (shared FUTEX_WAIT, no timeout), until *grant is neither
-    // 0 nor `last`. Returns that grant, with bit 32 set if it slept. Once *dead (the context
+    // 0 nor `last`. Returns that grant in rax, with bit 32 set if it slept, and in rdx the
+    // spin deadline (the TSC at entry + spin_ticks) if it did not sleep. Once *dead (the context
     // header's flag) is set it ends the process with exit_group(0) right here: a `ret` with
     // no grant could return through an address the program wrote.
     // With `cpus` (the slot's `user_cpu` word, `kernel_cpu` after it; null: not used) it
@@ -92,9 +93,19 @@ global_asm!(
     "mov dword ptr [r9], 0",
     "bts rax, 32",
     "9:",
+    "mov rdx, r10", // the spin deadline (after a sleep: whatever the futex call left)
     "pop rbx",
     "ret",
 );
+
+/// What the wait loop returns (in `rax` and `rdx`).
+#[repr(C)]
+struct Waited {
+    /// The grant, with bit 32 set if the thread slept.
+    grant: u64,
+    /// The spin deadline in TSC ticks (meaningful only if the thread did not sleep).
+    deadline: u64,
+}
 
 extern "sysv64" {
     fn pvmux_user_wait_grant(
@@ -104,11 +115,21 @@ extern "sysv64" {
         spin: u64,
         dead: *const u32,
         cpus: *mut u32,
-    ) -> u64;
+    ) -> Waited;
 }
 
-/// Waits until `*grant` holds a grant other than 0 and `last`; returns it and whether the
-/// thread slept. Spins for `spin_ticks` TSC ticks first — unless `cpus` (the slot's
+/// How a wait for a grant went.
+pub(super) struct Wait {
+    /// The grant to serve.
+    pub grant: u32,
+    /// Whether the thread slept for it.
+    pub slept: bool,
+    /// When the wait began (TSC), if the thread did not sleep.
+    pub spin_from: Option<u64>,
+}
+
+/// Waits until `*grant` holds a grant other than 0 and `last`; returns it, whether the
+/// thread slept and, if not, when it began waiting. Spins for `spin_ticks` TSC ticks first — unless `cpus` (the slot's
 /// `user_cpu` word, `kernel_cpu` after it; null: no `rdtscp`) shows the kernel's thread on
 /// this CPU. Ends the process (status 0) once `*dead` is set.
 pub(super) fn wait_grant(
@@ -118,7 +139,7 @@ pub(super) fn wait_grant(
     spin_ticks: u64,
     dead: *const u32,
     cpus: *mut u32,
-) -> (u32, bool) {
+) -> Wait {
     // SAFETY: `grant` is a word of the read-only grant page, `waiting` and `dead` words of
     // the context region, all mapped (at fixed addresses outside the user window, which the
     // filter lets nothing unmap) for the life of the process; the loop only loads `grant` and
@@ -127,5 +148,10 @@ pub(super) fn wait_grant(
     // `user_cpu`/`kernel_cpu` pair in the same region (loaded, `user_cpu` stored), and the
     // caller passes it only when the CPU has `rdtscp`.
     let r = unsafe { pvmux_user_wait_grant(grant, last, waiting, spin_ticks, dead, cpus) };
-    (r as u32, r >> 32 != 0)
+    let slept = r.grant >> 32 != 0;
+    Wait {
+        grant: r.grant as u32,
+        slept,
+        spin_from: (!slept).then(|| r.deadline.wrapping_sub(spin_ticks)),
+    }
 }

@@ -8,7 +8,7 @@ use core::sync::atomic::Ordering::Relaxed;
 use pvmux_hypercalls::frame::RFLAGS_USER_MASK;
 use pvmux_hypercalls::sandbox::GUEST_MEM_FD;
 use pvmux_hypercalls::user::handoff::{
-    first_wait_spin, OpsOrder, RunLoad, Served, SlotMem, UserPlatform, UserSide,
+    bump, first_wait_spin, OpsOrder, RunLoad, Served, SlotMem, UserPlatform, UserSide,
 };
 use pvmux_hypercalls::user::{op, user_stat, UserOp, USER_BASE, USER_END};
 use pvmux_switcher::seccomp::USER_LEN_MAX;
@@ -42,12 +42,25 @@ fn spin_ticks(ns: u64) -> u64 {
 /// granted, each once (`c.cur_seq` is the last one served). Exits the sandbox once it is
 /// marked dead.
 pub(super) fn serve(c: &UserCpu, slot: Slot, g: &mut [u64; 32], uc: *mut u8) {
-    let mut stub = Stub { c, slot, g, uc };
+    let mut stub = Stub {
+        c,
+        slot,
+        g,
+        uc,
+        spin_from: None,
+    };
     let last = c.cur_seq.load(Relaxed);
     match side(&slot).serve(&Futex, &ORDER, &mut stub, last) {
         Served::Run(seq) => {
             c.cur_seq.store(seq, Relaxed);
-            c.user_since.store(super::rdtsc(), Relaxed);
+            let now = super::rdtsc();
+            if let Some(from) = stub.spin_from {
+                bump(
+                    slot.counter(user_stat::SPIN_TICKS),
+                    now.saturating_sub(from),
+                );
+            }
+            c.user_since.store(now, Relaxed);
         }
         Served::Dead => sys::exit_group(0),
     }
@@ -59,6 +72,8 @@ struct Stub<'a> {
     slot: Slot,
     g: &'a mut [u64; 32],
     uc: *mut u8,
+    /// When the wait for the last grant began, if the thread got it without sleeping.
+    spin_from: Option<u64>,
 }
 
 /// `ENOMEM`: the host refused a mapping (`RLIMIT_AS`, or `vm.max_map_count`).
@@ -114,7 +129,7 @@ impl UserPlatform for Stub<'_> {
     /// Waits in [`super::idle`]'s register-only loop for a grant other than `last`.
     fn wait_grant(&mut self, last: u32) -> Option<u32> {
         let slot = self.slot;
-        let (grant, slept) = super::idle::wait_grant(
+        let waited = super::idle::wait_grant(
             slot.grant_word(),
             last,
             slot.waiting_word(),
@@ -127,10 +142,11 @@ impl UserPlatform for Stub<'_> {
                 core::ptr::null_mut()
             },
         );
-        if slept {
-            pvmux_hypercalls::user::handoff::bump(slot.counter(user_stat::SLEEPS), 1);
+        if waited.slept {
+            bump(slot.counter(user_stat::SLEEPS), 1);
         }
-        Some(grant)
+        self.spin_from = waited.spin_from;
+        Some(waited.grant)
     }
 
     /// Applies one checked operation (ranges longer than [`USER_LEN_MAX`], which the filter

@@ -57,7 +57,6 @@
 //! | `restart_syscall` | - | as in the kernel filter: a timed `futex` wait interrupted by a stop continues |
 //! | `futex` | op is `FUTEX_WAIT` or `FUTEX_WAKE` (private flag allowed) | slot hand-off |
 //! | `timer_settime`, `timer_gettime` | - | the slice timer (created before the filter); `gettime` tells a stale expiry from a live one |
-//! | `tgkill` | tgid == the sandbox's pid, signal == the timer signal | each thread's first entry into its handler |
 //! | `arch_prctl` | option is `ARCH_SET_FS` or `ARCH_GET_FS` | the user FS base (TLS) |
 //! | `mmap` | addr in the user window, len <= [`USER_LEN_MAX`], prot within RWX, flags == `MAP_SHARED\|MAP_FIXED`, optionally with `MAP_POPULATE`, fd == guest memfd, `user_pool_base <= offset < mem_size` | `UserOp` MAP, MAP_POPULATE |
 //! | `munmap` | addr in the user window, len <= [`USER_LEN_MAX`] | `UserOp` UNMAP |
@@ -588,10 +587,6 @@ pub fn build_user_base_filter(
         b.ret(RET_ALLOW);
     }
     b.futex_block();
-    b.block(nr::TGKILL);
-    b.arg_eq32(0, p.common.pid);
-    b.arg_eq32(2, p.common.event_signal);
-    b.ret(RET_ALLOW);
     b.block(nr::SECCOMP);
     b.arg_eq32(0, SECCOMP_SET_MODE_FILTER_TSYNC[0]);
     b.arg_eq32(1, SECCOMP_SET_MODE_FILTER_TSYNC[1]);
@@ -1064,10 +1059,6 @@ mod tests {
         assert_eq!(user_eval(nr::FUTEX, ip, [0, 0, 5, 0x1000, 0, 0]), RET_ALLOW);
         assert_eq!(user_eval(nr::FUTEX, ip, [0, 129, 0, 0, 0, 0]), RET_ALLOW);
         assert_eq!(
-            user_eval(nr::TGKILL, ip, [4242, 4243, 34, 0, 0, 0]),
-            RET_ALLOW
-        );
-        assert_eq!(
             user_eval(nr::ARCH_PRCTL, ip, [0x1002, 7, 0, 0, 0, 0]),
             RET_ALLOW
         );
@@ -1204,8 +1195,14 @@ mod tests {
             kill,
             "CMP_REQUEUE"
         );
-        assert_eq!(user_eval(nr::TGKILL, ip, [1, 1, 34, 0, 0, 0]), kill);
-        assert_eq!(user_eval(nr::TGKILL, ip, [4242, 4243, 9, 0, 0, 0]), kill);
+        // No call that signals a process: a thread enters its handler through its timer.
+        for args in [
+            [4242, 4243, 34, 0, 0, 0],
+            [1, 1, 34, 0, 0, 0],
+            [4242, 4243, 9, 0, 0, 0],
+        ] {
+            assert_eq!(user_eval(nr::TGKILL, ip, args), kill, "{args:?}");
+        }
         for opt in [0x1001, 0x1004, 0x1002 | 1 << 32, 0x3001, 0x4001] {
             assert_eq!(
                 user_eval(nr::ARCH_PRCTL, ip, [opt, 0, 0, 0, 0, 0]),

@@ -10,7 +10,7 @@ use core::ptr::addr_of;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
 
 use pvmux_hypercalls::layout::MAX_GUEST_MEM;
-use pvmux_hypercalls::sandbox::{status, GUEST_MEM_FD, STUB_EXIT_CRASH};
+use pvmux_hypercalls::sandbox::{status, GUEST_MEM_FD};
 use pvmux_hypercalls::user::grant::USER_GRANT_BASE;
 use pvmux_hypercalls::user::{user_ctx_size, UserCtxHeader, USER_CTX_BASE, USER_CTX_MAGIC};
 use pvmux_hypercalls::{ABI_MAGIC, ABI_VERSION, MAX_VCPUS, PAGE_SIZE};
@@ -317,11 +317,22 @@ extern "sysv64" fn user_ap_main(slot: u64) -> ! {
     enter(c)
 }
 
-/// Raises the timer signal at this thread: its handler never returns here (it returns into
-/// user code), so this is where the thread starts living in its handler.
+/// Fires this thread's slice timer at once and waits for its signal: the handler never
+/// returns here (it returns into user code), so this is where the thread starts living in its
+/// handler. (The timer, not `tgkill`: the user policy has no call that signals a process.)
 fn enter(c: &UserCpu) -> ! {
-    let _ = sys::tgkill(G.pid.load(Relaxed), c.tid.load(Relaxed), SIG_EVENT);
-    sys::exit_group(STUB_EXIT_CRASH)
+    let now = sys::Itimerspec {
+        value: sys::Timespec { sec: 0, nsec: 1 },
+        ..Default::default()
+    };
+    if let Err(e) = sys::timer_settime(c.timer_id.load(Relaxed), 0, &now) {
+        fail(Step::ThreadSetup, e);
+    }
+    // The signal comes at the latest while this thread waits here, in stub code.
+    static NEVER: AtomicU32 = AtomicU32::new(0);
+    loop {
+        let _ = sys::futex_wait(&NEVER, 0);
+    }
 }
 
 /// Per-thread set-up before the filter: signal stack, tid, slice timer.

@@ -31,7 +31,6 @@ fn model_allows(p: &UserFilterParams, nr: u32, a: [u64; 6]) -> bool {
         | nr::TIMER_SETTIME
         | nr::TIMER_GETTIME => true,
         nr::FUTEX => matches!((a[1] as u32) & !0x180, 0 | 1),
-        nr::TGKILL => a[0] == u64::from(p.common.pid) && a[2] == u64::from(p.common.event_signal),
         nr::ARCH_PRCTL => a[0] == 0x1002 || a[0] == 0x1003,
         nr::MMAP => {
             range(a[0], a[1])

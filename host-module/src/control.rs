@@ -150,6 +150,11 @@ impl ControlRegion {
             .store(v, std::sync::atomic::Ordering::SeqCst);
     }
 
+    /// The header `init` describes (for a control memfd made elsewhere: a template's pages).
+    pub(crate) fn header_for(init: &HeaderInit) -> SandboxHeader {
+        Self::header(init)
+    }
+
     fn header(init: &HeaderInit) -> SandboxHeader {
         let cpu = crate::cpu_features::get();
         SandboxHeader {

@@ -424,6 +424,12 @@ fn id_map(id: u32) -> ([u8; 32], usize) {
 }
 
 impl ChildJail {
+    /// Whether the child is pid 1 of a pid namespace of its own: its death kills every
+    /// process it forks (a user sandbox template's children die with it).
+    pub(crate) fn has_pid_namespace(&self) -> bool {
+        self.pid_namespace
+    }
+
     pub(crate) fn new(
         l: &Layers,
         user: SandboxUser,

@@ -60,6 +60,7 @@ use crate::sandbox::{self, SandboxExit, Stub};
 use crate::GuestMemory;
 
 mod grant_audit;
+mod template;
 
 /// Most undestroyed spaces a tenant may hold.
 pub const MAX_SPACES: usize = 1024;
@@ -77,6 +78,8 @@ const SPARE_WAIT: Duration = Duration::from_millis(20);
 const WAKE_TOKEN: u64 = u64::MAX;
 /// epoll tokens of spares: `SPARE_TOKEN | spare id` (handles are smaller).
 const SPARE_TOKEN: u64 = 1 << 62;
+/// epoll token of the template's pidfd.
+const TEMPLATE_TOKEN: u64 = u64::MAX - 1;
 
 // The context-region words the host writes (checked against the ABI structs).
 const HDR_DEAD: u64 = offset_of!(UserCtxHeader, dead) as u64;
@@ -127,8 +130,8 @@ struct Entry {
     /// Guest-physical address of the space's grant page (kernel memory, validated), which the
     /// reaper's CPU audit reads ([`grant_audit`]); `None` for a space created without one.
     grant_gpa: Option<u64>,
-    /// The control memfd (kept for diagnostics until the sandbox is reaped).
-    ctl: ControlRegion,
+    /// The control header (kept for diagnostics until the sandbox is reaped).
+    ctl: SandboxCtl,
 }
 
 /// A spare user sandbox: started without a context region, waiting for one.
@@ -136,9 +139,59 @@ struct Spare {
     id: u64,
     pid: Pid,
     pidfd: Arc<OwnedFd>,
-    ctl: ControlRegion,
-    /// The host's own mapping of the control header (to assign the context region).
-    words: CtlMap,
+    ctl: SandboxCtl,
+}
+
+/// A user sandbox's control header: a control memfd of its own (a spawned sandbox, with the
+/// host's mapping of it), or a page of its template's (a forked one, which its template
+/// reaps: the host reads its exit status from its pidfd).
+enum SandboxCtl {
+    Own(ControlRegion, CtlMap),
+    Template(template::ChildCtl),
+}
+
+impl SandboxCtl {
+    /// A spawned sandbox's: `ctl`, mapped.
+    fn own(ctl: ControlRegion) -> std::io::Result<Self> {
+        let words = CtlMap::new(&ctl)?;
+        Ok(Self::Own(ctl, words))
+    }
+
+    /// The header's `stub_status`, `stub_step` and `stub_error`.
+    fn stub_report(&self) -> [u32; 3] {
+        match self {
+            Self::Own(c, _) => {
+                [c.stub_status(), c.stub_step(), c.stub_error()].map(|a| a.load(SeqCst))
+            }
+            Self::Template(c) => c.stub_report(),
+        }
+    }
+
+    /// The header word at byte `off`.
+    fn u64_at(&self, off: usize) -> &AtomicU64 {
+        match self {
+            Self::Own(_, m) => m.u64_at(off),
+            Self::Template(c) => c.u64_at(off),
+        }
+    }
+
+    /// Hands the spare its grant page and context region: `user_grant_gpa`, `user_ctx_gpa`,
+    /// then `user_ctx_len` (the stub's futex word is its low half), then a shared futex wake.
+    fn assign(&self, ctx_gpa: u64, ctx_len: u64, grant_gpa: u64) {
+        self.u64_at(CTL_GRANT_GPA).store(grant_gpa, SeqCst);
+        self.u64_at(CTL_CTX_GPA).store(ctx_gpa, SeqCst);
+        let len = self.u64_at(CTL_CTX_LEN);
+        len.store(ctx_len, SeqCst);
+        // SAFETY: the low half of the (8-aligned, little-endian) `user_ctx_len` word, inside
+        // the mapping; only used as a futex address.
+        let word = unsafe { &*(len as *const AtomicU64 as *const AtomicU32) };
+        let _ = futex::wake(word, futex::Flags::empty(), u32::MAX);
+    }
+
+    /// Whether the sandbox's template reaps it (so the host must not `wait` for it).
+    fn by_template(&self) -> bool {
+        matches!(self, Self::Template(_))
+    }
 }
 
 /// A host mapping of page 0 of a user sandbox's control memfd.
@@ -164,23 +217,11 @@ impl CtlMap {
     }
 
     fn u64_at(&self, off: usize) -> &AtomicU64 {
-        // SAFETY: `off` is an 8-aligned offset inside the mapped page (the header is smaller
-        // than a page), which lives as long as `self`; any bit pattern is a valid AtomicU64
-        // and every access is atomic (the stub accesses the page concurrently).
+        assert!(off.is_multiple_of(8) && off + 8 <= PAGE_SIZE as usize);
+        // SAFETY: `off` is an 8-aligned offset inside the mapped page (checked), which lives
+        // as long as `self`; any bit pattern is a valid AtomicU64 and every access is atomic
+        // (the stub accesses the page concurrently).
         unsafe { &*((self.addr + off) as *const AtomicU64) }
-    }
-
-    /// Hands the spare its grant page and context region: `user_grant_gpa`, `user_ctx_gpa`,
-    /// then `user_ctx_len` (the stub's futex word is its low half), then a shared futex wake.
-    fn assign(&self, ctx_gpa: u64, ctx_len: u64, grant_gpa: u64) {
-        self.u64_at(CTL_GRANT_GPA).store(grant_gpa, SeqCst);
-        self.u64_at(CTL_CTX_GPA).store(ctx_gpa, SeqCst);
-        let len = self.u64_at(CTL_CTX_LEN);
-        len.store(ctx_len, SeqCst);
-        // SAFETY: the low half of the (8-aligned, little-endian) `user_ctx_len` word, inside
-        // the mapping; only used as a futex address.
-        let word = unsafe { &*(len as *const AtomicU64 as *const AtomicU32) };
-        let _ = futex::wake(word, futex::Flags::empty(), u32::MAX);
     }
 }
 
@@ -415,19 +456,10 @@ impl Spaces {
             })?);
         }
         let ctl = ControlRegion::new(&HeaderInit {
-            nr_vcpus: cfg.nr_vcpus,
-            mem_size,
-            tsc_base: cfg.clock.tsc_base,
-            mono_base_ns: cfg.clock.mono_base_ns,
-            clock_mult: cfg.clock.mult,
-            clock_shift: cfg.clock.shift,
-            fault_around_pages: cfg.fault_around_pages,
-            kind: kind::USER,
-            user_pool_base: cfg.pool_base,
             user_ctx_gpa: ctx_gpa,
             user_ctx_len: ctx_len,
             user_grant_gpa: grant.unwrap_or(0),
-            ..HeaderInit::default()
+            ..spare_header(&self.inner)
         })
         .map_err(|e| {
             tracing::warn!(tenant = %cfg.name, "cannot create a user control region: {e}");
@@ -443,6 +475,12 @@ impl Spaces {
         )
         .map_err(|e| {
             tracing::warn!(tenant = %cfg.name, "cannot spawn a user sandbox: {e}");
+            HcError::NoResources
+        })?;
+        let ctl = SandboxCtl::own(ctl).map_err(|e| {
+            tracing::warn!(tenant = %cfg.name, "cannot map a user control region: {e}");
+            sandbox::kill(&child.pidfd);
+            let _ = sandbox::reap(child.pid);
             HcError::NoResources
         })?;
         let raw_pid = child.pid.as_raw_nonzero().get() as u32;
@@ -512,8 +550,7 @@ impl Spaces {
             let sp = st.spares.remove(0);
             let handle = st.next_handle;
             // A spare whose stub failed, or that is already gone, is left to the reaper.
-            let failed =
-                sp.ctl.stub_status().load(SeqCst) == pvmux_hypercalls::sandbox::status::FAILED;
+            let failed = sp.ctl.stub_report()[0] == pvmux_hypercalls::sandbox::status::FAILED;
             let watched = !failed
                 && epoll::modify(
                     &*ep,
@@ -546,11 +583,11 @@ impl Spaces {
                 } else {
                     let _ = epoll::delete(&*ep, &*sp.pidfd);
                     sandbox::wait_exited(&sp.pidfd, Some(DESTROY_WAIT));
-                    let _ = reap(&self.inner, sp.pid);
+                    let _ = reap(&self.inner, sp.pid, &sp.pidfd, &sp.ctl);
                 }
                 continue;
             }
-            sp.words.assign(ctx_gpa, ctx_len, grant_gpa.unwrap_or(0));
+            sp.ctl.assign(ctx_gpa, ctx_len, grant_gpa.unwrap_or(0));
             st.next_handle += 1;
             tracing::debug!(tenant = %name, handle, pid = sp.pid.as_raw_nonzero().get(), spare = sp.id, ctx_gpa, "spare user sandbox assigned");
             st.entries.insert(
@@ -696,6 +733,7 @@ fn reaper_thread(inner: &Inner, ep: &OwnedFd, wake: &OwnedFd) {
     // Spawning spares and reaping is host work on the tenant's behalf.
     let mut meter = crate::limits::budget::HostMeter::start();
     let mut audit = grant_audit::Audit::new();
+    let mut templates = Templates::default();
     // Whether this thread is in the tenant's cgroup (`SpaceCpu::join_thread`), once the
     // limits are known; `None` until then.
     let mut joined: Option<bool> = None;
@@ -724,6 +762,7 @@ fn reaper_thread(inner: &Inner, ep: &OwnedFd, wake: &OwnedFd) {
                 // Cannot wait any more: fall back to reaping everything synchronously.
                 tracing::error!(tenant = %inner.cfg.name, "epoll_wait failed: {e}");
                 reap_all_blocking(inner);
+                templates.stop(inner, ep);
                 return;
             }
         }
@@ -732,16 +771,22 @@ fn reaper_thread(inner: &Inner, ep: &OwnedFd, wake: &OwnedFd) {
             if token == WAKE_TOKEN {
                 let mut b = [0u8; 8];
                 let _ = rustix::io::read(wake, &mut b);
+            } else if token == TEMPLATE_TOKEN {
+                // Its children died with it: their pidfds say so.
+                tracing::warn!(tenant = %inner.cfg.name, "the user sandbox template died; spares are spawned");
+                templates.stop(inner, ep);
             } else if token & SPARE_TOKEN != 0 {
                 reap_spare(inner, ep, token & !SPARE_TOKEN);
             } else {
                 reap_one(inner, ep, token);
             }
         }
-        top_up_spares(inner, ep, joined == Some(true));
+        top_up_spares(inner, ep, joined == Some(true), &mut templates);
         audit.run_if_due(inner);
         let st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
         if st.closed && st.processes() == 0 {
+            drop(st);
+            templates.stop(inner, ep);
             return;
         }
     }
@@ -751,7 +796,7 @@ fn reaper_thread(inner: &Inner, ep: &OwnedFd, wake: &OwnedFd) {
 /// alive as long as any sandbox of the tenant: the spares' `PDEATHSIG` is tied to it).
 /// Forks without the state lock; the vCPU threads only ever take spares that are ready.
 /// `in_cgroup`: the reaper thread is in the tenant's cgroup, so its spares are born there.
-fn top_up_spares(inner: &Inner, ep: &OwnedFd, in_cgroup: bool) {
+fn top_up_spares(inner: &Inner, ep: &OwnedFd, in_cgroup: bool, templates: &mut Templates) {
     let cfg = &inner.cfg;
     loop {
         {
@@ -764,48 +809,43 @@ fn top_up_spares(inner: &Inner, ep: &OwnedFd, in_cgroup: bool) {
                 return;
             }
         }
-        let spawned = ControlRegion::new(&HeaderInit {
-            nr_vcpus: cfg.nr_vcpus,
-            mem_size: inner.mem.size(),
-            tsc_base: cfg.clock.tsc_base,
-            mono_base_ns: cfg.clock.mono_base_ns,
-            clock_mult: cfg.clock.mult,
-            clock_shift: cfg.clock.shift,
-            fault_around_pages: cfg.fault_around_pages,
-            kind: kind::USER,
-            user_pool_base: cfg.pool_base,
-            user_ctx_gpa: 0,
-            user_ctx_len: 0,
-            ..HeaderInit::default()
-        })
-        .map_err(|e| e.to_string())
-        .and_then(|ctl| {
-            let words = CtlMap::new(&ctl).map_err(|e| format!("mmap: {e}"))?;
-            let jail = crate::jail::ChildJail::for_sandbox(
-                cfg.sandbox_user,
-                cfg.cpu_seconds,
-                &cfg.namespaces,
-            );
-            let child = sandbox::spawn(&inner.stub, inner.mem.raw_fd(), ctl.raw_fd(), &jail)
-                .map_err(|e| e.to_string())?;
-            Ok((ctl, words, child))
-        });
+        let init = spare_header(inner);
+        let spawned = match templates.fork(inner, ep, in_cgroup, &init) {
+            Some(child) => Ok(child),
+            None => ControlRegion::new(&init)
+                .map_err(|e| e.to_string())
+                .and_then(|ctl| {
+                    let ctl = SandboxCtl::own(ctl).map_err(|e| format!("mmap: {e}"))?;
+                    let jail = crate::jail::ChildJail::for_sandbox(
+                        cfg.sandbox_user,
+                        cfg.cpu_seconds,
+                        &cfg.namespaces,
+                    );
+                    let raw = match &ctl {
+                        SandboxCtl::Own(c, _) => c.raw_fd(),
+                        SandboxCtl::Template(_) => unreachable!("made above"),
+                    };
+                    let child = sandbox::spawn(&inner.stub, inner.mem.raw_fd(), raw, &jail)
+                        .map_err(|e| e.to_string())?;
+                    Ok((child, ctl))
+                }),
+        };
         // Limits before the spare is visible, and without the state lock (moving a process
         // into a cgroup can take milliseconds). No other thread reaps a spare that is not
         // registered yet, so its pid is still its own. Limits set meanwhile
         // (`Spaces::set_cpu`) are applied below, under the lock.
         let applied = match (&spawned, inner.cpu.get()) {
-            (Ok((_, _, child)), Some(cpu)) if in_cgroup => {
+            (Ok((child, _)), Some(cpu)) if in_cgroup => {
                 cpu.apply_born_inside(child.pid.as_raw_nonzero().get() as u32);
                 true
             }
-            (Ok((_, _, child)), Some(cpu)) => {
+            (Ok((child, _)), Some(cpu)) => {
                 cpu.apply(child.pid.as_raw_nonzero().get() as u32);
                 true
             }
             _ => false,
         };
-        let (ctl, words, child) = match spawned {
+        let (child, ctl) = match spawned {
             Ok(x) => x,
             Err(e) => {
                 tracing::warn!(tenant = %cfg.name, "cannot spawn a spare user sandbox: {e}");
@@ -837,7 +877,8 @@ fn top_up_spares(inner: &Inner, ep: &OwnedFd, in_cgroup: bool) {
             }
             drop(st);
             sandbox::kill(&child.pidfd);
-            let _ = sandbox::reap(child.pid);
+            sandbox::wait_exited(&child.pidfd, Some(DESTROY_WAIT));
+            let _ = reap(inner, child.pid, &child.pidfd, &ctl);
             return;
         }
         if !applied {
@@ -854,10 +895,121 @@ fn top_up_spares(inner: &Inner, ep: &OwnedFd, in_cgroup: bool) {
             pid: child.pid,
             pidfd: Arc::new(child.pidfd),
             ctl,
-            words,
         });
         inner.spare_ready.notify_one();
         tracing::debug!(tenant = %cfg.name, pid = raw_pid, spare = id, "spare user sandbox spawned");
+    }
+}
+
+/// The header of a user sandbox of the tenant, without a context region (a spare's).
+fn spare_header(inner: &Inner) -> HeaderInit {
+    let cfg = &inner.cfg;
+    HeaderInit {
+        nr_vcpus: cfg.nr_vcpus,
+        mem_size: inner.mem.size(),
+        tsc_base: cfg.clock.tsc_base,
+        mono_base_ns: cfg.clock.mono_base_ns,
+        clock_mult: cfg.clock.mult,
+        clock_shift: cfg.clock.shift,
+        fault_around_pages: cfg.fault_around_pages,
+        kind: kind::USER,
+        user_pool_base: cfg.pool_base,
+        user_ctx_gpa: 0,
+        user_ctx_len: 0,
+        ..HeaderInit::default()
+    }
+}
+
+/// The reaper thread's template ([`template`]): started with the first spare that may be
+/// forked, given up for good (spares are spawned again) if it cannot start, fails a fork or
+/// dies.
+#[derive(Default)]
+struct Templates {
+    running: Option<template::Template>,
+    off: bool,
+}
+
+impl Templates {
+    /// A spare forked from the template (started if need be), or `None` to spawn one: the
+    /// kernel cannot report a reaped child's exit status, the tenant's CPU time is counted
+    /// over the processes the host reaps (or its limits are not known yet), sandboxes get no
+    /// pid namespace of their own, or the template failed.
+    fn fork(
+        &mut self,
+        inner: &Inner,
+        ep: &OwnedFd,
+        in_cgroup: bool,
+        init: &HeaderInit,
+    ) -> Option<(sandbox::Child, SandboxCtl)> {
+        let cpu = inner.cpu.get()?;
+        if self.off || cpu.counts_reaped() || !template::supported() {
+            return None;
+        }
+        if self.running.is_none() {
+            let cfg = &inner.cfg;
+            let jail = crate::jail::ChildJail::for_sandbox(
+                cfg.sandbox_user,
+                cfg.cpu_seconds,
+                &cfg.namespaces,
+            );
+            // Without a pid namespace the template's children would outlive it (and pvmux):
+            // spares are spawned, each tied to the reaper by its PDEATHSIG.
+            if !jail.has_pid_namespace() {
+                self.off = true;
+                return None;
+            }
+            match template::Template::spawn(&inner.stub, inner.mem.raw_fd(), init, &jail) {
+                Ok(t) => {
+                    let pid = t.pid().as_raw_nonzero().get() as u32;
+                    if in_cgroup {
+                        cpu.apply_born_inside(pid);
+                    } else {
+                        cpu.apply(pid);
+                    }
+                    if let Err(e) = epoll::add(
+                        ep,
+                        t.pidfd(),
+                        epoll::EventData::new_u64(TEMPLATE_TOKEN),
+                        epoll::EventFlags::IN,
+                    ) {
+                        tracing::warn!(tenant = %cfg.name, "cannot watch the user sandbox template: {e}");
+                        self.running = Some(t);
+                        self.stop(inner, ep);
+                        return None;
+                    }
+                    tracing::debug!(tenant = %cfg.name, pid, "user sandbox template spawned");
+                    self.running = Some(t);
+                }
+                Err(e) => {
+                    tracing::warn!(tenant = %cfg.name, "cannot spawn a user sandbox template: {e}; spares are spawned");
+                    self.off = true;
+                    return None;
+                }
+            }
+        }
+        let t = self.running.as_ref()?;
+        match t.fork(init) {
+            Ok((child, ctl)) => Some((child, SandboxCtl::Template(ctl))),
+            Err(e) => {
+                tracing::warn!(tenant = %inner.cfg.name, failed = t.failed(), "user sandbox template: {e}; spares are spawned");
+                self.stop(inner, ep);
+                None
+            }
+        }
+    }
+
+    /// Kills and reaps the template (its children die with it) and spawns spares from now on.
+    fn stop(&mut self, inner: &Inner, ep: &OwnedFd) {
+        self.off = true;
+        if let Some(t) = self.running.take() {
+            let _ = epoll::delete(ep, t.pidfd());
+            sandbox::kill(t.pidfd());
+            let exit = match inner.cpu.get() {
+                Some(cpu) => cpu.reap(t.pid()),
+                None => sandbox::reap(t.pid()),
+            };
+            tracing::debug!(tenant = %inner.cfg.name, ?exit, "user sandbox template reaped");
+        }
     }
 }
 
@@ -871,7 +1023,7 @@ fn reap_spare(inner: &Inner, ep: &OwnedFd, id: u64) {
     };
     let sp = st.spares.remove(i);
     let _ = epoll::delete(ep, &*sp.pidfd);
-    let exit = reap(inner, sp.pid);
+    let exit = reap(inner, sp.pid, &sp.pidfd, &sp.ctl);
     if !st.closed {
         st.spares_off = true;
         inner.spare_ready.notify_all();
@@ -879,9 +1031,7 @@ fn reap_spare(inner: &Inner, ep: &OwnedFd, id: u64) {
             tenant = %inner.cfg.name,
             pid = sp.pid.as_raw_nonzero().get(),
             ?exit,
-            stub_status = sp.ctl.stub_status().load(SeqCst),
-            stub_step = sp.ctl.stub_step().load(SeqCst),
-            stub_error = sp.ctl.stub_error().load(SeqCst),
+            stub_report = ?sp.ctl.stub_report(),
             "spare user sandbox died unused; no more spares"
         );
     }
@@ -901,21 +1051,21 @@ fn reap_one(inner: &Inner, ep: &OwnedFd, handle: u64) {
 /// it was destroyed or not (the guest kernel keeps a destroyed space's memory until it sees
 /// the mark), unless the tenant is closing.
 fn finish(inner: &Inner, st: &State, e: Entry) {
-    let exit = match reap(inner, e.pid) {
+    let exit = match reap(inner, e.pid, &e.pidfd, &e.ctl) {
         Ok(x) => x,
         Err(err) => {
             tracing::error!(tenant = %inner.cfg.name, "{err}");
             SandboxExit::Signaled(0)
         }
     };
-    let status = e.ctl.stub_status().load(SeqCst);
+    let [status, step, error] = e.ctl.stub_report();
     tracing::debug!(
         tenant = %inner.cfg.name,
         pid = e.pid.as_raw_nonzero().get(),
         ?exit,
         stub_status = status,
-        stub_step = e.ctl.stub_step().load(SeqCst),
-        stub_error = e.ctl.stub_error().load(SeqCst),
+        stub_step = step,
+        stub_error = error,
         destroyed = e.destroyed,
         "user sandbox ended"
     );
@@ -938,8 +1088,17 @@ fn finish(inner: &Inner, st: &State, e: Entry) {
 }
 
 /// Reaps a sandbox of the tenant (with the state lock held), counting its CPU time if the
-/// tenant's limits need it.
-fn reap(inner: &Inner, pid: Pid) -> Result<SandboxExit, crate::HostError> {
+/// tenant's limits need it; one its template reaps, by its pidfd's exit status (it has
+/// exited).
+fn reap(
+    inner: &Inner,
+    pid: Pid,
+    pidfd: &OwnedFd,
+    ctl: &SandboxCtl,
+) -> Result<SandboxExit, crate::HostError> {
+    if ctl.by_template() {
+        return Ok(template::child_exit(pidfd));
+    }
     match inner.cpu.get() {
         Some(cpu) => cpu.reap(pid),
         None => sandbox::reap(pid),
@@ -955,7 +1114,8 @@ fn reap_all_blocking(inner: &Inner) {
         inner.spare_ready.notify_all();
         for sp in std::mem::take(&mut st.spares) {
             sandbox::kill(&sp.pidfd);
-            let _ = reap(inner, sp.pid);
+            sandbox::wait_exited(&sp.pidfd, Some(DESTROY_WAIT));
+            let _ = reap(inner, sp.pid, &sp.pidfd, &sp.ctl);
         }
         let Some(&h) = st.entries.keys().next() else {
             return;
@@ -1231,9 +1391,8 @@ mod tests {
         {
             let st = s.lock();
             let e = &st.entries[&h];
-            let b = e.ctl.header_bytes();
-            let gpa = u64::from_le_bytes(b[CTL_CTX_GPA..CTL_CTX_GPA + 8].try_into().unwrap());
-            let len = u64::from_le_bytes(b[CTL_CTX_LEN..CTL_CTX_LEN + 8].try_into().unwrap());
+            let gpa = e.ctl.u64_at(CTL_CTX_GPA).load(SeqCst);
+            let len = e.ctl.u64_at(CTL_CTX_LEN).load(SeqCst);
             assert_eq!((gpa, len), (POOL, user_ctx_size(1)));
         }
         wait_for("replaced", || spare_pids(&s).len() == 2);

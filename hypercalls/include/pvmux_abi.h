@@ -403,6 +403,7 @@ enum pvmux_error {
 /* SandboxHeader.kind */
 #define PVMUX_SANDBOX_KIND_KERNEL 0u /* stub + guest kernel, one thread per vCPU */
 #define PVMUX_SANDBOX_KIND_USER 1u   /* stub + one guest address space's user code */
+#define PVMUX_SANDBOX_KIND_USER_TEMPLATE 2u /* a stub that forks user sandboxes (host only) */
 
 /* SandboxHeader.stub_status */
 #define PVMUX_STUB_STATUS_STARTING 0u

@@ -141,7 +141,43 @@ pub mod kind {
     pub const KERNEL: u32 = 0;
     /// A user sandbox: stub + one guest address space's user code, one thread per vCPU.
     pub const USER: u32 = 1;
+    /// A user sandbox *template*: a stub that does a user sandbox's start-up up to its
+    /// threads, installs the template filter and then only forks children on the host's
+    /// request ([`super::TemplateCtl`]); each child is a spare user sandbox with the control
+    /// page the host named. It runs no guest code.
+    pub const USER_TEMPLATE: u32 = 2;
 }
+
+/// Where a template's [`TemplateCtl`] lies in its control page 0 (after the header).
+pub const TEMPLATE_CTL_OFFSET: usize = 0x800;
+/// Most control pages a template's control memfd has: page 0 (the template's own) and one
+/// per child that may exist at once.
+pub const TEMPLATE_MAX_PAGES: u32 = 4096;
+
+/// The fork channel of a user sandbox template (in its control page 0, at
+/// [`TEMPLATE_CTL_OFFSET`]). The host writes the child's header into control page `page`,
+/// then `page`, then bumps `request` and wakes it (shared futex); the template forks a
+/// child, which maps that page as its own header at `CTL_BASE` and closes the control memfd
+/// before it does anything else, and answers with `pidfd` and `done = request` (woken).
+/// The host takes the child's pidfd from the template with `pidfd_getfd`; the template
+/// closes its own copy when the next request comes.
+#[derive(Debug)]
+#[repr(C)]
+pub struct TemplateCtl {
+    /// Number of the last fork asked for (host; the template's futex word).
+    pub request: AtomicU32,
+    /// The control page (1.. [`TEMPLATE_MAX_PAGES`]) of the child to fork (host).
+    pub page: AtomicU32,
+    /// Number of the last fork answered (template; the host's futex word).
+    pub done: AtomicU32,
+    /// The child's pidfd in the template (its fd number), or `-errno` if the fork failed
+    /// (template).
+    pub pidfd: core::sync::atomic::AtomicI32,
+}
+
+const _: () = assert!(TEMPLATE_CTL_OFFSET >= size_of::<SandboxHeader>());
+const _: () = assert!(TEMPLATE_CTL_OFFSET + size_of::<TemplateCtl>() <= crate::PAGE_SIZE as usize);
+const _: () = assert!(size_of::<TemplateCtl>() == 16);
 
 const _: () = assert!(offset_of!(SandboxHeader, stub_status) == 88);
 const _: () = assert!(offset_of!(SandboxHeader, stub_table) == 104);

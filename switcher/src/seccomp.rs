@@ -76,8 +76,8 @@
 //! page of the user pool (which other address spaces of the tenant share) into its window.
 //! The filter confines a user sandbox to the user pool, never to its own pages.
 
-use pvmux_hypercalls::layout::{WINDOW_BASE, WINDOW_END, WINDOW_SIZE};
-use pvmux_hypercalls::sandbox::GUEST_MEM_FD;
+use pvmux_hypercalls::layout::{CTL_BASE, WINDOW_BASE, WINDOW_END, WINDOW_SIZE};
+use pvmux_hypercalls::sandbox::{CTL_FD, GUEST_MEM_FD};
 use pvmux_hypercalls::user::grant::USER_GRANT_BASE;
 use pvmux_hypercalls::user::inproc::{INPROC_HIGH, INPROC_LEN_MAX, INPROC_LOW};
 use pvmux_hypercalls::user::{user_ctx_size, USER_BASE, USER_CTX_BASE, USER_END};
@@ -118,15 +118,22 @@ pub const RET_REFUSE: u32 = RET_TRAP | 1;
 /// System-call numbers the policy names.
 pub mod nr {
     #![allow(missing_docs)]
+    pub const CLOSE: u32 = 3;
     pub const MMAP: u32 = 9;
     pub const MPROTECT: u32 = 10;
     pub const MUNMAP: u32 = 11;
     pub const RT_SIGRETURN: u32 = 15;
     pub const SCHED_YIELD: u32 = 24;
+    pub const GETPID: u32 = 39;
+    pub const CLONE: u32 = 56;
+    pub const WAIT4: u32 = 61;
+    pub const SIGALTSTACK: u32 = 131;
     pub const EXIT: u32 = 60;
     pub const ARCH_PRCTL: u32 = 158;
+    pub const GETTID: u32 = 186;
     pub const FUTEX: u32 = 202;
     pub const RESTART_SYSCALL: u32 = 219;
+    pub const TIMER_CREATE: u32 = 222;
     pub const TIMER_SETTIME: u32 = 223;
     pub const TIMER_GETTIME: u32 = 224;
     pub const EXIT_GROUP: u32 = 231;
@@ -140,6 +147,8 @@ const JGT_K: u16 = 0x25;
 const JGE_K: u16 = 0x35;
 const RET_K: u16 = 0x06;
 const AND_K: u16 = 0x54;
+/// `BPF_JMP | BPF_JA`: an unconditional jump over `k` instructions.
+const JA: u16 = 0x05;
 
 const OFF_NR: u32 = 0;
 const OFF_ARCH: u32 = 4;
@@ -188,12 +197,25 @@ pub enum FilterError {
 }
 
 /// Maximum length of a filter in instructions.
-pub const MAX_FILTER_LEN: usize = 256;
+pub const MAX_FILTER_LEN: usize = 320;
 
 /// `arch_prctl` options a user sandbox may use.
 pub const ARCH_SET_FS: u32 = 0x1002;
 /// See [`ARCH_SET_FS`].
 pub const ARCH_GET_FS: u32 = 0x1003;
+/// `arch_prctl` option a template's child uses for its new threads' GS base (without
+/// FSGSBASE): only before its lock filter.
+pub const ARCH_SET_GS: u32 = 0x1001;
+
+/// `clone` flags of a template's fork of a child: `CLONE_PIDFD` (the pidfd goes to the
+/// `parent_tid` argument) and `SIGCHLD` as the exit signal (the template reaps its children
+/// on it).
+pub const TEMPLATE_FORK_FLAGS: u32 = 0x1000 | 17;
+/// `clone` flags of a slot thread: `CLONE_VM | FS | FILES | SIGHAND | THREAD | SYSVSEM`.
+pub const SLOT_THREAD_FLAGS: u32 = 0x100 | 0x200 | 0x400 | 0x800 | 0x1_0000 | 0x4_0000;
+/// `prot` and `flags` of a template child's `mmap` of its own control page over its
+/// template's (`PROT_READ | PROT_WRITE`, `MAP_SHARED | MAP_FIXED`).
+pub const CTL_PAGE_MAP: [u32; 2] = [3, 0x11];
 
 /// Jump targets resolved when the program is finished.
 #[derive(Clone, Copy)]
@@ -206,18 +228,29 @@ enum Target {
     /// Skip to the start of the next syscall block.
     NextBlock,
     /// Skip this many instructions after the next one.
-    Skip(usize),
+    Skip(u8),
 }
 
+/// A filter being built. Its instructions take 12 bytes each (a `SockFilter`, two targets
+/// and a block number, `u16`): the stub builds filters on a thread's start stack, which is
+/// 20 KiB, and a debug build keeps copies of the builder in several frames.
 struct Builder {
-    insns: [(SockFilter, Target, Target, usize); MAX_FILTER_LEN],
+    insns: [(SockFilter, Target, Target, u16); MAX_FILTER_LEN],
     len: usize,
-    block: usize,
+    block: u16,
     /// Where a failed argument check (and an unknown call) goes.
     fail: Target,
     /// More than [`MAX_FILTER_LEN`] instructions were pushed.
     overflow: bool,
+    /// Where [`Builder::island`] put its `ret TRAP` (its `ret KILL_PROCESS` follows), if it
+    /// was called.
+    island: Option<usize>,
 }
+
+// A builder of 48-byte instructions (usize targets) overflowed a slot thread's start stack in
+// debug builds once filters could be 320 instructions long: the stub's start-up then wrote
+// over the slot's FPU buffer, and programs' threads got corrupted registers.
+const _: () = assert!(core::mem::size_of::<Builder>() <= 6 * 1024);
 
 impl Builder {
     fn new(fail: Target) -> Self {
@@ -227,7 +260,18 @@ impl Builder {
             block: 0,
             fail,
             overflow: false,
+            island: None,
         }
+    }
+    /// Puts a `ret TRAP` and a `ret KILL_PROCESS` here, jumped over: the trap and kill
+    /// targets of the instructions before it resolve to these instead of the program's end.
+    /// A conditional jump reaches at most 255 instructions ahead, so a program longer than
+    /// that needs this after the checks it opens with.
+    fn island(&mut self) {
+        self.push(JA, 2, Target::Next, Target::Next);
+        self.island = Some(self.len);
+        self.ret(RET_TRAP);
+        self.ret(RET_KILL_PROCESS);
     }
     fn push(&mut self, code: u16, k: u32, jt: Target, jf: Target) {
         // Overflow is reported by `finish` (the program is cut at MAX_FILTER_LEN).
@@ -406,20 +450,21 @@ impl Builder {
         };
         for (i, &(mut insn, jt, jf, block)) in self.insns[..self.len].iter().enumerate() {
             let resolve = |t: Target| -> Result<u8, FilterError> {
+                let island = self.island.filter(|&at| at > i);
                 let dest = match t {
                     Target::Next => i + 1,
                     Target::Allow => allow,
                     Target::Refuse => refuse,
-                    Target::Trap => trap,
-                    Target::Die => die,
-                    Target::Skip(n) => i + 1 + n,
+                    Target::Trap => island.unwrap_or(trap),
+                    Target::Die => island.map_or(die, |at| at + 1),
+                    Target::Skip(n) => i + 1 + usize::from(n),
                     Target::NextBlock => (i + 1..self.len)
                         .find(|&j| self.insns[j].3 > block)
                         .unwrap_or(fail),
                 };
                 u8::try_from(dest - i - 1).map_err(|_| FilterError::BufferTooSmall)
             };
-            if insn.code != RET_K && insn.code != LD_W_ABS && insn.code != AND_K {
+            if !matches!(insn.code, RET_K | LD_W_ABS | AND_K | JA) {
                 insn.jt = resolve(jt)?;
                 insn.jf = resolve(jf)?;
             }
@@ -565,6 +610,38 @@ pub fn build_user_base_filter(
     p: &UserFilterParams,
     out: &mut [SockFilter],
 ) -> Result<usize, FilterError> {
+    build_user_start_filter(p, false, out)
+}
+
+/// Builds the filter of a user sandbox *template* into `out`: the base filter
+/// ([`build_user_base_filter`]) plus what the template and its children do from stub code
+/// before a child's lock filter, and nothing else:
+///
+/// * `clone(TEMPLATE_FORK_FLAGS, ...)` (the template forks a child) and
+///   `clone(SLOT_THREAD_FLAGS, ...)` (a child starts its slot threads);
+/// * `timer_create`, `sigaltstack`, `gettid`, `getpid`, `close`, `wait4` (a child's thread
+///   set-up, the close of the template's control memfd and of the pidfds it handed over, the
+///   template's reaping of its children);
+/// * `arch_prctl(ARCH_SET_GS)` (a new thread's GS base without FSGSBASE);
+/// * `mmap(CTL_BASE, len <= PAGE_SIZE, PROT_READ|PROT_WRITE, MAP_SHARED|MAP_FIXED, CTL_FD)`
+///   (a child maps its own control page over the template's).
+///
+/// Children inherit it (filters survive `fork`, compiled once), and each installs the lock
+/// filter ([`build_user_lock_filter`]) before any user code runs, which kills all of these
+/// from stub code: the stack enforces the user policy, as for a spawned sandbox.
+pub fn build_user_template_filter(
+    p: &UserFilterParams,
+    out: &mut [SockFilter],
+) -> Result<usize, FilterError> {
+    build_user_start_filter(p, true, out)
+}
+
+/// [`build_user_base_filter`], with [`build_user_template_filter`]'s additions if `template`.
+fn build_user_start_filter(
+    p: &UserFilterParams,
+    template: bool,
+    out: &mut [SockFilter],
+) -> Result<usize, FilterError> {
     if p.pool_base >= p.mem_size {
         return Err(FilterError::BadPool);
     }
@@ -574,6 +651,8 @@ pub fn build_user_base_filter(
     b.jmp(JEQ_K, AUDIT_ARCH_X86_64, Target::Next, Target::Die);
     // 2. Calls from user code trap: they are the guest program's system calls.
     b.trap_outside_text(&p.common)?;
+    // (Their trap and kill within reach: the filter is longer than a jump.)
+    b.island();
     // 3. The allow-list for stub code.
     for n in [
         nr::RT_SIGRETURN,
@@ -613,6 +692,9 @@ pub fn build_user_base_filter(
     b.arg_eq32(4, GUEST_MEM_FD as u32);
     b.arg_lt(5, p.pool_base);
     b.ret(RET_ALLOW);
+    if template {
+        template_rules(&mut b);
+    }
     b.fail = Target::Die;
     b.block(nr::ARCH_PRCTL);
     b.ld(arg_hi(0));
@@ -642,6 +724,42 @@ pub fn build_user_base_filter(
     b.finish(out)
 }
 
+/// The template's additions to the base filter ([`build_user_template_filter`]); a call that
+/// fails a block's checks goes on to the next block.
+fn template_rules(b: &mut Builder) {
+    for flags in [TEMPLATE_FORK_FLAGS, SLOT_THREAD_FLAGS] {
+        b.block(nr::CLONE);
+        b.arg_eq32(0, flags);
+        b.ret(RET_ALLOW);
+    }
+    for n in TEMPLATE_ONLY {
+        b.block(n);
+        b.ret(RET_ALLOW);
+    }
+    b.block(nr::ARCH_PRCTL);
+    b.arg_eq32(0, ARCH_SET_GS);
+    b.ret(RET_ALLOW);
+    b.block(nr::MMAP);
+    b.arg_ge(0, CTL_BASE);
+    b.arg_le(0, CTL_BASE);
+    b.arg_le(1, PAGE_SIZE);
+    b.arg_eq32(2, CTL_PAGE_MAP[0]);
+    b.arg_eq32(3, CTL_PAGE_MAP[1]);
+    b.arg_eq32(4, CTL_FD as u32);
+    b.ret(RET_ALLOW);
+}
+
+/// Calls the template filter allows from stub code with any arguments (the lock filter kills
+/// them, with `clone`).
+const TEMPLATE_ONLY: [u32; 6] = [
+    nr::TIMER_CREATE,
+    nr::SIGALTSTACK,
+    nr::GETTID,
+    nr::GETPID,
+    nr::CLOSE,
+    nr::WAIT4,
+];
+
 /// Builds the *lock* filter of a user sandbox into `out`: the filter it stacks on its base
 /// filter ([`build_user_base_filter`]) once its context region and grant page are mapped,
 /// before any user code runs. From stub code it kills `seccomp` and every `mmap` at
@@ -661,9 +779,17 @@ pub fn build_user_lock_filter(
     // Calls from user code: the base filter traps them.
     b.outside_text(p, Target::Allow)?;
     b.ld(OFF_NR);
-    b.jmp(JEQ_K, nr::SECCOMP, Target::Die, Target::Next);
+    for n in [nr::SECCOMP, nr::CLONE].into_iter().chain(TEMPLATE_ONLY) {
+        b.jmp(JEQ_K, n, Target::Die, Target::Next);
+    }
+    // `arch_prctl(ARCH_SET_GS)` (which the base filter kills anyway).
+    b.jmp(JEQ_K, nr::ARCH_PRCTL, Target::Next, Target::Skip(4));
+    b.ld(arg_hi(0));
+    b.jmp(JEQ_K, 0, Target::Next, Target::Allow);
+    b.ld(arg_lo(0));
+    b.jmp(JEQ_K, ARCH_SET_GS, Target::Die, Target::Allow);
     b.jmp(JEQ_K, nr::MMAP, Target::Next, Target::Allow);
-    for addr in [USER_CTX_BASE, USER_GRANT_BASE] {
+    for addr in [USER_CTX_BASE, USER_GRANT_BASE, CTL_BASE] {
         b.ld(arg_hi(0));
         b.jmp(JEQ_K, (addr >> 32) as u32, Target::Next, Target::Skip(2));
         b.ld(arg_lo(0));
@@ -716,6 +842,7 @@ pub fn evaluate(prog: &[SockFilter], nr: u32, arch: u32, ip: u64, args: [u64; 6]
             JEQ_K => pc += skip(acc == i.k),
             JGT_K => pc += skip(acc > i.k),
             JGE_K => pc += skip(acc >= i.k),
+            JA => pc += i.k as usize,
             _ => return RET_KILL_PROCESS,
         }
     }
@@ -1263,12 +1390,39 @@ mod tests {
     fn the_lock_filter_is_short_and_kills_only_the_set_up_calls_from_stub_code() {
         let mut out = [SockFilter::default(); MAX_FILTER_LEN];
         let n = build_user_lock_filter(&P, &mut out).expect("builds");
-        assert!(n <= 24, "{n} instructions");
+        assert!(n <= 40, "{n} instructions");
         let lock = |nr: u32, ip: u64, a: [u64; 6]| evaluate(&out[..n], nr, X86, ip, a);
         let ip = TEXT + 0x100;
         assert_eq!(lock(nr::SECCOMP, ip, [1, 1, 0, 0, 0, 0]), RET_KILL_PROCESS);
         assert_eq!(lock(nr::SECCOMP, ip, [0; 6]), RET_KILL_PROCESS);
-        for addr in [USER_CTX_BASE, USER_GRANT_BASE] {
+        // A template child's start-up calls ([`build_user_template_filter`]).
+        for nr in [
+            nr::CLONE,
+            nr::TIMER_CREATE,
+            nr::SIGALTSTACK,
+            nr::GETTID,
+            nr::GETPID,
+            nr::CLOSE,
+            nr::WAIT4,
+        ] {
+            assert_eq!(lock(nr, ip, [0; 6]), RET_KILL_PROCESS, "nr {nr}");
+        }
+        assert_eq!(
+            lock(nr::ARCH_PRCTL, ip, [u64::from(ARCH_SET_GS), 0, 0, 0, 0, 0]),
+            RET_KILL_PROCESS
+        );
+        for opt in [ARCH_SET_FS, ARCH_GET_FS] {
+            assert_eq!(
+                lock(nr::ARCH_PRCTL, ip, [u64::from(opt), 0, 0, 0, 0, 0]),
+                RET_ALLOW
+            );
+        }
+        let gs_high = u64::from(ARCH_SET_GS) | 1 << 32;
+        assert_eq!(
+            lock(nr::ARCH_PRCTL, ip, [gs_high, 0, 0, 0, 0, 0]),
+            RET_ALLOW
+        );
+        for addr in [USER_CTX_BASE, USER_GRANT_BASE, CTL_BASE] {
             assert_eq!(lock(nr::MMAP, ip, [addr, 0, 0, 0, 0, 0]), RET_KILL_PROCESS);
             // The same low or high half alone is another address.
             for other in [addr ^ (1 << 40), addr ^ 0x1000] {
@@ -1310,6 +1464,85 @@ mod tests {
         // Equal actions: the first (newest) filter's data.
         assert_eq!(eval(&[&refuse, &trap]), RET_REFUSE);
         assert_eq!(eval(&[&trap, &refuse]), RET_TRAP);
+    }
+
+    fn template_eval(nr: u32, ip: u64, args: [u64; 6]) -> u32 {
+        let mut out = [SockFilter::default(); MAX_FILTER_LEN];
+        let n = build_user_template_filter(&UP, &mut out).expect("template filter builds");
+        evaluate(&out[..n], nr, X86, ip, args)
+    }
+
+    /// What a template's child runs user code under: the lock filter on the template filter.
+    fn child_eval(nr: u32, ip: u64, args: [u64; 6]) -> u32 {
+        let mut t = [SockFilter::default(); MAX_FILTER_LEN];
+        let nt = build_user_template_filter(&UP, &mut t).expect("template filter builds");
+        let mut lock = [SockFilter::default(); MAX_FILTER_LEN];
+        let nl = build_user_lock_filter(&UP.common, &mut lock).expect("lock filter builds");
+        evaluate_stack(&[&lock[..nl], &t[..nt]], nr, X86, ip, args)
+    }
+
+    #[test]
+    fn the_template_filter_adds_only_forks_thread_set_up_and_the_control_page() {
+        let ip = TEXT + 0x100;
+        let ctl = [CTL_BASE, PAGE_SIZE, 3, 0x11, 4, 7 * PAGE_SIZE];
+        let allowed = [
+            (
+                nr::CLONE,
+                [u64::from(TEMPLATE_FORK_FLAGS), 0, 0x1000, 0, 0, 0],
+            ),
+            (
+                nr::CLONE,
+                [u64::from(SLOT_THREAD_FLAGS), 0x7000, 0, 0, 0, 0],
+            ),
+            (nr::TIMER_CREATE, [1, 0x1000, 0x2000, 0, 0, 0]),
+            (nr::SIGALTSTACK, [0x1000, 0, 0, 0, 0, 0]),
+            (nr::GETTID, [0; 6]),
+            (nr::GETPID, [0; 6]),
+            (nr::CLOSE, [5, 0, 0, 0, 0, 0]),
+            (nr::WAIT4, [u64::MAX, 0, 1, 0, 0, 0]),
+            (nr::ARCH_PRCTL, [u64::from(ARCH_SET_GS), 0x1000, 0, 0, 0, 0]),
+            (nr::MMAP, ctl),
+        ];
+        for (nr, a) in allowed {
+            assert_eq!(template_eval(nr, ip, a), RET_ALLOW, "nr {nr} {a:#x?}");
+            // The base filter never allowed them, and a child's lock filter kills them.
+            assert_eq!(base_eval(nr, ip, a), RET_KILL_PROCESS, "nr {nr} {a:#x?}");
+            assert_eq!(child_eval(nr, ip, a), RET_KILL_PROCESS, "nr {nr} {a:#x?}");
+            // From user code they trap.
+            assert_eq!(template_eval(nr, 0x40_1000, a), RET_TRAP, "nr {nr}");
+        }
+        let with = |i: usize, v: u64| {
+            let mut a = ctl;
+            a[i] = v;
+            a
+        };
+        for a in [
+            with(0, CTL_BASE + PAGE_SIZE),
+            with(1, 2 * PAGE_SIZE),
+            with(2, 7),
+            with(3, 0x10_0011),
+            with(4, 3),
+        ] {
+            assert_eq!(template_eval(nr::MMAP, ip, a), RET_KILL_PROCESS, "{a:#x?}");
+        }
+        for flags in [
+            0,
+            17,
+            0x1000,
+            u64::from(SLOT_THREAD_FLAGS) | 0x8000,
+            0x2_0000_0000,
+        ] {
+            let a = [flags, 0, 0, 0, 0, 0];
+            assert_eq!(
+                template_eval(nr::CLONE, ip, a),
+                RET_KILL_PROCESS,
+                "{flags:#x}"
+            );
+        }
+        // Everything the base filter allows, the template filter allows.
+        assert_eq!(template_eval(nr::MMAP, ip, GOOD_MAP), RET_ALLOW);
+        assert_eq!(child_eval(nr::MMAP, ip, GOOD_MAP), RET_ALLOW);
+        assert_eq!(child_eval(nr::FUTEX, ip, [0, 0, 5, 0, 0, 0]), RET_ALLOW);
     }
 
     fn base_eval(nr: u32, ip: u64, args: [u64; 6]) -> u32 {

@@ -10,14 +10,16 @@
 //!   `mprotect` stays below `USER_CTX_BASE`, and an allowed `mmap` maps only the user pool.
 
 use proptest::prelude::*;
+use pvmux_hypercalls::layout::CTL_BASE;
 use pvmux_hypercalls::user::grant::USER_GRANT_BASE;
 use pvmux_hypercalls::user::user_ctx_size;
 use pvmux_hypercalls::user::{USER_BASE, USER_CTX_BASE, USER_END};
 use pvmux_hypercalls::{MAX_VCPUS, PAGE_SIZE};
 use pvmux_switcher::seccomp::{
-    build_user_base_filter, build_user_lock_filter, evaluate, evaluate_stack, nr, FilterParams,
-    SockFilter, UserFilterParams, AUDIT_ARCH_X86_64, MAX_FILTER_LEN, RET_ALLOW, RET_KILL_PROCESS,
-    RET_TRAP, USER_LEN_MAX,
+    build_user_base_filter, build_user_lock_filter, build_user_template_filter, evaluate,
+    evaluate_stack, nr, FilterParams, SockFilter, UserFilterParams, ARCH_SET_GS, AUDIT_ARCH_X86_64,
+    MAX_FILTER_LEN, RET_ALLOW, RET_KILL_PROCESS, RET_TRAP, SLOT_THREAD_FLAGS, TEMPLATE_FORK_FLAGS,
+    USER_LEN_MAX,
 };
 
 /// The documented policy for a native call from stub code.
@@ -96,7 +98,8 @@ fn syscall_nr() -> impl Strategy<Value = u32> {
         3 => prop::sample::select(vec![
             nr::MMAP, nr::MPROTECT, nr::MUNMAP, nr::RT_SIGRETURN, nr::SCHED_YIELD, nr::EXIT,
             nr::FUTEX, nr::ARCH_PRCTL, nr::TIMER_SETTIME, nr::TIMER_GETTIME, nr::EXIT_GROUP,
-            nr::TGKILL, 0, 1, 2, 14, 56, 57, 59, 62, 131, 157, 222, 317, 0x4000_0009,
+            nr::TGKILL, nr::CLOSE, nr::GETPID, nr::GETTID, nr::WAIT4, 0, 1, 2, 14, 56, 57, 59, 62, 131,
+            157, 222, 317, 0x4000_0009,
         ]),
         1 => any::<u32>(),
     ]
@@ -121,6 +124,10 @@ fn arg(p: UserFilterParams) -> impl Strategy<Value = u64> {
         USER_LEN_MAX,
         USER_CTX_BASE,
         USER_GRANT_BASE,
+        CTL_BASE,
+        u64::from(TEMPLATE_FORK_FLAGS),
+        u64::from(SLOT_THREAD_FLAGS),
+        u64::from(ARCH_SET_GS),
         p.pool_base,
         p.mem_size,
         u64::from(p.common.pid),
@@ -164,9 +171,16 @@ proptest! {
     /// Arbitrary calls against arbitrary valid parameters obey the documented policy, under
     /// the stack a user sandbox runs user code with: the lock filter on the base filter.
     #[test]
-    fn user_filter_stack_matches_policy((p, nr, arch, ip, a) in input()) {
+    fn user_filter_stack_matches_policy((p, nr, arch, ip, a) in input(), template in any::<bool>()) {
+        // A spawned sandbox's stack has the base filter under the lock filter, a template's
+        // child the template filter: both enforce the same policy.
         let mut base = [SockFilter::default(); MAX_FILTER_LEN];
-        let nb = build_user_base_filter(&p, &mut base).expect("valid parameters build");
+        let nb = if template {
+            build_user_template_filter(&p, &mut base)
+        } else {
+            build_user_base_filter(&p, &mut base)
+        }
+        .expect("valid parameters build");
         let mut lock = [SockFilter::default(); MAX_FILTER_LEN];
         let nl = build_user_lock_filter(&p.common, &mut lock).expect("valid parameters build");
         let ret = evaluate_stack(&[&lock[..nl], &base[..nb]], nr, arch, ip, a);

@@ -30,7 +30,8 @@ pub fn children() -> usize {
 }
 
 /// Host pids of `pvmux-sandbox` processes whose parent is no `pvmux` process: sandboxes a
-/// `pvmux` process left behind (each sandbox's parent is the `pvmux` process that runs it).
+/// `pvmux` process left behind (each sandbox's parent is the `pvmux` process that runs it, or
+/// for a sandbox forked from a tenant's user sandbox template, the template, whose parent is).
 pub fn orphaned_sandboxes() -> Vec<u32> {
     let field = |pid: &str, name: &str| -> Option<String> {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -48,9 +49,11 @@ pub fn orphaned_sandboxes() -> Vec<u32> {
         .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
         .filter(|pid| cmdline(pid).starts_with(b"pvmux-sandbox\0"))
         .filter(|pid| {
+            let by_pvmux = |p: &str| field(p, "Name:").is_some_and(|n| n.starts_with("pvmux"));
             let parent = field(pid, "PPid:").unwrap_or_default();
-            let parent_name = field(&parent, "Name:").unwrap_or_default();
-            !parent_name.starts_with("pvmux")
+            let template_of_pvmux = cmdline(&parent).starts_with(b"pvmux-sandbox\0")
+                && by_pvmux(&field(&parent, "PPid:").unwrap_or_default());
+            !by_pvmux(&parent) && !template_of_pvmux
         })
         .filter_map(|pid| pid.parse().ok())
         .collect()

@@ -47,23 +47,35 @@ fn argv0(pid: u32) -> Option<Vec<u8>> {
     Some(cmdline.split(|&b| b == 0).next().unwrap_or(&[]).to_vec())
 }
 
-/// The sandboxes of pvmux process `parent`: its children whose `argv[0]` is the sandbox's.
+/// The sandboxes of pvmux process `parent`: its children whose `argv[0]` is the sandbox's,
+/// and theirs (the sandboxes forked from the tenant's user sandbox template).
 fn sandboxes_of(parent: u32) -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| {
-                    let rest = &s[s.rfind(')')? + 1..];
-                    rest.split_ascii_whitespace().nth(1)?.parse::<u32>().ok()
-                })
-                == Some(parent)
-        })
+    let ppid = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                let rest = &s[s.rfind(')')? + 1..];
+                rest.split_ascii_whitespace().nth(1)?.parse::<u32>().ok()
+            })
+    };
+    let all: Vec<(u32, u32)> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|&pid| argv0(pid).is_some_and(|a| a == SANDBOX_ARGV0))
-        .collect()
+        .filter_map(|pid| Some((pid, ppid(pid)?)))
+        .collect();
+    let direct: Vec<u32> = all
+        .iter()
+        .filter(|&&(_, pp)| pp == parent)
+        .map(|&(p, _)| p)
+        .collect();
+    let forked = all
+        .iter()
+        .filter(|&&(_, pp)| direct.contains(&pp))
+        .map(|&(p, _)| p);
+    direct.iter().copied().chain(forked).collect()
 }
 
 /// CPU seconds (user + system) of every thread of every sandbox of `parent`, by (pid, tid).

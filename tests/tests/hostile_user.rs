@@ -21,10 +21,10 @@ const SANDBOX_ARGV0: &[u8] = b"pvmux-sandbox";
 /// Guest memory of most runs, in bytes (`--mem 64M`).
 const MEM: u64 = 64 << 20;
 
-/// A rootfs with `/hostile`, `/hello` and an empty `/tmp`.
+/// A rootfs with `/hostile`, `/hello`, `/stress-fork` and an empty `/tmp`.
 fn rootfs() -> TempDir {
     let dir = TempDir::unique("pvmux-hostile-user", "rootfs");
-    for name in ["hostile", "hello"] {
+    for name in ["hostile", "hello", "stress-fork"] {
         std::fs::copy(prog(name), dir.0.join(name)).expect("copy program");
     }
     std::fs::create_dir(dir.0.join("tmp")).expect("mkdir tmp");
@@ -94,6 +94,17 @@ fn argv0(pid: u32) -> Option<Vec<u8>> {
 /// environment (but for the log filter [`SANDBOX_LOG`]), killing it after [`TIMEOUT`]; the
 /// sandboxes it spawned are read from its log.
 fn guest(root: &TempDir, extra: &[&str], program: &str, args: &[&str]) -> Run {
+    guest_sampled(root, extra, program, args, |_| {})
+}
+
+/// [`guest`], calling `sample` with `pvmux`'s pid every 10 ms while it runs.
+fn guest_sampled(
+    root: &TempDir,
+    extra: &[&str],
+    program: &str,
+    args: &[&str],
+    sample: impl FnMut(u32),
+) -> Run {
     let mut cmd = Command::new(PVMUX);
     cmd.arg("run");
     if !extra.contains(&"--mem") {
@@ -107,7 +118,7 @@ fn guest(root: &TempDir, extra: &[&str], program: &str, args: &[&str]) -> Run {
         .args(args);
     let what = format!("{cmd:?}");
     cmd.env_clear().env("RUST_LOG", SANDBOX_LOG);
-    let run = run_with_timeout(cmd, &what, TIMEOUT, Duration::from_millis(10), |_| {});
+    let run = run_with_timeout(cmd, &what, TIMEOUT, Duration::from_millis(10), sample);
     let (sandboxes, user_processes) = logged_sandboxes(&run.stderr);
     let run = Run {
         run,
@@ -260,6 +271,27 @@ fn stub_code_can_map_the_user_pool_but_mapping_kernel_memory_kills_only_that_pro
                 "stub-jump: kernel-memory child (offset {off}) killed by signal 9"
             )),
             "{}",
+            run.context()
+        );
+    }
+    // What a template's child may do before its lock filter, and tgkill: killed, from a
+    // spawned sandbox and from a template's child alike.
+    for name in [
+        "clone-fork",
+        "clone-thread",
+        "close-ctl",
+        "mmap-ctl",
+        "timer_create",
+        "sigaltstack",
+        "gettid",
+        "getpid",
+        "wait4",
+        "arch_prctl-set-gs",
+        "tgkill",
+    ] {
+        assert!(
+            run.has_line(&format!("stub-jump: {name} child killed by signal 9")),
+            "{name}\n{}",
             run.context()
         );
     }
@@ -422,5 +454,96 @@ fn a_spinning_process_does_not_starve_its_siblings() {
             run.context()
         );
     }
+    assert_new_tenant_works(&root);
+}
+
+/// The parent pid of every process whose `argv[0]` is [`SANDBOX_ARGV0`], by pid.
+fn sandbox_parents() -> std::collections::BTreeMap<u32, u32> {
+    let mut out = std::collections::BTreeMap::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if argv0(pid).as_deref() != Some(SANDBOX_ARGV0) {
+            continue;
+        }
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+            continue;
+        };
+        if let Some(ppid) = status
+            .lines()
+            .find_map(|l| l.strip_prefix("PPid:"))
+            .and_then(|v| v.trim().parse().ok())
+        {
+            out.insert(pid, ppid);
+        }
+    }
+    out
+}
+
+/// Killing a tenant's user sandbox template (an operator's `kill -9`, the OOM killer) kills
+/// the sandboxes forked from it with it, as if each were killed: the guest kernel reports
+/// those processes killed by SIGKILL, the host says what happened and spawns the spares from
+/// then on, the guest's `fork` loop runs to its end, and no sandbox is left behind.
+#[test]
+fn a_killed_template_takes_its_children_with_it_and_forks_go_on() {
+    let root = rootfs();
+    let mut killed = None;
+    let start = Instant::now();
+    let run = guest_sampled(&root, &[], "/stress-fork", &["3000"], |pvmux| {
+        if killed.is_some() || start.elapsed() < Duration::from_millis(500) {
+            return;
+        }
+        // The template: a sandbox of this pvmux that is the parent of other sandboxes.
+        let parents = sandbox_parents();
+        let template = parents
+            .iter()
+            .find(|&(&p, &pp)| pp == pvmux && parents.values().any(|&q| q == p));
+        if let Some((&p, _)) = template {
+            // SAFETY: kill(2) on a pid we just found as a sandbox of our own child.
+            unsafe { libc::kill(p as i32, libc::SIGKILL) };
+            killed = Some(p);
+        }
+    });
+    let spawned = run.stderr.contains("user sandbox template spawned");
+    if !spawned {
+        eprintln!(
+            "no user sandbox template on this host (it needs Linux 6.15 and a tenant whose CPU \
+             a cgroup counts): not checked"
+        );
+        return;
+    }
+    assert!(
+        killed.is_some(),
+        "the template was never found\n{}",
+        run.context()
+    );
+    // Seen by the reaper's watch of the template, or by a fork it was asked for.
+    assert!(
+        run.stderr
+            .lines()
+            .any(|l| l.contains("user sandbox template") && l.contains("spares are spawned")),
+        "{}",
+        run.context()
+    );
+    // The loop ran to its end: every child reaped with its own status, but for children
+    // whose sandbox died with the template (SIGKILL).
+    for line in run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("stress-fork: "))
+    {
+        assert!(
+            line.starts_with("stress-fork: child ") && line.ends_with("status 0x9"),
+            "{line}\n{}",
+            run.context()
+        );
+    }
+    assert!(
+        run.has_line("stress-fork: 3000 children forked, each reaped with its own status")
+            || (run.code() == Some(1) && run.stderr.contains("status 0x9")),
+        "{}",
+        run.context()
+    );
     assert_new_tenant_works(&root);
 }

@@ -38,6 +38,8 @@ enum Kind {
     Kernel,
     User,
     Spare,
+    /// A user sandbox template, which forks spares (docs/SECURITY.md, "Templates").
+    Template,
 }
 
 /// A `pvmux run` whose guest program waits for the end of its stdin.
@@ -87,8 +89,8 @@ impl Waiting {
     }
 
     /// The live sandboxes by pid, once pvmux's log names a kernel sandbox, a user sandbox
-    /// and a spare, and every one of them is a child of pvmux with `argv[0]` =
-    /// `pvmux-sandbox` whose seccomp filter is in force (start-up is over).
+    /// and a spare, and every one of them is a child of pvmux (or of its template) with
+    /// `argv[0]` = `pvmux-sandbox` whose seccomp filter is in force (start-up is over).
     fn sandboxes(&mut self) -> BTreeMap<u32, Kind> {
         let deadline = Instant::now() + SETTLE;
         loop {
@@ -102,9 +104,14 @@ impl Waiting {
                 .filter(|(pid, _)| argv0(*pid).as_deref() == Some(SANDBOX_ARGV0))
                 .collect();
             let have = |k: Kind| live.values().any(|&v| v == k);
+            let template = live
+                .iter()
+                .find(|(_, &k)| k == Kind::Template)
+                .map(|(&p, _)| p.to_string());
             let settled = live.keys().all(|&pid| {
                 // (setpriv execs pvmux: same pid.)
-                status_field(pid, "PPid").as_deref() == Some(&pvmux.to_string())
+                let parent = status_field(pid, "PPid");
+                (parent.as_deref() == Some(&pvmux.to_string()) || parent == template)
                     && status_field(pid, "Seccomp").as_deref() == Some("2")
             });
             if have(Kind::Kernel) && have(Kind::User) && have(Kind::Spare) && settled {
@@ -148,7 +155,7 @@ impl Drop for Waiting {
 
 /// Sandboxes named by pvmux's log: `tenant started ... pid=N` (kernel), `user sandbox
 /// spawned`/`spare user sandbox assigned ... pid=N` (user), `spare user sandbox spawned ...
-/// pid=N` (a spare until assigned).
+/// pid=N` (a spare until assigned), `user sandbox template spawned ... pid=N` (a template).
 fn kinds(log: &str) -> BTreeMap<u32, Kind> {
     let mut m = BTreeMap::new();
     for line in log.lines() {
@@ -161,6 +168,8 @@ fn kinds(log: &str) -> BTreeMap<u32, Kind> {
         };
         let kind = if line.contains("tenant started") {
             Kind::Kernel
+        } else if line.contains("user sandbox template spawned") {
+            Kind::Template
         } else if line.contains("spare user sandbox spawned") {
             Kind::Spare
         } else if line.contains("spare user sandbox assigned")
@@ -194,6 +203,12 @@ fn detected() -> Layers {
     let l = layers();
     eprintln!("jail layers on this host: {l:?}: {}", l.describe());
     l
+}
+
+/// The template a sandbox was forked from (its parent, if that is a sandbox too).
+fn forked_from(pid: u32) -> Option<u32> {
+    let parent: u32 = status_field(pid, "PPid")?.parse().ok()?;
+    (argv0(parent).as_deref() == Some(SANDBOX_ARGV0)).then_some(parent)
 }
 
 /// Every check of one sandbox jailed with layers `l`, running as `user`.
@@ -233,13 +248,29 @@ fn check_sandbox(pid: u32, kind: Kind, l: &Layers, user: SandboxUser) {
             assert_eq!(own, host, "{what}: {name} namespace not expected");
         }
     }
+    let template = forked_from(pid);
     if l.pid_namespace() {
         let nspid = status_field(pid, "NSpid").expect("NSpid");
-        assert_eq!(
-            nspid,
-            format!("{pid} 1"),
-            "{what}: pid 1 of its own pid namespace"
-        );
+        match template {
+            None => assert_eq!(
+                nspid,
+                format!("{pid} 1"),
+                "{what}: pid 1 of its own pid namespace"
+            ),
+            // Forked: in its template's pid namespace (the template is its pid 1).
+            Some(t) => {
+                let inner: u32 = nspid
+                    .strip_prefix(&format!("{pid} "))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| panic!("{what}: NSpid {nspid}"));
+                assert!(inner > 1, "{what}: NSpid {nspid}");
+                assert_eq!(
+                    std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok(),
+                    std::fs::read_link(format!("/proc/{t}/ns/pid")).ok(),
+                    "{what}: its template's pid namespace"
+                );
+            }
+        }
     }
     // File descriptors: exactly the documented set.
     let mut fds: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/fd"))
@@ -253,7 +284,24 @@ fn check_sandbox(pid: u32, kind: Kind, l: &Layers, user: SandboxUser) {
         })
         .collect();
     fds.sort_unstable();
-    assert_eq!(fds, SANDBOX_FDS, "{what}: fds");
+    if template.is_some() {
+        // A forked sandbox closed its template's control memfd (fd 4).
+        assert_eq!(fds, [SANDBOX_FDS[0]], "{what}: fds");
+    } else if kind == Kind::Template {
+        // At most one more: the pidfd of the child it forked last (the host took a copy).
+        let extra: Vec<i32> = fds
+            .iter()
+            .copied()
+            .filter(|fd| !SANDBOX_FDS.contains(fd))
+            .collect();
+        assert!(extra.len() <= 1, "{what}: fds {fds:?}");
+        for fd in extra {
+            let link = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).expect("fd link");
+            assert_eq!(link, Path::new("anon_inode:[pidfd]"), "{what}: fd {fd}");
+        }
+    } else {
+        assert_eq!(fds, SANDBOX_FDS, "{what}: fds");
+    }
     // Root and working directory.
     let root = Path::new("/proc").join(pid.to_string()).join("root");
     let cwd = Path::new("/proc").join(pid.to_string()).join("cwd");
@@ -326,6 +374,7 @@ fn check_shared_namespaces(sandboxes: &BTreeMap<u32, Kind>, l: &Layers) {
             );
         }
         if l.pid_namespace() {
+            // Its own, or its template's (not shared with the kernel sandbox either way).
             assert_ne!(
                 ns(pid, "pid"),
                 ns(kernel, "pid"),

@@ -256,6 +256,12 @@ impl SpaceCpu {
         self.usage_in_cgroup
     }
 
+    /// Whether the tenant's CPU time is counted over the processes the host reaps (no
+    /// cgroup counts it): then every user sandbox must be the host's child.
+    pub(crate) fn counts_reaped(&self) -> bool {
+        self.count_reaped
+    }
+
     /// Reaps user sandbox `pid`, adding its CPU time to the account when the tenant's CPU
     /// time is counted over processes.
     pub(crate) fn reap(&self, pid: rustix::process::Pid) -> Result<SandboxExit, HostError> {

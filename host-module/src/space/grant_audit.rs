@@ -75,7 +75,8 @@ impl Audit {
 
 /// One audit of every live (not destroyed) space that has a grant page; returns what it read
 /// of each (`last`: what the audit before read, for the log of a kill). Runs on the reaper
-/// thread, the only thread that reaps: the pids read here stay ours while it runs.
+/// thread, the only thread that reaps a spawned sandbox: the pids read here stay ours while
+/// it runs; one forked from the tenant's template is checked to be alive after its read.
 fn audit_all(inner: &Inner, last: &HashMap<i32, Seen>) -> HashMap<i32, Seen> {
     let mut seen = HashMap::new();
     let targets: Vec<_> = {
@@ -104,6 +105,11 @@ fn audit_all(inner: &Inner, last: &HashMap<i32, Seen>) -> HashMap<i32, Seen> {
         let Some(split) = cpu_split(raw) else {
             continue;
         };
+        // Read while the process lives, so the pid was still its own (a sandbox its template
+        // reaps frees its pid before the reaper sees its pidfd).
+        if sandbox::wait_exited(&pidfd, Some(std::time::Duration::ZERO)) {
+            continue;
+        }
         let cpu = split.total_ns();
         let Some(g) = inner.mem.user_grant(gpa) else {
             continue;

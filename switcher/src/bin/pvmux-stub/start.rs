@@ -469,7 +469,7 @@ extern "sysv64" fn stub_main(base: u64, dynamic: u64, initial_sp: u64) -> ! {
             fail(Step::BadHeader, e);
         }
     }
-    if sandbox_kind == kind::USER {
+    if sandbox_kind == kind::USER || sandbox_kind == kind::USER_TEMPLATE {
         crate::user::main(base, text_start, text_end, hwcap2 & HWCAP2_FSGSBASE != 0)
     }
     // The kernel sandbox's header fields the build does not change, each read once (the

@@ -5,12 +5,15 @@ use core::arch::asm;
 
 /// System-call numbers used by the stub.
 pub(crate) mod nr {
+    pub(crate) const CLOSE: usize = 3;
     pub(crate) const MMAP: usize = 9;
     pub(crate) const MPROTECT: usize = 10;
     pub(crate) const MUNMAP: usize = 11;
     pub(crate) const RT_SIGACTION: usize = 13;
     pub(crate) const SCHED_YIELD: usize = 24;
     pub(crate) const GETPID: usize = 39;
+    pub(crate) const CLONE: usize = 56;
+    pub(crate) const WAIT4: usize = 61;
     pub(crate) const SIGALTSTACK: usize = 131;
     pub(crate) const PRCTL: usize = 157;
     pub(crate) const ARCH_PRCTL: usize = 158;
@@ -129,6 +132,12 @@ pub(crate) fn futex_wake(word: &core::sync::atomic::AtomicU32, n: u32) -> u32 {
     // SAFETY: `word` is a valid, aligned u32; FUTEX_WAKE does not write memory.
     let r = unsafe { syscall6(nr::FUTEX, [word.as_ptr() as usize, 1, n as usize, 0, 0, 0]) };
     check(r).map_or(0, |n| n as u32)
+}
+
+/// `close(fd)` (errors ignored: only start-up closes, and a failure leaves nothing to do).
+pub(crate) fn close(fd: i32) {
+    // SAFETY: close has no memory effects.
+    unsafe { syscall6(nr::CLOSE, [fd as usize, 0, 0, 0, 0, 0]) };
 }
 
 /// `sched_yield`.

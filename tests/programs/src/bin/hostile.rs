@@ -497,6 +497,43 @@ fn stub_jump(mem: u64) -> Verdict {
         ));
         ok &= killed;
     }
+    // 2b. What a template's child does before its lock filter (clone, thread set-up, its
+    // control page), and tgkill: once user code runs, each kills the sandbox.
+    let word = 0x3f00_0001_0000u64; // unmapped: the call must not get as far as using it
+    for (name, n, a) in [
+        ("clone-fork", 56, [0x1000 | 17, 0, word, 0, 0, 0]),
+        ("clone-thread", 56, [0x50f00, word, 0, 0, 0, 0]),
+        ("close-ctl", 3, [4, 0, 0, 0, 0, 0]),
+        (
+            "mmap-ctl",
+            nr::MMAP,
+            [0x0800_0000_0000, 4096, 3, 0x11, 4, 4096],
+        ),
+        ("timer_create", 222, [1, 0, word, 0, 0, 0]),
+        ("sigaltstack", 131, [0, word, 0, 0, 0, 0]),
+        ("gettid", 186, [0; 6]),
+        ("getpid", nr::GETPID, [0; 6]),
+        ("wait4", nr::WAIT4, [u64::MAX, 0, 1, 0, 0, 0]),
+        ("arch_prctl-set-gs", 158, [0x1001, 0, 0, 0, 0, 0]),
+        ("tgkill", 234, [1, 1, 34, 0, 0, 0]),
+    ] {
+        // (The child's sandbox has its own stub, maybe at another address.)
+        let st = in_child(|| {
+            let Some(g) = find_restorer().and_then(find_gadget) else {
+                say("stub-jump: no stub gadget in the child");
+                return 3;
+            };
+            let r = stub_call(g, n, a);
+            say(&format!("stub-jump: {name} from stub code RETURNED {r}"));
+            1
+        });
+        let killed = st == Status::Signaled(SIGKILL);
+        say(&format!(
+            "stub-jump: {name} child {st}{}",
+            if killed { "" } else { " (EXPECTED SIGKILL)" }
+        ));
+        ok &= killed;
+    }
     // 3. The guest kernel carries on: fork and run a child normally.
     let st = in_child(|| {
         say(&format!(

@@ -33,6 +33,7 @@ mod patch;
 mod request;
 mod slot;
 mod start;
+mod template;
 
 use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
 

@@ -9,16 +9,17 @@ use core::mem::offset_of;
 use core::ptr::addr_of;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
 
-use pvmux_hypercalls::layout::MAX_GUEST_MEM;
-use pvmux_hypercalls::sandbox::{status, GUEST_MEM_FD};
+use pvmux_hypercalls::layout::{CTL_BASE, MAX_GUEST_MEM};
+use pvmux_hypercalls::sandbox::{kind, status, CTL_FD, GUEST_MEM_FD, STUB_EXIT_SETUP};
 use pvmux_hypercalls::user::grant::USER_GRANT_BASE;
 use pvmux_hypercalls::user::{user_ctx_size, UserCtxHeader, USER_CTX_BASE, USER_CTX_MAGIC};
 use pvmux_hypercalls::{ABI_MAGIC, ABI_VERSION, MAX_VCPUS, PAGE_SIZE};
 use pvmux_switcher::host_memory::user_address_space_limit;
 use pvmux_switcher::seccomp::MAX_FILTER_LEN;
 use pvmux_switcher::seccomp::{
-    build_user_base_filter, build_user_lock_filter, FilterParams, SockFilter, UserFilterParams,
-    CTX_MAP_FLAGS, CTX_MAP_PROT, GRANT_MAP_PROT,
+    build_user_base_filter, build_user_lock_filter, build_user_template_filter, FilterParams,
+    SockFilter, UserFilterParams, CTL_PAGE_MAP, CTX_MAP_FLAGS, CTX_MAP_PROT, GRANT_MAP_PROT,
+    SLOT_THREAD_FLAGS,
 };
 
 use super::cpu::{ucpu, UserCpu, USER_AREAS_BASE};
@@ -127,14 +128,15 @@ pub(crate) fn main(image_base: u64, text_start: u64, text_end: u64, fsgsbase: bo
     unsafe { host_limits::switch_stack(top, main_on_own_stack, n.into(), mem, pool) }
 }
 
-/// The rest of a user sandbox's start-up, on slot 0's start stack.
+/// The rest of a user sandbox's start-up, on slot 0's start stack: a spawned sandbox starts
+/// its threads, installs the base filter and waits for its context region; a template
+/// (`kind::USER_TEMPLATE`) installs the template filter and forks children
+/// ([`super::template`]), each of which continues in [`child_start`].
 extern "sysv64" fn main_on_own_stack(n: u64, mem: u64, pool: u64) -> ! {
     if let Err(e) = host_limits::release_initial_stack() {
         fail(Step::Stack, e);
     }
-    let h = header();
     let n = n as u32;
-    let (text_start, text_end) = (G.text_start.load(Relaxed), G.text_end.load(Relaxed));
     if let Err(e) = install_handlers(crate::start::pvmux_stub_signal_user as *const () as u64) {
         fail(Step::SigAction, e);
     }
@@ -142,17 +144,101 @@ extern "sysv64" fn main_on_own_stack(n: u64, mem: u64, pool: u64) -> ! {
     if let Err(e) = sys::check(unsafe { syscall6(nr::PRCTL, [38, 1, 0, 0, 0, 0]) }) {
         fail(Step::NoNewPrivs, e);
     }
+    // Bound the address space (the context region, mapped later, is part of the limit): the
+    // stub's own mappings plus the user-mapping budget (`request.rs` evicts at the limit).
+    if let Err(e) = host_limits::limit_address_space(user_address_space_limit(mem, pool, n)) {
+        fail(Step::Limits, e);
+    }
+    let template = header().kind == kind::USER_TEMPLATE;
+    if template {
+        super::template::prepare();
+    } else {
+        start_threads(n);
+    }
+    // Lock every thread into the base filter (the template filter for a template, which
+    // its children inherit): the user policy plus the context and grant mappings and the
+    // lock filter's installation (docs/SECURITY.md, "Layers"). Both filters stay in force.
+    {
+        let params = user_filter_params(mem, pool);
+        let mut base = [SockFilter::default(); MAX_FILTER_LEN];
+        let built = if template {
+            build_user_template_filter(&params, &mut base)
+        } else {
+            build_user_base_filter(&params, &mut base)
+        };
+        let Ok(base_len) = built else {
+            fail(Step::Filter, EINVAL)
+        };
+        if let Err(e) = install_filter(&base[..base_len]) {
+            fail(Step::Seccomp, e);
+        }
+    }
+    if template {
+        super::template::serve_forks()
+    }
+    finish_start(n, mem, pool)
+}
+
+/// The filters' parameters: the stub's code range, the user pool and the memory size.
+fn user_filter_params(mem: u64, pool: u64) -> UserFilterParams {
+    UserFilterParams {
+        common: FilterParams {
+            text_start: G.text_start.load(Relaxed),
+            text_end: G.text_end.load(Relaxed),
+            pid: G.pid.load(Relaxed),
+            event_signal: SIG_EVENT,
+        },
+        pool_base: pool,
+        mem_size: mem,
+    }
+}
+
+/// Where a template's child starts, forked with the template's filter in force and nothing
+/// else but the template's memory: it takes control page `page` of the template's control
+/// memfd as its own header (mapped over the template's) and closes the memfd, so that no
+/// other page of it is reachable from this process; then it starts like a spawned sandbox.
+pub(super) fn child_start(page: u32) -> ! {
+    // SAFETY: CTL_BASE holds the template's control page (one page, MAP_SHARED); this
+    // replaces it with the child's page of the same memfd, the one call the template filter
+    // allows for it. Nothing holds a reference into the old page across the call (`header()`
+    // is re-read below).
+    let mapped = unsafe {
+        sys::mmap(
+            CTL_BASE,
+            PAGE_SIZE,
+            CTL_PAGE_MAP[0],
+            CTL_PAGE_MAP[1],
+            CTL_FD,
+            u64::from(page) * PAGE_SIZE,
+        )
+    };
+    if mapped.is_err() {
+        // No header of its own to report into.
+        sys::exit_group(STUB_EXIT_SETUP);
+    }
+    sys::close(CTL_FD);
+    G.pid.store(sys::getpid(), Relaxed);
+    let h = header();
+    let (n, mem, pool) = (h.nr_vcpus, h.mem_size, h.user_pool_base);
+    if n != G.nr_vcpus.load(Relaxed) || mem != G.mem_size.load(Relaxed) || h.kind != kind::USER {
+        fail(Step::BadHeader, EINVAL);
+    }
+    start_threads(n);
+    finish_start(n, mem, pool)
+}
+
+/// Sets up this thread as slot 0, starts slot threads 1..n and waits until each has set
+/// itself up.
+fn start_threads(n: u32) {
     if let Err(e) = thread_setup(ucpu(0)) {
         fail(Step::ThreadSetup, e);
     }
-    // CLONE_VM | FS | FILES | SIGHAND | THREAD | SYSVSEM; no SETTLS: nothing uses FS.
-    const CLONE_THREAD_FLAGS: u64 = 0x100 | 0x200 | 0x400 | 0x800 | 0x1_0000 | 0x4_0000;
     for i in 1..n {
         let area = USER_AREAS_BASE + u64::from(i) * AREA_SIZE;
         // SAFETY: thread-only clone onto this slot's start stack, which nothing else uses.
         let r = unsafe {
             pvmux_user_clone(
-                CLONE_THREAD_FLAGS,
+                u64::from(SLOT_THREAD_FLAGS),
                 area + AREA_CLONE_STACK_TOP,
                 u64::from(i),
             )
@@ -168,39 +254,20 @@ extern "sysv64" fn main_on_own_stack(n: u64, mem: u64, pool: u64) -> ! {
         }
         let _ = sys::futex_wait(&G.ready, seen);
     }
+}
+
+/// The end of a user sandbox's start-up, with its threads started and the base (or
+/// template) filter in force: waits for the context region (a spare waits here until
+/// `SpaceCreate` assigns it one), maps and checks it and the grant page, installs the lock
+/// filter on every thread, releases the threads and enters the handler loop.
+fn finish_start(n: u32, mem: u64, pool: u64) -> ! {
+    let h = header();
+    let params = user_filter_params(mem, pool);
     let mut prog = [SockFilter::default(); MAX_FILTER_LEN];
-    let params = UserFilterParams {
-        common: FilterParams {
-            text_start,
-            text_end,
-            pid: G.pid.load(Relaxed),
-            event_signal: SIG_EVENT,
-        },
-        pool_base: pool,
-        mem_size: mem,
-    };
     let len = match build_user_lock_filter(&params.common, &mut prog) {
         Ok(l) => l,
         Err(_) => fail(Step::Filter, EINVAL),
     };
-    // Bound the address space (the context region, mapped below, is part of the limit): the
-    // stub's own mappings plus the user-mapping budget (`request.rs` evicts at the limit).
-    if let Err(e) = host_limits::limit_address_space(user_address_space_limit(mem, pool, n)) {
-        fail(Step::Limits, e);
-    }
-    // Everything that does not need the context region is done. Before waiting for it (a
-    // spare waits here until `SpaceCreate` assigns it one), lock every thread into the base
-    // filter: the user policy plus the context and grant mappings and the lock filter's
-    // installation (docs/SECURITY.md, "Layers"). Both filters stay in force.
-    {
-        let mut base = [SockFilter::default(); MAX_FILTER_LEN];
-        let Ok(base_len) = build_user_base_filter(&params, &mut base) else {
-            fail(Step::Filter, EINVAL)
-        };
-        if let Err(e) = install_filter(&base[..base_len]) {
-            fail(Step::Seccomp, e);
-        }
-    }
     let (ctx, ctx_len) = wait_for_context();
     if !ctx.is_multiple_of(PAGE_SIZE)
         || ctx < pool

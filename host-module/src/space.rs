@@ -113,6 +113,9 @@ pub(crate) struct SpaceConfig {
     pub(crate) cpu_seconds: Option<u64>,
     /// The namespaces the tenant's sandboxes share (`crate::jail`).
     pub(crate) namespaces: Arc<crate::jail::SharedNamespaces>,
+    /// Spares may be forked from a template ([`template`]): the user stub is pvmux's own,
+    /// which serves `kind::USER_TEMPLATE` (not the test stubs of unit tests).
+    pub(crate) templates: bool,
 }
 
 /// One user sandbox.
@@ -951,7 +954,7 @@ impl Templates {
         init: &HeaderInit,
     ) -> Option<(sandbox::Child, SandboxCtl)> {
         let cpu = inner.cpu.get()?;
-        if self.off || cpu.counts_reaped() || !template::supported() {
+        if self.off || !inner.cfg.templates || cpu.counts_reaped() || !template::supported() {
             return None;
         }
         if self.running.is_none() {
@@ -1209,6 +1212,7 @@ mod tests {
             sandbox_user: Default::default(),
             cpu_seconds: None,
             namespaces: Arc::default(),
+            templates: false,
         };
         let stub = Arc::new(Stub::new(&elf).unwrap());
         let mut s = Spaces::new(cfg, Arc::clone(&mem), stub);

@@ -1653,6 +1653,8 @@ impl Tenant {
                 sandbox_user: parts.limits.sandbox_user,
                 cpu_seconds: parts.limits.cpu_seconds,
                 namespaces: Arc::clone(&namespaces),
+                // pvmux's own stub serves templates (a test's own user stub may not).
+                templates: Arc::ptr_eq(&stub, &user_stub),
             },
             Arc::clone(&mem),
             user_stub,

@@ -385,6 +385,12 @@ impl Builder {
         self.arg_lt(addr, USER_END);
         self.arg_le(len, USER_LEN_MAX);
     }
+    /// A block that allows call `nr` when its first argument is `v` (both halves).
+    fn allow_with_arg0(&mut self, nr: u32, v: u32) {
+        self.block(nr);
+        self.arg_eq32(0, v);
+        self.ret(RET_ALLOW);
+    }
     /// The futex block shared by both filters: `FUTEX_WAIT` or `FUTEX_WAKE` only.
     fn futex_block(&mut self) {
         let fail = self.fail;
@@ -566,12 +572,8 @@ fn inproc_rules(b: &mut Builder) {
         b.arg_within_bits(2, 7);
         b.ret(RET_ALLOW);
     }
-    b.block(nr::ARCH_PRCTL);
-    b.arg_eq32(0, ARCH_SET_FS);
-    b.ret(RET_ALLOW);
-    b.block(nr::ARCH_PRCTL);
-    b.arg_eq32(0, ARCH_GET_FS);
-    b.ret(RET_ALLOW);
+    b.allow_with_arg0(nr::ARCH_PRCTL, ARCH_SET_FS);
+    b.allow_with_arg0(nr::ARCH_PRCTL, ARCH_GET_FS);
     b.fail = Target::Refuse;
 }
 
@@ -728,17 +730,13 @@ fn build_user_start_filter(
 /// fails a block's checks goes on to the next block.
 fn template_rules(b: &mut Builder) {
     for flags in [TEMPLATE_FORK_FLAGS, SLOT_THREAD_FLAGS] {
-        b.block(nr::CLONE);
-        b.arg_eq32(0, flags);
-        b.ret(RET_ALLOW);
+        b.allow_with_arg0(nr::CLONE, flags);
     }
     for n in TEMPLATE_ONLY {
         b.block(n);
         b.ret(RET_ALLOW);
     }
-    b.block(nr::ARCH_PRCTL);
-    b.arg_eq32(0, ARCH_SET_GS);
-    b.ret(RET_ALLOW);
+    b.allow_with_arg0(nr::ARCH_PRCTL, ARCH_SET_GS);
     b.block(nr::MMAP);
     b.arg_ge(0, CTL_BASE);
     b.arg_le(0, CTL_BASE);

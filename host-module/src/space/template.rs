@@ -248,11 +248,10 @@ impl Template {
                 std::io::Error::from_raw_os_error(fd.saturating_neg())
             ));
         }
-        // SAFETY: a plain integer, only used as the target fd number of pidfd_getfd.
-        let target = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        // `fd` is a number in the template's fd table, not one of ours.
         let pidfd = rustix::process::pidfd_getfd(
             &self.child.pidfd,
-            target.as_raw_fd(),
+            fd,
             rustix::process::PidfdGetfdFlags::empty(),
         )
         .map_err(|e| format!("pidfd_getfd from the template: {e}"))?;

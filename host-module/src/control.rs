@@ -129,15 +129,26 @@ impl ControlRegion {
     /// Stores the bytes `range` (8-byte aligned) of the header `init` describes, a word at a
     /// time, atomically. (`SandboxHeader` has no padding: it is `IntoBytes`.)
     fn store_header_words(&self, init: &HeaderInit, range: std::ops::Range<usize>) {
+        let words = Self::header_words(init);
+        for off in range.step_by(8) {
+            self.store_word(CTL_HEADER_OFFSET as usize + off, words[off / 8]);
+        }
+    }
+
+    /// The header `init` describes as 8-byte words, for stores a word at a time into a page
+    /// the sandbox may already read (here, and a template's pages in `space::template`).
+    pub(crate) fn header_words(init: &HeaderInit) -> [u64; size_of::<SandboxHeader>() / 8] {
         const _: () = assert!(size_of::<SandboxHeader>().is_multiple_of(8));
         let mut header = Self::header(init);
         // (Mutable only because the header's atomics make it not `Immutable`.)
         let bytes = zerocopy::IntoBytes::as_mut_bytes(&mut header);
-        for off in range.step_by(8) {
+        let mut words = [0u64; size_of::<SandboxHeader>() / 8];
+        for (w, chunk) in words.iter_mut().zip(bytes.chunks_exact(8)) {
             let mut b = [0u8; 8];
-            b.copy_from_slice(&bytes[off..off + 8]);
-            self.store_word(CTL_HEADER_OFFSET as usize + off, u64::from_ne_bytes(b));
+            b.copy_from_slice(chunk);
+            *w = u64::from_ne_bytes(b);
         }
+        words
     }
 
     /// Stores `v` atomically at byte `off` of the mapping (8-byte aligned, inside it).
@@ -148,11 +159,6 @@ impl ControlRegion {
         // store is atomic and no other reference is formed.
         unsafe { &*self.shm.as_ptr().add(off).cast::<AtomicU64>() }
             .store(v, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    /// The header `init` describes (for a control memfd made elsewhere: a template's pages).
-    pub(crate) fn header_for(init: &HeaderInit) -> SandboxHeader {
-        Self::header(init)
     }
 
     fn header(init: &HeaderInit) -> SandboxHeader {

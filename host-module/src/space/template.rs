@@ -60,13 +60,8 @@ impl Region {
     /// rewritten only once its last child is gone, but the host's other views of it stay
     /// atomic).
     fn write_header(&self, page: u32, init: &HeaderInit) {
-        let mut header = ControlRegion::header_for(init);
-        let bytes = zerocopy::IntoBytes::as_mut_bytes(&mut header);
-        for (i, chunk) in bytes.chunks_exact(8).enumerate() {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(chunk);
-            self.u64_at(page, 8 * i)
-                .store(u64::from_ne_bytes(b), SeqCst);
+        for (i, w) in ControlRegion::header_words(init).into_iter().enumerate() {
+            self.u64_at(page, 8 * i).store(w, SeqCst);
         }
     }
 

@@ -8,6 +8,8 @@ use pvmux_switcher::exception::HostSignal;
 
 /// `si_code` of a POSIX timer expiry.
 pub(crate) const SI_TIMER: i32 = -2;
+/// `si_code` of a signal the kernel raised for a trap (`int3`, among others).
+pub(crate) const SI_KERNEL: i32 = 0x80;
 
 /// Byte offset of `struct sigcontext` (32 words) in the `ucontext`.
 pub(crate) const UC_MCONTEXT: usize = 40;

@@ -18,7 +18,7 @@ use super::rdtsc;
 use super::request::{serve, side};
 use super::slot::{Futex, Slot};
 use crate::sigctx::*;
-use crate::state::{is_stub_code, SIG_EVENT};
+use crate::state::is_stub_code;
 use crate::sys;
 
 /// The handler of every signal of a user sandbox (SA_SIGINFO | SA_ONSTACK, all signals
@@ -43,8 +43,8 @@ pub(crate) unsafe extern "C" fn on_signal(sig: i32, info: *const u8, uc: *mut u8
     // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
     let si = unsafe { SigInfo::read(info) };
     if c.started.load(Relaxed) == 0 {
-        // The thread's own first signal (`start::enter`): start serving.
-        if sig != SIG_EVENT as i32 || !is_stub_code(g[RIP]) {
+        // The thread's own first signal, its breakpoint in `start::enter`: start serving.
+        if sig != SIGTRAP || si.code != SI_KERNEL || !is_stub_code(g[RIP]) {
             sys::exit_group(STUB_EXIT_CRASH);
         }
         c.started.store(1, Relaxed);

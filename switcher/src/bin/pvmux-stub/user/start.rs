@@ -310,7 +310,7 @@ fn finish_start(n: u32, mem: u64, pool: u64) -> ! {
     h.stub_status.store(status::READY, Release);
     sys::futex_wake(&h.stub_status, i32::MAX as u32);
     ctx_ready().store(1, Release);
-    enter(ucpu(0))
+    enter()
 }
 
 /// Waits until the host has written the context region into the control header:
@@ -381,25 +381,20 @@ extern "sysv64" fn user_ap_main(slot: u64) -> ! {
     while GO.load(Acquire) == 0 {
         let _ = sys::futex_wait(&GO, 0);
     }
-    enter(c)
+    enter()
 }
 
-/// Fires this thread's slice timer at once and waits for its signal: the handler never
-/// returns here (it returns into user code), so this is where the thread starts living in its
-/// handler. (The timer, not `tgkill`: the user policy has no call that signals a process.)
-fn enter(c: &UserCpu) -> ! {
-    let now = sys::Itimerspec {
-        value: sys::Timespec { sec: 0, nsec: 1 },
-        ..Default::default()
-    };
-    if let Err(e) = sys::timer_settime(c.timer_id.load(Relaxed), 0, &now) {
-        fail(Step::ThreadSetup, e);
-    }
-    // The signal comes at the latest while this thread waits here, in stub code.
-    static NEVER: AtomicU32 = AtomicU32::new(0);
-    loop {
-        let _ = sys::futex_wait(&NEVER, 0);
-    }
+/// Enters this thread's handler with a breakpoint trap (`SIGTRAP`, `si_code` `SI_KERNEL`,
+/// from stub code): the handler never returns here (it returns into user code), so this is
+/// where the thread starts living in its handler. A trap rather than a signal sent or a timer
+/// fired at once: the user policy has no call that signals a process, and a one-nanosecond
+/// timer cost ~18 µs of CPU (a host timer interrupt in a nested VM) against ~2.3 µs for the
+/// trap (docs/BENCHMARKS.md).
+fn enter() -> ! {
+    // SAFETY: `int3` only raises SIGTRAP for this thread, whose handler is installed.
+    unsafe { core::arch::asm!("int3", options(nomem, nostack)) };
+    // The handler returns into user code, never here.
+    sys::exit_group(STUB_EXIT_SETUP)
 }
 
 /// Per-thread set-up before the filter: signal stack, tid, slice timer.

@@ -285,6 +285,29 @@ fn demand_zero_populates_the_fault_around_block() {
     release(m);
 }
 
+/// Frames freed together come back off the pool's free stack in reverse; the fault-around
+/// hands them to the pages in ascending order, so a run unmapped and touched again is mapped
+/// as one run (one host `mmap`), not one per page.
+#[test]
+fn a_refilled_block_gets_its_frames_in_ascending_order() {
+    let mut m = mm();
+    m.add_vma(BASE, BASE + 16 * P, RW, None);
+    m.touch(BASE, true, false).unwrap();
+    drain(&mut m);
+    // The frames go back in ascending order (as a munmap's batch frees them), so the free
+    // stack pops them in descending order.
+    m.unmap(BASE, BASE + 16 * P);
+    drain(&mut m);
+    m.add_vma(BASE, BASE + 16 * P, RW, None);
+    m.touch(BASE + 7 * P, true, false).unwrap();
+    let frames: Vec<u64> = (0..16).map(|i| m.frame_of(BASE + i * P).unwrap()).collect();
+    assert!(
+        frames.windows(2).all(|w| w[0] < w[1]),
+        "frames along the block: {frames:x?}"
+    );
+    release(m);
+}
+
 #[test]
 fn accesses_the_region_does_not_allow_fault() {
     let mut m = mm();

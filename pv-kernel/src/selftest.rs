@@ -27,7 +27,7 @@ enum Outcome {
 
 /// Runs every check, prints the summary and shuts down with the number of failures.
 pub(crate) fn run() -> ! {
-    let checks: [Check; 13] = [
+    let checks: [Check; 14] = [
         ("smp_online", smp_online),
         ("demand_paging", demand_paging),
         ("exception_breakpoint", exception_breakpoint),
@@ -44,6 +44,7 @@ pub(crate) fn run() -> ! {
         ("cross_vcpu_wakeup", cross_vcpu_wakeup),
         ("timer_accuracy", timer_accuracy),
         ("shadow_vma_budget", shadow_vma_budget),
+        ("prefault_keeps_mappings", prefault_keeps_mappings),
     ];
     let (mut passed, mut failed, mut skipped) = (0u64, 0u64, 0u64);
     for (name, check) in checks {
@@ -562,6 +563,44 @@ fn timer_accuracy() -> Outcome {
         Outcome::Pass
     } else {
         Outcome::Fail(format!("sleep(50 ms) took {text}"))
+    }
+}
+
+/// A `prefault` of heap memory the shadow maps already (the direct map's large leaf, as for
+/// a new kernel stack) maps nothing again — mapped again, the leaf would lose the host
+/// page-table entries of all its pages — and one of a range with a hole (a page flushed)
+/// fills it; the bytes stay.
+fn prefault_keeps_mappings() -> Outcome {
+    const LEN: usize = 16 * PAGE_SIZE as usize;
+    let _irq = IrqGuard::new();
+    let fills = || {
+        stub::vcpu_self().stats[pvmux_hypercalls::vcpu::stat::SHADOW_FILLS].load(Ordering::Relaxed)
+    };
+    let mut buf: Vec<u8> = (0..LEN + PAGE_SIZE as usize).map(|i| i as u8).collect();
+    let base = (buf.as_ptr() as u64).next_multiple_of(PAGE_SIZE);
+    let before = fills();
+    let first = stub::prefault(base, LEN as u64, true);
+    let again = fills() - before;
+    stub::tlb_flush(base + PAGE_SIZE, PAGE_SIZE);
+    let second = stub::prefault(base, LEN as u64, true);
+    let hole = fills() - before - again;
+    let intact = buf.iter().enumerate().all(|(i, &b)| b == i as u8);
+    buf.clear();
+    note!(
+        "prefault_keeps_mappings",
+        "prefaults -> {first}, {second}; shadow fills: {again} for the mapped range, {hole} \
+         for the range with a hole"
+    );
+    if first < 0 || second < 0 {
+        Outcome::Fail(format!("prefault failed: {first}, {second}"))
+    } else if again != 0 {
+        Outcome::Fail(format!("{again} shadow fills for memory mapped already"))
+    } else if hole == 0 {
+        Outcome::Fail("the flushed page was not filled again".into())
+    } else if !intact {
+        Outcome::Fail("the buffer changed".into())
+    } else {
+        Outcome::Pass
     }
 }
 

@@ -122,6 +122,7 @@ pub mod nr {
     pub const MMAP: u32 = 9;
     pub const MPROTECT: u32 = 10;
     pub const MUNMAP: u32 = 11;
+    pub const MINCORE: u32 = 27;
     pub const RT_SIGRETURN: u32 = 15;
     pub const SCHED_YIELD: u32 = 24;
     pub const GETPID: u32 = 39;
@@ -530,6 +531,10 @@ pub fn build_kernel_filter_with(
     b.arg_eq32(4, GUEST_MEM_FD as u32);
     b.ret(RET_ALLOW);
     b.block(nr::MUNMAP);
+    b.arg_in_window(0);
+    b.arg_at_most_window_size(1);
+    b.ret(RET_ALLOW);
+    b.block(nr::MINCORE);
     b.arg_in_window(0);
     b.arg_at_most_window_size(1);
     b.ret(RET_ALLOW);

@@ -29,7 +29,7 @@ fn model_allows(p: &FilterParams, nr: u32, a: [u64; 6]) -> bool {
         // The kernel reads the op as a 32-bit int; PRIVATE (128) and CLOCK_REALTIME (256).
         nr::FUTEX => matches!((a[1] as u32) & !0x180, 0 | 1),
         nr::MMAP => in_window(a[0]) && a[1] <= WINDOW_SIZE && a[3] == 0x11 && a[4] == 3,
-        nr::MUNMAP => in_window(a[0]) && a[1] <= WINDOW_SIZE,
+        nr::MUNMAP | nr::MINCORE => in_window(a[0]) && a[1] <= WINDOW_SIZE,
         nr::TGKILL => a[0] == u64::from(p.pid) && a[2] == u64::from(p.event_signal),
         _ => false,
     }
@@ -66,7 +66,7 @@ fn params() -> impl Strategy<Value = FilterParams> {
 fn syscall_nr() -> impl Strategy<Value = u32> {
     prop_oneof![
         3 => prop::sample::select(vec![
-            nr::MMAP, nr::MUNMAP, nr::RT_SIGRETURN, nr::SCHED_YIELD, nr::EXIT, nr::FUTEX,
+            nr::MMAP, nr::MUNMAP, nr::MINCORE, nr::RT_SIGRETURN, nr::SCHED_YIELD, nr::EXIT, nr::FUTEX,
             nr::TIMER_SETTIME, nr::EXIT_GROUP, nr::TGKILL, 0, 1, 2, 10, 25, 56, 57, 59, 62, 157,
             200, 317, 425, 0x4000_0009, 0x4000_000b,
         ]),

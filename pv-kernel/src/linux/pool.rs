@@ -463,6 +463,25 @@ pub(crate) fn put(gpa: u64) {
     }
 }
 
+/// Drops a reference to each of `frames` ([`put`]), in reverse order, under one lock: the
+/// free stack hands out the frame pushed last first, so frames released in ascending order
+/// (an address space's pages, a run unmapped) come back in ascending order, as runs a user
+/// sandbox maps with one operation.
+pub(crate) fn put_all(frames: Vec<u64>) {
+    let mut g = POOL.lock();
+    let p = g.as_mut().expect("user pool");
+    for gpa in frames.into_iter().rev() {
+        let i = index(p, gpa);
+        assert!(p.refs[i] > 0, "double free of pool frame {gpa:#x}");
+        p.refs[i] -= 1;
+        if p.refs[i] == 0 {
+            p.free.push(i as u32);
+            p.nfree += 1;
+        }
+    }
+    p.compact();
+}
+
 /// The frame's reference count.
 pub(crate) fn refs(gpa: u64) -> u16 {
     let g = POOL.lock();

@@ -71,9 +71,7 @@ pub(crate) fn release_all() {
         core::mem::take(&mut *g)
     };
     for grave in done {
-        for f in grave.frames {
-            pool::put(f);
-        }
+        pool::put_all(grave.frames);
         for p in 0..grave.ctx_pages as u64 {
             pool::put(grave.ctx_gpa + p * PAGE_SIZE);
         }
@@ -141,9 +139,7 @@ pub(crate) fn reap_graveyard() -> bool {
     };
     let any = !done.is_empty();
     for grave in done {
-        for f in grave.frames {
-            pool::put(f);
-        }
+        pool::put_all(grave.frames);
         for p in 0..grave.ctx_pages as u64 {
             pool::put(grave.ctx_gpa + p * PAGE_SIZE);
         }

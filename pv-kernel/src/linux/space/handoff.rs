@@ -393,11 +393,7 @@ impl Space {
         if dead {
             self.mm.lock().defer(freed);
         } else {
-            // In reverse: the pool's free stack then hands the frames of a run unmapped in
-            // ascending order out in ascending order again, runs the sandbox maps at once.
-            for f in freed.into_iter().rev() {
-                pool::put(f);
-            }
+            pool::put_all(freed);
         }
     }
 

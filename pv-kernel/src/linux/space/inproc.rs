@@ -90,9 +90,7 @@ impl Space {
             }
         }
         // The operations that unmapped them are in force (or the window was wiped).
-        for f in freed {
-            pool::put(f);
-        }
+        pool::put_all(freed);
         result
     }
 
@@ -169,9 +167,7 @@ impl Space {
             crate::linux::patch::sandbox_moved(&mut mm);
             mm.forget_sandbox()
         };
-        for f in freed {
-            pool::put(f);
-        }
+        pool::put_all(freed);
     }
 
     /// Gives the kernel sandbox's user window up if this space owns it (the space is being

@@ -189,9 +189,7 @@ impl Drop for Space {
             // held them), nothing can reach its frames.
             self.leave_window();
             LIVE.fetch_sub(1, Ordering::Relaxed);
-            for f in self.mm.get_mut().take_frames() {
-                pool::put(f);
-            }
+            pool::put_all(self.mm.get_mut().take_frames());
             return;
         }
         // The host kills the sandbox and returns at once; it sets our `reaped` word once the

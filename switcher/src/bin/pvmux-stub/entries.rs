@@ -624,7 +624,15 @@ extern "sysv64" fn prefault(va: u64, len: u64, write: u64) -> i64 {
             Ok(l) => l,
             Err(_) => return ERR_BADADDR,
         };
-        if shadow::fill(page, access, shared).is_err() {
+        // A large leaf is mapped whole or not at all (a flush may have cut holes): one the
+        // shadow maps already stays, with the host page-table entries its pages have. (Mapped
+        // again, it lost them all: the kernel heap's leaf, refilled at every kernel stack's
+        // allocation, took ~16 host page faults per `fork`.)
+        let leaf_end = leaf.page_va.saturating_add(leaf.size.bytes());
+        let present = leaf.size.bytes() > PAGE_SIZE
+            && leaf.permits(access).is_ok()
+            && shadow::is_mapped(page, end.min(leaf_end) - page);
+        if !present && shadow::fill(page, access, shared).is_err() {
             return ERR_BADADDR;
         }
         let step = if leaf.size.bytes() > PAGE_SIZE {

@@ -24,7 +24,6 @@ use pvmux_switcher::host_memory::largest_fitting;
 
 use crate::sys::{self, syscall6};
 
-const NR_MINCORE: usize = 27;
 const NR_PRCTL: usize = 157;
 const NR_PRLIMIT64: usize = 302;
 const PR_SET_DUMPABLE: usize = 4;
@@ -88,7 +87,7 @@ pub(crate) fn limit_address_space(bytes: u64) -> Result<(), u32> {
 /// Whether the page at `page` is mapped (`mincore` fails with `ENOMEM` on a hole).
 fn mapped(page: u64) -> bool {
     let mut vec = [0u8; 1];
-    mincore_ok(page, &mut vec)
+    sys::all_mapped(page, &mut vec)
 }
 
 /// Whether all of the `n` pages (at most [`MAX_STACK_SCAN_PAGES`]) from `page` on are mapped.
@@ -97,29 +96,9 @@ fn pages_mapped(page: u64, n: u64) -> bool {
     let mut vec = [0u8; MAX_STACK_SCAN_PAGES as usize];
     match usize::try_from(n) {
         Ok(0) => true,
-        Ok(n) if n <= vec.len() => mincore_ok(page, &mut vec[..n]),
+        Ok(n) if n <= vec.len() => sys::all_mapped(page, &mut vec[..n]),
         _ => false,
     }
-}
-
-/// One `mincore` of the `vec.len()` pages from `page` on: false if the range has a hole
-/// (`ENOMEM`) or any other error.
-fn mincore_ok(page: u64, vec: &mut [u8]) -> bool {
-    // SAFETY: mincore writes one byte per page of the range (`vec.len()` pages) to `vec`.
-    let r = unsafe {
-        syscall6(
-            NR_MINCORE,
-            [
-                page as usize,
-                vec.len() * PAGE_SIZE as usize,
-                vec.as_mut_ptr() as usize,
-                0,
-                0,
-                0,
-            ],
-        )
-    };
-    sys::check(r).is_ok()
 }
 
 /// Records the initial `[stack]` mapping: its top is the page after the executable's name

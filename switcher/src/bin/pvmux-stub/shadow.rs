@@ -237,6 +237,21 @@ fn evict_all_locked(shared: &VcpuShared) {
     crate::state::count(shared, stat::EVICTIONS);
 }
 
+/// Whether the shadow maps all of `[va, va + len)` (page aligned, in the window) already:
+/// `mincore` over it, 256 pages a call.
+pub(crate) fn is_mapped(va: u64, len: u64) -> bool {
+    let mut vec = [0u8; 256];
+    let (mut page, end) = (va, va.saturating_add(len));
+    while page < end {
+        let n = ((end - page) / PAGE_SIZE).clamp(1, vec.len() as u64);
+        if !sys::all_mapped(page, &mut vec[..n as usize]) {
+            return false;
+        }
+        page += n * PAGE_SIZE;
+    }
+    true
+}
+
 /// Invalidates the shadow of `[va, va + len)` (clipped to the window).
 pub(crate) fn flush(va: u64, len: u64) {
     let start = (va & !(PAGE_SIZE - 1)).max(WINDOW_BASE);

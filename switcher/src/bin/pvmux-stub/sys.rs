@@ -3,12 +3,15 @@
 
 use core::arch::asm;
 
+use pvmux_hypercalls::PAGE_SIZE;
+
 /// System-call numbers used by the stub.
 pub(crate) mod nr {
     pub(crate) const CLOSE: usize = 3;
     pub(crate) const MMAP: usize = 9;
     pub(crate) const MPROTECT: usize = 10;
     pub(crate) const MUNMAP: usize = 11;
+    pub(crate) const MINCORE: usize = 27;
     pub(crate) const RT_SIGACTION: usize = 13;
     pub(crate) const SCHED_YIELD: usize = 24;
     pub(crate) const GETPID: usize = 39;
@@ -86,6 +89,27 @@ pub(crate) unsafe fn mmap(
         )
     };
     check(r).map(|v| v as u64)
+}
+
+/// Whether all of the `vec.len()` pages from `page` on are mapped: one `mincore` (its
+/// residency bytes go to `vec`), false if the range has a hole (`ENOMEM`) or on any other
+/// error.
+pub(crate) fn all_mapped(page: u64, vec: &mut [u8]) -> bool {
+    // SAFETY: mincore writes one byte per page of the range (`vec.len()` pages) to `vec`.
+    let r = unsafe {
+        syscall6(
+            nr::MINCORE,
+            [
+                page as usize,
+                vec.len() * PAGE_SIZE as usize,
+                vec.as_mut_ptr() as usize,
+                0,
+                0,
+                0,
+            ],
+        )
+    };
+    check(r).is_ok()
 }
 
 /// `munmap`.

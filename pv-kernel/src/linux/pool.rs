@@ -254,6 +254,18 @@ impl Pool {
         Ok(())
     }
 
+    /// Drops a reference to frame `gpa`; pushes it on the free stack when the last one goes
+    /// (the caller compacts).
+    fn drop_ref(&mut self, gpa: u64) {
+        let i = index(self, gpa);
+        assert!(self.refs[i] > 0, "double free of pool frame {gpa:#x}");
+        self.refs[i] -= 1;
+        if self.refs[i] == 0 {
+            self.free.push(i as u32);
+            self.nfree += 1;
+        }
+    }
+
     /// Marks frame `i` used; returns whether it had never been used (still all zeros).
     fn first_use(&mut self, i: usize) -> bool {
         let (w, b) = (i / 64, 1u64 << (i % 64));
@@ -453,14 +465,8 @@ pub(crate) fn get_many(frames: &[u64]) {
 pub(crate) fn put(gpa: u64) {
     let mut g = POOL.lock();
     let p = g.as_mut().expect("user pool");
-    let i = index(p, gpa);
-    assert!(p.refs[i] > 0, "double free of pool frame {gpa:#x}");
-    p.refs[i] -= 1;
-    if p.refs[i] == 0 {
-        p.free.push(i as u32);
-        p.nfree += 1;
-        p.compact();
-    }
+    p.drop_ref(gpa);
+    p.compact();
 }
 
 /// Drops a reference to each of `frames` ([`put`]), in reverse order, under one lock: the
@@ -471,13 +477,7 @@ pub(crate) fn put_all(frames: Vec<u64>) {
     let mut g = POOL.lock();
     let p = g.as_mut().expect("user pool");
     for gpa in frames.into_iter().rev() {
-        let i = index(p, gpa);
-        assert!(p.refs[i] > 0, "double free of pool frame {gpa:#x}");
-        p.refs[i] -= 1;
-        if p.refs[i] == 0 {
-            p.free.push(i as u32);
-            p.nfree += 1;
-        }
+        p.drop_ref(gpa);
     }
     p.compact();
 }

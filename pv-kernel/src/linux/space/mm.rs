@@ -521,9 +521,7 @@ impl Mm {
         }
         if let Some(pte) = self.pages.get(&page).copied() {
             if write && pte.cow {
-                let gpa = self.break_cow(page, &vma, pte, || alloc_reclaiming(pool::alloc))?;
-                self.break_cow_around(page, vstart, &vma);
-                return Ok(gpa);
+                return self.break_cow_block(page, vstart, &vma, pte);
             }
             return Ok(pte.gpa);
         }
@@ -532,9 +530,7 @@ impl Mm {
             let gpa = self.map_image_chunk(page, vstart, &vma, &img, fo, true)?;
             if write {
                 let pte = self.pages.get(&page).copied().ok_or(Errno::EFAULT)?;
-                let gpa = self.break_cow(page, &vma, pte, || alloc_reclaiming(pool::alloc))?;
-                self.break_cow_around(page, vstart, &vma);
-                return Ok(gpa);
+                return self.break_cow_block(page, vstart, &vma, pte);
             }
             return Ok(gpa);
         }
@@ -750,31 +746,77 @@ impl Mm {
         Ok(npte.gpa)
     }
 
-    /// Copy-on-write fault-around: after a write broke the sharing of `page`, the other
-    /// copy-on-write pages of its aligned [`FAULT_AROUND`] block inside the same private,
-    /// writable region (`vma`, starting at `vstart`) are made private too, while the pool
-    /// has free frames (never reclaiming for them). A program writing its data segment or,
-    /// after `fork`, its heap and stack, then takes one fault per block instead of one per
-    /// page: a fault is a round trip through the guest kernel (microseconds), a page copy
-    /// a fraction of one. Nothing a program can see changes (the copies hold the same bytes).
-    fn break_cow_around(&mut self, page: u64, vstart: u64, vma: &Vma) {
+    /// A write to copy-on-write `page` (its `pte`; in `vma`, starting at `vstart`): breaks its
+    /// sharing and, in a private writable region, that of the other copy-on-write pages of
+    /// its aligned [`FAULT_AROUND`] block, while the pool has frames for all of them (never
+    /// reclaiming for those; short of frames, only `page`). A program writing its data
+    /// segment or, after `fork`, its heap and stack, then takes one fault per block instead
+    /// of one per page: a fault is a round trip through the guest kernel (microseconds), a
+    /// page copy a fraction of one. Nothing a program can see changes (the copies hold the
+    /// same bytes). The new frames are taken first and given to the pages in ascending
+    /// order, so that they are runs the sandbox maps with one `mmap` each (in the order the
+    /// pool's free stack pops them, a `fork` child's copies were one `mmap` per page).
+    /// Returns `page`'s frame.
+    fn break_cow_block(
+        &mut self,
+        page: u64,
+        vstart: u64,
+        vma: &Vma,
+        pte: Pte,
+    ) -> Result<u64, Errno> {
+        const MAX: usize = FAULT_AROUND as usize;
         if vma.shm.is_some() || vma.prot & prot::WRITE == 0 {
-            return;
+            return self.break_cow(page, vma, pte, || alloc_reclaiming(pool::alloc));
         }
         let block = FAULT_AROUND * PAGE_SIZE;
         let lo = (page & !(block - 1)).max(vstart);
         let hi = ((page & !(block - 1)) + block).min(vma.end);
+        // The block's copy-on-write pages, and how many of them still share their frame.
+        let mut cow = [(0u64, pte); MAX];
+        let (mut n, mut shared) = (0, 0);
         let mut va = lo;
         while va < hi {
-            if va != page {
-                if let Some(pte) = self.pages.get(&va).copied().filter(|p| p.cow) {
-                    if self.break_cow(va, vma, pte, pool::alloc).is_err() {
-                        return;
-                    }
-                }
+            if let Some(p) = self.pages.get(&va).copied().filter(|p| p.cow) {
+                cow[n] = (va, p);
+                n += 1;
+                shared += usize::from(pool::refs(p.gpa) != 1);
             }
             va += PAGE_SIZE;
         }
+        let mut frames = [0u64; MAX];
+        let mut got = 0;
+        if pool::refs(pte.gpa) != 1 {
+            frames[0] = alloc_reclaiming(pool::alloc)?;
+            got = 1;
+        }
+        while got < shared {
+            let Ok(f) = pool::alloc() else { break };
+            frames[got] = f;
+            got += 1;
+        }
+        if got < shared {
+            // Short of frames: `page` alone.
+            let mine = (got > 0).then(|| frames[0]);
+            for &f in frames.get(1..got).unwrap_or(&[]) {
+                pool::put(f);
+            }
+            return self.break_cow(page, vma, pte, || mine.ok_or(Errno::ENOMEM));
+        }
+        frames[..got].sort_unstable();
+        let mut next = frames[..got].iter().copied();
+        let mut first = Err(Errno::ENOMEM);
+        for &(va, p) in &cow[..n] {
+            // (A frame shared when counted may have lost its other users since: then it
+            // is this page's own, and one new frame is left over.)
+            let gpa = self.break_cow(va, vma, p, || next.next().ok_or(Errno::ENOMEM));
+            if va == page {
+                first = gpa;
+            }
+        }
+        for f in next {
+            pool::put(f);
+        }
+        first
     }
 
     /// The frame for a first access to `va` in `vma` (starting at `vstart`), with one

@@ -308,6 +308,38 @@ fn a_refilled_block_gets_its_frames_in_ascending_order() {
     release(m);
 }
 
+/// The copies a copy-on-write break makes for its block go to the pages in ascending frame
+/// order (runs the sandbox maps at once), whatever order the pool hands the frames out in.
+#[test]
+fn a_copy_on_write_block_gets_its_new_frames_in_ascending_order() {
+    let mut parent = mm();
+    parent.add_vma(BASE, BASE + FAULT_AROUND * P, RW, None);
+    parent.touch(BASE, true, false).unwrap();
+    drain(&mut parent);
+    let mut child = Mm::new();
+    parent.fork_into(&mut child, &[]);
+    drain(&mut parent);
+    drain(&mut child);
+    // Frames put back in ascending order: the free stack pops them in descending order.
+    let mut spare: Vec<u64> = (0..FAULT_AROUND).map(|_| pool::alloc().unwrap()).collect();
+    spare.sort_unstable();
+    for f in spare {
+        pool::put(f);
+    }
+    child.touch(BASE + 5 * P, true, false).unwrap();
+    let frames: Vec<u64> = (0..FAULT_AROUND)
+        .map(|i| child.frame_of(BASE + i * P).unwrap())
+        .collect();
+    assert!(
+        frames.windows(2).all(|w| w[0] < w[1]),
+        "the child's copies along the block: {frames:x?}"
+    );
+    drain(&mut child);
+    release(child);
+    drain(&mut parent);
+    release(parent);
+}
+
 #[test]
 fn accesses_the_region_does_not_allow_fault() {
     let mut m = mm();

@@ -612,13 +612,11 @@ impl Mm {
         frames[0] = alloc_reclaiming(pool::alloc_zeroed)?;
         let mut got = 1;
         while got < n {
-            match Self::around_frame(vma, vstart, 0) {
-                Some(f) => {
-                    frames[got] = f;
-                    got += 1;
-                }
-                None => break,
-            }
+            let Some(f) = Self::spare_zeroed_frame() else {
+                break;
+            };
+            frames[got] = f;
+            got += 1;
         }
         let frames = &mut frames[..got];
         frames.sort_unstable();
@@ -836,9 +834,15 @@ impl Mm {
     fn around_frame(vma: &Vma, vstart: u64, va: u64) -> Option<u64> {
         match &vma.shm {
             Some(shm) => shm.obj.existing(shm.index(vstart, va)),
-            None if pool::stats().0 > 64 => alloc_reclaiming(pool::alloc_zeroed).ok(),
-            None => None,
+            None => Self::spare_zeroed_frame(),
         }
+    }
+
+    /// A fresh zeroed frame to map ahead of a fault, while the pool is not short.
+    fn spare_zeroed_frame() -> Option<u64> {
+        (pool::stats().0 > 64)
+            .then(|| alloc_reclaiming(pool::alloc_zeroed).ok())
+            .flatten()
     }
 
     /// The frame at `va`, allocating a zero page if none (kernel use: ignores protection;

@@ -11,9 +11,9 @@ pub(crate) mod nr {
     pub(crate) const MMAP: usize = 9;
     pub(crate) const MPROTECT: usize = 10;
     pub(crate) const MUNMAP: usize = 11;
-    pub(crate) const MINCORE: usize = 27;
     pub(crate) const RT_SIGACTION: usize = 13;
     pub(crate) const SCHED_YIELD: usize = 24;
+    pub(crate) const MINCORE: usize = 27;
     pub(crate) const GETPID: usize = 39;
     pub(crate) const CLONE: usize = 56;
     pub(crate) const WAIT4: usize = 61;

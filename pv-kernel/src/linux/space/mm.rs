@@ -782,23 +782,28 @@ impl Mm {
             va += PAGE_SIZE;
         }
         let mut frames = [0u64; MAX];
-        let mut got = 0;
-        if pool::refs(pte.gpa) != 1 {
+        // `frames[0]` is `page`'s copy if it needs one.
+        let own = usize::from(pool::refs(pte.gpa) != 1);
+        if own == 1 {
             frames[0] = alloc_reclaiming(pool::alloc)?;
-            got = 1;
         }
+        let mut got = own;
         while got < shared {
             let Ok(f) = pool::alloc() else { break };
             frames[got] = f;
             got += 1;
         }
         if got < shared {
-            // Short of frames: `page` alone.
-            let mine = (got > 0).then(|| frames[0]);
-            for &f in frames.get(1..got).unwrap_or(&[]) {
+            // Short of frames: `page` alone, with its own frame (if it still needs it).
+            for &f in &frames[own..got] {
                 pool::put(f);
             }
-            return self.break_cow(page, vma, pte, || mine.ok_or(Errno::ENOMEM));
+            let mut mine = (own == 1).then_some(frames[0]);
+            let gpa = self.break_cow(page, vma, pte, || mine.take().ok_or(Errno::ENOMEM));
+            if let Some(f) = mine {
+                pool::put(f);
+            }
+            return gpa;
         }
         frames[..got].sort_unstable();
         let mut next = frames[..got].iter().copied();

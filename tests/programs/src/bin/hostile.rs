@@ -166,6 +166,16 @@ fn wait(pid: i64) -> Result<Status, i64> {
     })
 }
 
+/// Says how stub-jump's child `what` ended; whether it was killed with `SIGKILL`, as it must be.
+fn says_killed(what: &str, st: Status) -> bool {
+    let killed = st == Status::Signaled(SIGKILL);
+    say(&format!(
+        "stub-jump: {what} {st}{}",
+        if killed { "" } else { " (EXPECTED SIGKILL)" }
+    ));
+    killed
+}
+
 /// Runs `f` in a forked child (its return value is the exit code) and waits for it.
 fn in_child(f: impl FnOnce() -> i32) -> Status {
     match fork() {
@@ -490,12 +500,7 @@ fn stub_jump(mem: u64) -> Verdict {
                 3
             }
         });
-        let killed = st == Status::Signaled(SIGKILL);
-        say(&format!(
-            "stub-jump: kernel-memory child (offset {off:#x}) {st}{}",
-            if killed { "" } else { " (EXPECTED SIGKILL)" }
-        ));
-        ok &= killed;
+        ok &= says_killed(&format!("kernel-memory child (offset {off:#x})"), st);
     }
     // 2b. What a template's child does before its lock filter (clone, thread set-up, its
     // control page), and tgkill: once user code runs, each kills the sandbox.
@@ -527,12 +532,7 @@ fn stub_jump(mem: u64) -> Verdict {
             say(&format!("stub-jump: {name} from stub code RETURNED {r}"));
             1
         });
-        let killed = st == Status::Signaled(SIGKILL);
-        say(&format!(
-            "stub-jump: {name} child {st}{}",
-            if killed { "" } else { " (EXPECTED SIGKILL)" }
-        ));
-        ok &= killed;
+        ok &= says_killed(&format!("{name} child"), st);
     }
     // 3. The guest kernel carries on: fork and run a child normally.
     let st = in_child(|| {

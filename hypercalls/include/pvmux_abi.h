@@ -730,6 +730,7 @@ struct pvmux_user_slot {
 #define PVMUX_BOOT_CMD_ADOPT 31u /* struct pvmux_adopt_args: adopt the host's hand-over record */
 #define PVMUX_BOOT_CMD_ADOPT_REFUSE 32u /* [] refuse every hand-over record (tests) */
 #define PVMUX_BOOT_CMD_ADOPT_REFUSE_SWITCH 33u /* [] refuse a record offered for a switch (tests) */
+#define PVMUX_BOOT_CMD_SLOW_EXIT 34u /* [uint64 ms] exits wait after the last thread (test kernel) */
 #define PVMUX_ADOPT_CHECK 1u /* pvmux_adopt_args.flags: check the record only, then shut down */
 #define PVMUX_ADOPT_ADOPTS 0u  /* handover_adopted status */
 #define PVMUX_ADOPT_REFUSES 1u /* handover_adopted status (reason text follows) */

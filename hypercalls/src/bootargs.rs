@@ -224,6 +224,11 @@ pub mod command {
     /// check ([`ADOPT`] with `CHECK`): tests of the host's fallback to the old kernel (word
     /// `adopt-refuse-switch`). No payload.
     pub const ADOPT_REFUSE_SWITCH: u16 = 33;
+    /// Test kernel: from then on, a process whose last thread has ended waits this long
+    /// before its exit goes on (its descriptors closed, its memory freed, its parent told):
+    /// tests of the hand-over's freeze, which must wait for exits in flight (word
+    /// `slow-exit=MS`). Payload u64 milliseconds.
+    pub const SLOW_EXIT: u16 = 34;
 }
 
 /// The highest capability number the guest knows (Linux 6.1's `CAP_LAST_CAP`,
@@ -684,6 +689,9 @@ pub enum Command<'a> {
     /// Refuse a record offered for a switch, not for a check
     /// ([`command::ADOPT_REFUSE_SWITCH`]); not run: [`BootArgs::adopt_refuse_switch`].
     AdoptRefuseSwitch,
+    /// Test kernel: each process's exit waits this many milliseconds after its last thread
+    /// ends ([`command::SLOW_EXIT`]).
+    SlowExit(u64),
 }
 
 impl Command<'_> {
@@ -744,6 +752,7 @@ impl Command<'_> {
             Self::Adopt(_) => command::ADOPT,
             Self::AdoptRefuse => command::ADOPT_REFUSE,
             Self::AdoptRefuseSwitch => command::ADOPT_REFUSE_SWITCH,
+            Self::SlowExit(_) => command::SLOW_EXIT,
         }
     }
 }
@@ -1247,6 +1256,7 @@ fn read_command(bytes: &[u8]) -> Result<(Command<'_>, usize), DecodeError> {
         }
         command::ADOPT_REFUSE => none(Command::AdoptRefuse)?,
         command::ADOPT_REFUSE_SWITCH => none(Command::AdoptRefuseSwitch)?,
+        command::SLOW_EXIT => Command::SlowExit(number()?),
         k => return Err(DecodeError::UnknownCommand(k)),
     };
     Ok((c, RECORD_HEADER_LEN + payload.len()))
@@ -1409,7 +1419,7 @@ impl<'b> Encoder<'b> {
         let number;
         let mut record = [0u8; 40];
         let payload: &[u8] = match c {
-            Command::Exit(n) | Command::Sleep(n) => {
+            Command::Exit(n) | Command::Sleep(n) | Command::SlowExit(n) => {
                 number = n.to_le_bytes();
                 &number
             }

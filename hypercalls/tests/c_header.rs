@@ -371,6 +371,7 @@ int main(void) {
     P("HC_HANDOVER_TAKE", PVMUX_HC_HANDOVER_TAKE); P("HC_HANDOVER_RECORD", PVMUX_HC_HANDOVER_RECORD);
     P("HC_HANDOVER_ADOPTED", PVMUX_HC_HANDOVER_ADOPTED); P("HC_HANDOVER_FETCH", PVMUX_HC_HANDOVER_FETCH);
     P("BOOT_CMD_ADOPT", PVMUX_BOOT_CMD_ADOPT); P("BOOT_CMD_ADOPT_REFUSE", PVMUX_BOOT_CMD_ADOPT_REFUSE); P("BOOT_CMD_ADOPT_REFUSE_SWITCH", PVMUX_BOOT_CMD_ADOPT_REFUSE_SWITCH);
+    P("BOOT_CMD_SLOW_EXIT", PVMUX_BOOT_CMD_SLOW_EXIT);
     P("ADOPT_CHECK", PVMUX_ADOPT_CHECK); P("ADOPT_ADOPTS", PVMUX_ADOPT_ADOPTS);
     P("ADOPT_REFUSES", PVMUX_ADOPT_REFUSES); P("MAX_ADOPT_REASON", PVMUX_MAX_ADOPT_REASON);
     S(pvmux_adopt_args); O(pvmux_adopt_args, version); O(pvmux_adopt_args, flags);
@@ -880,6 +881,7 @@ fn rust_values() -> Vec<(&'static str, u64)> {
             "BOOT_CMD_ADOPT_REFUSE_SWITCH",
             u64::from(boot_cmd::ADOPT_REFUSE_SWITCH),
         ),
+        ("BOOT_CMD_SLOW_EXIT", u64::from(boot_cmd::SLOW_EXIT)),
         (
             "ADOPT_CHECK",
             u64::from(pvmux_hypercalls::handover::adopt_flags::CHECK),

@@ -286,7 +286,8 @@ proptest! {
 /// valid little-endian group list) its payload.
 fn command<'a>(kind: u8, n: u64, text: &'a str, gids: &'a [u8]) -> Command<'a> {
     let t = text.as_bytes();
-    match kind % 15 {
+    match kind % 16 {
+        15 => Command::SlowExit(n),
         14 => Command::Groups(Gids::from_le_bytes(gids).expect("generated ascending")),
         0 => Command::Selftest,
         1 => Command::FsSelftest,
@@ -468,7 +469,7 @@ proptest! {
         let need = 48
             + o.canary.map_or(0, str::len)
             + cmds.iter().map(|c| 4 + match c {
-                Command::Exit(_) | Command::Sleep(_) => 8,
+                Command::Exit(_) | Command::Sleep(_) | Command::SlowExit(_) => 8,
                 Command::Bench(t) | Command::Hostile(t) | Command::Ls(t) | Command::Cat(t) => {
                     t.len()
                 }

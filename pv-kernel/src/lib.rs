@@ -195,6 +195,14 @@ fn kmain() {
     // The adopted processes instead of the commands and a new init: rebuilt, running, and
     // init waited for as at a boot.
     if let Some(a) = adopting {
+        // The one command an adopting test kernel takes from its words: its processes'
+        // exits wait too (tests of the next hand-over's freeze).
+        #[cfg(feature = "diagnostics")]
+        for c in args.commands() {
+            if let Command::SlowExit(ms) = c {
+                linux::task::slow_exits(ms);
+            }
+        }
         // `/dev` and `/proc`, which a first process's console table would create.
         linux::files::init();
         linux::handover::fs_booted();
@@ -241,6 +249,8 @@ fn kmain() {
             Command::Hostile(case) => hostile::run(case),
             #[cfg(feature = "diagnostics")]
             Command::FsSelftest => fs::selftest::run(),
+            #[cfg(feature = "diagnostics")]
+            Command::SlowExit(ms) => linux::task::slow_exits(ms),
             // The test kernel's commands (and any the ABI adds later).
             _ => {
                 println!(

@@ -51,6 +51,15 @@ fn counter(file: &Path) -> Vec<u64> {
         .collect()
 }
 
+/// A host directory for test `tag`'s counter: the directory (removed when dropped), its
+/// counter file `c`, and the `--volume` argument that mounts it at `/out`.
+fn counter_volume(tag: &str) -> (TempDir, PathBuf, String) {
+    let out = TempDir::unique("pvmux-upgrade-out", tag);
+    let file = out.0.join("c");
+    let vol = format!("{}:/out", out.0.display());
+    (out, file, vol)
+}
+
 /// `values` is 1, 2, 3, ... with no gap and no repeat.
 fn assert_no_value_lost(values: &[u64]) {
     for (i, v) in values.iter().enumerate() {
@@ -147,9 +156,7 @@ fn kernel_copy(dir: &Path, name: &str, edit: impl FnOnce(&mut HandoverNote)) -> 
 #[test]
 fn an_upgrade_switches_kernels_under_running_programs_and_loses_nothing() {
     let root = root("loop");
-    let out = TempDir::unique("pvmux-upgrade-out", "loop");
-    let file = out.0.join("c");
-    let vol = format!("{}:/out", out.0.display());
+    let (_out, file, vol) = counter_volume("loop");
     let script =
         "sleep 1000 | cat & i=0; while :; do i=$((i+1)); echo $i >> /out/c; sleep 0.01; done";
     let r = root.pvmux(&[
@@ -443,12 +450,65 @@ fn an_upgrade_switches_kernels_under_running_programs_and_loses_nothing() {
 /// Starts tenant `name` detached with `--rootfs /` and volume `vol` (`HOSTDIR:GUESTDIR`),
 /// running `program` (with its arguments); it must start.
 fn start_detached(root: &Root, name: &str, vol: &str, program: &[&str]) {
-    let mut args = vec![
-        "run", "--name", name, "--detach", "--rootfs", "/", "-v", vol, "--",
-    ];
+    start_detached_with(root, name, &[], vol, program);
+}
+
+/// [`start_detached`] with more `pvmux run` options `opts`.
+fn start_detached_with(root: &Root, name: &str, opts: &[&str], vol: &str, program: &[&str]) {
+    let mut args = vec!["run", "--name", name, "--detach"];
+    args.extend_from_slice(opts);
+    args.extend_from_slice(&["--rootfs", "/", "-v", vol, "--"]);
     args.extend_from_slice(program);
     let r = root.pvmux(&args);
     assert_eq!(r.code(), Some(0), "{}", r.context());
+}
+
+/// A process caught exiting by the freeze (its last thread gone, its parent not told yet:
+/// the test kernel's `slow-exit=150` holds every exit there for 150 ms) is waited for, and
+/// carried as its parent's zombie: the shell loop that forks and waits for `/bin/true` goes
+/// on under the new kernel, no value lost. (Before, such a process was in neither list of
+/// the record, and the shell's `wait4` waited for it forever.)
+#[test]
+fn a_process_caught_exiting_is_carried_as_its_parents_zombie() {
+    let root = root("exiting");
+    let (_out, file, vol) = counter_volume("exiting");
+    let script = "i=0; while :; do i=$((i+1)); echo $i >> /out/c; /bin/true; done";
+    let opts = ["--cmdline", "slow-exit=150"];
+    start_detached_with(&root, "x", &opts, &vol, &["/bin/sh", "-c", script]);
+    wait_for("the loop counts", || counter(&file).len() >= 3);
+    // The test kernel again (it keeps the slow exits), until a record caught `/bin/true`
+    // exiting: nearly every time, as each round spends 150 ms of a few more in its exit.
+    let test_kernel = root.dir().join("test-kernel");
+    std::fs::write(&test_kernel, pvmux::images::KERNEL_TEST).expect("write the test kernel");
+    let mut caught = 0;
+    for _ in 0..5 {
+        let before = counter(&file).len();
+        let (up, v) = upgrade(&root, "x", &test_kernel, Some("slow-exit=150"));
+        assert_eq!(up.code(), Some(0), "{}", up.context());
+        assert_eq!(v["upgraded"], true, "{v}");
+        let rec = &v["record"];
+        let zombies: Vec<i64> = rec["processes"]
+            .as_array()
+            .expect("processes")
+            .iter()
+            .filter(|p| p["zombie"] == true)
+            .map(|p| p["pid"].as_i64().unwrap())
+            .collect();
+        // Every zombie the record lists, it carries with its wait status.
+        let carried = rec["zombies"].as_array().expect("zombies");
+        for pid in &zombies {
+            assert!(carried.iter().any(|z| z["pid"] == *pid), "{pid}: {v}");
+        }
+        caught += zombies.len();
+        // Nothing waits forever: the loop counts on.
+        wait_for("the loop counts on", || counter(&file).len() >= before + 2);
+        if caught > 0 {
+            break;
+        }
+    }
+    assert!(caught > 0, "no record of five caught /bin/true exiting");
+    assert_no_value_lost(&counter(&file));
+    stop(&root, "x");
 }
 
 /// Starts tenant `name` detached with `--rootfs /`, idling; it must start.
@@ -637,7 +697,9 @@ fn upgrade(
         assert!(
             blockers.iter().all(|b| {
                 let b = b.as_str().unwrap();
-                b.contains("safe point") || b.contains("threads blocked in a system call")
+                b.contains("safe point")
+                    || b.contains("threads blocked in a system call")
+                    || b.contains("still exiting")
             }),
             "{v}"
         );
@@ -653,9 +715,7 @@ fn upgrade(
 #[test]
 fn a_pipe_carries_its_bytes_across_a_switch_and_a_refused_switch_falls_back() {
     let root = root("pipe");
-    let out = TempDir::unique("pvmux-upgrade-out", "pipe");
-    let file = out.0.join("c");
-    let vol = format!("{}:/out", out.0.display());
+    let (_out, file, vol) = counter_volume("pipe");
     // Every value goes through a pipe to `cat`, which appends it to the host file.
     let script = "i=0; while :; do i=$((i+1)); echo $i; sleep 0.01; done | cat >> /out/c";
     start_detached(&root, "p", &vol, &["/bin/sh", "-c", script]);
@@ -769,9 +829,7 @@ fn a_kernel_reports_the_release_its_note_declares() {
 #[test]
 fn bad_or_incompatible_images_are_refused_before_the_guest_is_asked() {
     let root = root("bad");
-    let out = TempDir::unique("pvmux-upgrade-out", "bad");
-    let file = out.0.join("c");
-    let vol = format!("{}:/out", out.0.display());
+    let (_out, file, vol) = counter_volume("bad");
     let r = root.pvmux(&[
         "run",
         "--name",
@@ -1623,27 +1681,10 @@ fn an_exec_session_goes_on_across_a_switch() {
 #[test]
 fn a_trusted_in_process_tenant_switches_kernels() {
     let root = root("trusted");
-    let out = TempDir::unique("pvmux-upgrade-out", "trusted");
-    let file = out.0.join("c");
-    let vol = format!("{}:/out", out.0.display());
+    let (_out, file, vol) = counter_volume("trusted");
     let script = "i=0; while :; do i=$((i+1)); echo $i >> /out/c; sleep 0.01; done";
-    let r = root.pvmux(&[
-        "run",
-        "--name",
-        "t",
-        "--detach",
-        "--user-isolation",
-        "none",
-        "--rootfs",
-        "/",
-        "-v",
-        &vol,
-        "--",
-        "/bin/sh",
-        "-c",
-        script,
-    ]);
-    assert_eq!(r.code(), Some(0), "{}", r.context());
+    let opts = ["--user-isolation", "none"];
+    start_detached_with(&root, "t", &opts, &vol, &["/bin/sh", "-c", script]);
     wait_for("the loop counts", || counter(&file).len() >= 20);
     let v = switch_to_next(&root, "t");
     let procs = v["record"]["processes"].as_array().expect("processes");

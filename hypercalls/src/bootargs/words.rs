@@ -95,6 +95,10 @@ pub const HELP: &[(&str, &str)] = &[
         "adopt-refuse-switch",
         "pass the pre-flight's check, refuse the switch (tests of the fallback)",
     ),
+    (
+        "slow-exit=MS",
+        "each process's exit waits MS ms after its last thread (tests of pvmux upgrade) (*)",
+    ),
     ("panic", "panic on purpose (*)"),
     ("syscall", "execute raw Linux system calls (*)"),
     ("crash=double-fault", "make exception delivery fault (*)"),
@@ -242,6 +246,7 @@ pub fn parse_word(word: &str) -> Result<Word<'_>, Error<'_>> {
     match key {
         "exit" => cmd(Command::Exit(number(v)?)),
         "sleep" => cmd(Command::Sleep(number(v)?)),
+        "slow-exit" => cmd(Command::SlowExit(number(v)?)),
         "bench" => cmd(Command::Bench(text(v, "`all` or benchmark names")?)),
         "hostile" => cmd(Command::Hostile(text(v, "a case name")?)),
         "ls" => cmd(Command::Ls(text(v, "a path")?)),
@@ -474,6 +479,7 @@ impl fmt::Display for Command<'_> {
             Self::NoPatch => f.write_str("no-patch"),
             Self::AdoptRefuse => f.write_str("adopt-refuse"),
             Self::AdoptRefuseSwitch => f.write_str("adopt-refuse-switch"),
+            Self::SlowExit(ms) => write!(f, "slow-exit={ms}"),
             Self::Adopt(a) => write!(
                 f,
                 "adopt(v{}, {} bytes, flags {:#x}, pool {:#x}..{:#x})",

@@ -998,7 +998,23 @@ fn exit_thread(task: &Arc<Task>) {
     }
 }
 
+/// Test kernel (`slow-exit=MS`): how long each exit waits after its process's last thread.
+#[cfg(feature = "diagnostics")]
+static SLOW_EXIT_NS: AtomicU64 = AtomicU64::new(0);
+
+/// Test kernel: every exit from now on waits `ms` milliseconds after its process's last
+/// thread ends (the window a hand-over's freeze must wait through).
+#[cfg(feature = "diagnostics")]
+pub(crate) fn slow_exits(ms: u64) {
+    SLOW_EXIT_NS.store(ms.saturating_mul(1_000_000), Ordering::Relaxed);
+}
+
 fn exit_process(p: &Arc<Process>) {
+    #[cfg(feature = "diagnostics")]
+    match SLOW_EXIT_NS.load(Ordering::Relaxed) {
+        0 => {}
+        ns => crate::sched::sleep_until(crate::time::now_ns().saturating_add(ns)),
+    }
     let status = p.exit_status.lock().unwrap_or(0);
     super::timers::process_exited(p);
     p.files.lock().close_all();

@@ -284,12 +284,18 @@ pub(crate) fn plan(bytes: &[u8], args: &AdoptArgs) -> Result<Plan, Refusal> {
         return Err(Refusal::NoInit);
     }
     let states: BTreeSet<i32> = r.entries::<ProcessStateEntry>().map(|s| s.pid).collect();
+    let waits: BTreeSet<i32> = r.entries::<ZombieEntry>().map(|z| z.pid).collect();
     let mut plan = Plan::default();
     for p in procs.values() {
         if p.ppid != 0 && !procs.contains_key(&p.ppid) {
             return Err(Refusal::Orphan(p.pid));
         }
         if !live(p) {
+            // A zombie without its wait status (a process caught exiting): its parent's
+            // `wait4` would wait for it forever.
+            if !waits.contains(&p.pid) {
+                return Err(Refusal::Process(p.pid, "a zombie without its wait status"));
+            }
             plan.zombies.push(p.pid);
             continue;
         }
@@ -466,7 +472,7 @@ pub(crate) fn plan(bytes: &[u8], args: &AdoptArgs) -> Result<Plan, Refusal> {
     // The interest lists, once every description exists.
     plan.epoll_items = super::events::link_epolls(&r, &d.files, &d.left_out)?;
     plan.event_objects = d.event_objects;
-    // Zombies carry their wait status (checked by `Record::check`); counted above.
+    // Zombies carry their wait status (checked by `Record::check` and above).
     debug_assert!(r
         .entries::<ZombieEntry>()
         .all(|z| plan.zombies.contains(&z.pid)));

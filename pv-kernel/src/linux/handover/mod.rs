@@ -24,9 +24,12 @@
 //! under Linux's freezer): a blocking call returns `EINTR` and, with no real signal to
 //! deliver ([`interrupted_by_freeze`]), is rewound to its boundary (`rip` on the `syscall`
 //! instruction, `rax` its number) so the thread parks with registers that re-issue it; a
-//! thread still blocked after [`BLOCKED_GRACE_NS`] is recorded as blocked. No user code
-//! runs until the record is handed over; then the threads are let go. A thread still
-//! running at the timeout is named as a blocker.
+//! thread still blocked after [`BLOCKED_GRACE_NS`] is recorded as blocked. A process whose
+//! last thread has left it but whose exit has not finished (its descriptors, memory and
+//! parent's `SIGCHLD` still in flight: [`exiting`]) is waited for too, until it is a
+//! zombie. No user code runs until the record is handed over; then the threads are let go.
+//! A thread still running, or a process still exiting, at the timeout is named as a
+//! blocker.
 
 pub(crate) mod adopt;
 pub(crate) mod events;
@@ -179,8 +182,15 @@ fn quiet(t: &Task) -> bool {
         .is_none_or(|th| matches!(th.state(), state::BLOCKED | state::DEAD))
 }
 
-/// Stops every user thread (see the module documentation); the threads that did not stop
-/// in time.
+/// Whether `p` is between its last thread's exit and being a zombie (`task::exit_process`
+/// at work: its kernel thread is no longer any process's, so no freeze waits for it). A
+/// record written meanwhile would hold neither the live process nor its zombie.
+fn exiting(p: &Process) -> bool {
+    !p.zombie.load(Ordering::Acquire) && p.threads.lock().is_empty()
+}
+
+/// Stops every user thread and waits for every exiting process to be a zombie (see the
+/// module documentation); the threads that did not stop in time.
 fn freeze() -> Vec<Arc<Task>> {
     FREEZES.fetch_add(1, Ordering::AcqRel);
     FREEZE.store(true, Ordering::SeqCst);
@@ -213,6 +223,7 @@ fn freeze() -> Vec<Arc<Task>> {
         // (a wait that does not look at signals) is recorded as blocked.
         let settled = busy.is_empty()
             && !kernel_steps_running()
+            && !task::all_processes().iter().any(|p| exiting(p))
             && (blocked == 0 || now >= start + BLOCKED_GRACE_NS);
         if settled || now >= deadline {
             return busy;
@@ -1133,6 +1144,10 @@ fn inventory(procs: &[Arc<Process>], version: u32) -> Inventory {
             if version >= 2 && p.zombie.load(Ordering::Relaxed) {
                 let status = (*p.exit_status.lock()).unwrap_or(0);
                 inv.zombies.push(ZombieEntry { pid: p.pid, status });
+            } else if version >= 2 {
+                // Still exiting at the freeze's timeout: neither live nor a zombie yet, so
+                // the record cannot carry it (its parent would wait for it forever).
+                inv.block(p.pid, b"process still exiting", 1);
             }
             continue;
         }

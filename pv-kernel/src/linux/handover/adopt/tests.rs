@@ -222,6 +222,14 @@ fn what_an_adopter_cannot_rebuild_is_refused_by_name() {
     inv.processes[1].ppid = 9;
     assert_eq!(check(&inv), Err(Refusal::Orphan(2)));
 
+    // A process listed as a zombie without its wait status (one caught exiting).
+    let mut inv = scenario();
+    inv.processes.push(process(12, 1, true));
+    assert_eq!(
+        check(&inv),
+        Err(Refusal::Process(12, "a zombie without its wait status"))
+    );
+
     // A private frame mapped by a second page, copy-on-write or not.
     for flags in [page_flags::COW, 0] {
         let mut inv = scenario();

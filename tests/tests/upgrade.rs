@@ -511,6 +511,37 @@ fn a_process_caught_exiting_is_carried_as_its_parents_zombie() {
     stop(&root, "x");
 }
 
+/// A `vfork` child that runs user code when the freeze comes (its parent blocked in `vfork`,
+/// a wait no freeze can rewind) runs on to its exec: then both park and the switch goes
+/// through, the loop of children counting on with no value lost. (Before, the parent was
+/// recorded as blocked in a system call and the upgrade refused: a `dash` loop, which
+/// `vfork`s for each command, was refused about one time in forty.)
+#[test]
+fn a_vfork_child_runs_on_to_its_exec_and_the_switch_goes_through() {
+    let root = root("vfork");
+    let (_out, file, vol) = counter_volume("vfork");
+    let prog = pvmux_tests::prog("handover-vfork");
+    let prog = prog.to_str().expect("UTF-8");
+    // Each child spins 100 ms: nearly every freeze finds one.
+    start_detached(&root, "v", &vol, &[prog, "/out/c", "100"]);
+    wait_for("the loop counts", || counter(&file).len() >= 2);
+    let up = root.pvmux(&[
+        "upgrade",
+        "--format",
+        "json",
+        "v",
+        "--kernel",
+        next_kernel(&root).to_str().expect("UTF-8"),
+    ]);
+    assert_eq!(up.code(), Some(0), "{}", up.context());
+    let v: serde_json::Value = serde_json::from_str(up.stdout.trim()).expect("answer JSON");
+    assert_eq!(v["switch"]["adopted_by"], "6.1.0-pvmux-next", "{v}");
+    let before = counter(&file).len();
+    wait_for("the loop counts on", || counter(&file).len() >= before + 3);
+    assert_no_value_lost(&counter(&file));
+    stop(&root, "v");
+}
+
 /// Starts tenant `name` detached with `--rootfs /`, idling; it must start.
 fn start_idle(root: &Root, name: &str) {
     let r = root.pvmux(&[

@@ -86,6 +86,8 @@ pub(crate) struct Process {
     pub(crate) child_wq: WaitQueue,
     /// Signalled when this process (a vfork child) execs or exits.
     pub(crate) vfork_done: Completion,
+    /// Created by `vfork` (`CLONE_VFORK`): its parent is blocked until [`Self::vfork_done`].
+    pub(crate) vforked: AtomicBool,
     /// File-mode creation mask.
     pub(crate) umask: AtomicU32,
     /// Path of the running program (what `/proc/self/exe` names).
@@ -149,6 +151,12 @@ impl ExecArgs {
 }
 
 impl Process {
+    /// A `vfork` child that has not exec'd or exited yet: its parent is blocked in `vfork`
+    /// until it does.
+    pub(crate) fn vfork_pending(&self) -> bool {
+        self.vforked.load(Ordering::Acquire) && !self.vfork_done.is_done()
+    }
+
     /// Process group id.
     pub(crate) fn pgid(&self) -> i32 {
         self.pgid_.load(Ordering::Relaxed)
@@ -416,6 +424,7 @@ fn new_process(
         exit_signal,
         child_wq: WaitQueue::new(),
         vfork_done: Completion::new(),
+        vforked: AtomicBool::new(false),
         umask: AtomicU32::new(umask),
         exe: IrqLock::new(Vec::new()),
         times: ProcessTimes::default(),
@@ -1226,6 +1235,9 @@ pub(crate) fn do_clone(
         None => p.rel.lock().children.push(c.clone()),
     }
     drop(child_space);
+    if flags & CLONE_VFORK != 0 {
+        c.vforked.store(true, Ordering::Release);
+    }
     start(t, cst, false)?;
     if flags & CLONE_VFORK != 0 {
         c.vfork_done.wait();

@@ -96,6 +96,11 @@ impl Completion {
         self.queue.wait_until(|| self.done.load(Ordering::SeqCst));
     }
 
+    /// Whether it has been signalled.
+    pub(crate) fn is_done(&self) -> bool {
+        self.done.load(Ordering::SeqCst)
+    }
+
     /// Signals the completion and wakes its waiters.
     pub(crate) fn signal(&self) {
         self.done.store(true, Ordering::SeqCst);

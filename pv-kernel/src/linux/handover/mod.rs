@@ -24,7 +24,9 @@
 //! under Linux's freezer): a blocking call returns `EINTR` and, with no real signal to
 //! deliver ([`interrupted_by_freeze`]), is rewound to its boundary (`rip` on the `syscall`
 //! instruction, `rax` its number) so the thread parks with registers that re-issue it; a
-//! thread still blocked after [`BLOCKED_GRACE_NS`] is recorded as blocked. A process whose
+//! thread still blocked after [`BLOCKED_GRACE_NS`] is recorded as blocked. A `vfork` child
+//! does not park until it has exec'd or exited (its parent is blocked in `vfork` until then,
+//! a wait no freeze can rewind). A process whose
 //! last thread has left it but whose exit has not finished (its descriptors, memory and
 //! parent's `SIGCHLD` still in flight: [`exiting`]) is waited for too, until it is a
 //! zombie. No user code runs until the record is handed over; then the threads are let go.
@@ -146,6 +148,12 @@ pub(crate) fn interrupted_by_freeze(task: &Task, epoch: u64) -> bool {
 /// its registers re-issue ([`NO_RESTART`]: none), for the record.
 pub(crate) fn safe_point(task: &Task, st: &mut UserState, restart: u64) {
     if !FREEZE.load(Ordering::Acquire) {
+        return;
+    }
+    // A `vfork` child runs on to its exec or exit: until then its parent is blocked in
+    // `vfork`, a wait no freeze can rewind. (Not one rewound out of a blocking call: it
+    // would only be interrupted again; it parks, and its parent is recorded as blocked.)
+    if restart == NO_RESTART && task.process.vfork_pending() {
         return;
     }
     st.take_kept_fp();

@@ -26,12 +26,11 @@
 //! instruction, `rax` its number) so the thread parks with registers that re-issue it; a
 //! thread still blocked after [`BLOCKED_GRACE_NS`] is recorded as blocked. A `vfork` child
 //! does not park until it has exec'd or exited (its parent is blocked in `vfork` until then,
-//! a wait no freeze can rewind). A process whose
-//! last thread has left it but whose exit has not finished (its descriptors, memory and
-//! parent's `SIGCHLD` still in flight: [`exiting`]) is waited for too, until it is a
-//! zombie. No user code runs until the record is handed over; then the threads are let go.
-//! A thread still running, or a process still exiting, at the timeout is named as a
-//! blocker.
+//! a wait no freeze can rewind). A process whose last thread has left it but whose exit has
+//! not finished (its descriptors, memory and parent's `SIGCHLD` still in flight:
+//! [`exiting`]) is waited for too, until it is a zombie. No user code runs until the record
+//! is handed over; then the threads are let go. A thread still running, or a process still
+//! exiting, at the timeout is named as a blocker.
 
 pub(crate) mod adopt;
 pub(crate) mod events;

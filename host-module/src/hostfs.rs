@@ -311,11 +311,18 @@ impl HostFs {
         if let Some(l) = &self.listing {
             // Kept while the guest calls again: entries remain, or this page left no room
             // for one more record (docs/ABI.md §hostfs: only a page that does is the last).
+            // (One listing at a time is kept: another path's, under way on another vCPU, is
+            // replaced only by a listing that needs keeping, not by one that fits a call.)
             let again = end < names.len() || pos + hostfs::LIST_MIN_BUF as usize > buf.len();
-            *locked(l) = again.then(|| Listing {
-                path: path.to_vec(),
-                names,
-            });
+            let mut held = locked(l);
+            if again {
+                *held = Some(Listing {
+                    path: path.to_vec(),
+                    names,
+                });
+            } else if held.as_ref().is_some_and(|h| h.path == path) {
+                *held = None;
+            }
         }
         Ok(pos)
     }
@@ -904,6 +911,12 @@ mod tests {
         let again = page(&fs, b"/", 0, 1 << 16);
         assert_eq!(again.len(), 8);
         assert_eq!(again[0], b"0new");
+        // A listing of another directory that fits one call, meanwhile, leaves it kept.
+        let first = page(&fs, b"/", 0, 112);
+        assert_eq!(first, again[..2]);
+        assert_eq!(page(&fs, b"/d", 0, 1 << 16), [&b"f"[..], b"sub"]);
+        std::fs::write(root.join("00newest"), b"x").unwrap();
+        assert_eq!(page(&fs, b"/", 2, 112)[0], again[2]);
         // An uncached share reads the directory at every call: the new name shifts it.
         let plain = HostFs::open(&root).unwrap();
         let first = page(&plain, b"/", 0, 112);

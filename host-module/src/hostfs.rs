@@ -24,7 +24,7 @@
 //! host bounce buffer).
 //!
 //! **Listing snapshot** (the same cached shares): a listing that does not fit in one call
-//! keeps its sorted names ([`Listing`]) for the calls that go on from a cookie, so each page
+//! keeps its sorted names (`Listing`) for the calls that go on from a cookie, so each page
 //! of a large directory costs the statting of its own entries, not another read and sort of
 //! the whole directory (18,008 entries in 64 KiB pages: 17 reads of all of them), and the
 //! entry numbers of one listing stay those of one read of the directory (a name created

@@ -78,7 +78,8 @@ pub const FILE_CACHE: usize = 64;
 /// Checked read descriptors of regular files, by guest path, least recently used first out.
 type FileCache = lru::LruCache<Vec<u8>, Arc<OwnedFd>>;
 
-/// The descriptor cache, locked (a panic while it was held leaves nothing half done).
+/// A cache of the share (its descriptors, its listing), locked (a panic while it was held
+/// leaves nothing half done).
 fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -136,8 +137,6 @@ pub(crate) fn denied_fs(fd: BorrowedFd<'_>) -> bool {
     }
 }
 
-/// Maps a host error: "no such file / not allowed / wrong type" is `InvalidArgument`,
-/// anything else (I/O errors, descriptor or memory exhaustion) `NoResources`.
 /// The names of directory `fd` (not `.` and `..`, at most [`MAX_DIR_ENTRIES`]), sorted.
 fn read_names(fd: OwnedFd) -> Result<Vec<Vec<u8>>, HcError> {
     let mut names: Vec<Vec<u8>> = Vec::new();
@@ -157,6 +156,8 @@ fn read_names(fd: OwnedFd) -> Result<Vec<Vec<u8>>, HcError> {
     Ok(names)
 }
 
+/// Maps a host error: "no such file / not allowed / wrong type" is `InvalidArgument`,
+/// anything else (I/O errors, descriptor or memory exhaustion) `NoResources`.
 fn map_errno(e: Errno) -> HcError {
     match e {
         Errno::NOENT

@@ -65,7 +65,7 @@ pub use host::{warm_up, Host, DEFAULT_FAULT_AROUND};
 pub use kernel_image::KernelImage;
 pub use memory::GuestMemory;
 pub use pause::PauseError;
-pub use program_end::{DeathCause, ProgramDeath, Signal};
+pub use program_end::{DeathCause, ProgramDeath, Sender, Signal};
 pub use resources::{ResourceError, TaskLimit};
 pub use restart::{run_with_restarts, RestartPolicy};
 pub use snapshot::{SnapshotError, SnapshotFigures};

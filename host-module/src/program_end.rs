@@ -84,14 +84,43 @@ pub struct Fault {
     pub error_code: u64,
 }
 
+/// Who sent the signal that killed the program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sender {
+    /// A process of the guest (itself, e.g. `abort`, or another).
+    Process(i32),
+    /// The guest kernel (`SI_KERNEL` and the like: a terminal key, a sandbox that died).
+    Kernel,
+    /// Someone outside the guest: the host passed it on to init (`pvmux kill`, `pvmux stop`,
+    /// a container engine; `SI_USER` from pid 0).
+    Outside,
+    /// The kernel did not see it ([`record_flags::UNSEEN`]).
+    Unknown,
+}
+
+impl Sender {
+    /// The sender a record names.
+    fn of(r: &ShutdownRecord) -> Self {
+        const SI_USER: i32 = 0;
+        if r.flags & record_flags::UNSEEN != 0 {
+            Self::Unknown
+        } else if r.sender_pid != 0 {
+            Self::Process(r.sender_pid)
+        } else if r.code == SI_USER {
+            Self::Outside
+        } else {
+            Self::Kernel
+        }
+    }
+}
+
 /// Why the program died.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeathCause {
-    /// A signal sent to it: by process `sender_pid` (itself, e.g. `abort`, or another), or
-    /// by the kernel (`sender_pid` 0).
+    /// A signal sent to it.
     Sent {
-        /// The sending process, 0 for the kernel.
-        sender_pid: i32,
+        /// Who sent it.
+        sender: Sender,
     },
     /// One of its own exceptions.
     Fault(Fault),
@@ -147,7 +176,7 @@ impl ProgramDeath {
                 })
             }
             ProgramEnd::Signaled => DeathCause::Sent {
-                sender_pid: r.sender_pid,
+                sender: Sender::of(r),
             },
             _ => return None,
         };
@@ -178,12 +207,14 @@ impl fmt::Display for ProgramDeath {
                 "killed: out of memory (it had {} resident)",
                 kib(anon_rss_kib)
             ),
-            DeathCause::Sent { sender_pid } => {
+            DeathCause::Sent { sender } => {
                 write!(f, "killed by {}", self.signal)?;
-                match sender_pid {
-                    0 => write!(f, " (sent by the kernel)"),
-                    p if p == self.pid => write!(f, " (sent by itself)"),
-                    p => write!(f, " (sent by pid {p})"),
+                match sender {
+                    Sender::Kernel => write!(f, " (sent by the kernel)"),
+                    Sender::Outside => write!(f, " (sent from outside the guest)"),
+                    Sender::Unknown => Ok(()),
+                    Sender::Process(p) if p == self.pid => write!(f, " (sent by itself)"),
+                    Sender::Process(p) => write!(f, " (sent by pid {p})"),
                 }
             }
             DeathCause::Fault(x) => {
@@ -272,9 +303,22 @@ mod tests {
         r.sender_pid = 7;
         let d = ProgramDeath::decode(&r, 143).expect("valid");
         assert_eq!(d.to_string(), "killed by SIGTERM (sent by pid 7)");
-        let d = ProgramDeath::decode(&record(ProgramEnd::Signaled, 2), 130).expect("valid");
+        let mut r = record(ProgramEnd::Signaled, 2);
+        r.code = 0x80;
+        let d = ProgramDeath::decode(&r, 130).expect("valid");
         assert!(d.is_quiet());
         assert_eq!(d.to_string(), "killed by SIGINT (sent by the kernel)");
+        // SI_USER from no process: the host passed it on.
+        let d = ProgramDeath::decode(&record(ProgramEnd::Signaled, 9), 137).expect("valid");
+        assert_eq!(
+            d.to_string(),
+            "killed by SIGKILL (sent from outside the guest)"
+        );
+        let mut r = record(ProgramEnd::Signaled, 9);
+        r.flags = record_flags::UNSEEN;
+        r.sender_pid = 5;
+        let d = ProgramDeath::decode(&r, 137).expect("valid");
+        assert_eq!(d.to_string(), "killed by SIGKILL");
         assert!(ProgramDeath::decode(&record(ProgramEnd::Signaled, 13), 141)
             .expect("valid")
             .is_quiet());

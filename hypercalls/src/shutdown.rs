@@ -44,6 +44,9 @@ impl ProgramEnd {
 pub mod record_flags {
     /// The signal came from an exception of the program: the `fault_*` fields are valid.
     pub const FAULT: u32 = 1 << 0;
+    /// The kernel did not see what sent the signal (init ended in a race with its
+    /// bookkeeping): `code` and `sender_pid` mean nothing.
+    pub const UNSEEN: u32 = 1 << 1;
 }
 
 /// How init ended (see the module documentation).
@@ -63,7 +66,8 @@ pub struct ShutdownRecord {
     /// The signal's `si_code` (Linux values: `SI_USER` 0, `SI_KERNEL` 0x80, `SI_TKILL` -6,
     /// `SEGV_MAPERR` 1, ...).
     pub code: i32,
-    /// The process that sent the signal (0: the kernel, or a fault).
+    /// The process that sent the signal (0: the kernel, a fault, or the host: `code`
+    /// `SI_USER` (0) with `sender_pid` 0 is a signal from outside the guest).
     pub sender_pid: i32,
     /// The exception vector of the fault (a [`crate::Vector`]), if [`record_flags::FAULT`].
     pub fault_vector: u32,

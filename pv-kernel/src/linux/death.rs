@@ -159,7 +159,11 @@ pub(crate) fn shutdown_record(status: i32, exe: &[u8]) -> Option<ShutdownRecord>
             }
             finish(r, signo, &exe)
         }
-        _ => finish(ShutdownRecord::new(ProgramEnd::Signaled), signo, exe),
+        _ => {
+            let mut r = ShutdownRecord::new(ProgramEnd::Signaled);
+            r.flags |= record_flags::UNSEEN;
+            finish(r, signo, exe)
+        }
     })
 }
 
@@ -217,5 +221,24 @@ mod tests {
             "Out of memory: Killed process 3 (hog) total-vm:10240kB, anon-rss:1024kB, \
              file-rss:0kB, shmem-rss:4kB, UID:0"
         );
+    }
+
+    /// A death the kernel did not record says so rather than naming a sender.
+    #[test]
+    fn an_unseen_death_is_marked_unseen() {
+        *INIT_END.lock() = None;
+        let r = shutdown_record(9, b"/bin/x").expect("a signal ended it");
+        assert_eq!(r.kind, ProgramEnd::Signaled as u32);
+        assert_eq!(r.flags & record_flags::UNSEEN, record_flags::UNSEEN);
+        assert_eq!(r.exe(), b"/bin/x");
+        *INIT_END.lock() = Some((
+            Cause::Signal(SigInfo::kernel(sig::SIGKILL)),
+            b"/bin/y".to_vec(),
+        ));
+        let r = shutdown_record(9, b"/bin/x").expect("a signal ended it");
+        assert_eq!(r.flags & record_flags::UNSEEN, 0);
+        assert_eq!(r.code, code::SI_KERNEL);
+        assert_eq!(r.exe(), b"/bin/y");
+        assert!(shutdown_record(0, b"").is_none());
     }
 }

@@ -28,7 +28,7 @@ pub(crate) fn killed_line(death: &ProgramDeath, guest_mem: u64) -> Option<String
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pvmux_host::Signal;
+    use pvmux_host::{Sender, Signal};
 
     fn death(signal: u32, cause: DeathCause) -> ProgramDeath {
         ProgramDeath {
@@ -57,14 +57,27 @@ mod tests {
                  guest memory 256 MiB, try a larger --mem)"
             )
         );
-        let term = death(15, DeathCause::Sent { sender_pid: 4 });
+        let term = death(
+            15,
+            DeathCause::Sent {
+                sender: Sender::Process(4),
+            },
+        );
         assert_eq!(
             killed_line(&term, 256 << 20).as_deref(),
             Some("pvmux: /bin/prog (pid 1) killed by SIGTERM (sent by pid 4)")
         );
         for quiet in [2, 13] {
             assert_eq!(
-                killed_line(&death(quiet, DeathCause::Sent { sender_pid: 0 }), 1 << 30),
+                killed_line(
+                    &death(
+                        quiet,
+                        DeathCause::Sent {
+                            sender: Sender::Kernel
+                        }
+                    ),
+                    1 << 30
+                ),
                 None
             );
         }

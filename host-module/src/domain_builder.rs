@@ -291,7 +291,7 @@ pub fn build(
     // Kernel image and initial RAM disk.
     kernel.relocated_chunks(base, |off, chunk| mem.write_bulk(kernel_phys + off, chunk))?;
     if !initrd.is_empty() {
-        mem.write(initrd_gpa, initrd)?;
+        mem.write_bulk(initrd_gpa, initrd)?;
     }
     mem.write(args_gpa, boot_args)?;
 

@@ -24,6 +24,7 @@ pub const DEFAULT_FAULT_AROUND: u32 = 16;
 pub fn warm_up() {
     static STARTED: std::sync::Once = std::sync::Once::new();
     STARTED.call_once(|| {
+        crate::cpu_spread::remember_home();
         let jobs: [(&str, fn()); 2] = [
             ("pvmux-warm-jail", || {
                 crate::jail::layers();

@@ -15,6 +15,7 @@ mod console;
 pub mod console_input;
 pub mod control;
 mod cpu_features;
+mod cpu_spread;
 pub mod crash;
 pub mod disk;
 pub mod domain_builder;

@@ -141,6 +141,46 @@ fn kill_and_drop() {
     assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
 }
 
+/// `Cpus_allowed_list` of process `pid`, from procfs.
+fn cpus_allowed(pid: u32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+/// The kernel sandbox of a tenant launched by a thread confined to one CPU may run on every
+/// CPU of the host process (the launch places its spawning thread on another CPU than the
+/// caller's, and a sandbox takes the process's CPUs back, `cpu_spread`).
+#[test]
+fn a_sandbox_runs_on_the_processs_cpus_whoever_launched_it() {
+    use rustix::thread::{sched_getaffinity, sched_setaffinity, CpuSet};
+    crate::host::warm_up();
+    let home = cpus_allowed(std::process::id());
+    let host = Host::new(&stub(Behaviour::Hypercalls {
+        then: Hypercall::Nop,
+        arg: 0,
+    }))
+    .unwrap();
+    let (pid, tenant) = std::thread::spawn(move || {
+        let all = sched_getaffinity(None).unwrap();
+        let first = (0..CpuSet::MAX_CPU).find(|&c| all.is_set(c)).unwrap();
+        let mut one = CpuSet::new();
+        one.set(first);
+        sched_setaffinity(None, &one).unwrap();
+        let t = host.launch(config("cpus", 1, Capture::default())).unwrap();
+        (t.sandbox_pid(), t)
+    })
+    .join()
+    .unwrap();
+    assert_eq!(cpus_allowed(pid), home);
+    tenant.kill();
+    let _ = tenant.wait();
+}
+
 #[test]
 fn bad_stub_and_config() {
     assert!(Host::new(b"nope").is_err());

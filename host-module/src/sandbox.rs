@@ -107,6 +107,9 @@ struct ChildArgs<'a> {
     argv: [*const c_char; 2],
     envp: [*const c_char; 1],
     jail: &'a ChildJail,
+    /// The CPUs the sandbox may run on: the host process's own (`cpu_spread::home`),
+    /// whatever the spawning thread was placed on.
+    cpus: Option<libc::cpu_set_t>,
 }
 
 /// Spawns a sandbox with `guest_fd` as fd 3 and `ctl_fd` as fd 4, jails it (`crate::jail`)
@@ -124,6 +127,7 @@ pub(crate) fn spawn(
         argv: [SANDBOX_ARGV0.as_ptr(), std::ptr::null()],
         envp: [std::ptr::null()],
         jail,
+        cpus: crate::cpu_spread::home_mask(),
     };
     // SAFETY: `child_main` is a valid child entry for a `ChildArgs` that outlives the clone.
     let pid = unsafe {
@@ -269,7 +273,7 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
     // parent is suspended until the child execs or exits).
     let a = unsafe { &*(arg as *const ChildArgs<'_>) };
     // SAFETY: we are the freshly cloned child, on our own stack.
-    unsafe { exec_child(a.parent, a.fds, &a.argv, &a.envp, a.jail) }
+    unsafe { exec_child(a.parent, a.fds, &a.argv, &a.envp, a.jail, a.cpus.as_ref()) }
 }
 
 /// The cloned child: arrange fds 3 and 4, close everything else, jail itself, exec the stub.
@@ -286,11 +290,17 @@ unsafe fn exec_child(
     argv: &[*const c_char; 2],
     envp: &[*const c_char; 1],
     jail: &ChildJail,
+    cpus: Option<&libc::cpu_set_t>,
 ) -> ! {
     // SAFETY: raw async-signal-safe system calls on plain integers and on pointers to
     // NUL-terminated strings / NULL-terminated arrays that outlive the calls.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        // Any CPU of the host process's, not only the one the spawning thread may be
+        // placed on (best effort: a failure leaves the spawner's).
+        if let Some(cpus) = cpus {
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), cpus);
+        }
         // The parent check's procfs file while the host's procfs is reachable, then the
         // tenant's shared namespaces (a joined mount namespace is the empty root): their fds
         // are closed with the rest below.

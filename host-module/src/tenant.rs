@@ -2009,21 +2009,21 @@ impl Prelaunch {
     ) -> Result<PrelaunchSpawn, HostError> {
         let (child_tx, child_rx) = mpsc::sync_channel(1);
         let (job_tx, job_rx) = mpsc::channel::<MonitorJob>();
-        let thread = std::thread::Builder::new()
-            .name(format!("pvmux-mon-{name}"))
-            .spawn(move || {
-                let spawned = sandbox::spawn(&stub, guest_fd, ctl_fd, &jail);
-                let ok = spawned.is_ok();
-                if child_tx.send(spawned).is_err() || !ok {
-                    return;
-                }
-                // The tenant's monitor from here on; no job: the launch failed (the sandbox
-                // is killed and reaped by its `Prespawned`).
-                if let Ok(job) = job_rx.recv() {
-                    job();
-                }
-            })
-            .map_err(|e| HostError::os("spawning the monitor thread", e))?;
+        // On another CPU: the spawn runs while the caller builds the domain.
+        let builder = std::thread::Builder::new().name(format!("pvmux-mon-{name}"));
+        let thread = crate::cpu_spread::spawn_elsewhere(builder, move || {
+            let spawned = sandbox::spawn(&stub, guest_fd, ctl_fd, &jail);
+            let ok = spawned.is_ok();
+            if child_tx.send(spawned).is_err() || !ok {
+                return;
+            }
+            // The tenant's monitor from here on; no job: the launch failed (the sandbox
+            // is killed and reaped by its `Prespawned`).
+            if let Ok(job) = job_rx.recv() {
+                job();
+            }
+        })
+        .map_err(|e| HostError::os("spawning the monitor thread", e))?;
         Ok(PrelaunchSpawn {
             seat: MonitorSeat { thread, job_tx },
             child_rx,

@@ -89,15 +89,24 @@ pub(crate) struct CachedFile {
     /// read from it, also after its last name went (a library removed while processes map
     /// it, as Linux keeps a mapped file).
     hold: Option<crate::fs::ramfs::Handle>,
+    /// The file's bytes come from the host (a `--rootfs` or volume file as the host has
+    /// it): each read is a host call, so a read takes the chunks after it too
+    /// ([`READ_AHEAD_CHUNKS`]). An in-memory file's chunk (the initramfs, `/tmp`) is a
+    /// copy in guest memory: read alone, as a fault needs it.
+    from_host: bool,
 }
 
 /// Bytes of the file per tag, and per read at a chunk's first use.
 pub(crate) const TAG_CHUNK: usize = 64 << 10;
 
-/// Most chunks one read fills: the one a fault needs and the unread ones right after it
-/// (256 KiB in all). Each read is a host call whose fixed cost (10–45 µs on a nested EPYC)
-/// is that of copying a chunk or more; a window of four quarters the calls of a program
-/// that touches its whole image and reads at most three chunks it may never use.
+/// Most chunks one read of a host file fills: the one a fault needs and the unread ones
+/// right after it (256 KiB in all). Each read is a host call whose fixed cost (10–45 µs on a
+/// nested EPYC) is that of copying a chunk or more; a window of four quarters the calls of a
+/// program that touches its whole image and reads at most three chunks it may never use.
+/// An in-memory file has no such fixed cost and is read a chunk at a time: the chunks a
+/// program never touches are not copied (each copy lands in fresh frames, 1–3 µs a page on
+/// a nested host; the bench workload's start from the initramfs copied 1.6 MB with the
+/// window, about half of it without).
 const READ_AHEAD_CHUNKS: usize = 4;
 
 /// Bytes of a file's head kept in kernel memory at least (the ELF header and a `#!` line fit).
@@ -185,8 +194,9 @@ impl CachedFile {
         // Read ahead: the chunks right after it that were not read yet come in the same
         // host read (a program's first run touches most chunks of its text and data:
         // python3's 6.8 MB binary is read whole at start-up, and one read per chunk cost a
-        // host call each).
-        let ahead = (i + 1..self.filled.len().min(i + READ_AHEAD_CHUNKS))
+        // host call each). Not for an in-memory file (`from_host`).
+        let window = if self.from_host { READ_AHEAD_CHUNKS } else { 1 };
+        let ahead = (i + 1..self.filled.len().min(i + window))
             .take_while(|&j| !self.filled[j].load(Ordering::Acquire))
             .count();
         self.fill_chunks(i, 1 + ahead).map(give_back)
@@ -565,6 +575,7 @@ fn entry(ino: Ino, size: u64, mtime_ns: u64) -> Result<Arc<CachedFile>, Errno> {
         // Any file: a removed file's bytes (a host file's, or an in-memory file's pages,
         // which its removal would free) stay readable for the chunks not read yet.
         hold: crate::fs::with(|fs| fs.open_ino(ino, crate::fs::ramfs::oflag::O_RDONLY).ok()),
+        from_host: crate::fs::with(|fs| fs.is_host_file(ino)),
     };
     // Dropping `e` on an error gives the frames back.
     let first = e.fill_chunks(0, 1)?;

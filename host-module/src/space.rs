@@ -40,7 +40,7 @@ use std::collections::HashMap;
 use std::mem::offset_of;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering::SeqCst;
-use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -278,6 +278,10 @@ struct Inner {
     max_spaces: usize,
     /// [`SPARES`] (0 in most tests).
     max_spares: usize,
+    /// A user sandbox died that its guest kernel had not destroyed, and was logged as a
+    /// warning: the next ones are logged at debug level only (a guest can make its own
+    /// sandboxes die as often as it likes).
+    death_warned: AtomicBool,
 }
 
 impl Inner {
@@ -317,6 +321,7 @@ impl Spaces {
                 spare_ready: Condvar::new(),
                 max_spaces: MAX_SPACES,
                 max_spares: SPARES,
+                death_warned: AtomicBool::new(false),
             }),
         }
     }
@@ -1071,6 +1076,21 @@ fn finish(inner: &Inner, st: &State, e: Entry) {
         }
     };
     let [status, step, error] = e.ctl.stub_report();
+    if !e.destroyed && !st.closed && !inner.death_warned.swap(true, SeqCst) {
+        // Not asked for by the guest: killed from outside (the host's out-of-memory killer,
+        // the grant audit, which says so itself, a user), or its stub failed. The guest
+        // kernel kills the process that ran in it ("sent by the kernel").
+        tracing::warn!(
+            tenant = %inner.cfg.name,
+            pid = e.pid.as_raw_nonzero().get(),
+            ?exit,
+            stub_status = status,
+            stub_step = step,
+            stub_error = error,
+            "a user sandbox ended that its guest kernel had not destroyed; the guest \
+             process that ran in it is killed (later ones are logged at debug level)"
+        );
+    }
     tracing::debug!(
         tenant = %inner.cfg.name,
         pid = e.pid.as_raw_nonzero().get(),

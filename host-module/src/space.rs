@@ -1075,32 +1075,25 @@ fn finish(inner: &Inner, st: &State, e: Entry) {
             SandboxExit::Signaled(0)
         }
     };
-    let [status, step, error] = e.ctl.stub_report();
-    if !e.destroyed && !st.closed && !inner.death_warned.swap(true, SeqCst) {
-        // Not asked for by the guest: killed from outside (the host's out-of-memory killer,
-        // the grant audit, which says so itself, a user), or its stub failed. The guest
-        // kernel kills the process that ran in it ("sent by the kernel").
-        tracing::warn!(
-            tenant = %inner.cfg.name,
-            pid = e.pid.as_raw_nonzero().get(),
-            ?exit,
-            stub_status = status,
-            stub_step = step,
-            stub_error = error,
-            "a user sandbox ended that its guest kernel had not destroyed; the guest \
-             process that ran in it is killed (later ones are logged at debug level)"
+    // Not asked for by the guest: killed from outside (the host's out-of-memory killer, the
+    // grant audit, which says so itself, a user), or its stub failed. The guest kernel kills
+    // the process that ran in it ("sent by the kernel").
+    let warn = !e.destroyed && !st.closed && !inner.death_warned.swap(true, SeqCst);
+    if warn || tracing::enabled!(tracing::Level::DEBUG) {
+        let [status, step, error] = e.ctl.stub_report();
+        let what = format!(
+            "pid {} {exit:?}, stub status {status} step {step} error {error}",
+            e.pid.as_raw_nonzero().get()
         );
+        if warn {
+            tracing::warn!(
+                tenant = %inner.cfg.name,
+                "a user sandbox ended that its guest kernel had not destroyed ({what}); the \
+                 guest process that ran in it is killed (later ones are logged at debug level)"
+            );
+        }
+        tracing::debug!(tenant = %inner.cfg.name, destroyed = e.destroyed, "user sandbox ended: {what}");
     }
-    tracing::debug!(
-        tenant = %inner.cfg.name,
-        pid = e.pid.as_raw_nonzero().get(),
-        ?exit,
-        stub_status = status,
-        stub_step = step,
-        stub_error = error,
-        destroyed = e.destroyed,
-        "user sandbox ended"
-    );
     if let (Some(ctx_gpa), false) = (e.ctx_gpa, st.closed) {
         mark_dead(
             &inner.mem,

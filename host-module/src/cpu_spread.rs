@@ -1,15 +1,15 @@
 //! Short parallel work started on another CPU than the caller's.
 //!
 //! A thread the host starts to work beside the caller (the kernel sandbox's spawn while the
-//! caller builds the domain, the spare user sandboxes while the guest boots) is placed by the
-//! host scheduler. Some hosts keep a new or woken thread on its waker's CPU while another CPU
-//! idles, to keep a virtual machine's vCPUs few and busy (measured on a 2-vCPU cloud VM:
-//! two threads of 1 ms of work each took 2.07 ms together, and 1.1 ms when the new one was
-//! started on the other CPU; the load balancer moves it only after a few milliseconds), so a
-//! launch's parallel steps ran one after the other. [`spawn_elsewhere`] starts the thread on
-//! another CPU of the caller's affinity mask and lets it go anywhere from its first
-//! instruction on: the scheduler stays free to move it, and what it starts (a sandbox
-//! process) inherits the caller's whole mask.
+//! caller builds the domain) is placed by the host scheduler. Some hosts keep a new or woken
+//! thread on its waker's CPU while another CPU idles, to keep a virtual machine's vCPUs few
+//! and busy (measured on a 2-vCPU cloud VM: two threads of 1 ms of work each took 2.07 ms
+//! together, and 1.1 ms when the new one was started on the other CPU; the load balancer
+//! moves it only after a few milliseconds), so a launch's parallel steps ran one after the
+//! other. [`spawn_elsewhere`] starts the thread on another of the process's CPUs and lets it
+//! go anywhere from its first instruction on: the scheduler stays free to move it, and what
+//! it starts (a sandbox process) inherits the process's whole CPU set — which a sandbox also
+//! takes back itself after its `clone` ([`home_mask`]), whoever spawned it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -41,9 +41,9 @@ fn other_cpu(allowed: &CpuSet, here: usize) -> Option<usize> {
     (1..n).map(|k| (here + k) % n).find(|&c| allowed.is_set(c))
 }
 
-/// Spawns `f` on a thread of `builder`, first run on a CPU of the caller's affinity mask
-/// other than the caller's (where the mask has one), then free to run on any CPU of the
-/// mask. As [`Builder::spawn`] otherwise.
+/// Spawns `f` on a thread of `builder`, first run on one of the process's CPUs other than
+/// the caller's (where there is one), then free to run on any of them. As
+/// [`Builder::spawn`] otherwise.
 pub(crate) fn spawn_elsewhere<F, T>(builder: Builder, f: F) -> std::io::Result<JoinHandle<T>>
 where
     F: FnOnce() -> T + Send + 'static,

@@ -9,6 +9,9 @@
 //! * Forged exit: a child hands its own slot back as a `pause` and keeps spinning. The host's
 //!   CPU audit must kill its sandbox once its CPU time exceeds its grants plus slack, the
 //!   guest kernel must then kill the process (SIGKILL) and log why, and the tenant goes on.
+//! * Garbage exit: the same forged exit with a reason that is no valid one. The guest kernel
+//!   gives up on the sandbox at once, kills the process and says why on the console's
+//!   stderr (not only in the kernel log, which is hidden without `--log debug`).
 //!
 //! Every run: all sandboxes the tenant spawned are gone afterwards, and the guest forks a
 //! normal child after the attack.
@@ -326,17 +329,25 @@ fn audit_line(stderr: &str) -> Option<(u64, u64)> {
     Some((field("cpu_ms")?, field("bound_ms")?))
 }
 
-fn forged_exit_is_killed(vcpus: u32) {
+/// `grant-attack MODE 60` (`forged-exit`, `garbage-exit`) on `vcpus` vCPUs, run to its end:
+/// the forging child was killed by SIGKILL and a normal child ran afterwards. The run (its
+/// sandboxes to check) and its output.
+fn forging_child_killed(vcpus: u32, log_debug: bool, mode: &str) -> (Live, String) {
     let root = rootfs();
-    let mut run = Live::start(&root, vcpus, true, &["forged-exit", "60"]);
+    let mut run = Live::start(&root, vcpus, log_debug, &[mode, "60"]);
     let code = run.finish();
     let ctx = run.context();
-    assert_eq!(code, Some(0), "grant-attack forged-exit\n{ctx}");
+    assert_eq!(code, Some(0), "grant-attack {mode}\n{ctx}");
     assert!(
         ctx.contains("the forged-exit child was killed by SIGKILL"),
         "{ctx}"
     );
     assert!(ctx.contains("a normal child ran afterwards"), "{ctx}");
+    (run, ctx)
+}
+
+fn forged_exit_is_killed(vcpus: u32) {
+    let (run, ctx) = forging_child_killed(vcpus, true, "forged-exit");
     // The host's audit killed it, at most one audit period of all its threads (plus a
     // generous allowance for a loaded machine) beyond the bound.
     let (cpu, bound) = audit_line(&ctx).unwrap_or_else(|| panic!("no audit verdict\n{ctx}"));
@@ -351,6 +362,23 @@ fn forged_exit_is_killed(vcpus: u32) {
             && ctx.contains("a thread ran without a grant"),
         "kernel log line\n{ctx}"
     );
+    run.assert_all_reaped();
+}
+
+/// A sandbox that hands its slot back with an exit reason that is no valid one: the guest
+/// kernel gives up on it at once, kills the process with SIGKILL and says why on the
+/// console's stderr (without `--log debug`, where the kernel log is hidden); the host's
+/// audit has nothing to do, and the next process works.
+#[test]
+fn a_garbage_exit_kills_the_process_and_says_why() {
+    let (run, ctx) = forging_child_killed(2, false, "garbage-exit");
+    let said = run.stderr.lock().unwrap().clone();
+    assert!(
+        said.lines().any(|l| l.starts_with("pvmux: killed process ")
+            && l.contains(" (grant-attack): its user sandbox failed: ")),
+        "{ctx}"
+    );
+    assert!(audit_line(&ctx).is_none(), "{ctx}");
     run.assert_all_reaped();
 }
 

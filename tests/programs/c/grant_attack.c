@@ -18,6 +18,9 @@
  *                             TIMEOUT seconds for it to be killed; exit 0 if it died of
  *                             SIGKILL (and a normal child works afterwards), 1 if it was not
  *                             killed (the parent kills it then).
+ *   garbage-exit TIMEOUT      as forged-exit, but the forged exit's reason is no valid one:
+ *                             the guest kernel gives up on the sandbox at once and kills the
+ *                             child (and says why on the console's stderr).
  *
  * Exit 3 when the attack could not be set up. */
 #define _GNU_SOURCE
@@ -249,7 +252,7 @@ static int fake_runs(int nproc, int seconds) {
 /* Hands our own slot back as if we had made a `pause` system call, and keeps running: first
  * disarms the slot's slice timer (its id is in the stub's per-slot state), which would
  * otherwise bring the thread back into the stub within a slice. */
-static void forge_own_exit(void) {
+static void forge_own_exit(uint32_t reason) {
     for (uint32_t i = 0; i < nr_slots(); i++) {
         uint64_t s = slot_base(i);
         uint32_t run = *w32(s + S_RUN_SEQ);
@@ -269,7 +272,7 @@ static void forge_own_exit(void) {
         *w32(s + S_EXIT_VECTOR) = 128;
         *w64(s + S_EXIT_ERROR_CODE) = NR_PAUSE;
         *w64(s + S_EXIT_ADDR) = 0;
-        *w32(s + S_EXIT_REASON) = 1; /* Syscall */
+        *w32(s + S_EXIT_REASON) = reason;
         __atomic_store_n((uint32_t *)(s + S_DONE_SEQ), *w32(s + S_RUN_SEQ), __ATOMIC_SEQ_CST);
         futex_wake_from_stub(s + S_DONE_SEQ);
         return;
@@ -282,7 +285,7 @@ static double now_s(void) {
     return t.tv_sec + t.tv_nsec / 1e9;
 }
 
-static int forged_exit(int timeout) {
+static int forged_exit(int timeout, uint32_t reason) {
     pid_t p = fork();
     if (p < 0)
         return 3;
@@ -290,7 +293,7 @@ static int forged_exit(int timeout) {
         if (find_gadget() != 0)
             _exit(3);
         prefault_spin();
-        forge_own_exit();
+        forge_own_exit(reason);
         spin_forever();
     }
     double t0 = now_s();
@@ -332,7 +335,10 @@ int main(int argc, char **argv) {
     if (argc == 4 && strcmp(argv[1], "fake-runs") == 0)
         return fake_runs(atoi(argv[2]), atoi(argv[3]));
     if (argc == 3 && strcmp(argv[1], "forged-exit") == 0)
-        return forged_exit(atoi(argv[2]));
-    fprintf(stderr, "usage: grant_attack fake-runs NPROC SECONDS | forged-exit TIMEOUT\n");
+        return forged_exit(atoi(argv[2]), 1 /* Syscall */);
+    if (argc == 3 && strcmp(argv[1], "garbage-exit") == 0)
+        return forged_exit(atoi(argv[2]), 0xdead);
+    fprintf(stderr, "usage: grant_attack fake-runs NPROC SECONDS | forged-exit TIMEOUT | "
+                    "garbage-exit TIMEOUT\n");
     return 2;
 }

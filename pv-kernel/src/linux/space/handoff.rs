@@ -566,10 +566,17 @@ impl Space {
                 ),
                 None => alloc::string::String::from("no reason recorded"),
             };
-            crate::println!(
+            let line = alloc::format!(
                 "pvmux: killed process {} ({}): its user sandbox failed: {why}",
                 p.pid,
                 crate::linux::death::comm(p),
+            );
+            crate::println!("{line}");
+            // On the console's stderr too: without `--log debug` the kernel log is hidden,
+            // and the host only sees a program "killed by SIGKILL (sent by the kernel)".
+            crate::hcall::console_write_stream(
+                pvmux_hypercalls::hypercall::stream::STDERR,
+                alloc::format!("{line}\n").as_bytes(),
             );
         }
         crate::linux::death::killed(

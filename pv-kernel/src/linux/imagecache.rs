@@ -561,6 +561,14 @@ fn entry(ino: Ino, size: u64, mtime_ns: u64) -> Result<Arc<CachedFile>, Errno> {
         }
     };
     let chunks = size.div_ceil(TAG_CHUNK);
+    // Any file: a removed file's bytes (a host file's, or an in-memory file's pages, which
+    // its removal would free) stay readable for the chunks not read yet.
+    let (hold, from_host) = crate::fs::with(|fs| {
+        (
+            fs.open_ino(ino, crate::fs::ramfs::oflag::O_RDONLY).ok(),
+            fs.is_host_file(ino),
+        )
+    });
     let mut e = CachedFile {
         key,
         base,
@@ -572,10 +580,8 @@ fn entry(ino: Ino, size: u64, mtime_ns: u64) -> Result<Arc<CachedFile>, Errno> {
         tags: (0..chunks).map(|_| AtomicU64::new(0)).collect(),
         verified: (0..chunks).map(|_| AtomicU64::new(0)).collect(),
         fill_lock: IrqLock::new(()),
-        // Any file: a removed file's bytes (a host file's, or an in-memory file's pages,
-        // which its removal would free) stay readable for the chunks not read yet.
-        hold: crate::fs::with(|fs| fs.open_ino(ino, crate::fs::ramfs::oflag::O_RDONLY).ok()),
-        from_host: crate::fs::with(|fs| fs.is_host_file(ino)),
+        hold,
+        from_host,
     };
     // Dropping `e` on an error gives the frames back.
     let first = e.fill_chunks(0, 1)?;

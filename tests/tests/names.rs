@@ -48,6 +48,14 @@ impl Root {
     fn state_dir(&self, name: &str) -> std::path::PathBuf {
         self.dir().join(name)
     }
+
+    /// `r`'s output and, for an assertion message, tenant `name`'s console log: a guest
+    /// that ended early says why there (e.g. the kernel's "killed process N (...): its user
+    /// sandbox failed: ..." line on its stderr).
+    fn with_console(&self, r: &pvmux_tests::Run, name: &str) -> String {
+        let logs = self.pvmux(&["logs", name]);
+        format!("{}\n{name}'s console:\n{}", r.context(), logs.context())
+    }
 }
 
 /// Every descendant of `pid` (a monitor's sandboxes).
@@ -86,7 +94,12 @@ fn two_named_tenants_are_listed_logged_reached_and_stopped() {
     assert_eq!(rows.len(), 2, "{rows:?}");
     for (name, vcpus, mem) in [("alpha", 2, 128u64 << 20), ("beta", 3, 64 << 20)] {
         let r = root.row(name);
-        assert_eq!(r["state"], "running", "{r}");
+        assert_eq!(
+            r["state"],
+            "running",
+            "{r}\n{name}'s console:\n{}",
+            root.pvmux(&["logs", name]).context()
+        );
         assert_eq!(r["vcpus"], vcpus, "{r}");
         assert_eq!(r["memory"], mem, "{r}");
         assert_eq!(r["kernel"], "embedded", "{r}");
@@ -122,7 +135,7 @@ fn two_named_tenants_are_listed_logged_reached_and_stopped() {
 
     // stats: the busy guest makes system calls; the host counted its hypercalls and time.
     let s = root.pvmux(&["stats", "--no-stream", "--format", "json", "alpha"]);
-    assert_eq!(s.code(), Some(0), "{}", s.context());
+    assert_eq!(s.code(), Some(0), "{}", root.with_console(&s, "alpha"));
     let v: serde_json::Value = serde_json::from_str(s.stdout.trim()).expect("stats JSON");
     let vcpus = v["vcpus"].as_array().expect("per-vCPU figures");
     assert_eq!(vcpus.len(), 2, "{v}");
@@ -134,14 +147,18 @@ fn two_named_tenants_are_listed_logged_reached_and_stopped() {
     assert!(v["memory_used"].as_u64().is_some_and(|m| m > 0), "{v}");
     assert_eq!(v["memory_total"], 128u64 << 20, "{v}");
     let t = root.pvmux(&["stats", "--no-stream", "alpha"]);
-    assert!(t.stdout.contains("SYSCALLS/S"), "{}", t.context());
+    assert!(
+        t.stdout.contains("SYSCALLS/S"),
+        "{}",
+        root.with_console(&t, "alpha")
+    );
 
     // stop: the tenant and all its processes end, its state goes; the other runs on.
     let pid = root.monitor_pid("alpha");
     let family = descendants(pid);
     assert!(!family.is_empty(), "the monitor has its sandboxes");
     let st = root.pvmux(&["stop", "--time", "1", "alpha"]);
-    assert_eq!(st.code(), Some(0), "{}", st.context());
+    assert_eq!(st.code(), Some(0), "{}", root.with_console(&st, "alpha"));
     for p in std::iter::once(pid).chain(family) {
         assert!(!alive(p), "process {p} of the stopped tenant is left");
     }

@@ -4,7 +4,8 @@
 use pvmux_host::{TenantOutcome, TenantState};
 use pvmux_tests::{host, launch, launch_waiting};
 
-fn run_selftest(vcpus: u32) {
+/// Runs the self-test on `vcpus` vCPUs, checks it passed, and returns the console.
+fn run_selftest(vcpus: u32) -> String {
     let host = host();
     let (tenant, console) = launch(&host, "selftest", "selftest", vcpus);
     let outcome = tenant.wait();
@@ -37,6 +38,7 @@ fn run_selftest(vcpus: u32) {
     if vcpus > 1 {
         assert!(out.contains("PASS cross_vcpu_wakeup"), "{out}");
     }
+    out
 }
 
 #[test]
@@ -47,6 +49,27 @@ fn selftest_passes_on_one_vcpu() {
 #[test]
 fn selftest_passes_on_four_vcpus() {
     run_selftest(4);
+}
+
+/// The most vCPUs a tenant may have (64), far more than the host's CPUs: the self-test
+/// passes, and every secondary vCPU's "online" line reaches the console exactly once, after
+/// the kernel's first line — many vCPUs printing at once, none of the lines lost or
+/// reordered against the boot's, while the kernel writes the console out without holding
+/// the lock the others append under.
+#[test]
+fn selftest_passes_on_the_most_vcpus_and_every_line_arrives_once() {
+    let out = run_selftest(64);
+    let first = out
+        .find("pvmux-kernel: ABI v")
+        .unwrap_or_else(|| panic!("no first line:\n{out}"));
+    for id in 1..64 {
+        let line = format!("pvmux-kernel: vCPU {id} online\n");
+        assert_eq!(out.matches(&line).count(), 1, "{line:?}:\n{out}");
+        assert!(
+            out.find(&line).is_some_and(|at| at > first),
+            "{line:?}:\n{out}"
+        );
+    }
 }
 
 #[test]

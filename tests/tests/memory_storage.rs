@@ -119,8 +119,8 @@ print([os.waitstatus_to_exitcode(os.waitpid(p, 0)[1]) for p in pids], hashlib.sh
 "#;
 
 /// A 64 GiB guest on this much smaller host: memory is taken on first touch, and the user
-/// pool's per-frame tables (32 MiB for its 8 million frames, in frames that read as zero
-/// until written: `mm::frame::boot_zeroed`) are not written at boot. It reports its size,
+/// pool's per-frame tables (33.5 MiB for its 16.5 million frames, in frames that read as
+/// zero until written: `mm::frame::boot_zeroed`) are not written at boot. It reports its size,
 /// and a program that allocates, forks and writes copy-on-write pages runs as natively.
 #[test]
 #[cfg_attr(

@@ -149,10 +149,11 @@ pub(crate) fn alloc_contiguous(pages: u64) -> Option<u64> {
 
 /// `len` zeroed values of `T` for the kernel's whole life, in frames never handed out since
 /// the kernel was entered: those read as zero (docs/ABI.md §5, "Zero at entry": the host
-/// builds the domain in fresh or punched memory), so nothing writes them here and neither the kernel
-/// nor the host touches one of their pages until a value on it is written. A table sized by
-/// guest memory (the user pool's reference counts, 2 bytes a frame: 12 MiB for a 32 GiB
-/// guest) then costs boot nothing. `None` without that much contiguous memory. Never freed.
+/// builds the domain in fresh or punched memory), so nothing writes them here, and neither
+/// the kernel nor the host touches one of their pages until a value on it is written. A
+/// table sized by guest memory (the user pool's reference counts, 2 bytes a frame: 15.5 MiB
+/// for a 32 GiB guest) then costs boot nothing. `None` without that much contiguous memory.
+/// Never freed.
 #[cfg(not(test))]
 pub(crate) fn boot_zeroed<T: zerocopy::FromZeros>(len: usize) -> Option<&'static mut [T]> {
     const { assert!(core::mem::align_of::<T>() <= PAGE_SIZE as usize) };

@@ -50,39 +50,38 @@ impl Console {
     }
 }
 
-impl Write for Console {
-    /// Formats straight into the shared buffer (the fallback of [`print_fmt`]), writing it
-    /// out under the lock when full.
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let mut bytes = s.as_bytes();
-        while !bytes.is_empty() {
-            if self.len == BUF_SIZE {
-                self.flush();
-            }
-            let n = bytes.len().min(BUF_SIZE - self.len);
-            self.buf[self.len..self.len + n].copy_from_slice(&bytes[..n]);
-            self.len += n;
-            bytes = &bytes[n..];
-        }
-        Ok(())
-    }
-}
-
-/// A vCPU's line being formatted; full, it is handed to the shared buffer ([`emit`]).
-struct Line {
-    buf: [u8; LINE_SIZE],
+/// A line being formatted (`N` bytes at most at a time); full, it is handed to the shared
+/// buffer ([`emit`]).
+struct Line<const N: usize> {
+    buf: [u8; N],
     len: usize,
 }
 
-impl Write for Line {
+impl<const N: usize> Line<N> {
+    const fn new() -> Self {
+        Self {
+            buf: [0; N],
+            len: 0,
+        }
+    }
+
+    /// Formats `args` and hands the whole to the shared buffer.
+    fn print(&mut self, args: fmt::Arguments<'_>) {
+        self.len = 0;
+        let _ = self.write_fmt(args);
+        emit(&self.buf[..self.len]);
+    }
+}
+
+impl<const N: usize> Write for Line<N> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         let mut bytes = s.as_bytes();
         while !bytes.is_empty() {
-            if self.len == LINE_SIZE {
+            if self.len == N {
                 emit(&self.buf[..self.len]);
                 self.len = 0;
             }
-            let n = bytes.len().min(LINE_SIZE - self.len);
+            let n = bytes.len().min(N - self.len);
             self.buf[self.len..self.len + n].copy_from_slice(&bytes[..n]);
             self.len += n;
             bytes = &bytes[n..];
@@ -104,13 +103,11 @@ static CONSOLE: IrqLock<Console> = IrqLock::new(Console {
 static OUT: IrqLock<[u8; BUF_SIZE]> = IrqLock::new([0; BUF_SIZE]);
 
 /// Each vCPU's line buffer.
-static LINES: [IrqLock<Line>; pvmux_hypercalls::MAX_VCPUS as usize] = [const {
-    IrqLock::new(Line {
-        buf: [0; LINE_SIZE],
-        len: 0,
-    })
-};
-    pvmux_hypercalls::MAX_VCPUS as usize];
+static LINES: [IrqLock<Line<LINE_SIZE>>; pvmux_hypercalls::MAX_VCPUS as usize] =
+    [const { IrqLock::new(Line::new()) }; pvmux_hypercalls::MAX_VCPUS as usize];
+
+/// Bytes a print formats at a time where its vCPU's buffer is not available (on the stack).
+const FALLBACK_LINE: usize = 128;
 
 /// Whether lines are held in the buffer (the boot, until [`boot_done`]).
 static HELD: AtomicBool = AtomicBool::new(true);
@@ -120,22 +117,15 @@ static HELD: AtomicBool = AtomicBool::new(true);
 pub(crate) fn print_fmt(args: fmt::Arguments<'_>) {
     // Formatted in this vCPU's own buffer (events off: the thread stays on this vCPU). Busy
     // only when this vCPU prints from within a print (a panic while printing), and before
-    // the stub is installed (one vCPU, nobody to wait): those format into the shared buffer.
+    // the stub is installed: those format on the stack, in smaller pieces.
     let line = crate::stub::installed()
         .then(|| LINES.get(crate::stub::vcpu_id() as usize))
         .flatten()
         .and_then(IrqLock::try_lock);
-    let Some(mut line) = line else {
-        let mut console = CONSOLE.lock();
-        let _ = console.write_fmt(args);
-        if !HELD.load(Ordering::Acquire) && !console.writing {
-            console.flush();
-        }
-        return;
-    };
-    line.len = 0;
-    let _ = line.write_fmt(args);
-    emit(&line.buf[..line.len]);
+    match line {
+        Some(mut line) => line.print(args),
+        None => Line::<FALLBACK_LINE>::new().print(args),
+    }
 }
 
 /// Appends `bytes` to the shared buffer and, after the boot (or when it is full), writes it

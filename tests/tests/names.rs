@@ -53,8 +53,15 @@ impl Root {
     /// that ended early says why there (e.g. the kernel's "killed process N (...): its user
     /// sandbox failed: ..." line on its stderr).
     fn with_console(&self, r: &pvmux_tests::Run, name: &str) -> String {
-        let logs = self.pvmux(&["logs", name]);
-        format!("{}\n{name}'s console:\n{}", r.context(), logs.context())
+        format!("{}\n{}", r.context(), self.console(name))
+    }
+
+    /// Tenant `name`'s console log, for an assertion message.
+    fn console(&self, name: &str) -> String {
+        format!(
+            "{name}'s console:\n{}",
+            self.pvmux(&["logs", name]).context()
+        )
     }
 }
 
@@ -94,12 +101,7 @@ fn two_named_tenants_are_listed_logged_reached_and_stopped() {
     assert_eq!(rows.len(), 2, "{rows:?}");
     for (name, vcpus, mem) in [("alpha", 2, 128u64 << 20), ("beta", 3, 64 << 20)] {
         let r = root.row(name);
-        assert_eq!(
-            r["state"],
-            "running",
-            "{r}\n{name}'s console:\n{}",
-            root.pvmux(&["logs", name]).context()
-        );
+        assert_eq!(r["state"], "running", "{r}\n{}", root.console(name));
         assert_eq!(r["vcpus"], vcpus, "{r}");
         assert_eq!(r["memory"], mem, "{r}");
         assert_eq!(r["kernel"], "embedded", "{r}");

@@ -236,15 +236,27 @@ pub fn reap(pid: i32) -> i32 {
 }
 
 /// Runs `cmd` until it exits with 0 (at most [`TIMEOUT`]) and returns that run; on a timeout
-/// the failure shows the last run's output, so that a wait that never ends says why.
+/// the failure shows each distinct output the runs gave, in order, so that a wait that never
+/// ends says why, and what changed on the way (a first failure that left the tenant unable
+/// to answer the next ones).
 pub fn wait_for_success(what: &str, mut cmd: impl FnMut() -> Run) -> Run {
     let start = Instant::now();
+    let mut seen: Vec<String> = Vec::new();
     loop {
         let r = cmd();
         if r.code() == Some(0) {
             return r;
         }
-        assert!(start.elapsed() < TIMEOUT, "{what}: {}", r.context());
+        let context = r.context();
+        if seen.last() != Some(&context) {
+            seen.push(context);
+        }
+        assert!(
+            start.elapsed() < TIMEOUT,
+            "{what}: {} distinct failures:\n{}",
+            seen.len(),
+            seen.join("\n---\n")
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }

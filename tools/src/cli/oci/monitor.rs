@@ -196,6 +196,11 @@ pub(crate) fn run(g: &GlobalArgs, m: &MonitorArgs) -> anyhow::Result<u8> {
     let events_sd = StateDir::open(&g.root, &m.id)?;
     let run_args = m.run_args.clone();
     let id = m.id.clone();
+    // Held while a request is answered: a request that ends the tenant (a snapshot that
+    // stops it, `kill`) is answered before this process exits, or its client would see
+    // the monitor end without an answer and retry into a socket no one listens on.
+    let answering = std::sync::Arc::new(std::sync::Mutex::new(()));
+    let events_answering = std::sync::Arc::clone(&answering);
     if let Some(sizes) = resized {
         let h = tenant.handle();
         std::thread::Builder::new()
@@ -220,6 +225,7 @@ pub(crate) fn run(g: &GlobalArgs, m: &MonitorArgs) -> anyhow::Result<u8> {
                         forward(&handle, s);
                     }
                     Event::Control(Request::Snapshot(r), stream) => {
+                        let _answering = lock(&events_answering);
                         let result = super::snapshot::answer(&handle, &r, &id, &run_args);
                         if let Err(e) = &result {
                             tracing::warn!("{e:#}");
@@ -227,7 +233,8 @@ pub(crate) fn run(g: &GlobalArgs, m: &MonitorArgs) -> anyhow::Result<u8> {
                         control::answer_with(&stream, &result);
                     }
                     Event::Control(req, stream) => {
-                        super::live::answer(&req, &stream, &handle, &events_sd)
+                        let _answering = lock(&events_answering);
+                        super::live::answer(&req, &stream, &handle, &events_sd);
                     }
                 }
             }
@@ -241,7 +248,13 @@ pub(crate) fn run(g: &GlobalArgs, m: &MonitorArgs) -> anyhow::Result<u8> {
         r.status = Status::Stopped;
         r.exit_status = Some(i32::from(code));
     });
+    drop(lock(&answering));
     Ok(code)
+}
+
+/// Locks `m`, which guards no data (a panic while holding it leaves nothing half-done).
+fn lock(m: &std::sync::Mutex<()>) -> std::sync::MutexGuard<'_, ()> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Moves the monitor into the network namespace at `path` (the engine's `/run/netns/...`).

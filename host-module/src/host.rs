@@ -394,7 +394,8 @@ impl Host {
         })?;
         let namespaces = Arc::new(crate::jail::SharedNamespaces::default());
         let jail =
-            crate::jail::ChildJail::for_sandbox(cfg.sandbox_user, cfg.cpu_seconds, &namespaces);
+            crate::jail::ChildJail::for_sandbox(cfg.sandbox_user, cfg.cpu_seconds, &namespaces)
+                .writing_guest_memory(cfg.mem_size);
         let params = BuildParams {
             nr_vcpus: cfg.vcpus,
             boot_args: &cfg.boot_args,

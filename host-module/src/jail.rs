@@ -21,7 +21,8 @@
 //!    root and changes to `/`: no host file is reachable by path, even to a process that got
 //!    past seccomp. (The stub is exec'd from its memfd, which needs no path.) A sandbox that
 //!    joins the tenant's mount namespace (as root) is there already: `setns` made its root.
-//! 3. **Resource limits** ([`RLIMITS`]): no file may be written (`FSIZE` 0), no memory locked,
+//! 3. **Resource limits** ([`RLIMITS`]): no file may be written (`FSIZE` 0; a kernel sandbox's
+//!    is its guest memory's size, `ChildJail::writing_guest_memory`), no memory locked,
 //!    no message queue, no core dump, no real-time priority, no nice raise, no file lock, no
 //!    fd above the ones the stub holds (`NOFILE`); and the tenant's CPU budget (`RLIMIT_CPU`),
 //!    which the host may not be able to set after the uid change.
@@ -497,6 +498,19 @@ impl ChildJail {
 
     /// The jail for a sandbox of a tenant configured with `user` and the CPU budget
     /// `cpu_seconds` (`RLIMIT_CPU`), joining the tenant's `shared` namespaces if it has them.
+    /// A kernel sandbox's jail: `RLIMIT_FSIZE` is `mem_size`, so that its stub's `mem_write`
+    /// and `mem_copy` (`pwrite` and `copy_file_range` on the guest memfd, which the filter
+    /// allows on that fd only) reach all of guest memory. It writes no other file: the
+    /// filter allows no other write, and the memfd's seals keep its size.
+    pub(crate) fn writing_guest_memory(mut self, mem_size: u64) -> Self {
+        for r in &mut self.rlimits[..self.nr_rlimits] {
+            if r.0 == libc::RLIMIT_FSIZE {
+                *r = (r.0, mem_size, mem_size);
+            }
+        }
+        self
+    }
+
     pub(crate) fn for_sandbox(
         user: SandboxUser,
         cpu_seconds: Option<u64>,

@@ -2274,7 +2274,8 @@ impl Shared {
             self.limits.sandbox_user,
             self.limits.cpu_seconds,
             &self.namespaces,
-        );
+        )
+        .writing_guest_memory(self.mem.size());
         sandbox::spawn(stub, self.mem.raw_fd(), self.ctl.raw_fd(), &jail)
     }
 

@@ -227,7 +227,7 @@ enum pvmux_vector {
 /* Stack a stub call may use below the caller's rsp. */
 #define PVMUX_STUB_STACK_NEED UINT64_C(4096)
 /* Entry points in this ABI version's table. */
-#define PVMUX_STUB_ENTRIES 24u
+#define PVMUX_STUB_ENTRIES 25u
 /* On a vCPU thread running guest kernel code, the 8 bytes at fs:PVMUX_FS_VCPU_SHARED hold
  * the address of the vCPU's struct pvmux_vcpu_shared (what vcpu_self returns). */
 #define PVMUX_FS_VCPU_SHARED 8u
@@ -304,6 +304,7 @@ struct pvmux_stub_table {
     int64_t (*inproc_run)(void *run);
     uint64_t inproc_syscall; /* not a function: where a patched syscall site jumps */
     int64_t (*inproc_fp_save)(void *buf, uint64_t cap); /* the kept FPU state as an image */
+    int64_t (*mem_write)(uint64_t dst_gpa, const void *src, uint64_t len); /* via the memfd */
 };
 
 /* ------------------------------------------------------------------------------------------
@@ -1141,12 +1142,12 @@ _Static_assert(offsetof(struct pvmux_stub_table, hypercall) == 16, "StubTable.hy
 _Static_assert(offsetof(struct pvmux_stub_table, iret) == 32, "StubTable.iret");
 _Static_assert(offsetof(struct pvmux_stub_table, null) == 152, "StubTable.null");
 _Static_assert(offsetof(struct pvmux_stub_table, user_wait) == 160, "StubTable.user_wait");
-_Static_assert(offsetof(struct pvmux_stub_table, inproc_syscall) ==
-                   16 + 8 * (PVMUX_STUB_ENTRIES - 2),
+_Static_assert(offsetof(struct pvmux_stub_table, inproc_syscall) == 192,
                "StubTable.inproc_syscall");
-_Static_assert(offsetof(struct pvmux_stub_table, inproc_fp_save) ==
-                   16 + 8 * (PVMUX_STUB_ENTRIES - 1),
+_Static_assert(offsetof(struct pvmux_stub_table, inproc_fp_save) == 200,
                "StubTable.inproc_fp_save");
+_Static_assert(offsetof(struct pvmux_stub_table, mem_write) == 16 + 8 * (PVMUX_STUB_ENTRIES - 1),
+               "StubTable.mem_write");
 _Static_assert(sizeof(struct pvmux_stub_table) == 16 + 8 * PVMUX_STUB_ENTRIES, "StubTable size");
 
 _Static_assert(offsetof(struct pvmux_sandbox_header, clock_shift) == 80, "SandboxHeader");

@@ -113,6 +113,12 @@ pub struct StubTable {
     /// `buf`; returns its length ([`crate::user::inproc`], "The FPU state kept in the
     /// registers").
     pub inproc_fp_save: u64,
+    /// `mem_write(dst_gpa, src, len) -> i64` *in-sandbox*: copies `len` bytes from the
+    /// guest-virtual `src` (a window address) to guest-physical `dst_gpa` through the guest
+    /// memfd (`pwrite`), not through a mapping: a page the sandbox has not touched costs no
+    /// host page fault (and no host page-table entry) here. Returns the bytes written (fewer
+    /// if `src` runs into memory the shadow does not map: the caller copies the rest).
+    pub mem_write: u64,
 }
 
 impl StubTable {
@@ -146,6 +152,7 @@ impl StubTable {
         inproc_run: 0,
         inproc_syscall: 0,
         inproc_fp_save: 0,
+        mem_write: 0,
     };
 
     /// The entry addresses in declaration order.
@@ -175,12 +182,13 @@ impl StubTable {
             self.inproc_run,
             self.inproc_syscall,
             self.inproc_fp_save,
+            self.mem_write,
         ]
     }
 }
 
 /// Number of entry points in this ABI version's [`StubTable`].
-pub const STUB_ENTRIES: u32 = 24;
+pub const STUB_ENTRIES: u32 = 25;
 
 const _: () = assert!(offset_of!(StubTable, hypercall) == 16);
 const _: () = assert!(size_of::<StubTable>() == 16 + 8 * STUB_ENTRIES as usize);

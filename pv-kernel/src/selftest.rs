@@ -27,7 +27,7 @@ enum Outcome {
 
 /// Runs every check, prints the summary and shuts down with the number of failures.
 pub(crate) fn run() -> ! {
-    let checks: [Check; 14] = [
+    let checks: [Check; 15] = [
         ("smp_online", smp_online),
         ("demand_paging", demand_paging),
         ("exception_breakpoint", exception_breakpoint),
@@ -45,6 +45,7 @@ pub(crate) fn run() -> ! {
         ("timer_accuracy", timer_accuracy),
         ("shadow_vma_budget", shadow_vma_budget),
         ("prefault_keeps_mappings", prefault_keeps_mappings),
+        ("memfd_write", memfd_write),
     ];
     let (mut passed, mut failed, mut skipped) = (0u64, 0u64, 0u64);
     for (name, check) in checks {
@@ -599,6 +600,42 @@ fn prefault_keeps_mappings() -> Outcome {
         Outcome::Fail("the flushed page was not filled again".into())
     } else if !intact {
         Outcome::Fail("the buffer changed".into())
+    } else {
+        Outcome::Pass
+    }
+}
+
+/// The stub's `mem_write` writes guest memory through the memfd (the jail lets the kernel
+/// sandbox write that file, the filter lets the stub call `pwrite` on it): what it wrote reads
+/// back through the kernel's mapping, and a range past guest memory is refused. (The kernel
+/// falls back to copying when the call fails, so only this check tells that it works.)
+fn memfd_write() -> Outcome {
+    const PAGES: usize = 3;
+    let Ok(gpa) = crate::linux::pool::alloc_contiguous(PAGES) else {
+        return Outcome::Skip("no pool frames".into());
+    };
+    let data: Vec<u8> = (0..PAGES * PAGE_SIZE as usize)
+        .map(|i| (i * 7 % 251) as u8)
+        .collect();
+    let wrote = stub::mem_write(gpa, &data);
+    let mut back = alloc::vec![0u8; data.len()];
+    crate::mm::pool_mem::read(gpa, &mut back);
+    let past = stub::mem_write(
+        boot::info().mem_size - PAGE_SIZE,
+        &data[..2 * PAGE_SIZE as usize],
+    );
+    for i in 0..PAGES {
+        crate::linux::pool::put(gpa + i as u64 * PAGE_SIZE);
+    }
+    if wrote != data.len() as i64 {
+        Outcome::Fail(format!(
+            "mem_write of {} bytes returned {wrote}",
+            data.len()
+        ))
+    } else if back != data {
+        Outcome::Fail("the bytes written do not read back".into())
+    } else if past >= 0 {
+        Outcome::Fail(format!("a write past guest memory returned {past}"))
     } else {
         Outcome::Pass
     }

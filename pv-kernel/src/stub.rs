@@ -297,6 +297,13 @@ pub(crate) fn user_wake(gpa: u64) -> i64 {
     entry!(user_wake: fn(u64) -> i64)(gpa)
 }
 
+/// Writes `src` to guest-physical `dst_gpa` through the guest memfd, not a mapping (`src`
+/// is kernel memory in the window). The bytes written (fewer when part of `src` is not
+/// mapped in the host), or a negative error.
+pub(crate) fn mem_write(dst_gpa: u64, src: &[u8]) -> i64 {
+    entry!(mem_write: fn(u64, u64, u64) -> i64)(dst_gpa, src.as_ptr() as u64, src.len() as u64)
+}
+
 /// Trusted in-process mode: applies `ops` to the kernel sandbox's user mappings (at most
 /// `INPROC_OPS_MAX`). 0 or a negative error.
 pub(crate) fn inproc_ops(ops: &[pvmux_hypercalls::user::UserOp]) -> i64 {

@@ -24,6 +24,7 @@
 //! | `restart_syscall` | - | the kernel's continuation of a `futex` wait with a timeout that a stop (`SIGSTOP`: a paused tenant, `pvmux_host::pause`) interrupted; it only resumes the interrupted, already allowed call |
 //! | `mmap` | fd == guest memfd, flags == `MAP_SHARED\|MAP_FIXED`, addr in window, len <= window size | shadow fill |
 //! | `munmap` | addr in window, len <= window size | shadow invalidation |
+//! | `pwrite64` | fd == guest memfd | `mem_write`: guest pages written without a mapping (`RLIMIT_FSIZE` is the memfd's size) |
 //! | `timer_settime` | - | arming the vCPU timer (timers were created before the filter) |
 //! | `tgkill` | tgid == the sandbox's pid, signal == the event signal | kicking another vCPU |
 //!
@@ -122,6 +123,7 @@ pub mod nr {
     pub const MMAP: u32 = 9;
     pub const MPROTECT: u32 = 10;
     pub const MUNMAP: u32 = 11;
+    pub const PWRITE64: u32 = 18;
     pub const MINCORE: u32 = 27;
     pub const RT_SIGRETURN: u32 = 15;
     pub const SCHED_YIELD: u32 = 24;
@@ -360,6 +362,14 @@ impl Builder {
         self.ld(arg_lo(i));
         self.jmp(JEQ_K, v, Target::Next, fail);
     }
+    /// Goes on to the next block unless the 64-bit argument `i` equals `v` (as a 32-bit
+    /// value, high half zero).
+    fn arg_eq32_or_next_block(&mut self, i: u32, v: u32) {
+        self.ld(arg_hi(i));
+        self.jmp(JEQ_K, 0, Target::Next, Target::NextBlock);
+        self.ld(arg_lo(i));
+        self.jmp(JEQ_K, v, Target::Next, Target::NextBlock);
+    }
     /// Fails unless the 64-bit argument `i` equals `v` or `v | optional` (32-bit values,
     /// high half zero; `optional` bits outside `v`).
     fn arg_eq32_optional(&mut self, i: u32, v: u32, optional: u32) {
@@ -509,6 +519,9 @@ pub fn build_kernel_filter_with(
     // 2. From stub code: native x86-64 calls only (no x32, no int 0x80).
     b.ld(OFF_ARCH);
     b.jmp(JEQ_K, AUDIT_ARCH_X86_64, Target::Next, Target::Die);
+    // (Their trap and kill within reach: with the in-process rules the filter is longer
+    // than a jump.)
+    b.island();
     // 3. The allow-list.
     for n in [
         nr::RT_SIGRETURN,
@@ -520,6 +533,15 @@ pub fn build_kernel_filter_with(
         b.block(n);
         b.ret(RET_ALLOW);
     }
+    // The guest memfd written without a mapping (`mem_write`): memory the sandbox maps
+    // read-write anyway (the memfd's seals keep its size, and the jail's `RLIMIT_FSIZE` is
+    // that size). The fd is the one check that matters: the buffer is the sandbox's own
+    // memory and the offset the file's. A call with another fd goes on to the next blocks,
+    // none of which allows it: refused. (Here, before the blocks whose failed checks jump to
+    // the end, so that those jumps stay short enough.)
+    b.block(nr::PWRITE64);
+    b.arg_eq32_or_next_block(0, GUEST_MEM_FD as u32);
+    b.ret(RET_ALLOW);
     b.futex_block();
     if inproc {
         inproc_rules(&mut b);
@@ -935,6 +957,25 @@ mod tests {
             RET_ALLOW
         );
         assert_eq!(eval_inproc(nr::MMAP, 0x40_1000, [0; 6]), RET_TRAP);
+    }
+
+    /// `mem_write`: `pwrite64` on the guest memfd only, from stub code only, in both modes;
+    /// any other fd (the control region's, a high half set) is refused.
+    #[test]
+    fn stub_writes_the_guest_memfd_only() {
+        let ip = TEXT + 0x100;
+        let fd = GUEST_MEM_FD as u64;
+        let other = CTL_FD as u64;
+        for eval in [eval, eval_inproc] {
+            let pw = |f: u64| eval(nr::PWRITE64, ip, [f, WINDOW_BASE, 0x1000, 0x2000, 0, 0]);
+            assert_eq!(pw(fd), RET_ALLOW);
+            assert_eq!(pw(other), RET_REFUSE);
+            assert_eq!(pw(fd | 1 << 32), RET_REFUSE);
+            // From guest code they are the guest's own system calls.
+            let args = [fd, WINDOW_BASE, 0x1000, 0, 0, 0];
+            assert_eq!(eval(nr::PWRITE64, 0x40_1000, args), RET_TRAP);
+            assert_eq!(eval(nr::PWRITE64, WINDOW_BASE, args), RET_TRAP);
+        }
     }
 
     #[test]

@@ -28,6 +28,7 @@ fn run_selftest(vcpus: u32) -> String {
         "timer_accuracy",
         "shadow_vma_budget",
         "kernel_threads",
+        "memfd_write",
     ] {
         assert!(
             out.contains(&format!("PASS {check}")),

@@ -328,6 +328,7 @@ fn refused_calls_made_from_stub_code_end_the_tenant_with_an_abi_violation() {
         ("mmap-ctl-fd", 9),
         ("mmap-over-stub", 9),
         ("mprotect", 10),
+        ("pwrite-ctl-fd", 18),
         ("munmap-stub", 11),
         ("clone", 56),
         ("clone-thread", 56),

@@ -113,6 +113,8 @@ pub(crate) fn stub_syscall(call: &str) -> bool {
         "mmap-anon" => (9, [0, 0x1000, 7, 0x22, -1i64 as u64, 0]),
         "mmap-anon-window" => (9, [window, 0x1000, 7, 0x31, -1i64 as u64, 0]),
         "mmap-ctl-fd" => (9, [window, 0x1000, 3, 0x11, 4, 0]),
+        // `pwrite64` is allowed from stub code on the guest memfd only (`mem_write`).
+        "pwrite-ctl-fd" => (18, [4, window, 8, 0, 0, 0]),
         "mmap-over-stub" => (9, [stub_page, 0x1000, 7, 0x11, 3, 0]),
         "mprotect" => (10, [stub_page, 0x1000, 7, 0, 0, 0]),
         "munmap-stub" => (11, [stub_page, 0x1000, 0, 0, 0, 0]),

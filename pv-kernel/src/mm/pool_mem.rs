@@ -109,6 +109,24 @@ pub(crate) fn write(gpa: u64, data: &[u8]) {
     }
 }
 
+/// Copies `data` to pool address `gpa`, for frames the kernel has not touched since they
+/// were taken (a program image's new frames): through the guest memfd, where a page the
+/// kernel sandbox never mapped costs no host page fault and no host page-table entry — on
+/// a nested host a fault costs more than the page's copy, and writing through the mapping
+/// faults twice (the sandbox's access, then the user sandbox's). Less than a page, or what
+/// the memfd write did not take, is copied as [`write`] does.
+pub(crate) fn write_new(gpa: u64, data: &[u8]) {
+    checked(gpa, data.len());
+    let done = if data.len() >= PAGE_SIZE as usize {
+        backing::memfd_write(gpa, data)
+    } else {
+        0
+    };
+    if done < data.len() {
+        write(gpa + done as u64, &data[done..]);
+    }
+}
+
 /// Sets `len` bytes at pool address `gpa` to zero.
 pub(crate) fn zero(gpa: u64, len: usize) {
     let dst = checked(gpa, len);
@@ -202,6 +220,12 @@ mod backing {
     pub(super) fn address(_offset: u64, gpa: u64) -> usize {
         crate::boot::phys_to_virt(gpa) as usize
     }
+
+    /// Writes `data` at `gpa` through the guest memfd (the stub's `mem_write`): the bytes
+    /// written.
+    pub(super) fn memfd_write(gpa: u64, data: &[u8]) -> usize {
+        usize::try_from(crate::stub::mem_write(gpa, data)).map_or(0, |n| n.min(data.len()))
+    }
 }
 
 /// Where the pool's bytes are in host unit tests: a heap buffer, allocated once.
@@ -223,6 +247,11 @@ mod backing {
     /// The buffer address of the byte `offset` bytes into the pool.
     pub(super) fn address(offset: u64, _gpa: u64) -> usize {
         BUF.load(Ordering::Acquire) + offset as usize
+    }
+
+    /// No memfd here: nothing written (the caller copies).
+    pub(super) fn memfd_write(_gpa: u64, _data: &[u8]) -> usize {
+        0
     }
 }
 

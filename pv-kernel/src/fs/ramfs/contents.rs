@@ -237,7 +237,7 @@ impl Fs {
                     k => got += k,
                 }
             }
-            crate::mm::pool_mem::write(frames_gpa, buf);
+            crate::mm::pool_mem::write_new(frames_gpa, buf);
             return Ok(());
         };
         let mut got = 0;

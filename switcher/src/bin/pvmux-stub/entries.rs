@@ -9,6 +9,7 @@ use core::mem::offset_of;
 use core::sync::atomic::Ordering::*;
 use pvmux_hypercalls::frame::{pf, RFLAGS_IF, RFLAGS_USER_MASK, TRAP_FRAME_SIZE};
 use pvmux_hypercalls::layout::{in_window, PHYSMAP_BASE, WINDOW_BASE};
+use pvmux_hypercalls::sandbox::GUEST_MEM_FD;
 use pvmux_hypercalls::stub::STUB_ENTRIES;
 use pvmux_hypercalls::vcpu::{pending, stat};
 use pvmux_hypercalls::{
@@ -44,6 +45,7 @@ extern "sysv64" {
     fn pvmux_stub_set_fault_around();
     fn pvmux_stub_user_wait();
     fn pvmux_stub_user_wake();
+    fn pvmux_stub_mem_write();
 }
 
 /// Fills the stub table with the entry addresses.
@@ -76,6 +78,7 @@ pub(crate) fn table() -> StubTable {
         inproc_run: crate::inproc::run_entry(),
         inproc_syscall: crate::inproc::syscall_entry(),
         inproc_fp_save: crate::inproc::fp_save_entry(),
+        mem_write: pvmux_stub_mem_write as *const () as u64,
     }
 }
 
@@ -144,6 +147,7 @@ global_asm!(
     "pvmux_entry pvmux_stub_set_fault_around, {set_fault_around}",
     "pvmux_entry pvmux_stub_user_wait, {user_wait}",
     "pvmux_entry pvmux_stub_user_wake, {user_wake}",
+    "pvmux_entry pvmux_stub_mem_write, {mem_write}",
     ac_df = const FLAGS_CLEARED as u32,
     keep = const !FLAGS_CLEARED as u32,
     stack_top = const AREA_STACK_TOP,
@@ -163,6 +167,7 @@ global_asm!(
     set_fault_around = sym set_fault_around,
     user_wait = sym user_wait,
     user_wake = sym user_wake,
+    mem_write = sym mem_write,
 );
 
 /// The `rflags` bits stub code runs without: AC (alignment check) and DF (direction).
@@ -689,5 +694,27 @@ extern "sysv64" fn user_wake(gpa: u64) -> i64 {
     match user_word(gpa) {
         Some(word) => i64::from(sys::futex_wake(word, i32::MAX as u32)),
         None => ERR_BADADDR,
+    }
+}
+
+/// Whether `[gpa, gpa + len)` lies inside guest memory.
+fn in_guest_memory(gpa: u64, len: u64) -> bool {
+    gpa.checked_add(len)
+        .is_some_and(|end| end <= G.mem_size.load(Relaxed))
+}
+
+extern "sysv64" fn mem_write(dst_gpa: u64, src: u64, len: u64) -> i64 {
+    if !in_window(src, len) || !in_guest_memory(dst_gpa, len) {
+        return ERR_BADADDR;
+    }
+    if len == 0 {
+        return 0;
+    }
+    // SAFETY: `src` is a window address range: guest memory as the guest maps it, which the
+    // guest may pass to the host to read; a part the shadow does not map ends the write short
+    // (the host kernel checks the source, nothing faults in the stub).
+    match unsafe { sys::pwrite(GUEST_MEM_FD, src, len, dst_gpa) } {
+        Ok(n) => n as i64,
+        Err(_) => ERR_BADADDR,
     }
 }

@@ -11,6 +11,7 @@ pub(crate) mod nr {
     pub(crate) const MMAP: usize = 9;
     pub(crate) const MPROTECT: usize = 10;
     pub(crate) const MUNMAP: usize = 11;
+    pub(crate) const PWRITE64: usize = 18;
     pub(crate) const RT_SIGACTION: usize = 13;
     pub(crate) const SCHED_YIELD: usize = 24;
     pub(crate) const MINCORE: usize = 27;
@@ -156,6 +157,31 @@ pub(crate) fn futex_wake(word: &core::sync::atomic::AtomicU32, n: u32) -> u32 {
     // SAFETY: `word` is a valid, aligned u32; FUTEX_WAKE does not write memory.
     let r = unsafe { syscall6(nr::FUTEX, [word.as_ptr() as usize, 1, n as usize, 0, 0, 0]) };
     check(r).map_or(0, |n| n as u32)
+}
+
+/// `pwrite64(fd, src, len, offset)`: the bytes written, or the errno (`EFAULT` when `src`
+/// has no host mapping at its start).
+///
+/// # Safety
+/// `[src, src + len)` must be memory the caller may read (an unmapped part ends the write
+/// short, or with `EFAULT`: the host kernel checks, nothing faults).
+pub(crate) unsafe fn pwrite(fd: i32, src: u64, len: u64, offset: u64) -> Result<usize, u32> {
+    // SAFETY: the caller vouches for the source range; the host kernel reads it with its own
+    // checks and writes only the file.
+    let r = unsafe {
+        syscall6(
+            nr::PWRITE64,
+            [
+                fd as usize,
+                src as usize,
+                len as usize,
+                offset as usize,
+                0,
+                0,
+            ],
+        )
+    };
+    check(r)
 }
 
 /// `close(fd)` (errors ignored: only start-up closes, and a failure leaves nothing to do).

@@ -107,7 +107,7 @@ pub(crate) const TAG_CHUNK: usize = 64 << 10;
 /// program never touches are not copied (each copy lands in fresh frames, 1–3 µs a page on
 /// a nested host): the bench workload's exec from the initramfs took 0.3 ms instead of
 /// 1.0–1.1 ms, and its boot 0.8 ms less (docs/BENCHMARKS.md).
-const READ_AHEAD_CHUNKS: usize = 4;
+pub(crate) const READ_AHEAD_CHUNKS: usize = 4;
 
 /// Bytes of a file's head kept in kernel memory at least (the ELF header and a `#!` line fit).
 const HEAD_MIN: usize = 4096;

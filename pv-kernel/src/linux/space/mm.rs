@@ -18,7 +18,7 @@ use pvmux_hypercalls::user::{in_user_window, op, prot, UserOp, USER_OPS_MAX};
 use pvmux_hypercalls::PAGE_SIZE;
 
 use super::graveyard::alloc_reclaiming;
-use crate::linux::imagecache::{CachedFile, TAG_CHUNK};
+use crate::linux::imagecache::{CachedFile, READ_AHEAD_CHUNKS, TAG_CHUNK};
 use crate::linux::shmem::ShmRef;
 use crate::linux::{pool, Errno};
 use crate::mm::pool_mem;
@@ -528,6 +528,16 @@ impl Mm {
         if let Some((img, fo)) = vma.image_at(vstart, page) {
             let img = img.clone();
             let gpa = self.map_image_chunk(page, vstart, &vma, &img, fo, true)?;
+            // The chunks after it that the image holds (a read of a host file brings up to
+            // three more): mapped now, not at a fault each, as a first run touches them next.
+            let chunk = TAG_CHUNK as u64;
+            let next = page + (chunk - fo % chunk);
+            let end = next
+                .saturating_add((READ_AHEAD_CHUNKS as u64 - 1) * chunk)
+                .min(vma.end);
+            if next < end {
+                self.map_image_filled(next, end);
+            }
             if write {
                 let pte = self.pages.get(&page).copied().ok_or(Errno::EFAULT)?;
                 return self.break_cow_block(page, vstart, &vma, pte);

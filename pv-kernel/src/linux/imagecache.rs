@@ -10,7 +10,9 @@
 //! (read-ahead: a program's first run touches most of its image), from the file system into
 //! the frames and a kernel buffer at once (for a host file the host writes both in one
 //! `HostfsRead`, so the kernel never faults the frames in to copy them), tags each chunk from
-//! that buffer ([`CachedFile::ensure`]), and maps the touched chunk's pages copy-on-write. A chunk's frames are never mapped nor read before that. A chunk read
+//! that buffer ([`CachedFile::ensure`]), and maps the touched chunk's pages copy-on-write, with
+//! those of the chunks after it that the entry holds already (`Mm::touch`: the read-ahead's,
+//! touched next by a first run). A chunk's frames are never mapped nor read before that. A chunk read
 //! after the file changed (size or modification time) or that reads short is `EIO`, `SIGBUS`
 //! for the program touching it: never bytes of two versions of a file. Entries are keyed by
 //! inode, size and modification time (a rewritten file is read again) and bounded to a

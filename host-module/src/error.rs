@@ -99,7 +99,7 @@ pub enum HostError {
         mem_size: u64,
         /// Guest memory size (a multiple of 2 MiB) that the boot layout, the kernel, the
         /// minimum free memory and the initial RAM disk need below the user pool (which takes
-        /// the other half).
+        /// the rest, three quarters of memory).
         needed: u64,
     },
     /// A system call failed while setting up a tenant.

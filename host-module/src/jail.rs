@@ -496,12 +496,10 @@ impl ChildJail {
         self
     }
 
-    /// The jail for a sandbox of a tenant configured with `user` and the CPU budget
-    /// `cpu_seconds` (`RLIMIT_CPU`), joining the tenant's `shared` namespaces if it has them.
     /// A kernel sandbox's jail: `RLIMIT_FSIZE` is `mem_size`, so that its stub's `mem_write`
-    /// and `mem_copy` (`pwrite` and `copy_file_range` on the guest memfd, which the filter
-    /// allows on that fd only) reach all of guest memory. It writes no other file: the
-    /// filter allows no other write, and the memfd's seals keep its size.
+    /// (a `pwrite` on the guest memfd, which the filter allows on that fd only) reaches all
+    /// of guest memory. It writes no other file: the filter allows no other write, and the
+    /// memfd's seals keep its size.
     pub(crate) fn writing_guest_memory(mut self, mem_size: u64) -> Self {
         for r in &mut self.rlimits[..self.nr_rlimits] {
             if r.0 == libc::RLIMIT_FSIZE {
@@ -511,6 +509,8 @@ impl ChildJail {
         self
     }
 
+    /// The jail for a sandbox of a tenant configured with `user` and the CPU budget
+    /// `cpu_seconds` (`RLIMIT_CPU`), joining the tenant's `shared` namespaces if it has them.
     pub(crate) fn for_sandbox(
         user: SandboxUser,
         cpu_seconds: Option<u64>,

@@ -180,8 +180,9 @@ pub struct RunArgs {
 
     /// Initial RAM disk: a cpio "newc" archive, plain or gzip-compressed. It is checked
     /// before boot and handed to the guest uncompressed, page aligned just below the user pool
-    /// (the upper half of guest memory; BootInfo.initrd_gpa/initrd_len); at most 1 GiB
-    /// uncompressed, and it must fit in the lower half of --mem.
+    /// (the upper three quarters of guest memory; BootInfo.initrd_gpa/initrd_len); at most
+    /// 1 GiB uncompressed, and it must fit beside the kernel in the guest kernel's part of
+    /// --mem (a quarter, 64M..1G; the error names the --mem that fits).
     #[arg(long, value_name = "FILE", conflicts_with = "rootfs_pack")]
     pub initrd: Option<PathBuf>,
 

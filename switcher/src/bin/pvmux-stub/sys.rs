@@ -11,8 +11,8 @@ pub(crate) mod nr {
     pub(crate) const MMAP: usize = 9;
     pub(crate) const MPROTECT: usize = 10;
     pub(crate) const MUNMAP: usize = 11;
-    pub(crate) const PWRITE64: usize = 18;
     pub(crate) const RT_SIGACTION: usize = 13;
+    pub(crate) const PWRITE64: usize = 18;
     pub(crate) const SCHED_YIELD: usize = 24;
     pub(crate) const MINCORE: usize = 27;
     pub(crate) const GETPID: usize = 39;

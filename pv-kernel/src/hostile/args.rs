@@ -426,6 +426,51 @@ fn entries(t: &StubTable) -> bool {
         set_cb(code, pvmux_hypercalls::layout::CTL_BASE),
         INVAL,
     );
+    // mem_write: a source outside the window, or that the shadow does not map, and a
+    // destination past guest memory or whose end overflows are refused, and nothing is
+    // written to the destination (a kernel heap buffer here).
+    let mem_write: Fn3 = {
+        // SAFETY: the entry with this signature (ABI stub.rs).
+        unsafe { entry(t.mem_write) }
+    };
+    let src: alloc::vec::Vec<u8> = alloc::vec![0xa5; 2 * PAGE_SIZE as usize];
+    // A mutable buffer whose address escapes to the stub: the host writes it behind the
+    // compiler, which must then read it again.
+    let mut dst: alloc::vec::Vec<u8> = alloc::vec![0; 2 * PAGE_SIZE as usize];
+    let (s, d) = (src.as_ptr() as u64, dst.as_mut_ptr() as u64);
+    let dgpa = crate::boot::virt_to_phys(d, 2 * PAGE_SIZE).unwrap_or(u64::MAX);
+    let unmapped = pvmux_hypercalls::layout::GUEST_FREE_BASE + (3 << 40);
+    for (what, args) in [
+        ("mem_write(src in stub code)", [dgpa, t.null, 16]),
+        (
+            "mem_write(src across WINDOW_END)",
+            [dgpa, WINDOW_END - 8, 16],
+        ),
+        ("mem_write(src unmapped)", [dgpa, unmapped, PAGE_SIZE]),
+        (
+            "mem_write(dst past memory)",
+            [mem - PAGE_SIZE, s, 2 * PAGE_SIZE],
+        ),
+        ("mem_write(dst + len overflows)", [u64::MAX - 8, s, 16]),
+        ("mem_write(len = 2^63)", [dgpa, s, 1 << 63]),
+    ] {
+        check(what, mem_write(args[0], args[1], args[2]), BADADDR);
+    }
+    check(
+        "mem_write leaves its destination alone when refused",
+        i64::from(dst.iter().any(|&b| b != 0)),
+        0,
+    );
+    check(
+        "mem_write(heap buffer, 2 pages)",
+        mem_write(dgpa, s, 2 * PAGE_SIZE),
+        2 * PAGE_SIZE as i64,
+    );
+    check(
+        "mem_write wrote what it said",
+        i64::from(dst.iter().all(|&b| b == 0xa5)),
+        1,
+    );
     drop(_irq);
     let b0 = crate::trap::STATS
         .breakpoints

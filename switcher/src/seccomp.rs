@@ -362,14 +362,6 @@ impl Builder {
         self.ld(arg_lo(i));
         self.jmp(JEQ_K, v, Target::Next, fail);
     }
-    /// Goes on to the next block unless the 64-bit argument `i` equals `v` (as a 32-bit
-    /// value, high half zero).
-    fn arg_eq32_or_next_block(&mut self, i: u32, v: u32) {
-        self.ld(arg_hi(i));
-        self.jmp(JEQ_K, 0, Target::Next, Target::NextBlock);
-        self.ld(arg_lo(i));
-        self.jmp(JEQ_K, v, Target::Next, Target::NextBlock);
-    }
     /// Fails unless the 64-bit argument `i` equals `v` or `v | optional` (32-bit values,
     /// high half zero; `optional` bits outside `v`).
     fn arg_eq32_optional(&mut self, i: u32, v: u32, optional: u32) {
@@ -539,9 +531,11 @@ pub fn build_kernel_filter_with(
     // memory and the offset the file's. A call with another fd goes on to the next blocks,
     // none of which allows it: refused. (Here, before the blocks whose failed checks jump to
     // the end, so that those jumps stay short enough.)
+    b.fail = Target::NextBlock;
     b.block(nr::PWRITE64);
-    b.arg_eq32_or_next_block(0, GUEST_MEM_FD as u32);
+    b.arg_eq32(0, GUEST_MEM_FD as u32);
     b.ret(RET_ALLOW);
+    b.fail = Target::Refuse;
     b.futex_block();
     if inproc {
         inproc_rules(&mut b);

@@ -109,8 +109,8 @@ impl Peer {
 
     /// Boot samples wanted for `boot_to_init` (the workload run counts as one). A pvmux
     /// launch takes ~10–20 ms with its teardown: the median of 9 (25) instead of 2 (5) costs
-    /// a tenth of a second (half a second) and keeps this host's minute-to-minute drift of
-    /// ±0.5 ms from deciding a `--quick` figure. UML and gVisor boots take 0.1–1 s each.
+    /// a tenth of a second (half a second), and one slow launch (±0.5 ms on a nested host)
+    /// no longer decides a `--quick` figure. UML and gVisor boots take 0.1–1 s each.
     fn boots(self, quick: bool) -> usize {
         match (self, quick) {
             (Peer::Native, true) => 10,

@@ -113,6 +113,17 @@ struct Live {
     start: Instant,
 }
 
+/// A test that fails (a panic) while pvmux still runs ends it: its sandboxes go with it
+/// instead of outliving the test (seen once after a timeout: the tenant kept running).
+impl Drop for Live {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 impl Live {
     fn start(root: &TempDir, vcpus: u32, log_debug: bool, args: &[&str]) -> Self {
         let mut cmd = Command::new(PVMUX);

@@ -3420,10 +3420,10 @@ fn a_sleep_goes_on_with_the_time_it_had_left_after_a_switch() {
     wait_for("the sleep ends", || slept.exists());
     let ended = started.elapsed();
     eprintln!("switched at {switched:?}, the {SECS} s sleep ended at {ended:?}");
-    // It ends when it was due (plus the start's and the polling's slack), not a whole sleep
-    // after the switch.
+    // It ends when it was due (plus the start's and the polling's slack: the launch is in
+    // `started`, 1.25 s once on a loaded host), not a whole sleep after the switch (6 s).
     assert!(
-        ended < Duration::from_secs(SECS) + Duration::from_millis(1200)
+        ended < Duration::from_secs(SECS) + Duration::from_millis(1700)
             && ended < switched + Duration::from_secs(SECS),
         "switched at {switched:?}, the sleep ended at {ended:?}: it started over"
     );

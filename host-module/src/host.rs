@@ -393,9 +393,12 @@ impl Host {
             ..HeaderInit::default()
         })?;
         let namespaces = Arc::new(crate::jail::SharedNamespaces::default());
-        let jail =
-            crate::jail::ChildJail::for_sandbox(cfg.sandbox_user, cfg.cpu_seconds, &namespaces)
-                .writing_guest_memory(cfg.mem_size);
+        let jail = crate::jail::ChildJail::for_kernel_sandbox(
+            cfg.sandbox_user,
+            cfg.cpu_seconds,
+            &namespaces,
+            cfg.mem_size,
+        );
         let params = BuildParams {
             nr_vcpus: cfg.vcpus,
             boot_args: &cfg.boot_args,

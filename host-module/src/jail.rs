@@ -22,7 +22,7 @@
 //!    past seccomp. (The stub is exec'd from its memfd, which needs no path.) A sandbox that
 //!    joins the tenant's mount namespace (as root) is there already: `setns` made its root.
 //! 3. **Resource limits** ([`RLIMITS`]): no file may be written (`FSIZE` 0; a kernel sandbox's
-//!    is its guest memory's size, `ChildJail::writing_guest_memory`), no memory locked,
+//!    is its guest memory's size, `ChildJail::for_kernel_sandbox`), no memory locked,
 //!    no message queue, no core dump, no real-time priority, no nice raise, no file lock, no
 //!    fd above the ones the stub holds (`NOFILE`); and the tenant's CPU budget (`RLIMIT_CPU`),
 //!    which the host may not be able to set after the uid change.
@@ -496,17 +496,24 @@ impl ChildJail {
         self
     }
 
-    /// A kernel sandbox's jail: `RLIMIT_FSIZE` is `mem_size`, so that its stub's `mem_write`
-    /// (a `pwrite` on the guest memfd, which the filter allows on that fd only) reaches all
-    /// of guest memory. It writes no other file: the filter allows no other write, and the
-    /// memfd's seals keep its size.
-    pub(crate) fn writing_guest_memory(mut self, mem_size: u64) -> Self {
-        for r in &mut self.rlimits[..self.nr_rlimits] {
+    /// A kernel sandbox's jail ([`ChildJail::for_sandbox`]) for guest memory of `mem_size`
+    /// bytes: its `RLIMIT_FSIZE` is `mem_size`, so that its stub's `mem_write` (a `pwrite` on
+    /// the guest memfd, which the filter allows on that fd only) reaches all of guest memory.
+    /// It writes no other file: the filter allows no other write, and the memfd's seals keep
+    /// its size.
+    pub(crate) fn for_kernel_sandbox(
+        user: SandboxUser,
+        cpu_seconds: Option<u64>,
+        shared: &SharedNamespaces,
+        mem_size: u64,
+    ) -> Self {
+        let mut j = Self::for_sandbox(user, cpu_seconds, shared);
+        for r in &mut j.rlimits[..j.nr_rlimits] {
             if r.0 == libc::RLIMIT_FSIZE {
                 *r = (r.0, mem_size, mem_size);
             }
         }
-        self
+        j
     }
 
     /// The jail for a sandbox of a tenant configured with `user` and the CPU budget

@@ -2270,12 +2270,12 @@ impl Shared {
     /// Spawns the tenant's kernel sandbox (jailed, running `stub`) over its guest memory and
     /// control region.
     fn spawn_kernel_sandbox(&self, stub: &Stub) -> Result<sandbox::Child, HostError> {
-        let jail = ChildJail::for_sandbox(
+        let jail = ChildJail::for_kernel_sandbox(
             self.limits.sandbox_user,
             self.limits.cpu_seconds,
             &self.namespaces,
-        )
-        .writing_guest_memory(self.mem.size());
+            self.mem.size(),
+        );
         sandbox::spawn(stub, self.mem.raw_fd(), self.ctl.raw_fd(), &jail)
     }
 

@@ -591,11 +591,7 @@ extern "sysv64" fn vcpu_id() -> u64 {
 }
 
 extern "sysv64" fn load_root(gpa: u64) -> i64 {
-    if !gpa.is_multiple_of(PAGE_SIZE)
-        || gpa
-            .checked_add(PAGE_SIZE)
-            .is_none_or(|e| e > G.mem_size.load(Relaxed))
-    {
+    if !gpa.is_multiple_of(PAGE_SIZE) || !in_guest_memory(gpa, PAGE_SIZE) {
         return ERR_BADADDR;
     }
     G.root.store(gpa, Release);
@@ -662,7 +658,7 @@ extern "sysv64" fn set_fault_around(pages: u64) -> i64 {
 /// The futex word at guest-physical `gpa` in the physmap, if `gpa` is 4-byte aligned and the
 /// word lies inside guest memory.
 fn user_word(gpa: u64) -> Option<&'static core::sync::atomic::AtomicU32> {
-    if !gpa.is_multiple_of(4) || gpa.checked_add(4)? > G.mem_size.load(Relaxed) {
+    if !gpa.is_multiple_of(4) || !in_guest_memory(gpa, 4) {
         return None;
     }
     // SAFETY: the physmap maps all of guest memory (MAP_SHARED, for the life of the process)
@@ -698,7 +694,7 @@ extern "sysv64" fn user_wake(gpa: u64) -> i64 {
 }
 
 /// Whether `[gpa, gpa + len)` lies inside guest memory.
-fn in_guest_memory(gpa: u64, len: u64) -> bool {
+pub(crate) fn in_guest_memory(gpa: u64, len: u64) -> bool {
     gpa.checked_add(len)
         .is_some_and(|end| end <= G.mem_size.load(Relaxed))
 }

@@ -45,7 +45,7 @@ impl Physmap {
     /// Address of the 8-byte word at `gpa` in the physmap, if `gpa` is 8-aligned and the
     /// word lies inside guest memory.
     fn word(gpa: u64) -> Option<*mut u64> {
-        if !gpa.is_multiple_of(8) || gpa.checked_add(8)? > G.mem_size.load(Relaxed) {
+        if !gpa.is_multiple_of(8) || !crate::entries::in_guest_memory(gpa, 8) {
             return None;
         }
         Some((PHYSMAP_BASE + gpa) as *mut u64)

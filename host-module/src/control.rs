@@ -4,7 +4,7 @@ use std::mem::size_of;
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
 use pvmux_hypercalls::layout::{ctl_size, CTL_HEADER_OFFSET, CTL_VCPU_OFFSET};
-use pvmux_hypercalls::sandbox::kind;
+use pvmux_hypercalls::sandbox::{kind, SharedImageRange, MAX_SHARED_IMAGE_RANGES};
 use pvmux_hypercalls::{SandboxHeader, VcpuShared, PAGE_SIZE};
 
 use crate::shm::SharedMemfd;
@@ -52,6 +52,9 @@ pub struct HeaderInit {
     /// (`ControlRegion::release_entry`); the stub waits for them
     /// ([`SandboxHeader::entry_held`]).
     pub entry_held: bool,
+    /// Kernel sandboxes: the kernel image's pages mapped from its file
+    /// ([`SandboxHeader::shared_image`]; with the entry fields).
+    pub shared_image: [SharedImageRange; MAX_SHARED_IMAGE_RANGES],
 }
 
 /// A sandbox's control memfd, mapped into the host.
@@ -114,11 +117,16 @@ impl ControlRegion {
     /// The sandbox may already run: every word is stored atomically.
     pub(crate) fn release_entry(&self, init: &HeaderInit) {
         use std::mem::offset_of;
-        // `entry_rip` .. `fault_around_pages`: host fields, 8-byte words; the stub reads
-        // `[entry_rip, clock_shift]` only after `entry_held` is 0.
+        // `entry_rip` .. `fault_around_pages` and `shared_image`: host fields, 8-byte words;
+        // the stub reads `[entry_rip, clock_shift]` and `shared_image` only after
+        // `entry_held` is 0.
         self.store_header_words(
             init,
             offset_of!(SandboxHeader, entry_rip)..offset_of!(SandboxHeader, stub_status),
+        );
+        self.store_header_words(
+            init,
+            offset_of!(SandboxHeader, shared_image)..size_of::<SandboxHeader>(),
         );
         let held = self.header_u32(offset_of!(SandboxHeader, entry_held));
         held.store(0, std::sync::atomic::Ordering::SeqCst);
@@ -195,6 +203,7 @@ impl ControlRegion {
             xsave_mask: cpu.xsave_mask,
             xsave_size: cpu.xsave_size,
             cpu_flags: cpu.flags,
+            shared_image: init.shared_image,
         }
     }
 

@@ -288,8 +288,19 @@ pub fn build(
     let args_gpa = pool_base - initrd_span - args_span;
     let usable_end = args_gpa;
 
-    // Kernel image and initial RAM disk.
-    kernel.relocated_chunks(base, |off, chunk| mem.write_bulk(kernel_phys + off, chunk))?;
+    // Kernel image and initial RAM disk. The image's shared runs, when its sandbox maps them
+    // from the image's file, are not written: the memfd keeps holes there.
+    let shared = kernel.shared_image_at(kernel_phys);
+    let skip: &[crate::kernel_image::SharedRun] = match shared {
+        Some(_) => kernel.shared_runs(),
+        None => &[],
+    };
+    kernel.relocated_chunks(base, skip, |off, chunk| {
+        write_outside(off, chunk, skip, |at, part| {
+            mem.write_bulk(kernel_phys + at, part)
+        })
+    })?;
+    mem.set_shared_image(shared.map(std::sync::Arc::new));
     if !initrd.is_empty() {
         mem.write_bulk(initrd_gpa, initrd)?;
     }
@@ -397,6 +408,32 @@ pub fn build(
 }
 
 /// The clock fields of a boot information block.
+/// Hands `put` the parts of `chunk` (the image's bytes at link offset `off`) that lie
+/// outside every run of `skip` (sorted by address), with their link offsets.
+fn write_outside<E>(
+    off: u64,
+    chunk: &[u8],
+    skip: &[crate::kernel_image::SharedRun],
+    mut put: impl FnMut(u64, &[u8]) -> Result<(), E>,
+) -> Result<(), E> {
+    let end = off + chunk.len() as u64;
+    let mut at = off;
+    for r in skip {
+        let (lo, hi) = (r.vaddr.max(at), (r.vaddr + r.len).min(end));
+        if lo >= hi {
+            continue;
+        }
+        if at < lo {
+            put(at, &chunk[(at - off) as usize..(lo - off) as usize])?;
+        }
+        at = hi;
+    }
+    if at < end {
+        put(at, &chunk[(at - off) as usize..])?;
+    }
+    Ok(())
+}
+
 fn set_clock(info: &mut BootInfo, clock: &ClockParams) {
     info.tsc_khz = clock.tsc_khz;
     info.tsc_base = clock.tsc_base;
@@ -813,6 +850,41 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The parts of a chunk outside the shared runs are written, with their offsets.
+    #[test]
+    fn write_outside_leaves_the_shared_runs_out() {
+        use crate::kernel_image::SharedRun;
+        let chunk: Vec<u8> = (0..0x5000u32).map(|i| i as u8).collect();
+        let skip = [
+            SharedRun {
+                vaddr: 0x10_0000,
+                len: 0x1000,
+                file_off: 0,
+            },
+            SharedRun {
+                vaddr: 0x10_2000,
+                len: 0x2000,
+                file_off: 0,
+            },
+        ];
+        let mut parts = Vec::new();
+        write_outside::<()>(0x10_0000, &chunk, &skip, |at, b| {
+            assert_eq!(b, &chunk[(at - 0x10_0000) as usize..][..b.len()]);
+            parts.push((at, b.len()));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(parts, [(0x10_1000, 0x1000), (0x10_4000, 0x1000)]);
+        // No runs: the whole chunk.
+        parts.clear();
+        write_outside::<()>(0x10_0000, &chunk, &[], |at, b| {
+            parts.push((at, b.len()));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(parts, [(0x10_0000, 0x5000)]);
     }
 
     #[test]

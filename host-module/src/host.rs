@@ -141,14 +141,15 @@ fn upgrade_refusal(_cfg: &TenantConfig) -> Option<String> {
 /// kernel enters as `layout` says, on `clock`.
 pub(crate) fn header_init(
     nr_vcpus: u32,
-    mem_size: u64,
+    mem: &GuestMemory,
     layout: &domain_builder::DomainLayout,
     clock: &ClockParams,
     user_isolation: u32,
 ) -> HeaderInit {
     HeaderInit {
         nr_vcpus,
-        mem_size,
+        mem_size: mem.size(),
+        shared_image: mem.shared_image().map(|s| s.ranges()).unwrap_or_default(),
         entry_rip: layout.entry_rip,
         entry_rsp: layout.entry_rsp,
         entry_rdi: layout.entry_rdi,
@@ -313,7 +314,7 @@ impl Host {
             .map_err(|e| bad(e.to_string()))?;
         let ctl = ControlRegion::new(&header_init(
             st.nr_vcpus,
-            st.mem_size,
+            &mem,
             &layout,
             &clock,
             isolation_of(&cfg.boot_args),
@@ -406,11 +407,17 @@ impl Host {
             initrd: cfg.initrd.as_deref().map(Vec::as_slice),
         };
         let base = domain_builder::random_kernel_base(cfg.kernel.span());
+        // The kernel image's file, if its read-only pages are mapped from it (the build
+        // leaves them out of guest memory then: `KernelImage::shared_image_at`).
+        let image_fd = cfg
+            .kernel
+            .file()
+            .map(|f| std::os::fd::AsRawFd::as_raw_fd(&f.file));
         let spawn = crate::tenant::Prelaunch::start(
             &cfg.name,
             Arc::clone(&self.stub),
-            mem.raw_fd(),
-            ctl.raw_fd(),
+            [mem.raw_fd(), ctl.raw_fd()],
+            image_fd,
             jail,
             namespaces,
         )?;
@@ -422,7 +429,7 @@ impl Host {
         // The clock last: the first launch's TSC calibration ([`warm_up`]) overlaps the build.
         let clock = ClockParams::now();
         domain_builder::write_clock(&mem, &clock)?;
-        let entry = header_init(cfg.vcpus, cfg.mem_size, &layout, &clock, isolation);
+        let entry = header_init(cfg.vcpus, &mem, &layout, &clock, isolation);
         // Everything that can still refuse the configuration (a disk that does not open)
         // before the guest may run.
         let mut parts = tenant_parts(cfg, mem, ctl, layout, clock, initial_balloon)?;

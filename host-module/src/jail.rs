@@ -54,8 +54,9 @@ use std::sync::OnceLock;
 use pvmux_hypercalls::sandbox::{CTL_FD, GUEST_MEM_FD};
 
 /// The file descriptors a sandbox holds once its stub runs (everything else is closed before
-/// the exec): the guest-memory memfd and the control memfd. Tests take the expected set of
-/// `/proc/PID/fd` from here.
+/// the exec): the guest-memory memfd and the control memfd. (A kernel sandbox may hold one
+/// more, read-only, below the limit too: its kernel image's file,
+/// [`pvmux_hypercalls::sandbox::KERNEL_IMAGE_FD`].)
 pub const SANDBOX_FDS: &[i32] = &[GUEST_MEM_FD, CTL_FD];
 
 /// `RLIMIT_NOFILE` of a sandbox: one above the highest fd it holds (no new fd can be made).

@@ -8,6 +8,7 @@
 //! not copied at all (a 2 MiB copy was ~500 host page faults on every launch's path).
 
 use std::borrow::Cow;
+use std::sync::{Arc, OnceLock};
 
 use object::elf;
 use object::read::elf::{Dyn, ElfFile64, FileHeader, ProgramHeader};
@@ -16,6 +17,10 @@ use pvmux_hypercalls::layout::KERNEL_REGION_SIZE;
 use pvmux_hypercalls::{KernelAbiHeader, ABI_MAGIC, ABI_VERSION, PAGE_SIZE};
 use zerocopy::FromBytes;
 
+use pvmux_hypercalls::sandbox::MAX_SHARED_IMAGE_RANGES;
+
+use crate::image_file::ImageFile;
+use crate::memory::SharedImage;
 use crate::page_table::MapFlags;
 use crate::ImageError;
 
@@ -86,16 +91,25 @@ impl Footprint<'_> {
     }
 
     /// Hands the footprint to `put` in chunks of `chunk` bytes (the last may be shorter),
-    /// with each chunk's link address, through one buffer.
+    /// with each chunk's link address, through one buffer; a chunk wholly inside one of the
+    /// `skip` runs is neither read nor handed over.
     fn chunks<E>(
         &self,
         chunk: usize,
+        skip: &[SharedRun],
         mut put: impl FnMut(u64, &mut [u8]) -> Result<(), E>,
     ) -> Result<(), E> {
         let mut buf = vec![0u8; chunk.min(self.span as usize)];
         let mut start = 0u64;
         while start < self.span {
             let end = (start + chunk as u64).min(self.span);
+            if skip
+                .iter()
+                .any(|r| r.vaddr <= start && end <= r.vaddr + r.len)
+            {
+                start = end;
+                continue;
+            }
             let b = &mut buf[..(end - start) as usize];
             b.fill(0);
             for s in &self.segments {
@@ -123,6 +137,72 @@ pub struct KernelImage {
     symbols: Vec<Symbol>,
     /// The hand-over note (`.pvmux_handover`), if the image has a valid one.
     handover: Option<pvmux_hypercalls::handover::HandoverNote>,
+    /// The runs of pages a kernel sandbox may map from the image's file ([`SharedRun`]).
+    shared_runs: Vec<SharedRun>,
+    /// The file of an image built into the executable, found at its first launch.
+    file: OnceLock<Option<Arc<ImageFile>>>,
+}
+
+/// A run of the image's pages that are the same for every tenant and every base: mapped
+/// read-only (not writable in any segment that covers them), touched by no relocation, and
+/// wholly file bytes of one segment whose file offset is congruent to its address, so the
+/// run can be mapped from the ELF file itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SharedRun {
+    /// Link address (page aligned).
+    pub(crate) vaddr: u64,
+    /// Length in bytes (page aligned, not 0).
+    pub(crate) len: u64,
+    /// Offset of its first byte in the ELF file (page aligned).
+    pub(crate) file_off: u64,
+}
+
+/// The runs of shareable pages of an image ([`SharedRun`]), the longest
+/// [`MAX_SHARED_IMAGE_RANGES`] of them, by address.
+fn shared_runs(
+    segments: &[Segment],
+    page_flags: &[Option<MapFlags>],
+    relocations: &[Relocation],
+) -> Vec<SharedRun> {
+    let mut runs: Vec<SharedRun> = Vec::new();
+    for s in segments {
+        if s.vaddr % PAGE_SIZE != s.off % PAGE_SIZE {
+            continue;
+        }
+        let (first, last) = (s.vaddr.next_multiple_of(PAGE_SIZE), s.vaddr + s.filesz);
+        let mut page = first;
+        while page + PAGE_SIZE <= last {
+            let read_only = page_flags
+                .get((page / PAGE_SIZE) as usize)
+                .copied()
+                .flatten()
+                .is_some_and(|f| !f.write);
+            // A relocation slot is 8 bytes: one that starts up to 7 bytes before the page
+            // writes into it too.
+            let i = relocations.partition_point(|r| r.offset + 8 <= page);
+            let relocated = relocations
+                .get(i)
+                .is_some_and(|r| r.offset < page + PAGE_SIZE);
+            if read_only && !relocated {
+                let file_off = s.off + (page - s.vaddr);
+                match runs.last_mut() {
+                    Some(r) if r.vaddr + r.len == page && r.file_off + r.len == file_off => {
+                        r.len += PAGE_SIZE;
+                    }
+                    _ => runs.push(SharedRun {
+                        vaddr: page,
+                        len: PAGE_SIZE,
+                        file_off,
+                    }),
+                }
+            }
+            page += PAGE_SIZE;
+        }
+    }
+    runs.sort_by_key(|r| std::cmp::Reverse(r.len));
+    runs.truncate(MAX_SHARED_IMAGE_RANGES);
+    runs.sort_by_key(|r| r.vaddr);
+    runs
 }
 
 fn malformed(what: impl std::fmt::Display) -> ImageError {
@@ -133,7 +213,7 @@ impl KernelImage {
     /// Hands the image's memory footprint at link address 0 (unrelocated) to `put`, in
     /// order, in chunks of at most 64 KiB.
     pub fn footprint_chunks(&self, mut put: impl FnMut(&[u8])) {
-        let _ = self.image.chunks::<()>(RELOCATION_CHUNK, |_, b| {
+        let _ = self.image.chunks::<()>(RELOCATION_CHUNK, &[], |_, b| {
             put(b);
             Ok(())
         });
@@ -245,6 +325,7 @@ impl KernelImage {
         };
         let relocations = read_relocations(&file, &view, &page_flags, max_relocations)?;
         let symbols = read_symbols(&file);
+        let shared_runs = shared_runs(&view.segments, &page_flags, &relocations);
         let segments = view.segments;
         tracing::debug!(
             span,
@@ -264,7 +345,45 @@ impl KernelImage {
             entry,
             symbols,
             handover,
+            shared_runs,
+            file: OnceLock::new(),
         })
+    }
+
+    /// The runs of pages every tenant of this image may share ([`SharedRun`]).
+    pub(crate) fn shared_runs(&self) -> &[SharedRun] {
+        &self.shared_runs
+    }
+
+    /// The file a kernel sandbox maps this image's shared runs from: the executable's, for
+    /// an image built into it (looked up once, [`crate::image_file::locate`]); `None` for an
+    /// image read from a file (its bytes are written into guest memory) or without runs.
+    pub(crate) fn file(&self) -> Option<&Arc<ImageFile>> {
+        self.file
+            .get_or_init(|| match &self.image.file {
+                Cow::Borrowed(b) if !self.shared_runs.is_empty() => {
+                    crate::image_file::locate(b).map(Arc::new)
+                }
+                _ => None,
+            })
+            .as_ref()
+    }
+
+    /// The shared pages of this image loaded at guest-physical `kernel_phys` (see
+    /// [`KernelImage::file`]): `None` if the image has no file to map them from.
+    pub(crate) fn shared_image_at(&self, kernel_phys: u64) -> Option<SharedImage> {
+        let file = self.file()?;
+        let Cow::Borrowed(elf) = &self.image.file else {
+            return None;
+        };
+        Some(SharedImage::new(
+            Arc::clone(file),
+            elf,
+            self.shared_runs
+                .iter()
+                .map(|r| (kernel_phys + r.vaddr, r.len, r.file_off))
+                .collect(),
+        ))
     }
 
     /// The image's hand-over note (`pvmux upgrade`): the record versions it writes and
@@ -292,7 +411,7 @@ impl KernelImage {
     #[cfg(test)]
     pub(crate) fn relocated(&self, base: u64) -> Vec<u8> {
         let mut img = Vec::with_capacity(self.image.span as usize);
-        self.relocated_chunks::<()>(base, |_, chunk| {
+        self.relocated_chunks::<()>(base, &[], |_, chunk| {
             img.extend_from_slice(chunk);
             Ok(())
         })
@@ -302,15 +421,17 @@ impl KernelImage {
 
     /// Hands the image's bytes at link address 0, relocated for `base`, to `put` in chunks
     /// of [`RELOCATION_CHUNK`] bytes (with the chunk's offset), through one buffer: the
-    /// image is never copied whole (a boot writes it straight into guest memory).
+    /// image is never copied whole (a boot writes it straight into guest memory). Chunks
+    /// wholly inside one of the `skip` runs (pages no relocation touches) are left out.
     pub(crate) fn relocated_chunks<E>(
         &self,
         base: u64,
+        skip: &[SharedRun],
         mut put: impl FnMut(u64, &[u8]) -> Result<(), E>,
     ) -> Result<(), E> {
         // Relocations are sorted by offset (`read_relocations`): one pass over them.
         let mut next = 0;
-        self.image.chunks(RELOCATION_CHUNK, |start, chunk| {
+        self.image.chunks(RELOCATION_CHUNK, skip, |start, chunk| {
             let end = start + chunk.len() as u64;
             // A slot that straddles two chunks is written in part into each.
             while let Some(r) = self.relocations.get(next) {
@@ -561,6 +682,112 @@ fn read_symbols(file: &ElfFile64<'_, Endianness>) -> Vec<Symbol> {
 
 #[cfg(test)]
 mod tests {
+    use super::{shared_runs, Relocation, Segment, SharedRun};
+    use crate::page_table::MapFlags;
+
+    fn run(vaddr: u64, len: u64, file_off: u64) -> SharedRun {
+        SharedRun {
+            vaddr,
+            len,
+            file_off,
+        }
+    }
+
+    /// Shared runs: whole read-only pages of one segment's file bytes, no relocation in them
+    /// (one straddling a page boundary excludes both pages), file offsets congruent to the
+    /// address; writable pages, partial pages, bss and incongruent segments are not.
+    #[test]
+    fn shared_runs_are_whole_read_only_relocation_free_file_pages() {
+        const P: u64 = 0x1000;
+        let segments = [
+            // R: pages 0-2 whole, page 3 partial.
+            Segment {
+                vaddr: 0,
+                off: 0,
+                filesz: 0x3800,
+            },
+            // RX at 0x4800 (file 0x3800, congruent): pages 5-8 whole, 9 partial.
+            Segment {
+                vaddr: 0x4800,
+                off: 0x3800,
+                filesz: 0x5000,
+            },
+            // RW: pages 0xa-0xb.
+            Segment {
+                vaddr: 0xa000,
+                off: 0x9000,
+                filesz: 0x2000,
+            },
+            // R, incongruent file offset: pages 0xd-0xe.
+            Segment {
+                vaddr: 0xd000,
+                off: 0xb800,
+                filesz: 0x2000,
+            },
+        ];
+        let mut flags = vec![Some(MapFlags::RO); 0xf];
+        flags[4] = None;
+        for f in &mut flags[5..10] {
+            *f = Some(MapFlags {
+                write: false,
+                exec: true,
+            });
+        }
+        flags[0xa] = Some(MapFlags::RW);
+        flags[0xb] = Some(MapFlags::RW);
+        flags[0xc] = None;
+        // One relocation straddling pages 6 and 7, one inside the RW segment.
+        let relocations = [
+            Relocation {
+                offset: 0x6ffc,
+                addend: 0,
+            },
+            Relocation {
+                offset: 0xa010,
+                addend: 0,
+            },
+        ];
+        assert_eq!(
+            shared_runs(&segments, &flags, &relocations),
+            [
+                run(0, 3 * P, 0),
+                run(5 * P, P, 0x4000),
+                run(8 * P, P, 0x7000)
+            ]
+        );
+        // Without relocations pages 5-8 are one run.
+        assert_eq!(
+            shared_runs(&segments, &flags, &[]),
+            [run(0, 3 * P, 0), run(5 * P, 4 * P, 0x4000)]
+        );
+    }
+
+    /// More runs than a header holds: the longest are kept, by address.
+    #[test]
+    fn only_the_longest_shared_runs_are_kept() {
+        const P: u64 = 0x1000;
+        let segments = [Segment {
+            vaddr: 0,
+            off: 0,
+            filesz: 0x20 * P,
+        }];
+        let flags = vec![Some(MapFlags::RO); 0x20];
+        // Relocations cut the pages into runs of 1, 2, 3, 4, 5 and 6 pages, and the 5 left.
+        let mut relocations = Vec::new();
+        let mut at = 0;
+        for len in 1..=6u64 {
+            at += len * P;
+            relocations.push(Relocation {
+                offset: at,
+                addend: 0,
+            });
+            at += P;
+        }
+        let runs = shared_runs(&segments, &flags, &relocations);
+        let lens: Vec<u64> = runs.iter().map(|r| r.len / P).collect();
+        assert_eq!(lens, [4, 5, 6, 5]);
+        assert!(runs.windows(2).all(|w| w[0].vaddr < w[1].vaddr));
+    }
     use super::*;
     use crate::test_elf::TestElf;
 
@@ -598,6 +825,8 @@ mod tests {
             entry: 0,
             symbols: Vec::new(),
             handover: None,
+            shared_runs: Vec::new(),
+            file: OnceLock::new(),
         };
         let base: u64 = 0x1234_5678_9abc_0000;
         let mut want = image;
@@ -607,7 +836,7 @@ mod tests {
         }
         let mut got = Vec::new();
         let mut offsets_seen = Vec::new();
-        img.relocated_chunks::<()>(base, |off, chunk| {
+        img.relocated_chunks::<()>(base, &[], |off, chunk| {
             offsets_seen.push(off);
             got.extend_from_slice(chunk);
             Ok(())

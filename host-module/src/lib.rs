@@ -28,6 +28,7 @@ mod fuzz_tests;
 mod host;
 pub mod hostfs;
 mod hypercall;
+mod image_file;
 pub mod initramfs;
 pub mod jail;
 pub mod kernel_image;

@@ -3,11 +3,14 @@
 //! The guest writes this memory concurrently with the host. [`GuestMemory`] therefore never
 //! hands out references into it: every access copies, and every range is bounds-checked.
 
-use std::os::fd::{BorrowedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, RawFd};
 use std::sync::atomic::AtomicU32;
+use std::sync::{Arc, RwLock};
 
 use pvmux_hypercalls::layout::MAX_GUEST_MEM;
+use pvmux_hypercalls::sandbox::{SharedImageRange, MAX_SHARED_IMAGE_RANGES};
 
+use crate::image_file::ImageFile;
 use crate::shm::SharedMemfd;
 use crate::{HostError, MemoryError};
 
@@ -31,11 +34,89 @@ pub fn validate_mem_size(size: u64) -> Result<(), HostError> {
     Ok(())
 }
 
+/// The guest-physical pages of a tenant's kernel image that its kernel sandbox maps
+/// read-only from the image's file (`KernelImage::shared_image_at`): holes in the memfd,
+/// which no launch writes; the host reads them from the image's bytes.
+#[derive(Debug)]
+pub struct SharedImage {
+    file: Arc<ImageFile>,
+    /// The ELF file's bytes (built into the executable: the file's own pages).
+    elf: &'static [u8],
+    /// `(gpa, len, offset in the ELF)`, page aligned, by address, at most
+    /// [`MAX_SHARED_IMAGE_RANGES`].
+    runs: Vec<(u64, u64, u64)>,
+}
+
+impl SharedImage {
+    /// The runs `(gpa, len, offset in elf)` of `elf`, whose file is `file` (the longest
+    /// [`MAX_SHARED_IMAGE_RANGES`] runs lying in `elf` are kept).
+    pub(crate) fn new(
+        file: Arc<ImageFile>,
+        elf: &'static [u8],
+        mut runs: Vec<(u64, u64, u64)>,
+    ) -> Self {
+        runs.retain(|&(_, len, off)| {
+            off.checked_add(len)
+                .is_some_and(|end| end <= elf.len() as u64)
+        });
+        runs.sort_by_key(|r| std::cmp::Reverse(r.1));
+        runs.truncate(MAX_SHARED_IMAGE_RANGES);
+        runs.sort_by_key(|r| r.0);
+        Self { file, elf, runs }
+    }
+
+    /// The sandbox header's ranges: the runs with their offsets in the file.
+    pub(crate) fn ranges(&self) -> [SharedImageRange; MAX_SHARED_IMAGE_RANGES] {
+        let mut out = [SharedImageRange::default(); MAX_SHARED_IMAGE_RANGES];
+        for (o, &(gpa, len, off)) in out.iter_mut().zip(&self.runs) {
+            *o = SharedImageRange {
+                gpa,
+                len,
+                file_offset: self.file.offset + off,
+            };
+        }
+        out
+    }
+
+    /// The file the kernel sandbox maps the runs from (read-only).
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.file.file.as_fd()
+    }
+
+    /// The guest-physical runs `(gpa, len)`.
+    pub fn gpa_runs(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.runs.iter().map(|&(gpa, len, _)| (gpa, len))
+    }
+
+    /// The image's bytes from `gpa` to the end of its run, if `gpa` lies in one.
+    fn bytes_at(&self, gpa: u64) -> Option<&'static [u8]> {
+        let &(start, len, off) = self
+            .runs
+            .iter()
+            .find(|&&(start, len, _)| (start..start + len).contains(&gpa))?;
+        let elf: &'static [u8] = self.elf;
+        elf.get((off + gpa - start) as usize..(off + len) as usize)
+    }
+
+    /// The first run's start above `gpa` (`u64::MAX` if none).
+    fn next_run(&self, gpa: u64) -> u64 {
+        self.runs
+            .iter()
+            .map(|r| r.0)
+            .filter(|&start| start > gpa)
+            .min()
+            .unwrap_or(u64::MAX)
+    }
+}
+
 /// A tenant's guest-physical memory.
 #[derive(Debug)]
 pub struct GuestMemory {
     shm: SharedMemfd,
     size: u64,
+    /// The kernel image's pages its sandbox maps from the image's file (set by the domain
+    /// build, replaced by a hand-over's).
+    shared_image: RwLock<Option<Arc<SharedImage>>>,
 }
 
 impl GuestMemory {
@@ -45,7 +126,21 @@ impl GuestMemory {
         Ok(Self {
             shm: SharedMemfd::new("pvmux-guest", size)?,
             size,
+            shared_image: RwLock::new(None),
         })
+    }
+
+    /// The kernel image's pages the kernel sandbox maps from the image's file, if any.
+    pub fn shared_image(&self) -> Option<Arc<SharedImage>> {
+        self.shared_image
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Sets (the domain build) or clears the kernel image's shared pages.
+    pub(crate) fn set_shared_image(&self, shared: Option<Arc<SharedImage>>) {
+        *self.shared_image.write().unwrap_or_else(|e| e.into_inner()) = shared;
     }
 
     /// Size of guest memory in bytes.
@@ -75,14 +170,37 @@ impl GuestMemory {
         }
     }
 
-    /// Copies guest memory at `gpa` into `buf`.
+    /// Copies guest memory at `gpa` into `buf` (the kernel image's shared pages from the
+    /// image: the memfd has holes there).
     pub fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
         let off = self.check_range(gpa, buf.len() as u64)?;
-        // SAFETY: `off + buf.len() <= size == mapping length` (checked above); the source is
-        // shared memory another process may write concurrently, so it is copied bytewise
-        // with no reference formed to it; `buf` is a distinct host buffer.
-        unsafe {
-            std::ptr::copy_nonoverlapping(self.shm.as_ptr().add(off), buf.as_mut_ptr(), buf.len());
+        let shared = self.shared_image();
+        let mut done = 0usize;
+        while done < buf.len() {
+            let at = gpa + done as u64;
+            let rest = &mut buf[done..];
+            if let Some(image) = shared.as_ref().and_then(|s| s.bytes_at(at)) {
+                let n = image.len().min(rest.len());
+                rest[..n].copy_from_slice(&image[..n]);
+                done += n;
+                continue;
+            }
+            let to_run = shared.as_ref().map_or(u64::MAX, |s| s.next_run(at)) - at;
+            let n = rest
+                .len()
+                .min(usize::try_from(to_run).unwrap_or(usize::MAX));
+            // SAFETY: `off + done + n <= off + buf.len() <= size == mapping length` (checked
+            // above); the source is shared memory another process may write concurrently, so
+            // it is copied bytewise with no reference formed to it; `rest` is a distinct host
+            // buffer.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    self.shm.as_ptr().add(off + done),
+                    rest.as_mut_ptr(),
+                    n,
+                );
+            }
+            done += n;
         }
         Ok(())
     }

@@ -1,7 +1,8 @@
 //! Spawning and reaping sandbox processes.
 //!
-//! The stub ELF lives in a sealed memfd. A sandbox is a child that keeps exactly two file
-//! descriptors, [`GUEST_MEM_FD`] and [`CTL_FD`], and `execveat`s the stub memfd. The child is
+//! The stub ELF lives in a sealed memfd. A sandbox is a child that keeps two file
+//! descriptors, [`GUEST_MEM_FD`] and [`CTL_FD`] (a kernel sandbox may keep a third,
+//! [`KERNEL_IMAGE_FD`], read-only), and `execveat`s the stub memfd. The child is
 //! created like `posix_spawn` does, with `clone(CLONE_VM | CLONE_VFORK)` on a stack of its
 //! own: the host's page tables are not copied (the host may be large), and the calling
 //! thread is suspended until the child has exec'd. Before the exec the child jails itself
@@ -14,7 +15,7 @@
 use std::ffi::c_char;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
-use pvmux_hypercalls::sandbox::{CTL_FD, GUEST_MEM_FD};
+use pvmux_hypercalls::sandbox::{CTL_FD, GUEST_MEM_FD, KERNEL_IMAGE_FD};
 use rustix::process::{Pid, PidfdFlags, WaitOptions};
 
 use crate::jail::ChildJail;
@@ -26,10 +27,10 @@ pub const SANDBOX_ARGV0: &std::ffi::CStr = c"pvmux-sandbox";
 /// Exit status of a spawned child whose `execveat` of the stub failed.
 pub const EXEC_FAILED_STATUS: i32 = 127;
 /// Fd of the stub memfd in the child between clone and exec (close-on-exec).
-const STUB_FD: RawFd = 5;
+const STUB_FD: RawFd = 6;
 /// Fd of the host's `/proc/self/stat` in the child between clone and exec, for the jail's
 /// parent check (close-on-exec; closed by the jail before that).
-const STAT_FD: RawFd = 6;
+const STAT_FD: RawFd = 7;
 
 /// The sandbox stub executable, sealed in a memfd.
 #[derive(Debug)]
@@ -103,7 +104,8 @@ const CHILD_STACK: usize = 64 * 1024;
 /// What the child needs, prepared by the parent (read-only in the child).
 struct ChildArgs<'a> {
     parent: libc::pid_t,
-    fds: [RawFd; 3],
+    /// Guest memory, control region, stub, and the kernel image's file (-1: none).
+    fds: [RawFd; 4],
     argv: [*const c_char; 2],
     envp: [*const c_char; 1],
     jail: &'a ChildJail,
@@ -112,18 +114,26 @@ struct ChildArgs<'a> {
     cpus: Option<libc::cpu_set_t>,
 }
 
-/// Spawns a sandbox with `guest_fd` as fd 3 and `ctl_fd` as fd 4, jails it (`crate::jail`)
-/// and execs the stub.
+/// Spawns a sandbox with `guest_fd` as fd 3 ([`GUEST_MEM_FD`]), `ctl_fd` as fd 4
+/// ([`CTL_FD`]) and, for a kernel sandbox that maps its kernel image's pages from the image's
+/// file, `image_fd` as fd 5 ([`KERNEL_IMAGE_FD`]), jails it (`crate::jail`) and execs the
+/// stub.
 pub(crate) fn spawn(
     stub: &Stub,
     guest_fd: RawFd,
     ctl_fd: RawFd,
+    image_fd: Option<RawFd>,
     jail: &ChildJail,
 ) -> Result<Child, HostError> {
     let args = ChildArgs {
         // SAFETY: getpid has no preconditions.
         parent: unsafe { libc::getpid() },
-        fds: [guest_fd, ctl_fd, stub.fd.as_raw_fd()],
+        fds: [
+            guest_fd,
+            ctl_fd,
+            stub.fd.as_raw_fd(),
+            image_fd.unwrap_or(-1),
+        ],
         argv: [SANDBOX_ARGV0.as_ptr(), std::ptr::null()],
         envp: [std::ptr::null()],
         jail,
@@ -286,7 +296,7 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
 /// parent thread's `errno`), and never returns.
 unsafe fn exec_child(
     parent: libc::pid_t,
-    [guest, ctl, stub]: [RawFd; 3],
+    [guest, ctl, stub, image]: [RawFd; 4],
     argv: &[*const c_char; 2],
     envp: &[*const c_char; 1],
     jail: &ChildJail,
@@ -321,10 +331,18 @@ unsafe fn exec_child(
             } else {
                 16
             },
+            if image >= 0 {
+                libc::fcntl(image, libc::F_DUPFD_CLOEXEC, 16)
+            } else {
+                16
+            },
         ];
         if high.iter().any(|&fd| fd < 0)
             || libc::dup2(high[0], GUEST_MEM_FD) < 0
             || libc::dup2(high[1], CTL_FD) < 0
+            // Without an image file, fd 5 is closed with everything else not kept.
+            || (image >= 0 && libc::dup2(high[4], KERNEL_IMAGE_FD) < 0)
+            || (image < 0 && libc::syscall(libc::SYS_close_range, 5u32, 5u32, 0u32) < 0)
             || libc::dup2(high[2], STUB_FD) < 0
             || libc::fcntl(STUB_FD, libc::F_SETFD, libc::FD_CLOEXEC) < 0
             || (stat >= 0

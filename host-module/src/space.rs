@@ -479,6 +479,7 @@ impl Spaces {
             &self.inner.stub,
             self.inner.mem.raw_fd(),
             ctl.raw_fd(),
+            None,
             &jail,
         )
         .map_err(|e| {
@@ -842,7 +843,7 @@ fn top_up_spares(inner: &Inner, ep: &OwnedFd, in_cgroup: bool, templates: &mut T
                         SandboxCtl::Own(c, _) => c.raw_fd(),
                         SandboxCtl::Template(_) => unreachable!("made above"),
                     };
-                    let child = sandbox::spawn(&inner.stub, inner.mem.raw_fd(), raw, &jail)
+                    let child = sandbox::spawn(&inner.stub, inner.mem.raw_fd(), raw, None, &jail)
                         .map_err(|e| e.to_string())?;
                     Ok((child, ctl))
                 }),

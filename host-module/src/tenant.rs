@@ -1996,14 +1996,15 @@ pub(crate) struct Prelaunch {
 
 impl Prelaunch {
     /// Starts tenant `name`'s monitor thread and has it spawn the kernel sandbox (`stub`,
-    /// guest memory `guest_fd`, control region `ctl_fd`, whose header holds the entry back:
-    /// `entry_held`) at once; [`PrelaunchSpawn::wait`] gives the result. The two fds must
-    /// stay open until then.
+    /// guest memory and control region `[guest_fd, ctl_fd]`, whose header holds the entry
+    /// back: `entry_held`; the kernel image's file `image_fd` if its pages are mapped from
+    /// it) at once; [`PrelaunchSpawn::wait`] gives the result. The fds must stay open until
+    /// then.
     pub(crate) fn start(
         name: &str,
         stub: Arc<Stub>,
-        guest_fd: std::os::fd::RawFd,
-        ctl_fd: std::os::fd::RawFd,
+        [guest_fd, ctl_fd]: [std::os::fd::RawFd; 2],
+        image_fd: Option<std::os::fd::RawFd>,
         jail: crate::jail::ChildJail,
         namespaces: Arc<crate::jail::SharedNamespaces>,
     ) -> Result<PrelaunchSpawn, HostError> {
@@ -2012,7 +2013,7 @@ impl Prelaunch {
         // On another CPU: the spawn runs while the caller builds the domain.
         let builder = std::thread::Builder::new().name(format!("pvmux-mon-{name}"));
         let thread = crate::cpu_spread::spawn_elsewhere(builder, move || {
-            let spawned = sandbox::spawn(&stub, guest_fd, ctl_fd, &jail);
+            let spawned = sandbox::spawn(&stub, guest_fd, ctl_fd, image_fd, &jail);
             let ok = spawned.is_ok();
             if child_tx.send(spawned).is_err() || !ok {
                 return;
@@ -2276,7 +2277,11 @@ impl Shared {
             &self.namespaces,
             self.mem.size(),
         );
-        sandbox::spawn(stub, self.mem.raw_fd(), self.ctl.raw_fd(), &jail)
+        let shared = self.mem.shared_image();
+        let image = shared
+            .as_ref()
+            .map(|s| std::os::fd::AsRawFd::as_raw_fd(&s.fd()));
+        sandbox::spawn(stub, self.mem.raw_fd(), self.ctl.raw_fd(), image, &jail)
     }
 
     /// Boots `next` in this tenant after its kernel sandbox was reaped (a hand-over): stops
@@ -2320,7 +2325,7 @@ impl Shared {
         next.adoption.mark("kernel part rebuilt");
         self.ctl.reset(&crate::host::header_init(
             self.ctl.nr_vcpus(),
-            self.mem.size(),
+            &self.mem,
             &layout,
             &self.clock,
             crate::host::isolation_of(&self.boot.boot_args),

@@ -398,6 +398,8 @@ enum pvmux_error {
 
 #define PVMUX_GUEST_MEM_FD 3
 #define PVMUX_CTL_FD 4
+#define PVMUX_KERNEL_IMAGE_FD 5 /* kernel sandboxes: the kernel image's file, read-only */
+#define PVMUX_MAX_SHARED_IMAGE_RANGES 4
 #define PVMUX_STUB_EXIT_CRASH 124
 #define PVMUX_STUB_EXIT_SETUP 125
 
@@ -411,6 +413,14 @@ enum pvmux_error {
 #define PVMUX_STUB_STATUS_READY 1u
 #define PVMUX_STUB_STATUS_RUNNING 2u
 #define PVMUX_STUB_STATUS_FAILED 3u
+
+/* SandboxHeader.shared_image: gpa [gpa, gpa + len) is mapped read-only from
+ * PVMUX_KERNEL_IMAGE_FD at file_offset (len 0: unused). */
+struct pvmux_shared_image_range {
+    uint64_t gpa;
+    uint64_t len;
+    uint64_t file_offset;
+};
 
 struct pvmux_sandbox_header {
     uint64_t magic;              /* host */
@@ -444,6 +454,8 @@ struct pvmux_sandbox_header {
     uint64_t xsave_mask; /* host: XCR0 without dynamic features (0: no XSAVE) */
     uint32_t xsave_size; /* host: standard-format XSAVE image bytes of xsave_mask */
     uint32_t cpu_flags;  /* host: PVMUX_CPU_FLAG_* */
+    /* host, kernel sandboxes: pages mapped from PVMUX_KERNEL_IMAGE_FD (with the entry) */
+    struct pvmux_shared_image_range shared_image[PVMUX_MAX_SHARED_IMAGE_RANGES];
 };
 #define PVMUX_CPU_FLAG_RDTSCP (1u << 0) /* SandboxHeader.cpu_flags: rdtscp works */
 #define PVMUX_USER_ISOLATION_PROCESS 0u /* every address space in a user sandbox */
@@ -1159,7 +1171,9 @@ _Static_assert(offsetof(struct pvmux_sandbox_header, user_ctx_gpa) == 144, "Sand
 _Static_assert(offsetof(struct pvmux_sandbox_header, user_grant_gpa) == 160, "SandboxHeader");
 _Static_assert(offsetof(struct pvmux_sandbox_header, xsave_mask) == 176, "SandboxHeader");
 _Static_assert(offsetof(struct pvmux_sandbox_header, cpu_flags) == 188, "SandboxHeader");
-_Static_assert(sizeof(struct pvmux_sandbox_header) == 192, "SandboxHeader size");
+_Static_assert(offsetof(struct pvmux_sandbox_header, shared_image) == 192, "SandboxHeader");
+_Static_assert(sizeof(struct pvmux_shared_image_range) == 24, "SharedImageRange size");
+_Static_assert(sizeof(struct pvmux_sandbox_header) == 288, "SandboxHeader size");
 
 _Static_assert(sizeof(struct pvmux_vcpu_shared) == 4096, "VcpuShared size");
 _Static_assert(_Alignof(struct pvmux_vcpu_shared) == 4096, "VcpuShared alignment");

@@ -1,9 +1,11 @@
 //! The sandbox header: page 0 of the control memfd, written by the host before it starts the
 //! stub, and reported back into by the stub.
 //!
-//! The stub is started with exactly two file descriptors: [`GUEST_MEM_FD`] (guest-physical
-//! memory) and [`CTL_FD`] (the control region). It maps both, checks this header, prepares
-//! every vCPU thread, installs its seccomp filter, and only then enters the guest.
+//! The stub is started with two file descriptors: [`GUEST_MEM_FD`] (guest-physical memory)
+//! and [`CTL_FD`] (the control region); a kernel sandbox may hold a third,
+//! [`KERNEL_IMAGE_FD`] (its kernel image's file, read-only). It maps the first two, checks
+//! this header, prepares every vCPU thread, installs its seccomp filter, and only then enters
+//! the guest.
 
 use core::mem::{offset_of, size_of};
 use core::sync::atomic::{AtomicU32, AtomicU64};
@@ -13,6 +15,47 @@ use zerocopy::{FromBytes, IntoBytes, KnownLayout};
 pub const GUEST_MEM_FD: i32 = 3;
 /// File descriptor of the control memfd inside a sandbox.
 pub const CTL_FD: i32 = 4;
+/// File descriptor, in a kernel sandbox whose header has [`SandboxHeader::shared_image`]
+/// ranges, of the file that holds its kernel image (opened read-only by the host): the
+/// stub maps the image's read-only pages from it instead of from guest memory, so every
+/// tenant of that image shares one copy of them in the host's page cache and no launch
+/// writes them. Absent (closed) otherwise.
+pub const KERNEL_IMAGE_FD: i32 = 5;
+/// Most [`SharedImageRange`]s a kernel sandbox's header holds.
+pub const MAX_SHARED_IMAGE_RANGES: usize = 4;
+
+/// Guest-physical pages a kernel sandbox maps read-only from [`KERNEL_IMAGE_FD`] instead of
+/// from guest memory: `[gpa, gpa + len)` is the file's `[file_offset, file_offset + len)`.
+/// All three are multiples of the page size; `len == 0`: unused. The guest memfd has holes
+/// there (the host never writes those pages); a write to them through any guest mapping is
+/// a page fault of the guest.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout)]
+#[repr(C)]
+pub struct SharedImageRange {
+    /// First guest-physical byte.
+    pub gpa: u64,
+    /// Length in bytes.
+    pub len: u64,
+    /// Offset in the file of [`KERNEL_IMAGE_FD`].
+    pub file_offset: u64,
+}
+
+impl SharedImageRange {
+    /// Whether the range is well formed for guest memory of `mem_size` bytes: page aligned,
+    /// inside guest memory, its file offset page aligned (`len == 0`: unused, always fine).
+    pub fn is_valid(&self, mem_size: u64) -> bool {
+        let page = crate::PAGE_SIZE;
+        self.len == 0
+            || (self.gpa.is_multiple_of(page)
+                && self.len.is_multiple_of(page)
+                && self.file_offset.is_multiple_of(page)
+                && self
+                    .gpa
+                    .checked_add(self.len)
+                    .is_some_and(|e| e <= mem_size)
+                && self.file_offset.checked_add(self.len).is_some())
+    }
+}
 /// Exit status of a sandbox whose stub recorded a crash in a [`crate::VcpuShared`] page.
 pub const STUB_EXIT_CRASH: i32 = 124;
 /// Exit status of a sandbox whose stub failed before entering the guest (see `stub_error`).
@@ -119,6 +162,10 @@ pub struct SandboxHeader {
     pub xsave_size: u32,
     /// [`cpu_flags`] of the host CPU (host).
     pub cpu_flags: u32,
+    /// Kernel sandboxes: the guest-physical pages mapped from [`KERNEL_IMAGE_FD`] (host;
+    /// with the entry fields, so read only once `entry_held` is 0). All unused without that
+    /// fd.
+    pub shared_image: [SharedImageRange; MAX_SHARED_IMAGE_RANGES],
 }
 
 /// [`SandboxHeader::cpu_flags`] bits.
@@ -189,4 +236,6 @@ const _: () = assert!(offset_of!(SandboxHeader, user_isolation) == 168);
 const _: () = assert!(offset_of!(SandboxHeader, xsave_mask) == 176);
 const _: () = assert!(offset_of!(SandboxHeader, xsave_size) == 184);
 const _: () = assert!(offset_of!(SandboxHeader, cpu_flags) == 188);
-const _: () = assert!(size_of::<SandboxHeader>() == 192);
+const _: () = assert!(offset_of!(SandboxHeader, shared_image) == 192);
+const _: () = assert!(size_of::<SharedImageRange>() == 24);
+const _: () = assert!(size_of::<SandboxHeader>() == 288);

@@ -34,7 +34,8 @@ use pvmux_hypercalls::layout::{
 };
 use pvmux_hypercalls::resources::GuestStats;
 use pvmux_hypercalls::sandbox::{
-    kind, status, CTL_FD, GUEST_MEM_FD, STUB_EXIT_CRASH, STUB_EXIT_SETUP,
+    kind, status, SharedImageRange, CTL_FD, GUEST_MEM_FD, KERNEL_IMAGE_FD, MAX_SHARED_IMAGE_RANGES,
+    STUB_EXIT_CRASH, STUB_EXIT_SETUP,
 };
 use pvmux_hypercalls::shutdown::{self, ProgramEnd, ShutdownRecord};
 use pvmux_hypercalls::stub::{FS_VCPU_ID, FS_VCPU_SHARED, STUB_ENTRIES, STUB_STACK_NEED};
@@ -233,6 +234,8 @@ int main(void) {
     O(pvmux_sandbox_header, user_ctx_len); O(pvmux_sandbox_header, user_grant_gpa);
     O(pvmux_sandbox_header, user_isolation); O(pvmux_sandbox_header, xsave_mask);
     O(pvmux_sandbox_header, xsave_size); O(pvmux_sandbox_header, cpu_flags);
+    O(pvmux_sandbox_header, shared_image); S(pvmux_shared_image_range);
+    O(pvmux_shared_image_range, len); O(pvmux_shared_image_range, file_offset);
     O(pvmux_vcpu_shared, pending); O(pvmux_vcpu_shared, halted); O(pvmux_vcpu_shared, online);
     O(pvmux_vcpu_shared, tid); O(pvmux_vcpu_shared, vcpu_id); O(pvmux_vcpu_shared, hc_req);
     O(pvmux_vcpu_shared, guest_waiting); O(pvmux_vcpu_shared, hc_nr);
@@ -391,6 +394,8 @@ int main(void) {
     P("-EBADADDR", -PVMUX_EBADADDR); P("-ETOOLARGE", -PVMUX_ETOOLARGE);
     P("-EBUSY", -PVMUX_EBUSY); P("-ENORESOURCES", -PVMUX_ENORESOURCES);
     P("GUEST_MEM_FD", PVMUX_GUEST_MEM_FD); P("CTL_FD", PVMUX_CTL_FD);
+    P("KERNEL_IMAGE_FD", PVMUX_KERNEL_IMAGE_FD);
+    P("MAX_SHARED_IMAGE_RANGES", PVMUX_MAX_SHARED_IMAGE_RANGES);
     P("STUB_EXIT_CRASH", PVMUX_STUB_EXIT_CRASH); P("STUB_EXIT_SETUP", PVMUX_STUB_EXIT_SETUP);
     P("STATUS_STARTING", PVMUX_STUB_STATUS_STARTING); P("STATUS_READY", PVMUX_STUB_STATUS_READY);
     P("STATUS_RUNNING", PVMUX_STUB_STATUS_RUNNING); P("STATUS_FAILED", PVMUX_STUB_STATUS_FAILED);
@@ -501,6 +506,10 @@ fn rust_values() -> Vec<(&'static str, u64)> {
             size_of::<SandboxHeader>() as u64,
         ),
         ("sizeof pvmux_vcpu_shared", size_of::<VcpuShared>() as u64),
+        (
+            "sizeof pvmux_shared_image_range",
+            size_of::<SharedImageRange>() as u64,
+        ),
         (
             "sizeof pvmux_user_ctx_header",
             size_of::<UserCtxHeader>() as u64,
@@ -626,6 +635,9 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         o!("pvmux_sandbox_header", SandboxHeader, xsave_mask),
         o!("pvmux_sandbox_header", SandboxHeader, xsave_size),
         o!("pvmux_sandbox_header", SandboxHeader, cpu_flags),
+        o!("pvmux_sandbox_header", SandboxHeader, shared_image),
+        o!("pvmux_shared_image_range", SharedImageRange, len),
+        o!("pvmux_shared_image_range", SharedImageRange, file_offset),
         o!("pvmux_vcpu_shared", VcpuShared, pending),
         o!("pvmux_vcpu_shared", VcpuShared, halted),
         o!("pvmux_vcpu_shared", VcpuShared, online),
@@ -971,6 +983,8 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         ),
         ("GUEST_MEM_FD", GUEST_MEM_FD as u64),
         ("CTL_FD", CTL_FD as u64),
+        ("KERNEL_IMAGE_FD", KERNEL_IMAGE_FD as u64),
+        ("MAX_SHARED_IMAGE_RANGES", MAX_SHARED_IMAGE_RANGES as u64),
         ("STUB_EXIT_CRASH", STUB_EXIT_CRASH as u64),
         ("STUB_EXIT_SETUP", STUB_EXIT_SETUP as u64),
         ("STATUS_STARTING", u64::from(status::STARTING)),

@@ -228,10 +228,17 @@ pub(crate) fn read_u64_or_fault(va: u64) -> Result<u64, CaughtFault> {
             tmp = out(reg) value,
         )
     };
+    fixup_outcome(fixup, slot).map(|()| value)
+}
+
+#[cfg(feature = "diagnostics")]
+/// Disarms `fixup` after an access that may have faulted: the fault the trap handler
+/// recorded, if one did (`slot`: the fixup's resume word).
+fn fixup_outcome(fixup: &Fixup, slot: *mut u64) -> Result<(), CaughtFault> {
     // SAFETY: `slot` points at this vCPU's fixup resume word (a live static atomic).
     let resume = unsafe { slot.read_volatile() };
     match fixup.disarm() {
-        None => Ok(value),
+        None => Ok(()),
         Some(_) => Err(CaughtFault {
             error_code: fixup.hit_error_code.load(Ordering::Relaxed),
             fault_addr: fixup.hit_fault_addr.load(Ordering::Relaxed),
@@ -239,6 +246,33 @@ pub(crate) fn read_u64_or_fault(va: u64) -> Result<u64, CaughtFault> {
             resume,
         }),
     }
+}
+
+#[cfg(feature = "diagnostics")]
+/// Writes `value` to the u64 at `va` with events disabled and a #PF fixup armed on this vCPU
+/// (as [`read_u64_or_fault`]): `Ok` if the write worked, or the fault the trap handler
+/// recorded (execution resumes right after the store).
+pub(crate) fn write_u64_or_fault(va: u64, value: u64) -> Result<(), CaughtFault> {
+    let _irq = crate::irq::IrqGuard::new();
+    let fixup = this_fixup();
+    fixup.arm(Vector::PageFault);
+    let slot = fixup.resume_slot();
+    // SAFETY: a store that may fault; the armed fixup resumes at label 2 on #PF. Events stay
+    // disabled, so the thread cannot migrate away from this vCPU's fixup. The caller owns
+    // whatever the store may change.
+    unsafe {
+        core::arch::asm!(
+            "lea {tmp}, [rip + 2f]",
+            "mov qword ptr [{slot}], {tmp}",
+            "mov qword ptr [{addr}], {value}",
+            "2:",
+            slot = in(reg) slot,
+            addr = in(reg) va,
+            value = in(reg) value,
+            tmp = out(reg) _,
+        )
+    };
+    fixup_outcome(fixup, slot)
 }
 
 /// Rust side of the trap/event entry.

@@ -23,6 +23,7 @@
 //! | `sched_yield` | - | bounded spinning backs off |
 //! | `restart_syscall` | - | the kernel's continuation of a `futex` wait with a timeout that a stop (`SIGSTOP`: a paused tenant, `pvmux_host::pause`) interrupted; it only resumes the interrupted, already allowed call |
 //! | `mmap` | fd == guest memfd, flags == `MAP_SHARED\|MAP_FIXED`, addr in window, len <= window size | shadow fill |
+//! | `mmap` | fd == the kernel image's file (read-only), prot within `PROT_READ\|PROT_EXEC`, flags == `MAP_SHARED\|MAP_FIXED`, addr in window, len <= window size | shadow fill of the image's shared pages |
 //! | `munmap` | addr in window, len <= window size | shadow invalidation |
 //! | `pwrite64` | fd == guest memfd | `mem_write`: guest pages written without a mapping (`RLIMIT_FSIZE` is the memfd's size) |
 //! | `timer_settime` | - | arming the vCPU timer (timers were created before the filter) |
@@ -78,7 +79,7 @@
 //! The filter confines a user sandbox to the user pool, never to its own pages.
 
 use pvmux_hypercalls::layout::{CTL_BASE, WINDOW_BASE, WINDOW_END, WINDOW_SIZE};
-use pvmux_hypercalls::sandbox::{CTL_FD, GUEST_MEM_FD};
+use pvmux_hypercalls::sandbox::{CTL_FD, GUEST_MEM_FD, KERNEL_IMAGE_FD};
 use pvmux_hypercalls::user::grant::USER_GRANT_BASE;
 use pvmux_hypercalls::user::inproc::{INPROC_HIGH, INPROC_LEN_MAX, INPROC_LOW};
 use pvmux_hypercalls::user::{user_ctx_size, USER_BASE, USER_CTX_BASE, USER_END};
@@ -540,11 +541,22 @@ pub fn build_kernel_filter_with(
     if inproc {
         inproc_rules(&mut b);
     }
+    // (A call failing the first `mmap` block's checks goes on to the second.)
+    b.fail = Target::NextBlock;
     b.block(nr::MMAP);
     b.arg_in_window(0);
     b.arg_at_most_window_size(1);
     b.arg_eq32(3, 0x11); // MAP_SHARED | MAP_FIXED, nothing else
     b.arg_eq32(4, GUEST_MEM_FD as u32);
+    b.ret(RET_ALLOW);
+    b.fail = Target::Refuse;
+    // The kernel image's shared pages: read and execute at most (the fd is read-only too).
+    b.block(nr::MMAP);
+    b.arg_in_window(0);
+    b.arg_at_most_window_size(1);
+    b.arg_within_bits(2, PROT_READ_EXEC);
+    b.arg_eq32(3, 0x11);
+    b.arg_eq32(4, KERNEL_IMAGE_FD as u32);
     b.ret(RET_ALLOW);
     b.block(nr::MUNMAP);
     b.arg_in_window(0);
@@ -602,6 +614,8 @@ fn inproc_rules(b: &mut Builder) {
 /// `MAP_SHARED | MAP_FIXED` (it only fills page-table entries of a range the mapping itself
 /// may reach).
 pub const USER_MAP_POPULATE: u32 = 0x8000;
+/// `PROT_READ | PROT_EXEC`: the most a kernel sandbox may map the kernel image's file with.
+const PROT_READ_EXEC: u32 = 1 | 4;
 
 /// `flags` of the stub's one `mmap` of its context region (`MAP_SHARED | MAP_FIXED_NOREPLACE`).
 pub const CTX_MAP_FLAGS: u32 = 0x01 | 0x10_0000;
@@ -969,6 +983,39 @@ mod tests {
             let args = [fd, WINDOW_BASE, 0x1000, 0, 0, 0];
             assert_eq!(eval(nr::PWRITE64, 0x40_1000, args), RET_TRAP);
             assert_eq!(eval(nr::PWRITE64, WINDOW_BASE, args), RET_TRAP);
+        }
+    }
+
+    /// The kernel image's file is mapped into the window read-only or read-execute only, as
+    /// `MAP_SHARED|MAP_FIXED`, in both modes; writable, elsewhere, other flags: refused.
+    #[test]
+    fn the_kernel_image_is_mapped_read_and_execute_only() {
+        let ip = TEXT + 0x100;
+        let img = KERNEL_IMAGE_FD as u64;
+        for eval in [eval, eval_inproc] {
+            let map = |prot: u64, flags: u64, addr: u64, fd: u64| {
+                eval(nr::MMAP, ip, [addr, 0x3000, prot, flags, fd, 0x5000])
+            };
+            assert_eq!(map(1, 0x11, WINDOW_BASE, img), RET_ALLOW);
+            assert_eq!(map(5, 0x11, WINDOW_BASE + 0x10_0000, img), RET_ALLOW);
+            for prot in [2, 3, 7, 8] {
+                assert_eq!(map(prot, 0x11, WINDOW_BASE, img), RET_REFUSE, "prot {prot}");
+            }
+            assert_eq!(map(5, 0x12, WINDOW_BASE, img), RET_REFUSE, "private");
+            assert_eq!(map(5, 0x31, WINDOW_BASE, img), RET_REFUSE, "anonymous");
+            assert_eq!(
+                map(5, 0x11, CTL_BASE, img),
+                RET_REFUSE,
+                "outside the window"
+            );
+            assert_eq!(map(5, 0x11, WINDOW_BASE, img | 1 << 32), RET_REFUSE);
+            assert_eq!(map(5, 0x11, WINDOW_BASE, 6), RET_REFUSE, "another fd");
+            // The guest memfd keeps its read-write mappings.
+            let fd = GUEST_MEM_FD as u64;
+            assert_eq!(map(3, 0x11, WINDOW_BASE, fd), RET_ALLOW);
+            // From guest code it is the guest's own system call.
+            let args = [WINDOW_BASE, 0x1000, 5, 0x11, img, 0];
+            assert_eq!(eval(nr::MMAP, 0x40_1000, args), RET_TRAP);
         }
     }
 

@@ -45,8 +45,11 @@ fn raw_host_syscalls_from_the_guest_are_trapped() {
     assert_eq!(outcome, TenantOutcome::Exited(0), "{text}");
 }
 
+/// The kernel sandbox holds its guest memory and control memfds and, read-only, the file of
+/// its kernel image (this executable, into which the image is built): it maps the image's
+/// read-only pages from there (docs/ARCHITECTURE.md, "The kernel image's shared pages").
 #[test]
-fn sandbox_is_seccomp_locked_with_only_its_two_memfds() {
+fn sandbox_is_seccomp_locked_with_its_two_memfds_and_its_kernel_image_file() {
     let host = host();
     // The guest program waits for the end of its console input: the sandbox cannot end
     // while the test looks at it.
@@ -71,11 +74,36 @@ fn sandbox_is_seccomp_locked_with_only_its_two_memfds() {
         })
         .collect();
     fds.sort();
-    assert_eq!(fds.len(), 2, "unexpected fds: {fds:?}");
+    assert_eq!(fds.len(), 3, "unexpected fds: {fds:?}");
     assert_eq!(fds[0].0, "3");
     assert!(fds[0].1.starts_with("/memfd:pvmux-guest"), "{fds:?}");
     assert_eq!(fds[1].0, "4");
     assert!(fds[1].1.starts_with("/memfd:pvmux-ctl"), "{fds:?}");
+    assert_eq!(fds[2].0, "5");
+    let exe = std::fs::read_link("/proc/self/exe").expect("exe");
+    assert_eq!(fds[2].1, exe.to_string_lossy(), "{fds:?}");
+    // Opened read-only (`flags:` is octal; the access mode is its low two bits).
+    let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/5")).expect("fdinfo");
+    let flags = info
+        .lines()
+        .find_map(|l| l.strip_prefix("flags:"))
+        .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
+        .expect("flags");
+    assert_eq!(flags & 3, 0, "O_RDONLY: {info}");
+    // The image's pages mapped from it, read-only: never writable.
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("maps");
+    let image_maps: Vec<&str> = maps
+        .lines()
+        .filter(|l| l.ends_with(&*exe.to_string_lossy()))
+        .collect();
+    assert!(!image_maps.is_empty(), "{maps}");
+    assert!(
+        image_maps.iter().all(|l| l
+            .split_whitespace()
+            .nth(1)
+            .is_some_and(|p| !p.contains('w'))),
+        "{image_maps:?}"
+    );
     gate.open();
     assert_eq!(t.wait(), TenantOutcome::Exited(0), "{}", out.text());
 }

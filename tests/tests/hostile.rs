@@ -56,6 +56,14 @@ fn case(name: &str, cmdline: &str, vcpus: u32, expect: Expect) -> Case {
     }
 }
 
+impl Case {
+    /// The case with console text that must appear too.
+    fn console(mut self, text: &str) -> Self {
+        self.console.push(text.to_owned());
+        self
+    }
+}
+
 /// The parts of this process's state a hostile guest must not be able to change.
 #[derive(Debug, PartialEq, Eq)]
 struct HostState {
@@ -505,6 +513,15 @@ fn memory_abuse_is_contained_or_reported() {
             ),
             case("corrupt-pt", "hostile=corrupt-pt", 1, Expect::AnyReport),
             case("map-beyond", "hostile=map-beyond", 1, Expect::Contained),
+            // The built-in kernel's read-only pages are shared with every tenant (mapped from
+            // the executable): a write through the direct map is the guest's #PF.
+            case(
+                "write-kernel-text",
+                "hostile=write-kernel-text",
+                2,
+                Expect::Contained,
+            )
+            .console("the kernel image's pages are read-only (#PF error code 0x3"),
             case("vma-flood", "hostile=vma-flood", 1, Expect::Contained),
             case(
                 "oom",

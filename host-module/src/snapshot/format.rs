@@ -161,7 +161,14 @@ pub(crate) fn write_memory(mem: &GuestMemory, path: &Path) -> Result<(u64, u32),
     let mut crc = crc32fast::Hasher::new();
     let mut written = 0u64;
     let mut buf = vec![0u8; CHUNK];
-    for (start, end) in data_ranges(mem.fd(), mem.size()) {
+    // The memfd's data, and the kernel image's pages its sandbox maps from the image's file
+    // (holes in the memfd; `GuestMemory::read` gives their bytes): a snapshot holds all of
+    // its memory, whatever kernel file restores it.
+    let mut ranges = data_ranges(mem.fd(), mem.size());
+    if let Some(shared) = mem.shared_image() {
+        ranges.extend(shared.gpa_runs().map(|(gpa, len)| (gpa, gpa + len)));
+    }
+    for (start, end) in merged(ranges) {
         let mut off = start;
         while off < end {
             let n = ((end - off) as usize).min(CHUNK);
@@ -183,6 +190,19 @@ pub(crate) fn write_memory(mem: &GuestMemory, path: &Path) -> Result<(u64, u32),
     }
     f.sync_all().map_err(io("syncing", path))?;
     Ok((written, crc.finalize()))
+}
+
+/// `ranges` sorted, with overlapping and adjacent ones joined.
+fn merged(mut ranges: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    ranges.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
+    for (s, e) in ranges {
+        match out.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ => out.push((s, e)),
+        }
+    }
+    out
 }
 
 /// The allocated ranges `(start, end)` of `fd` below `size` (SEEK_DATA / SEEK_HOLE), page
@@ -360,6 +380,20 @@ pub(crate) fn read_state(dir: &Path, s: &Section) -> Result<State, SnapshotError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ranges_are_merged_in_order() {
+        assert_eq!(
+            merged(vec![
+                (0x5000, 0x6000),
+                (0, 0x2000),
+                (0x1000, 0x3000),
+                (0x3000, 0x4000)
+            ]),
+            [(0, 0x4000), (0x5000, 0x6000)]
+        );
+        assert_eq!(merged(Vec::new()), []);
+    }
 
     #[test]
     fn memory_round_trip_is_sparse_and_checked() {

@@ -173,8 +173,8 @@ impl Template {
             ..*init
         })
         .map_err(|e| e.to_string())?;
-        let child =
-            sandbox::spawn(stub, mem_fd, region.shm.raw_fd(), jail).map_err(|e| e.to_string())?;
+        let child = sandbox::spawn(stub, mem_fd, region.shm.raw_fd(), None, jail)
+            .map_err(|e| e.to_string())?;
         Ok(Self {
             child,
             region: Arc::new(region),

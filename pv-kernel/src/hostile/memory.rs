@@ -44,6 +44,51 @@ fn read_fault(va: u64) -> Option<(u64, u64)> {
         .map(|f| (f.error_code, f.fault_addr))
 }
 
+/// `hostile=write-kernel-text`: writes a word of the kernel's own text through the direct
+/// map (read-write there). When the host shares the image's read-only pages between tenants
+/// (mapped from its file), the store must be a #PF with `PRESENT | WRITE` and leave the text
+/// as it was (contained); when this tenant's image lies in its own memory, the store works
+/// and changes only this tenant's copy (restored at once). Any other outcome, or a text that
+/// changed although the store faulted: not contained.
+pub(crate) fn write_kernel_text() -> bool {
+    let text_va = write_kernel_text as *const () as u64 & !7;
+    let Some(gpa) = boot::virt_to_phys(text_va, 8) else {
+        println!("hostile: the kernel's text is not in its image");
+        return false;
+    };
+    let alias = boot::phys_to_virt(gpa);
+    // SAFETY: reading our own text (mapped, 8-aligned) through the kernel's mapping.
+    let before = unsafe { (text_va as *const u64).read_volatile() };
+    match crate::trap::write_u64_or_fault(alias, !before) {
+        Err(f) => {
+            // SAFETY: as above.
+            let after = unsafe { (text_va as *const u64).read_volatile() };
+            let want = pf::PRESENT | pf::WRITE;
+            let ok = f.error_code & want == want && f.fault_addr == alias && after == before;
+            println!(
+                "hostile: write-kernel-text: the kernel image's pages are read-only (#PF error \
+                 code {:#x} at {:#x}; text unchanged: {})",
+                f.error_code,
+                f.fault_addr,
+                after == before
+            );
+            ok
+        }
+        Ok(()) => {
+            // SAFETY: as above.
+            let after = unsafe { (text_va as *const u64).read_volatile() };
+            let changed = after == !before;
+            // Put it back (our own copy) before anything runs this code again.
+            let restored = crate::trap::write_u64_or_fault(alias, before).is_ok();
+            println!(
+                "hostile: write-kernel-text: the kernel image's pages are this tenant's own \
+                 (the store changed them: {changed}; restored: {restored})"
+            );
+            changed && restored
+        }
+    }
+}
+
 /// `hostile=map-beyond`: entries that point past the end of guest memory (1 GiB, 2 MiB and
 /// 4 KiB leaves, a table pointer, the largest physical address). Every access must be a #PF
 /// with `RESERVED` that the kernel's handler sees (contained); a control page must work.

@@ -47,6 +47,7 @@ pub(crate) fn run(case: &str) {
         "storm" => shared::storm(),
         "scribble" => shared::scribble(),
         "map-beyond" => memory::map_beyond(),
+        "write-kernel-text" => memory::write_kernel_text(),
         "vma-flood" => memory::vma_flood(),
         "spin-masked" => spin_masked(),
         "ac-entries" => flags::ac_entries(),

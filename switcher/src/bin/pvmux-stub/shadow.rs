@@ -7,12 +7,17 @@
 //! `mmap`), and the faulting access is retried. TLB flushes `munmap`. When the host refuses a
 //! mapping (VMA budget) or the stub's count reaches [`VMA_BUDGET`], the whole shadow is
 //! evicted and refilled lazily: never a failure.
+//!
+//! Guest-physical pages in the header's shared image ranges are mapped read-only from the
+//! kernel image's file ([`KERNEL_IMAGE_FD`]) instead of the memfd (one copy in the host's
+//! page cache for every tenant of that image); a write to them through any guest mapping is
+//! refused as a page fault of the guest.
 
 use core::sync::atomic::{AtomicU64, Ordering::*};
 use pvmux_hypercalls::frame::pf;
 use pvmux_hypercalls::layout::{PHYSMAP_BASE, WINDOW_BASE, WINDOW_END, WINDOW_SIZE};
 use pvmux_hypercalls::paging::{self, pte, LeafSize, TableReader};
-use pvmux_hypercalls::sandbox::GUEST_MEM_FD;
+use pvmux_hypercalls::sandbox::{GUEST_MEM_FD, KERNEL_IMAGE_FD, MAX_SHARED_IMAGE_RANGES};
 use pvmux_hypercalls::vcpu::stat;
 use pvmux_hypercalls::{VcpuShared, PAGE_SIZE};
 
@@ -135,13 +140,60 @@ fn mark(leaf: &Leaf) {
     }
 }
 
+/// The first piece of guest-physical `[gpa, gpa + len)` that lies wholly inside one shared
+/// image range or wholly outside all of them: its length, and its offset in the image's file
+/// if inside.
+fn image_piece(gpa: u64, len: u64) -> (u64, Option<u64>) {
+    let mut piece = len;
+    for i in 0..MAX_SHARED_IMAGE_RANGES {
+        let (start, n) = (
+            G.shared_image[3 * i].load(Relaxed),
+            G.shared_image[3 * i + 1].load(Relaxed),
+        );
+        if n == 0 {
+            continue;
+        }
+        // (Checked at start-up: `start + n` does not overflow.)
+        if (start..start + n).contains(&gpa) {
+            let off = G.shared_image[3 * i + 2].load(Relaxed);
+            return ((start + n - gpa).min(len), Some(off + (gpa - start)));
+        }
+        if start > gpa {
+            piece = piece.min(start - gpa);
+        }
+    }
+    (piece, None)
+}
+
+/// Maps guest-physical `[gpa, gpa + len)` at `va`: the memfd, and the shared image's pages
+/// from its file, read-only (one `mmap` per piece).
 fn map_run(va: u64, len: u64, gpa: u64, w: bool, x: bool, shared: &VcpuShared) -> Result<(), u32> {
+    let mut done = 0;
+    while done < len {
+        let (n, image) = image_piece(gpa + done, len - done);
+        match image {
+            Some(off) => map_piece(va + done, n, KERNEL_IMAGE_FD, off, prot(false, x), shared)?,
+            None => map_piece(va + done, n, GUEST_MEM_FD, gpa + done, prot(w, x), shared)?,
+        }
+        done += n;
+    }
+    Ok(())
+}
+
+fn map_piece(
+    va: u64,
+    len: u64,
+    fd: i32,
+    off: u64,
+    prot: u32,
+    shared: &VcpuShared,
+) -> Result<(), u32> {
     if G.vma_count.fetch_add(1, Relaxed) >= VMA_BUDGET {
         evict_all_locked(shared);
     }
     for attempt in 0..2 {
         // SAFETY: the range lies in the guest window, which holds nothing but shadow mappings.
-        match unsafe { sys::mmap(va, len, prot(w, x), MAP_SHARED_FIXED, GUEST_MEM_FD, gpa) } {
+        match unsafe { sys::mmap(va, len, prot, MAP_SHARED_FIXED, fd, off) } {
             Ok(_) => return Ok(()),
             Err(ENOMEM) if attempt == 0 => evict_all_locked(shared),
             Err(e) => return Err(e),
@@ -155,6 +207,10 @@ pub(crate) fn fill(va: u64, access: u64, shared: &VcpuShared) -> Result<(), Fill
     let _lock = ShadowLock::take();
     let leaf = walk(va).map_err(FillError::Guest)?;
     permits(&leaf, access).map_err(FillError::Guest)?;
+    if access & pf::WRITE != 0 && image_piece(leaf.gpa_of(va), 1).1.is_some() {
+        // The shared image's pages are read-only whatever the guest's tables say.
+        return Err(FillError::Guest(Refused(pf::PRESENT | pf::WRITE)));
+    }
     crate::state::count(shared, stat::SHADOW_FILLS);
     let (leaf_va, leaf_gpa) = (leaf.page_va, leaf.frame_gpa);
     if leaf.size != LeafSize::Size4KiB {

@@ -574,6 +574,16 @@ fn await_entry(mem: u64) -> (u64, u64, u64) {
     {
         fail(Step::BadHeader, 22);
     }
+    // The kernel image's shared pages (`KERNEL_IMAGE_FD`), before any shadow fill.
+    let ranges = header_read!(shared_image);
+    if !ranges.iter().all(|r| r.is_valid(mem)) {
+        fail(Step::BadHeader, 22);
+    }
+    for (i, r) in ranges.iter().enumerate() {
+        G.shared_image[3 * i].store(r.gpa, Relaxed);
+        G.shared_image[3 * i + 1].store(r.len, Relaxed);
+        G.shared_image[3 * i + 2].store(r.file_offset, Relaxed);
+    }
     G.root.store(root, Release);
     G.tsc_base.store(header_read!(tsc_base), Relaxed);
     G.clock_mult.store(header_read!(clock_mult), Relaxed);

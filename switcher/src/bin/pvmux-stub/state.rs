@@ -7,6 +7,7 @@
 
 use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering::Relaxed};
 use pvmux_hypercalls::layout::{vcpu_shared_addr, CTL_BASE};
+use pvmux_hypercalls::sandbox::MAX_SHARED_IMAGE_RANGES;
 use pvmux_hypercalls::{SandboxHeader, VcpuShared};
 
 /// Size (and alignment) of a per-vCPU area.
@@ -130,6 +131,9 @@ pub(crate) struct Globals {
     pub(crate) clock_shift: AtomicU32,
     pub(crate) text_start: AtomicU64,
     pub(crate) text_end: AtomicU64,
+    /// The header's [`SharedImageRange`](pvmux_hypercalls::sandbox::SharedImageRange)s,
+    /// checked, as `gpa, len, file_offset` triples (set before the guest runs).
+    pub(crate) shared_image: [AtomicU64; 3 * MAX_SHARED_IMAGE_RANGES],
 }
 
 /// The globals.
@@ -150,6 +154,7 @@ pub(crate) static G: Globals = Globals {
     clock_shift: AtomicU32::new(0),
     text_start: AtomicU64::new(0),
     text_end: AtomicU64::new(0),
+    shared_image: [const { AtomicU64::new(0) }; 3 * MAX_SHARED_IMAGE_RANGES],
 };
 
 /// The sandbox header (page 0 of the control region; mapped during start-up).

@@ -72,9 +72,16 @@ fn a_published_udp_flow_takes_no_bad_argument_and_answers_its_client() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let _ = host();
     let before = fds();
-    let port = {
+    // The client's port first: a probe's port, freed, may be the next one the host hands out
+    // (seen once in CI: the client took it, and the published port could not be bound).
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").expect("client");
+    let client_port = client.local_addr().expect("address").port();
+    let port = loop {
         let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("probe socket");
-        s.local_addr().expect("address").port()
+        let p = s.local_addr().expect("address").port();
+        if p != client_port {
+            break p;
+        }
     };
     let net = NetConfig {
         publish: vec![Publish {
@@ -84,7 +91,6 @@ fn a_published_udp_flow_takes_no_bad_argument_and_answers_its_client() {
         }],
         ..NetConfig::default()
     };
-    let client = std::net::UdpSocket::bind("127.0.0.1:0").expect("client");
     client
         .set_read_timeout(Some(Duration::from_millis(100)))
         .expect("timeout");

@@ -820,6 +820,14 @@ impl TenantHandle {
         Ok(())
     }
 
+    /// Asks the guest kernel for a dump of its tasks (`pending::DUMP`): the pvmux kernel
+    /// writes what each vCPU runs, its run queue, its timed sleepers and every process's
+    /// threads to the console's standard error, and goes on. A diagnostic for a guest that
+    /// seems stuck (`pvmux run` does it on `SIGQUIT`).
+    pub fn request_dump(&self) {
+        self.shared.raise(pvmux_hypercalls::vcpu::pending::DUMP);
+    }
+
     /// Sets the console terminal's size (an OCI container's terminal the engine resized):
     /// the guest takes it with `ConsoleWinsize` after `pending::CONSOLE_SIZE`, and its
     /// console's foreground process group gets `SIGWINCH` when it changed.
@@ -2475,7 +2483,11 @@ fn pending_names(bits: u32) -> String {
         (pending::CONSOLE_SIZE, "CONSOLE_SIZE"),
         (pending::RESOURCES, "RESOURCES"),
         (pending::CHANNEL, "CHANNEL"),
+        (pending::DISK, "DISK"),
+        (pending::SNAPSHOT, "SNAPSHOT"),
+        (pending::HANDOVER, "HANDOVER"),
         (pending::BALLOON, "BALLOON"),
+        (pending::DUMP, "DUMP"),
     ]
     .iter()
     .filter(|(b, _)| bits & b != 0)

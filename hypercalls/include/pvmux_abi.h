@@ -480,13 +480,14 @@ struct pvmux_sandbox_header {
 #define PVMUX_PENDING_DISK (1u << 10)     /* disk_take, then disk_report */
 #define PVMUX_PENDING_SNAPSHOT (1u << 11) /* park every vCPU: snapshot_park */
 #define PVMUX_PENDING_HANDOVER (1u << 12) /* handover_take, then handover_record */
+#define PVMUX_PENDING_DUMP (1u << 15)     /* write a dump of the tasks to stderr (optional) */
 #define PVMUX_BOOT_FLAG_RESUME (1u << 0)  /* boot_info.flags: resume a snapshot */
 #define PVMUX_PENDING_ALL                                                                  \
     (PVMUX_PENDING_TIMER | PVMUX_PENDING_KICK | PVMUX_PENDING_HOST | PVMUX_PENDING_INPUT | \
      PVMUX_PENDING_NET | PVMUX_PENDING_EXEC | PVMUX_PENDING_SIGNAL |                        \
      PVMUX_PENDING_CONSOLE_SIZE | PVMUX_PENDING_RESOURCES | PVMUX_PENDING_CHANNEL |        \
      PVMUX_PENDING_DISK | PVMUX_PENDING_BALLOON | PVMUX_PENDING_SNAPSHOT |                 \
-     PVMUX_PENDING_HANDOVER)
+     PVMUX_PENDING_HANDOVER | PVMUX_PENDING_DUMP)
 
 /* Indices into VcpuShared.stats */
 #define PVMUX_STAT_SHADOW_FILLS 0

@@ -46,6 +46,10 @@ pub mod pending {
     pub const SNAPSHOT: u32 = 1 << 11;
     /// The host asks for a kernel hand-over record (`HandoverTake`; docs/ABI.md §handover).
     pub const HANDOVER: u32 = 1 << 12;
+    /// The host asks for a dump of the guest's tasks (`pvmux run` got `SIGQUIT`): the pvmux
+    /// kernel writes its vCPUs, run queue, timed sleepers and every process's threads to the
+    /// console's standard error. Informational; a kernel may ignore it.
+    pub const DUMP: u32 = 1 << 15;
     /// All bits defined by this ABI version.
     pub const ALL: u32 = TIMER
         | KICK
@@ -60,7 +64,8 @@ pub mod pending {
         | DISK
         | BALLOON
         | SNAPSHOT
-        | HANDOVER;
+        | HANDOVER
+        | DUMP;
 }
 
 /// Indices into [`VcpuShared::stats`] (maintained by the stub, informational; 8 and 9 by the

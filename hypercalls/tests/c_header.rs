@@ -426,7 +426,7 @@ int main(void) {
     O(pvmux_disk_desc, count); O(pvmux_disk_desc, buf_gpa);
     S(pvmux_disk_event); O(pvmux_disk_event, sectors); O(pvmux_disk_event, generation);
     O(pvmux_disk_event, path);
-    P("PENDING_HANDOVER", PVMUX_PENDING_HANDOVER);
+    P("PENDING_HANDOVER", PVMUX_PENDING_HANDOVER); P("PENDING_DUMP", PVMUX_PENDING_DUMP);
     P("PENDING_ALL", PVMUX_PENDING_ALL);
     P("STAT_SHADOW_FILLS", PVMUX_STAT_SHADOW_FILLS); P("STAT_SHADOW_PAGES", PVMUX_STAT_SHADOW_PAGES);
     P("STAT_EXCEPTIONS", PVMUX_STAT_EXCEPTIONS); P("STAT_EVENTS", PVMUX_STAT_EVENTS);
@@ -1077,6 +1077,7 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         ),
         o!("pvmux_disk_event", pvmux_hypercalls::disk::DiskEvent, path),
         ("PENDING_HANDOVER", u64::from(pending::HANDOVER)),
+        ("PENDING_DUMP", u64::from(pending::DUMP)),
         ("PENDING_ALL", u64::from(pending::ALL)),
         ("STAT_SHADOW_FILLS", stat::SHADOW_FILLS as u64),
         ("STAT_SHADOW_PAGES", stat::SHADOW_PAGES as u64),

@@ -22,6 +22,7 @@ mod bench;
 mod boot;
 mod commands;
 mod console;
+mod dump;
 mod fs;
 mod hcall;
 #[cfg(feature = "diagnostics")]

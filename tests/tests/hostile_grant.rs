@@ -197,11 +197,28 @@ impl Live {
             if let Some(st) = self.child.try_wait().expect("wait") {
                 panic!("pvmux ended ({st}) before {prefix:?}\n{}", self.context());
             }
-            assert!(
-                self.start.elapsed() < TIMEOUT,
-                "no {prefix:?} in time\n{}",
-                self.context()
-            );
+            if self.start.elapsed() >= TIMEOUT {
+                self.end_with_dump();
+                panic!("no {prefix:?} in time\n{}", self.context());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A guest that seems stuck: asks its kernel for a dump of its tasks (`SIGQUIT`), then
+    /// ends it, so that the failure shows what each task was doing.
+    fn end_with_dump(&mut self) {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::QUIT);
+        }
+        std::thread::sleep(Duration::from_secs(2));
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // The stderr reader has the whole output once it sees the end.
+        for _ in 0..100 {
+            if !self.stderr.lock().unwrap().is_empty() {
+                break;
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
     }

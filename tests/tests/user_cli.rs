@@ -218,3 +218,47 @@ fn several_tenants_run_programs_at_once() {
         }
     }
 }
+
+/// `kill -QUIT` of `pvmux run` asks the guest kernel what its tasks are doing, as a JVM prints
+/// its threads: on standard error, the sleeping init as a blocked thread that is a timed
+/// sleeper due before its sleep ends; the guest goes on and ends as it would have.
+#[test]
+fn sigquit_dumps_the_guests_tasks_and_the_guest_goes_on() {
+    let child = Command::new(pvmux_bin())
+        .args(["run", "--rootfs", "/", "--", "/bin/sleep", "2"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("pvmux run");
+    // Well into the sleep (a boot and the program's start take milliseconds).
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::QUIT).expect("SIGQUIT");
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}\n{err}", out.status);
+    let dump: Vec<&str> = err
+        .lines()
+        .filter_map(|l| l.strip_prefix("pvmux: dump: "))
+        .collect();
+    assert!(
+        dump.iter().any(|l| l.trim() == "process 1 (sleep)"),
+        "{err}"
+    );
+    assert!(
+        dump.iter()
+            .any(|l| l.trim().starts_with("thread 1: ") && l.contains("tid 1 blocked")),
+        "{err}"
+    );
+    // A timed sleeper, due in less than the 2 s it slept for (and not overdue).
+    let due_ms: f64 = dump
+        .iter()
+        .find(|l| l.contains("tid 1 blocked") && l.contains(" due in "))
+        .and_then(|l| l.split(" due in ").nth(1))
+        .and_then(|d| d.strip_suffix(" ms"))
+        .and_then(|d| d.parse().ok())
+        .unwrap_or_else(|| panic!("no timed sleeper for init\n{err}"));
+    assert!(due_ms > 0.0 && due_ms < 2000.0, "due in {due_ms} ms\n{err}");
+    assert!(dump.iter().any(|l| l.starts_with("vCPU 0: ")), "{err}");
+}

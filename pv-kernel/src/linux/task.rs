@@ -6,6 +6,7 @@
 //! ends) in kernel context, where it may block like any kernel thread.
 
 use alloc::collections::BTreeMap;
+use alloc::string::String;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
@@ -365,6 +366,35 @@ pub(crate) fn find_process(pid: i32) -> Option<Arc<Process>> {
 /// All live processes (snapshot).
 pub(crate) fn all_processes() -> Vec<Arc<Process>> {
     PROCS.lock().values().cloned().collect()
+}
+
+/// Every process and its threads as lines for the host's dump request (`pending::DUMP`):
+/// pid, name, and each thread's tid and kernel-thread state.
+pub(crate) fn dump_lines(out: &mut Vec<String>) {
+    let procs = all_processes();
+    out.push(alloc::format!("processes: {}", procs.len()));
+    for p in procs {
+        let zombie = if p.zombie.load(Ordering::Relaxed) {
+            " (zombie)"
+        } else {
+            ""
+        };
+        out.push(alloc::format!(
+            "  process {} ({}){zombie}",
+            p.pid,
+            super::death::comm(&p)
+        ));
+        for t in p.threads.lock().iter() {
+            let state = t
+                .thread
+                .get()
+                .and_then(alloc::sync::Weak::upgrade)
+                .map_or(String::from("no kernel thread"), |k| {
+                    crate::sched::thread_label(&k)
+                });
+            out.push(alloc::format!("    thread {}: {state}", t.tid));
+        }
+    }
 }
 
 /// Looks a thread up by tid.

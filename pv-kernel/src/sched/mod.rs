@@ -21,6 +21,7 @@ pub(crate) mod thread;
 pub(crate) mod wait;
 
 use alloc::collections::VecDeque;
+use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -413,6 +414,10 @@ pub(crate) fn handle_event(bits: u32) {
         // `pvmux events`).
         crate::linux::resources::host_request();
     }
+    if taken & pvmux_hypercalls::vcpu::pending::DUMP != 0 {
+        // The host asks what the guest's tasks are doing (`pvmux run` got SIGQUIT).
+        crate::dump::write();
+    }
     if taken & pvmux_hypercalls::vcpu::pending::SNAPSHOT != 0 {
         // The host asks for a snapshot: every vCPU parks (`crate::suspend`).
         crate::suspend::host_request();
@@ -481,6 +486,81 @@ pub(crate) fn handle_event(bits: u32) {
         schedule();
     }
     rearm_timer();
+}
+
+/// A thread as the host's dump shows it: its name, its guest task's tid if it runs one, its
+/// state (`running`, `ready`, `blocked`, `dead`) and the vCPU it is on or last ran on.
+pub(crate) fn thread_label(t: &Thread) -> String {
+    let tid = t
+        .task
+        .get()
+        .map_or(String::new(), |k| alloc::format!(" tid {}", k.tid));
+    let state = match t.state() {
+        state::RUNNING => "running",
+        state::READY => "ready",
+        state::BLOCKED => "blocked",
+        _ => "dead",
+    };
+    let on = if t.on_cpu.load(Ordering::Relaxed) {
+        "on"
+    } else {
+        "last on"
+    };
+    alloc::format!(
+        "{}{tid} {state} ({on} vCPU {})",
+        t.name,
+        t.last_cpu.load(Ordering::Relaxed)
+    )
+}
+
+/// Guest time `at` relative to `now`, for the dump ("in 3.250 ms", "12.000 ms ago").
+fn relative(at: u64, now: u64) -> String {
+    if at >= now {
+        alloc::format!("in {:.3} ms", (at - now) as f64 / 1e6)
+    } else {
+        alloc::format!("{:.3} ms ago", (now - at) as f64 / 1e6)
+    }
+}
+
+/// The scheduler's state as lines for the host's dump request (`pending::DUMP`): each online
+/// vCPU's current thread, slice end and counters, the run queue, and the timed sleepers
+/// with their deadlines (guest time `now`).
+pub(crate) fn dump_lines(now: u64, out: &mut Vec<String>) {
+    let s = SCHED.lock();
+    for (c, slot) in s.cpus.iter().enumerate() {
+        let st = &CPU_STATS[c];
+        if !st.online.load(Ordering::Relaxed) {
+            continue;
+        }
+        let current = slot
+            .current
+            .as_ref()
+            .map_or("none".into(), |t| thread_label(t));
+        let slice = if slot.current.as_ref().is_some_and(|t| t.is_idle) {
+            String::from("idle")
+        } else {
+            alloc::format!("slice ends {}", relative(slot.slice_end, now))
+        };
+        out.push(alloc::format!(
+            "vCPU {c}: {current}; {slice}; events {} switches {} halts {} kicks sent {}",
+            st.events.load(Ordering::Relaxed),
+            st.switches.load(Ordering::Relaxed),
+            st.halts.load(Ordering::Relaxed),
+            st.kicks_sent.load(Ordering::Relaxed)
+        ));
+    }
+    out.push(alloc::format!("run queue: {} thread(s)", s.rq.len()));
+    for t in &s.rq {
+        out.push(alloc::format!("  {}", thread_label(t)));
+    }
+    out.push(alloc::format!("timed sleepers: {}", s.sleepers.len()));
+    for (deadline, t) in &s.sleepers {
+        out.push(alloc::format!(
+            "  {} due {}",
+            thread_label(t),
+            relative(*deadline, now)
+        ));
+    }
 }
 
 /// Sleeps until guest time `deadline` (ns).

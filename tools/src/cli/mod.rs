@@ -13,6 +13,7 @@ mod net;
 mod oci;
 mod passwd;
 mod run;
+mod signals;
 mod size;
 mod terminal;
 mod volume;

@@ -52,7 +52,9 @@ Running a program:
   stderr with --log debug, which also reports unknown system calls). PROGRAM and ARGS (any
   bytes) reach the kernel in its typed boot arguments, which are limited to {BOOT_ARGS_MAX}
   bytes in all (each argument takes its length plus 2, each environment variable its length
-  plus 4).
+  plus 4). `kill -QUIT` of pvmux asks the guest kernel what its tasks are doing (as a JVM
+  prints its threads): each vCPU's thread, the run queue, the timed sleepers and every
+  process's threads, on stderr as lines starting `pvmux: dump:`; the guest goes on.
 
 {ENV_HELP}
 
@@ -1062,6 +1064,14 @@ fn run_once(
         })?)
     } else {
         None
+    };
+    // `kill -QUIT` asks the guest kernel what its tasks are doing (as a JVM prints its
+    // threads): the dump goes to standard error and the guest goes on.
+    let _quit = {
+        let h = tenant.handle();
+        super::signals::on(signal_hook::consts::SIGQUIT, "pvmux-quit", move || {
+            h.request_dump()
+        })?
     };
     // The banner names the running sandbox; guest output held until then follows it.
     if banner {

@@ -6,8 +6,6 @@
 
 use std::os::fd::AsFd;
 
-use anyhow::Context;
-
 /// The size of terminal `fd` as (rows, columns); `None` if it is not a terminal or its size
 /// is unset (0 x 0: an engine has not sized it yet).
 pub(crate) fn of(fd: impl AsFd) -> Option<(u16, u16)> {
@@ -35,28 +33,8 @@ pub(crate) fn stdin_within(limit: std::time::Duration) -> Option<(u16, u16)> {
     }
 }
 
-/// Watches for `SIGWINCH` while it lives.
-pub(crate) struct Watch(signal_hook::iterator::Handle);
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        self.0.close();
-    }
-}
-
-/// Calls `resized()` in a thread of its own at every `SIGWINCH` until the returned [`Watch`]
+/// Calls `resized()` in a thread of its own at every `SIGWINCH` until the returned watch
 /// drops. Set up before a terminal is handed out, a resize cannot be missed.
-pub(crate) fn watch(resized: impl Fn() + Send + 'static) -> anyhow::Result<Watch> {
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGWINCH])
-        .context("cannot handle SIGWINCH")?;
-    let handle = signals.handle();
-    std::thread::Builder::new()
-        .name("pvmux-winch".into())
-        .spawn(move || {
-            for _ in signals.forever() {
-                resized();
-            }
-        })
-        .context("cannot start the resize thread")?;
-    Ok(Watch(handle))
+pub(crate) fn watch(resized: impl Fn() + Send + 'static) -> anyhow::Result<super::signals::Watch> {
+    super::signals::on(signal_hook::consts::SIGWINCH, "pvmux-winch", resized)
 }

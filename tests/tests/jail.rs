@@ -299,6 +299,25 @@ fn check_sandbox(pid: u32, kind: Kind, l: &Layers, user: SandboxUser) {
             let link = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).expect("fd link");
             assert_eq!(link, Path::new("anon_inode:[pidfd]"), "{what}: fd {fd}");
         }
+    } else if kind == Kind::Kernel {
+        // And the built-in kernel image's file: the pvmux executable, read-only.
+        let image = pvmux_hypercalls::sandbox::KERNEL_IMAGE_FD;
+        let mut want = SANDBOX_FDS.to_vec();
+        want.push(image);
+        assert_eq!(fds, want, "{what}: fds");
+        let link = std::fs::read_link(format!("/proc/{pid}/fd/{image}")).expect("fd link");
+        assert_eq!(
+            std::fs::canonicalize(&link).ok(),
+            std::fs::canonicalize(PVMUX).ok(),
+            "{what}: fd {image} is {link:?}"
+        );
+        let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{image}")).expect("fdinfo");
+        let flags = info
+            .lines()
+            .find_map(|l| l.strip_prefix("flags:"))
+            .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
+            .expect("flags");
+        assert_eq!(flags & 3, 0, "{what}: fd {image} is read-only: {info}");
     } else {
         assert_eq!(fds, SANDBOX_FDS, "{what}: fds");
     }

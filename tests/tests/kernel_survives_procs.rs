@@ -80,7 +80,8 @@ fn same_as_native(name: &str, args: &[&str]) -> Run {
 /// ends normally (it used to panic the kernel heap after ~13,000). The handler finds the
 /// interrupted FPU state in `uc_mcontext.fpregs`, an edit of it is what `rt_sigreturn`
 /// restores, and a frame (FPU state included) fits an alternate stack of `AT_MINSIGSTKSZ`
-/// bytes: the same as natively.
+/// bytes (or of `MINSIGSTKSZ`, the least `sigaltstack` takes, where that is more: a host
+/// without AVX-512): the same as natively.
 #[test]
 #[cfg_attr(
     not(have_static_glibc),

@@ -79,10 +79,13 @@ int main(int argc, char **argv) {
            (after >> 13) & 3);
     set_mxcsr(0x1f80);
     /* A handler on an alternate stack of the size the kernel says a frame needs at most
-     * (AT_MINSIGSTKSZ, which the frame's FPU state makes larger than MINSIGSTKSZ). */
+     * (AT_MINSIGSTKSZ, which the frame's FPU state makes larger than MINSIGSTKSZ with
+     * AVX-512), or of MINSIGSTKSZ, the least sigaltstack takes (2048 bytes: more than a
+     * frame needs without AVX-512 state, e.g. 1776 bytes on an AMD EPYC without it). */
     long min = (long)getauxval(AT_MINSIGSTKSZ);
-    stack_t ss = {.ss_sp = malloc(min), .ss_size = min, .ss_flags = 0};
-    if (min < 2048 || !ss.ss_sp || sigaltstack(&ss, NULL) != 0) {
+    long size = min < 2048 ? 2048 : min;
+    stack_t ss = {.ss_sp = malloc(size), .ss_size = size, .ss_flags = 0};
+    if (min < 1024 || !ss.ss_sp || sigaltstack(&ss, NULL) != 0) {
         printf("sigaltstack of AT_MINSIGSTKSZ (%ld): failed\n", min);
         return 1;
     }

@@ -370,20 +370,21 @@ impl KernelImage {
     }
 
     /// The shared pages of this image loaded at guest-physical `kernel_phys` (see
-    /// [`KernelImage::file`]): `None` if the image has no file to map them from.
+    /// [`KernelImage::file`]): exactly its [`KernelImage::shared_runs`], moved there; `None`
+    /// if the image has no file to map them from.
     pub(crate) fn shared_image_at(&self, kernel_phys: u64) -> Option<SharedImage> {
         let file = self.file()?;
         let Cow::Borrowed(elf) = &self.image.file else {
             return None;
         };
-        Some(SharedImage::new(
+        SharedImage::new(
             Arc::clone(file),
             elf,
             self.shared_runs
                 .iter()
                 .map(|r| (kernel_phys + r.vaddr, r.len, r.file_off))
                 .collect(),
-        ))
+        )
     }
 
     /// The image's hand-over note (`pvmux upgrade`): the record versions it writes and

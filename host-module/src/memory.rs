@@ -48,21 +48,26 @@ pub struct SharedImage {
 }
 
 impl SharedImage {
-    /// The runs `(gpa, len, offset in elf)` of `elf`, whose file is `file` (the longest
-    /// [`MAX_SHARED_IMAGE_RANGES`] runs lying in `elf` are kept).
+    /// The runs `(gpa, len, offset in elf)` of `elf`, whose file is `file`: `None` unless
+    /// there are at most [`MAX_SHARED_IMAGE_RANGES`], each lies in `elf`, and they are sorted
+    /// by address without overlapping (the caller leaves exactly these out of guest memory).
     pub(crate) fn new(
         file: Arc<ImageFile>,
         elf: &'static [u8],
-        mut runs: Vec<(u64, u64, u64)>,
-    ) -> Self {
-        runs.retain(|&(_, len, off)| {
+        runs: Vec<(u64, u64, u64)>,
+    ) -> Option<Self> {
+        let in_elf = runs.iter().all(|&(_, len, off)| {
             off.checked_add(len)
                 .is_some_and(|end| end <= elf.len() as u64)
         });
-        runs.sort_by_key(|r| std::cmp::Reverse(r.1));
-        runs.truncate(MAX_SHARED_IMAGE_RANGES);
-        runs.sort_by_key(|r| r.0);
-        Self { file, elf, runs }
+        let ordered = runs
+            .windows(2)
+            .all(|w| w[0].0.checked_add(w[0].1).is_some_and(|end| end <= w[1].0));
+        (runs.len() <= MAX_SHARED_IMAGE_RANGES && in_elf && ordered).then_some(Self {
+            file,
+            elf,
+            runs,
+        })
     }
 
     /// The sandbox header's ranges: the runs with their offsets in the file.

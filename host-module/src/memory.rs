@@ -4,11 +4,12 @@
 //! hands out references into it: every access copies, and every range is bounds-checked.
 
 use std::os::fd::{AsFd, BorrowedFd, RawFd};
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use pvmux_hypercalls::layout::MAX_GUEST_MEM;
 use pvmux_hypercalls::sandbox::{SharedImageRange, MAX_SHARED_IMAGE_RANGES};
+use pvmux_hypercalls::PAGE_SIZE as PAGE;
 
 use crate::image_file::ImageFile;
 use crate::shm::SharedMemfd;
@@ -88,6 +89,18 @@ impl SharedImage {
         self.file.file.as_fd()
     }
 
+    /// The guest-physical page frames `[first, end)` the runs span (`(0, 0)` if none), packed
+    /// as `first << 32 | end` (frame numbers of 4 KiB pages: up to 16 TiB).
+    fn span(&self) -> u64 {
+        let first = self.runs.first().map_or(0, |r| r.0 / PAGE);
+        let end = self.runs.last().map_or(0, |r| (r.0 + r.1).div_ceil(PAGE));
+        match (u32::try_from(first), u32::try_from(end)) {
+            (Ok(first), Ok(end)) => u64::from(first) << 32 | u64::from(end),
+            // Beyond 16 TiB (no such guest): every read takes the overlay's path.
+            _ => u64::from(u32::MAX),
+        }
+    }
+
     /// The guest-physical runs `(gpa, len)`.
     pub fn gpa_runs(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         self.runs.iter().map(|&(gpa, len, _)| (gpa, len))
@@ -122,6 +135,9 @@ pub struct GuestMemory {
     /// The kernel image's pages its sandbox maps from the image's file (set by the domain
     /// build, replaced by a hand-over's).
     shared_image: RwLock<Option<Arc<SharedImage>>>,
+    /// [`SharedImage::span`] of `shared_image` (0: none), so that a read elsewhere (most of
+    /// them: hypercall arguments, rings, page tables) takes no lock.
+    shared_span: AtomicU64,
 }
 
 impl GuestMemory {
@@ -132,6 +148,7 @@ impl GuestMemory {
             shm: SharedMemfd::new("pvmux-guest", size)?,
             size,
             shared_image: RwLock::new(None),
+            shared_span: AtomicU64::new(0),
         })
     }
 
@@ -145,7 +162,10 @@ impl GuestMemory {
 
     /// Sets (the domain build) or clears the kernel image's shared pages.
     pub(crate) fn set_shared_image(&self, shared: Option<Arc<SharedImage>>) {
-        *self.shared_image.write().unwrap_or_else(|e| e.into_inner()) = shared;
+        let mut slot = self.shared_image.write().unwrap_or_else(|e| e.into_inner());
+        let span = shared.as_ref().map_or(0, |s| s.span());
+        *slot = shared;
+        self.shared_span.store(span, Ordering::Release);
     }
 
     /// Size of guest memory in bytes.
@@ -179,7 +199,13 @@ impl GuestMemory {
     /// image: the memfd has holes there).
     pub fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
         let off = self.check_range(gpa, buf.len() as u64)?;
-        let shared = self.shared_image();
+        let span = self.shared_span.load(Ordering::Acquire);
+        let (first, end) = ((span >> 32) * PAGE, (span & u64::from(u32::MAX)) * PAGE);
+        let shared = if gpa < end && first < gpa + buf.len() as u64 {
+            self.shared_image()
+        } else {
+            None
+        };
         let mut done = 0usize;
         while done < buf.len() {
             let at = gpa + done as u64;
@@ -398,6 +424,40 @@ mod tests {
         assert_eq!(m.read_u64(0).unwrap(), 0);
         assert!(m.read_vec(size - 1, 2).is_err());
         assert_eq!(m.read_vec(size - 2, 2).unwrap(), vec![0, 0]);
+    }
+
+    #[test]
+    fn reads_take_the_images_bytes_in_its_runs_and_the_memfds_elsewhere() {
+        let m = GuestMemory::new(16 << 20).unwrap();
+        m.write(0, &vec![0xaa; 0x40000]).unwrap();
+        let elf: &'static [u8] = Box::leak((0..0x4000u32).map(|i| i as u8).collect());
+        let file = Arc::new(ImageFile {
+            file: std::fs::File::open("/proc/self/exe").unwrap(),
+            offset: 0,
+        });
+        let runs = vec![(0x10000, 0x2000, 0x1000), (0x30000, 0x1000, 0x3000)];
+        let shared = SharedImage::new(file, elf, runs).unwrap();
+        assert_eq!(shared.span(), 0x10 << 32 | 0x31);
+        m.set_shared_image(Some(Arc::new(shared)));
+        let read = |gpa, len| m.read_vec(gpa, len).unwrap();
+        // Inside a run: the image's bytes.
+        assert_eq!(read(0x10010, 4), elf[0x1010..0x1014]);
+        assert_eq!(read(0x30ffe, 2), elf[0x3ffe..0x4000]);
+        // Outside the span, and between the runs inside it: the memfd's.
+        assert_eq!(read(0x8000, 4), [0xaa; 4]);
+        assert_eq!(read(0x31000, 4), [0xaa; 4]);
+        assert_eq!(read(0x20000, 4), [0xaa; 4]);
+        // Across a run's start and its end.
+        let mut want = vec![0xaa; 2];
+        want.extend_from_slice(&elf[0x1000..0x1002]);
+        assert_eq!(read(0xfffe, 4), want);
+        assert_eq!(read(0xffff, 2), [0xaa, elf[0x1000]]);
+        let mut want = elf[0x2ffe..0x3000].to_vec();
+        want.extend_from_slice(&[0xaa; 2]);
+        assert_eq!(read(0x11ffe, 4), want);
+        // Cleared (a hand-over to an image without shared pages): the memfd's everywhere.
+        m.set_shared_image(None);
+        assert_eq!(read(0x10010, 4), [0xaa; 4]);
     }
 
     #[test]

@@ -6,6 +6,18 @@ pub fn count(dir: &str) -> usize {
     std::fs::read_dir(dir).expect("proc dir").count()
 }
 
+/// The open flags of process `pid`'s file descriptor `fd` (`/proc/PID/fdinfo/FD`'s `flags:`,
+/// octal), with the fdinfo text for messages. `flags & 3` is the access mode (0: read-only).
+pub fn fd_flags(pid: u32, fd: i32) -> (u32, String) {
+    let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).expect("fdinfo");
+    let flags = info
+        .lines()
+        .find_map(|l| l.strip_prefix("flags:"))
+        .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
+        .expect("flags");
+    (flags, info)
+}
+
 /// The number of mappings of pvmux memfds (guest memory and control regions).
 pub fn memfd_mappings() -> usize {
     std::fs::read_to_string("/proc/self/maps")

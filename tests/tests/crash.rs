@@ -83,12 +83,7 @@ fn sandbox_is_seccomp_locked_with_its_two_memfds_and_its_kernel_image_file() {
     let exe = std::fs::read_link("/proc/self/exe").expect("exe");
     assert_eq!(fds[2].1, exe.to_string_lossy(), "{fds:?}");
     // Opened read-only (`flags:` is octal; the access mode is its low two bits).
-    let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/5")).expect("fdinfo");
-    let flags = info
-        .lines()
-        .find_map(|l| l.strip_prefix("flags:"))
-        .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
-        .expect("flags");
+    let (flags, info) = pvmux_tests::procfs::fd_flags(pid, 5);
     assert_eq!(flags & 3, 0, "O_RDONLY: {info}");
     // The image's pages mapped from it, read-only: never writable.
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("maps");

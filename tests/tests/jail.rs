@@ -311,12 +311,7 @@ fn check_sandbox(pid: u32, kind: Kind, l: &Layers, user: SandboxUser) {
             std::fs::canonicalize(PVMUX).ok(),
             "{what}: fd {image} is {link:?}"
         );
-        let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{image}")).expect("fdinfo");
-        let flags = info
-            .lines()
-            .find_map(|l| l.strip_prefix("flags:"))
-            .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
-            .expect("flags");
+        let (flags, info) = pvmux_tests::procfs::fd_flags(pid, image);
         assert_eq!(flags & 3, 0, "{what}: fd {image} is read-only: {info}");
     } else {
         assert_eq!(fds, SANDBOX_FDS, "{what}: fds");

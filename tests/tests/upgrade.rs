@@ -3384,13 +3384,21 @@ fn a_sleep_goes_on_with_the_time_it_had_left_after_a_switch() {
     let root = root("sleep");
     let out = TempDir::unique("pvmux-upgrade-out", "sleep");
     let vol = format!("{}:/out", out.0.display());
-    let slept = out.0.join("slept");
-    // coreutils `sleep` (glibc's `nanosleep`: a relative `clock_nanosleep`), then a mark;
-    // init lives on meanwhile.
-    let script = format!("(/bin/sleep {SECS}; echo done > /out/slept) & while :; do sleep 1; done");
-    let started = std::time::Instant::now();
+    let (begins, slept) = (out.0.join("begins"), out.0.join("slept"));
+    // A mark, coreutils `sleep` (glibc's `nanosleep`: a relative `clock_nanosleep`), then a
+    // mark; init lives on meanwhile.
+    let script = format!(
+        "(echo > /out/begins; /bin/sleep {SECS}; echo done > /out/slept) & \
+         while :; do sleep 1; done"
+    );
+    let launched = std::time::Instant::now();
     start_detached(&root, "t", &vol, &["/bin/sh", "-c", &script]);
     let next = next_kernel(&root);
+    // Times count from the first mark, not from the launch: on a loaded host the guest may
+    // take seconds to get there, and a switch before the sleep began would prove nothing.
+    wait_for("the sleep begins", || begins.exists());
+    let started = std::time::Instant::now();
+    eprintln!("the sleep began {:?} after the launch", launched.elapsed());
     // Half way through the sleep.
     std::thread::sleep(Duration::from_secs(SECS / 2).saturating_sub(started.elapsed()));
     let (up, v) = upgrade(&root, "t", &next, None);
@@ -3420,8 +3428,8 @@ fn a_sleep_goes_on_with_the_time_it_had_left_after_a_switch() {
     wait_for("the sleep ends", || slept.exists());
     let ended = started.elapsed();
     eprintln!("switched at {switched:?}, the {SECS} s sleep ended at {ended:?}");
-    // It ends when it was due (plus the start's and the polling's slack: the launch is in
-    // `started`, 1.25 s once on a loaded host), not a whole sleep after the switch (6 s).
+    // It ends when it was due (plus the slack of `sleep`'s own start after the mark and of
+    // the polling), not a whole sleep after the switch (6 s).
     assert!(
         ended < Duration::from_secs(SECS) + Duration::from_millis(1700)
             && ended < switched + Duration::from_secs(SECS),

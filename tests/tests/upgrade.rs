@@ -3386,9 +3386,9 @@ fn a_sleep_goes_on_with_the_time_it_had_left_after_a_switch() {
     let vol = format!("{}:/out", out.0.display());
     let (begins, slept) = (out.0.join("begins"), out.0.join("slept"));
     // A mark, coreutils `sleep` (glibc's `nanosleep`: a relative `clock_nanosleep`), then a
-    // mark; init lives on meanwhile.
+    // mark, each with the guest's uptime; init lives on meanwhile.
     let script = format!(
-        "(echo > /out/begins; /bin/sleep {SECS}; echo done > /out/slept) & \
+        "(cat /proc/uptime > /out/begins; /bin/sleep {SECS}; cat /proc/uptime > /out/slept) & \
          while :; do sleep 1; done"
     );
     let launched = std::time::Instant::now();
@@ -3409,31 +3409,45 @@ fn a_sleep_goes_on_with_the_time_it_had_left_after_a_switch() {
         !slept.exists(),
         "the sleep ended before the switch ({switched:?})"
     );
-    // The sleeping threads were stopped in their sleep (`clock_nanosleep`, 230), which they
-    // re-issue, carried with when it ends (section 27).
+    // The sleeping thread was stopped in its sleep (`clock_nanosleep`, 230), which it
+    // re-issues, carried with when it ends (section 27). It is the `sleep` whose parent is
+    // the subshell (init's own loop runs `sleep 1`s).
     let procs = v["record"]["processes"].as_array().expect("processes");
     let carried = v["record"]["carried"].as_array().expect("carried");
-    let sleeps: Vec<&serde_json::Value> = procs
+    let sleep = procs
         .iter()
-        .filter(|p| p["comm"] == "sleep")
-        .filter_map(|p| carried.iter().find(|c| c["pid"] == p["pid"]))
+        .find(|p| p["comm"] == "sleep" && p["ppid"] != 1)
+        .and_then(|p| carried.iter().find(|c| c["pid"] == p["pid"]))
         .map(|c| &c["threads"][0])
-        .collect();
+        .unwrap_or_else(|| panic!("no {SECS} s sleep in the record: {v}"));
+    eprintln!("the {SECS} s sleep as carried: {sleep}");
     assert!(
-        sleeps
-            .iter()
-            .any(|t| t["restart"] == 230 && t["sleeps_until_ns"].is_u64()),
+        sleep["restart"] == 230 && sleep["sleeps_until_ns"].is_u64(),
         "{v}"
     );
-    wait_for("the sleep ends", || slept.exists());
+    wait_for("the sleep ends", || {
+        std::fs::read_to_string(&slept).is_ok_and(|s| s.ends_with('\n'))
+    });
     let ended = started.elapsed();
-    eprintln!("switched at {switched:?}, the {SECS} s sleep ended at {ended:?}");
+    // The guest's own view: its uptime at both marks.
+    let uptime = |p: &std::path::Path| -> f64 {
+        let s = std::fs::read_to_string(p).expect("mark");
+        s.split_whitespace()
+            .next()
+            .and_then(|f| f.parse().ok())
+            .expect("uptime")
+    };
+    let guest = uptime(&slept) - uptime(&begins);
+    eprintln!(
+        "switched at {switched:?}, the {SECS} s sleep ended at {ended:?} ({guest:.2} s of guest time)"
+    );
     // It ends when it was due (plus the slack of `sleep`'s own start after the mark and of
     // the polling), not a whole sleep after the switch (6 s).
     assert!(
         ended < Duration::from_secs(SECS) + Duration::from_millis(1700)
             && ended < switched + Duration::from_secs(SECS),
-        "switched at {switched:?}, the sleep ended at {ended:?}: it started over"
+        "switched at {switched:?}, the sleep ended at {ended:?} ({guest:.2} s of guest time \
+         between the marks): it started over"
     );
     stop(&root, "t");
 }

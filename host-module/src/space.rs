@@ -45,7 +45,7 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use pvmux_hypercalls::sandbox::kind;
+use pvmux_hypercalls::sandbox::{kind, UserStubCrash, STUB_EXIT_CRASH, USER_CRASH_OFFSET};
 use pvmux_hypercalls::user::grant::REAPED_OFFSET;
 use pvmux_hypercalls::user::{handoff, user_ctx_size, user_slot_offset, UserCtxHeader, UserSlot};
 use pvmux_hypercalls::{HcError, SandboxHeader, PAGE_SIZE};
@@ -168,6 +168,15 @@ impl SandboxCtl {
             }
             Self::Template(c) => c.stub_report(),
         }
+    }
+
+    /// The crash record its stub wrote before exiting with `STUB_EXIT_CRASH`, if any (user
+    /// code could have written it too: for the log only).
+    fn crash_record(&self) -> Option<UserStubCrash> {
+        let words: [u64; 5] =
+            std::array::from_fn(|i| self.u64_at(USER_CRASH_OFFSET + 8 * i).load(SeqCst));
+        let rec: UserStubCrash = zerocopy::transmute!(words);
+        (rec.cause != 0).then_some(rec)
     }
 
     /// The header word at byte `off`.
@@ -1082,10 +1091,16 @@ fn finish(inner: &Inner, st: &State, e: Entry) {
     let warn = !e.destroyed && !st.closed && !inner.death_warned.swap(true, SeqCst);
     if warn || tracing::enabled!(tracing::Level::DEBUG) {
         let [status, step, error] = e.ctl.stub_report();
-        let what = format!(
+        let mut what = format!(
             "pid {} {exit:?}, stub status {status} step {step} error {error}",
             e.pid.as_raw_nonzero().get()
         );
+        if exit == SandboxExit::Exited(STUB_EXIT_CRASH) {
+            match e.ctl.crash_record() {
+                Some(rec) => what.push_str(&format!("; its stub's crash record: {rec}")),
+                None => what.push_str("; its stub wrote no crash record"),
+            }
+        }
         if warn {
             tracing::warn!(
                 tenant = %inner.cfg.name,

@@ -9,7 +9,7 @@
 
 use core::mem::{offset_of, size_of};
 use core::sync::atomic::{AtomicU32, AtomicU64};
-use zerocopy::{FromBytes, IntoBytes, KnownLayout};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// File descriptor of the guest-memory memfd inside a sandbox.
 pub const GUEST_MEM_FD: i32 = 3;
@@ -56,7 +56,9 @@ impl SharedImageRange {
                 && self.file_offset.checked_add(self.len).is_some())
     }
 }
-/// Exit status of a sandbox whose stub recorded a crash in a [`crate::VcpuShared`] page.
+/// Exit status of a sandbox whose stub crashed: a kernel sandbox's stub recorded the crash
+/// in a [`crate::VcpuShared`] page, a user sandbox's in its control page
+/// ([`UserStubCrash`]).
 pub const STUB_EXIT_CRASH: i32 = 124;
 /// Exit status of a sandbox whose stub failed before entering the guest (see `stub_error`).
 pub const STUB_EXIT_SETUP: i32 = 125;
@@ -220,6 +222,82 @@ pub struct TemplateCtl {
     /// The child's pidfd in the template (its fd number), or `-errno` if the fork failed
     /// (template).
     pub pidfd: core::sync::atomic::AtomicI32,
+}
+
+/// Where a user sandbox's stub writes its [`UserStubCrash`] in its control page 0 (after the
+/// header, before a template's [`TemplateCtl`]).
+pub const USER_CRASH_OFFSET: usize = 0x400;
+
+/// What a user sandbox's stub saw when it crashed, written just before it exits with
+/// [`STUB_EXIT_CRASH`] (the kernel sandbox's record, in its `VcpuShared` pages, has no
+/// counterpart there: user code owns FS and every page of that process). User code of the
+/// sandbox can write this page, so the host only logs it; the exit status is the fact.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct UserStubCrash {
+    /// A [`user_crash`] cause; 0: nothing recorded.
+    pub cause: u32,
+    /// The host signal the stub's handler was running for (0: none, a panic).
+    pub signal: u32,
+    /// Its `si_code`.
+    pub si_code: i32,
+    /// The slot (vCPU) whose thread crashed; `u32::MAX` when its stack named none.
+    pub slot: u32,
+    /// `rip` where the signal was raised.
+    pub rip: u64,
+    /// `si_addr` (the fault address of `SIGSEGV`/`SIGBUS`).
+    pub addr: u64,
+    /// `rsp` where the signal was raised.
+    pub rsp: u64,
+}
+
+const _: () = assert!(size_of::<UserStubCrash>() == 40);
+const _: () = assert!(USER_CRASH_OFFSET >= size_of::<SandboxHeader>());
+const _: () = assert!(USER_CRASH_OFFSET + size_of::<UserStubCrash>() <= TEMPLATE_CTL_OFFSET);
+const _: () = assert!(USER_CRASH_OFFSET.is_multiple_of(8));
+
+impl core::fmt::Display for UserStubCrash {
+    /// One line for the host's log: the cause, the signal and where it was raised.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}", user_crash::describe(self.cause))?;
+        if self.signal != 0 {
+            write!(
+                f,
+                ": signal {} (si_code {}) at rip {:#x}, rsp {:#x}, address {:#x}",
+                self.signal, self.si_code, self.rip, self.rsp, self.addr
+            )?;
+        }
+        match self.slot {
+            u32::MAX => write!(f, ", no slot"),
+            s => write!(f, ", slot {s}"),
+        }
+    }
+}
+
+/// [`UserStubCrash::cause`] values.
+pub mod user_crash {
+    /// A slot thread's first signal was not the breakpoint of its start.
+    pub const NOT_STARTED: u32 = 1;
+    /// A signal at stub code outside the patch entry's resumable points (user code jumped
+    /// into the stub, or corrupted its state).
+    pub const IN_STUB_CODE: u32 = 2;
+    /// A handler ran on a stack outside every slot's area.
+    pub const FOREIGN_STACK: u32 = 3;
+    /// Stub code panicked.
+    pub const PANIC: u32 = 4;
+
+    /// What `cause` means, for a log line.
+    pub const fn describe(cause: u32) -> &'static str {
+        match cause {
+            NOT_STARTED => "a slot thread's first signal was not its start",
+            IN_STUB_CODE => "a signal raised in stub code",
+            FOREIGN_STACK => "a signal handled on a stack outside the slots' areas",
+            PANIC => "stub code panicked",
+            _ => "an unknown cause",
+        }
+    }
 }
 
 const _: () = assert!(TEMPLATE_CTL_OFFSET >= size_of::<SandboxHeader>());

@@ -295,6 +295,33 @@ fn stub_code_can_map_the_user_pool_but_mapping_kernel_memory_kills_only_that_pro
             run.context()
         );
     }
+    // A fault in stub code: the sandbox ends with the stub's crash record, which the host
+    // logs with where the fault was (the child printed where it sent the stub).
+    assert!(
+        run.has_line("stub-jump: stub-fault child killed by signal 9"),
+        "{}",
+        run.context()
+    );
+    let (rip, rsp) = run
+        .stdout
+        .lines()
+        .find_map(|l| {
+            let rest = l.strip_prefix("stub-jump: stub-fault jumps to ")?;
+            let (rip, rsp) = rest.split_once(" with rsp ")?;
+            Some((rip.to_owned(), rsp.to_owned()))
+        })
+        .unwrap_or_else(|| panic!("no stub-fault line\n{}", run.context()));
+    let logged = format!(
+        "; its stub's crash record: a signal raised in stub code: signal 11 (si_code 1) at rip {rip}, \
+         rsp {rsp}, address {rsp}, slot "
+    );
+    assert!(
+        run.stderr.lines().any(|l| l.contains("user sandbox ended")
+            && l.contains("Exited(124)")
+            && l.contains(&logged)),
+        "{logged}\n{}",
+        run.context()
+    );
     assert!(run.has_line("stub-jump: normal child exited 0"));
     assert!(!run.stdout.contains("RETURNED"));
     assert!(

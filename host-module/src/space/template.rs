@@ -21,7 +21,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pvmux_hypercalls::sandbox::{
-    kind, status, TemplateCtl, TEMPLATE_CTL_OFFSET, TEMPLATE_MAX_PAGES,
+    kind, status, TemplateCtl, UserStubCrash, TEMPLATE_CTL_OFFSET, TEMPLATE_MAX_PAGES,
+    USER_CRASH_OFFSET,
 };
 use pvmux_hypercalls::{SandboxHeader, PAGE_SIZE};
 use rustix::process::Pid;
@@ -62,6 +63,11 @@ impl Region {
     fn write_header(&self, page: u32, init: &HeaderInit) {
         for (i, w) in ControlRegion::header_words(init).into_iter().enumerate() {
             self.u64_at(page, 8 * i).store(w, SeqCst);
+        }
+        // A page is reused: no crash record of its last child may be read as the next one's.
+        let record = USER_CRASH_OFFSET..USER_CRASH_OFFSET + size_of::<UserStubCrash>();
+        for off in record.step_by(8) {
+            self.u64_at(page, off).store(0, SeqCst);
         }
     }
 

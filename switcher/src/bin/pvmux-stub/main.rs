@@ -30,9 +30,14 @@ mod xsave;
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
     // Stub code does not panic by design; if it ever does, end the sandbox with a crash
-    // record the host can report (a user sandbox has no record: FS is the user's there).
+    // record the host can report (a user sandbox's is in its control page: FS is the
+    // user's there, and so is the slot).
     if user::active() {
-        sys::exit_group(pvmux_hypercalls::sandbox::STUB_EXIT_CRASH);
+        user::crash::crash(
+            pvmux_hypercalls::sandbox::user_crash::PANIC,
+            user::crash::NO_SLOT,
+            None,
+        );
     }
     let frame = pvmux_hypercalls::TrapFrame::default();
     trap::crash(

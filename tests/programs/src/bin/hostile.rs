@@ -368,6 +368,10 @@ fn host_syscalls(canary: &str, host_pid: Option<u64>) -> Verdict {
     Ok(ok)
 }
 
+/// The stack pointer stub-jump's stub-fault child runs stub code with: in the user window,
+/// never mapped.
+const STUB_FAULT_RSP: u64 = 0x3f00_0002_0000;
+
 /// Finds the user stub's signal restorer (`mov eax, 15; syscall`) through the `rt_sigframe`s
 /// the host kernel left on the stub's signal stacks: the frame's first word is the restorer,
 /// followed by the `ucontext`, whose `uc_stack` records the signal stack.
@@ -534,6 +538,24 @@ fn stub_jump(mem: u64) -> Verdict {
         });
         ok &= says_killed(&format!("{name} child"), st);
     }
+    // 2c. A fault in stub code: the gadget's `pop rbp; ret` on an unmapped stack. The stub
+    // gives up (status 124) after a crash record the host logs; the process is killed.
+    let st = in_child(|| {
+        let Some(g) = find_restorer().and_then(find_gadget) else {
+            say("stub-jump: no stub gadget in the child");
+            return 3;
+        };
+        let (rip, rsp) = (g + 2, STUB_FAULT_RSP);
+        say(&format!(
+            "stub-jump: stub-fault jumps to {rip:#x} with rsp {rsp:#x}"
+        ));
+        // SAFETY: the attack: stub code runs on a stack that is not mapped; it faults at its
+        // first instruction and the sandbox ends, so nothing after the jump runs.
+        unsafe {
+            asm!("mov rsp, {sp}", "jmp {g}", sp = in(reg) rsp, g = in(reg) rip, options(noreturn))
+        }
+    });
+    ok &= says_killed("stub-fault child", st);
     // 3. The guest kernel carries on: fork and run a child normally.
     let st = in_child(|| {
         say(&format!(

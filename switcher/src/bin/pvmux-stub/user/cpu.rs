@@ -3,11 +3,11 @@
 
 use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering::Relaxed};
 
-use pvmux_hypercalls::sandbox::STUB_EXIT_CRASH;
+use pvmux_hypercalls::sandbox::user_crash;
 use pvmux_hypercalls::user::USER_CTX_BASE;
 
+use super::crash::{crash, NO_SLOT};
 use crate::state::{AREA_SIZE, G};
-use crate::sys;
 
 /// Where the per-slot areas start (above the context region, below the stub).
 pub(super) const USER_AREAS_BASE: u64 = USER_CTX_BASE + 0x4000_0000;
@@ -71,6 +71,11 @@ pub(super) fn ucpu(i: u32) -> &'static UserCpu {
 /// The current thread's `UserCpu`, from the stack pointer (handlers run on the alternate
 /// stack inside the slot's area). Anything else is a stub crash.
 pub(super) fn ucpu_from_stack() -> &'static UserCpu {
+    ucpu_on_stack().unwrap_or_else(|| crash(user_crash::FOREIGN_STACK, NO_SLOT, None))
+}
+
+/// [`ucpu_from_stack`], or `None` when the stack pointer is in no slot's area.
+pub(super) fn ucpu_on_stack() -> Option<&'static UserCpu> {
     let sp: u64;
     // SAFETY: reads rsp.
     unsafe {
@@ -79,7 +84,7 @@ pub(super) fn ucpu_from_stack() -> &'static UserCpu {
     let area = sp & !(AREA_SIZE - 1);
     let n = u64::from(G.nr_vcpus.load(Relaxed));
     if area < USER_AREAS_BASE || area >= USER_AREAS_BASE + n * AREA_SIZE {
-        sys::exit_group(STUB_EXIT_CRASH);
+        return None;
     }
-    ucpu(((area - USER_AREAS_BASE) / AREA_SIZE) as u32)
+    Some(ucpu(((area - USER_AREAS_BASE) / AREA_SIZE) as u32))
 }

@@ -4,13 +4,14 @@
 
 use core::sync::atomic::Ordering::Relaxed;
 
-use pvmux_hypercalls::sandbox::STUB_EXIT_CRASH;
+use pvmux_hypercalls::sandbox::user_crash;
 use pvmux_hypercalls::user::handoff::UserTrap;
 use pvmux_hypercalls::user::UserExit;
 use pvmux_hypercalls::Vector;
 use pvmux_switcher::exception::{classify, Classified, SandboxKind};
 
-use super::cpu::{ucpu_from_stack, UserCpu};
+use super::cpu::{ucpu_on_stack, UserCpu};
+use super::crash::{crash, Seen, NO_SLOT};
 use super::fpu::save_fpu;
 use super::fsbase::get_fs;
 use super::patch::Interrupted;
@@ -27,8 +28,6 @@ use crate::sys;
 /// # Safety
 /// Called only by the kernel, with valid `info` and `uc` pointers, on the alternate stack.
 pub(crate) unsafe extern "C" fn on_signal(sig: i32, info: *const u8, uc: *mut u8) {
-    let c = ucpu_from_stack();
-    let slot = Slot::get(c.slot.load(Relaxed));
     // The signal frame's 32 sigcontext words are copied in and written back before the
     // return (`rt_sigreturn` loads them): the frame lies in memory user code of this
     // sandbox's other threads can write, so no reference to it is formed.
@@ -42,10 +41,23 @@ pub(crate) unsafe extern "C" fn on_signal(sig: i32, info: *const u8, uc: *mut u8
     let g = &mut words;
     // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
     let si = unsafe { SigInfo::read(info) };
+    let Some(c) = ucpu_on_stack() else {
+        crash(
+            user_crash::FOREIGN_STACK,
+            NO_SLOT,
+            Some(Seen::new(sig, si, g)),
+        )
+    };
+    let slot_nr = c.slot.load(Relaxed);
+    let slot = Slot::get(slot_nr);
     if c.started.load(Relaxed) == 0 {
         // The thread's own first signal, its breakpoint in `start::enter`: start serving.
         if sig != SIGTRAP || si.code != SI_KERNEL || !is_stub_code(g[RIP]) {
-            sys::exit_group(STUB_EXIT_CRASH);
+            crash(
+                user_crash::NOT_STARTED,
+                slot_nr,
+                Some(Seen::new(sig, si, g)),
+            );
         }
         c.started.store(1, Relaxed);
     } else {
@@ -56,7 +68,11 @@ pub(crate) unsafe extern "C" fn on_signal(sig: i32, info: *const u8, uc: *mut u8
                 // The entry's return was cut short: g is the user state it was resuming.
                 Interrupted::Finished => {}
                 // A fault in stub code (user code jumped into it, or corrupted its state).
-                Interrupted::No => sys::exit_group(STUB_EXIT_CRASH),
+                Interrupted::No => crash(
+                    user_crash::IN_STUB_CODE,
+                    slot_nr,
+                    Some(Seen::new(sig, si, g)),
+                ),
             }
         }
         // User code ran from `user_since` until this signal.

@@ -22,9 +22,11 @@
 //! FS; a handler finds its slot from its stack pointer ([`cpu`]: areas are `AREA_SIZE`
 //! aligned) and checks the area is one of ours. The context region is reached only through
 //! [`slot`]: atomics for the hand-off words, copies for everything else. A fault in stub code
-//! ends the sandbox (status 124).
+//! ends the sandbox (status 124)
+//! after a record of what it saw in the control page ([`crash`]).
 
 mod cpu;
+pub(crate) mod crash;
 mod fpu;
 mod fsbase;
 mod handler;

@@ -27,6 +27,11 @@ fn assert_host_error(args: &[&str], needles: &[&str]) {
         );
     }
     assert!(!err.contains("panicked"), "{args:?}: {err}");
+    // Each cause once (an error that prints its source and returns it was said twice).
+    assert!(
+        err.matches("(os error").count() <= 1,
+        "{args:?}: an OS error said twice: {err}"
+    );
     assert!(
         !err.contains("sandbox pid"),
         "the guest must not start: {err}"
@@ -127,6 +132,13 @@ fn rootfs_must_be_a_directory() {
     assert_host_error(
         &["run", "--rootfs", "/nonexistent/root"],
         &["--rootfs /nonexistent/root is not usable", "No such file"],
+    );
+    assert_host_error(
+        &["run", "--disk", "/nonexistent/disk.img", "--", "/bin/true"],
+        &[
+            "--disk /nonexistent/disk.img is not usable: cannot open disk image",
+            "No such file",
+        ],
     );
     assert_host_error(
         &["run", "--rootfs-pack", &path],

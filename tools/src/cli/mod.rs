@@ -5,6 +5,7 @@ mod caps;
 mod death;
 pub(crate) mod disk;
 mod environ;
+mod error_text;
 mod exec;
 mod exit;
 mod limits;
@@ -201,7 +202,7 @@ pub fn main() -> ExitCode {
         logging::init(cli.level())
     };
     if let Err(e) = logging {
-        eprintln!("pvmux: error: {e:#}");
+        eprintln!("pvmux: error: {}", error_text::Chain(&e));
         return ExitCode::from(if oci { EXIT_OCI_ERROR } else { EXIT_HOST_ERROR });
     }
     let g = &cli.oci;
@@ -255,12 +256,12 @@ pub fn main() -> ExitCode {
             if oci {
                 // runc's users read the message from the log file (containerd) or stderr.
                 if log_file.is_some() {
-                    tracing::error!("{e:#}");
+                    tracing::error!("{}", error_text::Chain(&e));
                 }
-                eprintln!("pvmux: error: {e:#}");
+                eprintln!("pvmux: error: {}", error_text::Chain(&e));
                 ExitCode::from(EXIT_OCI_ERROR)
             } else {
-                eprintln!("pvmux: error: {e:#}");
+                eprintln!("pvmux: error: {}", error_text::Chain(&e));
                 ExitCode::from(EXIT_HOST_ERROR)
             }
         }

@@ -145,7 +145,7 @@ pub(super) fn hold(nfy: &Path, socket: &Path, console_socket: Option<&Path>) -> 
         Ok(session) => session.relay(&hs),
         // `exec` reports it (the holder's stderr is the same as `exec`'s: said once).
         Err(e) => {
-            control::answer(&hs, &Err(anyhow::anyhow!("{e:#}")));
+            control::answer(&hs, &Err(crate::cli::error_text::flat(&e)));
             Ok(1)
         }
     }

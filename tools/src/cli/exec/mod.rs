@@ -354,7 +354,7 @@ fn following_resizes(
             let _ = w.resize(rows, cols);
         }
     })
-    .map_err(|e| io(std::io::Error::other(format!("{e:#}"))))?;
+    .map_err(|e| io(std::io::Error::other(crate::cli::error_text::text(&e))))?;
     client.writer().spawn_stdin(stdin);
     let mut pid = None;
     loop {

@@ -171,7 +171,7 @@ pub(crate) fn answer(stream: &UnixStream, result: &anyhow::Result<()>) {
         &result
             .as_ref()
             .map(|()| String::new())
-            .map_err(|e| anyhow::anyhow!("{e:#}")),
+            .map_err(crate::cli::error_text::flat),
     );
 }
 
@@ -180,7 +180,10 @@ pub(crate) fn answer_with(mut stream: &UnixStream, result: &anyhow::Result<Strin
     let line = match result {
         Ok(p) if p.is_empty() => "ok\n".to_owned(),
         Ok(p) => format!("ok {}\n", p.replace('\n', " ")),
-        Err(e) => format!("error: {}\n", format!("{e:#}").replace('\n', " ")),
+        Err(e) => format!(
+            "error: {}\n",
+            crate::cli::error_text::text(e).replace('\n', " ")
+        ),
     };
     let _ = stream.write_all(line.as_bytes());
 }

@@ -26,7 +26,7 @@ pub(crate) fn answer(req: &Request, stream: &UnixStream, handle: &TenantHandle, 
         Request::Upgrade(u) => super::upgrade::answer(handle, u, sd),
     };
     if let Err(e) = &result {
-        tracing::warn!("{e:#}");
+        tracing::warn!("{}", crate::cli::error_text::Chain(e));
     }
     control::answer_with(stream, &result);
 }

@@ -401,7 +401,7 @@ fn poststart(sd: &StateDir) {
     if let Ok(r) = sd.read() {
         if let Some(list) = r.hooks.as_ref().and_then(|h| h.poststart().clone()) {
             if let Err(e) = hooks::run("poststart", &list, &r.oci_state()) {
-                tracing::warn!("{e:#}");
+                tracing::warn!("{}", crate::cli::error_text::Chain(&e));
             }
         }
     }
@@ -414,7 +414,7 @@ fn poststop(r: &Record) {
         state["status"] = "stopped".into();
         state["pid"] = 0.into();
         if let Err(e) = hooks::run("poststop", &list, &state) {
-            tracing::warn!("{e:#}");
+            tracing::warn!("{}", crate::cli::error_text::Chain(&e));
         }
     }
 }

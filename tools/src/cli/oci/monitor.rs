@@ -120,7 +120,7 @@ pub(crate) fn run(g: &GlobalArgs, m: &MonitorArgs) -> anyhow::Result<u8> {
             p
         }
         Err(e) => {
-            let _ = control::report(&m.notify, &Err(anyhow::anyhow!("{e:#}")));
+            let _ = control::report(&m.notify, &Err(crate::cli::error_text::flat(&e)));
             return Err(e);
         }
     };
@@ -167,13 +167,13 @@ pub(crate) fn run(g: &GlobalArgs, m: &MonitorArgs) -> anyhow::Result<u8> {
         .and_then(|(rows, cols)| pvmux_hypercalls::bootargs::ConsoleSize::new(cols, rows))
     {
         if let Err(e) = prepared.set_console_size(size) {
-            tracing::warn!("{e:#}");
+            tracing::warn!("{}", crate::cli::error_text::Chain(&e));
         }
     }
     let tenant = match prepared.launch(&args) {
         Ok(t) => t,
         Err(e) => {
-            control::answer(&start, &Err(anyhow::anyhow!("{e:#}")));
+            control::answer(&start, &Err(crate::cli::error_text::flat(&e)));
             let _ = sd.update(|r| r.status = Status::Stopped);
             return Err(e);
         }
@@ -228,7 +228,7 @@ pub(crate) fn run(g: &GlobalArgs, m: &MonitorArgs) -> anyhow::Result<u8> {
                         let _answering = lock(&events_answering);
                         let result = super::snapshot::answer(&handle, &r, &id, &run_args);
                         if let Err(e) = &result {
-                            tracing::warn!("{e:#}");
+                            tracing::warn!("{}", crate::cli::error_text::Chain(e));
                         }
                         control::answer_with(&stream, &result);
                     }

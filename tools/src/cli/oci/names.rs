@@ -228,7 +228,9 @@ pub(crate) fn start(
 /// monitor reports its errors on its stderr too).
 fn error_with_log(e: anyhow::Error, sd: &StateDir) -> anyhow::Error {
     match std::fs::read_to_string(sd.console_log()) {
-        Ok(log) if !log.trim().is_empty() && !format!("{e:#}").contains(log.trim()) => {
+        Ok(log)
+            if !log.trim().is_empty() && !crate::cli::error_text::text(&e).contains(log.trim()) =>
+        {
             e.context(format!("the tenant's log says: {}", log.trim()))
         }
         _ => e,

@@ -243,7 +243,8 @@ pub struct UserStubCrash {
     pub signal: u32,
     /// Its `si_code`.
     pub si_code: i32,
-    /// The slot (vCPU) whose thread crashed; `u32::MAX` when its stack named none.
+    /// The slot (vCPU) whose thread crashed; [`user_crash::NO_SLOT`] when its stack named
+    /// none.
     pub slot: u32,
     /// `rip` where the signal was raised.
     pub rip: u64,
@@ -270,7 +271,7 @@ impl core::fmt::Display for UserStubCrash {
             )?;
         }
         match self.slot {
-            u32::MAX => write!(f, ", no slot"),
+            user_crash::NO_SLOT => write!(f, ", no slot"),
             s => write!(f, ", slot {s}"),
         }
     }
@@ -287,6 +288,9 @@ pub mod user_crash {
     pub const FOREIGN_STACK: u32 = 3;
     /// Stub code panicked.
     pub const PANIC: u32 = 4;
+
+    /// [`super::UserStubCrash::slot`] of a crash whose thread has no slot.
+    pub const NO_SLOT: u32 = u32::MAX;
 
     /// What `cause` means, for a log line.
     pub const fn describe(cause: u32) -> &'static str {

@@ -9,8 +9,7 @@ use pvmux_hypercalls::sandbox::{UserStubCrash, STUB_EXIT_CRASH, USER_CRASH_OFFSE
 use crate::sigctx::{SigInfo, RIP, RSP};
 use crate::sys;
 
-/// The slot of a crash whose thread has none ([`UserStubCrash::slot`]).
-pub(crate) const NO_SLOT: u32 = u32::MAX;
+pub(crate) use pvmux_hypercalls::sandbox::user_crash::NO_SLOT;
 
 /// What a handler knew of the signal it gave up on.
 pub(crate) struct Seen {

@@ -220,8 +220,9 @@ fn several_tenants_run_programs_at_once() {
 }
 
 /// `kill -QUIT` of `pvmux run` asks the guest kernel what its tasks are doing, as a JVM prints
-/// its threads: on standard error, the sleeping init as a blocked thread that is a timed
-/// sleeper due before its sleep ends; the guest goes on and ends as it would have.
+/// its threads: on standard error, the sleeping init as a blocked thread in its
+/// `clock_nanosleep` that is a timed sleeper due before its sleep ends; the guest goes on and
+/// ends as it would have.
 #[test]
 fn sigquit_dumps_the_guests_tasks_and_the_guest_goes_on() {
     let child = Command::new(pvmux_bin())
@@ -246,9 +247,12 @@ fn sigquit_dumps_the_guests_tasks_and_the_guest_goes_on() {
         dump.iter().any(|l| l.trim() == "process 1 (sleep)"),
         "{err}"
     );
+    // Blocked in its sleep: the thread's line names the call (coreutils `sleep`:
+    // `clock_nanosleep(CLOCK_REALTIME, ...)`).
     assert!(
-        dump.iter()
-            .any(|l| l.trim().starts_with("thread 1: ") && l.contains("tid 1 blocked")),
+        dump.iter().any(|l| l.trim().starts_with("thread 1: ")
+            && l.contains("tid 1 blocked")
+            && l.ends_with(", in clock_nanosleep(0x0, ...)")),
         "{err}"
     );
     // A timed sleeper, due in less than the 2 s it slept for (and not overdue).

@@ -6,7 +6,8 @@
 //! `sigtimedwait`'s timeout, the order of queued real-time signals
 //! (`tests/programs/c/sigfd_timerfd.c`). Each program runs natively and in a guest (glibc
 //! and musl, 1 and 2 vCPUs) and the outputs must be the same. Then bash's `sleep 0.1 & wait`
-//! and coreutils' `timeout` (which uses `timer_create`) from the host's root.
+//! and coreutils' `timeout` (which uses `timer_create`) from the host's root. Sleeps entered
+//! while events land on the vCPU all end (`tests/programs/c/sleep_storm.c`, 4 vCPUs).
 
 use std::process::Command;
 use std::time::Duration;
@@ -85,6 +86,83 @@ fn alarm_itimers_and_posix_timers() {
 )]
 fn timerfd_signalfd_and_sigtimedwait() {
     same_as_native("sigfd-timerfd");
+}
+
+/// Runs `/program args` in a guest with `vcpus` vCPUs; if it has not ended within `limit`,
+/// asks the guest kernel for a dump of its tasks (`SIGQUIT`), ends it and fails with the dump:
+/// a lost wake-up then names the call the thread waits in.
+fn guest_or_dump(root: &TempDir, vcpus: u32, program: &str, args: &[&str], limit: Duration) -> Run {
+    let mut cmd = Command::new(PVMUX);
+    cmd.env_clear()
+        .arg("run")
+        .arg(format!("--vcpus={vcpus}"))
+        .arg("--rootfs")
+        .arg(&root.0)
+        .arg("--")
+        .arg(format!("/{program}"))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("pvmux run");
+    let start = std::time::Instant::now();
+    let mut dumped = false;
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            break;
+        }
+        if !dumped && start.elapsed() > limit {
+            let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("pid");
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::QUIT);
+            std::thread::sleep(Duration::from_secs(2));
+            let _ = child.kill();
+            dumped = true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().expect("output");
+    let run = Run {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert!(
+        !dumped,
+        "/{program} {args:?} on {vcpus} vCPUs did not end within {limit:?}\n{}",
+        run.context()
+    );
+    run
+}
+
+/// Threads on their way into a sleep while timer events, wake-ups and slice ends land on
+/// their vCPU (six threads alternating spins of 0-60 µs with sleeps of 10-130 µs, on four
+/// vCPUs). The guest kernel's event handler used to switch such a thread out between its
+/// `prepare_block` and the registration of its deadline: the sleep then never ended (this
+/// program hung in three of five runs; `hostile_grant`'s 4-vCPU attack in one of ~50). Each
+/// run must end and print what it prints natively.
+#[test]
+#[cfg_attr(
+    not(have_static_glibc),
+    ignore = "needs a static glibc: apt-get install libc6-dev"
+)]
+fn sleeps_entered_while_events_land_all_end() {
+    let args = ["6", "1000"];
+    let names = variants("sleep-storm");
+    let root = rootfs(&names);
+    for name in &names {
+        let n = run_native(name, &args, TIMEOUT);
+        assert_eq!(n.code(), Some(0), "native {name}:\n{}", n.context());
+        for round in 0..3 {
+            let g = guest_or_dump(&root, 4, name, &args, Duration::from_secs(60));
+            assert_eq!(g.code(), Some(0), "{name}, round {round}:\n{}", g.context());
+            assert_eq!(
+                g.stdout,
+                n.stdout,
+                "{name}, round {round}:\n{}",
+                g.context()
+            );
+        }
+    }
 }
 
 /// Runs `script` with the host's `/bin/bash` natively and in a guest with `--rootfs /`, and

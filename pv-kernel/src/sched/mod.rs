@@ -14,6 +14,11 @@
 //!   slice end (not when idle) and the earliest sleeper's deadline ([`rearm_timer`]).
 //! * A sleeper whose deadline comes preempts the running thread at once (once that has run
 //!   [`WAKEUP_PREEMPT_NS`]): timers fire on time on a busy vCPU, not at its slice end.
+//! * The event handler never switches out a thread that is on its way into a block (marked
+//!   BLOCKED by [`prepare_block`], not yet in its own `schedule`): callers may register
+//!   their wake-up (a sleeper's deadline in [`timed_block`]) after `prepare_block` with
+//!   events enabled, and a thread switched out before that would never be woken. The
+//!   preemption waits for the thread's own switch a moment later.
 //! * Making a thread runnable kicks an idle vCPU that may run it (`vcpu_kick`).
 
 pub(crate) mod switch;
@@ -454,7 +459,17 @@ pub(crate) fn handle_event(bits: u32) {
         let ran = s.cpus[me].current.as_ref().map_or(0, |c| {
             now.saturating_sub(c.ran_since.load(Ordering::Relaxed))
         });
-        if s.is_idle(me) {
+        // A thread on its way into a block (between `prepare_block` and its own `schedule`)
+        // may not have registered its wake-up yet (a sleeper's deadline, say, which
+        // `timed_block` inserts): switched out here, it would stay blocked with nothing to
+        // wake it. It switches itself out in a moment; the preemption waits until then.
+        let blocking = s.cpus[me]
+            .current
+            .as_ref()
+            .is_some_and(|c| c.state() == state::BLOCKED && !c.is_idle);
+        if blocking {
+            false
+        } else if s.is_idle(me) {
             s.has_work(me)
         } else if crate::suspend::suspending() {
             // Parking for a snapshot: switch to the idle thread now.

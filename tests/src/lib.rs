@@ -400,6 +400,17 @@ pub fn run_clean(mut cmd: Command, timeout: Duration) -> Run {
     run_with_timeout(cmd, &what, timeout, Duration::from_millis(10), |_| {})
 }
 
+/// Ends a `pvmux run` that seems stuck so that its failure says what the guest was doing:
+/// asks the guest kernel for a dump of its tasks (`SIGQUIT`: one line per thread, with the
+/// system call it waits in, on the run's stderr), gives it 2 s to write it, then kills it.
+pub fn dump_then_kill(child: &mut std::process::Child) {
+    if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::QUIT);
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let _ = child.kill();
+}
+
 /// Runs test program `name` natively with `args` ([`run_clean`]: the reference a guest run
 /// is compared with).
 pub fn run_native(name: &str, args: &[&str], timeout: Duration) -> Run {

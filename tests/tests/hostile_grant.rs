@@ -208,11 +208,7 @@ impl Live {
     /// A guest that seems stuck: asks its kernel for a dump of its tasks (`SIGQUIT`), then
     /// ends it, so that the failure shows what each task was doing.
     fn end_with_dump(&mut self) {
-        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::QUIT);
-        }
-        std::thread::sleep(Duration::from_secs(2));
-        let _ = self.child.kill();
+        pvmux_tests::dump_then_kill(&mut self.child);
         let _ = self.child.wait();
         // The stderr reader has the whole output once it sees the end.
         for _ in 0..100 {

@@ -112,10 +112,7 @@ fn guest_or_dump(root: &TempDir, vcpus: u32, program: &str, args: &[&str], limit
             break;
         }
         if !dumped && start.elapsed() > limit {
-            let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("pid");
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::QUIT);
-            std::thread::sleep(Duration::from_secs(2));
-            let _ = child.kill();
+            pvmux_tests::dump_then_kill(&mut child);
             dumped = true;
         }
         std::thread::sleep(Duration::from_millis(10));

@@ -231,9 +231,11 @@ pub(crate) struct Task {
     /// name (`super::prctl::thread_name`). Inherited by the threads and `fork` children it
     /// creates, cleared by `execve`.
     pub(crate) name: IrqLock<Option<Vec<u8>>>,
-    /// The system call the task is in, as its number + 1 (0: none), and its first argument:
-    /// what the host's dump request says of a blocked thread (`dump_lines`).
-    in_call: [AtomicU64; 2],
+    /// The system call the task is in, as its number + 1 (0: none): what the host's dump
+    /// request says of a blocked thread (`dump_lines`).
+    in_call: AtomicU64,
+    /// That call's first argument.
+    in_call_arg0: AtomicU64,
     /// Whether the task still counts in [`LIVE_TASKS`]: from its creation until it exits
     /// ([`Task::count_out`]), or until it is freed if it never ran.
     counted: AtomicBool,
@@ -396,12 +398,12 @@ pub(crate) fn dump_lines(out: &mut Vec<String>) {
                 .map_or(String::from("no kernel thread"), |k| {
                     crate::sched::thread_label(&k)
                 });
-            let call = match t.in_call[0].load(Ordering::Relaxed) {
+            let call = match t.in_call.load(Ordering::Relaxed) {
                 0 => String::new(),
                 n => alloc::format!(
                     ", in {}({:#x}, ...)",
                     super::abi::name(n - 1),
-                    t.in_call[1].load(Ordering::Relaxed)
+                    t.in_call_arg0.load(Ordering::Relaxed)
                 ),
             };
             out.push(alloc::format!("    thread {}: {state}{call}", t.tid));
@@ -508,7 +510,8 @@ fn new_task(tid: i32, process: &Arc<Process>, sig: SigState) -> Arc<Task> {
         restart_block: IrqLock::new(None),
         restart_armed: AtomicBool::new(false),
         name: IrqLock::new(None),
-        in_call: [AtomicU64::new(0), AtomicU64::new(0)],
+        in_call: AtomicU64::new(0),
+        in_call_arg0: AtomicU64::new(0),
         counted: AtomicBool::new(true),
     });
     process.threads.lock().push(t.clone());
@@ -943,10 +946,10 @@ fn task_main(task: Arc<Task>, mut st: UserState, mut fresh: bool) {
                 let epoch = super::handover::freeze_epoch();
                 // The re-issue of a sleep a freeze stopped goes on where it was.
                 let call = super::timers::sleep::continued(&task, nr, st.regs.rip);
-                task.in_call[1].store(args[0], Ordering::Relaxed);
-                task.in_call[0].store(call.wrapping_add(1), Ordering::Relaxed);
+                task.in_call_arg0.store(args[0], Ordering::Relaxed);
+                task.in_call.store(call.wrapping_add(1), Ordering::Relaxed);
                 let r = super::dispatch::syscall(&task, &mut st, &mut fresh, call, args);
-                task.in_call[0].store(0, Ordering::Relaxed);
+                task.in_call.store(0, Ordering::Relaxed);
                 st.regs.rax = match r {
                     Ok(v) => v,
                     // Interrupted by a hand-over freeze, no signal to deliver: re-issued at

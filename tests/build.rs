@@ -5,7 +5,7 @@
 //! programs of `programs/c/` (every `*.c` there; among them the stress family `stress_*.c`)
 //! with `cc -static` (as `NAME`, `_` written `-`) and `musl-gcc -static` (as `NAME-musl`), and
 //! the dynamically linked programs of `programs/c-dynamic/` (a shared library
-//! `libdynelf-plugin.so`, `dynelf-dlopen`, `dynelf-linked`, `libdynelf-big.so`,
+//! `libdynelf-plugin.so`, `dynelf-dlopen`, `dynelf-linked`, `dynelf-origin`, `libdynelf-big.so`,
 //! `dynelf-removed`, and their `-musl` builds). They are copied into
 //! `<target>/guest-programs/bin`, whose path the tests get as `PVMUX_PROG_DIR`.
 //!
@@ -149,6 +149,14 @@ fn main() {
             &["-pie", "-fPIE", &link_dir, &link_lib],
             &source("dynelf_linked"),
             &linked,
+        );
+        // The same program finding its library in its own directory (`$ORIGIN`).
+        let origin = bin_dir.join(format!("dynelf-origin{suffix}"));
+        build_c_with(
+            cc,
+            &["-pie", "-fPIE", &link_dir, &link_lib, "-Wl,-rpath,$ORIGIN"],
+            &source("dynelf_linked"),
+            &origin,
         );
     }
     println!("cargo:rustc-env=PVMUX_PROG_DIR={}", bin_dir.display());

@@ -306,6 +306,52 @@ fn musl_shared_libraries_and_dlopen_match_native() {
     libraries_match_native("-musl");
 }
 
+/// A program that finds its library through `$ORIGIN` (`dynelf-origin`, linked with
+/// `-rpath '$ORIGIN'`), run through a symbolic link in another directory, natively and in
+/// a guest sharing the host root: the loader (glibc's and musl's) takes `$ORIGIN` from
+/// `/proc/self/exe`, which names the program's own file with every link resolved (this is
+/// how `java`, run as `/usr/bin/java` through `/etc/alternatives`, finds `libjli.so`).
+/// Before, the guest's `/proc/self/exe` was the path as run, the link: the loader looked in
+/// the link's directory and the program exited 127.
+fn origin_through_a_link_matches_native(suffix: &str) {
+    let dir = TempDir::unique("pvmux-dynelf", "origin");
+    let link = dir.0.join("run-me");
+    std::os::unix::fs::symlink(format!("{PROG_DIR}/dynelf-origin{suffix}"), &link)
+        .expect("symlink");
+    let link = link.to_str().expect("utf-8 path").to_owned();
+    let want = run(Command::new(&link));
+    assert_eq!(
+        (want.code(), want.stdout.as_str()),
+        (Some(7), "plugin loaded\nmain 43\n"),
+        "native reference: {}",
+        want.context()
+    );
+    for vcpus in [1, 2] {
+        let got = guest_on_host_root(vcpus, &[&link]);
+        assert_eq!(
+            (got.code(), &got.stdout, &got.stderr),
+            (want.code(), &want.stdout, &want.stderr),
+            "on {vcpus} vCPU(s): {}",
+            got.context()
+        );
+    }
+}
+
+#[test]
+#[cfg_attr(
+    not(have_glibc_ld_so),
+    ignore = "needs glibc's dynamic loader /lib64/ld-linux-x86-64.so.2 and ldd: apt-get install libc6 libc-bin"
+)]
+fn glibc_origin_through_a_link_matches_native() {
+    origin_through_a_link_matches_native("");
+}
+
+#[test]
+#[cfg_attr(not(have_musl), ignore = "needs musl-gcc: apt-get install musl-tools")]
+fn musl_origin_through_a_link_matches_native() {
+    origin_through_a_link_matches_native("-musl");
+}
+
 /// A library removed while it is mapped keeps its bytes, as on Linux: `dynelf-removed`
 /// `dlopen`s `libdynelf-big.so` (2 MiB of data the loader does not read), removes the
 /// file, then reads bytes at its start, middle and end. Natively it removes a copy; in the

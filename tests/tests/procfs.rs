@@ -69,6 +69,11 @@ fn proc_self_files_same_as_native() {
         r#"
 readlink /proc/self/exe
 ls -l /proc/self/exe | awk '{print $1, $(NF-1), $NF}'
+ln -s /usr/bin/readlink /tmp/pvmux-procfs-rl-$$; /tmp/pvmux-procfs-rl-$$ /proc/self/exe; rm /tmp/pvmux-procfs-rl-$$
+/bin/readlink /proc/self/exe
+cd /bin && ./readlink /proc/self/exe && cd /usr/lib && ../bin/readlink /proc/self/exe && cd /
+printf '#!/bin/sh\nreadlink /proc/$$/exe\n' > /tmp/pvmux-procfs-sh-$$; chmod +x /tmp/pvmux-procfs-sh-$$
+/tmp/pvmux-procfs-sh-$$; rm /tmp/pvmux-procfs-sh-$$
 ls -l /proc/self/status | cut -c1-10
 cat /proc/self/comm
 awk -F'\t' '/^(Name|State|Uid|Gid|Threads|PPid):/ {print $1, ($1=="PPid:") ? ($2 > 0) : $2}' /proc/self/status

@@ -29,12 +29,10 @@ enum Cause {
 /// How init ended, if it was killed: the cause and its program at the time.
 static INIT_END: IrqLock<Option<(Cause, Vec<u8>)>> = IrqLock::new(None);
 
-/// The name Linux gives a process (`comm`): the last component of its program's path, at
-/// most 15 bytes.
+/// The name Linux gives a process (`comm`): the last component of the path it was run by
+/// (`sh` for `/bin/sh`, whose program is `/usr/bin/dash`), at most 15 bytes.
 pub(crate) fn comm(p: &Process) -> String {
-    let exe = p.exe.lock();
-    let base = exe.rsplit(|&b| b == b'/').next().unwrap_or(&exe[..]);
-    String::from_utf8_lossy(&base[..base.len().min(15)]).into_owned()
+    String::from_utf8_lossy(&crate::linux::procfs::snap::comm(p)).into_owned()
 }
 
 /// What Linux's trap messages call an exception.

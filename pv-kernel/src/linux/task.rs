@@ -588,7 +588,11 @@ pub(crate) fn run_init(
     super::handover::fs_booted();
     let path = resolve_init(&argv[0]);
     let env = env.unwrap_or_else(|| INIT_ENV.iter().map(|e| e.to_vec()).collect());
-    let (file, argv2) = load_file_with_shebang(cwd, &path, argv)?;
+    let ToRun {
+        file,
+        argv: argv2,
+        program,
+    } = load_file_with_shebang(cwd, &path, argv)?;
     // The trusted in-process mode runs init in the kernel sandbox (`space::inproc`).
     let space = if super::space::trusted_mode() {
         Space::new_inproc()?
@@ -616,7 +620,7 @@ pub(crate) fn run_init(
         0o022,
         super::rlimit::for_init(u64::from(max_tasks())),
     );
-    *p.exe.lock() = absolute_path(&p, &path);
+    *p.exe.lock() = exe_path(&p, cwd, &program);
     *p.args.lock() = ExecArgs::new(&path, &argv2, &env);
     *p.creds.lock() = super::creds::for_init();
     let t = new_task(p.pid, &p, SigState::new(SigSet::EMPTY));
@@ -804,7 +808,11 @@ pub(crate) fn spawn_exec(
     let exe = argv.first().cloned().unwrap_or_default();
     let path = resolve_init(&exe);
     let env = env.unwrap_or_else(|| INIT_ENV.iter().map(|e| e.to_vec()).collect());
-    let (file, argv2) = load_file_with_shebang(cwd, &path, argv)?;
+    let ToRun {
+        file,
+        argv: argv2,
+        program,
+    } = load_file_with_shebang(cwd, &path, argv)?;
     let space = Space::new()?;
     let loaded = exec::load(
         &space,
@@ -853,7 +861,7 @@ pub(crate) fn spawn_exec(
         0o022,
         rlimits,
     );
-    *p.exe.lock() = absolute_path(&p, &path);
+    *p.exe.lock() = exe_path(&p, cwd, &program);
     *p.args.lock() = ExecArgs::new(&path, &argv2, &env);
     *p.creds.lock() = creds;
     let t = new_task(p.pid, &p, SigState::new(SigSet::EMPTY));
@@ -866,17 +874,31 @@ pub(crate) fn spawn_exec(
 
 /// Reads `path` and follows `#!` interpreters (up to 4 levels); returns the ELF bytes and the
 /// final argv.
+/// What an `execve` runs once `#!` lines were followed.
+struct ToRun {
+    /// The image of the program file loaded (a script's interpreter).
+    file: Arc<super::imagecache::CachedFile>,
+    /// Its arguments (for a script, the interpreter's first).
+    argv: Vec<Vec<u8>>,
+    /// The path the file was loaded by.
+    program: Vec<u8>,
+}
+
 fn load_file_with_shebang(
     cwd: crate::fs::ramfs::Ino,
     path: &[u8],
     mut argv: Vec<Vec<u8>>,
-) -> Result<(Arc<super::imagecache::CachedFile>, Vec<Vec<u8>>), Errno> {
+) -> Result<ToRun, Errno> {
     let read = |p: &[u8]| super::imagecache::load(cwd, p);
     let mut file = read(path)?;
     let mut cur_path = path.to_vec();
     for _ in 0..4 {
         let Some((interp, arg)) = exec::shebang(file.head()) else {
-            return Ok((file, argv));
+            return Ok(ToRun {
+                file,
+                argv,
+                program: cur_path,
+            });
         };
         let mut nargv = alloc::vec![interp.clone()];
         if let Some(a) = arg {
@@ -1331,7 +1353,11 @@ pub(crate) fn do_execve(
         path
     };
     let cwd = p.fs.lock().cwd;
-    let (file, argv) = load_file_with_shebang(cwd, &path, argv)?;
+    let ToRun {
+        file,
+        argv,
+        program,
+    } = load_file_with_shebang(cwd, &path, argv)?;
     let space = if exec_stays_inproc(p) {
         Space::new_inproc()?
     } else {
@@ -1350,7 +1376,7 @@ pub(crate) fn do_execve(
         t.must_exit.store(true, Ordering::Release);
         t.kick();
     }
-    *p.exe.lock() = absolute_path(p, &path);
+    *p.exe.lock() = exe_path(p, cwd, &program);
     *p.args.lock() = ExecArgs::new(&path, &argv, &envp);
     // The thread is named after the new program (Linux's `__set_task_comm` at exec), which
     // is dumpable.
@@ -1505,7 +1531,14 @@ pub(crate) fn setsid() -> SysResult {
     Ok(me.pid as u64)
 }
 
-/// `path` made absolute against the process's working directory (for `/proc/self/exe`).
+/// What `/proc/PID/exe` names for `program`, the file an `execve` loaded (a script's
+/// interpreter, not the script): its canonical path ([`super::files::path::real_path`]);
+/// if that cannot be had (the file went meanwhile), the path as given, made absolute.
+fn exe_path(p: &Process, cwd: crate::fs::ramfs::Ino, program: &[u8]) -> Vec<u8> {
+    super::files::path::real_path(cwd, program).unwrap_or_else(|_| absolute_path(p, program))
+}
+
+/// `path` made absolute against the process's working directory.
 fn absolute_path(p: &Process, path: &[u8]) -> Vec<u8> {
     if path.starts_with(b"/") {
         return path.to_vec();

@@ -336,15 +336,7 @@ pub(crate) fn normalize(path: &[u8]) -> Vec<u8> {
             c => parts.push(c),
         }
     }
-    let mut out = Vec::new();
-    for c in parts {
-        out.push(b'/');
-        out.extend_from_slice(c);
-    }
-    if out.is_empty() {
-        out.push(b'/');
-    }
-    out
+    names::joined(&parts)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -527,6 +519,11 @@ pub(crate) fn sys_readlinkat(dirfd: u64, path_va: u64, buf: u64, size: u64) -> S
 /// The absolute path of directory `ino` (`ENOENT` if it was removed).
 pub(crate) fn dir_path(ino: Ino) -> Result<Vec<u8>, Errno> {
     fs::with(|fs| names::dir_path(fs, ino))
+}
+
+/// The canonical absolute path of `path` from directory `cwd` (see [`names::real_path`]).
+pub(crate) fn real_path(cwd: Ino, path: &[u8]) -> Result<Vec<u8>, Errno> {
+    fs::with(|fs| names::real_path(fs, cwd, path))
 }
 
 /// `renameat2(olddirfd, old, newdirfd, new, flags)` (`rename` and `renameat` too).

@@ -5,7 +5,7 @@
 use alloc::vec::Vec;
 
 use super::at::AT_REMOVEDIR;
-use crate::fs::ramfs::{mode, FileType, Ino, PATH_MAX, ROOT_INO};
+use crate::fs::ramfs::{mode, FileType, Ino, PATH_MAX, ROOT_INO, SYMLOOP_MAX};
 use crate::fs::{Errno, Fs};
 
 /// `renameat2`: fail if the target exists.
@@ -80,6 +80,74 @@ fn dir_path_unchecked(fs: &mut Fs, ino: Ino) -> Result<Vec<u8>, Errno> {
         out.push(b'/');
     }
     Ok(out)
+}
+
+/// The canonical absolute path of `path` (relative to directory `cwd` unless absolute):
+/// every symbolic link on the way and at its end followed, `.` and `..` resolved, as
+/// Linux's `/proc/PID/exe` names a program (and as glibc's and musl's loaders take
+/// `$ORIGIN` from it): `/usr/bin/java` run through `/etc/alternatives` is
+/// `/usr/lib/jvm/.../bin/java`, whose `$ORIGIN/../lib` holds its libraries. `ELOOP` past
+/// [`SYMLOOP_MAX`] links, the lookup's error for a name that is not there.
+pub(crate) fn real_path(fs: &mut Fs, cwd: Ino, path: &[u8]) -> Result<Vec<u8>, Errno> {
+    // The kernel's own walk, like `dir_path`'s: the program was found already.
+    fs.unchecked(|fs| {
+        let names = |p: &[u8]| -> Vec<Vec<u8>> {
+            p.split(|&b| b == b'/')
+                .filter(|c| !c.is_empty())
+                .map(<[u8]>::to_vec)
+                .collect()
+        };
+        let mut done: Vec<Vec<u8>> = if path.first() == Some(&b'/') {
+            Vec::new()
+        } else {
+            names(&dir_path_unchecked(fs, cwd)?)
+        };
+        // Still to walk, the next name last.
+        let mut todo: Vec<Vec<u8>> = names(path).into_iter().rev().collect();
+        let mut links = 0;
+        while let Some(name) = todo.pop() {
+            match name.as_slice() {
+                b"." => continue,
+                b".." => {
+                    done.pop();
+                    continue;
+                }
+                _ => done.push(name),
+            }
+            let at = joined(&done);
+            if at.len() > PATH_MAX {
+                return Err(Errno::ENAMETOOLONG);
+            }
+            let ino = fs.lookup(ROOT_INO, &at, false)?;
+            if fs.stat_ino(ino)?.file_type() != FileType::Symlink {
+                continue;
+            }
+            links += 1;
+            if links > SYMLOOP_MAX {
+                return Err(Errno::ELOOP);
+            }
+            let target = fs.readlink(ROOT_INO, &at)?;
+            done.pop();
+            if target.first() == Some(&b'/') {
+                done.clear();
+            }
+            todo.extend(names(&target).into_iter().rev());
+        }
+        Ok(joined(&done))
+    })
+}
+
+/// `/` followed by `names` joined with `/` (`/` for none).
+pub(crate) fn joined<T: AsRef<[u8]>>(names: &[T]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for n in names {
+        out.push(b'/');
+        out.extend_from_slice(n.as_ref());
+    }
+    if out.is_empty() {
+        out.push(b'/');
+    }
+    out
 }
 
 /// `path` made absolute against directory `base`.

@@ -338,6 +338,44 @@ fn directory_paths_for_getcwd() {
     assert_eq!(dir_path(&mut fs, cur), Err(ENAMETOOLONG));
 }
 
+/// `/proc/PID/exe`'s path: every link on the way and at the end resolved, `.` and `..`
+/// applied after the links before them (`/bin/sub/..` is `/d` when `/bin` links to `d`).
+#[test]
+fn real_paths_resolve_every_link_as_proc_pid_exe() {
+    let (mut fs, d) = fs();
+    let deep = fs.mkdir(d, b"sub/deep", 0o755).unwrap();
+    let h = fs.open(deep, b"prog", O_CREAT | O_WRONLY, 0o755).unwrap();
+    fs.close(h).unwrap();
+    fs.symlink(ROOT_INO, b"d", b"/bin").unwrap();
+    fs.symlink(d, b"deep/prog", b"sub/alias").unwrap();
+    fs.symlink(ROOT_INO, b"/bin/sub/alias", b"/abs").unwrap();
+    fs.symlink(d, b"loop", b"loop").unwrap();
+    let cases: [(Ino, &[u8]); 9] = [
+        (ROOT_INO, b"/d/sub/deep/prog"),
+        (ROOT_INO, b"/bin/sub/alias"),
+        (ROOT_INO, b"/abs"),
+        (ROOT_INO, b"abs"),
+        (deep, b"prog"),
+        (deep, b"./prog"),
+        (deep, b"../../../bin/sub/deep/prog"),
+        (d, b"sub/../sub/alias"),
+        (ROOT_INO, b"//bin//sub/./alias"),
+    ];
+    for (cwd, path) in cases {
+        assert_eq!(
+            real_path(&mut fs, cwd, path).as_deref(),
+            Ok(&b"/d/sub/deep/prog"[..]),
+            "{}",
+            String::from_utf8_lossy(path)
+        );
+    }
+    assert_eq!(real_path(&mut fs, ROOT_INO, b"/bin/sub/..").unwrap(), b"/d");
+    assert_eq!(real_path(&mut fs, d, b"lf").unwrap(), b"/d/f");
+    assert_eq!(real_path(&mut fs, ROOT_INO, b"/").unwrap(), b"/");
+    assert_eq!(real_path(&mut fs, d, b"ln"), Err(ENOENT), "dangling");
+    assert_eq!(real_path(&mut fs, d, b"loop"), Err(ELOOP));
+}
+
 #[test]
 fn mknod_types_as_linux() {
     assert_eq!(mknod_type(0o644), Ok(()));

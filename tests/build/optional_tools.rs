@@ -63,7 +63,7 @@ struct Tool {
 
 /// Every optional tool. A test needing one of them carries the attribute
 /// `#[cfg_attr(not(have_NAME), ignore = "needs WHAT: INSTALL")]`.
-const TOOLS: [Tool; 22] = [
+const TOOLS: [Tool; 24] = [
     Tool {
         cfg: "have_mke2fs",
         what: "e2fsprogs (mkfs.ext2, e2fsck, debugfs)",
@@ -202,6 +202,24 @@ const TOOLS: [Tool; 22] = [
         install: "apt-get install shfmt",
         locate: Locate::Paths {
             paths: &["/usr/bin/shfmt"],
+            static_elf: false,
+        },
+    },
+    Tool {
+        cfg: "have_java",
+        what: "a JDK (java, and javac for its single-file source launcher)",
+        install: "apt-get install openjdk-17-jdk-headless",
+        locate: Locate::Paths {
+            paths: &["/usr/bin/javac"],
+            static_elf: false,
+        },
+    },
+    Tool {
+        cfg: "have_node",
+        what: "Node.js",
+        install: "apt-get install nodejs",
+        locate: Locate::Paths {
+            paths: &["/usr/bin/node", "/usr/bin/nodejs"],
             static_elf: false,
         },
     },

@@ -41,6 +41,8 @@
 //! | `have_git`          | `git`                    | `git`             |
 //! | `have_sqlite3`      | the `sqlite3` shell      | `sqlite3`         |
 //! | `have_shfmt`        | `shfmt` (a Go program)   | `shfmt`           |
+//! | `have_java`         | a JDK (`java`, `javac`)  | `openjdk-17-jdk-headless` |
+//! | `have_node`         | Node.js (`node`)         | `nodejs`          |
 //! | `have_podman`       | `podman` (OCI engine)    | `podman`          |
 //! | `have_containerd`   | containerd, `ctr`, shim  | `containerd`      |
 //! | `have_root`         | running as root          | (run as root)     |

@@ -1,7 +1,7 @@
 //! The software people run, from the host's own Debian userland (`pvmux run --rootfs /`):
 //! one test per family — bash, coreutils, findutils, grep/sed/awk, tar+gzip+xz, python3,
-//! perl, gcc+make, git, the sqlite3 shell, a Go program (shfmt) — each a script run in a
-//! guest and natively, with stdout and exit status compared.
+//! perl, gcc+make, git, the sqlite3 shell, a Go program (shfmt), Java, Node.js — each a
+//! script run in a guest and natively, with stdout and exit status compared.
 //!
 //! Both runs get the same environment (`PATH`, `HOME`, `LC_ALL=C`, `TZ=UTC`, fixed git
 //! identities and dates) and a fresh working directory `$WORK`: `/tmp/work` in the guest
@@ -400,5 +400,86 @@ shfmt -i 2 -ci in.sh | md5sum
 shfmt -l in.sh || true
 shfmt -d in.sh > /dev/null || echo "diff status $?"
 "#,
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(have_java),
+    ignore = "needs a JDK (java, javac): apt-get install openjdk-17-jdk-headless"
+)]
+fn java_program() {
+    // The JVM: `/usr/bin/java` reached through `/etc/alternatives` (its libraries found by
+    // `$ORIGIN`, which `/proc/self/exe` gives), a JIT, a thread pool and parallel streams,
+    // garbage collection, null checks and bounds checks taken as signals, and a child
+    // process started through `jspawnhelper`.
+    same_as_native(
+        "java",
+        r##"
+cat > Work.java <<'JAVA'
+import java.util.*;
+import java.util.concurrent.*;
+import java.util.stream.*;
+public class Work {
+  public static void main(String[] a) throws Exception {
+    ExecutorService ex = Executors.newFixedThreadPool(4);
+    List<Future<Long>> fs = new ArrayList<>();
+    for (int t = 0; t < 8; t++) {
+      final int k = t;
+      fs.add(ex.submit(() -> { long s = 0; for (int i = 0; i < 2_000_000; i++) s += (i ^ k) % 7; return s; }));
+    }
+    long tot = 0;
+    for (Future<Long> f : fs) tot += f.get();
+    ex.shutdown();
+    System.out.println("sum " + tot);
+    List<int[]> junk = new ArrayList<>();
+    for (int i = 0; i < 2000; i++) { junk.add(new int[10000]); if (junk.size() > 50) junk.remove(0); }
+    System.out.println("kept " + junk.size());
+    Map<String, Integer> m = new TreeMap<>();
+    for (String w : "the quick brown fox jumps over the lazy dog the end".split(" ")) m.merge(w, 1, Integer::sum);
+    System.out.println(m);
+    System.out.println(IntStream.range(0, 1000).parallel().map(x -> x * x).sum());
+    try { Object o = null; o.toString(); } catch (NullPointerException e) { System.out.println("null caught"); }
+    try { int[] z = new int[1]; z[2] = 1; } catch (ArrayIndexOutOfBoundsException e) { System.out.println("bounds caught"); }
+    Process p = new ProcessBuilder("/bin/sh", "-c", "echo child; exit 3").redirectErrorStream(true).start();
+    System.out.print(new String(p.getInputStream().readAllBytes()));
+    System.out.println("exit " + p.waitFor());
+  }
+}
+JAVA
+java Work.java
+"##,
+    );
+}
+
+#[test]
+#[cfg_attr(not(have_node), ignore = "needs Node.js: apt-get install nodejs")]
+fn node_script() {
+    // Node.js: libuv's event loop (epoll, timers), a worker thread, a child process, crypto,
+    // files, and an HTTP server and client on the loopback.
+    same_as_native(
+        "node",
+        r##"
+cat > work.js <<'JS'
+const fs = require('fs'), cp = require('child_process'), crypto = require('crypto'), http = require('http');
+const { Worker } = require('worker_threads');
+fs.writeFileSync('lines.txt', 'a\nb\nc\n');
+console.log('lines', fs.readFileSync('lines.txt', 'utf8').split('\n').length);
+console.log('sha', crypto.createHash('sha256').update('pvmux').digest('hex'));
+console.log('child', cp.execFileSync('/bin/sh', ['-c', 'echo hi']).toString().trim());
+const w = new Worker('const {parentPort}=require("worker_threads"); let s=0; for(let i=0;i<1e6;i++) s+=i%3; parentPort.postMessage(s);', { eval: true });
+w.on('message', (m) => {
+  console.log('worker', m);
+  const srv = http.createServer((q, r) => r.end('pong ' + q.url)).listen(0, '127.0.0.1', () => {
+    http.get({ host: '127.0.0.1', port: srv.address().port, path: '/x' }, (r) => {
+      let b = '';
+      r.on('data', (d) => b += d);
+      r.on('end', () => { console.log('http', b); srv.close(); setTimeout(() => console.log('timer'), 20); });
+    });
+  });
+});
+JS
+node work.js
+"##,
     );
 }

@@ -1,6 +1,7 @@
 //! Linux edge cases a guest program can run into (issue 9): `lseek` offsets that overflow,
 //! `open` with access mode 3, `RLIMIT_CORE`, `clone` with unwritable thread-id pointers, and
-//! `clone` racing `exit_group` in another thread. `tests/programs/c/edge_cases.c` checks each
+//! `clone` racing `exit_group` in another thread; the scheduling-policy calls, `personality`
+//! and `mincore`. `tests/programs/c/edge_cases.c` checks each
 //! one; it runs natively and under `pvmux run --rootfs` (glibc, and musl where built; 1 and 4
 //! vCPUs), and both runs must print the same lines and exit 0.
 //!
@@ -76,6 +77,42 @@ fn lseek_open_rlimit_and_clone_edge_cases_behave_as_on_linux() {
         assert!(n.has_line("failures: 0"), "native {name}:\n{}", n.stdout);
         guest_matches_native(name, &root, &n, &[1, 4], &[]);
     }
+}
+
+/// `tests/programs/c/sched_persona.c`: the scheduling-policy calls (`sched_setscheduler`
+/// and friends, with `SCHED_RESET_ON_FORK` and their errors), `personality` (kept across
+/// `fork` and `execve`) and `mincore` (a touched page, an untouched one, a dropped one, and
+/// the errors), against the native run. (musl's wrappers of the policy calls are `ENOSYS`
+/// stubs natively and in the guest alike.) Then the one difference by design: the
+/// real-time policies are `EPERM` in the guest, which has no real-time scheduling.
+#[test]
+#[cfg_attr(
+    not(have_static_glibc),
+    ignore = "needs a static glibc: apt-get install libc6-dev"
+)]
+fn scheduling_policies_personality_and_mincore_behave_as_on_linux() {
+    let (names, root) = programs("sched-persona");
+    for name in &names {
+        let n = run(Command::new(prog(name)));
+        assert_eq!(n.code(), Some(0), "native {name}:\n{}", n.context());
+        assert!(
+            n.has_line("touched page: 1"),
+            "native {name}:\n{}",
+            n.stdout
+        );
+        guest_matches_native(name, &root, &n, &[1, 2], &[]);
+    }
+    let mut cmd = Command::new(PVMUX);
+    cmd.args(["run", "--rootfs"])
+        .arg(&root.0)
+        .args(["--", "/sched-persona", "rt"]);
+    let g = run(cmd);
+    assert_eq!(
+        (g.code(), g.stdout.as_str()),
+        (Some(0), "set fifo: -1 EPERM\nset rr: -1 EPERM\npolicy: 0\n"),
+        "{}",
+        g.context()
+    );
 }
 
 /// `tests/programs/c/thread_rounds.c` under a task limit with room for init, one child and

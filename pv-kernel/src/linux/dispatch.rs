@@ -196,6 +196,15 @@ pub(crate) fn syscall(
         }
         nr::PRCTL => super::prctl::sys_prctl(t, [a[0], a[1], a[2], a[3], a[4]]),
         nr::GETPRIORITY => super::sched_params::sys_getpriority(t, a[0], a[1]),
+        nr::SCHED_SETSCHEDULER => super::sched_params::sys_sched_setscheduler(t, a[0], a[1], a[2]),
+        nr::SCHED_SETPARAM => super::sched_params::sys_sched_setparam(t, a[0], a[1]),
+        nr::SCHED_GETSCHEDULER => super::sched_params::sys_sched_getscheduler(t, a[0]),
+        nr::SCHED_GETPARAM => super::sched_params::sys_sched_getparam(t, a[0], a[1]),
+        nr::SCHED_GET_PRIORITY_MAX => super::sched_params::priority_max(a[0]),
+        nr::SCHED_GET_PRIORITY_MIN => super::sched_params::priority_min(a[0]),
+        nr::SCHED_RR_GET_INTERVAL => super::sched_params::sys_sched_rr_get_interval(t, a[0], a[1]),
+        nr::PERSONALITY => Ok(misc::personality(&t.process, a[0] as u32).into()),
+        nr::MINCORE => memory::sys_mincore(a[0], a[1], a[2]),
         nr::SETPRIORITY => super::sched_params::sys_setpriority(t, a[0], a[1], a[2]),
         // Signals.
         nr::RT_SIGACTION => signal::sys_rt_sigaction(a[0], a[1], a[2], a[3]),

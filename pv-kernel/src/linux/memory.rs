@@ -14,6 +14,7 @@
 //! program that maps more than [`limits::MAX_MAP_COUNT`] adjacent pieces one by one gets `ENOMEM`
 //! here where Linux would have merged them.
 
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use pvmux_hypercalls::user::in_user_window;
 use pvmux_hypercalls::PAGE_SIZE;
@@ -21,8 +22,9 @@ use pvmux_hypercalls::PAGE_SIZE;
 use super::files::MmapSource;
 use super::rlimit::{self, res, RLIM_INFINITY};
 use super::shmem::ShmRef;
-use super::space::{MapFile, Mm};
+use super::space::{MapFile, Mm, Space};
 use super::task::current_process;
+use super::uaccess::copy_to_user;
 use super::{Errno, SysResult};
 
 pub(crate) mod limits;
@@ -451,6 +453,55 @@ const MS_SYNC: u64 = 4;
 /// file themselves, so there is nothing to write back (`MS_SYNC`, `MS_ASYNC`) or to
 /// invalidate (`MS_INVALIDATE`): the checks are Linux's (`EINVAL` for bad flags or an
 /// unaligned address, `ENOMEM` for a range not fully mapped).
+/// The caller's space and the end of `[addr, addr + len)` (`len` rounded up to pages), all
+/// of which regions must cover (`msync`, `mincore`): `ENOMEM` if some part is not mapped
+/// or the range wraps; `None` for an empty range.
+fn mapped_range(addr: u64, len: u64) -> Result<Option<(Arc<Space>, u64)>, Errno> {
+    let len = page_up(len).ok_or(Errno::ENOMEM)?;
+    if len == 0 {
+        return Ok(None);
+    }
+    let end = addr.checked_add(len).ok_or(Errno::ENOMEM)?;
+    let space = current_process().space().ok_or(Errno::ENOMEM)?;
+    {
+        let mm = space.mm.lock();
+        let mut at = addr;
+        while at < end {
+            let (_, v) = mm.vma_at(at).ok_or(Errno::ENOMEM)?;
+            at = v.end;
+        }
+    }
+    Ok(Some((space, end)))
+}
+
+/// Pages `mincore` reports per copy to the caller's vector (its bytes are built on the
+/// kernel heap a piece at a time: a range can be a terabyte reservation).
+const MINCORE_PIECE: u64 = 4096;
+
+/// `mincore(addr, len, vec)`: a byte per page of `[addr, addr + len)`, 1 where the page is
+/// resident in this process (touched, or populated with a fault around it), else 0. As
+/// Linux: `EINVAL` for an unaligned `addr`, `ENOMEM` if part of the range is not mapped,
+/// `EFAULT` for a vector the caller cannot write (the pieces before it written).
+pub(crate) fn sys_mincore(addr: u64, len: u64, vec: u64) -> SysResult {
+    if !addr.is_multiple_of(PAGE_SIZE) {
+        return Err(Errno::EINVAL);
+    }
+    let Some((space, end)) = mapped_range(addr, len)? else {
+        return Ok(0);
+    };
+    let mut start = addr;
+    while start < end {
+        let stop = end.min(start.saturating_add(MINCORE_PIECE * PAGE_SIZE));
+        let mut bytes = alloc::vec![0u8; ((stop - start) / PAGE_SIZE) as usize];
+        for (va, _, _) in space.mm.lock().resident(start, stop) {
+            bytes[((va - start) / PAGE_SIZE) as usize] = 1;
+        }
+        copy_to_user(vec + (start - addr) / PAGE_SIZE, &bytes)?;
+        start = stop;
+    }
+    Ok(0)
+}
+
 pub(crate) fn sys_msync(addr: u64, len: u64, flags: u64) -> SysResult {
     if !addr.is_multiple_of(PAGE_SIZE)
         || flags & !(MS_ASYNC | MS_INVALIDATE | MS_SYNC) != 0
@@ -458,18 +509,10 @@ pub(crate) fn sys_msync(addr: u64, len: u64, flags: u64) -> SysResult {
     {
         return Err(Errno::EINVAL);
     }
-    let len = page_up(len).ok_or(Errno::ENOMEM)?;
-    if len == 0 {
+    let Some((space, end)) = mapped_range(addr, len)? else {
         return Ok(0);
-    }
-    let end = addr.checked_add(len).ok_or(Errno::ENOMEM)?;
-    let space = current_process().space().ok_or(Errno::ENOMEM)?;
+    };
     let mm = space.mm.lock();
-    let mut at = addr;
-    while at < end {
-        let (_, v) = mm.vma_at(at).ok_or(Errno::ENOMEM)?;
-        at = v.end;
-    }
     // The page cache's files share their frames with the mapping: nothing to write. A
     // volume file's mapped cache is written to the host now (MS_ASYNC too).
     let ranges = shared_file_ranges(&mm, addr, end);

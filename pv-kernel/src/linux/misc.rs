@@ -32,6 +32,19 @@ pub(crate) fn hostname() -> &'static [u8] {
 }
 
 /// `uname(buf)`.
+/// `personality(persona)`: the process's execution domain and flags before the call, set to
+/// `persona` unless it is `0xffffffff` (a query). Kept and reported as Linux keeps them:
+/// nothing here depends on them (the guest places mappings at fixed addresses anyway, as
+/// `ADDR_NO_RANDOMIZE` asks, and runs only x86-64 code).
+pub(crate) fn personality(p: &super::task::Process, persona: u32) -> u32 {
+    if persona == u32::MAX {
+        p.personality.load(core::sync::atomic::Ordering::Relaxed)
+    } else {
+        p.personality
+            .swap(persona, core::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 pub(crate) fn sys_uname(buf: u64) -> SysResult {
     let mut u = [0u8; 65 * 6];
     put_str(&mut u, 0, b"Linux");

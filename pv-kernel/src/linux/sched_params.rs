@@ -1,9 +1,15 @@
 //! Scheduling parameters a program sets and reads back, kept per thread as Linux keeps them
 //! and inherited by `fork` and new threads: the nice value (`setpriority`, `getpriority`,
-//! `/proc/PID/stat`) and the CPU affinity mask (`sched_setaffinity`, `sched_getaffinity`).
+//! `/proc/PID/stat`), the CPU affinity mask (`sched_setaffinity`, `sched_getaffinity`) and
+//! the scheduling policy (`sched_setscheduler`, `sched_getscheduler`, `sched_setparam`,
+//! `sched_getparam`, with `sched_get_priority_max`/`min` and `sched_rr_get_interval`).
 //! The guest scheduler gives every thread the same share and may run a thread on any vCPU:
-//! both values are kept and reported (what `nice`, `renice`, `taskset`, `nproc` and
-//! thread pools sized by the affinity mask see), not enforced. Permission checks are
+//! the values are kept and reported (what `nice`, `renice`, `taskset`, `chrt`, `nproc` and
+//! thread pools sized by the affinity mask see), not enforced. The normal policies
+//! (`SCHED_OTHER`, `SCHED_BATCH`, `SCHED_IDLE`) are kept; the real-time ones are `EPERM`,
+//! as for a process without the right to them, since the guest has no real-time
+//! scheduling to give (and a kernel hand-over carries no policy: the adopted threads run
+//! `SCHED_OTHER`). Permission checks are
 //! Linux's: another user's thread needs `CAP_SYS_NICE` (`EPERM`); a lower nice value needs
 //! `CAP_SYS_NICE` or `RLIMIT_NICE` room (`EACCES`). The rules are pure functions with host
 //! unit tests; a kernel hand-over carries the values (record section 45).
@@ -21,6 +27,59 @@ use super::{Errno, SysResult};
 const PRIO_PROCESS: u64 = 0;
 const PRIO_PGRP: u64 = 1;
 const PRIO_USER: u64 = 2;
+
+/// Scheduling policies (`sched_setscheduler`), as Linux numbers them.
+pub(crate) mod policy {
+    /// The default time-sharing policy (`SCHED_NORMAL`).
+    pub(crate) const OTHER: u32 = 0;
+    /// Real-time, first in first out.
+    pub(crate) const FIFO: u32 = 1;
+    /// Real-time, round robin.
+    pub(crate) const RR: u32 = 2;
+    /// Time-sharing for batch work.
+    pub(crate) const BATCH: u32 = 3;
+    /// Time-sharing at the lowest weight.
+    pub(crate) const IDLE: u32 = 5;
+    /// Deadline scheduling (`sched_setattr` only).
+    pub(crate) const DEADLINE: u32 = 6;
+    /// Or'ed into a policy: children start without it, a negative nice value reset.
+    pub(crate) const RESET_ON_FORK: u32 = 0x4000_0000;
+}
+
+/// Whether `policy` (without [`policy::RESET_ON_FORK`]) may be set at priority `prio`: the
+/// normal policies at priority 0; the real-time ones (priority 1..=99) are `EPERM` (no
+/// real-time scheduling in the guest); any other priority or policy `EINVAL`.
+fn check_policy(pol: u32, prio: i32) -> Result<(), Errno> {
+    use policy::*;
+    match pol {
+        OTHER | BATCH | IDLE if prio == 0 => Ok(()),
+        FIFO | RR if (1..=99).contains(&prio) => Err(Errno::EPERM),
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+/// The highest and lowest priority of `pol` (`sched_get_priority_max`/`min`), `None` for a
+/// policy Linux does not know.
+fn priority_range(pol: u64) -> Option<(u64, u64)> {
+    use policy::*;
+    // A C `int`.
+    match pol as u32 {
+        FIFO | RR => Some((1, 99)),
+        OTHER | BATCH | IDLE | DEADLINE => Some((0, 0)),
+        _ => None,
+    }
+}
+
+/// The nice value and policy a new thread starts with, its creator's being `nice` and
+/// `pol`: the same, except that [`policy::RESET_ON_FORK`] is not inherited and resets a
+/// negative nice value to 0 (Linux's `sched_fork`).
+pub(crate) fn inherited(nice: i32, pol: u32) -> (i32, u32) {
+    if pol & policy::RESET_ON_FORK != 0 {
+        (nice.max(0), pol & !policy::RESET_ON_FORK)
+    } else {
+        (nice, pol)
+    }
+}
 
 /// The nice values a thread may have.
 const NICE_MIN: i64 = -20;
@@ -157,6 +216,95 @@ pub(crate) fn sys_sched_setaffinity(me: &Arc<Task>, pid: u64, len: u64, mask: u6
     Ok(0)
 }
 
+/// The thread a policy call's `pid` (a C `pid_t`: the register's low 32 bits) names (0:
+/// the caller); a negative pid is `EINVAL`.
+fn policy_target(me: &Arc<Task>, pid: u64) -> Result<Arc<Task>, Errno> {
+    if (pid as u32 as i32) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    affinity_target(me, pid)
+}
+
+/// `sched_setscheduler(pid, policy, param)`: see [`check_policy`]; another user's thread
+/// needs `CAP_SYS_NICE` (`EPERM`), as does dropping [`policy::RESET_ON_FORK`].
+pub(crate) fn sys_sched_setscheduler(me: &Arc<Task>, pid: u64, pol: u64, param: u64) -> SysResult {
+    // `pid` and `policy` are C `int`s.
+    let pol = pol as u32;
+    if param == 0 || (pid as u32 as i32) < 0 || (pol as i32) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    let mut prio = [0u8; 4];
+    copy_from_user(param, &mut prio)?;
+    let t = policy_target(me, pid)?;
+    check_policy(pol & !policy::RESET_ON_FORK, i32::from_ne_bytes(prio))?;
+    let cap_nice = me.process.creds.lock().capable(cap::SYS_NICE);
+    let dropping_reset = t.policy.load(Ordering::Relaxed) & policy::RESET_ON_FORK != 0
+        && pol & policy::RESET_ON_FORK == 0;
+    if !may_change(me, &t) || (dropping_reset && !cap_nice) {
+        return Err(Errno::EPERM);
+    }
+    t.policy.store(pol, Ordering::Relaxed);
+    Ok(0)
+}
+
+/// `sched_setparam(pid, param)`: the priority within the thread's policy (0 for the
+/// normal ones: anything else `EINVAL`).
+pub(crate) fn sys_sched_setparam(me: &Arc<Task>, pid: u64, param: u64) -> SysResult {
+    if param == 0 || (pid as u32 as i32) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    let mut prio = [0u8; 4];
+    copy_from_user(param, &mut prio)?;
+    let t = policy_target(me, pid)?;
+    let pol = t.policy.load(Ordering::Relaxed) & !policy::RESET_ON_FORK;
+    check_policy(pol, i32::from_ne_bytes(prio))?;
+    if !may_change(me, &t) {
+        return Err(Errno::EPERM);
+    }
+    Ok(0)
+}
+
+/// `sched_getscheduler(pid)`: the thread's policy, with [`policy::RESET_ON_FORK`] if set.
+pub(crate) fn sys_sched_getscheduler(me: &Arc<Task>, pid: u64) -> SysResult {
+    Ok(policy_target(me, pid)?
+        .policy
+        .load(Ordering::Relaxed)
+        .into())
+}
+
+/// `sched_getparam(pid, param)`: the thread's priority (0: the policies kept are the
+/// normal ones).
+pub(crate) fn sys_sched_getparam(me: &Arc<Task>, pid: u64, param: u64) -> SysResult {
+    if param == 0 {
+        return Err(Errno::EINVAL);
+    }
+    policy_target(me, pid)?;
+    copy_to_user(param, &0i32.to_ne_bytes())?;
+    Ok(0)
+}
+
+/// `sched_get_priority_max(policy)`.
+pub(crate) fn priority_max(pol: u64) -> SysResult {
+    priority_range(pol).map(|r| r.1).ok_or(Errno::EINVAL)
+}
+
+/// `sched_get_priority_min(policy)`.
+pub(crate) fn priority_min(pol: u64) -> SysResult {
+    priority_range(pol).map(|r| r.0).ok_or(Errno::EINVAL)
+}
+
+/// `sched_rr_get_interval(pid, ts)`: the time slice the guest scheduler gives a thread.
+pub(crate) fn sys_sched_rr_get_interval(me: &Arc<Task>, pid: u64, ts: u64) -> SysResult {
+    policy_target(me, pid)?;
+    let slice = super::task::SLICE_NS;
+    let t = [
+        (slice / 1_000_000_000).to_ne_bytes(),
+        (slice % 1_000_000_000).to_ne_bytes(),
+    ];
+    copy_to_user(ts, t.as_flattened())?;
+    Ok(0)
+}
+
 /// `sched_getaffinity(pid, len, mask)`: the thread's mask (on this kernel's vCPUs), in
 /// whole 64-bit words; the bytes written.
 pub(crate) fn sys_sched_getaffinity(me: &Arc<Task>, pid: u64, len: u64, mask: u64) -> SysResult {
@@ -188,6 +336,39 @@ mod tests {
         // RLIMIT_NICE 25 allows down to nice -5.
         assert!(may_set_nice(0, -5, 25, false));
         assert!(!may_set_nice(0, -6, 25, false));
+    }
+
+    #[test]
+    fn policies_as_linux_checks_them_without_real_time() {
+        use policy::*;
+        for pol in [OTHER, BATCH, IDLE] {
+            assert_eq!(check_policy(pol, 0), Ok(()));
+            assert_eq!(check_policy(pol, 1), Err(Errno::EINVAL));
+        }
+        for pol in [FIFO, RR] {
+            assert_eq!(check_policy(pol, 50), Err(Errno::EPERM));
+            assert_eq!(check_policy(pol, 0), Err(Errno::EINVAL));
+            assert_eq!(check_policy(pol, 100), Err(Errno::EINVAL));
+        }
+        assert_eq!(
+            check_policy(DEADLINE, 0),
+            Err(Errno::EINVAL),
+            "sched_setattr's"
+        );
+        assert_eq!(check_policy(4, 0), Err(Errno::EINVAL));
+        assert_eq!(priority_range(u64::from(FIFO)), Some((1, 99)));
+        assert_eq!(priority_range(u64::from(IDLE)), Some((0, 0)));
+        assert_eq!(priority_range(7), None);
+        assert_eq!(priority_range(u64::MAX), None);
+        assert_eq!(
+            priority_range(1 << 32 | u64::from(FIFO)),
+            Some((1, 99)),
+            "an int"
+        );
+        // SCHED_RESET_ON_FORK: not inherited, a negative nice value reset.
+        assert_eq!(inherited(-5, BATCH | RESET_ON_FORK), (0, BATCH));
+        assert_eq!(inherited(7, OTHER | RESET_ON_FORK), (7, OTHER));
+        assert_eq!(inherited(-5, IDLE), (-5, IDLE));
     }
 
     #[test]

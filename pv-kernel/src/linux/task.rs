@@ -91,6 +91,9 @@ pub(crate) struct Process {
     pub(crate) vforked: AtomicBool,
     /// File-mode creation mask.
     pub(crate) umask: AtomicU32,
+    /// Its execution domain and flags (`personality`: inherited by `fork`, kept by
+    /// `execve`).
+    pub(crate) personality: AtomicU32,
     /// Path of the running program (what `/proc/self/exe` names).
     pub(crate) exe: IrqLock<Vec<u8>>,
     /// CPU time of its ended threads and reaped children, its largest resident set.
@@ -215,6 +218,9 @@ pub(crate) struct Task {
     pub(crate) nice: AtomicI32,
     /// Its CPU affinity mask, a bit per vCPU (`sched_setaffinity`; all set: any).
     pub(crate) affinity: AtomicU64,
+    /// Its scheduling policy, with `SCHED_RESET_ON_FORK` if set (`sched_setscheduler`;
+    /// `sched_params::policy`).
+    pub(crate) policy: AtomicU32,
     /// The kernel thread running it (to wake it for signals). Weak: the thread owns the task
     /// (`Thread::task`), not the other way round, so an exited thread and its task are freed.
     pub(crate) thread: spin::Once<Weak<crate::sched::thread::Thread>>,
@@ -470,6 +476,7 @@ fn new_process(
         vfork_done: Completion::new(),
         vforked: AtomicBool::new(false),
         umask: AtomicU32::new(umask),
+        personality: AtomicU32::new(0),
         exe: IrqLock::new(Vec::new()),
         times: ProcessTimes::default(),
         rlimits: IrqLock::new(rlimits),
@@ -484,14 +491,19 @@ fn new_process(
     p
 }
 
-/// A new thread or process starts with its creator's nice value and affinity.
+/// A new thread or process starts with its creator's nice value, affinity and scheduling
+/// policy (`sched_params::inherited`: `SCHED_RESET_ON_FORK` resets a negative nice value and
+/// is not inherited).
 fn inherit_sched(parent: &Task, child: &Task) {
-    child
-        .nice
-        .store(parent.nice.load(Ordering::Relaxed), Ordering::Relaxed);
+    let (nice, policy) = super::sched_params::inherited(
+        parent.nice.load(Ordering::Relaxed),
+        parent.policy.load(Ordering::Relaxed),
+    );
+    child.nice.store(nice, Ordering::Relaxed);
     child
         .affinity
         .store(parent.affinity.load(Ordering::Relaxed), Ordering::Relaxed);
+    child.policy.store(policy, Ordering::Relaxed);
 }
 
 fn new_task(tid: i32, process: &Arc<Process>, sig: SigState) -> Arc<Task> {
@@ -504,6 +516,7 @@ fn new_task(tid: i32, process: &Arc<Process>, sig: SigState) -> Arc<Task> {
         robust_list: AtomicU64::new(0),
         nice: AtomicI32::new(0),
         affinity: AtomicU64::new(u64::MAX),
+        policy: AtomicU32::new(super::sched_params::policy::OTHER),
         thread: spin::Once::new(),
         must_exit: AtomicBool::new(false),
         times: TaskTimes::default(),
@@ -1285,6 +1298,8 @@ pub(crate) fn do_clone(
         rlimits,
     );
     *c.exe.lock() = exe;
+    c.personality
+        .store(p.personality.load(Ordering::Relaxed), Ordering::Relaxed);
     *c.args.lock() = p.args.lock().clone();
     *c.creds.lock() = p.creds.lock().clone();
     c.prctl.set(p.prctl.for_child());

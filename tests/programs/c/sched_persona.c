@@ -1,0 +1,155 @@
+/* Scheduling policies, the personality and mincore, printed for a comparison with the
+ * native run (tests/tests/linux_edges.rs). Nothing printed depends on privileges: no
+ * real-time policy is set (the guest refuses those: the `rt` argument prints what it
+ * says), and the nice value is only raised. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/personality.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *err(void) {
+    switch (errno) {
+    case EINVAL: return "EINVAL";
+    case EPERM: return "EPERM";
+    case ESRCH: return "ESRCH";
+    case EFAULT: return "EFAULT";
+    case ENOMEM: return "ENOMEM";
+    default: return "other";
+    }
+}
+
+/* "what: result" or "what: -1 ERRNO". */
+static void show(const char *what, long r) {
+    if (r < 0)
+        printf("%s: -1 %s\n", what, err());
+    else
+        printf("%s: %ld\n", what, r);
+}
+
+static long setsched(long pid, long pol, const struct sched_param *p) {
+    return syscall(SYS_sched_setscheduler, pid, pol, p);
+}
+
+/* Runs `f` in a child and waits for it (stdout flushed first, so lines stay in order). */
+static void in_child(void (*f)(void)) {
+    fflush(stdout);
+    pid_t c = fork();
+    if (c == 0) {
+        f();
+        fflush(stdout);
+        _exit(0);
+    }
+    waitpid(c, NULL, 0);
+}
+
+static void child_policy(void) {
+    show("child policy", sched_getscheduler(0));
+    errno = 0;
+    int n = getpriority(PRIO_PROCESS, 0);
+    show("child nice", errno ? -1 : n);
+}
+
+static void child_persona(void) { show("child personality", personality(0xffffffff)); }
+
+static void policies(void) {
+    int pols[] = {SCHED_OTHER, SCHED_FIFO, SCHED_RR, SCHED_BATCH, SCHED_IDLE, 42};
+    char what[64];
+    for (unsigned i = 0; i < sizeof pols / sizeof *pols; i++) {
+        snprintf(what, sizeof what, "priority range of %d", pols[i]);
+        show(what, sched_get_priority_min(pols[i]));
+        show(what, sched_get_priority_max(pols[i]));
+    }
+    struct sched_param p = {.sched_priority = 0}, bad = {.sched_priority = 5};
+    show("policy", sched_getscheduler(0));
+    show("set batch", setsched(0, SCHED_BATCH, &p));
+    show("policy", sched_getscheduler(0));
+    show("set idle at 5", setsched(0, SCHED_IDLE, &bad));
+    show("set with no param", setsched(0, SCHED_IDLE, NULL));
+    show("set policy 42", setsched(0, 42, &p));
+    show("set for pid -1", setsched(-1, SCHED_OTHER, &p));
+    show("set for no such pid", setsched(999999, SCHED_OTHER, &p));
+    show("get for pid -1", sched_getscheduler(-1));
+    show("get for no such pid", sched_getscheduler(999999));
+    struct sched_param got = {.sched_priority = 77};
+    show("getparam", sched_getparam(0, &got));
+    show("priority", got.sched_priority);
+    show("getparam into NULL", syscall(SYS_sched_getparam, 0, NULL));
+    show("setparam 1", sched_setparam(0, &bad));
+    show("setparam 0", sched_setparam(0, &p));
+    struct timespec ts;
+    show("rr interval", sched_rr_get_interval(0, &ts));
+    show("rr interval of no such pid", sched_rr_get_interval(999999, &ts));
+    in_child(child_policy);
+    /* SCHED_RESET_ON_FORK: reported, not inherited; a raised nice value is. */
+    show("set batch, reset on fork", setsched(0, SCHED_BATCH | SCHED_RESET_ON_FORK, &p));
+    show("policy", sched_getscheduler(0));
+    show("nice +5", setpriority(PRIO_PROCESS, 0, 5));
+    in_child(child_policy);
+}
+
+static void persona(char *self) {
+    show("personality", personality(0xffffffff));
+    show("set no-randomize", personality(ADDR_NO_RANDOMIZE));
+    show("personality", personality(0xffffffff));
+    in_child(child_persona);
+    fflush(stdout);
+    pid_t c = fork();
+    if (c == 0) {
+        execl(self, self, "persona-after-exec", (char *)NULL);
+        _exit(127);
+    }
+    int st;
+    waitpid(c, &st, 0);
+    show("exec'd child", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    show("set linux", personality(PER_LINUX));
+}
+
+static void residency(void) {
+    size_t len = 16 << 20;
+    unsigned char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    static unsigned char vec[4096];
+    p[0] = 1;
+    show("mincore", mincore(p, len, vec));
+    show("touched page", vec[0]);
+    show("far page", vec[1000]);
+    show("last page", vec[4095]);
+    show("unaligned", mincore(p + 1, 4096, vec));
+    show("bad vector", mincore(p, 4096, (unsigned char *)8));
+    show("no length", mincore(p, 0, vec));
+    show("part of a page", mincore(p, 100, vec));
+    madvise(p, 4096, MADV_DONTNEED);
+    show("after dontneed", mincore(p, 4096, vec));
+    show("dropped page", vec[0]);
+    munmap(p + (8 << 20), 4096);
+    show("across a hole", mincore(p, len, vec));
+    munmap(p, len);
+    show("unmapped", mincore(p, 4096, vec));
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "persona-after-exec") == 0) {
+        show("exec'd personality", personality(0xffffffff));
+        return 3;
+    }
+    if (argc > 1 && strcmp(argv[1], "rt") == 0) {
+        struct sched_param rt = {.sched_priority = 10};
+        show("set fifo", setsched(0, SCHED_FIFO, &rt));
+        show("set rr", setsched(0, SCHED_RR, &rt));
+        show("policy", sched_getscheduler(0));
+        return 0;
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    policies();
+    persona(argv[0]);
+    residency();
+    return 0;
+}

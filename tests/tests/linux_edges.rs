@@ -1,7 +1,7 @@
 //! Linux edge cases a guest program can run into (issue 9): `lseek` offsets that overflow,
 //! `open` with access mode 3, `RLIMIT_CORE`, `clone` with unwritable thread-id pointers, and
-//! `clone` racing `exit_group` in another thread; the scheduling-policy calls, `personality`
-//! and `mincore`. `tests/programs/c/edge_cases.c` checks each
+//! `clone` racing `exit_group` in another thread; the scheduling-policy calls, `personality`,
+//! `mincore` and System V shared memory. `tests/programs/c/edge_cases.c` checks each
 //! one; it runs natively and under `pvmux run --rootfs` (glibc, and musl where built; 1 and 4
 //! vCPUs), and both runs must print the same lines and exit 0.
 //!
@@ -81,10 +81,13 @@ fn lseek_open_rlimit_and_clone_edge_cases_behave_as_on_linux() {
 
 /// `tests/programs/c/sched_persona.c`: the scheduling-policy calls (`sched_setscheduler`
 /// and friends, with `SCHED_RESET_ON_FORK` and their errors), `personality` (kept across
-/// `fork` and `execve`) and `mincore` (a touched page, an untouched one, a dropped one, and
-/// the errors), against the native run. (musl's wrappers of the policy calls are `ENOSYS`
-/// stubs natively and in the guest alike.) Then the one difference by design: the
-/// real-time policies are `EPERM` in the guest, which has no real-time scheduling.
+/// `fork` and `execve`), `mincore` (a touched page, an untouched one, a dropped one, and
+/// the errors) and `mlockall`'s flags, against the native run. (musl's wrappers of the
+/// policy calls are `ENOSYS` stubs natively and in the guest alike.) Then, in the guest
+/// only: the real-time policies are `EPERM` (no real-time scheduling in the guest),
+/// `mlockall` succeeds, personalities the guest does not emulate are `EINVAL`, and
+/// `sethostname`/`setdomainname` rename the guest (`uname`, `/proc/sys/kernel/hostname`),
+/// within 64 bytes and with `CAP_SYS_ADMIN`.
 #[test]
 #[cfg_attr(
     not(have_static_glibc),
@@ -105,14 +108,45 @@ fn scheduling_policies_personality_and_mincore_behave_as_on_linux() {
     let mut cmd = Command::new(PVMUX);
     cmd.args(["run", "--rootfs"])
         .arg(&root.0)
-        .args(["--", "/sched-persona", "rt"]);
+        .args(["--", "/sched-persona", "guest"]);
     let g = run(cmd);
     assert_eq!(
         (g.code(), g.stdout.as_str()),
-        (Some(0), "set fifo: -1 EPERM\nset rr: -1 EPERM\npolicy: 0\n"),
+        (
+            Some(0),
+            "set fifo: -1 EPERM\nset rr: -1 EPERM\npolicy: 0\nmlockall: 0\nmunlockall: 0\n\
+             set linux32: -1 EINVAL\nset read-implies-exec: -1 EINVAL\npersonality: 0\n\
+             sethostname: 0\nnodename: pvmux-test\nproc hostname: pvmux-test\n\
+             sethostname 65 bytes: -1 EINVAL\nsetdomainname: 0\ndomainname: example\n\
+             unprivileged sethostname: -1 EPERM\n"
+        ),
         "{}",
         g.context()
     );
+}
+
+/// `tests/programs/c/sysv_shm.c`: System V shared memory (a private segment shared with a
+/// `fork` child, keys with `IPC_CREAT`/`IPC_EXCL`, `IPC_STAT`'s sizes, attach counts and
+/// modes, `IPC_SET`, detaching, `SHM_RDONLY`, `SHM_REMAP`, `SHM_RND`, removal while
+/// attached, `IPC_INFO`, the errors, and `/proc/self/maps` naming the segment), against the
+/// native run. Before, every call was `ENOSYS` (PostgreSQL could not start).
+#[test]
+#[cfg_attr(
+    not(have_static_glibc),
+    ignore = "needs a static glibc: apt-get install libc6-dev"
+)]
+fn system_v_shared_memory_behaves_as_on_linux() {
+    let (names, root) = programs("sysv-shm");
+    for name in &names {
+        let n = run(Command::new(prog(name)));
+        assert_eq!(n.code(), Some(0), "native {name}:\n{}", n.context());
+        assert!(
+            n.has_line("parent sees: from the child"),
+            "native {name}:\n{}",
+            n.stdout
+        );
+        guest_matches_native(name, &root, &n, &[1, 2], &[]);
+    }
 }
 
 /// `tests/programs/c/thread_rounds.c` under a task limit with room for init, one child and

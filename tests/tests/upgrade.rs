@@ -2751,8 +2751,9 @@ time.sleep(1000)
 /// `MAP_SHARED` mappings of memfds across a switch: one whose descriptor is still open
 /// (carried by inode with the file) and one whose descriptor was closed after `mmap`
 /// (carried as the anonymous shared memory it now is), each shared by a parent and its
-/// child. After the switch the child writes through both and the parent sees it — and
-/// through the open descriptor too.
+/// child; and a System V segment both attached (carried as anonymous shared memory: its
+/// region, not its id). After the switch the child writes through all three and the parent
+/// sees it — and through the open descriptor too.
 #[test]
 #[cfg_attr(
     not(have_python3),
@@ -2761,7 +2762,9 @@ time.sleep(1000)
 fn shared_memfd_mappings_are_carried_across_a_switch() {
     let root = root("memfd");
     let out = TempDir::unique("pvmux-upgrade-out", "memfd");
-    let program = r#"import mmap, os, time
+    let program = r#"import ctypes, mmap, os, time
+libc = ctypes.CDLL(None, use_errno=True)
+libc.shmat.restype = ctypes.c_void_p
 def wait_for(path):
     while not os.path.exists(path):
         time.sleep(0.01)
@@ -2774,15 +2777,19 @@ b = mmap.mmap(closed, 4096)
 os.close(closed)
 a[:6] = b'before'
 b[:6] = b'before'
+seg = libc.shmget(0, 4096, 0o1600)
+sysv = libc.shmat(seg, None, 0)
+ctypes.memmove(sysv, b'before', 6)
 if os.fork() == 0:
     wait_for('/out/go')
     a[:5] = b'after'
     b[:5] = b'after'
+    ctypes.memmove(sysv, b'after', 5)
     open('/out/child', 'w').close()
     os._exit(0)
 open('/out/ready', 'w').close()
 wait_for('/out/child')
-line = f"{a[:6]} {b[:6]} {os.pread(kept, 6, 0)}\n"
+line = f"{a[:6]} {b[:6]} {os.pread(kept, 6, 0)} {ctypes.string_at(sysv, 6)}\n"
 open('/out/result.new', 'w').write(line)
 os.rename('/out/result.new', '/out/result')
 time.sleep(1000)
@@ -2793,8 +2800,11 @@ time.sleep(1000)
         .iter()
         .map(|c| c["shared_areas"].as_array().map_or(0, Vec::len))
         .sum();
-    assert_eq!(areas, 4, "two areas in each process: {v}");
-    assert_eq!(go_and_result(&out), "b'aftere' b'aftere' b'aftere'\n");
+    assert_eq!(areas, 6, "three areas in each process: {v}");
+    assert_eq!(
+        go_and_result(&out),
+        "b'aftere' b'aftere' b'aftere' b'aftere'\n"
+    );
     stop(&root, "m");
 }
 

@@ -188,24 +188,13 @@ pub(crate) fn sys_mmap(
     let p = current_process();
     let space = p.space().ok_or(Errno::ENOMEM)?;
     let mut mm = space.mm.lock();
-    may_add_regions(&mm, 1, false)?;
-    check_as(&mm, len)?;
-    let start = if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0 {
-        if !in_user_window(addr, len) {
-            return Err(Errno::ENOMEM);
-        }
-        if flags & MAP_FIXED_NOREPLACE != 0 && !mm.is_free(addr, addr + len) {
-            return Err(Errno::EEXIST);
-        }
-        let split = splits_for_munmap(region(&mm, addr), addr, addr + len);
-        may_add_regions(&mm, split, true)?;
-        mm.unmap(addr, addr + len);
-        addr
-    } else if addr != 0 && in_user_window(addr, len) && mm.is_free(addr, addr + len) {
-        addr
-    } else {
-        mm.find_free(len)?
-    };
+    let start = place(
+        &mut mm,
+        addr,
+        len,
+        flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0,
+        flags & MAP_FIXED_NOREPLACE == 0,
+    )?;
     // Shared anonymous memory is an object of its own that every `fork` copy of the region
     // maps too (`shmem`); private memory is copy-on-write after `fork`.
     let shm = if shared && anon {
@@ -236,6 +225,80 @@ pub(crate) fn sys_mmap(
         }
     }
     Ok(start)
+}
+
+/// Where a new region of `len` bytes goes in `mm`, after the region-count and `RLIMIT_AS`
+/// checks: at `addr` if `fixed` (`replace`: what it overlapped unmapped, else `EEXIST` if
+/// anything is there), else at `addr` if that range is free, else wherever there is room.
+fn place(mm: &mut Mm, addr: u64, len: u64, fixed: bool, replace: bool) -> Result<u64, Errno> {
+    may_add_regions(mm, 1, false)?;
+    check_as(mm, len)?;
+    if fixed {
+        if !in_user_window(addr, len) {
+            return Err(Errno::ENOMEM);
+        }
+        if !replace && !mm.is_free(addr, addr + len) {
+            return Err(Errno::EEXIST);
+        }
+        let split = splits_for_munmap(region(mm, addr), addr, addr + len);
+        may_add_regions(mm, split, true)?;
+        mm.unmap(addr, addr + len);
+        Ok(addr)
+    } else if addr != 0 && in_user_window(addr, len) && mm.is_free(addr, addr + len) {
+        Ok(addr)
+    } else {
+        mm.find_free(len)
+    }
+}
+
+/// Maps shared object `shm` as a new region of `len` bytes with `prot_bits`, named `name`
+/// in `/proc/PID/maps` (`shmat`): at `addr` if `fixed` — `EINVAL` if anything is mapped
+/// there, unless `replace` — else wherever there is room. The region's start.
+pub(crate) fn map_shared_object(
+    addr: u64,
+    len: u64,
+    prot_bits: u32,
+    fixed: bool,
+    replace: bool,
+    shm: ShmRef,
+    name: &MapFile,
+) -> SysResult {
+    let space = current_process().space().ok_or(Errno::ENOMEM)?;
+    let mut mm = space.mm.lock();
+    let start = place(&mut mm, addr, len, fixed, replace).map_err(|e| match e {
+        Errno::EEXIST => Errno::EINVAL,
+        e => e,
+    })?;
+    mm.add_vma(start, start + len, prot_bits, Some(shm));
+    mm.name_file(start, start + 1, name);
+    Ok(start)
+}
+
+/// The shared object whose region starts at `addr` from the object's first page, if
+/// `size_of` knows its size, and the end of its regions from there (the contiguous ones of
+/// that object, at most that size): what `shmdt(addr)` unmaps.
+pub(crate) fn shared_object_at(
+    addr: u64,
+    size_of: impl Fn(&Arc<super::shmem::ShmObject>) -> Option<u64>,
+) -> Option<(Arc<super::shmem::ShmObject>, u64)> {
+    let space = current_process().space()?;
+    let mm = space.mm.lock();
+    let (start, vma) = mm.vma_at(addr)?;
+    let shm = vma.shm.as_ref().filter(|s| start == addr && s.pgoff == 0)?;
+    let obj = shm.obj.clone();
+    let limit = addr.saturating_add(page_up(size_of(&obj)?)?);
+    let mut end = vma.end;
+    while end < limit {
+        match mm.vma_at(end) {
+            Some((s, v))
+                if s == end && v.shm.as_ref().is_some_and(|x| Arc::ptr_eq(&x.obj, &obj)) =>
+            {
+                end = v.end;
+            }
+            _ => break,
+        }
+    }
+    Some((obj, end.min(limit)))
 }
 
 /// Pages of a private file mapping set up per filesystem call (bounds the time the

@@ -25,34 +25,87 @@ fn put_str(b: &mut [u8], off: usize, s: &[u8]) {
     b[off..off + s.len()].copy_from_slice(s);
 }
 
-/// The guest's host name: the boot arguments' (`pvmux run --hostname`, an OCI container's
-/// `hostname`), else `pvmux`. At most 64 bytes (the boot arguments' rule).
-pub(crate) fn hostname() -> &'static [u8] {
-    crate::boot::args().hostname().unwrap_or(b"pvmux")
+/// The names `sethostname` and `setdomainname` gave (`None`: not set since boot).
+static NAMES: crate::irq::IrqLock<[Option<alloc::vec::Vec<u8>>; 2]> =
+    crate::irq::IrqLock::new([None, None]);
+
+/// Longest host or domain name (Linux's `__NEW_UTS_LEN`).
+const NAME_MAX: u64 = 64;
+
+/// The guest's host name: what `sethostname` set, else the boot arguments'
+/// (`pvmux run --hostname`, an OCI container's `hostname`), else `pvmux`. At most 64 bytes.
+pub(crate) fn hostname() -> alloc::vec::Vec<u8> {
+    NAMES.lock()[0]
+        .clone()
+        .unwrap_or_else(|| crate::boot::args().hostname().unwrap_or(b"pvmux").to_vec())
+}
+
+/// The guest's NIS domain name: what `setdomainname` set, else `(none)`, as Linux's.
+pub(crate) fn domainname() -> alloc::vec::Vec<u8> {
+    NAMES.lock()[1]
+        .clone()
+        .unwrap_or_else(|| b"(none)".to_vec())
+}
+
+/// `sethostname(name, len)` (`which` 0) and `setdomainname` (1): `CAP_SYS_ADMIN` (`EPERM`),
+/// at most 64 bytes (`EINVAL`). The guest is its own UTS namespace: the host's names do not
+/// change.
+pub(crate) fn sys_set_name(which: usize, name: u64, len: u64) -> SysResult {
+    if len > NAME_MAX {
+        return Err(Errno::EINVAL);
+    }
+    let p = super::task::current_process();
+    if !p.creds.lock().capable(super::caps::cap::SYS_ADMIN) {
+        return Err(Errno::EPERM);
+    }
+    let mut v = alloc::vec![0u8; len as usize];
+    super::uaccess::copy_from_user(name, &mut v)?;
+    NAMES.lock()[which] = Some(v);
+    Ok(0)
+}
+
+/// `mlockall(flags)`: accepted (nothing is ever swapped) for `MCL_CURRENT` and/or
+/// `MCL_FUTURE`, with `MCL_ONFAULT`; other flags, or `MCL_ONFAULT` alone, `EINVAL`.
+pub(crate) fn sys_mlockall(flags: u64) -> SysResult {
+    const CURRENT: u64 = 1;
+    const FUTURE: u64 = 2;
+    const ONFAULT: u64 = 4;
+    if flags & !(CURRENT | FUTURE | ONFAULT) != 0 || flags & (CURRENT | FUTURE) == 0 {
+        return Err(Errno::EINVAL);
+    }
+    Ok(0)
+}
+
+/// The personality flags `personality` takes: `ADDR_NO_RANDOMIZE` (what `setarch -R` and
+/// gdb ask for: the guest never randomises mappings anyway) and `ADDR_COMPAT_LAYOUT`.
+const PERSONALITY_KEPT: u32 = 0x004_0000 | 0x020_0000;
+
+/// `personality(persona)`: the process's execution domain and flags before the call, set to
+/// `persona` unless it is `0xffffffff` (a query). Kept per process as Linux keeps them.
+/// Only what this kernel is anyway is accepted: the Linux domain with
+/// [`PERSONALITY_KEPT`]'s flags; another domain (`PER_LINUX32`: 32-bit `uname`) or a flag
+/// that would change behaviour here (`READ_IMPLIES_EXEC`, `ADDR_LIMIT_32BIT`, `UNAME26`,
+/// ...) is `EINVAL` rather than kept and not honoured.
+pub(crate) fn personality(p: &super::task::Process, persona: u32) -> SysResult {
+    use core::sync::atomic::Ordering::Relaxed;
+    if persona == u32::MAX {
+        return Ok(p.personality.load(Relaxed).into());
+    }
+    if persona & !PERSONALITY_KEPT != 0 {
+        return Err(Errno::EINVAL);
+    }
+    Ok(p.personality.swap(persona, Relaxed).into())
 }
 
 /// `uname(buf)`.
-/// `personality(persona)`: the process's execution domain and flags before the call, set to
-/// `persona` unless it is `0xffffffff` (a query). Kept and reported as Linux keeps them:
-/// nothing here depends on them (the guest places mappings at fixed addresses anyway, as
-/// `ADDR_NO_RANDOMIZE` asks, and runs only x86-64 code).
-pub(crate) fn personality(p: &super::task::Process, persona: u32) -> u32 {
-    if persona == u32::MAX {
-        p.personality.load(core::sync::atomic::Ordering::Relaxed)
-    } else {
-        p.personality
-            .swap(persona, core::sync::atomic::Ordering::Relaxed)
-    }
-}
-
 pub(crate) fn sys_uname(buf: u64) -> SysResult {
     let mut u = [0u8; 65 * 6];
     put_str(&mut u, 0, b"Linux");
-    put_str(&mut u, 65, hostname());
+    put_str(&mut u, 65, &hostname());
     put_str(&mut u, 130, super::handover::release());
     put_str(&mut u, 195, b"#1 SMP pvmux guest kernel");
     put_str(&mut u, 260, b"x86_64");
-    put_str(&mut u, 325, b"(none)");
+    put_str(&mut u, 325, &domainname());
     copy_to_user(buf, &u)?;
     Ok(0)
 }

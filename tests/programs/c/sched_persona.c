@@ -1,7 +1,9 @@
-/* Scheduling policies, the personality and mincore, printed for a comparison with the
- * native run (tests/tests/linux_edges.rs). Nothing printed depends on privileges: no
- * real-time policy is set (the guest refuses those: the `rt` argument prints what it
- * says), and the nice value is only raised. */
+/* Scheduling policies, the personality, mincore and mlockall's flags, printed for a
+ * comparison with the native run (tests/tests/linux_edges.rs). Nothing printed depends on
+ * privileges: no real-time policy is set, the nice value is only raised, nothing is
+ * locked. The `guest` argument runs what may only run in a guest: real-time policies (which
+ * the guest refuses), mlockall, and sethostname/setdomainname (on the host they would
+ * rename the host). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <sched.h>
@@ -12,28 +14,12 @@
 #include <sys/personality.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-static const char *err(void) {
-    switch (errno) {
-    case EINVAL: return "EINVAL";
-    case EPERM: return "EPERM";
-    case ESRCH: return "ESRCH";
-    case EFAULT: return "EFAULT";
-    case ENOMEM: return "ENOMEM";
-    default: return "other";
-    }
-}
-
-/* "what: result" or "what: -1 ERRNO". */
-static void show(const char *what, long r) {
-    if (r < 0)
-        printf("%s: -1 %s\n", what, err());
-    else
-        printf("%s: %ld\n", what, r);
-}
+#include "show_result.h"
 
 static long setsched(long pid, long pol, const struct sched_param *p) {
     return syscall(SYS_sched_setscheduler, pid, pol, p);
@@ -135,21 +121,64 @@ static void residency(void) {
     show("unmapped", mincore(p, 4096, vec));
 }
 
+static void locking(void) {
+    show("mlockall no flags", mlockall(0));
+    show("mlockall on fault alone", mlockall(MCL_ONFAULT));
+    show("mlockall flag 8", mlockall(8));
+    show("munlockall", munlockall());
+}
+
+/* Only in a guest: see the top. */
+static void guest_only(void) {
+    struct sched_param rt = {.sched_priority = 10};
+    show("set fifo", setsched(0, SCHED_FIFO, &rt));
+    show("set rr", setsched(0, SCHED_RR, &rt));
+    show("policy", sched_getscheduler(0));
+    show("mlockall", mlockall(MCL_CURRENT | MCL_FUTURE));
+    show("munlockall", munlockall());
+    show("set linux32", personality(PER_LINUX32));
+    show("set read-implies-exec", personality(READ_IMPLIES_EXEC));
+    show("personality", personality(0xffffffff));
+    show("sethostname", sethostname("pvmux-test", 10));
+    struct utsname u;
+    uname(&u);
+    printf("nodename: %s\n", u.nodename);
+    char buf[80] = {0};
+    FILE *f = fopen("/proc/sys/kernel/hostname", "r");
+    if (f && fgets(buf, sizeof buf, f))
+        printf("proc hostname: %s", buf);
+    if (f)
+        fclose(f);
+    char long_name[65];
+    memset(long_name, 'x', sizeof long_name);
+    show("sethostname 65 bytes", sethostname(long_name, sizeof long_name));
+    show("setdomainname", setdomainname("example", 7));
+    uname(&u);
+    printf("domainname: %s\n", u.domainname);
+    fflush(stdout);
+    pid_t c = fork();
+    if (c == 0) {
+        if (setuid(65534) == 0)
+            show("unprivileged sethostname", sethostname("nope", 4));
+        fflush(stdout);
+        _exit(0);
+    }
+    waitpid(c, NULL, 0);
+}
+
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "persona-after-exec") == 0) {
         show("exec'd personality", personality(0xffffffff));
         return 3;
     }
-    if (argc > 1 && strcmp(argv[1], "rt") == 0) {
-        struct sched_param rt = {.sched_priority = 10};
-        show("set fifo", setsched(0, SCHED_FIFO, &rt));
-        show("set rr", setsched(0, SCHED_RR, &rt));
-        show("policy", sched_getscheduler(0));
+    if (argc > 1 && strcmp(argv[1], "guest") == 0) {
+        guest_only();
         return 0;
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
     policies();
     persona(argv[0]);
     residency();
+    locking();
     return 0;
 }

@@ -1271,9 +1271,15 @@ fn carry_process(
         brk = mm.brk;
         for (start, v) in mm.vmas() {
             if let Some(r) = &v.shm {
-                match &v.file {
-                    // Anonymous shared memory: its object, numbered once for every region
-                    // (of any process) that maps it.
+                // A System V segment's region is named like a file but maps no file.
+                let file = v
+                    .file
+                    .as_ref()
+                    .filter(|_| !crate::linux::sysv_shm::is_segment(&r.obj));
+                match file {
+                    // Anonymous shared memory (a System V segment's too: the adopter keeps
+                    // the mapping, not the segment's id): its object, numbered once for
+                    // every region (of any process) that maps it.
                     None => {
                         let object = inv.shm_object(&r.obj);
                         inv.shm_areas.push(ShmAreaEntry {

@@ -71,11 +71,15 @@ const PROC_FILES: [(&str, Gen); 33] = [
         b"#1 SMP pvmux guest kernel\n".to_vec()
     }),
     ("sys/kernel/hostname", || {
-        let mut v = crate::linux::misc::hostname().to_vec();
+        let mut v = crate::linux::misc::hostname();
         v.push(b'\n');
         v
     }),
-    ("sys/kernel/domainname", || b"(none)\n".to_vec()),
+    ("sys/kernel/domainname", || {
+        let mut v = crate::linux::misc::domainname();
+        v.push(b'\n');
+        v
+    }),
     ("sys/kernel/pid_max", || b"4194304\n".to_vec()),
     ("sys/kernel/threads-max", || {
         format!("{}\n", task::max_tasks()).into_bytes()

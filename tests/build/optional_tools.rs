@@ -63,7 +63,7 @@ struct Tool {
 
 /// Every optional tool. A test needing one of them carries the attribute
 /// `#[cfg_attr(not(have_NAME), ignore = "needs WHAT: INSTALL")]`.
-const TOOLS: [Tool; 24] = [
+const TOOLS: [Tool; 25] = [
     Tool {
         cfg: "have_mke2fs",
         what: "e2fsprogs (mkfs.ext2, e2fsck, debugfs)",
@@ -220,6 +220,15 @@ const TOOLS: [Tool; 24] = [
         install: "apt-get install nodejs",
         locate: Locate::Paths {
             paths: &["/usr/bin/node", "/usr/bin/nodejs"],
+            static_elf: false,
+        },
+    },
+    Tool {
+        cfg: "have_postgres",
+        what: "PostgreSQL 15 (its server binaries, and the user postgres)",
+        install: "apt-get install postgresql-15",
+        locate: Locate::Paths {
+            paths: &["/usr/lib/postgresql/15/bin/postgres"],
             static_elf: false,
         },
     },

@@ -43,6 +43,7 @@
 //! | `have_shfmt`        | `shfmt` (a Go program)   | `shfmt`           |
 //! | `have_java`         | a JDK (`java`, `javac`)  | `openjdk-17-jdk-headless` |
 //! | `have_node`         | Node.js (`node`)         | `nodejs`          |
+//! | `have_postgres`     | PostgreSQL 15 server     | `postgresql-15`   |
 //! | `have_podman`       | `podman` (OCI engine)    | `podman`          |
 //! | `have_containerd`   | containerd, `ctr`, shim  | `containerd`      |
 //! | `have_root`         | running as root          | (run as root)     |

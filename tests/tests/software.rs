@@ -1,7 +1,8 @@
 //! The software people run, from the host's own Debian userland (`pvmux run --rootfs /`):
 //! one test per family — bash, coreutils, findutils, grep/sed/awk, tar+gzip+xz, python3,
-//! perl, gcc+make, git, the sqlite3 shell, a Go program (shfmt), Java, Node.js — each a
-//! script run in a guest and natively, with stdout and exit status compared.
+//! perl, gcc+make, git, the sqlite3 shell, a Go program (shfmt), Java, Node.js, a
+//! PostgreSQL server — each a script run in a guest and natively, with stdout and exit
+//! status compared.
 //!
 //! Both runs get the same environment (`PATH`, `HOME`, `LC_ALL=C`, `TZ=UTC`, fixed git
 //! identities and dates) and a fresh working directory `$WORK`: `/tmp/work` in the guest
@@ -481,5 +482,45 @@ w.on('message', (m) => {
 JS
 node work.js
 "##,
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(have_postgres),
+    ignore = "needs PostgreSQL 15: apt-get install postgresql-15"
+)]
+fn postgresql_server_and_queries() {
+    // A database server: initdb, the postmaster and its backends (fork, System V and POSIX
+    // shared memory, semaphores in shared memory, signals), queries over its Unix socket, a
+    // rolled-back transaction, an index, a clean shutdown. PostgreSQL refuses to run as
+    // root: it runs as `postgres` (setpriv), natively and in the guest alike.
+    let g = same_as_native(
+        "postgres",
+        r##"
+B=/usr/lib/postgresql/15/bin
+mkdir pg
+chown postgres:postgres pg
+pg() { setpriv --reuid=postgres --regid=postgres --init-groups "$@"; }
+pg $B/initdb -D pg/data -A trust -U postgres > pg/initdb.log 2>&1 || cat pg/initdb.log
+pg $B/pg_ctl -D pg/data -l pg/server.log -o "-k $WORK/pg -c listen_addresses=''" -w start > /dev/null
+q() { pg $B/psql -X -h "$WORK/pg" -U postgres -d postgres -Atc "$1"; }
+q "create table t(a int, b text); insert into t select g, md5(g::text) from generate_series(1, 2000) g"
+q "select count(*), sum(a), min(b) from t"
+q "create index on t(b); select a from t where b = md5('1234')"
+q "begin; update t set a = a + 1; rollback; select sum(a) from t"
+q "select count(*) from pg_stat_activity where backend_type = 'client backend'"
+pg $B/pg_ctl -D pg/data -m fast -w stop > /dev/null
+echo "stopped $?"
+"##,
+    );
+    // The queries' answers (both runs printed the same): 2,000 rows summing to 2,001,000,
+    // the row the index finds, the sum after the rollback, one client.
+    assert!(
+        g.stdout.contains("\n2000|2001000|")
+            && g.stdout.contains("\nCREATE INDEX\n1234\n")
+            && g.stdout.ends_with("\nROLLBACK\n2001000\n1\nstopped 0\n"),
+        "{}",
+        g.context()
     );
 }

@@ -524,3 +524,21 @@ echo "stopped $?"
         g.context()
     );
 }
+
+#[test]
+#[cfg_attr(
+    not(all(have_root, have_user_nobody)),
+    ignore = "needs to run as root, and a user nobody"
+)]
+fn su_and_runuser_switch_users_through_pam() {
+    // PAM's stacks (pam_rootok, pam_limits, pam_unix, pam_keyinit, libpam's audit log, which
+    // finds no audit socket in the guest) and the user switch that follows.
+    same_as_native(
+        "su",
+        r#"
+runuser -u nobody -- id -un
+su -s /bin/sh nobody -c 'id -un; id -u'
+runuser -u nobody -- sh -c 'ulimit -n'
+"#,
+    );
+}

@@ -66,9 +66,26 @@ fn family_arg(d: u64) -> Result<u16, Errno> {
     u16::try_from(d).map_err(|_| Errno::EAFNOSUPPORT)
 }
 
+/// Linux's order for a family this kernel has no sockets of (`AF_NETLINK`, `AF_PACKET`,
+/// ...): a type out of range or an unknown flag is `EINVAL`, anything else
+/// `EAFNOSUPPORT`, whatever the type. (Checking the type first said `ESOCKTNOSUPPORT` for
+/// libaudit's `socket(AF_NETLINK, SOCK_RAW, NETLINK_AUDIT)`, which libpam does not take for
+/// "no audit here": `su` and `runuser` failed with "System error".)
+fn known_family(family: u16, ty: u64) -> Result<(), Errno> {
+    if matches!(family, af::AF_UNIX | af::AF_INET | af::AF_INET6) {
+        return Ok(());
+    }
+    let t = u32::try_from(ty).map_err(|_| Errno::EINVAL)?;
+    if t & !(0xf | SOCK_NONBLOCK | SOCK_CLOEXEC) != 0 || t & 0xf >= 11 {
+        return Err(Errno::EINVAL);
+    }
+    Err(Errno::EAFNOSUPPORT)
+}
+
 /// `socket(domain, type, protocol)`.
 fn sys_socket(domain: u64, ty: u64, protocol: u64) -> SysResult {
     let family = family_arg(domain)?;
+    known_family(family, ty)?;
     let (ty, flags) = type_and_flags(ty)?;
     let sock = create(family, ty, protocol as u32)?;
     install(sock, flags)
@@ -77,6 +94,7 @@ fn sys_socket(domain: u64, ty: u64, protocol: u64) -> SysResult {
 /// `socketpair(domain, type, protocol, sv)`.
 fn sys_socketpair(domain: u64, ty: u64, protocol: u64, sv: u64) -> SysResult {
     let family = family_arg(domain)?;
+    known_family(family, ty)?;
     let (ty, flags) = type_and_flags(ty)?;
     if family != af::AF_UNIX {
         return Err(match family {
@@ -451,4 +469,26 @@ fn sys_getsockopt(fd: u64, level: u64, name: u64, val: u64, lenp: u64) -> SysRes
     crate::linux::uaccess::copy_to_user(val, &v[..n])?;
     write_val(lenp, &(n as u32))?;
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_family_without_sockets_is_eafnosupport_whatever_the_type() {
+        for f in [af::AF_UNIX, af::AF_INET, af::AF_INET6] {
+            assert_eq!(known_family(f, 3), Ok(()));
+        }
+        // libaudit's NETLINK_AUDIT socket, a packet socket, with flags.
+        assert_eq!(known_family(af::AF_NETLINK, 3), Err(Errno::EAFNOSUPPORT));
+        assert_eq!(known_family(17, 10), Err(Errno::EAFNOSUPPORT));
+        assert_eq!(
+            known_family(af::AF_NETLINK, u64::from(3 | SOCK_CLOEXEC)),
+            Err(Errno::EAFNOSUPPORT)
+        );
+        // A type out of range or an unknown flag first.
+        assert_eq!(known_family(af::AF_NETLINK, 11), Err(Errno::EINVAL));
+        assert_eq!(known_family(af::AF_NETLINK, 0x100 | 3), Err(Errno::EINVAL));
+    }
 }

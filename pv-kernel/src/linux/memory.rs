@@ -512,10 +512,6 @@ const MS_ASYNC: u64 = 1;
 const MS_INVALIDATE: u64 = 2;
 const MS_SYNC: u64 = 4;
 
-/// `msync(addr, len, flags)`: a shared file mapping maps the page cache's frames of the
-/// file themselves, so there is nothing to write back (`MS_SYNC`, `MS_ASYNC`) or to
-/// invalidate (`MS_INVALIDATE`): the checks are Linux's (`EINVAL` for bad flags or an
-/// unaligned address, `ENOMEM` for a range not fully mapped).
 /// The caller's space and the end of `[addr, addr + len)` (`len` rounded up to pages), all
 /// of which regions must cover (`msync`, `mincore`): `ENOMEM` if some part is not mapped
 /// or the range wraps; `None` for an empty range.
@@ -565,6 +561,10 @@ pub(crate) fn sys_mincore(addr: u64, len: u64, vec: u64) -> SysResult {
     Ok(0)
 }
 
+/// `msync(addr, len, flags)`: a shared file mapping maps the page cache's frames of the
+/// file themselves, so there is nothing to write back (`MS_SYNC`, `MS_ASYNC`) or to
+/// invalidate (`MS_INVALIDATE`): the checks are Linux's (`EINVAL` for bad flags or an
+/// unaligned address, `ENOMEM` for a range not fully mapped).
 pub(crate) fn sys_msync(addr: u64, len: u64, flags: u64) -> SysResult {
     if !addr.is_multiple_of(PAGE_SIZE)
         || flags & !(MS_ASYNC | MS_INVALIDATE | MS_SYNC) != 0

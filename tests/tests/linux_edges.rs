@@ -59,6 +59,20 @@ fn guest_matches_native(name: &str, root: &TempDir, native: &Run, vcpus: &[u32],
     }
 }
 
+/// Runs each build of program `base` ([`programs`]) natively, which must exit 0 having
+/// printed the line `marker` (the reference is what it means to be), then in the guest on
+/// 1 and 2 vCPUs ([`guest_matches_native`]). Returns the root holding the builds.
+fn each_build_matches_native(base: &str, marker: &str) -> TempDir {
+    let (names, root) = programs(base);
+    for name in &names {
+        let n = run(Command::new(prog(name)));
+        assert_eq!(n.code(), Some(0), "native {name}:\n{}", n.context());
+        assert!(n.has_line(marker), "native {name}:\n{}", n.stdout);
+        guest_matches_native(name, &root, &n, &[1, 2], &[]);
+    }
+    root
+}
+
 #[test]
 #[cfg_attr(
     not(have_static_glibc),
@@ -94,17 +108,7 @@ fn lseek_open_rlimit_and_clone_edge_cases_behave_as_on_linux() {
     ignore = "needs a static glibc: apt-get install libc6-dev"
 )]
 fn scheduling_policies_personality_and_mincore_behave_as_on_linux() {
-    let (names, root) = programs("sched-persona");
-    for name in &names {
-        let n = run(Command::new(prog(name)));
-        assert_eq!(n.code(), Some(0), "native {name}:\n{}", n.context());
-        assert!(
-            n.has_line("touched page: 1"),
-            "native {name}:\n{}",
-            n.stdout
-        );
-        guest_matches_native(name, &root, &n, &[1, 2], &[]);
-    }
+    let root = each_build_matches_native("sched-persona", "touched page: 1");
     let mut cmd = Command::new(PVMUX);
     cmd.args(["run", "--rootfs"])
         .arg(&root.0)
@@ -136,17 +140,7 @@ fn scheduling_policies_personality_and_mincore_behave_as_on_linux() {
     ignore = "needs a static glibc: apt-get install libc6-dev"
 )]
 fn system_v_shared_memory_behaves_as_on_linux() {
-    let (names, root) = programs("sysv-shm");
-    for name in &names {
-        let n = run(Command::new(prog(name)));
-        assert_eq!(n.code(), Some(0), "native {name}:\n{}", n.context());
-        assert!(
-            n.has_line("parent sees: from the child"),
-            "native {name}:\n{}",
-            n.stdout
-        );
-        guest_matches_native(name, &root, &n, &[1, 2], &[]);
-    }
+    each_build_matches_native("sysv-shm", "parent sees: from the child");
 }
 
 /// `tests/programs/c/thread_rounds.c` under a task limit with room for init, one child and

@@ -143,6 +143,22 @@ fn system_v_shared_memory_behaves_as_on_linux() {
     each_build_matches_native("sysv-shm", "parent sees: from the child");
 }
 
+/// `tests/programs/c/mremap_regions.c`: `mremap` over what Linux holds as one region — a
+/// mapping grown a page at a time (APT's package cache; the second grow was `EFAULT`, and
+/// `apt-get` stopped with "Dynamic MMap ran out of room"), neighbours made by separate `mmap`
+/// calls, a range split by `mprotect` and joined again — and over neighbours that differ
+/// (rights, private against shared, file offsets that do not follow: `EFAULT`), growing in
+/// place and back, and the heap after 50 `brk` calls (one `[heap]` line in
+/// `/proc/self/maps`), against the native run.
+#[test]
+#[cfg_attr(
+    not(have_static_glibc),
+    ignore = "needs a static glibc: apt-get install libc6-dev"
+)]
+fn mremap_joins_regions_as_linux_merges_them() {
+    each_build_matches_native("mremap-regions", "two neighbours grown: 0");
+}
+
 /// `tests/programs/c/thread_rounds.c` under a task limit with room for init, one child and
 /// its six threads and no more: a child's threads leave the count when they exit, before its
 /// parent's `waitpid` returns, so every round's threads start (natively, and in the guest on

@@ -65,6 +65,7 @@ pub(crate) const NOTES: &[(&str, Note)] = &[
     ("mmap", Remark("a page wholly past the end of a mapped file is SIGBUS as on Linux; a `--volume` file mapped `MAP_SHARED` is cached in the guest while mapped, its stores reach the host on msync, munmap, fsync and exit")),
     ("mount", Partial("ext2 on the disks attached to this kernel (`/dev/vdX`, `pvmux run --disk`) only, one mount per disk; MS_RDONLY honoured, the other per-mount flags accepted; remount, bind, move and propagation changes are EINVAL")),
     ("umount2", Partial("a disk's mount point only (EINVAL for other paths); EBUSY while the disk is in use (files open, a working directory in it), MNT_FORCE as a plain call; MNT_DETACH lazy as Linux (out of the tree at once, released when its last file closes)")),
+    ("mremap", Partial("growing a private file mapping gives zero pages past its old end, not the file's bytes; MREMAP_DONTUNMAP is EINVAL")),
     ("madvise", Partial("MADV_DONTNEED of a private file mapping gives zero pages, not the file's bytes")),
     ("timer_create", Partial("the alarm clocks are EOPNOTSUPP; at most 4,096 timers per process")),
     ("timerfd_create", Partial("the alarm clocks are EOPNOTSUPP")),

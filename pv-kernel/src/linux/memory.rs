@@ -684,6 +684,8 @@ pub(crate) fn sys_mremap(
     let new_len = page_up(new_len).ok_or(Errno::EINVAL)?;
     let space = current_process().space().ok_or(Errno::EFAULT)?;
     let mut mm = space.mm.lock();
+    // The old range must lie in one region, as Linux's would be after its merges.
+    mm.coalesce(old, old.saturating_add(old_len));
     let (vstart, vma) = mm.vma_at(old).ok_or(Errno::EFAULT)?;
     if old + old_len > vma.end {
         return Err(Errno::EFAULT);
@@ -696,22 +698,13 @@ pub(crate) fn sys_mremap(
             mm.unmap(old + new_len, old + old_len);
             return Ok(old);
         }
-        // Grow in place? (A region more here: the map does not merge.)
-        if in_user_window(old, new_len) && mm.is_free(old + old_len, old + new_len) {
-            may_add_regions(&mm, 1, false)?;
-            mm.add_vma(
-                old + old_len,
-                old + new_len,
-                vma.prot,
-                vma.shm_at(vstart, old + old_len),
-            );
-            if let Some(f) = &vma.file {
-                mm.name_file(
-                    old + old_len,
-                    old + old_len + 1,
-                    &f.advanced(old + old_len - vstart),
-                );
-            }
+        // Grow in place: the region, if it ends where the old range does, takes the room
+        // after it.
+        if old + old_len == vma.end
+            && in_user_window(old, new_len)
+            && mm.is_free(old + old_len, old + new_len)
+        {
+            mm.extend_vma(vstart, old + new_len);
             return Ok(old);
         }
         if flags & MREMAP_MAYMOVE == 0 {

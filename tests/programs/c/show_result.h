@@ -1,10 +1,12 @@
 /* "what: result" lines for the programs compared with their native run: a result, or -1 and
- * the errno's name (names, not numbers or strerror texts, which differ between libcs). */
+ * the errno's name (names, not numbers or strerror texts, which differ between libcs); and
+ * what /proc/self/maps shows. */
 #ifndef SHOW_RESULT_H
 #define SHOW_RESULT_H
 
 #include <errno.h>
 #include <stdio.h>
+#include <string.h>
 
 static const char *errno_name(void) {
     switch (errno) {
@@ -27,6 +29,19 @@ static void show(const char *what, long r) {
         printf("%s: -1 %s\n", what, errno_name());
     else
         printf("%s: %ld\n", what, r);
+}
+
+/* The lines of /proc/self/maps that contain `a` and `b` (NULL: anything). */
+static inline int maps_lines(const char *a, const char *b) {
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[512];
+    int n = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (strstr(line, a) && (!b || strstr(line, b)))
+            n++;
+    if (f)
+        fclose(f);
+    return n;
 }
 
 #endif

@@ -28,18 +28,6 @@ static void status(const char *what, int id) {
            (unsigned long)ds.shm_nattch, (unsigned)ds.shm_perm.mode, ds.shm_cpid == getpid());
 }
 
-static int maps_has_sysv(void) {
-    FILE *f = fopen("/proc/self/maps", "r");
-    char line[512];
-    int n = 0;
-    while (f && fgets(line, sizeof line, f))
-        if (strstr(line, "/SYSV") && strstr(line, "(deleted)"))
-            n++;
-    if (f)
-        fclose(f);
-    return n;
-}
-
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     /* A private segment shared with a child. */
@@ -52,7 +40,7 @@ int main(void) {
     strcpy(p, "parent");
     p[9999] = 'z';
     status("after attach", id);
-    show("maps name it", maps_has_sysv());
+    show("maps name it", maps_lines("/SYSV", "(deleted)"));
     fflush(stdout);
     pid_t c = fork();
     if (c == 0) {

@@ -124,6 +124,40 @@ impl Vma {
         self.shm.as_ref().map(|s| s.advanced(va - start))
     }
 
+    /// True if `next`, which starts at `next_start` where this region (starting at `start`)
+    /// ends, continues it as Linux's `vma_merge` would join the two: the same rights, and
+    /// the same shared object, or file and program image, at contiguous offsets (or neither).
+    fn continued_by(&self, start: u64, next: &Vma, next_start: u64) -> bool {
+        let by = next_start - start;
+        let shm = match (&self.shm, &next.shm) {
+            (None, None) => true,
+            (Some(a), Some(b)) => {
+                Arc::ptr_eq(&a.obj, &b.obj) && a.pgoff + by / PAGE_SIZE == b.pgoff
+            }
+            _ => false,
+        };
+        let file = match (&self.file, &next.file) {
+            (None, None) => true,
+            (Some(a), Some(b)) => {
+                let image = match (&a.image, &b.image) {
+                    (None, None) => true,
+                    (Some(x), Some(y)) => {
+                        Arc::ptr_eq(&x.file, &y.file)
+                            && (x.lo, x.hi, x.since) == (y.lo, y.hi, y.since)
+                    }
+                    _ => false,
+                };
+                image
+                    && a.ino == b.ino
+                    && a.path == b.path
+                    && a.bus_past_eof == b.bus_past_eof
+                    && a.offset.checked_add(by) == Some(b.offset)
+            }
+            _ => false,
+        };
+        self.end == next_start && self.prot == next.prot && shm && file
+    }
+
     /// The program image and file offset page `va` of this region (which starts at `start`)
     /// comes from while the map does not hold it ([`ImageMap`]), if any.
     fn image_at(&self, start: u64, va: u64) -> Option<(&ImageMap, u64)> {
@@ -386,6 +420,37 @@ impl Mm {
                 file: None,
             },
         );
+    }
+
+    /// Joins the regions that cover `[start, end)` into one where Linux's map would hold one
+    /// region (it merges neighbours that continue each other, [`Vma::continued_by`]; this
+    /// map keeps each `mmap`'s, `brk`'s or split's region apart). True if `[start, end)`
+    /// then lies in a single region. Bookkeeping only: no page or mapping changes.
+    pub(crate) fn coalesce(&mut self, start: u64, end: u64) -> bool {
+        let Some((first, _)) = self.vma_at(start) else {
+            return false;
+        };
+        loop {
+            let here = &self.vmas[&first];
+            if here.end >= end {
+                return true;
+            }
+            let next_start = here.end;
+            match self.vmas.get(&next_start) {
+                Some(next) if here.continued_by(first, next, next_start) => {}
+                _ => return false,
+            }
+            let next = self.vmas.remove(&next_start).expect("region");
+            self.vmas.get_mut(&first).expect("region").end = next.end;
+        }
+    }
+
+    /// Moves the end of the region that starts at `start` to `end`, further on (the range
+    /// between must be free): its pages there come as its others do, on demand.
+    pub(crate) fn extend_vma(&mut self, start: u64, end: u64) {
+        let v = self.vmas.get_mut(&start).expect("region");
+        debug_assert!(v.end <= end);
+        v.end = end;
     }
 
     /// Names the file behind the regions that start in `[s, e)` and have no name yet:
@@ -1110,7 +1175,20 @@ impl Mm {
             {
                 return cur;
             }
-            self.add_vma(old_end, new_end, prot::READ | prot::WRITE, None);
+            let rw = prot::READ | prot::WRITE;
+            // The heap's last region grows (one region, as Linux's `brk` keeps it).
+            match self.vma_at(old_end.wrapping_sub(1)) {
+                Some((s, v))
+                    if s >= self.brk_base
+                        && v.end == old_end
+                        && v.prot == rw
+                        && v.shm.is_none()
+                        && v.file.is_none() =>
+                {
+                    self.extend_vma(s, new_end);
+                }
+                _ => self.add_vma(old_end, new_end, rw, None),
+            }
         } else if new_end < old_end {
             self.unmap(new_end, old_end);
         }

@@ -227,6 +227,11 @@ fn brk_grows_and_shrinks_the_heap() {
     assert_eq!(m.set_brk(heap + 5000), heap + 5000);
     assert_eq!(regions(&m), [(heap, heap + 2 * P, RW)]);
     assert_eq!(m.set_brk(heap + 3 * P), heap + 3 * P);
+    assert_eq!(
+        regions(&m),
+        [(heap, heap + 3 * P, RW)],
+        "grown as one region"
+    );
     assert_eq!(m.set_brk(heap + 10), heap + 10);
     assert_eq!(
         regions(&m),
@@ -674,6 +679,65 @@ fn shared_regions_share_frames_across_fork() {
     );
     release(parent);
     release(child);
+}
+
+#[test]
+fn coalesce_joins_the_regions_linux_would_hold_as_one() {
+    let mut m = mm();
+    // Anonymous private neighbours alike, and a third with other rights.
+    m.add_vma(BASE, BASE + 2 * P, RW, None);
+    m.add_vma(BASE + 2 * P, BASE + 3 * P, RW, None);
+    m.add_vma(BASE + 3 * P, BASE + 4 * P, prot::READ, None);
+    assert!(m.coalesce(BASE + P, BASE + 3 * P));
+    assert!(!m.coalesce(BASE, BASE + 4 * P), "other rights");
+    assert_eq!(
+        regions(&m),
+        [
+            (BASE, BASE + 3 * P, RW),
+            (BASE + 3 * P, BASE + 4 * P, prot::READ)
+        ]
+    );
+    assert!(
+        !m.coalesce(BASE + 5 * P, BASE + 6 * P),
+        "nothing mapped there"
+    );
+    // A gap between two regions.
+    let far = BASE + 16 * P;
+    m.add_vma(far, far + P, RW, None);
+    m.add_vma(far + 2 * P, far + 3 * P, RW, None);
+    assert!(!m.coalesce(far, far + 3 * P));
+    // One shared object at offsets that follow, then one that does not follow.
+    let shm = ShmRef::new_object();
+    let s = BASE + 32 * P;
+    m.add_vma(s, s + P, RW, Some(shm.clone()));
+    m.add_vma(s + P, s + 2 * P, RW, Some(shm.advanced(P)));
+    m.add_vma(s + 2 * P, s + 3 * P, RW, Some(shm.advanced(5 * P)));
+    assert!(m.coalesce(s, s + 2 * P));
+    assert!(
+        !m.coalesce(s, s + 3 * P),
+        "object offsets that do not follow"
+    );
+    // A private region next to a shared one.
+    m.add_vma(s + 3 * P, s + 4 * P, RW, None);
+    assert!(!m.coalesce(s + 2 * P, s + 4 * P));
+    // A file at offsets that follow, and then another file.
+    let file = |ino, offset| MapFile {
+        path: alloc::sync::Arc::from(&b"/f"[..]),
+        ino,
+        offset,
+        bus_past_eof: true,
+        image: None,
+    };
+    let f = BASE + 48 * P;
+    for (i, (ino, off)) in [(7, 0), (7, P), (8, 2 * P)].into_iter().enumerate() {
+        let at = f + i as u64 * P;
+        m.add_vma(at, at + P, prot::READ, None);
+        m.name_file(at, at + 1, &file(ino, off));
+    }
+    assert!(!m.coalesce(f, f + 3 * P), "another file");
+    assert!(m.coalesce(f, f + 2 * P));
+    assert_eq!(m.vma_at(f).map(|(s, v)| (s, v.end)), Some((f, f + 2 * P)));
+    release(m);
 }
 
 /// Operations are coalesced when contiguous, taken a slot's worth at a time in numbered

@@ -159,6 +159,19 @@ fn mremap_joins_regions_as_linux_merges_them() {
     each_build_matches_native("mremap-regions", "two neighbours grown: 0");
 }
 
+/// `tests/programs/c/io_priority.c`: `ioprio_set`/`ioprio_get` (both `ENOSYS` before:
+/// `ionice` failed) — the classes and levels, the real-time class as root and not as
+/// another user, the errors, inheritance by a child and a thread, a process group's best and
+/// a group set, another user's process — against the native run.
+#[test]
+#[cfg_attr(
+    not(all(have_static_glibc, have_root, have_user_nobody)),
+    ignore = "needs a static glibc (apt-get install libc6-dev), to run as root, and a user nobody"
+)]
+fn io_priorities_behave_as_on_linux() {
+    each_build_matches_native("io-priority", "root's after: 16386");
+}
+
 /// `tests/programs/c/thread_rounds.c` under a task limit with room for init, one child and
 /// its six threads and no more: a child's threads leave the count when they exit, before its
 /// parent's `waitpid` returns, so every round's threads start (natively, and in the guest on

@@ -49,6 +49,7 @@ pub(crate) const NOTES: &[(&str, Note)] = &[
     ("setpriority", Partial("the nice value is kept per thread, inherited, checked as Linux (EPERM, EACCES) and reported (getpriority, /proc/PID/stat), but the guest scheduler gives every thread the same share")),
     ("sched_setaffinity", Partial("the mask is kept per thread, inherited and reported (sched_getaffinity, so nproc counts it), but the guest scheduler may run a thread on any vCPU")),
     ("sched_setscheduler", Partial("SCHED_OTHER, SCHED_BATCH and SCHED_IDLE (with SCHED_RESET_ON_FORK) are kept per thread, inherited, checked as Linux and reported, but the guest scheduler gives every thread the same share; the real-time policies are EPERM (no real-time scheduling in the guest); a kernel hand-over resets the policy to SCHED_OTHER")),
+    ("ioprio_set", Partial("the priority is kept per thread, inherited, checked as Linux (classes and levels, EPERM) and reported (ioprio_get), but not enforced: the guest's files are in guest memory or read with the host's priority; a kernel hand-over resets it")),
     ("sched_setparam", Partial("priority 0 of the normal policies only (see sched_setscheduler)")),
     ("sched_rr_get_interval", Remark("the guest scheduler's time slice, for every policy")),
     ("mincore", Partial("a page counts as resident once this process has it mapped (touched, or populated with a fault around it): a file's page in the guest's page cache that this process has not touched reads 0")),

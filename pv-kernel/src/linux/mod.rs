@@ -44,6 +44,7 @@ pub(crate) mod files;
 pub(crate) mod futex;
 pub(crate) mod handover;
 pub(crate) mod imagecache;
+pub(crate) mod io_priority;
 pub(crate) mod memory;
 pub(crate) mod misc;
 pub(crate) mod net;

@@ -118,7 +118,7 @@ fn online(n: u32) -> u64 {
 }
 
 /// The threads `which`/`who` names (`ESRCH` if none).
-fn targets(me: &Arc<Task>, which: u64, who: u64) -> Result<Vec<Arc<Task>>, Errno> {
+pub(super) fn targets(me: &Arc<Task>, which: u64, who: u64) -> Result<Vec<Arc<Task>>, Errno> {
     let who = who as u32 as i32;
     let out: Vec<Arc<Task>> = match which {
         PRIO_PROCESS if who == 0 => alloc::vec![me.clone()],

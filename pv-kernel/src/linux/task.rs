@@ -221,6 +221,8 @@ pub(crate) struct Task {
     /// Its scheduling policy, with `SCHED_RESET_ON_FORK` if set (`sched_setscheduler`;
     /// `sched_params::policy`).
     pub(crate) policy: AtomicU32,
+    /// Its I/O priority (`ioprio_set`; `io_priority.rs`; 0: none given).
+    pub(crate) ioprio: AtomicU32,
     /// The kernel thread running it (to wake it for signals). Weak: the thread owns the task
     /// (`Thread::task`), not the other way round, so an exited thread and its task are freed.
     pub(crate) thread: spin::Once<Weak<crate::sched::thread::Thread>>,
@@ -493,7 +495,7 @@ fn new_process(
 
 /// A new thread or process starts with its creator's nice value, affinity and scheduling
 /// policy (`sched_params::inherited`: `SCHED_RESET_ON_FORK` resets a negative nice value and
-/// is not inherited).
+/// is not inherited), and I/O priority.
 fn inherit_sched(parent: &Task, child: &Task) {
     let (nice, policy) = super::sched_params::inherited(
         parent.nice.load(Ordering::Relaxed),
@@ -504,6 +506,9 @@ fn inherit_sched(parent: &Task, child: &Task) {
         .affinity
         .store(parent.affinity.load(Ordering::Relaxed), Ordering::Relaxed);
     child.policy.store(policy, Ordering::Relaxed);
+    child
+        .ioprio
+        .store(parent.ioprio.load(Ordering::Relaxed), Ordering::Relaxed);
 }
 
 fn new_task(tid: i32, process: &Arc<Process>, sig: SigState) -> Arc<Task> {
@@ -517,6 +522,7 @@ fn new_task(tid: i32, process: &Arc<Process>, sig: SigState) -> Arc<Task> {
         nice: AtomicI32::new(0),
         affinity: AtomicU64::new(u64::MAX),
         policy: AtomicU32::new(super::sched_params::policy::OTHER),
+        ioprio: AtomicU32::new(0),
         thread: spin::Once::new(),
         must_exit: AtomicBool::new(false),
         times: TaskTimes::default(),

@@ -25,18 +25,6 @@ static long setsched(long pid, long pol, const struct sched_param *p) {
     return syscall(SYS_sched_setscheduler, pid, pol, p);
 }
 
-/* Runs `f` in a child and waits for it (stdout flushed first, so lines stay in order). */
-static void in_child(void (*f)(void)) {
-    fflush(stdout);
-    pid_t c = fork();
-    if (c == 0) {
-        f();
-        fflush(stdout);
-        _exit(0);
-    }
-    waitpid(c, NULL, 0);
-}
-
 static void child_policy(void) {
     show("child policy", sched_getscheduler(0));
     errno = 0;

@@ -1,12 +1,14 @@
 /* "what: result" lines for the programs compared with their native run: a result, or -1 and
- * the errno's name (names, not numbers or strerror texts, which differ between libcs); and
- * what /proc/self/maps shows. */
+ * the errno's name (names, not numbers or strerror texts, which differ between libcs); what
+ * /proc/self/maps shows; a child run in order with its parent's lines. */
 #ifndef SHOW_RESULT_H
 #define SHOW_RESULT_H
 
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static const char *errno_name(void) {
     switch (errno) {
@@ -42,6 +44,18 @@ static inline int maps_lines(const char *a, const char *b) {
     if (f)
         fclose(f);
     return n;
+}
+
+/* Runs `f` in a child and waits for it (stdout flushed first, so lines stay in order). */
+static inline void in_child(void (*f)(void)) {
+    fflush(stdout);
+    pid_t c = fork();
+    if (c == 0) {
+        f();
+        fflush(stdout);
+        _exit(0);
+    }
+    waitpid(c, NULL, 0);
 }
 
 #endif

@@ -172,6 +172,22 @@ fn io_priorities_behave_as_on_linux() {
     each_build_matches_native("io-priority", "root's after: 16386");
 }
 
+/// `tests/programs/c/net_devices.c`: the loopback device as glibc's and musl's
+/// `if_nametoindex`, `if_indextoname`, `if_nameindex` and `getifaddrs` report it, the
+/// `SIOCGIF*` ioctls on `AF_INET` and `AF_UNIX` sockets (`SIOCGIFCONF` among them), and a
+/// `NETLINK_ROUTE` socket used by hand (port ids, a link by index with its acknowledgement,
+/// lengths peeked with `MSG_PEEK|MSG_TRUNC`, address dumps, errors, a change refused to
+/// `nobody`), against the native run; only what is about `lo` is printed. Before, netlink
+/// sockets were `EAFNOSUPPORT` and the ioctls `ENOTTY`.
+#[test]
+#[cfg_attr(
+    not(all(have_static_glibc, have_root, have_user_nobody)),
+    ignore = "needs a static glibc (apt-get install libc6-dev), to run as root, and a user nobody"
+)]
+fn network_devices_are_reported_as_on_linux() {
+    each_build_matches_native("net-devices", "SIOCSIFMTU by nobody: -1 EPERM");
+}
+
 /// `tests/programs/c/thread_rounds.c` under a task limit with room for init, one child and
 /// its six threads and no more: a child's threads leave the count when they exit, before its
 /// parent's `waitpid` returns, so every round's threads start (natively, and in the guest on

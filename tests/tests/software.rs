@@ -457,7 +457,8 @@ java Work.java
 #[cfg_attr(not(have_node), ignore = "needs Node.js: apt-get install nodejs")]
 fn node_script() {
     // Node.js: libuv's event loop (epoll, timers), a worker thread, a child process, crypto,
-    // files, and an HTTP server and client on the loopback.
+    // files, an HTTP server and client on the loopback, and the loopback device as
+    // `os.networkInterfaces()` lists it (getifaddrs over netlink; it threw before).
     same_as_native(
         "node",
         r##"
@@ -468,6 +469,7 @@ fs.writeFileSync('lines.txt', 'a\nb\nc\n');
 console.log('lines', fs.readFileSync('lines.txt', 'utf8').split('\n').length);
 console.log('sha', crypto.createHash('sha256').update('pvmux').digest('hex'));
 console.log('child', cp.execFileSync('/bin/sh', ['-c', 'echo hi']).toString().trim());
+console.log('lo', JSON.stringify(require('os').networkInterfaces().lo));
 const w = new Worker('const {parentPort}=require("worker_threads"); let s=0; for(let i=0;i<1e6;i++) s+=i%3; parentPort.postMessage(s);', { eval: true });
 w.on('message', (m) => {
   console.log('worker', m);
@@ -572,6 +574,39 @@ apt-get $O -s install pkg17 pkg42
 apt-cache $O depends pkg5
 apt-cache $O search 'test package 29' | sort
 apt-cache $O policy pkg300 | sed "s|$WORK|WORK|g"
+"#,
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(have_python3),
+    ignore = "needs /usr/bin/python3: apt-get install python3"
+)]
+fn network_devices_as_ip_and_python_list_them() {
+    // The loopback device through netlink (iproute2's `ip`, glibc's `if_nameindex`) and the
+    // interface ioctls (`if_nametoindex`, `SIOCGIFADDR`): before, netlink sockets were
+    // EAFNOSUPPORT ("Cannot open netlink socket") and the ioctls ENOTTY. Only `lo` is
+    // compared: the host has other devices.
+    same_as_native(
+        "netdev",
+        r#"
+ip -br addr show lo
+ip -br link show lo
+ip link show lo
+ip addr show dev lo | grep -E "inet|link/"
+ip -4 -o addr show lo | awk '{print $2, $4}'
+python3 - <<'PY'
+import fcntl, socket, struct
+print([n for n in socket.if_nameindex() if n[1] == "lo"], socket.if_nametoindex("lo"), socket.if_indextoname(1))
+s = socket.socket()
+r = fcntl.ioctl(s.fileno(), 0x8915, struct.pack("256s", b"lo"))
+print("SIOCGIFADDR", socket.inet_ntoa(r[20:24]))
+try:
+    socket.if_nametoindex("nonexistent0")
+except OSError as e:
+    print("nonexistent0:", e)
+PY
 "#,
     );
 }

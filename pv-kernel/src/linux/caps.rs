@@ -41,6 +41,8 @@ pub(crate) mod cap {
     pub(crate) const SETUID: u32 = 7;
     /// Drop from the bounding set, add to the inheritable set beyond the permitted one.
     pub(crate) const SETPCAP: u32 = 8;
+    /// Network administration (netlink changes to devices and addresses).
+    pub(crate) const NET_ADMIN: u32 = 12;
     /// Administration (here: forging another pid in `SCM_CREDENTIALS`).
     pub(crate) const SYS_ADMIN: u32 = 21;
     /// Trace any process (read another's robust list).

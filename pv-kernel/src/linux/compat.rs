@@ -71,7 +71,7 @@ pub(crate) const NOTES: &[(&str, Note)] = &[
     ("timer_create", Partial("the alarm clocks are EOPNOTSUPP; at most 4,096 timers per process")),
     ("timerfd_create", Partial("the alarm clocks are EOPNOTSUPP")),
     ("timerfd_settime", Partial("TFD_TIMER_CANCEL_ON_SET never cancels: the guest's clock is never set")),
-    ("socket", Partial("AF_UNIX, and AF_INET/AF_INET6 TCP and UDP (the guest's loopback, or host sockets with --net host); other families EAFNOSUPPORT")),
+    ("socket", Partial("AF_UNIX; AF_INET/AF_INET6 TCP and UDP (the guest's loopback, or host sockets with --net host); AF_NETLINK's NETLINK_ROUTE, reading the loopback device and its addresses (other dumps empty, changes EPERM/EOPNOTSUPP; other netlink protocols EPROTONOSUPPORT); other families EAFNOSUPPORT")),
     ("sendmsg", Partial("MSG_OOB is EOPNOTSUPP")),
     ("epoll_wait", Remark("readiness is recomputed for every entry on each wake-up")),
     ("inotify_add_watch", Partial("no IN_ACCESS for directory listings; IN_EXCL_UNLINK has no effect")),

@@ -21,6 +21,13 @@ static const char *errno_name(void) {
     case ENOENT: return "ENOENT";
     case EACCES: return "EACCES";
     case EIDRM: return "EIDRM";
+    case ENODEV: return "ENODEV";
+    case ENOTTY: return "ENOTTY";
+    case EAGAIN: return "EAGAIN";
+    case EOPNOTSUPP: return "EOPNOTSUPP";
+    case EADDRINUSE: return "EADDRINUSE";
+    case ESOCKTNOSUPPORT: return "ESOCKTNOSUPPORT";
+    case EPROTONOSUPPORT: return "EPROTONOSUPPORT";
     default: return "other";
     }
 }

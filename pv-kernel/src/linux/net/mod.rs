@@ -4,7 +4,8 @@
 //! * [`unix`] `AF_UNIX` (stream, datagram, seqpacket; path and abstract names; passing
 //!   descriptors and credentials),
 //! * [`inet`] `AF_INET`/`AF_INET6` (TCP and UDP on the guest's loopback; with `--net host`,
-//!   host sockets the host runtime opens for the guest).
+//!   host sockets the host runtime opens for the guest),
+//! * [`netlink`] `AF_NETLINK`'s `NETLINK_ROUTE` (the guest's devices and addresses).
 //!
 //! A socket is an open file ([`SocketFile`], a [`FileObject`]) so `read`, `write`, `poll`,
 //! `epoll`, `fstat`, `close` and `dup` work on it like on any descriptor. The generic layer
@@ -17,8 +18,11 @@
 #![allow(dead_code)]
 
 pub(crate) mod addr;
+pub(crate) mod device;
+pub(crate) mod ifreq;
 pub(crate) mod inet;
 pub(crate) mod msg;
+pub(crate) mod netlink;
 pub(crate) mod syscalls;
 pub(crate) mod unix;
 
@@ -55,6 +59,8 @@ pub(crate) enum SockType {
     Dgram,
     /// `SOCK_SEQPACKET`: reliable records.
     SeqPacket,
+    /// `SOCK_RAW` (netlink only).
+    Raw,
 }
 
 impl SockType {
@@ -76,6 +82,7 @@ impl SockType {
             Self::Stream => 1,
             Self::Dgram => 2,
             Self::SeqPacket => 5,
+            Self::Raw => 3,
         }
     }
 }
@@ -212,6 +219,15 @@ pub(crate) trait Socket: Send + Sync + 'static {
     fn as_any(&self) -> &dyn Any;
 }
 
+/// An `int` option value (`setsockopt`): its first 4 bytes, `EINVAL` if shorter.
+pub(crate) fn int_value(val: &[u8]) -> Result<i32, Errno> {
+    let b: [u8; 4] = val
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .ok_or(Errno::EINVAL)?;
+    Ok(i32::from_le_bytes(b))
+}
+
 /// Two connected sockets (`socketpair`).
 pub(crate) type SocketPair = (Arc<dyn Socket>, Arc<dyn Socket>);
 
@@ -264,6 +280,9 @@ impl FileObject for SocketFile {
     }
 
     fn ioctl(&self, _f: &OpenFile, cmd: u64, arg: u64) -> SysResult {
+        if let Some(r) = ifreq::ioctl(self.sock.family(), cmd, arg) {
+            return r;
+        }
         match cmd {
             SIOCOUTQ => {
                 let n = self.sock.unsent().ok_or(Errno::ENOTTY)?;
@@ -304,8 +323,6 @@ fn create(family: u16, ty: SockType, protocol: u32) -> Result<Arc<dyn Socket>, E
     match family {
         af::AF_UNIX => unix::create(ty, protocol),
         af::AF_INET | af::AF_INET6 => inet::create(family, ty, protocol),
-        // Programs probe netlink (e.g. for interfaces); refusing it is what a kernel
-        // without it does.
         _ => Err(Errno::EAFNOSUPPORT),
     }
 }

@@ -52,33 +52,40 @@ pub(crate) fn syscall(n: u64, a: [u64; 6]) -> Option<SysResult> {
     })
 }
 
-/// Splits `socket`'s type argument into the type and the `SOCK_*` flags.
-fn type_and_flags(t: u64) -> Result<(SockType, u32), Errno> {
+/// Splits `socket`'s type argument into the type's number and the `SOCK_*` flags: `EINVAL`
+/// for an unknown flag or a type past Linux's `SOCK_MAX`.
+fn split_type(t: u64) -> Result<(u32, u32), Errno> {
     let t = u32::try_from(t).map_err(|_| Errno::EINVAL)?;
     let flags = t & !0xf;
-    if flags & !(SOCK_NONBLOCK | SOCK_CLOEXEC) != 0 {
+    if flags & !(SOCK_NONBLOCK | SOCK_CLOEXEC) != 0 || t & 0xf >= 11 {
         return Err(Errno::EINVAL);
     }
-    Ok((SockType::from_raw(t & 0xf)?, flags))
+    Ok((t & 0xf, flags))
+}
+
+/// Splits `socket`'s type argument into the type and the `SOCK_*` flags.
+fn type_and_flags(t: u64) -> Result<(SockType, u32), Errno> {
+    let (raw, flags) = split_type(t)?;
+    Ok((SockType::from_raw(raw)?, flags))
 }
 
 fn family_arg(d: u64) -> Result<u16, Errno> {
     u16::try_from(d).map_err(|_| Errno::EAFNOSUPPORT)
 }
 
-/// Linux's order for a family this kernel has no sockets of (`AF_NETLINK`, `AF_PACKET`,
-/// ...): a type out of range or an unknown flag is `EINVAL`, anything else
-/// `EAFNOSUPPORT`, whatever the type. (Checking the type first said `ESOCKTNOSUPPORT` for
-/// libaudit's `socket(AF_NETLINK, SOCK_RAW, NETLINK_AUDIT)`, which libpam does not take for
-/// "no audit here": `su` and `runuser` failed with "System error".)
+/// Linux's order for a family this kernel has no sockets of (`AF_PACKET`, ...): a type out
+/// of range or an unknown flag is `EINVAL`, anything else `EAFNOSUPPORT`, whatever the
+/// type. (Checking the type first said `ESOCKTNOSUPPORT` for such a family, which libpam
+/// did not take for "no audit here" when netlink was one: `su` and `runuser` failed with
+/// "System error".)
 fn known_family(family: u16, ty: u64) -> Result<(), Errno> {
-    if matches!(family, af::AF_UNIX | af::AF_INET | af::AF_INET6) {
+    if matches!(
+        family,
+        af::AF_UNIX | af::AF_INET | af::AF_INET6 | af::AF_NETLINK
+    ) {
         return Ok(());
     }
-    let t = u32::try_from(ty).map_err(|_| Errno::EINVAL)?;
-    if t & !(0xf | SOCK_NONBLOCK | SOCK_CLOEXEC) != 0 || t & 0xf >= 11 {
-        return Err(Errno::EINVAL);
-    }
+    split_type(ty)?;
     Err(Errno::EAFNOSUPPORT)
 }
 
@@ -86,6 +93,11 @@ fn known_family(family: u16, ty: u64) -> Result<(), Errno> {
 fn sys_socket(domain: u64, ty: u64, protocol: u64) -> SysResult {
     let family = family_arg(domain)?;
     known_family(family, ty)?;
+    if family == af::AF_NETLINK {
+        // Its own types (`SOCK_RAW`, `SOCK_DGRAM`) and protocols.
+        let (raw, flags) = split_type(ty)?;
+        return install(super::netlink::create(raw, protocol as u32)?, flags);
+    }
     let (ty, flags) = type_and_flags(ty)?;
     let sock = create(family, ty, protocol as u32)?;
     install(sock, flags)
@@ -95,6 +107,12 @@ fn sys_socket(domain: u64, ty: u64, protocol: u64) -> SysResult {
 fn sys_socketpair(domain: u64, ty: u64, protocol: u64, sv: u64) -> SysResult {
     let family = family_arg(domain)?;
     known_family(family, ty)?;
+    if family == af::AF_NETLINK {
+        // A netlink socket is made, then has no pairs.
+        let (raw, _) = split_type(ty)?;
+        super::netlink::create(raw, protocol as u32)?;
+        return Err(Errno::EOPNOTSUPP);
+    }
     let (ty, flags) = type_and_flags(ty)?;
     if family != af::AF_UNIX {
         return Err(match family {
@@ -477,18 +495,22 @@ mod tests {
 
     #[test]
     fn a_family_without_sockets_is_eafnosupport_whatever_the_type() {
-        for f in [af::AF_UNIX, af::AF_INET, af::AF_INET6] {
+        for f in [af::AF_UNIX, af::AF_INET, af::AF_INET6, af::AF_NETLINK] {
             assert_eq!(known_family(f, 3), Ok(()));
         }
-        // libaudit's NETLINK_AUDIT socket, a packet socket, with flags.
-        assert_eq!(known_family(af::AF_NETLINK, 3), Err(Errno::EAFNOSUPPORT));
+        // A packet socket, with flags; a family past the last.
         assert_eq!(known_family(17, 10), Err(Errno::EAFNOSUPPORT));
         assert_eq!(
-            known_family(af::AF_NETLINK, u64::from(3 | SOCK_CLOEXEC)),
+            known_family(17, u64::from(3 | SOCK_CLOEXEC)),
             Err(Errno::EAFNOSUPPORT)
         );
+        assert_eq!(known_family(46, 2), Err(Errno::EAFNOSUPPORT));
         // A type out of range or an unknown flag first.
-        assert_eq!(known_family(af::AF_NETLINK, 11), Err(Errno::EINVAL));
-        assert_eq!(known_family(af::AF_NETLINK, 0x100 | 3), Err(Errno::EINVAL));
+        assert_eq!(known_family(17, 11), Err(Errno::EINVAL));
+        assert_eq!(known_family(17, 0x100 | 3), Err(Errno::EINVAL));
+        assert_eq!(
+            split_type(u64::from(3 | SOCK_NONBLOCK)),
+            Ok((3, SOCK_NONBLOCK))
+        );
     }
 }

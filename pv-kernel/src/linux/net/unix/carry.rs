@@ -56,6 +56,7 @@ fn raw_type(t: SockType) -> u32 {
         SockType::Stream => 1,
         SockType::Dgram => 2,
         SockType::SeqPacket => 5,
+        SockType::Raw => 3,
     }
 }
 

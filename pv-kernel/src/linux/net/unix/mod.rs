@@ -960,13 +960,7 @@ impl Sock {
         if level != SOL_SOCKET {
             return Err(Errno::EOPNOTSUPP);
         }
-        let int = || -> Result<i32, Errno> {
-            let b: [u8; 4] = val
-                .get(..4)
-                .and_then(|b| b.try_into().ok())
-                .ok_or(Errno::EINVAL)?;
-            Ok(i32::from_le_bytes(b))
-        };
+        let int = || super::int_value(val);
         let buf = |v: i32, clamp: bool, min: usize| {
             let v = v.max(0) as usize;
             let v = v.min(if clamp { MAX_BUF } else { MAX_FORCED_BUF });

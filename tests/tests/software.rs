@@ -583,11 +583,14 @@ apt-cache $O policy pkg300 | sed "s|$WORK|WORK|g"
     not(have_python3),
     ignore = "needs /usr/bin/python3: apt-get install python3"
 )]
-fn network_devices_as_ip_and_python_list_them() {
+fn network_devices_and_sockets_as_ip_ss_and_python_list_them() {
     // The loopback device through netlink (iproute2's `ip`, glibc's `if_nameindex`) and the
     // interface ioctls (`if_nametoindex`, `SIOCGIFADDR`): before, netlink sockets were
-    // EAFNOSUPPORT ("Cannot open netlink socket") and the ioctls ENOTTY. Only `lo` is
-    // compared: the host has other devices.
+    // EAFNOSUPPORT ("Cannot open netlink socket") and the ioctls ENOTTY. Then the script's
+    // own sockets in /proc/net/{tcp,udp,tcp6} (found by their fstat inodes: states, an
+    // unread queue) and in `ss` (which reads /proc/net/tcp in the guest, netlink natively),
+    // and /proc/net/{dev,if_inet6,route}; none of those files existed. Only `lo` and the
+    // script's sockets are compared: the host has other devices and sockets.
     same_as_native(
         "netdev",
         r#"
@@ -607,6 +610,30 @@ try:
 except OSError as e:
     print("nonexistent0:", e)
 PY
+python3 - <<'PY'
+import os, socket, subprocess
+l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(5)
+port = l.getsockname()[1]
+c = socket.create_connection(("127.0.0.1", port)); a, _ = l.accept()
+c.sendall(b"abc")
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 0))
+l6 = socket.socket(socket.AF_INET6); l6.bind(("::1", 0)); l6.listen(1)
+ports = (port, u.getsockname()[1], l6.getsockname()[1])
+mine = {os.fstat(s.fileno()).st_ino: n for n, s in [("listener", l), ("client", c), ("accepted", a), ("udp", u), ("listener6", l6)]}
+for name in ["tcp", "udp", "tcp6"]:
+    with open("/proc/net/" + name) as f:
+        lines = f.read().splitlines()
+    print(name, lines[0].split()[:3])
+    for r in (l.split() for l in lines[1:]):
+        if int(r[9]) in mine:
+            print(" ", mine[int(r[9])], "state", r[3], "queues", r[4], "uid", r[7],
+                  "local port is ours", int(r[1].split(":")[1], 16) in ports)
+out = subprocess.run(["ss", "-Htln", "sport", "=", ":%d" % port], capture_output=True, text=True).stdout.split()
+print("ss:", out[0], out[3].replace(str(port), "PORT"))
+PY
+grep -c "^ *lo:" /proc/net/dev
+grep " lo$" /proc/net/if_inet6
+head -1 /proc/net/route | cut -f1-4
 "#,
     );
 }

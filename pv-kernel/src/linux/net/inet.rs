@@ -496,7 +496,18 @@ impl Socket for InetSocket {
         STACK.lock().available(self.id)
     }
 
+    fn opened(&self, ino: u64) {
+        let uid = crate::linux::task::try_current_task().map_or(0, |t| t.process.creds.lock().uid);
+        STACK.lock().set_owner(self.id, stack::Owner { ino, uid });
+    }
+
     fn as_any(&self) -> &dyn Any {
         self
     }
+}
+
+/// The rows of `/proc/net/{tcp,tcp6,udp,udp6}`: the guest's own internet sockets of
+/// `family` and `proto` (with `--net host`, whose sockets are the host's, none).
+pub(crate) fn proc_rows(family: u16, proto: Proto) -> Vec<stack::Row> {
+    STACK.lock().rows(family, proto)
 }

@@ -23,6 +23,7 @@ pub(crate) mod ifreq;
 pub(crate) mod inet;
 pub(crate) mod msg;
 pub(crate) mod netlink;
+pub(crate) mod proc_net;
 pub(crate) mod syscalls;
 pub(crate) mod unix;
 
@@ -215,6 +216,11 @@ pub(crate) trait Socket: Send + Sync + 'static {
     fn unsent(&self) -> Option<usize> {
         None
     }
+    /// Told the inode number of the open file it has become (`socket:[INO]`), in the
+    /// process that made the file (for `/proc/net` listings).
+    fn opened(&self, ino: u64) {
+        let _ = ino;
+    }
     /// The object itself, for family-internal downcasts (e.g. a `connect` to a peer).
     fn as_any(&self) -> &dyn Any;
 }
@@ -242,10 +248,9 @@ pub(crate) struct SocketFile {
 impl SocketFile {
     /// Wraps `sock` as a new open file description with status `flags` (`O_NONBLOCK`).
     pub(crate) fn open(sock: Arc<dyn Socket>, flags: u32) -> Arc<OpenFile> {
-        let obj = Arc::new(Self {
-            sock,
-            ino: anon_ino(),
-        });
+        let ino = anon_ino();
+        sock.opened(ino);
+        let obj = Arc::new(Self { sock, ino });
         super::files::object::open_object(obj, crate::fs::ramfs::oflag::O_RDWR | flags)
     }
 }

@@ -34,7 +34,7 @@ const DT_CHR: u8 = 2;
 type Gen = fn() -> Vec<u8>;
 
 /// `/proc`'s files that do not belong to a process, by path.
-const PROC_FILES: [(&str, Gen); 33] = [
+const PROC_FILES: [(&str, Gen); 40] = [
     ("cpuinfo", snap::cpuinfo),
     ("locks", crate::linux::files::locks::proc_locks),
     ("meminfo", snap::meminfo),
@@ -99,6 +99,13 @@ const PROC_FILES: [(&str, Gen); 33] = [
         format!("{}\n", crate::linux::rlimit::NR_OPEN).into_bytes()
     }),
     ("sys/net/core/somaxconn", || b"4096\n".to_vec()),
+    ("net/dev", crate::linux::net::proc_net::dev),
+    ("net/if_inet6", crate::linux::net::proc_net::if_inet6),
+    ("net/route", crate::linux::net::proc_net::route),
+    ("net/tcp", crate::linux::net::proc_net::tcp),
+    ("net/tcp6", crate::linux::net::proc_net::tcp6),
+    ("net/udp", crate::linux::net::proc_net::udp),
+    ("net/udp6", crate::linux::net::proc_net::udp6),
 ];
 
 /// `/sys`'s fixed files, by path (the `cpuN` directories are added per vCPU).

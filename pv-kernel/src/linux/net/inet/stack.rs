@@ -96,6 +96,40 @@ struct Sock {
     err: Option<Errno>,
     tcp: Tcp,
     udp: Udp,
+    /// Who made it and its file, for `/proc/net/tcp` and the like.
+    owner: Owner,
+}
+
+/// A socket's file inode and its creator's user id (0 until it is an open file: a
+/// connection not yet accepted).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Owner {
+    pub(crate) ino: u64,
+    pub(crate) uid: u32,
+}
+
+/// A socket as `/proc/net/{tcp,tcp6,udp,udp6}` show it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Row {
+    pub(crate) local: Ep,
+    /// The peer (an unconnected socket: the unspecified address, port 0).
+    pub(crate) peer: Option<Ep>,
+    /// Linux's TCP state number (UDP: 1 connected, 7 not).
+    pub(crate) state: u8,
+    /// Bytes received and not read.
+    pub(crate) rx: usize,
+    pub(crate) ino: u64,
+    pub(crate) uid: u32,
+}
+
+/// Linux's TCP states (`include/net/tcp_states.h`).
+mod tcp_state {
+    pub(super) const ESTABLISHED: u8 = 1;
+    pub(super) const FIN_WAIT2: u8 = 5;
+    pub(super) const CLOSE: u8 = 7;
+    pub(super) const CLOSE_WAIT: u8 = 8;
+    pub(super) const LISTEN: u8 = 10;
+    pub(super) const CLOSING: u8 = 11;
 }
 
 impl Sock {
@@ -171,7 +205,62 @@ impl Stack {
             err: None,
             tcp: Tcp::Closed,
             udp: Udp::default(),
+            owner: Owner::default(),
         })
+    }
+
+    /// Records the file and creator of socket `id`.
+    pub(crate) fn set_owner(&mut self, id: Id, owner: Owner) {
+        if let Some(s) = self.socks.get_mut(&id) {
+            s.owner = owner;
+        }
+    }
+
+    /// The sockets of `family` and `proto` that Linux's `/proc/net` files list, in table
+    /// order: TCP listeners and connections (those not yet accepted too), bound UDP sockets.
+    pub(crate) fn rows(&self, family: u16, proto: Proto) -> Vec<Row> {
+        use tcp_state::*;
+        let mut out = Vec::new();
+        for s in self.socks.values() {
+            if s.family != family || s.proto != proto {
+                continue;
+            }
+            let (local, peer, state, rx) = match (&s.tcp, proto) {
+                (Tcp::Listen { queue, .. }, Proto::Tcp) => {
+                    let Some(b) = s.bound else { continue };
+                    (b, None, LISTEN, queue.len())
+                }
+                (Tcp::Est(c), Proto::Tcp) => {
+                    let state = match (c.rx_fin, c.wr_shut) {
+                        _ if c.reset => CLOSE,
+                        (false, false) => ESTABLISHED,
+                        (true, false) => CLOSE_WAIT,
+                        (false, true) => FIN_WAIT2,
+                        (true, true) => CLOSING,
+                    };
+                    (c.local, Some(c.peer), state, c.rx.len())
+                }
+                (_, Proto::Udp) => {
+                    let Some(b) = s.bound else { continue };
+                    let state = if s.udp.peer.is_some() {
+                        ESTABLISHED
+                    } else {
+                        CLOSE
+                    };
+                    (b, s.udp.peer, state, s.udp.rx_bytes)
+                }
+                _ => continue,
+            };
+            out.push(Row {
+                local,
+                peer,
+                state,
+                rx,
+                ino: s.owner.ino,
+                uid: s.owner.uid,
+            });
+        }
+        out
     }
 
     /// True if socket `me` binding `set`:`port` would clash with another binding.
@@ -376,6 +465,10 @@ impl Stack {
             err: None,
             tcp: Tcp::Est(Conn::new(d, local, Some(id))),
             udp: Udp::default(),
+            owner: Owner {
+                ino: 0,
+                uid: l.owner.uid,
+            },
         };
         let sid = self.insert(server)?;
         let c = self.get_mut(id)?;

@@ -14,7 +14,7 @@ use pvmux_hypercalls::handover::{
     inet_flags, inet_state, BlobRef, InetMsgEntry, InetSocketEntry, MAX_SOCKET_OPTS,
 };
 
-use super::{Conn, Dgram, Id, Proto, Sock, Stack, Tcp, Udp};
+use super::{Conn, Dgram, Id, Owner, Proto, Sock, Stack, Tcp, Udp};
 use crate::fs::Errno;
 use crate::linux::net::af;
 use crate::linux::net::inet::ip::{Ep, Ip};
@@ -256,6 +256,7 @@ impl Stack {
                     err,
                     tcp,
                     udp,
+                    owner: Owner::default(),
                 })
                 .map_err(|_| r)?;
             ids.insert(e.id, id);

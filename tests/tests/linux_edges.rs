@@ -188,6 +188,23 @@ fn network_devices_are_reported_as_on_linux() {
     each_build_matches_native("net-devices", "SIOCSIFMTU by nobody: -1 EPERM");
 }
 
+/// `tests/programs/c/process_vm.c`: `process_vm_readv`/`process_vm_writev` (`ENOSYS`
+/// before) between a parent and its child — scattered iovecs on both sides, a write into a
+/// page the two share copy-on-write (the parent's copy unchanged), the caller itself, a
+/// transfer stopped by an unmapped range (the bytes before it, or `EFAULT`), bad flags, a
+/// reaped pid, and `nobody` refused root's process — against the native run.
+#[test]
+#[cfg_attr(
+    not(all(have_static_glibc, have_root, have_user_nobody)),
+    ignore = "needs a static glibc (apt-get install libc6-dev), to run as root, and a user nobody"
+)]
+fn process_vm_reads_and_writes_behave_as_on_linux() {
+    each_build_matches_native(
+        "process-vm",
+        "child sees: written by the parent / second page / also written",
+    );
+}
+
 /// `tests/programs/c/thread_rounds.c` under a task limit with room for init, one child and
 /// its six threads and no more: a child's threads leave the count when they exit, before its
 /// parent's `waitpid` returns, so every round's threads start (natively, and in the guest on

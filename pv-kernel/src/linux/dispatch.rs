@@ -200,6 +200,12 @@ pub(crate) fn syscall(
         nr::PRCTL => super::prctl::sys_prctl(t, [a[0], a[1], a[2], a[3], a[4]]),
         nr::GETPRIORITY => super::sched_params::sys_getpriority(t, a[0], a[1]),
         nr::IOPRIO_SET => super::io_priority::sys_ioprio_set(t, a[0], a[1], a[2]),
+        nr::PROCESS_VM_READV => {
+            super::process_vm::sys_process_vm(a[0], a[1], a[2], a[3], a[4], a[5], false)
+        }
+        nr::PROCESS_VM_WRITEV => {
+            super::process_vm::sys_process_vm(a[0], a[1], a[2], a[3], a[4], a[5], true)
+        }
         nr::IOPRIO_GET => super::io_priority::sys_ioprio_get(t, a[0], a[1]),
         nr::SCHED_SETSCHEDULER => super::sched_params::sys_sched_setscheduler(t, a[0], a[1], a[2]),
         nr::SCHED_SETPARAM => super::sched_params::sys_sched_setparam(t, a[0], a[1]),

@@ -51,6 +51,7 @@ pub(crate) mod net;
 pub(crate) mod patch;
 pub(crate) mod pool;
 pub(crate) mod prctl;
+pub(crate) mod process_vm;
 pub(crate) mod procfs;
 pub(crate) mod resources;
 pub(crate) mod rlimit;

@@ -521,6 +521,11 @@ impl UserBuf {
         self.len
     }
 
+    /// The user ranges, in order (empty ones left out).
+    pub(crate) fn segments(&self) -> &[(u64, usize)] {
+        &self.segs
+    }
+
     /// Calls `f(user address, range in the data)` for the user ranges backing buffer bytes
     /// `[at, at + n)`.
     fn walk(

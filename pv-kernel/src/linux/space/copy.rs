@@ -46,11 +46,7 @@ pub(crate) fn current_copy_in(va: u64, buf: &mut [u8]) -> Result<(), Errno> {
     if buf.is_empty() {
         return Ok(());
     }
-    let space = current_space()?;
-    let mut mm = space.mm.lock();
-    chunks(&mut mm, va, buf.len(), false, |off, gpa, n| {
-        pool_mem::read(gpa, &mut buf[off..off + n]);
-    })
+    copy_in(&*current_space()?, va, buf)
 }
 
 /// Walks `[va, va+len)` of the current address space, calling `f(offset, bytes)` with a copy
@@ -107,6 +103,15 @@ pub(crate) fn current_copy_out(va: u64, data: &[u8]) -> Result<(), Errno> {
     }
     let space = current_space()?;
     copy_out(&space, va, data)
+}
+
+/// Copies `buf.len()` bytes from `space` at `va` (not necessarily the current space) into
+/// `buf`.
+pub(crate) fn copy_in(space: &Space, va: u64, buf: &mut [u8]) -> Result<(), Errno> {
+    let mut mm = space.mm.lock();
+    chunks(&mut mm, va, buf.len(), false, |off, gpa, n| {
+        pool_mem::read(gpa, &mut buf[off..off + n]);
+    })
 }
 
 /// Copies `data` into `space` at `va` (not necessarily the current space).

@@ -53,7 +53,7 @@ mod slot_fp;
 mod watch;
 
 pub(crate) use copy::{
-    copy_out, current_atomic_update_u32, current_copy, current_copy_in, current_copy_out,
+    copy_in, copy_out, current_atomic_update_u32, current_copy, current_copy_in, current_copy_out,
 };
 pub(crate) use graveyard::{alloc_reclaiming, release_all as release_graves, wait_for_reclaim};
 pub(crate) use handoff::{Exit, UserState};

@@ -26,6 +26,7 @@ static const char *errno_name(void) {
     case EAGAIN: return "EAGAIN";
     case EOPNOTSUPP: return "EOPNOTSUPP";
     case EADDRINUSE: return "EADDRINUSE";
+    case ENOBUFS: return "ENOBUFS";
     case ESOCKTNOSUPPORT: return "ESOCKTNOSUPPORT";
     case EPROTONOSUPPORT: return "EPROTONOSUPPORT";
     default: return "other";

@@ -66,9 +66,6 @@ const SO_RCVBUFFORCE: i32 = 33;
 /// The default and largest buffer sizes (`net.core.{r,w}mem_{default,max}`).
 const BUF_DEFAULT: i32 = 212_992;
 const BUF_MAX: i32 = 212_992;
-/// Answers queued and not read, at most (a program that sends requests and never reads
-/// gets `ENOBUFS`, as a full receive buffer does on Linux).
-const QUEUE_MAX: usize = 256;
 
 /// The port ids in use (by this guest's netlink sockets).
 static PORTS: IrqLock<BTreeSet<u32>> = IrqLock::new(BTreeSet::new());
@@ -93,8 +90,12 @@ struct Inner {
     portid: u32,
     /// Multicast groups joined (accepted; nothing is ever sent to them).
     groups: u32,
-    /// Answers not yet read.
+    /// Answers not yet read, and their bytes (at most `rcvbuf`).
     queue: VecDeque<Vec<u8>>,
+    queued: usize,
+    /// Answers were dropped for want of room: the next read is `ENOBUFS` (Linux's
+    /// `sk_err`), unless `NETLINK_NO_ENOBUFS`.
+    overrun: bool,
     /// `SOL_NETLINK` flags set (`NETLINK_CAP_ACK`, `NETLINK_EXT_ACK`, ...), by option.
     flags: BTreeMap<i32, bool>,
     /// `SO_SNDBUF`, `SO_RCVBUF`.
@@ -126,6 +127,8 @@ pub(crate) fn create(raw_type: u32, protocol: u32) -> Result<alloc::sync::Arc<dy
             portid: 0,
             groups: 0,
             queue: VecDeque::new(),
+            queued: 0,
+            overrun: false,
             flags: BTreeMap::new(),
             sndbuf: BUF_DEFAULT,
             rcvbuf: BUF_DEFAULT,
@@ -247,10 +250,20 @@ impl Socket for NetlinkSocket {
         };
         let answers = route::answer(data, &who);
         if !answers.is_empty() {
+            let bytes: usize = answers.iter().map(Vec::len).sum();
+            // Kernel memory kept for the program until it reads.
+            crate::linux::alloc_guard::reserve(bytes)?;
             let mut i = self.inner.lock();
-            if i.queue.len() + answers.len() > QUEUE_MAX {
-                return Err(Errno::ENOBUFS);
+            if i.queued + bytes > i.rcvbuf as usize {
+                // Dropped, as Linux drops what does not fit its receive buffer; the send
+                // itself succeeds.
+                i.overrun = !i.flags.get(&opt::NO_ENOBUFS).copied().unwrap_or(false);
+                return Ok(data.len());
             }
+            i.queue
+                .try_reserve(answers.len())
+                .map_err(|_| Errno::ENOMEM)?;
+            i.queued += bytes;
             i.queue.extend(answers);
             drop(i);
             self.wq.wake_all();
@@ -266,12 +279,18 @@ impl Socket for NetlinkSocket {
         loop {
             {
                 let mut i = self.inner.lock();
+                // The error first, then what was kept (Linux's `sock_error` before the
+                // queue).
+                if core::mem::take(&mut i.overrun) {
+                    return Err(Errno::ENOBUFS);
+                }
                 if let Some(d) = i.queue.front() {
                     let n = d.len().min(buf.len());
                     buf[..n].copy_from_slice(&d[..n]);
                     let full_len = d.len();
                     if flags & MSG_PEEK == 0 {
                         i.queue.pop_front();
+                        i.queued -= full_len;
                     }
                     return Ok(Received {
                         len: n,

@@ -616,6 +616,8 @@ l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(5)
 port = l.getsockname()[1]
 c = socket.create_connection(("127.0.0.1", port)); a, _ = l.accept()
 c.sendall(b"abc")
+while len(a.recv(3, socket.MSG_PEEK)) < 3:  # arrived (left unread)
+    pass
 u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 0))
 l6 = socket.socket(socket.AF_INET6); l6.bind(("::1", 0)); l6.listen(1)
 ports = (port, u.getsockname()[1], l6.getsockname()[1])
@@ -624,7 +626,8 @@ for name in ["tcp", "udp", "tcp6"]:
     with open("/proc/net/" + name) as f:
         lines = f.read().splitlines()
     print(name, lines[0].split()[:3])
-    for r in (l.split() for l in lines[1:]):
+    # (Sorted: Linux lists sockets in its hash tables' order.)
+    for r in sorted((l.split() for l in lines[1:]), key=lambda r: mine.get(int(r[9]), "")):
         if int(r[9]) in mine:
             print(" ", mine[int(r[9])], "state", r[3], "queues", r[4], "uid", r[7],
                   "local port is ours", int(r[1].split(":")[1], 16) in ports)

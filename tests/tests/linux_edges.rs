@@ -205,6 +205,18 @@ fn process_vm_reads_and_writes_behave_as_on_linux() {
     );
 }
 
+/// `tests/programs/c/chmod_mlock2.c`: `fchmodat2` (a file's mode through a link and not,
+/// a link's own mode `EOPNOTSUPP`, `AT_EMPTY_PATH`, an unknown flag) and `mlock2`'s flags,
+/// the calls newer C libraries make (both `ENOSYS` before), against the native run.
+#[test]
+#[cfg_attr(
+    not(have_static_glibc),
+    ignore = "needs a static glibc: apt-get install libc6-dev"
+)]
+fn fchmodat2_and_mlock2_behave_as_on_linux() {
+    each_build_matches_native("chmod-mlock2", "the link itself: -1 EOPNOTSUPP");
+}
+
 /// `tests/programs/c/thread_rounds.c` under a task limit with room for init, one child and
 /// its six threads and no more: a child's threads leave the count when they exit, before its
 /// parent's `waitpid` returns, so every round's threads start (natively, and in the guest on

@@ -57,6 +57,7 @@ pub(crate) const NOTES: &[(&str, Note)] = &[
     ("shmget", Partial("System V shared memory as Linux (keys, IPC_CREAT/IPC_EXCL, permissions, SHMMNI 4096 segments); the ids are not carried by a kernel hand-over (the mappings are)")),
     ("shmctl", Partial("IPC_STAT, IPC_SET, IPC_RMID (the segment goes with its last attachment), IPC_INFO, SHM_INFO, SHM_STAT, SHM_STAT_ANY; SHM_LOCK/SHM_UNLOCK accepted (nothing is ever swapped); no /proc/sysvipc")),
     ("mlock", Partial("accepted, nothing is ever swapped")),
+    ("mlock2", Partial("as mlock (MLOCK_ONFAULT accepted, other flags EINVAL)")),
     ("mlockall", Partial("accepted (flags checked as Linux), nothing is ever swapped")),
     ("munlockall", Partial("accepted, nothing is ever swapped")),
     ("sethostname", Partial("the guest's own name (uname, /proc/sys/kernel/hostname), CAP_SYS_ADMIN as Linux; a kernel hand-over goes back to the boot name")),

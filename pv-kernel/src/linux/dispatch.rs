@@ -164,6 +164,9 @@ pub(crate) fn syscall(
         nr::MREMAP => memory::sys_mremap(a[0], a[1], a[2], a[3], a[4]),
         nr::MADVISE => memory::sys_madvise(a[0], a[1], a[2]),
         nr::MLOCK | nr::MUNLOCK | nr::MUNLOCKALL => Ok(0),
+        // `mlock2(addr, len, flags)`: `MLOCK_ONFAULT` the only flag; nothing is swapped.
+        nr::MLOCK2 if a[2] & !1 != 0 => Err(Errno::EINVAL),
+        nr::MLOCK2 => Ok(0),
         nr::MLOCKALL => misc::sys_mlockall(a[0]),
         nr::SETHOSTNAME => misc::sys_set_name(0, a[0], a[1]),
         nr::SETDOMAINNAME => misc::sys_set_name(1, a[0], a[1]),

@@ -191,6 +191,7 @@ pub(crate) fn syscall(n: u64, a: [u64; 6]) -> Option<SysResult> {
         nr::CHMOD => sys_fchmodat(FDCWD, a[0], a[1]),
         nr::FCHMOD => sys_fchmod(a[0], a[1]),
         nr::FCHMODAT => sys_fchmodat(a[0], a[1], a[2]),
+        nr::FCHMODAT2 => sys_fchmodat2(a[0], a[1], a[2], a[3]),
         nr::CHOWN => sys_fchownat(FDCWD, a[0], a[1], a[2], 0),
         nr::LCHOWN => sys_fchownat(FDCWD, a[0], a[1], a[2], AT_SYMLINK_NOFOLLOW),
         nr::FCHOWN => sys_fchown(a[0], a[1], a[2]),

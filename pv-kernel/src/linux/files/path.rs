@@ -643,6 +643,30 @@ pub(crate) fn sys_fchmodat(dirfd: u64, path_va: u64, m: u64) -> SysResult {
     Ok(0)
 }
 
+/// `fchmodat2(dirfd, path, mode, flags)`: `fchmodat` with `AT_SYMLINK_NOFOLLOW` (a
+/// symbolic link's own mode cannot change: `EOPNOTSUPP`, as Linux) and `AT_EMPTY_PATH`.
+pub(crate) fn sys_fchmodat2(dirfd: u64, path_va: u64, m: u64, flags: u64) -> SysResult {
+    at::only(flags, AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH)?;
+    if flags == 0 {
+        return sys_fchmodat(dirfd, path_va, m);
+    }
+    let follow = flags & AT_SYMLINK_NOFOLLOW == 0;
+    let Some(ino) = ino_at(dirfd, path_va, flags, follow)? else {
+        return Ok(0);
+    };
+    let kind = fs::with(|fs| fs.stat_ino(ino))?.file_type();
+    if kind == FileType::Symlink {
+        return Err(Errno::EOPNOTSUPP);
+    }
+    fs::with(|fs| fs.chmod_ino(ino, m as u32 & mode::PERM))?;
+    super::inotify::on_inode(
+        ino,
+        super::inotify::inm::IN_ATTRIB,
+        kind == FileType::Directory,
+    );
+    Ok(0)
+}
+
 /// Changes the owner of `ino` (`u32::MAX` keeps a value): root only, but the owner may
 /// change the group to one of its own (`EPERM`, `fs::perm::chown`); like Linux, clears
 /// set-user-id and group-executable set-group-id bits of non-directories.

@@ -2,7 +2,9 @@
 //! `RTM_GETADDR`, the `SIOCGIF*` ioctls): its one device is the loopback, `lo`, with
 //! `127.0.0.1/8` and `::1/128`, with `--net none` and `--net host` alike (`--net host`'s
 //! host sockets are the host runtime's, not devices of the guest). One description for
-//! every interface that reports it.
+//! every interface that reports it, and one answer to every request to change it.
+
+use crate::fs::Errno;
 
 /// The loopback device.
 pub(crate) mod lo {
@@ -24,4 +26,25 @@ pub(crate) mod lo {
     /// Its IPv6 address and prefix length.
     pub(crate) const V6: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
     pub(crate) const V6_PREFIX: u8 = 128;
+}
+
+/// The answer to a request to change the guest's devices, which never change (netlink's
+/// new, delete and set messages, the `SIOCSIF*` ioctls): `EPERM` without `CAP_NET_ADMIN`,
+/// `EOPNOTSUPP` with it.
+pub(crate) fn change_refused(net_admin: bool) -> Errno {
+    if net_admin {
+        Errno::EOPNOTSUPP
+    } else {
+        Errno::EPERM
+    }
+}
+
+/// Whether the calling process has `CAP_NET_ADMIN`.
+pub(crate) fn caller_is_net_admin() -> bool {
+    crate::linux::task::try_current_task().is_some_and(|t| {
+        t.process
+            .creds
+            .lock()
+            .capable(crate::linux::caps::cap::NET_ADMIN)
+    })
 }

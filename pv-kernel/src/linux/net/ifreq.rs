@@ -97,11 +97,7 @@ fn answer(c: u64, req: &mut [u8; IFREQ_LEN], family: u16, net_admin: bool) -> Re
         return Err(Errno::ENOTTY);
     }
     if CHANGES.contains(&c) {
-        return Err(if net_admin {
-            Errno::EOPNOTSUPP
-        } else {
-            Errno::EPERM
-        });
+        return Err(super::device::change_refused(net_admin));
     }
     if c == SIOCGIFNAME {
         let index = i32::from_le_bytes([req[16], req[17], req[18], req[19]]);
@@ -166,13 +162,7 @@ pub(crate) fn ioctl(family: u16, c: u64, arg: u64) -> Option<SysResult> {
 fn ioctl_ifreq(family: u16, c: u64, arg: u64) -> SysResult {
     let mut req = [0u8; IFREQ_LEN];
     copy_from_user(arg, &mut req)?;
-    let net_admin = crate::linux::task::try_current_task().is_some_and(|t| {
-        t.process
-            .creds
-            .lock()
-            .capable(crate::linux::caps::cap::NET_ADMIN)
-    });
-    answer(c, &mut req, family, net_admin)?;
+    answer(c, &mut req, family, super::device::caller_is_net_admin())?;
     copy_to_user(arg, &req)?;
     Ok(0)
 }

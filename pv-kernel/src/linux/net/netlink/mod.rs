@@ -20,7 +20,6 @@ use super::msgflag::{MSG_DONTWAIT, MSG_OOB, MSG_PEEK};
 use super::{af, Control, Received, SockType, Socket};
 use crate::fs::Errno;
 use crate::irq::IrqLock;
-use crate::linux::caps::cap;
 use crate::linux::files::file::OpenFile;
 use crate::linux::files::poll::{self, ev};
 use crate::linux::{signal, task};
@@ -245,8 +244,7 @@ impl Socket for NetlinkSocket {
             portid: self.bound(),
             strict: self.flag(opt::GET_STRICT_CHK),
             cap_ack: self.flag(opt::CAP_ACK),
-            net_admin: task::try_current_task()
-                .is_some_and(|t| t.process.creds.lock().capable(cap::NET_ADMIN)),
+            net_admin: super::device::caller_is_net_admin(),
         };
         let answers = route::answer(data, &who);
         if !answers.is_empty() {

@@ -268,11 +268,7 @@ fn rtnetlink(r: &Request<'_>, who: &Asker) -> Result<Reply, Errno> {
     };
     let kind = (r.ty - rtm::BASE) % 4;
     if kind != 2 {
-        return Err(if who.net_admin {
-            Errno::EOPNOTSUPP
-        } else {
-            Errno::EPERM
-        });
+        return Err(crate::linux::net::device::change_refused(who.net_admin));
     }
     let dump = r.flags & flag::DUMP == flag::DUMP;
     match (r.ty, dump) {
@@ -294,13 +290,20 @@ fn end_of_dump(r: &Request<'_>, extra: u16, who: &Asker) -> Vec<u8> {
     m.done()
 }
 
-/// The interface index a strict dump request's fixed part asks for (`ifi_index` at byte 4
-/// of `ifinfomsg`, `ifa_index` at byte 4 of `ifaddrmsg`), 0 for all.
+/// The interface index in a request's fixed part (`ifi_index` at byte 4 of `ifinfomsg`,
+/// `ifa_index` at byte 4 of `ifaddrmsg`; 0 if it is short).
+fn index_of(r: &Request<'_>) -> i32 {
+    r.payload()
+        .get(4..8)
+        .map_or(0, |b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// The interface index a strict dump request asks for, 0 for all.
 fn index_filter(r: &Request<'_>, who: &Asker) -> i32 {
-    let p = r.payload();
-    match (who.strict, p.get(4..8)) {
-        (true, Some(b)) => i32::from_le_bytes([b[0], b[1], b[2], b[3]]),
-        _ => 0,
+    if who.strict {
+        index_of(r)
+    } else {
+        0
     }
 }
 
@@ -348,9 +351,7 @@ fn dump_links(r: &Request<'_>, who: &Asker) -> Dumped {
 /// `RTM_GETLINK` of one device, by `ifi_index` or else by `IFLA_IFNAME`: `ENODEV` if none.
 fn get_link(r: &Request<'_>, who: &Asker) -> Result<Vec<u8>, Errno> {
     let p = r.payload();
-    let index = p
-        .get(4..8)
-        .map_or(0, |b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    let index = index_of(r);
     let found = if index != 0 {
         index == lo::INDEX
     } else {

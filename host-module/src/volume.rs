@@ -21,6 +21,10 @@
 //!   ([`PERM_MASK`]); the created object gets exactly the guest's permission bits (an
 //!   `fchmod` after creation, whatever pvmux's umask);
 //! * a read-only volume refuses every change with `EROFS` before touching the host;
+//! * owners are the guest's when the host may set them (root with `CAP_CHOWN`, as runc
+//!   without a user namespace): a new object gets its creator's ids and `CHOWN` changes
+//!   them (`fchown`/`fchownat(AT_SYMLINK_NOFOLLOW)` on what the steps above resolved); a host
+//!   that may not (`EPERM`) keeps its own owner and answers `CHOWN` with `EOPNOTSUPP`;
 //! * requests are bounded: paths [`hostfs::PATH_MAX`], transfers [`IO_MAX`], list buffers
 //!   [`hostfs::LIST_MAX_BUF`]; host errors become Linux errnos in the response.
 //!
@@ -42,8 +46,8 @@ use std::path::Path;
 
 use pvmux_hypercalls::hostfs::{self, kind, HostfsEntry, LIST_MAX_BUF, NAME_MAX};
 use pvmux_hypercalls::volume::{
-    allowed_flags, errno, flag, op, writes, VolumeRequest, VolumeResponse, IO_MAX, MAX_VOLUMES,
-    PERM_MASK, REQUEST_LEN, UTIME_OMIT,
+    allowed_flags, errno, flag, op, takes_owner, writes, VolumeRequest, VolumeResponse, IO_MAX,
+    MAX_VOLUMES, NO_ID, PERM_MASK, REQUEST_LEN, UTIME_OMIT,
 };
 use pvmux_hypercalls::HcError;
 use rustix::fs::{
@@ -177,6 +181,8 @@ impl FileRoot {
                 rfs::fsync(&self.fd).map_err(linux_errno)?;
                 Ok((0, None))
             }
+            // One host file the operator named: its owner stays the host's.
+            op::CHOWN => Err(errno::EOPNOTSUPP),
             op::LIST
             | op::CREATE
             | op::MKDIR
@@ -186,6 +192,42 @@ impl FileRoot {
             | op::SYMLINK => Err(errno::ENOTDIR),
             _ => Err(errno::EINVAL),
         }
+    }
+}
+
+/// The owner a request names (`CHOWN`, or a create with `OWNER`), as host ids.
+fn owner_ids(req: &VolumeRequest) -> (Option<rustix::fs::Uid>, Option<rustix::fs::Gid>) {
+    (
+        Some(rustix::fs::Uid::from_raw(req.uid)),
+        Some(rustix::fs::Gid::from_raw(req.gid)),
+    )
+}
+
+/// Gives a just-made object the owner `req` names with `OWNER` (`chown` does it). A host
+/// that may not change owners (`EPERM`: not root, or no `CAP_CHOWN`) keeps its own, as any
+/// other refusal: the object exists, so the create succeeded either way.
+fn give_owner(
+    req: &VolumeRequest,
+    chown: impl FnOnce(Option<rustix::fs::Uid>, Option<rustix::fs::Gid>) -> rustix::io::Result<()>,
+) {
+    if req.flags & flag::OWNER != 0 {
+        let (u, g) = owner_ids(req);
+        if let Err(e) = chown(u, g) {
+            tracing::debug!(
+                uid = req.uid,
+                gid = req.gid,
+                "volume: the host keeps its owner for a new object: {e}"
+            );
+        }
+    }
+}
+
+/// A failed `CHOWN`: the host may not change owners (`EPERM`) is `EOPNOTSUPP`, which tells
+/// the kernel to keep the owner in its memory; other errors as they are.
+fn chown_errno(e: Errno) -> u32 {
+    match e {
+        Errno::PERM => errno::EOPNOTSUPP,
+        e => linux_errno(e),
     }
 }
 
@@ -431,7 +473,7 @@ impl Volume {
                 let (fd, _) = self.open_node(path, true)?;
                 write_all_at(&fd, req.offset, data)
             }
-            op::CREATE => self.create(path, req.mode, req.flags & flag::EXCL != 0),
+            op::CREATE => self.create(req, path),
             op::MKDIR => {
                 let (parent, name) = self.parent(path)?;
                 let perm = req.mode & PERM_MASK;
@@ -445,6 +487,7 @@ impl Volume {
                 )
                 .map_err(linux_errno)?;
                 rfs::fchmod(&fd, Mode::from_raw_mode(perm)).map_err(linux_errno)?;
+                give_owner(req, |u, g| rfs::fchown(&fd, u, g));
                 with_stat(&fd)
             }
             op::UNLINK | op::RMDIR => {
@@ -485,6 +528,9 @@ impl Volume {
                 }
                 let (parent, name) = self.parent(path)?;
                 rfs::symlinkat(OsStr::from_bytes(path2), &parent, name).map_err(linux_errno)?;
+                give_owner(req, |u, g| {
+                    rfs::chownat(&parent, name, u, g, AtFlags::SYMLINK_NOFOLLOW)
+                });
                 let st =
                     rfs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW).map_err(linux_errno)?;
                 let mut e = entry(&st);
@@ -524,15 +570,33 @@ impl Volume {
                 rfs::fsync(&fd).map_err(linux_errno)?;
                 Ok((0, None))
             }
+            op::CHOWN if rel_path(path).is_ok_and(|r| r == Path::new(".")) => {
+                // The root itself (an entrypoint's `chown` of its data directory).
+                let (fd, _) = self.open_node(path, false)?;
+                let (u, g) = owner_ids(req);
+                rfs::fchown(&fd, u, g).map_err(chown_errno)?;
+                with_stat(&fd)
+            }
+            op::CHOWN => {
+                let (parent, name) = self.parent(path)?;
+                let (u, g) = owner_ids(req);
+                rfs::chownat(&parent, name, u, g, AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(chown_errno)?;
+                let st =
+                    rfs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW).map_err(linux_errno)?;
+                Ok((0, Some(entry(&st))))
+            }
             _ => Err(errno::EINVAL),
         }
     }
 
     /// `CREATE`: a new regular file (never through a symbolic link) with exactly `mode`'s
-    /// permission bits (set-id bits cleared), or without `excl` an existing regular file.
-    fn create(&self, path: &[u8], mode: u32, excl: bool) -> OpResult {
+    /// permission bits (set-id bits cleared) and, with `OWNER`, the creator's ids; or
+    /// without `EXCL` an existing regular file (its owner unchanged).
+    fn create(&self, req: &VolumeRequest, path: &[u8]) -> OpResult {
+        let excl = req.flags & flag::EXCL != 0;
         let (parent, name) = self.parent(path)?;
-        let perm = mode & PERM_MASK;
+        let perm = req.mode & PERM_MASK;
         let base = OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY;
         let base = base | OFlags::CLOEXEC;
         match rfs::openat(
@@ -543,6 +607,7 @@ impl Volume {
         ) {
             Ok(fd) => {
                 rfs::fchmod(&fd, Mode::from_raw_mode(perm)).map_err(linux_errno)?;
+                give_owner(req, |u, g| rfs::fchown(&fd, u, g));
                 let st = rfs::fstat(&fd).map_err(linux_errno)?;
                 Ok((0, Some(entry(&st))))
             }
@@ -596,6 +661,13 @@ fn validate(req: &VolumeRequest, volumes: usize) -> Result<(), HcError> {
         return Err(HcError::InvalidArgument);
     }
     if req.flags & !allowed_flags(req.op) != 0 {
+        return Err(HcError::InvalidArgument);
+    }
+    let owner_ok = match takes_owner(req.op, req.flags) {
+        true => req.uid != NO_ID && req.gid != NO_ID,
+        false => (req.uid, req.gid) == (0, 0),
+    };
+    if !owner_ok {
         return Err(HcError::InvalidArgument);
     }
     if req.path_len > hostfs::PATH_MAX || req.path2_len > hostfs::PATH_MAX {
@@ -1087,6 +1159,80 @@ mod tests {
         assert!(Volume::open(Path::new("/proc/self/status"), true).is_err());
     }
 
+    /// Owners: a host that may change them (root with `CAP_CHOWN`, as in CI) gives new
+    /// objects the creator's ids and `CHOWN`s them, root and symbolic links included (the
+    /// link itself, never its target); one that may not keeps its own and says
+    /// `EOPNOTSUPP`. A file volume keeps no owners.
+    #[test]
+    fn owners_are_the_guests_where_the_host_may_set_them() {
+        let t = tree("owner");
+        let vol = t.tmp.join("vol");
+        let v = Volume::open(&vol, false).unwrap();
+        let may = rustix::thread::capabilities(None)
+            .is_ok_and(|c| c.effective.contains(rustix::thread::CapabilitySet::CHOWN));
+        let me = (
+            rustix::process::geteuid().as_raw(),
+            rustix::process::getegid().as_raw(),
+        );
+        let owned = |uid, gid| VolumeRequest {
+            flags: flag::OWNER,
+            uid,
+            gid,
+            ..r(0)
+        };
+        let ids = |p: &str| {
+            let m = std::fs::symlink_metadata(vol.join(p)).unwrap();
+            (m.uid(), m.gid())
+        };
+        let want = |ids: (u32, u32)| if may { ids } else { me };
+        let new = |o, flags, p: &[u8], p2: &[u8]| {
+            let req = VolumeRequest {
+                op: o,
+                mode: 0o700,
+                flags: flags | owned(101, 104).flags,
+                ..owned(101, 104)
+            };
+            run(&v, req, p, p2, &mut []).unwrap().1.unwrap()
+        };
+        let st = new(op::MKDIR, 0, b"/pgdata", b"");
+        assert_eq!((st.uid, st.gid), want((101, 104)));
+        assert_eq!(ids("pgdata"), want((101, 104)));
+        new(op::CREATE, flag::EXCL, b"/pgdata/f", b"");
+        assert_eq!(ids("pgdata/f"), want((101, 104)));
+        new(op::SYMLINK, 0, b"/l", b"a");
+        assert_eq!(ids("l"), want((101, 104)));
+        assert_eq!(ids("a"), me, "the link's target keeps its owner");
+        // Without `OWNER`: the host's.
+        run(&v, r(op::MKDIR), b"/plain", b"", &mut []).unwrap();
+        assert_eq!(ids("plain"), me);
+        // CHOWN of a file, a link (itself), the root.
+        for (p, path) in [("a", &b"/a"[..]), ("l", b"/l"), (".", b"/")] {
+            let req = VolumeRequest {
+                op: op::CHOWN,
+                uid: 7,
+                gid: 8,
+                ..r(0)
+            };
+            let got = run(&v, req, path, b"", &mut []);
+            match may {
+                true => {
+                    let st = got.unwrap().1.unwrap();
+                    assert_eq!(((st.uid, st.gid), ids(p)), ((7, 8), (7, 8)), "{p}");
+                }
+                false => assert_eq!(got, Err(errno::EOPNOTSUPP), "{p}"),
+            }
+        }
+        // Read-only: refused before any host work; a file volume keeps no owners.
+        let ro = Volume::open(&vol, true).unwrap();
+        let req = VolumeRequest {
+            op: op::CHOWN,
+            ..r(0)
+        };
+        assert_eq!(run(&ro, req, b"/a", b"", &mut []), Err(errno::EROFS));
+        let f = Volume::open(&vol.join("pgdata/f"), false).unwrap();
+        assert_eq!(run(&f, req, b"/", b"", &mut []), Err(errno::EOPNOTSUPP));
+    }
+
     #[test]
     fn requests_are_validated_before_any_host_work() {
         let t = tree("hc");
@@ -1120,7 +1266,7 @@ mod tests {
             hc_volume_op(&mem, &vols, [0x1000, size - 8, 0, 0, 0, 0]),
             Err(HcError::BadAddress)
         );
-        let cases: [(VolumeRequest, HcError); 9] = [
+        let cases: [(VolumeRequest, HcError); 12] = [
             (VolumeRequest { op: 0, ..base }, HcError::InvalidArgument),
             (
                 VolumeRequest {
@@ -1173,6 +1319,24 @@ mod tests {
             ),
             (
                 VolumeRequest { buf_len: 1, ..base },
+                HcError::InvalidArgument,
+            ),
+            // An owner where the op takes none, `OWNER` on an op without it, `(uid_t)-1`.
+            (VolumeRequest { gid: 5, ..base }, HcError::InvalidArgument),
+            (
+                VolumeRequest {
+                    op: op::UNLINK,
+                    flags: flag::OWNER,
+                    ..base
+                },
+                HcError::InvalidArgument,
+            ),
+            (
+                VolumeRequest {
+                    op: op::CHOWN,
+                    uid: NO_ID,
+                    ..base
+                },
                 HcError::InvalidArgument,
             ),
         ];

@@ -920,6 +920,7 @@ struct pvmux_exec_rlimit {
 #define PVMUX_MAX_VOLUMES 64u                  /* volume ids are below this */
 #define PVMUX_VOLUME_PERM_MASK 01777u          /* set-id bits are always cleared */
 #define PVMUX_VOLUME_UTIME_OMIT UINT64_MAX     /* UTIMES: leave this time */
+#define PVMUX_VOLUME_NO_ID UINT32_MAX          /* chown's -1: never an owner in a request */
 
 /* pvmux_volume_request.op */
 #define PVMUX_VOLUME_LOOKUP 1u   /* lstat(path) -> stat */
@@ -937,9 +938,11 @@ struct pvmux_exec_rlimit {
 #define PVMUX_VOLUME_CHMOD 13u   /* path, mode & PVMUX_VOLUME_PERM_MASK -> stat */
 #define PVMUX_VOLUME_UTIMES 14u  /* path, atime_ns, mtime_ns (final link not followed) -> stat */
 #define PVMUX_VOLUME_FSYNC 15u   /* regular file or directory path */
+#define PVMUX_VOLUME_CHOWN 16u   /* path, uid, gid (final link not followed) -> stat, or EOPNOTSUPP */
 /* pvmux_volume_request.flags */
 #define PVMUX_VOLUME_FLAG_EXCL 1u      /* CREATE: EEXIST if the name exists */
 #define PVMUX_VOLUME_FLAG_NOREPLACE 2u /* RENAME: EEXIST if path2 exists */
+#define PVMUX_VOLUME_FLAG_OWNER 4u     /* CREATE, MKDIR, SYMLINK: owner uid, gid */
 
 /* One VolumeOp request (docs/ABI.md, "volumes"). */
 struct pvmux_volume_request {
@@ -956,6 +959,8 @@ struct pvmux_volume_request {
     uint32_t flags;     /* PVMUX_VOLUME_FLAG_* the op takes; others 0 */
     uint64_t atime_ns;  /* UTIMES, or PVMUX_VOLUME_UTIME_OMIT */
     uint64_t mtime_ns;  /* UTIMES, or PVMUX_VOLUME_UTIME_OMIT */
+    uint32_t uid;       /* CHOWN, or with FLAG_OWNER: the owner; 0 otherwise */
+    uint32_t gid;       /* its group */
 };
 
 /* The host's answer when VolumeOp returns 0. */
@@ -1213,7 +1218,7 @@ _Static_assert(offsetof(struct pvmux_shutdown_record, total_vm_kib) == 64, "Shut
 _Static_assert(offsetof(struct pvmux_shutdown_record, exe_len) == 96, "ShutdownRecord");
 _Static_assert(offsetof(struct pvmux_shutdown_record, exe) == 104, "ShutdownRecord.exe");
 
-_Static_assert(sizeof(struct pvmux_volume_request) == 88, "VolumeRequest");
+_Static_assert(sizeof(struct pvmux_volume_request) == 96, "VolumeRequest");
 _Static_assert(offsetof(struct pvmux_volume_request, mode) == 64, "VolumeRequest.mode");
 _Static_assert(sizeof(struct pvmux_volume_response) == 56, "VolumeResponse");
 _Static_assert(offsetof(struct pvmux_volume_response, stat) == 16, "VolumeResponse.stat");

@@ -16,7 +16,8 @@
 //! (a request, response, path or buffer outside guest memory), `TooLarge` (a path longer
 //! than [`crate::hostfs::PATH_MAX`], a transfer longer than [`IO_MAX`] or a list buffer
 //! longer than [`crate::hostfs::LIST_MAX_BUF`]) and `InvalidArgument` (an unknown op or
-//! volume id, a flag the op does not take, a non-zero reserved field).
+//! volume id, a flag the op does not take, a non-zero reserved field, an owner where the op
+//! takes none or one that is [`NO_ID`]).
 //!
 //! Writes never create anything but regular files, directories and symbolic links; the
 //! set-user-id and set-group-id bits are always cleared ([`PERM_MASK`]); a read-only volume
@@ -37,6 +38,9 @@ pub const MAX_VOLUMES: u32 = 64;
 pub const PERM_MASK: u32 = 0o1777;
 /// `UTIMES`: leave this time unchanged.
 pub const UTIME_OMIT: u64 = u64::MAX;
+/// `(uid_t)-1`, which `chown(2)` takes as "unchanged": never an owner in a request (the
+/// kernel resolves it first).
+pub const NO_ID: u32 = u32::MAX;
 
 /// [`VolumeRequest::op`] values. Paths name the object the op acts on (`path`), its new
 /// name (`path2` for `RENAME`) or a symbolic link's target (`path2` for `SYMLINK`).
@@ -81,8 +85,13 @@ pub mod op {
     pub const UTIMES: u32 = 14;
     /// Flushes regular file or directory `path` to the host's disk (`fsync`).
     pub const FSYNC: u32 = 15;
+    /// Sets `path`'s owner to `uid`, `gid` without following a final symbolic link (the
+    /// volume's root too): `stat` describes it. A host that keeps no owners (it may not
+    /// change a file's owner: not root, or no `CAP_CHOWN`) answers `EOPNOTSUPP`; the
+    /// kernel then keeps the owner in its memory only.
+    pub const CHOWN: u32 = 16;
     /// The highest op number this version defines.
-    pub const LAST: u32 = FSYNC;
+    pub const LAST: u32 = CHOWN;
 }
 
 /// [`VolumeRequest::flags`] bits.
@@ -91,6 +100,9 @@ pub mod flag {
     pub const EXCL: u32 = 1 << 0;
     /// `RENAME`: fail with `EEXIST` if the new name exists.
     pub const NOREPLACE: u32 = 1 << 1;
+    /// `CREATE`, `MKDIR`, `SYMLINK`: the new object's owner is `uid`, `gid` (the creator's
+    /// filesystem ids), as natively; a host that keeps no owners leaves it its own.
+    pub const OWNER: u32 = 1 << 2;
 }
 
 /// One `VolumeOp` request (read once by the host, then validated).
@@ -125,9 +137,15 @@ pub struct VolumeRequest {
     pub atime_ns: u64,
     /// `UTIMES`: modification time in ns since the epoch, or [`UTIME_OMIT`].
     pub mtime_ns: u64,
+    /// `CHOWN`'s new owner, or the new object's with [`flag::OWNER`]; zero otherwise.
+    /// Never [`NO_ID`].
+    pub uid: u32,
+    /// The group that goes with `uid`.
+    pub gid: u32,
 }
 
-const _: () = assert!(size_of::<VolumeRequest>() == 88);
+const _: () = assert!(size_of::<VolumeRequest>() == 96);
+const _: () = assert!(offset_of!(VolumeRequest, uid) == 88);
 const _: () = assert!(offset_of!(VolumeRequest, path_gpa) == 8);
 const _: () = assert!(offset_of!(VolumeRequest, buf_gpa) == 40);
 const _: () = assert!(offset_of!(VolumeRequest, offset) == 56);
@@ -163,10 +181,16 @@ pub const RESPONSE_LEN: usize = size_of::<VolumeResponse>();
 /// The [`flag`] bits `op` takes (any other bit is `InvalidArgument`).
 pub const fn allowed_flags(op: u32) -> u32 {
     match op {
-        op::CREATE => flag::EXCL,
+        op::CREATE => flag::EXCL | flag::OWNER,
+        op::MKDIR | op::SYMLINK => flag::OWNER,
         op::RENAME => flag::NOREPLACE,
         _ => 0,
     }
+}
+
+/// Whether a request of `op` with `flags` names an owner (`uid`, `gid`).
+pub const fn takes_owner(op: u32, flags: u32) -> bool {
+    op == op::CHOWN || (flags & flag::OWNER != 0 && allowed_flags(op) & flag::OWNER != 0)
 }
 
 /// Whether `op` changes the volume (refused with `EROFS` on a read-only one).
@@ -183,6 +207,7 @@ pub const fn writes(op: u32) -> bool {
             | op::SYMLINK
             | op::CHMOD
             | op::UTIMES
+            | op::CHOWN
     )
 }
 
@@ -242,13 +267,17 @@ mod tests {
 
     #[test]
     fn flags_and_writes() {
-        assert_eq!(allowed_flags(op::CREATE), flag::EXCL);
+        assert_eq!(allowed_flags(op::CREATE), flag::EXCL | flag::OWNER);
+        assert_eq!(allowed_flags(op::MKDIR), flag::OWNER);
         assert_eq!(allowed_flags(op::RENAME), flag::NOREPLACE);
         assert_eq!(allowed_flags(op::READ), 0);
         let w: u32 = (1..=op::LAST).filter(|&o| writes(o)).count() as u32;
-        assert_eq!(w, 10);
+        assert_eq!(w, 11);
         assert!(!writes(op::READ) && !writes(op::FSYNC) && !writes(op::LIST));
-        assert_eq!(REQUEST_LEN, 88);
+        assert!(writes(op::CHOWN));
+        assert!(takes_owner(op::CHOWN, 0) && takes_owner(op::SYMLINK, flag::OWNER));
+        assert!(!takes_owner(op::MKDIR, 0) && !takes_owner(op::WRITE, flag::OWNER));
+        assert_eq!(REQUEST_LEN, 96);
         assert_eq!(RESPONSE_LEN, 56);
     }
 }

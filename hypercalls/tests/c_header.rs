@@ -170,6 +170,7 @@ int main(void) {
     O(pvmux_volume_request, buf_len); O(pvmux_volume_request, offset);
     O(pvmux_volume_request, mode); O(pvmux_volume_request, flags);
     O(pvmux_volume_request, atime_ns); O(pvmux_volume_request, mtime_ns);
+    O(pvmux_volume_request, uid); O(pvmux_volume_request, gid);
     O(pvmux_volume_response, reserved); O(pvmux_volume_response, value);
     O(pvmux_volume_response, stat);
     P("HC_VOLUME_OP", PVMUX_HC_VOLUME_OP); P("BOOT_CMD_VOLUME", PVMUX_BOOT_CMD_VOLUME);
@@ -177,7 +178,7 @@ int main(void) {
     P("BOOT_VOLUME_HEAD_LEN", PVMUX_BOOT_VOLUME_HEAD_LEN);
     P("VOLUME_IO_MAX", PVMUX_VOLUME_IO_MAX); P("MAX_VOLUMES", PVMUX_MAX_VOLUMES);
     P("VOLUME_PERM_MASK", PVMUX_VOLUME_PERM_MASK);
-    P("VOLUME_UTIME_OMIT", PVMUX_VOLUME_UTIME_OMIT);
+    P("VOLUME_UTIME_OMIT", PVMUX_VOLUME_UTIME_OMIT); P("VOLUME_NO_ID", PVMUX_VOLUME_NO_ID);
     P("VOLUME_LOOKUP", PVMUX_VOLUME_LOOKUP); P("VOLUME_LIST", PVMUX_VOLUME_LIST);
     P("VOLUME_READ", PVMUX_VOLUME_READ); P("VOLUME_WRITE", PVMUX_VOLUME_WRITE);
     P("VOLUME_CREATE", PVMUX_VOLUME_CREATE); P("VOLUME_MKDIR", PVMUX_VOLUME_MKDIR);
@@ -185,9 +186,10 @@ int main(void) {
     P("VOLUME_RENAME", PVMUX_VOLUME_RENAME); P("VOLUME_TRUNCATE", PVMUX_VOLUME_TRUNCATE);
     P("VOLUME_SYMLINK", PVMUX_VOLUME_SYMLINK); P("VOLUME_READLINK", PVMUX_VOLUME_READLINK);
     P("VOLUME_CHMOD", PVMUX_VOLUME_CHMOD); P("VOLUME_UTIMES", PVMUX_VOLUME_UTIMES);
-    P("VOLUME_FSYNC", PVMUX_VOLUME_FSYNC);
+    P("VOLUME_FSYNC", PVMUX_VOLUME_FSYNC); P("VOLUME_CHOWN", PVMUX_VOLUME_CHOWN);
     P("VOLUME_FLAG_EXCL", PVMUX_VOLUME_FLAG_EXCL);
     P("VOLUME_FLAG_NOREPLACE", PVMUX_VOLUME_FLAG_NOREPLACE);
+    P("VOLUME_FLAG_OWNER", PVMUX_VOLUME_FLAG_OWNER);
     O(pvmux_kernel_abi_header, abi_version); O(pvmux_kernel_abi_header, flags);
     O(pvmux_mem_region, len); O(pvmux_mem_region, kind);
     O(pvmux_boot_info, nr_vcpus); O(pvmux_boot_info, mem_size); O(pvmux_boot_info, mem_map);
@@ -1158,6 +1160,8 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         o!("pvmux_volume_request", volume::VolumeRequest, mode),
         o!("pvmux_volume_request", volume::VolumeRequest, flags),
         o!("pvmux_volume_request", volume::VolumeRequest, atime_ns),
+        o!("pvmux_volume_request", volume::VolumeRequest, uid),
+        o!("pvmux_volume_request", volume::VolumeRequest, gid),
         o!("pvmux_volume_request", volume::VolumeRequest, mtime_ns),
         o!("pvmux_volume_response", volume::VolumeResponse, reserved),
         o!("pvmux_volume_response", volume::VolumeResponse, value),
@@ -1278,6 +1282,7 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         ("MAX_VOLUMES", u64::from(volume::MAX_VOLUMES)),
         ("VOLUME_PERM_MASK", u64::from(volume::PERM_MASK)),
         ("VOLUME_UTIME_OMIT", volume::UTIME_OMIT),
+        ("VOLUME_NO_ID", u64::from(volume::NO_ID)),
         ("VOLUME_LOOKUP", u64::from(volume::op::LOOKUP)),
         ("VOLUME_LIST", u64::from(volume::op::LIST)),
         ("VOLUME_READ", u64::from(volume::op::READ)),
@@ -1293,8 +1298,10 @@ fn rust_values() -> Vec<(&'static str, u64)> {
         ("VOLUME_CHMOD", u64::from(volume::op::CHMOD)),
         ("VOLUME_UTIMES", u64::from(volume::op::UTIMES)),
         ("VOLUME_FSYNC", u64::from(volume::op::FSYNC)),
+        ("VOLUME_CHOWN", u64::from(volume::op::CHOWN)),
         ("VOLUME_FLAG_EXCL", u64::from(volume::flag::EXCL)),
         ("VOLUME_FLAG_NOREPLACE", u64::from(volume::flag::NOREPLACE)),
+        ("VOLUME_FLAG_OWNER", u64::from(volume::flag::OWNER)),
         ("HOSTFS_READ_MAX", READ_MAX),
         ("HOSTFS_LIST_MAX_BUF", LIST_MAX_BUF),
         ("HOSTFS_LIST_MIN_BUF", LIST_MIN_BUF),

@@ -11,7 +11,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use pvmux_hypercalls::hostfs::HostfsEntry;
-use pvmux_hypercalls::volume::{VolumeRequest, VolumeResponse};
+use pvmux_hypercalls::volume::{allowed_flags, flag, op, VolumeRequest, VolumeResponse};
 use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
 use super::ramfs::{VolumeBuf, VolumeHost, VolumeReq};
@@ -114,6 +114,15 @@ impl VolumeHost for Host {
         r.flags = req.flags;
         r.atime_ns = req.atime;
         r.mtime_ns = req.mtime;
+        if let Some((uid, gid)) = req.owner {
+            if req.op == op::CHOWN {
+                (r.uid, r.gid) = (uid, gid);
+            } else if allowed_flags(req.op) & flag::OWNER != 0 {
+                // The creator's ids: the host gives them to the new object if it may.
+                r.flags |= flag::OWNER;
+                (r.uid, r.gid) = (uid, gid);
+            }
+        }
         let req_box = heap_copy(r.as_bytes(), 0)?;
         let resp_box = heap_copy(&[], core::mem::size_of::<VolumeResponse>())?;
         let rgpa = gpa_of(&req_box).ok_or(Errno::EIO)?;
@@ -133,6 +142,27 @@ impl VolumeHost for Host {
             }
         }
         Ok((resp.value, resp.stat))
+    }
+
+    fn chown(
+        &self,
+        vol: u32,
+        path: &[u8],
+        uid: u32,
+        gid: u32,
+    ) -> Result<Option<HostfsEntry>, Errno> {
+        let req = VolumeReq {
+            op: op::CHOWN,
+            path,
+            owner: Some((uid, gid)),
+            ..VolumeReq::default()
+        };
+        match self.call(vol, &req, VolumeBuf::None) {
+            Ok((_, st)) => Ok(Some(st)),
+            // A host that may not change owners: the owner lives in guest memory.
+            Err(Errno::ENOTSUP) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 }
 

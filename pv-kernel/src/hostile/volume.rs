@@ -8,7 +8,9 @@
 use alloc::vec::Vec;
 
 use pvmux_hypercalls::hostfs::PATH_MAX;
-use pvmux_hypercalls::volume::{flag, op, VolumeRequest, VolumeResponse, IO_MAX, REQUEST_LEN};
+use pvmux_hypercalls::volume::{
+    flag, op, VolumeRequest, VolumeResponse, IO_MAX, NO_ID, REQUEST_LEN,
+};
 use pvmux_hypercalls::{HcError, Hypercall};
 use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
@@ -108,6 +110,17 @@ pub(crate) fn run() -> bool {
     cases.push(("EXCL on LOOKUP", with(&|r| r.flags = flag::EXCL), inval));
     cases.push(("path2 on LOOKUP", with(&|r| r.path2_len = 1), inval));
     cases.push(("buffer on LOOKUP", with(&|r| r.buf_len = 1), inval));
+    cases.push(("owner on LOOKUP", with(&|r| r.uid = 1), inval));
+    cases.push((
+        "OWNER on UNLINK",
+        with(&|r| (r.op, r.flags) = (op::UNLINK, flag::OWNER)),
+        inval,
+    ));
+    cases.push((
+        "CHOWN to (uid_t)-1",
+        with(&|r| (r.op, r.gid) = (op::CHOWN, NO_ID)),
+        inval,
+    ));
     cases.push((
         "path_len PATH_MAX+1",
         with(&|r| r.path_len = PATH_MAX + 1),
@@ -160,8 +173,18 @@ pub(crate) fn run() -> bool {
     ];
     for t in targets {
         let path = GBuf::new(t);
-        for o in [op::CREATE, op::WRITE, op::TRUNCATE, op::CHMOD, op::MKDIR] {
+        for o in [
+            op::CREATE,
+            op::WRITE,
+            op::TRUNCATE,
+            op::CHMOD,
+            op::MKDIR,
+            op::CHOWN,
+        ] {
             let mut r = req(o, &path, t.len());
+            if o == op::CHOWN {
+                (r.uid, r.gid) = (4242, 4242);
+            }
             let data = GBuf::new(b"pwned\n");
             if o == op::WRITE {
                 r.buf_gpa = data.gpa();

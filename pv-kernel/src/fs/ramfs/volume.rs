@@ -72,8 +72,8 @@ pub(crate) struct Req<'a> {
     pub(crate) mtime: u64,
     /// `CREATE` (with `EXCL`), `MKDIR`, `SYMLINK`: the new object's owner (uid, gid), the
     /// caller's filesystem ids; `None` for a caller with every capability (root's 0, 0).
-    /// A host that keeps no owners (`--volume`: the host's files are the runtime user's)
-    /// ignores it.
+    /// A host that keeps no owners (a `--volume` when pvmux may not change owners: the
+    /// host's files are then the runtime user's) ignores it. `CHOWN`: the new owner.
     pub(crate) owner: Option<(u32, u32)>,
 }
 

@@ -143,6 +143,38 @@ fn system_v_shared_memory_behaves_as_on_linux() {
     each_build_matches_native("sysv-shm", "parent sees: from the child");
 }
 
+/// `tests/programs/c/sysv_sem.c`: System V semaphores — keys and sizes, `SETVAL`/`SETALL`
+/// and the `GET*` commands, the status, `IPC_SET`, `IPC_INFO`/`SEM_INFO`, atomic operations
+/// (a step that would block leaves the others undone), `IPC_NOWAIT`, the range and size
+/// errors, waiters counted by `GETNCNT`/`GETZCNT` and released by another process,
+/// `semtimedop`'s timeout, `SEM_UNDO` applied at exit (clamped, cleared by `SETVAL`),
+/// `EINTR` despite `SA_RESTART`, `EIDRM` for a waiter whose set is removed, another user's
+/// rights — against the native run. Before, every call was `ENOSYS` (`ipcmk -S`, Perl's
+/// `IPC::Semaphore`, PHP's and Apache's `sysvsem` failed).
+#[test]
+#[cfg_attr(
+    not(all(have_static_glibc, have_root, have_user_nobody)),
+    ignore = "needs a static glibc, root and the user nobody for the native run"
+)]
+fn system_v_semaphores_behave_as_on_linux() {
+    each_build_matches_native("sysv-sem", "semaphores done: 1");
+}
+
+/// `tests/programs/c/sysv_msg.c`: System V message queues — keys, the selection rules of
+/// `msgrcv` (any, a type, `MSG_EXCEPT`, the lowest type up to a bound), `E2BIG` and
+/// `MSG_NOERROR`, empty messages, the size limits, the status, `IPC_SET` of the byte limit
+/// (a full queue: `EAGAIN`, a sender waiting for room), `IPC_INFO`/`MSG_INFO`, a receiver
+/// waiting for its type, `EINTR` despite `SA_RESTART`, `EIDRM`, another user's rights —
+/// against the native run. Before, every call was `ENOSYS` (`ipcmk -Q`, Perl's `IPC::Msg`).
+#[test]
+#[cfg_attr(
+    not(all(have_static_glibc, have_root, have_user_nobody)),
+    ignore = "needs a static glibc, root and the user nobody for the native run"
+)]
+fn system_v_message_queues_behave_as_on_linux() {
+    each_build_matches_native("sysv-msg", "queues done: 1");
+}
+
 /// `tests/programs/c/mremap_regions.c`: `mremap` over what Linux holds as one region — a
 /// mapping grown a page at a time (APT's package cache; the second grow was `EFAULT`, and
 /// `apt-get` stopped with "Dynamic MMap ran out of room"), neighbours made by separate `mmap`

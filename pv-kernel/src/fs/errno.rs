@@ -143,6 +143,10 @@ pub(crate) enum Errno {
     EINPROGRESS = 115,
     /// Structure needs cleaning: a filesystem image is corrupted (Linux's `EFSCORRUPTED`).
     EUCLEAN = 117,
+    /// No message of the desired type (System V message queues).
+    ENOMSG = 42,
+    /// Identifier removed (a System V object removed while a caller waited on it).
+    EIDRM = 43,
 }
 
 impl Errno {
@@ -218,6 +222,8 @@ impl Errno {
             Self::ENOBUFS => "ENOBUFS",
             Self::EISCONN => "EISCONN",
             Self::ENOTCONN => "ENOTCONN",
+            Self::ENOMSG => "ENOMSG",
+            Self::EIDRM => "EIDRM",
             Self::ECONNREFUSED => "ECONNREFUSED",
             Self::EHOSTUNREACH => "EHOSTUNREACH",
             Self::EALREADY => "EALREADY",
@@ -295,6 +301,8 @@ impl Errno {
             Self::EALREADY => "Operation already in progress",
             Self::EINPROGRESS => "Operation now in progress",
             Self::EUCLEAN => "Structure needs cleaning",
+            Self::ENOMSG => "No message of desired type",
+            Self::EIDRM => "Identifier removed",
         }
     }
 }
@@ -317,8 +325,10 @@ mod tests {
     use super::Errno::{self, *};
 
     /// Every variant.
-    const ALL: [Errno; 66] = [
+    const ALL: [Errno; 68] = [
         EUCLEAN,
+        ENOMSG,
+        EIDRM,
         EPERM,
         ENOENT,
         EIO,
@@ -390,6 +400,8 @@ mod tests {
     fn numbers_match_the_host_linux() {
         let linux = [
             (EUCLEAN, libc::EUCLEAN),
+            (ENOMSG, libc::ENOMSG),
+            (EIDRM, libc::EIDRM),
             (EPERM, libc::EPERM),
             (ENOENT, libc::ENOENT),
             (EIO, libc::EIO),

@@ -59,7 +59,7 @@ pub(crate) mod sched_params;
 pub(crate) mod shmem;
 pub(crate) mod signal;
 pub(crate) mod space;
-pub(crate) mod sysv_shm;
+pub(crate) mod sysv_ipc;
 pub(crate) mod task;
 pub(crate) mod timers;
 pub(crate) mod uaccess;

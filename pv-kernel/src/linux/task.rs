@@ -1118,6 +1118,7 @@ fn exit_process(p: &Arc<Process>) {
     super::timers::process_exited(p);
     p.files.lock().close_all();
     super::files::locks::process_exited(p.pid);
+    super::sysv_ipc::sem::process_exited(p.pid);
     let space = {
         let mut s = p.space.lock();
         p.space_gen.fetch_add(1, Ordering::AcqRel);

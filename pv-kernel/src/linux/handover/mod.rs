@@ -1275,7 +1275,7 @@ fn carry_process(
                 let file = v
                     .file
                     .as_ref()
-                    .filter(|_| !crate::linux::sysv_shm::is_segment(&r.obj));
+                    .filter(|_| !crate::linux::sysv_ipc::shm::is_segment(&r.obj));
                 match file {
                     // Anonymous shared memory (a System V segment's too: the adopter keeps
                     // the mapping, not the segment's id): its object, numbered once for

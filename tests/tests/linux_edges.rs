@@ -143,6 +143,22 @@ fn system_v_shared_memory_behaves_as_on_linux() {
     each_build_matches_native("sysv-shm", "parent sees: from the child");
 }
 
+/// `tests/programs/c/chroot_rules.c`: `chroot` — absolute paths, absolute and relative
+/// links and `..` stay in the new root, the working directory is left outside
+/// (`getcwd`'s `(unreachable)`), a descriptor opened before still leads out, a child inherits
+/// the root, a second `chroot` relative to the first, and the errors (`ENOENT`, `ENOTDIR`,
+/// `EPERM` without `CAP_SYS_CHROOT`, `EACCES` first for an unsearchable directory) — against
+/// the native run. Before, `chroot` was `ENOSYS` (`chroot DIR CMD`, build chroots, sshd's
+/// privilege separation).
+#[test]
+#[cfg_attr(
+    not(all(have_static_glibc, have_root, have_user_nobody)),
+    ignore = "needs a static glibc, root and the user nobody for the native run"
+)]
+fn chroot_confines_paths_as_on_linux() {
+    each_build_matches_native("chroot-rules", "chroot done: 1");
+}
+
 /// `tests/programs/c/sysv_sem.c`: System V semaphores — keys and sizes, `SETVAL`/`SETALL`
 /// and the `GET*` commands, the status, `IPC_SET`, `IPC_INFO`/`SEM_INFO`, atomic operations
 /// (a step that would block leaves the others undone), `IPC_NOWAIT`, the range and size

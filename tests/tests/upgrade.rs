@@ -4119,3 +4119,51 @@ fn disks_stay_mounted_and_owned_across_a_switch() {
     assert_eq!(debugfs_cat(&a, "/count"), count.as_bytes());
     assert_eq!(debugfs_cat(&b, "/note"), b"written-before-the-switch\n");
 }
+
+/// A process with a root directory of its own (`chroot`) is named as a blocker and the
+/// upgrade refused: a record does not carry the root, and the adopted process would be out
+/// of its chroot. The tenant runs on under the old kernel, its process still confined.
+#[test]
+fn a_process_in_a_chroot_blocks_an_upgrade_and_stays_confined() {
+    let root = root("chroot");
+    let (out, _file, vol) = counter_volume("chroot");
+    let script = "mkdir -p /tmp/r/bin && cp /bin/busybox /tmp/r/bin/ && echo in > /tmp/r/mark && \
+                  exec chroot /tmp/r /bin/busybox sh -c \
+                  'while :; do /bin/busybox test -f /mark && echo ok > /out-mark; \
+                   /bin/busybox sleep 0.05; done'";
+    start_detached(&root, "c", &vol, &["/bin/sh", "-c", script]);
+    // The confined loop writes `/out-mark` inside its root, never the volume's `/out`.
+    wait_for("the confined loop runs", || {
+        root.pvmux(&["exec", "c", "--", "/bin/cat", "/tmp/r/out-mark"])
+            .stdout
+            .contains("ok")
+    });
+    let up = root.pvmux(&[
+        "upgrade",
+        "--format",
+        "json",
+        "c",
+        "--kernel",
+        next_kernel(&root).to_str().expect("UTF-8"),
+    ]);
+    assert_eq!(up.code(), Some(1), "{}", up.context());
+    let v: serde_json::Value = serde_json::from_str(up.stdout.trim()).expect("answer JSON");
+    let blockers = v["record"]["blockers"].as_array().expect("blockers");
+    assert!(
+        blockers.iter().any(|b| b
+            .as_str()
+            .is_some_and(|b| b.contains("root directory (chroot)"))),
+        "{v}"
+    );
+    assert!(up.stderr.contains("keeps running"), "{}", up.context());
+    // Still confined under the old kernel: its `/` is the chroot.
+    let r = root.pvmux(&["exec", "c", "--", "/bin/rm", "-f", "/tmp/r/out-mark"]);
+    assert_eq!(r.code(), Some(0), "{}", r.context());
+    wait_for("the loop goes on", || {
+        root.pvmux(&["exec", "c", "--", "/bin/cat", "/tmp/r/out-mark"])
+            .stdout
+            .contains("ok")
+    });
+    assert!(!out.0.join("out-mark").exists());
+    stop(&root, "c");
+}

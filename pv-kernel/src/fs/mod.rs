@@ -52,9 +52,11 @@ pub(crate) const EXIT_INITRAMFS_TOO_LARGE: u64 = 119;
 static FS: IrqLock<Option<Fs>> = IrqLock::new(None);
 
 /// Runs `f` on the filesystem under its lock, with the permission checks of the current
-/// process's filesystem credentials (none for root or outside a process).
+/// process's filesystem credentials (none for root or outside a process) and its root
+/// directory (`chroot`; `/` outside a process).
 pub(crate) fn with<R>(f: impl FnOnce(&mut Fs) -> R) -> R {
     let cred = crate::linux::creds::fs_cred();
+    let root = crate::linux::files::fs_root();
     let mut fs = FS.lock();
     let fs = fs.get_or_insert_with(|| {
         let mut fs = Fs::new(crate::time::realtime_ns);
@@ -63,16 +65,25 @@ pub(crate) fn with<R>(f: impl FnOnce(&mut Fs) -> R) -> R {
         fs
     });
     fs.set_cred(cred);
+    fs.set_walk_root(root);
     f(fs)
+}
+
+/// [`with`], absolute paths from `/` whatever the current process's root: for paths the
+/// kernel made itself (device nodes, a hand-over's records, boot commands).
+pub(crate) fn with_real_root<R>(f: impl FnOnce(&mut Fs) -> R) -> R {
+    with(|fs| fs.at_real_root(f))
 }
 
 /// [`with`], unless the filesystem is in use (on this CPU, further up the stack: a caller
 /// that may run inside [`with`] must not wait for it): `None` then.
 pub(crate) fn try_with<R>(f: impl FnOnce(&mut Fs) -> R) -> Option<R> {
     let cred = crate::linux::creds::fs_cred();
+    let root = crate::linux::files::fs_root();
     let mut fs = FS.try_lock()?;
     let fs = fs.as_mut()?;
     fs.set_cred(cred);
+    fs.set_walk_root(root);
     Some(f(fs))
 }
 

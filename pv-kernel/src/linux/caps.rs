@@ -45,6 +45,8 @@ pub(crate) mod cap {
     pub(crate) const NET_ADMIN: u32 = 12;
     /// Administration (here: forging another pid in `SCM_CREDENTIALS`).
     pub(crate) const SYS_ADMIN: u32 = 21;
+    /// Change the root directory (`chroot`).
+    pub(crate) const SYS_CHROOT: u32 = 18;
     /// Trace any process (read another's robust list).
     pub(crate) const SYS_PTRACE: u32 = 19;
     /// Lower nice values, other users' scheduling parameters.

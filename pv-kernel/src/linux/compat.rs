@@ -56,6 +56,7 @@ pub(crate) const NOTES: &[(&str, Note)] = &[
     ("personality", Partial("PER_LINUX with ADDR_NO_RANDOMIZE (guest mappings are never randomised anyway) and ADDR_COMPAT_LAYOUT, kept per process (inherited by fork, kept by execve) and reported; other execution domains (PER_LINUX32) and flags are EINVAL, not kept unhonoured; a kernel hand-over resets it to PER_LINUX")),
     ("shmget", Partial("System V shared memory as Linux (keys, IPC_CREAT/IPC_EXCL, permissions, SHMMNI 4096 segments); the ids are not carried by a kernel hand-over (the mappings are)")),
     ("shmctl", Partial("IPC_STAT, IPC_SET, IPC_RMID (the segment goes with its last attachment), IPC_INFO, SHM_INFO, SHM_STAT, SHM_STAT_ANY; SHM_LOCK/SHM_UNLOCK accepted (nothing is ever swapped); no /proc/sysvipc")),
+    ("chroot", Partial("a process's root as Linux (absolute paths and links start there, `..` stops there, inherited, a descriptor opened before still leads out; getcwd's (unreachable)); /proc, /sys and /dev/pts are seen only where they are mounted, and mount(2) mounts only disks: a chroot has none; a kernel upgrade is refused while a process has its own root")),
     ("semget", Partial("System V semaphores as Linux (keys, sizes, permissions, SEMMNI/SEMMSL 32000); the sets are not carried by a kernel hand-over")),
     ("semop", Partial("atomic, IPC_NOWAIT, SEM_UNDO (applied at exit; kept per process, not shared through clone's CLONE_SYSVSEM); a waiter retries after each change instead of Linux's queue order among sleepers")),
     ("semtimedop", Remark("as semop, with the timeout")),

@@ -29,6 +29,7 @@ static const char *errno_name(void) {
     case ENOBUFS: return "ENOBUFS";
     case ESOCKTNOSUPPORT: return "ESOCKTNOSUPPORT";
     case EPROTONOSUPPORT: return "EPROTONOSUPPORT";
+    case ENOTDIR: return "ENOTDIR";
     default: return "other";
     }
 }

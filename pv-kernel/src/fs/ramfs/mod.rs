@@ -147,6 +147,9 @@ pub(crate) struct Fs {
     /// The credentials operations are checked against (`None`: root, no checks; see
     /// [`access`]).
     cred: Option<crate::fs::perm::Cred>,
+    /// Where absolute paths start and `..` stops: the caller's root directory (`chroot`;
+    /// see [`path`]), `/` unless set.
+    walk_root: Ino,
 }
 
 impl Fs {
@@ -173,6 +176,7 @@ impl Fs {
             mounts: BTreeMap::new(),
             vols: volume::Volumes::default(),
             cred: None,
+            walk_root: ROOT_INO,
             changes: 0,
         }
     }

@@ -40,7 +40,8 @@ impl Fs {
             return None;
         }
         let must_dir = path.ends_with(b"/");
-        let mut dir = if path[0] == b'/' { ROOT_INO } else { cwd };
+        let root = self.walk_root;
+        let mut dir = if path[0] == b'/' { root } else { cwd };
         let mut stack = Vec::new();
         push_components(&mut stack, path).ok()?;
         let mut links = 0;
@@ -54,7 +55,7 @@ impl Fs {
             }
             match comp.as_slice() {
                 b"." => {}
-                b".." => dir = self.dir(dir).ok()?.parent,
+                b".." => dir = self.parent_in_root(dir).ok()?,
                 name => {
                     let child = self.lookup_child(dir, name).ok()??;
                     match &self.inode(child).ok()?.node {
@@ -65,7 +66,7 @@ impl Fs {
                                 return None;
                             }
                             if t.first() == Some(&b'/') {
-                                dir = ROOT_INO;
+                                dir = root;
                             } else {
                                 // Relative to the directory holding the link.
                             }

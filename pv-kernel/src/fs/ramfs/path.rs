@@ -2,6 +2,11 @@
 //! (relative to the directory holding them, at most [`SYMLOOP_MAX`] per lookup), trailing
 //! slashes and the `PATH_MAX` / `NAME_MAX` limits. Each directory a name is looked up in
 //! needs search permission ([`Fs::may_search`], `EACCES`).
+//!
+//! "The root" is the caller's ([`Fs::set_walk_root`], a process's `chroot`): absolute paths
+//! and absolute link targets start there and `..` does not leave it, as Linux's
+//! `follow_dotdot` stops at the task's root. A walk that starts below another directory
+//! (a working directory or descriptor outside the root) is not confined, as on Linux.
 
 use alloc::vec::Vec;
 
@@ -75,15 +80,16 @@ impl Fs {
         if path.len() > PATH_MAX {
             return Err(ENAMETOOLONG);
         }
-        let mut dir = if path[0] == b'/' { ROOT_INO } else { cwd };
+        let root = self.walk_root;
+        let mut dir = if path[0] == b'/' { root } else { cwd };
         self.dir(dir)?;
         let must_dir = path.ends_with(b"/");
         let mut stack = Vec::new();
         push_components(&mut stack, path)?;
         if stack.is_empty() {
-            self.load(ROOT_INO)?;
+            self.load(root)?;
             return Ok(Walk {
-                dir: ROOT_INO,
+                dir: root,
                 last: Last::Root,
                 must_dir: true,
             });
@@ -94,7 +100,7 @@ impl Fs {
             self.may_search(dir)?;
             match comp.as_slice() {
                 b"." => {}
-                b".." => dir = self.dir(dir)?.parent,
+                b".." => dir = self.parent_in_root(dir)?,
                 name => {
                     let child = self.lookup_child(dir, name)?.ok_or(ENOENT)?;
                     match &self.inode(child)?.node {
@@ -105,7 +111,7 @@ impl Fs {
                                 return Err(ELOOP);
                             }
                             if target.first() == Some(&b'/') {
-                                dir = ROOT_INO;
+                                dir = root;
                             }
                             push_components(&mut stack, target)?;
                         }
@@ -136,12 +142,40 @@ impl Fs {
         })
     }
 
+    /// Absolute paths start, and `..` stops, at directory `root` from now on (a process's
+    /// `chroot`; [`ROOT_INO`] for `/`).
+    pub(crate) fn set_walk_root(&mut self, root: Ino) {
+        self.walk_root = root;
+    }
+
+    /// The root absolute paths start at (see [`Fs::set_walk_root`]).
+    pub(crate) fn walk_root(&self) -> Ino {
+        self.walk_root
+    }
+
+    /// Runs `f` with `/` as the root (the kernel's own lookups of absolute paths it made,
+    /// whatever root the current process has).
+    pub(crate) fn at_real_root<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
+        let saved = core::mem::replace(&mut self.walk_root, ROOT_INO);
+        let r = f(self);
+        self.walk_root = saved;
+        r
+    }
+
+    /// `..` of directory `dir`: its parent, or itself at the root.
+    pub(super) fn parent_in_root(&self, dir: Ino) -> Result<Ino, Errno> {
+        match dir == self.walk_root {
+            true => Ok(dir),
+            false => Ok(self.dir(dir)?.parent),
+        }
+    }
+
     /// Looks up the last component of a walk.
     pub(super) fn lookup_last(&mut self, w: &Walk) -> Result<Option<Ino>, Errno> {
         Ok(match &w.last {
-            Last::Root => Some(ROOT_INO),
+            Last::Root => Some(self.walk_root),
             Last::Dot => Some(w.dir),
-            Last::DotDot => Some(self.dir(w.dir)?.parent),
+            Last::DotDot => Some(self.parent_in_root(w.dir)?),
             Last::Name(n) => self.lookup_child(w.dir, n)?,
         })
     }

@@ -114,7 +114,7 @@ static NODES: IrqLock<Vec<(Ino, Dev)>> = IrqLock::new(Vec::new());
 /// and records their inodes. Idempotent; call after the initramfs is unpacked.
 pub(crate) fn init() {
     use crate::fs::ramfs::ROOT_INO;
-    let nodes = crate::fs::with(|fs| {
+    let nodes = crate::fs::with_real_root(|fs| {
         let _ = fs.mkdir(ROOT_INO, b"/dev", 0o755);
         let _ = fs.mkdir(ROOT_INO, b"/dev/shm", 0o1777);
         let mut nodes = Vec::new();
@@ -215,7 +215,7 @@ pub(crate) fn add_disk_node(slot: u32) {
     }
     let mut path = b"/dev/".to_vec();
     path.extend_from_slice(&disk_name(slot));
-    let ino = crate::fs::with(|fs| {
+    let ino = crate::fs::with_real_root(|fs| {
         let _ = fs.mkdir(ROOT_INO, b"/dev", 0o755);
         let reuse = match fs.lookup(ROOT_INO, &path, false) {
             Ok(ino) => match fs.stat_ino(ino) {
@@ -264,7 +264,7 @@ pub(crate) fn remove_disk_node(slot: u32) {
     NODES.lock().retain(|&(_, d)| d != dev);
     let mut path = b"/dev/".to_vec();
     path.extend_from_slice(&disk_name(slot));
-    crate::fs::with(|fs| {
+    crate::fs::with_real_root(|fs| {
         if fs.lookup(ROOT_INO, &path, false) == Ok(ino) {
             let _ = fs.unlink(ROOT_INO, &path);
         }

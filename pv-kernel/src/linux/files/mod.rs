@@ -48,6 +48,8 @@ pub(crate) use file::{FdTable, OpenFile};
 pub(crate) struct FsContext {
     /// Inode of the working directory (with `synth`, the mount point).
     pub(crate) cwd: Ino,
+    /// Inode of the root directory (`chroot`): where absolute paths start and `..` stops.
+    pub(crate) root: Ino,
     /// A working directory inside a synthetic filesystem (`/proc/self`): its filesystem and
     /// components after the mount point.
     pub(crate) synth: Option<(
@@ -59,7 +61,11 @@ pub(crate) struct FsContext {
 impl FsContext {
     /// Working directory `cwd` (a directory).
     pub(crate) fn at(cwd: Ino) -> Self {
-        Self { cwd, synth: None }
+        Self {
+            cwd,
+            root: ROOT_INO,
+            synth: None,
+        }
     }
 
     /// Sets the working directory to ramfs directory `cwd`.
@@ -105,6 +111,11 @@ pub(crate) fn install(file: Arc<OpenFile>, cloexec: bool) -> SysResult {
 /// The current process's working directory (`/` outside a process).
 fn cwd() -> Ino {
     super::task::try_current_task().map_or(ROOT_INO, |t| t.process.fs.lock().cwd)
+}
+
+/// The current process's root directory (`chroot`; `/` outside a process).
+pub(crate) fn fs_root() -> Ino {
+    super::task::try_current_task().map_or(ROOT_INO, |t| t.process.fs.lock().root)
 }
 
 use crate::time::realtime_ns as wall_now;
@@ -184,6 +195,7 @@ pub(crate) fn syscall(n: u64, a: [u64; 6]) -> Option<SysResult> {
         nr::FACCESSAT => sys_faccessat2(a[0], a[1], a[2], 0),
         nr::FACCESSAT2 => sys_faccessat2(a[0], a[1], a[2], a[3]),
         nr::CHDIR => sys_chdir(a[0]),
+        nr::CHROOT => sys_chroot(a[0]),
         nr::MOUNT => sys_mount(a[0], a[1], a[2], a[3]),
         nr::UMOUNT2 => sys_umount2(a[0], a[1]),
         nr::FCHDIR => sys_fchdir(a[0]),

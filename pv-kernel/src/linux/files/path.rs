@@ -72,6 +72,15 @@ fn stat_path(base: Ino, path: &[u8], follow: bool) -> Result<KStat, Errno> {
     Ok(KStat::of(st))
 }
 
+/// `stat` of a path the kernel made (`/proc/PID/exe`'s), from `/` whatever the caller's root.
+fn real_root_stat(path: &[u8], follow: bool) -> Result<KStat, Errno> {
+    let st = fs::with_real_root(|fs| {
+        let ino = fs.lookup(ROOT_INO, path, follow)?;
+        fs.stat_ino(ino)
+    })?;
+    Ok(KStat::of(st))
+}
+
 /// `stat` of what `(dirfd, path, flags)` names (`AT_EMPTY_PATH`, `AT_SYMLINK_NOFOLLOW`).
 fn stat_at(dirfd: u64, path_va: u64, flags: u64) -> Result<KStat, Errno> {
     match path_or_empty(path_va, flags)? {
@@ -82,7 +91,7 @@ fn stat_at(dirfd: u64, path_va: u64, flags: u64) -> Result<KStat, Errno> {
                 Some(found) => match procfs::stat_found(&found)? {
                     Some(st) => Ok(st),
                     None => match found {
-                        procfs::Found::Path(p) => stat_path(ROOT_INO, &p, follow),
+                        procfs::Found::Path(p) => real_root_stat(&p, follow),
                         _ => Err(Errno::ENOENT),
                     },
                 },
@@ -403,7 +412,7 @@ pub(crate) fn sys_statfs(path_va: u64, buf: u64) -> SysResult {
             return Ok(0);
         }
         Some(procfs::Found::Path(p)) => {
-            stat_path(ROOT_INO, &p, true)?;
+            real_root_stat(&p, true)?;
         }
         None => {
             stat_path(base(cwd_fd, &path)?, &path, true)?;
@@ -506,7 +515,7 @@ pub(crate) fn sys_readlinkat(dirfd: u64, path_va: u64, buf: u64, size: u64) -> S
         Some(found) => match procfs::readlink_found(&found)? {
             Some(t) => t,
             None => match found {
-                procfs::Found::Path(p) => fs::with(|fs| fs.readlink(ROOT_INO, &p))?,
+                procfs::Found::Path(p) => fs::with_real_root(|fs| fs.readlink(ROOT_INO, &p))?,
                 _ => return Err(Errno::EINVAL),
             },
         },
@@ -617,11 +626,32 @@ pub(crate) fn sys_chdir(path_va: u64) -> SysResult {
     Ok(0)
 }
 
+/// `chroot(path)`: the calling process's root directory becomes the directory `path`
+/// names (searchable, else `EACCES`; `CAP_SYS_CHROOT`, else `EPERM`), for it and the
+/// processes it creates from now on. Its working directory stays where it is (possibly
+/// outside the new root, as on Linux).
+pub(crate) fn sys_chroot(path_va: u64) -> SysResult {
+    let path = read_path(path_va)?;
+    let b = base(AT_FDCWD as i64 as u64, &path)?;
+    let ino = fs::with(|fs| {
+        let ino = fs.lookup_dir(b, &path)?;
+        fs.may(ino, crate::fs::perm::access::X)?;
+        Ok::<_, Errno>(ino)
+    })?;
+    let p = current_process();
+    if !p.creds.lock().capable(crate::linux::caps::cap::SYS_CHROOT) {
+        return Err(Errno::EPERM);
+    }
+    p.fs.lock().root = ino;
+    Ok(0)
+}
+
 /// `getcwd(buf, size)`: returns the length including the NUL.
 pub(crate) fn sys_getcwd(buf: u64, size: u64) -> SysResult {
+    let root = super::fs_root();
     let mut p = match procfs::synthetic_cwd() {
         Some(p) => p,
-        None => dir_path(cwd())?,
+        None => fs::with(|fs| names::dir_path_in_root(fs, cwd(), root))?,
     };
     p.push(0);
     if (size as usize) < p.len() {

@@ -1796,7 +1796,7 @@ fn backing(
     let ino = if a.flags & file_area_flags::REMOVED != 0 {
         removed_ino
     } else {
-        crate::fs::with(|fs| fs.lookup(ROOT_INO, path, true)).ok()
+        crate::fs::with_real_root(|fs| fs.lookup(ROOT_INO, path, true)).ok()
     };
     let image = if a.flags & file_area_flags::IMAGE != 0 && i.hi > i.lo {
         let file = crate::linux::imagecache::for_adopted_image(ino?, i.lo)?;
@@ -1869,8 +1869,10 @@ fn reopen(f: &FdStateEntry, path: &[u8]) -> Result<Option<Arc<OpenFile>>, Refusa
         }
         fd_state::DEVICE => match dev::by_path(path) {
             Some(d @ (Dev::Null | Dev::Zero | Dev::Full | Dev::Random | Dev::URandom)) => {
-                let ino = crate::fs::with(|fs| fs.lookup(crate::fs::ramfs::ROOT_INO, path, true))
-                    .map_err(|_| bad.clone())?;
+                let ino = crate::fs::with_real_root(|fs| {
+                    fs.lookup(crate::fs::ramfs::ROOT_INO, path, true)
+                })
+                .map_err(|_| bad.clone())?;
                 if dev::node(ino) != Some(d) {
                     return Err(bad);
                 }
@@ -1909,9 +1911,11 @@ fn working_directory(
             workdir_kind::SYNTHETIC => {
                 let (kind, comps) =
                     crate::linux::procfs::object::parse_path(r.blob_bytes(w.path)?)?;
-                let mp = crate::fs::with(|fs| fs.lookup(ROOT_INO, kind.path(), true)).ok()?;
+                let mp =
+                    crate::fs::with_real_root(|fs| fs.lookup(ROOT_INO, kind.path(), true)).ok()?;
                 Some(FsContext {
                     cwd: mp,
+                    root: ROOT_INO,
                     synth: (!comps.is_empty()).then_some((kind, comps)),
                 })
             }
@@ -1921,7 +1925,7 @@ fn working_directory(
     if path.is_empty() {
         return Some(FsContext::at(ROOT_INO));
     }
-    crate::fs::with(|fs| fs.lookup_dir(ROOT_INO, path))
+    crate::fs::with_real_root(|fs| fs.lookup_dir(ROOT_INO, path))
         .ok()
         .map(FsContext::at)
 }

@@ -83,7 +83,7 @@ pub(super) fn carry(
         e.kind = fd_state::INOTIFY;
         if !inv.inotifies.contains_key(&e.description) {
             let c = i.carried();
-            let named = crate::fs::with(|fs| {
+            let named = crate::fs::with_real_root(|fs| {
                 c.watches
                     .iter()
                     .all(|&(_, ino, _)| fs.stat_ino(ino).is_ok_and(|s| s.nlink > 0))
@@ -246,7 +246,7 @@ pub(crate) fn adopt_inotify_names(files: &BTreeMap<u64, Arc<OpenFile>>) -> usize
         if name.is_empty() || name == b"." || name == b".." {
             continue;
         }
-        let parent = crate::fs::with(|fs| {
+        let parent = crate::fs::with_real_root(|fs| {
             let parent = if dir.is_empty() {
                 ROOT_INO
             } else {

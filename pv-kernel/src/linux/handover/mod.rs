@@ -1227,6 +1227,20 @@ fn carry_process(
 ) {
     let c = p.creds.lock().clone();
     let exe = p.exe.lock().clone();
+    // A root directory of its own (`chroot`) is not carried: adopted, the process would be
+    // out of it. A blocker, so that no upgrade lets it out.
+    if p.fs.lock().root != crate::fs::ramfs::ROOT_INO {
+        let mut b = BlockerEntry {
+            kind: blocker::PROCESS,
+            pid: p.pid,
+            count: 1,
+            ..FromZeros::new_zeroed()
+        };
+        let mut what = Vec::from(&b"root directory (chroot) of "[..]);
+        what.extend_from_slice(&super::death::comm(p).into_bytes());
+        fill_name(&mut b.what, &what);
+        inv.blockers.push(b);
+    }
     // The working directory by its path; one without a path of the in-memory filesystem
     // (removed, or inside `/proc`) as a section 39 entry, with a path no adopter finds.
     let cwd = {
@@ -1757,7 +1771,7 @@ fn renamed_path(ino: crate::fs::ramfs::Ino) -> Option<Vec<u8>> {
         path.push(b'/');
     }
     path.extend_from_slice(&name);
-    crate::fs::with(|fs| names_inode(fs, &path, ino)).then_some(path)
+    crate::fs::with_real_root(|fs| names_inode(fs, &path, ino)).then_some(path)
 }
 
 /// Version 2: carries descriptor `fd` of process `pid` (open on `f`), or says in words what

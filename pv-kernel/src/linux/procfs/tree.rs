@@ -391,7 +391,10 @@ fn classify_pid(w: &Who, rest: &[Vec<u8>], in_task: bool) -> Result<Node, Errno>
                 None => Ok(Node::Link(crate::linux::files::path::dir_path(cwd)?)),
             }
         }
-        (b"root", []) => Ok(Node::Link(b"/".to_vec())),
+        (b"root", []) => {
+            let root = w.p.fs.lock().root;
+            Ok(Node::Link(crate::linux::files::path::dir_path(root)?))
+        }
         (name, []) if PID_FILES.iter().any(|f| f.as_bytes() == name) => Ok(Node::File),
         _ => Err(Errno::ENOENT),
     }

@@ -140,3 +140,44 @@ fn lookup_follows_the_final_link_only_when_asked() {
     let a = fs.lookup(d, b"a", true).unwrap();
     assert_eq!(fs.lookup(d, b"dl/", false), Ok(a));
 }
+
+#[test]
+fn a_walk_root_confines_absolute_paths_links_and_dotdot() {
+    let (mut fs, d, f) = tree();
+    fs.symlink(d, b"/a/b/f", b"abs").unwrap();
+    fs.symlink(d, b"../../..", b"a/up").unwrap();
+    let a = fs.lookup(ROOT_INO, b"/d/a", true).unwrap();
+    fs.set_walk_root(d);
+    assert_eq!(
+        fs.lookup(ROOT_INO, b"/a/b/f", true),
+        Ok(f),
+        "absolute from the root"
+    );
+    assert_eq!(
+        fs.lookup(ROOT_INO, b"/../../a/b/f", true),
+        Ok(f),
+        "`..` stops at it"
+    );
+    assert_eq!(
+        fs.lookup(d, b"abs", true),
+        Ok(f),
+        "an absolute link starts there"
+    );
+    assert_eq!(
+        fs.lookup(a, b"up/a/b/f", true),
+        Ok(f),
+        "a climbing link stops there"
+    );
+    assert_eq!(fs.lookup(d, b"..", true), Ok(d));
+    assert_eq!(fs.lookup(ROOT_INO, b"/", true), Ok(d));
+    assert_eq!(fs.lookup(ROOT_INO, b"/d", true), Err(ENOENT));
+    // A walk that starts outside (a working directory kept across chroot) is not confined.
+    assert_eq!(fs.lookup(ROOT_INO, b"d/a/b/f", true), Ok(f));
+    assert_eq!(
+        fs.at_real_root(|fs| fs.lookup(ROOT_INO, b"/d/a/b/f", true)),
+        Ok(f)
+    );
+    assert_eq!(fs.walk_root(), d, "restored after");
+    fs.set_walk_root(ROOT_INO);
+    assert_eq!(fs.lookup(d, b"..", true), Ok(ROOT_INO));
+}

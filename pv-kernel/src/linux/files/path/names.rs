@@ -45,8 +45,30 @@ pub(crate) fn link_at(fs: &mut Fs, ino: Ino, new_base: Ino, new: &[u8]) -> Resul
 /// The absolute path of directory `ino` (`ENOENT` if it was removed, `ENAMETOOLONG` past
 /// `PATH_MAX`).
 pub(crate) fn dir_path(fs: &mut Fs, ino: Ino) -> Result<Vec<u8>, Errno> {
-    // The kernel's own walk up the tree: not checked (`getcwd` needs no permission).
-    fs.unchecked(|fs| dir_path_unchecked(fs, ino))
+    // The kernel's own walk up the tree: not checked (`getcwd` needs no permission), and
+    // up to `/` whatever the caller's root.
+    fs.at_real_root(|fs| fs.unchecked(|fs| dir_path_unchecked(fs, ino)))
+}
+
+/// The path of directory `ino` as a process whose root is directory `root` sees it
+/// (`getcwd`): from its root, or — a directory outside it (a working directory kept across
+/// `chroot`) — the whole path after `(unreachable)`, as Linux's `getcwd`.
+pub(crate) fn dir_path_in_root(fs: &mut Fs, ino: Ino, root: Ino) -> Result<Vec<u8>, Errno> {
+    let path = dir_path(fs, ino)?;
+    if root == ROOT_INO {
+        return Ok(path);
+    }
+    let top = dir_path(fs, root)?;
+    let mut out = Vec::new();
+    match path.strip_prefix(top.as_slice()) {
+        Some([]) => out.push(b'/'),
+        Some(rest) if rest.first() == Some(&b'/') => out.extend_from_slice(rest),
+        _ => {
+            out.extend_from_slice(b"(unreachable)");
+            out.extend_from_slice(&path);
+        }
+    }
+    Ok(out)
 }
 
 fn dir_path_unchecked(fs: &mut Fs, ino: Ino) -> Result<Vec<u8>, Errno> {
@@ -89,51 +111,62 @@ fn dir_path_unchecked(fs: &mut Fs, ino: Ino) -> Result<Vec<u8>, Errno> {
 /// `/usr/lib/jvm/.../bin/java`, whose `$ORIGIN/../lib` holds its libraries. `ELOOP` past
 /// [`SYMLOOP_MAX`] links, the lookup's error for a name that is not there.
 pub(crate) fn real_path(fs: &mut Fs, cwd: Ino, path: &[u8]) -> Result<Vec<u8>, Errno> {
+    let names = |p: &[u8]| -> Vec<Vec<u8>> {
+        p.split(|&b| b == b'/')
+            .filter(|c| !c.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect()
+    };
+    // The caller's root (`chroot`), where its absolute paths and links start: the result is
+    // the whole path from `/`.
+    let root = fs.walk_root();
+    let top = match root {
+        ROOT_INO => Vec::new(),
+        r => names(&dir_path(fs, r)?),
+    };
     // The kernel's own walk, like `dir_path`'s: the program was found already.
-    fs.unchecked(|fs| {
-        let names = |p: &[u8]| -> Vec<Vec<u8>> {
-            p.split(|&b| b == b'/')
-                .filter(|c| !c.is_empty())
-                .map(<[u8]>::to_vec)
-                .collect()
-        };
-        let mut done: Vec<Vec<u8>> = if path.first() == Some(&b'/') {
-            Vec::new()
-        } else {
-            names(&dir_path_unchecked(fs, cwd)?)
-        };
-        // Still to walk, the next name last.
-        let mut todo: Vec<Vec<u8>> = names(path).into_iter().rev().collect();
-        let mut links = 0;
-        while let Some(name) = todo.pop() {
-            match name.as_slice() {
-                b"." => continue,
-                b".." => {
-                    done.pop();
+    fs.at_real_root(|fs| {
+        fs.unchecked(|fs| {
+            let mut done: Vec<Vec<u8>> = if path.first() == Some(&b'/') {
+                top.clone()
+            } else {
+                names(&dir_path_unchecked(fs, cwd)?)
+            };
+            // Still to walk, the next name last.
+            let mut todo: Vec<Vec<u8>> = names(path).into_iter().rev().collect();
+            let mut links = 0;
+            while let Some(name) = todo.pop() {
+                match name.as_slice() {
+                    b"." => continue,
+                    b".." => {
+                        if done.len() > top.len() {
+                            done.pop();
+                        }
+                        continue;
+                    }
+                    _ => done.push(name),
+                }
+                let at = joined(&done);
+                if at.len() > PATH_MAX {
+                    return Err(Errno::ENAMETOOLONG);
+                }
+                let ino = fs.lookup(ROOT_INO, &at, false)?;
+                if fs.stat_ino(ino)?.file_type() != FileType::Symlink {
                     continue;
                 }
-                _ => done.push(name),
+                links += 1;
+                if links > SYMLOOP_MAX {
+                    return Err(Errno::ELOOP);
+                }
+                let target = fs.readlink(ROOT_INO, &at)?;
+                done.pop();
+                if target.first() == Some(&b'/') {
+                    done.clone_from(&top);
+                }
+                todo.extend(names(&target).into_iter().rev());
             }
-            let at = joined(&done);
-            if at.len() > PATH_MAX {
-                return Err(Errno::ENAMETOOLONG);
-            }
-            let ino = fs.lookup(ROOT_INO, &at, false)?;
-            if fs.stat_ino(ino)?.file_type() != FileType::Symlink {
-                continue;
-            }
-            links += 1;
-            if links > SYMLOOP_MAX {
-                return Err(Errno::ELOOP);
-            }
-            let target = fs.readlink(ROOT_INO, &at)?;
-            done.pop();
-            if target.first() == Some(&b'/') {
-                done.clear();
-            }
-            todo.extend(names(&target).into_iter().rev());
-        }
-        Ok(joined(&done))
+            Ok(joined(&done))
+        })
     })
 }
 

@@ -101,8 +101,9 @@ impl Carry {
                 let i = s.inner.lock();
                 if let Some(Key::Path(ino)) = i.key {
                     let same = i.path.as_deref().is_some_and(|p| {
-                        crate::fs::with(|fs| fs.lookup(crate::fs::ramfs::ROOT_INO, p, false))
-                            == Ok(ino)
+                        crate::fs::with_real_root(|fs| {
+                            fs.lookup(crate::fs::ramfs::ROOT_INO, p, false)
+                        }) == Ok(ino)
                     });
                     if !same {
                         return Err(b"sockets whose path name was removed or moved");
@@ -354,7 +355,7 @@ pub(crate) fn adopt(
             (true, Some([0, name @ ..])) => Some(Key::Abstract(name.to_vec())),
             (true, Some(_)) if !path.is_empty() && !files => None,
             (true, Some(_)) if !path.is_empty() => {
-                let ino = crate::fs::with(|fs| {
+                let ino = crate::fs::with_real_root(|fs| {
                     use crate::fs::ramfs::{FileType, ROOT_INO};
                     // The socket file the carried filesystem (sections 21-23) holds already,
                     // or made again.

@@ -25,26 +25,21 @@ pub(crate) fn run_init(args: &pvmux_hypercalls::bootargs::BootArgs<'_>) -> ! {
     let env: alloc::vec::Vec<alloc::vec::Vec<u8>> = args.env().map(<[u8]>::to_vec).collect();
     let exe = argv.first().cloned().unwrap_or_default();
     let name = alloc::string::String::from_utf8_lossy(&exe).into_owned();
-    let cwd = match args.workdir() {
-        None => crate::fs::ramfs::ROOT_INO,
-        Some(dir) => {
-            match crate::fs::with_real_root(|fs| fs.lookup_dir(crate::fs::ramfs::ROOT_INO, dir)) {
-                Ok(ino) => ino,
-                Err(e) => {
-                    let dir = alloc::string::String::from_utf8_lossy(dir);
-                    let msg = alloc::format!(
-                        "pvmux: workdir \"{}\" does not exist in the guest: {}\n",
-                        dir.escape_debug(),
-                        e.message()
-                    );
-                    crate::hcall::console_write_stream(
-                        pvmux_hypercalls::hypercall::stream::STDERR,
-                        msg.as_bytes(),
-                    );
-                    crate::println!("pvmux-kernel: cannot enter workdir {dir:?}: {e}");
-                    hcall::shutdown(126)
-                }
-            }
+    let cwd = match crate::fs::workdir(args.workdir()) {
+        Ok(ino) => ino,
+        Err((dir, e)) => {
+            let dir = alloc::string::String::from_utf8_lossy(dir);
+            let msg = alloc::format!(
+                "pvmux: workdir \"{}\" does not exist in the guest: {}\n",
+                dir.escape_debug(),
+                e.message()
+            );
+            crate::hcall::console_write_stream(
+                pvmux_hypercalls::hypercall::stream::STDERR,
+                msg.as_bytes(),
+            );
+            crate::println!("pvmux-kernel: cannot enter workdir {dir:?}: {e}");
+            hcall::shutdown(126)
         }
     };
     let code = match crate::linux::task::run_init(argv, (!env.is_empty()).then_some(env), cwd) {

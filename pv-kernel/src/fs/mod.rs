@@ -69,6 +69,15 @@ pub(crate) fn with<R>(f: impl FnOnce(&mut Fs) -> R) -> R {
     f(fs)
 }
 
+/// The directory a new program starts in (a `--workdir`, an exec session's): `/` for none,
+/// else the directory `dir` names from `/`; the name and the lookup's error if it fails.
+pub(crate) fn workdir(dir: Option<&[u8]>) -> Result<ramfs::Ino, (&[u8], Errno)> {
+    match dir {
+        None => Ok(ramfs::ROOT_INO),
+        Some(d) => with_real_root(|fs| fs.lookup_dir(ramfs::ROOT_INO, d)).map_err(|e| (d, e)),
+    }
+}
+
 /// [`with`], absolute paths from `/` whatever the current process's root: for paths the
 /// kernel made itself (device nodes, a hand-over's records, boot commands).
 pub(crate) fn with_real_root<R>(f: impl FnOnce(&mut Fs) -> R) -> R {

@@ -211,22 +211,17 @@ fn session(req: &[u8]) -> Option<Relay> {
     let argv: Vec<Vec<u8>> = r.args().map(<[u8]>::to_vec).collect();
     let env: Vec<Vec<u8>> = r.env().map(<[u8]>::to_vec).collect();
     let name = alloc::string::String::from_utf8_lossy(&argv[0]).into_owned();
-    let cwd = match p.cwd {
-        None => crate::fs::ramfs::ROOT_INO,
-        Some(dir) => {
-            match crate::fs::with_real_root(|fs| fs.lookup_dir(crate::fs::ramfs::ROOT_INO, dir)) {
-                Ok(ino) => ino,
-                Err(e) => {
-                    let dir = alloc::string::String::from_utf8_lossy(dir);
-                    let msg = alloc::format!(
-                        "pvmux: exec: workdir \"{}\" does not exist in the guest: {}\n",
-                        dir.escape_debug(),
-                        e.message()
-                    );
-                    fail(id, &msg, e);
-                    return None;
-                }
-            }
+    let cwd = match crate::fs::workdir(p.cwd) {
+        Ok(ino) => ino,
+        Err((dir, e)) => {
+            let dir = alloc::string::String::from_utf8_lossy(dir);
+            let msg = alloc::format!(
+                "pvmux: exec: workdir \"{}\" does not exist in the guest: {}\n",
+                dir.escape_debug(),
+                e.message()
+            );
+            fail(id, &msg, e);
+            return None;
         }
     };
     let (mut io, stdio) = match Stdio::open(p.tty, p.tty_size) {

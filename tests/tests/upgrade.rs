@@ -4120,14 +4120,15 @@ fn disks_stay_mounted_and_owned_across_a_switch() {
     assert_eq!(debugfs_cat(&b, "/note"), b"written-before-the-switch\n");
 }
 
-/// A process with a root directory of its own (`chroot`) is named as a blocker and the
-/// upgrade refused: a record does not carry the root, and the adopted process would be out
-/// of its chroot. The tenant runs on under the old kernel, its process still confined.
+/// A process with a root directory of its own (`chroot`), and the `/proc` mounted for it,
+/// are named as blockers and the upgrade refused: a record carries neither, and the adopted
+/// process would be out of its chroot. The tenant runs on under the old kernel, its process still confined.
 #[test]
 fn a_process_in_a_chroot_blocks_an_upgrade_and_stays_confined() {
     let root = root("chroot");
     let (out, _file, vol) = counter_volume("chroot");
-    let script = "mkdir -p /tmp/r/bin && cp /bin/busybox /tmp/r/bin/ && echo in > /tmp/r/mark && \
+    let script = "mkdir -p /tmp/r/bin /tmp/r/proc && cp /bin/busybox /tmp/r/bin/ && \
+                  echo in > /tmp/r/mark && mount -t proc proc /tmp/r/proc && \
                   exec chroot /tmp/r /bin/busybox sh -c \
                   'while :; do /bin/busybox test -f /mark && echo ok > /out-mark; \
                    /bin/busybox sleep 0.05; done'";
@@ -4153,6 +4154,12 @@ fn a_process_in_a_chroot_blocks_an_upgrade_and_stays_confined() {
         blockers.iter().any(|b| b
             .as_str()
             .is_some_and(|b| b.contains("root directory (chroot)"))),
+        "{v}"
+    );
+    assert!(
+        blockers.iter().any(|b| b
+            .as_str()
+            .is_some_and(|b| b.contains("mounted by programs"))),
         "{v}"
     );
     assert!(up.stderr.contains("keeps running"), "{}", up.context());

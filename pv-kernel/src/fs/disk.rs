@@ -262,7 +262,7 @@ pub(crate) fn mount_slot(
     };
     let ro = read_only || disk_ro;
     let dev = RingDev { slot, sectors };
-    super::with(|fs| {
+    super::with_real_root(|fs| {
         // Under the VFS lock: two mounts of one disk cannot both get here.
         if DISKS.lock().get(&slot).is_none_or(|a| a.mounted.is_some()) {
             return Err(EBUSY);
@@ -370,7 +370,7 @@ fn unmount_slot(slot: u32, how: How) -> Result<(), Errno> {
     }
     let id = VOLUME_BASE + slot;
     let cwds = cwds();
-    let lazy = super::with(|fs| {
+    let lazy = super::with_real_root(|fs| {
         if fs.volume_in_use(id, &cwds) {
             if how != How::Lazy {
                 return Err(EBUSY);

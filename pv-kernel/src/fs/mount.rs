@@ -119,12 +119,30 @@ pub(crate) fn partitions_text(disks: &[(u32, u64)]) -> Vec<u8> {
 
 /// The text of `/proc/mounts`.
 pub(crate) fn mounts_text() -> Vec<u8> {
-    mounts_text_with(&disk_mounts())
+    let extra = super::with(|fs| {
+        let mounts = fs.extra_mounts();
+        mounts
+            .into_iter()
+            .filter_map(|(ino, kind)| {
+                let path = crate::linux::files::path::names::dir_path(fs, ino).ok()?;
+                Some((path, kind))
+            })
+            .collect::<Vec<_>>()
+    });
+    mounts_text_with(&disk_mounts(), &extra)
+}
+
+/// The synthetic filesystem kind `mount(2)` names by `fstype`, if it is one.
+pub(crate) fn synthetic_kind(fstype: &[u8]) -> Option<MountKind> {
+    MountKind::ALL
+        .into_iter()
+        .find(|k| k.fs_type().as_bytes() == fstype)
 }
 
 /// The text of `/proc/mounts`: the root ramfs, `/dev` and `/dev/shm` (directories of the
-/// root), every synthetic filesystem, and the mounted disks.
-pub(crate) fn mounts_text_with(disks: &[DiskMount]) -> Vec<u8> {
+/// root), every synthetic filesystem, and the mounted disks; then the synthetic filesystems
+/// a program mounted elsewhere (`extra`: path and kind).
+pub(crate) fn mounts_text_with(disks: &[DiskMount], extra: &[(Vec<u8>, MountKind)]) -> Vec<u8> {
     let mut s = alloc::string::String::new();
     s.push_str("rootfs / tmpfs rw,relatime 0 0\n");
     for k in MountKind::ALL {
@@ -143,6 +161,14 @@ pub(crate) fn mounts_text_with(disks: &[DiskMount]) -> Vec<u8> {
             if d.read_only { "ro" } else { "rw" }
         ));
     }
+    for (path, k) in extra {
+        s.push_str(&alloc::format!(
+            "{t} {} {t} rw,relatime 0 0
+",
+            escape(path),
+            t = k.fs_type()
+        ));
+    }
     s.into_bytes()
 }
 
@@ -157,18 +183,22 @@ mod tests {
 
     #[test]
     fn mounts_lines_have_six_fields() {
-        let t = mounts_text_with(&[
-            DiskMount {
-                name: *b"vda",
-                path: b"/mnt/a b".to_vec(),
-                read_only: false,
-            },
-            DiskMount {
-                name: *b"vdb",
-                path: b"/data".to_vec(),
-                read_only: true,
-            },
-        ]);
+        let extra = [(b"/srv/root/proc".to_vec(), MountKind::Proc)];
+        let t = mounts_text_with(
+            &[
+                DiskMount {
+                    name: *b"vda",
+                    path: b"/mnt/a b".to_vec(),
+                    read_only: false,
+                },
+                DiskMount {
+                    name: *b"vdb",
+                    path: b"/data".to_vec(),
+                    read_only: true,
+                },
+            ],
+            &extra,
+        );
         let s = core::str::from_utf8(&t).unwrap();
         assert!(s.lines().count() >= 3);
         for l in s.lines() {

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -88,6 +89,7 @@ int main(void) {
     mkdir(AT("/root/sub"), 0755);
     mkdir(AT("/root/sub/deep"), 0755);
     mkdir(AT("/root/sub/private"), 0700);
+    mkdir(AT("/root/proc"), 0555);
     put(AT("/root/etc/marker"), "inside\n");
     put(AT("/outside"), "outside\n");
     symlink("/etc/marker", AT("/root/sub/abs"));
@@ -100,6 +102,9 @@ int main(void) {
     show("chroot a file", chroot(AT("/root/etc/marker")));
     show("chdir into the tree", chdir(AT("/root/sub")));
     cwd("cwd before");
+    show("mount proc on a file", mount("proc", AT("/outside"), "proc", 0, NULL));
+    show("umount what is no mount", umount(AT("/root/sub")));
+    show("mount proc inside", mount("proc", AT("/root/proc"), "proc", MS_NOSUID | MS_NODEV, NULL));
     show("chroot", chroot(AT("/root")));
     cwd("cwd after (not moved)");
     cat("/etc/marker", AT_FDCWD, "/etc/marker");
@@ -110,6 +115,20 @@ int main(void) {
     cat("link climbing out", AT_FDCWD, "/sub/escape");
     cat("outer fd still leads out", outer, "outside");
     in_child(child_sees_the_root);
+    {
+        char l[256] = {0};
+        show("its /proc: self/cwd", readlink("/proc/self/cwd", l, sizeof l - 1));
+        printf("  -> %s\n", l);
+        memset(l, 0, sizeof l);
+        show("its /proc: self/root", readlink("/proc/self/root", l, sizeof l - 1));
+        printf("  -> %s\n", l);
+        struct stat st;
+        show("its /proc: self/stat", stat("/proc/self/stat", &st));
+        cat("its /proc: .. of it", AT_FDCWD, "/proc/../etc/marker");
+        show("umount it from inside", umount("/proc"));
+        show("umount it again", umount("/proc"));
+        show("gone", stat("/proc/self/stat", &st));
+    }
     show("chdir /", chdir("/"));
     cwd("cwd at the root");
     show("chdir ..", chdir(".."));

@@ -142,6 +142,9 @@ pub(crate) struct Fs {
     host_misses: host_misses::HostMisses,
     /// Mount points: directories a synthetic filesystem is shown over ([`mounts`]).
     mounts: BTreeMap<Ino, crate::fs::mount::MountKind>,
+    /// Each kind's own mount point (`/proc`, `/sys`, `/dev/pts`), as [`Fs::mount`] made it;
+    /// the other entries of `mounts` are programs' (`mount -t proc proc DIR`).
+    own_mounts: alloc::vec::Vec<(crate::fs::mount::MountKind, Ino)>,
     /// The mounted volumes and their inodes (`--volume`).
     vols: volume::Volumes,
     /// The credentials operations are checked against (`None`: root, no checks; see
@@ -174,6 +177,7 @@ impl Fs {
             host: None,
             host_misses: host_misses::HostMisses::default(),
             mounts: BTreeMap::new(),
+            own_mounts: alloc::vec::Vec::new(),
             vols: volume::Volumes::default(),
             cred: None,
             walk_root: ROOT_INO,

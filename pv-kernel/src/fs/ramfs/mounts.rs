@@ -27,9 +27,51 @@ impl Fs {
             Err(_) => self.mkdir(ROOT_INO, path, 0o555)?,
         };
         self.dir(ino)?;
-        self.mounts.retain(|_, k| *k != kind);
+        if let Some(&(_, old)) = self.own_mounts.iter().find(|(k, _)| *k == kind) {
+            self.mounts.remove(&old);
+        }
+        self.own_mounts.retain(|(k, _)| *k != kind);
+        self.own_mounts.push((kind, ino));
         self.mounts.insert(ino, kind);
         Ok(())
+    }
+
+    /// Whether directory `ino` is a kind's own mount point.
+    fn is_own_mount(&self, ino: Ino) -> bool {
+        self.own_mounts.iter().any(|&(_, i)| i == ino)
+    }
+
+    /// Shows `kind` over directory `ino` too (`mount -t proc proc DIR`, a chroot's `/proc`):
+    /// `EBUSY` if something is shown there already.
+    pub(crate) fn mount_at(&mut self, ino: Ino, kind: MountKind) -> Result<(), Errno> {
+        self.dir(ino)?;
+        if self.mounts.contains_key(&ino) {
+            return Err(Errno::EBUSY);
+        }
+        self.mounts.insert(ino, kind);
+        Ok(())
+    }
+
+    /// Takes what [`Fs::mount_at`] showed over directory `ino` away: `EINVAL` if nothing
+    /// is, `EBUSY` for a kind's own mount point (`/proc`, `/sys`, `/dev/pts` stay).
+    pub(crate) fn unmount_at(&mut self, ino: Ino) -> Result<(), Errno> {
+        if !self.mounts.contains_key(&ino) {
+            return Err(Errno::EINVAL);
+        }
+        if self.is_own_mount(ino) {
+            return Err(Errno::EBUSY);
+        }
+        self.mounts.remove(&ino);
+        Ok(())
+    }
+
+    /// What is shown over a directory other than its kind's own mount point.
+    pub(crate) fn extra_mounts(&self) -> Vec<(Ino, MountKind)> {
+        self.mounts
+            .iter()
+            .filter(|(&ino, _)| !self.is_own_mount(ino))
+            .map(|(&i, &k)| (i, k))
+            .collect()
     }
 
     /// If `path` (from `cwd` unless absolute) enters a mount point, the filesystem and the
@@ -105,6 +147,42 @@ mod tests {
                 .map(|v| &*alloc::string::String::from_utf8(v).unwrap().leak())
                 .collect()
         })
+    }
+
+    #[test]
+    fn a_kind_is_shown_over_other_directories_too() {
+        let mut fs = fs();
+        for d in [&b"/srv"[..], b"/srv/root", b"/srv/root/proc"] {
+            fs.mkdir(ROOT_INO, d, 0o755).unwrap();
+        }
+        let mp = fs.lookup(ROOT_INO, b"/srv/root/proc", true).unwrap();
+        let own = fs.lookup(ROOT_INO, b"/proc", true).unwrap();
+        assert_eq!(fs.mount_at(own, MountKind::Sys), Err(Errno::EBUSY));
+        fs.mount_at(mp, MountKind::Proc).unwrap();
+        assert_eq!(fs.mount_at(mp, MountKind::Sys), Err(Errno::EBUSY));
+        let rest = |c: Option<Crossing>| c.map(|c| (c.kind, c.rest));
+        assert_eq!(
+            rest(fs.find_mount(ROOT_INO, b"/srv/root/proc/self", true)),
+            Some((MountKind::Proc, vec![b"self".to_vec()]))
+        );
+        // From a chroot at /srv/root, its /proc is that mount.
+        let r = fs.lookup(ROOT_INO, b"/srv/root", true).unwrap();
+        fs.set_walk_root(r);
+        assert_eq!(
+            rest(fs.find_mount(ROOT_INO, b"/proc/1", true)),
+            Some((MountKind::Proc, vec![b"1".to_vec()]))
+        );
+        fs.set_walk_root(ROOT_INO);
+        assert_eq!(fs.extra_mounts(), vec![(mp, MountKind::Proc)]);
+        assert_eq!(
+            fs.unmount_at(own),
+            Err(Errno::EBUSY),
+            "the kind's own stays"
+        );
+        fs.unmount_at(mp).unwrap();
+        assert_eq!(fs.unmount_at(mp), Err(Errno::EINVAL));
+        assert!(fs.extra_mounts().is_empty());
+        assert_eq!(fs.find_mount(ROOT_INO, b"/srv/root/proc/self", true), None);
     }
 
     #[test]

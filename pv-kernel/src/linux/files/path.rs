@@ -24,7 +24,7 @@ use crate::linux::SysResult;
 
 mod at;
 mod mount;
-mod names;
+pub(crate) mod names;
 mod open;
 #[cfg(test)]
 mod tests;
@@ -72,15 +72,6 @@ fn stat_path(base: Ino, path: &[u8], follow: bool) -> Result<KStat, Errno> {
     Ok(KStat::of(st))
 }
 
-/// `stat` of a path the kernel made (`/proc/PID/exe`'s), from `/` whatever the caller's root.
-fn real_root_stat(path: &[u8], follow: bool) -> Result<KStat, Errno> {
-    let st = fs::with_real_root(|fs| {
-        let ino = fs.lookup(ROOT_INO, path, follow)?;
-        fs.stat_ino(ino)
-    })?;
-    Ok(KStat::of(st))
-}
-
 /// `stat` of what `(dirfd, path, flags)` names (`AT_EMPTY_PATH`, `AT_SYMLINK_NOFOLLOW`).
 fn stat_at(dirfd: u64, path_va: u64, flags: u64) -> Result<KStat, Errno> {
     match path_or_empty(path_va, flags)? {
@@ -91,7 +82,7 @@ fn stat_at(dirfd: u64, path_va: u64, flags: u64) -> Result<KStat, Errno> {
                 Some(found) => match procfs::stat_found(&found)? {
                     Some(st) => Ok(st),
                     None => match found {
-                        procfs::Found::Path(p) => real_root_stat(&p, follow),
+                        procfs::Found::Path(p) => stat_path(ROOT_INO, &p, follow),
                         _ => Err(Errno::ENOENT),
                     },
                 },
@@ -412,7 +403,7 @@ pub(crate) fn sys_statfs(path_va: u64, buf: u64) -> SysResult {
             return Ok(0);
         }
         Some(procfs::Found::Path(p)) => {
-            real_root_stat(&p, true)?;
+            stat_path(ROOT_INO, &p, true)?;
         }
         None => {
             stat_path(base(cwd_fd, &path)?, &path, true)?;
@@ -515,7 +506,7 @@ pub(crate) fn sys_readlinkat(dirfd: u64, path_va: u64, buf: u64, size: u64) -> S
         Some(found) => match procfs::readlink_found(&found)? {
             Some(t) => t,
             None => match found {
-                procfs::Found::Path(p) => fs::with_real_root(|fs| fs.readlink(ROOT_INO, &p))?,
+                procfs::Found::Path(p) => fs::with(|fs| fs.readlink(ROOT_INO, &p))?,
                 _ => return Err(Errno::EINVAL),
             },
         },

@@ -276,6 +276,12 @@ fn fs_changed() -> bool {
 /// the filesystem was carried: the adopter's boot makes the same files (the share's
 /// inode numbers may differ, as they did then).
 fn carry_fs(inv: &mut Inventory) {
+    // What programs mounted over other directories (`mount -t proc`) is not carried.
+    let extra = crate::fs::with_real_root(|fs| fs.extra_mounts().len());
+    if extra > 0 {
+        let n = u32::try_from(extra).unwrap_or(u32::MAX);
+        inv.block(0, b"proc, sysfs or devpts mounted by programs", n);
+    }
     let before = inv.blob.len();
     let carried = crate::fs::with(|fs| fs.carry_out(&mut |b| inv.blob_add(b)));
     let (what, count): (&[u8], u32) = match carried {

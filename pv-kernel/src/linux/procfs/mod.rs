@@ -208,6 +208,7 @@ pub(crate) fn lookup(
         }
     };
     // A link led out of the mount: the new path may enter a mount again.
+    found = in_reader_root(found);
     while let Found::Path(p) = &found {
         let Some(c) = fs::with(|fs| fs.find_mount(ROOT_INO, p, follow)) else {
             break;
@@ -217,9 +218,42 @@ pub(crate) fn lookup(
             return Err(Errno::ELOOP);
         }
         let must_dir = p.ends_with(b"/");
-        found = resolve(c.kind, Vec::new(), c.rest, follow, must_dir, &mut links)?;
+        found = in_reader_root(resolve(
+            c.kind,
+            Vec::new(),
+            c.rest,
+            follow,
+            must_dir,
+            &mut links,
+        )?);
     }
     Ok(Some(found))
+}
+
+/// `path` (a whole path from `/`, as links like `exe` and `cwd` hold) as the calling
+/// process sees it from its root directory (`chroot`): the part below the root; a path
+/// outside the root stays whole, as Linux's `d_path` shows it.
+pub(crate) fn path_in_reader_root(path: Vec<u8>) -> Vec<u8> {
+    let root = crate::linux::files::fs_root();
+    if root == ROOT_INO || path.first() != Some(&b'/') {
+        return path;
+    }
+    let Ok(top) = crate::linux::files::path::dir_path(root) else {
+        return path;
+    };
+    match path.strip_prefix(top.as_slice()) {
+        Some([]) => b"/".to_vec(),
+        Some(rest) if rest.first() == Some(&b'/') => rest.to_vec(),
+        _ => path,
+    }
+}
+
+/// [`path_in_reader_root`] of a path `found` leads to.
+fn in_reader_root(found: Found) -> Found {
+    match found {
+        Found::Path(p) => Found::Path(path_in_reader_root(p)),
+        f => f,
+    }
 }
 
 /// The `stat` of a synthetic node.
@@ -258,7 +292,7 @@ pub(crate) fn readlink_found(found: &Found) -> Result<Option<Vec<u8>>, Errno> {
         Found::Node {
             node: Node::Link(t),
             ..
-        } => Ok(Some(t.clone())),
+        } => Ok(Some(path_in_reader_root(t.clone()))),
         Found::Node {
             node: Node::FdLink(f),
             ..
@@ -418,7 +452,7 @@ pub(crate) fn deny(
 /// Mounts `/proc` and `/sys` and creates the `/dev` links to `/proc/self/fd` (idempotent;
 /// call after the initramfs is unpacked).
 pub(crate) fn init() {
-    fs::with(|fs| {
+    fs::with_real_root(|fs| {
         for k in MountKind::ALL {
             if fs.mount(k.path(), k).is_err() {
                 crate::println!("pvmux-kernel: procfs: cannot mount {:?}", k);

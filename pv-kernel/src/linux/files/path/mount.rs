@@ -129,15 +129,38 @@ fn target_dir(path: &[u8], follow: bool) -> Result<Vec<u8>, Errno> {
     super::dir_path(ino)
 }
 
-/// `mount(source, target, fstype, flags, data)`.
+/// The directory inode `path` names (following a final link when `follow`).
+fn target_ino(path: &[u8], follow: bool) -> Result<crate::fs::ramfs::Ino, Errno> {
+    let b = base(AT_FDCWD as i64 as u64, path)?;
+    fs::with(|fs| {
+        let ino = fs.lookup(b, path, follow)?;
+        if fs.stat_ino(ino)?.file_type() != crate::fs::ramfs::FileType::Directory {
+            return Err(Errno::ENOTDIR);
+        }
+        Ok(ino)
+    })
+}
+
+/// `mount(source, target, fstype, flags, data)`: an ext2 disk, or `proc`, `sysfs` or
+/// `devpts` shown over another directory (a chroot's; the source is not looked at, as
+/// Linux).
 pub(crate) fn sys_mount(src_va: u64, target_va: u64, type_va: u64, flags: u64) -> SysResult {
     may_mount()?;
     let read_only = mount_flags(flags)?;
-    let target = target_dir(&read_path(target_va)?, true)?;
+    let target_path = read_path(target_va)?;
     if type_va == 0 {
         return Err(Errno::EINVAL);
     }
     let fstype = read_cstr(type_va, 4096)?;
+    if let Some(kind) = crate::fs::mount::synthetic_kind(&fstype) {
+        if read_only {
+            return Err(Errno::EINVAL);
+        }
+        let ino = target_ino(&target_path, true)?;
+        fs::with(|fs| fs.mount_at(ino, kind))?;
+        return Ok(0);
+    }
+    let target = target_dir(&target_path, true)?;
     if !FS_TYPES.contains(&fstype.as_slice()) {
         return Err(Errno::ENODEV);
     }
@@ -168,7 +191,14 @@ pub(crate) fn sys_mount(src_va: u64, target_va: u64, type_va: u64, flags: u64) -
 pub(crate) fn sys_umount2(target_va: u64, flags: u64) -> SysResult {
     may_mount()?;
     let (follow, lazy) = umount_flags(flags)?;
-    let target = target_dir(&read_path(target_va)?, follow)?;
+    let path = read_path(target_va)?;
+    // A synthetic filesystem a program showed over a directory.
+    let ino = target_ino(&path, follow)?;
+    match fs::with(|fs| fs.unmount_at(ino)) {
+        Err(Errno::EINVAL) => {}
+        r => return r.map(|()| 0),
+    }
+    let target = target_dir(&path, follow)?;
     fs::disk::umount(&target, lazy)?;
     Ok(0)
 }

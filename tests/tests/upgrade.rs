@@ -4174,3 +4174,38 @@ fn a_process_in_a_chroot_blocks_an_upgrade_and_stays_confined() {
     assert!(!out.0.join("out-mark").exists());
     stop(&root, "c");
 }
+
+/// A System V semaphore set or message queue is named as a blocker and the upgrade refused
+/// (a record does not carry them: a program's ids would name nothing under the new kernel);
+/// once removed, the switch goes through.
+#[test]
+fn system_v_semaphores_and_queues_block_an_upgrade_until_removed() {
+    let root = root("sysv");
+    start_idle(&root, "s");
+    let r = root.pvmux(&["exec", "s", "--", "/bin/sh", "-c", "ipcmk -S 1 && ipcmk -Q"]);
+    assert_eq!(r.code(), Some(0), "{}", r.context());
+    let next = next_kernel(&root);
+    let up = root.pvmux(&[
+        "upgrade",
+        "--format",
+        "json",
+        "s",
+        "--kernel",
+        next.to_str().expect("UTF-8"),
+    ]);
+    assert_eq!(up.code(), Some(1), "{}", up.context());
+    let v: serde_json::Value = serde_json::from_str(up.stdout.trim()).expect("answer JSON");
+    let blockers = v["record"]["blockers"].as_array().expect("blockers");
+    for what in ["System V semaphore sets", "System V message queues"] {
+        assert!(
+            blockers
+                .iter()
+                .any(|b| b.as_str().is_some_and(|b| b.contains(what))),
+            "{what}: {v}"
+        );
+    }
+    let r = root.pvmux(&["exec", "s", "--", "/usr/bin/ipcrm", "--all"]);
+    assert_eq!(r.code(), Some(0), "{}", r.context());
+    switch_to_next(&root, "s");
+    stop(&root, "s");
+}

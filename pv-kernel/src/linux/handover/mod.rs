@@ -276,11 +276,23 @@ fn fs_changed() -> bool {
 /// the filesystem was carried: the adopter's boot makes the same files (the share's
 /// inode numbers may differ, as they did then).
 fn carry_fs(inv: &mut Inventory) {
-    // What programs mounted over other directories (`mount -t proc`) is not carried.
+    // What programs mounted over other directories (`mount -t proc`) is not carried, nor
+    // System V semaphore sets and message queues (their ids would name nothing after).
     let extra = crate::fs::with_real_root(|fs| fs.extra_mounts().len());
-    if extra > 0 {
-        let n = u32::try_from(extra).unwrap_or(u32::MAX);
-        inv.block(0, b"proc, sysfs or devpts mounted by programs", n);
+    for (what, n) in [
+        (&b"proc, sysfs or devpts mounted by programs"[..], extra),
+        (
+            b"System V semaphore sets",
+            crate::linux::sysv_ipc::sem::count(),
+        ),
+        (
+            b"System V message queues",
+            crate::linux::sysv_ipc::msg::count(),
+        ),
+    ] {
+        if n > 0 {
+            inv.block(0, what, u32::try_from(n).unwrap_or(u32::MAX));
+        }
     }
     let before = inv.blob.len();
     let carried = crate::fs::with(|fs| fs.carry_out(&mut |b| inv.blob_add(b)));

@@ -323,6 +323,11 @@ fn until_done<R>(mut attempt: impl FnMut() -> Result<Option<R>, Errno>) -> Resul
     }
 }
 
+/// How many queues there are (a kernel hand-over does not carry them).
+pub(crate) fn count() -> usize {
+    with(|t| t.ids.len())
+}
+
 /// `msgget(key, flags)`.
 pub(crate) fn sys_msgget(key: u64, flags: u64) -> SysResult {
     let who = caller();

@@ -585,6 +585,11 @@ pub(crate) fn sys_semctl(id: u64, num: u64, cmd: u64, arg: u64) -> SysResult {
     }
 }
 
+/// How many sets there are (a kernel hand-over does not carry them).
+pub(crate) fn count() -> usize {
+    with(|t| t.ids.len())
+}
+
 /// Process `pid` ended: its `SEM_UNDO` adjustments are applied.
 pub(crate) fn process_exited(pid: i32) {
     if with(|t| t.process_exited(pid)) {

@@ -97,6 +97,7 @@ int main(void) {
     symlink("/../../../outside", AT("/root/sub/escape"));
     int outer = open(top, O_RDONLY | O_DIRECTORY);
     show("outer fd", outer < 0 ? -1 : 0);
+    int tmp = open("/tmp", O_RDONLY | O_DIRECTORY);
 
     show("chroot a missing directory", chroot(AT("/nothing")));
     show("chroot a file", chroot(AT("/root/etc/marker")));
@@ -152,11 +153,13 @@ int main(void) {
     unlinkat(outer, "root/sub/escape", 0);
     unlinkat(outer, "root/sub/deep/rel", 0);
     unlinkat(outer, "root/sub/deep", AT_REMOVEDIR);
+    unlinkat(outer, "root/sub/private", AT_REMOVEDIR);
     unlinkat(outer, "root/sub", AT_REMOVEDIR);
     unlinkat(outer, "root/etc/marker", 0);
     unlinkat(outer, "root/etc", AT_REMOVEDIR);
-    unlinkat(outer, "root/sub/private", AT_REMOVEDIR);
+    unlinkat(outer, "root/proc", AT_REMOVEDIR);
     show("tree removed", unlinkat(outer, "root", AT_REMOVEDIR));
+    show("top removed", unlinkat(tmp, strrchr(top, '/') + 1, AT_REMOVEDIR));
     printf("chroot done: 1\n");
     return 0;
 }

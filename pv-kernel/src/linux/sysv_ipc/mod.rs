@@ -10,8 +10,11 @@
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
 
+use super::task::Task;
 use super::Errno;
+use crate::sched::wait::WaitQueue;
 
 pub(crate) mod msg;
 pub(crate) mod sem;
@@ -186,6 +189,52 @@ pub(super) fn put_u64s(b: &mut [u8], off: usize, words: &[u64]) {
 pub(super) fn put_i32s(b: &mut [u8], words: &[i32]) {
     for (i, w) in words.iter().enumerate() {
         b[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
+    }
+}
+
+/// A kind's change counter and the callers waiting for a change (semaphores, queues):
+/// every change bumps the count and wakes them all; a waiter notes the count, looks at the
+/// table, and waits for the count to move.
+pub(super) struct Changes {
+    count: AtomicU64,
+    waiters: WaitQueue,
+}
+
+impl Changes {
+    pub(super) const fn new() -> Self {
+        Self {
+            count: AtomicU64::new(0),
+            waiters: WaitQueue::new(),
+        }
+    }
+
+    /// The count now, to wait on after looking.
+    pub(super) fn seen(&self) -> u64 {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    /// Whether something changed since `seen`.
+    pub(super) fn moved(&self, seen: u64) -> bool {
+        self.seen() != seen
+    }
+
+    /// A change: the waiters look again.
+    pub(super) fn changed(&self) {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        self.waiters.wake_all();
+    }
+
+    /// Waits until a change after `seen`, a signal for `task` or guest time `deadline`:
+    /// false at the deadline.
+    pub(super) fn wait(&self, seen: u64, task: &Task, deadline: Option<u64>) -> bool {
+        let cond = || self.moved(seen) || task.signal_pending();
+        match deadline {
+            Some(d) => self.waiters.wait_until_deadline(cond, d),
+            None => {
+                self.waiters.wait_until(cond);
+                true
+            }
+        }
     }
 }
 

@@ -5,23 +5,21 @@
 //! A queue holds at most `msg_qbytes` bytes (and as many messages); a sender waits for room
 //! and a receiver for a message it selects (the first; the first of a type; the first not of
 //! it, `MSG_EXCEPT`; the lowest type up to a bound; or, `MSG_COPY`, a copy of the Nth)
-//! unless it asked `IPC_NOWAIT` (`EAGAIN`, `ENOMSG`). Every change bumps [`CHANGES`] and
+//! unless it asked `IPC_NOWAIT` (`EAGAIN`, `ENOMSG`). Every change bumps `CHANGES` ([`super::Changes`]) and
 //! wakes the waiters, who look again. A wait ends with `EIDRM` when the queue is removed and
 //! `EINTR` for a signal (never restarted, `signal(7)`). Messages live in the kernel heap,
 //! each charged to it before it is kept ([`crate::linux::alloc_guard`]).
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::{
-    caller, now, put_i32s, put_u64s, Caller, Ids, IPC_64, IPC_INFO, IPC_NOWAIT, IPC_RMID, IPC_SET,
-    IPC_STAT, PERM_LEN, READ, WRITE,
+    caller, now, put_i32s, put_u64s, Caller, Changes, Ids, IPC_64, IPC_INFO, IPC_NOWAIT, IPC_RMID,
+    IPC_SET, IPC_STAT, PERM_LEN, READ, WRITE,
 };
 use crate::irq::IrqLock;
 use crate::linux::uaccess::{copy_from_user, copy_to_user};
 use crate::linux::{Errno, SysResult};
-use crate::sched::wait::WaitQueue;
 
 /// `msgctl` commands of queues only.
 const MSG_STAT: u32 = 11;
@@ -282,10 +280,8 @@ impl Table {
 
 /// The queues of this kernel.
 static TABLE: IrqLock<Option<Table>> = IrqLock::new(None);
-/// Bumped by every change a sender or receiver may be waiting for.
-static CHANGES: AtomicU64 = AtomicU64::new(0);
-/// Callers waiting in `msgsnd` or `msgrcv`.
-static WAITERS: WaitQueue = WaitQueue::new();
+/// Changes callers waiting in `msgsnd` or `msgrcv` look again after.
+static CHANGES: Changes = Changes::new();
 
 fn with<R>(f: impl FnOnce(&mut Table) -> R) -> R {
     let mut t = TABLE.lock();
@@ -294,8 +290,7 @@ fn with<R>(f: impl FnOnce(&mut Table) -> R) -> R {
 
 /// Wakes the waiters after a change.
 fn changed() {
-    CHANGES.fetch_add(1, Ordering::SeqCst);
-    WAITERS.wake_all();
+    CHANGES.changed();
 }
 
 /// Runs `attempt` until it gives `Some` (then wakes the other waiters), waiting for a change
@@ -305,7 +300,7 @@ fn until_done<R>(mut attempt: impl FnMut() -> Result<Option<R>, Errno>) -> Resul
     let task = crate::linux::task::current_task();
     let mut waited = false;
     loop {
-        let seen = CHANGES.load(Ordering::SeqCst);
+        let seen = CHANGES.seen();
         match attempt() {
             Ok(Some(r)) => {
                 changed();
@@ -319,7 +314,7 @@ fn until_done<R>(mut attempt: impl FnMut() -> Result<Option<R>, Errno>) -> Resul
             return Err(Errno::EINTR);
         }
         waited = true;
-        WAITERS.wait_until(|| CHANGES.load(Ordering::SeqCst) != seen || task.signal_pending());
+        CHANGES.wait(seen, &task, None);
     }
 }
 

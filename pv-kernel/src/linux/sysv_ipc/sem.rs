@@ -5,7 +5,7 @@
 //! An operation (a list of `struct sembuf`) is atomic: [`Table::try_ops`] applies it to a
 //! copy of the values and commits only if every step can proceed; a step that would block
 //! makes the caller wait (counted by `GETNCNT`/`GETZCNT`) unless it asked `IPC_NOWAIT`
-//! (`EAGAIN`). Every change bumps [`CHANGES`] and wakes the waiters, who try again (Linux
+//! (`EAGAIN`). Every change bumps `CHANGES` ([`super::Changes`]) and wakes the waiters, who try again (Linux
 //! performs a sleeper's operation for it; here the sleeper retries, the same outcomes without
 //! Linux's ordering among sleepers). A wait ends with `EIDRM` when its set is removed,
 //! `EINTR` for a signal (never restarted, `signal(7)`), `EAGAIN` at `semtimedop`'s timeout.
@@ -17,16 +17,14 @@
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::{
-    caller, now, put_i32s, put_u64s, Caller, Ids, IPC_64, IPC_INFO, IPC_NOWAIT, IPC_RMID, IPC_SET,
-    IPC_STAT, PERM_LEN, READ, WRITE,
+    caller, now, put_i32s, put_u64s, Caller, Changes, Ids, IPC_64, IPC_INFO, IPC_NOWAIT, IPC_RMID,
+    IPC_SET, IPC_STAT, PERM_LEN, READ, WRITE,
 };
 use crate::irq::IrqLock;
 use crate::linux::uaccess::{copy_from_user, copy_to_user};
 use crate::linux::{Errno, SysResult};
-use crate::sched::wait::WaitQueue;
 
 /// `semctl` commands of semaphores only.
 const GETPID: u32 = 11;
@@ -372,10 +370,8 @@ impl Table {
 
 /// The sets of this kernel.
 static TABLE: IrqLock<Option<Table>> = IrqLock::new(None);
-/// Bumped by every change a waiter may be waiting for.
-static CHANGES: AtomicU64 = AtomicU64::new(0);
-/// Callers waiting in `semop`.
-static WAITERS: WaitQueue = WaitQueue::new();
+/// Changes callers waiting in `semop` look again after.
+static CHANGES: Changes = Changes::new();
 
 fn with<R>(f: impl FnOnce(&mut Table) -> R) -> R {
     let mut t = TABLE.lock();
@@ -384,8 +380,7 @@ fn with<R>(f: impl FnOnce(&mut Table) -> R) -> R {
 
 /// Wakes the waiters after a change.
 fn changed() {
-    CHANGES.fetch_add(1, Ordering::SeqCst);
-    WAITERS.wake_all();
+    CHANGES.changed();
 }
 
 /// `semget(key, nsems, flags)`.
@@ -441,7 +436,7 @@ fn semtimedop(id: u64, sops: u64, nsops: u64, timeout: Option<u64>) -> SysResult
     let task = crate::linux::task::current_task();
     let mut waited = false;
     loop {
-        let seen = CHANGES.load(Ordering::SeqCst);
+        let seen = CHANGES.seen();
         let token = with(|t| {
             let outcome = match t.try_ops(id, &steps, &who, now()) {
                 // The set went while this caller waited.
@@ -458,16 +453,9 @@ fn semtimedop(id: u64, sops: u64, nsops: u64, timeout: Option<u64>) -> SysResult
             return Ok(0);
         };
         waited = true;
-        let cond = || CHANGES.load(Ordering::SeqCst) != seen || task.signal_pending();
-        let in_time = match deadline {
-            Some(d) => WAITERS.wait_until_deadline(cond, d),
-            None => {
-                WAITERS.wait_until(cond);
-                true
-            }
-        };
+        let in_time = CHANGES.wait(seen, &task, deadline);
         with(|t| t.stop_waiting(id, token));
-        if CHANGES.load(Ordering::SeqCst) != seen {
+        if CHANGES.moved(seen) {
             // Try again first: an operation that can proceed does, signal or not.
             let done = with(|t| matches!(t.try_ops(id, &steps, &who, now()), Ok(Outcome::Done)));
             if done {

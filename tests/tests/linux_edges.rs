@@ -191,6 +191,21 @@ fn system_v_message_queues_behave_as_on_linux() {
     each_build_matches_native("sysv-msg", "queues done: 1");
 }
 
+/// `tests/programs/c/file_map_refill.c`: pages of a private file mapping that its `mmap`
+/// did not fill come from the file at their first touch — grown by `mremap` (in place and
+/// moved), dropped by `MADV_DONTNEED` after a private write, past the file's end when mapped
+/// and inside it after the file grew — for a memfd, a file in `/tmp` and the program's own
+/// executable (a host ELF file: the image cache's region, grown as data and as code); pages
+/// wholly past the end stay `SIGBUS`. Against the native run (the guest gave zeros before).
+#[test]
+#[cfg_attr(
+    not(have_static_glibc),
+    ignore = "needs a static glibc: apt-get install libc6-dev"
+)]
+fn private_file_pages_not_filled_by_mmap_come_from_the_file() {
+    each_build_matches_native("file-map-refill", "refill done: 1");
+}
+
 /// `tests/programs/c/mremap_regions.c`: `mremap` over what Linux holds as one region — a
 /// mapping grown a page at a time (APT's package cache; the second grow was `EFAULT`, and
 /// `apt-get` stopped with "Dynamic MMap ran out of room"), neighbours made by separate `mmap`

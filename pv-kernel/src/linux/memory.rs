@@ -88,6 +88,7 @@ const MAP_ANONYMOUS: u64 = 0x20;
 const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
 const MREMAP_MAYMOVE: u64 = 1;
 const MREMAP_FIXED: u64 = 2;
+const MREMAP_DONTUNMAP: u64 = 4;
 
 fn page_up(v: u64) -> Option<u64> {
     v.checked_add(PAGE_SIZE - 1).map(|x| x & !(PAGE_SIZE - 1))
@@ -674,9 +675,15 @@ pub(crate) fn sys_mremap(
     flags: u64,
     new_addr: u64,
 ) -> SysResult {
+    let may_move = flags & MREMAP_MAYMOVE != 0;
+    // `MREMAP_DONTUNMAP`: moved, the old range left mapped with no pages (a private
+    // mapping's refill as after `MADV_DONTNEED`: zeros, or the file's bytes).
+    let keep_old = flags & MREMAP_DONTUNMAP != 0;
     if !old.is_multiple_of(PAGE_SIZE)
         || new_len == 0
-        || flags & !(MREMAP_MAYMOVE | MREMAP_FIXED) != 0
+        || flags & !(MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP) != 0
+        || (flags & MREMAP_FIXED != 0 && !may_move)
+        || (keep_old && (!may_move || old_len != new_len))
     {
         return Err(Errno::EINVAL);
     }
@@ -690,10 +697,12 @@ pub(crate) fn sys_mremap(
     if old + old_len > vma.end {
         return Err(Errno::EFAULT);
     }
-    if new_len > old_len {
+    if keep_old {
+        check_as(&mm, new_len)?;
+    } else if new_len > old_len {
         check_as(&mm, new_len - old_len)?;
     }
-    if flags & MREMAP_FIXED == 0 {
+    if flags & MREMAP_FIXED == 0 && !keep_old {
         if new_len <= old_len {
             mm.unmap(old + new_len, old + old_len);
             return Ok(old);
@@ -714,7 +723,10 @@ pub(crate) fn sys_mremap(
     // A move: Linux's `move_vma` wants room for up to 3 more regions.
     may_add_regions(&mm, limits::MREMAP_MOVE_REGIONS, true)?;
     let dest = if flags & MREMAP_FIXED != 0 {
-        if !new_addr.is_multiple_of(PAGE_SIZE) || !in_user_window(new_addr, new_len) {
+        if !new_addr.is_multiple_of(PAGE_SIZE)
+            || !in_user_window(new_addr, new_len)
+            || (new_addr < old + old_len && old < new_addr + new_len)
+        {
             return Err(Errno::EINVAL);
         }
         mm.unmap(new_addr, new_addr + new_len);
@@ -727,7 +739,9 @@ pub(crate) fn sys_mremap(
         mm.name_file(dest, dest + 1, &f.advanced(old - vstart));
     }
     mm.move_pages(old, dest, old_len.min(new_len));
-    mm.unmap(old, old + old_len);
+    if !keep_old {
+        mm.unmap(old, old + old_len);
+    }
     Ok(dest)
 }
 

@@ -6,7 +6,9 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -53,6 +55,18 @@ static inline int maps_lines(const char *a, const char *b) {
     if (f)
         fclose(f);
     return n;
+}
+
+/* Room for `pages` pages of 4 KiB, reserved and then released, so that mappings can be
+ * placed there with MAP_FIXED next to each other. */
+static inline char *room(size_t pages) {
+    char *r = mmap(NULL, pages * 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (r == MAP_FAILED) {
+        perror("mmap");
+        exit(1);
+    }
+    munmap(r, pages * 4096);
+    return r;
 }
 
 /* Runs `f` in a child and waits for it (stdout flushed first, so lines stay in order). */

@@ -192,6 +192,12 @@ impl Fs {
         self.read_at_with(ino, off, buf, true)
     }
 
+    /// Reads at `off` from regular file `ino` as `read` does (host bytes through the page
+    /// cache): a private file mapping's page filled at its first touch (`linux/space/mm`).
+    pub(crate) fn read_ino(&mut self, ino: Ino, off: u64, buf: &mut [u8]) -> Result<usize, Errno> {
+        self.read_at(ino, off, buf)
+    }
+
     /// Reads inode `ino` at `off` taking host bytes from the host itself, not from the page
     /// cache: what programs are read from into the image cache (`linux/imagecache.rs`) and
     /// what the code of files that cache does not keep is copied from. Cached pages are pool

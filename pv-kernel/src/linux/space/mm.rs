@@ -609,6 +609,18 @@ impl Mm {
             }
             return Ok(gpa);
         }
+        // A private file mapping's page the `mmap` did not fill (grown by `mremap`, dropped
+        // by `MADV_DONTNEED`, past the file's end then): the file's bytes (`refill.rs`).
+        if let Some(gpa) = self.fill_from_file(page, vstart, &vma)? {
+            return match self.pages.get(&page).copied() {
+                Some(pte) if write && pte.cow => self.break_cow_block(page, vstart, &vma, pte),
+                _ => Ok(gpa),
+            };
+        }
+        if vma.shm.is_none() && vma.file.as_ref().is_some_and(|f| f.bus_past_eof) {
+            // Its neighbours may be the file's too: this page alone, zeroed.
+            return self.populate(page);
+        }
         // Populate: this page and, for anonymous memory, an aligned block around it — a
         // longer one from the block's start if the page before the block is resident
         // (private memory written in order).
@@ -984,10 +996,16 @@ impl Mm {
     /// shared read-only until the first write copies it. `va` must be in a region and
     /// unpopulated.
     pub(crate) fn install_cow(&mut self, va: u64, gpa: u64) {
+        self.install(va, gpa, true);
+    }
+
+    /// Maps pool frame `gpa` (one reference the caller gives this space) at `va`, its own
+    /// page or (`cow`) shared copy-on-write; a page the map held there is released.
+    fn install(&mut self, va: u64, gpa: u64, cow: bool) {
         let page = va & !(PAGE_SIZE - 1);
         let pte = Pte {
             gpa,
-            cow: true,
+            cow,
             lazy: false,
         };
         if let Some(old) = self.pages.insert(page, pte) {
@@ -1463,5 +1481,6 @@ impl Mm {
     }
 }
 
+mod refill;
 #[cfg(test)]
 mod tests;

@@ -191,6 +191,21 @@ fn system_v_message_queues_behave_as_on_linux() {
     each_build_matches_native("sysv-msg", "queues done: 1");
 }
 
+/// `tests/programs/c/pidfd_ops.c`: process file descriptors and `clone3` — `pidfd_open` and
+/// its errors, `poll`/`epoll` readiness at a child's exit and after its reaping,
+/// `pidfd_send_signal`, `waitid(P_PIDFD)` (blocking, `WNOHANG`, a non-blocking pidfd's
+/// `EAGAIN`), fdinfo's `Pid:` line, `pidfd_getfd`, `CLONE_PIDFD` through `clone` and `clone3`
+/// (close-on-exec, not in the child's table), `CLONE_CLEAR_SIGHAND` and `clone3`'s argument
+/// checks — against the native run (all `ENOSYS` before).
+#[test]
+#[cfg_attr(
+    not(have_static_glibc),
+    ignore = "needs a static glibc: apt-get install libc6-dev"
+)]
+fn pidfds_and_clone3_behave_as_on_linux() {
+    each_build_matches_native("pidfd-ops", "pidfd done: 1");
+}
+
 /// `tests/programs/c/file_map_refill.c`: pages of a private file mapping that its `mmap`
 /// did not fill come from the file at their first touch — grown by `mremap` (in place and
 /// moved), dropped by `MADV_DONTNEED` after a private write, past the file's end when mapped

@@ -265,17 +265,33 @@ pub(crate) fn syscall(
         // The child starts with the caller's FPU state: the image, not a vCPU's registers.
         nr::FORK => {
             st.take_kept_fp();
-            task::do_clone(t, st, 17, 0, 0, 0, 0)
+            task::clone_with(t, st, &task::CloneArgs::fork(0))
         }
         nr::VFORK => {
             st.take_kept_fp();
-            task::do_clone(t, st, 0x4000 | 0x100 | 17, 0, 0, 0, 0)
+            task::clone_with(t, st, &task::CloneArgs::fork(0x4000 | 0x100))
         }
         nr::CLONE => {
             st.take_kept_fp();
-            task::do_clone(t, st, a[0], a[1], a[2], a[3], a[4])
+            let args = task::CloneArgs::of_clone(a[0], a[1], a[2], a[3], a[4])?;
+            task::clone_with(t, st, &args)
         }
-        nr::CLONE3 => Err(Errno::ENOSYS),
+        nr::CLONE3 => {
+            let size = a[1] as usize;
+            if size > pvmux_hypercalls::PAGE_SIZE as usize {
+                return Err(Errno::E2BIG);
+            }
+            let mut raw = alloc::vec![0u8; size.max(super::clone_args::CLONE_ARGS_SIZE_VER0)];
+            if size >= super::clone_args::CLONE_ARGS_SIZE_VER0 {
+                super::uaccess::copy_from_user(a[0], &mut raw)?;
+            }
+            let args = task::CloneArgs::of_clone3(&raw[..size])?;
+            st.take_kept_fp();
+            task::clone_with(t, st, &args)
+        }
+        nr::PIDFD_OPEN => super::pidfd::sys_pidfd_open(a[0], a[1]),
+        nr::PIDFD_SEND_SIGNAL => super::pidfd::sys_pidfd_send_signal(a[0], a[1], a[2], a[3]),
+        nr::PIDFD_GETFD => super::pidfd::sys_pidfd_getfd(a[0], a[1], a[2]),
         nr::EXECVE => {
             let path = read_path(a[0])?;
             let argv = read_str_array(a[1])?;
@@ -302,14 +318,29 @@ pub(crate) fn syscall(
             }
         }
         nr::WAITID => {
+            // `P_PIDFD` of a non-blocking pidfd: `EAGAIN` rather than a wait.
+            let mut nonblock = false;
             let which = match a[0] {
                 0 => WaitFor::Any,
                 1 => WaitFor::Pid(a[1] as i32),
                 2 => WaitFor::Pgid(if a[1] == 0 { p.pgid() } else { a[1] as i32 }),
+                3 => {
+                    let (child, nb) = super::pidfd::process_of(a[1] as i32)?;
+                    nonblock = nb;
+                    WaitFor::Pid(child.pid)
+                }
                 _ => return Err(Errno::EINVAL),
             };
             let opts = a[3] as u32;
-            match task::wait_child(which, (opts & 1) | (opts & task::WNOWAIT))? {
+            let hang = opts & 1 == 0;
+            let found = task::wait_child(
+                which,
+                (opts & 1) | u32::from(nonblock) | (opts & task::WNOWAIT),
+            )?;
+            if found.is_none() && nonblock && hang {
+                return Err(Errno::EAGAIN);
+            }
+            match found {
                 Some((cpid, status, usage)) => {
                     if a[4] != 0 {
                         super::uaccess::copy_to_user(a[4], &usage.to_rusage())?;

@@ -31,6 +31,7 @@ pub(crate) mod abi;
 pub(crate) mod alloc_guard;
 pub(crate) mod balloon;
 pub(crate) mod caps;
+pub(crate) mod clone_args;
 #[cfg(test)]
 pub(crate) mod compat;
 pub(crate) mod cputime;
@@ -49,6 +50,7 @@ pub(crate) mod memory;
 pub(crate) mod misc;
 pub(crate) mod net;
 pub(crate) mod patch;
+pub(crate) mod pidfd;
 pub(crate) mod pool;
 pub(crate) mod prctl;
 pub(crate) mod process_vm;

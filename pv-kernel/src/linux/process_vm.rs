@@ -39,6 +39,13 @@ fn target(pid: u64) -> Result<alloc::sync::Arc<Process>, Errno> {
     let t = task::find_process(pid)
         .filter(|_| pid > 0)
         .ok_or(Errno::ESRCH)?;
+    may_attach(&t)?;
+    Ok(t)
+}
+
+/// `EPERM` unless the caller has Linux's `PTRACE_MODE_ATTACH_REALCREDS` right over `t`
+/// (its own process always): also what `pidfd_getfd` needs.
+pub(crate) fn may_attach(t: &Process) -> Result<(), Errno> {
     let me = task::current_process();
     if t.pid != me.pid {
         let mine = me.creds.lock().clone();
@@ -47,7 +54,7 @@ fn target(pid: u64) -> Result<alloc::sync::Arc<Process>, Errno> {
             return Err(Errno::EPERM);
         }
     }
-    Ok(t)
+    Ok(())
 }
 
 /// `process_vm_readv` (`write` false) or `process_vm_writev` (`write` true).

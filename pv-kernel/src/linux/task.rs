@@ -1108,6 +1108,13 @@ pub(crate) fn slow_exits(ms: u64) {
     SLOW_EXIT_NS.store(ms.saturating_mul(1_000_000), Ordering::Relaxed);
 }
 
+/// Marks `p` exited (a zombie until reaped) and wakes `poll`/`epoll` waiters, for its
+/// pidfds (`linux/pidfd.rs`).
+pub(crate) fn became_zombie(p: &Process) {
+    p.zombie.store(true, Ordering::Release);
+    super::files::poll::notify();
+}
+
 fn exit_process(p: &Arc<Process>) {
     #[cfg(feature = "diagnostics")]
     match SLOW_EXIT_NS.load(Ordering::Relaxed) {
@@ -1162,7 +1169,7 @@ fn exit_process(p: &Arc<Process>) {
         }
     }
     if p.pid == 1 {
-        p.zombie.store(true, Ordering::Release);
+        became_zombie(p);
         PROCS.lock().remove(&p.pid);
         *INIT_STATUS.lock() = Some(status);
         INIT_WQ.wake_all();
@@ -1171,7 +1178,7 @@ fn exit_process(p: &Arc<Process>) {
     if ppid == 0 {
         // An exec session's process: its parent is outside the guest, the session's relay
         // reaps it and reports the status to the host.
-        p.zombie.store(true, Ordering::Release);
+        became_zombie(p);
         PROCS.lock().remove(&p.pid);
         super::exec_session::exited(p.pid, status);
         return;
@@ -1182,21 +1189,23 @@ fn exit_process(p: &Arc<Process>) {
         // so the handler runs before the program goes on.
         super::signal::notify_parent(&parent, p, status);
     } else {
-        p.zombie.store(true, Ordering::Release);
+        became_zombie(p);
         PROCS.lock().remove(&p.pid);
     }
 }
 
-/// `clone`/`fork`/`vfork`.
-pub(crate) fn do_clone(
-    task: &Arc<Task>,
-    st: &UserState,
-    flags: u64,
-    newsp: u64,
-    ptid: u64,
-    ctid: u64,
-    tls: u64,
-) -> SysResult {
+pub(crate) use super::clone_args::CloneArgs;
+
+/// `clone`/`clone3`/`fork`/`vfork`, their arguments checked ([`CloneArgs`]).
+pub(crate) fn clone_with(task: &Arc<Task>, st: &UserState, args: &CloneArgs) -> SysResult {
+    let CloneArgs {
+        flags,
+        stack: newsp,
+        parent_tid: ptid,
+        child_tid: ctid,
+        tls,
+        ..
+    } = *args;
     let p = &task.process;
     let mut cst = UserState {
         regs: st.regs,
@@ -1263,6 +1272,10 @@ pub(crate) fn do_clone(
         return Ok(tid as u64);
     }
     // A new process.
+    let pidfd = match args.pidfd {
+        Some(_) => Some(super::pidfd::reserve()?),
+        None => None,
+    };
     let space = p.space().ok_or(Errno::ESRCH)?;
     let child_space = if flags & CLONE_VM != 0 {
         space.clone()
@@ -1281,9 +1294,17 @@ pub(crate) fn do_clone(
     if exiting() {
         return Err(Errno::EINTR);
     }
-    let files = p.files.lock().fork();
+    let mut files = p.files.lock().fork();
+    if let Some(r) = &pidfd {
+        drop(files.take(r.fd()));
+    }
     let fs = p.fs.lock().clone();
-    let actions = *p.sigactions.lock();
+    let mut actions = *p.sigactions.lock();
+    if args.clears_handlers() {
+        for a in &mut actions {
+            *a = a.after_exec();
+        }
+    }
     let ppid = if flags & CLONE_PARENT != 0 {
         p.ppid()
     } else {
@@ -1300,7 +1321,7 @@ pub(crate) fn do_clone(
         fs,
         Some(child_space.clone()),
         actions,
-        (flags & CSIGNAL) as u32,
+        args.exit_signal,
         p.umask.load(Ordering::Relaxed),
         rlimits,
     );
@@ -1316,6 +1337,13 @@ pub(crate) fn do_clone(
     // As on Linux, a fault writing the child's pid is ignored (the child exists).
     if flags & CLONE_PARENT_SETTID != 0 {
         let _ = super::uaccess::write_val(ptid, &c.pid);
+    }
+    // The child's pidfd, in the parent's table only (its descriptor was taken out of the
+    // child's copy). Linux checks the pointer before the child exists; here a fault
+    // writing it leaves the descriptor open, as for the tids above.
+    if let (Some(at), Some(r)) = (args.pidfd, pidfd) {
+        let fd = r.bind(c.clone());
+        let _ = super::uaccess::write_val(at, &fd);
     }
     if flags & CLONE_CHILD_SETTID != 0 {
         let _ = super::space::copy_out(&child_space, ctid, &c.pid.to_le_bytes());

@@ -32,6 +32,9 @@ static const char *errno_name(void) {
     case ESOCKTNOSUPPORT: return "ESOCKTNOSUPPORT";
     case EPROTONOSUPPORT: return "EPROTONOSUPPORT";
     case ENOTDIR: return "ENOTDIR";
+    case EBADF: return "EBADF";
+    case ECHILD: return "ECHILD";
+    case E2BIG: return "E2BIG";
     default: return "other";
     }
 }

@@ -90,6 +90,12 @@ pub(crate) trait FileObject: Send + Sync + 'static {
     /// The object itself, for calls that downcast to their own kind.
     fn as_any(&self) -> &dyn Any;
 
+    /// Lines of its own that `/proc/PID/fdinfo/N` shows after the generic ones (a pidfd's
+    /// `Pid:`); none by default.
+    fn fdinfo(&self) -> Vec<u8> {
+        Vec::new()
+    }
+
     /// The page-cache object holding its bytes, if they live in one (a `memfd`): `mmap`
     /// maps it — `MAP_SHARED` the object's own frames, `MAP_PRIVATE` them copy-on-write
     /// (`linux/memory.rs`). `None`: `mmap` copies what `read` gives (or `ENODEV`).

@@ -1945,6 +1945,9 @@ fn carry_fd(
                 inv.fd_states.push(e);
                 return Ok(());
             }
+            if super::files::object::downcast::<super::pidfd::PidFd>(f).is_some() {
+                return Err(b"pidfds");
+            }
             let Some(sock) = super::net::unix::carry::sock_of(f) else {
                 let family = super::files::object::downcast::<super::net::SocketFile>(f)
                     .map(|s| s.sock.family());

@@ -584,7 +584,12 @@ fn pid_contents(w: &Who, rest: &[Vec<u8>]) -> Result<Vec<u8>, Errno> {
             let fd = parse_fd(n)?;
             let f = w.p.files.lock().get(fd).map_err(|_| Errno::ENOENT)?;
             let pos = *f.pos();
-            Ok(format!("pos:\t{pos}\nflags:\t0{:o}\nmnt_id:\t0\nino:\t0\n", f.flags()).into_bytes())
+            let mut text =
+                format!("pos:\t{pos}\nflags:\t0{:o}\nmnt_id:\t0\nino:\t0\n", f.flags()).into_bytes();
+            if let Some(o) = crate::linux::files::object::object_of(&f) {
+                text.extend_from_slice(&o.fdinfo());
+            }
+            Ok(text)
         }
         [name] => Ok(match name.as_slice() {
             b"status" => text::status(&snap::info(w)),

@@ -509,7 +509,7 @@ pub(crate) fn notify_parent(parent: &Arc<Process>, child: &Process, status: i32)
         };
         let _ = send_info_to_process(parent, info);
     }
-    child.zombie.store(true, Ordering::Release);
+    task::became_zombie(child);
     drop(rel);
     parent.child_wq.wake_all();
 }

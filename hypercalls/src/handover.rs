@@ -487,6 +487,10 @@ pub mod vma_flags {
     pub const EXEC: u32 = 1 << 2;
     /// Shared (else private).
     pub const SHARED: u32 = 1 << 3;
+    /// Left out of a `fork` child (`MADV_DONTFORK`).
+    pub const DONT_FORK: u32 = 1 << 4;
+    /// Given to a `fork` child empty (`MADV_WIPEONFORK`).
+    pub const WIPE_ON_FORK: u32 = 1 << 5;
 }
 
 /// One open file descriptor.

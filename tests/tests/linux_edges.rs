@@ -191,6 +191,20 @@ fn system_v_message_queues_behave_as_on_linux() {
     each_build_matches_native("sysv-msg", "queues done: 1");
 }
 
+/// `tests/programs/c/madvise_fork.c`: what `fork` copies after `madvise` — a
+/// `MADV_WIPEONFORK` region empty in the child (the parent keeps its bytes), a
+/// `MADV_DONTFORK` one absent (`SIGSEGV`, no `/proc/self/maps` line), each undone by
+/// `MADV_KEEPONFORK`/`MADV_DOFORK`, parts of a region — and the errors, against the native
+/// run (all accepted and ignored before: a child saw its parent's bytes).
+#[test]
+#[cfg_attr(
+    not(have_static_glibc),
+    ignore = "needs a static glibc: apt-get install libc6-dev"
+)]
+fn what_fork_copies_follows_madvise_as_on_linux() {
+    each_build_matches_native("madvise-fork", "madvise fork done: 1");
+}
+
 /// `tests/programs/c/pidfd_ops.c`: process file descriptors and `clone3` — `pidfd_open` and
 /// its errors, `poll`/`epoll` readiness at a child's exit and after its reaping,
 /// `pidfd_send_signal`, `waitid(P_PIDFD)` (blocking, `WNOHANG`, a non-blocking pidfd's

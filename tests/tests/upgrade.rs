@@ -3939,6 +3939,48 @@ fn a_timer_waiting_for_its_signal_keeps_its_overrun_across_a_switch() {
     stop(&root, "t");
 }
 
+/// What `fork` does with a region (`MADV_WIPEONFORK`, `MADV_DONTFORK`: record section 2's
+/// area flags) survives a switch: the static C program `handover-madvise` marks a page of
+/// each kind, the kernel is upgraded, and a `fork` after the switch gives the child a zero
+/// page and no page as natively (the same program run natively, compared).
+#[test]
+#[cfg_attr(
+    not(have_static_glibc),
+    ignore = "needs static glibc (glibc-static / libc6-dev) for handover-madvise"
+)]
+fn what_fork_copies_after_madvise_survives_a_switch() {
+    let root = root("madvise");
+    let out = TempDir::unique("pvmux-upgrade-out", "madvise");
+    let (native_out, native_go) = (out.0.join("native"), out.0.join("native-go"));
+    std::fs::write(&native_go, b"").expect("native go");
+    let native = pvmux_tests::run_native(
+        "handover-madvise",
+        &[native_out.to_str().unwrap(), native_go.to_str().unwrap()],
+        Duration::from_secs(30),
+    );
+    assert!(native.status.success(), "native: {}", native.stderr);
+    let want = std::fs::read_to_string(&native_out).expect("native result");
+    assert_eq!(want, "child 0 b -\nparent a b c\nend\n");
+    let vol = format!("{}:/out", out.0.display());
+    let prog = pvmux_tests::prog("handover-madvise");
+    let script = format!(
+        "{} /out/madvise /out/go; while :; do sleep 1; done",
+        prog.display()
+    );
+    let next = next_kernel(&root);
+    start_detached(&root, "m", &vol, &["/bin/sh", "-c", &script]);
+    let report = out.0.join("madvise");
+    let read = || std::fs::read_to_string(&report).unwrap_or_default();
+    wait_for("the regions are marked", || read() == "ready\n");
+    let (up, v) = upgrade(&root, "m", &next, None);
+    assert_eq!(up.code(), Some(0), "{}", up.context());
+    assert_eq!(v["switch"]["adopted_by"], "6.1.0-pvmux-next", "{v}");
+    std::fs::write(out.0.join("go"), b"").expect("go");
+    wait_for("the child reports", || read().ends_with("end\n"));
+    assert_eq!(read(), want, "after the switch (native: {want})");
+    stop(&root, "m");
+}
+
 /// A relative `FUTEX_WAIT` (the static C program `handover-futex`, 4 s) switched half way
 /// ends when it was due, not a whole timeout after the switch (record section 27).
 #[test]

@@ -745,15 +745,48 @@ pub(crate) fn sys_mremap(
     Ok(dest)
 }
 
-/// `madvise(addr, len, advice)`: MADV_DONTNEED/FREE discard pages; the rest is accepted.
+/// `madvise` advice values.
+mod advice {
+    pub(super) const DONTNEED: u64 = 4;
+    pub(super) const FREE: u64 = 8;
+    pub(super) const DONTFORK: u64 = 10;
+    pub(super) const DOFORK: u64 = 11;
+    pub(super) const WIPEONFORK: u64 = 18;
+    pub(super) const KEEPONFORK: u64 = 19;
+    /// Every value Linux 6.18 knows (x86-64, no KSM): others are `EINVAL`.
+    pub(super) fn known(a: u64) -> bool {
+        matches!(a, 0..=4 | 8..=11 | 14..=25 | 100..=103)
+    }
+}
+
+/// `madvise(addr, len, advice)`: `MADV_DONTNEED`/`MADV_FREE` discard pages (a private file
+/// mapping's come back from the file), `MADV_DONTFORK`/`DOFORK`/`WIPEONFORK`/`KEEPONFORK`
+/// set what `fork` does with the regions; the rest of Linux's advice is accepted and changes
+/// nothing here (nothing is swapped, merged or huge-paged); unknown advice is `EINVAL`.
 pub(crate) fn sys_madvise(addr: u64, len: u64, advice: u64) -> SysResult {
-    if !addr.is_multiple_of(PAGE_SIZE) {
+    if !addr.is_multiple_of(PAGE_SIZE) || !advice::known(advice) {
         return Err(Errno::EINVAL);
     }
-    if matches!(advice, 4 | 8) {
-        let len = page_up(len).ok_or(Errno::EINVAL)?;
-        let space = current_process().space().ok_or(Errno::EINVAL)?;
-        space.mm.lock().discard(addr, addr + len);
+    let len = page_up(len).ok_or(Errno::EINVAL)?;
+    if len == 0 {
+        return Ok(0);
+    }
+    let end = addr.checked_add(len).ok_or(Errno::EINVAL)?;
+    let space = current_process().space().ok_or(Errno::EINVAL)?;
+    let mut mm = space.mm.lock();
+    match advice {
+        advice::DONTNEED | advice::FREE => mm.discard(addr, end),
+        advice::DONTFORK | advice::DOFORK | advice::WIPEONFORK | advice::KEEPONFORK => {
+            let split = splits_for_protect(region(&mm, addr), region(&mm, end), addr, end);
+            may_add_regions(&mm, split, true)?;
+            mm.advise_fork(addr, end, advice == advice::WIPEONFORK, |f| match advice {
+                advice::DONTFORK => f.skip = true,
+                advice::DOFORK => f.skip = false,
+                advice::WIPEONFORK => f.wipe = true,
+                _ => f.wipe = false,
+            })?;
+        }
+        _ => {}
     }
     Ok(0)
 }

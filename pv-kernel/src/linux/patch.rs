@@ -240,7 +240,14 @@ mod tests {
         adopted(&mut mm, false);
         assert_eq!(mm.patch_next, 0);
         // Something else there: no table possible.
-        assert!(mm.adopt_region(PATCH_TABLE_BASE, end, prot::READ, None, None));
+        assert!(mm.adopt_region(
+            PATCH_TABLE_BASE,
+            end,
+            prot::READ,
+            None,
+            None,
+            Default::default()
+        ));
         adopted(&mut mm, false);
         assert_eq!(mm.patch_next, u32::MAX);
         // A table whose cells 1..=3 are taken, its first page carried.
@@ -252,7 +259,14 @@ mod tests {
             pool_mem::write(frame + (cell - PATCH_TABLE_BASE), &bytes);
         }
         let mut mm = Mm::new();
-        assert!(mm.adopt_region(PATCH_TABLE_BASE, end, prot::READ | prot::EXEC, None, None));
+        assert!(mm.adopt_region(
+            PATCH_TABLE_BASE,
+            end,
+            prot::READ | prot::EXEC,
+            None,
+            None,
+            Default::default()
+        ));
         assert!(mm.adopt_pages(PATCH_TABLE_BASE, frame, 1, false));
         adopted(&mut mm, false);
         assert_eq!(mm.patch_next, 4);

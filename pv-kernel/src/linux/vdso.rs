@@ -194,7 +194,7 @@ mod tests {
         let vvar = pool::alloc_zeroed().expect("frame");
         publish(vvar, 7, mult, shift, 9);
         let mut mm = Mm::new();
-        assert!(mm.adopt_region(VVAR_VA, VDSO_VA, prot::READ, None, None));
+        assert!(mm.adopt_region(VVAR_VA, VDSO_VA, prot::READ, None, None, Default::default()));
         assert!(mm.adopt_pages(VVAR_VA, vvar, 1, true));
         let mut adopted = Vec::new();
         // Another clock (or layout): left alone.
@@ -207,7 +207,14 @@ mod tests {
         assert_eq!((adopted.as_slice(), pool::refs(vvar)), (&[vvar][..], 2));
         // Not the vvar area (another address, or writable): none.
         let mut other = Mm::new();
-        assert!(other.adopt_region(VVAR_VA, VDSO_VA, prot::READ | prot::WRITE, None, None));
+        assert!(other.adopt_region(
+            VVAR_VA,
+            VDSO_VA,
+            prot::READ | prot::WRITE,
+            None,
+            None,
+            Default::default()
+        ));
         assert!(other.adopt_pages(VVAR_VA, vvar, 1, true));
         assert_eq!(adopt_vvar_in(&other, mult, shift, &mut Vec::new()), None);
         mm.take_frames();

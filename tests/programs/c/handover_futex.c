@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "report_file.h"
+
 /* <linux/futex.h> is not among musl's headers. */
 #define FUTEX_WAIT_PRIVATE 128
 
@@ -18,16 +20,6 @@ static long long ms(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return t.tv_sec * 1000LL + t.tv_nsec / 1000000;
-}
-
-static void say(const char *path, const char *text) {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.new", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f || fputs(text, f) < 0 || fclose(f) != 0 || rename(tmp, path) != 0) {
-        perror(path);
-        exit(1);
-    }
 }
 
 int main(int argc, char **argv) {

@@ -636,7 +636,11 @@ pub(crate) fn rebuild_mm(
                 .get(&v.start)
                 .and_then(|(a, i)| file_of(a, i, r.blob_bytes(a.path).unwrap_or_default())),
         };
-        if !mm.adopt_region(v.start, v.end, bits, file, shm.map(|(_, o)| o)) {
+        let on_fork = crate::linux::space::OnFork {
+            skip: v.flags & vma_flags::DONT_FORK != 0,
+            wipe: v.flags & vma_flags::WIPE_ON_FORK != 0,
+        };
+        if !mm.adopt_region(v.start, v.end, bits, file, shm.map(|(_, o)| o), on_fork) {
             return Err(Refusal::Area(pid, v.start));
         }
     }

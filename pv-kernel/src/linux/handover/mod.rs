@@ -1136,7 +1136,7 @@ fn inventory(procs: &[Arc<Process>], version: u32) -> Inventory {
         for l in super::procfs::snap::maps(p) {
             let mut v = VmaEntry {
                 pid: p.pid,
-                flags: vma_bits(l.rwx, l.shared),
+                flags: vma_bits(l.rwx, l.shared, l.on_fork),
                 start: l.start,
                 end: l.end,
                 ..FromZeros::new_zeroed()
@@ -1968,13 +1968,15 @@ fn carry_fd(
 }
 
 /// [`VmaEntry::flags`] of a memory area.
-fn vma_bits(rwx: [bool; 3], shared: bool) -> u32 {
+fn vma_bits(rwx: [bool; 3], shared: bool, on_fork: super::space::OnFork) -> u32 {
     let mut f = 0;
     for (on, bit) in [
         (rwx[0], vma_flags::READ),
         (rwx[1], vma_flags::WRITE),
         (rwx[2], vma_flags::EXEC),
         (shared, vma_flags::SHARED),
+        (on_fork.skip, vma_flags::DONT_FORK),
+        (on_fork.wipe, vma_flags::WIPE_ON_FORK),
     ] {
         if on {
             f |= bit;
@@ -2015,7 +2017,7 @@ mod tests {
         });
         inv.vmas.push(VmaEntry {
             pid: 1,
-            flags: vma_bits([true, false, true], false),
+            flags: vma_bits([true, false, true], false, Default::default()),
             start: 0x40_0000,
             end: 0x40_1000,
             ..FromZeros::new_zeroed()

@@ -418,6 +418,7 @@ pub(crate) fn maps(p: &Process) -> Vec<MapLine> {
                 offset: v.file.as_ref().map_or(0, |f| f.offset),
                 ino: v.file.as_ref().map_or(0, |f| f.ino),
                 name: name.to_vec(),
+                on_fork: v.on_fork,
             }
         })
         .collect()

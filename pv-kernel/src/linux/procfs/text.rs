@@ -332,6 +332,9 @@ pub(crate) struct MapLine {
     pub(crate) ino: u64,
     /// Path or pseudo name (`[heap]`, `[stack]`), empty for anonymous memory.
     pub(crate) name: Vec<u8>,
+    /// What `fork` does with it (Linux's `dc`/`wf` of `smaps`' `VmFlags`; a hand-over
+    /// record carries it).
+    pub(crate) on_fork: crate::linux::space::OnFork,
 }
 
 /// `/proc/PID/maps`.

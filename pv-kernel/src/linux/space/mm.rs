@@ -50,6 +50,19 @@ pub(crate) struct Vma {
     pub(crate) shm: Option<ShmRef>,
     /// The file the region maps, if any (what `/proc/PID/maps` names).
     pub(crate) file: Option<MapFile>,
+    /// What `fork` does with it (`madvise`).
+    pub(crate) on_fork: OnFork,
+}
+
+/// What `fork` does with a region: `MADV_DONTFORK` leaves it out of the child (`skip`),
+/// `MADV_WIPEONFORK` gives the child the region with none of its pages (`wipe`: zeros, for
+/// private anonymous memory only). `skip` wins when both are set, as on Linux.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct OnFork {
+    /// Not copied into a `fork` child.
+    pub(crate) skip: bool,
+    /// Copied empty.
+    pub(crate) wipe: bool,
 }
 
 /// The file a region maps, as `/proc/PID/maps` shows it.
@@ -116,6 +129,7 @@ impl Vma {
             prot: self.prot,
             shm: self.shm.as_ref().map(|s| s.advanced(at - start)),
             file: self.file.as_ref().map(|f| f.advanced(at - start)),
+            on_fork: self.on_fork,
         }
     }
 
@@ -155,7 +169,11 @@ impl Vma {
             }
             _ => false,
         };
-        self.end == next_start && self.prot == next.prot && shm && file
+        self.end == next_start
+            && self.prot == next.prot
+            && self.on_fork == next.on_fork
+            && shm
+            && file
     }
 
     /// The program image and file offset page `va` of this region (which starts at `start`)
@@ -418,6 +436,7 @@ impl Mm {
                 prot: prot_bits,
                 shm,
                 file: None,
+                on_fork: OnFork::default(),
             },
         );
     }
@@ -526,6 +545,52 @@ impl Mm {
                 (va, p, mapped)
             })
             .collect();
+        self.change_regions(start, end, |v| v.prot = prot_bits);
+        // The present pages get the new rights: changed in place where the sandbox maps them
+        // (`mprotect` keeps the host's page-table entries, as Linux keeps the program's: a
+        // write to a page made read-only is then a protection fault on a present page, error
+        // code 7, not 6 as after a fresh mapping), mapped again where it does not, unmapped
+        // for PROT_NONE.
+        for (va, pte, mapped) in pages {
+            let (_, v) = self.vma_at(va).expect("covered");
+            if v.prot & prot::ALL == 0 {
+                self.push_op(op::UNMAP, 0, va, PAGE_SIZE, 0);
+            } else if mapped {
+                self.queue_protect(va, &v, &pte);
+            } else {
+                self.queue_map(va, &v, &pte);
+            }
+        }
+        Ok(())
+    }
+
+    /// `madvise`'s `MADV_DONTFORK`/`DOFORK`/`WIPEONFORK`/`KEEPONFORK` over `[start, end)`:
+    /// `change` applied to what `fork` does with each region there (split at the range's
+    /// ends). `ENOMEM` if part of the range is not mapped; `EINVAL` (nothing changed) if
+    /// `wipe_only_anon` and a region there is shared or maps a file, as Linux allows
+    /// `MADV_WIPEONFORK` on private anonymous memory only.
+    pub(crate) fn advise_fork(
+        &mut self,
+        start: u64,
+        end: u64,
+        wipe_only_anon: bool,
+        change: impl Fn(&mut OnFork),
+    ) -> Result<(), Errno> {
+        let mut at = start;
+        while at < end {
+            let (_, v) = self.vma_at(at).ok_or(Errno::ENOMEM)?;
+            if wipe_only_anon && (v.shm.is_some() || v.file.is_some()) {
+                return Err(Errno::EINVAL);
+            }
+            at = v.end;
+        }
+        self.change_regions(start, end, |v| change(&mut v.on_fork));
+        Ok(())
+    }
+
+    /// Splits the regions that overlap `[start, end)` at its ends and applies `change` to
+    /// each part inside it (bookkeeping only: no page or mapping changes).
+    fn change_regions(&mut self, start: u64, end: u64, change: impl Fn(&mut Vma)) {
         let keys: Vec<u64> = self
             .vmas
             .range(..end)
@@ -543,36 +608,15 @@ impl Mm {
                     },
                 );
             }
-            let (ns, ne) = (s.max(start), v.end.min(end));
-            self.vmas.insert(
-                ns,
-                Vma {
-                    end: ne,
-                    prot: prot_bits,
-                    shm: v.shm_at(s, ns),
-                    file: v.file.as_ref().map(|f| f.advanced(ns - s)),
-                },
-            );
+            let ns = s.max(start);
+            let mut mid = v.tail(s, ns);
+            mid.end = v.end.min(end);
+            change(&mut mid);
+            self.vmas.insert(ns, mid);
             if v.end > end {
                 self.vmas.insert(end, v.tail(s, end));
             }
         }
-        // The present pages get the new rights: changed in place where the sandbox maps them
-        // (`mprotect` keeps the host's page-table entries, as Linux keeps the program's: a
-        // write to a page made read-only is then a protection fault on a present page, error
-        // code 7, not 6 as after a fresh mapping), mapped again where it does not, unmapped
-        // for PROT_NONE.
-        for (va, pte, mapped) in pages {
-            let (_, v) = self.vma_at(va).expect("covered");
-            if v.prot & prot::ALL == 0 {
-                self.push_op(op::UNMAP, 0, va, PAGE_SIZE, 0);
-            } else if mapped {
-                self.queue_protect(va, &v, &pte);
-            } else {
-                self.queue_map(va, &v, &pte);
-            }
-        }
-        Ok(())
     }
 
     /// Resolves a user access to `va`, populating or copying the page as a fault would.
@@ -1296,7 +1340,13 @@ impl Mm {
     /// in the child per `fork`. The caller passes pages only while no other thread can write
     /// them (a single-threaded parent, stopped in `fork`): the copy is a snapshot.
     pub(crate) fn fork_into(&mut self, child: &mut Mm, own: &[u64]) {
-        child.vmas = self.vmas.clone();
+        // `MADV_DONTFORK` regions stay out of the child; `MADV_WIPEONFORK` ones go in empty.
+        child.vmas = self
+            .vmas
+            .iter()
+            .filter(|(_, v)| !v.on_fork.skip)
+            .map(|(&s, v)| (s, v.clone()))
+            .collect();
         child.brk_base = self.brk_base;
         child.brk = self.brk;
         child.mmap_top = self.mmap_top;
@@ -1305,6 +1355,9 @@ impl Mm {
         let mut copied = Vec::with_capacity(self.pages.len());
         let mut protect = Vec::new();
         for (&s, vma) in &self.vmas {
+            if vma.on_fork.skip || vma.on_fork.wipe {
+                continue;
+            }
             let share = vma.shm.is_some();
             for (&va, pte) in self.pages.range_mut(s..vma.end) {
                 if !share
@@ -1417,6 +1470,7 @@ impl Mm {
         prot_bits: u32,
         file: Option<MapFile>,
         shm: Option<ShmRef>,
+        on_fork: OnFork,
     ) -> bool {
         let aligned =
             start.is_multiple_of(PAGE_SIZE) && end.is_multiple_of(PAGE_SIZE) && start < end;
@@ -1430,6 +1484,7 @@ impl Mm {
                 prot: prot_bits,
                 shm,
                 file,
+                on_fork,
             },
         );
         true

@@ -58,7 +58,7 @@ pub(crate) use copy::{
 pub(crate) use graveyard::{alloc_reclaiming, release_all as release_graves, wait_for_reclaim};
 pub(crate) use handoff::{Exit, UserState};
 pub(crate) use inproc::trusted_mode;
-pub(crate) use mm::{ImageMap, MapFile, MapGeneration, MemUsage, Mm};
+pub(crate) use mm::{ImageMap, MapFile, MapGeneration, MemUsage, Mm, OnFork};
 
 /// A guest address space and its user sandbox.
 pub(crate) struct Space {

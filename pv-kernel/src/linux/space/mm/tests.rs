@@ -467,6 +467,73 @@ fn fork_copies_every_page_and_maps_runs_in_one_operation() {
 }
 
 #[test]
+fn fork_leaves_out_dontfork_regions_and_copies_wipeonfork_ones_empty() {
+    let mut parent = mm();
+    parent.add_vma(BASE, BASE + 12 * P, RW, None);
+    for k in 0..12 {
+        parent.touch(BASE + k * P, true, false).unwrap();
+    }
+    drain(&mut parent);
+    // Pages 0-3 wiped, 8-11 left out: the region splits in three.
+    parent
+        .advise_fork(BASE, BASE + 4 * P, true, |f| f.wipe = true)
+        .unwrap();
+    parent
+        .advise_fork(BASE + 8 * P, BASE + 12 * P, false, |f| f.skip = true)
+        .unwrap();
+    assert_eq!(
+        regions(&parent),
+        [
+            (BASE, BASE + 4 * P, RW),
+            (BASE + 4 * P, BASE + 8 * P, RW),
+            (BASE + 8 * P, BASE + 12 * P, RW)
+        ]
+    );
+    // A range with a hole is ENOMEM; wiping a shared region EINVAL; nothing changed.
+    assert_eq!(
+        parent.advise_fork(BASE, BASE + 13 * P, false, |f| f.skip = true),
+        Err(Errno::ENOMEM)
+    );
+    parent.add_vma(BASE + 20 * P, BASE + 21 * P, RW, Some(ShmRef::new_object()));
+    assert_eq!(
+        parent.advise_fork(BASE + 20 * P, BASE + 21 * P, true, |f| f.wipe = true),
+        Err(Errno::EINVAL)
+    );
+    let mut child = Mm::new();
+    parent.fork_into(&mut child, &[]);
+    assert_eq!(
+        regions(&child),
+        [
+            (BASE, BASE + 4 * P, RW),
+            (BASE + 4 * P, BASE + 8 * P, RW),
+            (BASE + 20 * P, BASE + 21 * P, RW)
+        ]
+    );
+    assert_eq!(
+        child.resident_pages(),
+        4,
+        "only the middle pages are copied"
+    );
+    for k in 4..8 {
+        let va = BASE + k * P;
+        assert_eq!(child.frame_of(va), parent.frame_of(va));
+    }
+    // The wiped pages fault in fresh (zeroed) frames of the child's own.
+    let fresh = child.touch(BASE, false, false).unwrap();
+    assert_ne!(Some(fresh), parent.frame_of(BASE));
+    // Undone, the next child gets everything again.
+    parent
+        .advise_fork(BASE, BASE + 12 * P, false, |f| *f = OnFork::default())
+        .unwrap();
+    let mut again = Mm::new();
+    parent.fork_into(&mut again, &[]);
+    assert_eq!(again.resident_pages(), 12);
+    release(parent);
+    release(child);
+    release(again);
+}
+
+#[test]
 fn fork_copies_the_pages_it_is_told_the_parent_holds_alone() {
     let mut parent = mm();
     // Two regions far apart: a copy-on-write break in one does not reach the other.

@@ -191,6 +191,20 @@ fn system_v_message_queues_behave_as_on_linux() {
     each_build_matches_native("sysv-msg", "queues done: 1");
 }
 
+/// `tests/programs/c/exec_at.c`: `execveat` — the program re-executed through a descriptor
+/// (`AT_EMPTY_PATH`, glibc's `fexecve`), relative to a directory descriptor and to
+/// `AT_FDCWD` (each new image's `AT_EXECFN` and `/proc/self/exe`), a script through a
+/// descriptor (`ENOENT` when it is close-on-exec) and the errors — against the native run
+/// (`ENOSYS` before).
+#[test]
+#[cfg_attr(
+    not(have_static_glibc),
+    ignore = "needs a static glibc: apt-get install libc6-dev"
+)]
+fn execveat_behaves_as_on_linux() {
+    each_build_matches_native("exec-at", "exec at done: 1");
+}
+
 /// `tests/programs/c/madvise_fork.c`: what `fork` copies after `madvise` — a
 /// `MADV_WIPEONFORK` region empty in the child (the parent keeps its bytes), a
 /// `MADV_DONTFORK` one absent (`SIGSEGV`, no `/proc/self/maps` line), each undone by

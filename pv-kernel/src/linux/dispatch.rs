@@ -298,6 +298,18 @@ pub(crate) fn syscall(
             let envp = read_str_array(a[2])?;
             task::do_execve(t, st, fresh, path, argv, envp)
         }
+        nr::EXECVEAT => {
+            // An empty path is allowed here (`AT_EMPTY_PATH`: `exec_at` checks the flag).
+            let path = if a[1] == 0 {
+                Vec::new()
+            } else {
+                super::uaccess::read_cstr(a[1], 4096)?
+            };
+            let argv = read_str_array(a[2])?;
+            let envp = read_str_array(a[3])?;
+            let target = super::files::path::exec_at(a[0], path, a[4])?;
+            task::exec_program(t, st, fresh, &target, argv, envp)
+        }
         nr::WAIT4 => {
             let pid = a[0] as i32;
             let which = match pid {

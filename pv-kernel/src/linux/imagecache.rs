@@ -425,10 +425,12 @@ pub(crate) fn shrink() -> bool {
 /// the current process may execute (`creds::permitted`: for root, any execute bit), else
 /// `EACCES`. Cached, or read into the cache now.
 pub(crate) fn load(cwd: Ino, path: &[u8]) -> Result<Arc<CachedFile>, Errno> {
-    let (ino, st) = crate::fs::with(|fs| {
-        let ino = fs.lookup(cwd, path, true)?;
-        Ok::<_, Errno>((ino, fs.stat_ino(ino)?))
-    })?;
+    load_ino(crate::fs::with(|fs| fs.lookup(cwd, path, true))?)
+}
+
+/// [`load`] of inode `ino` (the file of a descriptor: `execveat` with `AT_EMPTY_PATH`).
+pub(crate) fn load_ino(ino: Ino) -> Result<Arc<CachedFile>, Errno> {
+    let st = crate::fs::with(|fs| fs.stat_ino(ino))?;
     let [_, uid, _, gid] = super::creds::exec_ids();
     let groups = super::creds::fs_groups();
     let caps = super::creds::exec_caps();

@@ -611,7 +611,7 @@ pub(crate) fn run_init(
         file,
         argv: argv2,
         program,
-    } = load_file_with_shebang(cwd, &path, argv)?;
+    } = load_file_with_shebang(cwd, &ExecAt::plain(cwd, &path), argv)?;
     // The trusted in-process mode runs init in the kernel sandbox (`space::inproc`).
     let space = if super::space::trusted_mode() {
         Space::new_inproc()?
@@ -831,7 +831,7 @@ pub(crate) fn spawn_exec(
         file,
         argv: argv2,
         program,
-    } = load_file_with_shebang(cwd, &path, argv)?;
+    } = load_file_with_shebang(cwd, &ExecAt::plain(cwd, &path), argv)?;
     let space = Space::new()?;
     let loaded = exec::load(
         &space,
@@ -905,12 +905,15 @@ struct ToRun {
 
 fn load_file_with_shebang(
     cwd: crate::fs::ramfs::Ino,
-    path: &[u8],
+    target: &ExecAt,
     mut argv: Vec<Vec<u8>>,
 ) -> Result<ToRun, Errno> {
     let read = |p: &[u8]| super::imagecache::load(cwd, p);
-    let mut file = read(path)?;
-    let mut cur_path = path.to_vec();
+    let mut file = match target.ino {
+        Some(ino) => super::imagecache::load_ino(ino)?,
+        None => super::imagecache::load(target.base, &target.path)?,
+    };
+    let mut cur_path = target.name.clone();
     for _ in 0..4 {
         let Some((interp, arg)) = exec::shebang(file.head()) else {
             return Ok(ToRun {
@@ -919,6 +922,10 @@ fn load_file_with_shebang(
                 program: cur_path,
             });
         };
+        if !target.script_ok {
+            // Through a close-on-exec descriptor: the interpreter could not open it.
+            return Err(Errno::ENOENT);
+        }
         let mut nargv = alloc::vec![interp.clone()];
         if let Some(a) = arg {
             nargv.push(a);
@@ -1195,6 +1202,7 @@ fn exit_process(p: &Arc<Process>) {
 }
 
 pub(crate) use super::clone_args::CloneArgs;
+use super::files::path::ExecAt;
 
 /// `clone`/`clone3`/`fork`/`vfork`, their arguments checked ([`CloneArgs`]).
 pub(crate) fn clone_with(task: &Arc<Task>, st: &UserState, args: &CloneArgs) -> SysResult {
@@ -1390,30 +1398,46 @@ pub(crate) fn do_execve(
     envp: Vec<Vec<u8>>,
 ) -> SysResult {
     let p = &task.process;
-    // No arguments: one empty argv[0], as Linux (since 5.18) gives.
-    let argv = if argv.is_empty() {
-        alloc::vec![Vec::new()]
-    } else {
-        argv
-    };
     // `/proc/self/exe` (busybox re-executes itself through it): the running program.
     let path = if path == b"/proc/self/exe" {
         p.exe.lock().clone()
     } else {
         path
     };
+    let target = ExecAt::plain(p.fs.lock().cwd, &path);
+    exec_program(task, st, fresh, &target, argv, envp)
+}
+
+/// `execve` and `execveat`: replaces the current process's image with the program
+/// `target` names (`files::path::exec_at`). On success the new image's state is in `st`.
+pub(crate) fn exec_program(
+    task: &Arc<Task>,
+    st: &mut UserState,
+    fresh: &mut bool,
+    target: &ExecAt,
+    argv: Vec<Vec<u8>>,
+    envp: Vec<Vec<u8>>,
+) -> SysResult {
+    let p = &task.process;
+    // No arguments: one empty argv[0], as Linux (since 5.18) gives.
+    let argv = if argv.is_empty() {
+        alloc::vec![Vec::new()]
+    } else {
+        argv
+    };
     let cwd = p.fs.lock().cwd;
     let ToRun {
         file,
         argv,
         program,
-    } = load_file_with_shebang(cwd, &path, argv)?;
+    } = load_file_with_shebang(cwd, target, argv)?;
     let space = if exec_stays_inproc(p) {
         Space::new_inproc()?
     } else {
         Space::new()?
     };
-    let loaded = exec::load(&space, &file, cwd, &argv, &envp, &path)?;
+    let path = &target.name;
+    let loaded = exec::load(&space, &file, cwd, &argv, &envp, path)?;
     // Point of no return: other threads die, the old image goes.
     let others: Vec<Arc<Task>> = p
         .threads
@@ -1426,8 +1450,14 @@ pub(crate) fn do_execve(
         t.must_exit.store(true, Ordering::Release);
         t.kick();
     }
-    *p.exe.lock() = exe_path(p, cwd, &program);
-    *p.args.lock() = ExecArgs::new(&path, &argv, &envp);
+    // The program itself (not a script's interpreter): by the descriptor's path, or
+    // resolved from where it was looked up.
+    *p.exe.lock() = match &target.exe {
+        Some(e) if program == *path => e.clone(),
+        _ if program == *path => exe_path(p, target.base, &target.path),
+        _ => exe_path(p, cwd, &program),
+    };
+    *p.args.lock() = ExecArgs::new(path, &argv, &envp);
     // The thread is named after the new program (Linux's `__set_task_comm` at exec), which
     // is dumpable.
     *task.name.lock() = None;

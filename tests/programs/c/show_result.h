@@ -35,6 +35,7 @@ static const char *errno_name(void) {
     case EBADF: return "EBADF";
     case ECHILD: return "ECHILD";
     case E2BIG: return "E2BIG";
+    case ELOOP: return "ELOOP";
     default: return "other";
     }
 }

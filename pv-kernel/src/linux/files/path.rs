@@ -63,6 +63,86 @@ fn dirfd_file(dirfd: u64) -> Result<Option<alloc::sync::Arc<OpenFile>>, Errno> {
     fd_file(fd).map(Some)
 }
 
+/// What `execveat(dirfd, path, ..., flags)` runs (see [`exec_at`]).
+pub(crate) struct ExecAt {
+    /// The directory `path` is looked up from.
+    pub(crate) base: Ino,
+    /// The path to look up; empty for the file `dirfd` itself (`AT_EMPTY_PATH`).
+    pub(crate) path: Vec<u8>,
+    /// The file `dirfd` refers to, for an empty path.
+    pub(crate) ino: Option<Ino>,
+    /// The program's name for `AT_EXECFN` and a script's interpreter: `path` as given if it
+    /// is absolute or `dirfd` is `AT_FDCWD`, else `/dev/fd/N` or `/dev/fd/N/path`, as Linux.
+    pub(crate) name: Vec<u8>,
+    /// What `/proc/self/exe` names for a program run from a descriptor: the path it was
+    /// opened by.
+    pub(crate) exe: Option<Vec<u8>>,
+    /// False when the name goes through a close-on-exec descriptor: a script cannot be run
+    /// so (its interpreter could not open it: `ENOENT`, as Linux).
+    pub(crate) script_ok: bool,
+}
+
+impl ExecAt {
+    /// `execve`'s `path`, looked up from `cwd`.
+    pub(crate) fn plain(cwd: Ino, path: &[u8]) -> Self {
+        Self {
+            base: cwd,
+            path: path.to_vec(),
+            ino: None,
+            name: path.to_vec(),
+            exe: None,
+            script_ok: true,
+        }
+    }
+}
+
+/// Resolves `execveat`'s `(dirfd, path, flags)` (`AT_EMPTY_PATH`, `AT_SYMLINK_NOFOLLOW`:
+/// `ELOOP` if the last component is a symbolic link; other flags `EINVAL`).
+pub(crate) fn exec_at(dirfd: u64, path: Vec<u8>, flags: u64) -> Result<ExecAt, Errno> {
+    at::only(flags, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW)?;
+    let fd = fd_arg(dirfd);
+    if path.is_empty() {
+        if flags & AT_EMPTY_PATH == 0 {
+            return Err(Errno::ENOENT);
+        }
+        let p = current_process();
+        let (f, cloexec) = {
+            let files = p.files.lock();
+            (files.get(fd)?, files.cloexec(fd)?)
+        };
+        return Ok(ExecAt {
+            base: cwd(),
+            path,
+            ino: Some(f.ino().ok_or(Errno::EACCES)?),
+            name: alloc::format!("/dev/fd/{fd}").into_bytes(),
+            exe: f.path().map(<[u8]>::to_vec),
+            script_ok: !cloexec,
+        });
+    }
+    let base = base(dirfd, &path)?;
+    if flags & AT_SYMLINK_NOFOLLOW != 0 {
+        let ino = fs::with(|fs| fs.lookup(base, &path, false))?;
+        if fs::with(|fs| fs.stat_ino(ino))?.mode & 0o170_000 == 0o120_000 {
+            return Err(Errno::ELOOP);
+        }
+    }
+    let (name, script_ok) = if path.starts_with(b"/") || fd == AT_FDCWD {
+        (path.clone(), true)
+    } else {
+        let mut n = alloc::format!("/dev/fd/{fd}/").into_bytes();
+        n.extend_from_slice(&path);
+        (n, !current_process().files.lock().cloexec(fd)?)
+    };
+    Ok(ExecAt {
+        base,
+        path,
+        ino: None,
+        name,
+        exe: None,
+        script_ok,
+    })
+}
+
 /// `stat` of a path.
 fn stat_path(base: Ino, path: &[u8], follow: bool) -> Result<KStat, Errno> {
     let st = fs::with(|fs| {

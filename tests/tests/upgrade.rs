@@ -4217,6 +4217,52 @@ fn a_process_in_a_chroot_blocks_an_upgrade_and_stays_confined() {
     stop(&root, "c");
 }
 
+/// A pidfd is named as a blocker and the upgrade refused (a record does not carry one); once
+/// the program closes it, the switch goes through and the program goes on.
+#[test]
+fn a_pidfd_blocks_an_upgrade_until_closed() {
+    let root = root("pidfd");
+    let out = TempDir::unique("pvmux-upgrade-out", "pidfd");
+    let vol = format!("{}:/out", out.0.display());
+    let script = "import os, time\n\
+        fd = os.pidfd_open(os.getpid())\n\
+        open('/out/holding', 'w').close()\n\
+        while not os.path.exists('/out/close'): time.sleep(0.01)\n\
+        os.close(fd)\n\
+        open('/out/closed', 'w').close()\n\
+        while not os.path.exists('/out/end'): time.sleep(0.01)\n\
+        open('/out/ended', 'w').close()\n\
+        time.sleep(600)\n";
+    start_detached(&root, "p", &vol, &["/usr/bin/python3", "-c", script]);
+    wait_for("the pidfd is open", || out.0.join("holding").exists());
+    let next = next_kernel(&root);
+    let up = root.pvmux(&[
+        "upgrade",
+        "--format",
+        "json",
+        "p",
+        "--kernel",
+        next.to_str().expect("UTF-8"),
+    ]);
+    assert_eq!(up.code(), Some(1), "{}", up.context());
+    let v: serde_json::Value = serde_json::from_str(up.stdout.trim()).expect("answer JSON");
+    let blockers = v["record"]["blockers"].as_array().expect("blockers");
+    assert!(
+        blockers
+            .iter()
+            .any(|b| b.as_str().is_some_and(|b| b.contains("pidfds of pid 1"))),
+        "{v}"
+    );
+    std::fs::write(out.0.join("close"), b"").expect("close");
+    wait_for("the pidfd is closed", || out.0.join("closed").exists());
+    switch_to_next(&root, "p");
+    std::fs::write(out.0.join("end"), b"").expect("end");
+    wait_for("the program goes on after the switch", || {
+        out.0.join("ended").exists()
+    });
+    stop(&root, "p");
+}
+
 /// A System V semaphore set or message queue is named as a blocker and the upgrade refused
 /// (a record does not carry them: a program's ids would name nothing under the new kernel);
 /// once removed, the switch goes through.

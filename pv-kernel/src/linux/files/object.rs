@@ -32,7 +32,6 @@ pub(crate) fn anon_ino() -> u64 {
 /// The behaviour of one kind of file object. Every method but [`FileObject::poll`],
 /// [`FileObject::stat`], [`FileObject::link_name`] and [`FileObject::as_any`] has the
 /// Linux default of an object that does not support the operation.
-#[allow(dead_code)] // `link_name`, `as_any`: for /proc/PID/fd and per-kind calls (issue 11)
 pub(crate) trait FileObject: Send + Sync + 'static {
     /// One read into `buf` (at `off` for positional reads, which stream objects refuse with
     /// `ESPIPE`). `f` is the open file description (flags: [`OpenFile::nonblock`]).
@@ -115,7 +114,6 @@ pub(crate) fn open_object(obj: Arc<dyn FileObject>, flags: u32) -> Arc<OpenFile>
 }
 
 /// The object behind `f`, if it is one.
-#[allow(dead_code)] // for per-kind calls (sockets, epoll: issue 11)
 pub(crate) fn object_of(f: &OpenFile) -> Option<&Arc<dyn FileObject>> {
     match &f.kind {
         Kind::Object(o) => Some(o),
@@ -124,7 +122,6 @@ pub(crate) fn object_of(f: &OpenFile) -> Option<&Arc<dyn FileObject>> {
 }
 
 /// The object behind `f` as a `T` (`None` if it is something else).
-#[allow(dead_code)] // for per-kind calls (sockets, epoll: issue 11)
 pub(crate) fn downcast<T: FileObject>(f: &OpenFile) -> Option<&T> {
     object_of(f).and_then(|o| o.as_any().downcast_ref::<T>())
 }

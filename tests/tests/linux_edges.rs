@@ -191,6 +191,22 @@ fn system_v_message_queues_behave_as_on_linux() {
     each_build_matches_native("sysv-msg", "queues done: 1");
 }
 
+/// `tests/programs/c/openat2_rules.c`: `openat2` — `struct open_how`'s checks (sizes,
+/// trailing bytes, unknown flags, a mode without `O_CREAT`, `O_PATH`'s flags, conflicting
+/// and cached resolves) and the lookup restrictions in a tree under `/tmp`:
+/// `RESOLVE_BENEATH` (`..`, absolute paths, escaping links: `EXDEV`), `RESOLVE_IN_ROOT` (the
+/// same paths resolved inside), `RESOLVE_NO_SYMLINKS` (`O_PATH | O_NOFOLLOW` of a link
+/// itself), `RESOLVE_NO_MAGICLINKS` (`/proc/self/fd/N`) and `RESOLVE_NO_XDEV` (`/proc`) —
+/// against the native run (`ENOSYS` before).
+#[test]
+#[cfg_attr(
+    not(have_static_glibc),
+    ignore = "needs a static glibc: apt-get install libc6-dev"
+)]
+fn openat2_resolves_as_on_linux() {
+    each_build_matches_native("openat2-rules", "openat2 done: 1");
+}
+
 /// `tests/programs/c/exec_at.c`: `execveat` — the program re-executed through a descriptor
 /// (`AT_EMPTY_PATH`, glibc's `fexecve`), relative to a directory descriptor and to
 /// `AT_FDCWD` (each new image's `AT_EXECFN` and `/proc/self/exe`), a script through a

@@ -36,6 +36,7 @@ static const char *errno_name(void) {
     case ECHILD: return "ECHILD";
     case E2BIG: return "E2BIG";
     case ELOOP: return "ELOOP";
+    case EXDEV: return "EXDEV";
     default: return "other";
     }
 }

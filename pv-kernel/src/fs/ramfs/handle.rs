@@ -124,6 +124,8 @@ impl Fs {
         self.vol_refresh(ino);
         let ft = self.inode(ino)?.file_type();
         match ft {
+            // `O_PATH | O_NOFOLLOW` names the link itself, as Linux.
+            FileType::Symlink if flags & O_PATH != 0 => {}
             FileType::Symlink => return Err(ELOOP),
             // A socket is reached with `connect`, not `open` (Linux: `ENXIO`).
             FileType::Socket => return Err(ENXIO),

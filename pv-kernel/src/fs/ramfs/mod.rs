@@ -68,6 +68,7 @@ pub(crate) use host::HostShare;
 pub(crate) use inode::{FileType, Ino, ROOT_INO};
 #[allow(unused_imports)] // the crossing's type, for callers that name it
 pub(crate) use mounts::Crossing;
+pub(crate) use path::WalkRules;
 #[cfg(feature = "diagnostics")]
 pub(crate) use path::NAME_MAX;
 pub(crate) use path::PATH_MAX;
@@ -153,6 +154,8 @@ pub(crate) struct Fs {
     /// Where absolute paths start and `..` stops: the caller's root directory (`chroot`;
     /// see [`path`]), `/` unless set.
     walk_root: Ino,
+    /// `openat2`'s restrictions on the walk in progress (see [`path::WalkRules`]).
+    walk_rules: path::WalkRules,
 }
 
 impl Fs {
@@ -181,6 +184,7 @@ impl Fs {
             vols: volume::Volumes::default(),
             cred: None,
             walk_root: ROOT_INO,
+            walk_rules: path::WalkRules::default(),
             changes: 0,
         }
     }

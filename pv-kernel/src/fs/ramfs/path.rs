@@ -34,6 +34,20 @@ pub(super) enum Last {
     Root,
 }
 
+/// What `openat2`'s `RESOLVE_*` flags forbid during one walk ([`Fs::with_walk_rules`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct WalkRules {
+    /// `RESOLVE_BENEATH`: an absolute path or link target, or `..` above the walk's root
+    /// (the starting directory), is `EXDEV`.
+    pub(crate) beneath: bool,
+    /// `RESOLVE_NO_SYMLINKS`: following any symbolic link is `ELOOP`.
+    pub(crate) no_symlinks: bool,
+    /// Entering a directory another filesystem is mounted over (`/proc`, `/sys`, ...) is
+    /// `EXDEV` (`RESOLVE_NO_XDEV`, and `RESOLVE_BENEATH`/`RESOLVE_IN_ROOT` walks, which
+    /// stay in this filesystem).
+    pub(crate) no_mounts: bool,
+}
+
 /// A path resolved up to its last component.
 pub(super) struct Walk {
     /// The directory holding the last component.
@@ -81,6 +95,9 @@ impl Fs {
             return Err(ENAMETOOLONG);
         }
         let root = self.walk_root;
+        if path[0] == b'/' && self.walk_rules.beneath {
+            return Err(EXDEV);
+        }
         let mut dir = if path[0] == b'/' { root } else { cwd };
         self.dir(dir)?;
         let must_dir = path.ends_with(b"/");
@@ -103,14 +120,22 @@ impl Fs {
                 b".." => dir = self.parent_in_root(dir)?,
                 name => {
                     let child = self.lookup_child(dir, name)?.ok_or(ENOENT)?;
+                    let rules = self.walk_rules;
                     match &self.inode(child)?.node {
+                        Node::Dir(_) if rules.no_mounts && self.mounts.contains_key(&child) => {
+                            return Err(EXDEV);
+                        }
                         Node::Dir(_) => dir = child,
+                        Node::Symlink(_) if rules.no_symlinks => return Err(ELOOP),
                         Node::Symlink(target) => {
                             *links += 1;
                             if *links > SYMLOOP_MAX {
                                 return Err(ELOOP);
                             }
                             if target.first() == Some(&b'/') {
+                                if rules.beneath {
+                                    return Err(EXDEV);
+                                }
                                 dir = root;
                             }
                             push_components(&mut stack, target)?;
@@ -153,6 +178,25 @@ impl Fs {
         self.walk_root
     }
 
+    /// Runs `f` with `rules` in force on its walks and, if given, `root` as their root
+    /// (`openat2`: `RESOLVE_IN_ROOT` walks from the starting directory as a root,
+    /// `RESOLVE_BENEATH` may not leave it).
+    pub(crate) fn with_walk_rules<R>(
+        &mut self,
+        root: Option<Ino>,
+        rules: WalkRules,
+        f: impl FnOnce(&mut Self) -> R,
+    ) -> R {
+        let saved = (self.walk_root, self.walk_rules);
+        if let Some(r) = root {
+            self.walk_root = r;
+        }
+        self.walk_rules = rules;
+        let r = f(self);
+        (self.walk_root, self.walk_rules) = saved;
+        r
+    }
+
     /// Runs `f` with `/` as the root (the kernel's own lookups of absolute paths it made,
     /// whatever root the current process has).
     pub(crate) fn at_real_root<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
@@ -165,6 +209,7 @@ impl Fs {
     /// `..` of directory `dir`: its parent, or itself at the root.
     pub(super) fn parent_in_root(&self, dir: Ino) -> Result<Ino, Errno> {
         match dir == self.walk_root {
+            true if self.walk_rules.beneath => Err(EXDEV),
             true => Ok(dir),
             false => Ok(self.dir(dir)?.parent),
         }
@@ -195,7 +240,13 @@ impl Fs {
                 return Ok(Resolved { walk, ino: None });
             };
             let target = match &self.inode(ino)?.node {
+                Node::Symlink(_) if (follow || walk.must_dir) && self.walk_rules.no_symlinks => {
+                    return Err(ELOOP);
+                }
                 Node::Symlink(t) if follow || walk.must_dir => Some(t.clone()),
+                Node::Dir(_) if self.walk_rules.no_mounts && self.mounts.contains_key(&ino) => {
+                    return Err(EXDEV);
+                }
                 _ => None,
             };
             if let Some(target) = target {

@@ -143,6 +143,7 @@ pub(crate) fn syscall(n: u64, a: [u64; 6]) -> Option<SysResult> {
 
         nr::OPEN => sys_openat(FDCWD, a[0], a[1], a[2]),
         nr::OPENAT => sys_openat(a[0], a[1], a[2], a[3]),
+        nr::OPENAT2 => path::sys_openat2(a[0], a[1], a[2], a[3]),
         nr::CREAT => sys_openat(
             FDCWD,
             a[0],

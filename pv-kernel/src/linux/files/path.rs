@@ -197,19 +197,70 @@ fn ino_at(dirfd: u64, path_va: u64, flags: u64, follow: bool) -> Result<Option<I
 
 /// `openat(dirfd, path, flags, mode)` (`open` and `creat` too); see [`OpenHow::decode`].
 pub(crate) fn sys_openat(dirfd: u64, path_va: u64, flags: u64, mode: u64) -> SysResult {
-    let mut path = read_path(path_va)?;
+    let path = read_path(path_va)?;
+    let umask = current_process().umask.load(Ordering::Relaxed);
+    let how = OpenHow::decode(flags as u32, mode as u32, umask)?;
+    open_path(dirfd, path, &how, Resolve::default())
+}
+
+/// `openat2(dirfd, path, how, size)`: `openat` with its flags checked strictly and the
+/// lookup restricted by `how.resolve` ([`open::decode_open_how`]).
+pub(crate) fn sys_openat2(dirfd: u64, path_va: u64, how_va: u64, size: u64) -> SysResult {
+    let size = usize::try_from(size).map_err(|_| Errno::E2BIG)?;
+    if size < open::OPEN_HOW_SIZE_VER0 {
+        return Err(Errno::EINVAL);
+    }
+    if size > pvmux_hypercalls::PAGE_SIZE as usize {
+        return Err(Errno::E2BIG);
+    }
+    let mut raw = alloc::vec![0u8; size];
+    crate::linux::uaccess::copy_from_user(how_va, &mut raw)?;
+    let (flags, mode, resolve) = open::decode_open_how(&raw)?;
+    let path = read_path(path_va)?;
+    let umask = current_process().umask.load(Ordering::Relaxed);
+    let how = OpenHow::decode(flags, mode, umask)?;
+    open_path(dirfd, path, &how, resolve)
+}
+
+/// `openat2`'s lookup restrictions (`RESOLVE_*`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Resolve {
+    /// What the walk in the file system may not do.
+    pub(crate) rules: fs::ramfs::WalkRules,
+    /// `RESOLVE_IN_ROOT`: the starting directory is the walk's root.
+    pub(crate) in_root: bool,
+    /// `RESOLVE_NO_MAGICLINKS`: a `/proc` link to a file (`/proc/PID/fd/N`, `cwd`, `exe`,
+    /// `root`) is `ELOOP`.
+    pub(crate) no_magiclinks: bool,
+}
+
+impl Resolve {
+    /// A walk that stays in this file system: it neither goes through `/proc`'s layer nor
+    /// enters a mount point (`EXDEV`).
+    fn confined(&self) -> bool {
+        self.in_root || self.rules.beneath || self.rules.no_mounts
+    }
+}
+
+/// Opens `path` from `dirfd` as `how` says, the lookup restricted by `resolve`.
+fn open_path(dirfd: u64, mut path: Vec<u8>, how: &OpenHow, resolve: Resolve) -> SysResult {
     let mut dirfd = dirfd;
     let p = current_process();
-    let how = OpenHow::decode(flags as u32, mode as u32, p.umask.load(Ordering::Relaxed))?;
     let path_only = how.path_only;
     let follow = how.fs_flags & oflag::O_NOFOLLOW == 0;
-    if let Some(found) = procfs::lookup(fd_arg(dirfd), &path, follow, || base(dirfd, &path))? {
+    let found = if resolve.confined() {
+        None
+    } else {
+        procfs::lookup(fd_arg(dirfd), &path, follow, || base(dirfd, &path))?
+    };
+    if let Some(found) = found {
         match procfs::open_found(found, how.file_flags, how.fs_flags)? {
             procfs::Opened::File(file) => {
                 let limit = crate::linux::rlimit::nofile(&p);
                 let r = p.files.lock().alloc(file, how.cloexec, 0, limit);
                 return r.map(|fd| fd as u64);
             }
+            procfs::Opened::Path(_) if resolve.no_magiclinks => return Err(Errno::ELOOP),
             procfs::Opened::Path(np) => {
                 path = np;
                 dirfd = AT_FDCWD as i64 as u64;
@@ -217,8 +268,17 @@ pub(crate) fn sys_openat(dirfd: u64, path_va: u64, flags: u64, mode: u64) -> Sys
         }
     }
     let b = base(dirfd, &path)?;
+    // The directory `dirfd` names, the root of a `RESOLVE_IN_ROOT` or `RESOLVE_BENEATH` walk.
+    let root = if resolve.in_root || resolve.rules.beneath {
+        Some(base(dirfd, b".")?)
+    } else {
+        None
+    };
+    let b = root.unwrap_or(b);
     let watch = super::inotify::target(b, &path);
-    let (h, st) = fs::with(|fs| open::open_node(fs, b, &path, &how))?;
+    let (h, st) = fs::with(|fs| {
+        fs.with_walk_rules(root, resolve.rules, |fs| open::open_node(fs, b, &path, how))
+    })?;
     let mut named = None;
     let kind = match dev::node(st.ino) {
         None => {
@@ -286,7 +346,7 @@ pub(crate) fn sys_openat(dirfd: u64, path_va: u64, flags: u64, mode: u64) -> Sys
     let r = p.files.lock().alloc(file, how.cloexec, 0, limit);
     if r.is_ok() && !path_only {
         let dir = st.file_type() == FileType::Directory;
-        let truncated = flags as u32 & oflag::O_TRUNC != 0;
+        let truncated = how.file_flags & oflag::O_TRUNC != 0;
         if truncated && st.file_type() == FileType::Regular {
             crate::linux::memory::file_shrunk(st.ino);
         }

@@ -441,3 +441,89 @@ fn an_adopted_descriptor_is_opened_again_without_creating_or_truncating() {
         Err(EINVAL)
     );
 }
+
+/// `openat2`'s walk restrictions over the same tree: `RESOLVE_BENEATH` stops `..` and
+/// absolute paths at the starting directory (`EXDEV`), `RESOLVE_IN_ROOT` makes it the root,
+/// `RESOLVE_NO_SYMLINKS` refuses every link it would follow, and a mount point is `EXDEV`
+/// for a walk that stays in this file system.
+#[test]
+fn walk_rules_restrict_lookups_as_openat2s_resolve_flags() {
+    use crate::fs::ramfs::WalkRules;
+    let (mut fs, d) = fs();
+    let beneath = WalkRules {
+        beneath: true,
+        ..WalkRules::default()
+    };
+    let sub = fs.lookup(d, b"sub", true).unwrap();
+    let under = |fs: &mut Fs, root: Ino, rules: WalkRules, path: &[u8]| {
+        fs.with_walk_rules(Some(root), rules, |fs| fs.lookup(root, path, true))
+    };
+    assert_eq!(under(&mut fs, d, beneath, b"f"), fs.lookup(d, b"f", true));
+    assert_eq!(
+        under(&mut fs, d, beneath, b"sub/../f"),
+        fs.lookup(d, b"f", true)
+    );
+    assert_eq!(under(&mut fs, sub, beneath, b".."), Err(EXDEV));
+    assert_eq!(under(&mut fs, d, beneath, b"/d/f"), Err(EXDEV));
+    // As a root: `..` stays, absolute paths start there.
+    let in_root = WalkRules::default();
+    assert_eq!(under(&mut fs, sub, in_root, b".."), Ok(sub));
+    assert_eq!(under(&mut fs, d, in_root, b"/f"), fs.lookup(d, b"f", true));
+    // No symbolic links followed; the link itself is still named without following.
+    let no_links = WalkRules {
+        no_symlinks: true,
+        ..WalkRules::default()
+    };
+    assert_eq!(under(&mut fs, d, no_links, b"lf"), Err(ELOOP));
+    let link = fs.with_walk_rules(None, no_links, |fs| fs.lookup(d, b"lf", false));
+    assert_eq!(link, fs.lookup(d, b"lf", false));
+    // The rules end with the call.
+    assert_eq!(fs.lookup(sub, b"../f", true), fs.lookup(d, b"f", true));
+    // A mount point is another file system.
+    fs.mount(b"/d/sub", crate::fs::mount::MountKind::Proc)
+        .unwrap();
+    let no_mounts = WalkRules {
+        no_mounts: true,
+        ..WalkRules::default()
+    };
+    assert_eq!(under(&mut fs, d, no_mounts, b"sub"), Err(EXDEV));
+    assert_eq!(under(&mut fs, d, no_mounts, b"sub/x"), Err(EXDEV));
+    assert_eq!(under(&mut fs, d, no_mounts, b"f"), fs.lookup(d, b"f", true));
+}
+
+/// `openat2`'s `struct open_how` as Linux's `build_open_flags` checks it.
+#[test]
+fn open_how_is_checked_as_linux() {
+    use super::open::decode_open_how;
+    let how = |flags: u64, mode: u64, resolve: u64| {
+        let mut raw = alloc::vec::Vec::new();
+        for v in [flags, mode, resolve] {
+            raw.extend_from_slice(&v.to_le_bytes());
+        }
+        raw
+    };
+    let (f, m, r) = decode_open_how(&how(u64::from(O_CREAT | O_RDWR), 0o640, 0x08)).unwrap();
+    assert_eq!((f, m), (O_CREAT | O_RDWR, 0o640));
+    assert!(r.rules.beneath && r.rules.no_mounts && !r.in_root);
+    assert_eq!(decode_open_how(&how(0, 0, 0)[..16]).err(), Some(EINVAL));
+    let mut long = how(0, 0, 0);
+    long.extend_from_slice(&[0; 8]);
+    assert!(decode_open_how(&long).is_ok());
+    long[30] = 1;
+    assert_eq!(decode_open_how(&long).err(), Some(E2BIG));
+    for bad in [
+        how(0o10, 0, 0),                           // not an open flag
+        how(1 << 33, 0, 0),                        // above 32 bits
+        how(0, 0o644, 0),                          // a mode without O_CREAT
+        how(u64::from(O_CREAT), 0o10000, 0),       // a mode past the permission bits
+        how(u64::from(fl::O_PATH | O_RDWR), 0, 0), // O_PATH's flags only
+        how(0, 0, 0x40),                           // an unknown RESOLVE_ flag
+        how(0, 0, 0x18),                           // BENEATH and IN_ROOT
+    ] {
+        assert_eq!(decode_open_how(&bad).err(), Some(EINVAL));
+    }
+    assert_eq!(
+        decode_open_how(&how(u64::from(O_CREAT), 0, 0x20)).err(),
+        Some(EAGAIN)
+    );
+}

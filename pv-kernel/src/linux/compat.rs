@@ -80,7 +80,7 @@ pub(crate) const NOTES: &[(&str, Note)] = &[
     ("clone", Partial("CLONE_PIDFD with CLONE_THREAD (a thread's pidfd) is EINVAL; the namespace flags are accepted and make no namespace; CLONE_FILES and CLONE_FS copy rather than share")),
     ("pidfd_open", Partial("PIDFD_THREAD (a thread's pidfd) is EINVAL")),
     ("pidfd_send_signal", Remark("also PIDFD_SIGNAL_THREAD and PIDFD_SIGNAL_PROCESS_GROUP; a /proc/PID directory descriptor is EBADF, not a pidfd")),
-    ("madvise", Partial("MADV_DONTNEED and MADV_FREE drop pages (a private file mapping's come back from the file at their next touch), MADV_DONTFORK/DOFORK/WIPEONFORK/KEEPONFORK set what fork copies; the rest of Linux's advice is accepted and does nothing (MADV_REMOVE frees nothing, MADV_GUARD_INSTALL installs no guard); MADV_DONTNEED over a range not wholly mapped is not ENOMEM")),
+    ("madvise", Partial("MADV_DONTNEED and MADV_FREE drop pages (a private file mapping's come back from the file at their next touch), MADV_DONTFORK/DOFORK/WIPEONFORK/KEEPONFORK set what fork copies; the rest of Linux's advice is accepted and does nothing (MADV_REMOVE frees nothing, MADV_GUARD_INSTALL installs no guard)")),
     ("timer_create", Partial("the alarm clocks are EOPNOTSUPP; at most 4,096 timers per process")),
     ("timerfd_create", Partial("the alarm clocks are EOPNOTSUPP")),
     ("timerfd_settime", Partial("TFD_TIMER_CANCEL_ON_SET never cancels: the guest's clock is never set")),

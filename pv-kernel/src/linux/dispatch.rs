@@ -330,6 +330,13 @@ pub(crate) fn syscall(
             }
         }
         nr::WAITID => {
+            // Linux's checks: known options only, and at least one kind of change to wait
+            // for (`WEXITED`, `WSTOPPED`, `WCONTINUED`).
+            const KNOWN: u64 =
+                1 | 2 | 4 | 8 | 0x0100_0000 | 0x2000_0000 | 0x4000_0000 | 0x8000_0000;
+            if a[3] & !KNOWN != 0 || a[3] & (2 | 4 | 8) == 0 {
+                return Err(Errno::EINVAL);
+            }
             // `P_PIDFD` of a non-blocking pidfd: `EAGAIN` rather than a wait.
             let mut nonblock = false;
             let which = match a[0] {

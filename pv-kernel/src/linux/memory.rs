@@ -774,6 +774,18 @@ pub(crate) fn sys_madvise(addr: u64, len: u64, advice: u64) -> SysResult {
     let end = addr.checked_add(len).ok_or(Errno::EINVAL)?;
     let space = current_process().space().ok_or(Errno::EINVAL)?;
     let mut mm = space.mm.lock();
+    // Linux applies advice to the mapped parts and then fails with `ENOMEM` for a hole.
+    let mut covered = true;
+    let mut at = addr;
+    while at < end {
+        match mm.vma_at(at) {
+            Some((_, v)) => at = v.end,
+            None => {
+                covered = false;
+                break;
+            }
+        }
+    }
     match advice {
         advice::DONTNEED | advice::FREE => mm.discard(addr, end),
         advice::DONTFORK | advice::DOFORK | advice::WIPEONFORK | advice::KEEPONFORK => {
@@ -788,7 +800,11 @@ pub(crate) fn sys_madvise(addr: u64, len: u64, advice: u64) -> SysResult {
         }
         _ => {}
     }
-    Ok(0)
+    if covered {
+        Ok(0)
+    } else {
+        Err(Errno::ENOMEM)
+    }
 }
 
 /// Drops the pages of every `mmap` of regular file `ino`, in every address space, that lie

@@ -85,6 +85,11 @@ int main(void) {
     show("WIPEONFORK of shared memory", madvise(shared, PAGE, MADV_WIPEONFORK));
     munmap(region + 2 * PAGE, PAGE);
     show("DONTFORK over a hole", madvise(region, 4 * PAGE, MADV_DONTFORK));
+    in_child(child_view); /* (the mapped parts were changed all the same) */
+    region[0] = 'z';
+    show("DONTNEED over a hole", madvise(region, 4 * PAGE, MADV_DONTNEED));
+    printf("the mapped part was dropped: %d\n", region[0] == 0);
+    show("WILLNEED over a hole", madvise(region, 4 * PAGE, MADV_WILLNEED));
     show("unknown advice 5", madvise(region, PAGE, 5));
     show("unknown advice 200", madvise(region, PAGE, 200));
     show("unaligned address", madvise(region + 1, PAGE, MADV_DONTFORK));

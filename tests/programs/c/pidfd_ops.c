@@ -124,6 +124,8 @@ int main(void) {
     show("pidfd_send_signal flags", syscall(SYS_pidfd_send_signal, self, 0, NULL, 8));
     show("pidfd_send_signal through stdin", send_signal(0, 0));
     show("waitid P_PIDFD through stdin", waitid(P_PIDFD, 0, NULL, WEXITED));
+    show("waitid without WEXITED", waitid(P_ALL, 0, NULL, WNOHANG));
+    show("waitid with an unknown option", waitid(P_ALL, 0, NULL, WEXITED | 0x40));
 
     /* pidfd_getfd: a copy of its own stdout, close-on-exec. */
     int out = syscall(SYS_pidfd_getfd, self, 1, 0);

@@ -566,7 +566,7 @@ impl Mm {
 
     /// `madvise`'s `MADV_DONTFORK`/`DOFORK`/`WIPEONFORK`/`KEEPONFORK` over `[start, end)`:
     /// `change` applied to what `fork` does with each region there (split at the range's
-    /// ends). `ENOMEM` if part of the range is not mapped; `EINVAL` (nothing changed) if
+    /// ends; holes are the caller's `ENOMEM`). `EINVAL` (nothing changed) if
     /// `wipe_only_anon` and a region there is shared or maps a file, as Linux allows
     /// `MADV_WIPEONFORK` on private anonymous memory only.
     pub(crate) fn advise_fork(
@@ -576,13 +576,13 @@ impl Mm {
         wipe_only_anon: bool,
         change: impl Fn(&mut OnFork),
     ) -> Result<(), Errno> {
-        let mut at = start;
-        while at < end {
-            let (_, v) = self.vma_at(at).ok_or(Errno::ENOMEM)?;
-            if wipe_only_anon && (v.shm.is_some() || v.file.is_some()) {
-                return Err(Errno::EINVAL);
-            }
-            at = v.end;
+        let anon_only = self
+            .vmas
+            .range(..end)
+            .filter(|(_, v)| v.end > start)
+            .all(|(_, v)| v.shm.is_none() && v.file.is_none());
+        if wipe_only_anon && !anon_only {
+            return Err(Errno::EINVAL);
         }
         self.change_regions(start, end, |v| change(&mut v.on_fork));
         Ok(())

@@ -191,6 +191,21 @@ fn system_v_message_queues_behave_as_on_linux() {
     each_build_matches_native("sysv-msg", "queues done: 1");
 }
 
+/// `tests/programs/c/sched_attr.c`: `sched_setattr` and `sched_getattr` with the normal
+/// policies — the struct read back, a nice value and `SCHED_BATCH` with
+/// `SCHED_FLAG_RESET_ON_FORK` seen by `getpriority` and `sched_getscheduler`,
+/// `SCHED_FLAG_KEEP_POLICY` and `KEEP_PARAMS` (which keeps the policy too, as Linux), the size
+/// rules (`E2BIG` with the kernel's size written back) and the errors — against the native
+/// run (`ENOSYS` before).
+#[test]
+#[cfg_attr(
+    not(have_static_glibc),
+    ignore = "needs a static glibc: apt-get install libc6-dev"
+)]
+fn sched_setattr_and_getattr_behave_as_on_linux() {
+    each_build_matches_native("sched-attr", "sched attr done: 1");
+}
+
 /// `tests/programs/c/openat2_rules.c`: `openat2` — `struct open_how`'s checks (sizes,
 /// trailing bytes, unknown flags, a mode without `O_CREAT`, `O_PATH`'s flags, conflicting
 /// and cached resolves) and the lookup restrictions in a tree under `/tmp`:

@@ -211,6 +211,8 @@ pub(crate) fn syscall(
         }
         nr::IOPRIO_GET => super::io_priority::sys_ioprio_get(t, a[0], a[1]),
         nr::SCHED_SETSCHEDULER => super::sched_params::sys_sched_setscheduler(t, a[0], a[1], a[2]),
+        nr::SCHED_SETATTR => super::sched_attr::sys_sched_setattr(t, a[0], a[1], a[2]),
+        nr::SCHED_GETATTR => super::sched_attr::sys_sched_getattr(t, a[0], a[1], a[2], a[3]),
         nr::SCHED_SETPARAM => super::sched_params::sys_sched_setparam(t, a[0], a[1]),
         nr::SCHED_GETSCHEDULER => super::sched_params::sys_sched_getscheduler(t, a[0]),
         nr::SCHED_GETPARAM => super::sched_params::sys_sched_getparam(t, a[0], a[1]),

@@ -57,6 +57,7 @@ pub(crate) mod process_vm;
 pub(crate) mod procfs;
 pub(crate) mod resources;
 pub(crate) mod rlimit;
+pub(crate) mod sched_attr;
 pub(crate) mod sched_params;
 pub(crate) mod shmem;
 pub(crate) mod signal;

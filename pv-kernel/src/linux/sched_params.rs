@@ -2,7 +2,8 @@
 //! and inherited by `fork` and new threads: the nice value (`setpriority`, `getpriority`,
 //! `/proc/PID/stat`), the CPU affinity mask (`sched_setaffinity`, `sched_getaffinity`) and
 //! the scheduling policy (`sched_setscheduler`, `sched_getscheduler`, `sched_setparam`,
-//! `sched_getparam`, with `sched_get_priority_max`/`min` and `sched_rr_get_interval`).
+//! `sched_getparam`, with `sched_get_priority_max`/`min` and `sched_rr_get_interval`; and
+//! `sched_setattr`/`sched_getattr` over the same values, `linux/sched_attr.rs`).
 //! The guest scheduler gives every thread the same share and may run a thread on any vCPU:
 //! the values are kept and reported (what `nice`, `renice`, `taskset`, `chrt`, `nproc` and
 //! thread pools sized by the affinity mask see), not enforced. The normal policies
@@ -49,7 +50,7 @@ pub(crate) mod policy {
 /// Whether `policy` (without [`policy::RESET_ON_FORK`]) may be set at priority `prio`: the
 /// normal policies at priority 0; the real-time ones (priority 1..=99) are `EPERM` (no
 /// real-time scheduling in the guest); any other priority or policy `EINVAL`.
-fn check_policy(pol: u32, prio: i32) -> Result<(), Errno> {
+pub(super) fn check_policy(pol: u32, prio: i32) -> Result<(), Errno> {
     use policy::*;
     match pol {
         OTHER | BATCH | IDLE if prio == 0 => Ok(()),
@@ -86,14 +87,14 @@ const NICE_MIN: i64 = -20;
 const NICE_MAX: i64 = 19;
 
 /// A nice value asked for, clamped to `-20..=19` as Linux does.
-fn clamp_nice(v: i64) -> i32 {
+pub(super) fn clamp_nice(v: i64) -> i32 {
     v.clamp(NICE_MIN, NICE_MAX) as i32
 }
 
 /// Whether a thread may go from nice `cur` to `new`: raising is free; lowering needs
 /// `CAP_SYS_NICE` or an `RLIMIT_NICE` soft limit of at least `20 - new` (Linux's
 /// `can_nice`).
-fn may_set_nice(cur: i32, new: i32, rlimit_nice: u64, cap_sys_nice: bool) -> bool {
+pub(super) fn may_set_nice(cur: i32, new: i32, rlimit_nice: u64, cap_sys_nice: bool) -> bool {
     new >= cur || cap_sys_nice || (20 - i64::from(new)) as u64 <= rlimit_nice
 }
 
@@ -153,7 +154,7 @@ pub(super) fn targets(me: &Arc<Task>, which: u64, who: u64) -> Result<Vec<Arc<Ta
 
 /// Whether `me` may change `target`'s scheduling parameters: its own user's threads (by
 /// real or effective uid), or any with `CAP_SYS_NICE` (Linux's `set_one_prio_perm`).
-fn may_change(me: &Task, target: &Task) -> bool {
+pub(super) fn may_change(me: &Task, target: &Task) -> bool {
     let mine = me.process.creds.lock().clone();
     if mine.capable(cap::SYS_NICE) {
         return true;
@@ -218,7 +219,7 @@ pub(crate) fn sys_sched_setaffinity(me: &Arc<Task>, pid: u64, len: u64, mask: u6
 
 /// The thread a policy call's `pid` (a C `pid_t`: the register's low 32 bits) names (0:
 /// the caller); a negative pid is `EINVAL`.
-fn policy_target(me: &Arc<Task>, pid: u64) -> Result<Arc<Task>, Errno> {
+pub(super) fn policy_target(me: &Arc<Task>, pid: u64) -> Result<Arc<Task>, Errno> {
     if (pid as u32 as i32) < 0 {
         return Err(Errno::EINVAL);
     }

@@ -279,15 +279,12 @@ pub(crate) fn syscall(
             task::clone_with(t, st, &args)
         }
         nr::CLONE3 => {
-            let size = a[1] as usize;
-            if size > pvmux_hypercalls::PAGE_SIZE as usize {
-                return Err(Errno::E2BIG);
-            }
-            let mut raw = alloc::vec![0u8; size.max(super::clone_args::CLONE_ARGS_SIZE_VER0)];
-            if size >= super::clone_args::CLONE_ARGS_SIZE_VER0 {
-                super::uaccess::copy_from_user(a[0], &mut raw)?;
-            }
-            let args = task::CloneArgs::of_clone3(&raw[..size])?;
+            let raw = super::uaccess::copy_sized_struct(
+                a[0],
+                a[1],
+                super::clone_args::CLONE_ARGS_SIZE_VER0,
+            )?;
+            let args = task::CloneArgs::of_clone3(&raw)?;
             st.take_kept_fp();
             task::clone_with(t, st, &args)
         }

@@ -21,6 +21,23 @@ pub(crate) fn copy_to_user(va: u64, data: &[u8]) -> Result<(), Errno> {
     super::space::current_copy_out(va, data)
 }
 
+/// Copies a versioned struct of `size` bytes from `va` (`clone3`'s `clone_args`,
+/// `openat2`'s `open_how`): `EINVAL` below its first version's `min` bytes, `E2BIG` past a
+/// page, as Linux's callers of `copy_struct_from_user`. The caller's decoder checks that the
+/// bytes past the fields it knows are zero.
+pub(crate) fn copy_sized_struct(va: u64, size: u64, min: usize) -> Result<Vec<u8>, Errno> {
+    let size = usize::try_from(size).map_err(|_| Errno::E2BIG)?;
+    if size > pvmux_hypercalls::PAGE_SIZE as usize {
+        return Err(Errno::E2BIG);
+    }
+    if size < min {
+        return Err(Errno::EINVAL);
+    }
+    let mut raw = alloc::vec![0u8; size];
+    copy_from_user(va, &mut raw)?;
+    Ok(raw)
+}
+
 /// Reads a plain value from user address `va`.
 pub(crate) fn read_val<T: FromBytes + IntoBytes>(va: u64) -> Result<T, Errno> {
     let mut v = T::new_zeroed();

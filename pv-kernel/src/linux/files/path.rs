@@ -206,15 +206,7 @@ pub(crate) fn sys_openat(dirfd: u64, path_va: u64, flags: u64, mode: u64) -> Sys
 /// `openat2(dirfd, path, how, size)`: `openat` with its flags checked strictly and the
 /// lookup restricted by `how.resolve` ([`open::decode_open_how`]).
 pub(crate) fn sys_openat2(dirfd: u64, path_va: u64, how_va: u64, size: u64) -> SysResult {
-    let size = usize::try_from(size).map_err(|_| Errno::E2BIG)?;
-    if size < open::OPEN_HOW_SIZE_VER0 {
-        return Err(Errno::EINVAL);
-    }
-    if size > pvmux_hypercalls::PAGE_SIZE as usize {
-        return Err(Errno::E2BIG);
-    }
-    let mut raw = alloc::vec![0u8; size];
-    crate::linux::uaccess::copy_from_user(how_va, &mut raw)?;
+    let raw = crate::linux::uaccess::copy_sized_struct(how_va, size, open::OPEN_HOW_SIZE_VER0)?;
     let (flags, mode, resolve) = open::decode_open_how(&raw)?;
     let path = read_path(path_va)?;
     let umask = current_process().umask.load(Ordering::Relaxed);

@@ -48,6 +48,8 @@ pub struct HeaderInit {
     /// Kernel sandboxes: [`pvmux_hypercalls::sandbox::user_isolation`] (the trusted
     /// in-process mode or not).
     pub user_isolation: u32,
+    /// User sandboxes: the tenant has host file windows ([`SandboxHeader::windows`]).
+    pub windows: bool,
     /// Kernel sandboxes: the entry, root and clock fields come later
     /// (`ControlRegion::release_entry`); the stub waits for them
     /// ([`SandboxHeader::entry_held`]).
@@ -188,7 +190,7 @@ impl ControlRegion {
             stub_status: AtomicU32::new(0),
             stub_step: AtomicU32::new(0),
             stub_error: AtomicU32::new(0),
-            _reserved0: 0,
+            window_listener: AtomicU32::new(0),
             stub_table: AtomicU64::new(0),
             first_insn_tsc: AtomicU64::new(0),
             stub_start_tsc: AtomicU64::new(0),
@@ -199,7 +201,7 @@ impl ControlRegion {
             user_ctx_len: init.user_ctx_len,
             user_grant_gpa: init.user_grant_gpa,
             user_isolation: init.user_isolation,
-            _reserved2: 0,
+            windows: u32::from(init.windows),
             xsave_mask: cpu.xsave_mask,
             xsave_size: cpu.xsave_size,
             cpu_flags: cpu.flags,

@@ -203,6 +203,7 @@ fn tenant_parts(
             .map_err(|e| HostError::InvalidConfig(e.to_string()))?,
         initial_balloon,
         restored_balloon: None,
+        restored_windows: Vec::new(),
         snapshot_refusal,
         upgrade_refusal,
         adoption: None,
@@ -323,6 +324,7 @@ impl Host {
         let mut parts = tenant_parts(cfg, mem, ctl, layout, clock, 0)
             .map_err(|e| SnapshotError::Invalid(e.to_string()))?;
         parts.restored_balloon = Some((st.balloon_target, released));
+        parts.restored_windows = format::read_windows(dir, &m)?;
         let tenant = Tenant::start(parts, Arc::clone(&self.stub), Arc::clone(&self.user_stub))?;
         if winsize != 0 {
             if let Some(size) = pvmux_hypercalls::bootargs::ConsoleSize::new(

@@ -475,7 +475,7 @@ impl HostFs {
 
     /// The checked read descriptor of regular file `path`: from the cache, or opened (and
     /// cached, if this share caches).
-    fn file(&self, path: &[u8]) -> Result<Arc<OwnedFd>, HcError> {
+    pub(crate) fn file(&self, path: &[u8]) -> Result<Arc<OwnedFd>, HcError> {
         // Keyed by the path as resolved in the root (`/a` and `a` are one file).
         let path = {
             use std::os::unix::ffi::OsStrExt;
@@ -519,7 +519,7 @@ impl HostFs {
 
 /// Reads the guest path argument: `TooLarge` beyond [`hostfs::PATH_MAX`], `BadAddress`
 /// outside guest memory.
-fn guest_path(mem: &GuestMemory, gpa: u64, len: u64) -> Result<Vec<u8>, HcError> {
+pub(crate) fn guest_path(mem: &GuestMemory, gpa: u64, len: u64) -> Result<Vec<u8>, HcError> {
     if len > hostfs::PATH_MAX {
         return Err(HcError::TooLarge);
     }

@@ -56,6 +56,10 @@ pub(crate) trait HcEnv {
     fn hostfs(&self) -> Option<&crate::hostfs::HostFs> {
         None
     }
+    /// The tenant's host file windows (with a share), if any.
+    fn windows(&self) -> Option<&crate::window::Windows> {
+        None
+    }
     /// The tenant's host networking (`--net host`, `--publish`), if any.
     fn net(&self) -> Option<&crate::net::HostNet> {
         None
@@ -117,6 +121,16 @@ pub(crate) fn handle(mem: &GuestMemory, env: &dyn HcEnv, nr: u64, args: [u64; 6]
         Hypercall::HostfsList => ret(crate::hostfs::hc_list(mem, env.hostfs(), args)),
         Hypercall::HostfsRead => ret(crate::hostfs::hc_read(mem, env.hostfs(), args)),
         Hypercall::HostfsLookup => ret(crate::hostfs::hc_lookup(mem, env.hostfs(), args)),
+        Hypercall::WindowOpen => ret(crate::window::hc_open(
+            mem,
+            env.hostfs(),
+            env.windows(),
+            args,
+        )),
+        Hypercall::WindowRead => ret(env
+            .windows()
+            .ok_or(HcError::UnknownCall)
+            .and_then(|w| w.read(mem, args[0], args[1], args[2], args[3]))),
         Hypercall::VolumeOp => ret(crate::volume::hc_volume_op(mem, env.volumes(), args)),
         Hypercall::NetSocket
         | Hypercall::NetBind

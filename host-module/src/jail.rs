@@ -24,7 +24,8 @@
 //! 3. **Resource limits** ([`RLIMITS`]): no file may be written (`FSIZE` 0; a kernel sandbox's
 //!    is its guest memory's size, `ChildJail::for_kernel_sandbox`), no memory locked,
 //!    no message queue, no core dump, no real-time priority, no nice raise, no file lock, no
-//!    fd above the ones the stub holds (`NOFILE`); and the tenant's CPU budget (`RLIMIT_CPU`),
+//!    fd above the ones the stub holds and the host file windows the host may install
+//!    (`NOFILE`; the filters allow no call that makes a descriptor); and the tenant's CPU budget (`RLIMIT_CPU`),
 //!    which the host may not be able to set after the uid change.
 //! 4. **Credentials** — started as root, the child drops the capability bounding set, clears
 //!    its supplementary groups and switches to the [`SandboxUser`] (all of real, effective and
@@ -59,17 +60,22 @@ use pvmux_hypercalls::sandbox::{CTL_FD, GUEST_MEM_FD};
 /// [`pvmux_hypercalls::sandbox::KERNEL_IMAGE_FD`].)
 pub const SANDBOX_FDS: &[i32] = &[GUEST_MEM_FD, CTL_FD];
 
-/// `RLIMIT_NOFILE` of a sandbox: one above the highest fd it holds (no new fd can be made).
+/// `RLIMIT_NOFILE` of a sandbox: one above the highest fd it may hold — the host file
+/// windows' descriptors, which the host installs in a user sandbox at their fixed numbers
+/// (`pvmux_hypercalls::window::WINDOW_FD_BASE` + slot), above the ones it starts with. The
+/// filters allow no call that makes a descriptor, so this is not what stops a sandbox from
+/// making one: it bounds what the host may install.
 pub const SANDBOX_NOFILE: u64 = {
-    let mut max = 0;
+    use pvmux_hypercalls::window::{MAX_WINDOWS, WINDOW_FD_BASE};
+    WINDOW_FD_BASE as u64 + MAX_WINDOWS as u64
+};
+const _: () = {
     let mut i = 0;
     while i < SANDBOX_FDS.len() {
-        if SANDBOX_FDS[i] > max {
-            max = SANDBOX_FDS[i];
-        }
+        assert!(SANDBOX_FDS[i] < pvmux_hypercalls::window::WINDOW_FD_BASE);
         i += 1;
     }
-    max as u64 + 1
+    assert!(pvmux_hypercalls::sandbox::KERNEL_IMAGE_FD < pvmux_hypercalls::window::WINDOW_FD_BASE);
 };
 
 /// The uid and gid sandboxes run as when pvmux is started as root
@@ -843,10 +849,11 @@ mod tests {
     }
 
     #[test]
-    fn nofile_is_one_above_the_highest_fd() {
+    fn nofile_is_one_above_the_highest_window_fd() {
+        use pvmux_hypercalls::window::{MAX_WINDOWS, WINDOW_FD_BASE};
         assert_eq!(
             SANDBOX_NOFILE,
-            *SANDBOX_FDS.iter().max().expect("fds") as u64 + 1
+            (WINDOW_FD_BASE + MAX_WINDOWS as i32 - 1) as u64 + 1
         );
     }
 

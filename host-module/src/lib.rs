@@ -56,6 +56,7 @@ pub mod vcpu;
 pub mod vcpu_figures;
 pub mod volume;
 pub mod watchdog;
+mod window;
 
 pub use balloon::{BalloonError, MemoryFigures};
 pub use console::{KernelLog, TokenBucket, CONSOLE_TAIL_LINES};

@@ -433,3 +433,12 @@ pub(crate) fn kill(pidfd: &OwnedFd) {
         Err(e) => tracing::warn!("pidfd_send_signal(SIGKILL) failed: {e}"),
     }
 }
+
+/// Whether the host kernel's release (`uname -r`) is at least `major.minor`.
+pub(crate) fn linux_at_least(major: u32, minor: u32) -> bool {
+    let u = rustix::system::uname();
+    let release = u.release().to_string_lossy();
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let mut next = || -> u32 { parts.next().and_then(|p| p.parse().ok()).unwrap_or(0) };
+    (next(), next()) >= (major, minor)
+}

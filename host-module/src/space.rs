@@ -116,6 +116,9 @@ pub(crate) struct SpaceConfig {
     /// Spares may be forked from a template ([`template`]): the user stub is pvmux's own,
     /// which serves `kind::USER_TEMPLATE` (not the test stubs of unit tests).
     pub(crate) templates: bool,
+    /// The tenant's host file windows, if it has them: their server answers the window
+    /// requests of the sandboxes' listeners, which are handed to it here.
+    pub(crate) windows: Option<Arc<crate::window::Windows>>,
 }
 
 /// One user sandbox.
@@ -204,6 +207,19 @@ impl SandboxCtl {
     fn by_template(&self) -> bool {
         matches!(self, Self::Template(_))
     }
+}
+
+/// Where a spawned user sandbox publishes its seccomp listener (its header's
+/// `window_listener`), read through a mapping of its own (the window server may look after
+/// the sandbox's entry is gone).
+fn published_listener(ctl: &ControlRegion) -> Option<crate::window::Published> {
+    let map = CtlMap::new(ctl).ok()?;
+    let off = std::mem::offset_of!(pvmux_hypercalls::SandboxHeader, window_listener);
+    Some(Box::new(move || {
+        // The 8-aligned word holding the field (little-endian).
+        let word = map.u64_at(off & !7).load(SeqCst);
+        (word >> (8 * (off & 7))) as u32
+    }))
 }
 
 /// A host mapping of page 0 of a user sandbox's control memfd.
@@ -530,11 +546,17 @@ impl Spaces {
             return Err(HcError::NoResources);
         }
         st.next_handle += 1;
+        let pidfd = Arc::new(child.pidfd);
+        if let (Some(w), SandboxCtl::Own(c, _)) = (&cfg.windows, &ctl) {
+            if let Some(p) = published_listener(c) {
+                w.serve_sandbox(Arc::clone(&pidfd), p);
+            }
+        }
         st.entries.insert(
             handle,
             Entry {
                 pid: child.pid,
-                pidfd: Arc::new(child.pidfd),
+                pidfd,
                 ctx_gpa: Some(ctx_gpa),
                 destroyed: false,
                 reaped_gpa: reaped,
@@ -608,6 +630,13 @@ impl Spaces {
                     let _ = reap(&self.inner, sp.pid, &sp.pidfd, &sp.ctl);
                 }
                 continue;
+            }
+            if let (Some(w), SandboxCtl::Own(c, _)) = (&self.inner.cfg.windows, &sp.ctl) {
+                // A spawned spare: its own listener (a template's children share the
+                // template's, which the server has).
+                if let Some(p) = published_listener(c) {
+                    w.serve_sandbox(Arc::clone(&sp.pidfd), p);
+                }
             }
             sp.ctl.assign(ctx_gpa, ctx_len, grant_gpa.unwrap_or(0));
             st.next_handle += 1;
@@ -947,6 +976,7 @@ fn spare_header(inner: &Inner) -> HeaderInit {
         user_pool_base: cfg.pool_base,
         user_ctx_gpa: 0,
         user_ctx_len: 0,
+        windows: cfg.windows.is_some(),
         ..HeaderInit::default()
     }
 }
@@ -1018,8 +1048,15 @@ impl Templates {
                 }
             }
         }
-        let t = self.running.as_ref()?;
-        match t.fork(init) {
+        let t = self.running.as_mut()?;
+        let mut windows = 0;
+        if let Some(w) = &inner.cfg.windows {
+            if let Some(l) = t.take_listener() {
+                w.serve(l);
+            }
+            windows = w.count();
+        }
+        match t.fork(init, windows) {
             Ok((child, ctl)) => Some((child, SandboxCtl::Template(ctl))),
             Err(e) => {
                 tracing::warn!(tenant = %inner.cfg.name, failed = t.failed(), "user sandbox template: {e}; spares are spawned");
@@ -1246,6 +1283,7 @@ mod tests {
             cpu_seconds: None,
             namespaces: Arc::default(),
             templates: false,
+            windows: None,
         };
         let stub = Arc::new(Stub::new(&elf).unwrap());
         let mut s = Spaces::new(cfg, Arc::clone(&mem), stub);

@@ -248,6 +248,8 @@ struct Shared {
     signal_gate: Mutex<Option<u32>>,
     /// The host directory shared with `--rootfs`.
     hostfs: Option<Arc<crate::hostfs::HostFs>>,
+    /// Its host file windows (with a share), [`crate::window`].
+    windows: Option<Arc<crate::window::Windows>>,
     /// The `--volume` directories, by volume id.
     volumes: Vec<Arc<crate::volume::Volume>>,
     /// Its block devices (`crate::disk`).
@@ -741,6 +743,10 @@ impl HcEnv for Shared {
         self.hostfs.as_deref()
     }
 
+    fn windows(&self) -> Option<&crate::window::Windows> {
+        self.windows.as_deref()
+    }
+
     fn net(&self) -> Option<&crate::net::HostNet> {
         self.net.get().map(|n| &**n)
     }
@@ -1001,6 +1007,12 @@ impl TenantHandle {
             .map_err(|e| crate::snapshot::SnapshotError::Invalid(e.to_string()))?;
         let st = format::write_small(dir, "state", format::STATE, &bytes)?;
         let (data, crc) = format::write_memory(&s.mem, &dir.join(format::MEMORY))?;
+        let mut windows = Vec::new();
+        if let Some(w) = &s.windows {
+            for (slot, (fd, size)) in w.files().into_iter().enumerate() {
+                windows.push(format::write_window(dir, slot as u32, fd.as_fd(), size)?);
+            }
+        }
         let manifest = Manifest {
             magic: format::MAGIC.into(),
             format: format::FORMAT_VERSION,
@@ -1015,7 +1027,10 @@ impl TenantHandle {
                     data_bytes: data,
                     crc32: crc,
                 },
-            ],
+            ]
+            .into_iter()
+            .chain(windows)
+            .collect(),
         };
         let m = serde_json::to_vec_pretty(&manifest)
             .map_err(|e| crate::snapshot::SnapshotError::Invalid(e.to_string()))?;
@@ -1620,6 +1635,8 @@ pub(crate) struct TenantParts {
     /// A restored tenant's balloon: its target and released runs `(gpa, pages)`, which the
     /// resumed guest kernel knows it released (`initial_balloon` is then 0).
     pub(crate) restored_balloon: Option<(u64, Vec<(u64, u64)>)>,
+    /// A restored tenant's host file windows (their bytes, from the snapshot), by slot.
+    pub(crate) restored_windows: Vec<OwnedFd>,
     /// Why this tenant cannot be snapshotted, if so (its configuration).
     pub(crate) snapshot_refusal: Option<String>,
     /// Why an upgrade can never be taken, if so.
@@ -1636,7 +1653,7 @@ pub(crate) struct TenantParts {
 impl Tenant {
     /// Spawns the sandbox and the service threads of a built tenant.
     pub(crate) fn start(
-        parts: TenantParts,
+        mut parts: TenantParts,
         stub: Arc<Stub>,
         user_stub: Arc<Stub>,
     ) -> Result<Self, HostError> {
@@ -1651,6 +1668,25 @@ impl Tenant {
                 None,
             ),
         };
+        // Host file windows: for a share, with pvmux's own user stub (which asks for them).
+        let windows = match &parts.hostfs {
+            _ if !parts.restored_windows.is_empty() => {
+                let w = crate::window::Windows::new(&parts.name).ok_or_else(|| {
+                    HostError::InvalidConfig(
+                        "the snapshot's host file windows cannot be given to sandboxes on this \
+                         host (Linux 5.9 or later is needed)"
+                            .into(),
+                    )
+                })?;
+                w.restore(std::mem::take(&mut parts.restored_windows))
+                    .map_err(|e| {
+                        HostError::InvalidConfig(format!("restoring host file windows: {e:?}"))
+                    })?;
+                Some(w)
+            }
+            Some(_) if Arc::ptr_eq(&stub, &user_stub) => crate::window::Windows::new(&parts.name),
+            _ => None,
+        };
         let spaces = Spaces::new(
             SpaceConfig {
                 name: parts.name.clone(),
@@ -1663,6 +1699,7 @@ impl Tenant {
                 namespaces: Arc::clone(&namespaces),
                 // pvmux's own stub serves templates (a test's own user stub may not).
                 templates: Arc::ptr_eq(&stub, &user_stub),
+                windows: windows.clone(),
             },
             Arc::clone(&mem),
             user_stub,
@@ -1714,6 +1751,7 @@ impl Tenant {
                 console_winsize: AtomicU32::new(0),
                 signal_gate: Mutex::new(None),
                 hostfs: parts.hostfs,
+                windows,
                 volumes: parts.volumes,
                 disks: parts.disks,
                 cpu: OnceLock::new(),

@@ -439,7 +439,7 @@ struct pvmux_sandbox_header {
     uint32_t stub_status;        /* stub (atomic) */
     uint32_t stub_step;          /* stub (atomic) */
     uint32_t stub_error;         /* stub (atomic) */
-    uint32_t _reserved0;
+    uint32_t window_listener;    /* stub (atomic): user sandbox's listener fd + 1 */
     uint64_t stub_table;     /* stub (atomic) */
     uint64_t first_insn_tsc; /* stub (atomic) */
     uint64_t stub_start_tsc; /* stub (atomic) */
@@ -450,7 +450,7 @@ struct pvmux_sandbox_header {
     uint64_t user_ctx_len;   /* host, user sandboxes: PVMUX_USER_CTX_SIZE(nr_vcpus) */
     uint64_t user_grant_gpa; /* host, user sandboxes: gpa of the space's grant page */
     uint32_t user_isolation; /* host, kernel sandboxes: PVMUX_USER_ISOLATION_* (ABI v6) */
-    uint32_t _reserved2;
+    uint32_t windows;          /* host: user sandboxes: 1 if the tenant has host file windows */
     uint64_t xsave_mask; /* host: XCR0 without dynamic features (0: no XSAVE) */
     uint32_t xsave_size; /* host: standard-format XSAVE image bytes of xsave_mask */
     uint32_t cpu_flags;  /* host: PVMUX_CPU_FLAG_* */

@@ -207,6 +207,10 @@ pub mod command {
     /// Do not rewrite system-call sites of guest programs (`pvmux run --no-patch`; ABI v6):
     /// every guest system call traps. No payload. Not run.
     pub const NO_PATCH: u16 = 26;
+    /// Do not map `--rootfs` programs and libraries from host file windows (`pvmux run
+    /// --no-file-windows`; [`crate::window`]): the guest kernel copies them into guest
+    /// memory. No payload. Not run.
+    pub const NO_FILE_WINDOWS: u16 = 35;
     /// A channel between kernels (`pvmux run --channel NAME`; ABI v6): payload the name,
     /// [`crate::channel::name_ok`]. The `i`-th `CHANNEL` record is channel index `i` of the
     /// channel hypercalls; the guest shows it as `/dev/pvmux/NAME`. Not run.
@@ -677,6 +681,9 @@ pub enum Command<'a> {
     /// Leave guest programs' system-call sites as they are ([`command::NO_PATCH`]); not run:
     /// [`BootArgs::no_patch`] says whether there is one.
     NoPatch,
+    /// Copy host programs into guest memory instead of mapping host file windows
+    /// ([`command::NO_FILE_WINDOWS`]); not run: [`BootArgs::no_file_windows`].
+    NoFileWindows,
     /// A channel between kernels ([`command::CHANNEL`]); not run: [`BootArgs::channels`]
     /// lists them in index order.
     Channel(&'a [u8]),
@@ -715,6 +722,7 @@ impl Command<'_> {
                 | Self::Caps(_)
                 | Self::UserIsolationNone
                 | Self::NoPatch
+                | Self::NoFileWindows
                 | Self::Channel(_)
                 | Self::Adopt(_)
                 | Self::AdoptRefuse
@@ -748,6 +756,7 @@ impl Command<'_> {
             Self::Caps(_) => command::CAPS,
             Self::UserIsolationNone => command::USER_ISOLATION_NONE,
             Self::NoPatch => command::NO_PATCH,
+            Self::NoFileWindows => command::NO_FILE_WINDOWS,
             Self::Channel(_) => command::CHANNEL,
             Self::Adopt(_) => command::ADOPT,
             Self::AdoptRefuse => command::ADOPT_REFUSE,
@@ -1115,6 +1124,11 @@ impl<'a> BootArgs<'a> {
         self.commands().any(|c| matches!(c, Command::NoPatch))
     }
 
+    /// Whether the commands ask not to use host file windows ([`Command::NoFileWindows`]).
+    pub fn no_file_windows(&self) -> bool {
+        self.commands().any(|c| matches!(c, Command::NoFileWindows))
+    }
+
     /// True if a command needs the test kernel ([`Command::needs_diagnostics`]).
     pub fn needs_diagnostics(&self) -> bool {
         self.commands().any(|c| c.needs_diagnostics())
@@ -1245,6 +1259,7 @@ fn read_command(bytes: &[u8]) -> Result<(Command<'_>, usize), DecodeError> {
         command::CAPS => Command::Caps(CapSets::from_le_bytes(payload).ok_or(bad)?),
         command::USER_ISOLATION_NONE => none(Command::UserIsolationNone)?,
         command::NO_PATCH => none(Command::NoPatch)?,
+        command::NO_FILE_WINDOWS => none(Command::NoFileWindows)?,
         command::CHANNEL if crate::channel::name_ok(payload) => Command::Channel(payload),
         command::CHANNEL => return Err(bad),
         command::ADOPT => {

@@ -2350,7 +2350,13 @@ impl<'a> Record<'a> {
             }
             prev = (r.pid, va_end);
             let gpa_end = r.gpa.saturating_add(len);
-            if r.gpa % PAGE_SIZE != 0 || r.gpa < b.pool_start || gpa_end > b.pool_end {
+            // A host file window's pages (`crate::window`): copy-on-write, private, in one
+            // slot; or pool frames.
+            let window = crate::window::range_of(r.gpa, len).is_some()
+                && r.flags & page_flags::COW != 0
+                && r.flags & page_flags::SHARED == 0;
+            if r.gpa % PAGE_SIZE != 0 || (!window && (r.gpa < b.pool_start || gpa_end > b.pool_end))
+            {
                 return oob("page frame", r.gpa);
             }
             while vmas

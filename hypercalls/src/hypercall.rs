@@ -200,6 +200,12 @@ pub enum Hypercall {
     /// host checks it all and shows it (`pvmux disk ls`); nothing else depends on it
     /// (docs/ABI.md §disks).
     DiskMounted = 52,
+    /// `WindowOpen(path_gpa, path_len, size, mtime_ns) -> slot`: a read-only window on a
+    /// regular file of the host share (docs/ABI.md §windows, [`crate::window`]).
+    WindowOpen = 53,
+    /// `WindowRead(slot, offset, buf_gpa, len) -> bytes`: bytes of a window's file into
+    /// guest memory (docs/ABI.md §windows).
+    WindowRead = 54,
 }
 
 impl Hypercall {
@@ -257,6 +263,8 @@ impl Hypercall {
             49 => Self::HandoverAdopted,
             50 => Self::HandoverFetch,
             52 => Self::DiskMounted,
+            53 => Self::WindowOpen,
+            54 => Self::WindowRead,
             _ => return None,
         })
     }

@@ -35,6 +35,7 @@ pub mod stub;
 pub mod user;
 pub mod vcpu;
 pub mod volume;
+pub mod window;
 
 pub use boot::{BootInfo, MemRegion, MemRegionKind};
 pub use bootargs::{BootArgs, BootArgsBuf};

@@ -111,8 +111,11 @@ pub struct SandboxHeader {
     pub stub_step: AtomicU32,
     /// errno of the failed start-up step (stub).
     pub stub_error: AtomicU32,
-    /// Reserved.
-    pub _reserved0: u32,
+    /// A spawned user sandbox's seccomp notification listener, its descriptor plus one (0:
+    /// none yet, or none), written once its base filter is in force (stub): the host takes
+    /// it with `pidfd_getfd` and answers the sandbox's requests for host file windows on it
+    /// (`crate::window`). A template publishes its own in [`TemplateCtl::listener`].
+    pub window_listener: AtomicU32,
     /// Address of the stub's [`crate::StubTable`] (stub).
     pub stub_table: AtomicU64,
     /// TSC just before the first guest instruction (stub).
@@ -151,8 +154,10 @@ pub struct SandboxHeader {
     /// [`user_isolation::NONE`] the stub lets the kernel map user pages in its own process
     /// and run user code on its vCPU threads (`crate::user::inproc`).
     pub user_isolation: u32,
-    /// Reserved.
-    pub _reserved2: u32,
+    /// User sandboxes: 1 when the tenant has host file windows (`crate::window`), so the stub
+    /// installs its filter with a notification listener the host answers window requests
+    /// on; 0: no listener (host).
+    pub windows: u32,
     /// The FPU state components of the host's signal frames: XCR0 without the dynamically
     /// enabled ones (AMX tile data), 0 when the OS did not enable XSAVE (host). The stub
     /// saves and restores user code's FPU registers with these (patched calls, the trusted
@@ -222,6 +227,16 @@ pub struct TemplateCtl {
     /// The child's pidfd in the template (its fd number), or `-errno` if the fork failed
     /// (template).
     pub pidfd: core::sync::atomic::AtomicI32,
+    /// The template filter's notification listener in the template (its fd number), or
+    /// `-errno` if the filter has none (template, before it reports `READY`). The host takes
+    /// its own copy with `pidfd_getfd` before it asks for the first fork, at which the
+    /// template closes its copy, so no child holds it: the host answers the children's
+    /// window requests on it (`crate::window::WINDOW_SYNC_NR`).
+    pub listener: core::sync::atomic::AtomicI32,
+    /// How many host file windows the tenant has open (host, written with each fork
+    /// request): when it grew, the template asks for all of them before it forks, so that
+    /// its children are born holding them (`crate::window::WINDOW_SYNC_NR`).
+    pub windows: AtomicU32,
 }
 
 /// Where a user sandbox's stub writes its [`UserStubCrash`] in its control page 0 (after the
@@ -306,7 +321,7 @@ pub mod user_crash {
 
 const _: () = assert!(TEMPLATE_CTL_OFFSET >= size_of::<SandboxHeader>());
 const _: () = assert!(TEMPLATE_CTL_OFFSET + size_of::<TemplateCtl>() <= crate::PAGE_SIZE as usize);
-const _: () = assert!(size_of::<TemplateCtl>() == 16);
+const _: () = assert!(size_of::<TemplateCtl>() == 24);
 
 const _: () = assert!(offset_of!(SandboxHeader, stub_status) == 88);
 const _: () = assert!(offset_of!(SandboxHeader, stub_table) == 104);

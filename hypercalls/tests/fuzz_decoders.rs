@@ -33,7 +33,7 @@ const KNOWN_VECTORS: [Vector; 12] = [
     Vector::Event,
     Vector::Syscall,
 ];
-const KNOWN_CALLS: [Hypercall; 51] = [
+const KNOWN_CALLS: [Hypercall; 53] = [
     Hypercall::Nop,
     Hypercall::DiskTake,
     Hypercall::DiskSubmit,
@@ -85,6 +85,8 @@ const KNOWN_CALLS: [Hypercall; 51] = [
     Hypercall::HandoverAdopted,
     Hypercall::HandoverFetch,
     Hypercall::DiskMounted,
+    Hypercall::WindowOpen,
+    Hypercall::WindowRead,
 ];
 const KNOWN_ERRORS: [HcError; 6] = [
     HcError::UnknownCall,

@@ -208,6 +208,30 @@ pub(crate) fn hostfs_read(
     ))
 }
 
+/// `WindowOpen`: the host file window slot of the share's regular file at the path
+/// (`path_gpa`, `path_len`), of `size` bytes last modified at `mtime_ns`.
+pub(crate) fn window_open(
+    path_gpa: u64,
+    path_len: u64,
+    size: u64,
+    mtime_ns: u64,
+) -> Result<u64, HcError> {
+    result(call(
+        Hypercall::WindowOpen,
+        [path_gpa, path_len, size, mtime_ns, 0],
+    ))
+}
+
+/// `WindowRead`: up to `len` bytes of window `slot`'s file at `off` into guest memory at
+/// `gpa`. Returns the bytes read.
+#[cfg_attr(test, allow(dead_code))] // (host unit tests read no windows)
+pub(crate) fn window_read(slot: u32, off: u64, gpa: u64, len: u64) -> Result<u64, HcError> {
+    result(call(
+        Hypercall::WindowRead,
+        [u64::from(slot), off, gpa, len, 0],
+    ))
+}
+
 /// `DiskTake`: the next disk event at `event_gpa` (1), or none (0).
 pub(crate) fn disk_take(event_gpa: u64) -> Result<u64, HcError> {
     result(call(Hypercall::DiskTake, [event_gpa, 0, 0, 0, 0]))

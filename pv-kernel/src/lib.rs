@@ -230,6 +230,7 @@ fn kmain() {
             | Command::Caps(_)
             | Command::UserIsolationNone
             | Command::NoPatch
+            | Command::NoFileWindows
             | Command::Channel(_)
             | Command::Adopt(_)
             | Command::AdoptRefuse

@@ -61,8 +61,10 @@
 //! | `timer_settime`, `timer_gettime` | - | the slice timer (created before the filter); `gettime` tells a stale expiry from a live one |
 //! | `arch_prctl` | option is `ARCH_SET_FS` or `ARCH_GET_FS` | the user FS base (TLS) |
 //! | `mmap` | addr in the user window, len <= [`USER_LEN_MAX`], prot within RWX, flags == `MAP_SHARED\|MAP_FIXED`, optionally with `MAP_POPULATE`, fd == guest memfd, `user_pool_base <= offset < mem_size` | `UserOp` MAP, MAP_POPULATE |
+//! | `mmap` | addr in the user window, len <= [`USER_LEN_MAX`], prot within `PROT_READ\|PROT_EXEC`, flags as above, fd a host file window's (`WINDOW_FD_BASE ..` `+ MAX_WINDOWS`, opened read-only by the host), offset < `WINDOW_SPAN` | `UserOp` MAP of a window's pages |
 //! | `munmap` | addr in the user window, len <= [`USER_LEN_MAX`] | `UserOp` UNMAP |
 //! | `mprotect` | addr in the user window, len <= [`USER_LEN_MAX`], prot within RWX | `UserOp` PROTECT |
+//! | `tuxcall` ([`WINDOW_SYNC_NR`]) | a0 < `MAX_WINDOWS` | `SECCOMP_RET_USER_NOTIF`: the host, holding the filter's listener, installs the window's descriptor |
 //!
 //! Every user sandbox first installs the *base filter* ([`build_user_base_filter`]) as soon as
 //! its threads exist, before it waits for its context region (a spare waits there until it
@@ -83,6 +85,7 @@ use pvmux_hypercalls::sandbox::{CTL_FD, GUEST_MEM_FD, KERNEL_IMAGE_FD};
 use pvmux_hypercalls::user::grant::USER_GRANT_BASE;
 use pvmux_hypercalls::user::inproc::{INPROC_HIGH, INPROC_LEN_MAX, INPROC_LOW};
 use pvmux_hypercalls::user::{user_ctx_size, USER_BASE, USER_CTX_BASE, USER_END};
+use pvmux_hypercalls::window::{MAX_WINDOWS, WINDOW_FD_BASE, WINDOW_SPAN, WINDOW_SYNC_NR};
 use pvmux_hypercalls::{MAX_VCPUS, PAGE_SIZE};
 
 /// Longest range one `mmap`/`munmap`/`mprotect` of a user sandbox may cover (8 TiB): a range
@@ -111,6 +114,8 @@ pub const RET_KILL_PROCESS: u32 = 0x8000_0000;
 pub const RET_TRAP: u32 = 0x0003_0000;
 /// `SECCOMP_RET_ALLOW`.
 pub const RET_ALLOW: u32 = 0x7fff_0000;
+/// `SECCOMP_RET_USER_NOTIF`: the call waits for the answer of the filter's listener.
+pub const RET_USER_NOTIF: u32 = 0x7fc0_0000;
 /// What a refused call from stub code gets: `SECCOMP_RET_TRAP` with `SECCOMP_RET_DATA` = 1.
 /// The call is not executed; the stub's SIGSYS handler sees `si_errno` = 1 and a stub
 /// instruction pointer, records an ABI violation naming the call, and ends the sandbox.
@@ -201,7 +206,7 @@ pub enum FilterError {
 }
 
 /// Maximum length of a filter in instructions.
-pub const MAX_FILTER_LEN: usize = 320;
+pub const MAX_FILTER_LEN: usize = 352;
 
 /// `arch_prctl` options a user sandbox may use.
 pub const ARCH_SET_FS: u32 = 0x1002;
@@ -246,9 +251,6 @@ struct Builder {
     fail: Target,
     /// More than [`MAX_FILTER_LEN`] instructions were pushed.
     overflow: bool,
-    /// Where [`Builder::island`] put its `ret TRAP` (its `ret KILL_PROCESS` follows), if it
-    /// was called.
-    island: Option<usize>,
 }
 
 // A builder of 48-byte instructions (usize targets) overflowed a slot thread's start stack in
@@ -264,7 +266,6 @@ impl Builder {
             block: 0,
             fail,
             overflow: false,
-            island: None,
         }
     }
     /// Puts a `ret TRAP` and a `ret KILL_PROCESS` here, jumped over: the trap and kill
@@ -273,7 +274,6 @@ impl Builder {
     /// that needs this after the checks it opens with.
     fn island(&mut self) {
         self.push(JA, 2, Target::Next, Target::Next);
-        self.island = Some(self.len);
         self.ret(RET_TRAP);
         self.ret(RET_KILL_PROCESS);
     }
@@ -459,14 +459,21 @@ impl Builder {
             _ => refuse,
         };
         for (i, &(mut insn, jt, jf, block)) in self.insns[..self.len].iter().enumerate() {
+            // A return target resolves to the nearest `ret` of that action after the jump
+            // (a block's own, or an island's: within a jump's reach in a long filter), else
+            // to the shared one at the end.
+            let nearest = |k: u32, end: usize| {
+                (i + 1..self.len)
+                    .find(|&j| self.insns[j].0.code == RET_K && self.insns[j].0.k == k)
+                    .unwrap_or(end)
+            };
             let resolve = |t: Target| -> Result<u8, FilterError> {
-                let island = self.island.filter(|&at| at > i);
                 let dest = match t {
                     Target::Next => i + 1,
-                    Target::Allow => allow,
+                    Target::Allow => nearest(RET_ALLOW, allow),
                     Target::Refuse => refuse,
-                    Target::Trap => island.unwrap_or(trap),
-                    Target::Die => island.map_or(die, |at| at + 1),
+                    Target::Trap => nearest(RET_TRAP, trap),
+                    Target::Die => nearest(RET_KILL_PROCESS, die),
                     Target::Skip(n) => i + 1 + usize::from(n),
                     Target::NextBlock => (i + 1..self.len)
                         .find(|&j| self.insns[j].3 > block)
@@ -729,6 +736,15 @@ fn build_user_start_filter(
     b.arg_eq32(4, GUEST_MEM_FD as u32);
     b.arg_lt(5, p.pool_base);
     b.ret(RET_ALLOW);
+    // A request for a host file window's descriptor: answered by the host, which holds this
+    // filter's notification listener (`pvmux_hypercalls::window`; a template's children
+    // share the template's).
+    b.block(WINDOW_SYNC_NR);
+    b.arg_lt(0, u64::from(MAX_WINDOWS));
+    b.ret(RET_USER_NOTIF);
+    b.fail = Target::NextBlock;
+    // (A second trap and kill within reach of the checks above and below.)
+    b.island();
     if template {
         template_rules(&mut b);
     }
@@ -739,6 +755,8 @@ fn build_user_start_filter(
     b.ld(arg_lo(0));
     b.jmp(JEQ_K, ARCH_SET_FS, Target::Allow, Target::Next);
     b.jmp(JEQ_K, ARCH_GET_FS, Target::Allow, Target::Die);
+    // (A call failing the pool block's checks goes on to the window block.)
+    b.fail = Target::NextBlock;
     b.block(nr::MMAP);
     b.user_range(0, 1);
     b.arg_within_bits(2, 7); // PROT_READ | PROT_WRITE | PROT_EXEC
@@ -747,6 +765,17 @@ fn build_user_start_filter(
     b.arg_eq32(4, GUEST_MEM_FD as u32);
     b.arg_ge(5, p.pool_base);
     b.arg_lt(5, p.mem_size);
+    b.ret(RET_ALLOW);
+    b.fail = Target::Die;
+    // A host file window (`pvmux_hypercalls::window`): its read-only descriptors, read and
+    // execute at most (the descriptors are read-only, so no `mprotect` can add writing).
+    b.block(nr::MMAP);
+    b.user_range(0, 1);
+    b.arg_within_bits(2, PROT_READ_EXEC);
+    b.arg_eq32_optional(3, 0x11, USER_MAP_POPULATE);
+    b.arg_ge(4, WINDOW_FD_BASE as u64);
+    b.arg_lt(4, WINDOW_FD_BASE as u64 + u64::from(MAX_WINDOWS));
+    b.arg_lt(5, WINDOW_SPAN);
     b.ret(RET_ALLOW);
     b.block(nr::MUNMAP);
     b.user_range(0, 1);
@@ -1628,6 +1657,45 @@ mod tests {
         assert_eq!(template_eval(nr::MMAP, ip, GOOD_MAP), RET_ALLOW);
         assert_eq!(child_eval(nr::MMAP, ip, GOOD_MAP), RET_ALLOW);
         assert_eq!(child_eval(nr::FUTEX, ip, [0, 0, 5, 0, 0, 0]), RET_ALLOW);
+    }
+
+    #[test]
+    fn window_descriptors_map_read_only_and_are_asked_for_from_stub_code() {
+        let ip = TEXT + 0x100;
+        let fd = WINDOW_FD_BASE as u64;
+        let map = [GOOD_MAP[0], GOOD_MAP[1], 5, 0x11, fd + 3, 0x2000];
+        for eval in [base_eval, template_eval, child_eval] {
+            assert_eq!(eval(nr::MMAP, ip, map), RET_ALLOW);
+            let with = |i: usize, v: u64| {
+                let mut a = map;
+                a[i] = v;
+                a
+            };
+            for a in [
+                with(2, 3),                           // writable
+                with(2, 7),                           // writable and executable
+                with(3, 0x12),                        // MAP_PRIVATE
+                with(4, fd - 1),                      // below the window descriptors
+                with(4, fd + u64::from(MAX_WINDOWS)), // above them
+                with(4, (1 << 32) | fd),              // high bits set
+                with(5, WINDOW_SPAN),                 // past a slot's largest file
+                with(0, USER_CTX_BASE),               // outside the user window
+            ] {
+                assert_eq!(eval(nr::MMAP, ip, a), RET_KILL_PROCESS, "{a:#x?}");
+            }
+            assert_eq!(eval(nr::MMAP, 0x40_1000, map), RET_TRAP, "from user code");
+        }
+        // The request for a window's descriptor goes to the host's listener: from stub code
+        // only, for a slot that can exist.
+        let sync = [7, 0, 0, 0, 0, 0];
+        for eval in [base_eval, child_eval] {
+            assert_eq!(eval(WINDOW_SYNC_NR, ip, sync), RET_USER_NOTIF);
+            assert_eq!(
+                eval(WINDOW_SYNC_NR, ip, [u64::from(MAX_WINDOWS), 0, 0, 0, 0, 0]),
+                RET_KILL_PROCESS
+            );
+            assert_eq!(eval(WINDOW_SYNC_NR, 0x40_1000, sync), RET_TRAP);
+        }
     }
 
     fn base_eval(nr: u32, ip: u64, args: [u64; 6]) -> u32 {

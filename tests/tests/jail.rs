@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use pvmux_host::jail::{
     layers, Layers, SandboxUser, DEFAULT_SANDBOX_ID, NAMESPACES, RLIMITS, SANDBOX_FDS,
 };
+use pvmux_hypercalls::window::{MAX_WINDOWS, WINDOW_FD_BASE};
 use pvmux_tests::{run_with_timeout, TempDir};
 
 /// The directory holding the static test programs (shared as the guest's root).
@@ -284,6 +285,28 @@ fn check_sandbox(pid: u32, kind: Kind, l: &Layers, user: SandboxUser) {
         })
         .collect();
     fds.sort_unstable();
+    if kind != Kind::Kernel {
+        // Host file windows the host installed (`--rootfs` programs): read-only regular
+        // files at their fixed numbers; and a spawned user sandbox's own seccomp listener,
+        // which the host took (`host-module/src/window.rs`).
+        fds.retain(|&fd| {
+            let link = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).expect("fd link");
+            let window = (WINDOW_FD_BASE..WINDOW_FD_BASE + MAX_WINDOWS as i32).contains(&fd);
+            if window {
+                let (flags, info) = pvmux_tests::procfs::fd_flags(pid, fd);
+                assert_eq!(flags & 3, 0, "{what}: window fd {fd} is read-only: {info}");
+                let st = std::fs::metadata(format!("/proc/{pid}/fd/{fd}")).expect("window");
+                assert!(st.is_file(), "{what}: window fd {fd} is {link:?}");
+                return false;
+            }
+            let listener = link == Path::new("anon_inode:seccomp notify");
+            assert!(
+                !listener || (matches!(kind, Kind::User | Kind::Spare) && template.is_none()),
+                "{what}: a listener at fd {fd}"
+            );
+            !listener
+        });
+    }
     if template.is_some() {
         // A forked sandbox closed its template's control memfd (fd 4).
         assert_eq!(fds, [SANDBOX_FDS[0]], "{what}: fds");

@@ -443,6 +443,13 @@ fn variant(src: &Path, dst: &Path, edit: impl FnOnce(&Path)) {
     for f in ["manifest.json", "state.json"] {
         std::fs::copy(src.join(f), dst.join(f)).unwrap();
     }
+    // The host file windows' bytes (the programs of a `--rootfs` tenant).
+    for e in std::fs::read_dir(src).unwrap() {
+        let name = e.unwrap().file_name();
+        if name.to_string_lossy().starts_with("window-") {
+            std::fs::copy(src.join(&name), dst.join(&name)).unwrap();
+        }
+    }
     sparse_copy(&src.join("memory.img"), &dst.join("memory.img"));
     edit(dst);
 }
@@ -486,8 +493,25 @@ fn corrupted_truncated_and_foreign_snapshots_are_refused() {
     assert_eq!(again.code(), Some(1), "{}", again.context());
     assert!(again.stderr.contains("not empty"), "{}", again.context());
 
+    // Its programs came from the host through windows: their bytes are in the snapshot.
+    assert!(snap.join("window-0.img").exists(), "no window saved");
     type Edit = Box<dyn FnOnce(&Path)>;
     let cases: Vec<(&str, Edit, &str)> = vec![
+        (
+            "corrupt-window",
+            Box::new(|d: &Path| {
+                let w = d.join("window-0.img");
+                let mut b = std::fs::read(&w).unwrap();
+                b[100] ^= 0x40;
+                std::fs::write(&w, b).unwrap();
+            }),
+            "window-0.img is corrupted",
+        ),
+        (
+            "missing-window",
+            Box::new(|d: &Path| std::fs::remove_file(d.join("window-0.img")).unwrap()),
+            "window-0.img",
+        ),
         (
             "corrupt-memory",
             Box::new(|d: &Path| {

@@ -6,6 +6,9 @@
 //! DIR/state.json      the tenant: memory size, vCPUs, clock, layout, the caller's data
 //! DIR/memory.img      guest memory as a sparse file of the memory's size: only the pages
 //!                     that hold a non-zero byte are written (the rest are holes)
+//! DIR/window-N.img    the bytes of host file window N (`crate::window`), one per window the
+//!                     tenant had open (0, 1, ...): user pages name them as they name guest
+//!                     memory, and a restore must not depend on the host's files
 //! ```
 //!
 //! Every section's CRC-32 is in the manifest; memory's is over `(offset, page)` of every
@@ -339,8 +342,26 @@ pub(crate) fn read_manifest(dir: &Path, kernel: &str) -> Result<Manifest, Snapsh
             return Err(bad(format!("{MANIFEST} must list one {name:?} section")));
         }
     }
+    for (i, s) in m
+        .sections
+        .iter()
+        .filter(|s| s.name.starts_with("window-"))
+        .enumerate()
+    {
+        if s.name != window_name(i as u32) || s.file != window_file(i as u32) {
+            return Err(bad(format!(
+                "{MANIFEST}'s window sections must be window-0, window-1, ... in order"
+            )));
+        }
+        if i >= pvmux_hypercalls::window::MAX_WINDOWS as usize
+            || s.bytes == 0
+            || s.bytes >= pvmux_hypercalls::window::WINDOW_SPAN
+        {
+            return Err(bad(format!("{MANIFEST}'s {} is out of bounds", s.name)));
+        }
+    }
     for s in &m.sections {
-        if ![STATE, MEMORY].contains(&s.file.as_str()) {
+        if ![STATE, MEMORY].contains(&s.file.as_str()) && !s.name.starts_with("window-") {
             return Err(bad(format!(
                 "{MANIFEST} names an unknown file {:?}",
                 s.file
@@ -348,6 +369,92 @@ pub(crate) fn read_manifest(dir: &Path, kernel: &str) -> Result<Manifest, Snapsh
         }
     }
     Ok(m)
+}
+
+/// The section name of window `slot`.
+pub(crate) fn window_name(slot: u32) -> String {
+    format!("window-{slot}")
+}
+
+/// The file of window `slot`'s section.
+pub(crate) fn window_file(slot: u32) -> String {
+    format!("window-{slot}.img")
+}
+
+/// Writes window `slot`'s file (`fd`, `size` bytes) as its section.
+pub(crate) fn write_window(
+    dir: &Path,
+    slot: u32,
+    fd: std::os::fd::BorrowedFd<'_>,
+    size: u64,
+) -> Result<Section, SnapshotError> {
+    let path = dir.join(window_file(slot));
+    let mut out = File::create(&path).map_err(io("creating", &path))?;
+    let mut crc = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut off = 0u64;
+    while off < size {
+        let want = ((size - off) as usize).min(CHUNK);
+        let n = rustix::io::pread(fd, &mut buf[..want], off)
+            .map_err(|e| io("reading a window of", &path)(e.into()))?;
+        if n == 0 {
+            return Err(bad(format!("window {slot}'s file is shorter than it was")));
+        }
+        crc.update(&buf[..n]);
+        out.write_all(&buf[..n]).map_err(io("writing", &path))?;
+        off += n as u64;
+    }
+    out.sync_all().map_err(io("syncing", &path))?;
+    Ok(Section {
+        name: window_name(slot),
+        file: window_file(slot),
+        bytes: size,
+        data_bytes: size,
+        crc32: crc.finalize(),
+    })
+}
+
+/// Reads and checks the window sections of `m` (in slot order): each as a sealed memfd
+/// holding its bytes, opened read-only.
+pub(crate) fn read_windows(
+    dir: &Path,
+    m: &Manifest,
+) -> Result<Vec<std::os::fd::OwnedFd>, SnapshotError> {
+    use rustix::fs::{MemfdFlags, SealFlags};
+    let mut out = Vec::new();
+    for s in m.sections.iter().filter(|s| s.name.starts_with("window-")) {
+        let path = dir.join(&s.file);
+        let bytes = std::fs::read(&path).map_err(io("reading", &path))?;
+        if bytes.len() as u64 != s.bytes || crc32fast::hash(&bytes) != s.crc32 {
+            return Err(bad(format!(
+                "{} is corrupted (length or CRC-32 mismatch)",
+                s.file
+            )));
+        }
+        let fd = rustix::fs::memfd_create(
+            "pvmux-window",
+            MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+        )
+        .map_err(|e| io("creating a window for", &path)(e.into()))?;
+        let mut done = 0;
+        while done < bytes.len() {
+            done += rustix::io::write(&fd, &bytes[done..])
+                .map_err(|e| io("filling a window for", &path)(e.into()))?;
+        }
+        rustix::fs::fcntl_add_seals(
+            &fd,
+            SealFlags::WRITE | SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL,
+        )
+        .map_err(|e| io("sealing a window for", &path)(e.into()))?;
+        let ro = rustix::fs::open(
+            format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd)),
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| io("opening a window for", &path)(e.into()))?;
+        out.push(ro);
+    }
+    Ok(out)
 }
 
 /// The manifest's section `name` (checked present by [`read_manifest`]).

@@ -163,6 +163,8 @@ impl Drop for ChildCtl {
 pub(super) struct Template {
     child: Child,
     region: Arc<Region>,
+    /// Its filter's listener was looked for (before its first fork).
+    listener_looked: bool,
 }
 
 impl Template {
@@ -184,7 +186,51 @@ impl Template {
         Ok(Self {
             child,
             region: Arc::new(region),
+            listener_looked: false,
         })
+    }
+
+    /// The template filter's notification listener, as a descriptor of ours, once: before
+    /// the first fork (at which the template closes its own copy), after waiting for the
+    /// template to start. `None` if it has none (a host kernel without listeners) or did not
+    /// start in time.
+    pub(super) fn take_listener(&mut self) -> Option<OwnedFd> {
+        if std::mem::replace(&mut self.listener_looked, true) {
+            return None;
+        }
+        use std::mem::offset_of;
+        let status = self
+            .region
+            .u32_at(0, offset_of!(SandboxHeader, stub_status));
+        let deadline = Instant::now() + FORK_TIMEOUT;
+        loop {
+            match status.load(SeqCst) {
+                status::READY => break,
+                status::FAILED => return None,
+                s => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero()
+                        || sandbox::wait_exited(&self.child.pidfd, Some(Duration::ZERO))
+                    {
+                        return None;
+                    }
+                    let ts = rustix::fs::Timespec {
+                        tv_sec: 0,
+                        tv_nsec: left.min(Duration::from_millis(10)).as_nanos() as i64,
+                    };
+                    let _ = futex::wait(status, futex::Flags::empty(), s, Some(&ts));
+                }
+            }
+        }
+        let fd = self.region.ctl().listener.load(SeqCst);
+        let ours = rustix::process::pidfd_getfd(
+            &self.child.pidfd,
+            fd,
+            rustix::process::PidfdGetfdFlags::empty(),
+        )
+        .ok()?;
+        // What the template named must be a listener.
+        crate::window::is_listener(&ours).then_some(ours)
     }
 
     /// The template's process.
@@ -208,7 +254,11 @@ impl Template {
 
     /// Forks a spare whose header `init` describes: its process (pid and a pidfd of the
     /// host's own) and its control header.
-    pub(super) fn fork(&self, init: &HeaderInit) -> Result<(Child, ChildCtl), String> {
+    pub(super) fn fork(
+        &self,
+        init: &HeaderInit,
+        windows: u32,
+    ) -> Result<(Child, ChildCtl), String> {
         let page = self
             .region
             .take_page()
@@ -219,6 +269,7 @@ impl Template {
         };
         self.region.write_header(page, init);
         let t = self.region.ctl();
+        t.windows.store(windows, SeqCst);
         t.page.store(page, SeqCst);
         let request = t.request.load(SeqCst).wrapping_add(1);
         t.request.store(request, SeqCst);
@@ -349,14 +400,7 @@ pub(super) fn child_exit(pidfd: &OwnedFd) -> SandboxExit {
 /// (`PIDFD_INFO_EXIT`, Linux 6.15), which the template needs.
 pub(super) fn supported() -> bool {
     static OK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *OK.get_or_init(|| {
-        let u = rustix::system::uname();
-        let release = u.release().to_string_lossy();
-        let mut parts = release.split(|c: char| !c.is_ascii_digit());
-        let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-        let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-        (major, minor) >= (6, 15)
-    })
+    *OK.get_or_init(|| sandbox::linux_at_least(6, 15))
 }
 
 #[cfg(test)]

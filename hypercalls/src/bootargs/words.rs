@@ -61,6 +61,10 @@ pub const HELP: &[(&str, &str)] = &[
         "leave guest programs' system-call sites unpatched (pvmux run --no-patch)",
     ),
     (
+        "no-file-windows",
+        "copy --rootfs programs into guest memory, not host file windows (pvmux run --no-file-windows)",
+    ),
+    (
         "caps=EFF:PRM:INH:BND:AMB",
         "init's capability sets, hex masks (pvmux run --cap-drop/--cap-add)",
     ),
@@ -232,6 +236,7 @@ pub fn parse_word(word: &str) -> Result<Word<'_>, Error<'_>> {
         "crash=double-fault" => return cmd(Command::CrashDoubleFault),
         "crash=stub-syscall" => return cmd(Command::CrashStubSyscall),
         "no-patch" => return cmd(Command::NoPatch),
+        "no-file-windows" => return cmd(Command::NoFileWindows),
         "adopt-refuse" => return cmd(Command::AdoptRefuse),
         "adopt-refuse-switch" => return cmd(Command::AdoptRefuseSwitch),
         "syscall-report" => return set(Setting::SyscallReport),
@@ -477,6 +482,7 @@ impl fmt::Display for Command<'_> {
             Self::TaskLimit(n) => write!(f, "task-limit={n}"),
             Self::UserIsolationNone => f.write_str("user-isolation=none"),
             Self::NoPatch => f.write_str("no-patch"),
+            Self::NoFileWindows => f.write_str("no-file-windows"),
             Self::AdoptRefuse => f.write_str("adopt-refuse"),
             Self::AdoptRefuseSwitch => f.write_str("adopt-refuse-switch"),
             Self::SlowExit(ms) => write!(f, "slow-exit={ms}"),

@@ -694,6 +694,15 @@ pub fn check_op(o: &UserOp, mem_size: u64) -> Result<(), u32> {
         {
             Ok(())
         }
+        // A host file window's pages (`crate::window`): read-only, inside one slot.
+        op::MAP | op::MAP_POPULATE
+            if prot_ok
+                && o.prot & prot::WRITE == 0
+                && o.offset.is_multiple_of(PAGE_SIZE)
+                && crate::window::range_of(o.offset, o.len).is_some() =>
+        {
+            Ok(())
+        }
         op::UNMAP => Ok(()),
         op::PROTECT if prot_ok => Ok(()),
         _ => Err(EINVAL),

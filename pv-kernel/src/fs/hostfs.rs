@@ -51,7 +51,10 @@ fn gpa_of(bytes: &[u8]) -> Option<u64> {
 }
 
 /// The path as a buffer the host can read (a heap copy if `path` is elsewhere).
-fn with_path<R>(path: &[u8], f: impl FnOnce(u64) -> Result<R, Errno>) -> Result<R, Errno> {
+pub(crate) fn with_path<R>(
+    path: &[u8],
+    f: impl FnOnce(u64) -> Result<R, Errno>,
+) -> Result<R, Errno> {
     if path.len() as u64 > PATH_MAX {
         return Err(Errno::ENAMETOOLONG);
     }

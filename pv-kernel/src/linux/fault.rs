@@ -6,6 +6,7 @@
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, Ordering};
 
+use pvmux_hypercalls::frame::pf;
 use pvmux_hypercalls::{TrapFrame, Vector};
 
 use super::signal::{code, sig, Fault, SigInfo};
@@ -91,6 +92,19 @@ pub(crate) fn user_exception(
             code::BUS_ADRERR,
             fault(trap.addr, trap.error_code | PF_USER),
         ),
+        // The host's `SIGBUS` (`RESERVED`, from the stub) on a host file window's page: the
+        // file shrank on the host under its mapping, as Linux for a file truncated under a
+        // mapping of it.
+        Some(Vector::PageFault)
+            if trap.error_code & pf::RESERVED != 0
+                && space.mm.lock().maps_window_page(trap.addr) =>
+        {
+            SigInfo::fault(
+                sig::SIGBUS,
+                code::BUS_ADRERR,
+                fault(trap.addr, trap.error_code | PF_USER),
+            )
+        }
         Some(Vector::PageFault) => {
             match resolve_page_fault(task, space, trap) {
                 Ok(generation) if !fault_loop.is_stuck(trap.addr, generation) => {

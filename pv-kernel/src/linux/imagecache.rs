@@ -62,7 +62,8 @@ pub(crate) struct CachedFile {
     key: (Ino, u64, u64),
     /// First frame (guest-physical).
     base: u64,
-    /// Frames held (one reference each).
+    /// Frames held (one reference each); 0 for a host file window's entry, whose pages are
+    /// the window's ([`CachedFile::base`] a window's address, `linux/window.rs`).
     pages: usize,
     /// File size in bytes.
     size: usize,
@@ -547,6 +548,11 @@ fn entry(ino: Ino, size: u64, mtime_ns: u64) -> Result<Arc<CachedFile>, Errno> {
         e.used.store(now, Ordering::Relaxed);
         return Ok(e);
     }
+    if let Some(e) = window_entry(ino, size, mtime_ns, now)? {
+        let entry = Arc::new(e);
+        CACHE.lock().push(entry.clone());
+        return Ok(entry);
+    }
     let size = size as usize;
     let pages = size.div_ceil(PAGE_SIZE as usize);
     let (_, pool_total) = pool::stats();
@@ -594,6 +600,51 @@ fn entry(ino: Ino, size: u64, mtime_ns: u64) -> Result<Arc<CachedFile>, Errno> {
     let entry = Arc::new(e);
     CACHE.lock().push(entry.clone());
     Ok(entry)
+}
+
+/// The entry of host file `ino` as a host file window (`linux/window.rs`), if the host gives
+/// one: its pages are the window's (no pool frames, nothing read but its head, nothing to
+/// check: programs cannot write them), its head read from the host into kernel memory.
+/// `None`: not a share's file, or no window for it (then it is read into pool frames).
+fn window_entry(ino: Ino, size: u64, mtime_ns: u64, now: u64) -> Result<Option<CachedFile>, Errno> {
+    let Some(path) = crate::fs::with(|fs| fs.host_file_path(ino)) else {
+        return Ok(None);
+    };
+    let Some(slot) = super::window::open(&path, size, mtime_ns) else {
+        return Ok(None);
+    };
+    let size = size as usize;
+    let mut first = take_buffer(size.min(HEAD_MAX))?;
+    let mut got = 0;
+    while got < first.len() {
+        match crate::fs::with(|fs| fs.read_ino_uncached(ino, got as u64, &mut first[got..]))? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    if got < first.len() {
+        give_back(first);
+        return Err(Errno::EIO); // shorter than it said
+    }
+    let chunks = size.div_ceil(TAG_CHUNK);
+    let hold = crate::fs::with(|fs| fs.open_ino(ino, crate::fs::ramfs::oflag::O_RDONLY).ok());
+    let head = first[..head_len(&first, size)].to_vec();
+    give_back(first);
+    Ok(Some(CachedFile {
+        key: (ino, size as u64, mtime_ns),
+        base: pvmux_hypercalls::window::gpa(slot, 0),
+        pages: 0,
+        size,
+        head,
+        used: AtomicU64::new(now),
+        // Always ready: a window's pages hold the file's bytes and no program can write them.
+        filled: (0..chunks).map(|_| AtomicBool::new(true)).collect(),
+        tags: (0..chunks).map(|_| AtomicU64::new(0)).collect(),
+        verified: (0..chunks).map(|_| AtomicU64::new(u64::MAX)).collect(),
+        fill_lock: IrqLock::new(()),
+        hold,
+        from_host: true,
+    }))
 }
 
 #[cfg(test)]

@@ -67,6 +67,7 @@ pub(crate) mod task;
 pub(crate) mod timers;
 pub(crate) mod uaccess;
 pub(crate) mod vdso;
+pub(crate) mod window;
 
 pub(crate) use crate::fs::Errno;
 

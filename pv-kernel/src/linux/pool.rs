@@ -502,8 +502,17 @@ fn index(p: &Pool, gpa: u64) -> usize {
     i
 }
 
+/// Whether `gpa` is a host file window's page (`linux/window.rs`): not a pool frame, never
+/// counted, never freed.
+fn is_window(gpa: u64) -> bool {
+    pvmux_hypercalls::window::slot_of(gpa).is_some()
+}
+
 /// Adds a reference (a second mapping after `fork`).
 pub(crate) fn get(gpa: u64) {
+    if is_window(gpa) {
+        return;
+    }
     let mut g = POOL.lock();
     let p = g.as_mut().expect("user pool");
     let i = index(p, gpa);
@@ -514,7 +523,7 @@ pub(crate) fn get(gpa: u64) {
 pub(crate) fn get_many(frames: &[u64]) {
     let mut g = POOL.lock();
     let p = g.as_mut().expect("user pool");
-    for &gpa in frames {
+    for &gpa in frames.iter().filter(|&&g| !is_window(g)) {
         let i = index(p, gpa);
         p.refs[i] = p.refs[i].checked_add(1).expect("pool refcount overflow");
     }
@@ -522,6 +531,9 @@ pub(crate) fn get_many(frames: &[u64]) {
 
 /// Drops a reference; the frame is free when the last one goes.
 pub(crate) fn put(gpa: u64) {
+    if is_window(gpa) {
+        return;
+    }
     let mut g = POOL.lock();
     let p = g.as_mut().expect("user pool");
     p.drop_ref(gpa);
@@ -535,14 +547,18 @@ pub(crate) fn put(gpa: u64) {
 pub(crate) fn put_all(frames: Vec<u64>) {
     let mut g = POOL.lock();
     let p = g.as_mut().expect("user pool");
-    for gpa in frames.into_iter().rev() {
+    for gpa in frames.into_iter().rev().filter(|&g| !is_window(g)) {
         p.drop_ref(gpa);
     }
     p.compact();
 }
 
-/// The frame's reference count.
+/// The frame's reference count (a window's page: `u16::MAX`, shared by everyone: a write
+/// always copies it).
 pub(crate) fn refs(gpa: u64) -> u16 {
+    if is_window(gpa) {
+        return u16::MAX;
+    }
     let g = POOL.lock();
     let p = g.as_ref().expect("user pool");
     p.refs[index(p, gpa)]

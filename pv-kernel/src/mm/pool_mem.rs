@@ -16,7 +16,10 @@
 //! functions are safe.
 //!
 //! Every range is checked against the pool (set once by [`init`]); a range outside it is a
-//! kernel bug and panics.
+//! kernel bug and panics. The one exception: a host file window's pages
+//! (`pvmux_hypercalls::window`), which user pages may be and which are not in guest memory,
+//! are *read* ([`read`], [`copy`]'s source) through the host (`WindowRead`), zeros past the
+//! file's end; they are never written.
 //!
 //! In host unit tests (`cfg(test)`) the pool is ordinary heap memory standing in for the
 //! direct map, so the code above it (the pool allocator, the address-space bookkeeping) runs
@@ -24,7 +27,7 @@
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use pvmux_hypercalls::PAGE_SIZE;
+use pvmux_hypercalls::{window, PAGE_SIZE};
 
 /// First guest-physical address of the pool (0: no pool yet).
 static BASE: AtomicU64 = AtomicU64::new(0);
@@ -62,8 +65,15 @@ fn checked(gpa: u64, len: usize) -> usize {
     backing::address(gpa - BASE.load(Ordering::Relaxed), gpa)
 }
 
-/// Copies `buf.len()` bytes from pool address `gpa` into `buf`.
+/// Copies `buf.len()` bytes from pool address `gpa` (or a window's) into `buf`.
 pub(crate) fn read(gpa: u64, buf: &mut [u8]) {
+    if buf.is_empty() {
+        return;
+    }
+    if let Some((slot, off)) = window::range_of(gpa, buf.len() as u64) {
+        read_window(slot, off, buf);
+        return;
+    }
     let src = checked(gpa, buf.len());
     // An aligned word (the fields of a context slot): one volatile load, which is opaque to
     // the compiler like the string copy, and cheaper for a single word.
@@ -134,9 +144,17 @@ pub(crate) fn zero(gpa: u64, len: usize) {
     unsafe { fill_bytes(dst as *mut u8, 0, len) }
 }
 
-/// Copies `len` bytes from pool address `src` to pool address `dst` (the ranges must not
-/// overlap).
+/// Copies `len` bytes from pool address `src` (or a window's) to pool address `dst` (the
+/// ranges must not overlap).
 pub(crate) fn copy(dst: u64, src: u64, len: usize) {
+    if let Some((slot, off)) = window::range_of(src, len as u64) {
+        checked(dst, len);
+        let n = backing::window_read(slot, off, dst, len as u64) as usize;
+        if n < len {
+            zero(dst + n as u64, len - n);
+        }
+        return;
+    }
     let (d, s) = (checked(dst, len), checked(src, len));
     assert!(
         d + len <= s || s + len <= d,
@@ -144,6 +162,85 @@ pub(crate) fn copy(dst: u64, src: u64, len: usize) {
     );
     // SAFETY: both ranges are pool memory (checked) and do not overlap; see `write`.
     unsafe { copy_bytes(d as *mut u8, s as *const u8, len) }
+}
+
+/// Copies whole pages, `(to, from)` each as [`copy`]: a run of pages whose frames follow
+/// each other on both sides is one copy (for a window's pages, one host read).
+pub(crate) fn copy_pages(pages: &[(u64, u64)]) {
+    let mut i = 0;
+    while i < pages.len() {
+        let (dst, src) = pages[i];
+        let mut n = 1;
+        while let Some(&(d, s)) = pages.get(i + n) {
+            let by = n as u64 * PAGE_SIZE;
+            let crosses_slot =
+                window::slot_of(src).is_some() && window::range_of(src, by + PAGE_SIZE).is_none();
+            if d != dst + by || s != src + by || crosses_slot {
+                break;
+            }
+            n += 1;
+        }
+        copy(dst, src, n * PAGE_SIZE as usize);
+        i += n;
+    }
+}
+
+/// [`read`] of a window's bytes: straight into `buf` where the host can reach it (the kernel
+/// heap is in the direct map), else through a heap buffer; zeros past the file's end.
+fn read_window(slot: u32, off: u64, buf: &mut [u8]) {
+    // Small reads (a system call's string or struct in a program's read-only data) come a
+    // page at a time through a few recently read pages: a host call each otherwise.
+    if buf.len() <= SMALL_READ && off % PAGE_SIZE + buf.len() as u64 <= PAGE_SIZE {
+        let page = window::gpa(slot, off - off % PAGE_SIZE);
+        let at = (off % PAGE_SIZE) as usize;
+        let mut recent = RECENT.lock();
+        if let Some(i) = recent.iter().position(|(g, _)| *g == page) {
+            let (g, bytes) = recent.remove(i);
+            buf.copy_from_slice(&bytes[at..at + buf.len()]);
+            recent.push((g, bytes));
+            return;
+        }
+        drop(recent);
+        let mut bytes = alloc::boxed::Box::new([0u8; PAGE_SIZE as usize]);
+        read_window_direct(slot, off - off % PAGE_SIZE, &mut bytes[..]);
+        buf.copy_from_slice(&bytes[at..at + buf.len()]);
+        let mut recent = RECENT.lock();
+        if recent.len() >= RECENT_PAGES {
+            recent.remove(0);
+        }
+        recent.push((page, bytes));
+        return;
+    }
+    read_window_direct(slot, off, buf);
+}
+
+/// Reads of window bytes at most this long go through [`RECENT`].
+const SMALL_READ: usize = 1024;
+/// Pages kept in [`RECENT`].
+const RECENT_PAGES: usize = 16;
+/// Window pages read lately for small reads, oldest first: a window's bytes never change
+/// under the guest (its slot always names one version of one file).
+static RECENT: crate::irq::IrqLock<
+    alloc::vec::Vec<(u64, alloc::boxed::Box<[u8; PAGE_SIZE as usize]>)>,
+> = crate::irq::IrqLock::new(alloc::vec::Vec::new());
+
+/// [`read_window`] straight from the host.
+fn read_window_direct(slot: u32, off: u64, buf: &mut [u8]) {
+    let n = match backing::buffer_gpa(buf) {
+        Some(g) => backing::window_read(slot, off, g, buf.len() as u64) as usize,
+        None => {
+            let mut bounce = alloc::vec![0u8; buf.len()];
+            let n = match backing::buffer_gpa(&bounce) {
+                Some(g) => backing::window_read(slot, off, g, buf.len() as u64) as usize,
+                None => 0,
+            };
+            buf[..n].copy_from_slice(&bounce[..n]);
+            bounce.clear();
+            n
+        }
+    };
+    let len = buf.len();
+    buf[n.min(len)..].fill(0);
 }
 
 /// The 32-bit word at pool address `gpa` (4-byte aligned) as an atomic shared with the user
@@ -226,6 +323,29 @@ mod backing {
     pub(super) fn memfd_write(gpa: u64, data: &[u8]) -> usize {
         usize::try_from(crate::stub::mem_write(gpa, data)).map_or(0, |n| n.min(data.len()))
     }
+
+    /// Guest-physical address of kernel buffer `buf`, if the host can write it there.
+    pub(super) fn buffer_gpa(buf: &[u8]) -> Option<u64> {
+        crate::boot::virt_to_phys(buf.as_ptr() as u64, buf.len() as u64)
+    }
+
+    /// Reads up to `len` bytes of window `slot`'s file at `off` into guest memory at `gpa`
+    /// (`WindowRead`, a call per `READ_MAX` bytes): the bytes read (short at the file's end,
+    /// or 0 if the host refused: logged).
+    pub(super) fn window_read(slot: u32, off: u64, gpa: u64, len: u64) -> u64 {
+        let mut done = 0;
+        while done < len {
+            match crate::hcall::window_read(slot, off + done, gpa + done, len - done) {
+                Ok(0) => break,
+                Ok(n) if n <= len - done => done += n,
+                r => {
+                    crate::println!("pool_mem: reading window {slot} at {off:#x} failed: {r:?}");
+                    break;
+                }
+            }
+        }
+        done
+    }
 }
 
 /// Where the pool's bytes are in host unit tests: a heap buffer, allocated once.
@@ -251,6 +371,16 @@ mod backing {
 
     /// No memfd here: nothing written (the caller copies).
     pub(super) fn memfd_write(_gpa: u64, _data: &[u8]) -> usize {
+        0
+    }
+
+    /// No host here: no kernel buffer has a guest-physical address.
+    pub(super) fn buffer_gpa(_buf: &[u8]) -> Option<u64> {
+        None
+    }
+
+    /// No host here: windows read as empty.
+    pub(super) fn window_read(_slot: u32, _off: u64, _gpa: u64, _len: u64) -> u64 {
         0
     }
 }

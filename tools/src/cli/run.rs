@@ -354,6 +354,12 @@ pub struct RunArgs {
     /// that checksums its own code then sees the changed bytes.
     #[arg(long)]
     pub no_patch: bool,
+    /// Copy the --rootfs programs and libraries the guest runs into its memory instead of
+    /// mapping them read-only from the host's page cache (host file windows, the default:
+    /// nothing is read or copied at start-up and every tenant shares the host's pages). A
+    /// snapshot saves the windows' bytes either way.
+    #[arg(long)]
+    pub no_file_windows: bool,
 
     /// The program to run as init, and its arguments (after `--`; see below).
     #[arg(last = true, value_name = "PROGRAM [ARGS]")]
@@ -480,6 +486,8 @@ pub struct InitSetup {
     pub user_isolation_none: bool,
     /// `--no-patch`: leave system-call sites unpatched.
     pub no_patch: bool,
+    /// `--no-file-windows`: copy host programs into guest memory.
+    pub no_file_windows: bool,
     /// `--channel` names, in index order.
     pub channels: Vec<Vec<u8>>,
 }
@@ -563,6 +571,7 @@ impl InitSetup {
             caps,
             user_isolation_none: args.user_isolation == UserIsolation::None,
             no_patch: args.no_patch,
+            no_file_windows: args.no_file_windows,
             channels: args.channel.iter().map(|c| c.as_bytes().to_vec()).collect(),
         })
     }
@@ -614,6 +623,7 @@ pub fn boot_args(
                 .then_some(Command::UserIsolationNone),
         )
         .chain(init.no_patch.then_some(Command::NoPatch))
+        .chain(init.no_file_windows.then_some(Command::NoFileWindows))
         .chain(init.channels.iter().map(|c| Command::Channel(c)))
         .collect();
     let argv: Vec<&[u8]> = if !program.is_empty() {

@@ -749,6 +749,30 @@ fn operations_are_checked_like_the_abi_says() {
         ..ok
     };
     assert_eq!(check_op(&populate, MEM), Ok(()));
+    // A host file window's pages: read-only (executable or not), inside one slot.
+    let window = UserOp {
+        offset: crate::window::gpa(2, 0x3000),
+        prot: prot::READ | prot::EXEC,
+        ..ok
+    };
+    assert_eq!(check_op(&window, MEM), Ok(()));
+    for bad in [
+        UserOp {
+            prot: prot::READ | prot::WRITE,
+            ..window
+        },
+        UserOp {
+            offset: crate::window::gpa(2, crate::window::WINDOW_SPAN - PAGE_SIZE),
+            len: 2 * PAGE_SIZE,
+            ..window
+        },
+        UserOp {
+            offset: crate::window::gpa(2, 0x3001),
+            ..window
+        },
+    ] {
+        assert_eq!(check_op(&bad, MEM), Err(EINVAL), "{bad:?}");
+    }
     for bad in [
         UserOp {
             offset: MEM,

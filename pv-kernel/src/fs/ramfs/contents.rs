@@ -261,6 +261,20 @@ impl Fs {
         Ok(())
     }
 
+    /// The share's path of `ino` if it is a host file ([`Fs::is_host_file`]).
+    pub(crate) fn host_file_path(&self, ino: Ino) -> Option<Vec<u8>> {
+        if !self.is_host_file(ino) {
+            return None;
+        }
+        match &self.inodes.get(&ino)?.node {
+            Node::File {
+                data: Data::Host { path, .. },
+                ..
+            } => Some(path.clone()),
+            _ => None,
+        }
+    }
+
     /// Whether `ino` is a `--rootfs` host file all of whose bytes come from the host (not
     /// written or truncated by the guest, not a `--volume` file): what the image cache may
     /// keep for executable mappings (`linux::imagecache::for_mapping`).

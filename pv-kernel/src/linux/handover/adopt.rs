@@ -324,6 +324,11 @@ pub(crate) fn plan(bytes: &[u8], args: &AdoptArgs) -> Result<Plan, Refusal> {
     // Frames: one reference per page that maps one; a private frame exactly once.
     let mut private = BTreeSet::new();
     for run in r.entries::<PageRunEntry>() {
+        // A host file window's pages are no pool frames: nothing to adopt (`Record::check`
+        // let them through copy-on-write only).
+        if pvmux_hypercalls::window::slot_of(run.gpa).is_some() {
+            continue;
+        }
         for k in 0..run.pages {
             let gpa = run.gpa + k * pvmux_hypercalls::PAGE_SIZE;
             let shared = run.flags & (page_flags::COW | page_flags::SHARED) != 0;

@@ -306,6 +306,13 @@ impl Mm {
         (va < v.end).then(|| (s, v.clone()))
     }
 
+    /// Whether the page at `va` is mapped from a host file window (`linux/window.rs`).
+    pub(crate) fn maps_window_page(&self, va: u64) -> bool {
+        self.pages
+            .get(&(va & !(PAGE_SIZE - 1)))
+            .is_some_and(|p| pvmux_hypercalls::window::slot_of(p.gpa).is_some())
+    }
+
     /// For a fault at `va` on a page the map does not hold, inside a `mmap` of a file
     /// ([`MapFile::bus_past_eof`]): the file's inode and the page's file offset.
     pub(crate) fn file_page_to_fill(&self, va: u64) -> Option<(u64, u64)> {
@@ -854,6 +861,23 @@ impl Mm {
         pte: Pte,
         alloc: impl FnOnce() -> Result<u64, Errno>,
     ) -> Result<u64, Errno> {
+        let mut copies = Vec::new();
+        let r = self.break_cow_copying(page, vma, pte, alloc, &mut copies);
+        pool_mem::copy_pages(&copies);
+        r
+    }
+
+    /// [`Mm::break_cow`], its page's copy left in `copies` (`(new frame, old frame)`) for
+    /// the caller to make ([`pool_mem::copy_pages`]: a block's copies in one go, which for
+    /// a host file window's pages is one host read instead of one per page).
+    fn break_cow_copying(
+        &mut self,
+        page: u64,
+        vma: &Vma,
+        pte: Pte,
+        alloc: impl FnOnce() -> Result<u64, Errno>,
+        copies: &mut Vec<(u64, u64)>,
+    ) -> Result<u64, Errno> {
         let npte = if pool::refs(pte.gpa) == 1 {
             Pte {
                 gpa: pte.gpa,
@@ -862,7 +886,7 @@ impl Mm {
             }
         } else {
             let new = alloc()?;
-            pool_mem::copy(new, pte.gpa, PAGE_SIZE as usize);
+            copies.push((new, pte.gpa));
             self.deferred.push(pte.gpa);
             Pte {
                 gpa: new,
@@ -939,14 +963,22 @@ impl Mm {
         frames[..got].sort_unstable();
         let mut next = frames[..got].iter().copied();
         let mut first = Err(Errno::ENOMEM);
+        let mut copies = Vec::with_capacity(n);
         for &(va, p) in &cow[..n] {
             // (A frame shared when counted may have lost its other users since: then it
             // is this page's own, and one new frame is left over.)
-            let gpa = self.break_cow(va, vma, p, || next.next().ok_or(Errno::ENOMEM));
+            let gpa = self.break_cow_copying(
+                va,
+                vma,
+                p,
+                || next.next().ok_or(Errno::ENOMEM),
+                &mut copies,
+            );
             if va == page {
                 first = gpa;
             }
         }
+        pool_mem::copy_pages(&copies);
         for f in next {
             pool::put(f);
         }

@@ -267,6 +267,12 @@ struct SigEvent {
 
 /// Installs the seccomp filter `prog` on every thread of the process at once (TSYNC).
 pub(crate) fn install_filter(prog: &[SockFilter]) -> Result<(), u32> {
+    install_filter_flags(prog, 1).map(|_| ())
+}
+
+/// Installs the seccomp filter `prog` with `SECCOMP_SET_MODE_FILTER` flags `flags`: the
+/// call's non-negative result (a listener's descriptor with `SECCOMP_FILTER_FLAG_NEW_LISTENER`).
+pub(crate) fn install_filter_flags(prog: &[SockFilter], flags: usize) -> Result<usize, u32> {
     #[repr(C)]
     struct Fprog {
         len: u16,
@@ -280,13 +286,12 @@ pub(crate) fn install_filter(prog: &[SockFilter]) -> Result<(), u32> {
     let r = unsafe {
         syscall6(
             nr::SECCOMP,
-            [1, 1, &fprog as *const Fprog as usize, 0, 0, 0],
+            [1, flags, &fprog as *const Fprog as usize, 0, 0, 0],
         )
     };
     match r {
-        0 => Ok(()),
         r if r < 0 => Err((-r) as u32),
-        _ => Err(1),
+        r => Ok(r as usize),
     }
 }
 

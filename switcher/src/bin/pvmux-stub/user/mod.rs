@@ -36,6 +36,7 @@ mod request;
 mod slot;
 mod start;
 mod template;
+mod windows;
 
 use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
 

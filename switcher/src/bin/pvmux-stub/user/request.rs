@@ -11,6 +11,7 @@ use pvmux_hypercalls::user::handoff::{
     bump, first_wait_spin, OpsOrder, RunLoad, Served, SlotMem, UserPlatform, UserSide,
 };
 use pvmux_hypercalls::user::{op, user_stat, UserOp, USER_BASE, USER_END};
+use pvmux_hypercalls::window;
 use pvmux_switcher::seccomp::USER_LEN_MAX;
 
 use super::cpu::UserCpu;
@@ -93,13 +94,17 @@ fn apply_part(o: &UserOp, done: u64, len: u64) -> Result<(), u32> {
                 } else {
                     0
                 };
+                let (fd, offset) = match window::slot_of(o.offset) {
+                    Some((slot, off)) => (super::windows::fd(slot)?, off + done),
+                    None => (GUEST_MEM_FD, o.offset + done),
+                };
                 sys::mmap(
                     addr,
                     len,
                     o.prot,
                     MAP_SHARED | MAP_FIXED | populate,
-                    GUEST_MEM_FD,
-                    o.offset + done,
+                    fd,
+                    offset,
                 )
                 .map(|_| ())
             }

@@ -28,10 +28,10 @@ use super::slot::{ctx_read, ctx_ready};
 use super::USER_MODE;
 use crate::host_limits;
 use crate::start::{
-    fail, install_filter, install_handlers, set_altstack, thread_timer, Step, MAP_ANONYMOUS,
-    MAP_FIXED_NOREPLACE, MAP_PRIVATE, PROT_RW,
+    fail, install_filter, install_filter_flags, install_handlers, set_altstack, thread_timer, Step,
+    MAP_ANONYMOUS, MAP_FIXED_NOREPLACE, MAP_PRIVATE, PROT_RW,
 };
-use crate::state::{header, ALTSTACK_SIZE, AREA_ALTSTACK, AREA_SIZE, G, SIG_EVENT};
+use crate::state::{header, header_atomics, ALTSTACK_SIZE, AREA_ALTSTACK, AREA_SIZE, G, SIG_EVENT};
 use crate::sys::{self, nr, syscall6};
 
 /// Top of the stack a cloned slot thread starts on (it leaves it at its first signal).
@@ -169,7 +169,45 @@ extern "sysv64" fn main_on_own_stack(n: u64, mem: u64, pool: u64) -> ! {
         let Ok(base_len) = built else {
             fail(Step::Filter, EINVAL)
         };
-        if let Err(e) = install_filter(&base[..base_len]) {
+        // A notification listener only for a tenant with host file windows.
+        let windows = header().windows != 0;
+        if template && windows {
+            // With a notification listener (the host answers the children's requests for
+            // host file windows on it); a host kernel without listeners: none (the host
+            // then gives this tenant no windows).
+            const NEW_LISTENER: usize = 8;
+            let listener = match install_filter_flags(&base[..base_len], NEW_LISTENER) {
+                Ok(fd) => fd as i32,
+                Err(e) => match install_filter_flags(&base[..base_len], 0) {
+                    Ok(_) => -(e as i32),
+                    Err(e) => fail(Step::Seccomp, e),
+                },
+            };
+            super::template::set_listener(listener);
+        } else if template {
+            if let Err(e) = install_filter_flags(&base[..base_len], 0) {
+                fail(Step::Seccomp, e);
+            }
+            super::template::set_listener(-1);
+        } else if windows {
+            // On every thread, with a notification listener of its own (the host takes it
+            // when the sandbox is assigned a space, and answers its window requests on it);
+            // a host kernel without listeners: none, and no windows.
+            const TSYNC_LISTENER: usize = 1 | 8 | 16; // TSYNC | NEW_LISTENER | TSYNC_ESRCH
+            match install_filter_flags(&base[..base_len], TSYNC_LISTENER) {
+                Ok(fd) => {
+                    header_atomics()
+                        .window_listener
+                        .store(fd as u32 + 1, Release);
+                    super::windows::enable();
+                }
+                Err(_) => {
+                    if let Err(e) = install_filter(&base[..base_len]) {
+                        fail(Step::Seccomp, e);
+                    }
+                }
+            }
+        } else if let Err(e) = install_filter(&base[..base_len]) {
             fail(Step::Seccomp, e);
         }
     }
@@ -217,6 +255,7 @@ pub(super) fn child_start(page: u32) -> ! {
         sys::exit_group(STUB_EXIT_SETUP);
     }
     sys::close(CTL_FD);
+    super::windows::enable();
     G.pid.store(sys::getpid(), Relaxed);
     let h = header();
     let (n, mem, pool) = (h.nr_vcpus, h.mem_size, h.user_pool_base);

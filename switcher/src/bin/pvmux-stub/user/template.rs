@@ -77,6 +77,12 @@ fn reap_children() {
     while unsafe { syscall6(nr::WAIT4, [usize::MAX, 0, WNOHANG, 0, 0, 0]) } > 0 {}
 }
 
+/// Publishes the template filter's notification listener (its descriptor, or `-errno`) for
+/// the host, which takes its own copy before it asks for the first fork.
+pub(super) fn set_listener(fd: i32) {
+    ctl().listener.store(fd, Release);
+}
+
 /// Serves fork requests for ever (the host kills the template with its tenant). A request
 /// names the child's control page; the answer is the child's pidfd in this process, which
 /// stays open until the next request (the host takes its own copy meanwhile).
@@ -101,7 +107,15 @@ pub(super) fn serve_forks() -> ! {
         if let Some(fd) = held.take() {
             sys::close(fd);
         }
+        // The host took its copy of the listener before this first request: no child may
+        // inherit one (it could answer its siblings' window requests).
+        let listener = t.listener.swap(-1, Acquire);
+        if listener >= 0 {
+            sys::close(listener);
+        }
         let page = t.page.load(Acquire);
+        // Children are born holding every window the tenant has open.
+        super::windows::take_all(t.windows.load(Acquire));
         let answer = if page == 0 || page >= TEMPLATE_MAX_PAGES {
             -(EINVAL as i32)
         } else {

@@ -47,7 +47,6 @@ struct WindowFile {
 /// A tenant's windows and the server that hands their descriptors to its sandboxes.
 #[derive(Debug)]
 pub(crate) struct Windows {
-    files: Mutex<Vec<WindowFile>>,
     server: Server,
 }
 
@@ -63,7 +62,6 @@ impl Windows {
         if !supported() {
             return None;
         }
-        let files: Mutex<Vec<WindowFile>> = Mutex::new(Vec::new());
         let server = match Server::start(tenant) {
             Ok(s) => s,
             Err(e) => {
@@ -71,7 +69,7 @@ impl Windows {
                 return None;
             }
         };
-        Some(Arc::new(Self { files, server }))
+        Some(Arc::new(Self { server }))
     }
 
     /// `WindowOpen(path, size, mtime_ns)`: the slot of the share's regular file at `path`,
@@ -96,7 +94,7 @@ impl Windows {
             return Err(HcError::InvalidArgument);
         }
         let (dev, ino) = (st.st_dev, st.st_ino);
-        let mut files = locked(&self.files);
+        let mut files = locked(&self.server.state.files);
         if let Some(i) = files
             .iter()
             .position(|w| (w.dev, w.ino, w.size, w.mtime_ns) == (dev, ino, size, mtime_ns))
@@ -113,10 +111,7 @@ impl Windows {
             size,
             mtime_ns,
         });
-        let slot = files.len() as u32 - 1;
-        self.server
-            .publish(slot, Arc::clone(&files[slot as usize].fd));
-        Ok(slot)
+        Ok(files.len() as u32 - 1)
     }
 
     /// `WindowRead(slot, offset, buf_gpa, len)`: up to `min(len, READ_MAX)` bytes of the
@@ -130,7 +125,7 @@ impl Windows {
         len: u64,
     ) -> Result<u64, HcError> {
         let fd = {
-            let files = locked(&self.files);
+            let files = locked(&self.server.state.files);
             let w = usize::try_from(slot)
                 .ok()
                 .and_then(|s| files.get(s))
@@ -148,7 +143,7 @@ impl Windows {
 
     /// Every window's file and size, in slot order (a snapshot saves their bytes).
     pub(crate) fn files(&self) -> Vec<(Arc<OwnedFd>, u64)> {
-        locked(&self.files)
+        locked(&self.server.state.files)
             .iter()
             .map(|w| (Arc::clone(&w.fd), w.size))
             .collect()
@@ -157,26 +152,24 @@ impl Windows {
     /// A restored tenant's windows: slots `0..` hold `files` (a snapshot's window bytes, in
     /// read-only sealed memory files), so that its user pages name what they named.
     pub(crate) fn restore(&self, files: Vec<OwnedFd>) -> Result<(), HcError> {
-        let mut table = locked(&self.files);
+        let mut table = locked(&self.server.state.files);
         for fd in files {
             let st = rustix::fs::fstat(&fd).map_err(|_| HcError::NoResources)?;
-            let fd = Arc::new(fd);
             table.push(WindowFile {
-                fd: Arc::clone(&fd),
+                fd: Arc::new(fd),
                 dev: st.st_dev,
                 ino: st.st_ino,
                 size: st.st_size as u64,
                 // Never a share file's version: the guest's later opens get slots of their own.
                 mtime_ns: u64::MAX,
             });
-            self.server.publish(table.len() as u32 - 1, fd);
         }
         Ok(())
     }
 
     /// How many windows are open (slots `0..n`).
     pub(crate) fn count(&self) -> u32 {
-        locked(&self.files).len() as u32
+        locked(&self.server.state.files).len() as u32
     }
 
     /// Starts answering the window requests of the sandboxes behind `listener` (a template's
@@ -279,9 +272,9 @@ struct ServerState {
     listeners: Mutex<HashMap<u64, OwnedFd>>,
     /// Sandboxes whose listener does not exist yet.
     pending: Mutex<Vec<(Arc<OwnedFd>, Published)>>,
-    /// The descriptors of the open windows, by slot.
-    fds: Mutex<Vec<Arc<OwnedFd>>>,
-    next_token: Mutex<u64>,
+    /// The open windows, by slot (the tenant's table: [`Windows`] reaches it here).
+    files: Mutex<Vec<WindowFile>>,
+    next_token: std::sync::atomic::AtomicU64,
     stop: AtomicBool,
     /// An eventfd that wakes the thread (a stop, a pending sandbox).
     wake: OwnedFd,
@@ -292,7 +285,7 @@ impl std::fmt::Debug for ServerState {
         f.debug_struct("ServerState")
             .field("listeners", &locked(&self.listeners).len())
             .field("pending", &locked(&self.pending).len())
-            .field("windows", &locked(&self.fds).len())
+            .field("windows", &locked(&self.files).len())
             .finish_non_exhaustive()
     }
 }
@@ -319,8 +312,8 @@ impl Server {
             epoll,
             listeners: Mutex::new(HashMap::new()),
             pending: Mutex::new(Vec::new()),
-            fds: Mutex::new(Vec::new()),
-            next_token: Mutex::new(WAKE_TOKEN + 1),
+            files: Mutex::new(Vec::new()),
+            next_token: std::sync::atomic::AtomicU64::new(WAKE_TOKEN + 1),
             stop: AtomicBool::new(false),
             wake,
         });
@@ -336,12 +329,6 @@ impl Server {
 
     fn running(&self) -> bool {
         !self.state.stop.load(SeqCst)
-    }
-
-    fn publish(&self, slot: u32, fd: Arc<OwnedFd>) {
-        let mut fds = locked(&self.state.fds);
-        debug_assert_eq!(fds.len(), slot as usize);
-        fds.push(fd);
     }
 
     fn add(&self, listener: OwnedFd) {
@@ -374,11 +361,7 @@ impl ServerState {
     }
 
     fn add(&self, listener: OwnedFd) {
-        let token = {
-            let mut t = locked(&self.next_token);
-            *t += 1;
-            *t
-        };
+        let token = self.next_token.fetch_add(1, SeqCst);
         if epoll::add(
             &self.epoll,
             &listener,
@@ -470,7 +453,10 @@ impl ServerState {
         if r != 0 {
             return; // interrupted, or the caller went away meanwhile
         }
-        let fds: Vec<Arc<OwnedFd>> = locked(&self.fds).clone();
+        let fds: Vec<Arc<OwnedFd>> = locked(&self.files)
+            .iter()
+            .map(|w| Arc::clone(&w.fd))
+            .collect();
         let (slot, all) = (n.data.args[0], n.data.args[1] & SYNC_ALL != 0);
         let error = if n.data.nr as u32 != WINDOW_SYNC_NR {
             libc::ENOSYS

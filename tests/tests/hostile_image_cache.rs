@@ -30,6 +30,33 @@ fn run(mut cmd: Command) -> Run {
     )
 }
 
+/// `pvmux run` with the image cache copying `--rootfs` programs into pool frames (what the
+/// attacks below go after), the kernel log on stderr.
+const COPYING_RUN: [&str; 6] = ["run", "--mem", "64M", "--log", "debug", "--no-file-windows"];
+
+/// How many pool copies of its target `patch-image` reported patching.
+fn patched_copies(guest: &Run) -> u32 {
+    guest
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("patch-image: patched "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse::<u32>().ok())
+        .unwrap_or_else(|| panic!("no patch report: {}", guest.context()))
+}
+
+/// Both runs of the target in `guest` (before and after the attack) printed exactly what
+/// its native run prints.
+fn assert_both_runs_native(guest: &Run, native: &Run) {
+    let runs: Vec<&str> = guest
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with("patch-image:") && !l.starts_with("hostile:"))
+        .collect();
+    let want: Vec<&str> = native.stdout.lines().chain(native.stdout.lines()).collect();
+    assert_eq!(runs, want, "{}", guest.context());
+}
+
 /// A root holding `hostile` and `hello`, and `hello`'s native run.
 fn hello_root(tag: &str) -> (TempDir, Run) {
     let root = TempDir::unique("pvmux-image-cache", tag);
@@ -46,41 +73,22 @@ fn a_patched_cached_image_does_not_outlive_the_attacker() {
     let (root, native) = hello_root("rootfs");
     let base = pvmux_host::domain_builder::user_pool_base(MEM);
     let mut cmd = Command::new(PVMUX);
-    cmd.args([
-        "run",
-        "--mem",
-        "64M",
-        "--log",
-        "debug",
-        "--no-file-windows",
-        "--rootfs",
-    ])
-    .arg(&root.0)
-    .args(["--", "/hostile", "patch-image"])
-    .arg(base.to_string())
-    .arg((MEM - base).to_string())
-    .args(["/hello", FROM, TO]);
+    cmd.args(COPYING_RUN)
+        .arg("--rootfs")
+        .arg(&root.0)
+        .args(["--", "/hostile", "patch-image"])
+        .arg(base.to_string())
+        .arg((MEM - base).to_string())
+        .args(["/hello", FROM, TO]);
     let guest = run(cmd);
     let ctx = guest.context();
     assert_eq!(guest.code(), Some(0), "{ctx}");
     // The attack really happened: the attacker patched at least the cached copy.
-    let patched = guest
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("patch-image: patched "))
-        .and_then(|l| l.split(' ').next())
-        .and_then(|n| n.parse::<u32>().ok())
-        .unwrap_or_else(|| panic!("no patch report: {ctx}"));
+    let patched = patched_copies(&guest);
     assert!(patched >= 1, "{ctx}");
     assert!(guest.has_line("patch-image: attacker exited 0"), "{ctx}");
     // Both runs of hello printed exactly what the native run prints; nothing patched ran.
-    let hello: Vec<&str> = guest
-        .stdout
-        .lines()
-        .filter(|l| !l.starts_with("patch-image:") && !l.starts_with("hostile:"))
-        .collect();
-    let want: Vec<&str> = native.stdout.lines().chain(native.stdout.lines()).collect();
-    assert_eq!(hello, want, "{ctx}");
+    assert_both_runs_native(&guest, &native);
     assert!(!guest.stdout.contains("HACKED"), "{ctx}");
     assert!(guest.has_line("hostile: contained"), "{ctx}");
     // The kernel noticed and said so (kernel log on stderr with --log debug).
@@ -109,13 +117,7 @@ fn a_program_run_from_a_host_file_window_cannot_be_patched() {
     // The attacker may find the page cache's copy of the file (it read the file to know
     // what to look for), never one the program runs from: the second run is unchanged, and
     // the kernel had no cached image to find modified.
-    let runs: Vec<&str> = guest
-        .stdout
-        .lines()
-        .filter(|l| !l.starts_with("patch-image:") && !l.starts_with("hostile:"))
-        .collect();
-    let want: Vec<&str> = native.stdout.lines().chain(native.stdout.lines()).collect();
-    assert_eq!(runs, want, "{ctx}");
+    assert_both_runs_native(&guest, &native);
     assert!(
         guest.has_line("patch-image: attacker exited 0") || guest.stdout.contains("patched 0"),
         "{ctx}"
@@ -150,41 +152,20 @@ fn patched_library_case(name: &str, lib_c: &str, main_c: &str, from: &str, to: &
     assert!(native.stdout.contains(from), "{}", native.context());
     let base = pvmux_host::domain_builder::user_pool_base(MEM);
     let mut cmd = Command::new(PVMUX);
-    cmd.args([
-        "run",
-        "--mem",
-        "64M",
-        "--log",
-        "debug",
-        "--no-file-windows",
-        "--rootfs",
-        "/",
-        "--",
-    ])
-    .arg(prog("hostile"))
-    .arg("patch-image")
-    .arg(base.to_string())
-    .arg((MEM - base).to_string())
-    .args([lib.as_str(), from, to, prog_path.as_str()]);
+    cmd.args(COPYING_RUN)
+        .args(["--rootfs", "/", "--"])
+        .arg(prog("hostile"))
+        .arg("patch-image")
+        .arg(base.to_string())
+        .arg((MEM - base).to_string())
+        .args([lib.as_str(), from, to, prog_path.as_str()]);
     let guest = run(cmd);
     let ctx = guest.context();
     assert_eq!(guest.code(), Some(0), "{ctx}");
-    let patched = guest
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("patch-image: patched "))
-        .and_then(|l| l.split(' ').next())
-        .and_then(|n| n.parse::<u32>().ok())
-        .unwrap_or_else(|| panic!("no patch report: {ctx}"));
+    let patched = patched_copies(&guest);
     assert!(patched >= 1, "{ctx}");
     assert!(guest.has_line("patch-image: attacker exited 0"), "{ctx}");
-    let runs: Vec<&str> = guest
-        .stdout
-        .lines()
-        .filter(|l| !l.starts_with("patch-image:") && !l.starts_with("hostile:"))
-        .collect();
-    let want: Vec<&str> = native.stdout.lines().chain(native.stdout.lines()).collect();
-    assert_eq!(runs, want, "{ctx}");
+    assert_both_runs_native(&guest, &native);
     assert!(!guest.stdout.contains(&format!("{to}\n")), "{ctx}");
     assert!(guest.has_line("hostile: contained"), "{ctx}");
     assert!(
